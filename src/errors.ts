@@ -1,0 +1,66 @@
+// One error class for everything the world can do to us. Codes are stable (scripts and the CLI's
+// exit codes depend on them); messages may improve. Bugs are asserts, not MailstoreErrors.
+
+export const ERROR_CODES = {
+  NOT_FOUND: 'no such mailbox, message or blob',
+  EXISTS: 'the mailbox or store already exists',
+  INVALID: 'bad input: a name, UID set, flag, option or file the caller gave',
+  CORRUPT: 'bytes on disk fail their checksum or hash; nothing wrong was returned',
+  NO_SPACE: 'the disk is full (ENOSPC/EDQUOT); nothing of the failed operation was kept',
+  ACCESS: 'the operating system refused access (EACCES/EPERM/EROFS) to a path',
+  IO: 'the operating system reported an I/O error (EIO)',
+  UNMOUNTED: 'the store does not look like itself: STORE identity missing or foreign, packs or journal gone, device changed',
+  LOCKED: 'another process holds the store',
+  TOO_LARGE: 'the message is larger than the configured limit',
+  CONFLICT: 'a conditional change (unchangedSince) lost to a newer modification',
+  CLOSED: 'the store is closed or was stopped after a failure it could not undo; reopen it',
+  REFUSED: 'a tool refused to change a store that looks damaged or missing (override flag named in the message)',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class MailstoreError extends Error {
+  readonly code: ErrorCode;
+  /** The file path, index key or mailbox the error is about, when there is one. */
+  readonly path?: string;
+  override readonly cause?: unknown;
+
+  constructor(code: ErrorCode, message: string, options: { path?: string; cause?: unknown } = {}) {
+    super(message);
+    this.name = 'MailstoreError';
+    this.code = code;
+    this.path = options.path;
+    this.cause = options.cause;
+  }
+}
+
+export function isMailstoreError(error: unknown, code?: ErrorCode): error is MailstoreError {
+  return error instanceof MailstoreError && (code === undefined || error.code === code);
+}
+
+const SYSTEM_CODES: Record<string, ErrorCode> = {
+  ENOSPC: 'NO_SPACE',
+  EDQUOT: 'NO_SPACE',
+  EFBIG: 'NO_SPACE',
+  EACCES: 'ACCESS',
+  EPERM: 'ACCESS',
+  EROFS: 'ACCESS',
+  EIO: 'IO',
+  ENOENT: 'NOT_FOUND',
+  EEXIST: 'EXISTS',
+};
+
+/** Turns a node:fs error into a MailstoreError with a code a caller can act on. */
+export function fromSystemError(error: unknown, doing: string, path: string): MailstoreError {
+  if (error instanceof MailstoreError) return error;
+  const sys = (error as NodeJS.ErrnoException | undefined)?.code ?? '';
+  const code = SYSTEM_CODES[sys] ?? 'IO';
+  const advice =
+    code === 'NO_SPACE' ? ' (free space and retry; nothing of this operation was acknowledged)' :
+    code === 'ACCESS' ? ' (check ownership, mode and read-only mounts)' : '';
+  return new MailstoreError(code, `${doing} ${path}: ${sys || String(error)}${advice}`, { path, cause: error });
+}
+
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`assertion failed: ${message}`);
+}

@@ -1,0 +1,47 @@
+// The one door to the disk. Everything in mailstore takes a FileSystem, so tests can pass a
+// fault-injecting one (test/sim/faultfs.ts) that records every mutation and produces crash states.
+
+export interface FileStat {
+  size: number;
+  /** Device id: a change under a running store means the partition was unmounted or swapped. */
+  dev: number;
+  ino: number;
+  mode: number;
+  mtimeMs: number;
+  isDirectory: boolean;
+  isFile: boolean;
+}
+
+/**
+ * An open file. Writes are positional and complete: `write` loops over short writes and either
+ * writes every byte or throws. `sync` is fdatasync: after it resolves the bytes survive power loss.
+ */
+export interface FileHandle {
+  readonly path: string;
+  /** Reads up to `length` bytes at `position` into `buffer` at `offset`; returns bytes read (0 at EOF). */
+  read(buffer: Buffer, offset: number, length: number, position: number): Promise<number>;
+  write(data: Buffer, position: number): Promise<void>;
+  sync(): Promise<void>;
+  truncate(length: number): Promise<void>;
+  size(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** How to open: `read` existing; `readWrite` existing; `createNew` fails with EEXIST; `createOrOpen` creates if missing. */
+export type OpenMode = 'read' | 'readWrite' | 'createNew' | 'createOrOpen';
+
+export interface FileSystem {
+  open(path: string, mode: OpenMode): Promise<FileHandle>;
+  readFile(path: string): Promise<Buffer>;
+  /** Lists names in a directory (not paths), sorted by byte order. */
+  readdir(path: string): Promise<string[]>;
+  stat(path: string): Promise<FileStat>;
+  /** stat, or undefined when the path does not exist (ENOENT/ENOTDIR). */
+  statIfExists(path: string): Promise<FileStat | undefined>;
+  mkdir(path: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  rmdir(path: string): Promise<void>;
+  /** fsync a directory, making creates, renames and unlinks inside it durable. */
+  syncDir(path: string): Promise<void>;
+}

@@ -1,0 +1,111 @@
+// The real FileSystem over node:fs. The only module (with its siblings in src/fs) that touches node:fs.
+import { promises as fsp, constants } from 'node:fs';
+import type { FileHandle, FileStat, FileSystem, OpenMode } from './filesystem.js';
+
+const FLAGS: Record<OpenMode, number> = {
+  read: constants.O_RDONLY,
+  readWrite: constants.O_RDWR,
+  createNew: constants.O_RDWR | constants.O_CREAT | constants.O_EXCL,
+  createOrOpen: constants.O_RDWR | constants.O_CREAT,
+};
+
+class NodeFileHandle implements FileHandle {
+  constructor(readonly path: string, private readonly handle: fsp.FileHandle) {}
+
+  async read(buffer: Buffer, offset: number, length: number, position: number): Promise<number> {
+    let total = 0;
+    while (total < length) {
+      const { bytesRead } = await this.handle.read(buffer, offset + total, length - total, position + total);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+    }
+    return total;
+  }
+
+  async write(data: Buffer, position: number): Promise<void> {
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.handle.write(data, done, data.length - done, position + done);
+      if (bytesWritten === 0) throw Object.assign(new Error(`short write to ${this.path}`), { code: 'EIO' });
+      done += bytesWritten;
+    }
+  }
+
+  sync(): Promise<void> {
+    return this.handle.datasync();
+  }
+
+  truncate(length: number): Promise<void> {
+    return this.handle.truncate(length);
+  }
+
+  async size(): Promise<number> {
+    return (await this.handle.stat()).size;
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
+  }
+}
+
+function toStat(s: import('node:fs').Stats): FileStat {
+  return {
+    size: s.size, dev: s.dev, ino: s.ino, mode: s.mode, mtimeMs: s.mtimeMs,
+    isDirectory: s.isDirectory(), isFile: s.isFile(),
+  };
+}
+
+export class NodeFileSystem implements FileSystem {
+  async open(path: string, mode: OpenMode): Promise<FileHandle> {
+    return new NodeFileHandle(path, await fsp.open(path, FLAGS[mode], 0o640));
+  }
+
+  readFile(path: string): Promise<Buffer> {
+    return fsp.readFile(path);
+  }
+
+  async readdir(path: string): Promise<string[]> {
+    return (await fsp.readdir(path)).sort();
+  }
+
+  async stat(path: string): Promise<FileStat> {
+    return toStat(await fsp.stat(path));
+  }
+
+  async statIfExists(path: string): Promise<FileStat | undefined> {
+    try {
+      return toStat(await fsp.stat(path));
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      throw error;
+    }
+  }
+
+  async mkdir(path: string): Promise<void> {
+    await fsp.mkdir(path, { mode: 0o750 });
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return fsp.rename(from, to);
+  }
+
+  unlink(path: string): Promise<void> {
+    return fsp.unlink(path);
+  }
+
+  rmdir(path: string): Promise<void> {
+    return fsp.rmdir(path);
+  }
+
+  async syncDir(path: string): Promise<void> {
+    const handle = await fsp.open(path, constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+}
+
+export const nodeFileSystem: FileSystem = new NodeFileSystem();

@@ -1,0 +1,30 @@
+// Every bound mailstore keeps, in one place, units last. Change them here, never inline.
+
+export const limits = {
+  /** Largest message accepted by default (TOO_LARGE above it); configurable per store open. */
+  messageBytesMax: 64 * 1024 * 1024,
+  /** A pack is rotated once it reaches this size. */
+  packBytesMax: 1024 * 1024 * 1024,
+  /** A journal segment is rotated once it reaches this size. */
+  journalSegmentBytesMax: 64 * 1024 * 1024,
+  /** A journal record payload larger than this is damage, not data. */
+  journalRecordBytesMax: 64 * 1024 * 1024,
+  /** Group commit: most mutations in one batch. */
+  batchMutationsMax: 4096,
+  /** Group commit: most new blob bytes in one batch (one huge message always fits alone). */
+  batchBlobBytesMax: 64 * 1024 * 1024,
+  /** Mailbox names. */
+  mailboxNameBytesMax: 1024,
+  mailboxNameComponentBytesMax: 255,
+  mailboxNameDepthMax: 64,
+  /** User / ACL identifier names. */
+  identifierBytesMax: 255,
+  flagBytesMax: 255,
+  flagsPerMessageMax: 128,
+  /** Expunges of a mailbox being deleted are journalled in chunks of this many UIDs. */
+  deleteChunkMessages: 10_000,
+  /** Replay and rebuild flush the LevelDB batch after this many records. */
+  replayBatchRecords: 2_000,
+  /** Chunk size for streaming reads and scrub. */
+  readChunkBytes: 1024 * 1024,
+} as const;
