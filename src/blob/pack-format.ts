@@ -1,0 +1,52 @@
+// The byte layout of pack files (docs/FORMAT.md). A pack is self-describing: a scan finds every blob
+// by its record magic even with the index and journal gone, and every record verifies by its hash.
+import { crc32 } from 'node:zlib';
+import { HASH_BYTES } from '../hash/blake3.js';
+
+export const PACK_FILE_MAGIC = Buffer.from('MSPK');
+export const PACK_RECORD_MAGIC = Buffer.from('MSB1');
+export const PACK_FORMAT_VERSION = 1;
+/** magic(4) version(4) storeId(16) packNumber(4) crc32(4) */
+export const PACK_HEADER_BYTES = 32;
+/** magic(4) hash(32) bodyLength(8) crc32(4) */
+export const RECORD_HEADER_BYTES = 4 + HASH_BYTES + 8 + 4;
+
+export function packFileName(packNumber: number): string {
+  return `${String(packNumber).padStart(8, '0')}.pack`;
+}
+
+export function parsePackFileName(name: string): number | undefined {
+  const m = /^(\d{8})\.pack$/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+export function encodePackHeader(storeId: Buffer, packNumber: number): Buffer {
+  const b = Buffer.alloc(PACK_HEADER_BYTES);
+  PACK_FILE_MAGIC.copy(b, 0);
+  b.writeUInt32BE(PACK_FORMAT_VERSION, 4);
+  storeId.copy(b, 8);
+  b.writeUInt32BE(packNumber, 24);
+  b.writeUInt32BE(crc32(b.subarray(0, 28)), 28);
+  return b;
+}
+
+export function decodePackHeader(b: Buffer): { storeId: Buffer; packNumber: number } | undefined {
+  if (b.length < PACK_HEADER_BYTES || !b.subarray(0, 4).equals(PACK_FILE_MAGIC)) return undefined;
+  if (b.readUInt32BE(28) !== crc32(b.subarray(0, 28))) return undefined;
+  return { storeId: Buffer.from(b.subarray(8, 24)), packNumber: b.readUInt32BE(24) };
+}
+
+export function encodeRecordHeader(hash: Buffer, bodyLength: number): Buffer {
+  const b = Buffer.allocUnsafe(RECORD_HEADER_BYTES);
+  PACK_RECORD_MAGIC.copy(b, 0);
+  hash.copy(b, 4);
+  b.writeBigUInt64BE(BigInt(bodyLength), 36);
+  b.writeUInt32BE(crc32(b.subarray(0, 44)), 44);
+  return b;
+}
+
+export function decodeRecordHeader(b: Buffer): { hash: Buffer; bodyLength: number } | undefined {
+  if (b.length < RECORD_HEADER_BYTES || !b.subarray(0, 4).equals(PACK_RECORD_MAGIC)) return undefined;
+  if (b.readUInt32BE(44) !== crc32(b.subarray(0, 44))) return undefined;
+  return { hash: Buffer.from(b.subarray(4, 36)), bodyLength: Number(b.readBigUInt64BE(36)) };
+}

@@ -1,0 +1,313 @@
+// Append-only blob packs: message bodies framed with their BLAKE3 hash. A batch of new blobs is
+// written with one write and one fdatasync per pack (group commit step 2). Every read re-hashes;
+// a mismatch is CORRUPT, never wrong bytes.
+import { join } from 'node:path';
+import { MailstoreError, assert, fromSystemError } from '../errors.js';
+import type { FileHandle, FileSystem } from '../fs/filesystem.js';
+import { createHasher, hashBytes, hashHex } from '../hash/blake3.js';
+import {
+  PACK_HEADER_BYTES, PACK_RECORD_MAGIC, RECORD_HEADER_BYTES, decodePackHeader, decodeRecordHeader,
+  encodePackHeader, encodeRecordHeader, packFileName, parsePackFileName,
+} from './pack-format.js';
+
+export interface BlobLocation {
+  pack: number;
+  /** Offset of the record header in the pack. */
+  offset: number;
+  /** Body length in bytes. */
+  length: number;
+}
+
+export interface PackOptions {
+  packBytesMax: number;
+  /** Called before a new pack file is created: the store checks it is still on its own partition. */
+  beforeCreate: (path: string) => Promise<void>;
+}
+
+interface PendingBlob {
+  location: BlobLocation;
+  hash: Buffer;
+  bytes: Buffer;
+}
+
+/** Blobs reserved by one group-commit batch; written by PackStore.commit. */
+export class PackBatch {
+  readonly blobs: PendingBlob[] = [];
+  bytes = 0;
+  constructor(private readonly store: PackStore) {}
+
+  reserve(hash: Buffer, bytes: Buffer): BlobLocation {
+    const location = this.store.reserve(RECORD_HEADER_BYTES + bytes.length, bytes.length);
+    this.blobs.push({ location, hash, bytes });
+    this.bytes += bytes.length;
+    return location;
+  }
+}
+
+export type ScanItem =
+  | { kind: 'blob'; offset: number; hash: Buffer; length: number; valid: boolean }
+  | { kind: 'damage'; offset: number; length: number };
+
+export class PackStore {
+  private readHandles = new Map<number, FileHandle>();
+  private writeHandle?: FileHandle;
+  private current = 0; // number of the pack being appended to; 0 = none yet
+  private tail = 0; // committed end of the current pack
+  private reservedTail = 0; // end including reservations of the open batch
+  private reservedPack = 0;
+  private mustRotate = false;
+
+  private constructor(
+    private readonly fs: FileSystem,
+    readonly dir: string,
+    private readonly storeId: Buffer,
+    private readonly options: PackOptions,
+  ) {}
+
+  static async open(fs: FileSystem, dir: string, storeId: Buffer, options: PackOptions): Promise<PackStore> {
+    const store = new PackStore(fs, dir, storeId, options);
+    const packs = await store.listPacks();
+    if (packs.length > 0) {
+      store.current = packs[packs.length - 1];
+      const stat = await fs.stat(store.path(store.current));
+      store.tail = stat.size;
+      // A pack whose header was lost (crash right after create) is not appended to.
+      if (stat.size < PACK_HEADER_BYTES) store.mustRotate = true;
+    }
+    return store;
+  }
+
+  path(pack: number): string {
+    return join(this.dir, packFileName(pack));
+  }
+
+  async listPacks(): Promise<number[]> {
+    const names = await this.fs.readdir(this.dir);
+    return names.map(parsePackFileName).filter((n): n is number => n !== undefined).sort((a, b) => a - b);
+  }
+
+  beginBatch(): PackBatch {
+    this.reservedPack = this.current;
+    this.reservedTail = this.tail;
+    return new PackBatch(this);
+  }
+
+  /** Called by PackBatch: picks the pack and offset for a record of `recordBytes`. */
+  reserve(recordBytes: number, length: number): BlobLocation {
+    const full = this.reservedTail + recordBytes > this.options.packBytesMax && this.reservedTail > PACK_HEADER_BYTES;
+    if (this.reservedPack === 0 || full || (this.mustRotate && this.reservedPack === this.current)) {
+      this.reservedPack = Math.max(this.reservedPack, this.current) + 1;
+      this.reservedTail = PACK_HEADER_BYTES;
+    }
+    const location = { pack: this.reservedPack, offset: this.reservedTail, length };
+    this.reservedTail += recordBytes;
+    return location;
+  }
+
+  /** Writes and fdatasyncs every blob of the batch. On failure nothing of it is left for a read to trust. */
+  async commit(batch: PackBatch): Promise<void> {
+    if (batch.blobs.length === 0) return;
+    const byPack = new Map<number, PendingBlob[]>();
+    for (const blob of batch.blobs) {
+      const list = byPack.get(blob.location.pack) ?? [];
+      list.push(blob);
+      byPack.set(blob.location.pack, list);
+    }
+    for (const [pack, blobs] of byPack) await this.writePack(pack, blobs);
+  }
+
+  private async writePack(pack: number, blobs: PendingBlob[]): Promise<void> {
+    const start = blobs[0].location.offset;
+    const parts: Buffer[] = [];
+    for (const blob of blobs) parts.push(encodeRecordHeader(blob.hash, blob.bytes.length), blob.bytes);
+    const data = Buffer.concat(parts);
+    const path = this.path(pack);
+    let created = false;
+    try {
+      if (pack !== this.current || !this.writeHandle) {
+        if (pack !== this.current) {
+          await this.options.beforeCreate(path);
+          await this.switchTo(pack, true);
+          created = true;
+        } else {
+          this.writeHandle = await this.fs.open(path, 'readWrite');
+        }
+      }
+      assert(start === this.tail, `pack ${pack} reservation at ${start} but tail is ${this.tail}`);
+      await this.writeHandle!.write(data, start);
+      await this.writeHandle!.sync();
+      if (created) await this.fs.syncDir(this.dir);
+      this.tail = start + data.length;
+    } catch (error) {
+      await this.undo(start);
+      throw fromSystemError(error, 'writing message bodies to pack', path);
+    }
+  }
+
+  private async switchTo(pack: number, create: boolean): Promise<void> {
+    await this.writeHandle?.close().catch(() => undefined);
+    this.writeHandle = undefined;
+    const path = this.path(pack);
+    const handle = await this.fs.open(path, create ? 'createNew' : 'readWrite');
+    this.writeHandle = handle;
+    this.current = pack;
+    this.mustRotate = false;
+    this.tail = 0;
+    await handle.write(encodePackHeader(this.storeId, pack), 0);
+    this.tail = PACK_HEADER_BYTES;
+  }
+
+  /** Cuts what a failed batch wrote; if even that fails, the next batch starts a new pack. */
+  private async undo(start: number): Promise<void> {
+    try {
+      if (this.writeHandle && this.tail <= start) await this.writeHandle.truncate(this.tail);
+      if (this.tail < PACK_HEADER_BYTES) this.mustRotate = true;
+    } catch {
+      this.mustRotate = true;
+    }
+  }
+
+  /** Reads one blob and verifies header, length and hash. */
+  async read(location: BlobLocation, expectedHash: Buffer): Promise<Buffer> {
+    const path = this.path(location.pack);
+    const record = await this.readRecord(location, path);
+    const body = record.subarray(RECORD_HEADER_BYTES);
+    if (!hashBytes(body).equals(expectedHash)) {
+      throw this.corrupt(location, path, `body does not match its hash ${hashHex(expectedHash)}`);
+    }
+    return body;
+  }
+
+  /** Streams a blob after verifying it in a first pass, so no unverified byte is ever handed out. */
+  async *readStream(location: BlobLocation, expectedHash: Buffer, chunkBytes: number): AsyncGenerator<Buffer> {
+    const path = this.path(location.pack);
+    const handle = await this.handle(location.pack, path);
+    const header = await this.readExact(handle, location.offset, RECORD_HEADER_BYTES, location, path);
+    this.checkHeader(header, location, expectedHash, path);
+    const bodyStart = location.offset + RECORD_HEADER_BYTES;
+    const hasher = await createHasher();
+    for (let p = 0; p < location.length; p += chunkBytes) {
+      hasher.update(await this.readExact(handle, bodyStart + p, Math.min(chunkBytes, location.length - p), location, path));
+    }
+    if (!hasher.digest().equals(expectedHash)) throw this.corrupt(location, path, `body does not match its hash ${hashHex(expectedHash)}`);
+    for (let p = 0; p < location.length; p += chunkBytes) {
+      yield await this.readExact(handle, bodyStart + p, Math.min(chunkBytes, location.length - p), location, path);
+    }
+  }
+
+  private async readRecord(location: BlobLocation, path: string): Promise<Buffer> {
+    const handle = await this.handle(location.pack, path);
+    const record = await this.readExact(handle, location.offset, RECORD_HEADER_BYTES + location.length, location, path);
+    this.checkHeader(record, location, undefined, path);
+    return record;
+  }
+
+  private checkHeader(record: Buffer, location: BlobLocation, expectedHash: Buffer | undefined, path: string): void {
+    const header = decodeRecordHeader(record.subarray(0, RECORD_HEADER_BYTES));
+    if (!header) throw this.corrupt(location, path, 'record header is damaged');
+    if (header.bodyLength !== location.length) throw this.corrupt(location, path, `record length ${header.bodyLength} differs from the index's ${location.length}`);
+    if (expectedHash && !header.hash.equals(expectedHash)) throw this.corrupt(location, path, 'record holds a different hash');
+  }
+
+  private async readExact(handle: FileHandle, position: number, length: number, location: BlobLocation, path: string): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(length);
+    let n: number;
+    try {
+      n = await handle.read(buf, 0, length, position);
+    } catch (error) {
+      throw fromSystemError(error, 'reading pack', path);
+    }
+    if (n < length) throw this.corrupt(location, path, `pack ends ${length - n} bytes early`);
+    return buf;
+  }
+
+  private corrupt(location: BlobLocation, path: string, why: string): MailstoreError {
+    return new MailstoreError('CORRUPT',
+      `blob at ${path} offset ${location.offset}: ${why}; run 'mailstore scrub' (and 'scrub --repair --source COPY' to heal it)`,
+      { path: `${path}@${location.offset}` });
+  }
+
+  private async handle(pack: number, path: string): Promise<FileHandle> {
+    let handle = this.readHandles.get(pack);
+    if (!handle) {
+      try {
+        handle = await this.fs.open(path, 'read');
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+          throw new MailstoreError('CORRUPT', `pack ${path} is missing; run 'mailstore scrub'`, { path, cause: error });
+        }
+        throw fromSystemError(error, 'opening pack', path);
+      }
+      this.readHandles.set(pack, handle);
+    }
+    return handle;
+  }
+
+  /** Scans one pack sequentially: every record with whether its body matches its hash, and every damaged range. */
+  async *scan(pack: number, chunkBytes: number, onBytes?: (n: number) => Promise<void> | void): AsyncGenerator<ScanItem | { kind: 'header'; valid: boolean; storeId?: Buffer }> {
+    const path = this.path(pack);
+    const handle = await this.fs.open(path, 'read').catch((e) => { throw fromSystemError(e, 'opening pack', path); });
+    try {
+      const size = await handle.size();
+      const head = Buffer.alloc(Math.min(PACK_HEADER_BYTES, size));
+      await handle.read(head, 0, head.length, 0);
+      const decoded = decodePackHeader(head);
+      yield { kind: 'header', valid: !!decoded, storeId: decoded?.storeId };
+      let p = PACK_HEADER_BYTES;
+      while (p < size) {
+        const header = Buffer.alloc(Math.min(RECORD_HEADER_BYTES, size - p));
+        await handle.read(header, 0, header.length, p);
+        const rec = decodeRecordHeader(header);
+        if (!rec || p + RECORD_HEADER_BYTES + rec.bodyLength > size) {
+          const next = await this.findNextRecord(handle, p + 1, size, chunkBytes);
+          yield { kind: 'damage', offset: p, length: next - p };
+          p = next;
+          continue;
+        }
+        const hasher = await createHasher();
+        const bodyStart = p + RECORD_HEADER_BYTES;
+        for (let q = 0; q < rec.bodyLength; q += chunkBytes) {
+          const chunk = Buffer.allocUnsafe(Math.min(chunkBytes, rec.bodyLength - q));
+          await handle.read(chunk, 0, chunk.length, bodyStart + q);
+          hasher.update(chunk);
+          if (onBytes) await onBytes(chunk.length);
+        }
+        yield { kind: 'blob', offset: p, hash: rec.hash, length: rec.bodyLength, valid: hasher.digest().equals(rec.hash) };
+        p = bodyStart + rec.bodyLength;
+      }
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** The offset of the next valid record header at or after `from`, or the file size. */
+  private async findNextRecord(handle: FileHandle, from: number, size: number, chunkBytes: number): Promise<number> {
+    const overlap = RECORD_HEADER_BYTES;
+    for (let p = from; p < size; p += chunkBytes) {
+      const buf = Buffer.allocUnsafe(Math.min(chunkBytes + overlap, size - p));
+      const n = await handle.read(buf, 0, buf.length, p);
+      let i = buf.subarray(0, n).indexOf(PACK_RECORD_MAGIC);
+      while (i !== -1 && i < chunkBytes) {
+        const header = Buffer.alloc(RECORD_HEADER_BYTES);
+        await handle.read(header, 0, RECORD_HEADER_BYTES, p + i);
+        const rec = decodeRecordHeader(header);
+        if (rec && p + i + RECORD_HEADER_BYTES + rec.bodyLength <= size) return p + i;
+        i = buf.indexOf(PACK_RECORD_MAGIC, i + 1);
+      }
+    }
+    return size;
+  }
+
+  async close(): Promise<void> {
+    for (const h of this.readHandles.values()) await h.close().catch(() => undefined);
+    this.readHandles.clear();
+    await this.writeHandle?.close().catch(() => undefined);
+    this.writeHandle = undefined;
+  }
+
+  /** Drops cached read handles (after repair moved files, or to re-check the disk). */
+  async forgetReadHandles(): Promise<void> {
+    for (const h of this.readHandles.values()) await h.close().catch(() => undefined);
+    this.readHandles.clear();
+  }
+}

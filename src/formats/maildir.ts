@@ -1,0 +1,395 @@
+// Maildir and Maildir++ in and out: the on-disk format of Dovecot, Courier, qmail and most local
+// mail tools, so migrations from them read it and exports to them write it.
+//
+// One message per file in cur/ or new/; flags in the name after `:2,` (`!2,` on Windows);
+// Maildir++ keeps subfolders as sibling directories `.Sub.Child` of the INBOX's cur/new/tmp.
+import { join } from 'node:path';
+import type { FileSystem } from '../fs/filesystem.js';
+import { MailstoreError, fromSystemError } from '../errors.js';
+import { type SkipHandler, readMessageFile, skip, statForSkip } from './eml.js';
+
+export type { SkipHandler } from './eml.js';
+
+export interface MaildirMessage {
+  bytes: Buffer;
+  flags: string[];
+  /** The file's mtime (Maildir's internal date), else the name's leading timestamp. */
+  internalDate?: Date;
+  path: string;
+  name: string;
+}
+
+export interface ReadMaildirOptions {
+  onSkip?: SkipHandler;
+  messageBytesMax?: number;
+}
+
+export interface MaildirFolder {
+  /** Our mailbox name relative to the root: '' for the INBOX, `Sub/Child` for `.Sub.Child`. */
+  folder: string;
+  path: string;
+}
+
+/** Maildir info letters to IMAP flags. P is not an IMAP system flag; it is the `$Forwarded` keyword. */
+const LETTER_FLAGS: Record<string, string> = {
+  D: '\\Draft', F: '\\Flagged', P: '$Forwarded', R: '\\Answered', S: '\\Seen', T: '\\Deleted',
+};
+const FLAG_LETTERS: Record<string, string> = Object.fromEntries(
+  Object.entries(LETTER_FLAGS).map(([letter, flag]) => [flag.toLowerCase(), letter]),
+);
+const KEYWORDS_FILE = 'dovecot-keywords';
+const KEYWORD_LETTERS = 'abcdefghijklmnopqrstuvwxyz';
+
+/** Splits a Maildir file name into its unique part, its info (after `:2,`/`!2,`) and leading timestamp. */
+export function parseMaildirName(name: string): { unique: string; info?: string; timestampSeconds?: number } {
+  const separator = Math.max(name.lastIndexOf(':2,'), name.lastIndexOf('!2,'));
+  const unique = separator < 0 ? name : name.slice(0, separator);
+  const info = separator < 0 ? undefined : name.slice(separator + 3);
+  const leading = /^(\d+)/.exec(name);
+  return { unique, info, timestampSeconds: leading ? Number(leading[1]) : undefined };
+}
+
+/**
+ * IMAP flags of a Maildir info string. Lowercase letters are Dovecot keywords: index 0 is `a`,
+ * resolved through the folder's dovecot-keywords file; without a mapping they are dropped.
+ */
+export function flagsFromMaildirInfo(info: string, keywords: readonly (string | undefined)[] = []): string[] {
+  const flags = new Set<string>();
+  for (const letter of info) {
+    const system = LETTER_FLAGS[letter];
+    const keyword = /[a-z]/.test(letter) ? keywords[letter.charCodeAt(0) - 0x61] : undefined;
+    if (system) flags.add(system);
+    else if (keyword) flags.add(keyword);
+  }
+  return [...flags].sort();
+}
+
+/**
+ * The info letters for IMAP flags, sorted (uppercase before keyword letters). `keywordLetter`
+ * gives the letter of a keyword, or undefined to drop it; flags Maildir cannot hold (\Recent) are dropped.
+ */
+export function maildirInfoFromFlags(
+  flags: readonly string[], keywordLetter: (keyword: string) => string | undefined = () => undefined,
+): string {
+  const letters = new Set<string>();
+  for (const flag of flags) {
+    const system = FLAG_LETTERS[flag.toLowerCase()];
+    if (system) letters.add(system);
+    else if (!flag.startsWith('\\')) {
+      const letter = keywordLetter(flag);
+      if (letter) letters.add(letter);
+    }
+  }
+  return [...letters].sort().join('');
+}
+
+/** The keywords of a dovecot-keywords file (`<index> <keyword>` lines) by index; missing file -> none. */
+export async function readDovecotKeywords(fs: FileSystem, dir: string): Promise<(string | undefined)[]> {
+  const path = join(dir, KEYWORDS_FILE);
+  let text: string;
+  try {
+    text = (await fs.readFile(path)).toString('utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+    throw fromSystemError(error, 'read', path);
+  }
+  const keywords: (string | undefined)[] = [];
+  for (const line of text.split('\n')) {
+    const match = /^(\d+)\s+(\S+)\s*$/.exec(line);
+    if (match && Number(match[1]) < KEYWORD_LETTERS.length) keywords[Number(match[1])] = match[2];
+  }
+  return keywords;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reader
+
+/** Messages of one Maildir folder (cur/ and new/, never tmp/), in delivery order. */
+export async function* readMaildir(
+  fs: FileSystem, dir: string, options: ReadMaildirOptions = {},
+): AsyncGenerator<MaildirMessage> {
+  const entries = await listMessageFiles(fs, dir, options.onSkip);
+  const keywords = await readDovecotKeywords(fs, dir);
+  for (const entry of entries) {
+    const path = join(dir, entry.sub, entry.name);
+    const stat = await statForSkip(fs, path, options.onSkip);
+    if (!stat) continue;
+    const bytes = await readMessageFile(fs, path, stat, options);
+    if (!bytes) continue;
+    const parsed = parseMaildirName(entry.name);
+    let flags = parsed.info === undefined ? [] : flagsFromMaildirInfo(parsed.info, keywords);
+    // new/ means not yet seen by any client, whatever the name says.
+    if (entry.sub === 'new') flags = flags.filter((flag) => flag !== '\\Seen');
+    yield { bytes, flags, internalDate: internalDateOf(stat.mtimeMs, parsed.timestampSeconds), path, name: entry.name };
+  }
+}
+
+interface MessageEntry { sub: 'cur' | 'new'; name: string; timestamp: number }
+
+async function listMessageFiles(fs: FileSystem, dir: string, onSkip: SkipHandler | undefined): Promise<MessageEntry[]> {
+  const entries: MessageEntry[] = [];
+  let found = 0;
+  for (const sub of ['cur', 'new'] as const) {
+    const subdir = join(dir, sub);
+    const stat = await fs.statIfExists(subdir).catch((error) => { throw fromSystemError(error, 'stat', subdir); });
+    if (!stat?.isDirectory) continue;
+    found += 1;
+    let names: string[];
+    try {
+      names = await fs.readdir(subdir);
+    } catch (error) {
+      skip(onSkip, subdir, fromSystemError(error, 'list', subdir));
+      continue;
+    }
+    for (const name of names) {
+      if (name.startsWith('.')) continue;
+      entries.push({ sub, name, timestamp: parseMaildirName(name).timestampSeconds ?? Number.POSITIVE_INFINITY });
+    }
+  }
+  if (found === 0) throw new MailstoreError('INVALID', `not a Maildir (no cur/ or new/): ${dir}`, { path: dir });
+  return entries.sort((a, b) => a.timestamp - b.timestamp || compareNatural(a.name, b.name) || a.sub.localeCompare(b.sub));
+}
+
+function internalDateOf(mtimeMs: number, timestampSeconds: number | undefined): Date | undefined {
+  if (Number.isFinite(mtimeMs) && mtimeMs > 0) return new Date(mtimeMs);
+  if (timestampSeconds !== undefined && timestampSeconds > 0 && timestampSeconds < 1e11) return new Date(timestampSeconds * 1000);
+  return undefined;
+}
+
+/**
+ * Byte order, except that runs of digits compare as numbers: Maildir unique names do not pad
+ * their counters (`M999` before `M1000`, `Q9` before `Q10`).
+ */
+export function compareNatural(a: string, b: string): number {
+  const partsA = a.match(/\d+|\D+/g) ?? [];
+  const partsB = b.match(/\d+|\D+/g) ?? [];
+  for (let i = 0; i < Math.min(partsA.length, partsB.length); i += 1) {
+    const x = partsA[i]!;
+    const y = partsB[i]!;
+    if (x === y) continue;
+    if (/^\d/.test(x) && /^\d/.test(y)) {
+      const tx = x.replace(/^0+(?=\d)/, '');
+      const ty = y.replace(/^0+(?=\d)/, '');
+      if (tx.length !== ty.length) return tx.length - ty.length;
+      if (tx !== ty) return tx < ty ? -1 : 1;
+    }
+    return x < y ? -1 : 1;
+  }
+  return partsA.length - partsB.length || (a < b ? -1 : a > b ? 1 : 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Maildir++ folders
+
+/**
+ * The folders of a Maildir++ tree: the root itself is the INBOX (folder ''), when it has cur/ or
+ * new/; `.Sub.Child` with cur/ or new/ is `Sub/Child`, each component decoded from modified
+ * UTF-7. A name that does not decode to a usable mailbox name goes to onSkip.
+ */
+export async function listMaildirFolders(
+  fs: FileSystem, root: string, options: { onSkip?: SkipHandler } = {},
+): Promise<MaildirFolder[]> {
+  const names = await fs.readdir(root).catch((error) => { throw fromSystemError(error, 'list', root); });
+  const folders: MaildirFolder[] = [];
+  if (await isMaildir(fs, root)) folders.push({ folder: '', path: root });
+  for (const name of names) {
+    if (!name.startsWith('.') || name === '.' || name === '..') continue;
+    const path = join(root, name);
+    if (!(await isMaildir(fs, path))) continue;
+    try {
+      folders.push({ folder: folderFromMaildirPlusPlus(name), path });
+    } catch (error) {
+      skip(options.onSkip, path, fromSystemError(error, 'decode folder name', path));
+    }
+  }
+  return folders.sort((a, b) => (a.folder < b.folder ? -1 : a.folder > b.folder ? 1 : 0));
+}
+
+async function isMaildir(fs: FileSystem, dir: string): Promise<boolean> {
+  for (const sub of ['cur', 'new']) {
+    const stat = await fs.statIfExists(join(dir, sub)).catch(() => undefined);
+    if (stat?.isDirectory) return true;
+  }
+  return false;
+}
+
+/** `.Sub.Child` -> `Sub/Child`. */
+export function folderFromMaildirPlusPlus(directoryName: string): string {
+  const components = directoryName.replace(/^\./, '').split('.');
+  return components.map((component) => {
+    const decoded = decodeModifiedUtf7(component);
+    if (decoded === '' || decoded.includes('/')) {
+      throw new MailstoreError('INVALID', `Maildir++ folder ${JSON.stringify(directoryName)} has an empty or '/' component`);
+    }
+    return decoded;
+  }).join('/');
+}
+
+/** `Sub/Child` -> `.Sub.Child` (each component in modified UTF-7; '.' in a component cannot be kept). */
+export function maildirPlusPlusFromFolder(folder: string): string {
+  const components = folder.split('/');
+  for (const component of components) {
+    if (component === '' || component.includes('.')) {
+      throw new MailstoreError('INVALID', `folder ${JSON.stringify(folder)} cannot be a Maildir++ name (empty component or '.')`);
+    }
+  }
+  return '.' + components.map(encodeModifiedUtf7).join('.');
+}
+
+/** IMAP modified UTF-7 (RFC 3501 5.1.3): `&` + base64 of UTF-16BE with ',' for '/' + `-`; `&-` is '&'. */
+export function decodeModifiedUtf7(text: string): string {
+  return text.replace(/&([^-]*)(-|$)/g, (_whole, encoded: string, end: string) => {
+    const bad = () => new MailstoreError('INVALID', `bad modified UTF-7 sequence &${encoded}${end} in ${JSON.stringify(text)}`);
+    if (end !== '-') throw bad();
+    if (encoded === '') return '&';
+    if (!/^[A-Za-z0-9+,]+$/.test(encoded) || encoded.length % 4 === 1) throw bad();
+    const bytes = Buffer.from(encoded.replace(/,/g, '/'), 'base64');
+    if (bytes.length % 2 !== 0) throw bad();
+    return bytes.swap16().toString('utf16le');
+  });
+}
+
+export function encodeModifiedUtf7(text: string): string {
+  let out = '';
+  let pending = '';
+  const flush = () => {
+    if (!pending) return;
+    const base64 = Buffer.from(pending, 'utf16le').swap16().toString('base64').replace(/=+$/, '').replace(/\//g, ',');
+    out += `&${base64}-`;
+    pending = '';
+  };
+  for (const char of text) {
+    const code = char.codePointAt(0)!;
+    if (code >= 0x20 && code <= 0x7e) {
+      flush();
+      out += char === '&' ? '&-' : char;
+    } else {
+      pending += char;
+    }
+  }
+  flush();
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer
+
+export interface MaildirWriterOptions {
+  /**
+   * fsync each message and the cur/ directory before append returns (default true). Off only for
+   * output that can be regenerated, like tools/gen-corpus.
+   */
+  sync?: boolean;
+}
+
+export interface MaildirAppendOptions {
+  flags?: readonly string[];
+  /**
+   * Maildir keeps the internal date as the file's mtime, which needs utimes.
+   * TODO(lead): add `utimes(path, atime, mtime)` to FileSystem; then set it before the rename.
+   */
+  internalDate?: Date;
+}
+
+/** Writes messages into a Maildir durably: tmp/, write, check length, fsync, rename into cur/, fsync cur/. */
+export class MaildirWriter {
+  private lastMicros = 0;
+  private sequence = 0;
+  private closed = false;
+  private newKeywords = false;
+
+  private constructor(
+    private readonly fs: FileSystem,
+    readonly dir: string,
+    private readonly sync: boolean,
+    private readonly keywords: (string | undefined)[],
+  ) {}
+
+  /** Opens `dir` as a Maildir, creating it and cur/new/tmp as needed (existing mail is kept). */
+  static async create(fs: FileSystem, dir: string, options: MaildirWriterOptions = {}): Promise<MaildirWriter> {
+    const sync = options.sync ?? true;
+    await ensureDirectory(fs, dir);
+    for (const sub of ['cur', 'new', 'tmp']) await ensureDirectory(fs, join(dir, sub));
+    if (sync) await fs.syncDir(dir).catch((error) => { throw fromSystemError(error, 'sync', dir); });
+    return new MaildirWriter(fs, dir, sync, await readDovecotKeywords(fs, dir));
+  }
+
+  /** Writes one message; returns its path in cur/. */
+  async append(bytes: Buffer, options: MaildirAppendOptions = {}): Promise<string> {
+    if (this.closed) throw new MailstoreError('CLOSED', `Maildir writer is closed: ${this.dir}`, { path: this.dir });
+    const info = maildirInfoFromFlags(options.flags ?? [], (keyword) => this.keywordLetter(keyword));
+    await this.persistKeywords();
+    const unique = this.uniqueName();
+    const tmpPath = join(this.dir, 'tmp', unique);
+    const curPath = join(this.dir, 'cur', `${unique}:2,${info}`);
+    await this.writeFile(tmpPath, bytes);
+    await this.fs.rename(tmpPath, curPath).catch(async (error) => {
+      await this.fs.unlink(tmpPath).catch(() => {});
+      throw fromSystemError(error, 'rename into', curPath);
+    });
+    if (this.sync) await this.fs.syncDir(join(this.dir, 'cur')).catch((error) => { throw fromSystemError(error, 'sync', curPath); });
+    return curPath;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  private async writeFile(path: string, bytes: Buffer): Promise<void> {
+    const handle = await this.fs.open(path, 'createNew').catch((error) => { throw fromSystemError(error, 'create', path); });
+    try {
+      await handle.write(bytes, 0);
+      const size = await handle.size();
+      if (size !== bytes.length) throw new MailstoreError('IO', `${path} is ${size} bytes after writing ${bytes.length}`, { path });
+      if (this.sync) await handle.sync();
+    } catch (error) {
+      await handle.close().catch(() => {});
+      await this.fs.unlink(path).catch(() => {});
+      throw fromSystemError(error, 'write', path);
+    }
+    await handle.close().catch((error) => { throw fromSystemError(error, 'close', path); });
+  }
+
+  /** `<seconds>.M<micro>P<pid>Q<n>.mailstore`, strictly increasing within this writer so order survives. */
+  private uniqueName(): string {
+    const micros = Math.max(Date.now() * 1000, this.lastMicros + 1);
+    this.lastMicros = micros;
+    this.sequence += 1;
+    return `${Math.floor(micros / 1e6)}.M${micros % 1e6}P${process.pid}Q${this.sequence}.mailstore`;
+  }
+
+  /** The letter of a keyword, assigning the next free one (up to 26, Dovecot's limit); else undefined (dropped). */
+  private keywordLetter(keyword: string): string | undefined {
+    const lower = keyword.toLowerCase();
+    let index = this.keywords.findIndex((known) => known?.toLowerCase() === lower);
+    if (index < 0) {
+      index = this.keywords.length;
+      if (index >= KEYWORD_LETTERS.length || !/^[\x21-\x7e]+$/.test(keyword)) return undefined;
+      this.keywords.push(keyword);
+      this.newKeywords = true;
+    }
+    return KEYWORD_LETTERS[index];
+  }
+
+  /** The keyword map must be durable before a file name refers to its letters. */
+  private async persistKeywords(): Promise<void> {
+    if (!this.newKeywords) return;
+    this.newKeywords = false;
+    const text = this.keywords.map((keyword, index) => (keyword ? `${index} ${keyword}\n` : '')).join('');
+    const tmpPath = join(this.dir, 'tmp', `${KEYWORDS_FILE}.${process.pid}.${this.sequence}`);
+    const path = join(this.dir, KEYWORDS_FILE);
+    await this.writeFile(tmpPath, Buffer.from(text, 'utf8'));
+    await this.fs.rename(tmpPath, path).catch((error) => { throw fromSystemError(error, 'rename into', path); });
+    if (this.sync) await this.fs.syncDir(this.dir).catch((error) => { throw fromSystemError(error, 'sync', this.dir); });
+  }
+}
+
+async function ensureDirectory(fs: FileSystem, dir: string): Promise<void> {
+  const stat = await fs.statIfExists(dir).catch((error) => { throw fromSystemError(error, 'stat', dir); });
+  if (stat) {
+    if (!stat.isDirectory) throw new MailstoreError('INVALID', `not a directory: ${dir}`, { path: dir });
+    return;
+  }
+  await fs.mkdir(dir).catch((error) => { throw fromSystemError(error, 'create', dir); });
+}

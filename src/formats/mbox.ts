@@ -1,0 +1,543 @@
+// mbox in and out: the format every mail program can export, so it is how mail arrives in and
+// leaves the store. Byte-exact both ways: what the writer was given is what the reader returns.
+//
+// The file is a sequence of [From_ line][quoted message bytes][one line terminator]. The reader
+// streams it in chunks (never the whole file in memory) and strips exactly one terminator per
+// message; the writer always appends exactly one. That pair is what makes a message without a
+// final newline survive export -> import unchanged.
+import { dirname } from 'node:path';
+import type { FileHandle, FileSystem } from '../fs/filesystem.js';
+import { MailstoreError, fromSystemError } from '../errors.js';
+import { limits } from '../limits.js';
+
+/**
+ * How `>From ` lines are quoted. mboxrd quotes `^>*From ` (reversible); mboxo quotes only
+ * `^From ` (so a body line `>From ` cannot be told from a quoted `From `).
+ */
+export type MboxStyle = 'mboxrd' | 'mboxo' | 'auto';
+
+export interface MboxMessage {
+  bytes: Buffer;
+  /** From the From_ line; undefined when it carries no date we can read. */
+  internalDate?: Date;
+  /** IMAP flags from the Status/X-Status headers (the bytes are not changed). */
+  flags: string[];
+  /** 0-based position of the message in the file (messages skipped as too large count too). */
+  index: number;
+  /** Byte offset of the message's From_ line in the file. */
+  offset: number;
+}
+
+export type MboxWarning =
+  /** Bytes before the first From_ line (or a whole file without one); they are not a message. */
+  | { kind: 'leadingGarbage'; bytes: number }
+  /** A message larger than messageBytesMax; skipped, reading continued with the next one. */
+  | { kind: 'tooLarge'; index: number; offset: number; bytes: number };
+
+export interface ReadMboxOptions {
+  style?: MboxStyle;
+  onWarning?: (warning: MboxWarning) => void;
+  messageBytesMax?: number;
+  /** Read size; tests make it tiny to put boundaries everywhere. */
+  chunkBytes?: number;
+}
+
+const LF = 0x0a;
+const CR = 0x0d;
+const GT = 0x3e;
+const FROM_SPACE = Buffer.from('From ', 'latin1');
+
+/**
+ * Streams the messages of an mbox file.
+ *
+ * `auto` reads as mboxrd: the two styles differ only on lines `>>From ` (two or more `>`), which
+ * mboxrd unquotes by one `>` and mboxo leaves alone. Such lines are rare in real mail, and when an
+ * mboxo file has one, mboxrd's reading is off by one `>` on one line, whereas guessing mboxo for
+ * an mboxrd file would corrupt every `>>From ` line it quoted; no byte pattern tells them apart.
+ */
+export async function* readMbox(
+  fs: FileSystem, path: string, options: ReadMboxOptions = {},
+): AsyncGenerator<MboxMessage> {
+  const chunkBytes = options.chunkBytes ?? limits.readChunkBytes;
+  if (!Number.isInteger(chunkBytes) || chunkBytes < 1) {
+    throw new MailstoreError('INVALID', `chunkBytes must be a positive integer, got ${chunkBytes}`);
+  }
+  const stat = await fs.stat(path).catch((error) => { throw fromSystemError(error, 'stat mbox', path); });
+  if (!stat.isFile) throw new MailstoreError('INVALID', `not a regular file: ${path}`, { path });
+  const handle = await fs.open(path, 'read').catch((error) => { throw fromSystemError(error, 'open mbox', path); });
+  const parser = new MboxParser(
+    options.style === 'mboxo' ? 'mboxo' : 'mboxrd',
+    options.messageBytesMax ?? limits.messageBytesMax,
+    options.onWarning ?? (() => {}),
+  );
+  try {
+    let position = 0;
+    for (;;) {
+      // A fresh buffer each time: message pieces keep references into it until the message ends.
+      const chunk = Buffer.allocUnsafe(chunkBytes);
+      const bytesRead = await readAt(handle, chunk, position);
+      if (bytesRead === 0) break;
+      position += bytesRead;
+      yield* parser.push(chunk.subarray(0, bytesRead));
+    }
+    yield* parser.end();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function readAt(handle: FileHandle, chunk: Buffer, position: number): Promise<number> {
+  try {
+    return await handle.read(chunk, 0, chunk.length, position);
+  } catch (error) {
+    throw fromSystemError(error, 'read mbox', handle.path);
+  }
+}
+
+interface OpenMessage {
+  offset: number;
+  index: number;
+  fromLine: Buffer;
+  pieces: Buffer[];
+  bytes: number;
+  oversized: boolean;
+}
+
+type LineKind = 'from' | 'quoted' | 'plain' | 'undecided';
+
+/** The streaming state machine: chunks in, finished messages out. Lines are classified at their start only. */
+class MboxParser {
+  private carry: Buffer | undefined;
+  private carryOffset = 0;
+  private fileOffset = 0;
+  private midLine = false;
+  private current: OpenMessage | undefined;
+  private garbageBytes = 0;
+  private garbageReported = false;
+  private nextIndex = 0;
+
+  constructor(
+    private readonly style: 'mboxrd' | 'mboxo',
+    private readonly messageBytesMax: number,
+    private readonly onWarning: (warning: MboxWarning) => void,
+  ) {}
+
+  push(chunk: Buffer): MboxMessage[] {
+    const done: MboxMessage[] = [];
+    let buffer = chunk;
+    let base = this.fileOffset;
+    if (this.carry) {
+      buffer = Buffer.concat([this.carry, chunk]);
+      base = this.carryOffset;
+      this.carry = undefined;
+    }
+    this.fileOffset += chunk.length;
+    this.scan(buffer, base, done);
+    return done;
+  }
+
+  end(): MboxMessage[] {
+    const done: MboxMessage[] = [];
+    if (this.carry) {
+      // An unfinished last line without a newline: a From_ line if it starts like one, else content.
+      const carry = this.carry;
+      this.carry = undefined;
+      if (startsWithAt(carry, 0, FROM_SPACE)) this.startMessage(carry, this.carryOffset, done);
+      else this.emit(carry, 0, carry.length);
+    }
+    this.finishMessage(done);
+    this.reportGarbage();
+    return done;
+  }
+
+  private scan(buffer: Buffer, base: number, done: MboxMessage[]): void {
+    let pos = 0;
+    if (this.midLine) {
+      const newline = buffer.indexOf(LF, pos);
+      if (newline < 0) {
+        this.emit(buffer, pos, buffer.length);
+        return;
+      }
+      this.emit(buffer, pos, newline + 1);
+      pos = newline + 1;
+      this.midLine = false;
+    }
+    let runStart = pos;
+    while (pos < buffer.length) {
+      const kind = this.classify(buffer, pos);
+      if (kind === 'undecided') {
+        this.emit(buffer, runStart, pos);
+        this.keepCarry(buffer, pos, base);
+        return;
+      }
+      if (kind === 'from') {
+        const newline = buffer.indexOf(LF, pos);
+        if (newline < 0) {
+          this.emit(buffer, runStart, pos);
+          this.keepCarry(buffer, pos, base);
+          return;
+        }
+        this.emit(buffer, runStart, pos);
+        this.startMessage(buffer.subarray(pos, newline + 1), base + pos, done);
+        pos = newline + 1;
+        runStart = pos;
+        continue;
+      }
+      if (kind === 'quoted') {
+        this.emit(buffer, runStart, pos);
+        pos += 1;
+        runStart = pos;
+      }
+      const newline = buffer.indexOf(LF, pos);
+      if (newline < 0) {
+        this.emit(buffer, runStart, buffer.length);
+        this.midLine = true;
+        return;
+      }
+      pos = newline + 1;
+    }
+    this.emit(buffer, runStart, pos);
+  }
+
+  private keepCarry(buffer: Buffer, pos: number, base: number): void {
+    this.carry = buffer.subarray(pos);
+    this.carryOffset = base + pos;
+  }
+
+  /** What the line starting at `pos` is, or 'undecided' when the buffer ends before that is known. */
+  private classify(buffer: Buffer, pos: number): LineKind {
+    const first = buffer[pos];
+    if (first === FROM_SPACE[0]) return matchFromSpace(buffer, pos, 'from');
+    if (first !== GT) return 'plain';
+    let end = pos;
+    while (end < buffer.length && buffer[end] === GT) {
+      end += 1;
+      if (this.style === 'mboxo' && end - pos > 1) return 'plain';
+    }
+    if (end === buffer.length) return 'undecided';
+    return matchFromSpace(buffer, end, 'quoted');
+  }
+
+  private emit(buffer: Buffer, start: number, end: number): void {
+    if (end <= start) return;
+    const message = this.current;
+    if (!message) {
+      this.garbageBytes += end - start;
+      return;
+    }
+    message.bytes += end - start;
+    if (message.oversized) return;
+    // The +2 allows the separator that is stripped at the end.
+    if (message.bytes > this.messageBytesMax + 2) {
+      message.oversized = true;
+      message.pieces = [];
+      return;
+    }
+    message.pieces.push(buffer.subarray(start, end));
+  }
+
+  private startMessage(fromLine: Buffer, offset: number, done: MboxMessage[]): void {
+    this.finishMessage(done);
+    this.reportGarbage();
+    this.current = {
+      offset, index: this.nextIndex, fromLine: Buffer.from(fromLine), pieces: [], bytes: 0, oversized: false,
+    };
+    this.nextIndex += 1;
+  }
+
+  private finishMessage(done: MboxMessage[]): void {
+    const message = this.current;
+    if (!message) return;
+    this.current = undefined;
+    const crlf = message.fromLine.length >= 2 && message.fromLine[message.fromLine.length - 2] === CR;
+    let bytes = Buffer.concat(message.pieces, message.oversized ? 0 : message.bytes);
+    if (message.oversized) {
+      this.onWarning({ kind: 'tooLarge', index: message.index, offset: message.offset, bytes: message.bytes });
+      return;
+    }
+    bytes = bytes.subarray(0, bytes.length - terminatorLength(bytes, crlf));
+    if (bytes.length > this.messageBytesMax) {
+      this.onWarning({ kind: 'tooLarge', index: message.index, offset: message.offset, bytes: bytes.length });
+      return;
+    }
+    done.push({
+      bytes,
+      internalDate: parseFromLineDate(fromLineText(message.fromLine)),
+      flags: flagsFromStatusHeaders(bytes),
+      index: message.index,
+      offset: message.offset,
+    });
+  }
+
+  private reportGarbage(): void {
+    if (this.garbageReported) return;
+    this.garbageReported = true;
+    if (this.garbageBytes > 0) this.onWarning({ kind: 'leadingGarbage', bytes: this.garbageBytes });
+  }
+}
+
+function matchFromSpace(buffer: Buffer, pos: number, kind: 'from' | 'quoted'): LineKind {
+  const available = Math.min(FROM_SPACE.length, buffer.length - pos);
+  for (let i = 0; i < available; i += 1) {
+    if (buffer[pos + i] !== FROM_SPACE[i]) return 'plain';
+  }
+  return available < FROM_SPACE.length ? 'undecided' : kind;
+}
+
+function startsWithAt(buffer: Buffer, pos: number, prefix: Buffer): boolean {
+  return buffer.length - pos >= prefix.length && buffer.compare(prefix, 0, prefix.length, pos, pos + prefix.length) === 0;
+}
+
+/** The one separator terminator the writer added: `\r\n` in a CRLF file, else `\n`. */
+function terminatorLength(bytes: Buffer, crlf: boolean): number {
+  const n = bytes.length;
+  if (n === 0 || bytes[n - 1] !== LF) return 0;
+  return crlf && n >= 2 && bytes[n - 2] === CR ? 2 : 1;
+}
+
+function fromLineText(fromLine: Buffer): string {
+  return fromLine.toString('latin1').replace(/\r?\n$/, '');
+}
+
+// ---------------------------------------------------------------------------------------------
+// From_ line dates
+
+const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
+const DAY = '(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*';
+const MONTH = '(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*';
+const TIME = '(\\d{1,2}):(\\d{2})(?::(\\d{2}))?';
+const ZONE = '([+-]\\d{4}|[a-z]{1,5})';
+/** asctime, optionally with a zone before or after the year: `Thu Nov 28 10:45:25 [+0100 ]2026[ +0100]`. */
+const ASCTIME = new RegExp(
+  `\\b${DAY},?\\s+${MONTH}\\s+(\\d{1,2})\\s+${TIME}(?:\\s+${ZONE})?\\s+(\\d{4})(?:\\s+${ZONE})?\\b`, 'i');
+/** RFC 5322 style, which some exporters write: `Thu, 28 Nov 2026 10:45:25 +0000`. */
+const RFC5322 = new RegExp(`(?:\\b${DAY},?\\s+)?\\b(\\d{1,2})\\s+${MONTH}\\s+(\\d{4})\\s+${TIME}(?:\\s+${ZONE})?`, 'i');
+
+/** The internal date in a From_ line (`From sender <date>`); undefined when there is none we can read. */
+export function parseFromLineDate(line: string): Date | undefined {
+  const rest = line.startsWith('From ') ? line.slice(5) : line;
+  const asctime = ASCTIME.exec(rest);
+  if (asctime) {
+    const [, month, day, hour, minute, second, zoneBefore, year, zoneAfter] = asctime;
+    return buildDate(year!, month!, day!, hour!, minute!, second, zoneBefore ?? zoneAfter);
+  }
+  const rfc = RFC5322.exec(rest);
+  if (rfc) {
+    const [, day, month, year, hour, minute, second, zone] = rfc;
+    return buildDate(year!, month!, day!, hour!, minute!, second, zone);
+  }
+  return undefined;
+}
+
+function buildDate(
+  year: string, month: string, day: string, hour: string, minute: string, second: string | undefined,
+  zone: string | undefined,
+): Date | undefined {
+  const monthIndex = MONTHS.indexOf(month.slice(0, 3).toLowerCase());
+  const values = [Number(year), Number(day), Number(hour), Number(minute), Number(second ?? 0)];
+  const [y, d, h, m, s] = values as [number, number, number, number, number];
+  if (monthIndex < 0 || d < 1 || d > 31 || h > 23 || m > 59 || s > 60) return undefined;
+  const utcMs = Date.UTC(y, monthIndex, d, h, m, Math.min(s, 59));
+  const date = new Date(utcMs - zoneOffsetMinutes(zone) * 60_000);
+  // Date.UTC rolls Feb 31 into March; a date that rolled is not a date.
+  if (new Date(utcMs).getUTCDate() !== d) return undefined;
+  return Number.isNaN(date.getTime()) ? undefined : date;
+}
+
+/** asctime has no zone and means UTC; a numeric zone is honoured; named zones other than UTC/GMT are guessed as UTC. */
+function zoneOffsetMinutes(zone: string | undefined): number {
+  if (!zone || !/^[+-]\d{4}$/.test(zone)) return 0;
+  const sign = zone[0] === '-' ? -1 : 1;
+  return sign * (Number(zone.slice(1, 3)) * 60 + Number(zone.slice(3, 5)));
+}
+
+/** `Thu Nov  8 10:45:25 2026` in UTC, as C's asctime() writes it. */
+export function formatAsctime(date: Date): string {
+  const day = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'][date.getUTCDay()]!;
+  const month = MONTHS[date.getUTCMonth()]!;
+  const pad = (n: number) => String(n).padStart(2, '0');
+  const time = `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())}`;
+  const monthName = month[0]!.toUpperCase() + month.slice(1);
+  return `${day} ${monthName} ${String(date.getUTCDate()).padStart(2, ' ')} ${time} ${date.getUTCFullYear()}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Status / X-Status headers
+
+const STATUS_FLAGS: Record<string, string> = { R: '\\Seen' };
+const X_STATUS_FLAGS: Record<string, string> = { A: '\\Answered', F: '\\Flagged', T: '\\Draft', D: '\\Deleted' };
+
+/** The byte length of the header block (up to, not including, the empty line), or the whole message. */
+function headerBlockLength(bytes: Buffer): number {
+  if (bytes[0] === LF || (bytes[0] === CR && bytes[1] === LF)) return 0;
+  let pos = 0;
+  for (;;) {
+    const newline = bytes.indexOf(LF, pos);
+    if (newline < 0) return bytes.length;
+    const next = newline + 1;
+    if (bytes[next] === LF || (bytes[next] === CR && bytes[next + 1] === LF)) return next;
+    pos = next;
+  }
+}
+
+/** Flags from `Status:` (R = seen; O = merely old) and `X-Status:` (A, F, T, D), sorted. */
+export function flagsFromStatusHeaders(bytes: Buffer): string[] {
+  const headers = bytes.subarray(0, headerBlockLength(bytes)).toString('latin1');
+  const flags = new Set<string>();
+  for (const [header, table] of [['status', STATUS_FLAGS], ['x-status', X_STATUS_FLAGS]] as const) {
+    const match = new RegExp(`^${header}:[ \\t]*([^\\r\\n]*)`, 'im').exec(headers);
+    for (const letter of match?.[1] ?? '') {
+      const flag = table[letter.toUpperCase()];
+      if (flag) flags.add(flag);
+    }
+  }
+  return [...flags].sort();
+}
+
+/**
+ * The message with its Status/X-Status headers replaced by ones describing `flags`. Used only
+ * when the writer's statusHeaders option is on, because it changes the message bytes.
+ */
+export function withStatusHeaders(bytes: Buffer, flags: readonly string[]): Buffer {
+  const headerLength = headerBlockLength(bytes);
+  const eol = /\r\n/.test(bytes.subarray(0, bytes.indexOf(LF) + 1).toString('latin1')) ? '\r\n' : '\n';
+  const kept = dropHeaderLines(bytes.subarray(0, headerLength).toString('latin1'), /^(status|x-status):/i);
+  const xStatus = Object.entries(X_STATUS_FLAGS).filter(([, flag]) => flags.includes(flag)).map(([l]) => l).join('');
+  let added = `Status: ${flags.includes('\\Seen') ? 'RO' : 'O'}${eol}`;
+  if (xStatus) added += `X-Status: ${xStatus}${eol}`;
+  const head = kept.length > 0 && !kept.endsWith('\n') ? kept + eol : kept;
+  return Buffer.concat([Buffer.from(head + added, 'latin1'), bytes.subarray(headerLength)]);
+}
+
+/** Removes header fields whose first line matches `pattern`, with their folded continuation lines. */
+function dropHeaderLines(headers: string, pattern: RegExp): string {
+  const lines = headers.split(/(?<=\n)/);
+  const kept: string[] = [];
+  let dropping = false;
+  for (const line of lines) {
+    const continuation = line.startsWith(' ') || line.startsWith('\t');
+    if (!continuation) dropping = pattern.test(line);
+    if (!dropping) kept.push(line);
+  }
+  return kept.join('');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer
+
+export interface MboxWriterOptions {
+  /** 'auto' writes mboxrd, the reversible style. */
+  style?: MboxStyle;
+  /**
+   * Write Status/X-Status headers for the flags. Off by default: it changes the message bytes
+   * (and so their hash), and an export should give back exactly what was stored.
+   */
+  statusHeaders?: boolean;
+}
+
+export interface MboxAppendOptions {
+  /** The From_ line's date; the current time when absent (a From_ line must carry one). */
+  internalDate?: Date;
+  flags?: readonly string[];
+  /** The From_ line's sender, one token without spaces; MAILER-DAEMON by default. */
+  sender?: string;
+}
+
+/** Writes an mbox file: creates it (never overwrites), buffers appends, fsyncs file and directory at close. */
+export class MboxWriter {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private position = 0;
+  private closed = false;
+  private messageCount = 0;
+
+  private constructor(
+    private readonly fs: FileSystem,
+    readonly path: string,
+    private readonly handle: FileHandle,
+    private readonly style: 'mboxrd' | 'mboxo',
+    private readonly statusHeaders: boolean,
+  ) {}
+
+  static async create(fs: FileSystem, path: string, options: MboxWriterOptions = {}): Promise<MboxWriter> {
+    const handle = await fs.open(path, 'createNew').catch((error) => { throw fromSystemError(error, 'create mbox', path); });
+    return new MboxWriter(fs, path, handle, options.style === 'mboxo' ? 'mboxo' : 'mboxrd', options.statusHeaders ?? false);
+  }
+
+  /** Bytes written so far, including what is still buffered. */
+  get bytesWritten(): number {
+    return this.position + this.pendingBytes;
+  }
+
+  get messagesWritten(): number {
+    return this.messageCount;
+  }
+
+  async append(bytes: Buffer, options: MboxAppendOptions = {}): Promise<void> {
+    if (this.closed) throw new MailstoreError('CLOSED', `mbox writer is closed: ${this.path}`, { path: this.path });
+    const sender = options.sender ?? 'MAILER-DAEMON';
+    if (!/^[\x21-\x7e]+$/.test(sender)) {
+      throw new MailstoreError('INVALID', `mbox sender must be one printable token without spaces: ${JSON.stringify(sender)}`);
+    }
+    const date = options.internalDate ?? new Date();
+    if (Number.isNaN(date.getTime())) throw new MailstoreError('INVALID', 'mbox internalDate is not a valid date');
+    const message = this.statusHeaders ? withStatusHeaders(bytes, options.flags ?? []) : bytes;
+    this.queue(Buffer.from(`From ${sender} ${formatAsctime(date)}\n`, 'latin1'));
+    for (const piece of quoteFromLines(message, this.style)) this.queue(piece);
+    this.queue(Buffer.from('\n'));
+    this.messageCount += 1;
+    if (this.pendingBytes >= limits.readChunkBytes) await this.flush();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      await this.flush();
+      await this.handle.sync();
+      const size = await this.handle.size();
+      if (size !== this.position) {
+        throw new MailstoreError('IO', `mbox ${this.path} is ${size} bytes after writing ${this.position}`, { path: this.path });
+      }
+    } catch (error) {
+      await this.handle.close().catch(() => {});
+      throw fromSystemError(error, 'write mbox', this.path);
+    }
+    await this.handle.close().catch((error) => { throw fromSystemError(error, 'close mbox', this.path); });
+    await this.fs.syncDir(dirname(this.path)).catch((error) => { throw fromSystemError(error, 'sync directory of', this.path); });
+  }
+
+  private queue(piece: Buffer): void {
+    if (piece.length === 0) return;
+    this.pending.push(piece);
+    this.pendingBytes += piece.length;
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const data = Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    await this.handle.write(data, this.position).catch((error) => { throw fromSystemError(error, 'write mbox', this.path); });
+    this.position += data.length;
+  }
+}
+
+/** The message split around the lines that need one more `>`, with that `>` added. */
+export function quoteFromLines(bytes: Buffer, style: 'mboxrd' | 'mboxo'): Buffer[] {
+  const pieces: Buffer[] = [];
+  let copied = 0;
+  let search = 0;
+  for (;;) {
+    const found = bytes.indexOf(FROM_SPACE, search);
+    if (found < 0) break;
+    search = found + 1;
+    let lineStart = found;
+    if (style === 'mboxrd') while (lineStart > 0 && bytes[lineStart - 1] === GT) lineStart -= 1;
+    if (lineStart !== 0 && bytes[lineStart - 1] !== LF) continue;
+    pieces.push(bytes.subarray(copied, lineStart), Buffer.from('>'));
+    copied = lineStart;
+  }
+  pieces.push(bytes.subarray(copied));
+  return pieces;
+}

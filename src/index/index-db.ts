@@ -1,0 +1,110 @@
+// The LevelDB index: derived, rebuildable, written with sync:false. Values carry a CRC32 (codec.ts)
+// because LevelDB can hand back a flipped byte without noticing. Opened with createIfMissing:false
+// once it exists: LevelDB silently opens empty when CURRENT is lost (FAULTLAB.md).
+import { Level } from 'level';
+import { MailstoreError } from '../errors.js';
+import { decodeValue, encodeValue } from './codec.js';
+import { prefixEnd } from '../keys/tuple.js';
+
+export type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
+
+export class IndexDb {
+  private constructor(readonly path: string, private readonly db: Level<Buffer, Buffer>) {}
+
+  static async open(path: string, create: boolean): Promise<IndexDb> {
+    const db = new Level<Buffer, Buffer>(path, { keyEncoding: 'buffer', valueEncoding: 'buffer', createIfMissing: create, errorIfExists: create });
+    try {
+      await db.open();
+    } catch (error) {
+      const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+      const text = `${(error as Error).message} ${cause?.message ?? ''}`;
+      if (/lock/i.test(text) || cause?.code === 'LEVEL_LOCKED') {
+        throw new MailstoreError('LOCKED', `the index at ${path} is held by another process`, { path, cause: error });
+      }
+      throw new MailstoreError('CORRUPT', `the index at ${path} cannot be opened: ${text.trim()}`, { path, cause: error });
+    }
+    return new IndexDb(path, db);
+  }
+
+  async get<T>(key: Buffer): Promise<T | undefined> {
+    const raw = await this.db.get(key);
+    return raw === undefined ? undefined : decodeValue<T>(raw, key);
+  }
+
+  async getMany<T>(keyList: Buffer[]): Promise<(T | undefined)[]> {
+    const raws = await this.db.getMany(keyList);
+    return raws.map((raw, i) => (raw === undefined ? undefined : decodeValue<T>(raw, keyList[i])));
+  }
+
+  /** Entries whose keys start with `prefix` (or lie in [gte, lt)), decoded, in key order. */
+  async *entries<T>(range: { prefix?: Buffer; gte?: Buffer; lt?: Buffer; limit?: number; reverse?: boolean }): AsyncGenerator<[Buffer, T]> {
+    const gte = range.gte ?? range.prefix!;
+    const lt = range.lt ?? prefixEnd(range.prefix!);
+    for await (const [key, raw] of this.db.iterator({ gte, lt, limit: range.limit ?? -1, reverse: range.reverse ?? false })) {
+      yield [key, decodeValue<T>(raw, key)];
+    }
+  }
+
+  /** Raw keys and values: scrub checks the checksums itself. */
+  rawIterator(range: { gte: Buffer; lt: Buffer }) {
+    return this.db.iterator({ gte: range.gte, lt: range.lt });
+  }
+
+  async write(ops: BatchOp[]): Promise<void> {
+    if (ops.length === 0) return;
+    await this.db.batch(ops, { sync: false });
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+}
+
+/** A pending write set over the index: reads see it first; commit turns it into one LevelDB batch. */
+export class IndexView {
+  private overlay = new Map<string, { key: Buffer; value: unknown }>();
+
+  constructor(readonly db: IndexDb) {}
+
+  async get<T>(key: Buffer): Promise<T | undefined> {
+    const hit = this.overlay.get(key.toString('latin1'));
+    if (hit) return hit.value as T | undefined;
+    return this.db.get<T>(key);
+  }
+
+  put(key: Buffer, value: unknown): void {
+    this.overlay.set(key.toString('latin1'), { key, value });
+  }
+
+  del(key: Buffer): void {
+    this.overlay.set(key.toString('latin1'), { key, value: undefined });
+  }
+
+  get size(): number {
+    return this.overlay.size;
+  }
+
+  /** True when nothing is pending under `prefix` (so a range read of the db alone is complete). */
+  untouchedUnder(prefix: Buffer): boolean {
+    const p = prefix.toString('latin1');
+    for (const k of this.overlay.keys()) if (k.startsWith(p)) return false;
+    return true;
+  }
+
+  ops(): BatchOp[] {
+    const out: BatchOp[] = [];
+    for (const { key, value } of this.overlay.values()) {
+      out.push(value === undefined ? { type: 'del', key } : { type: 'put', key, value: encodeValue(value) });
+    }
+    return out;
+  }
+
+  async flush(): Promise<void> {
+    await this.db.write(this.ops());
+    this.overlay.clear();
+  }
+
+  clear(): void {
+    this.overlay.clear();
+  }
+}

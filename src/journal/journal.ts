@@ -1,0 +1,228 @@
+// The journal: the commit point, the intent log and the change log. A batch of records is appended
+// with one write and one fdatasync (group commit step 3); nothing is acknowledged before that.
+import { join } from 'node:path';
+import { MailstoreError, assert, fromSystemError } from '../errors.js';
+import type { FileHandle, FileSystem } from '../fs/filesystem.js';
+import { SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, parseSegmentFileName, segmentFileName } from './journal-format.js';
+import { parseSegment, readSegmentBytes, segmentHeader } from './segment-reader.js';
+
+export interface JournalOptions {
+  segmentBytesMax: number;
+  recordBytesMax: number;
+  beforeCreate: (path: string) => Promise<void>;
+}
+
+export interface JournalDamage {
+  segment: string;
+  offset: number;
+  length: number;
+  /** 'tail': invalid bytes after the last valid record of the newest segment; 'middle': valid records follow. */
+  where: 'tail' | 'middle' | 'header';
+}
+
+export interface JournalRecord {
+  seq: number;
+  payload: Buffer;
+}
+
+interface Segment {
+  firstSeq: number;
+  name: string;
+}
+
+export class Journal {
+  private segments: Segment[] = [];
+  private writeHandle?: FileHandle;
+  private tailSegment?: Segment;
+  private tailOffset = 0;
+  /** Seq of the newest valid record on disk (0 when empty). */
+  lastSeq = 0;
+  /** The end of the newest segment was damaged or torn: new records go to a fresh segment. */
+  private startNewSegment = false;
+  /** A write failed and could not be undone: refuse all writes until the store is reopened. */
+  private poisoned?: MailstoreError;
+
+  private constructor(private readonly fs: FileSystem, readonly dir: string, private readonly storeId: Buffer, private readonly options: JournalOptions) {}
+
+  static async open(fs: FileSystem, dir: string, storeId: Buffer, options: JournalOptions): Promise<Journal> {
+    const journal = new Journal(fs, dir, storeId, options);
+    const names = await fs.readdir(dir);
+    for (const name of names) {
+      const firstSeq = parseSegmentFileName(name);
+      if (firstSeq !== undefined) journal.segments.push({ firstSeq, name });
+    }
+    journal.segments.sort((a, b) => a.firstSeq - b.firstSeq);
+    return journal;
+  }
+
+  path(segment: Segment | string): string {
+    return join(this.dir, typeof segment === 'string' ? segment : segment.name);
+  }
+
+  get segmentNames(): string[] {
+    return this.segments.map((s) => s.name);
+  }
+
+  /**
+   * Reads every valid record with seq > afterSeq in order, reporting damage as it goes. Segments
+   * that end before afterSeq are skipped without reading them.
+   */
+  async *read(afterSeq: number, onDamage: (damage: JournalDamage) => void): AsyncGenerator<JournalRecord> {
+    for (let i = 0; i < this.segments.length; i++) {
+      const segment = this.segments[i];
+      const next = this.segments[i + 1];
+      if (next && next.firstSeq <= afterSeq + 1) continue;
+      const bytes = await this.readSegment(segment);
+      const header = segmentHeader(bytes);
+      if (!header || !header.storeId.equals(this.storeId)) {
+        onDamage({ segment: segment.name, offset: 0, length: Math.min(bytes.length, SEGMENT_HEADER_BYTES), where: 'header' });
+      }
+      const items = [...parseSegment(bytes, this.options.recordBytesMax)];
+      for (let k = 0; k < items.length; k++) {
+        const item = items[k];
+        if (item.kind === 'damage') {
+          const last = !next && k === items.length - 1;
+          onDamage({ segment: segment.name, offset: item.offset, length: item.length, where: last ? 'tail' : 'middle' });
+        } else if (item.seq > afterSeq) {
+          yield { seq: item.seq, payload: item.payload };
+        }
+      }
+    }
+  }
+
+  private async readSegment(segment: Segment): Promise<Buffer> {
+    const path = this.path(segment);
+    let handle: FileHandle;
+    try {
+      handle = await this.fs.open(path, 'read');
+    } catch (error) {
+      throw fromSystemError(error, 'opening journal segment', path);
+    }
+    try {
+      return await readSegmentBytes(handle);
+    } catch (error) {
+      throw fromSystemError(error, 'reading journal segment', path);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /**
+   * Finds where the next record goes. Returns the damaged or torn bytes at the end of the newest
+   * segment (if any); the store decides with its high-water mark whether to cut them.
+   */
+  async findTail(): Promise<{ lastSeq: number; tail?: { segment: string; offset: number; length: number; bytes: Buffer } }> {
+    const segment = this.segments[this.segments.length - 1];
+    if (!segment) return { lastSeq: 0 };
+    const bytes = await this.readSegment(segment);
+    let lastSeq = segment.firstSeq - 1;
+    let end = SEGMENT_HEADER_BYTES;
+    for (const item of parseSegment(bytes, this.options.recordBytesMax)) {
+      if (item.kind === 'record') {
+        lastSeq = item.seq;
+        end = item.end;
+      }
+    }
+    this.tailSegment = segment;
+    this.tailOffset = end;
+    this.lastSeq = lastSeq;
+    if (!segmentHeader(bytes)) this.startNewSegment = true;
+    if (end < bytes.length) {
+      return { lastSeq, tail: { segment: segment.name, offset: end, length: bytes.length - end, bytes: bytes.subarray(end) } };
+    }
+    return { lastSeq };
+  }
+
+  /** Cuts a torn, never-acknowledged tail (the caller copied it to quarantine first). */
+  async cutTail(offset: number): Promise<void> {
+    assert(this.tailSegment && offset === this.tailOffset, 'cutTail only at the tail found by findTail');
+    const path = this.path(this.tailSegment);
+    const handle = await this.fs.open(path, 'readWrite');
+    try {
+      await handle.truncate(offset);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Leaves the damaged tail in place and puts new records in a fresh segment. */
+  keepTailAndStartNewSegment(nextSeq: number): void {
+    this.startNewSegment = true;
+    this.lastSeq = Math.max(this.lastSeq, nextSeq - 1);
+  }
+
+  /** Appends records (consecutive seqs) and makes them durable. */
+  async append(records: JournalRecord[]): Promise<void> {
+    if (this.poisoned) throw this.poisoned;
+    if (records.length === 0) return;
+    assert(records[0].seq === this.lastSeq + 1, `journal seq ${records[0].seq} after ${this.lastSeq}`);
+    const data = Buffer.concat(records.map((r) => encodeRecord(r.seq, r.payload)));
+    let created = false;
+    if (!this.tailSegment || this.startNewSegment || this.tailOffset + data.length > this.options.segmentBytesMax && this.tailOffset > SEGMENT_HEADER_BYTES) {
+      await this.createSegment(records[0].seq);
+      created = true;
+    }
+    const start = this.tailOffset;
+    const path = this.path(this.tailSegment!);
+    try {
+      if (!this.writeHandle) this.writeHandle = await this.fs.open(path, 'readWrite');
+      await this.writeHandle.write(data, start);
+      await this.writeHandle.sync();
+      if (created) await this.fs.syncDir(this.dir);
+    } catch (error) {
+      const failure = fromSystemError(error, 'writing journal', path);
+      await this.undo(start, failure);
+      throw failure;
+    }
+    this.tailOffset = start + data.length;
+    this.lastSeq = records[records.length - 1].seq;
+  }
+
+  private async createSegment(firstSeq: number): Promise<void> {
+    const segment = { firstSeq, name: segmentFileName(firstSeq) };
+    const path = this.path(segment);
+    await this.options.beforeCreate(path);
+    await this.writeHandle?.close().catch(() => undefined);
+    this.writeHandle = undefined;
+    let handle: FileHandle;
+    try {
+      handle = await this.fs.open(path, 'createNew');
+    } catch (error) {
+      throw fromSystemError(error, 'creating journal segment', path);
+    }
+    try {
+      await handle.write(encodeSegmentHeader(this.storeId, firstSeq), 0);
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      // The file is ours, new and holds no record: remove it so the retry can use its name.
+      await this.fs.unlink(path).catch(() => undefined);
+      throw fromSystemError(error, 'creating journal segment', path);
+    }
+    this.writeHandle = handle;
+    this.segments.push(segment);
+    this.tailSegment = segment;
+    this.tailOffset = SEGMENT_HEADER_BYTES;
+    this.startNewSegment = false;
+  }
+
+  /**
+   * A failed append must leave nothing that a later replay would trust, or a retried batch could
+   * reuse its seqs and UIDs. Truncate back and sync; if that fails too, refuse further writes.
+   */
+  private async undo(start: number, failure: MailstoreError): Promise<void> {
+    try {
+      await this.writeHandle!.truncate(start);
+      await this.writeHandle!.sync();
+    } catch {
+      this.poisoned = new MailstoreError('CLOSED',
+        `the journal could not be rolled back after: ${failure.message}; reopen the store (recovery resolves it)`,
+        { path: failure.path, cause: failure });
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.writeHandle?.close().catch(() => undefined);
+    this.writeHandle = undefined;
+  }
+}

@@ -1,0 +1,104 @@
+// The order-preserving key format of the index (docs/FORMAT.md). Byte order of an encoded tuple
+// equals the logical order of the tuple, so a mailbox's descendants sort immediately after it and
+// `a/b` never interleaves with `a b`. Strings: UTF-8, 0x00 escaped as 0x00 0xFF, 0x00 terminator.
+// Integers: big-endian, fixed width. Ids and hashes: raw fixed-width bytes.
+import { assert } from '../errors.js';
+
+export const SPACE = {
+  name: 0x4e, // N  name components          -> mailbox id
+  info: 0x49, // I  mailbox id               -> mailbox info
+  message: 0x4d, // M  mailbox id, uid       -> message record
+  change: 0x43, // C  mailbox id, modseq, uid -> change
+  blob: 0x42, // B  hash                     -> blob location and refs
+  rights: 0x52, // R  user, name components   -> rights (reverse ACL map)
+  meta: 0x58, // X  meta name                -> value
+} as const;
+
+export type Space = (typeof SPACE)[keyof typeof SPACE];
+
+export type TuplePart =
+  | { kind: 'string'; value: string }
+  | { kind: 'u32'; value: number }
+  | { kind: 'u64'; value: number }
+  | { kind: 'bytes'; value: Uint8Array };
+
+export function encodeString(value: string): Buffer {
+  const utf8 = Buffer.from(value, 'utf8');
+  let zeros = 0;
+  for (const b of utf8) if (b === 0) zeros++;
+  const out = Buffer.allocUnsafe(utf8.length + zeros + 1);
+  let o = 0;
+  for (const b of utf8) {
+    out[o++] = b;
+    if (b === 0) out[o++] = 0xff;
+  }
+  out[o] = 0;
+  return out;
+}
+
+/** Decodes one string starting at `offset`; returns it and the offset after its terminator. */
+export function decodeString(buf: Uint8Array, offset: number): { value: string; next: number } {
+  const bytes: number[] = [];
+  let i = offset;
+  for (;;) {
+    assert(i < buf.length, 'unterminated string in key');
+    const b = buf[i++];
+    if (b !== 0) { bytes.push(b); continue; }
+    if (buf[i] === 0xff) { bytes.push(0); i++; continue; }
+    break;
+  }
+  return { value: Buffer.from(bytes).toString('utf8'), next: i };
+}
+
+export function encodeU32(value: number): Buffer {
+  assert(Number.isInteger(value) && value >= 0 && value <= 0xffffffff, `u32 out of range: ${value}`);
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(value);
+  return b;
+}
+
+export function encodeU64(value: number): Buffer {
+  assert(Number.isSafeInteger(value) && value >= 0, `u64 out of range: ${value}`);
+  const b = Buffer.allocUnsafe(8);
+  b.writeBigUInt64BE(BigInt(value));
+  return b;
+}
+
+export function encodeTuple(space: number, parts: TuplePart[]): Buffer {
+  const chunks: Buffer[] = [Buffer.of(space)];
+  for (const p of parts) {
+    if (p.kind === 'string') chunks.push(encodeString(p.value));
+    else if (p.kind === 'u32') chunks.push(encodeU32(p.value));
+    else if (p.kind === 'u64') chunks.push(encodeU64(p.value));
+    else chunks.push(Buffer.from(p.value));
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Encodes string components (a mailbox name's hierarchy) after `prefix`. */
+export function encodeComponents(components: readonly string[]): Buffer {
+  return Buffer.concat(components.map(encodeString));
+}
+
+export function decodeComponents(buf: Uint8Array, offset: number): string[] {
+  const out: string[] = [];
+  let i = offset;
+  while (i < buf.length) {
+    const { value, next } = decodeString(buf, i);
+    out.push(value);
+    i = next;
+  }
+  return out;
+}
+
+/** The smallest key greater than every key that starts with `prefix` (for range ends). */
+export function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i] !== 0xff) {
+      end[i]++;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.of(0xff, 0xff, 0xff, 0xff);
+}

@@ -1,0 +1,165 @@
+// Applies journal ops to the index. The same code runs for a live commit and for replay and
+// rebuild, so the index after a rebuild equals the index before it, byte for byte.
+import { keys } from '../keys/index-keys.js';
+import type { IndexView } from '../index/index-db.js';
+import type { BlobRecord, ChangeRecord, MailboxInfo, MessageRecord, Op, RightsRecord } from './records.js';
+
+export const SEEN = '\\Seen';
+
+export const meta = {
+  appliedSeq: keys.meta('appliedSeq'),
+  storeId: keys.meta('storeId'),
+  uidValidityLast: keys.meta('uidValidityLast'),
+  deleting: (id: Buffer) => keys.meta(`deleting/${id.toString('hex')}`),
+  deletingPrefix: keys.meta('deleting/').subarray(0, -1),
+  named: (name: string) => keys.meta(name),
+};
+
+/** A problem found while applying (only possible in a degraded replay after journal damage). */
+export type ApplyProblem = (message: string) => void;
+
+export async function applyOps(view: IndexView, seq: number, ops: Op[], problem: ApplyProblem): Promise<void> {
+  for (const op of ops) await applyOp(view, seq, op, problem);
+}
+
+async function info(view: IndexView, id: Buffer, seq: number, problem: ApplyProblem): Promise<MailboxInfo | undefined> {
+  const found = await view.get<MailboxInfo>(keys.info(id));
+  if (!found) problem(`record ${seq} refers to mailbox ${id.toString('hex')}, which does not exist`);
+  return found;
+}
+
+function putRights(view: IndexView, box: MailboxInfo): void {
+  for (const [identifier, rights] of Object.entries(box.acl)) {
+    view.put(keys.rights(identifier, box.name), { id: box.id, rights } satisfies RightsRecord);
+  }
+}
+
+function delRights(view: IndexView, box: MailboxInfo): void {
+  for (const identifier of Object.keys(box.acl)) view.del(keys.rights(identifier, box.name));
+}
+
+async function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProblem): Promise<void> {
+  switch (op.op) {
+    case 'mailbox.create': {
+      const box: MailboxInfo = {
+        id: op.id, name: op.name, pastNames: [], uidValidity: op.uidValidity, uidNext: 1, highestModseq: seq,
+        messages: 0, unseen: 0, bytes: 0, acl: op.acl, owner: op.owner, created: op.created,
+      };
+      if (op.owner === undefined) delete box.owner;
+      view.put(keys.name(op.name), op.id);
+      view.put(keys.info(op.id), box);
+      putRights(view, box);
+      const last = (await view.get<number>(meta.uidValidityLast)) ?? 0;
+      view.put(meta.uidValidityLast, Math.max(last, op.uidValidity));
+      return;
+    }
+    case 'mailbox.rename': {
+      const box = await info(view, op.id, seq, problem);
+      if (!box) return;
+      view.del(keys.name(box.name));
+      delRights(view, box);
+      const renamed = { ...box, name: op.to, pastNames: [...box.pastNames, box.name] };
+      view.put(keys.name(op.to), op.id);
+      view.put(keys.info(op.id), renamed);
+      putRights(view, renamed);
+      return;
+    }
+    case 'mailbox.deleteBegin': {
+      const box = await info(view, op.id, seq, problem);
+      if (!box) return;
+      view.del(keys.name(box.name));
+      delRights(view, box);
+      view.put(keys.info(op.id), { ...box, deleting: true, highestModseq: seq });
+      view.put(meta.deleting(op.id), 1);
+      return;
+    }
+    case 'mailbox.deleteEnd': {
+      view.del(keys.info(op.id));
+      view.del(meta.deleting(op.id));
+      return;
+    }
+    case 'message.add': {
+      const box = await info(view, op.id, seq, problem);
+      if (!box) return;
+      const blobKey = keys.blob(op.hash);
+      const blob = await view.get<BlobRecord>(blobKey);
+      view.put(blobKey, blob ? { ...blob, r: blob.r + 1 } : { p: op.pack, o: op.offset, l: op.size, r: 1 } satisfies BlobRecord);
+      view.put(keys.message(op.id, op.uid), { h: op.hash, s: op.size, d: op.date, f: op.flags, m: seq } satisfies MessageRecord);
+      view.put(keys.change(op.id, seq, op.uid), 0 satisfies ChangeRecord);
+      view.put(keys.info(op.id), {
+        ...box,
+        uidNext: Math.max(box.uidNext, op.uid + 1),
+        highestModseq: seq,
+        messages: box.messages + 1,
+        unseen: box.unseen + (op.flags.includes(SEEN) ? 0 : 1),
+        bytes: box.bytes + op.size,
+      });
+      return;
+    }
+    case 'message.flags': {
+      const box = await info(view, op.id, seq, problem);
+      if (!box) return;
+      let unseen = box.unseen;
+      for (const [uid, flags] of op.set) {
+        const key = keys.message(op.id, uid);
+        const message = await view.get<MessageRecord>(key);
+        if (!message) { problem(`record ${seq} sets flags on missing message ${uid}`); continue; }
+        unseen += (message.f.includes(SEEN) ? 0 : -1) + (flags.includes(SEEN) ? 0 : 1);
+        view.del(keys.change(op.id, message.m, uid));
+        view.put(keys.change(op.id, seq, uid), 0 satisfies ChangeRecord);
+        view.put(key, { ...message, f: flags, m: seq });
+      }
+      view.put(keys.info(op.id), { ...box, unseen, highestModseq: seq });
+      return;
+    }
+    case 'message.expunge': {
+      const box = await info(view, op.id, seq, problem);
+      if (!box) return;
+      let { messages, unseen, bytes } = box;
+      for (const uid of op.uids) {
+        const key = keys.message(op.id, uid);
+        const message = await view.get<MessageRecord>(key);
+        if (!message) { problem(`record ${seq} expunges missing message ${uid}`); continue; }
+        messages--;
+        bytes -= message.s;
+        if (!message.f.includes(SEEN)) unseen--;
+        view.del(key);
+        view.del(keys.change(op.id, message.m, uid));
+        if (!op.purge) view.put(keys.change(op.id, seq, uid), 1 satisfies ChangeRecord);
+        const blobKey = keys.blob(message.h);
+        const blob = await view.get<BlobRecord>(blobKey);
+        if (blob) view.put(blobKey, { ...blob, r: Math.max(0, blob.r - 1) });
+        else problem(`record ${seq}: message ${uid} refers to unknown blob ${message.h.toString('hex')}`);
+      }
+      view.put(keys.info(op.id), { ...box, messages, unseen, bytes, highestModseq: seq });
+      return;
+    }
+    case 'change.purge': {
+      for (const [modseq, uid] of op.entries) view.del(keys.change(op.id, modseq, uid));
+      return;
+    }
+    case 'acl.set': {
+      const box = await info(view, op.id, seq, problem);
+      if (!box) return;
+      const acl = { ...box.acl };
+      if (op.rights === '') delete acl[op.identifier];
+      else acl[op.identifier] = op.rights;
+      if (op.rights === '') view.del(keys.rights(op.identifier, box.name));
+      else view.put(keys.rights(op.identifier, box.name), { id: box.id, rights: op.rights } satisfies RightsRecord);
+      view.put(keys.info(op.id), { ...box, acl });
+      return;
+    }
+    case 'blob.relocate': {
+      const blobKey = keys.blob(op.hash);
+      const blob = await view.get<BlobRecord>(blobKey);
+      if (!blob) { problem(`record ${seq} relocates unknown blob ${op.hash.toString('hex')}`); return; }
+      view.put(blobKey, { ...blob, p: op.pack, o: op.offset });
+      return;
+    }
+    case 'meta.set': {
+      if (op.value === null || op.value === undefined) view.del(keys.meta(op.key));
+      else view.put(keys.meta(op.key), op.value);
+      return;
+    }
+  }
+}

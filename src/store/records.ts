@@ -1,0 +1,65 @@
+// What the journal says and what the index holds. Journal ops are fully resolved (UIDs, blob
+// locations, the complete new flag set), so applying them needs no decision and replay is exact.
+
+export type Id = Buffer; // 16-byte mailbox UUID
+export type Acl = Record<string, string>;
+
+export interface MailboxInfo {
+  id: Id;
+  name: string[];
+  pastNames: string[][];
+  uidValidity: number;
+  uidNext: number;
+  highestModseq: number;
+  messages: number;
+  unseen: number;
+  bytes: number;
+  acl: Acl;
+  owner?: string;
+  created: number;
+  /** Set by a delete in progress (the name is already free); open finishes the delete. */
+  deleting?: boolean;
+}
+
+/** M value. Short keys: there is one per message. */
+export interface MessageRecord {
+  h: Buffer; // hash
+  s: number; // size in bytes
+  d: number; // internal date, ms since epoch
+  f: string[]; // flags
+  m: number; // modseq
+}
+
+/** B value. */
+export interface BlobRecord {
+  p: number; // pack
+  o: number; // offset of the record header
+  l: number; // body length
+  r: number; // references
+}
+
+/** C value: 0 = changed (added or flags), 1 = expunged. */
+export type ChangeRecord = 0 | 1;
+
+/** R value. */
+export interface RightsRecord {
+  id: Id;
+  rights: string;
+}
+
+export type Op =
+  | { op: 'mailbox.create'; id: Id; name: string[]; uidValidity: number; acl: Acl; owner?: string; created: number }
+  | { op: 'mailbox.rename'; id: Id; to: string[] }
+  | { op: 'mailbox.deleteBegin'; id: Id }
+  | { op: 'mailbox.deleteEnd'; id: Id }
+  | { op: 'message.add'; id: Id; uid: number; hash: Buffer; size: number; date: number; flags: string[]; pack: number; offset: number }
+  | { op: 'message.flags'; id: Id; set: [uid: number, flags: string[]][] }
+  | { op: 'message.expunge'; id: Id; uids: number[]; purge?: boolean }
+  | { op: 'change.purge'; id: Id; entries: [modseq: number, uid: number][] }
+  | { op: 'acl.set'; id: Id; identifier: string; rights: string }
+  | { op: 'blob.relocate'; hash: Buffer; pack: number; offset: number }
+  | { op: 'meta.set'; key: string; value: unknown };
+
+export interface JournalPayload {
+  ops: Op[];
+}

@@ -1,0 +1,161 @@
+// Open-time recovery: decide what the journal's tail is, replay what the index has not seen, and
+// rebuild the index from the journal when it is missing or damaged. Nothing here deletes mail:
+// bytes cut from a journal tail are copied to quarantine/ first.
+import { join } from 'node:path';
+import { MailstoreError, fromSystemError } from '../errors.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import { IndexDb, IndexView } from '../index/index-db.js';
+import { decodeCbor, encodeValue } from '../index/codec.js';
+import type { Journal, JournalDamage } from '../journal/journal.js';
+import { limits } from '../limits.js';
+import { writeFileDurable } from '../fs/durable.js';
+import { applyOps, meta } from './apply.js';
+import { LAYOUT } from './identity.js';
+import type { JournalPayload } from './records.js';
+
+export interface Health {
+  /** True when something was lost or could not be applied; `findings` says what. */
+  degraded: boolean;
+  findings: string[];
+  journalDamage: JournalDamage[];
+  /** The index was rebuilt from the journal during this open, and why. */
+  rebuilt?: string;
+  /** Bytes of a torn, never-acknowledged journal tail that open cut (after copying them to quarantine). */
+  tornTailBytes?: number;
+}
+
+export function newHealth(): Health {
+  return { degraded: false, findings: [], journalDamage: [] };
+}
+
+export interface ReplayResult {
+  lastSeq: number;
+  records: number;
+}
+
+/** Applies every journal record after `afterSeq` to the index, in batches, recording appliedSeq with each. */
+export async function replay(journal: Journal, db: IndexDb, afterSeq: number, health: Health, onRecord?: (seq: number) => void): Promise<ReplayResult> {
+  const view = new IndexView(db);
+  let lastSeq = afterSeq;
+  let records = 0;
+  const problem = (message: string) => {
+    health.degraded = true;
+    if (health.findings.length < 1000) health.findings.push(message);
+  };
+  const onDamage = (damage: JournalDamage) => {
+    if (damage.where === 'tail') return; // decided by resolveTail before replay
+    health.degraded = true;
+    health.journalDamage.push(damage);
+    problem(`journal ${damage.segment} has ${damage.length} damaged bytes at offset ${damage.offset} (${damage.where}); the records after it were kept`);
+  };
+  for await (const record of journal.read(afterSeq, onDamage)) {
+    if (record.seq <= lastSeq) continue; // a duplicate seq after damage: the first one wins
+    if (record.seq > lastSeq + 1) {
+      problem(`journal records ${lastSeq + 1}..${record.seq - 1} are missing`);
+    }
+    let payload: JournalPayload;
+    try {
+      payload = decodeCbor<JournalPayload>(record.payload);
+    } catch (error) {
+      problem(`journal record ${record.seq} does not decode: ${(error as Error).message}`);
+      lastSeq = record.seq;
+      continue;
+    }
+    await applyOps(view, record.seq, payload.ops, problem);
+    lastSeq = record.seq;
+    records++;
+    onRecord?.(record.seq);
+    if (view.size >= limits.replayBatchRecords * 8) {
+      view.put(meta.appliedSeq, lastSeq);
+      await view.flush();
+    }
+  }
+  view.put(meta.appliedSeq, lastSeq);
+  await view.flush();
+  return { lastSeq, records };
+}
+
+/**
+ * The newest segment ends in bytes that are not a valid record. If the index has applied records
+ * beyond the last valid one (its appliedSeq is our high-water mark), those bytes were acknowledged
+ * records that got damaged: keep them, quarantine a copy, write on in a new segment. Otherwise they
+ * are a torn write that was never acknowledged: copy them to quarantine (unless all zeros) and cut.
+ */
+export async function resolveTail(fs: FileSystem, root: string, journal: Journal, highWater: number, health: Health): Promise<number> {
+  const { lastSeq, tail } = await journal.findTail();
+  if (tail) {
+    const allZero = tail.bytes.every((b) => b === 0);
+    if (!allZero) {
+      const name = `journal-tail-${tail.segment}-${tail.offset}-${Date.now()}`;
+      await writeFileDurable(fs, join(root, LAYOUT.quarantine, name), Buffer.from(tail.bytes))
+        .catch((e) => { throw fromSystemError(e, 'quarantining journal tail', join(root, LAYOUT.quarantine, name)); });
+    }
+    if (highWater > lastSeq) {
+      health.degraded = true;
+      health.journalDamage.push({ segment: tail.segment, offset: tail.offset, length: tail.length, where: 'tail' });
+      health.findings.push(`journal ${tail.segment}: acknowledged records ${lastSeq + 1}..${highWater} are damaged at offset ${tail.offset}; the index still holds them; a copy is in quarantine/`);
+    } else {
+      await journal.cutTail(tail.offset);
+      health.tornTailBytes = tail.length;
+    }
+  } else if (highWater > lastSeq) {
+    health.degraded = true;
+    health.findings.push(`the index has applied journal records up to ${highWater} but the journal ends at ${lastSeq}: journal records are missing`);
+  }
+  if (highWater > lastSeq) journal.keepTailAndStartNewSegment(highWater + 1);
+  return Math.max(lastSeq, highWater);
+}
+
+/** Opens the index if it is healthy and belongs to this store; undefined when it must be rebuilt. */
+export async function openExistingIndex(path: string, storeId: Buffer, health: Health): Promise<{ db: IndexDb; appliedSeq: number } | undefined> {
+  let db: IndexDb;
+  try {
+    db = await IndexDb.open(path, false);
+  } catch (error) {
+    if (error instanceof MailstoreError && error.code === 'LOCKED') throw error;
+    health.rebuilt = `index could not be opened: ${(error as Error).message}`;
+    return undefined;
+  }
+  try {
+    const id = await db.get<Buffer>(meta.storeId);
+    const appliedSeq = await db.get<number>(meta.appliedSeq);
+    if (!id || !Buffer.from(id).equals(storeId) || typeof appliedSeq !== 'number') {
+      health.rebuilt = id ? 'index belongs to another store or lacks its watermark' : 'index has no store id (empty or reset)';
+      await db.close();
+      return undefined;
+    }
+    return { db, appliedSeq };
+  } catch (error) {
+    await db.close();
+    health.rebuilt = `index is damaged: ${(error as Error).message}`;
+    return undefined;
+  }
+}
+
+/** Builds a fresh index from the whole journal in `tmpPath`, then swaps it in for `path`. */
+export async function rebuildIndex(fs: FileSystem, root: string, journal: Journal, storeId: Buffer, health: Health): Promise<ReplayResult> {
+  const path = join(root, LAYOUT.index);
+  const fresh = join(root, `${LAYOUT.index}.rebuild`);
+  await moveAside(fs, root, fresh, 'index-rebuild-leftover');
+  const db = await IndexDb.open(fresh, true);
+  let result: ReplayResult;
+  try {
+    await db.write([{ type: 'put', key: meta.storeId, value: encodeValue(storeId) }]);
+    result = await replay(journal, db, 0, health);
+  } finally {
+    await db.close();
+  }
+  await moveAside(fs, root, path, 'index-replaced');
+  await fs.rename(fresh, path).catch((e) => { throw fromSystemError(e, 'installing rebuilt index', path); });
+  await fs.syncDir(root);
+  return result;
+}
+
+/** Moves a directory into quarantine/ (never deletes it); a no-op when it does not exist. */
+export async function moveAside(fs: FileSystem, root: string, path: string, label: string): Promise<string | undefined> {
+  if (!(await fs.statIfExists(path))) return undefined;
+  const target = join(root, LAYOUT.quarantine, `${label}-${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`);
+  await fs.rename(path, target).catch((e) => { throw fromSystemError(e, 'moving aside', path); });
+  await fs.syncDir(root);
+  return target;
+}

@@ -1,0 +1,637 @@
+// The public library: a mail server mounts a Store as its message spool. Public methods check and
+// normalise their arguments, then hand a Mutation to the group-commit Writer (writes) or read the
+// index directly (reads, which see only committed state).
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { MailstoreError, fromSystemError } from '../errors.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import { nodeFileSystem } from '../fs/node-fs.js';
+import { hashBytes, hashHex } from '../hash/blake3.js';
+import { IndexDb } from '../index/index-db.js';
+import { keys, decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey } from '../keys/index-keys.js';
+import { SPACE, prefixEnd } from '../keys/tuple.js';
+import { PackStore, type BlobLocation } from '../blob/pack-store.js';
+import { Journal } from '../journal/journal.js';
+import { limits } from '../limits.js';
+import { SEEN, meta } from './apply.js';
+import { LAYOUT, initStore, storeIdBytes, takeLock, verifyIdentity, type StoreIdentity } from './identity.js';
+import type { BlobRecord, ChangeRecord, MailboxInfo, MessageRecord, Op, RightsRecord } from './records.js';
+import { newHealth, openExistingIndex, rebuildIndex, replay, resolveTail, moveAside, type Health } from './recovery.js';
+import {
+  ALL_RIGHTS, formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeIdentifier, normalizeRights,
+  normalizeUids, parseMailboxName, patternPrefixComponents,
+} from './validate.js';
+import { Writer, type Mutation, type PrepareContext } from './writer.js';
+
+export interface StoreOptions {
+  /** Create the store when the directory is empty or missing. */
+  create?: boolean;
+  fs?: FileSystem;
+  messageBytesMax?: number;
+  packBytesMax?: number;
+  journalSegmentBytesMax?: number;
+  /** Called after each group commit with its seq range and number of mutations. */
+  onCommit?: (firstSeq: number, lastSeq: number, mutations: number) => void;
+}
+
+export interface AppendOptions {
+  flags?: string[];
+  internalDate?: Date | number | string;
+}
+
+export interface AppendResult {
+  uid: number;
+  uidValidity: number;
+  /** BLAKE3-256 of the message, hex. */
+  hash: string;
+  size: number;
+  /** The bytes were already stored: no new blob was written. */
+  deduplicated: boolean;
+}
+
+export interface MessageInfo {
+  uid: number;
+  hash: string;
+  size: number;
+  internalDate: Date;
+  flags: string[];
+  modseq: number;
+}
+
+export interface MailboxStatus {
+  messages: number;
+  unseen: number;
+  uidNext: number;
+  uidValidity: number;
+  highestModseq: number;
+}
+
+export interface MailboxSummary {
+  name: string;
+  id: string;
+  uidValidity: number;
+  created: Date;
+  pastNames: string[];
+  owner?: string;
+  acl: Record<string, string>;
+}
+
+export interface FlagChange {
+  add?: string[];
+  remove?: string[];
+  replace?: string[];
+  /** CONDSTORE: only change messages whose modseq is not above this; the others are returned as `modified`. */
+  unchangedSince?: number;
+}
+
+export interface StoreStats {
+  mailboxes: number;
+  messages: number;
+  bytesReferenced: number;
+  blobs: number;
+  bytesStored: number;
+  unreferencedBlobs: number;
+  packs: number;
+  packBytes: number;
+  journalSegments: number;
+  journalBytes: number;
+  dedupRatio: number;
+}
+
+export function uuidString(id: Buffer): string {
+  const h = id.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+export class Store {
+  readonly health: Health;
+  private closed = false;
+  private failure?: MailstoreError;
+
+  private constructor(
+    readonly root: string,
+    readonly fs: FileSystem,
+    readonly identity: StoreIdentity,
+    readonly storeId: Buffer,
+    /** @internal */ readonly db: IndexDb,
+    /** @internal */ readonly packs: PackStore,
+    /** @internal */ readonly journal: Journal,
+    private readonly writer: Writer,
+    private readonly unlock: () => Promise<void>,
+    private readonly messageBytesMax: number,
+    health: Health,
+  ) {
+    this.health = health;
+  }
+
+  /** Creates a store in an empty or missing directory. */
+  static async init(root: string, options: StoreOptions = {}): Promise<Store> {
+    await initStore(options.fs ?? nodeFileSystem, root);
+    return Store.open(root, options);
+  }
+
+  /**
+   * Verifies STORE and the markers, takes the lock, resolves the journal tail, replays what the
+   * index has not applied (or rebuilds the index from the journal), and finishes interrupted deletes.
+   */
+  static async open(root: string, options: StoreOptions = {}): Promise<Store> {
+    const fs = options.fs ?? nodeFileSystem;
+    if (options.create && !(await fs.statIfExists(join(root, LAYOUT.identity)).catch(() => undefined))) {
+      await initStore(fs, root);
+    }
+    const identity = await verifyIdentity(fs, root);
+    const storeId = storeIdBytes(identity);
+    const rootDev = (await fs.stat(root)).dev;
+    const unlock = await takeLock(fs, root);
+    const health = newHealth();
+    const beforeCreate = async (path: string) => {
+      const now = await fs.statIfExists(root).catch(() => undefined);
+      const id = await fs.statIfExists(join(root, LAYOUT.identity)).catch(() => undefined);
+      if (!now || now.dev !== rootDev || !id) {
+        throw new MailstoreError('UNMOUNTED', `refusing to create ${path}: the store's file system changed under it (unmounted or replaced); nothing was written`, { path });
+      }
+    };
+    let db: IndexDb | undefined;
+    try {
+      const packs = await PackStore.open(fs, join(root, LAYOUT.packs), storeId, {
+        packBytesMax: options.packBytesMax ?? limits.packBytesMax, beforeCreate,
+      });
+      const journal = await Journal.open(fs, join(root, LAYOUT.journal), storeId, {
+        segmentBytesMax: options.journalSegmentBytesMax ?? limits.journalSegmentBytesMax,
+        recordBytesMax: limits.journalRecordBytesMax, beforeCreate,
+      });
+      const indexPath = join(root, LAYOUT.index);
+      const existing = (await fs.statIfExists(indexPath)) ? await openExistingIndex(indexPath, storeId, health) : undefined;
+      if (!existing && !health.rebuilt) health.rebuilt = 'index is missing';
+      const highWater = existing?.appliedSeq ?? 0;
+      if (existing) {
+        await checkPacksPresent(existing.db, packs, root);
+      }
+      const lastSeq = await resolveTail(fs, root, journal, highWater, health);
+      if (existing) {
+        db = existing.db;
+        await replay(journal, db, existing.appliedSeq, health);
+      } else {
+        if (await fs.statIfExists(indexPath)) await moveAside(fs, root, indexPath, 'index-damaged');
+        await rebuildIndex(fs, root, journal, storeId, health);
+        db = await IndexDb.open(indexPath, false);
+      }
+      void lastSeq;
+      let store: Store | undefined;
+      const writer = new Writer(db, packs, journal, {
+        onIndexFailure: (error) => { if (store) store.failure = error; },
+        onCommit: options.onCommit,
+      });
+      store = new Store(root, fs, identity, storeId, db, packs, journal, writer, unlock, options.messageBytesMax ?? limits.messageBytesMax, health);
+      await store.finishInterruptedDeletes();
+      return store;
+    } catch (error) {
+      await db?.close().catch(() => undefined);
+      await unlock().catch(() => undefined);
+      throw error instanceof MailstoreError ? error : fromSystemError(error, 'opening store', root);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.writer.drain();
+    this.writer.fail(new MailstoreError('CLOSED', 'the store is closed'));
+    await this.packs.close();
+    await this.journal.close();
+    await this.db.close();
+    await this.unlock();
+  }
+
+  private live(): void {
+    if (this.closed) throw new MailstoreError('CLOSED', `the store at ${this.root} is closed`, { path: this.root });
+    if (this.failure) throw this.failure;
+  }
+
+  private submit<T>(mutation: Mutation<T>): Promise<T> {
+    this.live();
+    return this.writer.submit(mutation);
+  }
+
+  // ---- mailboxes -------------------------------------------------------------------------------
+
+  async createMailbox(name: string, options: { owner?: string; acl?: Record<string, string> } = {}): Promise<MailboxSummary> {
+    const components = parseMailboxName(name);
+    const acl: Record<string, string> = {};
+    for (const [who, rights] of Object.entries(options.acl ?? {})) acl[normalizeIdentifier(who)] = normalizeRights(rights);
+    const owner = options.owner === undefined ? undefined : normalizeIdentifier(options.owner);
+    if (owner) acl[owner] = normalizeRights(ALL_RIGHTS);
+    return this.submit({
+      prepare: async ({ view }) => {
+        if (await view.get(keys.name(components))) throw new MailstoreError('EXISTS', `mailbox ${name} already exists`, { path: name });
+        const last = (await view.get<number>(meta.uidValidityLast)) ?? 0;
+        const uidValidity = Math.max(Math.floor(Date.now() / 1000), last + 1);
+        const id = Buffer.from(randomUUID().replace(/-/g, ''), 'hex');
+        const created = Date.now();
+        const op: Op = { op: 'mailbox.create', id, name: components, uidValidity, acl, created };
+        if (owner) op.owner = owner;
+        return { ops: [op], result: { name, id: uuidString(id), uidValidity, created: new Date(created), pastNames: [], owner, acl } };
+      },
+    });
+  }
+
+  /** Renames a mailbox and its descendants. Moves no data: N, I and R keys only. */
+  async renameMailbox(from: string, to: string): Promise<{ renamed: number }> {
+    const source = parseMailboxName(from);
+    const target = parseMailboxName(to);
+    if (target.length > source.length && source.every((c, i) => c === target[i])) {
+      throw new MailstoreError('INVALID', `cannot rename ${from} into its own descendant ${to}`, { path: to });
+    }
+    return this.submit({
+      exclusive: true,
+      prepare: async ({ view }) => {
+        const ops: Op[] = [];
+        for await (const [key, id] of this.db.entries<Buffer>({ prefix: keys.name(source) })) {
+          const name = decodeNameKey(key);
+          const renamed = [...target, ...name.slice(source.length)];
+          if (await view.get(keys.name(renamed))) throw new MailstoreError('EXISTS', `mailbox ${formatMailboxName(renamed)} already exists`, { path: formatMailboxName(renamed) });
+          ops.push({ op: 'mailbox.rename', id: Buffer.from(id), to: renamed });
+        }
+        if (ops.length === 0) throw new MailstoreError('NOT_FOUND', `no mailbox named ${from} (nor any below it)`, { path: from });
+        return { ops, result: { renamed: ops.length } };
+      },
+    });
+  }
+
+  /**
+   * Deletes a mailbox: an intent record frees the name at once, then its messages are expunged in
+   * chunks, then a done record removes it. A crash in between is finished by the next open.
+   */
+  async deleteMailbox(name: string): Promise<{ messages: number }> {
+    const components = parseMailboxName(name);
+    const { id, messages } = await this.submit({
+      exclusive: true,
+      prepare: async ({ view }) => {
+        const box = await this.resolve(view, components, name);
+        return { ops: [{ op: 'mailbox.deleteBegin', id: box.id } as Op], result: { id: box.id, messages: box.messages } };
+      },
+    });
+    await this.finishDelete(id);
+    return { messages };
+  }
+
+  private async finishDelete(id: Buffer): Promise<void> {
+    for (;;) {
+      const finished = await this.submit({
+        exclusive: true,
+        prepare: async () => {
+          const uids: number[] = [];
+          for await (const [key] of this.db.entries({ prefix: keys.messagePrefix(id), limit: limits.deleteChunkMessages })) uids.push(decodeMessageKey(key).uid);
+          if (uids.length > 0) return { ops: [{ op: 'message.expunge', id, uids, purge: true } as Op], result: false };
+          const entries: [number, number][] = [];
+          for await (const [key] of this.db.entries({ prefix: keys.changePrefix(id), limit: limits.deleteChunkMessages })) {
+            const c = decodeChangeKey(key);
+            entries.push([c.modseq, c.uid]);
+          }
+          if (entries.length > 0) return { ops: [{ op: 'change.purge', id, entries } as Op], result: false };
+          return { ops: [{ op: 'mailbox.deleteEnd', id } as Op], result: true };
+        },
+      });
+      if (finished) return;
+    }
+  }
+
+  private async finishInterruptedDeletes(): Promise<void> {
+    const pending: Buffer[] = [];
+    for await (const [key] of this.db.entries({ prefix: meta.deletingPrefix })) {
+      const hex = key.toString('latin1').split('deleting/')[1]?.replace(/\0$/, '');
+      if (hex) pending.push(Buffer.from(hex, 'hex'));
+    }
+    for (const id of pending) await this.finishDelete(id);
+  }
+
+  async listMailboxes(options: { user?: string; pattern?: string } = {}): Promise<{ name: string; id: string; rights?: string }[]> {
+    this.live();
+    const matches = listPatternMatcher(options.pattern);
+    const prefix = patternPrefixComponents(options.pattern);
+    const out: { name: string; id: string; rights?: string }[] = [];
+    if (options.user === undefined) {
+      for await (const [key, id] of this.db.entries<Buffer>({ prefix: keys.namePrefix(prefix) })) {
+        const name = formatMailboxName(decodeNameKey(key));
+        if (matches(name)) out.push({ name, id: uuidString(Buffer.from(id)) });
+      }
+      return out;
+    }
+    const user = normalizeIdentifier(options.user);
+    const seen = new Map<string, { name: string; id: string; rights: string }>();
+    for (const who of user === 'anyone' ? ['anyone'] : [user, 'anyone']) {
+      for await (const [key, value] of this.db.entries<RightsRecord>({ prefix: keys.rights(who, prefix) })) {
+        if (!value.rights.includes('l')) continue;
+        const name = formatMailboxName(decodeRightsKey(key).components);
+        if (!matches(name)) continue;
+        const had = seen.get(name);
+        const rights = normalizeRights((had?.rights ?? '') + value.rights);
+        seen.set(name, { name, id: uuidString(Buffer.from(value.id)), rights });
+      }
+    }
+    return [...seen.values()].sort((a, b) => Buffer.compare(keys.name(parseMailboxName(a.name)), keys.name(parseMailboxName(b.name))));
+  }
+
+  async mailbox(name: string): Promise<MailboxSummary> {
+    this.live();
+    const box = await this.resolveCommitted(name);
+    const summary: MailboxSummary = {
+      name: formatMailboxName(box.name), id: uuidString(Buffer.from(box.id)), uidValidity: box.uidValidity, created: new Date(box.created),
+      pastNames: box.pastNames.map(formatMailboxName), acl: { ...box.acl },
+    };
+    if (box.owner !== undefined) summary.owner = box.owner;
+    return summary;
+  }
+
+  async status(name: string): Promise<MailboxStatus> {
+    this.live();
+    const box = await this.resolveCommitted(name);
+    return { messages: box.messages, unseen: box.unseen, uidNext: box.uidNext, uidValidity: box.uidValidity, highestModseq: box.highestModseq };
+  }
+
+  // ---- ACLs ------------------------------------------------------------------------------------
+
+  /** Sets (or with '' removes) the RFC 4314 rights of `identifier`; the reverse map changes in the same record. */
+  async setAcl(mailbox: string, identifier: string, rights: string): Promise<void> {
+    const components = parseMailboxName(mailbox);
+    const who = normalizeIdentifier(identifier);
+    const normalized = normalizeRights(rights);
+    await this.submit({
+      prepare: async ({ view }) => {
+        const box = await this.resolve(view, components, mailbox);
+        if ((box.acl[who] ?? '') === normalized) return { ops: [], result: undefined };
+        return { ops: [{ op: 'acl.set', id: box.id, identifier: who, rights: normalized } as Op], result: undefined };
+      },
+    });
+  }
+
+  async getAcl(mailbox: string): Promise<Record<string, string>> {
+    this.live();
+    return { ...(await this.resolveCommitted(mailbox)).acl };
+  }
+
+  // ---- messages --------------------------------------------------------------------------------
+
+  async append(mailbox: string, bytes: Uint8Array, options: AppendOptions = {}): Promise<AppendResult> {
+    const [result] = await this.appendBatch(mailbox, [{ bytes, ...options }]);
+    return result;
+  }
+
+  /**
+   * Appends several messages as one all-or-nothing record (imports). `meta` is stored in the same
+   * record, so an import's resume cursor can never disagree with what was imported.
+   */
+  async appendBatch(mailbox: string, items: (AppendOptions & { bytes: Uint8Array })[], options: { meta?: { key: string; value: unknown } } = {}): Promise<AppendResult[]> {
+    const components = parseMailboxName(mailbox);
+    const prepared = items.map((item) => {
+      if (!(item.bytes instanceof Uint8Array)) throw new MailstoreError('INVALID', 'message bytes must be a Buffer or Uint8Array');
+      if (item.bytes.length > this.messageBytesMax) {
+        throw new MailstoreError('TOO_LARGE', `message of ${item.bytes.length} bytes exceeds the limit of ${this.messageBytesMax} bytes`, { path: mailbox });
+      }
+      const bytes = Buffer.isBuffer(item.bytes) ? item.bytes : Buffer.from(item.bytes.buffer, item.bytes.byteOffset, item.bytes.byteLength);
+      return { bytes, hash: hashBytes(bytes), flags: normalizeFlags(item.flags), date: normalizeDate(item.internalDate) };
+    });
+    if (options.meta && typeof options.meta.key !== 'string') throw new MailstoreError('INVALID', 'meta key must be a string');
+    return this.submit({
+      prepare: async (ctx) => {
+        const box = await this.resolve(ctx.view, components, mailbox);
+        const ops: Op[] = [];
+        const results: AppendResult[] = [];
+        const fresh = new Map<string, BlobLocation>();
+        let uid = box.uidNext;
+        for (const item of prepared) {
+          const { location, deduplicated } = await this.placeBlob(ctx, item.hash, item.bytes, fresh);
+          ops.push({ op: 'message.add', id: box.id, uid, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags, pack: location.pack, offset: location.offset });
+          results.push({ uid, uidValidity: box.uidValidity, hash: hashHex(item.hash), size: item.bytes.length, deduplicated });
+          uid++;
+        }
+        if (options.meta) ops.push({ op: 'meta.set', key: `user/${options.meta.key}`, value: options.meta.value });
+        return { ops, result: results };
+      },
+    });
+  }
+
+  /** Where a blob lives: an existing copy (dedup, also within the batch) or a new pack record. */
+  private async placeBlob(ctx: PrepareContext, hash: Buffer, bytes: Buffer, fresh: Map<string, BlobLocation>): Promise<{ location: { pack: number; offset: number }; deduplicated: boolean }> {
+    const key = hash.toString('latin1');
+    const pending = fresh.get(key);
+    if (pending) return { location: pending, deduplicated: true };
+    const existing = await ctx.view.get<BlobRecord>(keys.blob(hash));
+    if (existing) return { location: { pack: existing.p, offset: existing.o }, deduplicated: true };
+    const location = ctx.packs.reserve(hash, bytes);
+    fresh.set(key, location);
+    return { location, deduplicated: false };
+  }
+
+  /** A value stored with appendBatch's `meta` option (import cursors). */
+  async getMeta<T>(key: string): Promise<T | undefined> {
+    this.live();
+    return this.db.get<T>(meta.named(`user/${key}`));
+  }
+
+  async messageInfo(mailbox: string, uid: number): Promise<MessageInfo> {
+    this.live();
+    const box = await this.resolveCommitted(mailbox);
+    const [checked] = normalizeUids(uid);
+    const record = await this.db.get<MessageRecord>(keys.message(box.id, checked));
+    if (!record) throw new MailstoreError('NOT_FOUND', `no message with uid ${uid} in ${mailbox}`, { path: `${mailbox}/${uid}` });
+    return toInfo(checked, record);
+  }
+
+  /** Every message of a mailbox in uid order (metadata only). */
+  async *messages(mailbox: string, options: { fromUid?: number } = {}): AsyncGenerator<MessageInfo> {
+    this.live();
+    const box = await this.resolveCommitted(mailbox);
+    const gte = keys.message(box.id, options.fromUid ?? 1);
+    for await (const [key, record] of this.db.entries<MessageRecord>({ gte, lt: prefixEnd(keys.messagePrefix(box.id)) })) {
+      yield toInfo(decodeMessageKey(key).uid, record);
+    }
+  }
+
+  /** The message's exact bytes, verified against its hash (CORRUPT otherwise). */
+  async fetch(mailbox: string, uid: number): Promise<Buffer> {
+    const { record, blob } = await this.locate(mailbox, uid);
+    return this.packs.read({ pack: blob.p, offset: blob.o, length: blob.l }, Buffer.from(record.h));
+  }
+
+  /** Streams a big message: verified in a first pass, then handed out, so no unverified byte leaves. */
+  async fetchStream(mailbox: string, uid: number): Promise<Readable> {
+    const { record, blob } = await this.locate(mailbox, uid);
+    return Readable.from(this.packs.readStream({ pack: blob.p, offset: blob.o, length: blob.l }, Buffer.from(record.h), limits.readChunkBytes));
+  }
+
+  /** Reads a blob by hash (repair sources, export); verified. */
+  async fetchBlob(hash: Buffer): Promise<Buffer> {
+    this.live();
+    const blob = await this.db.get<BlobRecord>(keys.blob(hash));
+    if (!blob) throw new MailstoreError('NOT_FOUND', `no blob ${hashHex(hash)}`, { path: hashHex(hash) });
+    return this.packs.read({ pack: blob.p, offset: blob.o, length: blob.l }, hash);
+  }
+
+  private async locate(mailbox: string, uid: number): Promise<{ record: MessageRecord; blob: BlobRecord }> {
+    this.live();
+    const box = await this.resolveCommitted(mailbox);
+    const [checked] = normalizeUids(uid);
+    const record = await this.db.get<MessageRecord>(keys.message(box.id, checked));
+    if (!record) throw new MailstoreError('NOT_FOUND', `no message with uid ${uid} in ${mailbox}`, { path: `${mailbox}/${uid}` });
+    const blob = await this.db.get<BlobRecord>(keys.blob(Buffer.from(record.h)));
+    if (!blob) {
+      throw new MailstoreError('CORRUPT', `message ${uid} in ${mailbox} refers to blob ${hashHex(record.h)}, which the index does not know; run 'mailstore scrub'`, { path: `${mailbox}/${uid}` });
+    }
+    return { record, blob };
+  }
+
+  async setFlags(mailbox: string, uids: number | number[], change: FlagChange): Promise<{ modseq: number; updated: number[]; modified: number[] }> {
+    const components = parseMailboxName(mailbox);
+    const list = normalizeUids(uids);
+    const add = normalizeFlags(change.add);
+    const remove = normalizeFlags(change.remove);
+    const replace = change.replace === undefined ? undefined : normalizeFlags(change.replace);
+    if (replace && (add.length || remove.length)) throw new MailstoreError('INVALID', 'use either replace or add/remove, not both');
+    const since = change.unchangedSince;
+    if (since !== undefined && (!Number.isSafeInteger(since) || since < 0)) throw new MailstoreError('INVALID', `invalid unchangedSince ${since}`);
+    return this.submit({
+      prepare: async ({ view, seq }) => {
+        const box = await this.resolve(view, components, mailbox);
+        const set: [number, string[]][] = [];
+        const modified: number[] = [];
+        for (const uid of list) {
+          const record = await view.get<MessageRecord>(keys.message(box.id, uid));
+          if (!record) continue;
+          if (since !== undefined && record.m > since) { modified.push(uid); continue; }
+          const next = replace ?? [...new Set([...record.f.filter((f) => !remove.includes(f)), ...add])].sort();
+          if (next.length !== record.f.length || next.some((f, i) => f !== record.f[i])) set.push([uid, next]);
+        }
+        if (set.length === 0) return { ops: [], result: { modseq: box.highestModseq, updated: [], modified } };
+        return { ops: [{ op: 'message.flags', id: box.id, set } as Op], result: { modseq: seq, updated: set.map(([u]) => u), modified } };
+      },
+    });
+  }
+
+  async expunge(mailbox: string, uids: number | number[]): Promise<{ expunged: number[]; modseq: number }> {
+    const components = parseMailboxName(mailbox);
+    const list = normalizeUids(uids);
+    return this.submit({
+      prepare: async ({ view, seq }) => {
+        const box = await this.resolve(view, components, mailbox);
+        const present: number[] = [];
+        for (const uid of list) if (await view.get(keys.message(box.id, uid))) present.push(uid);
+        if (present.length === 0) return { ops: [], result: { expunged: [], modseq: box.highestModseq } };
+        return { ops: [{ op: 'message.expunge', id: box.id, uids: present } as Op], result: { expunged: present, modseq: seq } };
+      },
+    });
+  }
+
+  /** Copies messages (no new blob: references only). Returns COPYUID-style pairs. */
+  copy(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }> {
+    return this.transfer(from, uids, to, false);
+  }
+
+  /** Moves messages: the copy and the expunge are one record, so a crash never leaves both or neither. */
+  move(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }> {
+    return this.transfer(from, uids, to, true);
+  }
+
+  private async transfer(from: string, uids: number | number[], to: string, expungeSource: boolean) {
+    const source = parseMailboxName(from);
+    const target = parseMailboxName(to);
+    const list = normalizeUids(uids);
+    return this.submit({
+      prepare: async ({ view }) => {
+        const src = await this.resolve(view, source, from);
+        const dst = await this.resolve(view, target, to);
+        if (src.id.equals(dst.id) && expungeSource) throw new MailstoreError('INVALID', `cannot move ${from} into itself`);
+        const ops: Op[] = [];
+        const mapping: [number, number][] = [];
+        let uid = dst.uidNext;
+        for (const srcUid of list) {
+          const record = await view.get<MessageRecord>(keys.message(src.id, srcUid));
+          if (!record) continue;
+          const blob = await view.get<BlobRecord>(keys.blob(Buffer.from(record.h)));
+          if (!blob) throw new MailstoreError('CORRUPT', `message ${srcUid} in ${from} refers to an unknown blob; run 'mailstore scrub'`);
+          ops.push({ op: 'message.add', id: dst.id, uid, hash: Buffer.from(record.h), size: record.s, date: record.d, flags: record.f, pack: blob.p, offset: blob.o });
+          mapping.push([srcUid, uid++]);
+        }
+        if (expungeSource && mapping.length > 0) ops.push({ op: 'message.expunge', id: src.id, uids: mapping.map(([s]) => s) });
+        return { ops, result: { uidValidity: dst.uidValidity, mapping } };
+      },
+    });
+  }
+
+  /** CONDSTORE/QRESYNC: messages changed and uids expunged after `modseq`. */
+  async changesSince(mailbox: string, modseq: number): Promise<{ changed: MessageInfo[]; vanished: number[]; highestModseq: number }> {
+    this.live();
+    const box = await this.resolveCommitted(mailbox);
+    const changed: MessageInfo[] = [];
+    const vanished: number[] = [];
+    for await (const [key, value] of this.db.entries<ChangeRecord>({ gte: keys.changeFrom(box.id, modseq + 1), lt: prefixEnd(keys.changePrefix(box.id)) })) {
+      const c = decodeChangeKey(key);
+      if (value === 1) { vanished.push(c.uid); continue; }
+      const record = await this.db.get<MessageRecord>(keys.message(box.id, c.uid));
+      if (record) changed.push(toInfo(c.uid, record));
+    }
+    changed.sort((a, b) => a.uid - b.uid);
+    vanished.sort((a, b) => a - b);
+    return { changed, vanished, highestModseq: box.highestModseq };
+  }
+
+  async stats(): Promise<StoreStats> {
+    this.live();
+    let mailboxes = 0, messages = 0, bytesReferenced = 0, blobs = 0, bytesStored = 0, unreferencedBlobs = 0, liveBytes = 0;
+    for await (const [, box] of this.db.entries<MailboxInfo>({ prefix: keys.space(SPACE.info) })) {
+      if (box.deleting) continue;
+      mailboxes++;
+      messages += box.messages;
+      bytesReferenced += box.bytes;
+    }
+    for await (const [, blob] of this.db.entries<BlobRecord>({ prefix: keys.space(SPACE.blob) })) {
+      blobs++;
+      bytesStored += blob.l;
+      if (blob.r === 0) unreferencedBlobs++;
+      else liveBytes += blob.l;
+    }
+    let packBytes = 0;
+    const packList = await this.packs.listPacks();
+    for (const p of packList) packBytes += (await this.fs.stat(this.packs.path(p))).size;
+    let journalBytes = 0;
+    for (const name of this.journal.segmentNames) journalBytes += (await this.fs.stat(this.journal.path(name))).size;
+    return {
+      mailboxes, messages, bytesReferenced, blobs, bytesStored, unreferencedBlobs, packs: packList.length, packBytes,
+      journalSegments: this.journal.segmentNames.length, journalBytes, dedupRatio: liveBytes === 0 ? 1 : bytesReferenced / liveBytes,
+    };
+  }
+
+  // ---- helpers ---------------------------------------------------------------------------------
+
+  /** Resolves a name inside a batch (sees the batch's own pending changes). */
+  private async resolve(view: PrepareContext['view'], components: string[], name: string): Promise<MailboxInfo> {
+    const id = await view.get<Buffer>(keys.name(components));
+    const box = id ? await view.get<MailboxInfo>(keys.info(Buffer.from(id))) : undefined;
+    if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `no mailbox named ${name}`, { path: name });
+    return { ...box, id: Buffer.from(box.id) };
+  }
+
+  private async resolveCommitted(name: string): Promise<MailboxInfo> {
+    const components = parseMailboxName(name);
+    const id = await this.db.get<Buffer>(keys.name(components));
+    const box = id ? await this.db.get<MailboxInfo>(keys.info(Buffer.from(id))) : undefined;
+    if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `no mailbox named ${name}`, { path: name });
+    return { ...box, id: Buffer.from(box.id) };
+  }
+}
+
+function toInfo(uid: number, record: MessageRecord): MessageInfo {
+  return { uid, hash: hashHex(record.h), size: record.s, internalDate: new Date(record.d), flags: [...record.f], modseq: record.m };
+}
+
+/** packs/ with no pack files while the index refers to blobs: a vanished partition, not an empty store. */
+async function checkPacksPresent(db: IndexDb, packs: PackStore, root: string): Promise<void> {
+  if ((await packs.listPacks()).length > 0) return;
+  for await (const _ of db.entries({ prefix: keys.space(SPACE.blob), limit: 1 })) {
+    await db.close();
+    throw new MailstoreError('UNMOUNTED', `${join(root, LAYOUT.packs)} holds no packs but the index refers to stored messages: is the partition mounted? Nothing was changed.`, { path: join(root, LAYOUT.packs) });
+  }
+}
+
+export { SEEN };

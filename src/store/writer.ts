@@ -1,0 +1,147 @@
+// Group commit (DESIGN.md, "Commit protocol"): concurrent mutations are gathered into one batch
+// that shares one pack fdatasync and one journal fdatasync. Order inside a batch:
+//   1. prepare each mutation against the index view (validate; assign seq, UIDs, blob locations)
+//   2. write + fdatasync new blob bodies          (a blob is durable before anything refers to it)
+//   3. write + fdatasync the journal records      (the commit point)
+//   4. apply to LevelDB in one batch, sync:false  (derived; replay repairs its loss)
+//   5. resolve every caller
+import { MailstoreError } from '../errors.js';
+import { IndexView, type IndexDb } from '../index/index-db.js';
+import { encodeCbor } from '../index/codec.js';
+import type { PackBatch, PackStore } from '../blob/pack-store.js';
+import type { Journal, JournalRecord } from '../journal/journal.js';
+import { limits } from '../limits.js';
+import { applyOps, meta } from './apply.js';
+import type { Op } from './records.js';
+
+export interface PrepareContext {
+  view: IndexView;
+  /** The seq (and modseq) this mutation's record will carry. */
+  seq: number;
+  packs: PackBatch;
+}
+
+export interface Mutation<T> {
+  /** Runs alone in its batch, so range reads of the index see everything before it. */
+  exclusive?: boolean;
+  prepare(ctx: PrepareContext): Promise<{ ops: Op[]; result: T }>;
+}
+
+interface Pending {
+  mutation: Mutation<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+export interface WriterHooks {
+  /** Called when the index write after a durable commit failed: the store must stop. */
+  onIndexFailure: (error: MailstoreError) => void;
+  /** Called after every committed batch (tests count batches, consumers wake up). */
+  onCommit?: (firstSeq: number, lastSeq: number, mutations: number) => void;
+}
+
+export class Writer {
+  private queue: Pending[] = [];
+  private running = false;
+  private failure?: MailstoreError;
+  private idle?: Promise<void>;
+  private idleResolve?: () => void;
+
+  constructor(
+    private readonly db: IndexDb,
+    private readonly packs: PackStore,
+    private readonly journal: Journal,
+    private readonly hooks: WriterHooks,
+  ) {}
+
+  submit<T>(mutation: Mutation<T>): Promise<T> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ mutation, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.running) {
+        this.running = true;
+        this.idle = new Promise((r) => { this.idleResolve = r; });
+        setImmediate(() => void this.run());
+      }
+    });
+  }
+
+  /** Stops accepting work; resolves when the queue is empty. */
+  async drain(): Promise<void> {
+    if (this.running) await this.idle;
+  }
+
+  fail(error: MailstoreError): void {
+    this.failure = error;
+  }
+
+  private async run(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        if (this.failure) {
+          for (const p of this.queue.splice(0)) p.reject(this.failure);
+          break;
+        }
+        await this.commitBatch(this.takeBatch());
+      }
+    } finally {
+      this.running = false;
+      this.idleResolve?.();
+    }
+  }
+
+  private takeBatch(): Pending[] {
+    const head = this.queue[0];
+    if (head.mutation.exclusive) return this.queue.splice(0, 1);
+    let n = 0;
+    while (n < this.queue.length && n < limits.batchMutationsMax && !this.queue[n].mutation.exclusive) n++;
+    return this.queue.splice(0, n);
+  }
+
+  private async commitBatch(batch: Pending[]): Promise<void> {
+    const view = new IndexView(this.db);
+    const packBatch = this.packs.beginBatch();
+    const firstSeq = this.journal.lastSeq + 1;
+    let seq = firstSeq;
+    const records: JournalRecord[] = [];
+    const done: { pending: Pending; result: unknown }[] = [];
+    let taken = 0;
+    for (const pending of batch) {
+      if (packBatch.bytes >= limits.batchBlobBytesMax) break; // the rest waits for the next batch
+      taken++;
+      try {
+        const { ops, result } = await pending.mutation.prepare({ view, seq, packs: packBatch });
+        if (ops.length > 0) {
+          await applyOps(view, seq, ops, (problem) => { throw new Error(`assertion failed: live apply: ${problem}`); });
+          records.push({ seq, payload: encodeCbor({ ops }) });
+          seq++;
+        }
+        done.push({ pending, result });
+      } catch (error) {
+        pending.reject(error);
+      }
+    }
+    if (taken < batch.length) this.queue.unshift(...batch.slice(taken));
+    if (records.length > 0) {
+      try {
+        await this.packs.commit(packBatch);
+        await this.journal.append(records);
+      } catch (error) {
+        for (const d of done) d.pending.reject(error);
+        return;
+      }
+      view.put(meta.appliedSeq, seq - 1);
+      try {
+        await view.flush();
+      } catch (error) {
+        // The records are durable (journal fsynced): callers get success, the store stops and the
+        // next open replays them into the index.
+        const failure = new MailstoreError('CLOSED', `the index could not be updated (${(error as Error).message}); the change is durable in the journal; reopen the store`, { cause: error });
+        this.fail(failure);
+        this.hooks.onIndexFailure(failure);
+      }
+      this.hooks.onCommit?.(firstSeq, seq - 1, done.length);
+    }
+    for (const d of done) d.pending.resolve(d.result);
+  }
+}
