@@ -142,7 +142,7 @@ export async function takeLock(fs: FileSystem, root: string): Promise<() => Prom
       throw new MailstoreError('LOCKED', `the store at ${root} is in use by process ${holder} (LOCK); stop it or wait`, { path });
     }
     if (holder === process.pid) {
-      throw new MailstoreError('LOCKED', `the store at ${root} is already open in this process`, { path });
+      throw new MailstoreError('LOCKED', `the store at ${root} is already open in this process (pid ${process.pid})`, { path });
     }
     await fs.unlink(path).catch(() => undefined); // stale: its process is gone
   }

@@ -31,8 +31,8 @@ export interface StoreOptions {
   messageBytesMax?: number;
   packBytesMax?: number;
   journalSegmentBytesMax?: number;
-  /** Called after each group commit with its seq range and number of mutations. */
-  onCommit?: (firstSeq: number, lastSeq: number, mutations: number) => void;
+  /** Called after each group commit with its seq range, number of mutations and index keys written. */
+  onCommit?: (firstSeq: number, lastSeq: number, mutations: number, indexKeys: number) => void;
 }
 
 export interface AppendOptions {

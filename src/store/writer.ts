@@ -37,7 +37,7 @@ export interface WriterHooks {
   /** Called when the index write after a durable commit failed: the store must stop. */
   onIndexFailure: (error: MailstoreError) => void;
   /** Called after every committed batch (tests count batches, consumers wake up). */
-  onCommit?: (firstSeq: number, lastSeq: number, mutations: number) => void;
+  onCommit?: (firstSeq: number, lastSeq: number, mutations: number, indexKeys: number) => void;
 }
 
 export class Writer {
@@ -131,6 +131,7 @@ export class Writer {
         return;
       }
       view.put(meta.appliedSeq, seq - 1);
+      const indexKeys = view.size;
       try {
         await view.flush();
       } catch (error) {
@@ -140,7 +141,7 @@ export class Writer {
         this.fail(failure);
         this.hooks.onIndexFailure(failure);
       }
-      this.hooks.onCommit?.(firstSeq, seq - 1, done.length);
+      this.hooks.onCommit?.(firstSeq, seq - 1, done.length, indexKeys);
     }
     for (const d of done) d.pending.resolve(d.result);
   }

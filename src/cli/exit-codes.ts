@@ -1,0 +1,70 @@
+// One table from error code to process exit code, so every command (and scrub, which adds
+// "findings") exits the same way for the same trouble, and scripts can rely on it.
+import { ERROR_CODES, isMailstoreError, type ErrorCode } from '../errors.js';
+
+export const EXIT = {
+  ok: 0,
+  /** A check found damage (scrub). */
+  findings: 1,
+  /** The command could not run: the store is locked, the disk is full, access or I/O failed. */
+  couldNotRun: 2,
+  /** Refused: the store looks unmounted or damaged, or a guard needs an override flag. */
+  refused: 3,
+  notFound: 4,
+  /** Bad input: a name, UID set, flag, option, file, or something that already exists. */
+  invalid: 5,
+  corruption: 6,
+  /** A bug in mailstore (an assertion failed); the message says what. */
+  internal: 70,
+  /** Stopped by Ctrl-C (SIGINT) at a safe point. */
+  interrupted: 130,
+} as const;
+
+const BY_CODE: Record<ErrorCode, number> = {
+  LOCKED: EXIT.couldNotRun,
+  ACCESS: EXIT.couldNotRun,
+  IO: EXIT.couldNotRun,
+  NO_SPACE: EXIT.couldNotRun,
+  CLOSED: EXIT.couldNotRun,
+  UNMOUNTED: EXIT.refused,
+  REFUSED: EXIT.refused,
+  CONFLICT: EXIT.refused,
+  NOT_FOUND: EXIT.notFound,
+  INVALID: EXIT.invalid,
+  TOO_LARGE: EXIT.invalid,
+  EXISTS: EXIT.invalid,
+  CORRUPT: EXIT.corruption,
+};
+
+export function exitCodeForCode(code: ErrorCode): number {
+  return BY_CODE[code];
+}
+
+/** The exit code for anything a command threw: a MailstoreError by its code, anything else is a bug. */
+export function exitCodeFor(error: unknown): number {
+  return isMailstoreError(error) ? exitCodeForCode(error.code) : EXIT.internal;
+}
+
+/** The same table for `--help` and the README. */
+export function exitCodesHelp(): string {
+  const codesFor = (exit: number) => (Object.keys(BY_CODE) as ErrorCode[]).filter((c) => BY_CODE[c] === exit).join(', ');
+  return [
+    'Exit codes:',
+    `  0    ok`,
+    `  1    findings: a check found damage (scrub)`,
+    `  2    could not run (${codesFor(EXIT.couldNotRun)})`,
+    `  3    refused (${codesFor(EXIT.refused)})`,
+    `  4    not found (${codesFor(EXIT.notFound)})`,
+    `  5    invalid input (${codesFor(EXIT.invalid)}; also a bad command line)`,
+    `  6    corruption (${codesFor(EXIT.corruption)}): nothing wrong was printed`,
+    `  70   internal error (a bug; please report it)`,
+    `  130  interrupted by Ctrl-C at a safe point (everything reported is durable)`,
+    '',
+    'Errors print one line to stderr: "mailstore: CODE: message".',
+  ].join('\n');
+}
+
+/** Error code descriptions, for `mailstore help codes`-style output in docs. */
+export function errorCodesHelp(): string {
+  return (Object.keys(ERROR_CODES) as ErrorCode[]).map((c) => `  ${c.padEnd(10)} ${ERROR_CODES[c]}`).join('\n');
+}

@@ -1,0 +1,49 @@
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { nodeFileSystem as fs } from '../../src/fs/node-fs.js';
+import { readEmlDir } from '../../src/formats/eml.js';
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'mailstore-eml-'));
+
+describe('readEmlDir', () => {
+  it('yields every regular non-hidden file, recursively and sorted, whatever the extension', async () => {
+    const dir = tmp();
+    mkdirSync(join(dir, 'b', 'deeper'), { recursive: true });
+    mkdirSync(join(dir, '.hidden-dir'));
+    writeFileSync(join(dir, 'c.eml'), 'c');
+    writeFileSync(join(dir, 'a.txt'), 'a');
+    writeFileSync(join(dir, 'b', 'noext'), 'b1');
+    writeFileSync(join(dir, 'b', 'deeper', 'x.eml'), 'b2');
+    writeFileSync(join(dir, '.DS_Store'), 'no');
+    writeFileSync(join(dir, '.hidden-dir', 'm.eml'), 'no');
+    symlinkSync(dir, join(dir, 'b', 'loop'));
+    const found = [];
+    for await (const message of readEmlDir(fs, dir)) found.push([message.path.slice(dir.length + 1), message.bytes.toString()]);
+    expect(found).toEqual([['a.txt', 'a'], ['b/deeper/x.eml', 'b2'], ['b/noext', 'b1'], ['c.eml', 'c']]);
+  });
+
+  it('reports a dangling symlink and an oversized file through onSkip and goes on', async () => {
+    const dir = tmp();
+    writeFileSync(join(dir, '1.eml'), 'one');
+    symlinkSync(join(dir, 'gone'), join(dir, '2.eml'));
+    writeFileSync(join(dir, '3.eml'), 'x'.repeat(100));
+    writeFileSync(join(dir, '4.eml'), 'four');
+    const skipped: string[] = [];
+    const found = [];
+    for await (const message of readEmlDir(fs, dir, { messageBytesMax: 10, onSkip: (path, error) => skipped.push(`${path} ${error.code}`) })) {
+      found.push(message.bytes.toString());
+    }
+    expect(found).toEqual(['one', 'four']);
+    expect(skipped).toEqual([`${join(dir, '2.eml')} NOT_FOUND`, `${join(dir, '3.eml')} TOO_LARGE`]);
+  });
+
+  it('throws without onSkip, and INVALID for a file instead of a directory', async () => {
+    const dir = tmp();
+    symlinkSync(join(dir, 'gone'), join(dir, '1.eml'));
+    await expect(readEmlDir(fs, dir).next()).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    writeFileSync(join(dir, 'file'), 'x');
+    await expect(readEmlDir(fs, join(dir, 'file')).next()).rejects.toMatchObject({ code: 'INVALID' });
+  });
+});

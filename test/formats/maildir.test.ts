@@ -1,0 +1,186 @@
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { nodeFileSystem as fs } from '../../src/fs/node-fs.js';
+import type { MailstoreError } from '../../src/errors.js';
+import {
+  MaildirWriter, compareNatural, decodeModifiedUtf7, encodeModifiedUtf7, flagsFromMaildirInfo, folderFromMaildirPlusPlus,
+  listMaildirFolders, maildirInfoFromFlags, maildirPlusPlusFromFolder, parseMaildirName, readMaildir,
+} from '../../src/formats/maildir.js';
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'mailstore-maildir-'));
+
+function makeMaildir(dir: string): string {
+  for (const sub of ['cur', 'new', 'tmp']) mkdirSync(join(dir, sub), { recursive: true });
+  return dir;
+}
+
+async function readAll(dir: string, onSkip?: (path: string, error: MailstoreError) => void) {
+  const out = [];
+  for await (const message of readMaildir(fs, dir, { onSkip })) out.push(message);
+  return out;
+}
+
+describe('Maildir flags', () => {
+  it('maps info letters to IMAP flags', () => {
+    expect(flagsFromMaildirInfo('DFPRST')).toEqual(['$Forwarded', '\\Answered', '\\Deleted', '\\Draft', '\\Flagged', '\\Seen']);
+    expect(flagsFromMaildirInfo('Sab', ['work'])).toEqual(['\\Seen', 'work']);
+    expect(flagsFromMaildirInfo('XZ')).toEqual([]);
+  });
+
+  it('maps IMAP flags to sorted info letters', () => {
+    expect(maildirInfoFromFlags(['\\Seen', '\\Draft', '\\Answered', '\\Flagged', '\\Deleted', '$Forwarded'])).toBe('DFPRST');
+    expect(maildirInfoFromFlags(['\\seen', '\\Recent', '$Junk'])).toBe('S');
+    expect(maildirInfoFromFlags(['$Junk', '\\Seen'], (k) => (k === '$Junk' ? 'b' : undefined))).toBe('Sb');
+  });
+
+  it('parses names with :2, and !2, info', () => {
+    expect(parseMaildirName('1700000000.M1P2Q3.host:2,RS')).toEqual({ unique: '1700000000.M1P2Q3.host', info: 'RS', timestampSeconds: 1700000000 });
+    expect(parseMaildirName('1700000000.host!2,S')).toMatchObject({ unique: '1700000000.host', info: 'S' });
+    expect(parseMaildirName('plain')).toEqual({ unique: 'plain', info: undefined, timestampSeconds: undefined });
+  });
+
+  it('orders names with unpadded counters naturally', () => {
+    const names = ['1.M1000P1Q10.x', '1.M999P1Q9.x', '1.M999P1Q10.x', '1.M1000P1Q9.x'];
+    expect(names.sort(compareNatural)).toEqual(['1.M999P1Q9.x', '1.M999P1Q10.x', '1.M1000P1Q9.x', '1.M1000P1Q10.x']);
+  });
+});
+
+describe('readMaildir', () => {
+  it('reads cur/ and new/ in timestamp order, skips tmp/ and hidden files, maps flags', async () => {
+    const dir = makeMaildir(tmp());
+    writeFileSync(join(dir, 'cur', '1700000002.b.host:2,FRS'), 'two');
+    writeFileSync(join(dir, 'new', '1700000001.a.host'), 'one');
+    writeFileSync(join(dir, 'new', '1700000003.c.host:2,S'), 'three');
+    writeFileSync(join(dir, 'cur', '1700000004.d.host!2,Tab'), 'four');
+    writeFileSync(join(dir, 'cur', '.hidden'), 'x');
+    writeFileSync(join(dir, 'tmp', '1700000000.t.host'), 'tmp');
+    writeFileSync(join(dir, 'dovecot-keywords'), '0 $Junk\n1 work\n');
+    const messages = await readAll(dir);
+    expect(messages.map((m) => m.bytes.toString())).toEqual(['one', 'two', 'three', 'four']);
+    expect(messages.map((m) => m.flags)).toEqual([[], ['\\Answered', '\\Flagged', '\\Seen'], [], ['$Junk', '\\Deleted', 'work']]);
+    expect(messages[0]!.name).toBe('1700000001.a.host');
+    expect(messages[0]!.path).toBe(join(dir, 'new', '1700000001.a.host'));
+  });
+
+  it('drops unmapped keyword letters and takes the internal date from the mtime', async () => {
+    const dir = makeMaildir(tmp());
+    const path = join(dir, 'cur', '1700000000.x:2,Sa');
+    writeFileSync(path, 'm');
+    utimesSync(path, new Date('2020-02-02T02:02:02Z'), new Date('2020-02-02T02:02:02Z'));
+    const [message] = await readAll(dir);
+    expect(message!.flags).toEqual(['\\Seen']);
+    expect(message!.internalDate).toEqual(new Date('2020-02-02T02:02:02Z'));
+  });
+
+  it('reports a directory named like a message and a dangling symlink through onSkip, and goes on', async () => {
+    const dir = makeMaildir(tmp());
+    writeFileSync(join(dir, 'cur', '1.a:2,S'), 'first');
+    mkdirSync(join(dir, 'cur', '2.b:2,S'));
+    symlinkSync(join(dir, 'nowhere'), join(dir, 'cur', '3.c:2,S'));
+    writeFileSync(join(dir, 'cur', '4.d:2,S'), 'last');
+    const skipped: [string, string][] = [];
+    const messages = await readAll(dir, (path, error) => skipped.push([path, error.code]));
+    expect(messages.map((m) => m.bytes.toString())).toEqual(['first', 'last']);
+    expect(skipped).toEqual([[join(dir, 'cur', '2.b:2,S'), 'INVALID'], [join(dir, 'cur', '3.c:2,S'), 'NOT_FOUND']]);
+  });
+
+  it('throws the first unreadable file when there is no onSkip', async () => {
+    const dir = makeMaildir(tmp());
+    mkdirSync(join(dir, 'cur', '1.a:2,S'));
+    await expect(readAll(dir)).rejects.toMatchObject({ code: 'INVALID', path: join(dir, 'cur', '1.a:2,S') });
+  });
+
+  it('refuses a directory that is not a Maildir', async () => {
+    await expect(readAll(tmp())).rejects.toMatchObject({ code: 'INVALID' });
+  });
+});
+
+describe('MaildirWriter', () => {
+  it('writes durably into cur/ with sorted info letters and reads back the same bytes, flags and order', async () => {
+    const dir = join(tmp(), 'Maildir');
+    const writer = await MaildirWriter.create(fs, dir);
+    const input = [
+      { bytes: 'a\r\nb', flags: ['\\Seen', '\\Answered', '$Forwarded'] },
+      { bytes: '', flags: [] },
+      { bytes: 'no newline', flags: ['\\Draft', 'work', '$Junk'] },
+      ...Array.from({ length: 30 }, (_, i) => ({ bytes: `message ${i}\n`, flags: i % 2 ? ['\\Flagged', 'work'] : ['\\Deleted'] })),
+    ];
+    const paths = [];
+    for (const { bytes, flags } of input) paths.push(await writer.append(Buffer.from(bytes), { flags }));
+    await writer.close();
+    expect(readdirSync(join(dir, 'tmp'))).toEqual([]);
+    expect(paths[0]).toMatch(/\/cur\/\d+\.M\d+P\d+Q1\.mailstore:2,PRS$/);
+    expect(paths[2]).toMatch(/:2,Dab$/);
+    expect(readFileSync(join(dir, 'dovecot-keywords'), 'utf8')).toBe('0 work\n1 $Junk\n');
+    const messages = await readAll(dir);
+    expect(messages.map((m) => m.bytes.toString())).toEqual(input.map((m) => m.bytes));
+    expect(messages.map((m) => m.flags)).toEqual(input.map((m) => [...m.flags].sort()));
+  });
+
+  it('keeps existing mail and keywords when opened again', async () => {
+    const dir = tmp();
+    const first = await MaildirWriter.create(fs, dir);
+    await first.append(Buffer.from('1'), { flags: ['x'] });
+    const second = await MaildirWriter.create(fs, dir);
+    const path = await second.append(Buffer.from('2'), { flags: ['y', 'x'] });
+    expect(path).toMatch(/:2,ab$/);
+    expect((await readAll(dir)).map((m) => m.flags)).toEqual([['x'], ['x', 'y']]);
+  });
+
+  it('refuses appends after close', async () => {
+    const writer = await MaildirWriter.create(fs, tmp());
+    await writer.close();
+    await expect(writer.append(Buffer.from('x'))).rejects.toMatchObject({ code: 'CLOSED' });
+  });
+});
+
+describe('Maildir++ folders', () => {
+  it('lists the INBOX and dot-folders, decoding modified UTF-7', async () => {
+    const root = makeMaildir(tmp());
+    for (const name of ['.Sent', '.Lists.kernel', '.Entw&APw-rfe', '.&ZeVnLIqe-', '.Tom &- Jerry']) makeMaildir(join(root, name));
+    mkdirSync(join(root, '.NotAMaildir'));
+    writeFileSync(join(root, '.file'), 'x');
+    mkdirSync(join(root, 'Other'));
+    const folders = await listMaildirFolders(fs, root);
+    expect(folders).toEqual([
+      { folder: '', path: root },
+      { folder: 'Entwürfe', path: join(root, '.Entw&APw-rfe') },
+      { folder: 'Lists/kernel', path: join(root, '.Lists.kernel') },
+      { folder: 'Sent', path: join(root, '.Sent') },
+      { folder: 'Tom & Jerry', path: join(root, '.Tom &- Jerry') },
+      { folder: '日本語', path: join(root, '.&ZeVnLIqe-') },
+    ]);
+  });
+
+  it('reports undecodable folder names through onSkip', async () => {
+    const root = makeMaildir(tmp());
+    makeMaildir(join(root, '.Bad&AAA'));
+    makeMaildir(join(root, '.a..b'));
+    makeMaildir(join(root, '.Good'));
+    const skipped: string[] = [];
+    const folders = await listMaildirFolders(fs, root, { onSkip: (path, error) => skipped.push(`${path} ${error.code}`) });
+    expect(folders.map((f) => f.folder)).toEqual(['', 'Good']);
+    expect(skipped.sort()).toEqual([`${join(root, '.Bad&AAA')} INVALID`, `${join(root, '.a..b')} INVALID`]);
+  });
+
+  it('encodes and decodes modified UTF-7 both ways', () => {
+    for (const name of ['Entwürfe', '日本語', 'Tom & Jerry', 'plain', '~peter/mail/台北/日本語', 'a\u{1F600}b', '&&']) {
+      expect(decodeModifiedUtf7(encodeModifiedUtf7(name))).toBe(name);
+    }
+    expect(encodeModifiedUtf7('Entwürfe')).toBe('Entw&APw-rfe');
+    expect(encodeModifiedUtf7('~peter/mail/台北/日本語')).toBe('~peter/mail/&U,BTFw-/&ZeVnLIqe-');
+    expect(() => decodeModifiedUtf7('&ZeVn')).toThrow(/modified UTF-7/);
+    expect(() => decodeModifiedUtf7('&Z!-')).toThrow(/modified UTF-7/);
+  });
+
+  it('maps folder names to Maildir++ directory names and back', () => {
+    expect(maildirPlusPlusFromFolder('Lists/kernel')).toBe('.Lists.kernel');
+    expect(maildirPlusPlusFromFolder('Entwürfe/Alt')).toBe('.Entw&APw-rfe.Alt');
+    expect(folderFromMaildirPlusPlus('.Entw&APw-rfe.Alt')).toBe('Entwürfe/Alt');
+    expect(() => maildirPlusPlusFromFolder('a.b')).toThrow(expect.objectContaining({ code: 'INVALID' }));
+    expect(() => maildirPlusPlusFromFolder('a//b')).toThrow(expect.objectContaining({ code: 'INVALID' }));
+    expect(() => folderFromMaildirPlusPlus('.&AC8-')).toThrow(expect.objectContaining({ code: 'INVALID' }));
+  });
+});

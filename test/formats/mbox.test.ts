@@ -1,0 +1,234 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { nodeFileSystem as fs } from '../../src/fs/node-fs.js';
+import {
+  type MboxMessage, type MboxWarning, type ReadMboxOptions, MboxWriter, flagsFromStatusHeaders, formatAsctime,
+  parseFromLineDate, quoteFromLines, readMbox,
+} from '../../src/formats/mbox.js';
+import { isMailstoreError } from '../../src/errors.js';
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'mailstore-mbox-'));
+
+async function readAll(path: string, options: ReadMboxOptions = {}): Promise<{ messages: MboxMessage[]; warnings: MboxWarning[] }> {
+  const warnings: MboxWarning[] = [];
+  const messages: MboxMessage[] = [];
+  for await (const message of readMbox(fs, path, { ...options, onWarning: (w) => warnings.push(w) })) messages.push(message);
+  return { messages, warnings };
+}
+
+async function writeMbox(messages: (string | Buffer)[], options: { style?: 'mboxrd' | 'mboxo'; statusHeaders?: boolean; flags?: string[][] } = {}): Promise<string> {
+  const path = join(tmp(), 'out.mbox');
+  const writer = await MboxWriter.create(fs, path, options);
+  for (const [i, message] of messages.entries()) {
+    await writer.append(Buffer.from(message), { internalDate: new Date(Date.UTC(2026, 10, 28, 10, 45, i)), flags: options.flags?.[i] ?? [] });
+  }
+  await writer.close();
+  return path;
+}
+
+function fileWith(content: string | Buffer): string {
+  const path = join(tmp(), 'in.mbox');
+  writeFileSync(path, content);
+  return path;
+}
+
+const text = (messages: MboxMessage[]) => messages.map((m) => m.bytes.toString('latin1'));
+
+const TRICKY = [
+  'Subject: one\n\nFrom the start of a line\n>From quoted once\n>>From quoted twice\nnot From here\n',
+  'Subject: two\n\nno final newline',
+  'Subject: three\r\n\r\nCRLF body\r\nFrom in CRLF\r\n',
+  '',
+  '\n',
+  'From at the very start\n',
+  'Subject: ends in blank line\n\n\n',
+  'Subject: >From\n\n>>>>From deep\n',
+];
+
+describe('mbox writer -> reader', () => {
+  it('round-trips tricky messages byte for byte (mboxrd)', async () => {
+    const path = await writeMbox(TRICKY);
+    const { messages, warnings } = await readAll(path);
+    expect(text(messages)).toEqual(TRICKY);
+    expect(warnings).toEqual([]);
+    expect(messages.map((m) => m.index)).toEqual(TRICKY.map((_, i) => i));
+    expect(messages[1]!.internalDate).toEqual(new Date(Date.UTC(2026, 10, 28, 10, 45, 1)));
+  });
+
+  it('quotes From lines the mboxrd way in the file', async () => {
+    const path = await writeMbox([TRICKY[0]!]);
+    const file = readFileSync(path, 'latin1');
+    expect(file).toBe('From MAILER-DAEMON Sat Nov 28 10:45:00 2026\nSubject: one\n\n>From the start of a line\n' +
+      '>>From quoted once\n>>>From quoted twice\nnot From here\n\n');
+  });
+
+  it('offsets point at each From_ line', async () => {
+    const path = await writeMbox(['a\n', 'b', 'c\n']);
+    const file = readFileSync(path);
+    const { messages } = await readAll(path);
+    for (const message of messages) expect(file.subarray(message.offset, message.offset + 5).toString()).toBe('From ');
+  });
+
+  it('mboxo quotes only ^From and unquotes only ^>From', async () => {
+    const original = 'S: x\n\nFrom a\n>>From b\n';
+    const path = await writeMbox([original], { style: 'mboxo' });
+    expect(readFileSync(path, 'latin1')).toContain('\n>From a\n>>From b\n');
+    expect(text((await readAll(path, { style: 'mboxo' })).messages)).toEqual([original]);
+    // Read as mboxrd, the unquoted `>>From` loses a `>`: why mboxo output is not reversible in general.
+    expect(text((await readAll(path, { style: 'mboxrd' })).messages)).toEqual(['S: x\n\nFrom a\n>From b\n']);
+  });
+
+  it('mboxo cannot keep a body line ">From " (it comes back as "From ")', async () => {
+    const path = await writeMbox(['\n>From x\n'], { style: 'mboxo' });
+    expect(text((await readAll(path, { style: 'mboxo' })).messages)).toEqual(['\nFrom x\n']);
+  });
+
+  it('auto reads as mboxrd', async () => {
+    const path = fileWith('From a Thu Nov 28 10:45:25 2026\n>From x\n>>From y\n');
+    expect(text((await readAll(path, { style: 'auto' })).messages)).toEqual(['From x\n>From y']);
+    expect(text((await readAll(path)).messages)).toEqual(['From x\n>From y']);
+  });
+
+  it('a big message spanning many chunks comes back whole', async () => {
+    const big = Buffer.alloc(3 * 1024 * 1024 + 17, 'x');
+    for (let i = 100; i < big.length; i += 1000) big[i] = 0x0a;
+    big.write('\nFrom inside\n', 500_000, 'latin1');
+    const path = await writeMbox(['small\n', big, 'after']);
+    const { messages } = await readAll(path);
+    expect(messages.length).toBe(3);
+    expect(messages[1]!.bytes.equals(big)).toBe(true);
+    expect(text([messages[0]!, messages[2]!])).toEqual(['small\n', 'after']);
+  });
+
+  it('gives the same result for every chunk size, so From_ and >From lines may straddle any boundary', async () => {
+    const path = await writeMbox(TRICKY);
+    const file = readFileSync(path);
+    for (let chunkBytes = 1; chunkBytes <= 70; chunkBytes += 1) {
+      const { messages } = await readAll(path, { chunkBytes });
+      expect(text(messages), `chunkBytes ${chunkBytes}`).toEqual(TRICKY);
+    }
+    expect(file.length).toBeGreaterThan(70);
+  });
+
+  it('writes Status/X-Status only when asked, and reads flags back from them', async () => {
+    const flags = [['\\Seen', '\\Answered', '\\Flagged'], [], ['\\Deleted', '\\Draft']];
+    const messages = ['Subject: a\n\nbody\n', 'Subject: b\r\nStatus: RO\r\n\r\nbody', 'no blank line'];
+    const plain = await readAll(await writeMbox(messages, { flags }));
+    expect(text(plain.messages)).toEqual(messages);
+    expect(plain.messages.map((m) => m.flags)).toEqual([[], ['\\Seen'], []]);
+
+    const withStatus = await readAll(await writeMbox(messages, { flags, statusHeaders: true }));
+    expect(withStatus.messages.map((m) => m.flags)).toEqual([['\\Answered', '\\Flagged', '\\Seen'], [], ['\\Deleted', '\\Draft']]);
+    expect(text(withStatus.messages)).toEqual([
+      'Subject: a\nStatus: RO\nX-Status: AF\n\nbody\n',
+      'Subject: b\r\nStatus: O\r\n\r\nbody',
+      'no blank line\nStatus: O\nX-Status: TD\n',
+    ]);
+  });
+
+  it('refuses to overwrite an existing file and a sender with spaces', async () => {
+    const path = fileWith('x');
+    await expect(MboxWriter.create(fs, path)).rejects.toMatchObject({ code: 'EXISTS' });
+    const writer = await MboxWriter.create(fs, join(tmp(), 'new.mbox'));
+    await expect(writer.append(Buffer.from('x'), { sender: 'two words' })).rejects.toMatchObject({ code: 'INVALID' });
+    await writer.close();
+    await expect(writer.append(Buffer.from('x'))).rejects.toMatchObject({ code: 'CLOSED' });
+  });
+});
+
+describe('mbox reader on foreign files', () => {
+  it('reads an empty file as no messages', async () => {
+    expect(await readAll(fileWith(''))).toEqual({ messages: [], warnings: [] });
+  });
+
+  it('reports leading garbage and does not make a message of it', async () => {
+    const { messages, warnings } = await readAll(fileWith('garbage\n\nFrom a Thu Nov 28 10:45:25 2026\nm\n\n'));
+    expect(text(messages)).toEqual(['m\n']);
+    expect(warnings).toEqual([{ kind: 'leadingGarbage', bytes: 9 }]);
+  });
+
+  it('reports a file without any From_ line as garbage', async () => {
+    const { messages, warnings } = await readAll(fileWith('Subject: not an mbox\n\nhello\n'));
+    expect(messages).toEqual([]);
+    expect(warnings).toEqual([{ kind: 'leadingGarbage', bytes: 28 }]);
+  });
+
+  it('strips one CRLF per message in a CRLF file', async () => {
+    const file = 'From a Thu Nov 28 10:45:25 2026\r\nSubject: 1\r\n\r\nbody\r\n\r\nFrom b Thu Nov 28 10:45:26 2026\r\nSubject: 2\r\n\r\nlast\r\n';
+    const { messages } = await readAll(fileWith(file));
+    expect(text(messages)).toEqual(['Subject: 1\r\n\r\nbody\r\n', 'Subject: 2\r\n\r\nlast']);
+    expect(messages[1]!.internalDate).toEqual(new Date(Date.UTC(2026, 10, 28, 10, 45, 26)));
+  });
+
+  it('keeps a final message without any trailing newline whole', async () => {
+    const { messages } = await readAll(fileWith('From a Thu Nov 28 10:45:25 2026\nbody'));
+    expect(text(messages)).toEqual(['body']);
+  });
+
+  it('treats a From_ line at end of file without newline as an empty message', async () => {
+    const { messages } = await readAll(fileWith('From a Thu Nov 28 10:45:25 2026\nbody\n\nFrom b Thu Nov 28 10:45:25 2026'));
+    expect(text(messages)).toEqual(['body\n', '']);
+  });
+
+  it('reads flags from Status/X-Status without changing the bytes', async () => {
+    const message = 'Subject: x\nStatus: RO\nX-Status: ADFT\n\nStatus: R is body, not header\n';
+    const { messages } = await readAll(fileWith(`From a Thu Nov 28 10:45:25 2026\n${message}\n`));
+    expect(text(messages)).toEqual([message]);
+    expect(messages[0]!.flags).toEqual(['\\Answered', '\\Deleted', '\\Draft', '\\Flagged', '\\Seen']);
+    expect(flagsFromStatusHeaders(Buffer.from('Subject: x\nStatus: O\n\n'))).toEqual([]);
+    expect(flagsFromStatusHeaders(Buffer.from('\nStatus: R\n'))).toEqual([]);
+  });
+
+  it('skips a message over messageBytesMax with a warning and goes on', async () => {
+    const file = `From a Thu Nov 28 10:45:25 2026\n${'x'.repeat(100)}\n\nFrom b Thu Nov 28 10:45:25 2026\nsmall\n`;
+    const { messages, warnings } = await readAll(fileWith(file), { messageBytesMax: 50, chunkBytes: 16 });
+    expect(text(messages)).toEqual(['small']);
+    expect(messages[0]!.index).toBe(1);
+    expect(warnings).toEqual([{ kind: 'tooLarge', index: 0, offset: 0, bytes: 102 }]);
+  });
+
+  it('fails with INVALID on a directory and NOT_FOUND on a missing file', async () => {
+    const dir = tmp();
+    await expect(readAll(dir)).rejects.toMatchObject({ code: 'INVALID' });
+    await expect(readAll(join(dir, 'missing'))).rejects.toSatisfy((e: unknown) => isMailstoreError(e, 'NOT_FOUND'));
+  });
+});
+
+describe('From_ line dates', () => {
+  const utc = (...parts: [number, number, number, number, number, number]) => new Date(Date.UTC(...parts));
+
+  it.each([
+    ['From sender Thu Nov 28 10:45:25 2026', utc(2026, 10, 28, 10, 45, 25)],
+    ['From sender Thu Nov  8 10:45:25 2026', utc(2026, 10, 8, 10, 45, 25)],
+    ['From sender@example.com Thu Nov 28 10:45:25 2026 +0100', utc(2026, 10, 28, 9, 45, 25)],
+    ['From sender Thu Nov 28 10:45:25 -0500 2026', utc(2026, 10, 28, 15, 45, 25)],
+    ['From sender Thu Nov 28 10:45:25 PST 2026', utc(2026, 10, 28, 10, 45, 25)],
+    ['From sender Thu Nov 28 10:45 2026', utc(2026, 10, 28, 10, 45, 0)],
+    ['From sender Thu Nov 28 10:45:25 2026 remote from relay', utc(2026, 10, 28, 10, 45, 25)],
+    ['From sender Thu, 28 Nov 2026 10:45:25 +0000', utc(2026, 10, 28, 10, 45, 25)],
+    ['From "quoted sender"@x Tuesday November 3 01:02:03 2026', utc(2026, 10, 3, 1, 2, 3)],
+  ])('%s', (line, expected) => {
+    expect(parseFromLineDate(line)).toEqual(expected);
+  });
+
+  it.each(['From sender', 'From sender yesterday', 'From sender Thu Feb 31 10:45:25 2026', 'From sender Thu Nov 28 25:45:25 2026'])(
+    'unparseable: %s', (line) => {
+      expect(parseFromLineDate(line)).toBeUndefined();
+    });
+
+  it('formats asctime in UTC', () => {
+    expect(formatAsctime(utc(2026, 10, 8, 1, 2, 3))).toBe('Sun Nov  8 01:02:03 2026');
+    expect(parseFromLineDate(`From x ${formatAsctime(utc(1999, 0, 31, 23, 59, 59))}`)).toEqual(utc(1999, 0, 31, 23, 59, 59));
+  });
+});
+
+describe('quoteFromLines', () => {
+  it('adds one > to exactly the lines that need it', () => {
+    const quote = (s: string, style: 'mboxrd' | 'mboxo') => Buffer.concat(quoteFromLines(Buffer.from(s), style)).toString();
+    expect(quote('From a\nx From b\n>From c\n>>From d\n>x From e', 'mboxrd')).toBe('>From a\nx From b\n>>From c\n>>>From d\n>x From e');
+    expect(quote('From a\nx From b\n>From c\n>>From d', 'mboxo')).toBe('>From a\nx From b\n>From c\n>>From d');
+    expect(quote('', 'mboxrd')).toBe('');
+  });
+});

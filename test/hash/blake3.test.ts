@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import { createHasher, hashBytes, hashImplementation, nativeHash, wasmHash } from '../../src/hash/blake3.js';
+
+describe('BLAKE3', () => {
+  it('uses the native implementation here', () => {
+    expect(hashImplementation).toBe('native');
+  });
+
+  it('native and WebAssembly give the same digests', () => {
+    const sizes = [0, 1, 63, 64, 65, 1023, 1024, 1025, 8192, 100_000, 1 << 20];
+    for (const size of sizes) {
+      const data = Buffer.alloc(size);
+      for (let i = 0; i < size; i++) data[i] = (i * 31 + size) & 0xff;
+      expect(nativeHash(data)!.toString('hex'), `size ${size}`).toBe(wasmHash(data).toString('hex'));
+    }
+  });
+
+  it('matches the official test vector for the empty input', () => {
+    expect(hashBytes(Buffer.alloc(0)).toString('hex')).toBe('af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262');
+  });
+
+  it('streaming equals one-shot', async () => {
+    const data = Buffer.from('x'.repeat(300_000));
+    const h = await createHasher();
+    for (let p = 0; p < data.length; p += 7777) h.update(data.subarray(p, p + 7777));
+    expect(h.digest().equals(hashBytes(data))).toBe(true);
+  });
+});
