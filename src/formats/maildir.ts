@@ -285,10 +285,7 @@ export interface MaildirWriterOptions {
 
 export interface MaildirAppendOptions {
   flags?: readonly string[];
-  /**
-   * Maildir keeps the internal date as the file's mtime, which needs utimes.
-   * TODO(lead): add `utimes(path, atime, mtime)` to FileSystem; then set it before the rename.
-   */
+  /** Maildir keeps the internal date as the file's mtime; set before the rename into cur/. */
   internalDate?: Date;
 }
 
@@ -324,6 +321,9 @@ export class MaildirWriter {
     const tmpPath = join(this.dir, 'tmp', unique);
     const curPath = join(this.dir, 'cur', `${unique}:2,${info}`);
     await this.writeFile(tmpPath, bytes);
+    if (options.internalDate) {
+      await this.fs.utimes(tmpPath, options.internalDate).catch((error) => { throw fromSystemError(error, 'set the date of', tmpPath); });
+    }
     await this.fs.rename(tmpPath, curPath).catch(async (error) => {
       await this.fs.unlink(tmpPath).catch(() => {});
       throw fromSystemError(error, 'rename into', curPath);

@@ -44,4 +44,6 @@ export interface FileSystem {
   rmdir(path: string): Promise<void>;
   /** fsync a directory, making creates, renames and unlinks inside it durable. */
   syncDir(path: string): Promise<void>;
+  /** Sets a file's modification time (Maildir keeps the internal date there). */
+  utimes(path: string, mtime: Date): Promise<void>;
 }

@@ -98,6 +98,10 @@ export class NodeFileSystem implements FileSystem {
     return fsp.rmdir(path);
   }
 
+  utimes(path: string, mtime: Date): Promise<void> {
+    return fsp.utimes(path, mtime, mtime);
+  }
+
   async syncDir(path: string): Promise<void> {
     const handle = await fsp.open(path, constants.O_RDONLY | constants.O_DIRECTORY);
     try {

@@ -1017,6 +1017,11 @@ export class FaultFileSystem implements FileSystem {
     if (rel !== undefined) this.recordRemoval(info, rel, 'rmdir');
   }
 
+  /** Metadata only, not modelled: a crash state keeps whatever mtime materialisation gives. */
+  utimes(path: string, mtime: Date): Promise<void> {
+    return this.inner.utimes(path, mtime);
+  }
+
   async syncDir(path: string): Promise<void> {
     const info = this.beginMutation({ kind: 'syncDir', path });
     this.throwIfFault(info);

@@ -1,0 +1,84 @@
+// `mailstore mailbox create|rename|delete|list|status`: the mailbox tree and its counters.
+import type { Command } from 'commander';
+import { MailstoreError } from '../../errors.js';
+import { printJson, printLine, wantsJson, withStore } from '../context.js';
+
+export function register(program: Command): void {
+  const mailbox = program
+    .command('mailbox')
+    .description('create, rename, delete, list mailboxes and show their status');
+
+  mailbox
+    .command('create <name>')
+    .description('create a mailbox (hierarchy separator "/", e.g. user/alice/Sent)')
+    .option('--owner <user>', 'give this user all rights on the mailbox')
+    .option('--acl <user=rights...>', 'initial ACL entries, e.g. --acl bob=lr anyone=l')
+    .option('--json', 'print the result as JSON')
+    .action(async (name: string, options: { owner?: string; acl?: string[] }, command: Command) => {
+      const acl = parseAclEntries(options.acl ?? []);
+      const created = await withStore(command, (store) => store.createMailbox(name, { owner: options.owner, acl }));
+      if (wantsJson(command)) await printJson(created);
+      else await printLine(`created ${created.name} (uidvalidity ${created.uidValidity})`);
+    });
+
+  mailbox
+    .command('rename <from> <to>')
+    .description('rename a mailbox and everything below it (moves no message data)')
+    .option('--json', 'print the result as JSON')
+    .action(async (from: string, to: string, _options: unknown, command: Command) => {
+      const result = await withStore(command, (store) => store.renameMailbox(from, to));
+      if (wantsJson(command)) await printJson({ from, to, ...result });
+      else await printLine(`renamed ${from} to ${to} (${result.renamed} mailbox${result.renamed === 1 ? '' : 'es'})`);
+    });
+
+  mailbox
+    .command('delete <name>')
+    .description('delete a mailbox and its messages (refused when it holds messages, unless --force)')
+    .option('--force', 'delete even when the mailbox holds messages')
+    .option('--json', 'print the result as JSON')
+    .action(async (name: string, options: { force?: boolean }, command: Command) => {
+      const result = await withStore(command, async (store) => {
+        const { messages } = await store.status(name);
+        if (messages > 0 && !options.force) {
+          throw new MailstoreError('REFUSED', `${name} holds ${messages} message${messages === 1 ? '' : 's'}; add --force to delete them with it`, { path: name });
+        }
+        return store.deleteMailbox(name);
+      });
+      if (wantsJson(command)) await printJson({ name, deleted: true, ...result });
+      else await printLine(`deleted ${name} (${result.messages} message${result.messages === 1 ? '' : 's'})`);
+    });
+
+  mailbox
+    .command('list [pattern]')
+    .description('list mailboxes matching an IMAP LIST pattern (* any, % any but "/"); --user lists what that user may see')
+    .option('--user <user>', 'only mailboxes this user has the l (lookup) right on, from the reverse ACL map, with their rights')
+    .option('--json', 'print the result as JSON')
+    .action(async (pattern: string | undefined, options: { user?: string }, command: Command) => {
+      const list = await withStore(command, (store) => store.listMailboxes({ user: options.user, pattern }));
+      if (wantsJson(command)) return printJson(list);
+      for (const entry of list) await printLine(entry.rights === undefined ? entry.name : `${entry.name}\t${entry.rights}`);
+    });
+
+  mailbox
+    .command('status <name>')
+    .description('message count, unseen, uidnext, uidvalidity and highest modseq of a mailbox')
+    .option('--json', 'print the result as JSON')
+    .action(async (name: string, _options: unknown, command: Command) => {
+      const status = await withStore(command, (store) => store.status(name));
+      if (wantsJson(command)) return printJson({ name, ...status });
+      await printLine(
+        `${name}: ${status.messages} messages, ${status.unseen} unseen, uidnext ${status.uidNext}, ` +
+        `uidvalidity ${status.uidValidity}, highest modseq ${status.highestModseq}`,
+      );
+    });
+}
+
+function parseAclEntries(entries: string[]): Record<string, string> {
+  const acl: Record<string, string> = {};
+  for (const entry of entries) {
+    const at = entry.lastIndexOf('=');
+    if (at <= 0) throw new MailstoreError('INVALID', `ACL entry ${JSON.stringify(entry)} is not user=rights`);
+    acl[entry.slice(0, at)] = entry.slice(at + 1);
+  }
+  return acl;
+}

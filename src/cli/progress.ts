@@ -1,0 +1,78 @@
+// A one-line progress meter for long work (import, export): count, bytes, rate and ETA on stderr,
+// redrawn in place. Only on a TTY: logs and pipes stay clean.
+
+/** Redraw at most this often. */
+const REDRAW_INTERVAL_MS = 200;
+
+export interface ProgressTotals {
+  messages?: number;
+  bytes?: number;
+}
+
+export interface Progress {
+  /** Adds finished work. */
+  advance(messages: number, bytes: number): void;
+  /** Sets the fraction done directly, when the source knows it better (mbox offset / file size). */
+  position(done: number, total: number): void;
+  /** Erases the meter (before the summary is printed). */
+  finish(): void;
+}
+
+const silent: Progress = { advance() {}, position() {}, finish() {} };
+
+export function createProgress(label: string, totals: ProgressTotals = {}, stream: NodeJS.WriteStream = process.stderr): Progress {
+  if (!stream.isTTY) return silent;
+  const started = Date.now();
+  let messages = 0;
+  let bytes = 0;
+  let fraction: number | undefined;
+  let lastDrawMs = 0;
+  let drawn = false;
+
+  const draw = (force: boolean) => {
+    const now = Date.now();
+    if (!force && now - lastDrawMs < REDRAW_INTERVAL_MS) return;
+    lastDrawMs = now;
+    const seconds = Math.max((now - started) / 1000, 0.001);
+    const done = fraction ?? (totals.bytes ? bytes / totals.bytes : totals.messages ? messages / totals.messages : undefined);
+    const eta = done !== undefined && done > 0 && done < 1 ? ` ETA ${formatDuration(seconds * (1 - done) / done)}` : '';
+    const percent = done !== undefined ? ` ${Math.min(100, Math.floor(done * 100))}%` : '';
+    const count = totals.messages ? `${messages}/${totals.messages}` : `${messages}`;
+    const line = `${label}: ${count} messages, ${formatBytes(bytes)}, ${Math.round(messages / seconds)} msg/s ${formatBytes(bytes / seconds)}/s${percent}${eta}`;
+    stream.write(`\r\x1b[K${line.slice(0, (stream.columns || 100) - 1)}`);
+    drawn = true;
+  };
+
+  return {
+    advance(addMessages, addBytes) {
+      messages += addMessages;
+      bytes += addBytes;
+      draw(false);
+    },
+    position(done, total) {
+      fraction = total > 0 ? done / total : undefined;
+      draw(false);
+    },
+    finish() {
+      if (drawn) stream.write('\r\x1b[K');
+    },
+  };
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
+}
+
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  if (seconds < 60) return `${Math.ceil(seconds)}s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m${String(Math.ceil(seconds % 60)).padStart(2, '0')}s`;
+  return `${Math.floor(seconds / 3600)}h${String(Math.floor((seconds % 3600) / 60)).padStart(2, '0')}m`;
+}

@@ -1,0 +1,218 @@
+// Import: mail from mbox, Maildir(++) or .eml files into mailboxes, in batches through appendBatch.
+// Each batch carries the folder's resume cursor in its own journal record, so a re-run after a
+// crash or Ctrl-C skips exactly what is in and adds nothing twice. Bytes are stored as they are:
+// a store keeps mail, it does not judge MIME.
+import { MailstoreError, isMailstoreError } from '../errors.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import { nodeFileSystem } from '../fs/node-fs.js';
+import type { MailFormat } from '../formats/detect.js';
+import type { MboxStyle } from '../formats/mbox.js';
+import { hashBytes, hashHex } from '../hash/blake3.js';
+import { limits } from '../limits.js';
+import type { Store } from '../store/store.js';
+import { normalizeFlags } from '../store/validate.js';
+import { CURSOR_VERSION, cursorKey, isImportCursor, type ImportCursor } from './cursor.js';
+import { importLimits } from './limits.js';
+import { openSource, type SourceFolder, type SourceMessage } from './sources.js';
+
+export interface ImportOptions {
+  /** Target mailbox; Maildir++ subfolders become mailboxes below it. Created when missing. */
+  mailbox: string;
+  format?: MailFormat;
+  mboxStyle?: MboxStyle;
+  /** Owner of the mailboxes the import creates. */
+  owner?: string;
+  batchMessagesMax?: number;
+  batchBytesMax?: number;
+  /** Ignore resume cursors and import the whole source again (duplicates what was imported). */
+  restart?: boolean;
+  fs?: FileSystem;
+  /** Checked after every committed batch: true stops the import there (Ctrl-C). */
+  shouldStop?: () => boolean;
+  onBatch?: (batch: BatchReport) => void;
+  onSkip?: (path: string, error: MailstoreError) => void;
+  /** A warning for the admin that does not stop the import (dropped invalid flags, stale cursors). */
+  onWarning?: (text: string) => void;
+  /** Called with each message read (before its batch commits): for the progress meter. */
+  onRead?: (message: SourceMessage, folder: SourceFolder) => void;
+}
+
+export interface BatchReport {
+  mailbox: string;
+  messages: number;
+  bytes: number;
+  /** Messages durable in the store from this import run so far. */
+  importedTotal: number;
+}
+
+export interface MailboxImportSummary {
+  mailbox: string;
+  source: string;
+  imported: number;
+  bytes: number;
+  deduplicated: number;
+  /** Already imported by an earlier, interrupted run of the same import. */
+  alreadyImported: number;
+}
+
+export interface ImportSummary {
+  source: string;
+  format: MailFormat;
+  mailboxes: MailboxImportSummary[];
+  imported: number;
+  bytes: number;
+  deduplicated: number;
+  alreadyImported: number;
+  batches: number;
+  /** Files or messages that could not be read and were left out (reported one by one through onSkip). */
+  skipped: number;
+  skippedItems: { path: string; code: string; message: string }[];
+  interrupted: boolean;
+  seconds: number;
+}
+
+interface Pending {
+  items: { bytes: Buffer; flags: string[]; internalDate?: Date }[];
+  bytes: number;
+  lastPosition: number;
+}
+
+export async function importMail(store: Store, sourcePath: string, options: ImportOptions): Promise<ImportSummary> {
+  const started = Date.now();
+  const fs = options.fs ?? nodeFileSystem;
+  const summary: ImportSummary = {
+    source: sourcePath, format: 'eml', mailboxes: [], imported: 0, bytes: 0, deduplicated: 0, alreadyImported: 0,
+    batches: 0, skipped: 0, skippedItems: [], interrupted: false, seconds: 0,
+  };
+  const onSkip = (path: string, error: MailstoreError) => {
+    summary.skipped++;
+    if (summary.skippedItems.length < importLimits.skippedListedMax) summary.skippedItems.push({ path, code: error.code, message: error.message });
+    options.onSkip?.(path, error);
+  };
+  const source = await openSource(fs, sourcePath, { format: options.format, mboxStyle: options.mboxStyle, messageBytesMax: limits.messageBytesMax }, onSkip);
+  summary.format = source.format;
+  await ensureMailbox(store, options.mailbox, options.owner);
+  for (const folder of source.folders) {
+    const mailbox = folder.folder === '' ? options.mailbox : `${options.mailbox}/${folder.folder}`;
+    const result = await importFolder(store, folder, mailbox, options, onSkip, summary);
+    summary.mailboxes.push(result);
+    if (summary.interrupted) break;
+  }
+  summary.seconds = (Date.now() - started) / 1000;
+  return summary;
+}
+
+async function ensureMailbox(store: Store, name: string, owner: string | undefined): Promise<void> {
+  try {
+    await store.createMailbox(name, owner === undefined ? {} : { owner });
+  } catch (error) {
+    if (!isMailstoreError(error, 'EXISTS')) throw error;
+  }
+}
+
+async function importFolder(
+  store: Store, folder: SourceFolder, mailbox: string, options: ImportOptions,
+  onSkip: (path: string, error: MailstoreError) => void, summary: ImportSummary,
+): Promise<MailboxImportSummary> {
+  const result: MailboxImportSummary = { mailbox, source: folder.path, imported: 0, bytes: 0, deduplicated: 0, alreadyImported: 0 };
+  await ensureMailbox(store, mailbox, options.owner);
+  const box = await store.mailbox(mailbox);
+  const key = cursorKey(folder.path, mailbox);
+  let cursor = options.restart ? undefined : await loadCursor(store, key, box, options);
+  const batchMessagesMax = options.batchMessagesMax ?? importLimits.batchMessagesMax;
+  const batchBytesMax = options.batchBytesMax ?? importLimits.batchBytesMax;
+  let verified = cursor === undefined || cursor.done === 0;
+  let pending: Pending = { items: [], bytes: 0, lastPosition: -1 };
+
+  const commit = async () => {
+    if (pending.items.length === 0) return;
+    const last = pending.items[pending.items.length - 1];
+    const imported = (cursor?.imported ?? 0) + pending.items.length;
+    const next: ImportCursor = {
+      version: CURSOR_VERSION, source: folder.path, mailbox, mailboxId: box.id, uidValidity: box.uidValidity,
+      done: pending.lastPosition + 1, lastPosition: pending.lastPosition, lastHash: hashHex(hashBytes(last.bytes)), imported,
+    };
+    const results = await store.appendBatch(mailbox, pending.items, { meta: { key, value: next } });
+    cursor = next;
+    result.imported += results.length;
+    result.bytes += pending.bytes;
+    result.deduplicated += results.filter((r) => r.deduplicated).length;
+    summary.imported += results.length;
+    summary.bytes += pending.bytes;
+    summary.deduplicated += results.filter((r) => r.deduplicated).length;
+    summary.batches++;
+    options.onBatch?.({ mailbox, messages: results.length, bytes: pending.bytes, importedTotal: summary.imported });
+    pending = { items: [], bytes: 0, lastPosition: -1 };
+  };
+
+  for await (const message of folder.messages(onSkip)) {
+    if (cursor && message.position < cursor.done) {
+      if (message.position === cursor.lastPosition) verified = checkResumePoint(cursor, message);
+      result.alreadyImported++;
+      summary.alreadyImported++;
+      continue;
+    }
+    if (!verified) throw sourceChanged(cursor!, `message ${cursor!.lastPosition + 1} is no longer there`);
+    options.onRead?.(message, folder);
+    if (pending.items.length > 0 && (pending.items.length >= batchMessagesMax || pending.bytes + message.bytes.length > batchBytesMax)) {
+      await commit();
+    }
+    pending.items.push({ bytes: message.bytes, flags: keepValidFlags(message.flags, folder.path, options.onWarning), internalDate: message.internalDate });
+    pending.bytes += message.bytes.length;
+    pending.lastPosition = message.position;
+    if (options.shouldStop?.()) {
+      // Ctrl-C: what was read goes in as one last batch, so everything reported is whole.
+      await commit();
+      summary.interrupted = true;
+      return result;
+    }
+  }
+  if (!verified) throw sourceChanged(cursor!, `it now holds fewer than ${cursor!.done} messages`);
+  await commit();
+  if (options.shouldStop?.()) summary.interrupted = true;
+  return result;
+}
+
+async function loadCursor(store: Store, key: string, box: { id: string; uidValidity: number }, options: ImportOptions): Promise<ImportCursor | undefined> {
+  const value = await store.getMeta<unknown>(key);
+  if (value === undefined) return undefined;
+  if (!isImportCursor(value)) {
+    throw new MailstoreError('CORRUPT', `the import cursor ${key} is unreadable; use --restart to import the whole source again`, { path: key });
+  }
+  if (value.mailboxId !== box.id || value.uidValidity !== box.uidValidity) {
+    options.onWarning?.(`${value.mailbox} was re-created since ${value.source} was last imported into it; importing it from the start`);
+    return undefined;
+  }
+  return value;
+}
+
+/** The message the cursor names as the last one imported must still be that message. */
+function checkResumePoint(cursor: ImportCursor, message: SourceMessage): boolean {
+  if (hashHex(hashBytes(message.bytes)) === cursor.lastHash) return true;
+  throw sourceChanged(cursor, `message ${cursor.lastPosition + 1} is not the one imported before`);
+}
+
+function sourceChanged(cursor: ImportCursor, why: string): MailstoreError {
+  return new MailstoreError('REFUSED',
+    `${cursor.source} changed since ${cursor.imported} of its messages were imported into ${cursor.mailbox} (${why}); ` +
+    `resuming could import messages twice or miss some. Use --restart to import the whole source again anyway.`,
+    { path: cursor.source });
+}
+
+/** Flags the store would refuse (a keyword that is not an IMAP atom) are dropped with a warning, not the message. */
+function keepValidFlags(flags: string[], path: string, onWarning: ((text: string) => void) | undefined): string[] {
+  try {
+    return normalizeFlags(flags.slice(0, limits.flagsPerMessageMax));
+  } catch {
+    const kept = flags.filter((flag) => {
+      try {
+        normalizeFlags([flag]);
+        return true;
+      } catch {
+        onWarning?.(`${path}: dropped the flag ${JSON.stringify(flag)}, which is not a valid IMAP flag`);
+        return false;
+      }
+    });
+    return kept.slice(0, limits.flagsPerMessageMax);
+  }
+}

@@ -1,0 +1,128 @@
+// One shape for every kind of mail we import: a list of folders, each a stream of messages in a
+// stable order with a position, so an interrupted import can tell where it stopped.
+import { basename, join } from 'node:path';
+import { MailstoreError, fromSystemError } from '../errors.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import { detectFormat, type MailFormat } from '../formats/detect.js';
+import { readEmlDir, readMessageFile, type SkipHandler } from '../formats/eml.js';
+import { listMaildirFolders, readMaildir } from '../formats/maildir.js';
+import { readMbox, type MboxStyle } from '../formats/mbox.js';
+
+export interface SourceMessage {
+  bytes: Buffer;
+  flags: string[];
+  internalDate?: Date;
+  /**
+   * 0-based place of the message in its folder's order, counting files that could not be read
+   * (and mbox messages skipped as too large), so positions stay put when those are retried.
+   */
+  position: number;
+  /** Fraction of the folder read so far, when the reader can tell (mbox: offset / size). */
+  fraction?: number;
+}
+
+export interface SourceFolder {
+  /** Mailbox name relative to the import's target: '' for the target itself, `Sent`, `Lists/kernel`. */
+  folder: string;
+  /** The file or directory this folder's messages come from (its cursor is keyed by it). */
+  path: string;
+  /** Messages in the folder, when cheap to know (Maildir: directory entries); for the progress meter. */
+  estimatedMessages?: number;
+  messages(onSkip: SkipHandler): AsyncGenerator<SourceMessage>;
+}
+
+export interface SourceOptions {
+  format?: MailFormat;
+  mboxStyle?: MboxStyle;
+  messageBytesMax?: number;
+}
+
+export interface Source {
+  format: MailFormat;
+  folders: SourceFolder[];
+}
+
+/** Works out what `path` holds (or takes the admin's word) and lists its folders. */
+export async function openSource(fs: FileSystem, path: string, options: SourceOptions, onSkip: SkipHandler): Promise<Source> {
+  const stat = await fs.stat(path).catch((error) => { throw fromSystemError(error, 'reading import source', path); });
+  const format = options.format ?? await detectFormat(fs, path);
+  if (format === 'mbox') {
+    if (!stat.isFile) throw new MailstoreError('INVALID', `${path} is a directory, not an mbox file`, { path });
+    return { format, folders: [mboxFolder(fs, path, stat.size, options)] };
+  }
+  if (format === 'maildir') {
+    if (!stat.isDirectory) throw new MailstoreError('INVALID', `${path} is a file, not a Maildir`, { path });
+    const folders = await listMaildirFolders(fs, path, { onSkip });
+    if (folders.length === 0) throw new MailstoreError('INVALID', `${path} holds no Maildir folder (no cur/ or new/, nor .Sub/cur)`, { path });
+    const out: SourceFolder[] = [];
+    for (const folder of folders) out.push(await maildirFolder(fs, folder.folder, folder.path, options));
+    return { format, folders: out };
+  }
+  return { format, folders: [stat.isDirectory ? emlDirFolder(fs, path, options) : emlFileFolder(fs, path, options)] };
+}
+
+function mboxFolder(fs: FileSystem, path: string, sizeBytes: number, options: SourceOptions): SourceFolder {
+  return {
+    folder: '',
+    path,
+    async *messages(onSkip) {
+      const messages = readMbox(fs, path, {
+        style: options.mboxStyle ?? 'auto',
+        messageBytesMax: options.messageBytesMax,
+        onWarning: (warning) => {
+          if (warning.kind === 'tooLarge') {
+            onSkip(`${path}#${warning.index + 1}`, new MailstoreError('TOO_LARGE', `message ${warning.index + 1} at byte ${warning.offset} of ${basename(path)} is ${warning.bytes} bytes, over the limit`, { path }));
+          } else {
+            onSkip(`${path}@0`, new MailstoreError('INVALID', `${warning.bytes} bytes before the first From_ line are not a message`, { path }));
+          }
+        },
+      });
+      for await (const message of messages) {
+        yield { bytes: message.bytes, flags: message.flags, internalDate: message.internalDate, position: message.index, fraction: sizeBytes > 0 ? message.offset / sizeBytes : undefined };
+      }
+    },
+  };
+}
+
+async function maildirFolder(fs: FileSystem, folder: string, path: string, options: SourceOptions): Promise<SourceFolder> {
+  let estimatedMessages = 0;
+  for (const sub of ['cur', 'new']) estimatedMessages += (await fs.readdir(join(path, sub)).catch(() => [])).filter((n) => !n.startsWith('.')).length;
+  return {
+    folder,
+    path,
+    estimatedMessages,
+    async *messages(onSkip) {
+      let position = 0;
+      const counting: SkipHandler = (skipped, error) => { position++; onSkip(skipped, error); };
+      for await (const message of readMaildir(fs, path, { onSkip: counting, messageBytesMax: options.messageBytesMax })) {
+        yield { bytes: message.bytes, flags: message.flags, internalDate: message.internalDate, position: position++ };
+      }
+    },
+  };
+}
+
+function emlDirFolder(fs: FileSystem, path: string, options: SourceOptions): SourceFolder {
+  return {
+    folder: '',
+    path,
+    async *messages(onSkip) {
+      let position = 0;
+      const counting: SkipHandler = (skipped, error) => { position++; onSkip(skipped, error); };
+      for await (const message of readEmlDir(fs, path, { onSkip: counting, messageBytesMax: options.messageBytesMax })) {
+        yield { bytes: message.bytes, flags: [], position: position++ };
+      }
+    },
+  };
+}
+
+function emlFileFolder(fs: FileSystem, path: string, options: SourceOptions): SourceFolder {
+  return {
+    folder: '',
+    path,
+    estimatedMessages: 1,
+    async *messages(onSkip) {
+      const bytes = await readMessageFile(fs, path, await fs.stat(path), { onSkip, messageBytesMax: options.messageBytesMax });
+      if (bytes) yield { bytes, flags: [], position: 0 };
+    },
+  };
+}

@@ -1,0 +1,52 @@
+// Typed scrub findings: one kind per kind of damage, each with its location. Repair consumes them;
+// the CLI prints them as a table or as JSON lines.
+
+export interface MessageRef {
+  mailbox: string;
+  uid: number;
+}
+
+export type Finding =
+  | { kind: 'blob-corrupt'; pack: number; offset: number; hash: string; length: number; refs: MessageRef[] }
+  | { kind: 'blob-missing'; hash: string; pack: number; offset: number; why: string; refs: MessageRef[] }
+  | { kind: 'pack-damage'; pack: number; offset: number; length: number }
+  | { kind: 'pack-header'; pack: number }
+  | { kind: 'journal-damage'; segment: string; offset: number; length: number; where: string }
+  | { kind: 'journal-gap'; from: number; to: number }
+  | { kind: 'index-value-corrupt'; key: string }
+  | { kind: 'refcount-mismatch'; hash: string; recorded: number; counted: number }
+  | { kind: 'name-index-mismatch'; name: string; detail: string }
+  | { kind: 'acl-map-mismatch'; identifier: string; name: string; detail: string }
+  | { kind: 'mailbox-counts'; mailbox: string; detail: string }
+  | { kind: 'change-log-mismatch'; mailbox: string; detail: string }
+  | { kind: 'unreferenced-blob'; hash: string; length: number }
+  | { kind: 'unreferenced-pack-record'; pack: number; offset: number; length: number };
+
+export type FindingKind = Finding['kind'];
+
+/** Findings that are not damage: space a cleanup pass will reclaim. They do not make scrub exit 1. */
+export const INFORMATIONAL: ReadonlySet<FindingKind> = new Set(['unreferenced-blob', 'unreferenced-pack-record']);
+
+export function isDamage(finding: Finding): boolean {
+  return !INFORMATIONAL.has(finding.kind);
+}
+
+export function describeFinding(f: Finding): { where: string; what: string } {
+  const refs = (r: MessageRef[]) => (r.length ? ` used by ${r.slice(0, 5).map((m) => `${m.mailbox}:${m.uid}`).join(', ')}${r.length > 5 ? ` and ${r.length - 5} more` : ''}` : ' (no message uses it)');
+  switch (f.kind) {
+    case 'blob-corrupt': return { where: `pack ${f.pack} @${f.offset}`, what: `message body ${f.hash.slice(0, 16)}… does not match its hash;${refs(f.refs)}` };
+    case 'blob-missing': return { where: `pack ${f.pack} @${f.offset}`, what: `blob ${f.hash.slice(0, 16)}… is not where the index says (${f.why});${refs(f.refs)}` };
+    case 'pack-damage': return { where: `pack ${f.pack} @${f.offset}`, what: `${f.length} bytes are not a valid record` };
+    case 'pack-header': return { where: `pack ${f.pack}`, what: 'pack header is damaged or foreign' };
+    case 'journal-damage': return { where: `journal ${f.segment} @${f.offset}`, what: `${f.length} damaged bytes (${f.where})` };
+    case 'journal-gap': return { where: 'journal', what: `records ${f.from}..${f.to} are missing` };
+    case 'index-value-corrupt': return { where: `index key ${f.key}`, what: 'value fails its checksum' };
+    case 'refcount-mismatch': return { where: `blob ${f.hash.slice(0, 16)}…`, what: `refcount ${f.recorded} but ${f.counted} messages refer to it` };
+    case 'name-index-mismatch': return { where: `mailbox ${f.name}`, what: f.detail };
+    case 'acl-map-mismatch': return { where: `acl ${f.identifier} on ${f.name}`, what: f.detail };
+    case 'mailbox-counts': return { where: `mailbox ${f.mailbox}`, what: f.detail };
+    case 'change-log-mismatch': return { where: `mailbox ${f.mailbox}`, what: f.detail };
+    case 'unreferenced-blob': return { where: `blob ${f.hash.slice(0, 16)}…`, what: `${f.length} bytes no message refers to (reclaimed by a future cleanup)` };
+    case 'unreferenced-pack-record': return { where: `pack ${f.pack} @${f.offset}`, what: `${f.length}-byte record the index does not use (a batch that never committed, or a replaced copy)` };
+  }
+}
