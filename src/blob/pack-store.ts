@@ -195,6 +195,27 @@ export class PackStore {
     }
   }
 
+  /**
+   * Checks that a valid record header for `expectedHash` and `location.length` starts at the
+   * location (a cheap pread; scrub uses it to check every index entry). Returns why not, or undefined.
+   */
+  async checkLocation(location: BlobLocation, expectedHash: Buffer): Promise<string | undefined> {
+    const path = this.path(location.pack);
+    try {
+      const handle = await this.handle(location.pack, path);
+      const header = await this.readExact(handle, location.offset, RECORD_HEADER_BYTES, location, path);
+      this.checkHeader(header, location, expectedHash, path);
+      const end = Buffer.alloc(1);
+      if (location.length > 0 && (await handle.read(end, 0, 1, location.offset + RECORD_HEADER_BYTES + location.length - 1)) !== 1) {
+        return 'the pack ends inside the record';
+      }
+      return undefined;
+    } catch (error) {
+      if (error instanceof MailstoreError && error.code === 'CORRUPT') return error.message;
+      throw error;
+    }
+  }
+
   private async readRecord(location: BlobLocation, path: string): Promise<Buffer> {
     const handle = await this.handle(location.pack, path);
     const record = await this.readExact(handle, location.offset, RECORD_HEADER_BYTES + location.length, location, path);
@@ -244,7 +265,7 @@ export class PackStore {
   }
 
   /** Scans one pack sequentially: every record with whether its body matches its hash, and every damaged range. */
-  async *scan(pack: number, chunkBytes: number, onBytes?: (n: number) => Promise<void> | void): AsyncGenerator<ScanItem | { kind: 'header'; valid: boolean; storeId?: Buffer }> {
+  async *scan(pack: number, chunkBytes: number, onBytes?: (n: number) => Promise<void> | void, from = PACK_HEADER_BYTES): AsyncGenerator<ScanItem | { kind: 'header'; valid: boolean; storeId?: Buffer }> {
     const path = this.path(pack);
     const handle = await this.fs.open(path, 'read').catch((e) => { throw fromSystemError(e, 'opening pack', path); });
     try {
@@ -253,7 +274,7 @@ export class PackStore {
       await handle.read(head, 0, head.length, 0);
       const decoded = decodePackHeader(head);
       yield { kind: 'header', valid: !!decoded, storeId: decoded?.storeId };
-      let p = PACK_HEADER_BYTES;
+      let p = Math.max(from, PACK_HEADER_BYTES);
       while (p < size) {
         const header = Buffer.alloc(Math.min(RECORD_HEADER_BYTES, size - p));
         await handle.read(header, 0, header.length, p);

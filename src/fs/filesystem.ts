@@ -44,6 +44,8 @@ export interface FileSystem {
   rmdir(path: string): Promise<void>;
   /** fsync a directory, making creates, renames and unlinks inside it durable. */
   syncDir(path: string): Promise<void>;
+  /** Removes a directory tree. Only for derived data this process built (a temporary index). */
+  removeTree(path: string): Promise<void>;
   /** Sets a file's modification time (Maildir keeps the internal date there). */
   utimes(path: string, mtime: Date): Promise<void>;
 }

@@ -98,6 +98,10 @@ export class NodeFileSystem implements FileSystem {
     return fsp.rmdir(path);
   }
 
+  removeTree(path: string): Promise<void> {
+    return fsp.rm(path, { recursive: true, force: true });
+  }
+
   utimes(path: string, mtime: Date): Promise<void> {
     return fsp.utimes(path, mtime, mtime);
   }

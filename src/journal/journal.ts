@@ -1,6 +1,6 @@
 // The journal: the commit point, the intent log and the change log. A batch of records is appended
 // with one write and one fdatasync (group commit step 3); nothing is acknowledged before that.
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, parseSegmentFileName, segmentFileName } from './journal-format.js';
@@ -41,6 +41,12 @@ export class Journal {
   private startNewSegment = false;
   /** A write failed and could not be undone: refuse all writes until the store is reopened. */
   private poisoned?: MailstoreError;
+  /**
+   * The tail segment was created by this process and its first write has not completed: its
+   * header goes out in the same write as its first records (so a torn creation never leaves valid
+   * records behind an invalid header), and its directory entry still needs an fsync.
+   */
+  private freshSegment = false;
 
   private constructor(private readonly fs: FileSystem, readonly dir: string, private readonly storeId: Buffer, private readonly options: JournalOptions) {}
 
@@ -111,26 +117,55 @@ export class Journal {
    * Finds where the next record goes. Returns the damaged or torn bytes at the end of the newest
    * segment (if any); the store decides with its high-water mark whether to cut them.
    */
-  async findTail(): Promise<{ lastSeq: number; tail?: { segment: string; offset: number; length: number; bytes: Buffer } }> {
+  async findTail(): Promise<{
+    lastSeq: number;
+    tail?: { segment: string; offset: number; length: number; bytes: Buffer };
+    /** The newest segment has no valid header and no valid record: its creation was torn, or it is damaged. */
+    empty?: { segment: string; firstSeq: number; length: number };
+  }> {
+    this.tailSegment = undefined;
+    this.tailOffset = 0;
+    this.lastSeq = 0;
     const segment = this.segments[this.segments.length - 1];
     if (!segment) return { lastSeq: 0 };
     const bytes = await this.readSegment(segment);
     let lastSeq = segment.firstSeq - 1;
     let end = SEGMENT_HEADER_BYTES;
+    let records = 0;
     for (const item of parseSegment(bytes, this.options.recordBytesMax)) {
       if (item.kind === 'record') {
         lastSeq = item.seq;
         end = item.end;
+        records++;
       }
     }
     this.tailSegment = segment;
     this.tailOffset = end;
     this.lastSeq = lastSeq;
-    if (!segmentHeader(bytes)) this.startNewSegment = true;
+    const headerValid = !!segmentHeader(bytes);
+    if (!headerValid) this.startNewSegment = true;
+    if (!headerValid && records === 0) {
+      return { lastSeq, empty: { segment: segment.name, firstSeq: segment.firstSeq, length: bytes.length } };
+    }
     if (end < bytes.length) {
       return { lastSeq, tail: { segment: segment.name, offset: end, length: bytes.length - end, bytes: bytes.subarray(end) } };
     }
     return { lastSeq };
+  }
+
+  /**
+   * Moves the newest segment to `target` (in quarantine/; never deleted) when findTail found it
+   * empty and the store knows nothing in it was acknowledged. Call findTail again afterwards.
+   */
+  async retireNewestSegment(target: string): Promise<void> {
+    const segment = this.segments[this.segments.length - 1];
+    assert(segment && this.tailSegment === segment, 'retireNewestSegment only after findTail');
+    await this.fs.rename(this.path(segment), target).catch((e) => { throw fromSystemError(e, 'moving an empty journal segment to quarantine', this.path(segment)); });
+    await this.fs.syncDir(this.dir);
+    await this.fs.syncDir(dirname(target));
+    this.segments.pop();
+    this.tailSegment = undefined;
+    this.startNewSegment = false;
   }
 
   /** Cuts a torn, never-acknowledged tail (the caller copied it to quarantine first). */
@@ -158,23 +193,25 @@ export class Journal {
     if (records.length === 0) return;
     assert(records[0].seq === this.lastSeq + 1, `journal seq ${records[0].seq} after ${this.lastSeq}`);
     const data = Buffer.concat(records.map((r) => encodeRecord(r.seq, r.payload)));
-    let created = false;
     if (!this.tailSegment || this.startNewSegment || this.tailOffset + data.length > this.options.segmentBytesMax && this.tailOffset > SEGMENT_HEADER_BYTES) {
       await this.createSegment(records[0].seq);
-      created = true;
     }
+    const segment = this.tailSegment!;
     const start = this.tailOffset;
-    const path = this.path(this.tailSegment!);
+    const path = this.path(segment);
+    const fresh = this.freshSegment;
     try {
       if (!this.writeHandle) this.writeHandle = await this.fs.open(path, 'readWrite');
-      await this.writeHandle.write(data, start);
+      if (fresh) await this.writeHandle.write(Buffer.concat([encodeSegmentHeader(this.storeId, segment.firstSeq), data]), 0);
+      else await this.writeHandle.write(data, start);
       await this.writeHandle.sync();
-      if (created) await this.fs.syncDir(this.dir);
+      if (fresh) await this.fs.syncDir(this.dir);
     } catch (error) {
       const failure = fromSystemError(error, 'writing journal', path);
-      await this.undo(start, failure);
+      await this.undo(fresh ? 0 : start, failure);
       throw failure;
     }
+    this.freshSegment = false;
     this.tailOffset = start + data.length;
     this.lastSeq = records[records.length - 1].seq;
   }
@@ -191,19 +228,13 @@ export class Journal {
     } catch (error) {
       throw fromSystemError(error, 'creating journal segment', path);
     }
-    try {
-      await handle.write(encodeSegmentHeader(this.storeId, firstSeq), 0);
-    } catch (error) {
-      await handle.close().catch(() => undefined);
-      // The file is ours, new and holds no record: remove it so the retry can use its name.
-      await this.fs.unlink(path).catch(() => undefined);
-      throw fromSystemError(error, 'creating journal segment', path);
-    }
+    // The header is written with the first records (append), so the segment is never half-born.
     this.writeHandle = handle;
     this.segments.push(segment);
     this.tailSegment = segment;
     this.tailOffset = SEGMENT_HEADER_BYTES;
     this.startNewSegment = false;
+    this.freshSegment = true;
   }
 
   /**

@@ -25,7 +25,9 @@ export type Finding =
 export type FindingKind = Finding['kind'];
 
 /** Findings that are not damage: space a cleanup pass will reclaim. They do not make scrub exit 1. */
-export const INFORMATIONAL: ReadonlySet<FindingKind> = new Set(['unreferenced-blob', 'unreferenced-pack-record']);
+// A damaged pack range is damage only through the blobs the index keeps there, which the index pass
+// reports as blob-missing; the range itself (a torn tail, a replaced copy) is informational.
+export const INFORMATIONAL: ReadonlySet<FindingKind> = new Set(['unreferenced-blob', 'unreferenced-pack-record', 'pack-damage']);
 
 export function isDamage(finding: Finding): boolean {
   return !INFORMATIONAL.has(finding.kind);

@@ -132,23 +132,65 @@ export async function openExistingIndex(path: string, storeId: Buffer, health: H
   }
 }
 
-/** Builds a fresh index from the whole journal in `tmpPath`, then swaps it in for `path`. */
-export async function rebuildIndex(fs: FileSystem, root: string, journal: Journal, storeId: Buffer, health: Health): Promise<ReplayResult> {
-  const path = join(root, LAYOUT.index);
+/** Builds a fresh index from the whole journal beside the live one (in `index.rebuild/`). */
+export async function buildIndexAside(fs: FileSystem, root: string, journal: Journal, storeId: Buffer, health: Health): Promise<ReplayResult & { path: string }> {
   const fresh = join(root, `${LAYOUT.index}.rebuild`);
-  await moveAside(fs, root, fresh, 'index-rebuild-leftover');
+  // A leftover of an interrupted rebuild is derived data this code made: remove it.
+  if (await fs.statIfExists(fresh)) await fs.removeTree(fresh);
   const db = await IndexDb.open(fresh, true);
-  let result: ReplayResult;
   try {
     await db.write([{ type: 'put', key: meta.storeId, value: encodeValue(storeId) }]);
-    result = await replay(journal, db, 0, health);
+    return { ...(await replay(journal, db, 0, health)), path: fresh };
   } finally {
     await db.close();
   }
+}
+
+/** Swaps a built index in for `index/`; the old one is moved to quarantine/, not deleted. */
+export async function installIndex(fs: FileSystem, root: string, built: string): Promise<void> {
+  const path = join(root, LAYOUT.index);
   await moveAside(fs, root, path, 'index-replaced');
-  await fs.rename(fresh, path).catch((e) => { throw fromSystemError(e, 'installing rebuilt index', path); });
+  await fs.rename(built, path).catch((e) => { throw fromSystemError(e, 'installing rebuilt index', path); });
   await fs.syncDir(root);
-  return result;
+}
+
+export async function rebuildIndex(fs: FileSystem, root: string, journal: Journal, storeId: Buffer, health: Health): Promise<ReplayResult> {
+  const built = await buildIndexAside(fs, root, journal, storeId, health);
+  await installIndex(fs, root, built.path);
+  return built;
+}
+
+/** Key-by-key comparison of two indexes (values compared decoded). */
+export async function* compareIndexes(a: IndexDb, b: IndexDb): AsyncGenerator<{ key: Buffer; detail: string }> {
+  const all = { gte: Buffer.alloc(0), lt: Buffer.from([0xff, 0xff]) };
+  const ia = a.rawIterator(all)[Symbol.asyncIterator]();
+  const ib = b.rawIterator(all)[Symbol.asyncIterator]();
+  let ra = await ia.next();
+  let rb = await ib.next();
+  while (!ra.done || !rb.done) {
+    const ka = ra.done ? undefined : Buffer.from(ra.value[0]);
+    const kb = rb.done ? undefined : Buffer.from(rb.value[0]);
+    const order = ka === undefined ? 1 : kb === undefined ? -1 : Buffer.compare(ka, kb);
+    if (order < 0) {
+      yield { key: ka!, detail: 'only in the current index' };
+      ra = await ia.next();
+    } else if (order > 0) {
+      yield { key: kb!, detail: 'missing from the current index' };
+      rb = await ib.next();
+    } else {
+      const va = Buffer.from(ra.value![1]);
+      const vb = Buffer.from(rb.value![1]);
+      if (!va.equals(vb)) yield { key: ka!, detail: 'values differ' };
+      ra = await ia.next();
+      rb = await ib.next();
+    }
+  }
+}
+
+export async function countMessages(db: IndexDb): Promise<number> {
+  let n = 0;
+  for await (const _ of db.rawIterator({ gte: Buffer.of(0x4d), lt: Buffer.of(0x4e) })) n++;
+  return n;
 }
 
 /** Moves a directory into quarantine/ (never deletes it); a no-op when it does not exist. */

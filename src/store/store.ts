@@ -17,7 +17,9 @@ import { limits } from '../limits.js';
 import { SEEN, meta } from './apply.js';
 import { LAYOUT, initStore, storeIdBytes, takeLock, verifyIdentity, type StoreIdentity } from './identity.js';
 import type { BlobRecord, ChangeRecord, MailboxInfo, MessageRecord, Op, RightsRecord } from './records.js';
-import { newHealth, openExistingIndex, rebuildIndex, replay, resolveTail, moveAside, type Health } from './recovery.js';
+import {
+  buildIndexAside, compareIndexes, countMessages, installIndex, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveTail, type Health,
+} from './recovery.js';
 import {
   ALL_RIGHTS, formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeIdentifier, normalizeRights,
   normalizeUids, parseMailboxName, patternPrefixComponents,
@@ -114,7 +116,7 @@ export class Store {
     readonly fs: FileSystem,
     readonly identity: StoreIdentity,
     readonly storeId: Buffer,
-    /** @internal */ readonly db: IndexDb,
+    /** @internal */ public db: IndexDb,
     /** @internal */ readonly packs: PackStore,
     /** @internal */ readonly journal: Journal,
     private readonly writer: Writer,
@@ -600,6 +602,95 @@ export class Store {
       mailboxes, messages, bytesReferenced, blobs, bytesStored, unreferencedBlobs, packs: packList.length, packBytes,
       journalSegments: this.journal.segmentNames.length, journalBytes, dedupRatio: liveBytes === 0 ? 1 : bytesReferenced / liveBytes,
     };
+  }
+
+  // ---- maintenance (scrub, repair, reconstruct) ------------------------------------------------
+
+  /** Runs `fn` while no batch commits: a consistent view of the index for cross-checks. */
+  async runExclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.submit({ exclusive: true, prepare: async () => ({ ops: [], result: await fn() }) });
+  }
+
+  /**
+   * Writes verified good copies of damaged blobs (from a replica or a copy) as new pack records and
+   * points the index at them. The damaged records stay where they are, unreferenced.
+   */
+  async relocateBlobs(items: { hash: Buffer; bytes: Buffer }[]): Promise<number> {
+    for (const item of items) {
+      if (!hashBytes(item.bytes).equals(item.hash)) throw new Error(`assertion failed: relocate of ${hashHex(item.hash)} with bytes of another hash`);
+    }
+    return this.submit({
+      prepare: async ({ view, packs }) => {
+        const ops: Op[] = [];
+        for (const item of items) {
+          if (!(await view.get<BlobRecord>(keys.blob(item.hash)))) continue;
+          const location = packs.reserve(item.hash, item.bytes);
+          ops.push({ op: 'blob.relocate', hash: item.hash, pack: location.pack, offset: location.offset });
+        }
+        return { ops, result: ops.length };
+      },
+    });
+  }
+
+  /**
+   * Files blobs that are already in the packs (found by a pack scan) as messages of `mailbox`,
+   * without rewriting their bytes: reconstruct --from-packs uses it for lost+found.
+   */
+  async adoptBlobs(mailbox: string, items: { hash: Buffer; size: number; date: number; pack: number; offset: number }[]): Promise<number> {
+    const components = parseMailboxName(mailbox);
+    return this.submit({
+      prepare: async ({ view }) => {
+        const box = await this.resolve(view, components, mailbox);
+        let uid = box.uidNext;
+        const ops: Op[] = items.map((item) => ({ op: 'message.add', id: box.id, uid: uid++, hash: item.hash, size: item.size, date: item.date, flags: [], pack: item.pack, offset: item.offset }));
+        return { ops, result: ops.length };
+      },
+    });
+  }
+
+  /**
+   * Rebuilds the index from the journal into a fresh LevelDB while the writer is held, then swaps
+   * it in. With `check`, builds aside and only compares. Returns the keys that differ.
+   */
+  async reconstructIndex(options: {
+    check?: boolean;
+    onDifference?: (key: Buffer, detail: string) => void;
+    /** Called with the comparison before the swap; throwing aborts it (sanity gates). */
+    guard?: (result: { differences: number; records: number; messagesBefore: number; messagesAfter: number }) => void;
+  } = {}): Promise<{ differences: number; records: number; messagesBefore: number; messagesAfter: number }> {
+    return this.runExclusive(async () => {
+      const built = await buildIndexAside(this.fs, this.root, this.journal, this.storeId, this.health);
+      let differences = 0;
+      let messagesBefore = 0;
+      let messagesAfter = 0;
+      let installed = false;
+      try {
+        const fresh = await IndexDb.open(built.path, false);
+        try {
+          for await (const diff of compareIndexes(this.db, fresh)) {
+            if (diff.key[0] === SPACE.meta) continue;
+            differences++;
+            options.onDifference?.(diff.key, diff.detail);
+          }
+          messagesBefore = await countMessages(this.db);
+          messagesAfter = await countMessages(fresh);
+        } finally {
+          await fresh.close();
+        }
+        const result = { differences, records: built.records, messagesBefore, messagesAfter };
+        if (options.check) return result;
+        options.guard?.(result);
+        await this.db.close();
+        await installIndex(this.fs, this.root, built.path);
+        installed = true;
+        this.db = await IndexDb.open(join(this.root, LAYOUT.index), false);
+        this.writer.replaceIndex(this.db);
+        await this.packs.forgetReadHandles();
+        return { differences, records: built.records, messagesBefore, messagesAfter };
+      } finally {
+        if (!installed) await this.fs.removeTree(built.path).catch(() => undefined);
+      }
+    });
   }
 
   // ---- helpers ---------------------------------------------------------------------------------

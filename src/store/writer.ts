@@ -48,7 +48,7 @@ export class Writer {
   private idleResolve?: () => void;
 
   constructor(
-    private readonly db: IndexDb,
+    private db: IndexDb,
     private readonly packs: PackStore,
     private readonly journal: Journal,
     private readonly hooks: WriterHooks,
@@ -69,6 +69,11 @@ export class Writer {
   /** Stops accepting work; resolves when the queue is empty. */
   async drain(): Promise<void> {
     if (this.running) await this.idle;
+  }
+
+  /** After the index was rebuilt and reopened (only while the writer is held exclusively). */
+  replaceIndex(db: IndexDb): void {
+    this.db = db;
   }
 
   fail(error: MailstoreError): void {

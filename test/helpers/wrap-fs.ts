@@ -72,6 +72,7 @@ export class WrapFs implements FileSystem {
   async rename(from: string, to: string): Promise<void> { this.check('rename', to); return this.inner.rename(from, to); }
   async unlink(path: string): Promise<void> { this.check('unlink', path); return this.inner.unlink(path); }
   rmdir(path: string): Promise<void> { return this.inner.rmdir(path); }
+  removeTree(path: string): Promise<void> { return this.inner.removeTree(path); }
   utimes(path: string, mtime: Date): Promise<void> { return this.inner.utimes(path, mtime); }
   async syncDir(path: string): Promise<void> { this.dirSyncs++; this.check('syncDir', path); return this.inner.syncDir(path); }
 }

@@ -1017,6 +1017,11 @@ export class FaultFileSystem implements FileSystem {
     if (rel !== undefined) this.recordRemoval(info, rel, 'rmdir');
   }
 
+  /** Only for derived trees outside the model (a temporary index); not modelled. */
+  removeTree(path: string): Promise<void> {
+    return this.inner.removeTree(path);
+  }
+
   /** Metadata only, not modelled: a crash state keeps whatever mtime materialisation gives. */
   utimes(path: string, mtime: Date): Promise<void> {
     return this.inner.utimes(path, mtime);

@@ -5,13 +5,15 @@
 //
 //   node lmtp-client.mjs --socket PATH|--host H --port P --rcpt ADDR --list LIST.TXT
 //                        [--from ADDR] [--limit N] [--peer NAME] [--reconnect-every N]
+//                        [--note TEXT] [--progress FILE]
 //
 // LIST.TXT holds one message file path per line. Bare LF is converted to CRLF
 // and lines starting with "." are dot-stuffed (that conversion is done before the
 // clock starts for each message, so only the protocol exchange is timed).
 // MAIL/RCPT/DATA are pipelined (both Dovecot and Cyrus announce PIPELINING);
 // the body is sent only after "354", and the message counts as delivered only
-// after a 2xx final reply. One connection is reused (LHLO once) unless
+// after a 2xx final reply. --progress FILE rewrites FILE with the number of
+// acknowledged messages after each ack (used by the kill -9 recovery runs). One connection is reused (LHLO once) unless
 // --reconnect-every is given.
 // Prints one JSON line: {"peer","measurement":"deliver","messages","bytes","seconds",
 //   "p50_ms","p99_ms","max_ms","failed","note"} — or {"peer",...,"error"}.
@@ -43,7 +45,7 @@ function connect() {
   return new Promise((resolve, reject) => {
     const sock = args.socket ? net.createConnection(args.socket) : net.createConnection(Number(args.port), args.host ?? '127.0.0.1');
     sock.setNoDelay(true);
-    const conn = { sock, buf: '', waiters: [], lines: [], closed: null };
+    const conn = { sock, buf: '', waiters: [], lines: [], pending: [], closed: null };
     sock.on('data', (d) => {
       conn.buf += d.toString('latin1');
       let i;
@@ -54,7 +56,7 @@ function connect() {
         if (/^\d{3}( |$)/.test(line)) { // last line of a reply
           const reply = conn.lines.join('\n'); conn.lines = [];
           const w = conn.waiters.shift();
-          if (w) w.resolve(reply); else conn.unsolicited = reply;
+          if (w) w.resolve(reply); else conn.pending.push(reply);
         }
       }
     });
@@ -64,8 +66,8 @@ function connect() {
   });
 }
 const reply = (conn) => new Promise((resolve, reject) => {
+  if (conn.pending.length) return resolve(conn.pending.shift());
   if (conn.closed) return reject(conn.closed);
-  if (conn.unsolicited) { const r = conn.unsolicited; conn.unsolicited = null; return resolve(r); }
   conn.waiters.push({ resolve, reject });
 });
 const expect = async (conn, code, what) => {
@@ -116,6 +118,7 @@ try {
     if (!r4.startsWith('2')) { failed++; firstError ??= `message ${i + 1}: ${r4}`; continue; }
     lat.push(Number(e - s) / 1e6);
     bytes += raw.length;
+    if (args.progress) fs.writeFileSync(args.progress, String(lat.length)); // after the ack: crash tests compare this with what survived
   }
   await close(conn);
 } catch (e) {

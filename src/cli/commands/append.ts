@@ -1,0 +1,24 @@
+// `mailstore append MAILBOX [FILE|-]`: store one message; the uid is printed only once it is durable.
+import type { Command } from 'commander';
+import { fromSystemError } from '../../errors.js';
+import { nodeFileSystem } from '../../fs/node-fs.js';
+import { parseDateOption, parseFlagList, printJson, printLine, readStdin, wantsJson, withStore } from '../context.js';
+
+export function register(program: Command): void {
+  program
+    .command('append <mailbox> [file]')
+    .description('append one message from FILE, or from stdin when FILE is "-" or absent; prints its uid once durable')
+    .option('--flags <flags>', 'flags, comma or space separated, e.g. "\\Seen,\\Flagged,$Label1"')
+    .option('--date <date>', 'internal date (ISO 8601, RFC 5322 or epoch seconds); default now')
+    .option('--json', 'print {uid, uidValidity, hash, size, deduplicated} as JSON')
+    .action(async (mailbox: string, file: string | undefined, options: { flags?: string; date?: string }, command: Command) => {
+      const flags = parseFlagList(options.flags);
+      const internalDate = parseDateOption(options.date);
+      const bytes = file === undefined || file === '-'
+        ? await readStdin()
+        : await nodeFileSystem.readFile(file).catch((error) => { throw fromSystemError(error, 'reading message', file); });
+      const result = await withStore(command, (store) => store.append(mailbox, bytes, { flags, internalDate }));
+      if (wantsJson(command)) await printJson({ mailbox, ...result });
+      else await printLine(String(result.uid));
+    });
+}

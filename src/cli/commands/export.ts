@@ -1,0 +1,71 @@
+// `mailstore export MAILBOX --format mbox|maildir --out PATH`: mail out, byte for byte as stored.
+import { resolve } from 'node:path';
+import { Option, type Command } from 'commander';
+import { MailstoreError } from '../../errors.js';
+import { exportMailbox, type ExportFormat, type ExportSummary } from '../../import/exporter.js';
+import type { MboxStyle } from '../../formats/mbox.js';
+import { EXIT } from '../exit-codes.js';
+import { catchInterrupt } from '../interrupt.js';
+import { createProgress, formatBytes } from '../progress.js';
+import { printJson, printLine, wantsJson, warn, withStore } from '../context.js';
+
+interface ExportCommandOptions {
+  format: ExportFormat;
+  out: string;
+  recursive: boolean;
+  statusHeaders?: boolean;
+  mboxStyle?: MboxStyle;
+}
+
+export function register(program: Command): void {
+  program
+    .command('export <mailbox>')
+    .description('export a mailbox as an mbox file or a Maildir (with its child mailboxes as Maildir++ folders)')
+    .addOption(new Option('--format <format>', 'output format').choices(['mbox', 'maildir']).makeOptionMandatory())
+    .requiredOption('--out <path>', 'mbox: a new file; maildir: a directory (created; existing mail there is kept)')
+    .option('--no-recursive', 'maildir: leave out the mailboxes below MAILBOX')
+    .option('--status-headers', 'mbox: write flags as Status/X-Status headers (changes the message bytes)')
+    .addOption(new Option('--mbox-style <style>', 'mbox: how From_ lines in bodies are quoted').choices(['mboxrd', 'mboxo']).default('mboxrd'))
+    .option('--json', 'print the summary as JSON')
+    .addHelpText('after', `
+Messages are written exactly as stored. Maildir keeps flags in the ":2," suffix (keywords through
+dovecot-keywords); mbox keeps the internal date in the From_ line, and flags only with
+--status-headers. A message that fails verification is reported, left out, and the export exits 6.`)
+    .action(async (mailbox: string, options: ExportCommandOptions, command: Command) => {
+      const interrupt = catchInterrupt('the export');
+      try {
+        const summary = await withStore(command, async (store) => {
+          const status = await store.status(mailbox);
+          const progress = createProgress('export', { messages: options.format === 'mbox' || !options.recursive ? status.messages : undefined });
+          try {
+            return await exportMailbox(store, mailbox, {
+              format: options.format,
+              out: resolve(options.out),
+              recursive: options.recursive,
+              statusHeaders: options.statusHeaders,
+              mboxStyle: options.mboxStyle,
+              shouldStop: () => interrupt.requested,
+              onMessage: (info) => progress.advance(1, info.size),
+              onCorrupt: (box, uid, error) => { progress.finish(); warn(`not exported: ${box} uid ${uid}: ${error.code}: ${error.message}`); },
+            });
+          } finally {
+            progress.finish();
+          }
+        });
+        await report(summary, wantsJson(command));
+        if (summary.interrupted) process.exitCode = EXIT.interrupted;
+        else if (summary.corrupt.length > 0) {
+          throw new MailstoreError('CORRUPT', `${summary.corrupt.length} message${summary.corrupt.length === 1 ? '' : 's'} failed verification and were not exported; run 'mailstore scrub'`);
+        }
+      } finally {
+        interrupt.dispose();
+      }
+    });
+}
+
+async function report(summary: ExportSummary, json: boolean): Promise<void> {
+  if (json) return printJson(summary);
+  await printLine(`${summary.interrupted ? 'interrupted: ' : ''}exported ${summary.exported} message${summary.exported === 1 ? '' : 's'} ` +
+    `(${formatBytes(summary.bytes)}) as ${summary.format} to ${summary.out} in ${summary.seconds.toFixed(1)}s`);
+  if (summary.mailboxes.length > 1) for (const box of summary.mailboxes) await printLine(`  ${box.mailbox} -> ${box.path}: ${box.messages}`);
+}

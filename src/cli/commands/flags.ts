@@ -1,0 +1,43 @@
+// `mailstore flags MAILBOX UIDS --add/--remove/--set`: change flags of a UID set in one record.
+import type { Command } from 'commander';
+import { MailstoreError } from '../../errors.js';
+import { formatUidSet } from '../../formats/uidset.js';
+import { normalizeFlags } from '../../store/validate.js';
+import { parseFlagList, printJson, printLine, wantsJson, withStore } from '../context.js';
+import { resolveUidSet } from '../uids.js';
+
+interface FlagsOptions { add?: string; remove?: string; set?: string; unchangedSince?: string }
+
+export function register(program: Command): void {
+  program
+    .command('flags <mailbox> <uids>')
+    .description('add, remove or set the flags of the messages in a UID set (e.g. 1:5,9,12:*)')
+    .option('--add <flags>', 'flags to add, comma or space separated')
+    .option('--remove <flags>', 'flags to remove')
+    .option('--set <flags>', 'replace all flags with these ("" clears them)')
+    .option('--unchanged-since <modseq>', 'CONDSTORE: leave messages modified after this modseq alone (reported as modified)')
+    .option('--json', 'print {updated, modified, modseq} as JSON')
+    .action(async (mailbox: string, uidText: string, options: FlagsOptions, command: Command) => {
+      if (options.set !== undefined && (options.add !== undefined || options.remove !== undefined)) {
+        throw new MailstoreError('INVALID', 'use either --set or --add/--remove, not both');
+      }
+      if (options.set === undefined && options.add === undefined && options.remove === undefined) {
+        throw new MailstoreError('INVALID', 'say what to change: --add, --remove or --set');
+      }
+      const change = {
+        add: options.add === undefined ? undefined : normalizeFlags(parseFlagList(options.add)),
+        remove: options.remove === undefined ? undefined : normalizeFlags(parseFlagList(options.remove)),
+        replace: options.set === undefined ? undefined : normalizeFlags(parseFlagList(options.set)),
+      };
+      const unchangedSince = options.unchangedSince === undefined ? undefined : Number(options.unchangedSince);
+      const result = await withStore(command, async (store) => {
+        const uids = await resolveUidSet(store, mailbox, uidText);
+        if (uids.length === 0) return { updated: [] as number[], modified: [] as number[], modseq: (await store.status(mailbox)).highestModseq };
+        return store.setFlags(mailbox, uids, { ...change, unchangedSince });
+      });
+      if (wantsJson(command)) return printJson({ mailbox, ...result });
+      await printLine(`updated ${result.updated.length} message${result.updated.length === 1 ? '' : 's'}` +
+        (result.updated.length ? ` (${formatUidSet(result.updated)})` : '') +
+        (result.modified.length ? `; not changed, modified since: ${formatUidSet(result.modified)}` : '') + `; modseq ${result.modseq}`);
+    });
+}

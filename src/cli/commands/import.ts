@@ -1,0 +1,91 @@
+// `mailstore import SOURCE --mailbox NAME`: mbox, Maildir(++) or .eml files in, resumable, in batches.
+import { resolve } from 'node:path';
+import { Option, type Command } from 'commander';
+import type { MailFormat } from '../../formats/detect.js';
+import type { MboxStyle } from '../../formats/mbox.js';
+import { importMail, type ImportSummary } from '../../import/importer.js';
+import { importLimits } from '../../import/limits.js';
+import { EXIT } from '../exit-codes.js';
+import { catchInterrupt } from '../interrupt.js';
+import { createProgress, formatBytes } from '../progress.js';
+import { parsePositiveInteger, printJson, printLine, wantsJson, warn, withStore } from '../context.js';
+
+interface ImportCommandOptions {
+  mailbox: string;
+  format?: MailFormat;
+  mboxStyle?: MboxStyle;
+  owner?: string;
+  batchMessages?: number;
+  batchBytes?: number;
+  restart?: boolean;
+  verbose?: boolean;
+}
+
+export function register(program: Command): void {
+  program
+    .command('import <source>')
+    .description('import an mbox file, a Maildir (or Maildir++ tree) or a directory of .eml files into a mailbox')
+    .requiredOption('--mailbox <name>', 'target mailbox (created if missing); Maildir++ folders become NAME/Sub')
+    .addOption(new Option('--format <format>', 'source format (default: detected)').choices(['mbox', 'maildir', 'eml']))
+    .addOption(new Option('--mbox-style <style>', 'how the mbox quotes From_ lines (auto reads mboxrd)').choices(['auto', 'mboxrd', 'mboxo']).default('auto'))
+    .option('--owner <user>', 'owner of the mailboxes the import creates')
+    .option('--batch-messages <n>', `messages per batch (default ${importLimits.batchMessagesMax})`, parsePositiveInteger('--batch-messages'))
+    .option('--batch-bytes <n>', `message bytes per batch (default ${importLimits.batchBytesMax})`, parsePositiveInteger('--batch-bytes'))
+    .option('--restart', 'ignore the resume point of an earlier run and import everything again (imports duplicates)')
+    .option('--verbose', 'print a line to stderr as each batch becomes durable')
+    .option('--json', 'print the summary as JSON')
+    .addHelpText('after', `
+Resumable: a re-run of the same import (same SOURCE and --mailbox) after a crash or Ctrl-C skips
+what is already in and adds nothing twice. Ctrl-C stops at a batch boundary: everything reported
+as imported is durable; the exit code is then 130. Messages are stored byte for byte, malformed or
+not; files that cannot be read are reported on stderr, skipped, and counted in the summary.
+Maildir flags come from the ":2," suffix (and dovecot-keywords); mbox flags from Status/X-Status.`)
+    .action(async (source: string, options: ImportCommandOptions, command: Command) => {
+      const interrupt = catchInterrupt('the import');
+      const progress = createProgress('import');
+      try {
+        const summary = await withStore(command, (store) => importMail(store, resolve(source), {
+          mailbox: options.mailbox,
+          format: options.format,
+          mboxStyle: options.mboxStyle,
+          owner: options.owner,
+          batchMessagesMax: options.batchMessages,
+          batchBytesMax: options.batchBytes,
+          restart: options.restart,
+          shouldStop: () => interrupt.requested,
+          onSkip: (path, error) => { progress.finish(); warn(`skipped ${path}: ${error.code}: ${error.message}`); },
+          onWarning: (text) => { progress.finish(); warn(text); },
+          onRead: (message) => {
+            progress.advance(1, message.bytes.length);
+            if (message.fraction !== undefined) progress.position(message.fraction, 1);
+          },
+          onBatch: (batch) => {
+            if (options.verbose) {
+              progress.finish();
+              warn(`committed ${batch.messages} messages (${batch.bytes} bytes) to ${batch.mailbox}; ${batch.importedTotal} imported so far`);
+            }
+          },
+        }));
+        progress.finish();
+        await report(summary, wantsJson(command));
+        if (summary.interrupted) process.exitCode = EXIT.interrupted;
+      } finally {
+        progress.finish();
+        interrupt.dispose();
+      }
+    });
+}
+
+async function report(summary: ImportSummary, json: boolean): Promise<void> {
+  if (json) return printJson(summary);
+  const lines = [
+    `${summary.interrupted ? 'interrupted: ' : ''}imported ${summary.imported} message${summary.imported === 1 ? '' : 's'} ` +
+      `(${formatBytes(summary.bytes)}, ${summary.deduplicated} deduplicated) from ${summary.source} (${summary.format}) ` +
+      `in ${summary.batches} batch${summary.batches === 1 ? '' : 'es'}, ${summary.seconds.toFixed(1)}s`,
+  ];
+  if (summary.alreadyImported) lines.push(`already imported by an earlier run: ${summary.alreadyImported}`);
+  if (summary.skipped) lines.push(`skipped (unreadable, reported above): ${summary.skipped}`);
+  for (const box of summary.mailboxes) lines.push(`  ${box.mailbox}: ${box.imported} new${box.alreadyImported ? `, ${box.alreadyImported} already there` : ''}`);
+  if (summary.interrupted) lines.push('everything reported is durable; run the same command again to finish');
+  for (const line of lines) await printLine(line);
+}

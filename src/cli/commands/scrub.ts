@@ -1,0 +1,114 @@
+// `mailstore scrub`: check everything, from cron. Check-only by default; --repair heals from
+// --source copies and re-derives the index, after a sanity gate that refuses (exit 3) on a store
+// that looks unmounted rather than damaged.
+import type { Command } from 'commander';
+import { MailstoreError } from '../../errors.js';
+import { describeFinding, isDamage, type Finding } from '../../scrub/findings.js';
+import { repair } from '../../scrub/repair.js';
+import { scrub, type ScrubReport } from '../../scrub/scrub.js';
+import { EXIT } from '../exit-codes.js';
+import { createProgress, formatBytes } from '../progress.js';
+import { printLine, wantsJson, withStore } from '../context.js';
+
+export function parseDuration(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) throw new MailstoreError('INVALID', `cannot read the duration ${JSON.stringify(text)} (e.g. 90s, 10m, 2h)`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's']!;
+  return Math.round(Number(m[1]) * unit);
+}
+
+function parseRate(text: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0) throw new MailstoreError('INVALID', `--max-rate takes MB/s, a positive number; got ${JSON.stringify(text)}`);
+  return n * 1_000_000;
+}
+
+export function register(program: Command): void {
+  program
+    .command('scrub')
+    .description('re-verify every stored byte and cross-check the index (check-only unless --repair)')
+    .option('--repair', 'quarantine damaged records, restore them from --source copies, re-derive the index')
+    .option('--source <dir...>', 'another mailstore (replica or copy) or a directory of raw messages to heal from')
+    .option('--force', 'repair even when the damage looks like a missing partition (overrides the sanity gate)')
+    .option('--max-rate <MBps>', 'read packs at most this fast, MB/s', parseRate)
+    .option('--time-budget <duration>', 'stop after this long (e.g. 10m) and resume there next run (durable cursor)', parseDuration)
+    .option('--json', 'one JSON object per finding, then a summary object (JSON lines)')
+    .addHelpText('after', `
+What it checks: every pack record is re-hashed (BLAKE3); frame and header checksums of packs and
+journal segments; the index against the primary data (blob locations, refcounts, names, the
+reverse ACL map, counts, uidNext, the change log).
+
+It runs through the store's own process: it takes the store's lock (exit 2 when a server holds
+it; run it from the server process instead). Pack reading runs beside writers; the index
+cross-check briefly holds the writer.
+
+Exit codes: 0 clean; 1 findings (damage found, or left unrepaired); 2 could not run (locked,
+access, I/O); 3 refused (the store looks unmounted or its packs/journal are missing — check
+mounts; --force overrides the repair gate); 4 not found; 5 invalid options.
+Informational findings (unreferenced blobs awaiting cleanup) do not change the exit code.`)
+    .action(async (options: { repair?: boolean; source?: string[]; force?: boolean; maxRate?: number; timeBudget?: number }, command: Command) => {
+      const json = wantsJson(command);
+      if (options.source && !options.repair) throw new MailstoreError('INVALID', '--source is only used with --repair');
+      if (options.repair && options.timeBudget !== undefined) throw new MailstoreError('INVALID', '--repair needs a full scrub; drop --time-budget');
+      const code = await withStore(command, async (store) => {
+        const progress = createProgress('scrub');
+        const scrubOptions = {
+          maxRateBytesPerSecond: options.maxRate,
+          timeBudgetMs: options.timeBudget,
+          onProgress: (p: { bytesDone: number; bytesTotal: number }) => progress.position(p.bytesDone, Math.max(p.bytesTotal, 1)),
+        };
+        const report = await scrub(store, scrubOptions);
+        progress.finish();
+        if (!options.repair) {
+          await print(report.findings, report, json);
+          return report.summary.damage > 0 ? EXIT.findings : EXIT.ok;
+        }
+        const result = await repair(store, report, { sources: options.source, force: options.force, scrubOptions: { maxRateBytesPerSecond: options.maxRate } });
+        const summary = {
+          ...result.after.summary, repaired: true, damageBefore: report.summary.damage, blobsRestored: result.blobsRestored,
+          quarantined: result.quarantined, indexRebuilt: result.indexRebuilt, unrepaired: result.unrepaired.length,
+        };
+        if (json) {
+          for (const f of report.findings) await printJson1({ ...f, before: true });
+          for (const f of result.unrepaired) await printJson1({ ...f, unrepaired: true });
+          await printJson1({ summary });
+        } else {
+          await printLine(`found ${report.summary.damage} damaged item(s); restored ${result.blobsRestored} blob(s) from sources; quarantined ${result.quarantined.length} record copy(ies)${result.indexRebuilt ? '; index rebuilt from the journal' : ''}`);
+          if (result.unrepaired.length) {
+            await printLine(`could not repair ${result.unrepaired.length}:`);
+            await printTable(result.unrepaired);
+          } else {
+            await printLine('second scrub: clean');
+          }
+        }
+        return result.unrepaired.length > 0 ? EXIT.findings : EXIT.ok;
+      });
+      process.exitCode = code;
+    });
+}
+
+function printJson1(value: unknown): Promise<void> {
+  return printLine(JSON.stringify(value));
+}
+
+async function printTable(findings: Finding[]): Promise<void> {
+  const rows = findings.map((f) => ({ kind: f.kind, ...describeFinding(f), damage: isDamage(f) }));
+  const kindWidth = Math.max(4, ...rows.map((r) => r.kind.length));
+  const whereWidth = Math.max(5, ...rows.map((r) => r.where.length));
+  await printLine(`${'KIND'.padEnd(kindWidth)}  ${'WHERE'.padEnd(whereWidth)}  WHAT`);
+  for (const r of rows) await printLine(`${r.kind.padEnd(kindWidth)}  ${r.where.padEnd(whereWidth)}  ${r.damage ? '' : '(info) '}${r.what}`);
+}
+
+async function print(findings: Finding[], report: ScrubReport, json: boolean): Promise<void> {
+  const s = report.summary;
+  if (json) {
+    for (const f of findings) await printJson1({ ...f, damage: isDamage(f) });
+    await printJson1({ summary: s });
+    return;
+  }
+  if (findings.length) await printTable(findings);
+  const coverage = s.cycleComplete ? 'full cycle' : `stopped at the time budget; next run resumes at pack ${s.scanned.at(-1)?.pack} offset ${s.scanned.at(-1)?.to}`;
+  await printLine(`scrub: ${s.blobsVerified} blobs (${formatBytes(s.bytesVerified)}) in ${s.packs} pack(s), ${s.journalRecords} journal records, ${s.indexKeys} index keys in ${s.seconds.toFixed(1)}s (${coverage})`);
+  await printLine(s.damage === 0 ? `clean${s.informational ? ` (${s.informational} informational)` : ''}` : `${s.damage} finding(s) of damage; run 'mailstore scrub --repair --source COPY' to heal`);
+}
+

@@ -1,0 +1,26 @@
+// `mailstore stats`: how big the store is and how much deduplication saves.
+import type { Command } from 'commander';
+import { formatBytes } from '../progress.js';
+import { printJson, printLine, wantsJson, withStore } from '../context.js';
+
+export function register(program: Command): void {
+  program
+    .command('stats')
+    .description('messages, mailboxes, unique blobs, bytes stored vs referenced (dedup ratio), packs, journal size')
+    .option('--json', 'print as JSON')
+    .action(async (_options: unknown, command: Command) => {
+      const stats = await withStore(command, (store) => store.stats());
+      if (wantsJson(command)) return printJson(stats);
+      const rows: [string, string][] = [
+        ['mailboxes', String(stats.mailboxes)],
+        ['messages', String(stats.messages)],
+        ['unique blobs', `${stats.blobs}${stats.unreferencedBlobs ? ` (${stats.unreferencedBlobs} unreferenced, awaiting cleanup)` : ''}`],
+        ['bytes referenced', `${stats.bytesReferenced} (${formatBytes(stats.bytesReferenced)})`],
+        ['bytes stored', `${stats.bytesStored} (${formatBytes(stats.bytesStored)})`],
+        ['dedup ratio', `${stats.dedupRatio.toFixed(2)}x`],
+        ['packs', `${stats.packs} (${formatBytes(stats.packBytes)})`],
+        ['journal', `${stats.journalSegments} segment${stats.journalSegments === 1 ? '' : 's'} (${formatBytes(stats.journalBytes)})`],
+      ];
+      for (const [name, value] of rows) await printLine(`${name.padEnd(17)} ${value}`);
+    });
+}

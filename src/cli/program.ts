@@ -1,0 +1,103 @@
+// The `mailstore` program: a thin layer over the library for the people who run mail servers.
+// One file per command in commands/; this file wires them up and turns every error into one
+// stderr line and a documented exit code (exit-codes.ts). main.ts runs it.
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError } from 'commander';
+import { isMailstoreError } from '../errors.js';
+import * as acl from './commands/acl.js';
+import * as append from './commands/append.js';
+import * as exportCommand from './commands/export.js';
+import * as expunge from './commands/expunge.js';
+import * as fetch from './commands/fetch.js';
+import * as flags from './commands/flags.js';
+import * as importCommand from './commands/import.js';
+import * as init from './commands/init.js';
+import * as mailbox from './commands/mailbox.js';
+import * as stats from './commands/stats.js';
+import { DEFAULT_STORE_DIR } from './context.js';
+import { EXIT, exitCodeFor, exitCodesHelp } from './exit-codes.js';
+
+/** A command module: `register` adds its command (and subcommands) to the program. */
+export interface CommandModule {
+  register(program: Command): void;
+}
+
+const COMMANDS: CommandModule[] = [init, mailbox, append, fetch, flags, expunge, acl, importCommand, exportCommand, stats];
+
+/**
+ * Commands written elsewhere that may not exist yet in a given checkout. Each must export
+ * `register(program)` like the others (or a default Command). Loaded by path so the build does
+ * not depend on them.
+ */
+const OPTIONAL_COMMANDS = ['./commands/scrub.js', './commands/reconstruct.js'];
+
+export async function buildProgram(): Promise<Command> {
+  const program = new Command('mailstore');
+  program
+    .description('A crash-safe, content-addressed message spool for mail servers.')
+    .option('--store <dir>', `the store directory (default: $MAILSTORE_DIR, else ${DEFAULT_STORE_DIR})`)
+    .exitOverride()
+    .configureOutput({ outputError: () => {} }) // main() prints the one-line error itself
+    .addHelpText('after', `\n${exitCodesHelp()}`);
+  const version = await packageVersion();
+  if (version) program.version(version);
+  for (const command of COMMANDS) command.register(program);
+  for (const path of OPTIONAL_COMMANDS) await registerOptional(program, path);
+  return program;
+}
+
+async function registerOptional(program: Command, path: string): Promise<void> {
+  let module: Partial<CommandModule> & { default?: unknown };
+  try {
+    module = await import(path) as typeof module;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ERR_MODULE_NOT_FOUND' && String((error as Error).message).includes(path.slice(2))) return;
+    throw error;
+  }
+  if (typeof module.register === 'function') module.register(program);
+  else if (module.default instanceof Command) program.addCommand(module.default);
+}
+
+async function packageVersion(): Promise<string | undefined> {
+  try {
+    const { nodeFileSystem } = await import('../fs/node-fs.js');
+    const path = fileURLToPath(new URL('../../../package.json', import.meta.url));
+    return (JSON.parse((await nodeFileSystem.readFile(path)).toString('utf8')) as { version?: string }).version;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs the command line; returns the exit code (the caller sets it, so stdout drains first). */
+export async function main(argv: string[]): Promise<number> {
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.ok); // the reader went away (| head)
+    throw error;
+  });
+  try {
+    const program = await buildProgram();
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
+  } catch (error) {
+    return reportError(error);
+  }
+}
+
+function reportError(error: unknown): number {
+  if (error instanceof CommanderError) {
+    if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return EXIT.ok;
+    if (error.code === 'commander.help' || error.code === 'commander.executeSubCommandAsync') return EXIT.invalid; // no command given
+    process.stderr.write(`mailstore: INVALID: ${error.message.replace(/^error: /, '')} (see mailstore --help)\n`);
+    return EXIT.invalid;
+  }
+  if (isMailstoreError(error)) {
+    process.stderr.write(`mailstore: ${error.code}: ${error.message}\n`);
+    if (process.env.MAILSTORE_DEBUG && error.cause) process.stderr.write(`${String((error.cause as Error).stack ?? error.cause)}\n`);
+    return exitCodeFor(error);
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`mailstore: INTERNAL: ${message} (a bug; MAILSTORE_DEBUG=1 shows the stack)\n`);
+  if (process.env.MAILSTORE_DEBUG && error instanceof Error) process.stderr.write(`${error.stack}\n`);
+  return EXIT.internal;
+}

@@ -1,0 +1,94 @@
+// scrub --repair: heal from good copies, re-derive derived state, never make things worse.
+// Damaged records are copied to quarantine/ and left in place (unreferenced once healed); good
+// copies come only from --source stores or directories and are verified by hash before use.
+import { join } from 'node:path';
+import { MailstoreError } from '../errors.js';
+import { writeFileDurable } from '../fs/durable.js';
+import { limits } from '../limits.js';
+import { LAYOUT } from '../store/identity.js';
+import type { Store } from '../store/store.js';
+import { RECORD_HEADER_BYTES } from '../blob/pack-format.js';
+import type { Finding } from './findings.js';
+import { isDamage } from './findings.js';
+import { scrub, type ScrubOptions, type ScrubReport } from './scrub.js';
+import { findCopies } from './sources.js';
+
+export interface RepairOptions {
+  sources?: string[];
+  /** Proceed even when the damage looks like a missing partition rather than a few bad blocks. */
+  force?: boolean;
+  /** Refuse when more than this share of blobs is damaged or missing (default 0.25). */
+  missingShareMax?: number;
+  scrubOptions?: ScrubOptions;
+}
+
+export interface RepairResult {
+  before: ScrubReport;
+  after: ScrubReport;
+  blobsRestored: number;
+  quarantined: string[];
+  indexRebuilt: boolean;
+  /** Damage still present after repair, with the messages it affects. */
+  unrepaired: Finding[];
+}
+
+const INDEX_KINDS = new Set(['index-value-corrupt', 'refcount-mismatch', 'name-index-mismatch', 'acl-map-mismatch', 'mailbox-counts', 'change-log-mismatch']);
+
+export async function repair(store: Store, before: ScrubReport, options: RepairOptions = {}): Promise<RepairResult> {
+  const share = options.missingShareMax ?? 0.25;
+  const blobFindings = before.findings.filter((f): f is Extract<Finding, { kind: 'blob-corrupt' | 'blob-missing' }> => f.kind === 'blob-corrupt' || f.kind === 'blob-missing');
+  const { blobs } = await store.stats();
+  if (!options.force && blobs > 0 && blobFindings.length > Math.max(2, blobs * share)) {
+    throw new MailstoreError('REFUSED',
+      `${blobFindings.length} of ${blobs} stored messages are damaged or missing: this looks like a missing or wrong partition, not a few bad blocks. ` +
+      `Nothing was changed. Check the mounts; to repair anyway, run again with --force.`, { path: store.root });
+  }
+  const quarantined: string[] = [];
+  for (const f of blobFindings) {
+    const path = await quarantineRecord(store, f.pack, f.offset, f.hash, f.kind === 'blob-corrupt' ? f.length : undefined);
+    if (path) quarantined.push(path);
+  }
+  let blobsRestored = 0;
+  if (blobFindings.length > 0 && options.sources?.length) {
+    const wanted = new Set(blobFindings.map((f) => f.hash));
+    const found = new Map<string, Buffer>();
+    for (const source of options.sources) await findCopies(store.fs, source, wanted, found, limits.messageBytesMax);
+    const items = [...found].map(([hex, bytes]) => ({ hash: Buffer.from(hex, 'hex'), bytes }));
+    for (let i = 0; i < items.length; i += 256) blobsRestored += await store.relocateBlobs(items.slice(i, i + 256));
+  }
+  let indexRebuilt = false;
+  if (before.findings.some((f) => INDEX_KINDS.has(f.kind))) {
+    await store.reconstructIndex({
+      guard: ({ messagesAfter, messagesBefore }) => {
+        if (!options.force && messagesAfter < messagesBefore * (1 - share)) {
+          throw new MailstoreError('REFUSED',
+            `rebuilding the index from the journal would leave ${messagesAfter} of ${messagesBefore} messages; refusing (is the journal complete?). ` +
+            `Use 'mailstore reconstruct --from-packs', or --force.`, { path: store.root });
+        }
+      },
+    });
+    indexRebuilt = true;
+  }
+  const after = await scrub(store, options.scrubOptions);
+  return { before, after, blobsRestored, quarantined, indexRebuilt, unrepaired: after.findings.filter(isDamage) };
+}
+
+/** Copies the bytes of a damaged record into quarantine/ (the pack itself is not changed). */
+async function quarantineRecord(store: Store, pack: number, offset: number, hash: string, length: number | undefined): Promise<string | undefined> {
+  const source = store.packs.path(pack);
+  const stat = await store.fs.statIfExists(source);
+  if (!stat || offset >= stat.size) return undefined;
+  const end = Math.min(stat.size, length === undefined ? offset + RECORD_HEADER_BYTES + limits.readChunkBytes : offset + RECORD_HEADER_BYTES + length);
+  const handle = await store.fs.open(source, 'read');
+  let bytes: Buffer;
+  try {
+    bytes = Buffer.alloc(end - offset);
+    await handle.read(bytes, 0, bytes.length, offset);
+  } finally {
+    await handle.close();
+  }
+  const target = join(store.root, LAYOUT.quarantine, `blob-${hash}-pack${pack}-at${offset}`);
+  if (await store.fs.statIfExists(target)) return target;
+  await writeFileDurable(store.fs, target, bytes);
+  return target;
+}

@@ -1,0 +1,392 @@
+// The scrubber: re-verifies every byte mailstore keeps and cross-checks the derived index against
+// the primary data. Check-only; repair.ts consumes its findings.
+//
+// Where it runs: through the store's own process (the CLI opens the store and takes its lock; a
+// daemon calls scrub() on its open Store). Pack records are immutable once written, so the pack
+// pass runs beside live writers. The index pass holds the writer (Store.runExclusive) so that the
+// several range reads it makes see one consistent state; its memory grows with the number of
+// mailboxes, never with the number of messages.
+import { join } from 'node:path';
+import { MailstoreError } from '../errors.js';
+import { writeFileDurable } from '../fs/durable.js';
+import { hashBytes, hashHex } from '../hash/blake3.js';
+import { decodeCbor, decodeValue } from '../index/codec.js';
+import { SPACE, prefixEnd } from '../keys/tuple.js';
+import { decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey, keys } from '../keys/index-keys.js';
+import { limits } from '../limits.js';
+import type { Store } from '../store/store.js';
+import type { BlobRecord, MailboxInfo, MessageRecord, RightsRecord } from '../store/records.js';
+import { formatMailboxName } from '../store/validate.js';
+import { SEEN } from '../store/apply.js';
+import { isDamage, type Finding, type MessageRef } from './findings.js';
+
+export interface ScrubOptions {
+  /** Throttle for pack reading, bytes per second (0 or undefined: unthrottled). */
+  maxRateBytesPerSecond?: number;
+  /** Stop after this long and remember where (durable cursor); the next run resumes there. */
+  timeBudgetMs?: number;
+  onProgress?: (progress: ScrubProgress) => void;
+  /** For tests: the clock. */
+  now?: () => number;
+}
+
+export interface ScrubProgress {
+  phase: 'packs' | 'journal' | 'index';
+  bytesDone: number;
+  bytesTotal: number;
+  blobs: number;
+}
+
+export interface ScannedRange {
+  pack: number;
+  from: number;
+  to: number;
+}
+
+export interface ScrubSummary {
+  packs: number;
+  blobsVerified: number;
+  bytesVerified: number;
+  journalRecords: number;
+  indexKeys: number;
+  seconds: number;
+  /** True when this run finished a full cycle (every pack from the cursor to the end, journal and index). */
+  cycleComplete: boolean;
+  scanned: ScannedRange[];
+  damage: number;
+  informational: number;
+}
+
+export interface ScrubReport {
+  findings: Finding[];
+  summary: ScrubSummary;
+}
+
+const CURSOR_FILE = 'scrub-cursor.json';
+
+interface Cursor {
+  cycle: number;
+  pack: number;
+  offset: number;
+}
+
+export async function scrub(store: Store, options: ScrubOptions = {}): Promise<ScrubReport> {
+  const now = options.now ?? Date.now;
+  const started = now();
+  const findings: Finding[] = [];
+  const budget = options.timeBudgetMs;
+  const cursor = budget !== undefined ? await readCursor(store) : { cycle: 0, pack: 0, offset: 0 };
+  const packs = await store.packs.listPacks();
+  const summary: ScrubSummary = {
+    packs: packs.length, blobsVerified: 0, bytesVerified: 0, journalRecords: 0, indexKeys: 0, seconds: 0,
+    cycleComplete: false, scanned: [], damage: 0, informational: 0,
+  };
+  let bytesTotal = 0;
+  for (const p of packs) if (p >= cursor.pack) bytesTotal += (await store.fs.stat(store.packs.path(p))).size;
+  const throttle = makeThrottle(options.maxRateBytesPerSecond, now);
+  const overBudget = () => budget !== undefined && now() - started >= budget;
+
+  // 1. packs, sequentially, every record re-hashed
+  let stoppedAt: Cursor | undefined;
+  let progressBytes = 0;
+  packLoop:
+  for (const pack of packs) {
+    if (pack < cursor.pack) continue;
+    const from = pack === cursor.pack ? cursor.offset : 0;
+    let position = from;
+    const range: ScannedRange = { pack, from, to: from };
+    summary.scanned.push(range);
+    for await (const item of store.packs.scan(pack, limits.readChunkBytes, async (n) => {
+      progressBytes += n;
+      summary.bytesVerified += n;
+      await throttle(n);
+      options.onProgress?.({ phase: 'packs', bytesDone: progressBytes, bytesTotal, blobs: summary.blobsVerified });
+    }, from)) {
+      if (item.kind === 'header') {
+        if (from === 0 && (!item.valid || !item.storeId?.equals(store.storeId))) findings.push({ kind: 'pack-header', pack });
+        continue;
+      }
+      if (item.kind === 'damage') {
+        findings.push({ kind: 'pack-damage', pack, offset: item.offset, length: item.length });
+        position = item.offset + item.length;
+      } else {
+        summary.blobsVerified++;
+        position = item.offset + 48 + item.length;
+        await classifyRecord(store, pack, item, findings);
+      }
+      range.to = position;
+      if (overBudget()) {
+        stoppedAt = { cycle: cursor.cycle, pack, offset: position };
+        break packLoop;
+      }
+    }
+    range.to = Math.max(range.to, (await store.fs.stat(store.packs.path(pack))).size);
+  }
+
+  // 2 and 3. journal and index, once per full cycle
+  if (!stoppedAt) {
+    summary.cycleComplete = true;
+    options.onProgress?.({ phase: 'journal', bytesDone: progressBytes, bytesTotal, blobs: summary.blobsVerified });
+    summary.journalRecords = await checkJournal(store, findings);
+    options.onProgress?.({ phase: 'index', bytesDone: progressBytes, bytesTotal, blobs: summary.blobsVerified });
+    summary.indexKeys = await store.runExclusive(() => checkIndex(store, findings));
+  }
+  await attachRefs(store, findings);
+  if (budget !== undefined) await writeCursor(store, stoppedAt ?? { cycle: cursor.cycle + 1, pack: 0, offset: 0 });
+  summary.seconds = (now() - started) / 1000;
+  summary.damage = findings.filter(isDamage).length;
+  summary.informational = findings.length - summary.damage;
+  return { findings, summary };
+}
+
+/** A record found in a pack: damage only when the index relies on this copy. */
+async function classifyRecord(store: Store, pack: number, item: { offset: number; hash: Buffer; length: number; valid: boolean }, findings: Finding[]): Promise<void> {
+  let blob: BlobRecord | undefined;
+  try {
+    blob = await store.db.get<BlobRecord>(keys.blob(item.hash));
+  } catch (error) {
+    if (error instanceof MailstoreError && error.code === 'CORRUPT') return; // reported by the index pass
+    throw error;
+  }
+  const used = blob && blob.p === pack && blob.o === item.offset;
+  if (!item.valid && used) {
+    findings.push({ kind: 'blob-corrupt', pack, offset: item.offset, hash: hashHex(item.hash), length: item.length, refs: [] });
+  } else if (!used) {
+    findings.push({ kind: 'unreferenced-pack-record', pack, offset: item.offset, length: item.length });
+  }
+}
+
+async function checkJournal(store: Store, findings: Finding[]): Promise<number> {
+  let records = 0;
+  let last = 0;
+  for await (const record of store.journal.read(0, (damage) => {
+    findings.push({ kind: 'journal-damage', segment: damage.segment, offset: damage.offset, length: damage.length, where: damage.where });
+  })) {
+    if (last > 0 && record.seq > last + 1) findings.push({ kind: 'journal-gap', from: last + 1, to: record.seq - 1 });
+    try {
+      decodeCbor(record.payload);
+    } catch {
+      findings.push({ kind: 'journal-damage', segment: '?', offset: 0, length: record.payload.length, where: `record ${record.seq} does not decode` });
+    }
+    last = Math.max(last, record.seq);
+    records++;
+  }
+  return records;
+}
+
+interface BoxCheck {
+  info: MailboxInfo;
+  name: string;
+  seenInNames: boolean;
+  messages: number;
+  unseen: number;
+  bytes: number;
+  maxUid: number;
+  maxModseq: number;
+}
+
+/** Lane sums of the first 8 hash bytes: equal multisets give equal sums. */
+class Digest {
+  private a = 0;
+  private b = 0;
+  add(bytes: Buffer, times = 1): void {
+    this.a = (this.a + times * bytes.readUInt32BE(0)) % 4294967296;
+    this.b = (this.b + times * bytes.readUInt32BE(4)) % 4294967296;
+  }
+  equals(other: Digest): boolean {
+    return this.a === other.a && this.b === other.b;
+  }
+}
+
+async function* entries<T>(store: Store, space: number, findings: Finding[], counter: { n: number }): AsyncGenerator<[Buffer, T]> {
+  for await (const [rawKey, rawValue] of store.db.rawIterator({ gte: Buffer.of(space), lt: Buffer.of(space + 1) })) {
+    counter.n++;
+    const key = Buffer.from(rawKey);
+    let value: T;
+    try {
+      value = decodeValue<T>(rawValue, key);
+    } catch {
+      findings.push({ kind: 'index-value-corrupt', key: key.toString('hex') });
+      continue;
+    }
+    yield [key, value];
+  }
+}
+
+/** Cross-checks the index: blob locations, refcounts, N against I, R against the ACLs, counts, the change log. */
+async function checkIndex(store: Store, findings: Finding[]): Promise<number> {
+  const counter = { n: 0 };
+  const boxes = new Map<string, BoxCheck>();
+  for await (const [key, info] of entries<MailboxInfo>(store, SPACE.info, findings, counter)) {
+    const id = key.subarray(1).toString('hex');
+    boxes.set(id, { info, name: formatMailboxName(info.name), seenInNames: false, messages: 0, unseen: 0, bytes: 0, maxUid: 0, maxModseq: 0 });
+  }
+  // N <-> I
+  for await (const [key, idValue] of entries<Buffer>(store, SPACE.name, findings, counter)) {
+    const name = formatMailboxName(decodeNameKey(key));
+    const box = boxes.get(Buffer.from(idValue).toString('hex'));
+    if (!box) findings.push({ kind: 'name-index-mismatch', name, detail: 'the name points to a mailbox that does not exist' });
+    else if (box.info.deleting) findings.push({ kind: 'name-index-mismatch', name, detail: 'the name points to a mailbox being deleted' });
+    else if (box.name !== name) findings.push({ kind: 'name-index-mismatch', name, detail: `the name points to mailbox ${box.name}` });
+    else box.seenInNames = true;
+  }
+  let aclEntries = 0;
+  for (const box of boxes.values()) {
+    if (box.info.deleting) continue;
+    if (!box.seenInNames) findings.push({ kind: 'name-index-mismatch', name: box.name, detail: 'the mailbox has no name entry' });
+    aclEntries += Object.keys(box.info.acl).length;
+  }
+  // R <-> ACLs
+  let rightsEntries = 0;
+  const byName = new Map<string, BoxCheck>();
+  for (const box of boxes.values()) if (!box.info.deleting) byName.set(box.name, box);
+  for await (const [key, value] of entries<RightsRecord>(store, SPACE.rights, findings, counter)) {
+    const { user, components } = decodeRightsKey(key);
+    const name = formatMailboxName(components);
+    const box = byName.get(name);
+    rightsEntries++;
+    if (!box || !Buffer.from(value.id).equals(Buffer.from(box.info.id))) findings.push({ kind: 'acl-map-mismatch', identifier: user, name, detail: 'reverse map entry for a mailbox that does not have this name' });
+    else if (box.info.acl[user] !== value.rights) findings.push({ kind: 'acl-map-mismatch', identifier: user, name, detail: `reverse map says '${value.rights}', the ACL says '${box.info.acl[user] ?? ''}'` });
+  }
+  if (rightsEntries < aclEntries) {
+    for (const box of byName.values()) {
+      for (const user of Object.keys(box.info.acl)) {
+        if (!(await store.db.get(keys.rights(user, box.info.name)))) findings.push({ kind: 'acl-map-mismatch', identifier: user, name: box.name, detail: 'ACL entry missing from the reverse map' });
+      }
+    }
+  }
+  // M: per-mailbox counts, and digests for refcounts and the change log
+  const referenced = new Digest();
+  const changesFromMessages = new Digest();
+  for await (const [key, record] of entries<MessageRecord>(store, SPACE.message, findings, counter)) {
+    const { id, uid } = decodeMessageKey(key);
+    const box = boxes.get(id.toString('hex'));
+    referenced.add(Buffer.from(record.h));
+    changesFromMessages.add(changeDigestKey(id, uid, record.m));
+    if (!box) {
+      findings.push({ kind: 'mailbox-counts', mailbox: id.toString('hex'), detail: `message ${uid} belongs to no mailbox` });
+      continue;
+    }
+    box.messages++;
+    box.bytes += record.s;
+    if (!record.f.includes(SEEN)) box.unseen++;
+    box.maxUid = Math.max(box.maxUid, uid);
+    box.maxModseq = Math.max(box.maxModseq, record.m);
+  }
+  for (const box of boxes.values()) {
+    const i = box.info;
+    const wrong: string[] = [];
+    if (i.messages !== box.messages) wrong.push(`messages ${i.messages}, counted ${box.messages}`);
+    if (i.unseen !== box.unseen) wrong.push(`unseen ${i.unseen}, counted ${box.unseen}`);
+    if (i.bytes !== box.bytes) wrong.push(`bytes ${i.bytes}, counted ${box.bytes}`);
+    if (i.uidNext <= box.maxUid) wrong.push(`uidNext ${i.uidNext} not above the largest uid ${box.maxUid}`);
+    if (i.highestModseq < box.maxModseq) wrong.push(`highestModseq ${i.highestModseq} below a message's ${box.maxModseq}`);
+    if (wrong.length) findings.push({ kind: 'mailbox-counts', mailbox: box.name, detail: wrong.join('; ') });
+  }
+  // C: every message has exactly one 'changed' entry at its modseq
+  const changes = new Digest();
+  for await (const [key, value] of entries<number>(store, SPACE.change, findings, counter)) {
+    const c = decodeChangeKey(key);
+    if (value === 0) changes.add(changeDigestKey(c.id, c.uid, c.modseq));
+    if (!boxes.has(c.id.toString('hex'))) findings.push({ kind: 'change-log-mismatch', mailbox: c.id.toString('hex'), detail: `change entry for uid ${c.uid} of a mailbox that does not exist` });
+  }
+  if (!changes.equals(changesFromMessages)) {
+    findings.push({ kind: 'change-log-mismatch', mailbox: '*', detail: 'the change log (C) disagrees with the messages\' modseqs' });
+  }
+  // B: every entry's location holds its record; refcounts agree with the messages
+  const recorded = new Digest();
+  let blobs = 0;
+  for await (const [key, blob] of entries<BlobRecord>(store, SPACE.blob, findings, counter)) {
+    const hash = key.subarray(1);
+    blobs++;
+    recorded.add(hash, blob.r);
+    if (blob.r === 0) findings.push({ kind: 'unreferenced-blob', hash: hashHex(hash), length: blob.l });
+    const why = await store.packs.checkLocation({ pack: blob.p, offset: blob.o, length: blob.l }, hash);
+    if (why && !findings.some((f) => f.kind === 'blob-corrupt' && f.hash === hashHex(hash))) {
+      findings.push({ kind: 'blob-missing', hash: hashHex(hash), pack: blob.p, offset: blob.o, why, refs: [] });
+    }
+  }
+  if (!recorded.equals(referenced)) await localizeRefcounts(store, blobs, findings);
+  return counter.n;
+}
+
+function changeDigestKey(id: Buffer, uid: number, modseq: number): Buffer {
+  return hashBytes(keys.change(id, modseq, uid));
+}
+
+/** Exact refcount comparison, in hash partitions so memory stays bounded. */
+async function localizeRefcounts(store: Store, blobs: number, findings: Finding[]): Promise<void> {
+  const partitions = Math.max(1, Math.ceil(blobs / 500_000));
+  for (let part = 0; part < partitions; part++) {
+    const counts = new Map<string, { recorded: number; counted: number }>();
+    const slot = (hash: Buffer) => {
+      const k = hash.toString('hex');
+      let c = counts.get(k);
+      if (!c) counts.set(k, (c = { recorded: 0, counted: 0 }));
+      return c;
+    };
+    for await (const [key, rawValue] of store.db.rawIterator({ gte: Buffer.of(SPACE.blob), lt: Buffer.of(SPACE.blob + 1) })) {
+      const hash = Buffer.from(key).subarray(1);
+      if (hash[0] % partitions !== part) continue;
+      try {
+        slot(hash).recorded = decodeValue<BlobRecord>(rawValue, key).r;
+      } catch { /* reported as index-value-corrupt */ }
+    }
+    for await (const [key, rawValue] of store.db.rawIterator({ gte: Buffer.of(SPACE.message), lt: Buffer.of(SPACE.message + 1) })) {
+      let record: MessageRecord;
+      try {
+        record = decodeValue<MessageRecord>(rawValue, key);
+      } catch { continue; }
+      const hash = Buffer.from(record.h);
+      if (hash[0] % partitions === part) slot(hash).counted++;
+    }
+    for (const [hash, c] of counts) if (c.recorded !== c.counted) findings.push({ kind: 'refcount-mismatch', hash, recorded: c.recorded, counted: c.counted });
+  }
+}
+
+/** Fills in which messages use each damaged blob (one pass over the messages). */
+async function attachRefs(store: Store, findings: Finding[]): Promise<void> {
+  const wanted = new Map<string, MessageRef[]>();
+  for (const f of findings) if (f.kind === 'blob-corrupt' || f.kind === 'blob-missing') wanted.set(f.hash, f.refs);
+  if (wanted.size === 0) return;
+  const names = new Map<string, string>();
+  for await (const [key, rawValue] of store.db.rawIterator({ gte: Buffer.of(SPACE.info), lt: Buffer.of(SPACE.info + 1) })) {
+    try {
+      names.set(Buffer.from(key).subarray(1).toString('hex'), formatMailboxName(decodeValue<MailboxInfo>(rawValue, key).name));
+    } catch { /* reported elsewhere */ }
+  }
+  for await (const [key, rawValue] of store.db.rawIterator({ gte: Buffer.of(SPACE.message), lt: prefixEnd(Buffer.of(SPACE.message)) })) {
+    let record: MessageRecord;
+    try {
+      record = decodeValue<MessageRecord>(rawValue, key);
+    } catch { continue; }
+    const refs = wanted.get(hashHex(record.h));
+    if (!refs) continue;
+    const { id, uid } = decodeMessageKey(Buffer.from(key));
+    refs.push({ mailbox: names.get(id.toString('hex')) ?? id.toString('hex'), uid });
+  }
+}
+
+function makeThrottle(bytesPerSecond: number | undefined, now: () => number) {
+  if (!bytesPerSecond || bytesPerSecond <= 0) return async (_n: number) => undefined;
+  const start = now();
+  let total = 0;
+  return async (n: number) => {
+    total += n;
+    const due = start + (total / bytesPerSecond) * 1000;
+    const wait = due - now();
+    if (wait > 5) await new Promise((r) => setTimeout(r, wait));
+  };
+}
+
+async function readCursor(store: Store): Promise<Cursor> {
+  try {
+    const parsed = JSON.parse((await store.fs.readFile(join(store.root, CURSOR_FILE))).toString('utf8')) as Cursor;
+    if (Number.isInteger(parsed.pack) && Number.isInteger(parsed.offset) && Number.isInteger(parsed.cycle)) return parsed;
+  } catch { /* missing or unreadable: start a new cycle */ }
+  return { cycle: 0, pack: 0, offset: 0 };
+}
+
+async function writeCursor(store: Store, cursor: Cursor): Promise<void> {
+  await writeFileDurable(store.fs, join(store.root, CURSOR_FILE), Buffer.from(JSON.stringify(cursor) + '\n'));
+}

@@ -1,0 +1,92 @@
+// Runs the built `mailstore` binary the way a user does: a child process, real exit codes,
+// stdout as bytes. Build first (`npx tsc -p .`); these tests never import the CLI's source.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const repoRoot = resolve(import.meta.dirname, '../..');
+export const bin = join(repoRoot, 'dist/src/cli/main.js');
+export const corporaDir = resolve(repoRoot, '../shared/corpora');
+
+export function requireBuilt(): void {
+  if (!existsSync(bin)) throw new Error(`${bin} is missing: run 'npx tsc -p .' (or npm run build) before these tests`);
+}
+
+export function tempDir(prefix = 'mailstore-cli-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+export interface RunOptions {
+  store?: string;
+  input?: Buffer | string;
+  env?: Record<string, string>;
+}
+
+/** Starts `mailstore ARGS` with MAILSTORE_DIR set; the caller reads or kills it. */
+export function start(args: string[], options: RunOptions = {}): ChildProcess {
+  const child = spawn(process.execPath, [bin, ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, ...(options.store ? { MAILSTORE_DIR: options.store } : {}), ...options.env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  if (options.input !== undefined) child.stdin!.end(options.input);
+  else child.stdin!.end();
+  return child;
+}
+
+export function finish(child: ChildProcess): Promise<RunResult> {
+  const stdout: Buffer[] = [];
+  const stderr: Buffer[] = [];
+  child.stdout!.on('data', (chunk: Buffer) => stdout.push(chunk));
+  child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk));
+  return new Promise((done, failed) => {
+    child.on('error', failed);
+    child.on('close', (code, signal) => done({ code, signal, stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr).toString('utf8') }));
+  });
+}
+
+export function run(args: string[], options: RunOptions = {}): Promise<RunResult> {
+  return finish(start(args, options));
+}
+
+/** Runs and expects exit 0; returns stdout as text. */
+export async function ok(args: string[], options: RunOptions = {}): Promise<string> {
+  const result = await run(args, options);
+  if (result.code !== 0) throw new Error(`mailstore ${args.join(' ')} exited ${result.code}: ${result.stderr}`);
+  return result.stdout.toString('utf8');
+}
+
+export async function json<T = any>(args: string[], options: RunOptions = {}): Promise<T> {
+  return JSON.parse(await ok([...args, '--json'], options)) as T;
+}
+
+export function sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** Every regular file under dir (recursively), skipping names that start with '.' when asked. */
+export function filesUnder(dir: string, options: { skipHidden?: boolean } = {}): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir).sort()) {
+    if (options.skipHidden && name.startsWith('.')) continue;
+    const path = join(dir, name);
+    const stat = statSync(path);
+    if (stat.isDirectory()) out.push(...filesUnder(path, options));
+    else if (stat.isFile()) out.push(path);
+  }
+  return out;
+}
+
+/** A multiset as a sorted list, so two can be compared with toEqual and a diff shows what differs. */
+export function sortedList(values: Iterable<string>): string[] {
+  return [...values].sort();
+}

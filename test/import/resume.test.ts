@@ -1,0 +1,144 @@
+// Import is resumable: killed (SIGKILL) or stopped (Ctrl-C) part way, the same command run again
+// ends with every source message in the store exactly once. A changed source is refused.
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { nodeFileSystem as fs } from '../../src/fs/node-fs.js';
+import { readMbox } from '../../src/formats/mbox.js';
+import { finish, json, ok, requireBuilt, run, sha256, sortedList, start, tempDir } from '../cli/helpers.js';
+
+beforeAll(requireBuilt);
+
+function generatedMessage(i: number): Buffer {
+  const filler = `line ${i} `.repeat(20 + (i % 40));
+  return Buffer.from(`From: sender${i % 97}@example.org\nTo: rcpt@example.com\nMessage-ID: <gen-${i}@example.org>\nSubject: message ${i}\n\n${filler}\n`);
+}
+
+function writeMbox(path: string, from: number, to: number): string[] {
+  const parts: Buffer[] = [];
+  const hashes: string[] = [];
+  for (let i = from; i < to; i++) {
+    const bytes = generatedMessage(i);
+    hashes.push(sha256(bytes));
+    parts.push(Buffer.from('From MAILER-DAEMON Mon Jan  1 00:00:00 2024\n'), bytes, Buffer.from('\n'));
+  }
+  appendFileSync(path, Buffer.concat(parts));
+  return hashes;
+}
+
+function writeMaildir(dir: string, count: number): string[] {
+  for (const sub of ['cur', 'new', 'tmp']) mkdirSync(join(dir, sub), { recursive: true });
+  const hashes: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const bytes = generatedMessage(i);
+    hashes.push(sha256(bytes));
+    writeFileSync(join(dir, 'cur', `${1700000000 + i}.M${i}P1.gen:2,S`), bytes);
+  }
+  return hashes;
+}
+
+async function storedHashes(store: string, mailbox: string): Promise<string[]> {
+  const out = join(tempDir(), 'check.mbox');
+  await ok(['export', mailbox, '--format', 'mbox', '--out', out], { store });
+  const hashes: string[] = [];
+  for await (const m of readMbox(fs, out)) hashes.push(sha256(m.bytes));
+  return hashes;
+}
+
+/** Starts an import and sends `signal` as soon as it reports its first durable batch. */
+async function interruptAfterFirstBatch(store: string, args: string[], signal: NodeJS.Signals) {
+  const child = start(['import', ...args, '--verbose', '--batch-messages', '100'], { store });
+  let sent = false;
+  child.stderr!.on('data', (chunk: Buffer) => {
+    if (!sent && chunk.toString().includes('committed')) {
+      sent = true;
+      child.kill(signal);
+    }
+  });
+  const result = await finish(child);
+  expect(sent, `the import reported no batch before it ended: ${result.stderr}`).toBe(true);
+  return result;
+}
+
+async function freshStore(): Promise<string> {
+  const store = join(tempDir('mailstore-resume-'), 'store');
+  await ok(['init'], { store });
+  return store;
+}
+
+describe('an import killed part way', () => {
+  it.each(['mbox', 'maildir'] as const)('%s: SIGKILL after the first batch, then the same command: every message exactly once', async (format) => {
+    const dir = tempDir();
+    const source = format === 'mbox' ? join(dir, 'big.mbox') : join(dir, 'md');
+    const count = format === 'mbox' ? 20_000 : 4_000;
+    const hashes = format === 'mbox' ? writeMbox(source, 0, count) : writeMaildir(source, count);
+    const store = await freshStore();
+    const killed = await interruptAfterFirstBatch(store, [source, '--mailbox', 'big'], 'SIGKILL');
+    expect(killed.signal).toBe('SIGKILL');
+    const partial = (await json(['mailbox', 'status', 'big'], { store })).messages;
+    expect(partial).toBeGreaterThanOrEqual(100);
+    expect(partial).toBeLessThan(count);
+    expect(partial % 100).toBe(0); // batches are all or nothing
+
+    const resumed = await json(['import', source, '--mailbox', 'big'], { store });
+    expect(resumed).toMatchObject({ alreadyImported: partial, imported: count - partial, interrupted: false });
+    expect(sortedList(await storedHashes(store, 'big'))).toEqual(sortedList(hashes));
+    // And once more: nothing new.
+    expect(await json(['import', source, '--mailbox', 'big'], { store })).toMatchObject({ imported: 0, alreadyImported: count });
+  });
+});
+
+describe('Ctrl-C during an import', () => {
+  it('stops at a batch boundary, prints the summary, exits 130; everything reported is there', async () => {
+    const dir = tempDir();
+    const source = join(dir, 'big.mbox');
+    const hashes = writeMbox(source, 0, 20_000);
+    const store = await freshStore();
+    const stopped = await interruptAfterFirstBatch(store, [source, '--mailbox', 'big', '--json'], 'SIGINT');
+    expect(stopped.code).toBe(130);
+    const summary = JSON.parse(stopped.stdout.toString());
+    expect(summary.interrupted).toBe(true);
+    expect(summary.imported).toBeGreaterThanOrEqual(100);
+    expect((await json(['mailbox', 'status', 'big'], { store })).messages).toBe(summary.imported);
+    expect(await storedHashes(store, 'big')).toEqual(hashes.slice(0, summary.imported));
+    const resumed = await json(['import', source, '--mailbox', 'big'], { store });
+    expect(resumed.alreadyImported).toBe(summary.imported);
+    expect(sortedList(await storedHashes(store, 'big'))).toEqual(sortedList(hashes));
+  });
+});
+
+describe('resume points', () => {
+  it('imports only what was appended to an mbox since, refuses a changed one, and --restart starts over', async () => {
+    const dir = tempDir();
+    const source = join(dir, 'grow.mbox');
+    const first = writeMbox(source, 0, 5);
+    const store = await freshStore();
+    expect(await json(['import', source, '--mailbox', 'g'], { store })).toMatchObject({ imported: 5 });
+    const more = writeMbox(source, 5, 8);
+    expect(await json(['import', source, '--mailbox', 'g'], { store })).toMatchObject({ imported: 3, alreadyImported: 5 });
+    expect(await storedHashes(store, 'g')).toEqual([...first, ...more]);
+
+    const text = readFileSync(source, 'latin1');
+    writeFileSync(source, text.replace('Subject: message 7', 'Subject: message 7 (edited)'), 'latin1');
+    const refused = await run(['import', source, '--mailbox', 'g'], { store });
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(/^mailstore: REFUSED: .*changed.*--restart/);
+    expect((await json(['mailbox', 'status', 'g'], { store })).messages).toBe(8);
+
+    expect(await json(['import', source, '--mailbox', 'g', '--restart'], { store })).toMatchObject({ imported: 8 });
+    expect((await json(['mailbox', 'status', 'g'], { store })).messages).toBe(16);
+  });
+
+  it('starts over when the mailbox was deleted and created again', async () => {
+    const dir = tempDir();
+    const source = join(dir, 'a.mbox');
+    writeMbox(source, 0, 4);
+    const store = await freshStore();
+    await ok(['import', source, '--mailbox', 'a'], { store });
+    await ok(['mailbox', 'delete', 'a', '--force'], { store });
+    const again = await run(['import', source, '--mailbox', 'a', '--json'], { store });
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout.toString())).toMatchObject({ imported: 4, alreadyImported: 0 });
+    expect(again.stderr).toContain('re-created');
+  });
+});
