@@ -242,6 +242,7 @@ export class Journal {
    * reuse its seqs and UIDs. Truncate back and sync; if that fails too, refuse further writes.
    */
   private async undo(start: number, failure: MailstoreError): Promise<void> {
+    if (!this.writeHandle) return; // the open failed: nothing was written
     try {
       await this.writeHandle!.truncate(start);
       await this.writeHandle!.sync();

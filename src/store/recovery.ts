@@ -82,7 +82,15 @@ export async function replay(journal: Journal, db: IndexDb, afterSeq: number, he
  * are a torn write that was never acknowledged: copy them to quarantine (unless all zeros) and cut.
  */
 export async function resolveTail(fs: FileSystem, root: string, journal: Journal, highWater: number, health: Health): Promise<number> {
-  const { lastSeq, tail } = await journal.findTail();
+  let found = await journal.findTail();
+  // A newest segment with neither a valid header nor a valid record, past the high-water mark, is a
+  // torn creation (header and first records are one write, synced before any acknowledgement).
+  while (found.empty && highWater < found.empty.firstSeq) {
+    await journal.retireNewestSegment(join(root, LAYOUT.quarantine, `journal-segment-${found.empty.segment}-${Date.now()}`));
+    health.tornTailBytes = (health.tornTailBytes ?? 0) + found.empty.length;
+    found = await journal.findTail();
+  }
+  const { lastSeq, tail } = found;
   if (tail) {
     const allZero = tail.bytes.every((b) => b === 0);
     if (!allZero) {

@@ -68,6 +68,9 @@ setup_args() {
   log "corpus: $MESSAGES messages, $BYTES bytes ($CORPUS); work dir $WORK"
 }
 
+# bytes_of_first N: total size of the first N corpus messages
+bytes_of_first() { head -n "$1" "$LIST" | tr '\n' '\0' | xargs -0 -r stat -c %s | awk '{ s += $1 } END { print s + 0 }'; }
+
 # the unprivileged user that owns Dovecot mail (created by setup.sh)
 need_bench_user() {
   id -u "$BENCH_USER" >/dev/null 2>&1 || \

@@ -190,7 +190,7 @@ for f in $DELIVER_FORMATS; do
   if run_timed secs dadm "$d" force-resync INBOX; then
     n=$(count "$d")
     if (( n >= acked )); then
-      emit "$peer" recover "$n" "$BYTES" "$secs" "SIGKILL to the dovecot instance after $acked acked deliveries (a process crash, not a power cut); doveadm force-resync INBOX; found $n >= $acked acked; bytes = whole corpus, not delivered part" "\"acked\":$acked,\"found\":$n"
+      emit "$peer" recover "$n" "$(bytes_of_first "$n")" "$secs" "SIGKILL to the dovecot instance after $acked acked deliveries (a process crash, not a power cut); doveadm force-resync INBOX; found $n >= $acked acked" "\"acked\":$acked,\"found\":$n"
     else
       emit_error "$peer" recover "LOST MAIL: $acked deliveries acked before SIGKILL but only $n found after force-resync"
     fi

@@ -1,0 +1,328 @@
+import { describe, expect, it } from 'vitest';
+import { cpSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join, relative } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { Store } from '../../src/store/store.js';
+import { scrub } from '../../src/scrub/scrub.js';
+import { repair } from '../../src/scrub/repair.js';
+import { reconstruct } from '../../src/scrub/reconstruct.js';
+import { keys } from '../../src/keys/index-keys.js';
+import { MailstoreError } from '../../src/errors.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const CLI = new URL('../../dist/src/cli/main.js', import.meta.url).pathname;
+
+function prng(seed: number) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function message(i: number, rand: () => number): Buffer {
+  const body = Buffer.alloc(500 + Math.floor(rand() * 5000));
+  for (let k = 0; k < body.length; k++) body[k] = 0x41 + Math.floor(rand() * 26);
+  return Buffer.concat([Buffer.from(`Message-ID: <m${i}@example.org>\r\nDate: ${new Date(1_600_000_000_000 + (97 - i) * 86_400_000).toUTCString()}\r\nSubject: ${i}\r\n\r\n`), body, Buffer.from('\r\n')]);
+}
+
+/** A store with 3 mailboxes and 60 messages (some shared); returns the bytes by mailbox:uid. */
+async function makeStore(dir: string, seed = 1) {
+  const rand = prng(seed);
+  const store = await Store.open(dir, { create: true, packBytesMax: 64 * 1024 });
+  const bytes = new Map<string, Buffer>();
+  for (const box of ['INBOX', 'Sent', 'Archive/2025']) await store.createMailbox(box, { owner: 'alice' });
+  for (let i = 0; i < 60; i++) {
+    const box = ['INBOX', 'Sent', 'Archive/2025'][i % 3];
+    const m = message(i, rand);
+    const r = await store.append(box, m, { flags: i % 2 ? ['\\Seen'] : [] });
+    bytes.set(`${box}:${r.uid}`, m);
+  }
+  await store.copy('INBOX', [1, 2], 'Sent');
+  await store.close();
+  return bytes;
+}
+
+/** Damages `count` blobs' bodies in the packs (zeros, garbage, bit flips); returns their hashes. */
+async function damageBlobs(dir: string, count: number, seed: number): Promise<Set<string>> {
+  const store = await Store.open(dir);
+  const rand = prng(seed);
+  const all: { hash: string; pack: number; offset: number; length: number }[] = [];
+  for await (const [key, b] of store.db.entries<{ p: number; o: number; l: number }>({ prefix: keys.space(0x42) })) {
+    all.push({ hash: key.subarray(1).toString('hex'), pack: b.p, offset: b.o, length: b.l });
+  }
+  await store.close();
+  const chosen = new Set<string>();
+  while (chosen.size < count) {
+    const b = all[Math.floor(rand() * all.length)];
+    if (chosen.has(b.hash)) continue;
+    chosen.add(b.hash);
+    const path = join(dir, 'packs', `${String(b.pack).padStart(8, '0')}.pack`);
+    const pack = readFileSync(path);
+    const at = b.offset + 48 + Math.floor(rand() * (b.length - 16));
+    const kind = chosen.size % 3;
+    if (kind === 0) pack.fill(0, at, at + 16);
+    else if (kind === 1) for (let k = 0; k < 16; k++) pack[at + k] = Math.floor(rand() * 256);
+    else pack[at] ^= 1 << Math.floor(rand() * 8);
+    if (kind === 1 && pack.subarray(at, at + 16).equals(readFileSync(path).subarray(at, at + 16))) pack[at] ^= 0xff;
+    writeFileSync(path, pack);
+  }
+  return chosen;
+}
+
+function treeHash(dir: string, skip: (rel: string) => boolean = () => false): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (d: string) => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      const rel = relative(dir, p);
+      if (skip(rel)) continue;
+      if (statSync(p).isDirectory()) walk(p);
+      else out.set(rel, createHash('sha256').update(readFileSync(p)).digest('hex'));
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+function cli(args: string[], dir: string) {
+  return spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, MAILSTORE_DIR: dir }, encoding: 'utf8' });
+}
+
+describe('scrub', () => {
+  it('a fresh store is clean; every pack, journal record and index key is covered', async () => {
+    const dir = tmpDir();
+    await makeStore(dir);
+    const store = await Store.open(dir);
+    const report = await scrub(store);
+    expect(report.findings.filter((f) => f.kind !== 'unreferenced-pack-record')).toEqual([]);
+    expect(report.summary.blobsVerified).toBe(60);
+    expect(report.summary.cycleComplete).toBe(true);
+    expect(report.summary.packs).toBeGreaterThanOrEqual(3);
+    await store.close();
+  });
+
+  it('finds exactly the N corrupted blobs with their mailboxes and uids, repairs them from a copy, then is clean', async () => {
+    const dir = tmpDir();
+    const bytes = await makeStore(dir, 2);
+    const copy = tmpDir('copy');
+    cpSync(dir, copy, { recursive: true });
+    const damaged = await damageBlobs(dir, 7, 42);
+    const store = await Store.open(dir);
+    const report = await scrub(store);
+    const corrupt = report.findings.filter((f) => f.kind === 'blob-corrupt');
+    expect(new Set(corrupt.map((f) => (f as { hash: string }).hash))).toEqual(damaged);
+    expect(report.summary.damage).toBe(7);
+    for (const f of corrupt) {
+      if (f.kind !== 'blob-corrupt') continue;
+      expect(f.refs.length).toBeGreaterThan(0);
+      for (const ref of f.refs) {
+        await expect(store.fetch(ref.mailbox, ref.uid)).rejects.toMatchObject({ code: 'CORRUPT' });
+      }
+    }
+    const result = await repair(store, report, { sources: [copy] });
+    expect(result.blobsRestored).toBe(7);
+    expect(result.quarantined.length).toBe(7);
+    expect(result.unrepaired).toEqual([]);
+    expect((await scrub(store)).summary.damage).toBe(0);
+    for (const [ref, original] of bytes) {
+      const [mailbox, uid] = ref.split(':');
+      expect((await store.fetch(mailbox, Number(uid))).equals(original), ref).toBe(true);
+    }
+    await store.close();
+  });
+
+  it('repairs from a directory of raw messages too', async () => {
+    const dir = tmpDir();
+    const bytes = await makeStore(dir, 3);
+    const raw = tmpDir('raw');
+    let n = 0;
+    for (const b of bytes.values()) writeFileSync(join(raw, `${n++}.eml`), b);
+    await damageBlobs(dir, 3, 7);
+    const store = await Store.open(dir);
+    const result = await repair(store, await scrub(store), { sources: [raw] });
+    expect(result.blobsRestored).toBe(3);
+    expect(result.unrepaired).toEqual([]);
+    await store.close();
+  });
+
+  it('without a copy: quarantined, reported with mailboxes and uids, nothing else touched', async () => {
+    const dir = tmpDir();
+    await makeStore(dir, 4);
+    const damaged = await damageBlobs(dir, 2, 9);
+    const primary = (rel: string) => rel.startsWith('index') || rel.startsWith('quarantine') || rel === 'LOCK';
+    const before = treeHash(dir, primary);
+    const store = await Store.open(dir);
+    const result = await repair(store, await scrub(store), { sources: [] });
+    await store.close();
+    expect(result.blobsRestored).toBe(0);
+    expect(result.quarantined.length).toBe(2);
+    expect(new Set(result.unrepaired.map((f) => (f as { hash: string }).hash))).toEqual(damaged);
+    for (const f of result.unrepaired) expect((f as { refs: unknown[] }).refs.length).toBeGreaterThan(0);
+    expect(treeHash(dir, primary)).toEqual(before);
+    expect(readdirSync(join(dir, 'quarantine')).filter((n) => n.startsWith('blob-')).length).toBe(2);
+  });
+
+  it('refuses (exit 3) when packs were moved away or STORE is missing, and not one byte changes', async () => {
+    const dir = tmpDir();
+    await makeStore(dir, 5);
+    const away = tmpDir('away');
+    renameSync(join(dir, 'packs'), join(away, 'packs'));
+    let before = treeHash(dir);
+    for (const args of [['scrub'], ['scrub', '--repair'], ['reconstruct'], ['reconstruct', '--from-packs']]) {
+      const r = cli(args, dir);
+      expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(3);
+      expect(r.stderr).toMatch(/UNMOUNTED/);
+    }
+    expect(treeHash(dir)).toEqual(before);
+    renameSync(join(away, 'packs'), join(dir, 'packs'));
+    rmSync(join(dir, 'STORE'));
+    before = treeHash(dir);
+    for (const args of [['scrub'], ['scrub', '--repair'], ['reconstruct'], ['reconstruct', '--from-packs']]) {
+      expect(cli(args, dir).status, args.join(' ')).toBe(3);
+    }
+    expect(treeHash(dir)).toEqual(before);
+  });
+
+  it('refuses a repair whose damage looks like a missing partition (most blobs bad)', async () => {
+    const dir = tmpDir();
+    await makeStore(dir, 6);
+    await damageBlobs(dir, 40, 11);
+    const store = await Store.open(dir);
+    const report = await scrub(store);
+    await expect(repair(store, report, {})).rejects.toMatchObject({ code: 'REFUSED' });
+    expect(readdirSync(join(dir, 'quarantine')).filter((n) => n.startsWith('blob-'))).toEqual([]);
+    await store.close();
+    expect(cli(['scrub', '--repair'], dir).status).toBe(3);
+  });
+
+  it('index damage: a bit-flipped value is found and rebuilt; a deleted index/ or CURRENT is rebuilt on open; nothing lost', async () => {
+    const dir = tmpDir();
+    const bytes = await makeStore(dir, 8);
+    let store = await Store.open(dir);
+    const key = keys.name(['Sent']);
+    const raw = Buffer.from(await (store.db as any).db.get(key));
+    raw[raw.length - 2] ^= 0x10;
+    await (store.db as any).db.put(key, raw);
+    const report = await scrub(store);
+    expect(report.findings.map((f) => f.kind)).toContain('index-value-corrupt');
+    const result = await repair(store, report, {});
+    expect(result.indexRebuilt).toBe(true);
+    expect(result.unrepaired).toEqual([]);
+    await store.close();
+    for (const damage of ['index', 'index/CURRENT']) {
+      rmSync(join(dir, damage), { recursive: true });
+      store = await Store.open(dir);
+      expect(store.health.rebuilt).toBeTruthy();
+      expect((await scrub(store)).summary.damage).toBe(0);
+      for (const [ref, original] of bytes) {
+        const [mailbox, uid] = ref.split(':');
+        expect((await store.fetch(mailbox, Number(uid))).equals(original)).toBe(true);
+      }
+      await store.close();
+    }
+  });
+
+  it('finds refcount, name-index and reverse-map inconsistencies and re-derives them', async () => {
+    const dir = tmpDir();
+    await makeStore(dir, 10);
+    const store = await Store.open(dir);
+    const db = store.db as any;
+    const { encodeValue } = await import('../../src/index/codec.js');
+    // a wrong refcount, a stray name, a stray reverse-ACL entry
+    for await (const [k, v] of store.db.entries<any>({ prefix: keys.space(0x42), limit: 1 })) await db.db.put(k, encodeValue({ ...v, r: v.r + 3 }));
+    await db.db.put(keys.name(['ghost']), encodeValue(Buffer.alloc(16, 7)));
+    await db.db.put(keys.rights('mallory', ['INBOX']), encodeValue({ id: Buffer.alloc(16, 1), rights: 'lr' }));
+    const report = await scrub(store);
+    const kinds = new Set(report.findings.filter((f) => f.kind !== 'unreferenced-pack-record').map((f) => f.kind));
+    expect(kinds).toEqual(new Set(['refcount-mismatch', 'name-index-mismatch', 'acl-map-mismatch']));
+    const result = await repair(store, report);
+    expect(result.indexRebuilt).toBe(true);
+    expect(result.unrepaired).toEqual([]);
+    expect(await store.listMailboxes({ user: 'mallory' })).toEqual([]);
+    await store.close();
+  });
+
+  it('--time-budget stops and resumes, covering every pack exactly once per full cycle', async () => {
+    const dir = tmpDir();
+    await makeStore(dir, 12);
+    const store = await Store.open(dir);
+    const packs = await store.packs.listPacks();
+    const sizes = new Map(packs.map((p) => [p, statSync(store.packs.path(p)).size]));
+    let clock = 0;
+    const covered = new Map<number, number[][]>();
+    let runs = 0;
+    for (;;) {
+      runs++;
+      const report = await scrub(store, { timeBudgetMs: 10, now: () => (clock += 1) });
+      for (const r of report.summary.scanned) {
+        const list = covered.get(r.pack) ?? [];
+        list.push([r.from, r.to]);
+        covered.set(r.pack, list);
+      }
+      if (report.summary.cycleComplete) break;
+      expect(runs).toBeLessThan(200);
+    }
+    expect(runs).toBeGreaterThan(3);
+    for (const [pack, size] of sizes) {
+      const ranges = (covered.get(pack) ?? []).sort((a, b) => a[0] - b[0]);
+      // contiguous, non-overlapping, from the start to the end
+      let at = 0;
+      for (const [from, to] of ranges) {
+        expect(from, `pack ${pack}`).toBe(at);
+        at = to;
+      }
+      expect(at, `pack ${pack}`).toBe(size);
+    }
+    // the next run starts a new cycle at the first pack
+    const next = await scrub(store, { timeBudgetMs: 10, now: () => (clock += 1) });
+    expect(next.summary.scanned[0]).toMatchObject({ pack: packs[0], from: 0 });
+    await store.close();
+  });
+});
+
+describe('reconstruct', () => {
+  it('--check finds no difference on a healthy store; a rebuild keeps everything', async () => {
+    const dir = tmpDir();
+    const bytes = await makeStore(dir, 13);
+    const check = await reconstruct(dir, { check: true });
+    expect(check.differences).toBe(0);
+    expect(check.messagesAfter).toBe(bytes.size + 2); // two copies
+    const done = await reconstruct(dir);
+    expect(done.messagesAfter).toBe(bytes.size + 2);
+    expect(readdirSync(join(dir, 'quarantine')).some((n) => n.startsWith('index-replaced'))).toBe(true);
+  });
+
+  it('refuses to rebuild an empty store from an empty journal when packs hold mail; --from-packs recovers into lost+found by date', async () => {
+    const dir = tmpDir();
+    const bytes = await makeStore(dir, 14);
+    rmSync(join(dir, 'journal'), { recursive: true });
+    rmSync(join(dir, 'index'), { recursive: true });
+    await expect(reconstruct(dir)).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    const result = await reconstruct(dir, { fromPacks: true });
+    expect(result.journalRecreated).toBe(true);
+    const unique = new Set([...bytes.values()].map((b) => b.toString('latin1')));
+    expect(result.lostAndFound).toEqual({ mailbox: 'lost+found', messages: unique.size });
+    const store = await Store.open(dir);
+    const dates: number[] = [];
+    for await (const m of store.messages('lost+found')) {
+      const body = await store.fetch('lost+found', m.uid);
+      expect(unique.has(body.toString('latin1'))).toBe(true);
+      dates.push(Date.parse(/Date: (.*)\r\n/.exec(body.toString())![1]));
+    }
+    expect(dates).toEqual([...dates].sort((a, b) => a - b));
+    expect((await scrub(store)).summary.damage).toBe(0);
+    await store.close();
+    // an empty journal with full packs is refused without --from-packs
+    const dir2 = tmpDir();
+    await makeStore(dir2, 15);
+    for (const name of readdirSync(join(dir2, 'journal'))) if (name.endsWith('.jnl')) rmSync(join(dir2, 'journal', name));
+    rmSync(join(dir2, 'index'), { recursive: true });
+    await expect(reconstruct(dir2)).rejects.toBeInstanceOf(MailstoreError);
+    expect(existsSync(join(dir2, 'packs'))).toBe(true);
+  });
+});
