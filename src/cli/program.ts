@@ -4,6 +4,7 @@
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { isMailstoreError } from '../errors.js';
+import { nodeFileSystem } from '../fs/node-fs.js';
 import * as acl from './commands/acl.js';
 import * as append from './commands/append.js';
 import * as exportCommand from './commands/export.js';
@@ -13,6 +14,8 @@ import * as flags from './commands/flags.js';
 import * as importCommand from './commands/import.js';
 import * as init from './commands/init.js';
 import * as mailbox from './commands/mailbox.js';
+import * as reconstruct from './commands/reconstruct.js';
+import * as scrub from './commands/scrub.js';
 import * as stats from './commands/stats.js';
 import { DEFAULT_STORE_DIR } from './context.js';
 import { EXIT, exitCodeFor, exitCodesHelp } from './exit-codes.js';
@@ -22,14 +25,7 @@ export interface CommandModule {
   register(program: Command): void;
 }
 
-const COMMANDS: CommandModule[] = [init, mailbox, append, fetch, flags, expunge, acl, importCommand, exportCommand, stats];
-
-/**
- * Commands written elsewhere that may not exist yet in a given checkout. Each must export
- * `register(program)` like the others (or a default Command). Loaded by path so the build does
- * not depend on them.
- */
-const OPTIONAL_COMMANDS = ['./commands/scrub.js', './commands/reconstruct.js'];
+const COMMANDS: CommandModule[] = [init, mailbox, append, fetch, flags, expunge, acl, importCommand, exportCommand, stats, scrub, reconstruct];
 
 export async function buildProgram(): Promise<Command> {
   const program = new Command('mailstore');
@@ -42,26 +38,11 @@ export async function buildProgram(): Promise<Command> {
   const version = await packageVersion();
   if (version) program.version(version);
   for (const command of COMMANDS) command.register(program);
-  for (const path of OPTIONAL_COMMANDS) await registerOptional(program, path);
   return program;
-}
-
-async function registerOptional(program: Command, path: string): Promise<void> {
-  let module: Partial<CommandModule> & { default?: unknown };
-  try {
-    module = await import(path) as typeof module;
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ERR_MODULE_NOT_FOUND' && String((error as Error).message).includes(path.slice(2))) return;
-    throw error;
-  }
-  if (typeof module.register === 'function') module.register(program);
-  else if (module.default instanceof Command) program.addCommand(module.default);
 }
 
 async function packageVersion(): Promise<string | undefined> {
   try {
-    const { nodeFileSystem } = await import('../fs/node-fs.js');
     const path = fileURLToPath(new URL('../../../package.json', import.meta.url));
     return (JSON.parse((await nodeFileSystem.readFile(path)).toString('utf8')) as { version?: string }).version;
   } catch {

@@ -21,12 +21,12 @@ async function freshStore(): Promise<string> {
   return store;
 }
 
-/** `sha256 flags` of every message of every folder of a Maildir++ tree, by folder. */
+/** `sha256 flags internal-date` of every message of every folder of a Maildir++ tree, by folder. */
 async function maildirContents(root: string): Promise<Record<string, string[]>> {
   const out: Record<string, string[]> = {};
   for (const folder of await listMaildirFolders(fs, root)) {
     const entries: string[] = [];
-    for await (const m of readMaildir(fs, folder.path)) entries.push(`${sha256(m.bytes)} ${m.flags.join(' ')}`);
+    for await (const m of readMaildir(fs, folder.path)) entries.push(`${sha256(m.bytes)} ${m.flags.join(' ')} ${Math.trunc(m.internalDate?.getTime() ?? 0)}`);
     out[folder.folder] = entries.sort();
   }
   return out;
@@ -39,7 +39,7 @@ async function mboxHashes(path: string): Promise<string[]> {
 }
 
 describe('fixtures', () => {
-  it('a Maildir++ tree: folders become mailboxes, export gives the same bytes and flags per folder', async () => {
+  it('a Maildir++ tree: folders become mailboxes, export gives the same bytes, flags and dates per folder', async () => {
     const store = await freshStore();
     const summary = await json(['import', sampleMaildir, '--mailbox', 'alice'], { store });
     expect(summary).toMatchObject({ format: 'maildir', imported: 200, skipped: 0 });
@@ -83,7 +83,7 @@ describe('fixtures', () => {
 describe.skipIf(!haveCorpora)('real mail from ../shared/corpora', () => {
   const corpus = () => filesUnder(corporaDir, { skipHidden: true });
 
-  it('as a Maildir with flags: byte-identical out, flags kept', async () => {
+  it('as a Maildir with flags: byte-identical out, flags and internal dates kept', async () => {
     const letters = ['', 'S', 'RS', 'FS', 'DS', 'PS', 'T'];
     const source = join(tempDir(), 'md');
     for (const sub of ['cur', 'new', 'tmp']) mkdirSync(join(source, sub), { recursive: true });

@@ -127,3 +127,28 @@ export function crashStatesFromEnv(fallback: number): number {
   const n = Number(process.env.CRASH_STATES);
   return Number.isFinite(n) && n > 0 ? n : fallback;
 }
+
+/** Records one workload and explores `share` of CRASH_STATES (default total `fallbackTotal`) of its crash states. */
+export async function recordAndExplore(label: string, options: { seed: number; steps: number; share: number; fallbackTotal: number; packBytesMax?: number; journalSegmentBytesMax?: number }): Promise<ExploreResult & { ops: number; logLength: number; snapshots: number }> {
+  const { FaultFileSystem } = await import('./faultfs.js');
+  const { runWorkload } = await import('./workload.js');
+  const work = await fsp.mkdtemp(join(fastTmpRoot(), 'crash-explorer-'));
+  try {
+    const ffs = new FaultFileSystem({ seed: options.seed });
+    const run = await runWorkload({
+      dir: join(work, 'store'), ffs, seed: options.seed, steps: options.steps, snapshotRoot: join(work, 'snapshots'), verifyLive: true,
+      packBytesMax: options.packBytesMax, journalSegmentBytesMax: options.journalSegmentBytesMax,
+    });
+    const count = Math.ceil(crashStatesFromEnv(options.fallbackTotal) * options.share);
+    const result = await exploreCrashes(ffs, run, { count, seed: options.seed, tmpRoot: work });
+    console.info(`${label} (seed ${options.seed}): ${run.ops.length} ops, ${run.logLength} log entries, ${run.snapshots.length} index snapshots; `
+      + `${result.states} crash states in ${(result.ms / 1000).toFixed(1)} s `
+      + `(index missing ${result.byIndexMode.missing}, older ${result.byIndexMode.older}; ${JSON.stringify(result.byCrashMode)}; `
+      + `recovered exactly the acknowledged state ${result.atAck}, with unacknowledged ops kept ${result.beyondAck})`);
+    await fsp.rm(work, { recursive: true, force: true });
+    return { ...result, ops: run.ops.length, logLength: run.logLength, snapshots: run.snapshots.length };
+  } catch (error) {
+    console.error(`${label}: failed; work directory kept: ${work}`);
+    throw error;
+  }
+}
