@@ -56,6 +56,8 @@ export class PackStore {
   private reservedTail = 0; // end including reservations of the open batch
   private reservedPack = 0;
   private mustRotate = false;
+  /** The current pack was created and its directory entry is not yet durable (a failed fsync is retried). */
+  private dirSyncPending = false;
 
   private constructor(
     private readonly fs: FileSystem,
@@ -136,7 +138,10 @@ export class PackStore {
       assert(start === this.tail, `pack ${pack} reservation at ${start} but tail is ${this.tail}`);
       await this.writeHandle!.write(data, start);
       await this.writeHandle!.sync();
-      if (created) await this.fs.syncDir(this.dir);
+      if (created || this.dirSyncPending) {
+        await this.fs.syncDir(this.dir);
+        this.dirSyncPending = false;
+      }
       this.tail = start + data.length;
     } catch (error) {
       await this.undo(start);
@@ -152,6 +157,7 @@ export class PackStore {
     this.writeHandle = handle;
     this.current = pack;
     this.mustRotate = false;
+    this.dirSyncPending = create;
     this.tail = 0;
     await handle.write(encodePackHeader(this.storeId, pack), 0);
     this.tail = PACK_HEADER_BYTES;
