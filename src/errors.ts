@@ -12,7 +12,6 @@ export const ERROR_CODES = {
   UNMOUNTED: 'the store does not look like itself: STORE identity missing or foreign, packs or journal gone, device changed',
   LOCKED: 'another process holds the store',
   TOO_LARGE: 'the message is larger than the configured limit',
-  CONFLICT: 'a conditional change (unchangedSince) lost to a newer modification',
   CLOSED: 'the store is closed or was stopped after a failure it could not undo; reopen it',
   REFUSED: 'a tool refused to change a store that looks damaged or missing (override flag named in the message)',
 } as const;

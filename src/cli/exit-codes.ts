@@ -28,7 +28,6 @@ const BY_CODE: Record<ErrorCode, number> = {
   CLOSED: EXIT.couldNotRun,
   UNMOUNTED: EXIT.refused,
   REFUSED: EXIT.refused,
-  CONFLICT: EXIT.refused,
   NOT_FOUND: EXIT.notFound,
   INVALID: EXIT.invalid,
   TOO_LARGE: EXIT.invalid,

@@ -35,12 +35,17 @@ export class IndexDb {
   }
 
   getNow<T>(key: Buffer): T | undefined {
-    const raw = this.db.getSync(key);
+    let raw: Buffer | undefined;
+    try {
+      raw = this.db.getSync(key);
+    } catch (error) {
+      throw this.readError(error);
+    }
     return raw === undefined ? undefined : decodeValue<T>(raw, key);
   }
 
   async getMany<T>(keyList: Buffer[]): Promise<(T | undefined)[]> {
-    const raws = await this.db.getMany(keyList);
+    const raws = await this.db.getMany(keyList).catch((error) => { throw this.readError(error); });
     return raws.map((raw, i) => (raw === undefined ? undefined : decodeValue<T>(raw, keyList[i])));
   }
 
@@ -48,9 +53,30 @@ export class IndexDb {
   async *entries<T>(range: { prefix?: Buffer; gte?: Buffer; lt?: Buffer; limit?: number; reverse?: boolean }): AsyncGenerator<[Buffer, T]> {
     const gte = range.gte ?? range.prefix!;
     const lt = range.lt ?? prefixEnd(range.prefix!);
-    for await (const [key, raw] of this.db.iterator({ gte, lt, limit: range.limit ?? -1, reverse: range.reverse ?? false })) {
-      yield [key, decodeValue<T>(raw, key)];
+    const iterator = this.db.iterator({ gte, lt, limit: range.limit ?? -1, reverse: range.reverse ?? false });
+    try {
+      for (;;) {
+        let entry: [Buffer, Buffer] | undefined;
+        try {
+          entry = await iterator.next();
+        } catch (error) {
+          throw this.readError(error);
+        }
+        if (entry === undefined) return;
+        yield [entry[0], decodeValue<T>(entry[1], entry[0])];
+      }
+    } finally {
+      await iterator.close().catch(() => undefined);
     }
+  }
+
+  /** LevelDB reports a damaged table or block while reading ("Corruption: ..."): that is CORRUPT, with advice. */
+  private readError(error: unknown): MailstoreError {
+    if (error instanceof MailstoreError) return error;
+    const text = `${(error as Error)?.message ?? error} ${(error as { cause?: Error })?.cause?.message ?? ''}`.trim();
+    const corrupt = /corrupt/i.test(text) || (error as { code?: string })?.code === 'LEVEL_CORRUPTION';
+    return new MailstoreError(corrupt ? 'CORRUPT' : 'IO',
+      `reading the index at ${this.path}: ${text}${corrupt ? "; run 'mailstore reconstruct' to rebuild it from the journal" : ''}`, { path: this.path, cause: error });
   }
 
   /** Raw keys and values: scrub checks the checksums itself. */
