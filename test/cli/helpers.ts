@@ -2,9 +2,10 @@
 // stdout as bytes. Build first (`npx tsc -p .`); these tests never import the CLI's source.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { afterAll } from 'vitest';
 
 export const repoRoot = resolve(import.meta.dirname, '../..');
 export const bin = join(repoRoot, 'dist/src/cli/main.js');
@@ -14,8 +15,16 @@ export function requireBuilt(): void {
   if (!existsSync(bin)) throw new Error(`${bin} is missing: run 'npx tsc -p .' (or npm run build) before these tests`);
 }
 
+const tempDirs: string[] = [];
+// Each test file imports this module afresh, so each removes its own directories when done.
+afterAll(() => {
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
 export function tempDir(prefix = 'mailstore-cli-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
 }
 
 export interface RunResult {

@@ -20,12 +20,12 @@ emit() {
 }
 # emit_error PEER MEASUREMENT WHY
 emit_error() { printf '{"peer":%s,"measurement":%s,"error":%s}\n' "$(jstr "$1")" "$(jstr "$2")" "$(jstr "$3")"; }
-# emit_space PEER STORED_BYTES DIR NOTE  (on-disk = allocated blocks, du -sB1; apparent = du -sb)
+# emit_space PEER STORED_BYTES DIR NOTE [MESSAGES]  (on-disk = allocated blocks, du -sB1; apparent = du -sb)
 emit_space() {
-  local disk app
+  local disk app n=${5:-$MESSAGES}
   disk=$(du -sB1 -- "$3" | cut -f1); app=$(du -sb -- "$3" | cut -f1)
   printf '{"peer":%s,"measurement":"space","messages":%s,"bytes":%s,"disk_bytes":%s,"apparent_bytes":%s,"ratio":%s,"note":%s}\n' \
-    "$(jstr "$1")" "$MESSAGES" "$2" "$disk" "$app" "$(awk -v d="$disk" -v b="$2" 'BEGIN { printf "%.4f", d / b }')" "$(jstr "$4")"
+    "$(jstr "$1")" "$n" "$2" "$disk" "$app" "$(awk -v d="$disk" -v b="$2" 'BEGIN { printf "%.4f", d / b }')" "$(jstr "$4")"
 }
 last_line() { tail -n 1 "$1" | tr -d '\n' | cut -c1-400; }
 
@@ -52,7 +52,7 @@ cold() {
 # sets: CORPUS WORK CDIR LIST MBOX MESSAGES BYTES MBOX_BYTES
 setup_args() {
   if [[ $# -lt 2 || "$1" == -h || "$1" == --help ]]; then
-    sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//' >&2
+    awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2
     exit 2
   fi
   CORPUS=$(readlink -f -- "$1"); WORK=$(mkdir -p -- "$2" && readlink -f -- "$2")

@@ -13,8 +13,9 @@
 // Idempotent: if OUTDIR/stats.env exists and names the same CORPUS, nothing is redone.
 //
 // mbox split rule: a message starts at a line beginning "From " that is the first
-// line of the file or follows an empty line; the empty separator line before the
-// next "From " is not part of the message. ">From " lines are NOT unescaped (mboxo,
+// line of the file, follows an empty line, or carries an asctime date (a message
+// without a final newline is followed directly by the next From_ line); the empty
+// separator line before the next "From " is not part of the message. ">From " lines are NOT unescaped (mboxo,
 // as Dovecot reads it). Maildir -> mbox escapes /^>*From / with one ">" (mboxrd).
 import fs from 'node:fs';
 import path from 'node:path';
@@ -44,6 +45,9 @@ if (st.isFile()) {
   let carry = Buffer.alloc(0);
   let cur = null; // { fd, pendingBlank }
   let prevBlank = true;
+  // a From_ line with an asctime date ("... Thu Jan  1 00:00:00 1970"): a separator even
+  // without the blank line before it (writers omit it after a message with no final newline)
+  const FROM_LINE = /^From \S+ +\w{3} \w{3} [ \d]\d \d\d:\d\d(:\d\d)? (\S+ )?\d{4}\s*$/;
   const startMsg = () => {
     const p = path.join(msgDir, String(list.length + 1).padStart(7, '0') + '.eml');
     list.push(p);
@@ -52,7 +56,7 @@ if (st.isFile()) {
   const endMsg = () => { if (cur) { fs.closeSync(cur.fd); cur = null; } };
   const line = (l) => { // l includes its trailing \n (except possibly at EOF)
     const isBlank = l.length === 1 && l[0] === 10 || (l.length === 2 && l[0] === 13 && l[1] === 10);
-    if (prevBlank && l.length >= 5 && l.toString('latin1', 0, 5) === 'From ') {
+    if (l.length >= 5 && l.toString('latin1', 0, 5) === 'From ' && (prevBlank || FROM_LINE.test(l.toString('latin1')))) {
       endMsg(); startMsg(); prevBlank = false; return;
     }
     prevBlank = isBlank;

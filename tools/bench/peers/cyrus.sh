@@ -7,6 +7,9 @@
 # env:
 #   PEERS_DELIVER_LIMIT=N   deliver only the first N messages (default: all)
 #   PEERS_DROP_CACHES=1     drop the page cache before the scrub / rebuild runs (root)
+#   PEERS_CYRUS_DUPSUPPRESS=0|1  Cyrus duplicate suppression (default 0 = off, so Cyrus
+#                           stores every message like the other peers; Cyrus's own default is 1,
+#                           which silently drops a re-delivered Message-ID)
 # output: one JSON line per measurement on stdout (logs on stderr):
 #   deliver   LMTP into user/bench via `cyrus master` + lmtpd on a unix socket,
 #             one message at a time, each acknowledged (lmtp-client.mjs)
@@ -24,6 +27,7 @@ setup_args "$@"
 DLIMIT=${PEERS_DELIVER_LIMIT:-$MESSAGES}
 (( DLIMIT > MESSAGES )) && DLIMIT=$MESSAGES
 CYRBIN=/usr/lib/cyrus/bin
+DUPS=${PEERS_CYRUS_DUPSUPPRESS:-0}
 peer=cyrus
 emit_error "$peer" import "not measured: Cyrus has no bulk mbox import tool; mail enters through LMTP (see deliver)"
 if [[ ! -x $CYRBIN/master || ! -x $CYRBIN/lmtpd || ! -x $CYRBIN/reconstruct ]] || ! id -u cyrus >/dev/null 2>&1; then
@@ -62,6 +66,8 @@ autocreate_quota: 0
 hashimapspool: true
 umask: 077
 syslog_prefix: cyrus-bench
+# Cyrus default is 1 (drop a second delivery of the same Message-ID); see PEERS_CYRUS_DUPSUPPRESS
+duplicatesuppression: $DUPS
 CONF
   cat > "$c/cyrus.conf" <<CONF
 START {
@@ -102,7 +108,7 @@ count() { cyr "$1" mbexamine user/bench 2>/dev/null | sed -n 's/.*Number of Mess
 deliver() { # deliver DIR [extra client args]
   local c=$1; shift
   node "$PEERS_DIR/lmtp-client.mjs" --socket "$c/run/socket/lmtp" --rcpt bench --list "$LIST" \
-    --limit "$DLIMIT" --peer "$peer" --note "Cyrus $CVER lmtpd via master, default durability, duplicate suppression on (default)" "$@"
+    --limit "$DLIMIT" --peer "$peer" --note "Cyrus $CVER lmtpd via master, default durability, duplicatesuppression=$DUPS (Cyrus default 1)" "$@"
 }
 
 # --- deliver
@@ -117,7 +123,7 @@ else
   if [[ "$out" == *'"error"'* || -z "$out" ]]; then
     echo "${out:-$(emit_error "$peer" deliver "lmtp client produced no output")}"
   elif [[ "$n" != "$DLIMIT" ]]; then
-    emit_error "$peer" deliver "client reported success but user/bench holds $n of $DLIMIT messages (duplicate Message-IDs are suppressed by Cyrus's deliver.db)"
+    emit_error "$peer" deliver "client reported success but user/bench holds $n of $DLIMIT messages (duplicatesuppression=$DUPS: with 1, repeated Message-IDs are dropped)"
   else
     echo "$out"
   fi
@@ -127,30 +133,29 @@ fi
 if (( delivered > 0 )); then
   DBYTES=$(bytes_of_first "$delivered")
   mbdir=$(cyr "$c" mbpath -u bench 2>/dev/null | head -n 1)
-  # --- scrub: reconstruct -G re-reads every message file and checks its GUID (SHA-1) against cyrus.index
-  cold
-  if run_timed secs cyr "$c" reconstruct -G -u bench; then
-    emit "$peer" scrub "$delivered" "$DBYTES" "$secs" "reconstruct -G -u bench: re-parses every message file and checks its GUID (SHA-1); repairs what it finds, rewriting the index/cache records; $CACHE_NOTE"
-  else
-    emit_error "$peer" scrub "reconstruct -G failed: $(last_line "$WORK/last.err")"
-  fi
-  cold
-  if run_timed secs cyr "$c" reconstruct -n -G -u bench; then
-    emit "$peer" scrub-check "$delivered" "$DBYTES" "$secs" "reconstruct -n -G -u bench: as scrub but report-only (-n: no changes); $CACHE_NOTE"
-  else
-    emit_error "$peer" scrub-check "reconstruct -n -G failed: $(last_line "$WORK/last.err")"
-  fi
+  # --- scrub: reconstruct -G re-reads every message file and checks its GUID (SHA-1) against cyrus.index.
+  # It prints "<mbox> uid N guid mismatch" on stdout but still exits 0, so count those lines;
+  # without -R or -U it only reports (the damaged record is left as it is).
+  scrub() { # MEASUREMENT NOTE ARGS...
+    local m=$1 note=$2 t bad; shift 2
+    cold; t=$(now)
+    if cyr "$c" reconstruct "$@" -u bench >"$WORK/last.out" 2>"$WORK/last.err"; then
+      secs=$(since "$t"); bad=$(grep -c 'mismatch' "$WORK/last.out" || true)
+      emit "$peer" "$m" "$delivered" "$DBYTES" "$secs" "reconstruct $* -u bench: $note; $bad GUID mismatches reported; $CACHE_NOTE" "\"problems\":$bad"
+    else
+      emit_error "$peer" "$m" "reconstruct $* failed: $(last_line "$WORK/last.err")"
+    fi
+  }
+  scrub scrub "re-parses every message file and checks its GUID (SHA-1); reports mismatches on stdout, exit status 0 regardless; fixes only with -R/-U" -G
+  scrub scrub-check "as scrub, with -n (no changes made)" -n -G
   # --- full index rebuild from the message files
   if [[ -n "$mbdir" && -f "$mbdir/cyrus.index" ]]; then
     rm -f "$mbdir/cyrus.index" "$mbdir/cyrus.cache"
     cold
     if run_timed secs cyr "$c" reconstruct -u bench; then
       n=$(count "$c")
-      if [[ "$n" == "$delivered" ]]; then
-        emit "$peer" rebuild "$delivered" "$DBYTES" "$secs" "cyrus.index + cyrus.cache deleted, then reconstruct -u bench (re-parses every message file); found $n; flags/modseq history lost; $CACHE_NOTE"
-      else
-        emit_error "$peer" rebuild "after deleting cyrus.index reconstruct found ${n:-?} of $delivered messages"
-      fi
+      warn=""; [[ "$n" == "$delivered" ]] || warn="WARNING: only ${n:-?} of $delivered messages after the rebuild; "
+      emit "$peer" rebuild "$delivered" "$DBYTES" "$secs" "${warn}cyrus.index + cyrus.cache deleted, then reconstruct -u bench (re-parses every message file); found ${n:-?}; flags/modseq history lost; $CACHE_NOTE" "\"found\":${n:-0},\"expected\":$delivered"
     else
       emit_error "$peer" rebuild "reconstruct failed: $(last_line "$WORK/last.err")"
     fi
@@ -158,7 +163,7 @@ if (( delivered > 0 )); then
     emit_error "$peer" rebuild "could not locate the mailbox directory of user/bench (mbpath gave '$mbdir')"
   fi
   # --- space
-  emit_space "$peer" "$DBYTES" "$c/data" "du of Cyrus spool + config dir (mailboxes.db, deliver.db, conversations) after delivery of $delivered messages"
+  emit_space "$peer" "$DBYTES" "$c/data" "du of Cyrus spool + config dir (mailboxes.db, deliver.db, conversations) after delivery of $delivered messages" "$delivered"
 else
   for m in scrub scrub-check rebuild space; do emit_error "$peer" "$m" "no delivered mailbox to measure (delivery failed)"; done
 fi

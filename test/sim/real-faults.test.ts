@@ -1,0 +1,167 @@
+// Real faults from the kernel (FAULTLAB.md), root only; each test says why when it skips:
+//   - power cut: ext4 on a loop device, `xfs_io -x -c shutdown` while a child writes, remount;
+//   - disk full: a 2 MiB tmpfs;
+//   - permissions: the store run as `nobody` (setpriv), a directory losing its write bit;
+//   - vanished partition: `umount -l` of a tmpfs under a running store.
+import { afterEach, describe, expect, it } from 'vitest';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Store } from '../../src/store/store.js';
+import { MailstoreError } from '../../src/errors.js';
+import { runChild, SoakLedger } from '../../tools/soak.js';
+import { expectCode, expectExactly, msg, skipReason } from './helpers.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const isRoot = process.getuid?.() === 0;
+const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
+const SOAK_SCRIPT = new URL('../../dist/tools/soak.js', import.meta.url).pathname;
+const DIST_STORE = new URL('../../dist/src/store/store.js', import.meta.url).pathname;
+
+/** Mounts made by a test, unmounted (lazily, if busy) afterwards. */
+const mounts: string[] = [];
+afterEach(() => {
+  for (const dir of mounts.splice(0).reverse()) spawnSync('umount', ['-l', dir]);
+});
+
+function tryMount(args: string[], dir: string): string | undefined {
+  const r = spawnSync('mount', [...args, dir], { encoding: 'utf8' });
+  if (r.status !== 0) return `mount ${args.join(' ')} failed: ${r.stderr.trim()}`;
+  mounts.push(dir);
+  return undefined;
+}
+
+const noRoot = !isRoot ? 'needs root (mount, losetup, setpriv)' : undefined;
+
+describe('real faults (root only)', () => {
+  const powerSkip = noRoot ?? (!has('xfs_io') ? 'xfs_io is not installed (apt-get install -y xfsprogs)' : !has('mkfs.ext4') ? 'mkfs.ext4 is missing' : !existsSync(SOAK_SCRIPT) ? `${SOAK_SCRIPT} missing: run npm run build` : undefined);
+  it.skipIf(skipReason(!!powerSkip, `power cut: ${powerSkip}`))('power cut: ext4 shut down under 4 writers, remounted: every acknowledged operation is there', async () => {
+    const work = tmpDir('powercut');
+    const image = join(work, 'ext4.img');
+    const mnt = join(work, 'mnt');
+    mkdirSync(mnt);
+    execFileSync('truncate', ['-s', '64M', image]);
+    execFileSync('mkfs.ext4', ['-q', '-F', image]);
+    const ledger = new SoakLedger();
+    const cycles = 3;
+    for (let cycle = 0; cycle < cycles; cycle++) {
+      const failed = tryMount(['-o', 'loop', image], mnt);
+      if (failed) { console.warn(`SKIPPED: power cut: ${failed}`); return; }
+      const lines = await runChild(SOAK_SCRIPT, join(mnt, 'store'), cycle, 1000 + cycle, {
+        killAfterMs: 300 + 200 * cycle,
+        // shutdown without flushing the log: what a power cut leaves (FAULTLAB.md)
+        beforeKill: () => { execFileSync('xfs_io', ['-x', '-c', 'shutdown', mnt]); },
+      });
+      await new Promise((r) => setTimeout(r, 100));
+      execFileSync('umount', [mnt]);
+      mounts.pop();
+      expect(tryMount(['-o', 'loop', image], mnt)).toBeUndefined();
+      ledger.absorb(lines, cycle);
+      await ledger.verify(join(mnt, 'store'), cycle);
+      execFileSync('umount', [mnt]);
+      mounts.pop();
+    }
+    console.info(`power cut (${cycles} ext4 shutdowns): ${JSON.stringify(ledger.counts)}`);
+    expect(ledger.counts.appendsAcked).toBeGreaterThan(0);
+  });
+
+  it.skipIf(skipReason(!!noRoot, `disk full on tmpfs: ${noRoot}`))('disk full on a 2 MiB tmpfs: NO_SPACE, nothing acknowledged lost, writes resume once space is freed', async () => {
+    const mnt = tmpDir('tmpfs');
+    const failed = tryMount(['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs'], mnt);
+    if (failed) { console.warn(`SKIPPED: disk full: ${failed}`); return; }
+    const filler = join(mnt, 'filler');
+    writeFileSync(filler, Buffer.alloc(512 * 1024)); // the space an admin frees later
+    const dir = join(mnt, 'store');
+    let store = await Store.open(dir, { create: true, packBytesMax: 256 * 1024, journalSegmentBytesMax: 64 * 1024 });
+    await store.createMailbox('INBOX');
+    const acked = new Map<number, Buffer>();
+    let error: MailstoreError | undefined;
+    for (let i = 0; i < 200 && !error; i++) {
+      const bytes = msg(`full-${i}`, 40_000 + i);
+      try {
+        acked.set((await store.append('INBOX', bytes)).uid, bytes);
+      } catch (e) {
+        error = e as MailstoreError;
+      }
+    }
+    expect(error, 'the disk filled up').toBeDefined();
+    // NO_SPACE from the pack or journal; CLOSED when the journal was durable but LevelDB could not
+    // write (the change is acknowledged and replayed on the next open)
+    expect(['NO_SPACE', 'CLOSED'], error!.message).toContain(error!.code);
+    if (error!.code === 'NO_SPACE') {
+      await expectCode(store.append('INBOX', msg('still-full', 40_000)), 'NO_SPACE');
+      await expectExactly(store, 'INBOX', acked, 'reads on a full disk');
+    }
+    await store.close().catch(() => undefined);
+    rmSync(filler);
+    store = await Store.open(dir);
+    await expectExactly(store, 'INBOX', acked, 'after space was freed');
+    const after = await store.append('INBOX', msg('after', 1000));
+    expect(after.uid).toBeGreaterThan(Math.max(...acked.keys()));
+    await store.close();
+    console.info(`tmpfs 2 MiB: ${acked.size} appends acknowledged, then ${error!.code}: ${error!.message}`);
+  });
+
+  const privSkip = noRoot ?? (!has('setpriv') ? 'setpriv is missing (util-linux)' : !existsSync(DIST_STORE) ? `${DIST_STORE} missing: run npm run build` : undefined);
+  it.skipIf(skipReason(!!privSkip, `permissions: ${privSkip}`))('permissions as an unprivileged user: ACCESS at open naming the path; at runtime writes fail, reads work, writes resume', async () => {
+    const work = tmpDir('perm');
+    chownSync(work, 65534, 65534);
+    const script = `
+      import { Store } from ${JSON.stringify(DIST_STORE)};
+      import { chmodSync } from 'node:fs';
+      import { join } from 'node:path';
+      const dir = ${JSON.stringify(join(work, 'store'))};
+      const out = {};
+      const code = (p) => p.then(() => 'ok', (e) => e.code + ' ' + (e.path ?? ''));
+      let store = await Store.open(dir, { create: true, packBytesMax: 1, journalSegmentBytesMax: 1 });
+      await store.createMailbox('INBOX');
+      const first = await store.append('INBOX', Buffer.from('first'));
+      for (const sub of ['packs', 'journal']) {
+        chmodSync(join(dir, sub), 0o550);
+        out[sub + 'Denied'] = await code(store.append('INBOX', Buffer.from('denied ' + sub)));
+        out[sub + 'Read'] = (await store.fetch('INBOX', first.uid)).toString();
+        chmodSync(join(dir, sub), 0o750);
+        out[sub + 'Back'] = await code(store.append('INBOX', Buffer.from('back ' + sub)));
+      }
+      await store.close();
+      chmodSync(join(dir, 'STORE'), 0o000);
+      out.open = await code(Store.open(dir));
+      chmodSync(join(dir, 'STORE'), 0o640);
+      store = await Store.open(dir);
+      out.degraded = store.health.degraded;
+      out.messages = [];
+      for await (const m of store.messages('INBOX')) out.messages.push((await store.fetch('INBOX', m.uid)).toString());
+      await store.close();
+      console.log(JSON.stringify(out));`;
+    const child = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8', cwd: work });
+    expect(child.status, child.stderr).toBe(0);
+    const out = JSON.parse(child.stdout.trim().split('\n').at(-1)!);
+    expect(out.packsDenied).toMatch(/^ACCESS .*packs/);
+    expect(out.journalDenied).toMatch(/^ACCESS .*journal/);
+    expect(out.packsRead).toBe('first');
+    expect(out.journalRead).toBe('first');
+    expect(out.packsBack).toBe('ok');
+    expect(out.journalBack).toBe('ok');
+    expect(out.open).toBe(`ACCESS ${join(work, 'store', 'STORE')}`);
+    expect(out.degraded).toBe(false);
+    expect(out.messages).toEqual(['first', 'back packs', 'back journal']);
+  });
+
+  it.skipIf(skipReason(!!noRoot, `umount -l: ${noRoot}`))('umount -l under a running store: UNMOUNTED, and nothing appears in the mount-point directory', async () => {
+    const dir = tmpDir('vanish');
+    const failed = tryMount(['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs'], dir);
+    if (failed) { console.warn(`SKIPPED: umount -l: ${failed}`); return; }
+    const store = await Store.open(dir, { create: true, packBytesMax: 1, journalSegmentBytesMax: 1 });
+    await store.createMailbox('INBOX');
+    const first = await store.append('INBOX', msg(1));
+    execFileSync('umount', ['-l', dir]);
+    mounts.pop();
+    expect(readdirSync(dir), 'the mount point is empty once the tmpfs is detached').toEqual([]);
+    await expectCode(store.append('INBOX', msg(2)), 'UNMOUNTED'); // needs a new pack: refused
+    await expectCode(store.setFlags('INBOX', first.uid, { add: ['\\Seen'] }).then(() => { throw new MailstoreError('IO', 'no new segment needed?'); }), 'UNMOUNTED');
+    expect(readdirSync(dir), 'nothing was created on the parent file system').toEqual([]);
+    expect((await store.fetch('INBOX', first.uid)).equals(msg(1)), 'old fds still read the detached file system').toBe(true);
+    await store.close().catch(() => undefined);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+});

@@ -1,0 +1,21 @@
+// SIGKILL soak (tools/soak.ts): a child with several concurrent writers appends, flags and
+// expunges, printing each acknowledgement; it is killed at a random moment, the store is reopened
+// and every acknowledged operation is checked; then again on the same store. SOAK_CYCLES sets the
+// number of kills (default 30; `npm run test:crash` 1,000).
+import { describe, expect, it } from 'vitest';
+import { existsSync } from 'node:fs';
+import { runSoak } from '../../tools/soak.js';
+import { skipReason } from './helpers.js';
+
+const SCRIPT = new URL('../../dist/tools/soak.js', import.meta.url).pathname;
+const CYCLES = Number(process.env.SOAK_CYCLES) > 0 ? Number(process.env.SOAK_CYCLES) : 30;
+
+describe('SIGKILL soak', () => {
+  it.skipIf(skipReason(!existsSync(SCRIPT), `the soak child runs from ${SCRIPT}: run \`npm run build\` first`))(
+    `${CYCLES} kills of a child with 4 concurrent writers: every acknowledged append, flag and expunge survives`, async () => {
+      const result = await runSoak({ cycles: CYCLES, script: SCRIPT, seed: 0x50a6 });
+      console.info(`SIGKILL soak: ${JSON.stringify(result)}`);
+      expect(result.cycles).toBe(CYCLES);
+      expect(result.appendsAcked).toBeGreaterThan(CYCLES);
+    }, 3_600_000);
+});
