@@ -28,3 +28,12 @@ export const limits = {
   /** Chunk size for streaming reads and scrub. */
   readChunkBytes: 1024 * 1024,
 } as const;
+
+export const importLimits = {
+  /** An import batch (one appendBatch, one journal record, one fsync pair) holds at most this many messages... */
+  batchMessagesMax: 500,
+  /** ...and at most this many message bytes (one bigger message goes alone). */
+  batchBytesMax: 32 * 1024 * 1024,
+  /** Unreadable files listed one by one in a summary; the rest are counted. */
+  skippedListedMax: 100,
+} as const;

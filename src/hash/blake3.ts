@@ -1,7 +1,7 @@
 // BLAKE3-256, the identity of every stored message. Native (@napi-rs/blake-hash) where its binary
 // loads, else hash-wasm's WebAssembly build; test/hash compares the two on the same inputs.
 import { createRequire } from 'node:module';
-import { createBLAKE3, type IHasher } from 'hash-wasm';
+import type { IHasher } from 'hash-wasm';
 
 export const HASH_BYTES = 32;
 
@@ -25,12 +25,20 @@ function loadNative(): NativeBlake | undefined {
 }
 
 const native = loadNative();
-const wasm: IHasher = await createBLAKE3(256);
+
+/** hash-wasm is loaded only when needed: it adds ~170 ms to every CLI start. */
+async function createWasm(): Promise<IHasher> {
+  const { createBLAKE3 } = await import('hash-wasm');
+  return createBLAKE3(256);
+}
+
+let wasm: IHasher | undefined = native ? undefined : await createWasm();
 
 /** Which implementation is in use: 'native' or 'wasm'. */
 export const hashImplementation: 'native' | 'wasm' = native ? 'native' : 'wasm';
 
-export function wasmHash(data: Uint8Array): Buffer {
+export async function wasmHash(data: Uint8Array): Promise<Buffer> {
+  wasm ??= await createWasm();
   wasm.init();
   wasm.update(data);
   return Buffer.from(wasm.digest('binary'));
@@ -41,7 +49,10 @@ export function nativeHash(data: Uint8Array): Buffer | undefined {
 }
 
 export function hashBytes(data: Uint8Array): Buffer {
-  return native ? native.blake3(data) : wasmHash(data);
+  if (native) return native.blake3(data);
+  wasm!.init();
+  wasm!.update(data);
+  return Buffer.from(wasm!.digest('binary'));
 }
 
 export async function createHasher(): Promise<Hasher> {
@@ -52,7 +63,7 @@ export async function createHasher(): Promise<Hasher> {
       digest: () => h.digestBuffer(),
     };
   }
-  const h = await createBLAKE3(256);
+  const h = await createWasm();
   h.init();
   return { update: (data) => { h.update(data); }, digest: () => Buffer.from(h.digest('binary')) };
 }

@@ -12,7 +12,7 @@ import { limits } from '../limits.js';
 import type { Store } from '../store/store.js';
 import { normalizeFlags } from '../store/validate.js';
 import { CURSOR_VERSION, cursorKey, isImportCursor, type ImportCursor } from './cursor.js';
-import { importLimits } from './limits.js';
+import { importLimits } from '../limits.js';
 import { openSource, type SourceFolder, type SourceMessage } from './sources.js';
 
 export interface ImportOptions {

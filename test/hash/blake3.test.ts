@@ -6,12 +6,12 @@ describe('BLAKE3', () => {
     expect(hashImplementation).toBe('native');
   });
 
-  it('native and WebAssembly give the same digests', () => {
+  it('native and WebAssembly give the same digests', async () => {
     const sizes = [0, 1, 63, 64, 65, 1023, 1024, 1025, 8192, 100_000, 1 << 20];
     for (const size of sizes) {
       const data = Buffer.alloc(size);
       for (let i = 0; i < size; i++) data[i] = (i * 31 + size) & 0xff;
-      expect(nativeHash(data)!.toString('hex'), `size ${size}`).toBe(wasmHash(data).toString('hex'));
+      expect(nativeHash(data)!.toString('hex'), `size ${size}`).toBe((await wasmHash(data)).toString('hex'));
     }
   });
 
@@ -24,5 +24,15 @@ describe('BLAKE3', () => {
     const h = await createHasher();
     for (let p = 0; p < data.length; p += 7777) h.update(data.subarray(p, p + 7777));
     expect(h.digest().equals(hashBytes(data))).toBe(true);
+  });
+});
+
+describe('BLAKE3 without the native binary', () => {
+  it('falls back to WebAssembly with the same digests (MAILSTORE_HASH=wasm in a child process)', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const url = new URL('../../dist/src/hash/blake3.js', import.meta.url).href;
+    const script = `const m = await import(${JSON.stringify(url)}); console.log(m.hashImplementation, m.hashBytes(Buffer.from('hello')).toString('hex'))`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, MAILSTORE_HASH: 'wasm' }, encoding: 'utf8' });
+    expect(r.stdout.trim()).toBe(`wasm ${hashBytes(Buffer.from('hello')).toString('hex')}`);
   });
 });

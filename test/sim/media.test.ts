@@ -19,6 +19,8 @@ import { expectExactly, msg, skipReason } from './helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const SEEDS = Number(process.env.MEDIA_SEEDS ?? 40);
+/** Each index seed runs a child process (LevelDB may abort): fewer by default. */
+const INDEX_SEEDS = Number(process.env.MEDIA_SEEDS ?? 16);
 const PROBE_STORE = new URL('../../dist/src/store/store.js', import.meta.url).pathname;
 
 /** Opens a store in a child process (LevelDB may abort the process) and hashes every message. */
@@ -179,7 +181,7 @@ describe('media faults', () => {
   });
 
   it.skipIf(skipReason(!existsSync(PROBE_STORE), `index damage runs the store in a child process from dist/ (${PROBE_STORE} missing: run \`npm run build\`)`))(
-    `index: ${SEEDS} seeded damages to LevelDB files (in a child process) → bodies never wrong; CORRUPT or a rebuild; an abort is cured by moving index/ aside`, async () => {
+    `index: ${INDEX_SEEDS} seeded damages to LevelDB files (in a child process) → bodies never wrong; CORRUPT or a rebuild; an abort is cured by moving index/ aside`, async () => {
     const { dir, acked } = await buildStore(40);
     // a second session so the index has both compacted tables (.ldb) and a log (.log)
     const store = await Store.open(dir);
@@ -187,7 +189,7 @@ describe('media faults', () => {
     await store.close();
     const files = readdirSync(join(dir, 'index')).filter((n) => /\.(ldb|log)$|^MANIFEST|^CURRENT$/.test(n));
     const outcomes = { exact: 0, rebuilt: 0, corrupt: 0, aborted: 0, incomplete: [] as string[] };
-    for (let seed = 1; seed <= SEEDS; seed++) {
+    for (let seed = 1; seed <= INDEX_SEEDS; seed++) {
       const copy = join(tmpDir('media-copy'), 'store');
       cpSync(dir, copy, { recursive: true });
       const file = files[seed % files.length];
@@ -218,7 +220,7 @@ describe('media faults', () => {
       }
       rmSync(copy, { recursive: true, force: true });
     }
-    console.info(`index damage (${SEEDS} seeds): ${JSON.stringify({ ...outcomes, incomplete: outcomes.incomplete.length })}`
+    console.info(`index damage (${INDEX_SEEDS} seeds): ${JSON.stringify({ ...outcomes, incomplete: outcomes.incomplete.length })}`
       + (outcomes.incomplete.length ? `; silently incomplete (known limit, RECOVERY.md): ${outcomes.incomplete.join(' | ')}` : ''));
   });
 });

@@ -154,6 +154,7 @@ describe('real faults (root only)', () => {
     const store = await Store.open(dir, { create: true, packBytesMax: 1, journalSegmentBytesMax: 1 });
     await store.createMailbox('INBOX');
     const first = await store.append('INBOX', msg(1));
+    expect((await store.fetch('INBOX', first.uid)).equals(msg(1))).toBe(true); // opens the pack's read fd
     execFileSync('umount', ['-l', dir]);
     mounts.pop();
     expect(readdirSync(dir), 'the mount point is empty once the tmpfs is detached').toEqual([]);

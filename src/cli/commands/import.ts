@@ -4,7 +4,7 @@ import { Option, type Command } from 'commander';
 import type { MailFormat } from '../../formats/detect.js';
 import type { MboxStyle } from '../../formats/mbox.js';
 import { importMail, type ImportSummary } from '../../import/importer.js';
-import { importLimits } from '../../import/limits.js';
+import { importLimits } from '../../limits.js';
 import { EXIT } from '../exit-codes.js';
 import { catchInterrupt } from '../interrupt.js';
 import { createProgress, formatBytes } from '../progress.js';

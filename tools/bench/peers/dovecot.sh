@@ -6,7 +6,7 @@
 #   WORKDIR  scratch directory; WORKDIR/dovecot is wiped and rebuilt on every run
 # env:
 #   PEERS_FORMATS="mdbox sdbox maildir"   formats for import / read / rebuild / space
-#   PEERS_DELIVER_FORMATS="mdbox"         formats that get the LMTP delivery + kill -9 runs
+#   PEERS_DELIVER_FORMATS="mdbox"         formats that get the LMTP delivery + kill -9 runs ("" = none)
 #   PEERS_DELIVER_LIMIT=N                 deliver only the first N messages (default: all)
 #   PEERS_DROP_CACHES=1                   drop the page cache before read-type runs (root)
 # output: one JSON line per measurement on stdout (logs on stderr):
@@ -22,8 +22,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 setup_args "$@"
 
-FORMATS=${PEERS_FORMATS:-mdbox sdbox maildir}
-DELIVER_FORMATS=${PEERS_DELIVER_FORMATS:-mdbox}
+FORMATS=${PEERS_FORMATS-mdbox sdbox maildir}
+DELIVER_FORMATS=${PEERS_DELIVER_FORMATS-mdbox}
 DLIMIT=${PEERS_DELIVER_LIMIT:-$MESSAGES}
 (( DLIMIT > MESSAGES )) && DLIMIT=$MESSAGES
 
@@ -132,7 +132,7 @@ for f in $FORMATS; do
     n=$(count "$d")
     # a shortfall is reported, not hidden: mdbox's rebuild keeps one record per mail GUID, so
     # exact duplicates in the corpus (same headers -> same GUID from an mbox) collapse into one
-    warn=""; [[ "$n" == "$MESSAGES" ]] || warn="WARNING: only $n of $MESSAGES messages are in INBOX after the rebuild (exact duplicates in the corpus collapse: one record per GUID); "
+    warn=""; [[ "$n" == "$MESSAGES" ]] || warn="WARNING: only $n of $MESSAGES messages are in INBOX after the rebuild (mdbox rebuild keeps one record per mail GUID; exact duplicates in the corpus share a GUID); "
     emit "$peer" rebuild "$MESSAGES" "$BYTES" "$secs" "${warn}all dovecot*.index* files deleted, then doveadm force-resync '*'; found ${n:-?}; $CACHE_NOTE" "\"found\":${n:-0},\"expected\":$MESSAGES"
   else
     emit_error "$peer" rebuild "force-resync failed: $(last_line "$WORK/last.err")"
