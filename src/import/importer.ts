@@ -8,11 +8,10 @@ import { nodeFileSystem } from '../fs/node-fs.js';
 import type { MailFormat } from '../formats/detect.js';
 import type { MboxStyle } from '../formats/mbox.js';
 import { hashBytes, hashHex } from '../hash/blake3.js';
-import { limits } from '../limits.js';
+import { importLimits, limits } from '../limits.js';
 import type { Store } from '../store/store.js';
 import { normalizeFlags } from '../store/validate.js';
 import { CURSOR_VERSION, cursorKey, isImportCursor, type ImportCursor } from './cursor.js';
-import { importLimits } from '../limits.js';
 import { openSource, type SourceFolder, type SourceMessage } from './sources.js';
 
 export interface ImportOptions {
