@@ -123,25 +123,39 @@ async function importFolder(
   let verified = cursor === undefined || cursor.done === 0;
   let pending: Pending = { items: [], bytes: 0, lastPosition: -1 };
 
+  // One batch commits while the next is read: `inFlight` is awaited before the next batch is
+  // submitted, so batches (and their cursors) commit strictly in order and a failed batch stops
+  // the import before anything after it is submitted.
+  let inFlight: Promise<void> | undefined;
+  const settle = async () => {
+    const previous = inFlight;
+    inFlight = undefined;
+    await previous;
+  };
   const commit = async () => {
+    await settle();
     if (pending.items.length === 0) return;
-    const last = pending.items[pending.items.length - 1];
-    const imported = (cursor?.imported ?? 0) + pending.items.length;
+    const batch = pending;
+    pending = { items: [], bytes: 0, lastPosition: -1 };
+    const last = batch.items[batch.items.length - 1];
+    const imported = (cursor?.imported ?? 0) + batch.items.length;
     const next: ImportCursor = {
       version: CURSOR_VERSION, source: folder.path, mailbox, mailboxId: box.id, uidValidity: box.uidValidity,
-      done: pending.lastPosition + 1, lastPosition: pending.lastPosition, lastHash: hashHex(hashBytes(last.bytes)), imported,
+      done: batch.lastPosition + 1, lastPosition: batch.lastPosition, lastHash: hashHex(hashBytes(last.bytes)), imported,
     };
-    const results = await store.appendBatch(mailbox, pending.items, { meta: { key, value: next } });
     cursor = next;
-    result.imported += results.length;
-    result.bytes += pending.bytes;
-    result.deduplicated += results.filter((r) => r.deduplicated).length;
-    summary.imported += results.length;
-    summary.bytes += pending.bytes;
-    summary.deduplicated += results.filter((r) => r.deduplicated).length;
-    summary.batches++;
-    options.onBatch?.({ mailbox, messages: results.length, bytes: pending.bytes, importedTotal: summary.imported });
-    pending = { items: [], bytes: 0, lastPosition: -1 };
+    inFlight = store.appendBatch(mailbox, batch.items, { meta: { key, value: next } }).then((results) => {
+      const deduplicated = results.filter((r) => r.deduplicated).length;
+      result.imported += results.length;
+      result.bytes += batch.bytes;
+      result.deduplicated += deduplicated;
+      summary.imported += results.length;
+      summary.bytes += batch.bytes;
+      summary.deduplicated += deduplicated;
+      summary.batches++;
+      options.onBatch?.({ mailbox, messages: results.length, bytes: batch.bytes, importedTotal: summary.imported });
+    });
+    inFlight.catch(() => undefined); // observed by the next settle()
   };
 
   for await (const message of folder.messages(onSkip)) {
@@ -162,12 +176,15 @@ async function importFolder(
     if (options.shouldStop?.()) {
       // Ctrl-C: what was read goes in as one last batch, so everything reported is whole.
       await commit();
+      await settle();
       summary.interrupted = true;
       return result;
     }
   }
+  await settle();
   if (!verified) throw sourceChanged(cursor!, `it now holds fewer than ${cursor!.done} messages`);
   await commit();
+  await settle();
   if (options.shouldStop?.()) summary.interrupted = true;
   return result;
 }

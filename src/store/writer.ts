@@ -14,6 +14,9 @@ import { limits } from '../limits.js';
 import { applyOps, meta } from './apply.js';
 import type { Op } from './records.js';
 
+/** MAILSTORE_TRACE=1 prints the time of each commit phase to stderr (for profiling). */
+const TRACE = Boolean(process.env.MAILSTORE_TRACE);
+
 export interface PrepareContext {
   view: IndexView;
   /** The seq (and modseq) this mutation's record will carry. */
@@ -104,6 +107,7 @@ export class Writer {
   }
 
   private async commitBatch(batch: Pending[]): Promise<void> {
+    const trace = TRACE ? { start: performance.now(), pack: 0, journal: 0 } : undefined;
     const view = new IndexView(this.db);
     const packBatch = this.packs.beginBatch();
     const firstSeq = this.journal.lastSeq + 1;
@@ -128,9 +132,12 @@ export class Writer {
     }
     if (taken < batch.length) this.queue.unshift(...batch.slice(taken));
     if (records.length > 0) {
+      const t0 = trace ? performance.now() : 0;
       try {
         await this.packs.commit(packBatch);
+        if (trace) trace.pack = performance.now() - t0;
         await this.journal.append(records);
+        if (trace) trace.journal = performance.now() - t0 - trace.pack;
       } catch (error) {
         for (const d of done) d.pending.reject(error);
         return;
@@ -145,6 +152,9 @@ export class Writer {
         const failure = new MailstoreError('CLOSED', `the index could not be updated (${(error as Error).message}); the change is durable in the journal; reopen the store`, { cause: error });
         this.fail(failure);
         this.hooks.onIndexFailure(failure);
+      }
+      if (trace) {
+        process.stderr.write(`mailstore trace: batch ${done.length} mutations, ${packBatch.bytes} blob bytes: prepare ${(t0 - trace.start).toFixed(1)} ms, pack ${trace.pack.toFixed(1)} ms, journal ${trace.journal.toFixed(1)} ms, index ${(performance.now() - t0 - trace.pack - trace.journal).toFixed(1)} ms\n`);
       }
       this.hooks.onCommit?.(firstSeq, seq - 1, done.length, indexKeys);
     }
