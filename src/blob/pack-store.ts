@@ -48,6 +48,26 @@ export type ScanItem =
   | { kind: 'blob'; offset: number; hash: Buffer; length: number; valid: boolean }
   | { kind: 'damage'; offset: number; length: number };
 
+/** A sliding read window over a file for sequential scans. A returned slice is valid until the next call. */
+class ScanWindow {
+  private readonly buffer: Buffer;
+  private start = 0;
+  private length = 0;
+
+  constructor(private readonly handle: FileHandle, private readonly size: number, readonly capacity: number) {
+    this.buffer = Buffer.allocUnsafeSlow(capacity);
+  }
+
+  async slice(position: number, length: number): Promise<Buffer> {
+    if (position < this.start || position + length > this.start + this.length) {
+      this.start = position;
+      this.length = await this.handle.read(this.buffer, 0, Math.min(this.capacity, this.size - position), position);
+    }
+    const offset = position - this.start;
+    return this.buffer.subarray(offset, offset + Math.min(length, this.length - offset));
+  }
+}
+
 export class PackStore {
   private readHandles = new Map<number, FileHandle>();
   private writeHandle?: FileHandle;
@@ -280,10 +300,12 @@ export class PackStore {
       await handle.read(head, 0, head.length, 0);
       const decoded = decodePackHeader(head);
       yield { kind: 'header', valid: !!decoded, storeId: decoded?.storeId };
+      // One reused window: records that fit are hashed straight from it (no per-record
+      // allocation or read call); bigger ones stream through it.
+      const window = new ScanWindow(handle, size, Math.max(chunkBytes, 4 * RECORD_HEADER_BYTES));
       let p = Math.max(from, PACK_HEADER_BYTES);
       while (p < size) {
-        const header = Buffer.alloc(Math.min(RECORD_HEADER_BYTES, size - p));
-        await handle.read(header, 0, header.length, p);
+        const header = await window.slice(p, Math.min(RECORD_HEADER_BYTES, size - p));
         const rec = decodeRecordHeader(header);
         if (!rec || p + RECORD_HEADER_BYTES + rec.bodyLength > size) {
           const next = await this.findNextRecord(handle, p + 1, size, chunkBytes);
@@ -291,15 +313,21 @@ export class PackStore {
           p = next;
           continue;
         }
-        const hasher = await createHasher();
         const bodyStart = p + RECORD_HEADER_BYTES;
-        for (let q = 0; q < rec.bodyLength; q += chunkBytes) {
-          const chunk = Buffer.allocUnsafe(Math.min(chunkBytes, rec.bodyLength - q));
-          await handle.read(chunk, 0, chunk.length, bodyStart + q);
-          hasher.update(chunk);
-          if (onBytes) await onBytes(chunk.length);
+        let valid: boolean;
+        if (RECORD_HEADER_BYTES + rec.bodyLength <= window.capacity) {
+          valid = hashBytes(await window.slice(bodyStart, rec.bodyLength)).equals(rec.hash);
+          if (onBytes) await onBytes(rec.bodyLength);
+        } else {
+          const hasher = await createHasher();
+          for (let q = 0; q < rec.bodyLength; q += window.capacity) {
+            const n = Math.min(window.capacity, rec.bodyLength - q);
+            hasher.update(await window.slice(bodyStart + q, n));
+            if (onBytes) await onBytes(n);
+          }
+          valid = hasher.digest().equals(rec.hash);
         }
-        yield { kind: 'blob', offset: p, hash: rec.hash, length: rec.bodyLength, valid: hasher.digest().equals(rec.hash) };
+        yield { kind: 'blob', offset: p, hash: rec.hash, length: rec.bodyLength, valid };
         p = bodyStart + rec.bodyLength;
       }
     } finally {

@@ -86,7 +86,10 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   const throttle = makeThrottle(options.maxRateBytesPerSecond, now);
   const overBudget = () => budget !== undefined && now() - started >= budget;
 
-  // 1. packs, sequentially, every record re-hashed
+  // 1. packs, sequentially, every record re-hashed. `confirmed` counts index entries whose
+  // location the scan saw holding a valid record of their hash.
+  const confirmed = { n: 0 };
+  const wholeCycle = cursor.pack === 0 && cursor.offset === 0;
   let stoppedAt: Cursor | undefined;
   let progressBytes = 0;
   packLoop:
@@ -112,7 +115,7 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
       } else {
         summary.blobsVerified++;
         position = item.offset + 48 + item.length;
-        await classifyRecord(store, pack, item, findings);
+        if (await classifyRecord(store, pack, item, findings)) confirmed.n++;
       }
       range.to = position;
       if (overBudget()) {
@@ -129,7 +132,7 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
     options.onProgress?.({ phase: 'journal', bytesDone: progressBytes, bytesTotal, blobs: summary.blobsVerified });
     summary.journalRecords = await checkJournal(store, findings);
     options.onProgress?.({ phase: 'index', bytesDone: progressBytes, bytesTotal, blobs: summary.blobsVerified });
-    summary.indexKeys = await store.runExclusive(() => checkIndex(store, findings));
+    summary.indexKeys = await store.runExclusive(() => checkIndex(store, findings, wholeCycle ? confirmed.n : -1));
   }
   await attachRefs(store, findings);
   if (budget !== undefined) await writeCursor(store, stoppedAt ?? { cycle: cursor.cycle + 1, pack: 0, offset: 0 });
@@ -139,21 +142,25 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   return { findings, summary };
 }
 
-/** A record found in a pack: damage only when the index relies on this copy. */
-async function classifyRecord(store: Store, pack: number, item: { offset: number; hash: Buffer; length: number; valid: boolean }, findings: Finding[]): Promise<void> {
+/**
+ * A record found in a pack: damage only when the index relies on this copy. Returns true when
+ * the index entry for its hash points here, at a record that verified.
+ */
+async function classifyRecord(store: Store, pack: number, item: { offset: number; hash: Buffer; length: number; valid: boolean }, findings: Finding[]): Promise<boolean> {
   let blob: BlobRecord | undefined;
   try {
     blob = await store.db.get<BlobRecord>(keys.blob(item.hash));
   } catch (error) {
-    if (error instanceof MailstoreError && error.code === 'CORRUPT') return; // reported by the index pass
+    if (error instanceof MailstoreError && error.code === 'CORRUPT') return false; // reported by the index pass
     throw error;
   }
-  const used = blob && blob.p === pack && blob.o === item.offset;
+  const used = blob !== undefined && blob.p === pack && blob.o === item.offset && blob.l === item.length;
   if (!item.valid && used) {
     findings.push({ kind: 'blob-corrupt', pack, offset: item.offset, hash: hashHex(item.hash), length: item.length, refs: [] });
   } else if (!used) {
     findings.push({ kind: 'unreferenced-pack-record', pack, offset: item.offset, length: item.length });
   }
+  return used && item.valid;
 }
 
 async function checkJournal(store: Store, findings: Finding[]): Promise<number> {
@@ -213,8 +220,12 @@ async function* entries<T>(store: Store, space: number, findings: Finding[], cou
   }
 }
 
-/** Cross-checks the index: blob locations, refcounts, N against I, R against the ACLs, counts, the change log. */
-async function checkIndex(store: Store, findings: Finding[]): Promise<number> {
+/**
+ * Cross-checks the index: blob locations, refcounts, N against I, R against the ACLs, counts, the
+ * change log. `confirmed` is how many blob entries the pack scan already saw at a valid record
+ * (-1: unknown); when it equals the number of entries, their locations need no second look.
+ */
+async function checkIndex(store: Store, findings: Finding[], confirmed: number): Promise<number> {
   const counter = { n: 0 };
   const boxes = new Map<string, BoxCheck>();
   for await (const [key, info] of entries<MailboxInfo>(store, SPACE.info, findings, counter)) {
@@ -297,17 +308,23 @@ async function checkIndex(store: Store, findings: Finding[]): Promise<number> {
   const recorded = new Digest();
   let blobs = 0;
   for await (const [key, blob] of entries<BlobRecord>(store, SPACE.blob, findings, counter)) {
-    const hash = key.subarray(1);
     blobs++;
-    recorded.add(hash, blob.r);
-    if (blob.r === 0) findings.push({ kind: 'unreferenced-blob', hash: hashHex(hash), length: blob.l });
-    const why = await store.packs.checkLocation({ pack: blob.p, offset: blob.o, length: blob.l }, hash);
-    if (why && !findings.some((f) => f.kind === 'blob-corrupt' && f.hash === hashHex(hash))) {
-      findings.push({ kind: 'blob-missing', hash: hashHex(hash), pack: blob.p, offset: blob.o, why, refs: [] });
-    }
+    recorded.add(key.subarray(1), blob.r);
+    if (blob.r === 0) findings.push({ kind: 'unreferenced-blob', hash: hashHex(key.subarray(1)), length: blob.l });
   }
+  if (blobs !== confirmed) await checkBlobLocations(store, findings);
   if (!recorded.equals(referenced)) await localizeRefcounts(store, blobs, findings);
   return counter.n;
+}
+
+/** Every blob entry's location holds a valid header of its hash and length (a pread each). */
+async function checkBlobLocations(store: Store, findings: Finding[]): Promise<void> {
+  const corrupt = new Set(findings.filter((f) => f.kind === 'blob-corrupt').map((f) => (f as { hash: string }).hash));
+  for await (const [key, blob] of entries<BlobRecord>(store, SPACE.blob, [], { n: 0 })) {
+    const hash = key.subarray(1);
+    const why = await store.packs.checkLocation({ pack: blob.p, offset: blob.o, length: blob.l }, hash);
+    if (why && !corrupt.has(hashHex(hash))) findings.push({ kind: 'blob-missing', hash: hashHex(hash), pack: blob.p, offset: blob.o, why, refs: [] });
+  }
 }
 
 function changeDigestKey(id: Buffer, uid: number, modseq: number): Buffer {
