@@ -202,6 +202,23 @@ describe('permissions (EACCES)', () => {
   }
 });
 
+describe('permissions (EACCES) on reopening the journal tail', () => {
+  it('the first append after open cannot open the segment for writing → ACCESS, and the next append works (not CLOSED)', async () => {
+    const dir = tmpDir('perm');
+    const init = await Store.open(dir, { create: true });
+    await init.createMailbox('INBOX');
+    await init.close();
+    const ffs = new FaultFileSystem();
+    const store = await Store.open(dir, { fs: ffs });
+    ffs.failAll('EACCES', { ops: ['open'], pathPrefix: join(dir, 'journal') });
+    await expectCode(store.append('INBOX', msg('denied')), 'ACCESS');
+    ffs.clear();
+    const ok = await store.append('INBOX', msg('ok'));
+    expect(ok.uid).toBe(1);
+    await store.close();
+  });
+});
+
 describe('missing partition (UNMOUNTED): nothing is created, deleted or truncated', () => {
   it('the root device id changes under a running store → UNMOUNTED before any new pack or segment', async () => {
     const dir = tmpDir('unmounted');

@@ -1,0 +1,107 @@
+// What the benchmark programs share: the result line every measurement prints, peak RSS, a
+// FileSystem that counts syncs (so "why is it slow" starts from numbers), and percentiles.
+// Each mailstore measurement runs as its own child process and prints one JSON line per result.
+import type { FileHandle, FileSystem, OpenMode } from '../../src/fs/filesystem.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
+
+/** One measured figure; the same shape as the peers' JSON lines, plus mailstore's extras. */
+export interface BenchResult {
+  peer: string;
+  measurement: string;
+  messages?: number;
+  bytes?: number;
+  seconds?: number;
+  p50_ms?: number;
+  p99_ms?: number;
+  max_ms?: number;
+  p50_us?: number;
+  p99_us?: number;
+  peak_rss_bytes?: number;
+  fsyncs?: number;
+  dir_fsyncs?: number;
+  note?: string;
+  error?: string;
+  command?: string;
+  [extra: string]: unknown;
+}
+
+export function emit(result: BenchResult): void {
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+export function progress(text: string): void {
+  process.stderr.write(`[bench] ${text}\n`);
+}
+
+/** Peak resident set of this process so far, bytes (getrusage ru_maxrss is KiB on Linux). */
+export function peakRssBytes(): number {
+  return process.resourceUsage().maxRSS * 1024;
+}
+
+export interface SyncCounts {
+  fileSyncs: number;
+  dirSyncs: number;
+}
+
+/** Wraps a FileSystem and counts fdatasync (FileHandle.sync) and directory fsync calls. */
+export function countingFileSystem(base: FileSystem = nodeFileSystem): { fs: FileSystem; counts: SyncCounts } {
+  const counts: SyncCounts = { fileSyncs: 0, dirSyncs: 0 };
+  const wrapHandle = (handle: FileHandle): FileHandle => new Proxy(handle, {
+    get(target, property, receiver) {
+      if (property === 'sync') return async () => { counts.fileSyncs++; return target.sync(); };
+      const value = Reflect.get(target, property, receiver);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  const fs = new Proxy(base, {
+    get(target, property, receiver) {
+      if (property === 'open') return async (path: string, mode: OpenMode) => wrapHandle(await target.open(path, mode));
+      if (property === 'syncDir') return async (path: string) => { counts.dirSyncs++; return target.syncDir(path); };
+      const value = Reflect.get(target, property, receiver);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  return { fs, counts };
+}
+
+/** Nearest-rank percentile of an unsorted list (copied and sorted here). */
+export function percentile(values: number[], fraction: number): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1))]!;
+}
+
+export function round(value: number, digits = 3): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+/** `--name value` pairs and bare `--switch`es of a child's command line. */
+export function parseFlags(argv: string[]): { values: Map<string, string>; switches: Set<string> } {
+  const values = new Map<string, string>();
+  const switches = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) continue;
+    const next = argv[i + 1];
+    if (next !== undefined && !next.startsWith('--')) { values.set(arg.slice(2), next); i++; } else switches.add(arg.slice(2));
+  }
+  return { values, switches };
+}
+
+export function required(values: Map<string, string>, name: string): string {
+  const value = values.get(name);
+  if (value === undefined) throw new Error(`--${name} is required`);
+  return value;
+}
+
+/** Runs `main`, turning an exception into an error line for `peer`/`measurement` (never a silent gap). */
+export async function runMeasurement(peer: string, measurement: string, main: () => Promise<void>): Promise<void> {
+  try {
+    await main();
+  } catch (error) {
+    const text = error instanceof Error ? `${(error as { code?: string }).code ?? error.name}: ${error.message}` : String(error);
+    emit({ peer, measurement, error: text });
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,82 @@
+// Durable single-message delivery: W writers in one process, each awaiting one `append` at a time
+// (acknowledged after the journal fdatasync); W > 1 exercises group commit. With --cli, one
+// `mailstore append` process per message instead (what a delivery agent spawning the CLI gets).
+//
+//   node dist/tools/bench/mailstore-deliver.js --store DIR --list LIST.TXT --messages N [--writers W] [--cli CLI.js]
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { Store } from '../../src/store/store.js';
+import { countingFileSystem, emit, parseFlags, peakRssBytes, percentile, progress, required, round, runMeasurement } from './common.js';
+
+const { values } = parseFlags(process.argv.slice(2));
+const writers = Number(values.get('writers') ?? 1);
+const cli = values.get('cli');
+const peer = cli ? 'mailstore-cli' : writers === 1 ? 'mailstore' : `mailstore-${writers}w`;
+
+await runMeasurement(peer, 'deliver', async () => {
+  const root = required(values, 'store');
+  const files = (await readFile(required(values, 'list'), 'utf8')).split('\n').filter(Boolean).slice(0, Number(required(values, 'messages')));
+  if (cli) return deliverThroughCli(root, cli, files);
+  const messages = await Promise.all(files.map((file) => readFile(file)));
+  const bytes = messages.reduce((sum, m) => sum + m.length, 0);
+  const { fs, counts } = countingFileSystem();
+  const store = await Store.open(root, { create: true, fs });
+  const boxes = Array.from({ length: writers }, (_, w) => (writers === 1 ? 'INBOX' : `user/w${w}/INBOX`));
+  for (const box of boxes) await store.createMailbox(box);
+  const syncsBefore = counts.fileSyncs;
+  const latencies: number[] = [];
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(boxes.map(async (box) => {
+    for (let i = next++; i < messages.length; i = next++) {
+      const t = performance.now();
+      await store.append(box, messages[i]!);
+      latencies.push(performance.now() - t);
+    }
+  }));
+  const seconds = (performance.now() - started) / 1000;
+  const fsyncs = counts.fileSyncs - syncsBefore;
+  await store.close();
+  emit({
+    peer, measurement: 'deliver', messages: messages.length, bytes, seconds: round(seconds), writers,
+    p50_ms: round(percentile(latencies, 0.5)), p99_ms: round(percentile(latencies, 0.99)), max_ms: round(Math.max(...latencies)),
+    fsyncs, fsyncs_per_message: round(fsyncs / messages.length), peak_rss_bytes: peakRssBytes(),
+    note: `library: ${writers} async writer${writers === 1 ? '' : 's'} in one process (${writers === 1 ? 'one mailbox' : 'one mailbox each'}), ` +
+      `each awaiting store.append (acknowledged after fdatasync); ${round(fsyncs / messages.length, 2)} fdatasync per message`,
+  });
+});
+
+async function deliverThroughCli(root: string, cliPath: string, files: string[]): Promise<void> {
+  const init = await run(process.execPath, [cliPath, '--store', root, 'init']);
+  if (init.code !== 0) throw new Error(`mailstore init failed: ${init.stderr}`);
+  const created = await run(process.execPath, [cliPath, '--store', root, 'mailbox', 'create', 'INBOX']);
+  if (created.code !== 0) throw new Error(`mailstore mailbox create failed: ${created.stderr}`);
+  const latencies: number[] = [];
+  let bytes = 0;
+  const started = performance.now();
+  for (const [i, file] of files.entries()) {
+    const t = performance.now();
+    const result = await run(process.execPath, [cliPath, '--store', root, 'append', 'INBOX', file]);
+    if (result.code !== 0) throw new Error(`mailstore append ${file} failed (exit ${result.code}): ${result.stderr.trim()}`);
+    latencies.push(performance.now() - t);
+    bytes += (await readFile(file)).length;
+    if (i % 100 === 99) progress(`mailstore CLI append: ${i + 1} of ${files.length}`);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  emit({
+    peer: 'mailstore-cli', measurement: 'deliver', messages: files.length, bytes, seconds: round(seconds),
+    p50_ms: round(percentile(latencies, 0.5)), p99_ms: round(percentile(latencies, 0.99)), max_ms: round(Math.max(...latencies)),
+    note: 'one `mailstore append INBOX FILE` process per message (node start, store open, append, fdatasync, close)',
+    command: `node ${cliPath} --store STORE append INBOX FILE`,
+  });
+}
+
+function run(command: string, args: string[]): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => { stderr += chunk; });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stderr }));
+  });
+}

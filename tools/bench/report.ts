@@ -1,0 +1,308 @@
+// Renders a benchmark run as the results section of BENCHMARKS.md: the machine, the corpora, one
+// table per measurement with mailstore, every peer (or why it could not run) and the ratio, and each
+// goal of issue 6 with pass/miss. Only the text between the bench:results markers is replaced.
+import type { BenchResult } from './common.js';
+
+export const START_MARKER = '<!-- bench:results:start -->';
+export const END_MARKER = '<!-- bench:results:end -->';
+
+export interface MachineInfo {
+  cores: number;
+  cpuModel: string;
+  memoryBytes: number;
+  kernel: string;
+  os: string;
+  disk: string;
+  diskModel: string;
+  node: string;
+  loadStart: number[];
+  loadEnd: number[];
+  hostname: string;
+  commit: string;
+}
+
+export interface CorpusInfo {
+  name: string;
+  source: string;
+  work: string;
+  list: string;
+  mbox: string;
+  messages: number;
+  bytes: number;
+  mboxBytes: number;
+  duplicates: number;
+  how: string;
+  summary?: Record<string, number>;
+}
+
+export type TaggedResult = BenchResult & { corpus: string };
+
+export interface RunData {
+  started: string;
+  finished: string;
+  mode: 'quick' | 'full';
+  scale: boolean;
+  only?: string[];
+  argv: string[];
+  machine: MachineInfo;
+  corpora: CorpusInfo[];
+  results: TaggedResult[];
+  commands: string[];
+  settings: Record<string, number>;
+}
+
+// ---- formatting -------------------------------------------------------------------------------
+
+const MiB = 1024 * 1024;
+const int = (n: number) => Math.round(n).toLocaleString('en-US');
+function num(n: number | undefined, digits = 2): string {
+  if (n === undefined || !Number.isFinite(n)) return '';
+  if (Math.abs(n) >= 1000) return int(n);
+  if (Math.abs(n) >= 100) return n.toFixed(0);
+  if (Math.abs(n) >= 10) return n.toFixed(Math.min(1, digits));
+  return n.toFixed(digits);
+}
+const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+const msgRate = (r: BenchResult) => (r.messages && r.seconds ? r.messages / r.seconds : undefined);
+const mbRate = (r: BenchResult) => (r.bytes && r.seconds ? r.bytes / r.seconds / 1e6 : undefined);
+const ratioText = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? '' : `${num(x)}×`);
+
+interface Column { title: string; value: (r: TaggedResult) => string }
+
+const COLUMNS = {
+  messages: { title: 'messages', value: (r: TaggedResult) => (r.messages === undefined ? '' : int(r.messages)) },
+  mb: { title: 'MB', value: (r: TaggedResult) => (r.bytes === undefined ? '' : num(r.bytes / 1e6, 1)) },
+  seconds: { title: 's', value: (r: TaggedResult) => (r.seconds === undefined ? '' : num(r.seconds, 3)) },
+  msgRate: { title: 'messages/s', value: (r: TaggedResult) => num(msgRate(r), 1) },
+  mbRate: { title: 'MB/s', value: (r: TaggedResult) => num(mbRate(r), 1) },
+  latency: { title: 'p50 / p99 ms', value: (r: TaggedResult) => (r.p50_ms === undefined ? '' : `${num(r.p50_ms)} / ${num(r.p99_ms)}`) },
+  rss: { title: 'peak RSS MiB', value: (r: TaggedResult) => (r.peak_rss_bytes ? num(r.peak_rss_bytes / MiB, 0) : '') },
+  fsyncs: { title: 'fdatasync', value: (r: TaggedResult) => (typeof r.fsyncs === 'number' ? int(r.fsyncs) : '') },
+} satisfies Record<string, Column>;
+
+/** A table of the rows named by `order` (peer or peer:measurement), with the ratio of `base` to each. */
+function table(results: TaggedResult[], order: string[], columns: Column[], ratio?: { base: string; rate: (r: BenchResult) => number | undefined; title: string; inverse?: boolean }): string {
+  const pick = (key: string) => {
+    const [peer, measurement] = key.split(':');
+    return results.filter((r) => r.peer === peer && (measurement === undefined || r.measurement === measurement));
+  };
+  const rows = order.flatMap(pick);
+  if (rows.length === 0) return '_not measured in this run_\n';
+  const base = ratio ? pick(ratio.base).find((r) => !r.error) : undefined;
+  const titles = ['system', ...columns.map((c) => c.title), ...(ratio ? [ratio.title] : []), 'note'];
+  const lines = [`| ${titles.join(' | ')} |`, `|${titles.map(() => '---').join('|')}|`];
+  const mixed = new Set(rows.map((r) => r.measurement)).size > 1;
+  for (const r of rows) {
+    const name = mixed ? `${r.peer} ${r.measurement}` : r.peer;
+    if (r.error) {
+      lines.push(`| ${cell(name)} | ${columns.map(() => '').join(' | ')}${ratio ? ' | ' : ''} | **could not run**: ${cell(r.error)} |`);
+      continue;
+    }
+    let ratioCell = '';
+    if (ratio && base && r !== base) {
+      const a = ratio.rate(base), b = ratio.rate(r);
+      if (a !== undefined && b !== undefined && a > 0 && b > 0) ratioCell = ratioText(ratio.inverse ? b / a : a / b);
+    } else if (ratio && r === base) ratioCell = '1×';
+    lines.push(`| ${cell(name)} | ${columns.map((c) => cell(c.value(r))).join(' | ')}${ratio ? ` | ${ratioCell}` : ''} | ${cell(r.note ?? '')} |`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+interface Goal { text: string; measured: string; pass: boolean | undefined }
+
+function goalLine(goal: Goal): string {
+  const verdict = goal.pass === undefined ? '**not measured**' : goal.pass ? '**pass**' : '**MISS**';
+  return `Goal: ${goal.text} — measured ${goal.measured || 'n/a'} → ${verdict}\n`;
+}
+
+function find(results: TaggedResult[], peer: string, measurement: string): TaggedResult | undefined {
+  return results.find((r) => r.peer === peer && r.measurement === measurement && !r.error);
+}
+
+function rateGoal(results: TaggedResult[], text: string, a: [string, string], b: [string, string], factor: number, rate: (r: BenchResult) => number | undefined): Goal {
+  const x = find(results, ...a), y = find(results, ...b);
+  const ra = x && rate(x), rb = y && rate(y);
+  if (!ra || !rb) return { text, measured: '', pass: undefined };
+  return { text, measured: `${num(ra / rb)}× (${num(ra, 1)} vs ${num(rb, 1)})`, pass: ra >= factor * rb };
+}
+
+// ---- the report -------------------------------------------------------------------------------
+
+export function renderReport(data: RunData, rawFile: string): string {
+  const m = data.machine;
+  const out: string[] = [];
+  const goals: Goal[] = [];
+  const minutes = (Date.parse(data.finished) - Date.parse(data.started)) / 60000;
+  out.push(`## Results (${data.mode} run${data.scale ? ' + scale' : ''}, ${data.started.slice(0, 16).replace('T', ' ')} UTC, ${num(minutes, 1)} min)\n`);
+  out.push(`Generated by \`npm run bench${data.argv.length ? ` -- ${data.argv.join(' ')}` : ''}\` (tools/bench/run.ts); raw JSON in \`${rawFile}\` (not committed). ` +
+    `${data.only ? `**Partial run** (--only ${data.only.join(',')}): other tables are empty. ` : ''}` +
+    'Ratios are mailstore ÷ peer for rates (higher is better for mailstore); peers that could not run are listed with the reason. ' +
+    'Every store, peer and corpus lives on the same disk, warm page cache unless a note says otherwise.\n');
+  out.push('### Machine\n');
+  out.push('| | |\n|---|---|');
+  out.push(`| cores | ${m.cores} × ${cell(m.cpuModel)} |`);
+  out.push(`| memory | ${num(m.memoryBytes / 2 ** 30, 1)} GiB |`);
+  out.push(`| OS, kernel | ${cell(m.os)}, Linux ${cell(m.kernel)} |`);
+  out.push(`| disk (df -hT of .bench) | \`${cell(m.disk)}\`; ${cell(m.diskModel)} |`);
+  out.push(`| node | ${m.node} |`);
+  out.push(`| mailstore commit | ${cell(m.commit)} |`);
+  out.push(`| load average (1/5/15 min) | start ${m.loadStart.join(' / ')}, end ${m.loadEnd.join(' / ')}${Math.max(...m.loadStart, ...m.loadEnd) > m.cores * 0.5 ? ' — **a busy shared machine: timings are noisy; trust the ratios more than the absolute figures**' : ''} |`);
+  out.push('');
+  out.push('### Corpora\n');
+  out.push('| corpus | messages | bytes | duplicates | mbox bytes | how |\n|---|---|---|---|---|---|');
+  for (const c of data.corpora) {
+    const s = c.summary;
+    const extra = s ? `; ${int(s.bigAttachments ?? 0)} big attachments, ${int(s.crlf ?? 0)} CRLF, ${int(s.noFinalNewline ?? 0)} without final newline` : '';
+    out.push(`| ${c.name} | ${int(c.messages)} | ${int(c.bytes)} (${num(c.bytes / 1e6, 1)} MB) | ${int(c.duplicates)} (${num((100 * c.duplicates) / Math.max(1, c.messages), 1)}%) | ${int(c.mboxBytes)} | \`${cell(c.how)}\`${cell(extra)} |`);
+  }
+  out.push('\nEvery system gets the same bytes: the Maildir is normalised once by `tools/bench/peers/corpus.mjs` into `list.txt` (one file per message: delivery, git, b3sum-files) and `corpus.mbox` (mboxrd: bulk imports of mailstore and Dovecot).\n');
+
+  const main = data.results.filter((r) => r.corpus === 'main');
+  const s = data.settings;
+
+  out.push('### Bulk import of an mbox\n');
+  out.push(table(main, ['mailstore:import', 'mailstore-cli:import', 'dovecot-mdbox:import', 'dovecot-sdbox:import', 'dovecot-maildir:import', 'git:import', 'git-fsync:import', 'floor-write:import', 'cyrus:import'],
+    [COLUMNS.messages, COLUMNS.mb, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.mbRate, COLUMNS.rss, COLUMNS.fsyncs], { base: 'mailstore:import', rate: msgRate, title: 'mailstore ÷ this (messages/s)' }));
+  goals.push(rateGoal(main, 'bulk import ≥ 3× Dovecot mdbox messages/s', ['mailstore', 'import'], ['dovecot-mdbox', 'import'], 3, msgRate));
+  out.push(goalLine(goals[goals.length - 1]!));
+
+  out.push(`### Durable single-message delivery, one writer (first ${int(s.deliver ?? 0)} messages; CLI: ${int(s.deliverCli ?? 0)})\n`);
+  out.push(table(main, ['mailstore:deliver', 'mailstore-cli:deliver', 'dovecot-mdbox:deliver', 'cyrus:deliver', 'floor-fsync:deliver'],
+    [COLUMNS.messages, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.latency, { title: 'fdatasync/msg', value: (r) => num(r.fsyncs_per_message as number | undefined) }],
+    { base: 'mailstore:deliver', rate: msgRate, title: 'mailstore ÷ this (messages/s)' }));
+  goals.push(rateGoal(main, 'library delivery ≥ 10× Cyrus LMTP messages/s', ['mailstore', 'deliver'], ['cyrus', 'deliver'], 10, msgRate));
+  out.push(goalLine(goals[goals.length - 1]!));
+
+  out.push(`### Concurrent writers, group commit (${int(s.concurrent ?? 0)} messages per run)\n`);
+  out.push(table(main, ['mailstore-1w:concurrent', 'mailstore-16w:concurrent', 'mailstore-64w:concurrent'],
+    [COLUMNS.messages, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.mbRate, COLUMNS.latency, { title: 'fdatasync/msg', value: (r) => num(r.fsyncs_per_message as number | undefined) }],
+    { base: 'mailstore-1w:concurrent', rate: msgRate, title: 'this ÷ one writer', inverse: true }));
+  goals.push(rateGoal(main, '64 writers ≥ 5× one writer (messages/s)', ['mailstore-64w', 'concurrent'], ['mailstore-1w', 'concurrent'], 5, msgRate));
+  out.push(goalLine(goals[goals.length - 1]!));
+
+  out.push('### Read back every message (hash-verified for mailstore)\n');
+  out.push(table(main, ['mailstore:read', 'dovecot-mdbox:read', 'dovecot-sdbox:read', 'dovecot-maildir:read', 'git:read', 'git-packed:read'],
+    [COLUMNS.messages, COLUMNS.mb, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.mbRate, COLUMNS.rss], { base: 'mailstore:read', rate: msgRate, title: 'mailstore ÷ this (messages/s)' }));
+  goals.push(rateGoal(main, 'read ≥ Dovecot mdbox `fetch text all` messages/s', ['mailstore', 'read'], ['dovecot-mdbox', 'read'], 1, msgRate));
+  out.push(goalLine(goals[goals.length - 1]!));
+
+  out.push('### Scrub of the whole store\n');
+  out.push('MB/s is over the bytes each tool reads (mailstore: its pack files; `*-packs`: the same pack files; `*-files`/`*-mbox`: the source messages). Cyrus scrubs only the messages delivered to it (see its message count), so compare it in messages/s.\n');
+  out.push(table(main, ['mailstore:scrub', 'mailstore-cli:scrub', 'b3sum-packs:scrub', 'b3sum-packs-1t:scrub', 'cat-packs:scrub', 'b3sum-files:scrub', 'b3sum-mbox:scrub', 'b3sum-mbox-1t:scrub', 'cat-files:scrub', 'cat-mbox:scrub', 'cyrus:scrub', 'cyrus:scrub-check', 'git:scrub', 'git-packed:scrub'],
+    [COLUMNS.messages, COLUMNS.mb, COLUMNS.seconds, COLUMNS.mbRate, COLUMNS.msgRate, COLUMNS.rss], { base: 'mailstore:scrub', rate: mbRate, title: 'mailstore ÷ this (MB/s)' }));
+  goals.push(rateGoal(main, 'scrub ≥ 80% of b3sum MB/s over the same bytes (b3sum-packs, default threads)', ['mailstore', 'scrub'], ['b3sum-packs', 'scrub'], 0.8, mbRate));
+  out.push(goalLine(goals[goals.length - 1]!));
+  goals.push(rateGoal(main, 'scrub ≥ 80% of single-threaded b3sum MB/s (b3sum-packs-1t; mailstore hashes in one thread)', ['mailstore', 'scrub'], ['b3sum-packs-1t', 'scrub'], 0.8, mbRate));
+  out.push(goalLine(goals[goals.length - 1]!));
+  goals.push(rateGoal(main, 'scrub ≥ 5× Cyrus `reconstruct -G` messages/s', ['mailstore', 'scrub'], ['cyrus', 'scrub'], 5, msgRate));
+  out.push(goalLine(goals[goals.length - 1]!));
+  const hash = find(main, 'mailstore-hash', 'hash');
+  if (hash) out.push(`\nDiagnostic: BLAKE3 alone in node over the corpus: ${num(mbRate(hash), 0)} MB/s (${cell(hash.note ?? '')}).\n`);
+
+  out.push(`### "Mailboxes user u may see" (${int(s.aclMailboxes ?? 0)} mailboxes, ${int(s.aclUsers ?? 0)} users${data.mode === 'quick' ? '; quick run: the full run uses 100,000 / 10,000' : ''})\n`);
+  out.push(table(main, ['mailstore:acl-list', 'full-scan:acl-list'],
+    [{ title: 'queries', value: (r) => int(r.queries as number) }, { title: 'p50 µs', value: (r) => num(r.p50_us, 1) }, { title: 'p99 µs', value: (r) => num(r.p99_us, 1) }, { title: 'max µs', value: (r) => num(r.max_us as number, 1) }],
+    { base: 'mailstore:acl-list', rate: (r) => (r.p50_us ? 1 / r.p50_us : undefined), title: 'speed-up of mailstore (p50)' }));
+  {
+    const a = find(main, 'mailstore', 'acl-list'), b = find(main, 'full-scan', 'acl-list');
+    goals.push(a?.p50_us && b?.p50_us ? { text: 'LIST ≥ 100× the full ACL scan (p50)', measured: `${num(b.p50_us / a.p50_us)}× (p50 ${num(a.p50_us, 1)} µs, p99 ${num(a.p99_us, 1)} µs vs scan ${num(b.p50_us, 0)} µs)`, pass: b.p50_us >= 100 * a.p50_us } : { text: 'LIST ≥ 100× the full ACL scan', measured: '', pass: undefined });
+    out.push(goalLine(goals[goals.length - 1]!));
+  }
+
+  out.push('### Open after a crash; full index rebuild\n');
+  out.push(table(main, ['mailstore:recover', 'mailstore:resync', 'mailstore:rebuild', 'dovecot-mdbox:recover', 'cyrus:recover', 'dovecot-mdbox:resync', 'dovecot-sdbox:resync', 'dovecot-maildir:resync', 'dovecot-mdbox:rebuild', 'dovecot-sdbox:rebuild', 'dovecot-maildir:rebuild', 'cyrus:rebuild'],
+    [COLUMNS.messages, COLUMNS.seconds, COLUMNS.msgRate, { title: 'acked / found / expected', value: (r) => [r.acked, r.found, r.expected].map((x) => (x === undefined ? '–' : int(x as number))).join(' / ') }, COLUMNS.rss]));
+  {
+    const r = find(main, 'mailstore', 'rebuild');
+    const rate = r && msgRate(r);
+    goals.push({ text: 'rebuild ≥ 100,000 messages/s', measured: rate ? `${num(rate, 0)} messages/s` : '', pass: rate === undefined ? undefined : rate >= 100_000 });
+    out.push(goalLine(goals[goals.length - 1]!));
+  }
+
+  out.push('### Peak RSS\n');
+  const rssRows = data.results.filter((r) => r.peer.startsWith('mailstore') && r.peak_rss_bytes && !r.error);
+  out.push('| corpus | system | measurement | messages | peak RSS MiB |\n|---|---|---|---|---|');
+  for (const r of rssRows) out.push(`| ${r.corpus} | ${r.peer} | ${r.measurement} | ${r.messages === undefined ? '' : int(r.messages)} | ${num(r.peak_rss_bytes! / MiB, 0)} |`);
+  out.push('');
+  for (const [measurement, label] of [['import', 'import'], ['scrub', 'scrub']] as const) {
+    const rows = data.results.filter((r) => r.peer === 'mailstore' && r.measurement === measurement && r.peak_rss_bytes && !r.error);
+    const worst = rows.reduce((a, r) => Math.max(a, r.peak_rss_bytes!), 0);
+    const has1M = rows.some((r) => (r.messages ?? 0) >= 1_000_000);
+    goals.push({ text: `peak RSS during ${label} ≤ 256 MB${has1M ? ' (incl. the 1M-message run)' : ' (1M-message run only with --scale)'}`, measured: rows.length ? `max ${num(worst / MiB, 0)} MiB over ${rows.length} run(s)` : '', pass: rows.length ? worst <= 256 * MiB : undefined });
+    out.push(goalLine(goals[goals.length - 1]!));
+  }
+
+  out.push('### On-disk bytes per stored byte\n');
+  out.push(table(main, ['mailstore:space', 'dovecot-mdbox:space', 'dovecot-sdbox:space', 'dovecot-maildir:space', 'cyrus:space', 'git:space', 'git-packed:space'],
+    [COLUMNS.messages, { title: 'message bytes', value: (r) => (r.bytes === undefined ? '' : int(r.bytes)) }, { title: 'disk bytes', value: (r) => int(r.disk_bytes as number) },
+      { title: 'disk ÷ message bytes', value: (r) => num(r.ratio as number, 3) }, { title: 'dedup ratio', value: (r) => num(r.dedup_ratio as number | undefined, 3) }]));
+
+  const scaleRows = data.results.filter((r) => r.corpus.startsWith('scale-'));
+  out.push('### Growth from 10k to 100k to 1M messages (small messages, `--scale`)\n');
+  if (scaleRows.length === 0) out.push('_not run (opt-in: `npm run bench -- --scale`)_\n');
+  else {
+    out.push('| corpus | import messages/s | import MB/s | import RSS MiB | scrub MB/s | scrub RSS MiB | rebuild messages/s | LIST p50 / p99 µs (mailboxes) | b3sum-files MB/s |\n|---|---|---|---|---|---|---|---|---|');
+    for (const c of data.corpora.filter((x) => x.name.startsWith('scale-'))) {
+      const rows = scaleRows.filter((r) => r.corpus === c.name);
+      const g = (peer: string, measurement: string) => rows.find((r) => r.peer === peer && r.measurement === measurement);
+      const imp = g('mailstore', 'import'), scr = g('mailstore', 'scrub'), reb = g('mailstore', 'rebuild'), acl = g('mailstore', 'acl-list'), b3 = g('b3sum-files', 'scrub');
+      const e = (r: TaggedResult | undefined, f: (r: TaggedResult) => string) => (!r ? '–' : r.error ? `error: ${cell(r.error)}` : f(r));
+      out.push(`| ${c.name} (${num(c.bytes / 1e6, 0)} MB) | ${e(imp, (r) => num(msgRate(r), 0))} | ${e(imp, (r) => num(mbRate(r), 1))} | ${e(imp, (r) => num(r.peak_rss_bytes! / MiB, 0))} | ${e(scr, (r) => num(mbRate(r), 1))} | ${e(scr, (r) => num(r.peak_rss_bytes! / MiB, 0))} | ${e(reb, (r) => num(msgRate(r), 0))} | ${e(acl, (r) => `${num(r.p50_us, 1)} / ${num(r.p99_us, 1)} (${int(r.mailboxes as number)})`)} | ${e(b3, (r) => num(mbRate(r), 1))} |`);
+    }
+    out.push('');
+  }
+
+  const spam = data.results.filter((r) => r.corpus === 'spamassassin');
+  out.push('### Real mail: the SpamAssassin corpus\n');
+  if (spam.length === 0) out.push('_not run in this run_\n');
+  else {
+    for (const [measurement, order, rate, unit] of [
+      ['import', ['mailstore', 'mailstore-cli', 'dovecot-mdbox', 'dovecot-maildir', 'git', 'git-fsync', 'floor-write'], msgRate, 'messages/s'],
+      ['read', ['mailstore', 'dovecot-mdbox', 'dovecot-maildir', 'git', 'git-packed'], msgRate, 'messages/s'],
+      ['scrub', ['mailstore', 'mailstore-cli', 'b3sum-packs', 'b3sum-packs-1t', 'cat-packs', 'b3sum-files', 'b3sum-mbox', 'b3sum-mbox-1t', 'cat-mbox', 'git', 'git-packed'], mbRate, 'MB/s'],
+    ] as const) {
+      out.push(`**${measurement}**\n`);
+      out.push(table(spam, order.map((p) => `${p}:${measurement}`), [COLUMNS.messages, COLUMNS.mb, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.mbRate, COLUMNS.rss], { base: `mailstore:${measurement}`, rate, title: `mailstore ÷ this (${unit})` }));
+    }
+    out.push('**space**\n');
+    out.push(table(spam, ['mailstore:space', 'dovecot-mdbox:space', 'dovecot-maildir:space', 'git:space', 'git-packed:space'],
+      [COLUMNS.messages, { title: 'disk bytes', value: (r) => int(r.disk_bytes as number) }, { title: 'disk ÷ message bytes', value: (r) => num(r.ratio as number, 3) }, { title: 'dedup ratio', value: (r) => num(r.dedup_ratio as number | undefined, 3) }]));
+  }
+
+  out.push('### Goals\n');
+  out.push('| goal | measured | verdict |\n|---|---|---|');
+  for (const g of goals) out.push(`| ${cell(g.text)} | ${cell(g.measured || 'n/a')} | ${g.pass === undefined ? 'not measured' : g.pass ? 'pass' : '**MISS**'} |`);
+  out.push('');
+
+  const errors = data.results.filter((r) => r.error);
+  out.push('### What could not run\n');
+  if (errors.length === 0) out.push('Everything ran.\n');
+  else for (const r of errors) out.push(`- ${r.corpus} / ${r.peer} / ${r.measurement}: ${cell(r.error!)}`);
+  out.push('');
+
+  out.push('### Exact commands\n');
+  out.push('The peer commands (doveadm, LMTP, reconstruct, git, b3sum, cat, dd) are listed in `tools/bench/README.md`; the mailstore side ran:\n');
+  out.push('```');
+  for (const c of [...new Set(data.commands)]) out.push(c);
+  out.push('```\n');
+  return out.join('\n');
+}
+
+const TEMPLATE_HEAD = `# Benchmarks
+
+mailstore side by side with Dovecot, Cyrus IMAPd, git and the b3sum/cat floor (issue 6). Run
+\`npm run bench\` (20,000 messages / ~700 MB, 30-60 minutes), \`npm run bench -- --quick\` (a few
+minutes) or \`npm run bench -- --scale\` (adds 10k / 100k / 1M small-message runs). The section
+between the markers below is rewritten by every run; the analysis around it is written by hand.
+How the peers are run, and why each of their settings: \`tools/bench/README.md\`.
+
+`;
+
+/** Replaces the text between the markers (or creates the file around them); the rest is kept. */
+export function replaceResultsSection(existing: string | undefined, section: string): string {
+  const block = `${START_MARKER}\n${section}\n${END_MARKER}`;
+  if (existing === undefined) return `${TEMPLATE_HEAD}${block}\n`;
+  const start = existing.indexOf(START_MARKER), end = existing.indexOf(END_MARKER);
+  if (start < 0 || end < start) return `${existing.trimEnd()}\n\n${block}\n`;
+  return existing.slice(0, start) + block + existing.slice(end + END_MARKER.length);
+}
