@@ -20,8 +20,8 @@ export interface BlobLocation {
 
 export interface PackOptions {
   packBytesMax: number;
-  /** Called before a new pack file is created: the store checks it is still on its own partition. */
-  beforeCreate: (path: string) => Promise<void>;
+  /** Called before a new pack file is created and when a pack is missing: throws UNMOUNTED when the store left its partition. */
+  checkMounted: (path: string) => Promise<void>;
 }
 
 interface PendingBlob {
@@ -148,7 +148,7 @@ export class PackStore {
     try {
       if (pack !== this.current || !this.writeHandle) {
         if (pack !== this.current) {
-          await this.options.beforeCreate(path);
+          await this.options.checkMounted(path);
           await this.switchTo(pack, true);
           created = true;
         } else {
@@ -281,6 +281,7 @@ export class PackStore {
         handle = await this.fs.open(path, 'read');
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+          await this.options.checkMounted(path); // a vanished partition is UNMOUNTED, not damage
           throw new MailstoreError('CORRUPT', `pack ${path} is missing; run 'mailstore scrub'`, { path, cause: error });
         }
         throw fromSystemError(error, 'opening pack', path);

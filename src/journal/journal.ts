@@ -9,7 +9,7 @@ import { parseSegment, readSegmentBytes, segmentHeader } from './segment-reader.
 export interface JournalOptions {
   segmentBytesMax: number;
   recordBytesMax: number;
-  beforeCreate: (path: string) => Promise<void>;
+  checkMounted: (path: string) => Promise<void>;
 }
 
 export interface JournalDamage {
@@ -219,7 +219,7 @@ export class Journal {
   private async createSegment(firstSeq: number): Promise<void> {
     const segment = { firstSeq, name: segmentFileName(firstSeq) };
     const path = this.path(segment);
-    await this.options.beforeCreate(path);
+    await this.options.checkMounted(path);
     await this.writeHandle?.close().catch(() => undefined);
     this.writeHandle = undefined;
     let handle: FileHandle;

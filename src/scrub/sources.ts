@@ -20,7 +20,7 @@ export async function findCopies(fs: FileSystem, source: string, wanted: Set<str
 async function fromStore(fs: FileSystem, source: string, wanted: Set<string>, found: Map<string, Buffer>): Promise<void> {
   const packs = await PackStore.open(fs, join(source, LAYOUT.packs), Buffer.alloc(16), {
     packBytesMax: limits.packBytesMax,
-    beforeCreate: async () => { throw new Error('assertion failed: a repair source is never written'); },
+    checkMounted: async () => { throw new Error('assertion failed: a repair source is never written'); },
   });
   try {
     for (const pack of await packs.listPacks()) {

@@ -147,7 +147,7 @@ export class Store {
     const rootDev = (await fs.stat(root)).dev;
     const unlock = await takeLock(fs, root);
     const health = newHealth();
-    const beforeCreate = async (path: string) => {
+    const checkMounted = async (path: string) => {
       const now = await fs.statIfExists(root).catch(() => undefined);
       const id = await fs.statIfExists(join(root, LAYOUT.identity)).catch(() => undefined);
       if (!now || now.dev !== rootDev || !id) {
@@ -157,11 +157,11 @@ export class Store {
     let db: IndexDb | undefined;
     try {
       const packs = await PackStore.open(fs, join(root, LAYOUT.packs), storeId, {
-        packBytesMax: options.packBytesMax ?? limits.packBytesMax, beforeCreate,
+        packBytesMax: options.packBytesMax ?? limits.packBytesMax, checkMounted,
       });
       const journal = await Journal.open(fs, join(root, LAYOUT.journal), storeId, {
         segmentBytesMax: options.journalSegmentBytesMax ?? limits.journalSegmentBytesMax,
-        recordBytesMax: limits.journalRecordBytesMax, beforeCreate,
+        recordBytesMax: limits.journalRecordBytesMax, checkMounted,
       });
       const indexPath = join(root, LAYOUT.index);
       const existing = (await fs.statIfExists(indexPath)) ? await openExistingIndex(indexPath, storeId, health) : undefined;
