@@ -78,6 +78,8 @@ export class PackStore {
   private mustRotate = false;
   /** The current pack was created and its directory entry is not yet durable (a failed fsync is retried). */
   private dirSyncPending = false;
+  /** Bytes written by `write` and not yet synced. */
+  private pending?: { start: number; end: number; path: string };
 
   private constructor(
     private readonly fs: FileSystem,
@@ -128,6 +130,16 @@ export class PackStore {
 
   /** Writes and fdatasyncs every blob of the batch. On failure nothing of it is left for a read to trust. */
   async commit(batch: PackBatch): Promise<void> {
+    await this.write(batch);
+    await this.sync();
+  }
+
+  /**
+   * Writes every blob of the batch without making it durable (a batch that spans two packs syncs
+   * the first before moving on); `sync` makes the rest durable, `abort` takes it back.
+   */
+  async write(batch: PackBatch): Promise<void> {
+    assert(!this.pending, 'pack write while another is not yet synced');
     if (batch.blobs.length === 0) return;
     const byPack = new Map<number, PendingBlob[]>();
     for (const blob of batch.blobs) {
@@ -135,7 +147,10 @@ export class PackStore {
       list.push(blob);
       byPack.set(blob.location.pack, list);
     }
-    for (const [pack, blobs] of byPack) await this.writePack(pack, blobs);
+    for (const [pack, blobs] of byPack) {
+      await this.sync();
+      await this.writePack(pack, blobs);
+    }
   }
 
   private async writePack(pack: number, blobs: PendingBlob[]): Promise<void> {
@@ -144,29 +159,50 @@ export class PackStore {
     for (const blob of blobs) parts.push(encodeRecordHeader(blob.hash, blob.bytes.length), blob.bytes);
     const data = Buffer.concat(parts);
     const path = this.path(pack);
-    let created = false;
     try {
       if (pack !== this.current || !this.writeHandle) {
         if (pack !== this.current) {
           await this.options.checkMounted(path);
           await this.switchTo(pack, true);
-          created = true;
         } else {
           this.writeHandle = await this.fs.open(path, 'readWrite');
         }
       }
       assert(start === this.tail, `pack ${pack} reservation at ${start} but tail is ${this.tail}`);
+      this.pending = { start, end: start + data.length, path };
       await this.writeHandle!.write(data, start);
-      await this.writeHandle!.sync();
-      if (created || this.dirSyncPending) {
-        await this.fs.syncDir(this.dir);
-        this.dirSyncPending = false;
-      }
-      this.tail = start + data.length;
     } catch (error) {
+      this.pending = undefined;
       await this.undo(start);
       throw fromSystemError(error, 'writing message bodies to pack', path);
     }
+  }
+
+  /** fdatasyncs what `write` wrote (and the directory of a new pack, retried until it succeeds). */
+  async sync(): Promise<void> {
+    const pending = this.pending;
+    if (!pending) return;
+    try {
+      await this.writeHandle!.sync();
+      if (this.dirSyncPending) {
+        await this.fs.syncDir(this.dir);
+        this.dirSyncPending = false;
+      }
+    } catch (error) {
+      this.pending = undefined;
+      await this.undo(pending.start);
+      throw fromSystemError(error, 'writing message bodies to pack', pending.path);
+    }
+    this.pending = undefined;
+    this.tail = pending.end;
+  }
+
+  /** Takes back written, not yet synced blobs (the batch failed elsewhere). */
+  async abort(): Promise<void> {
+    const pending = this.pending;
+    if (!pending) return;
+    this.pending = undefined;
+    await this.undo(pending.start);
   }
 
   private async switchTo(pack: number, create: boolean): Promise<void> {

@@ -39,6 +39,9 @@ export class Journal {
   lastSeq = 0;
   /** The end of the newest segment was damaged or torn: new records go to a fresh segment. */
   private startNewSegment = false;
+  /** Records written by `write` and not yet synced. */
+  private pending?: { start: number; end: number; lastSeq: number; path: string; fresh: boolean };
+  private tailRecords: { seq: number; offset: number; end: number; payload: Buffer }[] = [];
   /** A write failed and could not be undone: refuse all writes until the store is reopened. */
   private poisoned?: MailstoreError;
   /**
@@ -132,11 +135,15 @@ export class Journal {
     let lastSeq = segment.firstSeq - 1;
     let end = SEGMENT_HEADER_BYTES;
     let records = 0;
+    this.tailRecords = [];
     for (const item of parseSegment(bytes, this.options.recordBytesMax)) {
       if (item.kind === 'record') {
         lastSeq = item.seq;
         end = item.end;
         records++;
+        this.tailRecords.push({ seq: item.seq, offset: item.offset, end: item.end, payload: item.payload });
+      } else if (item.offset + item.length < bytes.length) {
+        this.tailRecords = []; // damage in the middle: only records after it are the newest batch's
       }
     }
     this.tailSegment = segment;
@@ -168,9 +175,22 @@ export class Journal {
     this.startNewSegment = false;
   }
 
-  /** Cuts a torn, never-acknowledged tail (the caller copied it to quarantine first). */
-  async cutTail(offset: number): Promise<void> {
-    assert(this.tailSegment && offset === this.tailOffset, 'cutTail only at the tail found by findTail');
+  /**
+   * The valid records of the newest segment after its last damaged range, as findTail read them
+   * (recovery looks for the newest batch among them). Released by cutAt or when taken.
+   */
+  takeTailRecords(): { seq: number; offset: number; end: number; payload: Buffer }[] {
+    const records = this.tailRecords;
+    this.tailRecords = [];
+    return records;
+  }
+
+  /**
+   * Cuts the newest segment at `offset` (a record boundary found by findTail): a torn tail or an
+   * incomplete, never-acknowledged batch. The caller copied the bytes to quarantine first.
+   */
+  async cutAt(offset: number, lastSeqBefore: number): Promise<void> {
+    assert(this.tailSegment && offset >= SEGMENT_HEADER_BYTES, 'cutAt only inside the segment found by findTail');
     const path = this.path(this.tailSegment);
     const handle = await this.fs.open(path, 'readWrite');
     try {
@@ -179,6 +199,13 @@ export class Journal {
     } finally {
       await handle.close();
     }
+    this.tailOffset = offset;
+    this.lastSeq = lastSeqBefore;
+  }
+
+  /** The path of the newest segment (for quarantine copies). */
+  get tailPath(): string | undefined {
+    return this.tailSegment && this.path(this.tailSegment);
   }
 
   /** Leaves the damaged tail in place and puts new records in a fresh segment. */
@@ -189,7 +216,18 @@ export class Journal {
 
   /** Appends records (consecutive seqs) and makes them durable. */
   async append(records: JournalRecord[]): Promise<void> {
+    await this.write(records);
+    await this.sync();
+  }
+
+  /**
+   * Writes records (consecutive seqs, one batch: never split across segments) without making
+   * them durable; `sync` does that, `abort` takes them back. The group-commit writer runs this
+   * journal's sync and the packs' sync at the same time.
+   */
+  async write(records: JournalRecord[]): Promise<void> {
     if (this.poisoned) throw this.poisoned;
+    assert(!this.pending, 'journal write while another is not yet synced');
     if (records.length === 0) return;
     assert(records[0].seq === this.lastSeq + 1, `journal seq ${records[0].seq} after ${this.lastSeq}`);
     const data = Buffer.concat(records.map((r) => encodeRecord(r.seq, r.payload)));
@@ -200,20 +238,42 @@ export class Journal {
     const start = this.tailOffset;
     const path = this.path(segment);
     const fresh = this.freshSegment;
+    this.pending = { start: fresh ? 0 : start, end: start + data.length, lastSeq: records[records.length - 1].seq, path, fresh };
     try {
       if (!this.writeHandle) this.writeHandle = await this.fs.open(path, 'readWrite');
       if (fresh) await this.writeHandle.write(Buffer.concat([encodeSegmentHeader(this.storeId, segment.firstSeq), data]), 0);
       else await this.writeHandle.write(data, start);
-      await this.writeHandle.sync();
-      if (fresh) await this.fs.syncDir(this.dir);
     } catch (error) {
       const failure = fromSystemError(error, 'writing journal', path);
-      await this.undo(fresh ? 0 : start, failure);
+      await this.abort(failure);
       throw failure;
     }
+  }
+
+  /** Makes the written records durable: the commit point. */
+  async sync(): Promise<void> {
+    const pending = this.pending;
+    if (!pending) return;
+    try {
+      await this.writeHandle!.sync();
+      if (pending.fresh) await this.fs.syncDir(this.dir);
+    } catch (error) {
+      const failure = fromSystemError(error, 'writing journal', pending.path);
+      await this.abort(failure);
+      throw failure;
+    }
+    this.pending = undefined;
     this.freshSegment = false;
-    this.tailOffset = start + data.length;
-    this.lastSeq = records[records.length - 1].seq;
+    this.tailOffset = pending.end;
+    this.lastSeq = pending.lastSeq;
+  }
+
+  /** Takes back written, not yet synced records (the batch failed elsewhere). */
+  async abort(failure: MailstoreError): Promise<void> {
+    const pending = this.pending;
+    if (!pending) return;
+    this.pending = undefined;
+    await this.undo(pending.start, failure);
   }
 
   private async createSegment(firstSeq: number): Promise<void> {

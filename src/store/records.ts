@@ -52,14 +52,16 @@ export type Op =
   | { op: 'mailbox.rename'; id: Id; to: string[] }
   | { op: 'mailbox.deleteBegin'; id: Id }
   | { op: 'mailbox.deleteEnd'; id: Id }
-  | { op: 'message.add'; id: Id; uid: number; hash: Buffer; size: number; date: number; flags: string[]; pack: number; offset: number }
+  | { op: 'message.add'; id: Id; uid: number; hash: Buffer; size: number; date: number; flags: string[]; pack: number; offset: number; fresh?: true }
   | { op: 'message.flags'; id: Id; set: [uid: number, flags: string[]][] }
   | { op: 'message.expunge'; id: Id; uids: number[]; purge?: boolean }
   | { op: 'change.purge'; id: Id; entries: [modseq: number, uid: number][] }
   | { op: 'acl.set'; id: Id; identifier: string; rights: string }
-  | { op: 'blob.relocate'; hash: Buffer; pack: number; offset: number }
+  | { op: 'blob.relocate'; hash: Buffer; pack: number; offset: number; size: number }
   | { op: 'meta.set'; key: string; value: unknown };
 
 export interface JournalPayload {
   ops: Op[];
+  /** The last record of a group-commit batch. */
+  end?: true;
 }

@@ -10,8 +10,10 @@ import type { Journal, JournalDamage } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { applyOps, meta } from './apply.js';
-import { LAYOUT } from './identity.js';
+import type { PackStore } from '../blob/pack-store.js';
 import type { JournalPayload } from './records.js';
+import { LAYOUT } from './identity.js';
+
 
 export interface Health {
   /** True when something was lost or could not be applied; `findings` says what. */
@@ -103,7 +105,7 @@ export async function resolveTail(fs: FileSystem, root: string, journal: Journal
       health.journalDamage.push({ segment: tail.segment, offset: tail.offset, length: tail.length, where: 'tail' });
       health.findings.push(`journal ${tail.segment}: acknowledged records ${lastSeq + 1}..${highWater} are damaged at offset ${tail.offset}; the index still holds them; a copy is in quarantine/`);
     } else {
-      await journal.cutTail(tail.offset);
+      await journal.cutAt(tail.offset, lastSeq);
       health.tornTailBytes = tail.length;
     }
   } else if (highWater > lastSeq) {
@@ -112,6 +114,77 @@ export async function resolveTail(fs: FileSystem, root: string, journal: Journal
   }
   if (highWater > lastSeq) journal.keepTailAndStartNewSegment(highWater + 1);
   return Math.max(lastSeq, highWater);
+}
+
+/**
+ * The newest batch of the journal that the index has not applied (seq above the high-water mark)
+ * may be one that was never acknowledged: the writer syncs packs and journal at the same time, so a
+ * crash can keep the records and lose the blobs, and a torn write can keep only some records of a
+ * batch. Records after the last batch-end marker are an incomplete batch; a complete batch whose new
+ * blobs do not all read back with their hash was not durable when the crash came. Either is copied
+ * to quarantine/ and cut, never partly applied. A batch the index has applied is never touched.
+ */
+export async function resolveNewestBatch(fs: FileSystem, root: string, journal: Journal, packs: PackStore, highWater: number, health: Health): Promise<void> {
+  const records = journal.takeTailRecords();
+  const decoded = records.map((r) => ({ ...r, body: decodeSafely(r.payload) }));
+  let lastEnd = -1;
+  for (let i = 0; i < decoded.length; i++) if (decoded[i].body?.end) lastEnd = i;
+  let cutFrom = decoded.findIndex((r, i) => i > lastEnd && r.seq > highWater);
+  if (cutFrom === -1 && lastEnd >= 0 && decoded[lastEnd].seq > highWater) {
+    let first = lastEnd;
+    while (first > 0 && !decoded[first - 1].body?.end) first--;
+    const batch = decoded.slice(first, lastEnd + 1);
+    if (!(await freshBlobsDurable(batch.map((r) => r.body), packs))) {
+      cutFrom = batch.findIndex((r) => r.seq > highWater) + first;
+      health.findings.push(`journal records ${decoded[cutFrom].seq}..${decoded[lastEnd].seq}: a batch whose message bodies were not durable at the crash (never acknowledged) was cut; a copy is in quarantine/`);
+    }
+  }
+  if (cutFrom === -1) return;
+  const from = decoded[cutFrom];
+  const to = decoded[decoded.length - 1];
+  const segmentPath = journal.tailPath!;
+  const name = `journal-batch-${from.seq}-${to.seq}-${Date.now()}`;
+  const handle = await fs.open(segmentPath, 'read');
+  try {
+    const bytes = Buffer.alloc(to.end - from.offset);
+    await handle.read(bytes, 0, bytes.length, from.offset);
+    await writeFileDurable(fs, join(root, LAYOUT.quarantine, name), bytes);
+  } finally {
+    await handle.close();
+  }
+  await journal.cutAt(from.offset, cutFrom > 0 ? decoded[cutFrom - 1].seq : from.seq - 1);
+  health.tornTailBytes = (health.tornTailBytes ?? 0) + (to.end - from.offset);
+  if (highWater > journal.lastSeq) journal.keepTailAndStartNewSegment(highWater + 1);
+}
+
+function decodeSafely(payload: Buffer): JournalPayload | undefined {
+  try {
+    return decodeCbor<JournalPayload>(payload);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every blob a batch wrote (fresh adds, relocations) reads back with its hash. */
+async function freshBlobsDurable(bodies: (JournalPayload | undefined)[], packs: PackStore): Promise<boolean> {
+  const checked = new Set<string>();
+  for (const body of bodies) {
+    for (const op of body?.ops ?? []) {
+      const fresh = op.op === 'message.add' && op.fresh ? { hash: op.hash, pack: op.pack, offset: op.offset, size: op.size }
+        : op.op === 'blob.relocate' ? { hash: op.hash, pack: op.pack, offset: op.offset, size: op.size } : undefined;
+      if (!fresh) continue;
+      const key = `${fresh.pack}:${fresh.offset}`;
+      if (checked.has(key)) continue;
+      checked.add(key);
+      try {
+        await packs.read({ pack: fresh.pack, offset: fresh.offset, length: fresh.size }, Buffer.from(fresh.hash));
+      } catch (error) {
+        if (error instanceof MailstoreError && (error.code === 'CORRUPT' || error.code === 'NOT_FOUND')) return false;
+        throw error;
+      }
+    }
+  }
+  return true;
 }
 
 /** Opens the index if it is healthy and belongs to this store; undefined when it must be rebuilt. */

@@ -18,7 +18,7 @@ import { SEEN, meta } from './apply.js';
 import { LAYOUT, initStore, storeIdBytes, takeLock, verifyIdentity, type StoreIdentity } from './identity.js';
 import type { BlobRecord, ChangeRecord, MailboxInfo, MessageRecord, Op, RightsRecord } from './records.js';
 import {
-  buildIndexAside, compareIndexes, countMessages, installIndex, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveTail, type Health,
+  buildIndexAside, compareIndexes, countMessages, installIndex, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveNewestBatch, resolveTail, type Health,
 } from './recovery.js';
 import {
   ALL_RIGHTS, formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeIdentifier, normalizeRights,
@@ -170,7 +170,8 @@ export class Store {
       if (existing) {
         await checkPacksPresent(existing.db, packs, root);
       }
-      const lastSeq = await resolveTail(fs, root, journal, highWater, health);
+      await resolveTail(fs, root, journal, highWater, health);
+      await resolveNewestBatch(fs, root, journal, packs, highWater, health);
       if (existing) {
         db = existing.db;
         await replay(journal, db, existing.appliedSeq, health);
@@ -179,7 +180,6 @@ export class Store {
         await rebuildIndex(fs, root, journal, storeId, health);
         db = await IndexDb.open(indexPath, false);
       }
-      void lastSeq;
       let store: Store | undefined;
       const writer = new Writer(db, packs, journal, {
         onIndexFailure: (error) => { if (store) store.failure = error; },
@@ -404,7 +404,9 @@ export class Store {
         let uid = box.uidNext;
         for (const item of prepared) {
           const { location, deduplicated } = await this.placeBlob(ctx, item.hash, item.bytes, fresh);
-          ops.push({ op: 'message.add', id: box.id, uid, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags, pack: location.pack, offset: location.offset });
+          const op: Op = { op: 'message.add', id: box.id, uid, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags, pack: location.pack, offset: location.offset };
+          if (!deduplicated) op.fresh = true;
+          ops.push(op);
           results.push({ uid, uidValidity: box.uidValidity, hash: hashHex(item.hash), size: item.bytes.length, deduplicated });
           uid++;
         }
@@ -625,7 +627,7 @@ export class Store {
         for (const item of items) {
           if (!(await view.get<BlobRecord>(keys.blob(item.hash)))) continue;
           const location = packs.reserve(item.hash, item.bytes);
-          ops.push({ op: 'blob.relocate', hash: item.hash, pack: location.pack, offset: location.offset });
+          ops.push({ op: 'blob.relocate', hash: item.hash, pack: location.pack, offset: location.offset, size: item.bytes.length });
         }
         return { ops, result: ops.length };
       },

@@ -12,7 +12,7 @@ import type { PackBatch, PackStore } from '../blob/pack-store.js';
 import type { Journal, JournalRecord } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { applyOps, meta } from './apply.js';
-import type { Op } from './records.js';
+import type { JournalPayload, Op } from './records.js';
 
 /** MAILSTORE_TRACE=1 prints the time of each commit phase to stderr (for profiling). */
 const TRACE = Boolean(process.env.MAILSTORE_TRACE);
@@ -98,6 +98,30 @@ export class Writer {
     }
   }
 
+  /**
+   * Steps 2 and 3 with their fdatasyncs overlapped: both writes first, then both syncs at once.
+   * A blob is still durable before any caller learns of a record referring to it; a crash between
+   * the syncs can leave a journal batch whose blobs are not durable, which open detects (the
+   * newest batch's new blobs are verified when the index has not applied it) and cuts, since
+   * such a batch was never acknowledged.
+   */
+  private async write(packBatch: PackBatch, records: JournalRecord[]): Promise<void> {
+    await this.packs.write(packBatch);
+    try {
+      await this.journal.write(records);
+    } catch (error) {
+      await this.packs.abort();
+      throw error;
+    }
+    const [packs, journal] = await Promise.allSettled([this.packs.sync(), this.journal.sync()]);
+    if (packs.status === 'rejected' || journal.status === 'rejected') {
+      const error = packs.status === 'rejected' ? packs.reason : (journal as PromiseRejectedResult).reason;
+      await this.packs.abort();
+      await this.journal.abort(error as MailstoreError);
+      throw error;
+    }
+  }
+
   private takeBatch(): Pending[] {
     const head = this.queue[0];
     if (head.mutation.exclusive) return this.queue.splice(0, 1);
@@ -107,12 +131,12 @@ export class Writer {
   }
 
   private async commitBatch(batch: Pending[]): Promise<void> {
-    const trace = TRACE ? { start: performance.now(), pack: 0, journal: 0 } : undefined;
+    const trace = TRACE ? { start: performance.now(), pack: 0 } : undefined;
     const view = new IndexView(this.db);
     const packBatch = this.packs.beginBatch();
     const firstSeq = this.journal.lastSeq + 1;
     let seq = firstSeq;
-    const records: JournalRecord[] = [];
+    const opsBySeq: Op[][] = [];
     const done: { pending: Pending; result: unknown }[] = [];
     let taken = 0;
     for (const pending of batch) {
@@ -122,7 +146,7 @@ export class Writer {
         const { ops, result } = await pending.mutation.prepare({ view, seq, packs: packBatch });
         if (ops.length > 0) {
           await applyOps(view, seq, ops, (problem) => { throw new Error(`assertion failed: live apply: ${problem}`); });
-          records.push({ seq, payload: encodeCbor({ ops }) });
+          opsBySeq.push(ops);
           seq++;
         }
         done.push({ pending, result });
@@ -131,13 +155,17 @@ export class Writer {
       }
     }
     if (taken < batch.length) this.queue.unshift(...batch.slice(taken));
+    // The last record of a batch carries `end`: recovery treats a batch without it as never
+    // acknowledged, and checks the new blobs of the newest batch the index has not applied.
+    const records: JournalRecord[] = opsBySeq.map((ops, i) => ({
+      seq: firstSeq + i,
+      payload: encodeCbor(i === opsBySeq.length - 1 ? { ops, end: true } satisfies JournalPayload : { ops } satisfies JournalPayload),
+    }));
     if (records.length > 0) {
       const t0 = trace ? performance.now() : 0;
       try {
-        await this.packs.commit(packBatch);
+        await this.write(packBatch, records);
         if (trace) trace.pack = performance.now() - t0;
-        await this.journal.append(records);
-        if (trace) trace.journal = performance.now() - t0 - trace.pack;
       } catch (error) {
         for (const d of done) d.pending.reject(error);
         return;
@@ -154,7 +182,7 @@ export class Writer {
         this.hooks.onIndexFailure(failure);
       }
       if (trace) {
-        process.stderr.write(`mailstore trace: batch ${done.length} mutations, ${packBatch.bytes} blob bytes: prepare ${(t0 - trace.start).toFixed(1)} ms, pack ${trace.pack.toFixed(1)} ms, journal ${trace.journal.toFixed(1)} ms, index ${(performance.now() - t0 - trace.pack - trace.journal).toFixed(1)} ms\n`);
+        process.stderr.write(`mailstore trace: batch ${done.length} mutations, ${packBatch.bytes} blob bytes: prepare ${(t0 - trace.start).toFixed(1)} ms, pack+journal ${trace.pack.toFixed(1)} ms, index ${(performance.now() - t0 - trace.pack).toFixed(1)} ms\n`);
       }
       this.hooks.onCommit?.(firstSeq, seq - 1, done.length, indexKeys);
     }
