@@ -1,18 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { keys } from '../../src/keys/index-keys.js';
 import { decodeComponents, encodeComponents } from '../../src/keys/tuple.js';
-
-// Deterministic PRNG so a failure reproduces from its seed.
-function prng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../helpers/prng.js';
 
 const ALPHABET = ['a', 'b', 'z', 'A', '.', '-', ' ', '/', '\u0000', '\u0001', 'é', 'ß', '日', '😀', '\u007f', '0', '~'];
 

@@ -10,19 +10,9 @@ import { reconstruct } from '../../src/scrub/reconstruct.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { MailstoreError } from '../../src/errors.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { prng } from '../helpers/prng.js';
 
 const CLI = new URL('../../dist/src/cli/main.js', import.meta.url).pathname;
-
-function prng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function message(i: number, rand: () => number): Buffer {
   const body = Buffer.alloc(500 + Math.floor(rand() * 5000));

@@ -291,7 +291,7 @@ export function renderReport(data: RunData, rawFile: string): string {
 const TEMPLATE_HEAD = `# Benchmarks
 
 mailstore side by side with Dovecot, Cyrus IMAPd, git and the b3sum/cat floor (issue 6). Run
-\`npm run bench\` (20,000 messages / ~700 MB, 30-60 minutes), \`npm run bench -- --quick\` (a few
+\`npm run bench\` (20,000 messages / ~610 MB, 30-60 minutes), \`npm run bench -- --quick\` (a few
 minutes) or \`npm run bench -- --scale\` (adds 10k / 100k / 1M small-message runs). The section
 between the markers below is rewritten by every run; the analysis around it is written by hand.
 How the peers are run, and why each of their settings: \`tools/bench/README.md\`.
