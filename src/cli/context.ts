@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { MailstoreError } from '../errors.js';
 import { limits } from '../limits.js';
-import { Store } from '../store/store.js';
+import { Store, type StoreOptions } from '../store/store.js';
 
 export const DEFAULT_STORE_DIR = './mailstore-data';
 
@@ -15,8 +15,8 @@ export function storeDir(command: Command): string {
 }
 
 /** Opens the store, runs `work`, and closes the store whatever happened (the lock must go). */
-export async function withStore<T>(command: Command, work: (store: Store) => Promise<T>): Promise<T> {
-  const store = await Store.open(storeDir(command));
+export async function withStore<T>(command: Command, work: (store: Store) => Promise<T>, options: StoreOptions = {}): Promise<T> {
+  const store = await Store.open(storeDir(command), options);
   try {
     return await work(store);
   } finally {

@@ -35,7 +35,7 @@ export interface ReconstructResult {
 export async function reconstruct(root: string, options: ReconstructOptions = {}): Promise<ReconstructResult> {
   const fs = options.fs ?? nodeFileSystem;
   const journalRecreated = options.fromPacks && !options.check ? await recreateLostJournal(fs, root) : false;
-  const store = await Store.open(root, { fs });
+  const store = await Store.open(root, { fs, probeIndex: 'always' });
   try {
     const journalEmpty = store.journal.lastSeq === 0;
     const packs = await store.packs.listPacks();

@@ -118,8 +118,12 @@ export async function verifyIdentity(fs: FileSystem, root: string): Promise<Stor
   return identity;
 }
 
-/** The single-writer lock: LOCK holds the owner's pid. A lock whose process is gone is taken over. */
-export async function takeLock(fs: FileSystem, root: string): Promise<() => Promise<void>> {
+/**
+ * The single-writer lock: LOCK holds the owner's pid. A lock whose process is gone is taken over,
+ * and `stale` says so: the previous owner crashed.
+ */
+export async function takeLock(fs: FileSystem, root: string): Promise<{ release: () => Promise<void>; stale: boolean }> {
+  let stale = false;
   const path = join(root, LAYOUT.lock);
   const mine = Buffer.from(`${process.pid}\n`);
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -130,10 +134,11 @@ export async function takeLock(fs: FileSystem, root: string): Promise<() => Prom
       } finally {
         await handle.close();
       }
-      return async () => {
+      const release = async () => {
         const now = await fs.readFile(path).catch(() => undefined);
         if (now && now.equals(mine)) await fs.unlink(path).catch(() => undefined);
       };
+      return { release, stale };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(error, 'taking lock', path);
     }
@@ -145,6 +150,7 @@ export async function takeLock(fs: FileSystem, root: string): Promise<() => Prom
       throw new MailstoreError('LOCKED', `the store at ${root} is already open in this process (pid ${process.pid})`, { path });
     }
     await fs.unlink(path).catch(() => undefined); // stale: its process is gone
+    stale = true;
   }
   throw new MailstoreError('LOCKED', `could not take the lock ${path}`, { path });
 }

@@ -9,6 +9,7 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { hashBytes, hashHex } from '../hash/blake3.js';
 import { IndexDb } from '../index/index-db.js';
+import { probeIndex } from '../index/probe.js';
 import { keys, decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey } from '../keys/index-keys.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { PackStore, type BlobLocation } from '../blob/pack-store.js';
@@ -33,6 +34,11 @@ export interface StoreOptions {
   messageBytesMax?: number;
   packBytesMax?: number;
   journalSegmentBytesMax?: number;
+  /**
+   * Open the index in a child process first, because LevelDB can abort the process on some damaged
+   * files: 'after-crash' (default: when the previous owner died holding the lock), 'always', 'never'.
+   */
+  probeIndex?: 'after-crash' | 'always' | 'never';
   /** Called after each group commit with its seq range, number of mutations and index keys written. */
   onCommit?: (firstSeq: number, lastSeq: number, mutations: number, indexKeys: number) => void;
 }
@@ -145,7 +151,7 @@ export class Store {
     const identity = await verifyIdentity(fs, root);
     const storeId = storeIdBytes(identity);
     const rootDev = (await fs.stat(root)).dev;
-    const unlock = await takeLock(fs, root);
+    const { release: unlock, stale } = await takeLock(fs, root);
     const health = newHealth();
     const checkMounted = async (path: string) => {
       const now = await fs.statIfExists(root).catch(() => undefined);
@@ -164,7 +170,17 @@ export class Store {
         recordBytesMax: limits.journalRecordBytesMax, checkMounted,
       });
       const indexPath = join(root, LAYOUT.index);
-      const existing = (await fs.statIfExists(indexPath)) ? await openExistingIndex(indexPath, storeId, health) : undefined;
+      let haveIndex = Boolean(await fs.statIfExists(indexPath));
+      const probe = options.probeIndex ?? 'after-crash';
+      if (haveIndex && (probe === 'always' || (probe === 'after-crash' && stale))) {
+        const result = probeIndex(indexPath);
+        if (!result.ok) {
+          health.rebuilt = `index failed its probe: ${result.detail}`;
+          await moveAside(fs, root, indexPath, 'index-damaged');
+          haveIndex = false;
+        }
+      }
+      const existing = haveIndex ? await openExistingIndex(indexPath, storeId, health) : undefined;
       if (!existing && !health.rebuilt) health.rebuilt = 'index is missing';
       const highWater = existing?.appliedSeq ?? 0;
       if (existing) {

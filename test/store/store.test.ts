@@ -467,3 +467,24 @@ function walk(dir: string): string[] {
   }
   return out.sort();
 }
+
+describe('index probe', () => {
+  it('after a crash (stale LOCK), an index that fails to open in a child process is set aside and rebuilt', async () => {
+    const dir = tmpDir();
+    let store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX');
+    await store.append('INBOX', msg(1));
+    await store.close();
+    writeFileSync(join(dir, 'LOCK'), '999999\n'); // a previous owner that died
+    writeFileSync(join(dir, 'index', 'CURRENT'), 'MANIFEST-999999\n'); // an index LevelDB cannot open
+    store = await Store.open(dir);
+    expect(store.health.rebuilt).toMatch(/failed its probe/);
+    expect((await store.fetch('INBOX', 1)).equals(msg(1))).toBe(true);
+    expect(readdirSync(join(dir, 'quarantine')).some((n) => n.startsWith('index-damaged'))).toBe(true);
+    await store.close();
+    // a healthy index passes the probe and is kept
+    store = await Store.open(dir, { probeIndex: 'always' });
+    expect(store.health.rebuilt).toBeUndefined();
+    await store.close();
+  });
+});

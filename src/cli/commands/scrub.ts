@@ -82,7 +82,7 @@ Informational findings (unreferenced blobs awaiting cleanup) do not change the e
           }
         }
         return result.unrepaired.length > 0 ? EXIT.findings : EXIT.ok;
-      });
+      }, { probeIndex: 'always' }); // a check should not be killed by a damaged index
       process.exitCode = code;
     });
 }

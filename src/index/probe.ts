@@ -1,0 +1,29 @@
+// LevelDB (1.20) can abort the whole process on some damaged table files instead of returning an
+// error (RECOVERY.md). Where that risk is real — after a crash, or when asked — the index is
+// first opened in a child process; if that child dies or fails, the index is set aside and rebuilt.
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+
+export interface ProbeResult {
+  ok: boolean;
+  detail: string;
+}
+
+/** Opens the index read-mostly in a child process and reads a little of it. */
+export function probeIndex(path: string, timeoutMs = 60_000): ProbeResult {
+  const level = createRequire(import.meta.url).resolve('classic-level');
+  const script = `
+    const { ClassicLevel } = require(${JSON.stringify(level)});
+    const db = new ClassicLevel(process.argv[1], { createIfMissing: false, keyEncoding: 'buffer', valueEncoding: 'buffer' });
+    db.open().then(async () => {
+      let n = 0;
+      for await (const _ of db.keys({ limit: 10000 })) n++;
+      await db.close();
+      process.exit(0);
+    }, (e) => { process.stderr.write(String(e && e.cause && e.cause.message || e.message)); process.exit(3); });`;
+  const child = spawnSync(process.execPath, ['-e', script, path], { encoding: 'utf8', timeout: timeoutMs });
+  if (child.error) return { ok: false, detail: `the probe could not run: ${child.error.message}` };
+  if (child.signal) return { ok: false, detail: `LevelDB killed the probe process (${child.signal}) opening ${path}: ${child.stderr.trim().slice(0, 300)}` };
+  if (child.status !== 0) return { ok: false, detail: `the index does not open: ${child.stderr.trim().slice(0, 300)}` };
+  return { ok: true, detail: 'ok' };
+}
