@@ -145,7 +145,7 @@ export function renderReport(data: RunData, rawFile: string): string {
   out.push(`| OS, kernel | ${cell(m.os)}, Linux ${cell(m.kernel)} |`);
   out.push(`| disk (df -hT of .bench) | \`${cell(m.disk)}\`; ${cell(m.diskModel)} |`);
   out.push(`| node | ${m.node} |`);
-  out.push(`| mailstore commit | ${cell(m.commit)} |`);
+  out.push(`| mailstore commit | ${cell(m.commit)}; every mailstore process ran from a copy of dist/ taken when the run started (.bench/dist-snapshot) |`);
   out.push(`| load average (1/5/15 min) | start ${m.loadStart.join(' / ')}, end ${m.loadEnd.join(' / ')}${Math.max(...m.loadStart, ...m.loadEnd) > m.cores * 0.5 ? ' — **a busy shared machine: timings are noisy; trust the ratios more than the absolute figures**' : ''} |`);
   out.push('');
   out.push('### Corpora\n');
@@ -220,7 +220,9 @@ export function renderReport(data: RunData, rawFile: string): string {
   }
 
   out.push('### Peak RSS\n');
-  const rssRows = data.results.filter((r) => r.peer.startsWith('mailstore') && r.peak_rss_bytes && !r.error);
+  // delivery runs hold their whole message list in memory before the clock starts, so their RSS is the harness's
+  const rssRows = data.results.filter((r) => r.peer.startsWith('mailstore') && r.peak_rss_bytes && !r.error && !['deliver', 'concurrent'].includes(r.measurement));
+  out.push('Delivery runs are left out: they load their messages into memory before the clock starts.\n');
   out.push('| corpus | system | measurement | messages | peak RSS MiB |\n|---|---|---|---|---|');
   for (const r of rssRows) out.push(`| ${r.corpus} | ${r.peer} | ${r.measurement} | ${r.messages === undefined ? '' : int(r.messages)} | ${num(r.peak_rss_bytes! / MiB, 0)} |`);
   out.push('');

@@ -117,7 +117,7 @@ class Bench {
   async child(corpus: string, module: string, args: string[], expect: { peer: string; measurement: string }, rename?: (r: BenchResult) => BenchResult): Promise<BenchResult[]> {
     const script = join(TOOLS, 'bench', `${module}.js`);
     const nodeArgs = this.options.profile ? ['--cpu-prof', '--cpu-prof-dir', join(BENCH, 'profiles')] : [];
-    const shown = `node ${relative(ROOT, script)} ${args.map((a) => relativeArg(a)).join(' ')}`;
+    const shown = `node ${relativeArg(script)} ${args.map((a) => relativeArg(a)).join(' ')}`;
     this.commands.push(shown);
     const ran = await run(process.execPath, [...nodeArgs, script, ...args]);
     const lines = jsonLines(ran.stdout);
