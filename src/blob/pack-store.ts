@@ -156,8 +156,11 @@ export class PackStore {
   private async writePack(pack: number, blobs: PendingBlob[]): Promise<void> {
     const start = blobs[0].location.offset;
     const parts: Buffer[] = [];
-    for (const blob of blobs) parts.push(encodeRecordHeader(blob.hash, blob.bytes.length), blob.bytes);
-    const data = Buffer.concat(parts);
+    let length = 0;
+    for (const blob of blobs) {
+      parts.push(encodeRecordHeader(blob.hash, blob.bytes.length), blob.bytes);
+      length += RECORD_HEADER_BYTES + blob.bytes.length;
+    }
     const path = this.path(pack);
     try {
       if (pack !== this.current || !this.writeHandle) {
@@ -169,8 +172,8 @@ export class PackStore {
         }
       }
       assert(start === this.tail, `pack ${pack} reservation at ${start} but tail is ${this.tail}`);
-      this.pending = { start, end: start + data.length, path };
-      await this.writeHandle!.write(data, start);
+      this.pending = { start, end: start + length, path };
+      await this.writeHandle!.writev(parts, start); // no concatenating copy of the bodies
     } catch (error) {
       this.pending = undefined;
       await this.undo(start);

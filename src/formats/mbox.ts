@@ -250,7 +250,8 @@ class MboxParser {
     if (!message) return;
     this.current = undefined;
     const crlf = message.fromLine.length >= 2 && message.fromLine[message.fromLine.length - 2] === CR;
-    let bytes = Buffer.concat(message.pieces, message.oversized ? 0 : message.bytes);
+    // A message inside one read chunk is a view of it (no copy): chunks are never reused.
+    let bytes = message.pieces.length === 1 && !message.oversized ? message.pieces[0] : Buffer.concat(message.pieces, message.oversized ? 0 : message.bytes);
     if (message.oversized) {
       this.onWarning({ kind: 'tooLarge', index: message.index, offset: message.offset, bytes: message.bytes });
       return;

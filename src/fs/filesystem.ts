@@ -21,6 +21,8 @@ export interface FileHandle {
   /** Reads up to `length` bytes at `position` into `buffer` at `offset`; returns bytes read (0 at EOF). */
   read(buffer: Buffer, offset: number, length: number, position: number): Promise<number>;
   write(data: Buffer, position: number): Promise<void>;
+  /** Writes the buffers back to back at `position` (no concatenating copy); complete or throws. */
+  writev(parts: Buffer[], position: number): Promise<void>;
   sync(): Promise<void>;
   truncate(length: number): Promise<void>;
   size(): Promise<number>;

@@ -35,6 +35,24 @@ class NodeFileHandle implements FileHandle {
     }
   }
 
+  async writev(parts: Buffer[], position: number): Promise<void> {
+    let at = position;
+    for (let index = 0; index < parts.length; index += 512) { // IOV_MAX is 1024 on Linux
+      const batch = parts.slice(index, index + 512);
+      const { bytesWritten } = await this.handle.writev(batch, at);
+      let skip = bytesWritten; // a short vectored write: the rest goes with plain writes
+      for (const part of batch) {
+        if (skip >= part.length) {
+          skip -= part.length;
+        } else {
+          await this.write(part.subarray(skip), at + skip);
+          skip = 0;
+        }
+        at += part.length;
+      }
+    }
+  }
+
   sync(): Promise<void> {
     return this.handle.datasync();
   }

@@ -58,6 +58,7 @@ export class WrapFs implements FileSystem {
       path,
       read: (b, o, l, p) => { self.check('read', path); return handle.read(b, o, l, p); },
       write: async (data, position) => { self.writes++; self.check('write', path); return handle.write(data, position); },
+      writev: async (parts, position) => { self.writes++; self.check('write', path); return handle.writev(parts, position); },
       sync: async () => { self.syncs++; self.check('sync', path); return handle.sync(); },
       truncate: async (n) => { self.check('truncate', path); return handle.truncate(n); },
       size: () => handle.size(),

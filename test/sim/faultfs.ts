@@ -648,6 +648,11 @@ class FaultFileHandle implements FileHandle {
     return this.inner.read(buffer, offset, length, position);
   }
 
+  /** Modelled as one write of the concatenation (what a vectored write is). */
+  writev(parts: Buffer[], position: number): Promise<void> {
+    return this.write(Buffer.concat(parts), position);
+  }
+
   async write(data: Buffer, position: number): Promise<void> {
     const info = this.owner.beginMutation({ kind: 'write', path: this.path, position, length: data.length });
     const fault = this.owner.faultFor(info);
