@@ -107,6 +107,8 @@ export interface StoreStats {
   dedupRatio: number;
 }
 
+const MAILBOX_CACHE_ENTRIES = 1024;
+
 export function uuidString(id: Buffer): string {
   const h = id.toString('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
@@ -115,6 +117,8 @@ export function uuidString(id: Buffer): string {
 export class Store {
   readonly health: Health;
   private closed = false;
+  private readonly mailboxCache = new Map<string, MailboxInfo>();
+  private cacheGeneration = 0;
   private failure?: MailstoreError;
 
   private constructor(
@@ -199,7 +203,10 @@ export class Store {
       let store: Store | undefined;
       const writer = new Writer(db, packs, journal, {
         onIndexFailure: (error) => { if (store) store.failure = error; },
-        onCommit: options.onCommit,
+        onCommit: (first, last, mutations, indexKeys) => {
+          store?.forgetMailboxes();
+          options.onCommit?.(first, last, mutations, indexKeys);
+        },
       });
       store = new Store(root, fs, identity, storeId, db, packs, journal, writer, unlock, options.messageBytesMax ?? limits.messageBytesMax, health);
       await store.finishInterruptedDeletes();
@@ -703,6 +710,7 @@ export class Store {
         installed = true;
         this.db = await IndexDb.open(join(this.root, LAYOUT.index), false);
         this.writer.replaceIndex(this.db);
+        this.forgetMailboxes();
         await this.packs.forgetReadHandles();
         return { differences, records: built.records, messagesBefore, messagesAfter };
       } finally {
@@ -721,12 +729,29 @@ export class Store {
     return { ...box, id: Buffer.from(box.id) };
   }
 
+  /**
+   * Committed mailbox by name, through a small cache that every commit (and an index swap) clears:
+   * a read-heavy server resolves the same few names again and again.
+   */
   private async resolveCommitted(name: string): Promise<MailboxInfo> {
+    const cached = this.mailboxCache.get(name);
+    if (cached) return { ...cached, id: Buffer.from(cached.id) };
+    const generation = this.cacheGeneration;
     const components = parseMailboxName(name);
-    const id = await this.db.get<Buffer>(keys.name(components));
-    const box = id ? await this.db.get<MailboxInfo>(keys.info(Buffer.from(id))) : undefined;
+    const id = this.db.getNow<Buffer>(keys.name(components));
+    const box = id ? this.db.getNow<MailboxInfo>(keys.info(Buffer.from(id))) : undefined;
     if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `no mailbox named ${name}`, { path: name });
+    if (generation === this.cacheGeneration) {
+      if (this.mailboxCache.size >= MAILBOX_CACHE_ENTRIES) this.mailboxCache.clear();
+      this.mailboxCache.set(name, box);
+    }
     return { ...box, id: Buffer.from(box.id) };
+  }
+
+  /** @internal Called on every commit: the cache must never show an older state than the index. */
+  forgetMailboxes(): void {
+    this.cacheGeneration++;
+    this.mailboxCache.clear();
   }
 }
 
