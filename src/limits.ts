@@ -23,8 +23,8 @@ export const limits = {
   flagsPerMessageMax: 128,
   /** Expunges of a mailbox being deleted are journalled in chunks of this many UIDs. */
   deleteChunkMessages: 10_000,
-  /** Replay and rebuild flush the LevelDB batch after this many records. */
-  replayBatchRecords: 2_000,
+  /** Replay and rebuild write a LevelDB batch once this many keys are pending. */
+  replayBatchKeys: 20000,
   /** Chunk size for streaming reads and scrub. */
   readChunkBytes: 1024 * 1024,
 } as const;

@@ -103,11 +103,14 @@ export class IndexDb {
 /** A pending write set over the index: reads see it first; commit turns it into one LevelDB batch. */
 export class IndexView {
   private overlay = new Map<string, { key: Buffer; value: unknown }>();
+  /** A batch being written by flushBehind: still read through until it has landed. */
+  private inflight?: { overlay: Map<string, { key: Buffer; value: unknown }>; written: Promise<void> };
 
   constructor(readonly db: IndexDb) {}
 
   async get<T>(key: Buffer): Promise<T | undefined> {
-    const hit = this.overlay.get(key.toString('latin1'));
+    const name = key.toString('latin1');
+    const hit = this.overlay.get(name) ?? this.inflight?.overlay.get(name);
     if (hit) return hit.value as T | undefined;
     return this.db.get<T>(key);
   }
@@ -124,13 +127,6 @@ export class IndexView {
     return this.overlay.size;
   }
 
-  /** True when nothing is pending under `prefix` (so a range read of the db alone is complete). */
-  untouchedUnder(prefix: Buffer): boolean {
-    const p = prefix.toString('latin1');
-    for (const k of this.overlay.keys()) if (k.startsWith(p)) return false;
-    return true;
-  }
-
   ops(): BatchOp[] {
     const out: BatchOp[] = [];
     for (const { key, value } of this.overlay.values()) {
@@ -140,8 +136,29 @@ export class IndexView {
   }
 
   async flush(): Promise<void> {
+    await this.settle();
     await this.db.write(this.ops());
     this.overlay.clear();
+  }
+
+  /**
+   * Replay: hands the pending set to LevelDB and goes on applying while it is written (the write
+   * runs on libuv's thread pool). Waits for the previous one first, so at most one is in flight.
+   */
+  async flushBehind(): Promise<void> {
+    await this.settle();
+    const ops = this.ops();
+    const overlay = this.overlay;
+    this.overlay = new Map();
+    this.inflight = { overlay, written: this.db.write(ops) };
+  }
+
+  /** Waits for a flushBehind write to land. */
+  async settle(): Promise<void> {
+    const inflight = this.inflight;
+    if (!inflight) return;
+    await inflight.written;
+    this.inflight = undefined;
   }
 
   clear(): void {

@@ -67,9 +67,9 @@ export async function replay(journal: Journal, db: IndexDb, afterSeq: number, he
     lastSeq = record.seq;
     records++;
     onRecord?.(record.seq);
-    if (view.size >= limits.replayBatchRecords * 8) {
+    if (view.size >= limits.replayBatchKeys) {
       view.put(meta.appliedSeq, lastSeq);
-      await view.flush();
+      await view.flushBehind();
     }
   }
   view.put(meta.appliedSeq, lastSeq);
