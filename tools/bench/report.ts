@@ -49,6 +49,10 @@ export interface RunData {
   results: TaggedResult[];
   commands: string[];
   settings: Record<string, number>;
+  /** Every mailstore process ran from a copy of dist/ taken at start. */
+  snapshot?: boolean;
+  /** Added by hand to a run's JSON when something about it must be said above its tables. */
+  caveat?: string;
 }
 
 // ---- formatting -------------------------------------------------------------------------------
@@ -138,6 +142,7 @@ export function renderReport(data: RunData, rawFile: string): string {
     `${data.only ? `**Partial run** (--only ${data.only.join(',')}): other tables are empty. ` : ''}` +
     'Ratios are mailstore ÷ peer for rates (higher is better for mailstore); peers that could not run are listed with the reason. ' +
     'Every store, peer and corpus lives on the same disk, warm page cache unless a note says otherwise.\n');
+  if (data.caveat) out.push(`**Caveat for this run:** ${data.caveat}\n`);
   out.push('### Machine\n');
   out.push('| | |\n|---|---|');
   out.push(`| cores | ${m.cores} × ${cell(m.cpuModel)} |`);
@@ -145,7 +150,7 @@ export function renderReport(data: RunData, rawFile: string): string {
   out.push(`| OS, kernel | ${cell(m.os)}, Linux ${cell(m.kernel)} |`);
   out.push(`| disk (df -hT of .bench) | \`${cell(m.disk)}\`; ${cell(m.diskModel)} |`);
   out.push(`| node | ${m.node} |`);
-  out.push(`| mailstore commit | ${cell(m.commit)}; every mailstore process ran from a copy of dist/ taken when the run started (.bench/dist-snapshot) |`);
+  out.push(`| mailstore commit | ${cell(m.commit)}${data.snapshot ? '; every mailstore process ran from a copy of dist/ taken when the run started (.bench/dist-snapshot)' : ''} |`);
   out.push(`| load average (1/5/15 min) | start ${m.loadStart.join(' / ')}, end ${m.loadEnd.join(' / ')}${Math.max(...m.loadStart, ...m.loadEnd) > m.cores * 0.5 ? ' — **a busy shared machine: timings are noisy; trust the ratios more than the absolute figures**' : ''} |`);
   out.push('');
   out.push('### Corpora\n');
@@ -293,7 +298,7 @@ export function renderReport(data: RunData, rawFile: string): string {
 const TEMPLATE_HEAD = `# Benchmarks
 
 mailstore side by side with Dovecot, Cyrus IMAPd, git and the b3sum/cat floor (issue 6). Run
-\`npm run bench\` (20,000 messages / ~610 MB, 30-60 minutes), \`npm run bench -- --quick\` (a few
+\`npm run bench\` (20,000 messages / ~610 MB, about 20 minutes), \`npm run bench -- --quick\` (a few
 minutes) or \`npm run bench -- --scale\` (adds 10k / 100k / 1M small-message runs). The section
 between the markers below is rewritten by every run; the analysis around it is written by hand.
 How the peers are run, and why each of their settings: \`tools/bench/README.md\`.

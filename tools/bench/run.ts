@@ -108,7 +108,7 @@ class Bench {
   }
 
   add(corpus: string, result: BenchResult): void {
-    this.results.push({ corpus, ...result });
+    this.results.push({ corpus, ...result, at: new Date().toISOString() });
     const what = result.error ? `ERROR ${result.error}` : describe(result);
     progress(`${corpus} ${result.peer} ${result.measurement}: ${what}`);
   }
@@ -436,7 +436,7 @@ async function main(): Promise<void> {
   const data: RunData = {
     started: started.toISOString(), finished: finished.toISOString(), mode: options.quick ? 'quick' : 'full', scale: options.scale,
     only: options.only ? [...options.only] : undefined, argv: process.argv.slice(2), machine: info, corpora: bench.corpora,
-    results: bench.results, commands: bench.commands,
+    results: bench.results, commands: bench.commands, snapshot: true,
     settings: { deliver: options.deliver, deliverCli: options.deliverCli, concurrent: options.concurrent, aclMailboxes: options.aclMailboxes, aclUsers: options.aclUsers },
   };
   const rawFile = join(BENCH, `results-${started.toISOString().replace(/[:.]/g, '-')}.json`);
