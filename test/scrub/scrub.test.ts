@@ -237,6 +237,23 @@ describe('scrub', () => {
     await store.close();
   });
 
+  it('finds a change-log entry that disagrees with its message and a mailbox count that is off', async () => {
+    const dir = tmpDir();
+    await makeStore(dir, 16);
+    const store = await Store.open(dir);
+    const db = store.db as any;
+    const { encodeValue } = await import('../../src/index/codec.js');
+    for await (const [k] of store.db.entries<any>({ prefix: keys.space(0x43), limit: 1 })) await db.db.del(k);
+    for await (const [k, v] of store.db.entries<any>({ prefix: keys.space(0x49), limit: 1 })) await db.db.put(k, encodeValue({ ...v, unseen: v.unseen + 1 }));
+    store.forgetMailboxes();
+    const kinds = new Set((await scrub(store)).findings.map((f) => f.kind));
+    expect(kinds.has('change-log-mismatch')).toBe(true);
+    expect(kinds.has('mailbox-counts')).toBe(true);
+    const result = await repair(store, await scrub(store));
+    expect(result.unrepaired).toEqual([]);
+    await store.close();
+  });
+
   it('--time-budget stops and resumes, covering every pack exactly once per full cycle', async () => {
     const dir = tmpDir();
     await makeStore(dir, 12);
