@@ -165,11 +165,13 @@ export class Store {
       }
     };
     let db: IndexDb | undefined;
+    let packs: PackStore | undefined;
+    let journal: Journal | undefined;
     try {
-      const packs = await PackStore.open(fs, join(root, LAYOUT.packs), storeId, {
+      packs = await PackStore.open(fs, join(root, LAYOUT.packs), storeId, {
         packBytesMax: options.packBytesMax ?? limits.packBytesMax, checkMounted,
       });
-      const journal = await Journal.open(fs, join(root, LAYOUT.journal), storeId, {
+      journal = await Journal.open(fs, join(root, LAYOUT.journal), storeId, {
         segmentBytesMax: options.journalSegmentBytesMax ?? limits.journalSegmentBytesMax,
         recordBytesMax: limits.journalRecordBytesMax, checkMounted,
       });
@@ -185,6 +187,7 @@ export class Store {
         }
       }
       const existing = haveIndex ? await openExistingIndex(indexPath, storeId, health) : undefined;
+      db = existing?.db;
       if (!existing && !health.rebuilt) health.rebuilt = 'index is missing';
       const highWater = existing?.appliedSeq ?? 0;
       if (existing) {
@@ -193,26 +196,27 @@ export class Store {
       await resolveTail(fs, root, journal, highWater, health);
       await resolveNewestBatch(fs, root, journal, packs, highWater, health);
       if (existing) {
-        db = existing.db;
-        await replay(journal, db, existing.appliedSeq, health);
+        await replay(journal, existing.db, existing.appliedSeq, health);
       } else {
         if (await fs.statIfExists(indexPath)) await moveAside(fs, root, indexPath, 'index-damaged');
         await rebuildIndex(fs, root, journal, storeId, health);
         db = await IndexDb.open(indexPath, false);
       }
       let store: Store | undefined;
-      const writer = new Writer(db, packs, journal, {
+      const writer = new Writer(db!, packs, journal, {
         onIndexFailure: (error) => { if (store) store.failure = error; },
         onCommit: (first, last, mutations, indexKeys) => {
           store?.forgetMailboxes();
           options.onCommit?.(first, last, mutations, indexKeys);
         },
       });
-      store = new Store(root, fs, identity, storeId, db, packs, journal, writer, unlock, options.messageBytesMax ?? limits.messageBytesMax, health);
+      store = new Store(root, fs, identity, storeId, db!, packs, journal, writer, unlock, options.messageBytesMax ?? limits.messageBytesMax, health);
       await store.finishInterruptedDeletes();
       return store;
     } catch (error) {
       await db?.close().catch(() => undefined);
+      await packs?.close();
+      await journal?.close();
       await unlock().catch(() => undefined);
       throw error instanceof MailstoreError ? error : fromSystemError(error, 'opening store', root);
     }
@@ -763,7 +767,6 @@ function toInfo(uid: number, record: MessageRecord): MessageInfo {
 async function checkPacksPresent(db: IndexDb, packs: PackStore, root: string): Promise<void> {
   if ((await packs.listPacks()).length > 0) return;
   for await (const _ of db.entries({ prefix: keys.space(SPACE.blob), limit: 1 })) {
-    await db.close();
     throw new MailstoreError('UNMOUNTED', `${join(root, LAYOUT.packs)} holds no packs but the index refers to stored messages: is the partition mounted? Nothing was changed.`, { path: join(root, LAYOUT.packs) });
   }
 }
