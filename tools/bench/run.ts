@@ -380,6 +380,7 @@ async function scaleMeasurements(bench: Bench): Promise<void> {
     const work = join(BENCH, `work-scale-${n}`);
     const store = join(work, 'store');
     await rm(store, { recursive: true, force: true });
+    await mkdir(work, { recursive: true });
     await bench.child(corpus.name, 'mailstore-import', ['--store', store, '--mbox', corpus.mbox], { peer: 'mailstore', measurement: 'import' });
     await bench.child(corpus.name, 'mailstore-scrub', ['--store', store], { peer: 'mailstore', measurement: 'scrub' });
     await bench.child(corpus.name, 'mailstore-recover', ['--rebuild', '--store', store], { peer: 'mailstore', measurement: 'rebuild' });
