@@ -31,6 +31,8 @@ type Step = (typeof STEPS)[number];
 interface Options {
   quick: boolean;
   scale: boolean;
+  /** --scale-max N: skip scale steps above N messages. */
+  scaleMax: number;
   messages: number;
   seed: string;
   out: string;
@@ -47,7 +49,7 @@ interface Options {
 function parseOptions(argv: string[]): Options {
   const get = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
   for (const arg of argv) {
-    if (arg.startsWith('--') && !['--quick', '--scale', '--messages', '--seed', '--out', '--only', '--no-peers', '--deliver', '--profile', '--help'].includes(arg)) usage(`unknown option ${arg}`);
+    if (arg.startsWith('--') && !['--quick', '--scale', '--messages', '--seed', '--out', '--only', '--no-peers', '--deliver', '--profile', '--scale-max', '--help'].includes(arg)) usage(`unknown option ${arg}`);
   }
   if (argv.includes('--help')) usage();
   const quick = argv.includes('--quick');
@@ -57,6 +59,7 @@ function parseOptions(argv: string[]): Options {
   for (const step of only ?? []) if (!STEPS.includes(step)) usage(`unknown step ${step} (steps: ${STEPS.join(', ')})`);
   const deliver = Number(get('--deliver') ?? Math.min(messages, quick ? 300 : 2000));
   return {
+    scaleMax: Number(get('--scale-max') ?? Infinity),
     quick, scale: argv.includes('--scale') || (only?.includes('scale') ?? false), messages, seed: get('--seed') ?? 'bench',
     out: resolve(get('--out') ?? join(ROOT, 'BENCHMARKS.md')), only: only && new Set(only), peers: !argv.includes('--no-peers'),
     deliver, deliverCli: quick ? 50 : 200, concurrent: Math.min(messages, quick ? 2000 : 8000),
@@ -66,7 +69,7 @@ function parseOptions(argv: string[]): Options {
 
 function usage(message?: string): never {
   if (message) process.stderr.write(`bench: ${message}\n`);
-  process.stderr.write('usage: npm run bench -- [--quick] [--scale] [--messages N] [--seed S] [--out FILE] [--only STEP,...] [--no-peers] [--deliver N] [--profile]\n' +
+  process.stderr.write('usage: npm run bench -- [--quick] [--scale] [--scale-max N] [--messages N] [--seed S] [--out FILE] [--only STEP,...] [--no-peers] [--deliver N] [--profile]\n' +
     `steps: ${STEPS.join(', ')}\n`);
   process.exit(message ? 2 : 0);
 }
@@ -373,7 +376,7 @@ async function writerMeasurements(bench: Bench, corpus: CorpusInfo, work: string
 }
 
 async function scaleMeasurements(bench: Bench): Promise<void> {
-  const steps = bench.options.quick ? [10_000] : [10_000, 100_000, 1_000_000];
+  const steps = (bench.options.quick ? [10_000] : [10_000, 100_000, 1_000_000]).filter((n) => n <= bench.options.scaleMax);
   for (const n of steps) {
     const corpus = await prepareCorpus(bench, `scale-${n}`, n, bench.options.seed, true);
     bench.corpora.push(corpus);
