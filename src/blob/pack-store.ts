@@ -128,12 +128,6 @@ export class PackStore {
     return location;
   }
 
-  /** Writes and fdatasyncs every blob of the batch. On failure nothing of it is left for a read to trust. */
-  async commit(batch: PackBatch): Promise<void> {
-    await this.write(batch);
-    await this.sync();
-  }
-
   /**
    * Writes every blob of the batch without making it durable (a batch that spans two packs syncs
    * the first before moving on); `sync` makes the rest durable, `abort` takes it back.

@@ -25,15 +25,3 @@ export async function ensureDir(fs: FileSystem, path: string): Promise<boolean> 
   await fs.syncDir(dirname(path));
   return true;
 }
-
-/** Reads [position, position+length) fully; returns fewer bytes only at end of file. */
-export async function readAt(fs: FileSystem, path: string, position: number, length: number): Promise<Buffer> {
-  const handle = await fs.open(path, 'read');
-  try {
-    const buf = Buffer.allocUnsafe(length);
-    const n = await handle.read(buf, 0, length, position);
-    return buf.subarray(0, n);
-  } finally {
-    await handle.close();
-  }
-}

@@ -214,12 +214,6 @@ export class Journal {
     this.lastSeq = Math.max(this.lastSeq, nextSeq - 1);
   }
 
-  /** Appends records (consecutive seqs) and makes them durable. */
-  async append(records: JournalRecord[]): Promise<void> {
-    await this.write(records);
-    await this.sync();
-  }
-
   /**
    * Writes records (consecutive seqs, one batch: never split across segments) without making
    * them durable; `sync` does that, `abort` takes them back. The group-commit writer runs this

@@ -26,7 +26,6 @@ export const LAYOUT = {
   index: 'index',
   quarantine: 'quarantine',
   tmp: 'tmp',
-  snapshots: 'snapshots',
   marker: 'STORE-ID',
 } as const;
 
