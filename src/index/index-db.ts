@@ -18,7 +18,7 @@ export class IndexDb {
     } catch (error) {
       const cause = (error as { cause?: { code?: string; message?: string } }).cause;
       const text = `${(error as Error).message} ${cause?.message ?? ''}`;
-      if (/lock/i.test(text) || cause?.code === 'LEVEL_LOCKED') {
+      if (cause?.code === 'LEVEL_LOCKED') {
         throw new MailstoreError('LOCKED', `the index at ${path} is held by another process`, { path, cause: error });
       }
       throw new MailstoreError('CORRUPT', `the index at ${path} cannot be opened: ${text.trim()}`, { path, cause: error });

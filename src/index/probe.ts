@@ -6,6 +6,8 @@ import { createRequire } from 'node:module';
 
 export interface ProbeResult {
   ok: boolean;
+  /** The index is held by another process: not damage, never a reason to set it aside. */
+  locked?: boolean;
   detail: string;
 }
 
@@ -20,10 +22,11 @@ export function probeIndex(path: string, timeoutMs = 60_000): ProbeResult {
       for await (const _ of db.keys({ limit: 10000 })) n++;
       await db.close();
       process.exit(0);
-    }, (e) => { process.stderr.write(String(e && e.cause && e.cause.message || e.message)); process.exit(3); });`;
+    }, (e) => { process.stderr.write(String(e && e.cause && e.cause.message || e.message)); process.exit(e && e.cause && e.cause.code === 'LEVEL_LOCKED' ? 4 : 3); });`;
   const child = spawnSync(process.execPath, ['-e', script, path], { encoding: 'utf8', timeout: timeoutMs });
   if (child.error) return { ok: false, detail: `the probe could not run: ${child.error.message}` };
   if (child.signal) return { ok: false, detail: `LevelDB killed the probe process (${child.signal}) opening ${path}: ${child.stderr.trim().slice(0, 300)}` };
+  if (child.status === 4) return { ok: false, locked: true, detail: child.stderr.trim().slice(0, 300) };
   if (child.status !== 0) return { ok: false, detail: `the index does not open: ${child.stderr.trim().slice(0, 300)}` };
   return { ok: true, detail: 'ok' };
 }

@@ -2,6 +2,7 @@
 // was deleted", so the STORE identity, the packs/ and journal/ markers and the root's device id are
 // checked at open and before every new file is created. Nothing is created when they fail.
 import { randomUUID } from 'node:crypto';
+import { Level } from 'level';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError } from '../errors.js';
@@ -21,6 +22,8 @@ export interface StoreIdentity {
 export const LAYOUT = {
   identity: 'STORE',
   lock: 'LOCK',
+  /** LevelDB's fcntl lock is the kernel lock behind LOCK. */
+  lockDb: 'lock',
   packs: 'packs',
   journal: 'journal',
   index: 'index',
@@ -118,47 +121,45 @@ export async function verifyIdentity(fs: FileSystem, root: string): Promise<Stor
 }
 
 /**
- * The single-writer lock: LOCK holds the owner's pid. A lock whose process is gone is taken over,
- * and `stale` says so: the previous owner crashed.
+ * The single-writer lock. The exclusion itself is a kernel lock: LevelDB's fcntl lock on a tiny
+ * database in `lock/` (node has no flock), released by the kernel when the owner dies, so two
+ * processes can never both take over a crashed owner's lock. `LOCK` holds the owner's pid for the
+ * message a second opener gets; finding it left by a dead process means the previous owner
+ * crashed (`stale`).
  */
 export async function takeLock(fs: FileSystem, root: string): Promise<{ release: () => Promise<void>; stale: boolean }> {
-  let stale = false;
   const path = join(root, LAYOUT.lock);
-  const mine = Buffer.from(`${process.pid}\n`);
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      const handle = await fs.open(path, 'createNew');
-      try {
-        await handle.write(mine, 0);
-      } finally {
-        await handle.close();
-      }
-      const release = async () => {
-        const now = await fs.readFile(path).catch(() => undefined);
-        if (now && now.equals(mine)) await fs.unlink(path).catch(() => undefined);
-      };
-      return { release, stale };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(error, 'taking lock', path);
-    }
+  const kernelLock = new Level(join(root, LAYOUT.lockDb), { createIfMissing: true });
+  try {
+    await kernelLock.open();
+  } catch (error) {
+    if ((error as { cause?: { code?: string } }).cause?.code !== 'LEVEL_LOCKED') throw fromSystemError((error as { cause?: Error }).cause ?? error, 'taking lock', join(root, LAYOUT.lockDb));
     const holder = Number((await fs.readFile(path).catch(() => Buffer.from(''))).toString().trim());
-    if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && processAlive(holder)) {
-      throw new MailstoreError('LOCKED', `the store at ${root} is in use by process ${holder} (LOCK); stop it or wait`, { path });
-    }
     if (holder === process.pid) {
       throw new MailstoreError('LOCKED', `the store at ${root} is already open in this process (pid ${process.pid})`, { path });
     }
-    await fs.unlink(path).catch(() => undefined); // stale: its process is gone
-    stale = true;
+    throw new MailstoreError('LOCKED', `the store at ${root} is in use by process ${holder > 0 ? holder : '(unknown)'} (LOCK); stop it or wait`, { path });
   }
-  throw new MailstoreError('LOCKED', `could not take the lock ${path}`, { path });
-}
-
-function processAlive(pid: number): boolean {
+  const mine = Buffer.from(`${process.pid}\n`);
+  let stale = false;
   try {
-    process.kill(pid, 0);
-    return true;
+    const before = await fs.readFile(path).catch(() => undefined);
+    stale = before !== undefined && !before.equals(mine);
+    const handle = await fs.open(path, 'createOrOpen');
+    try {
+      await handle.truncate(0);
+      await handle.write(mine, 0);
+    } finally {
+      await handle.close();
+    }
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    await kernelLock.close().catch(() => undefined);
+    throw fromSystemError(error, 'taking lock', path);
   }
+  const release = async () => {
+    const now = await fs.readFile(path).catch(() => undefined);
+    if (now && now.equals(mine)) await fs.unlink(path).catch(() => undefined);
+    await kernelLock.close().catch(() => undefined);
+  };
+  return { release, stale };
 }

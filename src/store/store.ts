@@ -180,6 +180,7 @@ export class Store {
       const probe = options.probeIndex ?? 'after-crash';
       if (haveIndex && (probe === 'always' || (probe === 'after-crash' && stale))) {
         const result = probeIndex(indexPath);
+        if (result.locked) throw new MailstoreError('LOCKED', `the index at ${indexPath} is held by another process: ${result.detail}`, { path: indexPath });
         if (!result.ok) {
           health.rebuilt = `index failed its probe: ${result.detail}`;
           await moveAside(fs, root, indexPath, 'index-damaged');

@@ -144,7 +144,7 @@ describe('scrub', () => {
     const dir = tmpDir();
     await makeStore(dir, 4);
     const damaged = await damageBlobs(dir, 2, 9);
-    const primary = (rel: string) => rel.startsWith('index') || rel.startsWith('quarantine') || rel === 'LOCK';
+    const primary = (rel: string) => rel.startsWith('index') || rel.startsWith('quarantine') || rel === 'LOCK' || rel.startsWith('lock');
     const before = treeHash(dir, primary);
     const store = await Store.open(dir);
     const result = await repair(store, await scrub(store), { sources: [] });

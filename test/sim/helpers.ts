@@ -26,7 +26,8 @@ export function fingerprint(dir: string, skip: string[] = []): Record<string, st
   const walk = (rel: string) => {
     const abs = join(dir, rel);
     for (const name of readdirSync(abs)) {
-      if (rel === '' && skip.includes(name)) continue;
+      // lock/ is the kernel lock's LevelDB (its LOG changes on every open): lock state, not data
+      if (rel === '' && (skip.includes(name) || name === 'lock')) continue;
       const path = rel ? `${rel}/${name}` : name;
       const st = statSync(join(dir, path));
       if (st.isDirectory()) { out[path] = 'dir'; walk(path); }
