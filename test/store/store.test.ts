@@ -488,3 +488,35 @@ describe('index probe', () => {
     await store.close();
   });
 });
+
+describe('single writer', () => {
+  it('after a crash, of several processes opening at once exactly one gets the store; the others get LOCKED', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX');
+    await store.append('INBOX', msg(1));
+    await store.close();
+    writeFileSync(join(dir, 'LOCK'), '999999\n'); // the previous owner died
+    const url = new URL('../../dist/src/index.js', import.meta.url).href;
+    const script = `
+      const { Store } = await import(${JSON.stringify(url)});
+      try {
+        const s = await Store.open(${JSON.stringify(dir)});
+        console.log('open');
+        await new Promise((r) => setTimeout(r, 1500));
+        await s.close();
+      } catch (e) { console.log(e.code); }`;
+    const children = Array.from({ length: 4 }, () => spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] }));
+    const outputs = await Promise.all(children.map((child) => new Promise<string>((resolve) => {
+      let out = '';
+      child.stdout.on('data', (d) => { out += d; });
+      child.on('exit', () => resolve(out.trim()));
+    })));
+    expect(outputs.filter((o) => o === 'open').length, outputs.join(',')).toBe(1);
+    expect(outputs.filter((o) => o === 'LOCKED').length, outputs.join(',')).toBe(3);
+    const again = await Store.open(dir);
+    expect((await again.fetch('INBOX', 1)).equals(msg(1))).toBe(true);
+    expect(again.health.degraded).toBe(false);
+    await again.close();
+  });
+});
