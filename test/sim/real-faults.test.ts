@@ -33,6 +33,13 @@ function tryMount(args: string[], dir: string): string | undefined {
 
 const noRoot = !isRoot ? 'needs root (mount, losetup, setpriv)' : undefined;
 
+
+/** The permission test runs the built store as `nobody`, which must be able to reach the checkout. */
+function nobodyCanRead(path: string): boolean {
+  const probe = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, '-e', `require('fs').accessSync(${JSON.stringify(path)})`], { encoding: 'utf8' });
+  return probe.status === 0;
+}
+
 describe('real faults (root only)', () => {
   const powerSkip = noRoot ?? (!has('xfs_io') ? 'xfs_io is not installed (apt-get install -y xfsprogs)' : !has('mkfs.ext4') ? 'mkfs.ext4 is missing' : !existsSync(SOAK_SCRIPT) ? `${SOAK_SCRIPT} missing: run npm run build` : undefined);
   it.skipIf(skipReason(!!powerSkip, `power cut: ${powerSkip}`))('power cut: ext4 shut down under 4 writers, remounted: every acknowledged operation is there', async () => {
@@ -102,7 +109,7 @@ describe('real faults (root only)', () => {
     console.info(`tmpfs 2 MiB: ${acked.size} appends acknowledged, then ${error!.code}: ${error!.message}`);
   });
 
-  const privSkip = noRoot ?? (!has('setpriv') ? 'setpriv is missing (util-linux)' : !existsSync(DIST_STORE) ? `${DIST_STORE} missing: run npm run build` : undefined);
+  const privSkip = noRoot ?? (!has('setpriv') ? 'setpriv is missing (util-linux)' : !existsSync(DIST_STORE) ? `${DIST_STORE} missing: run npm run build` : !nobodyCanRead(DIST_STORE) ? `user nobody cannot read ${DIST_STORE} (the checkout is under a directory closed to other users, e.g. a mktemp -d)` : undefined);
   it.skipIf(skipReason(!!privSkip, `permissions: ${privSkip}`))('permissions as an unprivileged user: ACCESS at open naming the path; at runtime writes fail, reads work, writes resume', async () => {
     const work = tmpDir('perm');
     chownSync(work, 65534, 65534);
