@@ -44,11 +44,6 @@ export class IndexDb {
     return raw === undefined ? undefined : decodeValue<T>(raw, key);
   }
 
-  async getMany<T>(keyList: Buffer[]): Promise<(T | undefined)[]> {
-    const raws = await this.db.getMany(keyList).catch((error) => { throw this.readError(error); });
-    return raws.map((raw, i) => (raw === undefined ? undefined : decodeValue<T>(raw, keyList[i])));
-  }
-
   /** Entries whose keys start with `prefix` (or lie in [gte, lt)), decoded, in key order. */
   async *entries<T>(range: { prefix?: Buffer; gte?: Buffer; lt?: Buffer; limit?: number; reverse?: boolean }): AsyncGenerator<[Buffer, T]> {
     const gte = range.gte ?? range.prefix!;
@@ -159,9 +154,5 @@ export class IndexView {
     if (!inflight) return;
     await inflight.written;
     this.inflight = undefined;
-  }
-
-  clear(): void {
-    this.overlay.clear();
   }
 }

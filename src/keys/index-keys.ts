@@ -6,7 +6,6 @@ const one = (b: number): Buffer => Buffer.of(b);
 
 export const keys = {
   name: (components: readonly string[]) => cat(one(SPACE.name), encodeComponents(components)),
-  namePrefix: (components: readonly string[]) => cat(one(SPACE.name), encodeComponents(components)),
   info: (id: Uint8Array) => cat(one(SPACE.info), id),
   message: (id: Uint8Array, uid: number) => cat(one(SPACE.message), id, encodeU32(uid)),
   messagePrefix: (id: Uint8Array) => cat(one(SPACE.message), id),

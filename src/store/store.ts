@@ -342,7 +342,7 @@ export class Store {
     const prefix = patternPrefixComponents(options.pattern);
     const out: { name: string; id: string; rights?: string }[] = [];
     if (options.user === undefined) {
-      for await (const [key, id] of this.db.entries<Buffer>({ prefix: keys.namePrefix(prefix) })) {
+      for await (const [key, id] of this.db.entries<Buffer>({ prefix: keys.name(prefix) })) {
         const name = formatMailboxName(decodeNameKey(key));
         if (matches(name)) out.push({ name, id: uuidString(Buffer.from(id)) });
       }
