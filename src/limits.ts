@@ -34,6 +34,8 @@ export const importLimits = {
   batchMessagesMax: 500,
   /** ...and at most this many message bytes (one bigger message goes alone). */
   batchBytesMax: 32 * 1024 * 1024,
+  /** Batches submitted and not yet committed while the next is read (each holds its bytes). */
+  batchesInFlight: 2,
   /** Unreadable files listed one by one in a summary; the rest are counted. */
   skippedListedMax: 100,
 } as const;

@@ -10,6 +10,7 @@ import type { MboxStyle } from '../formats/mbox.js';
 import { hashBytes, hashHex } from '../hash/blake3.js';
 import { importLimits, limits } from '../limits.js';
 import type { Store } from '../store/store.js';
+import type { CommitChain } from '../store/writer.js';
 import { normalizeFlags } from '../store/validate.js';
 import { CURSOR_VERSION, cursorKey, isImportCursor, type ImportCursor } from './cursor.js';
 import { openSource, type SourceFolder, type SourceMessage } from './sources.js';
@@ -123,17 +124,16 @@ async function importFolder(
   let verified = cursor === undefined || cursor.done === 0;
   let pending: Pending = { items: [], bytes: 0, lastPosition: -1 };
 
-  // One batch commits while the next is read: `inFlight` is awaited before the next batch is
-  // submitted, so batches (and their cursors) commit strictly in order and a failed batch stops
-  // the import before anything after it is submitted.
-  let inFlight: Promise<void> | undefined;
+  // Batches are read while earlier ones commit, up to importLimits.batchesInFlight submitted at
+  // once, so the disk always has a batch to sync. They share one commit chain: they commit in
+  // order, and once one fails none after it does, so no resume cursor ever skips a failed batch.
+  const chain: CommitChain = {};
+  const inFlight: Promise<void>[] = [];
   const settle = async () => {
-    const previous = inFlight;
-    inFlight = undefined;
-    await previous;
+    while (inFlight.length > 0) await inFlight.shift();
   };
   const commit = async () => {
-    await settle();
+    while (inFlight.length >= importLimits.batchesInFlight) await inFlight.shift();
     if (pending.items.length === 0) return;
     const batch = pending;
     pending = { items: [], bytes: 0, lastPosition: -1 };
@@ -144,7 +144,7 @@ async function importFolder(
       done: batch.lastPosition + 1, lastPosition: batch.lastPosition, lastHash: hashHex(hashBytes(last.bytes)), imported,
     };
     cursor = next;
-    inFlight = store.appendBatch(mailbox, batch.items, { meta: { key, value: next } }).then((results) => {
+    const committed = store.appendBatch(mailbox, batch.items, { meta: { key, value: next }, chain }).then((results) => {
       const deduplicated = results.filter((r) => r.deduplicated).length;
       result.imported += results.length;
       result.bytes += batch.bytes;
@@ -155,7 +155,8 @@ async function importFolder(
       summary.batches++;
       options.onBatch?.({ mailbox, messages: results.length, bytes: batch.bytes, importedTotal: summary.imported });
     });
-    inFlight.catch(() => undefined); // observed by the next settle()
+    committed.catch(() => undefined); // observed by commit() or settle()
+    inFlight.push(committed);
   };
 
   for await (const message of folder.messages(onSkip)) {

@@ -8,7 +8,23 @@ import { prefixEnd } from '../keys/tuple.js';
 
 export type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
 
+type Overlay = Map<string, { key: Buffer; value: unknown }>;
+
+function overlayOps(overlay: Overlay): BatchOp[] {
+  const out: BatchOp[] = [];
+  for (const { key, value } of overlay.values()) {
+    out.push(value === undefined ? { type: 'del', key } : { type: 'put', key, value: encodeValue(value) });
+  }
+  return out;
+}
+
 export class IndexDb {
+  /**
+   * A batch handed to LevelDB and not yet landed (writeBehind): point reads see it first, range
+   * reads wait for it, so a reader never sees the index older than what was acknowledged.
+   */
+  private behind?: { overlay: Overlay; written: Promise<void> };
+
   private constructor(readonly path: string, private readonly db: Level<Buffer, Buffer>) {}
 
   static async open(path: string, create: boolean): Promise<IndexDb> {
@@ -35,6 +51,10 @@ export class IndexDb {
   }
 
   getNow<T>(key: Buffer): T | undefined {
+    if (this.behind) {
+      const hit = this.behind.overlay.get(key.toString('latin1'));
+      if (hit) return hit.value as T | undefined;
+    }
     let raw: Buffer | undefined;
     try {
       raw = this.db.getSync(key);
@@ -48,6 +68,7 @@ export class IndexDb {
   async *entries<T>(range: { prefix?: Buffer; gte?: Buffer; lt?: Buffer; limit?: number; reverse?: boolean }): AsyncGenerator<[Buffer, T]> {
     const gte = range.gte ?? range.prefix!;
     const lt = range.lt ?? prefixEnd(range.prefix!);
+    await this.settle();
     const iterator = this.db.iterator({ gte, lt, limit: range.limit ?? -1, reverse: range.reverse ?? false });
     try {
       for (;;) {
@@ -74,7 +95,7 @@ export class IndexDb {
       `reading the index at ${this.path}: ${text}${corrupt ? "; run 'mailstore reconstruct' to rebuild it from the journal" : ''}`, { path: this.path, cause: error });
   }
 
-  /** Raw keys and values: scrub checks the checksums itself. */
+  /** Raw keys and values: scrub checks the checksums itself. Call settle() first. */
   rawIterator(range: { gte: Buffer; lt: Buffer }) {
     return this.db.iterator({ gte: range.gte, lt: range.lt });
   }
@@ -90,16 +111,45 @@ export class IndexDb {
     await batch.write({ sync: false });
   }
 
+  /**
+   * Starts writing `overlay` as one batch and returns once it is handed to LevelDB (after the
+   * previous such batch has landed: LevelDB does not keep the order of concurrent writes). Until
+   * it lands, getNow reads through it and entries() waits for it. The returned promise `landed`
+   * rejects when the write fails.
+   */
+  async writeBehind(overlay: Overlay): Promise<{ landed: Promise<void> }> {
+    await this.settle();
+    const behind = { overlay, written: this.write(overlayOps(overlay)) };
+    this.behind = behind;
+    const landed = behind.written.finally(() => {
+      if (this.behind === behind) this.behind = undefined;
+    });
+    landed.catch(() => undefined); // reported to whoever awaits `landed` or settle()
+    return { landed };
+  }
+
+  /** Waits until a writeBehind batch has landed (rethrows its failure once). */
+  async settle(): Promise<void> {
+    const behind = this.behind;
+    if (!behind) return;
+    try {
+      await behind.written;
+    } finally {
+      if (this.behind === behind) this.behind = undefined;
+    }
+  }
+
   async close(): Promise<void> {
+    await this.settle().catch(() => undefined);
     await this.db.close();
   }
 }
 
 /** A pending write set over the index: reads see it first; commit turns it into one LevelDB batch. */
 export class IndexView {
-  private overlay = new Map<string, { key: Buffer; value: unknown }>();
+  private overlay: Overlay = new Map();
   /** A batch being written by flushBehind: still read through until it has landed. */
-  private inflight?: { overlay: Map<string, { key: Buffer; value: unknown }>; written: Promise<void> };
+  private inflight?: { overlay: Overlay; written: Promise<void> };
 
   constructor(readonly db: IndexDb) {}
 
@@ -123,11 +173,14 @@ export class IndexView {
   }
 
   ops(): BatchOp[] {
-    const out: BatchOp[] = [];
-    for (const { key, value } of this.overlay.values()) {
-      out.push(value === undefined ? { type: 'del', key } : { type: 'put', key, value: encodeValue(value) });
-    }
-    return out;
+    return overlayOps(this.overlay);
+  }
+
+  /** Hands the pending set over (IndexDb.writeBehind) and starts a new, empty one. */
+  takeOverlay(): Overlay {
+    const overlay = this.overlay;
+    this.overlay = new Map();
+    return overlay;
   }
 
   async flush(): Promise<void> {

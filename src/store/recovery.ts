@@ -125,17 +125,24 @@ export async function resolveTail(fs: FileSystem, root: string, journal: Journal
  * to quarantine/ and cut, never partly applied. A batch the index has applied is never touched.
  */
 export async function resolveNewestBatch(fs: FileSystem, root: string, journal: Journal, packs: PackStore, highWater: number, health: Health): Promise<void> {
-  const records = journal.takeTailRecords();
-  const decoded = records.map((r) => ({ ...r, body: decodeSafely(r.payload) }));
-  let lastEnd = -1;
-  for (let i = 0; i < decoded.length; i++) if (decoded[i].body?.end) lastEnd = i;
+  const decoded = journal.takeTailRecords();
+  // Only the newest batch and what follows it are decoded, from the end backwards: the segment
+  // can hold a great many records, and open must not decode them all twice.
+  const bodies = new Map<number, JournalPayload | undefined>();
+  const body = (i: number) => {
+    if (!bodies.has(i)) bodies.set(i, decodeSafely(decoded[i].payload));
+    return bodies.get(i);
+  };
+  let lastEnd = decoded.length - 1;
+  while (lastEnd >= 0 && !body(lastEnd)?.end) lastEnd--;
   let cutFrom = decoded.findIndex((r, i) => i > lastEnd && r.seq > highWater);
   if (cutFrom === -1 && lastEnd >= 0 && decoded[lastEnd].seq > highWater) {
     let first = lastEnd;
-    while (first > 0 && !decoded[first - 1].body?.end) first--;
-    const batch = decoded.slice(first, lastEnd + 1);
-    if (!(await freshBlobsDurable(batch.map((r) => r.body), packs))) {
-      cutFrom = batch.findIndex((r) => r.seq > highWater) + first;
+    while (first > 0 && !body(first - 1)?.end) first--;
+    const batch: (JournalPayload | undefined)[] = [];
+    for (let i = first; i <= lastEnd; i++) batch.push(body(i));
+    if (!(await freshBlobsDurable(batch, packs))) {
+      cutFrom = decoded.findIndex((r, i) => i >= first && r.seq > highWater);
       health.findings.push(`journal records ${decoded[cutFrom].seq}..${decoded[lastEnd].seq}: a batch whose message bodies were not durable at the crash (never acknowledged) was cut; a copy is in quarantine/`);
     }
   }

@@ -25,7 +25,7 @@ import {
   ALL_RIGHTS, formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeIdentifier, normalizeRights,
   normalizeUids, parseMailboxName, patternPrefixComponents,
 } from './validate.js';
-import { Writer, type Mutation, type PrepareContext } from './writer.js';
+import { Writer, type CommitChain, type Mutation, type PrepareContext } from './writer.js';
 
 export interface StoreOptions {
   /** Create the store when the directory is empty or missing. */
@@ -410,9 +410,10 @@ export class Store {
 
   /**
    * Appends several messages as one all-or-nothing record (imports). `meta` is stored in the same
-   * record, so an import's resume cursor can never disagree with what was imported.
+   * record, so an import's resume cursor can never disagree with what was imported. Batches
+   * given the same `chain` commit in call order, each only if every earlier one did.
    */
-  async appendBatch(mailbox: string, items: (AppendOptions & { bytes: Uint8Array })[], options: { meta?: { key: string; value: unknown } } = {}): Promise<AppendResult[]> {
+  async appendBatch(mailbox: string, items: (AppendOptions & { bytes: Uint8Array })[], options: { meta?: { key: string; value: unknown }; chain?: CommitChain } = {}): Promise<AppendResult[]> {
     const components = parseMailboxName(mailbox);
     const prepared = items.map((item) => {
       if (!(item.bytes instanceof Uint8Array)) throw new MailstoreError('INVALID', 'message bytes must be a Buffer or Uint8Array');
@@ -424,6 +425,7 @@ export class Store {
     });
     if (options.meta && typeof options.meta.key !== 'string') throw new MailstoreError('INVALID', 'meta key must be a string');
     return this.submit({
+      chain: options.chain,
       prepare: async (ctx) => {
         const box = await this.resolve(ctx.view, components, mailbox);
         const ops: Op[] = [];
@@ -638,7 +640,13 @@ export class Store {
 
   /** Runs `fn` while no batch commits: a consistent view of the index for cross-checks. */
   async runExclusive<T>(fn: () => Promise<T>): Promise<T> {
-    return this.submit({ exclusive: true, prepare: async () => ({ ops: [], result: await fn() }) });
+    return this.submit({
+      exclusive: true,
+      prepare: async () => {
+        await this.db.settle(); // raw iterators (scrub, compare) must not miss a batch still landing
+        return { ops: [], result: await fn() };
+      },
+    });
   }
 
   /**

@@ -3,7 +3,8 @@
 //   1. prepare each mutation against the index view (validate; assign seq, UIDs, blob locations)
 //   2. write + fdatasync new blob bodies          (a blob is durable before anything refers to it)
 //   3. write + fdatasync the journal records      (the commit point)
-//   4. apply to LevelDB in one batch, sync:false  (derived; replay repairs its loss)
+//   4. hand the index changes to LevelDB as one batch, sync:false (derived; replay repairs its
+//      loss); readers see them at once, the write lands while the next batch runs
 //   5. resolve every caller
 import { MailstoreError } from '../errors.js';
 import { IndexView, type IndexDb } from '../index/index-db.js';
@@ -24,9 +25,19 @@ export interface PrepareContext {
   packs: PackBatch;
 }
 
+/**
+ * Mutations that must commit in order, each only if all before it did (an import's batches, whose
+ * resume cursors assume it): once one fails, every later one of the chain is refused with the
+ * same error, so a caller may submit the next before the previous has committed.
+ */
+export interface CommitChain {
+  failed?: unknown;
+}
+
 export interface Mutation<T> {
   /** Runs alone in its batch, so range reads of the index see everything before it. */
   exclusive?: boolean;
+  chain?: CommitChain;
   prepare(ctx: PrepareContext): Promise<{ ops: Op[]; result: T }>;
 }
 
@@ -142,6 +153,11 @@ export class Writer {
     for (const pending of batch) {
       if (packBatch.bytes >= limits.batchBlobBytesMax) break; // the rest waits for the next batch
       taken++;
+      const chain = pending.mutation.chain;
+      if (chain?.failed !== undefined) {
+        pending.reject(chain.failed);
+        continue;
+      }
       try {
         const { ops, result } = await pending.mutation.prepare({ view, seq, packs: packBatch });
         if (ops.length > 0) {
@@ -151,6 +167,7 @@ export class Writer {
         }
         done.push({ pending, result });
       } catch (error) {
+        if (chain) chain.failed = error;
         pending.reject(error);
       }
     }
@@ -167,19 +184,28 @@ export class Writer {
         await this.write(packBatch, records);
         if (trace) trace.pack = performance.now() - t0;
       } catch (error) {
-        for (const d of done) d.pending.reject(error);
+        for (const d of done) {
+          if (d.pending.mutation.chain) d.pending.mutation.chain.failed = error;
+          d.pending.reject(error);
+        }
         return;
       }
       view.put(meta.appliedSeq, seq - 1);
       const indexKeys = view.size;
-      try {
-        await view.flush();
-      } catch (error) {
-        // The records are durable (journal fsynced): callers get success, the store stops and the
-        // next open replays them into the index.
+      // The records are durable (journal fsynced), so callers are answered as soon as the index
+      // batch is handed to LevelDB: readers see it through IndexDb until it lands, and the next
+      // batch's syncs overlap its write. If it fails, callers still had success (durable), the
+      // store stops and the next open replays the records into the index.
+      const indexFailed = (error: unknown) => {
         const failure = new MailstoreError('CLOSED', `the index could not be updated (${(error as Error).message}); the change is durable in the journal; reopen the store`, { cause: error });
         this.fail(failure);
         this.hooks.onIndexFailure(failure);
+      };
+      try {
+        const { landed } = await this.db.writeBehind(view.takeOverlay());
+        landed.catch(indexFailed);
+      } catch (error) {
+        indexFailed(error);
       }
       if (trace) {
         process.stderr.write(`mailstore trace: batch ${done.length} mutations, ${packBatch.bytes} blob bytes: prepare ${(t0 - trace.start).toFixed(1)} ms, pack+journal ${trace.pack.toFixed(1)} ms, index ${(performance.now() - t0 - trace.pack).toFixed(1)} ms\n`);

@@ -1,0 +1,101 @@
+// The writer's pipelining: batches of one commit chain (an import) are refused once an earlier one
+// failed, even when submitted while it was in flight; and an index batch still landing in LevelDB
+// is seen by point and range reads, so an acknowledged change is never invisible.
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Store } from '../../src/store/store.js';
+import { IndexDb } from '../../src/index/index-db.js';
+import { MailstoreError } from '../../src/errors.js';
+import type { CommitChain } from '../../src/store/writer.js';
+import { WrapFs, systemError } from '../helpers/wrap-fs.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const msg = (text: string) => Buffer.from(`Subject: ${text}\r\n\r\n${text}\r\n`);
+
+describe('commit chains', () => {
+  it('a batch after a failed one of the same chain is refused with the same error; others commit', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('INBOX');
+    const chain: CommitChain = {};
+    const first = store.appendBatch('Nowhere', [{ bytes: msg('a') }], { chain });
+    const second = store.appendBatch('INBOX', [{ bytes: msg('b') }], { chain });
+    const unchained = store.appendBatch('INBOX', [{ bytes: msg('c') }]);
+    const error = await first.catch((e) => e);
+    expect(error).toBeInstanceOf(MailstoreError);
+    expect((error as MailstoreError).code).toBe('NOT_FOUND');
+    await expect(second).rejects.toBe(error);
+    expect((await unchained)[0].uid).toBe(1);
+    const status = await store.status('INBOX');
+    expect(status.messages).toBe(1);
+    expect((await store.fetch('INBOX', 1)).toString()).toContain('Subject: c');
+    await store.close();
+  });
+
+  it('a batch submitted while an earlier one of its chain is being written is refused when that write fails', async () => {
+    const dir = tmpDir();
+    const fs = new WrapFs();
+    const store = await Store.open(dir, { create: true, fs });
+    await store.createMailbox('INBOX');
+    const chain: CommitChain = {};
+    let second: Promise<unknown> | undefined;
+    const check = fs.check.bind(fs);
+    fs.check = (kind, path, creating) => {
+      if (kind === 'write' && path.includes('journal') && !second) {
+        second = store.appendBatch('INBOX', [{ bytes: msg('second') }], { chain });
+        second.catch(() => undefined);
+        throw systemError('ENOSPC', 'write', path);
+      }
+      check(kind, path, creating);
+    };
+    const error = await store.appendBatch('INBOX', [{ bytes: msg('first') }], { chain }).catch((e) => e);
+    expect((error as MailstoreError).code).toBe('NO_SPACE');
+    expect(second).toBeDefined();
+    await expect(second).rejects.toBe(error);
+    fs.check = check;
+    expect((await store.status('INBOX')).messages).toBe(0);
+    const [later] = await store.appendBatch('INBOX', [{ bytes: msg('later') }], { chain: {} });
+    expect(later.uid).toBe(1);
+    await store.close();
+    const reopened = await Store.open(dir);
+    expect((await reopened.status('INBOX')).messages).toBe(1);
+    expect((await reopened.fetch('INBOX', 1)).toString()).toContain('later');
+    await reopened.close();
+  });
+});
+
+describe('index writes behind the commit', () => {
+  it('a batch handed to LevelDB is read by getNow and entries before it lands', async () => {
+    const db = await IndexDb.open(join(tmpDir(), 'index'), true);
+    const key = (i: number) => Buffer.from(`k${String(i).padStart(4, '0')}`);
+    const overlay = new Map<string, { key: Buffer; value: unknown }>();
+    for (let i = 0; i < 2000; i++) overlay.set(key(i).toString('latin1'), { key: key(i), value: { n: i } });
+    const { landed } = await db.writeBehind(overlay);
+    expect(db.getNow<{ n: number }>(key(1999))).toEqual({ n: 1999 });
+    let seen = 0;
+    for await (const [, value] of db.entries<{ n: number }>({ prefix: Buffer.from('k') })) expect(value.n).toBe(seen++);
+    expect(seen).toBe(2000);
+    await landed;
+    const deletes = new Map([[key(5).toString('latin1'), { key: key(5), value: undefined }]]);
+    await db.writeBehind(deletes);
+    expect(db.getNow(key(5))).toBeUndefined();
+    await db.settle();
+    expect(db.getNow(key(5))).toBeUndefined();
+    expect(db.getNow(key(6))).toEqual({ n: 6 });
+    await db.close();
+  });
+
+  it('every acknowledged append is visible at once to fetch, messages() and status()', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('INBOX');
+    for (let i = 1; i <= 50; i++) {
+      const result = await store.append('INBOX', msg(`m${i}`));
+      expect(result.uid).toBe(i);
+      expect((await store.status('INBOX')).messages).toBe(i);
+      expect((await store.fetch('INBOX', i)).toString()).toContain(`m${i}`);
+      let n = 0;
+      for await (const _ of store.messages('INBOX')) n++;
+      expect(n).toBe(i);
+    }
+    await store.close();
+  });
+});
