@@ -25,8 +25,14 @@ export const limits = {
   deleteChunkMessages: 10_000,
   /** Replay and rebuild write a LevelDB batch once this many keys are pending. */
   replayBatchKeys: 20000,
-  /** Chunk size for streaming reads and scrub. */
+  /** Chunk size for streaming reads. */
   readChunkBytes: 1024 * 1024,
+  /** Pack scans (scrub, reconstruct) read this much at a time; a bigger record streams through it. */
+  scanChunkBytes: 4 * 1024 * 1024,
+  /** Scrub hashes on worker threads when it has at least this much to read (a worker costs ~30 ms to start). */
+  scrubPoolBytesMin: 64 * 1024 * 1024,
+  /** Chunks read ahead while workers hash earlier ones (each holds scanChunkBytes). */
+  scanChunksInFlight: 4,
 } as const;
 
 export const importLimits = {

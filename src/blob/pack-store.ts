@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { createHasher, hashBytes, hashHex } from '../hash/blake3.js';
+import type { HashPool } from '../hash/pool.js';
+import { limits } from '../limits.js';
 import {
   PACK_HEADER_BYTES, PACK_RECORD_MAGIC, RECORD_HEADER_BYTES, decodePackHeader, decodeRecordHeader,
   encodePackHeader, encodeRecordHeader, packFileName, parsePackFileName,
@@ -44,29 +46,20 @@ export class PackBatch {
   }
 }
 
+export interface ScanOptions {
+  /** Read size (default limits.scanChunkBytes). */
+  chunkBytes?: number;
+  /** Called with the body bytes verified so far (progress, throttling). */
+  onBytes?: (n: number) => Promise<void> | void;
+  /** Start here instead of at the first record (a scrub cursor). */
+  from?: number;
+  /** Hash on these worker threads instead of this one. */
+  pool?: HashPool;
+}
+
 export type ScanItem =
   | { kind: 'blob'; offset: number; hash: Buffer; length: number; valid: boolean }
   | { kind: 'damage'; offset: number; length: number };
-
-/** A sliding read window over a file for sequential scans. A returned slice is valid until the next call. */
-class ScanWindow {
-  private readonly buffer: Buffer;
-  private start = 0;
-  private length = 0;
-
-  constructor(private readonly handle: FileHandle, private readonly size: number, readonly capacity: number) {
-    this.buffer = Buffer.allocUnsafeSlow(capacity);
-  }
-
-  async slice(position: number, length: number): Promise<Buffer> {
-    if (position < this.start || position + length > this.start + this.length) {
-      this.start = position;
-      this.length = await this.handle.read(this.buffer, 0, Math.min(this.capacity, this.size - position), position);
-    }
-    const offset = position - this.start;
-    return this.buffer.subarray(offset, offset + Math.min(length, this.length - offset));
-  }
-}
 
 export class PackStore {
   private readHandles = new Map<number, FileHandle>();
@@ -324,49 +317,104 @@ export class PackStore {
     return handle;
   }
 
-  /** Scans one pack sequentially: every record with whether its body matches its hash, and every damaged range. */
-  async *scan(pack: number, chunkBytes: number, onBytes?: (n: number) => Promise<void> | void, from = PACK_HEADER_BYTES): AsyncGenerator<ScanItem | { kind: 'header'; valid: boolean; storeId?: Buffer }> {
+  /**
+   * Scans one pack sequentially: every record with whether its body matches its hash, and every
+   * damaged range, in file order. Chunks are read whole and every record inside one is hashed from
+   * it; with a `pool`, a worker hashes a chunk while the next ones are read (up to
+   * `limits.scanChunksInFlight` ahead). Records bigger than a chunk stream through one.
+   */
+  async *scan(pack: number, options: ScanOptions = {}): AsyncGenerator<ScanItem | { kind: 'header'; valid: boolean; storeId?: Buffer }> {
+    const chunkBytes = Math.max(options.chunkBytes ?? limits.scanChunkBytes, 4 * RECORD_HEADER_BYTES);
+    const { onBytes, pool } = options;
     const path = this.path(pack);
     const handle = await this.fs.open(path, 'read').catch((e) => { throw fromSystemError(e, 'opening pack', path); });
+    const free: ArrayBuffer[] = [];
+    const groups: { records: { offset: number; hash: Buffer; length: number }[]; digests: Promise<Uint8Array> }[] = [];
+    const ahead = pool ? limits.scanChunksInFlight : 0;
+    async function* drain(keep: number): AsyncGenerator<ScanItem> {
+      while (groups.length > keep) {
+        const group = groups.shift()!;
+        const digests = await group.digests;
+        for (let i = 0; i < group.records.length; i++) {
+          const { offset, hash, length } = group.records[i];
+          if (onBytes) await onBytes(length);
+          yield { kind: 'blob', offset, hash, length, valid: hash.equals(digests.subarray(i * 32, i * 32 + 32)) };
+        }
+      }
+    }
     try {
       const size = await handle.size();
       const head = Buffer.alloc(Math.min(PACK_HEADER_BYTES, size));
       await handle.read(head, 0, head.length, 0);
       const decoded = decodePackHeader(head);
       yield { kind: 'header', valid: !!decoded, storeId: decoded?.storeId };
-      // One reused window: records that fit are hashed straight from it (no per-record
-      // allocation or read call); bigger ones stream through it.
-      const window = new ScanWindow(handle, size, Math.max(chunkBytes, 4 * RECORD_HEADER_BYTES));
-      let p = Math.max(from, PACK_HEADER_BYTES);
+      let p = Math.max(options.from ?? PACK_HEADER_BYTES, PACK_HEADER_BYTES);
       while (p < size) {
-        const header = await window.slice(p, Math.min(RECORD_HEADER_BYTES, size - p));
-        const rec = decodeRecordHeader(header);
+        const buffer = free.pop() ?? new ArrayBuffer(chunkBytes);
+        const chunk = Buffer.from(buffer);
+        const n = await handle.read(chunk, 0, Math.min(chunkBytes, size - p), p);
+        const records: { offset: number; hash: Buffer; length: number }[] = [];
+        const ranges: number[] = [];
+        let q = 0;
+        while (q + RECORD_HEADER_BYTES <= n) {
+          const rec = decodeRecordHeader(chunk.subarray(q, q + RECORD_HEADER_BYTES));
+          if (!rec || q + RECORD_HEADER_BYTES + rec.bodyLength > n) break;
+          records.push({ offset: p + q, hash: rec.hash, length: rec.bodyLength });
+          ranges.push(q + RECORD_HEADER_BYTES, rec.bodyLength);
+          q += RECORD_HEADER_BYTES + rec.bodyLength;
+        }
+        if (records.length > 0) {
+          groups.push({ records, digests: this.hashChunk(handle, pool, buffer, p, q, ranges, free) });
+          p += q;
+          yield* drain(ahead);
+          continue;
+        }
+        // The record at p is damaged, or too big for a chunk.
+        yield* drain(0);
+        const rec = n >= RECORD_HEADER_BYTES ? decodeRecordHeader(chunk.subarray(0, RECORD_HEADER_BYTES)) : undefined;
         if (!rec || p + RECORD_HEADER_BYTES + rec.bodyLength > size) {
+          free.push(buffer);
           const next = await this.findNextRecord(handle, p + 1, size, chunkBytes);
           yield { kind: 'damage', offset: p, length: next - p };
           p = next;
           continue;
         }
+        const hasher = await createHasher();
         const bodyStart = p + RECORD_HEADER_BYTES;
-        let valid: boolean;
-        if (RECORD_HEADER_BYTES + rec.bodyLength <= window.capacity) {
-          valid = hashBytes(await window.slice(bodyStart, rec.bodyLength)).equals(rec.hash);
-          if (onBytes) await onBytes(rec.bodyLength);
-        } else {
-          const hasher = await createHasher();
-          for (let q = 0; q < rec.bodyLength; q += window.capacity) {
-            const n = Math.min(window.capacity, rec.bodyLength - q);
-            hasher.update(await window.slice(bodyStart + q, n));
-            if (onBytes) await onBytes(n);
-          }
-          valid = hasher.digest().equals(rec.hash);
+        for (let r = 0; r < rec.bodyLength; r += chunkBytes) {
+          const k = await handle.read(chunk, 0, Math.min(chunkBytes, rec.bodyLength - r), bodyStart + r);
+          hasher.update(chunk.subarray(0, k));
+          if (onBytes) await onBytes(k);
         }
-        yield { kind: 'blob', offset: p, hash: rec.hash, length: rec.bodyLength, valid };
+        free.push(buffer);
+        yield { kind: 'blob', offset: p, hash: rec.hash, length: rec.bodyLength, valid: hasher.digest().equals(rec.hash) };
         p = bodyStart + rec.bodyLength;
       }
+      yield* drain(0);
     } finally {
+      await Promise.allSettled(groups.map((g) => g.digests));
       await handle.close();
     }
+  }
+
+  /** The digests of `ranges` of a chunk read at `position`: on a worker, or here (also when a worker failed). */
+  private async hashChunk(handle: FileHandle, pool: HashPool | undefined, buffer: ArrayBuffer, position: number, length: number, ranges: number[], free: ArrayBuffer[]): Promise<Uint8Array> {
+    if (pool) {
+      try {
+        const done = await pool.hash(buffer, ranges);
+        free.push(done.buffer);
+        return done.digests;
+      } catch {
+        // the chunk went to the failed worker: read it again and hash it here
+        buffer = new ArrayBuffer(length);
+        await handle.read(Buffer.from(buffer), 0, length, position);
+      }
+    }
+    const bytes = Buffer.from(buffer);
+    const digests = new Uint8Array((ranges.length / 2) * 32);
+    for (let i = 0; i < ranges.length; i += 2) digests.set(hashBytes(bytes.subarray(ranges[i], ranges[i] + ranges[i + 1])), i * 16);
+    free.push(buffer);
+    return digests;
   }
 
   /** The offset of the next valid record header at or after `from`, or the file size. */

@@ -86,7 +86,7 @@ async function adoptUnreferenced(store: Store): Promise<{ mailbox: string; messa
   const seen = new Set<string>();
   let order = 0;
   for (const pack of await store.packs.listPacks()) {
-    for await (const item of store.packs.scan(pack, limits.readChunkBytes)) {
+    for await (const item of store.packs.scan(pack)) {
       if (item.kind !== 'blob' || !item.valid) continue;
       const hex = item.hash.toString('hex');
       if (seen.has(hex) || (await store.db.get<BlobRecord>(keys.blob(item.hash)))) continue;

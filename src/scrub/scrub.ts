@@ -14,6 +14,7 @@ import { decodeCbor, decodeValue } from '../index/codec.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey, keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
+import { HashPool } from '../hash/pool.js';
 import type { Store } from '../store/store.js';
 import type { BlobRecord, MailboxInfo, MessageRecord, RightsRecord } from '../store/records.js';
 import { formatMailboxName } from '../store/validate.js';
@@ -26,6 +27,11 @@ export interface ScrubOptions {
   /** Stop after this long and remember where (durable cursor); the next run resumes there. */
   timeBudgetMs?: number;
   onProgress?: (progress: ScrubProgress) => void;
+  /**
+   * Worker threads that hash while the scrub reads (0: hash in this thread). Default: one fewer
+   * than the cores when there are at least limits.scrubPoolBytesMin to read and no rate limit.
+   */
+  hashThreads?: number;
   /** For tests: the clock. */
   now?: () => number;
 }
@@ -85,6 +91,8 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   for (const p of packs) if (p >= cursor.pack) bytesTotal += (await store.fs.stat(store.packs.path(p))).size;
   const throttle = makeThrottle(options.maxRateBytesPerSecond, now);
   const overBudget = () => budget !== undefined && now() - started >= budget;
+  const threads = options.hashThreads ?? (bytesTotal >= limits.scrubPoolBytesMin && !options.maxRateBytesPerSecond ? undefined : 0);
+  const pool = HashPool.create(threads);
 
   // 1. packs, sequentially, every record re-hashed. `confirmed` counts index entries whose
   // location the scan saw holding a valid record of their hash.
@@ -92,38 +100,43 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   const wholeCycle = cursor.pack === 0 && cursor.offset === 0;
   let stoppedAt: Cursor | undefined;
   let progressBytes = 0;
-  packLoop:
-  for (const pack of packs) {
-    if (pack < cursor.pack) continue;
-    const from = pack === cursor.pack ? cursor.offset : 0;
-    let position = from;
-    const range: ScannedRange = { pack, from, to: from };
-    summary.scanned.push(range);
-    for await (const item of store.packs.scan(pack, limits.readChunkBytes, async (n) => {
-      progressBytes += n;
-      summary.bytesVerified += n;
-      await throttle(n);
-      options.onProgress?.({ phase: 'packs', bytesDone: progressBytes, bytesTotal, blobs: summary.blobsVerified });
-    }, from)) {
-      if (item.kind === 'header') {
-        if (from === 0 && (!item.valid || !item.storeId?.equals(store.storeId))) findings.push({ kind: 'pack-header', pack });
-        continue;
+  try {
+    packLoop:
+    for (const pack of packs) {
+      if (pack < cursor.pack) continue;
+      const from = pack === cursor.pack ? cursor.offset : 0;
+      let position = from;
+      const range: ScannedRange = { pack, from, to: from };
+      summary.scanned.push(range);
+      const onBytes = async (n: number) => {
+        progressBytes += n;
+        summary.bytesVerified += n;
+        await throttle(n);
+        options.onProgress?.({ phase: 'packs', bytesDone: progressBytes, bytesTotal, blobs: summary.blobsVerified });
+      };
+      for await (const item of store.packs.scan(pack, { onBytes, from, pool })) {
+        if (item.kind === 'header') {
+          if (from === 0 && (!item.valid || !item.storeId?.equals(store.storeId))) findings.push({ kind: 'pack-header', pack });
+          continue;
+        }
+        if (item.kind === 'damage') {
+          findings.push({ kind: 'pack-damage', pack, offset: item.offset, length: item.length });
+          position = item.offset + item.length;
+        } else {
+          summary.blobsVerified++;
+          position = item.offset + 48 + item.length;
+          if (await classifyRecord(store, pack, item, findings)) confirmed.n++;
+        }
+        range.to = position;
+        if (overBudget()) {
+          stoppedAt = { cycle: cursor.cycle, pack, offset: position };
+          break packLoop;
+        }
       }
-      if (item.kind === 'damage') {
-        findings.push({ kind: 'pack-damage', pack, offset: item.offset, length: item.length });
-        position = item.offset + item.length;
-      } else {
-        summary.blobsVerified++;
-        position = item.offset + 48 + item.length;
-        if (await classifyRecord(store, pack, item, findings)) confirmed.n++;
-      }
-      range.to = position;
-      if (overBudget()) {
-        stoppedAt = { cycle: cursor.cycle, pack, offset: position };
-        break packLoop;
-      }
+      range.to = Math.max(range.to, (await store.fs.stat(store.packs.path(pack))).size);
     }
-    range.to = Math.max(range.to, (await store.fs.stat(store.packs.path(pack))).size);
+  } finally {
+    await pool?.close();
   }
 
   // 2 and 3. journal and index, once per full cycle

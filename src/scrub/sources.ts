@@ -24,7 +24,7 @@ async function fromStore(fs: FileSystem, source: string, wanted: Set<string>, fo
   });
   try {
     for (const pack of await packs.listPacks()) {
-      for await (const item of packs.scan(pack, limits.readChunkBytes)) {
+      for await (const item of packs.scan(pack)) {
         if (item.kind !== 'blob' || !item.valid) continue;
         const hex = hashHex(item.hash);
         if (!wanted.has(hex) || found.has(hex)) continue;

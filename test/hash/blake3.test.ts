@@ -36,3 +36,36 @@ describe('BLAKE3 without the native binary', () => {
     expect(r.stdout.trim()).toBe(`wasm ${hashBytes(Buffer.from('hello')).toString('hex')}`);
   });
 });
+
+describe('BLAKE3 on worker threads (HashPool)', () => {
+  it('gives the digests hashBytes gives, for every range, across workers, and hands each buffer back', async () => {
+    const { HashPool } = await import('../../src/hash/pool.js');
+    const pool = HashPool.create(2)!;
+    expect(pool.threads).toBe(2);
+    try {
+      const jobs = Array.from({ length: 8 }, async (_, j) => {
+        const buffer = new ArrayBuffer(300_000 + j);
+        const bytes = Buffer.from(buffer);
+        for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 13 + j) & 0xff;
+        const ranges = [0, 0, 1, 63, 100, 1025, 5000, 100_000, 200_000, 99_999 + j];
+        const expected = [];
+        for (let i = 0; i < ranges.length; i += 2) expected.push(hashBytes(bytes.subarray(ranges[i], ranges[i] + ranges[i + 1])).toString('hex'));
+        const done = await pool.hash(buffer, ranges);
+        expect(buffer.byteLength).toBe(0); // transferred while the worker had it
+        expect(done.buffer.byteLength).toBe(300_000 + j);
+        const got = [];
+        for (let i = 0; i < expected.length; i++) got.push(Buffer.from(done.digests.subarray(i * 32, i * 32 + 32)).toString('hex'));
+        expect(got).toEqual(expected);
+      });
+      await Promise.all(jobs);
+    } finally {
+      await pool.close();
+    }
+    await expect(pool.hash(new ArrayBuffer(8), [0, 8])).rejects.toThrow(/closed/);
+  });
+
+  it('is not created for zero threads', async () => {
+    const { HashPool } = await import('../../src/hash/pool.js');
+    expect(HashPool.create(0)).toBeUndefined();
+  });
+});

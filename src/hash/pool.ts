@@ -1,0 +1,91 @@
+// BLAKE3 on worker threads, for long sequential verification (scrub's pack pass): the reading
+// thread hands over a buffer and the byte ranges to hash, and goes on reading while a worker
+// hashes. The worker runs the same native binding as hashBytes, so the digests are the same
+// (test/hash checks it). Without the native binding there is no pool: callers hash in-thread.
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { hashImplementation } from './blake3.js';
+
+/** CommonJS, evaluated in each worker: loads the binding by absolute path, hashes, hands the buffer back. */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { blake3 } = require(workerData.addon);
+parentPort.on('message', ({ id, buffer, ranges }) => {
+  const bytes = Buffer.from(buffer);
+  const digests = new Uint8Array((ranges.length / 2) * 32);
+  for (let i = 0; i < ranges.length; i += 2) digests.set(blake3(bytes.subarray(ranges[i], ranges[i] + ranges[i + 1])), i * 16);
+  parentPort.postMessage({ id, buffer, digests }, [buffer, digests.buffer]);
+});
+`;
+
+interface Waiting {
+  resolve: (result: { buffer: ArrayBuffer; digests: Uint8Array }) => void;
+  reject: (error: Error) => void;
+}
+
+export class HashPool {
+  private readonly waiting = new Map<number, Waiting>();
+  private nextId = 1;
+  private turn = 0;
+  private failure?: Error;
+
+  private constructor(private readonly workers: Worker[]) {
+    for (const worker of workers) {
+      worker.on('message', (m: { id: number; buffer: ArrayBuffer; digests: Uint8Array }) => {
+        const w = this.waiting.get(m.id);
+        this.waiting.delete(m.id);
+        w?.resolve(m);
+      });
+      worker.on('error', (error) => this.fail(error));
+      worker.on('exit', (code) => { if (code !== 0) this.fail(new Error(`hash worker exited with code ${code}`)); });
+      worker.unref();
+    }
+  }
+
+  /**
+   * A pool of `threads` workers (default: one fewer than the cores, at least one), or undefined
+   * when hashing cannot leave this thread (no native binding, or `threads` is 0).
+   */
+  static create(threads = Math.max(1, os.availableParallelism() - 1)): HashPool | undefined {
+    if (threads < 1 || hashImplementation !== 'native') return undefined;
+    let addon: string;
+    try {
+      addon = createRequire(import.meta.url).resolve('@napi-rs/blake-hash');
+    } catch {
+      return undefined;
+    }
+    const workers = Array.from({ length: threads }, () => new Worker(WORKER_SOURCE, { eval: true, workerData: { addon } }));
+    return new HashPool(workers);
+  }
+
+  get threads(): number {
+    return this.workers.length;
+  }
+
+  /**
+   * Hashes `ranges` (start, length pairs) of `buffer`, which is handed to a worker and unusable
+   * until the promise gives it back. Rejects if a worker failed; callers then hash in-thread.
+   */
+  hash(buffer: ArrayBuffer, ranges: number[]): Promise<{ buffer: ArrayBuffer; digests: Uint8Array }> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    const worker = this.workers[this.turn++ % this.workers.length];
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      worker.ref();
+      worker.postMessage({ id, buffer, ranges }, [buffer]);
+    }).finally(() => { if (this.waiting.size === 0) for (const w of this.workers) w.unref(); }) as Promise<{ buffer: ArrayBuffer; digests: Uint8Array }>;
+  }
+
+  private fail(error: Error): void {
+    this.failure ??= error;
+    for (const w of this.waiting.values()) w.reject(this.failure);
+    this.waiting.clear();
+  }
+
+  async close(): Promise<void> {
+    this.fail(new Error('hash pool closed'));
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}

@@ -1,0 +1,84 @@
+// PackStore.scan reads a pack in chunks and hashes the records of each chunk, on worker threads
+// when given a pool. Whatever the chunk size and the pool, it must report the same records, the
+// same verdicts and the same damaged ranges, in file order, as hashing each record alone would.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { Store } from '../../src/store/store.js';
+import { HashPool } from '../../src/hash/pool.js';
+import { scrub } from '../../src/scrub/scrub.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { prng } from '../helpers/prng.js';
+
+async function damagedPack(): Promise<{ dir: string; path: string; pack: number }> {
+  const dir = tmpDir();
+  const rand = prng(7);
+  const store = await Store.open(dir, { create: true });
+  await store.createMailbox('INBOX');
+  const sizes = [10, 5000, 70_000, 300, 1_500_000, 20, 9000, 250_000, 64, 3000];
+  for (let i = 0; i < 40; i++) {
+    const body = Buffer.alloc(sizes[i % sizes.length] + i);
+    for (let k = 0; k < body.length; k++) body[k] = Math.floor(rand() * 256);
+    await store.append('INBOX', Buffer.concat([Buffer.from(`Subject: ${i}\r\n\r\n`), body]));
+  }
+  const pack = (await store.packs.listPacks())[0];
+  const path = store.packs.path(pack);
+  await store.close();
+  const bytes = readFileSync(path);
+  const offsets: number[] = [];
+  for (let p = bytes.indexOf('MSB1', 0, 'latin1'); p >= 0; p = bytes.indexOf('MSB1', p + 1, 'latin1')) offsets.push(p);
+  bytes[offsets[3] + 60] ^= 0x10; // a flipped body byte
+  bytes.fill(0, offsets[10] + 10, offsets[10] + 30); // a header zeroed: a damaged range up to the next record
+  bytes.fill(0x5a, offsets[20] + 100, offsets[21] + 20); // garbage over a body and the next header
+  bytes[offsets[4] + 1_000_000] ^= 0xff; // inside the record bigger than a chunk
+  writeFileSync(path, Buffer.concat([bytes.subarray(0, bytes.length - 700)])); // a torn last record
+  return { dir, path, pack };
+}
+
+async function scanAll(dir: string, pack: number, options: { chunkBytes?: number; pool?: HashPool }) {
+  const store = await Store.open(dir);
+  const items: unknown[] = [];
+  let bytes = 0;
+  try {
+    for await (const item of store.packs.scan(pack, { ...options, onBytes: (n) => { bytes += n; } })) {
+      items.push(item.kind === 'blob' ? { ...item, hash: item.hash.toString('hex') } : item);
+    }
+  } finally {
+    await store.close();
+  }
+  return { items, bytes };
+}
+
+describe('pack scan', () => {
+  it('reports the same records, verdicts and damaged ranges for any chunk size, with or without worker threads', async () => {
+    const { dir, pack } = await damagedPack();
+    const reference = await scanAll(dir, pack, { chunkBytes: 64 << 20 });
+    const blobs = reference.items.filter((i) => (i as { kind: string }).kind === 'blob') as { valid: boolean }[];
+    const damage = reference.items.filter((i) => (i as { kind: string }).kind === 'damage');
+    expect(blobs.filter((b) => !b.valid).length).toBe(2); // the flipped byte and the big record
+    expect(damage.length).toBeGreaterThanOrEqual(3); // zeroed header, garbage, torn tail
+    const pool = HashPool.create(2)!;
+    try {
+      for (const chunkBytes of [256, 4096, 65_536, 1 << 20, undefined]) {
+        expect(await scanAll(dir, pack, { chunkBytes }), `chunk ${chunkBytes}`).toEqual(reference);
+        expect(await scanAll(dir, pack, { chunkBytes, pool }), `chunk ${chunkBytes}, pool`).toEqual(reference);
+      }
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('scrub finds the same damage with hashing on worker threads as without', async () => {
+    const { dir } = await damagedPack();
+    const store = await Store.open(dir);
+    try {
+      const here = await scrub(store, { hashThreads: 0 });
+      const workers = await scrub(store, { hashThreads: 2 });
+      expect(here.summary.damage).toBeGreaterThan(0);
+      expect(workers.findings).toEqual(here.findings);
+      expect(workers.summary.blobsVerified).toBe(here.summary.blobsVerified);
+      expect(workers.summary.bytesVerified).toBe(here.summary.bytesVerified);
+    } finally {
+      await store.close();
+    }
+  });
+});
