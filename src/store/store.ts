@@ -503,14 +503,12 @@ export class Store {
 
   private async locate(mailbox: string, uid: number): Promise<{ record: MessageRecord; blob: BlobRecord }> {
     this.live();
-    const box = await this.resolveCommitted(mailbox);
+    const box = this.committedBox(mailbox);
     const [checked] = normalizeUids(uid);
     const record = await this.db.get<MessageRecord>(keys.message(box.id, checked));
     if (!record) throw new MailstoreError('NOT_FOUND', `no message with uid ${uid} in ${mailbox}`, { path: `${mailbox}/${uid}` });
-    const blob = await this.db.get<BlobRecord>(keys.blob(Buffer.from(record.h)));
-    if (!blob) {
-      throw new MailstoreError('CORRUPT', `message ${uid} in ${mailbox} refers to blob ${hashHex(record.h)}, which the index does not know; run 'mailstore scrub'`, { path: `${mailbox}/${uid}` });
-    }
+    const blob = await this.db.get<BlobRecord>(keys.blob(record.h));
+    if (!blob) throw unknownBlob(mailbox, uid, record.h);
     return { record, blob };
   }
 
@@ -739,8 +737,14 @@ export class Store {
    * a read-heavy server resolves the same few names again and again.
    */
   private async resolveCommitted(name: string): Promise<MailboxInfo> {
+    const box = this.committedBox(name);
+    return { ...box, id: Buffer.from(box.id) };
+  }
+
+  /** resolveCommitted without the copy, for per-message reads: the caller must not change it. */
+  private committedBox(name: string): Readonly<MailboxInfo> {
     const cached = this.mailboxCache.get(name);
-    if (cached) return { ...cached, id: Buffer.from(cached.id) };
+    if (cached) return cached;
     const generation = this.cacheGeneration;
     const components = parseMailboxName(name);
     const id = this.db.getNow<Buffer>(keys.name(components));
@@ -750,7 +754,7 @@ export class Store {
       if (this.mailboxCache.size >= MAILBOX_CACHE_ENTRIES) this.mailboxCache.clear();
       this.mailboxCache.set(name, box);
     }
-    return { ...box, id: Buffer.from(box.id) };
+    return box;
   }
 
   /** @internal Called on every commit: the cache must never show an older state than the index. */
@@ -762,6 +766,10 @@ export class Store {
 
 function toInfo(uid: number, record: MessageRecord): MessageInfo {
   return { uid, hash: hashHex(record.h), size: record.s, internalDate: new Date(record.d), flags: [...record.f], modseq: record.m };
+}
+
+function unknownBlob(mailbox: string, uid: number, hash: Uint8Array): MailstoreError {
+  return new MailstoreError('CORRUPT', `message ${uid} in ${mailbox} refers to blob ${hashHex(hash)}, which the index does not know; run 'mailstore scrub'`, { path: `${mailbox}/${uid}` });
 }
 
 /** packs/ with no pack files while the index refers to blobs: a vanished partition, not an empty store. */
