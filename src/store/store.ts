@@ -572,14 +572,13 @@ export class Store {
     }
     if (!entries) return undefined;
     this.live();
-    const hashes = entries.map(([, record]) => Buffer.from(record.h));
-    const blobs = await this.db.getMany<BlobRecord>(hashes.map((hash) => keys.blob(hash)));
+    const blobs = await this.db.getMany<BlobRecord>(entries.map(([, record]) => keys.blob(record.h)));
     return entries.map(([key, record], i): PendingRead => {
       const info = toInfo(decodeMessageKey(key).uid, record);
       const blob = blobs[i];
-      if (blob instanceof MailstoreError) return { info, hash: hashes[i], error: blob };
-      if (!blob) return { info, hash: hashes[i], error: unknownBlob(mailbox, info.uid, record.h) };
-      return { info, hash: hashes[i], location: { pack: blob.p, offset: blob.o, length: blob.l } };
+      if (blob instanceof MailstoreError) return { info, hash: record.h, error: blob };
+      if (!blob) return { info, hash: record.h, error: unknownBlob(mailbox, info.uid, record.h) };
+      return { info, hash: record.h, location: { pack: blob.p, offset: blob.o, length: blob.l } };
     });
   }
 
