@@ -130,8 +130,9 @@ const READ_BATCH_MESSAGES = 256;
 /** readMessages: most body bytes read ahead (in pack order) before they are yielded; one bigger message goes alone. */
 const READ_BATCH_BYTES = 8 * 1024 * 1024;
 
-/** readMessages: body bytes read between two turns of the event loop. */
+/** readMessages: most body bytes, and messages, read between two turns of the event loop. */
 const READ_TURN_BYTES = 1024 * 1024;
+const READ_TURN_MESSAGES = 32;
 
 /** One message of a readMessages batch: where its blob is, then its verified body or why not. */
 interface PendingRead {
@@ -584,13 +585,13 @@ export class Store {
 
   /**
    * Reads and verifies a group's bodies in pack order; a failure is kept for the message's turn.
-   * Pack reads are synchronous, so it lets the event loop run every READ_TURN_BYTES: the read-ahead
-   * (and a server's other clients) go on meanwhile.
+   * Pack reads are synchronous, so it lets the event loop run every READ_TURN_BYTES or
+   * READ_TURN_MESSAGES: the read-ahead (and a server's other clients) go on meanwhile.
    */
   private async readGroup(group: PendingRead[]): Promise<void> {
     const located = group.filter((item) => item.location);
     located.sort((a, b) => a.location!.pack - b.location!.pack || a.location!.offset - b.location!.offset);
-    let bytesSinceTurn = 0;
+    let bytesSinceTurn = 0, messagesSinceTurn = 0;
     for (const item of located) {
       try {
         item.body = await this.packs.read(item.location!, item.hash);
@@ -598,8 +599,9 @@ export class Store {
         item.error = error;
       }
       bytesSinceTurn += item.location!.length;
-      if (bytesSinceTurn >= READ_TURN_BYTES) {
+      if (bytesSinceTurn >= READ_TURN_BYTES || ++messagesSinceTurn >= READ_TURN_MESSAGES) {
         bytesSinceTurn = 0;
+        messagesSinceTurn = 0;
         await nextTurn();
       }
     }
