@@ -2,7 +2,7 @@
 // where the format has a place for them. Every message is read verified; a corrupt one is
 // reported and left out, never written wrong.
 import { join } from 'node:path';
-import { MailstoreError, isMailstoreError } from '../errors.js';
+import type { MailstoreError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { MaildirWriter, maildirPlusPlusFromFolder } from '../formats/maildir.js';
@@ -87,19 +87,14 @@ async function exportMessages(
   write: (bytes: Buffer, info: MessageInfo) => Promise<unknown>,
 ): Promise<void> {
   let messages = 0;
-  for await (const info of store.messages(target.mailbox)) {
+  const onCorrupt = (info: MessageInfo, error: MailstoreError) => {
+    summary.corrupt.push({ mailbox: target.mailbox, uid: info.uid, message: error.message });
+    options.onCorrupt?.(target.mailbox, info.uid, error);
+  };
+  for await (const { info, body: bytes } of store.readMessages(target.mailbox, { onCorrupt })) {
     if (options.shouldStop?.()) {
       summary.interrupted = true;
       break;
-    }
-    let bytes: Buffer;
-    try {
-      bytes = await store.fetch(target.mailbox, info.uid);
-    } catch (error) {
-      if (!isMailstoreError(error, 'CORRUPT')) throw error;
-      summary.corrupt.push({ mailbox: target.mailbox, uid: info.uid, message: error.message });
-      options.onCorrupt?.(target.mailbox, info.uid, error);
-      continue;
     }
     await write(bytes, info);
     messages++;

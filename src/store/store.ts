@@ -4,7 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { MailstoreError, fromSystemError } from '../errors.js';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { hashBytes, hashHex } from '../hash/blake3.js';
@@ -67,6 +68,22 @@ export interface MessageInfo {
   modseq: number;
 }
 
+export interface ReadMessagesOptions {
+  /** Start at this uid (the first message at or above it). */
+  fromUid?: number;
+  /**
+   * Called with a message whose bytes fail verification (or whose blob the index does not know),
+   * which is then skipped; without it readMessages throws that CORRUPT error when the message's turn comes.
+   */
+  onCorrupt?: (info: MessageInfo, error: MailstoreError) => void;
+}
+
+export interface MessageWithBody {
+  info: MessageInfo;
+  /** The exact bytes, verified against `info.hash`. */
+  body: Buffer;
+}
+
 export interface MailboxStatus {
   messages: number;
   unseen: number;
@@ -108,6 +125,23 @@ export interface StoreStats {
 }
 
 const MAILBOX_CACHE_ENTRIES = 1024;
+/** readMessages: message records read from the index in one round trip. */
+const READ_BATCH_MESSAGES = 256;
+/** readMessages: most body bytes read ahead (in pack order) before they are yielded; one bigger message goes alone. */
+const READ_BATCH_BYTES = 8 * 1024 * 1024;
+
+/** readMessages: most body bytes, and messages, read between two turns of the event loop. */
+const READ_TURN_BYTES = 1024 * 1024;
+const READ_TURN_MESSAGES = 32;
+
+/** One message of a readMessages batch: where its blob is, then its verified body or why not. */
+interface PendingRead {
+  info: MessageInfo;
+  hash: Buffer;
+  location?: BlobLocation;
+  body?: Buffer;
+  error?: unknown;
+}
 
 export function uuidString(id: Buffer): string {
   const h = id.toString('hex');
@@ -489,6 +523,92 @@ export class Store {
     return this.packs.read({ pack: blob.p, offset: blob.o, length: blob.l }, Buffer.from(record.h));
   }
 
+  /**
+   * Every message of a mailbox with its bytes, in uid order, each verified against its hash before
+   * it is yielded (IMAP FETCH 1:* BODY[], export). The index is read a batch at a time, the next
+   * batch's records while this batch's bodies are read, and a batch's bodies are read in pack order;
+   * at most READ_BATCH_BYTES of bodies (or one bigger message) are held. A message that fails
+   * verification throws, as fetch would, once every message before it was yielded.
+   */
+  async *readMessages(mailbox: string, options: ReadMessagesOptions = {}): AsyncGenerator<MessageWithBody> {
+    this.live();
+    const box = this.committedBox(mailbox);
+    const [fromUid] = normalizeUids(options.fromUid ?? 1);
+    const batches = this.db.entryBatches<MessageRecord>({ gte: keys.message(box.id, fromUid), lt: prefixEnd(keys.messagePrefix(box.id)) }, READ_BATCH_MESSAGES);
+    const readAhead = () => {
+      const batch = this.locateBatch(mailbox, batches);
+      batch.catch(() => undefined); // awaited later: a failure meanwhile is not unhandled
+      return batch;
+    };
+    let next = readAhead();
+    try {
+      for (let batch = await next; batch; batch = await next) {
+        next = readAhead();
+        for (const group of byteGroups(batch, READ_BATCH_BYTES)) {
+          await this.readGroup(group);
+          for (const item of group) {
+            if (item.error === undefined) {
+              const body = item.body!;
+              item.body = undefined; // the consumer may let go of it before the group ends
+              yield { info: item.info, body };
+            } else if (options.onCorrupt && isMailstoreError(item.error, 'CORRUPT')) {
+              options.onCorrupt(item.info, item.error);
+            } else {
+              throw item.error;
+            }
+          }
+        }
+      }
+    } finally {
+      await batches.return(undefined); // closes the iterator once a pending read-ahead is done
+    }
+  }
+
+  /** The next batch of message records, each with its blob's location (one getMany). */
+  private async locateBatch(mailbox: string, batches: AsyncGenerator<[Buffer, MessageRecord][]>): Promise<PendingRead[] | undefined> {
+    let entries: [Buffer, MessageRecord][] | void;
+    try {
+      entries = (await batches.next()).value;
+    } catch (error) {
+      this.live(); // a store closed meanwhile is CLOSED, not an index read error
+      throw error;
+    }
+    if (!entries) return undefined;
+    this.live();
+    const blobs = await this.db.getMany<BlobRecord>(entries.map(([, record]) => keys.blob(record.h)));
+    return entries.map(([key, record], i): PendingRead => {
+      const info = toInfo(decodeMessageKey(key).uid, record);
+      const blob = blobs[i];
+      if (blob instanceof MailstoreError) return { info, hash: record.h, error: blob };
+      if (!blob) return { info, hash: record.h, error: unknownBlob(mailbox, info.uid, record.h) };
+      return { info, hash: record.h, location: { pack: blob.p, offset: blob.o, length: blob.l } };
+    });
+  }
+
+  /**
+   * Reads and verifies a group's bodies in pack order; a failure is kept for the message's turn.
+   * Pack reads are synchronous, so it lets the event loop run every READ_TURN_BYTES or
+   * READ_TURN_MESSAGES: the read-ahead (and a server's other clients) go on meanwhile.
+   */
+  private async readGroup(group: PendingRead[]): Promise<void> {
+    const located = group.filter((item) => item.location);
+    located.sort((a, b) => a.location!.pack - b.location!.pack || a.location!.offset - b.location!.offset);
+    let bytesSinceTurn = 0, messagesSinceTurn = 0;
+    for (const item of located) {
+      try {
+        item.body = await this.packs.read(item.location!, item.hash);
+      } catch (error) {
+        item.error = error;
+      }
+      bytesSinceTurn += item.location!.length;
+      if (bytesSinceTurn >= READ_TURN_BYTES || ++messagesSinceTurn >= READ_TURN_MESSAGES) {
+        bytesSinceTurn = 0;
+        messagesSinceTurn = 0;
+        await nextTurn();
+      }
+    }
+  }
+
   /** Streams a big message: verified in a first pass, then handed out, so no unverified byte leaves. */
   async fetchStream(mailbox: string, uid: number): Promise<Readable> {
     const { record, blob } = await this.locate(mailbox, uid);
@@ -505,14 +625,12 @@ export class Store {
 
   private async locate(mailbox: string, uid: number): Promise<{ record: MessageRecord; blob: BlobRecord }> {
     this.live();
-    const box = await this.resolveCommitted(mailbox);
+    const box = this.committedBox(mailbox);
     const [checked] = normalizeUids(uid);
     const record = await this.db.get<MessageRecord>(keys.message(box.id, checked));
     if (!record) throw new MailstoreError('NOT_FOUND', `no message with uid ${uid} in ${mailbox}`, { path: `${mailbox}/${uid}` });
-    const blob = await this.db.get<BlobRecord>(keys.blob(Buffer.from(record.h)));
-    if (!blob) {
-      throw new MailstoreError('CORRUPT', `message ${uid} in ${mailbox} refers to blob ${hashHex(record.h)}, which the index does not know; run 'mailstore scrub'`, { path: `${mailbox}/${uid}` });
-    }
+    const blob = await this.db.get<BlobRecord>(keys.blob(record.h));
+    if (!blob) throw unknownBlob(mailbox, uid, record.h);
     return { record, blob };
   }
 
@@ -747,8 +865,14 @@ export class Store {
    * a read-heavy server resolves the same few names again and again.
    */
   private async resolveCommitted(name: string): Promise<MailboxInfo> {
+    const box = this.committedBox(name);
+    return { ...box, id: Buffer.from(box.id) };
+  }
+
+  /** resolveCommitted without the copy, for per-message reads: the caller must not change it. */
+  private committedBox(name: string): Readonly<MailboxInfo> {
     const cached = this.mailboxCache.get(name);
-    if (cached) return { ...cached, id: Buffer.from(cached.id) };
+    if (cached) return cached;
     const generation = this.cacheGeneration;
     const components = parseMailboxName(name);
     const id = this.db.getNow<Buffer>(keys.name(components));
@@ -758,7 +882,7 @@ export class Store {
       if (this.mailboxCache.size >= MAILBOX_CACHE_ENTRIES) this.mailboxCache.clear();
       this.mailboxCache.set(name, box);
     }
-    return { ...box, id: Buffer.from(box.id) };
+    return box;
   }
 
   /** @internal Called on every commit: the cache must never show an older state than the index. */
@@ -770,6 +894,29 @@ export class Store {
 
 function toInfo(uid: number, record: MessageRecord): MessageInfo {
   return { uid, hash: hashHex(record.h), size: record.s, internalDate: new Date(record.d), flags: [...record.f], modseq: record.m };
+}
+
+function unknownBlob(mailbox: string, uid: number, hash: Uint8Array): MailstoreError {
+  return new MailstoreError('CORRUPT', `message ${uid} in ${mailbox} refers to blob ${hashHex(hash)}, which the index does not know; run 'mailstore scrub'`, { path: `${mailbox}/${uid}` });
+}
+
+/** Splits a batch, in order, into runs of at most `bytesMax` body bytes (a bigger message alone). */
+function byteGroups(batch: PendingRead[], bytesMax: number): PendingRead[][] {
+  const groups: PendingRead[][] = [];
+  let group: PendingRead[] = [];
+  let bytes = 0;
+  for (const item of batch) {
+    const length = item.location?.length ?? 0;
+    if (group.length > 0 && bytes + length > bytesMax) {
+      groups.push(group);
+      group = [];
+      bytes = 0;
+    }
+    group.push(item);
+    bytes += length;
+  }
+  if (group.length > 0) groups.push(group);
+  return groups;
 }
 
 /** packs/ with no pack files while the index refers to blobs: a vanished partition, not an empty store. */

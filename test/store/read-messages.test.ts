@@ -1,0 +1,179 @@
+// Store.readMessages, the bulk read behind IMAP FETCH 1:* BODY[] and export: it must hand out
+// exactly what fetch would, in uid order, verified, and report damage the way fetch does.
+import { describe, expect, it } from 'vitest';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Store, type MessageInfo } from '../../src/store/store.js';
+import { MailstoreError } from '../../src/errors.js';
+import { hashBytes } from '../../src/hash/blake3.js';
+import { keys } from '../../src/keys/index-keys.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const msg = (i: number | string, padBytes = 0) =>
+  Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n${'x'.repeat(padBytes)}`);
+
+async function collect(store: Store, mailbox: string, options: Parameters<Store['readMessages']>[1] = {}) {
+  const out: { info: MessageInfo; body: Buffer }[] = [];
+  for await (const item of store.readMessages(mailbox, options)) out.push(item);
+  return out;
+}
+
+/** What messages() and fetch() say about every message, in uid order. */
+async function viaFetch(store: Store, mailbox: string, fromUid?: number) {
+  const out: { info: MessageInfo; body: Buffer }[] = [];
+  for await (const info of store.messages(mailbox, { fromUid })) out.push({ info, body: await store.fetch(mailbox, info.uid) });
+  return out;
+}
+
+async function expectCode(promise: Promise<unknown>, code: string): Promise<MailstoreError> {
+  const error = await promise.then(() => undefined, (e: unknown) => e);
+  expect(error).toBeInstanceOf(MailstoreError);
+  expect((error as MailstoreError).code).toBe(code);
+  return error as MailstoreError;
+}
+
+/** Flips one byte of the first pack record holding `marker`; the store rereads the packs. */
+async function flipByte(store: Store, dir: string, marker: string): Promise<void> {
+  for (const name of readdirSync(join(dir, 'packs')).filter((n) => n.endsWith('.pack'))) {
+    const path = join(dir, 'packs', name);
+    const pack = readFileSync(path);
+    const at = pack.indexOf(marker);
+    if (at < 0) continue;
+    pack[at] ^= 0x01;
+    writeFileSync(path, pack);
+    await store.packs.forgetReadHandles();
+    return;
+  }
+  throw new Error(`no pack holds ${marker}`);
+}
+
+/**
+ * INBOX: 700 messages over several packs (more than one index batch), a few big ones (more than one
+ * group of bodies, one alone), an empty one, duplicates of earlier bytes, and expunged gaps.
+ * Reversed: the same messages copied in reverse, so uid order runs against pack order.
+ */
+async function mixedStore(dir: string): Promise<Store> {
+  const store = await Store.open(dir, { create: true, packBytesMax: 2 * 1024 * 1024 });
+  await store.createMailbox('INBOX');
+  await store.createMailbox('Reversed');
+  const items: { bytes: Buffer }[] = [];
+  for (let i = 0; i < 700; i++) {
+    const big = i % 150 === 7 ? 3 * 1024 * 1024 : i === 400 ? 9 * 1024 * 1024 : 0;
+    items.push({ bytes: i % 50 === 3 ? items[i - 1].bytes : msg(i, big || (i * 37) % 5000) });
+  }
+  items.push({ bytes: Buffer.alloc(0) });
+  for (let i = 0; i < items.length; i += 100) await store.appendBatch('INBOX', items.slice(i, i + 100));
+  await store.expunge('INBOX', [1, 2, 5, 99, 100, 101, 300, 701]);
+  const uids: number[] = [];
+  for await (const info of store.messages('INBOX')) uids.push(info.uid);
+  for (const uid of uids.reverse()) await store.copy('INBOX', uid, 'Reversed');
+  return store;
+}
+
+describe('Store.readMessages', () => {
+  it('returns exactly what messages() and fetch() return, in uid order, deduplicated blobs and expunge gaps included', async () => {
+    const dir = tmpDir();
+    const store = await mixedStore(dir);
+    expect(readdirSync(join(dir, 'packs')).filter((n) => n.endsWith('.pack')).length).toBeGreaterThan(3);
+    for (const mailbox of ['INBOX', 'Reversed']) {
+      const bulk = await collect(store, mailbox);
+      const single = await viaFetch(store, mailbox);
+      expect(bulk.length).toBe(701 - 8);
+      expect(bulk.map((m) => m.info)).toEqual(single.map((m) => m.info));
+      for (let i = 0; i < bulk.length; i++) {
+        expect(bulk[i].body.equals(single[i].body), `${mailbox} uid ${bulk[i].info.uid}`).toBe(true);
+      }
+      const uids = bulk.map((m) => m.info.uid);
+      expect(uids).toEqual([...uids].sort((a, b) => a - b));
+    }
+    const inbox = await collect(store, 'INBOX');
+    expect(inbox.map((m) => m.info.uid)).not.toContain(5);
+    expect(new Set(inbox.map((m) => m.info.hash)).size).toBe(inbox.length - 14); // the 14 deduplicated copies
+    await store.close();
+  });
+
+  it('fromUid starts at the first message at or above it', async () => {
+    const dir = tmpDir();
+    const store = await mixedStore(dir);
+    for (const fromUid of [1, 99, 102, 400, 700]) {
+      const bulk = await collect(store, 'INBOX', { fromUid });
+      const single = await viaFetch(store, 'INBOX', fromUid);
+      expect(bulk.map((m) => m.info)).toEqual(single.map((m) => m.info));
+      expect(bulk[0].info.uid).toBe(({ 1: 3, 99: 102 } as Record<number, number>)[fromUid] ?? fromUid);
+      expect(bulk.every((m, i) => m.body.equals(single[i].body))).toBe(true);
+    }
+    expect(await collect(store, 'INBOX', { fromUid: 701 })).toEqual([]);
+    await expectCode(collect(store, 'INBOX', { fromUid: 0 }), 'INVALID');
+    await expectCode(collect(store, 'nowhere'), 'NOT_FOUND');
+    await store.close();
+  });
+
+  it('a flipped pack byte: CORRUPT, as fetch says, after every earlier message; the bad bytes never come out', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX');
+    for (let i = 1; i <= 600; i++) await store.append('INBOX', msg(i === 450 ? 'MARKER-450' : i));
+    await flipByte(store, dir, 'MARKER-450');
+    const fetchError = await expectCode(store.fetch('INBOX', 450), 'CORRUPT');
+
+    const seen: number[] = [];
+    const error = await expectCode((async () => {
+      for await (const { info, body } of store.readMessages('INBOX')) {
+        expect(hashBytes(body).toString('hex')).toBe(info.hash);
+        seen.push(info.uid);
+      }
+    })(), 'CORRUPT');
+    expect(error.message).toBe(fetchError.message);
+    expect(seen).toEqual(Array.from({ length: 449 }, (_, i) => i + 1));
+
+    // With onCorrupt it is reported and skipped; everything else comes out.
+    const reported: [number, string][] = [];
+    const bulk = await collect(store, 'INBOX', { onCorrupt: (info, e) => reported.push([info.uid, e.code]) });
+    expect(reported).toEqual([[450, 'CORRUPT']]);
+    expect(bulk.map((m) => m.info.uid)).toEqual(Array.from({ length: 600 }, (_, i) => i + 1).filter((uid) => uid !== 450));
+    expect(bulk.every(({ info, body }) => hashBytes(body).toString('hex') === info.hash)).toBe(true);
+
+    // Starting past it, nothing is wrong.
+    expect((await collect(store, 'INBOX', { fromUid: 451 })).length).toBe(150);
+    await store.close();
+  });
+
+  it('a blob the index does not know, and a damaged blob index value: CORRUPT, as fetch says', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX');
+    const results = [];
+    for (let i = 1; i <= 5; i++) results.push(await store.append('INBOX', msg(i)));
+    await store.db.write([{ type: 'del', key: keys.blob(Buffer.from(results[1].hash, 'hex')) }]);
+    const damagedKey = keys.blob(Buffer.from(results[3].hash, 'hex'));
+    const raw = Buffer.from(await (store.db as any).db.get(damagedKey));
+    raw[raw.length - 1] ^= 0xff;
+    await (store.db as any).db.put(damagedKey, raw);
+
+    const fetchErrors = [await expectCode(store.fetch('INBOX', 2), 'CORRUPT'), await expectCode(store.fetch('INBOX', 4), 'CORRUPT')];
+    const seen: number[] = [];
+    const error = await expectCode((async () => {
+      for await (const { info } of store.readMessages('INBOX')) seen.push(info.uid);
+    })(), 'CORRUPT');
+    expect(seen).toEqual([1]);
+    expect(error.message).toBe(fetchErrors[0].message);
+
+    const reported: [number, string][] = [];
+    const bulk = await collect(store, 'INBOX', { onCorrupt: (info, e) => reported.push([info.uid, e.message]) });
+    expect(bulk.map((m) => m.info.uid)).toEqual([1, 3, 5]);
+    expect(reported).toEqual([[2, fetchErrors[0].message], [4, fetchErrors[1].message]]);
+    await store.close();
+  });
+
+  it('a consumer that stops early leaves nothing open: the store closes, and later reads work', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX');
+    await store.appendBatch('INBOX', Array.from({ length: 1000 }, (_, i) => ({ bytes: msg(i) })));
+    let read = 0;
+    for await (const _ of store.readMessages('INBOX')) if (++read === 300) break;
+    expect((await collect(store, 'INBOX')).length).toBe(1000);
+    await store.close();
+    await expectCode(collect(store, 'INBOX'), 'CLOSED');
+  });
+});
