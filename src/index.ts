@@ -2,6 +2,7 @@
 export { Store, uuidString } from './store/store.js';
 export type {
   StoreOptions, AppendOptions, AppendResult, MessageInfo, MailboxStatus, MailboxSummary, FlagChange, StoreStats,
+  ReadMessagesOptions, MessageWithBody,
 } from './store/store.js';
 export { MailstoreError, ERROR_CODES, isMailstoreError } from './errors.js';
 export type { ErrorCode } from './errors.js';

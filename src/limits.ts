@@ -27,6 +27,13 @@ export const limits = {
   replayBatchKeys: 20000,
   /** Chunk size for streaming reads. */
   readChunkBytes: 1024 * 1024,
+  /** readMessages: message records read from the index in one round trip. */
+  readBatchMessages: 256,
+  /** readMessages: most body bytes read ahead (in pack order) before they are yielded; one bigger message goes alone. */
+  readBatchBytes: 8 * 1024 * 1024,
+  /** readMessages: most body bytes, and messages, read between two turns of the event loop. */
+  readTurnBytes: 1024 * 1024,
+  readTurnMessages: 32,
   /** Pack scans (scrub, reconstruct) read this much at a time; a bigger record streams through it. */
   scanChunkBytes: 4 * 1024 * 1024,
   /** Scrub hashes on worker threads when it has at least this much to read (a worker costs ~30 ms to start). */

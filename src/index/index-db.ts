@@ -91,6 +91,7 @@ export class IndexDb {
    * LevelDB's thread pool a batch instead of an await an entry (bulk reads).
    */
   async *entryBatches<T>(range: { gte: Buffer; lt: Buffer }, batchEntries: number): AsyncGenerator<[Buffer, T][]> {
+    await this.settle();
     const iterator = this.db.iterator({ gte: range.gte, lt: range.lt });
     try {
       for (;;) {
@@ -115,6 +116,7 @@ export class IndexDb {
    */
   async getMany<T>(keyList: Buffer[]): Promise<(T | MailstoreError | undefined)[]> {
     let raws: (Buffer | undefined)[];
+    await this.settle();
     try {
       raws = await this.db.getMany(keyList);
     } catch (error) {

@@ -125,14 +125,6 @@ export interface StoreStats {
 }
 
 const MAILBOX_CACHE_ENTRIES = 1024;
-/** readMessages: message records read from the index in one round trip. */
-const READ_BATCH_MESSAGES = 256;
-/** readMessages: most body bytes read ahead (in pack order) before they are yielded; one bigger message goes alone. */
-const READ_BATCH_BYTES = 8 * 1024 * 1024;
-
-/** readMessages: most body bytes, and messages, read between two turns of the event loop. */
-const READ_TURN_BYTES = 1024 * 1024;
-const READ_TURN_MESSAGES = 32;
 
 /** One message of a readMessages batch: where its blob is, then its verified body or why not. */
 interface PendingRead {
@@ -527,14 +519,14 @@ export class Store {
    * Every message of a mailbox with its bytes, in uid order, each verified against its hash before
    * it is yielded (IMAP FETCH 1:* BODY[], export). The index is read a batch at a time, the next
    * batch's records while this batch's bodies are read, and a batch's bodies are read in pack order;
-   * at most READ_BATCH_BYTES of bodies (or one bigger message) are held. A message that fails
+   * at most limits.readBatchBytes of bodies (or one bigger message) are held. A message that fails
    * verification throws, as fetch would, once every message before it was yielded.
    */
   async *readMessages(mailbox: string, options: ReadMessagesOptions = {}): AsyncGenerator<MessageWithBody> {
     this.live();
     const box = this.committedBox(mailbox);
     const [fromUid] = normalizeUids(options.fromUid ?? 1);
-    const batches = this.db.entryBatches<MessageRecord>({ gte: keys.message(box.id, fromUid), lt: prefixEnd(keys.messagePrefix(box.id)) }, READ_BATCH_MESSAGES);
+    const batches = this.db.entryBatches<MessageRecord>({ gte: keys.message(box.id, fromUid), lt: prefixEnd(keys.messagePrefix(box.id)) }, limits.readBatchMessages);
     const readAhead = () => {
       const batch = this.locateBatch(mailbox, batches);
       batch.catch(() => undefined); // awaited later: a failure meanwhile is not unhandled
@@ -544,7 +536,7 @@ export class Store {
     try {
       for (let batch = await next; batch; batch = await next) {
         next = readAhead();
-        for (const group of byteGroups(batch, READ_BATCH_BYTES)) {
+        for (const group of byteGroups(batch, limits.readBatchBytes)) {
           await this.readGroup(group);
           for (const item of group) {
             if (item.error === undefined) {
@@ -587,8 +579,8 @@ export class Store {
 
   /**
    * Reads and verifies a group's bodies in pack order; a failure is kept for the message's turn.
-   * Pack reads are synchronous, so it lets the event loop run every READ_TURN_BYTES or
-   * READ_TURN_MESSAGES: the read-ahead (and a server's other clients) go on meanwhile.
+   * Pack reads are synchronous, so it lets the event loop run every limits.readTurnBytes or
+   * limits.readTurnMessages: the read-ahead (and a server's other clients) go on meanwhile.
    */
   private async readGroup(group: PendingRead[]): Promise<void> {
     const located = group.filter((item) => item.location);
@@ -601,7 +593,7 @@ export class Store {
         item.error = error;
       }
       bytesSinceTurn += item.location!.length;
-      if (bytesSinceTurn >= READ_TURN_BYTES || ++messagesSinceTurn >= READ_TURN_MESSAGES) {
+      if (bytesSinceTurn >= limits.readTurnBytes || ++messagesSinceTurn >= limits.readTurnMessages) {
         bytesSinceTurn = 0;
         messagesSinceTurn = 0;
         await nextTurn();

@@ -95,6 +95,9 @@ describe('index writes behind the commit', () => {
       let n = 0;
       for await (const _ of store.messages('INBOX')) n++;
       expect(n).toBe(i);
+      const read = [];
+      for await (const { info, body } of store.readMessages('INBOX', { fromUid: i })) read.push([info.uid, body.toString()]);
+      expect(read).toEqual([[i, msg(`m${i}`).toString()]]);
     }
     await store.close();
   });
