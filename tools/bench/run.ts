@@ -352,6 +352,7 @@ async function writerMeasurements(bench: Bench, corpus: CorpusInfo, work: string
   if (bench.wanted('deliver')) {
     const dir = await fresh('store-deliver');
     await bench.child(corpus.name, 'mailstore-deliver', ['--store', dir, '--list', corpus.list, '--messages', String(o.deliver), '--writers', '1'], { peer: 'mailstore', measurement: 'deliver' });
+    await bench.child(corpus.name, 'sync-shapes', ['--dir', await fresh('sync-shapes'), '--list', corpus.list, '--messages', String(o.deliver)], { peer: 'floor-sync', measurement: 'deliver' });
     await rm(dir, { recursive: true, force: true });
   }
   if (bench.wanted('deliver-cli')) {

@@ -1,0 +1,64 @@
+// Diagnostic for the delivery goal: the latency of the durable-append shapes a store can be built
+// on, with the corpus's own message sizes, on the disk the stores use, in the same run. No store
+// logic runs here, so each line is a floor for any design with that shape:
+//   sync-two        body appended to one file, a ~200-byte record to another, both fdatasynced at
+//                   once (mailstore's commit: pack + journal)
+//   sync-one        record + body appended to one file, one fdatasync (a design with the body in
+//                   the journal record)
+//   sync-one-zeroed the same into a file zero-filled beforehand, so fdatasync has no size change
+//                   to commit (preallocated journal segments)
+//
+//   node dist/tools/bench/sync-shapes.js --dir DIR --list LIST.TXT --messages N
+import { open, mkdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { emit, parseFlags, percentile, required, round, runMeasurement } from './common.js';
+
+const { values } = parseFlags(process.argv.slice(2));
+await runMeasurement('floor-sync', 'deliver', async () => {
+  const dir = required(values, 'dir');
+  const files = (await readFile(required(values, 'list'), 'utf8')).split('\n').filter(Boolean).slice(0, Number(required(values, 'messages')));
+  const bodies = await Promise.all(files.map((f) => readFile(f)));
+  const record = Buffer.alloc(200, 0x61);
+  const total = bodies.reduce((n, b) => n + b.length + record.length, 0);
+  await mkdir(dir, { recursive: true });
+  for (const shape of ['sync-two', 'sync-one', 'sync-one-zeroed'] as const) {
+    const a = await open(join(dir, `${shape}.a`), 'w+');
+    const b = await open(join(dir, `${shape}.b`), 'w+');
+    if (shape === 'sync-one-zeroed') {
+      await b.write(Buffer.alloc(total), 0, total, 0);
+      await b.sync();
+    }
+    const latencies: number[] = [];
+    let pa = 0, pb = 0;
+    const started = performance.now();
+    for (const body of bodies) {
+      const t = performance.now();
+      if (shape === 'sync-two') {
+        await a.write(body, 0, body.length, pa);
+        await b.write(record, 0, record.length, pb);
+        pa += body.length;
+        pb += record.length;
+        await Promise.all([a.datasync(), b.datasync()]);
+      } else {
+        const both = Buffer.concat([record, body]);
+        await b.write(both, 0, both.length, pb);
+        pb += both.length;
+        await b.datasync();
+      }
+      latencies.push(performance.now() - t);
+    }
+    const seconds = (performance.now() - started) / 1000;
+    await a.close();
+    await b.close();
+    emit({
+      peer: `floor-${shape}`, measurement: 'deliver', messages: bodies.length, bytes: total, seconds: round(seconds, 4),
+      p50_ms: round(percentile(latencies, 0.5)), p99_ms: round(percentile(latencies, 0.99)), max_ms: round(Math.max(...latencies)),
+      note: {
+        'sync-two': 'each message: body appended to file A, a 200-byte record to file B, both fdatasynced at once (the shape of a mailstore commit); no store logic',
+        'sync-one': 'each message: 200-byte record + body appended to one file, one fdatasync (the shape of a body-in-the-journal design); no store logic',
+        'sync-one-zeroed': 'as sync-one, into a file zero-filled and synced beforehand (no size change for fdatasync to commit); no store logic',
+      }[shape],
+    });
+  }
+  await rm(dir, { recursive: true, force: true });
+});
