@@ -7,6 +7,7 @@
 // several range reads it makes see one consistent state; its memory grows with the number of
 // mailboxes, never with the number of messages.
 import { join } from 'node:path';
+import { setImmediate as nextEventLoopTurn } from 'node:timers/promises';
 import { MailstoreError } from '../errors.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { hashHex } from '../hash/blake3.js';
@@ -100,6 +101,7 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   const wholeCycle = cursor.pack === 0 && cursor.offset === 0;
   let stoppedAt: Cursor | undefined;
   let progressBytes = 0;
+  let records = 0;
   try {
     packLoop:
     for (const pack of packs) {
@@ -128,6 +130,7 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
           if (await classifyRecord(store, pack, item, findings)) confirmed.n++;
         }
         range.to = position;
+        if (++records % limits.scrubRecordsPerTurn === 0) await nextEventLoopTurn();
         if (overBudget()) {
           stoppedAt = { cycle: cursor.cycle, pack, offset: position };
           break packLoop;
