@@ -5,8 +5,8 @@ export const limits = {
   messageBytesMax: 64 * 1024 * 1024,
   /** A pack is rotated once it reaches this size. */
   packBytesMax: 1024 * 1024 * 1024,
-  /** A journal segment is rotated once it reaches this size. */
-  journalSegmentBytesMax: 64 * 1024 * 1024,
+  /** A journal segment is rotated once it reaches this size (a segment is read whole: this bounds that memory). */
+  journalSegmentBytesMax: 16 * 1024 * 1024,
   /** A journal record payload larger than this is damage, not data. */
   journalRecordBytesMax: 64 * 1024 * 1024,
   /** Group commit: most mutations in one batch. */

@@ -77,26 +77,29 @@ export class Journal {
    * that end before afterSeq are skipped without reading them.
    */
   async *read(afterSeq: number, onDamage: (damage: JournalDamage) => void): AsyncGenerator<JournalRecord> {
+    // One segment in memory at a time, and payloads handed out as copies: a consumer that keeps a
+    // record (or a view into one, as decoded ids are) must not keep a whole segment alive.
+    let bytes: Buffer | undefined;
     for (let i = 0; i < this.segments.length; i++) {
       const segment = this.segments[i];
       const next = this.segments[i + 1];
       if (next && next.firstSeq <= afterSeq + 1) continue;
-      const bytes = await this.readSegment(segment);
+      bytes = undefined;
+      bytes = await this.readSegment(segment);
       const header = segmentHeader(bytes);
       if (!header || !header.storeId.equals(this.storeId)) {
         onDamage({ segment: segment.name, offset: 0, length: Math.min(bytes.length, SEGMENT_HEADER_BYTES), where: 'header' });
       }
-      const items = [...parseSegment(bytes, this.options.recordBytesMax)];
-      for (let k = 0; k < items.length; k++) {
-        const item = items[k];
+      for (const item of parseSegment(bytes, this.options.recordBytesMax)) {
         if (item.kind === 'damage') {
-          const last = !next && k === items.length - 1;
+          const last = !next && item.offset + item.length >= bytes.length;
           onDamage({ segment: segment.name, offset: item.offset, length: item.length, where: last ? 'tail' : 'middle' });
         } else if (item.seq > afterSeq) {
-          yield { seq: item.seq, payload: item.payload };
+          yield { seq: item.seq, payload: Buffer.from(item.payload) };
         }
       }
     }
+    bytes = undefined;
   }
 
   private async readSegment(segment: Segment): Promise<Buffer> {
