@@ -43,6 +43,8 @@ export const limits = {
    * 95k blobs, measured), while a daemon's other work waited for the whole pass.
    */
   scrubRecordsPerTurn: 1000,
+  /** Scrub's pack pass looks its records up in the index this many at a time (one getMany). */
+  scrubLookupBatch: 1000,
   /** Scrub hashes on worker threads when it has at least this much to read (a worker costs ~30 ms to start). */
   scrubPoolBytesMin: 64 * 1024 * 1024,
   /** Chunks read ahead while workers hash earlier ones (each holds scanChunkBytes). */

@@ -102,6 +102,7 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   let stoppedAt: Cursor | undefined;
   let progressBytes = 0;
   let records = 0;
+  const classifier = new RecordClassifier(store, findings, confirmed);
   try {
     packLoop:
     for (const pack of packs) {
@@ -122,12 +123,13 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
           continue;
         }
         if (item.kind === 'damage') {
+          await classifier.flush();
           findings.push({ kind: 'pack-damage', pack, offset: item.offset, length: item.length });
           position = item.offset + item.length;
         } else {
           summary.blobsVerified++;
           position = item.offset + 48 + item.length;
-          if (await classifyRecord(store, pack, item, findings)) confirmed.n++;
+          await classifier.add(pack, item);
         }
         range.to = position;
         if (++records % limits.scrubRecordsPerTurn === 0) await nextEventLoopTurn();
@@ -138,6 +140,7 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
       }
       range.to = Math.max(range.to, (await store.fs.stat(store.packs.path(pack))).size);
     }
+    await classifier.flush();
   } finally {
     await pool?.close();
   }
@@ -158,25 +161,61 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   return { findings, summary };
 }
 
+type ScannedBlob = { offset: number; hash: Buffer; length: number; valid: boolean };
+
 /**
- * A record found in a pack: damage only when the index relies on this copy. Returns true when
- * the index entry for its hash points here, at a record that verified.
+ * Classifies the pack pass's records against the index: a record is damage only when the index
+ * relies on this copy. Records are looked up in groups (one getMany, on LevelDB's thread pool,
+ * while the scan goes on) and classified in file order; `confirmed` counts index entries whose
+ * location holds a record that verified.
  */
-async function classifyRecord(store: Store, pack: number, item: { offset: number; hash: Buffer; length: number; valid: boolean }, findings: Finding[]): Promise<boolean> {
-  let blob: BlobRecord | undefined;
-  try {
-    blob = await store.db.get<BlobRecord>(keys.blob(item.hash));
-  } catch (error) {
-    if (error instanceof MailstoreError && error.code === 'CORRUPT') return false; // reported by the index pass
-    throw error;
+class RecordClassifier {
+  private items: ScannedBlob[] = [];
+  private pack = 0;
+  private previous: Promise<void> = Promise.resolve();
+
+  constructor(private readonly store: Store, private readonly findings: Finding[], private readonly confirmed: { n: number }) {}
+
+  async add(pack: number, item: ScannedBlob): Promise<void> {
+    if (this.items.length > 0 && pack !== this.pack) await this.submit();
+    this.pack = pack;
+    this.items.push(item);
+    if (this.items.length >= limits.scrubLookupBatch) await this.submit();
   }
-  const used = blob !== undefined && blob.p === pack && blob.o === item.offset && blob.l === item.length;
-  if (!item.valid && used) {
-    findings.push({ kind: 'blob-corrupt', pack, offset: item.offset, hash: hashHex(item.hash), length: item.length, refs: [] });
-  } else if (!used) {
-    findings.push({ kind: 'unreferenced-pack-record', pack, offset: item.offset, length: item.length });
+
+  /** Every record added so far is classified. */
+  async flush(): Promise<void> {
+    if (this.items.length > 0) await this.submit();
+    await this.previous;
   }
-  return used && item.valid;
+
+  /** Starts the lookups of the group; waits for the group before it (at most two in flight). */
+  private async submit(): Promise<void> {
+    const items = this.items;
+    const pack = this.pack;
+    this.items = [];
+    const lookup = this.store.db.getMany<BlobRecord>(items.map((item) => keys.blob(item.hash)));
+    lookup.catch(() => undefined); // awaited below
+    await this.previous;
+    this.previous = lookup.then((blobs) => {
+      for (let i = 0; i < items.length; i++) if (this.classify(pack, items[i], blobs[i])) this.confirmed.n++;
+    });
+    this.previous.catch(() => undefined); // awaited by the next submit or flush
+  }
+
+  private classify(pack: number, item: ScannedBlob, blob: BlobRecord | MailstoreError | undefined): boolean {
+    if (blob instanceof MailstoreError) {
+      if (blob.code === 'CORRUPT') return false; // reported by the index pass
+      throw blob;
+    }
+    const used = blob !== undefined && blob.p === pack && blob.o === item.offset && blob.l === item.length;
+    if (!item.valid && used) {
+      this.findings.push({ kind: 'blob-corrupt', pack, offset: item.offset, hash: hashHex(item.hash), length: item.length, refs: [] });
+    } else if (!used) {
+      this.findings.push({ kind: 'unreferenced-pack-record', pack, offset: item.offset, length: item.length });
+    }
+    return used && item.valid;
+  }
 }
 
 async function checkJournal(store: Store, findings: Finding[]): Promise<number> {
