@@ -11,7 +11,7 @@ import { setImmediate as nextEventLoopTurn } from 'node:timers/promises';
 import { MailstoreError } from '../errors.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { hashHex } from '../hash/blake3.js';
-import { decodeCbor, decodeValue } from '../index/codec.js';
+import { decodeCbor, decodeValue, encodeValue } from '../index/codec.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey, keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
@@ -264,29 +264,41 @@ class Digest {
 }
 
 /** One key space, values checked and decoded; read in batches of 1,000 (one native call each). */
-async function* entries<T>(store: Store, space: number, findings: Finding[], counter: { n: number }): AsyncGenerator<[Buffer, T]> {
+async function* entryBatches<T>(store: Store, space: number, findings: Finding[], counter: { n: number }, known?: Map<string, T>): AsyncGenerator<[Buffer, T][]> {
   const iterator = store.db.rawIterator({ gte: Buffer.of(space), lt: Buffer.of(space + 1) });
   try {
     for (;;) {
       const batch = await iterator.nextv(1000);
       if (batch.length === 0) break;
+      const out: [Buffer, T][] = [];
       for (const [rawKey, rawValue] of batch) {
         counter.n++;
-        const key = Buffer.from(rawKey);
-        let value: T;
-        try {
-          value = decodeValue<T>(rawValue, key);
-        } catch {
-          findings.push({ kind: 'index-value-corrupt', key: key.toString('hex') });
+        const key = Buffer.isBuffer(rawKey) ? rawKey : Buffer.from(rawKey);
+        // a value whose exact bytes are known (checksum included) needs no checking or decoding
+        const common = known?.get(Buffer.from(rawValue).toString('latin1'));
+        if (common !== undefined) {
+          out.push([key, common]);
           continue;
         }
-        yield [key, value];
+        try {
+          out.push([key, decodeValue<T>(rawValue, key)]);
+        } catch {
+          findings.push({ kind: 'index-value-corrupt', key: key.toString('hex') });
+        }
       }
+      yield out;
     }
   } finally {
     await iterator.close();
   }
 }
+
+async function* entries<T>(store: Store, space: number, findings: Finding[], counter: { n: number }): AsyncGenerator<[Buffer, T]> {
+  for await (const batch of entryBatches<T>(store, space, findings, counter)) yield* batch;
+}
+
+/** The change log's two values, as stored: most C entries are one of them. */
+const CHANGE_VALUES = new Map<string, number>([0, 1].map((v) => [encodeValue(v).toString('latin1'), v]));
 
 /**
  * Cross-checks the index: blob locations, refcounts, N against I, R against the ACLs, counts, the
@@ -296,12 +308,12 @@ async function* entries<T>(store: Store, space: number, findings: Finding[], cou
 async function checkIndex(store: Store, findings: Finding[], confirmed: number): Promise<number> {
   const counter = { n: 0 };
   const boxes = new Map<string, BoxCheck>();
-  for await (const [key, info] of entries<MailboxInfo>(store, SPACE.info, findings, counter)) {
+  for await (const batch of entryBatches<MailboxInfo>(store, SPACE.info, findings, counter)) for (const [key, info] of batch) {
     const id = key.subarray(1).toString('hex');
     boxes.set(id, { info, name: formatMailboxName(info.name), seenInNames: false, messages: 0, unseen: 0, bytes: 0, maxUid: 0, maxModseq: 0 });
   }
   // N <-> I
-  for await (const [key, idValue] of entries<Buffer>(store, SPACE.name, findings, counter)) {
+  for await (const batch of entryBatches<Buffer>(store, SPACE.name, findings, counter)) for (const [key, idValue] of batch) {
     const name = formatMailboxName(decodeNameKey(key));
     const box = boxes.get(Buffer.from(idValue).toString('hex'));
     if (!box) findings.push({ kind: 'name-index-mismatch', name, detail: 'the name points to a mailbox that does not exist' });
@@ -319,7 +331,7 @@ async function checkIndex(store: Store, findings: Finding[], confirmed: number):
   let rightsEntries = 0;
   const byName = new Map<string, BoxCheck>();
   for (const box of boxes.values()) if (!box.info.deleting) byName.set(box.name, box);
-  for await (const [key, value] of entries<RightsRecord>(store, SPACE.rights, findings, counter)) {
+  for await (const batch of entryBatches<RightsRecord>(store, SPACE.rights, findings, counter)) for (const [key, value] of batch) {
     const { user, components } = decodeRightsKey(key);
     const name = formatMailboxName(components);
     const box = byName.get(name);
@@ -337,7 +349,7 @@ async function checkIndex(store: Store, findings: Finding[], confirmed: number):
   // M: per-mailbox counts, and digests for refcounts and the change log
   const referenced = new Digest();
   const changesFromMessages = new Digest();
-  for await (const [key, record] of entries<MessageRecord>(store, SPACE.message, findings, counter)) {
+  for await (const batch of entryBatches<MessageRecord>(store, SPACE.message, findings, counter)) for (const [key, record] of batch) {
     const { id, uid } = decodeMessageKey(key);
     const box = boxes.get(id.toString('hex'));
     referenced.add(Buffer.from(record.h));
@@ -364,7 +376,7 @@ async function checkIndex(store: Store, findings: Finding[], confirmed: number):
   }
   // C: every message has exactly one 'changed' entry at its modseq
   const changes = new Digest();
-  for await (const [key, value] of entries<number>(store, SPACE.change, findings, counter)) {
+  for await (const batch of entryBatches<number>(store, SPACE.change, findings, counter, CHANGE_VALUES)) for (const [key, value] of batch) {
     const c = decodeChangeKey(key);
     if (value === 0) addChange(changes, c.id, c.uid, c.modseq);
     if (!boxes.has(c.id.toString('hex'))) findings.push({ kind: 'change-log-mismatch', mailbox: c.id.toString('hex'), detail: `change entry for uid ${c.uid} of a mailbox that does not exist` });
@@ -375,7 +387,7 @@ async function checkIndex(store: Store, findings: Finding[], confirmed: number):
   // B: every entry's location holds its record; refcounts agree with the messages
   const recorded = new Digest();
   let blobs = 0;
-  for await (const [key, blob] of entries<BlobRecord>(store, SPACE.blob, findings, counter)) {
+  for await (const batch of entryBatches<BlobRecord>(store, SPACE.blob, findings, counter)) for (const [key, blob] of batch) {
     blobs++;
     recorded.add(key.subarray(1), blob.r);
     if (blob.r === 0) findings.push({ kind: 'unreferenced-blob', hash: hashHex(key.subarray(1)), length: blob.l });
