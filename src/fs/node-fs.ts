@@ -1,5 +1,5 @@
 // The real FileSystem over node:fs. The only module (with its siblings in src/fs) that touches node:fs.
-import { promises as fsp, constants, readSync } from 'node:fs';
+import { promises as fsp, constants, readSync, writeSync, writevSync } from 'node:fs';
 import type { FileHandle, FileStat, FileSystem, OpenMode } from './filesystem.js';
 
 const FLAGS: Record<OpenMode, number> = {
@@ -8,6 +8,9 @@ const FLAGS: Record<OpenMode, number> = {
   createNew: constants.O_RDWR | constants.O_CREAT | constants.O_EXCL,
   createOrOpen: constants.O_RDWR | constants.O_CREAT,
 };
+
+/** Writes up to this size are made synchronously (see write). */
+const SYNC_WRITE_BYTES_MAX = 256 * 1024;
 
 class NodeFileHandle implements FileHandle {
   constructor(readonly path: string, private readonly handle: fsp.FileHandle) {}
@@ -26,10 +29,17 @@ class NodeFileHandle implements FileHandle {
     return total;
   }
 
+  /**
+   * Small writes are synchronous too: they only copy into the page cache, and the thread-pool
+   * round trip would cost more (a delivery makes two). Big ones (an import batch) go to the
+   * thread pool, so the copy overlaps the JS work on the next batch.
+   */
   async write(data: Buffer, position: number): Promise<void> {
     let done = 0;
     while (done < data.length) {
-      const { bytesWritten } = await this.handle.write(data, done, data.length - done, position + done);
+      const bytesWritten = data.length <= SYNC_WRITE_BYTES_MAX
+        ? writeSync(this.handle.fd, data, done, data.length - done, position + done)
+        : (await this.handle.write(data, done, data.length - done, position + done)).bytesWritten;
       if (bytesWritten === 0) throw Object.assign(new Error(`short write to ${this.path}`), { code: 'EIO' });
       done += bytesWritten;
     }
@@ -39,7 +49,9 @@ class NodeFileHandle implements FileHandle {
     let at = position;
     for (let index = 0; index < parts.length; index += 512) { // IOV_MAX is 1024 on Linux
       const batch = parts.slice(index, index + 512);
-      const { bytesWritten } = await this.handle.writev(batch, at);
+      let bytes = 0;
+      for (const part of batch) bytes += part.length;
+      const bytesWritten = bytes <= SYNC_WRITE_BYTES_MAX ? writevSync(this.handle.fd, batch, at) : (await this.handle.writev(batch, at)).bytesWritten;
       let skip = bytesWritten; // a short vectored write: the rest goes with plain writes
       for (const part of batch) {
         if (skip >= part.length) {
