@@ -18,6 +18,25 @@ function overlayOps(overlay: Overlay): BatchOp[] {
   return out;
 }
 
+/** A deleted key in a view's pending set (putting undefined deletes too, as in an Overlay). */
+const DELETED = Symbol('deleted');
+
+/**
+ * A view's pending values by the key's bytes as a latin1 string. Only the string is kept, not the
+ * key's Buffer nor an entry object: a replay window holds tens of thousands of keys through
+ * several young-generation collections, and what it holds is what they copy.
+ */
+type Pending = Map<string, unknown>;
+
+function pendingOps(pending: Pending): BatchOp[] {
+  const out: BatchOp[] = [];
+  for (const [name, value] of pending) {
+    const key = Buffer.from(name, 'latin1');
+    out.push(value === DELETED ? { type: 'del', key } : { type: 'put', key, value: encodeValue(value) });
+  }
+  return out;
+}
+
 export class IndexDb {
   /**
    * A batch handed to LevelDB and not yet landed (writeBehind): point reads see it first, range
@@ -241,9 +260,9 @@ export class WrittenKeys {
 
 /** A pending write set over the index: reads see it first; commit turns it into one LevelDB batch. */
 export class IndexView {
-  private overlay: Overlay = new Map();
+  private overlay: Pending = new Map();
   /** A batch being written by flushBehind: still read through until it has landed. */
-  private inflight?: { overlay: Overlay; written: Promise<void> };
+  private inflight?: { overlay: Pending; written: Promise<void> };
 
   /**
    * `written`: the index was empty when this view began and only this view writes to it (a
@@ -252,21 +271,27 @@ export class IndexView {
   constructor(readonly db: IndexDb, private readonly written?: WrittenKeys) {}
 
   async get<T>(key: Buffer): Promise<T | undefined> {
+    return this.getNow<T>(key);
+  }
+
+  /** The pending set, the batch in flight, then LevelDB (a synchronous point read). */
+  getNow<T>(key: Buffer): T | undefined {
     const name = key.toString('latin1');
-    const hit = this.overlay.get(name) ?? this.inflight?.overlay.get(name);
-    if (hit) return hit.value as T | undefined;
+    let value = this.overlay.get(name);
+    if (value === undefined) value = this.inflight?.overlay.get(name);
+    if (value !== undefined) return (value === DELETED ? undefined : value) as T | undefined;
     if (this.written && !this.written.mayHave(name)) return undefined;
-    return this.db.get<T>(key);
+    return this.db.getNow<T>(key);
   }
 
   put(key: Buffer, value: unknown): void {
     const name = key.toString('latin1');
     this.written?.add(name);
-    this.overlay.set(name, { key, value });
+    this.overlay.set(name, value === undefined ? DELETED : value);
   }
 
   del(key: Buffer): void {
-    this.overlay.set(key.toString('latin1'), { key, value: undefined });
+    this.overlay.set(key.toString('latin1'), DELETED);
   }
 
   get size(): number {
@@ -274,12 +299,15 @@ export class IndexView {
   }
 
   ops(): BatchOp[] {
-    return overlayOps(this.overlay);
+    return pendingOps(this.overlay);
   }
 
-  /** Hands the pending set over (IndexDb.writeBehind) and starts a new, empty one. */
+  /** Hands the pending set over (as IndexDb.writeBehind takes it) and starts a new, empty one. */
   takeOverlay(): Overlay {
-    const overlay = this.overlay;
+    const overlay: Overlay = new Map();
+    for (const [name, value] of this.overlay) {
+      overlay.set(name, { key: Buffer.from(name, 'latin1'), value: value === DELETED ? undefined : value });
+    }
     this.overlay = new Map();
     return overlay;
   }

@@ -9,7 +9,7 @@ import { decodeCbor } from '../index/codec.js';
 import type { Journal, JournalDamage } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { writeFileDurable } from '../fs/durable.js';
-import { applyOps, meta } from './apply.js';
+import { applyOpsNow, meta } from './apply.js';
 import type { PackStore } from '../blob/pack-store.js';
 import type { JournalPayload } from './records.js';
 import { LAYOUT } from './identity.js';
@@ -66,7 +66,7 @@ async function replayInto(journal: Journal, view: IndexView, afterSeq: number, h
       lastSeq = record.seq;
       continue;
     }
-    await applyOps(view, record.seq, payload.ops, problem);
+    applyOpsNow(view, record.seq, payload.ops, problem);
     lastSeq = record.seq;
     records++;
     onRecord?.(record.seq);
