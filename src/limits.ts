@@ -25,6 +25,11 @@ export const limits = {
   deleteChunkMessages: 10_000,
   /** Replay and rebuild write a LevelDB batch once this many keys are pending. */
   replayBatchKeys: 20000,
+  /**
+   * Rebuild: the Bloom filter of the keys written so far. 8 MiB keeps false positives under 1 %
+   * up to ~5 M keys (about 1.5 M messages); a larger store only pays more LevelDB lookups.
+   */
+  rebuildKeyFilterBytes: 8 * 1024 * 1024,
   /** Chunk size for streaming reads. */
   readChunkBytes: 1024 * 1024,
   /** readMessages: message records read from the index in one round trip. */

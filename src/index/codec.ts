@@ -14,21 +14,53 @@ export function decodeCbor<T>(bytes: Uint8Array): T {
   return cbor.decode(bytes) as T;
 }
 
+/** CRC-32 (the zlib polynomial), table-driven, for short values. */
+const CRC_TABLE = (() => {
+  const table = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c;
+  }
+  return table;
+})();
+
+/** Below this length the JavaScript loop beats a call into zlib (most index values are 2-80 bytes). */
+const CRC_JS_BYTES_MAX = 256;
+
+function checksum(bytes: Uint8Array): number {
+  if (bytes.length > CRC_JS_BYTES_MAX) return crc32(bytes);
+  let c = -1;
+  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  return (c ^ -1) >>> 0;
+}
+
 /**
  * cbor-x returns a view into its own growing buffer; node's crc32 of such a view costs in
- * proportion to the whole buffer (measured 26 µs a value), so the checksum is taken over our copy.
+ * proportion to the whole buffer (measured 26 µs a value), so a long value's checksum is taken
+ * over our copy.
  */
-export function encodeValue(value: unknown): Buffer {
-  const body = cbor.encode(value);
+function frame(body: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(4 + body.length);
-  body.copy(out, 4);
-  out.writeUInt32BE(crc32(out.subarray(4)), 0);
+  out.set(body, 4);
+  out.writeUInt32BE(body.length > CRC_JS_BYTES_MAX ? crc32(out.subarray(4)) : checksum(body), 0);
   return out;
+}
+
+/**
+ * The values 0 and 1 (every C record, the deleting marks) framed once: a replay writes one C
+ * record per message. The shared buffers are only ever read (LevelDB copies what it is given).
+ */
+const SMALL_VALUES = [frame(cbor.encode(0)), frame(cbor.encode(1))];
+
+export function encodeValue(value: unknown): Buffer {
+  if (value === 1 || Object.is(value, 0)) return SMALL_VALUES[value as number];
+  return frame(cbor.encode(value));
 }
 
 export function decodeValue<T>(bytes: Uint8Array, key: Uint8Array): T {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (b.length < 4 || b.readUInt32BE(0) !== crc32(b.subarray(4))) {
+  if (b.length < 4 || b.readUInt32BE(0) !== checksum(b.subarray(4))) {
     throw new MailstoreError('CORRUPT',
       `index value for key ${Buffer.from(key).toString('hex')} fails its checksum; run 'mailstore reconstruct' to rebuild the index from the journal`,
       { path: Buffer.from(key).toString('hex') });

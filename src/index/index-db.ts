@@ -18,6 +18,25 @@ function overlayOps(overlay: Overlay): BatchOp[] {
   return out;
 }
 
+/** A deleted key in a view's pending set (putting undefined deletes too, as in an Overlay). */
+const DELETED = Symbol('deleted');
+
+/**
+ * A view's pending values by the key's bytes as a latin1 string. Only the string is kept, not the
+ * key's Buffer nor an entry object: a replay window holds tens of thousands of keys through
+ * several young-generation collections, and what it holds is what they copy.
+ */
+type Pending = Map<string, unknown>;
+
+function pendingOps(pending: Pending): BatchOp[] {
+  const out: BatchOp[] = [];
+  for (const [name, value] of pending) {
+    const key = Buffer.from(name, 'latin1');
+    out.push(value === DELETED ? { type: 'del', key } : { type: 'put', key, value: encodeValue(value) });
+  }
+  return out;
+}
+
 export class IndexDb {
   /**
    * A batch handed to LevelDB and not yet landed (writeBehind): point reads see it first, range
@@ -191,27 +210,88 @@ export class IndexDb {
   }
 }
 
+/**
+ * The keys a view has put into an index that was empty when the view began: a Bloom filter (no
+ * false negatives), so a rebuild asks LevelDB only about keys it may have written. Without it every
+ * new blob's refcount lookup is a LevelDB miss (~10 µs, the largest single cost of a rebuild).
+ * Memory is fixed; past its capacity it answers "maybe" more often, which costs time, not truth.
+ */
+export class WrittenKeys {
+  private readonly bits: Int32Array;
+  private readonly mask: number;
+
+  constructor(bytes: number) {
+    let words = 1;
+    while (words * 4 < bytes) words *= 2;
+    this.bits = new Int32Array(words);
+    this.mask = words * 32 - 1;
+  }
+
+  add(name: string): void {
+    this.probe(name, true);
+  }
+
+  mayHave(name: string): boolean {
+    return this.probe(name, false);
+  }
+
+  /** Four probes by double hashing (FNV-1a and a multiplicative hash) over the key's latin1 name. */
+  private probe(name: string, set: boolean): boolean {
+    let h1 = 0x811c9dc5;
+    let h2 = 0x9747b28c;
+    for (let i = 0; i < name.length; i++) {
+      const c = name.charCodeAt(i);
+      h1 = Math.imul(h1 ^ c, 0x01000193);
+      h2 = Math.imul(h2 ^ c, 0x5bd1e995);
+      h2 ^= h2 >>> 15;
+    }
+    h2 |= 1;
+    let all = true;
+    for (let k = 0; k < 4; k++) {
+      const bit = (h1 + Math.imul(k, h2)) & this.mask;
+      const word = bit >>> 5;
+      const flag = 1 << (bit & 31);
+      if (set) this.bits[word] |= flag;
+      else if ((this.bits[word] & flag) === 0) all = false;
+    }
+    return all;
+  }
+}
+
 /** A pending write set over the index: reads see it first; commit turns it into one LevelDB batch. */
 export class IndexView {
-  private overlay: Overlay = new Map();
+  private overlay: Pending = new Map();
   /** A batch being written by flushBehind: still read through until it has landed. */
-  private inflight?: { overlay: Overlay; written: Promise<void> };
+  private inflight?: { overlay: Pending; written: Promise<void> };
 
-  constructor(readonly db: IndexDb) {}
+  /**
+   * `written`: the index was empty when this view began and only this view writes to it (a
+   * rebuild): a key the filter never saw is not in LevelDB, so reading it costs no round trip.
+   */
+  constructor(readonly db: IndexDb, private readonly written?: WrittenKeys) {}
 
   async get<T>(key: Buffer): Promise<T | undefined> {
+    return this.getNow<T>(key);
+  }
+
+  /** The pending set, the batch in flight, then LevelDB (a synchronous point read). */
+  getNow<T>(key: Buffer): T | undefined {
     const name = key.toString('latin1');
-    const hit = this.overlay.get(name) ?? this.inflight?.overlay.get(name);
-    if (hit) return hit.value as T | undefined;
-    return this.db.get<T>(key);
+    let value = this.overlay.get(name);
+    if (value === undefined) value = this.inflight?.overlay.get(name);
+    if (value !== undefined) return (value === DELETED ? undefined : value) as T | undefined;
+    if (this.written && !this.written.mayHave(name)) return undefined;
+    return this.db.getNow<T>(key);
   }
 
   put(key: Buffer, value: unknown): void {
-    this.overlay.set(key.toString('latin1'), { key, value });
+    const name = key.toString('latin1');
+    this.written?.add(name);
+    this.overlay.set(name, value === undefined ? DELETED : value);
   }
 
   del(key: Buffer): void {
-    this.overlay.set(key.toString('latin1'), { key, value: undefined });
+    this.overlay.set(key.toString('latin1'), DELETED);
   }
 
   get size(): number {
@@ -219,12 +299,15 @@ export class IndexView {
   }
 
   ops(): BatchOp[] {
-    return overlayOps(this.overlay);
+    return pendingOps(this.overlay);
   }
 
-  /** Hands the pending set over (IndexDb.writeBehind) and starts a new, empty one. */
+  /** Hands the pending set over (as IndexDb.writeBehind takes it) and starts a new, empty one. */
   takeOverlay(): Overlay {
-    const overlay = this.overlay;
+    const overlay: Overlay = new Map();
+    for (const [name, value] of this.overlay) {
+      overlay.set(name, { key: Buffer.from(name, 'latin1'), value: value === DELETED ? undefined : value });
+    }
     this.overlay = new Map();
     return overlay;
   }

@@ -1,18 +1,48 @@
 // Named constructors for every key space of DESIGN.md, so no other module builds keys by hand.
-import { SPACE, encodeComponents, encodeString, encodeU32, encodeU64, decodeComponents, decodeString } from './tuple.js';
+import { SPACE, assertU32, assertU64, encodeComponents, encodeString, encodeU64, decodeComponents, decodeString } from './tuple.js';
 
 const cat = (...parts: Uint8Array[]): Buffer => Buffer.concat(parts);
 const one = (b: number): Buffer => Buffer.of(b);
 
+/**
+ * The space byte and a raw id or hash, then room for `tail` bytes: the keys built once or more per
+ * message (replay builds millions) are written in place, without the parts and the concat.
+ */
+function spaced(space: number, raw: Uint8Array, tail: number): Buffer {
+  const out = Buffer.allocUnsafe(1 + raw.length + tail);
+  out[0] = space;
+  out.set(raw, 1);
+  return out;
+}
+
+function u32Key(space: number, id: Uint8Array, uid: number): Buffer {
+  assertU32(uid);
+  const out = spaced(space, id, 4);
+  out.writeUInt32BE(uid, 1 + id.length);
+  return out;
+}
+
+function changeKey(id: Uint8Array, modseq: number, uid: number): Buffer {
+  assertU64(modseq);
+  assertU32(uid);
+  const out = spaced(SPACE.change, id, 12);
+  const at = 1 + id.length;
+  // modseq is a safe integer (< 2^53): split it into two u32 halves instead of going through BigInt.
+  out.writeUInt32BE(Math.floor(modseq / 0x1_0000_0000), at);
+  out.writeUInt32BE(modseq >>> 0, at + 4);
+  out.writeUInt32BE(uid, at + 8);
+  return out;
+}
+
 export const keys = {
   name: (components: readonly string[]) => cat(one(SPACE.name), encodeComponents(components)),
-  info: (id: Uint8Array) => cat(one(SPACE.info), id),
-  message: (id: Uint8Array, uid: number) => cat(one(SPACE.message), id, encodeU32(uid)),
+  info: (id: Uint8Array) => spaced(SPACE.info, id, 0),
+  message: (id: Uint8Array, uid: number) => u32Key(SPACE.message, id, uid),
   messagePrefix: (id: Uint8Array) => cat(one(SPACE.message), id),
-  change: (id: Uint8Array, modseq: number, uid: number) => cat(one(SPACE.change), id, encodeU64(modseq), encodeU32(uid)),
+  change: (id: Uint8Array, modseq: number, uid: number) => changeKey(id, modseq, uid),
   changePrefix: (id: Uint8Array) => cat(one(SPACE.change), id),
   changeFrom: (id: Uint8Array, modseq: number) => cat(one(SPACE.change), id, encodeU64(modseq)),
-  blob: (hash: Uint8Array) => cat(one(SPACE.blob), hash),
+  blob: (hash: Uint8Array) => spaced(SPACE.blob, hash, 0),
   rights: (user: string, components: readonly string[]) => cat(one(SPACE.rights), encodeString(user), encodeComponents(components)),
   rightsPrefix: (user: string) => cat(one(SPACE.rights), encodeString(user)),
   meta: (name: string) => cat(one(SPACE.meta), encodeString(name)),

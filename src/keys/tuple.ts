@@ -50,15 +50,24 @@ export function decodeString(buf: Uint8Array, offset: number): { value: string; 
   return { value: Buffer.from(bytes).toString('utf8'), next: i };
 }
 
+// The message is only built when the check fails: keys are built millions of times in a replay.
+export function assertU32(value: number): void {
+  if (!(Number.isInteger(value) && value >= 0 && value <= 0xffffffff)) assert(false, `u32 out of range: ${value}`);
+}
+
+export function assertU64(value: number): void {
+  if (!(Number.isSafeInteger(value) && value >= 0)) assert(false, `u64 out of range: ${value}`);
+}
+
 export function encodeU32(value: number): Buffer {
-  assert(Number.isInteger(value) && value >= 0 && value <= 0xffffffff, `u32 out of range: ${value}`);
+  assertU32(value);
   const b = Buffer.allocUnsafe(4);
   b.writeUInt32BE(value);
   return b;
 }
 
 export function encodeU64(value: number): Buffer {
-  assert(Number.isSafeInteger(value) && value >= 0, `u64 out of range: ${value}`);
+  assertU64(value);
   const b = Buffer.allocUnsafe(8);
   b.writeBigUInt64BE(BigInt(value));
   return b;

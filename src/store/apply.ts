@@ -19,11 +19,20 @@ export const meta = {
 export type ApplyProblem = (message: string) => void;
 
 export async function applyOps(view: IndexView, seq: number, ops: Op[], problem: ApplyProblem): Promise<void> {
-  for (const op of ops) await applyOp(view, seq, op, problem);
+  applyOpsNow(view, seq, ops, problem);
 }
 
-async function info(view: IndexView, id: Buffer, seq: number, problem: ApplyProblem): Promise<MailboxInfo | undefined> {
-  const found = await view.get<MailboxInfo>(keys.info(id));
+/**
+ * The same, synchronously: every read is a point read (the view's pending sets, then LevelDB's
+ * getSync), so nothing waits; replay calls this directly and spares a rebuild the promises and
+ * async frames of several awaits a message.
+ */
+export function applyOpsNow(view: IndexView, seq: number, ops: Op[], problem: ApplyProblem): void {
+  for (const op of ops) applyOp(view, seq, op, problem);
+}
+
+function info(view: IndexView, id: Buffer, seq: number, problem: ApplyProblem): MailboxInfo | undefined {
+  const found = view.getNow<MailboxInfo>(keys.info(id));
   if (!found) problem(`record ${seq} refers to mailbox ${id.toString('hex')}, which does not exist`);
   return found;
 }
@@ -38,7 +47,7 @@ function delRights(view: IndexView, box: MailboxInfo): void {
   for (const identifier of Object.keys(box.acl)) view.del(keys.rights(identifier, box.name));
 }
 
-async function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProblem): Promise<void> {
+function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProblem): void {
   switch (op.op) {
     case 'mailbox.create': {
       const box: MailboxInfo = {
@@ -49,12 +58,12 @@ async function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProbl
       view.put(keys.name(op.name), op.id);
       view.put(keys.info(op.id), box);
       putRights(view, box);
-      const last = (await view.get<number>(meta.uidValidityLast)) ?? 0;
+      const last = view.getNow<number>(meta.uidValidityLast) ?? 0;
       view.put(meta.uidValidityLast, Math.max(last, op.uidValidity));
       return;
     }
     case 'mailbox.rename': {
-      const box = await info(view, op.id, seq, problem);
+      const box = info(view, op.id, seq, problem);
       if (!box) return;
       view.del(keys.name(box.name));
       delRights(view, box);
@@ -65,7 +74,7 @@ async function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProbl
       return;
     }
     case 'mailbox.deleteBegin': {
-      const box = await info(view, op.id, seq, problem);
+      const box = info(view, op.id, seq, problem);
       if (!box) return;
       view.del(keys.name(box.name));
       delRights(view, box);
@@ -79,10 +88,10 @@ async function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProbl
       return;
     }
     case 'message.add': {
-      const box = await info(view, op.id, seq, problem);
+      const box = info(view, op.id, seq, problem);
       if (!box) return;
       const blobKey = keys.blob(op.hash);
-      const blob = await view.get<BlobRecord>(blobKey);
+      const blob = view.getNow<BlobRecord>(blobKey);
       view.put(blobKey, blob ? { ...blob, r: blob.r + 1 } : { p: op.pack, o: op.offset, l: op.size, r: 1 } satisfies BlobRecord);
       view.put(keys.message(op.id, op.uid), { h: op.hash, s: op.size, d: op.date, f: op.flags, m: seq } satisfies MessageRecord);
       view.put(keys.change(op.id, seq, op.uid), 0 satisfies ChangeRecord);
@@ -97,12 +106,12 @@ async function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProbl
       return;
     }
     case 'message.flags': {
-      const box = await info(view, op.id, seq, problem);
+      const box = info(view, op.id, seq, problem);
       if (!box) return;
       let unseen = box.unseen;
       for (const [uid, flags] of op.set) {
         const key = keys.message(op.id, uid);
-        const message = await view.get<MessageRecord>(key);
+        const message = view.getNow<MessageRecord>(key);
         if (!message) { problem(`record ${seq} sets flags on missing message ${uid}`); continue; }
         unseen += (message.f.includes(SEEN) ? 0 : -1) + (flags.includes(SEEN) ? 0 : 1);
         view.del(keys.change(op.id, message.m, uid));
@@ -113,12 +122,12 @@ async function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProbl
       return;
     }
     case 'message.expunge': {
-      const box = await info(view, op.id, seq, problem);
+      const box = info(view, op.id, seq, problem);
       if (!box) return;
       let { messages, unseen, bytes } = box;
       for (const uid of op.uids) {
         const key = keys.message(op.id, uid);
-        const message = await view.get<MessageRecord>(key);
+        const message = view.getNow<MessageRecord>(key);
         if (!message) { problem(`record ${seq} expunges missing message ${uid}`); continue; }
         messages--;
         bytes -= message.s;
@@ -127,7 +136,7 @@ async function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProbl
         view.del(keys.change(op.id, message.m, uid));
         if (!op.purge) view.put(keys.change(op.id, seq, uid), 1 satisfies ChangeRecord);
         const blobKey = keys.blob(message.h);
-        const blob = await view.get<BlobRecord>(blobKey);
+        const blob = view.getNow<BlobRecord>(blobKey);
         if (blob) view.put(blobKey, { ...blob, r: Math.max(0, blob.r - 1) });
         else problem(`record ${seq}: message ${uid} refers to unknown blob ${message.h.toString('hex')}`);
       }
@@ -139,7 +148,7 @@ async function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProbl
       return;
     }
     case 'acl.set': {
-      const box = await info(view, op.id, seq, problem);
+      const box = info(view, op.id, seq, problem);
       if (!box) return;
       const acl = { ...box.acl };
       if (op.rights === '') delete acl[op.identifier];
@@ -151,7 +160,7 @@ async function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProbl
     }
     case 'blob.relocate': {
       const blobKey = keys.blob(op.hash);
-      const blob = await view.get<BlobRecord>(blobKey);
+      const blob = view.getNow<BlobRecord>(blobKey);
       if (!blob) { problem(`record ${seq} relocates unknown blob ${op.hash.toString('hex')}`); return; }
       view.put(blobKey, { ...blob, p: op.pack, o: op.offset });
       return;
