@@ -292,6 +292,22 @@ describe('scrub', () => {
   });
 });
 
+describe('scrub --threads', () => {
+  it('finds the same damage with 0 and 2 hash threads from the CLI; a bad count is INVALID (exit 5)', async () => {
+    const dir = tmpDir();
+    await makeStore(dir, 14);
+    await damageBlobs(dir, 3, 7);
+    const runs = ['0', '2'].map((n) => cli(['scrub', '--threads', n, '--json'], dir));
+    for (const r of runs) expect(r.status, r.stderr).toBe(1);
+    const damage = (out: string) => out.trim().split('\n').map((l) => JSON.parse(l)).filter((o) => o.damage).map((o) => o.hash).sort();
+    expect(damage(runs[0].stdout).length).toBe(3);
+    expect(damage(runs[1].stdout)).toEqual(damage(runs[0].stdout));
+    const bad = cli(['scrub', '--threads', 'many'], dir);
+    expect(bad.status).toBe(5);
+    expect(bad.stderr).toContain('INVALID');
+  });
+});
+
 describe('reconstruct', () => {
   it('--check finds no difference on a healthy store; a rebuild keeps everything', async () => {
     const dir = tmpDir();

@@ -23,6 +23,11 @@ function parseRate(text: string): number {
   return n * 1_000_000;
 }
 
+function parseThreads(text: string): number {
+  if (!/^[0-9]+$/.test(text) || Number(text) > 64) throw new MailstoreError('INVALID', `--threads takes 0..64 worker threads; got ${JSON.stringify(text)}`);
+  return Number(text);
+}
+
 export function register(program: Command): void {
   program
     .command('scrub')
@@ -32,6 +37,7 @@ export function register(program: Command): void {
     .option('--force', 'repair even when the damage looks like a missing partition (overrides the sanity gate)')
     .option('--max-rate <MBps>', 'read packs at most this fast, MB/s', parseRate)
     .option('--time-budget <duration>', 'stop after this long (e.g. 10m) and resume there next run (durable cursor)', parseDuration)
+    .option('--threads <n>', 'worker threads hashing beside the reader (default: cores - 1 for 64 MiB and more, none with --max-rate; 0: none)', parseThreads)
     .option('--json', 'one JSON object per finding, then a summary object (JSON lines)')
     .addHelpText('after', `
 What it checks: every pack record is re-hashed (BLAKE3); frame and header checksums of packs and
@@ -46,7 +52,7 @@ Exit codes: 0 clean; 1 findings (damage found, or left unrepaired); 2 could not 
 access, I/O); 3 refused (the store looks unmounted or its packs/journal are missing — check
 mounts; --force overrides the repair gate); 4 not found; 5 invalid options.
 Informational findings (unreferenced blobs awaiting cleanup) do not change the exit code.`)
-    .action(async (options: { repair?: boolean; source?: string[]; force?: boolean; maxRate?: number; timeBudget?: number }, command: Command) => {
+    .action(async (options: { repair?: boolean; source?: string[]; force?: boolean; maxRate?: number; timeBudget?: number; threads?: number }, command: Command) => {
       const json = wantsJson(command);
       if (options.source && !options.repair) throw new MailstoreError('INVALID', '--source is only used with --repair');
       if (options.repair && options.timeBudget !== undefined) throw new MailstoreError('INVALID', '--repair needs a full scrub; drop --time-budget');
@@ -55,6 +61,7 @@ Informational findings (unreferenced blobs awaiting cleanup) do not change the e
         const scrubOptions = {
           maxRateBytesPerSecond: options.maxRate,
           timeBudgetMs: options.timeBudget,
+          hashThreads: options.threads,
           onProgress: (p: { bytesDone: number; bytesTotal: number }) => progress.position(p.bytesDone, Math.max(p.bytesTotal, 1)),
         };
         const report = await scrub(store, scrubOptions);
@@ -63,7 +70,7 @@ Informational findings (unreferenced blobs awaiting cleanup) do not change the e
           await print(report.findings, report, json);
           return report.summary.damage > 0 ? EXIT.findings : EXIT.ok;
         }
-        const result = await repair(store, report, { sources: options.source, force: options.force, scrubOptions: { maxRateBytesPerSecond: options.maxRate } });
+        const result = await repair(store, report, { sources: options.source, force: options.force, scrubOptions: { maxRateBytesPerSecond: options.maxRate, hashThreads: options.threads } });
         const summary = {
           ...result.after.summary, repaired: true, damageBefore: report.summary.damage, blobsRestored: result.blobsRestored,
           quarantined: result.quarantined, indexRebuilt: result.indexRebuilt, unrepaired: result.unrepaired.length,
