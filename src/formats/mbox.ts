@@ -46,6 +46,8 @@ const LF = 0x0a;
 const CR = 0x0d;
 const GT = 0x3e;
 const FROM_SPACE = Buffer.from('From ', 'latin1');
+const LF_FROM_SPACE = Buffer.from('\nFrom ', 'latin1');
+const GT_FROM_SPACE = Buffer.from('>From ', 'latin1');
 
 /**
  * Streams the messages of an mbox file.
@@ -73,7 +75,7 @@ export async function* readMbox(
   try {
     let position = 0;
     for (;;) {
-      // A fresh buffer each time: message pieces keep references into it until the message ends.
+      // A fresh buffer each time: messages are views of it and outlive the next read.
       const chunk = Buffer.allocUnsafe(chunkBytes);
       const bytesRead = await readAt(handle, chunk, position);
       if (bytesRead === 0) break;
@@ -97,7 +99,10 @@ async function readAt(handle: FileHandle, chunk: Buffer, position: number): Prom
 interface OpenMessage {
   offset: number;
   index: number;
-  fromLine: Buffer;
+  /** The From_ line without its line terminator, for the internal date. */
+  fromLine: string;
+  /** The From_ line ends in CRLF, so the separator to strip is CRLF too. */
+  crlf: boolean;
   pieces: Buffer[];
   bytes: number;
   oversized: boolean;
@@ -105,7 +110,12 @@ interface OpenMessage {
 
 type LineKind = 'from' | 'quoted' | 'plain' | 'undecided';
 
-/** The streaming state machine: chunks in, finished messages out. Lines are classified at their start only. */
+/**
+ * The streaming state machine: chunks in, finished messages out. Lines are classified at their
+ * start only, and only the lines that can matter are visited: native searches for `\nFrom ` and
+ * `>From ` find them, so the bytes in between never pass through JS one line at a time. The last
+ * line of a chunk is classified by hand, since a search cannot see a prefix cut by the chunk end.
+ */
 class MboxParser {
   private carry: Buffer | undefined;
   private carryOffset = 0;
@@ -151,52 +161,62 @@ class MboxParser {
   }
 
   private scan(buffer: Buffer, base: number, done: MboxMessage[]): void {
-    let pos = 0;
+    // `lineStart`: the first place where a line may start that has not been looked at yet.
+    let lineStart = 0;
     if (this.midLine) {
-      const newline = buffer.indexOf(LF, pos);
+      const newline = buffer.indexOf(LF);
       if (newline < 0) {
-        this.emit(buffer, pos, buffer.length);
+        this.emit(buffer, 0, buffer.length);
         return;
       }
-      this.emit(buffer, pos, newline + 1);
-      pos = newline + 1;
+      lineStart = newline + 1;
       this.midLine = false;
     }
-    let runStart = pos;
-    while (pos < buffer.length) {
-      const kind = this.classify(buffer, pos);
-      if (kind === 'undecided') {
-        this.emit(buffer, runStart, pos);
-        this.keepCarry(buffer, pos, base);
-        return;
+    const lastLineStart = buffer.lastIndexOf(LF) + 1;
+    let runStart = 0;
+    let from = -1;
+    let quoted = -1;
+    while (lineStart < lastLineStart) {
+      if (from >= 0 && from < lineStart) from = -1;
+      if (from < 0) from = findFromLine(buffer, lineStart, lastLineStart);
+      if (quoted >= 0 && quoted < lineStart) quoted = -1;
+      if (quoted < 0) quoted = findQuotedLine(buffer, lineStart, lastLineStart, this.style);
+      if (from === lastLineStart && quoted === lastLineStart) break;
+      if (from < quoted) {
+        const newline = buffer.indexOf(LF, from);
+        this.emit(buffer, runStart, from);
+        this.startMessage(buffer.subarray(from, newline + 1), base + from, done);
+        lineStart = newline + 1;
+        runStart = lineStart;
+      } else {
+        // Drop the one `>` that quoting added.
+        this.emit(buffer, runStart, quoted);
+        runStart = quoted + 1;
+        lineStart = quoted + 1;
       }
-      if (kind === 'from') {
-        const newline = buffer.indexOf(LF, pos);
-        if (newline < 0) {
-          this.emit(buffer, runStart, pos);
-          this.keepCarry(buffer, pos, base);
-          return;
-        }
-        this.emit(buffer, runStart, pos);
-        this.startMessage(buffer.subarray(pos, newline + 1), base + pos, done);
-        pos = newline + 1;
-        runStart = pos;
-        continue;
-      }
-      if (kind === 'quoted') {
-        this.emit(buffer, runStart, pos);
-        pos += 1;
-        runStart = pos;
-      }
-      const newline = buffer.indexOf(LF, pos);
-      if (newline < 0) {
-        this.emit(buffer, runStart, buffer.length);
-        this.midLine = true;
-        return;
-      }
-      pos = newline + 1;
     }
-    this.emit(buffer, runStart, pos);
+    this.scanLastLine(buffer, base, lastLineStart, runStart);
+  }
+
+  /** The line after the chunk's last newline: it may be cut anywhere, even inside `From `. */
+  private scanLastLine(buffer: Buffer, base: number, lineStart: number, runStart: number): void {
+    if (lineStart === buffer.length) {
+      this.emit(buffer, runStart, lineStart);
+      return;
+    }
+    const kind = this.classify(buffer, lineStart);
+    if (kind === 'undecided' || kind === 'from') {
+      // A From_ line is only complete with its newline, which is in a later chunk.
+      this.emit(buffer, runStart, lineStart);
+      this.keepCarry(buffer, lineStart, base);
+      return;
+    }
+    if (kind === 'quoted') {
+      this.emit(buffer, runStart, lineStart);
+      runStart = lineStart + 1;
+    }
+    this.emit(buffer, runStart, buffer.length);
+    this.midLine = true;
   }
 
   private keepCarry(buffer: Buffer, pos: number, base: number): void {
@@ -239,8 +259,9 @@ class MboxParser {
   private startMessage(fromLine: Buffer, offset: number, done: MboxMessage[]): void {
     this.finishMessage(done);
     this.reportGarbage();
+    const crlf = fromLine.length >= 2 && fromLine[fromLine.length - 2] === CR;
     this.current = {
-      offset, index: this.nextIndex, fromLine: Buffer.from(fromLine), pieces: [], bytes: 0, oversized: false,
+      offset, index: this.nextIndex, fromLine: fromLineText(fromLine), crlf, pieces: [], bytes: 0, oversized: false,
     };
     this.nextIndex += 1;
   }
@@ -249,21 +270,20 @@ class MboxParser {
     const message = this.current;
     if (!message) return;
     this.current = undefined;
-    const crlf = message.fromLine.length >= 2 && message.fromLine[message.fromLine.length - 2] === CR;
-    // A message inside one read chunk is a view of it (no copy): chunks are never reused.
-    let bytes = message.pieces.length === 1 && !message.oversized ? message.pieces[0] : Buffer.concat(message.pieces, message.oversized ? 0 : message.bytes);
     if (message.oversized) {
       this.onWarning({ kind: 'tooLarge', index: message.index, offset: message.offset, bytes: message.bytes });
       return;
     }
-    bytes = bytes.subarray(0, bytes.length - terminatorLength(bytes, crlf));
+    // A message inside one read chunk is a view of it (no copy): chunks are never reused.
+    let bytes = message.pieces.length === 1 ? message.pieces[0]! : Buffer.concat(message.pieces, message.bytes);
+    bytes = bytes.subarray(0, bytes.length - terminatorLength(bytes, message.crlf));
     if (bytes.length > this.messageBytesMax) {
       this.onWarning({ kind: 'tooLarge', index: message.index, offset: message.offset, bytes: bytes.length });
       return;
     }
     done.push({
       bytes,
-      internalDate: parseFromLineDate(fromLineText(message.fromLine)),
+      internalDate: parseFromLineDate(message.fromLine),
       flags: flagsFromStatusHeaders(bytes),
       index: message.index,
       offset: message.offset,
@@ -274,6 +294,33 @@ class MboxParser {
     if (this.garbageReported) return;
     this.garbageReported = true;
     if (this.garbageBytes > 0) this.onWarning({ kind: 'leadingGarbage', bytes: this.garbageBytes });
+  }
+}
+
+/**
+ * The start of the first line in [lineStart, limit) that begins with `From `, or `limit`.
+ * `lineStart` is a line start or lies just after one, so a match at it is checked on its own.
+ */
+function findFromLine(buffer: Buffer, lineStart: number, limit: number): number {
+  if (lineStart === 0 && startsWithAt(buffer, 0, FROM_SPACE)) return 0;
+  const found = buffer.indexOf(LF_FROM_SPACE, Math.max(lineStart - 1, 0));
+  return found < 0 || found + 1 >= limit ? limit : found + 1;
+}
+
+/**
+ * The start of the first line in [lineStart, limit) that is quoted (`>From `, in mboxrd also
+ * `>>From ` and deeper), or `limit`. Every line start in range is 0 or follows a newline.
+ */
+function findQuotedLine(buffer: Buffer, lineStart: number, limit: number, style: 'mboxrd' | 'mboxo'): number {
+  let search = lineStart;
+  for (;;) {
+    const found = buffer.indexOf(GT_FROM_SPACE, search);
+    if (found < 0 || found >= limit) return limit;
+    search = found + 1;
+    let start = found;
+    while (start > lineStart && buffer[start - 1] === GT) start -= 1;
+    if (style === 'mboxo' && start !== found) continue;
+    if (start === 0 || buffer[start - 1] === LF) return start;
   }
 }
 
