@@ -415,25 +415,30 @@ export function formatAsctime(date: Date): string {
 const STATUS_FLAGS: Record<string, string> = { R: '\\Seen' };
 const X_STATUS_FLAGS: Record<string, string> = { A: '\\Answered', F: '\\Flagged', T: '\\Draft', D: '\\Deleted' };
 
+const LF_LF = Buffer.from('\n\n', 'latin1');
+const LF_CRLF = Buffer.from('\n\r\n', 'latin1');
+const STATUS_HEADERS = [
+  [/^status:[ \t]*([^\r\n]*)/im, STATUS_FLAGS],
+  [/^x-status:[ \t]*([^\r\n]*)/im, X_STATUS_FLAGS],
+] as const;
+
 /** The byte length of the header block (up to, not including, the empty line), or the whole message. */
 function headerBlockLength(bytes: Buffer): number {
   if (bytes[0] === LF || (bytes[0] === CR && bytes[1] === LF)) return 0;
-  let pos = 0;
-  for (;;) {
-    const newline = bytes.indexOf(LF, pos);
-    if (newline < 0) return bytes.length;
-    const next = newline + 1;
-    if (bytes[next] === LF || (bytes[next] === CR && bytes[next + 1] === LF)) return next;
-    pos = next;
-  }
+  // The first newline followed by an empty line, LF or CRLF; a `\n\r\n` before the first `\n\n`
+  // lies wholly before its end, so that second search need not look further.
+  const lfBlank = bytes.indexOf(LF_LF);
+  const crlfBlank = (lfBlank < 0 ? bytes : bytes.subarray(0, lfBlank + 2)).indexOf(LF_CRLF);
+  if (crlfBlank >= 0) return crlfBlank + 1;
+  return lfBlank >= 0 ? lfBlank + 1 : bytes.length;
 }
 
 /** Flags from `Status:` (R = seen; O = merely old) and `X-Status:` (A, F, T, D), sorted. */
 export function flagsFromStatusHeaders(bytes: Buffer): string[] {
   const headers = bytes.subarray(0, headerBlockLength(bytes)).toString('latin1');
   const flags = new Set<string>();
-  for (const [header, table] of [['status', STATUS_FLAGS], ['x-status', X_STATUS_FLAGS]] as const) {
-    const match = new RegExp(`^${header}:[ \\t]*([^\\r\\n]*)`, 'im').exec(headers);
+  for (const [pattern, table] of STATUS_HEADERS) {
+    const match = pattern.exec(headers);
     for (const letter of match?.[1] ?? '') {
       const flag = table[letter.toUpperCase()];
       if (flag) flags.add(flag);

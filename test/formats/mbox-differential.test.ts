@@ -7,9 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { FileHandle, FileStat, FileSystem } from '../../src/fs/filesystem.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
-import { type MboxMessage, type MboxWarning, type ReadMboxOptions, readMbox } from '../../src/formats/mbox.js';
+import { type MboxMessage, type MboxWarning, type ReadMboxOptions, flagsFromStatusHeaders, readMbox } from '../../src/formats/mbox.js';
 import { prng } from '../helpers/prng.js';
-import { readMboxOracle } from './mbox-oracle.js';
+import { flagsFromStatusHeadersOracle, readMboxOracle } from './mbox-oracle.js';
 
 type Reader = typeof readMbox;
 
@@ -113,6 +113,20 @@ describe('mbox reader against the pre-optimisation oracle', () => {
       }
     }
   }, 300_000);
+});
+
+describe('flagsFromStatusHeaders against the oracle', () => {
+  it('finds the same header block and flags in seeded random header soups', () => {
+    const pieces = ['Status: RO', 'X-Status: AFDT', 'status: r', 'x-status:\tad', 'Subject: x', '', ' folded', 'Status:', '\r'];
+    for (let seed = 1; seed <= 3000; seed += 1) {
+      const random = prng(seed);
+      let text = '';
+      const lineCount = Math.floor(random() * 8);
+      for (let l = 0; l < lineCount; l += 1) text += pieces[Math.floor(random() * pieces.length)]! + (random() < 0.5 ? '\r\n' : '\n');
+      const bytes = Buffer.from(text, 'latin1');
+      expect(flagsFromStatusHeaders(bytes), `seed ${seed}`).toEqual(flagsFromStatusHeadersOracle(bytes));
+    }
+  });
 });
 
 const corporaPath = fileURLToPath(new URL('../../../shared/corpora', import.meta.url));

@@ -229,7 +229,7 @@ class OracleMboxParser {
     done.push({
       bytes,
       internalDate: parseFromLineDate(fromLineText(message.fromLine)),
-      flags: flagsFromStatusHeaders(bytes),
+      flags: flagsFromStatusHeadersOracle(bytes),
       index: message.index,
       offset: message.offset,
     });
@@ -285,7 +285,7 @@ function headerBlockLength(bytes: Buffer): number {
 }
 
 /** Flags from `Status:` (R = seen; O = merely old) and `X-Status:` (A, F, T, D), sorted. */
-function flagsFromStatusHeaders(bytes: Buffer): string[] {
+export function flagsFromStatusHeadersOracle(bytes: Buffer): string[] {
   const headers = bytes.subarray(0, headerBlockLength(bytes)).toString('latin1');
   const flags = new Set<string>();
   for (const [header, table] of [['status', STATUS_FLAGS], ['x-status', X_STATUS_FLAGS]] as const) {
