@@ -46,8 +46,6 @@ const LF = 0x0a;
 const CR = 0x0d;
 const GT = 0x3e;
 const FROM_SPACE = Buffer.from('From ', 'latin1');
-const LF_FROM_SPACE = Buffer.from('\nFrom ', 'latin1');
-const GT_FROM_SPACE = Buffer.from('>From ', 'latin1');
 
 /**
  * Streams the messages of an mbox file.
@@ -112,9 +110,9 @@ type LineKind = 'from' | 'quoted' | 'plain' | 'undecided';
 
 /**
  * The streaming state machine: chunks in, finished messages out. Lines are classified at their
- * start only, and only the lines that can matter are visited: native searches for `\nFrom ` and
- * `>From ` find them, so the bytes in between never pass through JS one line at a time. The last
- * line of a chunk is classified by hand, since a search cannot see a prefix cut by the chunk end.
+ * start only, and only the lines that can matter are visited: a native search for `From ` finds
+ * them, so the bytes in between never pass through JS one line at a time. The last line of a
+ * chunk is classified by hand, since a search cannot see a prefix cut by the chunk end.
  */
 class MboxParser {
   private carry: Buffer | undefined;
@@ -174,25 +172,20 @@ class MboxParser {
     }
     const lastLineStart = buffer.lastIndexOf(LF) + 1;
     let runStart = 0;
-    let from = -1;
-    let quoted = -1;
-    while (lineStart < lastLineStart) {
-      if (from >= 0 && from < lineStart) from = -1;
-      if (from < 0) from = findFromLine(buffer, lineStart, lastLineStart);
-      if (quoted >= 0 && quoted < lineStart) quoted = -1;
-      if (quoted < 0) quoted = findQuotedLine(buffer, lineStart, lastLineStart, this.style);
-      if (from === lastLineStart && quoted === lastLineStart) break;
-      if (from < quoted) {
-        const newline = buffer.indexOf(LF, from);
-        this.emit(buffer, runStart, from);
-        this.startMessage(buffer.subarray(from, newline + 1), base + from, done);
+    for (;;) {
+      const special = findSpecialLine(buffer, lineStart, lastLineStart, this.style);
+      if (special === lastLineStart) break;
+      if (buffer[special] === GT) {
+        // Drop the one `>` that quoting added.
+        this.emit(buffer, runStart, special);
+        runStart = special + 1;
+        lineStart = special + 1;
+      } else {
+        const newline = buffer.indexOf(LF, special);
+        this.emit(buffer, runStart, special);
+        this.startMessage(buffer.subarray(special, newline + 1), base + special, done);
         lineStart = newline + 1;
         runStart = lineStart;
-      } else {
-        // Drop the one `>` that quoting added.
-        this.emit(buffer, runStart, quoted);
-        runStart = quoted + 1;
-        lineStart = quoted + 1;
       }
     }
     this.scanLastLine(buffer, base, lastLineStart, runStart);
@@ -298,28 +291,21 @@ class MboxParser {
 }
 
 /**
- * The start of the first line in [lineStart, limit) that begins with `From `, or `limit`.
- * `lineStart` is a line start or lies just after one, so a match at it is checked on its own.
+ * The start of the first line in [lineStart, limit) that is a From_ line or a quoted one
+ * (`>From `, in mboxrd also `>>From ` and deeper), or `limit`. One search for `From ` finds both;
+ * the bytes before a match tell which it is, if either. `lineStart` is 0, just after a newline,
+ * or just after the `>` of a quoted line already handled, which must not be found again.
  */
-function findFromLine(buffer: Buffer, lineStart: number, limit: number): number {
-  if (lineStart === 0 && startsWithAt(buffer, 0, FROM_SPACE)) return 0;
-  const found = buffer.indexOf(LF_FROM_SPACE, Math.max(lineStart - 1, 0));
-  return found < 0 || found + 1 >= limit ? limit : found + 1;
-}
-
-/**
- * The start of the first line in [lineStart, limit) that is quoted (`>From `, in mboxrd also
- * `>>From ` and deeper), or `limit`. Every line start in range is 0 or follows a newline.
- */
-function findQuotedLine(buffer: Buffer, lineStart: number, limit: number, style: 'mboxrd' | 'mboxo'): number {
+function findSpecialLine(buffer: Buffer, lineStart: number, limit: number, style: 'mboxrd' | 'mboxo'): number {
   let search = lineStart;
   for (;;) {
-    const found = buffer.indexOf(GT_FROM_SPACE, search);
+    const found = buffer.indexOf(FROM_SPACE, search);
     if (found < 0 || found >= limit) return limit;
     search = found + 1;
+    if (found === 0 || buffer[found - 1] === LF) return found;
     let start = found;
     while (start > lineStart && buffer[start - 1] === GT) start -= 1;
-    if (style === 'mboxo' && start !== found) continue;
+    if (start === found || (style === 'mboxo' && found - start > 1)) continue;
     if (start === 0 || buffer[start - 1] === LF) return start;
   }
 }
