@@ -73,7 +73,7 @@ export async function* readMbox(
   try {
     let position = 0;
     for (;;) {
-      // A fresh buffer each time: message pieces keep references into it until the message ends.
+      // A fresh buffer each time: messages are views of it and outlive the next read.
       const chunk = Buffer.allocUnsafe(chunkBytes);
       const bytesRead = await readAt(handle, chunk, position);
       if (bytesRead === 0) break;
@@ -97,7 +97,10 @@ async function readAt(handle: FileHandle, chunk: Buffer, position: number): Prom
 interface OpenMessage {
   offset: number;
   index: number;
-  fromLine: Buffer;
+  /** The From_ line without its line terminator, for the internal date. */
+  fromLine: string;
+  /** The From_ line ends in CRLF, so the separator to strip is CRLF too. */
+  crlf: boolean;
   pieces: Buffer[];
   bytes: number;
   oversized: boolean;
@@ -105,7 +108,12 @@ interface OpenMessage {
 
 type LineKind = 'from' | 'quoted' | 'plain' | 'undecided';
 
-/** The streaming state machine: chunks in, finished messages out. Lines are classified at their start only. */
+/**
+ * The streaming state machine: chunks in, finished messages out. Lines are classified at their
+ * start only, and only the lines that can matter are visited: a native search for `From ` finds
+ * them, so the bytes in between never pass through JS one line at a time. The last line of a
+ * chunk is classified by hand, since a search cannot see a prefix cut by the chunk end.
+ */
 class MboxParser {
   private carry: Buffer | undefined;
   private carryOffset = 0;
@@ -151,52 +159,57 @@ class MboxParser {
   }
 
   private scan(buffer: Buffer, base: number, done: MboxMessage[]): void {
-    let pos = 0;
+    // `lineStart`: the first place where a line may start that has not been looked at yet.
+    let lineStart = 0;
     if (this.midLine) {
-      const newline = buffer.indexOf(LF, pos);
+      const newline = buffer.indexOf(LF);
       if (newline < 0) {
-        this.emit(buffer, pos, buffer.length);
+        this.emit(buffer, 0, buffer.length);
         return;
       }
-      this.emit(buffer, pos, newline + 1);
-      pos = newline + 1;
+      lineStart = newline + 1;
       this.midLine = false;
     }
-    let runStart = pos;
-    while (pos < buffer.length) {
-      const kind = this.classify(buffer, pos);
-      if (kind === 'undecided') {
-        this.emit(buffer, runStart, pos);
-        this.keepCarry(buffer, pos, base);
-        return;
+    const lastLineStart = buffer.lastIndexOf(LF) + 1;
+    let runStart = 0;
+    for (;;) {
+      const special = findSpecialLine(buffer, lineStart, lastLineStart, this.style);
+      if (special === lastLineStart) break;
+      if (buffer[special] === GT) {
+        // Drop the one `>` that quoting added.
+        this.emit(buffer, runStart, special);
+        runStart = special + 1;
+        lineStart = special + 1;
+      } else {
+        const newline = buffer.indexOf(LF, special);
+        this.emit(buffer, runStart, special);
+        this.startMessage(buffer.subarray(special, newline + 1), base + special, done);
+        lineStart = newline + 1;
+        runStart = lineStart;
       }
-      if (kind === 'from') {
-        const newline = buffer.indexOf(LF, pos);
-        if (newline < 0) {
-          this.emit(buffer, runStart, pos);
-          this.keepCarry(buffer, pos, base);
-          return;
-        }
-        this.emit(buffer, runStart, pos);
-        this.startMessage(buffer.subarray(pos, newline + 1), base + pos, done);
-        pos = newline + 1;
-        runStart = pos;
-        continue;
-      }
-      if (kind === 'quoted') {
-        this.emit(buffer, runStart, pos);
-        pos += 1;
-        runStart = pos;
-      }
-      const newline = buffer.indexOf(LF, pos);
-      if (newline < 0) {
-        this.emit(buffer, runStart, buffer.length);
-        this.midLine = true;
-        return;
-      }
-      pos = newline + 1;
     }
-    this.emit(buffer, runStart, pos);
+    this.scanLastLine(buffer, base, lastLineStart, runStart);
+  }
+
+  /** The line after the chunk's last newline: it may be cut anywhere, even inside `From `. */
+  private scanLastLine(buffer: Buffer, base: number, lineStart: number, runStart: number): void {
+    if (lineStart === buffer.length) {
+      this.emit(buffer, runStart, lineStart);
+      return;
+    }
+    const kind = this.classify(buffer, lineStart);
+    if (kind === 'undecided' || kind === 'from') {
+      // A From_ line is only complete with its newline, which is in a later chunk.
+      this.emit(buffer, runStart, lineStart);
+      this.keepCarry(buffer, lineStart, base);
+      return;
+    }
+    if (kind === 'quoted') {
+      this.emit(buffer, runStart, lineStart);
+      runStart = lineStart + 1;
+    }
+    this.emit(buffer, runStart, buffer.length);
+    this.midLine = true;
   }
 
   private keepCarry(buffer: Buffer, pos: number, base: number): void {
@@ -239,8 +252,9 @@ class MboxParser {
   private startMessage(fromLine: Buffer, offset: number, done: MboxMessage[]): void {
     this.finishMessage(done);
     this.reportGarbage();
+    const crlf = fromLine.length >= 2 && fromLine[fromLine.length - 2] === CR;
     this.current = {
-      offset, index: this.nextIndex, fromLine: Buffer.from(fromLine), pieces: [], bytes: 0, oversized: false,
+      offset, index: this.nextIndex, fromLine: fromLineText(fromLine), crlf, pieces: [], bytes: 0, oversized: false,
     };
     this.nextIndex += 1;
   }
@@ -249,21 +263,20 @@ class MboxParser {
     const message = this.current;
     if (!message) return;
     this.current = undefined;
-    const crlf = message.fromLine.length >= 2 && message.fromLine[message.fromLine.length - 2] === CR;
-    // A message inside one read chunk is a view of it (no copy): chunks are never reused.
-    let bytes = message.pieces.length === 1 && !message.oversized ? message.pieces[0] : Buffer.concat(message.pieces, message.oversized ? 0 : message.bytes);
     if (message.oversized) {
       this.onWarning({ kind: 'tooLarge', index: message.index, offset: message.offset, bytes: message.bytes });
       return;
     }
-    bytes = bytes.subarray(0, bytes.length - terminatorLength(bytes, crlf));
+    // A message inside one read chunk is a view of it (no copy): chunks are never reused.
+    let bytes = message.pieces.length === 1 ? message.pieces[0]! : Buffer.concat(message.pieces, message.bytes);
+    bytes = bytes.subarray(0, bytes.length - terminatorLength(bytes, message.crlf));
     if (bytes.length > this.messageBytesMax) {
       this.onWarning({ kind: 'tooLarge', index: message.index, offset: message.offset, bytes: bytes.length });
       return;
     }
     done.push({
       bytes,
-      internalDate: parseFromLineDate(fromLineText(message.fromLine)),
+      internalDate: parseFromLineDate(message.fromLine),
       flags: flagsFromStatusHeaders(bytes),
       index: message.index,
       offset: message.offset,
@@ -274,6 +287,26 @@ class MboxParser {
     if (this.garbageReported) return;
     this.garbageReported = true;
     if (this.garbageBytes > 0) this.onWarning({ kind: 'leadingGarbage', bytes: this.garbageBytes });
+  }
+}
+
+/**
+ * The start of the first line in [lineStart, limit) that is a From_ line or a quoted one
+ * (`>From `, in mboxrd also `>>From ` and deeper), or `limit`. One search for `From ` finds both;
+ * the bytes before a match tell which it is, if either. `lineStart` is 0, just after a newline,
+ * or just after the `>` of a quoted line already handled, which must not be found again.
+ */
+function findSpecialLine(buffer: Buffer, lineStart: number, limit: number, style: 'mboxrd' | 'mboxo'): number {
+  let search = lineStart;
+  for (;;) {
+    const found = buffer.indexOf(FROM_SPACE, search);
+    if (found < 0 || found >= limit) return limit;
+    search = found + 1;
+    if (found === 0 || buffer[found - 1] === LF) return found;
+    let start = found;
+    while (start > lineStart && buffer[start - 1] === GT) start -= 1;
+    if (start === found || (style === 'mboxo' && found - start > 1)) continue;
+    if (start === 0 || buffer[start - 1] === LF) return start;
   }
 }
 
@@ -368,25 +401,30 @@ export function formatAsctime(date: Date): string {
 const STATUS_FLAGS: Record<string, string> = { R: '\\Seen' };
 const X_STATUS_FLAGS: Record<string, string> = { A: '\\Answered', F: '\\Flagged', T: '\\Draft', D: '\\Deleted' };
 
+const LF_LF = Buffer.from('\n\n', 'latin1');
+const LF_CRLF = Buffer.from('\n\r\n', 'latin1');
+const STATUS_HEADERS = [
+  [/^status:[ \t]*([^\r\n]*)/im, STATUS_FLAGS],
+  [/^x-status:[ \t]*([^\r\n]*)/im, X_STATUS_FLAGS],
+] as const;
+
 /** The byte length of the header block (up to, not including, the empty line), or the whole message. */
 function headerBlockLength(bytes: Buffer): number {
   if (bytes[0] === LF || (bytes[0] === CR && bytes[1] === LF)) return 0;
-  let pos = 0;
-  for (;;) {
-    const newline = bytes.indexOf(LF, pos);
-    if (newline < 0) return bytes.length;
-    const next = newline + 1;
-    if (bytes[next] === LF || (bytes[next] === CR && bytes[next + 1] === LF)) return next;
-    pos = next;
-  }
+  // The first newline followed by an empty line, LF or CRLF; a `\n\r\n` before the first `\n\n`
+  // lies wholly before its end, so that second search need not look further.
+  const lfBlank = bytes.indexOf(LF_LF);
+  const crlfBlank = (lfBlank < 0 ? bytes : bytes.subarray(0, lfBlank + 2)).indexOf(LF_CRLF);
+  if (crlfBlank >= 0) return crlfBlank + 1;
+  return lfBlank >= 0 ? lfBlank + 1 : bytes.length;
 }
 
 /** Flags from `Status:` (R = seen; O = merely old) and `X-Status:` (A, F, T, D), sorted. */
 export function flagsFromStatusHeaders(bytes: Buffer): string[] {
   const headers = bytes.subarray(0, headerBlockLength(bytes)).toString('latin1');
   const flags = new Set<string>();
-  for (const [header, table] of [['status', STATUS_FLAGS], ['x-status', X_STATUS_FLAGS]] as const) {
-    const match = new RegExp(`^${header}:[ \\t]*([^\\r\\n]*)`, 'im').exec(headers);
+  for (const [pattern, table] of STATUS_HEADERS) {
+    const match = pattern.exec(headers);
     for (const letter of match?.[1] ?? '') {
       const flag = table[letter.toUpperCase()];
       if (flag) flags.add(flag);
