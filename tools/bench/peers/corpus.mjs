@@ -30,7 +30,10 @@ const out = path.resolve(outArg);
 const st = fs.statSync(corpus);
 const stamp = `CORPUS=${JSON.stringify(corpus)}`;
 const statsFile = path.join(out, 'stats.env');
-if (fs.existsSync(statsFile) && fs.readFileSync(statsFile, 'utf8').includes(stamp)) process.exit(0);
+// (and its list still names files that exist: a corpus reached through a since-removed path, a
+// symlink or a moved checkout, leaves a list of dead paths)
+const firstListed = () => (fs.readFileSync(path.join(out, 'list.txt'), 'utf8').split('\n')[0] ?? '');
+if (fs.existsSync(statsFile) && fs.readFileSync(statsFile, 'utf8').includes(stamp) && fs.existsSync(firstListed())) process.exit(0);
 fs.rmSync(out, { recursive: true, force: true });
 fs.mkdirSync(out, { recursive: true });
 
