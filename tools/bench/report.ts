@@ -172,13 +172,13 @@ export function renderReport(data: RunData, rawFile: string): string {
   out.push(goalLine(goals[goals.length - 1]!));
 
   out.push(`### Durable single-message delivery, one writer (first ${int(s.deliver ?? 0)} messages; CLI: ${int(s.deliverCli ?? 0)})\n`);
-  out.push(table(main, ['mailstore:deliver', 'mailstore-cli:deliver', 'dovecot-mdbox:deliver', 'cyrus:deliver', 'floor-fsync:deliver', 'floor-sync-two:deliver', 'floor-sync-one:deliver', 'floor-sync-one-zeroed:deliver'],
+  out.push(table(main, ['mailstore:deliver', 'mailstore-cli:deliver', 'dovecot-mdbox:deliver', 'cyrus:deliver', 'floor-fsync:deliver', 'floor-sync-two:deliver', 'floor-sync-two-zeroed:deliver', 'floor-sync-one:deliver', 'floor-sync-one-zeroed:deliver'],
     [COLUMNS.messages, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.latency, { title: 'fdatasync/msg', value: (r) => num(r.fsyncs_per_message as number | undefined) }],
     { base: 'mailstore:deliver', rate: msgRate, title: 'mailstore ÷ this (messages/s)' }));
   goals.push(rateGoal(main, 'library delivery ≥ 10× Cyrus LMTP messages/s', ['mailstore', 'deliver'], ['cyrus', 'deliver'], 10, msgRate));
   out.push(goalLine(goals[goals.length - 1]!));
   const cyrus = find(main, 'cyrus', 'deliver');
-  const shapes = ['floor-sync-two', 'floor-sync-one', 'floor-sync-one-zeroed'].map((peer) => find(main, peer, 'deliver')).filter((r) => r && !r.error);
+  const shapes = ['floor-sync-two', 'floor-sync-two-zeroed', 'floor-sync-one', 'floor-sync-one-zeroed'].map((peer) => find(main, peer, 'deliver')).filter((r) => r && !r.error);
   if (cyrus && !cyrus.error && shapes.length > 0) {
     out.push(`\nDiagnostic: the bare sync shapes (no store logic) against Cyrus in this run: ${shapes.map((r) => `${r!.peer.replace('floor-', '')} ${num(msgRate(r!)! / msgRate(cyrus)!, 2)}×`).join(', ')} — no design with that shape can beat its line.\n`);
   }

@@ -7,6 +7,7 @@
 //                   the journal record)
 //   sync-one-zeroed the same into a file zero-filled beforehand, so fdatasync has no size change
 //                   to commit (preallocated journal segments)
+//   sync-two-zeroed sync-two into two zero-filled files (preallocated packs and segments)
 //
 //   node dist/tools/bench/sync-shapes.js --dir DIR --list LIST.TXT --messages N
 import { open, mkdir, readFile, rm } from 'node:fs/promises';
@@ -21,19 +22,21 @@ await runMeasurement('floor-sync', 'deliver', async () => {
   const record = Buffer.alloc(200, 0x61);
   const total = bodies.reduce((n, b) => n + b.length + record.length, 0);
   await mkdir(dir, { recursive: true });
-  for (const shape of ['sync-two', 'sync-one', 'sync-one-zeroed'] as const) {
+  for (const shape of ['sync-two', 'sync-one', 'sync-one-zeroed', 'sync-two-zeroed'] as const) {
     const a = await open(join(dir, `${shape}.a`), 'w+');
     const b = await open(join(dir, `${shape}.b`), 'w+');
-    if (shape === 'sync-one-zeroed') {
-      await b.write(Buffer.alloc(total), 0, total, 0);
-      await b.sync();
+    if (shape.endsWith('-zeroed')) {
+      for (const f of shape === 'sync-two-zeroed' ? [a, b] : [b]) {
+        await f.write(Buffer.alloc(total), 0, total, 0);
+        await f.sync();
+      }
     }
     const latencies: number[] = [];
     let pa = 0, pb = 0;
     const started = performance.now();
     for (const body of bodies) {
       const t = performance.now();
-      if (shape === 'sync-two') {
+      if (shape === 'sync-two' || shape === 'sync-two-zeroed') {
         await a.write(body, 0, body.length, pa);
         await b.write(record, 0, record.length, pb);
         pa += body.length;
@@ -57,6 +60,7 @@ await runMeasurement('floor-sync', 'deliver', async () => {
         'sync-two': 'each message: body appended to file A, a 200-byte record to file B, both fdatasynced at once (the shape of a mailstore commit); no store logic',
         'sync-one': 'each message: 200-byte record + body appended to one file, one fdatasync (the shape of a body-in-the-journal design); no store logic',
         'sync-one-zeroed': 'as sync-one, into a file zero-filled and synced beforehand (no size change for fdatasync to commit); no store logic',
+        'sync-two-zeroed': 'as sync-two, into two files zero-filled and synced beforehand; no store logic',
       }[shape],
     });
   }
