@@ -60,7 +60,7 @@ export const importLimits = {
   /** An import batch (one appendBatch, one journal record, one fsync pair) holds at most this many messages... */
   batchMessagesMax: 500,
   /** ...and at most this many message bytes (one bigger message goes alone). */
-  batchBytesMax: 16 * 1024 * 1024,
+  batchBytesMax: 8 * 1024 * 1024,
   /** Batches submitted and not yet committed while the next is read (each holds its bytes). */
   batchesInFlight: 2,
   /** Unreadable files listed one by one in a summary; the rest are counted. */

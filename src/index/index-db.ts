@@ -8,17 +8,7 @@ import { prefixEnd } from '../keys/tuple.js';
 
 export type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
 
-type Overlay = Map<string, { key: Buffer; value: unknown }>;
-
-function overlayOps(overlay: Overlay): BatchOp[] {
-  const out: BatchOp[] = [];
-  for (const { key, value } of overlay.values()) {
-    out.push(value === undefined ? { type: 'del', key } : { type: 'put', key, value: encodeValue(value) });
-  }
-  return out;
-}
-
-/** A deleted key in a view's pending set (putting undefined deletes too, as in an Overlay). */
+/** A deleted key in a view's pending set (putting undefined deletes too). */
 const DELETED = Symbol('deleted');
 
 /**
@@ -26,7 +16,7 @@ const DELETED = Symbol('deleted');
  * key's Buffer nor an entry object: a replay window holds tens of thousands of keys through
  * several young-generation collections, and what it holds is what they copy.
  */
-type Pending = Map<string, unknown>;
+export type Pending = Map<string, unknown>;
 
 function pendingOps(pending: Pending): BatchOp[] {
   const out: BatchOp[] = [];
@@ -42,7 +32,7 @@ export class IndexDb {
    * A batch handed to LevelDB and not yet landed (writeBehind): point reads see it first, range
    * reads wait for it, so a reader never sees the index older than what was acknowledged.
    */
-  private behind?: { overlay: Overlay; written: Promise<void> };
+  private behind?: { pending: Pending; written: Promise<void> };
 
   private constructor(readonly path: string, private readonly db: Level<Buffer, Buffer>) {}
 
@@ -71,8 +61,8 @@ export class IndexDb {
 
   getNow<T>(key: Buffer): T | undefined {
     if (this.behind) {
-      const hit = this.behind.overlay.get(key.toString('latin1'));
-      if (hit) return hit.value as T | undefined;
+      const hit = this.behind.pending.get(key.toString('latin1'));
+      if (hit !== undefined) return (hit === DELETED ? undefined : hit) as T | undefined;
     }
     let raw: Buffer | undefined;
     try {
@@ -177,14 +167,14 @@ export class IndexDb {
   }
 
   /**
-   * Starts writing `overlay` as one batch and returns once it is handed to LevelDB (after the
-   * previous such batch has landed: LevelDB does not keep the order of concurrent writes). Until
-   * it lands, getNow reads through it and entries() waits for it. The returned promise `landed`
-   * rejects when the write fails.
+   * Starts writing a view's pending set (IndexView.takePending) as one batch and returns once it
+   * is handed to LevelDB (after the previous such batch has landed: LevelDB does not keep the
+   * order of concurrent writes). Until it lands, getNow reads through it and range reads wait for
+   * it. The returned promise `landed` rejects when the write fails.
    */
-  async writeBehind(overlay: Overlay): Promise<{ landed: Promise<void> }> {
+  async writeBehind(pending: Pending): Promise<{ landed: Promise<void> }> {
     await this.settle();
-    const behind = { overlay, written: this.write(overlayOps(overlay)) };
+    const behind = { pending, written: this.write(pendingOps(pending)) };
     this.behind = behind;
     const landed = behind.written.finally(() => {
       if (this.behind === behind) this.behind = undefined;
@@ -302,14 +292,11 @@ export class IndexView {
     return pendingOps(this.overlay);
   }
 
-  /** Hands the pending set over (as IndexDb.writeBehind takes it) and starts a new, empty one. */
-  takeOverlay(): Overlay {
-    const overlay: Overlay = new Map();
-    for (const [name, value] of this.overlay) {
-      overlay.set(name, { key: Buffer.from(name, 'latin1'), value: value === DELETED ? undefined : value });
-    }
+  /** Hands the pending set over (to IndexDb.writeBehind) and starts a new, empty one. */
+  takePending(): Pending {
+    const pending = this.overlay;
     this.overlay = new Map();
-    return overlay;
+    return pending;
   }
 
   async flush(): Promise<void> {

@@ -202,7 +202,7 @@ export class Writer {
         this.hooks.onIndexFailure(failure);
       };
       try {
-        const { landed } = await this.db.writeBehind(view.takeOverlay());
+        const { landed } = await this.db.writeBehind(view.takePending());
         landed.catch(indexFailed);
       } catch (error) {
         indexFailed(error);

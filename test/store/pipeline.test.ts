@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
-import { IndexDb } from '../../src/index/index-db.js';
+import { IndexDb, IndexView } from '../../src/index/index-db.js';
 import { MailstoreError } from '../../src/errors.js';
 import type { CommitChain } from '../../src/store/writer.js';
 import { WrapFs, systemError } from '../helpers/wrap-fs.js';
@@ -67,16 +67,17 @@ describe('index writes behind the commit', () => {
   it('a batch handed to LevelDB is read by getNow and entries before it lands', async () => {
     const db = await IndexDb.open(join(tmpDir(), 'index'), true);
     const key = (i: number) => Buffer.from(`k${String(i).padStart(4, '0')}`);
-    const overlay = new Map<string, { key: Buffer; value: unknown }>();
-    for (let i = 0; i < 2000; i++) overlay.set(key(i).toString('latin1'), { key: key(i), value: { n: i } });
-    const { landed } = await db.writeBehind(overlay);
+    const pending = new Map<string, unknown>();
+    for (let i = 0; i < 2000; i++) pending.set(key(i).toString('latin1'), { n: i });
+    const { landed } = await db.writeBehind(pending);
     expect(db.getNow<{ n: number }>(key(1999))).toEqual({ n: 1999 });
     let seen = 0;
     for await (const [, value] of db.entries<{ n: number }>({ prefix: Buffer.from('k') })) expect(value.n).toBe(seen++);
     expect(seen).toBe(2000);
     await landed;
-    const deletes = new Map([[key(5).toString('latin1'), { key: key(5), value: undefined }]]);
-    await db.writeBehind(deletes);
+    const view = new IndexView(db);
+    view.del(key(5));
+    await db.writeBehind(view.takePending());
     expect(db.getNow(key(5))).toBeUndefined();
     await db.settle();
     expect(db.getNow(key(5))).toBeUndefined();
