@@ -251,8 +251,6 @@ export class WrittenKeys {
 /** A pending write set over the index: reads see it first; commit turns it into one LevelDB batch. */
 export class IndexView {
   private overlay: Pending = new Map();
-  /** A batch being written by flushBehind: still read through until it has landed. */
-  private inflight?: { overlay: Pending; written: Promise<void> };
 
   /**
    * `written`: the index was empty when this view began and only this view writes to it (a
@@ -264,14 +262,13 @@ export class IndexView {
     return this.getNow<T>(key);
   }
 
-  /** The pending set, the batch in flight, then LevelDB (a synchronous point read). */
+  /** The pending set, then the index (a synchronous point read). */
   getNow<T>(key: Buffer): T | undefined {
     const name = key.toString('latin1');
-    let value = this.overlay.get(name);
-    if (value === undefined) value = this.inflight?.overlay.get(name);
+    const value = this.overlay.get(name);
     if (value !== undefined) return (value === DELETED ? undefined : value) as T | undefined;
     if (this.written && !this.written.mayHave(name)) return undefined;
-    return this.db.getNow<T>(key);
+    return this.db.getNow<T>(key); // through a batch still landing (writeBehind), then LevelDB
   }
 
   put(key: Buffer, value: unknown): void {
@@ -288,10 +285,6 @@ export class IndexView {
     return this.overlay.size;
   }
 
-  ops(): BatchOp[] {
-    return pendingOps(this.overlay);
-  }
-
   /** Hands the pending set over (to IndexDb.writeBehind) and starts a new, empty one. */
   takePending(): Pending {
     const pending = this.overlay;
@@ -299,29 +292,17 @@ export class IndexView {
     return pending;
   }
 
+  /** Writes the pending set as one batch and waits for it to land. */
   async flush(): Promise<void> {
-    await this.settle();
-    await this.db.write(this.ops());
-    this.overlay.clear();
+    const { landed } = await this.db.writeBehind(this.takePending());
+    await landed;
   }
 
   /**
-   * Replay: hands the pending set to LevelDB and goes on applying while it is written (the write
-   * runs on libuv's thread pool). Waits for the previous one first, so at most one is in flight.
+   * Replay: hands the pending set to LevelDB (IndexDb.writeBehind, which reads through it until it
+   * lands) and goes on applying while it is written; at most one batch is in flight.
    */
   async flushBehind(): Promise<void> {
-    await this.settle();
-    const ops = this.ops();
-    const overlay = this.overlay;
-    this.overlay = new Map();
-    this.inflight = { overlay, written: this.db.write(ops) };
-  }
-
-  /** Waits for a flushBehind write to land. */
-  async settle(): Promise<void> {
-    const inflight = this.inflight;
-    if (!inflight) return;
-    await inflight.written;
-    this.inflight = undefined;
+    await this.db.writeBehind(this.takePending());
   }
 }
