@@ -11,7 +11,7 @@ import { setImmediate as nextEventLoopTurn } from 'node:timers/promises';
 import { MailstoreError } from '../errors.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { hashHex } from '../hash/blake3.js';
-import { decodeCbor, decodeValue, encodeValue } from '../index/codec.js';
+import { decodeCbor, decodeValue } from '../index/codec.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey, keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
@@ -264,7 +264,7 @@ class Digest {
 }
 
 /** One key space, values checked and decoded; read in batches of 1,000 (one native call each). */
-async function* entryBatches<T>(store: Store, space: number, findings: Finding[], counter: { n: number }, known?: Map<string, T>): AsyncGenerator<[Buffer, T][]> {
+async function* entryBatches<T>(store: Store, space: number, findings: Finding[], counter: { n: number }): AsyncGenerator<[Buffer, T][]> {
   const iterator = store.db.rawIterator({ gte: Buffer.of(space), lt: Buffer.of(space + 1) });
   try {
     for (;;) {
@@ -274,12 +274,6 @@ async function* entryBatches<T>(store: Store, space: number, findings: Finding[]
       for (const [rawKey, rawValue] of batch) {
         counter.n++;
         const key = Buffer.isBuffer(rawKey) ? rawKey : Buffer.from(rawKey);
-        // a value whose exact bytes are known (checksum included) needs no checking or decoding
-        const common = known?.get(Buffer.from(rawValue).toString('latin1'));
-        if (common !== undefined) {
-          out.push([key, common]);
-          continue;
-        }
         try {
           out.push([key, decodeValue<T>(rawValue, key)]);
         } catch {
@@ -296,9 +290,6 @@ async function* entryBatches<T>(store: Store, space: number, findings: Finding[]
 async function* entries<T>(store: Store, space: number, findings: Finding[], counter: { n: number }): AsyncGenerator<[Buffer, T]> {
   for await (const batch of entryBatches<T>(store, space, findings, counter)) yield* batch;
 }
-
-/** The change log's two values, as stored: most C entries are one of them. */
-const CHANGE_VALUES = new Map<string, number>([0, 1].map((v) => [encodeValue(v).toString('latin1'), v]));
 
 /**
  * Cross-checks the index: blob locations, refcounts, N against I, R against the ACLs, counts, the
@@ -376,7 +367,7 @@ async function checkIndex(store: Store, findings: Finding[], confirmed: number):
   }
   // C: every message has exactly one 'changed' entry at its modseq
   const changes = new Digest();
-  for await (const batch of entryBatches<number>(store, SPACE.change, findings, counter, CHANGE_VALUES)) for (const [key, value] of batch) {
+  for await (const batch of entryBatches<number>(store, SPACE.change, findings, counter)) for (const [key, value] of batch) {
     const c = decodeChangeKey(key);
     if (value === 0) addChange(changes, c.id, c.uid, c.modseq);
     if (!boxes.has(c.id.toString('hex'))) findings.push({ kind: 'change-log-mismatch', mailbox: c.id.toString('hex'), detail: `change entry for uid ${c.uid} of a mailbox that does not exist` });

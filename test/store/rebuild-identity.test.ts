@@ -8,7 +8,7 @@ import { Encoder } from 'cbor-x';
 import { crc32 } from 'node:zlib';
 import { Store } from '../../src/store/store.js';
 import { IndexDb } from '../../src/index/index-db.js';
-import { encodeValue } from '../../src/index/codec.js';
+import { decodeValue, encodeValue } from '../../src/index/codec.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { SPACE, encodeU32, encodeU64 } from '../../src/keys/tuple.js';
 import { limits } from '../../src/limits.js';
@@ -134,6 +134,14 @@ describe('the fast encoders equal the general ones', () => {
       values.push({ name: ['user', `u${i}`], pastNames: Array.from({ length: i % 40 }, (_, k) => [`old${k}`]), acl: { alice: 'lr'.repeat(i % 200) } });
     }
     for (const value of values) expect(encodeValue(value).equals(referenceValue(value))).toBe(true);
+    const key = Buffer.from('k');
+    for (const value of values.slice(0, 14)) expect(decodeValue(referenceValue(value), key)).toEqual(Object.is(value, -0) ? 0 : value); // CBOR has no -0 integer
+    // the framed 0 and 1 are recognised before the checksum: a damaged one still fails it
+    for (const value of [0, 1]) {
+      const damaged = referenceValue(value);
+      damaged[0] ^= 0x40;
+      expect(() => decodeValue(damaged, key)).toThrow(/fails its checksum/);
+    }
   });
 
   it('keys written in place equal the concatenated tuples', () => {
