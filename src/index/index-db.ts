@@ -73,25 +73,12 @@ export class IndexDb {
     return raw === undefined ? undefined : decodeValue<T>(raw, key);
   }
 
-  /** Entries whose keys start with `prefix` (or lie in [gte, lt)), decoded, in key order. */
+  /** Entries whose keys start with `prefix` (or lie in [gte, lt)), decoded, in key order, one per read. */
   async *entries<T>(range: { prefix?: Buffer; gte?: Buffer; lt?: Buffer; limit?: number; reverse?: boolean }): AsyncGenerator<[Buffer, T]> {
     const gte = range.gte ?? range.prefix!;
     const lt = range.lt ?? prefixEnd(range.prefix!);
-    await this.settle();
-    const iterator = this.db.iterator({ gte, lt, limit: range.limit ?? -1, reverse: range.reverse ?? false });
-    try {
-      for (;;) {
-        let entry: [Buffer, Buffer] | undefined;
-        try {
-          entry = await iterator.next();
-        } catch (error) {
-          throw this.readError(error);
-        }
-        if (entry === undefined) return;
-        yield [entry[0], decodeValue<T>(entry[1], entry[0])];
-      }
-    } finally {
-      await iterator.close().catch(() => undefined);
+    for await (const [entry] of this.rawBatches({ gte, lt, limit: range.limit ?? -1, reverse: range.reverse ?? false }, 1)) {
+      yield [entry[0], decodeValue<T>(entry[1], entry[0])];
     }
   }
 
@@ -100,18 +87,25 @@ export class IndexDb {
    * LevelDB's thread pool a batch instead of an await an entry (bulk reads).
    */
   async *entryBatches<T>(range: { gte: Buffer; lt: Buffer }, batchEntries: number): AsyncGenerator<[Buffer, T][]> {
+    for await (const batch of this.rawBatches(range, batchEntries)) {
+      yield batch.map(([key, value]): [Buffer, T] => [key, decodeValue<T>(value, key)]);
+    }
+  }
+
+  /** Raw entries after any batch still landing, `size` per read; read errors as MailstoreErrors; the iterator always closed. */
+  private async *rawBatches(options: { gte: Buffer; lt: Buffer; limit?: number; reverse?: boolean }, size: number): AsyncGenerator<[Buffer, Buffer][]> {
     await this.settle();
-    const iterator = this.db.iterator({ gte: range.gte, lt: range.lt });
+    const iterator = this.db.iterator(options);
     try {
       for (;;) {
         let batch: [Buffer, Buffer][];
         try {
-          batch = await iterator.nextv(batchEntries);
+          batch = await iterator.nextv(size);
         } catch (error) {
           throw this.readError(error);
         }
         if (batch.length === 0) return;
-        yield batch.map(([key, value]): [Buffer, T] => [key, decodeValue<T>(value, key)]);
+        yield batch;
       }
     } finally {
       await iterator.close().catch(() => undefined);
