@@ -61,6 +61,13 @@ export type ScanItem =
   | { kind: 'blob'; offset: number; hash: Buffer; length: number; valid: boolean }
   | { kind: 'damage'; offset: number; length: number };
 
+/** BLAKE3 of each (start, length) range of `bytes`, digests end to end. */
+function hashRanges(bytes: Buffer, ranges: number[]): Uint8Array {
+  const digests = new Uint8Array((ranges.length / 2) * 32);
+  for (let i = 0; i < ranges.length; i += 2) digests.set(hashBytes(bytes.subarray(ranges[i], ranges[i] + ranges[i + 1])), i * 16);
+  return digests;
+}
+
 export class PackStore {
   private readHandles = new Map<number, FileHandle>();
   private readonly paths = new Map<number, string>();
@@ -412,14 +419,16 @@ export class PackStore {
         free.push(done.buffer);
         return done.digests;
       } catch {
-        // the chunk went to the failed worker: read it again and hash it here
-        buffer = new ArrayBuffer(length);
-        await handle.read(Buffer.from(buffer), 0, length, position);
+        // A failed worker: hash here. If it took the chunk with it (detached), read the chunk again
+        // into a buffer of its own, which is not a chunk-sized one to hand back to `free`.
+        if (buffer.byteLength === 0) {
+          const again = Buffer.alloc(length);
+          await handle.read(again, 0, length, position);
+          return hashRanges(again, ranges);
+        }
       }
     }
-    const bytes = Buffer.from(buffer);
-    const digests = new Uint8Array((ranges.length / 2) * 32);
-    for (let i = 0; i < ranges.length; i += 2) digests.set(hashBytes(bytes.subarray(ranges[i], ranges[i] + ranges[i + 1])), i * 16);
+    const digests = hashRanges(Buffer.from(buffer), ranges);
     free.push(buffer);
     return digests;
   }

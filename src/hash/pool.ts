@@ -38,7 +38,9 @@ export class HashPool {
         w?.resolve(m);
       });
       worker.on('error', (error) => this.fail(error));
-      worker.on('exit', (code) => { if (code !== 0) this.fail(new Error(`hash worker exited with code ${code}`)); });
+      // A worker only ends through close(); any other end (a crash, or terminate(), which may
+      // report code 0) fails the jobs it holds, which their callers then hash themselves.
+      worker.on('exit', (code) => this.fail(new Error(`hash worker exited with code ${code}`)));
       worker.unref();
     }
   }

@@ -67,6 +67,25 @@ describe('pack scan', () => {
     }
   });
 
+  it('a pool whose workers are gone: every chunk is read again and hashed here, with the same results', async () => {
+    const { dir, pack } = await damagedPack();
+    const reference = await scanAll(dir, pack, {});
+    const pool = HashPool.create(1)!;
+    await pool.close(); // every hash() now rejects, as after a worker crash
+    expect(await scanAll(dir, pack, { pool })).toEqual(reference);
+    expect(await scanAll(dir, pack, { pool, chunkBytes: 4096 })).toEqual(reference);
+    // a worker that dies while it holds a chunk (transferred to it, so gone from here): read again
+    const dying = { hash: (buffer: ArrayBuffer) => { structuredClone(buffer, { transfer: [buffer] }); return Promise.reject(new Error('hash worker exited')); } };
+    expect(await scanAll(dir, pack, { pool: dying as unknown as HashPool, chunkBytes: 65_536 })).toEqual(reference);
+  });
+
+  it('a worker that ends without close() fails the jobs it holds instead of leaving them waiting', async () => {
+    const pool = HashPool.create(1)!;
+    await (pool as unknown as { workers: { terminate(): Promise<number> }[] }).workers[0].terminate();
+    await expect(pool.hash(new ArrayBuffer(8), [0, 8])).rejects.toThrow(/exited/);
+    await pool.close();
+  });
+
   it('scrub finds the same damage with hashing on worker threads as without', async () => {
     const { dir } = await damagedPack();
     const store = await Store.open(dir);
