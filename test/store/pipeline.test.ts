@@ -64,6 +64,28 @@ describe('commit chains', () => {
 });
 
 describe('index writes behind the commit', () => {
+  it('an index write that fails after the journal commit: the caller had success, the store stops (CLOSED), a reopen replays it', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX');
+    const real = store.db.write.bind(store.db);
+    let failed = 0;
+    store.db.write = async (ops) => {
+      if (failed++ === 0) throw Object.assign(new Error('EIO: simulated LevelDB write failure'), { code: 'EIO' });
+      return real(ops);
+    };
+    const result = await store.append('INBOX', msg('durable'));
+    expect(result.uid).toBe(1);
+    const closed = await store.append('INBOX', msg('after')).catch((e) => e);
+    expect(closed).toBeInstanceOf(MailstoreError);
+    expect((closed as MailstoreError).code).toBe('CLOSED');
+    await store.close().catch(() => undefined);
+    const reopened = await Store.open(dir);
+    expect((await reopened.status('INBOX')).messages).toBe(1);
+    expect((await reopened.fetch('INBOX', 1)).toString()).toContain('durable');
+    await reopened.close();
+  });
+
   it('a batch handed to LevelDB is read by getNow and entries before it lands', async () => {
     const db = await IndexDb.open(join(tmpDir(), 'index'), true);
     const key = (i: number) => Buffer.from(`k${String(i).padStart(4, '0')}`);
