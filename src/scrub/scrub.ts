@@ -16,6 +16,7 @@ import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey, keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
 import { HashPool } from '../hash/pool.js';
+import { RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { Store } from '../store/store.js';
 import type { BlobRecord, MailboxInfo, MessageRecord, RightsRecord } from '../store/records.js';
 import { formatMailboxName } from '../store/validate.js';
@@ -128,7 +129,7 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
           position = item.offset + item.length;
         } else {
           summary.blobsVerified++;
-          position = item.offset + 48 + item.length;
+          position = item.offset + RECORD_HEADER_BYTES + item.length;
           await classifier.add(pack, item);
         }
         range.to = position;
