@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   TOO_LARGE: 'the message is larger than the configured limit',
   CLOSED: 'the store is closed or was stopped after a failure it could not undo; reopen it',
   REFUSED: 'a tool refused to change a store that looks damaged or missing (override flag named in the message)',
+  HALTED: 'the store stopped itself because one of its own invariants failed (a bug); nothing of the batch was written; reopen it and report the message',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -52,6 +53,7 @@ const SYSTEM_CODES: Record<string, ErrorCode> = {
 /** Turns a node:fs error into a MailstoreError with a code a caller can act on. */
 export function fromSystemError(error: unknown, doing: string, path: string): MailstoreError {
   if (error instanceof MailstoreError) return error;
+  if (error instanceof AssertionFailure) throw error; // a bug is never dressed up as the world's error
   const sys = (error as NodeJS.ErrnoException | undefined)?.code ?? '';
   const code = SYSTEM_CODES[sys] ?? 'IO';
   const advice =
@@ -60,6 +62,17 @@ export function fromSystemError(error: unknown, doing: string, path: string): Ma
   return new MailstoreError(code, `${doing} ${path}: ${sys || String(error)}${advice}`, { path, cause: error });
 }
 
+/**
+ * A bug: one of mailstore's own invariants does not hold. Never a caller's error and never mapped
+ * to a MailstoreError code on the way out; the writer stops the store when it meets one (HALTED).
+ */
+export class AssertionFailure extends Error {
+  constructor(message: string) {
+    super(`assertion failed: ${message}`);
+    this.name = 'AssertionFailure';
+  }
+}
+
 export function assert(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new Error(`assertion failed: ${message}`);
+  if (!condition) throw new AssertionFailure(message);
 }

@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
-import { createHasher, hashBytes, hashHex } from '../hash/blake3.js';
+import { HASH_BYTES, createHasher, hashBytes, hashHex } from '../hash/blake3.js';
 import type { HashPool } from '../hash/pool.js';
 import { limits } from '../limits.js';
 import {
@@ -159,6 +159,10 @@ export class PackStore {
     const parts: Buffer[] = [];
     let length = 0;
     for (const blob of blobs) {
+      // Checked before the write, not only when read back: each record lands where the index will
+      // say it is, and its header names exactly the body that follows it.
+      assert(blob.location.pack === pack && blob.location.offset === start + length, `pack record for ${blob.hash.toString('hex')} reserved at ${blob.location.pack}/${blob.location.offset}, written at ${pack}/${start + length}`);
+      assert(blob.hash.length === HASH_BYTES && blob.bytes.length <= limits.messageBytesMax, `pack record for ${blob.hash.toString('hex')}: hash of ${blob.hash.length} bytes, body of ${blob.bytes.length}`);
       parts.push(encodeRecordHeader(blob.hash, blob.bytes.length), blob.bytes);
       length += RECORD_HEADER_BYTES + blob.bytes.length;
     }

@@ -33,6 +33,7 @@ const BY_CODE: Record<ErrorCode, number> = {
   TOO_LARGE: EXIT.invalid,
   EXISTS: EXIT.invalid,
   CORRUPT: EXIT.corruption,
+  HALTED: EXIT.internal,
 };
 
 export function exitCodeForCode(code: ErrorCode): number {
@@ -56,7 +57,7 @@ export function exitCodesHelp(): string {
     `  4    not found (${codesFor(EXIT.notFound)})`,
     `  5    invalid input (${codesFor(EXIT.invalid)}; also a bad command line)`,
     `  6    corruption (${codesFor(EXIT.corruption)}): nothing wrong was printed`,
-    `  70   internal error (a bug; please report it)`,
+    `  70   internal error (${codesFor(EXIT.internal)}, or any error without a code: a bug; please report it)`,
     `  130  interrupted by Ctrl-C at a safe point (everything reported is durable)`,
     '',
     'Errors print one line to stderr: "mailstore: CODE: message".',

@@ -226,7 +226,10 @@ export class Journal {
     if (this.poisoned) throw this.poisoned;
     assert(!this.pending, 'journal write while another is not yet synced');
     if (records.length === 0) return;
-    assert(records[0].seq === this.lastSeq + 1, `journal seq ${records[0].seq} after ${this.lastSeq}`);
+    records.forEach((r, i) => {
+      assert(r.seq === this.lastSeq + 1 + i, `journal seq ${r.seq} after ${this.lastSeq + i}`);
+      assert(r.payload.length > 0 && r.payload.length <= limits.journalRecordBytesMax, `journal record ${r.seq} of ${r.payload.length} bytes`);
+    });
     const data = Buffer.concat(records.map((r) => encodeRecord(r.seq, r.payload)));
     if (!this.tailSegment || this.startNewSegment || this.tailOffset + data.length > this.options.segmentBytesMax && this.tailOffset > SEGMENT_HEADER_BYTES) {
       await this.createSegment(records[0].seq);

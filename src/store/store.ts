@@ -231,7 +231,7 @@ export class Store {
       }
       let store: Store | undefined;
       const writer = new Writer(db!, packs, journal, {
-        onIndexFailure: (error) => { if (store) store.failure = error; },
+        onStop: (error) => { if (store) store.failure = error; },
         onCommit: (first, last, mutations, indexKeys) => {
           store?.forgetMailboxes();
           options.onCommit?.(first, last, mutations, indexKeys);

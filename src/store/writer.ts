@@ -1,18 +1,21 @@
 // Group commit (DESIGN.md, "Commit protocol"): concurrent mutations are gathered into one batch
 // that shares one pack fdatasync and one journal fdatasync. Order inside a batch:
 //   1. prepare each mutation against the index view (validate; assign seq, UIDs, blob locations)
-//   2. write + fdatasync new blob bodies          (a blob is durable before anything refers to it)
-//   3. write + fdatasync the journal records      (the commit point)
-//   4. hand the index changes to LevelDB as one batch, sync:false (derived; replay repairs its
+//      and apply its ops to the view, so the next mutation sees them
+//   2. write the new blob bodies, then the journal records; then fdatasync both at once. The batch
+//      is committed when both syncs succeeded; a crash between them can leave journal records
+//      whose blobs are not durable, which open cuts (that batch was never acknowledged)
+//   3. hand the index changes to LevelDB as one batch, sync:false (derived; replay repairs its
 //      loss); readers see them at once, the write lands while the next batch runs
-//   5. resolve every caller
-import { MailstoreError } from '../errors.js';
+//   4. resolve every caller
+// An invariant failing in 1 or 2 halts the store (HALTED): nothing of that batch is written.
+import { MailstoreError, assert } from '../errors.js';
 import { IndexView, type IndexDb } from '../index/index-db.js';
 import { encodeCbor } from '../index/codec.js';
 import type { PackBatch, PackStore } from '../blob/pack-store.js';
 import type { Journal, JournalRecord } from '../journal/journal.js';
 import { limits } from '../limits.js';
-import { applyOps, meta } from './apply.js';
+import { applyOpsNow, meta } from './apply.js';
 import type { JournalPayload, Op } from './records.js';
 
 /** MAILSTORE_TRACE=1 prints the time of each commit phase to stderr (for profiling). */
@@ -48,8 +51,11 @@ interface Pending {
 }
 
 export interface WriterHooks {
-  /** Called when the index write after a durable commit failed: the store must stop. */
-  onIndexFailure: (error: MailstoreError) => void;
+  /**
+   * Called when the store must stop: the index write after a durable commit failed (CLOSED), or an
+   * invariant failed while a batch was prepared or written (HALTED).
+   */
+  onStop: (error: MailstoreError) => void;
   /** Called after every committed batch (tests count batches, consumers wake up). */
   onCommit?: (firstSeq: number, lastSeq: number, mutations: number, indexKeys: number) => void;
 }
@@ -110,7 +116,7 @@ export class Writer {
   }
 
   /**
-   * Steps 2 and 3 with their fdatasyncs overlapped: both writes first, then both syncs at once.
+   * Step 2, the pack and journal fdatasyncs overlapped: both writes first, then both syncs at once.
    * A blob is still durable before any caller learns of a record referring to it; a crash between
    * the syncs can leave a journal batch whose blobs are not durable, which open detects (the
    * newest batch's new blobs are verified when the index has not applied it) and cuts, since
@@ -142,76 +148,127 @@ export class Writer {
   }
 
   private async commitBatch(batch: Pending[]): Promise<void> {
-    const trace = TRACE ? { start: performance.now(), pack: 0 } : undefined;
-    const view = new IndexView(this.db);
-    const packBatch = this.packs.beginBatch();
-    const firstSeq = this.journal.lastSeq + 1;
-    let seq = firstSeq;
-    const opsBySeq: Op[][] = [];
-    const done: { pending: Pending; result: unknown }[] = [];
-    let taken = 0;
-    for (const pending of batch) {
-      if (packBatch.bytes >= limits.batchBlobBytesMax) break; // the rest waits for the next batch
-      taken++;
-      const chain = pending.mutation.chain;
-      if (chain?.failed !== undefined) {
-        pending.reject(chain.failed);
-        continue;
-      }
-      try {
-        const { ops, result } = await pending.mutation.prepare({ view, seq, packs: packBatch });
-        if (ops.length > 0) {
-          await applyOps(view, seq, ops, (problem) => { throw new Error(`assertion failed: live apply: ${problem}`); });
-          opsBySeq.push(ops);
-          seq++;
-        }
-        done.push({ pending, result });
-      } catch (error) {
-        if (chain) chain.failed = error;
-        pending.reject(error);
-      }
-    }
-    if (taken < batch.length) this.queue.unshift(...batch.slice(taken));
-    // The last record of a batch carries `end`: recovery treats a batch without it as never
-    // acknowledged, and checks the new blobs of the newest batch the index has not applied.
-    const records: JournalRecord[] = opsBySeq.map((ops, i) => ({
-      seq: firstSeq + i,
-      payload: encodeCbor(i === opsBySeq.length - 1 ? { ops, end: true } satisfies JournalPayload : { ops } satisfies JournalPayload),
-    }));
-    if (records.length > 0) {
-      const t0 = trace ? performance.now() : 0;
+    const started = TRACE ? performance.now() : 0;
+    const prepared = await this.prepareBatch(batch);
+    if (!prepared) return; // halted
+    const { view, packBatch, firstSeq, opsBySeq, done } = prepared;
+    if (opsBySeq.length > 0) {
+      const lastSeq = firstSeq + opsBySeq.length - 1;
+      const records = journalRecords(firstSeq, opsBySeq);
+      const t0 = TRACE ? performance.now() : 0;
       try {
         await this.write(packBatch, records);
-        if (trace) trace.pack = performance.now() - t0;
       } catch (error) {
+        if (!(error instanceof MailstoreError)) return this.halt(error, batch);
         for (const d of done) {
           if (d.pending.mutation.chain) d.pending.mutation.chain.failed = error;
           d.pending.reject(error);
         }
         return;
       }
-      view.put(meta.appliedSeq, seq - 1);
+      const t1 = TRACE ? performance.now() : 0;
+      view.put(meta.appliedSeq, lastSeq);
       const indexKeys = view.size;
-      // The records are durable (journal fsynced), so callers are answered as soon as the index
-      // batch is handed to LevelDB: readers see it through IndexDb until it lands, and the next
-      // batch's syncs overlap its write. If it fails, callers still had success (durable), the
-      // store stops and the next open replays the records into the index.
-      const indexFailed = (error: unknown) => {
-        const failure = new MailstoreError('CLOSED', `the index could not be updated (${(error as Error).message}); the change is durable in the journal; reopen the store`, { cause: error });
-        this.fail(failure);
-        this.hooks.onIndexFailure(failure);
-      };
-      try {
-        const { landed } = await this.db.writeBehind(view.takePending());
-        landed.catch(indexFailed);
-      } catch (error) {
-        indexFailed(error);
+      await this.landIndex(view);
+      if (TRACE) {
+        process.stderr.write(`mailstore trace: batch ${done.length} mutations, ${packBatch.bytes} blob bytes: prepare ${(t0 - started).toFixed(1)} ms, pack+journal ${(t1 - t0).toFixed(1)} ms, index ${(performance.now() - t1).toFixed(1)} ms\n`);
       }
-      if (trace) {
-        process.stderr.write(`mailstore trace: batch ${done.length} mutations, ${packBatch.bytes} blob bytes: prepare ${(t0 - trace.start).toFixed(1)} ms, pack+journal ${trace.pack.toFixed(1)} ms, index ${(performance.now() - t0 - trace.pack).toFixed(1)} ms\n`);
-      }
-      this.hooks.onCommit?.(firstSeq, seq - 1, done.length, indexKeys);
+      this.hooks.onCommit?.(firstSeq, lastSeq, done.length, indexKeys);
     }
     for (const d of done) d.pending.resolve(d.result);
   }
+
+  /**
+   * Step 1 for every mutation that fits this batch (the rest goes back to the head of the queue).
+   * A MailstoreError from prepare is that caller's alone: prepare only reads the view. Anything
+   * else, and any error while the ops are applied to the view (which may hold half a mutation
+   * then), is a broken invariant: the store halts and nothing of the batch is written.
+   */
+  private async prepareBatch(batch: Pending[]): Promise<PreparedBatch | undefined> {
+    const prepared: PreparedBatch = {
+      view: new IndexView(this.db), packBatch: this.packs.beginBatch(), firstSeq: this.journal.lastSeq + 1, opsBySeq: [], done: [],
+    };
+    let taken = 0;
+    for (const pending of batch) {
+      if (prepared.packBatch.bytes >= limits.batchBlobBytesMax) break; // the rest waits for the next batch
+      taken++;
+      const chain = pending.mutation.chain;
+      if (chain?.failed !== undefined) {
+        pending.reject(chain.failed);
+        continue;
+      }
+      const seq = prepared.firstSeq + prepared.opsBySeq.length;
+      let outcome: { ops: Op[]; result: unknown };
+      try {
+        outcome = await pending.mutation.prepare({ view: prepared.view, seq, packs: prepared.packBatch });
+      } catch (error) {
+        if (!(error instanceof MailstoreError)) return this.halt(error, batch);
+        if (chain) chain.failed = error;
+        pending.reject(error);
+        continue;
+      }
+      if (outcome.ops.length > 0) {
+        try {
+          applyOpsNow(prepared.view, seq, outcome.ops, (problem) => assert(false, `live apply: ${problem}`));
+        } catch (error) {
+          return this.halt(error, batch);
+        }
+        prepared.opsBySeq.push(outcome.ops);
+      }
+      prepared.done.push({ pending, result: outcome.result });
+    }
+    if (taken < batch.length) this.queue.unshift(...batch.slice(taken));
+    return prepared;
+  }
+
+  /**
+   * Step 3. The records are durable (journal fsynced), so callers are answered as soon as the index
+   * batch is handed to LevelDB: readers see it through IndexDb until it lands, and the next batch's
+   * syncs overlap its write. If it fails, callers still had success (durable), the store stops and
+   * the next open replays the records into the index.
+   */
+  private async landIndex(view: IndexView): Promise<void> {
+    const indexFailed = (error: unknown) => {
+      const failure = new MailstoreError('CLOSED', `the index could not be updated (${(error as Error).message}); the change is durable in the journal; reopen the store`, { cause: error });
+      this.fail(failure);
+      this.hooks.onStop(failure);
+    };
+    try {
+      const { landed } = await this.db.writeBehind(view.takePending());
+      landed.catch(indexFailed);
+    } catch (error) {
+      indexFailed(error);
+    }
+  }
+
+  /** Fail-stop: the store refuses everything until it is reopened (recovery starts from the journal). */
+  private halt(error: unknown, batch: Pending[]): undefined {
+    const reason = error instanceof Error ? error.message : String(error);
+    const failure = new MailstoreError('HALTED', `the store stopped itself: ${reason}; nothing of this batch was written; reopen the store and report this message`, { cause: error });
+    this.fail(failure);
+    this.hooks.onStop(failure);
+    for (const pending of batch) pending.reject(failure);
+    return undefined;
+  }
+}
+
+interface PreparedBatch {
+  view: IndexView;
+  packBatch: PackBatch;
+  firstSeq: number;
+  opsBySeq: Op[][];
+  done: { pending: Pending; result: unknown }[];
+}
+
+/**
+ * The batch's journal records, consecutive seqs; the last carries `end`: recovery treats a batch
+ * without it as never acknowledged, and checks the new blobs of the newest batch the index has not
+ * applied. Asserted before they are written, not only when read back.
+ */
+function journalRecords(firstSeq: number, opsBySeq: Op[][]): JournalRecord[] {
+  return opsBySeq.map((ops, i) => {
+    assert(ops.length > 0, `record ${firstSeq + i} without ops`);
+    const last = i === opsBySeq.length - 1;
+    return { seq: firstSeq + i, payload: encodeCbor(last ? { ops, end: true } satisfies JournalPayload : { ops } satisfies JournalPayload) };
+  });
 }

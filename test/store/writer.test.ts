@@ -1,0 +1,90 @@
+// The group-commit writer's contract: a caller's error stays that caller's, and a broken invariant
+// (an assertion while a batch is prepared, applied or written) stops the store with HALTED and
+// writes nothing of the batch, instead of being handed to one caller while the view keeps half of it.
+import { describe, expect, it } from 'vitest';
+import { Store } from '../../src/store/store.js';
+import { AssertionFailure, MailstoreError, assert, fromSystemError } from '../../src/errors.js';
+import { exitCodeFor } from '../../src/cli/exit-codes.js';
+import type { Writer } from '../../src/store/writer.js';
+import type { Journal } from '../../src/journal/journal.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const msg = (i: number | string) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
+
+async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await promise;
+    return undefined;
+  } catch (error) {
+    expect(error).toBeInstanceOf(MailstoreError);
+    return (error as MailstoreError).code;
+  }
+}
+
+async function storeWithOne(): Promise<{ root: string; store: Store; writer: Writer }> {
+  const root = tmpDir();
+  const store = await Store.open(root, { create: true });
+  await store.createMailbox('INBOX');
+  await store.append('INBOX', msg(1));
+  return { root, store, writer: (store as unknown as { writer: Writer }).writer };
+}
+
+async function reopenedState(root: string) {
+  const store = await Store.open(root);
+  try {
+    const status = await store.status('INBOX');
+    const bodies = [];
+    for await (const m of store.readMessages('INBOX')) bodies.push(m.body.toString());
+    return { messages: status.messages, uidNext: status.uidNext, bodies, degraded: store.health.degraded };
+  } finally {
+    await store.close();
+  }
+}
+
+describe('writer: fail-stop on a broken invariant', () => {
+  it('an op that fails its live apply halts the store; the append in the same batch is not written', async () => {
+    const { root, store, writer } = await storeWithOne();
+    const ghost = Buffer.alloc(16, 7); // a mailbox id that does not exist
+    const bad = writer.submit({ prepare: async () => ({ ops: [{ op: 'message.flags', id: ghost, set: [[1, ['\\Seen']]] }], result: 0 }) });
+    const good = store.append('INBOX', msg(2)); // same tick: same batch
+    expect(await codeOf(bad)).toBe('HALTED');
+    expect(await codeOf(good)).toBe('HALTED');
+    expect(await codeOf(store.append('INBOX', msg(3)))).toBe('HALTED');
+    await store.close();
+    const after = await reopenedState(root);
+    expect(after.messages).toBe(1);
+    expect(after.uidNext).toBe(2);
+    expect(after.bodies).toEqual([msg(1).toString()]);
+  });
+
+  it('an assertion while the journal is written halts (HALTED, exit 70), never IO; a reopen serves what was acknowledged', async () => {
+    const { root, store, writer } = await storeWithOne();
+    const journal = (writer as unknown as { journal: Journal }).journal;
+    journal.write = async () => { assert(false, 'injected: record does not match its header'); };
+    const error = await store.append('INBOX', msg(2)).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(MailstoreError);
+    expect((error as MailstoreError).code).toBe('HALTED');
+    expect((error as MailstoreError).cause).toBeInstanceOf(AssertionFailure);
+    expect(exitCodeFor(error)).toBe(70);
+    await store.close();
+    expect((await reopenedState(root)).bodies).toEqual([msg(1).toString()]);
+  });
+
+  it("a MailstoreError from one mutation's prepare rejects that caller only; the rest of the batch commits", async () => {
+    const { root, store } = await storeWithOne();
+    const [missing, ok] = await Promise.allSettled([store.append('NOPE', msg(2)), store.append('INBOX', msg(3))]);
+    expect(missing.status === 'rejected' && (missing.reason as MailstoreError).code).toBe('NOT_FOUND');
+    expect(ok.status).toBe('fulfilled');
+    await store.append('INBOX', msg(4));
+    await store.close();
+    expect((await reopenedState(root)).bodies).toEqual([1, 3, 4].map((i) => msg(i).toString()));
+  });
+});
+
+describe('errors: a bug is never dressed up as the world', () => {
+  it('fromSystemError rethrows an AssertionFailure instead of mapping it to IO', () => {
+    const bug = new AssertionFailure('x');
+    expect(() => fromSystemError(bug, 'writing', '/p')).toThrow(bug);
+    expect(fromSystemError(Object.assign(new Error('disk'), { code: 'ENOSPC' }), 'writing', '/p').code).toBe('NO_SPACE');
+  });
+});
