@@ -228,7 +228,7 @@ export class Journal {
     if (records.length === 0) return;
     records.forEach((r, i) => {
       assert(r.seq === this.lastSeq + 1 + i, `journal seq ${r.seq} after ${this.lastSeq + i}`);
-      assert(r.payload.length > 0 && r.payload.length <= limits.journalRecordBytesMax, `journal record ${r.seq} of ${r.payload.length} bytes`);
+      assert(r.payload.length > 0 && r.payload.length <= this.options.recordBytesMax, `journal record ${r.seq} of ${r.payload.length} bytes`);
     });
     const data = Buffer.concat(records.map((r) => encodeRecord(r.seq, r.payload)));
     if (!this.tailSegment || this.startNewSegment || this.tailOffset + data.length > this.options.segmentBytesMax && this.tailOffset > SEGMENT_HEADER_BYTES) {
