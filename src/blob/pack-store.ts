@@ -162,7 +162,7 @@ export class PackStore {
       // Checked before the write, not only when read back: each record lands where the index will
       // say it is, and its header names exactly the body that follows it.
       assert(blob.location.pack === pack && blob.location.offset === start + length, `pack record for ${blob.hash.toString('hex')} reserved at ${blob.location.pack}/${blob.location.offset}, written at ${pack}/${start + length}`);
-      assert(blob.hash.length === HASH_BYTES && blob.bytes.length <= limits.messageBytesMax, `pack record for ${blob.hash.toString('hex')}: hash of ${blob.hash.length} bytes, body of ${blob.bytes.length}`);
+      assert(blob.hash.length === HASH_BYTES, `pack record for ${blob.hash.toString('hex')}: a hash of ${blob.hash.length} bytes`);
       parts.push(encodeRecordHeader(blob.hash, blob.bytes.length), blob.bytes);
       length += RECORD_HEADER_BYTES + blob.bytes.length;
     }
