@@ -436,6 +436,22 @@ describe('fault injection', () => {
     expect((await ffs.readFile(at('f'))).toString()).toBe('data');
     await handle.close();
   });
+
+  it('fails directory listings and stats, and a one-shot rule with `times` fires exactly that often', async () => {
+    await fsp.writeFile(at('f'), 'data');
+    const ffs = await recorder();
+    ffs.injectAt((op) => op.kind === 'stat' && op.path === at('f'), 'EIO', { times: 2 });
+    await expect(ffs.stat(at('f'))).rejects.toMatchObject({ code: 'EIO', syscall: 'stat', path: at('f') });
+    await expect(ffs.statIfExists(at('f'))).rejects.toMatchObject({ code: 'EIO' });
+    expect((await ffs.stat(at('f'))).size).toBe(4); // fired twice, then gone
+    let listings = 0;
+    ffs.injectAt((op) => op.kind === 'readdir' && ++listings === 2, 'EACCES'); // the predicate sees each call once
+    expect(await ffs.readdir(base)).toEqual(['f']);
+    await expect(ffs.readdir(base)).rejects.toMatchObject({ code: 'EACCES', syscall: 'scandir' });
+    expect(await ffs.readdir(base)).toEqual(['f']);
+    expect(listings).toBe(2);
+    expect(ffs.firedFaults().map((f) => `${f.kind} ${f.code}`)).toEqual(['stat EIO', 'stat EIO', 'readdir EACCES']);
+  });
 });
 
 describe('counters', () => {
