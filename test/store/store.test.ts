@@ -6,6 +6,7 @@ import { Store } from '../../src/store/store.js';
 import { MailstoreError } from '../../src/errors.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
+import { describeEachFs } from '../helpers/filesystems.js';
 import { corporaDir, haveCorpora, tmpDir } from '../helpers/tmp.js';
 
 async function expectCode(promise: Promise<unknown> | (() => unknown), code: string): Promise<MailstoreError> {
@@ -38,7 +39,7 @@ async function snapshot(store: Store) {
   return JSON.stringify(out);
 }
 
-describe('store core', () => {
+describeEachFs('store core', ({ Store }) => {
   it('dedups identical bytes: one pack record, refs 2, and refs 0 after expunging both', async () => {
     const dir = tmpDir();
     const store = await Store.open(dir, { create: true });
@@ -298,7 +299,7 @@ describe('store core', () => {
   });
 });
 
-describe('every error code', () => {
+describeEachFs('every error code', ({ Store }) => {
   it('NOT_FOUND, EXISTS, INVALID', async () => {
     const dir = tmpDir();
     const store = await Store.open(dir, { create: true });
@@ -465,7 +466,7 @@ function walk(dir: string): string[] {
   return out.sort();
 }
 
-describe('index probe', () => {
+describeEachFs('index probe', ({ Store }) => {
   it('after a crash (stale LOCK), an index that fails to open in a child process is set aside and rebuilt', async () => {
     const dir = tmpDir();
     let store = await Store.open(dir, { create: true });
