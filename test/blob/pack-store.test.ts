@@ -147,6 +147,19 @@ describe('PackStore: reservation across pack rotation', () => {
     expect(mountChecks).toEqual([1, 2, 3, 4].map((n) => join(dir, `0000000${n}.pack`)));
     await packs.close();
   });
+
+  it('a pack holding only its header (its first batch was aborted) takes the next record, even one above the limit', async () => {
+    const { dir, packs } = await openPacks({ packBytesMax: 1000 });
+    const batch = packs.beginBatch();
+    batch.reserve(hashBytes(body(1)), body(1));
+    await packs.write(batch);
+    await packs.abort();
+    expect(statSync(join(dir, '00000001.pack')).size).toBe(PACK_HEADER_BYTES);
+    const [big] = await commit(packs, [body(2, 2000)]);
+    expect(big).toEqual({ pack: 1, offset: PACK_HEADER_BYTES, length: 2000 });
+    expect(await packs.listPacks()).toEqual([1]);
+    await packs.close();
+  });
 });
 
 describe('PackStore: reads verify', () => {
