@@ -91,7 +91,7 @@ export type OpKind =
   | 'create' | 'open' | 'write' | 'truncate' | 'sync'
   | 'mkdir' | 'rename' | 'unlink' | 'rmdir' | 'syncDir' | 'read' | 'readdir' | 'stat';
 
-export type FaultKind = 'ENOSPC' | 'EIO' | 'EACCES' | 'EROFS' | 'shortWrite';
+export type FaultKind = 'ENOSPC' | 'EDQUOT' | 'EFBIG' | 'EIO' | 'EACCES' | 'EPERM' | 'EROFS' | 'shortWrite';
 /** A short write writes `bytes` (default: a seeded length below the full size), then throws ENOSPC. */
 export type Fault = FaultKind | { kind: FaultKind; bytes?: number };
 
@@ -258,6 +258,9 @@ export function seedFromEnv(): number {
 
 const ERRNO: Record<Exclude<FaultKind, 'shortWrite'>, { errno: number; text: string }> = {
   ENOSPC: { errno: -28, text: 'no space left on device' },
+  EDQUOT: { errno: -122, text: 'disk quota exceeded' },
+  EFBIG: { errno: -27, text: 'file too large' },
+  EPERM: { errno: -1, text: 'operation not permitted' },
   EIO: { errno: -5, text: 'i/o error' },
   EACCES: { errno: -13, text: 'permission denied' },
   EROFS: { errno: -30, text: 'read-only file system' },
@@ -287,10 +290,15 @@ const ALL_MUTATING: OpKind[] = ['create', 'open', 'write', 'truncate', 'sync', '
 export const DEFAULT_FAIL_OPS: Record<FaultKind, OpKind[]> = {
   // A full disk refuses new blocks and inodes; truncate, rename and unlink still work.
   ENOSPC: ['create', 'write', 'mkdir'],
+  // A user's quota runs out like a disk; a file meets its size limit only when it grows.
+  EDQUOT: ['create', 'write', 'mkdir'],
+  EFBIG: ['write'],
   shortWrite: ['write'],
   EIO: ['write', 'truncate', 'sync', 'syncDir', 'read'],
   // A directory losing its write bit: fds opened before keep writing; creates, renames, reopens fail.
   EACCES: ['create', 'open', 'rename', 'unlink', 'mkdir', 'rmdir'],
+  // An immutable or append-only attribute (chattr), or a security module saying no.
+  EPERM: ['create', 'open', 'rename', 'unlink', 'mkdir', 'rmdir'],
   // errors=remount-ro: everything that writes fails, on files already open too.
   EROFS: ALL_MUTATING,
 };
