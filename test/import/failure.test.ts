@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { importMail } from '../../src/import/importer.js';
 import { MailstoreError } from '../../src/errors.js';
-import { WrapFs } from '../helpers/wrap-fs.js';
+import { FaultFileSystem } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 describe('import under a failing disk', () => {
@@ -21,15 +21,11 @@ describe('import under a failing disk', () => {
       text += `From MAILER-DAEMON Mon Jan  1 00:00:00 2024\n${body}\n`;
     }
     writeFileSync(mbox, text);
-    const fs = new WrapFs();
+    const fs = new FaultFileSystem();
     let store = await Store.open(dir, { create: true, fs });
     let journalWrites = 0;
-    const check = fs.check.bind(fs);
-    fs.check = (kind, path, creating) => {
-      // batches of 10: the third batch's journal write hits a full disk (the two before went in)
-      if (kind === 'write' && path.includes('journal') && ++journalWrites === 4) throw Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' });
-      check(kind, path, creating);
-    };
+    // batches of 10: the third batch's journal write hits a full disk (the two before went in)
+    fs.injectAt((op) => op.kind === 'write' && op.path.includes('journal') && ++journalWrites === 4, 'ENOSPC');
     const error = await importMail(store, mbox, { mailbox: 'INBOX', batchMessagesMax: 10 }).catch((e) => e);
     expect(error).toBeInstanceOf(MailstoreError);
     expect((error as MailstoreError).code).toBe('NO_SPACE');
@@ -38,7 +34,7 @@ describe('import under a failing disk', () => {
     expect(kept).toBeGreaterThanOrEqual(10);
     expect(kept).toBeLessThan(60);
     await store.close();
-    fs.check = check;
+    fs.clear();
     store = await Store.open(dir, { fs });
     const summary = await importMail(store, mbox, { mailbox: 'INBOX', batchMessagesMax: 10 });
     expect(summary.alreadyImported).toBe(kept);

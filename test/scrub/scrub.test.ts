@@ -6,11 +6,12 @@ import { spawnSync } from 'node:child_process';
 import { Store } from '../../src/store/store.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { repair } from '../../src/scrub/repair.js';
-import { reconstruct } from '../../src/scrub/reconstruct.js';
+import { reconstruct as reconstructOn, type ReconstructOptions } from '../../src/scrub/reconstruct.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { MailstoreError } from '../../src/errors.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { prng } from '../helpers/prng.js';
+import { describeEachFs } from '../helpers/filesystems.js';
 
 const CLI = new URL('../../dist/src/cli/main.js', import.meta.url).pathname;
 
@@ -83,7 +84,7 @@ function cli(args: string[], dir: string) {
   return spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, MAILSTORE_DIR: dir }, encoding: 'utf8' });
 }
 
-describe('scrub', () => {
+describeEachFs('scrub', ({ Store }) => {
   it('a fresh store is clean; every pack, journal record and index key is covered', async () => {
     const dir = tmpDir();
     await makeStore(dir);
@@ -156,7 +157,10 @@ describe('scrub', () => {
     expect(treeHash(dir, primary)).toEqual(before);
     expect(readdirSync(join(dir, 'quarantine')).filter((n) => n.startsWith('blob-')).length).toBe(2);
   });
+});
 
+// The CLI runs in a child process on the node file system: once is enough.
+describe('scrub from the CLI', () => {
   it('refuses (exit 3) when packs were moved away or STORE is missing, and not one byte changes', async () => {
     const dir = tmpDir();
     await makeStore(dir, 5);
@@ -177,7 +181,9 @@ describe('scrub', () => {
     }
     expect(treeHash(dir)).toEqual(before);
   });
+});
 
+describeEachFs('scrub: refusals and index damage', ({ Store }) => {
   it('refuses a repair whose damage looks like a missing partition (most blobs bad)', async () => {
     const dir = tmpDir();
     await makeStore(dir, 6);
@@ -308,7 +314,8 @@ describe('scrub --threads', () => {
   });
 });
 
-describe('reconstruct', () => {
+describeEachFs('reconstruct', ({ Store, fs }) => {
+  const reconstruct = (root: string, options: ReconstructOptions = {}) => reconstructOn(root, { fs, ...options });
   it('--check finds no difference on a healthy store; a rebuild keeps everything', async () => {
     const dir = tmpDir();
     const bytes = await makeStore(dir, 13);

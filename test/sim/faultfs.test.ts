@@ -5,6 +5,7 @@ import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FaultFileSystem, readTree, type CrashMode, type MaterializeOptions } from './faultfs.js';
+import { fromSystemError } from '../../src/errors.js';
 
 const SEED = 0x5eed;
 
@@ -435,6 +436,34 @@ describe('fault injection', () => {
     ffs.clear();
     expect((await ffs.readFile(at('f'))).toString()).toBe('data');
     await handle.close();
+  });
+
+  it('fails directory listings and stats, and a one-shot rule with `times` fires exactly that often', async () => {
+    await fsp.writeFile(at('f'), 'data');
+    const ffs = await recorder();
+    ffs.injectAt((op) => op.kind === 'stat' && op.path === at('f'), 'EIO', { times: 2 });
+    await expect(ffs.stat(at('f'))).rejects.toMatchObject({ code: 'EIO', syscall: 'stat', path: at('f') });
+    await expect(ffs.statIfExists(at('f'))).rejects.toMatchObject({ code: 'EIO' });
+    expect((await ffs.stat(at('f'))).size).toBe(4); // fired twice, then gone
+    let listings = 0;
+    ffs.injectAt((op) => op.kind === 'readdir' && ++listings === 2, 'EACCES'); // the predicate sees each call once
+    expect(await ffs.readdir(base)).toEqual(['f']);
+    await expect(ffs.readdir(base)).rejects.toMatchObject({ code: 'EACCES', syscall: 'scandir' });
+    expect(await ffs.readdir(base)).toEqual(['f']);
+    expect(listings).toBe(2);
+    expect(ffs.firedFaults().map((f) => `${f.kind} ${f.code}`)).toEqual(['stat EIO', 'stat EIO', 'readdir EACCES']);
+  });
+
+  it('throws every errno the store maps to its own codes, shaped like node\'s', async () => {
+    const ffs = await recorder();
+    const expected = { ENOSPC: 'NO_SPACE', EDQUOT: 'NO_SPACE', EFBIG: 'NO_SPACE', EIO: 'IO', EACCES: 'ACCESS', EPERM: 'ACCESS', EROFS: 'ACCESS' } as const;
+    for (const [errno, code] of Object.entries(expected) as [keyof typeof expected, string][]) {
+      ffs.injectAt((op) => op.kind === 'create', errno);
+      const error = await ffs.open(at(`f-${errno}`), 'createNew').catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: errno, syscall: 'open', path: at(`f-${errno}`) });
+      expect((error as NodeJS.ErrnoException).errno).toBeLessThan(0);
+      expect(fromSystemError(error, 'creating', at(`f-${errno}`)).code, errno).toBe(code);
+    }
   });
 });
 

@@ -8,8 +8,9 @@
 //   - records every mutating operation, in completion order, with its bytes (op log, `ops()`);
 //   - materializes, into a fresh real directory, a state a power cut after op N could leave
 //     (`materializeCrash`, `crashStates`, `forEachCrash`);
-//   - injects faults: one-shot (`injectAt(seq | predicate, fault)`) and persistent
-//     (`failAll(kind, { pathPrefix, ops })` until `clear()`), errors shaped like node's;
+//   - injects faults: one-shot (`injectAt(seq | predicate, fault, { times })`) and persistent
+//     (`failAll(kind, { pathPrefix, ops })` until `clear()`), errors shaped like node's, on
+//     mutations and on reads (data, readFile, readdir, stat);
 //   - damages media (`damage`, `randomDamage`): zeros, garbage or bit flips in a byte range;
 //   - counts sync and syncDir calls, in total and per path (`counters()`).
 //   Every random choice comes from a small seeded PRNG (mulberry32): a failure reproduces from
@@ -82,12 +83,15 @@ import { NodeFileSystem } from '../../src/fs/node-fs.js';
 export type CrashMode = 'all-lost' | 'all-kept' | 'random';
 export type IndexMode = 'current' | 'missing' | 'older';
 
-/** 'open' is opening an existing file for writing; 'read' is any data read, or opening to read. */
+/**
+ * 'open' is opening an existing file for writing; 'read' is any data read, or opening to read;
+ * 'readdir' and 'stat' (stat and statIfExists) are the metadata reads, never recorded, only failed.
+ */
 export type OpKind =
   | 'create' | 'open' | 'write' | 'truncate' | 'sync'
-  | 'mkdir' | 'rename' | 'unlink' | 'rmdir' | 'syncDir' | 'read';
+  | 'mkdir' | 'rename' | 'unlink' | 'rmdir' | 'syncDir' | 'read' | 'readdir' | 'stat';
 
-export type FaultKind = 'ENOSPC' | 'EIO' | 'EACCES' | 'EROFS' | 'shortWrite';
+export type FaultKind = 'ENOSPC' | 'EDQUOT' | 'EFBIG' | 'EIO' | 'EACCES' | 'EPERM' | 'EROFS' | 'shortWrite';
 /** A short write writes `bytes` (default: a seeded length below the full size), then throws ENOSPC. */
 export type Fault = FaultKind | { kind: FaultKind; bytes?: number };
 
@@ -254,6 +258,9 @@ export function seedFromEnv(): number {
 
 const ERRNO: Record<Exclude<FaultKind, 'shortWrite'>, { errno: number; text: string }> = {
   ENOSPC: { errno: -28, text: 'no space left on device' },
+  EDQUOT: { errno: -122, text: 'disk quota exceeded' },
+  EFBIG: { errno: -27, text: 'file too large' },
+  EPERM: { errno: -1, text: 'operation not permitted' },
   EIO: { errno: -5, text: 'i/o error' },
   EACCES: { errno: -13, text: 'permission denied' },
   EROFS: { errno: -30, text: 'read-only file system' },
@@ -262,6 +269,7 @@ const ERRNO: Record<Exclude<FaultKind, 'shortWrite'>, { errno: number; text: str
 const SYSCALL: Record<OpKind, string> = {
   create: 'open', open: 'open', write: 'write', truncate: 'ftruncate', sync: 'fdatasync',
   mkdir: 'mkdir', rename: 'rename', unlink: 'unlink', rmdir: 'rmdir', syncDir: 'fsync', read: 'read',
+  readdir: 'scandir', stat: 'stat',
 };
 
 /** Syscalls on an fd: node's message names no path for these. */
@@ -282,10 +290,15 @@ const ALL_MUTATING: OpKind[] = ['create', 'open', 'write', 'truncate', 'sync', '
 export const DEFAULT_FAIL_OPS: Record<FaultKind, OpKind[]> = {
   // A full disk refuses new blocks and inodes; truncate, rename and unlink still work.
   ENOSPC: ['create', 'write', 'mkdir'],
+  // A user's quota runs out like a disk; a file meets its size limit only when it grows.
+  EDQUOT: ['create', 'write', 'mkdir'],
+  EFBIG: ['write'],
   shortWrite: ['write'],
   EIO: ['write', 'truncate', 'sync', 'syncDir', 'read'],
   // A directory losing its write bit: fds opened before keep writing; creates, renames, reopens fail.
   EACCES: ['create', 'open', 'rename', 'unlink', 'mkdir', 'rmdir'],
+  // An immutable or append-only attribute (chattr), or a security module saying no.
+  EPERM: ['create', 'open', 'rename', 'unlink', 'mkdir', 'rmdir'],
   // errors=remount-ro: everything that writes fails, on files already open too.
   EROFS: ALL_MUTATING,
 };
@@ -632,6 +645,8 @@ export async function damageFile(path: string, spec: DamageSpec): Promise<Buffer
 interface FaultRule {
   fault: { kind: FaultKind; bytes?: number };
   match: (info: OpInfo) => boolean;
+  /** One-shot rules: how many more calls fail. */
+  remaining?: number;
 }
 
 class FaultFileHandle implements FileHandle {
@@ -867,10 +882,14 @@ export class FaultFileSystem implements FileSystem {
 
   // --- fault injection --------------------------------------------------------------------
 
-  /** Fails, once, the mutating call numbered `seq`, or the first call (of any kind) the predicate accepts. */
-  injectAt(target: number | ((op: OpInfo) => boolean), fault: Fault): void {
+  /**
+   * Fails, once, the mutating call numbered `seq`, or the first call (of any kind) the predicate
+   * accepts; with `times`, the first `times` calls it accepts. The predicate sees each call once,
+   * so it may count calls itself (fail the third journal write, ...).
+   */
+  injectAt(target: number | ((op: OpInfo) => boolean), fault: Fault, options: { times?: number } = {}): void {
     const match = typeof target === 'number' ? (info: OpInfo) => info.seq === target : target;
-    this.oneShots.push({ fault: typeof fault === 'string' ? { kind: fault } : fault, match });
+    this.oneShots.push({ fault: typeof fault === 'string' ? { kind: fault } : fault, match, remaining: options.times ?? 1 });
   }
 
   /** Fails every matching call until clear(): a full disk, a directory that lost its write bit, ... */
@@ -975,15 +994,18 @@ export class FaultFileSystem implements FileSystem {
     return this.inner.readFile(path);
   }
 
-  readdir(path: string): Promise<string[]> {
+  async readdir(path: string): Promise<string[]> {
+    this.checkFault({ kind: 'readdir', path });
     return this.inner.readdir(path);
   }
 
-  stat(path: string): Promise<FileStat> {
+  async stat(path: string): Promise<FileStat> {
+    this.checkFault({ kind: 'stat', path });
     return this.inner.stat(path);
   }
 
-  statIfExists(path: string): Promise<FileStat | undefined> {
+  async statIfExists(path: string): Promise<FileStat | undefined> {
+    this.checkFault({ kind: 'stat', path });
     return this.inner.statIfExists(path);
   }
 
@@ -1062,8 +1084,9 @@ export class FaultFileSystem implements FileSystem {
   }
 
   faultFor(info: OpInfo): FaultRule['fault'] | undefined {
-    const shot = this.oneShots.findIndex((rule) => rule.match(info));
-    const rule = shot >= 0 ? this.oneShots.splice(shot, 1)[0] : this.persistent.find((r) => r.match(info));
+    const shot = this.oneShots.find((rule) => rule.match(info));
+    if (shot !== undefined && --shot.remaining! === 0) this.oneShots.splice(this.oneShots.indexOf(shot), 1);
+    const rule = shot ?? this.persistent.find((r) => r.match(info));
     if (rule === undefined) return undefined;
     this.fired.push({ seq: info.seq, kind: info.kind, path: info.path, code: rule.fault.kind === 'shortWrite' ? 'ENOSPC' : rule.fault.kind });
     return rule.fault;

@@ -7,7 +7,7 @@ import { Store } from '../../src/store/store.js';
 import { IndexDb, IndexView } from '../../src/index/index-db.js';
 import { MailstoreError } from '../../src/errors.js';
 import type { CommitChain } from '../../src/store/writer.js';
-import { WrapFs, systemError } from '../helpers/wrap-fs.js';
+import { FaultFileSystem } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const msg = (text: string) => Buffer.from(`Subject: ${text}\r\n\r\n${text}\r\n`);
@@ -33,25 +33,22 @@ describe('commit chains', () => {
 
   it('a batch submitted while an earlier one of its chain is being written is refused when that write fails', async () => {
     const dir = tmpDir();
-    const fs = new WrapFs();
+    const fs = new FaultFileSystem();
     const store = await Store.open(dir, { create: true, fs });
     await store.createMailbox('INBOX');
     const chain: CommitChain = {};
     let second: Promise<unknown> | undefined;
-    const check = fs.check.bind(fs);
-    fs.check = (kind, path, creating) => {
-      if (kind === 'write' && path.includes('journal') && !second) {
-        second = store.appendBatch('INBOX', [{ bytes: msg('second') }], { chain });
-        second.catch(() => undefined);
-        throw systemError('ENOSPC', 'write', path);
-      }
-      check(kind, path, creating);
-    };
+    fs.injectAt((op) => {
+      if (op.kind !== 'write' || !op.path.includes('journal') || second) return false;
+      second = store.appendBatch('INBOX', [{ bytes: msg('second') }], { chain });
+      second.catch(() => undefined);
+      return true;
+    }, 'ENOSPC');
     const error = await store.appendBatch('INBOX', [{ bytes: msg('first') }], { chain }).catch((e) => e);
     expect((error as MailstoreError).code).toBe('NO_SPACE');
     expect(second).toBeDefined();
     await expect(second).rejects.toBe(error);
-    fs.check = check;
+    fs.clear();
     expect((await store.status('INBOX')).messages).toBe(0);
     const [later] = await store.appendBatch('INBOX', [{ bytes: msg('later') }], { chain: {} });
     expect(later.uid).toBe(1);

@@ -5,7 +5,8 @@ import { spawn } from 'node:child_process';
 import { Store } from '../../src/store/store.js';
 import { MailstoreError } from '../../src/errors.js';
 import { keys } from '../../src/keys/index-keys.js';
-import { WrapFs } from '../helpers/wrap-fs.js';
+import { FaultFileSystem } from '../sim/faultfs.js';
+import { describeEachFs } from '../helpers/filesystems.js';
 import { corporaDir, haveCorpora, tmpDir } from '../helpers/tmp.js';
 
 async function expectCode(promise: Promise<unknown> | (() => unknown), code: string): Promise<MailstoreError> {
@@ -38,7 +39,7 @@ async function snapshot(store: Store) {
   return JSON.stringify(out);
 }
 
-describe('store core', () => {
+describeEachFs('store core', ({ Store }) => {
   it('dedups identical bytes: one pack record, refs 2, and refs 0 after expunging both', async () => {
     const dir = tmpDir();
     const store = await Store.open(dir, { create: true });
@@ -64,13 +65,13 @@ describe('store core', () => {
 
   it('group commit: 1,000 concurrent appends share far fewer fsyncs, and all are there after reopen', async () => {
     const dir = tmpDir();
-    const fs = new WrapFs();
+    const fs = new FaultFileSystem();
     let batches = 0;
     let store = await Store.open(dir, { create: true, fs, onCommit: () => { batches++; } });
     await store.createMailbox('INBOX');
-    const before = fs.syncs;
+    const before = fs.counters().sync;
     const results = await Promise.all(Array.from({ length: 1000 }, (_, i) => store.append('INBOX', msg(i))));
-    const syncs = fs.syncs - before;
+    const syncs = fs.counters().sync - before;
     expect(syncs).toBeLessThan(100);
     expect(batches).toBeLessThan(50);
     expect(new Set(results.map((r) => r.uid)).size).toBe(1000);
@@ -206,7 +207,7 @@ describe('store core', () => {
 
   it('delete is intent-logged: an interrupted delete is finished by the next open', async () => {
     const dir = tmpDir();
-    const fs = new WrapFs();
+    const fs = new FaultFileSystem();
     let store = await Store.open(dir, { create: true, fs });
     await store.createMailbox('doomed');
     await store.createMailbox('kept');
@@ -214,15 +215,11 @@ describe('store core', () => {
     await store.append('kept', msg('d0')); // shares a blob with doomed
     // let the intent record through, fail the journal write of the first chunk
     let journalWrites = 0;
-    const realCheck = fs.check.bind(fs);
-    fs.check = (kind, path, creating) => {
-      if (kind === 'write' && path.includes('journal') && ++journalWrites === 2) throw Object.assign(new Error('EIO'), { code: 'EIO' });
-      realCheck(kind, path, creating);
-    };
+    fs.injectAt((op) => op.kind === 'write' && op.path.includes('journal') && ++journalWrites === 2, 'EIO');
     await expectCode(store.deleteMailbox('doomed'), 'IO');
     expect((await store.listMailboxes()).map((m) => m.name)).toEqual(['kept']);
     await store.close();
-    fs.check = realCheck;
+    fs.clear();
     store = await Store.open(dir, { fs });
     expect((await store.listMailboxes()).map((m) => m.name)).toEqual(['kept']);
     const stats = await store.stats();
@@ -302,7 +299,7 @@ describe('store core', () => {
   });
 });
 
-describe('every error code', () => {
+describeEachFs('every error code', ({ Store }) => {
   it('NOT_FOUND, EXISTS, INVALID', async () => {
     const dir = tmpDir();
     const store = await Store.open(dir, { create: true });
@@ -398,14 +395,15 @@ describe('every error code', () => {
 
   it('NO_SPACE, ACCESS and IO from the disk fail the batch, lose nothing acknowledged, and the store goes on', async () => {
     const dir = tmpDir();
-    const fs = new WrapFs();
+    const fs = new FaultFileSystem();
     let store = await Store.open(dir, { create: true, fs });
     await store.createMailbox('INBOX');
     const kept = await store.append('INBOX', msg('kept'));
     for (const [code, expected, where] of [['ENOSPC', 'NO_SPACE', 'packs'], ['ENOSPC', 'NO_SPACE', 'journal'], ['EACCES', 'ACCESS', 'journal'], ['EIO', 'IO', 'packs'], ['EROFS', 'ACCESS', 'journal']] as const) {
-      const rule = fs.fail({ kinds: ['write'], code, pathIncludes: where, times: 1 });
+      const fired = fs.firedFaults().length;
+      fs.injectAt((op) => op.kind === 'write' && op.path.includes(where), code);
       await expectCode(store.append('INBOX', msg(`lost-${code}-${where}`)), expected);
-      expect(rule.times).toBe(0);
+      expect(fs.firedFaults().length).toBe(fired + 1);
       const after = await store.append('INBOX', msg(`after-${code}-${where}`));
       expect(after.uid).toBeGreaterThan(kept.uid);
     }
@@ -413,7 +411,7 @@ describe('every error code', () => {
     await store.close();
     store = await Store.open(dir, { fs, packBytesMax: 1 }); // every batch needs a new pack
     await store.createMailbox('more');
-    fs.fail({ kinds: ['open'], code: 'EACCES', pathIncludes: 'packs', creating: true });
+    fs.failAll('EACCES', { pathPrefix: join(dir, 'packs'), ops: ['create'] });
     await expectCode(store.append('more', msg('x')), 'ACCESS');
     expect((await store.fetch('INBOX', kept.uid)).equals(msg('kept'))).toBe(true); // reads keep working
     fs.clear();
@@ -468,7 +466,7 @@ function walk(dir: string): string[] {
   return out.sort();
 }
 
-describe('index probe', () => {
+describeEachFs('index probe', ({ Store }) => {
   it('after a crash (stale LOCK), an index that fails to open in a child process is set aside and rebuilt', async () => {
     const dir = tmpDir();
     let store = await Store.open(dir, { create: true });

@@ -1,0 +1,277 @@
+// The pack store's contract (src/blob/pack-store.ts), below the Store: a batch reserves locations,
+// `write` puts the records there, `sync` makes them durable and `abort` takes them back; reads
+// verify header, length and hash and answer CORRUPT, never wrong bytes; a scan finds every record.
+import { mkdirSync, readFileSync, statSync, truncateSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES, decodePackHeader, decodeRecordHeader } from '../../src/blob/pack-format.js';
+import { PackStore, type BlobLocation, type ScanItem } from '../../src/blob/pack-store.js';
+import { MailstoreError } from '../../src/errors.js';
+import { hashBytes } from '../../src/hash/blake3.js';
+import { FaultFileSystem } from '../sim/faultfs.js';
+import { prng } from '../helpers/prng.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const storeId = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+
+async function openPacks(options: { packBytesMax?: number; dir?: string; fs?: FaultFileSystem } = {}) {
+  const dir = options.dir ?? join(tmpDir('packs'), 'packs');
+  mkdirSync(dir, { recursive: true });
+  const fs = options.fs ?? new FaultFileSystem();
+  const mountChecks: string[] = [];
+  const packs = await PackStore.open(fs, dir, storeId, {
+    packBytesMax: options.packBytesMax ?? 1024 * 1024,
+    checkMounted: async (path) => { mountChecks.push(path); },
+  });
+  return { dir, fs, packs, mountChecks };
+}
+
+function body(i: number, bytes = 100): Buffer {
+  const random = prng(i + 1);
+  return Buffer.from(Array.from({ length: bytes }, () => 32 + Math.floor(random() * 90)));
+}
+
+/** Reserves, writes and syncs one batch; returns where each body went. */
+async function commit(packs: PackStore, bodies: Buffer[]): Promise<BlobLocation[]> {
+  const batch = packs.beginBatch();
+  const locations = bodies.map((b) => batch.reserve(hashBytes(b), b));
+  await packs.write(batch);
+  await packs.sync();
+  return locations;
+}
+
+async function expectCode(promise: Promise<unknown>, code: string): Promise<MailstoreError> {
+  const error = await promise.then(() => undefined, (e: unknown) => e);
+  expect(error).toBeInstanceOf(MailstoreError);
+  expect((error as MailstoreError).code).toBe(code);
+  return error as MailstoreError;
+}
+
+describe('PackStore: write, sync, abort', () => {
+  it('a synced batch reads back; the pack starts with its header and each record header names its body', async () => {
+    const { dir, packs } = await openPacks();
+    const bodies = [body(1), body(2, 0), body(3, 5000)];
+    const locations = await commit(packs, bodies);
+    expect(locations.map((l) => [l.pack, l.offset, l.length])).toEqual([
+      [1, PACK_HEADER_BYTES, 100], [1, PACK_HEADER_BYTES + RECORD_HEADER_BYTES + 100, 0], [1, PACK_HEADER_BYTES + 2 * RECORD_HEADER_BYTES + 100, 5000],
+    ]);
+    for (const [i, location] of locations.entries()) expect((await packs.read(location, hashBytes(bodies[i]))).equals(bodies[i])).toBe(true);
+    const file = readFileSync(join(dir, '00000001.pack'));
+    expect(decodePackHeader(file)).toEqual({ storeId, packNumber: 1 });
+    for (const [i, location] of locations.entries()) {
+      expect(decodeRecordHeader(file.subarray(location.offset, location.offset + RECORD_HEADER_BYTES))).toEqual({ hash: hashBytes(bodies[i]), bodyLength: bodies[i].length });
+    }
+    expect(file.length).toBe(PACK_HEADER_BYTES + 3 * RECORD_HEADER_BYTES + 5100);
+    await packs.close();
+  });
+
+  it('write then sync: one write and one fdatasync for the batch, and the new pack directory entry is fsynced', async () => {
+    const { dir, fs, packs } = await openPacks();
+    await commit(packs, [body(1)]);
+    fs.resetCounters();
+    await commit(packs, [body(2), body(3), body(4)]);
+    expect(fs.counters()).toMatchObject({ writes: 1, sync: 1, syncDir: 0 });
+    fs.resetCounters();
+    const fresh = await openPacks({ dir: join(dir, '..', 'other') });
+    await commit(fresh.packs, [body(5)]);
+    expect(fresh.fs.counters().syncDir).toBe(1); // a new pack: its name made durable
+    await packs.close();
+    await fresh.packs.close();
+  });
+
+  it('abort takes back written, unsynced records: the pack is cut back and the next batch reuses the offset', async () => {
+    const { dir, packs } = await openPacks();
+    const [kept] = await commit(packs, [body(1)]);
+    const size = statSync(join(dir, '00000001.pack')).size;
+    const batch = packs.beginBatch();
+    const lost = batch.reserve(hashBytes(body(2)), body(2));
+    await packs.write(batch);
+    expect(statSync(join(dir, '00000001.pack')).size).toBeGreaterThan(size);
+    await packs.abort();
+    expect(statSync(join(dir, '00000001.pack')).size).toBe(size);
+    const [next] = await commit(packs, [body(3)]);
+    expect(next).toEqual({ ...lost, length: 100 });
+    expect((await packs.read(kept, hashBytes(body(1)))).equals(body(1))).toBe(true);
+    expect((await packs.read(next, hashBytes(body(3)))).equals(body(3))).toBe(true);
+    await packs.close();
+  });
+
+  it('a failed write (disk full) or fsync (EIO) rejects with its code and leaves the pack as it was', async () => {
+    const { dir, fs, packs } = await openPacks();
+    const [kept] = await commit(packs, [body(1)]);
+    const size = statSync(join(dir, '00000001.pack')).size;
+    fs.injectAt((op) => op.kind === 'write', { kind: 'shortWrite', bytes: 10 });
+    let batch = packs.beginBatch();
+    batch.reserve(hashBytes(body(2)), body(2));
+    await expectCode(packs.write(batch), 'NO_SPACE');
+    expect(statSync(join(dir, '00000001.pack')).size).toBe(size);
+    fs.injectAt((op) => op.kind === 'sync', 'EIO');
+    batch = packs.beginBatch();
+    batch.reserve(hashBytes(body(3)), body(3));
+    await packs.write(batch);
+    await expectCode(packs.sync(), 'IO');
+    expect(statSync(join(dir, '00000001.pack')).size).toBe(size);
+    const [after] = await commit(packs, [body(4)]);
+    expect(after.offset).toBe(size);
+    expect((await packs.read(kept, hashBytes(body(1)))).equals(body(1))).toBe(true);
+    expect((await packs.read(after, hashBytes(body(4)))).equals(body(4))).toBe(true);
+    await packs.close();
+  });
+
+  it('reopened, it appends at the end of the newest pack', async () => {
+    const { dir, fs, packs } = await openPacks({ packBytesMax: 600 });
+    await commit(packs, [body(1, 400), body(2, 400)]);
+    await packs.close();
+    const again = await openPacks({ dir, fs, packBytesMax: 600 });
+    expect(await again.packs.listPacks()).toEqual([1, 2]);
+    const [next] = await commit(again.packs, [body(3, 10)]);
+    expect(next).toEqual({ pack: 2, offset: PACK_HEADER_BYTES + RECORD_HEADER_BYTES + 400, length: 10 });
+    await again.packs.close();
+  });
+});
+
+describe('PackStore: reservation across pack rotation', () => {
+  it('a record that would pass packBytesMax starts the next pack; one bigger than the limit gets a pack of its own', async () => {
+    const max = 1000;
+    const { dir, packs, mountChecks } = await openPacks({ packBytesMax: max });
+    const record = RECORD_HEADER_BYTES + 400;
+    const bodies = [body(1, 400), body(2, 400), body(3, 400), body(4, 2000), body(5, 10)];
+    const locations = await commit(packs, bodies);
+    expect(locations.map((l) => [l.pack, l.offset])).toEqual([
+      [1, PACK_HEADER_BYTES], [1, PACK_HEADER_BYTES + record], [2, PACK_HEADER_BYTES], [3, PACK_HEADER_BYTES], [4, PACK_HEADER_BYTES],
+    ]);
+    expect(await packs.listPacks()).toEqual([1, 2, 3, 4]);
+    for (const pack of [1, 2, 4]) expect(statSync(join(dir, `0000000${pack}.pack`)).size).toBeLessThanOrEqual(max);
+    for (const [i, location] of locations.entries()) expect((await packs.read(location, hashBytes(bodies[i]))).equals(bodies[i])).toBe(true);
+    // every new pack was preceded by a mount check on its path
+    expect(mountChecks).toEqual([1, 2, 3, 4].map((n) => join(dir, `0000000${n}.pack`)));
+    await packs.close();
+  });
+
+  it('a pack holding only its header (its first batch was aborted) takes the next record, even one above the limit', async () => {
+    const { dir, packs } = await openPacks({ packBytesMax: 1000 });
+    const batch = packs.beginBatch();
+    batch.reserve(hashBytes(body(1)), body(1));
+    await packs.write(batch);
+    await packs.abort();
+    expect(statSync(join(dir, '00000001.pack')).size).toBe(PACK_HEADER_BYTES);
+    const [big] = await commit(packs, [body(2, 2000)]);
+    expect(big).toEqual({ pack: 1, offset: PACK_HEADER_BYTES, length: 2000 });
+    expect(await packs.listPacks()).toEqual([1]);
+    await packs.close();
+  });
+});
+
+describe('PackStore: reads verify', () => {
+  async function stored() {
+    const setup = await openPacks();
+    const bodies = [body(1, 300), body(2, 300)];
+    const locations = await commit(setup.packs, bodies);
+    return { ...setup, bodies, locations, path: join(setup.dir, '00000001.pack') };
+  }
+
+  it('a flipped body byte is CORRUPT on read, on readStream before any byte is handed out, and for scan', async () => {
+    const { fs, packs, bodies, locations, path } = await stored();
+    await fs.damage(path, { kind: 'bitflip', offset: locations[0].offset + RECORD_HEADER_BYTES + 7, length: 1 });
+    const error = await expectCode(packs.read(locations[0], hashBytes(bodies[0])), 'CORRUPT');
+    expect(error.message).toContain(path);
+    const handedOut: Buffer[] = [];
+    await expectCode((async () => { for await (const chunk of packs.readStream(locations[0], hashBytes(bodies[0]), 64)) handedOut.push(chunk); })(), 'CORRUPT');
+    expect(handedOut).toEqual([]);
+    expect((await packs.read(locations[1], hashBytes(bodies[1]))).equals(bodies[1])).toBe(true);
+    expect(await packs.checkLocation(locations[0], hashBytes(bodies[0]))).toBeUndefined(); // the header is fine: only a hash finds it
+    await packs.close();
+  });
+
+  it('a wrong hash, a wrong length, a damaged header or a short pack is CORRUPT, and checkLocation says why', async () => {
+    const { fs, packs, bodies, locations, path } = await stored();
+    await expectCode(packs.read(locations[0], hashBytes(bodies[1])), 'CORRUPT');
+    await expectCode(packs.read({ ...locations[0], length: 299 }, hashBytes(bodies[0])), 'CORRUPT');
+    expect(await packs.checkLocation(locations[0], hashBytes(bodies[1]))).toMatch(/different hash/);
+    expect(await packs.checkLocation({ ...locations[0], length: 299 }, hashBytes(bodies[0]))).toMatch(/length/);
+    await fs.damage(path, { kind: 'zeros', offset: locations[1].offset + 4, length: 8 });
+    await expectCode(packs.read(locations[1], hashBytes(bodies[1])), 'CORRUPT');
+    expect(await packs.checkLocation(locations[1], hashBytes(bodies[1]))).toMatch(/header is damaged/);
+    truncateSync(path, locations[1].offset + RECORD_HEADER_BYTES + 10);
+    expect(await packs.checkLocation(locations[1], hashBytes(bodies[1]))).toBeDefined();
+    await expectCode(packs.read(locations[1], hashBytes(bodies[1])), 'CORRUPT');
+    await packs.close();
+  });
+
+  it('a missing pack is CORRUPT after a mount check on its path; a failing read is IO', async () => {
+    const { fs, packs, bodies, locations, mountChecks, dir } = await stored();
+    mountChecks.length = 0;
+    await expectCode(packs.read({ ...locations[0], pack: 9 }, hashBytes(bodies[0])), 'CORRUPT');
+    expect(mountChecks).toEqual([join(dir, '00000009.pack')]);
+    await packs.forgetReadHandles();
+    fs.failAll('EIO', { ops: ['read'] });
+    await expectCode(packs.read(locations[0], hashBytes(bodies[0])), 'IO');
+    fs.clear();
+    await packs.close();
+  });
+});
+
+describe('PackStore: scan', () => {
+  async function filled() {
+    const setup = await openPacks({ packBytesMax: 4096 });
+    const bodies = Array.from({ length: 24 }, (_, i) => body(i, [0, 17, 300, 1500][i % 4]));
+    const locations: BlobLocation[] = [];
+    for (let i = 0; i < bodies.length; i += 5) locations.push(...(await commit(setup.packs, bodies.slice(i, i + 5))));
+    return { ...setup, bodies, locations };
+  }
+
+  async function scanAll(packs: PackStore, pack: number, chunkBytes?: number) {
+    const items: (ScanItem | { kind: 'header'; valid: boolean; storeId?: Buffer })[] = [];
+    for await (const item of packs.scan(pack, { chunkBytes })) items.push(item);
+    return items;
+  }
+
+  it.each([undefined, 200])('finds every record of every pack, in order, valid (chunk %s bytes)', async (chunkBytes) => {
+    const { packs, bodies, locations } = await filled();
+    const found: { pack: number; offset: number; length: number; hash: string }[] = [];
+    for (const pack of await packs.listPacks()) {
+      const items = await scanAll(packs, pack, chunkBytes);
+      expect(items[0]).toEqual({ kind: 'header', valid: true, storeId });
+      for (const item of items.slice(1)) {
+        expect(item).toMatchObject({ kind: 'blob', valid: true });
+        if (item.kind === 'blob') found.push({ pack, offset: item.offset, length: item.length, hash: item.hash.toString('hex') });
+      }
+    }
+    expect(found).toEqual(locations.map((l, i) => ({ ...l, hash: hashBytes(bodies[i]).toString('hex') })));
+    await packs.close();
+  });
+
+  it('reports a damaged body as an invalid blob and a damaged header as a damaged range, and finds every record after it', async () => {
+    const { fs, dir, packs, locations } = await filled();
+    const inFirst = locations.filter((l) => l.pack === 1);
+    expect(inFirst.length).toBeGreaterThanOrEqual(4);
+    const path = join(dir, '00000001.pack');
+    const flipped = inFirst.find((l) => l.length > 0)!;
+    await fs.damage(path, { kind: 'bitflip', offset: flipped.offset + RECORD_HEADER_BYTES, length: 1 });
+    const lostHeader = inFirst[inFirst.indexOf(flipped) + 1];
+    await fs.damage(path, { kind: 'garbage', offset: lostHeader.offset, length: RECORD_HEADER_BYTES });
+    for (const chunkBytes of [undefined, 200]) {
+      const items = await scanAll(packs, 1, chunkBytes);
+      const blobs = items.filter((i) => i.kind === 'blob') as Extract<ScanItem, { kind: 'blob' }>[];
+      expect(blobs.map((b) => b.offset)).toEqual(inFirst.filter((l) => l !== lostHeader).map((l) => l.offset));
+      expect(blobs.filter((b) => !b.valid).map((b) => b.offset)).toEqual([flipped.offset]);
+      const damage = items.filter((i) => i.kind === 'damage');
+      const next = inFirst[inFirst.indexOf(lostHeader) + 1];
+      expect(damage).toEqual([{ kind: 'damage', offset: lostHeader.offset, length: next.offset - lostHeader.offset }]);
+    }
+    await packs.close();
+  });
+
+  it('starts at `from` (a scrub cursor) and reports a pack whose header is damaged', async () => {
+    const { fs, dir, packs, locations } = await filled();
+    const inFirst = locations.filter((l) => l.pack === 1);
+    const items = [];
+    for await (const item of packs.scan(1, { from: inFirst[2].offset })) items.push(item);
+    expect(items.filter((i) => i.kind === 'blob').map((i) => (i as { offset: number }).offset)).toEqual(inFirst.slice(2).map((l) => l.offset));
+    await fs.damage(join(dir, '00000001.pack'), { kind: 'zeros', offset: 0, length: 4 });
+    const again = await scanAll(packs, 1);
+    expect(again[0]).toMatchObject({ kind: 'header', valid: false });
+    expect(again.filter((i) => i.kind === 'blob')).toHaveLength(inFirst.length);
+    await packs.close();
+  });
+});

@@ -1,0 +1,219 @@
+// The journal's contract (src/journal/journal.ts), below the Store: records with consecutive seqs
+// go out as one write and one fdatasync per batch, never split across segments; a torn tail is
+// found and cut at a record boundary; damage in the middle never hides the records after it; a
+// write that fails or is aborted leaves nothing a replay would trust.
+import { appendFileSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { AssertionFailure, MailstoreError } from '../../src/errors.js';
+import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, decodeSegmentHeader, encodeRecord } from '../../src/journal/journal-format.js';
+import { Journal, type JournalDamage, type JournalRecord } from '../../src/journal/journal.js';
+import { parseSegment } from '../../src/journal/segment-reader.js';
+import { FaultFileSystem } from '../sim/faultfs.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const storeId = Buffer.from('ffeeddccbbaa99887766554433221100', 'hex');
+const RECORD_BYTES_MAX = 4096;
+
+async function openJournal(options: { dir?: string; fs?: FaultFileSystem; segmentBytesMax?: number } = {}) {
+  const dir = options.dir ?? join(tmpDir('journal'), 'journal');
+  mkdirSync(dir, { recursive: true });
+  const fs = options.fs ?? new FaultFileSystem();
+  const journal = await Journal.open(fs, dir, storeId, {
+    segmentBytesMax: options.segmentBytesMax ?? 1024 * 1024, recordBytesMax: RECORD_BYTES_MAX, checkMounted: async () => undefined,
+  });
+  const found = await journal.findTail();
+  return { dir, fs, journal, found };
+}
+
+const payload = (seq: number, bytes = 40) => Buffer.from(`record ${seq} `.padEnd(bytes, '.'));
+const records = (from: number, count: number, bytes = 40): JournalRecord[] => Array.from({ length: count }, (_, i) => ({ seq: from + i, payload: payload(from + i, bytes) }));
+
+async function append(journal: Journal, batch: JournalRecord[]): Promise<void> {
+  await journal.write(batch);
+  await journal.sync();
+}
+
+async function readAll(journal: Journal, afterSeq = 0) {
+  const out: number[] = [];
+  const damage: JournalDamage[] = [];
+  for await (const record of journal.read(afterSeq, (d) => damage.push(d))) {
+    expect(record.payload.equals(payload(record.seq, record.payload.length))).toBe(true);
+    out.push(record.seq);
+  }
+  return { seqs: out, damage };
+}
+
+function segmentPath(dir: string, index = 0): string {
+  return join(dir, readdirSync(dir).filter((n) => n.endsWith('.jnl')).sort()[index]);
+}
+
+async function expectCode(promise: Promise<unknown>, code: string): Promise<MailstoreError> {
+  const error = await promise.then(() => undefined, (e: unknown) => e);
+  expect(error).toBeInstanceOf(MailstoreError);
+  expect((error as MailstoreError).code).toBe(code);
+  return error as MailstoreError;
+}
+
+describe('Journal: write and read', () => {
+  it('a batch is one write, one fdatasync (and one directory fsync for a new segment); records read back in order', async () => {
+    const { dir, fs, journal, found } = await openJournal();
+    expect(found).toEqual({ lastSeq: 0 });
+    await fs.startRecording(join(dir, '..'));
+    await append(journal, records(1, 3));
+    expect(fs.ops().map((op) => op.kind)).toEqual(['create', 'write', 'sync', 'syncDir']);
+    expect(fs.ops()[1]).toMatchObject({ kind: 'write', position: 0 }); // the segment header goes out with its first records
+    fs.resetCounters();
+    await append(journal, records(4, 2));
+    expect(fs.counters()).toMatchObject({ writes: 1, sync: 1, syncDir: 0 });
+    expect(journal.lastSeq).toBe(5);
+    const bytes = readFileSync(segmentPath(dir));
+    expect(decodeSegmentHeader(bytes)).toEqual({ storeId, firstSeq: 1 });
+    expect(await readAll(journal)).toEqual({ seqs: [1, 2, 3, 4, 5], damage: [] });
+    expect((await readAll(journal, 3)).seqs).toEqual([4, 5]);
+    await journal.close();
+    const reopened = await openJournal({ dir });
+    expect(reopened.found).toEqual({ lastSeq: 5 });
+    await append(reopened.journal, records(6, 1));
+    expect((await readAll(reopened.journal)).seqs).toEqual([1, 2, 3, 4, 5, 6]);
+    await reopened.journal.close();
+  });
+
+  it('asserts consecutive seqs and a payload within bounds before writing anything', async () => {
+    const { dir, journal } = await openJournal();
+    await append(journal, records(1, 1));
+    const size = statSync(segmentPath(dir)).size;
+    await expect(journal.write([{ seq: 3, payload: payload(3) }])).rejects.toBeInstanceOf(AssertionFailure);
+    await expect(journal.write([{ seq: 2, payload: payload(2) }, { seq: 4, payload: payload(4) }])).rejects.toBeInstanceOf(AssertionFailure);
+    await expect(journal.write([{ seq: 2, payload: Buffer.alloc(0) }])).rejects.toBeInstanceOf(AssertionFailure);
+    await expect(journal.write([{ seq: 2, payload: Buffer.alloc(RECORD_BYTES_MAX + 1, 1) }])).rejects.toBeInstanceOf(AssertionFailure);
+    expect(statSync(segmentPath(dir)).size).toBe(size);
+    await append(journal, records(2, 1));
+    expect((await readAll(journal)).seqs).toEqual([1, 2]);
+    await journal.close();
+  });
+
+  it('rotates to a segment named by its first seq; a batch is never split; a read past a segment does not open it', async () => {
+    const { dir, fs, journal } = await openJournal({ segmentBytesMax: 200 });
+    const batches = [records(1, 2), records(3, 2), records(5, 5), records(10, 1)];
+    for (const batch of batches) await append(journal, batch);
+    expect(journal.segmentNames).toEqual(['0000000000000001.jnl', '0000000000000003.jnl', '0000000000000005.jnl', '0000000000000010.jnl']);
+    // each segment holds exactly one batch here (64-byte records, 200-byte segments): the 5-record batch stayed whole
+    batches.forEach((batch, i) => {
+      const seqs = [...parseSegment(readFileSync(segmentPath(dir, i)), RECORD_BYTES_MAX)].map((item) => (item.kind === 'record' ? item.seq : -1));
+      expect(seqs).toEqual(batch.map((r) => r.seq));
+    });
+    expect((await readAll(journal)).seqs).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
+    fs.failAll('EIO', { ops: ['read'], pathPrefix: segmentPath(dir, 0) });
+    expect((await readAll(journal, 4)).seqs).toEqual([5, 6, 7, 8, 9, 10]);
+    await expectCode(readAll(journal, 0), 'IO');
+    fs.clear();
+    await journal.close();
+  });
+});
+
+describe('Journal: damage', () => {
+  it('a torn tail is found at the last record boundary, reported as tail damage, cut, and written over', async () => {
+    const { dir, journal } = await openJournal();
+    await append(journal, records(1, 3));
+    await journal.close();
+    const path = segmentPath(dir);
+    const end = statSync(path).size;
+    appendFileSync(path, encodeRecord(4, payload(4)).subarray(0, 30)); // the write of record 4 was torn
+    const { journal: again, found } = await openJournal({ dir });
+    expect(found.lastSeq).toBe(3);
+    expect(found.tail).toMatchObject({ segment: '0000000000000001.jnl', offset: end, length: 30 });
+    const read = await readAll(again);
+    expect(read.seqs).toEqual([1, 2, 3]);
+    expect(read.damage).toEqual([{ segment: '0000000000000001.jnl', offset: end, length: 30, where: 'tail' }]);
+    await again.cutAt(found.tail!.offset, found.lastSeq);
+    expect(statSync(path).size).toBe(end);
+    await append(again, records(4, 1));
+    expect(await readAll(again)).toEqual({ seqs: [1, 2, 3, 4], damage: [] });
+    await again.close();
+  });
+
+  it('a damaged record in the middle is reported and every record after it is still read (resync)', async () => {
+    const { dir, fs, journal } = await openJournal();
+    await append(journal, records(1, 5));
+    const path = segmentPath(dir);
+    const third = SEGMENT_HEADER_BYTES + 2 * (RECORD_HEADER_BYTES + 40);
+    await fs.damage(path, { kind: 'bitflip', offset: third + RECORD_HEADER_BYTES + 3, length: 1 }); // payload CRC fails
+    let read = await readAll(journal);
+    expect(read.seqs).toEqual([1, 2, 4, 5]);
+    expect(read.damage).toEqual([{ segment: '0000000000000001.jnl', offset: third, length: RECORD_HEADER_BYTES + 40, where: 'middle' }]);
+    await fs.damage(path, { kind: 'zeros', offset: third + RECORD_HEADER_BYTES + 40, length: 4 }); // record 4's magic
+    read = await readAll(journal);
+    expect(read.seqs).toEqual([1, 2, 5]);
+    expect(read.damage).toEqual([{ segment: '0000000000000001.jnl', offset: third, length: 2 * (RECORD_HEADER_BYTES + 40), where: 'middle' }]);
+    // findTail keeps only the records after the last damaged range as the newest batch's candidates
+    const { journal: again, found } = await openJournal({ dir });
+    expect(found).toEqual({ lastSeq: 5 });
+    expect(again.takeTailRecords().map((r) => r.seq)).toEqual([5]);
+    await again.close();
+    await journal.close();
+  });
+
+  it('keepTailAndStartNewSegment: a damaged tail stays, new records go to a fresh segment', async () => {
+    const { dir, journal } = await openJournal();
+    await append(journal, records(1, 2));
+    await journal.close();
+    appendFileSync(segmentPath(dir), Buffer.from('garbage garbage garbage'));
+    const { journal: again, found } = await openJournal({ dir });
+    expect(found.tail).toBeDefined();
+    again.keepTailAndStartNewSegment(5); // the index had applied up to 4
+    await append(again, records(5, 1));
+    expect(again.segmentNames).toEqual(['0000000000000001.jnl', '0000000000000005.jnl']);
+    const read = await readAll(again);
+    expect(read.seqs).toEqual([1, 2, 5]);
+    expect(read.damage.map((d) => d.where)).toEqual(['middle']); // no longer the tail: records follow it
+    await again.close();
+  });
+});
+
+describe('Journal: abort and failed writes', () => {
+  it('abort truncates written, unsynced records; their seqs are written again', async () => {
+    const { dir, journal } = await openJournal();
+    await append(journal, records(1, 2));
+    const size = statSync(segmentPath(dir)).size;
+    await journal.write(records(3, 2));
+    expect(statSync(segmentPath(dir)).size).toBeGreaterThan(size);
+    await journal.abort(new MailstoreError('IO', 'the packs failed'));
+    expect(statSync(segmentPath(dir)).size).toBe(size);
+    expect(journal.lastSeq).toBe(2);
+    await append(journal, [{ seq: 3, payload: payload(3, 60) }]);
+    expect((await readAll(journal)).seqs).toEqual([1, 2, 3]);
+    await journal.close();
+  });
+
+  it('a failed write or fdatasync rejects with its code and leaves the segment as it was', async () => {
+    const { dir, fs, journal } = await openJournal();
+    await append(journal, records(1, 1));
+    const size = statSync(segmentPath(dir)).size;
+    fs.injectAt((op) => op.kind === 'write', { kind: 'shortWrite', bytes: 20 });
+    await expectCode(journal.write(records(2, 3)), 'NO_SPACE');
+    expect(statSync(segmentPath(dir)).size).toBe(size);
+    fs.injectAt((op) => op.kind === 'sync', 'EIO');
+    await journal.write(records(2, 3));
+    await expectCode(journal.sync(), 'IO');
+    expect(statSync(segmentPath(dir)).size).toBe(size);
+    expect(journal.lastSeq).toBe(1);
+    await append(journal, records(2, 1));
+    expect(await readAll(journal)).toEqual({ seqs: [1, 2], damage: [] });
+    await journal.close();
+  });
+
+  it('when the rollback fails too, every later write is refused (CLOSED) until reopen, and nothing half-written is trusted', async () => {
+    const { dir, fs, journal } = await openJournal();
+    await append(journal, records(1, 1));
+    fs.injectAt((op) => op.kind === 'write', { kind: 'shortWrite', bytes: RECORD_HEADER_BYTES + 10 });
+    fs.injectAt((op) => op.kind === 'truncate', 'EIO');
+    await expectCode(journal.write(records(2, 1)), 'NO_SPACE');
+    await expectCode(journal.write(records(2, 1)), 'CLOSED');
+    await journal.close();
+    const { journal: again, found } = await openJournal({ dir });
+    expect(found.lastSeq).toBe(1);
+    expect(found.tail?.length).toBe(RECORD_HEADER_BYTES + 10);
+    await again.close();
+  });
+});

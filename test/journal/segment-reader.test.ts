@@ -1,0 +1,79 @@
+// Parsing one journal segment (src/journal/segment-reader.ts): every valid record in order with its
+// bounds, every damaged range between them, and a resync on the next frame whose header and
+// payload checksums both hold.
+import { describe, expect, it } from 'vitest';
+import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader } from '../../src/journal/journal-format.js';
+import { parseSegment, segmentHeader } from '../../src/journal/segment-reader.js';
+
+const storeId = Buffer.alloc(16, 7);
+
+function segment(...parts: Buffer[]): Buffer {
+  return Buffer.concat([encodeSegmentHeader(storeId, 1), ...parts]);
+}
+
+const rec = (seq: number, text = `payload ${seq}`) => encodeRecord(seq, Buffer.from(text));
+
+function summary(bytes: Buffer, payloadBytesMax = 1024) {
+  return [...parseSegment(bytes, payloadBytesMax)].map((item) =>
+    item.kind === 'record' ? `r${item.seq}@${item.offset}-${item.end}:${item.payload.toString()}` : `damage@${item.offset}+${item.length}`);
+}
+
+describe('parseSegment', () => {
+  it('yields consecutive records with their offsets and ends', () => {
+    const records = [rec(1), rec(2), rec(3)];
+    const bytes = segment(...records);
+    expect(segmentHeader(bytes)).toEqual({ storeId, firstSeq: 1 });
+    let at = SEGMENT_HEADER_BYTES;
+    const expected = records.map((r, i) => {
+      const line = `r${i + 1}@${at}-${at + r.length}:payload ${i + 1}`;
+      at += r.length;
+      return line;
+    });
+    expect(summary(bytes)).toEqual(expected);
+  });
+
+  it('a torn last record is one damaged range up to the end', () => {
+    const whole = segment(rec(1), rec(2));
+    const torn = Buffer.concat([whole, rec(3).subarray(0, RECORD_HEADER_BYTES + 2)]);
+    expect(summary(torn).slice(2)).toEqual([`damage@${whole.length}+${RECORD_HEADER_BYTES + 2}`]);
+    const zeros = Buffer.concat([whole, Buffer.alloc(100)]);
+    expect(summary(zeros).slice(2)).toEqual([`damage@${whole.length}+100`]);
+  });
+
+  it('resyncs after a damaged frame: a bad payload CRC, a bad header CRC, garbage between records', () => {
+    const one = rec(1);
+    const two = rec(2);
+    const three = rec(3);
+    const start2 = SEGMENT_HEADER_BYTES + one.length;
+    for (const damageAt of [RECORD_HEADER_BYTES + 1, 10, 0]) { // payload byte, header CRC'd field, magic
+      const bad = Buffer.from(two);
+      bad[damageAt] ^= 0x20;
+      const items = summary(segment(one, bad, three));
+      expect(items, `damage at ${damageAt}`).toEqual([
+        `r1@${SEGMENT_HEADER_BYTES}-${start2}:payload 1`,
+        `damage@${start2}+${two.length}`,
+        `r3@${start2 + two.length}-${start2 + two.length + three.length}:payload 3`,
+      ]);
+    }
+    const garbage = Buffer.from('MSJR looks like a frame but is not one');
+    expect(summary(segment(one, garbage, two))).toEqual([
+      `r1@${SEGMENT_HEADER_BYTES}-${start2}:payload 1`,
+      `damage@${start2}+${garbage.length}`,
+      `r2@${start2 + garbage.length}-${start2 + garbage.length + two.length}:payload 2`,
+    ]);
+  });
+
+  it('a frame claiming a payload above the bound is damage, not a huge read', () => {
+    const big = rec(2, 'x'.repeat(200));
+    const items = summary(segment(rec(1), big, rec(3)), 100);
+    expect(items[1]).toMatch(/^damage@/);
+    expect(items[2]).toMatch(/^r3@/);
+  });
+
+  it('a segment with a damaged header still yields its records (the header is checked by its reader)', () => {
+    const bytes = segment(rec(1), rec(2));
+    bytes[0] ^= 0xff;
+    expect(segmentHeader(bytes)).toBeUndefined();
+    expect(summary(bytes).map((s) => s.split('@')[0])).toEqual(['r1', 'r2']);
+  });
+});
