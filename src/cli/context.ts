@@ -16,12 +16,37 @@ export function storeDir(command: Command): string {
 
 /** Opens the store, runs `work`, and closes the store whatever happened (the lock must go). */
 export async function withStore<T>(command: Command, work: (store: Store) => Promise<T>, options: StoreOptions = {}): Promise<T> {
-  const store = await Store.open(storeDir(command), options);
+  const store = await Store.open(storeDir(command), { ...lockWaitOptions(command), ...options });
   try {
     return await work(store);
   } finally {
     await store.close();
   }
+}
+
+/** `--wait 0.5` (seconds, fractions allowed, at most a day). */
+export function parseWaitSeconds(text: string): number {
+  const seconds = Number(text);
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(text) || seconds > 86_400) throw new MailstoreError('INVALID', `--wait takes seconds (0 to 86400), got ${JSON.stringify(text)}`);
+  return seconds;
+}
+
+/**
+ * How long to wait for another holder of the store: --wait SECONDS, --no-wait, else the default.
+ * A person at a terminal is told once that the command is waiting, and for whom.
+ */
+export function lockWaitOptions(command: Command): Pick<StoreOptions, 'lockWaitMs' | 'onLockWait'> {
+  const option = command.optsWithGlobals().wait as number | false | undefined;
+  const seconds = option === false ? 0 : option ?? limits.cliLockWaitSeconds;
+  let told = false;
+  return {
+    lockWaitMs: seconds * 1000,
+    onLockWait: (holder, waitedMs) => {
+      if (told || waitedMs < limits.lockNoticeMs || !process.stderr.isTTY) return;
+      told = true;
+      warn(`the store is in use by ${holder}; waiting up to ${seconds} s for it (--no-wait to fail at once)`);
+    },
+  };
 }
 
 export function wantsJson(command: Command): boolean {

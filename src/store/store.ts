@@ -40,6 +40,10 @@ export interface StoreOptions {
    * files: 'after-crash' (default: when the previous owner died holding the lock), 'always', 'never'.
    */
   probeIndex?: 'after-crash' | 'always' | 'never';
+  /** While another process holds the store, retry this long before LOCKED (default 0: at once). */
+  lockWaitMs?: number;
+  /** Called on each retry while waiting for the lock, with the holder ("process 1234") and the time waited. */
+  onLockWait?: (holder: string, waitedMs: number) => void;
   /** Called after each group commit with its seq range, number of mutations and index keys written. */
   onCommit?: (firstSeq: number, lastSeq: number, mutations: number, indexKeys: number) => void;
 }
@@ -181,7 +185,7 @@ export class Store {
     const identity = await verifyIdentity(fs, root);
     const storeId = storeIdBytes(identity);
     const rootDev = (await fs.stat(root)).dev;
-    const { release: unlock, stale } = await takeLock(fs, root);
+    const { release: unlock, stale } = await takeLock(fs, root, { waitMs: options.lockWaitMs, onWaiting: options.onLockWait });
     const health = newHealth();
     const checkMounted = async (path: string) => {
       const now = await fs.statIfExists(root).catch(() => undefined);
@@ -207,6 +211,7 @@ export class Store {
       if (haveIndex && (probe === 'always' || (probe === 'after-crash' && stale))) {
         const result = probeIndex(indexPath);
         if (result.locked) throw new MailstoreError('LOCKED', `the index at ${indexPath} is held by another process: ${result.detail}`, { path: indexPath });
+        if (result.system) throw new MailstoreError(result.system, result.detail, { path: indexPath });
         if (!result.ok) {
           health.rebuilt = `index failed its probe: ${result.detail}`;
           await moveAside(fs, root, indexPath, 'index-damaged');
