@@ -2,7 +2,7 @@
 // results for people (plain lines) or scripts (--json) without losing bytes on a pipe.
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { MailstoreError } from '../errors.js';
+import { MailstoreError, isMailstoreError } from '../errors.js';
 import { limits } from '../limits.js';
 import { Store, type StoreOptions } from '../store/store.js';
 
@@ -17,6 +17,30 @@ export function storeDir(command: Command): string {
 /** Opens the store, runs `work`, and closes the store whatever happened (the lock must go). */
 export async function withStore<T>(command: Command, work: (store: Store) => Promise<T>, options: StoreOptions = {}): Promise<T> {
   const store = await Store.open(storeDir(command), { ...lockWaitOptions(command), ...options });
+  try {
+    return await work(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * withStore for commands that only read (fetch, mailbox list/status, stats, acl get/list). When
+ * the caller may read the store but not write it (the lock cannot be taken: ACCESS), the store is
+ * opened read-only instead: nothing is written, and an index that would need recovery is REFUSED
+ * rather than served stale (Store.open's readOnly; README, "Read-only open"). Scrub is not among
+ * them: it writes its cursor, and a repair needs the writer.
+ */
+export async function withReadStore<T>(command: Command, work: (store: Store) => Promise<T>): Promise<T> {
+  const dir = storeDir(command);
+  const wait = lockWaitOptions(command);
+  let store: Store;
+  try {
+    store = await Store.open(dir, wait);
+  } catch (error) {
+    if (!isMailstoreError(error, 'ACCESS')) throw error;
+    store = await Store.open(dir, { ...wait, readOnly: true });
+  }
   try {
     return await work(store);
   } finally {

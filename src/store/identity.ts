@@ -160,6 +160,35 @@ export async function takeLock(fs: FileSystem, root: string, wait: LockWait = {}
   }
 }
 
+/**
+ * For a read-only open, which cannot take the kernel lock (taking it writes): refuses, after
+ * waiting like takeLock, while LOCK names a live process, because a writer changes the index and
+ * journal under a reader. Returns `stale` when LOCK names a dead process (its owner crashed).
+ * A writer that starts after this check is not seen: the reader goes on with what it opened.
+ */
+export async function checkNoWriter(fs: FileSystem, root: string, wait: LockWait = {}): Promise<{ stale: boolean }> {
+  const path = join(root, LAYOUT.lock);
+  const started = Date.now();
+  for (;;) {
+    if (heldHere.has(path)) {
+      throw new MailstoreError('LOCKED', `the store at ${root} is already open for writing in this process (pid ${process.pid})`, { path });
+    }
+    const text = await fs.readFile(path).then((bytes) => bytes.toString().trim(), (error) => {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '';
+      throw fromSystemError(error, 'reading the lock owner', path);
+    });
+    const pid = Number(text);
+    const owner = Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+    if (owner === undefined || owner === process.pid || !processAlive(owner)) return { stale: owner !== undefined && owner !== process.pid };
+    const waitedMs = Date.now() - started;
+    if (waitedMs >= (wait.waitMs ?? 0)) {
+      throw new MailstoreError('LOCKED', `the store at ${root} is in use by process ${owner} (LOCK); a read-only open does not read beside a writer: stop it or wait`, { path });
+    }
+    wait.onWaiting?.(`process ${owner}`, waitedMs);
+    await sleep(Math.min(limits.lockRetryMs, (wait.waitMs ?? 0) - waitedMs));
+  }
+}
+
 /** The kernel lock, or undefined while another process holds it; any other failure is thrown as its code. */
 async function openKernelLock(root: string): Promise<Level | undefined> {
   const location = join(root, LAYOUT.lockDb);
