@@ -7,12 +7,13 @@ import { chmodSync, existsSync, readdirSync, rmSync, statfsSync, writeFileSync }
 import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { MailstoreError } from '../../src/errors.js';
-import { expectExactly, msg, skipReason } from './helpers.js';
+import { expectExactly, fingerprint, msg, skipReason } from './helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const isRoot = process.getuid?.() === 0;
 const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
 const DIST_STORE = new URL('../../dist/src/store/store.js', import.meta.url).pathname;
+const DIST_CLI = new URL('../../dist/src/cli/main.js', import.meta.url).pathname;
 const noRoot = !isRoot ? 'needs root (mount, setpriv)' : undefined;
 
 const mounts: string[] = [];
@@ -125,5 +126,44 @@ describe('opening on a full disk or without permission (root only)', () => {
       console.log(JSON.stringify({ rebuilt: store.health.rebuilt ?? null, body: (await store.fetch('INBOX', 1)).toString() }));
       await store.close();`, work);
     expect(out).toEqual({ rebuilt: null, body: 'first' });
+  });
+
+  it.skipIf(skipReason(!!privSkip, `read-only as a group member: ${privSkip}`))('a store readable but not writable by the caller: ACCESS (not IO) for a writer; read-only open and the CLI read commands work; nothing changes', async () => {
+    const work = tmpDir('readonly');
+    const dir = join(work, 'store');
+    const store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX', { owner: 'alice' });
+    const first = await store.append('INBOX', Buffer.from('Subject: first\r\n\r\nbody\r\n'));
+    await store.close();
+    // root owns it; nobody reads it through the group (the store's modes are 750/640).
+    spawnSync('chgrp', ['-R', 'nogroup', work]);
+    chmodSync(work, 0o750); // mkdtemp made it 700
+    const everything = () => ({ ...fingerprint(dir), ...fingerprint(join(dir, 'lock')) });
+    const before = everything();
+    const out = asNobody(`
+      import { Store } from ${JSON.stringify(DIST_STORE)};
+      const dir = ${JSON.stringify(dir)};
+      const writer = await Store.open(dir).then(() => 'opened', (e) => ({ code: e.code, path: e.path, message: e.message }));
+      const store = await Store.open(dir, { readOnly: true });
+      const result = { writer, status: await store.status('INBOX'), body: (await store.fetch('INBOX', ${first.uid})).toString(),
+        append: await store.append('INBOX', Buffer.from('x')).then(() => 'ok', (e) => e.code) };
+      await store.close();
+      console.log(JSON.stringify(result));`, work);
+    expect(out.writer.code, out.writer.message).toBe('ACCESS');
+    expect(out.writer.path).toBe(join(dir, 'lock'));
+    expect(out.status.messages).toBe(1);
+    expect(out.body).toBe('Subject: first\r\n\r\nbody\r\n');
+    expect(out.append).toBe('ACCESS');
+    const cli = (args: string[]) => spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, DIST_CLI, '--store', dir, ...args], { encoding: 'utf8', cwd: work });
+    for (const args of [['mailbox', 'status', 'INBOX', '--json'], ['mailbox', 'list'], ['fetch', 'INBOX', String(first.uid)], ['fetch', '--info', 'INBOX', String(first.uid)], ['stats', '--json'], ['acl', 'get', 'INBOX'], ['acl', 'list', 'alice']]) {
+      const result = cli(args);
+      expect(result.status, `${args.join(' ')}: ${result.stderr}`).toBe(0);
+    }
+    expect(JSON.parse(cli(['mailbox', 'status', 'INBOX', '--json']).stdout).messages).toBe(1);
+    expect(cli(['fetch', 'INBOX', String(first.uid)]).stdout).toBe('Subject: first\r\n\r\nbody\r\n');
+    const append = cli(['--no-wait', 'append', 'INBOX', '/etc/hostname']);
+    expect(append.status).toBe(2);
+    expect(append.stderr).toMatch(/^mailstore: ACCESS: /);
+    expect(everything(), 'nobody changed nothing in the store').toEqual(before);
   });
 });
