@@ -26,9 +26,10 @@ export async function withStore<T>(command: Command, work: (store: Store) => Pro
 
 /**
  * withStore for commands that only read (fetch, mailbox list/status, stats, acl get/list). When
- * the caller may read the store but not write it (the lock cannot be taken: ACCESS), the store is
- * opened read-only instead: nothing is written, and an index that would need recovery is REFUSED
- * rather than served stale (Store.open's readOnly; README, "Read-only open"). Scrub is not among
+ * the caller may read the store but not write it (ACCESS), or the disk is full (NO_SPACE), the
+ * store is opened read-only instead: nothing is written, and an index that would need recovery is
+ * REFUSED rather than served stale (Store.open's readOnly; README, "Read-only open"). A writable
+ * store is opened read-write, so a read after a crash still gets recovery. Scrub is not among
  * them: it writes its cursor, and a repair needs the writer.
  */
 export async function withReadStore<T>(command: Command, work: (store: Store) => Promise<T>): Promise<T> {
@@ -38,8 +39,12 @@ export async function withReadStore<T>(command: Command, work: (store: Store) =>
   try {
     store = await Store.open(dir, wait);
   } catch (error) {
-    if (!isMailstoreError(error, 'ACCESS')) throw error;
-    store = await Store.open(dir, { ...wait, readOnly: true });
+    if (!isMailstoreError(error, 'ACCESS') && !isMailstoreError(error, 'NO_SPACE')) throw error;
+    store = await Store.open(dir, { ...wait, readOnly: true }).catch((second: unknown) => {
+      // REFUSED, LOCKED or CORRUPT say more than the first error; the same trouble again does not.
+      const same = isMailstoreError(second) && ['ACCESS', 'NO_SPACE', 'IO'].includes(second.code);
+      throw same ? error : second;
+    });
   }
   try {
     return await work(store);

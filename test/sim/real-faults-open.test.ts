@@ -41,7 +41,7 @@ function asNobody(script: string, cwd: string): any {
 }
 
 describe('opening on a full disk or without permission (root only)', () => {
-  it.skipIf(skipReason(!!noRoot, `full tmpfs: ${noRoot}`))('full tmpfs: every open fails NO_SPACE, index/ stays and nothing is quarantined, until space is freed page by page', async () => {
+  it.skipIf(skipReason(!!noRoot || !existsSync(DIST_CLI), `full tmpfs: ${noRoot ?? `${DIST_CLI} missing: run npm run build`}`))('full tmpfs: every open fails NO_SPACE, index/ stays and nothing is quarantined, until space is freed page by page', async () => {
     const mnt = tmpDir('tmpfs');
     const failed = tryMount(['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs'], mnt);
     if (failed) { console.warn(`SKIPPED: full tmpfs: ${failed}`); return; }
@@ -64,6 +64,10 @@ describe('opening on a full disk or without permission (root only)', () => {
     } catch (error) {
       expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC');
     }
+    // The issue's case: a read command on the full disk answers (read-only, its shadow in $TMPDIR).
+    const status = spawnSync(process.execPath, [DIST_CLI, '--store', dir, 'mailbox', 'status', 'INBOX', '--json'], { encoding: 'utf8' });
+    expect(status.status, status.stderr).toBe(0);
+    expect(JSON.parse(status.stdout).messages).toBe(20);
     const codes: string[] = [];
     let indexFailures = 0;
     for (let attempt = 0; ; attempt++) {
