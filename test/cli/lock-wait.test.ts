@@ -1,11 +1,11 @@
 // Two commands on one store: the second waits for the lock (--wait SECONDS, default
 // limits.cliLockWaitSeconds) instead of failing LOCKED at once, --no-wait fails at once, and the
 // LOCKED message names the holder's pid (never "process (unknown)").
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { json, ok, repoRoot, requireBuilt, run } from './helpers.js';
+import { bin, json, ok, repoRoot, requireBuilt, run } from './helpers.js';
 import { tempDir } from './helpers.js';
 
 beforeAll(requireBuilt);
@@ -89,6 +89,23 @@ describe('the CLI waits for the lock', () => {
       await release(child);
     }
     expect((await json(['mailbox', 'status', 'INBOX'], { store })).messages, 'the refused append wrote nothing').toBe(0);
+  });
+
+  it.skipIf(spawnSync('sh', ['-c', 'command -v script']).status !== 0)('on a terminal, says once on stderr that it is waiting and for whom (util-linux script gives it a pty)', async () => {
+    const store = await freshStore();
+    const child = await storeHolder(store);
+    try {
+      const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(bin)} --store ${JSON.stringify(store)} --wait 2 stats`;
+      const result = spawnSync('script', ['-qec', command, '/dev/null'], { encoding: 'utf8' });
+      const notices = result.stdout.match(/mailstore: the store is in use by process \d+; waiting up to 2 s for it/g) ?? [];
+      expect(notices.map((n) => n.match(/process (\d+)/)![1]), result.stdout).toEqual([String(child.pid)]);
+      expect(result.stdout).toMatch(/LOCKED: .*in use by process/);
+    } finally {
+      await release(child);
+    }
+    const quiet = await run(['--wait', '1.5', 'stats'], { store }); // not a terminal: no notice, just the result
+    expect(quiet.code).toBe(0);
+    expect(quiet.stderr).toBe('');
   });
 
   it('a holder whose pid never appears is "another process (starting...)", not "(unknown)"', async () => {
