@@ -3,7 +3,7 @@
 // checked at open and before every new file is created. Nothing is created when they fail.
 import { randomUUID } from 'node:crypto';
 import { Level } from 'level';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
@@ -130,8 +130,9 @@ export interface LockWait {
   onWaiting?: (holder: string, waitedMs: number) => void;
 }
 
-/** Lock paths this process holds: a second open here must fail at once, not wait for itself. */
+/** Lock paths (absolute) this process holds: a second open here must fail at once, not wait for itself. */
 const heldHere = new Set<string>();
+const ownedHere = (root: string) => heldHere.has(resolve(root, LAYOUT.lock));
 
 /**
  * The single-writer lock. The exclusion itself is a kernel lock: LevelDB's fcntl lock on a tiny
@@ -144,12 +145,12 @@ export async function takeLock(fs: FileSystem, root: string, wait: LockWait = {}
   const path = join(root, LAYOUT.lock);
   const started = Date.now();
   for (;;) {
-    if (heldHere.has(path)) {
+    const kernelLock = ownedHere(root) ? undefined : await openKernelLock(root);
+    if (kernelLock) return writeOwner(fs, root, kernelLock);
+    const holder = ownedHere(root) ? 'this process' : await describeHolder(fs, path);
+    if (holder === 'this process') {
       throw new MailstoreError('LOCKED', `the store at ${root} is already open in this process (pid ${process.pid})`, { path });
     }
-    const kernelLock = await openKernelLock(root);
-    if (kernelLock) return writeOwner(fs, root, kernelLock);
-    const holder = await describeHolder(fs, path);
     const waitedMs = Date.now() - started;
     if (waitedMs >= (wait.waitMs ?? 0)) {
       const waited = waitedMs >= 1000 ? `; waited ${Math.round(waitedMs / 1000)} s (--wait SECONDS to wait longer)` : '';
@@ -170,7 +171,7 @@ export async function checkNoWriter(fs: FileSystem, root: string, wait: LockWait
   const path = join(root, LAYOUT.lock);
   const started = Date.now();
   for (;;) {
-    if (heldHere.has(path)) {
+    if (ownedHere(root)) {
       throw new MailstoreError('LOCKED', `the store at ${root} is already open for writing in this process (pid ${process.pid})`, { path });
     }
     const text = await fs.readFile(path).then((bytes) => bytes.toString().trim(), (error) => {
@@ -200,21 +201,22 @@ async function openKernelLock(root: string): Promise<Level | undefined> {
     const failure = classifyLevelError(error);
     if (failure.kind === 'locked') return undefined;
     // A store the caller may read but not write lands here (ACCESS), as does a full disk (NO_SPACE).
-    const code = failure.kind === 'system' ? failure.code : 'IO';
-    throw new MailstoreError(code, `taking the lock ${location}: ${failure.text}${systemAdvice(code)}`, { path: location, cause: error });
+    if (failure.kind === 'system') throw new MailstoreError(failure.code, `taking the lock ${location}: ${failure.text}${systemAdvice(failure.code)}`, { path: location, cause: error });
+    throw new MailstoreError('IO', `taking the lock ${location}: ${failure.text} (lock/ holds no data: with no mailstore process running, remove it and retry)`, { path: location, cause: error });
   }
 }
 
 /**
- * "process N" for the LOCKED message. The holder writes its pid only after it has the kernel
- * lock, so for a moment LOCK is missing or still names the crashed previous owner: read again
- * briefly before calling it a process that is starting.
+ * "process N" for the LOCKED message ("this process" when it is ours). The holder writes its pid
+ * only after it has the kernel lock, so for a moment LOCK is missing or still names the crashed
+ * previous owner: read again briefly before calling it a process that is starting.
  */
 async function describeHolder(fs: FileSystem, path: string): Promise<string> {
   const until = Date.now() + limits.lockHolderReadMs;
   for (;;) {
     const pid = Number((await fs.readFile(path).catch(() => Buffer.from(''))).toString().trim());
-    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) return `process ${pid}`;
+    if (pid === process.pid) return 'this process';
+    if (Number.isSafeInteger(pid) && pid > 0 && processAlive(pid)) return `process ${pid}`;
     if (Date.now() >= until) return 'another process (starting: its pid is not written yet)';
     await sleep(limits.lockRetryMs / 4);
   }
@@ -251,11 +253,11 @@ async function writeOwner(fs: FileSystem, root: string, kernelLock: Level): Prom
     await kernelLock.close().catch(() => undefined);
     throw fromSystemError(error, 'taking lock', path);
   }
-  heldHere.add(path);
+  heldHere.add(resolve(path));
   const release = async () => {
     const now = await fs.readFile(path).catch(() => undefined);
     if (now && now.equals(mine)) await fs.unlink(path).catch(() => undefined);
-    heldHere.delete(path);
+    heldHere.delete(resolve(path));
     await kernelLock.close().catch(() => undefined);
   };
   return { release, stale };

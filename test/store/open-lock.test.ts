@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { existsSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FileSystem } from '../../src/fs/filesystem.js';
 import { NodeFileSystem } from '../../src/fs/node-fs.js';
@@ -100,6 +100,20 @@ describe('the lock holder in LOCKED', () => {
     const error = await expectCode(Store.open(dir, { lockWaitMs: 5000 }), 'LOCKED');
     expect(error.message).toContain('already open in this process');
     expect(Date.now() - started).toBeLessThan(1000);
+    await store.close();
+  });
+});
+
+describe('the same store under another spelling of its path', () => {
+  it('is still "already open in this process", at once', async () => {
+    const dir = await newStore();
+    const store = await Store.open(dir);
+    const other = relative(process.cwd(), dir); // relative: the same store, another string
+    const started = Date.now();
+    const error = await expectCode(Store.open(other, { lockWaitMs: 5000 }), 'LOCKED');
+    expect(error.message).toContain('already open in this process');
+    expect(Date.now() - started).toBeLessThan(1000);
+    await expectCode(Store.open(other, { readOnly: true }), 'LOCKED');
     await store.close();
   });
 });
