@@ -7,7 +7,7 @@
 // Like the rest of LevelDB's I/O this bypasses the FileSystem interface: it is node:fs here.
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fromSystemError } from '../errors.js';
 
 /** Immutable once written (LevelDB writes a table under a new number, never in place). */
@@ -22,7 +22,8 @@ export interface LevelShadow {
 }
 
 /** Builds a shadow of the LevelDB database at `source` under the system's temporary directory. */
-export async function shadowLevelDb(source: string): Promise<LevelShadow> {
+export async function shadowLevelDb(given: string): Promise<LevelShadow> {
+  const source = resolve(given); // a symlink's target is read relative to the shadow, not to the caller's cwd
   const path = await fsp.mkdtemp(join(tmpdir(), 'mailstore-read-only-')).catch((e) => { throw fromSystemError(e, 'creating a private copy of the index in', tmpdir()); });
   const remove = () => fsp.rm(path, { recursive: true, force: true });
   try {

@@ -3,7 +3,7 @@
 // have to replay, rebuild or probe is REFUSED rather than served stale. (As a user who may not
 // write the store: test/sim/real-faults-open.test.ts.)
 import { cpSync, existsSync, readdirSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { expectCode, expectExactly, fingerprint, msg } from '../sim/helpers.js';
@@ -28,7 +28,13 @@ describe('read-only open', () => {
   it('serves every read, writes nothing, and refuses every change with ACCESS', async () => {
     const { dir, acked } = await storeWith(5);
     const before = everything(dir);
-    const store = await Store.open(dir, { readOnly: true });
+    // A relative path, and the shadow one level deeper ($TMPDIR): its links must still resolve.
+    const tmpBefore = process.env.TMPDIR;
+    process.env.TMPDIR = tmpDir();
+    const store = await Store.open(relative(process.cwd(), dir), { readOnly: true }).finally(() => {
+      if (tmpBefore === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = tmpBefore;
+    });
     expect(store.readOnly).toBe(true);
     await expectExactly(store, 'INBOX', acked, 'read-only');
     expect(await store.status('INBOX')).toMatchObject({ messages: 5, unseen: 5 });
@@ -56,6 +62,7 @@ describe('read-only open', () => {
     }
     const shadow = store.db.path;
     expect(shadow.startsWith(dir), 'the index is read through a private shadow, not in the store').toBe(false);
+    expect(readdirSync(shadow).some((name) => name.endsWith('.ldb')), 'the shadow holds the tables').toBe(true);
     await store.close();
     expect(existsSync(shadow), 'the shadow is removed on close').toBe(false);
     expect(everything(dir), 'nothing in the store changed').toEqual(before);
