@@ -54,6 +54,17 @@ export const limits = {
   scrubPoolBytesMin: 64 * 1024 * 1024,
   /** Chunks read ahead while workers hash earlier ones (each holds scanChunkBytes). */
   scanChunksInFlight: 4,
+  /**
+   * The CLI waits this long for a store another process holds before LOCKED (--wait, --no-wait),
+   * as mail servers' admin tools do; the library waits only when asked (StoreOptions.lockWaitMs).
+   */
+  cliLockWaitSeconds: 30,
+  /** A waiting opener retries the kernel lock this often (node has no blocking fcntl). */
+  lockRetryMs: 100,
+  /** The holder writes its pid just after taking the lock: a LOCKED message re-reads LOCK this long for it. */
+  lockHolderReadMs: 300,
+  /** The CLI tells a person at a terminal that it is waiting for the lock once it has waited this long. */
+  lockNoticeMs: 1000,
 } as const;
 
 export const importLimits = {

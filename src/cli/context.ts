@@ -2,7 +2,7 @@
 // results for people (plain lines) or scripts (--json) without losing bytes on a pipe.
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { MailstoreError } from '../errors.js';
+import { MailstoreError, isMailstoreError } from '../errors.js';
 import { limits } from '../limits.js';
 import { Store, type StoreOptions } from '../store/store.js';
 
@@ -16,12 +16,66 @@ export function storeDir(command: Command): string {
 
 /** Opens the store, runs `work`, and closes the store whatever happened (the lock must go). */
 export async function withStore<T>(command: Command, work: (store: Store) => Promise<T>, options: StoreOptions = {}): Promise<T> {
-  const store = await Store.open(storeDir(command), options);
+  const store = await Store.open(storeDir(command), { ...lockWaitOptions(command), ...options });
   try {
     return await work(store);
   } finally {
     await store.close();
   }
+}
+
+/**
+ * withStore for commands that only read (fetch, mailbox list/status, stats, acl get/list). When
+ * the caller may read the store but not write it (ACCESS), or the disk is full (NO_SPACE), the
+ * store is opened read-only instead: nothing is written, and an index that would need recovery is
+ * REFUSED rather than served stale (Store.open's readOnly; README, "Read-only open"). A writable
+ * store is opened read-write, so a read after a crash still gets recovery. Scrub is not among
+ * them: it writes its cursor, and a repair needs the writer.
+ */
+export async function withReadStore<T>(command: Command, work: (store: Store) => Promise<T>): Promise<T> {
+  const dir = storeDir(command);
+  const wait = lockWaitOptions(command);
+  let store: Store;
+  try {
+    store = await Store.open(dir, wait);
+  } catch (error) {
+    if (!isMailstoreError(error, 'ACCESS') && !isMailstoreError(error, 'NO_SPACE')) throw error;
+    store = await Store.open(dir, { ...wait, readOnly: true }).catch((second: unknown) => {
+      // REFUSED, LOCKED or CORRUPT say more than the first error; the same trouble again does not.
+      const same = isMailstoreError(second) && ['ACCESS', 'NO_SPACE', 'IO'].includes(second.code);
+      throw same ? error : second;
+    });
+  }
+  try {
+    return await work(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/** `--wait 0.5` (seconds, fractions allowed, at most a day). */
+export function parseWaitSeconds(text: string): number {
+  const seconds = Number(text);
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(text) || seconds > 86_400) throw new MailstoreError('INVALID', `--wait takes seconds (0 to 86400), got ${JSON.stringify(text)}`);
+  return seconds;
+}
+
+/**
+ * How long to wait for another holder of the store: --wait SECONDS, --no-wait, else the default.
+ * A person at a terminal is told once that the command is waiting, and for whom.
+ */
+export function lockWaitOptions(command: Command): Pick<StoreOptions, 'lockWaitMs' | 'onLockWait'> {
+  const option = command.optsWithGlobals().wait as number | false | undefined;
+  const seconds = option === false ? 0 : option ?? limits.cliLockWaitSeconds;
+  let told = false;
+  return {
+    lockWaitMs: seconds * 1000,
+    onLockWait: (holder, waitedMs) => {
+      if (told || waitedMs < limits.lockNoticeMs || !process.stderr.isTTY) return;
+      told = true;
+      warn(`the store is in use by ${holder}; waiting up to ${seconds} s for it (--no-wait to fail at once)`);
+    },
+  };
 }
 
 export function wantsJson(command: Command): boolean {

@@ -17,7 +17,8 @@ import * as mailbox from './commands/mailbox.js';
 import * as reconstruct from './commands/reconstruct.js';
 import * as scrub from './commands/scrub.js';
 import * as stats from './commands/stats.js';
-import { DEFAULT_STORE_DIR } from './context.js';
+import { limits } from '../limits.js';
+import { DEFAULT_STORE_DIR, parseWaitSeconds } from './context.js';
 import { EXIT, exitCodeFor, exitCodesHelp } from './exit-codes.js';
 
 /** A command module: `register` adds its command (and subcommands) to the program. */
@@ -32,6 +33,8 @@ export async function buildProgram(): Promise<Command> {
   program
     .description('A crash-safe, content-addressed message spool for mail servers.')
     .option('--store <dir>', `the store directory (default: $MAILSTORE_DIR, else ${DEFAULT_STORE_DIR})`)
+    .option('--wait <seconds>', `while another process holds the store, wait up to this long for it before failing LOCKED (default ${limits.cliLockWaitSeconds})`, parseWaitSeconds)
+    .option('--no-wait', 'fail LOCKED at once when another process holds the store')
     .exitOverride()
     .configureOutput({ outputError: () => {} }) // main() prints the one-line error itself
     .addHelpText('after', `\n${exitCodesHelp()}`);

@@ -4,6 +4,7 @@
 import { Level } from 'level';
 import { MailstoreError } from '../errors.js';
 import { decodeValue, encodeValue } from './codec.js';
+import { classifyLevelError, systemAdvice } from './level-errors.js';
 import { prefixEnd } from '../keys/tuple.js';
 
 export type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
@@ -41,12 +42,7 @@ export class IndexDb {
     try {
       await db.open();
     } catch (error) {
-      const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-      const text = `${(error as Error).message} ${cause?.message ?? ''}`;
-      if (cause?.code === 'LEVEL_LOCKED') {
-        throw new MailstoreError('LOCKED', `the index at ${path} is held by another process`, { path, cause: error });
-      }
-      throw new MailstoreError('CORRUPT', `the index at ${path} cannot be opened: ${text.trim()}`, { path, cause: error });
+      throw openError(error, path);
     }
     return new IndexDb(path, db);
   }
@@ -192,6 +188,17 @@ export class IndexDb {
     await this.settle().catch(() => undefined);
     await this.db.close();
   }
+}
+
+/**
+ * Why the index did not open, as the code a caller acts on: LOCKED, CORRUPT (damage: the rebuild
+ * path) or the operating system's NO_SPACE, ACCESS or IO, for which nothing may be rebuilt.
+ */
+export function openError(error: unknown, path: string): MailstoreError {
+  const failure = classifyLevelError(error);
+  if (failure.kind === 'locked') return new MailstoreError('LOCKED', `the index at ${path} is held by another process`, { path, cause: error });
+  if (failure.kind === 'damage') return new MailstoreError('CORRUPT', `the index at ${path} cannot be opened: ${failure.text}`, { path, cause: error });
+  return new MailstoreError(failure.code, `opening the index at ${path}: ${failure.text}${systemAdvice(failure.code)}`, { path, cause: error });
 }
 
 /**

@@ -3,11 +3,15 @@
 // first opened in a child process; if that child dies or fails, the index is set aside and rebuilt.
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
+import type { ErrorCode } from '../errors.js';
+import { classifyLevelError, systemAdvice } from './level-errors.js';
 
 export interface ProbeResult {
   ok: boolean;
   /** The index is held by another process: not damage, never a reason to set it aside. */
   locked?: boolean;
+  /** The operating system refused (disk full, permissions, I/O error, no process to spare): not damage either. */
+  system?: ErrorCode;
   detail: string;
 }
 
@@ -24,9 +28,19 @@ export function probeIndex(path: string, timeoutMs = 60_000): ProbeResult {
       process.exit(0);
     }, (e) => { process.stderr.write(String(e && e.cause && e.cause.message || e.message)); process.exit(e && e.cause && e.cause.code === 'LEVEL_LOCKED' ? 4 : 3); });`;
   const child = spawnSync(process.execPath, ['-e', script, path], { encoding: 'utf8', timeout: timeoutMs });
-  if (child.error) return { ok: false, detail: `the probe could not run: ${child.error.message}` };
+  if (child.error) {
+    // A probe that could not start says nothing about the index; one that ran past its time may be
+    // LevelDB looping on a damaged file, as before.
+    const timedOut = (child.error as NodeJS.ErrnoException).code === 'ETIMEDOUT';
+    return { ok: false, system: timedOut ? undefined : 'IO', detail: `the probe could not run: ${child.error.message}` };
+  }
   if (child.signal) return { ok: false, detail: `LevelDB killed the probe process (${child.signal}) opening ${path}: ${child.stderr.trim().slice(0, 300)}` };
   if (child.status === 4) return { ok: false, locked: true, detail: child.stderr.trim().slice(0, 300) };
-  if (child.status !== 0) return { ok: false, detail: `the index does not open: ${child.stderr.trim().slice(0, 300)}` };
+  if (child.status !== 0) {
+    const text = child.stderr.trim().slice(0, 300);
+    const failure = classifyLevelError(new Error(text));
+    if (failure.kind === 'system') return { ok: false, system: failure.code, detail: `opening the index at ${path} in a probe: ${text}${systemAdvice(failure.code)}` };
+    return { ok: false, detail: `the index does not open: ${text}` };
+  }
   return { ok: true, detail: 'ok' };
 }

@@ -3,11 +3,13 @@
 // checked at open and before every new file is created. Nothing is created when they fail.
 import { randomUUID } from 'node:crypto';
 import { Level } from 'level';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { ensureDir, writeFileDurable } from '../fs/durable.js';
+import { classifyLevelError, systemAdvice } from '../index/level-errors.js';
+import { limits } from '../limits.js';
 
 export const STORE_FORMAT = 'mailstore';
 export const STORE_VERSION = 1;
@@ -120,46 +122,147 @@ export async function verifyIdentity(fs: FileSystem, root: string): Promise<Stor
   return identity;
 }
 
+/** How long takeLock waits for another holder, and whom it tells meanwhile. */
+export interface LockWait {
+  /** Keep retrying this long while another process holds the store (0: fail at once with LOCKED). */
+  waitMs?: number;
+  /** Called on every retry with who holds the store and how long this caller has waited. */
+  onWaiting?: (holder: string, waitedMs: number) => void;
+}
+
+/** Lock paths (absolute) this process holds: a second open here must fail at once, not wait for itself. */
+const heldHere = new Set<string>();
+const ownedHere = (root: string) => heldHere.has(resolve(root, LAYOUT.lock));
+
 /**
  * The single-writer lock. The exclusion itself is a kernel lock: LevelDB's fcntl lock on a tiny
  * database in `lock/` (node has no flock), released by the kernel when the owner dies, so two
  * processes can never both take over a crashed owner's lock. `LOCK` holds the owner's pid for the
  * message a second opener gets; finding it left by a dead process means the previous owner
- * crashed (`stale`).
+ * crashed (`stale`). There is no blocking fcntl from node, so a waiting opener polls.
  */
-export async function takeLock(fs: FileSystem, root: string): Promise<{ release: () => Promise<void>; stale: boolean }> {
+export async function takeLock(fs: FileSystem, root: string, wait: LockWait = {}): Promise<{ release: () => Promise<void>; stale: boolean }> {
   const path = join(root, LAYOUT.lock);
-  const kernelLock = new Level(join(root, LAYOUT.lockDb), { createIfMissing: true });
-  try {
-    await kernelLock.open();
-  } catch (error) {
-    if ((error as { cause?: { code?: string } }).cause?.code !== 'LEVEL_LOCKED') throw fromSystemError((error as { cause?: Error }).cause ?? error, 'taking lock', join(root, LAYOUT.lockDb));
-    const holder = Number((await fs.readFile(path).catch(() => Buffer.from(''))).toString().trim());
-    if (holder === process.pid) {
+  const started = Date.now();
+  for (;;) {
+    const kernelLock = ownedHere(root) ? undefined : await openKernelLock(root);
+    if (kernelLock) return writeOwner(fs, root, kernelLock);
+    const holder = ownedHere(root) ? 'this process' : await describeHolder(fs, path);
+    if (holder === 'this process') {
       throw new MailstoreError('LOCKED', `the store at ${root} is already open in this process (pid ${process.pid})`, { path });
     }
-    throw new MailstoreError('LOCKED', `the store at ${root} is in use by process ${holder > 0 ? holder : '(unknown)'} (LOCK); stop it or wait`, { path });
+    const waitedMs = Date.now() - started;
+    if (waitedMs >= (wait.waitMs ?? 0)) {
+      const waited = waitedMs >= 1000 ? `; waited ${Math.round(waitedMs / 1000)} s (--wait SECONDS to wait longer)` : '';
+      throw new MailstoreError('LOCKED', `the store at ${root} is in use by ${holder} (LOCK); stop it or wait${waited}`, { path });
+    }
+    wait.onWaiting?.(holder, waitedMs);
+    await sleep(Math.min(limits.lockRetryMs, (wait.waitMs ?? 0) - waitedMs));
   }
+}
+
+/**
+ * For a read-only open, which cannot take the kernel lock (taking it writes): refuses, after
+ * waiting like takeLock, while LOCK names a live process, because a writer changes the index and
+ * journal under a reader. Returns `stale` when LOCK names a dead process (its owner crashed).
+ * A writer that starts after this check is not seen: the reader goes on with what it opened.
+ */
+export async function checkNoWriter(fs: FileSystem, root: string, wait: LockWait = {}): Promise<{ stale: boolean }> {
+  const path = join(root, LAYOUT.lock);
+  const started = Date.now();
+  for (;;) {
+    if (ownedHere(root)) {
+      throw new MailstoreError('LOCKED', `the store at ${root} is already open for writing in this process (pid ${process.pid})`, { path });
+    }
+    const text = await fs.readFile(path).then((bytes) => bytes.toString().trim(), (error) => {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '';
+      throw fromSystemError(error, 'reading the lock owner', path);
+    });
+    const pid = Number(text);
+    const owner = Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+    if (owner === undefined || owner === process.pid || !processAlive(owner)) return { stale: owner !== undefined && owner !== process.pid };
+    const waitedMs = Date.now() - started;
+    if (waitedMs >= (wait.waitMs ?? 0)) {
+      throw new MailstoreError('LOCKED', `the store at ${root} is in use by process ${owner} (LOCK); a read-only open does not read beside a writer: stop it or wait`, { path });
+    }
+    wait.onWaiting?.(`process ${owner}`, waitedMs);
+    await sleep(Math.min(limits.lockRetryMs, (wait.waitMs ?? 0) - waitedMs));
+  }
+}
+
+/** The kernel lock, or undefined while another process holds it; any other failure is thrown as its code. */
+async function openKernelLock(root: string): Promise<Level | undefined> {
+  const location = join(root, LAYOUT.lockDb);
+  const kernelLock = new Level(location, { createIfMissing: true });
+  try {
+    await kernelLock.open();
+    return kernelLock;
+  } catch (error) {
+    const failure = classifyLevelError(error);
+    if (failure.kind === 'locked') return undefined;
+    // A store the caller may read but not write lands here (ACCESS), as does a full disk (NO_SPACE).
+    if (failure.kind === 'system') throw new MailstoreError(failure.code, `taking the lock ${location}: ${failure.text}${systemAdvice(failure.code)}`, { path: location, cause: error });
+    throw new MailstoreError('IO', `taking the lock ${location}: ${failure.text} (lock/ holds no data: with no mailstore process running, remove it and retry)`, { path: location, cause: error });
+  }
+}
+
+/**
+ * "process N" for the LOCKED message ("this process" when it is ours). The holder writes its pid
+ * only after it has the kernel lock, so for a moment LOCK is missing or still names the crashed
+ * previous owner: read again briefly before calling it a process that is starting.
+ */
+async function describeHolder(fs: FileSystem, path: string): Promise<string> {
+  const until = Date.now() + limits.lockHolderReadMs;
+  for (;;) {
+    const pid = Number((await fs.readFile(path).catch(() => Buffer.from(''))).toString().trim());
+    if (pid === process.pid) return 'this process';
+    if (Number.isSafeInteger(pid) && pid > 0 && processAlive(pid)) return `process ${pid}`;
+    if (Date.now() >= until) return 'another process (starting: its pid is not written yet)';
+    await sleep(limits.lockRetryMs / 4);
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'; // alive, owned by another user
+  }
+}
+
+/** With the kernel lock held: record our pid in LOCK (whole, by rename: a reader never sees it empty). */
+async function writeOwner(fs: FileSystem, root: string, kernelLock: Level): Promise<{ release: () => Promise<void>; stale: boolean }> {
+  const path = join(root, LAYOUT.lock);
   const mine = Buffer.from(`${process.pid}\n`);
+  const temporary = join(root, `${LAYOUT.lock}.${process.pid}.tmp`); // beside LOCK: a rename within one directory
   let stale = false;
   try {
     const before = await fs.readFile(path).catch(() => undefined);
     stale = before !== undefined && !before.equals(mine);
-    const handle = await fs.open(path, 'createOrOpen');
+    const handle = await fs.open(temporary, 'createOrOpen');
     try {
       await handle.truncate(0);
       await handle.write(mine, 0);
     } finally {
       await handle.close();
     }
+    await fs.rename(temporary, path);
   } catch (error) {
+    await fs.unlink(temporary).catch(() => undefined);
     await kernelLock.close().catch(() => undefined);
     throw fromSystemError(error, 'taking lock', path);
   }
+  heldHere.add(resolve(path));
   const release = async () => {
     const now = await fs.readFile(path).catch(() => undefined);
     if (now && now.equals(mine)) await fs.unlink(path).catch(() => undefined);
+    heldHere.delete(resolve(path));
     await kernelLock.close().catch(() => undefined);
   };
   return { release, stale };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((done) => setTimeout(done, Math.max(0, ms)));
 }

@@ -203,7 +203,9 @@ export async function openExistingIndex(path: string, storeId: Buffer, health: H
   try {
     db = await IndexDb.open(path, false);
   } catch (error) {
-    if (error instanceof MailstoreError && error.code === 'LOCKED') throw error;
+    // Only damage is rebuilt: a full disk, a refused permission or an I/O error is reported as itself
+    // (NO_SPACE, ACCESS, IO) and nothing is moved to quarantine for it.
+    if (error instanceof MailstoreError && error.code !== 'CORRUPT') throw error;
     health.rebuilt = `index could not be opened: ${(error as Error).message}`;
     return undefined;
   }
@@ -218,6 +220,7 @@ export async function openExistingIndex(path: string, storeId: Buffer, health: H
     return { db, appliedSeq };
   } catch (error) {
     await db.close();
+    if (error instanceof MailstoreError && error.code !== 'CORRUPT') throw error; // a read the OS refused is not damage
     health.rebuilt = `index is damaged: ${(error as Error).message}`;
     return undefined;
   }

@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
+import { shadowLevelDb } from '../fs/level-shadow.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { hashBytes, hashHex } from '../hash/blake3.js';
 import { IndexDb } from '../index/index-db.js';
@@ -17,7 +18,7 @@ import { PackStore, type BlobLocation } from '../blob/pack-store.js';
 import { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { SEEN, meta } from './apply.js';
-import { LAYOUT, initStore, storeIdBytes, takeLock, verifyIdentity, type StoreIdentity } from './identity.js';
+import { LAYOUT, checkNoWriter, initStore, storeIdBytes, takeLock, verifyIdentity, type StoreIdentity } from './identity.js';
 import type { BlobRecord, ChangeRecord, MailboxInfo, MessageRecord, Op, RightsRecord } from './records.js';
 import {
   buildIndexAside, compareIndexes, countMessages, installIndex, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveNewestBatch, resolveTail, type Health,
@@ -40,6 +41,18 @@ export interface StoreOptions {
    * files: 'after-crash' (default: when the previous owner died holding the lock), 'always', 'never'.
    */
   probeIndex?: 'after-crash' | 'always' | 'never';
+  /** While another process holds the store, retry this long before LOCKED (default 0: at once). */
+  lockWaitMs?: number;
+  /** Called on each retry while waiting for the lock, with the holder ("process 1234") and the time waited. */
+  onLockWait?: (holder: string, waitedMs: number) => void;
+  /**
+   * Open without writing anything in the store: no lock, no recovery, no quarantine, the index read
+   * through a private shadow (src/fs/level-shadow.ts). Every change throws ACCESS. An index that
+   * is missing, damaged or behind the journal is REFUSED (only a read-write open repairs it, and
+   * serving it would show an older state than was acknowledged); LOCKED while a writer runs.
+   * README, "Read-only open".
+   */
+  readOnly?: boolean;
   /** Called after each group commit with its seq range, number of mutations and index keys written. */
   onCommit?: (firstSeq: number, lastSeq: number, mutations: number, indexKeys: number) => void;
 }
@@ -159,6 +172,8 @@ export class Store {
     private readonly unlock: () => Promise<void>,
     private readonly messageBytesMax: number,
     health: Health,
+    /** Opened with `readOnly`: nothing is written; every change throws ACCESS. */
+    readonly readOnly = false,
   ) {
     this.health = health;
   }
@@ -174,6 +189,7 @@ export class Store {
    * index has not applied (or rebuilds the index from the journal), and finishes interrupted deletes.
    */
   static async open(root: string, options: StoreOptions = {}): Promise<Store> {
+    if (options.readOnly) return Store.openReadOnly(root, options);
     const fs = options.fs ?? nodeFileSystem;
     if (options.create && !(await fs.statIfExists(join(root, LAYOUT.identity)).catch(() => undefined))) {
       await initStore(fs, root);
@@ -181,7 +197,7 @@ export class Store {
     const identity = await verifyIdentity(fs, root);
     const storeId = storeIdBytes(identity);
     const rootDev = (await fs.stat(root)).dev;
-    const { release: unlock, stale } = await takeLock(fs, root);
+    const { release: unlock, stale } = await takeLock(fs, root, { waitMs: options.lockWaitMs, onWaiting: options.onLockWait });
     const health = newHealth();
     const checkMounted = async (path: string) => {
       const now = await fs.statIfExists(root).catch(() => undefined);
@@ -207,6 +223,7 @@ export class Store {
       if (haveIndex && (probe === 'always' || (probe === 'after-crash' && stale))) {
         const result = probeIndex(indexPath);
         if (result.locked) throw new MailstoreError('LOCKED', `the index at ${indexPath} is held by another process: ${result.detail}`, { path: indexPath });
+        if (result.system) throw new MailstoreError(result.system, result.detail, { path: indexPath });
         if (!result.ok) {
           health.rebuilt = `index failed its probe: ${result.detail}`;
           await moveAside(fs, root, indexPath, 'index-damaged');
@@ -249,6 +266,50 @@ export class Store {
     }
   }
 
+  /**
+   * Open without writing: verify, check that no writer runs, open a shadow of the index, and serve
+   * it only if it has applied every record the journal holds. No replay, no tail cut, no rebuild.
+   */
+  private static async openReadOnly(root: string, options: StoreOptions): Promise<Store> {
+    const fs = options.fs ?? nodeFileSystem;
+    if (options.create) throw new MailstoreError('INVALID', 'a read-only open cannot create a store', { path: root });
+    const identity = await verifyIdentity(fs, root);
+    const storeId = storeIdBytes(identity);
+    const { stale } = await checkNoWriter(fs, root, { waitMs: options.lockWaitMs, onWaiting: options.onLockWait });
+    const indexPath = join(root, LAYOUT.index);
+    const repairHint = 'a read-only open does not repair it: open the store read-write once (any writing command, as a user who may write it) and retry';
+    if (!(await fs.statIfExists(indexPath))) throw new MailstoreError('REFUSED', `the index at ${indexPath} is missing; ${repairHint}`, { path: indexPath });
+    const shadow = await shadowLevelDb(indexPath);
+    const health = newHealth();
+    let db: IndexDb | undefined, packs: PackStore | undefined, journal: Journal | undefined;
+    try {
+      const probe = options.probeIndex ?? 'after-crash';
+      if (probe === 'always' || (probe === 'after-crash' && stale)) {
+        const result = probeIndex(shadow.path);
+        if (result.system) throw new MailstoreError(result.system, result.detail, { path: indexPath });
+        if (!result.ok) throw new MailstoreError('REFUSED', `the index at ${indexPath} failed its probe (${result.detail}); ${repairHint}`, { path: indexPath });
+      }
+      const existing = await openExistingIndex(shadow.path, storeId, health);
+      if (!existing) throw new MailstoreError('REFUSED', `the index at ${indexPath} cannot be used (${health.rebuilt}); ${repairHint}`, { path: indexPath });
+      db = existing.db;
+      const noMount = async (path: string) => { throw new MailstoreError('ACCESS', `the store at ${root} is open read-only: not creating ${path}`, { path }); };
+      packs = await PackStore.open(fs, join(root, LAYOUT.packs), storeId, { packBytesMax: options.packBytesMax ?? limits.packBytesMax, checkMounted: noMount });
+      journal = await Journal.open(fs, join(root, LAYOUT.journal), storeId, {
+        segmentBytesMax: options.journalSegmentBytesMax ?? limits.journalSegmentBytesMax, recordBytesMax: limits.journalRecordBytesMax, checkMounted: noMount,
+      });
+      await checkPacksPresent(db, packs, root);
+      await checkIndexCurrent(journal, existing.appliedSeq, health, indexPath, repairHint);
+      const writer = new Writer(db, packs, journal, { onIndexFailure: () => undefined, onCommit: () => undefined }); // never given work
+      return new Store(root, fs, identity, storeId, db, packs, journal, writer, shadow.remove, options.messageBytesMax ?? limits.messageBytesMax, health, true);
+    } catch (error) {
+      await db?.close().catch(() => undefined);
+      await packs?.close();
+      await journal?.close();
+      await shadow.remove().catch(() => undefined);
+      throw error instanceof MailstoreError ? error : fromSystemError(error, 'opening store read-only', root);
+    }
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -267,7 +328,13 @@ export class Store {
 
   private submit<T>(mutation: Mutation<T>): Promise<T> {
     this.live();
+    this.writable();
     return this.writer.submit(mutation);
+  }
+
+  /** Every change (and every maintenance write) starts here: refused on a read-only open. */
+  private writable(): void {
+    if (this.readOnly) throw new MailstoreError('ACCESS', `the store at ${this.root} is open read-only: nothing can be changed`, { path: this.root });
   }
 
   // ---- mailboxes -------------------------------------------------------------------------------
@@ -750,6 +817,10 @@ export class Store {
 
   /** Runs `fn` while no batch commits: a consistent view of the index for cross-checks. */
   async runExclusive<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.readOnly) { // nothing commits in a read-only store: every read is already consistent
+      this.live();
+      return fn();
+    }
     return this.submit({
       exclusive: true,
       prepare: async () => {
@@ -806,6 +877,7 @@ export class Store {
     /** Called with the comparison before the swap; throwing aborts it (sanity gates). */
     guard?: (result: { differences: number; records: number; messagesBefore: number; messagesAfter: number }) => void;
   } = {}): Promise<{ differences: number; records: number; messagesBefore: number; messagesAfter: number }> {
+    this.writable(); // it builds index.rebuild/ in the store, even with `check`
     return this.runExclusive(async () => {
       const built = await buildIndexAside(this.fs, this.root, this.journal, this.storeId, this.health);
       let differences = 0;
@@ -909,6 +981,25 @@ function byteGroups(batch: PendingRead[], bytesMax: number): PendingRead[][] {
   }
   if (group.length > 0) groups.push(group);
   return groups;
+}
+
+/**
+ * A read-only open serves the index only when it has applied every valid record of the journal:
+ * records beyond its watermark would need a replay (and the newest batch the durability check of
+ * recovery.ts), which writes. Serving the index without them would show an older state than was
+ * acknowledged, silently; so it is refused. Torn bytes after the last valid record are ignored
+ * (a read-write open cuts them); an index ahead of the journal is served, as a read-write open would.
+ */
+async function checkIndexCurrent(journal: Journal, appliedSeq: number, health: Health, indexPath: string, repairHint: string): Promise<void> {
+  const { lastSeq } = await journal.findTail();
+  journal.takeTailRecords(); // not needed: let them go
+  if (lastSeq > appliedSeq) {
+    throw new MailstoreError('REFUSED', `the index has not applied journal records ${appliedSeq + 1}..${lastSeq} (the last writer stopped without closing the store); ${repairHint}`, { path: indexPath });
+  }
+  if (appliedSeq > lastSeq) {
+    health.degraded = true;
+    health.findings.push(`the index has applied journal records up to ${appliedSeq} but the journal ends at ${lastSeq}: journal records are missing`);
+  }
 }
 
 /** packs/ with no pack files while the index refers to blobs: a vanished partition, not an empty store. */

@@ -168,7 +168,7 @@ describe('exit codes', () => {
         holder.stdout!.on('data', (chunk: Buffer) => { if (chunk.toString().includes('ready')) ready(); });
         holder.on('exit', (code) => failed(new Error(`holder exited ${code}`)));
       });
-      const result = await run(['mailbox', 'list'], { store });
+      const result = await run(['--no-wait', 'mailbox', 'list'], { store });
       expect(result.code).toBe(2);
       expect(result.stderr).toMatch(/^mailstore: LOCKED: .*in use by process \d+/);
     } finally {

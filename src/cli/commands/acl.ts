@@ -1,6 +1,6 @@
 // `mailstore acl set|get|list`: RFC 4314 rights per mailbox, and the reverse view per user.
 import type { Command } from 'commander';
-import { printJson, printLine, wantsJson, withStore } from '../context.js';
+import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
 
 export function register(program: Command): void {
   const acl = program.command('acl').description('set and show access rights (RFC 4314 letters: lrswipkxtean)');
@@ -23,7 +23,7 @@ export function register(program: Command): void {
     .description('show the ACL of MAILBOX, or the rights of one USER on it')
     .option('--json', 'print as JSON')
     .action(async (mailbox: string, user: string | undefined, _options: unknown, command: Command) => {
-      const result = await withStore(command, (store) => store.getAcl(mailbox));
+      const result = await withReadStore(command, (store) => store.getAcl(mailbox));
       if (user !== undefined) {
         if (wantsJson(command)) return printJson({ mailbox, user, rights: result[user] ?? '' });
         return printLine(result[user] ?? '');
@@ -37,7 +37,7 @@ export function register(program: Command): void {
     .description('the mailboxes USER may see (l right, theirs or anyone\'s) with their rights, from the reverse ACL map')
     .option('--json', 'print as JSON')
     .action(async (user: string, pattern: string | undefined, _options: unknown, command: Command) => {
-      const result = await withStore(command, (store) => store.listMailboxes({ user, pattern }));
+      const result = await withReadStore(command, (store) => store.listMailboxes({ user, pattern }));
       if (wantsJson(command)) return printJson(result);
       for (const entry of result) await printLine(`${entry.name}\t${entry.rights ?? ''}`);
     });

@@ -1,7 +1,7 @@
 // `mailstore fetch MAILBOX UID`: the exact stored bytes on stdout. The blob is verified against its
 // hash before the first byte is written, so a corrupt message prints nothing and exits 6.
 import type { Command } from 'commander';
-import { parseUid, printJson, wantsJson, withStore, writeStdout } from '../context.js';
+import { parseUid, printJson, wantsJson, withReadStore, writeStdout } from '../context.js';
 
 export function register(program: Command): void {
   program
@@ -12,14 +12,14 @@ export function register(program: Command): void {
     .action(async (mailbox: string, uidText: string, options: { info?: boolean }, command: Command) => {
       const uid = parseUid(uidText);
       if (options.info) {
-        const info = await withStore(command, (store) => store.messageInfo(mailbox, uid));
+        const info = await withReadStore(command, (store) => store.messageInfo(mailbox, uid));
         if (wantsJson(command)) return printJson({ mailbox, ...info });
         return writeStdout(Buffer.from(
           `uid ${info.uid}\nsize ${info.size}\ninternal-date ${info.internalDate.toISOString()}\n` +
           `flags ${info.flags.join(' ')}\nmodseq ${info.modseq}\nhash ${info.hash}\n`,
         ));
       }
-      const bytes = await withStore(command, (store) => store.fetch(mailbox, uid));
+      const bytes = await withReadStore(command, (store) => store.fetch(mailbox, uid));
       await writeStdout(bytes);
     });
 }

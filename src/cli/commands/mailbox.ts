@@ -1,7 +1,7 @@
 // `mailstore mailbox create|rename|delete|list|status`: the mailbox tree and its counters.
 import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
-import { printJson, printLine, wantsJson, withStore } from '../context.js';
+import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
 
 export function register(program: Command): void {
   const mailbox = program
@@ -54,7 +54,7 @@ export function register(program: Command): void {
     .option('--user <user>', 'only mailboxes this user has the l (lookup) right on, from the reverse ACL map, with their rights')
     .option('--json', 'print the result as JSON')
     .action(async (pattern: string | undefined, options: { user?: string }, command: Command) => {
-      const list = await withStore(command, (store) => store.listMailboxes({ user: options.user, pattern }));
+      const list = await withReadStore(command, (store) => store.listMailboxes({ user: options.user, pattern }));
       if (wantsJson(command)) return printJson(list);
       for (const entry of list) await printLine(entry.rights === undefined ? entry.name : `${entry.name}\t${entry.rights}`);
     });
@@ -64,7 +64,7 @@ export function register(program: Command): void {
     .description('message count, unseen, uidnext, uidvalidity and highest modseq of a mailbox')
     .option('--json', 'print the result as JSON')
     .action(async (name: string, _options: unknown, command: Command) => {
-      const status = await withStore(command, (store) => store.status(name));
+      const status = await withReadStore(command, (store) => store.status(name));
       if (wantsJson(command)) return printJson({ name, ...status });
       await printLine(
         `${name}: ${status.messages} messages, ${status.unseen} unseen, uidnext ${status.uidNext}, ` +

@@ -1,7 +1,7 @@
 // `mailstore stats`: how big the store is and how much deduplication saves.
 import type { Command } from 'commander';
 import { formatBytes } from '../progress.js';
-import { printJson, printLine, wantsJson, withStore } from '../context.js';
+import { printJson, printLine, wantsJson, withReadStore } from '../context.js';
 
 export function register(program: Command): void {
   program
@@ -9,7 +9,7 @@ export function register(program: Command): void {
     .description('messages, mailboxes, unique blobs, bytes stored vs referenced (dedup ratio), packs, journal size')
     .option('--json', 'print as JSON')
     .action(async (_options: unknown, command: Command) => {
-      const stats = await withStore(command, (store) => store.stats());
+      const stats = await withReadStore(command, (store) => store.stats());
       if (wantsJson(command)) return printJson(stats);
       const rows: [string, string][] = [
         ['mailboxes', String(stats.mailboxes)],

@@ -1,0 +1,44 @@
+// LevelDB has no read-only open: every open takes its LOCK file for writing and writes a new
+// MANIFEST, log and info LOG, which a caller who may read a store but not write it cannot do (and
+// a read-only caller must not do anyway). A shadow is a private directory LevelDB may write in:
+// the table files, which LevelDB never changes once written, are symlinked from the real index;
+// the few small mutable files (CURRENT, MANIFEST, logs) are copied. Whatever LevelDB writes or
+// deletes on open (a new MANIFEST, a compacted log, an unlinked symlink) stays in the shadow.
+// Like the rest of LevelDB's I/O this bypasses the FileSystem interface: it is node:fs here.
+import { promises as fsp } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fromSystemError } from '../errors.js';
+
+/** Immutable once written (LevelDB writes a table under a new number, never in place). */
+const TABLE_FILE = /^\d+\.(ldb|sst)$/;
+/** Rewritten or appended by LevelDB: copied so the shadow's LevelDB may change its copy. */
+const MUTABLE_FILE = /^(CURRENT|MANIFEST-\d+|\d+\.log)$/;
+
+export interface LevelShadow {
+  path: string;
+  /** Removes the shadow (symlinks only: the real table files are not touched). */
+  remove(): Promise<void>;
+}
+
+/** Builds a shadow of the LevelDB database at `source` under the system's temporary directory. */
+export async function shadowLevelDb(given: string): Promise<LevelShadow> {
+  const source = resolve(given); // a symlink's target is read relative to the shadow, not to the caller's cwd
+  const path = await fsp.mkdtemp(join(tmpdir(), 'mailstore-read-only-')).catch((e) => { throw fromSystemError(e, 'creating a private copy of the index in', tmpdir()); });
+  const remove = () => fsp.rm(path, { recursive: true, force: true });
+  try {
+    const names = await fsp.readdir(source).catch((e) => { throw fromSystemError(e, 'listing the index', source); });
+    // CURRENT names the MANIFEST: copied first, so a MANIFEST it names is there when it is read.
+    names.sort((a, b) => Number(b === 'CURRENT') - Number(a === 'CURRENT'));
+    for (const name of names) {
+      const from = join(source, name);
+      if (TABLE_FILE.test(name)) await fsp.symlink(from, join(path, name));
+      else if (MUTABLE_FILE.test(name)) await fsp.copyFile(from, join(path, name)).catch((e) => { throw fromSystemError(e, 'copying', from); });
+      // LOCK, LOG and LOG.old belong to whoever opens the database: the shadow gets its own.
+    }
+    return { path, remove };
+  } catch (error) {
+    await remove().catch(() => undefined);
+    throw fromSystemError(error, 'making a private copy of the index', source);
+  }
+}

@@ -1,0 +1,119 @@
+// Store.open and the single-writer lock: waiting for a holder (lockWaitMs), and naming the holder
+// in LOCKED even in the moment between its taking the kernel lock and writing its pid.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { FileSystem } from '../../src/fs/filesystem.js';
+import { NodeFileSystem } from '../../src/fs/node-fs.js';
+import { Store } from '../../src/store/store.js';
+import { expectCode } from '../sim/helpers.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const level = createRequire(import.meta.url).resolve('classic-level');
+const children: ChildProcess[] = [];
+afterEach(async () => {
+  for (const child of children.splice(0)) {
+    child.stdin!.end();
+    if (child.exitCode === null) await new Promise((done) => child.on('close', done));
+  }
+});
+
+/** A child holding only the kernel lock (lock/), as Store.open does before it writes its pid; released when stdin closes. */
+async function kernelLockHolder(dir: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', `
+    import { createRequire } from 'node:module';
+    const { ClassicLevel } = createRequire(import.meta.url)(${JSON.stringify(level)});
+    const db = new ClassicLevel(process.argv[1] + '/lock');
+    await db.open();
+    process.stdout.write('ready\\n');
+    process.stdin.on('data', () => {});
+    process.stdin.on('end', async () => { await db.close(); process.exit(0); });`, dir], { stdio: ['pipe', 'pipe', 'inherit'] });
+  children.push(child);
+  await new Promise<void>((ready, failed) => {
+    child.stdout!.on('data', (chunk: Buffer) => { if (chunk.toString().includes('ready')) ready(); });
+    child.on('exit', (code) => failed(new Error(`holder exited ${code}`)));
+  });
+  return child;
+}
+
+async function newStore(): Promise<string> {
+  const dir = tmpDir();
+  const store = await Store.open(dir, { create: true });
+  await store.createMailbox('INBOX');
+  await store.close();
+  return dir;
+}
+
+describe('the lock holder in LOCKED', () => {
+  it('LOCK still empty at the first read: read again and name the pid the holder writes a moment later', async () => {
+    const dir = await newStore();
+    const child = await kernelLockHolder(dir);
+    const lock = join(dir, 'LOCK');
+    let reads = 0;
+    // The holder writes its pid just after our first look at LOCK (deterministically, through the fs).
+    const fs: FileSystem = new (class extends NodeFileSystem {
+      override async readFile(path: string): Promise<Buffer> {
+        try {
+          return await super.readFile(path);
+        } finally {
+          if (path === lock && reads++ === 0) writeFileSync(lock, `${child.pid}\n`);
+        }
+      }
+    })();
+    expect(existsSync(lock)).toBe(false);
+    const error = await expectCode(Store.open(dir, { fs }), 'LOCKED');
+    expect(error.message).not.toMatch(/unknown/);
+    expect(error.message).toContain(`in use by process ${child.pid}`);
+  });
+
+  it('a LOCK naming a dead process while a live one holds the kernel lock: not the dead pid', async () => {
+    const dir = await newStore();
+    await kernelLockHolder(dir);
+    writeFileSync(join(dir, 'LOCK'), '999999\n'); // the crashed previous owner's, not yet overwritten
+    const error = await expectCode(Store.open(dir), 'LOCKED');
+    expect(error.message).not.toContain('999999');
+    expect(error.message).toMatch(/another process \(starting/);
+  });
+
+  it('lockWaitMs: waits for a holder that lets go, and fails LOCKED after the wait for one that does not', async () => {
+    const dir = await newStore();
+    const child = await kernelLockHolder(dir);
+    writeFileSync(join(dir, 'LOCK'), `${child.pid}\n`);
+    const waits: number[] = [];
+    const started = Date.now();
+    const error = await expectCode(Store.open(dir, { lockWaitMs: 400, onLockWait: (_holder, waited) => waits.push(waited) }), 'LOCKED');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(400);
+    expect(error.message).toContain(`process ${child.pid}`);
+    expect(waits.length).toBeGreaterThan(1);
+    setTimeout(() => child.stdin!.end(), 300);
+    const store = await Store.open(dir, { lockWaitMs: 10_000 });
+    expect((await store.status('INBOX')).messages).toBe(0);
+    await store.close();
+  });
+
+  it('a second open in the same process fails at once even when asked to wait', async () => {
+    const dir = await newStore();
+    const store = await Store.open(dir);
+    const started = Date.now();
+    const error = await expectCode(Store.open(dir, { lockWaitMs: 5000 }), 'LOCKED');
+    expect(error.message).toContain('already open in this process');
+    expect(Date.now() - started).toBeLessThan(1000);
+    await store.close();
+  });
+});
+
+describe('the same store under another spelling of its path', () => {
+  it('is still "already open in this process", at once', async () => {
+    const dir = await newStore();
+    const store = await Store.open(dir);
+    const other = relative(process.cwd(), dir); // relative: the same store, another string
+    const started = Date.now();
+    const error = await expectCode(Store.open(other, { lockWaitMs: 5000 }), 'LOCKED');
+    expect(error.message).toContain('already open in this process');
+    expect(Date.now() - started).toBeLessThan(1000);
+    await expectCode(Store.open(other, { readOnly: true }), 'LOCKED');
+    await store.close();
+  });
+});

@@ -1,0 +1,129 @@
+// Store.open(root, { readOnly: true }): reads work, nothing in the store is written (not the lock,
+// not recovery, not quarantine), every change is ACCESS, and an index that a read-write open would
+// have to replay, rebuild or probe is REFUSED rather than served stale. (As a user who may not
+// write the store: test/sim/real-faults-open.test.ts.)
+import { cpSync, existsSync, readdirSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Store } from '../../src/store/store.js';
+import { expectCode, expectExactly, fingerprint, msg } from '../sim/helpers.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+async function storeWith(count: number): Promise<{ dir: string; acked: Map<number, Buffer> }> {
+  const dir = tmpDir();
+  const store = await Store.open(dir, { create: true });
+  await store.createMailbox('INBOX', { owner: 'alice' });
+  const acked = new Map<number, Buffer>();
+  for (let i = 0; i < count; i++) acked.set((await store.append('INBOX', msg(i, 50))).uid, msg(i, 50));
+  await store.close();
+  return { dir, acked };
+}
+
+/** Everything in the store, lock/ included (fingerprint skips it: a read-only open must not touch it either). */
+function everything(dir: string): Record<string, string> {
+  return { ...fingerprint(dir), ...fingerprint(join(dir, 'lock')) };
+}
+
+describe('read-only open', () => {
+  it('serves every read, writes nothing, and refuses every change with ACCESS', async () => {
+    const { dir, acked } = await storeWith(5);
+    const before = everything(dir);
+    // A relative path, and the shadow one level deeper ($TMPDIR): its links must still resolve.
+    const tmpBefore = process.env.TMPDIR;
+    process.env.TMPDIR = tmpDir();
+    const store = await Store.open(relative(process.cwd(), dir), { readOnly: true }).finally(() => {
+      if (tmpBefore === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = tmpBefore;
+    });
+    expect(store.readOnly).toBe(true);
+    await expectExactly(store, 'INBOX', acked, 'read-only');
+    expect(await store.status('INBOX')).toMatchObject({ messages: 5, unseen: 5 });
+    expect(await store.listMailboxes({ user: 'alice' })).toEqual([expect.objectContaining({ name: 'INBOX' })]);
+    expect(await store.getAcl('INBOX')).toHaveProperty('alice');
+    expect((await store.stats()).messages).toBe(5);
+    let read = 0;
+    for await (const m of store.readMessages('INBOX')) read += m.body.length > 0 ? 1 : 0;
+    expect(read).toBe(5);
+    expect(await store.runExclusive(async () => 'ran'), 'scrub cross-checks run without a writer').toBe('ran');
+    const changes: [string, () => Promise<unknown>][] = [
+      ['append', () => store.append('INBOX', msg('new'))],
+      ['createMailbox', () => store.createMailbox('Other')],
+      ['renameMailbox', () => store.renameMailbox('INBOX', 'Renamed')],
+      ['deleteMailbox', () => store.deleteMailbox('INBOX')],
+      ['setFlags', () => store.setFlags('INBOX', [1], { add: ['\\Seen'] })],
+      ['expunge', () => store.expunge('INBOX', [1])],
+      ['copy', () => store.copy('INBOX', [1], 'INBOX')],
+      ['setAcl', () => store.setAcl('INBOX', 'bob', 'lr')],
+      ['reconstructIndex', () => store.reconstructIndex({ check: true })],
+    ];
+    for (const [name, change] of changes) {
+      const error = await expectCode(change(), 'ACCESS');
+      expect(error.message, name).toMatch(/read-only/);
+    }
+    const shadow = store.db.path;
+    expect(shadow.startsWith(dir), 'the index is read through a private shadow, not in the store').toBe(false);
+    expect(readdirSync(shadow).some((name) => name.endsWith('.ldb')), 'the shadow holds the tables').toBe(true);
+    await store.close();
+    expect(existsSync(shadow), 'the shadow is removed on close').toBe(false);
+    expect(everything(dir), 'nothing in the store changed').toEqual(before);
+    const again = await Store.open(dir);
+    await expectExactly(again, 'INBOX', acked, 'read-write afterwards');
+    await again.close();
+  });
+
+  it('an index behind the journal (its last writer stopped without closing) is REFUSED, not served stale; a read-write open recovers it', async () => {
+    const { dir } = await storeWith(3);
+    const older = join(tmpDir(), 'index');
+    cpSync(join(dir, 'index'), older, { recursive: true });
+    const store = await Store.open(dir);
+    const late = await store.append('INBOX', msg('late'));
+    await store.close();
+    // The index as a crash leaves it: it had not yet applied the last record (and a dead owner's LOCK).
+    rmSync(join(dir, 'index'), { recursive: true });
+    cpSync(older, join(dir, 'index'), { recursive: true });
+    writeFileSync(join(dir, 'LOCK'), '999999\n');
+    const before = everything(dir);
+    const error = await expectCode(Store.open(dir, { readOnly: true }), 'REFUSED');
+    expect(error.message).toMatch(/has not applied journal records 5\.\.5/);
+    expect(error.message).toMatch(/read-write/);
+    expect(everything(dir), 'the refused open changed nothing').toEqual(before);
+    const recovered = await Store.open(dir);
+    expect((await recovered.fetch('INBOX', late.uid)).equals(msg('late'))).toBe(true);
+    await recovered.close();
+    const reader = await Store.open(dir, { readOnly: true });
+    expect((await reader.fetch('INBOX', late.uid)).equals(msg('late'))).toBe(true);
+    await reader.close();
+  });
+
+  it('a missing or damaged index is REFUSED (no rebuild, no quarantine); torn journal bytes are not cut', async () => {
+    const { dir, acked } = await storeWith(2);
+    const segment = readdirSync(join(dir, 'journal')).find((n) => n.endsWith('.jnl'))!;
+    appendFileSync(join(dir, 'journal', segment), Buffer.from('torn bytes of a write that never finished'));
+    let before = everything(dir);
+    const store = await Store.open(dir, { readOnly: true });
+    await expectExactly(store, 'INBOX', acked, 'beside a torn tail');
+    await store.close();
+    expect(everything(dir), 'the torn tail is left for a read-write open to cut').toEqual(before);
+    writeFileSync(join(dir, 'index', 'CURRENT'), 'MANIFEST-999999\n'); // names a MANIFEST that is not there
+    before = everything(dir);
+    expect((await expectCode(Store.open(dir, { readOnly: true }), 'REFUSED')).message).toMatch(/cannot be used/);
+    rmSync(join(dir, 'index'), { recursive: true });
+    before = everything(dir);
+    expect((await expectCode(Store.open(dir, { readOnly: true }), 'REFUSED')).message).toMatch(/missing/);
+    expect(everything(dir)).toEqual(before);
+    expect(readdirSync(join(dir, 'quarantine'))).toEqual([]);
+  });
+
+  it('LOCKED beside a writer: a store open for writing in this process, or a live pid in LOCK (after waiting)', async () => {
+    const { dir } = await storeWith(1);
+    const writer = await Store.open(dir);
+    expect((await expectCode(Store.open(dir, { readOnly: true }), 'LOCKED')).message).toMatch(/already open for writing in this process/);
+    await writer.close();
+    writeFileSync(join(dir, 'LOCK'), `${process.ppid}\n`); // a live process other than this one
+    const started = Date.now();
+    const error = await expectCode(Store.open(dir, { readOnly: true, lockWaitMs: 300 }), 'LOCKED');
+    expect(error.message).toContain(`process ${process.ppid}`);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+    await expectCode(Store.open(dir, { readOnly: true, create: true }), 'INVALID');
+  });
+});
