@@ -299,7 +299,7 @@ export class Store {
       });
       await checkPacksPresent(db, packs, root);
       await checkIndexCurrent(journal, existing.appliedSeq, health, indexPath, repairHint);
-      const writer = new Writer(db, packs, journal, { onIndexFailure: () => undefined, onCommit: () => undefined }); // never given work
+      const writer = new Writer(db, packs, journal, { onStop: () => undefined, onCommit: () => undefined }); // never given work
       return new Store(root, fs, identity, storeId, db, packs, journal, writer, shadow.remove, options.messageBytesMax ?? limits.messageBytesMax, health, true);
     } catch (error) {
       await db?.close().catch(() => undefined);
