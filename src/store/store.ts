@@ -825,7 +825,7 @@ export class Store {
     const items = checkArray(given, 'adoptBlobs items').map((entry) => {
       const item = checkObject(entry, 'adoptBlobs item');
       return {
-        hash: checkHash(item.hash), size: checkCount(item.size, 'size'), date: normalizeDate(item.date),
+        hash: checkHash(item.hash), size: checkCount(item.size, 'size'), date: adoptedDate(item.date),
         pack: checkCount(item.pack, 'pack'), offset: checkCount(item.offset, 'offset'),
       };
     });
@@ -929,6 +929,17 @@ export class Store {
     this.cacheGeneration++;
     this.mailboxCache.clear();
   }
+}
+
+/**
+ * A found message's date comes from its Date: header, which may say anything: one outside the
+ * store's range is filed as unknown (the epoch, as an unreadable header is) rather than refused,
+ * since refusing would leave the message out of lost+found.
+ */
+function adoptedDate(date: unknown): number {
+  if (typeof date !== 'number' || !Number.isFinite(date)) throw new MailstoreError('INVALID', `adoptBlobs date must be a number of ms, got ${String(date)}`);
+  const ms = Math.trunc(date);
+  return ms < limits.internalDateMsMin || ms > limits.internalDateMsMax ? limits.internalDateMsMin : ms;
 }
 
 /** The ACL a change would leave must stay within limits.aclEntriesPerMailboxMax entries. */

@@ -6,6 +6,8 @@ import { MailstoreError } from '../../src/errors.js';
 import { limits } from '../../src/limits.js';
 import { hashBytes } from '../../src/hash/blake3.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { keys } from '../../src/keys/index-keys.js';
+import { parseFromLineDate } from '../../src/formats/mbox.js';
 
 async function expectCode(promise: Promise<unknown> | (() => unknown), code: string): Promise<MailstoreError> {
   try {
@@ -98,6 +100,21 @@ describe('dates (issue 10 #10)', () => {
     }
     await store.close();
   });
+
+  it('dates from mail headers outside the range never stop an import or a lost+found adoption', async () => {
+    expect(parseFromLineDate('From a@example.org Thu Jan  1 00:00:00 1960')).toBeUndefined(); // imported as "now"
+    expect(parseFromLineDate('From a@example.org Thu Feb 29 10:00:00 2024')?.getTime()).toBe(Date.UTC(2024, 1, 29, 10));
+    const store = await fresh();
+    const { hash } = await store.append('INBOX', msg('found'));
+    const blob = (await store.db.get<{ p: number; o: number; l: number }>(keys.blob(Buffer.from(hash, 'hex'))))!;
+    const item = { hash: Buffer.from(hash, 'hex'), size: blob.l, pack: blob.p, offset: blob.o };
+    expect(await store.adoptBlobs('Other', [{ ...item, date: -5e12 }, { ...item, date: 1e20 }, { ...item, date: Date.UTC(2020, 0, 1) }])).toBe(3);
+    const dates = [];
+    for await (const m of store.messages('Other')) dates.push(m.internalDate.getTime());
+    expect(dates).toEqual([0, 0, Date.UTC(2020, 0, 1)]);
+    expect((await store.fetch('Other', 1)).equals(msg('found'))).toBe(true);
+    await store.close();
+  });
 });
 
 describe('argument checks (issue 10 #11)', () => {
@@ -182,7 +199,7 @@ describe('argument checks (issue 10 #11)', () => {
     add('relocateBlobs wrong hash', () => s.relocateBlobs([{ hash: hashBytes(msg(9)), bytes: msg(1) }]));
     add('relocateBlobs short hash', () => s.relocateBlobs([{ hash: Buffer.alloc(3), bytes: msg(1) }]));
     add('adoptBlobs bad item', () => s.adoptBlobs('INBOX', [{ hash: hashBytes(msg(1)), size: -1, date: 0, pack: 1, offset: 0 }]));
-    add('adoptBlobs bad date', () => s.adoptBlobs('INBOX', [{ hash: hashBytes(msg(1)), size: 1, date: 1e20, pack: 1, offset: 0 }]));
+    add('adoptBlobs bad date', () => s.adoptBlobs('INBOX', [{ hash: hashBytes(msg(1)), size: 1, date: '2024-01-01', pack: 1, offset: 0 }]));
     for (const pattern of [5, null, {}, ['*'], 'a\u202E*']) add(`listMailboxes pattern ${JSON.stringify(pattern)}`, () => s.listMailboxes({ pattern }));
     for (const user of [5, null, '', 'a\u2066b', 'x'.repeat(300)]) add(`listMailboxes user ${JSON.stringify(user)}`, () => s.listMailboxes({ user }));
     add('listMailboxes unknown option', () => s.listMailboxes({ patern: '*' }));
