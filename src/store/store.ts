@@ -10,6 +10,7 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { hashBytes, hashHex } from '../hash/blake3.js';
 import { IndexDb } from '../index/index-db.js';
+import { encodeCbor } from '../index/codec.js';
 import { probeIndex } from '../index/probe.js';
 import { keys, decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey } from '../keys/index-keys.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
@@ -315,6 +316,7 @@ export class Store {
           ops.push({ op: 'mailbox.rename', id: Buffer.from(id), to: renamed });
         }
         if (ops.length === 0) throw new MailstoreError('NOT_FOUND', `no mailbox named ${from} (nor any below it)`, { path: from });
+        checkRecordSize(ops, `renaming ${from}`);
         return { ops, result: { renamed: ops.length } };
       },
     });
@@ -466,6 +468,13 @@ export class Store {
       const bytes = ownCopy(given);
       return { bytes, hash: hashBytes(bytes), flags: normalizeFlags(item.flags), date: normalizeDate(item.internalDate) };
     });
+    // Checked before any blob is reserved: the largest uid, pack and offset the record could carry.
+    const largest: Op[] = prepared.map((item) => ({
+      op: 'message.add', id: Buffer.alloc(16), uid: 0xffffffff, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags,
+      pack: 0xffffffff, offset: Number.MAX_SAFE_INTEGER, fresh: true,
+    }));
+    if (options.meta) largest.push({ op: 'meta.set', key: `user/${options.meta.key}`, value: options.meta.value });
+    checkRecordSize(largest, `appending ${prepared.length} messages`);
     return this.submit({
       chain: options.chain,
       prepare: async (ctx) => {
@@ -677,7 +686,9 @@ export class Store {
           if (next.length !== record.f.length || next.some((f, i) => f !== record.f[i])) set.push([uid, next]);
         }
         if (set.length === 0) return { ops: [], result: { modseq: box.highestModseq, updated: [], modified } };
-        return { ops: [{ op: 'message.flags', id: box.id, set } as Op], result: { modseq: seq, updated: set.map(([u]) => u), modified } };
+        const ops: Op[] = [{ op: 'message.flags', id: box.id, set }];
+        checkRecordSize(ops, `setting flags on ${set.length} messages`);
+        return { ops, result: { modseq: seq, updated: set.map(([u]) => u), modified } };
       },
     });
   }
@@ -691,7 +702,9 @@ export class Store {
         const present: number[] = [];
         for (const uid of list) if (await view.get(keys.message(box.id, uid))) present.push(uid);
         if (present.length === 0) return { ops: [], result: { expunged: [], modseq: box.highestModseq } };
-        return { ops: [{ op: 'message.expunge', id: box.id, uids: present } as Op], result: { expunged: present, modseq: seq } };
+        const ops: Op[] = [{ op: 'message.expunge', id: box.id, uids: present }];
+        checkRecordSize(ops, `expunging ${present.length} messages`);
+        return { ops, result: { expunged: present, modseq: seq } };
       },
     });
   }
@@ -727,6 +740,7 @@ export class Store {
           mapping.push([srcUid, uid++]);
         }
         if (expungeSource && mapping.length > 0) ops.push({ op: 'message.expunge', id: src.id, uids: mapping.map(([s]) => s) });
+        checkRecordSize(ops, `${expungeSource ? 'moving' : 'copying'} ${mapping.length} messages`);
         return { ops, result: { uidValidity: dst.uidValidity, mapping } };
       },
     });
@@ -803,6 +817,7 @@ export class Store {
       if (!hashBytes(bytes).equals(hash)) throw new MailstoreError('INVALID', `relocate of ${hashHex(hash)} with bytes of another hash`, { path: hashHex(hash) });
       return { hash, bytes };
     });
+    checkRecordSize(items.map((item) => ({ op: 'blob.relocate', hash: item.hash, pack: 0xffffffff, offset: Number.MAX_SAFE_INTEGER, size: item.bytes.length })), `relocating ${items.length} blobs`);
     return this.submit({
       prepare: async ({ view, packs }) => {
         const ops: Op[] = [];
@@ -834,6 +849,7 @@ export class Store {
         const box = await this.resolve(view, components, mailbox);
         let uid = box.uidNext;
         const ops: Op[] = items.map((item) => ({ op: 'message.add', id: box.id, uid: uid++, hash: item.hash, size: item.size, date: item.date, flags: [], pack: item.pack, offset: item.offset }));
+        checkRecordSize(ops, `adopting ${ops.length} blobs`);
         return { ops, result: ops.length };
       },
     });
@@ -940,6 +956,18 @@ function adoptedDate(date: unknown): number {
   if (typeof date !== 'number' || !Number.isFinite(date)) throw new MailstoreError('INVALID', `adoptBlobs date must be a number of ms, got ${String(date)}`);
   const ms = Math.trunc(date);
   return ms < limits.internalDateMsMin || ms > limits.internalDateMsMax ? limits.internalDateMsMin : ms;
+}
+
+/**
+ * One call is one journal record, and open reads a record above limits.journalRecordBytesMax as
+ * damage: a call that would write one (a copy of 100,000 messages, many long keywords) is refused
+ * before anything is written, and the caller splits it.
+ */
+function checkRecordSize(ops: Op[], doing: string): void {
+  const bytes = encodeCbor({ ops, end: true }).length;
+  if (bytes > limits.journalRecordBytesMax) {
+    throw new MailstoreError('INVALID', `${doing} would make one journal record of ${bytes} bytes (at most ${limits.journalRecordBytesMax}); split it into smaller calls`);
+  }
 }
 
 /** The ACL a change would leave must stay within limits.aclEntriesPerMailboxMax entries. */

@@ -274,6 +274,35 @@ describe('limits hold on the resulting state, names are checked for look-alikes'
     await store.close();
   });
 
+  it('one call can never make a journal record larger than a reopen will read back', async () => {
+    const saved = limits.journalRecordBytesMax;
+    (limits as { journalRecordBytesMax: number }).journalRecordBytesMax = 256 * 1024; // cheap to reach
+    const dir = tmpDir();
+    try {
+      let store = await Store.open(dir, { create: true });
+      await store.createMailbox('INBOX');
+      await store.createMailbox('Other');
+      const flags = Array.from({ length: 10 }, (_, i) => `${'k'.repeat(100)}${i}`);
+      for (let i = 0; i < 6; i++) {
+        await store.appendBatch('INBOX', Array.from({ length: 50 }, (_, j) => ({ bytes: msg(i * 50 + j), flags })));
+      }
+      const uids = Array.from({ length: 300 }, (_, i) => i + 1);
+      await expectCode(store.appendBatch('INBOX', uids.map((i) => ({ bytes: msg(`big ${i}`), flags }))), 'INVALID');
+      await expectCode(store.copy('INBOX', uids, 'Other'), 'INVALID');
+      await expectCode(store.move('INBOX', uids, 'Other'), 'INVALID');
+      await expectCode(store.setFlags('INBOX', uids, { add: ['more'] }), 'INVALID');
+      await store.copy('INBOX', uids.slice(0, 100), 'Other'); // a smaller call goes through
+      const before = [await store.status('INBOX'), await store.status('Other')];
+      await store.close();
+      store = await Store.open(dir);
+      expect([await store.status('INBOX'), await store.status('Other')]).toEqual(before);
+      expect(store.health.rebuilt).toBeFalsy();
+      await store.close();
+    } finally {
+      (limits as { journalRecordBytesMax: number }).journalRecordBytesMax = saved;
+    }
+  });
+
   it('bidi and zero-width characters are refused in names, keywords and identifiers', async () => {
     const store = await fresh();
     for (const ch of ['\u202A', '\u202B', '\u202C', '\u202D', '\u202E', '\u2066', '\u2067', '\u2068', '\u2069', '\u200B', '\u200C', '\u200D', '\u2060', '\uFEFF']) {
