@@ -92,11 +92,14 @@ export function normalizeRights(rights: unknown): string {
   return [...new Set(rights)].sort().join('');
 }
 
+/** An ACL identifier (user or group name): NFC, like mailbox names, so one person is one identifier. */
 export function normalizeIdentifier(identifier: unknown): string {
-  if (typeof identifier !== 'string' || identifier.length === 0 || Buffer.byteLength(identifier) > limits.identifierBytesMax || CONTROL.test(identifier) || LOOK_ALIKE.test(identifier)) {
-    throw new MailstoreError('INVALID', `invalid ACL identifier ${JSON.stringify(identifier)}`);
+  const normalized = typeof identifier === 'string' ? identifier.normalize('NFC') : undefined;
+  if (normalized === undefined || normalized.length === 0 || Buffer.byteLength(normalized) > limits.identifierBytesMax || CONTROL.test(normalized) ||
+    LOOK_ALIKE.test(normalized) || /[\ud800-\udfff]/.test(normalized.replace(/[\ud800-\udbff][\udc00-\udfff]/g, ''))) {
+    throw new MailstoreError('INVALID', `invalid ACL identifier ${JSON.stringify(identifier)} (1 to ${limits.identifierBytesMax} bytes; no control, bidi or zero-width characters)`);
   }
-  return identifier;
+  return normalized;
 }
 
 /** A uid list: one uid or an array of them; returned sorted and unique. */

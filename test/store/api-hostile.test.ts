@@ -314,7 +314,7 @@ describe('limits hold on the resulting state, names are checked for look-alikes'
     await store.close();
   });
 
-  it('mailbox names are NFC-normalised the same way at create, lookup, rename and list', async () => {
+  it('mailbox names (and ACL identifiers) are NFC-normalised the same way at create, lookup, rename and list', async () => {
     const store = await fresh();
     const nfd = 'Caf\u0065\u0301';
     const nfc = 'Caf\u00e9';
@@ -327,6 +327,10 @@ describe('limits hold on the resulting state, names are checked for look-alikes'
     await store.renameMailbox(nfd, `R\u0065\u0301sum\u0065\u0301`);
     expect((await store.listMailboxes()).map((m) => m.name)).toContain('R\u00e9sum\u00e9');
     expect((await store.status('R\u00e9sum\u00e9')).messages).toBe(1);
+    await store.setAcl('INBOX', 'Jos\u0065\u0301', 'lr'); // identifiers too: one person, one entry
+    await store.setAcl('INBOX', 'Jos\u00e9', 'lrs');
+    expect(await store.getAcl('INBOX')).toEqual({ 'Jos\u00e9': 'lrs' });
+    expect((await store.listMailboxes({ user: 'Jos\u0065\u0301' })).map((m) => m.name)).toEqual(['INBOX']);
     await store.close();
   });
 });
