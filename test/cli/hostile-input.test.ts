@@ -1,6 +1,7 @@
-// `append --date` (issue 10 #10): impossible calendar dates and dates out of the store's range are
-// exit 5 (INVALID) and store nothing, instead of being rolled over (2024-02-30 became March 1,
-// -1 became 2001) or stored and then failing every export.
+// The CLI against hostile input (issue 10): `append --date` with impossible calendar dates or
+// dates out of the store's range is exit 5 (INVALID) and stores nothing, instead of being rolled
+// over (2024-02-30 became March 1, -1 became 2001) or stored and then failing every export; a LIST
+// pattern that made the old backtracking matcher run for minutes answers at once.
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { json, ok, requireBuilt, run, tempDir } from './helpers.js';
@@ -28,5 +29,19 @@ describe('append --date', () => {
       const { uid } = await json(['append', 'INBOX', '-', '--date', date], { store, input: Buffer.concat([message, Buffer.from(date)]) });
       expect(await ok(['fetch', 'INBOX', String(uid), '--info'], { store })).toContain(`internal-date ${iso}`);
     }
+  });
+});
+
+describe('mailbox list PATTERN', () => {
+  it('matches IMAP wildcards in linear time: 200 a-s against an 8-wildcard pattern', async () => {
+    const store = join(tempDir(), 'store');
+    await ok(['init'], { store });
+    const long = 'a'.repeat(200);
+    for (const name of [long, 'a/b', 'a/b/c', 'x']) await ok(['mailbox', 'create', name], { store });
+    // The old matcher ran for minutes here; a hang would fail the test's timeout (no timed assertion).
+    expect(await json(['mailbox', 'list', '*a*a*a*a*a*a*a*a*c'], { store })).toEqual([]);
+    expect((await json(['mailbox', 'list', 'a/%'], { store })).map((m: { name: string }) => m.name)).toEqual(['a/b']);
+    expect((await json(['mailbox', 'list', 'a/*'], { store })).map((m: { name: string }) => m.name)).toEqual(['a/b', 'a/b/c']);
+    expect((await run(['mailbox', 'list', 'a\u202e*'], { store })).code).toBe(5);
   });
 });
