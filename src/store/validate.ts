@@ -138,10 +138,10 @@ export function checkBytes(bytes: unknown, what = 'message bytes'): Uint8Array {
   return bytes;
 }
 
-/** A BLAKE3-256 hash given as a Buffer of 32 bytes. */
+/** A BLAKE3-256 hash given as a Buffer of 32 bytes; a copy, since the caller may reuse its buffer. */
 export function checkHash(hash: unknown, what = 'hash'): Buffer {
   if (!(hash instanceof Uint8Array) || hash.length !== 32) throw new MailstoreError('INVALID', `${what} must be a 32-byte Buffer, got ${describe(hash)}`);
-  return Buffer.isBuffer(hash) ? hash : Buffer.from(hash);
+  return Buffer.from(hash);
 }
 
 export function checkFunction<F>(value: unknown, what: string): F {

@@ -67,13 +67,17 @@ describe('caller buffers (issue 10 #1)', () => {
     await store.close();
   });
 
-  it('relocateBlobs: bytes mutated after the call are not what gets written', async () => {
+  it('relocateBlobs and fetchBlob: bytes and hashes mutated after the call change nothing', async () => {
     const store = await fresh();
     const body = msg('r', 1000);
     const { hash } = await store.append('INBOX', body);
     const bytes = Buffer.from(body);
     const relocated = store.relocateBlobs([{ hash: Buffer.from(hash, 'hex'), bytes }]);
     bytes.fill(0x58);
+    const hashBuffer = Buffer.from(hash, 'hex');
+    const fetched = store.fetchBlob(hashBuffer);
+    hashBuffer.fill(0); // hashes are the caller's buffers too
+    expect((await fetched).equals(body)).toBe(true);
     expect(await relocated).toBe(1);
     expect((await store.fetch('INBOX', 1)).equals(body)).toBe(true);
     await store.close();
