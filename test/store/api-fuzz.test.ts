@@ -16,7 +16,7 @@ import { hashBytes } from '../../src/hash/blake3.js';
 import { limits } from '../../src/limits.js';
 import { Model, dumpDiff, dumpStore, type ModelMailbox } from '../sim/model.js';
 
-const RUNS = Number(process.env.API_FUZZ_RUNS ?? 12);
+const RUNS = Number(process.env.API_FUZZ_RUNS ?? 15);
 const STEPS = Number(process.env.API_FUZZ_STEPS ?? 25);
 /** The default run is the same every time (so its coverage check below is stable); the long form is random. */
 const SEED = process.env.API_FUZZ_SEED ? Number(process.env.API_FUZZ_SEED) : process.env.API_FUZZ_RUNS ? undefined : 20261201;
@@ -82,6 +82,10 @@ const op = fc.oneof(
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('status' as const), name: names }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('changesSince' as const), name: names, modseq }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('messages' as const), name: names }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('messageInfo' as const), name: names, uid }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('readMessages' as const), name: names, fromUid: fc.option(uid, { nil: undefined }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('mailbox' as const), name: names }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('stats' as const) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('reopen' as const) }) },
 );
 type Op = typeof op extends fc.Arbitrary<infer T> ? T : never;
@@ -247,6 +251,39 @@ class Harness {
           expect(result.highestModseq).toBe(b.highestModseq);
         } } };
       }
+      case 'messageInfo': {
+        const call = () => s.messageInfo(o.name.v, o.uid.v);
+        if (invalid(o.name, o.uid)) return { call, outcome: INVALID };
+        const message = this.box(o.name.v)?.messages.get(o.uid.v as number);
+        if (!message) return { call, outcome: NOT_FOUND };
+        return { call, outcome: { check: (r) => expect(r).toMatchObject({ uid: o.uid.v, hash: message.hash, size: message.size, flags: message.flags, modseq: message.modseq }) } };
+      }
+      case 'readMessages': {
+        const call = async () => {
+          const out = [];
+          for await (const x of this.store.readMessages(o.name.v as string, o.fromUid === undefined ? undefined : { fromUid: o.fromUid.v as number })) out.push(x);
+          return out;
+        };
+        if (invalid(o.name, o.fromUid)) return { call, outcome: INVALID };
+        const b = this.box(o.name.v);
+        if (!b) return { call, outcome: NOT_FOUND };
+        const from = (o.fromUid?.v as number | undefined) ?? 1;
+        return { call, outcome: { check: (r) => {
+          const got = (r as { info: { uid: number; hash: string }; body: Buffer }[]).map((x) => [x.info.uid, x.info.hash, hashBytes(x.body).toString('hex')]);
+          expect(got).toEqual([...b.messages].filter(([u]) => u >= from).sort(([x], [y]) => x - y).map(([u, x]) => [u, x.hash, x.hash]));
+        } } };
+      }
+      case 'mailbox': {
+        const call = () => s.mailbox(o.name.v);
+        if (invalid(o.name)) return { call, outcome: INVALID };
+        const b = this.box(o.name.v);
+        if (!b) return { call, outcome: NOT_FOUND };
+        return { call, outcome: { check: (r) => expect(r).toMatchObject({ name: b.name, id: b.id, uidValidity: b.uidValidity, pastNames: b.pastNames, acl: b.acl }) } };
+      }
+      case 'stats':
+        return { call: () => s.stats(), outcome: { check: (r) => expect(r).toMatchObject({
+          mailboxes: m.boxes.size, messages: [...m.boxes.values()].reduce((sum, b) => sum + b.messages.size, 0),
+        }) } };
       case 'messages': {
         const call = async () => { const out = []; for await (const x of this.store.messages(o.name.v as string)) out.push(x); return out; };
         if (invalid(o.name)) return { call, outcome: INVALID };
@@ -368,9 +405,10 @@ describe('public API against a model', () => {
       const h = new Harness(dir);
       h.store = await Store.open(dir, { create: true });
       try {
-        for (const name of ['INBOX', 'A', 'A/B']) await h.step({ kind: 'create', name: { v: name, ok: true }, owner: undefined });
+        for (const name of ['INBOX', 'A', 'A/B', 'B', 'Caf\u00e9']) await h.step({ kind: 'create', name: { v: name, ok: true }, owner: undefined });
         const seed = (n: number) => ({ bytes: { v: Buffer.from(`seed ${n}`), ok: true, mutate: false, original: Buffer.from(`seed ${n}`) }, flags: { v: undefined, ok: true }, date: { v: 0, ok: true } });
         await h.step({ kind: 'appendBatch', name: { v: 'INBOX', ok: true }, items: [seed(1), seed(2), seed(3)] });
+        await h.step({ kind: 'appendBatch', name: { v: 'A', ok: true }, items: [seed(1), seed(4)] });
         for (const o of ops) {
           await h.step(o);
           await h.verify();
@@ -388,7 +426,7 @@ describe('public API against a model', () => {
     // (checked on the fixed default seed and on longer runs; a short random run may miss one).
     // test/store/api-hostile.test.ts refuses every argument of every method deterministically.
     if (RUNS < 12 || (SEED === undefined && RUNS < 100)) return;
-    for (const kind of ['create', 'rename', 'delete', 'append', 'appendBatch', 'fetch', 'setFlags', 'expunge', 'copy', 'move', 'setAcl', 'getAcl', 'list', 'status', 'changesSince', 'messages']) {
+    for (const kind of ['create', 'rename', 'delete', 'append', 'appendBatch', 'fetch', 'setFlags', 'expunge', 'copy', 'move', 'setAcl', 'getAcl', 'list', 'status', 'changesSince', 'messages', 'messageInfo', 'readMessages', 'mailbox']) {
       expect(outcomes.get(`${kind}:ok`) ?? 0, `${kind} never succeeded`).toBeGreaterThan(0);
     }
     expect([...outcomes].filter(([k]) => k.endsWith(':INVALID')).reduce((sum, [, n]) => sum + n, 0)).toBeGreaterThan(20);
