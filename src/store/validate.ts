@@ -7,10 +7,12 @@ export const SEPARATOR = '/';
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 /**
- * Characters that make a name read as something it is not: bidi embeddings, overrides and isolates
- * (and the invisible marks), and zero-width characters. Refused in every name a person reads.
+ * Characters that make a name read as something it is not: every invisible formatting character
+ * (Unicode Cf: bidi embeddings, overrides, isolates and marks, zero-width spaces and joiners, the
+ * word joiner, BOM, soft hyphen, tags) and the line and paragraph separators. Refused in every
+ * name a person reads, as PRECIS (RFC 8264) does for identifiers.
  */
-const LOOK_ALIKE = /[\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]/;
+const LOOK_ALIKE = /[\p{Cf}\p{Zl}\p{Zp}]/u;
 
 /** A string argument, or INVALID naming what it should have been. */
 export function checkString(value: unknown, what: string): string {
@@ -31,7 +33,7 @@ export function parseMailboxName(name: unknown): string[] {
   const normalized = (name as string).normalize('NFC');
   if (Buffer.byteLength(normalized) > limits.mailboxNameBytesMax) throw bad(`longer than ${limits.mailboxNameBytesMax} bytes`);
   if (CONTROL.test(normalized)) throw bad('contains a control character');
-  if (LOOK_ALIKE.test(normalized)) throw bad('contains a bidi control or zero-width character');
+  if (LOOK_ALIKE.test(normalized)) throw bad('contains an invisible formatting character (bidi control, zero-width, soft hyphen, ...)');
   const components = normalized.split(SEPARATOR);
   checkComponents(components, bad);
   for (const c of components) {
@@ -97,7 +99,7 @@ export function normalizeIdentifier(identifier: unknown): string {
   const normalized = typeof identifier === 'string' ? identifier.normalize('NFC') : undefined;
   if (normalized === undefined || normalized.length === 0 || Buffer.byteLength(normalized) > limits.identifierBytesMax || CONTROL.test(normalized) ||
     LOOK_ALIKE.test(normalized) || /[\ud800-\udfff]/.test(normalized.replace(/[\ud800-\udbff][\udc00-\udfff]/g, ''))) {
-    throw new MailstoreError('INVALID', `invalid ACL identifier ${JSON.stringify(identifier)} (1 to ${limits.identifierBytesMax} bytes; no control, bidi or zero-width characters)`);
+    throw new MailstoreError('INVALID', `invalid ACL identifier ${JSON.stringify(identifier)} (1 to ${limits.identifierBytesMax} bytes; no control or invisible formatting characters)`);
   }
   return normalized;
 }
@@ -230,7 +232,7 @@ export function normalizePattern(pattern: unknown): string | undefined {
   const bad = (why: string) => new MailstoreError('INVALID', `invalid LIST pattern ${JSON.stringify(pattern)}: ${why}`);
   if (Buffer.byteLength(normalized) > limits.mailboxNameBytesMax) throw bad(`longer than ${limits.mailboxNameBytesMax} bytes`);
   if (CONTROL.test(normalized)) throw bad('contains a control character');
-  if (LOOK_ALIKE.test(normalized)) throw bad('contains a bidi control or zero-width character');
+  if (LOOK_ALIKE.test(normalized)) throw bad('contains an invisible formatting character (bidi control, zero-width, soft hyphen, ...)');
   return normalized;
 }
 

@@ -309,7 +309,7 @@ describe('limits hold on the resulting state, names are checked for look-alikes'
 
   it('bidi and zero-width characters are refused in names, keywords and identifiers', async () => {
     const store = await fresh();
-    for (const ch of ['\u202A', '\u202B', '\u202C', '\u202D', '\u202E', '\u2066', '\u2067', '\u2068', '\u2069', '\u200B', '\u200C', '\u200D', '\u2060', '\uFEFF']) {
+    for (const ch of ['\u202A', '\u202B', '\u202C', '\u202D', '\u202E', '\u2066', '\u2067', '\u2068', '\u2069', '\u200B', '\u200C', '\u200D', '\u2060', '\uFEFF', '\u200E', '\u200F', '\u061C', '\u00AD', '\u2028', '\u{E0041}']) {
       await expectCode(store.createMailbox(`Sent${ch}`), 'INVALID');
       await expectCode(store.setAcl('INBOX', `bob${ch}`, 'lr'), 'INVALID');
       await expectCode(store.setFlags('INBOX', 1, { add: [`$x${ch}`] }), 'INVALID');
