@@ -264,7 +264,8 @@ class Harness {
           for await (const x of this.store.readMessages(o.name.v as string, o.fromUid === undefined ? undefined : { fromUid: o.fromUid.v as number })) out.push(x);
           return out;
         };
-        if (invalid(o.name, o.fromUid)) return { call, outcome: INVALID };
+        // An option given as undefined is an option not given: fromUid undefined is fine here.
+        if (invalid(o.name, o.fromUid?.v === undefined ? undefined : o.fromUid)) return { call, outcome: INVALID };
         const b = this.box(o.name.v);
         if (!b) return { call, outcome: NOT_FOUND };
         const from = (o.fromUid?.v as number | undefined) ?? 1;
