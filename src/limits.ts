@@ -20,7 +20,16 @@ export const limits = {
   /** User / ACL identifier names. */
   identifierBytesMax: 255,
   flagBytesMax: 255,
+  /** Flags one message may carry, after every change (not only per request). */
   flagsPerMessageMax: 128,
+  /** Entries in one mailbox's ACL, after every change: the ACL is one index value read on every lookup. */
+  aclEntriesPerMailboxMax: 256,
+  /**
+   * Internal dates accepted, in ms since the epoch: 1970-01-01 through 9999-12-31 UTC. Maildir names
+   * carry epoch seconds and mbox From_ lines a four-digit year, so every stored date can be exported.
+   */
+  internalDateMsMin: 0,
+  internalDateMsMax: 253_402_300_799_999,
   /** Expunges of a mailbox being deleted are journalled in chunks of this many UIDs. */
   deleteChunkMessages: 10_000,
   /** Replay and rebuild write a LevelDB batch once this many keys are pending. */

@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import { limits } from '../limits.js';
 import { Store, type StoreOptions } from '../store/store.js';
+import { normalizeDate, parseDateText } from '../store/validate.js';
 
 export const DEFAULT_STORE_DIR = './mailstore-data';
 
@@ -122,12 +123,15 @@ export function parseFlagList(text: string | undefined): string[] {
   return text.split(/[\s,]+/).filter((flag) => flag.length > 0);
 }
 
-/** `--date`: anything Date.parse reads (ISO 8601, RFC 5322) or seconds since the epoch. */
+/**
+ * `--date`: ISO 8601, RFC 5322 or seconds since the epoch; a real calendar date within the store's
+ * bounds (the library's own reader: Date.parse turned 2024-02-30 into March 1 and -1 into 2001).
+ */
 export function parseDateOption(text: string | undefined): Date | undefined {
   if (text === undefined) return undefined;
-  const ms = /^\d+$/.test(text) ? Number(text) * 1000 : Date.parse(text);
-  if (!Number.isFinite(ms)) throw new MailstoreError('INVALID', `cannot read the date ${JSON.stringify(text)} (use ISO 8601, RFC 5322 or epoch seconds)`);
-  return new Date(ms);
+  const ms = /^\d{1,15}$/.test(text) ? Number(text) * 1000 : parseDateText(text);
+  if (!Number.isFinite(ms)) throw new MailstoreError('INVALID', `cannot read the date ${JSON.stringify(text)} (use ISO 8601, RFC 5322 or epoch seconds; a real calendar date)`);
+  return new Date(normalizeDate(ms));
 }
 
 /** A positive integer option (`--batch-messages 500`). */

@@ -375,7 +375,9 @@ function buildDate(
   const date = new Date(utcMs - zoneOffsetMinutes(zone) * 60_000);
   // Date.UTC rolls Feb 31 into March; a date that rolled is not a date.
   if (new Date(utcMs).getUTCDate() !== d) return undefined;
-  return Number.isNaN(date.getTime()) ? undefined : date;
+  // Outside the store's date range (a 1960 From_ line) is no date either: the message gets "now".
+  const ms = date.getTime();
+  return Number.isNaN(ms) || ms < limits.internalDateMsMin || ms > limits.internalDateMsMax ? undefined : date;
 }
 
 /** asctime has no zone and means UTC; a numeric zone is honoured; named zones other than UTC/GMT are guessed as UTC. */

@@ -11,6 +11,7 @@ import { shadowLevelDb } from '../fs/level-shadow.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { hashBytes, hashHex } from '../hash/blake3.js';
 import { IndexDb } from '../index/index-db.js';
+import { encodeCbor } from '../index/codec.js';
 import { probeIndex } from '../index/probe.js';
 import { keys, decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey } from '../keys/index-keys.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
@@ -24,8 +25,9 @@ import {
   buildIndexAside, compareIndexes, countMessages, installIndex, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveNewestBatch, resolveTail, type Health,
 } from './recovery.js';
 import {
-  ALL_RIGHTS, formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeIdentifier, normalizeRights,
-  normalizeUids, parseMailboxName, patternPrefixComponents,
+  ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkCount, checkFunction, checkHash, checkModseq, checkObject, checkOptions, checkString, checkUid,
+  formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
+  ownCopy, parseMailboxName, patternPrefixComponents,
 } from './validate.js';
 import { Writer, type CommitChain, type Mutation, type PrepareContext } from './writer.js';
 
@@ -341,10 +343,13 @@ export class Store {
 
   async createMailbox(name: string, options: { owner?: string; acl?: Record<string, string> } = {}): Promise<MailboxSummary> {
     const components = parseMailboxName(name);
+    name = formatMailboxName(components);
+    checkOptions(options, ['owner', 'acl'], 'createMailbox option');
     const acl: Record<string, string> = {};
-    for (const [who, rights] of Object.entries(options.acl ?? {})) acl[normalizeIdentifier(who)] = normalizeRights(rights);
+    for (const [who, rights] of Object.entries(options.acl === undefined ? {} : checkObject(options.acl, 'acl'))) acl[normalizeIdentifier(who)] = normalizeRights(rights);
     const owner = options.owner === undefined ? undefined : normalizeIdentifier(options.owner);
     if (owner) acl[owner] = normalizeRights(ALL_RIGHTS);
+    checkAclSize(acl, name);
     return this.submit({
       prepare: async ({ view }) => {
         if (await view.get(keys.name(components))) throw new MailstoreError('EXISTS', `mailbox ${name} already exists`, { path: name });
@@ -373,10 +378,12 @@ export class Store {
         for await (const [key, id] of this.db.entries<Buffer>({ prefix: keys.name(source) })) {
           const name = decodeNameKey(key);
           const renamed = [...target, ...name.slice(source.length)];
+          checkComponents(renamed, (why) => new MailstoreError('INVALID', `renaming ${from} to ${to} would make ${formatMailboxName(renamed)} ${why}`, { path: to }));
           if (await view.get(keys.name(renamed))) throw new MailstoreError('EXISTS', `mailbox ${formatMailboxName(renamed)} already exists`, { path: formatMailboxName(renamed) });
           ops.push({ op: 'mailbox.rename', id: Buffer.from(id), to: renamed });
         }
         if (ops.length === 0) throw new MailstoreError('NOT_FOUND', `no mailbox named ${from} (nor any below it)`, { path: from });
+        checkRecordSize(ops, `renaming ${from}`);
         return { ops, result: { renamed: ops.length } };
       },
     });
@@ -430,18 +437,20 @@ export class Store {
   }
 
   async listMailboxes(options: { user?: string; pattern?: string } = {}): Promise<{ name: string; id: string; rights?: string }[]> {
+    checkOptions(options, ['user', 'pattern'], 'listMailboxes option');
+    const pattern = normalizePattern(options.pattern);
+    const user = options.user === undefined ? undefined : normalizeIdentifier(options.user);
     this.live();
-    const matches = listPatternMatcher(options.pattern);
-    const prefix = patternPrefixComponents(options.pattern);
+    const matches = listPatternMatcher(pattern);
+    const prefix = patternPrefixComponents(pattern);
     const out: { name: string; id: string; rights?: string }[] = [];
-    if (options.user === undefined) {
+    if (user === undefined) {
       for await (const [key, id] of this.db.entries<Buffer>({ prefix: keys.name(prefix) })) {
         const name = formatMailboxName(decodeNameKey(key));
         if (matches(name)) out.push({ name, id: uuidString(Buffer.from(id)) });
       }
       return out;
     }
-    const user = normalizeIdentifier(options.user);
     const seen = new Map<string, { name: string; id: string; rights: string }>();
     for (const who of user === 'anyone' ? ['anyone'] : [user, 'anyone']) {
       for await (const [key, value] of this.db.entries<RightsRecord>({ prefix: keys.rights(who, prefix) })) {
@@ -457,6 +466,7 @@ export class Store {
   }
 
   async mailbox(name: string): Promise<MailboxSummary> {
+    parseMailboxName(name);
     this.live();
     const box = await this.resolveCommitted(name);
     const summary: MailboxSummary = {
@@ -468,6 +478,7 @@ export class Store {
   }
 
   async status(name: string): Promise<MailboxStatus> {
+    parseMailboxName(name);
     this.live();
     const box = await this.resolveCommitted(name);
     return { messages: box.messages, unseen: box.unseen, uidNext: box.uidNext, uidValidity: box.uidValidity, highestModseq: box.highestModseq };
@@ -484,12 +495,14 @@ export class Store {
       prepare: async ({ view }) => {
         const box = await this.resolve(view, components, mailbox);
         if ((box.acl[who] ?? '') === normalized) return { ops: [], result: undefined };
+        if (normalized !== '') checkAclSize({ ...box.acl, [who]: normalized }, mailbox);
         return { ops: [{ op: 'acl.set', id: box.id, identifier: who, rights: normalized } as Op], result: undefined };
       },
     });
   }
 
   async getAcl(mailbox: string): Promise<Record<string, string>> {
+    parseMailboxName(mailbox);
     this.live();
     return { ...(await this.resolveCommitted(mailbox)).acl };
   }
@@ -497,7 +510,8 @@ export class Store {
   // ---- messages --------------------------------------------------------------------------------
 
   async append(mailbox: string, bytes: Uint8Array, options: AppendOptions = {}): Promise<AppendResult> {
-    const [result] = await this.appendBatch(mailbox, [{ bytes, ...options }]);
+    checkOptions(options, ['flags', 'internalDate'], 'append option');
+    const [result] = await this.appendBatch(mailbox, [{ bytes, flags: options.flags, internalDate: options.internalDate }]);
     return result;
   }
 
@@ -508,15 +522,26 @@ export class Store {
    */
   async appendBatch(mailbox: string, items: (AppendOptions & { bytes: Uint8Array })[], options: { meta?: { key: string; value: unknown }; chain?: CommitChain } = {}): Promise<AppendResult[]> {
     const components = parseMailboxName(mailbox);
-    const prepared = items.map((item) => {
-      if (!(item.bytes instanceof Uint8Array)) throw new MailstoreError('INVALID', 'message bytes must be a Buffer or Uint8Array');
-      if (item.bytes.length > this.messageBytesMax) {
-        throw new MailstoreError('TOO_LARGE', `message of ${item.bytes.length} bytes exceeds the limit of ${this.messageBytesMax} bytes`, { path: mailbox });
+    checkOptions(options, ['meta', 'chain'], 'appendBatch option');
+    if (options.meta !== undefined) checkString(checkObject(options.meta, 'meta').key, 'meta key');
+    if (options.chain !== undefined) checkObject(options.chain, 'chain');
+    const prepared = checkArray(items, 'appendBatch items').map((entry) => {
+      const item = checkObject(entry, 'appendBatch item');
+      const given = checkBytes(item.bytes);
+      if (given.length > this.messageBytesMax) {
+        throw new MailstoreError('TOO_LARGE', `message of ${given.length} bytes exceeds the limit of ${this.messageBytesMax} bytes`, { path: mailbox });
       }
-      const bytes = Buffer.isBuffer(item.bytes) ? item.bytes : Buffer.from(item.bytes.buffer, item.bytes.byteOffset, item.bytes.byteLength);
+      // The caller may reuse its buffer as soon as we return: hash and write our own copy.
+      const bytes = ownCopy(given);
       return { bytes, hash: hashBytes(bytes), flags: normalizeFlags(item.flags), date: normalizeDate(item.internalDate) };
     });
-    if (options.meta && typeof options.meta.key !== 'string') throw new MailstoreError('INVALID', 'meta key must be a string');
+    // Checked before any blob is reserved: the largest uid, pack and offset the record could carry.
+    const largest: Op[] = prepared.map((item) => ({
+      op: 'message.add', id: Buffer.alloc(16), uid: 0xffffffff, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags,
+      pack: 0xffffffff, offset: Number.MAX_SAFE_INTEGER, fresh: true,
+    }));
+    if (options.meta) largest.push({ op: 'meta.set', key: `user/${options.meta.key}`, value: options.meta.value });
+    checkRecordSize(largest, `appending ${prepared.length} messages`);
     return this.submit({
       chain: options.chain,
       prepare: async (ctx) => {
@@ -553,14 +578,16 @@ export class Store {
 
   /** A value stored with appendBatch's `meta` option (import cursors). */
   async getMeta<T>(key: string): Promise<T | undefined> {
+    checkString(key, 'meta key');
     this.live();
     return this.db.get<T>(meta.named(`user/${key}`));
   }
 
   async messageInfo(mailbox: string, uid: number): Promise<MessageInfo> {
+    parseMailboxName(mailbox);
+    const checked = checkUid(uid);
     this.live();
     const box = await this.resolveCommitted(mailbox);
-    const [checked] = normalizeUids(uid);
     const record = await this.db.get<MessageRecord>(keys.message(box.id, checked));
     if (!record) throw new MailstoreError('NOT_FOUND', `no message with uid ${uid} in ${mailbox}`, { path: `${mailbox}/${uid}` });
     return toInfo(checked, record);
@@ -568,9 +595,12 @@ export class Store {
 
   /** Every message of a mailbox in uid order (metadata only). */
   async *messages(mailbox: string, options: { fromUid?: number } = {}): AsyncGenerator<MessageInfo> {
+    parseMailboxName(mailbox);
+    checkOptions(options, ['fromUid'], 'messages option');
+    const fromUid = options.fromUid === undefined ? 1 : checkUid(options.fromUid, 'fromUid');
     this.live();
     const box = await this.resolveCommitted(mailbox);
-    const gte = keys.message(box.id, options.fromUid ?? 1);
+    const gte = keys.message(box.id, fromUid);
     for await (const [key, record] of this.db.entries<MessageRecord>({ gte, lt: prefixEnd(keys.messagePrefix(box.id)) })) {
       yield toInfo(decodeMessageKey(key).uid, record);
     }
@@ -590,9 +620,12 @@ export class Store {
    * verification throws, as fetch would, once every message before it was yielded.
    */
   async *readMessages(mailbox: string, options: ReadMessagesOptions = {}): AsyncGenerator<MessageWithBody> {
+    parseMailboxName(mailbox);
+    checkOptions(options, ['fromUid', 'onCorrupt'], 'readMessages option');
+    const fromUid = options.fromUid === undefined ? 1 : checkUid(options.fromUid, 'fromUid');
+    if (options.onCorrupt !== undefined) checkFunction(options.onCorrupt, 'onCorrupt');
     this.live();
     const box = this.committedBox(mailbox);
-    const [fromUid] = normalizeUids(options.fromUid ?? 1);
     const batches = this.db.entryBatches<MessageRecord>({ gte: keys.message(box.id, fromUid), lt: prefixEnd(keys.messagePrefix(box.id)) }, limits.readBatchMessages);
     const readAhead = () => {
       const batch = this.locateBatch(mailbox, batches);
@@ -676,6 +709,7 @@ export class Store {
 
   /** Reads a blob by hash (repair sources, export); verified. */
   async fetchBlob(hash: Buffer): Promise<Buffer> {
+    hash = checkHash(hash);
     this.live();
     const blob = await this.db.get<BlobRecord>(keys.blob(hash));
     if (!blob) throw new MailstoreError('NOT_FOUND', `no blob ${hashHex(hash)}`, { path: hashHex(hash) });
@@ -683,9 +717,10 @@ export class Store {
   }
 
   private async locate(mailbox: string, uid: number): Promise<{ record: MessageRecord; blob: BlobRecord }> {
+    parseMailboxName(mailbox);
+    const checked = checkUid(uid);
     this.live();
     const box = this.committedBox(mailbox);
-    const [checked] = normalizeUids(uid);
     const record = await this.db.get<MessageRecord>(keys.message(box.id, checked));
     if (!record) throw new MailstoreError('NOT_FOUND', `no message with uid ${uid} in ${mailbox}`, { path: `${mailbox}/${uid}` });
     const blob = await this.db.get<BlobRecord>(keys.blob(record.h));
@@ -696,12 +731,12 @@ export class Store {
   async setFlags(mailbox: string, uids: number | number[], change: FlagChange): Promise<{ modseq: number; updated: number[]; modified: number[] }> {
     const components = parseMailboxName(mailbox);
     const list = normalizeUids(uids);
+    checkOptions(checkObject(change, 'flag change'), ['add', 'remove', 'replace', 'unchangedSince'], 'flag change field');
     const add = normalizeFlags(change.add);
     const remove = normalizeFlags(change.remove);
     const replace = change.replace === undefined ? undefined : normalizeFlags(change.replace);
     if (replace && (add.length || remove.length)) throw new MailstoreError('INVALID', 'use either replace or add/remove, not both');
-    const since = change.unchangedSince;
-    if (since !== undefined && (!Number.isSafeInteger(since) || since < 0)) throw new MailstoreError('INVALID', `invalid unchangedSince ${since}`);
+    const since = change.unchangedSince === undefined ? undefined : checkModseq(change.unchangedSince, 'unchangedSince');
     return this.submit({
       prepare: async ({ view, seq }) => {
         const box = await this.resolve(view, components, mailbox);
@@ -712,10 +747,15 @@ export class Store {
           if (!record) continue;
           if (since !== undefined && record.m > since) { modified.push(uid); continue; }
           const next = replace ?? [...new Set([...record.f.filter((f) => !remove.includes(f)), ...add])].sort();
+          if (next.length > limits.flagsPerMessageMax) {
+            throw new MailstoreError('INVALID', `message ${uid} in ${mailbox} would have ${next.length} flags; at most ${limits.flagsPerMessageMax} are kept per message`, { path: `${mailbox}/${uid}` });
+          }
           if (next.length !== record.f.length || next.some((f, i) => f !== record.f[i])) set.push([uid, next]);
         }
         if (set.length === 0) return { ops: [], result: { modseq: box.highestModseq, updated: [], modified } };
-        return { ops: [{ op: 'message.flags', id: box.id, set } as Op], result: { modseq: seq, updated: set.map(([u]) => u), modified } };
+        const ops: Op[] = [{ op: 'message.flags', id: box.id, set }];
+        checkRecordSize(ops, `setting flags on ${set.length} messages`);
+        return { ops, result: { modseq: seq, updated: set.map(([u]) => u), modified } };
       },
     });
   }
@@ -729,7 +769,9 @@ export class Store {
         const present: number[] = [];
         for (const uid of list) if (await view.get(keys.message(box.id, uid))) present.push(uid);
         if (present.length === 0) return { ops: [], result: { expunged: [], modseq: box.highestModseq } };
-        return { ops: [{ op: 'message.expunge', id: box.id, uids: present } as Op], result: { expunged: present, modseq: seq } };
+        const ops: Op[] = [{ op: 'message.expunge', id: box.id, uids: present }];
+        checkRecordSize(ops, `expunging ${present.length} messages`);
+        return { ops, result: { expunged: present, modseq: seq } };
       },
     });
   }
@@ -765,6 +807,7 @@ export class Store {
           mapping.push([srcUid, uid++]);
         }
         if (expungeSource && mapping.length > 0) ops.push({ op: 'message.expunge', id: src.id, uids: mapping.map(([s]) => s) });
+        checkRecordSize(ops, `${expungeSource ? 'moving' : 'copying'} ${mapping.length} messages`);
         return { ops, result: { uidValidity: dst.uidValidity, mapping } };
       },
     });
@@ -772,6 +815,8 @@ export class Store {
 
   /** CONDSTORE/QRESYNC: messages changed and uids expunged after `modseq`. */
   async changesSince(mailbox: string, modseq: number): Promise<{ changed: MessageInfo[]; vanished: number[]; highestModseq: number }> {
+    parseMailboxName(mailbox);
+    checkModseq(modseq);
     this.live();
     const box = await this.resolveCommitted(mailbox);
     const changed: MessageInfo[] = [];
@@ -817,6 +862,7 @@ export class Store {
 
   /** Runs `fn` while no batch commits: a consistent view of the index for cross-checks. */
   async runExclusive<T>(fn: () => Promise<T>): Promise<T> {
+    checkFunction(fn, 'runExclusive argument');
     if (this.readOnly) { // nothing commits in a read-only store: every read is already consistent
       this.live();
       return fn();
@@ -834,10 +880,15 @@ export class Store {
    * Writes verified good copies of damaged blobs (from a replica or a copy) as new pack records and
    * points the index at them. The damaged records stay where they are, unreferenced.
    */
-  async relocateBlobs(items: { hash: Buffer; bytes: Buffer }[]): Promise<number> {
-    for (const item of items) {
-      if (!hashBytes(item.bytes).equals(item.hash)) throw new Error(`assertion failed: relocate of ${hashHex(item.hash)} with bytes of another hash`);
-    }
+  async relocateBlobs(given: { hash: Buffer; bytes: Buffer }[]): Promise<number> {
+    const items = checkArray(given, 'relocateBlobs items').map((entry) => {
+      const item = checkObject(entry, 'relocateBlobs item');
+      const hash = checkHash(item.hash);
+      const bytes = ownCopy(checkBytes(item.bytes)); // hashed and written as it is now, whatever the caller does next
+      if (!hashBytes(bytes).equals(hash)) throw new MailstoreError('INVALID', `relocate of ${hashHex(hash)} with bytes of another hash`, { path: hashHex(hash) });
+      return { hash, bytes };
+    });
+    checkRecordSize(items.map((item) => ({ op: 'blob.relocate', hash: item.hash, pack: 0xffffffff, offset: Number.MAX_SAFE_INTEGER, size: item.bytes.length })), `relocating ${items.length} blobs`);
     return this.submit({
       prepare: async ({ view, packs }) => {
         const ops: Op[] = [];
@@ -855,13 +906,21 @@ export class Store {
    * Files blobs that are already in the packs (found by a pack scan) as messages of `mailbox`,
    * without rewriting their bytes: reconstruct --from-packs uses it for lost+found.
    */
-  async adoptBlobs(mailbox: string, items: { hash: Buffer; size: number; date: number; pack: number; offset: number }[]): Promise<number> {
+  async adoptBlobs(mailbox: string, given: { hash: Buffer; size: number; date: number; pack: number; offset: number }[]): Promise<number> {
     const components = parseMailboxName(mailbox);
+    const items = checkArray(given, 'adoptBlobs items').map((entry) => {
+      const item = checkObject(entry, 'adoptBlobs item');
+      return {
+        hash: checkHash(item.hash), size: checkCount(item.size, 'size'), date: adoptedDate(item.date),
+        pack: checkCount(item.pack, 'pack'), offset: checkCount(item.offset, 'offset'),
+      };
+    });
     return this.submit({
       prepare: async ({ view }) => {
         const box = await this.resolve(view, components, mailbox);
         let uid = box.uidNext;
         const ops: Op[] = items.map((item) => ({ op: 'message.add', id: box.id, uid: uid++, hash: item.hash, size: item.size, date: item.date, flags: [], pack: item.pack, offset: item.offset }));
+        checkRecordSize(ops, `adopting ${ops.length} blobs`);
         return { ops, result: ops.length };
       },
     });
@@ -877,6 +936,10 @@ export class Store {
     /** Called with the comparison before the swap; throwing aborts it (sanity gates). */
     guard?: (result: { differences: number; records: number; messagesBefore: number; messagesAfter: number }) => void;
   } = {}): Promise<{ differences: number; records: number; messagesBefore: number; messagesAfter: number }> {
+    checkOptions(options, ['check', 'onDifference', 'guard'], 'reconstructIndex option');
+    if (options.check !== undefined && typeof options.check !== 'boolean') throw new MailstoreError('INVALID', 'reconstructIndex check must be a boolean');
+    if (options.onDifference !== undefined) checkFunction(options.onDifference, 'onDifference');
+    if (options.guard !== undefined) checkFunction(options.guard, 'guard');
     this.writable(); // it builds index.rebuild/ in the store, even with `check`
     return this.runExclusive(async () => {
       const built = await buildIndexAside(this.fs, this.root, this.journal, this.storeId, this.health);
@@ -953,6 +1016,37 @@ export class Store {
   forgetMailboxes(): void {
     this.cacheGeneration++;
     this.mailboxCache.clear();
+  }
+}
+
+/**
+ * A found message's date comes from its Date: header, which may say anything: one outside the
+ * store's range is filed as unknown (the epoch, as an unreadable header is) rather than refused,
+ * since refusing would leave the message out of lost+found.
+ */
+function adoptedDate(date: unknown): number {
+  if (typeof date !== 'number' || !Number.isFinite(date)) throw new MailstoreError('INVALID', `adoptBlobs date must be a number of ms, got ${String(date)}`);
+  const ms = Math.trunc(date);
+  return ms < limits.internalDateMsMin || ms > limits.internalDateMsMax ? limits.internalDateMsMin : ms;
+}
+
+/**
+ * One call is one journal record, and open reads a record above limits.journalRecordBytesMax as
+ * damage: a call that would write one (a copy of 100,000 messages, many long keywords) is refused
+ * before anything is written, and the caller splits it.
+ */
+function checkRecordSize(ops: Op[], doing: string): void {
+  const bytes = encodeCbor({ ops, end: true }).length;
+  if (bytes > limits.journalRecordBytesMax) {
+    throw new MailstoreError('INVALID', `${doing} would make one journal record of ${bytes} bytes (at most ${limits.journalRecordBytesMax}); split it into smaller calls`);
+  }
+}
+
+/** The ACL a change would leave must stay within limits.aclEntriesPerMailboxMax entries. */
+function checkAclSize(acl: Record<string, string>, mailbox: string): void {
+  const entries = Object.values(acl).filter((rights) => rights !== '').length;
+  if (entries > limits.aclEntriesPerMailboxMax) {
+    throw new MailstoreError('INVALID', `the ACL of ${mailbox} would have ${entries} entries; at most ${limits.aclEntriesPerMailboxMax} are kept per mailbox`, { path: mailbox });
   }
 }
 

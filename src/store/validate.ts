@@ -6,24 +6,51 @@ export const SEPARATOR = '/';
 
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
-/** A mailbox name as its hierarchy components; strict: no empty components, no control characters. */
+/**
+ * Characters that make a name read as something it is not: every invisible formatting character
+ * (Unicode Cf: bidi embeddings, overrides, isolates and marks, zero-width spaces and joiners, the
+ * word joiner, BOM, soft hyphen, tags) and the line and paragraph separators. Refused in every
+ * name a person reads, as PRECIS (RFC 8264) does for identifiers.
+ */
+const LOOK_ALIKE = /[\p{Cf}\p{Zl}\p{Zp}]/u;
+
+/** A string argument, or INVALID naming what it should have been. */
+export function checkString(value: unknown, what: string): string {
+  if (typeof value !== 'string') throw new MailstoreError('INVALID', `${what} must be a string, got ${describe(value)}`);
+  return value;
+}
+
+/**
+ * A mailbox name as its hierarchy components, in Unicode NFC (create, lookup, rename and list all
+ * normalise the same way, so one name never stands for two mailboxes). Strict: no empty components,
+ * no control characters, no bidi or zero-width characters.
+ */
 export function parseMailboxName(name: unknown): string[] {
-  if (typeof name !== 'string') throw new MailstoreError('INVALID', `mailbox name must be a string, got ${typeof name}`);
-  const bad = (why: string) => new MailstoreError('INVALID', `invalid mailbox name ${JSON.stringify(name)}: ${why}`, { path: name });
-  if (name.length === 0) throw bad('empty');
-  if (Buffer.byteLength(name) > limits.mailboxNameBytesMax) throw bad(`longer than ${limits.mailboxNameBytesMax} bytes`);
-  if (CONTROL.test(name)) throw bad('contains a control character');
-  if (name.normalize('NFC') !== name) throw bad('not in Unicode NFC form');
-  if (/[\ud800-\udfff]/.test(name.replace(/[\ud800-\udbff][\udc00-\udfff]/g, ''))) throw bad('contains an unpaired surrogate');
-  const components = name.split(SEPARATOR);
+  checkString(name, 'mailbox name');
+  const bad = (why: string) => new MailstoreError('INVALID', `invalid mailbox name ${JSON.stringify(name)}: ${why}`, { path: name as string });
+  if ((name as string).length === 0) throw bad('empty');
+  if (/[\ud800-\udfff]/.test((name as string).replace(/[\ud800-\udbff][\udc00-\udfff]/g, ''))) throw bad('contains an unpaired surrogate');
+  const normalized = (name as string).normalize('NFC');
+  if (Buffer.byteLength(normalized) > limits.mailboxNameBytesMax) throw bad(`longer than ${limits.mailboxNameBytesMax} bytes`);
+  if (CONTROL.test(normalized)) throw bad('contains a control character');
+  if (LOOK_ALIKE.test(normalized)) throw bad('contains an invisible formatting character (bidi control, zero-width, soft hyphen, ...)');
+  const components = normalized.split(SEPARATOR);
+  checkComponents(components, bad);
+  for (const c of components) {
+    if (c.includes('*') || c.includes('%')) throw bad('"*" and "%" are LIST wildcards');
+  }
+  return components;
+}
+
+/** Name-wide bounds, checked again on every name a rename produces. */
+export function checkComponents(components: readonly string[], bad: (why: string) => MailstoreError): void {
   if (components.length > limits.mailboxNameDepthMax) throw bad(`deeper than ${limits.mailboxNameDepthMax} levels`);
+  if (Buffer.byteLength(components.join(SEPARATOR)) > limits.mailboxNameBytesMax) throw bad(`longer than ${limits.mailboxNameBytesMax} bytes`);
   for (const c of components) {
     if (c.length === 0) throw bad('has an empty component (leading, trailing or doubled "/")');
     if (Buffer.byteLength(c) > limits.mailboxNameComponentBytesMax) throw bad(`a component is longer than ${limits.mailboxNameComponentBytesMax} bytes`);
     if (c === '.' || c === '..') throw bad('"." and ".." are not mailbox names');
-    if (c.includes('*') || c.includes('%')) throw bad('"*" and "%" are LIST wildcards');
   }
-  return components;
 }
 
 export function formatMailboxName(components: readonly string[]): string {
@@ -48,6 +75,7 @@ export function normalizeFlags(flags: unknown): string[] {
       if (!system) throw new MailstoreError('INVALID', `unknown system flag ${flag} (allowed: ${SYSTEM_FLAGS.join(' ')})`);
       out.add(system);
     } else {
+      // An atom is printable ASCII, so no bidi or zero-width character can hide in a keyword.
       if (ATOM_SPECIALS.test(flag) || /[^\x21-\x7e]/.test(flag)) throw new MailstoreError('INVALID', `invalid keyword ${JSON.stringify(flag)}: must be an IMAP atom`);
       out.add(flag);
     }
@@ -66,35 +94,192 @@ export function normalizeRights(rights: unknown): string {
   return [...new Set(rights)].sort().join('');
 }
 
+/** An ACL identifier (user or group name): NFC, like mailbox names, so one person is one identifier. */
 export function normalizeIdentifier(identifier: unknown): string {
-  if (typeof identifier !== 'string' || identifier.length === 0 || Buffer.byteLength(identifier) > limits.identifierBytesMax || CONTROL.test(identifier)) {
-    throw new MailstoreError('INVALID', `invalid ACL identifier ${JSON.stringify(identifier)}`);
+  const normalized = typeof identifier === 'string' ? identifier.normalize('NFC') : undefined;
+  if (normalized === undefined || normalized.length === 0 || Buffer.byteLength(normalized) > limits.identifierBytesMax || CONTROL.test(normalized) ||
+    LOOK_ALIKE.test(normalized) || /[\ud800-\udfff]/.test(normalized.replace(/[\ud800-\udbff][\udc00-\udfff]/g, ''))) {
+    throw new MailstoreError('INVALID', `invalid ACL identifier ${JSON.stringify(identifier)} (1 to ${limits.identifierBytesMax} bytes; no control or invisible formatting characters)`);
   }
-  return identifier;
+  return normalized;
 }
 
+/** A uid list: one uid or an array of them; returned sorted and unique. */
 export function normalizeUids(uids: unknown): number[] {
   const list = typeof uids === 'number' ? [uids] : uids;
-  if (!Array.isArray(list)) throw new MailstoreError('INVALID', 'uids must be a number or an array of numbers');
-  for (const uid of list) {
-    if (!Number.isInteger(uid) || uid < 1 || uid > 0xffffffff) throw new MailstoreError('INVALID', `invalid uid ${JSON.stringify(uid)}`);
-  }
+  if (!Array.isArray(list)) throw new MailstoreError('INVALID', `uids must be a number or an array of numbers, got ${describe(uids)}`);
+  for (const uid of list) checkUid(uid);
   return [...new Set(list as number[])].sort((a, b) => a - b);
 }
 
-export function normalizeDate(date: unknown): number {
-  if (date === undefined) return Date.now();
-  const ms = date instanceof Date ? date.getTime() : typeof date === 'number' ? date : typeof date === 'string' ? Date.parse(date) : NaN;
-  if (!Number.isFinite(ms)) throw new MailstoreError('INVALID', `invalid internal date ${JSON.stringify(date)}`);
-  return Math.trunc(ms);
+/** One uid (IMAP: 1 .. 2^32-1); an array is not one uid. */
+export function checkUid(uid: unknown, what = 'uid'): number {
+  if (typeof uid !== 'number' || !Number.isInteger(uid) || uid < 1 || uid > 0xffffffff) {
+    throw new MailstoreError('INVALID', `invalid ${what} ${describe(uid)}: must be an integer from 1 to ${0xffffffff}`);
+  }
+  return uid;
 }
 
-/** IMAP LIST pattern: `*` matches anything, `%` anything but the separator. */
-export function listPatternMatcher(pattern: string | undefined): (name: string) => boolean {
-  if (pattern === undefined || pattern === '*') return () => true;
-  const re = new RegExp('^' + pattern.split('').map((ch) =>
-    ch === '*' ? '.*' : ch === '%' ? '[^/]*' : ch.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('') + '$', 's');
-  return (name) => re.test(name);
+/** A modseq (CONDSTORE): a non-negative safe integer. */
+export function checkModseq(modseq: unknown, what = 'modseq'): number {
+  if (typeof modseq !== 'number' || !Number.isSafeInteger(modseq) || modseq < 0) {
+    throw new MailstoreError('INVALID', `invalid ${what} ${describe(modseq)}: must be a non-negative integer`);
+  }
+  return modseq;
+}
+
+/** A non-negative safe integer (sizes, offsets, pack numbers of maintenance calls). */
+export function checkCount(value: unknown, what: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw new MailstoreError('INVALID', `${what} must be a non-negative integer, got ${describe(value)}`);
+  return value;
+}
+
+/** Message bytes: a Buffer or Uint8Array (not a string, ArrayBuffer or DataView). */
+export function checkBytes(bytes: unknown, what = 'message bytes'): Uint8Array {
+  if (!(bytes instanceof Uint8Array)) throw new MailstoreError('INVALID', `${what} must be a Buffer or Uint8Array, got ${describe(bytes)}`);
+  return bytes;
+}
+
+/** A BLAKE3-256 hash given as a Buffer of 32 bytes; a copy, since the caller may reuse its buffer. */
+export function checkHash(hash: unknown, what = 'hash'): Buffer {
+  if (!(hash instanceof Uint8Array) || hash.length !== 32) throw new MailstoreError('INVALID', `${what} must be a 32-byte Buffer, got ${describe(hash)}`);
+  return Buffer.from(hash);
+}
+
+export function checkFunction<F>(value: unknown, what: string): F {
+  if (typeof value !== 'function') throw new MailstoreError('INVALID', `${what} must be a function, got ${describe(value)}`);
+  return value as F;
+}
+
+export function checkArray(value: unknown, what: string): unknown[] {
+  if (!Array.isArray(value)) throw new MailstoreError('INVALID', `${what} must be an array, got ${describe(value)}`);
+  return value;
+}
+
+/** An object argument (not null, not an array). */
+export function checkObject(value: unknown, what: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new MailstoreError('INVALID', `${what} must be an object, got ${describe(value)}`);
+  return value as Record<string, unknown>;
+}
+
+/**
+ * An options object: undefined means none; any key not in `allowed` is refused, so a misspelt
+ * option is an error rather than silently ignored.
+ */
+export function checkOptions(value: unknown, allowed: readonly string[], what: string): Record<string, unknown> {
+  if (value === undefined) return {};
+  const options = checkObject(value, what);
+  for (const key of Object.keys(options)) {
+    if (!allowed.includes(key) && options[key] !== undefined) throw new MailstoreError('INVALID', `unknown ${what} ${JSON.stringify(key)} (known: ${allowed.join(', ')})`);
+  }
+  return options;
+}
+
+/** A copy the caller cannot change after the call: what is hashed is what is written. */
+export function ownCopy(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes);
+}
+
+function describe(value: unknown): string {
+  if (Array.isArray(value)) return 'an array';
+  if (value === null) return 'null';
+  if (typeof value === 'number') return String(value);
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
+  if (value instanceof Uint8Array) return `${value.length} bytes`;
+  return typeof value === 'object' ? (value.constructor?.name ?? 'object') : typeof value;
+}
+
+/** An internal date as ms since the epoch, within limits.internalDateMs{Min,Max}; undefined is now. */
+export function normalizeDate(date: unknown): number {
+  if (date === undefined) return Date.now();
+  const ms = date instanceof Date ? date.getTime() : typeof date === 'number' ? date : typeof date === 'string' ? parseDateText(date) : NaN;
+  if (!Number.isInteger(ms) || ms < limits.internalDateMsMin || ms > limits.internalDateMsMax) {
+    const shown = date instanceof Date ? String(date) : describe(date);
+    throw new MailstoreError('INVALID', `invalid internal date ${shown}: must be a real calendar date from 1970-01-01 to 9999-12-31 UTC (ms since the epoch, a Date, ISO 8601 or RFC 5322)`);
+  }
+  return ms;
+}
+
+const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(?:Z|[+-](\d{2}):?(\d{2}))?)?$/i;
+const RFC5322_DATE = /^(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),\s*)?(\d{1,2})\s+(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\s+(\d{4})\s+(\d{2}):(\d{2})(?::(\d{2}))?(?:\s+(?:[+-](\d{2})(\d{2})|UT|GMT|Z|[ECMP][SD]T))?$/i;
+const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
+
+/**
+ * ISO 8601 or RFC 5322 date text, as ms since the epoch, or NaN. Date.parse alone rolls impossible
+ * dates over (2024-02-30 became March 1) and reads "-1" as 2001: each field is checked first.
+ */
+export function parseDateText(text: string): number {
+  const iso = ISO_DATE.exec(text.trim());
+  const rfc = iso ? undefined : RFC5322_DATE.exec(text.trim());
+  if (!iso && !rfc) return NaN;
+  const [year, month, day, hour, minute, second, offsetHours, offsetMinutes] = iso
+    ? [iso[1], iso[2], iso[3], iso[4], iso[5], iso[6], iso[7], iso[8]].map((f) => Number(f ?? 0))
+    : [rfc![3], String(MONTHS.indexOf(rfc![2].toLowerCase()) + 1), rfc![1], rfc![4], rfc![5], rfc![6], rfc![7], rfc![8]].map((f) => Number(f ?? 0));
+  if (month < 1 || month > 12 || day < 1 || day > daysIn(year, month) || hour > 23 || minute > 59 || second > 59 || offsetHours > 23 || offsetMinutes > 59) return NaN;
+  return Date.parse(text.trim());
+}
+
+function daysIn(year: number, month: number): number {
+  const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+  return [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1];
+}
+
+/** A LIST pattern, checked like a mailbox name (wildcards allowed) and NFC-normalised the same way. */
+export function normalizePattern(pattern: unknown): string | undefined {
+  if (pattern === undefined) return undefined;
+  checkString(pattern, 'LIST pattern');
+  const normalized = (pattern as string).normalize('NFC');
+  const bad = (why: string) => new MailstoreError('INVALID', `invalid LIST pattern ${JSON.stringify(pattern)}: ${why}`);
+  if (Buffer.byteLength(normalized) > limits.mailboxNameBytesMax) throw bad(`longer than ${limits.mailboxNameBytesMax} bytes`);
+  if (CONTROL.test(normalized)) throw bad('contains a control character');
+  if (LOOK_ALIKE.test(normalized)) throw bad('contains an invisible formatting character (bidi control, zero-width, soft hyphen, ...)');
+  return normalized;
+}
+
+/** Counts the matcher's work, so a test can show it stays within name length × pattern length. */
+export interface MatchSteps {
+  steps: number;
+}
+
+/**
+ * IMAP LIST pattern: `*` matches anything, `%` anything but the separator. Runs the pattern as an
+ * NFA, every state at once, so a name costs at most (name length) × (pattern length) steps
+ * whatever the pattern: a backtracking regex took 23 s for '*a*a*a*a*a*c' on 200 'a's.
+ */
+export function listPatternMatcher(pattern: string | undefined, counter?: MatchSteps): (name: string) => boolean {
+  if (pattern === undefined) return () => true;
+  const tokens = pattern.replace(/\*+/g, '*'); // '**' matches what '*' does
+  if (tokens === '*') return () => true;
+  const width = tokens.length;
+  const wildcard = (i: number) => tokens[i] === '*' || tokens[i] === '%';
+  // A wildcard may match nothing: reaching its state also reaches the next one.
+  const close = (states: Uint8Array) => {
+    for (let i = 0; i < width; i++) if (states[i] && wildcard(i)) states[i + 1] = 1;
+  };
+  return (name) => {
+    let states = new Uint8Array(width + 1);
+    let next = new Uint8Array(width + 1);
+    states[0] = 1;
+    close(states);
+    for (let n = 0; n < name.length; n++) {
+      const ch = name[n];
+      next.fill(0);
+      let alive = false;
+      for (let i = 0; i < width; i++) {
+        if (counter) counter.steps++;
+        if (!states[i]) continue;
+        const token = tokens[i];
+        if (token === '*' || (token === '%' && ch !== SEPARATOR)) next[i] = 1;
+        else if (token === ch) next[i + 1] = 1;
+        else continue;
+        alive = true;
+      }
+      if (!alive) return false;
+      close(next);
+      [states, next] = [next, states];
+    }
+    return states[width] === 1;
+  };
 }
 
 /** The literal prefix of a pattern (before its first wildcard), as whole components where possible. */

@@ -9,7 +9,7 @@ export function register(program: Command): void {
     .command('append <mailbox> [file]')
     .description('append one message from FILE, or from stdin when FILE is "-" or absent; prints its uid once durable')
     .option('--flags <flags>', 'flags, comma or space separated, e.g. "\\Seen,\\Flagged,$Label1"')
-    .option('--date <date>', 'internal date (ISO 8601, RFC 5322 or epoch seconds); default now')
+    .option('--date <date>', 'internal date: ISO 8601 (2024-02-29T10:00:00Z), RFC 5322 or epoch seconds; a real calendar date from 1970 to 9999 (else exit 5); default now')
     .option('--json', 'print {uid, uidValidity, hash, size, deduplicated} as JSON')
     .action(async (mailbox: string, file: string | undefined, options: { flags?: string; date?: string }, command: Command) => {
       const flags = parseFlagList(options.flags);

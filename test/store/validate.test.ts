@@ -1,0 +1,54 @@
+// The argument checks behind the public API: the LIST pattern matcher (linear in the name whatever
+// the pattern) and the strict date reader.
+import { describe, expect, it } from 'vitest';
+import { listPatternMatcher, parseDateText, normalizeDate, type MatchSteps } from '../../src/store/validate.js';
+import { limits } from '../../src/limits.js';
+
+describe('LIST pattern matcher', () => {
+  const table: [string, string, boolean][] = [
+    ['*', 'a/b/c', true], ['%', 'a', true], ['%', 'a/b', false], ['%', '', true],
+    ['INBOX', 'INBOX', true], ['INBOX', 'INBOX2', false], ['INBOX', 'INBO', false], ['inbox', 'INBOX', false],
+    ['a/%', 'a/b', true], ['a/%', 'a/b/c', false], ['a/*', 'a/b/c', true], ['a/*', 'a', false], ['a*', 'a', true],
+    ['%/%', 'a/b', true], ['%/%', 'a/b/c', false], ['*/c', 'a/b/c', true], ['%/c', 'a/b/c', false],
+    ['a%c', 'abc', true], ['a%c', 'a/c', false], ['a*c', 'a/c', true], ['a*c', 'a/cd', false],
+    ['**', 'x/y', true], ['%*', 'x/y', true], ['*%', 'x/y', true], ['%%', 'x/y', false],
+    ['a.b', 'aXb', false], ['a.b', 'a.b', true], ['(a)+', '(a)+', true], ['[ab]', 'a', false], ['$^', '$^', true],
+    ['Caf\u00e9/%', 'Caf\u00e9/x', true], ['\u{1F600}%', '\u{1F600}x', true], ['%', '\u{1F600}', true],
+    ['*a*a*a*a*a*c', 'a'.repeat(200), false], ['*a*a*a*a*a*a', 'a'.repeat(200), true], ['%a%a%a%a%a%c', 'a'.repeat(200), false],
+  ];
+
+  it.each(table)('%j against %j is %s', (pattern, name, expected) => {
+    expect(listPatternMatcher(pattern)(name)).toBe(expected);
+  });
+
+  it('does at most name length × pattern length steps, even for the patterns that made a regex backtrack for minutes', () => {
+    const name = 'a'.repeat(200);
+    for (const pattern of ['*a*a*a*a*a*c', '*a*a*a*a*a*a*a*a*a*a*a*a*c', '%a%a%a%a%a%a%a%c', `${'*a'.repeat(100)}c`]) {
+      const counter: MatchSteps = { steps: 0 };
+      expect(listPatternMatcher(pattern, counter)(name)).toBe(false);
+      expect(counter.steps).toBeGreaterThan(0);
+      expect(counter.steps).toBeLessThanOrEqual(name.length * pattern.length);
+    }
+  });
+});
+
+describe('dates', () => {
+  it('reads ISO 8601 and RFC 5322 and refuses impossible calendar dates instead of rolling them over', () => {
+    expect(parseDateText('2024-02-29')).toBe(Date.UTC(2024, 1, 29));
+    expect(parseDateText('2024-02-29T23:59:59.5Z')).toBe(Date.UTC(2024, 1, 29, 23, 59, 59, 500));
+    expect(parseDateText('2024-02-29T10:00:00+02:00')).toBe(Date.UTC(2024, 1, 29, 8));
+    expect(parseDateText('Thu, 29 Feb 2024 10:00:00 -0100')).toBe(Date.UTC(2024, 1, 29, 11));
+    expect(parseDateText('29 Feb 2024 10:00 GMT')).toBe(Date.UTC(2024, 1, 29, 10));
+    for (const bad of ['2024-02-30', '2023-02-29', '2024-04-31', '2024-00-10', '2024-13-01', '2024-01-00', '2024-01-01T24:00:00Z', '2024-01-01T10:60:00Z',
+      '2024-01-01T10:00:60Z', '2024-01-01T10:00:00+25:00', '31 Apr 2024 10:00:00 +0000', '30 Feb 2024 10:00:00 +0000', '-1', '1', '2024', 'tomorrow', '', '2024-1-1']) {
+      expect(parseDateText(bad), bad).toBeNaN();
+    }
+  });
+
+  it('keeps internal dates between the named bounds', () => {
+    expect(normalizeDate(limits.internalDateMsMin)).toBe(0);
+    expect(normalizeDate('9999-12-31T23:59:59.999Z')).toBe(limits.internalDateMsMax);
+    expect(() => normalizeDate('1969-12-31T23:59:59Z')).toThrow(/1970-01-01 to 9999-12-31/);
+    expect(() => normalizeDate(limits.internalDateMsMax + 1)).toThrow(/invalid internal date/);
+  });
+});
