@@ -1,8 +1,11 @@
 // Group commit (DESIGN.md, "Commit protocol"): concurrent mutations are gathered into one batch
 // that shares one pack fdatasync and one journal fdatasync. Order inside a batch:
 //   1. prepare each mutation against the index view (validate; assign seq, UIDs, blob locations)
-//   2. write + fdatasync new blob bodies          (a blob is durable before anything refers to it)
-//   3. write + fdatasync the journal records      (the commit point)
+//   2. write new blob bodies
+//   3. write the journal records, then fdatasync packs and journal at once: the batch is committed
+//      (the commit point) when both syncs have succeeded. A blob is durable before any caller
+//      learns of a record referring to it, not before the journal is; open cuts a newest batch
+//      whose blobs did not survive a crash between the syncs (it was never acknowledged)
 //   4. hand the index changes to LevelDB as one batch, sync:false (derived; replay repairs its
 //      loss); readers see them at once, the write lands while the next batch runs
 //   5. resolve every caller
