@@ -47,7 +47,7 @@ async function replayInto(journal: Journal, view: IndexView, afterSeq: number, h
   let records = 0;
   const problem = (message: string) => {
     health.degraded = true;
-    if (health.findings.length < 1000) health.findings.push(message);
+    if (health.findings.length < limits.healthFindingsMax) health.findings.push(message);
   };
   const onDamage = (damage: JournalDamage) => {
     if (damage.where === 'tail') return; // decided by resolveTail before replay
