@@ -7,7 +7,6 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { ensureDir, writeFileDurable } from '../fs/durable.js';
 import { keys } from '../keys/index-keys.js';
-import { limits } from '../limits.js';
 import { LAYOUT, verifyIdentity } from '../store/identity.js';
 import { moveAside } from '../store/recovery.js';
 import { Store } from '../store/store.js';

@@ -18,14 +18,9 @@ export const meta = {
 /** A problem found while applying (only possible in a degraded replay after journal damage). */
 export type ApplyProblem = (message: string) => void;
 
-export async function applyOps(view: IndexView, seq: number, ops: Op[], problem: ApplyProblem): Promise<void> {
-  applyOpsNow(view, seq, ops, problem);
-}
-
 /**
- * The same, synchronously: every read is a point read (the view's pending sets, then LevelDB's
- * getSync), so nothing waits; replay calls this directly and spares a rebuild the promises and
- * async frames of several awaits a message.
+ * Synchronous: every read is a point read (the view's pending sets, then LevelDB's getSync), so
+ * nothing waits, and a rebuild is spared the promises and async frames of several awaits a message.
  */
 export function applyOpsNow(view: IndexView, seq: number, ops: Op[], problem: ApplyProblem): void {
   for (const op of ops) applyOp(view, seq, op, problem);

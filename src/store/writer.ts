@@ -15,7 +15,7 @@ import { encodeCbor } from '../index/codec.js';
 import type { PackBatch, PackStore } from '../blob/pack-store.js';
 import type { Journal, JournalRecord } from '../journal/journal.js';
 import { limits } from '../limits.js';
-import { applyOps, meta } from './apply.js';
+import { applyOpsNow, meta } from './apply.js';
 import type { JournalPayload, Op } from './records.js';
 
 /** MAILSTORE_TRACE=1 prints the time of each commit phase to stderr (for profiling). */
@@ -164,7 +164,7 @@ export class Writer {
       try {
         const { ops, result } = await pending.mutation.prepare({ view, seq, packs: packBatch });
         if (ops.length > 0) {
-          await applyOps(view, seq, ops, (problem) => { throw new Error(`assertion failed: live apply: ${problem}`); });
+          applyOpsNow(view, seq, ops, (problem) => { throw new Error(`assertion failed: live apply: ${problem}`); });
           opsBySeq.push(ops);
           seq++;
         }
