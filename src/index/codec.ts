@@ -1,5 +1,5 @@
 // Index values and journal payloads are CBOR. Index values also carry a CRC32 in front, because
-// LevelDB returns a flipped byte inside an .ldb as a wrong value without any error (FAULTLAB.md).
+// LevelDB returns a flipped byte inside an .ldb as a wrong value without any error (docs/FAULTS.md).
 import { Encoder } from 'cbor-x';
 import { crc32 } from 'node:zlib';
 import { MailstoreError } from '../errors.js';
