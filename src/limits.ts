@@ -76,6 +76,12 @@ export const limits = {
   refcountPartitionBlobs: 500_000,
   /** scrub --max-rate sleeps only once it is at least this far ahead of the rate (a shorter timer costs more than it saves). */
   throttleSleepMsMin: 5,
+  /** scrub --repair writes the blobs it found in its sources this many at a time (one batch each). */
+  repairRelocateBlobs: 256,
+  /** reconstruct --from-packs adopts unreferenced blobs into lost+found this many at a time (one batch each). */
+  lostFoundAdoptBlobs: 1000,
+  /** ...and sorts them by the Date header found in this much of each message's start. */
+  dateHeaderScanBytes: 64 * 1024,
   /** Scrub hashes on worker threads when it has at least this much to read (a worker costs ~30 ms to start). */
   scrubPoolBytesMin: 64 * 1024 * 1024,
   /** Chunks read ahead while workers hash earlier ones (each holds scanChunkBytes). */
