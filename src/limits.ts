@@ -86,6 +86,10 @@ export const limits = {
   scrubPoolBytesMin: 64 * 1024 * 1024,
   /** Chunks read ahead while workers hash earlier ones (each holds scanChunkBytes). */
   scanChunksInFlight: 4,
+  /** Most hash worker threads scrub --threads accepts. */
+  hashThreadsMax: 64,
+  /** A progress line on a terminal is redrawn at most this often. */
+  progressRedrawMs: 200,
 } as const;
 
 export const importLimits = {

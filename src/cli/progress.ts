@@ -1,8 +1,6 @@
 // A one-line progress meter for long work (import, export): count, bytes, rate and ETA on stderr,
 // redrawn in place. Only on a TTY: logs and pipes stay clean.
-
-/** Redraw at most this often. */
-const REDRAW_INTERVAL_MS = 200;
+import { limits } from '../limits.js';
 
 export interface ProgressTotals {
   messages?: number;
@@ -31,7 +29,7 @@ export function createProgress(label: string, totals: ProgressTotals = {}, strea
 
   const draw = (force: boolean) => {
     const now = Date.now();
-    if (!force && now - lastDrawMs < REDRAW_INTERVAL_MS) return;
+    if (!force && now - lastDrawMs < limits.progressRedrawMs) return;
     lastDrawMs = now;
     const seconds = Math.max((now - started) / 1000, 0.001);
     const done = fraction ?? (totals.bytes ? bytes / totals.bytes : totals.messages ? messages / totals.messages : undefined);

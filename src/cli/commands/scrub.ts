@@ -7,6 +7,7 @@ import { describeFinding, isDamage, type Finding } from '../../scrub/findings.js
 import { repair } from '../../scrub/repair.js';
 import { scrub, type ScrubReport } from '../../scrub/scrub.js';
 import { EXIT } from '../exit-codes.js';
+import { limits } from '../../limits.js';
 import { createProgress, formatBytes } from '../progress.js';
 import { printJson, printLine, wantsJson, withStore } from '../context.js';
 
@@ -27,7 +28,7 @@ function parseRate(text: string): number {
 }
 
 function parseThreads(text: string): number {
-  if (!/^[0-9]+$/.test(text) || Number(text) > 64) throw new MailstoreError('INVALID', `--threads takes 0..64 worker threads; got ${JSON.stringify(text)}`);
+  if (!/^[0-9]+$/.test(text) || Number(text) > limits.hashThreadsMax) throw new MailstoreError('INVALID', `--threads takes 0..${limits.hashThreadsMax} worker threads; got ${JSON.stringify(text)}`);
   return Number(text);
 }
 
