@@ -30,6 +30,14 @@ export const limits = {
    */
   internalDateMsMin: 0,
   internalDateMsMax: 253_402_300_799_999,
+  /** Mailbox name -> info entries an open store caches (the cache is cleared whole when full). */
+  mailboxCacheEntries: 1024,
+  /** Replay problems listed in store.health.findings; later ones are dropped (health.degraded says there were some). */
+  healthFindingsMax: 1000,
+  /** Open probes a possibly damaged index in a child process (src/index/probe.ts): its time limit... */
+  indexProbeTimeoutMs: 60_000,
+  /** ...and the keys it reads once the index has opened. */
+  indexProbeKeys: 10_000,
   /** Expunges of a mailbox being deleted are journalled in chunks of this many UIDs. */
   deleteChunkMessages: 10_000,
   /** Replay and rebuild write a LevelDB batch once this many keys are pending. */
@@ -41,6 +49,15 @@ export const limits = {
   rebuildKeyFilterBytes: 8 * 1024 * 1024,
   /** Chunk size for streaming reads. */
   readChunkBytes: 1024 * 1024,
+  /**
+   * Writes, and vectored writes, up to this size are made synchronously (src/fs/node-fs.ts): they
+   * only copy into the page cache, where a thread-pool round trip costs more than the copy.
+   */
+  syncWriteBytesMax: 256 * 1024,
+  /** Buffers handed to one writev call (IOV_MAX is 1024 on Linux). */
+  writevPartsMax: 512,
+  /** `*` in a UID set: how far below uidNext to look for the largest UID before scanning the whole mailbox. */
+  largestUidProbeUids: 1024,
   /** readMessages: message records read from the index in one round trip. */
   readBatchMessages: 256,
   /** readMessages: most body bytes read ahead (in pack order) before they are yielded; one bigger message goes alone. */
@@ -59,6 +76,21 @@ export const limits = {
   scrubRecordsPerTurn: 1000,
   /** Scrub's pack pass looks its records up in the index this many at a time (one getMany). */
   scrubLookupBatch: 1000,
+  /** Scrub's index pass reads a key space this many entries at a time (one native call each). */
+  scrubIndexReadEntries: 1000,
+  /**
+   * Scrub localises a refcount disagreement in hash partitions of about this many blobs, one pass
+   * over the messages each: this bounds the memory of the exact comparison.
+   */
+  refcountPartitionBlobs: 500_000,
+  /** scrub --max-rate sleeps only once it is at least this far ahead of the rate (a shorter timer costs more than it saves). */
+  throttleSleepMsMin: 5,
+  /** scrub --repair writes the blobs it found in its sources this many at a time (one batch each). */
+  repairRelocateBlobs: 256,
+  /** reconstruct --from-packs adopts unreferenced blobs into lost+found this many at a time (one batch each). */
+  lostFoundAdoptBlobs: 1000,
+  /** ...and sorts them by the Date header found in this much of each message's start. */
+  dateHeaderScanBytes: 64 * 1024,
   /** Scrub hashes on worker threads when it has at least this much to read (a worker costs ~30 ms to start). */
   scrubPoolBytesMin: 64 * 1024 * 1024,
   /** Chunks read ahead while workers hash earlier ones (each holds scanChunkBytes). */
@@ -74,6 +106,10 @@ export const limits = {
   lockHolderReadMs: 300,
   /** The CLI tells a person at a terminal that it is waiting for the lock once it has waited this long. */
   lockNoticeMs: 1000,
+  /** Most hash worker threads scrub --threads accepts. */
+  hashThreadsMax: 64,
+  /** A progress line on a terminal is redrawn at most this often. */
+  progressRedrawMs: 200,
 } as const;
 
 export const importLimits = {

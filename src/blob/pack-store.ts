@@ -32,7 +32,7 @@ interface PendingBlob {
   bytes: Buffer;
 }
 
-/** Blobs reserved by one group-commit batch; written by PackStore.commit. */
+/** Blobs reserved by one group-commit batch; written by PackStore.write, made durable by PackStore.sync. */
 export class PackBatch {
   readonly blobs: PendingBlob[] = [];
   bytes = 0;

@@ -1,6 +1,6 @@
 // One table from error code to process exit code, so every command (and scrub, which adds
 // "findings") exits the same way for the same trouble, and scripts can rely on it.
-import { ERROR_CODES, isMailstoreError, type ErrorCode } from '../errors.js';
+import { isMailstoreError, type ErrorCode } from '../errors.js';
 
 export const EXIT = {
   ok: 0,
@@ -62,9 +62,4 @@ export function exitCodesHelp(): string {
     '',
     'Errors print one line to stderr: "mailstore: CODE: message".',
   ].join('\n');
-}
-
-/** Error code descriptions, for `mailstore help codes`-style output in docs. */
-export function errorCodesHelp(): string {
-  return (Object.keys(ERROR_CODES) as ErrorCode[]).map((c) => `  ${c.padEnd(10)} ${ERROR_CODES[c]}`).join('\n');
 }

@@ -1,8 +1,6 @@
 // A one-line progress meter for long work (import, export): count, bytes, rate and ETA on stderr,
 // redrawn in place. Only on a TTY: logs and pipes stay clean.
-
-/** Redraw at most this often. */
-const REDRAW_INTERVAL_MS = 200;
+import { limits } from '../limits.js';
 
 export interface ProgressTotals {
   messages?: number;
@@ -31,7 +29,7 @@ export function createProgress(label: string, totals: ProgressTotals = {}, strea
 
   const draw = (force: boolean) => {
     const now = Date.now();
-    if (!force && now - lastDrawMs < REDRAW_INTERVAL_MS) return;
+    if (!force && now - lastDrawMs < limits.progressRedrawMs) return;
     lastDrawMs = now;
     const seconds = Math.max((now - started) / 1000, 0.001);
     const done = fraction ?? (totals.bytes ? bytes / totals.bytes : totals.messages ? messages / totals.messages : undefined);
@@ -61,9 +59,11 @@ export function createProgress(label: string, totals: ProgressTotals = {}, strea
 
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  const shown = (value: number, unit: number) => (unit === 0 ? Math.round(value) : Number(value.toFixed(1)));
   let value = bytes;
   let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
+  // compare what will be printed, so 1023.96 KiB moves on to 1.0 MiB instead of showing 1024.0 KiB
+  while (shown(value, unit) >= 1024 && unit < units.length - 1) {
     value /= 1024;
     unit++;
   }
@@ -72,7 +72,9 @@ export function formatBytes(bytes: number): string {
 
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds)) return '?';
-  if (seconds < 60) return `${Math.ceil(seconds)}s`;
-  if (seconds < 3600) return `${Math.floor(seconds / 60)}m${String(Math.ceil(seconds % 60)).padStart(2, '0')}s`;
-  return `${Math.floor(seconds / 3600)}h${String(Math.floor((seconds % 3600) / 60)).padStart(2, '0')}m`;
+  // round up once, before splitting into units: rounding the remainder printed 119.5 s as 1m60s
+  const whole = Math.ceil(seconds);
+  if (whole < 60) return `${whole}s`;
+  if (whole < 3600) return `${Math.floor(whole / 60)}m${String(whole % 60).padStart(2, '0')}s`;
+  return `${Math.floor(whole / 3600)}h${String(Math.floor((whole % 3600) / 60)).padStart(2, '0')}m`;
 }

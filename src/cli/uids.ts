@@ -2,14 +2,12 @@
 // largest UID in use (RFC 9051), and ranges are clipped to it, so `1:4294967295` costs nothing.
 import { UID_MAX, parseUidSet } from '../formats/uidset.js';
 import type { Store } from '../store/store.js';
-
-/** How far below uidNext to look first for the largest UID before scanning the whole mailbox. */
-const LARGEST_UID_PROBE_UIDS = 1024;
+import { limits } from '../limits.js';
 
 export async function largestUid(store: Store, mailbox: string): Promise<number> {
   const { uidNext, messages } = await store.status(mailbox);
   if (messages === 0) return 0;
-  for (const fromUid of [Math.max(1, uidNext - LARGEST_UID_PROBE_UIDS), 1]) {
+  for (const fromUid of [Math.max(1, uidNext - limits.largestUidProbeUids), 1]) {
     let last = 0;
     for await (const message of store.messages(mailbox, { fromUid })) last = message.uid;
     if (last > 0) return last;

@@ -1,6 +1,7 @@
 // The real FileSystem over node:fs. The only module (with its siblings in src/fs) that touches node:fs.
 import { promises as fsp, constants, readSync, writeSync, writevSync } from 'node:fs';
 import type { FileHandle, FileStat, FileSystem, OpenMode } from './filesystem.js';
+import { limits } from '../limits.js';
 
 const FLAGS: Record<OpenMode, number> = {
   read: constants.O_RDONLY,
@@ -8,9 +9,6 @@ const FLAGS: Record<OpenMode, number> = {
   createNew: constants.O_RDWR | constants.O_CREAT | constants.O_EXCL,
   createOrOpen: constants.O_RDWR | constants.O_CREAT,
 };
-
-/** Writes up to this size are made synchronously (see write). */
-const SYNC_WRITE_BYTES_MAX = 256 * 1024;
 
 class NodeFileHandle implements FileHandle {
   constructor(readonly path: string, private readonly handle: fsp.FileHandle) {}
@@ -37,7 +35,7 @@ class NodeFileHandle implements FileHandle {
   async write(data: Buffer, position: number): Promise<void> {
     let done = 0;
     while (done < data.length) {
-      const bytesWritten = data.length <= SYNC_WRITE_BYTES_MAX
+      const bytesWritten = data.length <= limits.syncWriteBytesMax
         ? writeSync(this.handle.fd, data, done, data.length - done, position + done)
         : (await this.handle.write(data, done, data.length - done, position + done)).bytesWritten;
       if (bytesWritten === 0) throw Object.assign(new Error(`short write to ${this.path}`), { code: 'EIO' });
@@ -47,11 +45,11 @@ class NodeFileHandle implements FileHandle {
 
   async writev(parts: Buffer[], position: number): Promise<void> {
     let at = position;
-    for (let index = 0; index < parts.length; index += 512) { // IOV_MAX is 1024 on Linux
-      const batch = parts.slice(index, index + 512);
+    for (let index = 0; index < parts.length; index += limits.writevPartsMax) {
+      const batch = parts.slice(index, index + limits.writevPartsMax);
       let bytes = 0;
       for (const part of batch) bytes += part.length;
-      const bytesWritten = bytes <= SYNC_WRITE_BYTES_MAX ? writevSync(this.handle.fd, batch, at) : (await this.handle.writev(batch, at)).bytesWritten;
+      const bytesWritten = bytes <= limits.syncWriteBytesMax ? writevSync(this.handle.fd, batch, at) : (await this.handle.writev(batch, at)).bytesWritten;
       let skip = bytesWritten; // a short vectored write: the rest goes with plain writes
       for (const part of batch) {
         if (skip >= part.length) {

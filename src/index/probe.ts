@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import type { ErrorCode } from '../errors.js';
 import { classifyLevelError, systemAdvice } from './level-errors.js';
+import { limits } from '../limits.js';
 
 export interface ProbeResult {
   ok: boolean;
@@ -16,14 +17,14 @@ export interface ProbeResult {
 }
 
 /** Opens the index read-mostly in a child process and reads a little of it. */
-export function probeIndex(path: string, timeoutMs = 60_000): ProbeResult {
+export function probeIndex(path: string, timeoutMs = limits.indexProbeTimeoutMs): ProbeResult {
   const level = createRequire(import.meta.url).resolve('classic-level');
   const script = `
     const { ClassicLevel } = require(${JSON.stringify(level)});
     const db = new ClassicLevel(process.argv[1], { createIfMissing: false, keyEncoding: 'buffer', valueEncoding: 'buffer' });
     db.open().then(async () => {
       let n = 0;
-      for await (const _ of db.keys({ limit: 10000 })) n++;
+      for await (const _ of db.keys({ limit: ${limits.indexProbeKeys} })) n++;
       await db.close();
       process.exit(0);
     }, (e) => { process.stderr.write(String(e && e.cause && e.cause.message || e.message)); process.exit(e && e.cause && e.cause.code === 'LEVEL_LOCKED' ? 4 : 3); });`;

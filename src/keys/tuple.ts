@@ -14,14 +14,6 @@ export const SPACE = {
   meta: 0x58, // X  meta name                -> value
 } as const;
 
-export type Space = (typeof SPACE)[keyof typeof SPACE];
-
-export type TuplePart =
-  | { kind: 'string'; value: string }
-  | { kind: 'u32'; value: number }
-  | { kind: 'u64'; value: number }
-  | { kind: 'bytes'; value: Uint8Array };
-
 export function encodeString(value: string): Buffer {
   const utf8 = Buffer.from(value, 'utf8');
   let zeros = 0;
@@ -71,17 +63,6 @@ export function encodeU64(value: number): Buffer {
   const b = Buffer.allocUnsafe(8);
   b.writeBigUInt64BE(BigInt(value));
   return b;
-}
-
-export function encodeTuple(space: number, parts: TuplePart[]): Buffer {
-  const chunks: Buffer[] = [Buffer.of(space)];
-  for (const p of parts) {
-    if (p.kind === 'string') chunks.push(encodeString(p.value));
-    else if (p.kind === 'u32') chunks.push(encodeU32(p.value));
-    else if (p.kind === 'u64') chunks.push(encodeU64(p.value));
-    else chunks.push(Buffer.from(p.value));
-  }
-  return Buffer.concat(chunks);
 }
 
 /** Encodes string components (a mailbox name's hierarchy) after `prefix`. */

@@ -101,12 +101,12 @@ async function adoptUnreferenced(store: Store): Promise<{ mailbox: string; messa
   const existing = await store.listMailboxes({ pattern: 'lost+found' });
   if (existing.length > 0) mailbox = `lost+found/${new Date().toISOString().replace(/[:.]/g, '-')}`;
   await store.createMailbox(mailbox);
-  for (let i = 0; i < found.length; i += 1000) await store.adoptBlobs(mailbox, found.slice(i, i + 1000));
+  for (let i = 0; i < found.length; i += limits.lostFoundAdoptBlobs) await store.adoptBlobs(mailbox, found.slice(i, i + limits.lostFoundAdoptBlobs));
   return { mailbox, messages: found.length };
 }
 
 function headerDate(message: Buffer): number {
-  const head = message.subarray(0, 64 * 1024).toString('latin1');
+  const head = message.subarray(0, limits.dateHeaderScanBytes).toString('latin1');
   const end = head.search(/\r?\n\r?\n/);
   const m = /^Date:[ \t]*(.+(?:\r?\n[ \t].+)*)/im.exec(end === -1 ? head : head.slice(0, end));
   const ms = m ? Date.parse(m[1].replace(/\r?\n[ \t]+/g, ' ').replace(/\s*\([^)]*\)\s*$/, '')) : NaN;

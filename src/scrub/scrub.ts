@@ -264,12 +264,12 @@ class Digest {
   }
 }
 
-/** One key space, values checked and decoded; read in batches of 1,000 (one native call each). */
+/** One key space, values checked and decoded; read in batches of limits.scrubIndexReadEntries. */
 async function* entryBatches<T>(store: Store, space: number, findings: Finding[], counter: { n: number }): AsyncGenerator<[Buffer, T][]> {
   const iterator = store.db.rawIterator({ gte: Buffer.of(space), lt: Buffer.of(space + 1) });
   try {
     for (;;) {
-      const batch = await iterator.nextv(1000);
+      const batch = await iterator.nextv(limits.scrubIndexReadEntries);
       if (batch.length === 0) break;
       const out: [Buffer, T][] = [];
       for (const [rawKey, rawValue] of batch) {
@@ -418,7 +418,7 @@ function addChange(digest: Digest, id: Buffer, uid: number, modseq: number): voi
 
 /** Exact refcount comparison, in hash partitions so memory stays bounded. */
 async function localizeRefcounts(store: Store, blobs: number, findings: Finding[]): Promise<void> {
-  const partitions = Math.max(1, Math.ceil(blobs / 500_000));
+  const partitions = Math.max(1, Math.ceil(blobs / limits.refcountPartitionBlobs));
   for (let part = 0; part < partitions; part++) {
     const counts = new Map<string, { recorded: number; counted: number }>();
     const slot = (hash: Buffer) => {
@@ -477,7 +477,7 @@ function makeThrottle(bytesPerSecond: number | undefined, now: () => number) {
     total += n;
     const due = start + (total / bytesPerSecond) * 1000;
     const wait = due - now();
-    if (wait > 5) await new Promise((r) => setTimeout(r, wait));
+    if (wait > limits.throttleSleepMsMin) await new Promise((r) => setTimeout(r, wait));
   };
 }
 

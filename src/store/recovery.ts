@@ -13,6 +13,8 @@ import { applyOpsNow, meta } from './apply.js';
 import type { PackStore } from '../blob/pack-store.js';
 import type { JournalPayload } from './records.js';
 import { LAYOUT } from './identity.js';
+import { keys } from '../keys/index-keys.js';
+import { SPACE, prefixEnd } from '../keys/tuple.js';
 
 
 export interface Health {
@@ -45,7 +47,7 @@ async function replayInto(journal: Journal, view: IndexView, afterSeq: number, h
   let records = 0;
   const problem = (message: string) => {
     health.degraded = true;
-    if (health.findings.length < 1000) health.findings.push(message);
+    if (health.findings.length < limits.healthFindingsMax) health.findings.push(message);
   };
   const onDamage = (damage: JournalDamage) => {
     if (damage.where === 'tail') return; // decided by resolveTail before replay
@@ -257,7 +259,7 @@ export async function rebuildIndex(fs: FileSystem, root: string, journal: Journa
   return built;
 }
 
-/** Key-by-key comparison of two indexes (values compared decoded). */
+/** Key-by-key comparison of two indexes (raw value bytes compared: the encoding is deterministic). */
 export async function* compareIndexes(a: IndexDb, b: IndexDb): AsyncGenerator<{ key: Buffer; detail: string }> {
   const all = { gte: Buffer.alloc(0), lt: Buffer.from([0xff, 0xff]) };
   const ia = a.rawIterator(all)[Symbol.asyncIterator]();
@@ -286,7 +288,8 @@ export async function* compareIndexes(a: IndexDb, b: IndexDb): AsyncGenerator<{ 
 
 export async function countMessages(db: IndexDb): Promise<number> {
   let n = 0;
-  for await (const _ of db.rawIterator({ gte: Buffer.of(0x4d), lt: Buffer.of(0x4e) })) n++;
+  const messages = keys.space(SPACE.message);
+  for await (const _ of db.rawIterator({ gte: messages, lt: prefixEnd(messages) })) n++;
   return n;
 }
 

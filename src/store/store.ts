@@ -139,8 +139,6 @@ export interface StoreStats {
   dedupRatio: number;
 }
 
-const MAILBOX_CACHE_ENTRIES = 1024;
-
 /** One message of a readMessages batch: where its blob is, then its verified body or why not. */
 interface PendingRead {
   info: MessageInfo;
@@ -1006,7 +1004,7 @@ export class Store {
     const box = id ? this.db.getNow<MailboxInfo>(keys.info(Buffer.from(id))) : undefined;
     if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `no mailbox named ${name}`, { path: name });
     if (generation === this.cacheGeneration) {
-      if (this.mailboxCache.size >= MAILBOX_CACHE_ENTRIES) this.mailboxCache.clear();
+      if (this.mailboxCache.size >= limits.mailboxCacheEntries) this.mailboxCache.clear();
       this.mailboxCache.set(name, box);
     }
     return box;

@@ -207,7 +207,8 @@ describe('exit codes', () => {
 
   it('documents the exit codes in --help', async () => {
     const help = await ok(['--help']);
-    for (const line of ['0    ok', '2    could not run', '3    refused', '4    not found', '5    invalid input', '6    corruption']) expect(help).toContain(line);
+    for (const line of ['0    ok', '2    could not run', '3    refused', '4    not found', '5    invalid input', '6    corruption', '70   internal error']) expect(help).toContain(line);
+    expect(await ok(['scrub', '--help'])).toContain('70 internal error');
     expect(await ok(['import', '--help'])).toContain('Resumable');
     expect(bin).toContain('dist');
   });

@@ -305,9 +305,18 @@ describe('scrub --threads', () => {
     await damageBlobs(dir, 3, 7);
     const runs = ['0', '2'].map((n) => cli(['scrub', '--threads', n, '--json'], dir));
     for (const r of runs) expect(r.status, r.stderr).toBe(1);
-    const damage = (out: string) => out.trim().split('\n').map((l) => JSON.parse(l)).filter((o) => o.damage).map((o) => o.hash).sort();
+    // --json is one document, as every command prints
+    const damage = (out: string) => (JSON.parse(out) as { findings: { damage: boolean; hash: string }[] }).findings.filter((o) => o.damage).map((o) => o.hash).sort();
     expect(damage(runs[0].stdout).length).toBe(3);
     expect(damage(runs[1].stdout)).toEqual(damage(runs[0].stdout));
+    expect(JSON.parse(runs[0].stdout).summary).toMatchObject({ damage: 3 });
+    // --jsonl streams the same findings a line each, then the summary
+    const lines = cli(['scrub', '--jsonl'], dir);
+    expect(lines.status, lines.stderr).toBe(1);
+    const objects = lines.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(objects.filter((o) => o.damage).map((o) => o.hash).sort()).toEqual(damage(runs[0].stdout));
+    expect(objects.at(-1).summary).toMatchObject({ damage: 3 });
+    expect(cli(['scrub', '--json', '--jsonl'], dir).status).toBe(5);
     const bad = cli(['scrub', '--threads', 'many'], dir);
     expect(bad.status).toBe(5);
     expect(bad.stderr).toContain('INVALID');

@@ -35,8 +35,8 @@
 //           anywhere); then either the size stops at the cut or it is kept with zeros after it.
 //           A write inside one sector cannot tear (sectors are atomic) and is lost instead.
 //     zero-filled: the size grows to cover the write, but the new bytes read as zeros and
-//           overwritten bytes keep their old value (FAULTLAB: an unsynced append kept its size but
-//           read back as zeros).
+//           overwritten bytes keep their old value (docs/FAULTS.md: a file system that commits
+//           the size before the data leaves an un-synced append that reads back as zeros).
 //     An un-synced truncate is kept or lost.
 //   - Namespace ops (create, mkdir, rename, unlink, rmdir) are durable once their parent directory
 //     is syncDir'ed after them; for a rename, the directory of the NEW name (the source entry goes
@@ -286,7 +286,7 @@ export function systemError(
 
 const ALL_MUTATING: OpKind[] = ['create', 'open', 'write', 'truncate', 'sync', 'mkdir', 'rename', 'unlink', 'rmdir', 'syncDir'];
 
-/** What `failAll(kind)` hits when no `ops` are given: what the real condition hits (FAULTLAB). */
+/** What `failAll(kind)` hits when no `ops` are given: what the real condition hits (docs/FAULTS.md). */
 export const DEFAULT_FAIL_OPS: Record<FaultKind, OpKind[]> = {
   // A full disk refuses new blocks and inodes; truncate, rename and unlink still work.
   ENOSPC: ['create', 'write', 'mkdir'],

@@ -1,7 +1,7 @@
 // Media faults: zeros, garbage and bit flips at seeded random offsets of packs, journal segments
 // and the index. Damage is detected (CORRUPT, never wrong bytes), confined to what it touched, and
 // a damaged journal record in the middle does not lose the records after it. Damage to the last
-// acknowledged journal record looks exactly like a torn tail (FAULTLAB.md): with the index present
+// acknowledged journal record looks exactly like a torn tail (docs/FAULTS.md): with the index present
 // its appliedSeq tells them apart; with the index lost it cannot, and the record is cut (after a
 // copy to quarantine/) — the documented limit.
 import { describe, expect, it } from 'vitest';

@@ -328,9 +328,7 @@ async function storeMeasurements(bench: Bench, corpus: CorpusInfo, work: string)
     const command = ['node', CLI, '--store', store, 'scrub', '--json'];
     bench.commands.push(command.map(relativeArg).join(' '));
     const t = await bench.timed(command);
-    const lines = jsonLines(t.stdout);
-    const summary = lines[lines.length - 1] as { bytesVerified?: number; blobsVerified?: number; summary?: { bytesVerified: number } } | undefined;
-    const bytes = summary?.bytesVerified ?? summary?.summary?.bytesVerified;
+    const bytes = t.ok ? (JSON.parse(t.stdout) as { summary: { bytesVerified: number } }).summary.bytesVerified : undefined;
     bench.add(corpus.name, t.ok
       ? { peer: 'mailstore-cli', measurement: 'scrub', messages: corpus.messages, bytes, seconds: t.seconds, peak_rss_bytes: t.rss, command: command.map(relativeArg).join(' '), note: '`mailstore scrub` process, wall time incl. node start and store open (/usr/bin/time)' }
       : { peer: 'mailstore-cli', measurement: 'scrub', error: `mailstore scrub exited non-zero: ${t.stderr.trim().split('\n').pop()}` });

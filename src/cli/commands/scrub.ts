@@ -7,8 +7,12 @@ import { describeFinding, isDamage, type Finding } from '../../scrub/findings.js
 import { repair } from '../../scrub/repair.js';
 import { scrub, type ScrubReport } from '../../scrub/scrub.js';
 import { EXIT } from '../exit-codes.js';
+import { limits } from '../../limits.js';
 import { createProgress, formatBytes } from '../progress.js';
-import { printLine, wantsJson, withStore } from '../context.js';
+import { printJson, printLine, wantsJson, withStore } from '../context.js';
+
+/** --json: one document, as every command prints; --jsonl: a finding a line as it is printed, then the summary. */
+type Output = 'text' | 'json' | 'jsonl';
 
 export function parseDuration(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
@@ -24,7 +28,7 @@ function parseRate(text: string): number {
 }
 
 function parseThreads(text: string): number {
-  if (!/^[0-9]+$/.test(text) || Number(text) > 64) throw new MailstoreError('INVALID', `--threads takes 0..64 worker threads; got ${JSON.stringify(text)}`);
+  if (!/^[0-9]+$/.test(text) || Number(text) > limits.hashThreadsMax) throw new MailstoreError('INVALID', `--threads takes 0..${limits.hashThreadsMax} worker threads; got ${JSON.stringify(text)}`);
   return Number(text);
 }
 
@@ -38,7 +42,8 @@ export function register(program: Command): void {
     .option('--max-rate <MBps>', 'read packs at most this fast, MB/s', parseRate)
     .option('--time-budget <duration>', 'stop after this long (e.g. 10m) and resume there next run (durable cursor)', parseDuration)
     .option('--threads <n>', 'worker threads hashing beside the reader (default: cores - 1 for 64 MiB and more, none with --max-rate; 0: none)', parseThreads)
-    .option('--json', 'one JSON object per finding, then a summary object (JSON lines)')
+    .option('--json', 'print one JSON document: {findings, summary} (with --repair also unrepaired)')
+    .option('--jsonl', 'print JSON lines instead: one object per finding, then {summary}')
     .addHelpText('after', `
 What it checks: every pack record is re-hashed (BLAKE3); frame and header checksums of packs and
 journal segments; the index against the primary data (blob locations, refcounts, names, the
@@ -50,10 +55,12 @@ cross-check briefly holds the writer.
 
 Exit codes: 0 clean; 1 findings (damage found, or left unrepaired); 2 could not run (locked,
 access, I/O); 3 refused (the store looks unmounted or its packs/journal are missing — check
-mounts; --force overrides the repair gate); 4 not found; 5 invalid options.
+mounts; --force overrides the repair gate); 4 not found; 5 invalid options; 70 internal error
+(a bug: an assertion failed; please report it).
 Informational findings (unreferenced blobs awaiting cleanup) do not change the exit code.`)
-    .action(async (options: { repair?: boolean; source?: string[]; force?: boolean; maxRate?: number; timeBudget?: number; threads?: number }, command: Command) => {
-      const json = wantsJson(command);
+    .action(async (options: { repair?: boolean; source?: string[]; force?: boolean; maxRate?: number; timeBudget?: number; threads?: number; jsonl?: boolean }, command: Command) => {
+      if (options.jsonl && wantsJson(command)) throw new MailstoreError('INVALID', '--json and --jsonl: choose one');
+      const output: Output = options.jsonl ? 'jsonl' : wantsJson(command) ? 'json' : 'text';
       if (options.source && !options.repair) throw new MailstoreError('INVALID', '--source is only used with --repair');
       if (options.repair && options.timeBudget !== undefined) throw new MailstoreError('INVALID', '--repair needs a full scrub; drop --time-budget');
       const code = await withStore(command, async (store) => {
@@ -67,7 +74,7 @@ Informational findings (unreferenced blobs awaiting cleanup) do not change the e
         const report = await scrub(store, scrubOptions);
         progress.finish();
         if (!options.repair) {
-          await print(report.findings, report, json);
+          await print(report.findings, report, output);
           return report.summary.damage > 0 ? EXIT.findings : EXIT.ok;
         }
         const result = await repair(store, report, { sources: options.source, force: options.force, scrubOptions: { maxRateBytesPerSecond: options.maxRate, hashThreads: options.threads } });
@@ -75,7 +82,9 @@ Informational findings (unreferenced blobs awaiting cleanup) do not change the e
           ...result.after.summary, repaired: true, damageBefore: report.summary.damage, blobsRestored: result.blobsRestored,
           quarantined: result.quarantined, indexRebuilt: result.indexRebuilt, unrepaired: result.unrepaired.length,
         };
-        if (json) {
+        if (output === 'json') {
+          await printJson({ findings: report.findings.map((f) => ({ ...f, damage: isDamage(f) })), unrepaired: result.unrepaired, summary });
+        } else if (output === 'jsonl') {
           for (const f of report.findings) await printJson1({ ...f, before: true });
           for (const f of result.unrepaired) await printJson1({ ...f, unrepaired: true });
           await printJson1({ summary });
@@ -106,9 +115,10 @@ async function printTable(findings: Finding[]): Promise<void> {
   for (const r of rows) await printLine(`${r.kind.padEnd(kindWidth)}  ${r.where.padEnd(whereWidth)}  ${r.damage ? '' : '(info) '}${r.what}`);
 }
 
-async function print(findings: Finding[], report: ScrubReport, json: boolean): Promise<void> {
+async function print(findings: Finding[], report: ScrubReport, output: Output): Promise<void> {
   const s = report.summary;
-  if (json) {
+  if (output === 'json') return printJson({ findings: findings.map((f) => ({ ...f, damage: isDamage(f) })), summary: s });
+  if (output === 'jsonl') {
     for (const f of findings) await printJson1({ ...f, damage: isDamage(f) });
     await printJson1({ summary: s });
     return;
