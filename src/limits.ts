@@ -54,6 +54,8 @@ export const limits = {
   scrubPoolBytesMin: 64 * 1024 * 1024,
   /** Chunks read ahead while workers hash earlier ones (each holds scanChunkBytes). */
   scanChunksInFlight: 4,
+  /** A Maildir's dovecot-keywords file holds at most 26 short lines; anything bigger is not one. */
+  maildirKeywordsFileBytesMax: 64 * 1024,
 } as const;
 
 export const importLimits = {
@@ -65,4 +67,9 @@ export const importLimits = {
   batchesInFlight: 2,
   /** Unreadable files listed one by one in a summary; the rest are counted. */
   skippedListedMax: 100,
+  /**
+   * Entries skipped before the resume point that the next run retries, kept in the import cursor
+   * (each costs its name in every batch's journal record); an import that skips more stops.
+   */
+  retryEntriesMax: 1000,
 } as const;

@@ -62,6 +62,7 @@ export class WrapFs implements FileSystem {
       sync: async () => { self.syncs++; self.check('sync', path); return handle.sync(); },
       truncate: async (n) => { self.check('truncate', path); return handle.truncate(n); },
       size: () => handle.size(),
+      stat: () => handle.stat(),
       close: () => handle.close(),
     };
   }
@@ -69,8 +70,11 @@ export class WrapFs implements FileSystem {
   readdir(path: string): Promise<string[]> { this.check('readdir', path); return this.inner.readdir(path); }
   stat(path: string): Promise<FileStat> { this.check('stat', path); return this.inner.stat(path); }
   statIfExists(path: string): Promise<FileStat | undefined> { this.check('stat', path); return this.inner.statIfExists(path); }
+  lstat(path: string): Promise<FileStat> { this.check('stat', path); return this.inner.lstat(path); }
+  lstatIfExists(path: string): Promise<FileStat | undefined> { this.check('stat', path); return this.inner.lstatIfExists(path); }
   async mkdir(path: string): Promise<void> { this.check('mkdir', path, true); return this.inner.mkdir(path); }
   async rename(from: string, to: string): Promise<void> { this.check('rename', to); return this.inner.rename(from, to); }
+  async renameNoReplace(from: string, to: string): Promise<void> { this.check('rename', to); return this.inner.renameNoReplace(from, to); }
   async unlink(path: string): Promise<void> { this.check('unlink', path); return this.inner.unlink(path); }
   rmdir(path: string): Promise<void> { return this.inner.rmdir(path); }
   removeTree(path: string): Promise<void> { return this.inner.removeTree(path); }
