@@ -400,9 +400,11 @@ export class MaildirWriter {
   }
 }
 
+/** A link planted where a folder is expected is refused: writing through it would put mail anywhere. */
 async function ensureDirectory(fs: FileSystem, dir: string): Promise<void> {
-  const stat = await fs.statIfExists(dir).catch((error) => { throw fromSystemError(error, 'stat', dir); });
+  const stat = await fs.lstatIfExists(dir).catch((error) => { throw fromSystemError(error, 'stat', dir); });
   if (stat) {
+    if (stat.isSymbolicLink) throw new MailstoreError('INVALID', `${dir} is a symbolic link; a Maildir is never written through one`, { path: dir });
     if (!stat.isDirectory) throw new MailstoreError('INVALID', `not a directory: ${dir}`, { path: dir });
     return;
   }
