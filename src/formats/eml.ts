@@ -1,7 +1,7 @@
 // One message per file: a directory of .eml (or any) files, the way many clients export and the
 // way test corpora are kept. Also home of the one-file reader that Maildir shares.
 import { join } from 'node:path';
-import type { FileHandle, FileStat, FileSystem } from '../fs/filesystem.js';
+import type { FileHandle, FileStat, FileSystem, HeldDirectory } from '../fs/filesystem.js';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import { limits } from '../limits.js';
 
@@ -53,13 +53,22 @@ export async function* readEmlDir(
 ): AsyncGenerator<EmlMessage> {
   const stat = await fs.stat(dir).catch((error) => { throw fromSystemError(error, 'stat', dir); });
   if (!stat.isDirectory) throw new MailstoreError('INVALID', `not a directory: ${dir}`, { path: dir });
-  yield* walk(fs, dir, options, { files: 0 });
+  const held = await fs.holdDirectory(dir).catch((error) => { throw fromSystemError(error, 'open', dir); });
+  try {
+    yield* walk(fs, dir, held.path, options, { files: 0 });
+  } finally {
+    await held.close().catch(() => {});
+  }
 }
 
-async function* walk(fs: FileSystem, dir: string, options: ReadEmlDirOptions, counter: { files: number }): AsyncGenerator<EmlMessage> {
+/**
+ * `dir` names the directory in reports; `at` reaches the very directory that was checked, so a
+ * subdirectory swapped for a link after its lstat cannot lead the reads elsewhere.
+ */
+async function* walk(fs: FileSystem, dir: string, at: string, options: ReadEmlDirOptions, counter: { files: number }): AsyncGenerator<EmlMessage> {
   let names: string[];
   try {
-    names = await fs.readdir(dir);
+    names = await fs.readdir(at);
   } catch (error) {
     skip(options.onSkip, dir, fromSystemError(error, 'list', dir));
     return;
@@ -69,19 +78,40 @@ async function* walk(fs: FileSystem, dir: string, options: ReadEmlDirOptions, co
     const path = join(dir, name);
     let stat: FileStat;
     try {
-      stat = await fs.lstat(path);
+      stat = await fs.lstat(join(at, name));
     } catch (error) {
       skip(options.onSkip, path, fromSystemError(error, 'stat', path), 'unreadable', counter.files++);
       continue;
     }
     if (stat.isDirectory) {
-      yield* walk(fs, path, options, counter);
+      const held = await holdSubdirectory(fs, path, join(at, name), options.onSkip);
+      if (!held) continue;
+      try {
+        yield* walk(fs, path, held.path, options, counter);
+      } finally {
+        await held.close().catch(() => {});
+      }
       continue;
     }
     const index = counter.files++;
     if (!isPlainEntry(path, stat, options.onSkip, index)) continue;
-    const read = await readMessageFile(fs, path, options, index);
+    const read = await readMessageFile(fs, path, options, index, join(at, name));
     if (read) yield { bytes: read.bytes, path, index };
+  }
+}
+
+/** A directory inside a source, held open without following a link; undefined after reporting why not. */
+export async function holdSubdirectory(fs: FileSystem, path: string, at: string, onSkip: SkipHandler | undefined): Promise<HeldDirectory | undefined> {
+  try {
+    return await fs.holdDirectory(at, { noFollow: true });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    // Linux says ENOTDIR, not ELOOP, for a link opened with O_DIRECTORY|O_NOFOLLOW.
+    const link = code === 'ELOOP' || code === 'EMLINK' || (code === 'ENOTDIR' && (await fs.lstat(at).catch(() => undefined))?.isSymbolicLink);
+    if (link) skip(onSkip, path, symlinkError(path), 'symlink');
+    else if (code === 'ENOTDIR') skip(onSkip, path, new MailstoreError('INVALID', `${path} is no longer a directory`, { path }), 'special');
+    else skip(onSkip, path, fromSystemError(error, 'open', path));
+    return undefined;
   }
 }
 
@@ -105,16 +135,17 @@ function specialFileError(path: string): MailstoreError {
  * The bytes of one message file and its fstat, or undefined after reporting why it cannot be one.
  * The file is opened without following a symbolic link and without blocking on a FIFO, and the
  * opened file is checked to be regular, so a link or FIFO swapped in after the listing is refused
- * too; the message limit holds while reading, whatever the size said (a file can grow).
+ * too; the message limit holds while reading, whatever the size said (a file can grow). `path`
+ * names the file in reports; `at` is where it is opened (below a held directory).
  */
 export async function readMessageFile(
-  fs: FileSystem, path: string, options: ReadMessageFileOptions, index?: number,
+  fs: FileSystem, path: string, options: ReadMessageFileOptions, index?: number, at: string = path,
 ): Promise<{ bytes: Buffer; stat: FileStat } | undefined> {
   const messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
   const report = (error: MailstoreError, reason?: SkipReason) => skip(options.onSkip, path, error, reason, index);
   let handle: FileHandle;
   try {
-    handle = await fs.open(path, options.followLink ? 'read' : 'readNoFollow');
+    handle = await fs.open(at, options.followLink ? 'read' : 'readNoFollow');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ELOOP' || code === 'EMLINK') report(symlinkError(path), 'symlink');
@@ -132,7 +163,7 @@ export async function readMessageFile(
       report(tooLargeError(path, stat.size, messageBytesMax));
       return undefined;
     }
-    return { bytes: await readUpTo(handle, stat.size, messageBytesMax), stat };
+    return { bytes: await readUpTo(handle, stat.size, messageBytesMax, path), stat };
   } catch (error) {
     report(fromSystemError(error, 'read', path));
     return undefined;
@@ -142,13 +173,13 @@ export async function readMessageFile(
 }
 
 /** The whole file, read from its start until EOF; TOO_LARGE as soon as it passes `bytesMax`. */
-export async function readUpTo(handle: FileHandle, sizeHint: number, bytesMax: number): Promise<Buffer> {
+export async function readUpTo(handle: FileHandle, sizeHint: number, bytesMax: number, path = handle.path): Promise<Buffer> {
   // One byte over the expected size: reading it tells EOF, or that the file grew.
   let buffer = Buffer.allocUnsafe(Math.min(sizeHint, bytesMax) + 1);
   let total = 0;
   for (;;) {
     if (total === buffer.length) {
-      if (total > bytesMax) throw tooLargeError(handle.path, total, bytesMax, 'grew to at least');
+      if (total > bytesMax) throw tooLargeError(path, total, bytesMax, 'grew to at least');
       const bigger = Buffer.allocUnsafe(Math.min(buffer.length * 2, bytesMax + 1));
       buffer.copy(bigger, 0, 0, total);
       buffer = bigger;

@@ -4,10 +4,10 @@
 // One message per file in cur/ or new/; flags in the name after `:2,` (`!2,` on Windows);
 // Maildir++ keeps subfolders as sibling directories `.Sub.Child` of the INBOX's cur/new/tmp.
 import { join } from 'node:path';
-import type { FileSystem } from '../fs/filesystem.js';
+import type { FileSystem, HeldDirectory } from '../fs/filesystem.js';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import { limits } from '../limits.js';
-import { type SkipHandler, isPlainEntry, readMessageFile, skip, symlinkError } from './eml.js';
+import { type SkipHandler, holdSubdirectory, isPlainEntry, readMessageFile, skip, symlinkError } from './eml.js';
 
 export type { SkipHandler } from './eml.js';
 
@@ -25,6 +25,8 @@ export interface MaildirMessage {
 export interface ReadMaildirOptions {
   onSkip?: SkipHandler;
   messageBytesMax?: number;
+  /** `dir` was found inside the source (a Maildir++ folder): a link there is refused, not followed. */
+  noFollow?: boolean;
 }
 
 export interface MaildirFolder {
@@ -90,11 +92,12 @@ export function maildirInfoFromFlags(
  * The keywords of a dovecot-keywords file (`<index> <keyword>` lines) by index; missing file -> none.
  * A symbolic link or special file there goes to onSkip (none), or without one is refused.
  */
-export async function readDovecotKeywords(fs: FileSystem, dir: string, onSkip?: SkipHandler): Promise<(string | undefined)[]> {
+export async function readDovecotKeywords(fs: FileSystem, dir: string, onSkip?: SkipHandler, at: string = dir): Promise<(string | undefined)[]> {
   const path = join(dir, KEYWORDS_FILE);
-  const stat = await fs.lstatIfExists(path).catch((error) => { throw fromSystemError(error, 'stat', path); });
+  const stat = await fs.lstatIfExists(join(at, KEYWORDS_FILE)).catch((error) => { throw fromSystemError(error, 'stat', path); });
   if (!stat || !isPlainEntry(path, stat, onSkip)) return [];
-  const read = await readMessageFile(fs, path, { messageBytesMax: limits.maildirKeywordsFileBytesMax, onSkip: onSkip ?? ((_path, error) => { throw error; }) });
+  const options = { messageBytesMax: limits.maildirKeywordsFileBytesMax, onSkip: onSkip ?? ((_path: string, error: MailstoreError) => { throw error; }) };
+  const read = await readMessageFile(fs, path, options, undefined, join(at, KEYWORDS_FILE));
   if (!read) return [];
   const keywords: (string | undefined)[] = [];
   for (const line of read.bytes.toString('utf8').split('\n')) {
@@ -109,33 +112,44 @@ export async function readDovecotKeywords(fs: FileSystem, dir: string, onSkip?: 
 
 /**
  * Messages of one Maildir folder (cur/ and new/, never tmp/), in delivery order. Symbolic links
- * and special files in it are reported to onSkip and never read (see readMessageFile).
+ * and special files in it are reported to onSkip and never read (see readMessageFile); the folder
+ * and its cur/ and new/ are held open while read, so one swapped for a link meanwhile is not followed.
  */
 export async function* readMaildir(
   fs: FileSystem, dir: string, options: ReadMaildirOptions = {},
 ): AsyncGenerator<MaildirMessage> {
-  const entries = await listMessageFiles(fs, dir, options.onSkip);
-  const keywords = await readDovecotKeywords(fs, dir, options.onSkip);
-  for (const [index, entry] of entries.entries()) {
-    const path = join(dir, entry.sub, entry.name);
-    const read = await readMessageFile(fs, path, options, index);
-    if (!read) continue;
-    const parsed = parseMaildirName(entry.name);
-    let flags = parsed.info === undefined ? [] : flagsFromMaildirInfo(parsed.info, keywords);
-    // new/ means not yet seen by any client, whatever the name says.
-    if (entry.sub === 'new') flags = flags.filter((flag) => flag !== '\\Seen');
-    yield { bytes: read.bytes, flags, internalDate: internalDateOf(read.stat.mtimeMs, parsed.timestampSeconds), path, name: entry.name, index };
+  const held = await (options.noFollow ? holdSubdirectory(fs, dir, dir, options.onSkip) : fs.holdDirectory(dir).catch((error) => { throw fromSystemError(error, 'open', dir); }));
+  if (!held) return;
+  const holds = [held];
+  try {
+    const entries = await listMessageFiles(fs, dir, held.path, options.onSkip, holds);
+    const keywords = await readDovecotKeywords(fs, dir, options.onSkip, held.path);
+    for (const [index, entry] of entries.entries()) {
+      const path = join(dir, entry.sub, entry.name);
+      const read = await readMessageFile(fs, path, options, index, join(entry.at, entry.name));
+      if (!read) continue;
+      const parsed = parseMaildirName(entry.name);
+      let flags = parsed.info === undefined ? [] : flagsFromMaildirInfo(parsed.info, keywords);
+      // new/ means not yet seen by any client, whatever the name says.
+      if (entry.sub === 'new') flags = flags.filter((flag) => flag !== '\\Seen');
+      yield { bytes: read.bytes, flags, internalDate: internalDateOf(read.stat.mtimeMs, parsed.timestampSeconds), path, name: entry.name, index };
+    }
+  } finally {
+    for (const hold of holds) await hold.close().catch(() => {});
   }
 }
 
-interface MessageEntry { sub: 'cur' | 'new'; name: string; timestamp: number }
+/** A file in cur/ or new/; `at` reaches the held subdirectory it was listed in. */
+interface MessageEntry { sub: 'cur' | 'new'; name: string; at: string; timestamp: number }
 
-async function listMessageFiles(fs: FileSystem, dir: string, onSkip: SkipHandler | undefined): Promise<MessageEntry[]> {
+async function listMessageFiles(
+  fs: FileSystem, dir: string, at: string, onSkip: SkipHandler | undefined, holds: HeldDirectory[],
+): Promise<MessageEntry[]> {
   const entries: MessageEntry[] = [];
   let found = 0;
   for (const sub of ['cur', 'new'] as const) {
     const subdir = join(dir, sub);
-    const stat = await fs.lstatIfExists(subdir).catch((error) => { throw fromSystemError(error, 'stat', subdir); });
+    const stat = await fs.lstatIfExists(join(at, sub)).catch((error) => { throw fromSystemError(error, 'stat', subdir); });
     if (!stat) continue;
     found += 1;
     if (!stat.isDirectory) {
@@ -143,16 +157,19 @@ async function listMessageFiles(fs: FileSystem, dir: string, onSkip: SkipHandler
       else skip(onSkip, subdir, new MailstoreError('INVALID', `${subdir} is not a directory`, { path: subdir }), 'special');
       continue;
     }
+    const held = await holdSubdirectory(fs, subdir, join(at, sub), onSkip);
+    if (!held) continue;
+    holds.push(held);
     let names: string[];
     try {
-      names = await fs.readdir(subdir);
+      names = await fs.readdir(held.path);
     } catch (error) {
       skip(onSkip, subdir, fromSystemError(error, 'list', subdir));
       continue;
     }
     for (const name of names) {
       if (name.startsWith('.')) continue;
-      entries.push({ sub, name, timestamp: parseMaildirName(name).timestampSeconds ?? Number.POSITIVE_INFINITY });
+      entries.push({ sub, name, at: held.path, timestamp: parseMaildirName(name).timestampSeconds ?? Number.POSITIVE_INFINITY });
     }
   }
   if (found === 0) throw new MailstoreError('INVALID', `not a Maildir (no cur/ or new/): ${dir}`, { path: dir });

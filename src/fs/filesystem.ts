@@ -33,6 +33,13 @@ export interface FileHandle {
   close(): Promise<void>;
 }
 
+/** A directory held open; see FileSystem.holdDirectory. */
+export interface HeldDirectory {
+  /** A path naming the directory that was opened, for as long as it is held (names below it resolve in it). */
+  readonly path: string;
+  close(): Promise<void>;
+}
+
 /**
  * How to open: `read` existing; `readWrite` existing; `createNew` fails with EEXIST; `createOrOpen` creates if missing.
  * `readNoFollow` reads input found inside an import source: a symbolic link fails (ELOOP) instead of being
@@ -52,6 +59,12 @@ export interface FileSystem {
   lstat(path: string): Promise<FileStat>;
   /** lstat, or undefined when the path does not exist (ENOENT/ENOTDIR). */
   lstatIfExists(path: string): Promise<FileStat | undefined>;
+  /**
+   * Opens a directory and gives a path that keeps naming it whatever later happens to `path`
+   * (Linux: /proc/self/fd/N, so a folder swapped for a link after it was checked leads nowhere
+   * new; where there is no such path, `path` itself). `noFollow`: a link at `path` fails (ELOOP).
+   */
+  holdDirectory(path: string, options?: { noFollow?: boolean }): Promise<HeldDirectory>;
   mkdir(path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   /**

@@ -1,7 +1,7 @@
 // The real FileSystem over node:fs. The only module (with its siblings in src/fs) that touches node:fs.
 import { promises as fsp, constants, readSync, writeSync, writevSync } from 'node:fs';
 import { limits } from '../limits.js';
-import type { FileHandle, FileStat, FileSystem, OpenMode } from './filesystem.js';
+import type { FileHandle, FileStat, FileSystem, HeldDirectory, OpenMode } from './filesystem.js';
 
 const FLAGS: Record<OpenMode, number> = {
   read: constants.O_RDONLY,
@@ -135,6 +135,14 @@ export class NodeFileSystem implements FileSystem {
       if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
       throw error;
     }
+  }
+
+  async holdDirectory(path: string, options: { noFollow?: boolean } = {}): Promise<HeldDirectory> {
+    const flags = constants.O_RDONLY | constants.O_DIRECTORY | (options.noFollow ? constants.O_NOFOLLOW : 0);
+    const handle = await fsp.open(path, flags);
+    const byFd = `/proc/self/fd/${handle.fd}`;
+    const held = await fsp.stat(byFd).then((stat) => stat.isDirectory(), () => false);
+    return { path: held ? byFd : path, close: () => handle.close() };
   }
 
   async mkdir(path: string): Promise<void> {

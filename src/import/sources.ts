@@ -123,7 +123,8 @@ async function maildirFolder(fs: FileSystem, folder: string, path: string, optio
     path,
     estimatedMessages,
     async *messages(onSkip) {
-      for await (const message of readMaildir(fs, path, { onSkip: placing(onSkip, maildirEntry), messageBytesMax: options.messageBytesMax })) {
+      const reading = readMaildir(fs, path, { onSkip: placing(onSkip, maildirEntry), messageBytesMax: options.messageBytesMax, noFollow: folder !== '' });
+      for await (const message of reading) {
         yield { bytes: message.bytes, flags: message.flags, internalDate: message.internalDate, position: message.index, entry: maildirEntry(message.path) };
       }
     },

@@ -1,6 +1,6 @@
 // A thin test wrapper over the real FileSystem: counts syncs and injects one-shot or persistent
 // errors by operation kind and path. (The full crash-state model is test/sim/faultfs.ts.)
-import type { FileHandle, FileStat, FileSystem, OpenMode } from '../../src/fs/filesystem.js';
+import type { FileHandle, FileStat, FileSystem, HeldDirectory, OpenMode } from '../../src/fs/filesystem.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 
 export type OpKind = 'open' | 'write' | 'sync' | 'truncate' | 'rename' | 'unlink' | 'mkdir' | 'syncDir' | 'read' | 'readdir' | 'readFile' | 'stat';
@@ -70,6 +70,7 @@ export class WrapFs implements FileSystem {
   readdir(path: string): Promise<string[]> { this.check('readdir', path); return this.inner.readdir(path); }
   stat(path: string): Promise<FileStat> { this.check('stat', path); return this.inner.stat(path); }
   statIfExists(path: string): Promise<FileStat | undefined> { this.check('stat', path); return this.inner.statIfExists(path); }
+  holdDirectory(path: string, options?: { noFollow?: boolean }): Promise<HeldDirectory> { return this.inner.holdDirectory(path, options); }
   lstat(path: string): Promise<FileStat> { this.check('stat', path); return this.inner.lstat(path); }
   lstatIfExists(path: string): Promise<FileStat | undefined> { this.check('stat', path); return this.inner.lstatIfExists(path); }
   async mkdir(path: string): Promise<void> { this.check('mkdir', path, true); return this.inner.mkdir(path); }

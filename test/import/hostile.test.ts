@@ -6,7 +6,7 @@ import { chmodSync, mkdirSync, rmdirSync, symlinkSync, truncateSync, writeFileSy
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isMailstoreError, type MailstoreError } from '../../src/errors.js';
-import type { FileHandle, FileSystem } from '../../src/fs/filesystem.js';
+import type { FileHandle, FileSystem, OpenMode } from '../../src/fs/filesystem.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { readMessageFile } from '../../src/formats/eml.js';
 import { importMail, type ImportOptions } from '../../src/import/importer.js';
@@ -167,6 +167,63 @@ describe('links and special files inside a source are never followed (#7)', () =
     expect(reasons).toEqual(['symlink', 'special']);
     // the file the admin names is followed
     expect((await readMessageFile(nodeFileSystem, join(work, 'link'), { onSkip, followLink: true }))?.bytes.toString()).toBe(SECRET);
+  });
+
+  it('a cur/ swapped for a link after it was listed is not followed: the reads stay in the directory that was checked', async () => {
+    const work = tmpDir('hostile');
+    const secretDir = join(work, 'root-only');
+    mkdirSync(secretDir);
+    writeFileSync(join(secretDir, '1.bait'), SECRET);
+    const source = maildir(join(work, 'md'), { '1.bait': body('bait') });
+    let swapped = false;
+    // the attacker's move, at the worst moment: cur/ was checked and listed, its file not yet opened
+    const racing: FileSystem = Object.create(nodeFileSystem, {
+      open: {
+        value: async (path: string, mode: OpenMode) => {
+          if (!swapped && path.endsWith('/1.bait')) {
+            swapped = true;
+            execFileSync('mv', [join(source, 'cur'), join(source, 'cur.moved')]);
+            symlinkSync(secretDir, join(source, 'cur'));
+          }
+          return nodeFileSystem.open(path, mode);
+        },
+      },
+    });
+    await withStore(async (store) => {
+      const summary = await importMail(store, source, { mailbox: 'INBOX', fs: racing });
+      expect(swapped).toBe(true);
+      expect(summary.imported).toBe(1);
+      expect(await stored(store, 'INBOX')).toEqual([body('bait')]);
+    });
+  });
+
+  it('an eml subdirectory swapped for a link after its lstat is reported, not followed', async () => {
+    const work = tmpDir('hostile');
+    const secretDir = join(work, 'root-only');
+    mkdirSync(secretDir);
+    writeFileSync(join(secretDir, 'm.eml'), SECRET);
+    const source = join(work, 'eml');
+    mkdirSync(join(source, 'sub'), { recursive: true });
+    writeFileSync(join(source, 'sub', 'm.eml'), body('m'));
+    let swapped = false;
+    const racing: FileSystem = Object.create(nodeFileSystem, {
+      lstat: {
+        value: async (path: string) => {
+          const stat = await nodeFileSystem.lstat(path);
+          if (!swapped && path.endsWith('/sub')) {
+            swapped = true;
+            execFileSync('mv', [join(source, 'sub'), join(work, 'sub.moved')]);
+            symlinkSync(secretDir, join(source, 'sub'));
+          }
+          return stat;
+        },
+      },
+    });
+    await withStore(async (store) => {
+      const summary = await importMail(store, source, { mailbox: 'INBOX', fs: racing });
+      expect(swapped).toBe(true);
+      expect(summary).toMatchObject({ imported: 0, skippedReasons: { symlink: 1 } });
+    });
   });
 
   it('a top-level mbox given as a link is read', async () => {

@@ -73,7 +73,7 @@ import { promises as fsp } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import * as nodePath from 'node:path';
-import type { FileHandle, FileStat, FileSystem, OpenMode } from '../../src/fs/filesystem.js';
+import type { FileHandle, FileStat, FileSystem, HeldDirectory, OpenMode } from '../../src/fs/filesystem.js';
 import { NodeFileSystem } from '../../src/fs/node-fs.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -994,6 +994,10 @@ export class FaultFileSystem implements FileSystem {
 
   lstat(path: string): Promise<FileStat> {
     return this.inner.lstat(path);
+  }
+
+  holdDirectory(path: string, options?: { noFollow?: boolean }): Promise<HeldDirectory> {
+    return this.inner.holdDirectory(path, options);
   }
 
   lstatIfExists(path: string): Promise<FileStat | undefined> {
