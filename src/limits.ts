@@ -110,6 +110,8 @@ export const limits = {
   hashThreadsMax: 64,
   /** A progress line on a terminal is redrawn at most this often. */
   progressRedrawMs: 200,
+  /** A Maildir's dovecot-keywords file holds at most 26 short lines; anything bigger is not one. */
+  maildirKeywordsFileBytesMax: 64 * 1024,
 } as const;
 
 export const importLimits = {
@@ -121,4 +123,9 @@ export const importLimits = {
   batchesInFlight: 2,
   /** Unreadable files listed one by one in a summary; the rest are counted. */
   skippedListedMax: 100,
+  /**
+   * Entries skipped before the resume point that the next run retries, kept in the import cursor
+   * (each costs its name in every batch's journal record); an import that skips more stops.
+   */
+  retryEntriesMax: 1000,
 } as const;

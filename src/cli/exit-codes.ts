@@ -4,7 +4,7 @@ import { isMailstoreError, type ErrorCode } from '../errors.js';
 
 export const EXIT = {
   ok: 0,
-  /** A check found damage (scrub). */
+  /** A check found damage (scrub); an import finished but skipped entries it could not take in. */
   findings: 1,
   /** The command could not run: the store is locked, the disk is full, access or I/O failed. */
   couldNotRun: 2,
@@ -51,7 +51,7 @@ export function exitCodesHelp(): string {
   return [
     'Exit codes:',
     `  0    ok`,
-    `  1    findings: a check found damage (scrub)`,
+    `  1    findings: a check found damage (scrub); import skipped entries (listed; the rest is in)`,
     `  2    could not run (${codesFor(EXIT.couldNotRun)})`,
     `  3    refused (${codesFor(EXIT.refused)})`,
     `  4    not found (${codesFor(EXIT.notFound)})`,

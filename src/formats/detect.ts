@@ -27,14 +27,17 @@ async function looksLikeMaildir(fs: FileSystem, dir: string): Promise<boolean> {
   if (await hasMaildirSubdirectory(fs, dir)) return true;
   const names = await fs.readdir(dir).catch((error) => { throw fromSystemError(error, 'list', dir); });
   for (const name of names) {
-    if (name.startsWith('.') && name.length > 1 && (await hasMaildirSubdirectory(fs, join(dir, name)))) return true;
+    if (!name.startsWith('.') || name === '.' || name === '..') continue;
+    // Nothing inside the source is followed, not even to guess its format.
+    const stat = await fs.lstatIfExists(join(dir, name)).catch(() => undefined);
+    if (stat?.isDirectory && (await hasMaildirSubdirectory(fs, join(dir, name)))) return true;
   }
   return false;
 }
 
 async function hasMaildirSubdirectory(fs: FileSystem, dir: string): Promise<boolean> {
   for (const sub of ['cur', 'new']) {
-    const stat = await fs.statIfExists(join(dir, sub)).catch(() => undefined);
+    const stat = await fs.lstatIfExists(join(dir, sub)).catch(() => undefined);
     if (stat?.isDirectory) return true;
   }
   return false;

@@ -1,41 +1,74 @@
 // One message per file: a directory of .eml (or any) files, the way many clients export and the
 // way test corpora are kept. Also home of the one-file reader that Maildir shares.
 import { join } from 'node:path';
-import type { FileStat, FileSystem } from '../fs/filesystem.js';
+import type { FileHandle, FileStat, FileSystem, HeldDirectory } from '../fs/filesystem.js';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import { limits } from '../limits.js';
 
+/** Why an entry of an import source was left out; the summary counts skips by it. */
+export type SkipReason =
+  /** A symbolic link inside the source: never followed (it could point anywhere the importer can read). */
+  | 'symlink'
+  /** A FIFO, socket or device: not mail, and reading one could block or never end. */
+  | 'special'
+  /** Larger than the message limit. */
+  | 'tooLarge'
+  /** The operating system refused or failed the read (EACCES, EIO, vanished). */
+  | 'unreadable'
+  /** A Maildir++ folder whose name is no valid mailbox name. */
+  | 'badName'
+  /** Bytes that are no message (an mbox's text before its first From_ line). */
+  | 'notMail';
+
 /**
  * Told about a file (or directory) that could not be read, after which reading goes on. Without
- * one, the first such error is thrown: an import should never lose a message silently.
+ * one, the first such error is thrown: an import should never lose a message silently. `index`
+ * is the entry's place in the reader's message order, when it holds one (a file, not a folder).
  */
-export type SkipHandler = (path: string, error: MailstoreError) => void;
+export type SkipHandler = (path: string, error: MailstoreError, reason: SkipReason, index?: number) => void;
 
 export interface ReadEmlDirOptions {
   onSkip?: SkipHandler;
   messageBytesMax?: number;
 }
 
+export interface ReadMessageFileOptions extends ReadEmlDirOptions {
+  /** The admin named this file: a symbolic link is followed (one found inside a source never is). */
+  followLink?: boolean;
+}
+
 export interface EmlMessage {
   bytes: Buffer;
   path: string;
+  /** 0-based place in the walk's order of files, counting files that were skipped. */
+  index: number;
 }
 
-/** Every regular, non-hidden file under `dir`, depth first, names in byte order at each level. */
+/**
+ * Every regular, non-hidden file under `dir`, depth first, names in byte order at each level.
+ * `dir` itself may be a symbolic link (the admin named it); nothing inside it is followed.
+ */
 export async function* readEmlDir(
   fs: FileSystem, dir: string, options: ReadEmlDirOptions = {},
 ): AsyncGenerator<EmlMessage> {
   const stat = await fs.stat(dir).catch((error) => { throw fromSystemError(error, 'stat', dir); });
   if (!stat.isDirectory) throw new MailstoreError('INVALID', `not a directory: ${dir}`, { path: dir });
-  yield* walk(fs, dir, options, new Set([`${stat.dev}:${stat.ino}`]));
+  const held = await fs.holdDirectory(dir).catch((error) => { throw fromSystemError(error, 'open', dir); });
+  try {
+    yield* walk(fs, dir, held.path, options, { files: 0 });
+  } finally {
+    await held.close().catch(() => {});
+  }
 }
 
-async function* walk(
-  fs: FileSystem, dir: string, options: ReadEmlDirOptions, visited: Set<string>,
-): AsyncGenerator<EmlMessage> {
+/**
+ * `dir` names the directory in reports; `at` reaches the very directory that was checked, so a
+ * subdirectory swapped for a link after its lstat cannot lead the reads elsewhere.
+ */
+async function* walk(fs: FileSystem, dir: string, at: string, options: ReadEmlDirOptions, counter: { files: number }): AsyncGenerator<EmlMessage> {
   let names: string[];
   try {
-    names = await fs.readdir(dir);
+    names = await fs.readdir(at);
   } catch (error) {
     skip(options.onSkip, dir, fromSystemError(error, 'list', dir));
     return;
@@ -43,60 +76,125 @@ async function* walk(
   for (const name of names) {
     if (name.startsWith('.')) continue;
     const path = join(dir, name);
-    const stat = await statForSkip(fs, path, options.onSkip);
-    if (!stat) continue;
-    if (stat.isDirectory) {
-      // A symlinked directory can lead back up the tree; visit each directory once.
-      const id = `${stat.dev}:${stat.ino}`;
-      if (visited.has(id)) continue;
-      visited.add(id);
-      yield* walk(fs, path, options, visited);
+    let stat: FileStat;
+    try {
+      stat = await fs.lstat(join(at, name));
+    } catch (error) {
+      skip(options.onSkip, path, fromSystemError(error, 'stat', path), 'unreadable', counter.files++);
       continue;
     }
-    const bytes = await readMessageFile(fs, path, stat, options);
-    if (bytes) yield { bytes, path };
+    if (stat.isDirectory) {
+      const held = await holdSubdirectory(fs, path, join(at, name), options.onSkip);
+      if (!held) continue;
+      try {
+        yield* walk(fs, path, held.path, options, counter);
+      } finally {
+        await held.close().catch(() => {});
+      }
+      continue;
+    }
+    const index = counter.files++;
+    if (!isPlainEntry(path, stat, options.onSkip, index)) continue;
+    const read = await readMessageFile(fs, path, options, index, join(at, name));
+    if (read) yield { bytes: read.bytes, path, index };
   }
 }
 
-/** stat, or undefined after reporting why not (vanished, dangling symlink, EACCES). */
-export async function statForSkip(fs: FileSystem, path: string, onSkip: SkipHandler | undefined): Promise<FileStat | undefined> {
+/** A directory inside a source, held open without following a link; undefined after reporting why not. */
+export async function holdSubdirectory(fs: FileSystem, path: string, at: string, onSkip: SkipHandler | undefined): Promise<HeldDirectory | undefined> {
   try {
-    return await fs.stat(path);
+    return await fs.holdDirectory(at, { noFollow: true });
   } catch (error) {
-    skip(onSkip, path, fromSystemError(error, 'stat', path));
+    const code = (error as NodeJS.ErrnoException).code;
+    // Linux says ENOTDIR, not ELOOP, for a link opened with O_DIRECTORY|O_NOFOLLOW.
+    const link = code === 'ELOOP' || code === 'EMLINK' || (code === 'ENOTDIR' && (await fs.lstat(at).catch(() => undefined))?.isSymbolicLink);
+    if (link) skip(onSkip, path, symlinkError(path), 'symlink');
+    else if (code === 'ENOTDIR') skip(onSkip, path, new MailstoreError('INVALID', `${path} is no longer a directory`, { path }), 'special');
+    else skip(onSkip, path, fromSystemError(error, 'open', path));
     return undefined;
   }
+}
+
+/** True for a regular file or a directory; a symbolic link or special file is reported and false. */
+export function isPlainEntry(path: string, stat: FileStat, onSkip: SkipHandler | undefined, index?: number): boolean {
+  if (stat.isFile || stat.isDirectory) return true;
+  if (stat.isSymbolicLink) skip(onSkip, path, symlinkError(path), 'symlink', index);
+  else skip(onSkip, path, specialFileError(path), 'special', index);
+  return false;
+}
+
+export function symlinkError(path: string): MailstoreError {
+  return new MailstoreError('INVALID', `${path} is a symbolic link; import never follows links inside a source`, { path });
+}
+
+function specialFileError(path: string): MailstoreError {
+  return new MailstoreError('INVALID', `${path} is not a regular file (a FIFO, socket, device or directory)`, { path });
 }
 
 /**
- * The bytes of one message file, or undefined after reporting why it cannot be one: not a
- * regular file, larger than the message limit, or unreadable.
+ * The bytes of one message file and its fstat, or undefined after reporting why it cannot be one.
+ * The file is opened without following a symbolic link and without blocking on a FIFO, and the
+ * opened file is checked to be regular, so a link or FIFO swapped in after the listing is refused
+ * too; the message limit holds while reading, whatever the size said (a file can grow). `path`
+ * names the file in reports; `at` is where it is opened (below a held directory).
  */
 export async function readMessageFile(
-  fs: FileSystem, path: string, stat: FileStat, options: ReadEmlDirOptions,
-): Promise<Buffer | undefined> {
+  fs: FileSystem, path: string, options: ReadMessageFileOptions, index?: number, at: string = path,
+): Promise<{ bytes: Buffer; stat: FileStat } | undefined> {
   const messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
-  if (!stat.isFile) {
-    skip(options.onSkip, path, new MailstoreError('INVALID', `not a regular file: ${path}`, { path }));
-    return undefined;
-  }
-  if (stat.size > messageBytesMax) {
-    skip(options.onSkip, path, new MailstoreError('TOO_LARGE', `${path} is ${stat.size} bytes, over ${messageBytesMax}`, { path }));
+  const report = (error: MailstoreError, reason?: SkipReason) => skip(options.onSkip, path, error, reason, index);
+  let handle: FileHandle;
+  try {
+    handle = await fs.open(at, options.followLink ? 'read' : 'readNoFollow');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP' || code === 'EMLINK') report(symlinkError(path), 'symlink');
+    else if (code === 'ENXIO') report(specialFileError(path), 'special');
+    else report(fromSystemError(error, 'open', path));
     return undefined;
   }
   try {
-    const bytes = await fs.readFile(path);
-    if (bytes.length > messageBytesMax) {
-      throw new MailstoreError('TOO_LARGE', `${path} grew to ${bytes.length} bytes, over ${messageBytesMax}`, { path });
+    const stat = await handle.stat();
+    if (!stat.isFile) {
+      report(specialFileError(path), 'special');
+      return undefined;
     }
-    return bytes;
+    if (stat.size > messageBytesMax) {
+      report(tooLargeError(path, stat.size, messageBytesMax));
+      return undefined;
+    }
+    return { bytes: await readUpTo(handle, stat.size, messageBytesMax, path), stat };
   } catch (error) {
-    skip(options.onSkip, path, fromSystemError(error, 'read', path));
+    report(fromSystemError(error, 'read', path));
     return undefined;
+  } finally {
+    await handle.close().catch(() => {});
   }
 }
 
-export function skip(onSkip: SkipHandler | undefined, path: string, error: MailstoreError): void {
+/** The whole file, read from its start until EOF; TOO_LARGE as soon as it passes `bytesMax`. */
+export async function readUpTo(handle: FileHandle, sizeHint: number, bytesMax: number, path = handle.path): Promise<Buffer> {
+  // One byte over the expected size: reading it tells EOF, or that the file grew.
+  let buffer = Buffer.allocUnsafe(Math.min(sizeHint, bytesMax) + 1);
+  let total = 0;
+  for (;;) {
+    if (total === buffer.length) {
+      if (total > bytesMax) throw tooLargeError(path, total, bytesMax, 'grew to at least');
+      const bigger = Buffer.allocUnsafe(Math.min(buffer.length * 2, bytesMax + 1));
+      buffer.copy(bigger, 0, 0, total);
+      buffer = bigger;
+    }
+    const bytesRead = await handle.read(buffer, total, buffer.length - total, total);
+    if (bytesRead === 0) return buffer.subarray(0, total);
+    total += bytesRead;
+  }
+}
+
+function tooLargeError(path: string, bytes: number, bytesMax: number, verb = 'is'): MailstoreError {
+  return new MailstoreError('TOO_LARGE', `${path} ${verb} ${bytes} bytes, over the message limit of ${bytesMax}`, { path });
+}
+
+export function skip(onSkip: SkipHandler | undefined, path: string, error: MailstoreError, reason?: SkipReason, index?: number): void {
   if (!onSkip) throw error;
-  onSkip(path, error);
+  onSkip(path, error, reason ?? (error.code === 'TOO_LARGE' ? 'tooLarge' : 'unreadable'), index);
 }

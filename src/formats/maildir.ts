@@ -4,9 +4,10 @@
 // One message per file in cur/ or new/; flags in the name after `:2,` (`!2,` on Windows);
 // Maildir++ keeps subfolders as sibling directories `.Sub.Child` of the INBOX's cur/new/tmp.
 import { join } from 'node:path';
-import type { FileSystem } from '../fs/filesystem.js';
+import type { FileSystem, HeldDirectory } from '../fs/filesystem.js';
 import { MailstoreError, fromSystemError } from '../errors.js';
-import { type SkipHandler, readMessageFile, skip, statForSkip } from './eml.js';
+import { limits } from '../limits.js';
+import { type SkipHandler, holdSubdirectory, isPlainEntry, readMessageFile, skip, symlinkError } from './eml.js';
 
 export type { SkipHandler } from './eml.js';
 
@@ -17,11 +18,15 @@ export interface MaildirMessage {
   internalDate?: Date;
   path: string;
   name: string;
+  /** 0-based place in the folder's delivery order, counting files that were skipped. */
+  index: number;
 }
 
 export interface ReadMaildirOptions {
   onSkip?: SkipHandler;
   messageBytesMax?: number;
+  /** `dir` was found inside the source (a Maildir++ folder): a link there is refused, not followed. */
+  noFollow?: boolean;
 }
 
 export interface MaildirFolder {
@@ -83,19 +88,19 @@ export function maildirInfoFromFlags(
   return [...letters].sort().join('');
 }
 
-/** The keywords of a dovecot-keywords file (`<index> <keyword>` lines) by index; missing file -> none. */
-export async function readDovecotKeywords(fs: FileSystem, dir: string): Promise<(string | undefined)[]> {
+/**
+ * The keywords of a dovecot-keywords file (`<index> <keyword>` lines) by index; missing file -> none.
+ * A symbolic link or special file there goes to onSkip (none), or without one is refused.
+ */
+export async function readDovecotKeywords(fs: FileSystem, dir: string, onSkip?: SkipHandler, at: string = dir): Promise<(string | undefined)[]> {
   const path = join(dir, KEYWORDS_FILE);
-  let text: string;
-  try {
-    text = (await fs.readFile(path)).toString('utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
-    throw fromSystemError(error, 'read', path);
-  }
+  const stat = await fs.lstatIfExists(join(at, KEYWORDS_FILE)).catch((error) => { throw fromSystemError(error, 'stat', path); });
+  if (!stat || !isPlainEntry(path, stat, onSkip)) return [];
+  const options = { messageBytesMax: limits.maildirKeywordsFileBytesMax, onSkip: onSkip ?? ((_path: string, error: MailstoreError) => { throw error; }) };
+  const read = await readMessageFile(fs, path, options, undefined, join(at, KEYWORDS_FILE));
+  if (!read) return [];
   const keywords: (string | undefined)[] = [];
-  for (const line of text.split('\n')) {
+  for (const line of read.bytes.toString('utf8').split('\n')) {
     const match = /^(\d+)\s+(\S+)\s*$/.exec(line);
     if (match && Number(match[1]) < KEYWORD_LETTERS.length) keywords[Number(match[1])] = match[2];
   }
@@ -105,46 +110,66 @@ export async function readDovecotKeywords(fs: FileSystem, dir: string): Promise<
 // ---------------------------------------------------------------------------------------------
 // Reader
 
-/** Messages of one Maildir folder (cur/ and new/, never tmp/), in delivery order. */
+/**
+ * Messages of one Maildir folder (cur/ and new/, never tmp/), in delivery order. Symbolic links
+ * and special files in it are reported to onSkip and never read (see readMessageFile); the folder
+ * and its cur/ and new/ are held open while read, so one swapped for a link meanwhile is not followed.
+ */
 export async function* readMaildir(
   fs: FileSystem, dir: string, options: ReadMaildirOptions = {},
 ): AsyncGenerator<MaildirMessage> {
-  const entries = await listMessageFiles(fs, dir, options.onSkip);
-  const keywords = await readDovecotKeywords(fs, dir);
-  for (const entry of entries) {
-    const path = join(dir, entry.sub, entry.name);
-    const stat = await statForSkip(fs, path, options.onSkip);
-    if (!stat) continue;
-    const bytes = await readMessageFile(fs, path, stat, options);
-    if (!bytes) continue;
-    const parsed = parseMaildirName(entry.name);
-    let flags = parsed.info === undefined ? [] : flagsFromMaildirInfo(parsed.info, keywords);
-    // new/ means not yet seen by any client, whatever the name says.
-    if (entry.sub === 'new') flags = flags.filter((flag) => flag !== '\\Seen');
-    yield { bytes, flags, internalDate: internalDateOf(stat.mtimeMs, parsed.timestampSeconds), path, name: entry.name };
+  const held = await (options.noFollow ? holdSubdirectory(fs, dir, dir, options.onSkip) : fs.holdDirectory(dir).catch((error) => { throw fromSystemError(error, 'open', dir); }));
+  if (!held) return;
+  const holds = [held];
+  try {
+    const entries = await listMessageFiles(fs, dir, held.path, options.onSkip, holds);
+    const keywords = await readDovecotKeywords(fs, dir, options.onSkip, held.path);
+    for (const [index, entry] of entries.entries()) {
+      const path = join(dir, entry.sub, entry.name);
+      const read = await readMessageFile(fs, path, options, index, join(entry.at, entry.name));
+      if (!read) continue;
+      const parsed = parseMaildirName(entry.name);
+      let flags = parsed.info === undefined ? [] : flagsFromMaildirInfo(parsed.info, keywords);
+      // new/ means not yet seen by any client, whatever the name says.
+      if (entry.sub === 'new') flags = flags.filter((flag) => flag !== '\\Seen');
+      yield { bytes: read.bytes, flags, internalDate: internalDateOf(read.stat.mtimeMs, parsed.timestampSeconds), path, name: entry.name, index };
+    }
+  } finally {
+    for (const hold of holds) await hold.close().catch(() => {});
   }
 }
 
-interface MessageEntry { sub: 'cur' | 'new'; name: string; timestamp: number }
+/** A file in cur/ or new/; `at` reaches the held subdirectory it was listed in. */
+interface MessageEntry { sub: 'cur' | 'new'; name: string; at: string; timestamp: number }
 
-async function listMessageFiles(fs: FileSystem, dir: string, onSkip: SkipHandler | undefined): Promise<MessageEntry[]> {
+async function listMessageFiles(
+  fs: FileSystem, dir: string, at: string, onSkip: SkipHandler | undefined, holds: HeldDirectory[],
+): Promise<MessageEntry[]> {
   const entries: MessageEntry[] = [];
   let found = 0;
   for (const sub of ['cur', 'new'] as const) {
     const subdir = join(dir, sub);
-    const stat = await fs.statIfExists(subdir).catch((error) => { throw fromSystemError(error, 'stat', subdir); });
-    if (!stat?.isDirectory) continue;
+    const stat = await fs.lstatIfExists(join(at, sub)).catch((error) => { throw fromSystemError(error, 'stat', subdir); });
+    if (!stat) continue;
     found += 1;
+    if (!stat.isDirectory) {
+      if (stat.isSymbolicLink) skip(onSkip, subdir, symlinkError(subdir), 'symlink');
+      else skip(onSkip, subdir, new MailstoreError('INVALID', `${subdir} is not a directory`, { path: subdir }), 'special');
+      continue;
+    }
+    const held = await holdSubdirectory(fs, subdir, join(at, sub), onSkip);
+    if (!held) continue;
+    holds.push(held);
     let names: string[];
     try {
-      names = await fs.readdir(subdir);
+      names = await fs.readdir(held.path);
     } catch (error) {
       skip(onSkip, subdir, fromSystemError(error, 'list', subdir));
       continue;
     }
     for (const name of names) {
       if (name.startsWith('.')) continue;
-      entries.push({ sub, name, timestamp: parseMaildirName(name).timestampSeconds ?? Number.POSITIVE_INFINITY });
+      entries.push({ sub, name, at: held.path, timestamp: parseMaildirName(name).timestampSeconds ?? Number.POSITIVE_INFINITY });
     }
   }
   if (found === 0) throw new MailstoreError('INVALID', `not a Maildir (no cur/ or new/): ${dir}`, { path: dir });
@@ -185,7 +210,8 @@ export function compareNatural(a: string, b: string): number {
 /**
  * The folders of a Maildir++ tree: the root itself is the INBOX (folder ''), when it has cur/ or
  * new/; `.Sub.Child` with cur/ or new/ is `Sub/Child`, each component decoded from modified
- * UTF-7. A name that does not decode to a usable mailbox name goes to onSkip.
+ * UTF-7. A name that does not decode goes to onSkip, and so does a `.Sub` that is a symbolic link
+ * (the root may be one: the admin named it; nothing inside it is followed).
  */
 export async function listMaildirFolders(
   fs: FileSystem, root: string, options: { onSkip?: SkipHandler } = {},
@@ -196,20 +222,26 @@ export async function listMaildirFolders(
   for (const name of names) {
     if (!name.startsWith('.') || name === '.' || name === '..') continue;
     const path = join(root, name);
-    if (!(await isMaildir(fs, path))) continue;
+    const stat = await fs.lstat(path).catch((error) => { throw fromSystemError(error, 'stat', path); });
+    if (stat.isSymbolicLink) {
+      skip(options.onSkip, path, symlinkError(path), 'symlink');
+      continue;
+    }
+    if (!stat.isDirectory || !(await isMaildir(fs, path))) continue;
     try {
       folders.push({ folder: folderFromMaildirPlusPlus(name), path });
     } catch (error) {
-      skip(options.onSkip, path, fromSystemError(error, 'decode folder name', path));
+      skip(options.onSkip, path, fromSystemError(error, 'decode folder name', path), 'badName');
     }
   }
   return folders.sort((a, b) => (a.folder < b.folder ? -1 : a.folder > b.folder ? 1 : 0));
 }
 
+/** cur/ or new/ is there: as a directory, or as a link that reading the folder then reports. */
 async function isMaildir(fs: FileSystem, dir: string): Promise<boolean> {
   for (const sub of ['cur', 'new']) {
-    const stat = await fs.statIfExists(join(dir, sub)).catch(() => undefined);
-    if (stat?.isDirectory) return true;
+    const stat = await fs.lstatIfExists(join(dir, sub)).catch(() => undefined);
+    if (stat?.isDirectory || stat?.isSymbolicLink) return true;
   }
   return false;
 }
@@ -385,9 +417,11 @@ export class MaildirWriter {
   }
 }
 
+/** A link planted where a folder is expected is refused: writing through it would put mail anywhere. */
 async function ensureDirectory(fs: FileSystem, dir: string): Promise<void> {
-  const stat = await fs.statIfExists(dir).catch((error) => { throw fromSystemError(error, 'stat', dir); });
+  const stat = await fs.lstatIfExists(dir).catch((error) => { throw fromSystemError(error, 'stat', dir); });
   if (stat) {
+    if (stat.isSymbolicLink) throw new MailstoreError('INVALID', `${dir} is a symbolic link; a Maildir is never written through one`, { path: dir });
     if (!stat.isDirectory) throw new MailstoreError('INVALID', `not a directory: ${dir}`, { path: dir });
     return;
   }

@@ -10,6 +10,8 @@ export interface FileStat {
   mtimeMs: number;
   isDirectory: boolean;
   isFile: boolean;
+  /** From lstat only: the path itself is a symbolic link (stat follows it and never sets this). */
+  isSymbolicLink?: boolean;
 }
 
 /**
@@ -26,11 +28,24 @@ export interface FileHandle {
   sync(): Promise<void>;
   truncate(length: number): Promise<void>;
   size(): Promise<number>;
+  /** fstat of the open file: what was opened, whatever the path names by now. */
+  stat(): Promise<FileStat>;
   close(): Promise<void>;
 }
 
-/** How to open: `read` existing; `readWrite` existing; `createNew` fails with EEXIST; `createOrOpen` creates if missing. */
-export type OpenMode = 'read' | 'readWrite' | 'createNew' | 'createOrOpen';
+/** A directory held open; see FileSystem.holdDirectory. */
+export interface HeldDirectory {
+  /** A path naming the directory that was opened, for as long as it is held (names below it resolve in it). */
+  readonly path: string;
+  close(): Promise<void>;
+}
+
+/**
+ * How to open: `read` existing; `readWrite` existing; `createNew` fails with EEXIST; `createOrOpen` creates if missing.
+ * `readNoFollow` reads input found inside an import source: a symbolic link fails (ELOOP) instead of being
+ * followed, and a FIFO does not block the open; the caller checks `stat().isFile` on the handle.
+ */
+export type OpenMode = 'read' | 'readWrite' | 'createNew' | 'createOrOpen' | 'readNoFollow';
 
 export interface FileSystem {
   open(path: string, mode: OpenMode): Promise<FileHandle>;
@@ -40,8 +55,23 @@ export interface FileSystem {
   stat(path: string): Promise<FileStat>;
   /** stat, or undefined when the path does not exist (ENOENT/ENOTDIR). */
   statIfExists(path: string): Promise<FileStat | undefined>;
+  /** stat of the path itself, not following a symbolic link (isSymbolicLink tells). */
+  lstat(path: string): Promise<FileStat>;
+  /** lstat, or undefined when the path does not exist (ENOENT/ENOTDIR). */
+  lstatIfExists(path: string): Promise<FileStat | undefined>;
+  /**
+   * Opens a directory and gives a path that keeps naming it whatever later happens to `path`
+   * (Linux: /proc/self/fd/N, so a folder swapped for a link after it was checked leads nowhere
+   * new; where there is no such path, `path` itself). `noFollow`: a link at `path` fails (ELOOP).
+   */
+  holdDirectory(path: string, options?: { noFollow?: boolean }): Promise<HeldDirectory>;
   mkdir(path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
+  /**
+   * Moves `from` to `to` only if nothing (not even a symbolic link) is there: EEXIST otherwise (a
+   * directory onto an empty directory created meanwhile may replace it; onto anything else, it fails).
+   */
+  renameNoReplace(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
   rmdir(path: string): Promise<void>;
   /** fsync a directory, making creates, renames and unlinks inside it durable. */

@@ -1,13 +1,15 @@
 // The real FileSystem over node:fs. The only module (with its siblings in src/fs) that touches node:fs.
 import { promises as fsp, constants, readSync, writeSync, writevSync } from 'node:fs';
-import type { FileHandle, FileStat, FileSystem, OpenMode } from './filesystem.js';
 import { limits } from '../limits.js';
+import type { FileHandle, FileStat, FileSystem, HeldDirectory, OpenMode } from './filesystem.js';
 
 const FLAGS: Record<OpenMode, number> = {
   read: constants.O_RDONLY,
   readWrite: constants.O_RDWR,
   createNew: constants.O_RDWR | constants.O_CREAT | constants.O_EXCL,
   createOrOpen: constants.O_RDWR | constants.O_CREAT,
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer (it has no effect on regular files).
+  readNoFollow: constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
 };
 
 class NodeFileHandle implements FileHandle {
@@ -75,6 +77,10 @@ class NodeFileHandle implements FileHandle {
     return (await this.handle.stat()).size;
   }
 
+  async stat(): Promise<FileStat> {
+    return toStat(await this.handle.stat());
+  }
+
   close(): Promise<void> {
     return this.handle.close();
   }
@@ -83,7 +89,7 @@ class NodeFileHandle implements FileHandle {
 function toStat(s: import('node:fs').Stats): FileStat {
   return {
     size: s.size, dev: s.dev, ino: s.ino, mode: s.mode, mtimeMs: s.mtimeMs,
-    isDirectory: s.isDirectory(), isFile: s.isFile(),
+    isDirectory: s.isDirectory(), isFile: s.isFile(), ...(s.isSymbolicLink() ? { isSymbolicLink: true } : {}),
   };
 }
 
@@ -114,12 +120,52 @@ export class NodeFileSystem implements FileSystem {
     }
   }
 
+  async lstat(path: string): Promise<FileStat> {
+    return toStat(await fsp.lstat(path));
+  }
+
+  async lstatIfExists(path: string): Promise<FileStat | undefined> {
+    try {
+      return toStat(await fsp.lstat(path));
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      throw error;
+    }
+  }
+
+  async holdDirectory(path: string, options: { noFollow?: boolean } = {}): Promise<HeldDirectory> {
+    const flags = constants.O_RDONLY | constants.O_DIRECTORY | (options.noFollow ? constants.O_NOFOLLOW : 0);
+    const handle = await fsp.open(path, flags);
+    const byFd = `/proc/self/fd/${handle.fd}`;
+    const held = await fsp.stat(byFd).then((stat) => stat.isDirectory(), () => false);
+    return { path: held ? byFd : path, close: () => handle.close() };
+  }
+
   async mkdir(path: string): Promise<void> {
     await fsp.mkdir(path, { mode: 0o750 });
   }
 
   rename(from: string, to: string): Promise<void> {
     return fsp.rename(from, to);
+  }
+
+  /**
+   * A file is hard-linked to its new name (link fails with EEXIST when anything is there, atomically)
+   * and then unlinked; where links are not supported, and for directories, a checked rename.
+   */
+  async renameNoReplace(from: string, to: string): Promise<void> {
+    if (!(await fsp.lstat(from)).isDirectory()) {
+      try {
+        await fsp.link(from, to);
+        await fsp.unlink(from);
+        return;
+      } catch (error) {
+        if (!['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS'].includes((error as NodeJS.ErrnoException).code ?? '')) throw error;
+      }
+    }
+    if (await this.lstatIfExists(to)) throw Object.assign(new Error(`EEXIST: file already exists, rename '${from}' -> '${to}'`), { code: 'EEXIST', path: to });
+    await fsp.rename(from, to);
   }
 
   unlink(path: string): Promise<void> {
@@ -145,6 +191,29 @@ export class NodeFileSystem implements FileSystem {
     } finally {
       await handle.close();
     }
+  }
+}
+
+/**
+ * Reads a file the user named (append FILE) from its start, sequentially, so pipes and devices work
+ * (`/dev/stdin`, `<(command)`), stopping after `bytesMax` bytes: a caller that must refuse more asks
+ * for one byte over its limit and checks the length, and `/dev/zero` costs no more than that.
+ */
+export async function readFileUpTo(path: string, bytesMax: number): Promise<Buffer> {
+  const handle = await fsp.open(path, constants.O_RDONLY);
+  try {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    while (total < bytesMax) {
+      const chunk = Buffer.allocUnsafe(Math.min(bytesMax - total, limits.readChunkBytes));
+      const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
+      if (bytesRead === 0) break;
+      chunks.push(chunk.subarray(0, bytesRead));
+      total += bytesRead;
+    }
+    return Buffer.concat(chunks, total);
+  } finally {
+    await handle.close();
   }
 }
 

@@ -13,8 +13,13 @@ export interface ImportCursor {
   /** The mailbox the cursor belongs to: a deleted and re-created mailbox starts over. */
   mailboxId: string;
   uidValidity: number;
-  /** Source positions below this are imported (or were unreadable and reported). */
+  /** Source positions below this are imported, except those listed in `retry`. */
   done: number;
+  /**
+   * Entries below `done` that could not be read (unreadable, a link, too large): the next run
+   * tries each again, if the same entry (SourceMessage.entry) is still at its position.
+   */
+  retry?: { position: number; entry: string }[];
   /** Position and BLAKE3 (hex) of the last message imported, checked on resume. */
   lastPosition: number;
   lastHash: string;
@@ -30,5 +35,6 @@ export function cursorKey(sourcePath: string, mailbox: string): string {
 
 export function isImportCursor(value: unknown): value is ImportCursor {
   const c = value as ImportCursor | undefined;
-  return !!c && c.version === CURSOR_VERSION && typeof c.done === 'number' && typeof c.lastHash === 'string' && typeof c.mailboxId === 'string';
+  return !!c && c.version === CURSOR_VERSION && typeof c.done === 'number' && typeof c.lastHash === 'string' && typeof c.mailboxId === 'string' &&
+    (c.retry === undefined || (Array.isArray(c.retry) && c.retry.every((r) => typeof r?.position === 'number' && typeof r.entry === 'string')));
 }

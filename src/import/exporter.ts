@@ -1,8 +1,12 @@
 // Export: a mailbox out as mbox or Maildir, byte for byte as stored, flags and internal dates kept
 // where the format has a place for them. Every message is read verified; a corrupt one is
-// reported and left out, never written wrong.
-import { join } from 'node:path';
-import type { MailstoreError } from '../errors.js';
+// reported and left out, never written wrong. A new file or Maildir is built under a temporary
+// name beside --out and renamed into place when whole, so a failed export (a full disk) leaves
+// nothing under the name and the same command can simply run again. Nothing is written through
+// a symbolic link planted at --out or inside an existing Maildir there.
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join, relative } from 'node:path';
+import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { MaildirWriter, maildirPlusPlusFromFolder } from '../formats/maildir.js';
@@ -43,32 +47,100 @@ interface Target {
   path: string;
 }
 
+type Write = (bytes: Buffer, info: MessageInfo) => Promise<unknown>;
+
 export async function exportMailbox(store: Store, mailbox: string, options: ExportOptions): Promise<ExportSummary> {
   const started = Date.now();
   const fs = options.fs ?? nodeFileSystem;
   await store.mailbox(mailbox); // NOT_FOUND before anything is written
   const summary: ExportSummary = { format: options.format, out: options.out, mailboxes: [], exported: 0, bytes: 0, corrupt: [], interrupted: false, seconds: 0 };
-  const targets = options.format === 'maildir' ? await maildirTargets(store, mailbox, options) : [{ mailbox, path: options.out }];
+  const out = options.out;
+  const existing = await fs.lstatIfExists(out).catch((error) => { throw fromSystemError(error, 'stat', out); });
+  if (existing?.isSymbolicLink) {
+    throw new MailstoreError('INVALID', `${out} is a symbolic link; export never writes through one (remove it or choose another --out)`, { path: out });
+  }
   if (options.format === 'mbox') {
-    const writer = await MboxWriter.create(fs, options.out, { style: options.mboxStyle ?? 'mboxrd', statusHeaders: options.statusHeaders ?? false });
-    try {
-      await exportMessages(store, targets[0], options, summary, (bytes, info) => writer.append(bytes, { internalDate: info.internalDate, flags: info.flags }));
-    } finally {
-      await writer.close(); // flushes and fsyncs: an interrupted export is still a valid mbox
-    }
+    if (existing) throw new MailstoreError('EXISTS', `${out} already exists; an mbox export writes a new file`, { path: out });
+    await exportMbox(fs, store, mailbox, options, summary);
   } else {
-    for (const target of targets) {
-      const writer = await MaildirWriter.create(fs, target.path);
-      try {
-        await exportMessages(store, target, options, summary, (bytes, info) => writer.append(bytes, { flags: info.flags, internalDate: info.internalDate }));
-      } finally {
-        await writer.close();
-      }
-      if (summary.interrupted) break;
-    }
+    const targets = await maildirTargets(store, mailbox, options);
+    if (existing && !existing.isDirectory) throw new MailstoreError('INVALID', `${out} exists and is not a directory`, { path: out });
+    if (existing) await exportIntoMaildir(fs, store, targets, options, summary);
+    else await exportNewMaildir(fs, store, targets, options, summary);
   }
   summary.seconds = (Date.now() - started) / 1000;
   return summary;
+}
+
+/** A name beside `path` (same directory, so the final rename stays on one file system), hidden. */
+function temporarySibling(path: string): string {
+  return join(dirname(path), `.${basename(path)}.export-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+}
+
+/** The finished file or tree takes its name, unless something took it meanwhile; then made durable. */
+async function publish(fs: FileSystem, temporary: string, out: string): Promise<void> {
+  await fs.renameNoReplace(temporary, out).catch((error) => {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTEMPTY') {
+      throw new MailstoreError('EXISTS', `${out} appeared while the export ran; nothing was written to it`, { path: out, cause: error });
+    }
+    throw fromSystemError(error, 'rename into', out);
+  });
+  await fs.syncDir(dirname(out)).catch((error) => { throw fromSystemError(error, 'sync the directory of', out); });
+}
+
+async function exportMbox(fs: FileSystem, store: Store, mailbox: string, options: ExportOptions, summary: ExportSummary): Promise<void> {
+  const temporary = temporarySibling(options.out);
+  const writer = await MboxWriter.create(fs, temporary, { style: options.mboxStyle ?? 'mboxrd', statusHeaders: options.statusHeaders ?? false });
+  try {
+    await exportMessages(store, { mailbox, path: options.out }, options, summary, (bytes, info) => writer.append(bytes, { internalDate: info.internalDate, flags: info.flags }));
+    await writer.close(); // flushes and fsyncs: an interrupted export is still a valid mbox
+    await publish(fs, temporary, options.out);
+  } catch (error) {
+    await writer.close().catch(() => {});
+    await fs.unlink(temporary).catch(() => {});
+    throw error;
+  }
+}
+
+/** A new Maildir tree is built whole under a temporary name, then renamed into place. */
+async function exportNewMaildir(fs: FileSystem, store: Store, targets: Target[], options: ExportOptions, summary: ExportSummary): Promise<void> {
+  const temporary = temporarySibling(options.out);
+  try {
+    for (const target of targets) {
+      const writer = await MaildirWriter.create(fs, join(temporary, relative(options.out, target.path)));
+      await exportMessages(store, target, options, summary, (bytes, info) => writer.append(bytes, { flags: info.flags, internalDate: info.internalDate }));
+      await writer.close();
+      if (summary.interrupted) break;
+    }
+    await fs.syncDir(temporary).catch((error) => { throw fromSystemError(error, 'sync', temporary); }); // the .Sub entries
+    await publish(fs, temporary, options.out);
+  } catch (error) {
+    await fs.removeTree(temporary).catch(() => {});
+    throw error;
+  }
+}
+
+/**
+ * Into an existing Maildir each message appears whole (tmp/, then renamed into cur/); a failed
+ * export removes the messages it wrote, so a re-run does not double them.
+ */
+async function exportIntoMaildir(fs: FileSystem, store: Store, targets: Target[], options: ExportOptions, summary: ExportSummary): Promise<void> {
+  const written: string[] = [];
+  try {
+    for (const target of targets) {
+      const writer = await MaildirWriter.create(fs, target.path);
+      await exportMessages(store, target, options, summary, async (bytes, info) => {
+        written.push(await writer.append(bytes, { flags: info.flags, internalDate: info.internalDate }));
+      });
+      await writer.close();
+      if (summary.interrupted) break;
+    }
+  } catch (error) {
+    for (const path of written) await fs.unlink(path).catch(() => {});
+    for (const dir of new Set(written.map(dirname))) await fs.syncDir(dir).catch(() => {});
+    throw error;
+  }
 }
 
 /** The mailbox and (recursively) its descendants, each with its Maildir++ directory; all names checked first. */
@@ -83,8 +155,7 @@ async function maildirTargets(store: Store, mailbox: string, options: ExportOpti
 }
 
 async function exportMessages(
-  store: Store, target: Target, options: ExportOptions, summary: ExportSummary,
-  write: (bytes: Buffer, info: MessageInfo) => Promise<unknown>,
+  store: Store, target: Target, options: ExportOptions, summary: ExportSummary, write: Write,
 ): Promise<void> {
   let messages = 0;
   const onCorrupt = (info: MessageInfo, error: MailstoreError) => {

@@ -6,14 +6,15 @@ import { MailstoreError, isMailstoreError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import type { MailFormat } from '../formats/detect.js';
+import type { SkipReason } from '../formats/eml.js';
 import type { MboxStyle } from '../formats/mbox.js';
 import { hashBytes, hashHex } from '../hash/blake3.js';
 import { importLimits, limits } from '../limits.js';
 import type { Store } from '../store/store.js';
 import type { CommitChain } from '../store/writer.js';
-import { normalizeFlags } from '../store/validate.js';
+import { normalizeFlags, parseMailboxName } from '../store/validate.js';
 import { CURSOR_VERSION, cursorKey, isImportCursor, type ImportCursor } from './cursor.js';
-import { openSource, type SourceFolder, type SourceMessage } from './sources.js';
+import { openSource, type SourceFolder, type SourceMessage, type SourceSkipHandler } from './sources.js';
 
 export interface ImportOptions {
   /** Target mailbox; Maildir++ subfolders become mailboxes below it. Created when missing. */
@@ -30,12 +31,17 @@ export interface ImportOptions {
   /** Checked after every committed batch: true stops the import there (Ctrl-C). */
   shouldStop?: () => boolean;
   onBatch?: (batch: BatchReport) => void;
-  onSkip?: (path: string, error: MailstoreError) => void;
+  /** Told about each entry left out (see SkipReason); the next run of the same import retries it. */
+  onSkip?: ImportSkipHandler;
+  /** Larger messages are skipped and reported (default limits.messageBytesMax). */
+  messageBytesMax?: number;
   /** A warning for the admin that does not stop the import (dropped invalid flags, stale cursors). */
   onWarning?: (text: string) => void;
   /** Called with each message read (before its batch commits): for the progress meter. */
   onRead?: (message: SourceMessage, folder: SourceFolder) => void;
 }
+
+export type ImportSkipHandler = (path: string, error: MailstoreError, reason: SkipReason) => void;
 
 export interface BatchReport {
   mailbox: string;
@@ -64,9 +70,14 @@ export interface ImportSummary {
   deduplicated: number;
   alreadyImported: number;
   batches: number;
-  /** Files or messages that could not be read and were left out (reported one by one through onSkip). */
+  /**
+   * Entries left out (reported one by one through onSkip): files or messages that could not be
+   * read, symbolic links and special files (never followed), messages over the size limit,
+   * Maildir++ folders whose name is no valid mailbox name. Counted by reason in skippedReasons.
+   */
   skipped: number;
-  skippedItems: { path: string; code: string; message: string }[];
+  skippedReasons: Partial<Record<SkipReason, number>>;
+  skippedItems: { path: string; reason: SkipReason; code: string; message: string }[];
   interrupted: boolean;
   seconds: number;
 }
@@ -80,26 +91,49 @@ interface Pending {
 export async function importMail(store: Store, sourcePath: string, options: ImportOptions): Promise<ImportSummary> {
   const started = Date.now();
   const fs = options.fs ?? nodeFileSystem;
+  parseMailboxName(options.mailbox); // INVALID before anything is read
   const summary: ImportSummary = {
     source: sourcePath, format: 'eml', mailboxes: [], imported: 0, bytes: 0, deduplicated: 0, alreadyImported: 0,
-    batches: 0, skipped: 0, skippedItems: [], interrupted: false, seconds: 0,
+    batches: 0, skipped: 0, skippedReasons: {}, skippedItems: [], interrupted: false, seconds: 0,
   };
-  const onSkip = (path: string, error: MailstoreError) => {
+  const onSkip: ImportSkipHandler = (path, error, reason) => {
     summary.skipped++;
-    if (summary.skippedItems.length < importLimits.skippedListedMax) summary.skippedItems.push({ path, code: error.code, message: error.message });
-    options.onSkip?.(path, error);
+    summary.skippedReasons[reason] = (summary.skippedReasons[reason] ?? 0) + 1;
+    if (summary.skippedItems.length < importLimits.skippedListedMax) summary.skippedItems.push({ path, reason, code: error.code, message: error.message });
+    options.onSkip?.(path, error, reason);
   };
-  const source = await openSource(fs, sourcePath, { format: options.format, mboxStyle: options.mboxStyle, messageBytesMax: limits.messageBytesMax }, onSkip);
+  const messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
+  const source = await openSource(fs, sourcePath, { format: options.format, mboxStyle: options.mboxStyle, messageBytesMax }, onSkip);
   summary.format = source.format;
+  const targets = targetMailboxes(source.folders, options.mailbox, onSkip);
   await ensureMailbox(store, options.mailbox, options.owner);
-  for (const folder of source.folders) {
-    const mailbox = folder.folder === '' ? options.mailbox : `${options.mailbox}/${folder.folder}`;
+  for (const { folder, mailbox } of targets) {
     const result = await importFolder(store, folder, mailbox, options, onSkip, summary);
     summary.mailboxes.push(result);
     if (summary.interrupted) break;
   }
   summary.seconds = (Date.now() - started) / 1000;
   return summary;
+}
+
+/**
+ * The mailbox of every folder, all checked before anything is imported, so a bad name cannot stop
+ * an import half way: a folder whose name is no valid mailbox name is skipped and reported whole.
+ */
+function targetMailboxes(folders: SourceFolder[], mailbox: string, onSkip: ImportSkipHandler): { folder: SourceFolder; mailbox: string }[] {
+  const targets: { folder: SourceFolder; mailbox: string }[] = [];
+  for (const folder of folders) {
+    // Mail tools on macOS write names decomposed (NFD); the store keeps names in NFC.
+    const name = folder.folder === '' ? mailbox : `${mailbox}/${folder.folder.normalize('NFC')}`;
+    try {
+      parseMailboxName(name);
+      targets.push({ folder, mailbox: name });
+    } catch (error) {
+      if (!isMailstoreError(error)) throw error;
+      onSkip(folder.path, new MailstoreError('INVALID', `folder ${folder.path} is not imported: ${error.message}`, { path: folder.path, cause: error }), 'badName');
+    }
+  }
+  return targets;
 }
 
 async function ensureMailbox(store: Store, name: string, owner: string | undefined): Promise<void> {
@@ -112,7 +146,7 @@ async function ensureMailbox(store: Store, name: string, owner: string | undefin
 
 async function importFolder(
   store: Store, folder: SourceFolder, mailbox: string, options: ImportOptions,
-  onSkip: (path: string, error: MailstoreError) => void, summary: ImportSummary,
+  onSkip: ImportSkipHandler, summary: ImportSummary,
 ): Promise<MailboxImportSummary> {
   const result: MailboxImportSummary = { mailbox, source: folder.path, imported: 0, bytes: 0, deduplicated: 0, alreadyImported: 0 };
   await ensureMailbox(store, mailbox, options.owner);
@@ -123,6 +157,8 @@ async function importFolder(
   const batchBytesMax = options.batchBytesMax ?? importLimits.batchBytesMax;
   let verified = cursor === undefined || cursor.done === 0;
   let pending: Pending = { items: [], bytes: 0, lastPosition: -1 };
+  // Entries skipped (by an earlier run, or by this one) that the resume point must not count as in.
+  const retry = new Map<number, string>((cursor?.retry ?? []).map((r) => [r.position, r.entry]));
 
   // Batches are read while earlier ones commit, up to importLimits.batchesInFlight submitted at
   // once, so the disk always has a batch to sync. They share one commit chain: they commit in
@@ -137,12 +173,7 @@ async function importFolder(
     if (pending.items.length === 0) return;
     const batch = pending;
     pending = { items: [], bytes: 0, lastPosition: -1 };
-    const last = batch.items[batch.items.length - 1];
-    const imported = (cursor?.imported ?? 0) + batch.items.length;
-    const next: ImportCursor = {
-      version: CURSOR_VERSION, source: folder.path, mailbox, mailboxId: box.id, uidValidity: box.uidValidity,
-      done: batch.lastPosition + 1, lastPosition: batch.lastPosition, lastHash: hashHex(hashBytes(last.bytes)), imported,
-    };
+    const next = nextCursor(cursor, batch, retry, { source: folder.path, mailbox, mailboxId: box.id, uidValidity: box.uidValidity });
     cursor = next;
     const committed = store.appendBatch(mailbox, batch.items, { meta: { key, value: next }, chain }).then((results) => {
       const deduplicated = results.filter((r) => r.deduplicated).length;
@@ -158,19 +189,28 @@ async function importFolder(
     committed.catch(() => undefined); // observed by commit() or settle()
     inFlight.push(committed);
   };
+  const skipInFolder: SourceSkipHandler = (path, error, reason, at) => {
+    // A skip at or past the resume point is retried by the next run. One below it that is not a
+    // retry was imported by an earlier run (it became unreadable since): it is in, not retried.
+    if (at && (cursor === undefined || at.position >= cursor.done || retry.has(at.position))) retry.set(at.position, at.entry);
+    onSkip(path, error, reason);
+  };
 
-  for await (const message of folder.messages(onSkip)) {
-    if (cursor && message.position < cursor.done) {
+  for await (const message of folder.messages(skipInFolder)) {
+    const retried = cursor !== undefined && message.position < cursor.done ? retry.get(message.position) : undefined;
+    if (cursor && message.position < cursor.done && retried === undefined) {
       if (message.position === cursor.lastPosition) verified = checkResumePoint(cursor, message);
       result.alreadyImported++;
       summary.alreadyImported++;
       continue;
     }
-    if (!verified) throw sourceChanged(cursor!, `message ${cursor!.lastPosition + 1} is no longer there`);
+    if (retried !== undefined && retried !== message.entry) throw sourceChanged(cursor!, `entry ${message.position + 1} is not the one that could not be read before`);
+    if (retried === undefined && !verified) throw sourceChanged(cursor!, `message ${cursor!.lastPosition + 1} is no longer there`);
     options.onRead?.(message, folder);
     if (pending.items.length > 0 && (pending.items.length >= batchMessagesMax || pending.bytes + message.bytes.length > batchBytesMax)) {
       await commit();
     }
+    retry.delete(message.position); // after that commit: the cursor of the batch it goes into says it is in
     pending.items.push({ bytes: message.bytes, flags: keepValidFlags(message.flags, folder.path, options.onWarning), internalDate: message.internalDate });
     pending.bytes += message.bytes.length;
     pending.lastPosition = message.position;
@@ -188,6 +228,31 @@ async function importFolder(
   await settle();
   if (options.shouldStop?.()) summary.interrupted = true;
   return result;
+}
+
+/**
+ * The cursor a batch commits with. A batch of retried entries only (all below the resume point)
+ * leaves the resume point where it was; skips below the new resume point are listed to retry.
+ */
+function nextCursor(
+  previous: ImportCursor | undefined, batch: Pending, retry: Map<number, string>,
+  where: { source: string; mailbox: string; mailboxId: string; uidValidity: number },
+): ImportCursor {
+  const advances = previous === undefined || batch.lastPosition >= previous.done;
+  const done = advances ? batch.lastPosition + 1 : previous.done;
+  const retryList = [...retry].filter(([position]) => position < done).sort((a, b) => a[0] - b[0]).map(([position, entry]) => ({ position, entry }));
+  if (retryList.length > importLimits.retryEntriesMax) {
+    throw new MailstoreError('REFUSED',
+      `more than ${importLimits.retryEntriesMax} entries of ${where.source} could not be read (listed above), more than an import keeps to retry; ` +
+      `fix them and run the same import again (what it reported imported is in)`, { path: where.source });
+  }
+  return {
+    version: CURSOR_VERSION, ...where, done,
+    lastPosition: advances ? batch.lastPosition : previous.lastPosition,
+    lastHash: advances ? hashHex(hashBytes(batch.items[batch.items.length - 1]!.bytes)) : previous.lastHash,
+    imported: (previous?.imported ?? 0) + batch.items.length,
+    ...(retryList.length > 0 ? { retry: retryList } : {}),
+  };
 }
 
 async function loadCursor(store: Store, key: string, box: { id: string; uidValidity: number }, options: ImportOptions): Promise<ImportCursor | undefined> {

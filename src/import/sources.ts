@@ -1,11 +1,11 @@
 // One shape for every kind of mail we import: a list of folders, each a stream of messages in a
 // stable order with a position, so an interrupted import can tell where it stopped.
-import { basename, join } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { detectFormat, type MailFormat } from '../formats/detect.js';
-import { readEmlDir, readMessageFile, type SkipHandler } from '../formats/eml.js';
-import { listMaildirFolders, readMaildir } from '../formats/maildir.js';
+import { readEmlDir, readMessageFile, type SkipHandler, type SkipReason } from '../formats/eml.js';
+import { listMaildirFolders, parseMaildirName, readMaildir } from '../formats/maildir.js';
 import { readMbox, type MboxStyle } from '../formats/mbox.js';
 
 export interface SourceMessage {
@@ -17,9 +17,23 @@ export interface SourceMessage {
    * (and mbox messages skipped as too large), so positions stay put when those are retried.
    */
   position: number;
+  /**
+   * What names the message in its folder from one run to the next (Maildir: the file's unique
+   * part; eml: its path below the folder; mbox: its byte offset). An entry skipped before the
+   * resume point is retried by the next run only if the same entry is at its position.
+   */
+  entry: string;
   /** Fraction of the folder read so far, when the reader can tell (mbox: offset / size). */
   fraction?: number;
 }
+
+/** Where a skipped entry sits in its folder's order; absent for what holds no place (a folder, an mbox's leading text). */
+export interface SkippedAt {
+  position: number;
+  entry: string;
+}
+
+export type SourceSkipHandler = (path: string, error: MailstoreError, reason: SkipReason, at?: SkippedAt) => void;
 
 export interface SourceFolder {
   /** Mailbox name relative to the import's target: '' for the target itself, `Sent`, `Lists/kernel`. */
@@ -28,7 +42,7 @@ export interface SourceFolder {
   path: string;
   /** Messages in the folder, when cheap to know (Maildir: directory entries); for the progress meter. */
   estimatedMessages?: number;
-  messages(onSkip: SkipHandler): AsyncGenerator<SourceMessage>;
+  messages(onSkip: SourceSkipHandler): AsyncGenerator<SourceMessage>;
 }
 
 export interface SourceOptions {
@@ -71,31 +85,47 @@ function mboxFolder(fs: FileSystem, path: string, sizeBytes: number, options: So
         messageBytesMax: options.messageBytesMax,
         onWarning: (warning) => {
           if (warning.kind === 'tooLarge') {
-            onSkip(`${path}#${warning.index + 1}`, new MailstoreError('TOO_LARGE', `message ${warning.index + 1} at byte ${warning.offset} of ${basename(path)} is ${warning.bytes} bytes, over the limit`, { path }));
+            onSkip(`${path}#${warning.index + 1}`, new MailstoreError('TOO_LARGE', `message ${warning.index + 1} at byte ${warning.offset} of ${basename(path)} is ${warning.bytes} bytes, over the limit`, { path }),
+              'tooLarge', { position: warning.index, entry: String(warning.offset) });
           } else {
-            onSkip(`${path}@0`, new MailstoreError('INVALID', `${warning.bytes} bytes before the first From_ line are not a message`, { path }));
+            onSkip(`${path}@0`, new MailstoreError('INVALID', `${warning.bytes} bytes before the first From_ line are not a message`, { path }), 'notMail');
           }
         },
       });
       for await (const message of messages) {
-        yield { bytes: message.bytes, flags: message.flags, internalDate: message.internalDate, position: message.index, fraction: sizeBytes > 0 ? message.offset / sizeBytes : undefined };
+        yield {
+          bytes: message.bytes, flags: message.flags, internalDate: message.internalDate, position: message.index,
+          entry: String(message.offset), fraction: sizeBytes > 0 ? message.offset / sizeBytes : undefined,
+        };
       }
     },
   };
 }
 
+/** A Maildir file keeps its unique part when a client changes its flags or moves it from new/ to cur/. */
+function maildirEntry(path: string): string {
+  return parseMaildirName(basename(path)).unique;
+}
+
+/** The reader's skips, with the place of those that hold one. */
+function placing(onSkip: SourceSkipHandler, entryOf: (path: string) => string): SkipHandler {
+  return (path, error, reason, index) => onSkip(path, error, reason, index === undefined ? undefined : { position: index, entry: entryOf(path) });
+}
+
 async function maildirFolder(fs: FileSystem, folder: string, path: string, options: SourceOptions): Promise<SourceFolder> {
   let estimatedMessages = 0;
-  for (const sub of ['cur', 'new']) estimatedMessages += (await fs.readdir(join(path, sub)).catch(() => [])).filter((n) => !n.startsWith('.')).length;
+  for (const sub of ['cur', 'new']) {
+    const stat = await fs.lstatIfExists(join(path, sub)).catch(() => undefined);
+    if (stat?.isDirectory) estimatedMessages += (await fs.readdir(join(path, sub)).catch(() => [])).filter((n) => !n.startsWith('.')).length;
+  }
   return {
     folder,
     path,
     estimatedMessages,
     async *messages(onSkip) {
-      let position = 0;
-      const counting: SkipHandler = (skipped, error) => { position++; onSkip(skipped, error); };
-      for await (const message of readMaildir(fs, path, { onSkip: counting, messageBytesMax: options.messageBytesMax })) {
-        yield { bytes: message.bytes, flags: message.flags, internalDate: message.internalDate, position: position++ };
+      const reading = readMaildir(fs, path, { onSkip: placing(onSkip, maildirEntry), messageBytesMax: options.messageBytesMax, noFollow: folder !== '' });
+      for await (const message of reading) {
+        yield { bytes: message.bytes, flags: message.flags, internalDate: message.internalDate, position: message.index, entry: maildirEntry(message.path) };
       }
     },
   };
@@ -106,23 +136,23 @@ function emlDirFolder(fs: FileSystem, path: string, options: SourceOptions): Sou
     folder: '',
     path,
     async *messages(onSkip) {
-      let position = 0;
-      const counting: SkipHandler = (skipped, error) => { position++; onSkip(skipped, error); };
-      for await (const message of readEmlDir(fs, path, { onSkip: counting, messageBytesMax: options.messageBytesMax })) {
-        yield { bytes: message.bytes, flags: [], position: position++ };
+      const entryOf = (file: string) => relative(path, file);
+      for await (const message of readEmlDir(fs, path, { onSkip: placing(onSkip, entryOf), messageBytesMax: options.messageBytesMax })) {
+        yield { bytes: message.bytes, flags: [], position: message.index, entry: entryOf(message.path) };
       }
     },
   };
 }
 
+/** One message file the admin named: it may be a symbolic link (only links inside a source are refused). */
 function emlFileFolder(fs: FileSystem, path: string, options: SourceOptions): SourceFolder {
   return {
     folder: '',
     path,
     estimatedMessages: 1,
     async *messages(onSkip) {
-      const bytes = await readMessageFile(fs, path, await fs.stat(path), { onSkip, messageBytesMax: options.messageBytesMax });
-      if (bytes) yield { bytes, flags: [], position: 0 };
+      const read = await readMessageFile(fs, path, { onSkip: placing(onSkip, basename), messageBytesMax: options.messageBytesMax, followLink: true }, 0);
+      if (read) yield { bytes: read.bytes, flags: [], position: 0, entry: basename(path) };
     },
   };
 }

@@ -20,11 +20,14 @@ describe('readEmlDir', () => {
     writeFileSync(join(dir, '.hidden-dir', 'm.eml'), 'no');
     symlinkSync(dir, join(dir, 'b', 'loop'));
     const found = [];
-    for await (const message of readEmlDir(fs, dir)) found.push([message.path.slice(dir.length + 1), message.bytes.toString()]);
+    const skipped: string[] = [];
+    const onSkip = (path: string, error: { code: string }, reason: string) => skipped.push(`${path.slice(dir.length + 1)} ${error.code} ${reason}`);
+    for await (const message of readEmlDir(fs, dir, { onSkip })) found.push([message.path.slice(dir.length + 1), message.bytes.toString()]);
     expect(found).toEqual([['a.txt', 'a'], ['b/deeper/x.eml', 'b2'], ['b/noext', 'b1'], ['c.eml', 'c']]);
+    expect(skipped).toEqual(['b/loop INVALID symlink']); // a link is never followed, so it cannot loop either
   });
 
-  it('reports a dangling symlink and an oversized file through onSkip and goes on', async () => {
+  it('reports a (dangling) symlink and an oversized file through onSkip and goes on', async () => {
     const dir = tmp();
     writeFileSync(join(dir, '1.eml'), 'one');
     symlinkSync(join(dir, 'gone'), join(dir, '2.eml'));
@@ -36,13 +39,13 @@ describe('readEmlDir', () => {
       found.push(message.bytes.toString());
     }
     expect(found).toEqual(['one', 'four']);
-    expect(skipped).toEqual([`${join(dir, '2.eml')} NOT_FOUND`, `${join(dir, '3.eml')} TOO_LARGE`]);
+    expect(skipped).toEqual([`${join(dir, '2.eml')} INVALID`, `${join(dir, '3.eml')} TOO_LARGE`]);
   });
 
   it('throws without onSkip, and INVALID for a file instead of a directory', async () => {
     const dir = tmp();
     symlinkSync(join(dir, 'gone'), join(dir, '1.eml'));
-    await expect(readEmlDir(fs, dir).next()).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(readEmlDir(fs, dir).next()).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('symbolic link') });
     writeFileSync(join(dir, 'file'), 'x');
     await expect(readEmlDir(fs, join(dir, 'file')).next()).rejects.toMatchObject({ code: 'INVALID' });
   });

@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { nodeFileSystem as fs } from '../../src/fs/node-fs.js';
 import { listMaildirFolders, readMaildir } from '../../src/formats/maildir.js';
 import { MboxWriter, readMbox } from '../../src/formats/mbox.js';
-import { corporaDir, filesUnder, json, ok, repoRoot, requireBuilt, sha256, sortedList, tempDir } from '../cli/helpers.js';
+import { corporaDir, filesUnder, json, ok, repoRoot, requireBuilt, run, sha256, sortedList, tempDir } from '../cli/helpers.js';
 
 beforeAll(requireBuilt);
 
@@ -141,11 +141,13 @@ describe('unreadable and odd input', () => {
     writeFileSync(join(source, 'a.eml'), 'no headers at all, no newline');
     writeFileSync(join(source, 'b.eml'), Buffer.from([0, 1, 2, 0xff, 0xfe, 13, 10]));
     writeFileSync(join(source, 'c.eml'), '');
-    symlinkSync(join(source, 'gone.eml'), join(source, 'd.eml')); // dangling: cannot be read, whoever we are
+    symlinkSync(join(source, 'gone.eml'), join(source, 'd.eml')); // a link: never followed
     const store = await freshStore();
-    const summary = await json(['import', source, '--mailbox', 'odd'], { store });
-    expect(summary).toMatchObject({ imported: 3, skipped: 1 });
-    expect(summary.skippedItems[0]).toMatchObject({ path: join(source, 'd.eml'), code: 'NOT_FOUND' });
+    const result = await run(['import', source, '--mailbox', 'odd', '--json'], { store });
+    expect(result.code, result.stderr).toBe(1); // finished, with something skipped
+    const summary = JSON.parse(result.stdout.toString());
+    expect(summary).toMatchObject({ imported: 3, skipped: 1, skippedReasons: { symlink: 1 } });
+    expect(summary.skippedItems[0]).toMatchObject({ path: join(source, 'd.eml'), code: 'INVALID', reason: 'symlink' });
     const out = join(tempDir(), 'odd');
     await ok(['export', 'odd', '--format', 'maildir', '--out', out], { store });
     const exported = sortedList(filesUnder(join(out, 'cur')).map((path) => sha256(readFileSync(path))));

@@ -74,7 +74,7 @@ import { promises as fsp } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import * as nodePath from 'node:path';
-import type { FileHandle, FileStat, FileSystem, OpenMode } from '../../src/fs/filesystem.js';
+import type { FileHandle, FileStat, FileSystem, HeldDirectory, OpenMode } from '../../src/fs/filesystem.js';
 import { NodeFileSystem } from '../../src/fs/node-fs.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -695,6 +695,10 @@ class FaultFileHandle implements FileHandle {
     return this.inner.size();
   }
 
+  stat(): Promise<FileStat> {
+    return this.inner.stat();
+  }
+
   close(): Promise<void> {
     return this.inner.close();
   }
@@ -975,11 +979,12 @@ export class FaultFileSystem implements FileSystem {
   async open(path: string, mode: OpenMode): Promise<FileHandle> {
     const rel = this.modelledRel(path);
     const creating = await this.isCreate(path, rel, mode);
-    const kind: OpKind = creating ? 'create' : mode === 'read' ? 'read' : 'open';
+    const reading = mode === 'read' || mode === 'readNoFollow';
+    const kind: OpKind = creating ? 'create' : reading ? 'read' : 'open';
     const info = creating ? this.beginMutation({ kind, path }) : this.describe({ kind, path });
     this.throwIfFault(info);
     const handle = await this.inner.open(path, mode);
-    if (rel === undefined || mode === 'read') return new FaultFileHandle(this, handle, path, undefined);
+    if (rel === undefined || reading) return new FaultFileHandle(this, handle, path, undefined);
     let ino = this.lookup(rel);
     if (ino === undefined && creating) ino = this.recordCreate(info, rel, 'create');
     if (ino === undefined) {
@@ -1009,6 +1014,18 @@ export class FaultFileSystem implements FileSystem {
     return this.inner.statIfExists(path);
   }
 
+  lstat(path: string): Promise<FileStat> {
+    return this.inner.lstat(path);
+  }
+
+  holdDirectory(path: string, options?: { noFollow?: boolean }): Promise<HeldDirectory> {
+    return this.inner.holdDirectory(path, options);
+  }
+
+  lstatIfExists(path: string): Promise<FileStat | undefined> {
+    return this.inner.lstatIfExists(path);
+  }
+
   async mkdir(path: string): Promise<void> {
     const info = this.beginMutation({ kind: 'mkdir', path });
     this.throwIfFault(info);
@@ -1026,6 +1043,12 @@ export class FaultFileSystem implements FileSystem {
     if (relFrom !== undefined && relTo !== undefined) this.recordRename(info, relFrom, relTo);
     else if (relFrom !== undefined) this.recordRemoval(info, relFrom, 'unlink');
     else if (relTo !== undefined) await this.adopt({ ...info, path: to }, relTo, to);
+  }
+
+  /** Modelled as a rename after checking that nothing is at `to` (the real one links, atomically). */
+  async renameNoReplace(from: string, to: string): Promise<void> {
+    if (await this.inner.lstatIfExists(to)) throw Object.assign(new Error(`EEXIST: file already exists, rename '${from}' -> '${to}'`), { code: 'EEXIST', path: to });
+    return this.rename(from, to);
   }
 
   async unlink(path: string): Promise<void> {

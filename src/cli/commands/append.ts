@@ -1,7 +1,8 @@
 // `mailstore append MAILBOX [FILE|-]`: store one message; the uid is printed only once it is durable.
 import type { Command } from 'commander';
-import { fromSystemError } from '../../errors.js';
-import { nodeFileSystem } from '../../fs/node-fs.js';
+import { MailstoreError, fromSystemError } from '../../errors.js';
+import { readFileUpTo } from '../../fs/node-fs.js';
+import { limits } from '../../limits.js';
 import { parseDateOption, parseFlagList, printJson, printLine, readStdin, wantsJson, withStore } from '../context.js';
 
 export function register(program: Command): void {
@@ -16,9 +17,23 @@ export function register(program: Command): void {
       const internalDate = parseDateOption(options.date);
       const bytes = file === undefined || file === '-'
         ? await readStdin()
-        : await nodeFileSystem.readFile(file).catch((error) => { throw fromSystemError(error, 'reading message', file); });
+        : await readMessageArgument(file);
       const result = await withStore(command, (store) => store.append(mailbox, bytes, { flags, internalDate }));
       if (wantsJson(command)) await printJson({ mailbox, ...result });
       else await printLine(String(result.uid));
     });
+}
+
+/**
+ * FILE as the user named it (a link, a pipe such as /dev/stdin or <(command), or a device are
+ * read), but never more than one byte past the message limit: /dev/zero is refused at once.
+ */
+async function readMessageArgument(file: string): Promise<Buffer> {
+  const bytesMax = limits.messageBytesMax;
+  const bytes = await readFileUpTo(file, bytesMax + 1).catch((error) => {
+    if ((error as NodeJS.ErrnoException).code === 'EISDIR') throw new MailstoreError('INVALID', `${file} is a directory, not a message`, { path: file });
+    throw fromSystemError(error, 'reading message', file);
+  });
+  if (bytes.length > bytesMax) throw new MailstoreError('TOO_LARGE', `${file} holds more than the message limit of ${bytesMax} bytes`, { path: file });
+  return bytes;
 }

@@ -30,7 +30,15 @@ export function register(program: Command): void {
     .addHelpText('after', `
 Messages are written exactly as stored. Maildir keeps flags in the ":2," suffix (keywords through
 dovecot-keywords); mbox keeps the internal date in the From_ line, and flags only with
---status-headers. A message that fails verification is reported, left out, and the export exits 6.`)
+--status-headers. A message that fails verification is reported, left out, and the export exits 6.
+
+A new mbox file or Maildir is written under a hidden temporary name beside --out and renamed to
+--out only when complete (Ctrl-C: what was written so far), so a failed export (a full disk:
+NO_SPACE, exit 2) leaves nothing at --out and the same command can run again. Into an existing
+Maildir each message appears whole, and a failed export removes the messages it wrote. A symbolic
+link at --out, or in place of a folder of an existing Maildir, is refused (INVALID), never followed.
+An export killed outright (SIGKILL, power cut) can leave a hidden .NAME.export-*.tmp beside --out,
+which is safe to delete.`)
     .action(async (mailbox: string, options: ExportCommandOptions, command: Command) => {
       const interrupt = catchInterrupt('the export');
       try {

@@ -4,7 +4,7 @@ import { Option, type Command } from 'commander';
 import type { MailFormat } from '../../formats/detect.js';
 import type { MboxStyle } from '../../formats/mbox.js';
 import { importMail, type ImportSummary } from '../../import/importer.js';
-import { importLimits } from '../../limits.js';
+import { importLimits, limits } from '../../limits.js';
 import { EXIT } from '../exit-codes.js';
 import { catchInterrupt } from '../interrupt.js';
 import { createProgress, formatBytes } from '../progress.js';
@@ -38,8 +38,18 @@ export function register(program: Command): void {
 Resumable: a re-run of the same import (same SOURCE and --mailbox) after a crash or Ctrl-C skips
 what is already in and adds nothing twice. Ctrl-C stops at a batch boundary: everything reported
 as imported is durable; the exit code is then 130. Messages are stored byte for byte, malformed or
-not; files that cannot be read are reported on stderr, skipped, and counted in the summary.
-Maildir flags come from the ":2," suffix (and dovecot-keywords); mbox flags from Status/X-Status.`)
+not. Maildir flags come from the ":2," suffix (and dovecot-keywords); mbox flags from Status/X-Status.
+
+Skipped, reported and retried: what cannot be imported is left out and the rest goes in. Each such
+entry is reported on stderr and counted by reason in the summary ("skippedReasons" in --json):
+  symlink     a symbolic link inside SOURCE, file or folder: never followed (SOURCE itself may be one)
+  special     a FIFO, socket, device or other non-regular file: never read
+  tooLarge    a message (a file, or one inside an mbox) over ${formatBytes(limits.messageBytesMax)}, found while reading
+  unreadable  the system refused or failed the read (permissions, I/O error, vanished)
+  badName     a Maildir++ folder whose name is no valid mailbox name (all names are checked first)
+  notMail     text before an mbox's first From_ line
+The same import run again retries every skipped entry (once fixed, it goes in; nothing is added
+twice). An import that skipped anything exits 1 once the rest is in (0 only when nothing was skipped).`)
     .action(async (source: string, options: ImportCommandOptions, command: Command) => {
       const interrupt = catchInterrupt('the import');
       const progress = createProgress('import');
@@ -53,7 +63,7 @@ Maildir flags come from the ":2," suffix (and dovecot-keywords); mbox flags from
           batchBytesMax: options.batchBytes,
           restart: options.restart,
           shouldStop: () => interrupt.requested,
-          onSkip: (path, error) => { progress.finish(); warn(`skipped ${path}: ${error.code}: ${error.message}`); },
+          onSkip: (path, error, reason) => { progress.finish(); warn(`skipped (${reason}) ${path}: ${error.code}: ${error.message}`); },
           onWarning: (text) => { progress.finish(); warn(text); },
           onRead: (message) => {
             progress.advance(1, message.bytes.length);
@@ -69,6 +79,7 @@ Maildir flags come from the ":2," suffix (and dovecot-keywords); mbox flags from
         progress.finish();
         await report(summary, wantsJson(command));
         if (summary.interrupted) process.exitCode = EXIT.interrupted;
+        else if (summary.skipped > 0) process.exitCode = EXIT.findings; // done, but not everything is in
       } finally {
         progress.finish();
         interrupt.dispose();
@@ -84,7 +95,10 @@ async function report(summary: ImportSummary, json: boolean): Promise<void> {
       `in ${summary.batches} batch${summary.batches === 1 ? '' : 'es'}, ${summary.seconds.toFixed(1)}s`,
   ];
   if (summary.alreadyImported) lines.push(`already imported by an earlier run: ${summary.alreadyImported}`);
-  if (summary.skipped) lines.push(`skipped (unreadable, reported above): ${summary.skipped}`);
+  if (summary.skipped) {
+    const reasons = Object.entries(summary.skippedReasons).map(([reason, count]) => `${count} ${reason}`).join(', ');
+    lines.push(`skipped (reported above; the same import run again retries them): ${summary.skipped} (${reasons})`);
+  }
   for (const box of summary.mailboxes) lines.push(`  ${box.mailbox}: ${box.imported} new${box.alreadyImported ? `, ${box.alreadyImported} already there` : ''}`);
   if (summary.interrupted) lines.push('everything reported is durable; run the same command again to finish');
   for (const line of lines) await printLine(line);

@@ -1,0 +1,105 @@
+// The CLI under hostile and careless input (issue 10 #7, #9, #15): append reads at most the
+// message limit from a file, a device or a pipe; an import that skipped anything exits 1 with
+// the rest in; Maildir++ folder names are judged before anything goes in.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { limits } from '../../src/limits.js';
+import { bin, json, ok, requireBuilt, run, tempDir } from './helpers.js';
+
+beforeAll(requireBuilt);
+
+async function freshStore(): Promise<string> {
+  const store = join(tempDir('mailstore-hostile-'), 'store');
+  await ok(['init'], { store });
+  await ok(['mailbox', 'create', 'M'], { store });
+  return store;
+}
+
+const body = (i: number | string) => `Message-ID: <c${i}@example.org>\nSubject: ${i}\n\nbody ${i}\n`;
+
+function maildir(dir: string, messages: Record<string, string>): string {
+  for (const sub of ['cur', 'new', 'tmp']) mkdirSync(join(dir, sub), { recursive: true });
+  for (const [name, text] of Object.entries(messages)) writeFileSync(join(dir, 'cur', name), text);
+  return dir;
+}
+
+describe('append reads at most the message limit (#9)', () => {
+  it('/dev/zero: TOO_LARGE, exit 5, in bounded time and memory', async () => {
+    const store = await freshStore();
+    const started = Date.now();
+    const result = await run(['append', 'M', '/dev/zero'], { store });
+    expect(result.code, result.stderr).toBe(5);
+    expect(result.stderr).toMatch(/^mailstore: TOO_LARGE: /);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect((await json(['mailbox', 'status', 'M'], { store })).messages).toBe(0);
+  });
+
+  it('a sparse file one byte over the limit: TOO_LARGE; stdin one byte over: TOO_LARGE', async () => {
+    const store = await freshStore();
+    const file = join(tempDir(), 'huge.eml');
+    writeFileSync(file, '');
+    truncateSync(file, limits.messageBytesMax + 1);
+    const fromFile = await run(['append', 'M', file], { store });
+    expect(fromFile.code, fromFile.stderr).toBe(5);
+    expect(fromFile.stderr).toMatch(/^mailstore: TOO_LARGE: /);
+    const fromStdin = await run(['append', 'M'], { store, input: Buffer.alloc(limits.messageBytesMax + 1, 0x61) });
+    expect(fromStdin.code, fromStdin.stderr).toBe(5);
+    expect(fromStdin.stderr).toMatch(/^mailstore: TOO_LARGE: /);
+    expect((await json(['mailbox', 'status', 'M'], { store })).messages).toBe(0);
+  });
+
+  it('a pipe named as FILE (/dev/stdin) is read, and a directory is INVALID', async () => {
+    const store = await freshStore();
+    // through a shell: a real pipe (node's own child stdin is a socket, which /dev/stdin cannot open)
+    const appended = spawnSync('sh', ['-c', `printf '%s' "$BODY" | "${process.execPath}" "${bin}" append M /dev/stdin`], {
+      env: { ...process.env, MAILSTORE_DIR: store, BODY: body('pipe') }, encoding: 'utf8',
+    });
+    expect(appended.status, appended.stderr).toBe(0);
+    expect((await run(['fetch', 'M', '1'], { store })).stdout.toString()).toBe(body('pipe'));
+    const dir = await run(['append', 'M', tempDir()], { store });
+    expect(dir.code).toBe(5);
+    expect(dir.stderr).toMatch(/^mailstore: INVALID: .*directory/);
+  });
+});
+
+describe('import: skipped entries and exit codes (#7, #15)', () => {
+  it('Maildir++ with .a%b and .Bad..Name: every valid folder goes in, both bad ones are reported, exit 1', async () => {
+    const source = maildir(join(tempDir(), 'md'), { '1.inbox': body('inbox') });
+    maildir(join(source, '.Good'), { '1.good': body('good') });
+    maildir(join(source, '.a%b'), { '1.wild': body('wild') });
+    maildir(join(source, '.Bad..Name'), { '1.bad': body('bad') });
+    maildir(join(source, '.Zed'), { '1.zed': body('zed') });
+    const store = await freshStore();
+    const result = await run(['import', source, '--mailbox', 'INBOX', '--json'], { store });
+    expect(result.code, result.stderr).toBe(1);
+    const summary = JSON.parse(result.stdout.toString());
+    expect(summary).toMatchObject({ imported: 3, skipped: 2, skippedReasons: { badName: 2 } });
+    expect(result.stderr).toContain('.a%b');
+    expect(result.stderr).toContain('.Bad..Name');
+    const names = (await json(['mailbox', 'list'], { store })).map((m: { name: string }) => m.name).sort();
+    expect(names).toEqual(['INBOX', 'INBOX/Good', 'INBOX/Zed', 'M']);
+  });
+
+  it('an import where every message was skipped exits 1, not 0; text output names the reasons', async () => {
+    const work = tempDir();
+    writeFileSync(join(work, 'secret'), 'root-only\n');
+    const source = maildir(join(work, 'md'), {});
+    symlinkSync(join(work, 'secret'), join(source, 'cur', '1.x:2,'));
+    const store = await freshStore();
+    const result = await run(['import', source, '--mailbox', 'M'], { store });
+    expect(result.code, result.stderr).toBe(1);
+    expect(result.stderr).toMatch(/skipped \(symlink\) .*1\.x:2,: INVALID: .*symbolic link/);
+    expect(result.stdout.toString()).toMatch(/skipped .*: 1 \(1 symlink\)/);
+    expect((await json(['mailbox', 'status', 'M'], { store })).messages).toBe(0);
+  });
+
+  it('import --help says links and special files are never followed, oversize is skipped, and exit 1', async () => {
+    const help = (await run(['import', '--help'])).stdout.toString();
+    expect(help).toMatch(/symbolic link.*never followed/);
+    expect(help).toMatch(/FIFO, socket, device/);
+    expect(help).toContain('tooLarge');
+    expect(help).toMatch(/exits 1/);
+  });
+});
