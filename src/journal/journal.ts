@@ -102,6 +102,36 @@ export class Journal {
     bytes = undefined;
   }
 
+  /** The first valid record of the oldest segment (whether the journal starts at seq 1 or at a checkpoint). */
+  async firstRecord(): Promise<JournalRecord | undefined> {
+    for (const segment of this.segments) {
+      for (const item of parseSegment(await this.readSegment(segment), this.options.recordBytesMax)) {
+        if (item.kind === 'record') return { seq: item.seq, payload: Buffer.from(item.payload) };
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Forgets everything known about the directory and reads it again: after reconstruct swapped
+   * a rewritten journal in (only while nothing is being written).
+   */
+  async reload(): Promise<void> {
+    assert(!this.pending, 'journal reload while a write is pending');
+    await this.writeHandle?.close().catch(() => undefined);
+    this.writeHandle = undefined;
+    this.segments = [];
+    this.startNewSegment = false;
+    this.freshSegment = false;
+    for (const name of await this.fs.readdir(this.dir)) {
+      const firstSeq = parseSegmentFileName(name);
+      if (firstSeq !== undefined) this.segments.push({ firstSeq, name });
+    }
+    this.segments.sort((a, b) => a.firstSeq - b.firstSeq);
+    await this.findTail();
+    this.tailRecords = [];
+  }
+
   private async readSegment(segment: Segment): Promise<Buffer> {
     const path = this.path(segment);
     let handle: FileHandle;

@@ -19,9 +19,9 @@ import { limits } from '../limits.js';
 import { HashPool } from '../hash/pool.js';
 import { RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { Store } from '../store/store.js';
-import type { BlobRecord, MailboxInfo, MessageRecord, RightsRecord } from '../store/records.js';
+import { checkpointBegin, type BlobRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type RightsRecord } from '../store/records.js';
 import { formatMailboxName } from '../store/validate.js';
-import { SEEN } from '../store/apply.js';
+import { SEEN, meta } from '../store/apply.js';
 import { isDamage, type Finding, type MessageRef } from './findings.js';
 
 export interface ScrubOptions {
@@ -245,21 +245,30 @@ class RecordClassifier {
   }
 }
 
+/**
+ * Every journal record's frame, and coverage: the journal must start at seq 1 or with a checkpoint,
+ * have no gaps, and reach the index's appliedSeq (read first: the journal is always written before
+ * the index, so a writer running meanwhile cannot make this report a false gap).
+ */
 async function checkJournal(store: Store, findings: Finding[]): Promise<number> {
+  const appliedSeq = (await store.db.get<number>(meta.appliedSeq)) ?? 0;
   let records = 0;
   let last = 0;
   for await (const record of store.journal.read(0, (damage) => {
     findings.push({ kind: 'journal-damage', segment: damage.segment, offset: damage.offset, length: damage.length, where: damage.where });
   })) {
-    if (last > 0 && record.seq > last + 1) findings.push({ kind: 'journal-gap', from: last + 1, to: record.seq - 1 });
+    let payload: JournalPayload | undefined;
     try {
-      decodeCbor(record.payload);
+      payload = decodeCbor<JournalPayload>(record.payload);
     } catch {
       findings.push({ kind: 'journal-damage', segment: '?', offset: 0, length: record.payload.length, where: `record ${record.seq} does not decode` });
     }
+    if (records === 0 && record.seq > 1 && !checkpointBegin(payload)) findings.push({ kind: 'journal-gap', from: 1, to: record.seq - 1 });
+    if (last > 0 && record.seq > last + 1) findings.push({ kind: 'journal-gap', from: last + 1, to: record.seq - 1 });
     last = Math.max(last, record.seq);
     records++;
   }
+  if (last < appliedSeq) findings.push({ kind: 'journal-gap', from: last + 1, to: appliedSeq });
   return records;
 }
 

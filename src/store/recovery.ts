@@ -11,7 +11,8 @@ import { limits } from '../limits.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { applyOpsNow, meta } from './apply.js';
 import type { PackStore } from '../blob/pack-store.js';
-import type { JournalPayload } from './records.js';
+import { checkpointBegin, type JournalPayload } from './records.js';
+import { parseSegmentFileName } from '../journal/journal-format.js';
 import { LAYOUT } from './identity.js';
 
 
@@ -113,10 +114,31 @@ export async function resolveTail(fs: FileSystem, root: string, journal: Journal
     }
   } else if (highWater > lastSeq) {
     health.degraded = true;
-    health.findings.push(`the index has applied journal records up to ${highWater} but the journal ends at ${lastSeq}: journal records are missing`);
+    health.findings.push(`the index has applied journal records up to ${highWater} but the journal ends at ${lastSeq}: journal records ${lastSeq + 1}..${highWater} are missing; the index still holds them: run 'mailstore reconstruct' to write a new journal from it`);
   }
   if (highWater > lastSeq) journal.keepTailAndStartNewSegment(highWater + 1);
+  await checkJournalStart(journal, highWater, health);
   return Math.max(lastSeq, highWater);
+}
+
+/**
+ * The journal must start at seq 1 or with a checkpoint: otherwise its first segments are gone
+ * (deleted, or lost with a partition), and a rebuild from it would lose what they held. Cheap:
+ * only the oldest segment is read, and only when its name says it does not start at 1.
+ */
+async function checkJournalStart(journal: Journal, highWater: number, health: Health): Promise<void> {
+  const names = journal.segmentNames;
+  if (names.length === 0 || parseSegmentFileName(names[0]) === 1) return;
+  const first = await journal.firstRecord();
+  if (!first || first.seq === 1) return;
+  const begin = checkpointBegin(decodeSafely(first.payload));
+  if (!begin) {
+    health.degraded = true;
+    health.findings.push(`journal records 1..${first.seq - 1} are missing (segments deleted or lost); the index still holds their changes: run 'mailstore reconstruct' to write a new journal from it`);
+  } else if (highWater > 0 && highWater < begin.appliedSeq) {
+    health.degraded = true;
+    health.findings.push(`the index (at seq ${highWater}) is older than the journal's checkpoint (seq ${begin.appliedSeq}); run 'mailstore reconstruct' to rebuild it from the journal`);
+  }
 }
 
 /**
