@@ -122,6 +122,17 @@ export class PackStore {
     return names.map(parsePackFileName).filter((n): n is number => n !== undefined).sort((a, b) => a - b);
   }
 
+  /**
+   * New records go to a pack numbered above `pack`: repair calls it when packs the index refers to
+   * are missing, so a restored blob never lands in a new file under a missing pack's name.
+   */
+  skipPackNumbersTo(pack: number): void {
+    if (pack <= this.current) return;
+    this.current = pack;
+    this.tail = 0;
+    this.mustRotate = true;
+  }
+
   beginBatch(): PackBatch {
     this.reservedPack = this.current;
     this.reservedTail = this.tail;

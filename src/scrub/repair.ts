@@ -54,6 +54,7 @@ export async function repair(store: Store, before: ScrubReport, options: RepairO
     const found = new Map<string, Buffer>();
     for (const source of options.sources) await findCopies(store.fs, source, wanted, found, limits.messageBytesMax);
     const items = [...found].map(([hex, bytes]) => ({ hash: Buffer.from(hex, 'hex'), bytes }));
+    store.packs.skipPackNumbersTo(Math.max(0, ...blobFindings.map((f) => f.pack)));
     for (let i = 0; i < items.length; i += 256) blobsRestored += await store.relocateBlobs(items.slice(i, i + 256));
   }
   let indexRebuilt = false;

@@ -40,6 +40,11 @@ export interface StoreOptions {
    * files: 'after-crash' (default: when the previous owner died holding the lock), 'always', 'never'.
    */
   probeIndex?: 'after-crash' | 'always' | 'never';
+  /**
+   * Open even when packs/ (its marker present) holds no pack file while the index refers to blobs,
+   * which is otherwise UNMOUNTED: for `scrub --repair --force --source`, which restores them.
+   */
+  allowMissingPacks?: boolean;
   /** Called after each group commit with its seq range, number of mutations and index keys written. */
   onCommit?: (firstSeq: number, lastSeq: number, mutations: number, indexKeys: number) => void;
 }
@@ -217,7 +222,7 @@ export class Store {
       db = existing?.db;
       if (!existing && !health.rebuilt) health.rebuilt = 'index is missing';
       const highWater = existing?.appliedSeq ?? 0;
-      if (existing) {
+      if (existing && !options.allowMissingPacks) {
         await checkPacksPresent(existing.db, packs, root);
       }
       await resolveTail(fs, root, journal, highWater, health);
