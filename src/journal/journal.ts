@@ -68,6 +68,11 @@ export class Journal {
     return join(this.dir, typeof segment === 'string' ? segment : segment.name);
   }
 
+  /** Segments are rotated at this size (a journal written from the index follows it too). */
+  get segmentBytesMax(): number {
+    return this.options.segmentBytesMax;
+  }
+
   get segmentNames(): string[] {
     return this.segments.map((s) => s.name);
   }

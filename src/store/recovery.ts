@@ -5,15 +5,16 @@ import { join } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { IndexDb, IndexView, WrittenKeys } from '../index/index-db.js';
-import { decodeCbor } from '../index/codec.js';
+import { decodeCbor, decodeValue } from '../index/codec.js';
 import type { Journal, JournalDamage } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { applyOpsNow, meta } from './apply.js';
 import type { PackStore } from '../blob/pack-store.js';
-import { checkpointBegin, type JournalPayload } from './records.js';
+import { checkpointBegin, type JournalPayload, type MailboxInfo } from './records.js';
 import { parseSegmentFileName } from '../journal/journal-format.js';
 import { LAYOUT } from './identity.js';
+import { SPACE } from '../keys/tuple.js';
 
 
 export interface Health {
@@ -56,14 +57,21 @@ async function replayInto(journal: Journal, view: IndexView, afterSeq: number, h
   };
   for await (const record of journal.read(afterSeq, onDamage)) {
     if (record.seq <= lastSeq) continue; // a duplicate seq after damage: the first one wins
-    if (record.seq > lastSeq + 1) {
-      problem(`journal records ${lastSeq + 1}..${record.seq - 1} are missing`);
-    }
-    let payload: JournalPayload;
+    let payload: JournalPayload | undefined;
+    let undecodable: Error | undefined;
     try {
       payload = decodeCbor<JournalPayload>(record.payload);
     } catch (error) {
-      problem(`journal record ${record.seq} does not decode: ${(error as Error).message}`);
+      undecodable = error as Error;
+    }
+    // A journal that starts with a checkpoint holds the whole state from there (checkJournalStart
+    // reports an index older than it).
+    if (records === 0 && checkpointBegin(payload)) lastSeq = Math.max(lastSeq, record.seq - 1);
+    if (record.seq > lastSeq + 1) {
+      problem(`journal records ${lastSeq + 1}..${record.seq - 1} are missing`);
+    }
+    if (!payload) {
+      problem(`journal record ${record.seq} does not decode: ${undecodable?.message}`);
       lastSeq = record.seq;
       continue;
     }
@@ -304,9 +312,44 @@ export async function* compareIndexes(a: IndexDb, b: IndexDb): AsyncGenerator<{ 
 }
 
 export async function countMessages(db: IndexDb): Promise<number> {
+  return countSpace(db, SPACE.message);
+}
+
+/** Keys in one space of the index (M messages, I mailboxes, R reverse ACL entries). */
+export async function countSpace(db: IndexDb, space: number): Promise<number> {
   let n = 0;
-  for await (const _ of db.rawIterator({ gte: Buffer.of(0x4d), lt: Buffer.of(0x4e) })) n++;
+  for await (const _ of db.rawIterator({ gte: Buffer.of(space), lt: Buffer.of(space + 1) })) n++;
   return n;
+}
+
+/** What an index holds that a replacement must not lose. */
+export interface IndexCounts {
+  messages: number;
+  mailboxes: number;
+  aclEntries: number;
+}
+
+/** ACL entries are counted in the mailboxes' own ACLs (the reverse map R is derived from them). */
+export async function indexCounts(db: IndexDb): Promise<IndexCounts> {
+  let mailboxes = 0;
+  let aclEntries = 0;
+  for await (const [key, raw] of db.rawIterator({ gte: Buffer.of(SPACE.info), lt: Buffer.of(SPACE.info + 1) })) {
+    mailboxes++;
+    try {
+      const info = decodeValue<MailboxInfo>(raw, Buffer.from(key));
+      if (!info.deleting) aclEntries += Object.keys(info.acl).length;
+    } catch { /* a damaged value: scrub reports it */ }
+  }
+  return { messages: await countSpace(db, SPACE.message), mailboxes, aclEntries };
+}
+
+/** The parts of `before` that `after` lacks, as words ("3 messages, 1 mailbox"); empty when none. */
+export function describeLoss(before: IndexCounts, after: IndexCounts): string {
+  const parts: string[] = [];
+  if (after.messages < before.messages) parts.push(`${before.messages - after.messages} of ${before.messages} messages`);
+  if (after.mailboxes < before.mailboxes) parts.push(`${before.mailboxes - after.mailboxes} of ${before.mailboxes} mailboxes`);
+  if (after.aclEntries < before.aclEntries) parts.push(`${before.aclEntries - after.aclEntries} of ${before.aclEntries} ACL entries`);
+  return parts.join(', ');
 }
 
 /** Moves a directory into quarantine/ (never deletes it); a no-op when it does not exist. */
