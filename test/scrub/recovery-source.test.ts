@@ -3,7 +3,7 @@
 // journal rebuilds the index; the packs come last), a rebuild that would lose something is
 // REFUSED without --force, and the result says which source it used.
 import { describe, expect, it } from 'vitest';
-import { cpSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Store } from '../../src/store/store.js';
@@ -155,5 +155,30 @@ describe('reconstruct uses the best surviving source', () => {
     expect(index.stdout).toMatch(/^source: index/);
     expect(await snapshot(dir)).toEqual(before);
     expect(cli(['scrub'], dir).status).toBe(0);
+  });
+
+  it('a journal rewrite interrupted between its two renames: open refuses (UNMOUNTED), reconstruct finishes it; an index from before the rewrite replays the checkpoint unchanged', async () => {
+    const dir = await busyStore();
+    const before = await snapshot(dir);
+    for (const name of readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl'))) rmSync(join(dir, 'journal', name));
+    const oldIndex = tmpDir('old-index');
+    cpSync(join(dir, 'index'), oldIndex, { recursive: true });
+    expect(cli(['reconstruct'], dir).status).toBe(0);
+    // the state a crash after "journal/ to quarantine/" leaves, with the index not yet replaced
+    renameSync(join(dir, 'journal'), join(dir, 'journal.rebuild'));
+    writeFileSync(join(dir, 'journal.rebuild', 'COMPLETE'), 'done\n');
+    rmSync(join(dir, 'index'), { recursive: true });
+    cpSync(oldIndex, join(dir, 'index'), { recursive: true });
+    await expect(Store.open(dir)).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    const finished = cli(['reconstruct', '--json'], dir);
+    expect(finished.status, finished.stderr).toBe(0);
+    expect(JSON.parse(finished.stdout)).toMatchObject({ source: 'journal', journalIntact: true, differences: 0 });
+    expect(await snapshot(dir)).toEqual(before);
+    const store = await Store.open(dir);
+    try {
+      expect(store.health.degraded).toBe(false);
+    } finally {
+      await store.close();
+    }
   });
 });

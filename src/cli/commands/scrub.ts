@@ -89,7 +89,7 @@ Informational findings (unreferenced blobs awaiting cleanup) do not change the e
           }
         }
         return result.unrepaired.length > 0 ? EXIT.findings : EXIT.ok;
-      }, { probeIndex: 'always', allowMissingPacks: Boolean(options.repair && options.force) }); // a check should not be killed by a damaged index
+      }, { probeIndex: 'always', allowMissingPacks: Boolean(options.repair && options.force && options.source?.length) }); // a check should not be killed by a damaged index
       process.exitCode = code;
     });
 }
