@@ -7,6 +7,8 @@ export const limits = {
   packBytesMax: 1024 * 1024 * 1024,
   /** A journal segment is rotated once it reaches this size (a segment is read whole: this bounds that memory). */
   journalSegmentBytesMax: 16 * 1024 * 1024,
+  /** Open reads this much of the oldest journal segment to see whether it starts with a checkpoint. */
+  journalFirstRecordReadBytes: 64 * 1024,
   /** A journal record payload larger than this is damage, not data. */
   journalRecordBytesMax: 64 * 1024 * 1024,
   /** Group commit: most mutations in one batch. */

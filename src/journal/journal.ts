@@ -5,6 +5,7 @@ import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, parseSegmentFileName, segmentFileName } from './journal-format.js';
 import { parseSegment, readSegmentBytes, segmentHeader } from './segment-reader.js';
+import { limits } from '../limits.js';
 
 export interface JournalOptions {
   segmentBytesMax: number;
@@ -110,6 +111,10 @@ export class Journal {
   /** The first valid record of the oldest segment (whether the journal starts at seq 1 or at a checkpoint). */
   async firstRecord(): Promise<JournalRecord | undefined> {
     for (const segment of this.segments) {
+      // Open calls this after every journal rewrite: the first record (a checkpoint's begin) is
+      // small, so a prefix of the segment is read first, the whole one only when it is not enough.
+      const head = parseSegment(await this.readSegment(segment, limits.journalFirstRecordReadBytes), this.options.recordBytesMax).next();
+      if (!head.done && head.value.kind === 'record') return { seq: head.value.seq, payload: Buffer.from(head.value.payload) };
       for (const item of parseSegment(await this.readSegment(segment), this.options.recordBytesMax)) {
         if (item.kind === 'record') return { seq: item.seq, payload: Buffer.from(item.payload) };
       }
@@ -137,7 +142,7 @@ export class Journal {
     this.tailRecords = [];
   }
 
-  private async readSegment(segment: Segment): Promise<Buffer> {
+  private async readSegment(segment: Segment, prefixBytes = Infinity): Promise<Buffer> {
     const path = this.path(segment);
     let handle: FileHandle;
     try {
@@ -146,6 +151,10 @@ export class Journal {
       throw fromSystemError(error, 'opening journal segment', path);
     }
     try {
+      if (prefixBytes !== Infinity) {
+        const buf = Buffer.alloc(Math.min(prefixBytes, await handle.size()));
+        return buf.subarray(0, await handle.read(buf, 0, buf.length, 0));
+      }
       return await readSegmentBytes(handle);
     } catch (error) {
       throw fromSystemError(error, 'reading journal segment', path);

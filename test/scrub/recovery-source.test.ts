@@ -119,6 +119,7 @@ describe('reconstruct uses the best surviving source', () => {
     const result = JSON.parse(fromPacks.stdout);
     expect(result).toMatchObject({ source: 'index', journalRecreated: true, lostAndFound: { messages: 0 } });
     expect(result.after).toEqual(result.before);
+    expect(result.journalRewritten.differences).toBe(0); // the checkpoint reproduces the index key for key
     expect(await snapshot(dir)).toEqual(before);
     // the plain command does the same
     const plain = cli(['reconstruct'], copy);
@@ -180,5 +181,31 @@ describe('reconstruct uses the best surviving source', () => {
     } finally {
       await store.close();
     }
+  });
+
+  it('a checkpoint larger than a segment spans several segments, and replays whole (library: Store.rewriteJournalFromIndex)', async () => {
+    const dir = await busyStore();
+    const before = await snapshot(dir);
+    let store = await Store.open(dir, { journalSegmentBytesMax: 2048 });
+    try {
+      const written = await store.rewriteJournalFromIndex();
+      expect(written.differences).toBe(0);
+      expect(readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl')).length).toBeGreaterThan(3);
+      // writing goes on in the new journal
+      await store.append('shared/news', Buffer.from('Subject: after\r\n\r\nafter the checkpoint\r\n'));
+    } finally {
+      await store.close();
+    }
+    rmSync(join(dir, 'index'), { recursive: true });
+    store = await Store.open(dir);
+    try {
+      expect(store.health.degraded).toBe(false);
+      expect((await store.status('shared/news')).messages).toBe(1);
+      expect((await scrub(store)).summary.damage).toBe(0);
+    } finally {
+      await store.close();
+    }
+    const after = await snapshot(dir);
+    expect({ ...after, 'shared/news': undefined }).toEqual({ ...before, 'shared/news': undefined });
   });
 });
