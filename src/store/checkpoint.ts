@@ -35,6 +35,16 @@ export interface CheckpointWritten {
  */
 export async function writeCheckpointJournal(fs: FileSystem, root: string, db: IndexDb, storeId: Buffer, storeIdText: string, appliedSeq: number, firstSeq: number, segmentBytesMax: number): Promise<CheckpointWritten> {
   const dir = join(root, JOURNAL_REBUILD_DIR);
+  try {
+    return await writeCheckpointInto(fs, dir, db, storeId, storeIdText, appliedSeq, firstSeq, segmentBytesMax);
+  } catch (error) {
+    // Nothing of it is used: journal/ and the index are untouched until the swap.
+    await fs.removeTree(dir).catch(() => undefined);
+    throw fromSystemError(error, 'writing a new journal from the index', dir);
+  }
+}
+
+async function writeCheckpointInto(fs: FileSystem, dir: string, db: IndexDb, storeId: Buffer, storeIdText: string, appliedSeq: number, firstSeq: number, segmentBytesMax: number): Promise<CheckpointWritten> {
   if (await fs.statIfExists(dir)) await fs.removeTree(dir); // a leftover this code made: derived from the index
   await ensureDir(fs, dir);
   await writeFileDurable(fs, join(dir, LAYOUT.marker), Buffer.from(storeIdText + '\n'));

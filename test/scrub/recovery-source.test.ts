@@ -209,3 +209,29 @@ describe('reconstruct uses the best surviving source', () => {
     expect({ ...after, 'shared/news': undefined }).toEqual({ ...before, 'shared/news': undefined });
   });
 });
+
+describe('a journal rewrite that fails', () => {
+  it('a full disk while writing the new journal: NO_SPACE, journal/ and the index untouched, journal.rebuild/ gone, the store goes on', async () => {
+    const { WrapFs } = await import('../helpers/wrap-fs.js');
+    const { existsSync } = await import('node:fs');
+    const dir = await twentyMessages();
+    const before = await snapshot(dir);
+    const journalBefore = readdirSync(join(dir, 'journal')).sort().map((n) => [n, readFileSync(join(dir, 'journal', n)).toString('hex')]);
+    const fs = new WrapFs();
+    const store = await Store.open(dir, { fs });
+    try {
+      fs.fail({ kinds: ['write'], code: 'ENOSPC', pathIncludes: '.jnl' });
+      await expect(store.rewriteJournalFromIndex()).rejects.toMatchObject({ code: 'NO_SPACE' });
+      fs.clear();
+      expect(existsSync(join(dir, 'journal.rebuild'))).toBe(false);
+      await store.append('INBOX', Buffer.from('Subject: after\r\n\r\nafter\r\n'));
+    } finally {
+      await store.close();
+    }
+    const journalAfter = readdirSync(join(dir, 'journal')).sort().map((n) => [n, readFileSync(join(dir, 'journal', n)).toString('hex')]);
+    expect(journalAfter.map(([n]) => n)).toEqual(journalBefore.map(([n]) => n));
+    expect(journalAfter[0][1].startsWith(journalBefore[0][1])).toBe(true); // only the later append was added
+    const after = await snapshot(dir);
+    expect((after.INBOX as { messages: unknown[] }).messages.slice(0, 20)).toEqual((before.INBOX as { messages: unknown[] }).messages);
+  });
+});
