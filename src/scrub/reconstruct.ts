@@ -118,7 +118,7 @@ function chooseSource(c: RebuildComparison, options: ReconstructOptions, indexIs
   if (options.from) return { source: options.from, reason: `--from-${options.from} was given` };
   if (c.journalIntact) return { source: 'journal', reason: 'the journal is complete: the index is rebuilt from it' };
   if (!indexIsJournalImage) {
-    return { source: 'index', reason: `the journal is damaged or incomplete (${c.journalProblems.slice(0, 3).join('; ')}); the index holds more: a new journal is written from it` };
+    return { source: 'index', reason: `the journal is damaged or incomplete: ${c.journalProblems.slice(0, 3).join('; ')}; the index holds more, so a new journal is written from it` };
   }
   return { source: 'journal', reason: 'the index was itself rebuilt from the journal at open (it was missing or damaged): the journal is all there is' };
 }

@@ -48,15 +48,16 @@ async function printResult(result: ReconstructResult, check: boolean, difference
     await printLine(`checked from ${result.records} journal records: ${result.messagesAfter} messages (index had ${result.messagesBefore}), ${result.differences} differing keys; journal ${result.journalIntact ? 'complete' : 'damaged or incomplete'}`);
     await printLine(`a recovery would use the ${result.source}: ${result.reason}`);
   } else {
-    await printLine(`source: ${result.source} (${result.reason})`);
+    await printLine(`source: ${result.source} — ${result.reason}`);
     if (result.journalRewritten) {
       await printLine(`wrote a new journal from the index: ${result.journalRewritten.records} records (seqs ${result.journalRewritten.firstSeq}..${result.journalRewritten.lastSeq}); kept ${counts(result.after)} (index had ${counts(result.before)})`);
     } else {
       await printLine(`rebuilt from ${result.records} journal records: ${result.messagesAfter} messages (index had ${result.messagesBefore}), ${result.differences} differing keys`);
     }
   }
-  for (const d of differences.slice(0, 10)) await printLine(`  ${d}`);
+  // The keys a rebuild from the journal would change; beside the point when the index was kept.
+  if (check || !result.journalRewritten) for (const d of differences.slice(0, 10)) await printLine(`  ${d}`);
   if (result.journalRecreated) await printLine('the journal was missing: the old one (if any) was moved to quarantine/ and a new one started');
   if (result.lostAndFound?.messages) await printLine(`${result.lostAndFound.messages} message(s) nothing referred to were filed in ${result.lostAndFound.mailbox}`);
-  for (const f of result.findings.slice(0, 20)) await printLine(`note: ${f}`);
+  for (const f of result.findings.slice(0, 20)) await printLine(`at open: ${f}`);
 }
