@@ -7,6 +7,8 @@ export const limits = {
   packBytesMax: 1024 * 1024 * 1024,
   /** A journal segment is rotated once it reaches this size (a segment is read whole: this bounds that memory). */
   journalSegmentBytesMax: 16 * 1024 * 1024,
+  /** Open reads this much of the oldest journal segment to see whether it starts with a checkpoint. */
+  journalFirstRecordReadBytes: 64 * 1024,
   /** A journal record payload larger than this is damage, not data. */
   journalRecordBytesMax: 64 * 1024 * 1024,
   /** Group commit: most mutations in one batch. */
@@ -47,6 +49,14 @@ export const limits = {
    * up to ~5 M keys (about 1.5 M messages); a larger store only pays more LevelDB lookups.
    */
   rebuildKeyFilterBytes: 8 * 1024 * 1024,
+  /** A checkpoint record (a journal written from the index) holds at most this many entries of one kind. */
+  checkpointEntriesPerRecord: 4096,
+  /**
+   * scrub --repair refuses (without --force) when more than this share of the stored blobs is
+   * damaged or missing: that looks like a wrong or missing partition, not a few bad blocks. (A
+   * rebuild of the index or journal has no share: it refuses when it would keep anything less.)
+   */
+  repairDamagedShareMax: 0.25,
   /** Chunk size for streaming reads. */
   readChunkBytes: 1024 * 1024,
   /**

@@ -57,9 +57,14 @@ export interface ScanOptions {
   pool?: HashPool;
 }
 
+/**
+ * `next` is where the scan goes on after the item: the end of a valid record, but for a record
+ * that fails its hash the first valid record header inside it (a torn record's length reaches
+ * into the records written after it) when there is one.
+ */
 export type ScanItem =
-  | { kind: 'blob'; offset: number; hash: Buffer; length: number; valid: boolean }
-  | { kind: 'damage'; offset: number; length: number };
+  | { kind: 'blob'; offset: number; hash: Buffer; length: number; valid: boolean; next: number }
+  | { kind: 'damage'; offset: number; length: number; next: number };
 
 /** BLAKE3 of each (start, length) range of `bytes`, digests end to end. */
 function hashRanges(bytes: Buffer, ranges: number[]): Uint8Array {
@@ -115,6 +120,17 @@ export class PackStore {
   async listPacks(): Promise<number[]> {
     const names = await this.fs.readdir(this.dir);
     return names.map(parsePackFileName).filter((n): n is number => n !== undefined).sort((a, b) => a - b);
+  }
+
+  /**
+   * New records go to a pack numbered above `pack`: repair calls it when packs the index refers to
+   * are missing, so a restored blob never lands in a new file under a missing pack's name.
+   */
+  skipPackNumbersTo(pack: number): void {
+    if (pack <= this.current) return;
+    this.current = pack;
+    this.tail = 0;
+    this.mustRotate = true;
   }
 
   beginBatch(): PackBatch {
@@ -349,19 +365,31 @@ export class PackStore {
     const free: ArrayBuffer[] = [];
     const groups: { records: { offset: number; hash: Buffer; length: number }[]; digests: Promise<Uint8Array> }[] = [];
     const ahead = pool ? limits.scanChunksInFlight : 0;
-    async function* drain(keep: number): AsyncGenerator<ScanItem> {
+    let size = 0;
+    const resync = (offset: number, length: number) => this.findNextRecord(handle, offset + 1, size, chunkBytes, offset + RECORD_HEADER_BYTES + length);
+    // Yields the hashed groups but the newest `keep`; returns where to go on when a record failed
+    // its hash and a valid record starts inside it (the groups after it were parsed from its length).
+    async function* drain(keep: number): AsyncGenerator<ScanItem, number | undefined> {
       while (groups.length > keep) {
         const group = groups.shift()!;
         const digests = await group.digests;
         for (let i = 0; i < group.records.length; i++) {
           const { offset, hash, length } = group.records[i];
+          const end = offset + RECORD_HEADER_BYTES + length;
           if (onBytes) await onBytes(length);
-          yield { kind: 'blob', offset, hash, length, valid: hash.equals(digests.subarray(i * 32, i * 32 + 32)) };
+          const valid = hash.equals(digests.subarray(i * 32, i * 32 + 32));
+          const next = valid ? end : await resync(offset, length);
+          yield { kind: 'blob', offset, hash, length, valid, next };
+          if (next < end) {
+            await Promise.allSettled(groups.splice(0).map((g) => g.digests));
+            return next;
+          }
         }
       }
+      return undefined;
     }
     try {
-      const size = await handle.size();
+      size = await handle.size();
       const head = Buffer.alloc(Math.min(PACK_HEADER_BYTES, size));
       await handle.read(head, 0, head.length, 0);
       const decoded = decodePackHeader(head);
@@ -384,16 +412,21 @@ export class PackStore {
         if (records.length > 0) {
           groups.push({ records, digests: this.hashChunk(handle, pool, buffer, p, q, ranges, free) });
           p += q;
-          yield* drain(ahead);
+          p = (yield* drain(ahead)) ?? p;
           continue;
         }
         // The record at p is damaged, or too big for a chunk.
-        yield* drain(0);
+        const rewind = yield* drain(0);
+        if (rewind !== undefined) {
+          free.push(buffer);
+          p = rewind;
+          continue;
+        }
         const rec = n >= RECORD_HEADER_BYTES ? decodeRecordHeader(chunk.subarray(0, RECORD_HEADER_BYTES)) : undefined;
         if (!rec || p + RECORD_HEADER_BYTES + rec.bodyLength > size) {
           free.push(buffer);
           const next = await this.findNextRecord(handle, p + 1, size, chunkBytes);
-          yield { kind: 'damage', offset: p, length: next - p };
+          yield { kind: 'damage', offset: p, length: next - p, next };
           p = next;
           continue;
         }
@@ -405,8 +438,10 @@ export class PackStore {
           if (onBytes) await onBytes(k);
         }
         free.push(buffer);
-        yield { kind: 'blob', offset: p, hash: rec.hash, length: rec.bodyLength, valid: hasher.digest().equals(rec.hash) };
-        p = bodyStart + rec.bodyLength;
+        const valid = hasher.digest().equals(rec.hash);
+        const next = valid ? bodyStart + rec.bodyLength : await resync(p, rec.bodyLength);
+        yield { kind: 'blob', offset: p, hash: rec.hash, length: rec.bodyLength, valid, next };
+        p = next;
       }
       yield* drain(0);
     } finally {
@@ -437,14 +472,18 @@ export class PackStore {
     return digests;
   }
 
-  /** The offset of the next valid record header at or after `from`, or the file size. */
-  private async findNextRecord(handle: FileHandle, from: number, size: number, chunkBytes: number): Promise<number> {
+  /**
+   * The offset of the next valid record header (one that fits in the file) at or after `from` and
+   * before `before`; else `before`, which defaults to the file size.
+   */
+  private async findNextRecord(handle: FileHandle, from: number, size: number, chunkBytes: number, before = size): Promise<number> {
     const overlap = RECORD_HEADER_BYTES;
-    for (let p = from; p < size; p += chunkBytes) {
+    const limit = Math.min(before, size);
+    for (let p = from; p < limit; p += chunkBytes) {
       const buf = Buffer.allocUnsafe(Math.min(chunkBytes + overlap, size - p));
       const n = await handle.read(buf, 0, buf.length, p);
       let i = buf.subarray(0, n).indexOf(PACK_RECORD_MAGIC);
-      while (i !== -1 && i < chunkBytes) {
+      while (i !== -1 && i < chunkBytes && p + i < limit) {
         const header = Buffer.alloc(RECORD_HEADER_BYTES);
         await handle.read(header, 0, RECORD_HEADER_BYTES, p + i);
         const rec = decodeRecordHeader(header);
@@ -452,7 +491,7 @@ export class PackStore {
         i = buf.indexOf(PACK_RECORD_MAGIC, i + 1);
       }
     }
-    return size;
+    return before;
   }
 
   async close(): Promise<void> {

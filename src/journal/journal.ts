@@ -5,6 +5,7 @@ import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, parseSegmentFileName, segmentFileName } from './journal-format.js';
 import { parseSegment, readSegmentBytes, segmentHeader } from './segment-reader.js';
+import { limits } from '../limits.js';
 
 export interface JournalOptions {
   segmentBytesMax: number;
@@ -68,6 +69,11 @@ export class Journal {
     return join(this.dir, typeof segment === 'string' ? segment : segment.name);
   }
 
+  /** Segments are rotated at this size (a journal written from the index follows it too). */
+  get segmentBytesMax(): number {
+    return this.options.segmentBytesMax;
+  }
+
   get segmentNames(): string[] {
     return this.segments.map((s) => s.name);
   }
@@ -102,7 +108,41 @@ export class Journal {
     bytes = undefined;
   }
 
-  private async readSegment(segment: Segment): Promise<Buffer> {
+  /** The first valid record of the oldest segment (whether the journal starts at seq 1 or at a checkpoint). */
+  async firstRecord(): Promise<JournalRecord | undefined> {
+    for (const segment of this.segments) {
+      // Open calls this after every journal rewrite: the first record (a checkpoint's begin) is
+      // small, so a prefix of the segment is read first, the whole one only when it is not enough.
+      const head = parseSegment(await this.readSegment(segment, limits.journalFirstRecordReadBytes), this.options.recordBytesMax).next();
+      if (!head.done && head.value.kind === 'record') return { seq: head.value.seq, payload: Buffer.from(head.value.payload) };
+      for (const item of parseSegment(await this.readSegment(segment), this.options.recordBytesMax)) {
+        if (item.kind === 'record') return { seq: item.seq, payload: Buffer.from(item.payload) };
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Forgets everything known about the directory and reads it again: after reconstruct swapped
+   * a rewritten journal in (only while nothing is being written).
+   */
+  async reload(): Promise<void> {
+    assert(!this.pending, 'journal reload while a write is pending');
+    await this.writeHandle?.close().catch(() => undefined);
+    this.writeHandle = undefined;
+    this.segments = [];
+    this.startNewSegment = false;
+    this.freshSegment = false;
+    for (const name of await this.fs.readdir(this.dir)) {
+      const firstSeq = parseSegmentFileName(name);
+      if (firstSeq !== undefined) this.segments.push({ firstSeq, name });
+    }
+    this.segments.sort((a, b) => a.firstSeq - b.firstSeq);
+    await this.findTail();
+    this.tailRecords = [];
+  }
+
+  private async readSegment(segment: Segment, prefixBytes = Infinity): Promise<Buffer> {
     const path = this.path(segment);
     let handle: FileHandle;
     try {
@@ -111,6 +151,10 @@ export class Journal {
       throw fromSystemError(error, 'opening journal segment', path);
     }
     try {
+      if (prefixBytes !== Infinity) {
+        const buf = Buffer.alloc(Math.min(prefixBytes, await handle.size()));
+        return buf.subarray(0, await handle.read(buf, 0, buf.length, 0));
+      }
       return await readSegmentBytes(handle);
     } catch (error) {
       throw fromSystemError(error, 'reading journal segment', path);

@@ -41,7 +41,7 @@ export function describeFinding(f: Finding): { where: string; what: string } {
     case 'pack-damage': return { where: `pack ${f.pack} @${f.offset}`, what: `${f.length} bytes are not a valid record` };
     case 'pack-header': return { where: `pack ${f.pack}`, what: 'pack header is damaged or foreign' };
     case 'journal-damage': return { where: `journal ${f.segment} @${f.offset}`, what: `${f.length} damaged bytes (${f.where})` };
-    case 'journal-gap': return { where: 'journal', what: `records ${f.from}..${f.to} are missing` };
+    case 'journal-gap': return { where: 'journal', what: `records ${f.from}..${f.to} are missing (when the index holds what they did, 'mailstore reconstruct' writes a new journal from it)` };
     case 'index-value-corrupt': return { where: `index key ${f.key}`, what: 'value fails its checksum' };
     case 'refcount-mismatch': return { where: `blob ${f.hash.slice(0, 16)}…`, what: `refcount ${f.recorded} but ${f.counted} messages refer to it` };
     case 'name-index-mismatch': return { where: `mailbox ${f.name}`, what: f.detail };

@@ -1,67 +1,143 @@
-// mailstore reconstruct: rebuild the index from what is on disk. From the journal by default (into a
-// fresh LevelDB, swapped in atomically); with --from-packs, when the journal is lost too, blob
-// locations come from a pack scan and messages nothing refers to go into lost+found by date.
+// mailstore reconstruct: recover from the best surviving source. The journal rebuilds the index
+// when it replays whole; an intact index rewrites a lost or damaged journal (a checkpoint of its
+// state); the packs are the last resort (--from-packs: messages no source knows go into
+// lost+found by date). A rebuild that would keep less than the index has now is refused without
+// --force, and the result says which source was used.
 import { join } from 'node:path';
 import { MailstoreError } from '../errors.js';
+import { limits } from '../limits.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { ensureDir, writeFileDurable } from '../fs/durable.js';
 import { keys } from '../keys/index-keys.js';
-import { limits } from '../limits.js';
 import { LAYOUT, verifyIdentity } from '../store/identity.js';
-import { moveAside } from '../store/recovery.js';
-import { Store } from '../store/store.js';
+import { finishJournalSwap } from '../store/checkpoint.js';
+import { describeLoss, moveAside, type IndexCounts } from '../store/recovery.js';
+import { Store, type RebuildComparison } from '../store/store.js';
 import type { BlobRecord } from '../store/records.js';
+
+export type RecoverySource = 'journal' | 'index' | 'packs';
 
 export interface ReconstructOptions {
   fs?: FileSystem;
-  /** Compare a fresh rebuild with the current index; change nothing. */
+  /** Compare a fresh rebuild with the current index and say which source would be used; change nothing. */
   check?: boolean;
+  /** The last resort: also file messages found only in the packs into lost+found. */
   fromPacks?: boolean;
+  /** Use this source instead of the best one. */
+  from?: 'journal' | 'index';
+  /** Proceed even when the result would keep less than the index has now. */
   force?: boolean;
   onDifference?: (key: Buffer, detail: string) => void;
 }
 
 export interface ReconstructResult {
+  /** What the store was recovered from. */
+  source: RecoverySource;
+  /** Why that source. */
+  reason: string;
+  /** Journal records a rebuild from the journal replays. */
   records: number;
+  /** Keys that differ between the current index and a rebuild from the journal. */
   differences: number;
   messagesBefore: number;
   messagesAfter: number;
+  before: IndexCounts;
+  after: IndexCounts;
+  journalIntact: boolean;
+  journalProblems: string[];
+  /** Set when a new journal was written from the index. */
+  journalRewritten?: { records: number; firstSeq: number; lastSeq: number; replaced?: string };
   lostAndFound?: { mailbox: string; messages: number };
   journalRecreated: boolean;
   findings: string[];
 }
 
+/** Aborts the index swap inside reconstructIndex when the index is the better source. */
+class KeepIndex extends Error {
+  constructor(readonly comparison: RebuildComparison) {
+    super('the index is kept');
+  }
+}
+
 export async function reconstruct(root: string, options: ReconstructOptions = {}): Promise<ReconstructResult> {
   const fs = options.fs ?? nodeFileSystem;
-  const journalRecreated = options.fromPacks && !options.check ? await recreateLostJournal(fs, root) : false;
+  let journalRecreated = false;
+  if (!options.check) {
+    await finishJournalSwap(fs, root);
+    // A lost journal/ is started afresh when something can fill it: the index (rewritten into it)
+    // or, asked for, the packs. Otherwise open refuses (UNMOUNTED): it may be an unmounted partition.
+    if (options.fromPacks || (await fs.statIfExists(join(root, LAYOUT.index)))) journalRecreated = await recreateLostJournal(fs, root);
+  }
   const store = await Store.open(root, { fs, probeIndex: 'always' });
   try {
-    const journalEmpty = store.journal.lastSeq === 0;
-    const packs = await store.packs.listPacks();
-    if (!options.fromPacks && journalEmpty && packs.length > 0 && !options.force) {
-      throw new MailstoreError('REFUSED',
-        `the journal holds no records but ${packs.length} pack(s) hold messages: rebuilding from the journal would produce an empty store. ` +
-        `Nothing was changed. Use 'mailstore reconstruct --from-packs' to recover the messages from the packs.`, { path: root });
+    // An index this open rebuilt from the journal (missing or damaged) is the journal's image and
+    // knows nothing more.
+    const indexIsJournalImage = Boolean(store.health.rebuilt);
+    const packs = (await store.packs.listPacks()).length;
+    let decision: { source: 'journal' | 'index'; reason: string } | undefined;
+    let comparison: RebuildComparison;
+    try {
+      comparison = await store.reconstructIndex({
+        check: options.check,
+        onDifference: options.onDifference,
+        guard: (c) => {
+          decision = chooseSource(c, options, indexIsJournalImage);
+          if (decision.source === 'index') throw new KeepIndex(c);
+          refuseLoss(c, options, root, store.journal.lastSeq === 0 && packs > 0 && indexIsJournalImage);
+        },
+      });
+    } catch (error) {
+      if (!(error instanceof KeepIndex)) throw error;
+      comparison = error.comparison;
     }
-    const check = await store.reconstructIndex({
-      check: options.check,
-      onDifference: options.onDifference,
-      guard: ({ messagesAfter, messagesBefore }) => {
-        if (messagesAfter < messagesBefore * 0.75 && !options.force && !options.fromPacks) {
-          throw new MailstoreError('REFUSED',
-            `a rebuild from the journal would keep ${messagesAfter} of the ${messagesBefore} messages the index has now. ` +
-            `Nothing was changed. If the journal is damaged, try --from-packs; --force rebuilds anyway.`, { path: root });
-        }
-      },
-    });
-    const result: ReconstructResult = { ...check, journalRecreated, findings: store.health.findings };
+    decision ??= chooseSource(comparison, options, indexIsJournalImage);
+    const result: ReconstructResult = {
+      ...decision, records: comparison.records, differences: comparison.differences, messagesBefore: comparison.messagesBefore,
+      messagesAfter: decision.source === 'index' ? comparison.before.messages : comparison.messagesAfter,
+      before: comparison.before, after: decision.source === 'index' ? comparison.before : comparison.after,
+      journalIntact: comparison.journalIntact, journalProblems: comparison.journalProblems, journalRecreated, findings: store.health.findings,
+    };
     if (options.check) return result;
-    if (options.fromPacks) result.lostAndFound = await adoptUnreferenced(store);
+    if (decision.source === 'index') result.journalRewritten = await store.rewriteJournalFromIndex();
+    if (options.fromPacks) {
+      result.lostAndFound = await adoptUnreferenced(store);
+      if (result.before.messages === 0 && result.lostAndFound.messages > 0) {
+        result.source = 'packs';
+        result.reason = 'neither the journal nor the index holds any message: the messages were recovered from the packs';
+      }
+      result.messagesAfter += result.lostAndFound.messages;
+    }
     return result;
   } finally {
     await store.close();
   }
+}
+
+/** The best surviving source: a journal that replays whole, else an index that was not rebuilt from it. */
+function chooseSource(c: RebuildComparison, options: ReconstructOptions, indexIsJournalImage: boolean): { source: 'journal' | 'index'; reason: string } {
+  if (options.from) return { source: options.from, reason: `--from-${options.from} was given` };
+  if (c.journalIntact) return { source: 'journal', reason: 'the journal is complete: the index is rebuilt from it' };
+  if (!indexIsJournalImage) {
+    return { source: 'index', reason: `the journal is damaged or incomplete: ${c.journalProblems.slice(0, 3).join('; ')}; the index holds more, so a new journal is written from it` };
+  }
+  return { source: 'journal', reason: 'the index was itself rebuilt from the journal at open (it was missing or damaged): the journal is all there is' };
+}
+
+/** A rebuild from the journal must not keep less than the index has now, unless forced. */
+function refuseLoss(c: RebuildComparison, options: ReconstructOptions, root: string, emptyJournalOverPacks: boolean): void {
+  if (options.force) return;
+  if (emptyJournalOverPacks && !options.fromPacks) {
+    throw new MailstoreError('REFUSED',
+      `the journal holds no records and there is no index, but the packs hold messages: rebuilding from the journal would produce an empty store. ` +
+      `Nothing was changed. Use 'mailstore reconstruct --from-packs' to recover the messages from the packs (into lost+found).`, { path: root });
+  }
+  const lost = describeLoss(c.before, c.after);
+  if (!lost) return;
+  throw new MailstoreError('REFUSED',
+    `a rebuild of the index from the journal would lose ${lost} the index has now` +
+    (c.journalIntact ? '' : ` (the journal is damaged or incomplete: ${c.journalProblems.slice(0, 3).join('; ')})`) +
+    `. Nothing was changed. 'mailstore reconstruct --from-index' writes a new journal from the index instead; --force rebuilds from the journal anyway.`, { path: root });
 }
 
 /** The journal directory is gone or foreign: set it aside (never delete) and start an empty one. */

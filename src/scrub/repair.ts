@@ -6,6 +6,7 @@ import { MailstoreError } from '../errors.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { limits } from '../limits.js';
 import { LAYOUT } from '../store/identity.js';
+import { describeLoss } from '../store/recovery.js';
 import type { Store } from '../store/store.js';
 import { RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { Finding } from './findings.js';
@@ -17,7 +18,7 @@ export interface RepairOptions {
   sources?: string[];
   /** Proceed even when the damage looks like a missing partition rather than a few bad blocks. */
   force?: boolean;
-  /** Refuse when more than this share of blobs is damaged or missing (default 0.25). */
+  /** Refuse when more than this share of blobs is damaged or missing (default limits.repairDamagedShareMax). */
   missingShareMax?: number;
   scrubOptions?: ScrubOptions;
 }
@@ -35,7 +36,7 @@ export interface RepairResult {
 const INDEX_KINDS = new Set(['index-value-corrupt', 'refcount-mismatch', 'name-index-mismatch', 'acl-map-mismatch', 'mailbox-counts', 'change-log-mismatch']);
 
 export async function repair(store: Store, before: ScrubReport, options: RepairOptions = {}): Promise<RepairResult> {
-  const share = options.missingShareMax ?? 0.25;
+  const share = options.missingShareMax ?? limits.repairDamagedShareMax;
   const blobFindings = before.findings.filter((f): f is Extract<Finding, { kind: 'blob-corrupt' | 'blob-missing' }> => f.kind === 'blob-corrupt' || f.kind === 'blob-missing');
   const { blobs } = await store.stats();
   if (!options.force && blobs > 0 && blobFindings.length > Math.max(2, blobs * share)) {
@@ -54,16 +55,19 @@ export async function repair(store: Store, before: ScrubReport, options: RepairO
     const found = new Map<string, Buffer>();
     for (const source of options.sources) await findCopies(store.fs, source, wanted, found, limits.messageBytesMax);
     const items = [...found].map(([hex, bytes]) => ({ hash: Buffer.from(hex, 'hex'), bytes }));
+    store.packs.skipPackNumbersTo(Math.max(0, ...blobFindings.map((f) => f.pack)));
     for (let i = 0; i < items.length; i += limits.repairRelocateBlobs) blobsRestored += await store.relocateBlobs(items.slice(i, i + limits.repairRelocateBlobs));
   }
   let indexRebuilt = false;
   if (before.findings.some((f) => INDEX_KINDS.has(f.kind))) {
     await store.reconstructIndex({
-      guard: ({ messagesAfter, messagesBefore }) => {
-        if (!options.force && messagesAfter < messagesBefore * (1 - share)) {
+      guard: ({ before, after, journalIntact, journalProblems }) => {
+        const lost = describeLoss(before, after);
+        if (!options.force && lost) {
           throw new MailstoreError('REFUSED',
-            `rebuilding the index from the journal would leave ${messagesAfter} of ${messagesBefore} messages; refusing (is the journal complete?). ` +
-            `Use 'mailstore reconstruct --from-packs', or --force.`, { path: store.root });
+            `rebuilding the damaged index from the journal would lose ${lost}` +
+            (journalIntact ? '' : ` (the journal is damaged or incomplete: ${journalProblems.slice(0, 3).join('; ')})`) +
+            `. Nothing was changed. Run 'mailstore reconstruct --check' to compare the sources; --force rebuilds from the journal anyway.`, { path: store.root });
         }
       },
     });

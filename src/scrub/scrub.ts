@@ -5,7 +5,8 @@
 // daemon calls scrub() on its open Store). Pack records are immutable once written, so the pack
 // pass runs beside live writers. The index pass holds the writer (Store.runExclusive) so that the
 // several range reads it makes see one consistent state; its memory grows with the number of
-// mailboxes, never with the number of messages.
+// mailboxes, plus one number per blob the pack pass confirmed (so that every blob the index refers
+// to and the pack pass did not verify is read and hashed by the index pass: nothing escapes).
 import { join } from 'node:path';
 import { setImmediate as nextEventLoopTurn } from 'node:timers/promises';
 import { MailstoreError } from '../errors.js';
@@ -18,9 +19,9 @@ import { limits } from '../limits.js';
 import { HashPool } from '../hash/pool.js';
 import { RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { Store } from '../store/store.js';
-import type { BlobRecord, MailboxInfo, MessageRecord, RightsRecord } from '../store/records.js';
+import { checkpointBegin, type BlobRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type RightsRecord } from '../store/records.js';
 import { formatMailboxName } from '../store/validate.js';
-import { SEEN } from '../store/apply.js';
+import { SEEN, meta } from '../store/apply.js';
 import { isDamage, type Finding, type MessageRef } from './findings.js';
 
 export interface ScrubOptions {
@@ -96,10 +97,9 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   const threads = options.hashThreads ?? (bytesTotal >= limits.scrubPoolBytesMin && !options.maxRateBytesPerSecond ? undefined : 0);
   const pool = HashPool.create(threads);
 
-  // 1. packs, sequentially, every record re-hashed. `confirmed` counts index entries whose
+  // 1. packs, sequentially, every record re-hashed. `confirmed` holds the index entries whose
   // location the scan saw holding a valid record of their hash.
-  const confirmed = { n: 0 };
-  const wholeCycle = cursor.pack === 0 && cursor.offset === 0;
+  const confirmed = new Confirmed();
   let stoppedAt: Cursor | undefined;
   let progressBytes = 0;
   let records = 0;
@@ -126,10 +126,10 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
         if (item.kind === 'damage') {
           await classifier.flush();
           findings.push({ kind: 'pack-damage', pack, offset: item.offset, length: item.length });
-          position = item.offset + item.length;
+          position = item.next;
         } else {
           summary.blobsVerified++;
-          position = item.offset + RECORD_HEADER_BYTES + item.length;
+          position = item.next;
           await classifier.add(pack, item);
         }
         range.to = position;
@@ -152,7 +152,7 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
     options.onProgress?.({ phase: 'journal', bytesDone: progressBytes, bytesTotal, blobs: summary.blobsVerified });
     summary.journalRecords = await checkJournal(store, findings);
     options.onProgress?.({ phase: 'index', bytesDone: progressBytes, bytesTotal, blobs: summary.blobsVerified });
-    summary.indexKeys = await store.runExclusive(() => checkIndex(store, findings, wholeCycle ? confirmed.n : -1));
+    summary.indexKeys = await store.runExclusive(() => checkIndex(store, findings, confirmed, summary.scanned));
   }
   await attachRefs(store, findings);
   if (budget !== undefined) await writeCursor(store, stoppedAt ?? { cycle: cursor.cycle + 1, pack: 0, offset: 0 });
@@ -163,6 +163,32 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
 }
 
 type ScannedBlob = { offset: number; hash: Buffer; length: number; valid: boolean };
+
+/** Index entries the pack pass saw at a valid record: per pack, their offsets in file order. */
+class Confirmed {
+  n = 0;
+  private readonly byPack = new Map<number, number[]>();
+
+  add(pack: number, offset: number): void {
+    let list = this.byPack.get(pack);
+    if (!list) this.byPack.set(pack, (list = []));
+    list.push(offset);
+    this.n++;
+  }
+
+  has(pack: number, offset: number): boolean {
+    const list = this.byPack.get(pack);
+    if (!list) return false;
+    let lo = 0, hi = list.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (list[mid] === offset) return true;
+      if (list[mid] < offset) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return false;
+  }
+}
 
 /**
  * Classifies the pack pass's records against the index: a record is damage only when the index
@@ -175,7 +201,7 @@ class RecordClassifier {
   private pack = 0;
   private previous: Promise<void> = Promise.resolve();
 
-  constructor(private readonly store: Store, private readonly findings: Finding[], private readonly confirmed: { n: number }) {}
+  constructor(private readonly store: Store, private readonly findings: Finding[], private readonly confirmed: Confirmed) {}
 
   async add(pack: number, item: ScannedBlob): Promise<void> {
     if (this.items.length > 0 && pack !== this.pack) await this.submit();
@@ -199,7 +225,7 @@ class RecordClassifier {
     lookup.catch(() => undefined); // awaited below
     await this.previous;
     this.previous = lookup.then((blobs) => {
-      for (let i = 0; i < items.length; i++) if (this.classify(pack, items[i], blobs[i])) this.confirmed.n++;
+      for (let i = 0; i < items.length; i++) if (this.classify(pack, items[i], blobs[i])) this.confirmed.add(pack, items[i].offset);
     });
     this.previous.catch(() => undefined); // awaited by the next submit or flush
   }
@@ -219,21 +245,30 @@ class RecordClassifier {
   }
 }
 
+/**
+ * Every journal record's frame, and coverage: the journal must start at seq 1 or with a checkpoint,
+ * have no gaps, and reach the index's appliedSeq (read first: the journal is always written before
+ * the index, so a writer running meanwhile cannot make this report a false gap).
+ */
 async function checkJournal(store: Store, findings: Finding[]): Promise<number> {
+  const appliedSeq = (await store.db.get<number>(meta.appliedSeq)) ?? 0;
   let records = 0;
   let last = 0;
   for await (const record of store.journal.read(0, (damage) => {
     findings.push({ kind: 'journal-damage', segment: damage.segment, offset: damage.offset, length: damage.length, where: damage.where });
   })) {
-    if (last > 0 && record.seq > last + 1) findings.push({ kind: 'journal-gap', from: last + 1, to: record.seq - 1 });
+    let payload: JournalPayload | undefined;
     try {
-      decodeCbor(record.payload);
+      payload = decodeCbor<JournalPayload>(record.payload);
     } catch {
       findings.push({ kind: 'journal-damage', segment: '?', offset: 0, length: record.payload.length, where: `record ${record.seq} does not decode` });
     }
+    if (records === 0 && record.seq > 1 && !checkpointBegin(payload)) findings.push({ kind: 'journal-gap', from: 1, to: record.seq - 1 });
+    if (last > 0 && record.seq > last + 1) findings.push({ kind: 'journal-gap', from: last + 1, to: record.seq - 1 });
     last = Math.max(last, record.seq);
     records++;
   }
+  if (last < appliedSeq) findings.push({ kind: 'journal-gap', from: last + 1, to: appliedSeq });
   return records;
 }
 
@@ -294,10 +329,10 @@ async function* entries<T>(store: Store, space: number, findings: Finding[], cou
 
 /**
  * Cross-checks the index: blob locations, refcounts, N against I, R against the ACLs, counts, the
- * change log. `confirmed` is how many blob entries the pack scan already saw at a valid record
- * (-1: unknown); when it equals the number of entries, their locations need no second look.
+ * change log. `confirmed` holds the blob entries the pack scan already saw at a valid record; when
+ * it holds all of them, their locations need no second look.
  */
-async function checkIndex(store: Store, findings: Finding[], confirmed: number): Promise<number> {
+async function checkIndex(store: Store, findings: Finding[], confirmed: Confirmed, scanned: ScannedRange[]): Promise<number> {
   const counter = { n: 0 };
   const boxes = new Map<string, BoxCheck>();
   for await (const batch of entryBatches<MailboxInfo>(store, SPACE.info, findings, counter)) for (const [key, info] of batch) {
@@ -384,18 +419,38 @@ async function checkIndex(store: Store, findings: Finding[], confirmed: number):
     recorded.add(key.subarray(1), blob.r);
     if (blob.r === 0) findings.push({ kind: 'unreferenced-blob', hash: hashHex(key.subarray(1)), length: blob.l });
   }
-  if (blobs !== confirmed) await checkBlobLocations(store, findings);
+  if (blobs !== confirmed.n) await checkBlobLocations(store, findings, confirmed, scanned);
   if (!recorded.equals(referenced)) await localizeRefcounts(store, blobs, findings);
   return counter.n;
 }
 
-/** Every blob entry's location holds a valid header of its hash and length (a pread each). */
-async function checkBlobLocations(store: Store, findings: Finding[]): Promise<void> {
+/**
+ * The blob entries the pack pass did not confirm: each location must hold a valid header of its
+ * hash and length (a pread), and, when it lies in a range this run scanned (so the pack pass walked
+ * past it: inside a torn or damaged record, or inside another record), a body that matches its hash
+ * (a read). A location outside this run's ranges was verified by an earlier run of the cycle, or
+ * was written after its pack was scanned (the next cycle verifies it).
+ */
+async function checkBlobLocations(store: Store, findings: Finding[], confirmed: Confirmed, scanned: ScannedRange[]): Promise<void> {
   const corrupt = new Set(findings.filter((f) => f.kind === 'blob-corrupt').map((f) => (f as { hash: string }).hash));
+  const inScanned = (pack: number, offset: number) => scanned.some((r) => r.pack === pack && offset >= r.from && offset < r.to);
   for await (const [key, blob] of entries<BlobRecord>(store, SPACE.blob, [], { n: 0 })) {
+    if (confirmed.has(blob.p, blob.o)) continue;
     const hash = key.subarray(1);
-    const why = await store.packs.checkLocation({ pack: blob.p, offset: blob.o, length: blob.l }, hash);
-    if (why && !corrupt.has(hashHex(hash))) findings.push({ kind: 'blob-missing', hash: hashHex(hash), pack: blob.p, offset: blob.o, why, refs: [] });
+    const hex = hashHex(hash);
+    if (corrupt.has(hex)) continue;
+    const location = { pack: blob.p, offset: blob.o, length: blob.l };
+    const why = await store.packs.checkLocation(location, hash);
+    if (why) {
+      findings.push({ kind: 'blob-missing', hash: hex, pack: blob.p, offset: blob.o, why, refs: [] });
+    } else if (inScanned(blob.p, blob.o)) {
+      try {
+        await store.packs.read(location, hash);
+      } catch (error) {
+        if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT') throw error;
+        findings.push({ kind: 'blob-corrupt', pack: blob.p, offset: blob.o, hash: hex, length: blob.l, refs: [] });
+      }
+    }
   }
 }
 

@@ -166,5 +166,41 @@ function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProblem): v
       else view.put(keys.meta(op.key), op.value);
       return;
     }
+    default:
+      applyStateOp(view, op);
+  }
+}
+
+/**
+ * Checkpoint ops put index state as it was, modseqs included (the record's own seq is not used):
+ * the primary values verbatim, the name index and the reverse ACL map derived as a create does.
+ * Putting them twice changes nothing, so an index already at the checkpoint's state replays it
+ * without harm.
+ */
+function applyStateOp(view: IndexView, op: Op): void {
+  switch (op.op) {
+    case 'state.begin':
+      return;
+    case 'state.mailbox': {
+      const box = { ...op.info, id: Buffer.from(op.info.id) };
+      view.put(keys.info(box.id), op.info);
+      if (!box.deleting) {
+        view.put(keys.name(box.name), box.id);
+        putRights(view, box);
+      }
+      return;
+    }
+    case 'state.messages':
+      for (const [uid, h, s, d, f, m] of op.messages) view.put(keys.message(op.id, uid), { h, s, d, f, m } satisfies MessageRecord);
+      return;
+    case 'state.changes':
+      for (const [modseq, uid, value] of op.entries) view.put(keys.change(op.id, modseq, uid), value);
+      return;
+    case 'state.blobs':
+      for (const [hash, p, o, l, r] of op.blobs) view.put(keys.blob(hash), { p, o, l, r } satisfies BlobRecord);
+      return;
+    case 'state.meta':
+      for (const [key, value] of op.entries) view.put(keys.meta(key), value);
+      return;
   }
 }

@@ -58,7 +58,23 @@ export type Op =
   | { op: 'change.purge'; id: Id; entries: [modseq: number, uid: number][] }
   | { op: 'acl.set'; id: Id; identifier: string; rights: string }
   | { op: 'blob.relocate'; hash: Buffer; pack: number; offset: number; size: number }
-  | { op: 'meta.set'; key: string; value: unknown };
+  | { op: 'meta.set'; key: string; value: unknown }
+  // A checkpoint (docs/FORMAT.md): the whole index state as records, written by reconstruct when
+  // the journal is lost or damaged and the index is intact. Modseqs are explicit, so its replay
+  // reproduces the index it was taken from; `state.begin` opens it (`appliedSeq`: the seq of the
+  // state), and the checkpoint is one batch (only its last record carries `end`).
+  | { op: 'state.begin'; appliedSeq: number }
+  | { op: 'state.mailbox'; info: MailboxInfo }
+  | { op: 'state.messages'; id: Id; messages: [uid: number, hash: Buffer, size: number, date: number, flags: string[], modseq: number][] }
+  | { op: 'state.changes'; id: Id; entries: [modseq: number, uid: number, value: ChangeRecord][] }
+  | { op: 'state.blobs'; blobs: [hash: Buffer, pack: number, offset: number, length: number, references: number][] }
+  | { op: 'state.meta'; entries: [key: string, value: unknown][] };
+
+/** The first op of a checkpoint, if this payload opens one. */
+export function checkpointBegin(payload: JournalPayload | undefined): Extract<Op, { op: 'state.begin' }> | undefined {
+  const first = payload?.ops?.[0];
+  return first?.op === 'state.begin' ? first : undefined;
+}
 
 export interface JournalPayload {
   ops: Op[];

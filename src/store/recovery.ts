@@ -5,13 +5,14 @@ import { join } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { IndexDb, IndexView, WrittenKeys } from '../index/index-db.js';
-import { decodeCbor } from '../index/codec.js';
+import { decodeCbor, decodeValue } from '../index/codec.js';
 import type { Journal, JournalDamage } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { applyOpsNow, meta } from './apply.js';
 import type { PackStore } from '../blob/pack-store.js';
-import type { JournalPayload } from './records.js';
+import { checkpointBegin, type JournalPayload, type MailboxInfo } from './records.js';
+import { parseSegmentFileName } from '../journal/journal-format.js';
 import { LAYOUT } from './identity.js';
 import { keys } from '../keys/index-keys.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
@@ -57,14 +58,21 @@ async function replayInto(journal: Journal, view: IndexView, afterSeq: number, h
   };
   for await (const record of journal.read(afterSeq, onDamage)) {
     if (record.seq <= lastSeq) continue; // a duplicate seq after damage: the first one wins
-    if (record.seq > lastSeq + 1) {
-      problem(`journal records ${lastSeq + 1}..${record.seq - 1} are missing`);
-    }
-    let payload: JournalPayload;
+    let payload: JournalPayload | undefined;
+    let undecodable: Error | undefined;
     try {
       payload = decodeCbor<JournalPayload>(record.payload);
     } catch (error) {
-      problem(`journal record ${record.seq} does not decode: ${(error as Error).message}`);
+      undecodable = error as Error;
+    }
+    // A journal that starts with a checkpoint holds the whole state from there (checkJournalStart
+    // reports an index older than it).
+    if (records === 0 && checkpointBegin(payload)) lastSeq = Math.max(lastSeq, record.seq - 1);
+    if (record.seq > lastSeq + 1) {
+      problem(`journal records ${lastSeq + 1}..${record.seq - 1} are missing`);
+    }
+    if (!payload) {
+      problem(`journal record ${record.seq} does not decode: ${undecodable?.message}`);
       lastSeq = record.seq;
       continue;
     }
@@ -115,10 +123,31 @@ export async function resolveTail(fs: FileSystem, root: string, journal: Journal
     }
   } else if (highWater > lastSeq) {
     health.degraded = true;
-    health.findings.push(`the index has applied journal records up to ${highWater} but the journal ends at ${lastSeq}: journal records are missing`);
+    health.findings.push(`the index has applied journal records up to ${highWater} but the journal ends at ${lastSeq}: journal records ${lastSeq + 1}..${highWater} are missing; the index still holds them: run 'mailstore reconstruct' to write a new journal from it`);
   }
   if (highWater > lastSeq) journal.keepTailAndStartNewSegment(highWater + 1);
+  await checkJournalStart(journal, highWater, health);
   return Math.max(lastSeq, highWater);
+}
+
+/**
+ * The journal must start at seq 1 or with a checkpoint: otherwise its first segments are gone
+ * (deleted, or lost with a partition), and a rebuild from it would lose what they held. Cheap:
+ * only the oldest segment is read, and only when its name says it does not start at 1.
+ */
+async function checkJournalStart(journal: Journal, highWater: number, health: Health): Promise<void> {
+  const names = journal.segmentNames;
+  if (names.length === 0 || parseSegmentFileName(names[0]) === 1) return;
+  const first = await journal.firstRecord();
+  if (!first || first.seq === 1) return;
+  const begin = checkpointBegin(decodeSafely(first.payload));
+  if (!begin) {
+    health.degraded = true;
+    health.findings.push(`journal records 1..${first.seq - 1} are missing (segments deleted or lost); the index still holds their changes: run 'mailstore reconstruct' to write a new journal from it`);
+  } else if (highWater > 0 && highWater < begin.appliedSeq) {
+    health.degraded = true;
+    health.findings.push(`the index (at seq ${highWater}) is older than the journal's checkpoint (seq ${begin.appliedSeq}); run 'mailstore reconstruct' to rebuild it from the journal`);
+  }
 }
 
 /**
@@ -287,10 +316,45 @@ export async function* compareIndexes(a: IndexDb, b: IndexDb): AsyncGenerator<{ 
 }
 
 export async function countMessages(db: IndexDb): Promise<number> {
+  return countSpace(db, SPACE.message);
+}
+
+/** Keys in one space of the index (M messages, I mailboxes, R reverse ACL entries). */
+export async function countSpace(db: IndexDb, space: number): Promise<number> {
   let n = 0;
-  const messages = keys.space(SPACE.message);
-  for await (const _ of db.rawIterator({ gte: messages, lt: prefixEnd(messages) })) n++;
+  const prefix = keys.space(space);
+  for await (const _ of db.rawIterator({ gte: prefix, lt: prefixEnd(prefix) })) n++;
   return n;
+}
+
+/** What an index holds that a replacement must not lose. */
+export interface IndexCounts {
+  messages: number;
+  mailboxes: number;
+  aclEntries: number;
+}
+
+/** ACL entries are counted in the mailboxes' own ACLs (the reverse map R is derived from them). */
+export async function indexCounts(db: IndexDb): Promise<IndexCounts> {
+  let mailboxes = 0;
+  let aclEntries = 0;
+  for await (const [key, raw] of db.rawIterator({ gte: keys.space(SPACE.info), lt: prefixEnd(keys.space(SPACE.info)) })) {
+    mailboxes++;
+    try {
+      const info = decodeValue<MailboxInfo>(raw, Buffer.from(key));
+      if (!info.deleting) aclEntries += Object.keys(info.acl).length;
+    } catch { /* a damaged value: scrub reports it */ }
+  }
+  return { messages: await countSpace(db, SPACE.message), mailboxes, aclEntries };
+}
+
+/** The parts of `before` that `after` lacks, as words ("3 messages, 1 mailbox"); empty when none. */
+export function describeLoss(before: IndexCounts, after: IndexCounts): string {
+  const parts: string[] = [];
+  if (after.messages < before.messages) parts.push(`${before.messages - after.messages} of ${before.messages} messages`);
+  if (after.mailboxes < before.mailboxes) parts.push(`${before.mailboxes - after.mailboxes} of ${before.mailboxes} mailboxes`);
+  if (after.aclEntries < before.aclEntries) parts.push(`${before.aclEntries - after.aclEntries} of ${before.aclEntries} ACL entries`);
+  return parts.join(', ');
 }
 
 /** Moves a directory into quarantine/ (never deletes it); a no-op when it does not exist. */

@@ -22,8 +22,10 @@ import { SEEN, meta } from './apply.js';
 import { LAYOUT, checkNoWriter, initStore, storeIdBytes, takeLock, verifyIdentity, type StoreIdentity } from './identity.js';
 import type { BlobRecord, ChangeRecord, MailboxInfo, MessageRecord, Op, RightsRecord } from './records.js';
 import {
-  buildIndexAside, compareIndexes, countMessages, installIndex, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveNewestBatch, resolveTail, type Health,
+  buildIndexAside, compareIndexes, describeLoss, indexCounts, installIndex, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveNewestBatch, resolveTail,
+  type Health, type IndexCounts,
 } from './recovery.js';
+import { swapJournal, writeCheckpointJournal } from './checkpoint.js';
 import {
   ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkCount, checkFunction, checkHash, checkModseq, checkObject, checkOptions, checkString, checkUid,
   formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
@@ -55,6 +57,11 @@ export interface StoreOptions {
    * README, "Read-only open".
    */
   readOnly?: boolean;
+  /**
+   * Open even when packs/ (its marker present) holds no pack file while the index refers to blobs,
+   * which is otherwise UNMOUNTED: for `scrub --repair --force --source`, which restores them.
+   */
+  allowMissingPacks?: boolean;
   /** Called after each group commit with its seq range, number of mutations and index keys written. */
   onCommit?: (firstSeq: number, lastSeq: number, mutations: number, indexKeys: number) => void;
 }
@@ -137,6 +144,20 @@ export interface StoreStats {
   journalSegments: number;
   journalBytes: number;
   dedupRatio: number;
+}
+
+/** A rebuild of the index from the journal compared with the index it would replace. */
+export interface RebuildComparison {
+  differences: number;
+  records: number;
+  messagesBefore: number;
+  messagesAfter: number;
+  before: IndexCounts;
+  after: IndexCounts;
+  /** The journal replayed without damage or gaps and reaches the index's appliedSeq. */
+  journalIntact: boolean;
+  /** Why not (damage, missing records), as replay reported it. */
+  journalProblems: string[];
 }
 
 /** One message of a readMessages batch: where its blob is, then its verified body or why not. */
@@ -234,7 +255,7 @@ export class Store {
       db = existing?.db;
       if (!existing && !health.rebuilt) health.rebuilt = 'index is missing';
       const highWater = existing?.appliedSeq ?? 0;
-      if (existing) {
+      if (existing && !options.allowMissingPacks) {
         await checkPacksPresent(existing.db, packs, root);
       }
       await resolveTail(fs, root, journal, highWater, health);
@@ -926,53 +947,113 @@ export class Store {
 
   /**
    * Rebuilds the index from the journal into a fresh LevelDB while the writer is held, then swaps
-   * it in. With `check`, builds aside and only compares. Returns the keys that differ.
+   * it in. With `check`, builds aside and only compares. Returns the keys that differ, what each
+   * index holds, and whether the journal replayed whole (no damage, no gap, reaching the index's
+   * appliedSeq): when it did not, the index it would replace may hold more than the journal.
    */
   async reconstructIndex(options: {
     check?: boolean;
     onDifference?: (key: Buffer, detail: string) => void;
     /** Called with the comparison before the swap; throwing aborts it (sanity gates). */
-    guard?: (result: { differences: number; records: number; messagesBefore: number; messagesAfter: number }) => void;
-  } = {}): Promise<{ differences: number; records: number; messagesBefore: number; messagesAfter: number }> {
+    guard?: (result: RebuildComparison) => void;
+  } = {}): Promise<RebuildComparison> {
     checkOptions(options, ['check', 'onDifference', 'guard'], 'reconstructIndex option');
     if (options.check !== undefined && typeof options.check !== 'boolean') throw new MailstoreError('INVALID', 'reconstructIndex check must be a boolean');
     if (options.onDifference !== undefined) checkFunction(options.onDifference, 'onDifference');
     if (options.guard !== undefined) checkFunction(options.guard, 'guard');
     this.writable(); // it builds index.rebuild/ in the store, even with `check`
     return this.runExclusive(async () => {
-      const built = await buildIndexAside(this.fs, this.root, this.journal, this.storeId, this.health);
-      let differences = 0;
-      let messagesBefore = 0;
-      let messagesAfter = 0;
+      const rebuildHealth = newHealth();
+      const built = await buildIndexAside(this.fs, this.root, this.journal, this.storeId, rebuildHealth);
       let installed = false;
       try {
+        const appliedSeq = (await this.db.get<number>(meta.appliedSeq)) ?? 0;
         const fresh = await IndexDb.open(built.path, false);
+        let result: RebuildComparison;
         try {
+          let differences = 0;
           for await (const diff of compareIndexes(this.db, fresh)) {
             if (diff.key[0] === SPACE.meta) continue;
             differences++;
             options.onDifference?.(diff.key, diff.detail);
           }
-          messagesBefore = await countMessages(this.db);
-          messagesAfter = await countMessages(fresh);
+          const before = await indexCounts(this.db);
+          const after = await indexCounts(fresh);
+          result = {
+            differences, records: built.records, messagesBefore: before.messages, messagesAfter: after.messages, before, after,
+            journalIntact: !rebuildHealth.degraded && built.lastSeq >= appliedSeq,
+            journalProblems: built.lastSeq >= appliedSeq ? rebuildHealth.findings : [...rebuildHealth.findings, `the journal ends at ${built.lastSeq}, the index has applied ${appliedSeq}`],
+          };
         } finally {
           await fresh.close();
         }
-        const result = { differences, records: built.records, messagesBefore, messagesAfter };
         if (options.check) return result;
         options.guard?.(result);
-        await this.db.close();
-        await installIndex(this.fs, this.root, built.path);
+        await this.swapIndex(built.path);
         installed = true;
-        this.db = await IndexDb.open(join(this.root, LAYOUT.index), false);
-        this.writer.replaceIndex(this.db);
-        this.forgetMailboxes();
-        await this.packs.forgetReadHandles();
-        return { differences, records: built.records, messagesBefore, messagesAfter };
+        return result;
       } finally {
         if (!installed) await this.fs.removeTree(built.path).catch(() => undefined);
       }
     });
+  }
+
+  /**
+   * Writes a new journal from the index (a checkpoint of its whole state, docs/FORMAT.md) and swaps
+   * it in, the old journal to quarantine/: when the journal is lost or damaged and the index holds
+   * more. Before the swap the new journal is replayed aside and must reproduce this index's
+   * messages, mailboxes and ACL entries; that replayed index then replaces this one.
+   */
+  async rewriteJournalFromIndex(): Promise<{ records: number; firstSeq: number; lastSeq: number; differences: number; counts: IndexCounts; replaced?: string }> {
+    return this.runExclusive(async () => {
+      const appliedSeq = (await this.db.get<number>(meta.appliedSeq)) ?? 0;
+      const firstSeq = Math.max(appliedSeq, this.journal.lastSeq) + 1;
+      const written = await writeCheckpointJournal(this.fs, this.root, this.db, this.storeId, this.identity.storeId, appliedSeq, firstSeq, this.journal.segmentBytesMax);
+      const journal = await Journal.open(this.fs, written.path, this.storeId, {
+        segmentBytesMax: this.journal.segmentBytesMax, recordBytesMax: limits.journalRecordBytesMax,
+        checkMounted: async () => { throw new Error('assertion failed: a journal being verified is never written'); },
+      });
+      const health = newHealth();
+      const built = await buildIndexAside(this.fs, this.root, journal, this.storeId, health);
+      let installed = false;
+      try {
+        const fresh = await IndexDb.open(built.path, false);
+        let differences = 0;
+        let counts: IndexCounts;
+        try {
+          for await (const diff of compareIndexes(this.db, fresh)) if (!diff.key.equals(meta.appliedSeq)) differences++;
+          counts = await indexCounts(this.db);
+          const after = await indexCounts(fresh);
+          const lost = describeLoss(counts, after);
+          if (health.degraded || lost || after.messages !== counts.messages || after.mailboxes !== counts.mailboxes) {
+            throw new Error(`assertion failed: the journal written from the index does not reproduce it (${lost || health.findings.slice(0, 3).join('; ')}); nothing was changed`);
+          }
+        } finally {
+          await fresh.close();
+        }
+        await this.journal.close();
+        const replaced = await swapJournal(this.fs, this.root);
+        await this.swapIndex(built.path);
+        installed = true;
+        await this.journal.reload();
+        return { records: written.records, firstSeq: written.firstSeq, lastSeq: written.lastSeq, differences, counts, replaced };
+      } finally {
+        if (!installed) {
+          await this.fs.removeTree(built.path).catch(() => undefined);
+          await this.fs.removeTree(written.path).catch(() => undefined);
+        }
+      }
+    });
+  }
+
+  /** Installs a built index (the old one to quarantine/) and points everything at it. */
+  private async swapIndex(builtPath: string): Promise<void> {
+    await this.db.close();
+    await installIndex(this.fs, this.root, builtPath);
+    this.db = await IndexDb.open(join(this.root, LAYOUT.index), false);
+    this.writer.replaceIndex(this.db);
+    this.forgetMailboxes();
+    await this.packs.forgetReadHandles();
   }
 
   // ---- helpers ---------------------------------------------------------------------------------

@@ -1,39 +1,63 @@
-// `mailstore reconstruct`: rebuild the index from the journal into a fresh LevelDB and swap it in;
-// --check compares without changing anything; --from-packs recovers when the journal is lost too.
+// `mailstore reconstruct`: recover the index or the journal from the best surviving source and say
+// which one it used; --check compares without changing anything; --from-packs is the last resort.
 import type { Command } from 'commander';
-import { reconstruct } from '../../scrub/reconstruct.js';
+import { MailstoreError } from '../../errors.js';
+import { reconstruct, type ReconstructResult } from '../../scrub/reconstruct.js';
 import { printJson, printLine, storeDir, wantsJson } from '../context.js';
 
 export function register(program: Command): void {
   program
     .command('reconstruct')
-    .description('rebuild the index from what is on disk (journal; with --from-packs, the packs)')
-    .option('--check', 'build a fresh index aside and compare it with the current one; change nothing')
-    .option('--from-packs', 'the journal is lost too: find messages by scanning the packs; unreferenced ones go to lost+found, by date')
-    .option('--force', 'rebuild even when the result would hold far fewer messages than the index has now')
-    .option('--json', 'print the result as JSON')
+    .description('recover the index or the journal from the best surviving source (journal, index, packs) and say which')
+    .option('--check', 'build a fresh index from the journal aside, compare it with the current one, say which source a recovery would use; change nothing')
+    .option('--from-index', 'write a new journal from the index (a checkpoint of its whole state), even when the journal looks complete')
+    .option('--from-journal', 'rebuild the index from the journal, even when the index holds more (refused without --force if it would keep less)')
+    .option('--from-packs', 'the last resort, also when the journal and the index are both lost: after the best source, messages found only in the packs go to lost+found, by date')
+    .option('--force', 'proceed even when the result would keep less than the index has now (fewer messages, mailboxes or ACL entries)')
+    .option('--json', 'print the result as JSON (source, reason, counts before and after)')
     .addHelpText('after', `
+Which source: the journal when it replays whole (no damage, no gap, up to what the index applied);
+otherwise the index, when it is intact (it was not itself rebuilt from the journal at this open):
+a new journal holding the index's whole state is written and swapped in. The packs come last
+(--from-packs). The old index or journal is moved to quarantine/, never deleted.
+
 Before changing anything it checks that the store looks like itself (STORE identity, packs and
-journal markers) and refuses with exit 3 otherwise; it also refuses to turn a store whose journal
-is empty but whose packs hold mail into an empty store (use --from-packs).
-The old index is moved to quarantine/, never deleted.
-Exit codes: 0 done (or --check found no difference); 1 --check found differences; 2 could not run;
-3 refused; 4 no store.`)
-    .action(async (options: { check?: boolean; fromPacks?: boolean; force?: boolean }, command: Command) => {
+journal markers) and refuses with exit 3 otherwise. A lost journal/ directory is started afresh
+when the index is there to fill it (or with --from-packs); check the journal's partition first.
+A rebuild that would keep fewer messages, mailboxes or ACL entries than the index has now is
+refused (exit 3) unless --force.
+Exit codes: 0 done (or --check: the journal is complete and matches the index); 1 --check found
+differences or an incomplete journal; 2 could not run; 3 refused; 4 no store.`)
+    .action(async (options: { check?: boolean; fromIndex?: boolean; fromJournal?: boolean; fromPacks?: boolean; force?: boolean }, command: Command) => {
+      if (options.fromIndex && options.fromJournal) throw new MailstoreError('INVALID', 'use either --from-index or --from-journal');
       const differences: string[] = [];
       const result = await reconstruct(storeDir(command), {
         check: options.check, fromPacks: options.fromPacks, force: options.force,
+        from: options.fromIndex ? 'index' : options.fromJournal ? 'journal' : undefined,
         onDifference: (key, detail) => { if (differences.length < 50) differences.push(`${key.toString('hex')}: ${detail}`); },
       });
-      if (wantsJson(command)) {
-        await printJson({ ...result, sampleDifferences: differences });
-      } else {
-        await printLine(`${options.check ? 'checked' : 'rebuilt'} from ${result.records} journal records: ${result.messagesAfter} messages (index had ${result.messagesBefore}), ${result.differences} differing keys`);
-        for (const d of differences.slice(0, 10)) await printLine(`  ${d}`);
-        if (result.journalRecreated) await printLine('the journal was missing: the old one (if any) was moved to quarantine/ and a new one started');
-        if (result.lostAndFound?.messages) await printLine(`${result.lostAndFound.messages} message(s) nothing referred to were filed in ${result.lostAndFound.mailbox}`);
-        for (const f of result.findings.slice(0, 20)) await printLine(`note: ${f}`);
-      }
-      if (options.check && result.differences > 0) process.exitCode = 1;
+      if (wantsJson(command)) await printJson({ ...result, sampleDifferences: differences });
+      else await printResult(result, Boolean(options.check), differences);
+      if (options.check && (result.differences > 0 || !result.journalIntact)) process.exitCode = 1;
     });
+}
+
+async function printResult(result: ReconstructResult, check: boolean, differences: string[]): Promise<void> {
+  const counts = (c: ReconstructResult['before']) => `${c.messages} messages, ${c.mailboxes} mailboxes, ${c.aclEntries} ACL entries`;
+  if (check) {
+    await printLine(`checked from ${result.records} journal records: ${result.messagesAfter} messages (index had ${result.messagesBefore}), ${result.differences} differing keys; journal ${result.journalIntact ? 'complete' : 'damaged or incomplete'}`);
+    await printLine(`a recovery would use the ${result.source}: ${result.reason}`);
+  } else {
+    await printLine(`source: ${result.source} — ${result.reason}`);
+    if (result.journalRewritten) {
+      await printLine(`wrote a new journal from the index: ${result.journalRewritten.records} records (seqs ${result.journalRewritten.firstSeq}..${result.journalRewritten.lastSeq}); kept ${counts(result.after)} (index had ${counts(result.before)})`);
+    } else {
+      await printLine(`rebuilt from ${result.records} journal records: ${result.messagesAfter} messages (index had ${result.messagesBefore}), ${result.differences} differing keys`);
+    }
+  }
+  // The keys a rebuild from the journal would change; beside the point when the index was kept.
+  if (check || !result.journalRewritten) for (const d of differences.slice(0, 10)) await printLine(`  ${d}`);
+  if (result.journalRecreated) await printLine('the journal was missing: the old one (if any) was moved to quarantine/ and a new one started');
+  if (result.lostAndFound?.messages) await printLine(`${result.lostAndFound.messages} message(s) nothing referred to were filed in ${result.lostAndFound.mailbox}`);
+  for (const f of result.findings.slice(0, 20)) await printLine(`at open: ${f}`);
 }

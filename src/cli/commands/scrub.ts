@@ -38,7 +38,7 @@ export function register(program: Command): void {
     .description('re-verify every stored byte and cross-check the index (check-only unless --repair)')
     .option('--repair', 'quarantine damaged records, restore them from --source copies, re-derive the index')
     .option('--source <dir...>', 'another mailstore (replica or copy) or a directory of raw messages to heal from')
-    .option('--force', 'repair even when the damage looks like a missing partition (overrides the sanity gate)')
+    .option('--force', 'with --repair: repair even when the damage looks like a missing partition (overrides the sanity gate), also when every pack file is gone (packs/STORE-ID still there): their blobs are restored from --source, each verified by its hash')
     .option('--max-rate <MBps>', 'read packs at most this fast, MB/s', parseRate)
     .option('--time-budget <duration>', 'stop after this long (e.g. 10m) and resume there next run (durable cursor)', parseDuration)
     .option('--threads <n>', 'worker threads hashing beside the reader (default: cores - 1 for 64 MiB and more, none with --max-rate; 0: none)', parseThreads)
@@ -55,8 +55,8 @@ cross-check briefly holds the writer.
 
 Exit codes: 0 clean; 1 findings (damage found, or left unrepaired); 2 could not run (locked,
 access, I/O); 3 refused (the store looks unmounted or its packs/journal are missing — check
-mounts; --force overrides the repair gate); 4 not found; 5 invalid options; 70 internal error
-(a bug: an assertion failed; please report it).
+mounts; with --repair, --force overrides the gate and restores missing packs' blobs from --source); 4 not found;
+5 invalid options; 70 internal error (a bug: an assertion failed; please report it).
 Informational findings (unreferenced blobs awaiting cleanup) do not change the exit code.`)
     .action(async (options: { repair?: boolean; source?: string[]; force?: boolean; maxRate?: number; timeBudget?: number; threads?: number; jsonl?: boolean }, command: Command) => {
       if (options.jsonl && wantsJson(command)) throw new MailstoreError('INVALID', '--json and --jsonl: choose one');
@@ -98,7 +98,7 @@ Informational findings (unreferenced blobs awaiting cleanup) do not change the e
           }
         }
         return result.unrepaired.length > 0 ? EXIT.findings : EXIT.ok;
-      }, { probeIndex: 'always' }); // a check should not be killed by a damaged index
+      }, { probeIndex: 'always', allowMissingPacks: Boolean(options.repair && options.force && options.source?.length) }); // a check should not be killed by a damaged index
       process.exitCode = code;
     });
 }

@@ -1,0 +1,177 @@
+// A journal written from the index: when the journal is lost or damaged and the index is intact,
+// the index is the best surviving source, and a journal that holds its whole state (a checkpoint,
+// docs/FORMAT.md) lets a later rebuild recover everything it holds. Built aside in
+// `journal.rebuild/` and swapped in by directory renames; the old journal goes to quarantine/.
+import { join } from 'node:path';
+import { fromSystemError } from '../errors.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import { ensureDir, writeFileDurable } from '../fs/durable.js';
+import { encodeCbor } from '../index/codec.js';
+import type { IndexDb } from '../index/index-db.js';
+import { SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, segmentFileName } from '../journal/journal-format.js';
+import { decodeChangeKey, decodeMessageKey } from '../keys/index-keys.js';
+import { SPACE, decodeString } from '../keys/tuple.js';
+import { limits } from '../limits.js';
+import { LAYOUT } from './identity.js';
+import { meta } from './apply.js';
+import type { BlobRecord, ChangeRecord, JournalPayload, MailboxInfo, MessageRecord, Op } from './records.js';
+import { moveAside } from './recovery.js';
+
+export const JOURNAL_REBUILD_DIR = `${LAYOUT.journal}.rebuild`;
+/** Written last into journal.rebuild/: the built journal is complete and may be swapped in. */
+const COMPLETE_MARK = 'COMPLETE';
+
+export interface CheckpointWritten {
+  path: string;
+  firstSeq: number;
+  lastSeq: number;
+  records: number;
+}
+
+/**
+ * Writes the index's whole state as one checkpoint batch, seqs `firstSeq`.., into a fresh
+ * journal.rebuild/ (with its STORE-ID marker), every file and the directory synced.
+ * `appliedSeq` is the seq of the state (the index's watermark).
+ */
+export async function writeCheckpointJournal(fs: FileSystem, root: string, db: IndexDb, storeId: Buffer, storeIdText: string, appliedSeq: number, firstSeq: number, segmentBytesMax: number): Promise<CheckpointWritten> {
+  const dir = join(root, JOURNAL_REBUILD_DIR);
+  try {
+    return await writeCheckpointInto(fs, dir, db, storeId, storeIdText, appliedSeq, firstSeq, segmentBytesMax);
+  } catch (error) {
+    // Nothing of it is used: journal/ and the index are untouched until the swap.
+    await fs.removeTree(dir).catch(() => undefined);
+    throw fromSystemError(error, 'writing a new journal from the index', dir);
+  }
+}
+
+async function writeCheckpointInto(fs: FileSystem, dir: string, db: IndexDb, storeId: Buffer, storeIdText: string, appliedSeq: number, firstSeq: number, segmentBytesMax: number): Promise<CheckpointWritten> {
+  if (await fs.statIfExists(dir)) await fs.removeTree(dir); // a leftover this code made: derived from the index
+  await ensureDir(fs, dir);
+  await writeFileDurable(fs, join(dir, LAYOUT.marker), Buffer.from(storeIdText + '\n'));
+  const writer = new SegmentWriter(fs, dir, storeId, firstSeq, segmentBytesMax);
+  const ops = checkpointOps(db, appliedSeq);
+  let pending = await ops.next();
+  while (!pending.done) {
+    const op = pending.value;
+    pending = await ops.next();
+    const payload: JournalPayload = { ops: [op] };
+    if (pending.done) payload.end = true; // one batch: a checkpoint counts only whole
+    await writer.add(encodeCbor(payload));
+  }
+  await writer.finish();
+  await fs.syncDir(dir);
+  await writeFileDurable(fs, join(dir, COMPLETE_MARK), Buffer.from(`${firstSeq}..${writer.seq - 1}\n`));
+  return { path: dir, firstSeq, lastSeq: writer.seq - 1, records: writer.seq - firstSeq };
+}
+
+/** Segments of at most segmentBytesMax (one record may exceed it alone), each synced when full. */
+class SegmentWriter {
+  seq: number;
+  private parts: Buffer[] = [];
+  private bytes = 0;
+  private segmentFirst: number;
+
+  constructor(private readonly fs: FileSystem, private readonly dir: string, private readonly storeId: Buffer, firstSeq: number, private readonly segmentBytesMax: number) {
+    this.seq = firstSeq;
+    this.segmentFirst = firstSeq;
+  }
+
+  async add(payload: Buffer): Promise<void> {
+    const record = encodeRecord(this.seq, payload);
+    if (this.parts.length > 0 && SEGMENT_HEADER_BYTES + this.bytes + record.length > this.segmentBytesMax) await this.flush();
+    if (this.parts.length === 0) this.segmentFirst = this.seq;
+    this.parts.push(record);
+    this.bytes += record.length;
+    this.seq++;
+  }
+
+  async finish(): Promise<void> {
+    if (this.parts.length > 0) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    const path = join(this.dir, segmentFileName(this.segmentFirst));
+    const handle = await this.fs.open(path, 'createNew').catch((e) => { throw fromSystemError(e, 'writing the rebuilt journal', path); });
+    try {
+      await handle.writev([encodeSegmentHeader(this.storeId, this.segmentFirst), ...this.parts], 0);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    this.parts = [];
+    this.bytes = 0;
+  }
+}
+
+/**
+ * The index as checkpoint ops, each holding at most limits.checkpointEntriesPerRecord entries:
+ * meta, mailboxes, messages and change-log entries per mailbox, blobs. Values are taken verbatim
+ * (modseqs, refcounts, counters), so the replay reproduces them; the name index and the reverse
+ * ACL map are derived from the mailboxes as every create and rename derives them.
+ */
+async function* checkpointOps(db: IndexDb, appliedSeq: number): AsyncGenerator<Op> {
+  const per = limits.checkpointEntriesPerRecord;
+  yield { op: 'state.begin', appliedSeq };
+  let entries: [string, unknown][] = [];
+  const skip = new Set([meta.appliedSeq.toString('latin1'), meta.storeId.toString('latin1')]);
+  for await (const [key, value] of all<unknown>(db, SPACE.meta)) {
+    if (skip.has(key.toString('latin1'))) continue;
+    entries.push([decodeString(key, 1).value, value]);
+    if (entries.length >= per) { yield { op: 'state.meta', entries }; entries = []; }
+  }
+  if (entries.length > 0) yield { op: 'state.meta', entries };
+  for await (const [, info] of all<MailboxInfo>(db, SPACE.info)) yield { op: 'state.mailbox', info };
+  yield* grouped<MessageRecord, Op>(db, SPACE.message, per, (key) => decodeMessageKey(key), (id, list) => ({
+    op: 'state.messages', id, messages: list.map(([key, r]) => [decodeMessageKey(key).uid, r.h, r.s, r.d, r.f, r.m]),
+  }));
+  yield* grouped<ChangeRecord, Op>(db, SPACE.change, per, (key) => decodeChangeKey(key), (id, list) => ({
+    op: 'state.changes', id, entries: list.map(([key, value]) => { const c = decodeChangeKey(key); return [c.modseq, c.uid, value]; }),
+  }));
+  let blobs: [Buffer, number, number, number, number][] = [];
+  for await (const [key, b] of all<BlobRecord>(db, SPACE.blob)) {
+    blobs.push([Buffer.from(key.subarray(1)), b.p, b.o, b.l, b.r]);
+    if (blobs.length >= per) { yield { op: 'state.blobs', blobs }; blobs = []; }
+  }
+  if (blobs.length > 0) yield { op: 'state.blobs', blobs };
+}
+
+/** Every entry of a key space, decoded (a damaged value throws CORRUPT: nothing is written then). */
+async function* all<T>(db: IndexDb, space: number): AsyncGenerator<[Buffer, T]> {
+  for await (const batch of db.entryBatches<T>({ gte: Buffer.of(space), lt: Buffer.of(space + 1) }, 1000)) yield* batch;
+}
+
+/** Entries of a per-mailbox space in runs of one mailbox, at most `per` a run. */
+async function* grouped<T, O>(db: IndexDb, space: number, per: number, idOf: (key: Buffer) => { id: Buffer }, make: (id: Buffer, list: [Buffer, T][]) => O): AsyncGenerator<O> {
+  let list: [Buffer, T][] = [];
+  let id: Buffer | undefined;
+  for await (const [key, value] of all<T>(db, space)) {
+    const keyId = idOf(key).id;
+    if (id && (!keyId.equals(id) || list.length >= per)) { yield make(id, list); list = []; }
+    id = Buffer.from(keyId);
+    list.push([key, value]);
+  }
+  if (id && list.length > 0) yield make(id, list);
+}
+
+/**
+ * Swaps journal.rebuild/ in for journal/ (the old one to quarantine/). A crash between the two
+ * renames leaves no journal/ (open then says UNMOUNTED); `finishJournalSwap`, which reconstruct
+ * runs first, completes it.
+ */
+export async function swapJournal(fs: FileSystem, root: string): Promise<string | undefined> {
+  const old = await moveAside(fs, root, join(root, LAYOUT.journal), 'journal-replaced');
+  await finishJournalSwap(fs, root);
+  return old;
+}
+
+/** journal/ missing and a complete journal.rebuild/ beside it: an interrupted swap, finished. */
+export async function finishJournalSwap(fs: FileSystem, root: string): Promise<boolean> {
+  const journal = join(root, LAYOUT.journal);
+  const rebuilt = join(root, JOURNAL_REBUILD_DIR);
+  if (await fs.statIfExists(journal)) return false;
+  if (!(await fs.statIfExists(join(rebuilt, COMPLETE_MARK)))) return false;
+  await fs.rename(rebuilt, journal).catch((e) => { throw fromSystemError(e, 'installing the rebuilt journal', journal); });
+  await fs.syncDir(root);
+  await fs.unlink(join(journal, COMPLETE_MARK)).catch(() => undefined);
+  return true;
+}

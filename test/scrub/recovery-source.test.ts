@@ -1,0 +1,237 @@
+// Issue 10 #2 and issue 18 "fix first": a recovery never keeps less than the index it replaces.
+// The best surviving source is used (an intact index rewrites a lost or damaged journal; the
+// journal rebuilds the index; the packs come last), a rebuild that would lose something is
+// REFUSED without --force, and the result says which source it used.
+import { describe, expect, it } from 'vitest';
+import { cpSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { Store } from '../../src/store/store.js';
+import { scrub } from '../../src/scrub/scrub.js';
+import { parseSegment } from '../../src/journal/segment-reader.js';
+import { limits } from '../../src/limits.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const CLI = new URL('../../dist/src/cli/main.js', import.meta.url).pathname;
+const cli = (args: string[], dir: string) => spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, MAILSTORE_DIR: dir }, encoding: 'utf8' });
+
+/** Mailboxes (ACLs, owners, uidValidity, counts) and every message (uid, flags, modseq, hash). */
+async function snapshot(dir: string) {
+  const store = await Store.open(dir);
+  try {
+    const out: Record<string, unknown> = {};
+    for (const { name } of await store.listMailboxes()) {
+      const messages: unknown[] = [];
+      for await (const m of store.messages(name)) messages.push([m.uid, m.flags, m.modseq, m.hash]);
+      const { created: _created, ...summary } = await store.mailbox(name);
+      out[name] = { summary, status: await store.status(name), messages };
+    }
+    return out;
+  } finally {
+    await store.close();
+  }
+}
+
+/** 20 messages in INBOX, one journal segment. */
+async function twentyMessages(): Promise<string> {
+  const dir = tmpDir();
+  const store = await Store.open(dir, { create: true });
+  await store.createMailbox('INBOX');
+  for (let i = 0; i < 20; i++) await store.append('INBOX', Buffer.from(`Subject: ${i}\r\n\r\nbody ${i}\r\n`));
+  await store.close();
+  return dir;
+}
+
+/** Several users' mailboxes with ACLs, flags, copies, expunges, a rename and a delete. */
+async function busyStore(): Promise<string> {
+  const dir = tmpDir();
+  const store = await Store.open(dir, { create: true, packBytesMax: 32 * 1024 });
+  for (const user of ['alice', 'bob', 'carol']) {
+    for (const box of ['INBOX', 'Sent', 'Archive/2024']) await store.createMailbox(`user/${user}/${box}`, { owner: user });
+    await store.setAcl(`user/${user}/INBOX`, 'helpdesk', 'lrs');
+  }
+  await store.createMailbox('shared/news', { acl: { anyone: 'lr' } });
+  let n = 0;
+  for (const user of ['alice', 'bob', 'carol']) {
+    for (let i = 0; i < 15; i++) {
+      const r = await store.append(`user/${user}/INBOX`, Buffer.from(`Subject: ${user} ${i}\r\n\r\n${'x'.repeat(200 + n++ * 13)}\r\n`), { flags: i % 3 ? ['\\Seen'] : [] });
+      if (i % 4 === 0) await store.setFlags(`user/${user}/INBOX`, r.uid, { add: ['\\Flagged', '$Work'] });
+    }
+    await store.copy(`user/${user}/INBOX`, [1, 2, 3], `user/${user}/Archive/2024`);
+    await store.expunge(`user/${user}/INBOX`, [5, 6, 7]);
+  }
+  await store.renameMailbox('user/carol/Sent', 'user/carol/Outbox');
+  await store.createMailbox('tmp');
+  await store.append('tmp', Buffer.from('Subject: gone\r\n\r\ndeleted with its mailbox\r\n'));
+  await store.deleteMailbox('tmp');
+  await store.close();
+  return dir;
+}
+
+/** Flips a byte inside the payload of the journal record with this seq. */
+function damageJournalRecord(dir: string, seq: number): void {
+  for (const name of readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl'))) {
+    const path = join(dir, 'journal', name);
+    const bytes = readFileSync(path);
+    for (const item of parseSegment(bytes, limits.journalRecordBytesMax)) {
+      if (item.kind === 'record' && item.seq === seq) {
+        bytes[item.offset + 24 + Math.floor((item.end - item.offset - 24) / 2)] ^= 0x04;
+        writeFileSync(path, bytes);
+        return;
+      }
+    }
+  }
+  throw new Error(`no record ${seq}`);
+}
+
+describe('reconstruct uses the best surviving source', () => {
+  it('(a) a flipped byte in the middle of the journal: the index is kept, a new journal written from it; --from-journal is REFUSED', async () => {
+    const dir = await twentyMessages();
+    const before = await snapshot(dir);
+    damageJournalRecord(dir, 10);
+    const check = cli(['reconstruct', '--check', '--json'], dir);
+    expect(check.status, check.stderr).toBe(1);
+    expect(JSON.parse(check.stdout)).toMatchObject({ source: 'index', journalIntact: false, messagesBefore: 20, messagesAfter: 20 });
+    const refused = cli(['reconstruct', '--from-journal'], dir);
+    expect(refused.status).toBe(3);
+    expect(refused.stderr).toMatch(/REFUSED: .*lose 1 of 20 messages.*--force/);
+    const done = cli(['reconstruct'], dir);
+    expect(done.status, done.stderr).toBe(0);
+    expect(done.stdout).toMatch(/^source: index/);
+    expect(done.stdout).not.toMatch(/19 messages/);
+    expect(await snapshot(dir)).toEqual(before);
+    expect(cli(['reconstruct', '--check'], dir).status).toBe(0);
+    expect(cli(['scrub'], dir).status).toBe(0);
+    // the new journal holds everything: the index can be lost now
+    rmSync(join(dir, 'index'), { recursive: true });
+    expect(await snapshot(dir)).toEqual(before);
+  });
+
+  it('(b) journal/ lost, index intact: reconstruct --from-packs keeps every mailbox, ACL and flag, resurrects nothing deleted', async () => {
+    const dir = await busyStore();
+    const before = await snapshot(dir);
+    expect(Object.keys(before).length).toBe(10);
+    const copy = tmpDir('copy');
+    cpSync(dir, copy, { recursive: true });
+    for (const target of [dir, copy]) rmSync(join(target, 'journal'), { recursive: true });
+    const fromPacks = cli(['reconstruct', '--from-packs', '--json'], dir);
+    expect(fromPacks.status, fromPacks.stderr).toBe(0);
+    const result = JSON.parse(fromPacks.stdout);
+    expect(result).toMatchObject({ source: 'index', journalRecreated: true, lostAndFound: { messages: 0 } });
+    expect(result.after).toEqual(result.before);
+    expect(result.journalRewritten.differences).toBe(0); // the checkpoint reproduces the index key for key
+    expect(await snapshot(dir)).toEqual(before);
+    // the plain command does the same
+    const plain = cli(['reconstruct'], copy);
+    expect(plain.status, plain.stderr).toBe(0);
+    expect(plain.stdout).toMatch(/^source: index/);
+    expect(await snapshot(copy)).toEqual(before);
+    // and the new journal alone rebuilds it all
+    rmSync(join(copy, 'index'), { recursive: true });
+    expect(await snapshot(copy)).toEqual(before);
+    const store = await Store.open(copy);
+    try {
+      expect(store.health.degraded).toBe(false);
+      expect((await scrub(store)).summary.damage).toBe(0);
+      // writing goes on after the checkpoint: new uids and modseqs above everything before
+      const status = await store.status('user/alice/INBOX');
+      const r = await store.append('user/alice/INBOX', Buffer.from('Subject: after\r\n\r\nafter\r\n'));
+      expect(r.uid).toBe(status.uidNext);
+      expect((await store.status('user/alice/INBOX')).highestModseq).toBeGreaterThan(status.highestModseq);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a complete journal rebuilds the index (source: journal); all journal segments deleted: the index rewrites it', async () => {
+    const dir = await busyStore();
+    const before = await snapshot(dir);
+    const journal = cli(['reconstruct', '--json'], dir);
+    expect(journal.status, journal.stderr).toBe(0);
+    expect(JSON.parse(journal.stdout)).toMatchObject({ source: 'journal', journalIntact: true });
+    for (const name of readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl'))) rmSync(join(dir, 'journal', name));
+    expect(cli(['scrub'], dir).status).toBe(1);
+    const index = cli(['reconstruct'], dir);
+    expect(index.status, index.stderr).toBe(0);
+    expect(index.stdout).toMatch(/^source: index/);
+    expect(await snapshot(dir)).toEqual(before);
+    expect(cli(['scrub'], dir).status).toBe(0);
+  });
+
+  it('a journal rewrite interrupted between its two renames: open refuses (UNMOUNTED), reconstruct finishes it; an index from before the rewrite replays the checkpoint unchanged', async () => {
+    const dir = await busyStore();
+    const before = await snapshot(dir);
+    for (const name of readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl'))) rmSync(join(dir, 'journal', name));
+    const oldIndex = tmpDir('old-index');
+    cpSync(join(dir, 'index'), oldIndex, { recursive: true });
+    expect(cli(['reconstruct'], dir).status).toBe(0);
+    // the state a crash after "journal/ to quarantine/" leaves, with the index not yet replaced
+    renameSync(join(dir, 'journal'), join(dir, 'journal.rebuild'));
+    writeFileSync(join(dir, 'journal.rebuild', 'COMPLETE'), 'done\n');
+    rmSync(join(dir, 'index'), { recursive: true });
+    cpSync(oldIndex, join(dir, 'index'), { recursive: true });
+    await expect(Store.open(dir)).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    const finished = cli(['reconstruct', '--json'], dir);
+    expect(finished.status, finished.stderr).toBe(0);
+    expect(JSON.parse(finished.stdout)).toMatchObject({ source: 'journal', journalIntact: true, differences: 0 });
+    expect(await snapshot(dir)).toEqual(before);
+    const store = await Store.open(dir);
+    try {
+      expect(store.health.degraded).toBe(false);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a checkpoint larger than a segment spans several segments, and replays whole (library: Store.rewriteJournalFromIndex)', async () => {
+    const dir = await busyStore();
+    const before = await snapshot(dir);
+    let store = await Store.open(dir, { journalSegmentBytesMax: 2048 });
+    try {
+      const written = await store.rewriteJournalFromIndex();
+      expect(written.differences).toBe(0);
+      expect(readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl')).length).toBeGreaterThan(3);
+      // writing goes on in the new journal
+      await store.append('shared/news', Buffer.from('Subject: after\r\n\r\nafter the checkpoint\r\n'));
+    } finally {
+      await store.close();
+    }
+    rmSync(join(dir, 'index'), { recursive: true });
+    store = await Store.open(dir);
+    try {
+      expect(store.health.degraded).toBe(false);
+      expect((await store.status('shared/news')).messages).toBe(1);
+      expect((await scrub(store)).summary.damage).toBe(0);
+    } finally {
+      await store.close();
+    }
+    const after = await snapshot(dir);
+    expect({ ...after, 'shared/news': undefined }).toEqual({ ...before, 'shared/news': undefined });
+  });
+});
+
+describe('a journal rewrite that fails', () => {
+  it('a full disk while writing the new journal: NO_SPACE, journal/ and the index untouched, journal.rebuild/ gone, the store goes on', async () => {
+    const { WrapFs } = await import('../helpers/wrap-fs.js');
+    const { existsSync } = await import('node:fs');
+    const dir = await twentyMessages();
+    const before = await snapshot(dir);
+    const journalBefore = readdirSync(join(dir, 'journal')).sort().map((n) => [n, readFileSync(join(dir, 'journal', n)).toString('hex')]);
+    const fs = new WrapFs();
+    const store = await Store.open(dir, { fs });
+    try {
+      fs.fail({ kinds: ['write'], code: 'ENOSPC', pathIncludes: '.jnl' });
+      await expect(store.rewriteJournalFromIndex()).rejects.toMatchObject({ code: 'NO_SPACE' });
+      fs.clear();
+      expect(existsSync(join(dir, 'journal.rebuild'))).toBe(false);
+      await store.append('INBOX', Buffer.from('Subject: after\r\n\r\nafter\r\n'));
+    } finally {
+      await store.close();
+    }
+    const journalAfter = readdirSync(join(dir, 'journal')).sort().map((n) => [n, readFileSync(join(dir, 'journal', n)).toString('hex')]);
+    expect(journalAfter.map(([n]) => n)).toEqual(journalBefore.map(([n]) => n));
+    expect(journalAfter[0][1].startsWith(journalBefore[0][1])).toBe(true); // only the later append was added
+    const after = await snapshot(dir);
+    expect((after.INBOX as { messages: unknown[] }).messages.slice(0, 20)).toEqual((before.INBOX as { messages: unknown[] }).messages);
+  });
+});
