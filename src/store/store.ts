@@ -886,13 +886,21 @@ export class Store {
       this.live();
       return fn();
     }
-    return this.submit({
+    // What fn throws is its caller's (a scrub, a guard refusing a rebuild), not a broken invariant
+    // of the writer's, which would halt the store: it is carried out as a result and thrown here.
+    const outcome = await this.submit<{ value: T } | { error: unknown }>({
       exclusive: true,
       prepare: async () => {
         await this.db.settle(); // raw iterators (scrub, compare) must not miss a batch still landing
-        return { ops: [], result: await fn() };
+        try {
+          return { ops: [], result: { value: await fn() } };
+        } catch (error) {
+          return { ops: [], result: { error } };
+        }
       },
     });
+    if ('error' in outcome) throw outcome.error;
+    return outcome.value;
   }
 
   /**

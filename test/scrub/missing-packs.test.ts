@@ -39,7 +39,7 @@ describe('every pack file gone, a copy elsewhere', () => {
     expect(refused.stderr).toMatch(/UNMOUNTED/);
     const forced = cli(['scrub', '--repair', '--force', '--source', good, '--json'], dir);
     expect(forced.status, forced.stderr + forced.stdout).toBe(0);
-    const summary = JSON.parse(forced.stdout.trim().split('\n').at(-1)!).summary;
+    const summary = JSON.parse(forced.stdout).summary;
     expect(summary).toMatchObject({ blobsRestored: bytes.size, unrepaired: 0 });
     // restored blobs never reuse a missing pack's name
     expect(packFiles(dir).every((name) => !before.includes(name))).toBe(true);
@@ -59,7 +59,7 @@ describe('every pack file gone, a copy elsewhere', () => {
     for (const name of packFiles(dir)) rmSync(join(dir, 'packs', name));
     const forced = cli(['scrub', '--repair', '--force', '--source', raw, '--json'], dir);
     expect(forced.status, forced.stderr).toBe(1);
-    const summary = JSON.parse(forced.stdout.trim().split('\n').at(-1)!).summary;
+    const summary = JSON.parse(forced.stdout).summary;
     expect(summary).toMatchObject({ blobsRestored: 0, unrepaired: 30 });
   });
 });

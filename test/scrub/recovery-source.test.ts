@@ -212,15 +212,15 @@ describe('reconstruct uses the best surviving source', () => {
 
 describe('a journal rewrite that fails', () => {
   it('a full disk while writing the new journal: NO_SPACE, journal/ and the index untouched, journal.rebuild/ gone, the store goes on', async () => {
-    const { WrapFs } = await import('../helpers/wrap-fs.js');
+    const { FaultFileSystem } = await import('../sim/faultfs.js');
     const { existsSync } = await import('node:fs');
     const dir = await twentyMessages();
     const before = await snapshot(dir);
     const journalBefore = readdirSync(join(dir, 'journal')).sort().map((n) => [n, readFileSync(join(dir, 'journal', n)).toString('hex')]);
-    const fs = new WrapFs();
+    const fs = new FaultFileSystem();
     const store = await Store.open(dir, { fs });
     try {
-      fs.fail({ kinds: ['write'], code: 'ENOSPC', pathIncludes: '.jnl' });
+      fs.injectAt((op) => op.kind === 'write' && op.path.includes('.jnl'), 'ENOSPC', { times: Infinity });
       await expect(store.rewriteJournalFromIndex()).rejects.toMatchObject({ code: 'NO_SPACE' });
       fs.clear();
       expect(existsSync(join(dir, 'journal.rebuild'))).toBe(false);
