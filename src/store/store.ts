@@ -26,6 +26,8 @@ import {
   ALL_RIGHTS, formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeIdentifier, normalizeRights,
   normalizeUids, parseMailboxName, patternPrefixComponents,
 } from './validate.js';
+import { checkQuota } from './quota.js';
+import { deleteUser, renameUser, type DeleteUserResult, type RenameUserResult } from './users.js';
 import { Writer, type CommitChain, type Mutation, type PrepareContext } from './writer.js';
 
 export interface StoreOptions {
@@ -90,6 +92,8 @@ export interface MailboxStatus {
   uidNext: number;
   uidValidity: number;
   highestModseq: number;
+  /** Sum of the sizes of the mailbox's messages (RFC 8438 STATUS SIZE). */
+  bytes: number;
 }
 
 export interface MailboxSummary {
@@ -270,6 +274,28 @@ export class Store {
     return this.writer.submit(mutation);
   }
 
+  /** @internal For the administration modules (users.ts, quota.ts, mailbox-list.ts): a raw mutation. */
+  mutate<T>(mutation: Mutation<T>): Promise<T> {
+    return this.submit(mutation);
+  }
+
+  /** @internal Expunges and removes a mailbox whose deleteBegin is committed (users.ts). */
+  finishMailboxDelete(id: Buffer): Promise<void> {
+    return this.finishDelete(id);
+  }
+
+  // ---- users (src/store/users.ts) ----------------------------------------------------------------
+
+  /** Renames user/OLD/... to user/NEW/..., its owner and every ACL entry naming OLD, in one record. */
+  renameUser(from: string, to: string): Promise<RenameUserResult> {
+    return renameUser(this, from, to);
+  }
+
+  /** Deletes user/NAME/... and every ACL entry naming NAME (intent-logged like deleteMailbox). */
+  deleteUser(name: string): Promise<DeleteUserResult> {
+    return deleteUser(this, name);
+  }
+
   // ---- mailboxes -------------------------------------------------------------------------------
 
   async createMailbox(name: string, options: { owner?: string; acl?: Record<string, string> } = {}): Promise<MailboxSummary> {
@@ -403,7 +429,7 @@ export class Store {
   async status(name: string): Promise<MailboxStatus> {
     this.live();
     const box = await this.resolveCommitted(name);
-    return { messages: box.messages, unseen: box.unseen, uidNext: box.uidNext, uidValidity: box.uidValidity, highestModseq: box.highestModseq };
+    return { messages: box.messages, unseen: box.unseen, uidNext: box.uidNext, uidValidity: box.uidValidity, highestModseq: box.highestModseq, bytes: box.bytes };
   }
 
   // ---- ACLs ------------------------------------------------------------------------------------
@@ -454,6 +480,7 @@ export class Store {
       chain: options.chain,
       prepare: async (ctx) => {
         const box = await this.resolve(ctx.view, components, mailbox);
+        await checkQuota(this.db, ctx.view, box.name, prepared.reduce((sum, item) => sum + item.bytes.length, 0), prepared.length);
         const ops: Op[] = [];
         const results: AppendResult[] = [];
         const fresh = new Map<string, BlobLocation>();
@@ -697,6 +724,8 @@ export class Store {
           ops.push({ op: 'message.add', id: dst.id, uid, hash: Buffer.from(record.h), size: record.s, date: record.d, flags: record.f, pack: blob.p, offset: blob.o });
           mapping.push([srcUid, uid++]);
         }
+        const added = ops.reduce((sum, op) => sum + (op.op === 'message.add' ? op.size : 0), 0);
+        await checkQuota(this.db, view, dst.name, added, mapping.length, expungeSource ? src.name : undefined);
         if (expungeSource && mapping.length > 0) ops.push({ op: 'message.expunge', id: src.id, uids: mapping.map(([s]) => s) });
         return { ops, result: { uidValidity: dst.uidValidity, mapping } };
       },
