@@ -2,6 +2,7 @@
 // tree, whose internal date is before a cutoff (append sets it to the arrival time unless given).
 // Each mailbox's expunges are journaled in bounded records; a crash keeps a prefix of them, and
 // running it again finishes the job, since the selection is the same.
+import { MailstoreError, isMailstoreError } from '../errors.js';
 import { limits } from '../limits.js';
 import type { Store } from './store.js';
 import { SEEN } from './apply.js';
@@ -25,9 +26,15 @@ export interface RetentionResult {
 
 export async function expungeBefore(store: Store, mailbox: string, options: RetentionOptions): Promise<RetentionResult[]> {
   parseMailboxName(mailbox);
-  const names = [mailbox];
-  await store.status(mailbox); // NOT_FOUND for a missing top mailbox, even when recursive
+  const names: string[] = [];
+  // recursive over "user" works when user/ is only a prefix, not a mailbox (as in most trees)
+  const exists = await store.status(mailbox).then(() => true, (error: unknown) => {
+    if (options.recursive && isMailstoreError(error, 'NOT_FOUND')) return false;
+    throw error;
+  });
+  if (exists) names.push(mailbox);
   if (options.recursive) for (const entry of await store.listMailboxes({ pattern: `${mailbox}/*` })) names.push(entry.name);
+  if (names.length === 0) throw new MailstoreError('NOT_FOUND', `no mailbox named ${mailbox} nor any below it`, { path: mailbox });
   const cutoff = options.before.getTime();
   const out: RetentionResult[] = [];
   for (const name of names) {

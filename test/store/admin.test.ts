@@ -129,6 +129,10 @@ describe('retention', () => {
     expect((await store.status('a/b')).messages).toBe(1);
     expect((await store.status('ab')).messages).toBe(1); // not below a/
     await expectCode(expungeBefore(store, 'missing', { before }), 'NOT_FOUND');
+    await expectCode(expungeBefore(store, 'missing', { before, recursive: true }), 'NOT_FOUND');
+    await store.createMailbox('p/q');
+    await store.append('p/q', msg(6), { internalDate: '2000-01-01T00:00:00Z' });
+    expect((await expungeBefore(store, 'p', { before, recursive: true })).map((r) => [r.mailbox, r.uids])).toEqual([['p/q', [1]]]); // p is only a prefix
     await store.close();
   });
 });
