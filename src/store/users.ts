@@ -30,6 +30,7 @@ const USER_ROOT = 'user';
 /** The user's tree as name components (user/NAME), refusing names that would not be one component. */
 function userTree(name: string): string[] {
   const user = normalizeIdentifier(name);
+  if (user === 'anyone') throw new MailstoreError('INVALID', '"anyone" is not a user: its ACL entries are changed with acl set');
   parseMailboxName(`${USER_ROOT}/${user}`); // a user name is one valid mailbox name component
   if (user.includes('/')) throw new MailstoreError('INVALID', `user name ${JSON.stringify(name)} contains "/"`);
   return [USER_ROOT, user];

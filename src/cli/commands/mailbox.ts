@@ -13,7 +13,7 @@ export function register(program: Command): void {
 
   mailbox
     .command('create <name>')
-    .description('create a mailbox (hierarchy separator "/", e.g. user/alice/Sent)')
+    .description('create a mailbox (hierarchy separator "/", e.g. user/alice/Sent); durable when it returns')
     .option('--owner <user>', 'give this user all rights on the mailbox')
     .option('--acl <user=rights...>', 'initial ACL entries, e.g. --acl bob=lr anyone=l')
     .option('--json', 'print the result as JSON')
@@ -26,7 +26,7 @@ export function register(program: Command): void {
 
   mailbox
     .command('rename <from> <to>')
-    .description('rename a mailbox and everything below it (moves no message data)')
+    .description('rename a mailbox and everything below it (moves no message data); one journal record, durable when it returns')
     .option('--json', 'print the result as JSON')
     .action(async (from: string, to: string, _options: unknown, command: Command) => {
       const result = await withStore(command, (store) => store.renameMailbox(from, to));
@@ -54,7 +54,7 @@ export function register(program: Command): void {
 
   mailbox
     .command('list [pattern]')
-    .description('list mailboxes matching an IMAP LIST pattern (* any, % any but "/"); --user lists what that user may see')
+    .description('list mailboxes matching an IMAP LIST pattern (* any, % any but "/"); --user lists what that user may see; changes nothing')
     .option('--user <user>', 'only mailboxes this user has the l (lookup) right on, from the reverse ACL map, with their rights')
     .option('--json', 'print the result as JSON')
     .action(async (pattern: string | undefined, options: { user?: string }, command: Command) => {
