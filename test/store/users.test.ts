@@ -70,6 +70,8 @@ describe('renameUser', () => {
     expect((await store.getAcl('shared/p')).robert).toBe('lrsw'); // nothing of the refused rename
     await expectCode(store.renameUser('nobody', 'x'), 'NOT_FOUND');
     await expectCode(store.renameUser('a/b', 'x'), 'INVALID');
+    await expectCode(store.renameUser('anyone', 'x'), 'INVALID');
+    await expectCode(store.deleteUser('anyone'), 'INVALID');
     await store.close();
   });
 });
