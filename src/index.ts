@@ -10,3 +10,16 @@ export type { FileSystem, FileHandle, FileStat, OpenMode } from './fs/filesystem
 export { NodeFileSystem, nodeFileSystem } from './fs/node-fs.js';
 export { hashBytes, hashHex, hashImplementation } from './hash/blake3.js';
 export { limits } from './limits.js';
+// Day-2 administration (issue 18): each takes an open Store.
+export type { RenameUserResult, DeleteUserResult } from './store/users.js';
+export { deleteMailboxTree } from './store/users.js';
+export { setQuota, getQuota, listQuotas } from './store/quota.js';
+export type { QuotaLimits, QuotaReport } from './store/quota.js';
+export { usage } from './store/usage.js';
+export type { UserUsage } from './store/usage.js';
+export { searchMailbox } from './store/search.js';
+export type { SearchCriteria } from './store/search.js';
+export { expungeBefore } from './store/retention.js';
+export type { RetentionOptions, RetentionResult } from './store/retention.js';
+export { dumpMailboxes, undumpMailboxes, formatDumpLine, parseDumpLine } from './store/mailbox-list.js';
+export type { DumpedMailbox } from './store/mailbox-list.js';

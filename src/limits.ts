@@ -42,6 +42,10 @@ export const limits = {
   indexProbeKeys: 10_000,
   /** Expunges of a mailbox being deleted are journalled in chunks of this many UIDs. */
   deleteChunkMessages: 10_000,
+  /** Retention (expunge --before) journals its expunges in records of at most this many UIDs. */
+  retentionChunkMessages: 10_000,
+  /** search: most bytes of a message's header section parsed for --header/--subject/--from. */
+  searchHeaderBytesMax: 256 * 1024,
   /** Replay and rebuild write a LevelDB batch once this many keys are pending. */
   replayBatchKeys: 20000,
   /**

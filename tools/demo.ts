@@ -69,12 +69,33 @@ async function main(): Promise<number> {
       ['time: total', `${phases.reduce((sum, p) => sum + p.seconds, 0).toFixed(2)}s`],
     ]);
     say('');
-    say(`look around:  node ${relative(process.cwd(), cliPath) || cliPath} --store ${dir} mailbox list`);
-    say(`              node ${relative(process.cwd(), cliPath) || cliPath} --store ${dir} stats`);
+    printTryIt(dir, [...expected.keys()][0]);
     return verified.identical === verified.total && report.summary.damage === 0 ? 0 : 1;
   } finally {
     await store.close();
   }
+}
+
+/** Commands a person can paste into a shell as they are: every path absolute and quoted. */
+function printTryIt(dir: string, mailbox: string | undefined): void {
+  say('look around (paste these; with `npm link` done, plain `mailstore` works instead of the alias):');
+  say(`  export MAILSTORE_DIR=${shellQuote(dir)}`);
+  say(`  alias mailstore=${shellQuote(`node ${cliPath}`)}`);
+  say('  mailstore mailbox list');
+  say('  mailstore stats');
+  if (mailbox) {
+    say(`  mailstore mailbox status ${shellQuote(mailbox)}`);
+    say(`  mailstore messages ${shellQuote(mailbox)} 1:10`);
+    say(`  mailstore search ${shellQuote(mailbox)} --larger 10000`);
+    say(`  mailstore fetch ${shellQuote(mailbox)} 1 | head -20`);
+  }
+  say('  mailstore mailbox dump');
+  say('  mailstore scrub');
+}
+
+/** POSIX single quotes: safe for any path. */
+function shellQuote(text: string): string {
+  return /^[A-Za-z0-9_./:=@-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
 }
 
 function argument(argv: string[], name: string): string | undefined {

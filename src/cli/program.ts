@@ -7,6 +7,7 @@ import { isMailstoreError } from '../errors.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import * as acl from './commands/acl.js';
 import * as append from './commands/append.js';
+import * as copy from './commands/copy.js';
 import * as exportCommand from './commands/export.js';
 import * as expunge from './commands/expunge.js';
 import * as fetch from './commands/fetch.js';
@@ -14,10 +15,16 @@ import * as flags from './commands/flags.js';
 import * as importCommand from './commands/import.js';
 import * as init from './commands/init.js';
 import * as mailbox from './commands/mailbox.js';
+import * as messages from './commands/messages.js';
+import * as move from './commands/move.js';
+import * as quota from './commands/quota.js';
 import * as reconstruct from './commands/reconstruct.js';
 import * as scrub from './commands/scrub.js';
+import * as search from './commands/search.js';
 import * as stats from './commands/stats.js';
 import { limits } from '../limits.js';
+import * as usage from './commands/usage.js';
+import * as user from './commands/user.js';
 import { DEFAULT_STORE_DIR, parseWaitSeconds } from './context.js';
 import { EXIT, exitCodeFor, exitCodesHelp } from './exit-codes.js';
 
@@ -26,7 +33,10 @@ export interface CommandModule {
   register(program: Command): void;
 }
 
-const COMMANDS: CommandModule[] = [init, mailbox, append, fetch, flags, expunge, acl, importCommand, exportCommand, stats, scrub, reconstruct];
+const COMMANDS: CommandModule[] = [
+  init, mailbox, append, fetch, messages, search, flags, expunge, copy, move, acl, user, quota, usage,
+  importCommand, exportCommand, stats, scrub, reconstruct,
+];
 
 export async function buildProgram(): Promise<Command> {
   const program = new Command('mailstore');

@@ -83,6 +83,14 @@ function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProblem): v
       view.del(meta.deleting(op.id));
       return;
     }
+    case 'mailbox.owner': {
+      const box = info(view, op.id, seq, problem);
+      if (!box) return;
+      const changed: MailboxInfo = { ...box, owner: op.owner ?? undefined };
+      if (op.owner === null) delete changed.owner;
+      view.put(keys.info(op.id), changed);
+      return;
+    }
     case 'message.add': {
       const box = info(view, op.id, seq, problem);
       if (!box) return;

@@ -52,6 +52,8 @@ export type Op =
   | { op: 'mailbox.rename'; id: Id; to: string[] }
   | { op: 'mailbox.deleteBegin'; id: Id }
   | { op: 'mailbox.deleteEnd'; id: Id }
+  /** A user rename hands the tree to its new name (null: no owner). */
+  | { op: 'mailbox.owner'; id: Id; owner: string | null }
   | { op: 'message.add'; id: Id; uid: number; hash: Buffer; size: number; date: number; flags: string[]; pack: number; offset: number; fresh?: true }
   | { op: 'message.flags'; id: Id; set: [uid: number, flags: string[]][] }
   | { op: 'message.expunge'; id: Id; uids: number[]; purge?: boolean }

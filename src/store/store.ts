@@ -31,6 +31,8 @@ import {
   formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
   ownCopy, parseMailboxName, patternPrefixComponents,
 } from './validate.js';
+import { checkQuota } from './quota.js';
+import { deleteUser, renameUser, type DeleteUserResult, type RenameUserResult } from './users.js';
 import { Writer, type CommitChain, type Mutation, type PrepareContext } from './writer.js';
 
 export interface StoreOptions {
@@ -112,6 +114,8 @@ export interface MailboxStatus {
   uidNext: number;
   uidValidity: number;
   highestModseq: number;
+  /** Sum of the sizes of the mailbox's messages (RFC 8438 STATUS SIZE). */
+  bytes: number;
 }
 
 export interface MailboxSummary {
@@ -358,6 +362,28 @@ export class Store {
     if (this.readOnly) throw new MailstoreError('ACCESS', `the store at ${this.root} is open read-only: nothing can be changed`, { path: this.root });
   }
 
+  /** @internal For the administration modules (users.ts, quota.ts, mailbox-list.ts): a raw mutation. */
+  mutate<T>(mutation: Mutation<T>): Promise<T> {
+    return this.submit(mutation);
+  }
+
+  /** @internal Expunges and removes a mailbox whose deleteBegin is committed (users.ts). */
+  finishMailboxDelete(id: Buffer): Promise<void> {
+    return this.finishDelete(id);
+  }
+
+  // ---- users (src/store/users.ts) ----------------------------------------------------------------
+
+  /** Renames user/OLD/... to user/NEW/..., its owner and every ACL entry naming OLD, in one record. */
+  renameUser(from: string, to: string): Promise<RenameUserResult> {
+    return renameUser(this, from, to);
+  }
+
+  /** Deletes user/NAME/... and every ACL entry naming NAME (intent-logged like deleteMailbox). */
+  deleteUser(name: string): Promise<DeleteUserResult> {
+    return deleteUser(this, name);
+  }
+
   // ---- mailboxes -------------------------------------------------------------------------------
 
   async createMailbox(name: string, options: { owner?: string; acl?: Record<string, string> } = {}): Promise<MailboxSummary> {
@@ -500,7 +526,7 @@ export class Store {
     parseMailboxName(name);
     this.live();
     const box = await this.resolveCommitted(name);
-    return { messages: box.messages, unseen: box.unseen, uidNext: box.uidNext, uidValidity: box.uidValidity, highestModseq: box.highestModseq };
+    return { messages: box.messages, unseen: box.unseen, uidNext: box.uidNext, uidValidity: box.uidValidity, highestModseq: box.highestModseq, bytes: box.bytes };
   }
 
   // ---- ACLs ------------------------------------------------------------------------------------
@@ -565,6 +591,7 @@ export class Store {
       chain: options.chain,
       prepare: async (ctx) => {
         const box = await this.resolve(ctx.view, components, mailbox);
+        await checkQuota(this.db, ctx.view, box.name, prepared.reduce((sum, item) => sum + item.bytes.length, 0), prepared.length);
         const ops: Op[] = [];
         const results: AppendResult[] = [];
         const fresh = new Map<string, BlobLocation>();
@@ -825,6 +852,8 @@ export class Store {
           ops.push({ op: 'message.add', id: dst.id, uid, hash: Buffer.from(record.h), size: record.s, date: record.d, flags: record.f, pack: blob.p, offset: blob.o });
           mapping.push([srcUid, uid++]);
         }
+        const added = ops.reduce((sum, op) => sum + (op.op === 'message.add' ? op.size : 0), 0);
+        await checkQuota(this.db, view, dst.name, added, mapping.length, expungeSource ? src.name : undefined);
         if (expungeSource && mapping.length > 0) ops.push({ op: 'message.expunge', id: src.id, uids: mapping.map(([s]) => s) });
         checkRecordSize(ops, `${expungeSource ? 'moving' : 'copying'} ${mapping.length} messages`);
         return { ops, result: { uidValidity: dst.uidValidity, mapping } };

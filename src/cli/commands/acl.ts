@@ -7,7 +7,7 @@ export function register(program: Command): void {
 
   acl
     .command('set <mailbox> <user> <rights>')
-    .description('set the rights of USER (or "anyone") on MAILBOX; "" removes the entry')
+    .description('set the rights of USER (or "anyone") on MAILBOX; "" removes the entry. Durable, with the reverse ACL map, when it returns')
     .option('--json', 'print the resulting ACL as JSON')
     .action(async (mailbox: string, user: string, rights: string, _options: unknown, command: Command) => {
       const result = await withStore(command, async (store) => {
@@ -20,7 +20,7 @@ export function register(program: Command): void {
 
   acl
     .command('get <mailbox> [user]')
-    .description('show the ACL of MAILBOX, or the rights of one USER on it')
+    .description('show the ACL of MAILBOX, or the rights of one USER on it; changes nothing')
     .option('--json', 'print as JSON')
     .action(async (mailbox: string, user: string | undefined, _options: unknown, command: Command) => {
       const result = await withReadStore(command, (store) => store.getAcl(mailbox));
@@ -34,7 +34,7 @@ export function register(program: Command): void {
 
   acl
     .command('list <user> [pattern]')
-    .description('the mailboxes USER may see (l right, theirs or anyone\'s) with their rights, from the reverse ACL map')
+    .description('the mailboxes USER may see (l right, theirs or anyone\'s) with their rights, from the reverse ACL map; changes nothing')
     .option('--json', 'print as JSON')
     .action(async (user: string, pattern: string | undefined, _options: unknown, command: Command) => {
       const result = await withReadStore(command, (store) => store.listMailboxes({ user, pattern }));

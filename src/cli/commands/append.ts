@@ -1,27 +1,48 @@
 // `mailstore append MAILBOX [FILE|-]`: store one message; the uid is printed only once it is durable.
+// --sysexits (or MAILSTORE_SYSEXITS=1) maps failures to sysexits.h for an MTA's mailbox_command.
 import type { Command } from 'commander';
-import { MailstoreError, fromSystemError } from '../../errors.js';
+import { CommanderError } from 'commander';
+import { MailstoreError, fromSystemError, isMailstoreError } from '../../errors.js';
 import { readFileUpTo } from '../../fs/node-fs.js';
 import { limits } from '../../limits.js';
 import { parseDateOption, parseFlagList, printJson, printLine, readStdin, wantsJson, withStore } from '../context.js';
+import { SYSEXITS, sysexitFor, sysexitsHelp, sysexitsWanted } from '../sysexits.js';
+
+interface AppendCliOptions { flags?: string; date?: string; sysexits?: boolean }
 
 export function register(program: Command): void {
   program
     .command('append <mailbox> [file]')
-    .description('append one message from FILE, or from stdin when FILE is "-" or absent; prints its uid once durable')
+    .description('append one message from FILE, or from stdin when FILE is "-" or absent. The uid is printed only once the message is durable (blob and journal fsynced); on any error nothing was acknowledged')
     .option('--flags <flags>', 'flags, comma or space separated, e.g. "\\Seen,\\Flagged,$Label1"')
     .option('--date <date>', 'internal date: ISO 8601 (2024-02-29T10:00:00Z), RFC 5322 or epoch seconds; a real calendar date from 1970 to 9999 (else exit 5); default now')
+    .option('--sysexits', 'exit with sysexits.h codes (75 temporary, 67 no mailbox, 65 bad message) for an MTA; also MAILSTORE_SYSEXITS=1')
     .option('--json', 'print {uid, uidValidity, hash, size, deduplicated} as JSON')
-    .action(async (mailbox: string, file: string | undefined, options: { flags?: string; date?: string }, command: Command) => {
-      const flags = parseFlagList(options.flags);
-      const internalDate = parseDateOption(options.date);
-      const bytes = file === undefined || file === '-'
-        ? await readStdin()
-        : await readMessageArgument(file);
-      const result = await withStore(command, (store) => store.append(mailbox, bytes, { flags, internalDate }));
-      if (wantsJson(command)) await printJson({ mailbox, ...result });
-      else await printLine(String(result.uid));
+    .addHelpText('after', `\n${sysexitsHelp()}`)
+    .action(async (mailbox: string, file: string | undefined, options: AppendCliOptions, command: Command) => {
+      if (!sysexitsWanted(options.sysexits)) return appendOne(mailbox, file, options, command);
+      try {
+        await appendOne(mailbox, file, options, command);
+      } catch (error) {
+        if (error instanceof CommanderError) throw error;
+        process.stderr.write(`mailstore: ${isMailstoreError(error) ? error.code : 'INTERNAL'}: ${error instanceof Error ? error.message : String(error)}\n`);
+        // a message FILE that cannot be read is EX_NOINPUT, not a missing mailbox
+        const unreadableInput = isMailstoreError(error) && file !== undefined && file !== '-' && error.path === file;
+        process.exitCode = unreadableInput ? SYSEXITS.noInput : sysexitFor(error);
+      }
     });
+}
+
+async function appendOne(mailbox: string, file: string | undefined, options: AppendCliOptions, command: Command): Promise<void> {
+  const flags = parseFlagList(options.flags);
+  const internalDate = parseDateOption(options.date);
+  const bytes = file === undefined || file === '-'
+    ? await readStdin()
+    : await readMessageArgument(file);
+  const result = await withStore(command, (store) => store.append(mailbox, bytes, { flags, internalDate }));
+  if (wantsJson(command)) await printJson({ mailbox, ...result });
+  else await printLine(String(result.uid));
+  process.exitCode = SYSEXITS.ok;
 }
 
 /**

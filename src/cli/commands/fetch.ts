@@ -1,25 +1,44 @@
 // `mailstore fetch MAILBOX UID`: the exact stored bytes on stdout. The blob is verified against its
 // hash before the first byte is written, so a corrupt message prints nothing and exits 6.
+// `fetch MAILBOX UIDSET --info`: the metadata of each message of a UID set, from the index.
 import type { Command } from 'commander';
+import { MailstoreError } from '../../errors.js';
+import type { MessageInfo } from '../../store/store.js';
 import { parseUid, printJson, wantsJson, withReadStore, writeStdout } from '../context.js';
+import { resolveUidSet } from '../uids.js';
 
 export function register(program: Command): void {
   program
     .command('fetch <mailbox> <uid>')
-    .description('write the exact bytes of a message to stdout (verified first: corruption prints nothing, exit 6)')
-    .option('--info', 'print the message metadata (flags, internal date, size, hash, modseq) instead of its bytes')
-    .option('--json', 'with --info: print the metadata as JSON')
+    .description('write the exact bytes of a message to stdout (verified first: corruption prints nothing, exit 6); with --info, the metadata of a UID or UID set. Changes nothing')
+    .option('--info', 'print the message metadata (flags, internal date, size, hash, modseq) instead of its bytes; UID may be a set (1:5,9)')
+    .option('--json', 'with --info: print the metadata as JSON (an array when UID is a set)')
     .action(async (mailbox: string, uidText: string, options: { info?: boolean }, command: Command) => {
+      if (options.info && !/^\d+$/.test(uidText)) return infoOfSet(mailbox, uidText, command);
+      if (!/^\d+$/.test(uidText) && !options.info) throw new MailstoreError('INVALID', `fetch writes one message: ${JSON.stringify(uidText)} is not a UID (a set needs --info)`);
       const uid = parseUid(uidText);
       if (options.info) {
         const info = await withReadStore(command, (store) => store.messageInfo(mailbox, uid));
         if (wantsJson(command)) return printJson({ mailbox, ...info });
-        return writeStdout(Buffer.from(
-          `uid ${info.uid}\nsize ${info.size}\ninternal-date ${info.internalDate.toISOString()}\n` +
-          `flags ${info.flags.join(' ')}\nmodseq ${info.modseq}\nhash ${info.hash}\n`,
-        ));
+        return writeStdout(Buffer.from(formatInfo(info)));
       }
       const bytes = await withReadStore(command, (store) => store.fetch(mailbox, uid));
       await writeStdout(bytes);
     });
+}
+
+async function infoOfSet(mailbox: string, uidText: string, command: Command): Promise<void> {
+  const list = await withReadStore(command, async (store) => {
+    const wanted = new Set(await resolveUidSet(store, mailbox, uidText));
+    const out: MessageInfo[] = [];
+    for await (const info of store.messages(mailbox)) if (wanted.has(info.uid)) out.push(info);
+    return out;
+  });
+  if (wantsJson(command)) return printJson(list.map((info) => ({ mailbox, ...info })));
+  await writeStdout(Buffer.from(list.map(formatInfo).join('\n')));
+}
+
+function formatInfo(info: MessageInfo): string {
+  return `uid ${info.uid}\nsize ${info.size}\ninternal-date ${info.internalDate.toISOString()}\n` +
+    `flags ${info.flags.join(' ')}\nmodseq ${info.modseq}\nhash ${info.hash}\n`;
 }

@@ -6,7 +6,7 @@ import { printJson, printLine, storeDir, wantsJson } from '../context.js';
 export function register(program: Command): void {
   program
     .command('init')
-    .description('create a new store in --store DIR (refuses a non-empty directory that is not a store)')
+    .description('create a new store in --store DIR (refuses a non-empty directory that is not a store); its files and directories are fsynced when it returns')
     .option('--json', 'print the result as JSON')
     .action(async (_options: unknown, command: Command) => {
       const dir = storeDir(command);

@@ -1,7 +1,10 @@
-// `mailstore mailbox create|rename|delete|list|status`: the mailbox tree and its counters.
+// `mailstore mailbox create|rename|delete|list|status|dump|undump`: the mailbox tree and its counters.
+// Every change is durable (journaled and fsynced) when the command returns.
 import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
+import { deleteMailboxTree, messagesInTree } from '../../store/users.js';
 import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
+import { registerDump } from './mailbox-dump.js';
 
 export function register(program: Command): void {
   const mailbox = program
@@ -10,7 +13,7 @@ export function register(program: Command): void {
 
   mailbox
     .command('create <name>')
-    .description('create a mailbox (hierarchy separator "/", e.g. user/alice/Sent)')
+    .description('create a mailbox (hierarchy separator "/", e.g. user/alice/Sent); durable when it returns')
     .option('--owner <user>', 'give this user all rights on the mailbox')
     .option('--acl <user=rights...>', 'initial ACL entries, e.g. --acl bob=lr anyone=l')
     .option('--json', 'print the result as JSON')
@@ -23,7 +26,7 @@ export function register(program: Command): void {
 
   mailbox
     .command('rename <from> <to>')
-    .description('rename a mailbox and everything below it (moves no message data)')
+    .description('rename a mailbox and everything below it (moves no message data); one journal record, durable when it returns')
     .option('--json', 'print the result as JSON')
     .action(async (from: string, to: string, _options: unknown, command: Command) => {
       const result = await withStore(command, (store) => store.renameMailbox(from, to));
@@ -33,24 +36,25 @@ export function register(program: Command): void {
 
   mailbox
     .command('delete <name>')
-    .description('delete a mailbox and its messages (refused when it holds messages, unless --force)')
+    .description('delete a mailbox and its messages (refused when it holds messages, unless --force). The name is free, durably, when it returns; a crash while its messages are expunged is finished by the next open')
     .option('--force', 'delete even when the mailbox holds messages')
+    .option('--recursive', 'delete the mailbox and every mailbox below it (their names are freed in one record)')
     .option('--json', 'print the result as JSON')
-    .action(async (name: string, options: { force?: boolean }, command: Command) => {
+    .action(async (name: string, options: { force?: boolean; recursive?: boolean }, command: Command) => {
       const result = await withStore(command, async (store) => {
-        const { messages } = await store.status(name);
+        const messages = options.recursive ? await messagesInTree(store, name) : (await store.status(name)).messages;
         if (messages > 0 && !options.force) {
-          throw new MailstoreError('REFUSED', `${name} holds ${messages} message${messages === 1 ? '' : 's'}; add --force to delete them with it`, { path: name });
+          throw new MailstoreError('REFUSED', `${name}${options.recursive ? ' and below' : ''} holds ${messages} message${messages === 1 ? '' : 's'}; add --force to delete them with it`, { path: name });
         }
-        return store.deleteMailbox(name);
+        return options.recursive ? deleteMailboxTree(store, name) : { mailboxes: 1, ...(await store.deleteMailbox(name)) };
       });
-      if (wantsJson(command)) await printJson({ name, deleted: true, ...result });
-      else await printLine(`deleted ${name} (${result.messages} message${result.messages === 1 ? '' : 's'})`);
+      if (wantsJson(command)) return printJson({ name, deleted: true, ...result });
+      else await printLine(`deleted ${name} (${result.mailboxes} mailbox${result.mailboxes === 1 ? '' : 'es'}, ${result.messages} message${result.messages === 1 ? '' : 's'})`);
     });
 
   mailbox
     .command('list [pattern]')
-    .description('list mailboxes matching an IMAP LIST pattern (* any, % any but "/"); --user lists what that user may see')
+    .description('list mailboxes matching an IMAP LIST pattern (* any, % any but "/"); --user lists what that user may see; changes nothing')
     .option('--user <user>', 'only mailboxes this user has the l (lookup) right on, from the reverse ACL map, with their rights')
     .option('--json', 'print the result as JSON')
     .action(async (pattern: string | undefined, options: { user?: string }, command: Command) => {
@@ -61,16 +65,18 @@ export function register(program: Command): void {
 
   mailbox
     .command('status <name>')
-    .description('message count, unseen, uidnext, uidvalidity and highest modseq of a mailbox')
+    .description('message count, bytes, unseen, uidnext, uidvalidity and highest modseq of a mailbox; changes nothing')
     .option('--json', 'print the result as JSON')
     .action(async (name: string, _options: unknown, command: Command) => {
       const status = await withReadStore(command, (store) => store.status(name));
       if (wantsJson(command)) return printJson({ name, ...status });
       await printLine(
-        `${name}: ${status.messages} messages, ${status.unseen} unseen, uidnext ${status.uidNext}, ` +
+        `${name}: ${status.messages} messages, ${status.bytes} bytes, ${status.unseen} unseen, uidnext ${status.uidNext}, ` +
         `uidvalidity ${status.uidValidity}, highest modseq ${status.highestModseq}`,
       );
     });
+
+  registerDump(mailbox);
 }
 
 function parseAclEntries(entries: string[]): Record<string, string> {

@@ -6,7 +6,7 @@ import { printJson, printLine, wantsJson, withReadStore } from '../context.js';
 export function register(program: Command): void {
   program
     .command('stats')
-    .description('messages, mailboxes, unique blobs, bytes stored vs referenced (dedup ratio), packs, journal size')
+    .description('messages, mailboxes, unique blobs, bytes stored vs referenced (dedup ratio), packs, journal size; changes nothing')
     .option('--json', 'print as JSON')
     .action(async (_options: unknown, command: Command) => {
       const stats = await withReadStore(command, (store) => store.stats());

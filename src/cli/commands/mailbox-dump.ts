@@ -1,0 +1,53 @@
+// `mailstore mailbox dump` and `mailbox undump` (ctl_mboxlist -d / -u): the mailbox list as text,
+// one JSON object per line (src/store/mailbox-list.ts documents the format). Registered by mailbox.ts.
+import type { Command } from 'commander';
+import { MailstoreError } from '../../errors.js';
+import { DUMP_HEADER, dumpMailboxes, formatDumpLine, parseDumpLine, undumpMailboxes, type DumpedMailbox } from '../../store/mailbox-list.js';
+import { printJson, printLine, wantsJson, withStore, writeStdout } from '../context.js';
+
+/** Most bytes of a mailbox list read from stdin (a million mailboxes at ~1 KB each). */
+const DUMP_BYTES_MAX = 1024 * 1024 * 1024;
+
+export function registerDump(mailbox: Command): void {
+  mailbox
+    .command('dump')
+    .description('print the mailbox list (name, id, uidValidity, owner, ACL, created) as text, one JSON object per line; changes nothing')
+    .action(async (_options: unknown, command: Command) => {
+      await withStore(command, async (store) => {
+        await writeStdout(Buffer.from(DUMP_HEADER + '\n'));
+        for await (const entry of dumpMailboxes(store)) await writeStdout(Buffer.from(formatDumpLine(entry) + '\n'));
+      });
+    });
+
+  mailbox
+    .command('undump')
+    .description('create the mailboxes of a dump read from stdin, with their ids and uidValidity (into an empty store: the same list). A name or id that exists is refused (EXISTS); mailboxes are created in records of 1000, each durable when the next starts')
+    .option('--json', 'print {created}')
+    .action(async (_options: unknown, command: Command) => {
+      const entries = parseDump(await readAllStdin());
+      const result = await withStore(command, (store) => undumpMailboxes(store, entries));
+      if (wantsJson(command)) return printJson(result);
+      await printLine(`created ${result.created} mailbox${result.created === 1 ? '' : 'es'}`);
+    });
+}
+
+function parseDump(text: string): DumpedMailbox[] {
+  const out: DumpedMailbox[] = [];
+  text.split('\n').forEach((line, i) => {
+    const entry = parseDumpLine(line, i + 1);
+    if (entry) out.push(entry);
+  });
+  return out;
+}
+
+async function readAllStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of process.stdin) {
+    const piece = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
+    total += piece.length;
+    if (total > DUMP_BYTES_MAX) throw new MailstoreError('TOO_LARGE', `mailbox list on stdin exceeds ${DUMP_BYTES_MAX} bytes`);
+    chunks.push(piece);
+  }
+  return Buffer.concat(chunks, total).toString('utf8');
+}

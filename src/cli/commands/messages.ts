@@ -1,0 +1,28 @@
+// `mailstore messages MAILBOX [UIDSET]`: one line per message from the index (no body is read):
+// uid, size, internal date, flags, modseq, hash. doveadm fetch's metadata fields, for scripts too.
+import type { Command } from 'commander';
+import type { MessageInfo } from '../../store/store.js';
+import { printJson, printLine, wantsJson, withStore } from '../context.js';
+import { resolveUidSet } from '../uids.js';
+
+export function register(program: Command): void {
+  program
+    .command('messages <mailbox> [uids]')
+    .description('list the messages of MAILBOX (or of a UID set, e.g. 1:5,9,12:*): uid, size, internal date, flags, modseq, hash. Reads the index only; changes nothing')
+    .option('--json', 'print an array of {uid, size, internalDate, flags, modseq, hash}')
+    .action(async (mailbox: string, uidText: string | undefined, _options: unknown, command: Command) => {
+      const list = await withStore(command, async (store) => {
+        const wanted = uidText === undefined ? undefined : new Set(await resolveUidSet(store, mailbox, uidText));
+        const out: MessageInfo[] = [];
+        for await (const info of store.messages(mailbox)) if (!wanted || wanted.has(info.uid)) out.push(info);
+        return out;
+      });
+      if (wantsJson(command)) return printJson(list);
+      for (const info of list) await printLine(formatMessageLine(info));
+    });
+}
+
+/** "UID SIZE DATE MODSEQ HASH FLAGS", tab-separated: flags last since there may be none. */
+export function formatMessageLine(info: MessageInfo): string {
+  return [info.uid, info.size, info.internalDate.toISOString(), info.modseq, info.hash, info.flags.join(' ')].join('\t');
+}

@@ -1,0 +1,59 @@
+// `mailstore quota set|get|list`: storage and message quotas per quota root (as in Cyrus: a root
+// such as user/alice covers every mailbox at or below it). Limits are journaled; appends, copies
+// and moves into a root over its quota fail with OVER_QUOTA (exit 2, or 75 with append --sysexits).
+import type { Command } from 'commander';
+import { MailstoreError } from '../../errors.js';
+import { getQuota, listQuotas, setQuota } from '../../store/quota.js';
+import { printJson, printLine, wantsJson, withStore } from '../context.js';
+import { parseBytes, parseCount } from '../dates.js';
+
+export function register(program: Command): void {
+  const quota = program.command('quota').description('per-root storage and message quotas (Cyrus quota roots, e.g. user/alice)');
+
+  quota
+    .command('set <root>')
+    .description('set the quota of ROOT; durable (journaled) when it returns. "none" removes a limit')
+    .option('--storage <bytes>', 'most bytes of messages below ROOT (suffix K, M, G allowed), or "none"')
+    .option('--messages <n>', 'most messages below ROOT, or "none"')
+    .option('--json', 'print the resulting quota and usage as JSON')
+    .action(async (root: string, options: { storage?: string; messages?: string }, command: Command) => {
+      if (options.storage === undefined && options.messages === undefined) throw new MailstoreError('INVALID', 'give --storage and/or --messages');
+      const report = await withStore(command, async (store) => {
+        const current = await getQuota(store, root);
+        const storage = options.storage === undefined ? current.storage : options.storage === 'none' ? undefined : parseBytes(options.storage);
+        const messages = options.messages === undefined ? current.messages : options.messages === 'none' ? undefined : parseCount(options.messages);
+        await setQuota(store, root, { storage, messages });
+        return getQuota(store, root);
+      });
+      if (wantsJson(command)) return printJson(report);
+      await printLine(formatReport(report));
+    });
+
+  quota
+    .command('get <root>')
+    .description('show the limits of ROOT and what is used below it')
+    .option('--json', 'print {root, storage?, messages?, usedBytes, usedMessages}')
+    .action(async (root: string, _options: unknown, command: Command) => {
+      const report = await withStore(command, (store) => getQuota(store, root));
+      if (wantsJson(command)) return printJson(report);
+      await printLine(formatReport(report));
+    });
+
+  quota
+    .command('list')
+    .description('every root that has a quota, with its limits and usage')
+    .option('--json', 'print an array of quota reports')
+    .action(async (_options: unknown, command: Command) => {
+      const reports = await withStore(command, async (store) => {
+        const out = [];
+        for (const { root } of await listQuotas(store)) out.push(await getQuota(store, root));
+        return out;
+      });
+      if (wantsJson(command)) return printJson(reports);
+      for (const report of reports) await printLine(formatReport(report));
+    });
+}
+
+function formatReport(r: { root: string; storage?: number; messages?: number; usedBytes: number; usedMessages: number }): string {
+  return `${r.root}: storage ${r.usedBytes} of ${r.storage ?? 'unlimited'} bytes, messages ${r.usedMessages} of ${r.messages ?? 'unlimited'}`;
+}

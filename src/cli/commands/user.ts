@@ -1,0 +1,37 @@
+// `mailstore user rename|delete`: a user is the tree user/NAME/... plus every ACL entry naming NAME
+// (Cyrus's user rename and delete). Both are journaled before they return.
+import type { Command } from 'commander';
+import { MailstoreError } from '../../errors.js';
+import { messagesInTree } from '../../store/users.js';
+import { printJson, printLine, wantsJson, withStore } from '../context.js';
+
+export function register(program: Command): void {
+  const user = program.command('user').description('rename or delete a user: the mailbox tree user/NAME/... and every ACL entry naming NAME');
+
+  user
+    .command('rename <old> <new>')
+    .description('rename user/OLD/... to user/NEW/..., its owner and every ACL entry naming OLD, in one journal record: durable and all-or-nothing when it returns')
+    .option('--json', 'print {from, to, mailboxes, aclEntries}')
+    .action(async (from: string, to: string, _options: unknown, command: Command) => {
+      const result = await withStore(command, (store) => store.renameUser(from, to));
+      if (wantsJson(command)) return printJson(result);
+      await printLine(`renamed user ${result.from} to ${result.to} (${result.mailboxes} mailboxes, ${result.aclEntries} ACL entries)`);
+    });
+
+  user
+    .command('delete <name>')
+    .description('delete user/NAME/... with its messages and every ACL entry naming NAME (refused when the tree holds messages, unless --force). The names and ACL entries are gone, durably, in one record; the messages are expunged after it, and a crash meanwhile is finished by the next open')
+    .option('--force', 'delete even when the user\'s mailboxes hold messages')
+    .option('--json', 'print {user, mailboxes, messages, aclEntries}')
+    .action(async (name: string, options: { force?: boolean }, command: Command) => {
+      const result = await withStore(command, async (store) => {
+        const messages = await messagesInTree(store, `user/${name}`).catch(() => 0);
+        if (messages > 0 && !options.force) {
+          throw new MailstoreError('REFUSED', `user/${name} holds ${messages} message${messages === 1 ? '' : 's'}; add --force to delete them with it`, { path: `user/${name}` });
+        }
+        return store.deleteUser(name);
+      });
+      if (wantsJson(command)) return printJson(result);
+      await printLine(`deleted user ${result.user} (${result.mailboxes} mailboxes, ${result.messages} messages, ${result.aclEntries} ACL entries)`);
+    });
+}

@@ -1,0 +1,98 @@
+// The mailbox list as text (ctl_mboxlist -d / -u): one JSON object per line with a mailbox's name,
+// id, uidValidity, owner, ACL and creation time, so an empty store can be given the same list
+// (same ids and uidValidity: clients keep their caches) and a person can read and edit it.
+// Lines starting with "#" and empty lines are ignored. Messages are not part of the list.
+import { MailstoreError } from '../errors.js';
+import { keys, decodeNameKey } from '../keys/index-keys.js';
+import { SPACE } from '../keys/tuple.js';
+import type { MailboxInfo, Op } from './records.js';
+import type { Store } from './store.js';
+import { uuidString } from './store.js';
+import { formatMailboxName, normalizeIdentifier, normalizeRights, parseMailboxName } from './validate.js';
+
+export interface DumpedMailbox {
+  name: string;
+  id: string;
+  uidValidity: number;
+  owner?: string;
+  acl: Record<string, string>;
+  created: number;
+}
+
+export const DUMP_HEADER = '# mailstore mailbox list v1: one JSON object per line {name, id, uidValidity, owner?, acl, created}';
+
+/** Mailboxes created per journal record by undump (a record is bounded, a list is not). */
+const UNDUMP_MAILBOXES_PER_RECORD = 1000;
+
+export async function* dumpMailboxes(store: Store): AsyncGenerator<DumpedMailbox> {
+  for await (const [key, id] of store.db.entries<Buffer>({ prefix: keys.space(SPACE.name) })) {
+    const box = store.db.getNow<MailboxInfo>(keys.info(Buffer.from(id)));
+    if (!box || box.deleting) continue;
+    const entry: DumpedMailbox = { name: formatMailboxName(decodeNameKey(key)), id: uuidString(Buffer.from(box.id)), uidValidity: box.uidValidity, acl: { ...box.acl }, created: box.created };
+    if (box.owner !== undefined) entry.owner = box.owner;
+    yield entry;
+  }
+}
+
+export function formatDumpLine(entry: DumpedMailbox): string {
+  return JSON.stringify(entry);
+}
+
+/** Reads one line of a dump; INVALID names the line. */
+export function parseDumpLine(line: string, lineNumber: number): DumpedMailbox | undefined {
+  const text = line.trim();
+  if (text === '' || text.startsWith('#')) return undefined;
+  const bad = (why: string) => new MailstoreError('INVALID', `mailbox list line ${lineNumber}: ${why}`);
+  let value: Partial<DumpedMailbox>;
+  try {
+    value = JSON.parse(text) as Partial<DumpedMailbox>;
+  } catch {
+    throw bad('not a JSON object');
+  }
+  if (typeof value !== 'object' || value === null) throw bad('not a JSON object');
+  if (typeof value.name !== 'string') throw bad('no name');
+  parseMailboxName(value.name);
+  if (typeof value.id !== 'string' || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(value.id)) throw bad(`bad id ${JSON.stringify(value.id)}`);
+  if (!Number.isSafeInteger(value.uidValidity) || value.uidValidity! < 1 || value.uidValidity! > 0xffffffff) throw bad(`bad uidValidity ${JSON.stringify(value.uidValidity)}`);
+  const acl: Record<string, string> = {};
+  for (const [who, rights] of Object.entries(value.acl ?? {})) acl[normalizeIdentifier(who)] = normalizeRights(rights);
+  const entry: DumpedMailbox = { name: value.name, id: value.id, uidValidity: value.uidValidity!, acl, created: Number.isSafeInteger(value.created) ? value.created! : Date.now() };
+  if (value.owner !== undefined) entry.owner = normalizeIdentifier(value.owner);
+  return entry;
+}
+
+/**
+ * Creates the listed mailboxes with their ids and uidValidity. Refuses (EXISTS) a name or id the
+ * store already has, before anything of that record is written; records are written in list order.
+ */
+export async function undumpMailboxes(store: Store, entries: DumpedMailbox[]): Promise<{ created: number }> {
+  const names = new Set<string>();
+  const ids = new Set<string>();
+  for (const entry of entries) {
+    if (names.has(entry.name)) throw new MailstoreError('INVALID', `mailbox ${entry.name} is listed twice`, { path: entry.name });
+    if (ids.has(entry.id)) throw new MailstoreError('INVALID', `mailbox id ${entry.id} is listed twice`, { path: entry.name });
+    names.add(entry.name);
+    ids.add(entry.id);
+  }
+  let created = 0;
+  for (let at = 0; at < entries.length; at += UNDUMP_MAILBOXES_PER_RECORD) {
+    const chunk = entries.slice(at, at + UNDUMP_MAILBOXES_PER_RECORD);
+    created += await store.mutate({
+      prepare: async ({ view }) => {
+        const ops: Op[] = [];
+        for (const entry of chunk) {
+          const components = parseMailboxName(entry.name);
+          const id = Buffer.from(entry.id.replace(/-/g, ''), 'hex');
+          if (view.getNow(keys.name(components))) throw new MailstoreError('EXISTS', `mailbox ${entry.name} already exists; nothing of this chunk was created`, { path: entry.name });
+          if (view.getNow(keys.info(id))) throw new MailstoreError('EXISTS', `a mailbox with id ${entry.id} already exists (listed as ${entry.name})`, { path: entry.name });
+          const op: Op = { op: 'mailbox.create', id, name: components, uidValidity: entry.uidValidity, acl: entry.acl, created: entry.created };
+          if (entry.owner !== undefined) op.owner = entry.owner;
+          ops.push(op);
+        }
+        return { ops, result: ops.length };
+      },
+    });
+  }
+  // uidValidityLast is raised by each create op, so mailboxes created later stay above every listed one.
+  return { created };
+}

@@ -1,0 +1,116 @@
+// Storage and message quotas per quota root, as in Cyrus: a root is a mailbox name prefix
+// (normally user/NAME) and covers every mailbox at or below it; a mailbox counts against its
+// nearest root. Limits are journaled as a meta.set op, so replay and rebuild keep them, and usage
+// is summed from the mailboxes' running counters (MailboxInfo.messages and .bytes), never cached.
+import { MailstoreError } from '../errors.js';
+import type { IndexDb, IndexView } from '../index/index-db.js';
+import { keys } from '../keys/index-keys.js';
+import type { MailboxInfo, Op } from './records.js';
+import type { Store } from './store.js';
+import { formatMailboxName, parseMailboxName } from './validate.js';
+
+/** A root's limits; an absent field is unlimited. */
+export interface QuotaLimits {
+  storage?: number;
+  messages?: number;
+}
+
+export interface QuotaReport extends QuotaLimits {
+  root: string;
+  usedBytes: number;
+  usedMessages: number;
+}
+
+const QUOTA_META_PREFIX = 'quota/';
+
+function quotaKey(root: readonly string[]): Buffer {
+  return keys.meta(QUOTA_META_PREFIX + formatMailboxName(root));
+}
+
+function checkLimit(name: string, value: number | undefined): void {
+  if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
+    throw new MailstoreError('INVALID', `quota ${name} must be a non-negative integer, got ${JSON.stringify(value)}`);
+  }
+}
+
+/** Sets (or with both limits absent, removes) the quota of `root`; journaled like any other change. */
+export async function setQuota(store: Store, root: string, limits: QuotaLimits): Promise<void> {
+  const components = parseMailboxName(root);
+  checkLimit('storage', limits.storage);
+  checkLimit('messages', limits.messages);
+  const value: QuotaLimits = {};
+  if (limits.storage !== undefined) value.storage = limits.storage;
+  if (limits.messages !== undefined) value.messages = limits.messages;
+  const empty = value.storage === undefined && value.messages === undefined;
+  await store.mutate({
+    prepare: async () => ({
+      ops: [{ op: 'meta.set', key: QUOTA_META_PREFIX + formatMailboxName(components), value: empty ? null : value } as Op],
+      result: undefined,
+    }),
+  });
+}
+
+/** The limits and current usage of `root` (limits absent when none is set). */
+export async function getQuota(store: Store, root: string): Promise<QuotaReport> {
+  const components = parseMailboxName(root);
+  const limits = store.db.getNow<QuotaLimits>(quotaKey(components)) ?? {};
+  const used = await usageBelow(store.db, undefined, components);
+  return { root: formatMailboxName(components), ...limits, usedBytes: used.bytes, usedMessages: used.messages };
+}
+
+/** Every root that has a quota, with its limits. */
+export async function listQuotas(store: Store): Promise<{ root: string; limits: QuotaLimits }[]> {
+  const out: { root: string; limits: QuotaLimits }[] = [];
+  const prefix = keys.meta(QUOTA_META_PREFIX).subarray(0, -1); // the string's terminator is not part of the prefix
+  for await (const [key, limits] of store.db.entries<QuotaLimits>({ prefix })) {
+    const name = key.subarray(prefix.length).toString('utf8').replace(/\0$/, '');
+    out.push({ root: name, limits });
+  }
+  return out;
+}
+
+/** The nearest root at or above `name` that has a quota. */
+function quotaRoot(view: IndexView, name: readonly string[]): { root: string[]; limits: QuotaLimits } | undefined {
+  for (let depth = name.length; depth >= 1; depth--) {
+    const root = name.slice(0, depth);
+    const limits = view.getNow<QuotaLimits>(quotaKey(root));
+    if (limits) return { root, limits };
+  }
+  return undefined;
+}
+
+/** Messages and bytes of the mailboxes at or below `root`, as the batch being prepared sees them. */
+async function usageBelow(db: IndexDb, view: IndexView | undefined, root: readonly string[]): Promise<{ messages: number; bytes: number }> {
+  let messages = 0, bytes = 0;
+  for await (const [, id] of db.entries<Buffer>({ prefix: keys.name(root) })) {
+    const key = keys.info(Buffer.from(id));
+    const box = view ? view.getNow<MailboxInfo>(key) : db.getNow<MailboxInfo>(key);
+    if (!box || box.deleting) continue;
+    messages += box.messages;
+    bytes += box.bytes;
+  }
+  return { messages, bytes };
+}
+
+/**
+ * Refuses (OVER_QUOTA) adding `bytes` in `count` messages to mailbox `name` when its root would go
+ * over a limit. A move inside one root changes nothing and is not checked (`movedFrom`).
+ */
+export async function checkQuota(db: IndexDb, view: IndexView, name: readonly string[], bytes: number, count: number, movedFrom?: readonly string[]): Promise<void> {
+  if (count === 0) return;
+  const found = quotaRoot(view, name);
+  if (!found) return;
+  if (movedFrom) {
+    const from = quotaRoot(view, movedFrom);
+    if (from && formatMailboxName(from.root) === formatMailboxName(found.root)) return;
+  }
+  const used = await usageBelow(db, view, found.root);
+  const root = formatMailboxName(found.root);
+  const { storage, messages } = found.limits;
+  if (storage !== undefined && used.bytes + bytes > storage) {
+    throw new MailstoreError('OVER_QUOTA', `${root} would use ${used.bytes + bytes} bytes, over its storage quota of ${storage}; nothing was stored`, { path: formatMailboxName(name) });
+  }
+  if (messages !== undefined && used.messages + count > messages) {
+    throw new MailstoreError('OVER_QUOTA', `${root} would hold ${used.messages + count} messages, over its message quota of ${messages}; nothing was stored`, { path: formatMailboxName(name) });
+  }
+}

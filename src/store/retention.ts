@@ -1,0 +1,55 @@
+// Retention (doveadm expunge savedbefore, cyr_expire): expunge the messages of a mailbox, or of a
+// tree, whose internal date is before a cutoff (append sets it to the arrival time unless given).
+// Each mailbox's expunges are journaled in bounded records; a crash keeps a prefix of them, and
+// running it again finishes the job, since the selection is the same.
+import { MailstoreError, isMailstoreError } from '../errors.js';
+import { limits } from '../limits.js';
+import type { Store } from './store.js';
+import { SEEN } from './apply.js';
+import { parseMailboxName } from './validate.js';
+
+export interface RetentionOptions {
+  before: Date;
+  /** Only messages with \Seen. */
+  seen?: boolean;
+  /** Count only; nothing is changed. */
+  dryRun?: boolean;
+  /** The mailbox and every mailbox below it. */
+  recursive?: boolean;
+}
+
+export interface RetentionResult {
+  mailbox: string;
+  uids: number[];
+  bytes: number;
+}
+
+export async function expungeBefore(store: Store, mailbox: string, options: RetentionOptions): Promise<RetentionResult[]> {
+  parseMailboxName(mailbox);
+  const names: string[] = [];
+  // recursive over "user" works when user/ is only a prefix, not a mailbox (as in most trees)
+  const exists = await store.status(mailbox).then(() => true, (error: unknown) => {
+    if (options.recursive && isMailstoreError(error, 'NOT_FOUND')) return false;
+    throw error;
+  });
+  if (exists) names.push(mailbox);
+  if (options.recursive) for (const entry of await store.listMailboxes({ pattern: `${mailbox}/*` })) names.push(entry.name);
+  if (names.length === 0) throw new MailstoreError('NOT_FOUND', `no mailbox named ${mailbox} nor any below it`, { path: mailbox });
+  const cutoff = options.before.getTime();
+  const out: RetentionResult[] = [];
+  for (const name of names) {
+    const uids: number[] = [];
+    let bytes = 0;
+    for await (const info of store.messages(name)) {
+      if (info.internalDate.getTime() >= cutoff) continue;
+      if (options.seen && !info.flags.includes(SEEN)) continue;
+      uids.push(info.uid);
+      bytes += info.size;
+    }
+    if (!options.dryRun) {
+      for (let at = 0; at < uids.length; at += limits.retentionChunkMessages) await store.expunge(name, uids.slice(at, at + limits.retentionChunkMessages));
+    }
+    out.push({ mailbox: name, uids, bytes });
+  }
+  return out;
+}

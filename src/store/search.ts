@@ -1,0 +1,76 @@
+// IMAP SEARCH's common keys over one mailbox (doveadm search): index-only keys (dates, sizes,
+// flags, uids) are decided from the message records; header keys read each remaining candidate's
+// bytes through readMessages (verified against the hash) and look at its header section only.
+import { limits } from '../limits.js';
+import type { MessageInfo, Store } from './store.js';
+import { normalizeFlags } from './validate.js';
+
+export interface SearchCriteria {
+  uids?: number[];
+  /** Internal date before this day/time (IMAP BEFORE). */
+  before?: Date;
+  /** Internal date at or after this (IMAP SINCE). */
+  since?: Date;
+  larger?: number;
+  smaller?: number;
+  flags?: string[];
+  noFlags?: string[];
+  /** Header NAME contains VALUE (case-insensitive); an empty VALUE asks only that the header is present. */
+  headers?: [name: string, value: string][];
+}
+
+function matchesIndex(info: MessageInfo, c: SearchCriteria, uids: Set<number> | undefined, flags: string[], noFlags: string[]): boolean {
+  if (uids && !uids.has(info.uid)) return false;
+  const ms = info.internalDate.getTime();
+  if (c.before && !(ms < c.before.getTime())) return false;
+  if (c.since && !(ms >= c.since.getTime())) return false;
+  if (c.larger !== undefined && !(info.size > c.larger)) return false;
+  if (c.smaller !== undefined && !(info.size < c.smaller)) return false;
+  if (flags.some((f) => !info.flags.includes(f))) return false;
+  if (noFlags.some((f) => info.flags.includes(f))) return false;
+  return true;
+}
+
+/** The messages of `mailbox` that match every criterion, in uid order. */
+export async function searchMailbox(store: Store, mailbox: string, criteria: SearchCriteria): Promise<MessageInfo[]> {
+  const flags = normalizeFlags(criteria.flags);
+  const noFlags = normalizeFlags(criteria.noFlags);
+  const uids = criteria.uids ? new Set(criteria.uids) : undefined;
+  const candidates: MessageInfo[] = [];
+  for await (const info of store.messages(mailbox)) if (matchesIndex(info, criteria, uids, flags, noFlags)) candidates.push(info);
+  const wanted = criteria.headers ?? [];
+  if (wanted.length === 0 || candidates.length === 0) return candidates;
+  const keep = new Set(candidates.map((m) => m.uid));
+  const out: MessageInfo[] = [];
+  for await (const { info, body } of store.readMessages(mailbox, { fromUid: candidates[0].uid })) {
+    if (!keep.has(info.uid)) continue;
+    const headers = parseHeaderSection(body);
+    if (wanted.every(([name, value]) => headerContains(headers, name, value))) out.push(info);
+    if (info.uid >= candidates[candidates.length - 1].uid) break;
+  }
+  return out;
+}
+
+/** The header fields (name lower-cased, value unfolded) of a message: up to the first empty line. */
+export function parseHeaderSection(body: Buffer): [string, string][] {
+  const limit = Math.min(body.length, limits.searchHeaderBytesMax);
+  let end = limit;
+  for (let i = 0; i < limit; i++) {
+    if (body[i] !== 0x0a) continue;
+    if (body[i + 1] === 0x0a || (body[i + 1] === 0x0d && body[i + 2] === 0x0a)) { end = i + 1; break; }
+  }
+  const text = body.subarray(0, end).toString('latin1').replace(/\r?\n[ \t]+/g, ' ');
+  const fields: [string, string][] = [];
+  for (const line of text.split(/\r?\n/)) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    fields.push([line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim()]);
+  }
+  return fields;
+}
+
+function headerContains(headers: [string, string][], name: string, value: string): boolean {
+  const field = name.toLowerCase();
+  const needle = value.toLowerCase();
+  return headers.some(([n, v]) => n === field && v.toLowerCase().includes(needle));
+}

@@ -1,0 +1,142 @@
+// Users as Cyrus sees them: the mailbox tree user/NAME/... plus every ACL entry naming NAME. A
+// rename changes all of it in ONE journal record (names, owner, ACLs and the reverse ACL map
+// move together, so a crash leaves either the old user or the new one); a delete frees every name
+// and ACL entry in one intent record, then expunges each mailbox as deleteMailbox does.
+import { MailstoreError } from '../errors.js';
+import { keys, decodeNameKey, decodeRightsKey } from '../keys/index-keys.js';
+import type { IndexView } from '../index/index-db.js';
+import type { MailboxInfo, Op, RightsRecord } from './records.js';
+import type { Store } from './store.js';
+import { formatMailboxName, normalizeIdentifier, normalizeRights, parseMailboxName } from './validate.js';
+
+export interface RenameUserResult {
+  from: string;
+  to: string;
+  /** Mailboxes of the tree user/FROM/... now under user/TO. */
+  mailboxes: number;
+  /** Mailboxes (in the tree or elsewhere) whose ACL named FROM. */
+  aclEntries: number;
+}
+
+export interface DeleteUserResult {
+  user: string;
+  mailboxes: number;
+  messages: number;
+  aclEntries: number;
+}
+
+const USER_ROOT = 'user';
+
+/** The user's tree as name components (user/NAME), refusing names that would not be one component. */
+function userTree(name: string): string[] {
+  const user = normalizeIdentifier(name);
+  if (user === 'anyone') throw new MailstoreError('INVALID', '"anyone" is not a user: its ACL entries are changed with acl set');
+  parseMailboxName(`${USER_ROOT}/${user}`); // a user name is one valid mailbox name component
+  if (user.includes('/')) throw new MailstoreError('INVALID', `user name ${JSON.stringify(name)} contains "/"`);
+  return [USER_ROOT, user];
+}
+
+/** The mailboxes at or below `prefix`: [name, id], committed state (callers hold the writer exclusively). */
+async function treeOf(store: Store, prefix: readonly string[]): Promise<[string[], Buffer][]> {
+  const out: [string[], Buffer][] = [];
+  for await (const [key, id] of store.db.entries<Buffer>({ prefix: keys.name(prefix) })) out.push([decodeNameKey(key), Buffer.from(id)]);
+  return out;
+}
+
+/** Every mailbox whose ACL names `user`, from the reverse map: [mailbox id, rights]. */
+async function aclEntriesOf(store: Store, user: string): Promise<[Buffer, string][]> {
+  const out: [Buffer, string][] = [];
+  for await (const [key, value] of store.db.entries<RightsRecord>({ prefix: keys.rightsPrefix(user) })) {
+    if (decodeRightsKey(key).user !== user) continue; // the prefix is exact (NUL-terminated), this is belt and braces
+    out.push([Buffer.from(value.id), value.rights]);
+  }
+  return out;
+}
+
+export async function renameUser(store: Store, from: string, to: string): Promise<RenameUserResult> {
+  const source = userTree(from);
+  const target = userTree(to);
+  const [oldUser, newUser] = [source[1], target[1]];
+  if (oldUser === newUser) throw new MailstoreError('INVALID', `cannot rename user ${from} to itself`);
+  return store.mutate({
+    exclusive: true, // range reads of the tree and the reverse map must see every earlier batch
+    prepare: async ({ view }) => {
+      await store.db.settle(); // the range reads below must not miss a batch still landing
+      const tree = await treeOf(store, source);
+      const entries = await aclEntriesOf(store, oldUser);
+      if (tree.length === 0 && entries.length === 0) throw new MailstoreError('NOT_FOUND', `no user ${from}: no mailbox under ${formatMailboxName(source)} and no ACL entry`, { path: from });
+      for await (const _ of store.db.entries({ prefix: keys.name(target), limit: 1 })) {
+        throw new MailstoreError('EXISTS', `user ${to} already has mailboxes under ${formatMailboxName(target)}`, { path: formatMailboxName(target) });
+      }
+      const ops: Op[] = [];
+      for (const [name, id] of tree) {
+        ops.push({ op: 'mailbox.rename', id, to: [...target, ...name.slice(source.length)] });
+        const box = view.getNow<MailboxInfo>(keys.info(id));
+        if (box?.owner === oldUser) ops.push({ op: 'mailbox.owner', id, owner: newUser });
+      }
+      for (const [id, rights] of entries) ops.push(...moveAclEntry(view, id, oldUser, newUser, rights));
+      return { ops, result: { from: oldUser, to: newUser, mailboxes: tree.length, aclEntries: entries.length } };
+    },
+  });
+}
+
+/** OLD's entry becomes NEW's (merged with any NEW already had there). */
+function moveAclEntry(view: IndexView, id: Buffer, oldUser: string, newUser: string, rights: string): Op[] {
+  const box = view.getNow<MailboxInfo>(keys.info(id));
+  const merged = normalizeRights((box?.acl[newUser] ?? '') + rights);
+  return [
+    { op: 'acl.set', id, identifier: oldUser, rights: '' },
+    { op: 'acl.set', id, identifier: newUser, rights: merged },
+  ];
+}
+
+export async function deleteUser(store: Store, name: string): Promise<DeleteUserResult> {
+  const tree = userTree(name);
+  const user = tree[1];
+  const begun = await store.mutate({
+    exclusive: true,
+    prepare: async ({ view }) => {
+      await store.db.settle();
+      const boxes = await treeOf(store, tree);
+      const entries = await aclEntriesOf(store, user);
+      if (boxes.length === 0 && entries.length === 0) throw new MailstoreError('NOT_FOUND', `no user ${name}: no mailbox under ${formatMailboxName(tree)} and no ACL entry`, { path: name });
+      const inTree = new Set(boxes.map(([, id]) => id.toString('hex')));
+      const ops: Op[] = [];
+      let messages = 0;
+      // ACL entries first: a deleteBegin drops the deleted mailbox's reverse entries itself.
+      for (const [id] of entries) if (!inTree.has(id.toString('hex'))) ops.push({ op: 'acl.set', id, identifier: user, rights: '' });
+      for (const [, id] of boxes) {
+        messages += view.getNow<MailboxInfo>(keys.info(id))?.messages ?? 0;
+        ops.push({ op: 'mailbox.deleteBegin', id });
+      }
+      return { ops, result: { ids: boxes.map(([, id]) => id), messages, aclEntries: entries.length } };
+    },
+  });
+  for (const id of begun.ids) await store.finishMailboxDelete(id);
+  return { user, mailboxes: begun.ids.length, messages: begun.messages, aclEntries: begun.aclEntries };
+}
+
+/** mailbox delete --recursive: NAME and everything below it, freed in one intent record. */
+export async function deleteMailboxTree(store: Store, name: string): Promise<{ mailboxes: number; messages: number }> {
+  const prefix = parseMailboxName(name);
+  const begun = await store.mutate({
+    exclusive: true,
+    prepare: async ({ view }) => {
+      await store.db.settle();
+      const boxes = await treeOf(store, prefix);
+      if (boxes.length === 0) throw new MailstoreError('NOT_FOUND', `no mailbox named ${name} (nor any below it)`, { path: name });
+      let messages = 0;
+      for (const [, id] of boxes) messages += view.getNow<MailboxInfo>(keys.info(id))?.messages ?? 0;
+      return { ops: boxes.map(([, id]): Op => ({ op: 'mailbox.deleteBegin', id })), result: { ids: boxes.map(([, id]) => id), messages } };
+    },
+  });
+  for (const id of begun.ids) await store.finishMailboxDelete(id);
+  return { mailboxes: begun.ids.length, messages: begun.messages };
+}
+
+/** Messages at or below NAME, for the CLI's refusal to delete a non-empty tree without --force. */
+export async function messagesInTree(store: Store, name: string): Promise<number> {
+  let messages = 0;
+  for (const [, id] of await treeOf(store, parseMailboxName(name))) messages += store.db.getNow<MailboxInfo>(keys.info(id))?.messages ?? 0;
+  return messages;
+}

@@ -1,0 +1,187 @@
+// The day-2 administration commands as an admin and an MTA run them (issue 18): messages, search,
+// sizes, usage and quotas, retention, users, copy/move, the mailbox list as text, sysexits.
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { json, ok, requireBuilt, run, tempDir } from './helpers.js';
+
+beforeAll(requireBuilt);
+
+async function freshStore(): Promise<string> {
+  const store = join(tempDir(), 'store');
+  await ok(['init'], { store });
+  return store;
+}
+
+const message = (i: number, size = 0) => Buffer.from(`From: a${i}@example.org\r\nSubject: note ${i}\r\n\r\n${'x'.repeat(size)}body ${i}\r\n`);
+
+async function withMessages(store: string, mailbox: string, count: number): Promise<void> {
+  await ok(['mailbox', 'create', mailbox, '--owner', mailbox.split('/')[1] ?? 'admin'], { store });
+  for (let i = 1; i <= count; i++) await ok(['append', mailbox, '-', '--date', `2024-01-0${i}T00:00:00Z`], { store, input: message(i, i * 100) });
+}
+
+describe('messages, fetch --info, search, status bytes', () => {
+  it('lists metadata over a UID set and finds messages by IMAP SEARCH keys', async () => {
+    const store = await freshStore();
+    await withMessages(store, 'user/alice/INBOX', 4);
+    const all = await json<{ uid: number; size: number; hash: string; modseq: number }[]>(['messages', 'user/alice/INBOX'], { store });
+    expect(all.map((m) => m.uid)).toEqual([1, 2, 3, 4]);
+    expect(all[0].size).toBe(message(1, 100).length);
+    expect(all[0].hash).toMatch(/^[0-9a-f]{64}$/);
+    expect((await json<unknown[]>(['messages', 'user/alice/INBOX', '2:3'], { store })).length).toBe(2);
+    expect((await ok(['messages', 'user/alice/INBOX', '4'], { store })).split('\t')[0]).toBe('4');
+    expect((await json<{ uid: number }[]>(['fetch', 'user/alice/INBOX', '1,3:*', '--info'], { store })).map((m) => m.uid)).toEqual([1, 3, 4]);
+    const uids = async (...keys: string[]) => (await json<{ uid: number }[]>(['search', 'user/alice/INBOX', ...keys], { store })).map((m) => m.uid);
+    expect(await uids('--larger', String(message(2, 200).length))).toEqual([3, 4]);
+    expect(await uids('--smaller', String(message(2, 200).length))).toEqual([1]);
+    expect(await uids('--before', '2024-01-03')).toEqual([1, 2]);
+    expect(await uids('--since', '2024-01-03', '--subject', 'NOTE 4')).toEqual([4]);
+    expect(await uids('--from', 'a2@')).toEqual([2]);
+    expect(await uids('--header', 'subject=note 1')).toEqual([1]);
+    await ok(['flags', 'user/alice/INBOX', '1,3', '--add', '\\Seen'], { store });
+    expect(await uids('--flag', '\\Seen')).toEqual([1, 3]);
+    expect(await uids('--no-flag', '\\Seen', '--no-flag', '$Junk')).toEqual([2, 4]);
+    const status = await json(['mailbox', 'status', 'user/alice/INBOX'], { store });
+    expect(status.bytes).toBe(all.reduce((sum, m) => sum + m.size, 0));
+    expect(await ok(['mailbox', 'status', 'user/alice/INBOX'], { store })).toContain(`${status.bytes} bytes`);
+    expect((await run(['search', 'user/alice/INBOX', '--larger', 'lots'], { store })).code).toBe(5);
+    expect((await run(['messages', 'nope'], { store })).code).toBe(4);
+  });
+});
+
+describe('usage and quotas', () => {
+  it('shows usage per user, enforces quotas with OVER_QUOTA (exit 2, 75 with --sysexits) and stores nothing', async () => {
+    const store = await freshStore();
+    await withMessages(store, 'user/alice/INBOX', 2);
+    const usage = await json(['usage', '--user', 'alice'], { store });
+    expect(usage).toMatchObject({ user: 'alice', messages: 2, mailboxes: 1 });
+    expect(usage.uniqueBytes).toBe(usage.bytes);
+    expect(await json(['quota', 'set', 'user/alice', '--messages', '2', '--storage', '1M'], { store })).toMatchObject({ root: 'user/alice', messages: 2, storage: 1024 * 1024, usedMessages: 2 });
+    const refused = await run(['append', 'user/alice/INBOX', '-'], { store, input: message(9) });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/^mailstore: OVER_QUOTA: .*message quota of 2/);
+    expect((await run(['append', 'user/alice/INBOX', '-', '--sysexits'], { store, input: message(9) })).code).toBe(75);
+    expect((await json(['mailbox', 'status', 'user/alice/INBOX'], { store })).messages).toBe(2);
+    expect((await json(['usage', '--user', 'alice'], { store })).quota).toEqual({ messages: 2, storage: 1024 * 1024 });
+    await ok(['quota', 'set', 'user/alice', '--messages', 'none'], { store });
+    expect(await json(['quota', 'get', 'user/alice'], { store })).toEqual({ root: 'user/alice', storage: 1024 * 1024, usedBytes: usage.bytes, usedMessages: 2 });
+    await ok(['append', 'user/alice/INBOX', '-'], { store, input: message(9) });
+    expect((await json<unknown[]>(['quota', 'list'], { store })).length).toBe(1);
+    expect((await run(['quota', 'set', 'user/alice', '--storage', '-3'], { store })).code).toBe(5);
+  });
+});
+
+describe('append --sysexits', () => {
+  it('maps a missing mailbox to 67, a bad message to 65, a lock to 75; MAILSTORE_SYSEXITS=1 does the same', async () => {
+    const store = await freshStore();
+    await ok(['mailbox', 'create', 'in'], { store });
+    expect((await run(['append', 'nope', '-', '--sysexits'], { store, input: message(1) })).code).toBe(67);
+    expect((await run(['append', 'nope', '-'], { store, input: message(1), env: { MAILSTORE_SYSEXITS: '1' } })).code).toBe(67);
+    expect((await run(['append', 'nope', '-'], { store, input: message(1) })).code).toBe(4); // without: the usual table
+    expect((await run(['append', 'in', '-', '--sysexits', '--flags', '\\Bogus'], { store, input: message(1) })).code).toBe(65);
+    expect((await run(['append', 'in', join(tempDir(), 'missing.eml'), '--sysexits'], { store })).code).toBe(66);
+    const held = await import('../../src/store/store.js').then(({ Store }) => Store.open(store));
+    try {
+      const locked = await run(['append', 'in', '-', '--sysexits'], { store, input: message(1) });
+      expect(locked.code).toBe(75);
+      expect(locked.stderr).toMatch(/LOCKED/);
+    } finally {
+      await held.close();
+    }
+    expect((await ok(['append', 'in', '-', '--sysexits'], { store, input: message(1) })).trim()).toBe('1');
+    expect(await ok(['append', '--help'], { store })).toMatch(/75 EX_TEMPFAIL/);
+  });
+});
+
+describe('expunge --before', () => {
+  it('lists with --dry-run, then expunges exactly the old messages, recursively', async () => {
+    const store = await freshStore();
+    await ok(['mailbox', 'create', 'a'], { store });
+    await ok(['mailbox', 'create', 'a/b'], { store });
+    await ok(['append', 'a', '-', '--date', '2000-01-01T00:00:00Z'], { store, input: message(1) });
+    await ok(['append', 'a', '-'], { store, input: message(2) });
+    await ok(['append', 'a/b', '-', '--date', '2000-01-01T00:00:00Z'], { store, input: message(3) });
+    const dry = await json(['expunge', 'a', '--before', '30d', '--dry-run', '--recursive'], { store });
+    expect(dry.mailboxes.map((m: { mailbox: string; uids: number[] }) => [m.mailbox, m.uids])).toEqual([['a', [1]], ['a/b', [1]]]);
+    expect((await json(['stats'], { store })).messages).toBe(3);
+    await ok(['expunge', 'a', '--before', '30d'], { store });
+    expect((await json(['mailbox', 'status', 'a'], { store })).messages).toBe(1);
+    expect((await json(['mailbox', 'status', 'a/b'], { store })).messages).toBe(1);
+    await ok(['expunge', 'a', '--before', '2001-01-01', '--recursive'], { store });
+    expect((await json(['mailbox', 'status', 'a/b'], { store })).messages).toBe(0);
+    expect((await run(['expunge', 'a'], { store })).code).toBe(5);
+    expect((await run(['expunge', 'a', '--before', 'someday'], { store })).code).toBe(5);
+  });
+});
+
+describe('users, recursive delete, copy and move', () => {
+  it('renames a user with its ACL entries, deletes a user, deletes a tree', async () => {
+    const store = await freshStore();
+    await ok(['mailbox', 'create', 'user/bob/INBOX', '--owner', 'bob'], { store });
+    await ok(['mailbox', 'create', 'user/bob/Work', '--owner', 'bob'], { store });
+    await ok(['mailbox', 'create', 'shared/p', '--acl', 'bob=lrs', 'alice=lrs'], { store });
+    await ok(['append', 'user/bob/Work', '-'], { store, input: message(1) });
+    expect(await json(['user', 'rename', 'bob', 'robert'], { store })).toEqual({ from: 'bob', to: 'robert', mailboxes: 2, aclEntries: 3 });
+    expect((await json<{ name: string }[]>(['acl', 'list', 'robert'], { store })).map((m) => m.name)).toEqual(['shared/p', 'user/robert/INBOX', 'user/robert/Work']);
+    expect((await json(['acl', 'get', 'shared/p'], { store })).acl).toEqual({ alice: 'lrs', robert: 'lrs' });
+    const refused = await run(['user', 'delete', 'robert'], { store });
+    expect(refused.code).toBe(3);
+    expect((await json<unknown[]>(['mailbox', 'list'], { store })).length).toBe(3);
+    expect(await json(['user', 'delete', 'robert', '--force'], { store })).toMatchObject({ mailboxes: 2, messages: 1 });
+    expect((await json<{ name: string }[]>(['mailbox', 'list'], { store })).map((m) => m.name)).toEqual(['shared/p']);
+    expect((await json(['acl', 'get', 'shared/p'], { store })).acl).toEqual({ alice: 'lrs' });
+    expect((await run(['user', 'delete', 'robert'], { store })).code).toBe(4);
+
+    await ok(['mailbox', 'create', 't'], { store });
+    await ok(['mailbox', 'create', 't/u'], { store });
+    expect((await run(['mailbox', 'delete', 't'], { store })).code).toBe(0); // one mailbox: t/u stays
+    await ok(['mailbox', 'create', 't'], { store });
+    await ok(['append', 't/u', '-'], { store, input: message(2) });
+    expect((await run(['mailbox', 'delete', 't', '--recursive'], { store })).code).toBe(3);
+    expect(await json(['mailbox', 'delete', 't', '--recursive', '--force'], { store })).toMatchObject({ mailboxes: 2, messages: 1 });
+    expect((await json<{ name: string }[]>(['mailbox', 'list'], { store })).map((m) => m.name)).toEqual(['shared/p']);
+  });
+
+  it('copies and moves a UID set', async () => {
+    const store = await freshStore();
+    await withMessages(store, 'user/alice/INBOX', 3);
+    await ok(['mailbox', 'create', 'user/alice/Archive'], { store });
+    expect(await json(['copy', 'user/alice/INBOX', '1:2', 'user/alice/Archive'], { store })).toMatchObject({ mapping: [[1, 1], [2, 2]] });
+    expect(await json(['move', 'user/alice/INBOX', '3', 'user/alice/Archive'], { store })).toMatchObject({ mapping: [[3, 3]] });
+    expect((await json(['mailbox', 'status', 'user/alice/INBOX'], { store })).messages).toBe(2);
+    expect((await json(['mailbox', 'status', 'user/alice/Archive'], { store })).messages).toBe(3);
+    expect(await ok(['move', 'user/alice/INBOX', '1', 'user/alice/Archive'], { store })).toMatch(/^moved 1 message .*COPYUID \d+ 1 4/);
+    expect((await run(['copy', 'user/alice/INBOX', '2', 'nope'], { store })).code).toBe(4);
+    expect((await run(['move', 'user/alice/INBOX', 'x', 'user/alice/Archive'], { store })).code).toBe(5);
+  });
+});
+
+describe('mailbox dump and undump', () => {
+  it('gives an empty store the same list with the same ids and uidValidity', async () => {
+    const store = await freshStore();
+    await ok(['mailbox', 'create', 'user/alice/INBOX', '--owner', 'alice'], { store });
+    await ok(['mailbox', 'create', 'shared/p', '--acl', 'bob=lrs'], { store });
+    const dump = await ok(['mailbox', 'dump'], { store });
+    expect(dump.split('\n').filter((l) => l && !l.startsWith('#')).length).toBe(2);
+    const other = await freshStore();
+    expect(await json(['mailbox', 'undump'], { store: other, input: dump })).toEqual({ created: 2 });
+    for (const name of ['user/alice/INBOX', 'shared/p']) {
+      const [a, b] = [await json(['mailbox', 'status', name], { store }), await json(['mailbox', 'status', name], { store: other })];
+      expect(b.uidValidity).toBe(a.uidValidity);
+    }
+    expect(await ok(['mailbox', 'dump'], { store: other })).toBe(dump);
+    const again = await run(['mailbox', 'undump'], { store: other, input: dump });
+    expect(again.code).toBe(5);
+    expect(again.stderr).toMatch(/EXISTS/);
+    const bad = await run(['mailbox', 'undump'], { store: other, input: 'not json\n' });
+    expect(bad.code).toBe(5);
+    expect(bad.stderr).toMatch(/line 1/);
+  });
+});
+
+describe('--help says what is durable', () => {
+  it('for every command that changes the store', async () => {
+    for (const command of [['append'], ['copy'], ['move'], ['expunge'], ['user', 'rename'], ['user', 'delete'], ['quota', 'set'], ['mailbox', 'delete']]) {
+      expect(await ok([...command, '--help']), command.join(' ')).toMatch(/[Dd]urabl/);
+    }
+  });
+});

@@ -1,0 +1,161 @@
+// The library side of the day-2 tools: quotas (journaled, enforced on append, copy and move with
+// OVER_QUOTA, nothing stored on refusal), usage, search, retention and the mailbox list dump.
+import { describe, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { MailstoreError } from '../../src/errors.js';
+import { Store } from '../../src/store/store.js';
+import { dumpMailboxes, undumpMailboxes, type DumpedMailbox } from '../../src/store/mailbox-list.js';
+import { getQuota, setQuota } from '../../src/store/quota.js';
+import { expungeBefore } from '../../src/store/retention.js';
+import { parseHeaderSection, searchMailbox } from '../../src/store/search.js';
+import { usage } from '../../src/store/usage.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const msg = (i: number, extra = '') => Buffer.from(`From: a${i}@example.org\r\nSubject: note ${i}\r\n${extra}\r\nbody ${i}\r\n`);
+
+async function expectCode(promise: Promise<unknown>, code: string): Promise<MailstoreError> {
+  const error = await promise.then(() => undefined, (e: unknown) => e);
+  expect(error).toBeInstanceOf(MailstoreError);
+  expect((error as MailstoreError).code).toBe(code);
+  return error as MailstoreError;
+}
+
+describe('quotas', () => {
+  it('refuse an append over the message or storage limit with OVER_QUOTA and store nothing', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('user/alice/INBOX');
+    await store.createMailbox('user/alice/Sent');
+    await setQuota(store, 'user/alice', { messages: 2 });
+    await store.append('user/alice/INBOX', msg(1));
+    await store.append('user/alice/Sent', msg(2));
+    const before = await store.stats();
+    const error = await expectCode(store.append('user/alice/INBOX', msg(3)), 'OVER_QUOTA');
+    expect(error.message).toMatch(/user\/alice.*message quota of 2/);
+    expect(await store.stats()).toEqual(before);
+    await setQuota(store, 'user/alice', { storage: msg(1).length + msg(2).length + 3 });
+    await expectCode(store.append('user/alice/INBOX', msg(3)), 'OVER_QUOTA'); // storage now
+    await store.expunge('user/alice/Sent', 1);
+    await store.append('user/alice/INBOX', msg(3)); // room again
+    expect(await getQuota(store, 'user/alice')).toEqual({ root: 'user/alice', storage: msg(1).length + msg(2).length + 3, usedBytes: msg(1).length + msg(3).length, usedMessages: 2 });
+    await store.close();
+  });
+
+  it('apply to copies into the root, not to moves inside it, and survive a rebuild from the journal', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true });
+    await store.createMailbox('user/alice/INBOX');
+    await store.createMailbox('user/alice/Old');
+    await store.createMailbox('shared/in');
+    await store.append('shared/in', msg(1));
+    await store.append('user/alice/INBOX', msg(2));
+    await setQuota(store, 'user/alice', { messages: 1 });
+    await expectCode(store.copy('shared/in', 1, 'user/alice/INBOX'), 'OVER_QUOTA');
+    await expectCode(store.move('shared/in', 1, 'user/alice/INBOX'), 'OVER_QUOTA');
+    expect((await store.status('shared/in')).messages).toBe(1); // the refused move kept the source
+    await store.move('user/alice/INBOX', 1, 'user/alice/Old'); // same root: no change in usage
+    await store.close();
+    rmSync(join(dir, 'index'), { recursive: true, force: true });
+    const rebuilt = await Store.open(dir);
+    expect((await getQuota(rebuilt, 'user/alice')).messages).toBe(1);
+    await expectCode(rebuilt.append('user/alice/INBOX', msg(3)), 'OVER_QUOTA');
+    await rebuilt.close();
+  });
+});
+
+describe('usage', () => {
+  it('counts messages, bytes and unique bytes per user, with the quota', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('user/alice/INBOX');
+    await store.createMailbox('user/alice/Copy');
+    await store.createMailbox('user/bob/INBOX');
+    await store.append('user/alice/INBOX', msg(1));
+    await store.append('user/alice/Copy', msg(1));
+    await store.append('user/alice/INBOX', msg(2));
+    await setQuota(store, 'user/alice', { storage: 1000 });
+    const [alice] = await usage(store, { user: 'alice' });
+    expect(alice).toEqual({ user: 'alice', mailboxes: 2, messages: 3, bytes: 2 * msg(1).length + msg(2).length, uniqueBytes: msg(1).length + msg(2).length, quota: { storage: 1000 } });
+    expect((await usage(store)).map((u) => [u.user, u.messages])).toEqual([['alice', 3], ['bob', 0]]);
+    expect(await usage(store, { user: 'nobody' })).toEqual([{ user: 'nobody', mailboxes: 0, messages: 0, bytes: 0, uniqueBytes: 0 }]);
+    await store.close();
+  });
+});
+
+describe('search', () => {
+  it('matches dates, sizes, flags and headers (header section only), all keys together', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('m');
+    await store.append('m', msg(1), { internalDate: '2020-01-01T00:00:00Z', flags: ['\\Seen'] });
+    await store.append('m', msg(2, 'X-Tag: blue\r\n'), { internalDate: '2024-01-01T00:00:00Z' });
+    await store.append('m', Buffer.concat([msg(3), Buffer.from('X-Tag: blue in the body\r\n'), Buffer.alloc(500, 97)]), { internalDate: '2024-06-01T00:00:00Z' });
+    const uids = async (c: Parameters<typeof searchMailbox>[2]) => (await searchMailbox(store, 'm', c)).map((m) => m.uid);
+    expect(await uids({ before: new Date('2021-01-01') })).toEqual([1]);
+    expect(await uids({ since: new Date('2024-01-01') })).toEqual([2, 3]);
+    expect(await uids({ larger: 400 })).toEqual([3]);
+    expect(await uids({ smaller: 400 })).toEqual([1, 2]);
+    expect(await uids({ flags: ['\\seen'] })).toEqual([1]);
+    expect(await uids({ noFlags: ['\\Seen'] })).toEqual([2, 3]);
+    expect(await uids({ headers: [['x-tag', 'BLUE']] })).toEqual([2]); // uid 3 has it in the body only
+    expect(await uids({ headers: [['subject', 'note 3']] })).toEqual([3]);
+    expect(await uids({ headers: [['from', 'a1@']], since: new Date('2024-01-01') })).toEqual([]);
+    expect(await uids({ uids: [2, 3], larger: 1 })).toEqual([2, 3]);
+    await store.close();
+  });
+
+  it('unfolds folded header lines and stops at the empty line', () => {
+    const fields = parseHeaderSection(Buffer.from('Subject: a\r\n  folded\r\nFrom: x\n\nSubject: body\r\n'));
+    expect(fields).toEqual([['subject', 'a folded'], ['from', 'x']]);
+  });
+});
+
+describe('retention', () => {
+  it('expunges what is older than the cutoff, --seen only seen, --dry-run nothing, recursively', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('a');
+    await store.createMailbox('a/b');
+    await store.createMailbox('ab');
+    await store.append('a', msg(1), { internalDate: '2000-01-01T00:00:00Z' });
+    await store.append('a', msg(2));
+    await store.append('a/b', msg(3), { internalDate: '2000-01-01T00:00:00Z', flags: ['\\Seen'] });
+    await store.append('a/b', msg(4), { internalDate: '2000-01-01T00:00:00Z' });
+    await store.append('ab', msg(5), { internalDate: '2000-01-01T00:00:00Z' });
+    const before = new Date(Date.now() - 30 * 86_400_000);
+    const dry = await expungeBefore(store, 'a', { before, recursive: true, dryRun: true });
+    expect(dry.map((r) => [r.mailbox, r.uids])).toEqual([['a', [1]], ['a/b', [1, 2]]]);
+    expect((await store.stats()).messages).toBe(5);
+    expect((await expungeBefore(store, 'a', { before, recursive: true, seen: true })).map((r) => r.uids)).toEqual([[], [1]]);
+    expect((await expungeBefore(store, 'a', { before })).map((r) => r.uids)).toEqual([[1]]);
+    expect((await store.status('a')).messages).toBe(1);
+    expect((await store.status('a/b')).messages).toBe(1);
+    expect((await store.status('ab')).messages).toBe(1); // not below a/
+    await expectCode(expungeBefore(store, 'missing', { before }), 'NOT_FOUND');
+    await expectCode(expungeBefore(store, 'missing', { before, recursive: true }), 'NOT_FOUND');
+    await store.createMailbox('p/q');
+    await store.append('p/q', msg(6), { internalDate: '2000-01-01T00:00:00Z' });
+    expect((await expungeBefore(store, 'p', { before, recursive: true })).map((r) => [r.mailbox, r.uids])).toEqual([['p/q', [1]]]); // p is only a prefix
+    await store.close();
+  });
+});
+
+describe('mailbox list dump and undump', () => {
+  it('recreates the same names, ids, uidValidity, owners and ACLs in an empty store', async () => {
+    const source = await Store.open(tmpDir(), { create: true });
+    await source.createMailbox('user/alice/INBOX', { owner: 'alice' });
+    await source.createMailbox('shared/p', { acl: { bob: 'lrs', anyone: 'l' } });
+    const dumped: DumpedMailbox[] = [];
+    for await (const entry of dumpMailboxes(source)) dumped.push(entry);
+    const target = await Store.open(tmpDir(), { create: true });
+    expect(await undumpMailboxes(target, dumped)).toEqual({ created: 2 });
+    for (const { name } of await source.listMailboxes()) {
+      expect(await target.mailbox(name)).toEqual(await source.mailbox(name));
+    }
+    expect(await target.listMailboxes({ user: 'bob' })).toEqual(await source.listMailboxes({ user: 'bob' }));
+    const later = await target.createMailbox('new');
+    expect(later.uidValidity).toBeGreaterThan(Math.max(...dumped.map((d) => d.uidValidity)));
+    await expectCode(undumpMailboxes(target, dumped.slice(0, 1)), 'EXISTS');
+    await expectCode(undumpMailboxes(target, [{ ...dumped[0], name: 'other' }]), 'EXISTS'); // same id
+    expect((await target.listMailboxes()).length).toBe(3);
+    await source.close();
+    await target.close();
+  });
+});

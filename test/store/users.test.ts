@@ -1,0 +1,100 @@
+// User rename and delete (src/store/users.ts): the tree, the owner, every ACL entry and the reverse
+// ACL map change together, in one journal record, and a rebuild from the journal gives the same index.
+import { describe, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { MailstoreError } from '../../src/errors.js';
+import { Store } from '../../src/store/store.js';
+import { deleteMailboxTree } from '../../src/store/users.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const msg = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
+
+async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
+  const error = await promise.then(() => undefined, (e: unknown) => e);
+  expect(error).toBeInstanceOf(MailstoreError);
+  expect((error as MailstoreError).code).toBe(code);
+}
+
+async function populated(): Promise<Store> {
+  const store = await Store.open(tmpDir(), { create: true });
+  await store.createMailbox('user/bob/INBOX', { owner: 'bob' });
+  await store.createMailbox('user/bob/Work', { owner: 'bob' });
+  await store.createMailbox('user/bobby/INBOX', { owner: 'bobby' });
+  await store.createMailbox('user/alice/INBOX', { owner: 'alice', acl: { bob: 'lr' } });
+  await store.createMailbox('shared/p', { acl: { bob: 'lrs', alice: 'lrs' } });
+  await store.append('user/bob/INBOX', msg(1));
+  await store.append('user/bob/Work', msg(2));
+  return store;
+}
+
+describe('renameUser', () => {
+  it('moves the tree, the owner, every ACL entry and the reverse map in one record', async () => {
+    const store = await populated();
+    const result = await store.renameUser('bob', 'robert');
+    expect(result).toEqual({ from: 'bob', to: 'robert', mailboxes: 2, aclEntries: 4 });
+    expect((await store.listMailboxes({ pattern: 'user/*' })).map((m) => m.name)).toEqual(['user/alice/INBOX', 'user/bobby/INBOX', 'user/robert/INBOX', 'user/robert/Work']);
+    expect((await store.listMailboxes({ user: 'robert' })).map((m) => m.name)).toEqual(['shared/p', 'user/alice/INBOX', 'user/robert/INBOX', 'user/robert/Work']);
+    expect(await store.listMailboxes({ user: 'bob' })).toEqual([]);
+    expect(await store.getAcl('shared/p')).toEqual({ alice: 'lrs', robert: 'lrs' });
+    expect((await store.mailbox('user/robert/Work')).owner).toBe('robert');
+    expect((await store.mailbox('user/bobby/INBOX')).owner).toBe('bobby'); // a name sharing the prefix is untouched
+    expect((await store.status('user/robert/INBOX')).messages).toBe(1);
+    const check = await store.reconstructIndex({ check: true });
+    expect(check.differences).toBe(0);
+    await store.close();
+  });
+
+  it('is one journal record: a store reopened from the journal alone sees all of it', async () => {
+    const store = await populated();
+    let records = 0;
+    const root = store.root;
+    await store.close();
+    const counted = await Store.open(root, { onCommit: (first, last) => { records += last - first + 1; } });
+    await counted.renameUser('bob', 'robert');
+    expect(records).toBe(1);
+    await counted.close();
+    rmSync(join(root, 'index'), { recursive: true, force: true });
+    const rebuilt = await Store.open(root);
+    expect(await rebuilt.getAcl('shared/p')).toEqual({ alice: 'lrs', robert: 'lrs' });
+    expect((await rebuilt.listMailboxes({ user: 'robert' })).length).toBe(4);
+    await rebuilt.close();
+  });
+
+  it('merges rights the new name already had, refuses an existing tree and an unknown user', async () => {
+    const store = await populated();
+    await store.setAcl('shared/p', 'robert', 'w');
+    await store.renameUser('bob', 'robert');
+    expect((await store.getAcl('shared/p')).robert).toBe('lrsw');
+    await expectCode(store.renameUser('robert', 'alice'), 'EXISTS');
+    expect((await store.getAcl('shared/p')).robert).toBe('lrsw'); // nothing of the refused rename
+    await expectCode(store.renameUser('nobody', 'x'), 'NOT_FOUND');
+    await expectCode(store.renameUser('a/b', 'x'), 'INVALID');
+    await expectCode(store.renameUser('anyone', 'x'), 'INVALID');
+    await expectCode(store.deleteUser('anyone'), 'INVALID');
+    await store.close();
+  });
+});
+
+describe('deleteUser and deleteMailboxTree', () => {
+  it('deletes the tree and every ACL entry naming the user, and nothing else', async () => {
+    const store = await populated();
+    const result = await store.deleteUser('bob');
+    expect(result).toEqual({ user: 'bob', mailboxes: 2, messages: 2, aclEntries: 4 });
+    expect((await store.listMailboxes()).map((m) => m.name)).toEqual(['shared/p', 'user/alice/INBOX', 'user/bobby/INBOX']);
+    expect(await store.getAcl('shared/p')).toEqual({ alice: 'lrs' });
+    expect(await store.listMailboxes({ user: 'bob' })).toEqual([]);
+    expect((await store.stats()).messages).toBe(0);
+    expect((await store.reconstructIndex({ check: true })).differences).toBe(0);
+    await expectCode(store.deleteUser('bob'), 'NOT_FOUND');
+    await store.close();
+  });
+
+  it('mailbox delete --recursive removes a tree in one intent record', async () => {
+    const store = await populated();
+    expect(await deleteMailboxTree(store, 'user/bob')).toEqual({ mailboxes: 2, messages: 2 });
+    expect((await store.listMailboxes({ pattern: 'user/bob*' })).map((m) => m.name)).toEqual(['user/bobby/INBOX']);
+    await expectCode(deleteMailboxTree(store, 'user/bob'), 'NOT_FOUND');
+    await store.close();
+  });
+});
