@@ -236,6 +236,7 @@ class Harness {
         return { call, outcome: { check: (r) => expect(r).toEqual({
           messages: b.messages.size, unseen: [...b.messages.values()].filter((x) => !x.flags.includes('\\Seen')).length,
           uidNext: b.uidNext, uidValidity: b.uidValidity, highestModseq: b.highestModseq,
+          bytes: [...b.messages.values()].reduce((sum, x) => sum + x.size, 0),
         }) } };
       }
       case 'changesSince': {
