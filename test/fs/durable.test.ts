@@ -2,12 +2,12 @@
 // over the target, fsync the directory. Checked as FaultFS records it, with a fault at each step,
 // and against every crash state the sequence can leave: the target is always the old file or the
 // new one, whole, and the new one once the call resolved.
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ensureDir, writeFileDurable } from '../../src/fs/durable.js';
 import type { FileHandle, OpenMode } from '../../src/fs/filesystem.js';
-import { NodeFileSystem } from '../../src/fs/node-fs.js';
+import { NodeFileSystem, nodeFileSystem } from '../../src/fs/node-fs.js';
 import { FaultFileSystem, type OpKind } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
 
@@ -41,29 +41,40 @@ class DropsLastByte extends NodeFileSystem {
 }
 
 describe('writeFileDurable', () => {
-  it('runs temp create, truncate, write, fsync, rename over the target, fsync of the directory, in that order', async () => {
+  it('runs exclusive temp create, write, fsync, rename over the target, fsync of the directory, in that order', async () => {
     const { dir, target, fs } = await recordingSetup();
     await writeFileDurable(fs, target, NEW);
     const ops = fs.ops();
-    expect(ops.map((op) => op.kind)).toEqual(['create', 'truncate', 'write', 'sync', 'rename', 'syncDir']);
+    expect(ops.map((op) => op.kind)).toEqual(['create', 'write', 'sync', 'rename', 'syncDir']);
     const temp = ops[0].path;
     expect(temp).not.toBe(target);
     expect(join(temp, '..')).toBe(dir); // same directory: the rename is atomic
-    expect(ops.slice(1, 4).every((op) => op.path === temp)).toBe(true);
-    expect(ops[4]).toMatchObject({ path: temp, to: target });
-    expect(ops[5].path).toBe(dir);
+    expect(ops.slice(1, 3).every((op) => op.path === temp)).toBe(true);
+    expect(ops[3]).toMatchObject({ path: temp, to: target });
+    expect(ops[4].path).toBe(dir);
     expect(readFileSync(target).equals(NEW)).toBe(true);
     expect(readdirSync(dir)).toEqual(['cursor.json']);
   });
 
   it.each([
-    ['create', 'ENOSPC'], ['truncate', 'EIO'], ['write', 'ENOSPC'], ['sync', 'EIO'], ['rename', 'EACCES'],
-  ] as [OpKind, 'ENOSPC' | 'EIO' | 'EACCES'][])('a %s that fails (%s) rejects and leaves the old file intact', async (kind, code) => {
-    const { target, fs } = await recordingSetup();
+    ['create', 'ENOSPC'], ['write', 'ENOSPC'], ['sync', 'EIO'], ['rename', 'EACCES'],
+  ] as [OpKind, 'ENOSPC' | 'EIO' | 'EACCES'][])('a %s that fails (%s) rejects and leaves the old file intact, and no temp file', async (kind, code) => {
+    const { dir, target, fs } = await recordingSetup();
     fs.injectAt((op) => op.kind === kind, code);
     await expect(writeFileDurable(fs, target, NEW)).rejects.toMatchObject({ code });
     expect(fs.firedFaults()).toHaveLength(1);
     expect(readFileSync(target).equals(OLD)).toBe(true);
+    expect(readdirSync(dir)).toEqual(['cursor.json']);
+  });
+
+  it('never follows a link planted at a temp name, and replaces a stale temp file of the same pid', async () => {
+    const { dir, target } = await recordingSetup();
+    const outside = join(tmpDir('outside'), 'secret');
+    writeFileSync(outside, 'secret');
+    for (let n = 1; n <= 50; n++) symlinkSync(outside, join(dir, `.cursor.json.${process.pid}.${n}.tmp`));
+    await writeFileDurable(nodeFileSystem, target, NEW);
+    expect(readFileSync(outside, 'utf8')).toBe('secret');
+    expect(readFileSync(target).equals(NEW)).toBe(true);
   });
 
   it('a short write (disk full part way) rejects and leaves the old file intact', async () => {
