@@ -257,7 +257,7 @@ describe('PackStore: scan', () => {
       expect(blobs.filter((b) => !b.valid).map((b) => b.offset)).toEqual([flipped.offset]);
       const damage = items.filter((i) => i.kind === 'damage');
       const next = inFirst[inFirst.indexOf(lostHeader) + 1];
-      expect(damage).toEqual([{ kind: 'damage', offset: lostHeader.offset, length: next.offset - lostHeader.offset }]);
+      expect(damage).toEqual([{ kind: 'damage', offset: lostHeader.offset, length: next.offset - lostHeader.offset, next: next.offset }]);
     }
     await packs.close();
   });
