@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { Store } from '../src/store/store.js';
 import { scrub } from '../src/scrub/scrub.js';
 import { describeFinding, isDamage } from '../src/scrub/findings.js';
-import { ACL_USERS, MESSAGE_MAILBOXES, sha } from './power-workload.js';
+import { ACL_USERS, IMPORT_BATCH_MESSAGES, MESSAGE_MAILBOXES, sha } from './power-workload.js';
 
 interface Message { store: string; mailbox: string; uid: number; flags: Set<string> }
 interface Located { mailbox: string; uid: number; flags: string[] }
@@ -32,6 +32,10 @@ export interface PowerCounts {
   messagesAtEnd: number;
 }
 
+const ACKNOWLEDGEMENTS: Record<string, string> = {
+  A: 'append', B: 'batch append', F: 'flag', X: 'expunge', M: 'move', C: 'mailbox create', R: 'mailbox rename',
+  D: 'mailbox delete', L: 'acl', I: 'import batch',
+};
 /** Rights as a set of letters: the store keeps them in its own order. */
 const rightsSet = (rights: string | undefined) => [...(rights ?? '')].sort().join('');
 const bump = (r: Record<string, number>, k: string, n = 1) => { r[k] = (r[k] ?? 0) + n; };
@@ -86,7 +90,7 @@ export class PowerLedger {
   }
 
   private absorbLine([kind, s, a, b, c, d, e]: string[]): void {
-    if (kind === kind.toUpperCase()) bump(this.counts.acknowledged, kind);
+    if (ACKNOWLEDGEMENTS[kind]) bump(this.counts.acknowledged, `${s} ${ACKNOWLEDGEMENTS[kind]}`);
     switch (kind) {
       case 't': this.appends.set(b, `${s}/${a}`); break;
       case 'A': this.acknowledgeAppend(s, a, Number(b), c); break;
@@ -105,10 +109,14 @@ export class PowerLedger {
       case 'R': this.mailboxes.set(`${s}/${a}`, false); this.mailboxes.set(`${s}/${b}`, true); this.renames = this.renames.filter(([x]) => x !== `${s}/${a}`); break;
       case 'l': this.aclPending.set(`${s}/${a}/${b}`, rightsSet(c)); break;
       case 'L': this.acl.set(`${s}/${a}/${b}`, rightsSet(c)); this.aclPending.delete(`${s}/${a}/${b}`); break;
-      case 'i': this.importsRun.add(`${s}/${a}`); this.mailboxes.set(`${s}/${a}`, true); this.names.set(`${s}/${a}`, 'c'); this.imports.set(`${s}/${a}`, 0); break;
+      case 'i': this.importsRun.add(`${s}/${a}`); this.mailboxes.set(`${s}/${a}`, true); this.names.set(`${s}/${a}`, 'i'); this.imports.set(`${s}/${a}`, 0); break;
       case 'I': this.imports.set(`${s}/${a}`, Math.max(this.imports.get(`${s}/${a}`) ?? 0, Number(b))); break;
       default: throw new Error(`power ledger: unknown line kind ${kind}`);
     }
+  }
+
+  private inFlight(store: string, done: boolean, kind: string): void {
+    bump(done ? this.counts.inFlightDone : this.counts.inFlightUndone, `${store} ${kind}`);
   }
 
   private acknowledgeAppend(store: string, mailbox: string, uid: number, hash: string): void {
@@ -171,17 +179,17 @@ export class PowerLedger {
       if (m.store !== store) continue;
       const at = seen.bySha.get(h) ?? [];
       if (at.length > 1) throw new Error(`${store}: message ${h} is present ${at.length} times (${at.map((l) => `${l.mailbox}/${l.uid}`).join(', ')})`);
-      if (at.length === 0 && this.expunges.has(h)) { this.messages.delete(h); this.gone.add(h); bump(this.counts.inFlightDone, 'expunge'); continue; }
+      if (at.length === 0 && this.expunges.has(h)) { this.messages.delete(h); this.gone.add(h); this.inFlight(store, true, 'expunge'); continue; }
       if (at.length === 0) throw new Error(`${store}: acknowledged message ${h} (${m.mailbox}/${m.uid}) is missing${this.moves.has(h) ? ' (a move was in flight: neither place)' : ''}`);
       const [got] = at;
       const moved = this.moves.get(h) === got.mailbox;
       if (!moved && (got.mailbox !== m.mailbox || got.uid !== m.uid)) throw new Error(`${store}: ${h} acknowledged at ${m.mailbox}/${m.uid} is at ${got.mailbox}/${got.uid}`);
-      if (this.moves.has(h)) bump(moved ? this.counts.inFlightDone : this.counts.inFlightUndone, 'move');
-      if (this.expunges.has(h)) bump(this.counts.inFlightUndone, 'expunge');
+      if (this.moves.has(h)) this.inFlight(store, moved, 'move');
+      if (this.expunges.has(h)) this.inFlight(store, false, 'expunge');
       const pending = this.flags.get(h) ?? new Set();
       for (const f of m.flags) if (!got.flags.includes(f)) throw new Error(`${store}: ${h} lost acknowledged flag ${f}`);
       for (const f of got.flags) if (!m.flags.has(f) && !pending.has(f)) throw new Error(`${store}: ${h} has flag ${f}, never set`);
-      for (const f of pending) bump(got.flags.includes(f) ? this.counts.inFlightDone : this.counts.inFlightUndone, 'flag');
+      for (const f of pending) this.inFlight(store, got.flags.includes(f), 'flag');
       Object.assign(m, { mailbox: got.mailbox, uid: got.uid, flags: new Set(got.flags) });
     }
     this.checkNewMessages(store, seen);
@@ -201,12 +209,12 @@ export class PowerLedger {
         this.messages.set(h, { store, mailbox: l.mailbox, uid: l.uid, flags: new Set() });
       }
     }
-    for (const [h, key] of this.appends) if (key.startsWith(`${store}/`)) bump(this.messages.has(h) ? this.counts.inFlightDone : this.counts.inFlightUndone, 'append');
+    for (const [h, key] of this.appends) if (key.startsWith(`${store}/`)) this.inFlight(store, this.messages.has(h), 'append');
     for (const batch of this.batches) {
       if (!batch.key.startsWith(`${store}/`)) continue;
       const present = batch.shas.filter((h) => this.messages.has(h)).length;
       if (present !== 0 && present !== batch.shas.length) throw new Error(`${store}: ${present} of the ${batch.shas.length} messages of a batch in flight are present`);
-      bump(present ? this.counts.inFlightDone : this.counts.inFlightUndone, 'batch');
+      this.inFlight(store, present > 0, 'batch');
     }
   }
 
@@ -215,13 +223,13 @@ export class PowerLedger {
     for (const [a, b] of this.renames) {
       if (!a.startsWith(`${store}/`)) continue;
       if (exists(a) === exists(b)) throw new Error(`${store}: rename ${a} → ${b} in flight left ${exists(a) ? 'both' : 'neither'}`);
-      bump(exists(b) ? this.counts.inFlightDone : this.counts.inFlightUndone, 'rename');
+      this.inFlight(store, exists(b), 'rename');
       this.mailboxes.set(a, exists(a)); this.mailboxes.set(b, exists(b));
     }
     for (const [key, kind] of this.names) {
       if (!key.startsWith(`${store}/`)) continue;
-      const done = kind === 'c' ? exists(key) : !exists(key);
-      bump(done ? this.counts.inFlightDone : this.counts.inFlightUndone, kind === 'c' ? 'mailbox create' : 'mailbox delete');
+      const done = kind === 'd' ? !exists(key) : exists(key);
+      this.inFlight(store, done, { c: 'mailbox create', d: 'mailbox delete', i: 'import mailbox create' }[kind]!);
       this.mailboxes.set(key, exists(key));
     }
     for (const [key, want] of this.mailboxes) {
@@ -238,7 +246,7 @@ export class PowerLedger {
         const want = this.acl.get(key) ?? '';
         const pending = this.aclPending.get(key);
         if (got !== want && got !== pending) throw new Error(`${store}: ACL of ${user} on ${mailbox} is "${got}", acknowledged "${want}"${pending === undefined ? '' : ` (in flight "${pending}")`}`);
-        if (pending !== undefined) bump(got === pending && got !== want ? this.counts.inFlightDone : this.counts.inFlightUndone, 'acl');
+        if (pending !== undefined) this.inFlight(store, got === pending && got !== want, 'acl');
         this.acl.set(key, got);
       }
     }
@@ -273,6 +281,6 @@ async function readBack(dir: string): Promise<Seen> {
 
 /** `mailstore import` run again on the store after a cut: it must finish (exit 0). */
 export function rerunImport(cli: string, dir: string, source: string, mailbox: string): void {
-  const r = spawnSync(process.execPath, [cli, '--store', dir, 'import', source, '--mailbox', mailbox, '--batch-messages', '4', '--json'], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [cli, '--store', dir, 'import', source, '--mailbox', mailbox, '--batch-messages', String(IMPORT_BATCH_MESSAGES), '--json'], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`the rerun of import ${mailbox} exited ${r.status}: ${r.stderr.slice(0, 2000)}`);
 }

@@ -14,14 +14,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 /** How long the frozen writers' last requests get to reach the device before the copy. */
 export const SETTLE_MS = 200;
+/** Copies of the image tried before giving up on one that no write-back changed under. */
+const COPY_ATTEMPTS_MAX = 8;
 
 const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
 
 /** Why power cuts cannot run here, or undefined when they can (checks root, tools, a real loop mount). */
 export function powerCutSkipReason(work: string): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root (mount -o loop)';
-  for (const tool of ['mkfs.ext4', 'losetup', 'mount', 'umount', 'cp', 'truncate']) {
-    if (!has(tool)) return `${tool} is missing (apt-get install -y e2fsprogs util-linux coreutils)`;
+  for (const tool of ['mkfs.ext4', 'losetup', 'mount', 'umount', 'cp', 'cmp', 'truncate']) {
+    if (!has(tool)) return `${tool} is missing (apt-get install -y e2fsprogs util-linux coreutils diffutils)`;
   }
   const disk = new LoopDisk(join(work, 'probe'), 16);
   try {
@@ -67,9 +69,18 @@ export class LoopDisk {
     this.mounted = false;
   }
 
-  /** The disk as the cut left it, copied beside the image (the caller kills the writers next). */
-  copyImage(to: string): void {
-    execFileSync('cp', ['--sparse=always', this.image, to]);
+  /**
+   * The disk as the cut left it, copied beside the image (the caller kills the writers next).
+   * The kernel may still write back pages the frozen writers left dirty while `cp` reads, which
+   * would make the copy a mix of two moments; so the copy is compared with the image afterwards
+   * and taken again until the two agree: then it is the device at one instant. Returns the tries.
+   */
+  copyImage(to: string): number {
+    for (let attempt = 1; attempt <= COPY_ATTEMPTS_MAX; attempt++) {
+      execFileSync('cp', ['--sparse=always', this.image, to]);
+      if (spawnSync('cmp', ['-s', this.image, to]).status === 0) return attempt;
+    }
+    throw new Error(`the image kept changing under ${COPY_ATTEMPTS_MAX} copies: no consistent cut`);
   }
 
   /** From now on the disk is `copy` (the state that survived a cut); the old image is gone. */
@@ -101,6 +112,8 @@ export interface CutResult {
   /** Whole stdout lines the child printed before the cut (READY excluded). */
   lines: string[];
   stderr: string;
+  /** 1 when the first copy of the image was already consistent (see LoopDisk.copyImage). */
+  copyAttempts: number;
 }
 
 /**
@@ -116,11 +129,12 @@ export function runUntilPowerCut(script: string, args: string[], options: CutOpt
     let stderr = '';
     let cut: Promise<void> | undefined;
     let cutError: unknown;
+    let copyAttempts = 0;
     const signalGroup = (signal: NodeJS.Signals) => { try { process.kill(-group, signal); } catch { /* already gone */ } };
     const powerCut = async () => {
       signalGroup('SIGSTOP');
       await sleep(options.settleMs ?? SETTLE_MS);
-      try { options.disk.copyImage(options.copy); } catch (error) { cutError = error; }
+      try { copyAttempts = options.disk.copyImage(options.copy); } catch (error) { cutError = error; }
       signalGroup('SIGKILL');
     };
     proc.stdout.on('data', (chunk: Buffer) => {
@@ -137,7 +151,7 @@ export function runUntilPowerCut(script: string, args: string[], options: CutOpt
       if (signal !== 'SIGKILL') return reject(new Error(`the workload ended on its own before the cut (code ${code}): ${stderr.slice(0, 3000)}`));
       const lines = stdout.split('\n');
       lines.pop(); // a line cut in half is no acknowledgement
-      resolve({ lines: lines.filter((l) => l && l !== 'READY'), stderr });
+      resolve({ lines: lines.filter((l) => l && l !== 'READY'), stderr, copyAttempts });
     });
   });
 }
