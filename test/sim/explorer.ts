@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { Store } from '../../src/store/store.js';
-import { Rng, type CrashReport, type FaultFileSystem } from './faultfs.js';
+import { Rng, type CrashMode, type CrashReport, type FaultFileSystem } from './faultfs.js';
 import { dumpDiff, dumpStore } from './model.js';
 import { allowedStates, type WorkloadRun } from './workload.js';
 
@@ -32,9 +32,9 @@ export interface ExploreResult {
   ms: number;
 }
 
-export async function exploreCrashes(ffs: FaultFileSystem, run: WorkloadRun, options: { count: number; seed: number; tmpRoot: string; reopenEvery?: number }): Promise<ExploreResult> {
+export async function exploreCrashes(ffs: FaultFileSystem, run: WorkloadRun, options: { count: number; seed: number; tmpRoot: string; reopenEvery?: number; modes?: CrashMode[] }): Promise<ExploreResult> {
   const started = Date.now();
-  const specs = ffs.crashStates({ count: options.count, seed: options.seed });
+  const specs = ffs.crashStates({ count: options.count, seed: options.seed, modes: options.modes });
   const result: ExploreResult = { states: 0, byIndexMode: { missing: 0, older: 0 }, byCrashMode: {}, atAck: 0, beyondAck: 0, ms: 0 };
   for (let i = 0; i < specs.length; i++) {
     const spec = specs[i];
@@ -129,7 +129,7 @@ export function crashStatesFromEnv(fallback: number): number {
 }
 
 /** Records one workload and explores `share` of CRASH_STATES (default total `fallbackTotal`) of its crash states. */
-export async function recordAndExplore(label: string, options: { seed: number; steps: number; share: number; fallbackTotal: number; packBytesMax?: number; journalSegmentBytesMax?: number }): Promise<ExploreResult & { ops: number; logLength: number; snapshots: number }> {
+export async function recordAndExplore(label: string, options: { seed: number; steps: number; share: number; fallbackTotal: number; packBytesMax?: number; journalSegmentBytesMax?: number; modes?: CrashMode[]; everyPoint?: boolean }): Promise<ExploreResult & { ops: number; logLength: number; snapshots: number }> {
   const { FaultFileSystem } = await import('./faultfs.js');
   const { runWorkload } = await import('./workload.js');
   const work = await fsp.mkdtemp(join(fastTmpRoot(), 'crash-explorer-'));
@@ -139,8 +139,9 @@ export async function recordAndExplore(label: string, options: { seed: number; s
       dir: join(work, 'store'), ffs, seed: options.seed, steps: options.steps, snapshotRoot: join(work, 'snapshots'), verifyLive: true,
       packBytesMax: options.packBytesMax, journalSegmentBytesMax: options.journalSegmentBytesMax,
     });
-    const count = Math.ceil(crashStatesFromEnv(options.fallbackTotal) * options.share);
-    const result = await exploreCrashes(ffs, run, { count, seed: options.seed, tmpRoot: work });
+    // everyPoint: each crash point once in each of `modes`, whatever CRASH_STATES says
+    const count = options.everyPoint ? (run.logLength + 1) * (options.modes?.length ?? 3) : Math.ceil(crashStatesFromEnv(options.fallbackTotal) * options.share);
+    const result = await exploreCrashes(ffs, run, { count, seed: options.seed, tmpRoot: work, modes: options.modes });
     console.info(`${label} (seed ${options.seed}): ${run.ops.length} ops, ${run.logLength} log entries, ${run.snapshots.length} index snapshots; `
       + `${result.states} crash states in ${(result.ms / 1000).toFixed(1)} s `
       + `(index missing ${result.byIndexMode.missing}, older ${result.byIndexMode.older}; ${JSON.stringify(result.byCrashMode)}; `

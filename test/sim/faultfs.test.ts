@@ -534,3 +534,33 @@ function popcount(value: number): number {
   for (let v = value; v !== 0; v >>= 1) count += v & 1;
   return count;
 }
+
+describe("crash model: 'data-lost' (un-flushed writes lost, un-synced names kept)", () => {
+  it('keeps each file exactly as its last completed sync left it, and keeps every un-synced name', async () => {
+    await fsp.mkdir(at('tmp'));
+    await fsp.mkdir(at('packs'));
+    await fsp.writeFile(at('t'), '0123456789');
+    const ffs = await recorder();
+    const handle = await ffs.open(at('a'), 'createNew');
+    await handle.write(Buffer.from('one'), 0);
+    await handle.sync();
+    await handle.write(Buffer.from('two'), 3); // never synced
+    await handle.close();
+    await createFile(ffs, 'packs/p1', 'blob'); // name and data never synced
+    await createFile(ffs, 'tmp/x', 'synced', true);
+    await ffs.rename(at('tmp/x'), at('packs/x')); // data synced, the rename not
+    const t = await ffs.open(at('t'), 'readWrite');
+    await t.truncate(4); // never synced
+    await t.close();
+    const lost = await crash(ffs, ffs.logLength, SEED, 'data-lost');
+    expect(text(lost.tree, 'a')).toBe('one');
+    expect(text(lost.tree, 'packs/p1'), 'the name survives, its data does not').toBe('');
+    expect(text(lost.tree, 'packs/x')).toBe('synced');
+    expect(lost.tree.has('tmp/x'), 'a rename is never both').toBe(false);
+    expect(text(lost.tree, 't'), 'an un-synced truncate is lost').toBe('0123456789');
+    const allLost = await crash(ffs, ffs.logLength, SEED, 'all-lost');
+    expect(allLost.tree.has('a'), 'all-lost drops the un-synced name, data-lost keeps it').toBe(false);
+    expect(allLost.tree.has('packs/p1')).toBe(false);
+    expect(allLost.tree.has('tmp/x') || allLost.tree.has('packs/x'), 'nor its create or rename, whose directories were never synced').toBe(false);
+  });
+});

@@ -47,7 +47,11 @@
 //     directories are independent of each other.
 //   - Modes: 'all-lost' keeps only durable state; 'all-kept' keeps everything (the process-crash
 //     case, as on SIGKILL: no page cache is lost); 'random' makes every choice above from the seed,
-//     with a per-state bias so some states keep almost everything and others almost nothing.
+//     with a per-state bias so some states keep almost everything and others almost nothing;
+//     'data-lost' is a drive that loses every write it was not made to flush (each file keeps
+//     exactly what its last completed fdatasync covered) while every un-synced name survives (as
+//     ext4 commits metadata on its own): new files empty, renamed files without their data.
+//     With 'all-lost' (names lost too) it covers both fates of the directory entries.
 //   - Paths in `exclude` (e.g. 'index', LevelDB's directory, which never goes through this file
 //     system) are not modelled: not snapshot, not recorded. `indexMode` says what the crash state
 //     gets there: 'current' (a copy of what is on disk now, or under `indexSource`), 'missing',
@@ -80,7 +84,7 @@ import { NodeFileSystem } from '../../src/fs/node-fs.js';
 // ---------------------------------------------------------------------------------------------
 // Public types
 
-export type CrashMode = 'all-lost' | 'all-kept' | 'random';
+export type CrashMode = 'all-lost' | 'all-kept' | 'random' | 'data-lost';
 export type IndexMode = 'current' | 'missing' | 'older';
 
 /**
@@ -467,7 +471,7 @@ class CrashPlanner {
     if (op.index <= (this.dirHorizon.get(durabilityDir(op)) ?? 0)) return true;
     const dirs = touchedDirs(op);
     const keep =
-      this.spec.mode === 'all-kept' ? true :
+      this.spec.mode === 'all-kept' || this.spec.mode === 'data-lost' ? true :
       this.spec.mode === 'all-lost' ? false :
       !dirs.some((dir) => this.closedDirs.has(dir)) && this.rng.chance(this.keepBias);
     if (!keep) for (const dir of dirs) this.closedDirs.add(dir);
@@ -518,7 +522,7 @@ class CrashPlanner {
 
   private writeFate(): WriteFate {
     if (this.spec.mode === 'all-kept') return 'kept';
-    if (this.spec.mode === 'all-lost') return 'lost';
+    if (this.spec.mode === 'all-lost' || this.spec.mode === 'data-lost') return 'lost';
     if (this.rng.chance(this.keepBias)) return 'kept';
     return this.rng.pick(['lost', 'torn', 'zeroed'] as const);
   }
