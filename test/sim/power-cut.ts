@@ -1,4 +1,4 @@
-// Power cuts on a real file system (FAULTLAB.md): the writers run on ext4 in a loop-mounted image;
+// Power cuts on a real file system (docs/FAULTS.md): the writers run on ext4 in a loop-mounted image;
 // a cut freezes their whole process group (SIGSTOP), waits for the device to finish what it was
 // given, copies the image (`cp --sparse=always`: every write the device completed, nothing still
 // dirty in the page cache above it) and only then kills them. The copy is the disk after the

@@ -1,4 +1,4 @@
-// Opening a store when the kernel refuses (FAULTLAB.md), root only; each test says why it skips.
+// Opening a store when the kernel refuses (docs/FAULTS.md), root only; each test says why it skips.
 // A full disk or a refused permission while the index opens is NO_SPACE or ACCESS, and nothing is
 // moved to quarantine or rebuilt for it: only damage takes the rebuild path (issue 10, #12).
 import { afterEach, describe, expect, it } from 'vitest';

@@ -43,7 +43,7 @@ function nobodyCanRead(path: string): boolean {
 describe('real faults (root only)', () => {
   // The power cut by the image-copy model (power-cut.ts); test/sim/power-cut.test.ts cuts every
   // other kind of work too. `xfs_io -x -c shutdown` is no oracle for "acknowledged ⇒ present":
-  // it lost fdatasync-acknowledged writes of a correct program (FAULTLAB.md).
+  // it lost fdatasync-acknowledged writes of a correct program (docs/FAULTS.md).
   const powerWork = tmpDir('powercut-probe');
   const powerSkip = noRoot ?? (!existsSync(SOAK_SCRIPT) ? `${SOAK_SCRIPT} missing: run npm run build` : powerCutSkipReason(powerWork));
   it.skipIf(skipReason(!!powerSkip, `power cut: ${powerSkip}`))('power cut (image copy) under the 4 soak writers: every acknowledged operation is on the copy', async () => {
