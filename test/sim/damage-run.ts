@@ -1,0 +1,141 @@
+// Runs one damage case on a fresh copy of a shape's store and judges it: open works or refuses with
+// a typed error; every acknowledged message reads back exact or fails CORRUPT (fetch and
+// readMessages); scrub reports the damage unless nothing kept was touched; a clean scrub means
+// every message reads back exact.
+import { join } from 'node:path';
+import { Store } from '../../src/store/store.js';
+import { scrub } from '../../src/scrub/scrub.js';
+import { MailstoreError } from '../../src/errors.js';
+import { applyDamage, damagedRange, type DamageCase } from './damage-cases.js';
+import { materialize, readMetadata, type Metadata, type Shape } from './damage-shapes.js';
+
+/** What one case did; `failure` is set when a property was broken. */
+export interface Verdict {
+  outcome: string;
+  failure?: string;
+  detail?: string;
+}
+
+export interface Observation {
+  /** Open's error code ('PLAIN: message' for an error without one), or undefined when it opened. */
+  openError?: string;
+  /** Per message 'mailbox:uid' → 'exact' | 'WRONG' | an error code. */
+  reads: Map<string, string>;
+  /** Metadata as the damaged store reports it, or the error that stopped reading it. */
+  metadata?: Metadata;
+  metadataError?: string;
+  scrubDamage?: number;
+  scrubKinds?: string[];
+  scrubError?: string;
+}
+
+export const CASE_TIMEOUT_MS = 30_000;
+
+function codeOf(error: unknown): string {
+  return error instanceof MailstoreError ? error.code : `PLAIN: ${error instanceof Error ? error.stack?.split('\n').slice(0, 3).join(' ') : String(error)}`;
+}
+
+/** Opens, reads everything the model knows, reads the metadata, scrubs. */
+export async function observe(shape: Shape, dir: string): Promise<Observation> {
+  const obs: Observation = { reads: new Map() };
+  let store: Store;
+  try {
+    store = await Store.open(dir, shape.options);
+  } catch (error) {
+    obs.openError = codeOf(error);
+    return obs;
+  }
+  try {
+    for (const [box, messages] of shape.model) {
+      for (const [uid, bytes] of messages) {
+        try {
+          obs.reads.set(`${box}:${uid}`, (await store.fetch(box, uid)).equals(bytes) ? 'exact' : 'WRONG');
+        } catch (error) {
+          obs.reads.set(`${box}:${uid}`, codeOf(error));
+        }
+      }
+      await readAll(store, box, messages, obs);
+    }
+    try {
+      obs.metadata = await readMetadata(store);
+    } catch (error) {
+      obs.metadataError = codeOf(error);
+    }
+    try {
+      const report = await scrub(store, { hashThreads: 0 });
+      obs.scrubDamage = report.summary.damage;
+      obs.scrubKinds = [...new Set(report.findings.map((f) => f.kind))].sort();
+    } catch (error) {
+      obs.scrubError = codeOf(error);
+    }
+  } finally {
+    await store.close();
+  }
+  return obs;
+}
+
+/** The batched read path (readMessages): a body it yields must be the acknowledged one. */
+async function readAll(store: Store, box: string, messages: Map<number, Buffer>, obs: Observation): Promise<void> {
+  try {
+    for await (const { info, body } of store.readMessages(box, { onCorrupt: () => undefined })) {
+      const want = messages.get(info.uid);
+      if (!want || !body.equals(want)) obs.reads.set(`${box}:${info.uid}`, 'WRONG');
+    }
+  } catch (error) {
+    obs.reads.set(`${box}:readMessages`, codeOf(error));
+  }
+}
+
+/** Runs the case with a deadline: a hang is a failure, not a stuck test. */
+export async function runCase(shape: Shape, c: DamageCase, root: string): Promise<{ verdict: Verdict; obs?: Observation }> {
+  const dir = join(root, 'case');
+  const pristine = shape.files.get(c.path)!;
+  materialize(shape, dir, { path: c.path, bytes: applyDamage(pristine, c) });
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<'hang'>((resolve) => { timer = setTimeout(() => resolve('hang'), CASE_TIMEOUT_MS); });
+  try {
+    const obs = await Promise.race([observe(shape, dir), deadline]);
+    if (obs === 'hang') return { verdict: { outcome: 'FAIL', failure: 'hang', detail: `no answer in ${CASE_TIMEOUT_MS} ms` } };
+    return { verdict: judge(shape, c, obs), obs };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Does the case change bytes scrub must account for (see Shape.live)? */
+export function touchesLive(shape: Shape, c: DamageCase): boolean {
+  const [from, to] = damagedRange(shape.files.get(c.path)!, c);
+  return (shape.live.get(c.path) ?? []).some(([a, b]) => from < b && to > a);
+}
+
+/**
+ * `index`: the case damaged index/. A flipped byte inside a LevelDB key moves a message record to
+ * another key (the value checksum does not cover the key: RECOVERY.md, known limits), so a message
+ * may be NOT_FOUND; scrub must then report it.
+ */
+export function judge(shape: Shape, c: DamageCase, obs: Observation, options: { index?: boolean } = {}): Verdict {
+  if (obs.openError) {
+    if (obs.openError.startsWith('PLAIN')) return { outcome: 'FAIL', failure: 'open-plain-error', detail: obs.openError };
+    return { outcome: `open refused (${obs.openError})` };
+  }
+  const reads = [...obs.reads.entries()];
+  const wrong = reads.filter(([, r]) => r === 'WRONG');
+  if (wrong.length) return { outcome: 'FAIL', failure: 'wrong-bytes', detail: wrong.map(([k]) => k).join(', ') };
+  const odd = reads.filter(([, r]) => r !== 'exact' && r !== 'CORRUPT' && !(options.index && r === 'NOT_FOUND'));
+  if (odd.length) return { outcome: 'FAIL', failure: 'read-error-not-corrupt', detail: odd.map(([k, r]) => `${k}: ${r}`).join('; ') };
+  if (obs.metadataError?.startsWith('PLAIN')) return { outcome: 'FAIL', failure: 'metadata-plain-error', detail: obs.metadataError };
+  if (obs.scrubError) return { outcome: 'FAIL', failure: 'scrub-error', detail: obs.scrubError };
+  const allExact = reads.every(([, r]) => r === 'exact');
+  const intact = allExact && !obs.metadataError && JSON.stringify(obs.metadata) === JSON.stringify(shape.metadata);
+  if (obs.scrubDamage! > 0) {
+    const missing = reads.some(([, r]) => r === 'NOT_FOUND') ? ' or NOT_FOUND (a damaged index key)' : '';
+    return { outcome: allExact ? 'scrub damaged, reads exact' : `scrub damaged, some reads CORRUPT${missing}` };
+  }
+  if (!intact) {
+    const detail = allExact ? `metadata differs: ${JSON.stringify(obs.metadata)}` : reads.filter(([, r]) => r !== 'exact').map(([k, r]) => `${k}: ${r}`).join('; ');
+    return { outcome: 'FAIL', failure: 'scrub-clean-but-not-intact', detail };
+  }
+  if (touchesLive(shape, c)) return { outcome: 'FAIL', failure: 'damage-called-clean', detail: `findings: ${obs.scrubKinds!.join(', ') || 'none'}` };
+  const what = options.index ? 'every read exact, metadata intact' : 'only bytes nothing uses were touched';
+  return { outcome: `scrub clean${obs.scrubKinds!.length ? ' (informational findings)' : ''}, ${what}` };
+}
