@@ -19,6 +19,7 @@ import { judge, runCase, type Verdict } from './damage-run.js';
 import { haveDist, isIndexDataFile, observeIndexCases, DIST_STORE } from './damage-index.js';
 import { parseSegment } from '../../src/journal/segment-reader.js';
 import { limits } from '../../src/limits.js';
+import { SEGMENT_HEADER_BYTES } from '../../src/journal/journal-format.js';
 import { prng } from '../helpers/prng.js';
 import { skipReason } from './helpers.js';
 
@@ -54,21 +55,38 @@ const EXPECTED_FIXED_BY_SCRUB_BRANCH: KnownClass[] = [
 ];
 
 /**
- * Found by this explorer, in src/scrub (reported to the lead, not fixed here): the journal lost
- * whole records at its start or end — a segment truncated at a record boundary, the first or the
- * newest segment deleted — while the index (which still holds them) is present. Scrub's journal
- * pass only looks for gaps between records it read, so it says clean; `reconstruct` would lose
- * those records. REMOVE once scrub compares the journal with seq 1 and the index's appliedSeq.
+ * Found by this explorer in src/scrub (and src/keys), reported to the lead, not fixed here; each has
+ * a minimal reproduction in damage-regressions.test.ts (it.fails). REMOVE an entry once its fix
+ * is merged.
  */
 const REPORTED_TO_LEAD: KnownClass[] = [
   {
+    // The index (which still holds them) is present; scrub's journal pass only looks for gaps
+    // between the records it read. `reconstruct` would lose those records.
     name: 'journal records missing at its start or end (whole records cut or a segment deleted): scrub clean',
     matches: (shape, c, v) => {
       if (!calledClean(v) || !c.path.endsWith('.jnl') || (c.kind !== 'delete' && c.kind !== 'truncate')) return false;
       if (c.kind === 'delete') return true;
       const rest = shape.files.get(c.path)!.subarray(0, c.at);
-      return [...parseSegment(rest, limits.journalRecordBytesMax)].every((item) => item.kind === 'record') && c.at >= 36;
+      return c.at >= SEGMENT_HEADER_BYTES && [...parseSegment(rest, limits.journalRecordBytesMax)].every((item) => item.kind === 'record');
     },
+  },
+  {
+    // LevelDB does not verify block checksums on reads: a damaged data block can read as empty.
+    // The probe passes, mailboxes and messages vanish, and scrub (which never compares the index
+    // with the journal) sees only unreferenced pack records, which are informational.
+    name: 'index/: keys silently dropped by LevelDB (a damaged .ldb block): messages NOT_FOUND, scrub clean',
+    matches: (_shape, c, v) => c.path.startsWith('index/') && v.failure === 'scrub-clean-but-not-intact' && /NOT_FOUND/.test(v.detail ?? '') && !/WRONG|PLAIN|CORRUPT/.test(v.detail ?? ''),
+  },
+  {
+    // checkIndex re-reads R keys with store.db.get when fewer decoded than the ACLs need
+    name: 'index/: a reverse-ACL (R) value failing its checksum makes scrub throw CORRUPT instead of reporting it',
+    matches: (_shape, c, v) => c.path.startsWith('index/') && v.failure === 'scrub-error' && /^CORRUPT: index value for key 52/.test(v.detail ?? ''),
+  },
+  {
+    // keys/tuple.ts decodeString asserts; scrub (decodeNameKey, decodeRightsKey) and listMailboxes let it out
+    name: 'index/: an undecodable key makes scrub or listMailboxes throw a plain assertion Error',
+    matches: (_shape, c, v) => c.path.startsWith('index/') && (v.failure === 'scrub-error' || v.failure === 'metadata-plain-error') && /assertion failed/.test(v.detail ?? ''),
   },
 ];
 
@@ -86,6 +104,11 @@ function sample(cases: DamageCase[], count: number, seed: number): DamageCase[] 
     [from[i], from[j]] = [from[j], from[i]];
   }
   return [...pool, ...from.slice(0, want)];
+}
+
+/** Files whose damage scrub or open must notice: packs, segments, STORE, markers (not index/, lock/, quarantine/, tmp/). */
+function isKeptFile(path: string): boolean {
+  return path === 'STORE' || /^packs\/(\d+\.pack|STORE-ID)$/.test(path) || /^journal\/(\d+\.jnl|STORE-ID)$/.test(path);
 }
 
 const root = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'damage-explorer-'));
@@ -157,7 +180,7 @@ describe('damage explorer', () => {
       const shape = await buildShape(spec, join(root, `pristine-${spec.name}`));
       shapes.set(spec.name, shape);
       for (const [path, bytes] of shape.files) {
-        if (bytes && !path.startsWith('index/') && !path.startsWith('lock/')) out.push(...casesForFile(spec.name, path, bytes));
+        if (bytes && isKeptFile(path)) out.push(...casesForFile(spec.name, path, bytes));
       }
     }
     return out;

@@ -29,13 +29,14 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 const job = JSON.parse(readFileSync(process.argv[1], 'utf8'));
 const code = (e) => e && e.name === 'MailstoreError' && e.code ? e.code : 'PLAIN: ' + String(e && e.stack || e).split('\\n').slice(0, 3).join(' ');
+const explain = (e) => code(e) + (e && e.name === 'MailstoreError' ? ': ' + e.message : '');
 for (const c of job.cases) {
   const obs = { reads: [], rebuilt: undefined };
   let store;
   try {
     store = await Store.open(c.dir, { ...job.options, probeIndex: 'always' });
   } catch (e) {
-    obs.openError = code(e);
+    obs.openError = explain(e);
   }
   if (store) {
     try {
@@ -53,12 +54,12 @@ for (const c of job.cases) {
           meta[name] = list;
         }
         obs.metadata = meta;
-      } catch (e) { obs.metadataError = code(e); }
+      } catch (e) { obs.metadataError = explain(e); }
       try {
         const report = await scrub(store, { hashThreads: 0 });
         obs.scrubDamage = report.summary.damage;
         obs.scrubKinds = [...new Set(report.findings.map((f) => f.kind))].sort();
-      } catch (e) { obs.scrubError = code(e); }
+      } catch (e) { obs.scrubError = explain(e); }
     } finally {
       await store.close().catch(() => undefined);
     }

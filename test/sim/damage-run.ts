@@ -35,6 +35,11 @@ function codeOf(error: unknown): string {
   return error instanceof MailstoreError ? error.code : `PLAIN: ${error instanceof Error ? error.stack?.split('\n').slice(0, 3).join(' ') : String(error)}`;
 }
 
+/** The code and, for a MailstoreError, its message (for the report of a case). */
+function explain(error: unknown): string {
+  return error instanceof MailstoreError ? `${error.code}: ${error.message}` : codeOf(error);
+}
+
 /** Opens, reads everything the model knows, reads the metadata, scrubs. */
 export async function observe(shape: Shape, dir: string): Promise<Observation> {
   const obs: Observation = { reads: new Map() };
@@ -42,7 +47,7 @@ export async function observe(shape: Shape, dir: string): Promise<Observation> {
   try {
     store = await Store.open(dir, shape.options);
   } catch (error) {
-    obs.openError = codeOf(error);
+    obs.openError = explain(error);
     return obs;
   }
   try {
@@ -55,18 +60,19 @@ export async function observe(shape: Shape, dir: string): Promise<Observation> {
         }
       }
       await readAll(store, box, messages, obs);
+      await readStreams(store, box, messages, obs);
     }
     try {
       obs.metadata = await readMetadata(store);
     } catch (error) {
-      obs.metadataError = codeOf(error);
+      obs.metadataError = explain(error);
     }
     try {
       const report = await scrub(store, { hashThreads: 0 });
       obs.scrubDamage = report.summary.damage;
       obs.scrubKinds = [...new Set(report.findings.map((f) => f.kind))].sort();
     } catch (error) {
-      obs.scrubError = codeOf(error);
+      obs.scrubError = explain(error);
     }
   } finally {
     await store.close();
@@ -83,6 +89,20 @@ async function readAll(store: Store, box: string, messages: Map<number, Buffer>,
     }
   } catch (error) {
     obs.reads.set(`${box}:readMessages`, codeOf(error));
+  }
+}
+
+/** The streaming read path (fetchStream, which verifies before it hands out a byte). */
+async function readStreams(store: Store, box: string, messages: Map<number, Buffer>, obs: Observation): Promise<void> {
+  for (const [uid, bytes] of messages) {
+    const chunks: Buffer[] = [];
+    try {
+      for await (const chunk of await store.fetchStream(box, uid)) chunks.push(chunk as Buffer);
+    } catch (error) {
+      if (codeOf(error) !== 'CORRUPT') obs.reads.set(`${box}:${uid}`, `stream: ${codeOf(error)}`);
+      continue;
+    }
+    if (!Buffer.concat(chunks).equals(bytes)) obs.reads.set(`${box}:${uid}`, 'WRONG');
   }
 }
 
@@ -116,7 +136,7 @@ export function touchesLive(shape: Shape, c: DamageCase): boolean {
 export function judge(shape: Shape, c: DamageCase, obs: Observation, options: { index?: boolean } = {}): Verdict {
   if (obs.openError) {
     if (obs.openError.startsWith('PLAIN')) return { outcome: 'FAIL', failure: 'open-plain-error', detail: obs.openError };
-    return { outcome: `open refused (${obs.openError})` };
+    return { outcome: `open refused (${obs.openError.split(':')[0]})` };
   }
   const reads = [...obs.reads.entries()];
   const wrong = reads.filter(([, r]) => r === 'WRONG');

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { Store, type StoreOptions } from '../../src/store/store.js';
 import { SPACE } from '../../src/keys/tuple.js';
 import { hashBytes } from '../../src/hash/blake3.js';
-import { encodeRecordHeader, packFileName } from '../../src/blob/pack-format.js';
+import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES, encodeRecordHeader, packFileName } from '../../src/blob/pack-format.js';
+import { keys } from '../../src/keys/index-keys.js';
 import type { BlobRecord } from '../../src/store/records.js';
 import { msg } from './helpers.js';
 
@@ -41,7 +42,7 @@ class Builder {
   }
 
   /** Appends a new body (or `bytes`, for deduplication) and returns it. */
-  async append(box: string, size: number, flags: string[] = [], bytes = msg(`${box}-${this.n++}`, size)): Promise<Buffer> {
+  async append(box: string, size: number, flags: string[] = [], bytes: Buffer = msg(`${box}-${this.n++}`, size)): Promise<Buffer> {
     const { uid } = await this.store.append(box, bytes, { flags, internalDate: 1_700_000_000_000 + this.n * 1000 });
     this.model.get(box)!.set(uid, bytes);
     return bytes;
@@ -148,6 +149,27 @@ const mailboxes: Build = async (b) => {
   return b;
 };
 
+/**
+ * After a scrub --repair: two blobs relocated to new records (as repair does with good copies),
+ * the old records left in place unreferenced, one of them damaged (the reason for the repair).
+ */
+const repaired: Build = async (b, dir, options) => {
+  await b.create('INBOX');
+  const bodies: Buffer[] = [];
+  for (let i = 0; i < 5; i++) bodies.push(await b.append('INBOX', size(i)));
+  const old = await Promise.all([1, 3].map(async (uid) => (await b.store.db.get<BlobRecord>(keys.blob(hashBytes(bodies[uid - 1]))))!));
+  await b.store.relocateBlobs([1, 3].map((uid) => ({ hash: hashBytes(bodies[uid - 1]), bytes: bodies[uid - 1] })));
+  await b.store.close();
+  const path = join(dir, 'packs', packFileName(old[0].p));
+  const pack = readFileSync(path);
+  pack[old[0].o + RECORD_HEADER_BYTES + 10] ^= 0x20;
+  writeFileSync(path, pack);
+  const again = new Builder(await Store.open(dir, options));
+  again.model.set('INBOX', b.model.get('INBOX')!);
+  await again.append('INBOX', size(7));
+  return again;
+};
+
 /** Everything at once, with rotation: the records of one story spread over many files. */
 const mixedRotation: Build = async (b, dir, options) => {
   await mailboxes(b, dir, options);
@@ -163,6 +185,7 @@ export const SHAPES: { name: string; options: StoreOptions; build: Build }[] = [
   { name: 'dedup', options: {}, build: dedup },
   { name: 'expunged', options: {}, build: expunged },
   { name: 'mailboxes', options: {}, build: mailboxes },
+  { name: 'repaired', options: {}, build: repaired },
   { name: 'mixed-rotation', options: ROTATION, build: mixedRotation },
 ];
 
@@ -240,13 +263,13 @@ function liveRanges(files: Map<string, Buffer | null>, blobs: BlobRecord[]): Map
   const live = new Map<string, [number, number][]>();
   for (const [path, bytes] of files) {
     if (!bytes) continue;
-    if (path.startsWith('packs/') && path.endsWith('.pack')) live.set(path, [[0, 32]]);
+    if (path.startsWith('packs/') && path.endsWith('.pack')) live.set(path, [[0, PACK_HEADER_BYTES]]);
     else if (path.startsWith('journal/') && path.endsWith('.jnl')) live.set(path, [[0, bytes.length]]);
     else if (path === 'STORE') live.set(path, [[0, bytes.length]]);
     else if (path.endsWith('/STORE-ID')) live.set(path, [[0, bytes.toString().trimEnd().length]]);
   }
   for (const blob of blobs) {
-    if (blob.r > 0) live.get(`packs/${packFileName(blob.p)}`)!.push([blob.o, blob.o + 48 + blob.l]);
+    if (blob.r > 0) live.get(`packs/${packFileName(blob.p)}`)!.push([blob.o, blob.o + RECORD_HEADER_BYTES + blob.l]);
   }
   return live;
 }
