@@ -7,8 +7,13 @@
 // touched; a clean scrub means every message reads back exact. index/ (LevelDB) damage runs apart,
 // in child processes, opened as the CLI's scrub opens (index probed, rebuilt when it fails).
 //
-// `npm test` runs a seeded sample (DAMAGE_SEED); the long form runs every case:
-//   DAMAGE_CASES=all npx vitest run test/sim/damage-explorer.test.ts   (or a number: a bigger sample)
+// `npm test` runs a seeded sample (DAMAGE_SEED) of 2,000 cases and 12 index/ cases; the long form
+// (`npm run test:crash` sets DAMAGE_CASES=all) runs every case and 600 index/ cases:
+//   DAMAGE_CASES=all npx vitest run test/sim/damage-explorer.test.ts
+// DAMAGE_CASES=N: a sample of N; DAMAGE_INDEX_CASES=N: index/ cases; DAMAGE_MINUTES=M: stop
+// starting cases after M minutes (the counts say how many ran). A failing case prints as
+// `shape file kind @offset`; the stores are rebuilt each run (new ids), so offsets near a record
+// boundary may move by a byte or two between runs: rerun with the same seed and look nearby.
 import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,9 +31,14 @@ import { skipReason } from './helpers.js';
 const LONG = process.env.DAMAGE_CASES;
 const SEED = Number(process.env.DAMAGE_SEED ?? 0xda3a9e);
 /** Cases over all shapes (files other than index/): every one in the long form. */
-const SAMPLE = LONG === 'all' ? Infinity : Number(LONG ?? 1800);
+const SAMPLE = LONG === 'all' ? Infinity : Number(LONG ?? 2000);
 /** index/ cases run a child process each few cases (and a probe child each): fewer. */
-const INDEX_SAMPLE = LONG === 'all' ? Number(process.env.DAMAGE_INDEX_CASES ?? 1500) : Number(process.env.DAMAGE_INDEX_CASES ?? (LONG ? 200 : 16));
+const INDEX_SAMPLE = Number(process.env.DAMAGE_INDEX_CASES ?? (LONG === 'all' ? 600 : LONG ? 200 : 12));
+
+/** The long form stops starting cases after this long (a stopped run prints how many ran). */
+const BUDGET_MINUTES = Number(process.env.DAMAGE_MINUTES ?? Infinity);
+/** Every how many cases the store is also used after the damage (an append, a reopen): it costs time. */
+const CONTINUE_EVERY = 4;
 
 interface KnownClass {
   name: string;
@@ -90,20 +100,23 @@ const REPORTED_TO_LEAD: KnownClass[] = [
   },
 ];
 
-/** Seeded choice of `count` cases: every non-flip case first (there are few), then flips. */
+/**
+ * Seeded choice of `count` cases in a seeded order (so a run stopped at its time budget is still a
+ * uniform sample): every non-flip case first when they fit (there are few), then flips.
+ */
 function sample(cases: DamageCase[], count: number, seed: number): DamageCase[] {
-  if (count >= cases.length) return cases;
   const rand = prng(seed);
+  const shuffle = (list: DamageCase[]) => {
+    for (let i = list.length - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [list[i], list[j]] = [list[j], list[i]];
+    }
+    return list;
+  };
+  if (count >= cases.length) return shuffle([...cases]);
   const fixed = cases.filter((c) => c.kind !== 'flip');
-  const flips = cases.filter((c) => c.kind === 'flip');
-  const pool = count > fixed.length ? fixed : [];
-  const from = pool.length ? flips : cases;
-  const want = count - pool.length;
-  for (let i = 0; i < want; i++) {
-    const j = i + Math.floor(rand() * (from.length - i));
-    [from[i], from[j]] = [from[j], from[i]];
-  }
-  return [...pool, ...from.slice(0, want)];
+  if (count <= fixed.length) return shuffle(fixed).slice(0, count);
+  return shuffle([...fixed, ...shuffle(cases.filter((c) => c.kind === 'flip')).slice(0, count - fixed.length)]);
 }
 
 /** Files whose damage scrub or open must notice: packs, segments, STORE, markers (not index/, lock/, quarantine/, tmp/). */
@@ -191,12 +204,21 @@ describe('damage explorer', () => {
     const cases = await allCases();
     const chosen = sample(cases, SAMPLE, SEED);
     const tally: Tally = { cases: 0, byOutcome: {}, known: {}, failures: [] };
-    for (const c of chosen) {
+    const continued: Record<string, number> = {};
+    const deadline = Date.now() + BUDGET_MINUTES * 60_000;
+    for (const [i, c] of chosen.entries()) {
+      if (Date.now() > deadline) {
+        console.info(`damage explorer: stopped at the time budget (DAMAGE_MINUTES=${BUDGET_MINUTES}) after ${i} of ${chosen.length} cases`);
+        break;
+      }
+      if (LONG && i > 0 && i % 2500 === 0) report(`progress (${i} of ${chosen.length})`, tally, elapsed());
       const shape = shapes.get(c.shape)!;
-      const { verdict } = await runCase(shape, c, root);
+      const { verdict, obs } = await runCase(shape, c, root, { continueAfter: i % CONTINUE_EVERY === 0 });
       record(tally, shape, c, verdict);
+      if (obs?.after) continued[obs.after.split(':')[0]] = (continued[obs.after.split(':')[0]] ?? 0) + 1;
     }
     report(`(of ${cases.length} enumerated, seed ${SEED.toString(16)})`, tally, elapsed());
+    console.info(`damage explorer: of these, ${Object.values(continued).reduce((a, b) => a + b, 0)} kept on being used (an append, a reopen, every exact message re-read): ${JSON.stringify(continued)}`);
     merge(totals, tally);
     expect(tally.failures.slice(0, 30), `${tally.failures.length} failing cases`).toEqual([]);
   }, 4 * 3_600_000);

@@ -8,6 +8,7 @@ import { scrub } from '../../src/scrub/scrub.js';
 import { MailstoreError } from '../../src/errors.js';
 import { applyDamage, damagedRange, type DamageCase } from './damage-cases.js';
 import { materialize, readMetadata, type Metadata, type Shape } from './damage-shapes.js';
+import { msg } from './helpers.js';
 
 /** What one case did; `failure` is set when a property was broken. */
 export interface Verdict {
@@ -27,6 +28,8 @@ export interface Observation {
   scrubDamage?: number;
   scrubKinds?: string[];
   scrubError?: string;
+  /** What keeping on using the store did (continueAfterDamage), when asked. */
+  after?: string;
 }
 
 export const CASE_TIMEOUT_MS = 30_000;
@@ -40,8 +43,11 @@ function explain(error: unknown): string {
   return error instanceof MailstoreError ? `${error.code}: ${error.message}` : codeOf(error);
 }
 
-/** Opens, reads everything the model knows, reads the metadata, scrubs. */
-export async function observe(shape: Shape, dir: string): Promise<Observation> {
+/**
+ * Opens, reads everything the model knows, reads the metadata, scrubs; with `continueAfter`, then
+ * keeps using the store (continueAfterDamage).
+ */
+export async function observe(shape: Shape, dir: string, options: { continueAfter?: boolean } = {}): Promise<Observation> {
   const obs: Observation = { reads: new Map() };
   let store: Store;
   try {
@@ -77,7 +83,49 @@ export async function observe(shape: Shape, dir: string): Promise<Observation> {
   } finally {
     await store.close();
   }
+  if (options.continueAfter) obs.after = await continueAfterDamage(shape, dir, obs);
   return obs;
+}
+
+/**
+ * Keeps using the damaged store as a server would: one append, close, reopen. The new message and
+ * every message that read back exact before must read back exact now ('ok'); a typed refusal of
+ * the append or the reopen is allowed ('refused: CODE'); anything else is 'LOST: ...' or 'PLAIN: ...'.
+ */
+async function continueAfterDamage(shape: Shape, dir: string, obs: Observation): Promise<string> {
+  const box = [...shape.model.keys()][0];
+  const bytes = msg('appended after the damage', 321);
+  let uid: number;
+  try {
+    const store = await Store.open(dir, shape.options);
+    try {
+      uid = (await store.append(box, bytes)).uid;
+    } finally {
+      await store.close();
+    }
+  } catch (error) {
+    return error instanceof MailstoreError ? `refused: ${error.code}` : codeOf(error);
+  }
+  let store: Store;
+  try {
+    store = await Store.open(dir, shape.options);
+  } catch (error) {
+    return error instanceof MailstoreError ? `LOST: the reopen after an acknowledged append failed: ${explain(error)}` : codeOf(error);
+  }
+  try {
+    const lost: string[] = [];
+    const check = async (mailbox: string, u: number, want: Buffer) => {
+      const got = await store.fetch(mailbox, u).catch((error) => codeOf(error));
+      if (!(got instanceof Buffer) || !got.equals(want)) lost.push(`${mailbox}:${u} ${got instanceof Buffer ? 'WRONG' : got}`);
+    };
+    await check(box, uid, bytes);
+    for (const [mailbox, messages] of shape.model) {
+      for (const [u, want] of messages) if (obs.reads.get(`${mailbox}:${u}`) === 'exact') await check(mailbox, u, want);
+    }
+    return lost.length ? `LOST: ${lost.join(', ')}` : 'ok';
+  } finally {
+    await store.close();
+  }
 }
 
 /** The batched read path (readMessages): a body it yields must be the acknowledged one. */
@@ -107,14 +155,14 @@ async function readStreams(store: Store, box: string, messages: Map<number, Buff
 }
 
 /** Runs the case with a deadline: a hang is a failure, not a stuck test. */
-export async function runCase(shape: Shape, c: DamageCase, root: string): Promise<{ verdict: Verdict; obs?: Observation }> {
+export async function runCase(shape: Shape, c: DamageCase, root: string, options: { continueAfter?: boolean } = {}): Promise<{ verdict: Verdict; obs?: Observation }> {
   const dir = join(root, 'case');
   const pristine = shape.files.get(c.path)!;
   materialize(shape, dir, { path: c.path, bytes: applyDamage(pristine, c) });
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<'hang'>((resolve) => { timer = setTimeout(() => resolve('hang'), CASE_TIMEOUT_MS); });
   try {
-    const obs = await Promise.race([observe(shape, dir), deadline]);
+    const obs = await Promise.race([observe(shape, dir, options), deadline]);
     if (obs === 'hang') return { verdict: { outcome: 'FAIL', failure: 'hang', detail: `no answer in ${CASE_TIMEOUT_MS} ms` } };
     return { verdict: judge(shape, c, obs), obs };
   } finally {
@@ -145,6 +193,7 @@ export function judge(shape: Shape, c: DamageCase, obs: Observation, options: { 
   if (odd.length) return { outcome: 'FAIL', failure: 'read-error-not-corrupt', detail: odd.map(([k, r]) => `${k}: ${r}`).join('; ') };
   if (obs.metadataError?.startsWith('PLAIN')) return { outcome: 'FAIL', failure: 'metadata-plain-error', detail: obs.metadataError };
   if (obs.scrubError) return { outcome: 'FAIL', failure: 'scrub-error', detail: obs.scrubError };
+  if (obs.after && obs.after !== 'ok' && !obs.after.startsWith('refused')) return { outcome: 'FAIL', failure: 'lost-after-continuing', detail: obs.after };
   const allExact = reads.every(([, r]) => r === 'exact');
   const intact = allExact && !obs.metadataError && JSON.stringify(obs.metadata) === JSON.stringify(shape.metadata);
   if (obs.scrubDamage! > 0) {
