@@ -102,9 +102,9 @@ const REPORTED_TO_LEAD: KnownClass[] = [
 
 /**
  * Seeded choice of `count` cases in a seeded order (so a run stopped at its time budget is still a
- * uniform sample): every non-flip case first when they fit (there are few), then flips.
+ * uniform sample): non-flip cases (there are few) up to `fixedShare` of the count, flips for the rest.
  */
-function sample(cases: DamageCase[], count: number, seed: number): DamageCase[] {
+function sample(cases: DamageCase[], count: number, seed: number, fixedShare = 1): DamageCase[] {
   const rand = prng(seed);
   const shuffle = (list: DamageCase[]) => {
     for (let i = list.length - 1; i > 0; i--) {
@@ -114,9 +114,10 @@ function sample(cases: DamageCase[], count: number, seed: number): DamageCase[] 
     return list;
   };
   if (count >= cases.length) return shuffle([...cases]);
-  const fixed = cases.filter((c) => c.kind !== 'flip');
-  if (count <= fixed.length) return shuffle(fixed).slice(0, count);
-  return shuffle([...fixed, ...shuffle(cases.filter((c) => c.kind === 'flip')).slice(0, count - fixed.length)]);
+  const fixed = shuffle(cases.filter((c) => c.kind !== 'flip'));
+  const flips = shuffle(cases.filter((c) => c.kind === 'flip'));
+  const fromFixed = Math.min(fixed.length, Math.floor(count * fixedShare));
+  return shuffle([...fixed.slice(0, fromFixed), ...flips.slice(0, count - fromFixed)]);
 }
 
 /** Files whose damage scrub or open must notice: packs, segments, STORE, markers (not index/, lock/, quarantine/, tmp/). */
@@ -129,14 +130,16 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 interface Tally {
   cases: number;
+  byKind: Record<string, number>;
   byOutcome: Record<string, number>;
   known: Record<string, number>;
   failures: string[];
 }
-const totals: Tally = { cases: 0, byOutcome: {}, known: {}, failures: [] };
+const totals: Tally = { cases: 0, byKind: {}, byOutcome: {}, known: {}, failures: [] };
 
 function record(tally: Tally, shape: Shape, c: DamageCase, v: Verdict): void {
   tally.cases++;
+  tally.byKind[c.kind] = (tally.byKind[c.kind] ?? 0) + 1;
   let outcome = v.outcome;
   if (v.failure) {
     const known = [...EXPECTED_FIXED_BY_SCRUB_BRANCH.map((k) => ['expected-fixed-by-scrub-branch', k] as const), ...REPORTED_TO_LEAD.map((k) => ['reported-to-lead', k] as const)]
@@ -154,6 +157,7 @@ function record(tally: Tally, shape: Shape, c: DamageCase, v: Verdict): void {
 
 function merge(into: Tally, from: Tally): void {
   into.cases += from.cases;
+  for (const [k, n] of Object.entries(from.byKind)) into.byKind[k] = (into.byKind[k] ?? 0) + n;
   for (const [k, n] of Object.entries(from.byOutcome)) into.byOutcome[k] = (into.byOutcome[k] ?? 0) + n;
   for (const [k, n] of Object.entries(from.known)) into.known[k] = (into.known[k] ?? 0) + n;
   into.failures.push(...from.failures);
@@ -182,7 +186,7 @@ function clock(): () => string {
 
 function report(label: string, tally: Tally, time: string): void {
   const outcomes = Object.entries(tally.byOutcome).sort((a, b) => b[1] - a[1]).map(([k, n]) => `    ${n}  ${k}`).join('\n');
-  console.info(`damage explorer ${label}: ${tally.cases} cases in ${time}\n${outcomes}`);
+  console.info(`damage explorer ${label}: ${tally.cases} cases (${JSON.stringify(tally.byKind)}) in ${time}\n${outcomes}`);
 }
 
 describe('damage explorer', () => {
@@ -203,7 +207,7 @@ describe('damage explorer', () => {
     const elapsed = clock();
     const cases = await allCases();
     const chosen = sample(cases, SAMPLE, SEED);
-    const tally: Tally = { cases: 0, byOutcome: {}, known: {}, failures: [] };
+    const tally: Tally = { cases: 0, byKind: {}, byOutcome: {}, known: {}, failures: [] };
     const continued: Record<string, number> = {};
     const deadline = Date.now() + BUDGET_MINUTES * 60_000;
     for (const [i, c] of chosen.entries()) {
@@ -231,8 +235,8 @@ describe('damage explorer', () => {
     for (const shape of shapes.values()) {
       for (const [path, bytes] of shape.files) if (bytes && isIndexDataFile(path)) cases.push(...casesForFile(shape.name, path, bytes));
     }
-    const chosen = sample(cases, INDEX_SAMPLE, SEED ^ 0x1de);
-    const tally: Tally = { cases: 0, byOutcome: {}, known: {}, failures: [] };
+    const chosen = sample(cases, INDEX_SAMPLE, SEED ^ 0x1de, 0.5);
+    const tally: Tally = { cases: 0, byKind: {}, byOutcome: {}, known: {}, failures: [] };
     for (const shape of shapes.values()) {
       const mine = chosen.filter((c) => c.shape === shape.name);
       const observed = observeIndexCases(shape, mine, root);
