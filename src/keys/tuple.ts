@@ -2,7 +2,7 @@
 // equals the logical order of the tuple, so a mailbox's descendants sort immediately after it and
 // `a/b` never interleaves with `a b`. Strings: UTF-8, 0x00 escaped as 0x00 0xFF, 0x00 terminator.
 // Integers: big-endian, fixed width. Ids and hashes: raw fixed-width bytes.
-import { assert } from '../errors.js';
+import { MailstoreError, assert } from '../errors.js';
 
 export const SPACE = {
   name: 0x4e, // N  name components          -> mailbox id
@@ -33,7 +33,8 @@ export function decodeString(buf: Uint8Array, offset: number): { value: string; 
   const bytes: number[] = [];
   let i = offset;
   for (;;) {
-    assert(i < buf.length, 'unterminated string in key');
+    // Keys are read back from LevelDB: a malformed one is damage on disk, not a bug of ours.
+    if (i >= buf.length) throw new MailstoreError('CORRUPT', `an index key holds an unterminated string (${Buffer.from(buf).toString('hex')}): the index is damaged; run 'mailstore reconstruct'`);
     const b = buf[i++];
     if (b !== 0) { bytes.push(b); continue; }
     if (buf[i] === 0xff) { bytes.push(0); i++; continue; }

@@ -49,38 +49,11 @@ const calledClean = (v: Verdict) => v.failure === 'damage-called-clean' || v.fai
 const segmentsOf = (shape: Shape) => [...shape.files.keys()].filter((p) => p.endsWith('.jnl'));
 
 /**
- * Bugs the scrub helper is fixing on its branch (issue 10, points 4 and 5). A case of these classes
- * that breaks a property is counted here instead of failing. REMOVE THIS LIST after merging that
- * branch: every case must then pass.
- */
-const EXPECTED_FIXED_BY_SCRUB_BRANCH: KnownClass[] = [
-  {
-    name: 'pack scan trusts a torn record\'s length and skips the records after it (#4)',
-    matches: (shape, c, v) => calledClean(v) && shape.tornAt.has(c.path) && damagedRange(shape.files.get(c.path)!, c)[0] > shape.tornAt.get(c.path)!,
-  },
-  {
-    name: 'all journal segments deleted: scrub clean (#5)',
-    matches: (shape, c, v) => calledClean(v) && c.kind === 'delete' && segmentsOf(shape).length === 1 && c.path === segmentsOf(shape)[0],
-  },
-];
-
-/**
  * Found by this explorer in src/scrub (and src/keys), reported to the lead, not fixed here; each has
  * a minimal reproduction in damage-regressions.test.ts (it.fails). REMOVE an entry once its fix
  * is merged.
  */
 const REPORTED_TO_LEAD: KnownClass[] = [
-  {
-    // The index (which still holds them) is present; scrub's journal pass only looks for gaps
-    // between the records it read. `reconstruct` would lose those records.
-    name: 'journal records missing at its start or end (whole records cut or a segment deleted): scrub clean',
-    matches: (shape, c, v) => {
-      if (!calledClean(v) || !c.path.endsWith('.jnl') || (c.kind !== 'delete' && c.kind !== 'truncate')) return false;
-      if (c.kind === 'delete') return true;
-      const rest = shape.files.get(c.path)!.subarray(0, c.at);
-      return c.at >= SEGMENT_HEADER_BYTES && [...parseSegment(rest, limits.journalRecordBytesMax)].every((item) => item.kind === 'record');
-    },
-  },
   {
     // LevelDB does not verify block checksums on reads: a damaged data block can read as empty.
     // The probe passes, mailboxes and messages vanish, and scrub (which never compares the index
@@ -92,11 +65,6 @@ const REPORTED_TO_LEAD: KnownClass[] = [
     // checkIndex re-reads R keys with store.db.get when fewer decoded than the ACLs need
     name: 'index/: a reverse-ACL (R) value failing its checksum makes scrub throw CORRUPT instead of reporting it',
     matches: (_shape, c, v) => c.path.startsWith('index/') && v.failure === 'scrub-error' && /^CORRUPT: index value for key 52/.test(v.detail ?? ''),
-  },
-  {
-    // keys/tuple.ts decodeString asserts; scrub (decodeNameKey, decodeRightsKey) and listMailboxes let it out
-    name: 'index/: an undecodable key makes scrub or listMailboxes throw a plain assertion Error',
-    matches: (_shape, c, v) => c.path.startsWith('index/') && (v.failure === 'scrub-error' || v.failure === 'metadata-plain-error') && /assertion failed/.test(v.detail ?? ''),
   },
 ];
 
@@ -142,7 +110,7 @@ function record(tally: Tally, shape: Shape, c: DamageCase, v: Verdict): void {
   tally.byKind[c.kind] = (tally.byKind[c.kind] ?? 0) + 1;
   let outcome = v.outcome;
   if (v.failure) {
-    const known = [...EXPECTED_FIXED_BY_SCRUB_BRANCH.map((k) => ['expected-fixed-by-scrub-branch', k] as const), ...REPORTED_TO_LEAD.map((k) => ['reported-to-lead', k] as const)]
+    const known = REPORTED_TO_LEAD.map((k) => ['reported-to-lead', k] as const)
       .find(([, k]) => k.matches(shape, c, v));
     if (known) {
       outcome = `${known[0]}: ${known[1].name}`;
