@@ -74,17 +74,17 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
     // An index this open rebuilt from the journal (missing or damaged) is the journal's image and
     // knows nothing more.
     const indexIsJournalImage = Boolean(store.health.rebuilt);
-    const packs = (await store.packs.listPacks()).length;
+    const packs = (await store.maintenance().packs.listPacks()).length;
     let decision: { source: 'journal' | 'index'; reason: string } | undefined;
     let comparison: RebuildComparison;
     try {
-      comparison = await store.reconstructIndex({
+      comparison = await store.maintenance().reconstructIndex({
         check: options.check,
         onDifference: options.onDifference,
         guard: (c) => {
           decision = chooseSource(c, options, indexIsJournalImage);
           if (decision.source === 'index') throw new KeepIndex(c);
-          refuseLoss(c, options, root, store.journal.lastSeq === 0 && packs > 0 && indexIsJournalImage);
+          refuseLoss(c, options, root, store.maintenance().journal.lastSeq === 0 && packs > 0 && indexIsJournalImage);
         },
       });
     } catch (error) {
@@ -99,7 +99,7 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
       journalIntact: comparison.journalIntact, journalProblems: comparison.journalProblems, journalRecreated, findings: store.health.findings,
     };
     if (options.check) return result;
-    if (decision.source === 'index') result.journalRewritten = await store.rewriteJournalFromIndex();
+    if (decision.source === 'index') result.journalRewritten = await store.maintenance().rewriteJournalFromIndex();
     if (options.fromPacks) {
       result.lostAndFound = await adoptUnreferenced(store);
       if (result.before.messages === 0 && result.lostAndFound.messages > 0) {
@@ -161,13 +161,13 @@ async function adoptUnreferenced(store: Store): Promise<{ mailbox: string; messa
   const found: { hash: Buffer; size: number; date: number; pack: number; offset: number; order: number }[] = [];
   const seen = new Set<string>();
   let order = 0;
-  for (const pack of await store.packs.listPacks()) {
-    for await (const item of store.packs.scan(pack)) {
+  for (const pack of await store.maintenance().packs.listPacks()) {
+    for await (const item of store.maintenance().packs.scan(pack)) {
       if (item.kind !== 'blob' || !item.valid) continue;
       const hex = item.hash.toString('hex');
-      if (seen.has(hex) || (await store.db.get<BlobRecord>(keys.blob(item.hash)))) continue;
+      if (seen.has(hex) || (await store.maintenance().index.get<BlobRecord>(keys.blob(item.hash)))) continue;
       seen.add(hex);
-      const head = await store.packs.read({ pack, offset: item.offset, length: item.length }, item.hash);
+      const head = await store.maintenance().packs.read({ pack, offset: item.offset, length: item.length }, item.hash);
       found.push({ hash: item.hash, size: item.length, date: headerDate(head), pack, offset: item.offset, order: order++ });
     }
   }
@@ -177,7 +177,7 @@ async function adoptUnreferenced(store: Store): Promise<{ mailbox: string; messa
   const existing = await store.listMailboxes({ pattern: 'lost+found' });
   if (existing.length > 0) mailbox = `lost+found/${new Date().toISOString().replace(/[:.]/g, '-')}`;
   await store.createMailbox(mailbox);
-  for (let i = 0; i < found.length; i += limits.lostFoundAdoptBlobs) await store.adoptBlobs(mailbox, found.slice(i, i + limits.lostFoundAdoptBlobs));
+  for (let i = 0; i < found.length; i += limits.lostFoundAdoptBlobs) await store.maintenance().adoptBlobs(mailbox, found.slice(i, i + limits.lostFoundAdoptBlobs));
   return { mailbox, messages: found.length };
 }
 

@@ -43,7 +43,7 @@ async function damageBlobs(dir: string, count: number, seed: number): Promise<Se
   const store = await Store.open(dir);
   const rand = prng(seed);
   const all: { hash: string; pack: number; offset: number; length: number }[] = [];
-  for await (const [key, b] of store.db.entries<{ p: number; o: number; l: number }>({ prefix: keys.space(0x42) })) {
+  for await (const [key, b] of store.maintenance().index.entries<{ p: number; o: number; l: number }>({ prefix: keys.space(0x42) })) {
     all.push({ hash: key.subarray(1).toString('hex'), pack: b.p, offset: b.o, length: b.l });
   }
   await store.close();
@@ -230,7 +230,7 @@ describeEachFs('scrub: refusals and index damage', ({ Store }) => {
     const db = store.db as any;
     const { encodeValue } = await import('../../src/index/codec.js');
     // a wrong refcount, a stray name, a stray reverse-ACL entry
-    for await (const [k, v] of store.db.entries<any>({ prefix: keys.space(0x42), limit: 1 })) await db.db.put(k, encodeValue({ ...v, r: v.r + 3 }));
+    for await (const [k, v] of store.maintenance().index.entries<any>({ prefix: keys.space(0x42), limit: 1 })) await db.db.put(k, encodeValue({ ...v, r: v.r + 3 }));
     await db.db.put(keys.name(['ghost']), encodeValue(Buffer.alloc(16, 7)));
     await db.db.put(keys.rights('mallory', ['INBOX']), encodeValue({ id: Buffer.alloc(16, 1), rights: 'lr' }));
     const report = await scrub(store);
@@ -249,9 +249,9 @@ describeEachFs('scrub: refusals and index damage', ({ Store }) => {
     const store = await Store.open(dir);
     const db = store.db as any;
     const { encodeValue } = await import('../../src/index/codec.js');
-    for await (const [k] of store.db.entries<any>({ prefix: keys.space(0x43), limit: 1 })) await db.db.del(k);
-    for await (const [k, v] of store.db.entries<any>({ prefix: keys.space(0x49), limit: 1 })) await db.db.put(k, encodeValue({ ...v, unseen: v.unseen + 1 }));
-    store.forgetMailboxes();
+    for await (const [k] of store.maintenance().index.entries<any>({ prefix: keys.space(0x43), limit: 1 })) await db.db.del(k);
+    for await (const [k, v] of store.maintenance().index.entries<any>({ prefix: keys.space(0x49), limit: 1 })) await db.db.put(k, encodeValue({ ...v, unseen: v.unseen + 1 }));
+    store.maintenance().forgetMailboxes();
     const kinds = new Set((await scrub(store)).findings.map((f) => f.kind));
     expect(kinds.has('change-log-mismatch')).toBe(true);
     expect(kinds.has('mailbox-counts')).toBe(true);
@@ -264,8 +264,8 @@ describeEachFs('scrub: refusals and index damage', ({ Store }) => {
     const dir = tmpDir();
     await makeStore(dir, 12);
     const store = await Store.open(dir);
-    const packs = await store.packs.listPacks();
-    const sizes = new Map(packs.map((p) => [p, statSync(store.packs.path(p)).size]));
+    const packs = await store.maintenance().packs.listPacks();
+    const sizes = new Map(packs.map((p) => [p, statSync(store.maintenance().packs.path(p)).size]));
     let clock = 0;
     const covered = new Map<number, number[][]>();
     let runs = 0;

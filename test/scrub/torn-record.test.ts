@@ -34,7 +34,7 @@ async function tornThenDamaged() {
   store = await Store.open(dir);
   const added = message(99, 5000);
   const { uid } = await store.append('T', added);
-  const blob = (await store.db.get<BlobRecord>(keys.blob((await import('../../src/hash/blake3.js')).hashBytes(added))))!;
+  const blob = (await store.maintenance().index.get<BlobRecord>(keys.blob((await import('../../src/hash/blake3.js')).hashBytes(added))))!;
   await store.close();
   const bytes = readFileSync(packPath);
   expect(blob.p).toBe(1);
@@ -49,10 +49,10 @@ describe('a torn pack record followed by new records', () => {
     const store = await Store.open(dir);
     try {
       const offsets: number[] = [];
-      for await (const item of store.packs.scan(1)) if (item.kind === 'blob') offsets.push(item.offset);
+      for await (const item of store.maintenance().packs.scan(1)) if (item.kind === 'blob') offsets.push(item.offset);
       expect(offsets).toContain(blobOffset);
       const small: number[] = [];
-      for await (const item of store.packs.scan(1, { chunkBytes: 4096 })) if (item.kind === 'blob') small.push(item.offset);
+      for await (const item of store.maintenance().packs.scan(1, { chunkBytes: 4096 })) if (item.kind === 'blob') small.push(item.offset);
       expect(small).toEqual(offsets);
     } finally {
       await store.close();
@@ -105,9 +105,9 @@ describe('scrub verifies every blob the index refers to', () => {
       const prefix = Buffer.from('Subject: carrier\r\n\r\n');
       const carrier = Buffer.concat([prefix, encodeRecordHeader(hashBytes(x), x.length), damaged]);
       await store.append('M', carrier);
-      const carrierBlob = (await store.db.get<BlobRecord>(keys.blob(hashBytes(carrier))))!;
+      const carrierBlob = (await store.maintenance().index.get<BlobRecord>(keys.blob(hashBytes(carrier))))!;
       const key = keys.blob(hashBytes(x));
-      const blob = (await store.db.get<BlobRecord>(key))!;
+      const blob = (await store.maintenance().index.get<BlobRecord>(key))!;
       await (store.db as any).db.put(key, encodeValue({ ...blob, o: carrierBlob.o + 48 + prefix.length }));
       await expect(store.fetch('M', 1)).rejects.toMatchObject({ code: 'CORRUPT' });
       const report = await scrub(store);

@@ -44,7 +44,7 @@ describe('read-only open', () => {
     let read = 0;
     for await (const m of store.readMessages('INBOX')) read += m.body.length > 0 ? 1 : 0;
     expect(read).toBe(5);
-    expect(await store.runExclusive(async () => 'ran'), 'scrub cross-checks run without a writer').toBe('ran');
+    expect(await store.maintenance().runExclusive(async () => 'ran'), 'scrub cross-checks run without a writer').toBe('ran');
     const changes: [string, () => Promise<unknown>][] = [
       ['append', () => store.append('INBOX', msg('new'))],
       ['createMailbox', () => store.createMailbox('Other')],
@@ -54,7 +54,7 @@ describe('read-only open', () => {
       ['expunge', () => store.expunge('INBOX', [1])],
       ['copy', () => store.copy('INBOX', [1], 'INBOX')],
       ['setAcl', () => store.setAcl('INBOX', 'bob', 'lr')],
-      ['reconstructIndex', () => store.reconstructIndex({ check: true })],
+      ['reconstructIndex', () => store.maintenance().reconstructIndex({ check: true })],
     ];
     for (const [name, change] of changes) {
       const error = await expectCode(change(), 'ACCESS');

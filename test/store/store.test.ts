@@ -52,14 +52,14 @@ describeEachFs('store core', ({ Store }) => {
     expect(two.hash).toBe(one.hash);
     const stats = await store.stats();
     expect(stats.blobs).toBe(1);
-    const blob = await store.db.get<{ r: number }>(keys.blob(Buffer.from(one.hash, 'hex')));
+    const blob = await store.maintenance().index.get<{ r: number }>(keys.blob(Buffer.from(one.hash, 'hex')));
     expect(blob!.r).toBe(2);
     // exactly one record in the pack
     const pack = readFileSync(join(dir, 'packs', readdirSync(join(dir, 'packs')).find((n) => n.endsWith('.pack'))!));
     expect(pack.toString('latin1').split('MSB1').length - 1).toBe(1);
     await store.expunge('a', one.uid);
     await store.expunge('b', two.uid);
-    expect((await store.db.get<{ r: number }>(keys.blob(Buffer.from(one.hash, 'hex'))))!.r).toBe(0);
+    expect((await store.maintenance().index.get<{ r: number }>(keys.blob(Buffer.from(one.hash, 'hex'))))!.r).toBe(0);
     await store.close();
   });
 
