@@ -12,7 +12,7 @@ import { ensureDir, writeFileDurable } from '../fs/durable.js';
 import { keys } from '../keys/index-keys.js';
 import { LAYOUT, verifyIdentity } from '../store/identity.js';
 import { finishJournalSwap } from '../store/checkpoint.js';
-import { describeLoss, moveAside, type IndexCounts } from '../store/recovery.js';
+import { describeLoss, moveAside } from '../store/recovery.js';
 import { Store, type RebuildComparison } from '../store/store.js';
 import type { BlobRecord } from '../store/records.js';
 
@@ -31,21 +31,12 @@ export interface ReconstructOptions {
   onDifference?: (key: Buffer, detail: string) => void;
 }
 
-export interface ReconstructResult {
+/** The comparison of the index with a rebuild from the journal (RebuildComparison), and what was done. */
+export interface ReconstructResult extends RebuildComparison {
   /** What the store was recovered from. */
   source: RecoverySource;
   /** Why that source. */
   reason: string;
-  /** Journal records a rebuild from the journal replays. */
-  records: number;
-  /** Keys that differ between the current index and a rebuild from the journal. */
-  differences: number;
-  messagesBefore: number;
-  messagesAfter: number;
-  before: IndexCounts;
-  after: IndexCounts;
-  journalIntact: boolean;
-  journalProblems: string[];
   /** Set when a new journal was written from the index. */
   journalRewritten?: { records: number; firstSeq: number; lastSeq: number; replaced?: string };
   lostAndFound?: { mailbox: string; messages: number };

@@ -3,10 +3,11 @@
 //
 // Where it runs: through the store's own process (the CLI opens the store and takes its lock; a
 // daemon calls scrub() on its open Store). Pack records are immutable once written, so the pack
-// pass runs beside live writers. The index pass holds the writer (Store.runExclusive) so that the
-// several range reads it makes see one consistent state; its memory grows with the number of
-// mailboxes, plus one number per blob the pack pass confirmed (so that every blob the index refers
-// to and the pack pass did not verify is read and hashed by the index pass: nothing escapes).
+// pass runs beside live writers. The index pass holds the writer (runExclusive) so that the several
+// range reads it makes see one consistent state; its memory grows with the number of mailboxes,
+// plus one number per blob the pack pass confirmed (so that every blob the index refers to and the
+// pack pass did not verify is read and hashed by the index pass: nothing escapes). It reaches the
+// store's index, packs and journal only through store.maintenance() (src/store/maintenance.ts).
 import { join } from 'node:path';
 import { setImmediate as nextEventLoopTurn } from 'node:timers/promises';
 import { MailstoreError } from '../errors.js';

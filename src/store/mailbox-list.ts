@@ -7,7 +7,7 @@ import { keys, decodeNameKey } from '../keys/index-keys.js';
 import { SPACE } from '../keys/tuple.js';
 import type { MailboxInfo, Op } from './records.js';
 import type { Store } from './store.js';
-import { uuidString } from './store.js';
+import { uuidString } from './types.js';
 import { formatMailboxName, normalizeIdentifier, normalizeRights, parseMailboxName } from './validate.js';
 
 export interface DumpedMailbox {

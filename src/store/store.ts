@@ -10,26 +10,28 @@
 // Where the next layers plug in: every change of the store is a `Mutation` (writer.ts) passing
 // through `Store.submit` into the Writer, one journal record each; after each group commit the
 // Writer's onCommit hook fires (`StoreOptions.onCommit`, wired in the constructor below) with the
-// batch's seq range. A change-log consumer, the daemon or replication subscribes there and reads
-// the committed records (the journal from a seq, or `changesSince` per mailbox); nothing else
-// in this file needs to change for them.
+// batch's seq range. A change-log consumer, the daemon or replication subscribes there, then reads
+// what changed (today `changesSince` per mailbox; a reader of journal records from a seq is not
+// built yet and belongs beside it); the mutations here need not change for them.
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { MailstoreError, fromSystemError } from '../errors.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import { nodeFileSystem } from '../fs/node-fs.js';
 import { hashBytes, hashHex } from '../hash/blake3.js';
 import type { IndexDb } from '../index/index-db.js';
 import { keys, decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey } from '../keys/index-keys.js';
 import { SPACE } from '../keys/tuple.js';
-import type { BlobLocation } from '../blob/pack-store.js';
+import type { BlobLocation, PackStore } from '../blob/pack-store.js';
+import type { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { SEEN, meta } from './apply.js';
 import type { StoreAdministration } from './administration.js';
-import { nodeFileSystem } from '../fs/node-fs.js';
-import { initStore } from './identity.js';
-import { Maintenance, type StoreMaintenance } from './maintenance.js';
+import { initStore, type StoreIdentity } from './identity.js';
+import { Maintenance, type MaintenanceHost, type StoreMaintenance } from './maintenance.js';
 import { closeOpened, openStoreParts, type StoreParts } from './open.js';
 import { checkRecordSize, resolveInBatch } from './prepare.js';
-import { StoreReader } from './reader.js';
+import { StoreReader, type ReaderHost } from './reader.js';
 import type { BlobRecord, MailboxInfo, MessageRecord, Op, RightsRecord } from './records.js';
 import type { Health } from './recovery.js';
 import {
@@ -55,15 +57,15 @@ export { uuidString };
 
 export class Store {
   readonly root: string;
-  readonly fs: StoreParts['fs'];
-  readonly identity: StoreParts['identity'];
+  readonly fs: FileSystem;
+  readonly identity: StoreIdentity;
   readonly storeId: Buffer;
   readonly health: Health;
   /** Opened with `readOnly`: nothing is written; every change throws ACCESS. */
   readonly readOnly: boolean;
   private db: IndexDb;
-  private readonly packs: StoreParts['packs'];
-  private readonly journal: StoreParts['journal'];
+  private readonly packs: PackStore;
+  private readonly journal: Journal;
   private readonly release: () => Promise<void>;
   private readonly writer: Writer;
   private readonly reader: StoreReader;
@@ -152,7 +154,7 @@ export class Store {
     if (this.readOnly) throw new MailstoreError('ACCESS', `the store at ${this.root} is open read-only: nothing can be changed`, { path: this.root });
   }
 
-  private readerHost() {
+  private readerHost(): ReaderHost {
     const store = this;
     return {
       get db() { return store.db; },
@@ -162,7 +164,7 @@ export class Store {
     };
   }
 
-  private maintenanceHost() {
+  private maintenanceHost(): MaintenanceHost {
     const store = this;
     return {
       root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, readOnly: this.readOnly, packs: this.packs, journal: this.journal,
@@ -560,7 +562,6 @@ export class Store {
     };
   }
 
-
   // ---- reads (reader.ts) -------------------------------------------------------------------------
 
   messageInfo(mailbox: string, uid: number): Promise<MessageInfo> {
@@ -624,8 +625,8 @@ export class Store {
     return box;
   }
 
-  /** @internal Called on every commit: the cache must never show an older state than the index. */
-  forgetMailboxes(): void {
+  /** Called on every commit (and index swap): the cache must never show an older state than the index. */
+  private forgetMailboxes(): void {
     this.cacheGeneration++;
     this.mailboxCache.clear();
   }

@@ -124,7 +124,9 @@ export interface StoreStats {
 
 /** A rebuild of the index from the journal compared with the index it would replace. */
 export interface RebuildComparison {
+  /** Keys (meta aside) that differ between the current index and a rebuild from the journal. */
   differences: number;
+  /** Journal records a rebuild from the journal replays. */
   records: number;
   messagesBefore: number;
   messagesAfter: number;
