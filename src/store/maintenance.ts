@@ -210,6 +210,8 @@ export class Maintenance implements StoreMaintenance {
   }
 
   async rewriteJournalFromIndex(): Promise<JournalRewrite> {
+    // runExclusive alone runs fn on a read-only open, and this writes a journal and an index.
+    this.host.writable();
     return this.runExclusive(async () => {
       const { fs, root, storeId } = this.host;
       const written = await this.writeCheckpoint();
