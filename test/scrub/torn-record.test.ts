@@ -11,6 +11,7 @@ import { repair } from '../../src/scrub/repair.js';
 import { keys } from '../../src/keys/index-keys.js';
 import type { BlobRecord } from '../../src/store/records.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { rawLevelOf } from '../helpers/internals.js';
 
 const CLI = new URL('../../dist/src/cli/main.js', import.meta.url).pathname;
 const cli = (args: string[], dir: string) => spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, MAILSTORE_DIR: dir }, encoding: 'utf8' });
@@ -108,7 +109,7 @@ describe('scrub verifies every blob the index refers to', () => {
       const carrierBlob = (await store.maintenance().index.get<BlobRecord>(keys.blob(hashBytes(carrier))))!;
       const key = keys.blob(hashBytes(x));
       const blob = (await store.maintenance().index.get<BlobRecord>(key))!;
-      await (store.db as any).db.put(key, encodeValue({ ...blob, o: carrierBlob.o + 48 + prefix.length }));
+      await rawLevelOf(store).put(key, encodeValue({ ...blob, o: carrierBlob.o + 48 + prefix.length }));
       await expect(store.fetch('M', 1)).rejects.toMatchObject({ code: 'CORRUPT' });
       const report = await scrub(store);
       const found = report.findings.filter((f) => f.kind === 'blob-corrupt');

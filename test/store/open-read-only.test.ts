@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { expectCode, expectExactly, fingerprint, msg } from '../sim/helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { internalsOf } from '../helpers/internals.js';
 
 async function storeWith(count: number): Promise<{ dir: string; acked: Map<number, Buffer> }> {
   const dir = tmpDir();
@@ -60,7 +61,7 @@ describe('read-only open', () => {
       const error = await expectCode(change(), 'ACCESS');
       expect(error.message, name).toMatch(/read-only/);
     }
-    const shadow = store.db.path;
+    const shadow = internalsOf(store).db.path;
     expect(shadow.startsWith(dir), 'the index is read through a private shadow, not in the store').toBe(false);
     expect(readdirSync(shadow).some((name) => name.endsWith('.ldb')), 'the shadow holds the tables').toBe(true);
     await store.close();
