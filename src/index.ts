@@ -3,7 +3,7 @@ export { Store, uuidString } from './store/store.js';
 export type {
   StoreOptions, AppendOptions, AppendResult, MessageInfo, MailboxStatus, MailboxSummary, FlagChange, StoreStats,
   ReadMessagesOptions, MessageWithBody,
-} from './store/store.js';
+} from './store/types.js';
 export { MailstoreError, ERROR_CODES, isMailstoreError } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export type { FileSystem, FileHandle, FileStat, OpenMode } from './fs/filesystem.js';

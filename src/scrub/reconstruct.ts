@@ -12,7 +12,7 @@ import { ensureDir, writeFileDurable } from '../fs/durable.js';
 import { keys } from '../keys/index-keys.js';
 import { LAYOUT, verifyIdentity } from '../store/identity.js';
 import { finishJournalSwap } from '../store/checkpoint.js';
-import { describeLoss, moveAside, type IndexCounts } from '../store/recovery.js';
+import { describeLoss, moveAside } from '../store/recovery.js';
 import { Store, type RebuildComparison } from '../store/store.js';
 import type { BlobRecord } from '../store/records.js';
 
@@ -31,21 +31,12 @@ export interface ReconstructOptions {
   onDifference?: (key: Buffer, detail: string) => void;
 }
 
-export interface ReconstructResult {
+/** The comparison of the index with a rebuild from the journal (RebuildComparison), and what was done. */
+export interface ReconstructResult extends RebuildComparison {
   /** What the store was recovered from. */
   source: RecoverySource;
   /** Why that source. */
   reason: string;
-  /** Journal records a rebuild from the journal replays. */
-  records: number;
-  /** Keys that differ between the current index and a rebuild from the journal. */
-  differences: number;
-  messagesBefore: number;
-  messagesAfter: number;
-  before: IndexCounts;
-  after: IndexCounts;
-  journalIntact: boolean;
-  journalProblems: string[];
   /** Set when a new journal was written from the index. */
   journalRewritten?: { records: number; firstSeq: number; lastSeq: number; replaced?: string };
   lostAndFound?: { mailbox: string; messages: number };
@@ -74,17 +65,17 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
     // An index this open rebuilt from the journal (missing or damaged) is the journal's image and
     // knows nothing more.
     const indexIsJournalImage = Boolean(store.health.rebuilt);
-    const packs = (await store.packs.listPacks()).length;
+    const packs = (await store.maintenance().packs.listPacks()).length;
     let decision: { source: 'journal' | 'index'; reason: string } | undefined;
     let comparison: RebuildComparison;
     try {
-      comparison = await store.reconstructIndex({
+      comparison = await store.maintenance().reconstructIndex({
         check: options.check,
         onDifference: options.onDifference,
         guard: (c) => {
           decision = chooseSource(c, options, indexIsJournalImage);
           if (decision.source === 'index') throw new KeepIndex(c);
-          refuseLoss(c, options, root, store.journal.lastSeq === 0 && packs > 0 && indexIsJournalImage);
+          refuseLoss(c, options, root, store.maintenance().journal.lastSeq === 0 && packs > 0 && indexIsJournalImage);
         },
       });
     } catch (error) {
@@ -99,7 +90,7 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
       journalIntact: comparison.journalIntact, journalProblems: comparison.journalProblems, journalRecreated, findings: store.health.findings,
     };
     if (options.check) return result;
-    if (decision.source === 'index') result.journalRewritten = await store.rewriteJournalFromIndex();
+    if (decision.source === 'index') result.journalRewritten = await store.maintenance().rewriteJournalFromIndex();
     if (options.fromPacks) {
       result.lostAndFound = await adoptUnreferenced(store);
       if (result.before.messages === 0 && result.lostAndFound.messages > 0) {
@@ -161,13 +152,13 @@ async function adoptUnreferenced(store: Store): Promise<{ mailbox: string; messa
   const found: { hash: Buffer; size: number; date: number; pack: number; offset: number; order: number }[] = [];
   const seen = new Set<string>();
   let order = 0;
-  for (const pack of await store.packs.listPacks()) {
-    for await (const item of store.packs.scan(pack)) {
+  for (const pack of await store.maintenance().packs.listPacks()) {
+    for await (const item of store.maintenance().packs.scan(pack)) {
       if (item.kind !== 'blob' || !item.valid) continue;
       const hex = item.hash.toString('hex');
-      if (seen.has(hex) || (await store.db.get<BlobRecord>(keys.blob(item.hash)))) continue;
+      if (seen.has(hex) || (await store.maintenance().index.get<BlobRecord>(keys.blob(item.hash)))) continue;
       seen.add(hex);
-      const head = await store.packs.read({ pack, offset: item.offset, length: item.length }, item.hash);
+      const head = await store.maintenance().packs.read({ pack, offset: item.offset, length: item.length }, item.hash);
       found.push({ hash: item.hash, size: item.length, date: headerDate(head), pack, offset: item.offset, order: order++ });
     }
   }
@@ -177,7 +168,7 @@ async function adoptUnreferenced(store: Store): Promise<{ mailbox: string; messa
   const existing = await store.listMailboxes({ pattern: 'lost+found' });
   if (existing.length > 0) mailbox = `lost+found/${new Date().toISOString().replace(/[:.]/g, '-')}`;
   await store.createMailbox(mailbox);
-  for (let i = 0; i < found.length; i += limits.lostFoundAdoptBlobs) await store.adoptBlobs(mailbox, found.slice(i, i + limits.lostFoundAdoptBlobs));
+  for (let i = 0; i < found.length; i += limits.lostFoundAdoptBlobs) await store.maintenance().adoptBlobs(mailbox, found.slice(i, i + limits.lostFoundAdoptBlobs));
   return { mailbox, messages: found.length };
 }
 

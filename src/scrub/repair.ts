@@ -55,12 +55,12 @@ export async function repair(store: Store, before: ScrubReport, options: RepairO
     const found = new Map<string, Buffer>();
     for (const source of options.sources) await findCopies(store.fs, source, wanted, found, limits.messageBytesMax);
     const items = [...found].map(([hex, bytes]) => ({ hash: Buffer.from(hex, 'hex'), bytes }));
-    store.packs.skipPackNumbersTo(Math.max(0, ...blobFindings.map((f) => f.pack)));
-    for (let i = 0; i < items.length; i += limits.repairRelocateBlobs) blobsRestored += await store.relocateBlobs(items.slice(i, i + limits.repairRelocateBlobs));
+    store.maintenance().packs.skipPackNumbersTo(Math.max(0, ...blobFindings.map((f) => f.pack)));
+    for (let i = 0; i < items.length; i += limits.repairRelocateBlobs) blobsRestored += await store.maintenance().relocateBlobs(items.slice(i, i + limits.repairRelocateBlobs));
   }
   let indexRebuilt = false;
   if (before.findings.some((f) => INDEX_KINDS.has(f.kind))) {
-    await store.reconstructIndex({
+    await store.maintenance().reconstructIndex({
       guard: ({ before, after, journalIntact, journalProblems }) => {
         const lost = describeLoss(before, after);
         if (!options.force && lost) {
@@ -79,7 +79,7 @@ export async function repair(store: Store, before: ScrubReport, options: RepairO
 
 /** Copies the bytes of a damaged record into quarantine/ (the pack itself is not changed). */
 async function quarantineRecord(store: Store, pack: number, offset: number, hash: string, length: number | undefined): Promise<string | undefined> {
-  const source = store.packs.path(pack);
+  const source = store.maintenance().packs.path(pack);
   const stat = await store.fs.statIfExists(source);
   if (!stat || offset >= stat.size) return undefined;
   const end = Math.min(stat.size, length === undefined ? offset + RECORD_HEADER_BYTES + limits.readChunkBytes : offset + RECORD_HEADER_BYTES + length);

@@ -3,10 +3,11 @@
 //
 // Where it runs: through the store's own process (the CLI opens the store and takes its lock; a
 // daemon calls scrub() on its open Store). Pack records are immutable once written, so the pack
-// pass runs beside live writers. The index pass holds the writer (Store.runExclusive) so that the
-// several range reads it makes see one consistent state; its memory grows with the number of
-// mailboxes, plus one number per blob the pack pass confirmed (so that every blob the index refers
-// to and the pack pass did not verify is read and hashed by the index pass: nothing escapes).
+// pass runs beside live writers. The index pass holds the writer (runExclusive) so that the several
+// range reads it makes see one consistent state; its memory grows with the number of mailboxes,
+// plus one number per blob the pack pass confirmed (so that every blob the index refers to and the
+// pack pass did not verify is read and hashed by the index pass: nothing escapes). It reaches the
+// store's index, packs and journal only through store.maintenance() (src/store/maintenance.ts).
 import { join } from 'node:path';
 import { setImmediate as nextEventLoopTurn } from 'node:timers/promises';
 import { MailstoreError } from '../errors.js';
@@ -85,13 +86,13 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   const findings: Finding[] = [];
   const budget = options.timeBudgetMs;
   const cursor = budget !== undefined ? await readCursor(store) : { cycle: 0, pack: 0, offset: 0 };
-  const packs = await store.packs.listPacks();
+  const packs = await store.maintenance().packs.listPacks();
   const summary: ScrubSummary = {
     packs: packs.length, blobsVerified: 0, bytesVerified: 0, journalRecords: 0, indexKeys: 0, seconds: 0,
     cycleComplete: false, scanned: [], damage: 0, informational: 0,
   };
   let bytesTotal = 0;
-  for (const p of packs) if (p >= cursor.pack) bytesTotal += (await store.fs.stat(store.packs.path(p))).size;
+  for (const p of packs) if (p >= cursor.pack) bytesTotal += (await store.fs.stat(store.maintenance().packs.path(p))).size;
   const throttle = makeThrottle(options.maxRateBytesPerSecond, now);
   const overBudget = () => budget !== undefined && now() - started >= budget;
   const threads = options.hashThreads ?? (bytesTotal >= limits.scrubPoolBytesMin && !options.maxRateBytesPerSecond ? undefined : 0);
@@ -118,7 +119,7 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
         await throttle(n);
         options.onProgress?.({ phase: 'packs', bytesDone: progressBytes, bytesTotal, blobs: summary.blobsVerified });
       };
-      for await (const item of store.packs.scan(pack, { onBytes, from, pool })) {
+      for await (const item of store.maintenance().packs.scan(pack, { onBytes, from, pool })) {
         if (item.kind === 'header') {
           if (from === 0 && (!item.valid || !item.storeId?.equals(store.storeId))) findings.push({ kind: 'pack-header', pack });
           continue;
@@ -139,7 +140,7 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
           break packLoop;
         }
       }
-      range.to = Math.max(range.to, (await store.fs.stat(store.packs.path(pack))).size);
+      range.to = Math.max(range.to, (await store.fs.stat(store.maintenance().packs.path(pack))).size);
     }
     await classifier.flush();
   } finally {
@@ -152,7 +153,7 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
     options.onProgress?.({ phase: 'journal', bytesDone: progressBytes, bytesTotal, blobs: summary.blobsVerified });
     summary.journalRecords = await checkJournal(store, findings);
     options.onProgress?.({ phase: 'index', bytesDone: progressBytes, bytesTotal, blobs: summary.blobsVerified });
-    summary.indexKeys = await store.runExclusive(() => checkIndex(store, findings, confirmed, summary.scanned));
+    summary.indexKeys = await store.maintenance().runExclusive(() => checkIndex(store, findings, confirmed, summary.scanned));
   }
   await attachRefs(store, findings);
   if (budget !== undefined) await writeCursor(store, stoppedAt ?? { cycle: cursor.cycle + 1, pack: 0, offset: 0 });
@@ -221,7 +222,7 @@ class RecordClassifier {
     const items = this.items;
     const pack = this.pack;
     this.items = [];
-    const lookup = this.store.db.getMany<BlobRecord>(items.map((item) => keys.blob(item.hash)));
+    const lookup = this.store.maintenance().index.getMany<BlobRecord>(items.map((item) => keys.blob(item.hash)));
     lookup.catch(() => undefined); // awaited below
     await this.previous;
     this.previous = lookup.then((blobs) => {
@@ -251,10 +252,10 @@ class RecordClassifier {
  * the index, so a writer running meanwhile cannot make this report a false gap).
  */
 async function checkJournal(store: Store, findings: Finding[]): Promise<number> {
-  const appliedSeq = (await store.db.get<number>(meta.appliedSeq)) ?? 0;
+  const appliedSeq = (await store.maintenance().index.get<number>(meta.appliedSeq)) ?? 0;
   let records = 0;
   let last = 0;
-  for await (const record of store.journal.read(0, (damage) => {
+  for await (const record of store.maintenance().journal.read(0, (damage) => {
     findings.push({ kind: 'journal-damage', segment: damage.segment, offset: damage.offset, length: damage.length, where: damage.where });
   })) {
     let payload: JournalPayload | undefined;
@@ -301,7 +302,7 @@ class Digest {
 
 /** One key space, values checked and decoded; read in batches of limits.scrubIndexReadEntries. */
 async function* entryBatches<T>(store: Store, space: number, findings: Finding[], counter: { n: number }): AsyncGenerator<[Buffer, T][]> {
-  const iterator = store.db.rawIterator({ gte: Buffer.of(space), lt: Buffer.of(space + 1) });
+  const iterator = store.maintenance().index.rawIterator({ gte: Buffer.of(space), lt: Buffer.of(space + 1) });
   try {
     for (;;) {
       const batch = await iterator.nextv(limits.scrubIndexReadEntries);
@@ -369,7 +370,7 @@ async function checkIndex(store: Store, findings: Finding[], confirmed: Confirme
   if (rightsEntries < aclEntries) {
     for (const box of byName.values()) {
       for (const user of Object.keys(box.info.acl)) {
-        if (!(await store.db.get(keys.rights(user, box.info.name)))) findings.push({ kind: 'acl-map-mismatch', identifier: user, name: box.name, detail: 'ACL entry missing from the reverse map' });
+        if (!(await store.maintenance().index.get(keys.rights(user, box.info.name)))) findings.push({ kind: 'acl-map-mismatch', identifier: user, name: box.name, detail: 'ACL entry missing from the reverse map' });
       }
     }
   }
@@ -440,12 +441,12 @@ async function checkBlobLocations(store: Store, findings: Finding[], confirmed: 
     const hex = hashHex(hash);
     if (corrupt.has(hex)) continue;
     const location = { pack: blob.p, offset: blob.o, length: blob.l };
-    const why = await store.packs.checkLocation(location, hash);
+    const why = await store.maintenance().packs.checkLocation(location, hash);
     if (why) {
       findings.push({ kind: 'blob-missing', hash: hex, pack: blob.p, offset: blob.o, why, refs: [] });
     } else if (inScanned(blob.p, blob.o)) {
       try {
-        await store.packs.read(location, hash);
+        await store.maintenance().packs.read(location, hash);
       } catch (error) {
         if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT') throw error;
         findings.push({ kind: 'blob-corrupt', pack: blob.p, offset: blob.o, hash: hex, length: blob.l, refs: [] });
@@ -482,14 +483,14 @@ async function localizeRefcounts(store: Store, blobs: number, findings: Finding[
       if (!c) counts.set(k, (c = { recorded: 0, counted: 0 }));
       return c;
     };
-    for await (const [key, rawValue] of store.db.rawIterator({ gte: Buffer.of(SPACE.blob), lt: Buffer.of(SPACE.blob + 1) })) {
+    for await (const [key, rawValue] of store.maintenance().index.rawIterator({ gte: Buffer.of(SPACE.blob), lt: Buffer.of(SPACE.blob + 1) })) {
       const hash = Buffer.from(key).subarray(1);
       if (hash[0] % partitions !== part) continue;
       try {
         slot(hash).recorded = decodeValue<BlobRecord>(rawValue, key).r;
       } catch { /* reported as index-value-corrupt */ }
     }
-    for await (const [key, rawValue] of store.db.rawIterator({ gte: Buffer.of(SPACE.message), lt: Buffer.of(SPACE.message + 1) })) {
+    for await (const [key, rawValue] of store.maintenance().index.rawIterator({ gte: Buffer.of(SPACE.message), lt: Buffer.of(SPACE.message + 1) })) {
       let record: MessageRecord;
       try {
         record = decodeValue<MessageRecord>(rawValue, key);
@@ -507,12 +508,12 @@ async function attachRefs(store: Store, findings: Finding[]): Promise<void> {
   for (const f of findings) if (f.kind === 'blob-corrupt' || f.kind === 'blob-missing') wanted.set(f.hash, f.refs);
   if (wanted.size === 0) return;
   const names = new Map<string, string>();
-  for await (const [key, rawValue] of store.db.rawIterator({ gte: Buffer.of(SPACE.info), lt: Buffer.of(SPACE.info + 1) })) {
+  for await (const [key, rawValue] of store.maintenance().index.rawIterator({ gte: Buffer.of(SPACE.info), lt: Buffer.of(SPACE.info + 1) })) {
     try {
       names.set(Buffer.from(key).subarray(1).toString('hex'), formatMailboxName(decodeValue<MailboxInfo>(rawValue, key).name));
     } catch { /* reported elsewhere */ }
   }
-  for await (const [key, rawValue] of store.db.rawIterator({ gte: Buffer.of(SPACE.message), lt: prefixEnd(Buffer.of(SPACE.message)) })) {
+  for await (const [key, rawValue] of store.maintenance().index.rawIterator({ gte: Buffer.of(SPACE.message), lt: prefixEnd(Buffer.of(SPACE.message)) })) {
     let record: MessageRecord;
     try {
       record = decodeValue<MessageRecord>(rawValue, key);

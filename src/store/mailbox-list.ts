@@ -7,7 +7,7 @@ import { keys, decodeNameKey } from '../keys/index-keys.js';
 import { SPACE } from '../keys/tuple.js';
 import type { MailboxInfo, Op } from './records.js';
 import type { Store } from './store.js';
-import { uuidString } from './store.js';
+import { uuidString } from './types.js';
 import { formatMailboxName, normalizeIdentifier, normalizeRights, parseMailboxName } from './validate.js';
 
 export interface DumpedMailbox {
@@ -25,8 +25,8 @@ export const DUMP_HEADER = '# mailstore mailbox list v1: one JSON object per lin
 const UNDUMP_MAILBOXES_PER_RECORD = 1000;
 
 export async function* dumpMailboxes(store: Store): AsyncGenerator<DumpedMailbox> {
-  for await (const [key, id] of store.db.entries<Buffer>({ prefix: keys.space(SPACE.name) })) {
-    const box = store.db.getNow<MailboxInfo>(keys.info(Buffer.from(id)));
+  for await (const [key, id] of store.administration().index.entries<Buffer>({ prefix: keys.space(SPACE.name) })) {
+    const box = store.administration().index.getNow<MailboxInfo>(keys.info(Buffer.from(id)));
     if (!box || box.deleting) continue;
     const entry: DumpedMailbox = { name: formatMailboxName(decodeNameKey(key)), id: uuidString(Buffer.from(box.id)), uidValidity: box.uidValidity, acl: { ...box.acl }, created: box.created };
     if (box.owner !== undefined) entry.owner = box.owner;
@@ -77,7 +77,7 @@ export async function undumpMailboxes(store: Store, entries: DumpedMailbox[]): P
   let created = 0;
   for (let at = 0; at < entries.length; at += UNDUMP_MAILBOXES_PER_RECORD) {
     const chunk = entries.slice(at, at + UNDUMP_MAILBOXES_PER_RECORD);
-    created += await store.mutate({
+    created += await store.administration().mutate({
       prepare: async ({ view }) => {
         const ops: Op[] = [];
         for (const entry of chunk) {

@@ -3,7 +3,8 @@
 // nearest root. Limits are journaled as a meta.set op, so replay and rebuild keep them, and usage
 // is summed from the mailboxes' running counters (MailboxInfo.messages and .bytes), never cached.
 import { MailstoreError } from '../errors.js';
-import type { IndexDb, IndexView } from '../index/index-db.js';
+import type { IndexView } from '../index/index-db.js';
+import type { AdminIndexReader } from './administration.js';
 import { keys } from '../keys/index-keys.js';
 import type { MailboxInfo, Op } from './records.js';
 import type { Store } from './store.js';
@@ -42,7 +43,7 @@ export async function setQuota(store: Store, root: string, limits: QuotaLimits):
   if (limits.storage !== undefined) value.storage = limits.storage;
   if (limits.messages !== undefined) value.messages = limits.messages;
   const empty = value.storage === undefined && value.messages === undefined;
-  await store.mutate({
+  await store.administration().mutate({
     prepare: async () => ({
       ops: [{ op: 'meta.set', key: QUOTA_META_PREFIX + formatMailboxName(components), value: empty ? null : value } as Op],
       result: undefined,
@@ -53,8 +54,8 @@ export async function setQuota(store: Store, root: string, limits: QuotaLimits):
 /** The limits and current usage of `root` (limits absent when none is set). */
 export async function getQuota(store: Store, root: string): Promise<QuotaReport> {
   const components = parseMailboxName(root);
-  const limits = store.db.getNow<QuotaLimits>(quotaKey(components)) ?? {};
-  const used = await usageBelow(store.db, undefined, components);
+  const limits = store.administration().index.getNow<QuotaLimits>(quotaKey(components)) ?? {};
+  const used = await usageBelow(store.administration().index, undefined, components);
   return { root: formatMailboxName(components), ...limits, usedBytes: used.bytes, usedMessages: used.messages };
 }
 
@@ -62,7 +63,7 @@ export async function getQuota(store: Store, root: string): Promise<QuotaReport>
 export async function listQuotas(store: Store): Promise<{ root: string; limits: QuotaLimits }[]> {
   const out: { root: string; limits: QuotaLimits }[] = [];
   const prefix = keys.meta(QUOTA_META_PREFIX).subarray(0, -1); // the string's terminator is not part of the prefix
-  for await (const [key, limits] of store.db.entries<QuotaLimits>({ prefix })) {
+  for await (const [key, limits] of store.administration().index.entries<QuotaLimits>({ prefix })) {
     const name = key.subarray(prefix.length).toString('utf8').replace(/\0$/, '');
     out.push({ root: name, limits });
   }
@@ -80,7 +81,7 @@ function quotaRoot(view: IndexView, name: readonly string[]): { root: string[]; 
 }
 
 /** Messages and bytes of the mailboxes at or below `root`, as the batch being prepared sees them. */
-async function usageBelow(db: IndexDb, view: IndexView | undefined, root: readonly string[]): Promise<{ messages: number; bytes: number }> {
+async function usageBelow(db: AdminIndexReader, view: IndexView | undefined, root: readonly string[]): Promise<{ messages: number; bytes: number }> {
   let messages = 0, bytes = 0;
   for await (const [, id] of db.entries<Buffer>({ prefix: keys.name(root) })) {
     const key = keys.info(Buffer.from(id));
@@ -96,7 +97,7 @@ async function usageBelow(db: IndexDb, view: IndexView | undefined, root: readon
  * Refuses (OVER_QUOTA) adding `bytes` in `count` messages to mailbox `name` when its root would go
  * over a limit. A move inside one root changes nothing and is not checked (`movedFrom`).
  */
-export async function checkQuota(db: IndexDb, view: IndexView, name: readonly string[], bytes: number, count: number, movedFrom?: readonly string[]): Promise<void> {
+export async function checkQuota(db: AdminIndexReader, view: IndexView, name: readonly string[], bytes: number, count: number, movedFrom?: readonly string[]): Promise<void> {
   if (count === 0) return;
   const found = quotaRoot(view, name);
   if (!found) return;

@@ -1,206 +1,97 @@
 // The public library: a mail server mounts a Store as its message spool. Public methods check and
 // normalise their arguments, then hand a Mutation to the group-commit Writer (writes) or read the
 // index directly (reads, which see only committed state).
+//
+// Where things are: the API types in types.ts; opening and recovery wiring in open.ts; the read
+// pipeline in reader.ts; the changes (mailboxes, messages, flags, ACLs) here; the hooks scrub,
+// repair and reconstruct use in maintenance.ts (`store.maintenance()`); those of the day-2
+// modules (users, quotas, mailbox lists) in administration.ts (`store.administration()`).
+//
+// Where the next layers plug in: every change of the store is a `Mutation` (writer.ts) passing
+// through `Store.submit` into the Writer, one journal record each; after each group commit the
+// Writer's onCommit hook fires (`StoreOptions.onCommit`, wired in the constructor below) with the
+// batch's seq range. A change-log consumer, the daemon or replication subscribes there, then reads
+// what changed (today `changesSince` per mailbox; a reader of journal records from a seq is not
+// built yet and belongs beside it); the mutations here need not change for them.
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { setImmediate as nextTurn } from 'node:timers/promises';
-import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
+import type { Readable } from 'node:stream';
+import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
-import { shadowLevelDb } from '../fs/level-shadow.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { hashBytes, hashHex } from '../hash/blake3.js';
-import { IndexDb } from '../index/index-db.js';
-import { encodeCbor } from '../index/codec.js';
-import { probeIndex } from '../index/probe.js';
+import type { IndexDb } from '../index/index-db.js';
 import { keys, decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey } from '../keys/index-keys.js';
-import { SPACE, prefixEnd } from '../keys/tuple.js';
-import { PackStore, type BlobLocation } from '../blob/pack-store.js';
-import { Journal } from '../journal/journal.js';
+import { SPACE } from '../keys/tuple.js';
+import type { BlobLocation, PackStore } from '../blob/pack-store.js';
+import type { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { SEEN, meta } from './apply.js';
-import { LAYOUT, checkNoWriter, initStore, storeIdBytes, takeLock, verifyIdentity, type StoreIdentity } from './identity.js';
-import type { BlobRecord, ChangeRecord, MailboxInfo, MessageRecord, Op, RightsRecord } from './records.js';
+import type { StoreAdministration } from './administration.js';
+import { initStore, type StoreIdentity } from './identity.js';
+import { Maintenance, type MaintenanceHost, type StoreMaintenance } from './maintenance.js';
+import { closeOpened, openStoreParts, type StoreParts } from './open.js';
+import { checkRecordSize, resolveInBatch } from './prepare.js';
+import { StoreReader, type ReaderHost } from './reader.js';
+import type { BlobRecord, MailboxInfo, MessageRecord, Op, RightsRecord } from './records.js';
+import type { Health } from './recovery.js';
 import {
-  buildIndexAside, compareIndexes, describeLoss, indexCounts, installIndex, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveNewestBatch, resolveTail,
-  type Health, type IndexCounts,
-} from './recovery.js';
-import { swapJournal, writeCheckpointJournal } from './checkpoint.js';
-import {
-  ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkCount, checkFunction, checkHash, checkModseq, checkObject, checkOptions, checkString, checkUid,
+  ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkModseq, checkObject, checkOptions, checkString,
   formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
   ownCopy, parseMailboxName, patternPrefixComponents,
 } from './validate.js';
 import { checkQuota } from './quota.js';
+import {
+  uuidString, type AppendOptions, type AppendResult, type FlagChange, type MailboxStatus, type MailboxSummary, type MessageInfo,
+  type MessageWithBody, type ReadMessagesOptions, type StoreOptions, type StoreStats,
+} from './types.js';
 import { deleteUser, renameUser, type DeleteUserResult, type RenameUserResult } from './users.js';
 import { Writer, type CommitChain, type Mutation, type PrepareContext } from './writer.js';
 
-export interface StoreOptions {
-  /** Create the store when the directory is empty or missing. */
-  create?: boolean;
-  fs?: FileSystem;
-  messageBytesMax?: number;
-  packBytesMax?: number;
-  journalSegmentBytesMax?: number;
-  /**
-   * Open the index in a child process first, because LevelDB can abort the process on some damaged
-   * files: 'after-crash' (default: when the previous owner died holding the lock), 'always', 'never'.
-   */
-  probeIndex?: 'after-crash' | 'always' | 'never';
-  /** While another process holds the store, retry this long before LOCKED (default 0: at once). */
-  lockWaitMs?: number;
-  /** Called on each retry while waiting for the lock, with the holder ("process 1234") and the time waited. */
-  onLockWait?: (holder: string, waitedMs: number) => void;
-  /**
-   * Open without writing anything in the store: no lock, no recovery, no quarantine, the index read
-   * through a private shadow (src/fs/level-shadow.ts). Every change throws ACCESS. An index that
-   * is missing, damaged or behind the journal is REFUSED (only a read-write open repairs it, and
-   * serving it would show an older state than was acknowledged); LOCKED while a writer runs.
-   * README, "Read-only open".
-   */
-  readOnly?: boolean;
-  /**
-   * Open even when packs/ (its marker present) holds no pack file while the index refers to blobs,
-   * which is otherwise UNMOUNTED: for `scrub --repair --force --source`, which restores them.
-   */
-  allowMissingPacks?: boolean;
-  /** Called after each group commit with its seq range, number of mutations and index keys written. */
-  onCommit?: (firstSeq: number, lastSeq: number, mutations: number, indexKeys: number) => void;
-}
-
-export interface AppendOptions {
-  flags?: string[];
-  internalDate?: Date | number | string;
-}
-
-export interface AppendResult {
-  uid: number;
-  uidValidity: number;
-  /** BLAKE3-256 of the message, hex. */
-  hash: string;
-  size: number;
-  /** The bytes were already stored: no new blob was written. */
-  deduplicated: boolean;
-}
-
-export interface MessageInfo {
-  uid: number;
-  hash: string;
-  size: number;
-  internalDate: Date;
-  flags: string[];
-  modseq: number;
-}
-
-export interface ReadMessagesOptions {
-  /** Start at this uid (the first message at or above it). */
-  fromUid?: number;
-  /**
-   * Called with a message whose bytes fail verification (or whose blob the index does not know),
-   * which is then skipped; without it readMessages throws that CORRUPT error when the message's turn comes.
-   */
-  onCorrupt?: (info: MessageInfo, error: MailstoreError) => void;
-}
-
-export interface MessageWithBody {
-  info: MessageInfo;
-  /** The exact bytes, verified against `info.hash`. */
-  body: Buffer;
-}
-
-export interface MailboxStatus {
-  messages: number;
-  unseen: number;
-  uidNext: number;
-  uidValidity: number;
-  highestModseq: number;
-  /** Sum of the sizes of the mailbox's messages (RFC 8438 STATUS SIZE). */
-  bytes: number;
-}
-
-export interface MailboxSummary {
-  name: string;
-  id: string;
-  uidValidity: number;
-  created: Date;
-  pastNames: string[];
-  owner?: string;
-  acl: Record<string, string>;
-}
-
-export interface FlagChange {
-  add?: string[];
-  remove?: string[];
-  replace?: string[];
-  /** CONDSTORE: only change messages whose modseq is not above this; the others are returned as `modified`. */
-  unchangedSince?: number;
-}
-
-export interface StoreStats {
-  mailboxes: number;
-  messages: number;
-  bytesReferenced: number;
-  blobs: number;
-  bytesStored: number;
-  unreferencedBlobs: number;
-  packs: number;
-  packBytes: number;
-  journalSegments: number;
-  journalBytes: number;
-  dedupRatio: number;
-}
-
-/** A rebuild of the index from the journal compared with the index it would replace. */
-export interface RebuildComparison {
-  differences: number;
-  records: number;
-  messagesBefore: number;
-  messagesAfter: number;
-  before: IndexCounts;
-  after: IndexCounts;
-  /** The journal replayed without damage or gaps and reaches the index's appliedSeq. */
-  journalIntact: boolean;
-  /** Why not (damage, missing records), as replay reported it. */
-  journalProblems: string[];
-}
-
-/** One message of a readMessages batch: where its blob is, then its verified body or why not. */
-interface PendingRead {
-  info: MessageInfo;
-  hash: Buffer;
-  location?: BlobLocation;
-  body?: Buffer;
-  error?: unknown;
-}
-
-export function uuidString(id: Buffer): string {
-  const h = id.toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
+export type {
+  StoreOptions, AppendOptions, AppendResult, MessageInfo, ReadMessagesOptions, MessageWithBody, MailboxStatus, MailboxSummary,
+  FlagChange, StoreStats, RebuildComparison,
+} from './types.js';
+export type { StoreMaintenance } from './maintenance.js';
+export type { StoreAdministration } from './administration.js';
+export { uuidString };
 
 export class Store {
+  readonly root: string;
+  readonly fs: FileSystem;
+  readonly identity: StoreIdentity;
+  readonly storeId: Buffer;
   readonly health: Health;
+  /** Opened with `readOnly`: nothing is written; every change throws ACCESS. */
+  readonly readOnly: boolean;
+  private db: IndexDb;
+  private readonly packs: PackStore;
+  private readonly journal: Journal;
+  private readonly release: () => Promise<void>;
+  private readonly writer: Writer;
+  private readonly reader: StoreReader;
+  private readonly maintenanceHooks: Maintenance;
+  private readonly administrationHooks: StoreAdministration;
+  private readonly messageBytesMax: number;
   private closed = false;
   private readonly mailboxCache = new Map<string, MailboxInfo>();
   private cacheGeneration = 0;
   private failure?: MailstoreError;
 
-  private constructor(
-    readonly root: string,
-    readonly fs: FileSystem,
-    readonly identity: StoreIdentity,
-    readonly storeId: Buffer,
-    /** @internal */ public db: IndexDb,
-    /** @internal */ readonly packs: PackStore,
-    /** @internal */ readonly journal: Journal,
-    private readonly writer: Writer,
-    private readonly unlock: () => Promise<void>,
-    private readonly messageBytesMax: number,
-    health: Health,
-    /** Opened with `readOnly`: nothing is written; every change throws ACCESS. */
-    readonly readOnly = false,
-  ) {
-    this.health = health;
+  private constructor(parts: StoreParts, options: StoreOptions) {
+    ({ root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, health: this.health, readOnly: this.readOnly } = parts);
+    ({ db: this.db, packs: this.packs, journal: this.journal, release: this.release } = parts);
+    this.messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
+    // The plug-in point for the next layers: onCommit fires after every group commit.
+    this.writer = new Writer(this.db, this.packs, this.journal, {
+      onStop: (error) => { this.failure = error; },
+      onCommit: (first, last, mutations, indexKeys) => {
+        this.forgetMailboxes();
+        options.onCommit?.(first, last, mutations, indexKeys);
+      },
+    });
+    this.reader = new StoreReader(this.readerHost());
+    this.maintenanceHooks = new Maintenance(this.maintenanceHost());
+    this.administrationHooks = this.administrationInterface();
   }
 
   /** Creates a store in an empty or missing directory. */
@@ -210,128 +101,18 @@ export class Store {
   }
 
   /**
-   * Verifies STORE and the markers, takes the lock, resolves the journal tail, replays what the
-   * index has not applied (or rebuilds the index from the journal), and finishes interrupted deletes.
+   * Opens the store (open.ts: verify, lock, recover the index; or a read-only open), then finishes
+   * deletes that a crash interrupted.
    */
   static async open(root: string, options: StoreOptions = {}): Promise<Store> {
-    if (options.readOnly) return Store.openReadOnly(root, options);
-    const fs = options.fs ?? nodeFileSystem;
-    if (options.create && !(await fs.statIfExists(join(root, LAYOUT.identity)).catch(() => undefined))) {
-      await initStore(fs, root);
-    }
-    const identity = await verifyIdentity(fs, root);
-    const storeId = storeIdBytes(identity);
-    const rootDev = (await fs.stat(root)).dev;
-    const { release: unlock, stale } = await takeLock(fs, root, { waitMs: options.lockWaitMs, onWaiting: options.onLockWait });
-    const health = newHealth();
-    const checkMounted = async (path: string) => {
-      const now = await fs.statIfExists(root).catch(() => undefined);
-      const id = await fs.statIfExists(join(root, LAYOUT.identity)).catch(() => undefined);
-      if (!now || now.dev !== rootDev || !id) {
-        throw new MailstoreError('UNMOUNTED', `refusing to create ${path}: the store's file system changed under it (unmounted or replaced); nothing was written`, { path });
-      }
-    };
-    let db: IndexDb | undefined;
-    let packs: PackStore | undefined;
-    let journal: Journal | undefined;
+    const parts = await openStoreParts(root, options);
     try {
-      packs = await PackStore.open(fs, join(root, LAYOUT.packs), storeId, {
-        packBytesMax: options.packBytesMax ?? limits.packBytesMax, checkMounted,
-      });
-      journal = await Journal.open(fs, join(root, LAYOUT.journal), storeId, {
-        segmentBytesMax: options.journalSegmentBytesMax ?? limits.journalSegmentBytesMax,
-        recordBytesMax: limits.journalRecordBytesMax, checkMounted,
-      });
-      const indexPath = join(root, LAYOUT.index);
-      let haveIndex = Boolean(await fs.statIfExists(indexPath));
-      const probe = options.probeIndex ?? 'after-crash';
-      if (haveIndex && (probe === 'always' || (probe === 'after-crash' && stale))) {
-        const result = probeIndex(indexPath);
-        if (result.locked) throw new MailstoreError('LOCKED', `the index at ${indexPath} is held by another process: ${result.detail}`, { path: indexPath });
-        if (result.system) throw new MailstoreError(result.system, result.detail, { path: indexPath });
-        if (!result.ok) {
-          health.rebuilt = `index failed its probe: ${result.detail}`;
-          await moveAside(fs, root, indexPath, 'index-damaged');
-          haveIndex = false;
-        }
-      }
-      const existing = haveIndex ? await openExistingIndex(indexPath, storeId, health) : undefined;
-      db = existing?.db;
-      if (!existing && !health.rebuilt) health.rebuilt = 'index is missing';
-      const highWater = existing?.appliedSeq ?? 0;
-      if (existing && !options.allowMissingPacks) {
-        await checkPacksPresent(existing.db, packs, root);
-      }
-      await resolveTail(fs, root, journal, highWater, health);
-      await resolveNewestBatch(fs, root, journal, packs, highWater, health);
-      if (existing) {
-        await replay(journal, existing.db, existing.appliedSeq, health);
-      } else {
-        if (await fs.statIfExists(indexPath)) await moveAside(fs, root, indexPath, 'index-damaged');
-        await rebuildIndex(fs, root, journal, storeId, health);
-        db = await IndexDb.open(indexPath, false);
-      }
-      let store: Store | undefined;
-      const writer = new Writer(db!, packs, journal, {
-        onStop: (error) => { if (store) store.failure = error; },
-        onCommit: (first, last, mutations, indexKeys) => {
-          store?.forgetMailboxes();
-          options.onCommit?.(first, last, mutations, indexKeys);
-        },
-      });
-      store = new Store(root, fs, identity, storeId, db!, packs, journal, writer, unlock, options.messageBytesMax ?? limits.messageBytesMax, health);
-      await store.finishInterruptedDeletes();
+      const store = new Store(parts, options);
+      if (!parts.readOnly) await store.finishInterruptedDeletes();
       return store;
     } catch (error) {
-      await db?.close().catch(() => undefined);
-      await packs?.close();
-      await journal?.close();
-      await unlock().catch(() => undefined);
+      await closeOpened(parts, parts.release);
       throw error instanceof MailstoreError ? error : fromSystemError(error, 'opening store', root);
-    }
-  }
-
-  /**
-   * Open without writing: verify, check that no writer runs, open a shadow of the index, and serve
-   * it only if it has applied every record the journal holds. No replay, no tail cut, no rebuild.
-   */
-  private static async openReadOnly(root: string, options: StoreOptions): Promise<Store> {
-    const fs = options.fs ?? nodeFileSystem;
-    if (options.create) throw new MailstoreError('INVALID', 'a read-only open cannot create a store', { path: root });
-    const identity = await verifyIdentity(fs, root);
-    const storeId = storeIdBytes(identity);
-    const { stale } = await checkNoWriter(fs, root, { waitMs: options.lockWaitMs, onWaiting: options.onLockWait });
-    const indexPath = join(root, LAYOUT.index);
-    const repairHint = 'a read-only open does not repair it: open the store read-write once (any writing command, as a user who may write it) and retry';
-    if (!(await fs.statIfExists(indexPath))) throw new MailstoreError('REFUSED', `the index at ${indexPath} is missing; ${repairHint}`, { path: indexPath });
-    const shadow = await shadowLevelDb(indexPath);
-    const health = newHealth();
-    let db: IndexDb | undefined, packs: PackStore | undefined, journal: Journal | undefined;
-    try {
-      const probe = options.probeIndex ?? 'after-crash';
-      if (probe === 'always' || (probe === 'after-crash' && stale)) {
-        const result = probeIndex(shadow.path);
-        if (result.system) throw new MailstoreError(result.system, result.detail, { path: indexPath });
-        if (!result.ok) throw new MailstoreError('REFUSED', `the index at ${indexPath} failed its probe (${result.detail}); ${repairHint}`, { path: indexPath });
-      }
-      const existing = await openExistingIndex(shadow.path, storeId, health);
-      if (!existing) throw new MailstoreError('REFUSED', `the index at ${indexPath} cannot be used (${health.rebuilt}); ${repairHint}`, { path: indexPath });
-      db = existing.db;
-      const noMount = async (path: string) => { throw new MailstoreError('ACCESS', `the store at ${root} is open read-only: not creating ${path}`, { path }); };
-      packs = await PackStore.open(fs, join(root, LAYOUT.packs), storeId, { packBytesMax: options.packBytesMax ?? limits.packBytesMax, checkMounted: noMount });
-      journal = await Journal.open(fs, join(root, LAYOUT.journal), storeId, {
-        segmentBytesMax: options.journalSegmentBytesMax ?? limits.journalSegmentBytesMax, recordBytesMax: limits.journalRecordBytesMax, checkMounted: noMount,
-      });
-      await checkPacksPresent(db, packs, root);
-      await checkIndexCurrent(journal, existing.appliedSeq, health, indexPath, repairHint);
-      const writer = new Writer(db, packs, journal, { onStop: () => undefined, onCommit: () => undefined }); // never given work
-      return new Store(root, fs, identity, storeId, db, packs, journal, writer, shadow.remove, options.messageBytesMax ?? limits.messageBytesMax, health, true);
-    } catch (error) {
-      await db?.close().catch(() => undefined);
-      await packs?.close();
-      await journal?.close();
-      await shadow.remove().catch(() => undefined);
-      throw error instanceof MailstoreError ? error : fromSystemError(error, 'opening store read-only', root);
     }
   }
 
@@ -343,7 +124,17 @@ export class Store {
     await this.packs.close();
     await this.journal.close();
     await this.db.close();
-    await this.unlock();
+    await this.release();
+  }
+
+  /** The hooks of scrub, repair and reconstruct (maintenance.ts). */
+  maintenance(): StoreMaintenance {
+    return this.maintenanceHooks;
+  }
+
+  /** The hooks of the day-2 administration modules (administration.ts). */
+  administration(): StoreAdministration {
+    return this.administrationHooks;
   }
 
   private live(): void {
@@ -351,6 +142,7 @@ export class Store {
     if (this.failure) throw this.failure;
   }
 
+  /** Every change (and every maintenance write) enters the Writer here. */
   private submit<T>(mutation: Mutation<T>): Promise<T> {
     this.live();
     this.writable();
@@ -362,14 +154,40 @@ export class Store {
     if (this.readOnly) throw new MailstoreError('ACCESS', `the store at ${this.root} is open read-only: nothing can be changed`, { path: this.root });
   }
 
-  /** @internal For the administration modules (users.ts, quota.ts, mailbox-list.ts): a raw mutation. */
-  mutate<T>(mutation: Mutation<T>): Promise<T> {
-    return this.submit(mutation);
+  private readerHost(): ReaderHost {
+    const store = this;
+    return {
+      get db() { return store.db; },
+      get packs() { return store.packs; },
+      live: () => this.live(),
+      committedBox: (name: string) => this.committedBox(name),
+    };
   }
 
-  /** @internal Expunges and removes a mailbox whose deleteBegin is committed (users.ts). */
-  finishMailboxDelete(id: Buffer): Promise<void> {
-    return this.finishDelete(id);
+  private maintenanceHost(): MaintenanceHost {
+    const store = this;
+    return {
+      root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, readOnly: this.readOnly, packs: this.packs, journal: this.journal,
+      get db() { return store.db; },
+      live: () => this.live(),
+      writable: () => this.writable(),
+      submit: <T>(mutation: Mutation<T>) => this.submit(mutation),
+      useIndex: (db: IndexDb) => {
+        this.db = db;
+        this.writer.replaceIndex(db);
+        this.forgetMailboxes();
+      },
+      forgetMailboxes: () => this.forgetMailboxes(),
+    };
+  }
+
+  private administrationInterface(): StoreAdministration {
+    const store = this;
+    return {
+      get index() { return store.db; },
+      mutate: (mutation) => this.submit(mutation),
+      finishMailboxDelete: (id) => this.finishDelete(id),
+    };
   }
 
   // ---- users (src/store/users.ts) ----------------------------------------------------------------
@@ -443,7 +261,7 @@ export class Store {
     const { id, messages } = await this.submit({
       exclusive: true,
       prepare: async ({ view }) => {
-        const box = await this.resolve(view, components, name);
+        const box = await resolveInBatch(view, components, name);
         return { ops: [{ op: 'mailbox.deleteBegin', id: box.id } as Op], result: { id: box.id, messages: box.messages } };
       },
     });
@@ -538,7 +356,7 @@ export class Store {
     const normalized = normalizeRights(rights);
     await this.submit({
       prepare: async ({ view }) => {
-        const box = await this.resolve(view, components, mailbox);
+        const box = await resolveInBatch(view, components, mailbox);
         if ((box.acl[who] ?? '') === normalized) return { ops: [], result: undefined };
         if (normalized !== '') checkAclSize({ ...box.acl, [who]: normalized }, mailbox);
         return { ops: [{ op: 'acl.set', id: box.id, identifier: who, rights: normalized } as Op], result: undefined };
@@ -590,7 +408,7 @@ export class Store {
     return this.submit({
       chain: options.chain,
       prepare: async (ctx) => {
-        const box = await this.resolve(ctx.view, components, mailbox);
+        const box = await resolveInBatch(ctx.view, components, mailbox);
         await checkQuota(this.db, ctx.view, box.name, prepared.reduce((sum, item) => sum + item.bytes.length, 0), prepared.length);
         const ops: Op[] = [];
         const results: AppendResult[] = [];
@@ -629,150 +447,6 @@ export class Store {
     return this.db.get<T>(meta.named(`user/${key}`));
   }
 
-  async messageInfo(mailbox: string, uid: number): Promise<MessageInfo> {
-    parseMailboxName(mailbox);
-    const checked = checkUid(uid);
-    this.live();
-    const box = await this.resolveCommitted(mailbox);
-    const record = await this.db.get<MessageRecord>(keys.message(box.id, checked));
-    if (!record) throw new MailstoreError('NOT_FOUND', `no message with uid ${uid} in ${mailbox}`, { path: `${mailbox}/${uid}` });
-    return toInfo(checked, record);
-  }
-
-  /** Every message of a mailbox in uid order (metadata only). */
-  async *messages(mailbox: string, options: { fromUid?: number } = {}): AsyncGenerator<MessageInfo> {
-    parseMailboxName(mailbox);
-    checkOptions(options, ['fromUid'], 'messages option');
-    const fromUid = options.fromUid === undefined ? 1 : checkUid(options.fromUid, 'fromUid');
-    this.live();
-    const box = await this.resolveCommitted(mailbox);
-    const gte = keys.message(box.id, fromUid);
-    for await (const [key, record] of this.db.entries<MessageRecord>({ gte, lt: prefixEnd(keys.messagePrefix(box.id)) })) {
-      yield toInfo(decodeMessageKey(key).uid, record);
-    }
-  }
-
-  /** The message's exact bytes, verified against its hash (CORRUPT otherwise). */
-  async fetch(mailbox: string, uid: number): Promise<Buffer> {
-    const { record, blob } = await this.locate(mailbox, uid);
-    return this.packs.read({ pack: blob.p, offset: blob.o, length: blob.l }, Buffer.from(record.h));
-  }
-
-  /**
-   * Every message of a mailbox with its bytes, in uid order, each verified against its hash before
-   * it is yielded (IMAP FETCH 1:* BODY[], export). The index is read a batch at a time, the next
-   * batch's records while this batch's bodies are read, and a batch's bodies are read in pack order;
-   * at most limits.readBatchBytes of bodies (or one bigger message) are held. A message that fails
-   * verification throws, as fetch would, once every message before it was yielded.
-   */
-  async *readMessages(mailbox: string, options: ReadMessagesOptions = {}): AsyncGenerator<MessageWithBody> {
-    parseMailboxName(mailbox);
-    checkOptions(options, ['fromUid', 'onCorrupt'], 'readMessages option');
-    const fromUid = options.fromUid === undefined ? 1 : checkUid(options.fromUid, 'fromUid');
-    if (options.onCorrupt !== undefined) checkFunction(options.onCorrupt, 'onCorrupt');
-    this.live();
-    const box = this.committedBox(mailbox);
-    const batches = this.db.entryBatches<MessageRecord>({ gte: keys.message(box.id, fromUid), lt: prefixEnd(keys.messagePrefix(box.id)) }, limits.readBatchMessages);
-    const readAhead = () => {
-      const batch = this.locateBatch(mailbox, batches);
-      batch.catch(() => undefined); // awaited later: a failure meanwhile is not unhandled
-      return batch;
-    };
-    let next = readAhead();
-    try {
-      for (let batch = await next; batch; batch = await next) {
-        next = readAhead();
-        for (const group of byteGroups(batch, limits.readBatchBytes)) {
-          await this.readGroup(group);
-          for (const item of group) {
-            if (item.error === undefined) {
-              const body = item.body!;
-              item.body = undefined; // the consumer may let go of it before the group ends
-              yield { info: item.info, body };
-            } else if (options.onCorrupt && isMailstoreError(item.error, 'CORRUPT')) {
-              options.onCorrupt(item.info, item.error);
-            } else {
-              throw item.error;
-            }
-          }
-        }
-      }
-    } finally {
-      await batches.return(undefined); // closes the iterator once a pending read-ahead is done
-    }
-  }
-
-  /** The next batch of message records, each with its blob's location (one getMany). */
-  private async locateBatch(mailbox: string, batches: AsyncGenerator<[Buffer, MessageRecord][]>): Promise<PendingRead[] | undefined> {
-    let entries: [Buffer, MessageRecord][] | void;
-    try {
-      entries = (await batches.next()).value;
-    } catch (error) {
-      this.live(); // a store closed meanwhile is CLOSED, not an index read error
-      throw error;
-    }
-    if (!entries) return undefined;
-    this.live();
-    const blobs = await this.db.getMany<BlobRecord>(entries.map(([, record]) => keys.blob(record.h)));
-    return entries.map(([key, record], i): PendingRead => {
-      const info = toInfo(decodeMessageKey(key).uid, record);
-      const blob = blobs[i];
-      if (blob instanceof MailstoreError) return { info, hash: record.h, error: blob };
-      if (!blob) return { info, hash: record.h, error: unknownBlob(mailbox, info.uid, record.h) };
-      return { info, hash: record.h, location: { pack: blob.p, offset: blob.o, length: blob.l } };
-    });
-  }
-
-  /**
-   * Reads and verifies a group's bodies in pack order; a failure is kept for the message's turn.
-   * Pack reads are synchronous, so it lets the event loop run every limits.readTurnBytes or
-   * limits.readTurnMessages: the read-ahead (and a server's other clients) go on meanwhile.
-   */
-  private async readGroup(group: PendingRead[]): Promise<void> {
-    const located = group.filter((item) => item.location);
-    located.sort((a, b) => a.location!.pack - b.location!.pack || a.location!.offset - b.location!.offset);
-    let bytesSinceTurn = 0, messagesSinceTurn = 0;
-    for (const item of located) {
-      try {
-        item.body = await this.packs.read(item.location!, item.hash);
-      } catch (error) {
-        item.error = error;
-      }
-      bytesSinceTurn += item.location!.length;
-      if (bytesSinceTurn >= limits.readTurnBytes || ++messagesSinceTurn >= limits.readTurnMessages) {
-        bytesSinceTurn = 0;
-        messagesSinceTurn = 0;
-        await nextTurn();
-      }
-    }
-  }
-
-  /** Streams a big message: verified in a first pass, then handed out, so no unverified byte leaves. */
-  async fetchStream(mailbox: string, uid: number): Promise<Readable> {
-    const { record, blob } = await this.locate(mailbox, uid);
-    return Readable.from(this.packs.readStream({ pack: blob.p, offset: blob.o, length: blob.l }, Buffer.from(record.h), limits.readChunkBytes));
-  }
-
-  /** Reads a blob by hash (repair sources, export); verified. */
-  async fetchBlob(hash: Buffer): Promise<Buffer> {
-    hash = checkHash(hash);
-    this.live();
-    const blob = await this.db.get<BlobRecord>(keys.blob(hash));
-    if (!blob) throw new MailstoreError('NOT_FOUND', `no blob ${hashHex(hash)}`, { path: hashHex(hash) });
-    return this.packs.read({ pack: blob.p, offset: blob.o, length: blob.l }, hash);
-  }
-
-  private async locate(mailbox: string, uid: number): Promise<{ record: MessageRecord; blob: BlobRecord }> {
-    parseMailboxName(mailbox);
-    const checked = checkUid(uid);
-    this.live();
-    const box = this.committedBox(mailbox);
-    const record = await this.db.get<MessageRecord>(keys.message(box.id, checked));
-    if (!record) throw new MailstoreError('NOT_FOUND', `no message with uid ${uid} in ${mailbox}`, { path: `${mailbox}/${uid}` });
-    const blob = await this.db.get<BlobRecord>(keys.blob(record.h));
-    if (!blob) throw unknownBlob(mailbox, uid, record.h);
-    return { record, blob };
-  }
 
   async setFlags(mailbox: string, uids: number | number[], change: FlagChange): Promise<{ modseq: number; updated: number[]; modified: number[] }> {
     const components = parseMailboxName(mailbox);
@@ -785,7 +459,7 @@ export class Store {
     const since = change.unchangedSince === undefined ? undefined : checkModseq(change.unchangedSince, 'unchangedSince');
     return this.submit({
       prepare: async ({ view, seq }) => {
-        const box = await this.resolve(view, components, mailbox);
+        const box = await resolveInBatch(view, components, mailbox);
         const set: [number, string[]][] = [];
         const modified: number[] = [];
         for (const uid of list) {
@@ -811,7 +485,7 @@ export class Store {
     const list = normalizeUids(uids);
     return this.submit({
       prepare: async ({ view, seq }) => {
-        const box = await this.resolve(view, components, mailbox);
+        const box = await resolveInBatch(view, components, mailbox);
         const present: number[] = [];
         for (const uid of list) if (await view.get(keys.message(box.id, uid))) present.push(uid);
         if (present.length === 0) return { ops: [], result: { expunged: [], modseq: box.highestModseq } };
@@ -838,8 +512,8 @@ export class Store {
     const list = normalizeUids(uids);
     return this.submit({
       prepare: async ({ view }) => {
-        const src = await this.resolve(view, source, from);
-        const dst = await this.resolve(view, target, to);
+        const src = await resolveInBatch(view, source, from);
+        const dst = await resolveInBatch(view, target, to);
         if (src.id.equals(dst.id) && expungeSource) throw new MailstoreError('INVALID', `cannot move ${from} into itself`);
         const ops: Op[] = [];
         const mapping: [number, number][] = [];
@@ -861,24 +535,6 @@ export class Store {
     });
   }
 
-  /** CONDSTORE/QRESYNC: messages changed and uids expunged after `modseq`. */
-  async changesSince(mailbox: string, modseq: number): Promise<{ changed: MessageInfo[]; vanished: number[]; highestModseq: number }> {
-    parseMailboxName(mailbox);
-    checkModseq(modseq);
-    this.live();
-    const box = await this.resolveCommitted(mailbox);
-    const changed: MessageInfo[] = [];
-    const vanished: number[] = [];
-    for await (const [key, value] of this.db.entries<ChangeRecord>({ gte: keys.changeFrom(box.id, modseq + 1), lt: prefixEnd(keys.changePrefix(box.id)) })) {
-      const c = decodeChangeKey(key);
-      if (value === 1) { vanished.push(c.uid); continue; }
-      const record = await this.db.get<MessageRecord>(keys.message(box.id, c.uid));
-      if (record) changed.push(toInfo(c.uid, record));
-    }
-    changed.sort((a, b) => a.uid - b.uid);
-    vanished.sort((a, b) => a - b);
-    return { changed, vanished, highestModseq: box.highestModseq };
-  }
 
   async stats(): Promise<StoreStats> {
     this.live();
@@ -906,202 +562,43 @@ export class Store {
     };
   }
 
-  // ---- maintenance (scrub, repair, reconstruct) ------------------------------------------------
+  // ---- reads (reader.ts) -------------------------------------------------------------------------
 
-  /** Runs `fn` while no batch commits: a consistent view of the index for cross-checks. */
-  async runExclusive<T>(fn: () => Promise<T>): Promise<T> {
-    checkFunction(fn, 'runExclusive argument');
-    if (this.readOnly) { // nothing commits in a read-only store: every read is already consistent
-      this.live();
-      return fn();
-    }
-    // What fn throws is its caller's (a scrub, a guard refusing a rebuild), not a broken invariant
-    // of the writer's, which would halt the store: it is carried out as a result and thrown here.
-    const outcome = await this.submit<{ value: T } | { error: unknown }>({
-      exclusive: true,
-      prepare: async () => {
-        await this.db.settle(); // raw iterators (scrub, compare) must not miss a batch still landing
-        try {
-          return { ops: [], result: { value: await fn() } };
-        } catch (error) {
-          return { ops: [], result: { error } };
-        }
-      },
-    });
-    if ('error' in outcome) throw outcome.error;
-    return outcome.value;
+  messageInfo(mailbox: string, uid: number): Promise<MessageInfo> {
+    return this.reader.messageInfo(mailbox, uid);
   }
 
-  /**
-   * Writes verified good copies of damaged blobs (from a replica or a copy) as new pack records and
-   * points the index at them. The damaged records stay where they are, unreferenced.
-   */
-  async relocateBlobs(given: { hash: Buffer; bytes: Buffer }[]): Promise<number> {
-    const items = checkArray(given, 'relocateBlobs items').map((entry) => {
-      const item = checkObject(entry, 'relocateBlobs item');
-      const hash = checkHash(item.hash);
-      const bytes = ownCopy(checkBytes(item.bytes)); // hashed and written as it is now, whatever the caller does next
-      if (!hashBytes(bytes).equals(hash)) throw new MailstoreError('INVALID', `relocate of ${hashHex(hash)} with bytes of another hash`, { path: hashHex(hash) });
-      return { hash, bytes };
-    });
-    checkRecordSize(items.map((item) => ({ op: 'blob.relocate', hash: item.hash, pack: 0xffffffff, offset: Number.MAX_SAFE_INTEGER, size: item.bytes.length })), `relocating ${items.length} blobs`);
-    return this.submit({
-      prepare: async ({ view, packs }) => {
-        const ops: Op[] = [];
-        for (const item of items) {
-          if (!(await view.get<BlobRecord>(keys.blob(item.hash)))) continue;
-          const location = packs.reserve(item.hash, item.bytes);
-          ops.push({ op: 'blob.relocate', hash: item.hash, pack: location.pack, offset: location.offset, size: item.bytes.length });
-        }
-        return { ops, result: ops.length };
-      },
-    });
+  /** Every message of a mailbox in uid order (metadata only). */
+  messages(mailbox: string, options: { fromUid?: number } = {}): AsyncGenerator<MessageInfo> {
+    return this.reader.messages(mailbox, options);
   }
 
-  /**
-   * Files blobs that are already in the packs (found by a pack scan) as messages of `mailbox`,
-   * without rewriting their bytes: reconstruct --from-packs uses it for lost+found.
-   */
-  async adoptBlobs(mailbox: string, given: { hash: Buffer; size: number; date: number; pack: number; offset: number }[]): Promise<number> {
-    const components = parseMailboxName(mailbox);
-    const items = checkArray(given, 'adoptBlobs items').map((entry) => {
-      const item = checkObject(entry, 'adoptBlobs item');
-      return {
-        hash: checkHash(item.hash), size: checkCount(item.size, 'size'), date: adoptedDate(item.date),
-        pack: checkCount(item.pack, 'pack'), offset: checkCount(item.offset, 'offset'),
-      };
-    });
-    return this.submit({
-      prepare: async ({ view }) => {
-        const box = await this.resolve(view, components, mailbox);
-        let uid = box.uidNext;
-        const ops: Op[] = items.map((item) => ({ op: 'message.add', id: box.id, uid: uid++, hash: item.hash, size: item.size, date: item.date, flags: [], pack: item.pack, offset: item.offset }));
-        checkRecordSize(ops, `adopting ${ops.length} blobs`);
-        return { ops, result: ops.length };
-      },
-    });
+  /** The message's exact bytes, verified against its hash (CORRUPT otherwise). */
+  fetch(mailbox: string, uid: number): Promise<Buffer> {
+    return this.reader.fetch(mailbox, uid);
   }
 
-  /**
-   * Rebuilds the index from the journal into a fresh LevelDB while the writer is held, then swaps
-   * it in. With `check`, builds aside and only compares. Returns the keys that differ, what each
-   * index holds, and whether the journal replayed whole (no damage, no gap, reaching the index's
-   * appliedSeq): when it did not, the index it would replace may hold more than the journal.
-   */
-  async reconstructIndex(options: {
-    check?: boolean;
-    onDifference?: (key: Buffer, detail: string) => void;
-    /** Called with the comparison before the swap; throwing aborts it (sanity gates). */
-    guard?: (result: RebuildComparison) => void;
-  } = {}): Promise<RebuildComparison> {
-    checkOptions(options, ['check', 'onDifference', 'guard'], 'reconstructIndex option');
-    if (options.check !== undefined && typeof options.check !== 'boolean') throw new MailstoreError('INVALID', 'reconstructIndex check must be a boolean');
-    if (options.onDifference !== undefined) checkFunction(options.onDifference, 'onDifference');
-    if (options.guard !== undefined) checkFunction(options.guard, 'guard');
-    this.writable(); // it builds index.rebuild/ in the store, even with `check`
-    return this.runExclusive(async () => {
-      const rebuildHealth = newHealth();
-      const built = await buildIndexAside(this.fs, this.root, this.journal, this.storeId, rebuildHealth);
-      let installed = false;
-      try {
-        const appliedSeq = (await this.db.get<number>(meta.appliedSeq)) ?? 0;
-        const fresh = await IndexDb.open(built.path, false);
-        let result: RebuildComparison;
-        try {
-          let differences = 0;
-          for await (const diff of compareIndexes(this.db, fresh)) {
-            if (diff.key[0] === SPACE.meta) continue;
-            differences++;
-            options.onDifference?.(diff.key, diff.detail);
-          }
-          const before = await indexCounts(this.db);
-          const after = await indexCounts(fresh);
-          result = {
-            differences, records: built.records, messagesBefore: before.messages, messagesAfter: after.messages, before, after,
-            journalIntact: !rebuildHealth.degraded && built.lastSeq >= appliedSeq,
-            journalProblems: built.lastSeq >= appliedSeq ? rebuildHealth.findings : [...rebuildHealth.findings, `the journal ends at ${built.lastSeq}, the index has applied ${appliedSeq}`],
-          };
-        } finally {
-          await fresh.close();
-        }
-        if (options.check) return result;
-        options.guard?.(result);
-        await this.swapIndex(built.path);
-        installed = true;
-        return result;
-      } finally {
-        if (!installed) await this.fs.removeTree(built.path).catch(() => undefined);
-      }
-    });
+  /** Every message of a mailbox with its verified bytes, in uid order (reader.ts, readMessages). */
+  readMessages(mailbox: string, options: ReadMessagesOptions = {}): AsyncGenerator<MessageWithBody> {
+    return this.reader.readMessages(mailbox, options);
   }
 
-  /**
-   * Writes a new journal from the index (a checkpoint of its whole state, docs/FORMAT.md) and swaps
-   * it in, the old journal to quarantine/: when the journal is lost or damaged and the index holds
-   * more. Before the swap the new journal is replayed aside and must reproduce this index's
-   * messages, mailboxes and ACL entries; that replayed index then replaces this one.
-   */
-  async rewriteJournalFromIndex(): Promise<{ records: number; firstSeq: number; lastSeq: number; differences: number; counts: IndexCounts; replaced?: string }> {
-    return this.runExclusive(async () => {
-      const appliedSeq = (await this.db.get<number>(meta.appliedSeq)) ?? 0;
-      const firstSeq = Math.max(appliedSeq, this.journal.lastSeq) + 1;
-      const written = await writeCheckpointJournal(this.fs, this.root, this.db, this.storeId, this.identity.storeId, appliedSeq, firstSeq, this.journal.segmentBytesMax);
-      const journal = await Journal.open(this.fs, written.path, this.storeId, {
-        segmentBytesMax: this.journal.segmentBytesMax, recordBytesMax: limits.journalRecordBytesMax,
-        checkMounted: async () => { throw new Error('assertion failed: a journal being verified is never written'); },
-      });
-      const health = newHealth();
-      const built = await buildIndexAside(this.fs, this.root, journal, this.storeId, health);
-      let installed = false;
-      try {
-        const fresh = await IndexDb.open(built.path, false);
-        let differences = 0;
-        let counts: IndexCounts;
-        try {
-          for await (const diff of compareIndexes(this.db, fresh)) if (!diff.key.equals(meta.appliedSeq)) differences++;
-          counts = await indexCounts(this.db);
-          const after = await indexCounts(fresh);
-          const lost = describeLoss(counts, after);
-          if (health.degraded || lost || after.messages !== counts.messages || after.mailboxes !== counts.mailboxes) {
-            throw new Error(`assertion failed: the journal written from the index does not reproduce it (${lost || health.findings.slice(0, 3).join('; ')}); nothing was changed`);
-          }
-        } finally {
-          await fresh.close();
-        }
-        await this.journal.close();
-        const replaced = await swapJournal(this.fs, this.root);
-        await this.swapIndex(built.path);
-        installed = true;
-        await this.journal.reload();
-        return { records: written.records, firstSeq: written.firstSeq, lastSeq: written.lastSeq, differences, counts, replaced };
-      } finally {
-        if (!installed) {
-          await this.fs.removeTree(built.path).catch(() => undefined);
-          await this.fs.removeTree(written.path).catch(() => undefined);
-        }
-      }
-    });
+  /** Streams a big message: verified in a first pass, then handed out, so no unverified byte leaves. */
+  fetchStream(mailbox: string, uid: number): Promise<Readable> {
+    return this.reader.fetchStream(mailbox, uid);
   }
 
-  /** Installs a built index (the old one to quarantine/) and points everything at it. */
-  private async swapIndex(builtPath: string): Promise<void> {
-    await this.db.close();
-    await installIndex(this.fs, this.root, builtPath);
-    this.db = await IndexDb.open(join(this.root, LAYOUT.index), false);
-    this.writer.replaceIndex(this.db);
-    this.forgetMailboxes();
-    await this.packs.forgetReadHandles();
+  /** Reads a blob by hash (repair sources, export); verified. */
+  fetchBlob(hash: Buffer): Promise<Buffer> {
+    return this.reader.fetchBlob(hash);
+  }
+
+  /** CONDSTORE/QRESYNC: messages changed and uids expunged after `modseq`. */
+  changesSince(mailbox: string, modseq: number): Promise<{ changed: MessageInfo[]; vanished: number[]; highestModseq: number }> {
+    return this.reader.changesSince(mailbox, modseq);
   }
 
   // ---- helpers ---------------------------------------------------------------------------------
-
-  /** Resolves a name inside a batch (sees the batch's own pending changes). */
-  private async resolve(view: PrepareContext['view'], components: string[], name: string): Promise<MailboxInfo> {
-    const id = await view.get<Buffer>(keys.name(components));
-    const box = id ? await view.get<MailboxInfo>(keys.info(Buffer.from(id))) : undefined;
-    if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `no mailbox named ${name}`, { path: name });
-    return { ...box, id: Buffer.from(box.id) };
-  }
 
   /**
    * Committed mailbox by name, through a small cache that every commit (and an index swap) clears:
@@ -1128,33 +625,10 @@ export class Store {
     return box;
   }
 
-  /** @internal Called on every commit: the cache must never show an older state than the index. */
-  forgetMailboxes(): void {
+  /** Called on every commit (and index swap): the cache must never show an older state than the index. */
+  private forgetMailboxes(): void {
     this.cacheGeneration++;
     this.mailboxCache.clear();
-  }
-}
-
-/**
- * A found message's date comes from its Date: header, which may say anything: one outside the
- * store's range is filed as unknown (the epoch, as an unreadable header is) rather than refused,
- * since refusing would leave the message out of lost+found.
- */
-function adoptedDate(date: unknown): number {
-  if (typeof date !== 'number' || !Number.isFinite(date)) throw new MailstoreError('INVALID', `adoptBlobs date must be a number of ms, got ${String(date)}`);
-  const ms = Math.trunc(date);
-  return ms < limits.internalDateMsMin || ms > limits.internalDateMsMax ? limits.internalDateMsMin : ms;
-}
-
-/**
- * One call is one journal record, and open reads a record above limits.journalRecordBytesMax as
- * damage: a call that would write one (a copy of 100,000 messages, many long keywords) is refused
- * before anything is written, and the caller splits it.
- */
-function checkRecordSize(ops: Op[], doing: string): void {
-  const bytes = encodeCbor({ ops, end: true }).length;
-  if (bytes > limits.journalRecordBytesMax) {
-    throw new MailstoreError('INVALID', `${doing} would make one journal record of ${bytes} bytes (at most ${limits.journalRecordBytesMax}); split it into smaller calls`);
   }
 }
 
@@ -1163,60 +637,6 @@ function checkAclSize(acl: Record<string, string>, mailbox: string): void {
   const entries = Object.values(acl).filter((rights) => rights !== '').length;
   if (entries > limits.aclEntriesPerMailboxMax) {
     throw new MailstoreError('INVALID', `the ACL of ${mailbox} would have ${entries} entries; at most ${limits.aclEntriesPerMailboxMax} are kept per mailbox`, { path: mailbox });
-  }
-}
-
-function toInfo(uid: number, record: MessageRecord): MessageInfo {
-  return { uid, hash: hashHex(record.h), size: record.s, internalDate: new Date(record.d), flags: [...record.f], modseq: record.m };
-}
-
-function unknownBlob(mailbox: string, uid: number, hash: Uint8Array): MailstoreError {
-  return new MailstoreError('CORRUPT', `message ${uid} in ${mailbox} refers to blob ${hashHex(hash)}, which the index does not know; run 'mailstore scrub'`, { path: `${mailbox}/${uid}` });
-}
-
-/** Splits a batch, in order, into runs of at most `bytesMax` body bytes (a bigger message alone). */
-function byteGroups(batch: PendingRead[], bytesMax: number): PendingRead[][] {
-  const groups: PendingRead[][] = [];
-  let group: PendingRead[] = [];
-  let bytes = 0;
-  for (const item of batch) {
-    const length = item.location?.length ?? 0;
-    if (group.length > 0 && bytes + length > bytesMax) {
-      groups.push(group);
-      group = [];
-      bytes = 0;
-    }
-    group.push(item);
-    bytes += length;
-  }
-  if (group.length > 0) groups.push(group);
-  return groups;
-}
-
-/**
- * A read-only open serves the index only when it has applied every valid record of the journal:
- * records beyond its watermark would need a replay (and the newest batch the durability check of
- * recovery.ts), which writes. Serving the index without them would show an older state than was
- * acknowledged, silently; so it is refused. Torn bytes after the last valid record are ignored
- * (a read-write open cuts them); an index ahead of the journal is served, as a read-write open would.
- */
-async function checkIndexCurrent(journal: Journal, appliedSeq: number, health: Health, indexPath: string, repairHint: string): Promise<void> {
-  const { lastSeq } = await journal.findTail();
-  journal.takeTailRecords(); // not needed: let them go
-  if (lastSeq > appliedSeq) {
-    throw new MailstoreError('REFUSED', `the index has not applied journal records ${appliedSeq + 1}..${lastSeq} (the last writer stopped without closing the store); ${repairHint}`, { path: indexPath });
-  }
-  if (appliedSeq > lastSeq) {
-    health.degraded = true;
-    health.findings.push(`the index has applied journal records up to ${appliedSeq} but the journal ends at ${lastSeq}: journal records are missing`);
-  }
-}
-
-/** packs/ with no pack files while the index refers to blobs: a vanished partition, not an empty store. */
-async function checkPacksPresent(db: IndexDb, packs: PackStore, root: string): Promise<void> {
-  if ((await packs.listPacks()).length > 0) return;
-  for await (const _ of db.entries({ prefix: keys.space(SPACE.blob), limit: 1 })) {
-    throw new MailstoreError('UNMOUNTED', `${join(root, LAYOUT.packs)} holds no packs but the index refers to stored messages: is the partition mounted? Nothing was changed.`, { path: join(root, LAYOUT.packs) });
   }
 }
 

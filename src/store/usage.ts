@@ -24,7 +24,7 @@ export async function usage(store: Store, options: { user?: string } = {}): Prom
   const only = options.user === undefined ? undefined : normalizeIdentifier(options.user);
   const byUser = new Map<string, { ids: Buffer[] }>();
   const prefix = only === undefined ? ['user'] : ['user', only];
-  for await (const [key, id] of store.db.entries<Buffer>({ prefix: keys.name(prefix) })) {
+  for await (const [key, id] of store.administration().index.entries<Buffer>({ prefix: keys.name(prefix) })) {
     const name = decodeNameKey(key);
     if (name.length < 2) continue;
     const entry = byUser.get(name[1]) ?? { ids: [] };
@@ -41,12 +41,12 @@ async function usageOf(store: Store, user: string, ids: Buffer[]): Promise<UserU
   let messages = 0, bytes = 0, uniqueBytes = 0, mailboxes = 0;
   const seen = new Set<string>();
   for (const id of ids) {
-    const box = store.db.getNow<MailboxInfo>(keys.info(id));
+    const box = store.administration().index.getNow<MailboxInfo>(keys.info(id));
     if (!box || box.deleting) continue;
     mailboxes++;
     messages += box.messages;
     bytes += box.bytes;
-    for await (const [, record] of store.db.entries<MessageRecord>({ prefix: keys.messagePrefix(id) })) {
+    for await (const [, record] of store.administration().index.entries<MessageRecord>({ prefix: keys.messagePrefix(id) })) {
       const hash = hashHex(record.h);
       if (seen.has(hash)) continue;
       seen.add(hash);

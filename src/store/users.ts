@@ -39,14 +39,14 @@ function userTree(name: string): string[] {
 /** The mailboxes at or below `prefix`: [name, id], committed state (callers hold the writer exclusively). */
 async function treeOf(store: Store, prefix: readonly string[]): Promise<[string[], Buffer][]> {
   const out: [string[], Buffer][] = [];
-  for await (const [key, id] of store.db.entries<Buffer>({ prefix: keys.name(prefix) })) out.push([decodeNameKey(key), Buffer.from(id)]);
+  for await (const [key, id] of store.administration().index.entries<Buffer>({ prefix: keys.name(prefix) })) out.push([decodeNameKey(key), Buffer.from(id)]);
   return out;
 }
 
 /** Every mailbox whose ACL names `user`, from the reverse map: [mailbox id, rights]. */
 async function aclEntriesOf(store: Store, user: string): Promise<[Buffer, string][]> {
   const out: [Buffer, string][] = [];
-  for await (const [key, value] of store.db.entries<RightsRecord>({ prefix: keys.rightsPrefix(user) })) {
+  for await (const [key, value] of store.administration().index.entries<RightsRecord>({ prefix: keys.rightsPrefix(user) })) {
     if (decodeRightsKey(key).user !== user) continue; // the prefix is exact (NUL-terminated), this is belt and braces
     out.push([Buffer.from(value.id), value.rights]);
   }
@@ -58,14 +58,14 @@ export async function renameUser(store: Store, from: string, to: string): Promis
   const target = userTree(to);
   const [oldUser, newUser] = [source[1], target[1]];
   if (oldUser === newUser) throw new MailstoreError('INVALID', `cannot rename user ${from} to itself`);
-  return store.mutate({
+  return store.administration().mutate({
     exclusive: true, // range reads of the tree and the reverse map must see every earlier batch
     prepare: async ({ view }) => {
-      await store.db.settle(); // the range reads below must not miss a batch still landing
+      await store.administration().index.settle(); // the range reads below must not miss a batch still landing
       const tree = await treeOf(store, source);
       const entries = await aclEntriesOf(store, oldUser);
       if (tree.length === 0 && entries.length === 0) throw new MailstoreError('NOT_FOUND', `no user ${from}: no mailbox under ${formatMailboxName(source)} and no ACL entry`, { path: from });
-      for await (const _ of store.db.entries({ prefix: keys.name(target), limit: 1 })) {
+      for await (const _ of store.administration().index.entries({ prefix: keys.name(target), limit: 1 })) {
         throw new MailstoreError('EXISTS', `user ${to} already has mailboxes under ${formatMailboxName(target)}`, { path: formatMailboxName(target) });
       }
       const ops: Op[] = [];
@@ -93,10 +93,10 @@ function moveAclEntry(view: IndexView, id: Buffer, oldUser: string, newUser: str
 export async function deleteUser(store: Store, name: string): Promise<DeleteUserResult> {
   const tree = userTree(name);
   const user = tree[1];
-  const begun = await store.mutate({
+  const begun = await store.administration().mutate({
     exclusive: true,
     prepare: async ({ view }) => {
-      await store.db.settle();
+      await store.administration().index.settle();
       const boxes = await treeOf(store, tree);
       const entries = await aclEntriesOf(store, user);
       if (boxes.length === 0 && entries.length === 0) throw new MailstoreError('NOT_FOUND', `no user ${name}: no mailbox under ${formatMailboxName(tree)} and no ACL entry`, { path: name });
@@ -112,17 +112,17 @@ export async function deleteUser(store: Store, name: string): Promise<DeleteUser
       return { ops, result: { ids: boxes.map(([, id]) => id), messages, aclEntries: entries.length } };
     },
   });
-  for (const id of begun.ids) await store.finishMailboxDelete(id);
+  for (const id of begun.ids) await store.administration().finishMailboxDelete(id);
   return { user, mailboxes: begun.ids.length, messages: begun.messages, aclEntries: begun.aclEntries };
 }
 
 /** mailbox delete --recursive: NAME and everything below it, freed in one intent record. */
 export async function deleteMailboxTree(store: Store, name: string): Promise<{ mailboxes: number; messages: number }> {
   const prefix = parseMailboxName(name);
-  const begun = await store.mutate({
+  const begun = await store.administration().mutate({
     exclusive: true,
     prepare: async ({ view }) => {
-      await store.db.settle();
+      await store.administration().index.settle();
       const boxes = await treeOf(store, prefix);
       if (boxes.length === 0) throw new MailstoreError('NOT_FOUND', `no mailbox named ${name} (nor any below it)`, { path: name });
       let messages = 0;
@@ -130,13 +130,13 @@ export async function deleteMailboxTree(store: Store, name: string): Promise<{ m
       return { ops: boxes.map(([, id]): Op => ({ op: 'mailbox.deleteBegin', id })), result: { ids: boxes.map(([, id]) => id), messages } };
     },
   });
-  for (const id of begun.ids) await store.finishMailboxDelete(id);
+  for (const id of begun.ids) await store.administration().finishMailboxDelete(id);
   return { mailboxes: begun.ids.length, messages: begun.messages };
 }
 
 /** Messages at or below NAME, for the CLI's refusal to delete a non-empty tree without --force. */
 export async function messagesInTree(store: Store, name: string): Promise<number> {
   let messages = 0;
-  for (const [, id] of await treeOf(store, parseMailboxName(name))) messages += store.db.getNow<MailboxInfo>(keys.info(id))?.messages ?? 0;
+  for (const [, id] of await treeOf(store, parseMailboxName(name))) messages += store.administration().index.getNow<MailboxInfo>(keys.info(id))?.messages ?? 0;
   return messages;
 }

@@ -127,7 +127,7 @@ describe('disaster drills (RECOVERY.md, followed literally)', () => {
     const { dir, acked } = await store();
     const [victim, bytes] = [...acked][5];
     const s = await Store.open(dir);
-    const blob = (await s.db.get<BlobRecord>(keys.blob(hashBytes(bytes))))!;
+    const blob = (await s.maintenance().index.get<BlobRecord>(keys.blob(hashBytes(bytes))))!;
     await s.close();
     const path = join(dir, 'packs', `${String(blob.p).padStart(8, '0')}.pack`);
     const pack = readFileSync(path);

@@ -188,7 +188,7 @@ describe('reconstruct uses the best surviving source', () => {
     const before = await snapshot(dir);
     let store = await Store.open(dir, { journalSegmentBytesMax: 2048 });
     try {
-      const written = await store.rewriteJournalFromIndex();
+      const written = await store.maintenance().rewriteJournalFromIndex();
       expect(written.differences).toBe(0);
       expect(readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl')).length).toBeGreaterThan(3);
       // writing goes on in the new journal
@@ -221,7 +221,7 @@ describe('a journal rewrite that fails', () => {
     const store = await Store.open(dir, { fs });
     try {
       fs.injectAt((op) => op.kind === 'write' && op.path.includes('.jnl'), 'ENOSPC', { times: Infinity });
-      await expect(store.rewriteJournalFromIndex()).rejects.toMatchObject({ code: 'NO_SPACE' });
+      await expect(store.maintenance().rewriteJournalFromIndex()).rejects.toMatchObject({ code: 'NO_SPACE' });
       fs.clear();
       expect(existsSync(join(dir, 'journal.rebuild'))).toBe(false);
       await store.append('INBOX', Buffer.from('Subject: after\r\n\r\nafter\r\n'));

@@ -20,8 +20,8 @@ async function damagedPack(): Promise<{ dir: string; path: string; pack: number 
     for (let k = 0; k < body.length; k++) body[k] = Math.floor(rand() * 256);
     await store.append('INBOX', Buffer.concat([Buffer.from(`Subject: ${i}\r\n\r\n`), body]));
   }
-  const pack = (await store.packs.listPacks())[0];
-  const path = store.packs.path(pack);
+  const pack = (await store.maintenance().packs.listPacks())[0];
+  const path = store.maintenance().packs.path(pack);
   await store.close();
   const bytes = readFileSync(path);
   const offsets: number[] = [];
@@ -39,7 +39,7 @@ async function scanAll(dir: string, pack: number, options: { chunkBytes?: number
   const items: unknown[] = [];
   let bytes = 0;
   try {
-    for await (const item of store.packs.scan(pack, { ...options, onBytes: (n) => { bytes += n; } })) {
+    for await (const item of store.maintenance().packs.scan(pack, { ...options, onBytes: (n) => { bytes += n; } })) {
       items.push(item.kind === 'blob' ? { ...item, hash: item.hash.toString('hex') } : item);
     }
   } finally {

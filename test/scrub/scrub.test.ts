@@ -12,6 +12,7 @@ import { MailstoreError } from '../../src/errors.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { prng } from '../helpers/prng.js';
 import { describeEachFs } from '../helpers/filesystems.js';
+import { rawLevelOf } from '../helpers/internals.js';
 
 const CLI = new URL('../../dist/src/cli/main.js', import.meta.url).pathname;
 
@@ -43,7 +44,7 @@ async function damageBlobs(dir: string, count: number, seed: number): Promise<Se
   const store = await Store.open(dir);
   const rand = prng(seed);
   const all: { hash: string; pack: number; offset: number; length: number }[] = [];
-  for await (const [key, b] of store.db.entries<{ p: number; o: number; l: number }>({ prefix: keys.space(0x42) })) {
+  for await (const [key, b] of store.maintenance().index.entries<{ p: number; o: number; l: number }>({ prefix: keys.space(0x42) })) {
     all.push({ hash: key.subarray(1).toString('hex'), pack: b.p, offset: b.o, length: b.l });
   }
   await store.close();
@@ -201,9 +202,9 @@ describeEachFs('scrub: refusals and index damage', ({ Store }) => {
     const bytes = await makeStore(dir, 8);
     let store = await Store.open(dir);
     const key = keys.name(['Sent']);
-    const raw = Buffer.from(await (store.db as any).db.get(key));
+    const raw = Buffer.from(await rawLevelOf(store).get(key));
     raw[raw.length - 2] ^= 0x10;
-    await (store.db as any).db.put(key, raw);
+    await rawLevelOf(store).put(key, raw);
     const report = await scrub(store);
     expect(report.findings.map((f) => f.kind)).toContain('index-value-corrupt');
     const result = await repair(store, report, {});
@@ -227,12 +228,12 @@ describeEachFs('scrub: refusals and index damage', ({ Store }) => {
     const dir = tmpDir();
     await makeStore(dir, 10);
     const store = await Store.open(dir);
-    const db = store.db as any;
+    const raw = rawLevelOf(store);
     const { encodeValue } = await import('../../src/index/codec.js');
     // a wrong refcount, a stray name, a stray reverse-ACL entry
-    for await (const [k, v] of store.db.entries<any>({ prefix: keys.space(0x42), limit: 1 })) await db.db.put(k, encodeValue({ ...v, r: v.r + 3 }));
-    await db.db.put(keys.name(['ghost']), encodeValue(Buffer.alloc(16, 7)));
-    await db.db.put(keys.rights('mallory', ['INBOX']), encodeValue({ id: Buffer.alloc(16, 1), rights: 'lr' }));
+    for await (const [k, v] of store.maintenance().index.entries<any>({ prefix: keys.space(0x42), limit: 1 })) await raw.put(k, encodeValue({ ...v, r: v.r + 3 }));
+    await raw.put(keys.name(['ghost']), encodeValue(Buffer.alloc(16, 7)));
+    await raw.put(keys.rights('mallory', ['INBOX']), encodeValue({ id: Buffer.alloc(16, 1), rights: 'lr' }));
     const report = await scrub(store);
     const kinds = new Set(report.findings.filter((f) => f.kind !== 'unreferenced-pack-record').map((f) => f.kind));
     expect(kinds).toEqual(new Set(['refcount-mismatch', 'name-index-mismatch', 'acl-map-mismatch']));
@@ -247,11 +248,11 @@ describeEachFs('scrub: refusals and index damage', ({ Store }) => {
     const dir = tmpDir();
     await makeStore(dir, 16);
     const store = await Store.open(dir);
-    const db = store.db as any;
+    const raw = rawLevelOf(store);
     const { encodeValue } = await import('../../src/index/codec.js');
-    for await (const [k] of store.db.entries<any>({ prefix: keys.space(0x43), limit: 1 })) await db.db.del(k);
-    for await (const [k, v] of store.db.entries<any>({ prefix: keys.space(0x49), limit: 1 })) await db.db.put(k, encodeValue({ ...v, unseen: v.unseen + 1 }));
-    store.forgetMailboxes();
+    for await (const [k] of store.maintenance().index.entries<any>({ prefix: keys.space(0x43), limit: 1 })) await raw.del(k);
+    for await (const [k, v] of store.maintenance().index.entries<any>({ prefix: keys.space(0x49), limit: 1 })) await raw.put(k, encodeValue({ ...v, unseen: v.unseen + 1 }));
+    store.maintenance().forgetMailboxes();
     const kinds = new Set((await scrub(store)).findings.map((f) => f.kind));
     expect(kinds.has('change-log-mismatch')).toBe(true);
     expect(kinds.has('mailbox-counts')).toBe(true);
@@ -264,8 +265,8 @@ describeEachFs('scrub: refusals and index damage', ({ Store }) => {
     const dir = tmpDir();
     await makeStore(dir, 12);
     const store = await Store.open(dir);
-    const packs = await store.packs.listPacks();
-    const sizes = new Map(packs.map((p) => [p, statSync(store.packs.path(p)).size]));
+    const packs = await store.maintenance().packs.listPacks();
+    const sizes = new Map(packs.map((p) => [p, statSync(store.maintenance().packs.path(p)).size]));
     let clock = 0;
     const covered = new Map<number, number[][]>();
     let runs = 0;

@@ -11,6 +11,7 @@ import { repair } from '../../src/scrub/repair.js';
 import { keys } from '../../src/keys/index-keys.js';
 import type { BlobRecord } from '../../src/store/records.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { rawLevelOf } from '../helpers/internals.js';
 
 const CLI = new URL('../../dist/src/cli/main.js', import.meta.url).pathname;
 const cli = (args: string[], dir: string) => spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, MAILSTORE_DIR: dir }, encoding: 'utf8' });
@@ -34,7 +35,7 @@ async function tornThenDamaged() {
   store = await Store.open(dir);
   const added = message(99, 5000);
   const { uid } = await store.append('T', added);
-  const blob = (await store.db.get<BlobRecord>(keys.blob((await import('../../src/hash/blake3.js')).hashBytes(added))))!;
+  const blob = (await store.maintenance().index.get<BlobRecord>(keys.blob((await import('../../src/hash/blake3.js')).hashBytes(added))))!;
   await store.close();
   const bytes = readFileSync(packPath);
   expect(blob.p).toBe(1);
@@ -49,10 +50,10 @@ describe('a torn pack record followed by new records', () => {
     const store = await Store.open(dir);
     try {
       const offsets: number[] = [];
-      for await (const item of store.packs.scan(1)) if (item.kind === 'blob') offsets.push(item.offset);
+      for await (const item of store.maintenance().packs.scan(1)) if (item.kind === 'blob') offsets.push(item.offset);
       expect(offsets).toContain(blobOffset);
       const small: number[] = [];
-      for await (const item of store.packs.scan(1, { chunkBytes: 4096 })) if (item.kind === 'blob') small.push(item.offset);
+      for await (const item of store.maintenance().packs.scan(1, { chunkBytes: 4096 })) if (item.kind === 'blob') small.push(item.offset);
       expect(small).toEqual(offsets);
     } finally {
       await store.close();
@@ -105,10 +106,10 @@ describe('scrub verifies every blob the index refers to', () => {
       const prefix = Buffer.from('Subject: carrier\r\n\r\n');
       const carrier = Buffer.concat([prefix, encodeRecordHeader(hashBytes(x), x.length), damaged]);
       await store.append('M', carrier);
-      const carrierBlob = (await store.db.get<BlobRecord>(keys.blob(hashBytes(carrier))))!;
+      const carrierBlob = (await store.maintenance().index.get<BlobRecord>(keys.blob(hashBytes(carrier))))!;
       const key = keys.blob(hashBytes(x));
-      const blob = (await store.db.get<BlobRecord>(key))!;
-      await (store.db as any).db.put(key, encodeValue({ ...blob, o: carrierBlob.o + 48 + prefix.length }));
+      const blob = (await store.maintenance().index.get<BlobRecord>(key))!;
+      await rawLevelOf(store).put(key, encodeValue({ ...blob, o: carrierBlob.o + 48 + prefix.length }));
       await expect(store.fetch('M', 1)).rejects.toMatchObject({ code: 'CORRUPT' });
       const report = await scrub(store);
       const found = report.findings.filter((f) => f.kind === 'blob-corrupt');

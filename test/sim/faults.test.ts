@@ -11,6 +11,7 @@ import { FaultFileSystem, type Fault } from './faultfs.js';
 import { retireOwnLock } from './explorer.js';
 import { contents, expectCode, expectExactly, fingerprint, msg } from './helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { internalsOf } from '../helpers/internals.js';
 
 type Op = 'append' | 'batch';
 
@@ -124,8 +125,8 @@ describe('disk full and I/O errors at every write point', () => {
       const acked = new Map<number, Buffer>();
       for await (const m of store.messages('INBOX')) acked.set(m.uid, await store.fetch('INBOX', m.uid));
       // the next append needs a new pack (or, for the journal, a new segment after reopen)
-      (store as unknown as { packs: { mustRotate: boolean } }).packs.mustRotate = true;
-      (store as unknown as { journal: { startNewSegment: boolean } }).journal.startNewSegment = true;
+      (internalsOf(store).packs as unknown as { mustRotate: boolean }).mustRotate = true;
+      (internalsOf(store).journal as unknown as { startNewSegment: boolean }).startNewSegment = true;
       ffs.injectAt((op) => op.kind === 'syncDir' && op.path === join(dir, where), 'EIO');
       await expectCode(store.append('INBOX', msg(`lost-${where}`)), 'IO');
       const kept = await store.append('INBOX', msg(`kept-${where}`));

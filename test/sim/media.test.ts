@@ -86,7 +86,7 @@ describe('media faults', () => {
       try {
         for (const [uid, bytes] of acked) {
           const info = await store.messageInfo('INBOX', uid);
-          const blob = (await store.db.get<{ o: number; l: number }>(keys.blob(Buffer.from(info.hash, 'hex'))))!;
+          const blob = (await store.maintenance().index.get<{ o: number; l: number }>(keys.blob(Buffer.from(info.hash, 'hex'))))!;
           const touched = spec.offset < blob.o + 48 + blob.l && spec.offset + spec.length > blob.o;
           try {
             const got = await store.fetch('INBOX', uid);

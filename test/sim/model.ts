@@ -202,7 +202,7 @@ function hex(b: Uint8Array): string {
  * precise message on the first disagreement.
  */
 export async function dumpStore(store: Store, options: { fetchAll?: boolean } = {}): Promise<string> {
-  const db = store.db;
+  const db = store.maintenance().index;
   const infos = new Map<string, MailboxInfo>();
   for await (const [, info] of db.entries<MailboxInfo>({ prefix: keys.space(SPACE.info) })) infos.set(hex(info.id), info);
   // name index: N <-> I, both ways

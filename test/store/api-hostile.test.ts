@@ -72,7 +72,7 @@ describe('caller buffers (issue 10 #1)', () => {
     const body = msg('r', 1000);
     const { hash } = await store.append('INBOX', body);
     const bytes = Buffer.from(body);
-    const relocated = store.relocateBlobs([{ hash: Buffer.from(hash, 'hex'), bytes }]);
+    const relocated = store.maintenance().relocateBlobs([{ hash: Buffer.from(hash, 'hex'), bytes }]);
     bytes.fill(0x58);
     const hashBuffer = Buffer.from(hash, 'hex');
     const fetched = store.fetchBlob(hashBuffer);
@@ -110,9 +110,9 @@ describe('dates (issue 10 #10)', () => {
     expect(parseFromLineDate('From a@example.org Thu Feb 29 10:00:00 2024')?.getTime()).toBe(Date.UTC(2024, 1, 29, 10));
     const store = await fresh();
     const { hash } = await store.append('INBOX', msg('found'));
-    const blob = (await store.db.get<{ p: number; o: number; l: number }>(keys.blob(Buffer.from(hash, 'hex'))))!;
+    const blob = (await store.maintenance().index.get<{ p: number; o: number; l: number }>(keys.blob(Buffer.from(hash, 'hex'))))!;
     const item = { hash: Buffer.from(hash, 'hex'), size: blob.l, pack: blob.p, offset: blob.o };
-    expect(await store.adoptBlobs('Other', [{ ...item, date: -5e12 }, { ...item, date: 1e20 }, { ...item, date: Date.UTC(2020, 0, 1) }])).toBe(3);
+    expect(await store.maintenance().adoptBlobs('Other', [{ ...item, date: -5e12 }, { ...item, date: 1e20 }, { ...item, date: Date.UTC(2020, 0, 1) }])).toBe(3);
     const dates = [];
     for await (const m of store.messages('Other')) dates.push(m.internalDate.getTime());
     expect(dates).toEqual([0, 0, Date.UTC(2020, 0, 1)]);
@@ -154,7 +154,7 @@ describe('argument checks (issue 10 #11)', () => {
       add(`copy to ${String(name)}`, () => s.copy('INBOX', 1, name));
       add(`move to ${String(name)}`, () => s.move('INBOX', 1, name));
       add(`changesSince(${String(name)})`, () => s.changesSince(name, 0));
-      add(`adoptBlobs(${String(name)})`, () => s.adoptBlobs(name, []));
+      add(`adoptBlobs(${String(name)})`, () => s.maintenance().adoptBlobs(name, []));
       add(`messages(${String(name)})`, () => drain(s.messages(name)));
       add(`readMessages(${String(name)})`, () => drain(s.readMessages(name)));
     }
@@ -190,20 +190,20 @@ describe('argument checks (issue 10 #11)', () => {
       add(`listMailboxes ${JSON.stringify(options)}`, () => s.listMailboxes(options));
       add(`messages options ${JSON.stringify(options)}`, () => drain(s.messages('INBOX', options)));
       add(`readMessages options ${JSON.stringify(options)}`, () => drain(s.readMessages('INBOX', options)));
-      add(`reconstructIndex ${JSON.stringify(options)}`, () => s.reconstructIndex(options));
+      add(`reconstructIndex ${JSON.stringify(options)}`, () => s.maintenance().reconstructIndex(options));
     }
     for (const items of [undefined, null, 'x', {}, [null], [5], [{}], [{ bytes: 'x' }]]) {
       add(`appendBatch items ${JSON.stringify(items)}`, () => s.appendBatch('INBOX', items));
-      add(`relocateBlobs ${JSON.stringify(items)}`, () => s.relocateBlobs(items));
-      add(`adoptBlobs ${JSON.stringify(items)}`, () => s.adoptBlobs('INBOX', items));
+      add(`relocateBlobs ${JSON.stringify(items)}`, () => s.maintenance().relocateBlobs(items));
+      add(`adoptBlobs ${JSON.stringify(items)}`, () => s.maintenance().adoptBlobs('INBOX', items));
     }
     add('appendBatch meta key', () => s.appendBatch('INBOX', [{ bytes: msg(3) }], { meta: { key: 5, value: 1 } }));
     add('appendBatch meta', () => s.appendBatch('INBOX', [{ bytes: msg(3) }], { meta: 'x' }));
     add('appendBatch chain', () => s.appendBatch('INBOX', [{ bytes: msg(3) }], { chain: 5 }));
-    add('relocateBlobs wrong hash', () => s.relocateBlobs([{ hash: hashBytes(msg(9)), bytes: msg(1) }]));
-    add('relocateBlobs short hash', () => s.relocateBlobs([{ hash: Buffer.alloc(3), bytes: msg(1) }]));
-    add('adoptBlobs bad item', () => s.adoptBlobs('INBOX', [{ hash: hashBytes(msg(1)), size: -1, date: 0, pack: 1, offset: 0 }]));
-    add('adoptBlobs bad date', () => s.adoptBlobs('INBOX', [{ hash: hashBytes(msg(1)), size: 1, date: '2024-01-01', pack: 1, offset: 0 }]));
+    add('relocateBlobs wrong hash', () => s.maintenance().relocateBlobs([{ hash: hashBytes(msg(9)), bytes: msg(1) }]));
+    add('relocateBlobs short hash', () => s.maintenance().relocateBlobs([{ hash: Buffer.alloc(3), bytes: msg(1) }]));
+    add('adoptBlobs bad item', () => s.maintenance().adoptBlobs('INBOX', [{ hash: hashBytes(msg(1)), size: -1, date: 0, pack: 1, offset: 0 }]));
+    add('adoptBlobs bad date', () => s.maintenance().adoptBlobs('INBOX', [{ hash: hashBytes(msg(1)), size: 1, date: '2024-01-01', pack: 1, offset: 0 }]));
     for (const pattern of [5, null, {}, ['*'], 'a\u202E*']) add(`listMailboxes pattern ${JSON.stringify(pattern)}`, () => s.listMailboxes({ pattern }));
     for (const user of [5, null, '', 'a\u2066b', 'x'.repeat(300)]) add(`listMailboxes user ${JSON.stringify(user)}`, () => s.listMailboxes({ user }));
     add('listMailboxes unknown option', () => s.listMailboxes({ patern: '*' }));
@@ -217,9 +217,9 @@ describe('argument checks (issue 10 #11)', () => {
     add('createMailbox acl rights', () => s.createMailbox('New', { acl: { bob: 5 } }));
     for (const key of [undefined, 5, {}, null]) add(`getMeta ${JSON.stringify(key)}`, () => s.getMeta(key));
     for (const hash of [undefined, 'abc', 5, Buffer.alloc(3)]) add(`fetchBlob ${JSON.stringify(hash)}`, () => s.fetchBlob(hash));
-    for (const fn of [undefined, 5, 'x']) add(`runExclusive ${JSON.stringify(fn)}`, () => s.runExclusive(fn));
-    add('reconstructIndex guard', () => s.reconstructIndex({ check: true, guard: 5 }));
-    add('reconstructIndex check', () => s.reconstructIndex({ check: 'yes' }));
+    for (const fn of [undefined, 5, 'x']) add(`runExclusive ${JSON.stringify(fn)}`, () => s.maintenance().runExclusive(fn));
+    add('reconstructIndex guard', () => s.maintenance().reconstructIndex({ check: true, guard: 5 }));
+    add('reconstructIndex check', () => s.maintenance().reconstructIndex({ check: 'yes' }));
     add('readMessages onCorrupt', () => drain(s.readMessages('INBOX', { onCorrupt: 5 })));
 
     const wrong: string[] = [];

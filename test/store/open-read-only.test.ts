@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { expectCode, expectExactly, fingerprint, msg } from '../sim/helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { internalsOf } from '../helpers/internals.js';
 
 async function storeWith(count: number): Promise<{ dir: string; acked: Map<number, Buffer> }> {
   const dir = tmpDir();
@@ -44,7 +45,7 @@ describe('read-only open', () => {
     let read = 0;
     for await (const m of store.readMessages('INBOX')) read += m.body.length > 0 ? 1 : 0;
     expect(read).toBe(5);
-    expect(await store.runExclusive(async () => 'ran'), 'scrub cross-checks run without a writer').toBe('ran');
+    expect(await store.maintenance().runExclusive(async () => 'ran'), 'scrub cross-checks run without a writer').toBe('ran');
     const changes: [string, () => Promise<unknown>][] = [
       ['append', () => store.append('INBOX', msg('new'))],
       ['createMailbox', () => store.createMailbox('Other')],
@@ -54,13 +55,13 @@ describe('read-only open', () => {
       ['expunge', () => store.expunge('INBOX', [1])],
       ['copy', () => store.copy('INBOX', [1], 'INBOX')],
       ['setAcl', () => store.setAcl('INBOX', 'bob', 'lr')],
-      ['reconstructIndex', () => store.reconstructIndex({ check: true })],
+      ['reconstructIndex', () => store.maintenance().reconstructIndex({ check: true })],
     ];
     for (const [name, change] of changes) {
       const error = await expectCode(change(), 'ACCESS');
       expect(error.message, name).toMatch(/read-only/);
     }
-    const shadow = store.db.path;
+    const shadow = internalsOf(store).db.path;
     expect(shadow.startsWith(dir), 'the index is read through a private shadow, not in the store').toBe(false);
     expect(readdirSync(shadow).some((name) => name.endsWith('.ldb')), 'the shadow holds the tables').toBe(true);
     await store.close();

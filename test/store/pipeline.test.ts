@@ -9,6 +9,7 @@ import { MailstoreError } from '../../src/errors.js';
 import type { CommitChain } from '../../src/store/writer.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { internalsOf } from '../helpers/internals.js';
 
 const msg = (text: string) => Buffer.from(`Subject: ${text}\r\n\r\n${text}\r\n`);
 
@@ -65,9 +66,10 @@ describe('index writes behind the commit', () => {
     const dir = tmpDir();
     const store = await Store.open(dir, { create: true });
     await store.createMailbox('INBOX');
-    const real = store.db.write.bind(store.db);
+    const { db } = internalsOf(store);
+    const real = db.write.bind(db);
     let failed = 0;
-    store.db.write = async (ops) => {
+    db.write = async (ops) => {
       if (failed++ === 0) throw Object.assign(new Error('EIO: simulated LevelDB write failure'), { code: 'EIO' });
       return real(ops);
     };

@@ -8,6 +8,7 @@ import { MailstoreError } from '../../src/errors.js';
 import { hashBytes } from '../../src/hash/blake3.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { internalsOf, rawLevelOf } from '../helpers/internals.js';
 
 const msg = (i: number | string, padBytes = 0) =>
   Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n${'x'.repeat(padBytes)}`);
@@ -41,7 +42,7 @@ async function flipByte(store: Store, dir: string, marker: string): Promise<void
     if (at < 0) continue;
     pack[at] ^= 0x01;
     writeFileSync(path, pack);
-    await store.packs.forgetReadHandles();
+    await internalsOf(store).packs.forgetReadHandles();
     return;
   }
   throw new Error(`no pack holds ${marker}`);
@@ -144,11 +145,11 @@ describe('Store.readMessages', () => {
     await store.createMailbox('INBOX');
     const results = [];
     for (let i = 1; i <= 5; i++) results.push(await store.append('INBOX', msg(i)));
-    await store.db.write([{ type: 'del', key: keys.blob(Buffer.from(results[1].hash, 'hex')) }]);
+    await internalsOf(store).db.write([{ type: 'del', key: keys.blob(Buffer.from(results[1].hash, 'hex')) }]);
     const damagedKey = keys.blob(Buffer.from(results[3].hash, 'hex'));
-    const raw = Buffer.from(await (store.db as any).db.get(damagedKey));
+    const raw = Buffer.from(await rawLevelOf(store).get(damagedKey));
     raw[raw.length - 1] ^= 0xff;
-    await (store.db as any).db.put(damagedKey, raw);
+    await rawLevelOf(store).put(damagedKey, raw);
 
     const fetchErrors = [await expectCode(store.fetch('INBOX', 2), 'CORRUPT'), await expectCode(store.fetch('INBOX', 4), 'CORRUPT')];
     const seen: number[] = [];

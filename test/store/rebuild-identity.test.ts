@@ -107,7 +107,7 @@ describe('rebuild produces the live index byte for byte', () => {
     const dir = tmpDir();
     const store = await Store.open(dir, { create: true });
     await varied(store, prng(11));
-    const result = await store.reconstructIndex({ check: true });
+    const result = await store.maintenance().reconstructIndex({ check: true });
     expect(result.differences).toBe(0);
     expect(result.messagesAfter).toBe(result.messagesBefore);
     await store.close();

@@ -8,6 +8,7 @@ import { keys } from '../../src/keys/index-keys.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { describeEachFs } from '../helpers/filesystems.js';
 import { corporaDir, haveCorpora, tmpDir } from '../helpers/tmp.js';
+import { internalsOf, rawLevelOf } from '../helpers/internals.js';
 
 async function expectCode(promise: Promise<unknown> | (() => unknown), code: string): Promise<MailstoreError> {
   try {
@@ -52,14 +53,14 @@ describeEachFs('store core', ({ Store }) => {
     expect(two.hash).toBe(one.hash);
     const stats = await store.stats();
     expect(stats.blobs).toBe(1);
-    const blob = await store.db.get<{ r: number }>(keys.blob(Buffer.from(one.hash, 'hex')));
+    const blob = await store.maintenance().index.get<{ r: number }>(keys.blob(Buffer.from(one.hash, 'hex')));
     expect(blob!.r).toBe(2);
     // exactly one record in the pack
     const pack = readFileSync(join(dir, 'packs', readdirSync(join(dir, 'packs')).find((n) => n.endsWith('.pack'))!));
     expect(pack.toString('latin1').split('MSB1').length - 1).toBe(1);
     await store.expunge('a', one.uid);
     await store.expunge('b', two.uid);
-    expect((await store.db.get<{ r: number }>(keys.blob(Buffer.from(one.hash, 'hex'))))!.r).toBe(0);
+    expect((await store.maintenance().index.get<{ r: number }>(keys.blob(Buffer.from(one.hash, 'hex'))))!.r).toBe(0);
     await store.close();
   });
 
@@ -350,7 +351,7 @@ describeEachFs('every error code', ({ Store }) => {
     const at = pack.indexOf('UNIQUE-MARKER');
     pack[at] ^= 0x01;
     writeFileSync(packPath, pack);
-    await store.packs.forgetReadHandles();
+    await internalsOf(store).packs.forgetReadHandles();
     await expectCode(store.fetch('INBOX', r.uid), 'CORRUPT');
     await store.close();
   });
@@ -361,9 +362,9 @@ describeEachFs('every error code', ({ Store }) => {
     await store.createMailbox('INBOX');
     await store.append('INBOX', msg(1));
     const key = keys.name(['INBOX']);
-    const raw = Buffer.from(await (store.db as any).db.get(key));
+    const raw = Buffer.from(await rawLevelOf(store).get(key));
     raw[raw.length - 1] ^= 0xff;
-    await (store.db as any).db.put(key, raw);
+    await rawLevelOf(store).put(key, raw);
     await expectCode(store.status('INBOX'), 'CORRUPT');
     await store.close();
   });

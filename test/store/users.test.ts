@@ -40,7 +40,7 @@ describe('renameUser', () => {
     expect((await store.mailbox('user/robert/Work')).owner).toBe('robert');
     expect((await store.mailbox('user/bobby/INBOX')).owner).toBe('bobby'); // a name sharing the prefix is untouched
     expect((await store.status('user/robert/INBOX')).messages).toBe(1);
-    const check = await store.reconstructIndex({ check: true });
+    const check = await store.maintenance().reconstructIndex({ check: true });
     expect(check.differences).toBe(0);
     await store.close();
   });
@@ -85,7 +85,7 @@ describe('deleteUser and deleteMailboxTree', () => {
     expect(await store.getAcl('shared/p')).toEqual({ alice: 'lrs' });
     expect(await store.listMailboxes({ user: 'bob' })).toEqual([]);
     expect((await store.stats()).messages).toBe(0);
-    expect((await store.reconstructIndex({ check: true })).differences).toBe(0);
+    expect((await store.maintenance().reconstructIndex({ check: true })).differences).toBe(0);
     await expectCode(store.deleteUser('bob'), 'NOT_FOUND');
     await store.close();
   });

@@ -49,7 +49,7 @@ await runMeasurement('mailstore', 'acl-list', async () => {
     const user = pickUser();
     const t = performance.now();
     const ids: string[] = [];
-    for await (const [, box] of store.db.entries<MailboxInfo>({ prefix: keys.space(SPACE.info) })) {
+    for await (const [, box] of store.administration().index.entries<MailboxInfo>({ prefix: keys.space(SPACE.info) })) {
       if (box.deleting) continue;
       const rights = (box.acl[user] ?? '') + (box.acl.anyone ?? '');
       if (rights.includes('l')) ids.push(Buffer.from(box.id).toString('hex'));

@@ -1,0 +1,213 @@
+// Opening a store: verify STORE and the markers, take the lock, open the packs and the journal,
+// and bring the index up to the journal (recovery.ts does the work). A read-only open writes
+// nothing: it serves a shadow of the index only when that index is current. Either way the
+// result is the store's parts, which the Store wraps with its Writer.
+import { join } from 'node:path';
+import { MailstoreError, fromSystemError } from '../errors.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import { shadowLevelDb } from '../fs/level-shadow.js';
+import { nodeFileSystem } from '../fs/node-fs.js';
+import { IndexDb } from '../index/index-db.js';
+import { probeIndex } from '../index/probe.js';
+import { keys } from '../keys/index-keys.js';
+import { SPACE } from '../keys/tuple.js';
+import { PackStore } from '../blob/pack-store.js';
+import { Journal } from '../journal/journal.js';
+import { limits } from '../limits.js';
+import { LAYOUT, checkNoWriter, initStore, storeIdBytes, takeLock, verifyIdentity, type StoreIdentity } from './identity.js';
+import {
+  moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveNewestBatch, resolveTail, type Health,
+} from './recovery.js';
+import type { StoreOptions } from './types.js';
+
+/** An opened store's parts. `db` is replaced when maintenance installs a rebuilt index. */
+export interface StoreParts {
+  root: string;
+  fs: FileSystem;
+  identity: StoreIdentity;
+  storeId: Buffer;
+  db: IndexDb;
+  packs: PackStore;
+  journal: Journal;
+  /** Releases the lock (read-write) or removes the index shadow (read-only). */
+  release: () => Promise<void>;
+  health: Health;
+  readOnly: boolean;
+}
+
+type Opened = { db?: IndexDb; packs?: PackStore; journal?: Journal };
+type CheckMounted = (path: string) => Promise<void>;
+
+/**
+ * Verifies STORE and the markers, takes the lock, resolves the journal tail, replays what the
+ * index has not applied (or rebuilds the index from the journal). Interrupted deletes are the
+ * Store's to finish (they are mutations).
+ */
+export async function openStoreParts(root: string, options: StoreOptions): Promise<StoreParts> {
+  return options.readOnly ? openReadOnly(root, options) : openReadWrite(root, options);
+}
+
+/** Closes what an open produced, in the order close does, for an open that fails part-way. */
+export async function closeOpened(opened: Opened, release: () => Promise<void>): Promise<void> {
+  await opened.db?.close().catch(() => undefined);
+  await opened.packs?.close();
+  await opened.journal?.close();
+  await release().catch(() => undefined);
+}
+
+async function openReadWrite(root: string, options: StoreOptions): Promise<StoreParts> {
+  const fs = options.fs ?? nodeFileSystem;
+  if (options.create && !(await fs.statIfExists(join(root, LAYOUT.identity)).catch(() => undefined))) {
+    await initStore(fs, root);
+  }
+  const identity = await verifyIdentity(fs, root);
+  const storeId = storeIdBytes(identity);
+  const rootDev = (await fs.stat(root)).dev;
+  const { release, stale } = await takeLock(fs, root, { waitMs: options.lockWaitMs, onWaiting: options.onLockWait });
+  const health = newHealth();
+  const opened: Opened = {};
+  try {
+    const checkMounted = mountCheck(fs, root, rootDev);
+    const packs = opened.packs = await openPacks(fs, root, storeId, options, checkMounted);
+    const journal = opened.journal = await openJournal(fs, root, storeId, options, checkMounted);
+    const db = await recoverIndex({ fs, root, storeId, packs, journal, health, opened }, options, stale);
+    return { root, fs, identity, storeId, db, packs, journal, release, health, readOnly: false };
+  } catch (error) {
+    await closeOpened(opened, release);
+    throw error instanceof MailstoreError ? error : fromSystemError(error, 'opening store', root);
+  }
+}
+
+/** Before a new pack or segment file is created: the store's file system must still be the one opened. */
+function mountCheck(fs: FileSystem, root: string, rootDev: number): CheckMounted {
+  return async (path: string) => {
+    const now = await fs.statIfExists(root).catch(() => undefined);
+    const id = await fs.statIfExists(join(root, LAYOUT.identity)).catch(() => undefined);
+    if (!now || now.dev !== rootDev || !id) {
+      throw new MailstoreError('UNMOUNTED', `refusing to create ${path}: the store's file system changed under it (unmounted or replaced); nothing was written`, { path });
+    }
+  };
+}
+
+function openPacks(fs: FileSystem, root: string, storeId: Buffer, options: StoreOptions, checkMounted: CheckMounted): Promise<PackStore> {
+  return PackStore.open(fs, join(root, LAYOUT.packs), storeId, { packBytesMax: options.packBytesMax ?? limits.packBytesMax, checkMounted });
+}
+
+function openJournal(fs: FileSystem, root: string, storeId: Buffer, options: StoreOptions, checkMounted: CheckMounted): Promise<Journal> {
+  return Journal.open(fs, join(root, LAYOUT.journal), storeId, {
+    segmentBytesMax: options.journalSegmentBytesMax ?? limits.journalSegmentBytesMax,
+    recordBytesMax: limits.journalRecordBytesMax, checkMounted,
+  });
+}
+
+interface Recovering {
+  fs: FileSystem;
+  root: string;
+  storeId: Buffer;
+  packs: PackStore;
+  journal: Journal;
+  health: Health;
+  /** Where the index opened is recorded, so that a failure closes it. */
+  opened: Opened;
+}
+
+/** Brings the index up to the journal: probe, open, cut the tail, replay; or rebuild it. */
+async function recoverIndex(r: Recovering, options: StoreOptions, stale: boolean): Promise<IndexDb> {
+  const indexPath = join(r.root, LAYOUT.index);
+  const haveIndex = Boolean(await r.fs.statIfExists(indexPath)) && (await indexPassesProbe(r, indexPath, options, stale));
+  const existing = haveIndex ? await openExistingIndex(indexPath, r.storeId, r.health) : undefined;
+  r.opened.db = existing?.db;
+  if (!existing && !r.health.rebuilt) r.health.rebuilt = 'index is missing';
+  const highWater = existing?.appliedSeq ?? 0;
+  if (existing && !options.allowMissingPacks) await checkPacksPresent(existing.db, r.packs, r.root);
+  await resolveTail(r.fs, r.root, r.journal, highWater, r.health);
+  await resolveNewestBatch(r.fs, r.root, r.journal, r.packs, highWater, r.health);
+  if (existing) {
+    await replay(r.journal, existing.db, existing.appliedSeq, r.health);
+    return existing.db;
+  }
+  if (await r.fs.statIfExists(indexPath)) await moveAside(r.fs, r.root, indexPath, 'index-damaged');
+  await rebuildIndex(r.fs, r.root, r.journal, r.storeId, r.health);
+  return (r.opened.db = await IndexDb.open(indexPath, false));
+}
+
+/**
+ * LevelDB can abort the process on some damaged files, so after a crash (or always, if asked) the
+ * index is first opened in a child process; one that fails is moved aside and rebuilt.
+ */
+async function indexPassesProbe(r: Recovering, indexPath: string, options: StoreOptions, stale: boolean): Promise<boolean> {
+  const probe = options.probeIndex ?? 'after-crash';
+  if (!(probe === 'always' || (probe === 'after-crash' && stale))) return true;
+  const result = probeIndex(indexPath);
+  if (result.locked) throw new MailstoreError('LOCKED', `the index at ${indexPath} is held by another process: ${result.detail}`, { path: indexPath });
+  if (result.system) throw new MailstoreError(result.system, result.detail, { path: indexPath });
+  if (result.ok) return true;
+  r.health.rebuilt = `index failed its probe: ${result.detail}`;
+  await moveAside(r.fs, r.root, indexPath, 'index-damaged');
+  return false;
+}
+
+/**
+ * Open without writing: verify, check that no writer runs, open a shadow of the index, and serve
+ * it only if it has applied every record the journal holds. No replay, no tail cut, no rebuild.
+ */
+async function openReadOnly(root: string, options: StoreOptions): Promise<StoreParts> {
+  const fs = options.fs ?? nodeFileSystem;
+  if (options.create) throw new MailstoreError('INVALID', 'a read-only open cannot create a store', { path: root });
+  const identity = await verifyIdentity(fs, root);
+  const storeId = storeIdBytes(identity);
+  const { stale } = await checkNoWriter(fs, root, { waitMs: options.lockWaitMs, onWaiting: options.onLockWait });
+  const indexPath = join(root, LAYOUT.index);
+  const repairHint = 'a read-only open does not repair it: open the store read-write once (any writing command, as a user who may write it) and retry';
+  if (!(await fs.statIfExists(indexPath))) throw new MailstoreError('REFUSED', `the index at ${indexPath} is missing; ${repairHint}`, { path: indexPath });
+  const shadow = await shadowLevelDb(indexPath);
+  const health = newHealth();
+  const opened: Opened = {};
+  try {
+    const probe = options.probeIndex ?? 'after-crash';
+    if (probe === 'always' || (probe === 'after-crash' && stale)) {
+      const result = probeIndex(shadow.path);
+      if (result.system) throw new MailstoreError(result.system, result.detail, { path: indexPath });
+      if (!result.ok) throw new MailstoreError('REFUSED', `the index at ${indexPath} failed its probe (${result.detail}); ${repairHint}`, { path: indexPath });
+    }
+    const existing = await openExistingIndex(shadow.path, storeId, health);
+    if (!existing) throw new MailstoreError('REFUSED', `the index at ${indexPath} cannot be used (${health.rebuilt}); ${repairHint}`, { path: indexPath });
+    const db = opened.db = existing.db;
+    const noMount = async (path: string) => { throw new MailstoreError('ACCESS', `the store at ${root} is open read-only: not creating ${path}`, { path }); };
+    const packs = opened.packs = await openPacks(fs, root, storeId, options, noMount);
+    const journal = opened.journal = await openJournal(fs, root, storeId, options, noMount);
+    await checkPacksPresent(db, packs, root);
+    await checkIndexCurrent(journal, existing.appliedSeq, health, indexPath, repairHint);
+    return { root, fs, identity, storeId, db, packs, journal, release: shadow.remove, health, readOnly: true };
+  } catch (error) {
+    await closeOpened(opened, shadow.remove);
+    throw error instanceof MailstoreError ? error : fromSystemError(error, 'opening store read-only', root);
+  }
+}
+
+/**
+ * A read-only open serves the index only when it has applied every valid record of the journal:
+ * records beyond its watermark would need a replay (and the newest batch the durability check of
+ * recovery.ts), which writes. Serving the index without them would show an older state than was
+ * acknowledged, silently; so it is refused. Torn bytes after the last valid record are ignored
+ * (a read-write open cuts them); an index ahead of the journal is served, as a read-write open would.
+ */
+async function checkIndexCurrent(journal: Journal, appliedSeq: number, health: Health, indexPath: string, repairHint: string): Promise<void> {
+  const { lastSeq } = await journal.findTail();
+  journal.takeTailRecords(); // not needed: let them go
+  if (lastSeq > appliedSeq) {
+    throw new MailstoreError('REFUSED', `the index has not applied journal records ${appliedSeq + 1}..${lastSeq} (the last writer stopped without closing the store); ${repairHint}`, { path: indexPath });
+  }
+  if (appliedSeq > lastSeq) {
+    health.degraded = true;
+    health.findings.push(`the index has applied journal records up to ${appliedSeq} but the journal ends at ${lastSeq}: journal records are missing`);
+  }
+}
+
+/** packs/ with no pack files while the index refers to blobs: a vanished partition, not an empty store. */
+async function checkPacksPresent(db: IndexDb, packs: PackStore, root: string): Promise<void> {
+  if ((await packs.listPacks()).length > 0) return;
+  for await (const _ of db.entries({ prefix: keys.space(SPACE.blob), limit: 1 })) {
+    throw new MailstoreError('UNMOUNTED', `${join(root, LAYOUT.packs)} holds no packs but the index refers to stored messages: is the partition mounted? Nothing was changed.`, { path: join(root, LAYOUT.packs) });
+  }
+}

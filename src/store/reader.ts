@@ -1,0 +1,232 @@
+// The read pipeline: message metadata from the index, bodies from the packs, every body verified
+// against its hash before it leaves. Reads see committed state only (the Writer's view is never
+// read here) and never wait for the Writer.
+import { Readable } from 'node:stream';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { MailstoreError, isMailstoreError } from '../errors.js';
+import { hashHex } from '../hash/blake3.js';
+import type { IndexDb } from '../index/index-db.js';
+import { keys, decodeChangeKey, decodeMessageKey } from '../keys/index-keys.js';
+import { prefixEnd } from '../keys/tuple.js';
+import type { BlobLocation, PackStore } from '../blob/pack-store.js';
+import { limits } from '../limits.js';
+import type { BlobRecord, ChangeRecord, MailboxInfo, MessageRecord } from './records.js';
+import { toInfo, type MessageInfo, type MessageWithBody, type ReadMessagesOptions } from './types.js';
+import { checkFunction, checkHash, checkModseq, checkOptions, checkUid, parseMailboxName } from './validate.js';
+
+/** What the reader needs of its Store: the current index (replaced by an index swap), the packs. */
+export interface ReaderHost {
+  readonly db: IndexDb;
+  readonly packs: PackStore;
+  /** Throws CLOSED (or the error that stopped the store) when reads are no longer served. */
+  live(): void;
+  /** A committed mailbox by name, cached; the caller must not change it. */
+  committedBox(name: string): Readonly<MailboxInfo>;
+}
+
+/** One message of a readMessages batch: where its blob is, then its verified body or why not. */
+interface PendingRead {
+  info: MessageInfo;
+  hash: Buffer;
+  location?: BlobLocation;
+  body?: Buffer;
+  error?: unknown;
+}
+
+export class StoreReader {
+  constructor(private readonly host: ReaderHost) {}
+
+  async messageInfo(mailbox: string, uid: number): Promise<MessageInfo> {
+    parseMailboxName(mailbox);
+    const checked = checkUid(uid);
+    this.host.live();
+    const box = this.committed(mailbox);
+    const record = await this.host.db.get<MessageRecord>(keys.message(box.id, checked));
+    if (!record) throw new MailstoreError('NOT_FOUND', `no message with uid ${uid} in ${mailbox}`, { path: `${mailbox}/${uid}` });
+    return toInfo(checked, record);
+  }
+
+  /** Every message of a mailbox in uid order (metadata only). */
+  async *messages(mailbox: string, options: { fromUid?: number } = {}): AsyncGenerator<MessageInfo> {
+    parseMailboxName(mailbox);
+    checkOptions(options, ['fromUid'], 'messages option');
+    const fromUid = options.fromUid === undefined ? 1 : checkUid(options.fromUid, 'fromUid');
+    this.host.live();
+    const box = this.committed(mailbox);
+    const gte = keys.message(box.id, fromUid);
+    for await (const [key, record] of this.host.db.entries<MessageRecord>({ gte, lt: prefixEnd(keys.messagePrefix(box.id)) })) {
+      yield toInfo(decodeMessageKey(key).uid, record);
+    }
+  }
+
+  /** CONDSTORE/QRESYNC: messages changed and uids expunged after `modseq`. */
+  async changesSince(mailbox: string, modseq: number): Promise<{ changed: MessageInfo[]; vanished: number[]; highestModseq: number }> {
+    parseMailboxName(mailbox);
+    checkModseq(modseq);
+    this.host.live();
+    const box = this.committed(mailbox);
+    const changed: MessageInfo[] = [];
+    const vanished: number[] = [];
+    const db = this.host.db;
+    for await (const [key, value] of db.entries<ChangeRecord>({ gte: keys.changeFrom(box.id, modseq + 1), lt: prefixEnd(keys.changePrefix(box.id)) })) {
+      const c = decodeChangeKey(key);
+      if (value === 1) { vanished.push(c.uid); continue; }
+      const record = await db.get<MessageRecord>(keys.message(box.id, c.uid));
+      if (record) changed.push(toInfo(c.uid, record));
+    }
+    changed.sort((a, b) => a.uid - b.uid);
+    vanished.sort((a, b) => a - b);
+    return { changed, vanished, highestModseq: box.highestModseq };
+  }
+
+  /** The message's exact bytes, verified against its hash (CORRUPT otherwise). */
+  async fetch(mailbox: string, uid: number): Promise<Buffer> {
+    const { record, blob } = await this.locate(mailbox, uid);
+    return this.host.packs.read({ pack: blob.p, offset: blob.o, length: blob.l }, Buffer.from(record.h));
+  }
+
+  /** Streams a big message: verified in a first pass, then handed out, so no unverified byte leaves. */
+  async fetchStream(mailbox: string, uid: number): Promise<Readable> {
+    const { record, blob } = await this.locate(mailbox, uid);
+    return Readable.from(this.host.packs.readStream({ pack: blob.p, offset: blob.o, length: blob.l }, Buffer.from(record.h), limits.readChunkBytes));
+  }
+
+  /** Reads a blob by hash (repair sources, export); verified. */
+  async fetchBlob(hash: Buffer): Promise<Buffer> {
+    hash = checkHash(hash);
+    this.host.live();
+    const blob = await this.host.db.get<BlobRecord>(keys.blob(hash));
+    if (!blob) throw new MailstoreError('NOT_FOUND', `no blob ${hashHex(hash)}`, { path: hashHex(hash) });
+    return this.host.packs.read({ pack: blob.p, offset: blob.o, length: blob.l }, hash);
+  }
+
+  /**
+   * Every message of a mailbox with its bytes, in uid order, each verified against its hash before
+   * it is yielded (IMAP FETCH 1:* BODY[], export). The index is read a batch at a time, the next
+   * batch's records while this batch's bodies are read, and a batch's bodies are read in pack order;
+   * at most limits.readBatchBytes of bodies (or one bigger message) are held. A message that fails
+   * verification throws, as fetch would, once every message before it was yielded.
+   */
+  async *readMessages(mailbox: string, options: ReadMessagesOptions = {}): AsyncGenerator<MessageWithBody> {
+    parseMailboxName(mailbox);
+    checkOptions(options, ['fromUid', 'onCorrupt'], 'readMessages option');
+    const fromUid = options.fromUid === undefined ? 1 : checkUid(options.fromUid, 'fromUid');
+    if (options.onCorrupt !== undefined) checkFunction(options.onCorrupt, 'onCorrupt');
+    this.host.live();
+    const box = this.host.committedBox(mailbox);
+    const batches = this.host.db.entryBatches<MessageRecord>({ gte: keys.message(box.id, fromUid), lt: prefixEnd(keys.messagePrefix(box.id)) }, limits.readBatchMessages);
+    const readAhead = () => {
+      const batch = this.locateBatch(mailbox, batches);
+      batch.catch(() => undefined); // awaited later: a failure meanwhile is not unhandled
+      return batch;
+    };
+    let next = readAhead();
+    try {
+      for (let batch = await next; batch; batch = await next) {
+        next = readAhead();
+        for (const group of byteGroups(batch, limits.readBatchBytes)) {
+          await this.readGroup(group);
+          for (const item of group) {
+            if (item.error === undefined) {
+              const body = item.body!;
+              item.body = undefined; // the consumer may let go of it before the group ends
+              yield { info: item.info, body };
+            } else if (options.onCorrupt && isMailstoreError(item.error, 'CORRUPT')) {
+              options.onCorrupt(item.info, item.error);
+            } else {
+              throw item.error;
+            }
+          }
+        }
+      }
+    } finally {
+      await batches.return(undefined); // closes the iterator once a pending read-ahead is done
+    }
+  }
+
+  /** The next batch of message records, each with its blob's location (one getMany). */
+  private async locateBatch(mailbox: string, batches: AsyncGenerator<[Buffer, MessageRecord][]>): Promise<PendingRead[] | undefined> {
+    let entries: [Buffer, MessageRecord][] | void;
+    try {
+      entries = (await batches.next()).value;
+    } catch (error) {
+      this.host.live(); // a store closed meanwhile is CLOSED, not an index read error
+      throw error;
+    }
+    if (!entries) return undefined;
+    this.host.live();
+    const blobs = await this.host.db.getMany<BlobRecord>(entries.map(([, record]) => keys.blob(record.h)));
+    return entries.map(([key, record], i): PendingRead => {
+      const info = toInfo(decodeMessageKey(key).uid, record);
+      const blob = blobs[i];
+      if (blob instanceof MailstoreError) return { info, hash: record.h, error: blob };
+      if (!blob) return { info, hash: record.h, error: unknownBlob(mailbox, info.uid, record.h) };
+      return { info, hash: record.h, location: { pack: blob.p, offset: blob.o, length: blob.l } };
+    });
+  }
+
+  /**
+   * Reads and verifies a group's bodies in pack order; a failure is kept for the message's turn.
+   * Pack reads are synchronous, so it lets the event loop run every limits.readTurnBytes or
+   * limits.readTurnMessages: the read-ahead (and a server's other clients) go on meanwhile.
+   */
+  private async readGroup(group: PendingRead[]): Promise<void> {
+    const located = group.filter((item) => item.location);
+    located.sort((a, b) => a.location!.pack - b.location!.pack || a.location!.offset - b.location!.offset);
+    let bytesSinceTurn = 0, messagesSinceTurn = 0;
+    for (const item of located) {
+      try {
+        item.body = await this.host.packs.read(item.location!, item.hash);
+      } catch (error) {
+        item.error = error;
+      }
+      bytesSinceTurn += item.location!.length;
+      if (bytesSinceTurn >= limits.readTurnBytes || ++messagesSinceTurn >= limits.readTurnMessages) {
+        bytesSinceTurn = 0;
+        messagesSinceTurn = 0;
+        await nextTurn();
+      }
+    }
+  }
+
+  private async locate(mailbox: string, uid: number): Promise<{ record: MessageRecord; blob: BlobRecord }> {
+    parseMailboxName(mailbox);
+    const checked = checkUid(uid);
+    this.host.live();
+    const box = this.host.committedBox(mailbox);
+    const record = await this.host.db.get<MessageRecord>(keys.message(box.id, checked));
+    if (!record) throw new MailstoreError('NOT_FOUND', `no message with uid ${uid} in ${mailbox}`, { path: `${mailbox}/${uid}` });
+    const blob = await this.host.db.get<BlobRecord>(keys.blob(record.h));
+    if (!blob) throw unknownBlob(mailbox, uid, record.h);
+    return { record, blob };
+  }
+
+  /** committedBox with its id as a Buffer, for the key builders. */
+  private committed(mailbox: string): Readonly<MailboxInfo> {
+    const box = this.host.committedBox(mailbox);
+    return { ...box, id: Buffer.from(box.id) };
+  }
+}
+
+function unknownBlob(mailbox: string, uid: number, hash: Uint8Array): MailstoreError {
+  return new MailstoreError('CORRUPT', `message ${uid} in ${mailbox} refers to blob ${hashHex(hash)}, which the index does not know; run 'mailstore scrub'`, { path: `${mailbox}/${uid}` });
+}
+
+/** Splits a batch, in order, into runs of at most `bytesMax` body bytes (a bigger message alone). */
+function byteGroups(batch: PendingRead[], bytesMax: number): PendingRead[][] {
+  const groups: PendingRead[][] = [];
+  let group: PendingRead[] = [];
+  let bytes = 0;
+  for (const item of batch) {
+    const length = item.location?.length ?? 0;
+    if (group.length > 0 && bytes + length > bytesMax) {
+      groups.push(group);
+      group = [];
+      bytes = 0;
+    }
+    group.push(item);
+    bytes += length;
+  }
+  if (group.length > 0) groups.push(group);
+  return groups;
+}

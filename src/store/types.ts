@@ -1,0 +1,149 @@
+// The library's API types: what a caller gives a Store and what it gets back. Kept apart from the
+// Store so that the read pipeline, the maintenance hooks and the administration modules can name
+// them without importing the Store (store.ts and src/index.ts re-export them).
+import type { MailstoreError } from '../errors.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import { hashHex } from '../hash/blake3.js';
+import type { MessageRecord } from './records.js';
+import type { IndexCounts } from './recovery.js';
+
+export interface StoreOptions {
+  /** Create the store when the directory is empty or missing. */
+  create?: boolean;
+  fs?: FileSystem;
+  messageBytesMax?: number;
+  packBytesMax?: number;
+  journalSegmentBytesMax?: number;
+  /**
+   * Open the index in a child process first, because LevelDB can abort the process on some damaged
+   * files: 'after-crash' (default: when the previous owner died holding the lock), 'always', 'never'.
+   */
+  probeIndex?: 'after-crash' | 'always' | 'never';
+  /** While another process holds the store, retry this long before LOCKED (default 0: at once). */
+  lockWaitMs?: number;
+  /** Called on each retry while waiting for the lock, with the holder ("process 1234") and the time waited. */
+  onLockWait?: (holder: string, waitedMs: number) => void;
+  /**
+   * Open without writing anything in the store: no lock, no recovery, no quarantine, the index read
+   * through a private shadow (src/fs/level-shadow.ts). Every change throws ACCESS. An index that
+   * is missing, damaged or behind the journal is REFUSED (only a read-write open repairs it, and
+   * serving it would show an older state than was acknowledged); LOCKED while a writer runs.
+   * README, "Read-only open".
+   */
+  readOnly?: boolean;
+  /**
+   * Open even when packs/ (its marker present) holds no pack file while the index refers to blobs,
+   * which is otherwise UNMOUNTED: for `scrub --repair --force --source`, which restores them.
+   */
+  allowMissingPacks?: boolean;
+  /** Called after each group commit with its seq range, number of mutations and index keys written. */
+  onCommit?: (firstSeq: number, lastSeq: number, mutations: number, indexKeys: number) => void;
+}
+
+export interface AppendOptions {
+  flags?: string[];
+  internalDate?: Date | number | string;
+}
+
+export interface AppendResult {
+  uid: number;
+  uidValidity: number;
+  /** BLAKE3-256 of the message, hex. */
+  hash: string;
+  size: number;
+  /** The bytes were already stored: no new blob was written. */
+  deduplicated: boolean;
+}
+
+export interface MessageInfo {
+  uid: number;
+  hash: string;
+  size: number;
+  internalDate: Date;
+  flags: string[];
+  modseq: number;
+}
+
+export interface ReadMessagesOptions {
+  /** Start at this uid (the first message at or above it). */
+  fromUid?: number;
+  /**
+   * Called with a message whose bytes fail verification (or whose blob the index does not know),
+   * which is then skipped; without it readMessages throws that CORRUPT error when the message's turn comes.
+   */
+  onCorrupt?: (info: MessageInfo, error: MailstoreError) => void;
+}
+
+export interface MessageWithBody {
+  info: MessageInfo;
+  /** The exact bytes, verified against `info.hash`. */
+  body: Buffer;
+}
+
+export interface MailboxStatus {
+  messages: number;
+  unseen: number;
+  uidNext: number;
+  uidValidity: number;
+  highestModseq: number;
+  /** Sum of the sizes of the mailbox's messages (RFC 8438 STATUS SIZE). */
+  bytes: number;
+}
+
+export interface MailboxSummary {
+  name: string;
+  id: string;
+  uidValidity: number;
+  created: Date;
+  pastNames: string[];
+  owner?: string;
+  acl: Record<string, string>;
+}
+
+export interface FlagChange {
+  add?: string[];
+  remove?: string[];
+  replace?: string[];
+  /** CONDSTORE: only change messages whose modseq is not above this; the others are returned as `modified`. */
+  unchangedSince?: number;
+}
+
+export interface StoreStats {
+  mailboxes: number;
+  messages: number;
+  bytesReferenced: number;
+  blobs: number;
+  bytesStored: number;
+  unreferencedBlobs: number;
+  packs: number;
+  packBytes: number;
+  journalSegments: number;
+  journalBytes: number;
+  dedupRatio: number;
+}
+
+/** A rebuild of the index from the journal compared with the index it would replace. */
+export interface RebuildComparison {
+  /** Keys (meta aside) that differ between the current index and a rebuild from the journal. */
+  differences: number;
+  /** Journal records a rebuild from the journal replays. */
+  records: number;
+  messagesBefore: number;
+  messagesAfter: number;
+  before: IndexCounts;
+  after: IndexCounts;
+  /** The journal replayed without damage or gaps and reaches the index's appliedSeq. */
+  journalIntact: boolean;
+  /** Why not (damage, missing records), as replay reported it. */
+  journalProblems: string[];
+}
+
+export function uuidString(id: Buffer): string {
+  const h = id.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** A message's index record as the API shows it. */
+export function toInfo(uid: number, record: MessageRecord): MessageInfo {
+  return { uid, hash: hashHex(record.h), size: record.s, internalDate: new Date(record.d), flags: [...record.f], modseq: record.m };
+}
