@@ -93,6 +93,11 @@ export const limits = {
   /** Scrub's index pass reads a key space this many entries at a time (one native call each). */
   scrubIndexReadEntries: 1000,
   /**
+   * scrub --mailbox remembers this many blob hashes it already verified (a message copied into
+   * several folders is read once); past it the set starts afresh, so memory stays bounded.
+   */
+  scopedScrubVerifiedHashesMax: 200_000,
+  /**
    * Scrub localises a refcount disagreement in hash partitions of about this many blobs, one pass
    * over the messages each: this bounds the memory of the exact comparison.
    */
