@@ -7,7 +7,7 @@ import { MailstoreError } from '../errors.js';
 import { hashHex } from '../hash/blake3.js';
 import { decodeValue } from '../index/codec.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
-import { decodeChangeKey, decodeMessageKey, keys } from '../keys/index-keys.js';
+import { ID_BYTES, decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey, keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
 import { SEEN } from '../store/apply.js';
 import type { BlobRecord, MailboxInfo, MessageRecord, RightsRecord } from '../store/records.js';
@@ -21,10 +21,34 @@ export interface ScopedScrubOptions extends Pick<ScrubOptions, 'onProgress' | 'n
   mailbox: string;
 }
 
+/** A user's PREFIX as the index spells names (NFC, validated). */
+export function normalizePrefix(mailbox: string): string {
+  return formatMailboxName(parseMailboxName(mailbox));
+}
+
+/**
+ * Whether an index key belongs to the subtree: I, M and C keys by mailbox id (the ids the index
+ * has under PREFIX now), N and R keys by name. B and X keys belong to no mailbox.
+ */
+export function keyInSubtree(prefix: string, ids: Set<string>): (key: Buffer) => boolean {
+  const under = (components: string[]) => {
+    const name = formatMailboxName(components);
+    return name === prefix || name.startsWith(prefix + '/');
+  };
+  return (key) => {
+    switch (key[0]) {
+      case SPACE.info: case SPACE.message: case SPACE.change: return ids.has(key.subarray(1, 1 + ID_BYTES).toString('hex'));
+      case SPACE.name: return under(decodeNameKey(key));
+      case SPACE.rights: return under(decodeRightsKey(key).components);
+      default: return false;
+    }
+  };
+}
+
 export async function scrubMailboxes(store: Store, options: ScopedScrubOptions, attachRefs: (findings: Finding[]) => Promise<void>): Promise<ScrubReport> {
   const now = options.now ?? Date.now;
   const started = now();
-  const prefix = formatMailboxName(parseMailboxName(options.mailbox));
+  const prefix = normalizePrefix(options.mailbox);
   const boxes = await store.runExclusive(() => mailboxesUnder(store, prefix));
   if (boxes.length === 0) throw new MailstoreError('NOT_FOUND', `no mailbox ${prefix} or below it`, { path: prefix });
   const findings: Finding[] = [];
@@ -46,7 +70,8 @@ export async function scrubMailboxes(store: Store, options: ScopedScrubOptions, 
   return { findings, summary };
 }
 
-async function mailboxesUnder(store: Store, prefix: string): Promise<MailboxInfo[]> {
+/** The mailboxes named PREFIX or below it (not those being deleted), by name. */
+export async function mailboxesUnder(store: Store, prefix: string): Promise<MailboxInfo[]> {
   const found: MailboxInfo[] = [];
   for await (const [key, raw] of store.db.rawIterator({ gte: Buffer.of(SPACE.info), lt: Buffer.of(SPACE.info + 1) })) {
     let info: MailboxInfo;
@@ -154,7 +179,9 @@ async function verifyBlobs(store: Store, info: MailboxInfo, findings: Finding[],
     const blobs = await store.db.getMany<BlobRecord>(part.map((hex) => keys.blob(Buffer.from(hex, 'hex'))));
     part.forEach((hex, k) => {
       const blob = blobs[k];
-      if (blob && !(blob instanceof MailstoreError) && blob.r < references.get(hex)!) findings.push({ kind: 'refcount-mismatch', hash: hex, recorded: blob.r, counted: references.get(hex)! });
+      if (blob instanceof MailstoreError) return; // reported by verifyBlob
+      const recorded = blob?.r ?? 0;
+      if (recorded < references.get(hex)!) findings.push({ kind: 'refcount-mismatch', hash: hex, recorded, counted: references.get(hex)! });
     });
   }
 }
@@ -166,10 +193,7 @@ async function verifyBlob(store: Store, hash: Buffer, blob: BlobRecord | Mailsto
     findings.push({ kind: 'index-value-corrupt', key: keys.blob(hash).toString('hex') });
     return;
   }
-  if (!blob) {
-    findings.push({ kind: 'blob-missing', hash: hex, pack: -1, offset: -1, why: 'the index has no entry for it', refs: [] });
-    return;
-  }
+  if (!blob) return; // no entry at all: reported below as a refcount of 0, as the full scrub does
   const location = { pack: blob.p, offset: blob.o, length: blob.l };
   const why = await store.packs.checkLocation(location, hash);
   if (why) {

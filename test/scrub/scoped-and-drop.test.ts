@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { repair } from '../../src/scrub/repair.js';
+import { reconstruct } from '../../src/scrub/reconstruct.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { encodeValue } from '../../src/index/codec.js';
 import { hashBytes } from '../../src/hash/blake3.js';
@@ -142,5 +143,44 @@ describe('scrub --repair --drop-unreferenced', () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('reconstruct --check --mailbox PREFIX', () => {
+  it('compares only the subtree\'s index keys with a journal replay built aside, and changes nothing', async () => {
+    const dir = tmpDir();
+    await build(dir);
+    let store = await Store.open(dir);
+    const db = (store.db as any).db;
+    for await (const [k, v] of store.db.entries<MailboxInfo>({ prefix: keys.space(0x49) })) {
+      if (v.name.join('/') === 'user/bob/INBOX') await db.put(k, encodeValue({ ...v, unseen: v.unseen + 1 }));
+    }
+    await store.close();
+    const seen: string[] = [];
+    const bob = await reconstruct(dir, { check: true, mailbox: 'user/bob', onDifference: (key) => seen.push(key.toString('hex')) });
+    expect(bob.scope).toEqual({ mailbox: 'user/bob', mailboxes: 2, differences: 1 });
+    expect(seen).toHaveLength(1);
+    expect(seen[0].slice(0, 2)).toBe('49'); // the I key of user/bob/INBOX
+    const alice = await reconstruct(dir, { check: true, mailbox: 'user/alice' });
+    expect(alice.scope).toEqual({ mailbox: 'user/alice', mailboxes: 2, differences: 0 });
+    expect(alice.differences).toBe(1); // the whole index differs, the subtree does not
+    await expect(reconstruct(dir, { check: true, mailbox: 'user/carol' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(reconstruct(dir, { mailbox: 'user/bob' })).rejects.toMatchObject({ code: 'INVALID' });
+    store = await Store.open(dir);
+    expect((await store.status('user/bob/INBOX')).unseen).toBe(4); // still the tampered value: nothing changed
+    await store.close();
+  });
+
+  it('a mailbox the index lost but the journal holds is reported, not NOT_FOUND', async () => {
+    const dir = tmpDir();
+    await build(dir);
+    const store = await Store.open(dir);
+    const db = (store.db as any).db;
+    await db.del(keys.name(['user', 'bob', 'Archive']));
+    for await (const [k, v] of store.db.entries<MailboxInfo>({ prefix: keys.space(0x49) })) if (v.name.join('/') === 'user/bob/Archive') await db.del(k);
+    await store.close();
+    const result = await reconstruct(dir, { check: true, mailbox: 'user/bob/Archive' });
+    expect(result.scope!.mailboxes).toBe(0);
+    expect(result.scope!.differences).toBeGreaterThan(0);
   });
 });
