@@ -104,7 +104,7 @@ export const limits = {
   refcountPartitionBlobs: 500_000,
   /** scrub --max-rate sleeps only once it is at least this far ahead of the rate (a shorter timer costs more than it saves). */
   throttleSleepMsMin: 5,
-  /** scrub --repair writes the blobs it found in its sources this many at a time (one batch each). */
+  /** scrub --repair writes the blobs it found in its sources (and --drop-unreferenced its marks) this many at a time (one batch each). */
   repairRelocateBlobs: 256,
   /** reconstruct --from-packs adopts unreferenced blobs into lost+found this many at a time (one batch each). */
   lostFoundAdoptBlobs: 1000,

@@ -5,6 +5,7 @@
 // were copied to quarantine/ first and stay in their pack.
 import { meta } from '../store/apply.js';
 import { keys } from '../keys/index-keys.js';
+import { limits } from '../limits.js';
 import type { Store } from '../store/store.js';
 import type { BlobRecord } from '../store/records.js';
 import type { Finding } from './findings.js';
@@ -34,7 +35,13 @@ export function isUnreferencedBlobDamage(finding: Finding): finding is BlobDamag
  * scrub keeps it damage. Returns the hashes dropped.
  */
 export async function dropUnreferenced(store: Store, damaged: BlobDamage[], now = Date.now()): Promise<string[]> {
-  if (damaged.length === 0) return [];
+  const dropped: string[] = [];
+  // Bounded records, as repair's relocations: each one commits on its own.
+  for (let i = 0; i < damaged.length; i += limits.repairRelocateBlobs) dropped.push(...(await dropBatch(store, damaged.slice(i, i + limits.repairRelocateBlobs), now)));
+  return dropped;
+}
+
+function dropBatch(store: Store, damaged: BlobDamage[], now: number): Promise<string[]> {
   return store.mutate({
     prepare: async ({ view }) => {
       const dropped: string[] = [];

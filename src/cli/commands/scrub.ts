@@ -67,7 +67,8 @@ cross-check briefly holds the writer.
 
 Exit codes: 0 clean; 1 findings (damage found, or left unrepaired); 2 could not run (locked,
 access, I/O); 3 refused (the store looks unmounted or its packs/journal are missing — check
-mounts; with --repair, --force overrides the gate and restores missing packs' blobs from --source); 4 not found;
+mounts; with --repair, --force overrides the gate and restores missing packs' blobs from --source); 4 no store,
+or --mailbox names no mailbox;
 5 invalid options; 70 internal error (a bug: an assertion failed; please report it).
 Informational findings (unreferenced blobs awaiting cleanup, garbage after the last record of a
 pack, dropped blobs) do not change the exit code; the text output counts them by kind and lists
@@ -77,14 +78,17 @@ Scoped (--mailbox PREFIX, like doveadm force-resync or Cyrus reconstruct -r): ve
 blobs the messages of PREFIX and the mailboxes below it use, and those mailboxes' index records
 (counts, uidNext, name entry, reverse ACL map, change log, refcounts covering their references).
 The journal, the other mailboxes and unreferenced records are not looked at: run a full scrub too.
+It reads one blob at a time in this process (--max-rate, --threads and --time-budget are for the
+full scrub's pack pass).
 
 Damage to a blob that no message uses (an expunged message's body) cannot be healed without a
 copy, and nothing needs it: 'scrub --repair --drop-unreferenced' copies its record to quarantine/,
 then journals it as dropped; later scrubs report it as informational (exit 0) for as long as no
 message uses it. Nothing is deleted (RECOVERY.md).
 
-From cron (exit 1 mails the output; on a clean store --quiet prints one line):
-  17 3 * * *  mailstore --store /var/spool/mailstore scrub --quiet --max-rate 50 --time-budget 2h`)
+From cron (cron mails whatever a job prints; this prints, so mails, only when scrub exits non-zero;
+on a clean store --quiet prints one line):
+  17 3 * * *  out=$(mailstore --store /var/spool/mailstore scrub --quiet --max-rate 50 --time-budget 2h 2>&1) || echo "$out"`)
     .action(async (options: ScrubCliOptions, command: Command) => {
       if (options.jsonl && wantsJson(command)) throw new MailstoreError('INVALID', '--json and --jsonl: choose one');
       if (options.quiet && options.verbose) throw new MailstoreError('INVALID', '--quiet and --verbose: choose one');
