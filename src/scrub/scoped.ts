@@ -49,9 +49,9 @@ export async function scrubMailboxes(store: Store, options: ScopedScrubOptions, 
   const now = options.now ?? Date.now;
   const started = now();
   const prefix = normalizePrefix(options.mailbox);
-  const boxes = await store.runExclusive(() => mailboxesUnder(store, prefix));
-  if (boxes.length === 0) throw new MailstoreError('NOT_FOUND', `no mailbox ${prefix} or below it`, { path: prefix });
   const findings: Finding[] = [];
+  const boxes = await store.runExclusive(() => mailboxesUnder(store, prefix, findings));
+  if (boxes.length === 0 && findings.length === 0) throw new MailstoreError('NOT_FOUND', `no mailbox ${prefix} or below it`, { path: prefix });
   const summary: ScrubSummary = {
     packs: 0, blobsVerified: 0, bytesVerified: 0, journalRecords: 0, indexKeys: 0, seconds: 0,
     cycleComplete: false, scanned: [], damage: 0, informational: 0, scope: { mailbox: prefix, mailboxes: boxes.length },
@@ -71,13 +71,16 @@ export async function scrubMailboxes(store: Store, options: ScopedScrubOptions, 
 }
 
 /** The mailboxes named PREFIX or below it (not those being deleted), by name. */
-export async function mailboxesUnder(store: Store, prefix: string): Promise<MailboxInfo[]> {
+export async function mailboxesUnder(store: Store, prefix: string, findings: Finding[] = []): Promise<MailboxInfo[]> {
   const found: MailboxInfo[] = [];
   for await (const [key, raw] of store.db.rawIterator({ gte: Buffer.of(SPACE.info), lt: Buffer.of(SPACE.info + 1) })) {
     let info: MailboxInfo;
     try {
       info = decodeValue<MailboxInfo>(raw, key);
-    } catch { continue; } // a damaged value: the full scrub reports it
+    } catch { // whose name cannot be told: reported, since it may be in the subtree
+      findings.push({ kind: 'index-value-corrupt', key: Buffer.from(key).toString('hex') });
+      continue;
+    }
     const name = formatMailboxName(info.name);
     if (!info.deleting && (name === prefix || name.startsWith(prefix + '/'))) found.push(info);
   }

@@ -27,11 +27,13 @@ journal markers) and refuses with exit 3 otherwise. A lost journal/ directory is
 when the index is there to fill it (or with --from-packs); check the journal's partition first.
 A rebuild that would keep fewer messages, mailboxes or ACL entries than the index has now is
 refused (exit 3) unless --force.
+
 Scoped check (--check --mailbox PREFIX, like Cyrus's reconstruct -r user.x run to look, not to
 change): the journal is replayed into an index built aside (as long as a whole --check), and
 only the keys of PREFIX's subtree are compared. A scoped recovery is not offered: one journal
 record can touch several mailboxes (a move, a user rename), so a recovery rebuilds the whole
 index (without --mailbox) and is refused when it would keep less.
+
 Exit codes: 0 done (or --check: the journal is complete and matches the index, or the subtree);
 1 --check found differences (in the subtree, with --mailbox) or an incomplete journal; 2 could not
 run; 3 refused; 4 no store (or, with --mailbox, no such mailbox in the index or the journal);
