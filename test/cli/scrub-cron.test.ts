@@ -69,12 +69,19 @@ describe('scrub output for cron', () => {
 
   it('refuses option mixes that make no sense (exit 5)', async () => {
     const dir = await store();
-    for (const args of [['--quiet', '--verbose'], ['--drop-unreferenced'], ['--mailbox', 'user/bob', '--time-budget', '1m']]) {
+    const cases: [string[], RegExp][] = [
+      [['--quiet', '--verbose'], /INVALID: --quiet and --verbose: choose one/],
+      [['--drop-unreferenced'], /INVALID: --drop-unreferenced is only used with --repair/],
+      [['--mailbox', 'user/bob', '--time-budget', '1m'], /INVALID: --mailbox checks one subtree/],
+    ];
+    for (const [args, why] of cases) {
       const r = await mailstore(dir, 'scrub', ...args);
       expect(r.code, args.join(' ')).toBe(5);
-      expect(r.stderr).toMatch(/INVALID/);
+      expect(r.stderr).toMatch(why);
     }
-    expect((await mailstore(dir, 'reconstruct', '--mailbox', 'user/bob')).code).toBe(5);
+    const scoped = await mailstore(dir, 'reconstruct', '--mailbox', 'user/bob');
+    expect(scoped.code).toBe(5);
+    expect(scoped.stderr).toMatch(/INVALID: --mailbox needs --check/);
   });
 
   it('damage to a blob no message uses: the nightly scrub exits 1 and says how to clear it; --repair --drop-unreferenced clears it (exit 0, nothing deleted); the next nightly scrub is quiet and exits 0', async () => {
