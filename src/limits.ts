@@ -93,13 +93,18 @@ export const limits = {
   /** Scrub's index pass reads a key space this many entries at a time (one native call each). */
   scrubIndexReadEntries: 1000,
   /**
+   * scrub --mailbox remembers this many blob hashes it already verified (a message copied into
+   * several folders is read once); past it the set starts afresh, so memory stays bounded.
+   */
+  scopedScrubVerifiedHashesMax: 200_000,
+  /**
    * Scrub localises a refcount disagreement in hash partitions of about this many blobs, one pass
    * over the messages each: this bounds the memory of the exact comparison.
    */
   refcountPartitionBlobs: 500_000,
   /** scrub --max-rate sleeps only once it is at least this far ahead of the rate (a shorter timer costs more than it saves). */
   throttleSleepMsMin: 5,
-  /** scrub --repair writes the blobs it found in its sources this many at a time (one batch each). */
+  /** scrub --repair writes the blobs it found in its sources (and --drop-unreferenced its marks) this many at a time (one batch each). */
   repairRelocateBlobs: 256,
   /** reconstruct --from-packs adopts unreferenced blobs into lost+found this many at a time (one batch each). */
   lostFoundAdoptBlobs: 1000,

@@ -20,14 +20,16 @@ export type Finding =
   | { kind: 'mailbox-counts'; mailbox: string; detail: string }
   | { kind: 'change-log-mismatch'; mailbox: string; detail: string }
   | { kind: 'unreferenced-blob'; hash: string; length: number }
-  | { kind: 'unreferenced-pack-record'; pack: number; offset: number; length: number };
+  | { kind: 'unreferenced-pack-record'; pack: number; offset: number; length: number }
+  /** Damage to a blob no message uses, cleared by `scrub --repair --drop-unreferenced` (drop.ts). */
+  | { kind: 'dropped-blob'; hash: string; pack: number; offset: number; length: number; at: number };
 
 export type FindingKind = Finding['kind'];
 
 /** Findings that are not damage: space a cleanup pass will reclaim. They do not make scrub exit 1. */
 // A damaged pack range is damage only through the blobs the index keeps there, which the index pass
 // reports as blob-missing; the range itself (a torn tail, a replaced copy) is informational.
-export const INFORMATIONAL: ReadonlySet<FindingKind> = new Set(['unreferenced-blob', 'unreferenced-pack-record', 'pack-damage']);
+export const INFORMATIONAL: ReadonlySet<FindingKind> = new Set(['unreferenced-blob', 'unreferenced-pack-record', 'pack-damage', 'dropped-blob']);
 
 export function isDamage(finding: Finding): boolean {
   return !INFORMATIONAL.has(finding.kind);
@@ -49,6 +51,7 @@ export function describeFinding(f: Finding): { where: string; what: string } {
     case 'mailbox-counts': return { where: `mailbox ${f.mailbox}`, what: f.detail };
     case 'change-log-mismatch': return { where: `mailbox ${f.mailbox}`, what: f.detail };
     case 'unreferenced-blob': return { where: `blob ${f.hash.slice(0, 16)}…`, what: `${f.length} bytes no message refers to (reclaimed by a future cleanup)` };
+    case 'dropped-blob': return { where: `pack ${f.pack} @${f.offset}`, what: `damaged blob ${f.hash.slice(0, 16)}… no message uses, dropped on ${new Date(f.at).toISOString()} (its bytes are in quarantine/)` };
     case 'unreferenced-pack-record': return { where: `pack ${f.pack} @${f.offset}`, what: `${f.length}-byte record the index does not use (a batch that never committed, or a replaced copy)` };
   }
 }

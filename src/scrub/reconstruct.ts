@@ -15,6 +15,7 @@ import { finishJournalSwap } from '../store/checkpoint.js';
 import { describeLoss, moveAside } from '../store/recovery.js';
 import { Store, type RebuildComparison } from '../store/store.js';
 import type { BlobRecord } from '../store/records.js';
+import { keyInSubtree, mailboxesUnder, normalizePrefix } from './scoped.js';
 
 export type RecoverySource = 'journal' | 'index' | 'packs';
 
@@ -29,6 +30,11 @@ export interface ReconstructOptions {
   /** Proceed even when the result would keep less than the index has now. */
   force?: boolean;
   onDifference?: (key: Buffer, detail: string) => void;
+  /**
+   * With `check` only: compare just this mailbox's subtree (its I, M, C, N and R keys) and report
+   * only its differences (onDifference, `scope`). The rebuild aside is still of the whole journal.
+   */
+  mailbox?: string;
 }
 
 /** The comparison of the index with a rebuild from the journal (RebuildComparison), and what was done. */
@@ -42,6 +48,8 @@ export interface ReconstructResult extends RebuildComparison {
   lostAndFound?: { mailbox: string; messages: number };
   journalRecreated: boolean;
   findings: string[];
+  /** Set by a scoped check (`mailbox`): the subtree and the keys of it that differ. */
+  scope?: { mailbox: string; mailboxes: number; differences: number };
 }
 
 /** Aborts the index swap inside reconstructIndex when the index is the better source. */
@@ -60,8 +68,17 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
     // or, asked for, the packs. Otherwise open refuses (UNMOUNTED): it may be an unmounted partition.
     if (options.fromPacks || (await fs.statIfExists(join(root, LAYOUT.index)))) journalRecreated = await recreateLostJournal(fs, root);
   }
+  if (options.mailbox !== undefined && !options.check) {
+    throw new MailstoreError('INVALID', 'reconstruct --mailbox only checks (with --check): a recovery rebuilds the whole index or journal, since one record can touch several mailboxes');
+  }
   const store = await Store.open(root, { fs, probeIndex: 'always' });
   try {
+    const scope = options.mailbox === undefined ? undefined : await subtreeScope(store, options.mailbox);
+    const onDifference = !scope ? options.onDifference : (key: Buffer, detail: string) => {
+      if (!scope.inSubtree(key)) return;
+      scope.result.differences++;
+      options.onDifference?.(key, detail);
+    };
     // An index this open rebuilt from the journal (missing or damaged) is the journal's image and
     // knows nothing more.
     const indexIsJournalImage = Boolean(store.health.rebuilt);
@@ -71,7 +88,7 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
     try {
       comparison = await store.maintenance().reconstructIndex({
         check: options.check,
-        onDifference: options.onDifference,
+        onDifference,
         guard: (c) => {
           decision = chooseSource(c, options, indexIsJournalImage);
           if (decision.source === 'index') throw new KeepIndex(c);
@@ -89,6 +106,10 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
       before: comparison.before, after: decision.source === 'index' ? comparison.before : comparison.after,
       journalIntact: comparison.journalIntact, journalProblems: comparison.journalProblems, journalRecreated, findings: store.health.findings,
     };
+    if (scope) {
+      if (scope.result.mailboxes === 0 && scope.result.differences === 0) throw new MailstoreError('NOT_FOUND', `no mailbox ${scope.result.mailbox} or below it, in the index or the journal`, { path: scope.result.mailbox });
+      result.scope = scope.result;
+    }
     if (options.check) return result;
     if (decision.source === 'index') result.journalRewritten = await store.maintenance().rewriteJournalFromIndex();
     if (options.fromPacks) {
@@ -178,4 +199,13 @@ function headerDate(message: Buffer): number {
   const m = /^Date:[ \t]*(.+(?:\r?\n[ \t].+)*)/im.exec(end === -1 ? head : head.slice(0, end));
   const ms = m ? Date.parse(m[1].replace(/\r?\n[ \t]+/g, ' ').replace(/\s*\([^)]*\)\s*$/, '')) : NaN;
   return Number.isFinite(ms) ? ms : 0;
+}
+
+/** The subtree a scoped check compares: the mailboxes under PREFIX in the current index. */
+async function subtreeScope(store: Store, mailbox: string) {
+  const prefix = normalizePrefix(mailbox);
+  // None in the index is no reason to stop: the journal's replay may hold them (their N keys differ).
+  const boxes = await store.maintenance().runExclusive(() => mailboxesUnder(store, prefix));
+  const ids = new Set(boxes.map((box) => Buffer.from(box.id).toString('hex')));
+  return { inSubtree: keyInSubtree(prefix, ids), result: { mailbox: prefix, mailboxes: boxes.length, differences: 0 } };
 }

@@ -13,6 +13,7 @@ import type { Finding } from './findings.js';
 import { isDamage } from './findings.js';
 import { scrub, type ScrubOptions, type ScrubReport } from './scrub.js';
 import { findCopies } from './sources.js';
+import { dropUnreferenced, isUnreferencedBlobDamage } from './drop.js';
 
 export interface RepairOptions {
   sources?: string[];
@@ -20,6 +21,8 @@ export interface RepairOptions {
   force?: boolean;
   /** Refuse when more than this share of blobs is damaged or missing (default limits.repairDamagedShareMax). */
   missingShareMax?: number;
+  /** Record damaged blobs that no message uses (and no source restored) as dropped (drop.ts). */
+  dropUnreferenced?: boolean;
   scrubOptions?: ScrubOptions;
 }
 
@@ -29,6 +32,8 @@ export interface RepairResult {
   blobsRestored: number;
   quarantined: string[];
   indexRebuilt: boolean;
+  /** Hashes of damaged unreferenced blobs recorded as dropped (--drop-unreferenced). */
+  dropped: string[];
   /** Damage still present after repair, with the messages it affects. */
   unrepaired: Finding[];
 }
@@ -50,14 +55,18 @@ export async function repair(store: Store, before: ScrubReport, options: RepairO
     if (path) quarantined.push(path);
   }
   let blobsRestored = 0;
+  const found = new Map<string, Buffer>();
   if (blobFindings.length > 0 && options.sources?.length) {
     const wanted = new Set(blobFindings.map((f) => f.hash));
-    const found = new Map<string, Buffer>();
     for (const source of options.sources) await findCopies(store.fs, source, wanted, found, limits.messageBytesMax);
     const items = [...found].map(([hex, bytes]) => ({ hash: Buffer.from(hex, 'hex'), bytes }));
     store.maintenance().packs.skipPackNumbersTo(Math.max(0, ...blobFindings.map((f) => f.pack)));
     for (let i = 0; i < items.length; i += limits.repairRelocateBlobs) blobsRestored += await store.maintenance().relocateBlobs(items.slice(i, i + limits.repairRelocateBlobs));
   }
+  // After the restore: only what no copy healed is dropped; quarantined above, so no bytes are lost.
+  const dropped = options.dropUnreferenced
+    ? await dropUnreferenced(store, blobFindings.filter((f) => isUnreferencedBlobDamage(f) && !found.has(f.hash)))
+    : [];
   let indexRebuilt = false;
   if (before.findings.some((f) => INDEX_KINDS.has(f.kind))) {
     await store.maintenance().reconstructIndex({
@@ -74,7 +83,7 @@ export async function repair(store: Store, before: ScrubReport, options: RepairO
     indexRebuilt = true;
   }
   const after = await scrub(store, options.scrubOptions);
-  return { before, after, blobsRestored, quarantined, indexRebuilt, unrepaired: after.findings.filter(isDamage) };
+  return { before, after, blobsRestored, quarantined, indexRebuilt, dropped, unrepaired: after.findings.filter(isDamage) };
 }
 
 /** Copies the bytes of a damaged record into quarantine/ (the pack itself is not changed). */

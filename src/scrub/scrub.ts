@@ -24,6 +24,8 @@ import { checkpointBegin, type BlobRecord, type JournalPayload, type MailboxInfo
 import { formatMailboxName } from '../store/validate.js';
 import { SEEN, meta } from '../store/apply.js';
 import { isDamage, type Finding, type MessageRef } from './findings.js';
+import { classifyDropped } from './drop.js';
+import { scrubMailboxes } from './scoped.js';
 
 export interface ScrubOptions {
   /** Throttle for pack reading, bytes per second (0 or undefined: unthrottled). */
@@ -38,6 +40,8 @@ export interface ScrubOptions {
   hashThreads?: number;
   /** For tests: the clock. */
   now?: () => number;
+  /** Check only this mailbox and the ones below it (scoped.ts): their blobs and index records. */
+  mailbox?: string;
 }
 
 export interface ScrubProgress {
@@ -65,6 +69,8 @@ export interface ScrubSummary {
   scanned: ScannedRange[];
   damage: number;
   informational: number;
+  /** Set by a scoped scrub (--mailbox): what it covered. */
+  scope?: { mailbox: string; mailboxes: number };
 }
 
 export interface ScrubReport {
@@ -81,6 +87,7 @@ interface Cursor {
 }
 
 export async function scrub(store: Store, options: ScrubOptions = {}): Promise<ScrubReport> {
+  if (options.mailbox !== undefined) return scrubMailboxes(store, { ...options, mailbox: options.mailbox }, (findings) => attachRefs(store, findings));
   const now = options.now ?? Date.now;
   const started = now();
   const findings: Finding[] = [];
@@ -156,6 +163,7 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
     summary.indexKeys = await store.maintenance().runExclusive(() => checkIndex(store, findings, confirmed, summary.scanned));
   }
   await attachRefs(store, findings);
+  await classifyDropped(store, findings);
   if (budget !== undefined) await writeCursor(store, stoppedAt ?? { cycle: cursor.cycle + 1, pack: 0, offset: 0 });
   summary.seconds = (now() - started) / 1000;
   summary.damage = findings.filter(isDamage).length;

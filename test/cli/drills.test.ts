@@ -146,6 +146,31 @@ describe('disaster drills (RECOVERY.md, followed literally)', () => {
     await expectAllThere(dir, acked);
   });
 
+  it('one damaged blob no message uses, no copy: scrub exits 1 every night; `scrub --repair --drop-unreferenced` clears it (exit 0, nothing deleted); the next `scrub --quiet` exits 0 in one line', async () => {
+    const { dir, acked, flags } = await store();
+    // user/alice/INBOX uid 1 was expunged by store(): its body (i = 1) is in the packs, used by no message
+    const gone = Buffer.from(`From: alice@example.org\r\nSubject: alice 1\r\n\r\n${'body '.repeat(140)}\r\n`);
+    const s = await Store.open(dir);
+    const blob = (await s.db.get<BlobRecord>(keys.blob(hashBytes(gone))))!;
+    expect(blob.r).toBe(0);
+    await s.close();
+    const path = join(dir, 'packs', `${String(blob.p).padStart(8, '0')}.pack`);
+    const pack = readFileSync(path);
+    pack[blob.o + 48 + 20] ^= 0x01;
+    writeFileSync(path, pack);
+    const found = await mailstore(dir, 'scrub');
+    expect(found.code).toBe(1);
+    expect(found.stdout.toString()).toContain('no message uses it');
+    const cleared = await mailstore(dir, 'scrub', '--repair', '--drop-unreferenced');
+    expect(cleared.code, cleared.stdout.toString() + cleared.stderr).toBe(0);
+    expect(readFileSync(path).equals(pack)).toBe(true); // the damaged record is still there, untouched
+    expect(readdirSync(join(dir, 'quarantine')).filter((n) => n.startsWith('blob-')).length).toBe(1);
+    const nightly = await mailstore(dir, 'scrub', '--quiet');
+    expect(nightly.code).toBe(0);
+    expect(nightly.stdout.toString().trim().split('\n')).toHaveLength(1);
+    await expectAllThere(dir, acked, flags);
+  });
+
   it.skipIf(process.getuid?.() !== 0 || !existsSync('/usr/bin/setpriv'))('an unreadable directory: ACCESS (exit 2) naming it; once its mode is back, everything is there', async () => {
     const { dir, acked } = await store();
     const parent = join(dir, '..');

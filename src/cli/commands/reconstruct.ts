@@ -14,6 +14,7 @@ export function register(program: Command): void {
     .option('--from-journal', 'rebuild the index from the journal, even when the index holds more (refused without --force if it would keep less)')
     .option('--from-packs', 'the last resort, also when the journal and the index are both lost: after the best source, messages found only in the packs go to lost+found, by date')
     .option('--force', 'proceed even when the result would keep less than the index has now (fewer messages, mailboxes or ACL entries)')
+    .option('--mailbox <prefix>', 'with --check: compare only this mailbox and those below it (counts, messages, flags, change log, name and ACL entries); exit 1 when they differ')
     .option('--json', 'print the result as JSON (source, reason, counts before and after)')
     .addHelpText('after', `
 Which source: the journal when it replays whole (no damage, no gap, up to what the index applied);
@@ -26,25 +27,40 @@ journal markers) and refuses with exit 3 otherwise. A lost journal/ directory is
 when the index is there to fill it (or with --from-packs); check the journal's partition first.
 A rebuild that would keep fewer messages, mailboxes or ACL entries than the index has now is
 refused (exit 3) unless --force.
-Exit codes: 0 done (or --check: the journal is complete and matches the index); 1 --check found
-differences or an incomplete journal; 2 could not run; 3 refused; 4 no store.`)
-    .action(async (options: { check?: boolean; fromIndex?: boolean; fromJournal?: boolean; fromPacks?: boolean; force?: boolean }, command: Command) => {
+
+Scoped check (--check --mailbox PREFIX, like Cyrus's reconstruct -r user.x run to look, not to
+change): the journal is replayed into an index built aside (as long as a whole --check), and
+only the keys of PREFIX's subtree are compared. A scoped recovery is not offered: one journal
+record can touch several mailboxes (a move, a user rename), so a recovery rebuilds the whole
+index (without --mailbox) and is refused when it would keep less.
+
+Exit codes: 0 done (or --check: the journal is complete and matches the index, or the subtree);
+1 --check found differences (in the subtree, with --mailbox) or an incomplete journal; 2 could not
+run; 3 refused; 4 no store (or, with --mailbox, no such mailbox in the index or the journal);
+5 invalid options (--mailbox without --check).`)
+    .action(async (options: { check?: boolean; fromIndex?: boolean; fromJournal?: boolean; fromPacks?: boolean; force?: boolean; mailbox?: string }, command: Command) => {
       if (options.fromIndex && options.fromJournal) throw new MailstoreError('INVALID', 'use either --from-index or --from-journal');
+      if (options.mailbox !== undefined && !options.check) throw new MailstoreError('INVALID', `--mailbox needs --check: a recovery rebuilds the whole index, since one record can touch several mailboxes (run 'mailstore reconstruct' without --mailbox)`);
       const differences: string[] = [];
       const result = await reconstruct(storeDir(command), {
-        check: options.check, fromPacks: options.fromPacks, force: options.force,
+        check: options.check, fromPacks: options.fromPacks, force: options.force, mailbox: options.mailbox,
         from: options.fromIndex ? 'index' : options.fromJournal ? 'journal' : undefined,
         onDifference: (key, detail) => { if (differences.length < 50) differences.push(`${key.toString('hex')}: ${detail}`); },
       });
       if (wantsJson(command)) await printJson({ ...result, sampleDifferences: differences });
       else await printResult(result, Boolean(options.check), differences);
-      if (options.check && (result.differences > 0 || !result.journalIntact)) process.exitCode = 1;
+      const differing = result.scope ? result.scope.differences : result.differences;
+      if (options.check && (differing > 0 || !result.journalIntact)) process.exitCode = 1;
     });
 }
 
 async function printResult(result: ReconstructResult, check: boolean, differences: string[]): Promise<void> {
   const counts = (c: ReconstructResult['before']) => `${c.messages} messages, ${c.mailboxes} mailboxes, ${c.aclEntries} ACL entries`;
-  if (check) {
+  if (check && result.scope) {
+    const s = result.scope;
+    await printLine(`checked ${s.mailboxes} mailbox(es) under ${s.mailbox} against ${result.records} journal records: ${s.differences} differing keys; journal ${result.journalIntact ? 'complete' : 'damaged or incomplete'}`);
+    if (s.differences > 0 || !result.journalIntact) await printLine(`a recovery ('mailstore reconstruct', of the whole store) would use the ${result.source}: ${result.reason}`);
+  } else if (check) {
     await printLine(`checked from ${result.records} journal records: ${result.messagesAfter} messages (index had ${result.messagesBefore}), ${result.differences} differing keys; journal ${result.journalIntact ? 'complete' : 'damaged or incomplete'}`);
     await printLine(`a recovery would use the ${result.source}: ${result.reason}`);
   } else {

@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
 import { describeFinding, isDamage, type Finding } from '../../scrub/findings.js';
+import { isUnreferencedBlobDamage } from '../../scrub/drop.js';
 import { repair } from '../../scrub/repair.js';
 import { scrub, type ScrubReport } from '../../scrub/scrub.js';
 import { EXIT } from '../exit-codes.js';
@@ -13,6 +14,13 @@ import { printJson, printLine, wantsJson, withStore } from '../context.js';
 
 /** --json: one document, as every command prints; --jsonl: a finding a line as it is printed, then the summary. */
 type Output = 'text' | 'json' | 'jsonl';
+/** How much the text output says: --quiet (damage and one summary line), default, --verbose (every finding). */
+type Detail = 'quiet' | 'normal' | 'verbose';
+
+interface ScrubCliOptions {
+  repair?: boolean; source?: string[]; force?: boolean; maxRate?: number; timeBudget?: number; threads?: number; jsonl?: boolean;
+  quiet?: boolean; verbose?: boolean; dropUnreferenced?: boolean; mailbox?: string;
+}
 
 export function parseDuration(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
@@ -42,6 +50,10 @@ export function register(program: Command): void {
     .option('--max-rate <MBps>', 'read packs at most this fast, MB/s', parseRate)
     .option('--time-budget <duration>', 'stop after this long (e.g. 10m) and resume there next run (durable cursor)', parseDuration)
     .option('--threads <n>', 'worker threads hashing beside the reader (default: cores - 1 for 64 MiB and more, none with --max-rate; 0: none)', parseThreads)
+    .option('--mailbox <prefix>', 'check only this mailbox and those below it: every blob their messages use (read and hashed) and their index records')
+    .option('--quiet', 'for cron: print only damage and one summary line (nothing else on a clean store)')
+    .option('--verbose', 'also list the informational findings one per line (by default they are only counted)')
+    .option('--drop-unreferenced', 'with --repair: record damaged blobs that no message uses (and no --source restored) as dropped, so they stop counting as damage; no bytes are deleted')
     .option('--json', 'print one JSON document: {findings, summary} (with --repair also unrepaired)')
     .option('--jsonl', 'print JSON lines instead: one object per finding, then {summary}')
     .addHelpText('after', `
@@ -55,17 +67,41 @@ cross-check briefly holds the writer.
 
 Exit codes: 0 clean; 1 findings (damage found, or left unrepaired); 2 could not run (locked,
 access, I/O); 3 refused (the store looks unmounted or its packs/journal are missing — check
-mounts; with --repair, --force overrides the gate and restores missing packs' blobs from --source); 4 not found;
+mounts; with --repair, --force overrides the gate and restores missing packs' blobs from --source); 4 no store,
+or --mailbox names no mailbox;
 5 invalid options; 70 internal error (a bug: an assertion failed; please report it).
-Informational findings (unreferenced blobs awaiting cleanup) do not change the exit code.`)
-    .action(async (options: { repair?: boolean; source?: string[]; force?: boolean; maxRate?: number; timeBudget?: number; threads?: number; jsonl?: boolean }, command: Command) => {
+Informational findings (unreferenced blobs awaiting cleanup, garbage after the last record of a
+pack, dropped blobs) do not change the exit code; the text output counts them by kind and lists
+them only with --verbose (--json and --jsonl always carry every finding, with "damage": false).
+
+Scoped (--mailbox PREFIX, like doveadm force-resync or Cyrus reconstruct -r): verifies only the
+blobs the messages of PREFIX and the mailboxes below it use, and those mailboxes' index records
+(counts, uidNext, name entry, reverse ACL map, change log, refcounts covering their references).
+The journal, the other mailboxes and unreferenced records are not looked at: run a full scrub too.
+It reads one blob at a time in this process (--max-rate, --threads and --time-budget are for the
+full scrub's pack pass).
+
+Damage to a blob that no message uses (an expunged message's body) cannot be healed without a
+copy, and nothing needs it: 'scrub --repair --drop-unreferenced' copies its record to quarantine/,
+then journals it as dropped; later scrubs report it as informational (exit 0) for as long as no
+message uses it. Nothing is deleted (RECOVERY.md).
+
+From cron (cron mails whatever a job prints; this prints, so mails, only when scrub exits non-zero;
+on a clean store --quiet prints one line):
+  17 3 * * *  out=$(mailstore --store /var/spool/mailstore scrub --quiet --max-rate 50 --time-budget 2h 2>&1) || echo "$out"`)
+    .action(async (options: ScrubCliOptions, command: Command) => {
       if (options.jsonl && wantsJson(command)) throw new MailstoreError('INVALID', '--json and --jsonl: choose one');
+      if (options.quiet && options.verbose) throw new MailstoreError('INVALID', '--quiet and --verbose: choose one');
+      if (options.dropUnreferenced && !options.repair) throw new MailstoreError('INVALID', '--drop-unreferenced is only used with --repair');
+      if (options.mailbox !== undefined && options.timeBudget !== undefined) throw new MailstoreError('INVALID', '--mailbox checks one subtree in one run; drop --time-budget');
       const output: Output = options.jsonl ? 'jsonl' : wantsJson(command) ? 'json' : 'text';
+      const detail: Detail = options.quiet ? 'quiet' : options.verbose ? 'verbose' : 'normal';
       if (options.source && !options.repair) throw new MailstoreError('INVALID', '--source is only used with --repair');
       if (options.repair && options.timeBudget !== undefined) throw new MailstoreError('INVALID', '--repair needs a full scrub; drop --time-budget');
       const code = await withStore(command, async (store) => {
-        const progress = createProgress('scrub');
+        const progress = options.quiet ? { position: () => undefined, finish: () => undefined } : createProgress('scrub');
         const scrubOptions = {
+          mailbox: options.mailbox,
           maxRateBytesPerSecond: options.maxRate,
           timeBudgetMs: options.timeBudget,
           hashThreads: options.threads,
@@ -74,13 +110,16 @@ Informational findings (unreferenced blobs awaiting cleanup) do not change the e
         const report = await scrub(store, scrubOptions);
         progress.finish();
         if (!options.repair) {
-          await print(report.findings, report, output);
+          await print(report.findings, report, output, detail);
           return report.summary.damage > 0 ? EXIT.findings : EXIT.ok;
         }
-        const result = await repair(store, report, { sources: options.source, force: options.force, scrubOptions: { maxRateBytesPerSecond: options.maxRate, hashThreads: options.threads } });
+        const result = await repair(store, report, {
+          sources: options.source, force: options.force, dropUnreferenced: options.dropUnreferenced,
+          scrubOptions: { mailbox: options.mailbox, maxRateBytesPerSecond: options.maxRate, hashThreads: options.threads },
+        });
         const summary = {
           ...result.after.summary, repaired: true, damageBefore: report.summary.damage, blobsRestored: result.blobsRestored,
-          quarantined: result.quarantined, indexRebuilt: result.indexRebuilt, unrepaired: result.unrepaired.length,
+          quarantined: result.quarantined, indexRebuilt: result.indexRebuilt, dropped: result.dropped, unrepaired: result.unrepaired.length,
         };
         if (output === 'json') {
           await printJson({ findings: report.findings.map((f) => ({ ...f, damage: isDamage(f) })), unrepaired: result.unrepaired, summary });
@@ -89,12 +128,14 @@ Informational findings (unreferenced blobs awaiting cleanup) do not change the e
           for (const f of result.unrepaired) await printJson1({ ...f, unrepaired: true });
           await printJson1({ summary });
         } else {
-          await printLine(`found ${report.summary.damage} damaged item(s); restored ${result.blobsRestored} blob(s) from sources; quarantined ${result.quarantined.length} record copy(ies)${result.indexRebuilt ? '; index rebuilt from the journal' : ''}`);
+          await printLine(`found ${report.summary.damage} damaged item(s); restored ${result.blobsRestored} blob(s) from sources; quarantined ${result.quarantined.length} record copy(ies)` +
+            `${result.dropped.length ? `; dropped ${result.dropped.length} damaged blob(s) no message uses` : ''}${result.indexRebuilt ? '; index rebuilt from the journal' : ''}`);
           if (result.unrepaired.length) {
             await printLine(`could not repair ${result.unrepaired.length}:`);
             await printTable(result.unrepaired);
+            if (!options.dropUnreferenced && result.unrepaired.some(isUnreferencedBlobDamage)) await printLine(`damaged blobs no message uses: 'mailstore scrub --repair --drop-unreferenced' clears them`);
           } else {
-            await printLine('second scrub: clean');
+            await printLine(`second scrub: clean${informationalCounts(result.after.findings)}`);
           }
         }
         return result.unrepaired.length > 0 ? EXIT.findings : EXIT.ok;
@@ -115,7 +156,7 @@ async function printTable(findings: Finding[]): Promise<void> {
   for (const r of rows) await printLine(`${r.kind.padEnd(kindWidth)}  ${r.where.padEnd(whereWidth)}  ${r.damage ? '' : '(info) '}${r.what}`);
 }
 
-async function print(findings: Finding[], report: ScrubReport, output: Output): Promise<void> {
+async function print(findings: Finding[], report: ScrubReport, output: Output, detail: Detail): Promise<void> {
   const s = report.summary;
   if (output === 'json') return printJson({ findings: findings.map((f) => ({ ...f, damage: isDamage(f) })), summary: s });
   if (output === 'jsonl') {
@@ -123,9 +164,25 @@ async function print(findings: Finding[], report: ScrubReport, output: Output): 
     await printJson1({ summary: s });
     return;
   }
-  if (findings.length) await printTable(findings);
-  const coverage = s.cycleComplete ? 'full cycle' : `stopped at the time budget; next run resumes at pack ${s.scanned.at(-1)?.pack} offset ${s.scanned.at(-1)?.to}`;
-  await printLine(`scrub: ${s.blobsVerified} blobs (${formatBytes(s.bytesVerified)}) in ${s.packs} pack(s), ${s.journalRecords} journal records, ${s.indexKeys} index keys in ${s.seconds.toFixed(1)}s (${coverage})`);
-  await printLine(s.damage === 0 ? `clean${s.informational ? ` (${s.informational} informational)` : ''}` : `${s.damage} finding(s) of damage; run 'mailstore scrub --repair --source COPY' to heal`);
+  // Damage one per line; informational findings only counted unless --verbose.
+  const listed = detail === 'verbose' ? findings : findings.filter(isDamage);
+  if (listed.length) await printTable(listed);
+  const coverage = s.scope ? `${s.scope.mailboxes} mailbox(es) under ${s.scope.mailbox}` :
+    s.cycleComplete ? 'full cycle' : `stopped at the time budget; next run resumes at pack ${s.scanned.at(-1)?.pack} offset ${s.scanned.at(-1)?.to}`;
+  const counted = `scrub: ${s.blobsVerified} blobs (${formatBytes(s.bytesVerified)})${s.scope ? '' : ` in ${s.packs} pack(s), ${s.journalRecords} journal records`}, ${s.indexKeys} index keys in ${s.seconds.toFixed(1)}s (${coverage})`;
+  const info = informationalCounts(findings) + (s.informational && detail !== 'verbose' ? '; --verbose lists them' : '');
+  if (detail === 'quiet' && s.damage === 0) return printLine(`${counted}: clean${info}`);
+  await printLine(counted);
+  if (s.damage === 0) return printLine(`clean${info}`);
+  const hint = findings.some(isUnreferencedBlobDamage) ? `; damaged blobs no message uses: 'mailstore scrub --repair --drop-unreferenced'` : '';
+  await printLine(`${s.damage} finding(s) of damage${info}; run 'mailstore scrub --repair --source COPY' to heal${hint}`);
 }
 
+/** " (3 informational: 2 unreferenced-pack-record, 1 unreferenced-blob)", or "" when there are none. */
+function informationalCounts(findings: Finding[]): string {
+  const byKind = new Map<string, number>();
+  for (const f of findings) if (!isDamage(f)) byKind.set(f.kind, (byKind.get(f.kind) ?? 0) + 1);
+  if (byKind.size === 0) return '';
+  const total = [...byKind.values()].reduce((a, b) => a + b, 0);
+  return ` (${total} informational: ${[...byKind].map(([kind, n]) => `${n} ${kind}`).join(', ')})`;
+}
