@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import type { FileSystem, HeldDirectory } from '../fs/filesystem.js';
 import { MailstoreError, fromSystemError } from '../errors.js';
-import { limits } from '../limits.js';
+import { importLimits, limits } from '../limits.js';
 import { type SkipHandler, holdSubdirectory, isPlainEntry, readMessageFile, skip, symlinkError } from './eml.js';
 
 export type { SkipHandler } from './eml.js';
@@ -208,10 +208,16 @@ export function compareNatural(a: string, b: string): number {
 // Maildir++ folders
 
 /**
- * The folders of a Maildir++ tree: the root itself is the INBOX (folder ''), when it has cur/ or
- * new/; `.Sub.Child` with cur/ or new/ is `Sub/Child`, each component decoded from modified
- * UTF-7. A name that does not decode goes to onSkip, and so does a `.Sub` that is a symbolic link
- * (the root may be one: the admin named it; nothing inside it is followed).
+ * The folders of a Maildir tree: the root itself is the INBOX (folder ''), when it has cur/ or
+ * new/; a Maildir++ `.Sub.Child` with cur/ or new/ is `Sub/Child`, each component decoded from
+ * modified UTF-7; a plain subdirectory that is a Maildir (Dovecot's LAYOUT=fs, mutt's folders:
+ * `Sent/cur`, `Lists/kernel/cur`), below the root or below a folder, is a folder too, named by
+ * its path. A name that does not decode goes to onSkip (badName), and so does a subdirectory that
+ * is a symbolic link (the root may be one: the admin named it; nothing inside it is followed).
+ * A directory that holds entries but no folder (a dot directory without cur/ or new/, a plain one
+ * with no Maildir below it, or one too deep) is reported to onSkip as notFolder, when one is given:
+ * a nested folder is imported or reported, never silently left out. Empty directories and the
+ * mail servers' own directories (cur, new, tmp, courierimap*, dovecot*) are no folders.
  */
 export async function listMaildirFolders(
   fs: FileSystem, root: string, options: { onSkip?: SkipHandler } = {},
@@ -219,22 +225,100 @@ export async function listMaildirFolders(
   const names = await fs.readdir(root).catch((error) => { throw fromSystemError(error, 'list', root); });
   const folders: MaildirFolder[] = [];
   if (await isMaildir(fs, root)) folders.push({ folder: '', path: root });
-  for (const name of names) {
-    if (!name.startsWith('.') || name === '.' || name === '..') continue;
+  for (const name of names.sort()) {
+    if (name === '.' || name === '..' || isServerEntry(name)) continue;
     const path = join(root, name);
     const stat = await fs.lstat(path).catch((error) => { throw fromSystemError(error, 'stat', path); });
     if (stat.isSymbolicLink) {
-      skip(options.onSkip, path, symlinkError(path), 'symlink');
+      if (name.startsWith('.') || options.onSkip) skip(options.onSkip, path, symlinkError(path), 'symlink');
       continue;
     }
-    if (!stat.isDirectory || !(await isMaildir(fs, path))) continue;
+    if (!stat.isDirectory) continue;
+    if (!name.startsWith('.')) {
+      await collectNestedFolders(fs, path, [name], folders, options.onSkip);
+      continue;
+    }
+    if (!(await isMaildir(fs, path))) {
+      await reportNotFolder(fs, path, `${path} is named like a Maildir++ folder but has no cur/ or new/`, options.onSkip);
+      continue;
+    }
+    let folder: string;
     try {
-      folders.push({ folder: folderFromMaildirPlusPlus(name), path });
+      folder = folderFromMaildirPlusPlus(name);
     } catch (error) {
       skip(options.onSkip, path, fromSystemError(error, 'decode folder name', path), 'badName');
+      continue;
     }
+    folders.push({ folder, path });
+    await collectChildren(fs, path, folder.split('/'), folders, options.onSkip);
   }
   return folders.sort((a, b) => (a.folder < b.folder ? -1 : a.folder > b.folder ? 1 : 0));
+}
+
+/** Entries a Maildir holds besides its folders: the message directories and the servers' own state. */
+function isServerEntry(name: string): boolean {
+  return name === 'cur' || name === 'new' || name === 'tmp' || name.startsWith('courierimap') || name.startsWith('dovecot') || name.startsWith('.dovecot');
+}
+
+/**
+ * A plain subdirectory `path` (folder components `components`): a folder when it is a Maildir,
+ * and its own subdirectories after it. Reported as notFolder when nothing below it is a folder.
+ */
+async function collectNestedFolders(
+  fs: FileSystem, path: string, components: string[], folders: MaildirFolder[], onSkip: SkipHandler | undefined,
+): Promise<void> {
+  if (components.length > importLimits.folderDepthMax) {
+    await reportNotFolder(fs, path, `${path} is nested deeper than ${importLimits.folderDepthMax} folders`, onSkip);
+    return;
+  }
+  const before = folders.length;
+  let folder: string;
+  try {
+    folder = components.map(decodeFolderComponent).join('/');
+  } catch (error) {
+    skip(onSkip, path, fromSystemError(error, 'decode folder name', path), 'badName');
+    return;
+  }
+  if (await isMaildir(fs, path)) folders.push({ folder, path });
+  await collectChildren(fs, path, components, folders, onSkip);
+  if (folders.length === before) await reportNotFolder(fs, path, `${path} holds no Maildir (no cur/ or new/ in it or below it)`, onSkip);
+}
+
+/** The subdirectories of a folder (or of a directory on the way to one) that may be folders. */
+async function collectChildren(
+  fs: FileSystem, dir: string, components: string[], folders: MaildirFolder[], onSkip: SkipHandler | undefined,
+): Promise<void> {
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch (error) {
+    skip(onSkip, dir, fromSystemError(error, 'list', dir));
+    return;
+  }
+  for (const name of names.sort()) {
+    if (isServerEntry(name)) continue;
+    const path = join(dir, name);
+    const stat = await fs.lstatIfExists(path).catch(() => undefined);
+    if (!stat || !(stat.isDirectory || stat.isSymbolicLink)) continue;
+    if (stat.isSymbolicLink) skip(onSkip, path, symlinkError(path), 'symlink');
+    else if (name.startsWith('.')) await reportNotFolder(fs, path, `${path} is a hidden directory inside a folder; Maildir++ folders sit beside the INBOX only`, onSkip);
+    else await collectNestedFolders(fs, path, [...components, name], folders, onSkip);
+  }
+}
+
+/** A directory that is no folder: reported (when there is an onSkip) unless it is empty. */
+async function reportNotFolder(fs: FileSystem, path: string, why: string, onSkip: SkipHandler | undefined): Promise<void> {
+  if (!onSkip) return;
+  const entries = await fs.readdir(path).catch(() => ['?']);
+  if (entries.length === 0) return;
+  onSkip(path, new MailstoreError('INVALID', `${why}; not imported`, { path }), 'notFolder');
+}
+
+/** A LAYOUT=fs directory name: modified UTF-7 as Dovecot writes it; empty or '/' is no name. */
+function decodeFolderComponent(name: string): string {
+  const decoded = decodeModifiedUtf7(name);
+  if (decoded === '' || decoded.includes('/')) throw new MailstoreError('INVALID', `folder ${JSON.stringify(name)} has an empty or '/' name`);
+  return decoded;
 }
 
 /** cur/ or new/ is there: as a directory, or as a link that reading the folder then reports. */
