@@ -3,7 +3,7 @@
 //
 // One message per file in cur/ or new/; flags in the name after `:2,` (`!2,` on Windows);
 // Maildir++ keeps subfolders as sibling directories `.Sub.Child` of the INBOX's cur/new/tmp.
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { FileSystem, HeldDirectory } from '../fs/filesystem.js';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import { importLimits, limits } from '../limits.js';
@@ -403,6 +403,11 @@ export interface MaildirAppendOptions {
   flags?: readonly string[];
   /** Maildir keeps the internal date as the file's mtime; set before the rename into cur/. */
   internalDate?: Date;
+  /**
+   * Not yet seen by any client (IMAP \Recent): the message goes to new/, named without info, as a
+   * delivery agent leaves it, when it has no flag a name in new/ would lose; else to cur/.
+   */
+  recent?: boolean;
 }
 
 /** Writes messages into a Maildir durably: tmp/, write, check length, fsync, rename into cur/, fsync cur/. */
@@ -428,14 +433,14 @@ export class MaildirWriter {
     return new MaildirWriter(fs, dir, sync, await readDovecotKeywords(fs, dir));
   }
 
-  /** Writes one message; returns its path in cur/. */
+  /** Writes one message; returns its path in cur/ (or new/, see MaildirAppendOptions.recent). */
   async append(bytes: Buffer, options: MaildirAppendOptions = {}): Promise<string> {
     if (this.closed) throw new MailstoreError('CLOSED', `Maildir writer is closed: ${this.dir}`, { path: this.dir });
     const info = maildirInfoFromFlags(options.flags ?? [], (keyword) => this.keywordLetter(keyword));
     await this.persistKeywords();
     const unique = this.uniqueName();
     const tmpPath = join(this.dir, 'tmp', unique);
-    const curPath = join(this.dir, 'cur', `${unique}:2,${info}`);
+    const curPath = options.recent && info === '' ? join(this.dir, 'new', unique) : join(this.dir, 'cur', `${unique}:2,${info}`);
     await this.writeFile(tmpPath, bytes);
     if (options.internalDate) {
       await this.fs.utimes(tmpPath, options.internalDate).catch((error) => { throw fromSystemError(error, 'set the date of', tmpPath); });
@@ -444,7 +449,7 @@ export class MaildirWriter {
       await this.fs.unlink(tmpPath).catch(() => {});
       throw fromSystemError(error, 'rename into', curPath);
     });
-    if (this.sync) await this.fs.syncDir(join(this.dir, 'cur')).catch((error) => { throw fromSystemError(error, 'sync', curPath); });
+    if (this.sync) await this.fs.syncDir(dirname(curPath)).catch((error) => { throw fromSystemError(error, 'sync', curPath); });
     return curPath;
   }
 

@@ -184,3 +184,20 @@ describe('Maildir++ folders', () => {
     expect(() => folderFromMaildirPlusPlus('.&AC8-')).toThrow(expect.objectContaining({ code: 'INVALID' }));
   });
 });
+
+describe('MaildirWriter: new/ (issue 18 item 10)', () => {
+  it('recent: a message without flags goes to new/ named without info and reads back unseen; with flags it stays in cur/', async () => {
+    const dir = join(tmp(), 'Maildir');
+    const writer = await MaildirWriter.create(fs, dir);
+    const fresh = await writer.append(Buffer.from('fresh'), { recent: true });
+    const flagged = await writer.append(Buffer.from('flagged'), { recent: true, flags: ['\\Flagged'] });
+    const old = await writer.append(Buffer.from('old'));
+    await writer.close();
+    expect(fresh).toMatch(/\/new\/\d+\.M\d+P\d+Q1\.mailstore$/);
+    expect(flagged).toMatch(/\/cur\/.*:2,F$/);
+    expect(old).toMatch(/\/cur\/.*:2,$/);
+    expect(readdirSync(join(dir, 'new'))).toHaveLength(1);
+    const messages = await readAll(dir);
+    expect(messages.map((m) => [m.bytes.toString(), m.flags])).toEqual([['fresh', []], ['flagged', ['\\Flagged']], ['old', []]]);
+  });
+});

@@ -180,5 +180,49 @@ describe('a user\'s tree: layout and owner', () => {
   });
 });
 
-void readFileSync;
-void exportMailbox;
+describe('mbox: the From_ line on export', () => {
+  // bob's own delivery agent wrote his From_ lines in his zone with the envelope sender, which it
+  // also put in Return-Path; the Date header names the same second for the first two messages.
+  const mbox = [
+    'From bob@example.org Sat Nov 28 10:45:25 2026 +0100',
+    'Return-Path: <bob@example.org>',
+    'Date: Sat, 28 Nov 2026 10:45:25 +0100',
+    'Subject: one',
+    '',
+    'one',
+    '',
+    'From alice@example.net Sun Nov 29 18:00:00 2026 -0500',
+    'Return-Path: <alice@example.net>',
+    'Date: Sun, 29 Nov 2026 18:00:00 -0500',
+    'Subject: two',
+    '',
+    'two',
+    '',
+    'From MAILER-DAEMON Mon Nov 30 12:00:00 2026',
+    'Return-Path: <>',
+    'Date: Mon, 30 Nov 2026 07:59:00 -0500',
+    'Subject: three, whose Date is not its internal date',
+    '',
+    'three',
+    '',
+  ].join('\n');
+
+  it('keeps the zone offset where the Date header names the same second, and --mbox-sender return-path gives back the identical file', async () => {
+    const dir = tmpDir('mbox');
+    const source = join(dir, 'bob.mbox');
+    writeFileSync(source, mbox);
+    await withStore(async (store) => {
+      expect(await importMail(store, source, { mailbox: 'mb' })).toMatchObject({ format: 'mbox', imported: 3 });
+      await exportMailbox(store, 'mb', { format: 'mbox', out: join(dir, 'same.mbox'), mboxSender: 'return-path' });
+      expect(readFileSync(join(dir, 'same.mbox'), 'latin1')).toBe(mbox);
+      await exportMailbox(store, 'mb', { format: 'mbox', out: join(dir, 'default.mbox') });
+      expect(readFileSync(join(dir, 'default.mbox'), 'latin1').split('\n').filter((line) => line.startsWith('From '))).toEqual([
+        'From MAILER-DAEMON Sat Nov 28 10:45:25 2026 +0100',
+        'From MAILER-DAEMON Sun Nov 29 18:00:00 2026 -0500',
+        'From MAILER-DAEMON Mon Nov 30 12:00:00 2026',
+      ]);
+      const error = await exportMailbox(store, 'mb', { format: 'mbox', out: join(dir, 'bad.mbox'), mboxSender: 'two words' }).catch((e: MailstoreError) => e);
+      expect(isMailstoreError(error, 'INVALID'), String(error)).toBe(true);
+    });
+  });
+});
