@@ -263,38 +263,50 @@ function isServerEntry(name: string): boolean {
 /**
  * A plain subdirectory `path` (folder components `components`): a folder when it is a Maildir,
  * and its own subdirectories after it. Reported as notFolder when nothing below it is a folder.
+ * True when it or something below it is a folder, or was reported as nested too deep.
  */
 async function collectNestedFolders(
   fs: FileSystem, path: string, components: string[], folders: MaildirFolder[], onSkip: SkipHandler | undefined,
-): Promise<void> {
+): Promise<boolean> {
   if (components.length > importLimits.folderDepthMax) {
     await reportNotFolder(fs, path, `${path} is nested deeper than ${importLimits.folderDepthMax} folders`, onSkip);
-    return;
+    return true;
   }
-  const before = folders.length;
   let folder: string;
   try {
     folder = components.map(decodeFolderComponent).join('/');
   } catch (error) {
     skip(onSkip, path, fromSystemError(error, 'decode folder name', path), 'badName');
-    return;
+    return true;
   }
-  if (await isMaildir(fs, path)) folders.push({ folder, path });
-  await collectChildren(fs, path, components, folders, onSkip);
-  if (folders.length === before) await reportNotFolder(fs, path, `${path} holds no Maildir (no cur/ or new/ in it or below it)`, onSkip);
+  const isFolder = await isMaildir(fs, path);
+  if (isFolder) folders.push({ folder, path });
+  // A directory with no folder anywhere below is reported once, as a whole, not once per level.
+  const below: [string, MailstoreError][] = [];
+  const found = await collectChildren(fs, path, components, folders, onSkip && ((at, error, reason, index) => {
+    if (reason === 'notFolder') below.push([at, error]);
+    else onSkip(at, error, reason, index);
+  }));
+  if (!isFolder && !found) {
+    await reportNotFolder(fs, path, `${path} holds no Maildir (no cur/ or new/ in it or below it)`, onSkip);
+    return false;
+  }
+  for (const [at, error] of below) onSkip?.(at, error, 'notFolder');
+  return true;
 }
 
-/** The subdirectories of a folder (or of a directory on the way to one) that may be folders. */
+/** The subdirectories of a folder (or of a directory on the way to one) that may be folders; true when one was. */
 async function collectChildren(
   fs: FileSystem, dir: string, components: string[], folders: MaildirFolder[], onSkip: SkipHandler | undefined,
-): Promise<void> {
+): Promise<boolean> {
   let names: string[];
   try {
     names = await fs.readdir(dir);
   } catch (error) {
     skip(onSkip, dir, fromSystemError(error, 'list', dir));
-    return;
+    return true;
   }
+  let found = false;
   for (const name of names.sort()) {
     if (isServerEntry(name)) continue;
     const path = join(dir, name);
@@ -302,8 +314,9 @@ async function collectChildren(
     if (!stat || !(stat.isDirectory || stat.isSymbolicLink)) continue;
     if (stat.isSymbolicLink) skip(onSkip, path, symlinkError(path), 'symlink');
     else if (name.startsWith('.')) await reportNotFolder(fs, path, `${path} is a hidden directory inside a folder; Maildir++ folders sit beside the INBOX only`, onSkip);
-    else await collectNestedFolders(fs, path, [...components, name], folders, onSkip);
+    else found = (await collectNestedFolders(fs, path, [...components, name], folders, onSkip)) || found;
   }
+  return found;
 }
 
 /** A directory that is no folder: reported (when there is an onSkip) unless it is empty. */

@@ -128,6 +128,7 @@ export async function importMail(store: Store, sourcePath: string, options: Impo
   const messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
   const source = await openSource(fs, sourcePath, { format: options.format, mboxStyle: options.mboxStyle, messageBytesMax, flatten: options.flatten }, onSkip);
   summary.format = source.format;
+  if (options.layout === undefined && layout === 'user') await refuseFlatResume(store, source.folders, options.mailbox);
   const targets = targetMailboxes(source.folders, options.mailbox, layout, onSkip);
   // flat: the target is the root folder's mailbox (made even when the source has no mail at its root);
   // user: the target is the user's tree, which holds mailboxes but is none itself (as in Dovecot).
@@ -160,6 +161,18 @@ function targetMailboxes(folders: SourceFolder[], mailbox: string, layout: Impor
     }
   }
   return targets;
+}
+
+/**
+ * Before the user layout was the default under user/NAME, a source went to user/NAME itself: the
+ * same import run again must not start over into user/NAME/INBOX (it would add everything twice).
+ */
+async function refuseFlatResume(store: Store, folders: SourceFolder[], mailbox: string): Promise<void> {
+  const root = folders.find((folder) => folder.folder === '');
+  if (!root || (await store.getMeta<unknown>(cursorKey(root.path, mailbox))) === undefined) return;
+  throw new MailstoreError('REFUSED',
+    `${root.path} was imported into ${mailbox} itself before (layout flat); run the same import with --layout flat to resume it, ` +
+    `or with --layout user to import it again into ${mailbox}/INBOX and its folders beside it (adds everything again)`, { path: root.path });
 }
 
 /** `user` for a user's tree itself (user/NAME), where the INBOX and the folders sit side by side. */

@@ -4,12 +4,13 @@
 // offset comes back on export where it can be known.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { isMailstoreError, type MailstoreError } from '../../src/errors.js';
 import { exportMailbox } from '../../src/import/exporter.js';
 import { importMail, type ImportOptions, type ImportSummary } from '../../src/import/importer.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
 
 const body = (i: number | string) => `Message-ID: <f${i}@example.org>\nSubject: ${i}\n\nbody ${i}\n`;
 
@@ -224,5 +225,46 @@ describe('mbox: the From_ line on export', () => {
       const error = await exportMailbox(store, 'mb', { format: 'mbox', out: join(dir, 'bad.mbox'), mboxSender: 'two words' }).catch((e: MailstoreError) => e);
       expect(isMailstoreError(error, 'INVALID'), String(error)).toBe(true);
     });
+  });
+});
+
+describe('resuming an import made before the user layout was the default', () => {
+  it('a source imported into user/bob itself is REFUSED under the new default, resumed with --layout flat, nothing added twice', async () => {
+    const source = maildir(join(tmpDir('src'), 'Maildir'), { '1.a:2,': body('a'), '2.b:2,': body('b') });
+    await withStore(async (store) => {
+      await importMail(store, source, { mailbox: 'user/bob', layout: 'flat' });
+      const error = await importMail(store, source, { mailbox: 'user/bob' }).catch((e: MailstoreError) => e);
+      expect(isMailstoreError(error, 'REFUSED'), String(error)).toBe(true);
+      expect((error as MailstoreError).message).toContain('--layout flat');
+      expect(await names(store)).toEqual(['user/bob']);
+      expect(await importMail(store, source, { mailbox: 'user/bob', layout: 'flat' })).toMatchObject({ imported: 0, alreadyImported: 2 });
+      expect(await stored(store, 'user/bob')).toEqual([body('a'), body('b')]);
+    });
+  });
+});
+
+describe('the CLI says the layout and the owner', () => {
+  beforeAll(requireBuilt);
+
+  it('import --help explains --layout and --flatten; --json reports layout, owner, created and notFolder skips', async () => {
+    const help = await ok(['import', '--help']);
+    for (const text of ['--layout', 'user/bob/INBOX', 'LAYOUT=fs', '--flatten', 'notFolder', '--owner']) expect(help).toContain(text);
+    const store = join(tempDir(), 'store');
+    await ok(['init'], { store });
+    const source = maildir(join(tmpDir('src'), 'Maildir'), { '1.inbox:2,S': body('inbox') });
+    maildir(join(source, 'Sent'), { '1.sent:2,S': body('sent') });
+    mkdirSync(join(source, 'junk'));
+    writeFileSync(join(source, 'junk', 'x'), 'x');
+    const result = await run(['import', source, '--mailbox', 'user/bob', '--json'], { store });
+    expect(result.code, result.stderr).toBe(1); // done, one directory left out
+    const summary = JSON.parse(result.stdout.toString());
+    expect(summary).toMatchObject({ layout: 'user', owner: 'bob', imported: 2, skipped: 1, skippedReasons: { notFolder: 1 } });
+    expect(summary.created.sort()).toEqual(['user/bob/INBOX', 'user/bob/Sent']);
+    expect(result.stderr.toString()).toContain('skipped (notFolder)');
+    const listed = await json<{ name: string }[]>(['mailbox', 'list', '--user', 'bob'], { store });
+    expect(listed.map((m) => m.name).sort()).toEqual(['user/bob/INBOX', 'user/bob/Sent']);
+    const text = await run(['import', source, '--mailbox', 'arc', '--layout', 'flat'], { store });
+    expect(text.stdout.toString()).toContain('layout flat; 2 mailboxes created with an empty ACL (no --owner)');
+    expect(await ok(['export', '--help'])).toContain('--mbox-sender');
   });
 });
