@@ -228,7 +228,8 @@ export async function listMaildirFolders(
   for (const name of names.sort()) {
     if (name === '.' || name === '..' || isServerEntry(name)) continue;
     const path = join(root, name);
-    const stat = await fs.lstat(path).catch((error) => { throw fromSystemError(error, 'stat', path); });
+    const stat = await fs.lstatIfExists(path).catch((error) => { throw fromSystemError(error, 'stat', path); });
+    if (!stat) continue; // gone since the listing
     if (stat.isSymbolicLink) {
       if (name.startsWith('.') || options.onSkip) skip(options.onSkip, path, symlinkError(path), 'symlink');
       continue;
