@@ -147,4 +147,6 @@ export const importLimits = {
    * (each costs its name in every batch's journal record); an import that skips more stops.
    */
   retryEntriesMax: 1000,
+  /** Folders nested deeper than this below an import source (Maildir or .eml tree) are reported, not walked. */
+  folderDepthMax: 32,
 } as const;

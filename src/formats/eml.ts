@@ -3,7 +3,7 @@
 import { join } from 'node:path';
 import type { FileHandle, FileStat, FileSystem, HeldDirectory } from '../fs/filesystem.js';
 import { MailstoreError, fromSystemError } from '../errors.js';
-import { limits } from '../limits.js';
+import { importLimits, limits } from '../limits.js';
 
 /** Why an entry of an import source was left out; the summary counts skips by it. */
 export type SkipReason =
@@ -18,7 +18,13 @@ export type SkipReason =
   /** A Maildir++ folder whose name is no valid mailbox name. */
   | 'badName'
   /** Bytes that are no message (an mbox's text before its first From_ line). */
-  | 'notMail';
+  | 'notMail'
+  /**
+   * A directory inside the source that holds entries but is no folder the format knows (a dot
+   * directory without cur/ or new/, a subdirectory of a Maildir with no Maildir below it), or a
+   * folder nested deeper than importLimits.folderDepthMax: reported whole, never silently left out.
+   */
+  | 'notFolder';
 
 /**
  * Told about a file (or directory) that could not be read, after which reading goes on. Without
@@ -30,6 +36,16 @@ export type SkipHandler = (path: string, error: MailstoreError, reason: SkipReas
 export interface ReadEmlDirOptions {
   onSkip?: SkipHandler;
   messageBytesMax?: number;
+  /** Read the files of subdirectories too, depth first (default true); false: this directory's own only. */
+  recursive?: boolean;
+  /** `dir` was found inside the source (a subfolder): a link there is refused, not followed. */
+  noFollow?: boolean;
+}
+
+export interface EmlFolder {
+  /** Path below the source, '/'-separated: '' for the source directory itself. */
+  folder: string;
+  path: string;
 }
 
 export interface ReadMessageFileOptions extends ReadEmlDirOptions {
@@ -45,20 +61,65 @@ export interface EmlMessage {
 }
 
 /**
- * Every regular, non-hidden file under `dir`, depth first, names in byte order at each level.
- * `dir` itself may be a symbolic link (the admin named it); nothing inside it is followed.
+ * Every regular, non-hidden file under `dir`, depth first, names in byte order at each level
+ * (only `dir`'s own files with recursive: false). `dir` itself may be a symbolic link (the admin
+ * named it) unless noFollow; nothing inside it is followed.
  */
 export async function* readEmlDir(
   fs: FileSystem, dir: string, options: ReadEmlDirOptions = {},
 ): AsyncGenerator<EmlMessage> {
-  const stat = await fs.stat(dir).catch((error) => { throw fromSystemError(error, 'stat', dir); });
-  if (!stat.isDirectory) throw new MailstoreError('INVALID', `not a directory: ${dir}`, { path: dir });
-  const held = await fs.holdDirectory(dir).catch((error) => { throw fromSystemError(error, 'open', dir); });
+  let held: HeldDirectory | undefined;
+  if (options.noFollow) {
+    held = await holdSubdirectory(fs, dir, dir, options.onSkip);
+    if (!held) return;
+  } else {
+    const stat = await fs.stat(dir).catch((error) => { throw fromSystemError(error, 'stat', dir); });
+    if (!stat.isDirectory) throw new MailstoreError('INVALID', `not a directory: ${dir}`, { path: dir });
+    held = await fs.holdDirectory(dir).catch((error) => { throw fromSystemError(error, 'open', dir); });
+  }
   try {
     yield* walk(fs, dir, held.path, options, { files: 0 });
   } finally {
     await held.close().catch(() => {});
   }
+}
+
+/**
+ * The folders of a tree of message files: `dir` itself ('') and every subdirectory below it that
+ * holds a file (or a link, FIFO..., which reading it then reports), named by its path. Symbolic
+ * links are never followed (the folder's reader reports them); hidden entries are not mail; a
+ * directory nested deeper than importLimits.folderDepthMax is reported to onSkip as notFolder.
+ */
+export async function listEmlFolders(fs: FileSystem, dir: string, onSkip?: SkipHandler): Promise<EmlFolder[]> {
+  const folders: EmlFolder[] = [{ folder: '', path: dir }];
+  const visit = async (path: string, components: string[]): Promise<void> => {
+    let names: string[];
+    try {
+      names = await fs.readdir(path);
+    } catch (error) {
+      skip(onSkip, path, fromSystemError(error, 'list', path));
+      return;
+    }
+    let holdsFiles = false;
+    const subdirectories: string[] = [];
+    for (const name of names.sort()) {
+      if (name.startsWith('.')) continue;
+      const stat = await fs.lstatIfExists(join(path, name)).catch(() => undefined);
+      if (stat?.isDirectory) subdirectories.push(name);
+      else holdsFiles = true;
+    }
+    if (components.length > 0 && holdsFiles) folders.push({ folder: components.join('/'), path });
+    for (const name of subdirectories) {
+      const sub = join(path, name);
+      if (components.length + 1 > importLimits.folderDepthMax) {
+        if (onSkip) onSkip(sub, new MailstoreError('INVALID', `${sub} is nested deeper than ${importLimits.folderDepthMax} folders; not imported`, { path: sub }), 'notFolder');
+        continue;
+      }
+      await visit(sub, [...components, name]);
+    }
+  };
+  await visit(dir, []);
+  return folders;
 }
 
 /**
@@ -84,6 +145,7 @@ async function* walk(fs: FileSystem, dir: string, at: string, options: ReadEmlDi
       continue;
     }
     if (stat.isDirectory) {
+      if (options.recursive === false) continue; // a folder of its own
       const held = await holdSubdirectory(fs, path, join(at, name), options.onSkip);
       if (!held) continue;
       try {

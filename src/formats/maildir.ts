@@ -3,10 +3,10 @@
 //
 // One message per file in cur/ or new/; flags in the name after `:2,` (`!2,` on Windows);
 // Maildir++ keeps subfolders as sibling directories `.Sub.Child` of the INBOX's cur/new/tmp.
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { FileSystem, HeldDirectory } from '../fs/filesystem.js';
 import { MailstoreError, fromSystemError } from '../errors.js';
-import { limits } from '../limits.js';
+import { importLimits, limits } from '../limits.js';
 import { type SkipHandler, holdSubdirectory, isPlainEntry, readMessageFile, skip, symlinkError } from './eml.js';
 
 export type { SkipHandler } from './eml.js';
@@ -208,10 +208,16 @@ export function compareNatural(a: string, b: string): number {
 // Maildir++ folders
 
 /**
- * The folders of a Maildir++ tree: the root itself is the INBOX (folder ''), when it has cur/ or
- * new/; `.Sub.Child` with cur/ or new/ is `Sub/Child`, each component decoded from modified
- * UTF-7. A name that does not decode goes to onSkip, and so does a `.Sub` that is a symbolic link
- * (the root may be one: the admin named it; nothing inside it is followed).
+ * The folders of a Maildir tree: the root itself is the INBOX (folder ''), when it has cur/ or
+ * new/; a Maildir++ `.Sub.Child` with cur/ or new/ is `Sub/Child`, each component decoded from
+ * modified UTF-7; a plain subdirectory that is a Maildir (Dovecot's LAYOUT=fs, mutt's folders:
+ * `Sent/cur`, `Lists/kernel/cur`), below the root or below a folder, is a folder too, named by
+ * its path. A name that does not decode goes to onSkip (badName), and so does a subdirectory that
+ * is a symbolic link (the root may be one: the admin named it; nothing inside it is followed).
+ * A directory that holds entries but no folder (a dot directory without cur/ or new/, a plain one
+ * with no Maildir below it, or one too deep) is reported to onSkip as notFolder, when one is given:
+ * a nested folder is imported or reported, never silently left out. Empty directories and the
+ * mail servers' own directories (cur, new, tmp, courierimap*, dovecot*) are no folders.
  */
 export async function listMaildirFolders(
   fs: FileSystem, root: string, options: { onSkip?: SkipHandler } = {},
@@ -219,22 +225,114 @@ export async function listMaildirFolders(
   const names = await fs.readdir(root).catch((error) => { throw fromSystemError(error, 'list', root); });
   const folders: MaildirFolder[] = [];
   if (await isMaildir(fs, root)) folders.push({ folder: '', path: root });
-  for (const name of names) {
-    if (!name.startsWith('.') || name === '.' || name === '..') continue;
+  for (const name of names.sort()) {
+    if (name === '.' || name === '..' || isServerEntry(name)) continue;
     const path = join(root, name);
-    const stat = await fs.lstat(path).catch((error) => { throw fromSystemError(error, 'stat', path); });
+    const stat = await fs.lstatIfExists(path).catch((error) => { throw fromSystemError(error, 'stat', path); });
+    if (!stat) continue; // gone since the listing
     if (stat.isSymbolicLink) {
-      skip(options.onSkip, path, symlinkError(path), 'symlink');
+      if (name.startsWith('.') || options.onSkip) skip(options.onSkip, path, symlinkError(path), 'symlink');
       continue;
     }
-    if (!stat.isDirectory || !(await isMaildir(fs, path))) continue;
+    if (!stat.isDirectory) continue;
+    if (!name.startsWith('.')) {
+      await collectNestedFolders(fs, path, [name], folders, options.onSkip);
+      continue;
+    }
+    if (!(await isMaildir(fs, path))) {
+      await reportNotFolder(fs, path, `${path} is named like a Maildir++ folder but has no cur/ or new/`, options.onSkip);
+      continue;
+    }
+    let folder: string;
     try {
-      folders.push({ folder: folderFromMaildirPlusPlus(name), path });
+      folder = folderFromMaildirPlusPlus(name);
     } catch (error) {
       skip(options.onSkip, path, fromSystemError(error, 'decode folder name', path), 'badName');
+      continue;
     }
+    folders.push({ folder, path });
+    await collectChildren(fs, path, folder.split('/'), folders, options.onSkip);
   }
   return folders.sort((a, b) => (a.folder < b.folder ? -1 : a.folder > b.folder ? 1 : 0));
+}
+
+/** Entries a Maildir holds besides its folders: the message directories and the servers' own state. */
+function isServerEntry(name: string): boolean {
+  return name === 'cur' || name === 'new' || name === 'tmp' || name.startsWith('courierimap') || name.startsWith('dovecot') || name.startsWith('.dovecot');
+}
+
+/**
+ * A plain subdirectory `path` (folder components `components`): a folder when it is a Maildir,
+ * and its own subdirectories after it. Reported as notFolder when nothing below it is a folder.
+ * True when it or something below it is a folder, or was reported as nested too deep.
+ */
+async function collectNestedFolders(
+  fs: FileSystem, path: string, components: string[], folders: MaildirFolder[], onSkip: SkipHandler | undefined,
+): Promise<boolean> {
+  if (components.length > importLimits.folderDepthMax) {
+    await reportNotFolder(fs, path, `${path} is nested deeper than ${importLimits.folderDepthMax} folders`, onSkip);
+    return true;
+  }
+  let folder: string;
+  try {
+    folder = components.map(decodeFolderComponent).join('/');
+  } catch (error) {
+    skip(onSkip, path, fromSystemError(error, 'decode folder name', path), 'badName');
+    return true;
+  }
+  const isFolder = await isMaildir(fs, path);
+  if (isFolder) folders.push({ folder, path });
+  // A directory with no folder anywhere below is reported once, as a whole, not once per level.
+  const below: [string, MailstoreError][] = [];
+  const found = await collectChildren(fs, path, components, folders, onSkip && ((at, error, reason, index) => {
+    if (reason === 'notFolder') below.push([at, error]);
+    else onSkip(at, error, reason, index);
+  }));
+  if (!isFolder && !found) {
+    await reportNotFolder(fs, path, `${path} holds no Maildir (no cur/ or new/ in it or below it)`, onSkip);
+    return false;
+  }
+  for (const [at, error] of below) onSkip?.(at, error, 'notFolder');
+  return true;
+}
+
+/** The subdirectories of a folder (or of a directory on the way to one) that may be folders; true when one was. */
+async function collectChildren(
+  fs: FileSystem, dir: string, components: string[], folders: MaildirFolder[], onSkip: SkipHandler | undefined,
+): Promise<boolean> {
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch (error) {
+    skip(onSkip, dir, fromSystemError(error, 'list', dir));
+    return true;
+  }
+  let found = false;
+  for (const name of names.sort()) {
+    if (isServerEntry(name)) continue;
+    const path = join(dir, name);
+    const stat = await fs.lstatIfExists(path).catch(() => undefined);
+    if (!stat || !(stat.isDirectory || stat.isSymbolicLink)) continue;
+    if (stat.isSymbolicLink) skip(onSkip, path, symlinkError(path), 'symlink');
+    else if (name.startsWith('.')) await reportNotFolder(fs, path, `${path} is a hidden directory inside a folder; Maildir++ folders sit beside the INBOX only`, onSkip);
+    else found = (await collectNestedFolders(fs, path, [...components, name], folders, onSkip)) || found;
+  }
+  return found;
+}
+
+/** A directory that is no folder: reported (when there is an onSkip) unless it is empty. */
+async function reportNotFolder(fs: FileSystem, path: string, why: string, onSkip: SkipHandler | undefined): Promise<void> {
+  if (!onSkip) return;
+  const entries = await fs.readdir(path).catch(() => ['?']);
+  if (entries.length === 0) return;
+  onSkip(path, new MailstoreError('INVALID', `${why}; not imported`, { path }), 'notFolder');
+}
+
+/** A LAYOUT=fs directory name: modified UTF-7 as Dovecot writes it; empty or '/' is no name. */
+function decodeFolderComponent(name: string): string {
+  const decoded = decodeModifiedUtf7(name);
+  if (decoded === '' || decoded.includes('/')) throw new MailstoreError('INVALID', `folder ${JSON.stringify(name)} has an empty or '/' name`);
+  return decoded;
 }
 
 /** cur/ or new/ is there: as a directory, or as a link that reading the folder then reports. */
@@ -319,6 +417,11 @@ export interface MaildirAppendOptions {
   flags?: readonly string[];
   /** Maildir keeps the internal date as the file's mtime; set before the rename into cur/. */
   internalDate?: Date;
+  /**
+   * Not yet seen by any client (IMAP \Recent): the message goes to new/, named without info, as a
+   * delivery agent leaves it, when it has no flag a name in new/ would lose; else to cur/.
+   */
+  recent?: boolean;
 }
 
 /** Writes messages into a Maildir durably: tmp/, write, check length, fsync, rename into cur/, fsync cur/. */
@@ -344,14 +447,14 @@ export class MaildirWriter {
     return new MaildirWriter(fs, dir, sync, await readDovecotKeywords(fs, dir));
   }
 
-  /** Writes one message; returns its path in cur/. */
+  /** Writes one message; returns its path in cur/ (or new/, see MaildirAppendOptions.recent). */
   async append(bytes: Buffer, options: MaildirAppendOptions = {}): Promise<string> {
     if (this.closed) throw new MailstoreError('CLOSED', `Maildir writer is closed: ${this.dir}`, { path: this.dir });
     const info = maildirInfoFromFlags(options.flags ?? [], (keyword) => this.keywordLetter(keyword));
     await this.persistKeywords();
     const unique = this.uniqueName();
     const tmpPath = join(this.dir, 'tmp', unique);
-    const curPath = join(this.dir, 'cur', `${unique}:2,${info}`);
+    const curPath = options.recent && info === '' ? join(this.dir, 'new', unique) : join(this.dir, 'cur', `${unique}:2,${info}`);
     await this.writeFile(tmpPath, bytes);
     if (options.internalDate) {
       await this.fs.utimes(tmpPath, options.internalDate).catch((error) => { throw fromSystemError(error, 'set the date of', tmpPath); });
@@ -360,7 +463,7 @@ export class MaildirWriter {
       await this.fs.unlink(tmpPath).catch(() => {});
       throw fromSystemError(error, 'rename into', curPath);
     });
-    if (this.sync) await this.fs.syncDir(join(this.dir, 'cur')).catch((error) => { throw fromSystemError(error, 'sync', curPath); });
+    if (this.sync) await this.fs.syncDir(dirname(curPath)).catch((error) => { throw fromSystemError(error, 'sync', curPath); });
     return curPath;
   }
 

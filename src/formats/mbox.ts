@@ -387,14 +387,53 @@ function zoneOffsetMinutes(zone: string | undefined): number {
   return sign * (Number(zone.slice(1, 3)) * 60 + Number(zone.slice(3, 5)));
 }
 
-/** `Thu Nov  8 10:45:25 2026` in UTC, as C's asctime() writes it. */
-export function formatAsctime(date: Date): string {
-  const day = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'][date.getUTCDay()]!;
-  const month = MONTHS[date.getUTCMonth()]!;
+/**
+ * `Thu Nov  8 10:45:25 2026` in UTC, as C's asctime() writes it; with a zone offset other than 0,
+ * the time in that zone followed by it, `Thu Nov  8 11:45:25 2026 +0100`, as Dovecot reads and
+ * writes a From_ line that keeps its zone (and as parseFromLineDate reads it back).
+ */
+export function formatAsctime(date: Date, zoneOffsetMinutes = 0): string {
+  const shifted = new Date(date.getTime() + zoneOffsetMinutes * 60_000);
+  const day = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'][shifted.getUTCDay()]!;
+  const month = MONTHS[shifted.getUTCMonth()]!;
   const pad = (n: number) => String(n).padStart(2, '0');
-  const time = `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())}`;
+  const time = `${pad(shifted.getUTCHours())}:${pad(shifted.getUTCMinutes())}:${pad(shifted.getUTCSeconds())}`;
   const monthName = month[0]!.toUpperCase() + month.slice(1);
-  return `${day} ${monthName} ${String(date.getUTCDate()).padStart(2, ' ')} ${time} ${date.getUTCFullYear()}`;
+  const text = `${day} ${monthName} ${String(shifted.getUTCDate()).padStart(2, ' ')} ${time} ${shifted.getUTCFullYear()}`;
+  if (zoneOffsetMinutes === 0) return text;
+  const magnitude = Math.abs(zoneOffsetMinutes);
+  return `${text} ${zoneOffsetMinutes < 0 ? '-' : '+'}${pad(Math.floor(magnitude / 60))}${pad(magnitude % 60)}`;
+}
+
+/**
+ * The zone offset (minutes east of UTC) to write a message's internal date in: the numeric zone of
+ * its Date header when that header names the very same second as the internal date, else
+ * undefined (UTC). The store keeps an internal date as an instant only; this brings back the zone
+ * of a From_ line written in the sender's zone (`... 2026 +0100` with `Date: ... +0100`).
+ */
+export function zoneFromDateHeader(bytes: Buffer, internalDate: Date): number | undefined {
+  const headers = bytes.subarray(0, Math.min(headerBlockLength(bytes), limits.dateHeaderScanBytes)).toString('latin1');
+  const field = /^date:[ \t]*([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)/im.exec(headers);
+  const rfc = field ? RFC5322.exec(field[1]!.replace(/\r?\n[ \t]+/g, ' ')) : null;
+  if (!rfc) return undefined;
+  const [, day, month, year, hour, minute, second, zone] = rfc;
+  if (!zone || !/^[+-]\d{4}$/.test(zone)) return undefined;
+  const date = buildDate(year!, month!, day!, hour!, minute!, second, zone);
+  if (!date || Math.floor(date.getTime() / 1000) !== Math.floor(internalDate.getTime() / 1000)) return undefined;
+  const offset = zoneOffsetMinutes(zone);
+  return Math.abs(offset) < 24 * 60 && Number(zone.slice(3)) < 60 ? offset : undefined; // +9999 is no zone
+}
+
+/**
+ * The envelope sender of a message for its From_ line, from its Return-Path header (which the
+ * delivery agent copies from the same envelope): `<>` or none is MAILER-DAEMON, as is an address
+ * that is not one printable token.
+ */
+export function senderFromReturnPath(bytes: Buffer): string {
+  const headers = bytes.subarray(0, Math.min(headerBlockLength(bytes), limits.dateHeaderScanBytes)).toString('latin1');
+  const field = /^return-path:[ \t]*<?([^>\r\n]*)>?[ \t]*$/im.exec(headers);
+  const address = field?.[1]?.trim() ?? '';
+  return /^[\x21-\x7e]+$/.test(address) ? address : 'MAILER-DAEMON';
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -482,6 +521,8 @@ export interface MboxAppendOptions {
   flags?: readonly string[];
   /** The From_ line's sender, one token without spaces; MAILER-DAEMON by default. */
   sender?: string;
+  /** Write the From_ line's date in this zone (minutes east of UTC) with its offset; UTC asctime by default. */
+  zoneOffsetMinutes?: number;
 }
 
 /** Writes an mbox file: creates it (never overwrites), buffers appends, fsyncs file and directory at close. */
@@ -523,7 +564,9 @@ export class MboxWriter {
     const date = options.internalDate ?? new Date();
     if (Number.isNaN(date.getTime())) throw new MailstoreError('INVALID', 'mbox internalDate is not a valid date');
     const message = this.statusHeaders ? withStatusHeaders(bytes, options.flags ?? []) : bytes;
-    this.queue(Buffer.from(`From ${sender} ${formatAsctime(date)}\n`, 'latin1'));
+    const zone = options.zoneOffsetMinutes ?? 0;
+    if (!Number.isInteger(zone) || Math.abs(zone) >= 24 * 60) throw new MailstoreError('INVALID', `mbox zone offset must be whole minutes within a day: ${zone}`);
+    this.queue(Buffer.from(`From ${sender} ${formatAsctime(date, zone)}\n`, 'latin1'));
     for (const piece of quoteFromLines(message, this.style)) this.queue(piece);
     this.queue(Buffer.from('\n'));
     this.messageCount += 1;

@@ -10,7 +10,7 @@ import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { MaildirWriter, maildirPlusPlusFromFolder } from '../formats/maildir.js';
-import { MboxWriter, type MboxStyle } from '../formats/mbox.js';
+import { MboxWriter, senderFromReturnPath, zoneFromDateHeader, type MboxStyle } from '../formats/mbox.js';
 import type { MessageInfo, Store } from '../store/store.js';
 
 export type ExportFormat = 'mbox' | 'maildir';
@@ -24,6 +24,12 @@ export interface ExportOptions {
   /** mbox: write flags as Status/X-Status headers (changes the message bytes). */
   statusHeaders?: boolean;
   mboxStyle?: MboxStyle;
+  /**
+   * mbox: the From_ line's sender. `return-path`: the message's Return-Path address (the envelope
+   * sender a delivery agent writes in both places), else MAILER-DAEMON; any other value is written
+   * as it is. Default MAILER-DAEMON. The store does not keep the sender of an imported From_ line.
+   */
+  mboxSender?: string;
   fs?: FileSystem;
   shouldStop?: () => boolean;
   onMessage?: (info: MessageInfo) => void;
@@ -55,6 +61,9 @@ export async function exportMailbox(store: Store, mailbox: string, options: Expo
   await store.mailbox(mailbox); // NOT_FOUND before anything is written
   const summary: ExportSummary = { format: options.format, out: options.out, mailboxes: [], exported: 0, bytes: 0, corrupt: [], interrupted: false, seconds: 0 };
   const out = options.out;
+  if (options.mboxSender !== undefined && options.mboxSender !== 'return-path' && !/^[\x21-\x7e]+$/.test(options.mboxSender)) {
+    throw new MailstoreError('INVALID', `the mbox sender must be return-path or one printable token without spaces: ${JSON.stringify(options.mboxSender)}`);
+  }
   const existing = await fs.lstatIfExists(out).catch((error) => { throw fromSystemError(error, 'stat', out); });
   if (existing?.isSymbolicLink) {
     throw new MailstoreError('INVALID', `${out} is a symbolic link; export never writes through one (remove it or choose another --out)`, { path: out });
@@ -93,7 +102,10 @@ async function exportMbox(fs: FileSystem, store: Store, mailbox: string, options
   const temporary = temporarySibling(options.out);
   const writer = await MboxWriter.create(fs, temporary, { style: options.mboxStyle ?? 'mboxrd', statusHeaders: options.statusHeaders ?? false });
   try {
-    await exportMessages(store, { mailbox, path: options.out }, options, summary, (bytes, info) => writer.append(bytes, { internalDate: info.internalDate, flags: info.flags }));
+    const senderOf = (bytes: Buffer) => (options.mboxSender === 'return-path' ? senderFromReturnPath(bytes) : options.mboxSender);
+    await exportMessages(store, { mailbox, path: options.out }, options, summary, (bytes, info) => writer.append(bytes, {
+      internalDate: info.internalDate, flags: info.flags, sender: senderOf(bytes), zoneOffsetMinutes: zoneFromDateHeader(bytes, info.internalDate),
+    }));
     await writer.close(); // flushes and fsyncs: an interrupted export is still a valid mbox
     await publish(fs, temporary, options.out);
   } catch (error) {

@@ -12,17 +12,31 @@ import { hashBytes, hashHex } from '../hash/blake3.js';
 import { importLimits, limits } from '../limits.js';
 import type { Store } from '../store/store.js';
 import type { CommitChain } from '../store/writer.js';
-import { normalizeFlags, parseMailboxName } from '../store/validate.js';
+import { normalizeFlags, normalizeIdentifier, parseMailboxName } from '../store/validate.js';
 import { CURSOR_VERSION, cursorKey, isImportCursor, type ImportCursor } from './cursor.js';
 import { openSource, type SourceFolder, type SourceMessage, type SourceSkipHandler } from './sources.js';
 
+/**
+ * Where the source's folders go. `flat`: the source's root folder is the target mailbox, its
+ * folders are children of it (NAME, NAME/Sent). `user`: the target is a user's tree, as Dovecot
+ * and Cyrus lay one out: the root folder is NAME/INBOX and its folders sit beside it (NAME/Sent).
+ */
+export type ImportLayout = 'user' | 'flat';
+
 export interface ImportOptions {
-  /** Target mailbox; Maildir++ subfolders become mailboxes below it. Created when missing. */
+  /** Target mailbox; the source's folders become mailboxes below it (see layout). Created when missing. */
   mailbox: string;
+  /** Default: `user` when mailbox is a user's tree `user/NAME`, else `flat`. */
+  layout?: ImportLayout;
   format?: MailFormat;
   mboxStyle?: MboxStyle;
-  /** Owner of the mailboxes the import creates. */
+  /**
+   * Owner of the mailboxes the import creates: all rights, so they are the owner's to see. Default:
+   * NAME when mailbox is user/NAME or below it. Mailboxes that already exist keep their ACL.
+   */
   owner?: string;
+  /** A directory of message files: every file below it into the one mailbox (subdirectories are no folders). */
+  flatten?: boolean;
   batchMessagesMax?: number;
   batchBytesMax?: number;
   /** Ignore resume cursors and import the whole source again (duplicates what was imported). */
@@ -64,6 +78,11 @@ export interface MailboxImportSummary {
 export interface ImportSummary {
   source: string;
   format: MailFormat;
+  layout: ImportLayout;
+  /** Owner given to the mailboxes the import created (absent: none, they have an empty ACL). */
+  owner?: string;
+  /** Mailboxes this run created. */
+  created: string[];
   mailboxes: MailboxImportSummary[];
   imported: number;
   bytes: number;
@@ -73,7 +92,8 @@ export interface ImportSummary {
   /**
    * Entries left out (reported one by one through onSkip): files or messages that could not be
    * read, symbolic links and special files (never followed), messages over the size limit,
-   * Maildir++ folders whose name is no valid mailbox name. Counted by reason in skippedReasons.
+   * folders whose name is no valid mailbox name, directories in the source that are no folder
+   * (notFolder). Counted by reason in skippedReasons.
    */
   skipped: number;
   skippedReasons: Partial<Record<SkipReason, number>>;
@@ -91,9 +111,12 @@ interface Pending {
 export async function importMail(store: Store, sourcePath: string, options: ImportOptions): Promise<ImportSummary> {
   const started = Date.now();
   const fs = options.fs ?? nodeFileSystem;
-  parseMailboxName(options.mailbox); // INVALID before anything is read
+  const components = parseMailboxName(options.mailbox); // INVALID before anything is read
+  const layout = options.layout ?? defaultLayout(components);
+  const given = options.owner ?? userOf(components);
+  const owner = given === undefined ? undefined : normalizeIdentifier(given); // INVALID before anything is read
   const summary: ImportSummary = {
-    source: sourcePath, format: 'eml', mailboxes: [], imported: 0, bytes: 0, deduplicated: 0, alreadyImported: 0,
+    source: sourcePath, format: 'eml', layout, ...(owner === undefined ? {} : { owner }), created: [], mailboxes: [], imported: 0, bytes: 0, deduplicated: 0, alreadyImported: 0,
     batches: 0, skipped: 0, skippedReasons: {}, skippedItems: [], interrupted: false, seconds: 0,
   };
   const onSkip: ImportSkipHandler = (path, error, reason) => {
@@ -103,12 +126,15 @@ export async function importMail(store: Store, sourcePath: string, options: Impo
     options.onSkip?.(path, error, reason);
   };
   const messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
-  const source = await openSource(fs, sourcePath, { format: options.format, mboxStyle: options.mboxStyle, messageBytesMax }, onSkip);
+  const source = await openSource(fs, sourcePath, { format: options.format, mboxStyle: options.mboxStyle, messageBytesMax, flatten: options.flatten }, onSkip);
   summary.format = source.format;
-  const targets = targetMailboxes(source.folders, options.mailbox, onSkip);
-  await ensureMailbox(store, options.mailbox, options.owner);
+  if (options.layout === undefined && layout === 'user') await refuseFlatResume(store, source.folders, options.mailbox);
+  const targets = targetMailboxes(source.folders, options.mailbox, layout, onSkip);
+  // flat: the target is the root folder's mailbox (made even when the source has no mail at its root);
+  // user: the target is the user's tree, which holds mailboxes but is none itself (as in Dovecot).
+  if (layout === 'flat') await ensureMailbox(store, options.mailbox, owner, summary, options.onWarning);
   for (const { folder, mailbox } of targets) {
-    const result = await importFolder(store, folder, mailbox, options, onSkip, summary);
+    const result = await importFolder(store, folder, mailbox, { ...options, owner }, onSkip, summary);
     summary.mailboxes.push(result);
     if (summary.interrupted) break;
   }
@@ -120,11 +146,12 @@ export async function importMail(store: Store, sourcePath: string, options: Impo
  * The mailbox of every folder, all checked before anything is imported, so a bad name cannot stop
  * an import half way: a folder whose name is no valid mailbox name is skipped and reported whole.
  */
-function targetMailboxes(folders: SourceFolder[], mailbox: string, onSkip: ImportSkipHandler): { folder: SourceFolder; mailbox: string }[] {
+function targetMailboxes(folders: SourceFolder[], mailbox: string, layout: ImportLayout, onSkip: ImportSkipHandler): { folder: SourceFolder; mailbox: string }[] {
   const targets: { folder: SourceFolder; mailbox: string }[] = [];
+  const root = layout === 'user' ? `${mailbox}/INBOX` : mailbox;
   for (const folder of folders) {
     // Mail tools on macOS write names decomposed (NFD); the store keeps names in NFC.
-    const name = folder.folder === '' ? mailbox : `${mailbox}/${folder.folder.normalize('NFC')}`;
+    const name = folder.folder === '' ? root : `${mailbox}/${folder.folder.normalize('NFC')}`;
     try {
       parseMailboxName(name);
       targets.push({ folder, mailbox: name });
@@ -136,11 +163,43 @@ function targetMailboxes(folders: SourceFolder[], mailbox: string, onSkip: Impor
   return targets;
 }
 
-async function ensureMailbox(store: Store, name: string, owner: string | undefined): Promise<void> {
+/**
+ * Before the user layout was the default under user/NAME, a source went to user/NAME itself: the
+ * same import run again must not start over into user/NAME/INBOX (it would add everything twice).
+ */
+async function refuseFlatResume(store: Store, folders: SourceFolder[], mailbox: string): Promise<void> {
+  const root = folders.find((folder) => folder.folder === '');
+  if (!root || (await store.getMeta<unknown>(cursorKey(root.path, mailbox))) === undefined) return;
+  throw new MailstoreError('REFUSED',
+    `${root.path} was imported into ${mailbox} itself before (layout flat); run the same import with --layout flat to resume it, ` +
+    `or with --layout user to import it again into ${mailbox}/INBOX and its folders beside it (adds everything again)`, { path: root.path });
+}
+
+/** `user` for a user's tree itself (user/NAME), where the INBOX and the folders sit side by side. */
+function defaultLayout(components: string[]): ImportLayout {
+  return components.length === 2 && components[0] === 'user' ? 'user' : 'flat';
+}
+
+/** NAME for user/NAME and anything below it: a user's mailboxes are the user's to see. */
+function userOf(components: string[]): string | undefined {
+  return components.length >= 2 && components[0] === 'user' ? components[1] : undefined;
+}
+
+/**
+ * Creates the mailbox with the owner's rights. One that exists keeps its ACL (an import does not
+ * change who may read what is already there); the admin is told when the owner has no rights on it.
+ */
+async function ensureMailbox(store: Store, name: string, owner: string | undefined, summary: ImportSummary, onWarning?: (text: string) => void): Promise<void> {
   try {
     await store.createMailbox(name, owner === undefined ? {} : { owner });
+    summary.created.push(name);
   } catch (error) {
     if (!isMailstoreError(error, 'EXISTS')) throw error;
+    if (owner === undefined || summary.created.includes(name)) return;
+    const acl = await store.getAcl(name);
+    if (!(acl[owner] ?? '').includes('l')) {
+      onWarning?.(`${name} already exists and ${owner} has no rights on it; its ACL is left as it is (mailstore acl set ${name} ${owner} ...)`);
+    }
   }
 }
 
@@ -149,7 +208,7 @@ async function importFolder(
   onSkip: ImportSkipHandler, summary: ImportSummary,
 ): Promise<MailboxImportSummary> {
   const result: MailboxImportSummary = { mailbox, source: folder.path, imported: 0, bytes: 0, deduplicated: 0, alreadyImported: 0 };
-  await ensureMailbox(store, mailbox, options.owner);
+  await ensureMailbox(store, mailbox, options.owner, summary, options.onWarning);
   const box = await store.mailbox(mailbox);
   const key = cursorKey(folder.path, mailbox);
   let cursor = options.restart ? undefined : await loadCursor(store, key, box, options);

@@ -4,7 +4,7 @@ import { basename, join, relative } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { detectFormat, type MailFormat } from '../formats/detect.js';
-import { readEmlDir, readMessageFile, type SkipHandler, type SkipReason } from '../formats/eml.js';
+import { listEmlFolders, readEmlDir, readMessageFile, type SkipHandler, type SkipReason } from '../formats/eml.js';
 import { listMaildirFolders, parseMaildirName, readMaildir } from '../formats/maildir.js';
 import { readMbox, type MboxStyle } from '../formats/mbox.js';
 
@@ -49,6 +49,8 @@ export interface SourceOptions {
   format?: MailFormat;
   mboxStyle?: MboxStyle;
   messageBytesMax?: number;
+  /** A directory of message files: every file below it into the one mailbox, subdirectories not kept as folders. */
+  flatten?: boolean;
 }
 
 export interface Source {
@@ -60,6 +62,9 @@ export interface Source {
 export async function openSource(fs: FileSystem, path: string, options: SourceOptions, onSkip: SkipHandler): Promise<Source> {
   const stat = await fs.stat(path).catch((error) => { throw fromSystemError(error, 'reading import source', path); });
   const format = options.format ?? await detectFormat(fs, path);
+  if (options.flatten && (format !== 'eml' || !stat.isDirectory)) {
+    throw new MailstoreError('INVALID', `flatten is for a directory of message files; ${path} is read as ${format}${stat.isDirectory ? '' : ' (a file)'}`, { path });
+  }
   if (format === 'mbox') {
     if (!stat.isFile) throw new MailstoreError('INVALID', `${path} is a directory, not an mbox file`, { path });
     return { format, folders: [mboxFolder(fs, path, stat.size, options)] };
@@ -72,7 +77,11 @@ export async function openSource(fs: FileSystem, path: string, options: SourceOp
     for (const folder of folders) out.push(await maildirFolder(fs, folder.folder, folder.path, options));
     return { format, folders: out };
   }
-  return { format, folders: [stat.isDirectory ? emlDirFolder(fs, path, options) : emlFileFolder(fs, path, options)] };
+  if (!stat.isDirectory) return { format, folders: [emlFileFolder(fs, path, options)] };
+  if (options.flatten) return { format, folders: [emlDirFolder(fs, '', path, options)] };
+  // Each subdirectory holding files is a folder of its own, as a mail client's export lays them out.
+  const folders = await listEmlFolders(fs, path, onSkip);
+  return { format, folders: folders.map((folder) => emlDirFolder(fs, folder.folder, folder.path, options)) };
 }
 
 function mboxFolder(fs: FileSystem, path: string, sizeBytes: number, options: SourceOptions): SourceFolder {
@@ -131,13 +140,17 @@ async function maildirFolder(fs: FileSystem, folder: string, path: string, optio
   };
 }
 
-function emlDirFolder(fs: FileSystem, path: string, options: SourceOptions): SourceFolder {
+/** One folder of message files; with flatten (folder '') the files of all its subdirectories too. */
+function emlDirFolder(fs: FileSystem, folder: string, path: string, options: SourceOptions): SourceFolder {
   return {
-    folder: '',
+    folder,
     path,
     async *messages(onSkip) {
       const entryOf = (file: string) => relative(path, file);
-      for await (const message of readEmlDir(fs, path, { onSkip: placing(onSkip, entryOf), messageBytesMax: options.messageBytesMax })) {
+      const reading = readEmlDir(fs, path, {
+        onSkip: placing(onSkip, entryOf), messageBytesMax: options.messageBytesMax, recursive: options.flatten === true, noFollow: folder !== '',
+      });
+      for await (const message of reading) {
         yield { bytes: message.bytes, flags: [], position: message.index, entry: entryOf(message.path) };
       }
     },

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { nodeFileSystem as fs } from '../../src/fs/node-fs.js';
-import { readEmlDir } from '../../src/formats/eml.js';
+import { listEmlFolders, readEmlDir } from '../../src/formats/eml.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'mailstore-eml-'));
 
@@ -48,5 +48,37 @@ describe('readEmlDir', () => {
     await expect(readEmlDir(fs, dir).next()).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('symbolic link') });
     writeFileSync(join(dir, 'file'), 'x');
     await expect(readEmlDir(fs, join(dir, 'file')).next()).rejects.toMatchObject({ code: 'INVALID' });
+  });
+});
+
+describe('listEmlFolders (issue 18 item 10)', () => {
+  it('the root and every subdirectory holding a file, by path; a directory holding only directories is none', async () => {
+    const dir = tmp();
+    mkdirSync(join(dir, 'a', 'b', 'c'), { recursive: true });
+    mkdirSync(join(dir, 'empty'));
+    mkdirSync(join(dir, '.hidden'));
+    writeFileSync(join(dir, '.hidden', 'm.eml'), 'x');
+    writeFileSync(join(dir, 'a', 'b', 'c', 'm.eml'), 'x');
+    writeFileSync(join(dir, 'a', 'm.eml'), 'x');
+    symlinkSync(tmp(), join(dir, 'link')); // a link is a file entry of its folder, whose reader refuses it
+    expect(await listEmlFolders(fs, dir)).toEqual([
+      { folder: '', path: dir }, { folder: 'a', path: join(dir, 'a') }, { folder: 'a/b/c', path: join(dir, 'a', 'b', 'c') },
+    ]);
+  });
+
+  it('readEmlDir with recursive: false reads a folder\'s own files only; noFollow refuses a folder that is a link', async () => {
+    const dir = tmp();
+    mkdirSync(join(dir, 'sub'));
+    writeFileSync(join(dir, 'x.eml'), 'x');
+    writeFileSync(join(dir, 'sub', 'y.eml'), 'y');
+    const own = [];
+    for await (const message of readEmlDir(fs, dir, { recursive: false })) own.push(message.bytes.toString());
+    expect(own).toEqual(['x']);
+    symlinkSync(join(dir, 'sub'), join(dir, 'linked'));
+    const skipped: string[] = [];
+    const read = [];
+    for await (const message of readEmlDir(fs, join(dir, 'linked'), { noFollow: true, onSkip: (_p, _e, reason) => skipped.push(reason) })) read.push(message);
+    expect(read).toEqual([]);
+    expect(skipped).toEqual(['symlink']);
   });
 });

@@ -8,6 +8,7 @@ import {
   MaildirWriter, compareNatural, decodeModifiedUtf7, encodeModifiedUtf7, flagsFromMaildirInfo, folderFromMaildirPlusPlus,
   listMaildirFolders, maildirInfoFromFlags, maildirPlusPlusFromFolder, parseMaildirName, readMaildir,
 } from '../../src/formats/maildir.js';
+import { importLimits } from '../../src/limits.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'mailstore-maildir-'));
 
@@ -182,5 +183,71 @@ describe('Maildir++ folders', () => {
     expect(() => maildirPlusPlusFromFolder('a.b')).toThrow(expect.objectContaining({ code: 'INVALID' }));
     expect(() => maildirPlusPlusFromFolder('a//b')).toThrow(expect.objectContaining({ code: 'INVALID' }));
     expect(() => folderFromMaildirPlusPlus('.&AC8-')).toThrow(expect.objectContaining({ code: 'INVALID' }));
+  });
+});
+
+describe('MaildirWriter: new/ (issue 18 item 10)', () => {
+  it('recent: a message without flags goes to new/ named without info and reads back unseen; with flags it stays in cur/', async () => {
+    const dir = join(tmp(), 'Maildir');
+    const writer = await MaildirWriter.create(fs, dir);
+    const fresh = await writer.append(Buffer.from('fresh'), { recent: true });
+    const flagged = await writer.append(Buffer.from('flagged'), { recent: true, flags: ['\\Flagged'] });
+    const old = await writer.append(Buffer.from('old'));
+    await writer.close();
+    expect(fresh).toMatch(/\/new\/\d+\.M\d+P\d+Q1\.mailstore$/);
+    expect(flagged).toMatch(/\/cur\/.*:2,F$/);
+    expect(old).toMatch(/\/cur\/.*:2,$/);
+    expect(readdirSync(join(dir, 'new'))).toHaveLength(1);
+    const messages = await readAll(dir);
+    expect(messages.map((m) => [m.bytes.toString(), m.flags])).toEqual([['fresh', []], ['flagged', ['\\Flagged']], ['old', []]]);
+  });
+});
+
+describe('Maildir folders below the root (issue 18 item 10)', () => {
+  it('plain subdirectories that are Maildirs are folders, mUTF-7 decoded, at any depth; parents without cur/ are not', async () => {
+    const root = makeMaildir(tmp());
+    makeMaildir(join(root, 'Sent'));
+    makeMaildir(join(root, 'Lists', 'kernel'));
+    makeMaildir(join(root, 'Entw&APw-rfe', 'Alt'));
+    makeMaildir(join(root, '.Work'));
+    makeMaildir(join(root, '.Work', 'Done')); // a plain child of a Maildir++ folder
+    const skipped: string[] = [];
+    const folders = await listMaildirFolders(fs, root, { onSkip: (path, _e, reason) => skipped.push(`${reason} ${path}`) });
+    expect(skipped).toEqual([]);
+    expect(folders.map((f) => [f.folder, f.path.slice(root.length)])).toEqual([
+      ['', ''],
+      ['Entwürfe/Alt', '/Entw&APw-rfe/Alt'],
+      ['Lists/kernel', '/Lists/kernel'],
+      ['Sent', '/Sent'],
+      ['Work', '/.Work'],
+      ['Work/Done', '/.Work/Done'],
+    ]);
+  });
+
+  it('reports (notFolder) directories holding entries but no folder, links as symlink; empty and server directories are not reported', async () => {
+    const root = makeMaildir(tmp());
+    mkdirSync(join(root, '.NoCur'));
+    writeFileSync(join(root, '.NoCur', 'm'), 'x');
+    mkdirSync(join(root, 'stuff', 'deeper'), { recursive: true });
+    writeFileSync(join(root, 'stuff', 'deeper', 'm'), 'x');
+    mkdirSync(join(root, 'empty'));
+    mkdirSync(join(root, '.EmptyDot'));
+    mkdirSync(join(root, 'courierimapkeywords'));
+    writeFileSync(join(root, 'courierimapkeywords', ':list'), 'x');
+    symlinkSync(tmp(), join(root, 'Linked'));
+    const skipped: string[] = [];
+    const folders = await listMaildirFolders(fs, root, { onSkip: (path, error, reason) => skipped.push(`${reason} ${error.code} ${path.slice(root.length)}`) });
+    expect(folders.map((f) => f.folder)).toEqual(['']);
+    expect(skipped.sort()).toEqual(['notFolder INVALID /.NoCur', 'notFolder INVALID /stuff', 'symlink INVALID /Linked']);
+  });
+
+  it('a folder nested deeper than importLimits.folderDepthMax is reported, not walked', async () => {
+    const root = makeMaildir(tmp());
+    const parts = Array.from({ length: importLimits.folderDepthMax + 1 }, (_, i) => `d${i}`);
+    makeMaildir(join(root, ...parts));
+    const skipped: string[] = [];
+    const folders = await listMaildirFolders(fs, root, { onSkip: (path, _e, reason) => skipped.push(`${reason} ${path.slice(root.length + 1)}`) });
+    expect(folders.map((f) => f.folder)).toEqual(['']);
+    expect(skipped).toContain(`notFolder ${parts.join('/')}`);
   });
 });

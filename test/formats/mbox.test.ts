@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { nodeFileSystem as fs } from '../../src/fs/node-fs.js';
 import {
   type MboxMessage, type MboxWarning, type ReadMboxOptions, MboxWriter, flagsFromStatusHeaders, formatAsctime,
-  parseFromLineDate, quoteFromLines, readMbox,
+  parseFromLineDate, quoteFromLines, readMbox, senderFromReturnPath, zoneFromDateHeader,
 } from '../../src/formats/mbox.js';
 import { isMailstoreError } from '../../src/errors.js';
 
@@ -230,5 +230,46 @@ describe('quoteFromLines', () => {
     expect(quote('From a\nx From b\n>From c\n>>From d\n>x From e', 'mboxrd')).toBe('>From a\nx From b\n>>From c\n>>>From d\n>x From e');
     expect(quote('From a\nx From b\n>From c\n>>From d', 'mboxo')).toBe('>From a\nx From b\n>From c\n>>From d');
     expect(quote('', 'mboxrd')).toBe('');
+  });
+});
+
+describe('From_ line zone and sender (issue 18 item 10)', () => {
+  const dated = (date: string, extra = '') => Buffer.from(`${extra}Date: ${date}\nSubject: z\n\nbody\nDate: not this one\n`);
+
+  it('formatAsctime writes the time in the given zone followed by its offset, which parseFromLineDate reads back', () => {
+    const instant = new Date(Date.UTC(2026, 10, 28, 9, 45, 25));
+    expect(formatAsctime(instant)).toBe('Sat Nov 28 09:45:25 2026');
+    expect(formatAsctime(instant, 60)).toBe('Sat Nov 28 10:45:25 2026 +0100');
+    expect(formatAsctime(instant, -330)).toBe('Sat Nov 28 04:15:25 2026 -0530');
+    expect(formatAsctime(instant, -600)).toBe('Fri Nov 27 23:45:25 2026 -1000');
+    for (const zone of [60, -330, -600, 0]) expect(parseFromLineDate(`From x ${formatAsctime(instant, zone)}`)?.getTime()).toBe(instant.getTime());
+  });
+
+  it('zoneFromDateHeader gives the Date header\'s zone only when it names the internal date\'s very second', () => {
+    const instant = new Date(Date.UTC(2026, 10, 28, 9, 45, 25, 700));
+    expect(zoneFromDateHeader(dated('Sat, 28 Nov 2026 10:45:25 +0100'), instant)).toBe(60);
+    expect(zoneFromDateHeader(dated('28 Nov 2026 04:15:25 -0530 (IST)'), instant)).toBe(-330);
+    expect(zoneFromDateHeader(dated('Sat, 28 Nov 2026\n 10:45:25 +0100', 'X-A: 1\n'), instant)).toBe(60); // folded
+    expect(zoneFromDateHeader(dated('Sat, 28 Nov 2026 10:45:26 +0100'), instant)).toBeUndefined(); // another second
+    expect(zoneFromDateHeader(dated('Sat, 28 Nov 2026 09:45:25 GMT'), instant)).toBeUndefined(); // no numeric zone
+    expect(zoneFromDateHeader(dated('Sat, 28 Nov 2026 10:45:25 +9999'), instant)).toBeUndefined();
+    expect(zoneFromDateHeader(Buffer.from('Subject: none\n\nDate: Sat, 28 Nov 2026 10:45:25 +0100\n'), instant)).toBeUndefined(); // body is no header
+  });
+
+  it('senderFromReturnPath: the Return-Path address, MAILER-DAEMON for <>, none or a non-token', () => {
+    expect(senderFromReturnPath(Buffer.from('Return-Path: <bob@example.org>\nSubject: x\n\n'))).toBe('bob@example.org');
+    expect(senderFromReturnPath(Buffer.from('return-path:bob@example.org\r\n\r\n'))).toBe('bob@example.org');
+    expect(senderFromReturnPath(Buffer.from('Return-Path: <>\n\n'))).toBe('MAILER-DAEMON');
+    expect(senderFromReturnPath(Buffer.from('Subject: x\n\nReturn-Path: <body@example.org>\n'))).toBe('MAILER-DAEMON');
+    expect(senderFromReturnPath(Buffer.from('Return-Path: <a b@example.org>\n\n'))).toBe('MAILER-DAEMON');
+  });
+
+  it('the writer puts the zone into the From_ line and refuses one that is no zone', async () => {
+    const path = join(tmp(), 'z.mbox');
+    const writer = await MboxWriter.create(fs, path);
+    await writer.append(Buffer.from('Subject: z\n\nx\n'), { internalDate: new Date(Date.UTC(2026, 10, 28, 9, 45, 25)), zoneOffsetMinutes: 60, sender: 'bob@example.org' });
+    await expect(writer.append(Buffer.from('y'), { zoneOffsetMinutes: 24 * 60 })).rejects.toMatchObject({ code: 'INVALID' });
+    await writer.close();
+    expect(readFileSync(path, 'latin1')).toBe('From bob@example.org Sat Nov 28 10:45:25 2026 +0100\nSubject: z\n\nx\n\n');
   });
 });

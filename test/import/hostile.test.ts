@@ -157,7 +157,9 @@ describe('links and special files inside a source are never followed (#7)', () =
     await withStore(async (store) => {
       const summary = await importMail(store, join(work, 'link-to-source'), { mailbox: 'INBOX' });
       expect(summary).toMatchObject({ format: 'eml', imported: 2, skipped: 3, skippedReasons: { symlink: 2, special: 1 } });
-      expect((await stored(store, 'INBOX')).sort()).toEqual([body('a'), body('b')]);
+      // Each subdirectory holding files is a folder of its own (item 10 of issue 18; before, b went into INBOX too).
+      expect(await stored(store, 'INBOX')).toEqual([body('a')]);
+      expect(await stored(store, 'INBOX/sub')).toEqual([body('b')]);
     });
   });
 

@@ -113,7 +113,8 @@ describe.skipIf(!haveCorpora)('real mail from ../shared/corpora', () => {
     const files = corpus();
     const raw = sortedList(files.map((path) => sha256(readFileSync(path))));
     const store = await freshStore();
-    expect(await json(['import', corporaDir, '--mailbox', 'eml', '--format', 'eml'], { store })).toMatchObject({ imported: files.length, skipped: 0 });
+    // --flatten: every file into the one mailbox (without it each subdirectory is a folder of its own, issue 18 item 10).
+    expect(await json(['import', corporaDir, '--mailbox', 'eml', '--format', 'eml', '--flatten'], { store })).toMatchObject({ imported: files.length, skipped: 0 });
     const dir = tempDir();
     const mbox = join(dir, 'corpus.mbox');
     const writer = await MboxWriter.create(fs, mbox);

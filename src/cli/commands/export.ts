@@ -15,6 +15,7 @@ interface ExportCommandOptions {
   recursive: boolean;
   statusHeaders?: boolean;
   mboxStyle?: MboxStyle;
+  mboxSender?: string;
 }
 
 export function register(program: Command): void {
@@ -26,11 +27,17 @@ export function register(program: Command): void {
     .option('--no-recursive', 'maildir: leave out the mailboxes below MAILBOX')
     .option('--status-headers', 'mbox: write flags as Status/X-Status headers (changes the message bytes)')
     .addOption(new Option('--mbox-style <style>', 'mbox: how From_ lines in bodies are quoted').choices(['mboxrd', 'mboxo']).default('mboxrd'))
+    .option('--mbox-sender <sender>', 'mbox: the From_ line\'s sender: return-path (each message\'s Return-Path) or one token (default MAILER-DAEMON)')
     .option('--json', 'print the summary as JSON')
     .addHelpText('after', `
 Messages are written exactly as stored. Maildir keeps flags in the ":2," suffix (keywords through
-dovecot-keywords); mbox keeps the internal date in the From_ line, and flags only with
---status-headers. A message that fails verification is reported, left out, and the export exits 6.
+dovecot-keywords) and the internal date as the file's mtime; mbox keeps the internal date in the
+From_ line, and flags only with --status-headers. The store keeps an internal date as an instant:
+the From_ line gives it in the zone of the message's Date header when that header names the same
+second ("Thu Nov 28 10:45:25 2026 +0100", as Dovecot writes), else in UTC. The From_ line's sender
+of an imported mbox is not kept: it is MAILER-DAEMON, or with --mbox-sender return-path the
+message's Return-Path address (what a delivery agent puts in both). Every message goes to cur/ of a
+Maildir: whether one was in new/ (not yet seen by any client) is not kept. A message that fails verification is reported, left out, and the export exits 6.
 
 A new mbox file or Maildir is written under a hidden temporary name beside --out and renamed to
 --out only when complete (Ctrl-C: what was written so far), so a failed export (a full disk:
@@ -52,6 +59,7 @@ which is safe to delete.`)
               recursive: options.recursive,
               statusHeaders: options.statusHeaders,
               mboxStyle: options.mboxStyle,
+              mboxSender: options.mboxSender,
               shouldStop: () => interrupt.requested,
               onMessage: (info) => progress.advance(1, info.size),
               onCorrupt: (box, uid, error) => { progress.finish(); warn(`not exported: ${box} uid ${uid}: ${error.code}: ${error.message}`); },

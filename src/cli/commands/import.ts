@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import type { MailFormat } from '../../formats/detect.js';
 import type { MboxStyle } from '../../formats/mbox.js';
-import { importMail, type ImportSummary } from '../../import/importer.js';
+import { importMail, type ImportLayout, type ImportSummary } from '../../import/importer.js';
 import { importLimits, limits } from '../../limits.js';
 import { EXIT } from '../exit-codes.js';
 import { catchInterrupt } from '../interrupt.js';
@@ -15,6 +15,8 @@ interface ImportCommandOptions {
   format?: MailFormat;
   mboxStyle?: MboxStyle;
   owner?: string;
+  layout?: ImportLayout;
+  flatten?: boolean;
   batchMessages?: number;
   batchBytes?: number;
   restart?: boolean;
@@ -25,16 +27,32 @@ export function register(program: Command): void {
   program
     .command('import <source>')
     .description('import an mbox file, a Maildir (or Maildir++ tree) or a directory of .eml files into a mailbox')
-    .requiredOption('--mailbox <name>', 'target mailbox (created if missing); Maildir++ folders become NAME/Sub')
+    .requiredOption('--mailbox <name>', 'target mailbox or user tree (created if missing); see "Layout" below')
+    .addOption(new Option('--layout <layout>', 'where the source\'s folders go (default: user for --mailbox user/NAME, else flat)').choices(['user', 'flat']))
     .addOption(new Option('--format <format>', 'source format (default: detected)').choices(['mbox', 'maildir', 'eml']))
     .addOption(new Option('--mbox-style <style>', 'how the mbox quotes From_ lines (auto reads mboxrd)').choices(['auto', 'mboxrd', 'mboxo']).default('auto'))
-    .option('--owner <user>', 'owner of the mailboxes the import creates')
+    .option('--owner <user>', 'owner of the mailboxes the import creates (default: NAME under user/NAME)')
+    .option('--flatten', 'a directory of message files: every file below it into the one mailbox, subdirectories not kept')
     .option('--batch-messages <n>', `messages per batch (default ${importLimits.batchMessagesMax})`, parsePositiveInteger('--batch-messages'))
     .option('--batch-bytes <n>', `message bytes per batch (default ${importLimits.batchBytesMax})`, parsePositiveInteger('--batch-bytes'))
     .option('--restart', 'ignore the resume point of an earlier run and import everything again (imports duplicates)')
     .option('--verbose', 'print a line to stderr as each batch becomes durable')
     .option('--json', 'print the summary as JSON')
     .addHelpText('after', `
+Layout: a Maildir's root (cur/, new/) is its INBOX; its folders are Maildir++ dot-directories
+(.Sent, .Lists.kernel) or plain subdirectories that are Maildirs (Sent/cur, Lists/kernel/cur, as
+Dovecot's LAYOUT=fs). In a directory of .eml files each subdirectory holding files is a folder
+(unless --flatten). An mbox file is one folder, the root.
+  --layout user  (default when --mailbox is a user's tree user/NAME) as Dovecot and Cyrus lay out a
+                 user: the root goes to NAME/INBOX and each folder beside it: user/bob/INBOX,
+                 user/bob/Sent, user/bob/Lists/kernel. NAME itself is not made a mailbox.
+  --layout flat  (default otherwise) the root goes to NAME itself and each folder below it:
+                 archive, archive/Sent, archive/Lists/kernel.
+The mailboxes the import creates belong to --owner (all rights), by default to the user whose tree
+they are in (user/NAME/...); without one they have an empty ACL. Mailboxes that exist keep their ACL.
+A directory in the source that is no folder (a dot-directory without cur/ or new/, a subdirectory
+with no Maildir in or below it) is not imported and is reported (notFolder below).
+
 Resumable: a re-run of the same import (same SOURCE and --mailbox) after a crash or Ctrl-C skips
 what is already in and adds nothing twice. Ctrl-C stops at a batch boundary: everything reported
 as imported is durable; the exit code is then 130. Messages are stored byte for byte, malformed or
@@ -46,7 +64,8 @@ entry is reported on stderr and counted by reason in the summary ("skippedReason
   special     a FIFO, socket, device or other non-regular file: never read
   tooLarge    a message (a file, or one inside an mbox) over ${formatBytes(limits.messageBytesMax)}, found while reading
   unreadable  the system refused or failed the read (permissions, I/O error, vanished)
-  badName     a Maildir++ folder whose name is no valid mailbox name (all names are checked first)
+  badName     a folder whose name is no valid mailbox name (all names are checked first)
+  notFolder   a directory in SOURCE that is no folder (see Layout), or one nested too deep
   notMail     text before an mbox's first From_ line
 The same import run again retries every skipped entry (once fixed, it goes in; nothing is added
 twice). An import that skipped anything exits 1 once the rest is in (0 only when nothing was skipped).`)
@@ -59,6 +78,8 @@ twice). An import that skipped anything exits 1 once the rest is in (0 only when
           format: options.format,
           mboxStyle: options.mboxStyle,
           owner: options.owner,
+          layout: options.layout,
+          flatten: options.flatten,
           batchMessagesMax: options.batchMessages,
           batchBytesMax: options.batchBytes,
           restart: options.restart,
@@ -93,6 +114,8 @@ async function report(summary: ImportSummary, json: boolean): Promise<void> {
     `${summary.interrupted ? 'interrupted: ' : ''}imported ${summary.imported} message${summary.imported === 1 ? '' : 's'} ` +
       `(${formatBytes(summary.bytes)}, ${summary.deduplicated} deduplicated) from ${summary.source} (${summary.format}) ` +
       `in ${summary.batches} batch${summary.batches === 1 ? '' : 'es'}, ${summary.seconds.toFixed(1)}s`,
+    `layout ${summary.layout}; ${summary.created.length} mailbox${summary.created.length === 1 ? '' : 'es'} created` +
+      (summary.owner === undefined ? ' with an empty ACL (no --owner)' : `, owned by ${summary.owner}`),
   ];
   if (summary.alreadyImported) lines.push(`already imported by an earlier run: ${summary.alreadyImported}`);
   if (summary.skipped) {

@@ -1,0 +1,270 @@
+// Import and export fidelity (issue 18, item 10): nested folders of a Maildir or .eml tree are
+// imported or reported, never silently left out; a user's tree gets the Dovecot/Cyrus layout
+// (user/bob/INBOX with the folders beside it) and its owner's rights; the mbox From_ line's zone
+// offset comes back on export where it can be known.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { isMailstoreError, type MailstoreError } from '../../src/errors.js';
+import { exportMailbox } from '../../src/import/exporter.js';
+import { importMail, type ImportOptions, type ImportSummary } from '../../src/import/importer.js';
+import { Store } from '../../src/store/store.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
+
+const body = (i: number | string) => `Message-ID: <f${i}@example.org>\nSubject: ${i}\n\nbody ${i}\n`;
+
+function maildir(dir: string, messages: Record<string, string> = {}): string {
+  for (const sub of ['cur', 'new', 'tmp']) mkdirSync(join(dir, sub), { recursive: true });
+  for (const [name, text] of Object.entries(messages)) writeFileSync(join(dir, 'cur', name), text);
+  return dir;
+}
+
+async function stored(store: Store, mailbox: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const m of store.messages(mailbox)) out.push((await store.fetch(mailbox, m.uid)).toString());
+  return out;
+}
+
+async function withStore<T>(work: (store: Store) => Promise<T>): Promise<T> {
+  const store = await Store.open(tmpDir('fidelity-store'), { create: true });
+  try {
+    return await work(store);
+  } finally {
+    await store.close();
+  }
+}
+
+async function names(store: Store): Promise<string[]> {
+  return (await store.listMailboxes()).map((m) => m.name).sort();
+}
+
+/** The import with every skip collected: [summary, 'reason relative-path' lines]. */
+async function importCollecting(store: Store, source: string, options: ImportOptions): Promise<[ImportSummary, string[]]> {
+  const skipped: string[] = [];
+  const summary = await importMail(store, source, { ...options, onSkip: (path, _error, reason) => skipped.push(`${reason} ${path.slice(source.length + 1)}`) });
+  return [summary, skipped.sort()];
+}
+
+describe('nested folders are imported or reported, never silently left out', () => {
+  it('Maildir: Maildir++ dot-folders and plain subdirectories that are Maildirs (LAYOUT=fs) all become child mailboxes', async () => {
+    const source = maildir(join(tmpDir('src'), 'md'), { '1.inbox:2,S': body('inbox') });
+    maildir(join(source, '.Sent'), { '1.sent:2,S': body('sent') });
+    maildir(join(source, 'Archive'), { '1.archive:2,': body('archive') });
+    maildir(join(source, 'Lists', 'kernel'), { '1.kernel:2,': body('kernel') }); // Lists itself is no Maildir
+    maildir(join(source, 'Archive', '2024'), { '1.old:2,': body('old') });
+    await withStore(async (store) => {
+      const [summary, skipped] = await importCollecting(store, source, { mailbox: 'arc' });
+      expect(skipped).toEqual([]);
+      expect(summary).toMatchObject({ imported: 5, skipped: 0, layout: 'flat' });
+      expect(await names(store)).toEqual(['arc', 'arc/Archive', 'arc/Archive/2024', 'arc/Lists/kernel', 'arc/Sent']);
+      expect(await stored(store, 'arc/Archive/2024')).toEqual([body('old')]);
+      expect(await stored(store, 'arc/Lists/kernel')).toEqual([body('kernel')]);
+    });
+  });
+
+  it('Maildir: a directory that is no folder is reported as notFolder (summary and skippedItems); server state and empty directories are not', async () => {
+    const source = maildir(join(tmpDir('src'), 'md'), { '1.inbox:2,': body('inbox') });
+    mkdirSync(join(source, '.Broken')); // a Maildir++ name without cur/ or new/
+    writeFileSync(join(source, '.Broken', '1.lost'), body('lost'));
+    mkdirSync(join(source, 'attachments')); // files, but no Maildir in or below it
+    writeFileSync(join(source, 'attachments', 'x.pdf'), 'pdf');
+    mkdirSync(join(source, 'empty'));
+    mkdirSync(join(source, 'courierimapkeywords'));
+    writeFileSync(join(source, 'courierimapkeywords', ':list'), 'x');
+    writeFileSync(join(source, 'dovecot-uidlist'), '3 V1 N2\n');
+    maildir(join(source, '.Sent'), { '1.sent:2,': body('sent') });
+    mkdirSync(join(source, '.Sent', '.hidden'));
+    writeFileSync(join(source, '.Sent', '.hidden', 'm'), body('hidden'));
+    await withStore(async (store) => {
+      const [summary, skipped] = await importCollecting(store, source, { mailbox: 'm' });
+      expect(skipped).toEqual(['notFolder .Broken', 'notFolder .Sent/.hidden', 'notFolder attachments']);
+      expect(summary).toMatchObject({ imported: 2, skipped: 3, skippedReasons: { notFolder: 3 } });
+      expect(summary.skippedItems.map((item) => item.code)).toEqual(['INVALID', 'INVALID', 'INVALID']);
+      expect(await names(store)).toEqual(['m', 'm/Sent']);
+    });
+  });
+
+  it('.eml tree: each subdirectory holding files becomes a child mailbox; --flatten puts every file into the one mailbox', async () => {
+    const source = join(tmpDir('src'), 'eml');
+    mkdirSync(join(source, 'Work', 'Projects', 'x'), { recursive: true });
+    writeFileSync(join(source, 'a.eml'), body('a'));
+    writeFileSync(join(source, 'Work', 'b.eml'), body('b'));
+    writeFileSync(join(source, 'Work', 'Projects', 'x', 'c.eml'), body('c')); // Projects holds only a directory
+    await withStore(async (store) => {
+      const [summary, skipped] = await importCollecting(store, source, { mailbox: 'e' });
+      expect(skipped).toEqual([]);
+      expect(summary).toMatchObject({ format: 'eml', imported: 3, skipped: 0 });
+      expect(await names(store)).toEqual(['e', 'e/Work', 'e/Work/Projects/x']);
+      expect(await stored(store, 'e')).toEqual([body('a')]);
+      expect(await stored(store, 'e/Work')).toEqual([body('b')]);
+      expect(await stored(store, 'e/Work/Projects/x')).toEqual([body('c')]);
+      expect(await importMail(store, source, { mailbox: 'flat', flatten: true })).toMatchObject({ imported: 3, skipped: 0 });
+      expect((await stored(store, 'flat')).sort()).toEqual([body('a'), body('b'), body('c')]);
+      expect(await names(store)).not.toContain('flat/Work');
+    });
+  });
+
+  it('--flatten on a Maildir is INVALID before anything is created', async () => {
+    const source = maildir(join(tmpDir('src'), 'md'), { '1.a': body('a') });
+    await withStore(async (store) => {
+      const error = await importMail(store, source, { mailbox: 'x', flatten: true }).catch((e: MailstoreError) => e);
+      expect(isMailstoreError(error, 'INVALID'), String(error)).toBe(true);
+      expect(await names(store)).toEqual([]);
+    });
+  });
+});
+
+describe('a user\'s tree: layout and owner', () => {
+  function userMaildir(): string {
+    const source = maildir(join(tmpDir('src'), 'Maildir'), { '1.inbox:2,S': body('inbox') });
+    maildir(join(source, '.Sent'), { '1.sent:2,S': body('sent') });
+    maildir(join(source, '.Lists.kernel'), { '1.kernel:2,': body('kernel') });
+    return source;
+  }
+
+  it('under user/bob the root becomes user/bob/INBOX with the folders beside it, all bob\'s (layout user by default)', async () => {
+    const source = userMaildir();
+    await withStore(async (store) => {
+      const summary = await importMail(store, source, { mailbox: 'user/bob' });
+      expect(summary).toMatchObject({ layout: 'user', owner: 'bob', imported: 3, skipped: 0 });
+      expect(summary.created.sort()).toEqual(['user/bob/INBOX', 'user/bob/Lists/kernel', 'user/bob/Sent']);
+      expect(await names(store)).toEqual(['user/bob/INBOX', 'user/bob/Lists/kernel', 'user/bob/Sent']);
+      expect(await stored(store, 'user/bob/INBOX')).toEqual([body('inbox')]);
+      expect(await stored(store, 'user/bob/Sent')).toEqual([body('sent')]);
+      // bob sees his tree: the created mailboxes carry his rights
+      expect((await store.listMailboxes({ user: 'bob' })).map((m) => m.name).sort()).toEqual(['user/bob/INBOX', 'user/bob/Lists/kernel', 'user/bob/Sent']);
+      expect((await store.mailbox('user/bob/Sent')).owner).toBe('bob');
+    });
+  });
+
+  it('--layout flat under user/bob keeps the root as user/bob itself and the folders below it', async () => {
+    const source = userMaildir();
+    await withStore(async (store) => {
+      expect(await importMail(store, source, { mailbox: 'user/bob', layout: 'flat' })).toMatchObject({ layout: 'flat', imported: 3 });
+      expect(await names(store)).toEqual(['user/bob', 'user/bob/Lists/kernel', 'user/bob/Sent']);
+      expect(await stored(store, 'user/bob')).toEqual([body('inbox')]);
+    });
+  });
+
+  it('--owner gives every created mailbox of any tree its owner\'s rights; none: an empty ACL, as before', async () => {
+    const source = userMaildir();
+    await withStore(async (store) => {
+      expect(await importMail(store, source, { mailbox: 'shared/archive', owner: 'carol' })).toMatchObject({ layout: 'flat', owner: 'carol' });
+      expect((await store.listMailboxes({ user: 'carol' })).map((m) => m.name).sort())
+        .toEqual(['shared/archive', 'shared/archive/Lists/kernel', 'shared/archive/Sent']);
+      const summary = await importMail(store, source, { mailbox: 'noowner' });
+      expect(summary.owner).toBeUndefined();
+      expect(await store.getAcl('noowner/Sent')).toEqual({});
+    });
+  });
+
+  it('a mailbox that exists keeps its ACL; the admin is warned that the owner has no rights on it', async () => {
+    const source = userMaildir();
+    await withStore(async (store) => {
+      await store.createMailbox('user/bob/INBOX', { acl: { admin: 'lrswipkxtea' } });
+      const warnings: string[] = [];
+      await importMail(store, source, { mailbox: 'user/bob', onWarning: (text) => warnings.push(text) });
+      expect(await store.getAcl('user/bob/INBOX')).toEqual({ admin: 'aeiklprstwx' });
+      expect(warnings.some((w) => w.includes('user/bob/INBOX') && w.includes('bob has no rights'))).toBe(true);
+      expect((await store.getAcl('user/bob/Sent')).bob).toBe('aeiklnprstwx');
+    });
+  });
+
+  it('an invalid --owner is INVALID before anything is read or created', async () => {
+    const source = userMaildir();
+    await withStore(async (store) => {
+      const error = await importMail(store, source, { mailbox: 'x', owner: 'bad\u0000name' }).catch((e: MailstoreError) => e);
+      expect(isMailstoreError(error, 'INVALID'), String(error)).toBe(true);
+      expect(await names(store)).toEqual([]);
+    });
+  });
+});
+
+describe('mbox: the From_ line on export', () => {
+  // bob's own delivery agent wrote his From_ lines in his zone with the envelope sender, which it
+  // also put in Return-Path; the Date header names the same second for the first two messages.
+  const mbox = [
+    'From bob@example.org Sat Nov 28 10:45:25 2026 +0100',
+    'Return-Path: <bob@example.org>',
+    'Date: Sat, 28 Nov 2026 10:45:25 +0100',
+    'Subject: one',
+    '',
+    'one',
+    '',
+    'From alice@example.net Sun Nov 29 18:00:00 2026 -0500',
+    'Return-Path: <alice@example.net>',
+    'Date: Sun, 29 Nov 2026 18:00:00 -0500',
+    'Subject: two',
+    '',
+    'two',
+    '',
+    'From MAILER-DAEMON Mon Nov 30 12:00:00 2026',
+    'Return-Path: <>',
+    'Date: Mon, 30 Nov 2026 07:59:00 -0500',
+    'Subject: three, whose Date is not its internal date',
+    '',
+    'three',
+    '',
+  ].join('\n');
+
+  it('keeps the zone offset where the Date header names the same second, and --mbox-sender return-path gives back the identical file', async () => {
+    const dir = tmpDir('mbox');
+    const source = join(dir, 'bob.mbox');
+    writeFileSync(source, mbox);
+    await withStore(async (store) => {
+      expect(await importMail(store, source, { mailbox: 'mb' })).toMatchObject({ format: 'mbox', imported: 3 });
+      await exportMailbox(store, 'mb', { format: 'mbox', out: join(dir, 'same.mbox'), mboxSender: 'return-path' });
+      expect(readFileSync(join(dir, 'same.mbox'), 'latin1')).toBe(mbox);
+      await exportMailbox(store, 'mb', { format: 'mbox', out: join(dir, 'default.mbox') });
+      expect(readFileSync(join(dir, 'default.mbox'), 'latin1').split('\n').filter((line) => line.startsWith('From '))).toEqual([
+        'From MAILER-DAEMON Sat Nov 28 10:45:25 2026 +0100',
+        'From MAILER-DAEMON Sun Nov 29 18:00:00 2026 -0500',
+        'From MAILER-DAEMON Mon Nov 30 12:00:00 2026',
+      ]);
+      const error = await exportMailbox(store, 'mb', { format: 'mbox', out: join(dir, 'bad.mbox'), mboxSender: 'two words' }).catch((e: MailstoreError) => e);
+      expect(isMailstoreError(error, 'INVALID'), String(error)).toBe(true);
+    });
+  });
+});
+
+describe('resuming an import made before the user layout was the default', () => {
+  it('a source imported into user/bob itself is REFUSED under the new default, resumed with --layout flat, nothing added twice', async () => {
+    const source = maildir(join(tmpDir('src'), 'Maildir'), { '1.a:2,': body('a'), '2.b:2,': body('b') });
+    await withStore(async (store) => {
+      await importMail(store, source, { mailbox: 'user/bob', layout: 'flat' });
+      const error = await importMail(store, source, { mailbox: 'user/bob' }).catch((e: MailstoreError) => e);
+      expect(isMailstoreError(error, 'REFUSED'), String(error)).toBe(true);
+      expect((error as MailstoreError).message).toContain('--layout flat');
+      expect(await names(store)).toEqual(['user/bob']);
+      expect(await importMail(store, source, { mailbox: 'user/bob', layout: 'flat' })).toMatchObject({ imported: 0, alreadyImported: 2 });
+      expect(await stored(store, 'user/bob')).toEqual([body('a'), body('b')]);
+    });
+  });
+});
+
+describe('the CLI says the layout and the owner', () => {
+  beforeAll(requireBuilt);
+
+  it('import --help explains --layout and --flatten; --json reports layout, owner, created and notFolder skips', async () => {
+    const help = await ok(['import', '--help']);
+    for (const text of ['--layout', 'user/bob/INBOX', 'LAYOUT=fs', '--flatten', 'notFolder', '--owner']) expect(help).toContain(text);
+    const store = join(tempDir(), 'store');
+    await ok(['init'], { store });
+    const source = maildir(join(tmpDir('src'), 'Maildir'), { '1.inbox:2,S': body('inbox') });
+    maildir(join(source, 'Sent'), { '1.sent:2,S': body('sent') });
+    mkdirSync(join(source, 'junk'));
+    writeFileSync(join(source, 'junk', 'x'), 'x');
+    const result = await run(['import', source, '--mailbox', 'user/bob', '--json'], { store });
+    expect(result.code, result.stderr).toBe(1); // done, one directory left out
+    const summary = JSON.parse(result.stdout.toString());
+    expect(summary).toMatchObject({ layout: 'user', owner: 'bob', imported: 2, skipped: 1, skippedReasons: { notFolder: 1 } });
+    expect(summary.created.sort()).toEqual(['user/bob/INBOX', 'user/bob/Sent']);
+    expect(result.stderr.toString()).toContain('skipped (notFolder)');
+    const listed = await json<{ name: string }[]>(['mailbox', 'list', '--user', 'bob'], { store });
+    expect(listed.map((m) => m.name).sort()).toEqual(['user/bob/INBOX', 'user/bob/Sent']);
+    const text = await run(['import', source, '--mailbox', 'arc', '--layout', 'flat'], { store });
+    expect(text.stdout.toString()).toContain('layout flat; 2 mailboxes created with an empty ACL (no --owner)');
+    expect(await ok(['export', '--help'])).toContain('--mbox-sender');
+  });
+});
