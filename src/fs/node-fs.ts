@@ -110,28 +110,16 @@ export class NodeFileSystem implements FileSystem {
     return toStat(await fsp.stat(path));
   }
 
-  async statIfExists(path: string): Promise<FileStat | undefined> {
-    try {
-      return toStat(await fsp.stat(path));
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-      throw error;
-    }
+  statIfExists(path: string): Promise<FileStat | undefined> {
+    return ifExists(() => this.stat(path));
   }
 
   async lstat(path: string): Promise<FileStat> {
     return toStat(await fsp.lstat(path));
   }
 
-  async lstatIfExists(path: string): Promise<FileStat | undefined> {
-    try {
-      return toStat(await fsp.lstat(path));
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-      throw error;
-    }
+  lstatIfExists(path: string): Promise<FileStat | undefined> {
+    return ifExists(() => this.lstat(path));
   }
 
   async holdDirectory(path: string, options: { noFollow?: boolean } = {}): Promise<HeldDirectory> {
@@ -218,3 +206,14 @@ export async function readFileUpTo(path: string, bytesMax: number): Promise<Buff
 }
 
 export const nodeFileSystem: FileSystem = new NodeFileSystem();
+
+/** The stat, or undefined when the path (or a directory on it) does not exist. */
+async function ifExists(stat: () => Promise<FileStat>): Promise<FileStat | undefined> {
+  try {
+    return await stat();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw error;
+  }
+}

@@ -14,6 +14,7 @@ export type Finding =
   | { kind: 'journal-damage'; segment: string; offset: number; length: number; where: string }
   | { kind: 'journal-gap'; from: number; to: number }
   | { kind: 'index-value-corrupt'; key: string }
+  | { kind: 'index-journal-mismatch'; detail: string }
   | { kind: 'refcount-mismatch'; hash: string; recorded: number; counted: number }
   | { kind: 'name-index-mismatch'; name: string; detail: string }
   | { kind: 'acl-map-mismatch'; identifier: string; name: string; detail: string }
@@ -45,6 +46,7 @@ export function describeFinding(f: Finding): { where: string; what: string } {
     case 'journal-damage': return { where: `journal ${f.segment} @${f.offset}`, what: `${f.length} damaged bytes (${f.where})` };
     case 'journal-gap': return { where: 'journal', what: `records ${f.from}..${f.to} are missing (when the index holds what they did, 'mailstore reconstruct' writes a new journal from it)` };
     case 'index-value-corrupt': return { where: `index key ${f.key}`, what: 'value fails its checksum' };
+    case 'index-journal-mismatch': return { where: 'index', what: `${f.detail}: the index lost entries (a damaged LevelDB table can read as empty); '--repair' rebuilds it from the journal` };
     case 'refcount-mismatch': return { where: `blob ${f.hash.slice(0, 16)}…`, what: `refcount ${f.recorded} but ${f.counted} messages refer to it` };
     case 'name-index-mismatch': return { where: `mailbox ${f.name}`, what: f.detail };
     case 'acl-map-mismatch': return { where: `acl ${f.identifier} on ${f.name}`, what: f.detail };

@@ -10,7 +10,7 @@
 // store's index, packs and journal only through store.maintenance() (src/store/maintenance.ts).
 import { join } from 'node:path';
 import { setImmediate as nextEventLoopTurn } from 'node:timers/promises';
-import { MailstoreError } from '../errors.js';
+import { MailstoreError, isMailstoreError } from '../errors.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { hashHex } from '../hash/blake3.js';
 import { decodeCbor, decodeValue } from '../index/codec.js';
@@ -158,9 +158,12 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   if (!stoppedAt) {
     summary.cycleComplete = true;
     options.onProgress?.({ phase: 'journal', bytesDone: progressBytes, bytesTotal, blobs: summary.blobsVerified });
-    summary.journalRecords = await checkJournal(store, findings);
+    const journalTotals: LiveTotals = { mailboxes: 0, messages: 0 };
+    const indexTotals: LiveTotals = { mailboxes: 0, messages: 0 };
+    summary.journalRecords = await checkJournal(store, findings, journalTotals);
     options.onProgress?.({ phase: 'index', bytesDone: progressBytes, bytesTotal, blobs: summary.blobsVerified });
-    summary.indexKeys = await store.maintenance().runExclusive(() => checkIndex(store, findings, confirmed, summary.scanned));
+    summary.indexKeys = await store.maintenance().runExclusive(() => checkIndex(store, findings, confirmed, summary.scanned, indexTotals));
+    compareTotals(findings, journalTotals, indexTotals);
   }
   await attachRefs(store, findings);
   await classifyDropped(store, findings);
@@ -259,7 +262,31 @@ class RecordClassifier {
  * have no gaps, and reach the index's appliedSeq (read first: the journal is always written before
  * the index, so a writer running meanwhile cannot make this report a false gap).
  */
-async function checkJournal(store: Store, findings: Finding[]): Promise<number> {
+/**
+ * What the journal says should be live: mailboxes and messages. A replay derives the index from the
+ * same ops, so these totals must equal the index's; LevelDB can silently drop keys of a damaged
+ * table (docs/FAULTS.md), which every cross-check inside the index then agrees with.
+ */
+interface LiveTotals {
+  mailboxes: number;
+  messages: number;
+}
+
+function countLive(totals: LiveTotals, payload: JournalPayload): void {
+  for (const op of payload.ops) {
+    switch (op.op) {
+      case 'mailbox.create': totals.mailboxes++; break;
+      case 'state.mailbox': totals.mailboxes++; break;
+      case 'mailbox.deleteEnd': totals.mailboxes--; break;
+      case 'message.add': totals.messages++; break;
+      case 'state.messages': totals.messages += op.messages.length; break;
+      case 'message.expunge': totals.messages -= op.uids.length; break;
+      default: break;
+    }
+  }
+}
+
+async function checkJournal(store: Store, findings: Finding[], totals: LiveTotals): Promise<number> {
   const appliedSeq = (await store.maintenance().index.get<number>(meta.appliedSeq)) ?? 0;
   let records = 0;
   let last = 0;
@@ -272,6 +299,7 @@ async function checkJournal(store: Store, findings: Finding[]): Promise<number> 
     } catch {
       findings.push({ kind: 'journal-damage', segment: '?', offset: 0, length: record.payload.length, where: `record ${record.seq} does not decode` });
     }
+    if (payload) countLive(totals, payload);
     if (records === 0 && record.seq > 1 && !checkpointBegin(payload)) findings.push({ kind: 'journal-gap', from: 1, to: record.seq - 1 });
     if (last > 0 && record.seq > last + 1) findings.push({ kind: 'journal-gap', from: last + 1, to: record.seq - 1 });
     last = Math.max(last, record.seq);
@@ -341,7 +369,7 @@ async function* entries<T>(store: Store, space: number, findings: Finding[], cou
  * change log. `confirmed` holds the blob entries the pack scan already saw at a valid record; when
  * it holds all of them, their locations need no second look.
  */
-async function checkIndex(store: Store, findings: Finding[], confirmed: Confirmed, scanned: ScannedRange[]): Promise<number> {
+async function checkIndex(store: Store, findings: Finding[], confirmed: Confirmed, scanned: ScannedRange[], totals: LiveTotals): Promise<number> {
   const counter = { n: 0 };
   const boxes = new Map<string, BoxCheck>();
   for await (const batch of entryBatches<MailboxInfo>(store, SPACE.info, findings, counter)) for (const [key, info] of batch) {
@@ -378,7 +406,12 @@ async function checkIndex(store: Store, findings: Finding[], confirmed: Confirme
   if (rightsEntries < aclEntries) {
     for (const box of byName.values()) {
       for (const user of Object.keys(box.info.acl)) {
-        if (!(await store.maintenance().index.get(keys.rights(user, box.info.name)))) findings.push({ kind: 'acl-map-mismatch', identifier: user, name: box.name, detail: 'ACL entry missing from the reverse map' });
+        // a value failing its checksum is there (and already reported as index-value-corrupt)
+        const present = await store.maintenance().index.get(keys.rights(user, box.info.name)).then(Boolean, (error: unknown) => {
+          if (isMailstoreError(error, 'CORRUPT')) return true;
+          throw error;
+        });
+        if (!present) findings.push({ kind: 'acl-map-mismatch', identifier: user, name: box.name, detail: 'ACL entry missing from the reverse map' });
       }
     }
   }
@@ -430,7 +463,16 @@ async function checkIndex(store: Store, findings: Finding[], confirmed: Confirme
   }
   if (blobs !== confirmed.n) await checkBlobLocations(store, findings, confirmed, scanned);
   if (!recorded.equals(referenced)) await localizeRefcounts(store, blobs, findings);
+  totals.mailboxes = boxes.size;
+  for (const box of boxes.values()) totals.messages += box.messages;
   return counter.n;
+}
+
+/** Only when the journal read whole: a damaged or incomplete journal is reported on its own. */
+function compareTotals(findings: Finding[], journal: LiveTotals, index: LiveTotals): void {
+  if (findings.some((f) => f.kind === 'journal-damage' || f.kind === 'journal-gap')) return;
+  if (journal.mailboxes === index.mailboxes && journal.messages === index.messages) return;
+  findings.push({ kind: 'index-journal-mismatch', detail: `the journal holds ${journal.mailboxes} mailboxes and ${journal.messages} messages, the index ${index.mailboxes} and ${index.messages}` });
 }
 
 /**

@@ -75,7 +75,7 @@ describe('scrub --mailbox PREFIX', () => {
         if (v.name.join('/') === 'user/bob/Archive') await db.put(k, encodeValue({ ...v, unseen: v.unseen + 1 }));
       }
       await db.del(keys.rights('helpdesk', ['user', 'alice', 'INBOX']));
-      store.forgetMailboxes();
+      store.maintenance().forgetMailboxes();
       const bob = await scrub(store, { mailbox: 'user/bob' });
       expect(bob.findings.filter(isDamage)).toEqual([{ kind: 'mailbox-counts', mailbox: 'user/bob/Archive', detail: expect.stringContaining('unseen') }]);
       const alice = await scrub(store, { mailbox: 'user/alice/INBOX' });
@@ -98,7 +98,7 @@ describe('scrub --mailbox PREFIX', () => {
           await db.put(k, raw);
         }
       }
-      store.forgetMailboxes();
+      store.maintenance().forgetMailboxes();
       const bob = await scrub(store, { mailbox: 'user/bob' });
       expect(bob.summary.scope!.mailboxes).toBe(1);
       expect(bob.findings.filter(isDamage).map((f) => f.kind)).toEqual(['index-value-corrupt']);

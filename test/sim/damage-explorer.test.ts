@@ -54,18 +54,6 @@ const segmentsOf = (shape: Shape) => [...shape.files.keys()].filter((p) => p.end
  * is merged.
  */
 const REPORTED_TO_LEAD: KnownClass[] = [
-  {
-    // LevelDB does not verify block checksums on reads: a damaged data block can read as empty.
-    // The probe passes, mailboxes and messages vanish, and scrub (which never compares the index
-    // with the journal) sees only unreferenced pack records, which are informational.
-    name: 'index/: keys silently dropped by LevelDB (a damaged .ldb block): messages NOT_FOUND, scrub clean',
-    matches: (_shape, c, v) => c.path.startsWith('index/') && v.failure === 'scrub-clean-but-not-intact' && /NOT_FOUND/.test(v.detail ?? '') && !/WRONG|PLAIN|CORRUPT/.test(v.detail ?? ''),
-  },
-  {
-    // checkIndex re-reads R keys with store.db.get when fewer decoded than the ACLs need
-    name: 'index/: a reverse-ACL (R) value failing its checksum makes scrub throw CORRUPT instead of reporting it',
-    matches: (_shape, c, v) => c.path.startsWith('index/') && v.failure === 'scrub-error' && /^CORRUPT: index value for key 52/.test(v.detail ?? ''),
-  },
 ];
 
 /**

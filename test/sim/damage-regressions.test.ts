@@ -60,7 +60,7 @@ describe('damage explorer regressions (reported to the lead; it.fails until fixe
     expect(await scrubDamage(dir)).toBeGreaterThan(0);
   });
 
-  it.fails('a reverse-ACL (R) value failing its checksum is a finding, not a CORRUPT thrown out of scrub', async () => {
+  it('a reverse-ACL (R) value failing its checksum is a finding, not a CORRUPT thrown out of scrub', async () => {
     const dir = await smallStore();
     const store = await Store.open(dir);
     await store.db.write([{ type: 'put', key: keys.rights('alice', ['INBOX']), value: Buffer.from([0, 0, 0, 0, 0xa1]) }]);
@@ -88,7 +88,7 @@ describe('damage explorer regressions (reported to the lead; it.fails until fixe
     }
   });
 
-  it.fails('an index that silently lost its keys (a damaged .ldb block LevelDB reads as empty): scrub reports it', async () => {
+  it('an index that silently lost its keys (a damaged .ldb block LevelDB reads as empty): scrub reports it', async () => {
     const dir = await smallStore();
     const store = await Store.open(dir);
     // what the explorer saw after zeroing one 512-byte block of an .ldb: every key but the X

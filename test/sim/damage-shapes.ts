@@ -157,8 +157,8 @@ const repaired: Build = async (b, dir, options) => {
   await b.create('INBOX');
   const bodies: Buffer[] = [];
   for (let i = 0; i < 5; i++) bodies.push(await b.append('INBOX', size(i)));
-  const old = await Promise.all([1, 3].map(async (uid) => (await b.store.db.get<BlobRecord>(keys.blob(hashBytes(bodies[uid - 1]))))!));
-  await b.store.relocateBlobs([1, 3].map((uid) => ({ hash: hashBytes(bodies[uid - 1]), bytes: bodies[uid - 1] })));
+  const old = await Promise.all([1, 3].map(async (uid) => (await b.store.maintenance().index.get<BlobRecord>(keys.blob(hashBytes(bodies[uid - 1]))))!));
+  await b.store.maintenance().relocateBlobs([1, 3].map((uid) => ({ hash: hashBytes(bodies[uid - 1]), bytes: bodies[uid - 1] })));
   await b.store.close();
   const path = join(dir, 'packs', packFileName(old[0].p));
   const pack = readFileSync(path);
@@ -201,7 +201,7 @@ export async function buildShape(spec: (typeof SHAPES)[number], dir: string): Pr
   try {
     metadata = await readMetadata(store);
     blobs = [];
-    for await (const [, blob] of store.db.entries<BlobRecord>({ gte: Buffer.of(SPACE.blob), lt: Buffer.of(SPACE.blob + 1) })) blobs.push(blob);
+    for await (const [, blob] of store.maintenance().index.entries<BlobRecord>({ gte: Buffer.of(SPACE.blob), lt: Buffer.of(SPACE.blob + 1) })) blobs.push(blob);
   } finally {
     await store.close();
   }
