@@ -119,7 +119,11 @@ export async function importMail(store: Store, sourcePath: string, options: Impo
     source: sourcePath, format: 'eml', layout, ...(owner === undefined ? {} : { owner }), created: [], mailboxes: [], imported: 0, bytes: 0, deduplicated: 0, alreadyImported: 0,
     batches: 0, skipped: 0, skippedReasons: {}, skippedItems: [], interrupted: false, seconds: 0,
   };
+  const reported = new Set<string>(); // an entry met twice (listing folders, then reading one) counts once
   const onSkip: ImportSkipHandler = (path, error, reason) => {
+    const key = `${reason}\0${path}`;
+    if (reported.has(key)) return;
+    reported.add(key);
     summary.skipped++;
     summary.skippedReasons[reason] = (summary.skippedReasons[reason] ?? 0) + 1;
     if (summary.skippedItems.length < importLimits.skippedListedMax) summary.skippedItems.push({ path, reason, code: error.code, message: error.message });
