@@ -96,7 +96,7 @@ function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProblem): v
       if (!box) return;
       const blobKey = keys.blob(op.hash);
       const blob = view.getNow<BlobRecord>(blobKey);
-      view.put(blobKey, blob ? { ...blob, r: blob.r + 1 } : { p: op.pack, o: op.offset, l: op.size, r: 1 } satisfies BlobRecord);
+      view.put(blobKey, blob && !op.fresh ? { ...blob, r: blob.r + 1 } : { p: op.pack, o: op.offset, l: op.size, r: (blob?.r ?? 0) + 1 } satisfies BlobRecord);
       view.put(keys.message(op.id, op.uid), { h: op.hash, s: op.size, d: op.date, f: op.flags, m: seq } satisfies MessageRecord);
       view.put(keys.change(op.id, seq, op.uid), 0 satisfies ChangeRecord);
       view.put(keys.info(op.id), {

@@ -434,7 +434,10 @@ export class Store {
     const pending = fresh.get(key);
     if (pending) return { location: pending, deduplicated: true };
     const existing = await ctx.view.get<BlobRecord>(keys.blob(hash));
-    if (existing) return { location: { pack: existing.p, offset: existing.o }, deduplicated: true };
+    // A copy no message uses (expunged, or dropped by scrub as damaged) is never trusted for a new
+    // message: its bytes were last verified who knows when. The new bytes are written and the blob
+    // entry moves to them (apply: a fresh add of a known blob takes the new location).
+    if (existing && existing.r > 0) return { location: { pack: existing.p, offset: existing.o }, deduplicated: true };
     const location = ctx.packs.reserve(hash, bytes);
     fresh.set(key, location);
     return { location, deduplicated: false };

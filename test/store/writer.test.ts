@@ -7,6 +7,8 @@ import { AssertionFailure, MailstoreError, assert, fromSystemError } from '../..
 import { exitCodeFor } from '../../src/cli/exit-codes.js';
 import type { Writer } from '../../src/store/writer.js';
 import type { Journal } from '../../src/journal/journal.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { keys } from '../../src/keys/index-keys.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const msg = (i: number | string) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
@@ -86,5 +88,32 @@ describe('errors: a bug is never dressed up as the world', () => {
     const bug = new AssertionFailure('x');
     expect(() => fromSystemError(bug, 'writing', '/p')).toThrow(bug);
     expect(fromSystemError(Object.assign(new Error('disk'), { code: 'ENOSPC' }), 'writing', '/p').code).toBe('NO_SPACE');
+  });
+});
+
+describe('dedup never trusts a copy no message uses', () => {
+  it('bytes appended again after their only message was expunged and their record damaged are written anew and read back exact', async () => {
+    const { root, store } = await storeWithOne();
+    const body = msg('again');
+    const first = await store.append('INBOX', body);
+    await store.expunge('INBOX', [first.uid]);
+    const blob = (await store.maintenance().index.get<{ p: number; o: number }>(keys.blob(Buffer.from(first.hash, 'hex'))))!;
+    const pack = store.maintenance().packs.path(blob.p);
+    const bytes = readFileSync(pack);
+    bytes[blob.o + 60] ^= 0xff; // inside the body of the unreferenced record
+    writeFileSync(pack, bytes);
+    const second = await store.append('INBOX', body);
+    expect(second.deduplicated).toBe(false);
+    expect((await store.fetch('INBOX', second.uid)).equals(body)).toBe(true);
+    const third = await store.append('INBOX', body); // now referenced again: deduplicated onto the new copy
+    expect(third.deduplicated).toBe(true);
+    await store.close();
+    const reopened = await Store.open(root);
+    try {
+      expect((await reopened.fetch('INBOX', third.uid)).equals(body)).toBe(true);
+      expect(reopened.health.degraded).toBe(false);
+    } finally {
+      await reopened.close();
+    }
   });
 });
