@@ -10,7 +10,7 @@ import type { SkipReason } from '../formats/eml.js';
 import type { MboxStyle } from '../formats/mbox.js';
 import { hashBytes, hashHex } from '../hash/blake3.js';
 import { importLimits, limits } from '../limits.js';
-import type { Store } from '../store/store.js';
+import type { AppendOptions, Store } from '../store/store.js';
 import type { CommitChain } from '../store/writer.js';
 import { normalizeFlags, normalizeIdentifier, parseMailboxName } from '../store/validate.js';
 import { CURSOR_VERSION, cursorKey, isImportCursor, type ImportCursor } from './cursor.js';
@@ -103,7 +103,7 @@ export interface ImportSummary {
 }
 
 interface Pending {
-  items: { bytes: Buffer; flags: string[]; internalDate?: Date }[];
+  items: (Pick<AppendOptions, 'envelopeFrom' | 'dateZoneMinutes' | 'recent'> & { bytes: Buffer; flags: string[]; internalDate?: Date })[];
   bytes: number;
   lastPosition: number;
 }
@@ -274,7 +274,7 @@ async function importFolder(
       await commit();
     }
     retry.delete(message.position); // after that commit: the cursor of the batch it goes into says it is in
-    pending.items.push({ bytes: message.bytes, flags: keepValidFlags(message.flags, folder.path, options.onWarning), internalDate: message.internalDate });
+    pending.items.push(pendingItem(message, keepValidFlags(message.flags, folder.path, options.onWarning)));
     pending.bytes += message.bytes.length;
     pending.lastPosition = message.position;
     if (options.shouldStop?.()) {
@@ -291,6 +291,17 @@ async function importFolder(
   await settle();
   if (options.shouldStop?.()) summary.interrupted = true;
   return result;
+}
+
+/** What appendBatch is given for a message: its metadata only where the source said (absent means unknown). */
+function pendingItem(message: SourceMessage, flags: string[]): Pending['items'][number] {
+  const { bytes, internalDate, envelopeFrom, dateZoneMinutes, recent } = message;
+  return {
+    bytes, flags, internalDate,
+    ...(envelopeFrom !== undefined ? { envelopeFrom } : {}),
+    ...(dateZoneMinutes !== undefined ? { dateZoneMinutes } : {}),
+    ...(recent ? { recent: true } : {}),
+  };
 }
 
 /**
