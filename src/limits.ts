@@ -32,6 +32,14 @@ export const limits = {
    */
   internalDateMsMin: 0,
   internalDateMsMax: 253_402_300_799_999,
+  /**
+   * A message's envelope sender (the mbox From_ line's): RFC 5321 caps a path at 256 octets with
+   * its angle brackets, so 254 without; one printable ASCII token, as a From_ line needs it.
+   */
+  envelopeFromBytesMax: 254,
+  /** Zone of a message's internal date, minutes east of UTC: the real zones span -12:00 to +14:00. */
+  dateZoneMinutesMin: -720,
+  dateZoneMinutesMax: 840,
   /** Mailbox name -> info entries an open store caches (the cache is cleared whole when full). */
   mailboxCacheEntries: 1024,
   /** Replay problems listed in store.health.findings; later ones are dropped (health.degraded says there were some). */

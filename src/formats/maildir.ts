@@ -18,6 +18,8 @@ export interface MaildirMessage {
   internalDate?: Date;
   path: string;
   name: string;
+  /** The file is in new/: delivered, not yet seen by any mail client. */
+  recent: boolean;
   /** 0-based place in the folder's delivery order, counting files that were skipped. */
   index: number;
 }
@@ -132,7 +134,7 @@ export async function* readMaildir(
       let flags = parsed.info === undefined ? [] : flagsFromMaildirInfo(parsed.info, keywords);
       // new/ means not yet seen by any client, whatever the name says.
       if (entry.sub === 'new') flags = flags.filter((flag) => flag !== '\\Seen');
-      yield { bytes: read.bytes, flags, internalDate: internalDateOf(read.stat.mtimeMs, parsed.timestampSeconds), path, name: entry.name, index };
+      yield { bytes: read.bytes, flags, internalDate: internalDateOf(read.stat.mtimeMs, parsed.timestampSeconds), path, name: entry.name, recent: entry.sub === 'new', index };
     }
   } finally {
     for (const hold of holds) await hold.close().catch(() => {});

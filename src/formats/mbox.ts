@@ -20,6 +20,10 @@ export interface MboxMessage {
   bytes: Buffer;
   /** From the From_ line; undefined when it carries no date we can read. */
   internalDate?: Date;
+  /** The From_ line's envelope sender; undefined when it has none the store could keep (see parseFromLineEnvelope). */
+  sender?: string;
+  /** The numeric zone the From_ line's date is written in (minutes east of UTC); undefined when it names none. */
+  zoneMinutes?: number;
   /** IMAP flags from the Status/X-Status headers (the bytes are not changed). */
   flags: string[];
   /** 0-based position of the message in the file (messages skipped as too large count too). */
@@ -274,9 +278,11 @@ class MboxParser {
       this.onWarning({ kind: 'tooLarge', index: message.index, offset: message.offset, bytes: bytes.length });
       return;
     }
+    const internalDate = parseFromLineDate(message.fromLine);
     done.push({
       bytes,
-      internalDate: parseFromLineDate(message.fromLine),
+      internalDate,
+      ...parseFromLineEnvelope(message.fromLine, internalDate !== undefined),
       flags: flagsFromStatusHeaders(bytes),
       index: message.index,
       offset: message.offset,
@@ -361,6 +367,28 @@ export function parseFromLineDate(line: string): Date | undefined {
     return buildDate(year!, month!, day!, hour!, minute!, second, zone);
   }
   return undefined;
+}
+
+/**
+ * The envelope sender and the date's numeric zone of a From_ line (`From alice@x Thu Nov  8
+ * 11:45:25 2026 +0100`), each only when the store can keep it: a sender of one printable token
+ * within limits.envelopeFromBytesMax (none when the line starts with its date), a zone only with
+ * a readable date and within limits.dateZoneMinutes{Min,Max}.
+ */
+export function parseFromLineEnvelope(line: string, hasDate: boolean): { sender?: string; zoneMinutes?: number } {
+  const rest = line.startsWith('From ') ? line.slice(5) : line;
+  const out: { sender?: string; zoneMinutes?: number } = {};
+  const token = /^([^ \t]+)[ \t]/.exec(rest)?.[1];
+  const asctime = ASCTIME.exec(rest);
+  const rfc = asctime ? null : RFC5322.exec(rest);
+  const dateAt = asctime?.index ?? rfc?.index ?? -1;
+  if (token !== undefined && dateAt !== 0 && /^[\x21-\x7e]+$/.test(token) && token.length <= limits.envelopeFromBytesMax) out.sender = token;
+  const zone = asctime ? (asctime[6] ?? asctime[8]) : rfc?.[7];
+  if (hasDate && zone !== undefined && /^[+-]\d{4}$/.test(zone) && Number(zone.slice(3)) < 60) {
+    const minutes = zoneOffsetMinutes(zone);
+    if (minutes >= limits.dateZoneMinutesMin && minutes <= limits.dateZoneMinutesMax) out.zoneMinutes = minutes;
+  }
+  return out;
 }
 
 function buildDate(

@@ -9,7 +9,7 @@ import { basename, dirname, join, relative } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
-import { MaildirWriter, maildirPlusPlusFromFolder } from '../formats/maildir.js';
+import { MaildirWriter, maildirPlusPlusFromFolder, type MaildirAppendOptions } from '../formats/maildir.js';
 import { MboxWriter, senderFromReturnPath, zoneFromDateHeader, type MboxStyle } from '../formats/mbox.js';
 import type { MessageInfo, Store } from '../store/store.js';
 
@@ -27,7 +27,8 @@ export interface ExportOptions {
   /**
    * mbox: the From_ line's sender. `return-path`: the message's Return-Path address (the envelope
    * sender a delivery agent writes in both places), else MAILER-DAEMON; any other value is written
-   * as it is. Default MAILER-DAEMON. The store does not keep the sender of an imported From_ line.
+   * as it is. Default MAILER-DAEMON. Only for messages without a stored sender: the sender of an
+   * imported From_ line is kept with the message (MessageInfo.envelopeFrom) and written back.
    */
   mboxSender?: string;
   fs?: FileSystem;
@@ -103,8 +104,10 @@ async function exportMbox(fs: FileSystem, store: Store, mailbox: string, options
   const writer = await MboxWriter.create(fs, temporary, { style: options.mboxStyle ?? 'mboxrd', statusHeaders: options.statusHeaders ?? false });
   try {
     const senderOf = (bytes: Buffer) => (options.mboxSender === 'return-path' ? senderFromReturnPath(bytes) : options.mboxSender);
+    // The stored sender and zone when the store has them (an imported From_ line's), else derived.
     await exportMessages(store, { mailbox, path: options.out }, options, summary, (bytes, info) => writer.append(bytes, {
-      internalDate: info.internalDate, flags: info.flags, sender: senderOf(bytes), zoneOffsetMinutes: zoneFromDateHeader(bytes, info.internalDate),
+      internalDate: info.internalDate, flags: info.flags, sender: info.envelopeFrom ?? senderOf(bytes),
+      zoneOffsetMinutes: info.dateZoneMinutes ?? zoneFromDateHeader(bytes, info.internalDate),
     }));
     await writer.close(); // flushes and fsyncs: an interrupted export is still a valid mbox
     await publish(fs, temporary, options.out);
@@ -121,7 +124,7 @@ async function exportNewMaildir(fs: FileSystem, store: Store, targets: Target[],
   try {
     for (const target of targets) {
       const writer = await MaildirWriter.create(fs, join(temporary, relative(options.out, target.path)));
-      await exportMessages(store, target, options, summary, (bytes, info) => writer.append(bytes, { flags: info.flags, internalDate: info.internalDate }));
+      await exportMessages(store, target, options, summary, (bytes, info) => writer.append(bytes, maildirOptions(info)));
       await writer.close();
       if (summary.interrupted) break;
     }
@@ -143,7 +146,7 @@ async function exportIntoMaildir(fs: FileSystem, store: Store, targets: Target[]
     for (const target of targets) {
       const writer = await MaildirWriter.create(fs, target.path);
       await exportMessages(store, target, options, summary, async (bytes, info) => {
-        written.push(await writer.append(bytes, { flags: info.flags, internalDate: info.internalDate }));
+        written.push(await writer.append(bytes, maildirOptions(info)));
       });
       await writer.close();
       if (summary.interrupted) break;
@@ -153,6 +156,11 @@ async function exportIntoMaildir(fs: FileSystem, store: Store, targets: Target[]
     for (const dir of new Set(written.map(dirname))) await fs.syncDir(dir).catch(() => {});
     throw error;
   }
+}
+
+/** A message stored as recent (imported from new/) goes back to new/ (unless it has flags since). */
+function maildirOptions(info: MessageInfo): MaildirAppendOptions {
+  return { flags: info.flags, internalDate: info.internalDate, recent: info.recent === true };
 }
 
 /** The mailbox and (recursively) its descendants, each with its Maildir++ directory; all names checked first. */

@@ -10,7 +10,7 @@ import type { SkipReason } from '../formats/eml.js';
 import type { MboxStyle } from '../formats/mbox.js';
 import { hashBytes, hashHex } from '../hash/blake3.js';
 import { importLimits, limits } from '../limits.js';
-import type { Store } from '../store/store.js';
+import type { AppendOptions, Store } from '../store/store.js';
 import type { CommitChain } from '../store/writer.js';
 import { normalizeFlags, normalizeIdentifier, parseMailboxName } from '../store/validate.js';
 import { CURSOR_VERSION, cursorKey, isImportCursor, type ImportCursor } from './cursor.js';
@@ -103,7 +103,7 @@ export interface ImportSummary {
 }
 
 interface Pending {
-  items: { bytes: Buffer; flags: string[]; internalDate?: Date }[];
+  items: (Pick<AppendOptions, 'envelopeFrom' | 'dateZoneMinutes' | 'recent'> & { bytes: Buffer; flags: string[]; internalDate?: Date })[];
   bytes: number;
   lastPosition: number;
 }
@@ -211,86 +211,138 @@ async function importFolder(
   store: Store, folder: SourceFolder, mailbox: string, options: ImportOptions,
   onSkip: ImportSkipHandler, summary: ImportSummary,
 ): Promise<MailboxImportSummary> {
-  const result: MailboxImportSummary = { mailbox, source: folder.path, imported: 0, bytes: 0, deduplicated: 0, alreadyImported: 0 };
   await ensureMailbox(store, mailbox, options.owner, summary, options.onWarning);
   const box = await store.mailbox(mailbox);
   const key = cursorKey(folder.path, mailbox);
-  let cursor = options.restart ? undefined : await loadCursor(store, key, box, options);
-  const batchMessagesMax = options.batchMessagesMax ?? importLimits.batchMessagesMax;
-  const batchBytesMax = options.batchBytesMax ?? importLimits.batchBytesMax;
-  let verified = cursor === undefined || cursor.done === 0;
-  let pending: Pending = { items: [], bytes: 0, lastPosition: -1 };
-  // Entries skipped (by an earlier run, or by this one) that the resume point must not count as in.
-  const retry = new Map<number, string>((cursor?.retry ?? []).map((r) => [r.position, r.entry]));
+  const cursor = options.restart ? undefined : await loadCursor(store, key, box, options);
+  const run = new FolderImport(store, folder, mailbox, { key, id: box.id, uidValidity: box.uidValidity }, cursor, options, summary);
+  await run.run(onSkip);
+  return run.result;
+}
 
-  // Batches are read while earlier ones commit, up to importLimits.batchesInFlight submitted at
-  // once, so the disk always has a batch to sync. They share one commit chain: they commit in
-  // order, and once one fails none after it does, so no resume cursor ever skips a failed batch.
-  const chain: CommitChain = {};
-  const inFlight: Promise<void>[] = [];
-  const settle = async () => {
-    while (inFlight.length > 0) await inFlight.shift();
-  };
-  const commit = async () => {
-    while (inFlight.length >= importLimits.batchesInFlight) await inFlight.shift();
-    if (pending.items.length === 0) return;
-    const batch = pending;
-    pending = { items: [], bytes: 0, lastPosition: -1 };
-    const next = nextCursor(cursor, batch, retry, { source: folder.path, mailbox, mailboxId: box.id, uidValidity: box.uidValidity });
-    cursor = next;
-    const committed = store.appendBatch(mailbox, batch.items, { meta: { key, value: next }, chain }).then((results) => {
-      const deduplicated = results.filter((r) => r.deduplicated).length;
-      result.imported += results.length;
-      result.bytes += batch.bytes;
-      result.deduplicated += deduplicated;
-      summary.imported += results.length;
-      summary.bytes += batch.bytes;
-      summary.deduplicated += deduplicated;
-      summary.batches++;
-      options.onBatch?.({ mailbox, messages: results.length, bytes: batch.bytes, importedTotal: summary.imported });
-    });
-    committed.catch(() => undefined); // observed by commit() or settle()
-    inFlight.push(committed);
-  };
-  const skipInFolder: SourceSkipHandler = (path, error, reason, at) => {
-    // A skip at or past the resume point is retried by the next run. One below it that is not a
-    // retry was imported by an earlier run (it became unreadable since): it is in, not retried.
-    if (at && (cursor === undefined || at.position >= cursor.done || retry.has(at.position))) retry.set(at.position, at.entry);
-    onSkip(path, error, reason);
-  };
+/**
+ * One folder's import: its messages in batches, each committed with the resume cursor that says
+ * it is in. Batches are read while earlier ones commit, up to importLimits.batchesInFlight
+ * submitted at once, so the disk always has a batch to sync. They share one commit chain: they
+ * commit in order, and once one fails none after it does, so no resume cursor ever skips a failed batch.
+ */
+class FolderImport {
+  readonly result: MailboxImportSummary;
+  private verified: boolean;
+  private pending: Pending = { items: [], bytes: 0, lastPosition: -1 };
+  /** Entries skipped (by an earlier run, or by this one) that the resume point must not count as in. */
+  private readonly retry: Map<number, string>;
+  private readonly chain: CommitChain = {};
+  private readonly inFlight: Promise<void>[] = [];
+  private readonly batchMessagesMax: number;
+  private readonly batchBytesMax: number;
 
-  for await (const message of folder.messages(skipInFolder)) {
-    const retried = cursor !== undefined && message.position < cursor.done ? retry.get(message.position) : undefined;
+  constructor(
+    private readonly store: Store, private readonly folder: SourceFolder, private readonly mailbox: string,
+    private readonly box: { key: string; id: string; uidValidity: number }, private cursor: ImportCursor | undefined,
+    private readonly options: ImportOptions, private readonly summary: ImportSummary,
+  ) {
+    this.result = { mailbox, source: folder.path, imported: 0, bytes: 0, deduplicated: 0, alreadyImported: 0 };
+    this.verified = cursor === undefined || cursor.done === 0;
+    this.retry = new Map((cursor?.retry ?? []).map((r) => [r.position, r.entry]));
+    this.batchMessagesMax = options.batchMessagesMax ?? importLimits.batchMessagesMax;
+    this.batchBytesMax = options.batchBytesMax ?? importLimits.batchBytesMax;
+  }
+
+  async run(onSkip: ImportSkipHandler): Promise<void> {
+    const skipInFolder: SourceSkipHandler = (path, error, reason, at) => {
+      // A skip at or past the resume point is retried by the next run. One below it that is not a
+      // retry was imported by an earlier run (it became unreadable since): it is in, not retried.
+      if (at && (this.cursor === undefined || at.position >= this.cursor.done || this.retry.has(at.position))) this.retry.set(at.position, at.entry);
+      onSkip(path, error, reason);
+    };
+    for await (const message of this.folder.messages(skipInFolder)) {
+      if (this.alreadyIn(message)) continue;
+      await this.add(message);
+      if (this.options.shouldStop?.()) {
+        // Ctrl-C: what was read goes in as one last batch, so everything reported is whole.
+        await this.commit();
+        await this.settle();
+        this.summary.interrupted = true;
+        return;
+      }
+    }
+    await this.settle();
+    if (!this.verified) throw sourceChanged(this.cursor!, `it now holds fewer than ${this.cursor!.done} messages`);
+    await this.commit();
+    await this.settle();
+    if (this.options.shouldStop?.()) this.summary.interrupted = true;
+  }
+
+  /** Imported by an earlier run (counted, and the resume point checked); throws when the source changed. */
+  private alreadyIn(message: SourceMessage): boolean {
+    const cursor = this.cursor;
+    const retried = cursor !== undefined && message.position < cursor.done ? this.retry.get(message.position) : undefined;
     if (cursor && message.position < cursor.done && retried === undefined) {
-      if (message.position === cursor.lastPosition) verified = checkResumePoint(cursor, message);
-      result.alreadyImported++;
-      summary.alreadyImported++;
-      continue;
+      if (message.position === cursor.lastPosition) this.verified = checkResumePoint(cursor, message);
+      this.result.alreadyImported++;
+      this.summary.alreadyImported++;
+      return true;
     }
     if (retried !== undefined && retried !== message.entry) throw sourceChanged(cursor!, `entry ${message.position + 1} is not the one that could not be read before`);
-    if (retried === undefined && !verified) throw sourceChanged(cursor!, `message ${cursor!.lastPosition + 1} is no longer there`);
-    options.onRead?.(message, folder);
-    if (pending.items.length > 0 && (pending.items.length >= batchMessagesMax || pending.bytes + message.bytes.length > batchBytesMax)) {
-      await commit();
-    }
-    retry.delete(message.position); // after that commit: the cursor of the batch it goes into says it is in
-    pending.items.push({ bytes: message.bytes, flags: keepValidFlags(message.flags, folder.path, options.onWarning), internalDate: message.internalDate });
-    pending.bytes += message.bytes.length;
-    pending.lastPosition = message.position;
-    if (options.shouldStop?.()) {
-      // Ctrl-C: what was read goes in as one last batch, so everything reported is whole.
-      await commit();
-      await settle();
-      summary.interrupted = true;
-      return result;
-    }
+    if (retried === undefined && !this.verified) throw sourceChanged(cursor!, `message ${cursor!.lastPosition + 1} is no longer there`);
+    return false;
   }
-  await settle();
-  if (!verified) throw sourceChanged(cursor!, `it now holds fewer than ${cursor!.done} messages`);
-  await commit();
-  await settle();
-  if (options.shouldStop?.()) summary.interrupted = true;
-  return result;
+
+  /** Into the pending batch, committing the batch before it when full. */
+  private async add(message: SourceMessage): Promise<void> {
+    this.options.onRead?.(message, this.folder);
+    const pending = this.pending;
+    if (pending.items.length > 0 && (pending.items.length >= this.batchMessagesMax || pending.bytes + message.bytes.length > this.batchBytesMax)) {
+      await this.commit();
+    }
+    this.retry.delete(message.position); // after that commit: the cursor of the batch it goes into says it is in
+    this.pending.items.push(pendingItem(message, keepValidFlags(message.flags, this.folder.path, this.options.onWarning)));
+    this.pending.bytes += message.bytes.length;
+    this.pending.lastPosition = message.position;
+  }
+
+  /** Submits the pending batch with its cursor (waiting for room in flight first). */
+  private async commit(): Promise<void> {
+    while (this.inFlight.length >= importLimits.batchesInFlight) await this.inFlight.shift();
+    if (this.pending.items.length === 0) return;
+    const batch = this.pending;
+    this.pending = { items: [], bytes: 0, lastPosition: -1 };
+    const where = { source: this.folder.path, mailbox: this.mailbox, mailboxId: this.box.id, uidValidity: this.box.uidValidity };
+    const next = nextCursor(this.cursor, batch, this.retry, where);
+    this.cursor = next;
+    const committed = this.store.appendBatch(this.mailbox, batch.items, { meta: { key: this.box.key, value: next }, chain: this.chain })
+      .then((results) => this.committed(batch, results.length, results.filter((r) => r.deduplicated).length));
+    committed.catch(() => undefined); // observed by commit() or settle()
+    this.inFlight.push(committed);
+  }
+
+  private committed(batch: Pending, messages: number, deduplicated: number): void {
+    const { result, summary } = this;
+    result.imported += messages;
+    result.bytes += batch.bytes;
+    result.deduplicated += deduplicated;
+    summary.imported += messages;
+    summary.bytes += batch.bytes;
+    summary.deduplicated += deduplicated;
+    summary.batches++;
+    this.options.onBatch?.({ mailbox: this.mailbox, messages, bytes: batch.bytes, importedTotal: summary.imported });
+  }
+
+  private async settle(): Promise<void> {
+    while (this.inFlight.length > 0) await this.inFlight.shift();
+  }
+}
+
+/** What appendBatch is given for a message: its metadata only where the source said (absent means unknown). */
+function pendingItem(message: SourceMessage, flags: string[]): Pending['items'][number] {
+  const { bytes, internalDate, envelopeFrom, dateZoneMinutes, recent } = message;
+  return {
+    bytes, flags, internalDate,
+    ...(envelopeFrom !== undefined ? { envelopeFrom } : {}),
+    ...(dateZoneMinutes !== undefined ? { dateZoneMinutes } : {}),
+    ...(recent ? { recent: true } : {}),
+  };
 }
 
 /**

@@ -6,12 +6,17 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { detectFormat, type MailFormat } from '../formats/detect.js';
 import { listEmlFolders, readEmlDir, readMessageFile, type SkipHandler, type SkipReason } from '../formats/eml.js';
 import { listMaildirFolders, parseMaildirName, readMaildir } from '../formats/maildir.js';
-import { readMbox, type MboxStyle } from '../formats/mbox.js';
+import { limits } from '../limits.js';
+import { readMbox, zoneFromDateHeader, type MboxMessage, type MboxStyle } from '../formats/mbox.js';
 
 export interface SourceMessage {
   bytes: Buffer;
   flags: string[];
   internalDate?: Date;
+  /** Optional metadata the store keeps (AppendOptions), each absent when the source does not say. */
+  envelopeFrom?: string;
+  dateZoneMinutes?: number;
+  recent?: boolean;
   /**
    * 0-based place of the message in its folder's order, counting files that could not be read
    * (and mbox messages skipped as too large), so positions stay put when those are retried.
@@ -105,10 +110,23 @@ function mboxFolder(fs: FileSystem, path: string, sizeBytes: number, options: So
         yield {
           bytes: message.bytes, flags: message.flags, internalDate: message.internalDate, position: message.index,
           entry: String(message.offset), fraction: sizeBytes > 0 ? message.offset / sizeBytes : undefined,
+          ...mboxEnvelope(message),
         };
       }
     },
   };
+}
+
+/**
+ * The From_ line's sender, and the zone of the internal date: the From_ line's own, else the Date
+ * header's when it names the same instant (a From_ line in UTC for a message dated +0100).
+ */
+function mboxEnvelope(message: MboxMessage): Pick<SourceMessage, 'envelopeFrom' | 'dateZoneMinutes'> {
+  const out: Pick<SourceMessage, 'envelopeFrom' | 'dateZoneMinutes'> = {};
+  if (message.sender !== undefined) out.envelopeFrom = message.sender;
+  const zone = message.zoneMinutes ?? (message.internalDate ? zoneFromDateHeader(message.bytes, message.internalDate) : undefined);
+  if (zone !== undefined && zone >= limits.dateZoneMinutesMin && zone <= limits.dateZoneMinutesMax) out.dateZoneMinutes = zone;
+  return out;
 }
 
 /** A Maildir file keeps its unique part when a client changes its flags or moves it from new/ to cur/. */
@@ -134,7 +152,10 @@ async function maildirFolder(fs: FileSystem, folder: string, path: string, optio
     async *messages(onSkip) {
       const reading = readMaildir(fs, path, { onSkip: placing(onSkip, maildirEntry), messageBytesMax: options.messageBytesMax, noFollow: folder !== '' });
       for await (const message of reading) {
-        yield { bytes: message.bytes, flags: message.flags, internalDate: message.internalDate, position: message.index, entry: maildirEntry(message.path) };
+        yield {
+          bytes: message.bytes, flags: message.flags, internalDate: message.internalDate, position: message.index, entry: maildirEntry(message.path),
+          ...(message.recent ? { recent: true } : {}),
+        };
       }
     },
   };

@@ -2,7 +2,7 @@
 // rebuild, so the index after a rebuild equals the index before it, byte for byte.
 import { keys } from '../keys/index-keys.js';
 import type { IndexView } from '../index/index-db.js';
-import type { BlobRecord, ChangeRecord, MailboxInfo, MessageRecord, Op, RightsRecord } from './records.js';
+import { extrasOf, recordExtras, type BlobRecord, type ChangeRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
 
 export const SEEN = '\\Seen';
 
@@ -97,7 +97,7 @@ function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProblem): v
       const blobKey = keys.blob(op.hash);
       const blob = view.getNow<BlobRecord>(blobKey);
       view.put(blobKey, blob && !op.fresh ? { ...blob, r: blob.r + 1 } : { p: op.pack, o: op.offset, l: op.size, r: (blob?.r ?? 0) + 1 } satisfies BlobRecord);
-      view.put(keys.message(op.id, op.uid), { h: op.hash, s: op.size, d: op.date, f: op.flags, m: seq } satisfies MessageRecord);
+      view.put(keys.message(op.id, op.uid), { h: op.hash, s: op.size, d: op.date, f: op.flags, m: seq, ...recordExtras(op) } satisfies MessageRecord);
       view.put(keys.change(op.id, seq, op.uid), 0 satisfies ChangeRecord);
       view.put(keys.info(op.id), {
         ...box,
@@ -199,7 +199,7 @@ function applyStateOp(view: IndexView, op: Op): void {
       return;
     }
     case 'state.messages':
-      for (const [uid, h, s, d, f, m] of op.messages) view.put(keys.message(op.id, uid), { h, s, d, f, m } satisfies MessageRecord);
+      for (const [uid, h, s, d, f, m, x] of op.messages) view.put(keys.message(op.id, uid), { h, s, d, f, m, ...extrasOf(x) } satisfies MessageRecord);
       return;
     case 'state.changes':
       for (const [modseq, uid, value] of op.entries) view.put(keys.change(op.id, modseq, uid), value);

@@ -14,7 +14,7 @@ import { SPACE, decodeString } from '../keys/tuple.js';
 import { limits } from '../limits.js';
 import { LAYOUT } from './identity.js';
 import { meta } from './apply.js';
-import type { BlobRecord, ChangeRecord, JournalPayload, MailboxInfo, MessageRecord, Op } from './records.js';
+import { extrasOf, type BlobRecord, type ChangeRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type Op } from './records.js';
 import { moveAside } from './recovery.js';
 
 export const JOURNAL_REBUILD_DIR = `${LAYOUT.journal}.rebuild`;
@@ -122,7 +122,7 @@ async function* checkpointOps(db: IndexDb, appliedSeq: number): AsyncGenerator<O
   if (entries.length > 0) yield { op: 'state.meta', entries };
   for await (const [, info] of all<MailboxInfo>(db, SPACE.info)) yield { op: 'state.mailbox', info };
   yield* grouped<MessageRecord, Op>(db, SPACE.message, per, (key) => decodeMessageKey(key), (id, list) => ({
-    op: 'state.messages', id, messages: list.map(([key, r]) => [decodeMessageKey(key).uid, r.h, r.s, r.d, r.f, r.m]),
+    op: 'state.messages', id, messages: list.map(([key, r]) => checkpointMessage(decodeMessageKey(key).uid, r)),
   }));
   yield* grouped<ChangeRecord, Op>(db, SPACE.change, per, (key) => decodeChangeKey(key), (id, list) => ({
     op: 'state.changes', id, entries: list.map(([key, value]) => { const c = decodeChangeKey(key); return [c.modseq, c.uid, value]; }),
@@ -133,6 +133,12 @@ async function* checkpointOps(db: IndexDb, appliedSeq: number): AsyncGenerator<O
     if (blobs.length >= per) { yield { op: 'state.blobs', blobs }; blobs = []; }
   }
   if (blobs.length > 0) yield { op: 'state.blobs', blobs };
+}
+
+/** One state.messages entry: the extras (short keys, as stored) only when the record has any. */
+function checkpointMessage(uid: number, r: MessageRecord): Extract<Op, { op: 'state.messages' }>['messages'][number] {
+  const x = extrasOf(r);
+  return Object.keys(x).length > 0 ? [uid, r.h, r.s, r.d, r.f, r.m, x] : [uid, r.h, r.s, r.d, r.f, r.m];
 }
 
 /** Every entry of a key space, decoded (a damaged value throws CORRUPT: nothing is written then). */

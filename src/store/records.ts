@@ -28,6 +28,40 @@ export interface MessageRecord {
   d: number; // internal date, ms since epoch
   f: string[]; // flags
   m: number; // modseq
+  // Optional, absent when unknown (docs/FORMAT.md), always in this order after m so every path
+  // that writes a record (add, checkpoint replay) encodes the same bytes.
+  e?: string; // envelope sender of the mbox From_ line
+  z?: number; // zone of the internal date, minutes east of UTC
+  n?: true; // delivered to Maildir new/ (not yet seen by a mail client)
+}
+
+/** The optional part of a message record, in its fixed key order. */
+export type MessageExtras = Pick<MessageRecord, 'e' | 'z' | 'n'>;
+
+/** A record's extras alone, in the fixed key order (none for undefined). */
+export function extrasOf(record: MessageExtras | undefined): MessageExtras {
+  return record ? recordExtras(opExtras(record)) : {};
+}
+
+/** What a message.add op carries beyond the required fields (each absent when unknown). */
+export interface MessageAddExtras { envelopeFrom?: string; dateZone?: number; recent?: true }
+
+/** The record's extras from an op's, in the record's key order; {} when there are none. */
+export function recordExtras(source: MessageAddExtras): MessageExtras {
+  const x: MessageExtras = {};
+  if (source.envelopeFrom !== undefined) x.e = source.envelopeFrom;
+  if (source.dateZone !== undefined) x.z = source.dateZone;
+  if (source.recent) x.n = true;
+  return x;
+}
+
+/** The op fields for a record's extras (a copy or move carries them with the message). */
+export function opExtras(record: MessageExtras): MessageAddExtras {
+  const x: MessageAddExtras = {};
+  if (record.e !== undefined) x.envelopeFrom = record.e;
+  if (record.z !== undefined) x.dateZone = record.z;
+  if (record.n) x.recent = true;
+  return x;
 }
 
 /** B value. */
@@ -54,7 +88,7 @@ export type Op =
   | { op: 'mailbox.deleteEnd'; id: Id }
   /** A user rename hands the tree to its new name (null: no owner). */
   | { op: 'mailbox.owner'; id: Id; owner: string | null }
-  | { op: 'message.add'; id: Id; uid: number; hash: Buffer; size: number; date: number; flags: string[]; pack: number; offset: number; fresh?: true }
+  | ({ op: 'message.add'; id: Id; uid: number; hash: Buffer; size: number; date: number; flags: string[]; pack: number; offset: number; fresh?: true } & MessageAddExtras)
   | { op: 'message.flags'; id: Id; set: [uid: number, flags: string[]][] }
   | { op: 'message.expunge'; id: Id; uids: number[]; purge?: boolean }
   | { op: 'change.purge'; id: Id; entries: [modseq: number, uid: number][] }
@@ -67,7 +101,8 @@ export type Op =
   // state), and the checkpoint is one batch (only its last record carries `end`).
   | { op: 'state.begin'; appliedSeq: number }
   | { op: 'state.mailbox'; info: MailboxInfo }
-  | { op: 'state.messages'; id: Id; messages: [uid: number, hash: Buffer, size: number, date: number, flags: string[], modseq: number][] }
+  /** The 7th element (a record's extras, short keys) is present only when the record has any. */
+  | { op: 'state.messages'; id: Id; messages: [uid: number, hash: Buffer, size: number, date: number, flags: string[], modseq: number, extras?: MessageExtras][] }
   | { op: 'state.changes'; id: Id; entries: [modseq: number, uid: number, value: ChangeRecord][] }
   | { op: 'state.blobs'; blobs: [hash: Buffer, pack: number, offset: number, length: number, references: number][] }
   | { op: 'state.meta'; entries: [key: string, value: unknown][] };

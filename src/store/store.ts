@@ -32,11 +32,11 @@ import { Maintenance, type MaintenanceHost, type StoreMaintenance } from './main
 import { closeOpened, openStoreParts, type StoreParts } from './open.js';
 import { checkRecordSize, resolveInBatch } from './prepare.js';
 import { StoreReader, type ReaderHost } from './reader.js';
-import type { BlobRecord, MailboxInfo, MessageRecord, Op, RightsRecord } from './records.js';
+import { opExtras, type BlobRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
 import type { Health } from './recovery.js';
 import {
   ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkModseq, checkObject, checkOptions, checkString,
-  formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
+  formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeMessageExtras, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
   ownCopy, parseMailboxName, patternPrefixComponents,
 } from './validate.js';
 import { checkQuota } from './quota.js';
@@ -46,6 +46,9 @@ import {
 } from './types.js';
 import { deleteUser, renameUser, type DeleteUserResult, type RenameUserResult } from './users.js';
 import { Writer, type CommitChain, type Mutation, type PrepareContext } from './writer.js';
+
+/** The keys of AppendOptions (an unknown one is refused). */
+const APPEND_OPTIONS = ['flags', 'internalDate', 'envelopeFrom', 'dateZoneMinutes', 'recent'];
 
 export type {
   StoreOptions, AppendOptions, AppendResult, MessageInfo, ReadMessagesOptions, MessageWithBody, MailboxStatus, MailboxSummary,
@@ -373,8 +376,9 @@ export class Store {
   // ---- messages --------------------------------------------------------------------------------
 
   async append(mailbox: string, bytes: Uint8Array, options: AppendOptions = {}): Promise<AppendResult> {
-    checkOptions(options, ['flags', 'internalDate'], 'append option');
-    const [result] = await this.appendBatch(mailbox, [{ bytes, flags: options.flags, internalDate: options.internalDate }]);
+    checkOptions(options, APPEND_OPTIONS, 'append option');
+    const { flags, internalDate, envelopeFrom, dateZoneMinutes, recent } = options;
+    const [result] = await this.appendBatch(mailbox, [{ bytes, flags, internalDate, envelopeFrom, dateZoneMinutes, recent }]);
     return result;
   }
 
@@ -396,12 +400,12 @@ export class Store {
       }
       // The caller may reuse its buffer as soon as we return: hash and write our own copy.
       const bytes = ownCopy(given);
-      return { bytes, hash: hashBytes(bytes), flags: normalizeFlags(item.flags), date: normalizeDate(item.internalDate) };
+      return { bytes, hash: hashBytes(bytes), flags: normalizeFlags(item.flags), date: normalizeDate(item.internalDate), extras: normalizeMessageExtras(item) };
     });
     // Checked before any blob is reserved: the largest uid, pack and offset the record could carry.
     const largest: Op[] = prepared.map((item) => ({
       op: 'message.add', id: Buffer.alloc(16), uid: 0xffffffff, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags,
-      pack: 0xffffffff, offset: Number.MAX_SAFE_INTEGER, fresh: true,
+      pack: 0xffffffff, offset: Number.MAX_SAFE_INTEGER, fresh: true, ...item.extras,
     }));
     if (options.meta) largest.push({ op: 'meta.set', key: `user/${options.meta.key}`, value: options.meta.value });
     checkRecordSize(largest, `appending ${prepared.length} messages`);
@@ -416,7 +420,7 @@ export class Store {
         let uid = box.uidNext;
         for (const item of prepared) {
           const { location, deduplicated } = await this.placeBlob(ctx, item.hash, item.bytes, fresh);
-          const op: Op = { op: 'message.add', id: box.id, uid, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags, pack: location.pack, offset: location.offset };
+          const op: Op = { op: 'message.add', id: box.id, uid, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags, pack: location.pack, offset: location.offset, ...item.extras };
           if (!deduplicated) op.fresh = true;
           ops.push(op);
           results.push({ uid, uidValidity: box.uidValidity, hash: hashHex(item.hash), size: item.bytes.length, deduplicated });
@@ -526,7 +530,7 @@ export class Store {
           if (!record) continue;
           const blob = await view.get<BlobRecord>(keys.blob(Buffer.from(record.h)));
           if (!blob) throw new MailstoreError('CORRUPT', `message ${srcUid} in ${from} refers to an unknown blob; run 'mailstore scrub'`);
-          ops.push({ op: 'message.add', id: dst.id, uid, hash: Buffer.from(record.h), size: record.s, date: record.d, flags: record.f, pack: blob.p, offset: blob.o });
+          ops.push({ op: 'message.add', id: dst.id, uid, hash: Buffer.from(record.h), size: record.s, date: record.d, flags: record.f, pack: blob.p, offset: blob.o, ...opExtras(record) });
           mapping.push([srcUid, uid++]);
         }
         const added = ops.reduce((sum, op) => sum + (op.op === 'message.add' ? op.size : 0), 0);

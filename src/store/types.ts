@@ -43,6 +43,16 @@ export interface StoreOptions {
 export interface AppendOptions {
   flags?: string[];
   internalDate?: Date | number | string;
+  /**
+   * Optional metadata kept with the message (docs/FORMAT.md); leaving one out records "unknown".
+   * envelopeFrom: the envelope sender of an mbox From_ line, one printable ASCII token without
+   * spaces, at most limits.envelopeFromBytesMax bytes.
+   */
+  envelopeFrom?: string;
+  /** The zone the internal date was written in, whole minutes east of UTC (limits.dateZoneMinutes{Min,Max}). */
+  dateZoneMinutes?: number;
+  /** The message was not yet seen by a mail client (Maildir new/); export writes it to new/ again. */
+  recent?: boolean;
 }
 
 export interface AppendResult {
@@ -62,6 +72,11 @@ export interface MessageInfo {
   internalDate: Date;
   flags: string[];
   modseq: number;
+  /** Present only when stored (AppendOptions): absent means unknown. */
+  envelopeFrom?: string;
+  dateZoneMinutes?: number;
+  /** Present (true) only for a message stored as recent. */
+  recent?: true;
 }
 
 export interface ReadMessagesOptions {
@@ -145,5 +160,9 @@ export function uuidString(id: Buffer): string {
 
 /** A message's index record as the API shows it. */
 export function toInfo(uid: number, record: MessageRecord): MessageInfo {
-  return { uid, hash: hashHex(record.h), size: record.s, internalDate: new Date(record.d), flags: [...record.f], modseq: record.m };
+  const info: MessageInfo = { uid, hash: hashHex(record.h), size: record.s, internalDate: new Date(record.d), flags: [...record.f], modseq: record.m };
+  if (record.e !== undefined) info.envelopeFrom = record.e;
+  if (record.z !== undefined) info.dateZoneMinutes = record.z;
+  if (record.n) info.recent = true;
+  return info;
 }

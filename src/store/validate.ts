@@ -1,6 +1,7 @@
 // Public methods normalise and check their arguments here, then call internals with exact values.
 import { MailstoreError } from '../errors.js';
 import { limits } from '../limits.js';
+import type { MessageAddExtras } from './records.js';
 
 export const SEPARATOR = '/';
 
@@ -187,6 +188,32 @@ function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
   if (value instanceof Uint8Array) return `${value.length} bytes`;
   return typeof value === 'object' ? (value.constructor?.name ?? 'object') : typeof value;
+}
+
+/**
+ * The optional per-message metadata of an append (AppendOptions envelopeFrom, dateZoneMinutes,
+ * recent) as message.add op fields, each absent when not given: absent means unknown.
+ */
+export function normalizeMessageExtras(item: Record<string, unknown>): MessageAddExtras {
+  const x: MessageAddExtras = {};
+  const { envelopeFrom: from, dateZoneMinutes: zone, recent } = item;
+  if (from !== undefined) {
+    if (typeof from !== 'string' || !/^[\x21-\x7e]+$/.test(from) || from.length > limits.envelopeFromBytesMax) {
+      throw new MailstoreError('INVALID', `invalid envelopeFrom ${describe(from)}: one token of printable ASCII without spaces, 1 to ${limits.envelopeFromBytesMax} bytes`);
+    }
+    x.envelopeFrom = from;
+  }
+  if (zone !== undefined) {
+    if (typeof zone !== 'number' || !Number.isInteger(zone) || zone < limits.dateZoneMinutesMin || zone > limits.dateZoneMinutesMax) {
+      throw new MailstoreError('INVALID', `invalid dateZoneMinutes ${describe(zone)}: whole minutes east of UTC from ${limits.dateZoneMinutesMin} to ${limits.dateZoneMinutesMax}`);
+    }
+    x.dateZone = zone;
+  }
+  if (recent !== undefined) {
+    if (typeof recent !== 'boolean') throw new MailstoreError('INVALID', `invalid recent ${describe(recent)}: must be a boolean`);
+    if (recent) x.recent = true;
+  }
+  return x;
 }
 
 /** An internal date as ms since the epoch, within limits.internalDateMs{Min,Max}; undefined is now. */

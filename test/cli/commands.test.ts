@@ -85,6 +85,23 @@ describe('mailboxes, append, fetch', () => {
   });
 });
 
+describe('the stored per-message metadata (issue 18 #10)', () => {
+  it('messages --json and fetch --info show the From_ sender, the date zone and recent only when stored', async () => {
+    const store = await freshStore();
+    const dir = tempDir();
+    writeFileSync(join(dir, 'in.mbox'), 'From alice@example.org Sat Nov 28 10:45:25 2026 +0100\nSubject: a\n\na\n');
+    await ok(['import', join(dir, 'in.mbox'), '--mailbox', 'box'], { store });
+    await ok(['append', 'box'], { store, input: message(2) });
+    const list = await json<Record<string, unknown>[]>(['messages', 'box'], { store });
+    expect(list[0]).toMatchObject({ uid: 1, envelopeFrom: 'alice@example.org', dateZoneMinutes: 60, internalDate: '2026-11-28T09:45:25.000Z' });
+    expect(Object.keys(list[1]!).sort()).toEqual(['flags', 'hash', 'internalDate', 'modseq', 'size', 'uid']);
+    expect(await json(['fetch', 'box', '1', '--info'], { store })).toMatchObject({ envelopeFrom: 'alice@example.org', dateZoneMinutes: 60 });
+    const text = await ok(['fetch', 'box', '1:2', '--info'], { store });
+    expect(text).toMatch(/^envelope-from alice@example\.org\ndate-zone-minutes 60\n/m);
+    expect(text.match(/envelope-from/g)?.length).toBe(1);
+  });
+});
+
 describe('flags and expunge take IMAP UID sets', () => {
   it('applies 1:3,5 and 4:* to the messages that exist', async () => {
     const store = await freshStore();

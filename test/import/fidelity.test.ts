@@ -2,7 +2,7 @@
 // imported or reported, never silently left out; a user's tree gets the Dovecot/Cyrus layout
 // (user/bob/INBOX with the folders beside it) and its owner's rights; the mbox From_ line's zone
 // offset comes back on export where it can be known.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isMailstoreError, type MailstoreError } from '../../src/errors.js';
@@ -208,22 +208,117 @@ describe('mbox: the From_ line on export', () => {
     '',
   ].join('\n');
 
-  it('keeps the zone offset where the Date header names the same second, and --mbox-sender return-path gives back the identical file', async () => {
+  it('keeps each From_ line\'s sender and zone: the default export and --mbox-sender (for messages without one) give back the identical file', async () => {
     const dir = tmpDir('mbox');
     const source = join(dir, 'bob.mbox');
     writeFileSync(source, mbox);
     await withStore(async (store) => {
       expect(await importMail(store, source, { mailbox: 'mb' })).toMatchObject({ format: 'mbox', imported: 3 });
-      await exportMailbox(store, 'mb', { format: 'mbox', out: join(dir, 'same.mbox'), mboxSender: 'return-path' });
+      await exportMailbox(store, 'mb', { format: 'mbox', out: join(dir, 'same.mbox') });
       expect(readFileSync(join(dir, 'same.mbox'), 'latin1')).toBe(mbox);
-      await exportMailbox(store, 'mb', { format: 'mbox', out: join(dir, 'default.mbox') });
-      expect(readFileSync(join(dir, 'default.mbox'), 'latin1').split('\n').filter((line) => line.startsWith('From '))).toEqual([
-        'From MAILER-DAEMON Sat Nov 28 10:45:25 2026 +0100',
-        'From MAILER-DAEMON Sun Nov 29 18:00:00 2026 -0500',
-        'From MAILER-DAEMON Mon Nov 30 12:00:00 2026',
-      ]);
+      await exportMailbox(store, 'mb', { format: 'mbox', out: join(dir, 'sender.mbox'), mboxSender: 'postmaster@example.org' });
+      expect(readFileSync(join(dir, 'sender.mbox'), 'latin1')).toBe(mbox);
       const error = await exportMailbox(store, 'mb', { format: 'mbox', out: join(dir, 'bad.mbox'), mboxSender: 'two words' }).catch((e: MailstoreError) => e);
       expect(isMailstoreError(error, 'INVALID'), String(error)).toBe(true);
+    });
+  });
+
+  it('byte-exact round trip of From_ lines whose senders and zones differ from the Return-Path and Date headers', async () => {
+    const differing = [
+      'From list-bounces+bob=example.org@lists.example.net Tue Dec  1 09:15:00 2026 +0900',
+      'Return-Path: <someone-else@example.com>',
+      'Date: Tue, 1 Dec 2026 01:15:00 +0100', // the same instant, written in another zone
+      'Subject: one',
+      '',
+      'one',
+      '',
+      'From carol@example.com Wed Dec  2 23:59:59 2026 -0330',
+      'Date: Wed, 2 Dec 2026 10:00:00 +0200', // another instant altogether
+      'Subject: two',
+      '',
+      'two',
+      '',
+      'From <> Thu Dec  3 00:00:00 2026',
+      'Subject: three, in UTC, no Date header',
+      '',
+      'three',
+      '',
+      'From SRS0=abc=XY=example.org=dave@relay.example Fri Dec  4 14:30:00 2026 +0545',
+      'Return-Path: <>',
+      'Subject: four, Nepal',
+      '',
+      'four',
+      '',
+    ].join('\n');
+    const dir = tmpDir('mbox');
+    const source = join(dir, 'differing.mbox');
+    writeFileSync(source, differing);
+    await withStore(async (store) => {
+      expect(await importMail(store, source, { mailbox: 'mb' })).toMatchObject({ imported: 4 });
+      const infos = [];
+      for await (const info of store.messages('mb')) infos.push([info.envelopeFrom, info.dateZoneMinutes]);
+      expect(infos).toEqual([
+        ['list-bounces+bob=example.org@lists.example.net', 540], ['carol@example.com', -210], ['<>', undefined], ['SRS0=abc=XY=example.org=dave@relay.example', 345],
+      ]);
+      for (const mboxSender of [undefined, 'return-path']) {
+        const out = join(dir, `out-${mboxSender ?? 'default'}.mbox`);
+        await exportMailbox(store, 'mb', { format: 'mbox', out, mboxSender });
+        expect(readFileSync(out, 'latin1')).toBe(differing);
+      }
+      // the stored fields survive a copy into another mailbox and its export
+      await store.createMailbox('copy');
+      await store.copy('mb', [1, 2, 3, 4], 'copy');
+      await exportMailbox(store, 'copy', { format: 'mbox', out: join(dir, 'copy.mbox') });
+      expect(readFileSync(join(dir, 'copy.mbox'), 'latin1')).toBe(differing);
+    });
+  });
+
+  it('a From_ line without a zone takes the Date header\'s when it names the same second; a message without a stored sender or zone falls back', async () => {
+    const dir = tmpDir('mbox');
+    const source = join(dir, 'utc.mbox');
+    writeFileSync(source, 'From bob@example.org Sat Nov 28 09:45:25 2026\nDate: Sat, 28 Nov 2026 10:45:25 +0100\nSubject: x\n\nx\n');
+    await withStore(async (store) => {
+      await importMail(store, source, { mailbox: 'mb' });
+      expect(await store.messageInfo('mb', 1)).toMatchObject({ envelopeFrom: 'bob@example.org', dateZoneMinutes: 60 });
+      const appended = Buffer.from('Return-Path: <eve@example.org>\nDate: Sun, 29 Nov 2026 18:00:00 -0500\nSubject: y\n\ny\n');
+      await store.append('mb', appended, { internalDate: new Date('2026-11-29T23:00:00Z') });
+      const info = await store.messageInfo('mb', 2);
+      expect(Object.keys(info)).not.toContain('envelopeFrom');
+      expect(Object.keys(info)).not.toContain('dateZoneMinutes');
+      const fromLines = async (name: string, mboxSender?: string) => {
+        await exportMailbox(store, 'mb', { format: 'mbox', out: join(dir, name), mboxSender });
+        return readFileSync(join(dir, name), 'latin1').split('\n').filter((line) => line.startsWith('From '));
+      };
+      expect(await fromLines('a.mbox')).toEqual(['From bob@example.org Sat Nov 28 10:45:25 2026 +0100', 'From MAILER-DAEMON Sun Nov 29 18:00:00 2026 -0500']);
+      expect(await fromLines('b.mbox', 'return-path')).toEqual(['From bob@example.org Sat Nov 28 10:45:25 2026 +0100', 'From eve@example.org Sun Nov 29 18:00:00 2026 -0500']);
+    });
+  });
+});
+
+describe('Maildir: new/ stays new/', () => {
+  it('a message imported from new/ is exported to new/ (while it has no flags), the others to cur/', async () => {
+    const dir = tmpDir('md-new');
+    const source = maildir(join(dir, 'src'), { '1700000001.a:2,S': body('seen'), '1700000002.b:2,': body('unflagged') });
+    writeFileSync(join(source, 'new', '1700000003.c'), body('fresh'));
+    writeFileSync(join(source, 'new', '1700000004.d'), body('fresh too'));
+    await withStore(async (store) => {
+      expect(await importMail(store, source, { mailbox: 'md' })).toMatchObject({ imported: 4 });
+      const stored = [];
+      for await (const info of store.messages('md')) stored.push([info.flags, info.recent]);
+      expect(stored).toEqual([[['\\Seen'], undefined], [[], undefined], [[], true], [[], true]]);
+      await store.setFlags('md', 4, { add: ['\\Flagged'] }); // a flag a name in new/ cannot carry: cur/
+      const out = join(dir, 'out');
+      await exportMailbox(store, 'md', { format: 'maildir', out });
+      const list = (sub: string) => readdirSync(join(out, sub)).map((name) => readFileSync(join(out, sub, name), 'latin1')).sort();
+      expect(list('new')).toEqual([body('fresh')]);
+      expect(list('cur')).toEqual([body('fresh too'), body('seen'), body('unflagged')].sort());
+      // into an existing Maildir too, and back in: new/ is new/ again
+      await exportMailbox(store, 'md', { format: 'maildir', out: join(dir, 'out2') });
+      await store.createMailbox('again');
+      await importMail(store, join(dir, 'out2'), { mailbox: 'again' });
+      const again = [];
+      for await (const info of store.messages('again')) again.push(info.recent === true);
+      expect(again.filter(Boolean).length).toBe(1);
     });
   });
 });

@@ -11,7 +11,9 @@ import type { BlobRecord, ChangeRecord, MailboxInfo, MessageRecord, RightsRecord
 
 const SEEN = '\\Seen';
 
-export interface ModelMessage { hash: string; size: number; date: number; flags: string[]; modseq: number }
+/** The optional per-message metadata as MessageInfo shows it (only the fields stored). */
+export interface ModelExtras { envelopeFrom?: string; dateZoneMinutes?: number; recent?: true }
+export interface ModelMessage { hash: string; size: number; date: number; flags: string[]; modseq: number; extras?: ModelExtras }
 
 export interface ModelMailbox {
   id: string;
@@ -63,13 +65,13 @@ export class Model {
   }
 
   /** Appends (one record for the whole list); returns the uids the store must assign. */
-  append(name: string, items: { bytes: Buffer; flags?: string[]; date: number }[]): number[] {
+  append(name: string, items: { bytes: Buffer; flags?: string[]; date: number; extras?: ModelExtras }[]): number[] {
     this.seq++;
     const b = this.box(name);
     const uids: number[] = [];
     for (const item of items) {
       const uid = b.uidNext++;
-      b.messages.set(uid, { hash: hashBytes(item.bytes).toString('hex'), size: item.bytes.length, date: item.date, flags: normalize(item.flags ?? []), modseq: this.seq });
+      b.messages.set(uid, { hash: hashBytes(item.bytes).toString('hex'), size: item.bytes.length, date: item.date, flags: normalize(item.flags ?? []), modseq: this.seq, ...(item.extras && Object.keys(item.extras).length > 0 ? { extras: item.extras } : {}) });
       uids.push(uid);
     }
     b.highestModseq = this.seq;
@@ -164,7 +166,7 @@ export class Model {
       const b = this.boxes.get(name)!;
       const messages = [...b.messages].sort(([x], [y]) => x - y).map(([uid, m]) => {
         refs.set(m.hash, (refs.get(m.hash) ?? 0) + 1);
-        return [uid, m.hash, m.size, m.date, m.flags.join(' '), m.modseq];
+        return [uid, m.hash, m.size, m.date, m.flags.join(' '), m.modseq, ...(m.extras ? [extrasText(m.extras)] : [])];
       });
       const unseen = [...b.messages.values()].filter((m) => !m.flags.includes(SEEN)).length;
       out.push({
@@ -182,6 +184,11 @@ const limitsAllRights = 'lrswipkxtean';
 
 function sortRights(rights: string): string {
   return [...new Set(rights)].sort().join('');
+}
+
+/** The extras in one fixed form for the dump (key order as given must not matter). */
+function extrasText(x: ModelExtras): string {
+  return `${x.envelopeFrom ?? '-'} ${x.dateZoneMinutes ?? '-'} ${x.recent ? 'recent' : '-'}`;
 }
 
 function normalize(flags: string[]): string[] {
@@ -249,7 +256,11 @@ export async function dumpStore(store: Store, options: { fetchAll?: boolean } = 
       if (!m.f.includes(SEEN)) unseen++;
       bytes += m.s;
       refs.set(hex(m.h), (refs.get(hex(m.h)) ?? 0) + 1);
-      messages.push([uid, hex(m.h), m.s, m.d, m.f.join(' '), m.m]);
+      const x: ModelExtras = {};
+      if (m.e !== undefined) x.envelopeFrom = m.e;
+      if (m.z !== undefined) x.dateZoneMinutes = m.z;
+      if (m.n) x.recent = true;
+      messages.push([uid, hex(m.h), m.s, m.d, m.f.join(' '), m.m, ...(Object.keys(x).length > 0 ? [extrasText(x)] : [])]);
     }
     if (info.messages !== messages.length || info.unseen !== unseen || info.bytes !== bytes) {
       throw new Error(`${name}: counts say ${info.messages} messages/${info.unseen} unseen/${info.bytes} bytes, records say ${messages.length}/${unseen}/${bytes}`);

@@ -14,7 +14,7 @@ import { Store } from '../../src/store/store.js';
 import { MailstoreError } from '../../src/errors.js';
 import { hashBytes } from '../../src/hash/blake3.js';
 import { limits } from '../../src/limits.js';
-import { Model, dumpDiff, dumpStore, type ModelMailbox } from '../sim/model.js';
+import { Model, dumpDiff, dumpStore, type ModelExtras, type ModelMailbox } from '../sim/model.js';
 
 const RUNS = Number(process.env.API_FUZZ_RUNS ?? 15);
 const STEPS = Number(process.env.API_FUZZ_STEPS ?? 25);
@@ -23,6 +23,11 @@ const SEED = process.env.API_FUZZ_SEED ? Number(process.env.API_FUZZ_SEED) : pro
 
 /** An argument and whether the API must accept it (ok) or refuse it with INVALID. */
 interface Arg<T = unknown> { v: T; ok: boolean }
+/** What the store keeps of valid extras: recent only when true. */
+const storedExtras = (x: ModelExtras & { recent?: boolean }): ModelExtras => {
+  const { recent, ...rest } = x;
+  return recent ? { ...rest, recent: true } : rest;
+};
 const good = <T>(...values: T[]): Arg<T>[] => values.map((v) => ({ v, ok: true }));
 const bad = (...values: unknown[]): Arg[] => values.map((v) => ({ v, ok: false }));
 const pick = (args: Arg[]) => fc.constantFrom(...args);
@@ -60,7 +65,11 @@ const body = fc.oneof(
   }) },
   { weight: 1, arbitrary: pick(bad('text', null, [1, 2], new ArrayBuffer(4), 5)).map((a) => ({ ...a, mutate: false, original: Buffer.alloc(0) })) },
 );
-const item = fc.record({ bytes: body, flags, date: dates });
+/** The optional per-message metadata (issue 18 #10): the store's value of each valid one is its `stored`. */
+const extras = mixed(pick([
+  ...good({}, {}, {}, { envelopeFrom: 'alice@example.org' }, { dateZoneMinutes: -300 }, { dateZoneMinutes: 840, recent: true }, { recent: false }, { envelopeFrom: '<>', dateZoneMinutes: 0, recent: true }),
+]), bad({ envelopeFrom: 'a b' }, { envelopeFrom: '' }, { envelopeFrom: 'x'.repeat(255) }, { dateZoneMinutes: 841 }, { dateZoneMinutes: -721 }, { dateZoneMinutes: 1.5 }, { recent: 'yes' }, { envelopeFrom: 5 }));
+const item = fc.record({ bytes: body, flags, date: dates, extras });
 const pattern = mixed(pick(good(undefined, '*', '%', 'A/*', 'A/%', '*B*', '%/%', 'Cafe\u0301*', 'INBOX', '*a*a*a*c')), bad(5, null, 'a\u202E*', ['*']));
 
 const op = fc.oneof(
@@ -257,7 +266,7 @@ class Harness {
         if (invalid(o.name, o.uid)) return { call, outcome: INVALID };
         const message = this.box(o.name.v)?.messages.get(o.uid.v as number);
         if (!message) return { call, outcome: NOT_FOUND };
-        return { call, outcome: { check: (r) => expect(r).toMatchObject({ uid: o.uid.v, hash: message.hash, size: message.size, flags: message.flags, modseq: message.modseq }) } };
+        return { call, outcome: { check: (r) => expect(r).toEqual({ uid: o.uid.v, hash: message.hash, size: message.size, internalDate: new Date(message.date), flags: message.flags, modseq: message.modseq, ...message.extras }) } };
       }
       case 'readMessages': {
         const call = async () => {
@@ -292,7 +301,7 @@ class Harness {
         const b = this.box(o.name.v);
         if (!b) return { call, outcome: NOT_FOUND };
         return { call, outcome: { check: (r) => expect(r).toEqual([...b.messages].sort(([x], [y]) => x - y).map(([u, x]) => ({
-          uid: u, hash: x.hash, size: x.size, internalDate: new Date(x.date), flags: x.flags, modseq: x.modseq,
+          uid: u, hash: x.hash, size: x.size, internalDate: new Date(x.date), flags: x.flags, modseq: x.modseq, ...x.extras,
         }))) } };
       }
     }
@@ -300,11 +309,11 @@ class Harness {
 
   planAppend(o: Extract<Op, { kind: 'append' | 'appendBatch' }>, s: Record<string, (...args: unknown[]) => Promise<unknown>>) {
     const items = o.kind === 'append' ? [o.item] : o.items;
-    const invalidItem = items.some((i) => !i.bytes.ok || !i.flags.ok || !i.date.ok);
+    const invalidItem = items.some((i) => !i.bytes.ok || !i.flags.ok || !i.date.ok || !i.extras.ok);
     const call = async () => {
       const promise = o.kind === 'append'
-        ? s.append(o.name.v, o.item.bytes.v, { flags: o.item.flags.v, internalDate: o.item.date.v })
-        : s.appendBatch(o.name.v, o.items.map((i) => ({ bytes: i.bytes.v, flags: i.flags.v, internalDate: i.date.v })));
+        ? s.append(o.name.v, o.item.bytes.v, { flags: o.item.flags.v, internalDate: o.item.date.v, ...(o.item.extras.v as object) })
+        : s.appendBatch(o.name.v, o.items.map((i) => ({ bytes: i.bytes.v, flags: i.flags.v, internalDate: i.date.v, ...(i.extras.v as object) })));
       for (const i of items) if (i.mutate) (i.bytes.v as Uint8Array).fill(0x58); // the caller reuses its buffer at once
       return promise;
     };
@@ -315,7 +324,7 @@ class Harness {
     return { call, outcome: { check: (r: unknown) => {
       const results = (o.kind === 'append' ? [r] : r) as { uid: number; hash: string; size: number }[];
       if (items.length === 0) return expect(results).toEqual([]);
-      const dated = items.map((i) => ({ bytes: i.bytes.original, flags: canonicalFlags(i.flags.v as string[]), date: i.date.v === undefined ? -1 : new Date(i.date.v as never).getTime() }));
+      const dated = items.map((i) => ({ bytes: i.bytes.original, flags: canonicalFlags(i.flags.v as string[]), date: i.date.v === undefined ? -1 : new Date(i.date.v as never).getTime(), extras: storedExtras(i.extras.v as ModelExtras) }));
       const expected = this.model.append(b.name, dated);
       expect(results.map((x) => x.uid)).toEqual(expected);
       for (let k = 0; k < items.length; k++) {
@@ -408,7 +417,7 @@ describe('public API against a model', () => {
       h.store = await Store.open(dir, { create: true });
       try {
         for (const name of ['INBOX', 'A', 'A/B', 'B', 'Caf\u00e9']) await h.step({ kind: 'create', name: { v: name, ok: true }, owner: undefined });
-        const seed = (n: number) => ({ bytes: { v: Buffer.from(`seed ${n}`), ok: true, mutate: false, original: Buffer.from(`seed ${n}`) }, flags: { v: undefined, ok: true }, date: { v: 0, ok: true } });
+        const seed = (n: number) => ({ bytes: { v: Buffer.from(`seed ${n}`), ok: true, mutate: false, original: Buffer.from(`seed ${n}`) }, flags: { v: undefined, ok: true }, date: { v: 0, ok: true }, extras: { v: n === 1 ? { envelopeFrom: 'seed@example.org', dateZoneMinutes: 60, recent: true } : {}, ok: true } });
         await h.step({ kind: 'appendBatch', name: { v: 'INBOX', ok: true }, items: [seed(1), seed(2), seed(3)] });
         await h.step({ kind: 'appendBatch', name: { v: 'A', ok: true }, items: [seed(1), seed(4)] });
         for (const o of ops) {

@@ -43,6 +43,10 @@ async function varied(store: Store, rand: () => number): Promise<void> {
       bytes: msg(rand() < 0.2 ? 'dup' : `${round}-${i}`, Math.floor(rand() * 3000)),
       flags: rand() < 0.5 ? ['\\Seen'] : rand() < 0.5 ? ['\\Flagged', 'work'] : [],
       internalDate: 1_700_000_000_000 + round * 1000 + i,
+      // the optional metadata (issue 18 #10), some of it on some messages
+      ...(rand() < 0.4 ? { envelopeFrom: `sender${i}@example.org` } : {}),
+      ...(rand() < 0.4 ? { dateZoneMinutes: Math.floor(rand() * 1560) - 720 } : {}),
+      ...(rand() < 0.3 ? { recent: true } : {}),
     }));
     await store.appendBatch(box, items, { meta: { key: `import/${box}`, value: { round, at: 'x'.repeat(round) } } });
     for (let i = 0; i < 10; i++) await store.append(box, msg(rand() < 0.3 ? 'dup' : `single-${round}-${i}`), { flags: i % 2 ? ['\\Seen'] : [] });

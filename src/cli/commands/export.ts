@@ -27,17 +27,19 @@ export function register(program: Command): void {
     .option('--no-recursive', 'maildir: leave out the mailboxes below MAILBOX')
     .option('--status-headers', 'mbox: write flags as Status/X-Status headers (changes the message bytes)')
     .addOption(new Option('--mbox-style <style>', 'mbox: how From_ lines in bodies are quoted').choices(['mboxrd', 'mboxo']).default('mboxrd'))
-    .option('--mbox-sender <sender>', 'mbox: the From_ line\'s sender: return-path (each message\'s Return-Path) or one token (default MAILER-DAEMON)')
+    .option('--mbox-sender <sender>', 'mbox: the From_ line\'s sender of a message with none stored: return-path (each message\'s Return-Path) or one token (default MAILER-DAEMON)')
     .option('--json', 'print the summary as JSON')
     .addHelpText('after', `
 Messages are written exactly as stored. Maildir keeps flags in the ":2," suffix (keywords through
 dovecot-keywords) and the internal date as the file's mtime; mbox keeps the internal date in the
-From_ line, and flags only with --status-headers. The store keeps an internal date as an instant:
-the From_ line gives it in the zone of the message's Date header when that header names the same
-second ("Thu Nov 28 10:45:25 2026 +0100", as Dovecot writes), else in UTC. The From_ line's sender
-of an imported mbox is not kept: it is MAILER-DAEMON, or with --mbox-sender return-path the
-message's Return-Path address (what a delivery agent puts in both). Every message goes to cur/ of a
-Maildir: whether one was in new/ (not yet seen by any client) is not kept. A message that fails verification is reported, left out, and the export exits 6.
+From_ line, and flags only with --status-headers. An mbox import keeps each From_ line's sender
+and the zone of its date, and the export writes them back ("From alice@example.org Thu Nov 28
+10:45:25 2026 +0100", as Dovecot writes). For a message without them (appended, or imported from
+Maildir): the date in the zone of the message's Date header when that header names the same
+second, else UTC; the sender MAILER-DAEMON, or --mbox-sender (return-path: the message's
+Return-Path address, what a delivery agent puts in both). A Maildir message imported from new/
+(not yet seen by any client) goes back to new/ while it has no flags; every other one to cur/.
+A message that fails verification is reported, left out, and the export exits 6.
 
 A new mbox file or Maildir is written under a hidden temporary name beside --out and renamed to
 --out only when complete (Ctrl-C: what was written so far), so a failed export (a full disk:

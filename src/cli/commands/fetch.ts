@@ -11,7 +11,7 @@ export function register(program: Command): void {
   program
     .command('fetch <mailbox> <uid>')
     .description('write the exact bytes of a message to stdout (verified first: corruption prints nothing, exit 6); with --info, the metadata of a UID or UID set. Changes nothing')
-    .option('--info', 'print the message metadata (flags, internal date, size, hash, modseq) instead of its bytes; UID may be a set (1:5,9)')
+    .option('--info', 'print the message metadata (flags, internal date, size, hash, modseq; envelope-from, date-zone-minutes and recent when stored) instead of its bytes; UID may be a set (1:5,9)')
     .option('--json', 'with --info: print the metadata as JSON (an array when UID is a set)')
     .action(async (mailbox: string, uidText: string, options: { info?: boolean }, command: Command) => {
       if (options.info && !/^\d+$/.test(uidText)) return infoOfSet(mailbox, uidText, command);
@@ -40,5 +40,9 @@ async function infoOfSet(mailbox: string, uidText: string, command: Command): Pr
 
 function formatInfo(info: MessageInfo): string {
   return `uid ${info.uid}\nsize ${info.size}\ninternal-date ${info.internalDate.toISOString()}\n` +
-    `flags ${info.flags.join(' ')}\nmodseq ${info.modseq}\nhash ${info.hash}\n`;
+    `flags ${info.flags.join(' ')}\nmodseq ${info.modseq}\nhash ${info.hash}\n` +
+    // the optional metadata only when stored: a missing line means unknown
+    (info.envelopeFrom !== undefined ? `envelope-from ${info.envelopeFrom}\n` : '') +
+    (info.dateZoneMinutes !== undefined ? `date-zone-minutes ${info.dateZoneMinutes}\n` : '') +
+    (info.recent ? 'recent yes\n' : '');
 }

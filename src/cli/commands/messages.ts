@@ -9,7 +9,7 @@ export function register(program: Command): void {
   program
     .command('messages <mailbox> [uids]')
     .description('list the messages of MAILBOX (or of a UID set, e.g. 1:5,9,12:*): uid, size, internal date, flags, modseq, hash. Reads the index only; changes nothing')
-    .option('--json', 'print an array of {uid, size, internalDate, flags, modseq, hash}')
+    .option('--json', 'print an array of {uid, size, internalDate, flags, modseq, hash} (plus envelopeFrom, dateZoneMinutes, recent when stored)')
     .action(async (mailbox: string, uidText: string | undefined, _options: unknown, command: Command) => {
       const list = await withStore(command, async (store) => {
         const wanted = uidText === undefined ? undefined : new Set(await resolveUidSet(store, mailbox, uidText));
