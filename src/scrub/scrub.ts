@@ -370,14 +370,44 @@ async function* entries<T>(store: Store, space: number, findings: Finding[], cou
  * it holds all of them, their locations need no second look.
  */
 async function checkIndex(store: Store, findings: Finding[], confirmed: Confirmed, scanned: ScannedRange[], totals: LiveTotals): Promise<number> {
-  const counter = { n: 0 };
+  const pass: IndexPass = { store, findings, counter: { n: 0 } };
+  const boxes = await readMailboxes(pass);
+  await checkNames(pass, boxes);
+  await checkRights(pass, boxes);
+  const fromMessages = await countMessages(pass, boxes);
+  checkCounts(findings, boxes);
+  await checkChangeLog(pass, boxes, fromMessages.changes);
+  await checkBlobs(pass, confirmed, scanned, fromMessages.referenced);
+  totals.mailboxes = boxes.size;
+  for (const box of boxes.values()) totals.messages += box.messages;
+  return pass.counter.n;
+}
+
+/** What every step of the index pass reads through, reports to, and counts keys in. */
+interface IndexPass {
+  store: Store;
+  findings: Finding[];
+  counter: { n: number };
+}
+
+function spaceBatches<T>(pass: IndexPass, space: number): AsyncGenerator<[Buffer, T][]> {
+  return entryBatches<T>(pass.store, space, pass.findings, pass.counter);
+}
+
+/** I: every mailbox, by hex id, with zeroed tallies for the steps below. */
+async function readMailboxes(pass: IndexPass): Promise<Map<string, BoxCheck>> {
   const boxes = new Map<string, BoxCheck>();
-  for await (const batch of entryBatches<MailboxInfo>(store, SPACE.info, findings, counter)) for (const [key, info] of batch) {
+  for await (const batch of spaceBatches<MailboxInfo>(pass, SPACE.info)) for (const [key, info] of batch) {
     const id = key.subarray(1).toString('hex');
     boxes.set(id, { info, name: formatMailboxName(info.name), seenInNames: false, messages: 0, unseen: 0, bytes: 0, maxUid: 0, maxModseq: 0 });
   }
-  // N <-> I
-  for await (const batch of entryBatches<Buffer>(store, SPACE.name, findings, counter)) for (const [key, idValue] of batch) {
+  return boxes;
+}
+
+/** N <-> I: each name points to the live mailbox of that name, and each live mailbox has its name. */
+async function checkNames(pass: IndexPass, boxes: Map<string, BoxCheck>): Promise<void> {
+  const { findings } = pass;
+  for await (const batch of spaceBatches<Buffer>(pass, SPACE.name)) for (const [key, idValue] of batch) {
     const name = formatMailboxName(decodeNameKey(key));
     const box = boxes.get(Buffer.from(idValue).toString('hex'));
     if (!box) findings.push({ kind: 'name-index-mismatch', name, detail: 'the name points to a mailbox that does not exist' });
@@ -385,17 +415,26 @@ async function checkIndex(store: Store, findings: Finding[], confirmed: Confirme
     else if (box.name !== name) findings.push({ kind: 'name-index-mismatch', name, detail: `the name points to mailbox ${box.name}` });
     else box.seenInNames = true;
   }
+  for (const box of boxes.values()) {
+    if (!box.info.deleting && !box.seenInNames) findings.push({ kind: 'name-index-mismatch', name: box.name, detail: 'the mailbox has no name entry' });
+  }
+}
+
+/**
+ * R <-> ACLs: each reverse-map entry agrees with its mailbox's ACL; only when there are fewer
+ * entries than ACL entries are the ACLs looked up one by one for the missing ones.
+ */
+async function checkRights(pass: IndexPass, boxes: Map<string, BoxCheck>): Promise<void> {
+  const { store, findings } = pass;
   let aclEntries = 0;
+  const byName = new Map<string, BoxCheck>();
   for (const box of boxes.values()) {
     if (box.info.deleting) continue;
-    if (!box.seenInNames) findings.push({ kind: 'name-index-mismatch', name: box.name, detail: 'the mailbox has no name entry' });
+    byName.set(box.name, box);
     aclEntries += Object.keys(box.info.acl).length;
   }
-  // R <-> ACLs
   let rightsEntries = 0;
-  const byName = new Map<string, BoxCheck>();
-  for (const box of boxes.values()) if (!box.info.deleting) byName.set(box.name, box);
-  for await (const batch of entryBatches<RightsRecord>(store, SPACE.rights, findings, counter)) for (const [key, value] of batch) {
+  for await (const batch of spaceBatches<RightsRecord>(pass, SPACE.rights)) for (const [key, value] of batch) {
     const { user, components } = decodeRightsKey(key);
     const name = formatMailboxName(components);
     const box = byName.get(name);
@@ -403,28 +442,30 @@ async function checkIndex(store: Store, findings: Finding[], confirmed: Confirme
     if (!box || !Buffer.from(value.id).equals(Buffer.from(box.info.id))) findings.push({ kind: 'acl-map-mismatch', identifier: user, name, detail: 'reverse map entry for a mailbox that does not have this name' });
     else if (box.info.acl[user] !== value.rights) findings.push({ kind: 'acl-map-mismatch', identifier: user, name, detail: `reverse map says '${value.rights}', the ACL says '${box.info.acl[user] ?? ''}'` });
   }
-  if (rightsEntries < aclEntries) {
-    for (const box of byName.values()) {
-      for (const user of Object.keys(box.info.acl)) {
-        // a value failing its checksum is there (and already reported as index-value-corrupt)
-        const present = await store.maintenance().index.get(keys.rights(user, box.info.name)).then(Boolean, (error: unknown) => {
-          if (isMailstoreError(error, 'CORRUPT')) return true;
-          throw error;
-        });
-        if (!present) findings.push({ kind: 'acl-map-mismatch', identifier: user, name: box.name, detail: 'ACL entry missing from the reverse map' });
-      }
+  if (rightsEntries >= aclEntries) return;
+  for (const box of byName.values()) {
+    for (const user of Object.keys(box.info.acl)) {
+      // a value failing its checksum is there (and already reported as index-value-corrupt)
+      const present = await store.maintenance().index.get(keys.rights(user, box.info.name)).then(Boolean, (error: unknown) => {
+        if (isMailstoreError(error, 'CORRUPT')) return true;
+        throw error;
+      });
+      if (!present) findings.push({ kind: 'acl-map-mismatch', identifier: user, name: box.name, detail: 'ACL entry missing from the reverse map' });
     }
   }
-  // M: per-mailbox counts, and digests for refcounts and the change log
+}
+
+/** M: tallies each mailbox's messages, and digests of the blobs they refer to and of their change entries. */
+async function countMessages(pass: IndexPass, boxes: Map<string, BoxCheck>): Promise<{ referenced: Digest; changes: Digest }> {
   const referenced = new Digest();
-  const changesFromMessages = new Digest();
-  for await (const batch of entryBatches<MessageRecord>(store, SPACE.message, findings, counter)) for (const [key, record] of batch) {
+  const changes = new Digest();
+  for await (const batch of spaceBatches<MessageRecord>(pass, SPACE.message)) for (const [key, record] of batch) {
     const { id, uid } = decodeMessageKey(key);
     const box = boxes.get(id.toString('hex'));
     referenced.add(Buffer.from(record.h));
-    addChange(changesFromMessages, id, uid, record.m);
+    addChange(changes, id, uid, record.m);
     if (!box) {
-      findings.push({ kind: 'mailbox-counts', mailbox: id.toString('hex'), detail: `message ${uid} belongs to no mailbox` });
+      pass.findings.push({ kind: 'mailbox-counts', mailbox: id.toString('hex'), detail: `message ${uid} belongs to no mailbox` });
       continue;
     }
     box.messages++;
@@ -433,6 +474,11 @@ async function checkIndex(store: Store, findings: Finding[], confirmed: Confirme
     box.maxUid = Math.max(box.maxUid, uid);
     box.maxModseq = Math.max(box.maxModseq, record.m);
   }
+  return { referenced, changes };
+}
+
+/** Each mailbox's stored counts against the messages countMessages tallied. */
+function checkCounts(findings: Finding[], boxes: Map<string, BoxCheck>): void {
   for (const box of boxes.values()) {
     const i = box.info;
     const wrong: string[] = [];
@@ -443,29 +489,33 @@ async function checkIndex(store: Store, findings: Finding[], confirmed: Confirme
     if (i.highestModseq < box.maxModseq) wrong.push(`highestModseq ${i.highestModseq} below a message's ${box.maxModseq}`);
     if (wrong.length) findings.push({ kind: 'mailbox-counts', mailbox: box.name, detail: wrong.join('; ') });
   }
-  // C: every message has exactly one 'changed' entry at its modseq
+}
+
+/** C: every message has exactly one 'changed' entry at its modseq, and no entry names a missing mailbox. */
+async function checkChangeLog(pass: IndexPass, boxes: Map<string, BoxCheck>, fromMessages: Digest): Promise<void> {
   const changes = new Digest();
-  for await (const batch of entryBatches<number>(store, SPACE.change, findings, counter)) for (const [key, value] of batch) {
+  for await (const batch of spaceBatches<number>(pass, SPACE.change)) for (const [key, value] of batch) {
     const c = decodeChangeKey(key);
     if (value === 0) addChange(changes, c.id, c.uid, c.modseq);
-    if (!boxes.has(c.id.toString('hex'))) findings.push({ kind: 'change-log-mismatch', mailbox: c.id.toString('hex'), detail: `change entry for uid ${c.uid} of a mailbox that does not exist` });
+    if (!boxes.has(c.id.toString('hex'))) pass.findings.push({ kind: 'change-log-mismatch', mailbox: c.id.toString('hex'), detail: `change entry for uid ${c.uid} of a mailbox that does not exist` });
   }
-  if (!changes.equals(changesFromMessages)) {
-    findings.push({ kind: 'change-log-mismatch', mailbox: '*', detail: 'the change log (C) disagrees with the messages\' modseqs' });
+  if (!changes.equals(fromMessages)) {
+    pass.findings.push({ kind: 'change-log-mismatch', mailbox: '*', detail: 'the change log (C) disagrees with the messages\' modseqs' });
   }
-  // B: every entry's location holds its record; refcounts agree with the messages
+}
+
+/** B: every entry's location holds its record; refcounts agree with the messages. */
+async function checkBlobs(pass: IndexPass, confirmed: Confirmed, scanned: ScannedRange[], referenced: Digest): Promise<void> {
+  const { store, findings } = pass;
   const recorded = new Digest();
   let blobs = 0;
-  for await (const batch of entryBatches<BlobRecord>(store, SPACE.blob, findings, counter)) for (const [key, blob] of batch) {
+  for await (const batch of spaceBatches<BlobRecord>(pass, SPACE.blob)) for (const [key, blob] of batch) {
     blobs++;
     recorded.add(key.subarray(1), blob.r);
     if (blob.r === 0) findings.push({ kind: 'unreferenced-blob', hash: hashHex(key.subarray(1)), length: blob.l });
   }
   if (blobs !== confirmed.n) await checkBlobLocations(store, findings, confirmed, scanned);
   if (!recorded.equals(referenced)) await localizeRefcounts(store, blobs, findings);
-  totals.mailboxes = boxes.size;
-  for (const box of boxes.values()) totals.messages += box.messages;
-  return counter.n;
 }
 
 /** Only when the journal read whole: a damaged or incomplete journal is reported on its own. */
