@@ -98,80 +98,115 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
     packs: packs.length, blobsVerified: 0, bytesVerified: 0, journalRecords: 0, indexKeys: 0, seconds: 0,
     cycleComplete: false, scanned: [], damage: 0, informational: 0,
   };
-  let bytesTotal = 0;
-  for (const p of packs) if (p >= cursor.pack) bytesTotal += (await store.fs.stat(store.maintenance().packs.path(p))).size;
-  const throttle = makeThrottle(options.maxRateBytesPerSecond, now);
   const overBudget = () => budget !== undefined && now() - started >= budget;
-  const threads = options.hashThreads ?? (bytesTotal >= limits.scrubPoolBytesMin && !options.maxRateBytesPerSecond ? undefined : 0);
-  const pool = HashPool.create(threads);
-
-  // 1. packs, sequentially, every record re-hashed. `confirmed` holds the index entries whose
-  // location the scan saw holding a valid record of their hash.
-  const confirmed = new Confirmed();
-  let stoppedAt: Cursor | undefined;
-  let progressBytes = 0;
-  let records = 0;
-  const classifier = new RecordClassifier(store, findings, confirmed);
-  try {
-    packLoop:
-    for (const pack of packs) {
-      if (pack < cursor.pack) continue;
-      const from = pack === cursor.pack ? cursor.offset : 0;
-      let position = from;
-      const range: ScannedRange = { pack, from, to: from };
-      summary.scanned.push(range);
-      const onBytes = async (n: number) => {
-        progressBytes += n;
-        summary.bytesVerified += n;
-        await throttle(n);
-        options.onProgress?.({ phase: 'packs', bytesDone: progressBytes, bytesTotal, blobs: summary.blobsVerified });
-      };
-      for await (const item of store.maintenance().packs.scan(pack, { onBytes, from, pool })) {
-        if (item.kind === 'header') {
-          if (from === 0 && (!item.valid || !item.storeId?.equals(store.storeId))) findings.push({ kind: 'pack-header', pack });
-          continue;
-        }
-        if (item.kind === 'damage') {
-          await classifier.flush();
-          findings.push({ kind: 'pack-damage', pack, offset: item.offset, length: item.length });
-          position = item.next;
-        } else {
-          summary.blobsVerified++;
-          position = item.next;
-          await classifier.add(pack, item);
-        }
-        range.to = position;
-        if (++records % limits.scrubRecordsPerTurn === 0) await nextEventLoopTurn();
-        if (overBudget()) {
-          stoppedAt = { cycle: cursor.cycle, pack, offset: position };
-          break packLoop;
-        }
-      }
-      range.to = Math.max(range.to, (await store.fs.stat(store.maintenance().packs.path(pack))).size);
-    }
-    await classifier.flush();
-  } finally {
-    await pool?.close();
-  }
-
-  // 2 and 3. journal and index, once per full cycle
-  if (!stoppedAt) {
-    summary.cycleComplete = true;
-    options.onProgress?.({ phase: 'journal', bytesDone: progressBytes, bytesTotal, blobs: summary.blobsVerified });
-    const journalTotals: LiveTotals = { mailboxes: 0, messages: 0 };
-    const indexTotals: LiveTotals = { mailboxes: 0, messages: 0 };
-    summary.journalRecords = await checkJournal(store, findings, journalTotals);
-    options.onProgress?.({ phase: 'index', bytesDone: progressBytes, bytesTotal, blobs: summary.blobsVerified });
-    summary.indexKeys = await store.maintenance().runExclusive(() => checkIndex(store, findings, confirmed, summary.scanned, indexTotals));
-    compareTotals(findings, journalTotals, indexTotals);
-  }
+  const packPass = new PackPass(store, options, findings, summary, cursor, overBudget);
+  await packPass.run(packs);
+  if (!packPass.stoppedAt) await checkJournalAndIndex(store, options, findings, summary, packPass);
   await attachRefs(store, findings);
   await classifyDropped(store, findings);
-  if (budget !== undefined) await writeCursor(store, stoppedAt ?? { cycle: cursor.cycle + 1, pack: 0, offset: 0 });
+  if (budget !== undefined) await writeCursor(store, packPass.stoppedAt ?? { cycle: cursor.cycle + 1, pack: 0, offset: 0 });
   summary.seconds = (now() - started) / 1000;
   summary.damage = findings.filter(isDamage).length;
   summary.informational = findings.length - summary.damage;
   return { findings, summary };
+}
+
+/** Passes 2 and 3, once per full cycle: the journal, then the index (holding the writer). */
+async function checkJournalAndIndex(store: Store, options: ScrubOptions, findings: Finding[], summary: ScrubSummary, packPass: PackPass): Promise<void> {
+  summary.cycleComplete = true;
+  options.onProgress?.(packPass.progress('journal'));
+  const journalTotals: LiveTotals = { mailboxes: 0, messages: 0 };
+  const indexTotals: LiveTotals = { mailboxes: 0, messages: 0 };
+  summary.journalRecords = await checkJournal(store, findings, journalTotals);
+  options.onProgress?.(packPass.progress('index'));
+  summary.indexKeys = await store.maintenance().runExclusive(() => checkIndex(store, findings, packPass.confirmed, summary.scanned, indexTotals));
+  compareTotals(findings, journalTotals, indexTotals);
+}
+
+/**
+ * Pass 1: the packs from the cursor on, sequentially, every record re-hashed. `confirmed` ends up
+ * holding the index entries whose location the scan saw holding a valid record of their hash;
+ * `stoppedAt` is where the time budget ran out, if it did.
+ */
+class PackPass {
+  readonly confirmed = new Confirmed();
+  stoppedAt: Cursor | undefined;
+  private bytesDone = 0;
+  private bytesTotal = 0;
+  private records = 0;
+  private readonly classifier: RecordClassifier;
+  private throttle: (n: number) => Promise<unknown> = async () => undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly options: ScrubOptions,
+    private readonly findings: Finding[],
+    private readonly summary: ScrubSummary,
+    private readonly cursor: Cursor,
+    private readonly overBudget: () => boolean,
+  ) {
+    this.classifier = new RecordClassifier(store, findings, this.confirmed);
+  }
+
+  progress(phase: ScrubProgress['phase']): ScrubProgress {
+    return { phase, bytesDone: this.bytesDone, bytesTotal: this.bytesTotal, blobs: this.summary.blobsVerified };
+  }
+
+  async run(packs: number[]): Promise<void> {
+    for (const p of packs) if (p >= this.cursor.pack) this.bytesTotal += await this.packBytes(p);
+    const { hashThreads, maxRateBytesPerSecond, now } = this.options;
+    this.throttle = makeThrottle(maxRateBytesPerSecond, now ?? Date.now);
+    const threads = hashThreads ?? (this.bytesTotal >= limits.scrubPoolBytesMin && !maxRateBytesPerSecond ? undefined : 0);
+    const pool = HashPool.create(threads);
+    try {
+      for (const pack of packs) {
+        if (pack < this.cursor.pack) continue;
+        await this.scanPack(pack, pool);
+        if (this.stoppedAt) break;
+      }
+      await this.classifier.flush();
+    } finally {
+      await pool?.close();
+    }
+  }
+
+  /** One pack, from the cursor's offset in the cursor's pack and from its start in the others. */
+  private async scanPack(pack: number, pool: HashPool | undefined): Promise<void> {
+    const { store, findings, summary, cursor } = this;
+    const from = pack === cursor.pack ? cursor.offset : 0;
+    const range: ScannedRange = { pack, from, to: from };
+    summary.scanned.push(range);
+    const onBytes = async (n: number) => {
+      this.bytesDone += n;
+      summary.bytesVerified += n;
+      await this.throttle(n);
+      this.options.onProgress?.(this.progress('packs'));
+    };
+    for await (const item of store.maintenance().packs.scan(pack, { onBytes, from, pool })) {
+      if (item.kind === 'header') {
+        if (from === 0 && (!item.valid || !item.storeId?.equals(store.storeId))) findings.push({ kind: 'pack-header', pack });
+        continue;
+      }
+      if (item.kind === 'damage') {
+        await this.classifier.flush();
+        findings.push({ kind: 'pack-damage', pack, offset: item.offset, length: item.length });
+      } else {
+        summary.blobsVerified++;
+        await this.classifier.add(pack, item);
+      }
+      range.to = item.next;
+      if (++this.records % limits.scrubRecordsPerTurn === 0) await nextEventLoopTurn();
+      if (this.overBudget()) {
+        this.stoppedAt = { cycle: cursor.cycle, pack, offset: item.next };
+        return;
+      }
+    }
+    range.to = Math.max(range.to, await this.packBytes(pack));
+  }
+
+  private async packBytes(pack: number): Promise<number> {
+    return (await this.store.fs.stat(this.store.maintenance().packs.path(pack))).size;
+  }
 }
 
 type ScannedBlob = { offset: number; hash: Buffer; length: number; valid: boolean };
@@ -258,11 +293,6 @@ class RecordClassifier {
 }
 
 /**
- * Every journal record's frame, and coverage: the journal must start at seq 1 or with a checkpoint,
- * have no gaps, and reach the index's appliedSeq (read first: the journal is always written before
- * the index, so a writer running meanwhile cannot make this report a false gap).
- */
-/**
  * What the journal says should be live: mailboxes and messages. A replay derives the index from the
  * same ops, so these totals must equal the index's; LevelDB can silently drop keys of a damaged
  * table (docs/FAULTS.md), which every cross-check inside the index then agrees with.
@@ -286,6 +316,11 @@ function countLive(totals: LiveTotals, payload: JournalPayload): void {
   }
 }
 
+/**
+ * Every journal record's frame, and coverage: the journal must start at seq 1 or with a checkpoint,
+ * have no gaps, and reach the index's appliedSeq (read first: the journal is always written before
+ * the index, so a writer running meanwhile cannot make this report a false gap).
+ */
 async function checkJournal(store: Store, findings: Finding[], totals: LiveTotals): Promise<number> {
   const appliedSeq = (await store.maintenance().index.get<number>(meta.appliedSeq)) ?? 0;
   let records = 0;
