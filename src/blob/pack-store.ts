@@ -66,6 +66,44 @@ export type ScanItem =
   | { kind: 'blob'; offset: number; hash: Buffer; length: number; valid: boolean; next: number }
   | { kind: 'damage'; offset: number; length: number; next: number };
 
+/** A record whose header and body lie whole inside one scanned chunk. */
+interface ChunkRecord {
+  offset: number;
+  hash: Buffer;
+  length: number;
+}
+
+/** One PackStore.scan in progress: its file, its chunk buffers, and the chunks being hashed. */
+interface PackScan {
+  handle: FileHandle;
+  size: number;
+  chunkBytes: number;
+  onBytes: ScanOptions['onBytes'];
+  pool: HashPool | undefined;
+  /** Chunks read ahead of the one being yielded (while workers hash). */
+  ahead: number;
+  /** Chunk-sized buffers to read into again. */
+  free: ArrayBuffer[];
+  groups: { records: ChunkRecord[]; digests: Promise<Uint8Array> }[];
+}
+
+/**
+ * The records lying whole in the first `n` bytes of `chunk` (read at `position`), in order, into
+ * `records` and their bodies' (start, length) into `ranges`; returns the bytes they span. Stops at
+ * the first header that does not decode or whose body runs past the chunk.
+ */
+function parseChunkRecords(chunk: Buffer, n: number, position: number, records: ChunkRecord[], ranges: number[]): number {
+  let q = 0;
+  while (q + RECORD_HEADER_BYTES <= n) {
+    const rec = decodeRecordHeader(chunk.subarray(q, q + RECORD_HEADER_BYTES));
+    if (!rec || q + RECORD_HEADER_BYTES + rec.bodyLength > n) break;
+    records.push({ offset: position + q, hash: rec.hash, length: rec.bodyLength });
+    ranges.push(q + RECORD_HEADER_BYTES, rec.bodyLength);
+    q += RECORD_HEADER_BYTES + rec.bodyLength;
+  }
+  return q;
+}
+
 /** BLAKE3 of each (start, length) range of `bytes`, digests end to end. */
 function hashRanges(bytes: Buffer, ranges: number[]): Uint8Array {
   const digests = new Uint8Array((ranges.length / 2) * 32);
@@ -358,96 +396,104 @@ export class PackStore {
    * `limits.scanChunksInFlight` ahead). Records bigger than a chunk stream through one.
    */
   async *scan(pack: number, options: ScanOptions = {}): AsyncGenerator<ScanItem | { kind: 'header'; valid: boolean; storeId?: Buffer }> {
-    const chunkBytes = Math.max(options.chunkBytes ?? limits.scanChunkBytes, 4 * RECORD_HEADER_BYTES);
-    const { onBytes, pool } = options;
     const path = this.path(pack);
     const handle = await this.fs.open(path, 'read').catch((e) => { throw fromSystemError(e, 'opening pack', path); });
-    const free: ArrayBuffer[] = [];
-    const groups: { records: { offset: number; hash: Buffer; length: number }[]; digests: Promise<Uint8Array> }[] = [];
-    const ahead = pool ? limits.scanChunksInFlight : 0;
-    let size = 0;
-    const resync = (offset: number, length: number) => this.findNextRecord(handle, offset + 1, size, chunkBytes, offset + RECORD_HEADER_BYTES + length);
-    // Yields the hashed groups but the newest `keep`; returns where to go on when a record failed
-    // its hash and a valid record starts inside it (the groups after it were parsed from its length).
-    async function* drain(keep: number): AsyncGenerator<ScanItem, number | undefined> {
-      while (groups.length > keep) {
-        const group = groups.shift()!;
-        const digests = await group.digests;
-        for (let i = 0; i < group.records.length; i++) {
-          const { offset, hash, length } = group.records[i];
-          const end = offset + RECORD_HEADER_BYTES + length;
-          if (onBytes) await onBytes(length);
-          const valid = hash.equals(digests.subarray(i * 32, i * 32 + 32));
-          const next = valid ? end : await resync(offset, length);
-          yield { kind: 'blob', offset, hash, length, valid, next };
-          if (next < end) {
-            await Promise.allSettled(groups.splice(0).map((g) => g.digests));
-            return next;
-          }
-        }
-      }
-      return undefined;
-    }
+    const scan: PackScan = {
+      handle, size: 0, chunkBytes: Math.max(options.chunkBytes ?? limits.scanChunkBytes, 4 * RECORD_HEADER_BYTES),
+      onBytes: options.onBytes, pool: options.pool, ahead: options.pool ? limits.scanChunksInFlight : 0, free: [], groups: [],
+    };
     try {
-      size = await handle.size();
-      const head = Buffer.alloc(Math.min(PACK_HEADER_BYTES, size));
+      scan.size = await handle.size();
+      const head = Buffer.alloc(Math.min(PACK_HEADER_BYTES, scan.size));
       await handle.read(head, 0, head.length, 0);
       const decoded = decodePackHeader(head);
       yield { kind: 'header', valid: !!decoded, storeId: decoded?.storeId };
       let p = Math.max(options.from ?? PACK_HEADER_BYTES, PACK_HEADER_BYTES);
-      while (p < size) {
-        const buffer = free.pop() ?? new ArrayBuffer(chunkBytes);
+      while (p < scan.size) {
+        const buffer = scan.free.pop() ?? new ArrayBuffer(scan.chunkBytes);
         const chunk = Buffer.from(buffer);
-        const n = await handle.read(chunk, 0, Math.min(chunkBytes, size - p), p);
-        const records: { offset: number; hash: Buffer; length: number }[] = [];
+        const n = await handle.read(chunk, 0, Math.min(scan.chunkBytes, scan.size - p), p);
+        const records: ChunkRecord[] = [];
         const ranges: number[] = [];
-        let q = 0;
-        while (q + RECORD_HEADER_BYTES <= n) {
-          const rec = decodeRecordHeader(chunk.subarray(q, q + RECORD_HEADER_BYTES));
-          if (!rec || q + RECORD_HEADER_BYTES + rec.bodyLength > n) break;
-          records.push({ offset: p + q, hash: rec.hash, length: rec.bodyLength });
-          ranges.push(q + RECORD_HEADER_BYTES, rec.bodyLength);
-          q += RECORD_HEADER_BYTES + rec.bodyLength;
-        }
+        const parsed = parseChunkRecords(chunk, n, p, records, ranges);
         if (records.length > 0) {
-          groups.push({ records, digests: this.hashChunk(handle, pool, buffer, p, q, ranges, free) });
-          p += q;
-          p = (yield* drain(ahead)) ?? p;
+          scan.groups.push({ records, digests: this.hashChunk(handle, scan.pool, buffer, p, parsed, ranges, scan.free) });
+          p += parsed;
+          p = (yield* this.drainGroups(scan, scan.ahead)) ?? p;
           continue;
         }
         // The record at p is damaged, or too big for a chunk.
-        const rewind = yield* drain(0);
+        const rewind = yield* this.drainGroups(scan, 0);
         if (rewind !== undefined) {
-          free.push(buffer);
+          scan.free.push(buffer);
           p = rewind;
           continue;
         }
-        const rec = n >= RECORD_HEADER_BYTES ? decodeRecordHeader(chunk.subarray(0, RECORD_HEADER_BYTES)) : undefined;
-        if (!rec || p + RECORD_HEADER_BYTES + rec.bodyLength > size) {
-          free.push(buffer);
-          const next = await this.findNextRecord(handle, p + 1, size, chunkBytes);
-          yield { kind: 'damage', offset: p, length: next - p, next };
-          p = next;
-          continue;
-        }
-        const hasher = await createHasher();
-        const bodyStart = p + RECORD_HEADER_BYTES;
-        for (let r = 0; r < rec.bodyLength; r += chunkBytes) {
-          const k = await handle.read(chunk, 0, Math.min(chunkBytes, rec.bodyLength - r), bodyStart + r);
-          hasher.update(chunk.subarray(0, k));
-          if (onBytes) await onBytes(k);
-        }
-        free.push(buffer);
-        const valid = hasher.digest().equals(rec.hash);
-        const next = valid ? bodyStart + rec.bodyLength : await resync(p, rec.bodyLength);
-        yield { kind: 'blob', offset: p, hash: rec.hash, length: rec.bodyLength, valid, next };
-        p = next;
+        const item = await this.scanRecordAlone(scan, buffer, chunk, n, p);
+        yield item;
+        p = item.next;
       }
-      yield* drain(0);
+      yield* this.drainGroups(scan, 0);
     } finally {
-      await Promise.allSettled(groups.map((g) => g.digests));
-      await handle.close();
+      await Promise.allSettled(scan.groups.map((g) => g.digests));
+      await scan.handle.close();
     }
+  }
+
+  /**
+   * Yields the hashed groups but the newest `keep`; returns where to go on when a record failed its
+   * hash and a valid record starts inside it (the groups after it were parsed from its length).
+   */
+  private async *drainGroups(scan: PackScan, keep: number): AsyncGenerator<ScanItem, number | undefined> {
+    const { groups, onBytes } = scan;
+    while (groups.length > keep) {
+      const group = groups.shift()!;
+      const digests = await group.digests;
+      for (let i = 0; i < group.records.length; i++) {
+        const { offset, hash, length } = group.records[i];
+        const end = offset + RECORD_HEADER_BYTES + length;
+        if (onBytes) await onBytes(length);
+        const valid = hash.equals(digests.subarray(i * 32, i * 32 + 32));
+        const next = valid ? end : await this.resync(scan, offset, length);
+        yield { kind: 'blob', offset, hash, length, valid, next };
+        if (next < end) {
+          await Promise.allSettled(groups.splice(0).map((g) => g.digests));
+          return next;
+        }
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * The record at `p`, which no chunk held whole: a damaged range up to the next valid header, or
+   * a record bigger than a chunk, its body streamed through `chunk` (a view of `buffer`) and hashed
+   * here. Hands `buffer` back to the free list.
+   */
+  private async scanRecordAlone(scan: PackScan, buffer: ArrayBuffer, chunk: Buffer, n: number, p: number): Promise<ScanItem> {
+    const { handle, size, chunkBytes, onBytes } = scan;
+    const rec = n >= RECORD_HEADER_BYTES ? decodeRecordHeader(chunk.subarray(0, RECORD_HEADER_BYTES)) : undefined;
+    if (!rec || p + RECORD_HEADER_BYTES + rec.bodyLength > size) {
+      scan.free.push(buffer);
+      const next = await this.findNextRecord(handle, p + 1, size, chunkBytes);
+      return { kind: 'damage', offset: p, length: next - p, next };
+    }
+    const hasher = await createHasher();
+    const bodyStart = p + RECORD_HEADER_BYTES;
+    for (let r = 0; r < rec.bodyLength; r += chunkBytes) {
+      const k = await handle.read(chunk, 0, Math.min(chunkBytes, rec.bodyLength - r), bodyStart + r);
+      hasher.update(chunk.subarray(0, k));
+      if (onBytes) await onBytes(k);
+    }
+    scan.free.push(buffer);
+    const valid = hasher.digest().equals(rec.hash);
+    const next = valid ? bodyStart + rec.bodyLength : await this.resync(scan, p, rec.bodyLength);
+    return { kind: 'blob', offset: p, hash: rec.hash, length: rec.bodyLength, valid, next };
+  }
+
+  /** Where a scan goes on after a record that failed its hash: a valid header inside it, else its end. */
+  private resync(scan: PackScan, offset: number, length: number): Promise<number> {
+    return this.findNextRecord(scan.handle, offset + 1, scan.size, scan.chunkBytes, offset + RECORD_HEADER_BYTES + length);
   }
 
   /** The digests of `ranges` of a chunk read at `position`: on a worker, or here (also when a worker failed). */

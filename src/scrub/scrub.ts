@@ -98,80 +98,115 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
     packs: packs.length, blobsVerified: 0, bytesVerified: 0, journalRecords: 0, indexKeys: 0, seconds: 0,
     cycleComplete: false, scanned: [], damage: 0, informational: 0,
   };
-  let bytesTotal = 0;
-  for (const p of packs) if (p >= cursor.pack) bytesTotal += (await store.fs.stat(store.maintenance().packs.path(p))).size;
-  const throttle = makeThrottle(options.maxRateBytesPerSecond, now);
   const overBudget = () => budget !== undefined && now() - started >= budget;
-  const threads = options.hashThreads ?? (bytesTotal >= limits.scrubPoolBytesMin && !options.maxRateBytesPerSecond ? undefined : 0);
-  const pool = HashPool.create(threads);
-
-  // 1. packs, sequentially, every record re-hashed. `confirmed` holds the index entries whose
-  // location the scan saw holding a valid record of their hash.
-  const confirmed = new Confirmed();
-  let stoppedAt: Cursor | undefined;
-  let progressBytes = 0;
-  let records = 0;
-  const classifier = new RecordClassifier(store, findings, confirmed);
-  try {
-    packLoop:
-    for (const pack of packs) {
-      if (pack < cursor.pack) continue;
-      const from = pack === cursor.pack ? cursor.offset : 0;
-      let position = from;
-      const range: ScannedRange = { pack, from, to: from };
-      summary.scanned.push(range);
-      const onBytes = async (n: number) => {
-        progressBytes += n;
-        summary.bytesVerified += n;
-        await throttle(n);
-        options.onProgress?.({ phase: 'packs', bytesDone: progressBytes, bytesTotal, blobs: summary.blobsVerified });
-      };
-      for await (const item of store.maintenance().packs.scan(pack, { onBytes, from, pool })) {
-        if (item.kind === 'header') {
-          if (from === 0 && (!item.valid || !item.storeId?.equals(store.storeId))) findings.push({ kind: 'pack-header', pack });
-          continue;
-        }
-        if (item.kind === 'damage') {
-          await classifier.flush();
-          findings.push({ kind: 'pack-damage', pack, offset: item.offset, length: item.length });
-          position = item.next;
-        } else {
-          summary.blobsVerified++;
-          position = item.next;
-          await classifier.add(pack, item);
-        }
-        range.to = position;
-        if (++records % limits.scrubRecordsPerTurn === 0) await nextEventLoopTurn();
-        if (overBudget()) {
-          stoppedAt = { cycle: cursor.cycle, pack, offset: position };
-          break packLoop;
-        }
-      }
-      range.to = Math.max(range.to, (await store.fs.stat(store.maintenance().packs.path(pack))).size);
-    }
-    await classifier.flush();
-  } finally {
-    await pool?.close();
-  }
-
-  // 2 and 3. journal and index, once per full cycle
-  if (!stoppedAt) {
-    summary.cycleComplete = true;
-    options.onProgress?.({ phase: 'journal', bytesDone: progressBytes, bytesTotal, blobs: summary.blobsVerified });
-    const journalTotals: LiveTotals = { mailboxes: 0, messages: 0 };
-    const indexTotals: LiveTotals = { mailboxes: 0, messages: 0 };
-    summary.journalRecords = await checkJournal(store, findings, journalTotals);
-    options.onProgress?.({ phase: 'index', bytesDone: progressBytes, bytesTotal, blobs: summary.blobsVerified });
-    summary.indexKeys = await store.maintenance().runExclusive(() => checkIndex(store, findings, confirmed, summary.scanned, indexTotals));
-    compareTotals(findings, journalTotals, indexTotals);
-  }
+  const packPass = new PackPass(store, options, findings, summary, cursor, overBudget);
+  await packPass.run(packs);
+  if (!packPass.stoppedAt) await checkJournalAndIndex(store, options, findings, summary, packPass);
   await attachRefs(store, findings);
   await classifyDropped(store, findings);
-  if (budget !== undefined) await writeCursor(store, stoppedAt ?? { cycle: cursor.cycle + 1, pack: 0, offset: 0 });
+  if (budget !== undefined) await writeCursor(store, packPass.stoppedAt ?? { cycle: cursor.cycle + 1, pack: 0, offset: 0 });
   summary.seconds = (now() - started) / 1000;
   summary.damage = findings.filter(isDamage).length;
   summary.informational = findings.length - summary.damage;
   return { findings, summary };
+}
+
+/** Passes 2 and 3, once per full cycle: the journal, then the index (holding the writer). */
+async function checkJournalAndIndex(store: Store, options: ScrubOptions, findings: Finding[], summary: ScrubSummary, packPass: PackPass): Promise<void> {
+  summary.cycleComplete = true;
+  options.onProgress?.(packPass.progress('journal'));
+  const journalTotals: LiveTotals = { mailboxes: 0, messages: 0 };
+  const indexTotals: LiveTotals = { mailboxes: 0, messages: 0 };
+  summary.journalRecords = await checkJournal(store, findings, journalTotals);
+  options.onProgress?.(packPass.progress('index'));
+  summary.indexKeys = await store.maintenance().runExclusive(() => checkIndex(store, findings, packPass.confirmed, summary.scanned, indexTotals));
+  compareTotals(findings, journalTotals, indexTotals);
+}
+
+/**
+ * Pass 1: the packs from the cursor on, sequentially, every record re-hashed. `confirmed` ends up
+ * holding the index entries whose location the scan saw holding a valid record of their hash;
+ * `stoppedAt` is where the time budget ran out, if it did.
+ */
+class PackPass {
+  readonly confirmed = new Confirmed();
+  stoppedAt: Cursor | undefined;
+  private bytesDone = 0;
+  private bytesTotal = 0;
+  private records = 0;
+  private readonly classifier: RecordClassifier;
+  private throttle: (n: number) => Promise<unknown> = async () => undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly options: ScrubOptions,
+    private readonly findings: Finding[],
+    private readonly summary: ScrubSummary,
+    private readonly cursor: Cursor,
+    private readonly overBudget: () => boolean,
+  ) {
+    this.classifier = new RecordClassifier(store, findings, this.confirmed);
+  }
+
+  progress(phase: ScrubProgress['phase']): ScrubProgress {
+    return { phase, bytesDone: this.bytesDone, bytesTotal: this.bytesTotal, blobs: this.summary.blobsVerified };
+  }
+
+  async run(packs: number[]): Promise<void> {
+    for (const p of packs) if (p >= this.cursor.pack) this.bytesTotal += await this.packBytes(p);
+    const { hashThreads, maxRateBytesPerSecond, now } = this.options;
+    this.throttle = makeThrottle(maxRateBytesPerSecond, now ?? Date.now);
+    const threads = hashThreads ?? (this.bytesTotal >= limits.scrubPoolBytesMin && !maxRateBytesPerSecond ? undefined : 0);
+    const pool = HashPool.create(threads);
+    try {
+      for (const pack of packs) {
+        if (pack < this.cursor.pack) continue;
+        await this.scanPack(pack, pool);
+        if (this.stoppedAt) break;
+      }
+      await this.classifier.flush();
+    } finally {
+      await pool?.close();
+    }
+  }
+
+  /** One pack, from the cursor's offset in the cursor's pack and from its start in the others. */
+  private async scanPack(pack: number, pool: HashPool | undefined): Promise<void> {
+    const { store, findings, summary, cursor } = this;
+    const from = pack === cursor.pack ? cursor.offset : 0;
+    const range: ScannedRange = { pack, from, to: from };
+    summary.scanned.push(range);
+    const onBytes = async (n: number) => {
+      this.bytesDone += n;
+      summary.bytesVerified += n;
+      await this.throttle(n);
+      this.options.onProgress?.(this.progress('packs'));
+    };
+    for await (const item of store.maintenance().packs.scan(pack, { onBytes, from, pool })) {
+      if (item.kind === 'header') {
+        if (from === 0 && (!item.valid || !item.storeId?.equals(store.storeId))) findings.push({ kind: 'pack-header', pack });
+        continue;
+      }
+      if (item.kind === 'damage') {
+        await this.classifier.flush();
+        findings.push({ kind: 'pack-damage', pack, offset: item.offset, length: item.length });
+      } else {
+        summary.blobsVerified++;
+        await this.classifier.add(pack, item);
+      }
+      range.to = item.next;
+      if (++this.records % limits.scrubRecordsPerTurn === 0) await nextEventLoopTurn();
+      if (this.overBudget()) {
+        this.stoppedAt = { cycle: cursor.cycle, pack, offset: item.next };
+        return;
+      }
+    }
+    range.to = Math.max(range.to, await this.packBytes(pack));
+  }
+
+  private async packBytes(pack: number): Promise<number> {
+    return (await this.store.fs.stat(this.store.maintenance().packs.path(pack))).size;
+  }
 }
 
 type ScannedBlob = { offset: number; hash: Buffer; length: number; valid: boolean };
@@ -258,11 +293,6 @@ class RecordClassifier {
 }
 
 /**
- * Every journal record's frame, and coverage: the journal must start at seq 1 or with a checkpoint,
- * have no gaps, and reach the index's appliedSeq (read first: the journal is always written before
- * the index, so a writer running meanwhile cannot make this report a false gap).
- */
-/**
  * What the journal says should be live: mailboxes and messages. A replay derives the index from the
  * same ops, so these totals must equal the index's; LevelDB can silently drop keys of a damaged
  * table (docs/FAULTS.md), which every cross-check inside the index then agrees with.
@@ -286,6 +316,11 @@ function countLive(totals: LiveTotals, payload: JournalPayload): void {
   }
 }
 
+/**
+ * Every journal record's frame, and coverage: the journal must start at seq 1 or with a checkpoint,
+ * have no gaps, and reach the index's appliedSeq (read first: the journal is always written before
+ * the index, so a writer running meanwhile cannot make this report a false gap).
+ */
 async function checkJournal(store: Store, findings: Finding[], totals: LiveTotals): Promise<number> {
   const appliedSeq = (await store.maintenance().index.get<number>(meta.appliedSeq)) ?? 0;
   let records = 0;
@@ -370,14 +405,44 @@ async function* entries<T>(store: Store, space: number, findings: Finding[], cou
  * it holds all of them, their locations need no second look.
  */
 async function checkIndex(store: Store, findings: Finding[], confirmed: Confirmed, scanned: ScannedRange[], totals: LiveTotals): Promise<number> {
-  const counter = { n: 0 };
+  const pass: IndexPass = { store, findings, counter: { n: 0 } };
+  const boxes = await readMailboxes(pass);
+  await checkNames(pass, boxes);
+  await checkRights(pass, boxes);
+  const fromMessages = await countMessages(pass, boxes);
+  checkCounts(findings, boxes);
+  await checkChangeLog(pass, boxes, fromMessages.changes);
+  await checkBlobs(pass, confirmed, scanned, fromMessages.referenced);
+  totals.mailboxes = boxes.size;
+  for (const box of boxes.values()) totals.messages += box.messages;
+  return pass.counter.n;
+}
+
+/** What every step of the index pass reads through, reports to, and counts keys in. */
+interface IndexPass {
+  store: Store;
+  findings: Finding[];
+  counter: { n: number };
+}
+
+function spaceBatches<T>(pass: IndexPass, space: number): AsyncGenerator<[Buffer, T][]> {
+  return entryBatches<T>(pass.store, space, pass.findings, pass.counter);
+}
+
+/** I: every mailbox, by hex id, with zeroed tallies for the steps below. */
+async function readMailboxes(pass: IndexPass): Promise<Map<string, BoxCheck>> {
   const boxes = new Map<string, BoxCheck>();
-  for await (const batch of entryBatches<MailboxInfo>(store, SPACE.info, findings, counter)) for (const [key, info] of batch) {
+  for await (const batch of spaceBatches<MailboxInfo>(pass, SPACE.info)) for (const [key, info] of batch) {
     const id = key.subarray(1).toString('hex');
     boxes.set(id, { info, name: formatMailboxName(info.name), seenInNames: false, messages: 0, unseen: 0, bytes: 0, maxUid: 0, maxModseq: 0 });
   }
-  // N <-> I
-  for await (const batch of entryBatches<Buffer>(store, SPACE.name, findings, counter)) for (const [key, idValue] of batch) {
+  return boxes;
+}
+
+/** N <-> I: each name points to the live mailbox of that name, and each live mailbox has its name. */
+async function checkNames(pass: IndexPass, boxes: Map<string, BoxCheck>): Promise<void> {
+  const { findings } = pass;
+  for await (const batch of spaceBatches<Buffer>(pass, SPACE.name)) for (const [key, idValue] of batch) {
     const name = formatMailboxName(decodeNameKey(key));
     const box = boxes.get(Buffer.from(idValue).toString('hex'));
     if (!box) findings.push({ kind: 'name-index-mismatch', name, detail: 'the name points to a mailbox that does not exist' });
@@ -385,17 +450,26 @@ async function checkIndex(store: Store, findings: Finding[], confirmed: Confirme
     else if (box.name !== name) findings.push({ kind: 'name-index-mismatch', name, detail: `the name points to mailbox ${box.name}` });
     else box.seenInNames = true;
   }
+  for (const box of boxes.values()) {
+    if (!box.info.deleting && !box.seenInNames) findings.push({ kind: 'name-index-mismatch', name: box.name, detail: 'the mailbox has no name entry' });
+  }
+}
+
+/**
+ * R <-> ACLs: each reverse-map entry agrees with its mailbox's ACL; only when there are fewer
+ * entries than ACL entries are the ACLs looked up one by one for the missing ones.
+ */
+async function checkRights(pass: IndexPass, boxes: Map<string, BoxCheck>): Promise<void> {
+  const { store, findings } = pass;
   let aclEntries = 0;
+  const byName = new Map<string, BoxCheck>();
   for (const box of boxes.values()) {
     if (box.info.deleting) continue;
-    if (!box.seenInNames) findings.push({ kind: 'name-index-mismatch', name: box.name, detail: 'the mailbox has no name entry' });
+    byName.set(box.name, box);
     aclEntries += Object.keys(box.info.acl).length;
   }
-  // R <-> ACLs
   let rightsEntries = 0;
-  const byName = new Map<string, BoxCheck>();
-  for (const box of boxes.values()) if (!box.info.deleting) byName.set(box.name, box);
-  for await (const batch of entryBatches<RightsRecord>(store, SPACE.rights, findings, counter)) for (const [key, value] of batch) {
+  for await (const batch of spaceBatches<RightsRecord>(pass, SPACE.rights)) for (const [key, value] of batch) {
     const { user, components } = decodeRightsKey(key);
     const name = formatMailboxName(components);
     const box = byName.get(name);
@@ -403,28 +477,30 @@ async function checkIndex(store: Store, findings: Finding[], confirmed: Confirme
     if (!box || !Buffer.from(value.id).equals(Buffer.from(box.info.id))) findings.push({ kind: 'acl-map-mismatch', identifier: user, name, detail: 'reverse map entry for a mailbox that does not have this name' });
     else if (box.info.acl[user] !== value.rights) findings.push({ kind: 'acl-map-mismatch', identifier: user, name, detail: `reverse map says '${value.rights}', the ACL says '${box.info.acl[user] ?? ''}'` });
   }
-  if (rightsEntries < aclEntries) {
-    for (const box of byName.values()) {
-      for (const user of Object.keys(box.info.acl)) {
-        // a value failing its checksum is there (and already reported as index-value-corrupt)
-        const present = await store.maintenance().index.get(keys.rights(user, box.info.name)).then(Boolean, (error: unknown) => {
-          if (isMailstoreError(error, 'CORRUPT')) return true;
-          throw error;
-        });
-        if (!present) findings.push({ kind: 'acl-map-mismatch', identifier: user, name: box.name, detail: 'ACL entry missing from the reverse map' });
-      }
+  if (rightsEntries >= aclEntries) return;
+  for (const box of byName.values()) {
+    for (const user of Object.keys(box.info.acl)) {
+      // a value failing its checksum is there (and already reported as index-value-corrupt)
+      const present = await store.maintenance().index.get(keys.rights(user, box.info.name)).then(Boolean, (error: unknown) => {
+        if (isMailstoreError(error, 'CORRUPT')) return true;
+        throw error;
+      });
+      if (!present) findings.push({ kind: 'acl-map-mismatch', identifier: user, name: box.name, detail: 'ACL entry missing from the reverse map' });
     }
   }
-  // M: per-mailbox counts, and digests for refcounts and the change log
+}
+
+/** M: tallies each mailbox's messages, and digests of the blobs they refer to and of their change entries. */
+async function countMessages(pass: IndexPass, boxes: Map<string, BoxCheck>): Promise<{ referenced: Digest; changes: Digest }> {
   const referenced = new Digest();
-  const changesFromMessages = new Digest();
-  for await (const batch of entryBatches<MessageRecord>(store, SPACE.message, findings, counter)) for (const [key, record] of batch) {
+  const changes = new Digest();
+  for await (const batch of spaceBatches<MessageRecord>(pass, SPACE.message)) for (const [key, record] of batch) {
     const { id, uid } = decodeMessageKey(key);
     const box = boxes.get(id.toString('hex'));
     referenced.add(Buffer.from(record.h));
-    addChange(changesFromMessages, id, uid, record.m);
+    addChange(changes, id, uid, record.m);
     if (!box) {
-      findings.push({ kind: 'mailbox-counts', mailbox: id.toString('hex'), detail: `message ${uid} belongs to no mailbox` });
+      pass.findings.push({ kind: 'mailbox-counts', mailbox: id.toString('hex'), detail: `message ${uid} belongs to no mailbox` });
       continue;
     }
     box.messages++;
@@ -433,6 +509,11 @@ async function checkIndex(store: Store, findings: Finding[], confirmed: Confirme
     box.maxUid = Math.max(box.maxUid, uid);
     box.maxModseq = Math.max(box.maxModseq, record.m);
   }
+  return { referenced, changes };
+}
+
+/** Each mailbox's stored counts against the messages countMessages tallied. */
+function checkCounts(findings: Finding[], boxes: Map<string, BoxCheck>): void {
   for (const box of boxes.values()) {
     const i = box.info;
     const wrong: string[] = [];
@@ -443,29 +524,33 @@ async function checkIndex(store: Store, findings: Finding[], confirmed: Confirme
     if (i.highestModseq < box.maxModseq) wrong.push(`highestModseq ${i.highestModseq} below a message's ${box.maxModseq}`);
     if (wrong.length) findings.push({ kind: 'mailbox-counts', mailbox: box.name, detail: wrong.join('; ') });
   }
-  // C: every message has exactly one 'changed' entry at its modseq
+}
+
+/** C: every message has exactly one 'changed' entry at its modseq, and no entry names a missing mailbox. */
+async function checkChangeLog(pass: IndexPass, boxes: Map<string, BoxCheck>, fromMessages: Digest): Promise<void> {
   const changes = new Digest();
-  for await (const batch of entryBatches<number>(store, SPACE.change, findings, counter)) for (const [key, value] of batch) {
+  for await (const batch of spaceBatches<number>(pass, SPACE.change)) for (const [key, value] of batch) {
     const c = decodeChangeKey(key);
     if (value === 0) addChange(changes, c.id, c.uid, c.modseq);
-    if (!boxes.has(c.id.toString('hex'))) findings.push({ kind: 'change-log-mismatch', mailbox: c.id.toString('hex'), detail: `change entry for uid ${c.uid} of a mailbox that does not exist` });
+    if (!boxes.has(c.id.toString('hex'))) pass.findings.push({ kind: 'change-log-mismatch', mailbox: c.id.toString('hex'), detail: `change entry for uid ${c.uid} of a mailbox that does not exist` });
   }
-  if (!changes.equals(changesFromMessages)) {
-    findings.push({ kind: 'change-log-mismatch', mailbox: '*', detail: 'the change log (C) disagrees with the messages\' modseqs' });
+  if (!changes.equals(fromMessages)) {
+    pass.findings.push({ kind: 'change-log-mismatch', mailbox: '*', detail: 'the change log (C) disagrees with the messages\' modseqs' });
   }
-  // B: every entry's location holds its record; refcounts agree with the messages
+}
+
+/** B: every entry's location holds its record; refcounts agree with the messages. */
+async function checkBlobs(pass: IndexPass, confirmed: Confirmed, scanned: ScannedRange[], referenced: Digest): Promise<void> {
+  const { store, findings } = pass;
   const recorded = new Digest();
   let blobs = 0;
-  for await (const batch of entryBatches<BlobRecord>(store, SPACE.blob, findings, counter)) for (const [key, blob] of batch) {
+  for await (const batch of spaceBatches<BlobRecord>(pass, SPACE.blob)) for (const [key, blob] of batch) {
     blobs++;
     recorded.add(key.subarray(1), blob.r);
     if (blob.r === 0) findings.push({ kind: 'unreferenced-blob', hash: hashHex(key.subarray(1)), length: blob.l });
   }
   if (blobs !== confirmed.n) await checkBlobLocations(store, findings, confirmed, scanned);
   if (!recorded.equals(referenced)) await localizeRefcounts(store, blobs, findings);
-  totals.mailboxes = boxes.size;
-  for (const box of boxes.values()) totals.messages += box.messages;
-  return counter.n;
 }
 
 /** Only when the journal read whole: a damaged or incomplete journal is reported on its own. */

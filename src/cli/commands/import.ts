@@ -3,11 +3,11 @@ import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import type { MailFormat } from '../../formats/detect.js';
 import type { MboxStyle } from '../../formats/mbox.js';
-import { importMail, type ImportLayout, type ImportSummary } from '../../import/importer.js';
+import { importMail, type ImportLayout, type ImportOptions, type ImportSummary } from '../../import/importer.js';
 import { importLimits, limits } from '../../limits.js';
 import { EXIT } from '../exit-codes.js';
-import { catchInterrupt } from '../interrupt.js';
-import { createProgress, formatBytes } from '../progress.js';
+import { catchInterrupt, type Interrupt } from '../interrupt.js';
+import { createProgress, formatBytes, type Progress } from '../progress.js';
 import { parsePositiveInteger, printJson, printLine, wantsJson, warn, withStore } from '../context.js';
 
 interface ImportCommandOptions {
@@ -69,43 +69,50 @@ entry is reported on stderr and counted by reason in the summary ("skippedReason
   notMail     text before an mbox's first From_ line
 The same import run again retries every skipped entry (once fixed, it goes in; nothing is added
 twice). An import that skipped anything exits 1 once the rest is in (0 only when nothing was skipped).`)
-    .action(async (source: string, options: ImportCommandOptions, command: Command) => {
-      const interrupt = catchInterrupt('the import');
-      const progress = createProgress('import');
-      try {
-        const summary = await withStore(command, (store) => importMail(store, resolve(source), {
-          mailbox: options.mailbox,
-          format: options.format,
-          mboxStyle: options.mboxStyle,
-          owner: options.owner,
-          layout: options.layout,
-          flatten: options.flatten,
-          batchMessagesMax: options.batchMessages,
-          batchBytesMax: options.batchBytes,
-          restart: options.restart,
-          shouldStop: () => interrupt.requested,
-          onSkip: (path, error, reason) => { progress.finish(); warn(`skipped (${reason}) ${path}: ${error.code}: ${error.message}`); },
-          onWarning: (text) => { progress.finish(); warn(text); },
-          onRead: (message) => {
-            progress.advance(1, message.bytes.length);
-            if (message.fraction !== undefined) progress.position(message.fraction, 1);
-          },
-          onBatch: (batch) => {
-            if (options.verbose) {
-              progress.finish();
-              warn(`committed ${batch.messages} messages (${batch.bytes} bytes) to ${batch.mailbox}; ${batch.importedTotal} imported so far`);
-            }
-          },
-        }));
+    .action(runImport);
+}
+
+async function runImport(source: string, options: ImportCommandOptions, command: Command): Promise<void> {
+  const interrupt = catchInterrupt('the import');
+  const progress = createProgress('import');
+  try {
+    const summary = await withStore(command, (store) => importMail(store, resolve(source), importOptions(options, progress, interrupt)));
+    progress.finish();
+    await report(summary, wantsJson(command));
+    if (summary.interrupted) process.exitCode = EXIT.interrupted;
+    else if (summary.skipped > 0) process.exitCode = EXIT.findings; // done, but not everything is in
+  } finally {
+    progress.finish();
+    interrupt.dispose();
+  }
+}
+
+/** The importer's options from the command line's; what it reports goes to the progress line and stderr. */
+function importOptions(options: ImportCommandOptions, progress: Progress, interrupt: Interrupt): ImportOptions {
+  return {
+    mailbox: options.mailbox,
+    format: options.format,
+    mboxStyle: options.mboxStyle,
+    owner: options.owner,
+    layout: options.layout,
+    flatten: options.flatten,
+    batchMessagesMax: options.batchMessages,
+    batchBytesMax: options.batchBytes,
+    restart: options.restart,
+    shouldStop: () => interrupt.requested,
+    onSkip: (path, error, reason) => { progress.finish(); warn(`skipped (${reason}) ${path}: ${error.code}: ${error.message}`); },
+    onWarning: (text) => { progress.finish(); warn(text); },
+    onRead: (message) => {
+      progress.advance(1, message.bytes.length);
+      if (message.fraction !== undefined) progress.position(message.fraction, 1);
+    },
+    onBatch: (batch) => {
+      if (options.verbose) {
         progress.finish();
-        await report(summary, wantsJson(command));
-        if (summary.interrupted) process.exitCode = EXIT.interrupted;
-        else if (summary.skipped > 0) process.exitCode = EXIT.findings; // done, but not everything is in
-      } finally {
-        progress.finish();
-        interrupt.dispose();
+        warn(`committed ${batch.messages} messages (${batch.bytes} bytes) to ${batch.mailbox}; ${batch.importedTotal} imported so far`);
       }
-    });
+    },
+  };
 }
 
 async function report(summary: ImportSummary, json: boolean): Promise<void> {

@@ -2,6 +2,7 @@
 // Every change is durable (journaled and fsynced) when the command returns.
 import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
+import type { Store } from '../../store/store.js';
 import { deleteMailboxTree, messagesInTree } from '../../store/users.js';
 import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
 import { registerDump } from './mailbox-dump.js';
@@ -17,22 +18,13 @@ export function register(program: Command): void {
     .option('--owner <user>', 'give this user all rights on the mailbox')
     .option('--acl <user=rights...>', 'initial ACL entries, e.g. --acl bob=lr anyone=l')
     .option('--json', 'print the result as JSON')
-    .action(async (name: string, options: { owner?: string; acl?: string[] }, command: Command) => {
-      const acl = parseAclEntries(options.acl ?? []);
-      const created = await withStore(command, (store) => store.createMailbox(name, { owner: options.owner, acl }));
-      if (wantsJson(command)) await printJson(created);
-      else await printLine(`created ${created.name} (uidvalidity ${created.uidValidity})`);
-    });
+    .action(runCreate);
 
   mailbox
     .command('rename <from> <to>')
     .description('rename a mailbox and everything below it (moves no message data); one journal record, durable when it returns')
     .option('--json', 'print the result as JSON')
-    .action(async (from: string, to: string, _options: unknown, command: Command) => {
-      const result = await withStore(command, (store) => store.renameMailbox(from, to));
-      if (wantsJson(command)) await printJson({ from, to, ...result });
-      else await printLine(`renamed ${from} to ${to} (${result.renamed} mailbox${result.renamed === 1 ? '' : 'es'})`);
-    });
+    .action(runRename);
 
   mailbox
     .command('delete <name>')
@@ -40,43 +32,70 @@ export function register(program: Command): void {
     .option('--force', 'delete even when the mailbox holds messages')
     .option('--recursive', 'delete the mailbox and every mailbox below it (their names are freed in one record)')
     .option('--json', 'print the result as JSON')
-    .action(async (name: string, options: { force?: boolean; recursive?: boolean }, command: Command) => {
-      const result = await withStore(command, async (store) => {
-        const messages = options.recursive ? await messagesInTree(store, name) : (await store.status(name)).messages;
-        if (messages > 0 && !options.force) {
-          throw new MailstoreError('REFUSED', `${name}${options.recursive ? ' and below' : ''} holds ${messages} message${messages === 1 ? '' : 's'}; add --force to delete them with it`, { path: name });
-        }
-        return options.recursive ? deleteMailboxTree(store, name) : { mailboxes: 1, ...(await store.deleteMailbox(name)) };
-      });
-      if (wantsJson(command)) return printJson({ name, deleted: true, ...result });
-      else await printLine(`deleted ${name} (${result.mailboxes} mailbox${result.mailboxes === 1 ? '' : 'es'}, ${result.messages} message${result.messages === 1 ? '' : 's'})`);
-    });
+    .action(runDelete);
 
   mailbox
     .command('list [pattern]')
     .description('list mailboxes matching an IMAP LIST pattern (* any, % any but "/"); --user lists what that user may see; changes nothing')
     .option('--user <user>', 'only mailboxes this user has the l (lookup) right on, from the reverse ACL map, with their rights')
     .option('--json', 'print the result as JSON')
-    .action(async (pattern: string | undefined, options: { user?: string }, command: Command) => {
-      const list = await withReadStore(command, (store) => store.listMailboxes({ user: options.user, pattern }));
-      if (wantsJson(command)) return printJson(list);
-      for (const entry of list) await printLine(entry.rights === undefined ? entry.name : `${entry.name}\t${entry.rights}`);
-    });
+    .action(runList);
 
   mailbox
     .command('status <name>')
     .description('message count, bytes, unseen, uidnext, uidvalidity and highest modseq of a mailbox; changes nothing')
     .option('--json', 'print the result as JSON')
-    .action(async (name: string, _options: unknown, command: Command) => {
-      const status = await withReadStore(command, (store) => store.status(name));
-      if (wantsJson(command)) return printJson({ name, ...status });
-      await printLine(
-        `${name}: ${status.messages} messages, ${status.bytes} bytes, ${status.unseen} unseen, uidnext ${status.uidNext}, ` +
-        `uidvalidity ${status.uidValidity}, highest modseq ${status.highestModseq}`,
-      );
-    });
+    .action(runStatus);
 
   registerDump(mailbox);
+}
+
+async function runCreate(name: string, options: { owner?: string; acl?: string[] }, command: Command): Promise<void> {
+  const acl = parseAclEntries(options.acl ?? []);
+  const created = await withStore(command, (store) => store.createMailbox(name, { owner: options.owner, acl }));
+  if (wantsJson(command)) await printJson(created);
+  else await printLine(`created ${created.name} (uidvalidity ${created.uidValidity})`);
+}
+
+async function runRename(from: string, to: string, _options: unknown, command: Command): Promise<void> {
+  const result = await withStore(command, (store) => store.renameMailbox(from, to));
+  if (wantsJson(command)) await printJson({ from, to, ...result });
+  else await printLine(`renamed ${from} to ${to} (${result.renamed} mailbox${result.renamed === 1 ? '' : 'es'})`);
+}
+
+async function runDelete(name: string, options: DeleteOptions, command: Command): Promise<void> {
+  const result = await withStore(command, (store) => deleteChecked(store, name, options));
+  if (wantsJson(command)) return printJson({ name, deleted: true, ...result });
+  else await printLine(`deleted ${name} (${result.mailboxes} mailbox${result.mailboxes === 1 ? '' : 'es'}, ${result.messages} message${result.messages === 1 ? '' : 's'})`);
+}
+
+interface DeleteOptions {
+  force?: boolean;
+  recursive?: boolean;
+}
+
+/** Refuses (REFUSED) a mailbox, or with --recursive a tree, that holds messages unless --force. */
+async function deleteChecked(store: Store, name: string, options: DeleteOptions): Promise<{ mailboxes: number; messages: number }> {
+  const messages = options.recursive ? await messagesInTree(store, name) : (await store.status(name)).messages;
+  if (messages > 0 && !options.force) {
+    throw new MailstoreError('REFUSED', `${name}${options.recursive ? ' and below' : ''} holds ${messages} message${messages === 1 ? '' : 's'}; add --force to delete them with it`, { path: name });
+  }
+  return options.recursive ? deleteMailboxTree(store, name) : { mailboxes: 1, ...(await store.deleteMailbox(name)) };
+}
+
+async function runList(pattern: string | undefined, options: { user?: string }, command: Command): Promise<void> {
+  const list = await withReadStore(command, (store) => store.listMailboxes({ user: options.user, pattern }));
+  if (wantsJson(command)) return printJson(list);
+  for (const entry of list) await printLine(entry.rights === undefined ? entry.name : `${entry.name}\t${entry.rights}`);
+}
+
+async function runStatus(name: string, _options: unknown, command: Command): Promise<void> {
+  const status = await withReadStore(command, (store) => store.status(name));
+  if (wantsJson(command)) return printJson({ name, ...status });
+  await printLine(
+    `${name}: ${status.messages} messages, ${status.bytes} bytes, ${status.unseen} unseen, uidnext ${status.uidNext}, ` +
+    `uidvalidity ${status.uidValidity}, highest modseq ${status.highestModseq}`,
+  );
 }
 
 function parseAclEntries(entries: string[]): Record<string, string> {

@@ -5,8 +5,9 @@ import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
 import { describeFinding, isDamage, type Finding } from '../../scrub/findings.js';
 import { isUnreferencedBlobDamage } from '../../scrub/drop.js';
-import { repair } from '../../scrub/repair.js';
+import { repair, type RepairResult } from '../../scrub/repair.js';
 import { scrub, type ScrubReport } from '../../scrub/scrub.js';
+import type { Store } from '../../store/store.js';
 import { EXIT } from '../exit-codes.js';
 import { limits } from '../../limits.js';
 import { createProgress, formatBytes } from '../progress.js';
@@ -40,23 +41,8 @@ function parseThreads(text: string): number {
   return Number(text);
 }
 
-export function register(program: Command): void {
-  program
-    .command('scrub')
-    .description('re-verify every stored byte and cross-check the index (check-only unless --repair)')
-    .option('--repair', 'quarantine damaged records, restore them from --source copies, re-derive the index')
-    .option('--source <dir...>', 'another mailstore (replica or copy) or a directory of raw messages to heal from')
-    .option('--force', 'with --repair: repair even when the damage looks like a missing partition (overrides the sanity gate), also when every pack file is gone (packs/STORE-ID still there): their blobs are restored from --source, each verified by its hash')
-    .option('--max-rate <MBps>', 'read packs at most this fast, MB/s', parseRate)
-    .option('--time-budget <duration>', 'stop after this long (e.g. 10m) and resume there next run (durable cursor)', parseDuration)
-    .option('--threads <n>', 'worker threads hashing beside the reader (default: cores - 1 for 64 MiB and more, none with --max-rate; 0: none)', parseThreads)
-    .option('--mailbox <prefix>', 'check only this mailbox and those below it: every blob their messages use (read and hashed) and their index records')
-    .option('--quiet', 'for cron: print only damage and one summary line (nothing else on a clean store)')
-    .option('--verbose', 'also list the informational findings one per line (by default they are only counted)')
-    .option('--drop-unreferenced', 'with --repair: record damaged blobs that no message uses (and no --source restored) as dropped, so they stop counting as damage; no bytes are deleted')
-    .option('--json', 'print one JSON document: {findings, summary} (with --repair also unrepaired)')
-    .option('--jsonl', 'print JSON lines instead: one object per finding, then {summary}')
-    .addHelpText('after', `
+/** What `scrub --help` says after the options. */
+const HELP_AFTER = `
 What it checks: every pack record is re-hashed (BLAKE3); frame and header checksums of packs and
 journal segments; the index against the primary data (blob locations, refcounts, names, the
 reverse ACL map, counts, uidNext, the change log).
@@ -88,60 +74,99 @@ message uses it. Nothing is deleted (RECOVERY.md).
 
 From cron (cron mails whatever a job prints; this prints, so mails, only when scrub exits non-zero;
 on a clean store --quiet prints one line):
-  17 3 * * *  out=$(mailstore --store /var/spool/mailstore scrub --quiet --max-rate 50 --time-budget 2h 2>&1) || echo "$out"`)
-    .action(async (options: ScrubCliOptions, command: Command) => {
-      if (options.jsonl && wantsJson(command)) throw new MailstoreError('INVALID', '--json and --jsonl: choose one');
-      if (options.quiet && options.verbose) throw new MailstoreError('INVALID', '--quiet and --verbose: choose one');
-      if (options.dropUnreferenced && !options.repair) throw new MailstoreError('INVALID', '--drop-unreferenced is only used with --repair');
-      if (options.mailbox !== undefined && options.timeBudget !== undefined) throw new MailstoreError('INVALID', '--mailbox checks one subtree in one run; drop --time-budget');
-      const output: Output = options.jsonl ? 'jsonl' : wantsJson(command) ? 'json' : 'text';
-      const detail: Detail = options.quiet ? 'quiet' : options.verbose ? 'verbose' : 'normal';
-      if (options.source && !options.repair) throw new MailstoreError('INVALID', '--source is only used with --repair');
-      if (options.repair && options.timeBudget !== undefined) throw new MailstoreError('INVALID', '--repair needs a full scrub; drop --time-budget');
-      const code = await withStore(command, async (store) => {
-        const progress = options.quiet ? { position: () => undefined, finish: () => undefined } : createProgress('scrub');
-        const scrubOptions = {
-          mailbox: options.mailbox,
-          maxRateBytesPerSecond: options.maxRate,
-          timeBudgetMs: options.timeBudget,
-          hashThreads: options.threads,
-          onProgress: (p: { bytesDone: number; bytesTotal: number }) => progress.position(p.bytesDone, Math.max(p.bytesTotal, 1)),
-        };
-        const report = await scrub(store, scrubOptions);
-        progress.finish();
-        if (!options.repair) {
-          await print(report.findings, report, output, detail);
-          return report.summary.damage > 0 ? EXIT.findings : EXIT.ok;
-        }
-        const result = await repair(store, report, {
-          sources: options.source, force: options.force, dropUnreferenced: options.dropUnreferenced,
-          scrubOptions: { mailbox: options.mailbox, maxRateBytesPerSecond: options.maxRate, hashThreads: options.threads },
-        });
-        const summary = {
-          ...result.after.summary, repaired: true, damageBefore: report.summary.damage, blobsRestored: result.blobsRestored,
-          quarantined: result.quarantined, indexRebuilt: result.indexRebuilt, dropped: result.dropped, unrepaired: result.unrepaired.length,
-        };
-        if (output === 'json') {
-          await printJson({ findings: report.findings.map((f) => ({ ...f, damage: isDamage(f) })), unrepaired: result.unrepaired, summary });
-        } else if (output === 'jsonl') {
-          for (const f of report.findings) await printJson1({ ...f, before: true });
-          for (const f of result.unrepaired) await printJson1({ ...f, unrepaired: true });
-          await printJson1({ summary });
-        } else {
-          await printLine(`found ${report.summary.damage} damaged item(s); restored ${result.blobsRestored} blob(s) from sources; quarantined ${result.quarantined.length} record copy(ies)` +
-            `${result.dropped.length ? `; dropped ${result.dropped.length} damaged blob(s) no message uses` : ''}${result.indexRebuilt ? '; index rebuilt from the journal' : ''}`);
-          if (result.unrepaired.length) {
-            await printLine(`could not repair ${result.unrepaired.length}:`);
-            await printTable(result.unrepaired);
-            if (!options.dropUnreferenced && result.unrepaired.some(isUnreferencedBlobDamage)) await printLine(`damaged blobs no message uses: 'mailstore scrub --repair --drop-unreferenced' clears them`);
-          } else {
-            await printLine(`second scrub: clean${informationalCounts(result.after.findings)}`);
-          }
-        }
-        return result.unrepaired.length > 0 ? EXIT.findings : EXIT.ok;
-      }, { probeIndex: 'always', allowMissingPacks: Boolean(options.repair && options.force && options.source?.length) }); // a check should not be killed by a damaged index
-      process.exitCode = code;
-    });
+  17 3 * * *  out=$(mailstore --store /var/spool/mailstore scrub --quiet --max-rate 50 --time-budget 2h 2>&1) || echo "$out"`;
+
+export function register(program: Command): void {
+  program
+    .command('scrub')
+    .description('re-verify every stored byte and cross-check the index (check-only unless --repair)')
+    .option('--repair', 'quarantine damaged records, restore them from --source copies, re-derive the index')
+    .option('--source <dir...>', 'another mailstore (replica or copy) or a directory of raw messages to heal from')
+    .option('--force', 'with --repair: repair even when the damage looks like a missing partition (overrides the sanity gate), also when every pack file is gone (packs/STORE-ID still there): their blobs are restored from --source, each verified by its hash')
+    .option('--max-rate <MBps>', 'read packs at most this fast, MB/s', parseRate)
+    .option('--time-budget <duration>', 'stop after this long (e.g. 10m) and resume there next run (durable cursor)', parseDuration)
+    .option('--threads <n>', 'worker threads hashing beside the reader (default: cores - 1 for 64 MiB and more, none with --max-rate; 0: none)', parseThreads)
+    .option('--mailbox <prefix>', 'check only this mailbox and those below it: every blob their messages use (read and hashed) and their index records')
+    .option('--quiet', 'for cron: print only damage and one summary line (nothing else on a clean store)')
+    .option('--verbose', 'also list the informational findings one per line (by default they are only counted)')
+    .option('--drop-unreferenced', 'with --repair: record damaged blobs that no message uses (and no --source restored) as dropped, so they stop counting as damage; no bytes are deleted')
+    .option('--json', 'print one JSON document: {findings, summary} (with --repair also unrepaired)')
+    .option('--jsonl', 'print JSON lines instead: one object per finding, then {summary}')
+    .addHelpText('after', HELP_AFTER)
+    .action(runScrub);
+}
+
+async function runScrub(options: ScrubCliOptions, command: Command): Promise<void> {
+  const { output, detail } = checkOptions(options, command);
+  const code = await withStore(command, (store) => scrubAndReport(store, options, output, detail),
+    { probeIndex: 'always', allowMissingPacks: Boolean(options.repair && options.force && options.source?.length) }); // a check should not be killed by a damaged index
+  process.exitCode = code;
+}
+
+/** Refuses (INVALID, exit 5) the combinations that make no sense, before the store is opened. */
+function checkOptions(options: ScrubCliOptions, command: Command): { output: Output; detail: Detail } {
+  if (options.jsonl && wantsJson(command)) throw new MailstoreError('INVALID', '--json and --jsonl: choose one');
+  if (options.quiet && options.verbose) throw new MailstoreError('INVALID', '--quiet and --verbose: choose one');
+  if (options.dropUnreferenced && !options.repair) throw new MailstoreError('INVALID', '--drop-unreferenced is only used with --repair');
+  if (options.mailbox !== undefined && options.timeBudget !== undefined) throw new MailstoreError('INVALID', '--mailbox checks one subtree in one run; drop --time-budget');
+  const output: Output = options.jsonl ? 'jsonl' : wantsJson(command) ? 'json' : 'text';
+  const detail: Detail = options.quiet ? 'quiet' : options.verbose ? 'verbose' : 'normal';
+  if (options.source && !options.repair) throw new MailstoreError('INVALID', '--source is only used with --repair');
+  if (options.repair && options.timeBudget !== undefined) throw new MailstoreError('INVALID', '--repair needs a full scrub; drop --time-budget');
+  return { output, detail };
+}
+
+/** Scrubs, then either prints the findings or repairs them; returns the exit code. */
+async function scrubAndReport(store: Store, options: ScrubCliOptions, output: Output, detail: Detail): Promise<number> {
+  const progress = options.quiet ? { position: () => undefined, finish: () => undefined } : createProgress('scrub');
+  const scrubOptions = {
+    mailbox: options.mailbox,
+    maxRateBytesPerSecond: options.maxRate,
+    timeBudgetMs: options.timeBudget,
+    hashThreads: options.threads,
+    onProgress: (p: { bytesDone: number; bytesTotal: number }) => progress.position(p.bytesDone, Math.max(p.bytesTotal, 1)),
+  };
+  const report = await scrub(store, scrubOptions);
+  progress.finish();
+  if (!options.repair) {
+    await print(report.findings, report, output, detail);
+    return report.summary.damage > 0 ? EXIT.findings : EXIT.ok;
+  }
+  return repairAndReport(store, options, report, output);
+}
+
+/** --repair: heals what the scrub found and prints the findings before, what is left, and a summary. */
+async function repairAndReport(store: Store, options: ScrubCliOptions, report: ScrubReport, output: Output): Promise<number> {
+  const result = await repair(store, report, {
+    sources: options.source, force: options.force, dropUnreferenced: options.dropUnreferenced,
+    scrubOptions: { mailbox: options.mailbox, maxRateBytesPerSecond: options.maxRate, hashThreads: options.threads },
+  });
+  const summary = {
+    ...result.after.summary, repaired: true, damageBefore: report.summary.damage, blobsRestored: result.blobsRestored,
+    quarantined: result.quarantined, indexRebuilt: result.indexRebuilt, dropped: result.dropped, unrepaired: result.unrepaired.length,
+  };
+  if (output === 'json') {
+    await printJson({ findings: report.findings.map((f) => ({ ...f, damage: isDamage(f) })), unrepaired: result.unrepaired, summary });
+  } else if (output === 'jsonl') {
+    for (const f of report.findings) await printJson1({ ...f, before: true });
+    for (const f of result.unrepaired) await printJson1({ ...f, unrepaired: true });
+    await printJson1({ summary });
+  } else {
+    await printRepairText(report, result, options);
+  }
+  return result.unrepaired.length > 0 ? EXIT.findings : EXIT.ok;
+}
+
+async function printRepairText(report: ScrubReport, result: RepairResult, options: ScrubCliOptions): Promise<void> {
+  await printLine(`found ${report.summary.damage} damaged item(s); restored ${result.blobsRestored} blob(s) from sources; quarantined ${result.quarantined.length} record copy(ies)` +
+    `${result.dropped.length ? `; dropped ${result.dropped.length} damaged blob(s) no message uses` : ''}${result.indexRebuilt ? '; index rebuilt from the journal' : ''}`);
+  if (result.unrepaired.length) {
+    await printLine(`could not repair ${result.unrepaired.length}:`);
+    await printTable(result.unrepaired);
+    if (!options.dropUnreferenced && result.unrepaired.some(isUnreferencedBlobDamage)) await printLine(`damaged blobs no message uses: 'mailstore scrub --repair --drop-unreferenced' clears them`);
+  } else {
+    await printLine(`second scrub: clean${informationalCounts(result.after.findings)}`);
+  }
 }
 
 function printJson1(value: unknown): Promise<void> {
