@@ -57,3 +57,23 @@ export function describeFinding(f: Finding): { where: string; what: string } {
     case 'unreferenced-pack-record': return { where: `pack ${f.pack} @${f.offset}`, what: `${f.length}-byte record the index does not use (a batch that never committed, or a replaced copy)` };
   }
 }
+
+/** What a mailbox's messages add up to, counted from its M entries. */
+export interface MessageTally {
+  messages: number;
+  unseen: number;
+  bytes: number;
+  maxUid: number;
+  maxModseq: number;
+}
+
+/** A mailbox's stored counts against its messages' tally: a `mailbox-counts` finding, or none. */
+export function mailboxCountsFinding(mailbox: string, info: { messages: number; unseen: number; bytes: number; uidNext: number; highestModseq: number }, counted: MessageTally): Finding | undefined {
+  const wrong: string[] = [];
+  if (info.messages !== counted.messages) wrong.push(`messages ${info.messages}, counted ${counted.messages}`);
+  if (info.unseen !== counted.unseen) wrong.push(`unseen ${info.unseen}, counted ${counted.unseen}`);
+  if (info.bytes !== counted.bytes) wrong.push(`bytes ${info.bytes}, counted ${counted.bytes}`);
+  if (info.uidNext <= counted.maxUid) wrong.push(`uidNext ${info.uidNext} not above the largest uid ${counted.maxUid}`);
+  if (info.highestModseq < counted.maxModseq) wrong.push(`highestModseq ${info.highestModseq} below a message's ${counted.maxModseq}`);
+  return wrong.length ? { kind: 'mailbox-counts', mailbox, detail: wrong.join('; ') } : undefined;
+}

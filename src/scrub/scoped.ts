@@ -13,7 +13,7 @@ import { SEEN } from '../store/apply.js';
 import type { BlobRecord, MailboxInfo, MessageRecord, RightsRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import { formatMailboxName, parseMailboxName } from '../store/validate.js';
-import { isDamage, type Finding } from './findings.js';
+import { isDamage, mailboxCountsFinding, type Finding } from './findings.js';
 import type { ScrubOptions, ScrubReport, ScrubSummary } from './scrub.js';
 
 export interface ScopedScrubOptions extends Pick<ScrubOptions, 'onProgress' | 'now'> {
@@ -133,13 +133,8 @@ async function checkMailbox(store: Store, info: MailboxInfo, findings: Finding[]
     counted.maxUid = Math.max(counted.maxUid, uid);
     counted.maxModseq = Math.max(counted.maxModseq, record.m);
   }
-  const wrong: string[] = [];
-  if (info.messages !== counted.messages) wrong.push(`messages ${info.messages}, counted ${counted.messages}`);
-  if (info.unseen !== counted.unseen) wrong.push(`unseen ${info.unseen}, counted ${counted.unseen}`);
-  if (info.bytes !== counted.bytes) wrong.push(`bytes ${info.bytes}, counted ${counted.bytes}`);
-  if (info.uidNext <= counted.maxUid) wrong.push(`uidNext ${info.uidNext} not above the largest uid ${counted.maxUid}`);
-  if (info.highestModseq < counted.maxModseq) wrong.push(`highestModseq ${info.highestModseq} below a message's ${counted.maxModseq}`);
-  if (wrong.length) findings.push({ kind: 'mailbox-counts', mailbox: name, detail: wrong.join('; ') });
+  const counts = mailboxCountsFinding(name, info, counted);
+  if (counts) findings.push(counts);
   // Every message has exactly one 'changed' entry, at its modseq.
   let changed = 0;
   const problems: string[] = [];

@@ -23,7 +23,7 @@ import type { Store } from '../store/store.js';
 import { checkpointBegin, type BlobRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type RightsRecord } from '../store/records.js';
 import { formatMailboxName } from '../store/validate.js';
 import { SEEN, meta } from '../store/apply.js';
-import { isDamage, type Finding, type MessageRef } from './findings.js';
+import { isDamage, mailboxCountsFinding, type Finding, type MessageRef } from './findings.js';
 import { classifyDropped } from './drop.js';
 import { scrubMailboxes } from './scoped.js';
 
@@ -515,14 +515,8 @@ async function countMessages(pass: IndexPass, boxes: Map<string, BoxCheck>): Pro
 /** Each mailbox's stored counts against the messages countMessages tallied. */
 function checkCounts(findings: Finding[], boxes: Map<string, BoxCheck>): void {
   for (const box of boxes.values()) {
-    const i = box.info;
-    const wrong: string[] = [];
-    if (i.messages !== box.messages) wrong.push(`messages ${i.messages}, counted ${box.messages}`);
-    if (i.unseen !== box.unseen) wrong.push(`unseen ${i.unseen}, counted ${box.unseen}`);
-    if (i.bytes !== box.bytes) wrong.push(`bytes ${i.bytes}, counted ${box.bytes}`);
-    if (i.uidNext <= box.maxUid) wrong.push(`uidNext ${i.uidNext} not above the largest uid ${box.maxUid}`);
-    if (i.highestModseq < box.maxModseq) wrong.push(`highestModseq ${i.highestModseq} below a message's ${box.maxModseq}`);
-    if (wrong.length) findings.push({ kind: 'mailbox-counts', mailbox: box.name, detail: wrong.join('; ') });
+    const counts = mailboxCountsFinding(box.name, box.info, box);
+    if (counts) findings.push(counts);
   }
 }
 
