@@ -2,6 +2,7 @@
 // so neither its index nor its lock is needed) or a directory of raw messages. Every copy is
 // verified against the wanted hash before it is used.
 import { join } from 'node:path';
+import { AssertionFailure } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { hashBytes, hashHex } from '../hash/blake3.js';
 import { PackStore } from '../blob/pack-store.js';
@@ -20,7 +21,7 @@ export async function findCopies(fs: FileSystem, source: string, wanted: Set<str
 async function fromStore(fs: FileSystem, source: string, wanted: Set<string>, found: Map<string, Buffer>): Promise<void> {
   const packs = await PackStore.open(fs, join(source, LAYOUT.packs), Buffer.alloc(16), {
     packBytesMax: limits.packBytesMax,
-    checkMounted: async () => { throw new Error('assertion failed: a repair source is never written'); },
+    checkMounted: async () => { throw new AssertionFailure('a repair source is never written'); },
   });
   try {
     for (const pack of await packs.listPacks()) {

@@ -3,7 +3,7 @@
 // change the store only through the named operations below, each a journaled mutation or an
 // index swap made while the Writer is held. Obtain it with `store.maintenance()`.
 import { join } from 'node:path';
-import { MailstoreError } from '../errors.js';
+import { MailstoreError, AssertionFailure } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { hashBytes, hashHex } from '../hash/blake3.js';
 import { IndexDb } from '../index/index-db.js';
@@ -281,7 +281,7 @@ export class Maintenance implements StoreMaintenance {
   private openForVerifying(path: string): Promise<Journal> {
     return Journal.open(this.host.fs, path, this.host.storeId, {
       segmentBytesMax: this.host.journal.segmentBytesMax, recordBytesMax: limits.journalRecordBytesMax,
-      checkMounted: async () => { throw new Error('assertion failed: a journal being verified is never written'); },
+      checkMounted: async () => { throw new AssertionFailure('a journal being verified is never written'); },
     });
   }
 
@@ -293,7 +293,7 @@ export class Maintenance implements StoreMaintenance {
     const after = await indexCounts(fresh);
     const lost = describeLoss(counts, after);
     if (health.degraded || lost || after.messages !== counts.messages || after.mailboxes !== counts.mailboxes) {
-      throw new Error(`assertion failed: the journal written from the index does not reproduce it (${lost || health.findings.slice(0, 3).join('; ')}); nothing was changed`);
+      throw new AssertionFailure(`the journal written from the index does not reproduce it (${lost || health.findings.slice(0, 3).join('; ')}); nothing was changed`);
     }
     return { differences, counts };
   }
