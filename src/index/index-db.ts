@@ -135,8 +135,11 @@ export class IndexDb {
   private readError(error: unknown): MailstoreError {
     if (error instanceof MailstoreError) return error;
     const text = `${(error as Error)?.message ?? error} ${(error as { cause?: Error })?.cause?.message ?? ''}`.trim();
-    const corrupt = /corrupt/i.test(text) || (error as { code?: string })?.code === 'LEVEL_CORRUPTION';
-    return new MailstoreError(corrupt ? 'CORRUPT' : 'IO',
+    // The same reading of LevelDB's text as at open: damage (Corruption, a table truncated or gone)
+    // is CORRUPT and rebuildable; a full disk, a refused permission or an I/O error is not.
+    const failure = classifyLevelError(error);
+    const corrupt = /corrupt/i.test(text) || (failure.kind === 'damage' && /Corruption|IO error/i.test(failure.text));
+    return new MailstoreError(corrupt ? 'CORRUPT' : failure.kind === 'system' ? failure.code : 'IO',
       `reading the index at ${this.path}: ${text}${corrupt ? "; run 'mailstore reconstruct' to rebuild it from the journal" : ''}`, { path: this.path, cause: error });
   }
 

@@ -18,6 +18,8 @@ const STRERROR_CODES: [RegExp, ErrorCode | 'damage'][] = [
   [/Permission denied|Operation not permitted|Read-only file system/i, 'ACCESS'],
   // A file LevelDB's own MANIFEST or CURRENT names is gone: damage, which the journal can rebuild.
   [/No such file or directory/i, 'damage'],
+  // A table shorter than LevelDB expects (truncated): its read past the end says EINVAL. Damage.
+  [/Invalid argument/i, 'damage'],
 ];
 
 /** The messages and codes of an error and its causes, innermost last (classic-level wraps its errors). */
