@@ -10,30 +10,11 @@ import { exportMailbox } from '../../src/import/exporter.js';
 import { importMail, type ImportOptions, type ImportSummary } from '../../src/import/importer.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { maildir, stored, withStore } from './helpers.js';
 import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
 
 const body = (i: number | string) => `Message-ID: <f${i}@example.org>\nSubject: ${i}\n\nbody ${i}\n`;
 
-function maildir(dir: string, messages: Record<string, string> = {}): string {
-  for (const sub of ['cur', 'new', 'tmp']) mkdirSync(join(dir, sub), { recursive: true });
-  for (const [name, text] of Object.entries(messages)) writeFileSync(join(dir, 'cur', name), text);
-  return dir;
-}
-
-async function stored(store: Store, mailbox: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const m of store.messages(mailbox)) out.push((await store.fetch(mailbox, m.uid)).toString());
-  return out;
-}
-
-async function withStore<T>(work: (store: Store) => Promise<T>): Promise<T> {
-  const store = await Store.open(tmpDir('fidelity-store'), { create: true });
-  try {
-    return await work(store);
-  } finally {
-    await store.close();
-  }
-}
 
 async function names(store: Store): Promise<string[]> {
   return (await store.listMailboxes()).map((m) => m.name).sort();

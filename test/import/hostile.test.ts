@@ -11,33 +11,13 @@ import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { readMessageFile } from '../../src/formats/eml.js';
 import { importMail, type ImportOptions } from '../../src/import/importer.js';
 import { limits } from '../../src/limits.js';
-import { Store } from '../../src/store/store.js';
 import { FaultFileSystem, type FaultKind } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { maildir, stored, withStore } from './helpers.js';
 
 const body = (i: number | string) => `Message-ID: <h${i}@example.org>\nSubject: ${i}\n\nbody ${i}\n`;
 const SECRET = 'root:x:0:0:SECRET-BYTES\n';
 
-function maildir(dir: string, messages: Record<string, string> = {}): string {
-  for (const sub of ['cur', 'new', 'tmp']) mkdirSync(join(dir, sub), { recursive: true });
-  for (const [name, text] of Object.entries(messages)) writeFileSync(join(dir, 'cur', name), text);
-  return dir;
-}
-
-async function stored(store: Store, mailbox: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const m of store.messages(mailbox)) out.push((await store.fetch(mailbox, m.uid)).toString());
-  return out;
-}
-
-async function withStore<T>(work: (store: Store) => Promise<T>): Promise<T> {
-  const store = await Store.open(tmpDir('hostile-store'), { create: true });
-  try {
-    return await work(store);
-  } finally {
-    await store.close();
-  }
-}
 
 
 /** Every open or read of a path containing `name` fails with `code` until fs.clear() (mode 000 as a user sees it). */
