@@ -9,6 +9,13 @@ export const limits = {
   journalSegmentBytesMax: 16 * 1024 * 1024,
   /** Open reads this much of the oldest journal segment to see whether it starts with a checkpoint. */
   journalFirstRecordReadBytes: 64 * 1024,
+  /** Change-log consumers: records handed to a handler at once. */
+  consumerBatchRecords: 1000,
+  /** An idle consumer waits this long at first, doubling up to consumerIdleMaxMs (a commit wakes it at once). */
+  consumerIdleMinMs: 50,
+  consumerIdleMaxMs: 5000,
+  /** A consumer this many records behind is reported as behind (stats, consumers); it is never skipped. */
+  consumerLagRecordsWarn: 1_000_000,
   /** A journal record payload larger than this is damage, not data. */
   journalRecordBytesMax: 64 * 1024 * 1024,
   /** Group commit: most mutations in one batch. */

@@ -28,6 +28,16 @@ function pendingOps(pending: Pending): BatchOp[] {
   return out;
 }
 
+/** The reads of IndexDb.snapshot(): the index as it was when the snapshot was taken. */
+export interface IndexSnapshot {
+  get<T>(key: Buffer): T | undefined;
+  entryBatches<T>(range: { gte: Buffer; lt: Buffer }, batchEntries: number): AsyncGenerator<[Buffer, T][]>;
+  close(): Promise<void>;
+}
+
+/** Bulk reads of the index or of a snapshot of it. */
+export type IndexRangeReader = Pick<IndexSnapshot, 'entryBatches'>;
+
 export class IndexDb {
   /**
    * A batch handed to LevelDB and not yet landed (writeBehind): point reads see it first, range
@@ -141,6 +151,47 @@ export class IndexDb {
     const corrupt = /corrupt/i.test(text) || (failure.kind === 'damage' && /Corruption|IO error/i.test(failure.text));
     return new MailstoreError(corrupt ? 'CORRUPT' : failure.kind === 'system' ? failure.code : 'IO',
       `reading the index at ${this.path}: ${text}${corrupt ? "; run 'mailstore reconstruct' to rebuild it from the journal" : ''}`, { path: this.path, cause: error });
+  }
+
+  /**
+   * A point-in-time view of the index (a LevelDB snapshot) taken after any batch still landing: its
+   * reads see exactly the batches applied before it, whatever commits meanwhile. Index snapshots
+   * and backups read the whole state through one, beside live writers. Close it when done.
+   */
+  async snapshot(): Promise<IndexSnapshot> {
+    await this.settle();
+    const snapshot = this.db.snapshot();
+    const read = this.readError.bind(this);
+    const db = this.db;
+    return {
+      get<T>(key: Buffer): T | undefined {
+        let raw: Buffer | undefined;
+        try {
+          raw = db.getSync(key, { snapshot });
+        } catch (error) {
+          throw read(error);
+        }
+        return raw === undefined ? undefined : decodeValue<T>(raw, key);
+      },
+      async *entryBatches<T>(range: { gte: Buffer; lt: Buffer }, batchEntries: number): AsyncGenerator<[Buffer, T][]> {
+        const iterator = db.iterator({ gte: range.gte, lt: range.lt, snapshot });
+        try {
+          for (;;) {
+            let batch: [Buffer, Buffer][];
+            try {
+              batch = await iterator.nextv(batchEntries);
+            } catch (error) {
+              throw read(error);
+            }
+            if (batch.length === 0) return;
+            yield batch.map(([key, value]): [Buffer, T] => [key, decodeValue<T>(value, key)]);
+          }
+        } finally {
+          await iterator.close().catch(() => undefined);
+        }
+      },
+      close: () => snapshot.close().catch(() => undefined),
+    };
   }
 
   /** Raw keys and values: scrub checks the checksums itself. Call settle() first. */

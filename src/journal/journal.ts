@@ -74,6 +74,11 @@ export class Journal {
     return this.options.segmentBytesMax;
   }
 
+  /** The seq of the oldest record still in the journal (1 when nothing was ever retired). */
+  get firstSeq(): number {
+    return this.segments[0]?.firstSeq ?? this.lastSeq + 1;
+  }
+
   get segmentNames(): string[] {
     return this.segments.map((s) => s.name);
   }

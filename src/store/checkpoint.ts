@@ -7,7 +7,7 @@ import { fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { ensureDir, writeFileDurable } from '../fs/durable.js';
 import { encodeCbor } from '../index/codec.js';
-import type { IndexDb } from '../index/index-db.js';
+import type { IndexDb, IndexRangeReader } from '../index/index-db.js';
 import { SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, segmentFileName } from '../journal/journal-format.js';
 import { decodeChangeKey, decodeMessageKey } from '../keys/index-keys.js';
 import { SPACE, decodeString } from '../keys/tuple.js';
@@ -109,7 +109,7 @@ class SegmentWriter {
  * (modseqs, refcounts, counters), so the replay reproduces them; the name index and the reverse
  * ACL map are derived from the mailboxes as every create and rename derives them.
  */
-async function* checkpointOps(db: IndexDb, appliedSeq: number): AsyncGenerator<Op> {
+export async function* checkpointOps(db: IndexRangeReader, appliedSeq: number): AsyncGenerator<Op> {
   const per = limits.checkpointEntriesPerRecord;
   yield { op: 'state.begin', appliedSeq };
   let entries: [string, unknown][] = [];
@@ -142,12 +142,12 @@ function checkpointMessage(uid: number, r: MessageRecord): Extract<Op, { op: 'st
 }
 
 /** Every entry of a key space, decoded (a damaged value throws CORRUPT: nothing is written then). */
-async function* all<T>(db: IndexDb, space: number): AsyncGenerator<[Buffer, T]> {
+async function* all<T>(db: IndexRangeReader, space: number): AsyncGenerator<[Buffer, T]> {
   for await (const batch of db.entryBatches<T>({ gte: Buffer.of(space), lt: Buffer.of(space + 1) }, 1000)) yield* batch;
 }
 
 /** Entries of a per-mailbox space in runs of one mailbox, at most `per` a run. */
-async function* grouped<T, O>(db: IndexDb, space: number, per: number, idOf: (key: Buffer) => { id: Buffer }, make: (id: Buffer, list: [Buffer, T][]) => O): AsyncGenerator<O> {
+async function* grouped<T, O>(db: IndexRangeReader, space: number, per: number, idOf: (key: Buffer) => { id: Buffer }, make: (id: Buffer, list: [Buffer, T][]) => O): AsyncGenerator<O> {
   let list: [Buffer, T][] = [];
   let id: Buffer | undefined;
   for await (const [key, value] of all<T>(db, space)) {
@@ -180,4 +180,31 @@ export async function finishJournalSwap(fs: FileSystem, root: string): Promise<b
   await fs.syncDir(root);
   await fs.unlink(join(journal, COMPLETE_MARK)).catch(() => undefined);
   return true;
+}
+
+export interface StateSnapshot {
+  /** The journal seq the state reflects (the index's watermark in the snapshot). */
+  appliedSeq: number;
+  /** The whole state as checkpoint ops (state.begin first), read from the snapshot. */
+  ops: AsyncGenerator<Op>;
+  /** Releases the LevelDB snapshot (also after reading every op). */
+  close(): Promise<void>;
+}
+
+/**
+ * The index's whole state at one point, read from a LevelDB snapshot while writers go on: index
+ * snapshots and backups take it. The seq comes from the same snapshot, so state and seq agree.
+ */
+export async function snapshotState(db: IndexDb): Promise<StateSnapshot> {
+  const snapshot = await db.snapshot();
+  const appliedSeq = snapshot.get<number>(meta.appliedSeq) ?? 0;
+  const inner = checkpointOps(snapshot, appliedSeq);
+  async function* ops(): AsyncGenerator<Op> {
+    try {
+      yield* inner;
+    } finally {
+      await snapshot.close();
+    }
+  }
+  return { appliedSeq, ops: ops(), close: () => snapshot.close() };
 }

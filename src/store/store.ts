@@ -10,9 +10,9 @@
 // Where the next layers plug in: every change of the store is a `Mutation` (writer.ts) passing
 // through `Store.submit` into the Writer, one journal record each; after each group commit the
 // Writer's onCommit hook fires (`StoreOptions.onCommit`, wired in the constructor below) with the
-// batch's seq range. A change-log consumer, the daemon or replication subscribes there, then reads
-// what changed (today `changesSince` per mailbox; a reader of journal records from a seq is not
-// built yet and belongs beside it); the mutations here need not change for them.
+// batch's seq range, and `store.changes` (changes.ts) hands out the committed records from any seq
+// and keeps the consumers' durable cursors: a change-log consumer, the daemon, events or replication
+// read there; the mutations here need not change for them.
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { MailstoreError, fromSystemError } from '../errors.js';
@@ -27,6 +27,7 @@ import type { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { SEEN, meta } from './apply.js';
 import type { StoreAdministration } from './administration.js';
+import { ChangeFeed } from './changes.js';
 import { initStore, type StoreIdentity } from './identity.js';
 import { Maintenance, type MaintenanceHost, type StoreMaintenance } from './maintenance.js';
 import { closeOpened, openStoreParts, type StoreParts } from './open.js';
@@ -79,16 +80,20 @@ export class Store {
   private readonly mailboxCache = new Map<string, MailboxInfo>();
   private cacheGeneration = 0;
   private failure?: MailstoreError;
+  /** The change log: committed journal records from a seq on, and the consumers' cursors (changes.ts). */
+  readonly changes: ChangeFeed;
 
   private constructor(parts: StoreParts, options: StoreOptions) {
     ({ root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, health: this.health, readOnly: this.readOnly } = parts);
     ({ db: this.db, packs: this.packs, journal: this.journal, release: this.release } = parts);
     this.messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
+    this.changes = new ChangeFeed({ fs: this.fs, root: this.root, journal: this.journal, readOnly: this.readOnly });
     // The plug-in point for the next layers: onCommit fires after every group commit.
     this.writer = new Writer(this.db, this.packs, this.journal, {
       onStop: (error) => { this.failure = error; },
       onCommit: (first, last, mutations, indexKeys) => {
         this.forgetMailboxes();
+        this.changes.notify(last);
         options.onCommit?.(first, last, mutations, indexKeys);
       },
     });
@@ -124,6 +129,7 @@ export class Store {
     this.closed = true;
     await this.writer.drain();
     this.writer.fail(new MailstoreError('CLOSED', 'the store is closed'));
+    this.changes.wakeAll();
     await this.packs.close();
     await this.journal.close();
     await this.db.close();
@@ -566,6 +572,7 @@ export class Store {
     return {
       mailboxes, messages, bytesReferenced, blobs, bytesStored, unreferencedBlobs, packs: packList.length, packBytes,
       journalSegments: this.journal.segmentNames.length, journalBytes, dedupRatio: liveBytes === 0 ? 1 : bytesReferenced / liveBytes,
+      consumers: await this.changes.consumers(),
     };
   }
 

@@ -123,6 +123,8 @@ export interface FlagChange {
   unchangedSince?: number;
 }
 
+import type { ConsumerState } from './changes.js';
+
 export interface StoreStats {
   mailboxes: number;
   messages: number;
@@ -135,6 +137,8 @@ export interface StoreStats {
   journalSegments: number;
   journalBytes: number;
   dedupRatio: number;
+  /** Change-log consumers with their cursors and lag (changes.ts); `behind` ones are reported, never skipped. */
+  consumers: ConsumerState[];
 }
 
 /** A rebuild of the index from the journal compared with the index it would replace. */

@@ -21,6 +21,7 @@ export function register(program: Command): void {
         ['packs', `${stats.packs} (${formatBytes(stats.packBytes)})`],
         ['journal', `${stats.journalSegments} segment${stats.journalSegments === 1 ? '' : 's'} (${formatBytes(stats.journalBytes)})`],
       ];
+      for (const c of stats.consumers) rows.push([`consumer ${c.name}`, `at seq ${c.seq}, ${c.lagRecords} record${c.lagRecords === 1 ? '' : 's'} behind${c.behind ? ' (FALLING BEHIND)' : ''}`]);
       for (const [name, value] of rows) await printLine(`${name.padEnd(17)} ${value}`);
     });
 }

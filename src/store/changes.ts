@@ -1,0 +1,292 @@
+// The change log as a public feed, and its consumers (DESIGN.md, "Background work"). The journal is
+// the change log: `ChangeFeed.read` hands out its committed records from a seq on, decoded. A
+// consumer is a name and a durable cursor (the last seq it has finished with), kept in
+// consumers/NAME beside the journal, not in the index: the index is derived and may be rebuilt, a
+// cursor may not go back. Delivery is at least once: a consumer advances its cursor after its
+// effect is durable, so a crash in between hands it the same records again (handlers are
+// idempotent). Cursors pin the journal: no segment a consumer still needs is retired.
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { MailstoreError, assert, fromSystemError } from '../errors.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import { ensureDir, writeFileDurable } from '../fs/durable.js';
+import { decodeCbor } from '../index/codec.js';
+import type { Journal, JournalDamage } from '../journal/journal.js';
+import { limits } from '../limits.js';
+import type { JournalPayload, Op } from './records.js';
+
+export const CONSUMERS_DIR = 'consumers';
+
+/** One committed journal record, decoded. */
+export interface Change {
+  seq: number;
+  ops: Op[];
+  /** The last record of its group-commit batch. */
+  end: boolean;
+}
+
+export interface ConsumerState {
+  name: string;
+  /** The last seq the consumer has finished with. */
+  seq: number;
+  /** When the cursor last moved (ms since epoch). */
+  updated: number;
+  /** Committed records after the cursor. */
+  lagRecords: number;
+  /** Lag past limits.consumerLagRecordsWarn: reported (stats, consumers), never skipped. */
+  behind: boolean;
+}
+
+/** What the feed needs of its Store. */
+export interface ChangeFeedHost {
+  fs: FileSystem;
+  root: string;
+  journal: Pick<Journal, 'read' | 'lastSeq' | 'firstSeq'>;
+  readOnly: boolean;
+}
+
+const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
+export class ChangeFeed {
+  private waiters: { afterSeq: number; wake: () => void }[] = [];
+
+  constructor(private readonly host: ChangeFeedHost) {}
+
+  /** The seq of the newest committed record. */
+  get lastSeq(): number {
+    return this.host.journal.lastSeq;
+  }
+
+  /** The oldest seq still in the journal (records before it were retired under a snapshot). */
+  get firstSeq(): number {
+    return this.host.journal.firstSeq;
+  }
+
+  /**
+   * Committed records with seq > afterSeq, in order, at most `limit`. Records already retired are
+   * NOT_FOUND (the consumer must start again from a snapshot); damage in the journal is CORRUPT
+   * unless `onDamage` takes it (then the damaged records are skipped, which the caller reports).
+   */
+  async *read(afterSeq: number, options: { limit?: number; onDamage?: (damage: JournalDamage) => void } = {}): AsyncGenerator<Change> {
+    assert(Number.isSafeInteger(afterSeq) && afterSeq >= 0, `change feed read after ${afterSeq}`);
+    const first = this.firstSeq;
+    if (afterSeq + 1 < first) {
+      throw new MailstoreError('NOT_FOUND', `the journal records after seq ${afterSeq} were retired (the journal starts at ${first}); start again from a snapshot`);
+    }
+    const last = this.lastSeq; // records written after this call started wait for the next read
+    let left = options.limit ?? Infinity;
+    const onDamage = options.onDamage ?? ((damage: JournalDamage) => {
+      throw new MailstoreError('CORRUPT', `journal segment ${damage.segment} is damaged at offset ${damage.offset}; run 'mailstore scrub'`, { path: damage.segment });
+    });
+    let expected = afterSeq + 1;
+    for await (const record of this.host.journal.read(afterSeq, onDamage)) {
+      if (record.seq > last || left <= 0) return;
+      if (record.seq !== expected && !options.onDamage) {
+        throw new MailstoreError('CORRUPT', `the journal has no record ${expected} (the next is ${record.seq}); run 'mailstore scrub'`);
+      }
+      expected = record.seq + 1;
+      const payload = decodeCbor<JournalPayload>(record.payload);
+      yield { seq: record.seq, ops: payload.ops, end: payload.end === true };
+      left--;
+    }
+  }
+
+  /** Resolves true once a record after `afterSeq` is committed, false after `timeoutMs`. */
+  wait(afterSeq: number, timeoutMs: number): Promise<boolean> {
+    if (this.lastSeq > afterSeq) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const waiter = { afterSeq, wake: () => { clearTimeout(timer); resolve(true); } };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        resolve(false);
+      }, timeoutMs);
+      timer.unref?.();
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** Called after every group commit: wakes the consumers waiting for it. */
+  notify(lastSeq: number): void {
+    if (this.waiters.length === 0) return;
+    const ready = this.waiters.filter((w) => w.afterSeq < lastSeq);
+    this.waiters = this.waiters.filter((w) => w.afterSeq >= lastSeq);
+    for (const w of ready) w.wake();
+  }
+
+  /** Wakes every waiter (the store is closing). */
+  wakeAll(): void {
+    const all = this.waiters;
+    this.waiters = [];
+    for (const w of all) w.wake();
+  }
+
+  // ---- consumers -------------------------------------------------------------------------------
+
+  private path(name: string): string {
+    return join(this.host.root, CONSUMERS_DIR, name);
+  }
+
+  private checkName(name: string): void {
+    if (typeof name !== 'string' || !NAME.test(name)) {
+      throw new MailstoreError('INVALID', `a consumer name is 1 to 64 of a-z, 0-9, '.', '_' and '-' (starting with a letter or digit), got ${JSON.stringify(name)}`);
+    }
+  }
+
+  /** The consumer's cursor, or undefined when no consumer of that name is registered. */
+  async cursor(name: string): Promise<{ seq: number; updated: number } | undefined> {
+    this.checkName(name);
+    const bytes = await this.host.fs.readFile(this.path(name)).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined;
+      throw fromSystemError(error, 'reading a consumer cursor', this.path(name));
+    });
+    return bytes && decodeCursor(bytes, this.path(name));
+  }
+
+  /**
+   * Registers a consumer at `seq` (default: the newest record, so it sees what comes next) unless it
+   * exists; returns its cursor. A consumer that must see the past registers at the oldest retained
+   * seq - 1.
+   */
+  async register(name: string, seq = this.lastSeq): Promise<{ seq: number; updated: number }> {
+    const existing = await this.cursor(name);
+    if (existing) return existing;
+    await this.store(name, this.checkSeq(seq));
+    return (await this.cursor(name))!;
+  }
+
+  /** Moves the cursor forward to `seq` (durable when this resolves). Going back is refused. */
+  async advance(name: string, seq: number): Promise<void> {
+    const current = await this.cursor(name);
+    if (!current) throw new MailstoreError('NOT_FOUND', `no consumer named ${name}`);
+    this.checkSeq(seq);
+    if (seq < current.seq) throw new MailstoreError('INVALID', `consumer ${name} is at seq ${current.seq}; it cannot go back to ${seq}`);
+    if (seq === current.seq) return;
+    await this.store(name, seq);
+  }
+
+  /** Forgets a consumer: it no longer pins the journal. */
+  async remove(name: string): Promise<boolean> {
+    this.checkName(name);
+    this.writable();
+    try {
+      await this.host.fs.unlink(this.path(name));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw fromSystemError(error, 'removing a consumer cursor', this.path(name));
+    }
+    await this.host.fs.syncDir(join(this.host.root, CONSUMERS_DIR));
+    return true;
+  }
+
+  /** Every registered consumer with its lag, by name. */
+  async consumers(): Promise<ConsumerState[]> {
+    const dir = join(this.host.root, CONSUMERS_DIR);
+    const names = await this.host.fs.readdir(dir).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return [] as string[];
+      throw fromSystemError(error, 'listing consumers', dir);
+    });
+    const out: ConsumerState[] = [];
+    for (const name of names.filter((n) => NAME.test(n)).sort()) {
+      const cursor = await this.cursor(name);
+      if (!cursor) continue;
+      const lagRecords = Math.max(0, this.lastSeq - cursor.seq);
+      out.push({ name, seq: cursor.seq, updated: cursor.updated, lagRecords, behind: lagRecords > limits.consumerLagRecordsWarn });
+    }
+    return out;
+  }
+
+  /** The slowest cursor (retirement never passes it), or undefined when there is no consumer. */
+  async slowest(): Promise<number | undefined> {
+    const all = await this.consumers();
+    return all.length === 0 ? undefined : Math.min(...all.map((c) => c.seq));
+  }
+
+  private checkSeq(seq: number): number {
+    if (!Number.isSafeInteger(seq) || seq < 0) throw new MailstoreError('INVALID', `a consumer cursor is a journal seq (an integer >= 0), got ${seq}`);
+    if (seq > this.lastSeq) throw new MailstoreError('INVALID', `seq ${seq} is past the newest committed record (${this.lastSeq})`);
+    return seq;
+  }
+
+  private writable(): void {
+    if (this.host.readOnly) throw new MailstoreError('ACCESS', 'the store is open read-only; consumer cursors cannot move');
+  }
+
+  private async store(name: string, seq: number): Promise<void> {
+    this.checkName(name);
+    this.writable();
+    await ensureDir(this.host.fs, join(this.host.root, CONSUMERS_DIR));
+    await writeFileDurable(this.host.fs, this.path(name), encodeCursor({ seq, updated: Date.now() }));
+  }
+}
+
+function encodeCursor(cursor: { seq: number; updated: number }): Buffer {
+  const body = JSON.stringify(cursor);
+  return Buffer.from(`${body}\ncrc32 ${crc32(Buffer.from(body)).toString(16).padStart(8, '0')}\n`);
+}
+
+function decodeCursor(bytes: Buffer, path: string): { seq: number; updated: number } {
+  const [body, check] = bytes.toString('utf8').split('\n');
+  const crc = /^crc32 ([0-9a-f]{8})$/.exec(check ?? '');
+  const parsed = crc && Number.parseInt(crc[1], 16) === crc32(Buffer.from(body)) ? safeJson(body) : undefined;
+  if (!parsed || !Number.isSafeInteger(parsed.seq) || parsed.seq < 0) {
+    throw new MailstoreError('CORRUPT', `consumer cursor ${path} is damaged; remove it and register the consumer again (it then starts over)`, { path });
+  }
+  return { seq: parsed.seq, updated: Number(parsed.updated) || 0 };
+}
+
+function safeJson(text: string): { seq: number; updated: number } | undefined {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+export interface ConsumerRunOptions {
+  /** Records handed to the handler at once. */
+  batchRecords?: number;
+  /** Stops the loop (checked between rounds). */
+  signal?: AbortSignal;
+  /** A failure the loop cannot retry (the runner stops after reporting it). */
+  onError?: (error: unknown) => void;
+}
+
+/**
+ * Runs a consumer until `signal` aborts: reads from its cursor, hands the records to `handle`,
+ * advances the cursor after it resolved. A handler that cannot take what it needs now throws a
+ * MailstoreError LOCKED (or BUSY-like NO_SPACE/IO: temporary) and the same records come again
+ * after a pause; an idle consumer backs off (doubling up to limits.consumerIdleMaxMs) and wakes at
+ * once when a commit arrives.
+ */
+export async function runConsumer(feed: ChangeFeed, name: string, handle: (changes: Change[]) => Promise<void>, options: ConsumerRunOptions = {}): Promise<void> {
+  const batch = options.batchRecords ?? limits.consumerBatchRecords;
+  let pause: number = limits.consumerIdleMinMs;
+  let { seq } = await feed.register(name);
+  while (!options.signal?.aborted) {
+    const changes: Change[] = [];
+    for await (const change of feed.read(seq, { limit: batch })) changes.push(change);
+    if (changes.length === 0) {
+      await feed.wait(seq, pause);
+      pause = Math.min(pause * 2, limits.consumerIdleMaxMs);
+      continue;
+    }
+    try {
+      await handle(changes);
+    } catch (error) {
+      if (error instanceof MailstoreError && ['LOCKED', 'NO_SPACE', 'IO'].includes(error.code)) {
+        await sleep(pause); // requeued: the same records again after a pause
+        pause = Math.min(pause * 2, limits.consumerIdleMaxMs);
+        continue;
+      }
+      options.onError?.(error);
+      return;
+    }
+    seq = changes[changes.length - 1].seq;
+    await feed.advance(name, seq);
+    pause = limits.consumerIdleMinMs;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref?.());
+}

@@ -1,0 +1,183 @@
+// The change log as a feed and its consumers: records come out in order from any seq, a consumer's
+// cursor is durable and only moves forward, a waiting consumer wakes on a commit, a handler that
+// cannot take what it needs gets the same records again, and a state snapshot taken beside writers
+// holds exactly the state at its seq.
+import { describe, expect, it } from 'vitest';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Store } from '../../src/store/store.js';
+import { MailstoreError } from '../../src/errors.js';
+import { runConsumer, type Change } from '../../src/store/changes.js';
+import { snapshotState } from '../../src/store/checkpoint.js';
+import type { Op } from '../../src/store/records.js';
+import { internalsOf as internals } from '../helpers/internals.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const msg = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
+
+async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await promise;
+    return undefined;
+  } catch (error) {
+    expect(error).toBeInstanceOf(MailstoreError);
+    return (error as MailstoreError).code;
+  }
+}
+
+async function all(iterable: AsyncIterable<Change>): Promise<Change[]> {
+  const out: Change[] = [];
+  for await (const c of iterable) out.push(c);
+  return out;
+}
+
+describe('change feed', () => {
+  it('hands out every committed record in order, from any seq, decoded', async () => {
+    const root = tmpDir();
+    const store = await Store.open(root, { create: true });
+    await store.createMailbox('INBOX');
+    for (let i = 1; i <= 5; i++) await store.append('INBOX', msg(i));
+    await store.expunge('INBOX', [2]);
+    const last = store.changes.lastSeq;
+    const changes = await all(store.changes.read(0));
+    expect(changes.map((c) => c.seq)).toEqual(Array.from({ length: last }, (_, i) => i + 1));
+    const kinds = changes.flatMap((c) => c.ops.map((o: Op) => o.op));
+    expect(kinds.filter((k) => k === 'message.add')).toHaveLength(5);
+    expect(kinds).toContain('message.expunge');
+    expect(kinds).toContain('mailbox.create');
+    const tail = await all(store.changes.read(last - 2));
+    expect(tail.map((c) => c.seq)).toEqual([last - 1, last]);
+    expect(await all(store.changes.read(last))).toEqual([]);
+    expect((await all(store.changes.read(0, { limit: 2 }))).map((c) => c.seq)).toEqual([1, 2]);
+    await store.close();
+  });
+
+  it('a consumer cursor is durable, moves only forward, and survives a reopen', async () => {
+    const root = tmpDir();
+    let store = await Store.open(root, { create: true });
+    await store.createMailbox('INBOX');
+    await store.append('INBOX', msg(1));
+    const at = await store.changes.register('events', 0);
+    expect(at.seq).toBe(0);
+    expect((await store.changes.consumers())[0]).toMatchObject({ name: 'events', seq: 0, lagRecords: store.changes.lastSeq, behind: false });
+    await store.changes.advance('events', 2);
+    expect(await codeOf(store.changes.advance('events', 1))).toBe('INVALID');
+    expect(await codeOf(store.changes.advance('events', store.changes.lastSeq + 1))).toBe('INVALID');
+    expect(await codeOf(store.changes.advance('nobody', 1))).toBe('NOT_FOUND');
+    expect(await codeOf(store.changes.register('../etc', 0))).toBe('INVALID');
+    // registering again keeps the cursor
+    expect((await store.changes.register('events')).seq).toBe(2);
+    await store.close();
+    store = await Store.open(root);
+    expect((await store.changes.cursor('events'))?.seq).toBe(2);
+    expect((await store.stats()).consumers.map((c) => c.name)).toEqual(['events']);
+    expect(await store.changes.slowest()).toBe(2);
+    expect(await store.changes.remove('events')).toBe(true);
+    expect(await store.changes.slowest()).toBeUndefined();
+    await store.close();
+  });
+
+  it('a damaged cursor file is CORRUPT, never read as seq 0', async () => {
+    const root = tmpDir();
+    const store = await Store.open(root, { create: true });
+    await store.createMailbox('INBOX');
+    await store.changes.register('backup', 1);
+    const path = join(root, 'consumers', 'backup');
+    writeFileSync(path, readFileSync(path, 'utf8').replace('"seq":1', '"seq":0'));
+    expect(await codeOf(store.changes.cursor('backup'))).toBe('CORRUPT');
+    await store.close();
+  });
+
+  it('a read-only open lists consumers but cannot move them', async () => {
+    const root = tmpDir();
+    let store = await Store.open(root, { create: true });
+    await store.createMailbox('INBOX');
+    await store.changes.register('events', 0);
+    await store.close();
+    store = await Store.open(root, { readOnly: true });
+    expect((await store.changes.consumers()).length).toBe(1);
+    expect(await codeOf(store.changes.advance('events', 1))).toBe('ACCESS');
+    await store.close();
+  });
+
+  it('records a retirement removed are NOT_FOUND, not silently skipped', async () => {
+    const root = tmpDir();
+    const store = await Store.open(root, { create: true });
+    await store.createMailbox('INBOX');
+    await store.append('INBOX', msg(1));
+    // what journal retirement leaves: the journal starts later than seq 1
+    const journal = internals(store).journal as unknown as { segments: { firstSeq: number }[] };
+    journal.segments[0].firstSeq = 2;
+    expect(await codeOf(all(store.changes.read(0)))).toBe('NOT_FOUND');
+    expect((await all(store.changes.read(1))).length).toBeGreaterThan(0);
+    journal.segments[0].firstSeq = 1;
+    await store.close();
+  });
+});
+
+describe('runConsumer', () => {
+  it('wakes on a commit, advances after the handler, and retries a requeued round', async () => {
+    const root = tmpDir();
+    const store = await Store.open(root, { create: true });
+    await store.createMailbox('INBOX');
+    const seen: number[] = [];
+    let refusals = 1;
+    const stop = new AbortController();
+    const errors: unknown[] = [];
+    const done = runConsumer(store.changes, 'test', async (changes) => {
+      if (changes.some((c) => c.ops.some((o) => o.op === 'message.add')) && refusals-- > 0) {
+        throw new MailstoreError('LOCKED', 'mailbox busy: try again');
+      }
+      for (const c of changes) seen.push(c.seq);
+    }, { signal: stop.signal, onError: (e) => errors.push(e) });
+    await new Promise((r) => setTimeout(r, 100));
+    const { uid } = await store.append('INBOX', msg(1));
+    expect(uid).toBe(1);
+    const target = store.changes.lastSeq;
+    for (let i = 0; i < 100 && (await store.changes.cursor('test'))?.seq !== target; i++) await new Promise((r) => setTimeout(r, 20));
+    expect((await store.changes.cursor('test'))?.seq).toBe(target);
+    expect(seen).toEqual([target]); // the refused round came again, once handled
+    expect(refusals).toBe(-1);
+    stop.abort();
+    store.changes.wakeAll();
+    await done;
+    expect(errors).toEqual([]);
+    await store.close();
+  });
+
+  it('stops and reports a failure that is not temporary, without moving the cursor', async () => {
+    const root = tmpDir();
+    const store = await Store.open(root, { create: true });
+    await store.createMailbox('INBOX');
+    await store.changes.register('bad', 0);
+    const errors: unknown[] = [];
+    await runConsumer(store.changes, 'bad', async () => { throw new Error('handler bug'); }, { onError: (e) => errors.push(e) });
+    expect(errors).toHaveLength(1);
+    expect((await store.changes.cursor('bad'))?.seq).toBe(0);
+    await store.close();
+  });
+});
+
+describe('state snapshot', () => {
+  it('holds exactly the state at its seq while writers go on', async () => {
+    const root = tmpDir();
+    const store = await Store.open(root, { create: true });
+    await store.createMailbox('INBOX');
+    for (let i = 1; i <= 20; i++) await store.append('INBOX', msg(i));
+    const db = internals(store).db;
+    const snapshot = await snapshotState(db);
+    const seq = snapshot.appliedSeq;
+    expect(seq).toBe(store.changes.lastSeq);
+    // writes after the snapshot must not show in it
+    for (let i = 21; i <= 30; i++) await store.append('INBOX', msg(i));
+    await store.expunge('INBOX', [1, 2, 3]);
+    const ops: Op[] = [];
+    for await (const op of snapshot.ops) ops.push(op);
+    expect(ops[0]).toEqual({ op: 'state.begin', appliedSeq: seq });
+    const messages = ops.flatMap((o) => (o.op === 'state.messages' ? o.messages : []));
+    expect(messages.map((m) => m[0])).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    const box = ops.find((o) => o.op === 'state.mailbox');
+    expect(box && box.op === 'state.mailbox' && box.info.messages).toBe(20);
+    await store.close();
+  });
+});
