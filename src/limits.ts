@@ -158,3 +158,15 @@ export const importLimits = {
   /** Folders nested deeper than this below an import source (Maildir or .eml tree) are reported, not walked. */
   folderDepthMax: 32,
 } as const;
+
+/** LMTP delivery (src/daemon/lmtp.ts). The message size limit is the store's (messageBytesMax). */
+export const lmtpLimits = {
+  /** Connections served at once; more are answered 421 by smtp-server (an MTA opens a few per destination). */
+  connectionsMax: 256,
+  /** Recipients in one transaction; more get 452 4.5.3 and the MTA sends them in another (RFC 5321 asks for at least 100). */
+  recipientsMax: 1000,
+  /** A connection that sends nothing for this long is closed (RFC 5321 4.5.3.2.7: the server waits at least 5 minutes). */
+  idleMs: 5 * 60 * 1000,
+  /** After close(), in-flight transactions get this long to finish before connections are cut. */
+  closeGraceMs: 10_000,
+} as const;
