@@ -170,3 +170,20 @@ export const lmtpLimits = {
   /** After close(), in-flight transactions get this long to finish before connections are cut. */
   closeGraceMs: 10_000,
 } as const;
+
+/** Change events (src/events/). */
+export const eventLimits = {
+  /** Messages whose flags an event reader remembers, to tell FlagsSet from FlagsClear (the oldest are forgotten). */
+  flagStatesMax: 100_000,
+  /** Events in one webhook POST; the consumer cursor moves once per POST. */
+  webhookBatchEvents: 100,
+  /** A webhook POST that has not answered after this long is a failed attempt. */
+  webhookTimeoutMs: 10_000,
+  /** Failed attempts of one POST are retried this many times (default), waiting webhookBackoffMs, doubling. */
+  webhookRetries: 5,
+  webhookBackoffMs: 1000,
+  /** Longest wait between retries, however often it doubled. */
+  webhookBackoffMaxMs: 60_000,
+  /** A follower (events --follow, a webhook) looks for new records this often when no commit wakes it. */
+  followPollMs: 500,
+} as const;
