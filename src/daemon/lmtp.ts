@@ -12,6 +12,7 @@ import { connect } from 'node:net';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
+import { formatHostPort, listenError, parseListen } from './address.js';
 import { limits, lmtpLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
 
@@ -233,26 +234,20 @@ function envelopeSender(from: string): string | undefined {
 
 /** Listens on 'HOST:PORT' or 'unix:PATH'; a unix socket nobody answers on (a crash left it) is replaced. */
 async function listen(server: SMTPServer, where: string): Promise<string> {
-  if (where.startsWith('unix:')) {
-    const path = where.slice('unix:'.length);
-    if (path === '') throw new MailstoreError('INVALID', 'LMTP listen address unix: needs a path');
+  const address = parseListen(where, 'LMTP', { unix: true });
+  if ('path' in address) {
     try {
-      await listenOnce(server, [path]);
+      await listenOnce(server, [address.path]);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || (await answers(path))) throw listenError(error, where);
-      await nodeFileSystem.unlink(path);
-      await listenOnce(server, [path]).catch((again: unknown) => { throw listenError(again, where); });
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || (await answers(address.path))) throw listenError(error, 'LMTP', where);
+      await nodeFileSystem.unlink(address.path);
+      await listenOnce(server, [address.path]).catch((again: unknown) => { throw listenError(again, 'LMTP', where); });
     }
-    return `unix:${path}`;
+    return `unix:${address.path}`;
   }
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(where);
-  const port = match ? Number(match[3]) : NaN;
-  if (!match || port > 65535) throw new MailstoreError('INVALID', `LMTP listen address ${JSON.stringify(where)}: give HOST:PORT ([::1]:PORT for IPv6) or unix:PATH`);
-  const host = match[1] ?? match[2];
-  await listenOnce(server, [port, host]).catch((error: unknown) => { throw listenError(error, where); });
+  await listenOnce(server, [address.port, address.host]).catch((error: unknown) => { throw listenError(error, 'LMTP', where); });
   const bound = server.server.address();
-  const real = typeof bound === 'object' && bound ? bound.port : port;
-  return host.includes(':') ? `[${host}]:${real}` : `${host}:${real}`;
+  return formatHostPort(address.host, typeof bound === 'object' && bound ? bound.port : address.port);
 }
 
 function listenOnce(server: SMTPServer, args: [string] | [number, string]): Promise<void> {
@@ -273,10 +268,4 @@ function answers(path: string): Promise<boolean> {
     socket.once('connect', () => { socket.destroy(); resolve(true); });
     socket.once('error', () => resolve(false));
   });
-}
-
-function listenError(error: unknown, where: string): MailstoreError {
-  const code = (error as NodeJS.ErrnoException).code;
-  const kind = code === 'EACCES' ? 'ACCESS' : code === 'EADDRINUSE' ? 'EXISTS' : 'IO';
-  return new MailstoreError(kind, `LMTP cannot listen on ${where}: ${code ?? String(error)}`, { path: where, cause: error });
 }

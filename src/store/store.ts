@@ -87,9 +87,9 @@ export class Store {
     // The plug-in point for the next layers: onCommit fires after every group commit.
     this.writer = new Writer(this.db, this.packs, this.journal, {
       onStop: (error) => { this.failure = error; },
-      onCommit: (first, last, mutations, indexKeys) => {
+      onCommit: (first, last, mutations, indexKeys, writeSeconds) => {
         this.forgetMailboxes();
-        options.onCommit?.(first, last, mutations, indexKeys);
+        options.onCommit?.(first, last, mutations, indexKeys, writeSeconds);
       },
     });
     this.reader = new StoreReader(this.readerHost());
