@@ -95,7 +95,11 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     },
     onData: (stream, session, callback) => {
       track(receive(stream, bytesMax)).then(
-        (bytes) => track(deliver(store, template, session, bytes, log)).then((replies) => callback(null, replies as unknown as string)),
+        (bytes) => track(deliver(store, template, session, bytes, log)).then(
+          // smtp-server takes an array here in LMTP mode: one reply per recipient (its types say string)
+          (replies) => callback(null, replies as unknown as string),
+          (error: unknown) => callback(failureReply(error)), // a bug of ours: every recipient gets 451
+        ),
         // The client went away before the final dot: nothing is stored and nobody is answered.
         (error: unknown) => log({ event: 'lmtp.aborted', from: session.envelope.mailFrom || null, error: String(error) }),
       );

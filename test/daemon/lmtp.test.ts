@@ -6,6 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startLmtp, mailboxFor, type LmtpLogEntry, type LmtpServer, type LmtpStore } from '../../src/daemon/lmtp.js';
+import { setQuota } from '../../src/store/quota.js';
 import { Store } from '../../src/store/store.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -204,6 +205,17 @@ describe('LMTP delivery', () => {
     expect(log.filter((e) => e.event === 'lmtp.failed').map((e) => e.code)).toEqual(['NO_SPACE', 'NO_SPACE', 'IO', 'IO']);
     expect(await deliver('back')).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1', '250 2.0.0 delivered to user/bob/INBOX uid 1']);
     expect((await store.fetch('user/alice/INBOX', 1)).equals(message('back'))).toBe(true);
+  });
+
+  it('answers 452 4.2.2 to a recipient over quota and delivers to the others', async () => {
+    const { store, port } = await setup();
+    await setQuota(store, 'user/bob', { messages: 0 });
+    const c = await converse({ port });
+    c.send(envelope('s@example.org', ['alice@example.org', 'bob@example.org']) + 'DATA\r\n');
+    await c.replies(5);
+    c.send(Buffer.concat([message('quota'), Buffer.from('.\r\n')]));
+    expect(await c.replies(2)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1', '452 4.2.2 mailbox full']);
+    expect(await messages(store, 'bob')).toBe(0);
   });
 
   it('listens on a unix socket, replaces one a crash left behind, and refuses one another process serves', async () => {
