@@ -1,7 +1,9 @@
 // The events webhook (src/events/webhook.ts) against an HTTP server on loopback: retries with
 // backoff, a durable consumer cursor, and at least once across restarts (no gap; a repeat only
 // with the same cursors).
+import { rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { MailEvent } from '../../src/events/events.js';
 import { ChangeSignal } from '../../src/events/follow.js';
@@ -124,6 +126,25 @@ describe('events webhook', () => {
       expect(twice).toEqual(r.requests[1].cursors); // the repeats are exactly the unconfirmed batch
       expect(new Set(r.accepted).size).toBe(5); // MailboxCreate + 4 MessageNew, all there
       expect((await postEvents(store, r.url)).posted).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('the stored cursor survives the loss of the index (a journaled record) and can be removed', async () => {
+    const r = await receiver();
+    const dir = tmpDir('webhook');
+    let store = await storeWithMessages(dir, 2);
+    const { cursor } = await postEvents(store, r.url);
+    await store.close();
+    rmSync(join(dir, 'index'), { recursive: true });
+    store = await Store.open(dir); // rebuilt from the journal
+    try {
+      expect(await store.getMeta('consumer/events-webhook')).toBe(cursor);
+      expect((await postEvents(store, r.url)).posted).toBe(0);
+      await store.setMeta('consumer/events-webhook', undefined);
+      expect(await store.getMeta('consumer/events-webhook')).toBeUndefined();
+      await expect(store.setMeta(42 as unknown as string, 'x')).rejects.toMatchObject({ code: 'INVALID' });
     } finally {
       await store.close();
     }
