@@ -122,6 +122,18 @@ describe('LMTP delivery', () => {
     expect(stored.equals(Buffer.concat([body.subarray(0, body.length - 11), Buffer.from('.stuffed\r\n')]))).toBe(true);
   });
 
+  it('ends DATA only at CRLF.CRLF: a bare-LF dot cannot smuggle a second transaction', async () => {
+    const { store, port } = await setup();
+    const c = await converse({ port });
+    c.send(envelope('s@example.org', ['alice@example.org']) + 'DATA\r\n');
+    await c.replies(4);
+    const smuggled = 'Subject: outer\r\n\r\ntext\n.\nMAIL FROM:<evil@example.org>\nRCPT TO:<bob@example.org>\nDATA\nSubject: inner\n\n\r.\r\n';
+    c.send(`${smuggled}\r\n.\r\n`);
+    expect(await c.replies(1)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1']);
+    expect((await store.fetch('user/alice/INBOX', 1)).toString('latin1')).toBe(`${smuggled}\r\n`);
+    expect(await messages(store, 'bob')).toBe(0);
+  });
+
   it('refuses a command line far over 1,000 bytes and goes on serving', async () => {
     const { store, port } = await setup();
     const c = await converse({ port });
