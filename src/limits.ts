@@ -184,6 +184,8 @@ export const eventLimits = {
   webhookBackoffMs: 1000,
   /** Longest wait between retries, however often it doubled. */
   webhookBackoffMaxMs: 60_000,
+  /** The daemon's webhook starts again this long after it gave up (the receiver down past its retries). */
+  webhookRestartMs: 60_000,
   /** A follower (events --follow, a webhook) looks for new records this often when no commit wakes it. */
   followPollMs: 500,
 } as const;
