@@ -186,6 +186,11 @@ export const eventLimits = {
   webhookBackoffMaxMs: 60_000,
   /** The daemon's webhook starts again this long after it gave up (the receiver down past its retries). */
   webhookRestartMs: 60_000,
+  /**
+   * A follower reads the journal at most this often: each read parses the tail segment (up to
+   * journalSegmentBytesMax) again, and a busy daemon commits hundreds of batches a second.
+   */
+  followReadIntervalMinMs: 100,
   /** A follower (events --follow, a webhook) looks for new records this often when no commit wakes it. */
   followPollMs: 500,
 } as const;

@@ -39,6 +39,8 @@ export interface FollowOptions extends Pick<ReadEventsOptions, 'onDamage'> {
   /** Notified on every commit; without it the journal is polled. */
   changes?: ChangeSignal;
   pollMs?: number;
+  /** Awaited each time the follower has read everything there is, before it waits (a webhook posts then). */
+  onCaughtUp?: () => Promise<void>;
 }
 
 /**
@@ -50,14 +52,21 @@ export async function* followEvents(store: Pick<Store, 'maintenance'>, since: Ev
   const changes = options.changes ?? new ChangeSignal();
   let position = since;
   let readTo = since.slot === Infinity ? since.seq : since.seq - 1;
+  let lastRead = 0;
   while (!options.signal?.aborted) {
     if (store.maintenance().journal.lastSeq > readTo) {
+      // a read parses the journal's whole tail segment: under a stream of commits, at most one per interval
+      const early = lastRead + eventLimits.followReadIntervalMinMs - Date.now();
+      if (early > 0) await new ChangeSignal().wait(early, options.signal);
+      lastRead = Date.now();
       for await (const event of readEvents(store, position, { context, onDamage: options.onDamage, onRecord: (seq) => { readTo = seq; } })) {
         yield event;
         if (options.signal?.aborted) return;
       }
       position = { seq: readTo, slot: Infinity };
     }
+    await options.onCaughtUp?.();
+    if (options.signal?.aborted || store.maintenance().journal.lastSeq > readTo) continue; // it committed meanwhile
     await changes.wait(options.pollMs ?? eventLimits.followPollMs, options.signal);
   }
 }

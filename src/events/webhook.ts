@@ -57,11 +57,10 @@ export async function postEvents(store: WebhookStore, url: string, options: Webh
   const cursor = await consumerCursor(store, consumer);
   let stored = (await store.getMeta<string>(consumerKey(consumer))) ?? '0';
   const result: WebhookResult = { posted: 0, batches: 0, cursor: stored };
-  const events = options.follow ? followEvents(store, cursor, { signal: options.signal, changes: options.changes }) : readEvents(store, cursor);
   let batch: MailEvent[] = [];
+  // Posts what was gathered and then stores the cursor; nothing when stopped (the cursor stays).
   const flush = async () => {
-    if (batch.length === 0) return;
-    await postWithRetries(url, { consumer, events: batch }, options);
+    if (batch.length === 0 || !(await postWithRetries(url, { consumer, events: batch }, options))) return;
     stored = batch[batch.length - 1].cursor;
     await store.setMeta(consumerKey(consumer), stored);
     result.posted += batch.length;
@@ -70,16 +69,18 @@ export async function postEvents(store: WebhookStore, url: string, options: Webh
     options.log?.({ event: 'webhook.posted', consumer, events: batch.length, cursor: stored });
     batch = [];
   };
+  // a follower posts what it has whenever it has caught up, not only when a batch is full
+  const events = options.follow ? followEvents(store, cursor, { signal: options.signal, changes: options.changes, onCaughtUp: flush }) : readEvents(store, cursor);
   for await (const event of events) {
     batch.push(event);
-    // a follower posts what it has as soon as it has caught up, not when a batch is full
-    if (batch.length >= batchEvents || (options.follow && store.maintenance().journal.lastSeq <= Number(event.cursor.split('.')[0]))) await flush();
+    if (batch.length >= batchEvents) await flush();
   }
   await flush();
   return result;
 }
 
-async function postWithRetries(url: string, body: { consumer: string; events: MailEvent[] }, options: WebhookOptions): Promise<void> {
+/** True once the receiver accepted; false when `signal` stopped it first; IO after the retries. */
+async function postWithRetries(url: string, body: { consumer: string; events: MailEvent[] }, options: WebhookOptions): Promise<boolean> {
   const retries = options.retries ?? eventLimits.webhookRetries;
   let wait = options.backoffMs ?? eventLimits.webhookBackoffMs;
   let last = '';
@@ -88,7 +89,7 @@ async function postWithRetries(url: string, body: { consumer: string; events: Ma
       await sleep(wait, options.signal);
       wait = Math.min(wait * 2, eventLimits.webhookBackoffMaxMs);
     }
-    if (options.signal?.aborted) break;
+    if (options.signal?.aborted) return false;
     try {
       const response = await fetch(url, {
         method: 'POST',
@@ -97,7 +98,7 @@ async function postWithRetries(url: string, body: { consumer: string; events: Ma
         signal: AbortSignal.timeout(eventLimits.webhookTimeoutMs),
       });
       await response.arrayBuffer().catch(() => undefined); // let the connection be reused
-      if (response.ok) return;
+      if (response.ok) return true;
       last = `HTTP ${response.status}`;
     } catch (error) {
       last = String((error as Error).cause ?? error);
