@@ -23,3 +23,11 @@ export { expungeBefore } from './store/retention.js';
 export type { RetentionOptions, RetentionResult } from './store/retention.js';
 export { dumpMailboxes, undumpMailboxes, formatDumpLine, parseDumpLine } from './store/mailbox-list.js';
 export type { DumpedMailbox } from './store/mailbox-list.js';
+// Change events (RFC 5423 names) from the journal, and the webhook consumer (issue 13).
+export { readEvents, EventContext, lagRecords } from './events/events.js';
+export type { MailEvent, EventName } from './events/events.js';
+export { parseCursor, formatCursor } from './events/cursor.js';
+export type { EventCursor } from './events/cursor.js';
+export { followEvents, ChangeSignal } from './events/follow.js';
+export { postEvents, consumerCursor, consumerKey, WEBHOOK_CONSUMER } from './events/webhook.js';
+export type { WebhookOptions, WebhookResult } from './events/webhook.js';

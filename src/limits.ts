@@ -165,3 +165,39 @@ export const importLimits = {
   /** Folders nested deeper than this below an import source (Maildir or .eml tree) are reported, not walked. */
   folderDepthMax: 32,
 } as const;
+
+/** LMTP delivery (src/daemon/lmtp.ts). The message size limit is the store's (messageBytesMax). */
+export const lmtpLimits = {
+  /** Connections served at once; more are answered 421 by smtp-server (an MTA opens a few per destination). */
+  connectionsMax: 256,
+  /** Recipients in one transaction; more get 452 4.5.3 and the MTA sends them in another (RFC 5321 asks for at least 100). */
+  recipientsMax: 1000,
+  /** A connection that sends nothing for this long is closed (RFC 5321 4.5.3.2.7: the server waits at least 5 minutes). */
+  idleMs: 5 * 60 * 1000,
+  /** After close(), in-flight transactions get this long to finish before connections are cut. */
+  closeGraceMs: 10_000,
+} as const;
+
+/** Change events (src/events/). */
+export const eventLimits = {
+  /** Messages whose flags an event reader remembers, to tell FlagsSet from FlagsClear (the oldest are forgotten). */
+  flagStatesMax: 100_000,
+  /** Events in one webhook POST; the consumer cursor moves once per POST. */
+  webhookBatchEvents: 100,
+  /** A webhook POST that has not answered after this long is a failed attempt. */
+  webhookTimeoutMs: 10_000,
+  /** Failed attempts of one POST are retried this many times (default), waiting webhookBackoffMs, doubling. */
+  webhookRetries: 5,
+  webhookBackoffMs: 1000,
+  /** Longest wait between retries, however often it doubled. */
+  webhookBackoffMaxMs: 60_000,
+  /** The daemon's webhook starts again this long after it gave up (the receiver down past its retries). */
+  webhookRestartMs: 60_000,
+  /**
+   * A follower reads the journal at most this often: each read parses the tail segment (up to
+   * journalSegmentBytesMax) again, and a busy daemon commits hundreds of batches a second.
+   */
+  followReadIntervalMinMs: 100,
+  /** A follower (events --follow, a webhook) looks for new records this often when no commit wakes it. */
+  followPollMs: 500,
+} as const;

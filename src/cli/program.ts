@@ -8,6 +8,7 @@ import { nodeFileSystem } from '../fs/node-fs.js';
 import * as acl from './commands/acl.js';
 import * as append from './commands/append.js';
 import * as copy from './commands/copy.js';
+import * as events from './commands/events.js';
 import * as exportCommand from './commands/export.js';
 import * as expunge from './commands/expunge.js';
 import * as fetch from './commands/fetch.js';
@@ -36,7 +37,7 @@ export interface CommandModule {
 
 const COMMANDS: CommandModule[] = [
   init, mailbox, append, fetch, messages, search, flags, expunge, copy, move, acl, user, quota, usage,
-  importCommand, exportCommand, stats, scrub, reconstruct, consumers,
+  importCommand, exportCommand, stats, scrub, reconstruct, consumers, events,
 ];
 
 export async function buildProgram(): Promise<Command> {

@@ -91,10 +91,10 @@ export class Store {
     // The plug-in point for the next layers: onCommit fires after every group commit.
     this.writer = new Writer(this.db, this.packs, this.journal, {
       onStop: (error) => { this.failure = error; },
-      onCommit: (first, last, mutations, indexKeys) => {
+      onCommit: (first, last, mutations, indexKeys, writeSeconds) => {
         this.forgetMailboxes();
         this.changes.notify(last);
-        options.onCommit?.(first, last, mutations, indexKeys);
+        options.onCommit?.(first, last, mutations, indexKeys, writeSeconds);
       },
     });
     this.reader = new StoreReader(this.readerHost());
@@ -453,7 +453,17 @@ export class Store {
     return { location, deduplicated: false };
   }
 
-  /** A value stored with appendBatch's `meta` option (import cursors). */
+  /**
+   * Stores a value under `key` (read back with getMeta) as a journaled record of its own: a
+   * consumer's durable cursor (the events webhook). undefined or null removes the key.
+   */
+  async setMeta(key: string, value: unknown): Promise<void> {
+    checkString(key, 'meta key');
+    checkRecordSize([{ op: 'meta.set', key: `user/${key}`, value }], `setting ${key}`);
+    await this.submit({ prepare: async () => ({ ops: [{ op: 'meta.set', key: `user/${key}`, value } as Op], result: undefined }) });
+  }
+
+  /** A value stored with appendBatch's `meta` option or setMeta (import and consumer cursors). */
   async getMeta<T>(key: string): Promise<T | undefined> {
     checkString(key, 'meta key');
     this.live();

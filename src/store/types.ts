@@ -36,8 +36,11 @@ export interface StoreOptions {
    * which is otherwise UNMOUNTED: for `scrub --repair --force --source`, which restores them.
    */
   allowMissingPacks?: boolean;
-  /** Called after each group commit with its seq range, number of mutations and index keys written. */
-  onCommit?: (firstSeq: number, lastSeq: number, mutations: number, indexKeys: number) => void;
+  /**
+   * Called after each group commit with its seq range, number of mutations and index keys written,
+   * and the seconds its pack and journal writes and fdatasyncs took.
+   */
+  onCommit?: (firstSeq: number, lastSeq: number, mutations: number, indexKeys: number, writeSeconds: number) => void;
 }
 
 export interface AppendOptions {

@@ -1,0 +1,99 @@
+// `mailstore events`: the store's changes as RFC 5423 events, one per line, each with the cursor
+// to resume after it (src/events/). Without a daemon, --follow opens the store for each look and
+// closes it again, so other commands can still write between looks.
+import type { Command } from 'commander';
+import { parseCursor, type EventCursor } from '../../events/cursor.js';
+import { EventContext, readEvents, type MailEvent } from '../../events/events.js';
+import { ChangeSignal } from '../../events/follow.js';
+import { eventLimits } from '../../limits.js';
+import { catchInterrupt } from '../interrupt.js';
+import { withReadStore, writeStdout } from '../context.js';
+
+/** Output is handed to stdout in chunks of about this many bytes. */
+const OUTPUT_CHUNK_BYTES = 64 * 1024;
+
+export function register(program: Command): void {
+  program
+    .command('events')
+    .description('list the changes (MessageNew, MessageExpunge, FlagsSet, FlagsClear, MailboxCreate, MailboxRename, MailboxDelete, AclChange) in commit order, one per line; changes nothing')
+    .option('--since <cursor>', 'only the changes after this cursor (as an earlier event printed it; 0: from the start)', '0')
+    .option('--follow', 'keep listing new changes as they are committed, until Ctrl-C')
+    .option('--json', 'one JSON object per line')
+    .addHelpText('after', `
+Each event carries a cursor (SEQ.SLOT: its journal record and place in it). Give the last one you
+handled to --since to resume after it: nothing is skipped, nothing repeated. A consumer that must
+not miss a change stores its cursor only after it has handled the event (at least once).`)
+    .action(async (options: { since: string; follow?: boolean; json?: boolean }, command: Command) => {
+      let since = parseCursor(options.since);
+      const out = new Output(Boolean(options.json));
+      if (!options.follow) {
+        await withReadStore(command, async (store) => {
+          for await (const event of readEvents(store, since)) await out.add(event);
+        });
+        return out.flush();
+      }
+      await follow(command, since, out);
+    });
+}
+
+/** Looks for new events every followPollMs until Ctrl-C, the store open only while it looks. */
+async function follow(command: Command, since: EventCursor, out: Output): Promise<EventCursor> {
+  const interrupt = catchInterrupt('following events');
+  const pause = new ChangeSignal();
+  const stop = new AbortController();
+  const poll = setInterval(() => { if (interrupt.requested) stop.abort(); }, 100);
+  try {
+    let context: EventContext | undefined;
+    while (!stop.signal.aborted) {
+      since = await withReadStore(command, async (store) => {
+        // names and flags remembered across looks: the next look starts after the last record read
+        context ??= new EventContext(store);
+        let readTo = since.slot === Infinity ? since.seq : since.seq - 1;
+        for await (const event of readEvents(store, since, { context, onRecord: (seq) => { readTo = seq; } })) await out.add(event);
+        return { seq: Math.max(readTo, since.seq), slot: readTo >= since.seq ? Infinity : since.slot };
+      });
+      await out.flush();
+      await pause.wait(eventLimits.followPollMs, stop.signal);
+    }
+    return since;
+  } finally {
+    clearInterval(poll);
+    interrupt.dispose();
+    await out.flush();
+  }
+}
+
+/** Lines for people or JSON lines for scripts, written in chunks (a pipe gets whole lines). */
+class Output {
+  private pending: string[] = [];
+  private bytes = 0;
+
+  constructor(private readonly json: boolean) {}
+
+  async add(event: MailEvent): Promise<void> {
+    const line = this.json ? JSON.stringify(event) : describe(event);
+    this.pending.push(line);
+    this.bytes += line.length + 1;
+    if (this.bytes >= OUTPUT_CHUNK_BYTES) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const text = this.pending.join('\n') + '\n';
+    this.pending = [];
+    this.bytes = 0;
+    await writeStdout(Buffer.from(text));
+  }
+}
+
+function describe(e: MailEvent): string {
+  const head = `${e.cursor.padEnd(9)} ${e.event.padEnd(14)} ${e.mailbox}`;
+  switch (e.event) {
+    case 'MessageNew': return `${head} uid ${e.uid} (${e.size} bytes${e.envelopeFrom ? `, from ${e.envelopeFrom}` : ''})`;
+    case 'MessageExpunge': return `${head} uids ${e.uids!.join(',')}`;
+    case 'FlagsSet': case 'FlagsClear': return `${head} uid ${e.uid} ${e.flags!.join(' ') || '(none)'}${e.allFlags ? ' (all flags now)' : ''}`;
+    case 'MailboxRename': return `${head} (was ${e.oldMailbox})`;
+    case 'AclChange': return e.identifier === undefined ? `${head} owner ${e.owner ?? '(none)'}` : `${head} ${e.identifier} ${e.rights || '(removed)'}`;
+    default: return head;
+  }
+}

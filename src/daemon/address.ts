@@ -1,0 +1,30 @@
+// Listen addresses as the daemon's options give them: 'HOST:PORT' ('[::1]:PORT' for IPv6) or
+// 'unix:PATH' (where the protocol allows it).
+import { MailstoreError } from '../errors.js';
+
+export type ListenAddress = { host: string; port: number } | { path: string };
+
+export function parseListen(where: string, what: string, options: { unix: boolean }): ListenAddress {
+  if (options.unix && where.startsWith('unix:')) {
+    const path = where.slice('unix:'.length);
+    if (path === '') throw new MailstoreError('INVALID', `${what} listen address unix: needs a path`);
+    return { path };
+  }
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(where);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) {
+    throw new MailstoreError('INVALID', `${what} listen address ${JSON.stringify(where)}: give HOST:PORT ([::1]:PORT for IPv6)${options.unix ? ' or unix:PATH' : ''}`);
+  }
+  return { host: match[1] ?? match[2], port };
+}
+
+/** 'HOST:PORT' of a bound TCP server (the real port when 0 was asked for). */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export function listenError(error: unknown, what: string, where: string): MailstoreError {
+  const code = (error as NodeJS.ErrnoException).code;
+  const kind = code === 'EACCES' ? 'ACCESS' : code === 'EADDRINUSE' ? 'EXISTS' : 'IO';
+  return new MailstoreError(kind, `${what} cannot listen on ${where}: ${code ?? String(error)}`, { path: where, cause: error });
+}

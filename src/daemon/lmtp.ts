@@ -1,0 +1,275 @@
+// LMTP delivery (RFC 2033) into an open store, so an MTA (Postfix `lmtp:`, Exim, ...) hands mail
+// to the spool the way it hands it to Cyrus or Dovecot. The protocol is smtp-server's (its LMTP
+// mode); this module decides per recipient: which mailbox (a template), whether it exists (at RCPT
+// time), and the one reply each accepted recipient gets after DATA, 250 only once the append has
+// resolved (the journal is fsynced: durable). The same bytes appended to several mailboxes are
+// stored once (the blob store deduplicates), so a message to 50 local users is one blob.
+//
+// Replies carry their RFC 3463 enhanced status code in the text (and ENHANCEDSTATUSCODES is not
+// advertised): smtp-server derives the code from the reply number alone, which would say 4.2.2
+// "mailbox full" for a full disk, where RFC 3463 has 4.3.1 "mail system full".
+import { connect } from 'node:net';
+import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import { MailstoreError, isMailstoreError } from '../errors.js';
+import { nodeFileSystem } from '../fs/node-fs.js';
+import { formatHostPort, listenError, parseListen } from './address.js';
+import { limits, lmtpLimits } from '../limits.js';
+import type { Store } from '../store/store.js';
+
+/** What delivery needs of a store: a `Store`, or anything with its API (the daemon's client). */
+export type LmtpStore = Pick<Store, 'status' | 'append'>;
+
+export interface LmtpOptions {
+  /** 'HOST:PORT' (port 0: any free one; IPv6 as '[::1]:2424') or 'unix:PATH'. */
+  listen: string;
+  /** Recipient to mailbox: {local}, {domain} and {address} are filled in, lower-cased. */
+  template?: string;
+  /** Largest message accepted (552 5.3.4 above it): give the store's own limit (StoreOptions.messageBytesMax). */
+  messageBytesMax?: number;
+  /** The name in the greeting and LHLO reply (default: the machine's host name). */
+  hostname?: string;
+  /** Structured log: one object per event worth logging (deliveries, refusals, failures). */
+  log?: (entry: LmtpLogEntry) => void;
+}
+
+export interface LmtpLogEntry {
+  event: 'lmtp.listening' | 'lmtp.delivered' | 'lmtp.refused' | 'lmtp.failed' | 'lmtp.aborted' | 'lmtp.closed';
+  [field: string]: unknown;
+}
+
+export interface LmtpServer {
+  /** Where it listens: 'HOST:PORT' with the real port, or 'unix:PATH'. */
+  readonly address: string;
+  /** Stops accepting, lets transactions in flight finish (up to lmtpLimits.closeGraceMs), then closes. */
+  close(): Promise<void>;
+}
+
+export const DEFAULT_LMTP_TEMPLATE = 'user/{local}/INBOX';
+
+/** What close() uses of smtp-server's connections (public methods, not in its type definitions). */
+interface OpenConnection {
+  send(code: number, text: string): void;
+  close(): void;
+}
+
+/** An LMTP reply refusing one recipient (smtp-server sends `responseCode` and the message). */
+class Reply extends Error {
+  constructor(readonly responseCode: number, message: string) {
+    super(message);
+  }
+}
+
+export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise<LmtpServer> {
+  const template = options.template ?? DEFAULT_LMTP_TEMPLATE;
+  if (!template.includes('{local}') && !template.includes('{address}')) {
+    throw new MailstoreError('INVALID', `LMTP template ${JSON.stringify(template)} names no recipient part ({local} or {address}): every message would go to one mailbox`);
+  }
+  const bytesMax = options.messageBytesMax ?? limits.messageBytesMax;
+  const log = options.log ?? (() => {});
+  const inFlight = new Set<Promise<unknown>>();
+  const track = <T>(work: Promise<T>): Promise<T> => {
+    inFlight.add(work);
+    void work.finally(() => inFlight.delete(work)).catch(() => {});
+    return work;
+  };
+  const server = new SMTPServer({
+    lmtp: true,
+    name: options.hostname,
+    banner: 'mailstore LMTP',
+    logger: false,
+    authOptional: true,
+    disabledCommands: ['AUTH', 'STARTTLS'],
+    hideENHANCEDSTATUSCODES: true,
+    hideDSN: true,
+    size: bytesMax,
+    maxClients: lmtpLimits.connectionsMax,
+    maxRecipients: lmtpLimits.recipientsMax,
+    socketTimeout: lmtpLimits.idleMs,
+    closeTimeout: lmtpLimits.closeGraceMs,
+    onRcptTo: (address, _session, callback) => {
+      track(checkRecipient(store, template, address)).then(() => callback(), (error: unknown) => {
+        const reply = rcptReply(error);
+        log({ event: 'lmtp.refused', to: address.address, reply: `${reply.responseCode} ${reply.message}` });
+        callback(reply);
+      });
+    },
+    onData: (stream, session, callback) => {
+      track(receive(stream, bytesMax)).then(
+        (bytes) => track(deliver(store, template, session, bytes, log)).then(
+          // smtp-server takes an array here in LMTP mode: one reply per recipient (its types say string)
+          (replies) => callback(null, replies as unknown as string),
+          (error: unknown) => callback(failureReply(error)), // a bug of ours: every recipient gets 451
+        ),
+        // The client went away before the final dot: nothing is stored and nobody is answered.
+        (error: unknown) => log({ event: 'lmtp.aborted', from: session.envelope.mailFrom || null, error: String(error) }),
+      );
+    },
+  });
+  server.on('error', (error) => log({ event: 'lmtp.failed', error: String(error) }));
+  const address = await listen(server, options.listen);
+  log({ event: 'lmtp.listening', address });
+  return {
+    address,
+    close: async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      await settleWithin([...inFlight], lmtpLimits.closeGraceMs);
+      // An MTA keeps idle connections open for reuse; they are told 421 now rather than after
+      // smtp-server's grace period, which would hold up a SIGTERM for nothing.
+      for (const connection of (server as unknown as { connections: Set<OpenConnection> }).connections) {
+        connection.send(421, '4.3.2 mailstore LMTP shutting down');
+        connection.close();
+      }
+      await closed;
+      log({ event: 'lmtp.closed', address });
+    },
+  };
+}
+
+/** Waits for the work to settle, at most `ms`. */
+async function settleWithin(work: Promise<unknown>[], ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.allSettled(work), new Promise((resolve) => { timer = setTimeout(resolve, ms); })]);
+  clearTimeout(timer);
+}
+
+/** The mailbox a recipient's mail goes to; a local part that would add a level of hierarchy is refused. */
+export function mailboxFor(template: string, recipient: string): string {
+  const address = recipient.toLowerCase();
+  const at = address.lastIndexOf('@');
+  const local = at < 0 ? address : address.slice(0, at);
+  const domain = at < 0 ? '' : address.slice(at + 1);
+  if (local === '' || local.includes('/') || /[\x00-\x1f\x7f]/.test(address)) {
+    throw new Reply(550, `5.1.3 ${JSON.stringify(recipient)} cannot name a mailbox`);
+  }
+  return template.replaceAll('{local}', local).replaceAll('{domain}', domain).replaceAll('{address}', address);
+}
+
+/** RCPT: the mailbox must exist now (status throws NOT_FOUND otherwise). */
+async function checkRecipient(store: LmtpStore, template: string, address: SMTPServerAddress): Promise<void> {
+  await store.status(mailboxFor(template, address.address));
+}
+
+function rcptReply(error: unknown): Reply {
+  if (error instanceof Reply) return error;
+  if (isMailstoreError(error, 'NOT_FOUND')) return new Reply(550, '5.1.1 no such mailbox');
+  if (isMailstoreError(error, 'INVALID')) return new Reply(550, `5.1.3 ${error.message}`);
+  return failureReply(error);
+}
+
+/** A failed delivery's reply: permanent for what a retry cannot fix, temporary for the rest. */
+function failureReply(error: unknown): Reply {
+  if (!isMailstoreError(error)) return new Reply(451, '4.3.0 local error in processing');
+  switch (error.code) {
+    case 'NOT_FOUND': return new Reply(550, '5.1.1 no such mailbox');
+    case 'TOO_LARGE': return new Reply(552, '5.3.4 message too big for system');
+    case 'INVALID': return new Reply(554, `5.6.0 ${error.message}`);
+    case 'NO_SPACE': return new Reply(452, '4.3.1 insufficient system storage');
+    case 'OVER_QUOTA': return new Reply(452, '4.2.2 mailbox full');
+    default: return new Reply(451, `4.3.0 local error in processing (${error.code})`);
+  }
+}
+
+/**
+ * Reads DATA into memory, at most `bytesMax` of it: past the limit the rest is read and dropped
+ * (the client sends it all before it listens for a reply) and the result is undefined. Rejects
+ * when the connection ends before the final dot.
+ */
+function receive(stream: SMTPServerDataStream, bytesMax: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    let over = false;
+    stream.on('data', (chunk: Buffer) => {
+      if (over) return;
+      bytes += chunk.length;
+      if (bytes > bytesMax) {
+        over = true;
+        chunks.length = 0;
+      } else chunks.push(chunk);
+    });
+    stream.on('end', () => resolve(over || stream.sizeExceeded ? undefined : Buffer.concat(chunks, bytes)));
+    stream.on('error', reject);
+    stream.on('close', () => { if (!stream.readableEnded) reject(new Error('connection closed before the final dot')); });
+  });
+}
+
+/**
+ * One append per distinct mailbox (two addresses of one user get one copy), all at once so they
+ * share a group commit; then one reply per recipient in RCPT order.
+ */
+async function deliver(
+  store: LmtpStore, template: string, session: SMTPServerSession, bytes: Buffer | undefined, log: (entry: LmtpLogEntry) => void,
+): Promise<(string | Reply)[]> {
+  const recipients = session.envelope.rcptTo.map((r) => r.address);
+  const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+  if (bytes === undefined) {
+    log({ event: 'lmtp.refused', from, to: recipients, reply: '552 5.3.4' });
+    return recipients.map(() => failureReply(new MailstoreError('TOO_LARGE', 'message too large')));
+  }
+  const started = performance.now();
+  const envelopeFrom = envelopeSender(from);
+  const outcomes = new Map<string, Promise<{ uid: number } | Reply>>();
+  const mailboxes = recipients.map((to) => mailboxFor(template, to));
+  for (const mailbox of mailboxes) {
+    if (outcomes.has(mailbox)) continue;
+    outcomes.set(mailbox, store.append(mailbox, bytes, envelopeFrom ? { envelopeFrom } : {}).catch((error: unknown) => {
+      const reply = failureReply(error);
+      log({ event: 'lmtp.failed', from, mailbox, code: isMailstoreError(error) ? error.code : 'INTERNAL', error: String(error), reply: `${reply.responseCode} ${reply.message}` });
+      return reply;
+    }));
+  }
+  const results = await Promise.all(mailboxes.map((mailbox) => outcomes.get(mailbox)!));
+  const ms = Math.round((performance.now() - started) * 10) / 10;
+  return results.map((result, i) => {
+    if (result instanceof Reply) return result;
+    log({ event: 'lmtp.delivered', from, to: recipients[i], mailbox: mailboxes[i], uid: result.uid, bytes: bytes.length, ms });
+    return `2.0.0 delivered to ${mailboxes[i]} uid ${result.uid}`;
+  });
+}
+
+/**
+ * The envelope sender as the store keeps it (one printable ASCII token): the null sender <> is
+ * MAILER-DAEMON as in mbox From_ lines; an address that cannot be kept (UTF-8) is left unknown.
+ */
+function envelopeSender(from: string): string | undefined {
+  if (from === '') return 'MAILER-DAEMON';
+  return /^[\x21-\x7e]+$/.test(from) && from.length <= limits.envelopeFromBytesMax ? from : undefined;
+}
+
+/** Listens on 'HOST:PORT' or 'unix:PATH'; a unix socket nobody answers on (a crash left it) is replaced. */
+async function listen(server: SMTPServer, where: string): Promise<string> {
+  const address = parseListen(where, 'LMTP', { unix: true });
+  if ('path' in address) {
+    try {
+      await listenOnce(server, [address.path]);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || (await answers(address.path))) throw listenError(error, 'LMTP', where);
+      await nodeFileSystem.unlink(address.path);
+      await listenOnce(server, [address.path]).catch((again: unknown) => { throw listenError(again, 'LMTP', where); });
+    }
+    return `unix:${address.path}`;
+  }
+  await listenOnce(server, [address.port, address.host]).catch((error: unknown) => { throw listenError(error, 'LMTP', where); });
+  const bound = server.server.address();
+  return formatHostPort(address.host, typeof bound === 'object' && bound ? bound.port : address.port);
+}
+
+function listenOnce(server: SMTPServer, args: [string] | [number, string]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error) => reject(error);
+    server.server.once('error', onError);
+    server.server.listen(...(args as [number, string]), () => {
+      server.server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+/** Whether a process accepts connections on the unix socket (then it is not ours to replace). */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(path);
+    socket.once('connect', () => { socket.destroy(); resolve(true); });
+    socket.once('error', () => resolve(false));
+  });
+}

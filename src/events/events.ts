@@ -1,0 +1,204 @@
+// Change events for other systems (RFC 5423 names: MessageNew, MessageExpunge, FlagsSet, ...),
+// derived from the journal, which is the store's change log: every committed change is a record,
+// so reading records after a cursor gives every change after it, in commit order, with no other
+// state to keep. A consumer stores the cursor of the last event it handled and resumes after it
+// (webhook.ts); delivery is at least once.
+//
+// What the journal does not say is filled in as well as it can be, and the fields say so:
+//  - names: a record carries mailbox ids; the name is the one the reader saw the mailbox created
+//    or renamed to earlier in the same read, else the index's current name, else (a deleted
+//    mailbox) the id itself;
+//  - flags: a record carries each message's new flag set; what was set and cleared is the
+//    difference from the set the reader saw last for that message; when it saw none (the read
+//    started later), one FlagsSet lists the whole new set with `allFlags: true`;
+//  - MessageNew stands for every new message: the store cannot tell an MTA's delivery from an
+//    IMAP APPEND, COPY or MOVE (RFC 5423's MessageAppend), which all write the same record.
+import { decodeCbor } from '../index/codec.js';
+import type { JournalDamage } from '../journal/journal.js';
+import { keys } from '../keys/index-keys.js';
+import { eventLimits } from '../limits.js';
+import type { MailboxInfo, Op, JournalPayload } from '../store/records.js';
+import type { Store } from '../store/store.js';
+import { uuidString } from '../store/types.js';
+import { formatMailboxName } from '../store/validate.js';
+import { isAfter, type EventCursor } from './cursor.js';
+
+export type EventName =
+  | 'MessageNew' | 'MessageExpunge' | 'FlagsSet' | 'FlagsClear'
+  | 'MailboxCreate' | 'MailboxRename' | 'MailboxDelete' | 'AclChange';
+
+export interface MailEvent {
+  /** Resume after this event with `--since CURSOR` (cursor.ts). */
+  cursor: string;
+  event: EventName;
+  /** The journal record (and the mailbox's modseq of a message change). */
+  seq: number;
+  mailbox: string;
+  mailboxId: string;
+  uidValidity?: number;
+  uid?: number;
+  uids?: number[];
+  size?: number;
+  hash?: string;
+  internalDate?: string;
+  envelopeFrom?: string;
+  flags?: string[];
+  /** FlagsSet lists the message's whole new flag set: what it had before is not known to this reader. */
+  allFlags?: true;
+  oldMailbox?: string;
+  owner?: string;
+  identifier?: string;
+  rights?: string;
+}
+
+/** A mailbox's name as the reader knows it; `pastNames` when the name came from the index (its name now). */
+interface KnownMailbox {
+  name: string;
+  uidValidity?: number;
+  pastNames?: string[];
+}
+
+/** What a reader remembers between records: mailbox names and uidvalidities, message flags. */
+export class EventContext {
+  private readonly mailboxes = new Map<string, KnownMailbox>();
+  private readonly flags = new Map<string, string[]>();
+
+  constructor(private readonly store: Pick<Store, 'maintenance'>) {}
+
+  mailbox(id: Buffer): KnownMailbox {
+    const hex = id.toString('hex');
+    const known = this.mailboxes.get(hex);
+    if (known) return known;
+    const info = this.store.maintenance().index.getNow<MailboxInfo>(keys.info(id));
+    const found: KnownMailbox = info
+      ? { name: formatMailboxName(info.name), uidValidity: info.uidValidity, pastNames: info.pastNames.map(formatMailboxName) }
+      : { name: uuidString(id) };
+    this.mailboxes.set(hex, found);
+    return found;
+  }
+
+  named(id: Buffer, name: string, uidValidity?: number): void {
+    this.mailboxes.set(id.toString('hex'), { name, uidValidity: uidValidity ?? this.mailboxes.get(id.toString('hex'))?.uidValidity });
+  }
+
+  /** The flags last seen for a message, then remembers `next` (bounded: the oldest are forgotten). */
+  swapFlags(id: Buffer, uid: number, next: string[] | undefined): string[] | undefined {
+    const key = `${id.toString('hex')}:${uid}`;
+    const before = this.flags.get(key);
+    this.flags.delete(key);
+    if (next) {
+      if (this.flags.size >= eventLimits.flagStatesMax) this.flags.delete(this.flags.keys().next().value!);
+      this.flags.set(key, next);
+    }
+    return before;
+  }
+}
+
+/**
+ * The events of one journal record, each with its slot. A slot depends only on the op's position
+ * and its messages: a message.add takes one slot per message, message.flags two per message
+ * (set, clear), every other op one.
+ */
+export function recordEvents(seq: number, payload: JournalPayload, context: EventContext): { slot: number; event: Omit<MailEvent, 'cursor'> }[] {
+  const out: { slot: number; event: Omit<MailEvent, 'cursor'> }[] = [];
+  let slot = 0;
+  for (const op of payload.ops ?? []) {
+    for (const { offset, event } of opEvents(seq, op, context)) out.push({ slot: slot + offset, event });
+    slot += slotsOf(op);
+  }
+  return out;
+}
+
+function slotsOf(op: Op): number {
+  if (op.op === 'message.add') return 1;
+  if (op.op === 'message.flags') return 2 * op.set.length;
+  return 1;
+}
+
+function opEvents(seq: number, op: Op, context: EventContext): { offset: number; event: Omit<MailEvent, 'cursor'> }[] {
+  const about = (id: Buffer) => {
+    const { name, uidValidity } = context.mailbox(id);
+    return { seq, mailbox: name, mailboxId: uuidString(id), ...(uidValidity === undefined ? {} : { uidValidity }) };
+  };
+  switch (op.op) {
+    case 'mailbox.create': {
+      context.named(op.id, formatMailboxName(op.name), op.uidValidity);
+      return [{ offset: 0, event: { event: 'MailboxCreate', ...about(op.id), ...(op.owner ? { owner: op.owner } : {}) } }];
+    }
+    case 'mailbox.rename': {
+      const before = context.mailbox(op.id);
+      const to = formatMailboxName(op.to);
+      // a name from the index is today's: the name before this rename is known only if this was the last one
+      const oldMailbox = !before.pastNames ? before.name : before.name === to ? before.pastNames.at(-1) : undefined;
+      context.named(op.id, to);
+      return [{ offset: 0, event: { event: 'MailboxRename', ...about(op.id), ...(oldMailbox === undefined ? {} : { oldMailbox }) } }];
+    }
+    case 'mailbox.deleteBegin':
+      return [{ offset: 0, event: { event: 'MailboxDelete', ...about(op.id) } }];
+    case 'message.add': {
+      context.swapFlags(op.id, op.uid, op.flags);
+      const event: Omit<MailEvent, 'cursor'> = {
+        event: 'MessageNew', ...about(op.id), uid: op.uid, size: op.size, hash: op.hash.toString('hex'), internalDate: new Date(op.date).toISOString(), flags: op.flags,
+      };
+      if (op.envelopeFrom !== undefined) event.envelopeFrom = op.envelopeFrom;
+      return [{ offset: 0, event }];
+    }
+    case 'message.flags':
+      return op.set.flatMap(([uid, flags], i) => flagEvents(about(op.id), op.id, uid, flags, context).map((e) => ({ offset: 2 * i + e.offset, event: e.event })));
+    case 'message.expunge': {
+      for (const uid of op.uids) context.swapFlags(op.id, uid, undefined);
+      // the expunges of a mailbox delete (purge) are part of its MailboxDelete
+      return op.purge ? [] : [{ offset: 0, event: { event: 'MessageExpunge', ...about(op.id), uids: op.uids } }];
+    }
+    case 'acl.set':
+      return [{ offset: 0, event: { event: 'AclChange', ...about(op.id), identifier: op.identifier, rights: op.rights } }];
+    case 'mailbox.owner':
+      return [{ offset: 0, event: { event: 'AclChange', ...about(op.id), ...(op.owner === null ? {} : { owner: op.owner }) } }];
+    case 'state.mailbox':
+      context.named(op.info.id, formatMailboxName(op.info.name), op.info.uidValidity);
+      return [];
+    default:
+      return []; // deleteEnd, change.purge, blob.relocate, meta.set, checkpoints: no change a consumer sees
+  }
+}
+
+function flagEvents(base: Omit<MailEvent, 'cursor' | 'event'>, id: Buffer, uid: number, flags: string[], context: EventContext): { offset: number; event: Omit<MailEvent, 'cursor'> }[] {
+  const before = context.swapFlags(id, uid, flags);
+  // In the message's last slot, so a reader resuming after its first slot (a FlagsSet it had
+  // from a reader that knew the flags) still learns the outcome.
+  if (!before) return [{ offset: 1, event: { event: 'FlagsSet', ...base, uid, flags, allFlags: true } }];
+  const set = flags.filter((f) => !before.includes(f));
+  const cleared = before.filter((f) => !flags.includes(f));
+  const out: { offset: number; event: Omit<MailEvent, 'cursor'> }[] = [];
+  if (set.length) out.push({ offset: 0, event: { event: 'FlagsSet', ...base, uid, flags: set } });
+  if (cleared.length) out.push({ offset: 1, event: { event: 'FlagsClear', ...base, uid, flags: cleared } });
+  return out;
+}
+
+export interface ReadEventsOptions {
+  /** Called for journal damage met on the way (the records after it are still read). */
+  onDamage?: (damage: JournalDamage) => void;
+  /** Carries names and flags from one call to the next (a follower); a fresh one by default. */
+  context?: EventContext;
+  /** Called with the seq of every record read, events or not (a follower's position). */
+  onRecord?: (seq: number) => void;
+}
+
+/** Every event after `since`, in commit order, up to the journal's current end. */
+export async function* readEvents(store: Pick<Store, 'maintenance'>, since: EventCursor, options: ReadEventsOptions = {}): AsyncGenerator<MailEvent> {
+  const context = options.context ?? new EventContext(store);
+  // the record `since` names is read again when the cursor is inside it
+  const afterSeq = since.slot === Infinity ? since.seq : Math.max(0, since.seq - 1);
+  for await (const record of store.maintenance().journal.read(afterSeq, options.onDamage ?? (() => {}))) {
+    const payload = decodeCbor<JournalPayload>(record.payload);
+    for (const { slot, event } of recordEvents(record.seq, payload, context)) {
+      if (isAfter(since, record.seq, slot)) yield { cursor: `${record.seq}.${slot}`, ...event };
+    }
+    options.onRecord?.(record.seq);
+  }
+}
+
+/** Records between a consumer's cursor and the journal's end (mailstore_consumer_lag_records). */
+export function lagRecords(store: Pick<Store, 'maintenance'>, cursor: EventCursor): number {
+  return Math.max(0, store.maintenance().journal.lastSeq - cursor.seq);
+}

@@ -1,0 +1,72 @@
+// Following the change log as it grows: a reader that has caught up waits for the next commit
+// (ChangeSignal, notified from StoreOptions.onCommit by whoever owns the store) or, when nobody
+// notifies it, looks again every eventLimits.followPollMs.
+import { eventLimits } from '../limits.js';
+import type { Store } from '../store/store.js';
+import type { EventCursor } from './cursor.js';
+import { EventContext, readEvents, type MailEvent, type ReadEventsOptions } from './events.js';
+
+/** Wakes followers when a batch commits: `onCommit: () => signal.notify()`. */
+export class ChangeSignal {
+  private waiters = new Set<() => void>();
+
+  notify(): void {
+    const waiting = [...this.waiters];
+    this.waiters.clear();
+    for (const wake of waiting) wake();
+  }
+
+  /** Resolves at the next notify(), after `ms`, or when `abort` fires, whichever is first. */
+  wait(ms: number, abort?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (abort?.aborted) return resolve();
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        abort?.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.waiters.add(done);
+      abort?.addEventListener('abort', done, { once: true });
+    });
+  }
+}
+
+export interface FollowOptions extends Pick<ReadEventsOptions, 'onDamage'> {
+  /** Stops the follower (the generator returns). */
+  signal?: AbortSignal;
+  /** Notified on every commit; without it the journal is polled. */
+  changes?: ChangeSignal;
+  pollMs?: number;
+  /** Awaited each time the follower has read everything there is, before it waits (a webhook posts then). */
+  onCaughtUp?: () => Promise<void>;
+}
+
+/**
+ * Every event after `since`, then every new one as it is committed, until `signal` aborts. Records
+ * already read are not read again: the next read starts after the last record seen.
+ */
+export async function* followEvents(store: Pick<Store, 'maintenance'>, since: EventCursor, options: FollowOptions = {}): AsyncGenerator<MailEvent> {
+  const context = new EventContext(store);
+  const changes = options.changes ?? new ChangeSignal();
+  let position = since;
+  let readTo = since.slot === Infinity ? since.seq : since.seq - 1;
+  let lastRead = 0;
+  while (!options.signal?.aborted) {
+    if (store.maintenance().journal.lastSeq > readTo) {
+      // a read parses the journal's whole tail segment: under a stream of commits, at most one per interval
+      const early = lastRead + eventLimits.followReadIntervalMinMs - Date.now();
+      if (early > 0) await new ChangeSignal().wait(early, options.signal);
+      lastRead = Date.now();
+      for await (const event of readEvents(store, position, { context, onDamage: options.onDamage, onRecord: (seq) => { readTo = seq; } })) {
+        yield event;
+        if (options.signal?.aborted) return;
+      }
+      position = { seq: readTo, slot: Infinity };
+    }
+    await options.onCaughtUp?.();
+    if (options.signal?.aborted || store.maintenance().journal.lastSeq > readTo) continue; // it committed meanwhile
+    await changes.wait(options.pollMs ?? eventLimits.followPollMs, options.signal);
+  }
+}

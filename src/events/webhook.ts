@@ -1,0 +1,122 @@
+// Posting change events to a webhook (an HTTP endpoint of another system: a search indexer, a
+// push notifier), at least once across restarts: the consumer's cursor is stored in the store
+// (meta key consumer/NAME, a journaled record) only after the receiver answered 2xx for every
+// event up to it. A crash between the answer and the cursor's record sends those events again,
+// with the same cursors; an event is never skipped. Receivers deduplicate by `cursor`.
+import { MailstoreError } from '../errors.js';
+import { eventLimits } from '../limits.js';
+import type { Store } from '../store/store.js';
+import { parseCursor, START, type EventCursor } from './cursor.js';
+import { followEvents, type ChangeSignal } from './follow.js';
+import { readEvents, type MailEvent } from './events.js';
+
+export type WebhookStore = Pick<Store, 'maintenance' | 'getMeta' | 'setMeta' | 'changes'>;
+
+export interface WebhookOptions {
+  /** The consumer's name: its cursor is the meta key consumer/NAME (default events-webhook). */
+  consumer?: string;
+  /** Failed attempts of one POST retried this many times, waiting backoffMs, doubling (then IO). */
+  retries?: number;
+  backoffMs?: number;
+  batchEvents?: number;
+  /** Keep posting new events as they are committed, until `signal` aborts. */
+  follow?: boolean;
+  signal?: AbortSignal;
+  /** Notified on every commit (StoreOptions.onCommit), so a follower does not wait for its poll. */
+  changes?: ChangeSignal;
+  log?: (entry: { event: string; [field: string]: unknown }) => void;
+}
+
+export interface WebhookResult {
+  posted: number;
+  batches: number;
+  /** The consumer's cursor now (stored under consumer/NAME). */
+  cursor: string;
+}
+
+export const WEBHOOK_CONSUMER = 'events-webhook';
+
+/** The meta key of a consumer's durable cursor. */
+export function consumerKey(consumer: string): string {
+  return `consumer/${consumer}`;
+}
+
+/** A consumer's stored cursor ("0" when it never committed one). */
+export async function consumerCursor(store: Pick<Store, 'getMeta'>, consumer = WEBHOOK_CONSUMER): Promise<EventCursor> {
+  const stored = await store.getMeta<string>(consumerKey(consumer));
+  return stored === undefined ? START : parseCursor(stored);
+}
+
+/**
+ * POSTs every event after the consumer's cursor to `url` as JSON {consumer, events: [...]}, in
+ * batches; the cursor moves after each accepted batch. With `follow`, goes on until `signal`.
+ */
+export async function postEvents(store: WebhookStore, url: string, options: WebhookOptions = {}): Promise<WebhookResult> {
+  const consumer = options.consumer ?? WEBHOOK_CONSUMER;
+  const batchEvents = options.batchEvents ?? eventLimits.webhookBatchEvents;
+  const cursor = await consumerCursor(store, consumer);
+  // Registered as a change-log consumer too (src/store/changes.ts): the journal records it has not
+  // posted are never retired under it. Its pin is the last record it has wholly posted.
+  const pinOf = (c: EventCursor) => (c.slot === Infinity ? c.seq : Math.max(0, c.seq - 1));
+  await store.changes.register(consumer, Math.min(pinOf(cursor), store.changes.lastSeq));
+  let stored = (await store.getMeta<string>(consumerKey(consumer))) ?? '0';
+  const result: WebhookResult = { posted: 0, batches: 0, cursor: stored };
+  let batch: MailEvent[] = [];
+  // Posts what was gathered and then stores the cursor; nothing when stopped (the cursor stays).
+  const flush = async () => {
+    if (batch.length === 0 || !(await postWithRetries(url, { consumer, events: batch }, options))) return;
+    stored = batch[batch.length - 1].cursor;
+    await store.setMeta(consumerKey(consumer), stored);
+    const pinned = (await store.changes.cursor(consumer))?.seq ?? 0;
+    await store.changes.advance(consumer, Math.max(pinned, pinOf(parseCursor(stored))));
+    result.posted += batch.length;
+    result.batches++;
+    result.cursor = stored;
+    options.log?.({ event: 'webhook.posted', consumer, events: batch.length, cursor: stored });
+    batch = [];
+  };
+  // a follower posts what it has whenever it has caught up, not only when a batch is full
+  const events = options.follow ? followEvents(store, cursor, { signal: options.signal, changes: options.changes, onCaughtUp: flush }) : readEvents(store, cursor);
+  for await (const event of events) {
+    batch.push(event);
+    if (batch.length >= batchEvents) await flush();
+  }
+  await flush();
+  return result;
+}
+
+/** True once the receiver accepted; false when `signal` stopped it first; IO after the retries. */
+async function postWithRetries(url: string, body: { consumer: string; events: MailEvent[] }, options: WebhookOptions): Promise<boolean> {
+  const retries = options.retries ?? eventLimits.webhookRetries;
+  let wait = options.backoffMs ?? eventLimits.webhookBackoffMs;
+  let last = '';
+  for (let attempt = 0; attempt <= retries; attempt++) {
+    if (attempt > 0) {
+      await sleep(wait, options.signal);
+      wait = Math.min(wait * 2, eventLimits.webhookBackoffMaxMs);
+    }
+    if (options.signal?.aborted) return false;
+    try {
+      const response = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-mailstore-cursor': body.events[body.events.length - 1].cursor },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(eventLimits.webhookTimeoutMs),
+      });
+      await response.arrayBuffer().catch(() => undefined); // let the connection be reused
+      if (response.ok) return true;
+      last = `HTTP ${response.status}`;
+    } catch (error) {
+      last = String((error as Error).cause ?? error);
+    }
+    options.log?.({ event: 'webhook.failed', url, attempt: attempt + 1, error: last });
+  }
+  throw new MailstoreError('IO', `webhook ${url} did not accept ${body.events.length} events after ${retries + 1} attempts (last: ${last}); the cursor stays at the last accepted batch`, { path: url });
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+  });
+}

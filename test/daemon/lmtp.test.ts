@@ -1,0 +1,284 @@
+// LMTP delivery (src/daemon/lmtp.ts) over real sockets: one reply per recipient after DATA, 250
+// only after the append resolved, the RFC 2033/3463 replies for each failure, and hostile input
+// (pipelining, bare LF, NUL, long lines, a DATA cut off before its final dot). swaks, a real
+// client from Debian, delivers too when it is installed.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startLmtp, mailboxFor, type LmtpLogEntry, type LmtpServer, type LmtpStore } from '../../src/daemon/lmtp.js';
+import { setQuota } from '../../src/store/quota.js';
+import { Store } from '../../src/store/store.js';
+import { FaultFileSystem } from '../sim/faultfs.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { converse } from './lmtp-client.js';
+import { run, which } from './tools.js';
+
+const open: { server?: LmtpServer; store?: Store }[] = [];
+afterEach(async () => {
+  for (const { server, store } of open.splice(0)) {
+    await server?.close();
+    await store?.close();
+  }
+});
+
+async function setup(options: { fs?: FaultFileSystem; messageBytesMax?: number; store?: (s: Store) => LmtpStore } = {}) {
+  const store = await Store.open(tmpDir('lmtp'), { create: true, fs: options.fs, messageBytesMax: options.messageBytesMax });
+  for (const user of ['alice', 'bob']) await store.createMailbox(`user/${user}/INBOX`);
+  const log: LmtpLogEntry[] = [];
+  const server = await startLmtp(options.store ? options.store(store) : store, {
+    listen: '127.0.0.1:0', messageBytesMax: options.messageBytesMax, log: (entry) => log.push(entry), hostname: 'test.example',
+  });
+  open.push({ server, store });
+  const port = Number(server.address.split(':')[1]);
+  return { store, server, port, log };
+}
+
+const message = (tag: string, extra = '') => Buffer.from(`From: a@example.org\r\nSubject: ${tag}\r\nMessage-ID: <${tag}@example.org>\r\n\r\nbody of ${tag}\r\n${extra}`);
+const envelope = (from: string, to: string[]) => `LHLO client.example\r\nMAIL FROM:<${from}>\r\n${to.map((t) => `RCPT TO:<${t}>\r\n`).join('')}`;
+
+async function messages(store: Store, user: string): Promise<number> {
+  return (await store.status(`user/${user}/INBOX`)).messages;
+}
+
+describe('LMTP delivery', () => {
+  it('answers each accepted recipient after DATA, stores one body for all of them, and keeps the envelope sender', async () => {
+    const { store, port, log } = await setup();
+    const c = await converse({ port });
+    c.send(envelope('sender@example.org', ['alice@example.org', 'bob@example.org', 'Alice@Other.Example', 'nobody@example.org']));
+    const rcpt = await c.replies(6);
+    expect(rcpt[0]).toMatch(/^250 /); // LHLO
+    expect(rcpt.slice(1, 5)).toEqual(['250 Accepted', '250 Accepted', '250 Accepted', '250 Accepted']);
+    expect(rcpt[5]).toBe('550 5.1.1 no such mailbox');
+    c.send('DATA\r\n');
+    expect((await c.replies(1))[0]).toMatch(/^354 /);
+    const bytes = message('one');
+    c.send(Buffer.concat([bytes, Buffer.from('.\r\n')]));
+    const replies = await c.replies(3); // three accepted recipients, three replies
+    expect(replies).toEqual([
+      '250 2.0.0 delivered to user/alice/INBOX uid 1', '250 2.0.0 delivered to user/bob/INBOX uid 1', '250 2.0.0 delivered to user/alice/INBOX uid 1',
+    ]);
+    expect(await messages(store, 'alice')).toBe(1); // Alice@Other.Example is the same mailbox: one copy
+    expect((await store.fetch('user/bob/INBOX', 1)).equals(bytes)).toBe(true);
+    expect((await store.stats()).blobs).toBe(1);
+    expect((await store.messageInfo('user/alice/INBOX', 1)).envelopeFrom).toBe('sender@example.org');
+    // the null sender is kept as mbox From_ lines write it
+    c.send(`MAIL FROM:<>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n`);
+    await c.replies(3);
+    c.send(Buffer.concat([message('bounce'), Buffer.from('.\r\n')]));
+    expect(await c.replies(1)).toEqual(['250 2.0.0 delivered to user/bob/INBOX uid 2']);
+    expect((await store.messageInfo('user/bob/INBOX', 2)).envelopeFrom).toBe('MAILER-DAEMON');
+    expect(log.filter((e) => e.event === 'lmtp.delivered')).toHaveLength(4);
+    expect(log.find((e) => e.event === 'lmtp.refused')).toMatchObject({ to: 'nobody@example.org', reply: '550 5.1.1 no such mailbox' });
+  });
+
+  it('sends 250 only once the append has resolved (the journal is fsynced)', async () => {
+    const events: string[] = [];
+    const slow = (store: Store): LmtpStore => ({
+      status: (name) => store.status(name),
+      append: async (name, bytes, options) => {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        const result = await store.append(name, bytes, options);
+        events.push('append resolved');
+        return result;
+      },
+    });
+    const { port } = await setup({ store: slow });
+    const c = await converse({ port });
+    c.send(envelope('s@example.org', ['alice@example.org']) + 'DATA\r\n');
+    await c.replies(4);
+    c.send(Buffer.concat([message('slow'), Buffer.from('.\r\n')]));
+    c.socket.on('data', (chunk: Buffer) => { if (chunk.toString().startsWith('250')) events.push('250 received'); });
+    await c.replies(1);
+    expect(events).toEqual(['append resolved', '250 received']);
+  });
+
+  it('takes pipelined transactions in order and answers each in order', async () => {
+    const { store, port } = await setup();
+    const c = await converse({ port });
+    // everything in one write, bodies included, without waiting for any reply
+    const one = Buffer.concat([Buffer.from(envelope('s@example.org', ['alice@example.org']) + 'DATA\r\n'), message('p1'), Buffer.from('.\r\n')]);
+    const two = Buffer.concat([Buffer.from('MAIL FROM:<s@example.org>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n'), message('p2'), Buffer.from('.\r\nQUIT\r\n')]);
+    c.send(Buffer.concat([one, two]));
+    const replies = await c.replies(12); // LHLO, MAIL, RCPT, 354, 250; MAIL, RCPT, RCPT, 354, 250, 250; QUIT
+    expect(replies.slice(4, 5)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1']);
+    expect(replies.slice(9, 11)).toEqual(['250 2.0.0 delivered to user/bob/INBOX uid 1', '250 2.0.0 delivered to user/alice/INBOX uid 2']);
+    expect(replies[11]).toMatch(/^221 /);
+    expect((await store.fetch('user/alice/INBOX', 2)).equals(message('p2'))).toBe(true);
+  });
+
+  it('stores bare LF, NUL bytes and lines over 1,000 bytes exactly as sent (dot-unstuffed)', async () => {
+    const { store, port } = await setup();
+    const c = await converse({ port });
+    const body = Buffer.concat([
+      Buffer.from('Subject: hostile\nX-Bare: lf only\n\nline\n.not the end\nnul:\0\0:end\r\n'),
+      Buffer.from(`${'x'.repeat(5000)}\r\n`),
+      Buffer.from('..stuffed\r\n'),
+    ]);
+    c.send(envelope('s@example.org', ['alice@example.org']) + 'DATA\r\n');
+    await c.replies(4);
+    c.send(Buffer.concat([body, Buffer.from('.\r\n')]));
+    expect(await c.replies(1)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1']);
+    const stored = await store.fetch('user/alice/INBOX', 1);
+    expect(stored.equals(Buffer.concat([body.subarray(0, body.length - 11), Buffer.from('.stuffed\r\n')]))).toBe(true);
+  });
+
+  it('ends DATA only at CRLF.CRLF: a bare-LF dot cannot smuggle a second transaction', async () => {
+    const { store, port } = await setup();
+    const c = await converse({ port });
+    c.send(envelope('s@example.org', ['alice@example.org']) + 'DATA\r\n');
+    await c.replies(4);
+    const smuggled = 'Subject: outer\r\n\r\ntext\n.\nMAIL FROM:<evil@example.org>\nRCPT TO:<bob@example.org>\nDATA\nSubject: inner\n\n\r.\r\n';
+    c.send(`${smuggled}\r\n.\r\n`);
+    expect(await c.replies(1)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1']);
+    expect((await store.fetch('user/alice/INBOX', 1)).toString('latin1')).toBe(`${smuggled}\r\n`);
+    expect(await messages(store, 'bob')).toBe(0);
+  });
+
+  it('refuses a command line far over 1,000 bytes and goes on serving', async () => {
+    const { store, port } = await setup();
+    const c = await converse({ port });
+    c.send(`LHLO client.example\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<${'a'.repeat(100_000)}@example.org>\r\n`);
+    const replies = await c.replies(3).catch(() => []);
+    // smtp-server refuses the line (5xx) or drops the connection; either way nothing is accepted
+    if (replies.length === 3) expect(replies[2]).toMatch(/^(5\d\d|421) /);
+    const d = await converse({ port });
+    d.send(envelope('s@example.org', ['alice@example.org']) + 'DATA\r\n');
+    await d.replies(4);
+    d.send(Buffer.concat([message('after-long'), Buffer.from('.\r\n')]));
+    expect(await d.replies(1)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1']);
+    expect(await messages(store, 'alice')).toBe(1);
+  });
+
+  it('stores nothing when the connection drops before the final dot', async () => {
+    const { store, port, log } = await setup();
+    const c = await converse({ port });
+    c.send(envelope('s@example.org', ['alice@example.org', 'bob@example.org']) + 'DATA\r\n');
+    await c.replies(5);
+    c.send(message('cut', 'no final dot follows\r\n'));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    c.socket.destroy();
+    await c.closed;
+    for (let i = 0; i < 50 && !log.some((e) => e.event === 'lmtp.aborted'); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(log.some((e) => e.event === 'lmtp.aborted')).toBe(true);
+    expect(await messages(store, 'alice')).toBe(0);
+    expect(await messages(store, 'bob')).toBe(0);
+    expect((await store.stats()).blobs).toBe(0);
+  });
+
+  it('refuses an unknown or malformed recipient at RCPT time; DATA with none accepted is refused', async () => {
+    const { store, port } = await setup();
+    const c = await converse({ port });
+    c.send(envelope('s@example.org', ['nobody@example.org', 'alice/Sent@example.org']) + 'DATA\r\n');
+    const replies = await c.replies(5);
+    expect(replies[2]).toBe('550 5.1.1 no such mailbox');
+    expect(replies[3]).toMatch(/^550 5\.1\.3 /); // a '/' would name another level of the hierarchy
+    expect(replies[4]).toMatch(/^503 /);
+    expect(await messages(store, 'alice')).toBe(0);
+    expect(() => mailboxFor('user/{domain}/{local}', 'Bob@Example.ORG')).not.toThrow();
+    expect(mailboxFor('user/{domain}/{local}', 'Bob@Example.ORG')).toBe('user/example.org/bob');
+  });
+
+  it('answers 552 5.3.4 to each recipient of a message over the store limit and stores nothing', async () => {
+    const { store, port } = await setup({ messageBytesMax: 4096 });
+    const c = await converse({ port });
+    c.send(envelope('s@example.org', ['alice@example.org', 'bob@example.org']) + 'DATA\r\n');
+    await c.replies(5);
+    c.send(Buffer.concat([message('big', `${'y'.repeat(70)}\r\n`.repeat(200)), Buffer.from('.\r\n')]));
+    expect(await c.replies(2)).toEqual(['552 5.3.4 message too big for system', '552 5.3.4 message too big for system']);
+    // a declared size over the limit is refused at MAIL; the connection is still good for the next
+    c.send('MAIL FROM:<s@example.org> SIZE=100000\r\n');
+    expect((await c.replies(1))[0]).toMatch(/^552 /);
+    c.send('MAIL FROM:<s@example.org>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n');
+    await c.replies(3);
+    c.send(Buffer.concat([message('small'), Buffer.from('.\r\n')]));
+    expect(await c.replies(1)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1']);
+    expect(await messages(store, 'bob')).toBe(0);
+    expect((await store.stats()).blobs).toBe(1);
+  });
+
+  it('answers 452 4.3.1 on a full disk and 451 4.3.0 on an I/O error, keeps nothing, and delivers once the disk is back', async () => {
+    const fs = new FaultFileSystem();
+    const { store, port, log } = await setup({ fs });
+    const c = await converse({ port });
+    const deliver = async (tag: string) => {
+      c.send('MAIL FROM:<s@example.org>\r\nRCPT TO:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n');
+      await c.replies(4);
+      c.send(Buffer.concat([message(tag), Buffer.from('.\r\n')]));
+      return c.replies(2);
+    };
+    c.send('LHLO client.example\r\n');
+    await c.replies(1);
+    fs.failAll('ENOSPC', { pathPrefix: join(store.root, 'packs') });
+    expect(await deliver('full')).toEqual(['452 4.3.1 insufficient system storage', '452 4.3.1 insufficient system storage']);
+    fs.clear();
+    fs.injectAt((op) => op.kind === 'write' && op.path.includes('packs'), 'EIO');
+    expect(await deliver('eio')).toEqual(['451 4.3.0 local error in processing (IO)', '451 4.3.0 local error in processing (IO)']);
+    expect(await messages(store, 'alice')).toBe(0);
+    expect(log.filter((e) => e.event === 'lmtp.failed').map((e) => e.code)).toEqual(['NO_SPACE', 'NO_SPACE', 'IO', 'IO']);
+    expect(await deliver('back')).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1', '250 2.0.0 delivered to user/bob/INBOX uid 1']);
+    expect((await store.fetch('user/alice/INBOX', 1)).equals(message('back'))).toBe(true);
+  });
+
+  it('answers 452 4.2.2 to a recipient over quota and delivers to the others', async () => {
+    const { store, port } = await setup();
+    await setQuota(store, 'user/bob', { messages: 0 });
+    const c = await converse({ port });
+    c.send(envelope('s@example.org', ['alice@example.org', 'bob@example.org']) + 'DATA\r\n');
+    await c.replies(5);
+    c.send(Buffer.concat([message('quota'), Buffer.from('.\r\n')]));
+    expect(await c.replies(2)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1', '452 4.2.2 mailbox full']);
+    expect(await messages(store, 'bob')).toBe(0);
+  });
+
+  it('listens on a unix socket, replaces one a crash left behind, and refuses one another process serves', async () => {
+    const store = await Store.open(tmpDir('lmtp'), { create: true });
+    await store.createMailbox('user/alice/INBOX');
+    const dir = tmpDir('lmtp-sock');
+    const path = join(dir, 'lmtp.sock');
+    writeFileSync(path, ''); // stands in for a stale socket: nobody answers on it
+    const server = await startLmtp(store, { listen: `unix:${path}` });
+    open.push({ server, store });
+    expect(server.address).toBe(`unix:${path}`);
+    const c = await converse({ path });
+    c.send(envelope('s@example.org', ['alice@example.org']) + 'DATA\r\n');
+    await c.replies(4);
+    c.send(Buffer.concat([message('unix'), Buffer.from('.\r\n')]));
+    expect(await c.replies(1)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1']);
+    await expect(startLmtp(store, { listen: `unix:${path}` })).rejects.toMatchObject({ code: 'EXISTS' });
+    await expect(startLmtp(store, { listen: 'nowhere' })).rejects.toMatchObject({ code: 'INVALID' });
+    await expect(startLmtp(store, { listen: '127.0.0.1:0', template: 'shared/INBOX' })).rejects.toMatchObject({ code: 'INVALID' });
+  });
+
+  it('close() tells idle connections 421 at once instead of waiting out a grace period', async () => {
+    const { server, port } = await setup();
+    const c = await converse({ port });
+    c.send('LHLO client.example\r\n');
+    await c.replies(1);
+    const started = Date.now();
+    await server.close();
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect((await c.replies(1))[0]).toMatch(/^421 /);
+    await c.closed;
+    open.splice(0, 1, { store: open[0].store }); // closed already
+  });
+});
+
+describe('LMTP from swaks', () => {
+  const swaks = which('swaks');
+  it.skipIf(!swaks)('delivers with swaks --protocol LMTP and refuses an unknown recipient with 550', async () => {
+    const { store, port } = await setup();
+    const file = join(tmpDir('swaks'), 'm.eml');
+    writeFileSync(file, message('swaks'));
+    const ok = await run('swaks', ['--protocol', 'LMTP', '--server', '127.0.0.1', '--port', String(port), '--from', 's@example.org', '--to', 'alice@example.org,bob@example.org', '--data', file]);
+    expect(ok.code, ok.output).toBe(0);
+    expect(ok.output).toMatch(/<- {2}250 2\.0\.0 delivered to user\/alice\/INBOX uid 1/);
+    expect(ok.output).toMatch(/<- {2}250 2\.0\.0 delivered to user\/bob\/INBOX uid 1/);
+    // swaks ends the data with "\r\n." after the file's own last line break: one empty line more
+    expect((await store.fetch('user/alice/INBOX', 1)).equals(Buffer.concat([message('swaks'), Buffer.from('\r\n')]))).toBe(true);
+    expect((await store.stats()).blobs).toBe(1);
+    const refused = await run('swaks', ['--protocol', 'LMTP', '--server', '127.0.0.1', '--port', String(port), '--from', 's@example.org', '--to', 'nobody@example.org', '--data', file]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.output).toMatch(/<\*\* 550 5\.1\.1 no such mailbox/);
+  });
+  if (!swaks) it('swaks is not installed (apt-get install swaks): skipped', () => { console.log('skip: swaks is not installed'); });
+});

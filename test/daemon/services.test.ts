@@ -1,0 +1,49 @@
+// startServices (src/daemon/services.ts): LMTP, metrics and the events webhook on one store, as
+// `mailstore serve` runs them: a delivery over LMTP is counted in /metrics and posted to the webhook.
+import { createServer } from 'node:http';
+import { describe, expect, it } from 'vitest';
+import { serviceHooks, startServices } from '../../src/daemon/services.js';
+import type { MailEvent } from '../../src/events/events.js';
+import { Store } from '../../src/store/store.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { converse } from './lmtp-client.js';
+
+describe('services', () => {
+  it('delivers over LMTP, counts it in /metrics, posts it to the webhook, and closes', async () => {
+    const posted: MailEvent[] = [];
+    const receiver = createServer((request, response) => {
+      let body = '';
+      request.on('data', (c: Buffer) => { body += c.toString(); });
+      request.on('end', () => {
+        posted.push(...(JSON.parse(body) as { events: MailEvent[] }).events);
+        response.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    const hooks = serviceHooks();
+    const store = await Store.open(tmpDir('services'), { create: true, onCommit: hooks.onCommit });
+    const log: { event: string }[] = [];
+    try {
+      await store.createMailbox('user/alice/INBOX');
+      const url = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hook`;
+      const services = await startServices(store, hooks, { lmtp: ['127.0.0.1:0'], metrics: '127.0.0.1:0', webhook: { url }, log: (e) => log.push(e) });
+      const c = await converse({ port: Number(services.lmtp[0].split(':')[1]) });
+      c.send('LHLO x\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n');
+      await c.replies(4);
+      c.send('Subject: hi\r\n\r\nbody\r\n.\r\n');
+      expect(await c.replies(1)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1']);
+      for (let i = 0; i < 100 && posted.length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(posted.map((e) => e.event)).toEqual(['MailboxCreate', 'MessageNew']);
+      const text = await (await fetch(`http://${services.metrics}/metrics`)).text();
+      expect(text).toMatch(/^mailstore_appends_total 1$/m);
+      expect(text).toMatch(/^mailstore_batch_fsync_seconds_count [1-9]/m);
+      expect(text).toMatch(/^mailstore_consumer_lag_records\{consumer="events-webhook"\} [0-9]+$/m);
+      await services.close();
+      expect(log.some((e) => e.event === 'lmtp.delivered')).toBe(true);
+      await expect(fetch(`http://${services.metrics}/metrics`)).rejects.toThrow();
+    } finally {
+      await store.close();
+      await new Promise((resolve) => receiver.close(resolve));
+    }
+  });
+});

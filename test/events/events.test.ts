@@ -1,0 +1,153 @@
+// Change events from the journal (src/events/): every change as its RFC 5423 event, in commit
+// order, and resuming after any cursor misses nothing; `mailstore events` prints them.
+import { spawn } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { parseCursor, START } from '../../src/events/cursor.js';
+import { readEvents, lagRecords, type MailEvent } from '../../src/events/events.js';
+import { ChangeSignal, followEvents } from '../../src/events/follow.js';
+import { Store } from '../../src/store/store.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { bin, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
+
+const msg = (tag: string) => Buffer.from(`Subject: ${tag}\r\n\r\nbody ${tag}\r\n`);
+
+async function collect(store: Store, since = START): Promise<MailEvent[]> {
+  const out: MailEvent[] = [];
+  for await (const event of readEvents(store, since)) out.push(event);
+  return out;
+}
+
+/** A store that went through every kind of change. */
+async function busyStore(): Promise<Store> {
+  const store = await Store.open(tmpDir('events'), { create: true });
+  await store.createMailbox('user/alice/INBOX', { owner: 'alice' });
+  await store.createMailbox('user/alice/Trash');
+  await store.append('user/alice/INBOX', msg('one'), { envelopeFrom: 'x@example.org' });
+  await store.appendBatch('user/alice/INBOX', [{ bytes: msg('two') }, { bytes: msg('three'), flags: ['\\Seen'] }]);
+  await store.setFlags('user/alice/INBOX', [1, 3], { add: ['\\Flagged'] });
+  await store.setFlags('user/alice/INBOX', 3, { replace: ['\\Answered'] }); // sets one, clears two
+  await store.setAcl('user/alice/INBOX', 'bob', 'lr');
+  await store.move('user/alice/INBOX', 2, 'user/alice/Trash');
+  await store.renameMailbox('user/alice/INBOX', 'user/alice/Old');
+  await store.expunge('user/alice/Old', [1]);
+  await store.deleteMailbox('user/alice/Trash');
+  return store;
+}
+
+describe('events from the journal', () => {
+  it('lists every change as its RFC 5423 event, with the names and flags of the time', async () => {
+    const store = await busyStore();
+    try {
+      const events = await collect(store);
+      const brief = events.map((e) => [e.event, e.mailbox, e.uid ?? e.uids ?? e.identifier ?? e.oldMailbox ?? null, e.flags ?? null]);
+      expect(brief).toEqual([
+        ['MailboxCreate', 'user/alice/INBOX', null, null],
+        ['MailboxCreate', 'user/alice/Trash', null, null],
+        ['MessageNew', 'user/alice/INBOX', 1, []],
+        ['MessageNew', 'user/alice/INBOX', 2, []],
+        ['MessageNew', 'user/alice/INBOX', 3, ['\\Seen']],
+        ['FlagsSet', 'user/alice/INBOX', 1, ['\\Flagged']],
+        ['FlagsSet', 'user/alice/INBOX', 3, ['\\Flagged']],
+        ['FlagsSet', 'user/alice/INBOX', 3, ['\\Answered']],
+        ['FlagsClear', 'user/alice/INBOX', 3, ['\\Flagged', '\\Seen']],
+        ['AclChange', 'user/alice/INBOX', 'bob', null],
+        ['MessageNew', 'user/alice/Trash', 1, []], // the move: a new message there...
+        ['MessageExpunge', 'user/alice/INBOX', [2], null], // ...and the expunge here, in the same record
+        ['MailboxRename', 'user/alice/Old', 'user/alice/INBOX', null],
+        ['MessageExpunge', 'user/alice/Old', [1], null],
+        ['MailboxDelete', 'user/alice/Trash', null, null],
+      ]);
+      expect(events[2]).toMatchObject({ envelopeFrom: 'x@example.org', size: msg('one').length, uidValidity: expect.any(Number) });
+      expect(events[10].seq).toBe(events[11].seq);
+      expect(new Set(events.map((e) => e.cursor)).size).toBe(events.length);
+      expect(lagRecords(store, parseCursor(events[0].cursor))).toBeGreaterThan(10);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('resumes after any cursor without a gap: every change after it is listed, nothing before it', async () => {
+    const store = await busyStore();
+    try {
+      const all = await collect(store);
+      for (const [i, from] of all.entries()) {
+        const cursor = parseCursor(from.cursor);
+        const resumed = await collect(store, cursor);
+        expect(resumed.every((e) => all.findIndex((a) => a.cursor === e.cursor) > i || e.allFlags)).toBe(true);
+        for (const later of all.slice(i + 1)) {
+          // a reader that starts late may not know a message's earlier flags: it lists the whole
+          // new set (allFlags) in place of what was set and cleared
+          const found = resumed.some((e) => e.cursor === later.cursor && e.event === later.event)
+            || (later.event.startsWith('Flags') && resumed.some((e) => e.seq === later.seq && e.uid === later.uid && e.allFlags));
+          expect(found, `after ${from.cursor}: ${later.cursor} ${later.event}`).toBe(true);
+        }
+      }
+      expect(await collect(store, parseCursor(String(store.maintenance().journal.lastSeq)))).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('follows new commits as they land, woken by the commit signal', async () => {
+    const changes = new ChangeSignal();
+    const store = await Store.open(tmpDir('events'), { create: true, onCommit: () => changes.notify() });
+    try {
+      await store.createMailbox('INBOX');
+      const stop = new AbortController();
+      const seen: MailEvent[] = [];
+      const following = (async () => {
+        for await (const event of followEvents(store, START, { signal: stop.signal, changes, pollMs: 60_000 })) {
+          seen.push(event);
+          if (seen.length === 3) stop.abort();
+        }
+      })();
+      await store.append('INBOX', msg('a'));
+      await store.append('INBOX', msg('b'));
+      const started = Date.now();
+      await following;
+      expect(Date.now() - started).toBeLessThan(5000); // woken, not polled (the poll is a minute)
+      expect(seen.map((e) => e.event)).toEqual(['MailboxCreate', 'MessageNew', 'MessageNew']);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('mailstore events', () => {
+  requireBuilt();
+  it('prints one JSON object per line, resumes with --since, explains a bad cursor', async () => {
+    const dir = tempDir();
+    const store = `${dir}/store`;
+    await ok(['init'], { store });
+    await ok(['mailbox', 'create', 'user/alice/INBOX'], { store });
+    for (const tag of ['a', 'b', 'c']) await ok(['append', 'user/alice/INBOX', '-'], { store, input: msg(tag) });
+    const lines = (await ok(['events', '--since', '0', '--json'], { store })).trim().split('\n').map((l) => JSON.parse(l) as MailEvent);
+    expect(lines.map((e) => e.event)).toEqual(['MailboxCreate', 'MessageNew', 'MessageNew', 'MessageNew']);
+    const after = (await ok(['events', '--since', lines[1].cursor, '--json'], { store })).trim().split('\n').map((l) => JSON.parse(l) as MailEvent);
+    expect(after.map((e) => e.cursor)).toEqual(lines.slice(2).map((e) => e.cursor));
+    expect(await ok(['events'], { store })).toMatch(/MessageNew +user\/alice\/INBOX uid 3/);
+    const bad = await run(['events', '--since', 'yesterday'], { store });
+    expect(bad.code).toBe(5);
+    expect(bad.stderr).toMatch(/INVALID: event cursor/);
+  });
+
+  it('--follow prints changes other commands commit while it runs, and stops on Ctrl-C', async () => {
+    const dir = tempDir();
+    const store = `${dir}/store`;
+    await ok(['init'], { store });
+    await ok(['mailbox', 'create', 'INBOX'], { store });
+    const child = spawn(process.execPath, [bin, 'events', '--follow', '--json'], { env: { ...process.env, MAILSTORE_DIR: store }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+    const waitFor = async (count: number) => {
+      for (let i = 0; i < 100 && output.trim().split('\n').filter(Boolean).length < count; i++) await new Promise((r) => setTimeout(r, 100));
+    };
+    await waitFor(1);
+    await ok(['append', 'INBOX', '-'], { store, input: msg('while following') }); // the follower does not hold the store
+    await waitFor(2);
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code).toBe(0);
+    expect(output.trim().split('\n').map((l) => (JSON.parse(l) as MailEvent).event)).toEqual(['MailboxCreate', 'MessageNew']);
+  });
+});

@@ -1,0 +1,180 @@
+// The events webhook (src/events/webhook.ts) against an HTTP server on loopback: retries with
+// backoff, a durable consumer cursor, and at least once across restarts (no gap; a repeat only
+// with the same cursors).
+import { rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { MailEvent } from '../../src/events/events.js';
+import { ChangeSignal } from '../../src/events/follow.js';
+import { consumerCursor, postEvents, type WebhookStore } from '../../src/events/webhook.js';
+import { Store } from '../../src/store/store.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const msg = (tag: string) => Buffer.from(`Subject: ${tag}\r\n\r\nbody ${tag}\r\n`);
+
+interface Receiver {
+  url: string;
+  /** Every request's events, accepted or not. */
+  requests: { status: number; cursors: string[] }[];
+  /** Cursors of the events in accepted requests, in order. */
+  accepted: string[];
+  /** The status the next requests get (shifted off; 200 when empty). */
+  answers: number[];
+  server: Server;
+}
+
+const servers: Server[] = [];
+afterEach(async () => {
+  for (const server of servers.splice(0)) await new Promise((resolve) => server.close(resolve));
+});
+
+async function receiver(): Promise<Receiver> {
+  const r: Receiver = { url: '', requests: [], accepted: [], answers: [], server: undefined as unknown as Server };
+  r.server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (c: Buffer) => chunks.push(c));
+    request.on('end', () => {
+      const body = JSON.parse(Buffer.concat(chunks).toString()) as { consumer: string; events: MailEvent[] };
+      const status = r.answers.shift() ?? 200;
+      const cursors = body.events.map((e) => e.cursor);
+      r.requests.push({ status, cursors });
+      if (status === 200) r.accepted.push(...cursors);
+      response.writeHead(status).end();
+    });
+  });
+  servers.push(r.server);
+  await new Promise<void>((resolve) => r.server.listen(0, '127.0.0.1', resolve));
+  r.url = `http://127.0.0.1:${(r.server.address() as { port: number }).port}/events`;
+  return r;
+}
+
+async function storeWithMessages(dir: string, count: number): Promise<Store> {
+  const store = await Store.open(dir, { create: true });
+  await store.createMailbox('INBOX');
+  for (let i = 0; i < count; i++) await store.append('INBOX', msg(`m${i}`));
+  return store;
+}
+
+describe('events webhook', () => {
+  it('retries a receiver that fails twice, then stores the cursor; the next run posts only what is new', async () => {
+    const r = await receiver();
+    const store = await storeWithMessages(tmpDir('webhook'), 3);
+    try {
+      r.answers.push(500, 503);
+      const first = await postEvents(store, r.url, { retries: 3, backoffMs: 10 });
+      expect(r.requests.map((q) => q.status)).toEqual([500, 503, 200]);
+      expect(r.requests[0].cursors).toEqual(r.requests[2].cursors); // the same events again, same cursors
+      expect(first).toMatchObject({ posted: 4, batches: 1 });
+      expect(await store.getMeta('consumer/events-webhook')).toBe(first.cursor);
+      // it is a change-log consumer too: what it has posted is what it no longer pins
+      const posted = Number(first.cursor.split('.')[0]);
+      expect((await store.changes.cursor('events-webhook'))?.seq).toBe(first.cursor.includes('.') ? posted - 1 : posted);
+      await store.append('INBOX', msg('new'));
+      const second = await postEvents(store, r.url, { retries: 0 });
+      expect(second.posted).toBe(1);
+      expect(r.accepted).toHaveLength(5);
+      expect(new Set(r.accepted).size).toBe(5);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('gives up with IO after its retries and keeps the cursor where the receiver last accepted; nothing is skipped later', async () => {
+    const r = await receiver();
+    const store = await storeWithMessages(tmpDir('webhook'), 5);
+    try {
+      r.answers.push(200, 500, 500, 500);
+      await expect(postEvents(store, r.url, { retries: 2, backoffMs: 5, batchEvents: 2 })).rejects.toMatchObject({ code: 'IO' });
+      expect(r.accepted).toHaveLength(2); // the first batch went through
+      expect(formatCursorOf(await consumerCursor(store))).toBe(r.accepted[1]);
+      const done = await postEvents(store, r.url, { batchEvents: 2 });
+      expect(done.posted).toBe(4);
+      expect(r.accepted).toHaveLength(6);
+      expect(new Set(r.accepted).size).toBe(6); // 6 events, none twice, none missing
+    } finally {
+      await store.close();
+    }
+    // a receiver that is not there at all
+    const gone = await storeWithMessages(tmpDir('webhook'), 1);
+    try {
+      await expect(postEvents(gone, 'http://127.0.0.1:1/none', { retries: 1, backoffMs: 5 })).rejects.toMatchObject({ code: 'IO' });
+      expect(await gone.getMeta('consumer/events-webhook')).toBeUndefined();
+    } finally {
+      await gone.close();
+    }
+  });
+
+  it('at least once across a restart: a crash before the cursor is stored posts the same cursors again, never a gap', async () => {
+    const r = await receiver();
+    const dir = tmpDir('webhook');
+    let store = await storeWithMessages(dir, 4);
+    // the process dies after the receiver accepted the second batch, before its cursor was stored
+    let commits = 0;
+    const dying: WebhookStore = {
+      maintenance: () => store.maintenance(),
+      getMeta: (key) => store.getMeta(key),
+      get changes() { return store.changes; },
+      setMeta: async (key, value) => {
+        if (++commits === 2) throw new Error('killed');
+        await store.setMeta(key, value);
+      },
+    };
+    await expect(postEvents(dying, r.url, { batchEvents: 2 })).rejects.toThrow('killed');
+    await store.close();
+    store = await Store.open(dir);
+    try {
+      const resumed = await postEvents(store, r.url, { batchEvents: 2 });
+      expect(resumed.posted).toBe(3); // the unconfirmed batch again (2) and the last event
+      const twice = r.accepted.filter((c, i) => r.accepted.indexOf(c) !== i);
+      expect(twice).toEqual(r.requests[1].cursors); // the repeats are exactly the unconfirmed batch
+      expect(new Set(r.accepted).size).toBe(5); // MailboxCreate + 4 MessageNew, all there
+      expect((await postEvents(store, r.url)).posted).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('the stored cursor survives the loss of the index (a journaled record) and can be removed', async () => {
+    const r = await receiver();
+    const dir = tmpDir('webhook');
+    let store = await storeWithMessages(dir, 2);
+    const { cursor } = await postEvents(store, r.url);
+    await store.close();
+    rmSync(join(dir, 'index'), { recursive: true });
+    store = await Store.open(dir); // rebuilt from the journal
+    try {
+      expect(await store.getMeta('consumer/events-webhook')).toBe(cursor);
+      expect((await postEvents(store, r.url)).posted).toBe(0);
+      await store.setMeta('consumer/events-webhook', undefined);
+      expect(await store.getMeta('consumer/events-webhook')).toBeUndefined();
+      await expect(store.setMeta(42 as unknown as string, 'x')).rejects.toMatchObject({ code: 'INVALID' });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('follows: new commits are posted as they land, until stopped', async () => {
+    const r = await receiver();
+    const changes = new ChangeSignal();
+    const store = await Store.open(tmpDir('webhook'), { create: true, onCommit: () => changes.notify() });
+    try {
+      await store.createMailbox('INBOX');
+      const stop = new AbortController();
+      const running = postEvents(store, r.url, { follow: true, signal: stop.signal, changes });
+      for (let i = 0; i < 3; i++) await store.append('INBOX', msg(`f${i}`));
+      for (let i = 0; i < 100 && r.accepted.length < 4; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+      stop.abort();
+      const result = await running;
+      expect(r.accepted).toHaveLength(4);
+      expect(result.cursor).toBe(r.accepted[3]);
+      expect(await store.getMeta('consumer/events-webhook')).toBe(r.accepted[3]);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+function formatCursorOf(cursor: { seq: number; slot: number }): string {
+  return cursor.slot === Infinity ? String(cursor.seq) : `${cursor.seq}.${cursor.slot}`;
+}

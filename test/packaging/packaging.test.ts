@@ -1,0 +1,110 @@
+// packaging/: the systemd units pass `systemd-analyze verify`; `npm run package:deb`'s tool
+// builds a .deb whose unpacked CLI works (its node_modules complete, native bindings included);
+// as root in a container the .deb is really installed (user, units, /usr/bin/mailstore) and
+// purged again. Each part says why it skips when its tool is missing. Build first (npx tsc -p .).
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { repoRoot, requireBuilt, tempDir } from '../cli/helpers.js';
+import { run, which } from '../daemon/tools.js';
+
+const UNITS = ['mailstore.service', 'mailstore-scrub.service', 'mailstore-scrub.timer'];
+const analyze = which('systemd-analyze');
+const dpkgDeb = which('dpkg-deb');
+const root = process.getuid?.() === 0;
+const container = existsSync('/.dockerenv') || existsSync('/run/.containerenv');
+
+describe('systemd units', () => {
+  it('run `mailstore serve` sandboxed and the scrub nightly, check-only, within a time budget', () => {
+    const service = readFileSync(join(repoRoot, 'packaging/mailstore.service'), 'utf8');
+    expect(service).toMatch(/^ExecStart=\/usr\/bin\/mailstore serve --store \/var\/lib\/mailstore/m);
+    for (const line of ['User=mailstore', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'ReadWritePaths=/var/lib/mailstore', 'PrivateTmp=yes', 'ProtectHome=yes']) {
+      expect(service).toContain(`\n${line}\n`);
+    }
+    const scrub = readFileSync(join(repoRoot, 'packaging/mailstore-scrub.service'), 'utf8');
+    expect(scrub).toMatch(/^ExecStart=\/usr\/bin\/mailstore --store \/var\/lib\/mailstore scrub --quiet --time-budget \S+/m);
+    expect(scrub).not.toMatch(/--repair/);
+    expect(readFileSync(join(repoRoot, 'packaging/mailstore-scrub.timer'), 'utf8')).toContain('\nOnCalendar=daily\n');
+  });
+
+  it.skipIf(!analyze)('pass systemd-analyze verify (and a unit with a missing program does not)', async () => {
+    const dir = tempDir('units-');
+    // verify wants the programs to exist: a stand-in for /usr/bin/mailstore
+    const program = join(dir, 'mailstore');
+    writeFileSync(program, '#!/bin/sh\n');
+    chmodSync(program, 0o755);
+    for (const unit of UNITS) writeFileSync(join(dir, unit), readFileSync(join(repoRoot, 'packaging', unit), 'utf8').replaceAll('/usr/bin/mailstore', program));
+    const good = await run(analyze!, ['verify', '--man=no', ...UNITS.map((u) => join(dir, u))], { timeoutMs: 20_000 });
+    expect(good.code, good.output).toBe(0);
+    expect(good.output).toBe('');
+    writeFileSync(join(dir, 'broken.service'), readFileSync(join(dir, 'mailstore.service'), 'utf8').replaceAll(program, join(dir, 'missing')));
+    const bad = await run(analyze!, ['verify', '--man=no', join(dir, 'broken.service')], { timeoutMs: 20_000 });
+    expect(bad.code).not.toBe(0);
+  });
+  if (!analyze) it('systemd-analyze is not installed (apt-get install systemd): verify skipped', () => console.log('skip: systemd-analyze is not installed'));
+});
+
+describe.skipIf(!dpkgDeb)('the .deb', () => {
+  requireBuilt();
+  it('holds the CLI, the units, the production node_modules and a postinst that creates the user; unpacked, it runs', async () => {
+    const out = tempDir('deb-');
+    const built = await run(process.execPath, [join(repoRoot, 'dist/tools/package-deb.js'), '--out', out], { timeoutMs: 240_000 });
+    expect(built.code, built.output).toBe(0);
+    const deb = built.output.trim().split('\n').at(-1)!;
+    const info = await run(dpkgDeb!, ['--field', deb, 'Package', 'Depends', 'Architecture']);
+    expect(info.output).toMatch(/^Package: mailstore$/m);
+    expect(info.output).toMatch(/^Depends: nodejs \(>= 20\.15\)/m);
+    const contents = (await run(dpkgDeb!, ['--contents', deb], { timeoutMs: 60_000 })).output;
+    for (const path of ['./usr/bin/mailstore', './usr/lib/mailstore/dist/src/cli/main.js', './usr/lib/mailstore/node_modules/classic-level/package.json', './etc/default/mailstore', ...UNITS.map((u) => `./lib/systemd/system/${u}`)]) {
+      expect(contents).toContain(path);
+    }
+    expect(contents).not.toMatch(/node_modules\/(vitest|typescript|fast-check)\//); // no dev dependencies
+    expect((await run(dpkgDeb!, ['--info', deb, 'postinst'])).output).toMatch(/adduser --system|useradd --system/);
+
+    // unpacked anywhere, the wrapper finds its node_modules: init, create, append, fetch
+    const unpacked = tempDir('deb-x-');
+    expect((await run(dpkgDeb!, ['-x', deb, unpacked], { timeoutMs: 60_000 })).code).toBe(0);
+    const cli = join(unpacked, 'usr/bin/mailstore');
+    const store = join(unpacked, 'store');
+    expect((await run(cli, ['--help'])).output).toMatch(/Usage: mailstore/);
+    expect((await run(cli, ['--store', store, 'init'])).code).toBe(0);
+    expect((await run(cli, ['--store', store, 'mailbox', 'create', 'INBOX'])).code).toBe(0);
+    const message = join(unpacked, 'm.eml');
+    writeFileSync(message, 'Subject: from the package\r\n\r\nhello\r\n');
+    expect((await run(cli, ['--store', store, 'append', 'INBOX', message])).code).toBe(0);
+    expect((await run(cli, ['--store', store, 'fetch', 'INBOX', '1'])).output).toBe('Subject: from the package\r\n\r\nhello\r\n');
+
+    if (!root || !container) {
+      console.log(`skip: the real dpkg -i ${!root ? 'needs root' : 'runs only in a container'}`);
+      return;
+    }
+    await installAndPurge(deb);
+  });
+});
+if (!dpkgDeb) describe('the .deb', () => it('dpkg-deb is not installed: skipped', () => console.log('skip: dpkg-deb is not installed')));
+
+/** dpkg -i for real (a container only), then dpkg --purge; what the test created goes again. */
+async function installAndPurge(deb: string): Promise<void> {
+  const hadUser = (await run('getent', ['passwd', 'mailstore'])).code === 0;
+  const hadState = existsSync('/var/lib/mailstore');
+  expect((await run('dpkg', ['-s', 'mailstore'])).code, 'a mailstore package is already installed here; not touching it').not.toBe(0);
+  try {
+    const installed = await run('dpkg', ['-i', deb], { timeoutMs: 120_000 });
+    expect(installed.code, installed.output).toBe(0);
+    expect((await run('getent', ['passwd', 'mailstore'])).code).toBe(0);
+    expect((await run('/usr/bin/mailstore', ['--help'])).output).toMatch(/Usage: mailstore/);
+    if (analyze) {
+      const verified = await run(analyze, ['verify', '--man=no', ...UNITS.map((u) => `/lib/systemd/system/${u}`)], { timeoutMs: 20_000 });
+      expect(verified.code, verified.output).toBe(0);
+    }
+  } finally {
+    const purged = await run('dpkg', ['--purge', 'mailstore'], { timeoutMs: 120_000 });
+    expect(purged.code, purged.output).toBe(0);
+    expect(existsSync('/usr/bin/mailstore')).toBe(false);
+    if (!hadUser) {
+      await run('userdel', ['mailstore']);
+      await run('groupdel', ['mailstore']); // gone with the user where USERGROUPS_ENAB; else now
+    }
+    if (!hadState) await run('rmdir', ['/var/lib/mailstore']); // empty: the package never creates a store
+  }
+}
