@@ -16,6 +16,13 @@ export const limits = {
   consumerIdleMaxMs: 5000,
   /** A consumer this many records behind is reported as behind (stats, consumers); it is never skipped. */
   consumerLagRecordsWarn: 1_000_000,
+  /** Object-storage tier: remote packs are read in blocks of this size, cached in memory up to objectCacheBytes (LRU). */
+  objectCacheBlockBytes: 1024 * 1024,
+  objectCacheBytes: 64 * 1024 * 1024,
+  /** Uploads bigger than this go in parts of this size (multipart). */
+  objectPartBytes: 64 * 1024 * 1024,
+  /** One request to the object store that has not answered in this long fails IO. */
+  objectRequestTimeoutMs: 30_000,
   /** A journal record payload larger than this is damage, not data. */
   journalRecordBytesMax: 64 * 1024 * 1024,
   /** Group commit: most mutations in one batch. */

@@ -111,8 +111,16 @@ function hashRanges(bytes: Buffer, ranges: number[]): Uint8Array {
   return digests;
 }
 
+/** Sealed packs kept elsewhere (the object-storage tier, src/objstore/remote-packs.ts), read in place. */
+export interface RemotePackSource {
+  has(pack: number): boolean;
+  list(): number[];
+  handle(pack: number): FileHandle;
+}
+
 export class PackStore {
   private readHandles = new Map<number, FileHandle>();
+  private remote?: RemotePackSource;
   private readonly paths = new Map<number, string>();
   private writeHandle?: FileHandle;
   private current = 0; // number of the pack being appended to; 0 = none yet
@@ -155,9 +163,58 @@ export class PackStore {
     return path;
   }
 
+  /** Every pack, local and (with the object-storage tier) in the bucket, by number. */
   async listPacks(): Promise<number[]> {
+    const local = await this.listLocalPacks();
+    if (!this.remote) return local;
+    return [...new Set([...local, ...this.remote.list()])].sort((a, b) => a - b);
+  }
+
+  /** The pack files in packs/. */
+  async listLocalPacks(): Promise<number[]> {
     const names = await this.fs.readdir(this.dir);
     return names.map(parsePackFileName).filter((n): n is number => n !== undefined).sort((a, b) => a - b);
+  }
+
+  /**
+   * Reads packs missing from packs/ in the object store when it holds them. New records always go
+   * to a pack numbered above every pack in the bucket.
+   */
+  attachRemote(remote: RemotePackSource): void {
+    this.remote = remote;
+    const highest = remote.list().at(-1);
+    if (highest !== undefined) this.skipPackNumbersTo(highest);
+  }
+
+  /** The pack's size in bytes, local or in the object store. */
+  async packBytes(pack: number): Promise<number> {
+    const handle = await this.openForRead(pack, this.path(pack)).catch((e) => { throw e instanceof MailstoreError ? e : fromSystemError(e, 'opening pack', this.path(pack)); });
+    try {
+      return await handle.size();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Whether the pack lives in the object store (its local copy may be gone). */
+  isRemote(pack: number): boolean {
+    return this.remote?.has(pack) ?? false;
+  }
+
+  /**
+   * Seals the pack being appended to: the next batch starts a new one. Call it while no batch is
+   * being prepared or written (Maintenance.runExclusive); returns the highest sealed pack number.
+   */
+  seal(): number {
+    if (this.current > 0) this.mustRotate = true;
+    return this.current;
+  }
+
+  /** Drops the cached read handle of one pack (its local file is about to go). */
+  async forgetReadHandle(pack: number): Promise<void> {
+    const handle = this.readHandles.get(pack);
+    this.readHandles.delete(pack);
+    await handle?.close().catch(() => undefined);
   }
 
   /**
@@ -372,11 +429,21 @@ export class PackStore {
       { path: `${path}@${location.offset}` });
   }
 
+  /** The local file, or the object when the pack moved to the bucket (ENOENT otherwise). */
+  private async openForRead(pack: number, path: string): Promise<FileHandle> {
+    try {
+      return await this.fs.open(path, 'read');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT' && this.remote?.has(pack)) return this.remote.handle(pack);
+      throw error;
+    }
+  }
+
   private async handle(pack: number, path: string): Promise<FileHandle> {
     let handle = this.readHandles.get(pack);
     if (!handle) {
       try {
-        handle = await this.fs.open(path, 'read');
+        handle = await this.openForRead(pack, path);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
           await this.options.checkMounted(path); // a vanished partition is UNMOUNTED, not damage
@@ -397,7 +464,7 @@ export class PackStore {
    */
   async *scan(pack: number, options: ScanOptions = {}): AsyncGenerator<ScanItem | { kind: 'header'; valid: boolean; storeId?: Buffer }> {
     const path = this.path(pack);
-    const handle = await this.fs.open(path, 'read').catch((e) => { throw fromSystemError(e, 'opening pack', path); });
+    const handle = await this.openForRead(pack, path).catch((e) => { throw e instanceof MailstoreError ? e : fromSystemError(e, 'opening pack', path); });
     const scan: PackScan = {
       handle, size: 0, chunkBytes: Math.max(options.chunkBytes ?? limits.scanChunkBytes, 4 * RECORD_HEADER_BYTES),
       onBytes: options.onBytes, pool: options.pool, ahead: options.pool ? limits.scanChunksInFlight : 0, free: [], groups: [],

@@ -205,7 +205,7 @@ class PackPass {
   }
 
   private async packBytes(pack: number): Promise<number> {
-    return (await this.store.fs.stat(this.store.maintenance().packs.path(pack))).size;
+    return this.store.maintenance().packs.packBytes(pack);
   }
 }
 

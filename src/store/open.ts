@@ -19,6 +19,7 @@ import {
   moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveNewestBatch, resolveTail, type Health,
 } from './recovery.js';
 import type { StoreOptions } from './types.js';
+import { TIER_META } from './tier.js';
 
 /** An opened store's parts. `db` is replaced when maintenance installs a rebuilt index. */
 export interface StoreParts {
@@ -207,6 +208,8 @@ async function checkIndexCurrent(journal: Journal, appliedSeq: number, health: H
 /** packs/ with no pack files while the index refers to blobs: a vanished partition, not an empty store. */
 async function checkPacksPresent(db: IndexDb, packs: PackStore, root: string): Promise<void> {
   if ((await packs.listPacks()).length > 0) return;
+  // Packs that moved to the object store (tier.ts) are not in packs/: the index records them.
+  for await (const _ of db.entries({ prefix: keys.meta(TIER_META).subarray(0, -1), limit: 1 })) return;
   for await (const _ of db.entries({ prefix: keys.space(SPACE.blob), limit: 1 })) {
     throw new MailstoreError('UNMOUNTED', `${join(root, LAYOUT.packs)} holds no packs but the index refers to stored messages: is the partition mounted? Nothing was changed.`, { path: join(root, LAYOUT.packs) });
   }

@@ -29,6 +29,8 @@ import { SEEN, meta } from './apply.js';
 import type { StoreAdministration } from './administration.js';
 import { ChangeFeed } from './changes.js';
 import { initStore, type StoreIdentity } from './identity.js';
+import { attachTier, flushTier, tierStatus, type TierFlushResult, type TierHost, type TierStatus } from './tier.js';
+import type { RemotePacks } from '../objstore/remote-packs.js';
 import { Maintenance, type MaintenanceHost, type StoreMaintenance } from './maintenance.js';
 import { closeOpened, openStoreParts, type StoreParts } from './open.js';
 import { checkRecordSize, resolveInBatch } from './prepare.js';
@@ -80,6 +82,8 @@ export class Store {
   private readonly mailboxCache = new Map<string, MailboxInfo>();
   private cacheGeneration = 0;
   private failure?: MailstoreError;
+  /** The bucket sealed packs move to, when the store has one (tier.ts). */
+  private remote?: RemotePacks;
   /** The change log: committed journal records from a seq on, and the consumers' cursors (changes.ts). */
   readonly changes: ChangeFeed;
 
@@ -116,6 +120,7 @@ export class Store {
     const parts = await openStoreParts(root, options);
     try {
       const store = new Store(parts, options);
+      store.remote = await attachTier(store.tierHost());
       if (!parts.readOnly) await store.finishInterruptedDeletes();
       return store;
     } catch (error) {
@@ -134,6 +139,35 @@ export class Store {
     await this.journal.close();
     await this.db.close();
     await this.release();
+  }
+
+  /**
+   * Seals the open pack and moves sealed packs to the store's bucket (tier.ts), keeping the newest
+   * `keepLocalBytes` local. INVALID when the store has no object store.
+   */
+  async tierFlush(options: { keepLocalBytes?: number; onPack?: (pack: number, bytes: number) => void } = {}): Promise<TierFlushResult> {
+    this.live();
+    this.writable();
+    return flushTier(this.tierHost(), this.requireRemote(), options);
+  }
+
+  /** Where the packs are: local and in the bucket. INVALID when the store has no object store. */
+  async tierStatus(): Promise<TierStatus> {
+    this.live();
+    return tierStatus(this.tierHost(), this.requireRemote());
+  }
+
+  private requireRemote(): RemotePacks {
+    if (!this.remote) throw new MailstoreError('INVALID', `the store at ${this.root} has no object store (mailstore init --object-store URL)`);
+    return this.remote;
+  }
+
+  private tierHost(): TierHost {
+    return {
+      root: this.root, fs: this.fs, storeIdText: this.identity.storeId, db: this.db, packs: this.packs, readOnly: this.readOnly,
+      submit: (mutation) => this.submit(mutation),
+      runExclusive: (fn) => this.maintenanceHooks.runExclusive(fn),
+    };
   }
 
   /** The hooks of scrub, repair and reconstruct (maintenance.ts). */

@@ -1,19 +1,31 @@
 // `mailstore init`: create a store. Refuses a directory that holds anything but a store.
+// With --object-store, sealed packs may later move to that bucket (`mailstore tier`).
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import { nodeFileSystem } from '../../fs/node-fs.js';
 import { Store } from '../../store/store.js';
+import { checkTierSettings, writeTierSettings, type TierSettings } from '../../store/tier.js';
 import { printJson, printLine, storeDir, wantsJson } from '../context.js';
 
 export function register(program: Command): void {
   program
     .command('init')
     .description('create a new store in --store DIR (refuses a non-empty directory that is not a store); its files and directories are fsynced when it returns')
+    .option('--object-store <url>', 'keep sealed packs in this S3 bucket (http://host:port/bucket[/prefix]); checked before anything is created')
+    .option('--object-store-credentials <file>', 'a file holding ACCESS_KEY:SECRET_KEY (else $MAILSTORE_S3_ACCESS_KEY and $MAILSTORE_S3_SECRET_KEY)')
     .option('--json', 'print the result as JSON')
-    .action(async (_options: unknown, command: Command) => {
+    .action(async (options: { objectStore?: string; objectStoreCredentials?: string }, command: Command) => {
       const dir = storeDir(command);
+      let tier: TierSettings | undefined;
+      if (options.objectStore !== undefined) {
+        tier = { url: options.objectStore, ...(options.objectStoreCredentials ? { credentials: resolve(options.objectStoreCredentials) } : {}) };
+        await checkTierSettings(nodeFileSystem, tier);
+      }
       const store = await Store.init(dir);
       const { storeId, created } = store.identity;
       await store.close();
-      if (wantsJson(command)) await printJson({ path: dir, storeId, created });
-      else await printLine(`initialised store ${storeId} at ${dir}`);
+      if (tier) await writeTierSettings(nodeFileSystem, dir, tier);
+      if (wantsJson(command)) await printJson({ path: dir, storeId, created, ...(tier ? { objectStore: tier.url } : {}) });
+      else await printLine(`initialised store ${storeId} at ${dir}${tier ? `, sealed packs move to ${tier.url}` : ''}`);
     });
 }

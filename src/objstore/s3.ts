@@ -1,0 +1,147 @@
+// One bucket on S3-compatible object storage (Ceph radosgw in the tests), through the well-kept
+// `minio` client: path-style requests, SigV4. Every failure becomes a MailstoreError naming the URL:
+// an unreachable endpoint is IO (temporary: the data is not known to be gone), a missing bucket is
+// UNMOUNTED (like a vanished partition: nothing may conclude that data was deleted), refused
+// credentials are ACCESS, a missing object is NOT_FOUND (the caller decides what that means).
+import { Readable } from 'node:stream';
+import * as Minio from 'minio';
+import { MailstoreError } from '../errors.js';
+import { limits } from '../limits.js';
+
+export interface BucketAddress {
+  /** http(s)://host:port/bucket[/prefix] as given to `init --object-store`. */
+  url: string;
+  endpoint: URL;
+  bucket: string;
+  /** Object keys start with this (no leading or trailing slash; may be empty). */
+  prefix: string;
+}
+
+export interface Credentials {
+  accessKey: string;
+  secretKey: string;
+}
+
+/** Splits `http://host:port/bucket/some/prefix` (path style: the bucket is the first path component). */
+export function parseBucketUrl(url: string): BucketAddress {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new MailstoreError('INVALID', `--object-store takes a URL like http://host:port/bucket, got ${JSON.stringify(url)}`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new MailstoreError('INVALID', `--object-store takes an http or https URL, got ${parsed.protocol}`);
+  const parts = parsed.pathname.split('/').filter(Boolean);
+  if (parts.length === 0) throw new MailstoreError('INVALID', `--object-store ${url} names no bucket (http://host:port/BUCKET)`);
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(parts[0])) throw new MailstoreError('INVALID', `${parts[0]} is not a valid bucket name (3-63 of a-z, 0-9, '.', '-')`);
+  return { url: url.replace(/\/+$/, ''), endpoint: new URL(`${parsed.protocol}//${parsed.host}`), bucket: parts[0], prefix: parts.slice(1).join('/') };
+}
+
+/** `ACCESS_KEY:SECRET_KEY` (one line) as in the credentials file. */
+export function parseCredentials(text: string, path: string): Credentials {
+  const line = text.split('\n')[0].trim();
+  const colon = line.indexOf(':');
+  if (colon <= 0 || colon === line.length - 1) throw new MailstoreError('INVALID', `${path} must hold one line ACCESS_KEY:SECRET_KEY`, { path });
+  return { accessKey: line.slice(0, colon), secretKey: line.slice(colon + 1) };
+}
+
+export class Bucket {
+  private readonly client: Minio.Client;
+
+  constructor(readonly address: BucketAddress, credentials: Credentials) {
+    const { endpoint } = address;
+    this.client = new Minio.Client({
+      endPoint: endpoint.hostname,
+      port: endpoint.port ? Number(endpoint.port) : endpoint.protocol === 'https:' ? 443 : 80,
+      useSSL: endpoint.protocol === 'https:',
+      accessKey: credentials.accessKey,
+      secretKey: credentials.secretKey,
+      region: 'us-east-1',
+      pathStyle: true,
+      partSize: limits.objectPartBytes,
+    });
+  }
+
+  key(name: string): string {
+    return this.address.prefix ? `${this.address.prefix}/${name}` : name;
+  }
+
+  urlOf(key: string): string {
+    return `${this.address.endpoint.origin}/${this.address.bucket}/${key}`;
+  }
+
+  /** Uploads `size` bytes from `source` (a stream, so a pack is never whole in memory). */
+  async put(key: string, source: Readable | Buffer, size: number): Promise<void> {
+    await this.call(key, 'uploading', () => this.client.putObject(this.address.bucket, key, source, size));
+  }
+
+  /** Exactly `length` bytes at `offset` (a ranged GET); fewer is CORRUPT (the object is shorter than recorded). */
+  async getRange(key: string, offset: number, length: number): Promise<Buffer> {
+    return this.call(key, 'reading', async () => {
+      const stream = await this.client.getPartialObject(this.address.bucket, key, offset, length);
+      const chunks: Buffer[] = [];
+      let n = 0;
+      for await (const chunk of stream) {
+        chunks.push(chunk as Buffer);
+        n += (chunk as Buffer).length;
+      }
+      return Buffer.concat(chunks, n);
+    });
+  }
+
+  /** The object's size, or undefined when it does not exist. */
+  async size(key: string): Promise<number | undefined> {
+    try {
+      return await this.call(key, 'checking', async () => (await this.client.statObject(this.address.bucket, key)).size);
+    } catch (error) {
+      if (error instanceof MailstoreError && error.code === 'NOT_FOUND') return undefined;
+      throw error;
+    }
+  }
+
+  async remove(key: string): Promise<void> {
+    await this.call(key, 'removing', () => this.client.removeObject(this.address.bucket, key));
+  }
+
+  /** Keys under `prefix` (bounded by the caller's use: one store's packs). */
+  async list(prefix: string): Promise<{ key: string; size: number }[]> {
+    return this.call(prefix, 'listing', () => new Promise((resolve, reject) => {
+      const out: { key: string; size: number }[] = [];
+      const stream = this.client.listObjectsV2(this.address.bucket, prefix, true);
+      stream.on('data', (item) => { if (item.name) out.push({ key: item.name, size: item.size }); });
+      stream.on('error', reject);
+      stream.on('end', () => resolve(out));
+    }));
+  }
+
+  /** The bucket exists and answers (UNMOUNTED when it does not exist, IO when unreachable). */
+  async check(): Promise<void> {
+    const exists = await this.call('', 'checking the bucket', () => this.client.bucketExists(this.address.bucket));
+    if (!exists) throw this.missingBucket();
+  }
+
+  private missingBucket(cause?: unknown): MailstoreError {
+    return new MailstoreError('UNMOUNTED', `the bucket ${this.address.url} does not exist (deleted, or the wrong endpoint?); nothing in it is assumed lost`, { path: this.address.url, cause });
+  }
+
+  private async call<T>(key: string, what: string, work: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(Object.assign(new Error(`no answer within ${limits.objectRequestTimeoutMs} ms`), { code: 'ETIMEDOUT' })), limits.objectRequestTimeoutMs);
+    });
+    try {
+      return await Promise.race([work(), timeout]);
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? '';
+      const url = this.urlOf(key);
+      if (code === 'NoSuchBucket') throw this.missingBucket(error);
+      if (code === 'NoSuchKey' || code === 'NotFound') throw new MailstoreError('NOT_FOUND', `no object ${url}`, { path: url, cause: error });
+      if (code === 'AccessDenied' || code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch') {
+        throw new MailstoreError('ACCESS', `the object store refused ${what} ${url} (${code}): check the credentials`, { path: url, cause: error });
+      }
+      throw new MailstoreError('IO', `${what} ${url} failed: ${(error as Error)?.message ?? error}; is the object store reachable?`, { path: url, cause: error });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

@@ -1,0 +1,228 @@
+// The object-storage tier (docs/OBJECT-STORAGE.md): packs are written and committed locally as
+// always (the journal stays the commit point, one fsync a batch); sealed packs then move to a
+// bucket. A move, in this order, each step durable before the next:
+//   1. seal the pack being appended to (no batch writes into a pack being moved)
+//   2. upload the pack file to <prefix>/<store id>/packs/NNNNNNNN.pack
+//   3. read the object back and compare its BLAKE3 with the local file's
+//   4. record it in the journal: meta.set tier/pack/NNNNNNNN = {k, b, d} (the commit of the move)
+//   5. only then delete the local file (and fsync packs/)
+// A crash before 4 leaves the local pack serving (the object is uploaded again next time); after 4
+// and before 5 the local copy is removed by the next open or flush. Nothing is ever deleted from
+// the bucket here; reads of a moved pack use ranged GETs, verified by hash like every read.
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { crc32 } from 'node:zlib';
+import { MailstoreError, fromSystemError } from '../errors.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import { writeFileDurable } from '../fs/durable.js';
+import { createHasher, hashHex } from '../hash/blake3.js';
+import type { IndexDb } from '../index/index-db.js';
+import { keys } from '../keys/index-keys.js';
+import type { PackStore } from '../blob/pack-store.js';
+import { limits } from '../limits.js';
+import { RemotePacks, type TieredPack } from '../objstore/remote-packs.js';
+import { Bucket, parseBucketUrl, parseCredentials, type Credentials } from '../objstore/s3.js';
+import type { Op } from './records.js';
+import type { Mutation } from './writer.js';
+
+export const TIER_SETTINGS_FILE = 'OBJECT-STORE';
+/** Meta key prefix of the packs in the bucket: tier/pack/NNNNNNNN -> TieredPack. */
+export const TIER_META = 'tier/pack/';
+
+export interface TierSettings {
+  url: string;
+  /** Absolute path of the ACCESS_KEY:SECRET_KEY file; absent: the environment supplies them. */
+  credentials?: string;
+}
+
+export interface TierHost {
+  root: string;
+  fs: FileSystem;
+  storeIdText: string;
+  db: IndexDb;
+  packs: PackStore;
+  readOnly: boolean;
+  submit<T>(mutation: Mutation<T>): Promise<T>;
+  runExclusive<T>(fn: () => Promise<T>): Promise<T>;
+}
+
+export interface TierFlushResult {
+  packsMoved: number;
+  bytesMoved: number;
+  localBytesAfter: number;
+  remoteBytes: number;
+  seconds: number;
+}
+
+export interface TierStatus {
+  url: string;
+  localPacks: number;
+  localBytes: number;
+  remotePacks: number;
+  remoteBytes: number;
+  /** Local bytes ÷ all pack bytes. */
+  localShare: number;
+}
+
+function encodeSettings(settings: TierSettings): Buffer {
+  const body = JSON.stringify(settings);
+  return Buffer.from(`${body}\ncrc32 ${crc32(Buffer.from(body)).toString(16).padStart(8, '0')}\n`);
+}
+
+function decodeSettings(bytes: Buffer, path: string): TierSettings {
+  const m = /^(\{.*\})\ncrc32 ([0-9a-f]{8})\n$/s.exec(bytes.toString('utf8'));
+  if (!m || crc32(Buffer.from(m[1])).toString(16).padStart(8, '0') !== m[2]) {
+    throw new MailstoreError('CORRUPT', `${path} (the object-store settings) is damaged; write it again with 'mailstore tier set'`, { path });
+  }
+  return JSON.parse(m[1]) as TierSettings;
+}
+
+/** Checks the URL, the credentials and that the bucket answers (before `init --object-store` creates anything). */
+export async function checkTierSettings(fs: FileSystem, settings: TierSettings): Promise<void> {
+  const bucket = new Bucket(parseBucketUrl(settings.url), await loadCredentials(fs, settings));
+  await bucket.check();
+}
+
+/** Records the bucket in the store: from the next open on, sealed packs may move there. */
+export async function writeTierSettings(fs: FileSystem, root: string, settings: TierSettings): Promise<void> {
+  await writeFileDurable(fs, join(root, TIER_SETTINGS_FILE), encodeSettings(settings));
+}
+
+export async function readTierSettings(fs: FileSystem, root: string): Promise<TierSettings | undefined> {
+  const path = join(root, TIER_SETTINGS_FILE);
+  const bytes = await fs.readFile(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined;
+    throw fromSystemError(error, 'reading the object-store settings', path);
+  });
+  return bytes && decodeSettings(bytes, path);
+}
+
+/** From the file named in the settings, else MAILSTORE_S3_ACCESS_KEY / MAILSTORE_S3_SECRET_KEY. */
+async function loadCredentials(fs: FileSystem, settings: TierSettings): Promise<Credentials> {
+  if (settings.credentials) {
+    const text = await fs.readFile(settings.credentials).catch((error) => { throw fromSystemError(error, 'reading the object-store credentials', settings.credentials!); });
+    return parseCredentials(text.toString('utf8'), settings.credentials);
+  }
+  const accessKey = process.env.MAILSTORE_S3_ACCESS_KEY, secretKey = process.env.MAILSTORE_S3_SECRET_KEY;
+  if (!accessKey || !secretKey) {
+    throw new MailstoreError('INVALID', 'the store keeps packs in an object store but has no credentials: give --object-store-credentials FILE or set MAILSTORE_S3_ACCESS_KEY and MAILSTORE_S3_SECRET_KEY');
+  }
+  return { accessKey, secretKey };
+}
+
+function metaName(pack: number): string {
+  return `${TIER_META}${String(pack).padStart(8, '0')}`;
+}
+
+/**
+ * On open: when the store has a bucket, the packs recorded as moved are read from it; local copies
+ * of moved packs (a crash between steps 4 and 5) are removed on a read-write open.
+ */
+export async function attachTier(host: TierHost): Promise<RemotePacks | undefined> {
+  const settings = await readTierSettings(host.fs, host.root);
+  if (!settings) return undefined;
+  const address = parseBucketUrl(settings.url);
+  const bucket = new Bucket({ ...address, prefix: [address.prefix, host.storeIdText].filter(Boolean).join('/') }, await loadCredentials(host.fs, settings));
+  const remote = new RemotePacks(bucket);
+  const prefix = keys.meta(TIER_META).subarray(0, -1); // the name without its terminator: a prefix of every tier key
+  for await (const [key, info] of host.db.entries<TieredPack>({ prefix })) {
+    const pack = Number(key.subarray(prefix.length).toString('utf8').replace(/\0$/, ''));
+    if (Number.isSafeInteger(pack) && pack > 0) remote.set(pack, info);
+  }
+  host.packs.attachRemote(remote);
+  if (!host.readOnly) await removeMovedLocalCopies(host, remote);
+  return remote;
+}
+
+async function removeMovedLocalCopies(host: TierHost, remote: RemotePacks): Promise<number> {
+  let removed = 0;
+  for (const pack of await host.packs.listLocalPacks()) {
+    if (!remote.has(pack)) continue;
+    await host.packs.forgetReadHandle(pack);
+    await host.fs.unlink(host.packs.path(pack)).catch((error) => { throw fromSystemError(error, 'removing the local copy of a moved pack', host.packs.path(pack)); });
+    removed++;
+  }
+  if (removed > 0) await host.fs.syncDir(host.packs.dir);
+  return removed;
+}
+
+/** Seals the open pack and moves every sealed local pack (all but `keepLocalBytes` worth, newest kept) to the bucket. */
+export async function flushTier(host: TierHost, remote: RemotePacks, options: { keepLocalBytes?: number; onPack?: (pack: number, bytes: number) => void } = {}): Promise<TierFlushResult> {
+  const started = Date.now();
+  await removeMovedLocalCopies(host, remote);
+  const sealed = await host.runExclusive(async () => host.packs.seal());
+  const candidates: { pack: number; bytes: number }[] = [];
+  for (const pack of await host.packs.listLocalPacks()) {
+    if (pack > sealed || remote.has(pack)) continue;
+    candidates.push({ pack, bytes: (await host.fs.stat(host.packs.path(pack))).size });
+  }
+  // newest first kept local up to the budget (hot mail stays local), the rest moves
+  let keep = options.keepLocalBytes ?? 0;
+  const moving = [...candidates].reverse().filter((c) => {
+    if (c.bytes <= keep) { keep -= c.bytes; return false; }
+    return true;
+  }).reverse();
+  let bytesMoved = 0;
+  for (const { pack, bytes } of moving) {
+    await movePack(host, remote, pack, bytes);
+    bytesMoved += bytes;
+    options.onPack?.(pack, bytes);
+  }
+  let localBytesAfter = 0;
+  for (const pack of await host.packs.listLocalPacks()) localBytesAfter += (await host.fs.stat(host.packs.path(pack))).size;
+  return { packsMoved: moving.length, bytesMoved, localBytesAfter, remoteBytes: remote.bytes, seconds: (Date.now() - started) / 1000 };
+}
+
+async function movePack(host: TierHost, remote: RemotePacks, pack: number, bytes: number): Promise<void> {
+  const path = host.packs.path(pack);
+  const key = remote.bucket.key(`packs/${String(pack).padStart(8, '0')}.pack`);
+  const localDigest = await uploadFile(host.fs, path, bytes, (source) => remote.bucket.put(key, source, bytes));
+  const remoteDigest = await digestObject(remote, key, bytes);
+  if (remoteDigest !== localDigest) {
+    throw new MailstoreError('IO', `pack ${pack} read back from ${remote.bucket.urlOf(key)} differs from the local file; it stays local (nothing was removed)`, { path: remote.bucket.urlOf(key) });
+  }
+  const info: TieredPack = { k: key, b: bytes, d: localDigest };
+  await host.submit({ prepare: async () => ({ ops: [{ op: 'meta.set', key: metaName(pack), value: info } as Op], result: undefined }) });
+  remote.set(pack, info);
+  await host.packs.forgetReadHandle(pack);
+  await host.fs.unlink(path).catch((error) => { throw fromSystemError(error, 'removing the local copy of a moved pack', path); });
+  await host.fs.syncDir(host.packs.dir);
+}
+
+/** Streams the file into `upload` while hashing it; returns the BLAKE3 of what was sent. */
+async function uploadFile(fs: FileSystem, path: string, bytes: number, upload: (source: Readable) => Promise<void>): Promise<string> {
+  const handle = await fs.open(path, 'read').catch((error) => { throw fromSystemError(error, 'opening a pack to move', path); });
+  const hasher = await createHasher();
+  try {
+    async function* chunks(): AsyncGenerator<Buffer> {
+      for (let p = 0; p < bytes; p += limits.scanChunkBytes) {
+        const buf = Buffer.allocUnsafe(Math.min(limits.scanChunkBytes, bytes - p));
+        const n = await handle.read(buf, 0, buf.length, p);
+        if (n !== buf.length) throw new MailstoreError('IO', `pack ${path} shrank while it was being moved`, { path });
+        hasher.update(buf);
+        yield buf;
+      }
+    }
+    await upload(Readable.from(chunks(), { objectMode: false }));
+  } finally {
+    await handle.close();
+  }
+  return hashHex(hasher.digest());
+}
+
+async function digestObject(remote: RemotePacks, key: string, bytes: number): Promise<string> {
+  const hasher = await createHasher();
+  for (let p = 0; p < bytes; p += limits.scanChunkBytes) hasher.update(await remote.bucket.getRange(key, p, Math.min(limits.scanChunkBytes, bytes - p)));
+  return hashHex(hasher.digest());
+}
+
+export async function tierStatus(host: TierHost, remote: RemotePacks): Promise<TierStatus> {
+  let localBytes = 0;
+  const local = (await host.packs.listLocalPacks()).filter((p) => !remote.has(p));
+  for (const pack of local) localBytes += (await host.fs.stat(host.packs.path(pack))).size;
+  const remoteBytes = remote.bytes;
+  return {
+    url: remote.bucket.address.url, localPacks: local.length, localBytes, remotePacks: remote.list().length, remoteBytes,
+    localShare: localBytes + remoteBytes === 0 ? 1 : localBytes / (localBytes + remoteBytes),
+  };
+}
