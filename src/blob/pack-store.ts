@@ -20,6 +20,12 @@ export interface BlobLocation {
   length: number;
 }
 
+/**
+ * Finds a blob's current location by hash (the index): a read whose pack was retired by compaction
+ * meanwhile looks once more and reads the new copy.
+ */
+export type BlobLocator = (hash: Buffer) => Promise<BlobLocation | undefined>;
+
 export interface PackOptions {
   packBytesMax: number;
   /** Called before a new pack file is created and when a pack is missing: throws UNMOUNTED when the store left its partition. */
@@ -124,6 +130,14 @@ export class PackStore {
   private dirSyncPending = false;
   /** Bytes written by `write` and not yet synced. */
   private pending?: { start: number; end: number; path: string };
+  /** Highest pack number handed to a side pack (compaction output); new packs go above it. */
+  private allocated = 0;
+  /** Readers inside each pack (read, readStream, checkLocation, scan): a retired pack is deleted at 0. */
+  private readonly pins = new Map<number, number>();
+  /** Retired packs being (or already) deleted: a new reader looks its blob up again instead. */
+  private readonly gone = new Set<number>();
+  private readonly unpinned = new Map<number, (() => void)[]>();
+  private locator?: BlobLocator;
 
   private constructor(
     private readonly fs: FileSystem,
@@ -171,6 +185,24 @@ export class PackStore {
     this.mustRotate = true;
   }
 
+  /** The pack appends go to next, or 0 when the next batch starts a new one (sealed, or none yet). */
+  get appendPack(): number {
+    return this.mustRotate ? 0 : this.current;
+  }
+
+  /**
+   * Seals the current pack: the next batch starts a new one, so compaction may rewrite this one.
+   * Call only while no batch is being prepared or written (inside a Writer mutation).
+   */
+  seal(): void {
+    if (this.current > 0) this.mustRotate = true;
+  }
+
+  /** How reads find a blob's new location after its pack was retired (the Store sets the index). */
+  setLocator(locator: BlobLocator): void {
+    this.locator = locator;
+  }
+
   beginBatch(): PackBatch {
     this.reservedPack = this.current;
     this.reservedTail = this.tail;
@@ -181,7 +213,7 @@ export class PackStore {
   reserve(recordBytes: number, length: number): BlobLocation {
     const full = this.reservedTail + recordBytes > this.options.packBytesMax && this.reservedTail > PACK_HEADER_BYTES;
     if (this.reservedPack === 0 || full || (this.mustRotate && this.reservedPack === this.current)) {
-      this.reservedPack = Math.max(this.reservedPack, this.current) + 1;
+      this.reservedPack = Math.max(this.reservedPack, this.current, this.allocated) + 1;
       this.reservedTail = PACK_HEADER_BYTES;
     }
     const location = { pack: this.reservedPack, offset: this.reservedTail, length };
@@ -293,17 +325,35 @@ export class PackStore {
 
   /** Reads one blob and verifies header, length and hash. */
   async read(location: BlobLocation, expectedHash: Buffer): Promise<Buffer> {
-    const path = this.path(location.pack);
-    const record = await this.readRecord(location, path);
-    const body = record.subarray(RECORD_HEADER_BYTES);
-    if (!hashBytes(body).equals(expectedHash)) {
-      throw this.corrupt(location, path, `body does not match its hash ${hashHex(expectedHash)}`);
+    if (!this.pin(location.pack)) return this.read(await this.movedFrom(location, expectedHash), expectedHash);
+    try {
+      const path = this.path(location.pack);
+      const record = await this.readRecord(location, path);
+      const body = record.subarray(RECORD_HEADER_BYTES);
+      if (!hashBytes(body).equals(expectedHash)) {
+        throw this.corrupt(location, path, `body does not match its hash ${hashHex(expectedHash)}`);
+      }
+      return body;
+    } finally {
+      this.unpin(location.pack);
     }
-    return body;
   }
 
   /** Streams a blob after verifying it in a first pass, so no unverified byte is ever handed out. */
   async *readStream(location: BlobLocation, expectedHash: Buffer, chunkBytes: number): AsyncGenerator<Buffer> {
+    // pinned for the whole stream, both passes: the pack is not deleted under a reader
+    if (!this.pin(location.pack)) {
+      location = await this.movedFrom(location, expectedHash);
+      if (!this.pin(location.pack)) throw this.corrupt(location, this.path(location.pack), 'its pack was retired twice while it was looked up');
+    }
+    try {
+      yield* this.streamPinned(location, expectedHash, chunkBytes);
+    } finally {
+      this.unpin(location.pack);
+    }
+  }
+
+  private async *streamPinned(location: BlobLocation, expectedHash: Buffer, chunkBytes: number): AsyncGenerator<Buffer> {
     const path = this.path(location.pack);
     const handle = await this.handle(location.pack, path);
     const header = await this.readExact(handle, location.offset, RECORD_HEADER_BYTES, location, path);
@@ -325,6 +375,7 @@ export class PackStore {
    */
   async checkLocation(location: BlobLocation, expectedHash: Buffer): Promise<string | undefined> {
     const path = this.path(location.pack);
+    if (!this.pin(location.pack)) return 'its pack was retired by compaction';
     try {
       const handle = await this.handle(location.pack, path);
       const header = await this.readExact(handle, location.offset, RECORD_HEADER_BYTES, location, path);
@@ -337,7 +388,103 @@ export class PackStore {
     } catch (error) {
       if (error instanceof MailstoreError && error.code === 'CORRUPT') return error.message;
       throw error;
+    } finally {
+      this.unpin(location.pack);
     }
+  }
+
+  /** Enters a pack; false when it was retired (deleted or being deleted). */
+  private pin(pack: number): boolean {
+    if (this.gone.has(pack)) return false;
+    this.pins.set(pack, (this.pins.get(pack) ?? 0) + 1);
+    return true;
+  }
+
+  private unpin(pack: number): void {
+    const n = (this.pins.get(pack) ?? 1) - 1;
+    if (n > 0) { this.pins.set(pack, n); return; }
+    this.pins.delete(pack);
+    for (const wake of this.unpinned.get(pack)?.splice(0) ?? []) wake();
+  }
+
+  /** A location whose pack was retired: where the index says the blob is now (looked up once). */
+  private async movedFrom(location: BlobLocation, hash: Buffer): Promise<BlobLocation> {
+    const now = await this.locator?.(hash);
+    if (!now || now.pack === location.pack || this.gone.has(now.pack)) {
+      throw this.corrupt(location, this.path(location.pack), 'its pack was retired by compaction and the index has no other copy');
+    }
+    return now;
+  }
+
+  /** Pack numbers every file in packs/ and every side pack so far lie at or below. */
+  private async highestPack(): Promise<number> {
+    const listed = await this.listPacks();
+    return Math.max(this.current, this.allocated, this.reservedPack, listed[listed.length - 1] ?? 0);
+  }
+
+  /**
+   * A new pack beside the one appends go to (compaction's output), numbered above every pack so
+   * far; the appends' next pack goes above it. Written and synced by its PackWriter only.
+   */
+  async createSidePack(): Promise<PackWriter> {
+    const pack = (await this.highestPack()) + 1;
+    this.allocated = pack;
+    const path = this.path(pack);
+    await this.options.checkMounted(path);
+    const handle = await this.fs.open(path, 'createNew').catch((e) => { throw fromSystemError(e, 'creating pack', path); });
+    const writer = new PackWriter(this.fs, this.dir, pack, path, handle);
+    try {
+      await writer.start(encodePackHeader(this.storeId, pack));
+    } catch (error) {
+      await writer.abort();
+      throw error;
+    }
+    return writer;
+  }
+
+  /** Future pack numbers go above `pack` (a retired pack's number is never used again). */
+  reserveNumbersTo(pack: number): void {
+    this.allocated = Math.max(this.allocated, pack);
+  }
+
+  /**
+   * Deletes a retired pack once no reader is inside it; new readers look their blob up again. Waits
+   * at most `waitMs` for readers: false (the file kept) when one is still inside. The directory
+   * is synced by the caller after a round of removals.
+   */
+  async removePack(pack: number, waitMs: number): Promise<boolean> {
+    assert(pack !== this.appendPack, `pack ${pack} is being appended to and cannot be removed`);
+    this.gone.add(pack);
+    if (this.pins.has(pack)) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        const list = this.unpinned.get(pack) ?? [];
+        list.push(resolve);
+        this.unpinned.set(pack, list);
+        timer = setTimeout(resolve, waitMs);
+      });
+      clearTimeout(timer);
+      if (this.pins.has(pack)) return false;
+    }
+    await this.readHandles.get(pack)?.close().catch(() => undefined);
+    this.readHandles.delete(pack);
+    const path = this.path(pack);
+    try {
+      await this.fs.unlink(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(error, 'removing retired pack', path);
+    }
+    return true;
+  }
+
+  /** fsync of packs/ (after removals). */
+  async syncDir(): Promise<void> {
+    await this.fs.syncDir(this.dir).catch((e) => { throw fromSystemError(e, 'syncing', this.dir); });
+  }
+
+  /** Size of a pack file in bytes (0 when it is gone). */
+  async packBytes(pack: number): Promise<number> {
+    return (await this.fs.statIfExists(this.path(pack)))?.size ?? 0;
   }
 
   private async readRecord(location: BlobLocation, path: string): Promise<Buffer> {
@@ -396,6 +543,15 @@ export class PackStore {
    * `limits.scanChunksInFlight` ahead). Records bigger than a chunk stream through one.
    */
   async *scan(pack: number, options: ScanOptions = {}): AsyncGenerator<ScanItem | { kind: 'header'; valid: boolean; storeId?: Buffer }> {
+    if (!this.pin(pack)) return; // retired by compaction since it was listed: nothing the index uses is there
+    try {
+      yield* this.scanPinned(pack, options);
+    } finally {
+      this.unpin(pack);
+    }
+  }
+
+  private async *scanPinned(pack: number, options: ScanOptions): AsyncGenerator<ScanItem | { kind: 'header'; valid: boolean; storeId?: Buffer }> {
     const path = this.path(pack);
     const handle = await this.fs.open(path, 'read').catch((e) => { throw fromSystemError(e, 'opening pack', path); });
     const scan: PackScan = {
@@ -551,5 +707,71 @@ export class PackStore {
   async forgetReadHandles(): Promise<void> {
     for (const h of this.readHandles.values()) await h.close().catch(() => undefined);
     this.readHandles.clear();
+  }
+}
+
+/**
+ * Writes one new pack (compaction's output) record by record: records are gathered and written in
+ * runs of about limits.compactWriteBytes; `sync` makes everything durable (the file, then packs/,
+ * which holds its new name); `abort` removes the file (only this partial pack, nothing else).
+ */
+export class PackWriter {
+  /** End of what was handed to `append`. */
+  size = 0;
+  private parts: Buffer[] = [];
+  private partsBytes = 0;
+  private written = 0;
+
+  constructor(private readonly fs: FileSystem, private readonly dir: string, readonly pack: number, readonly path: string, private readonly handle: FileHandle) {}
+
+  async start(header: Buffer): Promise<void> {
+    this.parts.push(header);
+    this.partsBytes = this.size = header.length;
+    await this.flush();
+  }
+
+  /** Appends a verified body; returns where its record starts. */
+  async append(hash: Buffer, bytes: Buffer): Promise<BlobLocation> {
+    assert(hash.length === HASH_BYTES, `pack record for ${hash.toString('hex')}: a hash of ${hash.length} bytes`);
+    const location = { pack: this.pack, offset: this.size, length: bytes.length };
+    this.parts.push(encodeRecordHeader(hash, bytes.length), bytes);
+    this.partsBytes += RECORD_HEADER_BYTES + bytes.length;
+    this.size += RECORD_HEADER_BYTES + bytes.length;
+    if (this.partsBytes >= limits.compactWriteBytes) await this.flush();
+    return location;
+  }
+
+  private async flush(): Promise<void> {
+    if (this.parts.length === 0) return;
+    const parts = this.parts;
+    this.parts = [];
+    this.partsBytes = 0;
+    try {
+      await this.handle.writev(parts, this.written);
+    } catch (error) {
+      throw fromSystemError(error, 'writing compacted pack', this.path);
+    }
+    this.written = this.size;
+  }
+
+  async sync(): Promise<void> {
+    await this.flush();
+    try {
+      await this.handle.sync();
+      await this.fs.syncDir(this.dir);
+    } catch (error) {
+      throw fromSystemError(error, 'writing compacted pack', this.path);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close().catch(() => undefined);
+  }
+
+  /** Removes this partial pack (nothing refers to it); a failure leaves it for the next compaction. */
+  async abort(): Promise<void> {
+    await this.close();
+    await this.fs.unlink(this.path).catch(() => undefined);
+    await this.fs.syncDir(this.dir).catch(() => undefined);
   }
 }
