@@ -27,8 +27,10 @@ export interface BlobBackend {
   readonly appendPack: number;
   /** The next append starts a new pack (only while the Writer is held). */
   seal(): void;
-  /** A new pack numbered above every pack so far. */
+  /** A new pack numbered above every pack so far; it gets its name (becomes listed) at its first `sync`. */
   createSidePack(): Promise<NewPack>;
+  /** Removes new packs a crashed compaction left unnamed. */
+  removePartialPacks(): Promise<string[]>;
   /** New packs are numbered above `pack`. */
   reserveNumbersTo(pack: number): void;
   /** Removes a retired pack once no reader holds it (waits up to waitMs; false when one still does). */

@@ -117,6 +117,9 @@ function hashRanges(bytes: Buffer, ranges: number[]): Uint8Array {
   return digests;
 }
 
+/** A compaction's new pack is written under this suffix and renamed to its pack name once durable. */
+const PARTIAL_SUFFIX = '.partial';
+
 export class PackStore {
   private readHandles = new Map<number, FileHandle>();
   private readonly paths = new Map<number, string>();
@@ -430,9 +433,10 @@ export class PackStore {
     const pack = (await this.highestPack()) + 1;
     this.allocated = pack;
     const path = this.path(pack);
+    const partial = `${path}${PARTIAL_SUFFIX}`;
     await this.options.checkMounted(path);
-    const handle = await this.fs.open(path, 'createNew').catch((e) => { throw fromSystemError(e, 'creating pack', path); });
-    const writer = new PackWriter(this.fs, this.dir, pack, path, handle);
+    const handle = await this.fs.open(partial, 'createNew').catch((e) => { throw fromSystemError(e, 'creating pack', partial); });
+    const writer = new PackWriter(this.fs, this.dir, pack, path, partial, handle);
     try {
       await writer.start(encodePackHeader(this.storeId, pack));
     } catch (error) {
@@ -440,6 +444,21 @@ export class PackStore {
       throw error;
     }
     return writer;
+  }
+
+  /**
+   * Removes new packs a crashed compaction left half-written: they were never renamed to a pack
+   * name, so nothing can refer to them. Only names this code makes (NNNNNNNN.pack.partial).
+   */
+  async removePartialPacks(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const name of await this.fs.readdir(this.dir)) {
+      if (!/^\d{8}\.pack\.partial$/.test(name)) continue;
+      await this.fs.unlink(join(this.dir, name)).catch((e) => { throw fromSystemError(e, 'removing a partial pack', join(this.dir, name)); });
+      removed.push(name);
+    }
+    if (removed.length > 0) await this.syncDir();
+    return removed;
   }
 
   /** Future pack numbers go above `pack` (a retired pack's number is never used again). */
@@ -711,9 +730,10 @@ export class PackStore {
 }
 
 /**
- * Writes one new pack (compaction's output) record by record: records are gathered and written in
- * runs of about limits.compactWriteBytes; `sync` makes everything durable (the file, then packs/,
- * which holds its new name); `abort` removes the file (only this partial pack, nothing else).
+ * Writes one new pack (compaction's output) record by record, under a partial name: records are
+ * gathered and written in runs of about limits.compactWriteBytes; `sync` makes it durable and
+ * gives it its pack name (fdatasync, rename, fsync of packs/), so a crash never leaves a pack file
+ * with a torn header or records; `abort` removes it (only this new pack, nothing else).
  */
 export class PackWriter {
   /** End of what was handed to `append`. */
@@ -722,7 +742,9 @@ export class PackWriter {
   private partsBytes = 0;
   private written = 0;
 
-  constructor(private readonly fs: FileSystem, private readonly dir: string, readonly pack: number, readonly path: string, private readonly handle: FileHandle) {}
+  private named = false;
+
+  constructor(private readonly fs: FileSystem, private readonly dir: string, readonly pack: number, readonly path: string, private readonly partial: string, private readonly handle: FileHandle) {}
 
   async start(header: Buffer): Promise<void> {
     this.parts.push(header);
@@ -749,7 +771,7 @@ export class PackWriter {
     try {
       await this.handle.writev(parts, this.written);
     } catch (error) {
-      throw fromSystemError(error, 'writing compacted pack', this.path);
+      throw fromSystemError(error, 'writing compacted pack', this.partial);
     }
     this.written = this.size;
   }
@@ -758,6 +780,10 @@ export class PackWriter {
     await this.flush();
     try {
       await this.handle.sync();
+      if (!this.named) {
+        await this.fs.rename(this.partial, this.path);
+        this.named = true;
+      }
       await this.fs.syncDir(this.dir);
     } catch (error) {
       throw fromSystemError(error, 'writing compacted pack', this.path);
@@ -771,7 +797,7 @@ export class PackWriter {
   /** Removes this partial pack (nothing refers to it); a failure leaves it for the next compaction. */
   async abort(): Promise<void> {
     await this.close();
-    await this.fs.unlink(this.path).catch(() => undefined);
+    await this.fs.unlink(this.named ? this.path : this.partial).catch(() => undefined);
     await this.fs.syncDir(this.dir).catch(() => undefined);
   }
 }

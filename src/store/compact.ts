@@ -70,7 +70,10 @@ export async function compactStore(host: CompactHost, options: CompactOptions = 
     dryRun: Boolean(options.dryRun), packsRewritten: [], packsWritten: [], packsRemoved: [], packsPending: [],
     blobsCopied: 0, bytesCopied: 0, blobsReclaimed: 0, bytesBefore: 0, bytesAfter: 0, skipped: [], ms: 0,
   };
-  if (!options.dryRun) await finishRetired(host, result);
+  if (!options.dryRun) {
+    await host.packs.removePartialPacks();
+    await finishRetired(host, result);
+  }
   const cutoff = Date.now() - (options.graceMs ?? 0);
   const plan = await planRound(host, options, cutoff);
   result.bytesBefore = plan.bytesBefore;
