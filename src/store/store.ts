@@ -190,13 +190,23 @@ export class Store {
     };
   }
 
-  /** Deletes packs a compaction retired before a crash (only those no blob entry points into). */
+  /**
+   * Deletes packs a compaction retired before a crash (only those no blob entry points into). Not
+   * in a degraded store (its index may lack entries: nothing is deleted on its word), and a failed
+   * deletion does not fail the open: the next compaction tries again.
+   */
   private async finishInterruptedCompaction(): Promise<void> {
     const highest = await this.db.get<number>(meta.highestRetiredPack);
     if (highest) this.packs.reserveNumbersTo(highest);
-    const done = await finishRetired(this.compactHost());
-    for (const pack of done.inUse) {
-      this.health.findings.push(`pack ${pack} was retired by a compaction but blob entries still point into it: it was kept; run 'mailstore scrub'`);
+    if (this.health.degraded) return;
+    try {
+      const done = await finishRetired(this.compactHost());
+      for (const pack of done.inUse) {
+        this.health.findings.push(`pack ${pack} was retired by a compaction but blob entries still point into it: it was kept; run 'mailstore scrub'`);
+      }
+    } catch (error) {
+      if (!(error instanceof MailstoreError) || error.code === 'HALTED') throw error;
+      this.health.findings.push(`packs retired by a compaction could not be deleted yet (${error.message}); the next compaction tries again`);
     }
   }
 

@@ -26,10 +26,16 @@ export function register(program: Command): void {
     .option('--json', 'print {dryRun, packsRewritten, packsWritten, packsRemoved, packsPending, blobsCopied, bytesCopied, blobsReclaimed, bytesBefore, bytesAfter, skipped, ms} as JSON')
     .addHelpText('after', '\nExit codes: 0 done (also when nothing was worth rewriting); 1 when a pack was skipped because a record failed its hash (run mailstore scrub); REFUSED (see mailstore --help) when the store is degraded or its index does not add up.')
     .action(async (options: CompactCliOptions, command: Command) => {
-      const progress = wantsJson(command) ? undefined : createProgress('compacting');
+      const progress = wantsJson(command) ? undefined : createProgress('compacting (live blobs copied)');
+      let copied = 0;
       const run = (store: Parameters<Parameters<typeof withStore>[1]>[0]) => store.compact({
         dryRun: Boolean(options.dryRun), graceMs: options.grace ?? 0,
-        onProgress: (p) => { if (p.phase === 'copy') progress?.position(p.bytesDone, p.bytesTotal); },
+        onProgress: (p) => {
+          if (p.phase !== 'copy' || !progress) return;
+          progress.advance(1, p.bytesDone - copied);
+          copied = p.bytesDone;
+          progress.position(p.bytesDone, p.bytesTotal);
+        },
       });
       let result: CompactResult;
       try {
