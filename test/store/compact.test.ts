@@ -225,6 +225,52 @@ describe('compaction', () => {
     await store.close();
   });
 
+  it('refuses (REFUSED) when a blob entry points into a pack that does not exist', async () => {
+    const dir = tmpDir('compact');
+    const { store } = await churned(dir);
+    const stray = Buffer.alloc(32, 7);
+    await rawLevelOf(store).put(keys.blob(stray), encodeValue({ p: 99, o: 32, l: 10, r: 0 }));
+    const error = await expectCode(store.compact(), 'REFUSED');
+    expect(error.message).toMatch(/packs that do not exist/);
+    await store.close();
+  });
+
+  it('relocate with `from` and forget apply only to the blob as planned (replay decides the same)', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies } = await churned(dir);
+    const liveHash = hashBytes(bodies.get(5)!);
+    const deadHash = hashBytes(bodies.get(2)!);
+    const live = (await store.maintenance().index.get<BlobRecord>(keys.blob(liveHash)))!;
+    const dead = (await store.maintenance().index.get<BlobRecord>(keys.blob(deadHash)))!;
+    await store.administration().mutate({ prepare: async () => ({ ops: [
+      { op: 'blob.relocate', hash: liveHash, pack: 7, offset: 32, size: live.l, from: [live.p, live.o + 1] }, // moved meanwhile: ignored
+      { op: 'blob.forget', hash: liveHash, pack: live.p, offset: live.o }, // still used: ignored
+      { op: 'blob.forget', hash: deadHash, pack: dead.p, offset: dead.o + 1 }, // another copy: ignored
+      { op: 'blob.relocate', hash: Buffer.alloc(32, 1), pack: 7, offset: 32, size: 5, from: [1, 32] }, // forgotten meanwhile: nothing
+    ], result: undefined }) });
+    expect(await store.maintenance().index.get(keys.blob(liveHash))).toEqual(live);
+    expect(await store.maintenance().index.get(keys.blob(deadHash))).toEqual(dead);
+    await store.administration().mutate({ prepare: async () => ({ ops: [{ op: 'blob.forget', hash: deadHash, pack: dead.p, offset: dead.o }], result: undefined }) });
+    expect(await store.maintenance().index.get(keys.blob(deadHash))).toBeUndefined();
+    const rebuilt = await store.maintenance().reconstructIndex({ check: true });
+    expect(rebuilt.differences, 'a rebuild from the journal gives the same index').toBe(0);
+    await store.close();
+  });
+
+  it('a checkpoint (journal written from the index) keeps when each blob was released', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies } = await churned(dir);
+    const hash = hashBytes(bodies.get(2)!);
+    const before = (await store.maintenance().index.get<BlobRecord>(keys.blob(hash)))!;
+    expect(before.z).toBeGreaterThan(0);
+    await store.maintenance().rewriteJournalFromIndex();
+    await store.close();
+    rmSync(join(dir, 'index'), { recursive: true });
+    const rebuilt = await Store.open(dir);
+    expect(await rebuilt.maintenance().index.get(keys.blob(hash))).toEqual(before);
+    await rebuilt.close();
+  });
+
   it('rejects bad options (INVALID)', async () => {
     const dir = tmpDir('compact');
     const store = await Store.open(dir, { create: true });
