@@ -12,6 +12,8 @@ export interface AutoCompactSettings {
   intervalMs?: number;
   /** Compact only once packs hold at least this many dead bytes (default limits.compactDeadBytesMin). */
   deadBytesMin?: number;
+  /** Called after each compaction the compactor ran (logs, tests). */
+  onCompacted?: (result: CompactResult) => void;
 }
 
 export interface CompactorHooks {
@@ -32,8 +34,10 @@ export class BackgroundCompactor {
   private readonly intervalMs: number;
   private readonly graceMs: number;
   private readonly deadBytesMin: number;
+  private readonly onCompacted: AutoCompactSettings['onCompacted'];
 
   constructor(private readonly hooks: CompactorHooks, settings: AutoCompactSettings = {}) {
+    this.onCompacted = settings.onCompacted;
     this.intervalMs = settings.intervalMs ?? limits.compactIntervalMs;
     this.graceMs = settings.graceMs ?? limits.compactGraceMs;
     this.deadBytesMin = settings.deadBytesMin ?? limits.compactDeadBytesMin;
@@ -65,6 +69,7 @@ export class BackgroundCompactor {
         this.changed = false;
         if ((await this.hooks.deadBytes()) >= this.deadBytesMin) {
           const result = await this.hooks.tryCompact(this.graceMs);
+          if (result) this.onCompacted?.(result);
           useful = result !== undefined && (result.packsRewritten.length > 0 || result.packsRemoved.length > 0);
           // released blobs still in their grace period: look again later even without new commits
           if (result && !useful) this.changed = true;
