@@ -5,6 +5,25 @@ export const limits = {
   messageBytesMax: 64 * 1024 * 1024,
   /** A pack is rotated once it reaches this size. */
   packBytesMax: 1024 * 1024 * 1024,
+  /**
+   * Compaction rewrites a pack once this share of its bytes is dead (records no message uses,
+   * headers included). 0.10 keeps packs within ~1.1x of live bytes at the cost of rewriting a pack
+   * that is 90 % live: restic's prune defaults to 5 % unused, Dovecot's purge to any.
+   */
+  compactDeadRatio: 0.1,
+  /** The background compactor (StoreOptions.autoCompact) keeps a released blob this long before reclaiming it. */
+  compactGraceMs: 60 * 60 * 1000,
+  /** ...wakes up at most this often, and only when the dead bytes passed compactDeadBytesMin... */
+  compactIntervalMs: 60 * 1000,
+  compactDeadBytesMin: 64 * 1024 * 1024,
+  /** ...and after a round that reclaimed nothing waits up to this long (doubling from compactIntervalMs). */
+  compactBackoffMsMax: 60 * 60 * 1000,
+  /** Compaction writes its output pack in runs of this many bytes. */
+  compactWriteBytes: 4 * 1024 * 1024,
+  /** Most relocate and forget ops in one journal record of a compaction commit (a record stays ~ 5 MiB). */
+  compactOpsPerRecord: 40_000,
+  /** After its commit, compaction waits this long for readers still inside a retired pack before leaving it for later. */
+  compactReaderWaitMs: 30_000,
   /** A journal segment is rotated once it reaches this size (a segment is read whole: this bounds that memory). */
   journalSegmentBytesMax: 16 * 1024 * 1024,
   /** Open reads this much of the oldest journal segment to see whether it starts with a checkpoint. */

@@ -32,7 +32,12 @@ function rng(seed: number) {
 // ---- child ------------------------------------------------------------------------------------
 
 async function child(dir: string, cycle: number, seed: number): Promise<void> {
-  const store = await Store.open(dir, { create: true, packBytesMax: 4 * 1024 * 1024, journalSegmentBytesMax: 256 * 1024 });
+  // the background compactor runs beside the writers (no grace, frequent rounds), so kills land in compactions too
+  const store = await Store.open(dir, {
+    create: true, packBytesMax: 4 * 1024 * 1024, journalSegmentBytesMax: 256 * 1024,
+    autoCompact: { graceMs: 0, intervalMs: 20, deadBytesMin: 256 * 1024, onCompacted: (r) => { if (r.packsRewritten.length) process.stdout.write(`C ${r.packsRewritten.join(',')}\n`); } },
+    onBackgroundError: (error) => process.stderr.write(`compaction: ${String(error)}\n`),
+  });
   for (const name of MAILBOXES) {
     if (!(await store.listMailboxes()).some((b) => b.name === name)) await store.createMailbox(name).catch(() => undefined);
   }
@@ -91,6 +96,8 @@ export interface SoakResult {
   unackedPresent: number;
   unackedAbsent: number;
   messagesAtEnd: number;
+  /** Compactions the children finished (each printed `C packs`). */
+  compactions: number;
 }
 
 interface Acked { sha: string; flags: Set<string>; expunged: boolean }
@@ -183,15 +190,17 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const random = rng(options.seed ?? 0x50a6);
   const ledger = new SoakLedger();
   let cycles = 0;
+  let compactions = 0;
   for (let cycle = 0; cycle < options.cycles; cycle++) {
     const lines = await runChild(script, dir, cycle, Math.floor(random() * 2 ** 31), { killAfterMs: 20 + Math.floor(random() * 400) });
+    compactions += lines.filter((l) => l.startsWith('C ')).length;
     ledger.absorb(lines, cycle);
     await ledger.verify(dir, cycle);
     cycles++;
     options.log?.(`soak cycle ${cycle}: ${lines.length} lines, ${ledger.counts.appendsAcked} appends acknowledged so far, ${ledger.counts.messagesAtEnd} messages`);
   }
   if (!options.dir) rmSync(join(dir, '..'), { recursive: true, force: true });
-  return { cycles, ...ledger.counts, ms: Date.now() - started };
+  return { cycles, ...ledger.counts, compactions, ms: Date.now() - started };
 }
 
 /**

@@ -20,6 +20,12 @@ export interface BlobLocation {
   length: number;
 }
 
+/**
+ * Finds a blob's current location by hash (the index): a read whose pack was retired by compaction
+ * meanwhile looks once more and reads the new copy.
+ */
+export type BlobLocator = (hash: Buffer) => Promise<BlobLocation | undefined>;
+
 export interface PackOptions {
   packBytesMax: number;
   /** Called before a new pack file is created and when a pack is missing: throws UNMOUNTED when the store left its partition. */
@@ -117,6 +123,8 @@ export interface RemotePackSource {
   list(): number[];
   handle(pack: number): FileHandle;
 }
+/** A compaction's new pack is written under this suffix and renamed to its pack name once durable. */
+const PARTIAL_SUFFIX = '.partial';
 
 export class PackStore {
   private readHandles = new Map<number, FileHandle>();
@@ -132,6 +140,14 @@ export class PackStore {
   private dirSyncPending = false;
   /** Bytes written by `write` and not yet synced. */
   private pending?: { start: number; end: number; path: string };
+  /** Highest pack number handed to a side pack (compaction output); new packs go above it. */
+  private allocated = 0;
+  /** Readers inside each pack (read, readStream, checkLocation, scan): a retired pack is deleted at 0. */
+  private readonly pins = new Map<number, number>();
+  /** Retired packs being (or already) deleted: a new reader looks its blob up again instead. */
+  private readonly gone = new Set<number>();
+  private readonly unpinned = new Map<number, (() => void)[]>();
+  private locator?: BlobLocator;
 
   private constructor(
     private readonly fs: FileSystem,
@@ -186,24 +202,15 @@ export class PackStore {
     if (highest !== undefined) this.skipPackNumbersTo(highest);
   }
 
-  /** The pack's size in bytes, local or in the object store. */
-  async packBytes(pack: number): Promise<number> {
-    const handle = await this.openForRead(pack, this.path(pack)).catch((e) => { throw e instanceof MailstoreError ? e : fromSystemError(e, 'opening pack', this.path(pack)); });
-    try {
-      return await handle.size();
-    } finally {
-      await handle.close();
-    }
-  }
-
   /** Whether the pack lives in the object store (its local copy may be gone). */
   isRemote(pack: number): boolean {
     return this.remote?.has(pack) ?? false;
   }
 
   /**
-   * Seals the pack being appended to: the next batch starts a new one. Call it while no batch is
-   * being prepared or written (Maintenance.runExclusive); returns the highest sealed pack number.
+   * Seals the pack being appended to: the next batch starts a new one, so compaction may rewrite it
+   * and the tier may move it. Call it while no batch is being prepared or written (inside a Writer
+   * mutation); returns the highest sealed pack number.
    */
   seal(): number {
     if (this.current > 0) this.mustRotate = true;
@@ -228,6 +235,16 @@ export class PackStore {
     this.mustRotate = true;
   }
 
+  /** The pack appends go to next, or 0 when the next batch starts a new one (sealed, or none yet). */
+  get appendPack(): number {
+    return this.mustRotate ? 0 : this.current;
+  }
+
+  /** How reads find a blob's new location after its pack was retired (the Store sets the index). */
+  setLocator(locator: BlobLocator): void {
+    this.locator = locator;
+  }
+
   beginBatch(): PackBatch {
     this.reservedPack = this.current;
     this.reservedTail = this.tail;
@@ -238,7 +255,7 @@ export class PackStore {
   reserve(recordBytes: number, length: number): BlobLocation {
     const full = this.reservedTail + recordBytes > this.options.packBytesMax && this.reservedTail > PACK_HEADER_BYTES;
     if (this.reservedPack === 0 || full || (this.mustRotate && this.reservedPack === this.current)) {
-      this.reservedPack = Math.max(this.reservedPack, this.current) + 1;
+      this.reservedPack = Math.max(this.reservedPack, this.current, this.allocated) + 1;
       this.reservedTail = PACK_HEADER_BYTES;
     }
     const location = { pack: this.reservedPack, offset: this.reservedTail, length };
@@ -350,17 +367,35 @@ export class PackStore {
 
   /** Reads one blob and verifies header, length and hash. */
   async read(location: BlobLocation, expectedHash: Buffer): Promise<Buffer> {
-    const path = this.path(location.pack);
-    const record = await this.readRecord(location, path);
-    const body = record.subarray(RECORD_HEADER_BYTES);
-    if (!hashBytes(body).equals(expectedHash)) {
-      throw this.corrupt(location, path, `body does not match its hash ${hashHex(expectedHash)}`);
+    if (!this.pin(location.pack)) return this.read(await this.movedFrom(location, expectedHash), expectedHash);
+    try {
+      const path = this.path(location.pack);
+      const record = await this.readRecord(location, path);
+      const body = record.subarray(RECORD_HEADER_BYTES);
+      if (!hashBytes(body).equals(expectedHash)) {
+        throw this.corrupt(location, path, `body does not match its hash ${hashHex(expectedHash)}`);
+      }
+      return body;
+    } finally {
+      this.unpin(location.pack);
     }
-    return body;
   }
 
   /** Streams a blob after verifying it in a first pass, so no unverified byte is ever handed out. */
   async *readStream(location: BlobLocation, expectedHash: Buffer, chunkBytes: number): AsyncGenerator<Buffer> {
+    // pinned for the whole stream, both passes: the pack is not deleted under a reader
+    if (!this.pin(location.pack)) {
+      location = await this.movedFrom(location, expectedHash);
+      if (!this.pin(location.pack)) throw this.corrupt(location, this.path(location.pack), 'its pack was retired twice while it was looked up');
+    }
+    try {
+      yield* this.streamPinned(location, expectedHash, chunkBytes);
+    } finally {
+      this.unpin(location.pack);
+    }
+  }
+
+  private async *streamPinned(location: BlobLocation, expectedHash: Buffer, chunkBytes: number): AsyncGenerator<Buffer> {
     const path = this.path(location.pack);
     const handle = await this.handle(location.pack, path);
     const header = await this.readExact(handle, location.offset, RECORD_HEADER_BYTES, location, path);
@@ -382,6 +417,7 @@ export class PackStore {
    */
   async checkLocation(location: BlobLocation, expectedHash: Buffer): Promise<string | undefined> {
     const path = this.path(location.pack);
+    if (!this.pin(location.pack)) return 'its pack was retired by compaction';
     try {
       const handle = await this.handle(location.pack, path);
       const header = await this.readExact(handle, location.offset, RECORD_HEADER_BYTES, location, path);
@@ -394,7 +430,121 @@ export class PackStore {
     } catch (error) {
       if (error instanceof MailstoreError && error.code === 'CORRUPT') return error.message;
       throw error;
+    } finally {
+      this.unpin(location.pack);
     }
+  }
+
+  /** Enters a pack; false when it was retired (deleted or being deleted). */
+  private pin(pack: number): boolean {
+    if (this.gone.has(pack)) return false;
+    this.pins.set(pack, (this.pins.get(pack) ?? 0) + 1);
+    return true;
+  }
+
+  private unpin(pack: number): void {
+    const n = (this.pins.get(pack) ?? 1) - 1;
+    if (n > 0) { this.pins.set(pack, n); return; }
+    this.pins.delete(pack);
+    for (const wake of this.unpinned.get(pack)?.splice(0) ?? []) wake();
+  }
+
+  /** A location whose pack was retired: where the index says the blob is now (looked up once). */
+  private async movedFrom(location: BlobLocation, hash: Buffer): Promise<BlobLocation> {
+    const now = await this.locator?.(hash);
+    if (!now || now.pack === location.pack || this.gone.has(now.pack)) {
+      throw this.corrupt(location, this.path(location.pack), 'its pack was retired by compaction and the index has no other copy');
+    }
+    return now;
+  }
+
+  /** Pack numbers every file in packs/ and every side pack so far lie at or below. */
+  private async highestPack(): Promise<number> {
+    const listed = await this.listPacks();
+    return Math.max(this.current, this.allocated, this.reservedPack, listed[listed.length - 1] ?? 0);
+  }
+
+  /**
+   * A new pack beside the one appends go to (compaction's output), numbered above every pack so
+   * far; the appends' next pack goes above it. Written and synced by its PackWriter only.
+   */
+  async createSidePack(): Promise<PackWriter> {
+    const pack = (await this.highestPack()) + 1;
+    this.allocated = pack;
+    const path = this.path(pack);
+    const partial = `${path}${PARTIAL_SUFFIX}`;
+    await this.options.checkMounted(path);
+    const handle = await this.fs.open(partial, 'createNew').catch((e) => { throw fromSystemError(e, 'creating pack', partial); });
+    const writer = new PackWriter(this.fs, this.dir, pack, path, partial, handle);
+    try {
+      await writer.start(encodePackHeader(this.storeId, pack));
+    } catch (error) {
+      await writer.abort();
+      throw error;
+    }
+    return writer;
+  }
+
+  /**
+   * Removes new packs a crashed compaction left half-written: they were never renamed to a pack
+   * name, so nothing can refer to them. Only names this code makes (NNNNNNNN.pack.partial).
+   */
+  async removePartialPacks(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const name of await this.fs.readdir(this.dir)) {
+      if (!/^\d{8}\.pack\.partial$/.test(name)) continue;
+      await this.fs.unlink(join(this.dir, name)).catch((e) => { throw fromSystemError(e, 'removing a partial pack', join(this.dir, name)); });
+      removed.push(name);
+    }
+    if (removed.length > 0) await this.syncDir();
+    return removed;
+  }
+
+  /** Future pack numbers go above `pack` (a retired pack's number is never used again). */
+  reserveNumbersTo(pack: number): void {
+    this.allocated = Math.max(this.allocated, pack);
+  }
+
+  /**
+   * Deletes a retired pack once no reader is inside it; new readers look their blob up again. Waits
+   * at most `waitMs` for readers: false (the file kept) when one is still inside. The directory
+   * is synced by the caller after a round of removals.
+   */
+  async removePack(pack: number, waitMs: number): Promise<boolean> {
+    assert(pack !== this.appendPack, `pack ${pack} is being appended to and cannot be removed`);
+    this.gone.add(pack);
+    if (this.pins.has(pack)) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        const list = this.unpinned.get(pack) ?? [];
+        list.push(resolve);
+        this.unpinned.set(pack, list);
+        timer = setTimeout(resolve, waitMs);
+      });
+      clearTimeout(timer);
+      if (this.pins.has(pack)) return false;
+    }
+    await this.readHandles.get(pack)?.close().catch(() => undefined);
+    this.readHandles.delete(pack);
+    const path = this.path(pack);
+    try {
+      await this.fs.unlink(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(error, 'removing retired pack', path);
+    }
+    return true;
+  }
+
+  /** fsync of packs/ (after removals). */
+  async syncDir(): Promise<void> {
+    await this.fs.syncDir(this.dir).catch((e) => { throw fromSystemError(e, 'syncing', this.dir); });
+  }
+
+  /** Size of a pack in bytes, local or in the object store (0 when it is gone). */
+  async packBytes(pack: number): Promise<number> {
+    const local = await this.fs.statIfExists(this.path(pack));
+    if (local) return local.size;
+    return this.remote?.has(pack) ? this.remote.handle(pack).size() : 0;
   }
 
   private async readRecord(location: BlobLocation, path: string): Promise<Buffer> {
@@ -463,6 +613,15 @@ export class PackStore {
    * `limits.scanChunksInFlight` ahead). Records bigger than a chunk stream through one.
    */
   async *scan(pack: number, options: ScanOptions = {}): AsyncGenerator<ScanItem | { kind: 'header'; valid: boolean; storeId?: Buffer }> {
+    if (!this.pin(pack)) return; // retired by compaction since it was listed: nothing the index uses is there
+    try {
+      yield* this.scanPinned(pack, options);
+    } finally {
+      this.unpin(pack);
+    }
+  }
+
+  private async *scanPinned(pack: number, options: ScanOptions): AsyncGenerator<ScanItem | { kind: 'header'; valid: boolean; storeId?: Buffer }> {
     const path = this.path(pack);
     const handle = await this.openForRead(pack, path).catch((e) => { throw e instanceof MailstoreError ? e : fromSystemError(e, 'opening pack', path); });
     const scan: PackScan = {
@@ -618,5 +777,78 @@ export class PackStore {
   async forgetReadHandles(): Promise<void> {
     for (const h of this.readHandles.values()) await h.close().catch(() => undefined);
     this.readHandles.clear();
+  }
+}
+
+/**
+ * Writes one new pack (compaction's output) record by record, under a partial name: records are
+ * gathered and written in runs of about limits.compactWriteBytes; `sync` makes it durable and
+ * gives it its pack name (fdatasync, rename, fsync of packs/), so a crash never leaves a pack file
+ * with a torn header or records; `abort` removes it (only this new pack, nothing else).
+ */
+export class PackWriter {
+  /** End of what was handed to `append`. */
+  size = 0;
+  private parts: Buffer[] = [];
+  private partsBytes = 0;
+  private written = 0;
+
+  private named = false;
+
+  constructor(private readonly fs: FileSystem, private readonly dir: string, readonly pack: number, readonly path: string, private readonly partial: string, private readonly handle: FileHandle) {}
+
+  async start(header: Buffer): Promise<void> {
+    this.parts.push(header);
+    this.partsBytes = this.size = header.length;
+    await this.flush();
+  }
+
+  /** Appends a verified body; returns where its record starts. */
+  async append(hash: Buffer, bytes: Buffer): Promise<BlobLocation> {
+    assert(hash.length === HASH_BYTES, `pack record for ${hash.toString('hex')}: a hash of ${hash.length} bytes`);
+    const location = { pack: this.pack, offset: this.size, length: bytes.length };
+    this.parts.push(encodeRecordHeader(hash, bytes.length), bytes);
+    this.partsBytes += RECORD_HEADER_BYTES + bytes.length;
+    this.size += RECORD_HEADER_BYTES + bytes.length;
+    if (this.partsBytes >= limits.compactWriteBytes) await this.flush();
+    return location;
+  }
+
+  private async flush(): Promise<void> {
+    if (this.parts.length === 0) return;
+    const parts = this.parts;
+    this.parts = [];
+    this.partsBytes = 0;
+    try {
+      await this.handle.writev(parts, this.written);
+    } catch (error) {
+      throw fromSystemError(error, 'writing compacted pack', this.partial);
+    }
+    this.written = this.size;
+  }
+
+  async sync(): Promise<void> {
+    await this.flush();
+    try {
+      await this.handle.sync();
+      if (!this.named) {
+        await this.fs.rename(this.partial, this.path);
+        this.named = true;
+      }
+      await this.fs.syncDir(this.dir);
+    } catch (error) {
+      throw fromSystemError(error, 'writing compacted pack', this.path);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close().catch(() => undefined);
+  }
+
+  /** Removes this partial pack (nothing refers to it); a failure leaves it for the next compaction. */
+  async abort(): Promise<void> {
+    await this.close();
+    await this.fs.unlink(this.named ? this.path : this.partial).catch(() => undefined);
+    await this.fs.syncDir(this.dir).catch(() => undefined);
   }
 }

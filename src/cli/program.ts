@@ -7,6 +7,7 @@ import { isMailstoreError } from '../errors.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import * as acl from './commands/acl.js';
 import * as append from './commands/append.js';
+import * as compact from './commands/compact.js';
 import * as copy from './commands/copy.js';
 import * as events from './commands/events.js';
 import * as exportCommand from './commands/export.js';
@@ -38,7 +39,7 @@ export interface CommandModule {
 
 const COMMANDS: CommandModule[] = [
   init, mailbox, append, fetch, messages, search, flags, expunge, copy, move, acl, user, quota, usage,
-  importCommand, exportCommand, stats, scrub, reconstruct, consumers, events, tier,
+  importCommand, exportCommand, stats, scrub, reconstruct, consumers, events, tier, compact,
 ];
 
 export async function buildProgram(): Promise<Command> {

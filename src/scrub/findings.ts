@@ -22,6 +22,10 @@ export type Finding =
   | { kind: 'change-log-mismatch'; mailbox: string; detail: string }
   | { kind: 'unreferenced-blob'; hash: string; length: number }
   | { kind: 'unreferenced-pack-record'; pack: number; offset: number; length: number }
+  /** A pack compaction retired whose file is still there (its deletion waits for open or the next compaction). */
+  | { kind: 'retired-pack-present'; pack: number }
+  /** A blob entry points into a pack compaction retired: that pack must not be deleted. */
+  | { kind: 'blob-in-retired-pack'; hash: string; pack: number }
   /** Damage to a blob no message uses, cleared by `scrub --repair --drop-unreferenced` (drop.ts). */
   | { kind: 'dropped-blob'; hash: string; pack: number; offset: number; length: number; at: number };
 
@@ -30,7 +34,7 @@ export type FindingKind = Finding['kind'];
 /** Findings that are not damage: space a cleanup pass will reclaim. They do not make scrub exit 1. */
 // A damaged pack range is damage only through the blobs the index keeps there, which the index pass
 // reports as blob-missing; the range itself (a torn tail, a replaced copy) is informational.
-export const INFORMATIONAL: ReadonlySet<FindingKind> = new Set(['unreferenced-blob', 'unreferenced-pack-record', 'pack-damage', 'dropped-blob']);
+export const INFORMATIONAL: ReadonlySet<FindingKind> = new Set(['unreferenced-blob', 'unreferenced-pack-record', 'pack-damage', 'dropped-blob', 'retired-pack-present']);
 
 export function isDamage(finding: Finding): boolean {
   return !INFORMATIONAL.has(finding.kind);
@@ -54,6 +58,8 @@ export function describeFinding(f: Finding): { where: string; what: string } {
     case 'change-log-mismatch': return { where: `mailbox ${f.mailbox}`, what: f.detail };
     case 'unreferenced-blob': return { where: `blob ${f.hash.slice(0, 16)}…`, what: `${f.length} bytes no message refers to (reclaimed by a future cleanup)` };
     case 'dropped-blob': return { where: `pack ${f.pack} @${f.offset}`, what: `damaged blob ${f.hash.slice(0, 16)}… no message uses, dropped on ${new Date(f.at).toISOString()} (its bytes are in quarantine/)` };
+    case 'retired-pack-present': return { where: `pack ${f.pack}`, what: 'retired by compaction, not yet deleted (open or the next compaction deletes it once no reader holds it)' };
+    case 'blob-in-retired-pack': return { where: `pack ${f.pack}`, what: `retired by compaction, but blob ${f.hash.slice(0, 16)}… still points into it: it is kept; 'mailstore compact' relocates it` };
     case 'unreferenced-pack-record': return { where: `pack ${f.pack} @${f.offset}`, what: `${f.length}-byte record the index does not use (a batch that never committed, or a replaced copy)` };
   }
 }

@@ -99,8 +99,10 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
     cycleComplete: false, scanned: [], damage: 0, informational: 0,
   };
   const overBudget = () => budget !== undefined && now() - started >= budget;
+  const retired = new Set((await store.maintenance().index.get<number[]>(meta.retiredPacks)) ?? []);
+  for (const pack of packs) if (retired.has(pack)) findings.push({ kind: 'retired-pack-present', pack });
   const packPass = new PackPass(store, options, findings, summary, cursor, overBudget);
-  await packPass.run(packs);
+  await packPass.run(packs.filter((p) => !retired.has(p)));
   if (!packPass.stoppedAt) await checkJournalAndIndex(store, options, findings, summary, packPass);
   await attachRefs(store, findings);
   await classifyDropped(store, findings);
@@ -204,6 +206,7 @@ class PackPass {
     range.to = Math.max(range.to, await this.packBytes(pack));
   }
 
+  /** 0 for a pack compaction deleted since it was listed. */
   private async packBytes(pack: number): Promise<number> {
     return this.store.maintenance().packs.packBytes(pack);
   }
@@ -538,8 +541,10 @@ async function checkBlobs(pass: IndexPass, confirmed: Confirmed, scanned: Scanne
   const { store, findings } = pass;
   const recorded = new Digest();
   let blobs = 0;
+  const retired = new Set((await store.maintenance().index.get<number[]>(meta.retiredPacks)) ?? []);
   for await (const batch of spaceBatches<BlobRecord>(pass, SPACE.blob)) for (const [key, blob] of batch) {
     blobs++;
+    if (retired.has(blob.p)) findings.push({ kind: 'blob-in-retired-pack', hash: hashHex(key.subarray(1)), pack: blob.p });
     recorded.add(key.subarray(1), blob.r);
     if (blob.r === 0) findings.push({ kind: 'unreferenced-blob', hash: hashHex(key.subarray(1)), length: blob.l });
   }

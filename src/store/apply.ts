@@ -12,6 +12,10 @@ export const meta = {
   uidValidityLast: keys.meta('uidValidityLast'),
   deleting: (id: Buffer) => keys.meta(`deleting/${id.toString('hex')}`),
   deletingPrefix: keys.meta('deleting/').subarray(0, -1),
+  /** Packs retired by compaction whose files may still exist (docs/FORMAT.md, "Compaction"). */
+  retiredPacks: keys.meta('packs/retired'),
+  /** The highest pack number ever retired: new packs are numbered above it (a number is never reused). */
+  highestRetiredPack: keys.meta('packs/highestRetired'),
   named: (name: string) => keys.meta(name),
 };
 
@@ -63,6 +67,9 @@ function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProblem): v
     case 'change.purge': return purgeChanges(view, op);
     case 'acl.set': return setAcl(view, seq, op, problem);
     case 'blob.relocate': return relocateBlob(view, seq, op, problem);
+    case 'blob.forget': return forgetBlob(view, op);
+    case 'pack.retire': return changeRetired(view, op.packs, []);
+    case 'pack.removed': return changeRetired(view, [], op.packs);
     case 'meta.set': return setMeta(view, op);
     default: return applyStateOp(view, op);
   }
@@ -120,7 +127,7 @@ function addMessage(view: IndexView, seq: number, op: OpOf<'message.add'>, probl
   const blobKey = keys.blob(op.hash);
   const blob = view.getNow<BlobRecord>(blobKey);
   // a fresh copy of a known blob (its old one unused, not trusted: store.ts placeBlob) moves it there
-  view.put(blobKey, blob && !op.fresh ? { ...blob, r: blob.r + 1 } : { p: op.pack, o: op.offset, l: op.size, r: (blob?.r ?? 0) + 1 } satisfies BlobRecord);
+  view.put(blobKey, blob && !op.fresh ? referenced(blob) : { p: op.pack, o: op.offset, l: op.size, r: (blob?.r ?? 0) + 1 } satisfies BlobRecord);
   view.put(keys.message(op.id, op.uid), { h: op.hash, s: op.size, d: op.date, f: op.flags, m: seq, ...recordExtras(op) } satisfies MessageRecord);
   view.put(keys.change(op.id, seq, op.uid), 0 satisfies ChangeRecord);
   view.put(keys.info(op.id), {
@@ -163,17 +170,27 @@ function expungeMessages(view: IndexView, seq: number, op: OpOf<'message.expunge
     view.del(key);
     view.del(keys.change(op.id, message.m, uid));
     if (!op.purge) view.put(keys.change(op.id, seq, uid), 1 satisfies ChangeRecord);
-    releaseBlob(view, seq, uid, message.h, problem);
+    releaseBlob(view, seq, uid, message.h, op.at, problem);
   }
   view.put(keys.info(op.id), { ...box, messages, unseen, bytes, highestModseq: seq });
 }
 
-/** Drops one reference to an expunged message's blob; the count never goes below zero. */
-function releaseBlob(view: IndexView, seq: number, uid: number, hash: Buffer, problem: ApplyProblem): void {
+/** One more reference; a blob used again is no longer waiting for reclaim (no `z`). */
+function referenced(blob: BlobRecord): BlobRecord {
+  const { z: _released, ...rest } = blob;
+  return { ...rest, r: blob.r + 1 };
+}
+
+/**
+ * Drops one reference to an expunged message's blob; the count never goes below zero. The last
+ * one records when (`at` of the record, so replay gives the same time): the grace period counts from it.
+ */
+function releaseBlob(view: IndexView, seq: number, uid: number, hash: Buffer, at: number | undefined, problem: ApplyProblem): void {
   const blobKey = keys.blob(hash);
   const blob = view.getNow<BlobRecord>(blobKey);
-  if (blob) view.put(blobKey, { ...blob, r: Math.max(0, blob.r - 1) });
-  else problem(`record ${seq}: message ${uid} refers to unknown blob ${hash.toString('hex')}`);
+  if (!blob) { problem(`record ${seq}: message ${uid} refers to unknown blob ${hash.toString('hex')}`); return; }
+  const r = Math.max(0, blob.r - 1);
+  view.put(blobKey, r === 0 && at !== undefined ? { ...blob, r, z: at } : { ...blob, r });
 }
 
 function purgeChanges(view: IndexView, op: OpOf<'change.purge'>): void {
@@ -194,8 +211,29 @@ function setAcl(view: IndexView, seq: number, op: OpOf<'acl.set'>, problem: Appl
 function relocateBlob(view: IndexView, seq: number, op: OpOf<'blob.relocate'>, problem: ApplyProblem): void {
   const blobKey = keys.blob(op.hash);
   const blob = view.getNow<BlobRecord>(blobKey);
-  if (!blob) { problem(`record ${seq} relocates unknown blob ${op.hash.toString('hex')}`); return; }
+  if (!blob) {
+    // a compaction's relocation of a blob forgotten or never known meanwhile: nothing to move
+    if (!op.from) problem(`record ${seq} relocates unknown blob ${op.hash.toString('hex')}`);
+    return;
+  }
+  if (op.from && (blob.p !== op.from[0] || blob.o !== op.from[1])) return; // moved meanwhile: keep the newer copy
   view.put(blobKey, { ...blob, p: op.pack, o: op.offset });
+}
+
+function forgetBlob(view: IndexView, op: OpOf<'blob.forget'>): void {
+  const blobKey = keys.blob(op.hash);
+  const blob = view.getNow<BlobRecord>(blobKey);
+  if (blob && blob.r === 0 && blob.p === op.pack && blob.o === op.offset) view.del(blobKey);
+}
+
+/** meta packs/retired: sorted pack numbers, absent when empty. */
+function changeRetired(view: IndexView, add: number[], remove: number[]): void {
+  const list = new Set(view.getNow<number[]>(meta.retiredPacks) ?? []);
+  for (const p of add) list.add(p);
+  for (const p of remove) list.delete(p);
+  if (list.size === 0) view.del(meta.retiredPacks);
+  else view.put(meta.retiredPacks, [...list].sort((a, b) => a - b));
+  if (add.length > 0) view.put(meta.highestRetiredPack, Math.max(view.getNow<number>(meta.highestRetiredPack) ?? 0, ...add));
 }
 
 function setMeta(view: IndexView, op: OpOf<'meta.set'>): void {
@@ -229,7 +267,7 @@ function applyStateOp(view: IndexView, op: Op): void {
       for (const [modseq, uid, value] of op.entries) view.put(keys.change(op.id, modseq, uid), value);
       return;
     case 'state.blobs':
-      for (const [hash, p, o, l, r] of op.blobs) view.put(keys.blob(hash), { p, o, l, r } satisfies BlobRecord);
+      for (const [hash, p, o, l, r, z] of op.blobs) view.put(keys.blob(hash), z === undefined ? { p, o, l, r } : { p, o, l, r, z } satisfies BlobRecord);
       return;
     case 'state.meta':
       for (const [key, value] of op.entries) view.put(keys.meta(key), value);

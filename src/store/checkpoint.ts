@@ -127,9 +127,9 @@ export async function* checkpointOps(db: IndexRangeReader, appliedSeq: number): 
   yield* grouped<ChangeRecord, Op>(db, SPACE.change, per, (key) => decodeChangeKey(key), (id, list) => ({
     op: 'state.changes', id, entries: list.map(([key, value]) => { const c = decodeChangeKey(key); return [c.modseq, c.uid, value]; }),
   }));
-  let blobs: [Buffer, number, number, number, number][] = [];
+  let blobs: Extract<Op, { op: 'state.blobs' }>['blobs'] = [];
   for await (const [key, b] of all<BlobRecord>(db, SPACE.blob)) {
-    blobs.push([Buffer.from(key.subarray(1)), b.p, b.o, b.l, b.r]);
+    blobs.push(b.z === undefined ? [Buffer.from(key.subarray(1)), b.p, b.o, b.l, b.r] : [Buffer.from(key.subarray(1)), b.p, b.o, b.l, b.r, b.z]);
     if (blobs.length >= per) { yield { op: 'state.blobs', blobs }; blobs = []; }
   }
   if (blobs.length > 0) yield { op: 'state.blobs', blobs };

@@ -70,6 +70,11 @@ export interface BlobRecord {
   o: number; // offset of the record header
   l: number; // body length
   r: number; // references
+  /**
+   * When r reached 0 (ms, the releasing record's `at`): compaction reclaims the blob once this is
+   * older than its grace period. Absent while r > 0, and on a blob released before `at` existed.
+   */
+  z?: number;
 }
 
 /** C value: 0 = changed (added or flags), 1 = expunged. */
@@ -90,10 +95,23 @@ export type Op =
   | { op: 'mailbox.owner'; id: Id; owner: string | null }
   | ({ op: 'message.add'; id: Id; uid: number; hash: Buffer; size: number; date: number; flags: string[]; pack: number; offset: number; fresh?: true } & MessageAddExtras)
   | { op: 'message.flags'; id: Id; set: [uid: number, flags: string[]][] }
-  | { op: 'message.expunge'; id: Id; uids: number[]; purge?: boolean }
+  /** `at`: when (ms), set by prepare, so replay gives a released blob the same time (BlobRecord.z). */
+  | { op: 'message.expunge'; id: Id; uids: number[]; purge?: boolean; at?: number }
   | { op: 'change.purge'; id: Id; entries: [modseq: number, uid: number][] }
   | { op: 'acl.set'; id: Id; identifier: string; rights: string }
-  | { op: 'blob.relocate'; hash: Buffer; pack: number; offset: number; size: number }
+  /**
+   * Points a blob at another copy. With `from` (compaction), only if it is still at that pack and
+   * offset: a blob that moved or was re-written meanwhile keeps its newer location.
+   */
+  | { op: 'blob.relocate'; hash: Buffer; pack: number; offset: number; size: number; from?: [pack: number, offset: number] }
+  /** Compaction: drops the B entry of a blob no message uses, only if still r=0 at that location. */
+  | { op: 'blob.forget'; hash: Buffer; pack: number; offset: number }
+  /**
+   * Compaction: packs whose live records were copied elsewhere (`retire`) are listed in meta
+   * `packs/retired` until their files are deleted (`removed`): the intent open finishes.
+   */
+  | { op: 'pack.retire'; packs: number[] }
+  | { op: 'pack.removed'; packs: number[] }
   | { op: 'meta.set'; key: string; value: unknown }
   // A checkpoint (docs/FORMAT.md): the whole index state as records, written by reconstruct when
   // the journal is lost or damaged and the index is intact. Modseqs are explicit, so its replay
@@ -104,7 +122,8 @@ export type Op =
   /** The 7th element (a record's extras, short keys) is present only when the record has any. */
   | { op: 'state.messages'; id: Id; messages: [uid: number, hash: Buffer, size: number, date: number, flags: string[], modseq: number, extras?: MessageExtras][] }
   | { op: 'state.changes'; id: Id; entries: [modseq: number, uid: number, value: ChangeRecord][] }
-  | { op: 'state.blobs'; blobs: [hash: Buffer, pack: number, offset: number, length: number, references: number][] }
+  /** The 6th element (BlobRecord.z, when r reached 0) is present only when the record has one. */
+  | { op: 'state.blobs'; blobs: [hash: Buffer, pack: number, offset: number, length: number, references: number, released?: number][] }
   | { op: 'state.meta'; entries: [key: string, value: unknown][] };
 
 /** The first op of a checkpoint, if this payload opens one. */

@@ -49,6 +49,9 @@ import {
 } from './types.js';
 import { deleteUser, renameUser, type DeleteUserResult, type RenameUserResult } from './users.js';
 import { Writer, type CommitChain, type Mutation, type PrepareContext } from './writer.js';
+import { compactStore, finishRetired, type CompactHost, type CompactOptions, type CompactResult } from './compact.js';
+import { BackgroundCompactor } from './compactor.js';
+import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 
 /** The keys of AppendOptions (an unknown one is refused). */
 const APPEND_OPTIONS = ['flags', 'internalDate', 'envelopeFrom', 'dateZoneMinutes', 'recent'];
@@ -58,6 +61,7 @@ export type {
   FlagChange, StoreStats, RebuildComparison,
 } from './types.js';
 export type { StoreMaintenance } from './maintenance.js';
+export type { CompactOptions, CompactResult } from './compact.js';
 export type { StoreAdministration } from './administration.js';
 export { uuidString };
 
@@ -86,20 +90,31 @@ export class Store {
   private remote?: RemotePacks;
   /** The change log: committed journal records from a seq on, and the consumers' cursors (changes.ts). */
   readonly changes: ChangeFeed;
+  private readonly packBytesMax: number;
+  /** The compaction running now (one at a time). */
+  private compaction?: Promise<unknown>;
+  private compactor?: BackgroundCompactor;
 
   private constructor(parts: StoreParts, options: StoreOptions) {
     ({ root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, health: this.health, readOnly: this.readOnly } = parts);
     ({ db: this.db, packs: this.packs, journal: this.journal, release: this.release } = parts);
     this.messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
     this.changes = new ChangeFeed({ fs: this.fs, root: this.root, journal: this.journal, readOnly: this.readOnly });
+    this.packBytesMax = options.packBytesMax ?? limits.packBytesMax;
     // The plug-in point for the next layers: onCommit fires after every group commit.
     this.writer = new Writer(this.db, this.packs, this.journal, {
       onStop: (error) => { this.failure = error; },
       onCommit: (first, last, mutations, indexKeys, writeSeconds) => {
         this.forgetMailboxes();
         this.changes.notify(last);
+        this.compactor?.noteCommit();
         options.onCommit?.(first, last, mutations, indexKeys, writeSeconds);
       },
+    });
+    // a read whose pack compaction retired meanwhile finds the blob's new copy here
+    this.packs.setLocator(async (hash) => {
+      const blob = await this.db.get<BlobRecord>(keys.blob(hash));
+      return blob && { pack: blob.p, offset: blob.o, length: blob.l };
     });
     this.reader = new StoreReader(this.readerHost());
     this.maintenanceHooks = new Maintenance(this.maintenanceHost());
@@ -121,7 +136,11 @@ export class Store {
     try {
       const store = new Store(parts, options);
       store.remote = await attachTier(store.tierHost());
-      if (!parts.readOnly) await store.finishInterruptedDeletes();
+      if (!parts.readOnly) {
+        await store.finishInterruptedDeletes();
+        await store.finishInterruptedCompaction();
+        if (options.autoCompact) store.startCompactor(options);
+      }
       return store;
     } catch (error) {
       await closeOpened(parts, parts.release);
@@ -132,6 +151,8 @@ export class Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.compactor?.stop();
+    await this.compaction?.catch(() => undefined);
     await this.writer.drain();
     this.writer.fail(new MailstoreError('CLOSED', 'the store is closed'));
     this.changes.wakeAll();
@@ -168,6 +189,74 @@ export class Store {
       submit: (mutation) => this.submit(mutation),
       runExclusive: (fn) => this.maintenanceHooks.runExclusive(fn),
     };
+  }
+
+  // ---- compaction (compact.ts) -------------------------------------------------------------------
+
+  /**
+   * Rewrites packs whose dead share passed limits.compactDeadRatio: live records copied into a new
+   * pack, the index switched in one commit, the old packs deleted once no reader holds them.
+   * Released blobs younger than `graceMs` (default 0) are kept. Waits for a compaction already running.
+   */
+  async compact(options: CompactOptions = {}): Promise<CompactResult> {
+    checkCompactOptions(options);
+    this.live();
+    if (!options.dryRun) this.writable();
+    while (this.compaction) await this.compaction.catch(() => undefined);
+    return this.runCompaction(options);
+  }
+
+  /** One compaction unless one is running (the background compactor's trylock). */
+  private async tryCompact(options: CompactOptions): Promise<CompactResult | undefined> {
+    if (this.compaction || this.closed || this.failure) return undefined;
+    return this.runCompaction(options);
+  }
+
+  private runCompaction(options: CompactOptions): Promise<CompactResult> {
+    const running = compactStore(this.compactHost(), options);
+    this.compaction = running;
+    const clear = () => { if (this.compaction === running) this.compaction = undefined; };
+    running.then(clear, clear);
+    return running;
+  }
+
+  private compactHost(): CompactHost {
+    const store = this;
+    return {
+      get db() { return store.db; },
+      packs: this.packs, health: this.health, packBytesMax: this.packBytesMax,
+      submit: <T>(mutation: Mutation<T>) => this.submit(mutation),
+      runExclusive: <T>(fn: () => Promise<T>) => this.maintenanceHooks.runExclusive(fn),
+    };
+  }
+
+  /**
+   * Deletes packs a compaction retired before a crash (only those no blob entry points into). Not
+   * in a degraded store (its index may lack entries: nothing is deleted on its word), and a failed
+   * deletion does not fail the open: the next compaction tries again.
+   */
+  private async finishInterruptedCompaction(): Promise<void> {
+    const highest = await this.db.get<number>(meta.highestRetiredPack);
+    if (highest) this.packs.reserveNumbersTo(highest);
+    if (this.health.degraded) return;
+    try {
+      const done = await finishRetired(this.compactHost());
+      for (const pack of done.inUse) {
+        this.health.findings.push(`pack ${pack} was retired by a compaction but blob entries still point into it: it was kept; run 'mailstore scrub'`);
+      }
+    } catch (error) {
+      if (!(error instanceof MailstoreError) || error.code === 'HALTED') throw error;
+      this.health.findings.push(`packs retired by a compaction could not be deleted yet (${error.message}); the next compaction tries again`);
+    }
+  }
+
+  private startCompactor(options: StoreOptions): void {
+    const settings = typeof options.autoCompact === 'object' ? options.autoCompact : {};
+    this.compactor = new BackgroundCompactor({
+      deadBytes: async () => (await this.stats()).bytesDead,
+      tryCompact: (graceMs) => this.tryCompact({ graceMs }),
+      onError: (error) => options.onBackgroundError?.(error),
+    }, settings);
   }
 
   /** The hooks of scrub, repair and reconstruct (maintenance.ts). */
@@ -319,7 +408,7 @@ export class Store {
         prepare: async () => {
           const uids: number[] = [];
           for await (const [key] of this.db.entries({ prefix: keys.messagePrefix(id), limit: limits.deleteChunkMessages })) uids.push(decodeMessageKey(key).uid);
-          if (uids.length > 0) return { ops: [{ op: 'message.expunge', id, uids, purge: true } as Op], result: false };
+          if (uids.length > 0) return { ops: [{ op: 'message.expunge', id, uids, purge: true, at: Date.now() } as Op], result: false };
           const entries: [number, number][] = [];
           for await (const [key] of this.db.entries({ prefix: keys.changePrefix(id), limit: limits.deleteChunkMessages })) {
             const c = decodeChangeKey(key);
@@ -546,7 +635,7 @@ export class Store {
         const present: number[] = [];
         for (const uid of list) if (await view.get(keys.message(box.id, uid))) present.push(uid);
         if (present.length === 0) return { ops: [], result: { expunged: [], modseq: box.highestModseq } };
-        const ops: Op[] = [{ op: 'message.expunge', id: box.id, uids: present }];
+        const ops: Op[] = [{ op: 'message.expunge', id: box.id, uids: present, at: Date.now() }];
         checkRecordSize(ops, `expunging ${present.length} messages`);
         return { ops, result: { expunged: present, modseq: seq } };
       },
@@ -585,7 +674,7 @@ export class Store {
         }
         const added = ops.reduce((sum, op) => sum + (op.op === 'message.add' ? op.size : 0), 0);
         await checkQuota(this.db, view, dst.name, added, mapping.length, expungeSource ? src.name : undefined);
-        if (expungeSource && mapping.length > 0) ops.push({ op: 'message.expunge', id: src.id, uids: mapping.map(([s]) => s) });
+        if (expungeSource && mapping.length > 0) ops.push({ op: 'message.expunge', id: src.id, uids: mapping.map(([s]) => s), at: Date.now() });
         checkRecordSize(ops, `${expungeSource ? 'moving' : 'copying'} ${mapping.length} messages`);
         return { ops, result: { uidValidity: dst.uidValidity, mapping } };
       },
@@ -595,7 +684,7 @@ export class Store {
 
   async stats(): Promise<StoreStats> {
     this.live();
-    let mailboxes = 0, messages = 0, bytesReferenced = 0, blobs = 0, bytesStored = 0, unreferencedBlobs = 0, liveBytes = 0;
+    let mailboxes = 0, messages = 0, bytesReferenced = 0, blobs = 0, bytesStored = 0, unreferencedBlobs = 0, liveBytes = 0, bytesLive = 0;
     for await (const [, box] of this.db.entries<MailboxInfo>({ prefix: keys.space(SPACE.info) })) {
       if (box.deleting) continue;
       mailboxes++;
@@ -606,7 +695,10 @@ export class Store {
       blobs++;
       bytesStored += blob.l;
       if (blob.r === 0) unreferencedBlobs++;
-      else liveBytes += blob.l;
+      else {
+        liveBytes += blob.l;
+        bytesLive += RECORD_HEADER_BYTES + blob.l;
+      }
     }
     let packBytes = 0;
     const packList = await this.packs.listPacks();
@@ -617,6 +709,7 @@ export class Store {
       mailboxes, messages, bytesReferenced, blobs, bytesStored, unreferencedBlobs, packs: packList.length, packBytes,
       journalSegments: this.journal.segmentNames.length, journalBytes, dedupRatio: liveBytes === 0 ? 1 : bytesReferenced / liveBytes,
       consumers: await this.changes.consumers(),
+      bytesLive, bytesDead: Math.max(0, packBytes - packList.length * PACK_HEADER_BYTES - bytesLive),
     };
   }
 
@@ -688,6 +781,14 @@ export class Store {
     this.cacheGeneration++;
     this.mailboxCache.clear();
   }
+}
+
+function checkCompactOptions(options: CompactOptions): void {
+  checkOptions(checkObject(options, 'compact options'), ['dryRun', 'graceMs', 'deadRatio', 'onProgress'], 'compact option');
+  if (options.dryRun !== undefined && typeof options.dryRun !== 'boolean') throw new MailstoreError('INVALID', 'compact dryRun must be a boolean');
+  if (options.graceMs !== undefined && !(Number.isFinite(options.graceMs) && options.graceMs >= 0)) throw new MailstoreError('INVALID', `compact graceMs must be a number of ms >= 0, got ${String(options.graceMs)}`);
+  if (options.deadRatio !== undefined && !(typeof options.deadRatio === 'number' && options.deadRatio > 0 && options.deadRatio <= 1)) throw new MailstoreError('INVALID', `compact deadRatio must be in (0, 1], got ${String(options.deadRatio)}`);
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw new MailstoreError('INVALID', 'compact onProgress must be a function');
 }
 
 /** The ACL a change would leave must stay within limits.aclEntriesPerMailboxMax entries. */

@@ -6,6 +6,7 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { hashHex } from '../hash/blake3.js';
 import type { MessageRecord } from './records.js';
 import type { IndexCounts } from './recovery.js';
+import type { AutoCompactSettings } from './compactor.js';
 
 export interface StoreOptions {
   /** Create the store when the directory is empty or missing. */
@@ -41,6 +42,13 @@ export interface StoreOptions {
    * and the seconds its pack and journal writes and fdatasyncs took.
    */
   onCommit?: (firstSeq: number, lastSeq: number, mutations: number, indexKeys: number, writeSeconds: number) => void;
+  /**
+   * Compact packs in the background (compactor.ts) when their dead bytes pass a threshold, keeping
+   * released blobs for a grace period (default off: the CLI's one-shot opens; the daemon turns it on).
+   */
+  autoCompact?: boolean | AutoCompactSettings;
+  /** Called when a background compaction round fails (the store stays usable; the next round retries). */
+  onBackgroundError?: (error: unknown) => void;
 }
 
 export interface AppendOptions {
@@ -142,6 +150,10 @@ export interface StoreStats {
   dedupRatio: number;
   /** Change-log consumers with their cursors and lag (changes.ts); `behind` ones are reported, never skipped. */
   consumers: ConsumerState[];
+  /** Bytes of pack records some message refers to (headers included). */
+  bytesLive: number;
+  /** Bytes in packs no message refers to (records of released blobs, torn or replaced records, headers included); compaction reclaims them. */
+  bytesDead: number;
 }
 
 /** A rebuild of the index from the journal compared with the index it would replace. */

@@ -12,7 +12,7 @@ const SEED = process.env.FAULTFS_SEED ? seedFromEnv() : 0xc4a5;
 
 describe('crash explorer: mixed workload', () => {
   it('every crash state recovers to a model state between acknowledged and submitted', async () => {
-    const result = await recordAndExplore('crash explorer (mixed)', { seed: SEED, steps: 90, share: 0.5, fallbackTotal: 3000 });
+    const result = await recordAndExplore('crash explorer (mixed)', { seed: SEED, steps: 90, share: 0.5, fallbackTotal: 3000, compact: true });
     expect(result.states).toBeGreaterThan(result.logLength);
   }, 7_200_000);
 });

@@ -1,5 +1,6 @@
 // SIGKILL soak (tools/soak.ts): a child with several concurrent writers appends, flags and
-// expunges, printing each acknowledgement; it is killed at a random moment, the store is reopened
+// expunges, printing each acknowledgement, while its background compactor rewrites packs (the
+// result's `compactions` counts those that finished before a kill; most kills land inside one); it is killed at a random moment, the store is reopened
 // and every acknowledged operation is checked; then again on the same store. SOAK_CYCLES sets the
 // number of kills (default 30; `npm run test:crash` 1,000).
 import { describe, expect, it } from 'vitest';

@@ -19,6 +19,8 @@ export function register(program: Command): void {
         ['bytes stored', `${stats.bytesStored} (${formatBytes(stats.bytesStored)})`],
         ['dedup ratio', `${stats.dedupRatio.toFixed(2)}x`],
         ['packs', `${stats.packs} (${formatBytes(stats.packBytes)})`],
+        ['bytes live', `${stats.bytesLive} (${formatBytes(stats.bytesLive)})`],
+        ['bytes dead', `${stats.bytesDead} (${formatBytes(stats.bytesDead)}${stats.bytesDead ? ', reclaimed by mailstore compact' : ''})`],
         ['journal', `${stats.journalSegments} segment${stats.journalSegments === 1 ? '' : 's'} (${formatBytes(stats.journalBytes)})`],
       ];
       for (const c of stats.consumers) rows.push([`consumer ${c.name}`, `at seq ${c.seq}, ${c.lagRecords} record${c.lagRecords === 1 ? '' : 's'} behind${c.behind ? ' (FALLING BEHIND)' : ''}`]);

@@ -1,0 +1,43 @@
+// What compaction (and, later, a remote blob store) needs of the place message bodies live: packs
+// named by number, read by location and verified, written as whole new packs, removed once retired.
+// PackStore (local files) implements it; an S3-compatible backend would map a pack to an object
+// (write = multipart upload made visible at `sync`, remove = DeleteObject once no reader holds it).
+import type { BlobLocation, PackWriter } from './pack-store.js';
+
+export interface NewPack {
+  readonly pack: number;
+  /** Bytes handed to `append` so far, header included. */
+  readonly size: number;
+  append(hash: Buffer, bytes: Buffer): Promise<BlobLocation>;
+  /** Everything appended is durable and the pack is visible under its name. */
+  sync(): Promise<void>;
+  close(): Promise<void>;
+  /** Removes this pack (never synced into use): nothing refers to it. */
+  abort(): Promise<void>;
+}
+
+export interface BlobBackend {
+  listPacks(): Promise<number[]>;
+  /** Bytes a pack takes (0 when it is gone). */
+  packBytes(pack: number): Promise<number>;
+  /** A blob's bytes, verified against its hash (CORRUPT otherwise). */
+  read(location: BlobLocation, hash: Buffer): Promise<Buffer>;
+  readStream(location: BlobLocation, hash: Buffer, chunkBytes: number): AsyncGenerator<Buffer>;
+  /** The pack new appends go to (0: the next append starts a new one). */
+  readonly appendPack: number;
+  /** The next append starts a new pack (only while the Writer is held). */
+  seal(): void;
+  /** A new pack numbered above every pack so far; it gets its name (becomes listed) at its first `sync`. */
+  createSidePack(): Promise<NewPack>;
+  /** Removes new packs a crashed compaction left unnamed. */
+  removePartialPacks(): Promise<string[]>;
+  /** New packs are numbered above `pack`. */
+  reserveNumbersTo(pack: number): void;
+  /** Removes a retired pack once no reader holds it (waits up to waitMs; false when one still does). */
+  removePack(pack: number, waitMs: number): Promise<boolean>;
+  /** Makes removals durable. */
+  syncDir(): Promise<void>;
+}
+
+// PackStore satisfies BlobBackend; checked here so the two cannot drift apart.
+export type PackWriterIsNewPack = PackWriter extends NewPack ? true : never;

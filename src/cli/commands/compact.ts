@@ -1,0 +1,60 @@
+// `mailstore compact [--dry-run] [--grace DURATION] [--json]`: give the bytes of expunged messages
+// back (store.compact, src/store/compact.ts). For cron and for people; a running daemon compacts
+// by itself. A dry run opens the store read-only and changes nothing.
+import type { Command } from 'commander';
+import { MailstoreError } from '../../errors.js';
+import type { CompactResult } from '../../store/compact.js';
+import { createProgress, formatBytes, formatDuration } from '../progress.js';
+import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
+
+interface CompactCliOptions { dryRun?: boolean; grace?: number }
+
+/** 90s, 10m, 2h, 7d, 0 (seconds when no unit is given). */
+export function parseGrace(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
+  if (!m) throw new MailstoreError('INVALID', `cannot read the duration ${JSON.stringify(text)} (e.g. 0, 90s, 10m, 2h, 7d)`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] ?? 's']!;
+  return Math.round(Number(m[1]) * unit);
+}
+
+export function register(program: Command): void {
+  program
+    .command('compact')
+    .description('reclaim the space of expunged messages: packs whose dead share passed the threshold are rewritten with their live records only, the old packs deleted once no reader holds them. Safe against crashes at any point (docs/FORMAT.md, "Compaction")')
+    .option('--dry-run', 'report what would be rewritten and reclaimed; change nothing (opens the store read-only)')
+    .option('--grace <duration>', 'keep blobs released less than this long ago (e.g. 1h, 7d; default 0: reclaim now)', parseGrace)
+    .option('--json', 'print {dryRun, packsRewritten, packsWritten, packsRemoved, packsPending, blobsCopied, bytesCopied, blobsReclaimed, bytesBefore, bytesAfter, skipped, ms} as JSON')
+    .addHelpText('after', '\nExit codes: 0 done (also when nothing was worth rewriting); 1 when a pack was skipped because a record failed its hash (run mailstore scrub); REFUSED (see mailstore --help) when the store is degraded or its index does not add up.')
+    .action(async (options: CompactCliOptions, command: Command) => {
+      const progress = wantsJson(command) ? undefined : createProgress('compacting (live blobs copied)');
+      let copied = 0;
+      const run = (store: Parameters<Parameters<typeof withStore>[1]>[0]) => store.compact({
+        dryRun: Boolean(options.dryRun), graceMs: options.grace ?? 0,
+        onProgress: (p) => {
+          if (p.phase !== 'copy' || !progress) return;
+          progress.advance(1, p.bytesDone - copied);
+          copied = p.bytesDone;
+          progress.position(p.bytesDone, p.bytesTotal);
+        },
+      });
+      let result: CompactResult;
+      try {
+        result = options.dryRun ? await withReadStore(command, run) : await withStore(command, run);
+      } finally {
+        progress?.finish();
+      }
+      if (result.skipped.length > 0) process.exitCode = 1;
+      if (wantsJson(command)) return printJson(result);
+      await printSummary(result);
+    });
+}
+
+async function printSummary(r: CompactResult): Promise<void> {
+  const would = r.dryRun ? 'would rewrite' : 'rewrote';
+  const packs = r.packsRewritten.length;
+  await printLine(`${would} ${packs} pack${packs === 1 ? '' : 's'}${packs ? ` (${r.packsRewritten.join(', ')})` : ''}; ${r.dryRun ? 'would reclaim' : 'reclaimed'} ${r.blobsReclaimed} blob${r.blobsReclaimed === 1 ? '' : 's'}`);
+  if (!r.dryRun) await printLine(`copied ${r.blobsCopied} live blob${r.blobsCopied === 1 ? '' : 's'} (${formatBytes(r.bytesCopied)}) into ${r.packsWritten.length ? `pack ${r.packsWritten.join(', ')}` : 'no new pack'}`);
+  await printLine(`packs: ${formatBytes(r.bytesBefore)} before, ${formatBytes(r.bytesAfter)} after${r.dryRun ? ' (estimate)' : ''}; ${formatDuration(r.ms / 1000)}`);
+  if (r.packsPending.length) await printLine(`retired packs still held by a reader or still in use, deleted later: ${r.packsPending.join(', ')}`);
+  for (const s of r.skipped) await printLine(`skipped pack ${s.pack}: ${s.why}`);
+}

@@ -1,0 +1,189 @@
+// Compaction's reading half: one scan of B (blob locations) tallies what every pack still needs,
+// one scan of M checks that the refcounts add up, and the plan picks the packs worth rewriting.
+// Nothing here writes; compact.ts does the copying and the commit.
+import { MailstoreError } from '../errors.js';
+import type { IndexDb } from '../index/index-db.js';
+import { keys } from '../keys/index-keys.js';
+import { SPACE, prefixEnd } from '../keys/tuple.js';
+import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
+import type { BlobBackend } from '../blob/backend.js';
+import { limits } from '../limits.js';
+import type { BlobRecord, MessageRecord } from './records.js';
+import type { Health } from './recovery.js';
+
+/** A blob entry of a candidate pack: copied (kept) or forgotten (expired). */
+export interface PlannedBlob {
+  hash: Buffer;
+  pack: number;
+  offset: number;
+  length: number;
+}
+
+export interface PackTally {
+  pack: number;
+  /** Bytes of the file. */
+  bytes: number;
+  /** Record bytes (header + body) of blobs that must stay: referenced, or released within the grace period. */
+  keptBytes: number;
+  /** Record bytes of referenced blobs alone. */
+  liveBytes: number;
+}
+
+export interface CompactionPlan {
+  tallies: PackTally[];
+  /** Packs to rewrite, in order. */
+  candidates: number[];
+  /** Released blobs before this time (ms) are past their grace period. */
+  cutoff: number;
+  bytesBefore: number;
+  /** What packs/ would hold after (candidates' kept records in new packs). */
+  bytesAfterEstimate: number;
+  /** Dead record bytes the candidates hold. */
+  bytesReclaimable: number;
+}
+
+/** Lane sums of the first 8 hash bytes (times a count): equal multisets give equal sums. */
+class HashDigest {
+  private a = 0;
+  private b = 0;
+  add(hash: Uint8Array, times: number): void {
+    const view = Buffer.from(hash.buffer, hash.byteOffset, 8);
+    this.a = (this.a + times * view.readUInt32BE(0)) % 4294967296;
+    this.b = (this.b + times * view.readUInt32BE(4)) % 4294967296;
+  }
+  equals(other: HashDigest): boolean {
+    return this.a === other.a && this.b === other.b;
+  }
+}
+
+function recordBytes(length: number): number {
+  return RECORD_HEADER_BYTES + length;
+}
+
+/** A released blob stays while its grace period runs; one released before `at` existed has none left. */
+export function pastGrace(blob: BlobRecord, cutoff: number): boolean {
+  return blob.r === 0 && (blob.z === undefined || blob.z <= cutoff);
+}
+
+interface BlobScan {
+  byPack: Map<number, { keptBytes: number; liveBytes: number }>;
+  references: number;
+  digest: HashDigest;
+  /** Blob entries whose pack is not in packs/. */
+  strays: { hash: string; pack: number }[];
+}
+
+async function scanBlobs(db: IndexDb, packs: Set<number>, cutoff: number): Promise<BlobScan> {
+  const scan: BlobScan = { byPack: new Map(), references: 0, digest: new HashDigest(), strays: [] };
+  const range = { gte: keys.space(SPACE.blob), lt: prefixEnd(keys.space(SPACE.blob)) };
+  for await (const batch of db.entryBatches<BlobRecord>(range, limits.scrubIndexReadEntries)) {
+    for (const [key, blob] of batch) {
+      scan.references += blob.r;
+      scan.digest.add(key.subarray(1), blob.r);
+      if (!packs.has(blob.p)) scan.strays.push({ hash: key.subarray(1).toString('hex'), pack: blob.p });
+      let tally = scan.byPack.get(blob.p);
+      if (!tally) scan.byPack.set(blob.p, (tally = { keptBytes: 0, liveBytes: 0 }));
+      if (blob.r > 0) tally.liveBytes += recordBytes(blob.l);
+      if (!pastGrace(blob, cutoff)) tally.keptBytes += recordBytes(blob.l);
+    }
+  }
+  return scan;
+}
+
+async function scanMessages(db: IndexDb): Promise<{ messages: number; digest: HashDigest }> {
+  const out = { messages: 0, digest: new HashDigest() };
+  const range = { gte: keys.space(SPACE.message), lt: prefixEnd(keys.space(SPACE.message)) };
+  for await (const batch of db.entryBatches<MessageRecord>(range, limits.scrubIndexReadEntries)) {
+    for (const [, record] of batch) {
+      out.messages++;
+      out.digest.add(record.h, 1);
+    }
+  }
+  return out;
+}
+
+/** Why the index does not add up, or undefined when it does. */
+function disagreement(blobs: BlobScan, messages: { messages: number; digest: HashDigest }): string | undefined {
+  if (blobs.strays.length > 0) {
+    const first = blobs.strays[0];
+    return `${blobs.strays.length} blob entries point into packs that do not exist (e.g. ${first.hash} in pack ${first.pack})`;
+  }
+  if (blobs.references !== messages.messages) return `the blob refcounts add up to ${blobs.references} but there are ${messages.messages} messages`;
+  if (!blobs.digest.equals(messages.digest)) return 'the blob refcounts disagree with the messages that refer to them';
+  return undefined;
+}
+
+/**
+ * The sanity gate and the tallies. Refuses a degraded store and an index whose refcounts do not
+ * add up (a message whose blob compaction would think dead). The scans run beside writers; a
+ * disagreement is checked again holding the Writer (`exclusive`) before it refuses.
+ */
+export async function gateAndTally(db: () => IndexDb, backend: BlobBackend, health: Health, cutoff: number, exclusive: <T>(fn: () => Promise<T>) => Promise<T>): Promise<{ scan: BlobScan; packs: number[] }> {
+  if (health.degraded) {
+    throw new MailstoreError('REFUSED', `the store opened degraded (${health.findings.slice(0, 2).join('; ')}); compaction rewrites packs only in a healthy store: run 'mailstore scrub' and repair first`);
+  }
+  const once = async () => {
+    const packs = await backend.listPacks();
+    const scan = await scanBlobs(db(), new Set(packs), cutoff);
+    return { scan, packs, why: disagreement(scan, await scanMessages(db())) };
+  };
+  let result = await once();
+  if (result.why) result = await exclusive(once);
+  if (result.why) {
+    throw new MailstoreError('REFUSED', `the index does not add up (${result.why}); compaction would drop bytes a message may need, so nothing was changed: run 'mailstore scrub' (and 'scrub --repair')`);
+  }
+  return { scan: result.scan, packs: result.packs };
+}
+
+/**
+ * Picks the packs whose dead share reaches limits.compactDeadRatio (a pack no entry refers to at
+ * all, such as the partial output of a crashed compaction, is 100 % dead). The pack appends go to
+ * is left out: compact.ts seals it first when it would be picked.
+ */
+export async function planCompaction(backend: BlobBackend, scan: BlobScan, packs: number[], cutoff: number, deadRatio: number, includeAppendPack: boolean): Promise<CompactionPlan> {
+  const plan: CompactionPlan = { tallies: [], candidates: [], cutoff, bytesBefore: 0, bytesAfterEstimate: 0, bytesReclaimable: 0 };
+  for (const pack of packs) {
+    const bytes = await backend.packBytes(pack);
+    const tally = scan.byPack.get(pack) ?? { keptBytes: 0, liveBytes: 0 };
+    plan.tallies.push({ pack, bytes, ...tally });
+    plan.bytesBefore += bytes;
+    const dead = Math.max(0, bytes - PACK_HEADER_BYTES - tally.keptBytes);
+    const eligible = includeAppendPack || pack !== backend.appendPack;
+    if (eligible && dead > 0 && dead >= deadRatio * bytes) {
+      plan.candidates.push(pack);
+      plan.bytesReclaimable += dead;
+      plan.bytesAfterEstimate += tally.keptBytes;
+    } else {
+      plan.bytesAfterEstimate += bytes;
+    }
+  }
+  if (plan.candidates.some((p) => (scan.byPack.get(p)?.keptBytes ?? 0) > 0)) plan.bytesAfterEstimate += PACK_HEADER_BYTES;
+  return plan;
+}
+
+/** The blob entries in the candidate packs: those to copy and those to forget, in pack and offset order. */
+export async function candidateBlobs(db: IndexDb, candidates: Set<number>, cutoff: number): Promise<{ kept: PlannedBlob[]; expired: PlannedBlob[] }> {
+  const kept: PlannedBlob[] = [];
+  const expired: PlannedBlob[] = [];
+  const range = { gte: keys.space(SPACE.blob), lt: prefixEnd(keys.space(SPACE.blob)) };
+  for await (const batch of db.entryBatches<BlobRecord>(range, limits.scrubIndexReadEntries)) {
+    for (const [key, blob] of batch) {
+      if (!candidates.has(blob.p)) continue;
+      const planned = { hash: Buffer.from(key.subarray(1)), pack: blob.p, offset: blob.o, length: blob.l };
+      (pastGrace(blob, cutoff) ? expired : kept).push(planned);
+    }
+  }
+  const order = (a: PlannedBlob, b: PlannedBlob) => a.pack - b.pack || a.offset - b.offset;
+  return { kept: kept.sort(order), expired: expired.sort(order) };
+}
+
+/** Packs among `packs` that some blob entry still points into (then they must not be deleted). */
+export async function packsInUse(db: IndexDb, packs: Set<number>): Promise<Set<number>> {
+  const used = new Set<number>();
+  if (packs.size === 0) return used;
+  const range = { gte: keys.space(SPACE.blob), lt: prefixEnd(keys.space(SPACE.blob)) };
+  for await (const batch of db.entryBatches<BlobRecord>(range, limits.scrubIndexReadEntries)) {
+    for (const [, blob] of batch) if (packs.has(blob.p)) used.add(blob.p);
+  }
+  return used;
+}

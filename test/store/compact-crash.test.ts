@@ -1,0 +1,99 @@
+// Compaction under crashes and faults (FaultFS, test/sim/faultfs.ts): a crash after every mutating
+// operation of a compaction, in every crash mode, with the index lost or an older copy of it, opens
+// healthy with every message exact and nothing expunged back, scrub clean, and a later compaction
+// finishes the job. ENOSPC and EIO half-way fail the compaction with a typed error, remove only the
+// partial new pack, and leave the old packs serving.
+import { describe, expect, it } from 'vitest';
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { Store } from '../../src/store/store.js';
+import { FaultFileSystem, type CrashMode } from '../sim/faultfs.js';
+import { fastTmpRoot, retireOwnLock } from '../sim/explorer.js';
+import { expectCode } from '../sim/helpers.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { churned, expectExact, expectScrubClean, packNames, packsBytes } from './compact-helpers.js';
+
+const PACK_BYTES_MAX = 24 * 1024;
+const MODES: CrashMode[] = ['all-lost', 'random', 'all-kept', 'data-lost'];
+
+describe('compaction crash states', () => {
+  it('a crash at every operation of a compaction, every mode, index missing or older: nothing lost, nothing expunged back, scrub clean', async () => {
+    const work = await fsp.mkdtemp(join(fastTmpRoot(), 'compact-crash-'));
+    const dir = join(work, 'store');
+    const { store: setup, bodies, gone, live } = await churned(dir, { packBytesMax: PACK_BYTES_MAX });
+    await setup.close();
+    const ffs = new FaultFileSystem({ seed: 0xc0c0 });
+    await ffs.startRecording(dir, { exclude: ['index'] });
+    const older = join(work, 'index-before');
+    await ffs.snapshotExcluded(older);
+    const store = await Store.open(dir, { fs: ffs, packBytesMax: PACK_BYTES_MAX });
+    const opened = ffs.logLength;
+    const result = await store.compact();
+    await store.close();
+    expect(result.packsRewritten.length).toBeGreaterThan(2);
+    expect(result.packsWritten.length, 'the output rotated at packBytesMax too').toBeGreaterThan(1);
+    let states = 0;
+    for (let afterOp = opened; afterOp <= ffs.logLength; afterOp++) {
+      // two of the four modes at each point, rotating, so every mode meets every phase (npm test time)
+      for (const m of [afterOp % MODES.length, (afterOp + 2) % MODES.length]) {
+        const mode = MODES[m];
+        const target = join(work, `crash-${afterOp}-${mode}`);
+        const indexMode = (afterOp + m) % 2 === 0 ? 'missing' : 'older';
+        const report = await ffs.materializeCrash(target, afterOp, 0xc0c0 + afterOp, { mode, indexMode, indexSource: older });
+        const where = `${report.reproduce} index ${indexMode}`;
+        try {
+          await checkState(target, bodies, gone, live, where, states % 4 === 0);
+        } catch (error) {
+          throw new Error(`${where}: ${(error as Error).message}; state kept in ${target}`, { cause: error });
+        }
+        await fsp.rm(target, { recursive: true, force: true });
+        states++;
+      }
+    }
+    console.info(`compaction crash states: ${ffs.logLength - opened + 1} crash points of one compaction x 2 of ${MODES.length} modes = ${states} states, all recovered`);
+    await fsp.rm(work, { recursive: true, force: true });
+  }, 300_000);
+
+  for (const [fault, op] of [['ENOSPC', 'write'], ['EIO', 'write'], ['EIO', 'sync']] as const) {
+    it(`${fault} on ${op} half-way through writing the new pack: ${fault === 'ENOSPC' ? 'NO_SPACE' : 'IO'}, the partial pack removed, the old packs serve, a retry succeeds`, async () => {
+      const dir = tmpDir('compact-fault');
+      const ffs = new FaultFileSystem({ seed: 7 });
+      const { store, bodies, gone, live } = await churned(dir, { fs: ffs });
+      const before = packNames(dir);
+      let calls = 0;
+      // the second write into the new pack fails (its header went through), or its fdatasync
+      ffs.injectAt((info) => info.kind === op && /packs\/0+2\.pack\.partial$/.test(info.path) && ++calls === (op === 'write' ? 2 : 1), fault);
+      await store.close();
+      const reopened = await Store.open(dir, { fs: ffs });
+      await expectCode(reopened.compact(), fault === 'ENOSPC' ? 'NO_SPACE' : 'IO');
+      expect(ffs.firedFaults().length, 'the fault was hit').toBe(1);
+      expect(packNames(dir), 'only the partial new pack was removed').toEqual(before);
+      await expectExact(reopened, bodies, gone);
+      const appended = await reopened.append('M', Buffer.from('after the failure\r\n'));
+      expect((await reopened.fetch('M', appended.uid)).toString()).toBe('after the failure\r\n');
+      ffs.clear();
+      const retried = await reopened.compact();
+      expect(retried.packsRewritten).toEqual([1]);
+      expect(packsBytes(dir)).toBeLessThanOrEqual(1.1 * live + 1024);
+      await expectExact(reopened, bodies, gone);
+      await expectScrubClean(reopened);
+      await reopened.close();
+    });
+  }
+});
+
+async function checkState(dir: string, bodies: Map<number, Buffer>, gone: number[], live: number, where: string, full: boolean): Promise<void> {
+  retireOwnLock(dir);
+  const store = await Store.open(dir, { packBytesMax: PACK_BYTES_MAX });
+  try {
+    expect(store.health.degraded, `opened degraded: ${store.health.findings.join('; ')}`).toBe(false);
+    await expectExact(store, bodies, gone);
+    if (full) await expectScrubClean(store);
+    await store.compact();
+    await expectExact(store, bodies, gone);
+    expect(packsBytes(dir), `${where}: packs after a second compaction`).toBeLessThanOrEqual(1.1 * live + 64 * 1024);
+    await expectScrubClean(store);
+  } finally {
+    await store.close();
+  }
+}

@@ -1,0 +1,296 @@
+// Pack compaction (src/store/compact.ts): dead bytes come back, every live message stays exact
+// (also after a rebuild of the index from the journal), the grace period holds, a dry run changes
+// nothing, and a store whose index does not add up is refused.
+import { describe, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { Store } from '../../src/store/store.js';
+import { hashBytes } from '../../src/hash/blake3.js';
+import { keys } from '../../src/keys/index-keys.js';
+import { encodeValue } from '../../src/index/codec.js';
+import { meta } from '../../src/store/apply.js';
+import { scrub } from '../../src/scrub/scrub.js';
+import { isDamage } from '../../src/scrub/findings.js';
+import type { BlobRecord } from '../../src/store/records.js';
+import { FaultFileSystem } from '../sim/faultfs.js';
+import { body, churned, expectExact, expectScrubClean, packNames, packsBytes } from './compact-helpers.js';
+import { expectCode, fingerprint } from '../sim/helpers.js';
+import { rawLevelOf } from '../helpers/internals.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+describe('compaction', () => {
+  it('reclaims expunged bytes from the pack being appended to; every live message exact, also after a rebuild from the journal', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies, gone, live } = await churned(dir);
+    expect(packNames(dir), 'one pack, the one appends go to').toHaveLength(1);
+    const before = await store.stats();
+    expect(before.bytesDead).toBeGreaterThan(live * 3);
+    const result = await store.compact();
+    expect(result.packsRewritten).toEqual([1]);
+    expect(result.blobsReclaimed).toBe(gone.length - 1); // uid 1's body lives on in K
+    expect(result.bytesBefore).toBe(before.packBytes);
+    expect(result.bytesAfter).toBe(packsBytes(dir));
+    expect(packNames(dir)).toEqual(['00000002.pack']);
+    expect(packsBytes(dir)).toBeLessThanOrEqual(1.1 * live + 1024);
+    const after = await store.stats();
+    expect(after.bytesDead).toBe(0);
+    expect(after.bytesLive).toBe(before.bytesLive);
+    expect(after.unreferencedBlobs).toBe(0);
+    expect(await store.maintenance().index.get(meta.retiredPacks), 'the retire intent is cleared').toBeUndefined();
+    await expectExact(store, bodies, gone);
+    await expectScrubClean(store);
+    // appends go on, into a new pack above the compacted one
+    const next = await store.append('M', body(99, 500));
+    expect((await store.fetch('M', next.uid)).equals(body(99, 500))).toBe(true);
+    await store.close();
+    rmSync(join(dir, 'index'), { recursive: true });
+    const rebuilt = await Store.open(dir);
+    try {
+      expect(rebuilt.health.degraded, rebuilt.health.findings.join('; ')).toBe(false);
+      await expectExact(rebuilt, bodies, gone);
+      expect((await rebuilt.stats()).bytesDead).toBe(0);
+      await expectScrubClean(rebuilt);
+    } finally {
+      await rebuilt.close();
+    }
+  });
+
+  it('a second compaction with nothing dead changes nothing', async () => {
+    const dir = tmpDir('compact');
+    const { store } = await churned(dir);
+    await store.compact();
+    const print = fingerprint(dir, ['index', 'journal']);
+    const again = await store.compact();
+    expect(again.packsRewritten).toEqual([]);
+    expect(fingerprint(dir, ['index', 'journal'])).toEqual(print);
+    await store.close();
+  });
+
+  it('--dry-run reports what it would reclaim and changes nothing', async () => {
+    const dir = tmpDir('compact');
+    const { store, gone } = await churned(dir);
+    await store.close();
+    const reopened = await Store.open(dir);
+    const print = fingerprint(dir, ['index']);
+    const dry = await reopened.compact({ dryRun: true });
+    expect(dry.dryRun).toBe(true);
+    expect(dry.packsRewritten).toEqual([1]);
+    expect(dry.blobsReclaimed).toBe(gone.length - 1);
+    expect(dry.bytesAfter).toBeLessThan(dry.bytesBefore / 3);
+    expect(fingerprint(dir, ['index']), 'nothing written by a dry run').toEqual(print);
+    await reopened.close();
+  });
+
+  it('keeps released blobs for the grace period, relocated with their pack; reclaims them after it', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    const kept = await store.compact({ graceMs: 3_600_000 });
+    expect(kept.blobsReclaimed).toBe(0);
+    const hash = hashBytes(bodies.get(2)!);
+    const blob = await store.maintenance().index.get<BlobRecord>(keys.blob(hash));
+    expect(blob, 'released within the grace period: still known').toMatchObject({ r: 0 });
+    expect(blob!.z).toBeGreaterThan(Date.now() - 60_000);
+    expect((await store.fetchBlob(hash)).equals(bodies.get(2)!), 'its bytes were copied, exact').toBe(true);
+    const reclaimed = await store.compact({ graceMs: 0 });
+    expect(reclaimed.blobsReclaimed).toBe(gone.length - 1);
+    expect(await store.maintenance().index.get(keys.blob(hash))).toBeUndefined();
+    await expectExact(store, bodies, gone);
+    await expectScrubClean(store);
+    await store.close();
+  });
+
+  it('an append of an expunged body while compaction runs writes a fresh copy that survives (dedup vs reclaim)', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    const again = bodies.get(3)!;
+    let appended: Promise<{ uid: number; deduplicated: boolean }> | undefined;
+    const result = await store.compact({
+      onProgress: (p) => { if (p.phase === 'copy' && !appended) appended = store.append('K', again); },
+    });
+    expect(appended, 'the append started during the copy').toBeDefined();
+    const { uid, deduplicated } = await appended!;
+    expect(deduplicated, 'a released blob is never deduplicated against').toBe(false);
+    expect(result.blobsReclaimed, 'the re-appended blob is not forgotten').toBe(gone.length - 2);
+    expect((await store.fetch('K', uid)).equals(again)).toBe(true);
+    await expectExact(store, bodies, gone);
+    await expectScrubClean(store);
+    await store.close();
+    rmSync(join(dir, 'index'), { recursive: true });
+    const rebuilt = await Store.open(dir);
+    expect((await rebuilt.fetch('K', uid)).equals(again), 'and after a rebuild from the journal').toBe(true);
+    await expectScrubClean(rebuilt);
+    await rebuilt.close();
+  });
+
+  it('an append deduplicating onto a live blob of a pack being rewritten keeps it', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    const shared = bodies.get(5)!;
+    let appended: Promise<{ uid: number; deduplicated: boolean }> | undefined;
+    await store.compact({ onProgress: (p) => { if (p.phase === 'copy' && !appended) appended = store.append('K', shared); } });
+    const { uid, deduplicated } = await appended!;
+    expect(deduplicated).toBe(true);
+    expect((await store.fetch('K', uid)).equals(shared)).toBe(true);
+    await expectExact(store, bodies, gone);
+    await expectScrubClean(store);
+    await store.close();
+  });
+
+  it('a reader streaming a message from a pack being rewritten gets the exact bytes; the pack goes once it is done', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    const big = body(500, 3 * 1024 * 1024 + 17);
+    const { uid } = await store.append('M', big);
+    await store.expunge('M', [10]);
+    bodies.delete(10);
+    const stream = await store.fetchStream('M', uid);
+    const chunks: Buffer[] = [];
+    const iterator = stream[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    chunks.push(first.value as Buffer);
+    const compaction = store.compact({ deadRatio: 0.01 }); // the big message is most of the pack
+    // the commit lands while the reader is inside the old pack: the file stays until it leaves
+    await new Promise((r) => setTimeout(r, 200));
+    expect(packNames(dir)).toContain('00000001.pack');
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) chunks.push(next.value as Buffer);
+    expect(Buffer.concat(chunks).equals(big), 'the streamed bytes are exact').toBe(true);
+    const result = await compaction;
+    expect(result.packsRemoved, JSON.stringify(result)).toContain(1);
+    expect(packNames(dir)).not.toContain('00000001.pack');
+    expect((await store.fetch('M', uid)).equals(big)).toBe(true);
+    await expectExact(store, bodies, gone);
+    await store.close();
+  });
+
+  it('a read that looked its blob up before the commit and reads after the old pack is gone reads the new copy', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies } = await churned(dir);
+    const hash = hashBytes(bodies.get(5)!);
+    const old = (await store.maintenance().index.get<BlobRecord>(keys.blob(hash)))!;
+    await store.compact();
+    expect(packNames(dir)).not.toContain('00000001.pack');
+    const bytes = await store.maintenance().packs.read({ pack: old.p, offset: old.o, length: old.l }, hash);
+    expect(bytes.equals(bodies.get(5)!)).toBe(true);
+    await store.close();
+  });
+
+  it('open finishes deleting packs a compaction left retired, and never one a blob entry still points into', async () => {
+    const dir = tmpDir('compact');
+    const ffs = new FaultFileSystem();
+    const { store, bodies, gone } = await churned(dir, { packBytesMax: 16 * 1024, fs: ffs });
+    const before = packNames(dir);
+    expect(before.length).toBeGreaterThan(3);
+    // the commit lands, then removing the old files fails: they stay listed as retired
+    ffs.failAll('EIO', { pathPrefix: join(dir, 'packs'), ops: ['unlink'] });
+    const failure = await expectCode(store.compact(), 'IO');
+    ffs.clear();
+    expect(failure.message).toMatch(/removing retired pack/);
+    const retired = (await store.maintenance().index.get<number[]>(meta.retiredPacks))!;
+    expect(retired.length).toBeGreaterThan(0);
+    for (const p of retired) expect(packNames(dir)).toContain(`${String(p).padStart(8, '0')}.pack`);
+    await expectExact(store, bodies, gone);
+    const report = await scrub(store);
+    expect(report.findings.filter((f) => f.kind === 'retired-pack-present').length, 'scrub lists them, as informational').toBe(retired.length);
+    expect(report.findings.filter(isDamage)).toEqual([]);
+    // and a pack the index still uses is listed as retired too (a plan gone wrong)
+    const live = (await store.maintenance().index.get<BlobRecord>(keys.blob(hashBytes(bodies.get(5)!))))!;
+    await store.administration().mutate({ prepare: async () => ({ ops: [{ op: 'pack.retire', packs: [live.p] }], result: undefined }) });
+    await store.close();
+    const reopened = await Store.open(dir);
+    try {
+      for (const p of retired) expect(packNames(dir)).not.toContain(`${String(p).padStart(8, '0')}.pack`);
+      expect(packNames(dir)).toContain(`${String(live.p).padStart(8, '0')}.pack`);
+      expect(reopened.health.findings.join(' ')).toMatch(/still point into it/);
+      expect(await reopened.maintenance().index.get(meta.retiredPacks)).toEqual([live.p]);
+      await expectExact(reopened, bodies, gone);
+      const after = await scrub(reopened);
+      expect(after.findings.some((f) => f.kind === 'blob-in-retired-pack'), 'scrub reports it as damage').toBe(true);
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  it('refuses (REFUSED) when the refcounts do not add up, and changes nothing', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies } = await churned(dir);
+    const hash = hashBytes(bodies.get(5)!);
+    const blob = (await store.maintenance().index.get<BlobRecord>(keys.blob(hash)))!;
+    // index damage: a live message's blob says nobody uses it
+    await rawLevelOf(store).put(keys.blob(hash), encodeValue({ ...blob, r: 0 }));
+    const print = fingerprint(dir, ['index']);
+    const error = await expectCode(store.compact(), 'REFUSED');
+    expect(error.message).toMatch(/does not add up/);
+    expect(fingerprint(dir, ['index'])).toEqual(print);
+    expect((await store.fetch('M', 5)).equals(bodies.get(5)!)).toBe(true);
+    await store.close();
+  });
+
+  it('refuses (REFUSED) when a blob entry points into a pack that does not exist', async () => {
+    const dir = tmpDir('compact');
+    const { store } = await churned(dir);
+    const stray = Buffer.alloc(32, 7);
+    await rawLevelOf(store).put(keys.blob(stray), encodeValue({ p: 99, o: 32, l: 10, r: 0 }));
+    const error = await expectCode(store.compact(), 'REFUSED');
+    expect(error.message).toMatch(/packs that do not exist/);
+    await store.close();
+  });
+
+  it('relocate with `from` and forget apply only to the blob as planned (replay decides the same)', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies } = await churned(dir);
+    const liveHash = hashBytes(bodies.get(5)!);
+    const deadHash = hashBytes(bodies.get(2)!);
+    const live = (await store.maintenance().index.get<BlobRecord>(keys.blob(liveHash)))!;
+    const dead = (await store.maintenance().index.get<BlobRecord>(keys.blob(deadHash)))!;
+    await store.administration().mutate({ prepare: async () => ({ ops: [
+      { op: 'blob.relocate', hash: liveHash, pack: 7, offset: 32, size: live.l, from: [live.p, live.o + 1] }, // moved meanwhile: ignored
+      { op: 'blob.forget', hash: liveHash, pack: live.p, offset: live.o }, // still used: ignored
+      { op: 'blob.forget', hash: deadHash, pack: dead.p, offset: dead.o + 1 }, // another copy: ignored
+      { op: 'blob.relocate', hash: Buffer.alloc(32, 1), pack: 7, offset: 32, size: 5, from: [1, 32] }, // forgotten meanwhile: nothing
+    ], result: undefined }) });
+    expect(await store.maintenance().index.get(keys.blob(liveHash))).toEqual(live);
+    expect(await store.maintenance().index.get(keys.blob(deadHash))).toEqual(dead);
+    await store.administration().mutate({ prepare: async () => ({ ops: [{ op: 'blob.forget', hash: deadHash, pack: dead.p, offset: dead.o }], result: undefined }) });
+    expect(await store.maintenance().index.get(keys.blob(deadHash))).toBeUndefined();
+    const rebuilt = await store.maintenance().reconstructIndex({ check: true });
+    expect(rebuilt.differences, 'a rebuild from the journal gives the same index').toBe(0);
+    await store.close();
+  });
+
+  it('a checkpoint (journal written from the index) keeps when each blob was released', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies } = await churned(dir);
+    const hash = hashBytes(bodies.get(2)!);
+    const before = (await store.maintenance().index.get<BlobRecord>(keys.blob(hash)))!;
+    expect(before.z).toBeGreaterThan(0);
+    await store.maintenance().rewriteJournalFromIndex();
+    await store.close();
+    rmSync(join(dir, 'index'), { recursive: true });
+    const rebuilt = await Store.open(dir);
+    expect(await rebuilt.maintenance().index.get(keys.blob(hash))).toEqual(before);
+    await rebuilt.close();
+  });
+
+  it('rejects bad options (INVALID)', async () => {
+    const dir = tmpDir('compact');
+    const store = await Store.open(dir, { create: true });
+    await expectCode(store.compact({ graceMs: -1 }), 'INVALID');
+    await expectCode(store.compact({ deadRatio: 2 }), 'INVALID');
+    await expectCode(store.compact({ bogus: 1 } as never), 'INVALID');
+    await store.close();
+  });
+
+  it('compacts by itself in the background when autoCompact is on', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    await store.close();
+    const auto = await Store.open(dir, { autoCompact: { graceMs: 0, intervalMs: 20, deadBytesMin: 1 } });
+    try {
+      for (let i = 0; i < 100 && packNames(dir).includes('00000001.pack'); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(packNames(dir)).not.toContain('00000001.pack');
+      await expectExact(auto, bodies, gone);
+    } finally {
+      await auto.close();
+    }
+  });
+});
