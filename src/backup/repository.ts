@@ -196,6 +196,7 @@ export class Repository {
     return buffer;
   }
 
+  /** Callers read one record at a time (restore, prune are sequential), so an open is never raced. */
   private async dataHandle(file: string, path: string): Promise<FileHandle> {
     let handle = this.handles.get(file);
     if (handle) return handle;
