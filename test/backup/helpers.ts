@@ -3,7 +3,9 @@ import { randomBytes } from 'node:crypto';
 import type { FileSystem } from '../../src/fs/filesystem.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { Repository } from '../../src/backup/repository.js';
+import { expect } from 'vitest';
 import type { BackupSource } from '../../src/backup/backup.js';
+import type { RestoreTarget } from '../../src/backup/restore.js';
 import { Store } from '../../src/store/store.js';
 
 export function source(store: Store): BackupSource {
@@ -39,4 +41,22 @@ export async function dump(store: Store, only?: (name: string) => boolean): Prom
     out[box.name] = { status, acl: summary.acl, owner: summary.owner, uidValidity: summary.uidValidity, messages };
   }
   return out;
+}
+
+export async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
+  try {
+    await promise;
+  } catch (error) {
+    expect((error as { code?: string }).code, String(error)).toBe(code);
+    return;
+  }
+  throw new Error(`expected ${code}, but it succeeded`);
+}
+
+export function storeTarget(store: Store): RestoreTarget {
+  return {
+    hasMailbox: (name) => store.status(name).then(() => true, (error: { code?: string }) => { if (error.code === 'NOT_FOUND') return false; throw error; }),
+    createMailbox: (name, options) => store.createMailbox(name, options),
+    appendBatch: (name, items) => store.appendBatch(name, items),
+  };
 }
