@@ -2,11 +2,12 @@
 // new store, exactly: the blobs go into its packs and the selected state is written as its
 // journal (a checkpoint starting above the snapshot's seq, docs/FORMAT.md), so uids,
 // uidValidity, modseqs, flags, dates, ACLs and owners are as they were; the store is built
-// beside the target and renamed into place once it opens and holds what it should. Into a live
+// inside the target and moved into place (STORE last) once it opens and holds what it should. Into a live
 // store, as new mailboxes through ordinary appends. Every blob is verified by its hash on the way.
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
+import { writeFileDurable } from '../fs/durable.js';
 import { PackStore, type BlobLocation } from '../blob/pack-store.js';
 import { backupLimits, limits } from '../limits.js';
 import { writeStateSegments } from '../store/checkpoint.js';
@@ -146,28 +147,32 @@ export async function readBlob(repo: Repository, index: Map<string, BlobEntry[]>
 
 // ---- into a new store ------------------------------------------------------------------------
 
-/** The build directory beside the target: restore's own scratch, replaced when a run is repeated. */
-function buildDirOf(target: string): string {
-  return join(dirname(target), `.${basename(target)}.restoring`);
-}
+/**
+ * A new store is built in TARGET/.restoring (on the target's own file system, which may be a
+ * freshly mounted disk), announced by TARGET/RESTORING, and moved up into TARGET when complete,
+ * STORE last: until STORE is there, TARGET is no store, and the next restore clears it.
+ */
+const BUILD_DIR = '.restoring';
+const RESTORING_MARK = 'RESTORING';
+/** A file system root's lost+found is not content. */
+const IGNORED = new Set(['lost+found']);
 
 export async function restoreToNewStore(fs: FileSystem, repo: Repository, snapshotRef: string, target: string, options: RestoreOptions = {}): Promise<RestoreSummary> {
   const started = Date.now();
-  await checkNewTarget(fs, target);
   const lock = await lockRepository(repo, false);
   try {
     const { id, snapshot } = await repo.findSnapshot(snapshotRef);
     const selected = selectState(snapshot, options.selection ?? {});
     const index = await repo.loadIndex();
-    const build = buildDirOf(target);
-    if (await fs.statIfExists(build)) await fs.removeTree(build); // an interrupted restore's scratch: nothing else is ever there
-    const identity = await initStore(fs, build);
-    const written = await writeBlobs(fs, repo, index, build, storeIdBytes(identity), selected, options);
-    const ops = stateOps(snapshot.seq, selected, written.blobs);
-    await writeStateSegments(fs, join(build, LAYOUT.journal), storeIdBytes(identity), snapshot.seq + 1, ops[Symbol.iterator](), limits.journalSegmentBytesMax)
-      .catch((error) => { throw fromSystemError(error, 'writing the restored journal', build); });
-    await verifyBuilt(fs, build, selected);
-    await installBuilt(fs, build, target);
+    const created = await prepareTarget(fs, target, id);
+    let written: WrittenBlobs;
+    try {
+      written = await buildStore(fs, repo, index, join(target, BUILD_DIR), snapshot.seq, selected, options);
+    } catch (error) {
+      await clearTarget(fs, target, created); // all of it made here from the repository: nothing is lost
+      throw error;
+    }
+    await installBuilt(fs, join(target, BUILD_DIR), target);
     return {
       snapshot: id, storeId: snapshot.storeId, seq: snapshot.seq, to: target, mailboxes: selected.mailboxes.length,
       messages: written.messages, bytes: written.bytes, bytesRead: repo.dataBytesRead, durationMs: Date.now() - started,
@@ -177,12 +182,53 @@ export async function restoreToNewStore(fs: FileSystem, repo: Repository, snapsh
   }
 }
 
-async function checkNewTarget(fs: FileSystem, target: string): Promise<void> {
-  const stat = await fs.statIfExists(target);
-  if (!stat) return;
-  if (!stat.isDirectory || (await fs.readdir(target)).length > 0) {
-    throw new MailstoreError('EXISTS', `${target} exists and is not empty: a whole-store restore goes into a new directory (a --mailbox or --user restore into a live store needs a store there)`, { path: target });
+/** Blobs into packs, the state as the journal, then an open that must find every selected mailbox as it was. */
+async function buildStore(fs: FileSystem, repo: Repository, index: Map<string, BlobEntry[]>, build: string, seq: number, selected: Selected, options: RestoreOptions): Promise<WrittenBlobs> {
+  const identity = await initStore(fs, build);
+  const written = await writeBlobs(fs, repo, index, build, storeIdBytes(identity), selected, options);
+  const ops = stateOps(seq, selected, written.blobs);
+  await writeStateSegments(fs, join(build, LAYOUT.journal), storeIdBytes(identity), seq + 1, ops[Symbol.iterator](), limits.journalSegmentBytesMax)
+    .catch((error) => { throw fromSystemError(error, 'writing the restored journal', build); });
+  await verifyBuilt(fs, build, selected);
+  return written;
+}
+
+/** After a failed build: the target as it was (removed when this restore created it). */
+async function clearTarget(fs: FileSystem, target: string, created: boolean): Promise<void> {
+  if (created) {
+    await fs.removeTree(target).catch(() => undefined);
+    return;
   }
+  for (const name of await fs.readdir(target).catch(() => [] as string[])) {
+    if (!IGNORED.has(name)) await fs.removeTree(join(target, name)).catch(() => undefined);
+  }
+}
+
+/**
+ * The target must be missing, empty, or what an interrupted restore left (RESTORING and no STORE:
+ * all of it made by that restore from the repository, so it is cleared). Then RESTORING is written.
+ */
+async function prepareTarget(fs: FileSystem, target: string, snapshot: string): Promise<boolean> {
+  let created = false;
+  try {
+    const stat = await fs.statIfExists(target);
+    if (!stat) {
+      await fs.mkdir(target);
+      await fs.syncDir(dirname(target));
+      created = true;
+    } else {
+      const names = stat.isDirectory ? (await fs.readdir(target)).filter((n) => !IGNORED.has(n)) : ['?'];
+      const leftover = names.includes(RESTORING_MARK) && !names.includes(LAYOUT.identity);
+      if (names.length > 0 && !leftover) {
+        throw new MailstoreError('EXISTS', `${target} exists and is not empty: a whole-store restore goes into a new directory (a --mailbox or --user restore into a live store needs a store there)`, { path: target });
+      }
+      for (const name of leftover ? names : []) await fs.removeTree(join(target, name));
+    }
+    await writeFileDurable(fs, join(target, RESTORING_MARK), Buffer.from(`restoring snapshot ${snapshot} here; an interrupted restore is cleared by the next one\n`));
+  } catch (error) {
+    throw fromSystemError(error, 'preparing the restore target', target);
+  }
+  return created;
 }
 
 interface WrittenBlobs {
@@ -254,12 +300,17 @@ async function verifyBuilt(fs: FileSystem, build: string, selected: Selected): P
   }
 }
 
-/** Renames the built store into place (an empty target directory is replaced). */
+/** Moves the built store up into the target, STORE last, then drops the build directory and the mark. */
 async function installBuilt(fs: FileSystem, build: string, target: string): Promise<void> {
   try {
-    if (await fs.statIfExists(target)) await fs.rmdir(target);
-    await fs.rename(build, target);
-    await fs.syncDir(dirname(target));
+    const names = await fs.readdir(build);
+    for (const name of names) if (name !== LAYOUT.identity) await fs.rename(join(build, name), join(target, name));
+    await fs.syncDir(target);
+    await fs.rename(join(build, LAYOUT.identity), join(target, LAYOUT.identity));
+    await fs.syncDir(target);
+    await fs.rmdir(build);
+    await fs.unlink(join(target, RESTORING_MARK));
+    await fs.syncDir(target);
   } catch (error) {
     throw fromSystemError(error, `installing the restored store (built in ${build}) at`, target);
   }

@@ -2,7 +2,7 @@
 // restores of a store, a user and a mailbox, restores into a live store, a repository shared by
 // two stores.
 import { join } from 'node:path';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
 import { restoreIntoStore, restoreToNewStore, type RestoreTarget } from '../../src/backup/restore.js';
@@ -164,6 +164,32 @@ describe('backup and restore', () => {
     const rb = await Store.open(join(dir, 'rb'));
     expect(await dump(rb)).toEqual(dumpB);
     await rb.close();
+    await repo.close();
+  });
+
+  it('into an empty directory (a mount point with lost+found), and over what an interrupted restore left', async () => {
+    const dir = tmpDir('bk');
+    const store = await sampleStore(join(dir, 's'));
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    const before = await dump(store);
+    await store.close();
+    const mount = join(dir, 'mnt');
+    mkdirSync(join(mount, 'lost+found'), { recursive: true });
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', mount);
+    expect(readdirSync(mount).sort()).toEqual(['STORE', 'index', 'journal', 'lock', 'lost+found', 'packs', 'quarantine', 'tmp']);
+    const back = await Store.open(mount);
+    expect(await dump(back)).toEqual(before);
+    await back.close();
+    // a restore killed before STORE moved up leaves RESTORING and parts: the next one clears them
+    const left = join(dir, 'left');
+    mkdirSync(join(left, '.restoring', 'packs'), { recursive: true });
+    writeFileSync(join(left, 'RESTORING'), 'x');
+    writeFileSync(join(left, 'journal'), 'half');
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', left);
+    const again = await Store.open(left);
+    expect(await dump(again)).toEqual(before);
+    await again.close();
     await repo.close();
   });
 

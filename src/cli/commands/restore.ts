@@ -34,8 +34,9 @@ export function register(program: Command): void {
     .option('--json', 'print {snapshot, to, mailboxes, messages, bytes, bytesRead, durationMs}')
     .addHelpText('after', `${REPO_HELP}
 
-Into a new directory the store comes back exactly: uids, uidValidity, uidNext, modseqs, flags,
-dates, ACLs and owners (it is built beside the target and renamed into place when complete).
+Into a new directory (missing, or empty like a fresh mount point) the store comes back exactly:
+uids, uidValidity, uidNext, modseqs, flags, dates, ACLs and owners (it is built inside the target
+and appears, STORE last, only when complete; an interrupted restore is cleared by the next one).
 Into a live store (--to names one) only --user or --mailbox, as new mailboxes by ordinary appends
 (new uids, flags and dates kept); a name that exists is refused (exit 5, EXISTS): give --as.
 Every message is verified by its hash as it is read; a damaged one stops the restore with
