@@ -7,7 +7,7 @@ import { MailstoreError, isMailstoreError } from '../errors.js';
 import { formatMailboxName } from '../store/validate.js';
 import { blobIdOf } from './crypto.js';
 import { checkDataHeader, contentName, decodeRecord, recordBytes } from './format.js';
-import { addToIndex, lockRepository, type BlobEntry, type IndexFile, type Repository, type SnapshotFile } from './repository.js';
+import { addToIndex, listIn, lockRepository, type BlobEntry, type IndexFile, type Repository, type SnapshotFile } from './repository.js';
 
 export type BackupFindingKind =
   | 'damaged-index' | 'damaged-snapshot' | 'missing-data' | 'truncated-data' | 'damaged-data' | 'damaged-blob' | 'missing-blob'
@@ -134,7 +134,7 @@ async function checkDataFiles(repo: Repository, extents: Map<string, number>, ad
 /** Reads every listed data file whole: its content hash, its header, every record it should hold. */
 async function readAllData(repo: Repository, index: Map<string, BlobEntry[]>, extents: Map<string, number>, users: Users, add: Add, options: BackupCheckOptions): Promise<number> {
   const byFile = new Map<string, [string, BlobEntry][]>();
-  for (const [id, entries] of index) for (const entry of entries) byFile.set(entry.file, [...(byFile.get(entry.file) ?? []), [id, entry]]);
+  for (const [id, entries] of index) for (const entry of entries) listIn(byFile, entry.file).push([id, entry]);
   let bytes = 0;
   let files = 0;
   for (const file of extents.keys()) {

@@ -7,7 +7,7 @@ import { backupLimits } from '../limits.js';
 import { blobIdOf } from './crypto.js';
 import { snapshotBlobs } from './check.js';
 import { DATA_HEADER_BYTES, decodeRecord, encodeDataHeader, recordBytes } from './format.js';
-import { lockRepository, type IndexFile, type Repository, type SnapshotFile } from './repository.js';
+import { listIn, lockRepository, type IndexFile, type Repository, type SnapshotFile } from './repository.js';
 
 export interface RetentionPolicy {
   last?: number;
@@ -43,7 +43,7 @@ export function applyPolicy(snapshots: Listed[], policy: RetentionPolicy): { kee
   ];
   const keep = new Map<string, string[]>();
   const byStore = new Map<string, Listed[]>();
-  for (const s of snapshots) byStore.set(s.snapshot.storeId, [...(byStore.get(s.snapshot.storeId) ?? []), s]);
+  for (const s of snapshots) listIn(byStore, s.snapshot.storeId).push(s);
   for (const list of byStore.values()) {
     const newestFirst = [...list].sort((a, b) => b.snapshot.time - a.snapshot.time || b.id.localeCompare(a.id));
     for (const [name, count, bucket] of rules) {
@@ -55,7 +55,7 @@ export function applyPolicy(snapshots: Listed[], policy: RetentionPolicy): { kee
         if (key === lastKey) continue;
         lastKey = key;
         left--;
-        keep.set(s.id, [...(keep.get(s.id) ?? []), name]);
+        listIn(keep, s.id).push(name);
       }
     }
   }
@@ -134,7 +134,7 @@ async function planPrune(repo: Repository, kept: Listed[]): Promise<Plan> {
         const id = Buffer.from(idBytes).toString('hex');
         if (!needed.has(id) || placed.has(id)) continue;
         placed.add(id);
-        plan.chosen.set(file, [...(plan.chosen.get(file) ?? []), [id, offset, length]]);
+        listIn(plan.chosen, file).push([id, offset, length]);
       }
     }
   }

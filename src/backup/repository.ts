@@ -233,6 +233,16 @@ export class Repository {
   }
 }
 
+/** The list under `key`, created empty when missing (appending in place: no copy per entry). */
+export function listIn<K, V>(map: Map<K, V[]>, key: K): V[] {
+  let list = map.get(key);
+  if (!list) {
+    list = [];
+    map.set(key, list);
+  }
+  return list;
+}
+
 export function addToIndex(map: Map<string, BlobEntry[]>, index: IndexFile): void {
   for (const { file, blobs } of index.files) {
     for (const [id, offset, length] of blobs) {

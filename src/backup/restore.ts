@@ -18,7 +18,7 @@ import type { AppendOptions } from '../store/types.js';
 import { formatMailboxName, parseMailboxName } from '../store/validate.js';
 import { blobIdOf } from './crypto.js';
 import { decodeRecord, recordBytes } from './format.js';
-import { lockRepository, type BlobEntry, type Repository, type SnapshotFile } from './repository.js';
+import { listIn, lockRepository, type BlobEntry, type Repository, type SnapshotFile } from './repository.js';
 
 export interface RestoreSelection {
   /** user/NAME and every mailbox below it. */
@@ -79,7 +79,7 @@ export function selectState(snapshot: SnapshotFile, selection: RestoreSelection)
       selected.mailboxes.push(rename.apply(op.info));
     } else if (op.op === 'state.messages' && chosen.has(Buffer.from(op.id).toString('hex'))) {
       const key = Buffer.from(op.id).toString('hex');
-      selected.messages.set(key, [...(selected.messages.get(key) ?? []), ...op.messages]);
+      listIn(selected.messages, key).push(...op.messages);
     } else if (op.op === 'state.changes' && chosen.has(Buffer.from(op.id).toString('hex'))) selected.changes.push(op);
   }
   if (!whole && selected.mailboxes.length === 0) {
