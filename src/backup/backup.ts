@@ -3,7 +3,9 @@
 // from the store (the state names every blob by hash, so an incremental run reads what changed),
 // written into data files, each indexed once durable, and the snapshot file is written last.
 import { hostname } from 'node:os';
+import { MailstoreError, isMailstoreError } from '../errors.js';
 import { backupLimits } from '../limits.js';
+import { formatMailboxName } from '../store/validate.js';
 import type { StateSnapshot } from '../store/checkpoint.js';
 import type { Op } from '../store/records.js';
 import { blobIdOf } from './crypto.js';
@@ -46,6 +48,8 @@ export interface BackupSummary {
 interface NeededBlob {
   hash: Buffer;
   size: number;
+  /** The first message using it ("MAILBOX uid N"): an error names it. */
+  what: string;
   /** Where the store keeps it (pack, offset): blobs are read in that order. */
   position: number;
 }
@@ -88,6 +92,7 @@ async function readState(source: BackupSource): Promise<StateRead> {
   const snapshot = await source.snapshotState();
   const ops: Op[] = [];
   const deleting = new Set<string>();
+  const names = new Map<string, string>();
   const blobs = new Map<string, NeededBlob>();
   const counts: SnapshotCounts = { mailboxes: 0, messages: 0, bytes: 0, blobs: 0 };
   const positions = new Map<string, number>();
@@ -101,12 +106,13 @@ async function readState(source: BackupSource): Promise<StateRead> {
       if (op.op === 'state.mailbox') {
         if (op.info.deleting) deleting.add(op.info.id.toString('hex'));
         else counts.mailboxes++;
+        names.set(op.info.id.toString('hex'), formatMailboxName(op.info.name));
       } else if (op.op === 'state.messages' && !deleting.has(op.id.toString('hex'))) {
-        for (const [, hash, size] of op.messages) {
+        for (const [uid, hash, size] of op.messages) {
           counts.messages++;
           counts.bytes += size;
           const key = hash.toString('hex');
-          if (!blobs.has(key)) blobs.set(key, { hash: Buffer.from(hash), size, position: 0 });
+          if (!blobs.has(key)) blobs.set(key, { hash: Buffer.from(hash), size, position: 0, what: `${names.get(op.id.toString('hex'))} uid ${uid}` });
         }
       }
     }
@@ -126,7 +132,7 @@ async function copyBlobs(source: BackupSource, repo: Repository, known: Map<stri
   for (let i = 0; i < missing.length; i += backupLimits.blobsInFlight) {
     const chunk = missing.slice(i, i + backupLimits.blobsInFlight);
     const records = await Promise.all(chunk.map(async (blob) => {
-      const bytes = await source.fetchBlob(blob.hash);
+      const bytes = await fetchNamed(source, blob);
       const id = blobIdOf(blob.hash, repo.keys);
       return { id, parts: await encodeRecord(id, bytes, repo.keys), size: bytes.length };
     }));
@@ -140,6 +146,20 @@ async function copyBlobs(source: BackupSource, repo: Repository, known: Map<stri
   }
   await writer.flush();
   return bytesRead;
+}
+
+/**
+ * A damaged message stops the backup (no snapshot is written, earlier ones stay): a snapshot that
+ * could not restore it would be a backup that lies. The store's scrub --repair, or an expunge of
+ * the message, lets the next run through.
+ */
+async function fetchNamed(source: BackupSource, blob: NeededBlob): Promise<Buffer> {
+  try {
+    return await source.fetchBlob(blob.hash);
+  } catch (error) {
+    if (!isMailstoreError(error, 'CORRUPT') && !isMailstoreError(error, 'NOT_FOUND')) throw error;
+    throw new MailstoreError('CORRUPT', `${blob.what} is damaged in the store, so no snapshot was written (run 'mailstore scrub'; ${error.message})`, { path: blob.what, cause: error });
+  }
 }
 
 /**

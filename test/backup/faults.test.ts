@@ -2,7 +2,7 @@
 // (child processes running the built CLI): the repository stays consistent (check finds no
 // damage), every earlier snapshot restores exactly, and the next run finishes the work.
 import { spawn } from 'node:child_process';
-import { cpSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
@@ -86,6 +86,62 @@ describe('backup faults', () => {
     const last = await runBackup(source(store), repo);
     expect(last.messages).toBe(20);
     await store.close();
+    await repo.close();
+  });
+
+  it('a run that failed at its snapshot resumes: the next reads and copies nothing again', async () => {
+    const dir = tmpDir('bkn');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 30);
+    const fs = new FaultFileSystem();
+    const repoDir = join(dir, 'repo');
+    const repo = await openRepo(repoDir, undefined, fs);
+    fs.injectAt((op) => op.kind === 'create' && op.path.startsWith(join(repoDir, 'snapshots')), 'ENOSPC');
+    await expectCode(runBackup(source(store), repo), 'NO_SPACE');
+    expect(await repo.list('snapshots')).toEqual([]);
+    const resumed = await runBackup(source(store), repo);
+    expect(resumed).toMatchObject({ newBlobs: 0, bytesRead: 0, messages: 30 });
+    await store.close();
+    await repo.close();
+  });
+
+  it('a full disk under a restore: NO_SPACE, and the target is left as it was', async () => {
+    const dir = tmpDir('bkn');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 10);
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    await store.close();
+    const fs = new FaultFileSystem();
+    for (const target of [join(dir, 'new'), join(dir, 'empty')]) {
+      if (target.endsWith('empty')) mkdirSync(target);
+      fs.failAll('ENOSPC', { pathPrefix: join(target, '.restoring', 'packs') });
+      await expectCode(restoreToNewStore(fs, repo, 'latest', target), 'NO_SPACE');
+      fs.clear();
+      if (target.endsWith('empty')) expect(readdirSync(target)).toEqual([]);
+      else expect(existsSync(target)).toBe(false);
+    }
+    await repo.close();
+  });
+
+  it('a damaged message in the store stops the backup naming it; no snapshot is written', async () => {
+    const dir = tmpDir('bkn');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 10, 1, 5000);
+    await store.close();
+    const pack = join(dir, 's', 'packs', readdirSync(join(dir, 's', 'packs')).find((n) => n.endsWith('.pack'))!);
+    const bytes = readFileSync(pack);
+    bytes[bytes.length - 100] ^= 1; // inside the last message
+    writeFileSync(pack, bytes);
+    const reopened = await Store.open(join(dir, 's'));
+    const repo = await openRepo(join(dir, 'repo'));
+    const error = await runBackup(source(reopened), repo).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/^INBOX uid 10 is damaged in the store/) });
+    expect(await repo.list('snapshots')).toEqual([]);
+    await reopened.close();
     await repo.close();
   });
 
