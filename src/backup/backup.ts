@@ -63,6 +63,7 @@ interface StateRead {
 
 export async function runBackup(source: BackupSource, repo: Repository, options: BackupOptions = {}): Promise<BackupSummary> {
   const started = Date.now();
+  const writtenBefore = repo.bytesWritten;
   const lock = await lockRepository(repo, false);
   try {
     const known = await repo.loadIndex();
@@ -76,7 +77,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
     const id = await repo.writeSnapshot(snapshot);
     return {
       snapshot: id, storeId: source.storeId, seq: state.seq, mailboxes: state.counts.mailboxes, messages: state.counts.messages, blobs: state.counts.blobs,
-      newBlobs: missing.length, bytesRead, bytesAdded: repo.bytesWritten, durationMs: Date.now() - started,
+      newBlobs: missing.length, bytesRead, bytesAdded: repo.bytesWritten - writtenBefore, durationMs: Date.now() - started,
     };
   } finally {
     await lock.release();

@@ -37,7 +37,7 @@ const INFORMATIONAL: BackupFindingKind[] = ['unindexed-data', 'leftover-temp'];
 type Users = Map<string, { hash: Buffer; what: string }>;
 
 export async function checkRepository(repo: Repository, options: BackupCheckOptions = {}): Promise<BackupCheckReport> {
-  const lock = await lockRepository(repo, false);
+  const lock = await lockRepository(repo, false, { readOnly: true });
   try {
     const findings: BackupFinding[] = [];
     const add = (kind: BackupFindingKind, path: string, message: string) => findings.push({ kind, damage: !INFORMATIONAL.includes(kind), path, message });

@@ -323,14 +323,22 @@ export interface RepoLock {
  * are exclusive. A lock of a dead process on this host, or one not refreshed for lockStaleMs, is
  * stale and removed.
  */
-export async function lockRepository(repo: Repository, exclusive: boolean): Promise<RepoLock> {
+export async function lockRepository(repo: Repository, exclusive: boolean, options: { readOnly?: boolean } = {}): Promise<RepoLock> {
   const fs = repo.fs;
   const dir = join(repo.dir, REPO_LAYOUT.locks);
-  await ensureDir(fs, dir).catch((error) => { throw fromSystemError(error, 'creating', dir); });
   const name = randomBytes(16).toString('hex');
   const path = join(dir, name);
   const write = () => writeFileDurable(fs, path, Buffer.from(JSON.stringify({ pid: process.pid, hostname: hostname(), time: Date.now(), exclusive } satisfies LockRecord)));
-  await write().catch((error) => { throw fromSystemError(error, 'writing the repository lock', path); });
+  try {
+    await ensureDir(fs, dir);
+    await write();
+  } catch (error) {
+    const failure = fromSystemError(error, 'writing the repository lock', path);
+    // A repository on read-only media (a mounted snapshot, a write-protected disk) is read without
+    // a lock: nobody can change it underneath, and a disaster restore must not need a writable copy.
+    if (options.readOnly && failure.code === 'ACCESS') return { release: async () => undefined };
+    throw failure;
+  }
   try {
     for (const other of await fs.readdir(dir)) {
       if (other === name || other.startsWith('.')) continue;

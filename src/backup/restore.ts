@@ -159,7 +159,8 @@ const IGNORED = new Set(['lost+found']);
 
 export async function restoreToNewStore(fs: FileSystem, repo: Repository, snapshotRef: string, target: string, options: RestoreOptions = {}): Promise<RestoreSummary> {
   const started = Date.now();
-  const lock = await lockRepository(repo, false);
+  const readBefore = repo.dataBytesRead;
+  const lock = await lockRepository(repo, false, { readOnly: true });
   try {
     const { id, snapshot } = await repo.findSnapshot(snapshotRef);
     const selected = selectState(snapshot, options.selection ?? {});
@@ -175,7 +176,7 @@ export async function restoreToNewStore(fs: FileSystem, repo: Repository, snapsh
     await installBuilt(fs, join(target, BUILD_DIR), target);
     return {
       snapshot: id, storeId: snapshot.storeId, seq: snapshot.seq, to: target, mailboxes: selected.mailboxes.length,
-      messages: written.messages, bytes: written.bytes, bytesRead: repo.dataBytesRead, durationMs: Date.now() - started,
+      messages: written.messages, bytes: written.bytes, bytesRead: repo.dataBytesRead - readBefore, durationMs: Date.now() - started,
     };
   } finally {
     await lock.release();
@@ -324,11 +325,12 @@ async function installBuilt(fs: FileSystem, build: string, target: string): Prom
  */
 export async function restoreIntoStore(target: RestoreTarget, targetPath: string, repo: Repository, snapshotRef: string, options: RestoreOptions = {}): Promise<RestoreSummary> {
   const started = Date.now();
+  const readBefore = repo.dataBytesRead;
   const selection = options.selection ?? {};
   if (selection.user === undefined && selection.mailbox === undefined) {
     throw new MailstoreError('EXISTS', `${targetPath} already holds a store: restore a whole store into a new directory, or give --mailbox or --user (with --as for a new name)`, { path: targetPath });
   }
-  const lock = await lockRepository(repo, false);
+  const lock = await lockRepository(repo, false, { readOnly: true });
   try {
     const { id, snapshot } = await repo.findSnapshot(snapshotRef);
     const selected = selectState(snapshot, selection);
@@ -360,7 +362,7 @@ export async function restoreIntoStore(target: RestoreTarget, targetPath: string
     }
     return {
       snapshot: id, storeId: snapshot.storeId, seq: snapshot.seq, to: targetPath, mailboxes: selected.mailboxes.length, messages, bytes,
-      bytesRead: repo.dataBytesRead, durationMs: Date.now() - started,
+      bytesRead: repo.dataBytesRead - readBefore, durationMs: Date.now() - started,
     };
   } finally {
     await lock.release();

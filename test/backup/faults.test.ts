@@ -126,6 +126,30 @@ describe('backup faults', () => {
     await repo.close();
   });
 
+  it('a repository on read-only media: check, list and restore work without a lock; backup and forget are refused (ACCESS)', async () => {
+    const dir = tmpDir('bkn');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 10);
+    const repoDir = join(dir, 'repo');
+    const fs = new FaultFileSystem();
+    const repo = await openRepo(repoDir, undefined, fs);
+    await runBackup(source(store), repo);
+    const before = await dump(store);
+    fs.failAll('EROFS', { pathPrefix: repoDir });
+    expect((await checkRepository(repo, { readData: true })).findings).toEqual([]);
+    expect(await repo.snapshots()).toHaveLength(1);
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'));
+    const back = await Store.open(join(dir, 'r'));
+    expect(await dump(back)).toEqual(before);
+    await back.close();
+    await expectCode(runBackup(source(store), repo), 'ACCESS');
+    await expectCode(forgetSnapshots(repo, { last: 1 }, { prune: true }), 'ACCESS');
+    fs.clear();
+    await store.close();
+    await repo.close();
+  });
+
   it('a damaged message in the store stops the backup naming it; no snapshot is written', async () => {
     const dir = tmpDir('bkn');
     const store = await Store.init(join(dir, 's'));

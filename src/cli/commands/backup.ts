@@ -31,7 +31,8 @@ file, a directory that is not a repository); 6 a message in the store is damaged
 }
 
 async function runBackupCommand(_options: unknown, command: Command): Promise<void> {
-  const summary = await withRepository(command, true, (repo) => withStore(command, (store: Store) => {
+  // The store first: a mistyped store path must not leave a new, empty repository behind.
+  const summary = await withStore(command, (store: Store) => withRepository(command, true, (repo) => {
     let progress: Progress | undefined;
     let done = { blobs: 0, bytes: 0 };
     return runBackup({ storeId: store.identity.storeId, snapshotState: () => store.maintenance().snapshotState(), fetchBlob: (hash) => store.fetchBlob(hash) }, repo, {

@@ -15,7 +15,7 @@ export function register(program: Command): void {
     .addHelpText('after', REPO_HELP)
     .action(async (_options: unknown, command: Command) => {
       const result = await withRepository(command, false, async (repo) => {
-        const lock = await lockRepository(repo, false);
+        const lock = await lockRepository(repo, false, { readOnly: true });
         try {
           const snapshots = (await repo.snapshots()).map(({ id, snapshot: s }) => ({
             id, time: new Date(s.time).toISOString(), storeId: s.storeId, hostname: s.hostname, seq: s.seq, ...s.counts,
