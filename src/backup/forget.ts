@@ -26,6 +26,7 @@ export interface PruneSummary {
   dataFilesRemoved: number;
   dataFilesRewritten: number;
   indexFilesReplaced: number;
+  /** Blob records dropped (copies included: a blob also kept elsewhere counts here too). */
   blobsRemoved: number;
   bytesFreed: number;
 }
@@ -110,46 +111,57 @@ interface Plan {
   needed: Map<string, Buffer>;
   /** Data file -> the needed blobs chosen in it (one place per blob). */
   chosen: Map<string, [string, number, number][]>;
-  /** Data file -> all its listed records. */
-  listed: Map<string, number>;
+  /** Data file -> the blob ids listed in it (an interrupted prune may list a file twice). */
+  listed: Map<string, Set<string>>;
   indexFiles: string[];
 }
 
-async function planPrune(repo: Repository, kept: Listed[]): Promise<Plan> {
+async function planPrune(repo: Repository, kept: Listed[], present: Set<string>): Promise<Plan> {
   const needed = new Map<string, Buffer>();
   for (const s of kept) for (const { hash } of snapshotBlobs(s.snapshot)) needed.set(blobIdOf(hash, repo.keys).toString('hex'), hash);
   const plan: Plan = { needed, chosen: new Map(), listed: new Map(), indexFiles: await repo.list('index') };
-  const placed = new Set<string>();
+  const places = new Map<string, { file: string; offset: number; length: number }[]>();
   for (const name of plan.indexFiles) {
-    let index: IndexFile;
-    try {
-      index = await repo.readMetadata<IndexFile>('index', name);
-    } catch (error) {
-      if (!isMailstoreError(error, 'CORRUPT')) throw error;
-      throw new MailstoreError('REFUSED', `index file ${name} does not read (${error.message}); prune would lose track of its data: run 'mailstore backup check'`, { path: error.path, cause: error });
-    }
-    for (const { file, blobs } of index.files) {
-      plan.listed.set(file, (plan.listed.get(file) ?? 0) + blobs.length);
+    for (const { file, blobs } of (await readIndexForPrune(repo, name)).files) {
+      const ids = plan.listed.get(file) ?? new Set<string>();
+      plan.listed.set(file, ids);
       for (const [idBytes, offset, length] of blobs) {
         const id = Buffer.from(idBytes).toString('hex');
-        if (!needed.has(id) || placed.has(id)) continue;
-        placed.add(id);
-        listIn(plan.chosen, file).push([id, offset, length]);
+        ids.add(id);
+        if (needed.has(id) && present.has(file)) listIn(places, id).push({ file, offset, length }); // a copy in a file that is gone is no copy
       }
     }
   }
-  const lost = [...needed.keys()].filter((id) => !placed.has(id));
+  const lost = [...needed.keys()].filter((id) => !places.has(id));
   if (lost.length > 0) throw new MailstoreError('REFUSED', `${lost.length} blobs kept snapshots need are in no index file; prune changes nothing until 'mailstore backup check' is clean`);
+  // A blob listed twice (an interrupted prune, two backups at once) is kept in the file most of
+  // whose blobs are needed, so the fewest files are rewritten.
+  const neededShare = new Map<string, number>();
+  for (const [file, ids] of plan.listed) neededShare.set(file, [...ids].filter((id) => places.get(id)?.some((p) => p.file === file)).length / ids.size);
+  for (const [id, list] of places) {
+    const best = list.reduce((a, b) => (neededShare.get(b.file)! > neededShare.get(a.file)! ? b : a));
+    listIn(plan.chosen, best.file).push([id, best.offset, best.length]);
+  }
   return plan;
 }
 
+async function readIndexForPrune(repo: Repository, name: string): Promise<IndexFile> {
+  try {
+    return await repo.readMetadata<IndexFile>('index', name);
+  } catch (error) {
+    if (!isMailstoreError(error, 'CORRUPT')) throw error;
+    throw new MailstoreError('REFUSED', `index file ${name} does not read (${error.message}); prune would lose track of its data: run 'mailstore backup check'`, { path: error.path, cause: error });
+  }
+}
+
 async function prune(repo: Repository, kept: Listed[]): Promise<PruneSummary> {
-  const plan = await planPrune(repo, kept);
+  const present = new Set(await repo.list('data'));
+  const plan = await planPrune(repo, kept, present);
   const summary: PruneSummary = { dataFilesRemoved: 0, dataFilesRewritten: 0, indexFilesReplaced: plan.indexFiles.length, blobsRemoved: 0, bytesFreed: 0 };
   const newIndex: IndexFile = { files: [] };
   const rewrite = new RepackWriter(repo, newIndex);
-  const present = new Set(await repo.list('data'));
-  for (const [file, count] of plan.listed) {
+  for (const [file, ids] of plan.listed) {
+    const count = ids.size;
     const chosen = plan.chosen.get(file) ?? [];
     if (chosen.length === count && present.has(file)) { newIndex.files.push({ file, blobs: chosen.map(([id, o, l]) => [Buffer.from(id, 'hex'), o, l]) }); continue; }
     summary.blobsRemoved += count - chosen.length;

@@ -1,6 +1,6 @@
 // Retention (restic's rules) and prune: what no kept snapshot uses is reclaimed, partly used data
 // files are rewritten, and every kept snapshot restores exactly afterwards.
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
@@ -68,6 +68,36 @@ describe('forget --prune', () => {
     await back.close();
     // a second prune finds nothing to do
     expect((await forgetSnapshots(repo, { last: 1 }, { prune: true })).prune).toMatchObject({ blobsRemoved: 0, dataFilesRemoved: 0, dataFilesRewritten: 0 });
+    await repo.close();
+  });
+
+  it('a prune interrupted after its new index (old index and data files still there) is consistent, and the next prune finishes', async () => {
+    const dir = tmpDir('bkf');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 20, 1, 3000);
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    await store.expunge('INBOX', [1, 2, 3, 4, 5]);
+    await fill(store, 'INBOX', 5, 100, 3000);
+    await runBackup(source(store), repo);
+    const latest = await dump(store);
+    await store.close();
+    const saved = new Map<string, Buffer>();
+    for (const area of ['index', 'data']) for (const name of readdirSync(repo.path(area as 'data'))) saved.set(`${area}/${name}`, readFileSync(join(repo.dir, area, name)));
+    await forgetSnapshots(repo, { last: 1 }, { prune: true });
+    for (const [path, bytes] of saved) writeFileSync(join(repo.dir, path), bytes); // as if killed before the old files went
+    const report = await checkRepository(repo, { readData: true });
+    expect(report.findings).toEqual([]);
+    expect(readdirSync(repo.path('index')).length).toBe(3);
+    const again = await forgetSnapshots(repo, { last: 1 }, { prune: true });
+    expect(again.prune).toMatchObject({ dataFilesRewritten: 0, dataFilesRemoved: 1, blobsRemoved: 20, indexFilesReplaced: 3 }); // the old file goes whole: its needed blobs are in the rewritten one
+    expect(readdirSync(repo.path('index'))).toHaveLength(1);
+    expect((await checkRepository(repo, { readData: true })).findings).toEqual([]);
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'));
+    const back = await Store.open(join(dir, 'r'));
+    expect(await dump(back)).toEqual(latest);
+    await back.close();
     await repo.close();
   });
 
