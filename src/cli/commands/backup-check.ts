@@ -31,7 +31,12 @@ not change the exit code.`)
 
 async function runCheck(options: { readData?: boolean }, command: Command): Promise<void> {
   const progress = createProgress('backup check');
-  const report = await withRepository(command, false, (repo) => checkRepository(repo, { readData: options.readData, onProgress: (files, bytes) => progress.advance(1, bytes) }))
+  let read = 0;
+  const onProgress = (_files: number, bytes: number) => {
+    progress.advance(1, bytes - read); // one data file more, and its bytes
+    read = bytes;
+  };
+  const report = await withRepository(command, false, (repo) => checkRepository(repo, { readData: options.readData, onProgress }))
     .finally(() => progress.finish());
   process.exitCode = report.summary.damage > 0 ? EXIT.findings : EXIT.ok;
   if (wantsJson(command)) return printJson(report);
