@@ -96,7 +96,9 @@ export function checkDataHeader(bytes: Buffer, path: string): void {
  * id as associated data when encrypted).
  */
 export async function encodeRecord(id: Buffer, bytes: Buffer, keys: RepositoryKeys | undefined): Promise<Buffer[]> {
-  const deflated = await deflateAsync(bytes, { level: backupLimits.deflateLevel }); // on the thread pool: several blobs at once
+  // On the thread pool (several blobs at once), into one output chunk: the 16 KiB default makes a
+  // round trip to the main thread per chunk (measured ~7 % more CPU).
+  const deflated = await deflateAsync(bytes, { level: backupLimits.deflateLevel, chunkSize: Math.max(64 * 1024, bytes.length + 1024) });
   const compress = deflated.length <= bytes.length * (1 - backupLimits.compressSavingMin);
   const body = compress ? deflated : bytes;
   const stored = keys ? seal(keys, body, id) : body;
