@@ -1,9 +1,9 @@
-// `mailstore restore`: a snapshot (or one user, or one mailbox of it) back into a store. Into a
-// new store, exactly: the blobs go into its packs and the selected state is written as its
+// `mailstore restore` into a new store: a snapshot (or one user, or one mailbox of it) exactly as
+// it was. The blobs go into the new store's packs and the selected state is written as its
 // journal (a checkpoint starting above the snapshot's seq, docs/FORMAT.md), so uids,
 // uidValidity, modseqs, flags, dates, ACLs and owners are as they were; the store is built
-// inside the target and moved into place (STORE last) once it opens and holds what it should. Into a live
-// store, as new mailboxes through ordinary appends. Every blob is verified by its hash on the way.
+// inside the target and moved into place (STORE last) once it opens and holds what it should.
+// Every blob is verified by its hash on the way. Into a live store: restore-live.ts.
 import { dirname, join } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
@@ -12,140 +12,14 @@ import { PackStore, type BlobLocation } from '../blob/pack-store.js';
 import { backupLimits, limits } from '../limits.js';
 import { writeStateSegments } from '../store/checkpoint.js';
 import { LAYOUT, initStore, storeIdBytes } from '../store/identity.js';
-import type { MailboxInfo, Op } from '../store/records.js';
+import type { Op } from '../store/records.js';
 import { Store } from '../store/store.js';
-import type { AppendOptions } from '../store/types.js';
-import { formatMailboxName, parseMailboxName } from '../store/validate.js';
-import { blobIdOf } from './crypto.js';
-import { decodeRecord, recordBytes } from './format.js';
-import { listIn, lockRepository, type BlobEntry, type Repository, type SnapshotFile } from './repository.js';
+import { formatMailboxName } from '../store/validate.js';
+import { lockRepository, type BlobEntry, type Repository } from './repository.js';
+import { readBlob, selectState, type RestoreOptions, type RestoreSummary, type Selected } from './select.js';
 
-export interface RestoreSelection {
-  /** user/NAME and every mailbox below it. */
-  user?: string;
-  /** One mailbox (not those below it). */
-  mailbox?: string;
-  /** A new name: for the mailbox, or for the user (user/NAME/... becomes user/AS/..., owner and ACL entries follow). */
-  as?: string;
-}
-
-export interface RestoreSummary {
-  snapshot: string;
-  storeId: string;
-  seq: number;
-  to: string;
-  mailboxes: number;
-  messages: number;
-  /** Message bytes written into the target. */
-  bytes: number;
-  /** Bytes of the repository's data files read (a one-mailbox restore reads only its blobs). */
-  bytesRead: number;
-  durationMs: number;
-}
-
-export interface RestoreOptions {
-  selection?: RestoreSelection;
-  onProgress?: (messages: number, bytes: number) => void;
-}
-
-/** What a restore into a live store needs of it: the Store itself, or later the daemon's client. */
-export interface RestoreTarget {
-  hasMailbox(name: string): Promise<boolean>;
-  createMailbox(name: string, options: { owner?: string; acl?: Record<string, string> }): Promise<unknown>;
-  appendBatch(mailbox: string, items: (AppendOptions & { bytes: Uint8Array })[]): Promise<unknown>;
-}
-
-/** The selected part of a snapshot: its mailboxes (named as restored) and their messages. */
-interface Selected {
-  meta: [string, unknown][];
-  mailboxes: MailboxInfo[];
-  messages: Map<string, Extract<Op, { op: 'state.messages' }>['messages']>;
-  changes: Extract<Op, { op: 'state.changes' }>[];
-}
-
-// ---- selection -------------------------------------------------------------------------------
-
-export function selectState(snapshot: SnapshotFile, selection: RestoreSelection): Selected {
-  if (selection.user !== undefined && selection.mailbox !== undefined) throw new MailstoreError('INVALID', 'give --user or --mailbox, not both');
-  if (selection.as !== undefined && selection.user === undefined && selection.mailbox === undefined) throw new MailstoreError('INVALID', '--as renames a restored --user or --mailbox; a whole store keeps its names');
-  const rename = renamer(selection);
-  const chosen = new Set<string>();
-  const selected: Selected = { meta: [], mailboxes: [], messages: new Map(), changes: [] };
-  const whole = selection.user === undefined && selection.mailbox === undefined;
-  for (const op of snapshot.ops) {
-    if (op.op === 'state.meta') selected.meta.push(...op.entries.filter(([key]) => keepMeta(key, whole)));
-    else if (op.op === 'state.mailbox' && !op.info.deleting && rename.matches(op.info.name)) {
-      chosen.add(Buffer.from(op.info.id).toString('hex'));
-      selected.mailboxes.push(rename.apply(op.info));
-    } else if (op.op === 'state.messages' && chosen.has(Buffer.from(op.id).toString('hex'))) {
-      const key = Buffer.from(op.id).toString('hex');
-      listIn(selected.messages, key).push(...op.messages);
-    } else if (op.op === 'state.changes' && chosen.has(Buffer.from(op.id).toString('hex'))) selected.changes.push(op);
-  }
-  if (!whole && selected.mailboxes.length === 0) {
-    throw new MailstoreError('NOT_FOUND', `the snapshot holds no ${selection.user !== undefined ? `user ${selection.user}` : `mailbox ${selection.mailbox}`}`, { path: selection.user ?? selection.mailbox });
-  }
-  selected.mailboxes.sort((a, b) => formatMailboxName(a.name).localeCompare(formatMailboxName(b.name)));
-  return selected;
-}
-
-/**
- * Marks of blobs the snapshot does not carry (dropped damage) and of deletes in progress (their
- * mailboxes are left out) stay behind; a part of a store takes only what keeps its names unique.
- */
-function keepMeta(key: string, whole: boolean): boolean {
-  if (key.startsWith('scrub/dropped/') || key.startsWith('deleting/')) return false;
-  return whole || key === 'uidValidityLast' || key.startsWith('quota/');
-}
-
-function renamer(selection: RestoreSelection): { matches(name: string[]): boolean; apply(info: MailboxInfo): MailboxInfo } {
-  if (selection.mailbox !== undefined) {
-    const wanted = formatMailboxName(parseMailboxName(selection.mailbox));
-    const to = selection.as !== undefined ? parseMailboxName(selection.as) : undefined;
-    return { matches: (name) => formatMailboxName(name) === wanted, apply: (info) => (to ? { ...info, name: to } : info) };
-  }
-  if (selection.user !== undefined) {
-    const user = selection.user;
-    parseMailboxName(`user/${user}`);
-    const as = selection.as;
-    if (as !== undefined) parseMailboxName(`user/${as}`);
-    return {
-      matches: (name) => name[0] === 'user' && name[1] === user,
-      apply: (info) => {
-        if (as === undefined) return info;
-        const acl = Object.fromEntries(Object.entries(info.acl).map(([who, rights]) => [who === user ? as : who, rights]));
-        const renamed: MailboxInfo = { ...info, name: ['user', as, ...info.name.slice(2)], acl };
-        if (info.owner === user) renamed.owner = as;
-        return renamed;
-      },
-    };
-  }
-  return { matches: () => true, apply: (info) => info };
-}
-
-// ---- reading blobs ---------------------------------------------------------------------------
-
-/** The message bytes of `hash`, verified; tries every place the index knows; CORRUPT naming `what` otherwise. */
-export async function readBlob(repo: Repository, index: Map<string, BlobEntry[]>, hash: Buffer, what: string): Promise<Buffer> {
-  const id = blobIdOf(hash, repo.keys);
-  const entries = index.get(id.toString('hex'));
-  if (!entries || entries.length === 0) {
-    throw new MailstoreError('CORRUPT', `${what}: its blob ${hash.toString('hex').slice(0, 16)} is missing from the repository (run 'mailstore backup check')`, { path: what });
-  }
-  let last: unknown;
-  for (const entry of entries) {
-    try {
-      const record = await repo.readRecord(entry, recordBytes(entry.length));
-      return decodeRecord(record, id, hash, repo.keys, repo.path('data', entry.file));
-    } catch (error) {
-      last = error;
-    }
-  }
-  const why = last instanceof Error ? last.message : String(last);
-  throw new MailstoreError('CORRUPT', `${what}: its blob is damaged in the repository; nothing wrong was written (${why})`, { path: what, cause: last });
-}
-
-// ---- into a new store ------------------------------------------------------------------------
+export { restoreIntoStore } from './restore-live.js';
+export { selectState, readBlob, type RestoreSelection, type RestoreSummary, type RestoreOptions, type RestoreTarget } from './select.js';
 
 /**
  * A new store is built in TARGET/.restoring (on the target's own file system, which may be a
@@ -314,57 +188,5 @@ async function installBuilt(fs: FileSystem, build: string, target: string): Prom
     await fs.syncDir(target);
   } catch (error) {
     throw fromSystemError(error, `installing the restored store (built in ${build}) at`, target);
-  }
-}
-
-// ---- into a live store -----------------------------------------------------------------------
-
-/**
- * The selected mailboxes as new mailboxes of a live store: refused (EXISTS, before anything is
- * written) when a name is taken. New uids; flags, dates and the optional metadata are kept.
- */
-export async function restoreIntoStore(target: RestoreTarget, targetPath: string, repo: Repository, snapshotRef: string, options: RestoreOptions = {}): Promise<RestoreSummary> {
-  const started = Date.now();
-  const readBefore = repo.dataBytesRead;
-  const selection = options.selection ?? {};
-  if (selection.user === undefined && selection.mailbox === undefined) {
-    throw new MailstoreError('EXISTS', `${targetPath} already holds a store: restore a whole store into a new directory, or give --mailbox or --user (with --as for a new name)`, { path: targetPath });
-  }
-  const lock = await lockRepository(repo, false, { readOnly: true });
-  try {
-    const { id, snapshot } = await repo.findSnapshot(snapshotRef);
-    const selected = selectState(snapshot, selection);
-    for (const box of selected.mailboxes) {
-      const name = formatMailboxName(box.name);
-      if (await target.hasMailbox(name)) throw new MailstoreError('EXISTS', `${targetPath} already has a mailbox ${name}: restore it under another name with --as NAME`, { path: name });
-    }
-    const index = await repo.loadIndex();
-    let messages = 0;
-    let bytes = 0;
-    for (const box of selected.mailboxes) {
-      const name = formatMailboxName(box.name);
-      await target.createMailbox(name, box.owner !== undefined ? { owner: box.owner, acl: box.acl } : { acl: box.acl });
-      const list = selected.messages.get(Buffer.from(box.id).toString('hex')) ?? [];
-      for (let i = 0; i < list.length; i += backupLimits.restoreAppendMessages) {
-        const items = [];
-        for (const [uid, hash, size, date, flags, , extras] of list.slice(i, i + backupLimits.restoreAppendMessages)) {
-          const item: AppendOptions & { bytes: Uint8Array } = { bytes: await readBlob(repo, index, Buffer.from(hash), `${name} uid ${uid}`), flags, internalDate: date };
-          if (extras?.e !== undefined) item.envelopeFrom = extras.e;
-          if (extras?.z !== undefined) item.dateZoneMinutes = extras.z;
-          if (extras?.n) item.recent = true;
-          items.push(item);
-          bytes += size;
-        }
-        await target.appendBatch(name, items);
-        messages += items.length;
-        options.onProgress?.(messages, bytes);
-      }
-    }
-    return {
-      snapshot: id, storeId: snapshot.storeId, seq: snapshot.seq, to: targetPath, mailboxes: selected.mailboxes.length, messages, bytes,
-      bytesRead: repo.dataBytesRead - readBefore, durationMs: Date.now() - started,
-    };
-  } finally {
-    await lock.release();
   }
 }
