@@ -26,7 +26,7 @@ export function register(program: Command): void {
     .description('restore a snapshot (whole store, --user or --mailbox) from a backup repository')
     .option('--repo <dir>', 'the backup repository')
     .option('--key-file <file>', 'the key file of an encrypted repository')
-    .option('--snapshot <id>', "the snapshot: an id (or a unique prefix of one) or 'latest'", 'latest')
+    .option('--snapshot <id>', "the snapshot: an id (or a unique prefix of one) or 'latest' (the newest of any store: in a repository several stores share, name an id from 'mailstore backups')", 'latest')
     .option('--user <name>', 'only user/NAME and the mailboxes below it')
     .option('--mailbox <name>', 'only this mailbox')
     .option('--as <name>', 'restore the --mailbox or --user under this name')
