@@ -31,3 +31,14 @@ export type { EventCursor } from './events/cursor.js';
 export { followEvents, ChangeSignal } from './events/follow.js';
 export { postEvents, consumerCursor, consumerKey, WEBHOOK_CONSUMER } from './events/webhook.js';
 export type { WebhookOptions, WebhookResult } from './events/webhook.js';
+// Backup repositories (issue 14, docs/BACKUP.md): each takes a Repository and a store-side interface.
+export { Repository, lockRepository } from './backup/repository.js';
+export type { RepoConfig, SnapshotFile, SnapshotCounts, OpenRepositoryOptions } from './backup/repository.js';
+export { runBackup } from './backup/backup.js';
+export type { BackupSource, BackupOptions, BackupSummary } from './backup/backup.js';
+export { restoreToNewStore, restoreIntoStore } from './backup/restore.js';
+export type { RestoreSelection, RestoreSummary, RestoreOptions, RestoreTarget } from './backup/restore.js';
+export { checkRepository } from './backup/check.js';
+export type { BackupFinding, BackupFindingKind, BackupCheckReport } from './backup/check.js';
+export { forgetSnapshots, applyPolicy } from './backup/forget.js';
+export type { RetentionPolicy, ForgetSummary, PruneSummary } from './backup/forget.js';

@@ -227,3 +227,31 @@ export const eventLimits = {
   /** A follower (events --follow, a webhook) looks for new records this often when no commit wakes it. */
   followPollMs: 500,
 } as const;
+
+/** Backup repositories (src/backup/, docs/BACKUP.md). */
+export const backupLimits = {
+  /** A data file is closed once its records reach this size (one bigger blob goes alone). */
+  packBytesTarget: 16 * 1024 * 1024,
+  /** Blobs read from the store, compressed and sealed at once (each holds its bytes). */
+  blobsInFlight: 8,
+  /** zlib level for blobs and metadata files: 1 is ~3x faster than 6 on mail and loses ~10 % of the size. */
+  deflateLevel: 1,
+  /** A blob is stored compressed only when that saves at least this share of its bytes. */
+  compressSavingMin: 0.05,
+  /** A key file holds at least this many bytes of secret (32 random bytes recommended)... */
+  keyFileBytesMin: 16,
+  /** ...and at most this many (it is read whole). */
+  keyFileBytesMax: 4096,
+  /** Metadata files (config, index, snapshot) larger than this are damage, not data. */
+  metadataFileBytesMax: 1024 * 1024 * 1024,
+  /** A lock is rewritten this often while its holder runs... */
+  lockRefreshMs: 5 * 60 * 1000,
+  /** ...so one from another host that is older than this was left by a dead process. */
+  lockStaleMs: 30 * 60 * 1000,
+  /** Restore into a new store writes blobs to its packs this many bytes at a time (one fdatasync each). */
+  restoreBatchBytes: 8 * 1024 * 1024,
+  /** Restore into a live store appends this many messages a batch (one journal record each). */
+  restoreAppendMessages: 256,
+  /** Open read handles on data files kept by a restore or check (closed least recently used first). */
+  openDataFilesMax: 64,
+} as const;

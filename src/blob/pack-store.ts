@@ -129,6 +129,7 @@ const PARTIAL_SUFFIX = '.partial';
 export class PackStore {
   private readHandles = new Map<number, FileHandle>();
   private remote?: RemotePackSource;
+  private readonly opening = new Map<number, Promise<FileHandle>>();
   private readonly paths = new Map<number, string>();
   private writeHandle?: FileHandle;
   private current = 0; // number of the pack being appended to; 0 = none yet
@@ -590,19 +591,30 @@ export class PackStore {
   }
 
   private async handle(pack: number, path: string): Promise<FileHandle> {
-    let handle = this.readHandles.get(pack);
-    if (!handle) {
-      try {
-        handle = await this.openForRead(pack, path);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-          await this.options.checkMounted(path); // a vanished partition is UNMOUNTED, not damage
-          throw new MailstoreError('CORRUPT', `pack ${path} is missing; run 'mailstore scrub'`, { path, cause: error });
-        }
-        throw fromSystemError(error, 'opening pack', path);
-      }
-      this.readHandles.set(pack, handle);
+    const handle = this.readHandles.get(pack);
+    if (handle) return handle;
+    // Concurrent first reads of one pack share one open: each opening its own leaked all but the
+    // last (closed only by the garbage collector; found by a backup reading 8 blobs at once).
+    let opening = this.opening.get(pack);
+    if (!opening) {
+      opening = this.openCached(pack, path).finally(() => this.opening.delete(pack));
+      this.opening.set(pack, opening);
     }
+    return opening;
+  }
+
+  private async openCached(pack: number, path: string): Promise<FileHandle> {
+    let handle: FileHandle;
+    try {
+      handle = await this.openForRead(pack, path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+        await this.options.checkMounted(path); // a vanished partition is UNMOUNTED, not damage
+        throw new MailstoreError('CORRUPT', `pack ${path} is missing; run 'mailstore scrub'`, { path, cause: error });
+      }
+      throw fromSystemError(error, 'opening pack', path);
+    }
+    this.readHandles.set(pack, handle);
     return handle;
   }
 

@@ -8,6 +8,8 @@ import { nodeFileSystem } from '../fs/node-fs.js';
 import * as acl from './commands/acl.js';
 import * as append from './commands/append.js';
 import * as compact from './commands/compact.js';
+import * as backup from './commands/backup.js';
+import * as backups from './commands/backups.js';
 import * as copy from './commands/copy.js';
 import * as events from './commands/events.js';
 import * as exportCommand from './commands/export.js';
@@ -21,6 +23,7 @@ import * as messages from './commands/messages.js';
 import * as move from './commands/move.js';
 import * as quota from './commands/quota.js';
 import * as reconstruct from './commands/reconstruct.js';
+import * as restore from './commands/restore.js';
 import * as scrub from './commands/scrub.js';
 import * as search from './commands/search.js';
 import * as stats from './commands/stats.js';
@@ -39,7 +42,7 @@ export interface CommandModule {
 
 const COMMANDS: CommandModule[] = [
   init, mailbox, append, fetch, messages, search, flags, expunge, copy, move, acl, user, quota, usage,
-  importCommand, exportCommand, stats, scrub, reconstruct, consumers, events, tier, compact,
+  importCommand, exportCommand, stats, scrub, reconstruct, consumers, events, tier, compact, backup, backups, restore,
 ];
 
 export async function buildProgram(): Promise<Command> {

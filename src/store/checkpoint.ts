@@ -48,8 +48,18 @@ async function writeCheckpointInto(fs: FileSystem, dir: string, db: IndexDb, sto
   if (await fs.statIfExists(dir)) await fs.removeTree(dir); // a leftover this code made: derived from the index
   await ensureDir(fs, dir);
   await writeFileDurable(fs, join(dir, LAYOUT.marker), Buffer.from(storeIdText + '\n'));
+  const lastSeq = await writeStateSegments(fs, dir, storeId, firstSeq, checkpointOps(db, appliedSeq), segmentBytesMax);
+  await writeFileDurable(fs, join(dir, COMPLETE_MARK), Buffer.from(`${firstSeq}..${lastSeq}\n`));
+  return { path: dir, firstSeq, lastSeq, records: lastSeq - firstSeq + 1 };
+}
+
+/**
+ * Writes checkpoint ops (state.begin first) as one batch of journal records, one op a record, seqs
+ * `firstSeq`.., into segment files of `dir`, every file and the directory synced; returns the last
+ * seq. Reconstruct writes the index's state this way, a restore the state of a backup snapshot.
+ */
+export async function writeStateSegments(fs: FileSystem, dir: string, storeId: Buffer, firstSeq: number, ops: AsyncIterator<Op> | Iterator<Op>, segmentBytesMax: number): Promise<number> {
   const writer = new SegmentWriter(fs, dir, storeId, firstSeq, segmentBytesMax);
-  const ops = checkpointOps(db, appliedSeq);
   let pending = await ops.next();
   while (!pending.done) {
     const op = pending.value;
@@ -60,8 +70,7 @@ async function writeCheckpointInto(fs: FileSystem, dir: string, db: IndexDb, sto
   }
   await writer.finish();
   await fs.syncDir(dir);
-  await writeFileDurable(fs, join(dir, COMPLETE_MARK), Buffer.from(`${firstSeq}..${writer.seq - 1}\n`));
-  return { path: dir, firstSeq, lastSeq: writer.seq - 1, records: writer.seq - firstSeq };
+  return writer.seq - 1;
 }
 
 /** Segments of at most segmentBytesMax (one record may exceed it alone), each synced when full. */

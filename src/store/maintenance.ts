@@ -13,7 +13,7 @@ import type { PackStore } from '../blob/pack-store.js';
 import { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { meta } from './apply.js';
-import { swapJournal, writeCheckpointJournal } from './checkpoint.js';
+import { snapshotState, swapJournal, writeCheckpointJournal, type StateSnapshot } from './checkpoint.js';
 import { LAYOUT, type StoreIdentity } from './identity.js';
 import { checkRecordSize, resolveInBatch } from './prepare.js';
 import type { BlobRecord, Op } from './records.js';
@@ -86,6 +86,11 @@ export interface StoreMaintenance {
   rewriteJournalFromIndex(): Promise<JournalRewrite>;
   /** Drops the Store's mailbox cache (after the index was changed underneath it, in tests). */
   forgetMailboxes(): void;
+  /**
+   * The whole metadata state at one journal seq (checkpoint ops), read from a LevelDB snapshot
+   * beside live writers: backups take it. Read every op or close it.
+   */
+  snapshotState(): Promise<StateSnapshot>;
 }
 
 /** What the maintenance operations need of their Store. */
@@ -125,6 +130,11 @@ export class Maintenance implements StoreMaintenance {
 
   forgetMailboxes(): void {
     this.host.forgetMailboxes();
+  }
+
+  snapshotState(): Promise<StateSnapshot> {
+    this.host.live();
+    return snapshotState(this.host.db);
   }
 
   async runExclusive<T>(fn: () => Promise<T>): Promise<T> {

@@ -162,6 +162,23 @@ describe('PackStore: reservation across pack rotation', () => {
   });
 });
 
+describe('PackStore: read handles', () => {
+  it('concurrent first reads of one pack share one open (each used to open its own and leak all but one)', async () => {
+    const { fs, dir, packs } = await openPacks();
+    const bodies = Array.from({ length: 8 }, (_, i) => body(i));
+    const locations = await commit(packs, bodies);
+    await packs.close();
+    const reopened = await PackStore.open(fs, dir, storeId, { packBytesMax: 1024 * 1024, checkMounted: async () => undefined });
+    let opens = 0;
+    const open = fs.open.bind(fs);
+    fs.open = (path, mode) => { if (mode === 'read') opens++; return open(path, mode); };
+    const read = await Promise.all(locations.map((location, i) => reopened.read(location, hashBytes(bodies[i]))));
+    expect(read).toEqual(bodies);
+    expect(opens).toBe(1);
+    await reopened.close();
+  });
+});
+
 describe('PackStore: reads verify', () => {
   async function stored() {
     const setup = await openPacks();

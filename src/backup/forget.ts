@@ -1,0 +1,219 @@
+// `mailstore backup forget`: a retention policy (restic's --keep-last/daily/weekly/monthly, per
+// store), and with --prune the reclaiming of data no remaining snapshot uses. Prune keeps every
+// needed blob reachable through an index file at every instant (docs/BACKUP.md, invariant 4):
+// new data files, then one new index file, then the old index files go, then the old data files.
+import { MailstoreError, isMailstoreError } from '../errors.js';
+import { backupLimits } from '../limits.js';
+import { blobIdOf } from './crypto.js';
+import { snapshotBlobs } from './check.js';
+import { DATA_HEADER_BYTES, decodeRecord, encodeDataHeader, recordBytes } from './format.js';
+import { listIn, lockRepository, type IndexFile, type Repository, type SnapshotFile } from './repository.js';
+
+export interface RetentionPolicy {
+  last?: number;
+  daily?: number;
+  weekly?: number;
+  monthly?: number;
+}
+
+export interface ForgetSummary {
+  kept: { id: string; time: string; reasons: string[] }[];
+  removed: { id: string; time: string }[];
+  prune?: PruneSummary;
+}
+
+export interface PruneSummary {
+  dataFilesRemoved: number;
+  dataFilesRewritten: number;
+  indexFilesReplaced: number;
+  /** Blob records dropped (copies included: a blob also kept elsewhere counts here too). */
+  blobsRemoved: number;
+  bytesFreed: number;
+}
+
+type Listed = { id: string; snapshot: SnapshotFile };
+
+/**
+ * restic's rules, each over one store's snapshots newest first: --keep-last N keeps the N newest;
+ * --keep-daily N the newest of each of the last N days that have one (UTC days), weekly by ISO
+ * week, monthly by calendar month. A snapshot any rule keeps is kept.
+ */
+export function applyPolicy(snapshots: Listed[], policy: RetentionPolicy): { keep: Map<string, string[]>; remove: Listed[] } {
+  const rules: [string, number | undefined, (t: Date) => string][] = [
+    ['last', policy.last, () => ''], ['daily', policy.daily, dayKey], ['weekly', policy.weekly, weekKey], ['monthly', policy.monthly, monthKey],
+  ];
+  const keep = new Map<string, string[]>();
+  const byStore = new Map<string, Listed[]>();
+  for (const s of snapshots) listIn(byStore, s.snapshot.storeId).push(s);
+  for (const list of byStore.values()) {
+    const newestFirst = [...list].sort((a, b) => b.snapshot.time - a.snapshot.time || b.id.localeCompare(a.id));
+    for (const [name, count, bucket] of rules) {
+      let left = count ?? 0;
+      let lastKey: string | undefined;
+      for (const s of newestFirst) {
+        if (left <= 0) break;
+        const key = name === 'last' ? s.id : bucket(new Date(s.snapshot.time));
+        if (key === lastKey) continue;
+        lastKey = key;
+        left--;
+        listIn(keep, s.id).push(name);
+      }
+    }
+  }
+  return { keep, remove: snapshots.filter((s) => !keep.has(s.id)) };
+}
+
+const dayKey = (t: Date) => t.toISOString().slice(0, 10);
+const monthKey = (t: Date) => t.toISOString().slice(0, 7);
+function weekKey(t: Date): string {
+  const d = new Date(Date.UTC(t.getUTCFullYear(), t.getUTCMonth(), t.getUTCDate()));
+  const weekday = d.getUTCDay() || 7;
+  d.setUTCDate(d.getUTCDate() + 4 - weekday); // the Thursday of this ISO week decides its year
+  const yearStart = Date.UTC(d.getUTCFullYear(), 0, 1);
+  return `${d.getUTCFullYear()}-W${Math.ceil(((d.getTime() - yearStart) / 86_400_000 + 1) / 7)}`;
+}
+
+export async function forgetSnapshots(repo: Repository, policy: RetentionPolicy, options: { prune?: boolean } = {}): Promise<ForgetSummary> {
+  if (!Object.values(policy).some((n) => n !== undefined && n > 0)) {
+    throw new MailstoreError('INVALID', 'give at least one --keep-last, --keep-daily, --keep-weekly or --keep-monthly above 0 (without one, forget would remove every snapshot)');
+  }
+  const lock = await lockRepository(repo, true);
+  try {
+    const snapshots = await readableSnapshots(repo);
+    const { keep, remove } = applyPolicy(snapshots, policy);
+    for (const s of remove) await repo.remove('snapshots', s.id);
+    if (remove.length > 0) await repo.syncArea('snapshots');
+    const summary: ForgetSummary = {
+      kept: snapshots.filter((s) => keep.has(s.id)).map((s) => ({ id: s.id, time: new Date(s.snapshot.time).toISOString(), reasons: keep.get(s.id)! })),
+      removed: remove.map((s) => ({ id: s.id, time: new Date(s.snapshot.time).toISOString() })),
+    };
+    if (options.prune) summary.prune = await prune(repo, snapshots.filter((s) => keep.has(s.id)));
+    return summary;
+  } finally {
+    await lock.release();
+  }
+}
+
+/** Every snapshot, or REFUSED: a snapshot that cannot be read cannot say which blobs it needs. */
+async function readableSnapshots(repo: Repository): Promise<Listed[]> {
+  try {
+    return await repo.snapshots();
+  } catch (error) {
+    if (isMailstoreError(error, 'CORRUPT') || isMailstoreError(error, 'IO')) {
+      throw new MailstoreError('REFUSED', `a snapshot file does not read (${error.message}); forget and prune change nothing until 'mailstore backup check' is clean`, { path: error.path, cause: error });
+    }
+    throw error;
+  }
+}
+
+interface Plan {
+  /** Blob id (hex) -> its store hash, for every blob a kept snapshot needs. */
+  needed: Map<string, Buffer>;
+  /** Data file -> the needed blobs chosen in it (one place per blob). */
+  chosen: Map<string, [string, number, number][]>;
+  /** Data file -> the blob ids listed in it (an interrupted prune may list a file twice). */
+  listed: Map<string, Set<string>>;
+  indexFiles: string[];
+}
+
+async function planPrune(repo: Repository, kept: Listed[], present: Set<string>): Promise<Plan> {
+  const needed = new Map<string, Buffer>();
+  for (const s of kept) for (const { hash } of snapshotBlobs(s.snapshot)) needed.set(blobIdOf(hash, repo.keys).toString('hex'), hash);
+  const plan: Plan = { needed, chosen: new Map(), listed: new Map(), indexFiles: await repo.list('index') };
+  const places = new Map<string, { file: string; offset: number; length: number }[]>();
+  for (const name of plan.indexFiles) {
+    for (const { file, blobs } of (await readIndexForPrune(repo, name)).files) {
+      const ids = plan.listed.get(file) ?? new Set<string>();
+      plan.listed.set(file, ids);
+      for (const [idBytes, offset, length] of blobs) {
+        const id = Buffer.from(idBytes).toString('hex');
+        ids.add(id);
+        if (needed.has(id) && present.has(file)) listIn(places, id).push({ file, offset, length }); // a copy in a file that is gone is no copy
+      }
+    }
+  }
+  const lost = [...needed.keys()].filter((id) => !places.has(id));
+  if (lost.length > 0) throw new MailstoreError('REFUSED', `${lost.length} blobs kept snapshots need are in no index file; prune changes nothing until 'mailstore backup check' is clean`);
+  // A blob listed twice (an interrupted prune, two backups at once) is kept in the file most of
+  // whose blobs are needed, so the fewest files are rewritten.
+  const neededShare = new Map<string, number>();
+  for (const [file, ids] of plan.listed) neededShare.set(file, [...ids].filter((id) => places.get(id)?.some((p) => p.file === file)).length / ids.size);
+  for (const [id, list] of places) {
+    const best = list.reduce((a, b) => (neededShare.get(b.file)! > neededShare.get(a.file)! ? b : a));
+    listIn(plan.chosen, best.file).push([id, best.offset, best.length]);
+  }
+  return plan;
+}
+
+async function readIndexForPrune(repo: Repository, name: string): Promise<IndexFile> {
+  try {
+    return await repo.readMetadata<IndexFile>('index', name);
+  } catch (error) {
+    if (!isMailstoreError(error, 'CORRUPT')) throw error;
+    throw new MailstoreError('REFUSED', `index file ${name} does not read (${error.message}); prune would lose track of its data: run 'mailstore backup check'`, { path: error.path, cause: error });
+  }
+}
+
+async function prune(repo: Repository, kept: Listed[]): Promise<PruneSummary> {
+  const present = new Set(await repo.list('data'));
+  const plan = await planPrune(repo, kept, present);
+  const summary: PruneSummary = { dataFilesRemoved: 0, dataFilesRewritten: 0, indexFilesReplaced: plan.indexFiles.length, blobsRemoved: 0, bytesFreed: 0 };
+  const newIndex: IndexFile = { files: [] };
+  const rewrite = new RepackWriter(repo, newIndex);
+  for (const [file, ids] of plan.listed) {
+    const count = ids.size;
+    const chosen = plan.chosen.get(file) ?? [];
+    if (chosen.length === count && present.has(file)) { newIndex.files.push({ file, blobs: chosen.map(([id, o, l]) => [Buffer.from(id, 'hex'), o, l]) }); continue; }
+    summary.blobsRemoved += count - chosen.length;
+    if (chosen.length > 0) summary.dataFilesRewritten++;
+    for (const [id, offset, length] of chosen) {
+      const record = await repo.readRecord({ file, offset, length }, recordBytes(length));
+      decodeRecord(record, Buffer.from(id, 'hex'), plan.needed.get(id), repo.keys, repo.path('data', file)); // never copy damage forward
+      await rewrite.add(Buffer.from(id, 'hex'), record);
+    }
+  }
+  await rewrite.flush();
+  // The new index lists every kept blob before any old index file goes (invariant 4).
+  const written = await repo.writeIndex(newIndex);
+  for (const name of plan.indexFiles) if (name !== written) await repo.remove('index', name);
+  await repo.syncArea('index');
+  const listedNow = new Set(newIndex.files.map((f) => f.file));
+  for (const file of present) {
+    if (listedNow.has(file)) continue;
+    summary.bytesFreed += (await repo.fs.stat(repo.path('data', file)).catch(() => ({ size: 0 }))).size;
+    await repo.remove('data', file);
+    summary.dataFilesRemoved++;
+  }
+  for (const area of ['data', 'index', 'snapshots'] as const) for (const name of await repo.leftovers(area)) await repo.fs.unlink(repo.path(area, name)).catch(() => undefined);
+  await repo.syncArea('data');
+  return summary;
+}
+
+/** Copies verified records unchanged into new data files (durable before the new index names them). */
+class RepackWriter {
+  private parts: Buffer[] = [];
+  private blobs: [Buffer, number, number][] = [];
+  private bytes = 0;
+
+  constructor(private readonly repo: Repository, private readonly index: IndexFile) {}
+
+  async add(id: Buffer, record: Buffer): Promise<void> {
+    if (this.parts.length === 0) {
+      this.parts.push(encodeDataHeader(Boolean(this.repo.keys)));
+      this.bytes = DATA_HEADER_BYTES;
+    }
+    this.blobs.push([id, this.bytes, record.length - recordBytes(0)]);
+    this.parts.push(record);
+    this.bytes += record.length;
+    if (this.bytes >= backupLimits.packBytesTarget) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.blobs.length === 0) return;
+    const file = await this.repo.writeContent('data', Buffer.concat(this.parts, this.bytes));
+    this.index.files.push({ file, blobs: this.blobs });
+    this.parts = [];
+    this.blobs = [];
+    this.bytes = 0;
+  }
+}

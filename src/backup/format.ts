@@ -1,0 +1,142 @@
+// The byte formats of a backup repository (docs/BACKUP.md): metadata files (index, snapshot)
+// and data files of blob records. Every file is named by the BLAKE3 of its whole content, so
+// any damage is found without a key; each record also carries its own checksums, so a restore
+// that reads one blob needs nothing else of its data file.
+import { promisify } from 'node:util';
+import { crc32, deflateRaw, deflateRawSync, inflateRawSync } from 'node:zlib';
+import { MailstoreError } from '../errors.js';
+import { encodeCbor, decodeCbor } from '../index/codec.js';
+import { HASH_BYTES, hashBytes } from '../hash/blake3.js';
+import { backupLimits, limits } from '../limits.js';
+import { seal, unseal, type RepositoryKeys } from './crypto.js';
+
+export const FORMAT_VERSION = 1;
+
+/** Kinds of metadata file; the kind is authenticated with the content, so one cannot stand in for another. */
+export const FILE_KIND = { index: 1, snapshot: 2 } as const;
+export type FileKind = keyof typeof FILE_KIND;
+
+const FILE_MAGIC = Buffer.from('MSBF');
+export const FILE_HEADER_BYTES = 16;
+const DATA_MAGIC = Buffer.from('MSBD');
+export const DATA_HEADER_BYTES = 12;
+const RECORD_MAGIC = Buffer.from('MSBR');
+export const RECORD_HEADER_BYTES = 48;
+const FLAG_ENCRYPTED = 1;
+const FLAG_DEFLATED = 1;
+const deflateAsync = promisify(deflateRaw);
+
+/** A file's name: the hex BLAKE3 of its content. */
+export function contentName(bytes: Buffer): string {
+  return hashBytes(bytes).toString('hex');
+}
+
+export function isContentName(name: string): boolean {
+  return /^[0-9a-f]{64}$/.test(name);
+}
+
+const corrupt = (path: string, why: string) => new MailstoreError('CORRUPT', `${path}: ${why}`, { path });
+
+/**
+ * A metadata file: "MSBF" | version u8 | kind u8 | flags u8 | 0 | payload length u32 | crc32 of
+ * the 12 bytes before | payload. The payload is deflated CBOR, sealed when the repository is
+ * encrypted (the first 8 header bytes are its associated data).
+ */
+export function encodeMetadataFile(kind: FileKind, value: unknown, keys: RepositoryKeys | undefined): Buffer {
+  const header = Buffer.alloc(FILE_HEADER_BYTES);
+  FILE_MAGIC.copy(header, 0);
+  header[4] = FORMAT_VERSION;
+  header[5] = FILE_KIND[kind];
+  header[6] = keys ? FLAG_ENCRYPTED : 0;
+  const plain = deflateRawSync(encodeCbor(value), { level: backupLimits.deflateLevel });
+  const payload = keys ? seal(keys, plain, header.subarray(0, 8)) : plain;
+  header.writeUInt32BE(payload.length, 8);
+  header.writeUInt32BE(crc32(header.subarray(0, 12)), 12);
+  return Buffer.concat([header, payload]);
+}
+
+/** Verifies the name, the header and (sealed) the authentication; CORRUPT otherwise, INVALID for a missing key. */
+export function decodeMetadataFile<T>(kind: FileKind, bytes: Buffer, name: string, path: string, keys: RepositoryKeys | undefined): T {
+  if (contentName(bytes) !== name) throw corrupt(path, 'content does not match its name (damaged)');
+  if (bytes.length < FILE_HEADER_BYTES || !bytes.subarray(0, 4).equals(FILE_MAGIC)) throw corrupt(path, 'not a backup metadata file');
+  if (crc32(bytes.subarray(0, 12)) !== bytes.readUInt32BE(12)) throw corrupt(path, 'header checksum mismatch');
+  if (bytes[4] !== FORMAT_VERSION) throw new MailstoreError('INVALID', `${path}: format version ${bytes[4]} is not supported`, { path });
+  if (bytes[5] !== FILE_KIND[kind]) throw corrupt(path, `not a ${kind} file`);
+  if (bytes.readUInt32BE(8) !== bytes.length - FILE_HEADER_BYTES) throw corrupt(path, 'length mismatch (truncated?)');
+  const encrypted = (bytes[6] & FLAG_ENCRYPTED) !== 0;
+  if (encrypted !== Boolean(keys)) throw new MailstoreError('INVALID', `${path}: ${encrypted ? 'encrypted, but no key was given' : 'not encrypted, but the repository is'}`, { path });
+  const payload = bytes.subarray(FILE_HEADER_BYTES);
+  const plain = keys ? unseal(keys, payload, bytes.subarray(0, 8), `the ${kind} file`, path) : payload;
+  try {
+    return decodeCbor<T>(inflateRawSync(plain, { maxOutputLength: backupLimits.metadataFileBytesMax }));
+  } catch (error) {
+    throw new MailstoreError('CORRUPT', `${path}: cannot decode the ${kind} file`, { path, cause: error });
+  }
+}
+
+/** A data file's header: "MSBD" | version u8 | flags u8 | 0 0 | crc32 of the 8 bytes before. */
+export function encodeDataHeader(encrypted: boolean): Buffer {
+  const header = Buffer.alloc(DATA_HEADER_BYTES);
+  DATA_MAGIC.copy(header, 0);
+  header[4] = FORMAT_VERSION;
+  header[5] = encrypted ? FLAG_ENCRYPTED : 0;
+  header.writeUInt32BE(crc32(header.subarray(0, 8)), 8);
+  return header;
+}
+
+export function checkDataHeader(bytes: Buffer, path: string): void {
+  if (bytes.length < DATA_HEADER_BYTES || !bytes.subarray(0, 4).equals(DATA_MAGIC) || crc32(bytes.subarray(0, 8)) !== bytes.readUInt32BE(8)) {
+    throw corrupt(path, 'not a backup data file, or its header is damaged');
+  }
+}
+
+/**
+ * One blob record: "MSBR" | blob id 32 | flags u8 | 0 0 0 | stored length u32 | crc32 of the 44
+ * bytes before | stored bytes (the message, deflated when that saves enough; sealed with the blob
+ * id as associated data when encrypted).
+ */
+export async function encodeRecord(id: Buffer, bytes: Buffer, keys: RepositoryKeys | undefined): Promise<Buffer[]> {
+  // On the thread pool (several blobs at once), into one output chunk: the 16 KiB default makes a
+  // round trip to the main thread per chunk (measured ~7 % more CPU).
+  const deflated = await deflateAsync(bytes, { level: backupLimits.deflateLevel, chunkSize: Math.max(64 * 1024, bytes.length + 1024) });
+  const compress = deflated.length <= bytes.length * (1 - backupLimits.compressSavingMin);
+  const body = compress ? deflated : bytes;
+  const stored = keys ? seal(keys, body, id) : body;
+  const header = Buffer.alloc(RECORD_HEADER_BYTES);
+  RECORD_MAGIC.copy(header, 0);
+  id.copy(header, 4);
+  header[36] = compress ? FLAG_DEFLATED : 0;
+  header.writeUInt32BE(stored.length, 40);
+  header.writeUInt32BE(crc32(header.subarray(0, 44)), 44);
+  return [header, stored];
+}
+
+/** The length the record of `storedLength` bytes takes in its data file. */
+export function recordBytes(storedLength: number): number {
+  return RECORD_HEADER_BYTES + storedLength;
+}
+
+/**
+ * The message bytes of the record read at an index entry (header and stored bytes), verified:
+ * header checksum, the id the index expects, the length, authentication when sealed, and, when
+ * the store hash is known, the BLAKE3 of the bytes. CORRUPT otherwise, never wrong bytes.
+ */
+export function decodeRecord(record: Buffer, id: Buffer, hash: Buffer | undefined, keys: RepositoryKeys | undefined, path: string): Buffer {
+  const where = `${path}: blob ${id.toString('hex').slice(0, 16)}`;
+  if (record.length < RECORD_HEADER_BYTES || !record.subarray(0, 4).equals(RECORD_MAGIC) || crc32(record.subarray(0, 44)) !== record.readUInt32BE(44)) {
+    throw corrupt(path, `${where}: record header damaged`);
+  }
+  if (!record.subarray(4, 4 + HASH_BYTES).equals(id)) throw corrupt(path, `${where}: the record holds another blob`);
+  if (record.readUInt32BE(40) !== record.length - RECORD_HEADER_BYTES) throw corrupt(path, `${where}: record length mismatch (truncated?)`);
+  const stored = record.subarray(RECORD_HEADER_BYTES);
+  const body = keys ? unseal(keys, stored, id, 'a blob', path) : stored;
+  let bytes: Buffer;
+  try {
+    bytes = (record[36] & FLAG_DEFLATED) !== 0 ? inflateRawSync(body, { maxOutputLength: limits.messageBytesMax }) : body;
+  } catch (error) {
+    throw new MailstoreError('CORRUPT', `${where}: cannot inflate`, { path, cause: error });
+  }
+  const expected = hash ?? (keys ? undefined : id);
+  if (expected && !hashBytes(bytes).equals(expected)) throw corrupt(path, `${where}: bytes do not match their hash`);
+  return bytes;
+}

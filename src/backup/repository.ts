@@ -1,0 +1,384 @@
+// A backup repository on disk (docs/BACKUP.md): config, data/, index/, snapshots/, locks/.
+// Every file is written whole (temp, fsync, rename, directory fsync) and named by its content, so
+// a file is either absent or complete and checkable; nothing refers to a file before it is
+// durable, and a snapshot is written last. This module knows the layout; backup.ts, restore.ts,
+// check.ts and forget.ts decide what to write.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
+import type { FileHandle, FileSystem } from '../fs/filesystem.js';
+import { ensureDir, writeFileDurable } from '../fs/durable.js';
+import { backupLimits } from '../limits.js';
+import type { Op } from '../store/records.js';
+import { newEncryptionParams, openKeys, type EncryptionParams, type RepositoryKeys } from './crypto.js';
+import { FORMAT_VERSION, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type FileKind } from './format.js';
+
+export const REPO_LAYOUT = { config: 'config', data: 'data', index: 'index', snapshots: 'snapshots', locks: 'locks' } as const;
+const REPO_FORMAT = 'mailstore-backup';
+
+export interface RepoConfig {
+  format: typeof REPO_FORMAT;
+  version: number;
+  /** The repository's id (UUID). */
+  id: string;
+  created: string;
+  encryption?: EncryptionParams;
+}
+
+/** Where one blob is: its data file, the offset of its record, the stored length after the record header. */
+export interface BlobEntry {
+  file: string;
+  offset: number;
+  length: number;
+}
+
+/** An index file: the records of one or more data files. */
+export interface IndexFile {
+  files: { file: string; blobs: [id: Buffer, offset: number, length: number][] }[];
+}
+
+export interface SnapshotCounts {
+  mailboxes: number;
+  messages: number;
+  /** Message bytes the snapshot's messages hold (each copy counted). */
+  bytes: number;
+  /** Distinct blobs the snapshot refers to. */
+  blobs: number;
+}
+
+/** A snapshot file: one consistent state of one store (the checkpoint ops, docs/FORMAT.md). */
+export interface SnapshotFile {
+  version: number;
+  /** ms since the epoch */
+  time: number;
+  storeId: string;
+  hostname: string;
+  /** The journal seq the state reflects. */
+  seq: number;
+  counts: SnapshotCounts;
+  /** state.begin, state.meta, state.mailbox, state.messages, state.changes (no state.blobs: locations are the store's). */
+  ops: Op[];
+}
+
+export interface OpenRepositoryOptions {
+  /** The key file's bytes (an encrypted repository needs it; a new one is encrypted with it). */
+  secret?: Buffer;
+  /** Create the repository when the directory is missing or empty. */
+  create?: boolean;
+}
+
+export class Repository {
+  private readonly handles = new Map<string, FileHandle>();
+  /** Bytes of data files read (restore reports it). */
+  dataBytesRead = 0;
+  /** Bytes of new files written (backup reports it). */
+  bytesWritten = 0;
+
+  private constructor(readonly fs: FileSystem, readonly dir: string, readonly config: RepoConfig, readonly keys: RepositoryKeys | undefined) {}
+
+  static async open(fs: FileSystem, dir: string, options: OpenRepositoryOptions = {}): Promise<Repository> {
+    let config = await readConfig(fs, dir);
+    let keys: RepositoryKeys | undefined;
+    if (!config) {
+      if (!options.create) throw new MailstoreError('NOT_FOUND', `no backup repository at ${dir} (no config file; 'mailstore backup' creates one)`, { path: dir });
+      ({ config, keys } = await initRepository(fs, dir, options.secret));
+    } else if (config.encryption) {
+      if (!options.secret) throw new MailstoreError('INVALID', `the backup repository at ${dir} is encrypted: give its --key-file`, { path: dir });
+      keys = openKeys(options.secret, config.encryption, dir);
+    } else if (options.secret) {
+      throw new MailstoreError('INVALID', `the backup repository at ${dir} is not encrypted; leave out --key-file`, { path: dir });
+    }
+    return new Repository(fs, dir, config, keys);
+  }
+
+  path(area: keyof typeof REPO_LAYOUT, name = ''): string {
+    return join(this.dir, REPO_LAYOUT[area], name);
+  }
+
+  /** Content names in data/, index/ or snapshots/ (temp files of interrupted writes are left out). */
+  async list(area: 'data' | 'index' | 'snapshots'): Promise<string[]> {
+    try {
+      return (await this.fs.readdir(this.path(area))).filter(isContentName);
+    } catch (error) {
+      throw fromSystemError(error, 'listing', this.path(area));
+    }
+  }
+
+  /** Temp files left by writes that were interrupted (prune removes them). */
+  async leftovers(area: 'data' | 'index' | 'snapshots'): Promise<string[]> {
+    return (await this.fs.readdir(this.path(area)).catch(() => [])).filter((name) => name.startsWith('.') && name.endsWith('.tmp'));
+  }
+
+  /** Writes a whole file under its content name; an existing file of that name already holds these bytes. */
+  async writeContent(area: 'data' | 'index' | 'snapshots', bytes: Buffer): Promise<string> {
+    const name = contentName(bytes);
+    const path = this.path(area, name);
+    if (await this.fs.statIfExists(path)) return name;
+    try {
+      await writeFileDurable(this.fs, path, bytes);
+    } catch (error) {
+      throw fromSystemError(error, 'writing the backup file', path);
+    }
+    this.bytesWritten += bytes.length;
+    return name;
+  }
+
+  writeIndex(index: IndexFile): Promise<string> {
+    return this.writeContent('index', encodeMetadataFile('index', index, this.keys));
+  }
+
+  writeSnapshot(snapshot: SnapshotFile): Promise<string> {
+    return this.writeContent('snapshots', encodeMetadataFile('snapshot', snapshot, this.keys));
+  }
+
+  async readMetadata<T>(kind: FileKind, name: string): Promise<T> {
+    const area = kind === 'index' ? 'index' : 'snapshots';
+    const path = this.path(area, name);
+    let bytes: Buffer;
+    try {
+      bytes = await this.fs.readFile(path);
+    } catch (error) {
+      throw fromSystemError(error, `reading the ${kind} file`, path);
+    }
+    return decodeMetadataFile<T>(kind, bytes, name, path, this.keys);
+  }
+
+  /** Every index file merged: blob id (hex) -> its places (more than one after an interrupted prune). */
+  async loadIndex(): Promise<Map<string, BlobEntry[]>> {
+    const map = new Map<string, BlobEntry[]>();
+    for (const name of await this.list('index')) {
+      const index = await this.readMetadata<IndexFile>('index', name);
+      addToIndex(map, index);
+    }
+    return map;
+  }
+
+  /** Snapshots, oldest first (a snapshot that does not read throws: check lists them one by one). */
+  async snapshots(): Promise<{ id: string; snapshot: SnapshotFile }[]> {
+    const all: { id: string; snapshot: SnapshotFile }[] = [];
+    for (const id of await this.list('snapshots')) all.push({ id, snapshot: await this.readMetadata<SnapshotFile>('snapshot', id) });
+    return all.sort((a, b) => a.snapshot.time - b.snapshot.time || a.id.localeCompare(b.id));
+  }
+
+  /** A snapshot by id, unique id prefix, or 'latest'. */
+  async findSnapshot(wanted: string): Promise<{ id: string; snapshot: SnapshotFile }> {
+    if (wanted === 'latest') {
+      const all = await this.snapshots();
+      if (all.length === 0) throw new MailstoreError('NOT_FOUND', `the backup repository at ${this.dir} holds no snapshot`, { path: this.dir });
+      return all[all.length - 1];
+    }
+    if (!/^[0-9a-f]{4,64}$/.test(wanted)) throw new MailstoreError('INVALID', `a snapshot is 'latest' or a hex id (at least 4 digits), got ${JSON.stringify(wanted)}`);
+    const matches = (await this.list('snapshots')).filter((id) => id.startsWith(wanted));
+    if (matches.length === 0) throw new MailstoreError('NOT_FOUND', `no snapshot ${wanted} in ${this.dir}`, { path: this.dir });
+    if (matches.length > 1) throw new MailstoreError('INVALID', `snapshot id ${wanted} is ambiguous (${matches.length} match); give more digits`);
+    return { id: matches[0], snapshot: await this.readMetadata<SnapshotFile>('snapshot', matches[0]) };
+  }
+
+  /** The raw record (header and stored bytes) at an index entry. */
+  async readRecord(entry: BlobEntry, recordLength: number): Promise<Buffer> {
+    const path = this.path('data', entry.file);
+    const handle = await this.dataHandle(entry.file, path);
+    const buffer = Buffer.alloc(recordLength);
+    let got = 0;
+    try {
+      while (got < recordLength) {
+        const n = await handle.read(buffer, got, recordLength - got, entry.offset + got);
+        if (n === 0) break;
+        got += n;
+      }
+    } catch (error) {
+      throw fromSystemError(error, 'reading the data file', path);
+    }
+    this.dataBytesRead += got;
+    if (got < recordLength) throw new MailstoreError('CORRUPT', `${path}: ends before the record at ${entry.offset} (truncated)`, { path });
+    return buffer;
+  }
+
+  /** Callers read one record at a time (restore, prune are sequential), so an open is never raced. */
+  private async dataHandle(file: string, path: string): Promise<FileHandle> {
+    let handle = this.handles.get(file);
+    if (handle) return handle;
+    if (this.handles.size >= backupLimits.openDataFilesMax) {
+      const [oldest, old] = this.handles.entries().next().value as [string, FileHandle];
+      this.handles.delete(oldest);
+      await old.close().catch(() => undefined);
+    }
+    try {
+      handle = await this.fs.open(path, 'read');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new MailstoreError('CORRUPT', `${path}: the data file is missing`, { path, cause: error });
+      throw fromSystemError(error, 'opening the data file', path);
+    }
+    this.handles.set(file, handle);
+    return handle;
+  }
+
+  async close(): Promise<void> {
+    for (const handle of this.handles.values()) await handle.close().catch(() => undefined);
+    this.handles.clear();
+  }
+
+  /** Removes a file of the repository (forget and prune only), its directory synced after. */
+  async remove(area: 'data' | 'index' | 'snapshots', name: string): Promise<void> {
+    const path = this.path(area, name);
+    await this.fs.unlink(path).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw fromSystemError(error, 'removing', path);
+    });
+  }
+
+  async syncArea(area: 'data' | 'index' | 'snapshots'): Promise<void> {
+    await this.fs.syncDir(this.path(area)).catch((error) => { throw fromSystemError(error, 'syncing', this.path(area)); });
+  }
+}
+
+/** The list under `key`, created empty when missing (appending in place: no copy per entry). */
+export function listIn<K, V>(map: Map<K, V[]>, key: K): V[] {
+  let list = map.get(key);
+  if (!list) {
+    list = [];
+    map.set(key, list);
+  }
+  return list;
+}
+
+export function addToIndex(map: Map<string, BlobEntry[]>, index: IndexFile): void {
+  for (const { file, blobs } of index.files) {
+    for (const [id, offset, length] of blobs) {
+      const key = Buffer.from(id).toString('hex');
+      const list = map.get(key);
+      const entry = { file, offset, length };
+      if (list) list.push(entry);
+      else map.set(key, [entry]);
+    }
+  }
+}
+
+function encodeConfig(config: RepoConfig): Buffer {
+  const body = JSON.stringify(config);
+  return Buffer.from(`${body}\ncrc32 ${crc32(Buffer.from(body)).toString(16).padStart(8, '0')}\n`);
+}
+
+async function readConfig(fs: FileSystem, dir: string): Promise<RepoConfig | undefined> {
+  const path = join(dir, REPO_LAYOUT.config);
+  let bytes: Buffer;
+  try {
+    bytes = await fs.readFile(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw fromSystemError(error, 'reading the repository config', path);
+  }
+  const m = /^(\{.*\})\ncrc32 ([0-9a-f]{8})\n$/s.exec(bytes.toString('utf8'));
+  if (!m || crc32(Buffer.from(m[1])).toString(16).padStart(8, '0') !== m[2]) {
+    throw new MailstoreError('CORRUPT', `${path}: the repository config is damaged (its copy in another repository or backup of the repository is needed)`, { path });
+  }
+  const config = JSON.parse(m[1]) as RepoConfig;
+  if (config.format !== REPO_FORMAT) throw new MailstoreError('INVALID', `${dir} is not a mailstore backup repository`, { path });
+  if (config.version !== FORMAT_VERSION) throw new MailstoreError('INVALID', `${path}: repository version ${config.version} is not supported`, { path });
+  return config;
+}
+
+/** Creates the layout, config last: a directory without config is no repository yet. */
+async function initRepository(fs: FileSystem, dir: string, secret: Buffer | undefined): Promise<{ config: RepoConfig; keys?: RepositoryKeys }> {
+  const stat = await fs.statIfExists(dir);
+  if (stat) {
+    if (!stat.isDirectory) throw new MailstoreError('INVALID', `${dir} exists and is not a directory`, { path: dir });
+    for (const name of await fs.readdir(dir)) {
+      const ours = (Object.values(REPO_LAYOUT) as string[]).includes(name) && name !== REPO_LAYOUT.config;
+      if (!ours || (await fs.readdir(join(dir, name)).catch(() => ['?'])).some((entry) => !entry.endsWith('.tmp'))) {
+        throw new MailstoreError('INVALID', `${dir} is not empty and holds no backup repository config (found ${name}); refusing to create one over it`, { path: dir });
+      }
+    }
+  }
+  const encryption = secret ? newEncryptionParams(secret) : undefined;
+  const config: RepoConfig = { format: REPO_FORMAT, version: FORMAT_VERSION, id: randomUUID(), created: new Date().toISOString() };
+  if (encryption) config.encryption = encryption.params;
+  try {
+    if (!stat) { await fs.mkdir(dir); }
+    for (const area of [REPO_LAYOUT.data, REPO_LAYOUT.index, REPO_LAYOUT.snapshots, REPO_LAYOUT.locks]) await ensureDir(fs, join(dir, area));
+    await writeFileDurable(fs, join(dir, REPO_LAYOUT.config), encodeConfig(config));
+  } catch (error) {
+    throw fromSystemError(error, 'creating the backup repository', dir);
+  }
+  return { config, keys: encryption?.keys };
+}
+
+// ---- locks -----------------------------------------------------------------------------------
+
+interface LockRecord {
+  pid: number;
+  hostname: string;
+  time: number;
+  exclusive: boolean;
+}
+
+export interface RepoLock {
+  release(): Promise<void>;
+}
+
+/**
+ * restic's locks: a file per holder in locks/. Backup, restore and check share; forget and prune
+ * are exclusive. A lock of a dead process on this host, or one not refreshed for lockStaleMs, is
+ * stale and removed.
+ */
+export async function lockRepository(repo: Repository, exclusive: boolean, options: { readOnly?: boolean } = {}): Promise<RepoLock> {
+  const fs = repo.fs;
+  const dir = join(repo.dir, REPO_LAYOUT.locks);
+  const name = randomBytes(16).toString('hex');
+  const path = join(dir, name);
+  const write = () => writeFileDurable(fs, path, Buffer.from(JSON.stringify({ pid: process.pid, hostname: hostname(), time: Date.now(), exclusive } satisfies LockRecord)));
+  try {
+    await ensureDir(fs, dir);
+    await write();
+  } catch (error) {
+    const failure = fromSystemError(error, 'writing the repository lock', path);
+    // A repository on read-only media (a mounted snapshot, a write-protected disk) is read without
+    // a lock: nobody can change it underneath, and a disaster restore must not need a writable copy.
+    if (options.readOnly && failure.code === 'ACCESS') return { release: async () => undefined };
+    throw failure;
+  }
+  try {
+    for (const other of await fs.readdir(dir)) {
+      if (other === name || other.startsWith('.')) continue;
+      const record = await readLock(fs, join(dir, other));
+      if (!record) continue;
+      if (isStale(record)) { await fs.unlink(join(dir, other)).catch(() => undefined); continue; }
+      if (exclusive || record.exclusive) {
+        throw new MailstoreError('LOCKED', `the backup repository ${repo.dir} is in use by pid ${record.pid} on ${record.hostname} since ${new Date(record.time).toISOString()}${record.exclusive ? ' (forget/prune)' : ''}; try again when it is done`, { path: join(dir, other) });
+      }
+    }
+  } catch (error) {
+    await fs.unlink(path).catch(() => undefined);
+    throw isMailstoreError(error) ? error : fromSystemError(error, 'reading the repository locks', dir);
+  }
+  const timer = setInterval(() => { write().catch(() => undefined); }, backupLimits.lockRefreshMs);
+  timer.unref();
+  return {
+    release: async () => {
+      clearInterval(timer);
+      await fs.unlink(path).catch(() => undefined);
+    },
+  };
+}
+
+async function readLock(fs: FileSystem, path: string): Promise<LockRecord | undefined> {
+  try {
+    return JSON.parse((await fs.readFile(path)).toString('utf8')) as LockRecord;
+  } catch {
+    return undefined; // gone meanwhile, or not a lock written whole (locks are written by rename): not a holder
+  }
+}
+
+function isStale(record: LockRecord): boolean {
+  if (Date.now() - record.time > backupLimits.lockStaleMs) return true;
+  if (record.hostname !== hostname()) return false;
+  if (record.pid === process.pid) return false;
+  try {
+    process.kill(record.pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}

@@ -1,0 +1,192 @@
+// `mailstore restore` into a new store: a snapshot (or one user, or one mailbox of it) exactly as
+// it was. The blobs go into the new store's packs and the selected state is written as its
+// journal (a checkpoint starting above the snapshot's seq, docs/FORMAT.md), so uids,
+// uidValidity, modseqs, flags, dates, ACLs and owners are as they were; the store is built
+// inside the target and moved into place (STORE last) once it opens and holds what it should.
+// Every blob is verified by its hash on the way. Into a live store: restore-live.ts.
+import { dirname, join } from 'node:path';
+import { MailstoreError, fromSystemError } from '../errors.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import { writeFileDurable } from '../fs/durable.js';
+import { PackStore, type BlobLocation } from '../blob/pack-store.js';
+import { backupLimits, limits } from '../limits.js';
+import { writeStateSegments } from '../store/checkpoint.js';
+import { LAYOUT, initStore, storeIdBytes } from '../store/identity.js';
+import type { Op } from '../store/records.js';
+import { Store } from '../store/store.js';
+import { formatMailboxName } from '../store/validate.js';
+import { lockRepository, type BlobEntry, type Repository } from './repository.js';
+import { readBlob, selectState, type RestoreOptions, type RestoreSummary, type Selected } from './select.js';
+
+export { restoreIntoStore } from './restore-live.js';
+export { selectState, readBlob, type RestoreSelection, type RestoreSummary, type RestoreOptions, type RestoreTarget } from './select.js';
+
+/**
+ * A new store is built in TARGET/.restoring (on the target's own file system, which may be a
+ * freshly mounted disk), announced by TARGET/RESTORING, and moved up into TARGET when complete,
+ * STORE last: until STORE is there, TARGET is no store, and the next restore clears it.
+ */
+const BUILD_DIR = '.restoring';
+const RESTORING_MARK = 'RESTORING';
+/** A file system root's lost+found is not content. */
+const IGNORED = new Set(['lost+found']);
+
+export async function restoreToNewStore(fs: FileSystem, repo: Repository, snapshotRef: string, target: string, options: RestoreOptions = {}): Promise<RestoreSummary> {
+  const started = Date.now();
+  const readBefore = repo.dataBytesRead;
+  const lock = await lockRepository(repo, false, { readOnly: true });
+  try {
+    const { id, snapshot } = await repo.findSnapshot(snapshotRef);
+    const selected = selectState(snapshot, options.selection ?? {});
+    const index = await repo.loadIndex();
+    const created = await prepareTarget(fs, target, id);
+    let written: WrittenBlobs;
+    try {
+      written = await buildStore(fs, repo, index, join(target, BUILD_DIR), snapshot.seq, selected, options);
+    } catch (error) {
+      await clearTarget(fs, target, created); // all of it made here from the repository: nothing is lost
+      throw error;
+    }
+    await installBuilt(fs, join(target, BUILD_DIR), target);
+    return {
+      snapshot: id, storeId: snapshot.storeId, seq: snapshot.seq, to: target, mailboxes: selected.mailboxes.length,
+      messages: written.messages, bytes: written.bytes, bytesRead: repo.dataBytesRead - readBefore, durationMs: Date.now() - started,
+    };
+  } finally {
+    await lock.release();
+  }
+}
+
+/** Blobs into packs, the state as the journal, then an open that must find every selected mailbox as it was. */
+async function buildStore(fs: FileSystem, repo: Repository, index: Map<string, BlobEntry[]>, build: string, seq: number, selected: Selected, options: RestoreOptions): Promise<WrittenBlobs> {
+  const identity = await initStore(fs, build);
+  const written = await writeBlobs(fs, repo, index, build, storeIdBytes(identity), selected, options);
+  const ops = stateOps(seq, selected, written.blobs);
+  await writeStateSegments(fs, join(build, LAYOUT.journal), storeIdBytes(identity), seq + 1, ops[Symbol.iterator](), limits.journalSegmentBytesMax)
+    .catch((error) => { throw fromSystemError(error, 'writing the restored journal', build); });
+  await verifyBuilt(fs, build, selected);
+  return written;
+}
+
+/** After a failed build: the target as it was (removed when this restore created it). */
+async function clearTarget(fs: FileSystem, target: string, created: boolean): Promise<void> {
+  if (created) {
+    await fs.removeTree(target).catch(() => undefined);
+    return;
+  }
+  for (const name of await fs.readdir(target).catch(() => [] as string[])) {
+    if (!IGNORED.has(name)) await fs.removeTree(join(target, name)).catch(() => undefined);
+  }
+}
+
+/**
+ * The target must be missing, empty, or what an interrupted restore left (RESTORING and no STORE:
+ * all of it made by that restore from the repository, so it is cleared). Then RESTORING is written.
+ */
+async function prepareTarget(fs: FileSystem, target: string, snapshot: string): Promise<boolean> {
+  let created = false;
+  try {
+    const stat = await fs.statIfExists(target);
+    if (!stat) {
+      await fs.mkdir(target);
+      await fs.syncDir(dirname(target));
+      created = true;
+    } else {
+      const names = stat.isDirectory ? (await fs.readdir(target)).filter((n) => !IGNORED.has(n)) : ['?'];
+      const leftover = names.includes(RESTORING_MARK) && !names.includes(LAYOUT.identity);
+      if (names.length > 0 && !leftover) {
+        throw new MailstoreError('EXISTS', `${target} exists and is not empty: a whole-store restore goes into a new directory (a --mailbox or --user restore into a live store needs a store there)`, { path: target });
+      }
+      for (const name of leftover ? names : []) await fs.removeTree(join(target, name));
+    }
+    await writeFileDurable(fs, join(target, RESTORING_MARK), Buffer.from(`restoring snapshot ${snapshot} here; an interrupted restore is cleared by the next one\n`));
+  } catch (error) {
+    throw fromSystemError(error, 'preparing the restore target', target);
+  }
+  return created;
+}
+
+interface WrittenBlobs {
+  blobs: Map<string, { location: BlobLocation; references: number }>;
+  messages: number;
+  bytes: number;
+}
+
+/** Every selected message's blob, verified, into the new store's packs (once per blob); refcounts counted. */
+async function writeBlobs(fs: FileSystem, repo: Repository, index: Map<string, BlobEntry[]>, build: string, storeId: Buffer, selected: Selected, options: RestoreOptions): Promise<WrittenBlobs> {
+  const packs = await PackStore.open(fs, join(build, LAYOUT.packs), storeId, { packBytesMax: limits.packBytesMax, checkMounted: async () => undefined });
+  const result: WrittenBlobs = { blobs: new Map(), messages: 0, bytes: 0 };
+  try {
+    let batch = packs.beginBatch();
+    for (const box of selected.mailboxes) {
+      for (const [uid, hash, size] of selected.messages.get(Buffer.from(box.id).toString('hex')) ?? []) {
+        result.messages++;
+        result.bytes += size;
+        const key = Buffer.from(hash).toString('hex');
+        const known = result.blobs.get(key);
+        if (known) { known.references++; continue; }
+        const bytes = await readBlob(repo, index, Buffer.from(hash), `${formatMailboxName(box.name)} uid ${uid}`);
+        result.blobs.set(key, { location: batch.reserve(Buffer.from(hash), bytes), references: 1 });
+        if (batch.bytes >= backupLimits.restoreBatchBytes) {
+          await packs.write(batch);
+          await packs.sync();
+          batch = packs.beginBatch();
+        }
+        options.onProgress?.(result.messages, result.bytes);
+      }
+    }
+    await packs.write(batch);
+    await packs.sync();
+  } finally {
+    await packs.close();
+  }
+  return result;
+}
+
+/** The journal of the new store: the snapshot's state with the blobs where this restore put them. */
+function stateOps(seq: number, selected: Selected, written: Map<string, { location: BlobLocation; references: number }>): Op[] {
+  const per = limits.checkpointEntriesPerRecord;
+  const ops: Op[] = [{ op: 'state.begin', appliedSeq: seq }];
+  for (let i = 0; i < selected.meta.length; i += per) ops.push({ op: 'state.meta', entries: selected.meta.slice(i, i + per) });
+  for (const info of selected.mailboxes) ops.push({ op: 'state.mailbox', info });
+  for (const info of selected.mailboxes) {
+    const list = selected.messages.get(Buffer.from(info.id).toString('hex')) ?? [];
+    for (let i = 0; i < list.length; i += per) ops.push({ op: 'state.messages', id: info.id, messages: list.slice(i, i + per) });
+  }
+  ops.push(...selected.changes);
+  const blobs = [...written].map(([key, b]): [Buffer, number, number, number, number] => [Buffer.from(key, 'hex'), b.location.pack, b.location.offset, b.location.length, b.references]);
+  for (let i = 0; i < blobs.length; i += per) ops.push({ op: 'state.blobs', blobs: blobs.slice(i, i + per) });
+  return ops;
+}
+
+/** Opens the built store (its index is rebuilt from the new journal) and checks it holds what was selected. */
+async function verifyBuilt(fs: FileSystem, build: string, selected: Selected): Promise<void> {
+  const store = await Store.open(build, { fs });
+  try {
+    for (const box of selected.mailboxes) {
+      const status = await store.status(formatMailboxName(box.name));
+      const expected = selected.messages.get(Buffer.from(box.id).toString('hex'))?.length ?? 0;
+      if (status.messages !== expected || status.uidNext !== box.uidNext || status.uidValidity !== box.uidValidity) {
+        throw new MailstoreError('CORRUPT', `the restored store does not hold ${formatMailboxName(box.name)} as the snapshot does (${status.messages} messages, expected ${expected}); nothing was installed`, { path: build });
+      }
+    }
+  } finally {
+    await store.close();
+  }
+}
+
+/** Moves the built store up into the target, STORE last, then drops the build directory and the mark. */
+async function installBuilt(fs: FileSystem, build: string, target: string): Promise<void> {
+  try {
+    const names = await fs.readdir(build);
+    for (const name of names) if (name !== LAYOUT.identity) await fs.rename(join(build, name), join(target, name));
+    await fs.syncDir(target);
+    await fs.rename(join(build, LAYOUT.identity), join(target, LAYOUT.identity));
+    await fs.syncDir(target);
+    await fs.rmdir(build);
+    await fs.unlink(join(target, RESTORING_MARK));
+    await fs.syncDir(target);
+  } catch (error) {
+    throw fromSystemError(error, `installing the restored store (built in ${build}) at`, target);
+  }
+}

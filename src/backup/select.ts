@@ -1,0 +1,134 @@
+// What a restore takes from a snapshot: the selected mailboxes (renamed with --as), their
+// messages, change log and the store-wide values they need; and each blob, read and verified.
+import { MailstoreError } from '../errors.js';
+import type { MailboxInfo, Op } from '../store/records.js';
+import type { AppendOptions } from '../store/types.js';
+import { formatMailboxName, parseMailboxName } from '../store/validate.js';
+import { blobIdOf } from './crypto.js';
+import { decodeRecord, recordBytes } from './format.js';
+import { listIn, type BlobEntry, type Repository, type SnapshotFile } from './repository.js';
+
+export interface RestoreSelection {
+  /** user/NAME and every mailbox below it. */
+  user?: string;
+  /** One mailbox (not those below it). */
+  mailbox?: string;
+  /** A new name: for the mailbox, or for the user (user/NAME/... becomes user/AS/..., owner and ACL entries follow). */
+  as?: string;
+}
+
+export interface RestoreSummary {
+  snapshot: string;
+  storeId: string;
+  seq: number;
+  to: string;
+  mailboxes: number;
+  messages: number;
+  /** Message bytes written into the target. */
+  bytes: number;
+  /** Bytes of the repository's data files read (a one-mailbox restore reads only its blobs). */
+  bytesRead: number;
+  durationMs: number;
+}
+
+export interface RestoreOptions {
+  selection?: RestoreSelection;
+  onProgress?: (messages: number, bytes: number) => void;
+}
+
+/** What a restore into a live store needs of it: the Store itself, or later the daemon's client. */
+export interface RestoreTarget {
+  hasMailbox(name: string): Promise<boolean>;
+  createMailbox(name: string, options: { owner?: string; acl?: Record<string, string> }): Promise<unknown>;
+  appendBatch(mailbox: string, items: (AppendOptions & { bytes: Uint8Array })[]): Promise<unknown>;
+}
+
+/** The selected part of a snapshot: its mailboxes (named as restored) and their messages. */
+export interface Selected {
+  meta: [string, unknown][];
+  mailboxes: MailboxInfo[];
+  messages: Map<string, Extract<Op, { op: 'state.messages' }>['messages']>;
+  changes: Extract<Op, { op: 'state.changes' }>[];
+}
+
+// ---- selection -------------------------------------------------------------------------------
+
+export function selectState(snapshot: SnapshotFile, selection: RestoreSelection): Selected {
+  if (selection.user !== undefined && selection.mailbox !== undefined) throw new MailstoreError('INVALID', 'give --user or --mailbox, not both');
+  if (selection.as !== undefined && selection.user === undefined && selection.mailbox === undefined) throw new MailstoreError('INVALID', '--as renames a restored --user or --mailbox; a whole store keeps its names');
+  const rename = renamer(selection);
+  const chosen = new Set<string>();
+  const selected: Selected = { meta: [], mailboxes: [], messages: new Map(), changes: [] };
+  const whole = selection.user === undefined && selection.mailbox === undefined;
+  for (const op of snapshot.ops) {
+    if (op.op === 'state.meta') selected.meta.push(...op.entries.filter(([key]) => keepMeta(key, whole)));
+    else if (op.op === 'state.mailbox' && !op.info.deleting && rename.matches(op.info.name)) {
+      chosen.add(Buffer.from(op.info.id).toString('hex'));
+      selected.mailboxes.push(rename.apply(op.info));
+    } else if (op.op === 'state.messages' && chosen.has(Buffer.from(op.id).toString('hex'))) {
+      const key = Buffer.from(op.id).toString('hex');
+      listIn(selected.messages, key).push(...op.messages);
+    } else if (op.op === 'state.changes' && chosen.has(Buffer.from(op.id).toString('hex'))) selected.changes.push(op);
+  }
+  if (!whole && selected.mailboxes.length === 0) {
+    throw new MailstoreError('NOT_FOUND', `the snapshot holds no ${selection.user !== undefined ? `user ${selection.user}` : `mailbox ${selection.mailbox}`}`, { path: selection.user ?? selection.mailbox });
+  }
+  selected.mailboxes.sort((a, b) => formatMailboxName(a.name).localeCompare(formatMailboxName(b.name)));
+  return selected;
+}
+
+/**
+ * Marks of blobs the snapshot does not carry (dropped damage) and of deletes in progress (their
+ * mailboxes are left out) stay behind; a part of a store takes only what keeps its names unique.
+ */
+function keepMeta(key: string, whole: boolean): boolean {
+  if (key.startsWith('scrub/dropped/') || key.startsWith('deleting/')) return false;
+  return whole || key === 'uidValidityLast' || key.startsWith('quota/');
+}
+
+function renamer(selection: RestoreSelection): { matches(name: string[]): boolean; apply(info: MailboxInfo): MailboxInfo } {
+  if (selection.mailbox !== undefined) {
+    const wanted = formatMailboxName(parseMailboxName(selection.mailbox));
+    const to = selection.as !== undefined ? parseMailboxName(selection.as) : undefined;
+    return { matches: (name) => formatMailboxName(name) === wanted, apply: (info) => (to ? { ...info, name: to } : info) };
+  }
+  if (selection.user !== undefined) {
+    const user = selection.user;
+    parseMailboxName(`user/${user}`);
+    const as = selection.as;
+    if (as !== undefined) parseMailboxName(`user/${as}`);
+    return {
+      matches: (name) => name[0] === 'user' && name[1] === user,
+      apply: (info) => {
+        if (as === undefined) return info;
+        const acl = Object.fromEntries(Object.entries(info.acl).map(([who, rights]) => [who === user ? as : who, rights]));
+        const renamed: MailboxInfo = { ...info, name: ['user', as, ...info.name.slice(2)], acl };
+        if (info.owner === user) renamed.owner = as;
+        return renamed;
+      },
+    };
+  }
+  return { matches: () => true, apply: (info) => info };
+}
+
+// ---- reading blobs ---------------------------------------------------------------------------
+
+/** The message bytes of `hash`, verified; tries every place the index knows; CORRUPT naming `what` otherwise. */
+export async function readBlob(repo: Repository, index: Map<string, BlobEntry[]>, hash: Buffer, what: string): Promise<Buffer> {
+  const id = blobIdOf(hash, repo.keys);
+  const entries = index.get(id.toString('hex'));
+  if (!entries || entries.length === 0) {
+    throw new MailstoreError('CORRUPT', `${what}: its blob ${hash.toString('hex').slice(0, 16)} is missing from the repository (run 'mailstore backup check')`, { path: what });
+  }
+  let last: unknown;
+  for (const entry of entries) {
+    try {
+      const record = await repo.readRecord(entry, recordBytes(entry.length));
+      return decodeRecord(record, id, hash, repo.keys, repo.path('data', entry.file));
+    } catch (error) {
+      last = error;
+    }
+  }
+  const why = last instanceof Error ? last.message : String(last);
+  throw new MailstoreError('CORRUPT', `${what}: its blob is damaged in the repository; nothing wrong was written (${why})`, { path: what, cause: last });
+}

@@ -1,0 +1,47 @@
+// What the backup commands share: --repo and --key-file, opening the repository, and closing it
+// whatever happened. A key file is read whole and bounded (it is a secret, not data).
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { Repository } from '../backup/repository.js';
+import { MailstoreError, fromSystemError } from '../errors.js';
+import { nodeFileSystem } from '../fs/node-fs.js';
+import { backupLimits } from '../limits.js';
+
+export interface RepoOptions {
+  repo?: string;
+  keyFile?: string;
+}
+
+export async function readKeyFile(path: string): Promise<Buffer> {
+  let bytes: Buffer;
+  try {
+    const stat = await nodeFileSystem.stat(path);
+    if (!stat.isFile || stat.size > backupLimits.keyFileBytesMax) throw new MailstoreError('INVALID', `the key file ${path} must be a file of at most ${backupLimits.keyFileBytesMax} bytes`, { path });
+    bytes = await nodeFileSystem.readFile(path);
+  } catch (error) {
+    throw fromSystemError(error, 'reading the key file', path);
+  }
+  if (bytes.length < backupLimits.keyFileBytesMin) {
+    throw new MailstoreError('INVALID', `the key file ${path} holds ${bytes.length} bytes; it needs at least ${backupLimits.keyFileBytesMin} (head -c 32 /dev/urandom > FILE)`, { path });
+  }
+  return bytes;
+}
+
+/** Opens --repo (created when `create` and missing or empty), runs `work`, closes it. */
+export async function withRepository<T>(command: Command, create: boolean, work: (repo: Repository) => Promise<T>): Promise<T> {
+  const options = command.optsWithGlobals() as RepoOptions;
+  if (!options.repo) throw new MailstoreError('INVALID', '--repo DIR is required: the backup repository');
+  const secret = options.keyFile !== undefined ? await readKeyFile(resolve(options.keyFile)) : undefined;
+  const repo = await Repository.open(nodeFileSystem, resolve(options.repo), { create, secret });
+  try {
+    return await work(repo);
+  } finally {
+    await repo.close();
+  }
+}
+
+export const REPO_HELP = `
+The repository (docs/BACKUP.md) is a directory: data files of deduplicated, compressed blobs
+named by their content hash, index files, one file per snapshot. Keep it on another disk or host.
+With --key-file it is encrypted (AES-256-GCM): keep a copy of the key file elsewhere; without it
+nothing can be restored.`;

@@ -1,0 +1,203 @@
+// Backup and restore through the library: full and incremental runs, exact point-in-time
+// restores of a store, a user and a mailbox, restores into a live store, a repository shared by
+// two stores.
+import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { runBackup } from '../../src/backup/backup.js';
+import { restoreIntoStore, restoreToNewStore, type RestoreTarget } from '../../src/backup/restore.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import { Store } from '../../src/store/store.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { dump, expectCode, fill, openRepo, source, storeTarget } from './helpers.js';
+
+/** INBOX (30, one expunged, flags), user/alice/Sent (owner, ACL), user/alice/Sent/Old, user/bob/INBOX. */
+async function sampleStore(dir: string): Promise<Store> {
+  const store = await Store.init(dir);
+  await store.createMailbox('INBOX');
+  await store.createMailbox('user/alice/Sent', { owner: 'alice', acl: { bob: 'lr' } });
+  await store.createMailbox('user/alice/Sent/Old', { owner: 'alice' });
+  await store.createMailbox('user/bob/INBOX', { owner: 'bob' });
+  await fill(store, 'INBOX', 30);
+  await fill(store, 'user/alice/Sent', 10, 100);
+  await fill(store, 'user/alice/Sent/Old', 5, 200);
+  await fill(store, 'user/bob/INBOX', 5, 300);
+  await store.copy('INBOX', [1, 2], 'user/bob/INBOX'); // shared blobs
+  await store.setFlags('INBOX', [2, 3], { add: ['\\Flagged', 'custom'] });
+  await store.expunge('INBOX', [5]);
+  return store;
+}
+
+describe('backup and restore', () => {
+  it('a whole store comes back exactly: uids, uidValidity, flags, dates, modseqs, ACLs, owner; the next change continues above it', async () => {
+    const dir = tmpDir('bk');
+    const store = await sampleStore(join(dir, 's'));
+    const repo = await openRepo(join(dir, 'repo'));
+    const first = await runBackup(source(store), repo);
+    expect(first.newBlobs).toBe(49); // 50 appended, one expunged; the copies share blobs
+    expect(first.messages).toBe(51);
+    expect(first.bytesRead).toBeGreaterThan(49 * 2000);
+    const before = await dump(store);
+    const highest = (await store.status('INBOX')).highestModseq;
+    await store.close();
+    const restored = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'));
+    expect(restored).toMatchObject({ messages: 51, mailboxes: 4, snapshot: first.snapshot });
+    const back = await Store.open(join(dir, 'r'));
+    expect(await dump(back)).toEqual(before);
+    const next = await back.append('INBOX', Buffer.from('Subject: after\r\n\r\nx\r\n'));
+    expect(next.uid).toBe(31);
+    const info = (await back.status('INBOX')).highestModseq;
+    expect(info).toBeGreaterThan(highest);
+    const created = await back.createMailbox('new');
+    expect(created.uidValidity).toBeGreaterThan((await back.mailbox('INBOX')).uidValidity);
+    await back.close();
+    await repo.close();
+  });
+
+  it('an incremental run reads and adds only what changed; earlier snapshots restore as they were', async () => {
+    const dir = tmpDir('bk');
+    const store = await sampleStore(join(dir, 's'));
+    const repo = await openRepo(join(dir, 'repo'));
+    const first = await runBackup(source(store), repo);
+    const atFirst = await dump(store);
+    const added = await fill(store, 'INBOX', 20, 500, 4000);
+    await store.expunge('INBOX', [1, 2, 3, 4]);
+    await store.setFlags('user/bob/INBOX', [1], { add: ['\\Answered'] });
+    const second = await runBackup(source(store), repo);
+    const newBytes = added.reduce((sum, b) => sum + b.length, 0);
+    expect(second.newBlobs).toBe(20);
+    expect(second.bytesRead).toBe(newBytes); // nothing the repository held was read again
+    expect(second.bytesAdded).toBeLessThan(newBytes + 64 * 1024); // the new blobs (compressed), an index and a snapshot
+    expect(second.bytesAdded).toBeGreaterThan(newBytes / 2);
+    const third = await runBackup(source(store), repo);
+    expect(third.newBlobs).toBe(0);
+    expect(third.bytesRead).toBe(0);
+    const atThird = await dump(store);
+    await store.close();
+    await restoreToNewStore(nodeFileSystem, repo, first.snapshot.slice(0, 10), join(dir, 'r1'));
+    const r1 = await Store.open(join(dir, 'r1'));
+    expect(await dump(r1)).toEqual(atFirst);
+    await r1.close();
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r3'));
+    const r3 = await Store.open(join(dir, 'r3'));
+    expect(await dump(r3)).toEqual(atThird);
+    await r3.close();
+    await repo.close();
+  });
+
+  it('one user, one mailbox (reading only its blobs), and --as into a new store', async () => {
+    const dir = tmpDir('bk');
+    const store = await sampleStore(join(dir, 's'));
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    const alice = await dump(store, (name) => name.startsWith('user/alice/'));
+    const sent = await dump(store, (name) => name === 'user/alice/Sent');
+    await store.close();
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'u'), { selection: { user: 'alice' } });
+    const u = await Store.open(join(dir, 'u'));
+    expect(await dump(u)).toEqual(alice);
+    await u.close();
+    const dataBytes = (await repo.list('data')).reduce((sum, f) => sum + statSync(repo.path('data', f)).size, 0);
+    const one = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'm'), { selection: { mailbox: 'user/alice/Sent' } });
+    expect(one.messages).toBe(10);
+    expect(one.bytesRead).toBeGreaterThan(0);
+    expect(one.bytesRead).toBeLessThan(dataBytes * 0.3); // 10 of 49 blobs
+    const m = await Store.open(join(dir, 'm'));
+    expect(await dump(m)).toEqual(sent);
+    expect(await m.listMailboxes()).toEqual([expect.objectContaining({ name: 'user/alice/Sent' })]); // not Sent/Old
+    await m.close();
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'as'), { selection: { user: 'alice', as: 'carol' } });
+    const as = await Store.open(join(dir, 'as'));
+    expect((await as.listMailboxes()).map((b) => b.name)).toEqual(['user/carol/Sent', 'user/carol/Sent/Old']);
+    expect((await as.mailbox('user/carol/Sent')).owner).toBe('carol');
+    await as.close();
+    await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'x'), { selection: { mailbox: 'nope' } }), 'NOT_FOUND');
+    await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'u')), 'EXISTS'); // not into a directory that holds something
+    expect(existsSync(join(dir, 'x'))).toBe(false);
+    await repo.close();
+  });
+
+  it('into a live store: a taken name is refused (EXISTS) before anything is written; --as restores beside it', async () => {
+    const dir = tmpDir('bk');
+    const store = await sampleStore(join(dir, 's'));
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    const before = await dump(store);
+    const target: RestoreTarget = storeTarget(store);
+    await expectCode(restoreIntoStore(target, 's', repo, 'latest', { selection: { mailbox: 'INBOX' } }), 'EXISTS');
+    await expectCode(restoreIntoStore(target, 's', repo, 'latest', { selection: { user: 'alice' } }), 'EXISTS');
+    await expectCode(restoreIntoStore(target, 's', repo, 'latest'), 'EXISTS'); // a whole store never goes into a live one
+    expect(await dump(store)).toEqual(before);
+    const done = await restoreIntoStore(target, 's', repo, 'latest', { selection: { mailbox: 'INBOX', as: 'INBOX/restored' } });
+    expect(done.messages).toBe(29);
+    const original = [];
+    for await (const m of store.readMessages('INBOX')) original.push(m);
+    const copy = [];
+    for await (const m of store.readMessages('INBOX/restored')) copy.push(m);
+    expect(copy.map((m) => m.info.uid)).toEqual(original.map((_, i) => i + 1)); // new uids
+    expect(copy.map((m) => [m.body, m.info.flags, m.info.internalDate])).toEqual(original.map((m) => [m.body, m.info.flags, m.info.internalDate]));
+    await store.close();
+    await repo.close();
+  });
+
+  it('a repository shared by two stores: each restores, and their common messages are stored once', async () => {
+    const dir = tmpDir('bk');
+    const a = await sampleStore(join(dir, 'a'));
+    const b = await Store.init(join(dir, 'b'));
+    await b.createMailbox('Shared');
+    const shared = [];
+    for await (const m of a.readMessages('INBOX')) shared.push(m);
+    await b.appendBatch('Shared', shared.map((m) => ({ bytes: m.body })));
+    await fill(b, 'Shared', 3, 900);
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(a), repo);
+    const second = await runBackup(source(b), repo);
+    expect(second.newBlobs).toBe(3);
+    expect(second.storeId).toBe(b.identity.storeId);
+    const dumpB = await dump(b);
+    await a.close();
+    await b.close();
+    const list = await repo.snapshots();
+    expect(list.map((s) => s.snapshot.storeId)).toEqual([list[0].snapshot.storeId, b.identity.storeId]);
+    await restoreToNewStore(nodeFileSystem, repo, list[1].id, join(dir, 'rb'));
+    const rb = await Store.open(join(dir, 'rb'));
+    expect(await dump(rb)).toEqual(dumpB);
+    await rb.close();
+    await repo.close();
+  });
+
+  it('into an empty directory (a mount point with lost+found), and over what an interrupted restore left', async () => {
+    const dir = tmpDir('bk');
+    const store = await sampleStore(join(dir, 's'));
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    const before = await dump(store);
+    await store.close();
+    const mount = join(dir, 'mnt');
+    mkdirSync(join(mount, 'lost+found'), { recursive: true });
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', mount);
+    expect(readdirSync(mount).sort()).toEqual(['STORE', 'index', 'journal', 'lock', 'lost+found', 'packs', 'quarantine', 'tmp']);
+    const back = await Store.open(mount);
+    expect(await dump(back)).toEqual(before);
+    await back.close();
+    // a restore killed before STORE moved up leaves RESTORING and parts: the next one clears them
+    const left = join(dir, 'left');
+    mkdirSync(join(left, '.restoring', 'packs'), { recursive: true });
+    writeFileSync(join(left, 'RESTORING'), 'x');
+    writeFileSync(join(left, 'journal'), 'half');
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', left);
+    const again = await Store.open(left);
+    expect(await dump(again)).toEqual(before);
+    await again.close();
+    await repo.close();
+  });
+
+  it('reports the snapshot it cannot find, and an ambiguous prefix', async () => {
+    const dir = tmpDir('bk');
+    const repo = await openRepo(join(dir, 'repo'));
+    await expectCode(repo.findSnapshot('latest'), 'NOT_FOUND');
+    await expectCode(repo.findSnapshot('zz'), 'INVALID');
+    await expectCode(repo.findSnapshot('abcd'), 'NOT_FOUND');
+    await repo.close();
+  });
+});

@@ -1,0 +1,134 @@
+// Damage in a repository (a flipped byte, a truncated or missing file) is found by check and
+// refused by restore, which never writes wrong bytes; encryption hides the content and refuses a
+// wrong key before anything is read or written.
+import { existsSync, readFileSync, readdirSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runBackup } from '../../src/backup/backup.js';
+import { checkRepository, type BackupFindingKind } from '../../src/backup/check.js';
+import type { Repository } from '../../src/backup/repository.js';
+import { restoreToNewStore } from '../../src/backup/restore.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import { Store } from '../../src/store/store.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { dump, expectCode, fill, openRepo, source } from './helpers.js';
+
+async function backedUp(dir: string, secret?: Buffer): Promise<{ repo: Repository; before: unknown; texts: Buffer[] }> {
+  const store = await Store.init(join(dir, 's'));
+  await store.createMailbox('INBOX');
+  await store.createMailbox('Other');
+  const texts = await fill(store, 'INBOX', 20, 1, 3000);
+  await fill(store, 'Other', 5, 100);
+  const repo = await openRepo(join(dir, 'repo'), secret);
+  await runBackup(source(store), repo);
+  const before = await dump(store);
+  await store.close();
+  return { repo, before, texts };
+}
+
+const kinds = async (repo: Repository, readData: boolean): Promise<BackupFindingKind[]> => {
+  const report = await checkRepository(repo, { readData });
+  return report.findings.filter((f) => f.damage).map((f) => f.kind);
+};
+
+function only(dir: string): string {
+  const names = readdirSync(dir).filter((n) => !n.startsWith('.'));
+  expect(names).toHaveLength(1);
+  return join(dir, names[0]);
+}
+
+describe('backup check and damage', () => {
+  it('a good repository is clean, structure and every byte', async () => {
+    const { repo } = await backedUp(tmpDir('bkc'));
+    const report = await checkRepository(repo, { readData: true });
+    expect(report.findings).toEqual([]);
+    expect(report.summary).toMatchObject({ snapshots: 1, indexFiles: 1, dataFiles: 1, blobs: 25, damage: 0 });
+    expect(report.summary.bytesRead).toBeGreaterThan(0);
+    await repo.close();
+  });
+
+  it('a flipped byte in a data file: check --read-data names the message; restore refuses it (CORRUPT) and installs nothing', async () => {
+    const dir = tmpDir('bkc');
+    const { repo } = await backedUp(dir);
+    const data = only(repo.path('data'));
+    const bytes = readFileSync(data);
+    bytes[Math.floor(bytes.length / 2)] ^= 0x20;
+    writeFileSync(data, bytes);
+    expect(await kinds(repo, false)).toEqual([]); // structure alone cannot see it
+    const report = await checkRepository(repo, { readData: true });
+    expect(report.findings.map((f) => f.kind)).toEqual(['damaged-data', 'damaged-blob']);
+    expect(report.findings[1].message).toMatch(/(INBOX|Other) uid \d+/);
+    const error = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r')).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/(INBOX|Other) uid \d+: its blob is damaged/) });
+    expect(existsSync(join(dir, 'r'))).toBe(false);
+    await repo.close();
+  });
+
+  it('a truncated data file, a missing data file, a missing index file, a damaged snapshot', async () => {
+    const dir = tmpDir('bkc');
+    const { repo } = await backedUp(dir);
+    const data = only(repo.path('data'));
+    const saved = readFileSync(data);
+    truncateSync(data, statSync(data).size - 100);
+    expect(await kinds(repo, false)).toEqual(['truncated-data']);
+    await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r')), 'CORRUPT');
+    unlinkSync(data);
+    expect(await kinds(repo, false)).toEqual(['missing-data']);
+    writeFileSync(data, saved);
+    const index = only(repo.path('index'));
+    const indexBytes = readFileSync(index);
+    unlinkSync(index);
+    expect(new Set(await kinds(repo, false))).toEqual(new Set(['missing-blob']));
+    expect((await checkRepository(repo)).findings.find((f) => f.kind === 'unindexed-data')?.damage).toBe(false);
+    await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r')), 'CORRUPT');
+    writeFileSync(index, indexBytes);
+    const snapshot = only(repo.path('snapshots'));
+    const snapshotBytes = readFileSync(snapshot);
+    writeFileSync(snapshot, snapshotBytes.subarray(0, snapshotBytes.length - 1));
+    expect(await kinds(repo, true)).toEqual(['damaged-snapshot']);
+    await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r')), 'CORRUPT');
+    writeFileSync(snapshot, snapshotBytes);
+    expect(await kinds(repo, true)).toEqual([]);
+    expect(existsSync(join(dir, 'r'))).toBe(false);
+    await repo.close();
+  });
+});
+
+describe('encryption', () => {
+  it('nothing of the messages in clear; the right key restores exactly; a wrong or missing key is refused before anything is written', async () => {
+    const dir = tmpDir('bke');
+    const key = randomBytes(32);
+    const { repo, before, texts } = await backedUp(dir, key);
+    await repo.close();
+    const needles = [texts[0].subarray(0, 40), texts[7].subarray(80, 120), Buffer.from('INBOX'), Buffer.from('Other')];
+    for (const area of ['data', 'index', 'snapshots']) {
+      for (const name of readdirSync(join(dir, 'repo', area))) {
+        const bytes = readFileSync(join(dir, 'repo', area, name));
+        for (const needle of needles) expect(bytes.includes(needle), `${area}/${name} holds ${needle.toString()}`).toBe(false);
+      }
+    }
+    await expectCode(openRepo(join(dir, 'repo'), randomBytes(32)), 'INVALID');
+    await expectCode(openRepo(join(dir, 'repo')), 'INVALID');
+    expect(existsSync(join(dir, 'r'))).toBe(false);
+    const right = await openRepo(join(dir, 'repo'), key);
+    expect(await kinds(right, true)).toEqual([]);
+    await restoreToNewStore(nodeFileSystem, right, 'latest', join(dir, 'r'));
+    const back = await Store.open(join(dir, 'r'));
+    expect(await dump(back)).toEqual(before);
+    await back.close();
+    // a sealed blob is authenticated: a flipped byte is damage, never different bytes
+    const data = only(right.path('data'));
+    const bytes = readFileSync(data);
+    bytes[bytes.length - 30] ^= 1;
+    writeFileSync(data, bytes);
+    expect(await kinds(right, true)).toEqual(['damaged-data', 'damaged-blob']);
+    await expectCode(restoreToNewStore(nodeFileSystem, right, 'latest', join(dir, 'r2')), 'CORRUPT');
+    await right.close();
+    // a key on an unencrypted repository is a mistake, said as such
+    const other = tmpDir('bke');
+    const plain = await backedUp(other);
+    await plain.repo.close();
+    await expectCode(openRepo(join(other, 'repo'), key), 'INVALID');
+  });
+});

@@ -1,0 +1,219 @@
+// A full disk under the repository, and SIGKILL at random moments of a backup and of a prune
+// (child processes running the built CLI): the repository stays consistent (check finds no
+// damage), every earlier snapshot restores exactly, and the next run finishes the work.
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runBackup } from '../../src/backup/backup.js';
+import { checkRepository } from '../../src/backup/check.js';
+import { forgetSnapshots } from '../../src/backup/forget.js';
+import { Repository } from '../../src/backup/repository.js';
+import { restoreToNewStore } from '../../src/backup/restore.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import { Store } from '../../src/store/store.js';
+import { bin, requireBuilt } from '../cli/helpers.js';
+import { Rng } from '../sim/faultfs.js';
+import { FaultFileSystem } from '../sim/faultfs.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { dump, expectCode, fill, openRepo, source } from './helpers.js';
+
+async function expectConsistent(repoDir: string): Promise<void> {
+  const repo = await Repository.open(nodeFileSystem, repoDir);
+  try {
+    const report = await checkRepository(repo, { readData: true });
+    expect(report.findings.filter((f) => f.damage)).toEqual([]);
+  } finally {
+    await repo.close();
+  }
+}
+
+async function expectRestores(repoDir: string, snapshot: string, expected: unknown, to: string): Promise<void> {
+  const repo = await Repository.open(nodeFileSystem, repoDir);
+  try {
+    await restoreToNewStore(nodeFileSystem, repo, snapshot, to);
+  } finally {
+    await repo.close();
+  }
+  const back = await Store.open(to);
+  expect(await dump(back)).toEqual(expected);
+  await back.close();
+  rmSync(to, { recursive: true });
+}
+
+/** Runs the CLI and SIGKILLs it after `delayMs` (it may have finished by then). */
+function killedAfter(args: string[], delayMs: number): Promise<number | null> {
+  const child = spawn(process.execPath, [bin, ...args], { stdio: 'ignore' });
+  const timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
+  return new Promise((done) => child.on('exit', (code) => { clearTimeout(timer); done(code); }));
+}
+
+describe('backup faults', () => {
+  it('ENOSPC at every write of a backup: NO_SPACE, the repository stays consistent, the earlier snapshot restores, a later run succeeds', async () => {
+    const dir = tmpDir('bkn');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 10);
+    const fs = new FaultFileSystem();
+    const repoDir = join(dir, 'repo');
+    let repo = await openRepo(repoDir, undefined, fs);
+    const first = await runBackup(source(store), repo);
+    const atFirst = await dump(store);
+    await fill(store, 'INBOX', 10, 100);
+    let failures = 0;
+    for (let k = 1; ; k++) {
+      let seen = 0;
+      fs.injectAt((op) => op.path.startsWith(repoDir) && ['write', 'create', 'mkdir', 'rename'].includes(op.kind) && ++seen === k, 'ENOSPC');
+      const fired = fs.firedFaults().length;
+      try {
+        await runBackup(source(store), repo);
+      } catch (error) {
+        expect((error as { code?: string }).code).toBe('NO_SPACE');
+        failures++;
+      }
+      const didFire = fs.firedFaults().length > fired;
+      fs.clear();
+      await expectConsistent(repoDir);
+      if (!didFire) break;
+    }
+    expect(failures).toBeGreaterThan(3); // lock, data, index, snapshot writes each failed once
+    await expectRestores(repoDir, first.snapshot, atFirst, join(dir, 'r'));
+    await repo.close();
+    repo = await openRepo(repoDir, undefined, fs);
+    fs.failAll('ENOSPC', { pathPrefix: repoDir });
+    await expectCode(runBackup(source(store), repo), 'NO_SPACE');
+    fs.clear();
+    const last = await runBackup(source(store), repo);
+    expect(last.messages).toBe(20);
+    await store.close();
+    await repo.close();
+  });
+
+  it('a run that failed at its snapshot resumes: the next reads and copies nothing again', async () => {
+    const dir = tmpDir('bkn');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 30);
+    const fs = new FaultFileSystem();
+    const repoDir = join(dir, 'repo');
+    const repo = await openRepo(repoDir, undefined, fs);
+    fs.injectAt((op) => op.kind === 'create' && op.path.startsWith(join(repoDir, 'snapshots')), 'ENOSPC');
+    await expectCode(runBackup(source(store), repo), 'NO_SPACE');
+    expect(await repo.list('snapshots')).toEqual([]);
+    const resumed = await runBackup(source(store), repo);
+    expect(resumed).toMatchObject({ newBlobs: 0, bytesRead: 0, messages: 30 });
+    await store.close();
+    await repo.close();
+  });
+
+  it('a full disk under a restore: NO_SPACE, and the target is left as it was', async () => {
+    const dir = tmpDir('bkn');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 10);
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    await store.close();
+    const fs = new FaultFileSystem();
+    for (const target of [join(dir, 'new'), join(dir, 'empty')]) {
+      if (target.endsWith('empty')) mkdirSync(target);
+      fs.failAll('ENOSPC', { pathPrefix: join(target, '.restoring', 'packs') });
+      await expectCode(restoreToNewStore(fs, repo, 'latest', target), 'NO_SPACE');
+      fs.clear();
+      if (target.endsWith('empty')) expect(readdirSync(target)).toEqual([]);
+      else expect(existsSync(target)).toBe(false);
+    }
+    await repo.close();
+  });
+
+  it('a repository on read-only media: check, list and restore work without a lock; backup and forget are refused (ACCESS)', async () => {
+    const dir = tmpDir('bkn');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 10);
+    const repoDir = join(dir, 'repo');
+    const fs = new FaultFileSystem();
+    const repo = await openRepo(repoDir, undefined, fs);
+    await runBackup(source(store), repo);
+    const before = await dump(store);
+    fs.failAll('EROFS', { pathPrefix: repoDir });
+    expect((await checkRepository(repo, { readData: true })).findings).toEqual([]);
+    expect(await repo.snapshots()).toHaveLength(1);
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'));
+    const back = await Store.open(join(dir, 'r'));
+    expect(await dump(back)).toEqual(before);
+    await back.close();
+    await expectCode(runBackup(source(store), repo), 'ACCESS');
+    await expectCode(forgetSnapshots(repo, { last: 1 }, { prune: true }), 'ACCESS');
+    fs.clear();
+    await store.close();
+    await repo.close();
+  });
+
+  it('a damaged message in the store stops the backup naming it; no snapshot is written', async () => {
+    const dir = tmpDir('bkn');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 10, 1, 5000);
+    await store.close();
+    const pack = join(dir, 's', 'packs', readdirSync(join(dir, 's', 'packs')).find((n) => n.endsWith('.pack'))!);
+    const bytes = readFileSync(pack);
+    bytes[bytes.length - 100] ^= 1; // inside the last message
+    writeFileSync(pack, bytes);
+    const reopened = await Store.open(join(dir, 's'));
+    const repo = await openRepo(join(dir, 'repo'));
+    const error = await runBackup(source(reopened), repo).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/^INBOX uid 10 is damaged in the store/) });
+    expect(await repo.list('snapshots')).toEqual([]);
+    await reopened.close();
+    await repo.close();
+  });
+
+  it('SIGKILL during backups and during prunes: consistent, earlier snapshots restore, the next run completes', { timeout: 180_000 }, async () => {
+    requireBuilt();
+    const dir = tmpDir('bkk');
+    const storeDir = join(dir, 's');
+    const repoDir = join(dir, 'repo');
+    const store = await Store.init(storeDir);
+    await store.createMailbox('INBOX');
+    for (let i = 0; i < 6; i++) await fill(store, 'INBOX', 100, i * 100, 20_000);
+    const repo = await openRepo(repoDir);
+    const first = await runBackup(source(store), repo);
+    await repo.close();
+    const atFirst = await dump(store);
+    await store.expunge('INBOX', Array.from({ length: 300 }, (_, i) => i + 1));
+    for (let i = 0; i < 6; i++) await fill(store, 'INBOX', 100, 1000 + i * 100, 20_000);
+    const atSecond = await dump(store);
+    await store.close();
+    const rng = new Rng(Number(process.env.BACKUP_KILL_SEED ?? 0xbac));
+    const backupArgs = ['--store', storeDir, 'backup', '--repo', repoDir];
+    let killed = 0;
+    for (let cycle = 0; cycle < 5; cycle++) {
+      if ((await killedAfter(backupArgs, 150 + rng.int(900))) === null) killed++;
+      await expectConsistent(repoDir);
+    }
+    expect(killed).toBeGreaterThanOrEqual(3); // the kills land while the work runs, not after it
+    await expectRestores(repoDir, first.snapshot, atFirst, join(dir, 'r'));
+    expect(await killedAfter(backupArgs, 120_000)).toBe(0);
+    await expectConsistent(repoDir);
+    await expectRestores(repoDir, 'latest', atSecond, join(dir, 'r'));
+    // prune: each cycle starts from the same two-snapshot repository
+    const template = join(dir, 'template');
+    cpSync(repoDir, template, { recursive: true });
+    killed = 0;
+    for (let cycle = 0; cycle < 5; cycle++) {
+      rmSync(repoDir, { recursive: true });
+      cpSync(template, repoDir, { recursive: true });
+      if ((await killedAfter(['backup', 'forget', '--repo', repoDir, '--keep-last', '1', '--prune'], 150 + rng.int(700))) === null) killed++;
+      await expectConsistent(repoDir);
+      await expectRestores(repoDir, 'latest', atSecond, join(dir, 'r'));
+      const again = await Repository.open(nodeFileSystem, repoDir);
+      const summary = await forgetSnapshots(again, { last: 1 }, { prune: true });
+      expect(summary.kept).toHaveLength(1);
+      const report = await checkRepository(again, { readData: true });
+      expect(report.findings).toEqual([]); // the finishing prune removed every leftover
+      await again.close();
+    }
+    expect(killed).toBeGreaterThanOrEqual(3);
+  });
+});

@@ -1,0 +1,119 @@
+// Retention (restic's rules) and prune: what no kept snapshot uses is reclaimed, partly used data
+// files are rewritten, and every kept snapshot restores exactly afterwards.
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runBackup } from '../../src/backup/backup.js';
+import { checkRepository } from '../../src/backup/check.js';
+import { applyPolicy, forgetSnapshots } from '../../src/backup/forget.js';
+import type { SnapshotFile } from '../../src/backup/repository.js';
+import { restoreToNewStore } from '../../src/backup/restore.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import { Store } from '../../src/store/store.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { dump, expectCode, fill, openRepo, source } from './helpers.js';
+
+const at = (iso: string, storeId = 's1') => ({ id: `${storeId}-${iso}`, snapshot: { time: Date.parse(iso), storeId } as SnapshotFile });
+
+describe('retention policy', () => {
+  const list = [
+    at('2026-01-01T10:00:00Z'), at('2026-01-01T18:00:00Z'), at('2026-01-02T09:00:00Z'), at('2026-01-05T09:00:00Z'),
+    at('2026-01-12T09:00:00Z'), at('2026-02-03T09:00:00Z'), at('2026-03-01T09:00:00Z'), at('2026-03-01T12:00:00Z'),
+  ];
+  const kept = (policy: Parameters<typeof applyPolicy>[1], snapshots = list) => [...applyPolicy(snapshots, policy).keep.keys()].sort();
+
+  it('keep-last, daily, weekly, monthly as restic counts them', () => {
+    expect(kept({ last: 2 })).toEqual(['s1-2026-03-01T09:00:00Z', 's1-2026-03-01T12:00:00Z']);
+    // the newest of each of the last 3 days that have a snapshot
+    expect(kept({ daily: 3 })).toEqual(['s1-2026-01-12T09:00:00Z', 's1-2026-02-03T09:00:00Z', 's1-2026-03-01T12:00:00Z']);
+    // ISO weeks: 2026-01-01/02 are in week 1, 01-05 and 01-12 weeks 2 and 3
+    expect(kept({ weekly: 5 })).toEqual(['s1-2026-01-02T09:00:00Z', 's1-2026-01-05T09:00:00Z', 's1-2026-01-12T09:00:00Z', 's1-2026-02-03T09:00:00Z', 's1-2026-03-01T12:00:00Z']);
+    expect(kept({ monthly: 2 })).toEqual(['s1-2026-02-03T09:00:00Z', 's1-2026-03-01T12:00:00Z']);
+    expect(kept({ last: 1, monthly: 3 })).toEqual(['s1-2026-01-12T09:00:00Z', 's1-2026-02-03T09:00:00Z', 's1-2026-03-01T12:00:00Z']);
+    expect(applyPolicy(list, { last: 1 }).remove).toHaveLength(7);
+  });
+
+  it('counts each store apart', () => {
+    const two = [...list, at('2025-06-01T00:00:00Z', 's2'), at('2025-05-31T00:00:00Z', 's2')];
+    expect(kept({ last: 1 }, two)).toEqual(['s1-2026-03-01T12:00:00Z', 's2-2025-06-01T00:00:00Z']);
+  });
+});
+
+describe('forget --prune', () => {
+  it('reclaims what only forgotten snapshots used, rewrites partly used data files, keeps the rest restorable', async () => {
+    const dir = tmpDir('bkf');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 40, 1, 3000);
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    await store.expunge('INBOX', Array.from({ length: 20 }, (_, i) => i + 1)); // half of the first data file is no longer needed
+    await fill(store, 'INBOX', 10, 100, 3000);
+    await runBackup(source(store), repo);
+    const latest = await dump(store);
+    await store.close();
+    await expectCode(forgetSnapshots(repo, {}), 'INVALID');
+    const summary = await forgetSnapshots(repo, { last: 1 }, { prune: true });
+    expect(summary.removed).toHaveLength(1);
+    expect(summary.prune).toMatchObject({ blobsRemoved: 20, dataFilesRewritten: 1, dataFilesRemoved: 1, indexFilesReplaced: 2 });
+    expect(summary.prune!.bytesFreed).toBeGreaterThan(0);
+    expect(readdirSync(repo.path('index'))).toHaveLength(1);
+    expect(readdirSync(repo.path('data'))).toHaveLength(2);
+    const report = await checkRepository(repo, { readData: true });
+    expect(report.findings).toEqual([]);
+    expect(report.summary.blobs).toBe(30);
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'));
+    const back = await Store.open(join(dir, 'r'));
+    expect(await dump(back)).toEqual(latest);
+    await back.close();
+    // a second prune finds nothing to do
+    expect((await forgetSnapshots(repo, { last: 1 }, { prune: true })).prune).toMatchObject({ blobsRemoved: 0, dataFilesRemoved: 0, dataFilesRewritten: 0 });
+    await repo.close();
+  });
+
+  it('a prune interrupted after its new index (old index and data files still there) is consistent, and the next prune finishes', async () => {
+    const dir = tmpDir('bkf');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 20, 1, 3000);
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    await store.expunge('INBOX', [1, 2, 3, 4, 5]);
+    await fill(store, 'INBOX', 5, 100, 3000);
+    await runBackup(source(store), repo);
+    const latest = await dump(store);
+    await store.close();
+    const saved = new Map<string, Buffer>();
+    for (const area of ['index', 'data']) for (const name of readdirSync(repo.path(area as 'data'))) saved.set(`${area}/${name}`, readFileSync(join(repo.dir, area, name)));
+    await forgetSnapshots(repo, { last: 1 }, { prune: true });
+    for (const [path, bytes] of saved) writeFileSync(join(repo.dir, path), bytes); // as if killed before the old files went
+    const report = await checkRepository(repo, { readData: true });
+    expect(report.findings).toEqual([]);
+    expect(readdirSync(repo.path('index')).length).toBe(3);
+    const again = await forgetSnapshots(repo, { last: 1 }, { prune: true });
+    expect(again.prune).toMatchObject({ dataFilesRewritten: 0, dataFilesRemoved: 1, blobsRemoved: 20, indexFilesReplaced: 3 }); // the old file goes whole: its needed blobs are in the rewritten one
+    expect(readdirSync(repo.path('index'))).toHaveLength(1);
+    expect((await checkRepository(repo, { readData: true })).findings).toEqual([]);
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'));
+    const back = await Store.open(join(dir, 'r'));
+    expect(await dump(back)).toEqual(latest);
+    await back.close();
+    await repo.close();
+  });
+
+  it('refuses (REFUSED) while a snapshot does not read, and removes nothing', async () => {
+    const dir = tmpDir('bkf');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 5);
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    await store.close();
+    const [name] = readdirSync(repo.path('snapshots'));
+    writeFileSync(repo.path('snapshots', name), 'garbage');
+    const before = readdirSync(repo.path('data'));
+    await expectCode(forgetSnapshots(repo, { last: 1 }, { prune: true }), 'REFUSED');
+    expect(readdirSync(repo.path('data'))).toEqual(before);
+    await repo.close();
+  });
+});

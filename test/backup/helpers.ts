@@ -1,0 +1,62 @@
+// Stores with known content for the backup tests, and a dump of everything a restore must keep.
+import { randomBytes } from 'node:crypto';
+import type { FileSystem } from '../../src/fs/filesystem.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import { Repository } from '../../src/backup/repository.js';
+import { expect } from 'vitest';
+import type { BackupSource } from '../../src/backup/backup.js';
+import type { RestoreTarget } from '../../src/backup/restore.js';
+import { Store } from '../../src/store/store.js';
+
+export function source(store: Store): BackupSource {
+  return { storeId: store.identity.storeId, snapshotState: () => store.maintenance().snapshotState(), fetchBlob: (hash) => store.fetchBlob(hash) };
+}
+
+export function openRepo(dir: string, secret?: Buffer, fs: FileSystem = nodeFileSystem): Promise<Repository> {
+  return Repository.open(fs, dir, { create: true, secret });
+}
+
+/** A message of `size` random letters with a unique header. */
+export function message(n: number, size = 2000): Buffer {
+  const body = Buffer.from(randomBytes(size).map((b) => 97 + (b % 26)));
+  return Buffer.concat([Buffer.from(`From: a${n}@example.org\r\nSubject: m ${n}\r\nMessage-ID: <${n}.${Date.now()}@example.org>\r\n\r\n`), body]);
+}
+
+export async function fill(store: Store, mailbox: string, count: number, first = 1, size = 2000): Promise<Buffer[]> {
+  const list: Buffer[] = [];
+  for (let i = 0; i < count; i++) list.push(message(first + i, size));
+  await store.appendBatch(mailbox, list.map((bytes, i) => ({ bytes, flags: i % 3 === 0 ? ['\\Seen'] : [], internalDate: 1_700_000_000_000 + (first + i) * 1000 })));
+  return list;
+}
+
+/** Mailboxes with status, ACL, owner and every message (uid, flags, date, modseq, bytes' hash). */
+export async function dump(store: Store, only?: (name: string) => boolean): Promise<unknown> {
+  const out: Record<string, unknown> = {};
+  for (const box of await store.listMailboxes()) {
+    if (only && !only(box.name)) continue;
+    const status = await store.status(box.name);
+    const messages = [];
+    for await (const { info } of store.readMessages(box.name)) messages.push(info);
+    const summary = await store.mailbox(box.name);
+    out[box.name] = { status, acl: summary.acl, owner: summary.owner, uidValidity: summary.uidValidity, messages };
+  }
+  return out;
+}
+
+export async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
+  try {
+    await promise;
+  } catch (error) {
+    expect((error as { code?: string }).code, String(error)).toBe(code);
+    return;
+  }
+  throw new Error(`expected ${code}, but it succeeded`);
+}
+
+export function storeTarget(store: Store): RestoreTarget {
+  return {
+    hasMailbox: (name) => store.status(name).then(() => true, (error: { code?: string }) => { if (error.code === 'NOT_FOUND') return false; throw error; }),
+    createMailbox: (name, options) => store.createMailbox(name, options),
+    appendBatch: (name, items) => store.appendBatch(name, items),
+  };
+}
