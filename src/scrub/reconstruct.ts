@@ -71,7 +71,7 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
   if (options.mailbox !== undefined && !options.check) {
     throw new MailstoreError('INVALID', 'reconstruct --mailbox only checks (with --check): a recovery rebuilds the whole index or journal, since one record can touch several mailboxes');
   }
-  const store = await Store.open(root, { fs, probeIndex: 'always' });
+  const store = await Store.open(root, { fs, probeIndex: 'always', autoSnapshot: false });
   try {
     const scope = options.mailbox === undefined ? undefined : await subtreeScope(store, options.mailbox);
     const onDifference = !scope ? options.onDifference : (key: Buffer, detail: string) => {

@@ -101,6 +101,8 @@ export interface MaintenanceHost {
   live(): void;
   /** Throws ACCESS on a read-only open. */
   writable(): void;
+  /** Runs `fn` once no snapshot runs, keeping new ones out meanwhile (an index or journal swap). */
+  withoutSnapshots<T>(fn: () => Promise<T>): Promise<T>;
   /** Hands a mutation to the Writer (live and writable checked). */
   submit<T>(mutation: Mutation<T>): Promise<T>;
   /** Points the Store and its Writer at a newly installed index. */
@@ -195,7 +197,7 @@ export class Maintenance implements StoreMaintenance {
   async reconstructIndex(options: ReconstructOptions = {}): Promise<RebuildComparison> {
     checkReconstructOptions(options);
     this.host.writable(); // it builds index.rebuild/ in the store, even with `check`
-    return this.runExclusive(async () => {
+    return this.host.withoutSnapshots(() => this.runExclusive(async () => {
       const { fs, root, journal, storeId } = this.host;
       const health = newHealth();
       const built = await buildIndexAside(fs, root, journal, storeId, health);
@@ -206,13 +208,13 @@ export class Maintenance implements StoreMaintenance {
         options.guard?.(result);
         return { result, install: true };
       });
-    });
+    }));
   }
 
   async rewriteJournalFromIndex(): Promise<JournalRewrite> {
     // runExclusive alone runs fn on a read-only open, and this writes a journal and an index.
     this.host.writable();
-    return this.runExclusive(async () => {
+    return this.host.withoutSnapshots(() => this.runExclusive(async () => {
       const { fs, root, storeId } = this.host;
       const written = await this.writeCheckpoint();
       const health = newHealth();
@@ -226,7 +228,7 @@ export class Maintenance implements StoreMaintenance {
       }, written.path);
       await this.host.journal.reload();
       return { records: written.records, firstSeq: written.firstSeq, lastSeq: written.lastSeq, ...verified, replaced };
-    });
+    }));
   }
 
   /**

@@ -31,6 +31,8 @@ import { ChangeFeed } from './changes.js';
 import { initStore, type StoreIdentity } from './identity.js';
 import { Maintenance, type MaintenanceHost, type StoreMaintenance } from './maintenance.js';
 import { closeOpened, openStoreParts, type StoreParts } from './open.js';
+import { Snapshotter, readJournalArchive, writeJournalArchive, type SnapshotResult } from './snapshots.js';
+import { listSnapshots } from './snapshot-file.js';
 import { checkRecordSize, resolveInBatch } from './prepare.js';
 import { StoreReader, type ReaderHost } from './reader.js';
 import { opExtras, type BlobRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
@@ -82,18 +84,23 @@ export class Store {
   private failure?: MailstoreError;
   /** The change log: committed journal records from a seq on, and the consumers' cursors (changes.ts). */
   readonly changes: ChangeFeed;
+  /** Snapshots of the index and journal retirement (snapshots.ts). */
+  private readonly snapshots: Snapshotter;
 
   private constructor(parts: StoreParts, options: StoreOptions) {
     ({ root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, health: this.health, readOnly: this.readOnly } = parts);
     ({ db: this.db, packs: this.packs, journal: this.journal, release: this.release } = parts);
     this.messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
     this.changes = new ChangeFeed({ fs: this.fs, root: this.root, journal: this.journal, readOnly: this.readOnly });
+    this.snapshots = new Snapshotter({ fs: this.fs, root: this.root, storeId: this.storeId, journal: this.journal, changes: this.changes, db: () => this.db });
+    const autoSnapshot = !this.readOnly && options.autoSnapshot !== false;
     // The plug-in point for the next layers: onCommit fires after every group commit.
     this.writer = new Writer(this.db, this.packs, this.journal, {
       onStop: (error) => { this.failure = error; },
       onCommit: (first, last, mutations, indexKeys) => {
         this.forgetMailboxes();
         this.changes.notify(last);
+        if (autoSnapshot) this.snapshots.maybeAuto(last, (result, error) => options.onSnapshot?.(result, error));
         options.onCommit?.(first, last, mutations, indexKeys);
       },
     });
@@ -117,6 +124,8 @@ export class Store {
     try {
       const store = new Store(parts, options);
       if (!parts.readOnly) await store.finishInterruptedDeletes();
+      await store.snapshots.init();
+      store.snapshots.start();
       return store;
     } catch (error) {
       await closeOpened(parts, parts.release);
@@ -128,12 +137,37 @@ export class Store {
     if (this.closed) return;
     this.closed = true;
     await this.writer.drain();
+    await this.snapshots.idle(); // a background snapshot reads the index and retires segments
     this.writer.fail(new MailstoreError('CLOSED', 'the store is closed'));
     this.changes.wakeAll();
     await this.packs.close();
     await this.journal.close();
     await this.db.close();
     await this.release();
+  }
+
+  /**
+   * Writes a snapshot of the index at its current seq (beside live writers), verifies it, keeps
+   * the limits.snapshotsKept newest, and retires the journal segments that the oldest kept snapshot
+   * and every consumer are past (snapshots.ts, docs/FORMAT.md "Journal retirement").
+   */
+  async snapshot(): Promise<SnapshotResult> {
+    this.live();
+    this.writable();
+    return this.snapshots.take();
+  }
+
+  /** The journal archive (retired segments are moved there), or undefined: they are deleted. */
+  journalArchive(): Promise<string | undefined> {
+    return readJournalArchive(this.fs, this.root);
+  }
+
+  /** Sets the journal archive (an absolute path to an existing directory) or, with undefined, clears it. */
+  async setJournalArchive(dir: string | undefined): Promise<void> {
+    this.live();
+    this.writable();
+    if (dir !== undefined) checkString(dir, 'journal archive');
+    await writeJournalArchive(this.fs, this.root, dir);
   }
 
   /** The hooks of scrub, repair and reconstruct (maintenance.ts). */
@@ -180,6 +214,7 @@ export class Store {
       get db() { return store.db; },
       live: () => this.live(),
       writable: () => this.writable(),
+      withoutSnapshots: <T>(fn: () => Promise<T>) => this.snapshots.pause(fn),
       submit: <T>(mutation: Mutation<T>) => this.submit(mutation),
       useIndex: (db: IndexDb) => {
         this.db = db;
@@ -569,9 +604,13 @@ export class Store {
     for (const p of packList) packBytes += (await this.fs.stat(this.packs.path(p))).size;
     let journalBytes = 0;
     for (const name of this.journal.segmentNames) journalBytes += (await this.fs.stat(this.journal.path(name))).size;
+    let snapshotBytes = 0;
+    const snapshotList = await listSnapshots(this.fs, this.root);
+    for (const s of snapshotList) snapshotBytes += (await this.fs.stat(s.path)).size;
     return {
       mailboxes, messages, bytesReferenced, blobs, bytesStored, unreferencedBlobs, packs: packList.length, packBytes,
-      journalSegments: this.journal.segmentNames.length, journalBytes, dedupRatio: liveBytes === 0 ? 1 : bytesReferenced / liveBytes,
+      journalSegments: this.journal.segmentNames.length, journalBytes, journalBytesRetained: journalBytes, journalFirstSeq: this.journal.firstSeq,
+      snapshots: snapshotList.length, snapshotBytes, newestSnapshotSeq: snapshotList[0]?.seq ?? null, dedupRatio: liveBytes === 0 ? 1 : bytesReferenced / liveBytes,
       consumers: await this.changes.consumers(),
     };
   }

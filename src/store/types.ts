@@ -6,6 +6,7 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { hashHex } from '../hash/blake3.js';
 import type { MessageRecord } from './records.js';
 import type { IndexCounts } from './recovery.js';
+import type { SnapshotResult } from './snapshots.js';
 
 export interface StoreOptions {
   /** Create the store when the directory is empty or missing. */
@@ -36,6 +37,14 @@ export interface StoreOptions {
    * which is otherwise UNMOUNTED: for `scrub --repair --force --source`, which restores them.
    */
   allowMissingPacks?: boolean;
+  /**
+   * Snapshot the index by itself (and retire the journal below it) when the journal grew by
+   * limits.snapshotEveryRecords or snapshotEveryBytes since the last snapshot. Default on for a
+   * read-write store; the CLI's one-shot commands turn it off (`mailstore snapshot` is for cron).
+   */
+  autoSnapshot?: boolean;
+  /** Called after each automatic snapshot with its result, or with the error that stopped it (the store goes on). */
+  onSnapshot?: (result?: SnapshotResult, error?: unknown) => void;
   /** Called after each group commit with its seq range, number of mutations and index keys written. */
   onCommit?: (firstSeq: number, lastSeq: number, mutations: number, indexKeys: number) => void;
 }
@@ -136,6 +145,14 @@ export interface StoreStats {
   packBytes: number;
   journalSegments: number;
   journalBytes: number;
+  /** Bytes of journal segments on disk (the same as journalBytes: what retirement has not yet removed). */
+  journalBytesRetained: number;
+  /** The oldest seq still in the journal (above 1 once segments were retired under a snapshot). */
+  journalFirstSeq: number;
+  /** Snapshot files in snapshots/ and their bytes; the newest one's seq (null: none). */
+  snapshots: number;
+  snapshotBytes: number;
+  newestSnapshotSeq: number | null;
   dedupRatio: number;
   /** Change-log consumers with their cursors and lag (changes.ts); `behind` ones are reported, never skipped. */
   consumers: ConsumerState[];
