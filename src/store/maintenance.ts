@@ -17,7 +17,8 @@ import { swapJournal, writeCheckpointJournal } from './checkpoint.js';
 import { LAYOUT, type StoreIdentity } from './identity.js';
 import { checkRecordSize, resolveInBatch } from './prepare.js';
 import type { BlobRecord, Op } from './records.js';
-import { buildIndexAside, compareIndexes, describeLoss, indexCounts, installIndex, newHealth, type Health, type IndexCounts } from './recovery.js';
+import type { SnapshotInfo } from './snapshot-file.js';
+import { buildIndexAside, chooseRebuildStart, compareIndexes, describeLoss, indexCounts, installIndex, newHealth, type Health, type IndexCounts } from './recovery.js';
 import type { RebuildComparison } from './types.js';
 import { checkArray, checkBytes, checkCount, checkFunction, checkHash, checkObject, checkOptions, ownCopy, parseMailboxName } from './validate.js';
 import type { Mutation } from './writer.js';
@@ -27,7 +28,7 @@ export type IndexReader = Pick<IndexDb, 'get' | 'getNow' | 'getMany' | 'entries'
 /** The packs as maintenance reads them; skipPackNumbersTo keeps a repair off a lost pack's number. */
 export type PackAccess = Pick<PackStore, 'listPacks' | 'path' | 'scan' | 'read' | 'checkLocation' | 'skipPackNumbersTo'>;
 /** The journal as scrub reads it. */
-export type JournalReader = Pick<Journal, 'read' | 'lastSeq'>;
+export type JournalReader = Pick<Journal, 'read' | 'lastSeq' | 'firstSeq'>;
 
 export interface ReconstructOptions {
   check?: boolean;
@@ -200,7 +201,8 @@ export class Maintenance implements StoreMaintenance {
     return this.host.withoutSnapshots(() => this.runExclusive(async () => {
       const { fs, root, journal, storeId } = this.host;
       const health = newHealth();
-      const built = await buildIndexAside(fs, root, journal, storeId, health);
+      const start = await chooseRebuildStart(fs, root, journal, storeId, health);
+      const built = await buildIndexAside(fs, root, journal, storeId, health, start);
       return this.installUnlessKept(built.path, async () => {
         const appliedSeq = (await this.host.db.get<number>(meta.appliedSeq)) ?? 0;
         const result = await inspectBuilt(built.path, (fresh) => this.compareRebuilt(fresh, built, appliedSeq, health, options.onDifference));
@@ -254,7 +256,7 @@ export class Maintenance implements StoreMaintenance {
 
   /** The keys (meta aside) in which a rebuilt index differs from the live one, and what each holds. */
   private async compareRebuilt(
-    fresh: IndexDb, built: { records: number; lastSeq: number }, appliedSeq: number, health: Health, onDifference: ReconstructOptions['onDifference'],
+    fresh: IndexDb, built: { records: number; lastSeq: number; snapshot?: SnapshotInfo }, appliedSeq: number, health: Health, onDifference: ReconstructOptions['onDifference'],
   ): Promise<RebuildComparison> {
     let differences = 0;
     for await (const diff of compareIndexes(this.host.db, fresh)) {
@@ -269,6 +271,8 @@ export class Maintenance implements StoreMaintenance {
       differences, records: built.records, messagesBefore: before.messages, messagesAfter: after.messages, before, after,
       journalIntact: !health.degraded && reaches,
       journalProblems: reaches ? health.findings : [...health.findings, `the journal ends at ${built.lastSeq}, the index has applied ${appliedSeq}`],
+      ...(built.snapshot ? { snapshot: { name: built.snapshot.name, seq: built.snapshot.seq } } : {}),
+      rebuiltFrom: health.rebuiltFrom ?? 'the whole journal',
     };
   }
 

@@ -172,6 +172,10 @@ export interface RebuildComparison {
   journalIntact: boolean;
   /** Why not (damage, missing records), as replay reported it. */
   journalProblems: string[];
+  /** The snapshot the rebuild started from (the journal after its seq was replayed); absent: the whole journal. */
+  snapshot?: { name: string; seq: number };
+  /** What the rebuild replayed, in words. */
+  rebuiltFrom: string;
 }
 
 export function uuidString(id: Buffer): string {
