@@ -116,12 +116,23 @@ interface Recovering {
 async function recoverIndex(r: Recovering, options: StoreOptions, stale: boolean): Promise<IndexDb> {
   const indexPath = join(r.root, LAYOUT.index);
   const haveIndex = Boolean(await r.fs.statIfExists(indexPath)) && (await indexPassesProbe(r, indexPath, options, stale));
-  const existing = haveIndex ? await openExistingIndex(indexPath, r.storeId, r.health) : undefined;
+  let existing = haveIndex ? await openExistingIndex(indexPath, r.storeId, r.health) : undefined;
   r.opened.db = existing?.db;
   if (!existing && !r.health.rebuilt) r.health.rebuilt = 'index is missing';
   // A rebuild starts from the newest snapshot that verifies: what it holds was applied to an index,
   // so acknowledged, and its seq is a high-water mark as an index's appliedSeq is.
-  const start: RebuildStart | undefined = existing ? undefined : await chooseRebuildStart(r.fs, r.root, r.journal, r.storeId, r.health);
+  let start: RebuildStart | undefined = existing ? undefined : await chooseRebuildStart(r.fs, r.root, r.journal, r.storeId, r.health);
+  if (existing && existing.appliedSeq + 1 < r.journal.firstSeq) {
+    // An index older than the retired part of the journal (an old copy put back) cannot catch up
+    // by replay; a snapshot at or past the journal's start can replace it.
+    const candidate = await chooseRebuildStart(r.fs, r.root, r.journal, r.storeId, newHealth());
+    if (candidate.snapshot && candidate.snapshot.seq > existing.appliedSeq) {
+      r.health.rebuilt = `the index (at seq ${existing.appliedSeq}) is older than the journal, which was retired up to seq ${r.journal.firstSeq - 1}`;
+      await existing.db.close();
+      r.opened.db = existing = undefined;
+      start = candidate;
+    }
+  }
   const highWater = existing?.appliedSeq ?? start?.snapshot?.seq ?? 0;
   if (existing && !options.allowMissingPacks) await checkPacksPresent(existing.db, r.packs, r.root);
   const covered = async (firstSeq: number) => start ? (start.snapshot?.seq ?? -1) + 1 >= firstSeq : snapshotCovers(r.fs, r.root, r.storeId, firstSeq);
