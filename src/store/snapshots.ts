@@ -79,7 +79,11 @@ export class Snapshotter {
 
   /** Takes a snapshot and retires what it allows; one at a time (a second call waits for the first). */
   take(): Promise<SnapshotResult> {
-    const run = this.chain.then(() => this.takeNow());
+    const run = this.chain.then(() => this.takeNow()).catch((error: unknown) => {
+      // Every step names its own failure where it can; a system error from a step that does not
+      // (the cursor file, a directory sync) still leaves as a MailstoreError with its code.
+      throw error instanceof MailstoreError ? error : fromSystemError(error, 'taking a snapshot', snapshotsDir(this.host.root));
+    });
     this.busy++;
     this.chain = run.catch(() => undefined).finally(() => { this.busy--; });
     return run;
