@@ -61,7 +61,7 @@ async function printResult(result: ReconstructResult, check: boolean, difference
     await printLine(`checked ${s.mailboxes} mailbox(es) under ${s.mailbox} against ${result.records} journal records: ${s.differences} differing keys; journal ${result.journalIntact ? 'complete' : 'damaged or incomplete'}`);
     if (s.differences > 0 || !result.journalIntact) await printLine(`a recovery ('mailstore reconstruct', of the whole store) would use the ${result.source}: ${result.reason}`);
   } else if (check) {
-    await printLine(`checked from ${result.records} journal records: ${result.messagesAfter} messages (index had ${result.messagesBefore}), ${result.differences} differing keys; journal ${result.journalIntact ? 'complete' : 'damaged or incomplete'}`);
+    await printLine(`checked from ${result.rebuiltFrom}: ${result.messagesAfter} messages (index had ${result.messagesBefore}), ${result.differences} differing keys; journal ${result.journalIntact ? 'complete' : 'damaged or incomplete'}`);
     await printLine(`a recovery would use the ${result.source}: ${result.reason}`);
   } else {
     await printLine(`source: ${result.source} — ${result.reason}`);
