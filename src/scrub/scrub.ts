@@ -121,9 +121,12 @@ async function checkJournalAndIndex(store: Store, options: ScrubOptions, finding
   options.onProgress?.(packPass.progress('journal'));
   const journalTotals: LiveTotals = { mailboxes: 0, messages: 0 };
   const indexTotals: LiveTotals = { mailboxes: 0, messages: 0 };
-  const snapshots = await checkSnapshots(store, findings);
-  summary.snapshotsVerified = snapshots.length;
-  summary.journalRecords = await checkJournal(store, findings, journalTotals, snapshots);
+  // Snapshots and journal as one pair: no retirement between listing the one and reading the other.
+  summary.journalRecords = await store.maintenance().withoutSnapshots(async () => {
+    const snapshots = await checkSnapshots(store, findings);
+    summary.snapshotsVerified = snapshots.length;
+    return checkJournal(store, findings, journalTotals, snapshots);
+  });
   options.onProgress?.(packPass.progress('index'));
   summary.indexKeys = await store.maintenance().runExclusive(() => checkIndex(store, findings, packPass.confirmed, summary.scanned, indexTotals));
   compareTotals(findings, journalTotals, indexTotals);

@@ -87,6 +87,11 @@ export interface StoreMaintenance {
   rewriteJournalFromIndex(): Promise<JournalRewrite>;
   /** Drops the Store's mailbox cache (after the index was changed underneath it, in tests). */
   forgetMailboxes(): void;
+  /**
+   * Runs `fn` once no snapshot runs and keeps new ones (and their journal retirement) out while it
+   * runs: scrub reads the snapshots and the journal as one consistent pair.
+   */
+  withoutSnapshots<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 /** What the maintenance operations need of their Store. */
@@ -128,6 +133,11 @@ export class Maintenance implements StoreMaintenance {
 
   forgetMailboxes(): void {
     this.host.forgetMailboxes();
+  }
+
+  withoutSnapshots<T>(fn: () => Promise<T>): Promise<T> {
+    checkFunction(fn, 'withoutSnapshots argument');
+    return this.host.withoutSnapshots(fn);
   }
 
   async runExclusive<T>(fn: () => Promise<T>): Promise<T> {

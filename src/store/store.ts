@@ -100,7 +100,7 @@ export class Store {
       onCommit: (first, last, mutations, indexKeys) => {
         this.forgetMailboxes();
         this.changes.notify(last);
-        if (autoSnapshot) this.snapshots.maybeAuto(last, (result, error) => options.onSnapshot?.(result, error));
+        if (autoSnapshot) this.snapshots.maybeAuto(last, (result, error) => this.reportAutoSnapshot(options, result, error));
         options.onCommit?.(first, last, mutations, indexKeys);
       },
     });
@@ -168,6 +168,14 @@ export class Store {
     this.writable();
     if (dir !== undefined) checkString(dir, 'journal archive');
     await writeJournalArchive(this.fs, this.root, dir);
+  }
+
+  /** An automatic snapshot's outcome goes to onSnapshot; without one, a failure is a health finding (the store goes on). */
+  private reportAutoSnapshot(options: StoreOptions, result?: SnapshotResult, error?: unknown): void {
+    if (options.onSnapshot) return options.onSnapshot(result, error);
+    if (error && this.health.findings.length < limits.healthFindingsMax) {
+      this.health.findings.push(`an automatic snapshot failed (the journal was not retired): ${(error as Error).message}`);
+    }
   }
 
   /** The hooks of scrub, repair and reconstruct (maintenance.ts). */
