@@ -140,7 +140,7 @@ export class Snapshotter {
     this.lastSeq = info.seq;
     this.bytesAtLast = this.host.journal.appendedBytes;
     await this.moveCursor(info.seq);
-    const { kept, removed } = await this.pruneSnapshots();
+    const { kept, removed } = await this.pruneSnapshots(info);
     const retired = await this.retire(kept);
     return { name: info.name, seq: info.seq, bytes: info.bytes, records: info.records, durationMs: Date.now() - started, reused, removedSnapshots: removed, retired };
   }
@@ -155,13 +155,13 @@ export class Snapshotter {
    * Keeps the limits.snapshotsKept newest snapshots that verify; deletes the verified ones older
    * than those (a damaged one is left for scrub, which reports it and moves it to quarantine).
    */
-  private async pruneSnapshots(): Promise<{ kept: SnapshotInfo[]; removed: string[] }> {
+  private async pruneSnapshots(fresh: SnapshotInfo): Promise<{ kept: SnapshotInfo[]; removed: string[] }> {
     const { fs, root, storeId } = this.host;
     const kept: SnapshotInfo[] = [];
     const removed: string[] = [];
     for (const entry of await listSnapshots(fs, root)) {
       if (kept.length < limits.snapshotsKept) {
-        const info = await readSnapshotFile(fs, entry.path, entry.name, storeId).catch((error: unknown) => {
+        const info = entry.name === fresh.name ? fresh : await readSnapshotFile(fs, entry.path, entry.name, storeId).catch((error: unknown) => {
           if (error instanceof MailstoreError && error.code === 'CORRUPT') return undefined;
           throw error;
         });
