@@ -4,10 +4,12 @@
 // so, retirement never passes a consumer's cursor nor the older kept snapshot, a consumer that
 // asks for retired records gets NOT_FOUND, and a retired journal still rebuilds and rewrites.
 import { describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { MailstoreError } from '../../src/errors.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import { IndexDb } from '../../src/index/index-db.js';
+import { compareIndexes } from '../../src/store/recovery.js';
 import { Store } from '../../src/store/store.js';
 import { readSnapshotFile } from '../../src/store/snapshot-file.js';
 import { reconstruct } from '../../src/scrub/reconstruct.js';
@@ -90,7 +92,7 @@ describe('snapshots', () => {
     expect(check.rebuiltFrom).toMatch(/^snapshot .* and \d+ journal records after it$/);
     const before = await store.stats();
     await store.close();
-    rmSync(join(root, 'index'), { recursive: true });
+    renameSync(join(root, 'index'), join(root, 'index.old'));
     const reopened = await Store.open(root, SMALL);
     expect(reopened.health.rebuiltFrom).toMatch(/^snapshot /);
     expect(reopened.health.degraded).toBe(false);
@@ -98,6 +100,13 @@ describe('snapshots', () => {
     expect({ ...after, consumers: [] }).toEqual({ ...before, consumers: [] });
     expect((await reopened.maintenance().reconstructIndex({ check: true })).differences).toBe(0);
     await reopened.close();
+    // Every key and value, meta (appliedSeq, store id, uidValidityLast) included, byte for byte.
+    const [old, rebuilt] = [await IndexDb.open(join(root, 'index.old'), false), await IndexDb.open(join(root, 'index'), false)];
+    const differences: string[] = [];
+    for await (const d of compareIndexes(old, rebuilt)) differences.push(`${d.key.toString('hex')}: ${d.detail}`);
+    await old.close();
+    await rebuilt.close();
+    expect(differences).toEqual([]);
   });
 
   it('a damaged newest snapshot falls back to the one before it, and says so; scrub reports it and --repair quarantines it', async () => {
