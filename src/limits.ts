@@ -28,6 +28,14 @@ export const limits = {
   journalSegmentBytesMax: 16 * 1024 * 1024,
   /** Open reads this much of the oldest journal segment to see whether it starts with a checkpoint. */
   journalFirstRecordReadBytes: 64 * 1024,
+  /** Index snapshots (snapshots/): verified generations kept; the journal is retired only below the oldest of them. */
+  snapshotsKept: 2,
+  /** A running store (StoreOptions.autoSnapshot) snapshots once the journal grew by this many records... */
+  snapshotEveryRecords: 100_000,
+  /** ...or by this many bytes since the last snapshot. */
+  snapshotEveryBytes: 256 * 1024 * 1024,
+  /** A snapshot is written in pieces of about this size. */
+  snapshotWriteChunkBytes: 1024 * 1024,
   /** Change-log consumers: records handed to a handler at once. */
   consumerBatchRecords: 1000,
   /** An idle consumer waits this long at first, doubling up to consumerIdleMaxMs (a commit wakes it at once). */

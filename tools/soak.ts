@@ -1,5 +1,6 @@
-// SIGKILL soak: a child process runs several concurrent writers (append, flags, expunge) against a
-// store and prints every acknowledgement on stdout (pipes are synchronous on Linux, so a printed
+// SIGKILL soak: a child process runs several concurrent writers (append, flags, expunge) and a
+// snapshotter (snapshot + journal retirement, beside them) against a store and prints every
+// acknowledgement on stdout (pipes are synchronous on Linux, so a printed
 // line was acknowledged before any kill). The parent kills it at a random moment, reopens the
 // store, and checks every acknowledged operation; then the next cycle starts on the same store.
 //
@@ -32,9 +33,10 @@ function rng(seed: number) {
 // ---- child ------------------------------------------------------------------------------------
 
 async function child(dir: string, cycle: number, seed: number): Promise<void> {
-  // the background compactor runs beside the writers (no grace, frequent rounds), so kills land in compactions too
+  // the background compactor runs beside the writers (no grace, frequent rounds), so kills land in
+  // compactions too; small journal segments, so that snapshots retire some while the writers go on
   const store = await Store.open(dir, {
-    create: true, packBytesMax: 4 * 1024 * 1024, journalSegmentBytesMax: 256 * 1024,
+    create: true, packBytesMax: 4 * 1024 * 1024, journalSegmentBytesMax: 16 * 1024,
     autoCompact: { graceMs: 0, intervalMs: 20, deadBytesMin: 256 * 1024, onCompacted: (r) => { if (r.packsRewritten.length) process.stdout.write(`C ${r.packsRewritten.join(',')}\n`); } },
     onBackgroundError: (error) => process.stderr.write(`compaction: ${String(error)}\n`),
   });
@@ -72,7 +74,15 @@ async function child(dir: string, cycle: number, seed: number): Promise<void> {
       }
     }
   };
-  await Promise.all(Array.from({ length: WRITERS }, (_, w) => writer(w)));
+  const snapshotter = async () => {
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, Math.floor(random() * 60)));
+      // A failed snapshot (a full disk in the real-faults runs) leaves the store as it was: go on.
+      const r = await store.snapshot().catch((error: { code?: string }) => { out(`s ${error.code ?? 'error'}`); return undefined; });
+      if (r) out(`S ${r.seq} ${r.retired.segments.length}`);
+    }
+  };
+  await Promise.all([...Array.from({ length: WRITERS }, (_, w) => writer(w)), snapshotter()]);
 }
 
 // ---- parent -----------------------------------------------------------------------------------
@@ -98,6 +108,10 @@ export interface SoakResult {
   messagesAtEnd: number;
   /** Compactions the children finished (each printed `C packs`). */
   compactions: number;
+  /** Snapshots the children finished, journal segments they retired, verifications that rebuilt from a snapshot. */
+  snapshots: number;
+  segmentsRetired: number;
+  rebuildsFromSnapshot: number;
 }
 
 interface Acked { sha: string; flags: Set<string>; expunged: boolean }
@@ -110,7 +124,7 @@ export class SoakLedger {
   private pendingExpunges = new Set<string>();
   private readonly checked = new Set<string>();
   private maxModseq = 0;
-  readonly counts = { appendsAcked: 0, flagsAcked: 0, expungesAcked: 0, unackedPresent: 0, unackedAbsent: 0, messagesAtEnd: 0 };
+  readonly counts = { appendsAcked: 0, flagsAcked: 0, expungesAcked: 0, unackedPresent: 0, unackedAbsent: 0, messagesAtEnd: 0, snapshots: 0, segmentsRetired: 0, rebuildsFromSnapshot: 0 };
 
   absorb(lines: string[], cycle: number): void {
     this.pending = new Set();
@@ -127,16 +141,23 @@ export class SoakLedger {
         this.pending.delete(c);
         this.counts.appendsAcked++;
       }
+      if (kind === 'S') { this.counts.snapshots++; this.counts.segmentsRetired += Number(b); }
       if (kind === 'F') { this.acked.get(`${a}/${b}`)!.flags.add(c); this.maxModseq = Math.max(this.maxModseq, Number(d)); this.counts.flagsAcked++; }
       if (kind === 'X') { this.pendingExpunges.delete(`${a}/${b}`); this.acked.get(`${a}/${b}`)!.expunged = true; this.maxModseq = Math.max(this.maxModseq, Number(c)); this.counts.expungesAcked++; }
     }
   }
 
-  /** Opens the store with the real file system, as a restarted server would, and checks every acknowledgement. */
-  async verify(dir: string, cycle: number, options: { allowDegraded?: boolean } = {}): Promise<void> {
+  /**
+   * Opens the store with the real file system, as a restarted server would, and checks every
+   * acknowledgement. `dropIndex`: the index is removed first, so it is rebuilt from the newest
+   * snapshot and the (retired) journal after it.
+   */
+  async verify(dir: string, cycle: number, options: { allowDegraded?: boolean; dropIndex?: boolean } = {}): Promise<void> {
+    if (options.dropIndex) rmSync(join(dir, 'index'), { recursive: true, force: true });
     const store = await Store.open(dir);
     try {
       if (store.health.degraded && !options.allowDegraded) throw new Error(`cycle ${cycle}: degraded after the crash: ${store.health.findings.join('; ')}`);
+      if (store.health.rebuiltFrom?.startsWith('snapshot ')) this.counts.rebuildsFromSnapshot++;
       const present = new Map<string, { sha: string; flags: string[] }>();
       let highest = 0;
       for (const mailbox of MAILBOXES) {
@@ -195,7 +216,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     const lines = await runChild(script, dir, cycle, Math.floor(random() * 2 ** 31), { killAfterMs: 20 + Math.floor(random() * 400) });
     compactions += lines.filter((l) => l.startsWith('C ')).length;
     ledger.absorb(lines, cycle);
-    await ledger.verify(dir, cycle);
+    await ledger.verify(dir, cycle, { dropIndex: cycle % 3 === 2 });
     cycles++;
     options.log?.(`soak cycle ${cycle}: ${lines.length} lines, ${ledger.counts.appendsAcked} appends acknowledged so far, ${ledger.counts.messagesAtEnd} messages`);
   }

@@ -15,9 +15,12 @@ export function storeDir(command: Command): string {
   return resolve(option ?? process.env.MAILSTORE_DIR ?? DEFAULT_STORE_DIR);
 }
 
+/** A command opens the store for one task: it takes no automatic snapshot (`mailstore snapshot` does, for cron). */
+const ONE_SHOT: StoreOptions = { autoSnapshot: false };
+
 /** Opens the store, runs `work`, and closes the store whatever happened (the lock must go). */
 export async function withStore<T>(command: Command, work: (store: Store) => Promise<T>, options: StoreOptions = {}): Promise<T> {
-  const store = await Store.open(storeDir(command), { ...lockWaitOptions(command), ...options });
+  const store = await Store.open(storeDir(command), { ...lockWaitOptions(command), ...ONE_SHOT, ...options });
   try {
     return await work(store);
   } finally {
@@ -35,7 +38,7 @@ export async function withStore<T>(command: Command, work: (store: Store) => Pro
  */
 export async function withReadStore<T>(command: Command, work: (store: Store) => Promise<T>): Promise<T> {
   const dir = storeDir(command);
-  const wait = lockWaitOptions(command);
+  const wait = { ...lockWaitOptions(command), ...ONE_SHOT };
   let store: Store;
   try {
     store = await Store.open(dir, wait);

@@ -29,6 +29,7 @@ import * as search from './commands/search.js';
 import * as stats from './commands/stats.js';
 import * as consumers from './commands/consumers.js';
 import * as tier from './commands/tier.js';
+import * as snapshot from './commands/snapshot.js';
 import { limits } from '../limits.js';
 import * as usage from './commands/usage.js';
 import * as user from './commands/user.js';
@@ -42,7 +43,7 @@ export interface CommandModule {
 
 const COMMANDS: CommandModule[] = [
   init, mailbox, append, fetch, messages, search, flags, expunge, copy, move, acl, user, quota, usage,
-  importCommand, exportCommand, stats, scrub, reconstruct, consumers, events, tier, compact, backup, backups, restore,
+  importCommand, exportCommand, stats, scrub, reconstruct, consumers, events, tier, compact, backup, backups, restore, snapshot,
 ];
 
 export async function buildProgram(): Promise<Command> {

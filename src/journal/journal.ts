@@ -6,6 +6,7 @@ import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, parseSegmentFileName, segmentFileName } from './journal-format.js';
 import { parseSegment, readSegmentBytes, segmentHeader } from './segment-reader.js';
 import { limits } from '../limits.js';
+import { writeFileDurable } from '../fs/durable.js';
 
 export interface JournalOptions {
   segmentBytesMax: number;
@@ -38,6 +39,8 @@ export class Journal {
   private tailOffset = 0;
   /** Seq of the newest valid record on disk (0 when empty). */
   lastSeq = 0;
+  /** Bytes of records this process made durable (automatic snapshots count journal growth with it). */
+  appendedBytes = 0;
   /** The end of the newest segment was damaged or torn: new records go to a fresh segment. */
   private startNewSegment = false;
   /** Records written by `write` and not yet synced. */
@@ -91,9 +94,11 @@ export class Journal {
     // One segment in memory at a time, and payloads handed out as copies: a consumer that keeps a
     // record (or a view into one, as decoded ids are) must not keep a whole segment alive.
     let bytes: Buffer | undefined;
-    for (let i = 0; i < this.segments.length; i++) {
-      const segment = this.segments[i];
-      const next = this.segments[i + 1];
+    // The list as it is now: retirement replaces it (never edits it) while a reader goes on.
+    const segments = this.segments;
+    for (let i = 0; i < segments.length; i++) {
+      const segment = segments[i];
+      const next = segments[i + 1];
       if (next && next.firstSeq <= afterSeq + 1) continue;
       bytes = undefined;
       bytes = await this.readSegment(segment);
@@ -153,6 +158,9 @@ export class Journal {
     try {
       handle = await this.fs.open(path, 'read');
     } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT' && !this.segments.includes(segment)) {
+        throw new MailstoreError('NOT_FOUND', `journal segment ${segment.name} was retired while it was being read (the journal now starts at ${this.firstSeq}); start again from a snapshot`, { path });
+      }
       throw fromSystemError(error, 'opening journal segment', path);
     }
     try {
@@ -313,6 +321,7 @@ export class Journal {
     }
     this.pending = undefined;
     this.freshSegment = false;
+    this.appendedBytes += pending.end - pending.start;
     this.tailOffset = pending.end;
     this.lastSeq = pending.lastSeq;
   }
@@ -362,8 +371,53 @@ export class Journal {
     }
   }
 
+  /**
+   * Retires the segments whose every record has seq <= `bound`, oldest first and never the newest
+   * one (it is being written): each is deleted, or moved into `archiveDir`. A segment leaves the
+   * list before its file goes and the directory is synced after each, so a crash leaves a journal
+   * that is contiguous from its first segment on (docs/FORMAT.md, "Journal retirement").
+   */
+  async retireThrough(bound: number, archiveDir?: string): Promise<{ segments: string[]; bytes: number }> {
+    const retired: string[] = [];
+    let bytes = 0;
+    while (this.segments.length > 1 && this.segments[1].firstSeq - 1 <= bound) {
+      const segment = this.segments[0];
+      assert(segment !== this.tailSegment, 'retiring the segment being written');
+      const path = this.path(segment);
+      const size = (await this.fs.stat(path).catch((e) => { throw fromSystemError(e, 'retiring a journal segment', path); })).size;
+      this.segments = this.segments.slice(1);
+      try {
+        if (archiveDir) await archiveSegment(this.fs, path, join(archiveDir, segment.name));
+        else await this.fs.unlink(path);
+        await this.fs.syncDir(this.dir);
+      } catch (error) {
+        this.segments = [segment, ...this.segments]; // still there (or its move is not yet durable)
+        throw fromSystemError(error, archiveDir ? 'moving a journal segment to the archive' : 'retiring a journal segment', path);
+      }
+      retired.push(segment.name);
+      bytes += size;
+    }
+    return { segments: retired, bytes };
+  }
+
   async close(): Promise<void> {
     await this.writeHandle?.close().catch(() => undefined);
     this.writeHandle = undefined;
   }
+}
+
+/**
+ * Moves a retired segment into the archive: a rename on the same file system, else a durable copy
+ * (the archive may be another mount) made before the original is removed.
+ */
+async function archiveSegment(fs: FileSystem, from: string, to: string): Promise<void> {
+  try {
+    await fs.rename(from, to);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
+    await writeFileDurable(fs, to, await fs.readFile(from));
+    await fs.unlink(from);
+    return;
+  }
+  await fs.syncDir(dirname(to));
 }

@@ -13,6 +13,8 @@ export type Finding =
   | { kind: 'pack-header'; pack: number }
   | { kind: 'journal-damage'; segment: string; offset: number; length: number; where: string }
   | { kind: 'journal-gap'; from: number; to: number }
+  /** A snapshot that fails verification; `onlyCover`: retired journal records have no other cover (repair keeps it). */
+  | { kind: 'snapshot-damage'; name: string; seq: number; why: string; onlyCover: boolean }
   | { kind: 'index-value-corrupt'; key: string }
   | { kind: 'index-journal-mismatch'; detail: string }
   | { kind: 'refcount-mismatch'; hash: string; recorded: number; counted: number }
@@ -49,6 +51,12 @@ export function describeFinding(f: Finding): { where: string; what: string } {
     case 'pack-header': return { where: `pack ${f.pack}`, what: 'pack header is damaged or foreign' };
     case 'journal-damage': return { where: `journal ${f.segment} @${f.offset}`, what: `${f.length} damaged bytes (${f.where})` };
     case 'journal-gap': return { where: 'journal', what: `records ${f.from}..${f.to} are missing (when the index holds what they did, 'mailstore reconstruct' writes a new journal from it)` };
+    case 'snapshot-damage': return {
+      where: `snapshot ${f.name}`,
+      what: f.onlyCover
+        ? `${f.why}. IT IS THE ONLY COVER of journal records already retired: it is kept in place (not quarantined); copy the store aside and keep the index, which still holds their effects ('mailstore reconstruct --from-index' writes a new journal from it)`
+        : `${f.why}; a rebuild uses the snapshot before it or the journal ('--repair' moves it to quarantine/)`,
+    };
     case 'index-value-corrupt': return { where: `index key ${f.key}`, what: 'value fails its checksum' };
     case 'index-journal-mismatch': return { where: 'index', what: `${f.detail}: the index lost entries (a damaged LevelDB table can read as empty); '--repair' rebuilds it from the journal` };
     case 'refcount-mismatch': return { where: `blob ${f.hash.slice(0, 16)}…`, what: `refcount ${f.recorded} but ${f.counted} messages refer to it` };

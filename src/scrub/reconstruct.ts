@@ -17,7 +17,8 @@ import { Store, type RebuildComparison } from '../store/store.js';
 import type { BlobRecord } from '../store/records.js';
 import { keyInSubtree, mailboxesUnder, normalizePrefix } from './scoped.js';
 
-export type RecoverySource = 'journal' | 'index' | 'packs';
+/** 'snapshot': the newest valid snapshot and the journal after it (the journal, read from a snapshot). */
+export type RecoverySource = 'journal' | 'snapshot' | 'index' | 'packs';
 
 export interface ReconstructOptions {
   fs?: FileSystem;
@@ -71,7 +72,7 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
   if (options.mailbox !== undefined && !options.check) {
     throw new MailstoreError('INVALID', 'reconstruct --mailbox only checks (with --check): a recovery rebuilds the whole index or journal, since one record can touch several mailboxes');
   }
-  const store = await Store.open(root, { fs, probeIndex: 'always' });
+  const store = await Store.open(root, { fs, probeIndex: 'always', autoSnapshot: false });
   try {
     const scope = options.mailbox === undefined ? undefined : await subtreeScope(store, options.mailbox);
     const onDifference = !scope ? options.onDifference : (key: Buffer, detail: string) => {
@@ -83,7 +84,7 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
     // knows nothing more.
     const indexIsJournalImage = Boolean(store.health.rebuilt);
     const packs = (await store.maintenance().packs.listPacks()).length;
-    let decision: { source: 'journal' | 'index'; reason: string } | undefined;
+    let decision: { source: RecoverySource; reason: string } | undefined;
     let comparison: RebuildComparison;
     try {
       comparison = await store.maintenance().reconstructIndex({
@@ -105,6 +106,7 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
       messagesAfter: decision.source === 'index' ? comparison.before.messages : comparison.messagesAfter,
       before: comparison.before, after: decision.source === 'index' ? comparison.before : comparison.after,
       journalIntact: comparison.journalIntact, journalProblems: comparison.journalProblems, journalRecreated, findings: store.health.findings,
+      rebuiltFrom: comparison.rebuiltFrom, ...(comparison.snapshot ? { snapshot: comparison.snapshot } : {}),
     };
     if (scope) {
       if (scope.result.mailboxes === 0 && scope.result.differences === 0) throw new MailstoreError('NOT_FOUND', `no mailbox ${scope.result.mailbox} or below it, in the index or the journal`, { path: scope.result.mailbox });
@@ -127,13 +129,15 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
 }
 
 /** The best surviving source: a journal that replays whole, else an index that was not rebuilt from it. */
-function chooseSource(c: RebuildComparison, options: ReconstructOptions, indexIsJournalImage: boolean): { source: 'journal' | 'index'; reason: string } {
-  if (options.from) return { source: options.from, reason: `--from-${options.from} was given` };
-  if (c.journalIntact) return { source: 'journal', reason: 'the journal is complete: the index is rebuilt from it' };
+function chooseSource(c: RebuildComparison, options: ReconstructOptions, indexIsJournalImage: boolean): { source: RecoverySource; reason: string } {
+  const journal = c.snapshot ? 'snapshot' : 'journal';
+  const from = c.snapshot ? `snapshot ${c.snapshot.name} (seq ${c.snapshot.seq}) and the journal after it` : 'the journal';
+  if (options.from) return { source: options.from === 'journal' ? journal : 'index', reason: `--from-${options.from} was given${options.from === 'journal' ? ` (rebuilt from ${from})` : ''}` };
+  if (c.journalIntact) return { source: journal, reason: `${c.snapshot ? `the newest valid snapshot (${c.snapshot.name}, seq ${c.snapshot.seq}) and the journal after it are` : 'the journal is'} complete: the index is rebuilt from ${c.snapshot ? 'them' : 'it'}` };
   if (!indexIsJournalImage) {
     return { source: 'index', reason: `the journal is damaged or incomplete: ${c.journalProblems.slice(0, 3).join('; ')}; the index holds more, so a new journal is written from it` };
   }
-  return { source: 'journal', reason: 'the index was itself rebuilt from the journal at open (it was missing or damaged): the journal is all there is' };
+  return { source: journal, reason: `the index was itself rebuilt from ${from} at open (it was missing or damaged): that is all there is` };
 }
 
 /** A rebuild from the journal must not keep less than the index has now, unless forced. */

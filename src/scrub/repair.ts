@@ -14,6 +14,7 @@ import { isDamage } from './findings.js';
 import { scrub, type ScrubOptions, type ScrubReport } from './scrub.js';
 import { findCopies } from './sources.js';
 import { dropUnreferenced, isUnreferencedBlobDamage } from './drop.js';
+import { repairSnapshots } from './snapshot-check.js';
 
 export interface RepairOptions {
   sources?: string[];
@@ -67,6 +68,7 @@ export async function repair(store: Store, before: ScrubReport, options: RepairO
   const dropped = options.dropUnreferenced
     ? await dropUnreferenced(store, blobFindings.filter((f) => isUnreferencedBlobDamage(f) && !found.has(f.hash)))
     : [];
+  quarantined.push(...(await repairSnapshots(store, before.findings)));
   let indexRebuilt = false;
   if (before.findings.some((f) => INDEX_KINDS.has(f.kind))) {
     await store.maintenance().reconstructIndex({

@@ -26,6 +26,8 @@ import { SEEN, meta } from '../store/apply.js';
 import { isDamage, mailboxCountsFinding, type Finding, type MessageRef } from './findings.js';
 import { classifyDropped } from './drop.js';
 import { scrubMailboxes } from './scoped.js';
+import { checkSnapshots } from './snapshot-check.js';
+import type { SnapshotInfo } from '../store/snapshot-file.js';
 
 export interface ScrubOptions {
   /** Throttle for pack reading, bytes per second (0 or undefined: unthrottled). */
@@ -62,6 +64,8 @@ export interface ScrubSummary {
   blobsVerified: number;
   bytesVerified: number;
   journalRecords: number;
+  /** Snapshots that verified (a damaged one is a snapshot-damage finding). */
+  snapshotsVerified?: number;
   indexKeys: number;
   seconds: number;
   /** True when this run finished a full cycle (every pack from the cursor to the end, journal and index). */
@@ -95,7 +99,7 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   const cursor = budget !== undefined ? await readCursor(store) : { cycle: 0, pack: 0, offset: 0 };
   const packs = await store.maintenance().packs.listPacks();
   const summary: ScrubSummary = {
-    packs: packs.length, blobsVerified: 0, bytesVerified: 0, journalRecords: 0, indexKeys: 0, seconds: 0,
+    packs: packs.length, blobsVerified: 0, bytesVerified: 0, journalRecords: 0, snapshotsVerified: 0, indexKeys: 0, seconds: 0,
     cycleComplete: false, scanned: [], damage: 0, informational: 0,
   };
   const overBudget = () => budget !== undefined && now() - started >= budget;
@@ -119,7 +123,12 @@ async function checkJournalAndIndex(store: Store, options: ScrubOptions, finding
   options.onProgress?.(packPass.progress('journal'));
   const journalTotals: LiveTotals = { mailboxes: 0, messages: 0 };
   const indexTotals: LiveTotals = { mailboxes: 0, messages: 0 };
-  summary.journalRecords = await checkJournal(store, findings, journalTotals);
+  // Snapshots and journal as one pair: no retirement between listing the one and reading the other.
+  summary.journalRecords = await store.maintenance().withoutSnapshots(async () => {
+    const snapshots = await checkSnapshots(store, findings);
+    summary.snapshotsVerified = snapshots.length;
+    return checkJournal(store, findings, journalTotals, snapshots);
+  });
   options.onProgress?.(packPass.progress('index'));
   summary.indexKeys = await store.maintenance().runExclusive(() => checkIndex(store, findings, packPass.confirmed, summary.scanned, indexTotals));
   compareTotals(findings, journalTotals, indexTotals);
@@ -320,14 +329,16 @@ function countLive(totals: LiveTotals, payload: JournalPayload): void {
 }
 
 /**
- * Every journal record's frame, and coverage: the journal must start at seq 1 or with a checkpoint,
- * have no gaps, and reach the index's appliedSeq (read first: the journal is always written before
- * the index, so a writer running meanwhile cannot make this report a false gap).
+ * Every journal record's frame, and coverage: the journal must start at seq 1, with a checkpoint,
+ * or where a verified snapshot takes over (the segments before were retired; the totals then start
+ * from the snapshot's), have no gaps, and reach the index's appliedSeq (read first: the journal is
+ * always written before the index, so a writer running meanwhile cannot make this report a false gap).
  */
-async function checkJournal(store: Store, findings: Finding[], totals: LiveTotals): Promise<number> {
+async function checkJournal(store: Store, findings: Finding[], totals: LiveTotals, snapshots: SnapshotInfo[]): Promise<number> {
   const appliedSeq = (await store.maintenance().index.get<number>(meta.appliedSeq)) ?? 0;
   let records = 0;
   let last = 0;
+  let countAfter = 0; // records up to this seq are counted in the snapshot's totals
   for await (const record of store.maintenance().journal.read(0, (damage) => {
     findings.push({ kind: 'journal-damage', segment: damage.segment, offset: damage.offset, length: damage.length, where: damage.where });
   })) {
@@ -337,8 +348,17 @@ async function checkJournal(store: Store, findings: Finding[], totals: LiveTotal
     } catch {
       findings.push({ kind: 'journal-damage', segment: '?', offset: 0, length: record.payload.length, where: `record ${record.seq} does not decode` });
     }
-    if (payload) countLive(totals, payload);
-    if (records === 0 && record.seq > 1 && !checkpointBegin(payload)) findings.push({ kind: 'journal-gap', from: 1, to: record.seq - 1 });
+    if (records === 0 && record.seq > 1 && !checkpointBegin(payload)) {
+      const cover = snapshots.find((s) => s.seq + 1 >= record.seq);
+      if (cover) {
+        totals.mailboxes = cover.mailboxes;
+        totals.messages = cover.messages;
+        countAfter = cover.seq;
+      } else {
+        findings.push({ kind: 'journal-gap', from: 1, to: record.seq - 1 });
+      }
+    }
+    if (payload && record.seq > countAfter) countLive(totals, payload);
     if (last > 0 && record.seq > last + 1) findings.push({ kind: 'journal-gap', from: last + 1, to: record.seq - 1 });
     last = Math.max(last, record.seq);
     records++;

@@ -17,7 +17,8 @@ import { snapshotState, swapJournal, writeCheckpointJournal, type StateSnapshot 
 import { LAYOUT, type StoreIdentity } from './identity.js';
 import { checkRecordSize, resolveInBatch } from './prepare.js';
 import type { BlobRecord, Op } from './records.js';
-import { buildIndexAside, compareIndexes, describeLoss, indexCounts, installIndex, newHealth, type Health, type IndexCounts } from './recovery.js';
+import type { SnapshotInfo } from './snapshot-file.js';
+import { buildIndexAside, chooseRebuildStart, compareIndexes, describeLoss, indexCounts, installIndex, newHealth, type Health, type IndexCounts } from './recovery.js';
 import type { RebuildComparison } from './types.js';
 import { checkArray, checkBytes, checkCount, checkFunction, checkHash, checkObject, checkOptions, ownCopy, parseMailboxName } from './validate.js';
 import type { Mutation } from './writer.js';
@@ -27,7 +28,7 @@ export type IndexReader = Pick<IndexDb, 'get' | 'getNow' | 'getMany' | 'entries'
 /** The packs as maintenance reads them; skipPackNumbersTo keeps a repair off a lost pack's number. */
 export type PackAccess = Pick<PackStore, 'listPacks' | 'path' | 'scan' | 'read' | 'checkLocation' | 'skipPackNumbersTo' | 'packBytes'>;
 /** The journal as scrub reads it. */
-export type JournalReader = Pick<Journal, 'read' | 'lastSeq'>;
+export type JournalReader = Pick<Journal, 'read' | 'lastSeq' | 'firstSeq'>;
 
 export interface ReconstructOptions {
   check?: boolean;
@@ -91,6 +92,11 @@ export interface StoreMaintenance {
    * beside live writers: backups take it. Read every op or close it.
    */
   snapshotState(): Promise<StateSnapshot>;
+  /**
+   * Runs `fn` once no snapshot runs and keeps new ones (and their journal retirement) out while it
+   * runs: scrub reads the snapshots and the journal as one consistent pair.
+   */
+  withoutSnapshots<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 /** What the maintenance operations need of their Store. */
@@ -106,6 +112,8 @@ export interface MaintenanceHost {
   live(): void;
   /** Throws ACCESS on a read-only open. */
   writable(): void;
+  /** Runs `fn` once no snapshot runs, keeping new ones out meanwhile (an index or journal swap). */
+  withoutSnapshots<T>(fn: () => Promise<T>): Promise<T>;
   /** Hands a mutation to the Writer (live and writable checked). */
   submit<T>(mutation: Mutation<T>): Promise<T>;
   /** Points the Store and its Writer at a newly installed index. */
@@ -135,6 +143,11 @@ export class Maintenance implements StoreMaintenance {
   snapshotState(): Promise<StateSnapshot> {
     this.host.live();
     return snapshotState(this.host.db);
+  }
+
+  withoutSnapshots<T>(fn: () => Promise<T>): Promise<T> {
+    checkFunction(fn, 'withoutSnapshots argument');
+    return this.host.withoutSnapshots(fn);
   }
 
   async runExclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -205,10 +218,11 @@ export class Maintenance implements StoreMaintenance {
   async reconstructIndex(options: ReconstructOptions = {}): Promise<RebuildComparison> {
     checkReconstructOptions(options);
     this.host.writable(); // it builds index.rebuild/ in the store, even with `check`
-    return this.runExclusive(async () => {
+    return this.host.withoutSnapshots(() => this.runExclusive(async () => {
       const { fs, root, journal, storeId } = this.host;
       const health = newHealth();
-      const built = await buildIndexAside(fs, root, journal, storeId, health);
+      const start = await chooseRebuildStart(fs, root, journal, storeId, health);
+      const built = await buildIndexAside(fs, root, journal, storeId, health, start);
       return this.installUnlessKept(built.path, async () => {
         const appliedSeq = (await this.host.db.get<number>(meta.appliedSeq)) ?? 0;
         const result = await inspectBuilt(built.path, (fresh) => this.compareRebuilt(fresh, built, appliedSeq, health, options.onDifference));
@@ -216,13 +230,13 @@ export class Maintenance implements StoreMaintenance {
         options.guard?.(result);
         return { result, install: true };
       });
-    });
+    }));
   }
 
   async rewriteJournalFromIndex(): Promise<JournalRewrite> {
     // runExclusive alone runs fn on a read-only open, and this writes a journal and an index.
     this.host.writable();
-    return this.runExclusive(async () => {
+    return this.host.withoutSnapshots(() => this.runExclusive(async () => {
       const { fs, root, storeId } = this.host;
       const written = await this.writeCheckpoint();
       const health = newHealth();
@@ -236,7 +250,7 @@ export class Maintenance implements StoreMaintenance {
       }, written.path);
       await this.host.journal.reload();
       return { records: written.records, firstSeq: written.firstSeq, lastSeq: written.lastSeq, ...verified, replaced };
-    });
+    }));
   }
 
   /**
@@ -262,7 +276,7 @@ export class Maintenance implements StoreMaintenance {
 
   /** The keys (meta aside) in which a rebuilt index differs from the live one, and what each holds. */
   private async compareRebuilt(
-    fresh: IndexDb, built: { records: number; lastSeq: number }, appliedSeq: number, health: Health, onDifference: ReconstructOptions['onDifference'],
+    fresh: IndexDb, built: { records: number; lastSeq: number; snapshot?: SnapshotInfo }, appliedSeq: number, health: Health, onDifference: ReconstructOptions['onDifference'],
   ): Promise<RebuildComparison> {
     let differences = 0;
     for await (const diff of compareIndexes(this.host.db, fresh)) {
@@ -277,6 +291,8 @@ export class Maintenance implements StoreMaintenance {
       differences, records: built.records, messagesBefore: before.messages, messagesAfter: after.messages, before, after,
       journalIntact: !health.degraded && reaches,
       journalProblems: reaches ? health.findings : [...health.findings, `the journal ends at ${built.lastSeq}, the index has applied ${appliedSeq}`],
+      ...(built.snapshot ? { snapshot: { name: built.snapshot.name, seq: built.snapshot.seq } } : {}),
+      rebuiltFrom: health.rebuiltFrom ?? 'the whole journal',
     };
   }
 

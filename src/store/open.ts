@@ -16,8 +16,9 @@ import { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { LAYOUT, checkNoWriter, initStore, storeIdBytes, takeLock, verifyIdentity, type StoreIdentity } from './identity.js';
 import {
-  moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveNewestBatch, resolveTail, type Health,
+  chooseRebuildStart, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveNewestBatch, resolveTail, type Health, type RebuildStart,
 } from './recovery.js';
+import { snapshotCovers } from './snapshots.js';
 import type { StoreOptions } from './types.js';
 import { TIER_META } from './tier.js';
 
@@ -116,19 +117,34 @@ interface Recovering {
 async function recoverIndex(r: Recovering, options: StoreOptions, stale: boolean): Promise<IndexDb> {
   const indexPath = join(r.root, LAYOUT.index);
   const haveIndex = Boolean(await r.fs.statIfExists(indexPath)) && (await indexPassesProbe(r, indexPath, options, stale));
-  const existing = haveIndex ? await openExistingIndex(indexPath, r.storeId, r.health) : undefined;
+  let existing = haveIndex ? await openExistingIndex(indexPath, r.storeId, r.health) : undefined;
   r.opened.db = existing?.db;
   if (!existing && !r.health.rebuilt) r.health.rebuilt = 'index is missing';
-  const highWater = existing?.appliedSeq ?? 0;
+  // A rebuild starts from the newest snapshot that verifies: what it holds was applied to an index,
+  // so acknowledged, and its seq is a high-water mark as an index's appliedSeq is.
+  let start: RebuildStart | undefined = existing ? undefined : await chooseRebuildStart(r.fs, r.root, r.journal, r.storeId, r.health);
+  if (existing && existing.appliedSeq + 1 < r.journal.firstSeq) {
+    // An index older than the retired part of the journal (an old copy put back) cannot catch up
+    // by replay; a snapshot at or past the journal's start can replace it.
+    const candidate = await chooseRebuildStart(r.fs, r.root, r.journal, r.storeId, newHealth());
+    if (candidate.snapshot && candidate.snapshot.seq > existing.appliedSeq) {
+      r.health.rebuilt = `the index (at seq ${existing.appliedSeq}) is older than the journal, which was retired up to seq ${r.journal.firstSeq - 1}`;
+      await existing.db.close();
+      r.opened.db = existing = undefined;
+      start = candidate;
+    }
+  }
+  const highWater = existing?.appliedSeq ?? start?.snapshot?.seq ?? 0;
   if (existing && !options.allowMissingPacks) await checkPacksPresent(existing.db, r.packs, r.root);
-  await resolveTail(r.fs, r.root, r.journal, highWater, r.health);
+  const covered = async (firstSeq: number) => start ? (start.snapshot?.seq ?? -1) + 1 >= firstSeq : snapshotCovers(r.fs, r.root, r.storeId, firstSeq);
+  await resolveTail(r.fs, r.root, r.journal, highWater, r.health, covered);
   await resolveNewestBatch(r.fs, r.root, r.journal, r.packs, highWater, r.health);
   if (existing) {
     await replay(r.journal, existing.db, existing.appliedSeq, r.health);
     return existing.db;
   }
   if (await r.fs.statIfExists(indexPath)) await moveAside(r.fs, r.root, indexPath, 'index-damaged');
-  await rebuildIndex(r.fs, r.root, r.journal, r.storeId, r.health);
+  await rebuildIndex(r.fs, r.root, r.journal, r.storeId, r.health, start);
   return (r.opened.db = await IndexDb.open(indexPath, false));
 }
 

@@ -16,6 +16,8 @@ import { parseSegmentFileName } from '../journal/journal-format.js';
 import { LAYOUT } from './identity.js';
 import { keys } from '../keys/index-keys.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
+import { readSnapshotFile, type SnapshotInfo } from './snapshot-file.js';
+import { newestUsableSnapshot } from './snapshots.js';
 
 
 export interface Health {
@@ -25,6 +27,8 @@ export interface Health {
   journalDamage: JournalDamage[];
   /** The index was rebuilt from the journal during this open, and why. */
   rebuilt?: string;
+  /** What a rebuild during this open replayed: a snapshot and the journal after it, or the whole journal. */
+  rebuiltFrom?: string;
   /** Bytes of a torn, never-acknowledged journal tail that open cut (after copying them to quarantine). */
   tornTailBytes?: number;
 }
@@ -96,7 +100,7 @@ async function replayInto(journal: Journal, view: IndexView, afterSeq: number, h
  * records that got damaged: keep them, quarantine a copy, write on in a new segment. Otherwise they
  * are a torn write that was never acknowledged: copy them to quarantine (unless all zeros) and cut.
  */
-export async function resolveTail(fs: FileSystem, root: string, journal: Journal, highWater: number, health: Health): Promise<number> {
+export async function resolveTail(fs: FileSystem, root: string, journal: Journal, highWater: number, health: Health, covered?: (firstSeq: number) => Promise<boolean>): Promise<number> {
   let found = await journal.findTail();
   // A newest segment with neither a valid header nor a valid record, past the high-water mark, is a
   // torn creation (header and first records are one write, synced before any acknowledgement).
@@ -126,21 +130,23 @@ export async function resolveTail(fs: FileSystem, root: string, journal: Journal
     health.findings.push(`the index has applied journal records up to ${highWater} but the journal ends at ${lastSeq}: journal records ${lastSeq + 1}..${highWater} are missing; the index still holds them: run 'mailstore reconstruct' to write a new journal from it`);
   }
   if (highWater > lastSeq) journal.keepTailAndStartNewSegment(highWater + 1);
-  await checkJournalStart(journal, highWater, health);
+  await checkJournalStart(journal, highWater, health, covered);
   return Math.max(lastSeq, highWater);
 }
 
 /**
- * The journal must start at seq 1 or with a checkpoint: otherwise its first segments are gone
- * (deleted, or lost with a partition), and a rebuild from it would lose what they held. Cheap:
- * only the oldest segment is read, and only when its name says it does not start at 1.
+ * The journal must start at seq 1, with a checkpoint, or where a snapshot takes over (`covered`:
+ * its segments before were retired): otherwise its first segments are gone (deleted, or lost with
+ * a partition), and a rebuild from it would lose what they held. Cheap: only the oldest segment is
+ * read, and only when its name says it does not start at 1.
  */
-async function checkJournalStart(journal: Journal, highWater: number, health: Health): Promise<void> {
+async function checkJournalStart(journal: Journal, highWater: number, health: Health, covered?: (firstSeq: number) => Promise<boolean>): Promise<void> {
   const names = journal.segmentNames;
   if (names.length === 0 || parseSegmentFileName(names[0]) === 1) return;
   const first = await journal.firstRecord();
   if (!first || first.seq === 1) return;
   const begin = checkpointBegin(decodeSafely(first.payload));
+  if (!begin && covered && (await covered(first.seq))) return;
   if (!begin) {
     health.degraded = true;
     health.findings.push(`journal records 1..${first.seq - 1} are missing (segments deleted or lost); the index still holds their changes: run 'mailstore reconstruct' to write a new journal from it`);
@@ -257,8 +263,29 @@ export async function openExistingIndex(path: string, storeId: Buffer, health: H
   }
 }
 
-/** Builds a fresh index from the whole journal beside the live one (in `index.rebuild/`). */
-export async function buildIndexAside(fs: FileSystem, root: string, journal: Journal, storeId: Buffer, health: Health): Promise<ReplayResult & { path: string }> {
+/** A snapshot a rebuild starts from (verified by newestUsableSnapshot), and the damaged ones passed over. */
+export interface RebuildStart {
+  snapshot?: SnapshotInfo;
+  damaged: { name: string; why: string }[];
+}
+
+/**
+ * Where a rebuild starts: the newest snapshot that verifies and that the journal continues. Each
+ * damaged one passed over is a finding that says what the rebuild fell back to; it does not mark
+ * the store degraded (nothing is lost while a fallback covers it: replay reports a real gap).
+ */
+export async function chooseRebuildStart(fs: FileSystem, root: string, journal: Journal, storeId: Buffer, health: Health): Promise<RebuildStart> {
+  const start = await newestUsableSnapshot(fs, root, storeId, journal.firstSeq);
+  const fallback = start.snapshot ? `the older snapshot ${start.snapshot.name} (seq ${start.snapshot.seq}) and the journal after it` : 'the whole retained journal';
+  for (const d of start.damaged) health.findings.push(`${d.why}; rebuilt from ${fallback} instead ('mailstore scrub --repair' moves it to quarantine/)`);
+  return start;
+}
+
+/**
+ * Builds a fresh index beside the live one (in `index.rebuild/`): from `start.snapshot` and the
+ * journal after its seq, or (no snapshot) from the whole journal.
+ */
+export async function buildIndexAside(fs: FileSystem, root: string, journal: Journal, storeId: Buffer, health: Health, start: RebuildStart = { damaged: [] }): Promise<ReplayResult & { path: string; snapshot?: SnapshotInfo }> {
   const fresh = join(root, `${LAYOUT.index}.rebuild`);
   // A leftover of an interrupted rebuild is derived data this code made: remove it.
   if (await fs.statIfExists(fresh)) await fs.removeTree(fresh);
@@ -268,10 +295,29 @@ export async function buildIndexAside(fs: FileSystem, root: string, journal: Jou
     // for every key the rebuild never wrote (the store id goes through the view for that reason).
     const view = new IndexView(db, new WrittenKeys(limits.rebuildKeyFilterBytes));
     view.put(meta.storeId, storeId);
-    return { ...(await replayInto(journal, view, 0, health)), path: fresh };
+    const snapshot = start.snapshot;
+    if (snapshot) await loadSnapshot(fs, view, snapshot, storeId, health);
+    const replayed = await replayInto(journal, view, snapshot?.seq ?? 0, health);
+    health.rebuiltFrom = snapshot
+      ? `snapshot ${snapshot.name} (seq ${snapshot.seq}) and ${replayed.records} journal records after it`
+      : `the whole journal (${replayed.records} records)`;
+    return { ...replayed, path: fresh, ...(snapshot ? { snapshot } : {}) };
   } finally {
     await db.close();
   }
+}
+
+/** Puts a verified snapshot's state into a fresh index (its checkpoint ops, as a checkpoint replays). */
+async function loadSnapshot(fs: FileSystem, view: IndexView, snapshot: SnapshotInfo, storeId: Buffer, health: Health): Promise<void> {
+  const problem = (message: string) => {
+    health.degraded = true;
+    if (health.findings.length < limits.healthFindingsMax) health.findings.push(message);
+  };
+  await readSnapshotFile(fs, snapshot.path, snapshot.name, storeId, async (op) => {
+    applyOpsNow(view, snapshot.seq, [op], problem);
+    if (view.size >= limits.replayBatchKeys) await view.flushBehind();
+  });
+  view.put(meta.appliedSeq, snapshot.seq);
 }
 
 /** Swaps a built index in for `index/`; the old one is moved to quarantine/, not deleted. */
@@ -282,8 +328,8 @@ export async function installIndex(fs: FileSystem, root: string, built: string):
   await fs.syncDir(root);
 }
 
-export async function rebuildIndex(fs: FileSystem, root: string, journal: Journal, storeId: Buffer, health: Health): Promise<ReplayResult> {
-  const built = await buildIndexAside(fs, root, journal, storeId, health);
+export async function rebuildIndex(fs: FileSystem, root: string, journal: Journal, storeId: Buffer, health: Health, start?: RebuildStart): Promise<ReplayResult> {
+  const built = await buildIndexAside(fs, root, journal, storeId, health, start);
   await installIndex(fs, root, built.path);
   return built;
 }

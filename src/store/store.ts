@@ -33,6 +33,8 @@ import { attachTier, flushTier, tierStatus, type TierFlushResult, type TierHost,
 import type { RemotePacks } from '../objstore/remote-packs.js';
 import { Maintenance, type MaintenanceHost, type StoreMaintenance } from './maintenance.js';
 import { closeOpened, openStoreParts, type StoreParts } from './open.js';
+import { Snapshotter, readJournalArchive, writeJournalArchive, type SnapshotResult } from './snapshots.js';
+import { listSnapshots } from './snapshot-file.js';
 import { checkRecordSize, resolveInBatch } from './prepare.js';
 import { StoreReader, type ReaderHost } from './reader.js';
 import { opExtras, type BlobRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
@@ -94,6 +96,8 @@ export class Store {
   /** The compaction running now (one at a time). */
   private compaction?: Promise<unknown>;
   private compactor?: BackgroundCompactor;
+  /** Snapshots of the index and journal retirement (snapshots.ts). */
+  private readonly snapshots: Snapshotter;
 
   private constructor(parts: StoreParts, options: StoreOptions) {
     ({ root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, health: this.health, readOnly: this.readOnly } = parts);
@@ -101,13 +105,17 @@ export class Store {
     this.messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
     this.changes = new ChangeFeed({ fs: this.fs, root: this.root, journal: this.journal, readOnly: this.readOnly });
     this.packBytesMax = options.packBytesMax ?? limits.packBytesMax;
+    this.snapshots = new Snapshotter({ fs: this.fs, root: this.root, storeId: this.storeId, journal: this.journal, changes: this.changes, db: () => this.db });
+    const autoSnapshot = !this.readOnly && options.autoSnapshot !== false;
     // The plug-in point for the next layers: onCommit fires after every group commit.
     this.writer = new Writer(this.db, this.packs, this.journal, {
       onStop: (error) => { this.failure = error; },
       onCommit: (first, last, mutations, indexKeys, writeSeconds) => {
         this.forgetMailboxes();
         this.changes.notify(last);
+        this.changes.notify(last);
         this.compactor?.noteCommit();
+        if (autoSnapshot) this.snapshots.maybeAuto(last, (result, error) => this.reportAutoSnapshot(options, result, error));
         options.onCommit?.(first, last, mutations, indexKeys, writeSeconds);
       },
     });
@@ -141,6 +149,8 @@ export class Store {
         await store.finishInterruptedCompaction();
         if (options.autoCompact) store.startCompactor(options);
       }
+      await store.snapshots.init();
+      store.snapshots.start();
       return store;
     } catch (error) {
       await closeOpened(parts, parts.release);
@@ -154,6 +164,7 @@ export class Store {
     await this.compactor?.stop();
     await this.compaction?.catch(() => undefined);
     await this.writer.drain();
+    await this.snapshots.idle(); // a background snapshot reads the index and retires segments
     this.writer.fail(new MailstoreError('CLOSED', 'the store is closed'));
     this.changes.wakeAll();
     await this.packs.close();
@@ -259,6 +270,38 @@ export class Store {
     }, settings);
   }
 
+  /**
+   * Writes a snapshot of the index at its current seq (beside live writers), verifies it, keeps
+   * the limits.snapshotsKept newest, and retires the journal segments that the oldest kept snapshot
+   * and every consumer are past (snapshots.ts, docs/FORMAT.md "Journal retirement").
+   */
+  async snapshot(): Promise<SnapshotResult> {
+    this.live();
+    this.writable();
+    return this.snapshots.take();
+  }
+
+  /** The journal archive (retired segments are moved there), or undefined: they are deleted. */
+  journalArchive(): Promise<string | undefined> {
+    return readJournalArchive(this.fs, this.root);
+  }
+
+  /** Sets the journal archive (an absolute path to an existing directory) or, with undefined, clears it. */
+  async setJournalArchive(dir: string | undefined): Promise<void> {
+    this.live();
+    this.writable();
+    if (dir !== undefined) checkString(dir, 'journal archive');
+    await writeJournalArchive(this.fs, this.root, dir);
+  }
+
+  /** An automatic snapshot's outcome goes to onSnapshot; without one, a failure is a health finding (the store goes on). */
+  private reportAutoSnapshot(options: StoreOptions, result?: SnapshotResult, error?: unknown): void {
+    if (options.onSnapshot) return options.onSnapshot(result, error);
+    if (error && this.health.findings.length < limits.healthFindingsMax) {
+      this.health.findings.push(`an automatic snapshot failed (the journal was not retired): ${(error as Error).message}`);
+    }
+  }
+
   /** The hooks of scrub, repair and reconstruct (maintenance.ts). */
   maintenance(): StoreMaintenance {
     return this.maintenanceHooks;
@@ -303,6 +346,7 @@ export class Store {
       get db() { return store.db; },
       live: () => this.live(),
       writable: () => this.writable(),
+      withoutSnapshots: <T>(fn: () => Promise<T>) => this.snapshots.pause(fn),
       submit: <T>(mutation: Mutation<T>) => this.submit(mutation),
       useIndex: (db: IndexDb) => {
         this.db = db;
@@ -702,12 +746,16 @@ export class Store {
     }
     let packBytes = 0;
     const packList = await this.packs.listPacks();
-    for (const p of packList) packBytes += (await this.fs.stat(this.packs.path(p))).size;
+    for (const p of packList) packBytes += await this.packs.packBytes(p); // local or in the object store
     let journalBytes = 0;
     for (const name of this.journal.segmentNames) journalBytes += (await this.fs.stat(this.journal.path(name))).size;
+    let snapshotBytes = 0;
+    const snapshotList = await listSnapshots(this.fs, this.root);
+    for (const s of snapshotList) snapshotBytes += (await this.fs.stat(s.path)).size;
     return {
       mailboxes, messages, bytesReferenced, blobs, bytesStored, unreferencedBlobs, packs: packList.length, packBytes,
-      journalSegments: this.journal.segmentNames.length, journalBytes, dedupRatio: liveBytes === 0 ? 1 : bytesReferenced / liveBytes,
+      journalSegments: this.journal.segmentNames.length, journalBytes, journalBytesRetained: journalBytes, journalFirstSeq: this.journal.firstSeq,
+      snapshots: snapshotList.length, snapshotBytes, newestSnapshotSeq: snapshotList[0]?.seq ?? null, dedupRatio: liveBytes === 0 ? 1 : bytesReferenced / liveBytes,
       consumers: await this.changes.consumers(),
       bytesLive, bytesDead: Math.max(0, packBytes - packList.length * PACK_HEADER_BYTES - bytesLive),
     };

@@ -7,6 +7,7 @@ import { hashHex } from '../hash/blake3.js';
 import type { MessageRecord } from './records.js';
 import type { IndexCounts } from './recovery.js';
 import type { AutoCompactSettings } from './compactor.js';
+import type { SnapshotResult } from './snapshots.js';
 
 export interface StoreOptions {
   /** Create the store when the directory is empty or missing. */
@@ -49,6 +50,14 @@ export interface StoreOptions {
   autoCompact?: boolean | AutoCompactSettings;
   /** Called when a background compaction round fails (the store stays usable; the next round retries). */
   onBackgroundError?: (error: unknown) => void;
+  /**
+   * Snapshot the index by itself (and retire the journal below it) when the journal grew by
+   * limits.snapshotEveryRecords or snapshotEveryBytes since the last snapshot. Default on for a
+   * read-write store; the CLI's one-shot commands turn it off (`mailstore snapshot` is for cron).
+   */
+  autoSnapshot?: boolean;
+  /** Called after each automatic snapshot with its result, or with the error that stopped it (the store goes on). */
+  onSnapshot?: (result?: SnapshotResult, error?: unknown) => void;
 }
 
 export interface AppendOptions {
@@ -147,6 +156,14 @@ export interface StoreStats {
   packBytes: number;
   journalSegments: number;
   journalBytes: number;
+  /** Bytes of journal segments on disk (the same as journalBytes: what retirement has not yet removed). */
+  journalBytesRetained: number;
+  /** The oldest seq still in the journal (above 1 once segments were retired under a snapshot). */
+  journalFirstSeq: number;
+  /** Snapshot files in snapshots/ and their bytes; the newest one's seq (null: none). */
+  snapshots: number;
+  snapshotBytes: number;
+  newestSnapshotSeq: number | null;
   dedupRatio: number;
   /** Change-log consumers with their cursors and lag (changes.ts); `behind` ones are reported, never skipped. */
   consumers: ConsumerState[];
@@ -170,6 +187,10 @@ export interface RebuildComparison {
   journalIntact: boolean;
   /** Why not (damage, missing records), as replay reported it. */
   journalProblems: string[];
+  /** The snapshot the rebuild started from (the journal after its seq was replayed); absent: the whole journal. */
+  snapshot?: { name: string; seq: number };
+  /** What the rebuild replayed, in words. */
+  rebuiltFrom: string;
 }
 
 export function uuidString(id: Buffer): string {

@@ -14,5 +14,6 @@ describe('crash explorer: mixed workload', () => {
   it('every crash state recovers to a model state between acknowledged and submitted', async () => {
     const result = await recordAndExplore('crash explorer (mixed)', { seed: SEED, steps: 90, share: 0.5, fallbackTotal: 3000, compact: true });
     expect(result.states).toBeGreaterThan(result.logLength);
+    expect(result.indexSnapshots, 'the workload takes snapshots (and retires the journal under them)').toBeGreaterThan(0);
   }, 7_200_000);
 });

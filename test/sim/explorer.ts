@@ -129,7 +129,7 @@ export function crashStatesFromEnv(fallback: number): number {
 }
 
 /** Records one workload and explores `share` of CRASH_STATES (default total `fallbackTotal`) of its crash states. */
-export async function recordAndExplore(label: string, options: { seed: number; steps: number; share: number; fallbackTotal: number; packBytesMax?: number; journalSegmentBytesMax?: number; modes?: CrashMode[]; everyPoint?: boolean; compact?: boolean }): Promise<ExploreResult & { ops: number; logLength: number; snapshots: number }> {
+export async function recordAndExplore(label: string, options: { seed: number; steps: number; share: number; fallbackTotal: number; packBytesMax?: number; journalSegmentBytesMax?: number; modes?: CrashMode[]; everyPoint?: boolean; compact?: boolean }): Promise<ExploreResult & { ops: number; logLength: number; snapshots: number; indexSnapshots: number }> {
   const { FaultFileSystem } = await import('./faultfs.js');
   const { runWorkload } = await import('./workload.js');
   const work = await fsp.mkdtemp(join(fastTmpRoot(), 'crash-explorer-'));
@@ -142,12 +142,12 @@ export async function recordAndExplore(label: string, options: { seed: number; s
     // everyPoint: each crash point once in each of `modes`, whatever CRASH_STATES says
     const count = options.everyPoint ? (run.logLength + 1) * (options.modes?.length ?? 3) : Math.ceil(crashStatesFromEnv(options.fallbackTotal) * options.share);
     const result = await exploreCrashes(ffs, run, { count, seed: options.seed, tmpRoot: work, modes: options.modes });
-    console.info(`${label} (seed ${options.seed}): ${run.ops.length} ops, ${run.logLength} log entries, ${run.snapshots.length} index snapshots; `
+    console.info(`${label} (seed ${options.seed}): ${run.ops.length} ops, ${run.logLength} log entries, ${run.snapshots.length} index copies, ${run.indexSnapshots} store snapshots (with retirement); `
       + `${result.states} crash states in ${(result.ms / 1000).toFixed(1)} s `
       + `(index missing ${result.byIndexMode.missing}, older ${result.byIndexMode.older}; ${JSON.stringify(result.byCrashMode)}; `
       + `recovered exactly the acknowledged state ${result.atAck}, with unacknowledged ops kept ${result.beyondAck})`);
     await fsp.rm(work, { recursive: true, force: true });
-    return { ...result, ops: run.ops.length, logLength: run.logLength, snapshots: run.snapshots.length };
+    return { ...result, ops: run.ops.length, logLength: run.logLength, snapshots: run.snapshots.length, indexSnapshots: run.indexSnapshots };
   } catch (error) {
     console.error(`${label}: failed; work directory kept: ${work}`);
     throw error;

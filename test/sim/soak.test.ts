@@ -1,6 +1,6 @@
 // SIGKILL soak (tools/soak.ts): a child with several concurrent writers appends, flags and
-// expunges, printing each acknowledgement, while its background compactor rewrites packs (the
-// result's `compactions` counts those that finished before a kill; most kills land inside one); it is killed at a random moment, the store is reopened
+// expunges, printing each acknowledgement, while its background compactor rewrites packs and it
+// snapshots and retires the journal (the result counts compactions and snapshots that finished before a kill); it is killed at a random moment, the store is reopened
 // and every acknowledged operation is checked; then again on the same store. SOAK_CYCLES sets the
 // number of kills (default 30; `npm run test:crash` 1,000).
 import { describe, expect, it } from 'vitest';
@@ -18,5 +18,9 @@ describe('SIGKILL soak', () => {
       console.info(`SIGKILL soak: ${JSON.stringify(result)}`);
       expect(result.cycles).toBe(CYCLES);
       expect(result.appendsAcked).toBeGreaterThan(CYCLES);
+      // The child snapshots and retires beside its writers; every third check rebuilds from a snapshot.
+      expect(result.snapshots).toBeGreaterThan(0);
+      expect(result.segmentsRetired).toBeGreaterThan(0);
+      expect(result.rebuildsFromSnapshot).toBeGreaterThan(0);
     }, 3_600_000);
 });

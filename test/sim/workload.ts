@@ -26,6 +26,8 @@ export interface WorkloadRun {
   snapshots: { atLog: number; dir: string }[];
   logLength: number;
   storeOptions: { packBytesMax: number; journalSegmentBytesMax: number };
+  /** store.snapshot() calls (each followed by journal retirement) made during the run. */
+  indexSnapshots: number;
 }
 
 export interface WorkloadOptions {
@@ -78,6 +80,7 @@ export async function runWorkload(options: WorkloadOptions): Promise<WorkloadRun
   const nextBody = bodyMaker(rng);
   let dateCounter = 0;
   let renameCounter = 0;
+  let snapshotsTaken = 0;
 
   const init = await Store.open(dir, { create: true });
   await init.close();
@@ -262,6 +265,11 @@ export async function runWorkload(options: WorkloadOptions): Promise<WorkloadRun
       await store.deleteMailbox(name);
       ops[ops.length - 1].ackedAt = ffs.logLength;
       await verify(`delete ${name}`);
+    } else if (roll >= 0.92 && roll <= 0.95) {
+      // a snapshot beside the live store, then retirement of the journal it covers: no model
+      // change, so no op; its crash points fall between ops (the rng sequence is unchanged)
+      await store.snapshot();
+      snapshotsTaken++;
     } else if (roll > 0.95) {
       // a quiescent point: close, copy index/ for the 'older' crash states, reopen
       await store.close();
@@ -280,7 +288,7 @@ export async function runWorkload(options: WorkloadOptions): Promise<WorkloadRun
   }
   await store.close();
   expect(states.length).toBe(ops.length + 1);
-  return { states, ops, snapshots, logLength: ffs.logLength, storeOptions };
+  return { states, ops, snapshots, logLength: ffs.logLength, storeOptions, indexSnapshots: snapshotsTaken };
 }
 
 /** The model states a store recovered from a crash after log entry `afterOp` may show. */

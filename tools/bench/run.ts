@@ -25,7 +25,7 @@ const SNAPSHOT = join(BENCH, 'dist-snapshot');
 const CLI = join(SNAPSHOT, 'src/cli/main.js');
 const TOOLS = join(SNAPSHOT, 'tools');
 const PEERS = join(ROOT, 'tools/bench/peers');
-const STEPS = ['peers', 'hash', 'import', 'import-cli', 'read', 'scrub', 'space', 'rebuild', 'recover', 'deliver', 'deliver-cli', 'concurrent', 'acl', 'spam', 'scale'] as const;
+const STEPS = ['peers', 'hash', 'import', 'import-cli', 'read', 'scrub', 'space', 'rebuild', 'recover', 'rebuild-snapshot', 'deliver', 'deliver-cli', 'concurrent', 'acl', 'spam', 'scale'] as const;
 type Step = (typeof STEPS)[number];
 
 interface Options {
@@ -413,6 +413,8 @@ async function scaleMeasurements(bench: Bench): Promise<void> {
     await bench.child(corpus.name, 'mailstore-import', ['--store', store, '--mbox', corpus.mbox], { peer: 'mailstore', measurement: 'import' });
     await bench.child(corpus.name, 'mailstore-scrub', ['--store', store], { peer: 'mailstore', measurement: 'scrub' });
     await bench.child(corpus.name, 'mailstore-recover', ['--rebuild', '--store', store], { peer: 'mailstore', measurement: 'rebuild' });
+    // Rebuild time follows live state: N appends, 90 % expunged, snapshot vs whole journal (rebuild-snapshot.ts).
+    if (bench.wanted('rebuild-snapshot')) await bench.child(corpus.name, 'rebuild-snapshot', ['--store', join(work, 'store-churn'), '--messages', String(n)], { peer: 'mailstore', measurement: 'rebuild-snapshot' });
     const acl = join(work, 'store-acl');
     await rm(acl, { recursive: true, force: true });
     await bench.child(corpus.name, 'mailstore-acl', ['--store', acl, '--mailboxes', String(n / 10), '--users', String(n / 100), '--queries', '1000', '--scans', '5'], { peer: 'mailstore', measurement: 'acl-list' });

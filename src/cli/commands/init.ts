@@ -13,15 +13,24 @@ export function register(program: Command): void {
     .description('create a new store in --store DIR (refuses a non-empty directory that is not a store); its files and directories are fsynced when it returns')
     .option('--object-store <url>', 'keep sealed packs in this S3 bucket (http://host:port/bucket[/prefix]); checked before anything is created')
     .option('--object-store-credentials <file>', 'a file holding ACCESS_KEY:SECRET_KEY (else $MAILSTORE_S3_ACCESS_KEY and $MAILSTORE_S3_SECRET_KEY)')
+    .option('--journal-archive <dir>', 'move retired journal segments into DIR (an existing directory) instead of deleting them (see mailstore snapshot)')
     .option('--json', 'print the result as JSON')
-    .action(async (options: { objectStore?: string; objectStoreCredentials?: string }, command: Command) => {
+    .action(async (options: { objectStore?: string; objectStoreCredentials?: string; journalArchive?: string }, command: Command) => {
       const dir = storeDir(command);
       let tier: TierSettings | undefined;
       if (options.objectStore !== undefined) {
         tier = { url: options.objectStore, ...(options.objectStoreCredentials ? { credentials: resolve(options.objectStoreCredentials) } : {}) };
         await checkTierSettings(nodeFileSystem, tier);
       }
-      const store = await Store.init(dir);
+      const store = await Store.init(dir, { autoSnapshot: false });
+      if (options.journalArchive !== undefined) {
+        try {
+          await store.setJournalArchive(resolve(options.journalArchive));
+        } catch (error) {
+          await store.close();
+          throw error;
+        }
+      }
       const { storeId, created } = store.identity;
       await store.close();
       if (tier) await writeTierSettings(nodeFileSystem, dir, tier);

@@ -61,14 +61,14 @@ async function printResult(result: ReconstructResult, check: boolean, difference
     await printLine(`checked ${s.mailboxes} mailbox(es) under ${s.mailbox} against ${result.records} journal records: ${s.differences} differing keys; journal ${result.journalIntact ? 'complete' : 'damaged or incomplete'}`);
     if (s.differences > 0 || !result.journalIntact) await printLine(`a recovery ('mailstore reconstruct', of the whole store) would use the ${result.source}: ${result.reason}`);
   } else if (check) {
-    await printLine(`checked from ${result.records} journal records: ${result.messagesAfter} messages (index had ${result.messagesBefore}), ${result.differences} differing keys; journal ${result.journalIntact ? 'complete' : 'damaged or incomplete'}`);
+    await printLine(`checked from ${result.rebuiltFrom}: ${result.messagesAfter} messages (index had ${result.messagesBefore}), ${result.differences} differing keys; journal ${result.journalIntact ? 'complete' : 'damaged or incomplete'}`);
     await printLine(`a recovery would use the ${result.source}: ${result.reason}`);
   } else {
     await printLine(`source: ${result.source} — ${result.reason}`);
     if (result.journalRewritten) {
       await printLine(`wrote a new journal from the index: ${result.journalRewritten.records} records (seqs ${result.journalRewritten.firstSeq}..${result.journalRewritten.lastSeq}); kept ${counts(result.after)} (index had ${counts(result.before)})`);
     } else {
-      await printLine(`rebuilt from ${result.records} journal records: ${result.messagesAfter} messages (index had ${result.messagesBefore}), ${result.differences} differing keys`);
+      await printLine(`rebuilt from ${result.rebuiltFrom}: ${result.messagesAfter} messages (index had ${result.messagesBefore}), ${result.differences} differing keys`);
     }
   }
   // The keys a rebuild from the journal would change; beside the point when the index was kept.
@@ -76,4 +76,5 @@ async function printResult(result: ReconstructResult, check: boolean, difference
   if (result.journalRecreated) await printLine('the journal was missing: the old one (if any) was moved to quarantine/ and a new one started');
   if (result.lostAndFound?.messages) await printLine(`${result.lostAndFound.messages} message(s) nothing referred to were filed in ${result.lostAndFound.mailbox}`);
   for (const f of result.findings.slice(0, 20)) await printLine(`at open: ${f}`);
+  for (const p of result.journalProblems.filter((text) => text.startsWith('snapshot ')).slice(0, 5)) await printLine(p);
 }

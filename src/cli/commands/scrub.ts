@@ -194,7 +194,7 @@ async function print(findings: Finding[], report: ScrubReport, output: Output, d
   if (listed.length) await printTable(listed);
   const coverage = s.scope ? `${s.scope.mailboxes} mailbox(es) under ${s.scope.mailbox}` :
     s.cycleComplete ? 'full cycle' : `stopped at the time budget; next run resumes at pack ${s.scanned.at(-1)?.pack} offset ${s.scanned.at(-1)?.to}`;
-  const counted = `scrub: ${s.blobsVerified} blobs (${formatBytes(s.bytesVerified)})${s.scope ? '' : ` in ${s.packs} pack(s), ${s.journalRecords} journal records`}, ${s.indexKeys} index keys in ${s.seconds.toFixed(1)}s (${coverage})`;
+  const counted = `scrub: ${s.blobsVerified} blobs (${formatBytes(s.bytesVerified)})${s.scope ? '' : ` in ${s.packs} pack(s), ${s.journalRecords} journal records${s.snapshotsVerified ? `, ${s.snapshotsVerified} snapshot(s)` : ''}`}, ${s.indexKeys} index keys in ${s.seconds.toFixed(1)}s (${coverage})`;
   const info = informationalCounts(findings) + (s.informational && detail !== 'verbose' ? '; --verbose lists them' : '');
   if (detail === 'quiet' && s.damage === 0) return printLine(`${counted}: clean${info}`);
   await printLine(counted);

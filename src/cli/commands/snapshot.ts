@@ -1,0 +1,38 @@
+// `mailstore snapshot`: writes a verified snapshot of the index at its current seq, keeps the two
+// newest, and retires the journal segments that the older kept snapshot and every consumer are
+// past (deleted, or moved to the journal archive). For cron and for people: a running store
+// snapshots by itself.
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { limits } from '../../limits.js';
+import { formatBytes } from '../progress.js';
+import { printJson, printLine, wantsJson, withStore } from '../context.js';
+
+export function register(program: Command): void {
+  program
+    .command('snapshot')
+    .description('snapshot the index (the whole metadata state at one journal seq, checksummed) and retire the journal it covers; prints seq, bytes, records, duration and what was retired')
+    .option('--journal-archive <dir>', "from now on move retired journal segments into DIR (an existing directory) instead of deleting them; 'off' deletes them again")
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', `
+A rebuild of the index (open after the index was lost, 'mailstore reconstruct') replays the newest
+snapshot that verifies plus the journal after it, instead of the whole history. The ${limits.snapshotsKept} newest
+verified snapshots are kept; journal segments are retired only when every record in them is at or
+below the older kept snapshot's seq and every consumer's cursor ('mailstore consumers'), so a damaged
+newest snapshot still has the one before it to fall back to. Retirement happens only after the
+snapshot is durable and verified; a crash at any point leaves every record in the journal or in a
+snapshot.`)
+    .action(async (options: { journalArchive?: string }, command: Command) => {
+      const { result, archive } = await withStore(command, async (store) => {
+        if (options.journalArchive !== undefined) await store.setJournalArchive(options.journalArchive === 'off' ? undefined : resolve(options.journalArchive));
+        return { result: await store.snapshot(), archive: await store.journalArchive() };
+      });
+      if (wantsJson(command)) return printJson({ ...result, journalArchive: archive ?? null });
+      await printLine(`snapshot ${result.name}: seq ${result.seq}, ${result.records} records, ${formatBytes(result.bytes)}, ${result.durationMs} ms${result.reused ? ' (already there, verified)' : ''}`);
+      if (result.removedSnapshots.length > 0) await printLine(`removed older snapshots: ${result.removedSnapshots.join(', ')}`);
+      const r = result.retired;
+      if (r.skipped) await printLine(`journal not retired: ${r.skipped}`);
+      else if (r.segments.length === 0) await printLine(`journal: nothing to retire (retirement may pass seq ${r.throughSeq}; the newest segment is never retired)`);
+      else await printLine(`journal: retired ${r.segments.length} segment${r.segments.length === 1 ? '' : 's'} (${formatBytes(r.bytes)}) through seq ${r.throughSeq}${r.archive ? `, moved to ${r.archive}` : ', deleted'}`);
+    });
+}

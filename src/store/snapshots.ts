@@ -1,0 +1,285 @@
+// Snapshots and journal retirement (DESIGN.md, "Background work": the snapshot consumer). A
+// snapshot is the index's state at one seq, read beside live writers (checkpoint.ts,
+// snapshotState) and written by snapshot-file.ts. After it is durable and verified: the snapshot
+// consumer's cursor moves to its seq, snapshots older than the limits.snapshotsKept newest
+// verified ones are deleted, and the journal segments that the oldest kept snapshot and every
+// consumer are past are retired (deleted, or moved to the journal archive). Each step only after
+// the one before is durable, so a crash anywhere leaves every record either in the journal or
+// under a verified snapshot (docs/FORMAT.md, "Journal retirement").
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { MailstoreError, fromSystemError } from '../errors.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import { writeFileDurable } from '../fs/durable.js';
+import type { IndexDb } from '../index/index-db.js';
+import type { Journal } from '../journal/journal.js';
+import { limits } from '../limits.js';
+import type { ChangeFeed } from './changes.js';
+import { snapshotState } from './checkpoint.js';
+import { LAYOUT } from './identity.js';
+import {
+  SNAPSHOT_HEADER_BYTES, decodeSnapshotHeader, listSnapshots, readSnapshotFile, snapshotsDir, writeSnapshotFile, type SnapshotInfo,
+} from './snapshot-file.js';
+
+/** The consumer whose cursor is the newest snapshot's seq. */
+export const SNAPSHOT_CONSUMER = 'snapshot';
+/** The store setting naming the journal archive directory (absent: retired segments are deleted). */
+export const JOURNAL_ARCHIVE_FILE = 'JOURNAL-ARCHIVE';
+
+export interface SnapshotResult {
+  name: string;
+  seq: number;
+  bytes: number;
+  records: number;
+  durationMs: number;
+  /** A verified snapshot of this seq was already there: nothing new was written. */
+  reused: boolean;
+  /** Older snapshots deleted (a newer verified one replaces them). */
+  removedSnapshots: string[];
+  retired: RetireResult;
+}
+
+export interface RetireResult {
+  /** The highest seq retirement could pass: min(oldest kept snapshot, slowest consumer). */
+  throughSeq: number;
+  segments: string[];
+  bytes: number;
+  /** Where the segments went when the store has a journal archive. */
+  archive?: string;
+  /** Why nothing was retired although segments qualified (a missing archive directory). */
+  skipped?: string;
+}
+
+/** What the snapshotter needs of its Store. */
+export interface SnapshotHost {
+  fs: FileSystem;
+  root: string;
+  storeId: Buffer;
+  journal: Journal;
+  changes: ChangeFeed;
+  db(): IndexDb;
+}
+
+export class Snapshotter {
+  private chain: Promise<unknown> = Promise.resolve();
+  private busy = 0;
+  private paused = 0;
+  /** Seq and journal bytes at the newest snapshot (for automatic snapshots). */
+  private lastSeq = 0;
+  private bytesAtLast = 0;
+  private started = false;
+
+  constructor(private readonly host: SnapshotHost) {}
+
+  /** Reads where the newest snapshot is (its name; not verified) so automatic snapshots count from it. */
+  async init(): Promise<void> {
+    this.lastSeq = (await listSnapshots(this.host.fs, this.host.root))[0]?.seq ?? 0;
+    this.bytesAtLast = this.host.journal.appendedBytes;
+  }
+
+  /** Takes a snapshot and retires what it allows; one at a time (a second call waits for the first). */
+  take(): Promise<SnapshotResult> {
+    const run = this.chain.then(() => this.takeNow()).catch((error: unknown) => {
+      // Every step names its own failure where it can; a system error from a step that does not
+      // (the cursor file, a directory sync) still leaves as a MailstoreError with its code.
+      throw error instanceof MailstoreError ? error : fromSystemError(error, 'taking a snapshot', snapshotsDir(this.host.root));
+    });
+    this.busy++;
+    this.chain = run.catch(() => undefined).finally(() => { this.busy--; });
+    return run;
+  }
+
+  /**
+   * After a commit: starts a snapshot in the background when the journal grew by
+   * limits.snapshotEveryRecords or snapshotEveryBytes since the last one.
+   */
+  maybeAuto(lastSeq: number, report: (result?: SnapshotResult, error?: unknown) => void): void {
+    if (this.busy > 0 || this.paused > 0 || !this.started) return;
+    const grown = lastSeq - this.lastSeq >= limits.snapshotEveryRecords || this.host.journal.appendedBytes - this.bytesAtLast >= limits.snapshotEveryBytes;
+    if (!grown) return;
+    this.take().then((result) => report(result), (error) => report(undefined, error));
+  }
+
+  /** Automatic snapshots may start (after open has finished its own work). */
+  start(): void {
+    this.started = true;
+  }
+
+  /** Waits for a running snapshot and keeps new ones out while `fn` runs (index or journal swaps). */
+  pause<T>(fn: () => Promise<T>): Promise<T> {
+    this.paused++;
+    const run = this.chain.then(fn);
+    this.chain = run.catch(() => undefined).finally(() => { this.paused--; });
+    return run;
+  }
+
+  /** Resolves once no snapshot runs (close). */
+  async idle(): Promise<void> {
+    this.started = false;
+    await this.chain;
+  }
+
+  private async takeNow(): Promise<SnapshotResult> {
+    const started = Date.now();
+    const { fs, root, storeId } = this.host;
+    await removeTemporaries(fs, root);
+    const state = await snapshotState(this.host.db());
+    let info: SnapshotInfo | undefined;
+    let reused = false;
+    try {
+      info = await verifiedAt(fs, root, storeId, state.appliedSeq);
+      reused = Boolean(info);
+      if (!info) {
+        const written = await writeSnapshotFile(fs, root, storeId, state.appliedSeq, state.ops);
+        // Verified as a reader will read it: "verified" is a property of the bytes on disk.
+        info = await readSnapshotFile(fs, written.path, written.name, storeId);
+      }
+    } finally {
+      await state.close();
+    }
+    this.lastSeq = info.seq;
+    this.bytesAtLast = this.host.journal.appendedBytes;
+    await this.moveCursor(info.seq);
+    const { kept, removed } = await this.pruneSnapshots(info);
+    const retired = await this.retire(kept);
+    return { name: info.name, seq: info.seq, bytes: info.bytes, records: info.records, durationMs: Date.now() - started, reused, removedSnapshots: removed, retired };
+  }
+
+  private async moveCursor(seq: number): Promise<void> {
+    const { changes } = this.host;
+    const cursor = await changes.register(SNAPSHOT_CONSUMER, Math.min(seq, changes.lastSeq));
+    if (seq > cursor.seq && seq <= changes.lastSeq) await changes.advance(SNAPSHOT_CONSUMER, seq);
+  }
+
+  /**
+   * Keeps the limits.snapshotsKept newest snapshots that verify; deletes the verified ones older
+   * than those (a damaged one is left for scrub, which reports it and moves it to quarantine).
+   */
+  private async pruneSnapshots(fresh: SnapshotInfo): Promise<{ kept: SnapshotInfo[]; removed: string[] }> {
+    const { fs, root, storeId } = this.host;
+    const kept: SnapshotInfo[] = [];
+    const removed: string[] = [];
+    for (const entry of await listSnapshots(fs, root)) {
+      if (kept.length < limits.snapshotsKept) {
+        const info = entry.name === fresh.name ? fresh : await readSnapshotFile(fs, entry.path, entry.name, storeId).catch((error: unknown) => {
+          if (error instanceof MailstoreError && error.code === 'CORRUPT') return undefined;
+          throw error;
+        });
+        if (info) kept.push(info);
+        continue;
+      }
+      await fs.unlink(entry.path).catch((e) => { throw fromSystemError(e, 'removing an old snapshot', entry.path); });
+      await fs.syncDir(snapshotsDir(root));
+      removed.push(entry.name);
+    }
+    return { kept, removed };
+  }
+
+  /**
+   * Retires the journal below the oldest kept snapshot (so that a damaged newest snapshot still has
+   * the one before it plus the journal to fall back to) and below every consumer's cursor.
+   */
+  private async retire(kept: SnapshotInfo[]): Promise<RetireResult> {
+    const { fs, root, journal, changes } = this.host;
+    if (kept.length === 0) return { throughSeq: 0, segments: [], bytes: 0 };
+    const slowest = await changes.slowest();
+    const throughSeq = Math.min(kept[kept.length - 1].seq, slowest ?? Infinity);
+    const archive = await readJournalArchive(fs, root);
+    if (archive && !(await fs.statIfExists(archive).catch(() => undefined))?.isDirectory) {
+      return { throughSeq, segments: [], bytes: 0, archive, skipped: `the journal archive ${archive} is not a directory (not mounted?): nothing was retired` };
+    }
+    const done = await journal.retireThrough(throughSeq, archive);
+    return { throughSeq, ...done, ...(archive ? { archive } : {}) };
+  }
+}
+
+/** The verified snapshot of exactly `seq`, if one is there (a damaged one is overwritten by the new). */
+async function verifiedAt(fs: FileSystem, root: string, storeId: Buffer, seq: number): Promise<SnapshotInfo | undefined> {
+  const entry = (await listSnapshots(fs, root)).find((s) => s.seq === seq);
+  if (!entry) return undefined;
+  return readSnapshotFile(fs, entry.path, entry.name, storeId).catch(() => undefined);
+}
+
+/** Temp files of snapshots a crash interrupted: derived data this code made. */
+async function removeTemporaries(fs: FileSystem, root: string): Promise<void> {
+  const dir = snapshotsDir(root);
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  for (const name of names) if (name.startsWith('.') && name.endsWith('.tmp')) await fs.unlink(join(dir, name)).catch(() => undefined);
+}
+
+/**
+ * The newest snapshot that verifies and that the journal continues (its seq + 1 at or after the
+ * journal's first seq), for a rebuild; each damaged one passed on the way is in `damaged`.
+ */
+export async function newestUsableSnapshot(fs: FileSystem, root: string, storeId: Buffer, journalFirstSeq: number): Promise<{ snapshot?: SnapshotInfo; damaged: { name: string; why: string }[] }> {
+  const damaged: { name: string; why: string }[] = [];
+  for (const entry of await listSnapshots(fs, root)) {
+    if (entry.seq + 1 < journalFirstSeq) continue; // the journal after it was retired: it cannot be continued
+    try {
+      return { snapshot: await readSnapshotFile(fs, entry.path, entry.name, storeId), damaged };
+    } catch (error) {
+      if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT') throw error;
+      damaged.push({ name: entry.name, why: error.message });
+    }
+  }
+  return { damaged };
+}
+
+/**
+ * Whether a snapshot with a valid header of this store covers every seq below `firstSeq` (open's
+ * cheap check of a retired journal's start: scrub verifies the whole file).
+ */
+export async function snapshotCovers(fs: FileSystem, root: string, storeId: Buffer, firstSeq: number): Promise<boolean> {
+  for (const entry of await listSnapshots(fs, root)) {
+    if (entry.seq + 1 < firstSeq) return false;
+    const handle = await fs.open(entry.path, 'read').catch(() => undefined);
+    if (!handle) continue;
+    try {
+      const head = Buffer.alloc(SNAPSHOT_HEADER_BYTES);
+      await handle.read(head, 0, head.length, 0);
+      const header = decodeSnapshotHeader(head, storeId);
+      if ('seq' in header && header.seq === entry.seq) return true;
+    } finally {
+      await handle.close();
+    }
+  }
+  return false;
+}
+
+/** The journal archive directory, or undefined when retired segments are deleted. */
+export async function readJournalArchive(fs: FileSystem, root: string): Promise<string | undefined> {
+  const path = join(root, JOURNAL_ARCHIVE_FILE);
+  const bytes = await fs.readFile(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined;
+    throw fromSystemError(error, 'reading the journal archive setting', path);
+  });
+  if (!bytes) return undefined;
+  const [dir, check] = bytes.toString('utf8').split('\n');
+  if (check !== `crc32 ${crc32(Buffer.from(dir)).toString(16).padStart(8, '0')}` || !dir.startsWith('/')) {
+    throw new MailstoreError('CORRUPT', `${path} is damaged; set it again with 'mailstore snapshot --journal-archive DIR' (or 'off')`, { path });
+  }
+  return dir;
+}
+
+/** Sets (an absolute path to an existing directory) or clears (undefined) the journal archive. */
+export async function writeJournalArchive(fs: FileSystem, root: string, dir: string | undefined): Promise<void> {
+  const path = join(root, JOURNAL_ARCHIVE_FILE);
+  if (dir === undefined) {
+    await fs.unlink(path).catch((error: NodeJS.ErrnoException) => { if (error.code !== 'ENOENT') throw fromSystemError(error, 'clearing the journal archive setting', path); });
+    await fs.syncDir(root);
+    return;
+  }
+  if (!dir.startsWith('/')) throw new MailstoreError('INVALID', `the journal archive must be an absolute path, got ${dir}`);
+  if (!(await fs.statIfExists(dir))?.isDirectory) throw new MailstoreError('NOT_FOUND', `the journal archive ${dir} is not an existing directory`, { path: dir });
+  await writeFileDurable(fs, path, Buffer.from(`${dir}\ncrc32 ${crc32(Buffer.from(dir)).toString(16).padStart(8, '0')}\n`));
+}
+
+/** Moves a damaged snapshot to quarantine/ (never deleted); returns where it went. */
+export async function quarantineSnapshot(fs: FileSystem, root: string, name: string): Promise<string> {
+  const from = join(snapshotsDir(root), name);
+  const target = join(root, LAYOUT.quarantine, `snapshot-${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  await fs.rename(from, target).catch((e) => { throw fromSystemError(e, 'moving a damaged snapshot to quarantine', from); });
+  await fs.syncDir(join(root, LAYOUT.quarantine));
+  await fs.syncDir(snapshotsDir(root));
+  return target;
+}

@@ -1,0 +1,49 @@
+// `mailstore snapshot` as a script sees it: --json prints seq, bytes, records, duration and what it
+// retired; the consumer and stats figures follow; a rebuild after `rm -rf index` gives the same
+// state and scrub is clean (acceptance compact.sh's last part); the journal archive setting.
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { json, ok, requireBuilt, run, tempDir } from './helpers.js';
+
+beforeAll(requireBuilt);
+
+const message = (i: number) => `From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`;
+
+describe('mailstore snapshot', () => {
+  it('--json prints the snapshot and what was retired; a rebuild after losing index/ gives the same state; scrub is clean', async () => {
+    const dir = tempDir();
+    const store = join(dir, 'store');
+    const archive = join(dir, 'archive');
+    mkdirSync(archive);
+    await ok(['init', '--journal-archive', archive], { store });
+    await ok(['mailbox', 'create', 'M'], { store });
+    for (let i = 1; i <= 12; i++) await ok(['append', 'M', '-'], { store, input: message(i) });
+    await ok(['expunge', 'M', '1:9'], { store });
+    const snap = await json(['snapshot'], { store });
+    expect(snap).toMatchObject({ seq: 14, reused: false, journalArchive: archive, retired: { throughSeq: 14, segments: [] } });
+    expect(snap.bytes).toBeGreaterThan(36);
+    expect(snap.records).toBeGreaterThan(2);
+    expect(typeof snap.durationMs).toBe('number');
+    expect(existsSync(join(store, 'snapshots', snap.name))).toBe(true);
+    const again = await json(['snapshot'], { store });
+    expect(again).toMatchObject({ seq: 14, reused: true });
+    const consumers = await json(['consumers'], { store });
+    expect(consumers.consumers).toEqual([expect.objectContaining({ name: 'snapshot', seq: 14, lagRecords: 0 })]);
+    const stats = await json(['stats'], { store });
+    expect(stats).toMatchObject({ snapshots: 1, newestSnapshotSeq: 14, journalFirstSeq: 1 });
+    expect(stats.journalBytesRetained).toBe(stats.journalBytes);
+    const before = await json(['mailbox', 'status', 'M'], { store });
+    rmSync(join(store, 'index'), { recursive: true });
+    expect(await json(['mailbox', 'status', 'M'], { store })).toEqual(before);
+    const check = await ok(['reconstruct', '--check'], { store });
+    expect(check).toMatch(/a recovery would use the snapshot/);
+    expect((await run(['scrub'], { store })).code).toBe(0);
+    const text = await ok(['snapshot', '--journal-archive', 'off'], { store });
+    expect(text).toMatch(/^snapshot 0{14}14\.snap: seq 14, \d+ records/);
+    expect(text).toMatch(/journal: nothing to retire/);
+    expect((await json(['snapshot'], { store })).journalArchive).toBeNull();
+    expect(readdirSync(archive)).toEqual([]);
+    expect((await run(['snapshot', '--journal-archive', join(dir, 'missing')], { store })).code).toBe(4);
+  }, 120_000);
+});
