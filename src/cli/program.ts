@@ -21,6 +21,7 @@ import * as quota from './commands/quota.js';
 import * as reconstruct from './commands/reconstruct.js';
 import * as scrub from './commands/scrub.js';
 import * as search from './commands/search.js';
+import * as serve from './commands/serve.js';
 import * as stats from './commands/stats.js';
 import { limits } from '../limits.js';
 import * as usage from './commands/usage.js';
@@ -35,7 +36,7 @@ export interface CommandModule {
 
 const COMMANDS: CommandModule[] = [
   init, mailbox, append, fetch, messages, search, flags, expunge, copy, move, acl, user, quota, usage,
-  importCommand, exportCommand, stats, scrub, reconstruct,
+  importCommand, exportCommand, stats, scrub, reconstruct, serve,
 ];
 
 export async function buildProgram(): Promise<Command> {

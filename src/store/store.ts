@@ -46,6 +46,7 @@ import {
 } from './types.js';
 import { deleteUser, renameUser, type DeleteUserResult, type RenameUserResult } from './users.js';
 import { Writer, type CommitChain, type Mutation, type PrepareContext } from './writer.js';
+import type { MailStore } from './api.js';
 
 /** The keys of AppendOptions (an unknown one is refused). */
 const APPEND_OPTIONS = ['flags', 'internalDate', 'envelopeFrom', 'dateZoneMinutes', 'recent'];
@@ -58,7 +59,7 @@ export type { StoreMaintenance } from './maintenance.js';
 export type { StoreAdministration } from './administration.js';
 export { uuidString };
 
-export class Store {
+export class Store implements MailStore {
   readonly root: string;
   readonly fs: FileSystem;
   readonly identity: StoreIdentity;

@@ -1,0 +1,61 @@
+// What the daemon runs for a caller beyond the MailStore interface: the administration and
+// maintenance modules that take an open Store (quotas, usage, the mailbox list, user trees, scrub,
+// repair). A command calls `procedures(handle).getQuota(root)`: in-process on a Store, over the
+// socket on a Client, with the same arguments and results, so no command reaches into a Store's
+// internals when a daemon holds it.
+import { repair, type RepairOptions, type RepairResult } from '../scrub/repair.js';
+import { scrub, type ScrubOptions, type ScrubReport } from '../scrub/scrub.js';
+import type { MailStore } from '../store/api.js';
+import { dumpMailboxes, undumpMailboxes, type DumpedMailbox } from '../store/mailbox-list.js';
+import { getQuota, listQuotas, setQuota, type QuotaLimits, type QuotaReport } from '../store/quota.js';
+import { Store } from '../store/store.js';
+import { usage, type UserUsage } from '../store/usage.js';
+import { deleteMailboxTree, messagesInTree } from '../store/users.js';
+import { MailstoreError } from '../errors.js';
+
+/** Each takes the daemon's Store first, then the caller's arguments (functions among them are dropped on the socket). */
+export const PROCEDURES = {
+  getQuota: (store: Store, root: string): Promise<QuotaReport> => getQuota(store, root),
+  setQuota: (store: Store, root: string, limits: QuotaLimits): Promise<void> => setQuota(store, root, limits),
+  listQuotas: (store: Store): Promise<{ root: string; limits: QuotaLimits }[]> => listQuotas(store),
+  usage: (store: Store, options?: { user?: string }): Promise<UserUsage[]> => usage(store, options),
+  dumpMailboxes: (store: Store): AsyncGenerator<DumpedMailbox> => dumpMailboxes(store),
+  undumpMailboxes: (store: Store, entries: DumpedMailbox[]): Promise<{ created: number }> => undumpMailboxes(store, entries),
+  messagesInTree: (store: Store, name: string): Promise<number> => messagesInTree(store, name),
+  deleteMailboxTree: (store: Store, name: string): Promise<{ mailboxes: number; messages: number }> => deleteMailboxTree(store, name),
+  scrub: (store: Store, options?: ScrubOptions): Promise<ScrubReport> => scrub(store, options),
+  repair: (store: Store, before: ScrubReport, options?: RepairOptions): Promise<RepairResult> => repair(store, before, options),
+};
+
+export type ProcedureName = keyof typeof PROCEDURES;
+
+/** Procedures that change the store (a call in flight when the daemon dies may have committed). */
+export const MUTATING_PROCEDURES: ReadonlySet<string> = new Set(['setQuota', 'undumpMailboxes', 'deleteMailboxTree', 'scrub', 'repair']);
+
+/** Procedures that answer with a listing (items, then end) rather than one value. */
+export const LISTING_PROCEDURES: ReadonlySet<string> = new Set(['dumpMailboxes']);
+
+type Rest<F> = F extends (store: Store, ...args: infer A) => infer R ? (...args: A) => R : never;
+export type Procedures = { [K in ProcedureName]: Rest<(typeof PROCEDURES)[K]> };
+
+/** What a Client offers to run procedures remotely (client.ts). */
+export interface ProcedureRunner {
+  procedure(name: string, args: unknown[]): Promise<unknown>;
+  procedureListing(name: string, args: unknown[]): AsyncGenerator<unknown>;
+}
+
+function isRunner(handle: unknown): handle is ProcedureRunner {
+  return typeof (handle as ProcedureRunner).procedure === 'function';
+}
+
+/** The procedures of `handle`: run here on a Store, in the daemon on a Client. */
+export function procedures(handle: MailStore): Procedures {
+  const out: Record<string, (...args: unknown[]) => unknown> = {};
+  for (const name of Object.keys(PROCEDURES) as ProcedureName[]) {
+    const local = PROCEDURES[name] as (store: Store, ...args: unknown[]) => unknown;
+    if (handle instanceof Store) out[name] = (...args) => local(handle, ...args);
+    else if (isRunner(handle)) out[name] = LISTING_PROCEDURES.has(name) ? (...args) => handle.procedureListing(name, args) : (...args) => handle.procedure(name, args);
+    else out[name] = () => { throw new MailstoreError('INVALID', `${name} needs a Store or a daemon Client`); };
+  }
+  return out as unknown as Procedures;
+}
