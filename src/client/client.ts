@@ -8,6 +8,7 @@
 // have committed it before it died); false when it cannot have been made. The next call
 // reconnects (waiting up to reconnectWaitMs for a restarting daemon).
 import { createConnection, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MUTATING_PROCEDURES, type ProcedureRunner } from '../daemon/procedures.js';
@@ -26,11 +27,18 @@ import type { DeleteUserResult, RenameUserResult } from '../store/users.js';
 export { MailstoreError, isMailstoreError } from '../errors.js';
 export type { MailStore } from '../store/api.js';
 
+/** The socket a daemon of the store at `storeDir` listens on unless started with --socket. */
+export function defaultSocketPath(storeDir: string): string {
+  return join(storeDir, 'run', 'mailstore.sock');
+}
+
 export interface ClientOptions {
   /** A call (its first answer, for listings and streams) fails UNAVAILABLE after this long; 0 or absent: no limit. */
   callTimeoutMs?: number;
   /** While the daemon cannot be reached, a call retries connecting this long before UNAVAILABLE (default 2000). */
   reconnectWaitMs?: number;
+  /** A daemon that accepts the connection but does not answer its first call within this long is UNAVAILABLE (default: callTimeoutMs). */
+  connectTimeoutMs?: number;
 }
 
 type Pending =
@@ -109,7 +117,7 @@ export class Client implements MailStore, ProcedureRunner {
         const socket = await openSocket(this.socketPath);
         const link = new Link(socket, this);
         this.link = link;
-        const hello = await this.send<HelloResult>(link, 'hello', [], false);
+        const hello = await this.withTimeout(this.send<HelloResult>(link, 'hello', [], false), link);
         if (hello.protocol !== PROTOCOL_VERSION) throw new MailstoreError('INVALID', `the daemon speaks protocol ${hello.protocol}, this client ${PROTOCOL_VERSION}: upgrade them together`);
         this.daemon = hello;
         return link;
@@ -125,6 +133,20 @@ export class Client implements MailStore, ProcedureRunner {
         await sleep(daemonLimits.clientReconnectRetryMs);
       }
     }
+  }
+
+  /** The hello of a new link, bounded by connectTimeoutMs: a hung daemon must not hang the caller. */
+  private withTimeout<T>(answer: Promise<T>, link: Link): Promise<T> {
+    const ms = this.options.connectTimeoutMs ?? this.options.callTimeoutMs;
+    if (!ms) return answer;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        link.transport.destroy();
+        reject(new MailstoreError('UNAVAILABLE', `the daemon on ${this.socketPath} accepted the connection but did not answer within ${ms} ms`, { path: this.socketPath, mayHaveCommitted: false }));
+      }, ms);
+    });
+    return Promise.race([answer, late]).finally(() => clearTimeout(timer));
   }
 
   /** The link died: every call in flight on it fails UNAVAILABLE, saying whether it may have committed. */

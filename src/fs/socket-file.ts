@@ -1,6 +1,6 @@
 // The daemon's socket file and log file: the few file operations the daemon needs beyond the
 // FileSystem interface (mode and group of a socket, an append-only log that SIGHUP reopens).
-import { createWriteStream, promises as fsp, type WriteStream } from 'node:fs';
+import { createWriteStream, promises as fsp, statSync, type WriteStream } from 'node:fs';
 import { MailstoreError, fromSystemError } from '../errors.js';
 
 const S_IFMT = 0o170000;
@@ -72,5 +72,14 @@ export class LogFile {
 
   close(): Promise<void> {
     return new Promise((resolve) => this.stream.end(resolve));
+  }
+}
+
+/** The inode of the socket at `path` now, or undefined (synchronous: asked from inside a lock-wait callback). */
+export function socketInodeNow(path: string): number | undefined {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return undefined;
   }
 }

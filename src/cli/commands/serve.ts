@@ -2,19 +2,14 @@
 // unix socket to every local process: the client library (mailstore/client), and the CLI, which
 // goes through the daemon by itself when one answers. SIGTERM/SIGINT stop it cleanly (exit 0),
 // SIGHUP reopens the --log file.
-import { join } from 'node:path';
 import type { Command } from 'commander';
+import { defaultSocketPath } from '../../client/client.js';
 import { Logger } from '../../daemon/log.js';
 import { DaemonServer } from '../../daemon/server.js';
 import { Store } from '../../store/store.js';
 import { lockWaitOptions, storeDir } from '../context.js';
 
 interface ServeOptions { socket?: string; socketGroup?: string; log?: string; lmtp?: string[]; metrics?: string }
-
-/** The socket a daemon of the store at `dir` listens on unless told otherwise (the CLI looks there). */
-export function defaultSocketPath(dir: string): string {
-  return join(dir, 'run', 'mailstore.sock');
-}
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
