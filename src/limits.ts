@@ -165,6 +165,8 @@ export const daemonLimits = {
   callsPerConnectionMax: 64,
   /** Body bytes one connection's calls in flight may hold in the daemon before it stops reading that connection. */
   heldBytesPerConnectionMax: 256 * 1024 * 1024,
+  /** Connections waiting to be accepted (the kernel caps it at net.core.somaxconn): a burst of clients starting at once. */
+  listenBacklog: 4096,
   /** Connections the daemon keeps at once; more are refused (closed at once, logged). */
   connectionsMax: 8192,
   /** A frame once begun must be complete within this long, else the connection is dropped (a half-sent frame holds memory). */

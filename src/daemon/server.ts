@@ -68,7 +68,7 @@ export class DaemonServer {
     try {
       await new Promise<void>((resolve, reject) => {
         this.server.once('error', reject);
-        this.server.listen(path, () => {
+        this.server.listen({ path, backlog: daemonLimits.listenBacklog }, () => {
           this.server.off('error', reject);
           resolve();
         });
