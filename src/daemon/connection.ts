@@ -184,6 +184,7 @@ export class DaemonConnection {
 
   private fail(id: number, error: unknown): void {
     if (!(error instanceof MailstoreError)) this.server.logger.error('call-failed', { connection: this.id, id, message: (error as Error)?.message ?? String(error) });
+    else if (error.code === 'HALTED' || error.code === 'CLOSED') this.server.storeFailed(error);
     this.transport.send({ t: 'err', id, e: toWireError(error) });
   }
 

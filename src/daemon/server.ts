@@ -35,6 +35,11 @@ export class DaemonServer {
   private readonly server: Server;
   private readonly connections = new Set<DaemonConnection>();
   private stopped?: Promise<void>;
+  private markDone!: () => void;
+  /** Resolves once the daemon has stopped (a signal, or the store failed). */
+  readonly done = new Promise<void>((resolve) => { this.markDone = resolve; });
+  /** Why the daemon stopped by itself: the store stopped (HALTED, or CLOSED after a failure it could not undo). */
+  failure?: MailstoreError;
   private connectionIds = 0;
   /** The socket file is ours to remove (we listened on it). */
   private listening = false;
@@ -110,8 +115,20 @@ export class DaemonServer {
    * shutdownGraceMs), run onStopping, drop the connections, close the store. Idempotent.
    */
   stop(reason = 'stop'): Promise<void> {
-    this.stopped ??= this.stopNow(reason);
+    this.stopped ??= this.stopNow(reason).finally(() => this.markDone());
     return this.stopped;
+  }
+
+  /**
+   * A call found the store stopped (HALTED, or CLOSED after a failure it could not undo): every
+   * later call would fail the same way, and only a reopen (its recovery) mends it. The daemon
+   * stops, so that its supervisor (systemd Restart=on-failure) starts it again.
+   */
+  storeFailed(error: MailstoreError): void {
+    if (this.stopped) return; // our own stop closes the store under calls in flight
+    this.failure = error;
+    this.logger.error('store-stopped', { code: error.code, message: error.message });
+    void this.stop('store-failed');
   }
 
   private async stopNow(reason: string): Promise<void> {

@@ -149,6 +149,15 @@ describe('the client library', () => {
     expect((await client.stats()).mailboxes).toBe(1);
   });
 
+  it('a store that stopped itself (HALTED) stops the daemon, so that its supervisor starts it again', async () => {
+    const { client, running } = await setup();
+    (running.store as unknown as { stats: () => Promise<unknown> }).stats = () => Promise.reject(new MailstoreError('HALTED', 'an invariant failed'));
+    expect(await codeOf(client.stats())).toBe('HALTED');
+    await running.server.done;
+    expect(running.server.failure?.code).toBe('HALTED');
+    expect(await codeOf(client.status(INBOX))).toBe('UNAVAILABLE');
+  });
+
   it('connecting where no daemon answers is UNAVAILABLE', async () => {
     const { running } = await setup();
     const error = await Client.connect(running.socket + '.none', { reconnectWaitMs: 0 }).catch((e: MailstoreError) => e);

@@ -42,21 +42,21 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   const store = await Store.open(dir, lockWaitOptions(command));
   const server = new DaemonServer(store, { socketPath: options.socket ?? defaultSocketPath(dir), socketGroup: options.socketGroup, logger });
   wirePlaceholders(server, options);
-  const stopped = new Promise<void>((resolve) => {
-    const stop = (signal: string) => () => { void server.stop(signal).then(() => logger.close()).then(resolve); };
-    process.once('SIGTERM', stop('SIGTERM'));
-    process.once('SIGINT', stop('SIGINT'));
-    process.on('SIGHUP', () => { logger.reopen(); logger.info('log-reopened'); });
-  });
+  process.once('SIGTERM', () => void server.stop('SIGTERM'));
+  process.once('SIGINT', () => void server.stop('SIGINT'));
+  process.on('SIGHUP', () => { logger.reopen(); logger.info('log-reopened'); });
   try {
     await server.start();
   } catch (error) {
     await server.stop('start-failed').catch(() => undefined);
     throw error;
   }
-  await stopped;
-  // Everything is closed; nothing should keep the process, but a stop must never hang systemd.
+  await server.done;
+  await logger.close();
+  // Everything is closed; nothing should keep the process, but a stop must never hang its supervisor.
   setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref();
+  // The store stopped itself: exit non-zero, so that a supervisor starts the daemon again (recovery mends it).
+  if (server.failure) throw server.failure;
 }
 
 /**
