@@ -67,7 +67,7 @@ async function withHandle<T>(command: Command, work: (store: MailStore) => Promi
 
 /** A Client when a daemon answers for `dir`; else the store opened here (the daemon's socket watched while waiting for the lock). */
 async function openHandle(dir: string, wait: LockWaitOptions, open: (dir: string, wait: LockWaitOptions) => Promise<Store>): Promise<MailStore> {
-  const socket = defaultSocketPath(dir);
+  const socket = daemonSocketPath(dir);
   for (let attempt = 0; ; attempt++) {
     const client = await daemonClient(socket);
     if (client) return client;
@@ -89,12 +89,17 @@ async function openHandle(dir: string, wait: LockWaitOptions, open: (dir: string
   }
 }
 
+/** Where the CLI looks for the daemon of the store at `dir`: $MAILSTORE_SOCKET (a daemon started with --socket), else its default. */
+export function daemonSocketPath(dir: string): string {
+  return resolve(process.env.MAILSTORE_SOCKET || defaultSocketPath(dir));
+}
+
 /**
  * For the commands that need the store to themselves (reconstruct rebuilds the index or journal
  * under it): LOCKED while a daemon serves it, before anything is touched.
  */
 export async function refuseBesideDaemon(dir: string, what: string): Promise<void> {
-  const client = await daemonClient(defaultSocketPath(dir));
+  const client = await daemonClient(daemonSocketPath(dir));
   if (!client) return;
   const pid = client.daemon?.pid;
   await client.close();

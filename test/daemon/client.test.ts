@@ -2,13 +2,16 @@
 // bytes exact (also bodies streamed in chunks), errors with their codes, concurrent appends from
 // several clients meeting in one group commit, listings that stop early, timeouts, and a daemon
 // that goes away with calls in flight (UNAVAILABLE, mayHaveCommitted).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Client } from '../../src/client/client.js';
 import { procedures } from '../../src/daemon/procedures.js';
+import { importMail } from '../../src/import/importer.js';
 import { MailstoreError } from '../../src/errors.js';
 import type { MailStore } from '../../src/store/api.js';
 import type { Store } from '../../src/store/store.js';
-import { message, startDaemon, type Running } from './helpers.js';
+import { message, startDaemon, tempDir, type Running } from './helpers.js';
 
 const INBOX = 'user/alice/INBOX';
 let running: Running | undefined;
@@ -147,6 +150,27 @@ describe('the client library', () => {
     expect(error.message).toMatch(/did not answer stats within 200 ms/);
     store.stats = real;
     expect((await client.stats()).mailboxes).toBe(1);
+  });
+
+  it('import runs over the client (chained batches, resume cursor), and the procedures run in the daemon', async () => {
+    const { client } = await setup();
+    const source = join(tempDir(), 'Maildir');
+    for (const sub of ['cur', 'new', 'tmp']) mkdirSync(join(source, sub), { recursive: true });
+    for (let i = 0; i < 30; i++) writeFileSync(join(source, 'cur', `${1000 + i}.host:2,S`), message(100 + i, i * 3000));
+    const summary = await importMail(client, source, { mailbox: 'user/alice/Archive', batchMessagesMax: 7 });
+    expect([summary.imported, summary.batches]).toEqual([30, 5]);
+    expect((await client.status('user/alice/Archive')).messages).toBe(30);
+    expect((await importMail(client, source, { mailbox: 'user/alice/Archive' })).imported).toBe(0); // resumed: nothing new
+    const remote = procedures(client);
+    expect((await remote.usage({ user: 'alice' }))[0]).toMatchObject({ user: 'alice', messages: 30 });
+    const dumped = [];
+    for await (const entry of remote.dumpMailboxes()) dumped.push(entry.name);
+    expect(dumped).toEqual(['user/alice/Archive', INBOX]);
+    expect(await remote.messagesInTree('user/alice')).toBe(30);
+    const report = await remote.scrub({});
+    expect(report.summary.damage).toBe(0);
+    expect(await remote.deleteMailboxTree('user/alice')).toEqual({ mailboxes: 2, messages: 30 });
+    expect(await client.listMailboxes()).toEqual([]);
   });
 
   it('a store that stopped itself (HALTED) stops the daemon, so that its supervisor starts it again', async () => {

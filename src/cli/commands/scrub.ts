@@ -141,7 +141,8 @@ async function scrubAndReport(store: MailStore, options: ScrubCliOptions, output
 /** --repair: heals what the scrub found and prints the findings before, what is left, and a summary. */
 async function repairAndReport(store: MailStore, options: ScrubCliOptions, report: ScrubReport, output: Output): Promise<number> {
   const result = await procedures(store).repair(report, {
-    sources: options.source?.map((source) => resolve(source)), // the daemon has its own working directory force: options.force, dropUnreferenced: options.dropUnreferenced,
+    // absolute: through a daemon, the repair runs there, in its own working directory
+    sources: options.source?.map((source) => resolve(source)), force: options.force, dropUnreferenced: options.dropUnreferenced,
     scrubOptions: { mailbox: options.mailbox, maxRateBytesPerSecond: options.maxRate, hashThreads: options.threads },
   });
   const summary = {
