@@ -122,9 +122,16 @@ export class DaemonConnection {
     this.inFlight++;
     this.heldBytes += bytes;
     this.updateReading();
+    const started = performance.now();
+    let code: string | undefined;
     this.run(id, method, args)
-      .catch((error: unknown) => this.fail(id, error))
+      .catch((error: unknown) => {
+        code = error instanceof MailstoreError ? error.code : 'INTERNAL';
+        this.fail(id, error);
+      })
       .finally(() => {
+        const event = { method, ms: performance.now() - started, code, ...(method === 'procedure' ? { procedure: String(args[0]) } : {}) };
+        for (const observe of this.server.onCall) observe(event);
         this.inFlight--;
         this.heldBytes -= bytes;
         this.updateReading();

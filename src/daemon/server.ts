@@ -5,7 +5,9 @@
 //
 // Where the next layers plug in: `server.store` is the open Store, `onStarted` hooks run once the
 // socket answers (LMTP, metrics, event consumers start there), `onStopping` hooks run after the
-// socket stopped accepting and before the store closes.
+// socket stopped accepting and before the store closes, `onCall` observers hear of every call
+// (method, time, error code: metrics). Commits are observed with StoreOptions.onCommit where
+// `serve` opens the store.
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -26,11 +28,23 @@ export interface DaemonServerOptions {
 
 export type DaemonHook = (server: DaemonServer) => void | Promise<void>;
 
+/** One call answered (or failed): for metrics (calls and errors by code, latency). */
+export interface CallEvent {
+  method: string;
+  /** For `procedure` calls, the procedure's name. */
+  procedure?: string;
+  ms: number;
+  /** The error's code when it failed (INTERNAL: not a MailstoreError). */
+  code?: string;
+}
+
 export class DaemonServer {
   /** Run, in order, once the socket answers. */
   readonly onStarted: DaemonHook[] = [];
   /** Run, in order, when stopping: after the socket stopped accepting, before the store closes. */
   readonly onStopping: DaemonHook[] = [];
+  /** Told of every call once it is answered or failed (must not throw; runs on the daemon's event loop). */
+  readonly onCall: ((event: CallEvent) => void)[] = [];
   readonly logger: Logger;
   private readonly server: Server;
   private readonly connections = new Set<DaemonConnection>();
