@@ -87,7 +87,10 @@ describe('the client library', () => {
 
   it('keeps the error codes of the store (NOT_FOUND, EXISTS, INVALID, TOO_LARGE) and the connection usable after them', async () => {
     const { client } = await setup();
+    const calls: { method: string; code?: string }[] = [];
+    running!.server.onCall.push((event) => calls.push({ method: event.method, code: event.code }));
     expect(await codeOf(client.status('user/nobody'))).toBe('NOT_FOUND');
+    expect(calls).toEqual([{ method: 'status', code: 'NOT_FOUND' }]); // what metrics count errors by
     expect(await codeOf(client.fetch(INBOX, 99))).toBe('NOT_FOUND');
     expect(await codeOf(client.createMailbox(INBOX))).toBe('EXISTS');
     expect(await codeOf(client.append(INBOX, Buffer.from('x'), { flags: ['bad flag'] }))).toBe('INVALID');
