@@ -143,6 +143,23 @@ describe('the client library', () => {
     expect([(after as MailstoreError).code, (after as MailstoreError).mayHaveCommitted]).toEqual(['UNAVAILABLE', false]);
   });
 
+  it('stop (SIGTERM) lets a call in flight finish and answer, then closes the store; new connections are refused', async () => {
+    const { client, running } = await setup({ reconnectWaitMs: 0 });
+    const store = running.store as unknown as { stats: () => Promise<unknown> };
+    const real = store.stats.bind(running.store);
+    let release!: () => void;
+    store.stats = () => new Promise((resolve) => { release = () => resolve(real()); });
+    const inFlight = client.stats();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const stopped = running.server.stop('SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await codeOf(running.client({ reconnectWaitMs: 0 }))).toBe('UNAVAILABLE'); // no longer accepting
+    release();
+    expect((await inFlight as { mailboxes: number }).mailboxes).toBe(1);
+    await stopped;
+    expect(await codeOf(running.store.status(INBOX))).toBe('CLOSED');
+  });
+
   it('a call that outlives callTimeoutMs fails UNAVAILABLE; the connection goes on', async () => {
     const { client, running } = await setup({ callTimeoutMs: 200 });
     const store = running.store as unknown as { stats: () => Promise<unknown> };
