@@ -4,7 +4,8 @@
 // socket on a Client, with the same arguments and results, so no command reaches into a Store's
 // internals when a daemon holds it.
 import { repair, type RepairOptions, type RepairResult } from '../scrub/repair.js';
-import { scrub, type ScrubOptions, type ScrubReport } from '../scrub/scrub.js';
+import { scrub, type ScrubOptions, type ScrubProgress, type ScrubReport } from '../scrub/scrub.js';
+import { limits } from '../limits.js';
 import type { MailStore } from '../store/api.js';
 import { dumpMailboxes, undumpMailboxes, type DumpedMailbox } from '../store/mailbox-list.js';
 import { getQuota, listQuotas, setQuota, type QuotaLimits, type QuotaReport } from '../store/quota.js';
@@ -24,16 +25,50 @@ export const PROCEDURES = {
   messagesInTree: (store: Store, name: string): Promise<number> => messagesInTree(store, name),
   deleteMailboxTree: (store: Store, name: string): Promise<{ mailboxes: number; messages: number }> => deleteMailboxTree(store, name),
   scrub: (store: Store, options?: ScrubOptions): Promise<ScrubReport> => scrub(store, options),
+  scrubEvents: (store: Store, options?: ScrubOptions): AsyncGenerator<ScrubEvent> => scrubEvents(store, options),
   repair: (store: Store, before: ScrubReport, options?: RepairOptions): Promise<RepairResult> => repair(store, before, options),
 };
 
 export type ProcedureName = keyof typeof PROCEDURES;
 
 /** Procedures that change the store (a call in flight when the daemon dies may have committed). */
-export const MUTATING_PROCEDURES: ReadonlySet<string> = new Set(['setQuota', 'undumpMailboxes', 'deleteMailboxTree', 'scrub', 'repair']);
+export const MUTATING_PROCEDURES: ReadonlySet<string> = new Set(['setQuota', 'undumpMailboxes', 'deleteMailboxTree', 'scrub', 'scrubEvents', 'repair']);
 
 /** Procedures that answer with a listing (items, then end) rather than one value. */
-export const LISTING_PROCEDURES: ReadonlySet<string> = new Set(['dumpMailboxes']);
+export const LISTING_PROCEDURES: ReadonlySet<string> = new Set(['dumpMailboxes', 'scrubEvents']);
+
+/** What scrubEvents yields: progress now and then, the report last. */
+export type ScrubEvent = { progress: ScrubProgress; report?: undefined } | { report: ScrubReport; progress?: undefined };
+
+/**
+ * A scrub as a listing, so its progress can cross the daemon's socket (a callback cannot):
+ * progress at most every progressRedrawMs, then the report. The scrub runs to its end (it
+ * writes its cursor) even when the reader stops early.
+ */
+async function* scrubEvents(store: Store, options: ScrubOptions = {}): AsyncGenerator<ScrubEvent> {
+  const queue: ScrubEvent[] = [];
+  let wake: (() => void) | undefined;
+  let done = false;
+  let failure: unknown;
+  let last = 0;
+  const onProgress = (progress: ScrubProgress) => {
+    const now = Date.now();
+    if (now - last < limits.progressRedrawMs) return;
+    last = now;
+    queue.push({ progress });
+    wake?.();
+  };
+  void scrub(store, { ...options, onProgress })
+    .then((report) => { queue.push({ report }); }, (error: unknown) => { failure = error; })
+    .finally(() => { done = true; wake?.(); });
+  for (;;) {
+    while (queue.length > 0) yield queue.shift()!;
+    if (failure !== undefined) throw failure;
+    if (done) return;
+    await new Promise<void>((resolve) => { wake = resolve; });
+    wake = undefined;
+  }
+}
 
 type Rest<F> = F extends (store: Store, ...args: infer A) => infer R ? (...args: A) => R : never;
 export type Procedures = { [K in ProcedureName]: Rest<(typeof PROCEDURES)[K]> };

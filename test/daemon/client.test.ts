@@ -189,6 +189,9 @@ describe('the client library', () => {
     expect(await remote.messagesInTree('user/alice')).toBe(30);
     const report = await remote.scrub({});
     expect(report.summary.damage).toBe(0);
+    const events = [];
+    for await (const event of remote.scrubEvents({})) events.push(event);
+    expect(events.at(-1)?.report?.summary.blobsVerified).toBe(30); // progress (if any) first, the report last
     expect(await remote.deleteMailboxTree('user/alice')).toEqual({ mailboxes: 2, messages: 30 });
     expect(await client.listMailboxes()).toEqual([]);
   });

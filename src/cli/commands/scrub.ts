@@ -2,7 +2,7 @@
 // --source copies and re-derives the index, after a sanity gate that refuses (exit 3) on a store
 // that looks unmounted rather than damaged.
 import type { Command } from 'commander';
-import { MailstoreError } from '../../errors.js';
+import { MailstoreError, assert } from '../../errors.js';
 import { describeFinding, isDamage, type Finding } from '../../scrub/findings.js';
 import { isUnreferencedBlobDamage } from '../../scrub/drop.js';
 import { resolve } from 'node:path';
@@ -128,9 +128,14 @@ async function scrubAndReport(store: MailStore, options: ScrubCliOptions, output
     hashThreads: options.threads,
     onProgress: (p: { bytesDone: number; bytesTotal: number }) => progress.position(p.bytesDone, Math.max(p.bytesTotal, 1)),
   };
-  // Through a daemon, the scrub runs there: no progress crosses the socket (onProgress is dropped).
-  const report = await procedures(store).scrub(scrubOptions);
+  // As events, so that the progress also crosses a daemon's socket when the scrub runs there.
+  let report: ScrubReport | undefined;
+  for await (const event of procedures(store).scrubEvents(scrubOptions)) {
+    if (event.report) report = event.report;
+    else scrubOptions.onProgress(event.progress);
+  }
   progress.finish();
+  assert(report !== undefined, 'scrubEvents ended without a report');
   if (!options.repair) {
     await print(report.findings, report, output, detail);
     return report.summary.damage > 0 ? EXIT.findings : EXIT.ok;
