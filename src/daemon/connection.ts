@@ -119,6 +119,11 @@ export class DaemonConnection {
   }
 
   private dispatch(id: number, method: string, args: unknown[], bytes: number): void {
+    if (this.stopped) {
+      const error = new MailstoreError('UNAVAILABLE', 'the daemon is stopping; nothing of this call was done (retry once it is back)', { mayHaveCommitted: false });
+      this.transport.send({ t: 'err', id, e: toWireError(error) });
+      return;
+    }
     this.inFlight++;
     this.heldBytes += bytes;
     this.updateReading();
@@ -263,16 +268,15 @@ export class DaemonConnection {
 
   /** Stops reading the socket while the connection is at its bounds (or stopping), resumes below them. */
   private updateReading(): void {
-    const busy = this.stopped || this.inFlight >= daemonLimits.callsPerConnectionMax || this.heldBytes > daemonLimits.heldBytesPerConnectionMax;
+    const busy = this.inFlight >= daemonLimits.callsPerConnectionMax || this.heldBytes > daemonLimits.heldBytesPerConnectionMax;
     if (busy && this.reading) this.transport.socket.pause();
     if (!busy && !this.reading) this.transport.socket.resume();
     this.reading = !busy;
   }
 
-  /** SIGTERM: no new calls from this connection. */
+  /** SIGTERM: no new calls from this connection; each is answered UNAVAILABLE (not done) instead. */
   stopReading(): void {
     this.stopped = true;
-    this.updateReading();
   }
 
   /** Resolves when no call of this connection is in flight (or it closed). */

@@ -17,7 +17,7 @@ const DETACHED_TAG = 40_107;
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, variableMapSize: true, tagUint8Array: false });
 
 /** An error as it crosses the socket. `code` INTERNAL: not a MailstoreError (a bug on the daemon's side). */
-export interface WireError { code: string; message: string; path?: string }
+export interface WireError { code: string; message: string; path?: string; mayHaveCommitted?: boolean }
 
 /**
  * call: client -> daemon, method m with arguments a. res / err: the answer. item: one element of
@@ -235,6 +235,7 @@ export function toWireError(error: unknown): WireError {
   if (error instanceof MailstoreError) {
     const wire: WireError = { code: error.code, message: error.message };
     if (error.path !== undefined) wire.path = error.path;
+    if (error.mayHaveCommitted !== undefined) wire.mayHaveCommitted = error.mayHaveCommitted;
     return wire;
   }
   return { code: 'INTERNAL', message: error instanceof Error ? error.message : String(error) };
@@ -244,7 +245,10 @@ export function toWireError(error: unknown): WireError {
 export function fromWireError(wire: WireError): Error {
   const code = typeof wire?.code === 'string' ? wire.code : 'INTERNAL';
   const message = typeof wire?.message === 'string' ? wire.message : 'the daemon sent an error without a message';
-  if (Object.hasOwn(ERROR_CODES, code)) return new MailstoreError(code as ErrorCode, message, { path: typeof wire.path === 'string' ? wire.path : undefined });
+  if (Object.hasOwn(ERROR_CODES, code)) {
+    const mayHaveCommitted = typeof wire.mayHaveCommitted === 'boolean' ? wire.mayHaveCommitted : undefined;
+    return new MailstoreError(code as ErrorCode, message, { path: typeof wire.path === 'string' ? wire.path : undefined, mayHaveCommitted });
+  }
   const failure = new AssertionFailure(`in the daemon: ${message.replace(/^assertion failed: /, '')}`);
   return failure;
 }

@@ -125,7 +125,7 @@ export class DaemonServer {
   }
 
   /**
-   * SIGTERM: stop accepting, stop reading new calls, let the calls in flight finish (at most
+   * SIGTERM: stop accepting, refuse new calls (UNAVAILABLE, not done), let the calls in flight finish (at most
    * shutdownGraceMs), run onStopping, drop the connections, close the store. Idempotent.
    */
   stop(reason = 'stop'): Promise<void> {

@@ -154,6 +154,8 @@ describe('the client library', () => {
     const stopped = running.server.stop('SIGTERM');
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(await codeOf(running.client({ reconnectWaitMs: 0 }))).toBe('UNAVAILABLE'); // no longer accepting
+    const refused = (await client.append(INBOX, message(7)).catch((e: MailstoreError) => e)) as MailstoreError;
+    expect([refused.code, refused.mayHaveCommitted]).toEqual(['UNAVAILABLE', false]); // answered at once: not done
     release();
     expect((await inFlight as { mailboxes: number }).mailboxes).toBe(1);
     await stopped;
