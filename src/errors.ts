@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   CLOSED: 'the store is closed or was stopped after a failure it could not undo; reopen it',
   REFUSED: 'a tool refused to change a store that looks damaged or missing (override flag named in the message)',
   HALTED: 'the store stopped itself because one of its own invariants failed (a bug); nothing of the batch was written; reopen it and report the message',
+  UNAVAILABLE: 'the daemon could not be reached, went away or did not answer in time; error.mayHaveCommitted says whether a change in flight may have been made',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -25,13 +26,20 @@ export class MailstoreError extends Error {
   /** The file path, index key or mailbox the error is about, when there is one. */
   readonly path?: string;
   override readonly cause?: unknown;
+  /**
+   * UNAVAILABLE only (the client library): true when a change was in flight as the daemon went away
+   * or the call timed out, so it may have been committed (look before retrying: an append retried
+   * stores the same bytes once more, under a new uid, without a new blob); false when it cannot have been.
+   */
+  readonly mayHaveCommitted?: boolean;
 
-  constructor(code: ErrorCode, message: string, options: { path?: string; cause?: unknown } = {}) {
+  constructor(code: ErrorCode, message: string, options: { path?: string; cause?: unknown; mayHaveCommitted?: boolean } = {}) {
     super(message);
     this.name = 'MailstoreError';
     this.code = code;
     this.path = options.path;
     this.cause = options.cause;
+    if (options.mayHaveCommitted !== undefined) this.mayHaveCommitted = options.mayHaveCommitted;
   }
 }
 

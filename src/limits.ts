@@ -182,6 +182,46 @@ export const limits = {
   maildirKeywordsFileBytesMax: 64 * 1024,
 } as const;
 
+/** The daemon (src/daemon) and its client library (src/client): the socket protocol's bounds. */
+export const daemonLimits = {
+  /**
+   * Largest frame either side accepts (its 4-byte length prefix aside); a bigger one is refused
+   * (INVALID) and the connection dropped. Bodies never need one this big: they travel as chunks.
+   * Large answers that are not bodies (a listing of 100k mailboxes) still fit.
+   */
+  frameBytesMax: 16 * 1024 * 1024,
+  /** A body (or any byte string) is sent in chunk frames of at most this many bytes. */
+  chunkBytes: 256 * 1024,
+  /** Byte strings up to this size travel inside their frame; bigger ones follow as chunk frames. */
+  inlineBytesMax: 64 * 1024,
+  /** ...and at most this many inline bytes per frame (an appendBatch of many small messages). */
+  inlineTotalBytesMax: 1024 * 1024,
+  /** A stream (fetchStream) or listing (messages, readMessages) runs at most this many bytes ahead of its reader... */
+  streamWindowBytes: 2 * 1024 * 1024,
+  /** ...and at most this many items ahead. */
+  streamWindowItems: 512,
+  /** Most byte-string bytes (message bodies) one call may carry: TOO_LARGE above, the bytes dropped as they come. */
+  callBytesMax: 256 * 1024 * 1024,
+  /** Calls one connection may have in flight; past it the daemon stops reading that connection. */
+  callsPerConnectionMax: 64,
+  /** Body bytes one connection's calls in flight may hold in the daemon before it stops reading that connection. */
+  heldBytesPerConnectionMax: 256 * 1024 * 1024,
+  /** Connections waiting to be accepted (the kernel caps it at net.core.somaxconn): a burst of clients starting at once. */
+  listenBacklog: 4096,
+  /** Connections the daemon keeps at once; more are refused (closed at once, logged). */
+  connectionsMax: 8192,
+  /** A frame once begun must be complete within this long, else the connection is dropped (a half-sent frame holds memory). */
+  frameCompleteMs: 30_000,
+  /** SIGTERM: calls in flight get this long to finish before the store is closed under them. */
+  shutdownGraceMs: 5_000,
+  /** The client library: how long a call waits for the daemon to come back (reconnecting) before UNAVAILABLE. */
+  clientReconnectWaitMs: 2_000,
+  /** ...retrying this often. */
+  clientReconnectRetryMs: 100,
+  /** The CLI: a connection attempt to a daemon's socket gives up after this long (then opens the store itself). */
+  cliConnectTimeoutMs: 2_000,
+} as const;
+
 export const importLimits = {
   /** An import batch (one appendBatch, one journal record, one fsync pair) holds at most this many messages... */
   batchMessagesMax: 500,

@@ -3,7 +3,10 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { MailstoreError, isMailstoreError } from '../errors.js';
-import { limits } from '../limits.js';
+import { Client, defaultSocketPath } from '../client/client.js';
+import { socketInodeNow } from '../fs/socket-file.js';
+import { daemonLimits, limits } from '../limits.js';
+import type { MailStore } from '../store/api.js';
 import { Store, type StoreOptions } from '../store/store.js';
 import { normalizeDate, parseDateText } from '../store/validate.js';
 
@@ -18,14 +21,14 @@ export function storeDir(command: Command): string {
 /** A command opens the store for one task: it takes no automatic snapshot (`mailstore snapshot` does, for cron). */
 const ONE_SHOT: StoreOptions = { autoSnapshot: false };
 
-/** Opens the store, runs `work`, and closes the store whatever happened (the lock must go). */
-export async function withStore<T>(command: Command, work: (store: Store) => Promise<T>, options: StoreOptions = {}): Promise<T> {
-  const store = await Store.open(storeDir(command), { ...lockWaitOptions(command), ...ONE_SHOT, ...options });
-  try {
-    return await work(store);
-  } finally {
-    await store.close();
-  }
+/**
+ * Runs `work` on the store and closes it whatever happened (the lock must go). When a daemon serves
+ * the store (it answers on STORE/run/mailstore.sock), `work` gets a Client of it: the command goes
+ * through the daemon, never LOCKED beside it. Otherwise the store is opened here, waiting for
+ * another holder as --wait says (and going through a daemon that starts meanwhile).
+ */
+export async function withStore<T>(command: Command, work: (store: MailStore) => Promise<T>, options: StoreOptions = {}): Promise<T> {
+  return withHandle(command, work, (dir, wait) => Store.open(dir, { ...wait, ...ONE_SHOT, ...options }));
 }
 
 /**
@@ -36,24 +39,87 @@ export async function withStore<T>(command: Command, work: (store: Store) => Pro
  * store is opened read-write, so a read after a crash still gets recovery. Scrub is not among
  * them: it writes its cursor, and a repair needs the writer.
  */
-export async function withReadStore<T>(command: Command, work: (store: Store) => Promise<T>): Promise<T> {
-  const dir = storeDir(command);
-  const wait = { ...lockWaitOptions(command), ...ONE_SHOT };
-  let store: Store;
+export async function withReadStore<T>(command: Command, work: (store: MailStore) => Promise<T>): Promise<T> {
+  return withHandle(command, work, async (dir, wait) => {
+    try {
+      return await Store.open(dir, { ...wait, ...ONE_SHOT });
+    } catch (error) {
+      if (!isMailstoreError(error, 'ACCESS') && !isMailstoreError(error, 'NO_SPACE')) throw error;
+      return Store.open(dir, { ...wait, ...ONE_SHOT, readOnly: true }).catch((second: unknown) => {
+        // REFUSED, LOCKED or CORRUPT say more than the first error; the same trouble again does not.
+        const same = isMailstoreError(second) && ['ACCESS', 'NO_SPACE', 'IO'].includes(second.code);
+        throw same ? error : second;
+      });
+    }
+  });
+}
+
+type LockWaitOptions = Pick<StoreOptions, 'lockWaitMs' | 'onLockWait'>;
+
+/** Thrown from inside the lock wait when a daemon's socket appears: the command goes through it instead. */
+class DaemonStarted extends Error {}
+
+async function withHandle<T>(command: Command, work: (store: MailStore) => Promise<T>, open: (dir: string, wait: LockWaitOptions) => Promise<Store>): Promise<T> {
+  const handle = await openHandle(storeDir(command), lockWaitOptions(command), open);
   try {
-    store = await Store.open(dir, wait);
-  } catch (error) {
-    if (!isMailstoreError(error, 'ACCESS') && !isMailstoreError(error, 'NO_SPACE')) throw error;
-    store = await Store.open(dir, { ...wait, readOnly: true }).catch((second: unknown) => {
-      // REFUSED, LOCKED or CORRUPT say more than the first error; the same trouble again does not.
-      const same = isMailstoreError(second) && ['ACCESS', 'NO_SPACE', 'IO'].includes(second.code);
-      throw same ? error : second;
-    });
-  }
-  try {
-    return await work(store);
+    return await work(handle);
   } finally {
-    await store.close();
+    await handle.close();
+  }
+}
+
+/** A Client when a daemon answers for `dir`; else the store opened here (the daemon's socket watched while waiting for the lock). */
+async function openHandle(dir: string, wait: LockWaitOptions, open: (dir: string, wait: LockWaitOptions) => Promise<Store>): Promise<MailStore> {
+  const socket = daemonSocketPath(dir);
+  for (let attempt = 0; ; attempt++) {
+    const client = await daemonClient(socket);
+    if (client) return client;
+    // A socket file seen now is a dead daemon's; one with another inode later is a daemon that started.
+    const seen = socketInodeNow(socket);
+    const watch: LockWaitOptions = {
+      ...wait,
+      onLockWait: (holder, waitedMs) => {
+        wait.onLockWait?.(holder, waitedMs);
+        const now = socketInodeNow(socket);
+        if (attempt < 3 && now !== undefined && now !== seen) throw new DaemonStarted();
+      },
+    };
+    try {
+      return await open(dir, watch);
+    } catch (error) {
+      if (!(error instanceof DaemonStarted)) throw error;
+    }
+  }
+}
+
+/** Where the CLI looks for the daemon of the store at `dir`: $MAILSTORE_SOCKET (a daemon started with --socket), else its default. */
+export function daemonSocketPath(dir: string): string {
+  return resolve(process.env.MAILSTORE_SOCKET || defaultSocketPath(dir));
+}
+
+/**
+ * For the commands that need the store to themselves (reconstruct rebuilds the index or journal
+ * under it): LOCKED while a daemon serves it, before anything is touched.
+ */
+export async function refuseBesideDaemon(dir: string, what: string): Promise<void> {
+  const client = await daemonClient(daemonSocketPath(dir));
+  if (!client) return;
+  const pid = client.daemon?.pid;
+  await client.close();
+  throw new MailstoreError('LOCKED', `the daemon (process ${pid}) serves the store at ${dir}; ${what} needs the store to itself: stop the daemon (mailstore serve), run it, start the daemon again`, { path: dir });
+}
+
+/**
+ * A Client of the daemon serving the store, or undefined when none answers (no socket, or a dead
+ * daemon's). A daemon this user may not talk to is ACCESS, not a reason to open the store beside it.
+ */
+async function daemonClient(socket: string): Promise<Client | undefined> {
+  if (socketInodeNow(socket) === undefined) return undefined;
+  try {
+    return await Client.connect(socket, { reconnectWaitMs: 0, connectTimeoutMs: daemonLimits.cliConnectTimeoutMs });
+  } catch (error) {
+    if (isMailstoreError(error, 'UNAVAILABLE')) return undefined;
+    throw error;
   }
 }
 

@@ -26,6 +26,7 @@ const BY_CODE: Record<ErrorCode, number> = {
   IO: EXIT.couldNotRun,
   NO_SPACE: EXIT.couldNotRun,
   CLOSED: EXIT.couldNotRun,
+  UNAVAILABLE: EXIT.couldNotRun, // the daemon went away: temporary
   OVER_QUOTA: EXIT.couldNotRun, // temporary, as Cyrus's LMTP 452: the user may expunge and the MTA retry
   UNMOUNTED: EXIT.refused,
   REFUSED: EXIT.refused,

@@ -26,6 +26,7 @@ import * as reconstruct from './commands/reconstruct.js';
 import * as restore from './commands/restore.js';
 import * as scrub from './commands/scrub.js';
 import * as search from './commands/search.js';
+import * as serve from './commands/serve.js';
 import * as stats from './commands/stats.js';
 import * as consumers from './commands/consumers.js';
 import * as tier from './commands/tier.js';
@@ -43,7 +44,7 @@ export interface CommandModule {
 
 const COMMANDS: CommandModule[] = [
   init, mailbox, append, fetch, messages, search, flags, expunge, copy, move, acl, user, quota, usage,
-  importCommand, exportCommand, stats, scrub, reconstruct, consumers, events, tier, compact, backup, backups, restore, snapshot,
+  importCommand, exportCommand, stats, scrub, reconstruct, consumers, events, tier, compact, backup, backups, restore, snapshot, serve,
 ];
 
 export async function buildProgram(): Promise<Command> {

@@ -1,10 +1,10 @@
 // UID set arguments (`1:5,9,12:*`) turned into the UIDs a mailbox actually holds. `*` is the
 // largest UID in use (RFC 9051), and ranges are clipped to it, so `1:4294967295` costs nothing.
 import { UID_MAX, parseUidSet } from '../formats/uidset.js';
-import type { Store } from '../store/store.js';
+import type { MailStore } from '../store/api.js';
 import { limits } from '../limits.js';
 
-export async function largestUid(store: Store, mailbox: string): Promise<number> {
+export async function largestUid(store: MailStore, mailbox: string): Promise<number> {
   const { uidNext, messages } = await store.status(mailbox);
   if (messages === 0) return 0;
   for (const fromUid of [Math.max(1, uidNext - limits.largestUidProbeUids), 1]) {
@@ -16,7 +16,7 @@ export async function largestUid(store: Store, mailbox: string): Promise<number>
 }
 
 /** The UIDs of `text` that can exist in `mailbox` (those above its largest UID cannot). */
-export async function resolveUidSet(store: Store, mailbox: string, text: string): Promise<number[]> {
+export async function resolveUidSet(store: MailStore, mailbox: string, text: string): Promise<number[]> {
   parseUidSet(text, { largestUid: UID_MAX }); // bad syntax is INVALID before the mailbox is looked up
   const largest = await largestUid(store, mailbox);
   const set = parseUidSet(text, { largestUid: largest });

@@ -11,7 +11,8 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { MaildirWriter, maildirPlusPlusFromFolder, type MaildirAppendOptions } from '../formats/maildir.js';
 import { MboxWriter, senderFromReturnPath, zoneFromDateHeader, type MboxStyle } from '../formats/mbox.js';
-import type { MessageInfo, Store } from '../store/store.js';
+import type { MailStore } from '../store/api.js';
+import type { MessageInfo } from '../store/store.js';
 
 export type ExportFormat = 'mbox' | 'maildir';
 
@@ -56,7 +57,7 @@ interface Target {
 
 type Write = (bytes: Buffer, info: MessageInfo) => Promise<unknown>;
 
-export async function exportMailbox(store: Store, mailbox: string, options: ExportOptions): Promise<ExportSummary> {
+export async function exportMailbox(store: MailStore, mailbox: string, options: ExportOptions): Promise<ExportSummary> {
   const started = Date.now();
   const fs = options.fs ?? nodeFileSystem;
   await store.mailbox(mailbox); // NOT_FOUND before anything is written
@@ -99,7 +100,7 @@ async function publish(fs: FileSystem, temporary: string, out: string): Promise<
   await fs.syncDir(dirname(out)).catch((error) => { throw fromSystemError(error, 'sync the directory of', out); });
 }
 
-async function exportMbox(fs: FileSystem, store: Store, mailbox: string, options: ExportOptions, summary: ExportSummary): Promise<void> {
+async function exportMbox(fs: FileSystem, store: MailStore, mailbox: string, options: ExportOptions, summary: ExportSummary): Promise<void> {
   const temporary = temporarySibling(options.out);
   const writer = await MboxWriter.create(fs, temporary, { style: options.mboxStyle ?? 'mboxrd', statusHeaders: options.statusHeaders ?? false });
   try {
@@ -119,7 +120,7 @@ async function exportMbox(fs: FileSystem, store: Store, mailbox: string, options
 }
 
 /** A new Maildir tree is built whole under a temporary name, then renamed into place. */
-async function exportNewMaildir(fs: FileSystem, store: Store, targets: Target[], options: ExportOptions, summary: ExportSummary): Promise<void> {
+async function exportNewMaildir(fs: FileSystem, store: MailStore, targets: Target[], options: ExportOptions, summary: ExportSummary): Promise<void> {
   const temporary = temporarySibling(options.out);
   try {
     for (const target of targets) {
@@ -140,7 +141,7 @@ async function exportNewMaildir(fs: FileSystem, store: Store, targets: Target[],
  * Into an existing Maildir each message appears whole (tmp/, then renamed into cur/); a failed
  * export removes the messages it wrote, so a re-run does not double them.
  */
-async function exportIntoMaildir(fs: FileSystem, store: Store, targets: Target[], options: ExportOptions, summary: ExportSummary): Promise<void> {
+async function exportIntoMaildir(fs: FileSystem, store: MailStore, targets: Target[], options: ExportOptions, summary: ExportSummary): Promise<void> {
   const written: string[] = [];
   try {
     for (const target of targets) {
@@ -164,7 +165,7 @@ function maildirOptions(info: MessageInfo): MaildirAppendOptions {
 }
 
 /** The mailbox and (recursively) its descendants, each with its Maildir++ directory; all names checked first. */
-async function maildirTargets(store: Store, mailbox: string, options: ExportOptions): Promise<Target[]> {
+async function maildirTargets(store: MailStore, mailbox: string, options: ExportOptions): Promise<Target[]> {
   const targets: Target[] = [{ mailbox, path: options.out }];
   if (options.recursive === false) return targets;
   for (const child of await store.listMailboxes({ pattern: `${mailbox}/*` })) {
@@ -175,7 +176,7 @@ async function maildirTargets(store: Store, mailbox: string, options: ExportOpti
 }
 
 async function exportMessages(
-  store: Store, target: Target, options: ExportOptions, summary: ExportSummary, write: Write,
+  store: MailStore, target: Target, options: ExportOptions, summary: ExportSummary, write: Write,
 ): Promise<void> {
   let messages = 0;
   const onCorrupt = (info: MessageInfo, error: MailstoreError) => {

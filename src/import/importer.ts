@@ -10,7 +10,8 @@ import type { SkipReason } from '../formats/eml.js';
 import type { MboxStyle } from '../formats/mbox.js';
 import { hashBytes, hashHex } from '../hash/blake3.js';
 import { importLimits, limits } from '../limits.js';
-import type { AppendOptions, Store } from '../store/store.js';
+import type { MailStore } from '../store/api.js';
+import type { AppendOptions } from '../store/store.js';
 import type { CommitChain } from '../store/writer.js';
 import { normalizeFlags, normalizeIdentifier, parseMailboxName } from '../store/validate.js';
 import { CURSOR_VERSION, cursorKey, isImportCursor, type ImportCursor } from './cursor.js';
@@ -108,7 +109,7 @@ interface Pending {
   lastPosition: number;
 }
 
-export async function importMail(store: Store, sourcePath: string, options: ImportOptions): Promise<ImportSummary> {
+export async function importMail(store: MailStore, sourcePath: string, options: ImportOptions): Promise<ImportSummary> {
   const started = Date.now();
   const fs = options.fs ?? nodeFileSystem;
   const components = parseMailboxName(options.mailbox); // INVALID before anything is read
@@ -171,7 +172,7 @@ function targetMailboxes(folders: SourceFolder[], mailbox: string, layout: Impor
  * Before the user layout was the default under user/NAME, a source went to user/NAME itself: the
  * same import run again must not start over into user/NAME/INBOX (it would add everything twice).
  */
-async function refuseFlatResume(store: Store, folders: SourceFolder[], mailbox: string): Promise<void> {
+async function refuseFlatResume(store: MailStore, folders: SourceFolder[], mailbox: string): Promise<void> {
   const root = folders.find((folder) => folder.folder === '');
   if (!root || (await store.getMeta<unknown>(cursorKey(root.path, mailbox))) === undefined) return;
   throw new MailstoreError('REFUSED',
@@ -193,7 +194,7 @@ function userOf(components: string[]): string | undefined {
  * Creates the mailbox with the owner's rights. One that exists keeps its ACL (an import does not
  * change who may read what is already there); the admin is told when the owner has no rights on it.
  */
-async function ensureMailbox(store: Store, name: string, owner: string | undefined, summary: ImportSummary, onWarning?: (text: string) => void): Promise<void> {
+async function ensureMailbox(store: MailStore, name: string, owner: string | undefined, summary: ImportSummary, onWarning?: (text: string) => void): Promise<void> {
   try {
     await store.createMailbox(name, owner === undefined ? {} : { owner });
     summary.created.push(name);
@@ -208,7 +209,7 @@ async function ensureMailbox(store: Store, name: string, owner: string | undefin
 }
 
 async function importFolder(
-  store: Store, folder: SourceFolder, mailbox: string, options: ImportOptions,
+  store: MailStore, folder: SourceFolder, mailbox: string, options: ImportOptions,
   onSkip: ImportSkipHandler, summary: ImportSummary,
 ): Promise<MailboxImportSummary> {
   await ensureMailbox(store, mailbox, options.owner, summary, options.onWarning);
@@ -238,7 +239,7 @@ class FolderImport {
   private readonly batchBytesMax: number;
 
   constructor(
-    private readonly store: Store, private readonly folder: SourceFolder, private readonly mailbox: string,
+    private readonly store: MailStore, private readonly folder: SourceFolder, private readonly mailbox: string,
     private readonly box: { key: string; id: string; uidValidity: number }, private cursor: ImportCursor | undefined,
     private readonly options: ImportOptions, private readonly summary: ImportSummary,
   ) {
@@ -370,7 +371,7 @@ function nextCursor(
   };
 }
 
-async function loadCursor(store: Store, key: string, box: { id: string; uidValidity: number }, options: ImportOptions): Promise<ImportCursor | undefined> {
+async function loadCursor(store: MailStore, key: string, box: { id: string; uidValidity: number }, options: ImportOptions): Promise<ImportCursor | undefined> {
   const value = await store.getMeta<unknown>(key);
   if (value === undefined) return undefined;
   if (!isImportCursor(value)) {

@@ -4,7 +4,7 @@
 // running it again finishes the job, since the selection is the same.
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import { limits } from '../limits.js';
-import type { Store } from './store.js';
+import type { MailStore } from './api.js';
 import { SEEN } from './apply.js';
 import { parseMailboxName } from './validate.js';
 
@@ -24,7 +24,7 @@ export interface RetentionResult {
   bytes: number;
 }
 
-export async function expungeBefore(store: Store, mailbox: string, options: RetentionOptions): Promise<RetentionResult[]> {
+export async function expungeBefore(store: MailStore, mailbox: string, options: RetentionOptions): Promise<RetentionResult[]> {
   parseMailboxName(mailbox);
   const names: string[] = [];
   // recursive over "user" works when user/ is only a prefix, not a mailbox (as in most trees)

@@ -2,7 +2,8 @@
 // flags, uids) are decided from the message records; header keys read each remaining candidate's
 // bytes through readMessages (verified against the hash) and look at its header section only.
 import { limits } from '../limits.js';
-import type { MessageInfo, Store } from './store.js';
+import type { MailStore } from './api.js';
+import type { MessageInfo } from './store.js';
 import { normalizeFlags } from './validate.js';
 
 export interface SearchCriteria {
@@ -32,7 +33,7 @@ function matchesIndex(info: MessageInfo, c: SearchCriteria, uids: Set<number> | 
 }
 
 /** The messages of `mailbox` that match every criterion, in uid order. */
-export async function searchMailbox(store: Store, mailbox: string, criteria: SearchCriteria): Promise<MessageInfo[]> {
+export async function searchMailbox(store: MailStore, mailbox: string, criteria: SearchCriteria): Promise<MessageInfo[]> {
   const flags = normalizeFlags(criteria.flags);
   const noFlags = normalizeFlags(criteria.noFlags);
   const uids = criteria.uids ? new Set(criteria.uids) : undefined;

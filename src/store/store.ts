@@ -54,6 +54,7 @@ import { Writer, type CommitChain, type Mutation, type PrepareContext } from './
 import { compactStore, finishRetired, type CompactHost, type CompactOptions, type CompactResult } from './compact.js';
 import { BackgroundCompactor } from './compactor.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
+import type { MailStore } from './api.js';
 
 /** The keys of AppendOptions (an unknown one is refused). */
 const APPEND_OPTIONS = ['flags', 'internalDate', 'envelopeFrom', 'dateZoneMinutes', 'recent'];
@@ -67,7 +68,7 @@ export type { CompactOptions, CompactResult } from './compact.js';
 export type { StoreAdministration } from './administration.js';
 export { uuidString };
 
-export class Store {
+export class Store implements MailStore {
   readonly root: string;
   readonly fs: FileSystem;
   readonly identity: StoreIdentity;

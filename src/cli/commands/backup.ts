@@ -2,8 +2,12 @@
 // use); only what the repository does not hold yet is read and copied. `backup check` and
 // `backup forget` are its subcommands (backup-check.ts, backup-forget.ts).
 import type { Command } from 'commander';
-import { runBackup, type BackupSummary } from '../../backup/backup.js';
-import type { Store } from '../../store/store.js';
+import { procedures } from '../../daemon/procedures.js';
+import type { MailStore } from '../../store/api.js';
+import type { Op } from '../../store/records.js';
+import { MailstoreError } from '../../errors.js';
+import { runBackup, type BackupSource, type BackupSummary } from '../../backup/backup.js';
+import { Store } from '../../store/store.js';
 import { REPO_HELP, withRepository } from '../backup-repo.js';
 import { printJson, printLine, wantsJson, withStore } from '../context.js';
 import { createProgress, formatBytes, type Progress } from '../progress.js';
@@ -30,12 +34,31 @@ file, a directory that is not a repository); 6 a message in the store is damaged
   forget.register(backup);
 }
 
+/** The store as a backup reads it: here, or through the daemon that serves it. */
+async function backupSource(store: MailStore): Promise<BackupSource> {
+  if (store instanceof Store) return { storeId: store.identity.storeId, snapshotState: () => store.maintenance().snapshotState(), fetchBlob: (hash) => store.fetchBlob(hash) };
+  const remote = procedures(store);
+  return {
+    storeId: await remote.storeId(),
+    fetchBlob: (hash) => remote.fetchBlob(hash),
+    snapshotState: async () => {
+      const listing = remote.stateOps();
+      const first = await listing.next();
+      if (first.done || !('appliedSeq' in first.value)) throw new MailstoreError('IO', 'the daemon sent no state for the backup');
+      async function* ops(): AsyncGenerator<Op> {
+        for await (const item of listing) if ('op' in item) yield item.op;
+      }
+      return { appliedSeq: first.value.appliedSeq, ops: ops(), close: async () => { await listing.return(undefined); } };
+    },
+  };
+}
+
 async function runBackupCommand(_options: unknown, command: Command): Promise<void> {
   // The store first: a mistyped store path must not leave a new, empty repository behind.
-  const summary = await withStore(command, (store: Store) => withRepository(command, true, (repo) => {
+  const summary = await withStore(command, async (store) => withRepository(command, true, async (repo) => {
     let progress: Progress | undefined;
     let done = { blobs: 0, bytes: 0 };
-    return runBackup({ storeId: store.identity.storeId, snapshotState: () => store.maintenance().snapshotState(), fetchBlob: (hash) => store.fetchBlob(hash) }, repo, {
+    return runBackup(await backupSource(store), repo, {
       onPlan: (blobs, bytes) => { progress = createProgress('backup', { messages: blobs, bytes }); },
       onProgress: (blobs, bytes) => {
         progress?.advance(blobs - done.blobs, bytes - done.bytes);

@@ -2,6 +2,7 @@
 // back (store.compact, src/store/compact.ts). For cron and for people; a running daemon compacts
 // by itself. A dry run opens the store read-only and changes nothing.
 import type { Command } from 'commander';
+import { procedures } from '../../daemon/procedures.js';
 import { MailstoreError } from '../../errors.js';
 import type { CompactResult } from '../../store/compact.js';
 import { createProgress, formatBytes, formatDuration } from '../progress.js';
@@ -28,7 +29,7 @@ export function register(program: Command): void {
     .action(async (options: CompactCliOptions, command: Command) => {
       const progress = wantsJson(command) ? undefined : createProgress('compacting (live blobs copied)');
       let copied = 0;
-      const run = (store: Parameters<Parameters<typeof withStore>[1]>[0]) => store.compact({
+      const run = (store: Parameters<Parameters<typeof withStore>[1]>[0]) => procedures(store).compact({
         dryRun: Boolean(options.dryRun), graceMs: options.grace ?? 0,
         onProgress: (p) => {
           if (p.phase !== 'copy' || !progress) return;

@@ -2,6 +2,7 @@
 // cursor and how far behind the newest record it is; `--remove NAME` forgets one that is gone for
 // good (it then no longer holds journal segments back).
 import type { Command } from 'commander';
+import { procedures } from '../../daemon/procedures.js';
 import { MailstoreError } from '../../errors.js';
 import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
 
@@ -17,12 +18,12 @@ The journal is retired only up to the slowest cursor, so a consumer that stopped
 space: remove it with --remove NAME. "behind" marks one more than a million records behind.`)
     .action(async (options: { remove?: string }, command: Command) => {
       if (options.remove !== undefined) {
-        const removed = await withStore(command, (store) => store.changes.remove(options.remove!));
+        const removed = await withStore(command, (store) => procedures(store).removeConsumer(options.remove!));
         if (!removed) throw new MailstoreError('NOT_FOUND', `no consumer named ${options.remove}`);
         if (wantsJson(command)) return printJson({ removed: options.remove });
         return printLine(`removed consumer ${options.remove}`);
       }
-      const result = await withReadStore(command, async (store) => ({ lastSeq: store.changes.lastSeq, firstSeq: store.changes.firstSeq, consumers: await store.changes.consumers() }));
+      const result = await withReadStore(command, (store) => procedures(store).consumers());
       if (wantsJson(command)) return printJson(result);
       await printLine(`journal: seq ${result.firstSeq}..${result.lastSeq}`);
       if (result.consumers.length === 0) return printLine('no consumers');

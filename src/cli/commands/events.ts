@@ -2,7 +2,9 @@
 // to resume after it (src/events/). Without a daemon, --follow opens the store for each look and
 // closes it again, so other commands can still write between looks.
 import type { Command } from 'commander';
-import { parseCursor, type EventCursor } from '../../events/cursor.js';
+import { formatCursor, parseCursor, type EventCursor } from '../../events/cursor.js';
+import { procedures } from '../../daemon/procedures.js';
+import { Store } from '../../store/store.js';
 import { EventContext, readEvents, type MailEvent } from '../../events/events.js';
 import { ChangeSignal } from '../../events/follow.js';
 import { eventLimits } from '../../limits.js';
@@ -28,7 +30,9 @@ not miss a change stores its cursor only after it has handled the event (at leas
       const out = new Output(Boolean(options.json));
       if (!options.follow) {
         await withReadStore(command, async (store) => {
-          for await (const event of readEvents(store, since)) await out.add(event);
+          // from the daemon when one serves the store, else read here
+          const events = store instanceof Store ? readEvents(store, since) : procedures(store).events(formatCursor(since));
+          for await (const event of events) await out.add(event);
         });
         return out.flush();
       }
@@ -46,6 +50,11 @@ async function follow(command: Command, since: EventCursor, out: Output): Promis
     let context: EventContext | undefined;
     while (!stop.signal.aborted) {
       since = await withReadStore(command, async (store) => {
+        if (!(store instanceof Store)) { // through the daemon: it reads, this process remembers where it got to
+          let last = since;
+          for await (const event of procedures(store).events(formatCursor(since))) { await out.add(event); last = parseCursor(event.cursor); }
+          return last;
+        }
         // names and flags remembered across looks: the next look starts after the last record read
         context ??= new EventContext(store);
         let readTo = since.slot === Infinity ? since.seq : since.seq - 1;

@@ -2,7 +2,8 @@
 // one JSON object per line (src/store/mailbox-list.ts documents the format). Registered by mailbox.ts.
 import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
-import { DUMP_HEADER, dumpMailboxes, formatDumpLine, parseDumpLine, undumpMailboxes, type DumpedMailbox } from '../../store/mailbox-list.js';
+import { procedures } from '../../daemon/procedures.js';
+import { DUMP_HEADER, formatDumpLine, parseDumpLine, type DumpedMailbox } from '../../store/mailbox-list.js';
 import { printJson, printLine, wantsJson, withStore, writeStdout } from '../context.js';
 
 /** Most bytes of a mailbox list read from stdin (a million mailboxes at ~1 KB each). */
@@ -15,7 +16,7 @@ export function registerDump(mailbox: Command): void {
     .action(async (_options: unknown, command: Command) => {
       await withStore(command, async (store) => {
         await writeStdout(Buffer.from(DUMP_HEADER + '\n'));
-        for await (const entry of dumpMailboxes(store)) await writeStdout(Buffer.from(formatDumpLine(entry) + '\n'));
+        for await (const entry of procedures(store).dumpMailboxes()) await writeStdout(Buffer.from(formatDumpLine(entry) + '\n'));
       });
     });
 
@@ -25,7 +26,7 @@ export function registerDump(mailbox: Command): void {
     .option('--json', 'print {created}')
     .action(async (_options: unknown, command: Command) => {
       const entries = parseDump(await readAllStdin());
-      const result = await withStore(command, (store) => undumpMailboxes(store, entries));
+      const result = await withStore(command, (store) => procedures(store).undumpMailboxes(entries));
       if (wantsJson(command)) return printJson(result);
       await printLine(`created ${result.created} mailbox${result.created === 1 ? '' : 'es'}`);
     });

@@ -2,8 +2,8 @@
 // Every change is durable (journaled and fsynced) when the command returns.
 import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
-import type { Store } from '../../store/store.js';
-import { deleteMailboxTree, messagesInTree } from '../../store/users.js';
+import { procedures } from '../../daemon/procedures.js';
+import type { MailStore } from '../../store/api.js';
 import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
 import { registerDump } from './mailbox-dump.js';
 
@@ -75,12 +75,12 @@ interface DeleteOptions {
 }
 
 /** Refuses (REFUSED) a mailbox, or with --recursive a tree, that holds messages unless --force. */
-async function deleteChecked(store: Store, name: string, options: DeleteOptions): Promise<{ mailboxes: number; messages: number }> {
-  const messages = options.recursive ? await messagesInTree(store, name) : (await store.status(name)).messages;
+async function deleteChecked(store: MailStore, name: string, options: DeleteOptions): Promise<{ mailboxes: number; messages: number }> {
+  const messages = options.recursive ? await procedures(store).messagesInTree(name) : (await store.status(name)).messages;
   if (messages > 0 && !options.force) {
     throw new MailstoreError('REFUSED', `${name}${options.recursive ? ' and below' : ''} holds ${messages} message${messages === 1 ? '' : 's'}; add --force to delete them with it`, { path: name });
   }
-  return options.recursive ? deleteMailboxTree(store, name) : { mailboxes: 1, ...(await store.deleteMailbox(name)) };
+  return options.recursive ? procedures(store).deleteMailboxTree(name) : { mailboxes: 1, ...(await store.deleteMailbox(name)) };
 }
 
 async function runList(pattern: string | undefined, options: { user?: string }, command: Command): Promise<void> {

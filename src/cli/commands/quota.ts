@@ -3,7 +3,7 @@
 // and moves into a root over its quota fail with OVER_QUOTA (exit 2, or 75 with append --sysexits).
 import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
-import { getQuota, listQuotas, setQuota } from '../../store/quota.js';
+import { procedures } from '../../daemon/procedures.js';
 import { printJson, printLine, wantsJson, withStore } from '../context.js';
 import { parseBytes, parseCount } from '../dates.js';
 
@@ -19,11 +19,12 @@ export function register(program: Command): void {
     .action(async (root: string, options: { storage?: string; messages?: string }, command: Command) => {
       if (options.storage === undefined && options.messages === undefined) throw new MailstoreError('INVALID', 'give --storage and/or --messages');
       const report = await withStore(command, async (store) => {
-        const current = await getQuota(store, root);
+        const { getQuota, setQuota } = procedures(store);
+        const current = await getQuota(root);
         const storage = options.storage === undefined ? current.storage : options.storage === 'none' ? undefined : parseBytes(options.storage);
         const messages = options.messages === undefined ? current.messages : options.messages === 'none' ? undefined : parseCount(options.messages);
-        await setQuota(store, root, { storage, messages });
-        return getQuota(store, root);
+        await setQuota(root, { storage, messages });
+        return getQuota(root);
       });
       if (wantsJson(command)) return printJson(report);
       await printLine(formatReport(report));
@@ -34,7 +35,7 @@ export function register(program: Command): void {
     .description('show the limits of ROOT and what is used below it')
     .option('--json', 'print {root, storage?, messages?, usedBytes, usedMessages}')
     .action(async (root: string, _options: unknown, command: Command) => {
-      const report = await withStore(command, (store) => getQuota(store, root));
+      const report = await withStore(command, (store) => procedures(store).getQuota(root));
       if (wantsJson(command)) return printJson(report);
       await printLine(formatReport(report));
     });
@@ -46,7 +47,8 @@ export function register(program: Command): void {
     .action(async (_options: unknown, command: Command) => {
       const reports = await withStore(command, async (store) => {
         const out = [];
-        for (const { root } of await listQuotas(store)) out.push(await getQuota(store, root));
+        const { getQuota, listQuotas } = procedures(store);
+        for (const { root } of await listQuotas()) out.push(await getQuota(root));
         return out;
       });
       if (wantsJson(command)) return printJson(reports);

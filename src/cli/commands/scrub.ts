@@ -2,12 +2,14 @@
 // --source copies and re-derives the index, after a sanity gate that refuses (exit 3) on a store
 // that looks unmounted rather than damaged.
 import type { Command } from 'commander';
-import { MailstoreError } from '../../errors.js';
+import { MailstoreError, assert } from '../../errors.js';
 import { describeFinding, isDamage, type Finding } from '../../scrub/findings.js';
 import { isUnreferencedBlobDamage } from '../../scrub/drop.js';
-import { repair, type RepairResult } from '../../scrub/repair.js';
-import { scrub, type ScrubReport } from '../../scrub/scrub.js';
-import type { Store } from '../../store/store.js';
+import { resolve } from 'node:path';
+import { procedures } from '../../daemon/procedures.js';
+import type { RepairResult } from '../../scrub/repair.js';
+import type { ScrubReport } from '../../scrub/scrub.js';
+import type { MailStore } from '../../store/api.js';
 import { EXIT } from '../exit-codes.js';
 import { limits } from '../../limits.js';
 import { createProgress, formatBytes } from '../progress.js';
@@ -117,7 +119,7 @@ function checkOptions(options: ScrubCliOptions, command: Command): { output: Out
 }
 
 /** Scrubs, then either prints the findings or repairs them; returns the exit code. */
-async function scrubAndReport(store: Store, options: ScrubCliOptions, output: Output, detail: Detail): Promise<number> {
+async function scrubAndReport(store: MailStore, options: ScrubCliOptions, output: Output, detail: Detail): Promise<number> {
   const progress = options.quiet ? { position: () => undefined, finish: () => undefined } : createProgress('scrub');
   const scrubOptions = {
     mailbox: options.mailbox,
@@ -126,8 +128,14 @@ async function scrubAndReport(store: Store, options: ScrubCliOptions, output: Ou
     hashThreads: options.threads,
     onProgress: (p: { bytesDone: number; bytesTotal: number }) => progress.position(p.bytesDone, Math.max(p.bytesTotal, 1)),
   };
-  const report = await scrub(store, scrubOptions);
+  // As events, so that the progress also crosses a daemon's socket when the scrub runs there.
+  let report: ScrubReport | undefined;
+  for await (const event of procedures(store).scrubEvents(scrubOptions)) {
+    if (event.report) report = event.report;
+    else scrubOptions.onProgress(event.progress);
+  }
   progress.finish();
+  assert(report !== undefined, 'scrubEvents ended without a report');
   if (!options.repair) {
     await print(report.findings, report, output, detail);
     return report.summary.damage > 0 ? EXIT.findings : EXIT.ok;
@@ -136,9 +144,10 @@ async function scrubAndReport(store: Store, options: ScrubCliOptions, output: Ou
 }
 
 /** --repair: heals what the scrub found and prints the findings before, what is left, and a summary. */
-async function repairAndReport(store: Store, options: ScrubCliOptions, report: ScrubReport, output: Output): Promise<number> {
-  const result = await repair(store, report, {
-    sources: options.source, force: options.force, dropUnreferenced: options.dropUnreferenced,
+async function repairAndReport(store: MailStore, options: ScrubCliOptions, report: ScrubReport, output: Output): Promise<number> {
+  const result = await procedures(store).repair(report, {
+    // absolute: through a daemon, the repair runs there, in its own working directory
+    sources: options.source?.map((source) => resolve(source)), force: options.force, dropUnreferenced: options.dropUnreferenced,
     scrubOptions: { mailbox: options.mailbox, maxRateBytesPerSecond: options.maxRate, hashThreads: options.threads },
   });
   const summary = {

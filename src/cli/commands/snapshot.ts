@@ -4,6 +4,7 @@
 // snapshots by itself.
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import { procedures } from '../../daemon/procedures.js';
 import { limits } from '../../limits.js';
 import { formatBytes } from '../progress.js';
 import { printJson, printLine, wantsJson, withStore } from '../context.js';
@@ -24,8 +25,8 @@ snapshot is durable and verified; a crash at any point leaves every record in th
 snapshot.`)
     .action(async (options: { journalArchive?: string }, command: Command) => {
       const { result, archive } = await withStore(command, async (store) => {
-        if (options.journalArchive !== undefined) await store.setJournalArchive(options.journalArchive === 'off' ? undefined : resolve(options.journalArchive));
-        return { result: await store.snapshot(), archive: await store.journalArchive() };
+        const archive = options.journalArchive === undefined ? undefined : options.journalArchive === 'off' ? null : resolve(options.journalArchive);
+        return procedures(store).snapshot(archive);
       });
       if (wantsJson(command)) return printJson({ ...result, journalArchive: archive ?? null });
       await printLine(`snapshot ${result.name}: seq ${result.seq}, ${result.records} records, ${formatBytes(result.bytes)}, ${result.durationMs} ms${result.reused ? ' (already there, verified)' : ''}`);

@@ -2,6 +2,7 @@
 // open pack and moves every sealed pack the policy lets go to the bucket (uploaded, read back and
 // compared, recorded in the journal, and only then removed locally); status says where the bytes are.
 import type { Command } from 'commander';
+import { procedures } from '../../daemon/procedures.js';
 import { MailstoreError } from '../../errors.js';
 import { formatBytes } from '../progress.js';
 import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
@@ -20,7 +21,7 @@ export function register(program: Command): void {
     .option('--keep-local <size>', 'keep the newest packs local up to this size (e.g. 2G); default: move every sealed pack', parseBytes)
     .option('--json', 'print the result as JSON')
     .action(async (options: { keepLocal?: number }, command: Command) => {
-      const result = await withStore(command, (store) => store.tierFlush({
+      const result = await withStore(command, (store) => procedures(store).tierFlush({
         keepLocalBytes: options.keepLocal,
         onPack: (pack, bytes) => { if (process.stderr.isTTY && !wantsJson(command)) process.stderr.write(`moved pack ${pack} (${formatBytes(bytes)})\n`); },
       }));
@@ -32,7 +33,7 @@ export function register(program: Command): void {
     .description('how many packs and bytes are local and in the bucket')
     .option('--json', 'print as JSON')
     .action(async (_options: unknown, command: Command) => {
-      const status = await withReadStore(command, (store) => store.tierStatus());
+      const status = await withReadStore(command, (store) => procedures(store).tierStatus());
       if (wantsJson(command)) return printJson(status);
       await printLine(`bucket ${status.url}`);
       await printLine(`local   ${status.localPacks} packs, ${formatBytes(status.localBytes)} (${(status.localShare * 100).toFixed(1)} %)`);

@@ -1,7 +1,7 @@
 // `mailstore usage [--user NAME]`: messages, bytes and unique bytes per user (user/NAME/...), with
 // the user's quota when one is set. Reads the index only.
 import type { Command } from 'commander';
-import { usage } from '../../store/usage.js';
+import { procedures } from '../../daemon/procedures.js';
 import { printJson, printLine, wantsJson, withStore } from '../context.js';
 
 export function register(program: Command): void {
@@ -11,7 +11,7 @@ export function register(program: Command): void {
     .option('--user <name>', 'only this user (--json then prints one object, not an array)')
     .option('--json', 'print {user, mailboxes, messages, bytes, uniqueBytes, quota?} (an array without --user)')
     .action(async (options: { user?: string }, command: Command) => {
-      const list = await withStore(command, (store) => usage(store, { user: options.user }));
+      const list = await withStore(command, (store) => procedures(store).usage({ user: options.user }));
       if (wantsJson(command)) return printJson(options.user === undefined ? list : list[0]);
       for (const u of list) {
         const quota = u.quota ? `  quota ${u.quota.storage ?? '-'} bytes, ${u.quota.messages ?? '-'} messages` : '';

@@ -2,7 +2,7 @@
 // (Cyrus's user rename and delete). Both are journaled before they return.
 import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
-import { messagesInTree } from '../../store/users.js';
+import { procedures } from '../../daemon/procedures.js';
 import { printJson, printLine, wantsJson, withStore } from '../context.js';
 
 export function register(program: Command): void {
@@ -25,7 +25,7 @@ export function register(program: Command): void {
     .option('--json', 'print {user, mailboxes, messages, aclEntries}')
     .action(async (name: string, options: { force?: boolean }, command: Command) => {
       const result = await withStore(command, async (store) => {
-        const messages = await messagesInTree(store, `user/${name}`).catch(() => 0);
+        const messages = await procedures(store).messagesInTree(`user/${name}`).catch(() => 0);
         if (messages > 0 && !options.force) {
           throw new MailstoreError('REFUSED', `user/${name} holds ${messages} message${messages === 1 ? '' : 's'}; add --force to delete them with it`, { path: `user/${name}` });
         }

@@ -1,0 +1,479 @@
+// The client library of the daemon (`import { Client } from 'mailstore/client'`): the Store's API
+// over the daemon's unix socket, so a mail server's many processes share one store. Same method
+// names, arguments and results as Store (both implement MailStore, checked by the compiler).
+//
+// Failures: the daemon's errors arrive with their MailstoreError code. When the daemon cannot be
+// reached, goes away, or a call outlives callTimeoutMs, the call fails UNAVAILABLE with
+// `mayHaveCommitted`: true only for a change whose every byte reached the socket (the daemon may
+// have committed it before it died); false when it cannot have been made. The next call
+// reconnects (waiting up to reconnectWaitMs for a restarting daemon).
+import { createConnection, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { MUTATING_PROCEDURES, type ProcedureRunner } from '../daemon/procedures.js';
+import {
+  Assembly, MUTATING_METHODS, PROTOCOL_VERSION, fromWireError, listingItemBytes, type Frame, type HelloResult, type WireError,
+} from '../daemon/protocol.js';
+import { FrameSocket } from '../daemon/transport.js';
+import { MailstoreError } from '../errors.js';
+import { daemonLimits } from '../limits.js';
+import type { AppendBatchItem, AppendBatchOptions, MailStore } from '../store/api.js';
+import type {
+  AppendOptions, AppendResult, FlagChange, MailboxStatus, MailboxSummary, MessageInfo, MessageWithBody, ReadMessagesOptions, StoreStats,
+} from '../store/types.js';
+import type { DeleteUserResult, RenameUserResult } from '../store/users.js';
+
+export { MailstoreError, isMailstoreError } from '../errors.js';
+export type { MailStore } from '../store/api.js';
+
+/** The socket a daemon of the store at `storeDir` listens on unless started with --socket. */
+export function defaultSocketPath(storeDir: string): string {
+  return join(storeDir, 'run', 'mailstore.sock');
+}
+
+export interface ClientOptions {
+  /** A call (its first answer, for listings and streams) fails UNAVAILABLE after this long; 0 or absent: no limit. */
+  callTimeoutMs?: number;
+  /** While the daemon cannot be reached, a call retries connecting this long before UNAVAILABLE (default 2000). */
+  reconnectWaitMs?: number;
+  /** A daemon that accepts the connection but does not answer its first call within this long is UNAVAILABLE (default: callTimeoutMs). */
+  connectTimeoutMs?: number;
+}
+
+type Pending =
+  | { kind: 'value'; mutating: boolean; sent: boolean; resolve(v: unknown): void; reject(e: Error): void; assembly?: Assembly; timer?: NodeJS.Timeout }
+  | { kind: 'stream'; mutating: false; sent: boolean; resolve(v: unknown): void; reject(e: Error): void; stream?: StreamState; timer?: NodeJS.Timeout }
+  | { kind: 'listing'; mutating: boolean; sent: boolean; listing: ListingState; timer?: NodeJS.Timeout };
+
+interface ListingState {
+  queue: Extract<Frame, { t: 'item' }>[];
+  done: boolean;
+  error?: Error;
+  wake?: () => void;
+  assembly?: Assembly;
+  assemblyFrame?: Extract<Frame, { t: 'item' }>;
+}
+
+interface StreamState { readable: Readable; received: number; acked: number }
+
+/** One connection to the daemon; a Client replaces it when it dies. */
+class Link {
+  readonly pending = new Map<number, Pending>();
+  readonly transport: FrameSocket;
+  private queue: Promise<void> = Promise.resolve();
+  dead = false;
+  /** What the daemon said when it dropped us (an err frame with id 0), for the UNAVAILABLE message. */
+  lastWord?: string;
+
+  constructor(socket: Socket, private readonly client: Client) {
+    this.transport = new FrameSocket(socket, {
+      frame: (frame) => client.receive(this, frame),
+      malformed: (error) => { this.lastWord = `unreadable answer: ${error.message}`; this.transport.destroy(); },
+      closed: () => { this.dead = true; client.linkClosed(this); },
+    });
+  }
+
+  /** Sends frames one call at a time, so a call's chunks never interleave with the next call (chains keep their order). */
+  enqueue(send: () => Promise<void>): Promise<void> {
+    const run = this.queue.then(send);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+}
+
+export class Client implements MailStore, ProcedureRunner {
+  private link?: Link;
+  private linking?: Promise<Link>;
+  private closed = false;
+  private nextId = 1;
+  private nextChain = 1;
+  private readonly chainIds = new WeakMap<object, number>();
+  /** The daemon's hello: protocol version, store id and root, pid. */
+  daemon?: HelloResult;
+
+  private constructor(readonly socketPath: string, private readonly options: ClientOptions) {}
+
+  /** Connects to the daemon at `socketPath` (UNAVAILABLE when none answers within reconnectWaitMs; ACCESS without permission). */
+  static async connect(socketPath: string, options: ClientOptions = {}): Promise<Client> {
+    const client = new Client(socketPath, options);
+    await client.currentLink();
+    return client;
+  }
+
+  // ---- connection --------------------------------------------------------------------------------
+
+  private async currentLink(): Promise<Link> {
+    if (this.closed) throw new MailstoreError('CLOSED', 'the client is closed');
+    if (this.link && !this.link.dead) return this.link;
+    this.linking ??= this.reconnect().finally(() => { this.linking = undefined; });
+    return this.linking;
+  }
+
+  private async reconnect(): Promise<Link> {
+    const deadline = Date.now() + (this.options.reconnectWaitMs ?? daemonLimits.clientReconnectWaitMs);
+    for (;;) {
+      try {
+        const socket = await openSocket(this.socketPath);
+        const link = new Link(socket, this);
+        this.link = link;
+        const hello = await this.withTimeout(this.send<HelloResult>(link, 'hello', [], false), link);
+        if (hello.protocol !== PROTOCOL_VERSION) throw new MailstoreError('INVALID', `the daemon speaks protocol ${hello.protocol}, this client ${PROTOCOL_VERSION}: upgrade them together`);
+        this.daemon = hello;
+        return link;
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'EACCES' || code === 'EPERM') {
+          throw new MailstoreError('ACCESS', `may not connect to the daemon's socket ${this.socketPath} (it is mode 0660: join its group, see serve --socket-group)`, { path: this.socketPath, cause: error });
+        }
+        if (error instanceof MailstoreError && error.code !== 'UNAVAILABLE') throw error;
+        if (Date.now() >= deadline || this.closed) {
+          throw new MailstoreError('UNAVAILABLE', `no daemon answers on ${this.socketPath} (${code ?? (error as Error).message}); is 'mailstore serve' running?`, { path: this.socketPath, cause: error, mayHaveCommitted: false });
+        }
+        await sleep(daemonLimits.clientReconnectRetryMs);
+      }
+    }
+  }
+
+  /** The hello of a new link, bounded by connectTimeoutMs: a hung daemon must not hang the caller. */
+  private withTimeout<T>(answer: Promise<T>, link: Link): Promise<T> {
+    const ms = this.options.connectTimeoutMs ?? this.options.callTimeoutMs;
+    if (!ms) return answer;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        link.transport.destroy();
+        reject(new MailstoreError('UNAVAILABLE', `the daemon on ${this.socketPath} accepted the connection but did not answer within ${ms} ms`, { path: this.socketPath, mayHaveCommitted: false }));
+      }, ms);
+    });
+    return Promise.race([answer, late]).finally(() => clearTimeout(timer));
+  }
+
+  /** The link died: every call in flight on it fails UNAVAILABLE, saying whether it may have committed. */
+  linkClosed(link: Link): void {
+    if (this.link === link) this.link = undefined;
+    const why = link.lastWord ? `the daemon dropped the connection (${link.lastWord})` : this.closed ? 'the client was closed' : 'the daemon went away';
+    for (const [id, pending] of link.pending) {
+      link.pending.delete(id);
+      const mayHaveCommitted = pending.mutating && pending.sent;
+      const error = this.closed && !link.lastWord
+        ? new MailstoreError('CLOSED', `the client was closed with the call in flight${mayHaveCommitted ? '; it may have been committed' : ''}`, { mayHaveCommitted })
+        : new MailstoreError('UNAVAILABLE', `${why} during the call; ${mayHaveCommitted ? 'it MAY HAVE BEEN COMMITTED: look before retrying' : 'nothing of it was committed'}`, { path: this.socketPath, mayHaveCommitted });
+      this.settle(pending, error);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const link = this.link;
+    if (!link || link.dead) return;
+    await new Promise<void>((resolve) => {
+      link.transport.socket.once('close', () => resolve());
+      link.transport.end();
+      setTimeout(() => link.transport.destroy(), 1000).unref();
+    });
+  }
+
+  // ---- frames in ---------------------------------------------------------------------------------
+
+  receive(link: Link, frame: Frame): void {
+    if (frame.t === 'err' && frame.id === 0) {
+      link.lastWord = `${frame.e?.code}: ${frame.e?.message}`;
+      return;
+    }
+    const pending = link.pending.get(frame.id);
+    if (!pending) return; // timed out, cancelled or finished: a late answer is dropped
+    if (pending.kind === 'listing') return this.receiveListing(link, frame.id, pending, frame);
+    if (frame.t === 'err') return this.finish(link, frame.id, pending, fromWireError(frame.e as WireError));
+    if (pending.kind === 'stream') return this.receiveStream(link, frame.id, pending, frame);
+    if (frame.t === 'res') {
+      if (!frame.b) return this.finish(link, frame.id, pending, undefined, frame.v);
+      pending.assembly = new Assembly(frame.v, frame.b, Number.MAX_SAFE_INTEGER);
+    } else if (frame.t === 'chunk' && pending.assembly) {
+      pending.assembly.add(frame.d);
+      if (pending.assembly.complete) this.finish(link, frame.id, pending, undefined, pending.assembly.value);
+    }
+  }
+
+  private finish(link: Link, id: number, pending: Pending, error?: Error, value?: unknown): void {
+    link.pending.delete(id);
+    clearTimeout(pending.timer);
+    if (error) this.settle(pending, error);
+    else if (pending.kind !== 'listing') pending.resolve(value);
+  }
+
+  private settle(pending: Pending, error: Error): void {
+    clearTimeout(pending.timer);
+    if (pending.kind === 'listing') {
+      pending.listing.error = error;
+      pending.listing.wake?.();
+    } else if (pending.kind === 'stream' && pending.stream) {
+      pending.stream.readable.destroy(error);
+    } else {
+      pending.reject(error);
+    }
+  }
+
+  private receiveListing(link: Link, id: number, pending: Extract<Pending, { kind: 'listing' }>, frame: Frame): void {
+    const state = pending.listing;
+    clearTimeout(pending.timer);
+    if (frame.t === 'item') {
+      if (!frame.b) state.queue.push(frame);
+      else {
+        state.assembly = new Assembly(frame.v, frame.b, Number.MAX_SAFE_INTEGER);
+        state.assemblyFrame = frame;
+      }
+    } else if (frame.t === 'chunk' && state.assembly) {
+      state.assembly.add(frame.d);
+      if (state.assembly.complete) {
+        state.queue.push({ ...state.assemblyFrame!, v: state.assembly.value });
+        state.assembly = undefined;
+      }
+    } else if (frame.t === 'end') {
+      state.done = true;
+      link.pending.delete(id);
+    } else if (frame.t === 'err') {
+      state.error = fromWireError(frame.e);
+      link.pending.delete(id);
+    }
+    state.wake?.();
+  }
+
+  private receiveStream(link: Link, id: number, pending: Extract<Pending, { kind: 'stream' }>, frame: Frame): void {
+    if (frame.t === 'res' && frame.stream) {
+      clearTimeout(pending.timer);
+      const state: StreamState = { readable: undefined as unknown as Readable, received: 0, acked: 0 };
+      state.readable = new Readable({
+        read: () => this.ackStream(link, id, state),
+        destroy: (error, callback) => {
+          if (link.pending.has(id)) {
+            link.pending.delete(id);
+            link.transport.send({ t: 'cancel', id });
+          }
+          callback(error);
+        },
+      });
+      pending.stream = state;
+      pending.resolve(state.readable);
+    } else if (frame.t === 'chunk' && pending.stream) {
+      pending.stream.received += frame.d.length;
+      if (pending.stream.readable.push(frame.d)) this.ackStream(link, id, pending.stream);
+    } else if (frame.t === 'end' && pending.stream) {
+      link.pending.delete(id);
+      pending.stream.readable.push(null);
+    }
+  }
+
+  /** Tells the daemon how much of a stream was taken, a quarter window at a time. */
+  private ackStream(link: Link, id: number, state: StreamState): void {
+    const n = state.received - state.acked;
+    if (n < daemonLimits.streamWindowBytes / 4 || !link.pending.has(id)) return;
+    state.acked = state.received;
+    link.transport.send({ t: 'more', id, n, k: 0 });
+  }
+
+  // ---- calls out ---------------------------------------------------------------------------------
+
+  /** Sends one call on `link` and waits for its value. */
+  private send<T>(link: Link, method: string, args: unknown[], mutating: boolean): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      const pending: Pending = { kind: 'value', mutating, sent: false, resolve: resolve as (v: unknown) => void, reject };
+      this.start(link, id, pending, method, args);
+    });
+  }
+
+  private start(link: Link, id: number, pending: Pending, method: string, args: unknown[]): void {
+    link.pending.set(id, pending);
+    this.armTimeout(link, id, pending, method);
+    link.enqueue(() => link.transport.sendValue({ t: 'call', id, m: method }, args))
+      .then(() => { pending.sent = true; })
+      .catch((error: unknown) => {
+        if (!link.pending.has(id)) return;
+        link.pending.delete(id);
+        // INVALID: the call was too big for a frame and nothing was sent; otherwise the link died mid-call
+        const failure = error instanceof MailstoreError && error.code !== 'UNAVAILABLE' ? error
+          : new MailstoreError('UNAVAILABLE', `the daemon went away while the call was being sent; nothing of it was committed`, { path: this.socketPath, mayHaveCommitted: false });
+        this.settle(pending, failure);
+      });
+  }
+
+  private armTimeout(link: Link, id: number, pending: Pending, method: string): void {
+    const ms = this.options.callTimeoutMs;
+    if (!ms) return;
+    pending.timer = setTimeout(() => {
+      if (link.pending.get(id) !== pending) return;
+      link.pending.delete(id);
+      if (pending.kind !== 'value') link.transport.send({ t: 'cancel', id });
+      const mayHaveCommitted = pending.mutating;
+      this.settle(pending, new MailstoreError('UNAVAILABLE', `the daemon did not answer ${method} within ${ms} ms; ${mayHaveCommitted ? 'it MAY HAVE BEEN COMMITTED: look before retrying' : 'it changed nothing'}`, { path: this.socketPath, mayHaveCommitted }));
+    }, ms);
+    pending.timer.unref();
+  }
+
+  private async call<T>(method: string, args: unknown[], mutating = MUTATING_METHODS.has(method)): Promise<T> {
+    const link = await this.currentLink();
+    return this.send<T>(link, method, args, mutating);
+  }
+
+  private async *listing<T>(method: string, args: unknown[], mutating: boolean, onCorrupt?: ReadMessagesOptions['onCorrupt']): AsyncGenerator<T> {
+    const link = await this.currentLink();
+    const id = this.nextId++;
+    const state: ListingState = { queue: [], done: false };
+    this.start(link, id, { kind: 'listing', mutating, sent: false, listing: state }, method, args);
+    let takenBytes = 0, takenItems = 0;
+    try {
+      for (;;) {
+        const frame = state.queue.shift();
+        if (frame) {
+          takenItems++;
+          takenBytes += listingItemBytes(frame.v);
+          if (takenBytes >= daemonLimits.streamWindowBytes / 4 || takenItems >= daemonLimits.streamWindowItems / 4) {
+            link.transport.send({ t: 'more', id, n: takenBytes, k: takenItems });
+            takenBytes = takenItems = 0;
+          }
+          if (frame.c) onCorrupt?.(frame.c.info as MessageInfo, fromWireError(frame.c.e) as MailstoreError);
+          else yield frame.v as T;
+          continue;
+        }
+        if (state.error) throw state.error;
+        if (state.done) return;
+        await new Promise<void>((resolve) => { state.wake = resolve; });
+        state.wake = undefined;
+      }
+    } finally {
+      if (link.pending.delete(id)) link.transport.send({ t: 'cancel', id }); // the caller stopped early
+    }
+  }
+
+  // ---- the MailStore API -------------------------------------------------------------------------
+
+  createMailbox(name: string, options: { owner?: string; acl?: Record<string, string> } = {}): Promise<MailboxSummary> {
+    return this.call('createMailbox', [name, options]);
+  }
+
+  renameMailbox(from: string, to: string): Promise<{ renamed: number }> {
+    return this.call('renameMailbox', [from, to]);
+  }
+
+  deleteMailbox(name: string): Promise<{ messages: number }> {
+    return this.call('deleteMailbox', [name]);
+  }
+
+  listMailboxes(options: { user?: string; pattern?: string } = {}): Promise<{ name: string; id: string; rights?: string }[]> {
+    return this.call('listMailboxes', [options]);
+  }
+
+  mailbox(name: string): Promise<MailboxSummary> {
+    return this.call('mailbox', [name]);
+  }
+
+  status(name: string): Promise<MailboxStatus> {
+    return this.call('status', [name]);
+  }
+
+  setAcl(mailbox: string, identifier: string, rights: string): Promise<void> {
+    return this.call<void>('setAcl', [mailbox, identifier, rights]).then(() => undefined);
+  }
+
+  getAcl(mailbox: string): Promise<Record<string, string>> {
+    return this.call('getAcl', [mailbox]);
+  }
+
+  append(mailbox: string, bytes: Uint8Array, options: AppendOptions = {}): Promise<AppendResult> {
+    return this.call('append', [mailbox, bytes, options]);
+  }
+
+  appendBatch(mailbox: string, items: AppendBatchItem[], options: AppendBatchOptions = {}): Promise<AppendResult[]> {
+    // A chain is an object here and a number on the socket: the same object, the same number.
+    let wire: unknown = options;
+    if (options && typeof options === 'object' && options.chain && typeof options.chain === 'object') {
+      let chainId = this.chainIds.get(options.chain);
+      if (chainId === undefined) this.chainIds.set(options.chain, (chainId = this.nextChain++));
+      wire = { ...options, chain: chainId };
+    }
+    return this.call('appendBatch', [mailbox, items, wire]);
+  }
+
+  getMeta<T>(key: string): Promise<T | undefined> {
+    return this.call<T | null | undefined>('getMeta', [key]).then((v) => (v === null ? undefined : v));
+  }
+
+  setFlags(mailbox: string, uids: number | number[], change: FlagChange): Promise<{ modseq: number; updated: number[]; modified: number[] }> {
+    return this.call('setFlags', [mailbox, uids, change]);
+  }
+
+  expunge(mailbox: string, uids: number | number[]): Promise<{ expunged: number[]; modseq: number }> {
+    return this.call('expunge', [mailbox, uids]);
+  }
+
+  copy(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }> {
+    return this.call('copy', [from, uids, to]);
+  }
+
+  move(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }> {
+    return this.call('move', [from, uids, to]);
+  }
+
+  stats(): Promise<StoreStats> {
+    return this.call('stats', []);
+  }
+
+  messageInfo(mailbox: string, uid: number): Promise<MessageInfo> {
+    return this.call('messageInfo', [mailbox, uid]);
+  }
+
+  messages(mailbox: string, options: { fromUid?: number } = {}): AsyncGenerator<MessageInfo> {
+    return this.listing<MessageInfo>('messages', [mailbox, options], false);
+  }
+
+  fetch(mailbox: string, uid: number): Promise<Buffer> {
+    return this.call('fetch', [mailbox, uid]);
+  }
+
+  readMessages(mailbox: string, options: ReadMessagesOptions = {}): AsyncGenerator<MessageWithBody> {
+    const { onCorrupt, ...rest } = options ?? {};
+    return this.listing<MessageWithBody>('readMessages', [mailbox, onCorrupt ? { ...rest, onCorrupt: true } : rest], false, onCorrupt);
+  }
+
+  async fetchStream(mailbox: string, uid: number): Promise<Readable> {
+    const link = await this.currentLink();
+    const id = this.nextId++;
+    return new Promise<Readable>((resolve, reject) => {
+      this.start(link, id, { kind: 'stream', mutating: false, sent: false, resolve: resolve as (v: unknown) => void, reject }, 'fetchStream', [mailbox, uid]);
+    });
+  }
+
+  changesSince(mailbox: string, modseq: number): Promise<{ changed: MessageInfo[]; vanished: number[]; highestModseq: number }> {
+    return this.call('changesSince', [mailbox, modseq]);
+  }
+
+  renameUser(from: string, to: string): Promise<RenameUserResult> {
+    return this.call('renameUser', [from, to]);
+  }
+
+  deleteUser(name: string): Promise<DeleteUserResult> {
+    return this.call('deleteUser', [name]);
+  }
+
+  // ---- procedures (src/daemon/procedures.ts) -----------------------------------------------------
+
+  procedure(name: string, args: unknown[]): Promise<unknown> {
+    return this.call('procedure', [name, ...args], MUTATING_PROCEDURES.has(name));
+  }
+
+  procedureListing(name: string, args: unknown[]): AsyncGenerator<unknown> {
+    return this.listing('procedure', [name, ...args], MUTATING_PROCEDURES.has(name));
+  }
+}
+
+function openSocket(path: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(path);
+    socket.once('connect', () => {
+      socket.removeListener('error', reject);
+      resolve(socket);
+    });
+    socket.once('error', reject);
+  });
+}

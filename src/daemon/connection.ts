@@ -1,0 +1,310 @@
+// One client connection of the daemon: calls in, answers out. Calls run concurrently (so the
+// appends of all connections meet in the Store's group-commit writer), in the order they arrived
+// complete (so appendBatch chains keep their order). Bounded per connection: calls in flight and
+// body bytes held; past either, the daemon stops reading the socket until calls finish, which is
+// the backpressure a client feels. Listings and streams run at most a window ahead of their reader.
+import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
+import { MailstoreError } from '../errors.js';
+import { daemonLimits } from '../limits.js';
+import type { CommitChain } from '../store/api.js';
+import type { MessageInfo } from '../store/types.js';
+import { LISTING_PROCEDURES, PROCEDURES, type ProcedureName } from './procedures.js';
+import {
+  Assembly, LISTING_METHODS, listingItemBytes, STREAM_METHODS, VALUE_METHODS, toWireError, type Frame,
+} from './protocol.js';
+import type { DaemonServer } from './server.js';
+import { FrameSocket } from './transport.js';
+
+/** A listing or stream being sent: how far it is ahead of what the client acknowledged. */
+interface Flow {
+  sentBytes: number;
+  sentItems: number;
+  ackedBytes: number;
+  ackedItems: number;
+  cancelled: boolean;
+  wake?: () => void;
+}
+
+/** Chains a connection keeps (an import uses one per folder); the oldest is forgotten past this. */
+const CHAINS_MAX = 1024;
+
+export class DaemonConnection {
+  readonly closed: Promise<void>;
+  private readonly transport: FrameSocket;
+  private readonly assemblies = new Map<number, { method: string; assembly: Assembly }>();
+  /** Calls refused while their bytes were still coming: id -> bytes still to drop. */
+  private readonly discarding = new Map<number, number>();
+  private readonly flows = new Map<number, Flow>();
+  private readonly chains = new Map<number, CommitChain>();
+  private inFlight = 0;
+  private heldBytes = 0;
+  private reading = true;
+  private stopped = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(readonly id: number, socket: Socket, private readonly server: DaemonServer) {
+    let closedResolve!: () => void;
+    this.closed = new Promise((resolve) => { closedResolve = resolve; });
+    this.transport = new FrameSocket(socket, {
+      frame: (frame) => this.frame(frame),
+      malformed: (error) => this.malformed(error),
+      closed: () => {
+        for (const flow of this.flows.values()) this.cancel(flow);
+        this.assemblies.clear();
+        closedResolve();
+        this.wakeIdle();
+      },
+    }, daemonLimits.frameCompleteMs);
+  }
+
+  private get store() {
+    return this.server.store;
+  }
+
+  private frame(frame: Frame): void {
+    switch (frame.t) {
+      case 'call': return this.call(frame);
+      case 'chunk': return this.chunk(frame.id, frame.d);
+      case 'more': return this.credit(frame.id, frame.n, frame.k);
+      case 'cancel': {
+        const flow = this.flows.get(frame.id);
+        if (flow) this.cancel(flow);
+        return;
+      }
+      default: return this.malformed(new MailstoreError('INVALID', `a client may not send ${frame.t} frames`));
+    }
+  }
+
+  /** Answers INVALID (id 0: no call) where it still can, and drops the connection. */
+  private malformed(error: MailstoreError): void {
+    this.server.logger.warn('malformed-frame', { connection: this.id, code: error.code, message: error.message });
+    this.transport.send({ t: 'err', id: 0, e: toWireError(error) });
+    this.transport.end();
+    setTimeout(() => this.transport.destroy(), 1000).unref();
+  }
+
+  private call(frame: Extract<Frame, { t: 'call' }>): void {
+    if (this.assemblies.has(frame.id) || this.flows.has(frame.id)) return this.malformed(new MailstoreError('INVALID', `call id ${frame.id} is already in use`));
+    if (!frame.b) return this.dispatch(frame.id, frame.m, frame.a, 0);
+    let assembly: Assembly;
+    try {
+      assembly = new Assembly(frame.a, frame.b, daemonLimits.callBytesMax);
+    } catch (error) {
+      if (!(error instanceof MailstoreError) || error.code !== 'TOO_LARGE') return this.malformed(error as MailstoreError);
+      this.transport.send({ t: 'err', id: frame.id, e: toWireError(error) });
+      this.discarding.set(frame.id, declaredBytes(frame.a));
+      return;
+    }
+    this.assemblies.set(frame.id, { method: frame.m, assembly });
+  }
+
+  private chunk(id: number, data: Buffer): void {
+    const dropping = this.discarding.get(id);
+    if (dropping !== undefined) {
+      if (dropping - data.length <= 0) this.discarding.delete(id);
+      else this.discarding.set(id, dropping - data.length);
+      return;
+    }
+    const pending = this.assemblies.get(id);
+    if (!pending) return this.malformed(new MailstoreError('INVALID', `chunk frame for id ${id}, which expects none`));
+    try {
+      pending.assembly.add(data);
+    } catch (error) {
+      return this.malformed(error as MailstoreError);
+    }
+    if (!pending.assembly.complete) return;
+    this.assemblies.delete(id);
+    this.dispatch(id, pending.method, pending.assembly.value as unknown[], pending.assembly.bytes);
+  }
+
+  private dispatch(id: number, method: string, args: unknown[], bytes: number): void {
+    if (this.stopped) {
+      const error = new MailstoreError('UNAVAILABLE', 'the daemon is stopping; nothing of this call was done (retry once it is back)', { mayHaveCommitted: false });
+      this.transport.send({ t: 'err', id, e: toWireError(error) });
+      return;
+    }
+    this.inFlight++;
+    this.heldBytes += bytes;
+    this.updateReading();
+    const started = performance.now();
+    let code: string | undefined;
+    this.run(id, method, args)
+      .catch((error: unknown) => {
+        code = error instanceof MailstoreError ? error.code : 'INTERNAL';
+        this.fail(id, error);
+      })
+      .finally(() => {
+        const event = { method, ms: performance.now() - started, code, ...(method === 'procedure' ? { procedure: String(args[0]) } : {}) };
+        for (const observe of this.server.onCall) observe(event);
+        this.inFlight--;
+        this.heldBytes -= bytes;
+        this.updateReading();
+        this.wakeIdle();
+      });
+  }
+
+  /** Runs one call. The store method is entered synchronously, so calls start in arrival order. */
+  private async run(id: number, method: string, args: unknown[]): Promise<void> {
+    if (method === 'hello') return this.reply(id, this.server.hello());
+    if (method === 'procedure') return this.runProcedure(id, args);
+    const store = this.store as unknown as Record<string, (...a: unknown[]) => unknown>;
+    if (VALUE_METHODS.has(method)) return this.reply(id, await store[method](...this.withChain(method, args)));
+    if (LISTING_METHODS.has(method)) return this.sendListing(id, store[method](...this.withCorruptItems(id, method, args)) as AsyncGenerator<unknown>);
+    if (STREAM_METHODS.has(method)) return this.sendStream(id, await (store[method](...args) as Promise<Readable>));
+    throw new MailstoreError('INVALID', `the daemon has no method ${JSON.stringify(method)}`);
+  }
+
+  private async runProcedure(id: number, args: unknown[]): Promise<void> {
+    const [name, ...rest] = args;
+    if (typeof name !== 'string' || !Object.hasOwn(PROCEDURES, name)) throw new MailstoreError('INVALID', `the daemon has no procedure ${JSON.stringify(name)}`);
+    const run = PROCEDURES[name as ProcedureName] as (...a: unknown[]) => unknown;
+    if (LISTING_PROCEDURES.has(name)) return this.sendListing(id, run(this.store, ...rest) as AsyncGenerator<unknown>);
+    return this.reply(id, await run(this.store, ...rest));
+  }
+
+  /** appendBatch's chain crosses as a number the client chose; each number is one CommitChain here. */
+  private withChain(method: string, args: unknown[]): unknown[] {
+    const options = args[2] as { chain?: unknown } | undefined;
+    if (method !== 'appendBatch' || options === null || typeof options !== 'object' || options.chain === undefined) return args;
+    if (!Number.isSafeInteger(options.chain)) throw new MailstoreError('INVALID', 'appendBatch chain must be a chain id on the socket');
+    let chain = this.chains.get(options.chain as number);
+    if (!chain) {
+      if (this.chains.size >= CHAINS_MAX) this.chains.delete(this.chains.keys().next().value as number);
+      chain = {};
+      this.chains.set(options.chain as number, chain);
+    }
+    return [args[0], args[1], { ...options, chain }];
+  }
+
+  /** readMessages' onCorrupt crosses as `true`: each skipped message becomes an item frame with c. */
+  private withCorruptItems(id: number, method: string, args: unknown[]): unknown[] {
+    const options = args[1] as { onCorrupt?: unknown } | undefined;
+    if (method !== 'readMessages' || options === null || typeof options !== 'object' || options.onCorrupt !== true) return args;
+    const onCorrupt = (info: MessageInfo, error: MailstoreError) => { this.transport.send({ t: 'item', id, c: { info, e: toWireError(error) } }); };
+    return [args[0], { ...options, onCorrupt }];
+  }
+
+  private async reply(id: number, value: unknown): Promise<void> {
+    try {
+      await this.transport.sendValue({ t: 'res', id }, value);
+    } catch (error) {
+      if (this.transport.closed) return; // the client went away; the call's effect stands
+      throw error;
+    }
+  }
+
+  private fail(id: number, error: unknown): void {
+    if (!(error instanceof MailstoreError)) this.server.logger.error('call-failed', { connection: this.id, id, message: (error as Error)?.message ?? String(error) });
+    else if (error.code === 'HALTED' || error.code === 'CLOSED') this.server.storeFailed(error);
+    this.transport.send({ t: 'err', id, e: toWireError(error) });
+  }
+
+  private async sendListing(id: number, items: AsyncGenerator<unknown>): Promise<void> {
+    const flow = this.openFlow(id);
+    try {
+      for await (const item of items) {
+        if (flow.cancelled) break;
+        await this.transport.sendValue({ t: 'item', id }, item);
+        flow.sentItems++;
+        flow.sentBytes += listingItemBytes(item);
+        await this.windowOpen(flow);
+      }
+      if (!flow.cancelled) this.transport.send({ t: 'end', id });
+    } finally {
+      this.flows.delete(id);
+      await items.return(undefined).catch(() => undefined);
+    }
+  }
+
+  private async sendStream(id: number, readable: Readable): Promise<void> {
+    const flow = this.openFlow(id);
+    try {
+      this.transport.send({ t: 'res', id, v: null, stream: true });
+      for await (const piece of readable) {
+        const bytes = piece as Buffer;
+        for (let at = 0; at < bytes.length && !flow.cancelled; at += daemonLimits.chunkBytes) {
+          const d = bytes.subarray(at, at + daemonLimits.chunkBytes);
+          if (!this.transport.send({ t: 'chunk', id, d })) await this.transport.drained();
+          flow.sentBytes += d.length;
+          await this.windowOpen(flow);
+        }
+        if (flow.cancelled) break;
+      }
+      if (!flow.cancelled) this.transport.send({ t: 'end', id });
+    } finally {
+      this.flows.delete(id);
+      readable.destroy();
+    }
+  }
+
+  private openFlow(id: number): Flow {
+    const flow: Flow = { sentBytes: 0, sentItems: 0, ackedBytes: 0, ackedItems: 0, cancelled: false };
+    this.flows.set(id, flow);
+    return flow;
+  }
+
+  /** Waits while the flow is a window ahead of its reader (or until it is cancelled or the connection closes). */
+  private async windowOpen(flow: Flow): Promise<void> {
+    while (!flow.cancelled && !this.transport.closed &&
+      (flow.sentBytes - flow.ackedBytes > daemonLimits.streamWindowBytes || flow.sentItems - flow.ackedItems > daemonLimits.streamWindowItems)) {
+      await new Promise<void>((resolve) => { flow.wake = resolve; });
+    }
+    if (this.transport.closed) flow.cancelled = true;
+  }
+
+  private credit(id: number, bytes: number, items: number): void {
+    const flow = this.flows.get(id);
+    if (!flow) return; // the flow ended while the credit was on its way
+    flow.ackedBytes += Number(bytes) || 0;
+    flow.ackedItems += Number(items) || 0;
+    flow.wake?.();
+  }
+
+  private cancel(flow: Flow): void {
+    flow.cancelled = true;
+    flow.wake?.();
+  }
+
+  /** Stops reading the socket while the connection is at its bounds (or stopping), resumes below them. */
+  private updateReading(): void {
+    const busy = this.inFlight >= daemonLimits.callsPerConnectionMax || this.heldBytes > daemonLimits.heldBytesPerConnectionMax;
+    if (busy && this.reading) this.transport.socket.pause();
+    if (!busy && !this.reading) this.transport.socket.resume();
+    this.reading = !busy;
+  }
+
+  /** SIGTERM: no new calls from this connection; each is answered UNAVAILABLE (not done) instead. */
+  stopReading(): void {
+    this.stopped = true;
+  }
+
+  /** Resolves when no call of this connection is in flight (or it closed). */
+  idle(): Promise<void> {
+    if (this.inFlight === 0 || this.transport.closed) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private wakeIdle(): void {
+    if (this.inFlight > 0 && !this.transport.closed) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  destroy(): void {
+    this.transport.destroy();
+  }
+}
+
+/** The bytes a refused call's detached byte strings still announce (to drop them as they come). */
+function declaredBytes(args: unknown[]): number {
+  let total = 0;
+  const walk = (v: unknown): void => {
+    if (v !== null && typeof v === 'object' && 'tag' in v && 'value' in v && typeof (v as { value: unknown }).value === 'number') total += (v as { value: number }).value;
+    else if (Array.isArray(v)) v.forEach(walk);
+    else if (v !== null && typeof v === 'object' && !(v instanceof Uint8Array) && !(v instanceof Date)) Object.values(v).forEach(walk);
+  };
+  walk(args);
+  return total;
+}

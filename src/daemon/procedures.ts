@@ -1,0 +1,130 @@
+// What the daemon runs for a caller beyond the MailStore interface: the administration and
+// maintenance modules that take an open Store (quotas, usage, the mailbox list, user trees, scrub,
+// repair). A command calls `procedures(handle).getQuota(root)`: in-process on a Store, over the
+// socket on a Client, with the same arguments and results, so no command reaches into a Store's
+// internals when a daemon holds it.
+import { repair, type RepairOptions, type RepairResult } from '../scrub/repair.js';
+import { scrub, type ScrubOptions, type ScrubProgress, type ScrubReport } from '../scrub/scrub.js';
+import { limits } from '../limits.js';
+import type { MailStore } from '../store/api.js';
+import { dumpMailboxes, undumpMailboxes, type DumpedMailbox } from '../store/mailbox-list.js';
+import { getQuota, listQuotas, setQuota, type QuotaLimits, type QuotaReport } from '../store/quota.js';
+import { Store } from '../store/store.js';
+import { usage, type UserUsage } from '../store/usage.js';
+import { deleteMailboxTree, messagesInTree } from '../store/users.js';
+import { MailstoreError } from '../errors.js';
+import { readEvents, type MailEvent } from '../events/events.js';
+import { parseCursor } from '../events/cursor.js';
+import type { CompactOptions, CompactResult } from '../store/compact.js';
+import type { ConsumerState } from '../store/changes.js';
+import type { SnapshotResult } from '../store/snapshots.js';
+import type { TierFlushResult, TierStatus } from '../store/tier.js';
+import type { Op } from '../store/records.js';
+
+/** Each takes the daemon's Store first, then the caller's arguments (functions among them are dropped on the socket). */
+export const PROCEDURES = {
+  getQuota: (store: Store, root: string): Promise<QuotaReport> => getQuota(store, root),
+  setQuota: (store: Store, root: string, limits: QuotaLimits): Promise<void> => setQuota(store, root, limits),
+  listQuotas: (store: Store): Promise<{ root: string; limits: QuotaLimits }[]> => listQuotas(store),
+  usage: (store: Store, options?: { user?: string }): Promise<UserUsage[]> => usage(store, options),
+  dumpMailboxes: (store: Store): AsyncGenerator<DumpedMailbox> => dumpMailboxes(store),
+  undumpMailboxes: (store: Store, entries: DumpedMailbox[]): Promise<{ created: number }> => undumpMailboxes(store, entries),
+  messagesInTree: (store: Store, name: string): Promise<number> => messagesInTree(store, name),
+  deleteMailboxTree: (store: Store, name: string): Promise<{ mailboxes: number; messages: number }> => deleteMailboxTree(store, name),
+  scrub: (store: Store, options?: ScrubOptions): Promise<ScrubReport> => scrub(store, options),
+  scrubEvents: (store: Store, options?: ScrubOptions): AsyncGenerator<ScrubEvent> => scrubEvents(store, options),
+  repair: (store: Store, before: ScrubReport, options?: RepairOptions): Promise<RepairResult> => repair(store, before, options),
+  compact: (store: Store, options?: CompactOptions): Promise<CompactResult> => store.compact(options),
+  snapshot: async (store: Store, archive?: string | null): Promise<{ result: SnapshotResult; archive: string | null }> => {
+    if (archive !== undefined) await store.setJournalArchive(archive ?? undefined);
+    return { result: await store.snapshot(), archive: (await store.journalArchive()) ?? null };
+  },
+  consumers: async (store: Store): Promise<{ lastSeq: number; firstSeq: number; consumers: ConsumerState[] }> => ({
+    lastSeq: store.changes.lastSeq, firstSeq: store.changes.firstSeq, consumers: await store.changes.consumers(),
+  }),
+  removeConsumer: (store: Store, name: string): Promise<boolean> => store.changes.remove(name),
+  tierFlush: (store: Store, options?: { keepLocalBytes?: number; onPack?: (pack: number, bytes: number) => void }): Promise<TierFlushResult> => store.tierFlush(options),
+  tierStatus: (store: Store): Promise<TierStatus> => store.tierStatus(),
+  events: (store: Store, since: string): AsyncGenerator<MailEvent> => readEvents(store, parseCursor(since)),
+  // what a backup reads through the daemon (src/backup/backup.ts BackupSource)
+  storeId: async (store: Store): Promise<string> => store.identity.storeId,
+  fetchBlob: (store: Store, hash: Buffer): Promise<Buffer> => store.fetchBlob(hash),
+  stateOps: (store: Store): AsyncGenerator<{ appliedSeq: number } | { op: Op }> => stateOps(store),
+};
+
+/** The store's state at one seq as a listing: its seq first, then every checkpoint op. */
+async function* stateOps(store: Store): AsyncGenerator<{ appliedSeq: number } | { op: Op }> {
+  const state = await store.maintenance().snapshotState();
+  try {
+    yield { appliedSeq: state.appliedSeq };
+    for await (const op of state.ops) yield { op };
+  } finally {
+    await state.close();
+  }
+}
+
+export type ProcedureName = keyof typeof PROCEDURES;
+
+/** Procedures that change the store (a call in flight when the daemon dies may have committed). */
+export const MUTATING_PROCEDURES: ReadonlySet<string> = new Set(['setQuota', 'undumpMailboxes', 'deleteMailboxTree', 'scrub', 'scrubEvents', 'repair', 'compact', 'snapshot', 'removeConsumer', 'tierFlush']);
+
+/** Procedures that answer with a listing (items, then end) rather than one value. */
+export const LISTING_PROCEDURES: ReadonlySet<string> = new Set(['dumpMailboxes', 'scrubEvents', 'events', 'stateOps']);
+
+/** What scrubEvents yields: progress now and then, the report last. */
+export type ScrubEvent = { progress: ScrubProgress; report?: undefined } | { report: ScrubReport; progress?: undefined };
+
+/**
+ * A scrub as a listing, so its progress can cross the daemon's socket (a callback cannot):
+ * progress at most every progressRedrawMs, then the report. The scrub runs to its end (it
+ * writes its cursor) even when the reader stops early.
+ */
+async function* scrubEvents(store: Store, options: ScrubOptions = {}): AsyncGenerator<ScrubEvent> {
+  const queue: ScrubEvent[] = [];
+  let wake: (() => void) | undefined;
+  let done = false;
+  let failure: unknown;
+  let last = 0;
+  const onProgress = (progress: ScrubProgress) => {
+    const now = Date.now();
+    if (now - last < limits.progressRedrawMs) return;
+    last = now;
+    queue.push({ progress });
+    wake?.();
+  };
+  void scrub(store, { ...options, onProgress })
+    .then((report) => { queue.push({ report }); }, (error: unknown) => { failure = error; })
+    .finally(() => { done = true; wake?.(); });
+  for (;;) {
+    while (queue.length > 0) yield queue.shift()!;
+    if (failure !== undefined) throw failure;
+    if (done) return;
+    await new Promise<void>((resolve) => { wake = resolve; });
+    wake = undefined;
+  }
+}
+
+type Rest<F> = F extends (store: Store, ...args: infer A) => infer R ? (...args: A) => R : never;
+export type Procedures = { [K in ProcedureName]: Rest<(typeof PROCEDURES)[K]> };
+
+/** What a Client offers to run procedures remotely (client.ts). */
+export interface ProcedureRunner {
+  procedure(name: string, args: unknown[]): Promise<unknown>;
+  procedureListing(name: string, args: unknown[]): AsyncGenerator<unknown>;
+}
+
+function isRunner(handle: unknown): handle is ProcedureRunner {
+  return typeof (handle as ProcedureRunner).procedure === 'function';
+}
+
+/** The procedures of `handle`: run here on a Store, in the daemon on a Client. */
+export function procedures(handle: MailStore): Procedures {
+  const out: Record<string, (...args: unknown[]) => unknown> = {};
+  for (const name of Object.keys(PROCEDURES) as ProcedureName[]) {
+    const local = PROCEDURES[name] as (store: Store, ...args: unknown[]) => unknown;
+    if (handle instanceof Store) out[name] = (...args) => local(handle, ...args);
+    else if (isRunner(handle)) out[name] = LISTING_PROCEDURES.has(name) ? (...args) => handle.procedureListing(name, args) : (...args) => handle.procedure(name, args);
+    else out[name] = () => { throw new MailstoreError('INVALID', `${name} needs a Store or a daemon Client`); };
+  }
+  return out as unknown as Procedures;
+}

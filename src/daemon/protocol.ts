@@ -1,0 +1,287 @@
+// The daemon's socket protocol, shared by the server (server.ts) and the client library
+// (src/client/client.ts): length-prefixed CBOR frames carrying request ids, byte strings above a
+// threshold sent as chunk frames after their frame (so no frame, and no buffer on either side of a
+// stream, is ever a whole big body), and errors that keep their MailstoreError code across.
+//
+// A frame is a 4-byte big-endian payload length, then one CBOR map (docs/FORMAT.md, "Daemon socket").
+import { Encoder, Tag } from 'cbor-x';
+import { AssertionFailure, ERROR_CODES, MailstoreError, type ErrorCode } from '../errors.js';
+import { daemonLimits } from '../limits.js';
+
+/** Bumped when a frame changes meaning; the hello call returns it. */
+export const PROTOCOL_VERSION = 1;
+
+/** The CBOR tag that stands for a byte string sent after its frame as chunk frames (value: its length). */
+const DETACHED_TAG = 40_107;
+
+const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, variableMapSize: true, tagUint8Array: false });
+
+/** An error as it crosses the socket. `code` INTERNAL: not a MailstoreError (a bug on the daemon's side). */
+export interface WireError { code: string; message: string; path?: string; mayHaveCommitted?: boolean }
+
+/**
+ * call: client -> daemon, method m with arguments a. res / err: the answer. item: one element of
+ * a listing (v), or a message readMessages skipped as corrupt (c). end: a listing or stream is
+ * complete. chunk: bytes of the detached byte strings of the last frame of that id, in order, or
+ * of a stream. more: the reader consumed n bytes / k items, the sender may go on. cancel: the
+ * client no longer wants the listing or stream. Every frame whose v holds detached byte strings
+ * says how many (b).
+ */
+export type Frame =
+  | { t: 'call'; id: number; m: string; a: unknown[]; b?: number }
+  | { t: 'res'; id: number; v: unknown; b?: number; stream?: boolean; iter?: boolean }
+  | { t: 'err'; id: number; e: WireError }
+  | { t: 'item'; id: number; v?: unknown; b?: number; c?: { info: unknown; e: WireError } }
+  | { t: 'end'; id: number }
+  | { t: 'chunk'; id: number; d: Buffer }
+  | { t: 'more'; id: number; n: number; k: number }
+  | { t: 'cancel'; id: number };
+
+const FRAME_TYPES = new Set(['call', 'res', 'err', 'item', 'end', 'chunk', 'more', 'cancel']);
+
+/** One frame as bytes: the length prefix and the CBOR map. INVALID when it would exceed frameBytesMax. */
+export function encodeFrame(frame: Frame): Buffer {
+  const body = cbor.encode(frame);
+  if (body.length > daemonLimits.frameBytesMax) {
+    throw new MailstoreError('INVALID', `a ${frame.t} frame of ${body.length} bytes exceeds the socket protocol's limit of ${daemonLimits.frameBytesMax} bytes (too many arguments or results in one call)`);
+  }
+  const out = Buffer.allocUnsafe(4 + body.length);
+  out.writeUInt32BE(body.length, 0);
+  out.set(body, 4);
+  return out;
+}
+
+/** A frame's payload decoded and its shape checked; INVALID for anything else. */
+export function decodeFrame(payload: Buffer): Frame {
+  let frame: unknown;
+  try {
+    frame = cbor.decode(payload);
+  } catch (error) {
+    throw new MailstoreError('INVALID', `malformed frame: not CBOR (${(error as Error).message})`, { cause: error });
+  }
+  const f = frame as Record<string, unknown> | null;
+  if (f === null || typeof f !== 'object' || !FRAME_TYPES.has(f.t as string) || !Number.isSafeInteger(f.id) || (f.id as number) < 0) {
+    throw new MailstoreError('INVALID', 'malformed frame: not a map with a known type t and an integer id');
+  }
+  if (f.t === 'call' && (typeof f.m !== 'string' || !Array.isArray(f.a))) throw new MailstoreError('INVALID', 'malformed call frame: needs a method name m and an argument array a');
+  if (f.t === 'chunk' && !Buffer.isBuffer(f.d)) throw new MailstoreError('INVALID', 'malformed chunk frame: d is not a byte string');
+  if (f.b !== undefined && !(Number.isSafeInteger(f.b) && (f.b as number) >= 0)) throw new MailstoreError('INVALID', 'malformed frame: b is not a count');
+  return f as unknown as Frame;
+}
+
+/**
+ * Cuts a byte stream into frame payloads. Keeps the pieces it was given until a frame is complete
+ * (no concatenation per read), and refuses a length above frameBytesMax before buffering any of it.
+ */
+export class FrameReader {
+  private pieces: Buffer[] = [];
+  private buffered = 0;
+  private wanted = -1;
+
+  /** A frame has begun and is not complete (the daemon bounds how long that may last). */
+  get midFrame(): boolean {
+    return this.buffered > 0;
+  }
+
+  /** The complete payloads in `data` (and what came before); INVALID for an oversized length. */
+  push(data: Buffer): Buffer[] {
+    this.pieces.push(data);
+    this.buffered += data.length;
+    const out: Buffer[] = [];
+    for (;;) {
+      if (this.wanted < 0) {
+        if (this.buffered < 4) break;
+        const head = this.take(4);
+        this.wanted = head.readUInt32BE(0);
+        if (this.wanted > daemonLimits.frameBytesMax) {
+          throw new MailstoreError('INVALID', `frame of ${this.wanted} bytes exceeds the limit of ${daemonLimits.frameBytesMax} bytes`);
+        }
+      }
+      if (this.buffered < this.wanted) break;
+      out.push(this.take(this.wanted));
+      this.wanted = -1;
+    }
+    return out;
+  }
+
+  private take(length: number): Buffer {
+    const first = this.pieces[0];
+    if (first && first.length >= length) {
+      const out = first.subarray(0, length);
+      if (first.length === length) this.pieces.shift();
+      else this.pieces[0] = first.subarray(length);
+      this.buffered -= length;
+      return out;
+    }
+    const out = Buffer.allocUnsafe(length);
+    let at = 0;
+    while (at < length) {
+      const piece = this.pieces[0];
+      const n = Math.min(piece.length, length - at);
+      piece.copy(out, at, 0, n);
+      at += n;
+      if (n === piece.length) this.pieces.shift();
+      else this.pieces[0] = piece.subarray(n);
+    }
+    this.buffered -= length;
+    return out;
+  }
+}
+
+// ---- byte strings detached from a value and sent as chunks ---------------------------------------
+
+/**
+ * A copy of `value` fit for CBOR: byte strings above inlineBytesMax (or past inlineTotalBytesMax in
+ * all) replaced by a tag holding their length, those byte strings listed in order; functions and
+ * undefined dropped (a callback cannot cross the socket).
+ */
+export function detach(value: unknown): { value: unknown; blobs: Uint8Array[] } {
+  const blobs: Uint8Array[] = [];
+  let inline = 0;
+  const walk = (v: unknown): unknown => {
+    if (v instanceof Uint8Array) {
+      if (v.length > daemonLimits.inlineBytesMax || inline + v.length > daemonLimits.inlineTotalBytesMax) {
+        blobs.push(v);
+        return new Tag(v.length, DETACHED_TAG);
+      }
+      inline += v.length;
+      return v;
+    }
+    if (Array.isArray(v)) return v.map(walk);
+    if (v !== null && typeof v === 'object' && !(v instanceof Date)) {
+      const out: Record<string, unknown> = {};
+      for (const [key, item] of Object.entries(v)) if (item !== undefined && typeof item !== 'function') out[key] = walk(item);
+      return out;
+    }
+    return typeof v === 'function' ? undefined : v;
+  };
+  return { value: walk(value), blobs };
+}
+
+/** The frames that carry `blobs` after their frame, each at most chunkBytes. */
+export function* chunkFrames(id: number, blobs: Uint8Array[]): Generator<Frame> {
+  for (const blob of blobs) {
+    const bytes = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
+    for (let at = 0; at < bytes.length; at += daemonLimits.chunkBytes) yield { t: 'chunk', id, d: bytes.subarray(at, at + daemonLimits.chunkBytes) };
+  }
+}
+
+interface Hole { parent: Record<string | number, unknown>; key: string | number; size: number; bytes?: Buffer; filled: number }
+
+/**
+ * A value received with `count` detached byte strings, filled in by the chunk frames that follow.
+ * Refuses (INVALID) a count that does not match its tags and a chunk past a byte string's end, and
+ * (TOO_LARGE) byte strings above `bytesMax` in all. Each byte string is allocated when its first
+ * chunk arrives, so memory grows with what was sent, not with what was announced.
+ */
+export class Assembly {
+  private readonly holes: Hole[] = [];
+  private current = 0;
+  readonly bytes: number;
+  readonly root: { v: unknown };
+
+  constructor(value: unknown, count: number, bytesMax: number) {
+    this.root = { v: value };
+    const found: { parent: Record<string | number, unknown>; key: string | number; size: number }[] = [];
+    findTags(this.root as Record<string, unknown>, 'v', found);
+    if (found.length !== count) throw new MailstoreError('INVALID', `malformed frame: says ${count} detached byte strings, holds ${found.length}`);
+    this.bytes = found.reduce((sum, f) => sum + f.size, 0);
+    if (this.bytes > bytesMax) throw new MailstoreError('TOO_LARGE', `${this.bytes} bytes of message data in one call exceed the limit of ${bytesMax} bytes`);
+    for (const f of found) this.holes.push({ ...f, filled: 0 });
+    this.skipFull();
+  }
+
+  get complete(): boolean {
+    return this.current >= this.holes.length;
+  }
+
+  /** The value with its byte strings in place (once complete). */
+  get value(): unknown {
+    return this.root.v;
+  }
+
+  add(chunk: Buffer): void {
+    const hole = this.holes[this.current];
+    if (!hole || chunk.length > hole.size - hole.filled) throw new MailstoreError('INVALID', 'malformed chunk frame: more bytes than announced');
+    hole.bytes ??= Buffer.allocUnsafe(hole.size);
+    chunk.copy(hole.bytes, hole.filled);
+    hole.filled += chunk.length;
+    this.skipFull();
+  }
+
+  private skipFull(): void {
+    while (this.current < this.holes.length && this.holes[this.current].filled === this.holes[this.current].size) {
+      const hole = this.holes[this.current++];
+      hole.parent[hole.key] = hole.bytes ?? Buffer.alloc(0);
+    }
+  }
+}
+
+function findTags(parent: Record<string | number, unknown>, key: string | number, out: { parent: Record<string | number, unknown>; key: string | number; size: number }[]): void {
+  const v = parent[key];
+  if (v instanceof Tag) {
+    if (v.tag !== DETACHED_TAG || !Number.isSafeInteger(v.value) || (v.value as number) < 0) throw new MailstoreError('INVALID', `malformed frame: unknown CBOR tag ${v.tag}`);
+    out.push({ parent, key, size: v.value as number });
+  } else if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) findTags(v as unknown as Record<number, unknown>, i, out);
+  } else if (v !== null && typeof v === 'object' && !(v instanceof Date) && !(v instanceof Uint8Array)) {
+    for (const k of Object.keys(v)) findTags(v as Record<string, unknown>, k, out);
+  }
+}
+
+// ---- errors -------------------------------------------------------------------------------------
+
+export function toWireError(error: unknown): WireError {
+  if (error instanceof MailstoreError) {
+    const wire: WireError = { code: error.code, message: error.message };
+    if (error.path !== undefined) wire.path = error.path;
+    if (error.mayHaveCommitted !== undefined) wire.mayHaveCommitted = error.mayHaveCommitted;
+    return wire;
+  }
+  return { code: 'INTERNAL', message: error instanceof Error ? error.message : String(error) };
+}
+
+/** The daemon's error as the caller sees it: the same MailstoreError code; INTERNAL (a bug) as an AssertionFailure. */
+export function fromWireError(wire: WireError): Error {
+  const code = typeof wire?.code === 'string' ? wire.code : 'INTERNAL';
+  const message = typeof wire?.message === 'string' ? wire.message : 'the daemon sent an error without a message';
+  if (Object.hasOwn(ERROR_CODES, code)) {
+    const mayHaveCommitted = typeof wire.mayHaveCommitted === 'boolean' ? wire.mayHaveCommitted : undefined;
+    return new MailstoreError(code as ErrorCode, message, { path: typeof wire.path === 'string' ? wire.path : undefined, mayHaveCommitted });
+  }
+  const failure = new AssertionFailure(`in the daemon: ${message.replace(/^assertion failed: /, '')}`);
+  return failure;
+}
+
+// ---- the methods --------------------------------------------------------------------------------
+
+/** MailStore methods answered with one value (res). */
+export const VALUE_METHODS: ReadonlySet<string> = new Set([
+  'createMailbox', 'renameMailbox', 'deleteMailbox', 'listMailboxes', 'mailbox', 'status', 'setAcl', 'getAcl', 'append', 'appendBatch',
+  'getMeta', 'setFlags', 'expunge', 'copy', 'move', 'stats', 'messageInfo', 'fetch', 'changesSince', 'renameUser', 'deleteUser',
+]);
+
+/** MailStore methods answered with a listing: item frames, then end (or err). */
+export const LISTING_METHODS: ReadonlySet<string> = new Set(['messages', 'readMessages']);
+
+/** MailStore methods answered with res {stream: true}, then the bytes as chunk frames, then end (or err). */
+export const STREAM_METHODS: ReadonlySet<string> = new Set(['fetchStream']);
+
+/** Methods that change the store: one in flight when the daemon goes away may have committed. */
+export const MUTATING_METHODS: ReadonlySet<string> = new Set([
+  'createMailbox', 'renameMailbox', 'deleteMailbox', 'setAcl', 'append', 'appendBatch', 'setFlags', 'expunge', 'copy', 'move', 'renameUser', 'deleteUser',
+]);
+
+/** The daemon's answer to `hello`, the first call of every client. */
+export interface HelloResult {
+  protocol: number;
+  storeId: string;
+  root: string;
+  pid: number;
+}
+
+/** A listing item's share of the stream window, reckoned the same on both sides: its body, plus a little for the rest. */
+export function listingItemBytes(item: unknown): number {
+  const body = (item as { body?: Uint8Array } | null)?.body;
+  return 256 + (body instanceof Uint8Array ? body.length : 0);
+}

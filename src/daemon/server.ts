@@ -1,0 +1,176 @@
+// The daemon: one process owns the Store (it holds the LOCK) and serves every other local process
+// over a unix socket, so many processes append through one group-commit writer. Each connection
+// is a DaemonConnection (connection.ts); this file owns the socket file, the set of connections
+// and the orderly stop (SIGTERM: stop accepting, let calls in flight finish within a bound, close).
+//
+// Where the next layers plug in: `server.store` is the open Store, `onStarted` hooks run once the
+// socket answers (LMTP, metrics, event consumers start there), `onStopping` hooks run after the
+// socket stopped accepting and before the store closes, `onCall` observers hear of every call
+// (method, time, error code: metrics). Commits are observed with StoreOptions.onCommit where
+// `serve` opens the store.
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { MailstoreError } from '../errors.js';
+import { ensureSocketDirectory, removeSocketFile, setSocketAccess, socketFileKind } from '../fs/socket-file.js';
+import { daemonLimits } from '../limits.js';
+import type { Store } from '../store/store.js';
+import { DaemonConnection } from './connection.js';
+import type { Logger } from './log.js';
+import { PROTOCOL_VERSION, type HelloResult } from './protocol.js';
+
+export interface DaemonServerOptions {
+  socketPath: string;
+  /** The socket's group (name or number); its mode is 0660, so members of the group may connect. */
+  socketGroup?: string;
+  logger: Logger;
+}
+
+export type DaemonHook = (server: DaemonServer) => void | Promise<void>;
+
+/** One call answered (or failed): for metrics (calls and errors by code, latency). */
+export interface CallEvent {
+  method: string;
+  /** For `procedure` calls, the procedure's name. */
+  procedure?: string;
+  ms: number;
+  /** The error's code when it failed (INTERNAL: not a MailstoreError). */
+  code?: string;
+}
+
+export class DaemonServer {
+  /** Run, in order, once the socket answers. */
+  readonly onStarted: DaemonHook[] = [];
+  /** Run, in order, when stopping: after the socket stopped accepting, before the store closes. */
+  readonly onStopping: DaemonHook[] = [];
+  /** Told of every call once it is answered or failed (must not throw; runs on the daemon's event loop). */
+  readonly onCall: ((event: CallEvent) => void)[] = [];
+  readonly logger: Logger;
+  private readonly server: Server;
+  private readonly connections = new Set<DaemonConnection>();
+  private stopped?: Promise<void>;
+  private markDone!: () => void;
+  /** Resolves once the daemon has stopped (a signal, or the store failed). */
+  readonly done = new Promise<void>((resolve) => { this.markDone = resolve; });
+  /** Why the daemon stopped by itself: the store stopped (HALTED, or CLOSED after a failure it could not undo). */
+  failure?: MailstoreError;
+  private connectionIds = 0;
+  /** The socket file is ours to remove (we listened on it). */
+  private listening = false;
+
+  constructor(readonly store: Store, readonly options: DaemonServerOptions) {
+    this.logger = options.logger;
+    this.server = createServer({ pauseOnConnect: false }, (socket) => this.accept(socket));
+    this.server.maxConnections = daemonLimits.connectionsMax;
+    this.server.on('drop', () => this.logger.warn('connection-refused', { reason: `more than ${daemonLimits.connectionsMax} connections` }));
+  }
+
+  get socketPath(): string {
+    return this.options.socketPath;
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  hello(): HelloResult {
+    return { protocol: PROTOCOL_VERSION, storeId: this.store.identity.storeId, root: this.store.root, pid: process.pid };
+  }
+
+  /** Listens on the socket (replacing a dead daemon's, refusing a live one's: LOCKED), then runs onStarted. */
+  async start(): Promise<void> {
+    const path = this.options.socketPath;
+    await ensureSocketDirectory(dirname(path));
+    await this.clearStaleSocket(path);
+    // The socket is created 0660 from the first instant (no window in which anyone may connect).
+    const umask = process.umask(0o117);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.server.once('error', reject);
+        this.server.listen({ path, backlog: daemonLimits.listenBacklog }, () => {
+          this.server.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (error) {
+      throw new MailstoreError('IO', `cannot listen on ${path}: ${(error as Error).message}`, { path, cause: error });
+    } finally {
+      process.umask(umask);
+    }
+    this.listening = true;
+    await setSocketAccess(path, 0o660, this.options.socketGroup);
+    this.logger.info('listening', { socket: path, store: this.store.root, pid: process.pid });
+    for (const hook of this.onStarted) await hook(this);
+  }
+
+  private async clearStaleSocket(path: string): Promise<void> {
+    const kind = await socketFileKind(path);
+    if (kind === 'none') return;
+    if (kind === 'other') throw new MailstoreError('INVALID', `${path} exists and is not a socket; not replacing it (choose another --socket)`, { path });
+    const answer = await probeSocket(path);
+    if (answer === 'live') throw new MailstoreError('LOCKED', `a daemon already answers on ${path}; stop it first`, { path });
+    if (answer === 'unknown') throw new MailstoreError('LOCKED', `cannot tell whether the daemon of ${path} still runs (cannot connect to it); remove the file once it does not`, { path });
+    this.logger.info('stale-socket-replaced', { socket: path });
+    await removeSocketFile(path);
+  }
+
+  private accept(socket: Socket): void {
+    if (this.stopped) {
+      socket.destroy();
+      return;
+    }
+    const connection = new DaemonConnection(++this.connectionIds, socket, this);
+    this.connections.add(connection);
+    connection.closed.then(() => this.connections.delete(connection), () => this.connections.delete(connection));
+  }
+
+  /**
+   * SIGTERM: stop accepting, refuse new calls (UNAVAILABLE, not done), let the calls in flight finish (at most
+   * shutdownGraceMs), run onStopping, drop the connections, close the store. Idempotent.
+   */
+  stop(reason = 'stop'): Promise<void> {
+    this.stopped ??= this.stopNow(reason).finally(() => this.markDone());
+    return this.stopped;
+  }
+
+  /**
+   * A call found the store stopped (HALTED, or CLOSED after a failure it could not undo): every
+   * later call would fail the same way, and only a reopen (its recovery) mends it. The daemon
+   * stops, so that its supervisor (systemd Restart=on-failure) starts it again.
+   */
+  storeFailed(error: MailstoreError): void {
+    if (this.stopped) return; // our own stop closes the store under calls in flight
+    this.failure = error;
+    this.logger.error('store-stopped', { code: error.code, message: error.message });
+    void this.stop('store-failed');
+  }
+
+  private async stopNow(reason: string): Promise<void> {
+    this.logger.info('stopping', { reason, connections: this.connections.size });
+    const closed = this.listening ? new Promise<void>((resolve) => this.server.close(() => resolve())) : Promise.resolve();
+    if (this.listening) await removeSocketFile(this.options.socketPath).catch(() => undefined);
+    for (const connection of this.connections) connection.stopReading();
+    const idle = Promise.all([...this.connections].map((c) => c.idle()));
+    const finished = await Promise.race([idle.then(() => true), sleep(daemonLimits.shutdownGraceMs, false, { ref: false })]);
+    if (!finished) this.logger.warn('stop-grace-expired', { graceMs: daemonLimits.shutdownGraceMs });
+    for (const hook of this.onStopping) await hook(this);
+    for (const connection of this.connections) connection.destroy();
+    await closed;
+    await this.store.close();
+    this.logger.info('stopped', { reason });
+  }
+}
+
+/** Whether something answers on a unix socket: live, dead (ECONNREFUSED: a daemon died), or unknown. */
+export function probeSocket(path: string): Promise<'live' | 'dead' | 'unknown'> {
+  return new Promise((resolve) => {
+    const socket = createConnection(path);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve('live');
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => {
+      resolve(error.code === 'ECONNREFUSED' || error.code === 'ENOENT' ? 'dead' : 'unknown');
+    });
+  });
+}

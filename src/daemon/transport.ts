@@ -1,0 +1,133 @@
+// One socket speaking the frame protocol (protocol.ts), for the daemon's connections and the client
+// library alike: frames in, frames out, and writes that wait for the socket to drain, so a peer that
+// does not read holds back only its own connection and never piles bytes up in memory.
+import type { Socket } from 'node:net';
+import { MailstoreError } from '../errors.js';
+import { chunkFrames, decodeFrame, detach, encodeFrame, FrameReader, type Frame } from './protocol.js';
+
+export interface TransportHandlers {
+  frame(frame: Frame): void;
+  /** A frame that cannot be read (INVALID, TOO_LARGE): the connection cannot go on. */
+  malformed(error: MailstoreError): void;
+  closed(error?: Error): void;
+}
+
+export class FrameSocket {
+  private readonly reader = new FrameReader();
+  private drainWaiters: (() => void)[] = [];
+  private frameTimer?: NodeJS.Timeout;
+  /** A malformed frame arrived: nothing more is read. */
+  private broken = false;
+  closed = false;
+
+  /** frameCompleteMs: a frame begun must be complete within this long (0: no bound). */
+  constructor(readonly socket: Socket, private readonly handlers: TransportHandlers, private readonly frameCompleteMs = 0) {
+    socket.on('data', (data: Buffer) => this.receive(data));
+    socket.on('drain', () => this.wake());
+    socket.on('error', () => undefined); // 'close' follows with hadError; the cause is not the peer's business
+    socket.on('close', () => {
+      this.closed = true;
+      clearTimeout(this.frameTimer);
+      this.wake();
+      handlers.closed();
+    });
+  }
+
+  /** A frame has begun arriving and is not complete yet. */
+  get midFrame(): boolean {
+    return this.reader.midFrame;
+  }
+
+  private receive(data: Buffer): void {
+    if (this.closed || this.broken) return;
+    let payloads: Buffer[];
+    try {
+      payloads = this.reader.push(data);
+    } catch (error) {
+      this.fail(error as MailstoreError);
+      return;
+    }
+    for (const payload of payloads) {
+      if (this.closed || this.broken) return;
+      let frame: Frame;
+      try {
+        frame = decodeFrame(payload);
+      } catch (error) {
+        this.fail(error as MailstoreError);
+        return;
+      }
+      this.handlers.frame(frame);
+    }
+    this.watchFrame(payloads.length > 0);
+  }
+
+  /** A half-sent frame holds memory: bound how long it may stay half-sent (progress restarts the clock). */
+  private watchFrame(progressed: boolean): void {
+    if (this.frameCompleteMs <= 0) return;
+    if (progressed || !this.reader.midFrame) {
+      clearTimeout(this.frameTimer);
+      this.frameTimer = undefined;
+    }
+    if (this.reader.midFrame && this.frameTimer === undefined && !this.broken) {
+      this.frameTimer = setTimeout(() => {
+        if (this.reader.midFrame) this.fail(new MailstoreError('INVALID', `a frame was begun and not completed within ${this.frameCompleteMs} ms`));
+      }, this.frameCompleteMs);
+      this.frameTimer.unref();
+    }
+  }
+
+  private fail(error: MailstoreError): void {
+    this.broken = true;
+    clearTimeout(this.frameTimer);
+    this.handlers.malformed(error);
+  }
+
+  /** Writes one frame now; false when the socket's buffer is full (wait with drained()). */
+  send(frame: Frame): boolean {
+    if (this.closed) return false;
+    return this.socket.write(encodeFrame(frame));
+  }
+
+  /** Resolves once the socket can take more (or is closed). */
+  drained(): Promise<void> {
+    if (this.closed || !this.socket.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private wake(): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  /**
+   * Sends a frame whose value may hold big byte strings: the frame with them detached, then their
+   * chunk frames, waiting for the socket to drain between chunks. Throws INVALID (nothing sent)
+   * when the frame itself is too big.
+   */
+  async sendValue(head: { t: 'call'; id: number; m: string } | { t: 'res' | 'item'; id: number }, value: unknown): Promise<void> {
+    const { value: light, blobs } = detach(value);
+    const frame = (head.t === 'call' ? { ...head, a: light } : { ...head, v: light }) as Frame & { b?: number };
+    if (blobs.length > 0) frame.b = blobs.length;
+    const bytes = encodeFrame(frame);
+    if (this.closed) throw closedError();
+    if (!this.socket.write(bytes)) await this.drained();
+    for (const chunk of chunkFrames(head.id, blobs)) {
+      if (this.closed) throw closedError();
+      if (!this.send(chunk)) await this.drained();
+    }
+  }
+
+  /** Closes after the bytes written so far are flushed. */
+  end(): void {
+    this.socket.end();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+function closedError(): MailstoreError {
+  return new MailstoreError('UNAVAILABLE', 'the connection closed while a frame was being sent');
+}

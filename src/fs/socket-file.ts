@@ -1,0 +1,85 @@
+// The daemon's socket file and log file: the few file operations the daemon needs beyond the
+// FileSystem interface (mode and group of a socket, an append-only log that SIGHUP reopens).
+import { createWriteStream, promises as fsp, statSync, type WriteStream } from 'node:fs';
+import { MailstoreError, fromSystemError } from '../errors.js';
+
+const S_IFMT = 0o170000;
+const S_IFSOCK = 0o140000;
+
+/** What is at `path`: nothing, a socket, or something else (never replaced). */
+export async function socketFileKind(path: string): Promise<'none' | 'socket' | 'other'> {
+  try {
+    const stat = await fsp.lstat(path);
+    return (stat.mode & S_IFMT) === S_IFSOCK ? 'socket' : 'other';
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 'none';
+    throw fromSystemError(error, 'looking at the socket path', path);
+  }
+}
+
+export async function removeSocketFile(path: string): Promise<void> {
+  await fsp.unlink(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw fromSystemError(error, 'removing the stale socket', path);
+  });
+}
+
+/** Creates the socket's directory (and parents) when missing. */
+export async function ensureSocketDirectory(path: string): Promise<void> {
+  await fsp.mkdir(path, { recursive: true, mode: 0o755 }).catch((error) => { throw fromSystemError(error, 'creating the socket directory', path); });
+}
+
+/** Sets the socket's mode and, when given, its group (a name from /etc/group or a number). */
+export async function setSocketAccess(path: string, mode: number, group?: string): Promise<void> {
+  await fsp.chmod(path, mode).catch((error) => { throw fromSystemError(error, 'setting the mode of the socket', path); });
+  if (group === undefined) return;
+  const gid = await groupId(group);
+  await fsp.chown(path, -1, gid).catch((error) => { throw fromSystemError(error, `giving the socket to group ${group}`, path); });
+}
+
+async function groupId(group: string): Promise<number> {
+  if (/^[0-9]+$/.test(group)) return Number(group);
+  const text = await fsp.readFile('/etc/group', 'utf8').catch((error) => { throw fromSystemError(error, 'reading', '/etc/group'); });
+  for (const line of text.split('\n')) {
+    const [name, , gid] = line.split(':');
+    if (name === group && /^[0-9]+$/.test(gid ?? '')) return Number(gid);
+  }
+  throw new MailstoreError('INVALID', `--socket-group: no group named ${JSON.stringify(group)} in /etc/group`, { path: '/etc/group' });
+}
+
+/** An append-only log file; reopen() after logrotate moved it (SIGHUP). */
+export class LogFile {
+  private stream: WriteStream;
+
+  constructor(readonly path: string) {
+    this.stream = LogFile.open(path);
+  }
+
+  private static open(path: string): WriteStream {
+    const stream = createWriteStream(path, { flags: 'a', mode: 0o640 });
+    stream.on('error', (error) => process.stderr.write(`mailstore: IO: writing the log ${path}: ${error.message}\n`));
+    return stream;
+  }
+
+  write(line: string): void {
+    this.stream.write(line);
+  }
+
+  reopen(): void {
+    const old = this.stream;
+    this.stream = LogFile.open(this.path);
+    old.end();
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.stream.end(resolve));
+  }
+}
+
+/** The inode of the socket at `path` now, or undefined (synchronous: asked from inside a lock-wait callback). */
+export function socketInodeNow(path: string): number | undefined {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,49 @@
+// The Store's public API as an interface, so that a server can hold either a Store (in-process)
+// or a Client of the daemon (src/client/client.ts) and swap one for the other: both implement it,
+// and the compiler checks that they do. The CLI's commands are written against it too.
+import type { Readable } from 'node:stream';
+import type {
+  AppendOptions, AppendResult, FlagChange, MailboxStatus, MailboxSummary, MessageInfo, MessageWithBody, ReadMessagesOptions, StoreStats,
+} from './types.js';
+import type { DeleteUserResult, RenameUserResult } from './users.js';
+import type { CommitChain } from './writer.js';
+
+export type { CommitChain };
+
+/** One message of appendBatch: its bytes and per-message options. */
+export type AppendBatchItem = AppendOptions & { bytes: Uint8Array };
+
+export interface AppendBatchOptions {
+  /** Stored in the same journal record as the messages (an import's resume cursor). */
+  meta?: { key: string; value: unknown };
+  /** Batches given the same chain commit in call order, each only if every earlier one did. */
+  chain?: CommitChain;
+}
+
+export interface MailStore {
+  createMailbox(name: string, options?: { owner?: string; acl?: Record<string, string> }): Promise<MailboxSummary>;
+  renameMailbox(from: string, to: string): Promise<{ renamed: number }>;
+  deleteMailbox(name: string): Promise<{ messages: number }>;
+  listMailboxes(options?: { user?: string; pattern?: string }): Promise<{ name: string; id: string; rights?: string }[]>;
+  mailbox(name: string): Promise<MailboxSummary>;
+  status(name: string): Promise<MailboxStatus>;
+  setAcl(mailbox: string, identifier: string, rights: string): Promise<void>;
+  getAcl(mailbox: string): Promise<Record<string, string>>;
+  append(mailbox: string, bytes: Uint8Array, options?: AppendOptions): Promise<AppendResult>;
+  appendBatch(mailbox: string, items: AppendBatchItem[], options?: AppendBatchOptions): Promise<AppendResult[]>;
+  getMeta<T>(key: string): Promise<T | undefined>;
+  setFlags(mailbox: string, uids: number | number[], change: FlagChange): Promise<{ modseq: number; updated: number[]; modified: number[] }>;
+  expunge(mailbox: string, uids: number | number[]): Promise<{ expunged: number[]; modseq: number }>;
+  copy(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }>;
+  move(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }>;
+  stats(): Promise<StoreStats>;
+  messageInfo(mailbox: string, uid: number): Promise<MessageInfo>;
+  messages(mailbox: string, options?: { fromUid?: number }): AsyncGenerator<MessageInfo>;
+  fetch(mailbox: string, uid: number): Promise<Buffer>;
+  readMessages(mailbox: string, options?: ReadMessagesOptions): AsyncGenerator<MessageWithBody>;
+  fetchStream(mailbox: string, uid: number): Promise<Readable>;
+  changesSince(mailbox: string, modseq: number): Promise<{ changed: MessageInfo[]; vanished: number[]; highestModseq: number }>;
+  renameUser(from: string, to: string): Promise<RenameUserResult>;
+  deleteUser(name: string): Promise<DeleteUserResult>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,215 @@
+// The client library against a daemon in this process: the Store's API with the same results,
+// bytes exact (also bodies streamed in chunks), errors with their codes, concurrent appends from
+// several clients meeting in one group commit, listings that stop early, timeouts, and a daemon
+// that goes away with calls in flight (UNAVAILABLE, mayHaveCommitted).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Client } from '../../src/client/client.js';
+import { procedures } from '../../src/daemon/procedures.js';
+import { importMail } from '../../src/import/importer.js';
+import { MailstoreError } from '../../src/errors.js';
+import type { MailStore } from '../../src/store/api.js';
+import type { Store } from '../../src/store/store.js';
+import { message, startDaemon, tempDir, type Running } from './helpers.js';
+
+const INBOX = 'user/alice/INBOX';
+let running: Running | undefined;
+const clients: Client[] = [];
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) await c.close();
+  await running?.server.stop('test');
+  running = undefined;
+});
+
+async function setup(options?: Parameters<Running['client']>[0]): Promise<{ client: Client; store: Store; running: Running }> {
+  running = await startDaemon();
+  const client = await running.client(options);
+  clients.push(client);
+  return { client, store: running.store, running };
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (error) {
+    return (error as MailstoreError).code;
+  }
+  return 'no error';
+}
+
+describe('the client library', () => {
+  it('is a MailStore, as Store is (checked by the compiler), and answers as the Store does', async () => {
+    const { client, store } = await setup();
+    const handles: MailStore[] = [client, store];
+    expect(handles).toHaveLength(2);
+    const bytes = message(1, 200);
+    const appended = await client.append(INBOX, bytes, { flags: ['\\Seen'], internalDate: new Date('2024-02-29T10:00:00.123Z') });
+    expect(appended).toMatchObject({ uid: 1, size: bytes.length, deduplicated: false });
+    expect(await client.messageInfo(INBOX, 1)).toEqual(await store.messageInfo(INBOX, 1));
+    expect((await client.messageInfo(INBOX, 1)).internalDate).toEqual(new Date('2024-02-29T10:00:00.123Z'));
+    expect(await client.status(INBOX)).toEqual(await store.status(INBOX));
+    expect(await client.mailbox(INBOX)).toEqual(await store.mailbox(INBOX));
+    expect(await client.listMailboxes()).toEqual(await store.listMailboxes());
+    expect(await client.changesSince(INBOX, 0)).toEqual(await store.changesSince(INBOX, 0));
+    expect((await client.fetch(INBOX, 1)).equals(bytes)).toBe(true);
+    await client.createMailbox('user/alice/Sent', { owner: 'alice' });
+    await client.setAcl('user/alice/Sent', 'bob', 'lr');
+    expect(await client.getAcl('user/alice/Sent')).toEqual({ alice: 'aeiklnprstwx', bob: 'lr' });
+    expect(await client.copy(INBOX, [1], 'user/alice/Sent')).toMatchObject({ mapping: [[1, 1]] });
+    expect(await client.setFlags('user/alice/Sent', 1, { add: ['$Label1'] })).toMatchObject({ updated: [1] });
+    expect(await client.move('user/alice/Sent', [1], INBOX)).toMatchObject({ mapping: [[1, 2]] });
+    expect(await client.expunge(INBOX, [2])).toMatchObject({ expunged: [2] });
+    expect(await client.getMeta('nothing')).toBeUndefined();
+    expect(await client.stats()).toEqual(await store.stats());
+    await procedures(client).setQuota('user/alice', { messages: 10 });
+    expect(await procedures(client).getQuota('user/alice')).toEqual(await procedures(store).getQuota('user/alice'));
+    expect(await client.renameMailbox('user/alice/Sent', 'user/alice/Old')).toEqual({ renamed: 1 });
+    expect(await client.deleteMailbox('user/alice/Old')).toEqual({ messages: 0 });
+  });
+
+  it('carries a 5 MB message exactly both ways, streamed in chunks (fetch, fetchStream, readMessages)', async () => {
+    const { client } = await setup();
+    const big = message(2, 5 * 1024 * 1024);
+    const small = message(3, 10);
+    const [a, b] = await client.appendBatch(INBOX, [{ bytes: big }, { bytes: small, flags: ['\\Flagged'] }]);
+    expect((await client.fetch(INBOX, a.uid)).equals(big)).toBe(true);
+    const stream = await client.fetchStream(INBOX, a.uid);
+    const pieces: Buffer[] = [];
+    for await (const piece of stream) pieces.push(piece as Buffer);
+    expect(pieces.length).toBeGreaterThan(1);
+    expect(Buffer.concat(pieces).equals(big)).toBe(true);
+    const read: [number, boolean][] = [];
+    for await (const { info, body } of client.readMessages(INBOX)) read.push([info.uid, body.equals(info.uid === a.uid ? big : small)]);
+    expect(read).toEqual([[a.uid, true], [b.uid, true]]);
+  });
+
+  it('keeps the error codes of the store (NOT_FOUND, EXISTS, INVALID, TOO_LARGE) and the connection usable after them', async () => {
+    const { client } = await setup();
+    const calls: { method: string; code?: string }[] = [];
+    running!.server.onCall.push((event) => calls.push({ method: event.method, code: event.code }));
+    expect(await codeOf(client.status('user/nobody'))).toBe('NOT_FOUND');
+    expect(calls).toEqual([{ method: 'status', code: 'NOT_FOUND' }]); // what metrics count errors by
+    expect(await codeOf(client.fetch(INBOX, 99))).toBe('NOT_FOUND');
+    expect(await codeOf(client.createMailbox(INBOX))).toBe('EXISTS');
+    expect(await codeOf(client.append(INBOX, Buffer.from('x'), { flags: ['bad flag'] }))).toBe('INVALID');
+    expect(await codeOf(client.append('', Buffer.from('x')))).toBe('INVALID');
+    expect(await codeOf(client.append(INBOX, Buffer.alloc(64 * 1024 * 1024 + 1)))).toBe('TOO_LARGE');
+    const missing = client.messages('user/nobody');
+    expect(await codeOf(missing.next())).toBe('NOT_FOUND');
+    expect((await client.append(INBOX, message(4))).uid).toBe(1);
+  });
+
+  it('appends of many clients at once all land, with distinct uids, through one writer', async () => {
+    const { running } = await setup();
+    const many = await Promise.all(Array.from({ length: 8 }, () => running.client()));
+    clients.push(...many);
+    const results = await Promise.all(many.flatMap((c, i) => Array.from({ length: 25 }, (_, j) => c.append(INBOX, message(1000 + i * 25 + j)))));
+    expect(new Set(results.map((r) => r.uid)).size).toBe(200);
+    expect((await many[0].status(INBOX)).messages).toBe(200);
+  });
+
+  it('keeps appendBatch chains in call order, and a listing stopped early frees its call', async () => {
+    const { client } = await setup();
+    const chain = {};
+    const batches = await Promise.all(Array.from({ length: 20 }, (_, i) => client.appendBatch(INBOX, [{ bytes: message(i, i * 4000) }], { chain, meta: { key: 'cursor', value: i } })));
+    expect(batches.map(([r]) => r.uid)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect(await client.getMeta('cursor')).toBe(19);
+    for await (const info of client.messages(INBOX)) if (info.uid === 3) break;
+    expect((await client.status(INBOX)).messages).toBe(20);
+  });
+
+  it('a call in flight when the daemon goes away fails UNAVAILABLE; a change says it may have committed, a read that it did not', async () => {
+    const { client, running } = await setup({ reconnectWaitMs: 300 });
+    const gate = running.store as unknown as { stats: () => Promise<unknown> };
+    let release!: () => void;
+    gate.stats = () => new Promise((resolve) => { release = () => resolve({}); });
+    const read = client.stats();
+    const write = client.append(INBOX, message(5, 300_000));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    for (const socket of (running.server as unknown as { connections: Set<{ destroy(): void }> }).connections) socket.destroy();
+    const [readError, writeError] = await Promise.all([read.catch((e: MailstoreError) => e), write.catch((e: MailstoreError) => e)]);
+    release();
+    expect(readError).toBeInstanceOf(MailstoreError);
+    // the append may have finished before the connection dropped; if it did not, it says it may have committed
+    if (writeError instanceof MailstoreError) expect([writeError.code, writeError.mayHaveCommitted]).toEqual(['UNAVAILABLE', true]);
+    expect([(readError as MailstoreError).code, (readError as MailstoreError).mayHaveCommitted]).toEqual(['UNAVAILABLE', false]);
+    // the next call reconnects
+    expect((await client.status(INBOX)).uidNext).toBeGreaterThan(0);
+    await running.server.stop('test');
+    running.server = { stop: async () => undefined } as never;
+    const after = await client.status(INBOX).catch((e: MailstoreError) => e);
+    expect([(after as MailstoreError).code, (after as MailstoreError).mayHaveCommitted]).toEqual(['UNAVAILABLE', false]);
+  });
+
+  it('stop (SIGTERM) lets a call in flight finish and answer, then closes the store; new connections are refused', async () => {
+    const { client, running } = await setup({ reconnectWaitMs: 0 });
+    const store = running.store as unknown as { stats: () => Promise<unknown> };
+    const real = store.stats.bind(running.store);
+    let release!: () => void;
+    store.stats = () => new Promise((resolve) => { release = () => resolve(real()); });
+    const inFlight = client.stats();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const stopped = running.server.stop('SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await codeOf(running.client({ reconnectWaitMs: 0 }))).toBe('UNAVAILABLE'); // no longer accepting
+    const refused = (await client.append(INBOX, message(7)).catch((e: MailstoreError) => e)) as MailstoreError;
+    expect([refused.code, refused.mayHaveCommitted]).toEqual(['UNAVAILABLE', false]); // answered at once: not done
+    release();
+    expect((await inFlight as { mailboxes: number }).mailboxes).toBe(1);
+    await stopped;
+    expect(await codeOf(running.store.status(INBOX))).toBe('CLOSED');
+  });
+
+  it('a call that outlives callTimeoutMs fails UNAVAILABLE; the connection goes on', async () => {
+    const { client, running } = await setup({ callTimeoutMs: 200 });
+    const store = running.store as unknown as { stats: () => Promise<unknown> };
+    const real = store.stats.bind(running.store);
+    store.stats = () => new Promise(() => undefined);
+    const error = (await client.stats().catch((e: MailstoreError) => e)) as MailstoreError;
+    expect([error.code, error.mayHaveCommitted]).toEqual(['UNAVAILABLE', false]);
+    expect(error.message).toMatch(/did not answer stats within 200 ms/);
+    store.stats = real;
+    expect((await client.stats()).mailboxes).toBe(1);
+  });
+
+  it('import runs over the client (chained batches, resume cursor), and the procedures run in the daemon', async () => {
+    const { client } = await setup();
+    const source = join(tempDir(), 'Maildir');
+    for (const sub of ['cur', 'new', 'tmp']) mkdirSync(join(source, sub), { recursive: true });
+    for (let i = 0; i < 30; i++) writeFileSync(join(source, 'cur', `${1000 + i}.host:2,S`), message(100 + i, i * 3000));
+    const summary = await importMail(client, source, { mailbox: 'user/alice/Archive', batchMessagesMax: 7 });
+    expect([summary.imported, summary.batches]).toEqual([30, 5]);
+    expect((await client.status('user/alice/Archive')).messages).toBe(30);
+    expect((await importMail(client, source, { mailbox: 'user/alice/Archive' })).imported).toBe(0); // resumed: nothing new
+    const remote = procedures(client);
+    expect((await remote.usage({ user: 'alice' }))[0]).toMatchObject({ user: 'alice', messages: 30 });
+    const dumped = [];
+    for await (const entry of remote.dumpMailboxes()) dumped.push(entry.name);
+    expect(dumped).toEqual(['user/alice/Archive', INBOX]);
+    expect(await remote.messagesInTree('user/alice')).toBe(30);
+    const report = await remote.scrub({});
+    expect(report.summary.damage).toBe(0);
+    const events = [];
+    for await (const event of remote.scrubEvents({})) events.push(event);
+    expect(events.at(-1)?.report?.summary.blobsVerified).toBe(30); // progress (if any) first, the report last
+    expect(await remote.deleteMailboxTree('user/alice')).toEqual({ mailboxes: 2, messages: 30 });
+    expect(await client.listMailboxes()).toEqual([]);
+  });
+
+  it('a store that stopped itself (HALTED) stops the daemon, so that its supervisor starts it again', async () => {
+    const { client, running } = await setup();
+    (running.store as unknown as { stats: () => Promise<unknown> }).stats = () => Promise.reject(new MailstoreError('HALTED', 'an invariant failed'));
+    expect(await codeOf(client.stats())).toBe('HALTED');
+    await running.server.done;
+    expect(running.server.failure?.code).toBe('HALTED');
+    expect(await codeOf(client.status(INBOX))).toBe('UNAVAILABLE');
+  });
+
+  it('connecting where no daemon answers is UNAVAILABLE', async () => {
+    const { running } = await setup();
+    const error = await Client.connect(running.socket + '.none', { reconnectWaitMs: 0 }).catch((e: MailstoreError) => e);
+    expect((error as MailstoreError).code).toBe('UNAVAILABLE');
+  });
+});

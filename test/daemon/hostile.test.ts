@@ -1,0 +1,162 @@
+// What a broken or hostile local process can do to the daemon, and what it must not achieve:
+// malformed, truncated and oversized frames get INVALID and lose their own connection only; 1,000
+// idle connections, a client that sends nothing and one that reads nothing hold up nobody else;
+// a process without permission on the socket cannot connect.
+import { spawn } from 'node:child_process';
+import { chmodSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Client } from '../../src/client/client.js';
+import { FrameReader, decodeFrame, encodeFrame, type Frame } from '../../src/daemon/protocol.js';
+import { daemonLimits } from '../../src/limits.js';
+import { message, rawConnect, readUntilClosed, startDaemon, type Running } from './helpers.js';
+
+const INBOX = 'user/alice/INBOX';
+let running: Running | undefined;
+
+afterEach(async () => {
+  await running?.server.stop('test');
+  running = undefined;
+});
+
+function framesIn(bytes: Buffer): Frame[] {
+  return new FrameReader().push(bytes).map(decodeFrame);
+}
+
+/** The daemon still serves: a fresh client appends and reads back. */
+async function stillServes(r: Running): Promise<void> {
+  const client = await r.client();
+  try {
+    const bytes = message(Math.floor(Math.random() * 1e9));
+    const { uid } = await client.append(INBOX, bytes);
+    expect((await client.fetch(INBOX, uid)).equals(bytes)).toBe(true);
+  } finally {
+    await client.close();
+  }
+}
+
+describe('bad frames', () => {
+  const cases: [string, Buffer][] = [
+    ['an oversized length', (() => { const b = Buffer.alloc(8); b.writeUInt32BE(daemonLimits.frameBytesMax + 1); return b; })()],
+    ['a payload that is not CBOR', Buffer.concat([Buffer.from([0, 0, 0, 3]), Buffer.from([0xff, 0xfe, 0xfd])])],
+    ['a map without type or id', encodeFrame({ x: 1 } as unknown as Frame)],
+    ['a chunk for a call that expects none', encodeFrame({ t: 'chunk', id: 7, d: Buffer.from('x') })],
+    ['a frame type only the daemon sends', encodeFrame({ t: 'res', id: 1, v: 1 })],
+    ['a call announcing byte strings it does not hold', encodeFrame({ t: 'call', id: 1, m: 'append', a: [INBOX], b: 2 })],
+  ];
+  for (const [name, bytes] of cases) {
+    it(`${name}: INVALID, that connection dropped, the daemon unaffected`, async () => {
+      running = await startDaemon();
+      const socket = await rawConnect(running.socket);
+      const answer = readUntilClosed(socket);
+      socket.write(bytes);
+      const { bytes: back, closed } = await answer;
+      expect(closed).toBe(true);
+      const [frame] = framesIn(back);
+      expect(frame).toMatchObject({ t: 'err', id: 0, e: { code: 'INVALID' } });
+      await stillServes(running);
+    });
+  }
+
+  it('an unknown method is INVALID for that call only; the connection goes on', async () => {
+    running = await startDaemon();
+    const socket = await rawConnect(running.socket);
+    const chunks: Buffer[] = [];
+    socket.on('data', (d: Buffer) => chunks.push(d));
+    socket.write(encodeFrame({ t: 'call', id: 5, m: 'close', a: [] }));
+    socket.write(encodeFrame({ t: 'call', id: 6, m: 'status', a: [INBOX] }));
+    await sleep(300);
+    const frames = framesIn(Buffer.concat(chunks));
+    expect(frames[0]).toMatchObject({ t: 'err', id: 5, e: { code: 'INVALID' } });
+    expect(frames[1]).toMatchObject({ t: 'res', id: 6, v: { messages: 0 } });
+    socket.destroy();
+  });
+
+  it('a truncated call (half a frame, half a body, then gone) stores nothing and holds nothing up', async () => {
+    running = await startDaemon();
+    const half = encodeFrame({ t: 'call', id: 1, m: 'status', a: [INBOX] });
+    const a = await rawConnect(running.socket);
+    a.write(half.subarray(0, half.length - 3)); // never completed: the daemon waits for it, serving others meanwhile
+    await stillServes(running);
+    const b = await rawConnect(running.socket);
+    b.write(encodeFrame({ t: 'call', id: 1, m: 'append', a: [INBOX, new (await import('cbor-x')).Tag(1_000_000, 40_107)], b: 1 }));
+    b.write(encodeFrame({ t: 'chunk', id: 1, d: Buffer.alloc(100_000, 97) }));
+    await sleep(100);
+    b.destroy();
+    a.destroy();
+    await sleep(100);
+    expect((await running.store.status(INBOX)).messages).toBe(1); // stillServes' own message only
+  });
+});
+
+describe('idle, silent and slow clients', () => {
+  it('1,000 idle connections cost little; a client meanwhile is served at once', async () => {
+    running = await startDaemon();
+    const before = process.memoryUsage().rss;
+    const idle = [];
+    for (let i = 0; i < 10; i++) idle.push(...await Promise.all(Array.from({ length: 100 }, () => rawConnect(running!.socket))));
+    for (let waited = 0; running.server.connectionCount < 1000 && waited < 5000; waited += 50) await sleep(50); // accepted after the handshake
+    expect(running.server.connectionCount).toBe(1000);
+    const started = Date.now();
+    await stillServes(running);
+    expect(Date.now() - started).toBeLessThan(2000);
+    const perConnection = (process.memoryUsage().rss - before) / 1000;
+    expect(perConnection).toBeLessThan(64 * 1024); // both ends of 1,000 sockets live in this process
+    for (const socket of idle) socket.destroy();
+  });
+
+  it('a client that reads nothing (a big fetchStream never consumed) holds up only itself', async () => {
+    running = await startDaemon();
+    const writer = await running.client();
+    const big = message(9, 8 * 1024 * 1024);
+    const { uid } = await writer.append(INBOX, big);
+    const slow = await running.client();
+    const stream = await slow.fetchStream(INBOX, uid); // never read: the daemon stops a window ahead
+    stream.pause();
+    const slowRaw = await rawConnect(running.socket);
+    slowRaw.pause(); // reads nothing at all
+    slowRaw.write(Buffer.concat(Array.from({ length: 20 }, (_, i) => encodeFrame({ t: 'call', id: i + 1, m: 'fetch', a: [INBOX, uid] }))));
+    await sleep(300);
+    const started = Date.now();
+    await stillServes(running);
+    expect(Date.now() - started).toBeLessThan(2000);
+    stream.destroy();
+    slowRaw.destroy();
+    await slow.close();
+    await writer.close();
+  });
+});
+
+describe('socket permissions', () => {
+  const root = process.getuid?.() === 0;
+  it.skipIf(!root)('the socket is 0660: a process of another user and group cannot connect; one in the socket group can', async () => {
+    running = await startDaemon();
+    chmodSync(running.dir, 0o755);
+    chmodSync(`${running.dir}/..`, 0o755);
+    chmodSync(`${running.dir}/run`, 0o755);
+    const tryConnect = (gid: number) => new Promise<string>((resolve) => {
+      const child = spawn(process.execPath, ['-e', `require('net').createConnection(process.argv[1]).on('connect', () => { console.log('connected'); process.exit(0); }).on('error', (e) => { console.log(e.code); process.exit(0); })`, running!.socket], { uid: 65534, gid, stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+      child.on('close', () => resolve(out.trim()));
+    });
+    expect(await tryConnect(65533)).toBe('EACCES');
+    await running.server.stop('test');
+    running = await restartWithGroup(running);
+    chmodSync(`${running.dir}/..`, 0o755);
+    chmodSync(running.dir, 0o755);
+    expect(await tryConnect(65533)).toBe('connected');
+  });
+  if (!root) it.skip('socket permissions need root (to run a process as another user)', () => undefined);
+});
+
+/** The same store served again with --socket-group 65533. */
+async function restartWithGroup(previous: Running): Promise<Running> {
+  const { Store } = await import('../../src/store/store.js');
+  const { DaemonServer } = await import('../../src/daemon/server.js');
+  const { Logger } = await import('../../src/daemon/log.js');
+  const store = await Store.open(previous.dir);
+  const server = new DaemonServer(store, { socketPath: previous.socket, socketGroup: '65533', logger: new Logger(previous.log) });
+  await server.start();
+  return { ...previous, store, server, client: (options) => Client.connect(previous.socket, options) };
+}

@@ -1,0 +1,36 @@
+// `mailstore serve` as a child process, for the process-level tests of the daemon.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { bin, ok, repoRoot, tempDir } from '../cli/helpers.js';
+
+export const INBOX = 'user/alice/INBOX';
+export const clientModule = join(repoRoot, 'dist/src/client/client.js');
+
+export async function freshStore(): Promise<string> {
+  const store = join(tempDir('mailstore-serve-'), 'store');
+  await ok(['init'], { store });
+  await ok(['mailbox', 'create', INBOX], { store });
+  return store;
+}
+
+export interface Daemon { child: ChildProcess; stderr: () => string; exited: Promise<number | null> }
+
+export async function serve(store: string, args: string[] = []): Promise<Daemon> {
+  const child = spawn(process.execPath, [bin, 'serve', ...args], { env: { ...process.env, MAILSTORE_DIR: store }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const socket = join(store, 'run', 'mailstore.sock');
+  for (let waited = 0; !existsSync(socket); waited += 50) {
+    if (waited > 20_000 || child.exitCode !== null) throw new Error(`serve did not start: ${stderr}`);
+    await sleep(50);
+  }
+  return { child, stderr: () => stderr, exited };
+}
+
+export function message(i: number): Buffer {
+  return Buffer.from(`From: a@example.org\r\nMessage-ID: <${i}@example.org>\r\nSubject: ${i}\r\n\r\n${'body '.repeat(20 + (i % 50))}${i}\r\n`);
+}
+

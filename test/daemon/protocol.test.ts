@@ -1,0 +1,92 @@
+// The frame codec on its own: frames cut anywhere still decode, an oversized length is refused
+// before it is buffered, byte strings travel detached and come back exact, errors keep their code.
+import { describe, expect, it } from 'vitest';
+import { Assembly, FrameReader, chunkFrames, decodeFrame, detach, encodeFrame, fromWireError, toWireError, type Frame } from '../../src/daemon/protocol.js';
+import { AssertionFailure, MailstoreError } from '../../src/errors.js';
+import { daemonLimits } from '../../src/limits.js';
+
+function catchError(f: () => unknown): MailstoreError {
+  try {
+    f();
+  } catch (error) {
+    return error as MailstoreError;
+  }
+  throw new Error('did not throw');
+}
+
+describe('frames', () => {
+  it('decodes frames cut at every byte boundary, several per read', () => {
+    const frames: Frame[] = [
+      { t: 'call', id: 1, m: 'status', a: ['INBOX'] },
+      { t: 'res', id: 1, v: { messages: 3, when: new Date(1_700_000_000_123) } },
+      { t: 'chunk', id: 2, d: Buffer.from([0, 1, 2, 255]) },
+    ];
+    const bytes = Buffer.concat(frames.map(encodeFrame));
+    for (let cut = 1; cut < bytes.length; cut++) {
+      const reader = new FrameReader();
+      const payloads = [...reader.push(bytes.subarray(0, cut)), ...reader.push(bytes.subarray(cut))];
+      expect(payloads.map(decodeFrame)).toEqual(frames);
+      expect(reader.midFrame).toBe(false);
+    }
+  });
+
+  it('refuses an oversized length at once (INVALID), before buffering it', () => {
+    const reader = new FrameReader();
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(daemonLimits.frameBytesMax + 1);
+    const error = catchError(() => reader.push(head));
+    expect(error.code).toBe('INVALID');
+    expect(error.message).toMatch(/exceeds the limit/);
+  });
+
+  it('refuses what is not a frame: not CBOR, no type, no id, a call without a method (INVALID)', () => {
+    for (const payload of [Buffer.from([0xff, 0xff]), Buffer.from([0xa0]), Buffer.from('a1617464636f6c6c', 'hex')]) {
+      expect(catchError(() => decodeFrame(payload)).code).toBe('INVALID');
+    }
+    const noMethod = encodeFrame({ t: 'call', id: 1, a: [] } as unknown as Frame).subarray(4);
+    expect(catchError(() => decodeFrame(noMethod)).code).toBe('INVALID');
+  });
+});
+
+describe('detached byte strings', () => {
+  it('sends big byte strings as chunks and puts them back exactly; small ones stay inline', () => {
+    const big = Buffer.alloc(3 * daemonLimits.chunkBytes + 17, 7);
+    const small = Buffer.from('tiny');
+    const value = ['user/a', [{ bytes: big, flags: ['\\Seen'] }, { bytes: small }], { meta: { key: 'k', value: 1 }, skip: undefined, f: () => 1 }];
+    const { value: light, blobs } = detach(value);
+    expect(blobs).toHaveLength(1);
+    const frame = decodeFrame(encodeFrame({ t: 'call', id: 9, m: 'appendBatch', a: light as unknown[], b: blobs.length }).subarray(4)) as Extract<Frame, { t: 'call' }>;
+    const assembly = new Assembly(frame.a, frame.b!, Number.MAX_SAFE_INTEGER);
+    const chunks = [...chunkFrames(9, blobs)];
+    expect(chunks.length).toBe(4);
+    for (const chunk of chunks) {
+      expect(assembly.complete).toBe(false);
+      assembly.add((chunk as Extract<Frame, { t: 'chunk' }>).d);
+    }
+    expect(assembly.complete).toBe(true);
+    const [mailbox, items, options] = assembly.value as [string, { bytes: Buffer; flags?: string[] }[], unknown];
+    expect(mailbox).toBe('user/a');
+    expect(items[0].bytes.equals(big)).toBe(true); // Buffer.equals: a deep toEqual of 800 KB takes seconds
+    expect(items[0].flags).toEqual(['\\Seen']);
+    expect(items[1].bytes.equals(small)).toBe(true);
+    expect(options).toEqual({ meta: { key: 'k', value: 1 } });
+  });
+
+  it('refuses more bytes than announced (INVALID), a wrong count (INVALID), too many in all (TOO_LARGE)', () => {
+    const { value, blobs } = detach([Buffer.alloc(daemonLimits.inlineBytesMax + 1)]);
+    const assembly = new Assembly(value, 1, Number.MAX_SAFE_INTEGER);
+    expect(catchError(() => assembly.add(Buffer.alloc(blobs[0].length + 1))).code).toBe('INVALID');
+    expect(catchError(() => new Assembly(value, 2, Number.MAX_SAFE_INTEGER)).code).toBe('INVALID');
+    expect(catchError(() => new Assembly(value, 1, 100)).code).toBe('TOO_LARGE');
+  });
+});
+
+describe('errors across the socket', () => {
+  it('keep their code, message and path; a bug stays a bug', () => {
+    const back = fromWireError(toWireError(new MailstoreError('NOT_FOUND', 'no mailbox named x', { path: 'x' }))) as MailstoreError;
+    expect(back).toBeInstanceOf(MailstoreError);
+    expect([back.code, back.message, back.path]).toEqual(['NOT_FOUND', 'no mailbox named x', 'x']);
+    expect(fromWireError(toWireError(new AssertionFailure('uid went backwards')))).toBeInstanceOf(AssertionFailure);
+    expect(fromWireError({ code: 'NO_SUCH_CODE', message: 'm' })).toBeInstanceOf(AssertionFailure);
+  });
+});

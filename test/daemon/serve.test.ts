@@ -1,0 +1,54 @@
+// `mailstore serve` as a process: SIGTERM exits 0 and leaves the store closed; the CLI goes through
+// it (parallel appends, scrub, no LOCKED); what needs the store to itself is LOCKED beside it.
+import { existsSync, readFileSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { json, ok, requireBuilt, run } from '../cli/helpers.js';
+import { INBOX, freshStore, message, serve } from './processes.js';
+
+beforeAll(requireBuilt);
+
+describe('mailstore serve', () => {
+  it('SIGTERM: exits 0, removes its socket, releases the store; SIGHUP reopens --log; the log is JSON lines', async () => {
+    const store = await freshStore();
+    const log = join(store, '..', 'daemon.log');
+    const daemon = await serve(store, ['--log', log]);
+    const socket = join(store, 'run', 'mailstore.sock');
+    expect(existsSync(socket)).toBe(true);
+    renameSync(log, `${log}.1`);
+    daemon.child.kill('SIGHUP');
+    for (let i = 0; i < 40 && !existsSync(log); i++) await sleep(50);
+    await ok(['append', INBOX, '-'], { store, input: message(1) });
+    daemon.child.kill('SIGTERM');
+    expect(await daemon.exited).toBe(0);
+    expect(existsSync(socket)).toBe(false);
+    for (const line of readFileSync(`${log}.1`, 'utf8').trim().split('\n')) expect(JSON.parse(line)).toHaveProperty('event');
+    expect(readFileSync(log, 'utf8')).toMatch(/"event":"log-reopened"/);
+    expect(readFileSync(log, 'utf8')).toMatch(/"event":"stopped"/);
+    expect((await json(['mailbox', 'status', INBOX, '--no-wait'], { store })).messages).toBe(1); // opened directly: the lock is free
+  });
+
+  it('the CLI goes through it: 8 parallel appends with distinct uids, scrub clean, no LOCKED; reconstruct is LOCKED; a second daemon is refused', async () => {
+    const store = await freshStore();
+    const daemon = await serve(store);
+    try {
+      const results = await Promise.all(Array.from({ length: 8 }, (_, i) => run(['append', INBOX, '-', '--json', '--no-wait'], { store, input: message(i) })));
+      for (const r of results) expect(r.code, r.stderr).toBe(0);
+      const uids = results.map((r) => JSON.parse(r.stdout.toString()).uid as number);
+      expect(new Set(uids).size).toBe(8);
+      expect((await run(['fetch', INBOX, String(uids[3])], { store })).stdout.equals(message(3))).toBe(true);
+      expect((await run(['scrub', '--no-wait'], { store })).code).toBe(0);
+      const reconstruct = await run(['reconstruct', '--check'], { store });
+      expect(reconstruct.code).toBe(2);
+      expect(reconstruct.stderr).toMatch(/^mailstore: LOCKED: the daemon \(process \d+\) serves the store/);
+      const second = await run(['serve', '--no-wait'], { store });
+      expect(second.code).toBe(2);
+      expect(second.stderr).toMatch(/LOCKED/);
+    } finally {
+      daemon.child.kill('SIGTERM');
+      expect(await daemon.exited).toBe(0);
+    }
+  });
+
+});
