@@ -16,6 +16,8 @@ export const ERROR_CODES = {
   CLOSED: 'the store is closed or was stopped after a failure it could not undo; reopen it',
   REFUSED: 'a tool refused to change a store that looks damaged or missing (override flag named in the message)',
   HALTED: 'the store stopped itself because one of its own invariants failed (a bug); nothing of the batch was written; reopen it and report the message',
+  READ_ONLY_REPLICA: 'the store is a replica (or a primary fenced by a newer epoch): it serves reads, writes go to the primary',
+  UNAVAILABLE: 'temporary: too few synchronous replicas are connected (refused before anything was written), or a replica did not confirm in time (the change may have committed)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -35,6 +35,8 @@ const BY_CODE: Record<ErrorCode, number> = {
   EXISTS: EXIT.invalid,
   CORRUPT: EXIT.corruption,
   HALTED: EXIT.internal,
+  READ_ONLY_REPLICA: EXIT.refused,
+  UNAVAILABLE: EXIT.couldNotRun,
 };
 
 export function exitCodeForCode(code: ErrorCode): number {

@@ -30,6 +30,8 @@ const BY_CODE: Record<ErrorCode, number> = {
   UNMOUNTED: SYSEXITS.config,
   REFUSED: SYSEXITS.config,
   CORRUPT: SYSEXITS.ioErr,
+  UNAVAILABLE: SYSEXITS.tempFail, // too few synchronous replicas: the MTA retries later
+  READ_ONLY_REPLICA: SYSEXITS.tempFail, // delivered to a replica: retry (at the primary)
 };
 
 export function sysexitFor(error: unknown): number {
@@ -44,7 +46,7 @@ export function sysexitsWanted(flag: boolean | undefined): boolean {
 export function sysexitsHelp(): string {
   return [
     'With --sysexits (or MAILSTORE_SYSEXITS=1), append exits with sysexits.h codes for an MTA:',
-    '  75 EX_TEMPFAIL  LOCKED, NO_SPACE, IO, CLOSED, OVER_QUOTA, HALTED: nothing was stored; retry later',
+    '  75 EX_TEMPFAIL  LOCKED, NO_SPACE, IO, CLOSED, OVER_QUOTA, HALTED, UNAVAILABLE, READ_ONLY_REPLICA: retry later',
     '  67 EX_NOUSER    NOT_FOUND: no such mailbox',
     '  66 EX_NOINPUT   the message FILE cannot be read',
     '  65 EX_DATAERR   INVALID, TOO_LARGE: the message or arguments are unacceptable',

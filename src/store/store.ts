@@ -46,7 +46,33 @@ import {
   type MessageWithBody, type ReadMessagesOptions, type StoreOptions, type StoreStats,
 } from './types.js';
 import { deleteUser, renameUser, type DeleteUserResult, type RenameUserResult } from './users.js';
-import { Writer, type CommitChain, type Mutation, type PrepareContext } from './writer.js';
+import { Writer, type CommitChain, type Mutation, type PrepareContext, type ReplicatedBatch } from './writer.js';
+import { readOnlyReplicaError, readRole, writeRole, type ReplicationRole } from './role.js';
+
+/**
+ * What replication (src/replication) needs of a Store beyond its public API: the raw packs and
+ * journal, the replicated-batch commit, the synchronous-replica gate and the role.
+ */
+export interface StoreReplication {
+  readonly packs: PackStore;
+  readonly journal: Journal;
+  readonly db: IndexDb;
+  role(): ReplicationRole | undefined;
+  /** Writes REPLICATION and applies it at once (a replica refuses client writes from then on). */
+  setRole(role: ReplicationRole): Promise<void>;
+  applyReplicated(batch: ReplicatedBatch): Promise<void>;
+  /** admit: before a client change is queued (may refuse); afterDurable: WriterHooks.afterDurable. */
+  setGate(gate: ReplicationGate | undefined): void;
+  /** Commits one meta.set record (the epoch), whatever the role; returns its seq. */
+  commitMeta(key: string, value: unknown): Promise<number>;
+  /** Commits ops prepared by the caller against the batch's view (XFER's mailbox import). */
+  commitOps<T>(prepare: Mutation<T>['prepare']): Promise<T>;
+}
+
+export interface ReplicationGate {
+  admit(): void;
+  afterDurable(lastSeq: number): Promise<void> | undefined;
+}
 
 /** The keys of AppendOptions (an unknown one is refused). */
 const APPEND_OPTIONS = ['flags', 'internalDate', 'envelopeFrom', 'dateZoneMinutes', 'recent'];
@@ -80,6 +106,8 @@ export class Store {
   private readonly mailboxCache = new Map<string, MailboxInfo>();
   private cacheGeneration = 0;
   private failure?: MailstoreError;
+  private replicationRole?: ReplicationRole;
+  private gate?: ReplicationGate;
   /** The change log: committed journal records from a seq on, and the consumers' cursors (changes.ts). */
   readonly changes: ChangeFeed;
 
@@ -96,6 +124,7 @@ export class Store {
         this.changes.notify(last);
         options.onCommit?.(first, last, mutations, indexKeys);
       },
+      afterDurable: (lastSeq) => this.gate?.afterDurable(lastSeq),
     });
     this.reader = new StoreReader(this.readerHost());
     this.maintenanceHooks = new Maintenance(this.maintenanceHost());
@@ -116,7 +145,9 @@ export class Store {
     const parts = await openStoreParts(root, options);
     try {
       const store = new Store(parts, options);
-      if (!parts.readOnly) await store.finishInterruptedDeletes();
+      store.replicationRole = await readRole(parts.fs, root);
+      // A replica's interrupted delete is finished by its primary, whose records it receives.
+      if (!parts.readOnly && store.writableRole()) await store.finishInterruptedDeletes();
       return store;
     } catch (error) {
       await closeOpened(parts, parts.release);
@@ -155,12 +186,49 @@ export class Store {
   private submit<T>(mutation: Mutation<T>): Promise<T> {
     this.live();
     this.writable();
+    this.gate?.admit();
     return this.writer.submit(mutation);
   }
 
-  /** Every change (and every maintenance write) starts here: refused on a read-only open. */
+  /**
+   * Every change (and every maintenance write) starts here: refused on a read-only open, and on a
+   * replica or a fenced primary (its packs and journal are its primary's, byte for byte).
+   */
   private writable(): void {
     if (this.readOnly) throw new MailstoreError('ACCESS', `the store at ${this.root} is open read-only: nothing can be changed`, { path: this.root });
+    if (!this.writableRole()) throw readOnlyReplicaError(this.root, this.replicationRole!);
+  }
+
+  private writableRole(): boolean {
+    return !this.replicationRole || this.replicationRole.role === 'primary';
+  }
+
+  /** Replication's hooks (StoreReplication); not for mail servers. */
+  replication(): StoreReplication {
+    const store = this;
+    return {
+      packs: this.packs,
+      journal: this.journal,
+      get db() { return store.db; },
+      role: () => this.replicationRole,
+      setRole: async (role) => {
+        if (this.readOnly) this.writable();
+        await writeRole(this.fs, this.root, role);
+        this.replicationRole = role;
+      },
+      applyReplicated: (batch) => {
+        this.live();
+        if (this.readOnly) this.writable();
+        return this.writer.submitReplicated(batch);
+      },
+      setGate: (gate) => { this.gate = gate; },
+      commitMeta: (key, value) => {
+        this.live();
+        if (this.readOnly) this.writable();
+        return this.writer.submit({ exclusive: true, prepare: async ({ seq }) => ({ ops: [{ op: 'meta.set', key, value } as Op], result: seq }) });
+      },
+      commitOps: (prepare) => this.submit({ exclusive: true, prepare }),
+    };
   }
 
   private readerHost(): ReaderHost {
