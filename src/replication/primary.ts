@@ -26,6 +26,8 @@ export interface PrimaryOptions {
   /** Replicas that must hold a change before it is acknowledged (default 0: rolling only). */
   syncReplicas?: number;
   syncFallback?: SyncFallback;
+  /** How long a synchronous commit waits for its replicas (default limits.syncReplicaWaitMs). */
+  syncWaitMs?: number;
   log?: Log;
 }
 
@@ -69,7 +71,7 @@ export async function startPrimary(store: Store, options: PrimaryOptions): Promi
   if (!role) await control.setRole({ role: 'primary', epoch: 0, nodeId: newNodeId(), keyFile: options.keyFile });
   const syncReplicas = options.syncReplicas ?? 0;
   const syncFallback = options.syncFallback ?? 'refuse';
-  const gate = new SyncGate(syncReplicas, syncFallback, log);
+  const gate = new SyncGate(syncReplicas, syncFallback, log, options.syncWaitMs);
   if (syncReplicas > 0) control.setGate(gate);
   const primary = new Primary(store, gate, log);
   const listener = await listen(options.listen, psk, (connection) => void primary.accept(connection), log);
@@ -266,7 +268,9 @@ class ReplicaSession {
     try {
       while (!this.stopped && !this.connection.closed) {
         if (feed.lastSeq <= this.sentSeq) {
-          if (!(await feed.wait(this.sentSeq, limits.replicationPingMs))) await this.connection.send({ t: 'ping' });
+          const woke = await Promise.race([feed.wait(this.sentSeq, limits.replicationPingMs), this.connection.done.then(() => true)]);
+          if (this.connection.closed) break;
+          if (!woke) await this.connection.send({ t: 'ping' });
           if (Date.now() - this.connection.lastHeard > 3 * limits.replicationPingMs) {
             throw new MailstoreError('UNAVAILABLE', `replica ${this.nodeId} went silent`);
           }

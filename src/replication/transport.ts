@@ -38,8 +38,12 @@ export class Connection {
   private failure?: Error;
   /** When the last frame arrived (ms since epoch). */
   lastHeard = Date.now();
+  /** Resolves when the connection has ended (either side). */
+  readonly done: Promise<void>;
+  private markDone!: () => void;
 
   constructor(readonly socket: tls.TLSSocket, readonly remote: string) {
+    this.done = new Promise((resolve) => { this.markDone = resolve; });
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.finish());
     socket.on('close', () => this.finish());
@@ -141,6 +145,7 @@ export class Connection {
   private finish(error?: Error): void {
     if (this.ended) return;
     this.ended = true;
+    this.markDone();
     this.failure = error && new MailstoreError('UNAVAILABLE', `the connection to ${this.remote} failed: ${error.message}`, { cause: error });
     if (this.waiting) {
       const w = this.waiting;
