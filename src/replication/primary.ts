@@ -112,6 +112,7 @@ class Primary {
         case 'check': return await serveCheck(this.store, connection, this.checkStore(hello));
         case 'blobs': return await serveBlobs(this.store, connection);
         case 'xfer': return await serveXfer(this.store, connection, this.log);
+        case 'fence': throw new MailstoreError('INVALID', `epoch ${String(hello.epoch)} is not newer than this primary's`);
         default: throw new MailstoreError('INVALID', `unknown request ${String(hello.kind)}`);
       }
     } catch (error) {
@@ -230,12 +231,12 @@ class ReplicaSession {
 
   async run(): Promise<void> {
     const feed = this.primary.store.changes;
+    this.primary.gate.replicaConnected(this.nodeId, this.ackedSeq);
     if (!this.primary.store.readOnly) {
       await feed.register(this.cursorName, this.ackedSeq);
       const cursor = await feed.cursor(this.cursorName);
       if (cursor && cursor.seq < this.ackedSeq) await feed.advance(this.cursorName, this.ackedSeq);
     }
-    this.primary.gate.replicaConnected(this.nodeId, this.ackedSeq);
     const receiving = this.receive();
     this.finished = Promise.allSettled([receiving, this.send()]).then(() => this.end());
     await this.finished;

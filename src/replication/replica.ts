@@ -16,6 +16,7 @@ import { newNodeId, readRole, writeRole, type ReplicationRole } from '../store/r
 import { Store } from '../store/store.js';
 import type { StoreOptions } from '../store/types.js';
 import { readKeyFile } from './key.js';
+import { promoteStore, type PromoteResult } from './promote.js';
 import { connect, type Connection, type Log, type Message } from './transport.js';
 
 export interface ReplicaOptions {
@@ -47,6 +48,8 @@ export interface ReplicaHandle {
   close(): Promise<void>;
   /** Stops replicating (the store stays open); `promote` does this first. */
   stop(): Promise<void>;
+  /** Stops replicating and makes the store the primary (promote.ts); the daemon then starts startPrimary on it. */
+  promote(): Promise<PromoteResult>;
 }
 
 /** The index meta key of the replica's durable pack tails (the primary resends from there). */
@@ -64,6 +67,10 @@ export async function startReplica(root: string, options: ReplicaOptions): Promi
     store,
     status: () => replica.status(),
     stop: () => replica.stop(),
+    promote: async () => {
+      await replica.stop();
+      return promoteStore(store, log);
+    },
     close: async () => {
       await replica.stop();
       await store.close();
