@@ -14,6 +14,7 @@
 // and keeps the consumers' durable cursors: a change-log consumer, the daemon, events or replication
 // read there; the mutations here need not change for them.
 import { randomUUID } from 'node:crypto';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Readable } from 'node:stream';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
@@ -67,12 +68,20 @@ export interface StoreReplication {
   commitMeta(key: string, value: unknown): Promise<number>;
   /** Commits ops prepared by the caller against the batch's view (XFER's mailbox import). */
   commitOps<T>(prepare: Mutation<T>['prepare']): Promise<T>;
+  /**
+   * A write fence (XFER's switch): every change submitted from outside `work` waits until it is
+   * done; changes already queued commit first. Keep `work` short.
+   */
+  fenced<T>(work: () => Promise<T>): Promise<T>;
 }
 
 export interface ReplicationGate {
   admit(): void;
   afterDurable(lastSeq: number): Promise<void> | undefined;
 }
+
+/** Marks the work running inside a write fence (StoreReplication.fenced): its changes pass. */
+const fenceScope = new AsyncLocalStorage<boolean>();
 
 /** The keys of AppendOptions (an unknown one is refused). */
 const APPEND_OPTIONS = ['flags', 'internalDate', 'envelopeFrom', 'dateZoneMinutes', 'recent'];
@@ -108,6 +117,8 @@ export class Store {
   private failure?: MailstoreError;
   private replicationRole?: ReplicationRole;
   private gate?: ReplicationGate;
+  /** A write fence in force: changes from outside it wait for this. */
+  private fence?: Promise<void>;
   /** The change log: committed journal records from a seq on, and the consumers' cursors (changes.ts). */
   readonly changes: ChangeFeed;
 
@@ -186,6 +197,7 @@ export class Store {
   private submit<T>(mutation: Mutation<T>): Promise<T> {
     this.live();
     this.writable();
+    if (this.fence && !fenceScope.getStore()) return this.fence.then(() => this.submit(mutation));
     this.gate?.admit();
     return this.writer.submit(mutation);
   }
@@ -228,6 +240,18 @@ export class Store {
         return this.writer.submit({ exclusive: true, prepare: async ({ seq }) => ({ ops: [{ op: 'meta.set', key, value } as Op], result: seq }) });
       },
       commitOps: (prepare) => this.submit({ exclusive: true, prepare }),
+      fenced: async (work) => {
+        while (this.fence) await this.fence;
+        let lift!: () => void;
+        this.fence = new Promise((resolve) => { lift = resolve; });
+        try {
+          await this.writer.drain();
+          return await fenceScope.run(true, work);
+        } finally {
+          this.fence = undefined;
+          lift();
+        }
+      },
     };
   }
 
