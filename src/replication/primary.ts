@@ -60,6 +60,18 @@ export interface PrimaryHandle {
   status(): Promise<PrimaryStatus>;
 }
 
+/**
+ * A replica's own listener (`--replica-of X --replication-listen Y`): it answers repair (blobs by
+ * hash) and check requests, so a damaged primary can heal from it.
+ */
+export async function startReplicaListener(store: Store, options: { listen: string; keyFile: string; log?: Log }): Promise<{ port: number; close(): Promise<void> }> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const psk = await readKeyFile(store.fs, options.keyFile);
+  const node = new Primary(store, new SyncGate(0, 'async', log), log);
+  const listener = await listen(options.listen, psk, (connection) => void node.accept(connection), log);
+  return { port: listener.port, close: async () => { await listener.close(); await node.close(); } };
+}
+
 export async function startPrimary(store: Store, options: PrimaryOptions): Promise<PrimaryHandle> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const psk = await readKeyFile(store.fs, options.keyFile);
@@ -107,6 +119,9 @@ class Primary {
       const hello = await connection.expect('hello', limits.replicationHandshakeMs);
       if (this.closing) throw new MailstoreError('UNAVAILABLE', 'the primary is shutting down');
       await this.checkEpoch(hello, connection);
+      if (this.store.replication().role()?.role === 'replica' && !['blobs', 'check'].includes(String(hello.kind))) {
+        throw new MailstoreError('READ_ONLY_REPLICA', `this store is a replica: it answers repair and check requests only`);
+      }
       switch (hello.kind) {
         case 'replica': return await this.replicate(connection, hello);
         case 'check': return await serveCheck(this.store, connection, this.checkStore(hello));
@@ -128,7 +143,8 @@ class Primary {
   /** A peer from a newer epoch means a replica was promoted: this primary stops taking writes. */
   private async checkEpoch(hello: Message, connection: Connection): Promise<void> {
     const control = this.store.replication();
-    const role = control.role()!;
+    const role = control.role();
+    if (!role) return;
     const epoch = Number(hello.epoch ?? 0);
     if (epoch <= role.epoch || role.role !== 'primary') return;
     const fenced: ReplicationRole = { ...role, role: 'fenced', fencedBy: epoch };

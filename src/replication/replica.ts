@@ -17,12 +17,15 @@ import { Store } from '../store/store.js';
 import type { StoreOptions } from '../store/types.js';
 import { readKeyFile } from './key.js';
 import { promoteStore, type PromoteResult } from './promote.js';
+import { startReplicaListener } from './primary.js';
 import { connect, type Connection, type Log, type Message } from './transport.js';
 
 export interface ReplicaOptions {
   /** The primary's --replication-listen address (host:port). */
   primary: string;
   keyFile: string;
+  /** Also listen here for repair and check requests (startReplicaListener). */
+  listen?: string;
   log?: Log;
   fs?: FileSystem;
   storeOptions?: StoreOptions;
@@ -43,6 +46,8 @@ export interface ReplicaStatus {
 export interface ReplicaHandle {
   /** The replica store: reads are served, client writes refused (READ_ONLY_REPLICA). */
   store: Store;
+  /** The port of its own listener (options.listen), if any. */
+  port?: number;
   status(): ReplicaStatus;
   /** Stops replicating and closes the store. */
   close(): Promise<void>;
@@ -62,17 +67,28 @@ export async function startReplica(root: string, options: ReplicaOptions): Promi
   await prepareReplicaDirectory(fs, root, psk, options, log);
   const store = await Store.open(root, { ...options.storeOptions, fs });
   const replica = new Replica(store, psk, options.primary, log);
+  let listener: { port: number; close(): Promise<void> } | undefined;
+  try {
+    if (options.listen) listener = await startReplicaListener(store, { listen: options.listen, keyFile: options.keyFile, log });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
   replica.start();
   return {
     store,
+    port: listener?.port,
     status: () => replica.status(),
     stop: () => replica.stop(),
     promote: async () => {
       await replica.stop();
+      await listener?.close();
+      listener = undefined;
       return promoteStore(store, log);
     },
     close: async () => {
       await replica.stop();
+      await listener?.close();
       await store.close();
     },
   };
