@@ -23,6 +23,9 @@ import * as scrub from './commands/scrub.js';
 import * as search from './commands/search.js';
 import * as stats from './commands/stats.js';
 import * as consumers from './commands/consumers.js';
+import * as replica from './commands/replica.js';
+import * as promote from './commands/promote.js';
+import * as xfer from './commands/xfer.js';
 import { limits } from '../limits.js';
 import * as usage from './commands/usage.js';
 import * as user from './commands/user.js';
@@ -36,7 +39,7 @@ export interface CommandModule {
 
 const COMMANDS: CommandModule[] = [
   init, mailbox, append, fetch, messages, search, flags, expunge, copy, move, acl, user, quota, usage,
-  importCommand, exportCommand, stats, scrub, reconstruct, consumers,
+  importCommand, exportCommand, stats, scrub, reconstruct, consumers, replica, promote, xfer,
 ];
 
 export async function buildProgram(): Promise<Command> {

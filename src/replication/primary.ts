@@ -81,6 +81,7 @@ export async function startPrimary(store: Store, options: PrimaryOptions): Promi
     throw new MailstoreError('INVALID', `the store at ${store.root} is a replica of ${role.primary}; it cannot serve as a primary until 'mailstore promote'`, { path: store.root });
   }
   if (!role) await control.setRole({ role: 'primary', epoch: 0, nodeId: newNodeId(), keyFile: options.keyFile });
+  else if (role.keyFile !== options.keyFile) await control.setRole({ ...role, keyFile: options.keyFile }); // xfer and repair use it
   const syncReplicas = options.syncReplicas ?? 0;
   const syncFallback = options.syncFallback ?? 'refuse';
   const gate = new SyncGate(syncReplicas, syncFallback, log, options.syncWaitMs);
