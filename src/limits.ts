@@ -151,6 +151,8 @@ export const limits = {
   replicationFrameBytesMax: 80 * 1024 * 1024,
   /** Pack bytes sent in one frame. */
   replicationPackChunkBytes: 4 * 1024 * 1024,
+  /** The newest journal records kept in memory for replicas that keep up (Journal.recentAfter). */
+  journalRecentBytesMax: 8 * 1024 * 1024,
   /** Journal records sent to a replica in one round (it commits them as one batch). */
   replicationRecordsPerRound: 2000,
   /** ...and at most this many pack bytes in one round (one bigger message goes alone). */

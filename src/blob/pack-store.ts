@@ -548,11 +548,26 @@ export class PackStore {
    */
   async durableTails(): Promise<Map<number, number>> {
     const tails = new Map<number, number>();
-    for (const pack of await this.listPacks()) {
-      tails.set(pack, pack === this.current && this.writeHandle ? this.tail : (await this.fs.stat(this.path(pack))).size);
+    if (this.knownPacks === undefined || this.current !== this.knownCurrent) {
+      this.knownPacks = await this.listPacks(); // a new pack was started since
+      this.knownCurrent = this.current;
+      this.completeSizes.clear();
+    }
+    for (const pack of this.knownPacks) {
+      if (pack === this.current && this.writeHandle) tails.set(pack, this.tail);
+      else if (pack < this.current && this.completeSizes.has(pack)) tails.set(pack, this.completeSizes.get(pack)!);
+      else {
+        const size = (await this.fs.stat(this.path(pack))).size;
+        if (pack < this.current) this.completeSizes.set(pack, size); // older packs are never appended to again
+        tails.set(pack, size);
+      }
     }
     return tails;
   }
+
+  private knownPacks?: number[];
+  private knownCurrent = 0;
+  private readonly completeSizes = new Map<number, number>();
 
   /** Raw bytes of a pack (what a replica copies); short only at the end of the file. */
   async readRange(pack: number, offset: number, length: number): Promise<Buffer> {

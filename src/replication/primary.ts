@@ -330,6 +330,17 @@ class ReplicaSession {
     const upTo = journal.lastSeq; // always a batch end: it moves when a whole batch is durable
     const out: { seq: number; payload: Buffer }[] = [];
     let bytes = 0;
+    const recent = journal.recentAfter(this.sentSeq);
+    if (recent) {
+      for (const record of recent) {
+        if (record.seq > upTo) break;
+        out.push(record);
+        bytes += record.payload.length;
+        const full = out.length >= limits.replicationRecordsPerRound || bytes >= limits.replicationRoundBytesMax;
+        if (full && decodeCbor<JournalPayload>(record.payload).end === true) break;
+      }
+      return out;
+    }
     const onDamage = () => { throw new MailstoreError('CORRUPT', `the journal is damaged after seq ${this.sentSeq}; run 'mailstore scrub' on the primary`); };
     for await (const record of journal.read(this.sentSeq, onDamage)) {
       if (record.seq > upTo) break;

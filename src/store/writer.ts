@@ -236,9 +236,18 @@ export class Writer {
     }
     try {
       for (const chunk of batch.packs) await this.packs.writeReplicated(chunk.pack, chunk.offset, chunk.bytes);
-      await this.packs.syncReplicated();
+      // Both syncs at once, as a live commit: open cuts a newest batch whose blobs did not survive.
       await this.journal.write(records);
-      await this.journal.sync();
+      const [packs, journal] = await Promise.allSettled([this.packs.syncReplicated(), this.journal.sync()]);
+      if (packs.status === 'rejected' && journal.status === 'fulfilled') {
+        // the records are durable, their blobs maybe not: open sorts that out (the newest batch is checked)
+        const failure = new MailstoreError('CLOSED', `replicated pack bytes could not be synced (${(packs.reason as Error).message}); reopen the store`, { cause: packs.reason });
+        this.fail(failure);
+        this.hooks.onStop(failure);
+        return pending.reject(failure);
+      }
+      if (packs.status === 'rejected') throw packs.reason;
+      if (journal.status === 'rejected') throw journal.reason;
     } catch (error) {
       await this.journal.abort(error as MailstoreError);
       return pending.reject(error);
