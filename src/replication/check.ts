@@ -28,13 +28,13 @@ export interface CheckResult {
 /** The primary's side: answers digest requests until the checker closes. */
 export async function serveCheck(store: Store, connection: Connection, _storeChecked: void): Promise<void> {
   const db = () => store.replication().db;
-  await connection.send({ t: 'welcome', lastSeq: store.changes.lastSeq });
+  await connection.send({ t: 'welcome', lastSeq: store.replication().committedSeq() });
   for (;;) {
     const request = await connection.next();
     if (!request) return;
     const id = Buffer.from(String(request.id ?? ''), 'hex');
     switch (request.t) {
-      case 'mailboxes': await connection.send({ t: 'mailboxes', list: await mailboxDigests(db()), lastSeq: store.changes.lastSeq }); break;
+      case 'mailboxes': await connection.send({ t: 'mailboxes', list: await mailboxDigests(db()), lastSeq: store.replication().committedSeq() }); break;
       case 'range': await connection.send({ t: 'range', ...(await rangeDigest(db(), id, Number(request.lo), Number(request.hi))) }); break;
       case 'messages': await connection.send({ t: 'messages', list: await rangeMessages(db(), id, Number(request.lo), Number(request.hi)) }); break;
       default: throw new MailstoreError('INVALID', `unknown check request ${request.t}`);

@@ -218,6 +218,10 @@ class Primary {
   }
 }
 
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 function sum(tails: Map<number, number>): number {
   let total = 0;
   for (const size of tails.values()) total += size;
@@ -284,8 +288,11 @@ class ReplicaSession {
   private async send(): Promise<void> {
     const feed = this.primary.store.changes;
     try {
+      const control = this.primary.store.replication();
       while (!this.stopped && !this.connection.closed) {
-        if (feed.lastSeq <= this.sentSeq) {
+        if (control.committedSeq() <= this.sentSeq) {
+          // the journal may be ahead of the commit for a moment (its pack sync still running)
+          if (feed.lastSeq > this.sentSeq) { await sleep(1); continue; }
           const woke = await Promise.race([feed.wait(this.sentSeq, limits.replicationPingMs), this.connection.done.then(() => true)]);
           if (this.connection.closed) break;
           if (!woke) await this.connection.send({ t: 'ping' });
@@ -327,7 +334,7 @@ class ReplicaSession {
   /** The records after sentSeq, at most a round's worth, ending on a batch end. */
   private async readRecords(): Promise<{ seq: number; payload: Buffer }[]> {
     const { journal } = this.primary.store.replication();
-    const upTo = journal.lastSeq; // always a batch end: it moves when a whole batch is durable
+    const upTo = this.primary.store.replication().committedSeq(); // always a batch end: a whole batch committed
     const out: { seq: number; payload: Buffer }[] = [];
     let bytes = 0;
     const recent = journal.recentAfter(this.sentSeq);

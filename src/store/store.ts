@@ -58,6 +58,12 @@ export interface StoreReplication {
   readonly packs: PackStore;
   readonly journal: Journal;
   readonly db: IndexDb;
+  /**
+   * The newest seq whose whole batch committed (pack and journal synced, index handed over):
+   * journal.lastSeq moves as soon as the journal is synced, before the pack sync is known to have
+   * succeeded, so a replica is never sent more than this.
+   */
+  committedSeq(): number;
   role(): ReplicationRole | undefined;
   /** Writes REPLICATION and applies it at once (a replica refuses client writes from then on). */
   setRole(role: ReplicationRole): Promise<void>;
@@ -117,6 +123,8 @@ export class Store {
   private failure?: MailstoreError;
   private replicationRole?: ReplicationRole;
   private gate?: ReplicationGate;
+  /** StoreReplication.committedSeq. */
+  private committed: number;
   /** A write fence in force: changes from outside it wait for this. */
   private fence?: Promise<void>;
   /** The change log: committed journal records from a seq on, and the consumers' cursors (changes.ts). */
@@ -126,11 +134,13 @@ export class Store {
     ({ root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, health: this.health, readOnly: this.readOnly } = parts);
     ({ db: this.db, packs: this.packs, journal: this.journal, release: this.release } = parts);
     this.messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
+    this.committed = this.journal.lastSeq;
     this.changes = new ChangeFeed({ fs: this.fs, root: this.root, journal: this.journal, readOnly: this.readOnly });
     // The plug-in point for the next layers: onCommit fires after every group commit.
     this.writer = new Writer(this.db, this.packs, this.journal, {
       onStop: (error) => { this.failure = error; },
       onCommit: (first, last, mutations, indexKeys) => {
+        this.committed = last;
         this.forgetMailboxes();
         this.changes.notify(last);
         options.onCommit?.(first, last, mutations, indexKeys);
@@ -222,6 +232,7 @@ export class Store {
       packs: this.packs,
       journal: this.journal,
       get db() { return store.db; },
+      committedSeq: () => this.committed,
       role: () => this.replicationRole,
       setRole: async (role) => {
         if (this.readOnly) this.writable();
