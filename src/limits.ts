@@ -157,6 +157,10 @@ export const limits = {
   replicationRecordsPerRound: 2000,
   /** ...and at most this many pack bytes in one round (one bigger message goes alone). */
   replicationRoundBytesMax: 64 * 1024 * 1024,
+  /** Received frames queued, unread, before the connection stops reading (TCP then holds the sender back). */
+  replicationQueueBytesMax: 64 * 1024 * 1024,
+  /** A replica with rounds outstanding that acknowledges nothing for this long is dropped. */
+  replicaApplyTimeoutMs: 120_000,
   /** A handshake (TLS and hello) must finish within this. */
   replicationHandshakeMs: 10_000,
   /** A replica reconnects after this, doubling up to replicationRetryMaxMs. */

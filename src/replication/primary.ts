@@ -296,7 +296,9 @@ class ReplicaSession {
           const woke = await Promise.race([feed.wait(this.sentSeq, limits.replicationPingMs), this.connection.done.then(() => true)]);
           if (this.connection.closed) break;
           if (!woke) await this.connection.send({ t: 'ping' });
-          if (Date.now() - this.connection.lastHeard > 3 * limits.replicationPingMs) {
+          // silent: nothing heard (pongs come back at once) for 3 pings, or rounds outstanding and no ack for long
+          const busy = this.sentSeq > this.ackedSeq;
+          if (Date.now() - this.connection.lastHeard > (busy ? limits.replicaApplyTimeoutMs : 3 * limits.replicationPingMs)) {
             throw new MailstoreError('UNAVAILABLE', `replica ${this.nodeId} went silent`);
           }
           continue;
@@ -366,7 +368,6 @@ class ReplicaSession {
         const message = await this.connection.next();
         if (!message) return;
         if (message.t === 'ack') this.acked(Number(message.seq));
-        else if (message.t === 'ping') await this.connection.send({ t: 'pong' });
         else if (message.t === 'error') {
           this.primary.log(`replication: replica ${this.nodeId} reports: ${String(message.message)}`);
           return;

@@ -185,7 +185,7 @@ class Replica {
     this.lastError = undefined;
     this.retryMs = limits.replicationRetryMinMs;
     while (!this.stopped) {
-      const message = await connection.next(3 * limits.replicationPingMs);
+      const message = await connection.next(3 * limits.replicationPingMs); // the primary pings when idle (answered by the transport)
       if (!message) throw new MailstoreError('UNAVAILABLE', `${this.primary} closed the connection`);
       this.lastContact = Date.now();
       await this.handle(connection, message);
@@ -206,10 +206,6 @@ class Replica {
         this.primarySeq = Math.max(this.primarySeq, seq);
         return connection.send({ t: 'ack', seq });
       }
-      case 'ping':
-        return connection.send({ t: 'pong' });
-      case 'pong':
-        return;
       case 'error':
         throw new MailstoreError((message.code as never) ?? 'REFUSED', `${this.primary}: ${String(message.message)}`);
       default:

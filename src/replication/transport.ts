@@ -33,6 +33,9 @@ export class Connection {
   private chunks: Buffer[] = [];
   private buffered = 0;
   private queue: Message[] = [];
+  /** Bytes of the frames in `queue`: past limits.replicationQueueBytesMax the socket is paused (flow control). */
+  private queuedBytes = 0;
+  private readonly sizes = new WeakMap<Message, number>();
   private waiting?: { resolve: (m: Message | undefined) => void; reject: (e: unknown) => void };
   private ended = false;
   private failure?: Error;
@@ -67,17 +70,25 @@ export class Connection {
   /** The next message, or undefined once the peer closed the connection. */
   next(timeoutMs?: number): Promise<Message | undefined> {
     const ready = this.queue.shift();
-    if (ready) return Promise.resolve(ready);
+    if (ready) {
+      this.queuedBytes -= this.sizes.get(ready) ?? 0;
+      if (this.socket.isPaused() && this.queuedBytes < limits.replicationQueueBytesMax / 2) this.socket.resume();
+      return Promise.resolve(ready);
+    }
     if (this.ended) return this.failure ? Promise.reject(this.failure) : Promise.resolve(undefined);
     return new Promise((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
-      if (timeoutMs !== undefined) {
+      // silence, not waiting time: keep-alive pings (answered and swallowed here) count as heard
+      const arm = (ms: number) => {
         timer = setTimeout(() => {
+          const quiet = Date.now() - this.lastHeard;
+          if (quiet < timeoutMs!) return arm(timeoutMs! - quiet);
           this.waiting = undefined;
-          reject(new MailstoreError('UNAVAILABLE', `${this.remote} did not answer within ${timeoutMs} ms`));
+          reject(new MailstoreError('UNAVAILABLE', `${this.remote} was silent for ${timeoutMs} ms`));
           this.close();
-        }, timeoutMs);
-      }
+        }, ms);
+      };
+      if (timeoutMs !== undefined) arm(timeoutMs);
       this.waiting = {
         resolve: (m) => { clearTimeout(timer); resolve(m); },
         reject: (e) => { clearTimeout(timer); reject(e); },
@@ -128,17 +139,27 @@ export class Connection {
         this.socket.destroy();
         return;
       }
-      this.deliver(message);
+      this.deliver(message, length);
     }
   }
 
-  private deliver(message: Message): void {
+  private deliver(message: Message, bytes: number): void {
+    if (message.t === 'ping') {
+      void this.send({ t: 'pong' }).catch(() => undefined); // keep-alive, answered whatever the reader is doing
+      return;
+    }
+    if (message.t === 'pong') return;
     if (this.waiting) {
       const w = this.waiting;
       this.waiting = undefined;
       w.resolve(message);
     } else {
       this.queue.push(message);
+      this.sizes.set(message, bytes);
+      this.queuedBytes += bytes;
+      // a reader slower than the sender (a replica applying a long catch-up) stops the sender
+      // through TCP instead of buffering without bound
+      if (this.queuedBytes > limits.replicationQueueBytesMax) this.socket.pause();
     }
   }
 
