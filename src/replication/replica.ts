@@ -75,6 +75,9 @@ export async function startReplica(root: string, options: ReplicaOptions): Promi
     throw error;
   }
   replica.start();
+  // Serve only once the first session is up (or has failed): a daemon that opens its socket right
+  // after this should not meet a primary that does not know its synchronous replica yet.
+  await replica.firstAttempt(limits.replicationHandshakeMs);
   return {
     store,
     port: listener?.port,
@@ -133,8 +136,16 @@ class Replica {
 
   constructor(private readonly store: Store, private readonly psk: Buffer, private readonly primary: string, private readonly log: Log) {}
 
+  private attempted?: () => void;
+  private readonly attempt = new Promise<void>((resolve) => { this.attempted = resolve; });
+
   start(): void {
     this.loop = this.run();
+  }
+
+  /** Resolves once the first connection is streaming or has failed, or after `timeoutMs`. */
+  firstAttempt(timeoutMs: number): Promise<void> {
+    return Promise.race([this.attempt, new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref())]);
   }
 
   status(): ReplicaStatus {
@@ -159,6 +170,7 @@ class Replica {
         this.connection = await connect(this.primary, this.psk);
         await this.session(this.connection);
       } catch (error) {
+        this.attempted?.();
         const message = (error as Error).message;
         if (message !== this.lastError) this.log(`replication: replica of ${this.primary}: ${message}`);
         this.lastError = message;
@@ -182,6 +194,7 @@ class Replica {
     await connection.send({ t: 'hello', kind: 'replica', storeId: this.store.identity.storeId, nodeId: role.nodeId, lastSeq: this.store.changes.lastSeq, tails, epoch: role.epoch });
     await connection.expect('welcome', limits.replicationHandshakeMs);
     this.log(`replication: connected to ${this.primary} at seq ${this.store.changes.lastSeq}`);
+    this.attempted?.();
     this.lastError = undefined;
     this.retryMs = limits.replicationRetryMinMs;
     while (!this.stopped) {

@@ -65,7 +65,8 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
   const stat = await fs.statIfExists(root);
   if (stat) {
     if (!stat.isDirectory) throw new MailstoreError('INVALID', `${root} exists and is not a directory`, { path: root });
-    const names = (await fs.readdir(root)).filter((n) => n !== 'lost+found');
+    // lost+found: a file system's root; run/: a daemon's socket directory (a replica's daemon starts in an empty directory)
+    const names = (await fs.readdir(root)).filter((n) => n !== 'lost+found' && n !== 'run');
     if (names.includes(LAYOUT.identity)) throw new MailstoreError('EXISTS', `a store already exists at ${root}`, { path: root });
     if (names.length > 0) {
       throw new MailstoreError('INVALID', `${root} is not empty and holds no store (found ${names.slice(0, 3).join(', ')}); refusing to initialise over it`, { path: root });
