@@ -3,7 +3,7 @@
 // down; it refuses client writes; a wrong key or another store gets nothing.
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { Store } from '../../src/store/store.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica } from '../../src/replication/replica.js';
@@ -81,6 +81,32 @@ describe('rolling replication', () => {
       await primaryStore.close();
     }
   }, 40_000);
+
+  it('a replica whose index was lost (rebuilt from its journal) is resent its packs from the start and stays identical', async () => {
+    const key = keyFile();
+    const p = tmpDir('primary');
+    const primaryStore = await Store.open(p, { create: true, packBytesMax: 8192 });
+    await primaryStore.createMailbox('INBOX');
+    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+    const address = `127.0.0.1:${(await primary.status()).port}`;
+    const r = join(tmpDir('replica'), 'r');
+    let replica = await startReplica(r, { primary: address, keyFile: key, log: quiet });
+    try {
+      for (let i = 1; i <= 15; i++) await primaryStore.append('INBOX', msg(i, 900));
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq);
+      await replica.close();
+      rmSync(join(r, 'index'), { recursive: true, force: true });
+      for (let i = 16; i <= 25; i++) await primaryStore.append('INBOX', msg(i, 900));
+      replica = await startReplica(r, { primary: address, keyFile: key, log: quiet });
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq);
+      expect(await logicalState(replica.store)).toEqual(await logicalState(primaryStore));
+      samePacks(p, r);
+    } finally {
+      await replica.close();
+      await primary.close();
+      await primaryStore.close();
+    }
+  }, 30_000);
 
   it('a replica with the wrong key gets nothing, and the refusal is logged', async () => {
     const dir = tmpDir('keys');
