@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica } from '../../src/replication/replica.js';
+import { checkReplica } from '../../src/replication/check.js';
 
 const quiet = () => undefined;
 
@@ -54,9 +55,14 @@ async function main(): Promise<void> {
     while (replica.store.changes.lastSeq < primaryStore.changes.lastSeq) await new Promise((r) => setTimeout(r, 5));
     const seconds = (performance.now() - started) / 1000;
     const synchronous = await latency(primaryStore, 500);
+    const checkStarted = performance.now();
+    const check = await checkReplica(replica.store, { primary: address, keyFile: key });
+    const checkSeconds = (performance.now() - checkStarted) / 1000;
+    if (!check.identical) throw new Error('replica check found differences');
     console.log(JSON.stringify({
       messages: n, megabytes: +(bytes / 1e6).toFixed(1),
       catchUp: { seconds: +seconds.toFixed(2), megabytesPerSecond: +(bytes / 1e6 / seconds).toFixed(1), messagesPerSecond: Math.round(n / seconds) },
+      replicaCheck: { seconds: +checkSeconds.toFixed(2), messagesPerSecond: Math.round((n + 1000) / checkSeconds) },
       appendLatencyMs: { unreplicated: { p50: +unreplicated.p50.toFixed(2), p99: +unreplicated.p99.toFixed(2) }, oneSyncReplica: { p50: +synchronous.p50.toFixed(2), p99: +synchronous.p99.toFixed(2) } },
     }));
     await replica.close();
