@@ -180,6 +180,36 @@ export const limits = {
   progressRedrawMs: 200,
   /** A Maildir's dovecot-keywords file holds at most 26 short lines; anything bigger is not one. */
   maildirKeywordsFileBytesMax: 64 * 1024,
+  // ---- replication (src/replication) ----
+  /** One frame between nodes (a pack chunk or a group of records); a bigger one is refused as hostile. */
+  replicationFrameBytesMax: 80 * 1024 * 1024,
+  /** Pack bytes sent in one frame. */
+  replicationPackChunkBytes: 4 * 1024 * 1024,
+  /** The newest journal records kept in memory for replicas that keep up (Journal.recentAfter). */
+  journalRecentBytesMax: 8 * 1024 * 1024,
+  /** Journal records sent to a replica in one round (it commits them as one batch). */
+  replicationRecordsPerRound: 2000,
+  /** ...and at most this many pack bytes in one round (one bigger message goes alone). */
+  replicationRoundBytesMax: 64 * 1024 * 1024,
+  /** Received frames queued, unread, before the connection stops reading (TCP then holds the sender back). */
+  replicationQueueBytesMax: 64 * 1024 * 1024,
+  /** A replica with rounds outstanding that acknowledges nothing for this long is dropped. */
+  replicaApplyTimeoutMs: 120_000,
+  /** A handshake (TLS and hello) must finish within this. */
+  replicationHandshakeMs: 10_000,
+  /** A replica reconnects after this, doubling up to replicationRetryMaxMs. */
+  replicationRetryMinMs: 100,
+  replicationRetryMaxMs: 5_000,
+  /** A silent peer is sent a ping after this; one silent for three times as long is dropped. */
+  replicationPingMs: 2_000,
+  /** A synchronous commit whose replica dropped waits this long for one to confirm, then fails UNAVAILABLE. */
+  syncReplicaWaitMs: 5_000,
+  /** The primary writes a replica's durable cursor at most this often (acks in between only move it in memory). */
+  replicaCursorWriteMs: 1_000,
+  /** replica check: a mismatching uid range is split until it holds at most this many messages, which are listed. */
+  digestLeafMessages: 64,
+  /** Messages sent in one XFER frame. */
+  xferMessagesPerFrame: 256,
 } as const;
 
 /** The daemon (src/daemon) and its client library (src/client): the socket protocol's bounds. */

@@ -778,6 +778,89 @@ export class PackStore {
     return before;
   }
 
+  // ---- replication (src/replication): a replica's packs are byte-identical copies -----------
+
+  /**
+   * Every pack with the end of its durable bytes: the current pack's committed tail (bytes of a
+   * batch being written are not included: they may still be taken back), the size of older ones.
+   */
+  async durableTails(): Promise<Map<number, number>> {
+    const tails = new Map<number, number>();
+    if (this.knownPacks === undefined || this.current !== this.knownCurrent) {
+      this.knownPacks = await this.listPacks(); // a new pack was started since
+      this.knownCurrent = this.current;
+      this.completeSizes.clear();
+    }
+    for (const pack of this.knownPacks) {
+      if (pack === this.current && this.writeHandle) tails.set(pack, this.tail);
+      else if (pack < this.current && this.completeSizes.has(pack)) tails.set(pack, this.completeSizes.get(pack)!);
+      else {
+        const size = (await this.fs.stat(this.path(pack))).size;
+        if (pack < this.current) this.completeSizes.set(pack, size); // older packs are never appended to again
+        tails.set(pack, size);
+      }
+    }
+    return tails;
+  }
+
+  private knownPacks?: number[];
+  private knownCurrent = 0;
+  private readonly completeSizes = new Map<number, number>();
+
+  /** Raw bytes of a pack (what a replica copies); short only at the end of the file. */
+  async readRange(pack: number, offset: number, length: number): Promise<Buffer> {
+    const path = this.path(pack);
+    const handle = await this.handle(pack, path);
+    const buf = Buffer.allocUnsafe(length);
+    const n = await handle.read(buf, 0, length, offset).catch((e) => { throw fromSystemError(e, 'reading pack', path); });
+    return buf.subarray(0, n);
+  }
+
+  /**
+   * A replica writes the primary's pack bytes at the primary's offsets (creating the pack when it
+   * is new) without syncing; `syncReplicated` makes them durable. The tail follows, so a promoted
+   * replica appends where the primary would have.
+   */
+  async writeReplicated(pack: number, offset: number, bytes: Buffer): Promise<void> {
+    assert(!this.pending, 'replicated pack write while a batch is pending');
+    const path = this.path(pack);
+    try {
+      if (pack !== this.current || !this.writeHandle) {
+        await this.syncReplicated(); // the pack left behind is complete: durable before the next one
+        await this.writeHandle?.close().catch(() => undefined);
+        this.writeHandle = undefined;
+        const existed = Boolean(await this.fs.statIfExists(path));
+        if (!existed) await this.options.checkMounted(path);
+        this.writeHandle = await this.fs.open(path, existed ? 'readWrite' : 'createNew');
+        if (!existed) this.dirSyncPending = true;
+        if (pack !== this.current) this.tail = existed ? await this.writeHandle.size() : 0;
+        this.current = pack;
+        this.mustRotate = false;
+      }
+      await this.writeHandle.write(bytes, offset);
+    } catch (error) {
+      throw fromSystemError(error, 'writing replicated pack bytes', path);
+    }
+    this.tail = Math.max(this.tail, offset + bytes.length);
+    this.replicatedDirty = true;
+  }
+
+  private replicatedDirty = false;
+
+  async syncReplicated(): Promise<void> {
+    if (!this.replicatedDirty || !this.writeHandle) return;
+    try {
+      await this.writeHandle.sync();
+      if (this.dirSyncPending) {
+        await this.fs.syncDir(this.dir);
+        this.dirSyncPending = false;
+      }
+    } catch (error) {
+      throw fromSystemError(error, 'syncing replicated pack bytes', this.writeHandle.path);
+    }
+    this.replicatedDirty = false;
+  }
+
   async close(): Promise<void> {
     for (const h of this.readHandles.values()) await h.close().catch(() => undefined);
     this.readHandles.clear();

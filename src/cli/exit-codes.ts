@@ -36,6 +36,7 @@ const BY_CODE: Record<ErrorCode, number> = {
   EXISTS: EXIT.invalid,
   CORRUPT: EXIT.corruption,
   HALTED: EXIT.internal,
+  READ_ONLY_REPLICA: EXIT.refused,
 };
 
 export function exitCodeForCode(code: ErrorCode): number {

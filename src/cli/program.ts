@@ -31,6 +31,9 @@ import * as stats from './commands/stats.js';
 import * as consumers from './commands/consumers.js';
 import * as tier from './commands/tier.js';
 import * as snapshot from './commands/snapshot.js';
+import * as replica from './commands/replica.js';
+import * as promote from './commands/promote.js';
+import * as xfer from './commands/xfer.js';
 import { limits } from '../limits.js';
 import * as usage from './commands/usage.js';
 import * as user from './commands/user.js';
@@ -44,7 +47,7 @@ export interface CommandModule {
 
 const COMMANDS: CommandModule[] = [
   init, mailbox, append, fetch, messages, search, flags, expunge, copy, move, acl, user, quota, usage,
-  importCommand, exportCommand, stats, scrub, reconstruct, consumers, events, tier, compact, backup, backups, restore, snapshot, serve,
+  importCommand, exportCommand, stats, scrub, reconstruct, consumers, events, tier, compact, backup, backups, restore, snapshot, serve, replica, promote, xfer,
 ];
 
 export async function buildProgram(): Promise<Command> {

@@ -20,7 +20,7 @@ const BY_CODE: Record<ErrorCode, number> = {
   NO_SPACE: SYSEXITS.tempFail,
   IO: SYSEXITS.tempFail,
   CLOSED: SYSEXITS.tempFail,
-  UNAVAILABLE: SYSEXITS.tempFail, // the daemon went away; an MTA retries (a retried delivery may store twice, as with any MTA)
+  UNAVAILABLE: SYSEXITS.tempFail, // the daemon went away, or too few synchronous replicas: an MTA retries (a retried delivery may store twice, as with any MTA)
   OVER_QUOTA: SYSEXITS.tempFail, // as Cyrus's LMTP 452 by default: the user can make room
   HALTED: SYSEXITS.tempFail, // the store stopped itself and wrote nothing; reopening may succeed
   NOT_FOUND: SYSEXITS.noUser,
@@ -31,6 +31,7 @@ const BY_CODE: Record<ErrorCode, number> = {
   UNMOUNTED: SYSEXITS.config,
   REFUSED: SYSEXITS.config,
   CORRUPT: SYSEXITS.ioErr,
+  READ_ONLY_REPLICA: SYSEXITS.tempFail, // delivered to a replica: retry (at the primary)
 };
 
 export function sysexitFor(error: unknown): number {
@@ -45,7 +46,7 @@ export function sysexitsWanted(flag: boolean | undefined): boolean {
 export function sysexitsHelp(): string {
   return [
     'With --sysexits (or MAILSTORE_SYSEXITS=1), append exits with sysexits.h codes for an MTA:',
-    '  75 EX_TEMPFAIL  LOCKED, NO_SPACE, IO, CLOSED, OVER_QUOTA, HALTED, UNAVAILABLE: nothing was acknowledged; retry later',
+    '  75 EX_TEMPFAIL  LOCKED, NO_SPACE, IO, CLOSED, OVER_QUOTA, HALTED, UNAVAILABLE, READ_ONLY_REPLICA: retry later',
     '  67 EX_NOUSER    NOT_FOUND: no such mailbox',
     '  66 EX_NOINPUT   the message FILE cannot be read',
     '  65 EX_DATAERR   INVALID, TOO_LARGE: the message or arguments are unacceptable',

@@ -20,6 +20,10 @@ import type { ConsumerState } from '../store/changes.js';
 import type { SnapshotResult } from '../store/snapshots.js';
 import type { TierFlushResult, TierStatus } from '../store/tier.js';
 import type { Op } from '../store/records.js';
+import { checkReplica, type CheckResult } from '../replication/check.js';
+import { promoteStore, type PromoteResult } from '../replication/promote.js';
+import { storedReplicationStatus, type StoredReplicationStatus } from '../replication/status.js';
+import { xferUser, type XferResult } from '../replication/xfer.js';
 
 /** Each takes the daemon's Store first, then the caller's arguments (functions among them are dropped on the socket). */
 export const PROCEDURES = {
@@ -50,6 +54,21 @@ export const PROCEDURES = {
   storeId: async (store: Store): Promise<string> => store.identity.storeId,
   fetchBlob: (store: Store, hash: Buffer): Promise<Buffer> => store.fetchBlob(hash),
   stateOps: (store: Store): AsyncGenerator<{ appliedSeq: number } | { op: Op }> => stateOps(store),
+  // replication (src/replication): the daemon of the store runs them
+  replicationStatus: (store: Store): Promise<StoredReplicationStatus> => storedReplicationStatus(store),
+  replicaCheck: (store: Store, options: { primary?: string; keyFile?: string }): Promise<CheckResult> => {
+    const role = store.replication().role();
+    const primary = options.primary ?? role?.primary;
+    const keyFile = options.keyFile ?? role?.keyFile;
+    if (!primary || !keyFile) throw new MailstoreError('INVALID', `the store at ${store.root} is not a replica (no primary and key recorded); pass --primary and --replication-key`);
+    return checkReplica(store, { primary, keyFile });
+  },
+  promote: (store: Store): Promise<PromoteResult> => promoteStore(store),
+  xfer: (store: Store, options: { user: string; to: string; mailboxPrefix?: string; keyFile?: string }): Promise<XferResult> => {
+    const keyFile = options.keyFile ?? store.replication().role()?.keyFile;
+    if (!keyFile) throw new MailstoreError('INVALID', 'pass --replication-key FILE (this store\'s REPLICATION names no key)');
+    return xferUser(store, { user: options.user, to: options.to, keyFile, mailboxPrefix: options.mailboxPrefix });
+  },
 };
 
 /** The store's state at one seq as a listing: its seq first, then every checkpoint op. */
@@ -66,7 +85,7 @@ async function* stateOps(store: Store): AsyncGenerator<{ appliedSeq: number } | 
 export type ProcedureName = keyof typeof PROCEDURES;
 
 /** Procedures that change the store (a call in flight when the daemon dies may have committed). */
-export const MUTATING_PROCEDURES: ReadonlySet<string> = new Set(['setQuota', 'undumpMailboxes', 'deleteMailboxTree', 'scrub', 'scrubEvents', 'repair', 'compact', 'snapshot', 'removeConsumer', 'tierFlush']);
+export const MUTATING_PROCEDURES: ReadonlySet<string> = new Set(['setQuota', 'undumpMailboxes', 'deleteMailboxTree', 'scrub', 'scrubEvents', 'repair', 'compact', 'snapshot', 'removeConsumer', 'tierFlush', 'promote', 'xfer']);
 
 /** Procedures that answer with a listing (items, then end) rather than one value. */
 export const LISTING_PROCEDURES: ReadonlySet<string> = new Set(['dumpMailboxes', 'scrubEvents', 'events', 'stateOps']);

@@ -44,7 +44,13 @@ export class Journal {
   /** The end of the newest segment was damaged or torn: new records go to a fresh segment. */
   private startNewSegment = false;
   /** Records written by `write` and not yet synced. */
-  private pending?: { start: number; end: number; lastSeq: number; path: string; fresh: boolean };
+  private pending?: { start: number; end: number; lastSeq: number; path: string; fresh: boolean; records: JournalRecord[] };
+  /**
+   * The newest synced records, up to limits.journalRecentBytesMax: replication sends them to a
+   * replica that keeps up without reading a segment back (a segment is read whole).
+   */
+  private recent: JournalRecord[] = [];
+  private recentBytes = 0;
   private tailRecords: { seq: number; offset: number; end: number; payload: Buffer }[] = [];
   /** A write failed and could not be undone: refuse all writes until the store is reopened. */
   private poisoned?: MailstoreError;
@@ -138,6 +144,7 @@ export class Journal {
    */
   async reload(): Promise<void> {
     assert(!this.pending, 'journal reload while a write is pending');
+    this.forgetRecent();
     await this.writeHandle?.close().catch(() => undefined);
     this.writeHandle = undefined;
     this.segments = [];
@@ -261,6 +268,7 @@ export class Journal {
     }
     this.tailOffset = offset;
     this.lastSeq = lastSeqBefore;
+    this.forgetRecent();
   }
 
   /** The path of the newest segment (for quarantine copies). */
@@ -295,7 +303,7 @@ export class Journal {
     const start = this.tailOffset;
     const path = this.path(segment);
     const fresh = this.freshSegment;
-    this.pending = { start: fresh ? 0 : start, end: start + data.length, lastSeq: records[records.length - 1].seq, path, fresh };
+    this.pending = { start: fresh ? 0 : start, end: start + data.length, lastSeq: records[records.length - 1].seq, path, fresh, records };
     try {
       if (!this.writeHandle) this.writeHandle = await this.fs.open(path, 'readWrite');
       if (fresh) await this.writeHandle.write(Buffer.concat([encodeSegmentHeader(this.storeId, segment.firstSeq), data]), 0);
@@ -324,6 +332,33 @@ export class Journal {
     this.appendedBytes += pending.end - pending.start;
     this.tailOffset = pending.end;
     this.lastSeq = pending.lastSeq;
+    this.remember(pending.records);
+  }
+
+  private remember(records: JournalRecord[]): void {
+    if (this.recent.length > 0 && this.recent[this.recent.length - 1].seq + 1 !== records[0].seq) this.forgetRecent();
+    for (const r of records) {
+      this.recent.push(r);
+      this.recentBytes += r.payload.length;
+    }
+    let drop = 0;
+    while (this.recentBytes > limits.journalRecentBytesMax && drop < this.recent.length - 1) this.recentBytes -= this.recent[drop++].payload.length;
+    if (drop > 0) this.recent = this.recent.slice(drop);
+  }
+
+  private forgetRecent(): void {
+    this.recent = [];
+    this.recentBytes = 0;
+  }
+
+  /**
+   * The synced records after `afterSeq` from memory, or undefined when they are not all there
+   * (then read them with `read`). The caller must not change them.
+   */
+  recentAfter(afterSeq: number): JournalRecord[] | undefined {
+    const first = this.recent[0]?.seq;
+    if (first === undefined || afterSeq + 1 < first) return afterSeq === this.lastSeq ? [] : undefined;
+    return this.recent.slice(afterSeq + 1 - first);
   }
 
   /** Takes back written, not yet synced records (the batch failed elsewhere). */

@@ -18,6 +18,8 @@ import { repairSnapshots } from './snapshot-check.js';
 
 export interface RepairOptions {
   sources?: string[];
+  /** The key file for a source that is a node (HOST:PORT); default: the one in the store's REPLICATION. */
+  replicationKey?: string;
   /** Proceed even when the damage looks like a missing partition rather than a few bad blocks. */
   force?: boolean;
   /** Refuse when more than this share of blobs is damaged or missing (default limits.repairDamagedShareMax). */
@@ -59,7 +61,8 @@ export async function repair(store: Store, before: ScrubReport, options: RepairO
   const found = new Map<string, Buffer>();
   if (blobFindings.length > 0 && options.sources?.length) {
     const wanted = new Set(blobFindings.map((f) => f.hash));
-    for (const source of options.sources) await findCopies(store.fs, source, wanted, found, limits.messageBytesMax);
+    const keyFile = options.replicationKey ?? store.replication().role()?.keyFile;
+    for (const source of options.sources) await findCopies(store.fs, source, wanted, found, limits.messageBytesMax, { keyFile });
     const items = [...found].map(([hex, bytes]) => ({ hash: Buffer.from(hex, 'hex'), bytes }));
     store.maintenance().packs.skipPackNumbersTo(Math.max(0, ...blobFindings.map((f) => f.pack)));
     for (let i = 0; i < items.length; i += limits.repairRelocateBlobs) blobsRestored += await store.maintenance().relocateBlobs(items.slice(i, i + limits.repairRelocateBlobs));

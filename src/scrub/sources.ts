@@ -1,5 +1,6 @@
 // Where repair finds good copies: another mailstore (a replica or a copy: its packs are scanned,
-// so neither its index nor its lock is needed) or a directory of raw messages. Every copy is
+// so neither its index nor its lock is needed), a running node (HOST:PORT, its replication
+// listener: blobs by hash) or a directory of raw messages. Every copy is
 // verified against the wanted hash before it is used.
 import { join } from 'node:path';
 import { AssertionFailure } from '../errors.js';
@@ -8,10 +9,13 @@ import { hashBytes, hashHex } from '../hash/blake3.js';
 import { PackStore } from '../blob/pack-store.js';
 import { LAYOUT } from '../store/identity.js';
 import { limits } from '../limits.js';
+import { fetchBlobsFrom, isNodeAddress } from '../replication/blob-source.js';
 
-export async function findCopies(fs: FileSystem, source: string, wanted: Set<string>, found: Map<string, Buffer>, messageBytesMax: number): Promise<void> {
+export async function findCopies(fs: FileSystem, source: string, wanted: Set<string>, found: Map<string, Buffer>, messageBytesMax: number, options: { keyFile?: string } = {}): Promise<void> {
   if (wanted.size === found.size) return;
-  if (await fs.statIfExists(join(source, LAYOUT.identity))) {
+  if (isNodeAddress(source) && !(await fs.statIfExists(source))) {
+    await fetchBlobsFrom(fs, source, options.keyFile, wanted, found); // a replica or primary, over the replication listener
+  } else if (await fs.statIfExists(join(source, LAYOUT.identity))) {
     await fromStore(fs, source, wanted, found);
   } else {
     await fromFiles(fs, source, wanted, found, messageBytesMax);

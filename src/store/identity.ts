@@ -57,12 +57,16 @@ export function storeIdBytes(identity: StoreIdentity): Buffer {
   return Buffer.from(identity.storeId.replace(/-/g, ''), 'hex');
 }
 
-/** Creates a new store in an empty (or missing) directory. */
-export async function initStore(fs: FileSystem, root: string): Promise<StoreIdentity> {
+/**
+ * Creates a new store in an empty (or missing) directory. `cloneOf`: a primary's STORE bytes, for
+ * a new replica (same store id: its packs and journal are the primary's, byte for byte).
+ */
+export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer): Promise<StoreIdentity> {
   const stat = await fs.statIfExists(root);
   if (stat) {
     if (!stat.isDirectory) throw new MailstoreError('INVALID', `${root} exists and is not a directory`, { path: root });
-    const names = (await fs.readdir(root)).filter((n) => n !== 'lost+found');
+    // lost+found: a file system's root; run/: a daemon's socket directory (a replica's daemon starts in an empty directory)
+    const names = (await fs.readdir(root)).filter((n) => n !== 'lost+found' && n !== 'run');
     if (names.includes(LAYOUT.identity)) throw new MailstoreError('EXISTS', `a store already exists at ${root}`, { path: root });
     if (names.length > 0) {
       throw new MailstoreError('INVALID', `${root} is not empty and holds no store (found ${names.slice(0, 3).join(', ')}); refusing to initialise over it`, { path: root });
@@ -70,7 +74,9 @@ export async function initStore(fs: FileSystem, root: string): Promise<StoreIden
   } else {
     await fs.mkdir(root).catch((e) => { throw fromSystemError(e, 'creating store directory', root); });
   }
-  const identity: StoreIdentity = { format: STORE_FORMAT, version: STORE_VERSION, storeId: randomUUID(), created: new Date().toISOString() };
+  const identity: StoreIdentity = cloneOf
+    ? decodeIdentity(cloneOf, 'the primary\'s STORE')
+    : { format: STORE_FORMAT, version: STORE_VERSION, storeId: randomUUID(), created: new Date().toISOString() };
   try {
     for (const dir of [LAYOUT.packs, LAYOUT.journal, LAYOUT.quarantine, LAYOUT.tmp]) {
       await ensureDir(fs, join(root, dir));
@@ -79,7 +85,7 @@ export async function initStore(fs: FileSystem, root: string): Promise<StoreIden
     await writeFileDurable(fs, join(root, LAYOUT.packs, LAYOUT.marker), Buffer.from(identity.storeId + '\n'));
     await writeFileDurable(fs, join(root, LAYOUT.journal, LAYOUT.marker), Buffer.from(identity.storeId + '\n'));
     // STORE last: a crash before this leaves a directory that init can be re-run on after clearing.
-    await writeFileDurable(fs, join(root, LAYOUT.identity), encodeIdentity(identity));
+    await writeFileDurable(fs, join(root, LAYOUT.identity), cloneOf ?? encodeIdentity(identity));
   } catch (error) {
     throw fromSystemError(error, 'initialising store', root);
   }

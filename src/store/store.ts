@@ -14,6 +14,7 @@
 // and keeps the consumers' durable cursors: a change-log consumer, the daemon, events or replication
 // read there; the mutations here need not change for them.
 import { randomUUID } from 'node:crypto';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Readable } from 'node:stream';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
@@ -50,11 +51,51 @@ import {
   type MessageWithBody, type ReadMessagesOptions, type StoreOptions, type StoreStats,
 } from './types.js';
 import { deleteUser, renameUser, type DeleteUserResult, type RenameUserResult } from './users.js';
-import { Writer, type CommitChain, type Mutation, type PrepareContext } from './writer.js';
 import { compactStore, finishRetired, type CompactHost, type CompactOptions, type CompactResult } from './compact.js';
 import { BackgroundCompactor } from './compactor.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { MailStore } from './api.js';
+import { Writer, type CommitChain, type Mutation, type PrepareContext, type ReplicatedBatch } from './writer.js';
+import { readOnlyReplicaError, readRole, writeRole, type ReplicationRole } from './role.js';
+
+/**
+ * What replication (src/replication) needs of a Store beyond its public API: the raw packs and
+ * journal, the replicated-batch commit, the synchronous-replica gate and the role.
+ */
+export interface StoreReplication {
+  readonly packs: PackStore;
+  readonly journal: Journal;
+  readonly db: IndexDb;
+  /**
+   * The newest seq whose whole batch committed (pack and journal synced, index handed over):
+   * journal.lastSeq moves as soon as the journal is synced, before the pack sync is known to have
+   * succeeded, so a replica is never sent more than this.
+   */
+  committedSeq(): number;
+  role(): ReplicationRole | undefined;
+  /** Writes REPLICATION and applies it at once (a replica refuses client writes from then on). */
+  setRole(role: ReplicationRole): Promise<void>;
+  applyReplicated(batch: ReplicatedBatch): Promise<void>;
+  /** admit: before a client change is queued (may refuse); afterDurable: WriterHooks.afterDurable. */
+  setGate(gate: ReplicationGate | undefined): void;
+  /** Commits one meta.set record (the epoch), whatever the role; returns its seq. */
+  commitMeta(key: string, value: unknown): Promise<number>;
+  /** Commits ops prepared by the caller against the batch's view (XFER's mailbox import). */
+  commitOps<T>(prepare: Mutation<T>['prepare']): Promise<T>;
+  /**
+   * A write fence (XFER's switch): every change submitted from outside `work` waits until it is
+   * done; changes already queued commit first. Keep `work` short.
+   */
+  fenced<T>(work: () => Promise<T>): Promise<T>;
+}
+
+export interface ReplicationGate {
+  admit(): void;
+  afterDurable(lastSeq: number): Promise<void> | undefined;
+}
+
+/** Marks the work running inside a write fence (StoreReplication.fenced): its changes pass. */
+const fenceScope = new AsyncLocalStorage<boolean>();
 
 /** The keys of AppendOptions (an unknown one is refused). */
 const APPEND_OPTIONS = ['flags', 'internalDate', 'envelopeFrom', 'dateZoneMinutes', 'recent'];
@@ -91,6 +132,12 @@ export class Store implements MailStore {
   private failure?: MailstoreError;
   /** The bucket sealed packs move to, when the store has one (tier.ts). */
   private remote?: RemotePacks;
+  private replicationRole?: ReplicationRole;
+  private gate?: ReplicationGate;
+  /** StoreReplication.committedSeq. */
+  private committed: number;
+  /** A write fence in force: changes from outside it wait for this. */
+  private fence?: Promise<void>;
   /** The change log: committed journal records from a seq on, and the consumers' cursors (changes.ts). */
   readonly changes: ChangeFeed;
   private readonly packBytesMax: number;
@@ -104,6 +151,7 @@ export class Store implements MailStore {
     ({ root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, health: this.health, readOnly: this.readOnly } = parts);
     ({ db: this.db, packs: this.packs, journal: this.journal, release: this.release } = parts);
     this.messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
+    this.committed = this.journal.lastSeq;
     this.changes = new ChangeFeed({ fs: this.fs, root: this.root, journal: this.journal, readOnly: this.readOnly });
     this.packBytesMax = options.packBytesMax ?? limits.packBytesMax;
     this.snapshots = new Snapshotter({ fs: this.fs, root: this.root, storeId: this.storeId, journal: this.journal, changes: this.changes, db: () => this.db });
@@ -112,6 +160,7 @@ export class Store implements MailStore {
     this.writer = new Writer(this.db, this.packs, this.journal, {
       onStop: (error) => { this.failure = error; },
       onCommit: (first, last, mutations, indexKeys, writeSeconds) => {
+        this.committed = last;
         this.forgetMailboxes();
         this.changes.notify(last);
         this.changes.notify(last);
@@ -119,6 +168,7 @@ export class Store implements MailStore {
         if (autoSnapshot) this.snapshots.maybeAuto(last, (result, error) => this.reportAutoSnapshot(options, result, error));
         options.onCommit?.(first, last, mutations, indexKeys, writeSeconds);
       },
+      afterDurable: (lastSeq) => this.gate?.afterDurable(lastSeq),
     });
     // a read whose pack compaction retired meanwhile finds the blob's new copy here
     this.packs.setLocator(async (hash) => {
@@ -145,10 +195,12 @@ export class Store implements MailStore {
     try {
       const store = new Store(parts, options);
       store.remote = await attachTier(store.tierHost());
-      if (!parts.readOnly) {
+      store.replicationRole = await readRole(parts.fs, root);
+      // A replica's interrupted delete is finished by its primary, whose records it receives.
+      if (!parts.readOnly && store.writableRole()) {
         await store.finishInterruptedDeletes();
         await store.finishInterruptedCompaction();
-        if (options.autoCompact) store.startCompactor(options);
+        if (options.autoCompact && !store.replicationRole) store.startCompactor(options);
       }
       await store.snapshots.init();
       store.snapshots.start();
@@ -214,6 +266,10 @@ export class Store implements MailStore {
     checkCompactOptions(options);
     this.live();
     if (!options.dryRun) this.writable();
+    if (this.replicationRole && !options.dryRun) {
+      // a compaction's new pack is written beside the batch path, so replication would not ship it
+      throw new MailstoreError('REFUSED', 'compaction is not run on a store with replication yet: its rewritten packs are not shipped to replicas (docs/FORMAT.md, "Replication")');
+    }
     while (this.compaction) await this.compaction.catch(() => undefined);
     return this.runCompaction(options);
   }
@@ -322,12 +378,63 @@ export class Store implements MailStore {
   private submit<T>(mutation: Mutation<T>): Promise<T> {
     this.live();
     this.writable();
+    if (this.fence && !fenceScope.getStore()) return this.fence.then(() => this.submit(mutation));
+    this.gate?.admit();
     return this.writer.submit(mutation);
   }
 
-  /** Every change (and every maintenance write) starts here: refused on a read-only open. */
+  /**
+   * Every change (and every maintenance write) starts here: refused on a read-only open, and on a
+   * replica or a fenced primary (its packs and journal are its primary's, byte for byte).
+   */
   private writable(): void {
     if (this.readOnly) throw new MailstoreError('ACCESS', `the store at ${this.root} is open read-only: nothing can be changed`, { path: this.root });
+    if (!this.writableRole()) throw readOnlyReplicaError(this.root, this.replicationRole!);
+  }
+
+  private writableRole(): boolean {
+    return !this.replicationRole || this.replicationRole.role === 'primary';
+  }
+
+  /** Replication's hooks (StoreReplication); not for mail servers. */
+  replication(): StoreReplication {
+    const store = this;
+    return {
+      packs: this.packs,
+      journal: this.journal,
+      get db() { return store.db; },
+      committedSeq: () => this.committed,
+      role: () => this.replicationRole,
+      setRole: async (role) => {
+        if (this.readOnly) this.writable();
+        await writeRole(this.fs, this.root, role);
+        this.replicationRole = role;
+      },
+      applyReplicated: (batch) => {
+        this.live();
+        if (this.readOnly) this.writable();
+        return this.writer.submitReplicated(batch);
+      },
+      setGate: (gate) => { this.gate = gate; },
+      commitMeta: (key, value) => {
+        this.live();
+        if (this.readOnly) this.writable();
+        return this.writer.submit({ exclusive: true, prepare: async ({ seq }) => ({ ops: [{ op: 'meta.set', key, value } as Op], result: seq }) });
+      },
+      commitOps: (prepare) => this.submit({ exclusive: true, prepare }),
+      fenced: async (work) => {
+        while (this.fence) await this.fence;
+        let lift!: () => void;
+        this.fence = new Promise((resolve) => { lift = resolve; });
+        try {
+          await this.writer.drain();
+          return await fenceScope.run(true, work);
+        } finally {
+          this.fence = undefined;
+          lift();
+        }
+      },
+    };
   }
 
   private readerHost(): ReaderHost {

@@ -11,7 +11,7 @@
 // An invariant failing in 1 or 2 halts the store (HALTED): nothing of that batch is written.
 import { MailstoreError, assert } from '../errors.js';
 import { IndexView, type IndexDb } from '../index/index-db.js';
-import { encodeCbor } from '../index/codec.js';
+import { decodeCbor, encodeCbor } from '../index/codec.js';
 import type { PackBatch, PackStore } from '../blob/pack-store.js';
 import type { Journal, JournalRecord } from '../journal/journal.js';
 import { limits } from '../limits.js';
@@ -44,8 +44,22 @@ export interface Mutation<T> {
   prepare(ctx: PrepareContext): Promise<{ ops: Op[]; result: T }>;
 }
 
+/**
+ * A batch a replica received from its primary (src/replication): the primary's new pack bytes at
+ * their offsets and its journal records verbatim, seqs fixed. Committed in the primary's order:
+ * pack bytes fsynced, then the records appended and fsynced (the replica's commit point), then
+ * applied to the index through the same apply path as a live commit.
+ */
+export interface ReplicatedBatch {
+  packs: { pack: number; offset: number; bytes: Buffer }[];
+  records: JournalRecord[];
+  /** Index meta entries written in the same index batch (the replica's durable pack tails). */
+  meta?: [key: Buffer, value: unknown][];
+}
+
 interface Pending {
   mutation: Mutation<unknown>;
+  replicated?: ReplicatedBatch;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
 }
@@ -61,6 +75,12 @@ export interface WriterHooks {
    * the pack and journal writes and their fdatasyncs (the metrics' batch fsync latency).
    */
   onCommit?: (firstSeq: number, lastSeq: number, mutations: number, indexKeys: number, writeSeconds: number) => void;
+  /**
+   * Synchronous replication: called once a batch is durable here and in the index, before its
+   * callers are answered; they are answered when the promise settles (rejected: with its error,
+   * which says the change may have committed). The next batch does not wait for it.
+   */
+  afterDurable?: (lastSeq: number) => Promise<void> | undefined;
 }
 
 export class Writer {
@@ -81,6 +101,20 @@ export class Writer {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ mutation, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.running) {
+        this.running = true;
+        this.idle = new Promise((r) => { this.idleResolve = r; });
+        setImmediate(() => void this.run());
+      }
+    });
+  }
+
+  /** A replica's batch from its primary (ReplicatedBatch); runs alone, in submission order. */
+  submitReplicated(batch: ReplicatedBatch): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    const mutation: Mutation<void> = { exclusive: true, prepare: async () => assert(false, 'a replicated batch is not prepared') as never };
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ mutation, replicated: batch, resolve: resolve as (v: unknown) => void, reject });
       if (!this.running) {
         this.running = true;
         this.idle = new Promise((r) => { this.idleResolve = r; });
@@ -110,7 +144,8 @@ export class Writer {
           for (const p of this.queue.splice(0)) p.reject(this.failure);
           break;
         }
-        await this.commitBatch(this.takeBatch());
+        if (this.queue[0].replicated) await this.commitReplicated(this.queue.shift()!);
+        else await this.commitBatch(this.takeBatch());
       }
     } finally {
       this.running = false;
@@ -177,8 +212,63 @@ export class Writer {
         process.stderr.write(`mailstore trace: batch ${done.length} mutations, ${packBatch.bytes} blob bytes: prepare ${(t0 - started).toFixed(1)} ms, pack+journal ${(t1 - t0).toFixed(1)} ms, index ${(performance.now() - t1).toFixed(1)} ms\n`);
       }
       this.hooks.onCommit?.(firstSeq, lastSeq, done.length, indexKeys, (t1 - t0) / 1000);
+      const gate = this.hooks.afterDurable?.(lastSeq);
+      if (gate) {
+        gate.then(() => { for (const d of done) d.pending.resolve(d.result); }, (error) => { for (const d of done) d.pending.reject(error); });
+        return;
+      }
     }
     for (const d of done) d.pending.resolve(d.result);
+  }
+
+  /**
+   * A replica's commit of its primary's batch (ReplicatedBatch): the same order as a live commit,
+   * with nothing to prepare (the records are resolved). A record that does not apply cleanly means
+   * the replica is not a prefix of its primary: the store halts rather than diverge further.
+   */
+  private async commitReplicated(pending: Pending): Promise<void> {
+    const batch = pending.replicated!;
+    const { records } = batch;
+    const firstSeq = records[0]?.seq;
+    if (firstSeq !== this.journal.lastSeq + 1) {
+      return pending.reject(new MailstoreError('INVALID', `replicated records start at seq ${firstSeq}, but this store's journal ends at ${this.journal.lastSeq}`));
+    }
+    const decoded = records.map((r) => decodeCbor<JournalPayload>(r.payload));
+    if (decoded[decoded.length - 1].end !== true) {
+      return pending.reject(new MailstoreError('INVALID', `replicated records ${firstSeq}..${records[records.length - 1].seq} do not end a batch`));
+    }
+    try {
+      for (const chunk of batch.packs) await this.packs.writeReplicated(chunk.pack, chunk.offset, chunk.bytes);
+      // Both syncs at once, as a live commit: open cuts a newest batch whose blobs did not survive.
+      await this.journal.write(records);
+      const [packs, journal] = await Promise.allSettled([this.packs.syncReplicated(), this.journal.sync()]);
+      if (packs.status === 'rejected' && journal.status === 'fulfilled') {
+        // the records are durable, their blobs maybe not: open sorts that out (the newest batch is checked)
+        const failure = new MailstoreError('CLOSED', `replicated pack bytes could not be synced (${(packs.reason as Error).message}); reopen the store`, { cause: packs.reason });
+        this.fail(failure);
+        this.hooks.onStop(failure);
+        return pending.reject(failure);
+      }
+      if (packs.status === 'rejected') throw packs.reason;
+      if (journal.status === 'rejected') throw journal.reason;
+    } catch (error) {
+      await this.journal.abort(error as MailstoreError);
+      return pending.reject(error);
+    }
+    const view = new IndexView(this.db);
+    try {
+      decoded.forEach((payload, i) => applyOpsNow(view, records[i].seq, payload.ops, (problem) => assert(false, `replicated apply: ${problem}`)));
+    } catch (error) {
+      this.halt(error, [pending]);
+      return;
+    }
+    const lastSeq = records[records.length - 1].seq;
+    for (const [key, value] of batch.meta ?? []) view.put(key, value);
+    view.put(meta.appliedSeq, lastSeq);
+    const indexKeys = view.size;
+    await this.landIndex(view);
+    this.hooks.onCommit?.(firstSeq, lastSeq, records.length, indexKeys, 0);
+    pending.resolve(undefined);
   }
 
   /**

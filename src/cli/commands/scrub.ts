@@ -21,7 +21,7 @@ type Output = 'text' | 'json' | 'jsonl';
 type Detail = 'quiet' | 'normal' | 'verbose';
 
 interface ScrubCliOptions {
-  repair?: boolean; source?: string[]; force?: boolean; maxRate?: number; timeBudget?: number; threads?: number; jsonl?: boolean;
+  repair?: boolean; source?: string[]; replicationKey?: string; force?: boolean; maxRate?: number; timeBudget?: number; threads?: number; jsonl?: boolean;
   quiet?: boolean; verbose?: boolean; dropUnreferenced?: boolean; mailbox?: string;
 }
 
@@ -83,7 +83,8 @@ export function register(program: Command): void {
     .command('scrub')
     .description('re-verify every stored byte and cross-check the index (check-only unless --repair)')
     .option('--repair', 'quarantine damaged records, restore them from --source copies, re-derive the index')
-    .option('--source <dir...>', 'another mailstore (replica or copy) or a directory of raw messages to heal from')
+    .option('--source <dir...>', 'another mailstore (replica or copy), a running node HOST:PORT (its --replication-listen; blobs fetched by hash and verified), or a directory of raw messages to heal from')
+    .option('--replication-key <file>', 'with a --source HOST:PORT: the replication key file (default: the one this store\'s REPLICATION names)')
     .option('--force', 'with --repair: repair even when the damage looks like a missing partition (overrides the sanity gate), also when every pack file is gone (packs/STORE-ID still there): their blobs are restored from --source, each verified by its hash')
     .option('--max-rate <MBps>', 'read packs at most this fast, MB/s', parseRate)
     .option('--time-budget <duration>', 'stop after this long (e.g. 10m) and resume there next run (durable cursor)', parseDuration)
@@ -146,8 +147,10 @@ async function scrubAndReport(store: MailStore, options: ScrubCliOptions, output
 /** --repair: heals what the scrub found and prints the findings before, what is left, and a summary. */
 async function repairAndReport(store: MailStore, options: ScrubCliOptions, report: ScrubReport, output: Output): Promise<number> {
   const result = await procedures(store).repair(report, {
-    // absolute: through a daemon, the repair runs there, in its own working directory
-    sources: options.source?.map((source) => resolve(source)), force: options.force, dropUnreferenced: options.dropUnreferenced,
+    // a directory is made absolute (through a daemon the repair runs there, in its own working
+    // directory); HOST:PORT names a node (replication listener) and is kept as it is
+    sources: options.source?.map((source) => (/^[^/]*:\d+$/.test(source) ? source : resolve(source))),
+    replicationKey: options.replicationKey, force: options.force, dropUnreferenced: options.dropUnreferenced,
     scrubOptions: { mailbox: options.mailbox, maxRateBytesPerSecond: options.maxRate, hashThreads: options.threads },
   });
   const summary = {

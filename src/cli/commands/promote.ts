@@ -1,0 +1,22 @@
+// `mailstore promote`: turns this replica into the primary (src/replication/promote.ts): the epoch
+// goes up by one, the store takes writes, and the old primary is fenced when it hears of it.
+import type { Command } from 'commander';
+import { procedures } from '../../daemon/procedures.js';
+import { printJson, printLine, wantsJson, withStore } from '../context.js';
+
+export function register(program: Command): void {
+  program
+    .command('promote')
+    .description('make this replica the primary (epoch + 1); the old primary refuses writes once it hears of the new epoch')
+    .option('--json', 'print as JSON')
+    .addHelpText('after', `
+Stop the replica's daemon first (or let the daemon promote it). The old primary is told at once if
+it can be reached; otherwise it is fenced by the first node that brings it the new epoch. Changes
+it acknowledged with synchronous replicas are on every synchronous replica; with rolling
+replication the newest ones may be only on the old primary.`)
+    .action(async (_options: unknown, command: Command) => {
+      const result = await withStore(command, (store) => procedures(store).promote());
+      if (wantsJson(command)) return printJson(result);
+      await printLine(`promoted: primary at epoch ${result.epoch} (seq ${result.seq}); old primary ${result.oldPrimaryFenced ? 'fenced' : 'not reached (fenced once it hears of the epoch)'}`);
+    });
+}

@@ -1,0 +1,26 @@
+// `mailstore xfer --user NAME --to ADDRESS`: moves a user's mailboxes to another store (its
+// --replication-listen) keeping uidValidity, uids, flags, dates and ACLs (src/replication/xfer.ts).
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { procedures } from '../../daemon/procedures.js';
+import { printJson, printLine, wantsJson, withStore } from '../context.js';
+
+export function register(program: Command): void {
+  program
+    .command('xfer')
+    .description('move a user\'s mailboxes to another store while the user keeps working (copy, catch up, short write fence, switch, remove here)')
+    .requiredOption('--user <name>', 'the user whose mailboxes (user/NAME and below) move')
+    .requiredOption('--to <address>', 'the other store\'s --replication-listen address (HOST:PORT)')
+    .option('--mailbox <prefix>', 'only the mailboxes whose name starts with this')
+    .option('--replication-key <file>', 'the replication key file (default: the one this store\'s REPLICATION names)')
+    .option('--json', 'print as JSON')
+    .addHelpText('after', `
+uidValidity, uids, flags, internal dates, ACLs and the owner are kept; modseqs are the target's own
+(its journal seqs), so CONDSTORE clients resynchronise flags. An interrupted xfer is finished by
+running the same command again (after the switch) or was rolled back (before it).`)
+    .action(async (options: { user: string; to: string; mailbox?: string; replicationKey?: string }, command: Command) => {
+      const result = await withStore(command, (store) => procedures(store).xfer({ user: options.user, to: options.to, mailboxPrefix: options.mailbox, keyFile: options.replicationKey && resolve(options.replicationKey) }));
+      if (wantsJson(command)) return printJson(result);
+      await printLine(`moved ${result.mailboxes.length} mailbox(es) of ${options.user} to ${options.to}${result.resumedAfterSwitch ? ' (finished an interrupted xfer)' : `, ${result.messages} messages`}`);
+    });
+}

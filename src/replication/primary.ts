@@ -1,0 +1,408 @@
+// The primary's side of replication (DESIGN.md, "Background work": a replica is a change-log
+// consumer). Each connected replica gets, per round, the pack bytes it lacks (byte ranges at the
+// primary's offsets) and then the journal records after its seq, verbatim, ending on a group-commit
+// batch boundary; it acknowledges each round once it is durable there. Its position is a consumer
+// cursor (`replica-NODEID`), so journal retirement never passes it. The same listener answers
+// `replica check` (digests), repair (blobs by hash) and XFER (mailbox imports).
+import { MailstoreError, isMailstoreError } from '../errors.js';
+import { decodeCbor } from '../index/codec.js';
+import { limits } from '../limits.js';
+import { newNodeId, type ReplicationRole } from '../store/role.js';
+import type { JournalPayload } from '../store/records.js';
+import type { Store } from '../store/store.js';
+import { LAYOUT } from '../store/identity.js';
+import { join } from 'node:path';
+import { readKeyFile } from './key.js';
+import { SyncGate, type SyncFallback } from './sync-gate.js';
+import { listen, type Connection, type Log, type Message } from './transport.js';
+import { serveCheck } from './check.js';
+import { serveBlobs } from './blob-source.js';
+import { serveXfer } from './xfer-target.js';
+
+export interface PrimaryOptions {
+  /** host:port to listen on (port 0: any; status().port says which). */
+  listen: string;
+  keyFile: string;
+  /** Replicas that must hold a change before it is acknowledged (default 0: rolling only). */
+  syncReplicas?: number;
+  syncFallback?: SyncFallback;
+  /** How long a synchronous commit waits for its replicas (default limits.syncReplicaWaitMs). */
+  syncWaitMs?: number;
+  log?: Log;
+}
+
+export interface ReplicaState {
+  nodeId: string;
+  remote: string;
+  connected: boolean;
+  /** The seq the replica has durable. */
+  seq: number;
+  lagRecords: number;
+  /** Pack bytes the replica does not hold yet. */
+  lagBytes: number;
+  /** ms since epoch. */
+  lastContact: number;
+}
+
+export interface PrimaryStatus {
+  role: 'primary' | 'fenced';
+  epoch: number;
+  port: number;
+  lastSeq: number;
+  syncReplicas: number;
+  syncFallback: SyncFallback;
+  unprotectedCommits: number;
+  replicas: ReplicaState[];
+}
+
+export interface PrimaryHandle {
+  close(): Promise<void>;
+  status(): Promise<PrimaryStatus>;
+}
+
+/**
+ * A replica's own listener (`--replica-of X --replication-listen Y`): it answers repair (blobs by
+ * hash) and check requests, so a damaged primary can heal from it.
+ */
+export async function startReplicaListener(store: Store, options: { listen: string; keyFile: string; log?: Log }): Promise<{ port: number; close(): Promise<void> }> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const psk = await readKeyFile(store.fs, options.keyFile);
+  const node = new Primary(store, new SyncGate(0, 'async', log), log);
+  const listener = await listen(options.listen, psk, (connection) => void node.accept(connection), log);
+  return { port: listener.port, close: async () => { await listener.close(); await node.close(); } };
+}
+
+export async function startPrimary(store: Store, options: PrimaryOptions): Promise<PrimaryHandle> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const psk = await readKeyFile(store.fs, options.keyFile);
+  const control = store.replication();
+  const role = control.role();
+  if (role?.role === 'replica') {
+    throw new MailstoreError('INVALID', `the store at ${store.root} is a replica of ${role.primary}; it cannot serve as a primary until 'mailstore promote'`, { path: store.root });
+  }
+  if (!role) await control.setRole({ role: 'primary', epoch: 0, nodeId: newNodeId(), keyFile: options.keyFile });
+  else if (role.keyFile !== options.keyFile) await control.setRole({ ...role, keyFile: options.keyFile }); // xfer and repair use it
+  const syncReplicas = options.syncReplicas ?? 0;
+  const syncFallback = options.syncFallback ?? 'refuse';
+  const gate = new SyncGate(syncReplicas, syncFallback, log, options.syncWaitMs);
+  if (syncReplicas > 0) control.setGate(gate);
+  const primary = new Primary(store, gate, log);
+  const listener = await listen(options.listen, psk, (connection) => void primary.accept(connection), log);
+  log(`replication: primary of store ${store.identity.storeId} listening on port ${listener.port} (epoch ${control.role()!.epoch}, ${syncReplicas} synchronous replicas, fallback ${syncFallback})`);
+  return {
+    close: async () => {
+      control.setGate(undefined);
+      gate.failAll(new MailstoreError('UNAVAILABLE', 'the primary is shutting down; the change may have committed'));
+      await listener.close();
+      await primary.close();
+    },
+    status: async () => ({
+      role: control.role()!.role === 'fenced' ? 'fenced' : 'primary',
+      epoch: control.role()!.epoch,
+      port: listener.port,
+      lastSeq: store.changes.lastSeq,
+      syncReplicas, syncFallback,
+      unprotectedCommits: gate.unprotectedCommits,
+      replicas: await primary.replicaStates(),
+    }),
+  };
+}
+
+/** The replica sessions of one primary, and the dispatch of every incoming connection. */
+class Primary {
+  private readonly sessions = new Map<string, ReplicaSession>();
+  private closing = false;
+
+  constructor(readonly store: Store, readonly gate: SyncGate, readonly log: Log) {}
+
+  async accept(connection: Connection): Promise<void> {
+    try {
+      const hello = await connection.expect('hello', limits.replicationHandshakeMs);
+      if (this.closing) throw new MailstoreError('UNAVAILABLE', 'the primary is shutting down');
+      await this.checkEpoch(hello, connection);
+      if (this.store.replication().role()?.role === 'replica' && !['blobs', 'check'].includes(String(hello.kind))) {
+        throw new MailstoreError('READ_ONLY_REPLICA', `this store is a replica: it answers repair and check requests only`);
+      }
+      switch (hello.kind) {
+        case 'replica': return await this.replicate(connection, hello);
+        case 'check': return await serveCheck(this.store, connection, this.checkStore(hello));
+        case 'blobs': return await serveBlobs(this.store, connection);
+        case 'xfer': return await serveXfer(this.store, connection, this.log);
+        case 'fence': throw new MailstoreError('INVALID', `epoch ${String(hello.epoch)} is not newer than this primary's`);
+        default: throw new MailstoreError('INVALID', `unknown request ${String(hello.kind)}`);
+      }
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (!connection.closed) {
+        this.log(`replication: ${connection.remote}: ${message}`);
+        await connection.send({ t: 'error', code: isMailstoreError(error) ? error.code : 'INVALID', message }).catch(() => undefined);
+      }
+      connection.close();
+    }
+  }
+
+  /** A peer from a newer epoch means a replica was promoted: this primary stops taking writes. */
+  private async checkEpoch(hello: Message, connection: Connection): Promise<void> {
+    const control = this.store.replication();
+    const role = control.role();
+    if (!role) return;
+    const epoch = Number(hello.epoch ?? 0);
+    if (epoch <= role.epoch || role.role !== 'primary') return;
+    const fenced: ReplicationRole = { ...role, role: 'fenced', fencedBy: epoch };
+    await control.setRole(fenced);
+    this.gate.failAll(new MailstoreError('READ_ONLY_REPLICA', `fenced by epoch ${epoch}: the change may have committed here but is not on the new primary`));
+    this.log(`replication: FENCED: ${connection.remote} is at epoch ${epoch} > ${role.epoch}: a replica was promoted; this store refuses writes from now on`);
+    throw new MailstoreError('READ_ONLY_REPLICA', `this primary was fenced by epoch ${epoch}`);
+  }
+
+  private checkStore(hello: Message): void {
+    if (hello.storeId !== this.store.identity.storeId) {
+      throw new MailstoreError('REFUSED', `this is store ${this.store.identity.storeId}, not ${String(hello.storeId)}: a replica of another store is refused`);
+    }
+  }
+
+  private async replicate(connection: Connection, hello: Message): Promise<void> {
+    const nodeId = String(hello.nodeId ?? '');
+    if (!/^[0-9a-f]{16}$/.test(nodeId)) throw new MailstoreError('INVALID', 'a replica names its node id (16 hex digits)');
+    const identity = await this.store.fs.readFile(join(this.store.root, LAYOUT.identity));
+    const epoch = this.store.replication().role()!.epoch;
+    if (hello.storeId === null) {
+      // A new replica: it clones this store's identity, then connects again with it.
+      await connection.send({ t: 'welcome', identity, epoch, storeId: this.store.identity.storeId });
+      connection.close();
+      return;
+    }
+    this.checkStore(hello);
+    const lastSeq = Number(hello.lastSeq);
+    if (!Number.isSafeInteger(lastSeq) || lastSeq < 0) throw new MailstoreError('INVALID', 'a replica names its last seq');
+    if (lastSeq > this.store.changes.lastSeq) {
+      throw new MailstoreError('REFUSED', `the replica is at seq ${lastSeq}, ahead of this primary (${this.store.changes.lastSeq}): it is not a copy of this primary's history; start it again from an empty directory`);
+    }
+    if (lastSeq + 1 < this.store.changes.firstSeq) {
+      throw new MailstoreError('REFUSED', `the replica is at seq ${lastSeq} but this primary's journal starts at ${this.store.changes.firstSeq} (retired); start the replica again from an empty directory`);
+    }
+    this.sessions.get(nodeId)?.stop();
+    const tails = new Map<number, number>((hello.tails as [number, number][] | undefined) ?? []);
+    const session = new ReplicaSession(this, connection, nodeId, lastSeq, tails);
+    this.sessions.set(nodeId, session);
+    await connection.send({ t: 'welcome', identity, epoch, storeId: this.store.identity.storeId });
+    this.log(`replication: replica ${nodeId} connected from ${connection.remote} at seq ${lastSeq}`);
+    await session.run();
+  }
+
+  async replicaStates(): Promise<ReplicaState[]> {
+    const out: ReplicaState[] = [];
+    const packBytes = sum(await this.store.replication().packs.durableTails());
+    const seen = new Set<string>();
+    for (const session of this.sessions.values()) {
+      seen.add(session.nodeId);
+      out.push(session.state(this.store.changes.lastSeq, packBytes));
+    }
+    for (const consumer of await this.store.changes.consumers()) {
+      const nodeId = consumer.name.replace(/^replica-/, '');
+      if (!consumer.name.startsWith('replica-') || seen.has(nodeId)) continue;
+      out.push({ nodeId, remote: '', connected: false, seq: consumer.seq, lagRecords: consumer.lagRecords, lagBytes: -1, lastContact: consumer.updated });
+    }
+    return out;
+  }
+
+  forget(session: ReplicaSession): void {
+    if (this.sessions.get(session.nodeId) === session) this.sessions.delete(session.nodeId);
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    const all = [...this.sessions.values()];
+    for (const session of all) session.stop();
+    await Promise.all(all.map((s) => s.finished));
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function sum(tails: Map<number, number>): number {
+  let total = 0;
+  for (const size of tails.values()) total += size;
+  return total;
+}
+
+/** One connected replica: a sender loop (rounds) and a receiver loop (acks, pongs). */
+class ReplicaSession {
+  private stopped = false;
+  private sentSeq: number;
+  private ackedSeq: number;
+  /** Pack bytes sent with each round, by its last seq (for the lag in bytes). */
+  private sentBytes: [seq: number, packBytes: number][] = [];
+  private ackedPackBytes = 0;
+  private cursorWritten = 0;
+  private cursorTimer?: NodeJS.Timeout;
+  finished: Promise<void> = Promise.resolve();
+
+  constructor(private readonly primary: Primary, private readonly connection: Connection, readonly nodeId: string, seq: number, private tails: Map<number, number>) {
+    this.sentSeq = seq;
+    this.ackedSeq = seq;
+    this.ackedPackBytes = sum(tails);
+  }
+
+  private get cursorName(): string {
+    return `replica-${this.nodeId}`;
+  }
+
+  async run(): Promise<void> {
+    const feed = this.primary.store.changes;
+    this.primary.gate.replicaConnected(this.nodeId, this.ackedSeq);
+    if (!this.primary.store.readOnly) {
+      await feed.register(this.cursorName, this.ackedSeq);
+      const cursor = await feed.cursor(this.cursorName);
+      if (cursor && cursor.seq < this.ackedSeq) await feed.advance(this.cursorName, this.ackedSeq);
+    }
+    const receiving = this.receive();
+    this.finished = Promise.allSettled([receiving, this.send()]).then(() => this.end());
+    await this.finished;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.connection.close();
+  }
+
+  state(lastSeq: number, packBytes: number): ReplicaState {
+    return {
+      nodeId: this.nodeId, remote: this.connection.remote, connected: !this.connection.closed, seq: this.ackedSeq,
+      lagRecords: Math.max(0, lastSeq - this.ackedSeq), lagBytes: Math.max(0, packBytes - this.ackedPackBytes), lastContact: this.connection.lastHeard,
+    };
+  }
+
+  private async end(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.cursorTimer);
+    this.primary.gate.replicaGone(this.nodeId);
+    this.primary.forget(this);
+    await this.writeCursor().catch(() => undefined);
+    this.primary.log(`replication: replica ${this.nodeId} disconnected at seq ${this.ackedSeq}`);
+  }
+
+  /** Rounds until the connection ends: pack bytes, then records up to a batch end. */
+  private async send(): Promise<void> {
+    const feed = this.primary.store.changes;
+    try {
+      const control = this.primary.store.replication();
+      while (!this.stopped && !this.connection.closed) {
+        if (control.committedSeq() <= this.sentSeq) {
+          // the journal may be ahead of the commit for a moment (its pack sync still running)
+          if (feed.lastSeq > this.sentSeq) { await sleep(1); continue; }
+          const woke = await Promise.race([feed.wait(this.sentSeq, limits.replicationPingMs), this.connection.done.then(() => true)]);
+          if (this.connection.closed) break;
+          if (!woke) await this.connection.send({ t: 'ping' });
+          // silent: nothing heard (pongs come back at once) for 3 pings, or rounds outstanding and no ack for long
+          const busy = this.sentSeq > this.ackedSeq;
+          if (Date.now() - this.connection.lastHeard > (busy ? limits.replicaApplyTimeoutMs : 3 * limits.replicationPingMs)) {
+            throw new MailstoreError('UNAVAILABLE', `replica ${this.nodeId} went silent`);
+          }
+          continue;
+        }
+        await this.round();
+      }
+    } catch (error) {
+      if (!this.stopped) this.primary.log(`replication: replica ${this.nodeId}: ${(error as Error).message}`);
+      this.connection.close();
+    }
+  }
+
+  private async round(): Promise<void> {
+    const control = this.primary.store.replication();
+    const records = await this.readRecords();
+    if (records.length === 0) return;
+    const tails = await control.packs.durableTails(); // read after the records: covers every blob they name
+    let packBytes = 0;
+    for (const [pack, end] of [...tails].sort((a, b) => a[0] - b[0])) {
+      for (let offset = this.tails.get(pack) ?? 0; offset < end;) {
+        const bytes = await control.packs.readRange(pack, offset, Math.min(limits.replicationPackChunkBytes, end - offset));
+        if (bytes.length === 0) break;
+        await this.connection.send({ t: 'pack', pack, offset, bytes });
+        offset += bytes.length;
+      }
+      packBytes += end;
+    }
+    this.tails = tails;
+    const last = records[records.length - 1].seq;
+    await this.connection.send({ t: 'records', records: records.map((r) => [r.seq, r.payload]), tails: [...tails] });
+    this.sentSeq = last;
+    this.sentBytes.push([last, packBytes]);
+  }
+
+  /** The records after sentSeq, at most a round's worth, ending on a batch end. */
+  private async readRecords(): Promise<{ seq: number; payload: Buffer }[]> {
+    const { journal } = this.primary.store.replication();
+    const upTo = this.primary.store.replication().committedSeq(); // always a batch end: a whole batch committed
+    const out: { seq: number; payload: Buffer }[] = [];
+    let bytes = 0;
+    const recent = journal.recentAfter(this.sentSeq);
+    if (recent) {
+      for (const record of recent) {
+        if (record.seq > upTo) break;
+        out.push(record);
+        bytes += record.payload.length;
+        const full = out.length >= limits.replicationRecordsPerRound || bytes >= limits.replicationRoundBytesMax;
+        if (full && decodeCbor<JournalPayload>(record.payload).end === true) break;
+      }
+      return out;
+    }
+    const onDamage = () => { throw new MailstoreError('CORRUPT', `the journal is damaged after seq ${this.sentSeq}; run 'mailstore scrub' on the primary`); };
+    for await (const record of journal.read(this.sentSeq, onDamage)) {
+      if (record.seq > upTo) break;
+      if (record.seq !== this.sentSeq + 1 + out.length) throw new MailstoreError('CORRUPT', `the journal has no record ${this.sentSeq + 1 + out.length}; run 'mailstore scrub' on the primary`);
+      out.push(record);
+      bytes += record.payload.length;
+      const full = out.length >= limits.replicationRecordsPerRound || bytes >= limits.replicationRoundBytesMax;
+      if (full && decodeCbor<JournalPayload>(record.payload).end === true) break;
+    }
+    return out;
+  }
+
+  private async receive(): Promise<void> {
+    try {
+      for (;;) {
+        const message = await this.connection.next();
+        if (!message) return;
+        if (message.t === 'ack') this.acked(Number(message.seq));
+        else if (message.t === 'error') {
+          this.primary.log(`replication: replica ${this.nodeId} reports: ${String(message.message)}`);
+          return;
+        }
+      }
+    } catch {
+      return;
+    } finally {
+      this.stopped = true;
+      this.connection.close();
+    }
+  }
+
+  private acked(seq: number): void {
+    if (!Number.isSafeInteger(seq) || seq <= this.ackedSeq || seq > this.sentSeq) return;
+    this.ackedSeq = seq;
+    while (this.sentBytes.length > 0 && this.sentBytes[0][0] <= seq) this.ackedPackBytes = this.sentBytes.shift()![1];
+    this.primary.gate.replicaAcked(this.nodeId, seq);
+    this.scheduleCursor();
+  }
+
+  /** The durable cursor follows the acks at most every replicaCursorWriteMs (it only pins retention). */
+  private scheduleCursor(): void {
+    if (this.cursorTimer) return;
+    const wait = Math.max(0, this.cursorWritten + limits.replicaCursorWriteMs - Date.now());
+    this.cursorTimer = setTimeout(() => {
+      this.cursorTimer = undefined;
+      void this.writeCursor().catch((error) => this.primary.log(`replication: cursor of ${this.nodeId}: ${(error as Error).message}`));
+    }, wait);
+  }
+
+  private async writeCursor(): Promise<void> {
+    if (this.primary.store.readOnly) return;
+    this.cursorWritten = Date.now();
+    const cursor = await this.primary.store.changes.cursor(this.cursorName);
+    if (cursor && cursor.seq < this.ackedSeq) await this.primary.store.changes.advance(this.cursorName, this.ackedSeq);
+  }
+}

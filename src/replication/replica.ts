@@ -1,0 +1,228 @@
+// The replica's side: a physical mirror of its primary. It starts from an empty directory (the
+// primary's STORE identity is cloned: same store id) or from an earlier replica of the same
+// primary, connects, says its last seq and its durable pack tails, and then commits every round
+// the primary sends: pack bytes at the primary's offsets (fsynced), the journal records verbatim
+// (fsynced: its commit point), then the index through the same apply path (Writer
+// commitReplicated), and acknowledges the round's last seq. Clients may read; every write is
+// refused (READ_ONLY_REPLICA) until `promote`.
+import { join } from 'node:path';
+import { MailstoreError, isMailstoreError } from '../errors.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import { nodeFileSystem } from '../fs/node-fs.js';
+import { limits } from '../limits.js';
+import { meta } from '../store/apply.js';
+import { LAYOUT, initStore } from '../store/identity.js';
+import { newNodeId, readRole, writeRole, type ReplicationRole } from '../store/role.js';
+import { Store } from '../store/store.js';
+import type { StoreOptions } from '../store/types.js';
+import { readKeyFile } from './key.js';
+import { promoteStore, type PromoteResult } from './promote.js';
+import { startReplicaListener } from './primary.js';
+import { connect, type Connection, type Log, type Message } from './transport.js';
+
+export interface ReplicaOptions {
+  /** The primary's --replication-listen address (host:port). */
+  primary: string;
+  keyFile: string;
+  /** Also listen here for repair and check requests (startReplicaListener). */
+  listen?: string;
+  log?: Log;
+  fs?: FileSystem;
+  storeOptions?: StoreOptions;
+}
+
+export interface ReplicaStatus {
+  role: 'replica' | 'primary';
+  primary: string;
+  connected: boolean;
+  /** The seq this replica has durable. */
+  seq: number;
+  /** The primary's newest seq as last heard (0 before the first round). */
+  primarySeq: number;
+  lastContact: number;
+  lastError?: string;
+}
+
+export interface ReplicaHandle {
+  /** The replica store: reads are served, client writes refused (READ_ONLY_REPLICA). */
+  store: Store;
+  /** The port of its own listener (options.listen), if any. */
+  port?: number;
+  status(): ReplicaStatus;
+  /** Stops replicating and closes the store. */
+  close(): Promise<void>;
+  /** Stops replicating (the store stays open); `promote` does this first. */
+  stop(): Promise<void>;
+  /** Stops replicating and makes the store the primary (promote.ts); the daemon then starts startPrimary on it. */
+  promote(): Promise<PromoteResult>;
+}
+
+/** The index meta key of the replica's durable pack tails (the primary resends from there). */
+export const PACK_TAILS_KEY = meta.named('replication/packTails');
+
+export async function startReplica(root: string, options: ReplicaOptions): Promise<ReplicaHandle> {
+  const fs = options.fs ?? nodeFileSystem;
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const psk = await readKeyFile(fs, options.keyFile);
+  await prepareReplicaDirectory(fs, root, psk, options, log);
+  const store = await Store.open(root, { ...options.storeOptions, fs });
+  const replica = new Replica(store, psk, options.primary, log);
+  let listener: { port: number; close(): Promise<void> } | undefined;
+  try {
+    if (options.listen) listener = await startReplicaListener(store, { listen: options.listen, keyFile: options.keyFile, log });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  replica.start();
+  // Serve only once the first session is up (or has failed): a daemon that opens its socket right
+  // after this should not meet a primary that does not know its synchronous replica yet.
+  await replica.firstAttempt(limits.replicationHandshakeMs);
+  return {
+    store,
+    port: listener?.port,
+    status: () => replica.status(),
+    stop: () => replica.stop(),
+    promote: async () => {
+      await replica.stop();
+      await listener?.close();
+      listener = undefined;
+      return promoteStore(store, log);
+    },
+    close: async () => {
+      await replica.stop();
+      await listener?.close();
+      await store.close();
+    },
+  };
+}
+
+/**
+ * An empty directory becomes a clone of the primary's identity with role replica; an existing
+ * store must already be a replica (a primary's own data is never overwritten by another's).
+ */
+async function prepareReplicaDirectory(fs: FileSystem, root: string, psk: Buffer, options: ReplicaOptions, log: Log): Promise<void> {
+  if (await fs.statIfExists(join(root, LAYOUT.identity))) {
+    const role = await readRole(fs, root);
+    if (role?.role !== 'replica') {
+      throw new MailstoreError('REFUSED', `the store at ${root} is ${role ? `a ${role.role}` : 'a standalone store'}, not a replica; a replica starts from an empty directory`, { path: root });
+    }
+    if (role.primary !== options.primary || role.keyFile !== options.keyFile) await writeRole(fs, root, { ...role, primary: options.primary, keyFile: options.keyFile });
+    return;
+  }
+  const connection = await connect(options.primary, psk);
+  try {
+    const nodeId = newNodeId();
+    await connection.send({ t: 'hello', kind: 'replica', storeId: null, nodeId, epoch: 0 });
+    const welcome = await connection.expect('welcome', limits.replicationHandshakeMs);
+    await initStore(fs, root, Buffer.from(welcome.identity as Uint8Array));
+    const role: ReplicationRole = { role: 'replica', epoch: Number(welcome.epoch), nodeId, primary: options.primary, keyFile: options.keyFile };
+    await writeRole(fs, root, role);
+    log(`replication: ${root} is now an empty replica of store ${String(welcome.storeId)} at ${options.primary}`);
+  } finally {
+    connection.close();
+  }
+}
+
+class Replica {
+  private stopped = false;
+  private connection?: Connection;
+  private loop?: Promise<void>;
+  private primarySeq = 0;
+  private lastContact = 0;
+  private lastError?: string;
+  private retryMs: number = limits.replicationRetryMinMs;
+  private wake?: () => void;
+
+  constructor(private readonly store: Store, private readonly psk: Buffer, private readonly primary: string, private readonly log: Log) {}
+
+  private attempted?: () => void;
+  private readonly attempt = new Promise<void>((resolve) => { this.attempted = resolve; });
+
+  start(): void {
+    this.loop = this.run();
+  }
+
+  /** Resolves once the first connection is streaming or has failed, or after `timeoutMs`. */
+  firstAttempt(timeoutMs: number): Promise<void> {
+    return Promise.race([this.attempt, new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref())]);
+  }
+
+  status(): ReplicaStatus {
+    const role = this.store.replication().role();
+    return {
+      role: role?.role === 'replica' ? 'replica' : 'primary', primary: this.primary, connected: Boolean(this.connection && !this.connection.closed),
+      seq: this.store.changes.lastSeq, primarySeq: this.primarySeq, lastContact: this.lastContact, lastError: this.lastError,
+    };
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.connection?.close();
+    this.wake?.();
+    await this.loop;
+  }
+
+  /** Connects again and again (backing off) until stopped; a refusal is logged each time. */
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        this.connection = await connect(this.primary, this.psk);
+        await this.session(this.connection);
+      } catch (error) {
+        this.attempted?.();
+        const message = (error as Error).message;
+        if (message !== this.lastError) this.log(`replication: replica of ${this.primary}: ${message}`);
+        this.lastError = message;
+        if (isMailstoreError(error, 'HALTED') || isMailstoreError(error, 'CLOSED')) return;
+      } finally {
+        this.connection?.close();
+      }
+      if (this.stopped) return;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.retryMs);
+        this.wake = () => { clearTimeout(timer); resolve(); };
+      });
+      this.retryMs = Math.min(this.retryMs * 2, limits.replicationRetryMaxMs);
+    }
+  }
+
+  private async session(connection: Connection): Promise<void> {
+    const control = this.store.replication();
+    const role = control.role()!;
+    const tails = control.db.getNow<[number, number][]>(PACK_TAILS_KEY) ?? [];
+    await connection.send({ t: 'hello', kind: 'replica', storeId: this.store.identity.storeId, nodeId: role.nodeId, lastSeq: this.store.changes.lastSeq, tails, epoch: role.epoch });
+    await connection.expect('welcome', limits.replicationHandshakeMs);
+    this.log(`replication: connected to ${this.primary} at seq ${this.store.changes.lastSeq}`);
+    this.attempted?.();
+    this.lastError = undefined;
+    this.retryMs = limits.replicationRetryMinMs;
+    while (!this.stopped) {
+      const message = await connection.next(3 * limits.replicationPingMs); // the primary pings when idle (answered by the transport)
+      if (!message) throw new MailstoreError('UNAVAILABLE', `${this.primary} closed the connection`);
+      this.lastContact = Date.now();
+      await this.handle(connection, message);
+    }
+  }
+
+  private async handle(connection: Connection, message: Message): Promise<void> {
+    const control = this.store.replication();
+    switch (message.t) {
+      case 'pack':
+        // written at once (not fsynced): the round's commit syncs them before its records
+        return control.packs.writeReplicated(Number(message.pack), Number(message.offset), Buffer.from(message.bytes as Uint8Array));
+      case 'records': {
+        const records = (message.records as [number, Uint8Array][]).map(([seq, payload]) => ({ seq, payload: Buffer.from(payload) }));
+        const tails = message.tails as [number, number][];
+        await control.applyReplicated({ packs: [], records, meta: [[PACK_TAILS_KEY, tails]] });
+        const seq = records[records.length - 1].seq;
+        this.primarySeq = Math.max(this.primarySeq, seq);
+        return connection.send({ t: 'ack', seq });
+      }
+      case 'error':
+        throw new MailstoreError((message.code as never) ?? 'REFUSED', `${this.primary}: ${String(message.message)}`);
+      default:
+        throw new MailstoreError('INVALID', `${this.primary} sent ${message.t}`);
+    }
+  }
+}

@@ -1,0 +1,21 @@
+// What `replica status` shows when no daemon runs: the store's role, and on a primary each
+// replica's durable cursor (replica-NODEID) with its lag in records and when it last moved. A
+// running primary has more (connected, lag in bytes, last contact): PrimaryHandle.status().
+import type { Store } from '../store/store.js';
+import type { ReplicationRole } from '../store/role.js';
+
+export interface StoredReplicationStatus {
+  role: ReplicationRole['role'] | 'standalone';
+  epoch: number;
+  primary?: string;
+  lastSeq: number;
+  replicas: { nodeId: string; seq: number; lagRecords: number; lastContact: number }[];
+}
+
+export async function storedReplicationStatus(store: Store): Promise<StoredReplicationStatus> {
+  const role = store.replication().role();
+  const replicas = (await store.changes.consumers())
+    .filter((c) => c.name.startsWith('replica-'))
+    .map((c) => ({ nodeId: c.name.slice('replica-'.length), seq: c.seq, lagRecords: c.lagRecords, lastContact: c.updated }));
+  return { role: role?.role ?? 'standalone', epoch: role?.epoch ?? 0, primary: role?.primary, lastSeq: store.changes.lastSeq, replicas };
+}

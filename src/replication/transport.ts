@@ -1,0 +1,240 @@
+// Node-to-node connections: TLS 1.2 with a pre-shared key (node:tls pskCallback), so both sides
+// prove they hold the replication key without sending it, and every byte after the handshake is
+// encrypted and authenticated (ECDHE-PSK with ChaCha20-Poly1305: forward secrecy too). A peer
+// with a wrong key fails the handshake and never sees a frame. Frames: a 4-byte length, then one
+// CBOR message.
+import net from 'node:net';
+import tls from 'node:tls';
+import { MailstoreError } from '../errors.js';
+import { decodeCbor, encodeCbor } from '../index/codec.js';
+import { limits } from '../limits.js';
+
+const TLS_OPTIONS = {
+  minVersion: 'TLSv1.2' as const,
+  maxVersion: 'TLSv1.2' as const, // node's TLS-PSK works with TLS 1.2 only
+  ciphers: 'ECDHE-PSK-CHACHA20-POLY1305:ECDHE-PSK-AES256-CBC-SHA384',
+};
+const PSK_IDENTITY = 'mailstore-node';
+
+export type Message = { t: string } & Record<string, unknown>;
+export type Log = (line: string) => void;
+
+/** host:port or [v6]:port. */
+export function parseAddress(address: string, anyPort = false): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(address);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port < (anyPort ? 0 : 1) || port > 65535) throw new MailstoreError('INVALID', `a node address is HOST:PORT, got ${JSON.stringify(address)}`);
+  return { host: m[1] ?? m[2], port };
+}
+
+/** One authenticated, encrypted connection carrying messages both ways. */
+export class Connection {
+  /** Received bytes not yet framed, in arrival order (joined only once a whole frame is there). */
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private queue: Message[] = [];
+  /** Bytes of the frames in `queue`: past limits.replicationQueueBytesMax the socket is paused (flow control). */
+  private queuedBytes = 0;
+  private readonly sizes = new WeakMap<Message, number>();
+  private waiting?: { resolve: (m: Message | undefined) => void; reject: (e: unknown) => void };
+  private ended = false;
+  private failure?: Error;
+  /** When the last frame arrived (ms since epoch). */
+  lastHeard = Date.now();
+  /** Resolves when the connection has ended (either side). */
+  readonly done: Promise<void>;
+  private markDone!: () => void;
+
+  constructor(readonly socket: tls.TLSSocket, readonly remote: string) {
+    this.done = new Promise((resolve) => { this.markDone = resolve; });
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => this.finish());
+    socket.on('close', () => this.finish());
+    socket.on('error', (error) => this.finish(error));
+    socket.setNoDelay(true);
+  }
+
+  /** Resolves when the frame is handed to the socket (waits for drain under backpressure). */
+  send(message: Message): Promise<void> {
+    if (this.ended) return Promise.reject(this.failure ?? new MailstoreError('UNAVAILABLE', `the connection to ${this.remote} is closed`));
+    const body = encodeCbor(message);
+    const head = Buffer.allocUnsafe(4);
+    head.writeUInt32BE(body.length, 0);
+    return new Promise((resolve, reject) => {
+      const flushed = this.socket.write(Buffer.concat([head, body]), (error) => (error ? reject(error) : undefined));
+      if (flushed) resolve();
+      else this.socket.once('drain', resolve);
+    });
+  }
+
+  /** The next message, or undefined once the peer closed the connection. */
+  next(timeoutMs?: number): Promise<Message | undefined> {
+    const ready = this.queue.shift();
+    if (ready) {
+      this.queuedBytes -= this.sizes.get(ready) ?? 0;
+      if (this.socket.isPaused() && this.queuedBytes < limits.replicationQueueBytesMax / 2) this.socket.resume();
+      return Promise.resolve(ready);
+    }
+    if (this.ended) return this.failure ? Promise.reject(this.failure) : Promise.resolve(undefined);
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      // silence, not waiting time: keep-alive pings (answered and swallowed here) count as heard
+      const arm = (ms: number) => {
+        timer = setTimeout(() => {
+          const quiet = Date.now() - this.lastHeard;
+          if (quiet < timeoutMs!) return arm(timeoutMs! - quiet);
+          this.waiting = undefined;
+          reject(new MailstoreError('UNAVAILABLE', `${this.remote} was silent for ${timeoutMs} ms`));
+          this.close();
+        }, ms);
+      };
+      if (timeoutMs !== undefined) arm(timeoutMs);
+      this.waiting = {
+        resolve: (m) => { clearTimeout(timer); resolve(m); },
+        reject: (e) => { clearTimeout(timer); reject(e); },
+      };
+    });
+  }
+
+  /** Like next, but a closed connection or an error message is an error. */
+  async expect(type: string, timeoutMs?: number): Promise<Message> {
+    const message = await this.next(timeoutMs);
+    if (!message) throw new MailstoreError('UNAVAILABLE', `${this.remote} closed the connection`);
+    if (message.t === 'error') throw new MailstoreError((message.code as never) ?? 'REFUSED', `${this.remote}: ${String(message.message)}`);
+    if (message.t !== type) throw new MailstoreError('INVALID', `${this.remote} sent ${message.t} where ${type} was expected`);
+    return message;
+  }
+
+  get closed(): boolean {
+    return this.ended;
+  }
+
+  close(): void {
+    this.socket.destroy();
+    this.finish();
+  }
+
+  private onData(chunk: Buffer): void {
+    this.lastHeard = Date.now();
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    while (this.buffered >= 4) {
+      if (this.chunks[0].length < 4) this.chunks = [Buffer.concat(this.chunks)];
+      const length = this.chunks[0].readUInt32BE(0);
+      if (length > limits.replicationFrameBytesMax) {
+        this.finish(new MailstoreError('INVALID', `${this.remote} sent a frame of ${length} bytes (most: ${limits.replicationFrameBytesMax})`));
+        this.socket.destroy();
+        return;
+      }
+      if (this.buffered < 4 + length) return;
+      const all = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
+      const rest = all.subarray(4 + length);
+      this.chunks = rest.length > 0 ? [rest] : [];
+      this.buffered = rest.length;
+      let message: Message;
+      try {
+        message = decodeCbor<Message>(all.subarray(4, 4 + length));
+      } catch (error) {
+        this.finish(new MailstoreError('INVALID', `${this.remote} sent an undecodable frame`, { cause: error }));
+        this.socket.destroy();
+        return;
+      }
+      this.deliver(message, length);
+    }
+  }
+
+  private deliver(message: Message, bytes: number): void {
+    if (message.t === 'ping') {
+      void this.send({ t: 'pong' }).catch(() => undefined); // keep-alive, answered whatever the reader is doing
+      return;
+    }
+    if (message.t === 'pong') return;
+    if (this.waiting) {
+      const w = this.waiting;
+      this.waiting = undefined;
+      w.resolve(message);
+    } else {
+      this.queue.push(message);
+      this.sizes.set(message, bytes);
+      this.queuedBytes += bytes;
+      // a reader slower than the sender (a replica applying a long catch-up) stops the sender
+      // through TCP instead of buffering without bound
+      if (this.queuedBytes > limits.replicationQueueBytesMax) this.socket.pause();
+    }
+  }
+
+  private finish(error?: Error): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.markDone();
+    this.failure = error && new MailstoreError('UNAVAILABLE', `the connection to ${this.remote} failed: ${error.message}`, { cause: error });
+    if (this.waiting) {
+      const w = this.waiting;
+      this.waiting = undefined;
+      if (this.failure && this.queue.length === 0) w.reject(this.failure);
+      else w.resolve(this.queue.shift());
+    }
+  }
+}
+
+export interface Listener {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Listens for nodes holding `psk`; a failed handshake (wrong key, not TLS) is logged and dropped. */
+export function listen(address: string, psk: Buffer, onConnection: (connection: Connection) => void, log: Log): Promise<Listener> {
+  const { host, port } = parseAddress(address, true);
+  const sockets = new Set<net.Socket>();
+  const server = tls.createServer({
+    ...TLS_OPTIONS,
+    pskIdentityHint: 'mailstore',
+    pskCallback: (_socket, identity) => (identity === PSK_IDENTITY ? psk : null),
+    handshakeTimeout: limits.replicationHandshakeMs,
+  }, (socket) => onConnection(new Connection(socket, `${socket.remoteAddress}:${socket.remotePort}`)));
+  server.on('connection', (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  server.on('tlsClientError', (error, socket) => {
+    log(`replication: refused ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}: the handshake failed (wrong replication key, or not a mailstore node): ${(error as NodeJS.ErrnoException).code ?? error.message}`);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) => reject(new MailstoreError(error.code === 'EADDRINUSE' ? 'LOCKED' : 'IO', `cannot listen on ${address}: ${error.message}`, { cause: error })));
+    server.listen(port, host, () => {
+      const actual = (server.address() as net.AddressInfo).port;
+      resolve({
+        port: actual,
+        close: () => new Promise((done) => {
+          for (const socket of sockets) socket.destroy();
+          server.close(() => done());
+        }),
+      });
+    });
+  });
+}
+
+/** Connects to a node; UNAVAILABLE when it cannot be reached, REFUSED when the handshake fails (wrong key). */
+export function connect(address: string, psk: Buffer): Promise<Connection> {
+  const { host, port } = parseAddress(address);
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({
+      ...TLS_OPTIONS, host, port,
+      pskCallback: () => ({ psk, identity: PSK_IDENTITY }),
+      checkServerIdentity: () => undefined, // the PSK authenticates the server; there is no certificate
+    });
+    const timer = setTimeout(() => { socket.destroy(); reject(new MailstoreError('UNAVAILABLE', `no answer from ${address} within ${limits.replicationHandshakeMs} ms`)); }, limits.replicationHandshakeMs);
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      resolve(new Connection(socket, address));
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      const tlsFailure = /SSL|TLS|ALERT/.test(String(error.code));
+      reject(tlsFailure
+        ? new MailstoreError('REFUSED', `${address} refused the handshake: the replication keys differ (${error.code})`, { cause: error })
+        : new MailstoreError('UNAVAILABLE', `cannot reach ${address}: ${error.message}`, { cause: error }));
+    });
+  });
+}

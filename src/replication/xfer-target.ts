@@ -1,0 +1,140 @@
+// The receiving side of XFER (xfer.ts): mailboxes arrive with their id, uidValidity, ACL, owner and
+// creation time, messages with their uids, flags and dates, and are committed through the ordinary
+// ops (mailbox.create, message.add with the given uid, message.flags, message.expunge), so replay
+// and replicas of this store see nothing special. Modseqs are this store's own seqs (see xfer.ts).
+// Idempotent: a resumed XFER finds the mailbox by id and is told which uids are already here.
+import { MailstoreError } from '../errors.js';
+import { keys, decodeMessageKey } from '../keys/index-keys.js';
+import type { BlobRecord, MailboxInfo, MessageRecord, Op } from '../store/records.js';
+import type { Store } from '../store/store.js';
+import { hashBytes } from '../hash/blake3.js';
+import { checkRecordSize } from '../store/prepare.js';
+import type { PrepareContext } from '../store/writer.js';
+import type { Connection, Log, Message } from './transport.js';
+
+/** A mailbox as XFER sends it. */
+export interface XferMailbox {
+  id: string;
+  name: string[];
+  uidValidity: number;
+  uidNext: number;
+  acl: Record<string, string>;
+  owner?: string;
+  created: number;
+}
+
+/** One message as XFER sends it: [uid, bytes, flags, internal date ms, extras]. */
+export type XferMessage = [uid: number, bytes: Uint8Array, flags: string[], date: number, extras: { envelopeFrom?: string; dateZone?: number; recent?: true }];
+
+export async function serveXfer(store: Store, connection: Connection, log: Log): Promise<void> {
+  await connection.send({ t: 'welcome', storeId: store.identity.storeId });
+  for (;;) {
+    const request = await connection.next();
+    if (!request) return;
+    // An error answers this request only: the source rolls back over the same connection.
+    const answer = await handle(store, request).catch((error: unknown) => ({
+      t: 'error', code: error instanceof MailstoreError ? error.code : 'INVALID', message: (error as Error).message,
+    }));
+    await connection.send(answer);
+    if (request.t === 'xfer.mailbox') log(`xfer: receiving ${(request.mailbox as XferMailbox).name.join('/')} from ${connection.remote}`);
+  }
+}
+
+async function handle(store: Store, request: Message): Promise<Message> {
+  switch (request.t) {
+    case 'xfer.mailbox': return { t: request.t, uids: await createOrFind(store, request.mailbox as XferMailbox) };
+    case 'xfer.messages': return { t: request.t, added: await addMessages(store, Buffer.from(String(request.id), 'hex'), request.messages as XferMessage[]) };
+    case 'xfer.reconcile': return { t: request.t, missing: await reconcile(store, Buffer.from(String(request.id), 'hex'), request.live as [number, string[]][], Number(request.uidNext)) };
+    case 'xfer.abort': {
+      // by id: only what this XFER created goes, never a mailbox of the same name made here
+      for (const hex of request.ids as string[]) {
+        const box = store.replication().db.getNow<MailboxInfo>(keys.info(Buffer.from(hex, 'hex')));
+        if (box && !box.deleting) await store.deleteMailbox(box.name.join('/'));
+      }
+      return { t: request.t };
+    }
+    default: throw new MailstoreError('INVALID', `unknown XFER request ${request.t}`);
+  }
+}
+
+/** Creates the mailbox with the source's identity, or finds it (a resumed XFER): the uids present. */
+async function createOrFind(store: Store, box: XferMailbox): Promise<number[]> {
+  const id = Buffer.from(box.id, 'hex');
+  const db = store.replication().db;
+  const existing = db.getNow<MailboxInfo>(keys.info(id));
+  if (!existing || existing.deleting) {
+    await store.replication().commitOps(async ({ view }) => {
+      if (await view.get(keys.name(box.name))) throw new MailstoreError('EXISTS', `mailbox ${box.name.join('/')} already exists here (with another identity); nothing was transferred`, { path: box.name.join('/') });
+      const op: Op = { op: 'mailbox.create', id, name: box.name, uidValidity: box.uidValidity, acl: box.acl, created: box.created };
+      if (box.owner) op.owner = box.owner;
+      return { ops: [op], result: undefined };
+    });
+    return [];
+  }
+  const uids: number[] = [];
+  for await (const [key] of db.entries({ prefix: keys.messagePrefix(id) })) uids.push(decodeMessageKey(key).uid);
+  return uids;
+}
+
+async function addMessages(store: Store, id: Buffer, messages: XferMessage[]): Promise<number> {
+  return store.replication().commitOps(async (ctx) => {
+    const box = await ctx.view.get<MailboxInfo>(keys.info(id));
+    if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `XFER: mailbox ${id.toString('hex')} is not here`);
+    const ops: Op[] = [];
+    const fresh = new Map<string, { pack: number; offset: number }>();
+    for (const [uid, body, flags, date, extras] of messages) {
+      if (await ctx.view.get(keys.message(id, uid))) continue; // already here (resumed)
+      const bytes = Buffer.from(body);
+      const hash = hashBytes(bytes);
+      const { location, isFresh } = await place(ctx, hash, bytes, fresh);
+      const op: Op = { op: 'message.add', id, uid, hash, size: bytes.length, date, flags, pack: location.pack, offset: location.offset, ...extras };
+      if (isFresh) op.fresh = true;
+      ops.push(op);
+    }
+    checkRecordSize(ops, `XFER of ${ops.length} messages`);
+    return { ops, result: ops.length };
+  });
+}
+
+/** As Store.placeBlob: a live copy is shared, anything else is written anew. */
+async function place(ctx: PrepareContext, hash: Buffer, bytes: Buffer, fresh: Map<string, { pack: number; offset: number }>) {
+  const key = hash.toString('latin1');
+  const pending = fresh.get(key);
+  if (pending) return { location: pending, isFresh: false };
+  const existing = await ctx.view.get<BlobRecord>(keys.blob(hash));
+  if (existing && existing.r > 0) return { location: { pack: existing.p, offset: existing.o }, isFresh: false };
+  const location = ctx.packs.reserve(hash, bytes);
+  fresh.set(key, location);
+  return { location, isFresh: true };
+}
+
+/**
+ * Makes the mailbox match the source's final state (under its write fence): uids the source no
+ * longer has are expunged, flags set as there, uidNext raised to the source's (uids are never
+ * reused); returns the uids still missing here (the source sends them, then reconciles again).
+ */
+async function reconcile(store: Store, id: Buffer, live: [number, string[]][], uidNext: number): Promise<number[]> {
+  const want = new Map(live);
+  return store.replication().commitOps(async ({ view }) => {
+    const box = await view.get<MailboxInfo>(keys.info(id));
+    if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `XFER: mailbox ${id.toString('hex')} is not here`);
+    const gone: number[] = [];
+    const flags: [number, string[]][] = [];
+    const present = new Set<number>();
+    for await (const [key, record] of store.replication().db.entries<MessageRecord>({ prefix: keys.messagePrefix(id) })) {
+      const { uid } = decodeMessageKey(key);
+      present.add(uid);
+      const wanted = want.get(uid);
+      if (!wanted) gone.push(uid);
+      else if (wanted.join('\0') !== record.f.join('\0')) flags.push([uid, wanted]);
+    }
+    const missing = [...want.keys()].filter((uid) => !present.has(uid));
+    const ops: Op[] = [];
+    // First: the ops after it read the mailbox record it puts. The source's uidNext, so that uids it
+    // gave out and expunged are never given again here.
+    if (missing.length === 0 && uidNext > box.uidNext) ops.push({ op: 'state.mailbox', info: { ...box, uidNext } });
+    if (flags.length > 0) ops.push({ op: 'message.flags', id, set: flags });
+    if (gone.length > 0) ops.push({ op: 'message.expunge', id, uids: gone });
+    return { ops, result: missing };
+  });
+}

@@ -1,0 +1,167 @@
+// XFER (Cyrus's XFER, over the replication listener): moves a user's mailboxes to another store
+// while the user keeps working. Copy every message (uids, flags, dates, ACL, owner, uidValidity,
+// the mailbox id); then, under a short write fence on this store, catch up (new messages, flag
+// changes, expunges, uidNext) and switch; then remove the mailboxes here. An intent record
+// (meta.set xfer/USER) says where it stands: an interrupted XFER run again resumes (the target
+// finds its mailboxes by id and says what it already has) or, after the switch, only finishes
+// the removal here; a failed one before the switch is rolled back at the target.
+// Modseqs are NOT kept: they are each store's journal seqs, and the target's may be below the
+// source's; keeping them would let the target's later changes get modseqs lower than ones a client
+// already saw. The target gives its own (higher than anything it gave before), and the
+// mailbox keeps its uidValidity and uids, so clients resynchronise flags but not messages.
+import { MailstoreError } from '../errors.js';
+import { keys } from '../keys/index-keys.js';
+import { limits } from '../limits.js';
+import type { MailboxInfo } from '../store/records.js';
+import type { Store } from '../store/store.js';
+import { parseMailboxName } from '../store/validate.js';
+import { readKeyFile } from './key.js';
+import { connect, type Connection, type Log } from './transport.js';
+import type { XferMailbox, XferMessage } from './xfer-target.js';
+
+export interface XferOptions {
+  user: string;
+  /** The target's --replication-listen address. */
+  to: string;
+  keyFile: string;
+  /** Only mailboxes whose name starts with this (default: user/NAME and everything below it). */
+  mailboxPrefix?: string;
+  log?: Log;
+}
+
+export interface XferResult {
+  mailboxes: string[];
+  messages: number;
+  /** The XFER had been interrupted after its switch: only the removal here was finished. */
+  resumedAfterSwitch: boolean;
+}
+
+interface Intent {
+  to: string;
+  phase: 'copying' | 'switched';
+  mailboxes: string[];
+}
+
+const intentKey = (user: string) => `xfer/${user}`;
+
+export async function xferUser(store: Store, options: XferOptions): Promise<XferResult> {
+  const log = options.log ?? (() => undefined);
+  const control = store.replication();
+  const intent = control.db.getNow<Intent>(keys.meta(intentKey(options.user)));
+  if (intent?.phase === 'switched') {
+    await removeHere(store, intent.mailboxes);
+    await control.commitMeta(intentKey(options.user), null);
+    return { mailboxes: intent.mailboxes, messages: 0, resumedAfterSwitch: true };
+  }
+  const names = intent?.mailboxes ?? (await mailboxesOf(store, options));
+  if (names.length === 0) throw new MailstoreError('NOT_FOUND', `no mailboxes of ${options.user}${options.mailboxPrefix ? ` under ${options.mailboxPrefix}` : ''} here`);
+  const psk = await readKeyFile(store.fs, options.keyFile);
+  const connection = await connect(options.to, psk);
+  let switched = false;
+  try {
+    await connection.send({ t: 'hello', kind: 'xfer', epoch: 0 });
+    await connection.expect('welcome', limits.replicationHandshakeMs);
+    await control.commitMeta(intentKey(options.user), { to: options.to, phase: 'copying', mailboxes: names } satisfies Intent);
+    let messages = 0;
+    for (const name of names) messages += await copyMailbox(store, connection, name);
+    log(`xfer: ${options.user}: ${messages} messages copied to ${options.to}; fencing writes to catch up and switch`);
+    await control.fenced(async () => {
+      for (const name of names) messages += await catchUp(store, connection, name);
+      await control.commitMeta(intentKey(options.user), { to: options.to, phase: 'switched', mailboxes: names } satisfies Intent);
+      switched = true;
+      await removeHere(store, names);
+    });
+    await control.commitMeta(intentKey(options.user), null);
+    log(`xfer: ${options.user} is now at ${options.to}`);
+    return { mailboxes: names, messages, resumedAfterSwitch: false };
+  } catch (error) {
+    if (!switched) await rollBack(store, connection, options, names);
+    throw error;
+  } finally {
+    connection.close();
+  }
+}
+
+/** Before the switch, the target's partial copy is removed and the intent cleared: the user stays here. */
+async function rollBack(store: Store, connection: Connection, options: XferOptions, names: string[]): Promise<void> {
+  if (!connection.closed) {
+    const ids = names.flatMap((name) => { try { return [Buffer.from(mailboxInfo(store, name).id).toString('hex')]; } catch { return []; } });
+    await connection.send({ t: 'xfer.abort', ids });
+    await connection.next(limits.replicationHandshakeMs).catch(() => undefined);
+  }
+  await store.replication().commitMeta(intentKey(options.user), null).catch(() => undefined);
+}
+
+async function mailboxesOf(store: Store, options: XferOptions): Promise<string[]> {
+  const prefix = options.mailboxPrefix ?? `user/${options.user}`;
+  const all = (await store.listMailboxes()).map((m) => m.name);
+  return all.filter((name) => name === prefix || name.startsWith(options.mailboxPrefix ?? `${prefix}/`)).sort();
+}
+
+function mailboxInfo(store: Store, name: string): MailboxInfo {
+  const db = store.replication().db;
+  const id = db.getNow<Buffer>(keys.name(parseMailboxName(name)));
+  const box = id && db.getNow<MailboxInfo>(keys.info(Buffer.from(id)));
+  if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `no mailbox named ${name}`, { path: name });
+  return box;
+}
+
+async function copyMailbox(store: Store, connection: Connection, name: string): Promise<number> {
+  const box = mailboxInfo(store, name);
+  const mailbox: XferMailbox = { id: Buffer.from(box.id).toString('hex'), name: box.name, uidValidity: box.uidValidity, uidNext: box.uidNext, acl: box.acl, created: box.created };
+  if (box.owner) mailbox.owner = box.owner;
+  const answer = await request(connection, { t: 'xfer.mailbox', mailbox });
+  return sendMessages(store, connection, name, mailbox.id, new Set(answer.uids as number[]), undefined);
+}
+
+/** Sends the messages the target lacks (all but `present`, or only `only`). */
+async function sendMessages(store: Store, connection: Connection, name: string, id: string, present: Set<number>, only: Set<number> | undefined): Promise<number> {
+  let frame: XferMessage[] = [];
+  let sent = 0;
+  const flush = async () => {
+    if (frame.length === 0) return;
+    await request(connection, { t: 'xfer.messages', id, messages: frame });
+    sent += frame.length;
+    frame = [];
+  };
+  for await (const { info, body } of store.readMessages(name)) {
+    if (present.has(info.uid) || (only && !only.has(info.uid))) continue;
+    const extras: XferMessage[4] = {};
+    if (info.envelopeFrom !== undefined) extras.envelopeFrom = info.envelopeFrom;
+    if (info.dateZoneMinutes !== undefined) extras.dateZone = info.dateZoneMinutes;
+    if (info.recent) extras.recent = true;
+    frame.push([info.uid, body, info.flags, info.internalDate.getTime(), extras]);
+    if (frame.length >= limits.xferMessagesPerFrame) await flush();
+  }
+  await flush();
+  return sent;
+}
+
+/** Under the fence: the target's copy is made to match exactly (a few rounds at most). */
+async function catchUp(store: Store, connection: Connection, name: string): Promise<number> {
+  const box = mailboxInfo(store, name);
+  const id = Buffer.from(box.id).toString('hex');
+  let sent = 0;
+  for (let round = 0; round < 3; round++) {
+    const live: [number, string[]][] = [];
+    for await (const info of store.messages(name)) live.push([info.uid, info.flags]);
+    const answer = await request(connection, { t: 'xfer.reconcile', id, live, uidNext: box.uidNext });
+    const missing = answer.missing as number[];
+    if (missing.length === 0) return sent;
+    sent += await sendMessages(store, connection, name, id, new Set(), new Set(missing));
+  }
+  throw new MailstoreError('UNAVAILABLE', `XFER: the target still lacks messages of ${name} after catching up; nothing was switched`);
+}
+
+async function removeHere(store: Store, names: string[]): Promise<void> {
+  for (const name of names) {
+    await store.deleteMailbox(name).catch((error) => {
+      if (!(error instanceof MailstoreError && error.code === 'NOT_FOUND')) throw error;
+    });
+  }
+}
+
+async function request(connection: Connection, message: { t: string } & Record<string, unknown>) {
+  await connection.send(message);
+  return connection.expect(message.t, limits.replicationHandshakeMs * 6);
+}

@@ -1,0 +1,70 @@
+// The store's replication role (DESIGN.md, "Processes"): kept in the store, in REPLICATION beside
+// STORE, so that any process opening the store (the daemon, or the CLI with no daemon) learns it
+// and a replica cannot be written around. No file: a standalone store, which is a primary.
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { randomBytes } from 'node:crypto';
+import { MailstoreError, fromSystemError } from '../errors.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import { writeFileDurable } from '../fs/durable.js';
+
+export const ROLE_FILE = 'REPLICATION';
+
+export interface ReplicationRole {
+  /** primary: takes writes; replica: mirrors its primary, serves reads; fenced: a primary that saw a newer epoch. */
+  role: 'primary' | 'replica' | 'fenced';
+  /** Raised by every promotion; a primary that learns of a higher one stops taking writes. */
+  epoch: number;
+  /** This node's own id (a store id is shared by a primary and its replicas): names its cursor on the primary. */
+  nodeId: string;
+  /** A replica's primary (host:port). */
+  primary?: string;
+  /** The key file the node authenticates with. */
+  keyFile?: string;
+  /** A fenced primary: the epoch that fenced it. */
+  fencedBy?: number;
+}
+
+export function newNodeId(): string {
+  return randomBytes(8).toString('hex');
+}
+
+export async function readRole(fs: FileSystem, root: string): Promise<ReplicationRole | undefined> {
+  const path = join(root, ROLE_FILE);
+  const bytes = await fs.readFile(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined;
+    throw fromSystemError(error, 'reading the replication role', path);
+  });
+  if (!bytes) return undefined;
+  const [body, check] = bytes.toString('utf8').split('\n');
+  const crc = /^crc32 ([0-9a-f]{8})$/.exec(check ?? '');
+  let parsed: ReplicationRole | undefined;
+  try {
+    parsed = crc && Number.parseInt(crc[1], 16) === crc32(Buffer.from(body)) ? JSON.parse(body) : undefined;
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || !['primary', 'replica', 'fenced'].includes(parsed.role) || !Number.isSafeInteger(parsed.epoch)) {
+    // Never guessed: taking a damaged role file for "primary" could let a replica be written around.
+    throw new MailstoreError('CORRUPT', `${path} is damaged; write it again with 'mailstore promote' (to make this store the primary) or restore it`, { path });
+  }
+  return parsed;
+}
+
+export async function writeRole(fs: FileSystem, root: string, role: ReplicationRole): Promise<void> {
+  const body = JSON.stringify(role);
+  const path = join(root, ROLE_FILE);
+  try {
+    await writeFileDurable(fs, path, Buffer.from(`${body}\ncrc32 ${crc32(Buffer.from(body)).toString(16).padStart(8, '0')}\n`));
+  } catch (error) {
+    throw fromSystemError(error, 'writing the replication role', path);
+  }
+}
+
+/** The error every client write meets on a replica or a fenced primary. */
+export function readOnlyReplicaError(root: string, role: ReplicationRole): MailstoreError {
+  const why = role.role === 'replica'
+    ? `the store at ${root} is a replica of ${role.primary ?? 'its primary'}: it serves reads; write to the primary (or 'mailstore promote' this one)`
+    : `the store at ${root} was a primary and is fenced: a replica was promoted (epoch ${role.fencedBy ?? '?'} > ${role.epoch}); write to the new primary`;
+  return new MailstoreError('READ_ONLY_REPLICA', why, { path: root });
+}

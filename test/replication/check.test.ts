@@ -1,0 +1,58 @@
+// replica check: 0 differences after catch-up; a replica changed behind its primary's back is found
+// out, down to the messages (uid, hash, flags, modseq), and the mailbox-level attributes.
+import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { Store } from '../../src/store/store.js';
+import { startPrimary } from '../../src/replication/primary.js';
+import { startReplica } from '../../src/replication/replica.js';
+import { checkReplica } from '../../src/replication/check.js';
+import { readRole, writeRole } from '../../src/store/role.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { keyFile, msg, quiet, until } from './helpers.js';
+
+describe('replica check', () => {
+  it('finds no difference after catch-up, and narrows a divergence down to the messages', async () => {
+    const key = keyFile();
+    const primaryStore = await Store.open(tmpDir('primary'), { create: true });
+    await primaryStore.createMailbox('user/alice/INBOX', { owner: 'alice' });
+    await primaryStore.createMailbox('user/alice/Archive', { owner: 'alice' });
+    for (let i = 1; i <= 300; i++) await primaryStore.appendBatch('user/alice/Archive', [{ bytes: msg(i) }]);
+    for (let i = 1; i <= 10; i++) await primaryStore.append('user/alice/INBOX', msg(1000 + i));
+    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+    const address = `127.0.0.1:${(await primary.status()).port}`;
+    const r = join(tmpDir('replica'), 'r');
+    try {
+      const replica = await startReplica(r, { primary: address, keyFile: key, log: quiet });
+      await primaryStore.setFlags('user/alice/Archive', [10, 20], { add: ['\\Seen'] });
+      const clean = await checkReplica(replica.store, { primary: address, keyFile: key });
+      expect(clean).toMatchObject({ identical: true, mailboxes: 2, differences: [] });
+      expect(clean.replicaSeq).toBe(primaryStore.changes.lastSeq);
+      await replica.close();
+      // change the replica behind the primary's back (as damage or a bug would)
+      const role = (await readRole(nodeFileSystem, r))!;
+      await writeRole(nodeFileSystem, r, { ...role, role: 'primary' });
+      const tampered = await Store.open(r);
+      await tampered.setFlags('user/alice/Archive', [123], { add: ['\\Deleted'] });
+      await tampered.expunge('user/alice/Archive', [250]);
+      await tampered.setAcl('user/alice/INBOX', 'bob', 'lr');
+      await tampered.close();
+      await writeRole(nodeFileSystem, r, role);
+      const stale = await Store.open(r);
+      try {
+        const found = await checkReplica(stale, { primary: address, keyFile: key, catchUpMs: 0 });
+        expect(found.identical).toBe(false);
+        const archive = found.differences.find((d) => d.mailbox === 'user/alice/Archive' && d.kind === 'messages')!;
+        expect(archive.messages!.map((m) => m.uid)).toEqual([123, 250]);
+        expect(archive.messages![0].replica![2]).toContain('\\Deleted');
+        expect(archive.messages![1].replica).toBeNull();
+        expect(found.differences.some((d) => d.mailbox === 'user/alice/INBOX' && d.kind === 'attributes' && /acl/.test(d.detail!))).toBe(true);
+      } finally {
+        await stale.close();
+      }
+    } finally {
+      await primary.close();
+      await primaryStore.close();
+    }
+  }, 30_000);
+});

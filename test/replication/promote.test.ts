@@ -1,0 +1,78 @@
+// Promotion and epoch fencing: a promoted replica takes writes at a higher epoch (recorded in its
+// journal); the old primary refuses writes once it hears of that epoch, at once when reachable, or
+// from the next node that talks to it; nothing it acknowledged with a synchronous replica is lost.
+import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { Store } from '../../src/store/store.js';
+import { startPrimary } from '../../src/replication/primary.js';
+import { startReplica } from '../../src/replication/replica.js';
+import { checkReplica } from '../../src/replication/check.js';
+import { EPOCH_META } from '../../src/replication/promote.js';
+import { meta } from '../../src/store/apply.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { codeOf, keyFile, msg, quiet, until } from './helpers.js';
+
+describe('promote', () => {
+  it('the promoted replica takes writes; the reachable old primary is fenced at once; nothing acknowledged is lost', async () => {
+    const key = keyFile();
+    const p = tmpDir('primary');
+    const primaryStore = await Store.open(p, { create: true });
+    await primaryStore.createMailbox('INBOX');
+    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, syncReplicas: 1, log: quiet });
+    const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: `127.0.0.1:${(await primary.status()).port}`, keyFile: key, log: quiet });
+    try {
+      await until(async () => (await primary.status()).replicas.some((r) => r.connected));
+      const acked: number[] = [];
+      for (let i = 1; i <= 20; i++) acked.push((await primaryStore.append('INBOX', msg(i))).uid);
+      expect(await codeOf(replica.store.append('INBOX', msg(0)))).toBe('READ_ONLY_REPLICA');
+      const promoted = await replica.promote();
+      expect(promoted).toMatchObject({ epoch: 1, oldPrimaryFenced: true });
+      expect(replica.store.replication().db.getNow(meta.named(EPOCH_META))).toBe(1);
+      for (const uid of acked) expect(await replica.store.fetch('INBOX', uid)).toEqual(msg(uid));
+      const { uid } = await replica.store.append('INBOX', msg(21));
+      expect(uid).toBe(21);
+      expect(await codeOf(primaryStore.append('INBOX', msg(99)))).toBe('READ_ONLY_REPLICA');
+      expect((await primary.status()).role).toBe('fenced');
+    } finally {
+      await replica.close();
+      await primary.close();
+      await primaryStore.close();
+    }
+    // the fence is in the store: a direct open (the CLI without a daemon) refuses writes too
+    const reopened = await Store.open(p);
+    try {
+      expect(await codeOf(reopened.append('INBOX', msg(100)))).toBe('READ_ONLY_REPLICA');
+      expect((await reopened.status('INBOX')).messages).toBe(20);
+    } finally {
+      await reopened.close();
+    }
+  }, 30_000);
+
+  it('an old primary that was down at promotion is fenced by the first node that brings the newer epoch', async () => {
+    const key = keyFile();
+    const p = tmpDir('primary');
+    let primaryStore = await Store.open(p, { create: true });
+    await primaryStore.createMailbox('INBOX');
+    let primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+    const port = (await primary.status()).port;
+    const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: `127.0.0.1:${port}`, keyFile: key, log: quiet });
+    try {
+      await primaryStore.append('INBOX', msg(1));
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq);
+      await primary.close();
+      await primaryStore.close();
+      expect((await replica.promote()).oldPrimaryFenced).toBe(false);
+      primaryStore = await Store.open(p);
+      const lines: string[] = [];
+      primary = await startPrimary(primaryStore, { listen: `127.0.0.1:${port}`, keyFile: key, log: (l) => lines.push(l) });
+      await primaryStore.append('INBOX', msg(2)); // it does not know yet
+      expect(await codeOf(checkReplica(replica.store, { primary: `127.0.0.1:${port}`, keyFile: key, catchUpMs: 0 }))).toBe('READ_ONLY_REPLICA');
+      expect(lines.some((l) => /FENCED/.test(l))).toBe(true);
+      expect(await codeOf(primaryStore.append('INBOX', msg(3)))).toBe('READ_ONLY_REPLICA');
+    } finally {
+      await replica.close();
+      await primary.close();
+      await primaryStore.close();
+    }
+  }, 30_000);
+});

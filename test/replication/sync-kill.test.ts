@@ -1,0 +1,63 @@
+// The acceptance's core, with processes: a primary in a child process with one synchronous replica
+// takes concurrent appends and is SIGKILLed mid-burst; every append it acknowledged is on the
+// replica with the same uid and bytes; the replica is then promoted and takes writes.
+import { describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { startReplica } from '../../src/replication/replica.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { keyFile, msg, quiet, until } from './helpers.js';
+
+const dist = resolve(import.meta.dirname, '../../dist/src');
+
+describe('synchronous replica, primary SIGKILLed', () => {
+  it('every append the killed primary acknowledged is on the replica', async () => {
+    expect(existsSync(join(dist, 'replication/primary.js')), 'build first: npx tsc -p .').toBe(true);
+    const key = keyFile();
+    const p = tmpDir('primary');
+    const script = `
+      import { Store } from ${JSON.stringify(join(dist, 'store/store.js'))};
+      import { startPrimary } from ${JSON.stringify(join(dist, 'replication/primary.js'))};
+      const store = await Store.open(${JSON.stringify(p)}, { create: true });
+      await store.createMailbox('INBOX');
+      const primary = await startPrimary(store, { listen: '127.0.0.1:0', keyFile: ${JSON.stringify(key)}, syncReplicas: 1, syncFallback: 'refuse', log: () => {} });
+      process.stdout.write('port ' + (await primary.status()).port + '\\n');
+      process.stdin.once('data', () => {
+        for (let w = 0; w < 4; w++) (async () => {
+          for (let i = 0; ; i++) {
+            const n = w * 100000 + i;
+            const body = Buffer.from('From: a@example.org\\r\\nSubject: ' + n + '\\r\\n\\r\\nbody ' + n + ' ' + 'x'.repeat(n % 3000) + '\\r\\n');
+            try { const r = await store.append('INBOX', body); process.stdout.write('ack ' + r.uid + ' ' + n + '\\n'); }
+            catch (e) { await new Promise((r) => setTimeout(r, 5)); }
+          }
+        })();
+      });`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
+    await until(() => /port \d+/.test(out), 20_000, 'the primary child');
+    const port = Number(/port (\d+)/.exec(out)![1]);
+    const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: `127.0.0.1:${port}`, keyFile: key, log: quiet });
+    try {
+      await until(() => replica.status().connected, 10_000, 'the replica to connect');
+      child.stdin!.write('go\n');
+      await until(() => (out.match(/^ack /gm) ?? []).length >= 200, 30_000, '200 acknowledgements');
+      child.kill('SIGKILL');
+      await new Promise((done) => child.once('exit', done));
+      const acks = [...out.matchAll(/^ack (\d+) (\d+)$/gm)].map((m) => [Number(m[1]), Number(m[2])]);
+      expect(acks.length).toBeGreaterThanOrEqual(200);
+      for (const [uid, n] of acks) {
+        const expected = Buffer.from(`From: a@example.org\r\nSubject: ${n}\r\n\r\nbody ${n} ${'x'.repeat(n % 3000)}\r\n`);
+        expect((await replica.store.fetch('INBOX', uid)).equals(expected), `uid ${uid}`).toBe(true);
+      }
+      const promoted = await replica.promote();
+      expect(promoted.epoch).toBe(1);
+      const { uid } = await replica.store.append('INBOX', msg(1));
+      expect(uid).toBeGreaterThan(Math.max(...acks.map(([u]) => u)));
+    } finally {
+      child.kill('SIGKILL');
+      await replica.close();
+    }
+  }, 60_000);
+});

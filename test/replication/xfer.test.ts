@@ -1,0 +1,95 @@
+// XFER: a user's mailboxes move to another store with uidValidity, uids, flags, dates, ACLs and the
+// owner kept, changes made during the copy are caught up under the fence, the source keeps
+// nothing; an XFER that fails before its switch leaves the user at the source only; one
+// interrupted after its switch finishes on the next run.
+import { describe, expect, it } from 'vitest';
+import { Store } from '../../src/store/store.js';
+import { startPrimary } from '../../src/replication/primary.js';
+import { xferUser } from '../../src/replication/xfer.js';
+import { keys } from '../../src/keys/index-keys.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { codeOf, keyFile, msg, quiet } from './helpers.js';
+
+async function twoStores() {
+  const key = keyFile();
+  const a = await Store.open(tmpDir('a'), { create: true });
+  const b = await Store.open(tmpDir('b'), { create: true });
+  const target = await startPrimary(b, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+  const to = `127.0.0.1:${(await target.status()).port}`;
+  return { key, a, b, target, to, close: async () => { await target.close(); await a.close(); await b.close(); } };
+}
+
+describe('xfer', () => {
+  it('moves a user keeping uidValidity, uids, flags, dates, ACLs and owner; catches up changes made during the copy', async () => {
+    const { key, a, b, to, close } = await twoStores();
+    try {
+      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
+      await a.createMailbox('user/bob/Sent', { owner: 'bob', acl: { carol: 'lr' } });
+      await a.createMailbox('user/alice/INBOX', { owner: 'alice' });
+      for (let i = 1; i <= 20; i++) await a.append('user/bob/INBOX', msg(i), { internalDate: new Date(Date.UTC(2020, 0, i)) });
+      await a.append('user/bob/Sent', msg(100));
+      await a.expunge('user/bob/INBOX', [3, 4, 5, 20]);
+      await a.setFlags('user/bob/INBOX', [7], { add: ['\\Flagged'] });
+      const before = await a.status('user/bob/INBOX');
+      // a change while the copy runs: made from the log callback, after the copy and before the fence
+      let during: Promise<unknown> | undefined;
+      const result = await xferUser(a, {
+        user: 'bob', to, keyFile: key,
+        log: (line) => { if (/fencing/.test(line)) during = a.append('user/bob/INBOX', msg(21)).then((r) => r.uid, (e: { code: string }) => e.code); },
+      });
+      // the append made as the fence went up either committed before it (then it moved with bob) or
+      // waited for it and failed at the source (bob had moved): never acknowledged and lost
+      const outcome = await during;
+      if (outcome === 'NOT_FOUND') expect(await codeOf(b.fetch('user/bob/INBOX', 21))).toBe('NOT_FOUND');
+      else expect(await b.fetch('user/bob/INBOX', outcome as number)).toEqual(msg(21));
+      expect(result.mailboxes).toEqual(['user/bob/INBOX', 'user/bob/Sent']);
+      const after = await b.status('user/bob/INBOX');
+      expect(after.uidValidity).toBe(before.uidValidity);
+      expect(after.uidNext).toBeGreaterThanOrEqual(before.uidNext);
+      for (const uid of [1, 2, 6, 7, 19]) {
+        expect(await b.fetch('user/bob/INBOX', uid)).toEqual(msg(uid));
+        expect((await b.messageInfo('user/bob/INBOX', uid)).internalDate).toEqual(new Date(Date.UTC(2020, 0, uid)));
+      }
+      expect(await codeOf(b.fetch('user/bob/INBOX', 4))).toBe('NOT_FOUND');
+      expect((await b.messageInfo('user/bob/INBOX', 7)).flags).toContain('\\Flagged');
+      expect((await b.listMailboxes({ user: 'bob' })).map((m) => m.name)).toEqual(['user/bob/INBOX', 'user/bob/Sent']);
+      expect((await b.listMailboxes({ user: 'carol' })).map((m) => m.name)).toEqual(['user/bob/Sent']);
+      // nothing of bob at the source; alice untouched
+      expect((await a.listMailboxes()).map((m) => m.name)).toEqual(['user/alice/INBOX']);
+      // a new message at the target gets a uid never given out at the source
+      const { uid } = await b.append('user/bob/INBOX', msg(50));
+      expect(uid).toBeGreaterThan(20);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it('an XFER that fails before its switch leaves the user at the source only', async () => {
+    const { key, a, b, to, close } = await twoStores();
+    try {
+      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
+      await a.append('user/bob/INBOX', msg(1));
+      await b.createMailbox('user/bob/Sent', { owner: 'someone-else' }); // a name clash at the target
+      await a.createMailbox('user/bob/Sent', { owner: 'bob' });
+      expect(await codeOf(xferUser(a, { user: 'bob', to, keyFile: key, log: quiet }))).toBe('EXISTS');
+      expect((await a.listMailboxes()).map((m) => m.name)).toEqual(['user/bob/INBOX', 'user/bob/Sent']);
+      expect((await b.listMailboxes()).map((m) => m.name)).toEqual(['user/bob/Sent']); // the partial INBOX was rolled back
+      expect(a.replication().db.getNow(keys.meta('xfer/bob'))).toBeUndefined();
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it('an XFER interrupted after its switch only finishes the removal at the source', async () => {
+    const { key, a, to, close } = await twoStores();
+    try {
+      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
+      await a.replication().commitMeta('xfer/bob', { to, phase: 'switched', mailboxes: ['user/bob/INBOX'] });
+      const result = await xferUser(a, { user: 'bob', to, keyFile: key, log: quiet });
+      expect(result.resumedAfterSwitch).toBe(true);
+      expect(await a.listMailboxes()).toEqual([]);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+});
