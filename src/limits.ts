@@ -157,4 +157,8 @@ export const importLimits = {
   retryEntriesMax: 1000,
   /** Folders nested deeper than this below an import source (Maildir or .eml tree) are reported, not walked. */
   folderDepthMax: 32,
+  /** public-inbox: message blobs asked of `git cat-file --batch` before the first is taken (keeps git busy). */
+  publicInboxBlobsInFlight: 16,
+  /** public-inbox: messages an archive may have removed (their blob ids are held while reading). */
+  publicInboxRemovedMax: 1_000_000,
 } as const;
