@@ -162,3 +162,14 @@ export const importLimits = {
   /** public-inbox: messages an archive may have removed (their blob ids are held while reading). */
   publicInboxRemovedMax: 1_000_000,
 } as const;
+
+export const benchLimits = {
+  /** `mailstore bench` corpus preparation: a resume checkpoint after this many messages... */
+  prepareCheckpointMessages: 5000,
+  /** ...or this many message bytes, whichever comes first. */
+  prepareCheckpointBytes: 256 * 1024 * 1024,
+  /** Distinct messages whose hash is kept to count duplicates (about 100 bytes each); past it, counted among these only. */
+  duplicatesTrackedMax: 2_000_000,
+  /** The crash-recovery measurement kills an import half way: below this many messages it ends too soon to be killed. */
+  recoverMessagesMin: 400,
+} as const;

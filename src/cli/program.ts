@@ -7,6 +7,7 @@ import { isMailstoreError } from '../errors.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import * as acl from './commands/acl.js';
 import * as append from './commands/append.js';
+import * as bench from './commands/bench.js';
 import * as copy from './commands/copy.js';
 import * as exportCommand from './commands/export.js';
 import * as expunge from './commands/expunge.js';
@@ -35,7 +36,7 @@ export interface CommandModule {
 
 const COMMANDS: CommandModule[] = [
   init, mailbox, append, fetch, messages, search, flags, expunge, copy, move, acl, user, quota, usage,
-  importCommand, exportCommand, stats, scrub, reconstruct,
+  importCommand, exportCommand, stats, scrub, reconstruct, bench,
 ];
 
 export async function buildProgram(): Promise<Command> {
