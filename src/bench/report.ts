@@ -148,9 +148,21 @@ function aclSection(out: string[], goals: Goal[], main: TaggedResult[], data: Ru
   out.push(goalLine(goals[goals.length - 1]!));
 }
 
-export function renderReport(data: RunData, rawFile: string): string {
+/** A chart file the report shows beside a section's table (charts.ts makes them). */
+export interface ChartRef {
+  section: string;
+  title: string;
+  /** As the Markdown file refers to it (relative to the file). */
+  path: string;
+}
+
+export function renderReport(data: RunData, rawFile: string, charts: ChartRef[] = []): string {
   const m = data.machine;
   const out: string[] = [];
+  // the chart after its table: the picture for the glance, the table for the exact figures
+  const chartsOf = (section: string) => {
+    for (const c of charts.filter((x) => x.section === section)) out.push(`![${cell(c.title)}](${c.path})\n`);
+  };
   const goals: Goal[] = [];
   const minutes = (Date.parse(data.finished) - Date.parse(data.started)) / 60000;
   out.push(`## Results (${data.mode} run${data.scale ? ' + scale' : ''}, ${data.started.slice(0, 16).replace('T', ' ')} UTC, ${num(minutes, 1)} min)\n`);
@@ -188,6 +200,7 @@ export function renderReport(data: RunData, rawFile: string): string {
   out.push('### Bulk import of an mbox\n');
   out.push(table(main, ['mailstore:import', 'mailstore-cli:import', 'dovecot-mdbox:import', 'dovecot-sdbox:import', 'dovecot-maildir:import', 'git:import', 'git-fsync:import', 'floor-write:import', 'cyrus:import'],
     [COLUMNS.messages, COLUMNS.mb, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.mbRate, COLUMNS.rss, COLUMNS.fsyncs], { base: 'mailstore:import', rate: msgRate, title: 'mailstore ÷ this (messages/s)' }));
+  chartsOf('import');
   goals.push(rateGoal(main, 'bulk import ≥ 3× Dovecot mdbox messages/s', ['mailstore', 'import'], ['dovecot-mdbox', 'import'], 3, msgRate));
   out.push(goalLine(goals[goals.length - 1]!));
 
@@ -195,6 +208,7 @@ export function renderReport(data: RunData, rawFile: string): string {
   out.push(table(main, ['mailstore:deliver', 'mailstore-cli:deliver', 'dovecot-mdbox:deliver', 'cyrus:deliver', 'floor-fsync:deliver', 'floor-sync-two:deliver', 'floor-sync-two-zeroed:deliver', 'floor-sync-one:deliver', 'floor-sync-one-zeroed:deliver'],
     [COLUMNS.messages, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.latency, { title: 'fdatasync/msg', value: (r) => num(r.fsyncs_per_message as number | undefined) }],
     { base: 'mailstore:deliver', rate: msgRate, title: 'mailstore ÷ this (messages/s)' }));
+  chartsOf('deliver');
   goals.push(rateGoal(main, 'library delivery ≥ 10× Cyrus LMTP messages/s', ['mailstore', 'deliver'], ['cyrus', 'deliver'], 10, msgRate));
   out.push(goalLine(goals[goals.length - 1]!));
   const cyrus = find(main, 'cyrus', 'deliver');
@@ -215,6 +229,7 @@ export function renderReport(data: RunData, rawFile: string): string {
   out.push('### Read back every message (hash-verified for mailstore)\n');
   out.push(table(main, ['mailstore:read', 'dovecot-mdbox:read', 'dovecot-sdbox:read', 'dovecot-maildir:read', 'git:read', 'git-packed:read'],
     [COLUMNS.messages, COLUMNS.mb, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.mbRate, COLUMNS.rss], { base: 'mailstore:read', rate: msgRate, title: 'mailstore ÷ this (messages/s)' }));
+  chartsOf('read');
   goals.push(rateGoal(main, 'read ≥ Dovecot mdbox `fetch text all` messages/s', ['mailstore', 'read'], ['dovecot-mdbox', 'read'], 1, msgRate));
   out.push(goalLine(goals[goals.length - 1]!));
 
@@ -222,6 +237,7 @@ export function renderReport(data: RunData, rawFile: string): string {
   out.push('MB/s is over the bytes each tool reads (mailstore: its pack files; `*-packs`: the same pack files; `*-files`/`*-mbox`: the source messages). Cyrus scrubs only the messages delivered to it (see its message count), so compare it in messages/s.\n');
   out.push(table(main, ['mailstore:scrub', 'mailstore-cli:scrub', 'b3sum-packs:scrub', 'b3sum-packs-1t:scrub', 'cat-packs:scrub', 'b3sum-files:scrub', 'b3sum-mbox:scrub', 'b3sum-mbox-1t:scrub', 'cat-files:scrub', 'cat-mbox:scrub', 'cyrus:scrub', 'cyrus:scrub-check', 'git:scrub', 'git-packed:scrub'],
     [COLUMNS.messages, COLUMNS.mb, COLUMNS.seconds, COLUMNS.mbRate, COLUMNS.msgRate, COLUMNS.rss], { base: 'mailstore:scrub', rate: mbRate, title: 'mailstore ÷ this (MB/s)' }));
+  chartsOf('scrub');
   goals.push(rateGoal(main, 'scrub ≥ 80% of b3sum MB/s over the same bytes (b3sum-packs, default threads)', ['mailstore', 'scrub'], ['b3sum-packs', 'scrub'], 0.8, mbRate));
   out.push(goalLine(goals[goals.length - 1]!));
   goals.push(rateGoal(main, 'scrub ≥ 80% of single-threaded b3sum MB/s (b3sum-packs-1t; mailstore hashes in one thread)', ['mailstore', 'scrub'], ['b3sum-packs-1t', 'scrub'], 0.8, mbRate));
@@ -236,6 +252,7 @@ export function renderReport(data: RunData, rawFile: string): string {
   out.push('### Open after a crash; full index rebuild\n');
   out.push(table(main, ['mailstore:recover', 'mailstore:resync', 'mailstore:rebuild', 'dovecot-mdbox:recover', 'cyrus:recover', 'dovecot-mdbox:resync', 'dovecot-sdbox:resync', 'dovecot-maildir:resync', 'dovecot-mdbox:rebuild', 'dovecot-sdbox:rebuild', 'dovecot-maildir:rebuild', 'cyrus:rebuild'],
     [COLUMNS.messages, COLUMNS.seconds, COLUMNS.msgRate, { title: 'acked / found / expected', value: (r) => [r.acked, r.found, r.expected].map((x) => (x === undefined ? '–' : int(x as number))).join(' / ') }, COLUMNS.rss]));
+  chartsOf('rebuild');
   {
     const r = find(main, 'mailstore', 'rebuild');
     const rate = r && msgRate(r);
@@ -272,6 +289,7 @@ export function renderReport(data: RunData, rawFile: string): string {
   out.push(table(main, ['mailstore:space', 'dovecot-mdbox:space', 'dovecot-sdbox:space', 'dovecot-maildir:space', 'cyrus:space', 'git:space', 'git-packed:space'],
     [COLUMNS.messages, { title: 'message bytes', value: (r) => (r.bytes === undefined ? '' : int(r.bytes)) }, { title: 'disk bytes', value: (r) => int(r.disk_bytes as number) },
       { title: 'disk ÷ message bytes', value: (r) => num(r.ratio as number, 3) }, { title: 'dedup ratio', value: (r) => num(r.dedup_ratio as number | undefined, 3) }]));
+  chartsOf('space');
 
   const scaleRows = data.results.filter((r) => r.corpus.startsWith('scale-'));
   if (!corpusRun) out.push('### Growth from 10k to 100k to 1M messages (small messages, `--scale`)\n');
@@ -287,6 +305,7 @@ export function renderReport(data: RunData, rawFile: string): string {
       out.push(`| ${c.name} (${num(c.bytes / 1e6, 0)} MB) | ${e(imp, (r) => num(msgRate(r), 0))} | ${e(imp, (r) => num(mbRate(r), 1))} | ${e(imp, rss)} | ${e(scr, (r) => num(mbRate(r), 1))} | ${e(scr, rss)} | ${e(reb, (r) => num(msgRate(r), 0))} | ${e(reb, rss)} | ${e(acl, (r) => `${num(r.p50_us, 1)} / ${num(r.p99_us, 1)} (${int(r.mailboxes as number)})`)} | ${e(b3, (r) => num(mbRate(r), 1))} |`);
     }
     out.push('');
+    chartsOf('growth');
   }
 
   const spam = data.results.filter((r) => r.corpus === 'spamassassin');

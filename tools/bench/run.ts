@@ -50,7 +50,7 @@ interface Options {
 function parseOptions(argv: string[]): Options {
   const get = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
   for (const arg of argv) {
-    if (arg.startsWith('--') && !['--quick', '--scale', '--messages', '--seed', '--out', '--only', '--no-peers', '--deliver', '--profile', '--scale-max', '--help'].includes(arg)) usage(`unknown option ${arg}`);
+    if (arg.startsWith('--') && !['--quick', '--scale', '--messages', '--seed', '--out', '--only', '--no-peers', '--deliver', '--profile', '--scale-max', '--report-from', '--help'].includes(arg)) usage(`unknown option ${arg}`);
   }
   if (argv.includes('--help')) usage();
   const quick = argv.includes('--quick');
@@ -71,6 +71,7 @@ function parseOptions(argv: string[]): Options {
 function usage(message?: string): never {
   if (message) process.stderr.write(`bench: ${message}\n`);
   process.stderr.write('usage: npm run bench -- [--quick] [--scale] [--scale-max N] [--messages N] [--seed S] [--out FILE] [--only STEP,...] [--no-peers] [--deliver N] [--profile]\n' +
+    '       npm run bench -- --report-from .bench/results-DATE.json [--out FILE]   (the report and charts again from a run\'s raw JSON, nothing measured)\n' +
     `steps: ${STEPS.join(', ')}\n`);
   process.exit(message ? 2 : 0);
 }
@@ -206,8 +207,21 @@ async function scaleMeasurements(bench: Bench, options: Options): Promise<void> 
 
 // ---- main -------------------------------------------------------------------------------------
 
+/** The charts beside the file they illustrate: docs/bench/ for BENCHMARKS.md, DIR/bench-charts for another --out. */
+function chartsDirFor(out: string): string {
+  return out === join(ROOT, 'BENCHMARKS.md') ? join(ROOT, 'docs/bench') : join(dirname(out), 'bench-charts');
+}
+
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
+  const reportFrom = process.argv.indexOf('--report-from');
+  if (reportFrom >= 0) {
+    const rawFile = resolve(process.argv[reportFrom + 1] ?? usage('--report-from needs a results JSON file'));
+    const data = JSON.parse(await readFile(rawFile, 'utf8')) as RunData;
+    const written = await writeBenchmarksSection(data, options.out, rawFile, chartsDirFor(options.out), ROOT);
+    progress(`report: ${relative(ROOT, written.markdown)}; ${written.charts.length} charts in ${relative(ROOT, chartsDirFor(options.out))}`);
+    return;
+  }
   await mkdir(BENCH, { recursive: true });
   await rm(SNAPSHOT, { recursive: true, force: true });
   await cp(join(ROOT, 'dist'), SNAPSHOT, { recursive: true });
@@ -252,7 +266,7 @@ async function main(): Promise<void> {
     settings: { deliver: options.deliver, deliverCli: options.deliverCli, concurrent: options.concurrent, aclMailboxes: options.aclMailboxes, aclUsers: options.aclUsers },
   };
   const rawFile = join(BENCH, `results-${started.toISOString().replace(/[:.]/g, '-')}.json`);
-  await writeBenchmarksSection(data, options.out, rawFile, ROOT);
+  await writeBenchmarksSection(data, options.out, rawFile, chartsDirFor(options.out), ROOT);
   progress(`raw results: ${relative(ROOT, rawFile)}; report: ${relative(ROOT, options.out)} (${Math.round((finished.getTime() - started.getTime()) / 1000)} s)`);
 }
 
