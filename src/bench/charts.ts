@@ -199,6 +199,6 @@ export async function renderCharts(data: RunData): Promise<Chart[]> {
   }
   const space = await spaceChart(main);
   if (space) charts.push(space);
-  charts.push(...(await growthCharts(data)));
+  if (data.kind !== 'corpus') charts.push(...(await growthCharts(data))); // a user's corpus has no --scale steps
   return charts;
 }

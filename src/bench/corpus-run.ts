@@ -101,6 +101,8 @@ async function measure(bench: Bench, corpus: CorpusInfo, out: string, options: C
     // the peers' own directories sit beside the prepared corpus; run.sh wipes each before use
     const env: NodeJS.ProcessEnv = { PEERS_DELIVER_LIMIT: String(bench.settings.deliver), ...(options.quick ? { PEERS_FORMATS: 'mdbox' } : {}) };
     await bench.guarded('main', () => peers(bench, corpus, ['floor', ...options.peers], env));
+  } else {
+    bench.add('main', { peer: 'peers', measurement: '*', error: 'not run: --no-peers' });
   }
   const steps = new Set<Step>(['hash', 'import', 'import-cli', 'read', 'scrub', 'space', 'rebuild', 'deliver']);
   if (corpus.messages >= benchLimits.recoverMessagesMin) steps.add('recover');
