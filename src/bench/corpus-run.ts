@@ -60,7 +60,8 @@ export async function runCorpusBench(options: CorpusBenchOptions): Promise<Corpu
     format: options.format, messagesMax: options.messages, onMessage: options.onPrepared, onSkip: options.onSkip, shouldStop: options.shouldStop,
   });
   if (!prepared.complete) return { interrupted: true, prepared };
-  progress(`corpus: ${prepared.messages} messages, ${prepared.bytes} bytes (${prepared.format}${prepared.resumedAt ? `, resumed at ${prepared.resumedAt}` : ''}); prepared in ${prepared.work}`);
+  const how = prepared.reused ? 'prepared by an earlier run, reused' : prepared.resumedAt ? `resumed at message ${prepared.resumedAt}` : 'prepared now';
+  progress(`corpus: ${prepared.messages} messages, ${prepared.bytes} bytes (${prepared.format}; ${how}) in ${prepared.work}`);
 
   const deliver = Math.min(prepared.messages, options.deliver ?? (options.quick ? 50 : 500));
   const bench = new Bench(
@@ -88,8 +89,19 @@ export async function runCorpusBench(options: CorpusBenchOptions): Promise<Corpu
   };
   const report = await writeRunReport(data, out);
   await removeTree(join(out, 'work'), nodeFileSystem);
+  await removePeerStores(prepared.work);
   progress(`report: ${report.markdown}; raw results: ${report.json}; charts: ${report.charts.length}`);
   return { interrupted: false, prepared, report, data };
+}
+
+/**
+ * The peers leave their stores beside the prepared corpus (run.sh's WORKDIR), each as big as the
+ * corpus: removed once their figures are in results.json; the prepared corpus itself is kept.
+ */
+async function removePeerStores(work: string): Promise<void> {
+  for (const name of await nodeFileSystem.readdir(work)) {
+    if (name !== 'maildir' && name !== 'corpus') await removeTree(join(work, name));
+  }
 }
 
 /** The steps on a user's corpus: those of `npm run bench` that measure the corpus (not ACL, scale, spam). */

@@ -46,6 +46,8 @@ export interface PreparedCorpus {
   skipped: number;
   /** Messages a previous, interrupted preparation had written. */
   resumedAt: number;
+  /** Prepared whole by an earlier run (same corpus, same --messages) and used as it was. */
+  reused: boolean;
   complete: boolean;
 }
 
@@ -88,7 +90,7 @@ export async function prepareCorpus(source: string, work: string, options: Prepa
     await removeTree(paths.corpus, fs);
     checkpoint = undefined;
   }
-  if (checkpoint?.complete && (await readText(files.stats, fs))) return result(paths, files, checkpoint, checkpoint.messages);
+  if (checkpoint?.complete && (await readText(files.stats, fs))) return { ...result(paths, files, checkpoint, 0), reused: true };
   for (const dir of [paths.corpus, join(paths.maildir, 'cur'), join(paths.maildir, 'new'), join(paths.maildir, 'tmp')]) await makeDirectories(dir, fs);
   const state: Checkpoint = checkpoint ?? {
     version: 1, source, format: opened.format, messagesMax: options.messagesMax ?? null, messages: 0, bytes: 0, listBytes: 0, mboxBytes: 0,
@@ -136,7 +138,7 @@ function result(paths: { maildir: string; corpus: string }, files: { list: strin
   return {
     maildir: paths.maildir, work: join(paths.corpus, '..'), list: files.list, mbox: files.mbox, format: state.format,
     messages: state.messages, bytes: state.bytes, mboxBytes: state.mboxBytes, duplicates: state.duplicates,
-    duplicatesCapped: state.messages - state.duplicates > benchLimits.duplicatesTrackedMax, skipped: state.skipped, resumedAt, complete: state.complete,
+    duplicatesCapped: state.messages - state.duplicates > benchLimits.duplicatesTrackedMax, skipped: state.skipped, resumedAt, complete: state.complete, reused: false,
   };
 }
 

@@ -97,7 +97,7 @@ describe('an interrupted preparation resumes', () => {
     expect(readFileSync(second.mbox)).toEqual(readFileSync(whole.mbox));
     expect((await preparedMessages(second.list, second.mbox)).files).toEqual((await preparedMessages(whole.list, whole.mbox)).files);
     // done: a third call reuses it
-    expect((await prepareCorpus(source, join(dir, 'out'), { onMessage: () => { throw new Error('read again'); } })).complete).toBe(true);
+    expect(await prepareCorpus(source, join(dir, 'out'), { onMessage: () => { throw new Error('read again'); } })).toMatchObject({ complete: true, reused: true, messages: 30 });
   });
 
   it('a source that changed under the resume point is refused (REFUSED), not mixed', async () => {

@@ -90,6 +90,19 @@ describe('public-inbox v2', () => {
     expect(read).toEqual([0, 2, 3, 4, 5]);
   });
 
+  it('positions the caller will not look at are passed over unread (no blob read), the others come whole', async () => {
+    const messages = archiveMessages(8);
+    const dir = writeV2(tmpDir('pi-skip'), [messages.map((add) => ({ add }))]);
+    const read: { position: number; unread?: boolean; bytes: Buffer }[] = [];
+    for await (const m of readPublicInbox((await publicInboxLayout(fs, dir))!, { skipBytes: (p) => p < 5 && p !== 3 })) read.push(m);
+    expect(read.map((m) => m.position)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    for (const m of read) {
+      const skipped = m.position < 5 && m.position !== 3;
+      expect(m.unread === true).toBe(skipped);
+      expect(m.bytes.equals(skipped ? Buffer.alloc(0) : messages[m.position]!.bytes)).toBe(true);
+    }
+  });
+
   it('a message over the size limit is skipped (tooLarge) and the rest go in', async () => {
     const messages = archiveMessages(5);
     const big = { bytes: Buffer.alloc(5000, 0x61), seconds: 1_700_000_000 };

@@ -48,7 +48,8 @@ What runs, in order (each mailstore measurement in its own node process, so its 
             every message hash-verified, scrub, space on disk, index rebuild, recovery after
             SIGKILL, and one-at-a-time delivery of the first --deliver messages.
 Writes OUT/report.md (tables with ratios to each peer, the goals, charts beside the tables),
-OUT/results.json (every figure, raw) and OUT/charts/*.svg. The stores it makes are removed at the end.
+OUT/results.json (every figure, raw) and OUT/charts/*.svg. The stores it and the peers make are
+removed at the end; OUT/prepared is kept for the next run.
 Progress lines go to stderr. Exit code 0 when the report was written; 130 when stopped during
 preparation (run the same command again to resume).`)
     .action(runBench);
