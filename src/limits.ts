@@ -172,4 +172,6 @@ export const benchLimits = {
   duplicatesTrackedMax: 2_000_000,
   /** The crash-recovery measurement kills an import half way: below this many messages it ends too soon to be killed. */
   recoverMessagesMin: 400,
+  /** ...and on a huge corpus it is killed after this many (the import of half of 2 TB would take hours). */
+  recoverKillAfterMax: 50_000,
 } as const;

@@ -2,6 +2,7 @@
 // FileSystem that counts syncs (so "why is it slow" starts from numbers), and percentiles.
 // Each mailstore measurement (measure/*.ts) runs as its own child process and prints one JSON
 // line per result; `npm run bench` and `mailstore bench` read them the same way (engine.ts).
+import { StringDecoder } from 'node:string_decoder';
 import type { FileHandle, FileSystem, OpenMode } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 
@@ -128,4 +129,38 @@ export async function runMeasurement(peer: string, measurement: string, main: ()
     emit({ peer, measurement, error: text });
     process.exitCode = 1;
   }
+}
+
+/**
+ * The paths of a corpus's list.txt, read a chunk at a time (a list of millions of messages is
+ * hundreds of MB), up to `max` of them.
+ */
+export async function* listedFiles(list: string, max = Infinity): AsyncGenerator<string> {
+  const handle = await nodeFileSystem.open(list, 'read');
+  try {
+    const chunk = Buffer.alloc(1 << 20);
+    const decoder = new StringDecoder('utf8'); // a path's character may straddle two chunks
+    let carry = '', position = 0, count = 0;
+    for (;;) {
+      const n = await handle.read(chunk, 0, chunk.length, position);
+      position += n;
+      const lines = (carry + (n === 0 ? decoder.end() : decoder.write(chunk.subarray(0, n)))).split('\n');
+      carry = n === 0 ? '' : lines.pop()!;
+      for (const line of lines) {
+        if (!line) continue;
+        if (count++ >= max) return;
+        yield line;
+      }
+      if (n === 0) return;
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The first `max` paths of a list. */
+export async function firstListed(list: string, max: number): Promise<string[]> {
+  const out: string[] = [];
+  for await (const path of listedFiles(list, max)) out.push(path);
+  return out;
 }

@@ -65,7 +65,7 @@ export async function runCorpusBench(options: CorpusBenchOptions): Promise<Corpu
 
   const deliver = Math.min(prepared.messages, options.deliver ?? (options.quick ? 50 : 500));
   const bench = new Bench(
-    { scale: false, peers: options.peers.length > 0, deliver, deliverCli: 0, concurrent: 0, profile: false },
+    { scale: false, peers: options.peers.length > 0, deliver, deliverCli: 0, concurrent: 0, profile: false, recoverKillAfterMax: benchLimits.recoverKillAfterMax },
     {
       cli: fileURLToPath(new URL('../cli/main.js', import.meta.url)),
       measure: fileURLToPath(new URL('./measure', import.meta.url)),

@@ -41,6 +41,8 @@ export interface BenchSettings {
   deliverCli: number;
   concurrent: number;
   profile: boolean;
+  /** The crash measurement kills the import after half the corpus, at most this many messages (a huge corpus). */
+  recoverKillAfterMax?: number;
 }
 
 export interface Ran { code: number; stdout: string; stderr: string; seconds: number }
@@ -289,7 +291,7 @@ export async function writerMeasurements(bench: Bench, corpus: CorpusInfo, work:
   if (wanted('recover')) {
     const dir = await fresh('store-crash');
     await run(process.execPath, [cli, '--store', dir, 'init'], { stderr: 'pipe' });
-    await bench.child(corpus.name, 'recover', ['--crash', '--store', dir, '--mbox', corpus.mbox, '--cli', cli, '--kill-after', String(Math.floor(corpus.messages / 2))], { peer: 'mailstore', measurement: 'recover' });
+    await bench.child(corpus.name, 'recover', ['--crash', '--store', dir, '--mbox', corpus.mbox, '--cli', cli, '--kill-after', String(Math.min(Math.floor(corpus.messages / 2), s.recoverKillAfterMax ?? Infinity))], { peer: 'mailstore', measurement: 'recover' });
     await removeTree(dir);
   }
   if (wanted('deliver') && corpus.list) {

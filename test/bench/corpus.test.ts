@@ -4,6 +4,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { firstListed, listedFiles } from '../../src/bench/common.js';
 import { prepareCorpus } from '../../src/bench/corpus.js';
 import { isMailstoreError } from '../../src/errors.js';
 import { readMbox } from '../../src/formats/mbox.js';
@@ -110,5 +111,17 @@ describe('an interrupted preparation resumes', () => {
     writeV1(source, archiveMessages(12, 50).map((add) => ({ add })));
     const error = await prepareCorpus(source, join(dir, 'out')).catch((e: unknown) => e);
     expect(isMailstoreError(error, 'REFUSED')).toBe(true);
+  });
+});
+
+describe('list.txt is read a chunk at a time', () => {
+  it('every path, in order, across chunk boundaries (a multi-byte name split between two chunks), or the first N', async () => {
+    const dir = tmpDir('prep-list');
+    const paths = Array.from({ length: 40_000 }, (_, i) => `/corpus/dossier-é${i}/message-${'ü'.repeat(i % 5)}${i}.eml`);
+    writeFileSync(join(dir, 'list.txt'), `${paths.join('\n')}\n`);
+    const read: string[] = [];
+    for await (const path of listedFiles(join(dir, 'list.txt'))) read.push(path);
+    expect(read).toEqual(paths);
+    expect(await firstListed(join(dir, 'list.txt'), 3)).toEqual(paths.slice(0, 3));
   });
 });

@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { nodeFileSystem } from '../../fs/node-fs.js';
 import { Store } from '../../store/store.js';
-import { countingFileSystem, emit, parseFlags, peakRssBytes, percentile, progress, required, round, runMeasurement } from '../common.js';
+import { countingFileSystem, emit, firstListed, parseFlags, peakRssBytes, percentile, progress, required, round, runMeasurement } from '../common.js';
 
 const { values } = parseFlags(process.argv.slice(2));
 const writers = Number(values.get('writers') ?? 1);
@@ -15,7 +15,7 @@ const peer = cli ? 'mailstore-cli' : writers === 1 ? 'mailstore' : `mailstore-${
 
 await runMeasurement(peer, 'deliver', async () => {
   const root = required(values, 'store');
-  const files = (await nodeFileSystem.readFile(required(values, 'list'))).toString('utf8').split('\n').filter(Boolean).slice(0, Number(required(values, 'messages')));
+  const files = await firstListed(required(values, 'list'), Number(required(values, 'messages')));
   if (cli) return deliverThroughCli(root, cli, files);
   const messages = await Promise.all(files.map((file) => nodeFileSystem.readFile(file)));
   const bytes = messages.reduce((sum, m) => sum + m.length, 0);

@@ -4,13 +4,14 @@
 //   node dist/src/bench/measure/hash.js --list LIST.TXT
 import { nodeFileSystem as fs } from '../../fs/node-fs.js';
 import { hashBytes, hashImplementation } from '../../hash/blake3.js';
-import { emit, parseFlags, required, round, runMeasurement } from '../common.js';
+import { emit, listedFiles, parseFlags, required, round, runMeasurement } from '../common.js';
 
 const { values } = parseFlags(process.argv.slice(2));
 await runMeasurement('mailstore', 'hash', async () => {
-  const files = (await fs.readFile(required(values, 'list'))).toString('utf8').split('\n').filter(Boolean);
   let hashing = 0, bytes = 0, reading = 0;
-  for (const file of files) {
+  let messages = 0;
+  for await (const file of listedFiles(required(values, 'list'))) {
+    messages++;
     const t0 = performance.now();
     const data = await fs.readFile(file);
     const t1 = performance.now();
@@ -20,7 +21,7 @@ await runMeasurement('mailstore', 'hash', async () => {
     bytes += data.length;
   }
   emit({
-    peer: 'mailstore-hash', measurement: 'hash', messages: files.length, bytes, seconds: round(hashing / 1000, 4),
+    peer: 'mailstore-hash', measurement: 'hash', messages, bytes, seconds: round(hashing / 1000, 4),
     read_seconds: round(reading / 1000, 4),
     note: `BLAKE3 (${hashImplementation}) of every message in one thread, hashing time only; readFile of the files took ${round(reading / 1000, 2)} s on top`,
   });

@@ -14,12 +14,12 @@ import { nodeFileSystem as fs } from '../../fs/node-fs.js';
 import { makeDirectories } from '../files.js';
 import { join } from 'node:path';
 import type { FileHandle } from '../../fs/filesystem.js';
-import { emit, parseFlags, percentile, required, round, runMeasurement } from '../common.js';
+import { emit, firstListed, parseFlags, percentile, required, round, runMeasurement } from '../common.js';
 
 const { values } = parseFlags(process.argv.slice(2));
 await runMeasurement('floor-sync', 'deliver', async () => {
   const dir = required(values, 'dir');
-  const files = (await fs.readFile(required(values, 'list'))).toString('utf8').split('\n').filter(Boolean).slice(0, Number(required(values, 'messages')));
+  const files = await firstListed(required(values, 'list'), Number(required(values, 'messages')));
   const bodies = await Promise.all(files.map((f) => fs.readFile(f)));
   const record = Buffer.alloc(200, 0x61);
   const total = bodies.reduce((n, b) => n + b.length + record.length, 0);
