@@ -350,7 +350,8 @@ mailstore side by side with Dovecot, Cyrus IMAPd, git and the b3sum/cat floor (i
 \`npm run bench\` (20,000 messages / ~610 MB, about 20 minutes), \`npm run bench -- --quick\` (a few
 minutes) or \`npm run bench -- --scale\` (adds 10k / 100k / 1M small-message runs). The section
 between the markers below is rewritten by every run; the analysis around it is written by hand.
-How the peers are run, and why each of their settings: \`tools/bench/README.md\`.
+How the peers are run, and why each of their settings: \`tools/bench/README.md\`. Each table has a
+chart under it (\`docs/bench/*.svg\`). The same side-by-side on any corpus: \`mailstore bench --corpus PATH\`.
 
 `;
 
