@@ -12,6 +12,7 @@ import { importLimits, limits } from '../limits.js';
 import type { SkipHandler } from './eml.js';
 
 export interface PublicInboxLayout {
+  /** 2: GITDIR/git/N.git epochs; 1: GITDIR is one git directory (a v1 archive, or one v2 epoch alone). */
   version: 1 | 2;
   /** The git directories to read, oldest first (v2: the epochs in number order). */
   repositories: string[];
@@ -90,7 +91,7 @@ export async function* readPublicInbox(layout: PublicInboxLayout, options: ReadP
     const blobs = new BlobReader(repository, options.messageBytesMax ?? limits.messageBytesMax);
     try {
       const pending: { commit: Commit; position: number; blob?: Promise<Buffer | number> }[] = [];
-      for await (const commit of commits(repository, layout.version)) {
+      for await (const commit of commits(repository)) {
         if (commit.added === undefined) continue;
         const at = position++;
         if (removed.has(commit.added)) continue;
@@ -128,7 +129,9 @@ async function* settled(
 async function removedBlobs(layout: PublicInboxLayout): Promise<Set<string>> {
   const removed = new Set<string>();
   for (const repository of layout.repositories) {
-    for await (const commit of commits(repository, layout.version)) {
+    // only the commits that can remove something, which git finds far faster than it lists all:
+    // those touching `d` (v2) and those deleting a path (v1)
+    for await (const commit of commits(repository, { limit: ['HEAD', '--', 'd'] }, { limit: ['--diff-filter=D', 'HEAD'] })) {
       if (commit.removed === undefined) continue;
       removed.add(commit.removed);
       if (removed.size > importLimits.publicInboxRemovedMax) {
@@ -139,11 +142,18 @@ async function removedBlobs(layout: PublicInboxLayout): Promise<Set<string>> {
   return removed;
 }
 
-/** The commits of one repository, oldest first, with the message blob each adds or removes. */
-async function* commits(repository: string, version: 1 | 2): AsyncGenerator<Commit> {
+/**
+ * The commits of one repository, oldest first, with the message blob each adds or removes; with
+ * `limit`s (revision and path arguments), one `git log` per limit, each listing only what it selects.
+ */
+async function* commits(repository: string, ...limits: { limit: string[] }[]): AsyncGenerator<Commit> {
   if (!(await hasCommits(repository))) return;
+  for (const { limit } of limits.length > 0 ? limits : [{ limit: ['HEAD'] }]) yield* logCommits(repository, limit);
+}
+
+async function* logCommits(repository: string, limit: string[]): AsyncGenerator<Commit> {
   const args = ['log', '--reverse', '--first-parent', '--no-renames', '--raw', '--no-abbrev', '--root', '--no-color', '--no-show-signature',
-    '--format=%x01%H %ad', '--date=raw', 'HEAD'];
+    '--format=%x01%H %ad', '--date=raw', ...limit];
   const git = spawnGit(repository, args);
   let current: Commit | undefined;
   try {
@@ -152,7 +162,7 @@ async function* commits(repository: string, version: 1 | 2): AsyncGenerator<Comm
         if (current) yield current;
         current = parseCommitLine(line.slice(1));
       } else if (line.startsWith(':') && current) {
-        applyRawLine(current, line, version);
+        applyRawLine(current, line);
       }
     }
     await exited(git, repository, 'git log'); // before the last commit: a failed log is not taken as complete
@@ -174,16 +184,18 @@ function parseCommitLine(text: string): Commit {
   return commit;
 }
 
-/** `:old-mode new-mode old-oid new-oid STATUS\tpath`: which blob the commit adds or removes. */
-function applyRawLine(commit: Commit, line: string, version: 1 | 2): void {
+/**
+ * `:old-mode new-mode old-oid new-oid STATUS\tpath`: which blob the commit adds or removes. The
+ * paths say the layout (`m`/`d`: v2; `xx/yyyy…`: v1), so one v2 epoch given alone reads too.
+ */
+function applyRawLine(commit: Commit, line: string): void {
   const tab = line.indexOf('\t');
   const [, , oldOid, newOid, status] = line.slice(0, tab).split(' ');
   const path = line.slice(tab + 1);
   const writes = status === 'A' || status === 'M';
-  if (version === 2) {
-    if (path === 'm' && writes) commit.added = newOid;
-    if (path === 'd' && writes) commit.removed = newOid;
-  } else if (V1_PATH.test(path)) {
+  if (path === 'm' && writes) commit.added = newOid;
+  else if (path === 'd' && writes) commit.removed = newOid;
+  else if (V1_PATH.test(path)) {
     if (writes) commit.added = newOid;
     if (status === 'D') commit.removed = oldOid;
   }

@@ -84,10 +84,17 @@ describe('public-inbox v2', () => {
 
   it('positions count removed messages, so a removal between two runs does not move the rest', async () => {
     const messages = archiveMessages(6);
-    const dir = writeV2(tmpDir('pi-pos'), [[...messages.map((add) => ({ add })), { remove: messages[1]! }]]);
+    // two removals in a row: the second commit changes d (M d), it adds none
+    const dir = writeV2(tmpDir('pi-pos'), [[...messages.map((add) => ({ add })), { remove: messages[1]! }, { remove: messages[3]! }]]);
     const read: number[] = [];
     for await (const m of readPublicInbox((await publicInboxLayout(fs, dir))!)) read.push(m.position);
-    expect(read).toEqual([0, 2, 3, 4, 5]);
+    expect(read).toEqual([0, 2, 4, 5]);
+    // one epoch given alone (as mirrors publish them) reads the same
+    const epoch = await publicInboxLayout(fs, join(dir, 'git', '0.git'));
+    expect(epoch?.version).toBe(1);
+    const alone: number[] = [];
+    for await (const m of readPublicInbox(epoch!)) alone.push(m.position);
+    expect(alone).toEqual(read);
   });
 
   it('positions the caller will not look at are passed over unread (no blob read), the others come whole', async () => {
