@@ -29,6 +29,8 @@ export interface PublicInboxMessage {
   zoneMinutes?: number;
   /** true when the caller said it would not look at the bytes (bytes is then empty). */
   unread?: boolean;
+  /** Commits read so far ÷ all commits of the archive (one message added or removed each): for a progress meter. */
+  fraction?: number;
 }
 
 export interface ReadPublicInboxOptions {
@@ -78,7 +80,7 @@ export async function requirePublicInbox(fs: FileSystem, path: string): Promise<
   return layout;
 }
 
-interface Commit { id: string; date?: Date; zoneMinutes?: number; added?: string; removed?: string }
+interface Commit { id: string; date?: Date; zoneMinutes?: number; added?: string; removed?: string; fraction?: number }
 
 /**
  * Every message of the archive in commit order, oldest first. Messages a later commit removed (v1:
@@ -86,13 +88,17 @@ interface Commit { id: string; date?: Date; zoneMinutes?: number; added?: string
  */
 export async function* readPublicInbox(layout: PublicInboxLayout, options: ReadPublicInboxOptions = {}): AsyncGenerator<PublicInboxMessage> {
   const removed = await removedBlobs(layout);
-  let position = 0;
+  let total = 0;
+  for (const repository of layout.repositories) total += await commitCount(repository);
+  let position = 0, seen = 0;
   for (const repository of layout.repositories) {
     const blobs = new BlobReader(repository, options.messageBytesMax ?? limits.messageBytesMax);
     try {
       const pending: { commit: Commit; position: number; blob?: Promise<Buffer | number> }[] = [];
       for await (const commit of commits(repository)) {
+        seen++;
         if (commit.added === undefined) continue;
+        if (total > 0) commit.fraction = Math.min(1, seen / total);
         const at = position++;
         if (removed.has(commit.added)) continue;
         const unread = options.skipBytes?.(at) === true;
@@ -110,7 +116,10 @@ async function* settled(
   entry: { commit: Commit; position: number; blob?: Promise<Buffer | number> }, repository: string, options: ReadPublicInboxOptions,
 ): AsyncGenerator<PublicInboxMessage> {
   const { commit, position } = entry;
-  const when = { ...(commit.date ? { internalDate: commit.date } : {}), ...(commit.zoneMinutes !== undefined ? { zoneMinutes: commit.zoneMinutes } : {}) };
+  const when = {
+    ...(commit.date ? { internalDate: commit.date } : {}), ...(commit.zoneMinutes !== undefined ? { zoneMinutes: commit.zoneMinutes } : {}),
+    ...(commit.fraction !== undefined ? { fraction: commit.fraction } : {}),
+  };
   if (!entry.blob) {
     yield { bytes: Buffer.alloc(0), position, commit: commit.id, unread: true, ...when };
     return;
@@ -199,6 +208,16 @@ function applyRawLine(commit: Commit, line: string): void {
     if (writes) commit.added = newOid;
     if (status === 'D') commit.removed = oldOid;
   }
+}
+
+/** Commits on HEAD's first-parent line (0 for an empty repository): the progress meter's total. */
+async function commitCount(repository: string): Promise<number> {
+  if (!(await hasCommits(repository))) return 0;
+  const git = spawnGit(repository, ['rev-list', '--count', '--first-parent', 'HEAD']);
+  let out = '';
+  git.child.stdout.setEncoding('utf8').on('data', (chunk: string) => { out += chunk; });
+  await exited(git, repository, 'git rev-list');
+  return Number(out.trim()) || 0;
 }
 
 /** An epoch with no commit yet (a new v2 epoch, an empty v1 repository) holds no message. */

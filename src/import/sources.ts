@@ -142,7 +142,7 @@ function publicInboxFolder(path: string, layout: PublicInboxLayout, options: Sou
       });
       for await (const message of reading) {
         yield {
-          bytes: message.bytes, flags: [], internalDate: message.internalDate, position: message.position, entry: message.commit,
+          bytes: message.bytes, flags: [], internalDate: message.internalDate, position: message.position, entry: message.commit, fraction: message.fraction,
           ...(message.zoneMinutes !== undefined ? { dateZoneMinutes: message.zoneMinutes } : {}),
           ...(message.unread ? { unread: true } : {}),
         };

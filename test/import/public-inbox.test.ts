@@ -69,6 +69,12 @@ describe('public-inbox v2', () => {
     const layout = await publicInboxLayout(fs, dir);
     expect(layout?.version).toBe(2);
     expect(layout?.repositories.map((r) => r.slice(dir.length))).toEqual(['/git/0.git', '/git/1.git', '/git/2.git']);
+    // the progress meter's fraction: commits read ÷ all 26 commits (25 adds, 1 removal)
+    const fractions: number[] = [];
+    for await (const m of readPublicInbox(layout!)) fractions.push(m.fraction!);
+    expect(fractions[0]).toBeCloseTo(1 / 26, 9);
+    expect(fractions.at(-1)).toBe(1);
+    expect(fractions.every((f, i) => i === 0 || f > fractions[i - 1]!)).toBe(true);
     await withStore(async (store) => {
       const summary = await importMail(store, dir, { mailbox: 'lists/v2', format: 'public-inbox' });
       expect(summary.imported).toBe(24);

@@ -38,8 +38,10 @@ export function register(program: Command): void {
 What runs, in order (each mailstore measurement in its own node process, so its peak RSS is its own):
   prepare   the corpus is streamed once into OUT/prepared: one file per message (a Maildir) and one
             mbox, the same bytes for every system. Kept for the next run with the same --corpus;
-            an interrupted preparation (Ctrl-C, a killed process) resumes where it stopped. Needs
-            about twice the corpus's size free. After a power cut, remove OUT/prepared.
+            an interrupted preparation (Ctrl-C, a killed process) resumes where it stopped. After
+            a power cut, remove OUT/prepared. Disk: the prepared corpus takes about twice the
+            corpus's size, and each system's store about its size again (the peers' stay until
+            the end of the run); --messages N benchmarks on the first N messages.
   peers     tools/bench/peers/run.sh (shipped with the package): Dovecot (doveadm import, fetch,
             force-resync, LMTP), Cyrus (LMTP, reconstruct), git (hash-object, fsck), and the
             b3sum/cat/dd floor. A peer that is not installed is listed with the reason; install
