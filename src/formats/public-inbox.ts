@@ -299,10 +299,13 @@ class BlobReader {
 
   read(oid: string): Promise<Buffer | number> {
     if (this.failure) return Promise.reject(this.failure);
-    return new Promise((resolve, reject) => {
+    const answer = new Promise<Buffer | number>((resolve, reject) => {
       this.waiting.push({ oid, resolve, reject });
       this.git.child.stdin.write(`${oid}\n`);
     });
+    // a reader stopped early (close) leaves answers nobody awaits: their rejection is no crash
+    answer.catch(() => undefined);
+    return answer;
   }
 
   close(): void {

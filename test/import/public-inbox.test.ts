@@ -82,6 +82,19 @@ describe('public-inbox v2', () => {
     });
   });
 
+  it('a reader stopped early (a --messages limit, an error downstream) ends its git processes without an unhandled error', async () => {
+    const dir = writeV2(tmpDir('pi-early'), [archiveMessages(60).map((add) => ({ add }))]);
+    const layout = (await publicInboxLayout(fs, dir))!;
+    for (const stopAfter of [1, 2, 5, 17]) {
+      let n = 0;
+      for await (const m of readPublicInbox(layout)) {
+        expect(m.bytes.length).toBeGreaterThan(0);
+        if (++n >= stopAfter) break;
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300)); // vitest fails the file on an unhandled rejection meanwhile
+  });
+
   it('epochs go in number order (10.git after 2.git)', async () => {
     const root = tmpDir('pi-order');
     for (const n of [10, 2]) execFileSync('git', ['init', '--quiet', '--bare', join(root, 'git', `${n}.git`)]);
