@@ -278,7 +278,7 @@ export function renderReport(data: RunData, rawFile: string, charts: ChartRef[] 
     const worstAnon = rows.reduce((a, r) => Math.max(a, (r.peak_rss_anon_bytes as number | undefined) ?? 0), 0);
     const has1M = rows.some((r) => (r.messages ?? 0) >= 1_000_000);
     goals.push({
-      text: `peak RSS during ${label} ≤ 256 MB${has1M ? ' (incl. the 1M-message run)' : ' (1M-message run only with --scale)'}`,
+      text: `peak RSS during ${label} ≤ 256 MB${has1M ? ' (incl. the 1M-message run)' : corpusRun ? ' (on this corpus)' : ' (1M-message run only with --scale)'}`,
       measured: rows.length ? `max ${num(worst / 1e6, 0)} MB (${num(worst / MiB, 0)} MiB) over ${rows.length} run(s); anonymous memory at most ${num(worstAnon / 1e6, 0)} MB` : '',
       pass: rows.length ? worst <= 256e6 : undefined,
     });
