@@ -80,6 +80,9 @@ export async function requirePublicInbox(fs: FileSystem, path: string): Promise<
   return layout;
 }
 
+/** What `git cat-file` gave for a blob: its bytes, or why not (over the size limit, or not in the repository). */
+type BlobAnswer = Buffer | { tooLarge: number } | { missing: string };
+
 interface Commit { id: string; date?: Date; zoneMinutes?: number; added?: string; removed?: string; fraction?: number }
 
 /**
@@ -94,7 +97,7 @@ export async function* readPublicInbox(layout: PublicInboxLayout, options: ReadP
   for (const repository of layout.repositories) {
     const blobs = new BlobReader(repository, options.messageBytesMax ?? limits.messageBytesMax);
     try {
-      const pending: { commit: Commit; position: number; blob?: Promise<Buffer | number> }[] = [];
+      const pending: { commit: Commit; position: number; blob?: Promise<BlobAnswer> }[] = [];
       for await (const commit of commits(repository)) {
         seen++;
         if (commit.added === undefined) continue;
@@ -113,7 +116,7 @@ export async function* readPublicInbox(layout: PublicInboxLayout, options: ReadP
 }
 
 async function* settled(
-  entry: { commit: Commit; position: number; blob?: Promise<Buffer | number> }, repository: string, options: ReadPublicInboxOptions,
+  entry: { commit: Commit; position: number; blob?: Promise<BlobAnswer> }, repository: string, options: ReadPublicInboxOptions,
 ): AsyncGenerator<PublicInboxMessage> {
   const { commit, position } = entry;
   const when = {
@@ -125,13 +128,16 @@ async function* settled(
     return;
   }
   const blob = await entry.blob;
-  if (typeof blob === 'number') {
-    const error = new MailstoreError('TOO_LARGE', `the message of commit ${commit.id} in ${repository} is ${blob} bytes, over the limit`, { path: repository });
-    if (!options.onSkip) throw error;
-    options.onSkip(`${repository}#${commit.id}`, error, 'tooLarge', position);
+  if (Buffer.isBuffer(blob)) {
+    yield { bytes: blob, position, commit: commit.id, ...when };
     return;
   }
-  yield { bytes: blob, position, commit: commit.id, ...when };
+  // left out and reported; the next import retries it (a partial clone may have fetched it by then)
+  const error = 'tooLarge' in blob
+    ? new MailstoreError('TOO_LARGE', `the message of commit ${commit.id} in ${repository} is ${blob.tooLarge} bytes, over the limit`, { path: repository })
+    : new MailstoreError('NOT_FOUND', `the message blob ${blob.missing} of commit ${commit.id} is missing from ${repository} (a partial or damaged copy of the archive)`, { path: repository });
+  if (!options.onSkip) throw error;
+  options.onSkip(`${repository}#${commit.id}`, error, 'tooLarge' in blob ? 'tooLarge' : 'unreadable', position);
 }
 
 /** Blobs some commit took out of the archive: one pass over the log, before any message is read. */
@@ -277,12 +283,12 @@ async function* lines(git: Git): AsyncGenerator<string> {
 
 /**
  * `git cat-file --batch`, one long-lived process per repository: oids written to its stdin,
- * answers (`<oid> blob <size>\n<bytes>\n`) parsed from its stdout in request order. A blob over
- * the limit is passed over as it streams by (never buffered) and answered with its size.
+ * answers (`<oid> blob <size>\n<bytes>\n`, or `<oid> missing`) parsed from its stdout in request
+ * order. A blob over the limit is passed over as it streams by (never buffered) and answered with its size.
  */
 class BlobReader {
   private readonly git: Git;
-  private readonly waiting: { oid: string; resolve: (blob: Buffer | number) => void; reject: (error: unknown) => void }[] = [];
+  private readonly waiting: { oid: string; resolve: (blob: BlobAnswer) => void; reject: (error: unknown) => void }[] = [];
   private buffered: Buffer[] = [];
   private bufferedBytes = 0;
   private header: { size: number; parts?: Buffer[]; got: number } | undefined;
@@ -297,9 +303,9 @@ class BlobReader {
     this.git.child.stdin.on('error', () => undefined); // reported through the exit
   }
 
-  read(oid: string): Promise<Buffer | number> {
+  read(oid: string): Promise<BlobAnswer> {
     if (this.failure) return Promise.reject(this.failure);
-    const answer = new Promise<Buffer | number>((resolve, reject) => {
+    const answer = new Promise<BlobAnswer>((resolve, reject) => {
       this.waiting.push({ oid, resolve, reject });
       this.git.child.stdin.write(`${oid}\n`);
     });
@@ -338,6 +344,10 @@ class BlobReader {
       const line = data.subarray(0, newline).toString('latin1');
       this.consume(newline + 1);
       const expected = this.waiting[0];
+      if (expected && line === `${expected.oid} missing`) {
+        this.waiting.shift()!.resolve({ missing: expected.oid });
+        return this.bufferedBytes > 0;
+      }
       const match = /^([0-9a-f]+) (\S+) (\d+)$/.exec(line);
       if (!expected || !match || match[1] !== expected.oid || match[2] !== 'blob') {
         throw new MailstoreError('INVALID', `git cat-file answered "${line.slice(0, 200)}" for ${expected?.oid ?? 'nothing'} in ${this.repository}: a damaged repository?`, { path: this.repository });
@@ -356,7 +366,7 @@ class BlobReader {
     if (header.got < header.size + 1) return false;
     this.header = undefined;
     const done = this.waiting.shift()!;
-    done.resolve(header.parts ? Buffer.concat(header.parts).subarray(0, header.size) : header.size);
+    done.resolve(header.parts ? Buffer.concat(header.parts).subarray(0, header.size) : { tooLarge: header.size });
     return this.bufferedBytes > 0;
   }
 

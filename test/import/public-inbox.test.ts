@@ -146,6 +146,31 @@ describe('public-inbox v2', () => {
   });
 });
 
+describe('a blob missing from the repository', () => {
+  it('its message is skipped (unreadable, NOT_FOUND) and the rest go in; the next run retries it and adds nothing twice', async () => {
+    const messages = archiveMessages(5);
+    const dir = writeV2(tmpDir('pi-missing'), [messages.slice(0, 3).map((add) => ({ add }))]);
+    const repo = join(dir, 'git', '0.git');
+    const git = (args: string[], input?: string | Buffer) => execFileSync('git', args, { env: { ...process.env, GIT_DIR: repo }, input }).toString().trim();
+    // a commit whose m names a blob the repository does not have (a partial copy), then one more message
+    const tree = git(['mktree', '--missing'], `100644 blob ${'ab'.repeat(20)}\tm\n`);
+    let head = git(['commit-tree', tree, '-p', 'HEAD', '-m', 'gone']);
+    const blob = git(['hash-object', '-w', '--stdin'], messages[3]!.bytes);
+    head = git(['commit-tree', git(['mktree'], `100644 blob ${blob}\tm\n`), '-p', head, '-m', 'after']);
+    git(['update-ref', 'refs/heads/master', head]);
+    await withStore(async (store) => {
+      const skipped: string[] = [];
+      const first = await importMail(store, dir, { mailbox: 'm', onSkip: (_path, error, reason) => skipped.push(`${reason}:${error.code}`) });
+      expect(skipped).toEqual(['unreadable:NOT_FOUND']);
+      expect(first.imported).toBe(4);
+      const second = await importMail(store, dir, { mailbox: 'm' });
+      expect(second).toMatchObject({ imported: 0, skipped: 1, alreadyImported: 4 });
+      const bodies = (await storedMessages(store, 'm')).map((m) => m.bytes);
+      expect(bodies).toEqual([...messages.slice(0, 3), messages[3]!].map((m) => m.bytes));
+    });
+  });
+});
+
 describe('resume', () => {
   it('an interrupted import resumes where it stopped: each message once, and none before the resume point read again', async () => {
     const messages = archiveMessages(40);
