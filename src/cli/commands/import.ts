@@ -66,7 +66,8 @@ entry is reported on stderr and counted by reason in the summary ("skippedReason
   symlink     a symbolic link inside SOURCE, file or folder: never followed (SOURCE itself may be one)
   special     a FIFO, socket, device or other non-regular file: never read
   tooLarge    a message (a file, or one inside an mbox) over ${formatBytes(limits.messageBytesMax)}, found while reading
-  unreadable  the system refused or failed the read (permissions, I/O error, vanished)
+  unreadable  the system refused or failed the read (permissions, I/O error, vanished), or a
+              public-inbox message blob is missing from the repository (a partial copy)
   badName     a folder whose name is no valid mailbox name (all names are checked first)
   notFolder   a directory in SOURCE that is no folder (see Layout), or one nested too deep
   notMail     text before an mbox's first From_ line
