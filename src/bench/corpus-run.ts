@@ -30,8 +30,11 @@ export interface CorpusBenchOptions {
   deliver?: number;
   /** The command line, for the report. */
   argv: string[];
-  /** Each corpus message prepared (a progress meter). */
+  /** The corpus preparation starts (with the messages it expects, when known) and goes on: a progress meter. */
+  onPrepareStart?: PrepareOptions['onStart'];
   onPrepared?: PrepareOptions['onMessage'];
+  /** The preparation is over (the meter is erased before the measurements' lines). */
+  onPrepareDone?: () => void;
   onSkip?: PrepareOptions['onSkip'];
   shouldStop?: () => boolean;
 }
@@ -57,8 +60,9 @@ export async function runCorpusBench(options: CorpusBenchOptions): Promise<Corpu
   const info = machine(out, `mailstore ${await packageVersion()} (${PACKAGE_ROOT})`);
   progress(`mailstore bench --corpus ${source} (${options.quick ? 'quick' : 'full'}) on ${info.cores} cores, ${Math.round(info.memoryBytes / 2 ** 30)} GiB, load ${info.loadStart.join(' ')}`);
   const prepared = await prepareCorpus(source, join(out, 'prepared'), {
-    format: options.format, messagesMax: options.messages, onMessage: options.onPrepared, onSkip: options.onSkip, shouldStop: options.shouldStop,
+    format: options.format, messagesMax: options.messages, onStart: options.onPrepareStart, onMessage: options.onPrepared, onSkip: options.onSkip, shouldStop: options.shouldStop,
   });
+  options.onPrepareDone?.();
   if (!prepared.complete) return { interrupted: true, prepared };
   const how = prepared.reused ? 'prepared by an earlier run, reused' : prepared.resumedAt ? `resumed at message ${prepared.resumedAt}` : 'prepared now';
   progress(`corpus: ${prepared.messages} messages, ${prepared.bytes} bytes (${prepared.format}; ${how}) in ${prepared.work}`);

@@ -21,6 +21,8 @@ export interface PrepareOptions {
   /** Only the first N messages of the corpus. */
   messagesMax?: number;
   fs?: FileSystem;
+  /** Before the first message: how many the source holds, when cheap to know (Maildir, .eml file), for a progress meter. */
+  onStart?: (estimatedMessages: number | undefined) => void;
   /** Each message written (for a progress meter). */
   onMessage?: (bytes: number, fraction?: number) => void;
   /** An entry of the source left out (unreadable, too large): the benchmark goes on without it. */
@@ -97,6 +99,9 @@ export async function prepareCorpus(source: string, work: string, options: Prepa
     duplicates: 0, skipped: 0, lastHash: '', complete: false,
   };
   const resumedAt = state.messages;
+  const estimates = opened.folders.map((f) => f.estimatedMessages);
+  const estimate = estimates.every((n) => n !== undefined) ? estimates.reduce((a, b) => a! + b!, 0)! : undefined;
+  options.onStart?.(options.messagesMax !== undefined && estimate !== undefined ? Math.min(estimate, options.messagesMax) : estimate);
   const writer = await CorpusWriter.open(fs, paths.maildir, files, state);
   try {
     await writer.seenFromFiles(resumedAt);

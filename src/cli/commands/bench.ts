@@ -8,7 +8,7 @@ import { PACKAGE_ROOT } from '../../bench/engine.js';
 import type { MailFormat } from '../../formats/detect.js';
 import { EXIT } from '../exit-codes.js';
 import { catchInterrupt } from '../interrupt.js';
-import { createProgress } from '../progress.js';
+import { createProgress, type Progress } from '../progress.js';
 import { parsePositiveInteger, printJson, printLine, wantsJson, warn } from '../context.js';
 
 interface BenchCommandOptions {
@@ -63,12 +63,14 @@ async function runBench(options: BenchCommandOptions, command: Command): Promise
     if (!(PEER_NAMES as readonly string[]).includes(peer)) throw new MailstoreError('INVALID', `unknown peer ${JSON.stringify(peer)} (peers: ${PEER_NAMES.join(', ')})`);
   }
   const interrupt = catchInterrupt('the corpus preparation');
-  const progress = createProgress('prepare corpus');
+  let progress: Progress = createProgress('prepare corpus');
   try {
     const result = await runCorpusBench({
       corpus: options.corpus, out: options.out, peers, quick: options.quick === true,
       format: options.format === 'detect' ? undefined : options.format, messages: options.messages, deliver: options.deliver,
       argv: process.argv.slice(2),
+      onPrepareStart: (messages) => { if (messages) progress = createProgress('prepare corpus', { messages }); },
+      onPrepareDone: () => progress.finish(),
       onPrepared: (bytes, fraction) => { progress.advance(1, bytes); if (fraction !== undefined) progress.position(fraction, 1); },
       onSkip: (path, why) => { progress.finish(); warn(`skipped ${path}: ${why}`); },
       shouldStop: () => interrupt.requested,
