@@ -268,6 +268,23 @@ export const importLimits = {
   retryEntriesMax: 1000,
   /** Folders nested deeper than this below an import source (Maildir or .eml tree) are reported, not walked. */
   folderDepthMax: 32,
+  /** public-inbox: message blobs asked of `git cat-file --batch` before the first is taken (keeps git busy). */
+  publicInboxBlobsInFlight: 16,
+  /** public-inbox: messages an archive may have removed (their blob ids are held while reading). */
+  publicInboxRemovedMax: 1_000_000,
+} as const;
+
+export const benchLimits = {
+  /** `mailstore bench` corpus preparation: a resume checkpoint after this many messages... */
+  prepareCheckpointMessages: 5000,
+  /** ...or this many message bytes, whichever comes first. */
+  prepareCheckpointBytes: 256 * 1024 * 1024,
+  /** Distinct messages whose hash is kept to count duplicates (about 100 bytes each); past it, counted among these only. */
+  duplicatesTrackedMax: 2_000_000,
+  /** The crash-recovery measurement kills an import half way: below this many messages it ends too soon to be killed. */
+  recoverMessagesMin: 400,
+  /** ...and on a huge corpus it is killed after this many (the import of half of 2 TB would take hours). */
+  recoverKillAfterMax: 50_000,
 } as const;
 
 /** LMTP delivery (src/daemon/lmtp.ts). The message size limit is the store's (messageBytesMax). */

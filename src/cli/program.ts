@@ -10,6 +10,7 @@ import * as append from './commands/append.js';
 import * as compact from './commands/compact.js';
 import * as backup from './commands/backup.js';
 import * as backups from './commands/backups.js';
+import * as bench from './commands/bench.js';
 import * as copy from './commands/copy.js';
 import * as events from './commands/events.js';
 import * as exportCommand from './commands/export.js';
@@ -47,7 +48,7 @@ export interface CommandModule {
 
 const COMMANDS: CommandModule[] = [
   init, mailbox, append, fetch, messages, search, flags, expunge, copy, move, acl, user, quota, usage,
-  importCommand, exportCommand, stats, scrub, reconstruct, consumers, events, tier, compact, backup, backups, restore, snapshot, serve, replica, promote, xfer,
+  importCommand, exportCommand, stats, scrub, reconstruct, consumers, events, tier, compact, backup, backups, restore, snapshot, serve, replica, promote, xfer, bench,
 ];
 
 export async function buildProgram(): Promise<Command> {

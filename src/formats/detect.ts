@@ -2,20 +2,25 @@
 import { join } from 'node:path';
 import type { FileSystem } from '../fs/filesystem.js';
 import { MailstoreError, fromSystemError } from '../errors.js';
+import { publicInboxLayout } from './public-inbox.js';
 
-export type MailFormat = 'mbox' | 'maildir' | 'eml';
+export type MailFormat = 'mbox' | 'maildir' | 'eml' | 'public-inbox';
 
 /** Blank lines an mbox may start with before its first From_ line (the reader reports them). */
 const LEADING_BLANK_BYTES_MAX = 64;
 
 /**
  * A directory with cur/ or new/ (or a Maildir++ root with only `.Sub/cur` folders) is a Maildir;
+ * a git directory (HEAD, objects/) or one with git/N.git epochs is a public-inbox archive;
  * another directory holds eml files; a file starting with `From ` is an mbox; another non-empty
  * file is one message. Anything else (missing: NOT_FOUND; empty file, device, socket: INVALID).
  */
 export async function detectFormat(fs: FileSystem, path: string): Promise<MailFormat> {
   const stat = await fs.stat(path).catch((error) => { throw fromSystemError(error, 'stat', path); });
-  if (stat.isDirectory) return (await looksLikeMaildir(fs, path)) ? 'maildir' : 'eml';
+  if (stat.isDirectory) {
+    if (await looksLikeMaildir(fs, path)) return 'maildir';
+    return (await publicInboxLayout(fs, path)) ? 'public-inbox' : 'eml';
+  }
   if (!stat.isFile) throw new MailstoreError('INVALID', `neither a file nor a directory: ${path}`, { path });
   if (stat.size === 0) throw new MailstoreError('INVALID', `empty file, neither an mbox nor a message: ${path}`, { path });
   const head = await readHead(fs, path, LEADING_BLANK_BYTES_MAX + 5);

@@ -2,7 +2,7 @@
 // Each batch carries the folder's resume cursor in its own journal record, so a re-run after a
 // crash or Ctrl-C skips exactly what is in and adds nothing twice. Bytes are stored as they are:
 // a store keeps mail, it does not judge MIME.
-import { MailstoreError, isMailstoreError } from '../errors.js';
+import { MailstoreError, assert, isMailstoreError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import type { MailFormat } from '../formats/detect.js';
@@ -257,7 +257,13 @@ class FolderImport {
       if (at && (this.cursor === undefined || at.position >= this.cursor.done || this.retry.has(at.position))) this.retry.set(at.position, at.entry);
       onSkip(path, error, reason);
     };
-    for await (const message of this.folder.messages(skipInFolder)) {
+    // Below the resume point only the last message imported is looked at (its hash checked), and
+    // entries to retry: a reader that can, passes over the others without reading them.
+    const skipBytes = (position: number) => {
+      const cursor = this.cursor;
+      return cursor !== undefined && position < cursor.done && position !== cursor.lastPosition && !this.retry.has(position);
+    };
+    for await (const message of this.folder.messages(skipInFolder, { skipBytes })) {
       if (this.alreadyIn(message)) continue;
       await this.add(message);
       if (this.options.shouldStop?.()) {
@@ -292,6 +298,7 @@ class FolderImport {
 
   /** Into the pending batch, committing the batch before it when full. */
   private async add(message: SourceMessage): Promise<void> {
+    assert(!message.unread, `the reader passed over message ${message.position} of ${this.folder.path}, which is not imported yet`);
     this.options.onRead?.(message, this.folder);
     const pending = this.pending;
     if (pending.items.length > 0 && (pending.items.length >= this.batchMessagesMax || pending.bytes + message.bytes.length > this.batchBytesMax)) {

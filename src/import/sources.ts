@@ -8,6 +8,7 @@ import { listEmlFolders, readEmlDir, readMessageFile, type SkipHandler, type Ski
 import { listMaildirFolders, parseMaildirName, readMaildir } from '../formats/maildir.js';
 import { limits } from '../limits.js';
 import { readMbox, zoneFromDateHeader, type MboxMessage, type MboxStyle } from '../formats/mbox.js';
+import { readPublicInbox, requirePublicInbox, type PublicInboxLayout } from '../formats/public-inbox.js';
 
 export interface SourceMessage {
   bytes: Buffer;
@@ -30,6 +31,17 @@ export interface SourceMessage {
   entry: string;
   /** Fraction of the folder read so far, when the reader can tell (mbox: offset / size). */
   fraction?: number;
+  /** The reader did not read the bytes (empty), because the caller said it would not need them. */
+  unread?: boolean;
+}
+
+/**
+ * What the importer tells a reader before it starts: positions it will count as already imported
+ * without looking at their bytes. A reader that can pass them over cheaply (public-inbox: no blob
+ * read) yields them with `unread` and empty bytes; the others may ignore it.
+ */
+export interface ReadHints {
+  skipBytes?: (position: number) => boolean;
 }
 
 /** Where a skipped entry sits in its folder's order; absent for what holds no place (a folder, an mbox's leading text). */
@@ -47,7 +59,7 @@ export interface SourceFolder {
   path: string;
   /** Messages in the folder, when cheap to know (Maildir: directory entries); for the progress meter. */
   estimatedMessages?: number;
-  messages(onSkip: SourceSkipHandler): AsyncGenerator<SourceMessage>;
+  messages(onSkip: SourceSkipHandler, hints?: ReadHints): AsyncGenerator<SourceMessage>;
 }
 
 export interface SourceOptions {
@@ -74,6 +86,7 @@ export async function openSource(fs: FileSystem, path: string, options: SourceOp
     if (!stat.isFile) throw new MailstoreError('INVALID', `${path} is a directory, not an mbox file`, { path });
     return { format, folders: [mboxFolder(fs, path, stat.size, options)] };
   }
+  if (format === 'public-inbox') return { format, folders: [publicInboxFolder(path, await requirePublicInbox(fs, path), options)] };
   if (format === 'maildir') {
     if (!stat.isDirectory) throw new MailstoreError('INVALID', `${path} is a file, not a Maildir`, { path });
     const folders = await listMaildirFolders(fs, path, { onSkip });
@@ -111,6 +124,27 @@ function mboxFolder(fs: FileSystem, path: string, sizeBytes: number, options: So
           bytes: message.bytes, flags: message.flags, internalDate: message.internalDate, position: message.index,
           entry: String(message.offset), fraction: sizeBytes > 0 ? message.offset / sizeBytes : undefined,
           ...mboxEnvelope(message),
+        };
+      }
+    },
+  };
+}
+
+/** A public-inbox archive is one folder, its messages in commit order; a commit id names each. */
+function publicInboxFolder(path: string, layout: PublicInboxLayout, options: SourceOptions): SourceFolder {
+  return {
+    folder: '',
+    path,
+    async *messages(onSkip, hints) {
+      const reading = readPublicInbox(layout, {
+        messageBytesMax: options.messageBytesMax, skipBytes: hints?.skipBytes,
+        onSkip: (where, error, reason, index) => onSkip(where, error, reason, index === undefined ? undefined : { position: index, entry: where.slice(where.lastIndexOf('#') + 1) }),
+      });
+      for await (const message of reading) {
+        yield {
+          bytes: message.bytes, flags: [], internalDate: message.internalDate, position: message.position, entry: message.commit, fraction: message.fraction,
+          ...(message.zoneMinutes !== undefined ? { dateZoneMinutes: message.zoneMinutes } : {}),
+          ...(message.unread ? { unread: true } : {}),
         };
       }
     },

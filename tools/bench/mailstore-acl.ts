@@ -7,7 +7,7 @@ import { keys } from '../../src/keys/index-keys.js';
 import { SPACE } from '../../src/keys/tuple.js';
 import type { MailboxInfo } from '../../src/store/records.js';
 import { Random } from '../gen-corpus.js';
-import { emit, parseFlags, peakRssBytes, percentile, progress, required, round, runMeasurement } from './common.js';
+import { emit, parseFlags, peakRssBytes, percentile, progress, required, round, runMeasurement } from '../../src/bench/common.js';
 
 const { values } = parseFlags(process.argv.slice(2));
 const mailboxes = Number(required(values, 'mailboxes'));

@@ -6,7 +6,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
-import { emit, parseFlags, peakRssBytes, progress, required, round, runMeasurement } from './common.js';
+import { emit, parseFlags, peakRssBytes, progress, required, round, runMeasurement } from '../../src/bench/common.js';
 
 const { values } = parseFlags(process.argv.slice(2));
 const root = required(values, 'store');

@@ -1,4 +1,4 @@
-// `mailstore import SOURCE --mailbox NAME`: mbox, Maildir(++) or .eml files in, resumable, in batches.
+// `mailstore import SOURCE --mailbox NAME`: mbox, Maildir(++), .eml files or a public-inbox archive in, resumable, in batches.
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import type { MailFormat } from '../../formats/detect.js';
@@ -12,7 +12,7 @@ import { parsePositiveInteger, printJson, printLine, wantsJson, warn, withStore 
 
 interface ImportCommandOptions {
   mailbox: string;
-  format?: MailFormat;
+  format?: MailFormat | 'detect';
   mboxStyle?: MboxStyle;
   owner?: string;
   layout?: ImportLayout;
@@ -26,10 +26,10 @@ interface ImportCommandOptions {
 export function register(program: Command): void {
   program
     .command('import <source>')
-    .description('import an mbox file, a Maildir (or Maildir++ tree) or a directory of .eml files into a mailbox')
+    .description('import an mbox file, a Maildir (or Maildir++ tree), a directory of .eml files or a public-inbox archive into a mailbox')
     .requiredOption('--mailbox <name>', 'target mailbox or user tree (created if missing); see "Layout" below')
     .addOption(new Option('--layout <layout>', 'where the source\'s folders go (default: user for --mailbox user/NAME, else flat)').choices(['user', 'flat']))
-    .addOption(new Option('--format <format>', 'source format (default: detected)').choices(['mbox', 'maildir', 'eml']))
+    .addOption(new Option('--format <format>', 'source format (default: detect)').choices(['detect', 'mbox', 'maildir', 'eml', 'public-inbox']))
     .addOption(new Option('--mbox-style <style>', 'how the mbox quotes From_ lines (auto reads mboxrd)').choices(['auto', 'mboxrd', 'mboxo']).default('auto'))
     .option('--owner <user>', 'owner of the mailboxes the import creates (default: NAME under user/NAME)')
     .option('--flatten', 'a directory of message files: every file below it into the one mailbox, subdirectories not kept')
@@ -42,7 +42,10 @@ export function register(program: Command): void {
 Layout: a Maildir's root (cur/, new/) is its INBOX; its folders are Maildir++ dot-directories
 (.Sent, .Lists.kernel) or plain subdirectories that are Maildirs (Sent/cur, Lists/kernel/cur, as
 Dovecot's LAYOUT=fs). In a directory of .eml files each subdirectory holding files is a folder
-(unless --flatten). An mbox file is one folder, the root.
+(unless --flatten). An mbox file is one folder, the root; so is a public-inbox archive (GITDIR: a
+v1 git repository, or a v2 directory of git/N.git epochs), read with the git command in commit
+order, each message byte for byte with the commit's author date (the message's Date) as its date;
+messages the archive removed are left out.
   --layout user  (default when --mailbox is a user's tree user/NAME) as Dovecot and Cyrus lay out a
                  user: the root goes to NAME/INBOX and each folder beside it: user/bob/INBOX,
                  user/bob/Sent, user/bob/Lists/kernel. NAME itself is not made a mailbox.
@@ -63,7 +66,8 @@ entry is reported on stderr and counted by reason in the summary ("skippedReason
   symlink     a symbolic link inside SOURCE, file or folder: never followed (SOURCE itself may be one)
   special     a FIFO, socket, device or other non-regular file: never read
   tooLarge    a message (a file, or one inside an mbox) over ${formatBytes(limits.messageBytesMax)}, found while reading
-  unreadable  the system refused or failed the read (permissions, I/O error, vanished)
+  unreadable  the system refused or failed the read (permissions, I/O error, vanished), or a
+              public-inbox message blob is missing from the repository (a partial copy)
   badName     a folder whose name is no valid mailbox name (all names are checked first)
   notFolder   a directory in SOURCE that is no folder (see Layout), or one nested too deep
   notMail     text before an mbox's first From_ line
@@ -91,7 +95,7 @@ async function runImport(source: string, options: ImportCommandOptions, command:
 function importOptions(options: ImportCommandOptions, progress: Progress, interrupt: Interrupt): ImportOptions {
   return {
     mailbox: options.mailbox,
-    format: options.format,
+    format: options.format === 'detect' ? undefined : options.format,
     mboxStyle: options.mboxStyle,
     owner: options.owner,
     layout: options.layout,

@@ -1,9 +1,9 @@
 // Read back every message with hash verification (Store.readMessages re-hashes each body before
 // yielding it; CORRUPT otherwise).
 //
-//   node dist/tools/bench/mailstore-read.js --store DIR
-import { Store } from '../../src/store/store.js';
-import { emit, parseFlags, peakRssBytes, required, round, runMeasurement } from './common.js';
+//   node dist/src/bench/measure/read.js --store DIR
+import { Store } from '../../store/store.js';
+import { emit, parseFlags, peakRssBytes, required, round, runMeasurement } from '../common.js';
 
 const { values } = parseFlags(process.argv.slice(2));
 await runMeasurement('mailstore', 'read', async () => {

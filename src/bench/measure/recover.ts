@@ -6,13 +6,13 @@
 //   --rebuild: a clean open of an existing store is timed, then index/ is deleted and the open
 //              (full rebuild from the journal) is timed.
 //
-//   node dist/tools/bench/mailstore-recover.js --crash --store DIR --mbox FILE --cli CLI.js --kill-after N
-//   node dist/tools/bench/mailstore-recover.js --rebuild --store DIR
+//   node dist/src/bench/measure/recover.js --crash --store DIR --mbox FILE --cli CLI.js --kill-after N
+//   node dist/src/bench/measure/recover.js --rebuild --store DIR
 import { spawn } from 'node:child_process';
-import { rm } from 'node:fs/promises';
+import { nodeFileSystem as fs } from '../../fs/node-fs.js';
 import { join } from 'node:path';
-import { Store } from '../../src/store/store.js';
-import { emit, parseFlags, peakRssBytes, required, round, runMeasurement } from './common.js';
+import { Store } from '../../store/store.js';
+import { emit, parseFlags, peakRssBytes, required, round, runMeasurement } from '../common.js';
 
 const { values, switches } = parseFlags(process.argv.slice(2));
 const root = required(values, 'store');
@@ -64,7 +64,7 @@ async function rebuild(): Promise<void> {
     peer: 'mailstore', measurement: 'resync', messages: stats.messages, bytes: stats.bytesReferenced, seconds: round(cleanSeconds, 4),
     note: 'Store.open of a cleanly closed store (identity, lock, journal tail check, nothing to replay)',
   });
-  await rm(join(root, 'index'), { recursive: true, force: true });
+  await fs.removeTree(join(root, 'index'));
   started = performance.now();
   store = await Store.open(root);
   const seconds = (performance.now() - started) / 1000;

@@ -1,10 +1,10 @@
 // Scrub of the whole store through the library: every pack record re-hashed, journal checksums,
 // index cross-check. Peak RSS is the process's own.
 //
-//   node dist/tools/bench/mailstore-scrub.js --store DIR
-import { Store } from '../../src/store/store.js';
-import { scrub } from '../../src/scrub/scrub.js';
-import { emit, parseFlags, peakRssBytes, required, round, runMeasurement } from './common.js';
+//   node dist/src/bench/measure/scrub.js --store DIR
+import { Store } from '../../store/store.js';
+import { scrub } from '../../scrub/scrub.js';
+import { emit, parseFlags, peakRssBytes, required, round, runMeasurement } from '../common.js';
 
 const { values } = parseFlags(process.argv.slice(2));
 await runMeasurement('mailstore', 'scrub', async () => {

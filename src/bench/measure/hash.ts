@@ -1,18 +1,19 @@
 // Diagnostic: BLAKE3 over every corpus message in this process, hashing time only (files are read
 // first, outside the clock), so import and scrub figures can be split into hashing and the rest.
 //
-//   node dist/tools/bench/mailstore-hash.js --list LIST.TXT
-import { readFile } from 'node:fs/promises';
-import { hashBytes, hashImplementation } from '../../src/hash/blake3.js';
-import { emit, parseFlags, required, round, runMeasurement } from './common.js';
+//   node dist/src/bench/measure/hash.js --list LIST.TXT
+import { nodeFileSystem as fs } from '../../fs/node-fs.js';
+import { hashBytes, hashImplementation } from '../../hash/blake3.js';
+import { emit, listedFiles, parseFlags, required, round, runMeasurement } from '../common.js';
 
 const { values } = parseFlags(process.argv.slice(2));
 await runMeasurement('mailstore', 'hash', async () => {
-  const files = (await readFile(required(values, 'list'), 'utf8')).split('\n').filter(Boolean);
   let hashing = 0, bytes = 0, reading = 0;
-  for (const file of files) {
+  let messages = 0;
+  for await (const file of listedFiles(required(values, 'list'))) {
+    messages++;
     const t0 = performance.now();
-    const data = await readFile(file);
+    const data = await fs.readFile(file);
     const t1 = performance.now();
     hashBytes(data);
     hashing += performance.now() - t1;
@@ -20,7 +21,7 @@ await runMeasurement('mailstore', 'hash', async () => {
     bytes += data.length;
   }
   emit({
-    peer: 'mailstore-hash', measurement: 'hash', messages: files.length, bytes, seconds: round(hashing / 1000, 4),
+    peer: 'mailstore-hash', measurement: 'hash', messages, bytes, seconds: round(hashing / 1000, 4),
     read_seconds: round(reading / 1000, 4),
     note: `BLAKE3 (${hashImplementation}) of every message in one thread, hashing time only; readFile of the files took ${round(reading / 1000, 2)} s on top`,
   });

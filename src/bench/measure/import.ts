@@ -1,10 +1,10 @@
 // Bulk import of an mbox through the library (importMail: batched appendBatch, crash-safe
 // throughout, everything durable when it returns), in its own process so peak RSS is its own.
 //
-//   node dist/tools/bench/mailstore-import.js --store DIR --mbox FILE [--mailbox INBOX] [--peer NAME]
-import { Store } from '../../src/store/store.js';
-import { importMail } from '../../src/import/importer.js';
-import { countingFileSystem, emit, parseFlags, peakRssBytes, progress, required, round, runMeasurement } from './common.js';
+//   node dist/src/bench/measure/import.js --store DIR --mbox FILE [--mailbox INBOX] [--peer NAME]
+import { Store } from '../../store/store.js';
+import { importMail } from '../../import/importer.js';
+import { countingFileSystem, emit, parseFlags, peakRssBytes, progress, required, round, runMeasurement } from '../common.js';
 
 const { values } = parseFlags(process.argv.slice(2));
 const peer = values.get('peer') ?? 'mailstore';

@@ -1,9 +1,10 @@
 // What the benchmark programs share: the result line every measurement prints, peak RSS, a
 // FileSystem that counts syncs (so "why is it slow" starts from numbers), and percentiles.
-// Each mailstore measurement runs as its own child process and prints one JSON line per result.
-import { readFileSync } from 'node:fs';
-import type { FileHandle, FileSystem, OpenMode } from '../../src/fs/filesystem.js';
-import { nodeFileSystem } from '../../src/fs/node-fs.js';
+// Each mailstore measurement (measure/*.ts) runs as its own child process and prints one JSON
+// line per result; `npm run bench` and `mailstore bench` read them the same way (engine.ts).
+import { StringDecoder } from 'node:string_decoder';
+import type { FileHandle, FileSystem, OpenMode } from '../fs/filesystem.js';
+import { nodeFileSystem } from '../fs/node-fs.js';
 
 /** One measured figure; the same shape as the peers' JSON lines, plus mailstore's extras. */
 export interface BenchResult {
@@ -38,13 +39,19 @@ export function emit(result: BenchResult): void {
  */
 let peakAnon = 0;
 function sampleAnon(): void {
-  try {
-    const kib = Number(/RssAnon:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'latin1'))?.[1] ?? 0);
+  nodeFileSystem.readFile('/proc/self/status').then((status) => {
+    const kib = Number(/RssAnon:\s+(\d+)/.exec(status.toString('latin1'))?.[1] ?? 0);
     if (kib > peakAnon) peakAnon = kib;
-  } catch { /* not Linux: maxRSS only */ }
+  }, () => undefined); // not Linux: maxRSS only
 }
-sampleAnon();
-setInterval(sampleAnon, 25).unref();
+let sampling = false;
+/** Starts the RssAnon sampler (in a measurement's own process; runMeasurement does it). */
+function startSampling(): void {
+  if (sampling) return;
+  sampling = true;
+  sampleAnon();
+  setInterval(sampleAnon, 25).unref();
+}
 
 export function progress(text: string): void {
   process.stderr.write(`[bench] ${text}\n`);
@@ -114,6 +121,7 @@ export function required(values: Map<string, string>, name: string): string {
 
 /** Runs `main`, turning an exception into an error line for `peer`/`measurement` (never a silent gap). */
 export async function runMeasurement(peer: string, measurement: string, main: () => Promise<void>): Promise<void> {
+  startSampling();
   try {
     await main();
   } catch (error) {
@@ -121,4 +129,38 @@ export async function runMeasurement(peer: string, measurement: string, main: ()
     emit({ peer, measurement, error: text });
     process.exitCode = 1;
   }
+}
+
+/**
+ * The paths of a corpus's list.txt, read a chunk at a time (a list of millions of messages is
+ * hundreds of MB), up to `max` of them.
+ */
+export async function* listedFiles(list: string, max = Infinity): AsyncGenerator<string> {
+  const handle = await nodeFileSystem.open(list, 'read');
+  try {
+    const chunk = Buffer.alloc(1 << 20);
+    const decoder = new StringDecoder('utf8'); // a path's character may straddle two chunks
+    let carry = '', position = 0, count = 0;
+    for (;;) {
+      const n = await handle.read(chunk, 0, chunk.length, position);
+      position += n;
+      const lines = (carry + (n === 0 ? decoder.end() : decoder.write(chunk.subarray(0, n)))).split('\n');
+      carry = n === 0 ? '' : lines.pop()!;
+      for (const line of lines) {
+        if (!line) continue;
+        if (count++ >= max) return;
+        yield line;
+      }
+      if (n === 0) return;
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The first `max` paths of a list. */
+export async function firstListed(list: string, max: number): Promise<string[]> {
+  const out: string[] = [];
+  for await (const path of listedFiles(list, max)) out.push(path);
+  return out;
 }

@@ -9,25 +9,27 @@
 //                   to commit (preallocated journal segments)
 //   sync-two-zeroed sync-two into two zero-filled files (preallocated packs and segments)
 //
-//   node dist/tools/bench/sync-shapes.js --dir DIR --list LIST.TXT --messages N
-import { open, mkdir, readFile, rm } from 'node:fs/promises';
+//   node dist/src/bench/measure/sync-shapes.js --dir DIR --list LIST.TXT --messages N
+import { nodeFileSystem as fs } from '../../fs/node-fs.js';
+import { makeDirectories } from '../files.js';
 import { join } from 'node:path';
-import { emit, parseFlags, percentile, required, round, runMeasurement } from './common.js';
+import type { FileHandle } from '../../fs/filesystem.js';
+import { emit, firstListed, parseFlags, percentile, required, round, runMeasurement } from '../common.js';
 
 const { values } = parseFlags(process.argv.slice(2));
 await runMeasurement('floor-sync', 'deliver', async () => {
   const dir = required(values, 'dir');
-  const files = (await readFile(required(values, 'list'), 'utf8')).split('\n').filter(Boolean).slice(0, Number(required(values, 'messages')));
-  const bodies = await Promise.all(files.map((f) => readFile(f)));
+  const files = await firstListed(required(values, 'list'), Number(required(values, 'messages')));
+  const bodies = await Promise.all(files.map((f) => fs.readFile(f)));
   const record = Buffer.alloc(200, 0x61);
   const total = bodies.reduce((n, b) => n + b.length + record.length, 0);
-  await mkdir(dir, { recursive: true });
+  await makeDirectories(dir);
   for (const shape of ['sync-two', 'sync-one', 'sync-one-zeroed', 'sync-two-zeroed'] as const) {
-    const a = await open(join(dir, `${shape}.a`), 'w+');
-    const b = await open(join(dir, `${shape}.b`), 'w+');
+    const a = await createEmpty(join(dir, `${shape}.a`));
+    const b = await createEmpty(join(dir, `${shape}.b`));
     if (shape.endsWith('-zeroed')) {
       for (const f of shape === 'sync-two-zeroed' ? [a, b] : [b]) {
-        await f.write(Buffer.alloc(total), 0, total, 0);
+        await f.write(Buffer.alloc(total), 0);
         await f.sync();
       }
     }
@@ -37,16 +39,16 @@ await runMeasurement('floor-sync', 'deliver', async () => {
     for (const body of bodies) {
       const t = performance.now();
       if (shape === 'sync-two' || shape === 'sync-two-zeroed') {
-        await a.write(body, 0, body.length, pa);
-        await b.write(record, 0, record.length, pb);
+        await a.write(body, pa);
+        await b.write(record, pb);
         pa += body.length;
         pb += record.length;
-        await Promise.all([a.datasync(), b.datasync()]);
+        await Promise.all([a.sync(), b.sync()]);
       } else {
         const both = Buffer.concat([record, body]);
-        await b.write(both, 0, both.length, pb);
+        await b.write(both, pb);
         pb += both.length;
-        await b.datasync();
+        await b.sync();
       }
       latencies.push(performance.now() - t);
     }
@@ -64,5 +66,12 @@ await runMeasurement('floor-sync', 'deliver', async () => {
       }[shape],
     });
   }
-  await rm(dir, { recursive: true, force: true });
+  await fs.removeTree(dir);
 });
+
+/** A new empty file (FileHandle.sync is fdatasync, as a store's commit uses). */
+async function createEmpty(path: string): Promise<FileHandle> {
+  const handle = await fs.open(path, 'createOrOpen');
+  await handle.truncate(0);
+  return handle;
+}

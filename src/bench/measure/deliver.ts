@@ -2,11 +2,11 @@
 // (acknowledged after the journal fdatasync); W > 1 exercises group commit. With --cli, one
 // `mailstore append` process per message instead (what a delivery agent spawning the CLI gets).
 //
-//   node dist/tools/bench/mailstore-deliver.js --store DIR --list LIST.TXT --messages N [--writers W] [--cli CLI.js]
+//   node dist/src/bench/measure/deliver.js --store DIR --list LIST.TXT --messages N [--writers W] [--cli CLI.js]
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
-import { Store } from '../../src/store/store.js';
-import { countingFileSystem, emit, parseFlags, peakRssBytes, percentile, progress, required, round, runMeasurement } from './common.js';
+import { nodeFileSystem } from '../../fs/node-fs.js';
+import { Store } from '../../store/store.js';
+import { countingFileSystem, emit, firstListed, parseFlags, peakRssBytes, percentile, progress, required, round, runMeasurement } from '../common.js';
 
 const { values } = parseFlags(process.argv.slice(2));
 const writers = Number(values.get('writers') ?? 1);
@@ -15,9 +15,9 @@ const peer = cli ? 'mailstore-cli' : writers === 1 ? 'mailstore' : `mailstore-${
 
 await runMeasurement(peer, 'deliver', async () => {
   const root = required(values, 'store');
-  const files = (await readFile(required(values, 'list'), 'utf8')).split('\n').filter(Boolean).slice(0, Number(required(values, 'messages')));
+  const files = await firstListed(required(values, 'list'), Number(required(values, 'messages')));
   if (cli) return deliverThroughCli(root, cli, files);
-  const messages = await Promise.all(files.map((file) => readFile(file)));
+  const messages = await Promise.all(files.map((file) => nodeFileSystem.readFile(file)));
   const bytes = messages.reduce((sum, m) => sum + m.length, 0);
   const { fs, counts } = countingFileSystem();
   const store = await Store.open(root, { create: true, fs });
@@ -59,7 +59,7 @@ async function deliverThroughCli(root: string, cliPath: string, files: string[])
     const result = await run(process.execPath, [cliPath, '--store', root, 'append', 'INBOX', file]);
     if (result.code !== 0) throw new Error(`mailstore append ${file} failed (exit ${result.code}): ${result.stderr.trim()}`);
     latencies.push(performance.now() - t);
-    bytes += (await readFile(file)).length;
+    bytes += (await nodeFileSystem.readFile(file)).length;
     if (i % 100 === 99) progress(`mailstore CLI append: ${i + 1} of ${files.length}`);
   }
   const seconds = (performance.now() - started) / 1000;
