@@ -87,6 +87,8 @@ export const limits = {
   /** readMessages: most body bytes, and messages, read between two turns of the event loop. */
   readTurnBytes: 1024 * 1024,
   readTurnMessages: 32,
+  /** readMessages: two records of a pack at most this far apart are read with one pread (the bytes between are read and skipped). */
+  readGapBytes: 16 * 1024,
   /** Pack scans (scrub, reconstruct) read this much at a time; a bigger record streams through it. */
   scanChunkBytes: 4 * 1024 * 1024,
   /**

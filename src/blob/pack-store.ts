@@ -111,6 +111,14 @@ function hashRanges(bytes: Buffer, ranges: number[]): Uint8Array {
   return digests;
 }
 
+/** One record for readRun: where it is and its hash; readRun sets its body or its error. */
+export interface RunItem {
+  location: BlobLocation;
+  hash: Buffer;
+  body?: Buffer;
+  error?: unknown;
+}
+
 export class PackStore {
   private readHandles = new Map<number, FileHandle>();
   private readonly paths = new Map<number, string>();
@@ -300,6 +308,45 @@ export class PackStore {
       throw this.corrupt(location, path, `body does not match its hash ${hashHex(expectedHash)}`);
     }
     return body;
+  }
+
+  /**
+   * Reads several records of one pack with one pread and verifies each (header, length, hash) as
+   * `read` does. `items` lie close together (readMessages groups them: sorted by offset, gaps of at
+   * most limits.readGapBytes); each gets its body, a view into the shared buffer, or its error. One
+   * pread and one buffer per run instead of one per message: for 2.7 KB messages that was ~5 µs
+   * of a ~34 µs verified read (issue 16).
+   */
+  async readRun(pack: number, items: RunItem[]): Promise<void> {
+    const path = this.path(pack);
+    const start = items[0].location.offset;
+    let end = start;
+    for (const { location } of items) end = Math.max(end, location.offset + RECORD_HEADER_BYTES + location.length);
+    let bytes: Buffer, n: number;
+    try {
+      const handle = await this.handle(pack, path);
+      bytes = Buffer.allocUnsafe(end - start);
+      n = await handle.read(bytes, 0, bytes.length, start);
+    } catch (error) {
+      const failure = error instanceof MailstoreError ? error : fromSystemError(error, 'reading pack', path);
+      for (const item of items) item.error = failure;
+      return;
+    }
+    for (const item of items) {
+      const { location } = item;
+      const at = location.offset - start;
+      const length = RECORD_HEADER_BYTES + location.length;
+      try {
+        if (at + length > n) throw this.corrupt(location, path, `pack ends ${at + length - n} bytes early`);
+        const record = bytes.subarray(at, at + length);
+        this.checkHeader(record, location, undefined, path);
+        const body = record.subarray(RECORD_HEADER_BYTES);
+        if (!hashBytes(body).equals(item.hash)) throw this.corrupt(location, path, `body does not match its hash ${hashHex(item.hash)}`);
+        item.body = body;
+      } catch (error) {
+        item.error = error;
+      }
+    }
   }
 
   /** Streams a blob after verifying it in a first pass, so no unverified byte is ever handed out. */
