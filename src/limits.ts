@@ -124,6 +124,8 @@ export const limits = {
   scrubPoolBytesMin: 64 * 1024 * 1024,
   /** Chunks read ahead while workers hash earlier ones (each holds scanChunkBytes). */
   scanChunksInFlight: 4,
+  /** A scan hashes a chunk in its own thread when the pool's workers already hold this many chunks each. */
+  scanChunksPerWorker: 2,
   /**
    * The CLI waits this long for a store another process holds before LOCKED (--wait, --no-wait),
    * as mail servers' admin tools do; the library waits only when asked (StoreOptions.lockWaitMs).
