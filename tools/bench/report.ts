@@ -123,11 +123,34 @@ function find(results: TaggedResult[], peer: string, measurement: string): Tagge
   return results.find((r) => r.peer === peer && r.measurement === measurement && !r.error);
 }
 
+/** A result's round (run.ts --rounds); results of runs before rounds existed are round 1. */
+const roundOf = (r: TaggedResult) => (typeof r.round === 'number' ? r.round : 1);
+
+/** The median of the values (the middle one, or the mean of the middle two) and their spread. */
+function median(values: number[]): { median: number; min: number; max: number; n: number } {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return { median: sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2, min: sorted[0]!, max: sorted[sorted.length - 1]!, n: sorted.length };
+}
+
+const spreadText = (m: { min: number; max: number; n: number }, unit = '×') => (m.n > 1 ? `, median of ${m.n} rounds (spread ${num(m.min)}–${num(m.max)}${unit})` : ', 1 round');
+
+/**
+ * a ÷ b in each round that measured both (the two ran alternately in that round), and the verdict
+ * on the median of those ratios: one quiet or busy minute does not decide a goal.
+ */
 function rateGoal(results: TaggedResult[], text: string, a: [string, string], b: [string, string], factor: number, rate: (r: BenchResult) => number | undefined): Goal {
-  const x = find(results, ...a), y = find(results, ...b);
-  const ra = x && rate(x), rb = y && rate(y);
-  if (!ra || !rb) return { text, measured: '', pass: undefined };
-  return { text, measured: `${num(ra / rb)}× (${num(ra, 1)} vs ${num(rb, 1)})`, pass: ra >= factor * rb };
+  const pairs: { ratio: number; ra: number; rb: number }[] = [];
+  for (const round of new Set(results.map(roundOf))) {
+    const inRound = results.filter((r) => roundOf(r) === round);
+    const x = find(inRound, ...a), y = find(inRound, ...b);
+    const ra = x && rate(x), rb = y && rate(y);
+    if (ra && rb) pairs.push({ ratio: ra / rb, ra, rb });
+  }
+  if (pairs.length === 0) return { text, measured: '', pass: undefined };
+  const m = median(pairs.map((p) => p.ratio));
+  const middle = pairs.reduce((best, p) => (Math.abs(p.ratio - m.median) < Math.abs(best.ratio - m.median) ? p : best));
+  return { text, measured: `${num(m.median)}× (${num(middle.ra, 1)} vs ${num(middle.rb, 1)} in the median round${spreadText(m)})`, pass: m.median >= factor };
 }
 
 // ---- the report -------------------------------------------------------------------------------
@@ -162,20 +185,22 @@ export function renderReport(data: RunData, rawFile: string): string {
   }
   out.push('\nEvery system gets the same bytes: the Maildir is normalised once by `tools/bench/peers/corpus.mjs` into `list.txt` (one file per message: delivery, git, b3sum-files) and `corpus.mbox` (mboxrd: bulk imports of mailstore and Dovecot). The `--scale` corpora are written as an mbox by gen-corpus directly (no one-message files).\n');
 
-  const main = data.results.filter((r) => r.corpus === 'main');
+  // tables show round 1 (everything was measured there); goal rows use every round (rateGoal)
+  const allMain = data.results.filter((r) => r.corpus === 'main');
+  const main = allMain.filter((r) => roundOf(r) === 1);
   const s = data.settings;
 
   out.push('### Bulk import of an mbox\n');
   out.push(table(main, ['mailstore:import', 'mailstore-cli:import', 'dovecot-mdbox:import', 'dovecot-sdbox:import', 'dovecot-maildir:import', 'git:import', 'git-fsync:import', 'floor-write:import', 'cyrus:import'],
     [COLUMNS.messages, COLUMNS.mb, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.mbRate, COLUMNS.rss, COLUMNS.fsyncs], { base: 'mailstore:import', rate: msgRate, title: 'mailstore ÷ this (messages/s)' }));
-  goals.push(rateGoal(main, 'bulk import ≥ 3× Dovecot mdbox messages/s', ['mailstore', 'import'], ['dovecot-mdbox', 'import'], 3, msgRate));
+  goals.push(rateGoal(allMain, 'bulk import ≥ 3× Dovecot mdbox messages/s', ['mailstore', 'import'], ['dovecot-mdbox', 'import'], 3, msgRate));
   out.push(goalLine(goals[goals.length - 1]!));
 
   out.push(`### Durable single-message delivery, one writer (first ${int(s.deliver ?? 0)} messages; CLI: ${int(s.deliverCli ?? 0)})\n`);
   out.push(table(main, ['mailstore:deliver', 'mailstore-cli:deliver', 'dovecot-mdbox:deliver', 'cyrus:deliver', 'floor-fsync:deliver', 'floor-sync-two:deliver', 'floor-sync-two-zeroed:deliver', 'floor-sync-one:deliver', 'floor-sync-one-zeroed:deliver'],
     [COLUMNS.messages, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.latency, { title: 'fdatasync/msg', value: (r) => num(r.fsyncs_per_message as number | undefined) }],
     { base: 'mailstore:deliver', rate: msgRate, title: 'mailstore ÷ this (messages/s)' }));
-  goals.push(rateGoal(main, 'library delivery ≥ 10× Cyrus LMTP messages/s', ['mailstore', 'deliver'], ['cyrus', 'deliver'], 10, msgRate));
+  goals.push(rateGoal(allMain, 'library delivery ≥ 10× Cyrus LMTP messages/s', ['mailstore', 'deliver'], ['cyrus', 'deliver'], 10, msgRate));
   out.push(goalLine(goals[goals.length - 1]!));
   const cyrus = find(main, 'cyrus', 'deliver');
   const shapes = ['floor-sync-two', 'floor-sync-two-zeroed', 'floor-sync-one', 'floor-sync-one-zeroed'].map((peer) => find(main, peer, 'deliver')).filter((r) => r && !r.error);
@@ -187,24 +212,24 @@ export function renderReport(data: RunData, rawFile: string): string {
   out.push(table(main, ['mailstore-1w:concurrent', 'mailstore-16w:concurrent', 'mailstore-64w:concurrent'],
     [COLUMNS.messages, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.mbRate, COLUMNS.latency, { title: 'fdatasync/msg', value: (r) => num(r.fsyncs_per_message as number | undefined) }],
     { base: 'mailstore-1w:concurrent', rate: msgRate, title: 'this ÷ one writer', inverse: true }));
-  goals.push(rateGoal(main, '64 writers ≥ 5× one writer (messages/s)', ['mailstore-64w', 'concurrent'], ['mailstore-1w', 'concurrent'], 5, msgRate));
+  goals.push(rateGoal(allMain, '64 writers ≥ 5× one writer (messages/s)', ['mailstore-64w', 'concurrent'], ['mailstore-1w', 'concurrent'], 5, msgRate));
   out.push(goalLine(goals[goals.length - 1]!));
 
   out.push('### Read back every message (hash-verified for mailstore)\n');
   out.push(table(main, ['mailstore:read', 'dovecot-mdbox:read', 'dovecot-sdbox:read', 'dovecot-maildir:read', 'git:read', 'git-packed:read'],
     [COLUMNS.messages, COLUMNS.mb, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.mbRate, COLUMNS.rss], { base: 'mailstore:read', rate: msgRate, title: 'mailstore ÷ this (messages/s)' }));
-  goals.push(rateGoal(main, 'read ≥ Dovecot mdbox `fetch text all` messages/s', ['mailstore', 'read'], ['dovecot-mdbox', 'read'], 1, msgRate));
+  goals.push(rateGoal(allMain, 'read ≥ Dovecot mdbox `fetch text all` messages/s', ['mailstore', 'read'], ['dovecot-mdbox', 'read'], 1, msgRate));
   out.push(goalLine(goals[goals.length - 1]!));
 
   out.push('### Scrub of the whole store\n');
   out.push('MB/s is over the bytes each tool reads (mailstore: its pack files; `*-packs`: the same pack files; `*-files`/`*-mbox`: the source messages). Cyrus scrubs only the messages delivered to it (see its message count), so compare it in messages/s.\n');
   out.push(table(main, ['mailstore:scrub', 'mailstore-cli:scrub', 'b3sum-packs:scrub', 'b3sum-packs-1t:scrub', 'cat-packs:scrub', 'b3sum-files:scrub', 'b3sum-mbox:scrub', 'b3sum-mbox-1t:scrub', 'cat-files:scrub', 'cat-mbox:scrub', 'cyrus:scrub', 'cyrus:scrub-check', 'git:scrub', 'git-packed:scrub'],
     [COLUMNS.messages, COLUMNS.mb, COLUMNS.seconds, COLUMNS.mbRate, COLUMNS.msgRate, COLUMNS.rss], { base: 'mailstore:scrub', rate: mbRate, title: 'mailstore ÷ this (MB/s)' }));
-  goals.push(rateGoal(main, 'scrub ≥ 80% of b3sum MB/s over the same bytes (b3sum-packs, default threads)', ['mailstore', 'scrub'], ['b3sum-packs', 'scrub'], 0.8, mbRate));
+  goals.push(rateGoal(allMain, 'scrub ≥ 80% of b3sum MB/s over the same bytes (b3sum-packs, default threads)', ['mailstore', 'scrub'], ['b3sum-packs', 'scrub'], 0.8, mbRate));
   out.push(goalLine(goals[goals.length - 1]!));
-  goals.push(rateGoal(main, 'scrub ≥ 80% of single-threaded b3sum MB/s (b3sum-packs-1t; mailstore hashes in one thread)', ['mailstore', 'scrub'], ['b3sum-packs-1t', 'scrub'], 0.8, mbRate));
+  goals.push(rateGoal(allMain, 'scrub ≥ 80% of single-threaded b3sum MB/s (b3sum-packs-1t; mailstore hashes in one thread)', ['mailstore', 'scrub'], ['b3sum-packs-1t', 'scrub'], 0.8, mbRate));
   out.push(goalLine(goals[goals.length - 1]!));
-  goals.push(rateGoal(main, 'scrub ≥ 5× Cyrus `reconstruct -G` messages/s', ['mailstore', 'scrub'], ['cyrus', 'scrub'], 5, msgRate));
+  goals.push(rateGoal(allMain, 'scrub ≥ 5× Cyrus `reconstruct -G` messages/s', ['mailstore', 'scrub'], ['cyrus', 'scrub'], 5, msgRate));
   out.push(goalLine(goals[goals.length - 1]!));
   const hash = find(main, 'mailstore-hash', 'hash');
   if (hash) out.push(`\nDiagnostic: BLAKE3 alone in node over the corpus: ${num(mbRate(hash), 0)} MB/s (${cell(hash.note ?? '')}).\n`);
@@ -215,7 +240,13 @@ export function renderReport(data: RunData, rawFile: string): string {
     { base: 'mailstore:acl-list', rate: (r) => (r.p50_us ? 1 / r.p50_us : undefined), title: 'speed-up of mailstore (p50)' }));
   {
     const a = find(main, 'mailstore', 'acl-list'), b = find(main, 'full-scan', 'acl-list');
-    goals.push(a?.p50_us && b?.p50_us ? { text: 'LIST ≥ 100× the full ACL scan (p50)', measured: `${num(b.p50_us / a.p50_us)}× (p50 ${num(a.p50_us, 1)} µs, p99 ${num(a.p99_us, 1)} µs vs scan ${num(b.p50_us, 0)} µs)`, pass: b.p50_us >= 100 * a.p50_us } : { text: 'LIST ≥ 100× the full ACL scan', measured: '', pass: undefined });
+    const ratios = [...new Set(allMain.map(roundOf))].map((round) => {
+      const inRound = allMain.filter((r) => roundOf(r) === round);
+      const x = find(inRound, 'mailstore', 'acl-list'), y = find(inRound, 'full-scan', 'acl-list');
+      return x?.p50_us && y?.p50_us ? y.p50_us / x.p50_us : undefined;
+    }).filter((x): x is number => x !== undefined);
+    const m = ratios.length ? median(ratios) : undefined;
+    goals.push(a?.p50_us && b?.p50_us && m ? { text: 'LIST ≥ 100× the full ACL scan (p50)', measured: `${num(m.median)}× (round 1: p50 ${num(a.p50_us, 1)} µs, p99 ${num(a.p99_us, 1)} µs vs scan ${num(b.p50_us, 0)} µs${spreadText(m)})`, pass: m.median >= 100 } : { text: 'LIST ≥ 100× the full ACL scan', measured: '', pass: undefined });
     out.push(goalLine(goals[goals.length - 1]!));
   }
 
@@ -223,15 +254,15 @@ export function renderReport(data: RunData, rawFile: string): string {
   out.push(table(main, ['mailstore:recover', 'mailstore:resync', 'mailstore:rebuild', 'dovecot-mdbox:recover', 'cyrus:recover', 'dovecot-mdbox:resync', 'dovecot-sdbox:resync', 'dovecot-maildir:resync', 'dovecot-mdbox:rebuild', 'dovecot-sdbox:rebuild', 'dovecot-maildir:rebuild', 'cyrus:rebuild'],
     [COLUMNS.messages, COLUMNS.seconds, COLUMNS.msgRate, { title: 'acked / found / expected', value: (r) => [r.acked, r.found, r.expected].map((x) => (x === undefined ? '–' : int(x as number))).join(' / ') }, COLUMNS.rss]));
   {
-    const r = find(main, 'mailstore', 'rebuild');
-    const rate = r && msgRate(r);
-    goals.push({ text: 'rebuild ≥ 100,000 messages/s', measured: rate ? `${num(rate, 0)} messages/s` : '', pass: rate === undefined ? undefined : rate >= 100_000 });
+    const rates = allMain.filter((r) => r.peer === 'mailstore' && r.measurement === 'rebuild' && !r.error).map(msgRate).filter((x): x is number => x !== undefined);
+    const m = rates.length ? median(rates) : undefined;
+    goals.push({ text: 'rebuild ≥ 100,000 messages/s', measured: m ? `${num(m.median, 0)} messages/s${spreadText(m, ' messages/s')}` : '', pass: m === undefined ? undefined : m.median >= 100_000 });
     out.push(goalLine(goals[goals.length - 1]!));
   }
 
   out.push('### Peak RSS\n');
   // delivery runs hold their whole message list in memory before the clock starts, so their RSS is the harness's
-  const rssRows = data.results.filter((r) => r.peer.startsWith('mailstore') && r.peak_rss_bytes && !r.error && !['deliver', 'concurrent'].includes(r.measurement));
+  const rssRows = data.results.filter((r) => roundOf(r) === 1 && r.peer.startsWith('mailstore') && r.peak_rss_bytes && !r.error && !['deliver', 'concurrent'].includes(r.measurement));
   out.push('Delivery runs are left out: they load their messages into memory before the clock starts. ' +
     'Peak RSS is getrusage\'s maxRSS, which also counts file-backed pages: LevelDB maps its table files, so a pass over a large index (scrub, rebuild) adds up to the index\'s size as reclaimable page cache. ' +
     'Peak anonymous is RssAnon sampled every 25 ms (heap, buffers, native allocations).\n');
@@ -275,7 +306,8 @@ export function renderReport(data: RunData, rawFile: string): string {
     out.push('');
   }
 
-  const spam = data.results.filter((r) => r.corpus === 'spamassassin');
+  const allSpam = data.results.filter((r) => r.corpus === 'spamassassin');
+  const spam = allSpam.filter((r) => roundOf(r) === 1);
   out.push('### Real mail: the SpamAssassin corpus\n');
   if (spam.length === 0) out.push('_not run in this run_\n');
   else {
@@ -286,6 +318,12 @@ export function renderReport(data: RunData, rawFile: string): string {
     ] as const) {
       out.push(`**${measurement}**\n`);
       out.push(table(spam, order.map((p) => `${p}:${measurement}`), [COLUMNS.messages, COLUMNS.mb, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.mbRate, COLUMNS.rss], { base: `mailstore:${measurement}`, rate, title: `mailstore ÷ this (${unit})` }));
+      if (measurement === 'import' || measurement === 'read') {
+        goals.push(measurement === 'import'
+          ? rateGoal(allSpam, 'SpamAssassin: bulk import ≥ 3× Dovecot mdbox messages/s', ['mailstore', 'import'], ['dovecot-mdbox', 'import'], 3, msgRate)
+          : rateGoal(allSpam, 'SpamAssassin (small messages): read ≥ 0.8× Dovecot mdbox `fetch text all` messages/s', ['mailstore', 'read'], ['dovecot-mdbox', 'read'], 0.8, msgRate));
+        out.push(goalLine(goals[goals.length - 1]!));
+      }
     }
     out.push('**space**\n');
     out.push(table(spam, ['mailstore:space', 'dovecot-mdbox:space', 'dovecot-maildir:space', 'git:space', 'git-packed:space'],

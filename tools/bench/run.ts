@@ -3,7 +3,12 @@
 // the bench:results markers) and saved raw to .bench/results-<date>.json.
 //
 //   node dist/tools/bench/run.js [--quick] [--scale] [--messages N] [--seed S] [--out BENCHMARKS.md]
-//        [--only import,read,...] [--no-peers] [--deliver N] [--profile]
+//        [--only import,read,...] [--no-peers] [--deliver N] [--profile] [--rounds N]
+//
+// Peers: as root with apt-get, tools/bench/peers/setup.sh installs the missing ones first; without
+// them (and without --no-peers) the run stops at once and names what is missing. Every goal is
+// measured in --rounds rounds (default 3) that alternate peer and mailstore on the same corpus;
+// the report's goal rows are the median of the rounds with their spread, its tables round 1.
 //
 // Every mailstore measurement runs in its own child process (tools/bench/mailstore-*.ts, one JSON
 // line per result) so peak RSS is its own; the peers run through tools/bench/peers/run.sh.
@@ -27,6 +32,8 @@ const TOOLS = join(SNAPSHOT, 'tools');
 const PEERS = join(ROOT, 'tools/bench/peers');
 const STEPS = ['peers', 'hash', 'import', 'import-cli', 'read', 'scrub', 'space', 'rebuild', 'recover', 'deliver', 'deliver-cli', 'concurrent', 'acl', 'spam', 'scale'] as const;
 type Step = (typeof STEPS)[number];
+/** The steps behind a goal row, measured again in every round (the others once). */
+const REPEATED = new Set<Step>(['peers', 'import', 'read', 'scrub', 'rebuild', 'deliver', 'concurrent', 'acl', 'spam']);
 
 interface Options {
   quick: boolean;
@@ -44,12 +51,14 @@ interface Options {
   aclMailboxes: number;
   aclUsers: number;
   profile: boolean;
+  /** Rounds of the goal measurements, alternating peer and mailstore (round 1 measures everything). */
+  rounds: number;
 }
 
 function parseOptions(argv: string[]): Options {
   const get = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
   for (const arg of argv) {
-    if (arg.startsWith('--') && !['--quick', '--scale', '--messages', '--seed', '--out', '--only', '--no-peers', '--deliver', '--profile', '--scale-max', '--help'].includes(arg)) usage(`unknown option ${arg}`);
+    if (arg.startsWith('--') && !['--quick', '--scale', '--messages', '--seed', '--out', '--only', '--no-peers', '--deliver', '--profile', '--scale-max', '--rounds', '--help'].includes(arg)) usage(`unknown option ${arg}`);
   }
   if (argv.includes('--help')) usage();
   const quick = argv.includes('--quick');
@@ -58,18 +67,20 @@ function parseOptions(argv: string[]): Options {
   const only = get('--only')?.split(',').filter(Boolean) as Step[] | undefined;
   for (const step of only ?? []) if (!STEPS.includes(step)) usage(`unknown step ${step} (steps: ${STEPS.join(', ')})`);
   const deliver = Number(get('--deliver') ?? Math.min(messages, quick ? 300 : 2000));
+  const rounds = Number(get('--rounds') ?? 3);
+  if (!Number.isInteger(rounds) || rounds < 1) usage('--rounds must be a positive integer');
   return {
     scaleMax: Number(get('--scale-max') ?? Infinity),
     quick, scale: argv.includes('--scale') || (only?.includes('scale') ?? false), messages, seed: get('--seed') ?? 'bench',
     out: resolve(get('--out') ?? join(ROOT, 'BENCHMARKS.md')), only: only && new Set(only), peers: !argv.includes('--no-peers'),
     deliver, deliverCli: quick ? 50 : 200, concurrent: Math.min(messages, quick ? 2000 : 8000),
-    aclMailboxes: quick ? 10_000 : 100_000, aclUsers: quick ? 1_000 : 10_000, profile: argv.includes('--profile'),
+    aclMailboxes: quick ? 10_000 : 100_000, aclUsers: quick ? 1_000 : 10_000, profile: argv.includes('--profile'), rounds,
   };
 }
 
 function usage(message?: string): never {
   if (message) process.stderr.write(`bench: ${message}\n`);
-  process.stderr.write('usage: npm run bench -- [--quick] [--scale] [--scale-max N] [--messages N] [--seed S] [--out FILE] [--only STEP,...] [--no-peers] [--deliver N] [--profile]\n' +
+  process.stderr.write('usage: npm run bench -- [--quick] [--scale] [--scale-max N] [--messages N] [--seed S] [--out FILE] [--only STEP,...] [--no-peers] [--deliver N] [--profile] [--rounds N]\n' +
     `steps: ${STEPS.join(', ')}\n`);
   process.exit(message ? 2 : 0);
 }
@@ -103,17 +114,21 @@ class Bench {
   readonly results: TaggedResult[] = [];
   readonly commands: string[] = [];
   readonly corpora: CorpusInfo[] = [];
+  /** The round being measured; rounds after the first repeat only what a goal row needs (REPEATED). */
+  round = 1;
   constructor(readonly options: Options) {}
 
   wanted(step: Step): boolean {
+    if (this.round > 1 && !REPEATED.has(step)) return false;
     if (this.options.only) return this.options.only.has(step);
     return step !== 'scale' || this.options.scale;
   }
 
   add(corpus: string, result: BenchResult): void {
-    this.results.push({ corpus, ...result, at: new Date().toISOString() });
+    this.results.push({ corpus, ...result, round: this.round, at: new Date().toISOString() });
+
     const what = result.error ? `ERROR ${result.error}` : describe(result);
-    progress(`${corpus} ${result.peer} ${result.measurement}: ${what}`);
+    progress(`${corpus} ${result.peer} ${result.measurement}${this.round > 1 ? ` (round ${this.round})` : ''}: ${what}`);
   }
 
   /** Runs one mailstore measurement module in its own node process and records its lines. */
@@ -121,7 +136,7 @@ class Bench {
     const script = join(TOOLS, 'bench', `${module}.js`);
     const nodeArgs = this.options.profile ? ['--cpu-prof', '--cpu-prof-dir', join(BENCH, 'profiles')] : [];
     const shown = `node ${relativeArg(script)} ${args.map((a) => relativeArg(a)).join(' ')}`;
-    this.commands.push(shown);
+    if (this.round === 1) this.commands.push(shown);
     const ran = await run(process.execPath, [...nodeArgs, script, ...args]);
     const lines = jsonLines(ran.stdout);
     if (lines.length === 0) lines.push({ ...expect, error: `${module} exited with status ${ran.code} and printed no result` });
@@ -283,7 +298,7 @@ async function prepareSpam(bench: Bench): Promise<CorpusInfo | undefined> {
 async function peers(bench: Bench, corpus: CorpusInfo, which: string[], env: NodeJS.ProcessEnv): Promise<void> {
   const command = `tools/bench/peers/run.sh ${relative(ROOT, corpus.source)} ${relative(ROOT, corpus.work)} ${which.join(' ')}`;
   const knobs = Object.entries(env).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(' ');
-  bench.commands.push(`${knobs} ${command}`.trim());
+  if (bench.round === 1) bench.commands.push(`${knobs} ${command}`.trim());
   progress(`peers on ${corpus.name}: ${which.join(' ')} (${knobs})`);
   const ran = await run('bash', [join(PEERS, 'run.sh'), corpus.source, corpus.work, ...which], { env });
   const lines = jsonLines(ran.stdout);
@@ -301,7 +316,7 @@ async function du(path: string): Promise<{ disk: number; apparent: number }> {
 async function storeMeasurements(bench: Bench, corpus: CorpusInfo, work: string): Promise<void> {
   await mkdir(work, { recursive: true });
   const store = join(work, 'store');
-  const w = (step: Step) => bench.wanted(step) || (corpus.name !== 'main' && bench.wanted('spam'));
+  const w = (step: Step) => bench.wanted(step) || (corpus.name !== 'main' && bench.wanted('spam') && (bench.round === 1 || REPEATED.has(step)));
   const needStore = ['read', 'scrub', 'space', 'rebuild'].some((s) => w(s as Step));
   if (w('hash')) await bench.child(corpus.name, 'mailstore-hash', ['--list', corpus.list], { peer: 'mailstore-hash', measurement: 'hash' });
   if (w('import') || (needStore && !existsSync(join(store, 'STORE')))) {
@@ -326,12 +341,14 @@ async function storeMeasurements(bench: Bench, corpus: CorpusInfo, work: string)
   if (w('scrub')) {
     await bench.child(corpus.name, 'mailstore-scrub', ['--store', store], { peer: 'mailstore', measurement: 'scrub' });
     const command = ['node', CLI, '--store', store, 'scrub', '--json'];
-    bench.commands.push(command.map(relativeArg).join(' '));
-    const t = await bench.timed(command);
+    if (bench.round === 1) bench.commands.push(command.map(relativeArg).join(' '));
+    const t = bench.round === 1 ? await bench.timed(command) : undefined;
+    if (t) {
     const bytes = t.ok ? (JSON.parse(t.stdout) as { summary: { bytesVerified: number } }).summary.bytesVerified : undefined;
     bench.add(corpus.name, t.ok
       ? { peer: 'mailstore-cli', measurement: 'scrub', messages: corpus.messages, bytes, seconds: t.seconds, peak_rss_bytes: t.rss, command: command.map(relativeArg).join(' '), note: '`mailstore scrub` process, wall time incl. node start and store open (/usr/bin/time)' }
       : { peer: 'mailstore-cli', measurement: 'scrub', error: `mailstore scrub exited non-zero: ${t.stderr.trim().split('\n').pop()}` });
+    }
     // the floor over the very bytes mailstore keeps: its pack files
     const packs = (await readdir(join(store, 'packs'))).filter((f) => !f.startsWith('.')).map((f) => join(store, 'packs', f));
     let packBytes = 0;
@@ -435,8 +452,30 @@ async function mboxFloor(bench: Bench, corpus: CorpusInfo): Promise<void> {
 
 // ---- main -------------------------------------------------------------------------------------
 
+/**
+ * The peers must all be there before anything is measured (issue 16): as root with apt-get,
+ * setup.sh installs what is missing; otherwise, or when that failed, the run stops here and names
+ * what is missing (it used to warn and measure on with half the peers).
+ */
+function ensurePeers(): void {
+  const setup = join(PEERS, 'setup.sh');
+  const canInstall = process.getuid?.() === 0 && spawnSync('bash', ['-c', 'command -v apt-get'], { stdio: 'ignore' }).status === 0;
+  if (canInstall) {
+    progress('checking the peers; tools/bench/peers/setup.sh installs what is missing (apt-get)');
+    spawnSync('bash', [setup], { stdio: ['ignore', 'ignore', 'inherit'] });
+  }
+  const check = spawnSync('bash', [setup, '--check'], { encoding: 'utf8' });
+  if (check.status === 0) return;
+  const missing = (check.stdout ?? '').split('\n').filter((line) => /\bMISSING\b/.test(line)).map((line) => `  ${line.replace(/\s+/g, ' ').trim()}`);
+  process.stderr.write(`bench: peers missing, so nothing was measured:\n${missing.join('\n') || `  (setup.sh --check exited ${check.status})`}\n` +
+    `${canInstall ? 'tools/bench/peers/setup.sh could not install them (its output is above)' : 'run tools/bench/peers/setup.sh as root (it uses apt-get) to install them'}, ` +
+    'or measure mailstore alone with --no-peers\n');
+  process.exit(1);
+}
+
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
+  if (options.peers) ensurePeers();
   await mkdir(BENCH, { recursive: true });
   await rm(SNAPSHOT, { recursive: true, force: true });
   await cp(join(ROOT, 'dist'), SNAPSHOT, { recursive: true });
@@ -454,23 +493,31 @@ async function main(): Promise<void> {
       bench.add(what, { peer: 'bench', measurement: what, error: `the harness failed here: ${error instanceof Error ? error.stack ?? error.message : String(error)}` });
     }
   };
-  if (bench.wanted('peers')) {
-    if (!options.peers) bench.add('main', { peer: 'peers', measurement: '*', error: 'not run: --no-peers' });
-    else await fail('main', () => peers(bench, main, ['floor', 'git', 'dovecot', 'cyrus'], { PEERS_DELIVER_LIMIT: String(options.deliver) }));
+  // Round 1 measures everything; later rounds repeat the goal rows' peers (only the formats and
+  // tools a goal compares with) and mailstore steps, alternating with each other.
+  let spam: CorpusInfo | undefined;
+  for (bench.round = 1; bench.round <= options.rounds; bench.round++) {
+    if (bench.round > 1) progress(`round ${bench.round} of ${options.rounds}: the goal measurements again`);
+    const later = bench.round > 1;
+    if (bench.wanted('peers')) {
+      if (!options.peers) bench.add('main', { peer: 'peers', measurement: '*', error: 'not run: --no-peers' });
+      else await fail('main', () => peers(bench, main, later ? ['dovecot', 'cyrus'] : ['floor', 'git', 'dovecot', 'cyrus'], { PEERS_DELIVER_LIMIT: String(options.deliver), ...(later ? { PEERS_FORMATS: 'mdbox', PEERS_DELIVER_FORMATS: '' } : {}) }));
+    }
+    await fail('main', () => storeMeasurements(bench, main, work));
+    await fail('main', () => writerMeasurements(bench, main, work));
+    if (bench.wanted('spam')) {
+      await fail('spamassassin', async () => {
+        spam ??= await prepareSpam(bench);
+        if (!spam) return;
+        if (!later) bench.corpora.push(spam);
+        if (options.peers) await peers(bench, spam, later ? ['dovecot'] : ['floor', 'git', 'dovecot'], { PEERS_DELIVER_FORMATS: '', PEERS_FORMATS: later ? 'mdbox' : 'mdbox maildir', PEERS_DELIVER_LIMIT: '300' });
+        const spamWork = join(BENCH, 'work-spamassassin');
+        await storeMeasurements(bench, spam, spamWork);
+        await rm(join(spamWork, 'store'), { recursive: true, force: true });
+      });
+    }
   }
-  await fail('main', () => storeMeasurements(bench, main, work));
-  await fail('main', () => writerMeasurements(bench, main, work));
-  if (bench.wanted('spam')) {
-    await fail('spamassassin', async () => {
-      const spam = await prepareSpam(bench);
-      if (!spam) return;
-      bench.corpora.push(spam);
-      if (options.peers) await peers(bench, spam, ['floor', 'git', 'dovecot'], { PEERS_DELIVER_FORMATS: '', PEERS_FORMATS: 'mdbox maildir', PEERS_DELIVER_LIMIT: '300' });
-      const spamWork = join(BENCH, 'work-spamassassin');
-      await storeMeasurements(bench, spam, spamWork);
-      await rm(join(spamWork, 'store'), { recursive: true, force: true });
-    });
-  }
+  bench.round = 1;
   if (bench.wanted('scale')) await fail('scale', () => scaleMeasurements(bench));
   info.loadEnd = os.loadavg().map((l) => round(l, 2));
   const finished = new Date();
