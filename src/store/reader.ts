@@ -169,15 +169,23 @@ export class StoreReader {
   /**
    * Reads and verifies a group's bodies in pack order; a failure is kept for the message's turn.
    * Neighbours in a pack are read with one pread (packRuns, PackStore.readRun). Pack reads are
-   * synchronous, so it lets the event loop run after every run (at most limits.readTurnBytes or
-   * limits.readTurnMessages): the read-ahead (and a server's other clients) go on meanwhile.
+   * synchronous, so it lets the event loop run every limits.readTurnBytes or limits.readTurnMessages:
+   * the read-ahead (and a server's other clients) go on meanwhile.
    */
   private async readGroup(group: PendingRead[]): Promise<void> {
     const located = group.filter((item) => item.location);
     located.sort((a, b) => a.location!.pack - b.location!.pack || a.location!.offset - b.location!.offset);
+    let bytesSinceTurn = 0, messagesSinceTurn = 0;
     for (const run of packRuns(located)) {
       await this.host.packs.readRun(run[0].location!.pack, run as RunItem[]);
-      await nextTurn();
+      for (const item of run) bytesSinceTurn += item.location!.length;
+      messagesSinceTurn += run.length;
+      // counted across runs: a mailbox scattered over the packs makes runs of one message
+      if (bytesSinceTurn >= limits.readTurnBytes || messagesSinceTurn >= limits.readTurnMessages) {
+        bytesSinceTurn = 0;
+        messagesSinceTurn = 0;
+        await nextTurn();
+      }
     }
   }
 
