@@ -374,10 +374,18 @@ class Digest {
 /** One key space, values checked and decoded; read in batches of limits.scrubIndexReadEntries. */
 async function* entryBatches<T>(store: Store, space: number, findings: Finding[], counter: { n: number }): AsyncGenerator<[Buffer, T][]> {
   const iterator = store.maintenance().index.rawIterator({ gte: Buffer.of(space), lt: Buffer.of(space + 1) });
+  let next: Promise<[Buffer, Buffer][]> | undefined;
   try {
+    next = iterator.nextv(limits.scrubIndexReadEntries);
+    next.catch(() => undefined);
     for (;;) {
-      const batch = await iterator.nextv(limits.scrubIndexReadEntries);
+      const batch = await next;
+      next = undefined;
       if (batch.length === 0) break;
+      // LevelDB reads the next batch on its thread while this one is checked: waiting for each
+      // batch in turn left the index pass idle half of its time (100k messages, issue 16)
+      next = iterator.nextv(limits.scrubIndexReadEntries);
+      next.catch(() => undefined); // a failure is rethrown where it is awaited, not unhandled meanwhile
       const out: [Buffer, T][] = [];
       for (const [rawKey, rawValue] of batch) {
         counter.n++;
@@ -391,6 +399,7 @@ async function* entryBatches<T>(store: Store, space: number, findings: Finding[]
       yield out;
     }
   } finally {
+    await next?.catch(() => undefined);
     await iterator.close();
   }
 }
