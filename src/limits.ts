@@ -128,6 +128,8 @@ export const limits = {
   /** readMessages: most body bytes, and messages, read between two turns of the event loop. */
   readTurnBytes: 1024 * 1024,
   readTurnMessages: 32,
+  /** readMessages: two records of a pack at most this far apart are read with one pread (the bytes between are read and skipped). */
+  readGapBytes: 16 * 1024,
   /** Pack scans (scrub, reconstruct) read this much at a time; a bigger record streams through it. */
   scanChunkBytes: 4 * 1024 * 1024,
   /**
@@ -163,6 +165,8 @@ export const limits = {
   scrubPoolBytesMin: 64 * 1024 * 1024,
   /** Chunks read ahead while workers hash earlier ones (each holds scanChunkBytes). */
   scanChunksInFlight: 4,
+  /** A scan hashes a chunk in its own thread when the pool's workers already hold this many chunks each. */
+  scanChunksPerWorker: 2,
   /**
    * The CLI waits this long for a store another process holds before LOCKED (--wait, --no-wait),
    * as mail servers' admin tools do; the library waits only when asked (StoreOptions.lockWaitMs).

@@ -2,6 +2,7 @@
 // written with one write and one fdatasync per pack (group commit step 2). Every read re-hashes;
 // a mismatch is CORRUPT, never wrong bytes.
 import { join } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { HASH_BYTES, createHasher, hashBytes, hashHex } from '../hash/blake3.js';
@@ -91,6 +92,8 @@ interface PackScan {
   /** Chunk-sized buffers to read into again. */
   free: ArrayBuffer[];
   groups: { records: ChunkRecord[]; digests: Promise<Uint8Array> }[];
+  /** Chunks handed to the pool and not yet back. */
+  onPool: number;
 }
 
 /**
@@ -125,6 +128,13 @@ export interface RemotePackSource {
 }
 /** A compaction's new pack is written under this suffix and renamed to its pack name once durable. */
 const PARTIAL_SUFFIX = '.partial';
+/** One record for readRun: where it is and its hash; readRun sets its body or its error. */
+export interface RunItem {
+  location: BlobLocation;
+  hash: Buffer;
+  body?: Buffer;
+  error?: unknown;
+}
 
 export class PackStore {
   private readHandles = new Map<number, FileHandle>();
@@ -379,6 +389,45 @@ export class PackStore {
       return body;
     } finally {
       this.unpin(location.pack);
+    }
+  }
+
+  /**
+   * Reads several records of one pack with one pread and verifies each (header, length, hash) as
+   * `read` does. `items` lie close together (readMessages groups them: sorted by offset, gaps of at
+   * most limits.readGapBytes); each gets its body, a view into the shared buffer, or its error. One
+   * pread and one buffer per run instead of one per message: for 2.7 KB messages that was ~5 µs
+   * of a ~34 µs verified read (issue 16).
+   */
+  async readRun(pack: number, items: RunItem[]): Promise<void> {
+    const path = this.path(pack);
+    const start = items[0].location.offset;
+    let end = start;
+    for (const { location } of items) end = Math.max(end, location.offset + RECORD_HEADER_BYTES + location.length);
+    let bytes: Buffer, n: number;
+    try {
+      const handle = await this.handle(pack, path);
+      bytes = Buffer.allocUnsafe(end - start);
+      n = await handle.read(bytes, 0, bytes.length, start);
+    } catch (error) {
+      const failure = error instanceof MailstoreError ? error : fromSystemError(error, 'reading pack', path);
+      for (const item of items) item.error = failure;
+      return;
+    }
+    for (const item of items) {
+      const { location } = item;
+      const at = location.offset - start;
+      const length = RECORD_HEADER_BYTES + location.length;
+      try {
+        if (at + length > n) throw this.corrupt(location, path, `pack ends ${at + length - n} bytes early`);
+        const record = bytes.subarray(at, at + length);
+        this.checkHeader(record, location, undefined, path);
+        const body = record.subarray(RECORD_HEADER_BYTES);
+        if (!hashBytes(body).equals(item.hash)) throw this.corrupt(location, path, `body does not match its hash ${hashHex(item.hash)}`);
+        item.body = body;
+      } catch (error) {
+        item.error = error;
+      }
     }
   }
 
@@ -638,7 +687,7 @@ export class PackStore {
     const handle = await this.openForRead(pack, path).catch((e) => { throw e instanceof MailstoreError ? e : fromSystemError(e, 'opening pack', path); });
     const scan: PackScan = {
       handle, size: 0, chunkBytes: Math.max(options.chunkBytes ?? limits.scanChunkBytes, 4 * RECORD_HEADER_BYTES),
-      onBytes: options.onBytes, pool: options.pool, ahead: options.pool ? limits.scanChunksInFlight : 0, free: [], groups: [],
+      onBytes: options.onBytes, pool: options.pool, ahead: options.pool ? limits.scanChunksInFlight : 0, free: [], groups: [], onPool: 0,
     };
     try {
       scan.size = await handle.size();
@@ -655,7 +704,7 @@ export class PackStore {
         const ranges: number[] = [];
         const parsed = parseChunkRecords(chunk, n, p, records, ranges);
         if (records.length > 0) {
-          scan.groups.push({ records, digests: this.hashChunk(handle, scan.pool, buffer, p, parsed, ranges, scan.free) });
+          scan.groups.push({ records, digests: (await this.hashShared(scan, buffer, p, parsed, ranges)).digests });
           p += parsed;
           p = (yield* this.drainGroups(scan, scan.ahead)) ?? p;
           continue;
@@ -735,6 +784,24 @@ export class PackStore {
   }
 
   /** The digests of `ranges` of a chunk read at `position`: on a worker, or here (also when a worker failed). */
+  /**
+   * Hashes a chunk on the pool while its workers have at most limits.scanChunksPerWorker chunks
+   * each, else here: the reading thread was idle waiting for the one worker of a 2-core machine
+   * (~100 ms of its own work against ~220 ms of hashing for 222 MB, issue 16). It first lets the
+   * event loop run, so the workers' finished chunks are counted back.
+   */
+  private async hashShared(scan: PackScan, buffer: ArrayBuffer, position: number, length: number, ranges: number[]): Promise<{ digests: Promise<Uint8Array> }> {
+    const { pool } = scan;
+    if (pool) await nextTurn();
+    if (!pool || scan.onPool >= limits.scanChunksPerWorker * pool.threads) {
+      return { digests: this.hashChunk(scan.handle, undefined, buffer, position, length, ranges, scan.free) };
+    }
+    scan.onPool++;
+    const digests = this.hashChunk(scan.handle, pool, buffer, position, length, ranges, scan.free);
+    digests.then(() => { scan.onPool--; }, () => { scan.onPool--; });
+    return { digests };
+  }
+
   private async hashChunk(handle: FileHandle, pool: HashPool | undefined, buffer: ArrayBuffer, position: number, length: number, ranges: number[], free: ArrayBuffer[]): Promise<Uint8Array> {
     if (pool) {
       try {

@@ -1,7 +1,7 @@
 // LevelDB (1.20) can abort the whole process on some damaged table files instead of returning an
 // error (RECOVERY.md). Where that risk is real — after a crash, or when asked — the index is
 // first opened in a child process; if that child dies or fails, the index is set aside and rebuilt.
-import { spawnSync } from 'node:child_process';
+import type { spawnSync as SpawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import type { ErrorCode } from '../errors.js';
 import { classifyLevelError, systemAdvice } from './level-errors.js';
@@ -28,6 +28,8 @@ export function probeIndex(path: string, timeoutMs = limits.indexProbeTimeoutMs)
       await db.close();
       process.exit(0);
     }, (e) => { process.stderr.write(String(e && e.cause && e.cause.message || e.message)); process.exit(e && e.cause && e.cause.code === 'LEVEL_LOCKED' ? 4 : 3); });`;
+  // loaded here, not at the top: only an open after a crash probes, and child_process costs every CLI start ~3 ms
+  const { spawnSync } = createRequire(import.meta.url)('node:child_process') as { spawnSync: typeof SpawnSync };
   const child = spawnSync(process.execPath, ['-e', script, path], { encoding: 'utf8', timeout: timeoutMs });
   if (child.error) {
     // A probe that could not start says nothing about the index; one that ran past its time may be

@@ -8,7 +8,8 @@ import { hashHex } from '../hash/blake3.js';
 import type { IndexDb } from '../index/index-db.js';
 import { keys, decodeChangeKey, decodeMessageKey } from '../keys/index-keys.js';
 import { prefixEnd } from '../keys/tuple.js';
-import type { BlobLocation, PackStore } from '../blob/pack-store.js';
+import { RECORD_HEADER_BYTES } from '../blob/pack-format.js';
+import type { BlobLocation, PackStore, RunItem } from '../blob/pack-store.js';
 import { limits } from '../limits.js';
 import type { BlobRecord, ChangeRecord, MailboxInfo, MessageRecord } from './records.js';
 import { toInfo, type MessageInfo, type MessageWithBody, type ReadMessagesOptions } from './types.js';
@@ -167,21 +168,20 @@ export class StoreReader {
 
   /**
    * Reads and verifies a group's bodies in pack order; a failure is kept for the message's turn.
-   * Pack reads are synchronous, so it lets the event loop run every limits.readTurnBytes or
-   * limits.readTurnMessages: the read-ahead (and a server's other clients) go on meanwhile.
+   * Neighbours in a pack are read with one pread (packRuns, PackStore.readRun). Pack reads are
+   * synchronous, so it lets the event loop run every limits.readTurnBytes or limits.readTurnMessages:
+   * the read-ahead (and a server's other clients) go on meanwhile.
    */
   private async readGroup(group: PendingRead[]): Promise<void> {
     const located = group.filter((item) => item.location);
     located.sort((a, b) => a.location!.pack - b.location!.pack || a.location!.offset - b.location!.offset);
     let bytesSinceTurn = 0, messagesSinceTurn = 0;
-    for (const item of located) {
-      try {
-        item.body = await this.host.packs.read(item.location!, item.hash);
-      } catch (error) {
-        item.error = error;
-      }
-      bytesSinceTurn += item.location!.length;
-      if (bytesSinceTurn >= limits.readTurnBytes || ++messagesSinceTurn >= limits.readTurnMessages) {
+    for (const run of packRuns(located)) {
+      await this.host.packs.readRun(run[0].location!.pack, run as RunItem[]);
+      for (const item of run) bytesSinceTurn += item.location!.length;
+      messagesSinceTurn += run.length;
+      // counted across runs: a mailbox scattered over the packs makes runs of one message
+      if (bytesSinceTurn >= limits.readTurnBytes || messagesSinceTurn >= limits.readTurnMessages) {
         bytesSinceTurn = 0;
         messagesSinceTurn = 0;
         await nextTurn();
@@ -210,6 +210,34 @@ export class StoreReader {
 
 function unknownBlob(mailbox: string, uid: number, hash: Uint8Array): MailstoreError {
   return new MailstoreError('CORRUPT', `message ${uid} in ${mailbox} refers to blob ${hashHex(hash)}, which the index does not know; run 'mailstore scrub'`, { path: `${mailbox}/${uid}` });
+}
+
+/**
+ * Splits items sorted by pack and offset into runs read with one pread each: same pack, at most
+ * limits.readGapBytes between two records (skipped bytes are read too), at most
+ * limits.readTurnBytes of records (or one bigger record) and limits.readTurnMessages messages. A
+ * body is a view into its run's buffer, so a consumer that keeps one body keeps at most that much.
+ */
+function packRuns(located: PendingRead[]): PendingRead[][] {
+  const runs: PendingRead[][] = [];
+  let run: PendingRead[] = [];
+  let runStart = 0, runEnd = 0;
+  for (const item of located) {
+    const { pack, offset, length } = item.location!;
+    const end = offset + RECORD_HEADER_BYTES + length;
+    const joins = run.length > 0 && run.length < limits.readTurnMessages && pack === run[0].location!.pack &&
+      offset - runEnd <= limits.readGapBytes && Math.max(end, runEnd) - runStart <= limits.readTurnBytes;
+    if (!joins) {
+      if (run.length > 0) runs.push(run);
+      run = [];
+      runStart = offset;
+      runEnd = end;
+    }
+    run.push(item);
+    runEnd = Math.max(runEnd, end);
+  }
+  if (run.length > 0) runs.push(run);
+  return runs;
 }
 
 /** Splits a batch, in order, into runs of at most `bytesMax` body bytes (a bigger message alone). */

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { IndexDb, IndexView, WrittenKeys } from '../index/index-db.js';
-import { decodeCbor, decodeValue } from '../index/codec.js';
+import { decodeCbor, decodeValue, enableNativeCborStrings } from '../index/codec.js';
 import type { Journal, JournalDamage } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { writeFileDurable } from '../fs/durable.js';
@@ -290,6 +290,7 @@ export async function buildIndexAside(fs: FileSystem, root: string, journal: Jou
   // A leftover of an interrupted rebuild is derived data this code made: remove it.
   if (await fs.statIfExists(fresh)) await fs.removeTree(fresh);
   const db = await IndexDb.open(fresh, true);
+  await enableNativeCborStrings();
   try {
     // The new index is empty and this view its only writer: the filter spares a LevelDB lookup
     // for every key the rebuild never wrote (the store id goes through the view for that reason).

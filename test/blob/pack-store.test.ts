@@ -228,6 +228,42 @@ describe('PackStore: reads verify', () => {
   });
 });
 
+describe('PackStore: readRun (neighbours with one read)', () => {
+  it('verifies each record on its own: a damaged one is CORRUPT, its neighbours and a duplicate location read back exact', async () => {
+    const { dir, fs, packs } = await openPacks();
+    const bodies = [body(1, 300), body(2, 0), body(3, 5000), body(4, 40)];
+    const locations = await commit(packs, bodies);
+    const path = join(dir, '00000001.pack');
+    await fs.damage(path, { kind: 'bitflip', offset: locations[2].offset + RECORD_HEADER_BYTES + 100, length: 1 });
+    const items = [0, 1, 1, 2, 3].map((i) => ({ location: locations[i], hash: hashBytes(bodies[i]), body: undefined as Buffer | undefined, error: undefined as unknown }));
+    await packs.readRun(1, items);
+    for (const [k, i] of [0, 1, 1, 3].entries()) expect(items[k < 3 ? k : 4].body!.equals(bodies[i])).toBe(true);
+    expect(items[3].body).toBeUndefined();
+    expect((items[3].error as MailstoreError).code).toBe('CORRUPT');
+    expect((items[3].error as MailstoreError).message).toContain(path);
+    await packs.close();
+  });
+
+  it('a pack cut short fails the records past its end (CORRUPT) and keeps those before; a failing read fails the run (IO)', async () => {
+    const { dir, fs, packs } = await openPacks();
+    const bodies = [body(1, 300), body(2, 300)];
+    const locations = await commit(packs, bodies);
+    truncateSync(join(dir, '00000001.pack'), locations[1].offset + RECORD_HEADER_BYTES + 10);
+    const items = locations.map((location, i) => ({ location, hash: hashBytes(bodies[i]), body: undefined as Buffer | undefined, error: undefined as unknown }));
+    await packs.readRun(1, items);
+    expect(items[0].body!.equals(bodies[0])).toBe(true);
+    expect((items[1].error as MailstoreError).code).toBe('CORRUPT');
+    expect((items[1].error as MailstoreError).message).toMatch(/ends 290 bytes early/);
+    await packs.forgetReadHandles();
+    fs.failAll('EIO', { ops: ['read'] });
+    const failing = [{ location: locations[0], hash: hashBytes(bodies[0]), body: undefined as Buffer | undefined, error: undefined as unknown }];
+    await packs.readRun(1, failing);
+    expect((failing[0].error as MailstoreError).code).toBe('IO');
+    fs.clear();
+    await packs.close();
+  });
+});
+
 describe('PackStore: scan', () => {
   async function filled() {
     const setup = await openPacks({ packBytesMax: 4096 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeValue, encodeValue } from '../../src/index/codec.js';
+import { decodeCbor, decodeValue, enableNativeCborStrings, encodeCbor, encodeValue } from '../../src/index/codec.js';
 
 // The CRC in front of every index value is on disk: these frames were taken from the codec as it
 // was before it used node:zlib's crc32 alone (a table-driven loop below 256 bytes), so a change of
@@ -37,5 +37,18 @@ describe('index value codec', () => {
 
   it('refuses a value too short to hold a CRC', () => {
     expect(() => decodeValue(Buffer.of(1, 2, 3), Buffer.from('k'))).toThrow(expect.objectContaining({ code: 'CORRUPT' }));
+  });
+});
+
+describe('enableNativeCborStrings', () => {
+  it('turns on cbor-extract for the shared decoder, and values decode the same', async () => {
+    const value = { name: ['user', 'älice', 'x'.repeat(300)], flags: ['\\Seen', '$Label1'], n: 42, h: Buffer.alloc(32, 7) };
+    const bytes = encodeCbor(value);
+    const plain = decodeCbor(bytes);
+    await enableNativeCborStrings();
+    const decoder = await import('cbor-x/encode');
+    expect(decoder.isNativeAccelerationEnabled).toBe(true);
+    expect(decodeCbor(bytes)).toEqual(plain);
+    expect(plain).toEqual(value);
   });
 });

@@ -79,6 +79,23 @@ describe('pack scan', () => {
     expect(await scanAll(dir, pack, { pool: dying as unknown as HashPool, chunkBytes: 65_536 })).toEqual(reference);
   });
 
+  it('a busy pool: the reading thread hashes the chunks its workers have no room for, with the same results', async () => {
+    const { dir, path, pack } = await damagedPack();
+    const reference = await scanAll(dir, pack, {});
+    const real = HashPool.create(1)!;
+    let handed = 0;
+    // a worker slower than the reader: each chunk comes back 20 ms later
+    const slow = { threads: 1, hash: (buffer: ArrayBuffer, ranges: number[]) => { handed++; return new Promise((done) => setTimeout(done, 20)).then(() => real.hash(buffer, ranges)); } };
+    try {
+      expect(await scanAll(dir, pack, { pool: slow as unknown as HashPool, chunkBytes: 65_536 })).toEqual(reference);
+    } finally {
+      await real.close();
+    }
+    const chunks = Math.ceil(readFileSync(path).length / 65_536);
+    expect(handed).toBeGreaterThan(0);
+    expect(handed).toBeLessThan(chunks / 2);
+  });
+
   it('a worker that ends without close() fails the jobs it holds instead of leaving them waiting', async () => {
     const pool = HashPool.create(1)!;
     await (pool as unknown as { workers: { terminate(): Promise<number> }[] }).workers[0].terminate();

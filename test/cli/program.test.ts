@@ -1,0 +1,40 @@
+// The program loads only the command a command line names (start-up time, issue 16), and all of
+// them whenever commander may list or suggest them: help, --version, an unknown or missing command.
+import { describe, expect, it } from 'vitest';
+import { buildProgram, namedCommand } from '../../src/cli/program.js';
+
+const ALL = ['init', 'mailbox', 'append', 'fetch', 'messages', 'search', 'flags', 'expunge', 'copy', 'move', 'acl', 'user', 'quota', 'usage', 'import', 'export', 'stats', 'scrub', 'reconstruct'];
+
+async function registered(args: string[]): Promise<string[]> {
+  return (await buildProgram(['node', 'mailstore', ...args])).commands.map((command) => command.name());
+}
+
+describe('namedCommand', () => {
+  it('finds the command after global options, with or without their values', () => {
+    expect(namedCommand(['append', 'INBOX', 'file'])).toBe('append');
+    expect(namedCommand(['--store', 'append', 'scrub'])).toBe('scrub'); // a store directory named "append"
+    expect(namedCommand(['--store=/s', '--wait', '5', 'fetch', 'INBOX', '1'])).toBe('fetch');
+    expect(namedCommand(['--no-wait', 'mailbox', 'list'])).toBe('mailbox');
+  });
+
+  it('names none for help, an unknown command, no command or after --', () => {
+    expect(namedCommand(['--help'])).toBeUndefined();
+    expect(namedCommand(['help', 'append'])).toBeUndefined();
+    expect(namedCommand(['apend', 'INBOX'])).toBeUndefined();
+    expect(namedCommand(['--store', '/s'])).toBeUndefined();
+    expect(namedCommand(['--', 'append'])).toBeUndefined();
+  });
+});
+
+describe('buildProgram', () => {
+  it('registers only the named command', async () => {
+    expect(await registered(['--store', '/s', 'append', 'INBOX'])).toEqual(['append']);
+    expect(await registered(['scrub', '--json'])).toEqual(['scrub']);
+  });
+
+  it('registers every command, in help order, when none is named or argv is not given', async () => {
+    expect(await registered(['--help'])).toEqual(ALL);
+    expect(await registered(['apend'])).toEqual(ALL);
+    expect((await buildProgram()).commands.map((command) => command.name())).toEqual(ALL);
+  });
+});
