@@ -92,15 +92,20 @@ export class IndexDb {
    * Entries in [gte, lt), decoded, in key order, up to `batchEntries` at a time: one round trip to
    * LevelDB's thread pool a batch instead of an await an entry (bulk reads).
    */
-  async *entryBatches<T>(range: { gte: Buffer; lt: Buffer }, batchEntries: number): AsyncGenerator<[Buffer, T][]> {
-    for await (const batch of this.rawBatches(range, batchEntries)) {
-      yield batch.map(([key, value]): [Buffer, T] => [key, decodeValue<T>(value, key)]);
-    }
+  entryBatches<T>(range: { gte: Buffer; lt: Buffer }, batchEntries: number): AsyncGenerator<[Buffer, T][]> {
+    return this.decodedBatches<T>(this.rawBatches(range, batchEntries));
   }
 
-  /** Raw entries after any batch still landing, `size` per read; read errors as MailstoreErrors; the iterator always closed. */
-  private async *rawBatches(options: { gte: Buffer; lt: Buffer; limit?: number; reverse?: boolean }, size: number): AsyncGenerator<[Buffer, Buffer][]> {
-    await this.settle();
+  private async *decodedBatches<T>(batches: AsyncGenerator<[Buffer, Buffer][]>): AsyncGenerator<[Buffer, T][]> {
+    for await (const batch of batches) yield batch.map(([key, value]): [Buffer, T] => [key, decodeValue<T>(value, key)]);
+  }
+
+  /**
+   * Raw entries after any batch still landing (or as a LevelDB snapshot holds them), `size` per
+   * read; read errors as MailstoreErrors; the iterator always closed.
+   */
+  private async *rawBatches(options: { gte: Buffer; lt: Buffer; limit?: number; reverse?: boolean; snapshot?: ReturnType<Level<Buffer, Buffer>['snapshot']> }, size: number): AsyncGenerator<[Buffer, Buffer][]> {
+    if (!options.snapshot) await this.settle(); // a snapshot was taken after settling
     const iterator = this.db.iterator(options);
     try {
       for (;;) {
@@ -173,23 +178,7 @@ export class IndexDb {
         }
         return raw === undefined ? undefined : decodeValue<T>(raw, key);
       },
-      async *entryBatches<T>(range: { gte: Buffer; lt: Buffer }, batchEntries: number): AsyncGenerator<[Buffer, T][]> {
-        const iterator = db.iterator({ gte: range.gte, lt: range.lt, snapshot });
-        try {
-          for (;;) {
-            let batch: [Buffer, Buffer][];
-            try {
-              batch = await iterator.nextv(batchEntries);
-            } catch (error) {
-              throw read(error);
-            }
-            if (batch.length === 0) return;
-            yield batch.map(([key, value]): [Buffer, T] => [key, decodeValue<T>(value, key)]);
-          }
-        } finally {
-          await iterator.close().catch(() => undefined);
-        }
-      },
+      entryBatches: <T>(range: { gte: Buffer; lt: Buffer }, batchEntries: number) => this.decodedBatches<T>(this.rawBatches({ ...range, snapshot }, batchEntries)),
       close: () => snapshot.close().catch(() => undefined),
     };
   }

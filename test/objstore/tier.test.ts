@@ -12,18 +12,10 @@ import { scrub } from '../../src/scrub/scrub.js';
 import { checkTierSettings, writeTierSettings } from '../../src/store/tier.js';
 import { cephInstalled, createBucket, startCeph, type Ceph } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { codeOf } from '../helpers/errors.js';
 
 const message = (i: number) => Buffer.from(`From: a${i}@example.org\r\nSubject: m ${i}\r\nMessage-ID: <${i}@t>\r\n\r\n${'body line\r\n'.repeat(50 + (i * 37) % 900)}`);
 
-async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await promise;
-    return undefined;
-  } catch (error) {
-    expect(error).toBeInstanceOf(MailstoreError);
-    return (error as MailstoreError).code;
-  }
-}
 
 const installed = cephInstalled();
 if (!installed) console.log('object-storage tests skipped: Ceph is not installed (apt-get install ceph-mon ceph-osd radosgw ceph-common)');

@@ -26,15 +26,7 @@ export async function until(condition: () => boolean | Promise<boolean>, timeout
   }
 }
 
-export async function codeOf(promise: Promise<unknown> | (() => unknown)): Promise<string | undefined> {
-  try {
-    await (typeof promise === 'function' ? promise() : promise);
-    return undefined;
-  } catch (error) {
-    expect(error).toBeInstanceOf(MailstoreError);
-    return (error as MailstoreError).code;
-  }
-}
+export { codeOf } from '../helpers/errors.js';
 
 /** Every mailbox with its status and every message's metadata: what a replica must equal. */
 export async function logicalState(store: Store): Promise<unknown> {

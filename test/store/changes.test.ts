@@ -12,18 +12,10 @@ import { snapshotState } from '../../src/store/checkpoint.js';
 import type { Op } from '../../src/store/records.js';
 import { internalsOf as internals } from '../helpers/internals.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { codeOf } from '../helpers/errors.js';
 
 const msg = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
 
-async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await promise;
-    return undefined;
-  } catch (error) {
-    expect(error).toBeInstanceOf(MailstoreError);
-    return (error as MailstoreError).code;
-  }
-}
 
 async function all(iterable: AsyncIterable<Change>): Promise<Change[]> {
   const out: Change[] = [];

@@ -17,20 +17,12 @@ import { scrub } from '../../src/scrub/scrub.js';
 import { repair } from '../../src/scrub/repair.js';
 import { internalsOf } from '../helpers/internals.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { codeOf } from '../helpers/errors.js';
 
 const msg = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i} ${'x'.repeat(i % 50)}\r\n`);
 /** Small segments, so a few hundred records span many of them. */
 const SMALL = { journalSegmentBytesMax: 4096, autoSnapshot: false } as const;
 
-async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await promise;
-    return undefined;
-  } catch (error) {
-    expect(error).toBeInstanceOf(MailstoreError);
-    return (error as MailstoreError).code;
-  }
-}
 
 /** Appends, flag changes and expunges: a history much longer than its live state. */
 async function churn(store: Store, from: number, count: number): Promise<void> {

@@ -10,18 +10,10 @@ import type { Journal } from '../../src/journal/journal.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { keys } from '../../src/keys/index-keys.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { codeOf } from '../helpers/errors.js';
 
 const msg = (i: number | string) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
 
-async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await promise;
-    return undefined;
-  } catch (error) {
-    expect(error).toBeInstanceOf(MailstoreError);
-    return (error as MailstoreError).code;
-  }
-}
 
 async function storeWithOne(): Promise<{ root: string; store: Store; writer: Writer }> {
   const root = tmpDir();
