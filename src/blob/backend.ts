@@ -37,6 +37,10 @@ export interface BlobBackend {
   removePack(pack: number, waitMs: number): Promise<boolean>;
   /** Makes removals durable. */
   syncDir(): Promise<void>;
+  /** The pack lives in the object store (tier.ts): its removal also deletes its object. */
+  isRemote(pack: number): boolean;
+  /** Deletes a removed pack's object, once the journal no longer lists it in the tier. */
+  removeRemote(pack: number): Promise<void>;
 }
 
 // PackStore satisfies BlobBackend; checked here so the two cannot drift apart.

@@ -125,6 +125,8 @@ export interface RemotePackSource {
   has(pack: number): boolean;
   list(): number[];
   handle(pack: number): FileHandle;
+  /** Deletes the pack's object and forgets it (after the journal dropped it from the tier). */
+  remove(pack: number): Promise<void>;
 }
 /** A compaction's new pack is written under this suffix and renamed to its pack name once durable. */
 const PARTIAL_SUFFIX = '.partial';
@@ -211,6 +213,11 @@ export class PackStore {
     this.remote = remote;
     const highest = remote.list().at(-1);
     if (highest !== undefined) this.skipPackNumbersTo(highest);
+  }
+
+  /** Deletes a retired pack's object from the bucket (compaction, once the journal no longer lists it). */
+  async removeRemote(pack: number): Promise<void> {
+    await this.remote?.remove(pack);
   }
 
   /** Whether the pack lives in the object store (its local copy may be gone). */

@@ -35,6 +35,14 @@ export class RemotePacks {
     for (const key of [...this.cache.keys()]) if (key.startsWith(`${pack}:`)) this.drop(key);
   }
 
+  /** Deletes the pack's object and forgets it. */
+  async remove(pack: number): Promise<void> {
+    const info = this.packs.get(pack);
+    if (!info) return;
+    await this.bucket.remove(info.k);
+    this.forget(pack);
+  }
+
   has(pack: number): boolean {
     return this.packs.has(pack);
   }

@@ -10,6 +10,7 @@ import type { BlobBackend, NewPack } from '../blob/backend.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import { keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
+import { tierMetaName } from './tier.js';
 import { meta } from './apply.js';
 import { candidateBlobs, gateAndTally, packsInUse, pastGrace, planCompaction, type CompactionPlan, type PlannedBlob } from './compact-plan.js';
 import type { BlobRecord, Op } from './records.js';
@@ -226,7 +227,13 @@ export async function finishRetired(host: Pick<CompactHost, 'db' | 'packs' | 'su
   }
   if (out.removed.length > 0) {
     await host.packs.syncDir();
-    await host.submit({ prepare: async () => ({ ops: [{ op: 'pack.removed', packs: out.removed }], result: undefined }) });
+    // A pack in the object store (tier.ts) leaves the tier's list in the same record; its object
+    // is deleted only after that record is durable (a crash between leaves an orphan object, never
+    // a listed pack without its object, which scrub would call damage).
+    const remote = out.removed.filter((pack) => host.packs.isRemote(pack));
+    const untier: Op[] = remote.map((pack) => ({ op: 'meta.set', key: tierMetaName(pack), value: null }));
+    await host.submit({ prepare: async () => ({ ops: [{ op: 'pack.removed', packs: out.removed }, ...untier], result: undefined }) });
+    for (const pack of remote) await host.packs.removeRemote(pack);
   }
   result?.packsRemoved.push(...out.removed);
   result?.packsPending.push(...out.pending, ...out.inUse);

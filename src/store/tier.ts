@@ -110,7 +110,8 @@ async function loadCredentials(fs: FileSystem, settings: TierSettings): Promise<
   return { accessKey, secretKey };
 }
 
-function metaName(pack: number): string {
+/** The meta key that records a pack in the bucket. */
+export function tierMetaName(pack: number): string {
   return `${TIER_META}${String(pack).padStart(8, '0')}`;
 }
 
@@ -182,7 +183,7 @@ async function movePack(host: TierHost, remote: RemotePacks, pack: number, bytes
     throw new MailstoreError('IO', `pack ${pack} read back from ${remote.bucket.urlOf(key)} differs from the local file; it stays local (nothing was removed)`, { path: remote.bucket.urlOf(key) });
   }
   const info: TieredPack = { k: key, b: bytes, d: localDigest };
-  await host.submit({ prepare: async () => ({ ops: [{ op: 'meta.set', key: metaName(pack), value: info } as Op], result: undefined }) });
+  await host.submit({ prepare: async () => ({ ops: [{ op: 'meta.set', key: tierMetaName(pack), value: info } as Op], result: undefined }) });
   remote.set(pack, info);
   await host.packs.forgetReadHandle(pack);
   await host.fs.unlink(path).catch((error) => { throw fromSystemError(error, 'removing the local copy of a moved pack', path); });

@@ -78,6 +78,24 @@ describe.skipIf(!installed)('object-storage tier on Ceph', () => {
     await again.close();
   }, 120_000);
 
+  it('compaction rewrites a moved pack: live messages exact in a new local pack, the old object deleted after the journal dropped it', async () => {
+    const { root, store, bucket, bodies } = await tieredStore(60);
+    await store.tierFlush();
+    const [oldObject] = await listKeys(client, bucket);
+    const keep = new Set(Array.from({ length: 12 }, (_, i) => i * 5 + 1));
+    await store.expunge('INBOX', bodies.map((_, i) => i + 1).filter((uid) => !keep.has(uid)));
+    const result = await store.compact();
+    expect(result.packsRewritten.length).toBe(1);
+    expect(await listKeys(client, bucket)).not.toContain(oldObject);
+    for (const uid of keep) expect((await store.fetch('INBOX', uid)).equals(bodies[uid - 1])).toBe(true);
+    expect((await store.tierStatus()).remotePacks).toBe(0);
+    await store.close();
+    const again = await Store.open(root);
+    expect((await scrub(again)).findings.filter((f) => f.kind !== 'unreferenced-blob')).toEqual([]);
+    for (const uid of keep) expect((await again.fetch('INBOX', uid)).equals(bodies[uid - 1])).toBe(true);
+    await again.close();
+  }, 120_000);
+
   it('radosgw down: a fetch is IO naming the URL, never bytes; back up: exact again', async () => {
     const { root, store, bodies } = await tieredStore(30);
     await store.tierFlush();
