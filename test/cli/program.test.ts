@@ -3,7 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { buildProgram, namedCommand } from '../../src/cli/program.js';
 
-const ALL = ['init', 'mailbox', 'append', 'fetch', 'messages', 'search', 'flags', 'expunge', 'copy', 'move', 'acl', 'user', 'quota', 'usage', 'import', 'export', 'stats', 'scrub', 'reconstruct'];
+const ALL = ['init', 'mailbox', 'append', 'fetch', 'messages', 'search', 'flags', 'expunge', 'copy', 'move', 'acl', 'user', 'quota', 'usage', 'import', 'export', 'stats', 'scrub', 'reconstruct',
+  'consumers', 'events', 'tier', 'compact', 'backup', 'backups', 'restore', 'snapshot', 'serve', 'replica', 'promote', 'xfer', 'bench'];
 
 async function registered(args: string[]): Promise<string[]> {
   return (await buildProgram(['node', 'mailstore', ...args])).commands.map((command) => command.name());
