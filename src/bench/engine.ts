@@ -109,7 +109,7 @@ export class Bench {
 
   /** Records a command for the report's list; later rounds run the same commands again. */
   command(shown: string): void {
-    if (this.round === 1) this.command(shown);
+    if (this.round === 1) this.commands.push(shown);
   }
 
   /** Runs one measurement program (measure/NAME.js, or a path to a .js) in its own node process and records its lines. */

@@ -1,6 +1,8 @@
 // The peer check's decision (issue 16), from an injected environment: root or not, apt-get or not,
 // which peers setup.sh --check reports. Nothing is installed and no apt runs here.
 import { describe, expect, it } from 'vitest';
+import { checkPeers } from '../../src/bench/corpus-run.js';
+import { MailstoreError } from '../../src/errors.js';
 import { ensurePeers, missingPeersText, needsOf, parseCheck, type PeerEnvironment, type PeerStatus } from '../../src/bench/peer-check.js';
 
 const ALL = ['dovecot', 'cyrus', 'b3sum', 'git', 'node', 'mailbench'];
@@ -80,5 +82,34 @@ describe('setup.sh --check output', () => {
 
   it('needsOf maps run.sh peers to what setup.sh checks', () => {
     expect(needsOf(['floor', 'dovecot', 'cyrus', 'git'])).toEqual(['b3sum', 'dovecot', 'mailbench', 'cyrus', 'git']);
+  });
+});
+
+describe('mailstore bench --corpus: its peers are optional, but a missing one is said at once', () => {
+  const env = () => machine({ root: true, aptGet: true, present: ['git', 'b3sum', 'node'] });
+
+  it('a peer named with --peers that is missing stops the run before anything is prepared (NOT_FOUND), naming it; nothing is installed', () => {
+    const e = env();
+    let thrown: unknown;
+    try { checkPeers({ peers: ['dovecot', 'git'], peersNamed: true, peerEnvironment: e }); } catch (error) { thrown = error; }
+    expect(thrown).toBeInstanceOf(MailstoreError);
+    expect((thrown as MailstoreError).code).toBe('NOT_FOUND');
+    expect((thrown as Error).message).toMatch(/dovecot: need dovecot\n {2}mailbench: need mailbench\n/);
+    expect((thrown as Error).message).toContain('leave them out of --peers');
+    expect(e.installs).toBe(0);
+  });
+
+  it('of the default list, the missing peers are left out and returned to be listed in the report; the present ones run', () => {
+    const e = env();
+    const result = checkPeers({ peers: ['dovecot', 'cyrus', 'git'], peersNamed: false, peerEnvironment: e });
+    expect(result.peers).toEqual(['git']);
+    expect([...result.missing.keys()]).toEqual(['dovecot', 'cyrus']);
+    expect(result.missing.get('dovecot')!.map((s) => s.name)).toEqual(['dovecot', 'mailbench']);
+    expect(e.installs).toBe(0);
+  });
+
+  it('everything there, or --no-peers: nothing to say', () => {
+    expect(checkPeers({ peers: ['dovecot', 'cyrus', 'git'], peersNamed: true, peerEnvironment: machine({ root: false, aptGet: false, present: ALL }) }).missing.size).toBe(0);
+    expect(checkPeers({ peers: [], peerEnvironment: machine({ root: false, aptGet: false, present: [] }) })).toEqual({ peers: [], missing: new Map() });
   });
 });
