@@ -164,7 +164,7 @@ export function rateGoal(results: TaggedResult[], text: string, a: [string, stri
   const m = median(pairs.map((p) => p.ratio));
   // the figures of the round nearest the median, so the reader sees what the ratio is made of
   const middle = pairs.reduce((best, p) => (Math.abs(p.ratio - m.median) < Math.abs(best.ratio - m.median) ? p : best));
-  const which = m.n > 1 ? ' in the median round' : '';
+  const which = m.n === 1 ? '' : m.n % 2 ? ' in the median round' : ' in a middle round';
   return { text, measured: `${num(m.median)}× (${num(middle.ra, 1)} vs ${num(middle.rb, 1)}${which}${spreadText(m)})`, pass: m.median >= factor };
 }
 
