@@ -5,7 +5,7 @@
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import type { BenchResult } from './common.js';
-import type { RunData, TaggedResult } from './report.js';
+import { firstRound, type RunData, type TaggedResult } from './report.js';
 
 export interface Chart {
   /** File name stem (ratio-import, growth-rss) and where the report puts it (its section's key). */
@@ -191,7 +191,8 @@ async function growthCharts(data: RunData): Promise<Chart[]> {
 
 /** Every chart the run's data supports (a chart with no figures is left out). */
 export async function renderCharts(data: RunData): Promise<Chart[]> {
-  const main = data.results.filter((r) => r.corpus === 'main');
+  // the tables' figures: round 1 (the goal rows' medians are in the text)
+  const main = firstRound(data.results).filter((r) => r.corpus === 'main');
   const charts: Chart[] = [];
   for (const area of AREAS) {
     const chart = await ratioChart(area, main);

@@ -4,7 +4,7 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { renderCharts } from '../../src/bench/charts.js';
-import { END_MARKER, START_MARKER, renderReport } from '../../src/bench/report.js';
+import { END_MARKER, START_MARKER, median, rateGoal, renderReport, type TaggedResult } from '../../src/bench/report.js';
 import { writeBenchmarksSection, writeRunReport } from '../../src/bench/write.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { fixtureRun } from './fixture.js';
@@ -94,5 +94,81 @@ describe('the report', () => {
     expect(text).toContain('![Throughput from 10k to 1M messages](docs/bench/growth-throughput.svg)');
     expect(text).toContain('.bench/results-x.json');
     expect(written.charts.map((f) => f.slice(root.length))).toContain('/docs/bench/growth-rss.svg');
+  });
+});
+
+// Issue 16: every goal row is the median of alternating rounds with its spread; a verdict flips
+// only on the median. Made-up rounds whose ratios are known.
+describe('rounds', () => {
+  const msgRate = (r: { messages?: number; seconds?: number }) => (r.messages && r.seconds ? r.messages / r.seconds : undefined);
+  /** Round `round` of the import goal: mailstore and Dovecot mdbox import 1,000 messages in the given seconds. */
+  const importRound = (round: number | undefined, mailstoreS: number, dovecotS: number): TaggedResult[] => [
+    { corpus: 'main', peer: 'dovecot-mdbox', measurement: 'import', messages: 1000, seconds: dovecotS, ...(round === undefined ? {} : { round }) },
+    { corpus: 'main', peer: 'mailstore', measurement: 'import', messages: 1000, seconds: mailstoreS, ...(round === undefined ? {} : { round }) },
+  ];
+  const goal = (results: TaggedResult[]) => rateGoal(results, 'import ≥ 3×', ['mailstore', 'import'], ['dovecot-mdbox', 'import'], 3, msgRate);
+
+  it('median and spread: odd and even counts', () => {
+    expect(median([3.1, 2.5, 4])).toEqual({ median: 3.1, min: 2.5, max: 4, n: 3 });
+    expect(median([4, 1, 3, 2])).toEqual({ median: 2.5, min: 1, max: 4, n: 4 });
+    expect(median([7])).toEqual({ median: 7, min: 7, max: 7, n: 1 });
+  });
+
+  it('a goal row is the median of the per-round ratios, with the spread and the median round\'s figures', () => {
+    // ratios 2.5×, 4×, 3.2× (dovecot seconds ÷ mailstore seconds): median 3.2, spread 2.5–4
+    const g = goal([...importRound(1, 1, 2.5), ...importRound(2, 1, 4), ...importRound(3, 1, 3.2)]);
+    expect(g.pass).toBe(true);
+    expect(g.measured).toBe('3.20× (1,000 vs 313 in the median round, median of 3 rounds, spread 2.50–4.00×)');
+  });
+
+  it('the verdict flips only on the median: one good round does not pass a goal, one bad round does not fail it', () => {
+    // round 1 passes (3.5×), the other two miss: median 2.9× → MISS
+    const oneGood = goal([...importRound(1, 1, 3.5), ...importRound(2, 1, 2.9), ...importRound(3, 1, 2.8)]);
+    expect(oneGood.pass).toBe(false);
+    expect(oneGood.measured).toMatch(/^2\.90×/);
+    // round 1 misses (1.5×, a busy minute), the other two pass: median 3.1× → pass
+    const oneBad = goal([...importRound(1, 1, 1.5), ...importRound(2, 1, 3.1), ...importRound(3, 1, 3.3)]);
+    expect(oneBad.pass).toBe(true);
+    expect(oneBad.measured).toContain('spread 1.50–3.30×');
+  });
+
+  it('a round where one side failed is left out of the median, not counted as zero', () => {
+    const results = [...importRound(1, 1, 3.5), ...importRound(2, 1, 2.0), ...importRound(3, 1, 3.3)];
+    results[2] = { corpus: 'main', peer: 'dovecot-mdbox', measurement: 'import', error: 'doveadm exited 75', round: 2 };
+    const g = goal(results);
+    expect(g.measured).toContain('median of 2 rounds, spread 3.30–3.50×');
+    expect(g.pass).toBe(true);
+  });
+
+  it('results without a round (a run from before rounds, --report-from) count as round 1', () => {
+    const g = goal(importRound(undefined, 1, 3.2));
+    expect(g.measured).toBe('3.20× (1,000 vs 313, 1 round)');
+    expect(goal([...importRound(undefined, 1, 2), ...importRound(2, 1, 4), ...importRound(3, 1, 3.5)]).measured).toContain('median of 3 rounds, spread 2.00–4.00×');
+  });
+
+  it('the report: tables show round 1, goal rows the medians (rebuild and SpamAssassin too), the opening says how', () => {
+    const data = fixtureRun();
+    const later = (round: number, factor: number): TaggedResult[] => data.results
+      .filter((r) => ['import', 'rebuild'].includes(r.measurement) && ['mailstore', 'dovecot-mdbox'].includes(r.peer) && !r.error)
+      .map((r) => ({ ...r, round, seconds: r.peer === 'mailstore' ? r.seconds! * factor : r.seconds }));
+    // round 1: 1.35× import, 26,008 msg/s rebuild; rounds 2 and 3: mailstore takes 1/2 and 1/3 of the time
+    data.results = [...data.results.map((r) => ({ ...r, round: 1 })), ...later(2, 1 / 2), ...later(3, 1 / 3)];
+    data.results.push(
+      { corpus: 'spamassassin', peer: 'mailstore', measurement: 'read', messages: 6000, seconds: 1, round: 1 },
+      { corpus: 'spamassassin', peer: 'dovecot-mdbox', measurement: 'read', messages: 6000, seconds: 0.7, round: 1 },
+      { corpus: 'spamassassin', peer: 'mailstore', measurement: 'read', messages: 6000, seconds: 1, round: 2 },
+      { corpus: 'spamassassin', peer: 'dovecot-mdbox', measurement: 'read', messages: 6000, seconds: 0.9, round: 2 },
+    );
+    const markdown = renderReport(data, 'results.json');
+    // the table: round 1's figures only, one mailstore row
+    expect(markdown).toMatch(/\| mailstore \| 20,000 \| 611 \| 5\.123 \| 3,904 \|/);
+    expect(markdown.match(/^\| mailstore \| 20,000 \| 611 \|/gm)).toHaveLength(2); // import and read, not three imports
+    // the goal: ratios 1.35, 2.71, 4.06 → median 2.71× (round 2), still a miss of 3×
+    expect(markdown).toContain('bulk import ≥ 3× Dovecot mdbox messages/s — measured 2.71× (7,808 vs 2,884 in the median round, median of 3 rounds, spread 1.35–4.06×) → **MISS**');
+    expect(markdown).toContain('rebuild ≥ 100,000 messages/s — measured 52,016 messages/s, median of 3 rounds, spread 26,008–78,023 messages/s → **MISS**');
+    // SpamAssassin read: 0.7× and 0.9× → median 0.8× → pass at ≥ 0.8×
+    expect(markdown).toMatch(/SpamAssassin \(small messages\): read ≥ 0\.8× .* — measured 0\.80× .*median of 2 rounds, spread 0\.70–0\.90×\) → \*\*pass\*\*/);
+    expect(markdown).toContain('The goal steps ran in 3 rounds');
+    expect(renderReport(fixtureRun(), 'results.json')).toContain('One round: each goal row rests on a single pair');
   });
 });

@@ -3,7 +3,13 @@
 // the bench:results markers) and saved raw to .bench/results-<date>.json.
 //
 //   node dist/tools/bench/run.js [--quick] [--scale] [--messages N] [--seed S] [--out BENCHMARKS.md]
-//        [--only import,read,...] [--no-peers] [--deliver N] [--profile]
+//        [--only import,read,...] [--no-peers] [--deliver N] [--profile] [--rounds N]
+//
+// Peers: as root with apt-get, tools/bench/peers/setup.sh installs the missing ones first; without
+// them (and without --no-peers) the run stops before anything is measured and names what is
+// missing (src/bench/peer-check.ts). The goal steps run in --rounds rounds (default 3), peer and
+// mailstore alternating (src/bench/engine.ts inRounds); the report's goal rows are the median of
+// the rounds with their spread, its tables round 1.
 //
 // A thin caller of src/bench (the same code as `mailstore bench --corpus`): this file only makes
 // its corpora (gen-corpus, SpamAssassin, the --scale mboxes) and the ACL test; every mailstore
@@ -16,7 +22,8 @@ import os from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { progress, round } from '../../src/bench/common.js';
-import { Bench, STEPS, corpusInfo, machine, mboxFloor, peers, run, sh, storeMeasurements, writerMeasurements, type Step } from '../../src/bench/engine.js';
+import { Bench, LATER_ROUND_PEERS, LATER_ROUND_PEER_ENV, STEPS, corpusInfo, inRounds, machine, mboxFloor, peers, run, sh, storeMeasurements, writerMeasurements, type Step } from '../../src/bench/engine.js';
+import { ensurePeers, missingPeersText, peerEnvironment } from '../../src/bench/peer-check.js';
 import type { CorpusInfo, RunData } from '../../src/bench/report.js';
 import { writeBenchmarksSection } from '../../src/bench/write.js';
 
@@ -45,12 +52,14 @@ interface Options {
   aclMailboxes: number;
   aclUsers: number;
   profile: boolean;
+  /** Rounds of the goal measurements, peer and mailstore alternating (round 1 measures everything). */
+  rounds: number;
 }
 
 function parseOptions(argv: string[]): Options {
   const get = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
   for (const arg of argv) {
-    if (arg.startsWith('--') && !['--quick', '--scale', '--messages', '--seed', '--out', '--only', '--no-peers', '--deliver', '--profile', '--scale-max', '--report-from', '--help'].includes(arg)) usage(`unknown option ${arg}`);
+    if (arg.startsWith('--') && !['--quick', '--scale', '--messages', '--seed', '--out', '--only', '--no-peers', '--deliver', '--profile', '--scale-max', '--report-from', '--rounds', '--help'].includes(arg)) usage(`unknown option ${arg}`);
   }
   if (argv.includes('--help')) usage();
   const quick = argv.includes('--quick');
@@ -59,18 +68,20 @@ function parseOptions(argv: string[]): Options {
   const only = get('--only')?.split(',').filter(Boolean) as Step[] | undefined;
   for (const step of only ?? []) if (!STEPS.includes(step)) usage(`unknown step ${step} (steps: ${STEPS.join(', ')})`);
   const deliver = Number(get('--deliver') ?? Math.min(messages, quick ? 300 : 2000));
+  const rounds = Number(get('--rounds') ?? 3);
+  if (!Number.isInteger(rounds) || rounds < 1) usage('--rounds must be a positive integer');
   return {
     scaleMax: Number(get('--scale-max') ?? Infinity),
     quick, scale: argv.includes('--scale') || (only?.includes('scale') ?? false), messages, seed: get('--seed') ?? 'bench',
     out: resolve(get('--out') ?? join(ROOT, 'BENCHMARKS.md')), only: only && new Set(only), peers: !argv.includes('--no-peers'),
     deliver, deliverCli: quick ? 50 : 200, concurrent: Math.min(messages, quick ? 2000 : 8000),
-    aclMailboxes: quick ? 10_000 : 100_000, aclUsers: quick ? 1_000 : 10_000, profile: argv.includes('--profile'),
+    aclMailboxes: quick ? 10_000 : 100_000, aclUsers: quick ? 1_000 : 10_000, profile: argv.includes('--profile'), rounds,
   };
 }
 
 function usage(message?: string): never {
   if (message) process.stderr.write(`bench: ${message}\n`);
-  process.stderr.write('usage: npm run bench -- [--quick] [--scale] [--scale-max N] [--messages N] [--seed S] [--out FILE] [--only STEP,...] [--no-peers] [--deliver N] [--profile]\n' +
+  process.stderr.write('usage: npm run bench -- [--quick] [--scale] [--scale-max N] [--messages N] [--seed S] [--out FILE] [--only STEP,...] [--no-peers] [--deliver N] [--profile] [--rounds N]\n' +
     '       npm run bench -- --report-from .bench/results-DATE.json [--out FILE]   (the report and charts again from a run\'s raw JSON, nothing measured)\n' +
     `steps: ${STEPS.join(', ')}\n`);
   process.exit(message ? 2 : 0);
@@ -214,6 +225,24 @@ function chartsDirFor(out: string): string {
   return out === join(ROOT, 'BENCHMARKS.md') ? join(ROOT, 'docs/bench') : join(dirname(out), 'bench-charts');
 }
 
+/** Whether this run would start a peer (run.sh, or b3sum for the scale floor). */
+function usesPeers(options: Options): boolean {
+  return !options.only || ['peers', 'spam', 'scale'].some((step) => options.only!.has(step as Step));
+}
+
+/**
+ * Issue 16: the peers are all there before anything is measured. As root with apt-get, setup.sh
+ * installs the missing ones; otherwise, or when that failed, the run stops here naming each.
+ */
+function checkPeers(): void {
+  const env = peerEnvironment(PEERS);
+  if (env.root && env.aptGet) progress('checking the peers; tools/bench/peers/setup.sh installs what is missing (apt-get)');
+  const check = ensurePeers(env, { install: true });
+  if (check.missing.length === 0) return;
+  process.stderr.write(`bench: nothing was measured: ${missingPeersText(check, env, 'tools/bench/peers/setup.sh', 'measure mailstore alone with --no-peers')}\n`);
+  process.exit(1);
+}
+
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   const reportFrom = process.argv.indexOf('--report-from');
@@ -224,6 +253,7 @@ async function main(): Promise<void> {
     progress(`report: ${relative(ROOT, written.markdown)}; ${written.charts.length} charts in ${relative(ROOT, chartsDirFor(options.out))}`);
     return;
   }
+  if (options.peers && usesPeers(options)) checkPeers();
   await mkdir(BENCH, { recursive: true });
   await rm(SNAPSHOT, { recursive: true, force: true });
   await cp(join(ROOT, 'dist'), SNAPSHOT, { recursive: true });
@@ -238,25 +268,29 @@ async function main(): Promise<void> {
   await mkdir(work, { recursive: true });
 
   const fail = (what: string, fn: () => Promise<void>) => bench.guarded(what, fn);
-  if (bench.wanted('peers')) {
-    if (!options.peers) bench.add('main', { peer: 'peers', measurement: '*', error: 'not run: --no-peers' });
-    else await fail('main', () => peers(bench, main, ['floor', 'git', 'dovecot', 'cyrus'], { PEERS_DELIVER_LIMIT: String(options.deliver) }));
-  }
-  await fail('main', () => storeMeasurements(bench, main, work));
-  await fail('main', () => writerMeasurements(bench, main, work));
-  if (bench.wanted('acl')) await fail('main', () => aclMeasurement(bench, options, 'main', work));
-  if (bench.wanted('spam')) {
-    await fail('spamassassin', async () => {
-      const spam = await prepareSpam(bench);
-      if (!spam) return;
-      bench.corpora.push(spam);
-      if (options.peers) await peers(bench, spam, ['floor', 'git', 'dovecot'], { PEERS_DELIVER_FORMATS: '', PEERS_FORMATS: 'mdbox maildir', PEERS_DELIVER_LIMIT: '300' });
-      const spamWork = join(BENCH, 'work-spamassassin');
-      // every store measurement runs on SpamAssassin when its step is asked for, or with the spam step
-      await storeMeasurements(bench, spam, spamWork, { wanted: (step) => bench.wanted(step) || bench.wanted('spam') });
-      await rm(join(spamWork, 'store'), { recursive: true, force: true });
-    });
-  }
+  let spam: CorpusInfo | undefined;
+  // round 1 measures everything; later rounds repeat the goal steps (peers first, then mailstore)
+  await inRounds(bench, options.rounds, async (later) => {
+    if (bench.wanted('peers')) {
+      if (!options.peers) { if (!later) bench.add('main', { peer: 'peers', measurement: '*', error: 'not run: --no-peers' }); }
+      else await fail('main', () => peers(bench, main, later ? LATER_ROUND_PEERS : ['floor', 'git', 'dovecot', 'cyrus'], { PEERS_DELIVER_LIMIT: String(options.deliver), ...(later ? LATER_ROUND_PEER_ENV : {}) }));
+    }
+    await fail('main', () => storeMeasurements(bench, main, work));
+    await fail('main', () => writerMeasurements(bench, main, work));
+    if (bench.wanted('acl')) await fail('main', () => aclMeasurement(bench, options, 'main', work));
+    if (bench.wanted('spam')) {
+      await fail('spamassassin', async () => {
+        if (!later) spam = await prepareSpam(bench);
+        if (!spam) return;
+        if (!later) bench.corpora.push(spam);
+        if (options.peers) await peers(bench, spam, later ? ['dovecot'] : ['floor', 'git', 'dovecot'], { PEERS_DELIVER_FORMATS: '', PEERS_FORMATS: later ? 'mdbox' : 'mdbox maildir', PEERS_DELIVER_LIMIT: '300' });
+        const spamWork = join(BENCH, 'work-spamassassin');
+        // every store measurement runs on SpamAssassin when its step is asked for, or with the spam step
+        await storeMeasurements(bench, spam, spamWork, { wanted: (step) => bench.wanted(step) || bench.wanted('spam') });
+        await rm(join(spamWork, 'store'), { recursive: true, force: true });
+      });
+    }
+  });
   if (bench.wanted('scale')) await fail('scale', () => scaleMeasurements(bench, options));
   info.loadEnd = os.loadavg().map((l) => round(l, 2));
   const finished = new Date();
@@ -265,7 +299,7 @@ async function main(): Promise<void> {
     started: started.toISOString(), finished: finished.toISOString(), mode: options.quick ? 'quick' : 'full', scale: options.scale,
     only: options.only ? [...options.only] : undefined, argv: process.argv.slice(2), machine: info, corpora: bench.corpora,
     results: bench.results, commands: bench.commands, snapshot: true,
-    settings: { deliver: options.deliver, deliverCli: options.deliverCli, concurrent: options.concurrent, aclMailboxes: options.aclMailboxes, aclUsers: options.aclUsers },
+    settings: { rounds: options.rounds, deliver: options.deliver, deliverCli: options.deliverCli, concurrent: options.concurrent, aclMailboxes: options.aclMailboxes, aclUsers: options.aclUsers },
   };
   const rawFile = join(BENCH, `results-${started.toISOString().replace(/[:.]/g, '-')}.json`);
   await writeBenchmarksSection(data, options.out, rawFile, chartsDirFor(options.out), ROOT);

@@ -19,6 +19,7 @@ interface BenchCommandOptions {
   format?: MailFormat | 'detect';
   messages?: number;
   deliver?: number;
+  rounds?: number;
 }
 
 export function register(program: Command): void {
@@ -33,6 +34,7 @@ export function register(program: Command): void {
     .addOption(new Option('--format <format>', 'corpus format (default: detect)').choices(['detect', 'mbox', 'maildir', 'eml', 'public-inbox']))
     .option('--messages <n>', 'only the first N messages of the corpus', parsePositiveInteger('--messages'))
     .option('--deliver <n>', 'messages delivered one at a time, by each system (default 500; --quick 50)', parsePositiveInteger('--deliver'))
+    .option('--rounds <n>', 'rounds of the goal steps, peers and mailstore alternating; each goal is the median of the rounds (default 3; --quick 1)', parsePositiveInteger('--rounds'))
     .option('--json', 'print the paths written and every result as JSON')
     .addHelpText('after', `
 What runs, in order (each mailstore measurement in its own node process, so its peak RSS is its own):
@@ -44,11 +46,17 @@ What runs, in order (each mailstore measurement in its own node process, so its 
             the end of the run); --messages N benchmarks on the first N messages.
   peers     tools/bench/peers/run.sh (shipped with the package): Dovecot (doveadm import, fetch,
             force-resync, LMTP), Cyrus (LMTP, reconstruct), git (hash-object, fsck), and the
-            b3sum/cat/dd floor. A peer that is not installed is listed with the reason; install
-            them with: sudo ${PACKAGE_ROOT}/tools/bench/peers/setup.sh
+            b3sum/cat/dd floor. The peers are checked first: one named with --peers that is not
+            installed stops the command at once (exit 4); of the default list, the missing ones
+            are named at once and left out (the report lists them). Install them with:
+            sudo ${PACKAGE_ROOT}/tools/bench/peers/setup.sh
   mailstore bulk import of the mbox (library) and of the corpus itself (\`mailstore import\`), read of
             every message hash-verified, scrub, space on disk, index rebuild, recovery after
             SIGKILL, and one-at-a-time delivery of the first --deliver messages.
+  rounds    the steps behind a goal (the peers' Dovecot mdbox and Cyrus runs, mailstore import,
+            read, scrub with its b3sum floor, rebuild, delivery) run again in rounds 2..N, peers
+            then mailstore each time, so the two alternate; each goal row is the median of the
+            per-round ratios with the spread, the verdict on the median; the tables show round 1.
 Writes OUT/report.md (tables with ratios to each peer, the goals, charts beside the tables),
 OUT/results.json (every figure, raw) and OUT/charts/*.svg. The stores it and the peers make are
 removed at the end; OUT/prepared is kept for the next run.
@@ -67,6 +75,7 @@ async function runBench(options: BenchCommandOptions, command: Command): Promise
   try {
     const result = await runCorpusBench({
       corpus: options.corpus, out: options.out, peers, quick: options.quick === true,
+      peersNamed: command.getOptionValueSource('peers') === 'cli', rounds: options.rounds ?? (options.quick ? 1 : 3),
       format: options.format === 'detect' ? undefined : options.format, messages: options.messages, deliver: options.deliver,
       argv: process.argv.slice(2),
       onPrepareStart: (messages) => { if (messages) progress = createProgress('prepare corpus', { messages }); },
