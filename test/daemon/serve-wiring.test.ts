@@ -101,6 +101,11 @@ describe('serve runs replication', () => {
       expect(refused.stderr).toMatch(/READ_ONLY_REPLICA/);
 
       await stop(primary); // the old primary goes away, as in a failover
+      // its synchronous replica is in its REPLICATION: the CLI with no daemon cannot write around it
+      const around = await run(['append', INBOX, '-'], { store: primaryDir, input: message(4) });
+      expect(around.code).toBe(2);
+      expect(around.stderr).toMatch(/UNAVAILABLE: .*synchronous replicas/);
+      expect((await json(['mailbox', 'status', INBOX], { store: primaryDir })).messages).toBe(1);
       const promoted = await json(['promote'], { store: replicaDir });
       expect(promoted.epoch).toBe(1);
       const after = await json(['append', INBOX, '-'], { store: replicaDir, input: message(3) });
