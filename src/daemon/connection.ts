@@ -158,9 +158,11 @@ export class DaemonConnection {
   private async runProcedure(id: number, args: unknown[]): Promise<void> {
     const [name, ...rest] = args;
     if (typeof name !== 'string' || !Object.hasOwn(PROCEDURES, name)) throw new MailstoreError('INVALID', `the daemon has no procedure ${JSON.stringify(name)}`);
-    const run = PROCEDURES[name as ProcedureName] as (...a: unknown[]) => unknown;
-    if (LISTING_PROCEDURES.has(name)) return this.sendListing(id, run(this.store, ...rest) as AsyncGenerator<unknown>);
-    return this.reply(id, await run(this.store, ...rest));
+    const override = this.server.procedureOverrides[name as ProcedureName];
+    const local = PROCEDURES[name as ProcedureName] as (...a: unknown[]) => unknown;
+    const run = override ?? ((...a: unknown[]) => local(this.store, ...a));
+    if (LISTING_PROCEDURES.has(name)) return this.sendListing(id, run(...rest) as AsyncGenerator<unknown>);
+    return this.reply(id, await run(...rest));
   }
 
   /** appendBatch's chain crosses as a number the client chose; each number is one CommitChain here. */

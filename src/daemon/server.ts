@@ -17,6 +17,7 @@ import { daemonLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
 import { DaemonConnection } from './connection.js';
 import type { Logger } from './log.js';
+import type { ProcedureName } from './procedures.js';
 import { PROTOCOL_VERSION, type HelloResult } from './protocol.js';
 
 export interface DaemonServerOptions {
@@ -45,6 +46,12 @@ export class DaemonServer {
   readonly onStopping: DaemonHook[] = [];
   /** Told of every call once it is answered or failed (must not throw; runs on the daemon's event loop). */
   readonly onCall: ((event: CallEvent) => void)[] = [];
+  /**
+   * Procedures `serve` runs its own way (procedures.ts names them; each takes the caller's
+   * arguments): a replica's promote stops its replication client first, replicationStatus prefers a
+   * running primary's live figures, scrub reports its result to the metrics.
+   */
+  readonly procedureOverrides: Partial<Record<ProcedureName, (...args: unknown[]) => unknown>> = {};
   readonly logger: Logger;
   private readonly server: Server;
   private readonly connections = new Set<DaemonConnection>();

@@ -80,10 +80,12 @@ export async function startPrimary(store: Store, options: PrimaryOptions): Promi
   if (role?.role === 'replica') {
     throw new MailstoreError('INVALID', `the store at ${store.root} is a replica of ${role.primary}; it cannot serve as a primary until 'mailstore promote'`, { path: store.root });
   }
-  if (!role) await control.setRole({ role: 'primary', epoch: 0, nodeId: newNodeId(), keyFile: options.keyFile });
-  else if (role.keyFile !== options.keyFile) await control.setRole({ ...role, keyFile: options.keyFile }); // xfer and repair use it
   const syncReplicas = options.syncReplicas ?? 0;
   const syncFallback = options.syncFallback ?? 'refuse';
+  // the key for xfer and repair; the sync settings so that no process writes around the replicas (role.ts)
+  const settings = { keyFile: options.keyFile, syncReplicas, syncFallback };
+  if (!role) await control.setRole({ role: 'primary', epoch: 0, nodeId: newNodeId(), ...settings });
+  else if (role.keyFile !== settings.keyFile || (role.syncReplicas ?? 0) !== syncReplicas || (role.syncFallback ?? 'refuse') !== syncFallback) await control.setRole({ ...role, ...settings });
   const gate = new SyncGate(syncReplicas, syncFallback, log, options.syncWaitMs);
   if (syncReplicas > 0) control.setGate(gate);
   const primary = new Primary(store, gate, log);

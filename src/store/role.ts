@@ -23,6 +23,13 @@ export interface ReplicationRole {
   keyFile?: string;
   /** A fenced primary: the epoch that fenced it. */
   fencedBy?: number;
+  /**
+   * A primary's --sync-replicas and --sync-fallback as its daemon last ran it: with replicas
+   * required and fallback refuse, a process that opens the store with no primary running (the CLI
+   * with no daemon) is refused client writes (UNAVAILABLE) instead of writing around them.
+   */
+  syncReplicas?: number;
+  syncFallback?: 'refuse' | 'async';
 }
 
 export function newNodeId(): string {
@@ -67,4 +74,9 @@ export function readOnlyReplicaError(root: string, role: ReplicationRole): Mails
     ? `the store at ${root} is a replica of ${role.primary ?? 'its primary'}: it serves reads; write to the primary (or 'mailstore promote' this one)`
     : `the store at ${root} was a primary and is fenced: a replica was promoted (epoch ${role.fencedBy ?? '?'} > ${role.epoch}); write to the new primary`;
   return new MailstoreError('READ_ONLY_REPLICA', why, { path: root });
+}
+
+/** A client write on a primary whose synchronous replicas no running primary waits for (the CLI with no daemon). */
+export function unreplicatedError(root: string, role: ReplicationRole): MailstoreError {
+  return new MailstoreError('UNAVAILABLE', `the store at ${root} is a primary with ${role.syncReplicas} synchronous replicas (--sync-fallback refuse) and no 'mailstore serve' runs it: nothing was written, as no replica would receive it (temporary: start the daemon; or run it with --sync-replicas 0 or --sync-fallback async)`, { path: root });
 }

@@ -56,7 +56,7 @@ import { BackgroundCompactor } from './compactor.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { MailStore } from './api.js';
 import { Writer, type CommitChain, type Mutation, type PrepareContext, type ReplicatedBatch } from './writer.js';
-import { readOnlyReplicaError, readRole, writeRole, type ReplicationRole } from './role.js';
+import { readOnlyReplicaError, readRole, unreplicatedError, writeRole, type ReplicationRole } from './role.js';
 
 /**
  * What replication (src/replication) needs of a Store beyond its public API: the raw packs and
@@ -134,6 +134,8 @@ export class Store implements MailStore {
   private remote?: RemotePacks;
   private replicationRole?: ReplicationRole;
   private gate?: ReplicationGate;
+  /** Opened with no primary running on a store whose synchronous replicas refuse unprotected writes (role.ts). */
+  private unreplicatedRefused = false;
   /** StoreReplication.committedSeq. */
   private committed: number;
   /** A write fence in force: changes from outside it wait for this. */
@@ -204,6 +206,9 @@ export class Store implements MailStore {
       }
       await store.snapshots.init();
       store.snapshots.start();
+      // after open's own maintenance writes (the daemon sets its gate only once the store is open)
+      const role = store.replicationRole;
+      store.unreplicatedRefused = role?.role === 'primary' && (role.syncReplicas ?? 0) > 0 && role.syncFallback !== 'async';
       return store;
     } catch (error) {
       await closeOpened(parts, parts.release);
@@ -379,7 +384,8 @@ export class Store implements MailStore {
     this.live();
     this.writable();
     if (this.fence && !fenceScope.getStore()) return this.fence.then(() => this.submit(mutation));
-    this.gate?.admit();
+    if (this.gate) this.gate.admit();
+    else if (this.unreplicatedRefused) throw unreplicatedError(this.root, this.replicationRole!);
     return this.writer.submit(mutation);
   }
 
@@ -415,7 +421,10 @@ export class Store implements MailStore {
         if (this.readOnly) this.writable();
         return this.writer.submitReplicated(batch);
       },
-      setGate: (gate) => { this.gate = gate; },
+      setGate: (gate) => {
+        this.gate = gate;
+        this.unreplicatedRefused = false; // a primary runs in this process: its gate decides from now on
+      },
       commitMeta: (key, value) => {
         this.live();
         if (this.readOnly) this.writable();

@@ -4,12 +4,26 @@
 // SIGHUP reopens the --log file.
 import type { Command } from 'commander';
 import { defaultSocketPath } from '../../client/client.js';
+import { isMailstoreError } from '../../errors.js';
 import { Logger } from '../../daemon/log.js';
+import { PROCEDURES, type ScrubEvent } from '../../daemon/procedures.js';
+import { ServeReplication, type ServeReplicationOptions } from '../../daemon/serve-replication.js';
 import { DaemonServer } from '../../daemon/server.js';
-import { Store } from '../../store/store.js';
+import { serviceHooks, startServices, type ServiceHooks, type Services } from '../../daemon/services.js';
+import type { ScrubOptions, ScrubReport } from '../../scrub/scrub.js';
+import type { Store } from '../../store/store.js';
+import type { StoreOptions } from '../../store/types.js';
 import { lockWaitOptions, storeDir } from '../context.js';
 
-interface ServeOptions { socket?: string; socketGroup?: string; log?: string; lmtp?: string[]; metrics?: string }
+interface ServeOptions extends ServeReplicationOptions {
+  socket?: string;
+  socketGroup?: string;
+  log?: string;
+  lmtp?: string[];
+  lmtpTemplate?: string;
+  metrics?: string;
+  webhook?: string;
+}
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -18,6 +32,19 @@ The socket (mode 0660) takes the client library (import { Client } from 'mailsto
 mailstore CLI itself: while a daemon answers on STORE/run/mailstore.sock, every command goes through
 it instead of opening the store (so no LOCKED beside a running server). A stale socket file left
 by a daemon that died is replaced; a live daemon's is refused (LOCKED).
+
+Beside the socket it runs: LMTP listeners (--lmtp, RFC 2033: recipient -> mailbox by
+--lmtp-template, 250 once durable, 550 unknown mailbox), Prometheus metrics (--metrics, GET
+/metrics), the events webhook (--webhook: every change POSTed, at least once, resumed from its
+cursor 'events-webhook'), background compaction (not on a replicated store) and automatic index
+snapshots (journal retirement).
+
+Replication (all need --replication-key FILE, 32 random bytes as hex, the same on every node):
+  primary:  --replication-listen HOST:PORT [--sync-replicas N --sync-fallback refuse|async]
+  replica:  --replica-of HOST:PORT [--replication-listen HOST:PORT] in an empty directory (or a
+            replica's): clients may read, every write is refused (READ_ONLY_REPLICA) until
+            'mailstore promote', which the daemon runs: it stops following and, with
+            --replication-listen, serves as the primary there.
 
 Logs: one JSON object per line on stderr, or in --log FILE (SIGHUP reopens it, for logrotate).
 Stop with SIGTERM: it stops accepting, lets calls in flight finish (at most 5 s), closes the store
@@ -31,7 +58,14 @@ export function register(program: Command): void {
     .option('--socket-group <group>', 'give the socket to this group (name or gid), so its members may connect')
     .option('--log <file>', 'append the JSON log lines to FILE instead of stderr (SIGHUP reopens it)')
     .option('--lmtp <address>', 'LMTP listener, 127.0.0.1:2424 or unix:PATH (repeatable)', collect)
+    .option('--lmtp-template <template>', 'LMTP recipient -> mailbox, with {local}, {domain}, {address} (default user/{local}/INBOX)')
     .option('--metrics <address>', 'Prometheus metrics on http://ADDRESS/metrics, e.g. 127.0.0.1:9464')
+    .option('--webhook <url>', 'POST every change (JSON lines) to URL, at least once, with retries and backoff')
+    .option('--replication-listen <address>', 'replication listener HOST:PORT (a primary: its replicas connect here; a replica: repair and check)')
+    .option('--replication-key <file>', 'the replication pre-shared key file (hex, mode 0600)')
+    .option('--replica-of <address>', 'be a read-only replica of the primary listening at HOST:PORT')
+    .option('--sync-replicas <n>', 'replicas that must hold a change before it is acknowledged (primary; default 0)', (v) => Number(v))
+    .option('--sync-fallback <mode>', 'too few synchronous replicas: refuse writes (UNAVAILABLE) or go on async (default refuse)')
     .addHelpText('after', HELP_AFTER)
     .action(runServe);
 }
@@ -39,13 +73,18 @@ export function register(program: Command): void {
 async function runServe(options: ServeOptions, command: Command): Promise<void> {
   const dir = storeDir(command);
   const logger = new Logger(options.log);
-  const store = await Store.open(dir, lockWaitOptions(command));
+  const replication = new ServeReplication(options, logger);
+  const hooks = serviceHooks();
+  const store = await replication.open(dir, daemonStoreOptions(command, hooks, logger));
   const server = new DaemonServer(store, { socketPath: options.socket ?? defaultSocketPath(dir), socketGroup: options.socketGroup, logger });
-  wirePlaceholders(server, options);
+  replication.wire(server);
+  wireServices(server, hooks, options);
   process.once('SIGTERM', () => void server.stop('SIGTERM'));
   process.once('SIGINT', () => void server.stop('SIGINT'));
   process.on('SIGHUP', () => { logger.reopen(); logger.info('log-reopened'); });
   try {
+    // before the socket answers: no client write may commit without its synchronous replicas
+    await replication.startPrimary(store);
     await server.start();
   } catch (error) {
     await server.stop('start-failed').catch(() => undefined);
@@ -59,12 +98,63 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   if (server.failure) throw server.failure;
 }
 
-/**
- * Where LMTP (src/daemon/lmtp.ts) and metrics (src/daemon/metrics.ts) start once they are built:
- * each pushes an onStarted hook that listens on its address with `server.store`, and an onStopping
- * hook that closes its listener. Until then the options are accepted and say so in the log.
- */
-function wirePlaceholders(server: DaemonServer, options: ServeOptions): void {
-  for (const address of options.lmtp ?? []) server.onStarted.push(() => server.logger.warn('not-built-yet', { option: '--lmtp', address }));
-  if (options.metrics !== undefined) server.onStarted.push(() => server.logger.warn('not-built-yet', { option: '--metrics', address: options.metrics }));
+/** The daemon's store: commits feed the services; compaction and snapshots run in the background, logged. */
+function daemonStoreOptions(command: Command, hooks: ServiceHooks, logger: Logger): StoreOptions {
+  return {
+    ...lockWaitOptions(command),
+    onCommit: hooks.onCommit,
+    autoCompact: true, // Store.open skips it on a replicated store
+    autoSnapshot: true,
+    onBackgroundError: (error) => {
+      hooks.metrics.failed(error);
+      logger.warn('background-error', { code: isMailstoreError(error) ? error.code : 'INTERNAL', message: (error as Error).message });
+    },
+    onSnapshot: (result, error) => {
+      if (error) logger.warn('snapshot-failed', { message: (error as Error).message });
+      else if (result) logger.info('snapshot', { ...result });
+    },
+  };
+}
+
+/** LMTP, metrics and the webhook start once the socket answers and stop before the store closes. */
+function wireServices(server: DaemonServer, hooks: ServiceHooks, options: ServeOptions): void {
+  let services: Services | undefined;
+  server.onStarted.push(async () => {
+    services = await startServices(server.store, hooks, {
+      lmtp: options.lmtp, lmtpTemplate: options.lmtpTemplate, metrics: options.metrics,
+      webhook: options.webhook === undefined ? undefined : { url: options.webhook },
+      log: ({ event, ...fields }) => server.logger.info(event, fields),
+    });
+    server.logger.info('services', { lmtp: services.lmtp, metrics: services.metrics, webhook: options.webhook });
+  });
+  server.onStopping.unshift(async () => { await services?.close(); });
+  reportScrubs(server, hooks);
+}
+
+/** Scrubs the daemon runs set the last-scrub metrics (result and time). */
+function reportScrubs(server: DaemonServer, hooks: ServiceHooks): void {
+  const record = (report: ScrubReport) => hooks.metrics.scrubbed(report.findings.length === 0 ? 'clean' : 'findings');
+  server.procedureOverrides.scrub = async (options?: unknown) => {
+    try {
+      const report = await PROCEDURES.scrub(server.store, options as ScrubOptions | undefined);
+      record(report);
+      return report;
+    } catch (error) {
+      hooks.metrics.scrubbed('failed');
+      throw error;
+    }
+  };
+  server.procedureOverrides.scrubEvents = (options?: unknown) => scrubEventsRecorded(server.store, options as ScrubOptions | undefined, record, () => hooks.metrics.scrubbed('failed'));
+}
+
+async function* scrubEventsRecorded(store: Store, options: ScrubOptions | undefined, record: (report: ScrubReport) => void, failed: () => void): AsyncGenerator<ScrubEvent> {
+  try {
+    for await (const event of PROCEDURES.scrubEvents(store, options)) {
+      if (event.report) record(event.report);
+      yield event;
+    }
+  } catch (error) {
+    failed();
+    throw error;
+  }
 }
