@@ -42,6 +42,13 @@ async function expectRestores(repoDir: string, snapshot: string, expected: unkno
 }
 
 /** Runs the CLI and SIGKILLs it after `delayMs` (it may have finished by then). */
+/** How long `work` took, in ms. */
+async function timed(work: () => Promise<void>): Promise<number> {
+  const started = performance.now();
+  await work();
+  return performance.now() - started;
+}
+
 function killedAfter(args: string[], delayMs: number): Promise<number | null> {
   const child = spawn(process.execPath, [bin, ...args], { stdio: 'ignore' });
   const timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
@@ -182,17 +189,28 @@ describe('backup faults', () => {
     await repo.close();
     const atFirst = await dump(store);
     await store.expunge('INBOX', Array.from({ length: 300 }, (_, i) => i + 1));
-    for (let i = 0; i < 6; i++) await fill(store, 'INBOX', 100, 1000 + i * 100, 20_000);
-    const atSecond = await dump(store);
     await store.close();
     const rng = new Rng(Number(process.env.BACKUP_KILL_SEED ?? 0xbac));
     const backupArgs = ['--store', storeDir, 'backup', '--repo', repoDir];
+    // Every run has new messages to copy, and the kills land at a fraction of how long one such
+    // run takes here (measured first): on a fast machine as on a loaded one, they hit the work.
+    const addWork = async (k: number) => {
+      const s = await Store.open(storeDir);
+      for (let i = 0; i < 3; i++) await fill(s, 'INBOX', 100, 1000 + k * 300 + i * 100, 20_000);
+      await s.close();
+    };
+    await addWork(0);
+    const fullMs = await timed(async () => expect(await killedAfter(backupArgs, 120_000)).toBe(0));
     let killed = 0;
-    for (let cycle = 0; cycle < 5; cycle++) {
-      if ((await killedAfter(backupArgs, 150 + rng.int(900))) === null) killed++;
+    for (let cycle = 1; cycle <= 5; cycle++) {
+      await addWork(cycle);
+      if ((await killedAfter(backupArgs, fullMs * (0.15 + 0.7 * rng.int(1000) / 1000))) === null) killed++;
       await expectConsistent(repoDir);
     }
     expect(killed).toBeGreaterThanOrEqual(3); // the kills land while the work runs, not after it
+    const atSecondStore = await Store.open(storeDir);
+    const atSecond = await dump(atSecondStore);
+    await atSecondStore.close();
     await expectRestores(repoDir, first.snapshot, atFirst, join(dir, 'r'));
     expect(await killedAfter(backupArgs, 120_000)).toBe(0);
     await expectConsistent(repoDir);
@@ -200,11 +218,13 @@ describe('backup faults', () => {
     // prune: each cycle starts from the same two-snapshot repository
     const template = join(dir, 'template');
     cpSync(repoDir, template, { recursive: true });
+    const forgetArgs = ['backup', 'forget', '--repo', repoDir, '--keep-last', '1', '--prune'];
+    const pruneMs = await timed(async () => expect(await killedAfter(forgetArgs, 120_000)).toBe(0));
     killed = 0;
     for (let cycle = 0; cycle < 5; cycle++) {
       rmSync(repoDir, { recursive: true });
       cpSync(template, repoDir, { recursive: true });
-      if ((await killedAfter(['backup', 'forget', '--repo', repoDir, '--keep-last', '1', '--prune'], 150 + rng.int(700))) === null) killed++;
+      if ((await killedAfter(forgetArgs, pruneMs * (0.15 + 0.7 * rng.int(1000) / 1000))) === null) killed++;
       await expectConsistent(repoDir);
       await expectRestores(repoDir, 'latest', atSecond, join(dir, 'r'));
       const again = await Repository.open(nodeFileSystem, repoDir);
