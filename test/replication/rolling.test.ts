@@ -10,6 +10,17 @@ import { startReplica } from '../../src/replication/replica.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf, keyFile, logicalState, msg, quiet, samePacks, until } from './helpers.js';
 
+/** A primary store with an INBOX, serving replication on a loopback port, and where its replica goes. */
+async function primaryWithInbox(packBytesMax: number) {
+  const key = keyFile();
+  const p = tmpDir('primary');
+  const primaryStore = await Store.open(p, { create: true, packBytesMax });
+  await primaryStore.createMailbox('INBOX');
+  const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+  const address = `127.0.0.1:${(await primary.status()).port}`;
+  return { key, p, primaryStore, primary, address, r: join(tmpDir('replica'), 'r') };
+}
+
 describe('rolling replication', () => {
   it('mirrors a primary from an empty directory: same state, same packs, same journal seqs', async () => {
     const key = keyFile();
@@ -56,13 +67,7 @@ describe('rolling replication', () => {
   }, 40_000);
 
   it('catches up after being down, from its last seq and pack tails', async () => {
-    const key = keyFile();
-    const p = tmpDir('primary');
-    const primaryStore = await Store.open(p, { create: true, packBytesMax: 4096 });
-    await primaryStore.createMailbox('INBOX');
-    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
-    const address = `127.0.0.1:${(await primary.status()).port}`;
-    const r = join(tmpDir('replica'), 'r');
+    const { key, p, primaryStore, primary, address, r } = await primaryWithInbox(4096);
     let replica = await startReplica(r, { primary: address, keyFile: key, log: quiet });
     try {
       for (let i = 1; i <= 10; i++) await primaryStore.append('INBOX', msg(i, 500));
@@ -83,13 +88,7 @@ describe('rolling replication', () => {
   }, 40_000);
 
   it('a replica whose index was lost (rebuilt from its journal) is resent its packs from the start and stays identical', async () => {
-    const key = keyFile();
-    const p = tmpDir('primary');
-    const primaryStore = await Store.open(p, { create: true, packBytesMax: 8192 });
-    await primaryStore.createMailbox('INBOX');
-    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
-    const address = `127.0.0.1:${(await primary.status()).port}`;
-    const r = join(tmpDir('replica'), 'r');
+    const { key, p, primaryStore, primary, address, r } = await primaryWithInbox(8192);
     let replica = await startReplica(r, { primary: address, keyFile: key, log: quiet });
     try {
       for (let i = 1; i <= 15; i++) await primaryStore.append('INBOX', msg(i, 900));
