@@ -10,7 +10,7 @@
 // store's index, packs and journal only through store.maintenance() (src/store/maintenance.ts).
 import { join } from 'node:path';
 import { setImmediate as nextEventLoopTurn } from 'node:timers/promises';
-import { MailstoreError, isMailstoreError } from '../errors.js';
+import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { hashHex } from '../hash/blake3.js';
 import { decodeCbor, decodeValue } from '../index/codec.js';
@@ -726,5 +726,8 @@ async function readCursor(store: Store): Promise<Cursor> {
 }
 
 async function writeCursor(store: Store, cursor: Cursor): Promise<void> {
-  await writeFileDurable(store.fs, join(store.root, CURSOR_FILE), Buffer.from(JSON.stringify(cursor) + '\n'));
+  const path = join(store.root, CURSOR_FILE);
+  await writeFileDurable(store.fs, path, Buffer.from(JSON.stringify(cursor) + '\n')).catch((error) => {
+    throw fromSystemError(error, 'saving the scrub cursor', path);
+  });
 }

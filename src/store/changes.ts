@@ -214,8 +214,13 @@ export class ChangeFeed {
   private async store(name: string, seq: number): Promise<void> {
     this.checkName(name);
     this.writable();
-    await ensureDir(this.host.fs, join(this.host.root, CONSUMERS_DIR));
-    await writeFileDurable(this.host.fs, this.path(name), encodeCursor({ seq, updated: Date.now() }));
+    // the raw errno would reach a caller (a consumer loop, the CLI) without a code it can act on
+    try {
+      await ensureDir(this.host.fs, join(this.host.root, CONSUMERS_DIR));
+      await writeFileDurable(this.host.fs, this.path(name), encodeCursor({ seq, updated: Date.now() }));
+    } catch (error) {
+      throw fromSystemError(error, 'saving a consumer cursor', this.path(name));
+    }
   }
 }
 

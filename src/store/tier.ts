@@ -85,7 +85,10 @@ export async function checkTierSettings(fs: FileSystem, settings: TierSettings):
 
 /** Records the bucket in the store: from the next open on, sealed packs may move there. */
 export async function writeTierSettings(fs: FileSystem, root: string, settings: TierSettings): Promise<void> {
-  await writeFileDurable(fs, join(root, TIER_SETTINGS_FILE), encodeSettings(settings));
+  const path = join(root, TIER_SETTINGS_FILE);
+  await writeFileDurable(fs, path, encodeSettings(settings)).catch((error) => {
+    throw fromSystemError(error, 'saving the object-store settings', path);
+  });
 }
 
 export async function readTierSettings(fs: FileSystem, root: string): Promise<TierSettings | undefined> {
