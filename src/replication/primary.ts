@@ -18,6 +18,7 @@ import { listen, type Connection, type Log, type Message } from './transport.js'
 import { serveCheck } from './check.js';
 import { serveBlobs } from './blob-source.js';
 import { serveXfer } from './xfer-target.js';
+import { sendPackBytes, sendResync } from './resync-source.js';
 
 export interface PrimaryOptions {
   /** host:port to listen on (port 0: any; status().port says which). */
@@ -180,15 +181,15 @@ class Primary {
     if (lastSeq > this.store.changes.lastSeq) {
       throw new MailstoreError('REFUSED', `the replica is at seq ${lastSeq}, ahead of this primary (${this.store.changes.lastSeq}): it is not a copy of this primary's history; start it again from an empty directory`);
     }
-    if (lastSeq + 1 < this.store.changes.firstSeq) {
-      throw new MailstoreError('REFUSED', `the replica is at seq ${lastSeq} but this primary's journal starts at ${this.store.changes.firstSeq} (retired); start the replica again from an empty directory`);
-    }
     this.sessions.get(nodeId)?.stop();
-    const tails = new Map<number, number>((hello.tails as [number, number][] | undefined) ?? []);
-    const session = new ReplicaSession(this, connection, nodeId, lastSeq, tails);
-    this.sessions.set(nodeId, session);
+    let tails = new Map<number, number>((hello.tails as [number, number][] | undefined) ?? []);
+    let seq = lastSeq;
     await connection.send({ t: 'welcome', identity, epoch, storeId: this.store.identity.storeId });
     this.log(`replication: replica ${nodeId} connected from ${connection.remote} at seq ${lastSeq}`);
+    // the retained journal does not continue the replica's seq: it resyncs from a snapshot first
+    if (lastSeq + 1 < this.store.changes.firstSeq) ({ seq, tails } = await sendResync(this.store, connection, nodeId, tails, this.log));
+    const session = new ReplicaSession(this, connection, nodeId, seq, tails);
+    this.sessions.set(nodeId, session);
     await session.run();
   }
 
@@ -317,17 +318,8 @@ class ReplicaSession {
     const control = this.primary.store.replication();
     const records = await this.readRecords();
     if (records.length === 0) return;
-    const tails = await control.packs.durableTails(); // read after the records: covers every blob they name
-    let packBytes = 0;
-    for (const [pack, end] of [...tails].sort((a, b) => a[0] - b[0])) {
-      for (let offset = this.tails.get(pack) ?? 0; offset < end;) {
-        const bytes = await control.packs.readRange(pack, offset, Math.min(limits.replicationPackChunkBytes, end - offset));
-        if (bytes.length === 0) break;
-        await this.connection.send({ t: 'pack', pack, offset, bytes });
-        offset += bytes.length;
-      }
-      packBytes += end;
-    }
+    // tails read after the records: they cover every blob the records name
+    const { tails, packBytes } = await sendPackBytes(this.primary.store, this.connection, this.tails);
     this.tails = tails;
     const last = records[records.length - 1].seq;
     await this.connection.send({ t: 'records', records: records.map((r) => [r.seq, r.payload]), tails: [...tails] });

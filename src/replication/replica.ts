@@ -18,6 +18,7 @@ import type { StoreOptions } from '../store/types.js';
 import { readKeyFile } from './key.js';
 import { promoteStore, type PromoteResult } from './promote.js';
 import { startReplicaListener } from './primary.js';
+import { receiveResync } from './resync-sink.js';
 import { connect, type Connection, type Log, type Message } from './transport.js';
 
 export interface ReplicaOptions {
@@ -218,6 +219,11 @@ class Replica {
         const seq = records[records.length - 1].seq;
         this.primarySeq = Math.max(this.primarySeq, seq);
         return connection.send({ t: 'ack', seq });
+      }
+      case 'resync': {
+        const seq = await receiveResync(this.store, connection, message, this.log);
+        this.primarySeq = Math.max(this.primarySeq, seq);
+        return;
       }
       case 'error':
         throw new MailstoreError((message.code as never) ?? 'REFUSED', `${this.primary}: ${String(message.message)}`);
