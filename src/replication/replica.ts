@@ -19,6 +19,7 @@ import { readKeyFile } from './key.js';
 import { promoteStore, type PromoteResult } from './promote.js';
 import { startReplicaListener } from './primary.js';
 import { receiveResync } from './resync-sink.js';
+import { notePacksToRemove, packsRemovedIn, removeNotedPacks } from './pack-removal.js';
 import { connect, type Connection, type Log, type Message } from './transport.js';
 
 export interface ReplicaOptions {
@@ -191,6 +192,7 @@ class Replica {
   private async session(connection: Connection): Promise<void> {
     const control = this.store.replication();
     const role = control.role()!;
+    await removeNotedPacks(this.store, this.log); // a crash may have come between a round's commit and its pack deletions
     const tails = control.db.getNow<[number, number][]>(PACK_TAILS_KEY) ?? [];
     await connection.send({ t: 'hello', kind: 'replica', storeId: this.store.identity.storeId, nodeId: role.nodeId, lastSeq: this.store.changes.lastSeq, tails, epoch: role.epoch });
     await connection.expect('welcome', limits.replicationHandshakeMs);
@@ -215,8 +217,12 @@ class Replica {
       case 'records': {
         const records = (message.records as [number, Uint8Array][]).map(([seq, payload]) => ({ seq, payload: Buffer.from(payload) }));
         const tails = message.tails as [number, number][];
-        await control.applyReplicated({ packs: [], records, meta: [[PACK_TAILS_KEY, tails]] });
         const seq = records[records.length - 1].seq;
+        // a compaction's old packs: listed durably before the round commits, deleted after it (pack-removal.ts)
+        const removed = packsRemovedIn(records);
+        if (removed.length > 0) await notePacksToRemove(this.store, seq, removed);
+        await control.applyReplicated({ packs: [], records, meta: [[PACK_TAILS_KEY, tails]] });
+        if (removed.length > 0) await removeNotedPacks(this.store, this.log);
         this.primarySeq = Math.max(this.primarySeq, seq);
         return connection.send({ t: 'ack', seq });
       }

@@ -211,7 +211,7 @@ export class Store implements MailStore {
       if (!parts.readOnly && store.writableRole()) {
         await store.finishInterruptedDeletes();
         await store.finishInterruptedCompaction();
-        if (options.autoCompact && !store.replicationRole) store.startCompactor(options);
+        if (options.autoCompact) store.startCompactor(options); // a primary's compaction reaches its replicas (src/replication/pack-removal.ts)
       }
       await store.snapshots.init();
       store.snapshots.start();
@@ -280,10 +280,6 @@ export class Store implements MailStore {
     checkCompactOptions(options);
     this.live();
     if (!options.dryRun) this.writable();
-    if (this.replicationRole && !options.dryRun) {
-      // a compaction's new pack is written beside the batch path, so replication would not ship it
-      throw new MailstoreError('REFUSED', 'compaction is not run on a store with replication yet: its rewritten packs are not shipped to replicas (docs/FORMAT.md, "Replication")');
-    }
     while (this.compaction) await this.compaction.catch(() => undefined);
     return this.runCompaction(options);
   }
