@@ -27,7 +27,7 @@ import { SPACE } from '../keys/tuple.js';
 import type { BlobLocation, PackStore } from '../blob/pack-store.js';
 import type { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
-import { SEEN, meta } from './apply.js';
+import { SEEN, meta, modseqAt } from './apply.js';
 import type { StoreAdministration } from './administration.js';
 import { ChangeFeed } from './changes.js';
 import { LAYOUT, initStore, type StoreIdentity } from './identity.js';
@@ -819,7 +819,7 @@ export class Store implements MailStore {
         if (set.length === 0) return { ops: [], result: { modseq: box.highestModseq, updated: [], modified } };
         const ops: Op[] = [{ op: 'message.flags', id: box.id, set }];
         checkRecordSize(ops, `setting flags on ${set.length} messages`);
-        return { ops, result: { modseq: seq, updated: set.map(([u]) => u), modified } };
+        return { ops, result: { modseq: modseqAt(view, seq), updated: set.map(([u]) => u), modified } };
       },
     });
   }
@@ -835,7 +835,7 @@ export class Store implements MailStore {
         if (present.length === 0) return { ops: [], result: { expunged: [], modseq: box.highestModseq } };
         const ops: Op[] = [{ op: 'message.expunge', id: box.id, uids: present, at: Date.now() }];
         checkRecordSize(ops, `expunging ${present.length} messages`);
-        return { ops, result: { expunged: present, modseq: seq } };
+        return { ops, result: { expunged: present, modseq: modseqAt(view, seq) } };
       },
     });
   }
