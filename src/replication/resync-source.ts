@@ -1,6 +1,6 @@
 // The primary's side of a resync (issue 15): a replica whose seq the retained journal no longer
-// continues (segments retired below it, or a new replica of an old primary) gets the newest
-// verified snapshot the journal continues, then every pack byte it lacks, then goes on with
+// continues (segments retired below it, or a new replica of an old primary) gets a snapshot taken
+// for it (or the newest verified one the journal continues), then every pack byte it lacks, then goes on with
 // ordinary rounds from the snapshot's seq. Its cursor is set to that seq before the first byte is
 // sent, so retirement cannot take the records after it meanwhile.
 import { MailstoreError } from '../errors.js';
@@ -32,6 +32,10 @@ export async function sendPackBytes(store: Store, connection: Connection, from: 
  */
 export async function sendResync(store: Store, connection: Connection, nodeId: string, replicaTails: Map<number, number>, log: (line: string) => void): Promise<{ seq: number; tails: Map<number, number> }> {
   if (store.readOnly) throw new MailstoreError('REFUSED', 'a read-only primary cannot resync a replica (it cannot pin its journal)');
+  // A fresh snapshot names only packs that exist now: an older one may name packs a compaction
+  // removed since (the records after it relocate those blobs, but until they arrive the replica's
+  // index would point into packs it cannot get). When it cannot be taken, the newest one serves.
+  await store.snapshot().catch((error: unknown) => log(`replication: a snapshot for the resync of ${nodeId} failed (${(error as Error).message}); the newest existing one is used`));
   const { snapshot } = await newestUsableSnapshot(store.fs, store.root, store.storeId, store.changes.firstSeq);
   if (!snapshot) {
     throw new MailstoreError('UNAVAILABLE', `the replica needs a resync but this primary has no verified snapshot that its journal continues; run 'mailstore snapshot' on the primary`);

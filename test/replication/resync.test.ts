@@ -12,6 +12,7 @@ import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { RESYNC_MARKER, finishResync, stageResync, stagedSnapshotPath, startStaging } from '../../src/store/resync.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica } from '../../src/replication/replica.js';
+import { checkReplica } from '../../src/replication/check.js';
 import { readRole } from '../../src/store/role.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { keyFile, logicalState, msg, quiet, samePacks, until } from './helpers.js';
@@ -55,6 +56,30 @@ describe('replica resync from a snapshot', () => {
     samePacks(p, r);
     expect(existsSync(join(r, RESYNC_MARKER))).toBe(false);
     expect(existsSync(join(r, 'resync'))).toBe(false);
+  }, 60_000);
+
+  it('a resync after a compaction removed packs: the replica gets only packs that exist and ends byte-identical', async () => {
+    const key = keyFile();
+    const p = tmpDir('primary');
+    const primaryStore = await Store.open(p, { create: true, ...small });
+    await fillAndRetire(primaryStore, 300, 2000);
+    await primaryStore.expunge('INBOX', Array.from({ length: 250 }, (_, i) => i + 10));
+    const compacted = await primaryStore.compact();
+    expect(compacted.packsRemoved.length).toBeGreaterThan(0);
+    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+    const address = `127.0.0.1:${(await primary.status()).port}`;
+    const r = join(tmpDir('replica'), 'r');
+    const replica = await startReplica(r, { primary: address, keyFile: key, log: quiet, storeOptions: small });
+    try {
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 20_000, 'the resync');
+      expect(await checkReplica(replica.store, { primary: address, keyFile: key })).toMatchObject({ identical: true, differences: [] });
+      expect(await logicalState(replica.store)).toEqual(await logicalState(primaryStore));
+    } finally {
+      await replica.close();
+      await primary.close();
+      await primaryStore.close();
+    }
+    samePacks(p, r);
   }, 60_000);
 
   it('an old replica whose cursor was dropped resyncs over its state; its old journal goes to quarantine', async () => {
