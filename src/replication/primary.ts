@@ -43,6 +43,8 @@ export interface ReplicaState {
   lagBytes: number;
   /** ms since epoch. */
   lastContact: number;
+  /** Being resynced from the snapshot of this seq (it was behind the retained journal). */
+  resyncingTo?: number;
 }
 
 export interface PrimaryStatus {
@@ -114,6 +116,8 @@ export async function startPrimary(store: Store, options: PrimaryOptions): Promi
 /** The replica sessions of one primary, and the dispatch of every incoming connection. */
 class Primary {
   private readonly sessions = new Map<string, ReplicaSession>();
+  /** Replicas being resynced (sendResync), by node id: where they were, and since when. */
+  private readonly resyncs = new Map<string, { remote: string; seq: number; started: number }>();
   private closing = false;
 
   constructor(readonly store: Store, readonly gate: SyncGate, readonly log: Log) {}
@@ -187,7 +191,14 @@ class Primary {
     await connection.send({ t: 'welcome', identity, epoch, storeId: this.store.identity.storeId });
     this.log(`replication: replica ${nodeId} connected from ${connection.remote} at seq ${lastSeq}`);
     // the retained journal does not continue the replica's seq: it resyncs from a snapshot first
-    if (lastSeq + 1 < this.store.changes.firstSeq) ({ seq, tails } = await sendResync(this.store, connection, nodeId, tails, this.log));
+    if (lastSeq + 1 < this.store.changes.firstSeq) {
+      this.resyncs.set(nodeId, { remote: connection.remote, seq: lastSeq, started: Date.now() });
+      try {
+        ({ seq, tails } = await sendResync(this.store, connection, nodeId, tails, this.log));
+      } finally {
+        this.resyncs.delete(nodeId);
+      }
+    }
     const session = new ReplicaSession(this, connection, nodeId, seq, tails);
     this.sessions.set(nodeId, session);
     await session.run();
@@ -200,6 +211,14 @@ class Primary {
     for (const session of this.sessions.values()) {
       seen.add(session.nodeId);
       out.push(session.state(this.store.changes.lastSeq, packBytes));
+    }
+    for (const [nodeId, resync] of this.resyncs) {
+      seen.add(nodeId);
+      const cursor = await this.store.changes.cursor(`replica-${nodeId}`);
+      out.push({
+        nodeId, remote: resync.remote, connected: true, seq: resync.seq, lagRecords: Math.max(0, this.store.changes.lastSeq - resync.seq),
+        lagBytes: -1, lastContact: Date.now(), ...(cursor ? { resyncingTo: cursor.seq } : {}),
+      });
     }
     for (const consumer of await this.store.changes.consumers()) {
       const nodeId = consumer.name.replace(/^replica-/, '');

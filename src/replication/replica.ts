@@ -43,6 +43,8 @@ export interface ReplicaStatus {
   primarySeq: number;
   lastContact: number;
   lastError?: string;
+  /** Being resynced from the primary's snapshot of this seq (it was behind the retained journal). */
+  resyncingTo?: number;
 }
 
 export interface ReplicaHandle {
@@ -138,6 +140,7 @@ class Replica {
 
   constructor(private readonly store: Store, private readonly psk: Buffer, private readonly primary: string, private readonly log: Log) {}
 
+  private resyncingTo?: number;
   private attempted?: () => void;
   private readonly attempt = new Promise<void>((resolve) => { this.attempted = resolve; });
 
@@ -155,6 +158,7 @@ class Replica {
     return {
       role: role?.role === 'replica' ? 'replica' : 'primary', primary: this.primary, connected: Boolean(this.connection && !this.connection.closed),
       seq: this.store.changes.lastSeq, primarySeq: this.primarySeq, lastContact: this.lastContact, lastError: this.lastError,
+      ...(this.resyncingTo === undefined ? {} : { resyncingTo: this.resyncingTo }),
     };
   }
 
@@ -227,8 +231,12 @@ class Replica {
         return connection.send({ t: 'ack', seq });
       }
       case 'resync': {
-        const seq = await receiveResync(this.store, connection, message, this.log);
-        this.primarySeq = Math.max(this.primarySeq, seq);
+        this.resyncingTo = Number(message.seq);
+        try {
+          this.primarySeq = Math.max(this.primarySeq, await receiveResync(this.store, connection, message, this.log));
+        } finally {
+          this.resyncingTo = undefined;
+        }
         return;
       }
       case 'error':

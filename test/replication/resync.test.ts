@@ -150,7 +150,11 @@ describe('replica resync from a snapshot', () => {
     let whole = 0;
     try {
       // a whole resync of another directory measures how long one takes on this machine
+      let seenResyncing = false;
+      const polling = setInterval(() => void primary.status().then((st) => { if (st.replicas.some((x) => x.resyncingTo !== undefined)) seenResyncing = true; }), 10);
       whole = await killed(join(tmpDir('calibrate'), 'r'), /resync installed/, () => 0);
+      clearInterval(polling);
+      expect(seenResyncing, 'replica status on the primary shows the replica resyncing').toBe(true);
       for (const fraction of [0, 0.3, 0.6, 0.9, 1]) {
         if (fraction < 1) await killed(r, /resyncing from|at seq [1-9]/, (startedAt) => Math.max(0, startedAt + fraction * whole - Date.now()));
         else await killed(r, /resync installed|at seq [1-9]/, () => 0);
