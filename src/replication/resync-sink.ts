@@ -8,6 +8,7 @@ import { limits } from '../limits.js';
 import { startStaging, stagedSnapshotPath } from '../store/resync.js';
 import type { Store } from '../store/store.js';
 import { PACK_TAILS_KEY } from './replica.js';
+import { notePacksToRemove, removeNotedPacks } from './pack-removal.js';
 import type { Connection, Log, Message } from './transport.js';
 
 export async function receiveResync(store: Store, connection: Connection, offer: Message, log: Log): Promise<number> {
@@ -48,6 +49,14 @@ export async function receiveResync(store: Store, connection: Connection, offer:
   await control.packs.syncReplicated();
   await control.installResync({ seq, snapshotName: name, meta: [[PACK_TAILS_KEY, tails]] });
   log(`replication: resync installed: this replica is at seq ${seq}`);
+  // packs the primary no longer has (a compaction removed them while this replica was away): gone
+  // here too, through the same durable list as a shipped compaction (never one the index uses)
+  const theirs = new Set(tails.map(([pack]) => pack));
+  const orphans = (await control.packs.listPacks()).filter((pack) => !theirs.has(pack));
+  if (orphans.length > 0) {
+    await notePacksToRemove(store, seq, orphans);
+    await removeNotedPacks(store, log);
+  }
   await connection.send({ t: 'ack', seq });
   return seq;
 }

@@ -103,6 +103,11 @@ describe('replica resync from a snapshot', () => {
       expect(await primaryStore.changes.remove(`replica-${nodeId}`)).toBe(true);
       await fillAndRetire(primaryStore, 150);
       expect(primaryStore.changes.firstSeq).toBeGreaterThan(oldSeq + 1);
+      // and a compaction removed packs the old replica still holds
+      await primaryStore.expunge('INBOX', Array.from({ length: 140 }, (_, i) => i + 2));
+      const removed = (await primaryStore.compact()).packsRemoved;
+      const held = readdirSync(join(r, 'packs')).filter((n) => n.endsWith('.pack')).map((n) => Number.parseInt(n, 10));
+      expect(removed.some((pack) => held.includes(pack)), 'the old replica holds a pack the primary removed').toBe(true);
       replica = await startReplica(r, { primary: address, keyFile: key, log: quiet, storeOptions: small });
       try {
         await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 20_000, 'the resync');
