@@ -2,7 +2,9 @@
 // consumer). Each connected replica gets, per round, the pack bytes it lacks (byte ranges at the
 // primary's offsets) and then the journal records after its seq, verbatim, ending on a group-commit
 // batch boundary; it acknowledges each round once it is durable there. Its position is a consumer
-// cursor (`replica-NODEID`), so journal retirement never passes it. The same listener answers
+// cursor (`replica-NODEID`), so journal retirement never passes it; one whose seq the retained
+// journal no longer continues is resynced from a snapshot first (resync-source.ts). A compaction's
+// new packs are shipped like any pack bytes (pack-removal.ts has the replica's side). The same listener answers
 // `replica check` (digests), repair (blobs by hash) and XFER (mailbox imports).
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import { decodeCbor } from '../index/codec.js';
@@ -334,7 +336,6 @@ class ReplicaSession {
   }
 
   private async round(): Promise<void> {
-    const control = this.primary.store.replication();
     const records = await this.readRecords();
     if (records.length === 0) return;
     // tails read after the records: they cover every blob the records name

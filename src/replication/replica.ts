@@ -4,7 +4,9 @@
 // the primary sends: pack bytes at the primary's offsets (fsynced), the journal records verbatim
 // (fsynced: its commit point), then the index through the same apply path (Writer
 // commitReplicated), and acknowledges the round's last seq. Clients may read; every write is
-// refused (READ_ONLY_REPLICA) until `promote`.
+// refused (READ_ONLY_REPLICA) until `promote`. A replica behind the primary's retained journal
+// is resynced from a snapshot (resync-sink.ts); packs a compaction removed on the primary are
+// removed here after the round that says so (pack-removal.ts).
 import { join } from 'node:path';
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
