@@ -114,6 +114,7 @@ describe('compaction on a replicated store', () => {
         expect((await compacting).packsRewritten.length).toBeGreaterThan(0);
         const replica = await Store.open(r, options); // the killed replica's recovery: every message it holds reads back
         try {
+          if (process.env.COMPACT_VERBOSE) console.log(`kill ${round}: replica at ${replica.changes.lastSeq}, compaction records ${before + 1}..${primaryStore.changes.lastSeq}, packs to remove noted: ${existsSync(join(r, PACKS_TO_REMOVE_FILE))}`);
           expect(replica.health.degraded).toBe(false);
           expect(await readsBack(replica, primaryStore)).toBeGreaterThan(0);
         } finally {
