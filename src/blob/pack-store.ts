@@ -532,7 +532,7 @@ export class PackStore {
     const partial = `${path}${PARTIAL_SUFFIX}`;
     await this.options.checkMounted(path);
     const handle = await this.fs.open(partial, 'createNew').catch((e) => { throw fromSystemError(e, 'creating pack', partial); });
-    const writer = new PackWriter(this.fs, this.dir, pack, path, partial, handle);
+    const writer = new PackWriter(this.fs, this.dir, pack, path, partial, handle, () => { this.packSetVersion++; });
     try {
       await writer.start(encodePackHeader(this.storeId, pack));
     } catch (error) {
@@ -584,6 +584,7 @@ export class PackStore {
     await this.readHandles.get(pack)?.close().catch(() => undefined);
     this.readHandles.delete(pack);
     const path = this.path(pack);
+    this.packSetVersion++;
     try {
       await this.fs.unlink(path);
     } catch (error) {
@@ -860,8 +861,10 @@ export class PackStore {
    */
   async durableTails(): Promise<Map<number, number>> {
     const tails = new Map<number, number>();
-    if (this.knownPacks === undefined || this.current !== this.knownCurrent) {
-      this.knownPacks = await this.listPacks(); // a new pack was started since
+    if (this.knownPacks === undefined || this.current !== this.knownCurrent || this.packSetVersion !== this.knownVersion) {
+      // a new pack was started, a compaction named a new pack or removed an old one since
+      this.knownVersion = this.packSetVersion;
+      this.knownPacks = await this.listPacks();
       this.knownCurrent = this.current;
       this.completeSizes.clear();
     }
@@ -869,9 +872,10 @@ export class PackStore {
       if (pack === this.current && this.writeHandle) tails.set(pack, this.tail);
       else if (pack < this.current && this.completeSizes.has(pack)) tails.set(pack, this.completeSizes.get(pack)!);
       else {
-        const size = (await this.fs.stat(this.path(pack))).size;
-        if (pack < this.current) this.completeSizes.set(pack, size); // older packs are never appended to again
-        tails.set(pack, size);
+        const stat = await this.fs.statIfExists(this.path(pack));
+        if (!stat) continue; // removed by a compaction while this ran: no record names it any more
+        if (pack < this.current) this.completeSizes.set(pack, stat.size); // older packs are never appended to again
+        tails.set(pack, stat.size);
       }
     }
     return tails;
@@ -879,6 +883,9 @@ export class PackStore {
 
   private knownPacks?: number[];
   private knownCurrent = 0;
+  /** Bumped when a side pack is named or a pack removed (durableTails lists the packs again). */
+  private packSetVersion = 0;
+  private knownVersion = 0;
   private readonly completeSizes = new Map<number, number>();
 
   /** Raw bytes of a pack (what a replica copies); short only at the end of the file. */
@@ -964,7 +971,11 @@ export class PackWriter {
 
   private named = false;
 
-  constructor(private readonly fs: FileSystem, private readonly dir: string, readonly pack: number, readonly path: string, private readonly partial: string, private readonly handle: FileHandle) {}
+  constructor(
+    private readonly fs: FileSystem, private readonly dir: string, readonly pack: number, readonly path: string, private readonly partial: string, private readonly handle: FileHandle,
+    /** Called once the pack has its name (replication lists the packs again: durableTails). */
+    private readonly onNamed: () => void = () => undefined,
+  ) {}
 
   async start(header: Buffer): Promise<void> {
     this.parts.push(header);
@@ -1003,6 +1014,7 @@ export class PackWriter {
       if (!this.named) {
         await this.fs.rename(this.partial, this.path);
         this.named = true;
+        this.onNamed();
       }
       await this.fs.syncDir(this.dir);
     } catch (error) {

@@ -6,6 +6,9 @@ import { extrasOf, recordExtras, type BlobRecord, type ChangeRecord, type Mailbo
 
 export const SEEN = '\\Seen';
 
+/** The meta name of the modseq offset. */
+export const MODSEQ_OFFSET_NAME = 'modseq/offset';
+
 export const meta = {
   appliedSeq: keys.meta('appliedSeq'),
   storeId: keys.meta('storeId'),
@@ -17,6 +20,8 @@ export const meta = {
   /** The highest pack number ever retired: new packs are numbered above it (a number is never reused). */
   highestRetiredPack: keys.meta('packs/highestRetired'),
   named: (name: string) => keys.meta(name),
+  /** Added to a record's seq to give its modseq (absent: 0); XFER's target raises it (modseqAt). */
+  modseqOffset: keys.meta(MODSEQ_OFFSET_NAME),
 };
 
 /** A problem found while applying (only possible in a degraded replay after journal damage). */
@@ -28,7 +33,35 @@ export type ApplyProblem = (message: string) => void;
  * promises and async frames of several awaits a message.
  */
 export function applyOpsNow(view: IndexView, seq: number, ops: Op[], problem: ApplyProblem): void {
-  for (const op of ops) applyOp(view, seq, op, problem);
+  // every apply function below takes the record's modseq: its seq, plus the offset an XFER raised
+  const modseq = modseqAt(view, seq);
+  for (const op of ops) applyOp(view, modseq, op, problem);
+}
+
+/** Each index's modseq offset, read once: it changes only through the ops applied here, which update it. */
+const modseqOffsets = new WeakMap<object, number>();
+
+/**
+ * The modseq of the record at `seq`: seq + the store's modseq offset (0 until an XFER brought in
+ * modseqs above this store's seqs: the target raises the offset past them before they land, so
+ * no later change gets a modseq below one a client already saw; xfer-target.ts).
+ */
+export function modseqAt(view: IndexView, seq: number): number {
+  let offset = modseqOffsets.get(view.db);
+  if (offset === undefined) {
+    offset = view.getNow<number>(meta.modseqOffset) ?? 0;
+    modseqOffsets.set(view.db, offset);
+  }
+  return seq + offset;
+}
+
+/** After a failed batch that may have set the offset: the next apply reads it from the index again. */
+export function forgetModseqOffset(db: object): void {
+  modseqOffsets.delete(db);
+}
+
+function noteMetaPut(view: IndexView, name: string, value: unknown): void {
+  if (name === MODSEQ_OFFSET_NAME) modseqOffsets.set(view.db, typeof value === 'number' ? value : 0);
 }
 
 function info(view: IndexView, id: Buffer, seq: number, problem: ApplyProblem): MailboxInfo | undefined {
@@ -128,8 +161,10 @@ function addMessage(view: IndexView, seq: number, op: OpOf<'message.add'>, probl
   const blob = view.getNow<BlobRecord>(blobKey);
   // a fresh copy of a known blob (its old one unused, not trusted: store.ts placeBlob) moves it there
   view.put(blobKey, blob && !op.fresh ? referenced(blob) : { p: op.pack, o: op.offset, l: op.size, r: (blob?.r ?? 0) + 1 } satisfies BlobRecord);
-  view.put(keys.message(op.id, op.uid), { h: op.hash, s: op.size, d: op.date, f: op.flags, m: seq, ...recordExtras(op) } satisfies MessageRecord);
-  view.put(keys.change(op.id, seq, op.uid), 0 satisfies ChangeRecord);
+  // XFER keeps the source's modseq (below this record's: the target raised its offset first)
+  const modseq = op.modseq ?? seq;
+  view.put(keys.message(op.id, op.uid), { h: op.hash, s: op.size, d: op.date, f: op.flags, m: modseq, ...recordExtras(op) } satisfies MessageRecord);
+  view.put(keys.change(op.id, modseq, op.uid), 0 satisfies ChangeRecord);
   view.put(keys.info(op.id), {
     ...box,
     uidNext: Math.max(box.uidNext, op.uid + 1),
@@ -239,6 +274,7 @@ function changeRetired(view: IndexView, add: number[], remove: number[]): void {
 function setMeta(view: IndexView, op: OpOf<'meta.set'>): void {
   if (op.value === null || op.value === undefined) view.del(keys.meta(op.key));
   else view.put(keys.meta(op.key), op.value);
+  noteMetaPut(view, op.key, op.value);
 }
 
 /**
@@ -270,7 +306,10 @@ function applyStateOp(view: IndexView, op: Op): void {
       for (const [hash, p, o, l, r, z] of op.blobs) view.put(keys.blob(hash), z === undefined ? { p, o, l, r } : { p, o, l, r, z } satisfies BlobRecord);
       return;
     case 'state.meta':
-      for (const [key, value] of op.entries) view.put(keys.meta(key), value);
+      for (const [key, value] of op.entries) {
+        view.put(keys.meta(key), value);
+        noteMetaPut(view, key, value);
+      }
       return;
   }
 }

@@ -2,6 +2,7 @@
 // and bring the index up to the journal (recovery.ts does the work). A read-only open writes
 // nothing: it serves a shadow of the index only when that index is current. Either way the
 // result is the store's parts, which the Store wraps with its Writer.
+import { finishResync, refuseHalfResync } from './resync.js';
 import { join } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
@@ -71,6 +72,9 @@ async function openReadWrite(root: string, options: StoreOptions): Promise<Store
   try {
     const checkMounted = mountCheck(fs, root, rootDev);
     const packs = opened.packs = await openPacks(fs, root, storeId, options, checkMounted);
+    // a replica's resync staged before a crash: swapped in whole (marker written), else discarded
+    const resynced = await finishResync(fs, root);
+    if (resynced !== undefined) health.findings.push(`a resync from the primary (snapshot seq ${resynced}) interrupted by a crash was finished`);
     const journal = opened.journal = await openJournal(fs, root, storeId, options, checkMounted);
     const db = await recoverIndex({ fs, root, storeId, packs, journal, health, opened }, options, stale);
     return { root, fs, identity, storeId, db, packs, journal, release, health, readOnly: false };
@@ -174,6 +178,7 @@ async function openReadOnly(root: string, options: StoreOptions): Promise<StoreP
   const identity = await verifyIdentity(fs, root);
   const storeId = storeIdBytes(identity);
   const { stale } = await checkNoWriter(fs, root, { waitMs: options.lockWaitMs, onWaiting: options.onLockWait });
+  await refuseHalfResync(fs, root);
   const indexPath = join(root, LAYOUT.index);
   const repairHint = 'a read-only open does not repair it: open the store read-write once (any writing command, as a user who may write it) and retry';
   if (!(await fs.statIfExists(indexPath))) throw new MailstoreError('REFUSED', `the index at ${indexPath} is missing; ${repairHint}`, { path: indexPath });

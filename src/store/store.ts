@@ -16,20 +16,21 @@
 import { randomUUID } from 'node:crypto';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Readable } from 'node:stream';
+import { join } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { hashBytes, hashHex } from '../hash/blake3.js';
-import type { IndexDb } from '../index/index-db.js';
+import { IndexDb } from '../index/index-db.js';
 import { keys, decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey } from '../keys/index-keys.js';
 import { SPACE } from '../keys/tuple.js';
 import type { BlobLocation, PackStore } from '../blob/pack-store.js';
 import type { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
-import { SEEN, meta } from './apply.js';
+import { SEEN, meta, modseqAt } from './apply.js';
 import type { StoreAdministration } from './administration.js';
 import { ChangeFeed } from './changes.js';
-import { initStore, type StoreIdentity } from './identity.js';
+import { LAYOUT, initStore, type StoreIdentity } from './identity.js';
 import { attachTier, flushTier, tierStatus, type TierFlushResult, type TierHost, type TierStatus } from './tier.js';
 import type { RemotePacks } from '../objstore/remote-packs.js';
 import { Maintenance, type MaintenanceHost, type StoreMaintenance } from './maintenance.js';
@@ -56,6 +57,7 @@ import { BackgroundCompactor } from './compactor.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { MailStore } from './api.js';
 import { Writer, type CommitChain, type Mutation, type PrepareContext, type ReplicatedBatch } from './writer.js';
+import { finishResync, stageResync, type StagedResync } from './resync.js';
 import { readOnlyReplicaError, readRole, unreplicatedError, writeRole, type ReplicationRole } from './role.js';
 
 /**
@@ -78,6 +80,11 @@ export interface StoreReplication {
   applyReplicated(batch: ReplicatedBatch): Promise<void>;
   /** admit: before a client change is queued (may refuse); afterDurable: WriterHooks.afterDurable. */
   setGate(gate: ReplicationGate | undefined): void;
+  /**
+   * A replica's resync (resync.ts): stages the primary's snapshot (already written to
+   * resync/snapshot) as a journal and an index, then swaps them in while nothing commits.
+   */
+  installResync(staged: StagedResync): Promise<void>;
   /** Commits one meta.set record (the epoch), whatever the role; returns its seq. */
   commitMeta(key: string, value: unknown): Promise<number>;
   /** Commits ops prepared by the caller against the batch's view (XFER's mailbox import). */
@@ -138,6 +145,8 @@ export class Store implements MailStore {
   private unreplicatedRefused = false;
   /** StoreReplication.committedSeq. */
   private committed: number;
+  /** A resync's swap is under way (installResync): the index is being replaced. */
+  private swapping = false;
   /** A write fence in force: changes from outside it wait for this. */
   private fence?: Promise<void>;
   /** The change log: committed journal records from a seq on, and the consumers' cursors (changes.ts). */
@@ -202,7 +211,7 @@ export class Store implements MailStore {
       if (!parts.readOnly && store.writableRole()) {
         await store.finishInterruptedDeletes();
         await store.finishInterruptedCompaction();
-        if (options.autoCompact && !store.replicationRole) store.startCompactor(options);
+        if (options.autoCompact) store.startCompactor(options); // a primary's compaction reaches its replicas (src/replication/pack-removal.ts)
       }
       await store.snapshots.init();
       store.snapshots.start();
@@ -271,10 +280,6 @@ export class Store implements MailStore {
     checkCompactOptions(options);
     this.live();
     if (!options.dryRun) this.writable();
-    if (this.replicationRole && !options.dryRun) {
-      // a compaction's new pack is written beside the batch path, so replication would not ship it
-      throw new MailstoreError('REFUSED', 'compaction is not run on a store with replication yet: its rewritten packs are not shipped to replicas (docs/FORMAT.md, "Replication")');
-    }
     while (this.compaction) await this.compaction.catch(() => undefined);
     return this.runCompaction(options);
   }
@@ -377,6 +382,7 @@ export class Store implements MailStore {
   private live(): void {
     if (this.closed) throw new MailstoreError('CLOSED', `the store at ${this.root} is closed`, { path: this.root });
     if (this.failure) throw this.failure;
+    if (this.swapping) throw new MailstoreError('UNAVAILABLE', `the replica at ${this.root} is swapping in a resync from its primary; retry in a moment`, { path: this.root });
   }
 
   /** Every change (and every maintenance write) enters the Writer here. */
@@ -421,6 +427,7 @@ export class Store implements MailStore {
         if (this.readOnly) this.writable();
         return this.writer.submitReplicated(batch);
       },
+      installResync: (staged) => this.installResync(staged),
       setGate: (gate) => {
         this.gate = gate;
         this.unreplicatedRefused = false; // a primary runs in this process: its gate decides from now on
@@ -444,6 +451,36 @@ export class Store implements MailStore {
         }
       },
     };
+  }
+
+  /** Stages and swaps in a resync (resync.ts) with the Writer idle and snapshots held off. */
+  private installResync(staged: StagedResync): Promise<void> {
+    this.live();
+    if (this.readOnly) this.writable();
+    return this.snapshots.pause(async () => {
+      await this.writer.drain();
+      await stageResync(this.fs, this.root, this.storeId, this.identity.storeId, staged, this.journal.segmentBytesMax);
+      // from here the marker makes the staged state the store's: reads wait out the swap (live())
+      this.swapping = true;
+      try {
+        await this.db.close();
+        await this.journal.close();
+        await finishResync(this.fs, this.root);
+        this.db = await IndexDb.open(join(this.root, LAYOUT.index), false);
+        this.writer.replaceIndex(this.db);
+        this.forgetMailboxes();
+        await this.packs.forgetReadHandles();
+        await this.journal.reload();
+        this.committed = this.journal.lastSeq;
+        this.changes.notify(this.committed);
+      } catch (error) {
+        // half swapped in this process; open finishes it (the marker is still there)
+        this.failure = new MailstoreError('CLOSED', `swapping in a resync failed (${(error as Error).message}); restart the replica: open finishes the swap`, { cause: error });
+        throw this.failure;
+      } finally {
+        this.swapping = false;
+      }
+    });
   }
 
   private readerHost(): ReaderHost {
@@ -782,7 +819,7 @@ export class Store implements MailStore {
         if (set.length === 0) return { ops: [], result: { modseq: box.highestModseq, updated: [], modified } };
         const ops: Op[] = [{ op: 'message.flags', id: box.id, set }];
         checkRecordSize(ops, `setting flags on ${set.length} messages`);
-        return { ops, result: { modseq: seq, updated: set.map(([u]) => u), modified } };
+        return { ops, result: { modseq: modseqAt(view, seq), updated: set.map(([u]) => u), modified } };
       },
     });
   }
@@ -798,7 +835,7 @@ export class Store implements MailStore {
         if (present.length === 0) return { ops: [], result: { expunged: [], modseq: box.highestModseq } };
         const ops: Op[] = [{ op: 'message.expunge', id: box.id, uids: present, at: Date.now() }];
         checkRecordSize(ops, `expunging ${present.length} messages`);
-        return { ops, result: { expunged: present, modseq: seq } };
+        return { ops, result: { expunged: present, modseq: modseqAt(view, seq) } };
       },
     });
   }

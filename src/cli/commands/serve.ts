@@ -103,7 +103,7 @@ function daemonStoreOptions(command: Command, hooks: ServiceHooks, logger: Logge
   return {
     ...lockWaitOptions(command),
     onCommit: hooks.onCommit,
-    autoCompact: true, // Store.open skips it on a replicated store
+    autoCompact: true, // Store.open starts it on a primary or standalone store (a replica follows its primary's compactions)
     autoSnapshot: true,
     onBackgroundError: (error) => {
       hooks.metrics.failed(error);
