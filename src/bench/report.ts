@@ -391,7 +391,8 @@ export function renderReport(data: RunData, rawFile: string, charts: ChartRef[] 
   const errors = data.results.filter((r) => r.error);
   out.push('### What could not run\n');
   if (errors.length === 0) out.push('Everything ran.\n');
-  else for (const r of errors) out.push(`- ${r.corpus} / ${r.peer} / ${r.measurement}: ${cell(r.error!)}`);
+  // each round repeats a peer's refusal; say it once
+  else for (const line of new Set(errors.map((r) => `- ${r.corpus} / ${r.peer} / ${r.measurement}: ${cell(r.error!)}`))) out.push(line);
   out.push('');
 
   out.push('### Exact commands\n');
