@@ -76,9 +76,10 @@ async function appendAll(client: Client, mailbox: string, bodies: Buffer[]): Pro
 
 /** P worker processes: each says "ready" once connected and loaded, all get "go" at once. */
 async function inProcesses(socket: string, boxes: string[], list: string, messages: number): Promise<{ results: WorkerResult[]; seconds: number }> {
-  const per = Math.floor(messages / boxes.length);
+  // every message once, as the library's writers share them (slices differ by one at most)
+  const slice = (w: number) => Math.floor((w * messages) / boxes.length);
   const workers = boxes.map((mailbox, w) => {
-    const child = spawn(process.execPath, [process.argv[1]!, '--worker', '--socket', socket, '--mailbox', mailbox, '--list', list, '--from', String(w * per), '--to', String((w + 1) * per)],
+    const child = spawn(process.execPath, [process.argv[1]!, '--worker', '--socket', socket, '--mailbox', mailbox, '--list', list, '--from', String(slice(w)), '--to', String(slice(w + 1))],
       { stdio: ['pipe', 'pipe', 'inherit'] });
     const lines = createInterface({ input: child.stdout! });
     const ready = new Promise<void>((resolve, reject) => {
