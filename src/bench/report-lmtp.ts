@@ -90,7 +90,8 @@ function rssSection(out: string[], push: (goal: Goal) => void, main: TaggedResul
   out.push(`${n.toLocaleString('en-US')} deliveries over ${run.connections ?? '?'} LMTP connections in ${fixed(run.seconds ?? 0, 1)} s (${fixed(msgRate(run) ?? 0, 0)} messages/s), each with a Received: header of its own (no two alike, so nothing deduplicates), the corpus's smaller messages over and over. VmRSS of the \`mailstore serve\` process, sampled every 250 ms (RssAnon in brackets):\n`);
   const step = Math.ceil(samples.length / 12);
   const shown = samples.filter((_, i) => i % step === 0 || i === samples.length - 1);
-  out.push(`| s | ${shown.map(([t]) => fixed(t, 0)).join(' | ')} |`);
+  const end = samples[samples.length - 1]?.[0] ?? 0;
+  out.push(`| s | ${shown.map(([t]) => fixed(t, end < 100 ? 1 : 0)).join(' | ')} |`);
   out.push(`|---|${shown.map(() => '---').join('|')}|`);
   out.push(`| MiB | ${shown.map(([, rss, anon]) => `${fixed(rss / MiB, 0)} (${fixed(anon / MiB, 0)})`).join(' | ')} |\n`);
   const scale = n >= 1_000_000 ? '1M deliveries' : `${n.toLocaleString('en-US')} deliveries; 1M only with --scale`;
