@@ -23,6 +23,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { progress, round } from '../../src/bench/common.js';
 import { Bench, LATER_ROUND_PEERS, LATER_ROUND_PEER_ENV, STEPS, corpusInfo, inRounds, machine, mboxFloor, peers, run, sh, storeMeasurements, writerMeasurements, type Step } from '../../src/bench/engine.js';
+import { lmtpMeasurements } from '../../src/bench/lmtp-steps.js';
 import { ensurePeers, missingPeersText, peerEnvironment } from '../../src/bench/peer-check.js';
 import type { CorpusInfo, RunData } from '../../src/bench/report.js';
 import { writeBenchmarksSection } from '../../src/bench/write.js';
@@ -227,7 +228,7 @@ function chartsDirFor(out: string): string {
 
 /** Whether this run would start a peer (run.sh, or b3sum for the scale floor). */
 function usesPeers(options: Options): boolean {
-  return !options.only || ['peers', 'spam', 'scale'].some((step) => options.only!.has(step as Step));
+  return !options.only || ['peers', 'spam', 'scale', 'lmtp'].some((step) => options.only!.has(step as Step));
 }
 
 /**
@@ -277,6 +278,7 @@ async function main(): Promise<void> {
     }
     await fail('main', () => storeMeasurements(bench, main, work));
     await fail('main', () => writerMeasurements(bench, main, work));
+    await fail('main', () => lmtpMeasurements(bench, main, work));
     if (bench.wanted('acl')) await fail('main', () => aclMeasurement(bench, options, 'main', work));
     if (bench.wanted('spam')) {
       await fail('spamassassin', async () => {
