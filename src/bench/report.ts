@@ -2,6 +2,7 @@
 // table per measurement with mailstore, every peer (or why it could not run) and the ratio, and each
 // goal of issue 6 with pass/miss. Only the text between the bench:results markers is replaced.
 import type { BenchResult } from './common.js';
+import { replicationSection } from './report-replication.js';
 
 export const START_MARKER = '<!-- bench:results:start -->';
 export const END_MARKER = '<!-- bench:results:end -->';
@@ -63,7 +64,7 @@ export interface RunData {
 
 const MiB = 1024 * 1024;
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
-function num(n: number | undefined, digits = 2): string {
+export function num(n: number | undefined, digits = 2): string {
   if (n === undefined || !Number.isFinite(n)) return '';
   if (Math.abs(n) >= 1000) return int(n);
   if (Math.abs(n) >= 100) return n.toFixed(0);
@@ -77,7 +78,7 @@ const ratioText = (x: number | undefined) => (x === undefined || !Number.isFinit
 
 interface Column { title: string; value: (r: TaggedResult) => string }
 
-const COLUMNS = {
+export const COLUMNS = {
   messages: { title: 'messages', value: (r: TaggedResult) => (r.messages === undefined ? '' : int(r.messages)) },
   mb: { title: 'MB', value: (r: TaggedResult) => (r.bytes === undefined ? '' : num(r.bytes / 1e6, 1)) },
   seconds: { title: 's', value: (r: TaggedResult) => (r.seconds === undefined ? '' : num(r.seconds, 3)) },
@@ -89,7 +90,7 @@ const COLUMNS = {
 } satisfies Record<string, Column>;
 
 /** A table of the rows named by `order` (peer or peer:measurement), with the ratio of `base` to each. */
-function table(results: TaggedResult[], order: string[], columns: Column[], ratio?: { base: string; rate: (r: BenchResult) => number | undefined; title: string; inverse?: boolean }): string {
+export function table(results: TaggedResult[], order: string[], columns: Column[], ratio?: { base: string; rate: (r: BenchResult) => number | undefined; title: string; inverse?: boolean }): string {
   const pick = (key: string) => {
     const [peer, measurement] = key.split(':');
     return results.filter((r) => r.peer === peer && (measurement === undefined || r.measurement === measurement));
@@ -118,7 +119,7 @@ function table(results: TaggedResult[], order: string[], columns: Column[], rati
 
 export interface Goal { text: string; measured: string; pass: boolean | undefined }
 
-function goalLine(goal: Goal): string {
+export function goalLine(goal: Goal): string {
   const verdict = goal.pass === undefined ? '**not measured**' : goal.pass ? '**pass**' : '**MISS**';
   return `Goal: ${goal.text} — measured ${goal.measured || 'n/a'} → ${verdict}\n`;
 }
@@ -382,6 +383,8 @@ export function renderReport(data: RunData, rawFile: string, charts: ChartRef[] 
     out.push(table(spam, ['mailstore:space', 'dovecot-mdbox:space', 'dovecot-maildir:space', 'git:space', 'git-packed:space'],
       [COLUMNS.messages, { title: 'disk bytes', value: (r) => int(r.disk_bytes as number) }, { title: 'disk ÷ message bytes', value: (r) => num(r.ratio as number, 3) }, { title: 'dedup ratio', value: (r) => num(r.dedup_ratio as number | undefined, 3) }]));
   }
+
+  if (!corpusRun) replicationSection(out, goals, data);
 
   out.push('### Goals\n');
   out.push('| goal | measured | verdict |\n|---|---|---|');

@@ -26,6 +26,7 @@ import { Bench, LATER_ROUND_PEERS, LATER_ROUND_PEER_ENV, STEPS, corpusInfo, inRo
 import { ensurePeers, missingPeersText, peerEnvironment } from '../../src/bench/peer-check.js';
 import type { CorpusInfo, RunData } from '../../src/bench/report.js';
 import { writeBenchmarksSection } from '../../src/bench/write.js';
+import { replicationMeasurements } from '../../src/bench/replication.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const BENCH = join(ROOT, '.bench');
@@ -227,7 +228,7 @@ function chartsDirFor(out: string): string {
 
 /** Whether this run would start a peer (run.sh, or b3sum for the scale floor). */
 function usesPeers(options: Options): boolean {
-  return !options.only || ['peers', 'spam', 'scale'].some((step) => options.only!.has(step as Step));
+  return !options.only || ['peers', 'spam', 'scale', 'replication'].some((step) => options.only!.has(step as Step));
 }
 
 /**
@@ -278,6 +279,7 @@ async function main(): Promise<void> {
     await fail('main', () => storeMeasurements(bench, main, work));
     await fail('main', () => writerMeasurements(bench, main, work));
     if (bench.wanted('acl')) await fail('main', () => aclMeasurement(bench, options, 'main', work));
+    if (bench.wanted('replication')) await fail('main', () => replicationMeasurements(bench, main, work, { scaleCorpus: () => prepareMboxCorpus(`scale-${options.quick ? 10_000 : 1_000_000}`, options.quick ? 10_000 : 1_000_000, options.seed) }));
     if (bench.wanted('spam')) {
       await fail('spamassassin', async () => {
         if (!later) spam = await prepareSpam(bench);
