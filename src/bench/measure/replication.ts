@@ -282,7 +282,7 @@ async function check(replicaDir: string, address: string, messages: number): Pro
   emit({
     peer: 'mailstore', measurement: 'replica-check', messages, seconds: round(seconds), peak_rss_bytes: kib * 1024, primary_peak_rss_bytes: await peakRssOf(process.pid),
     note: '`mailstore replica check --json` on the stopped replica (its own process, store open included; /usr/bin/time: wall and peak RSS), ' +
-      'the primary answering digests from the bench process (its VmHWM, reset just before: primary_peak_rss_bytes); 0 differences',
+      'the primary answering digests from the bench process (primary_peak_rss_bytes: its VmHWM after a reset to the RSS it had, so an upper bound that includes the import before); 0 differences',
   });
 }
 
