@@ -3,6 +3,7 @@
 // goal of issue 6 with pass/miss. Only the text between the bench:results markers is replaced.
 import type { BenchResult } from './common.js';
 import { lmtpSection } from './report-lmtp.js';
+import { replicationSection } from './report-replication.js';
 
 export const START_MARKER = '<!-- bench:results:start -->';
 export const END_MARKER = '<!-- bench:results:end -->';
@@ -64,7 +65,7 @@ export interface RunData {
 
 const MiB = 1024 * 1024;
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
-function num(n: number | undefined, digits = 2): string {
+export function num(n: number | undefined, digits = 2): string {
   if (n === undefined || !Number.isFinite(n)) return '';
   if (Math.abs(n) >= 1000) return int(n);
   if (Math.abs(n) >= 100) return n.toFixed(0);
@@ -385,6 +386,7 @@ export function renderReport(data: RunData, rawFile: string, charts: ChartRef[] 
   }
 
   lmtpSection(out, goals, data);
+  if (!corpusRun) replicationSection(out, goals, data);
 
   out.push('### Goals\n');
   out.push('| goal | measured | verdict |\n|---|---|---|');

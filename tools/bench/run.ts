@@ -27,6 +27,7 @@ import { lmtpMeasurements } from '../../src/bench/lmtp-steps.js';
 import { ensurePeers, missingPeersText, peerEnvironment } from '../../src/bench/peer-check.js';
 import type { CorpusInfo, RunData } from '../../src/bench/report.js';
 import { writeBenchmarksSection } from '../../src/bench/write.js';
+import { replicationMeasurements } from '../../src/bench/replication.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const BENCH = join(ROOT, '.bench');
@@ -228,7 +229,7 @@ function chartsDirFor(out: string): string {
 
 /** Whether this run would start a peer (run.sh, or b3sum for the scale floor). */
 function usesPeers(options: Options): boolean {
-  return !options.only || ['peers', 'spam', 'scale', 'lmtp'].some((step) => options.only!.has(step as Step));
+  return !options.only || ['peers', 'spam', 'scale', 'lmtp', 'replication'].some((step) => options.only!.has(step as Step));
 }
 
 /**
@@ -280,6 +281,7 @@ async function main(): Promise<void> {
     await fail('main', () => writerMeasurements(bench, main, work));
     await fail('main', () => lmtpMeasurements(bench, main, work));
     if (bench.wanted('acl')) await fail('main', () => aclMeasurement(bench, options, 'main', work));
+    if (bench.wanted('replication')) await fail('main', () => replicationMeasurements(bench, main, work, { scaleCorpus: () => prepareMboxCorpus(`scale-${options.quick ? 10_000 : 1_000_000}`, options.quick ? 10_000 : 1_000_000, options.seed) }));
     if (bench.wanted('spam')) {
       await fail('spamassassin', async () => {
         if (!later) spam = await prepareSpam(bench);
