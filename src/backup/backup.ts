@@ -135,7 +135,7 @@ async function copyBlobs(source: BackupSource, repo: Repository, known: Map<stri
     const records = await Promise.all(chunk.map(async (blob) => {
       const bytes = await fetchNamed(source, blob);
       const id = blobIdOf(blob.hash, repo.keys);
-      return { id, parts: await encodeRecord(id, bytes, repo.keys), size: bytes.length };
+      return { id, parts: await encodeRecord(id, bytes, repo.keys, repo.codec), size: bytes.length };
     }));
     for (const record of records) {
       writer.add(record.id, record.parts);

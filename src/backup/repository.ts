@@ -13,7 +13,7 @@ import { ensureDir, writeFileDurable } from '../fs/durable.js';
 import { backupLimits } from '../limits.js';
 import type { Op } from '../store/records.js';
 import { newEncryptionParams, openKeys, type EncryptionParams, type RepositoryKeys } from './crypto.js';
-import { FORMAT_VERSION, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type FileKind } from './format.js';
+import { REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
 
 export const REPO_LAYOUT = { config: 'config', data: 'data', index: 'index', snapshots: 'snapshots', locks: 'locks' } as const;
 const REPO_FORMAT = 'mailstore-backup';
@@ -91,6 +91,11 @@ export class Repository {
       throw new MailstoreError('INVALID', `the backup repository at ${dir} is not encrypted; leave out --key-file`, { path: dir });
     }
     return new Repository(fs, dir, config, keys);
+  }
+
+  /** How new blobs are compressed: deflate in a version-1 repository (older mailstore reads it), Brotli from version 2. */
+  get codec(): BlobCodec {
+    return this.config.version >= 2 ? 'brotli' : 'deflate';
   }
 
   path(area: keyof typeof REPO_LAYOUT, name = ''): string {
@@ -276,7 +281,9 @@ async function readConfig(fs: FileSystem, dir: string): Promise<RepoConfig | und
   }
   const config = JSON.parse(m[1]) as RepoConfig;
   if (config.format !== REPO_FORMAT) throw new MailstoreError('INVALID', `${dir} is not a mailstore backup repository`, { path });
-  if (config.version !== FORMAT_VERSION) throw new MailstoreError('INVALID', `${path}: repository version ${config.version} is not supported`, { path });
+  if (!(REPO_VERSIONS as readonly number[]).includes(config.version)) {
+    throw new MailstoreError('INVALID', `${path}: repository version ${config.version} is not supported by this mailstore (it reads versions ${REPO_VERSIONS.join(' and ')}); use a newer mailstore`, { path });
+  }
   return config;
 }
 
@@ -293,7 +300,7 @@ async function initRepository(fs: FileSystem, dir: string, secret: Buffer | unde
     }
   }
   const encryption = secret ? newEncryptionParams(secret) : undefined;
-  const config: RepoConfig = { format: REPO_FORMAT, version: FORMAT_VERSION, id: randomUUID(), created: new Date().toISOString() };
+  const config: RepoConfig = { format: REPO_FORMAT, version: REPO_VERSION_NEW, id: randomUUID(), created: new Date().toISOString() };
   if (encryption) config.encryption = encryption.params;
   try {
     if (!stat) { await fs.mkdir(dir); }
