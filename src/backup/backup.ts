@@ -9,7 +9,8 @@ import { formatMailboxName } from '../store/validate.js';
 import type { StateSnapshot } from '../store/checkpoint.js';
 import type { Op } from '../store/records.js';
 import { blobIdOf } from './crypto.js';
-import { DATA_HEADER_BYTES, FORMAT_VERSION, encodeDataHeader, encodeRecord } from './format.js';
+import { CompressPool } from './compress-pool.js';
+import { DATA_HEADER_BYTES, FORMAT_VERSION, encodeDataHeader, sealRecord } from './format.js';
 import { addToIndex, lockRepository, type BlobEntry, type IndexFile, type Repository, type SnapshotCounts, type SnapshotFile } from './repository.js';
 
 /** What a backup needs of a store: the Store itself, or later the daemon's client. */
@@ -126,34 +127,43 @@ async function readState(source: BackupSource): Promise<StateRead> {
 }
 
 /**
- * Reads, compresses, seals and writes the missing blobs; returns the bytes read. A window of
- * blobsInFlight blobs is always being compressed on the thread pool (both cores busy) while the
- * main thread reads the next ones and a finished data file is written in the background.
+ * Reads, compresses, seals and writes the missing blobs; returns the bytes read. Blobs go to the
+ * compression workers in batches, batchesInFlight batches at once, so every core compresses while
+ * the main thread reads the next blobs, seals finished ones, and a full data file is written in
+ * the background (compress-pool.ts says why not zlib's own async calls).
  */
 async function copyBlobs(source: BackupSource, repo: Repository, known: Map<string, BlobEntry[]>, missing: NeededBlob[], options: BackupOptions): Promise<number> {
+  if (missing.length === 0) return 0;
   const writer = new DataFileWriter(repo, known);
-  const encode = async (blob: NeededBlob) => {
-    const bytes = await fetchNamed(source, blob);
-    const id = blobIdOf(blob.hash, repo.keys);
-    return { id, parts: await encodeRecord(id, bytes, repo.keys, repo.codec), size: bytes.length };
-  };
-  const window: Promise<Awaited<ReturnType<typeof encode>>>[] = [];
+  const pool = new CompressPool(repo.codec);
+  const window: Promise<{ blobs: NeededBlob[]; bytes: Buffer[]; compressed: Buffer[] }>[] = [];
   let next = 0;
   const start = () => {
-    const pending = encode(missing[next++]!);
+    const blobs: NeededBlob[] = [];
+    let size = 0;
+    while (next < missing.length && blobs.length < backupLimits.compressBatchBlobs && size < backupLimits.compressBatchBytes) {
+      size += missing[next]!.size;
+      blobs.push(missing[next++]!);
+    }
+    const pending = Promise.all(blobs.map((blob) => fetchNamed(source, blob)))
+      .then(async (bytes) => ({ blobs, bytes, compressed: await pool.compress(bytes) }));
     pending.catch(() => undefined); // handled when its turn comes; a failure must not crash the process before then
     window.push(pending);
   };
   let bytesRead = 0;
   let done = 0;
   try {
-    while (next < missing.length && window.length < backupLimits.blobsInFlight) start();
+    while (next < missing.length && window.length < backupLimits.batchesInFlight) start();
     while (window.length > 0) {
-      const record = await window.shift()!;
+      const batch = await window.shift()!;
       if (next < missing.length) start();
-      writer.add(record.id, record.parts);
-      bytesRead += record.size;
-      if (++done % 64 === 0) options.onProgress?.(done, bytesRead);
+      batch.blobs.forEach((blob, i) => {
+        const id = blobIdOf(blob.hash, repo.keys);
+        writer.add(id, sealRecord(id, batch.bytes[i]!, batch.compressed[i]!, repo.codec, repo.keys));
+        bytesRead += batch.bytes[i]!.length;
+      });
+      done += batch.blobs.length;
+      options.onProgress?.(done, bytesRead);
       if (writer.bytes >= backupLimits.packBytesTarget) await writer.flush(false);
     }
     await writer.flush(true);
@@ -161,8 +171,8 @@ async function copyBlobs(source: BackupSource, repo: Repository, known: Map<stri
     // a failed run: nothing is left running behind it (the files written so far are reused next time)
     await Promise.allSettled(window);
     await writer.settled();
+    await pool.close();
   }
-  options.onProgress?.(done, bytesRead);
   return bytesRead;
 }
 

@@ -108,14 +108,18 @@ export function checkDataHeader(bytes: Buffer, path: string): void {
  * flag 2 Brotli; sealed with the blob id as associated data when encrypted).
  */
 export async function encodeRecord(id: Buffer, bytes: Buffer, keys: RepositoryKeys | undefined, codec: BlobCodec = 'brotli'): Promise<Buffer[]> {
-  const compressed = await compress(bytes, codec);
-  const compressIt = compressed.length <= bytes.length * (1 - backupLimits.compressSavingMin);
-  const body = compressIt ? compressed : bytes;
+  return sealRecord(id, bytes, await compress(bytes, codec), codec, keys);
+}
+
+/** The record of a blob whose compressed bytes are known (a compression worker made them). */
+export function sealRecord(id: Buffer, bytes: Buffer, compressed: Buffer, codec: BlobCodec, keys: RepositoryKeys | undefined): Buffer[] {
+  const worth = compressed.length <= bytes.length * (1 - backupLimits.compressSavingMin);
+  const body = worth ? compressed : bytes;
   const stored = keys ? seal(keys, body, id) : body;
   const header = Buffer.alloc(RECORD_HEADER_BYTES);
   RECORD_MAGIC.copy(header, 0);
   id.copy(header, 4);
-  header[36] = !compressIt ? 0 : codec === 'brotli' ? FLAG_BROTLI : FLAG_DEFLATED;
+  header[36] = !worth ? 0 : codec === 'brotli' ? FLAG_BROTLI : FLAG_DEFLATED;
   header.writeUInt32BE(stored.length, 40);
   header.writeUInt32BE(crc32(header.subarray(0, 44)), 44);
   return [header, stored];
@@ -124,8 +128,9 @@ export async function encodeRecord(id: Buffer, bytes: Buffer, keys: RepositoryKe
 /**
  * On the thread pool (several blobs at once, so both cores work), into one output chunk: the
  * 16 KiB default makes a round trip to the main thread per chunk (measured ~7 % more CPU).
- * Brotli quality 1 compresses mail about as small as deflate level 1 at ~5x its speed
- * (measured on the bench corpus, docs/BACKUP.md "Compression").
+ * Brotli quality 0 compresses mail about as small as deflate level 1 at ~4-5x its speed
+ * (measured on the bench corpus, docs/BACKUP.md "Compression"). A backup compresses on worker
+ * threads (compress-pool.ts); this is for single blobs.
  */
 function compress(bytes: Buffer, codec: BlobCodec): Promise<Buffer> {
   const chunkSize = Math.max(64 * 1024, bytes.length + 1024);
@@ -134,6 +139,7 @@ function compress(bytes: Buffer, codec: BlobCodec): Promise<Buffer> {
     chunkSize,
     params: {
       [zlibConstants.BROTLI_PARAM_QUALITY]: backupLimits.brotliQuality,
+      [zlibConstants.BROTLI_PARAM_LGWIN]: backupLimits.brotliWindowBits,
       [zlibConstants.BROTLI_PARAM_SIZE_HINT]: bytes.length,
       [zlibConstants.BROTLI_PARAM_MODE]: zlibConstants.BROTLI_MODE_TEXT,
     },
