@@ -364,6 +364,8 @@ export const backupLimits = {
   restoreBatchBytes: 8 * 1024 * 1024,
   /** Restore into a live store appends this many messages a batch (one journal record each). */
   restoreAppendMessages: 256,
+  /** ...and at most about this many message bytes (a batch through the daemon is one call). */
+  restoreAppendBytes: 8 * 1024 * 1024,
   /** Open read handles on data files kept by a restore or check (closed least recently used first). */
   openDataFilesMax: 64,
 } as const;
