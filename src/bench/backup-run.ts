@@ -24,5 +24,6 @@ export async function backupMeasurements(bench: Bench, corpus: CorpusInfo, work:
     if (lines.length === 0) bench.add(corpus.name, { peer: 'restic', measurement: 'backup-full', error: `restic.sh exited ${ran.code} with no output` });
     for (const line of lines) bench.add(corpus.name, { ...line, command: shown });
   }
+  await bench.child(corpus.name, 'backup', ['--floor', '--dir', dir], { peer: 'floor-compress', measurement: 'backup-full' });
   await bench.child(corpus.name, 'backup', ['--run', '--dir', dir, '--cli', bench.paths.cli, '--mailbox', BACKUP_ONE_MAILBOX], { peer: 'mailstore', measurement: 'backup-full' });
 }
