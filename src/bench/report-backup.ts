@@ -4,7 +4,7 @@
 import type { BenchResult } from './common.js';
 import { firstRound, median, roundOf, type Goal, type TaggedResult } from './report.js';
 
-const MEASUREMENTS = ['backup-full', 'backup-incremental', 'restore', 'restore-mailbox', 'repository'] as const;
+const MEASUREMENTS = ['backup-full', 'backup-incremental', 'backup-unchanged', 'restore', 'restore-mailbox', 'repository'] as const;
 
 const fmt = (n: number | undefined, digits = 2) => (n === undefined || !Number.isFinite(n) ? '' : Math.abs(n) >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(digits));
 const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
@@ -69,8 +69,7 @@ export function backupSection(out: string[], goals: Goal[], all: TaggedResult[])
     }
   }
   out.push('');
-  const floor = backupFloorText(all);
-  if (floor) out.push(`${floor}\n`);
+  for (const text of [backupFloorText(all), incrementalFloorText(all)]) if (text) out.push(`${text}\n`);
   for (const goal of backupGoals(all)) {
     goals.push(goal);
     out.push(`Goal: ${goal.text} — measured ${goal.measured || 'n/a'} → ${goal.pass === undefined ? '**not measured**' : goal.pass ? '**pass**' : '**MISS**'}\n`);
@@ -89,4 +88,15 @@ export function backupFloorText(all: TaggedResult[]): string | undefined {
   if (shares.pass === undefined) return undefined;
   return `Floor: compressing the corpus alone on this machine's cores takes ${shares.measured} of restic's full backup; ` +
     (shares.pass ? 'a full backup at half restic\'s time is within reach of the codec.' : 'so no backup that compresses this well can take half of restic\'s time here (the 2× goal is out of reach with Node\'s codecs; storing less compressed would break the repository-size goal).');
+}
+
+/** The fixed cost of an incremental run (a backup with nothing new) against the full backup. */
+export function incrementalFloorText(all: TaggedResult[]): string | undefined {
+  const share = roundGoal(all, 'fixed', (rs) => {
+    const u = pick(rs, 'mailstore', 'backup-unchanged'), f = pick(rs, 'mailstore', 'backup-full');
+    return u?.seconds && f?.seconds ? { x: f.seconds / u.seconds, show: `${fmt(u.seconds)} s with nothing new vs full ${fmt(f.seconds)} s` } : undefined;
+  }, (x) => x >= 10);
+  if (share.pass === undefined) return undefined;
+  return `Floor: a backup with nothing new (process start, store open, reading the whole state, writing the snapshot file) is ${share.measured} faster than the full one; ` +
+    (share.pass ? 'the incremental goal is within reach of it.' : 'an incremental run cannot be 10× faster than the full one here before it copies anything.');
 }

@@ -1,7 +1,7 @@
 // The backup section of the bench report: goal rows are medians of the rounds with their spread
 // and verdicts on the median; the floor line says whether compression alone rules out 2x restic.
 import { describe, expect, it } from 'vitest';
-import { backupFloorText, backupGoals, backupSection } from '../../src/bench/report-backup.js';
+import { backupFloorText, backupGoals, backupSection, incrementalFloorText } from '../../src/bench/report-backup.js';
 import type { Goal, TaggedResult } from '../../src/bench/report.js';
 
 function round(n: number, ours: number, restic: number, incremental: number, read: number, floor: number): TaggedResult[] {
@@ -12,6 +12,7 @@ function round(n: number, ours: number, restic: number, incremental: number, rea
     r('floor-compress', 'backup-full', { messages: 100, bytes: 1e6, seconds: floor }),
     r('mailstore', 'backup-full', { messages: 100, bytes: 1e6, seconds: ours }),
     r('mailstore', 'backup-incremental', { messages: 100, seconds: incremental }),
+    r('mailstore', 'backup-unchanged', { messages: 100, seconds: incremental / 2 }),
     r('mailstore', 'restore-mailbox', { messages: 5, bytes_read: read, mailbox_bytes: 50_000 }),
     r('mailstore', 'repository', { repo_bytes: 700_000 }),
   ];
@@ -42,6 +43,8 @@ describe('backup report', () => {
   it('the floor line: compression alone above half of restic rules 2x out; the section lists every row and adds four goals', () => {
     expect(backupFloorText(round(1, 3, 2, 1, 1, 1.5))).toMatch(/0\.75× .*out of reach/);
     expect(backupFloorText(round(1, 3, 2, 1, 1, 0.5))).toMatch(/within reach/);
+    expect(incrementalFloorText(round(1, 3, 2, 1, 1, 0.5))).toMatch(/6\.00× .*cannot be 10× faster/);
+    expect(incrementalFloorText(round(1, 3, 2, 0.2, 1, 0.5))).toMatch(/30\.00× .*within reach/);
     const out: string[] = [];
     const goals: Goal[] = [];
     backupSection(out, goals, round(1, 3, 2, 1, 1, 1.5));

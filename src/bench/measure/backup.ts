@@ -175,6 +175,10 @@ async function runAll(): Promise<void> {
     note: `${note}; after ${prepared.deliveries} deliveries and ${prepared.expunge.length} expunges; bytes = message bytes read from the store (${incremental.summary.newBlobs} new blobs)`,
   });
 
+  // the fixed part of every incremental run (start, store open, the whole state read, the snapshot file): nothing new to copy
+  const unchanged = await cli<BackupJson>(['--store', store, 'backup', '--repo', repo, ...keyArgs]);
+  line('backup-unchanged', { messages: unchanged.summary.messages, seconds: unchanged.seconds, blobs_new: unchanged.summary.newBlobs, note: `${note}; a third backup with nothing changed: the fixed cost of an incremental run (process start, store open, the state read, the snapshot file)` });
+
   const whole = await cli<RestoreJson>(['restore', '--repo', repo, ...keyArgs, '--to', restored]);
   line('restore', { messages: whole.summary.messages, bytes: whole.summary.bytes, seconds: whole.seconds, bytes_read: whole.summary.bytesRead, note: `${note}; the latest snapshot into a new store` });
 
