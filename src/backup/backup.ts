@@ -217,7 +217,7 @@ class DataFileWriter {
   async flush(wait: boolean): Promise<void> {
     await this.writing; // the previous file's failure stops the run here
     if (this.blobs.length > 0) {
-      const data = Buffer.concat(this.parts, this.bytes);
+      const data = this.parts;
       const index: IndexFile = { files: [{ file: '', blobs: this.blobs }] };
       this.parts = [];
       this.blobs = [];
@@ -233,8 +233,8 @@ class DataFileWriter {
     await this.writing.catch(() => undefined);
   }
 
-  private async write(data: Buffer, index: IndexFile): Promise<void> {
-    index.files[0]!.file = await this.repo.writeContent('data', data);
+  private async write(data: Buffer[], index: IndexFile): Promise<void> {
+    index.files[0]!.file = await this.repo.writeData(data);
     await this.repo.writeIndex(index);
     addToIndex(this.known, index);
   }

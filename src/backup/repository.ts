@@ -11,6 +11,7 @@ import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js'
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { ensureDir, writeFileDurable } from '../fs/durable.js';
 import { backupLimits } from '../limits.js';
+import { createHasher } from '../hash/blake3.js';
 import type { Op } from '../store/records.js';
 import { newEncryptionParams, openKeys, type EncryptionParams, type RepositoryKeys } from './crypto.js';
 import { REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
@@ -127,6 +128,26 @@ export class Repository {
       throw fromSystemError(error, 'writing the backup file', path);
     }
     this.bytesWritten += bytes.length;
+    return name;
+  }
+
+  /**
+   * A data file from its parts (header and records), hashed and written part by part: a 16 MiB
+   * Buffer.concat per data file was a tenth of a backup's main-thread time, with the garbage it made.
+   */
+  async writeData(parts: Buffer[]): Promise<string> {
+    const hasher = await createHasher();
+    let length = 0;
+    for (const part of parts) { hasher.update(part); length += part.length; }
+    const name = hasher.digest().toString('hex');
+    const path = this.path('data', name);
+    if (await this.fs.statIfExists(path)) return name;
+    try {
+      await writeFileDurable(this.fs, path, parts);
+    } catch (error) {
+      throw fromSystemError(error, 'writing the backup file', path);
+    }
+    this.bytesWritten += length;
     return name;
   }
 
