@@ -43,7 +43,7 @@ parentPort.on('message', ({ id, codec, level, quality, window, data, lengths }) 
 
 interface Pending { resolve(out: Buffer[]): void; reject(error: Error): void }
 
-interface Slot { worker: Worker; busy: number; pending: Map<number, Pending> }
+interface Slot { worker: Worker; busy: number; pending: Map<number, Pending>; dead?: Error }
 
 export class CompressPool {
   private readonly slots: Slot[] = [];
@@ -69,7 +69,9 @@ export class CompressPool {
 
   /** The compressed bytes of each blob, in order (the least busy worker takes the batch). */
   compress(list: Buffer[]): Promise<Buffer[]> {
-    const slot = this.slots.reduce((a, b) => (b.busy < a.busy ? b : a));
+    const live = this.slots.filter((s) => !s.dead);
+    if (live.length === 0) return Promise.reject(this.slots[0]?.dead ?? new Error('no compression worker'));
+    const slot = live.reduce((a, b) => (b.busy < a.busy ? b : a));
     const id = this.nextId++;
     const lengths = list.map((b) => b.length);
     const data = Buffer.allocUnsafeSlow(lengths.reduce((a, b) => a + b, 0));
@@ -92,6 +94,7 @@ export class CompressPool {
   }
 
   private failAll(slot: Slot, error: Error): void {
+    slot.dead ??= error; // no more work goes to it
     for (const waiting of slot.pending.values()) waiting.reject(error);
     slot.pending.clear();
     slot.busy = 0;

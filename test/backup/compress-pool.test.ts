@@ -29,5 +29,6 @@ describe('compression workers', () => {
     const pending = pool.compress(Array.from({ length: 64 }, (_, i) => message(i, 50_000)));
     await pool.close();
     await expect(pending).rejects.toThrow(/closed|exited/);
+    await expect(pool.compress([Buffer.from('x')])).rejects.toThrow(/closed|exited/); // never a batch that waits forever
   });
 });
