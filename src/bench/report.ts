@@ -1,6 +1,7 @@
 // Renders a benchmark run as the results section of BENCHMARKS.md: the machine, the corpora, one
 // table per measurement with mailstore, every peer (or why it could not run) and the ratio, and each
 // goal of issue 6 with pass/miss. Only the text between the bench:results markers is replaced.
+import { backupSection } from './report-backup.js';
 import type { BenchResult } from './common.js';
 import { lmtpSection } from './report-lmtp.js';
 import { replicationSection } from './report-replication.js';
@@ -387,6 +388,7 @@ export function renderReport(data: RunData, rawFile: string, charts: ChartRef[] 
 
   lmtpSection(out, goals, data);
   if (!corpusRun) replicationSection(out, goals, data);
+  backupSection(out, goals, allMain);
 
   out.push('### Goals\n');
   out.push('| goal | measured | verdict |\n|---|---|---|');

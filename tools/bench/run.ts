@@ -24,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { progress, round } from '../../src/bench/common.js';
 import { Bench, LATER_ROUND_PEERS, LATER_ROUND_PEER_ENV, STEPS, corpusInfo, inRounds, machine, mboxFloor, peers, run, sh, storeMeasurements, writerMeasurements, type Step } from '../../src/bench/engine.js';
 import { lmtpMeasurements } from '../../src/bench/lmtp-steps.js';
+import { backupMeasurements } from '../../src/bench/backup-run.js';
 import { ensurePeers, missingPeersText, peerEnvironment } from '../../src/bench/peer-check.js';
 import type { CorpusInfo, RunData } from '../../src/bench/report.js';
 import { writeBenchmarksSection } from '../../src/bench/write.js';
@@ -282,6 +283,7 @@ async function main(): Promise<void> {
     await fail('main', () => lmtpMeasurements(bench, main, work));
     if (bench.wanted('acl')) await fail('main', () => aclMeasurement(bench, options, 'main', work));
     if (bench.wanted('replication')) await fail('main', () => replicationMeasurements(bench, main, work, { scaleCorpus: () => prepareMboxCorpus(`scale-${options.quick ? 10_000 : 1_000_000}`, options.quick ? 10_000 : 1_000_000, options.seed) }));
+    if (bench.wanted('backup')) await fail('main', () => backupMeasurements(bench, main, work, options.peers));
     if (bench.wanted('spam')) {
       await fail('spamassassin', async () => {
         if (!later) spam = await prepareSpam(bench);
