@@ -235,6 +235,48 @@ export class PackStore {
     return this.current;
   }
 
+  /**
+   * Every pack numbered at or below this is sealed: no batch will write into it again (the next
+   * rotation creates a pack above `current`). Read synchronously, so no batch can slip in between.
+   */
+  get sealedThrough(): number {
+    return this.mustRotate ? this.current : this.current - 1;
+  }
+
+  /** Rotate packs at no more than this size from now on (the object-storage tier moves smaller packs: tier.ts). */
+  limitPackBytes(bytes: number): void {
+    assert(bytes > PACK_HEADER_BYTES, `pack size ${bytes} below a pack header`);
+    this.options.packBytesMax = Math.min(this.options.packBytesMax, bytes);
+  }
+
+  /**
+   * Removes the local file of a pack that now lives in the object store. New readers no longer find
+   * the file and read the object; a reader already inside keeps its descriptor (unlink leaves it
+   * valid), and the descriptor is closed once it leaves (or after `waitMs`).
+   */
+  async releaseLocal(pack: number, waitMs: number): Promise<void> {
+    assert(this.remote?.has(pack), `pack ${pack} released locally but not recorded in the object store`);
+    const handle = this.readHandles.get(pack);
+    this.readHandles.delete(pack);
+    const path = this.path(pack);
+    try {
+      await this.fs.unlink(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(error, 'removing the local copy of a moved pack', path);
+    }
+    if (handle && this.pins.has(pack)) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        const list = this.unpinned.get(pack) ?? [];
+        list.push(resolve);
+        this.unpinned.set(pack, list);
+        timer = setTimeout(resolve, waitMs);
+      });
+      clearTimeout(timer);
+    }
+    await handle?.close().catch(() => undefined);
+  }
+
   /** Drops the cached read handle of one pack (its local file is about to go). */
   async forgetReadHandle(pack: number): Promise<void> {
     const handle = this.readHandles.get(pack);

@@ -8,6 +8,7 @@ import { MailstoreError, assert } from '../errors.js';
 import type { FileHandle, FileStat } from '../fs/filesystem.js';
 import { limits } from '../limits.js';
 import type { Bucket } from './s3.js';
+import type { TierPolicy } from '../store/tier-policy.js';
 
 /** What the journal records about a pack in the bucket (meta key tier/pack/NNNNNNNN). */
 export interface TieredPack {
@@ -23,6 +24,8 @@ export class RemotePacks {
   private readonly packs = new Map<number, TieredPack>();
   private readonly cache = new Map<string, Buffer>(); // insertion order = recency (re-inserted on hit)
   private cacheBytes = 0;
+  /** The store's move policy (OBJECT-STORE settings; tier-policy.ts), kept here for the running store. */
+  policy: TierPolicy = {};
 
   constructor(readonly bucket: Bucket) {}
 

@@ -23,6 +23,7 @@ import { limits } from '../limits.js';
 import { RemotePacks, type TieredPack } from '../objstore/remote-packs.js';
 import { Bucket, parseBucketUrl, parseCredentials, type Credentials } from '../objstore/s3.js';
 import type { Op } from './records.js';
+import { checkPolicy, planMoves, type LocalPack, type TierPolicy } from './tier-policy.js';
 import type { Mutation } from './writer.js';
 
 export const TIER_SETTINGS_FILE = 'OBJECT-STORE';
@@ -33,6 +34,8 @@ export interface TierSettings {
   url: string;
   /** Absolute path of the ACCESS_KEY:SECRET_KEY file; absent: the environment supplies them. */
   credentials?: string;
+  /** When sealed packs move (tier-policy.ts); absent: the defaults. */
+  policy?: TierPolicy;
 }
 
 export interface TierHost {
@@ -62,6 +65,8 @@ export interface TierStatus {
   remoteBytes: number;
   /** Local bytes ÷ all pack bytes. */
   localShare: number;
+  /** The move policy in force (defaults filled in). */
+  policy: { localBytesMax: number | null; localShareDefault: number; moveAfterMs: number };
 }
 
 function encodeSettings(settings: TierSettings): Buffer {
@@ -74,7 +79,9 @@ function decodeSettings(bytes: Buffer, path: string): TierSettings {
   if (!m || crc32(Buffer.from(m[1])).toString(16).padStart(8, '0') !== m[2]) {
     throw new MailstoreError('CORRUPT', `${path} (the object-store settings) is damaged; write it again with 'mailstore tier set'`, { path });
   }
-  return JSON.parse(m[1]) as TierSettings;
+  const settings = JSON.parse(m[1]) as TierSettings;
+  if (settings.policy) checkPolicy(settings.policy);
+  return settings;
 }
 
 /** Checks the URL, the credentials and that the bucket answers (before `init --object-store` creates anything). */
@@ -86,6 +93,23 @@ export async function checkTierSettings(fs: FileSystem, settings: TierSettings):
 /** Records the bucket in the store: from the next open on, sealed packs may move there. */
 export async function writeTierSettings(fs: FileSystem, root: string, settings: TierSettings): Promise<void> {
   await writeFileDurable(fs, join(root, TIER_SETTINGS_FILE), encodeSettings(settings));
+}
+
+/**
+ * Changes the move policy kept in the store's settings (`init --local-bytes-max`, `tier set`);
+ * fields given as null return to their default. INVALID when the store has no object store.
+ */
+export async function setTierPolicy(fs: FileSystem, root: string, change: { [K in keyof TierPolicy]?: number | null }): Promise<TierPolicy> {
+  const settings = await readTierSettings(fs, root);
+  if (!settings) throw new MailstoreError('INVALID', `the store at ${root} has no object store (mailstore init --object-store URL)`);
+  const policy: TierPolicy = { ...settings.policy };
+  for (const [name, value] of Object.entries(change) as [keyof TierPolicy, number | null | undefined][]) {
+    if (value === null) delete policy[name];
+    else if (value !== undefined) policy[name] = value;
+  }
+  checkPolicy(policy);
+  await writeTierSettings(fs, root, { ...settings, policy });
+  return policy;
 }
 
 export async function readTierSettings(fs: FileSystem, root: string): Promise<TierSettings | undefined> {
@@ -131,6 +155,8 @@ export async function attachTier(host: TierHost): Promise<RemotePacks | undefine
     if (Number.isSafeInteger(pack) && pack > 0) remote.set(pack, info);
   }
   host.packs.attachRemote(remote);
+  host.packs.limitPackBytes(limits.tierPackBytesMax);
+  remote.policy = settings.policy ?? {};
   if (!host.readOnly) await removeMovedLocalCopies(host, remote);
   return remote;
 }
@@ -139,8 +165,7 @@ async function removeMovedLocalCopies(host: TierHost, remote: RemotePacks): Prom
   let removed = 0;
   for (const pack of await host.packs.listLocalPacks()) {
     if (!remote.has(pack)) continue;
-    await host.packs.forgetReadHandle(pack);
-    await host.fs.unlink(host.packs.path(pack)).catch((error) => { throw fromSystemError(error, 'removing the local copy of a moved pack', host.packs.path(pack)); });
+    await host.packs.releaseLocal(pack, limits.tierReaderWaitMs);
     removed++;
   }
   if (removed > 0) await host.fs.syncDir(host.packs.dir);
@@ -185,9 +210,35 @@ async function movePack(host: TierHost, remote: RemotePacks, pack: number, bytes
   const info: TieredPack = { k: key, b: bytes, d: localDigest };
   await host.submit({ prepare: async () => ({ ops: [{ op: 'meta.set', key: tierMetaName(pack), value: info } as Op], result: undefined }) });
   remote.set(pack, info);
-  await host.packs.forgetReadHandle(pack);
-  await host.fs.unlink(path).catch((error) => { throw fromSystemError(error, 'removing the local copy of a moved pack', path); });
-  await host.fs.syncDir(host.packs.dir);
+  await host.packs.releaseLocal(pack, limits.tierReaderWaitMs);
+  await host.packs.syncDir();
+}
+
+/**
+ * One round of the move policy (the background mover, tier-mover.ts): the open pack is left alone;
+ * of the sealed local packs, the ones `planMoves` picks move, oldest first.
+ */
+export async function moveByPolicy(host: TierHost, remote: RemotePacks, nowMs = Date.now(), onPack?: (pack: number, bytes: number) => void): Promise<TierFlushResult> {
+  const started = Date.now();
+  await removeMovedLocalCopies(host, remote);
+  const sealedThrough = host.packs.sealedThrough; // read before listing: a pack created meanwhile is above it
+  const sealed: LocalPack[] = [];
+  let pinnedBytes = 0;
+  for (const pack of await host.packs.listLocalPacks()) {
+    if (remote.has(pack)) continue;
+    const stat = await host.fs.stat(host.packs.path(pack)).catch((error) => { throw fromSystemError(error, 'looking at a pack to move', host.packs.path(pack)); });
+    if (pack <= sealedThrough) sealed.push({ pack, bytes: stat.size, modifiedMs: stat.mtimeMs });
+    else pinnedBytes += stat.size;
+  }
+  const moving = planMoves(remote.policy, { sealed, pinnedBytes, remoteBytes: remote.bytes, nowMs });
+  let bytesMoved = 0;
+  for (const { pack, bytes } of moving) {
+    await movePack(host, remote, pack, bytes);
+    bytesMoved += bytes;
+    onPack?.(pack, bytes);
+  }
+  const localBytesAfter = pinnedBytes + sealed.reduce((sum, p) => sum + p.bytes, 0) - bytesMoved;
+  return { packsMoved: moving.length, bytesMoved, localBytesAfter, remoteBytes: remote.bytes, seconds: (Date.now() - started) / 1000 };
 }
 
 /** Streams the file into `upload` while hashing it; returns the BLAKE3 of what was sent. */
@@ -225,5 +276,6 @@ export async function tierStatus(host: TierHost, remote: RemotePacks): Promise<T
   return {
     url: remote.bucket.address.url, localPacks: local.length, localBytes, remotePacks: remote.list().length, remoteBytes,
     localShare: localBytes + remoteBytes === 0 ? 1 : localBytes / (localBytes + remoteBytes),
+    policy: { localBytesMax: remote.policy.localBytesMax ?? null, localShareDefault: limits.tierLocalShareDefault, moveAfterMs: remote.policy.moveAfterMs ?? limits.tierMoveAfterMs },
   };
 }
