@@ -127,6 +127,11 @@ export interface RemotePackSource {
   handle(pack: number): FileHandle;
   /** Deletes the pack's object and forgets it (after the journal dropped it from the tier). */
   remove(pack: number): Promise<void>;
+  /**
+   * Whether the object store's own checksum of the pack's object (no bytes read) is still the one
+   * recorded when the move verified it; undefined when none was recorded (tier.ts, scrub).
+   */
+  checksumMatches(pack: number): Promise<boolean | undefined>;
 }
 /** A compaction's new pack is written under this suffix and renamed to its pack name once durable. */
 const PARTIAL_SUFFIX = '.partial';
@@ -218,6 +223,11 @@ export class PackStore {
   /** Deletes a retired pack's object from the bucket (compaction, once the journal no longer lists it). */
   async removeRemote(pack: number): Promise<void> {
     await this.remote?.remove(pack);
+  }
+
+  /** RemotePackSource.checksumMatches; undefined for a pack not in the object store. */
+  async remoteChecksumMatches(pack: number): Promise<boolean | undefined> {
+    return this.remote?.has(pack) ? this.remote.checksumMatches(pack) : undefined;
   }
 
   /** Whether the pack lives in the object store (its local copy may be gone). */

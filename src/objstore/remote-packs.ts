@@ -18,6 +18,11 @@ export interface TieredPack {
   b: number;
   /** BLAKE3 of the whole object, hex, verified by reading it back before the local copy went. */
   d: string;
+  /**
+   * MD5 of the whole object, hex: its ETag as the object store computed it on the (single-part)
+   * upload. Absent for a multipart upload or a pack moved before it was recorded.
+   */
+  m?: string;
 }
 
 export class RemotePacks {
@@ -44,6 +49,20 @@ export class RemotePacks {
     if (!info) return;
     await this.bucket.remove(info.k);
     this.forget(pack);
+  }
+
+  /**
+   * HEAD of the pack's object: same size and an ETag equal to the MD5 recorded at the move. No
+   * bytes are read; a missing object or bucket is false (a full read then says what is wrong).
+   */
+  async checksumMatches(pack: number): Promise<boolean | undefined> {
+    const info = this.packs.get(pack);
+    if (!info?.m) return undefined;
+    const stat = await this.bucket.stat(info.k).catch((error: unknown) => {
+      if (error instanceof MailstoreError && (error.code === 'UNMOUNTED' || error.code === 'NOT_FOUND')) return undefined;
+      throw error;
+    });
+    return stat !== undefined && stat.size === info.b && stat.etag === info.m;
   }
 
   has(pack: number): boolean {

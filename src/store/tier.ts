@@ -9,6 +9,7 @@
 // A crash before 4 leaves the local pack serving (the object is uploaded again next time); after 4
 // and before 5 the local copy is removed by the next open or flush. Nothing is ever deleted from
 // the bucket here; reads of a moved pack use ranged GETs, verified by hash like every read.
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { crc32 } from 'node:zlib';
@@ -202,12 +203,15 @@ export async function flushTier(host: TierHost, remote: RemotePacks, options: { 
 async function movePack(host: TierHost, remote: RemotePacks, pack: number, bytes: number): Promise<void> {
   const path = host.packs.path(pack);
   const key = remote.bucket.key(`packs/${String(pack).padStart(8, '0')}.pack`);
-  const localDigest = await uploadFile(host.fs, path, bytes, (source) => remote.bucket.put(key, source, bytes));
+  const local = await uploadFile(host.fs, path, bytes, (source) => remote.bucket.put(key, source, bytes));
   const remoteDigest = await digestObject(remote, key, bytes);
-  if (remoteDigest !== localDigest) {
+  if (remoteDigest !== local.blake3) {
     throw new MailstoreError('IO', `pack ${pack} read back from ${remote.bucket.urlOf(key)} differs from the local file; it stays local (nothing was removed)`, { path: remote.bucket.urlOf(key) });
   }
-  const info: TieredPack = { k: key, b: bytes, d: localDigest };
+  // The object store's checksum (a single-part upload's ETag is the MD5 of its bytes) is recorded
+  // when it names these bytes, so a scrub between full passes can check the object without reading it.
+  const { etag } = await remote.bucket.stat(key);
+  const info: TieredPack = { k: key, b: bytes, d: local.blake3, ...(etag === local.md5 ? { m: local.md5 } : {}) };
   await host.submit({ prepare: async () => ({ ops: [{ op: 'meta.set', key: tierMetaName(pack), value: info } as Op], result: undefined }) });
   remote.set(pack, info);
   await host.packs.releaseLocal(pack, limits.tierReaderWaitMs);
@@ -241,10 +245,11 @@ export async function moveByPolicy(host: TierHost, remote: RemotePacks, nowMs = 
   return { packsMoved: moving.length, bytesMoved, localBytesAfter, remoteBytes: remote.bytes, seconds: (Date.now() - started) / 1000 };
 }
 
-/** Streams the file into `upload` while hashing it; returns the BLAKE3 of what was sent. */
-async function uploadFile(fs: FileSystem, path: string, bytes: number, upload: (source: Readable) => Promise<void>): Promise<string> {
+/** Streams the file into `upload` while hashing it; returns the BLAKE3 and MD5 of what was sent. */
+async function uploadFile(fs: FileSystem, path: string, bytes: number, upload: (source: Readable) => Promise<void>): Promise<{ blake3: string; md5: string }> {
   const handle = await fs.open(path, 'read').catch((error) => { throw fromSystemError(error, 'opening a pack to move', path); });
   const hasher = await createHasher();
+  const md5 = createHash('md5');
   try {
     async function* chunks(): AsyncGenerator<Buffer> {
       for (let p = 0; p < bytes; p += limits.scanChunkBytes) {
@@ -252,6 +257,7 @@ async function uploadFile(fs: FileSystem, path: string, bytes: number, upload: (
         const n = await handle.read(buf, 0, buf.length, p);
         if (n !== buf.length) throw new MailstoreError('IO', `pack ${path} shrank while it was being moved`, { path });
         hasher.update(buf);
+        md5.update(buf);
         yield buf;
       }
     }
@@ -259,7 +265,7 @@ async function uploadFile(fs: FileSystem, path: string, bytes: number, upload: (
   } finally {
     await handle.close();
   }
-  return hashHex(hasher.digest());
+  return { blake3: hashHex(hasher.digest()), md5: md5.digest('hex') };
 }
 
 async function digestObject(remote: RemotePacks, key: string, bytes: number): Promise<string> {
