@@ -921,7 +921,8 @@ export class PackStore {
       if (pack === this.current && this.writeHandle) tails.set(pack, this.tail);
       else if (pack < this.current && this.completeSizes.has(pack)) tails.set(pack, this.completeSizes.get(pack)!);
       else {
-        const size = (await this.fs.stat(this.path(pack))).size;
+        // a pack that moved to the object store is shipped from there (readRange falls back to it)
+        const size = this.remote?.has(pack) ? await this.packBytes(pack) : (await this.fs.stat(this.path(pack))).size;
         if (pack < this.current) this.completeSizes.set(pack, size); // older packs are never appended to again
         tails.set(pack, size);
       }

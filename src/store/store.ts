@@ -13,6 +13,7 @@
 // batch's seq range, and `store.changes` (changes.ts) hands out the committed records from any seq
 // and keeps the consumers' durable cursors: a change-log consumer, the daemon, events or replication
 // read there; the mutations here need not change for them.
+import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Readable } from 'node:stream';
@@ -30,7 +31,7 @@ import { SEEN, meta } from './apply.js';
 import type { StoreAdministration } from './administration.js';
 import { ChangeFeed } from './changes.js';
 import { initStore, type StoreIdentity } from './identity.js';
-import { attachTier, flushTier, moveByPolicy, setTierPolicy, tierStatus, type TierFlushResult, type TierHost, type TierStatus } from './tier.js';
+import { TIER_SETTINGS_FILE, attachTier, flushTier, moveByPolicy, readTierSettings, setTierPolicy, tierStatus, type TierFlushResult, type TierHost, type TierStatus } from './tier.js';
 import { BackgroundTierMover } from './tier-mover.js';
 import type { TierPolicy } from './tier-policy.js';
 import type { RemotePacks } from '../objstore/remote-packs.js';
@@ -201,8 +202,12 @@ export class Store implements MailStore {
     const parts = await openStoreParts(root, options);
     try {
       const store = new Store(parts, options);
-      store.remote = await attachTier(store.tierHost());
       store.replicationRole = await readRole(parts.fs, root);
+      // before the tier removes any local copy: a replica keeps its own packs (docs/OBJECT-STORAGE.md, "Replicas")
+      if (store.replicationRole?.role === 'replica' && (await readTierSettings(parts.fs, root))) {
+        throw new MailstoreError('REFUSED', `${root} is a replica and has an object store (${join(root, TIER_SETTINGS_FILE)}): a replica keeps its own copy of every pack locally, it does not share or move packs (docs/OBJECT-STORAGE.md, "Replicas"); remove that file. Nothing was changed.`, { path: join(root, TIER_SETTINGS_FILE) });
+      }
+      store.remote = await attachTier(store.tierHost());
       // A replica's interrupted delete is finished by its primary, whose records it receives.
       if (!parts.readOnly && store.writableRole()) {
         await store.finishInterruptedDeletes();
