@@ -162,10 +162,19 @@ export async function attachTier(host: TierHost): Promise<RemotePacks | undefine
   return remote;
 }
 
+/**
+ * Removes local files of packs the journal records in the bucket (a crash between steps 4 and 5),
+ * each only once a HEAD shows its object there at its recorded size: a local copy is never removed
+ * on the journal's word alone, so packs put back by hand after a lost bucket (RECOVERY.md) stay,
+ * and an unreachable bucket removes nothing (the next open or flush tries again).
+ */
 async function removeMovedLocalCopies(host: TierHost, remote: RemotePacks): Promise<number> {
   let removed = 0;
   for (const pack of await host.packs.listLocalPacks()) {
-    if (!remote.has(pack)) continue;
+    const info = remote.get(pack);
+    if (!info) continue;
+    const size = await remote.bucket.size(info.k).catch(() => undefined);
+    if (size !== info.b) continue;
     await host.packs.releaseLocal(pack, limits.tierReaderWaitMs);
     removed++;
   }
