@@ -26,6 +26,7 @@ import { Bench, LATER_ROUND_PEERS, LATER_ROUND_PEER_ENV, STEPS, corpusInfo, inRo
 import { ensurePeers, missingPeersText, peerEnvironment } from '../../src/bench/peer-check.js';
 import type { CorpusInfo, RunData } from '../../src/bench/report.js';
 import { writeBenchmarksSection } from '../../src/bench/write.js';
+import { tierMeasurement } from './tier.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const BENCH = join(ROOT, '.bench');
@@ -278,6 +279,7 @@ async function main(): Promise<void> {
     await fail('main', () => storeMeasurements(bench, main, work));
     await fail('main', () => writerMeasurements(bench, main, work));
     if (bench.wanted('acl')) await fail('main', () => aclMeasurement(bench, options, 'main', work));
+    if (bench.wanted('tier')) await fail('main', () => tierMeasurement(bench, main, work));
     if (bench.wanted('spam')) {
       await fail('spamassassin', async () => {
         if (!later) spam = await prepareSpam(bench);
