@@ -11,6 +11,8 @@ export interface AutoTierSettings {
   intervalMs?: number;
   /** Called after each round that moved something (logs, tests). */
   onMoved?: (result: TierFlushResult) => void;
+  /** Called after every round, with its result (undefined: other maintenance held the packs). */
+  onRound?: (result: TierFlushResult | undefined) => void;
 }
 
 export interface TierMoverHooks {
@@ -33,9 +35,13 @@ export class BackgroundTierMover {
     this.schedule();
   }
 
-  /** Something was committed: the local disk may have passed its budget. */
+  /** Something was committed: the local disk may have passed its budget, so a backed-off wait is cut short. */
   noteCommit(): void {
-    if (this.delayMs > this.intervalMs) this.delayMs = this.intervalMs;
+    if (this.delayMs <= this.intervalMs) return;
+    this.delayMs = this.intervalMs;
+    if (this.running || this.stopped) return; // the running round schedules the next one
+    clearTimeout(this.timer);
+    this.schedule();
   }
 
   async stop(): Promise<void> {
@@ -56,6 +62,7 @@ export class BackgroundTierMover {
       const result = await this.hooks.tryMove();
       useful = result !== undefined && result.packsMoved > 0;
       if (result && useful) this.settings.onMoved?.(result);
+      this.settings.onRound?.(result);
     } catch (error) {
       this.hooks.onError(error);
     }
