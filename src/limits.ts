@@ -43,9 +43,9 @@ export const limits = {
   consumerIdleMaxMs: 5000,
   /** A consumer this many records behind is reported as behind (stats, consumers); it is never skipped. */
   consumerLagRecordsWarn: 1_000_000,
-  /** Object-storage tier: remote packs are read in blocks of this size, cached in memory up to objectCacheBytes (LRU). */
+  /** Object-storage tier: remote packs are read in blocks of this size, cached in memory up to objectCacheBytes (LRU; 32 MiB keeps a whole store process under the 256 MB RSS goal: bench step tier). */
   objectCacheBlockBytes: 1024 * 1024,
-  objectCacheBytes: 64 * 1024 * 1024,
+  objectCacheBytes: 32 * 1024 * 1024,
   /**
    * With an object store a pack is rotated at this size (not packBytesMax), so the one open pack
    * stays a small share of a store whose sealed packs moved, and a move is one small upload.
