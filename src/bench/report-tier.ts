@@ -32,7 +32,8 @@ export function tierSection(out: string[], goals: Goal[], results: TaggedResult[
   line('full scrub, seconds (MB/s)', (p) => `${fixed(get(p, 'tier-scrub')?.seconds)} (${fixed(mbRate(get(p, 'tier-scrub')), 1)})`);
   line('scrub `--objects checksum`, seconds', (p) => (p === 'mailstore-tier' ? fixed(get(p, 'tier-scrub-checksum')?.seconds) : '–'));
   line('local ÷ all pack bytes after the policy\'s moves (after `tier flush`)', (p) => (p === 'mailstore-tier' ? `${fixed(get(p, 'tier-policy')?.ratio as number, 3)} (${fixed(get(p, 'tier-flush')?.ratio as number, 3)})` : '1'));
-  line('peak RSS (anonymous), MiB', (p) => `${fixed((get(p, 'tier-rss')?.peak_rss_bytes ?? NaN) / MiB, 0)} (${fixed(((get(p, 'tier-rss')?.peak_rss_anon_bytes as number | undefined) ?? NaN) / MiB, 0)})`);
+  line('peak RSS (anonymous), MiB, once the import is durable', (p) => `${fixed((get(p, 'tier-import')?.peak_rss_bytes ?? NaN) / MiB, 0)} (${fixed(((get(p, 'tier-import')?.peak_rss_anon_bytes as number | undefined) ?? NaN) / MiB, 0)})`);
+  line('peak RSS (anonymous), MiB, the whole process', (p) => `${fixed((get(p, 'tier-rss')?.peak_rss_bytes ?? NaN) / MiB, 0)} (${fixed(((get(p, 'tier-rss')?.peak_rss_anon_bytes as number | undefined) ?? NaN) / MiB, 0)})`);
   out.push('');
   const share = get('mailstore-tier', 'tier-policy')?.ratio as number | undefined;
   const rss = get('mailstore-tier', 'tier-rss')?.peak_rss_bytes;

@@ -38,7 +38,7 @@ await runMeasurement(peer, 'tier', async () => {
   const summary = await importMail(store, required(values, 'mbox'), { mailbox: 'INBOX', format: 'mbox' });
   const durable = (performance.now() - started) / 1000;
   const importedMs = performance.now();
-  emit({ peer, measurement: 'tier-import', messages: summary.imported, bytes: summary.bytes, seconds: round(durable), note: `library importMail into a new store${mode === 'tier' ? ' with an object store (packs of 8 MiB; the mover runs beside the import)' : ''}; time to durable` });
+  emit({ peer, measurement: 'tier-import', messages: summary.imported, bytes: summary.bytes, seconds: round(durable), peak_rss_bytes: peakRssBytes(), note: `library importMail into a new store${mode === 'tier' ? ' with an object store (packs of 8 MiB; the mover runs beside the import)' : ''}; time to durable` });
   if (mode === 'tier') await settle(store, started, importedMs, rounds);
   await store.close();
   store = await Store.open(root); // an empty object cache: every moved pack comes from the bucket
