@@ -43,9 +43,27 @@ export const limits = {
   consumerIdleMaxMs: 5000,
   /** A consumer this many records behind is reported as behind (stats, consumers); it is never skipped. */
   consumerLagRecordsWarn: 1_000_000,
-  /** Object-storage tier: remote packs are read in blocks of this size, cached in memory up to objectCacheBytes (LRU). */
+  /** Object-storage tier: remote packs are read in blocks of this size, cached in memory up to objectCacheBytes (LRU; 32 MiB keeps a whole store process under the 256 MB RSS goal: bench step tier). */
   objectCacheBlockBytes: 1024 * 1024,
-  objectCacheBytes: 64 * 1024 * 1024,
+  objectCacheBytes: 32 * 1024 * 1024,
+  /**
+   * With an object store a pack is rotated at this size (not packBytesMax), so the one open pack
+   * stays a small share of a store whose sealed packs moved, and a move is one small upload.
+   */
+  tierPackBytesMax: 8 * 1024 * 1024,
+  /**
+   * The default move policy (tier-policy.ts): without --local-bytes-max, local packs (the open one
+   * included) are kept to this share of all pack bytes, newest kept: 0.10 plus at most one open
+   * pack keeps the local share at or under 0.15 at steady state (docs/OBJECT-STORAGE.md).
+   */
+  tierLocalShareDefault: 0.1,
+  /** ...and a sealed pack not written for this long moves even within the budget (cold by age). */
+  tierMoveAfterMs: 7 * 24 * 60 * 60 * 1000,
+  /** The background mover (StoreOptions.autoTier) looks this often, backing off up to tierBackoffMsMax when idle. */
+  tierIntervalMs: 60 * 1000,
+  tierBackoffMsMax: 15 * 60 * 1000,
+  /** A moved pack's local file: readers still inside get this long before their descriptor is closed. */
+  tierReaderWaitMs: 30_000,
   /** Uploads bigger than this go in parts of this size (multipart). */
   objectPartBytes: 64 * 1024 * 1024,
   /** One request to the object store that has not answered in this long fails IO. */

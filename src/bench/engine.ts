@@ -13,7 +13,7 @@ import { exists, makeDirectories, readText, removeTree } from './files.js';
 import type { CorpusInfo, MachineInfo, TaggedResult } from './report.js';
 
 /** The steps a run may be limited to (`--only`); the generated-corpus run has a few more of its own. */
-export const STEPS = ['peers', 'hash', 'import', 'import-cli', 'read', 'scrub', 'space', 'rebuild', 'recover', 'rebuild-snapshot', 'deliver', 'deliver-cli', 'concurrent', 'acl', 'spam', 'scale', 'lmtp', 'daemon', 'replication', 'backup'] as const;
+export const STEPS = ['peers', 'hash', 'import', 'import-cli', 'read', 'scrub', 'space', 'rebuild', 'recover', 'rebuild-snapshot', 'deliver', 'deliver-cli', 'concurrent', 'acl', 'spam', 'scale', 'lmtp', 'daemon', 'replication', 'backup', 'tier'] as const;
 export type Step = (typeof STEPS)[number];
 
 /**

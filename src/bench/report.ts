@@ -5,6 +5,7 @@ import { backupSection } from './report-backup.js';
 import type { BenchResult } from './common.js';
 import { lmtpSection } from './report-lmtp.js';
 import { replicationSection } from './report-replication.js';
+import { tierSection } from './report-tier.js';
 
 export const START_MARKER = '<!-- bench:results:start -->';
 export const END_MARKER = '<!-- bench:results:end -->';
@@ -304,6 +305,7 @@ export function renderReport(data: RunData, rawFile: string, charts: ChartRef[] 
   if (hash) out.push(`\nDiagnostic: BLAKE3 alone in node over the corpus: ${num(mbRate(hash), 0)} MB/s (${cell(hash.note ?? '')}).\n`);
 
   if (!corpusRun) aclSection(out, goals, allMain, data);
+  tierSection(out, goals, main);
 
   out.push('### Open after a crash; full index rebuild\n');
   out.push(table(main, ['mailstore:recover', 'mailstore:resync', 'mailstore:rebuild', 'dovecot-mdbox:recover', 'cyrus:recover', 'dovecot-mdbox:resync', 'dovecot-sdbox:resync', 'dovecot-maildir:resync', 'dovecot-mdbox:rebuild', 'dovecot-sdbox:rebuild', 'dovecot-maildir:rebuild', 'cyrus:rebuild'],

@@ -103,6 +103,12 @@ export class Bucket {
     }
   }
 
+  /** Size and ETag (quotes removed) of an object; NOT_FOUND when it does not exist. */
+  async stat(key: string): Promise<{ size: number; etag: string }> {
+    const stat = await this.call(key, 'checking', () => this.client.statObject(this.address.bucket, key));
+    return { size: stat.size, etag: stat.etag.replace(/"/g, '').toLowerCase() };
+  }
+
   async remove(key: string): Promise<void> {
     await this.call(key, 'removing', () => this.client.removeObject(this.address.bucket, key));
   }

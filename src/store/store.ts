@@ -13,10 +13,10 @@
 // batch's seq range, and `store.changes` (changes.ts) hands out the committed records from any seq
 // and keeps the consumers' durable cursors: a change-log consumer, the daemon, events or replication
 // read there; the mutations here need not change for them.
+import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Readable } from 'node:stream';
-import { join } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
@@ -31,7 +31,9 @@ import { SEEN, meta, modseqAt } from './apply.js';
 import type { StoreAdministration } from './administration.js';
 import { ChangeFeed } from './changes.js';
 import { LAYOUT, initStore, type StoreIdentity } from './identity.js';
-import { attachTier, flushTier, tierStatus, type TierFlushResult, type TierHost, type TierStatus } from './tier.js';
+import { TIER_SETTINGS_FILE, attachTier, flushTier, moveByPolicy, readTierSettings, setTierPolicy, tierStatus, type TierFlushResult, type TierHost, type TierStatus } from './tier.js';
+import { BackgroundTierMover } from './tier-mover.js';
+import type { TierPolicy } from './tier-policy.js';
 import type { RemotePacks } from '../objstore/remote-packs.js';
 import { Maintenance, type MaintenanceHost, type StoreMaintenance } from './maintenance.js';
 import { closeOpened, openStoreParts, type StoreParts } from './open.js';
@@ -155,6 +157,8 @@ export class Store implements MailStore {
   /** The compaction running now (one at a time). */
   private compaction?: Promise<unknown>;
   private compactor?: BackgroundCompactor;
+  /** Moves sealed packs to the bucket under the store's policy (tier-mover.ts, StoreOptions.autoTier). */
+  private tierMover?: BackgroundTierMover;
   /** Snapshots of the index and journal retirement (snapshots.ts). */
   private readonly snapshots: Snapshotter;
 
@@ -176,6 +180,7 @@ export class Store implements MailStore {
         this.changes.notify(last);
         this.changes.notify(last);
         this.compactor?.noteCommit();
+        this.tierMover?.noteCommit();
         if (autoSnapshot) this.snapshots.maybeAuto(last, (result, error) => this.reportAutoSnapshot(options, result, error));
         options.onCommit?.(first, last, mutations, indexKeys, writeSeconds);
       },
@@ -205,13 +210,18 @@ export class Store implements MailStore {
     const parts = await openStoreParts(root, options);
     try {
       const store = new Store(parts, options);
-      store.remote = await attachTier(store.tierHost());
       store.replicationRole = await readRole(parts.fs, root);
+      // before the tier removes any local copy: a replica keeps its own packs (docs/OBJECT-STORAGE.md, "Replicas")
+      if (store.replicationRole?.role === 'replica' && (await readTierSettings(parts.fs, root))) {
+        throw new MailstoreError('REFUSED', `${root} is a replica and has an object store (${join(root, TIER_SETTINGS_FILE)}): a replica keeps its own copy of every pack locally, it does not share or move packs (docs/OBJECT-STORAGE.md, "Replicas"); remove that file. Nothing was changed.`, { path: join(root, TIER_SETTINGS_FILE) });
+      }
+      store.remote = await attachTier(store.tierHost());
       // A replica's interrupted delete is finished by its primary, whose records it receives.
       if (!parts.readOnly && store.writableRole()) {
         await store.finishInterruptedDeletes();
         await store.finishInterruptedCompaction();
         if (options.autoCompact) store.startCompactor(options); // a primary's compaction reaches its replicas (src/replication/pack-removal.ts)
+        if (options.autoTier && store.remote) store.startTierMover(options);
       }
       await store.snapshots.init();
       store.snapshots.start();
@@ -228,6 +238,7 @@ export class Store implements MailStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.tierMover?.stop();
     await this.compactor?.stop();
     await this.compaction?.catch(() => undefined);
     await this.writer.drain();
@@ -247,7 +258,43 @@ export class Store implements MailStore {
   async tierFlush(options: { keepLocalBytes?: number; onPack?: (pack: number, bytes: number) => void } = {}): Promise<TierFlushResult> {
     this.live();
     this.writable();
-    return flushTier(this.tierHost(), this.requireRemote(), options);
+    const remote = this.requireRemote();
+    while (this.compaction) await this.compaction.catch(() => undefined);
+    return this.holdPacks(flushTier(this.tierHost(), remote, options));
+  }
+
+  /**
+   * Changes the move policy kept in the store (tier-policy.ts); null returns a field to its
+   * default. Takes effect at the background mover's next round.
+   */
+  async tierSetPolicy(change: { [K in keyof TierPolicy]?: number | null }): Promise<TierPolicy> {
+    this.live();
+    this.writable();
+    const remote = this.requireRemote();
+    remote.policy = await setTierPolicy(this.fs, this.root, change);
+    return remote.policy;
+  }
+
+  /** One policy round unless compaction or a flush holds the packs (the background mover's trylock). */
+  private async tryTierMove(): Promise<TierFlushResult | undefined> {
+    if (this.compaction || this.closed || this.failure || !this.remote) return undefined;
+    return this.holdPacks(moveByPolicy(this.tierHost(), this.remote));
+  }
+
+  /** Compaction and tier moves both retire local packs: one at a time (compact() waits on this). */
+  private holdPacks<T>(work: Promise<T>): Promise<T> {
+    this.compaction = work;
+    const clear = () => { if (this.compaction === work) this.compaction = undefined; };
+    work.then(clear, clear);
+    return work;
+  }
+
+  private startTierMover(options: StoreOptions): void {
+    const settings = typeof options.autoTier === 'object' ? options.autoTier : {};
+    this.tierMover = new BackgroundTierMover({
+      tryMove: () => this.tryTierMove(),
+      onError: (error) => options.onBackgroundError?.(error),
+    }, settings);
   }
 
   /** Where the packs are: local and in the bucket. INVALID when the store has no object store. */

@@ -73,7 +73,7 @@ describe.skipIf(!installed)('object-storage tier on Ceph', () => {
     expect(status.remotePacks).toBe(1);
     expect(status.localShare).toBeLessThan(0.15);
     let n = 0;
-    for await (const m of again.readMessages('INBOX')) { if (m.uid <= bodies.length) expect(m.body.equals(bodies[m.uid - 1])).toBe(true); n++; }
+    for await (const m of again.readMessages('INBOX')) { if (m.info.uid <= bodies.length) expect(m.body.equals(bodies[m.info.uid - 1])).toBe(true); n++; }
     expect(n).toBe(bodies.length + 1);
     await again.close();
   }, 120_000);

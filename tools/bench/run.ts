@@ -29,6 +29,7 @@ import { ensurePeers, missingPeersText, peerEnvironment } from '../../src/bench/
 import type { CorpusInfo, RunData } from '../../src/bench/report.js';
 import { writeBenchmarksSection } from '../../src/bench/write.js';
 import { replicationMeasurements } from '../../src/bench/replication.js';
+import { tierMeasurement } from './tier.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const BENCH = join(ROOT, '.bench');
@@ -284,6 +285,7 @@ async function main(): Promise<void> {
     if (bench.wanted('acl')) await fail('main', () => aclMeasurement(bench, options, 'main', work));
     if (bench.wanted('replication')) await fail('main', () => replicationMeasurements(bench, main, work, { scaleCorpus: () => prepareMboxCorpus(`scale-${options.quick ? 10_000 : 1_000_000}`, options.quick ? 10_000 : 1_000_000, options.seed) }));
     if (bench.wanted('backup')) await fail('main', () => backupMeasurements(bench, main, work, options.peers));
+    if (bench.wanted('tier')) await fail('main', () => tierMeasurement(bench, main, work));
     if (bench.wanted('spam')) {
       await fail('spamassassin', async () => {
         if (!later) spam = await prepareSpam(bench);

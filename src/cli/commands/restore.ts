@@ -26,6 +26,7 @@ export function register(program: Command): void {
     .description('restore a snapshot (whole store, --user or --mailbox) from a backup repository')
     .option('--repo <dir>', 'the backup repository')
     .option('--key-file <file>', 'the key file of an encrypted repository')
+    .option('--repo-credentials <file>', 'for an s3: --repo (s3:http://host:port/bucket/prefix): a file holding ACCESS_KEY:SECRET_KEY (else $MAILSTORE_S3_ACCESS_KEY and $MAILSTORE_S3_SECRET_KEY)')
     .option('--snapshot <id>', "the snapshot: an id (or a unique prefix of one) or 'latest' (the newest of any store: in a repository several stores share, name an id from 'mailstore backups')", 'latest')
     .option('--user <name>', 'only user/NAME and the mailboxes below it')
     .option('--mailbox <name>', 'only this mailbox')
