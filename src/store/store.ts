@@ -167,7 +167,7 @@ export class Store implements MailStore {
     ({ db: this.db, packs: this.packs, journal: this.journal, release: this.release } = parts);
     this.messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
     this.committed = this.journal.lastSeq;
-    this.changes = new ChangeFeed({ fs: this.fs, root: this.root, journal: this.journal, readOnly: this.readOnly });
+    this.changes = new ChangeFeed({ fs: this.fs, root: this.root, journal: this.journal, committedSeq: () => this.committed, readOnly: this.readOnly });
     this.packBytesMax = options.packBytesMax ?? limits.packBytesMax;
     this.snapshots = new Snapshotter({ fs: this.fs, root: this.root, storeId: this.storeId, journal: this.journal, changes: this.changes, db: () => this.db });
     const autoSnapshot = !this.readOnly && options.autoSnapshot !== false;
@@ -177,7 +177,6 @@ export class Store implements MailStore {
       onCommit: (first, last, mutations, indexKeys, writeSeconds) => {
         this.committed = last;
         this.forgetMailboxes();
-        this.changes.notify(last);
         this.changes.notify(last);
         this.compactor?.noteCommit();
         this.tierMover?.noteCommit();
