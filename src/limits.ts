@@ -22,6 +22,8 @@ export const limits = {
   compactWriteBytes: 4 * 1024 * 1024,
   /** Most relocate and forget ops in one journal record of a compaction commit (a record stays ~ 5 MiB). */
   compactOpsPerRecord: 40_000,
+  /** Compaction copies and commits the candidate packs' blob entries in runs of at most this many (its memory bound: ~200 B an entry). */
+  compactChunkEntries: 50_000,
   /** After its commit, compaction waits this long for readers still inside a retired pack before leaving it for later. */
   compactReaderWaitMs: 30_000,
   /** A journal segment is rotated once it reaches this size (a segment is read whole: this bounds that memory). */
