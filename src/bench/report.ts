@@ -1,6 +1,7 @@
 // Renders a benchmark run as the results section of BENCHMARKS.md: the machine, the corpora, one
 // table per measurement with mailstore, every peer (or why it could not run) and the ratio, and each
 // goal of issue 6 with pass/miss. Only the text between the bench:results markers is replaced.
+import { churnSection } from './report-churn.js';
 import type { BenchResult } from './common.js';
 
 export const START_MARKER = '<!-- bench:results:start -->';
@@ -382,6 +383,8 @@ export function renderReport(data: RunData, rawFile: string, charts: ChartRef[] 
     out.push(table(spam, ['mailstore:space', 'dovecot-mdbox:space', 'dovecot-maildir:space', 'git:space', 'git-packed:space'],
       [COLUMNS.messages, { title: 'disk bytes', value: (r) => int(r.disk_bytes as number) }, { title: 'disk ÷ message bytes', value: (r) => num(r.ratio as number, 3) }, { title: 'dedup ratio', value: (r) => num(r.dedup_ratio as number | undefined, 3) }]));
   }
+
+  churnSection(out, goals, data.results, goalLine);
 
   out.push('### Goals\n');
   out.push('| goal | measured | verdict |\n|---|---|---|');

@@ -22,6 +22,7 @@ import os from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { progress, round } from '../../src/bench/common.js';
+import { churnStep } from '../../src/bench/churn-step.js';
 import { Bench, LATER_ROUND_PEERS, LATER_ROUND_PEER_ENV, STEPS, corpusInfo, inRounds, machine, mboxFloor, peers, run, sh, storeMeasurements, writerMeasurements, type Step } from '../../src/bench/engine.js';
 import { ensurePeers, missingPeersText, peerEnvironment } from '../../src/bench/peer-check.js';
 import type { CorpusInfo, RunData } from '../../src/bench/report.js';
@@ -278,6 +279,7 @@ async function main(): Promise<void> {
     await fail('main', () => storeMeasurements(bench, main, work));
     await fail('main', () => writerMeasurements(bench, main, work));
     if (bench.wanted('acl')) await fail('main', () => aclMeasurement(bench, options, 'main', work));
+    if (bench.wanted('churn')) await fail('main', () => churnStep(bench, main, work, { peers: options.peers, seed: options.seed }));
     if (bench.wanted('spam')) {
       await fail('spamassassin', async () => {
         if (!later) spam = await prepareSpam(bench);
