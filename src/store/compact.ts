@@ -105,17 +105,24 @@ async function rewrite(host: CompactHost, plan: CompactionPlan, result: CompactR
   const chain: CommitChain = {};
   const skipped = () => new Set(result.skipped.map((s) => s.pack));
   try {
-    for await (const chunk of candidateChunks(host.db, new Set(plan.candidates), plan.cutoff, limits.compactChunkEntries)) {
+    const chunks = candidateChunks(host.db, new Set(plan.candidates), plan.cutoff, limits.compactChunkEntries);
+    let next = await chunks.next();
+    let retired: number[] | undefined;
+    while (!next.done) {
+      const chunk = next.value;
       const copied = await copyLive(host, outputs, chunk.kept, result, (done) => options.onProgress?.({ phase: 'copy', bytesDone: done, bytesTotal: plan.bytesToCopy }));
       await outputs.sync();
+      next = await chunks.next(); // read ahead: the last run's commit carries the retire intent (one journal sync fewer)
       const bad = skipped();
+      if (next.done) retired = plan.candidates.filter((p) => !bad.has(p));
       options.onProgress?.({ phase: 'commit', bytesDone: result.bytesCopied, bytesTotal: plan.bytesToCopy });
       outputs.mayBeReferenced(); // from here a record naming them may be durable, even if the commit fails
-      await commitRun(host, chain, copied.filter((c) => !bad.has(c.blob.pack)), chunk.expired.filter((b) => !bad.has(b.pack)), plan.cutoff, result);
+      await commitRun(host, chain, copied.filter((c) => !bad.has(c.blob.pack)), chunk.expired.filter((b) => !bad.has(b.pack)), plan.cutoff, result, retired);
     }
-    const bad = skipped();
-    const retired = plan.candidates.filter((p) => !bad.has(p));
-    if (retired.length > 0) await host.submit({ chain, prepare: async () => ({ ops: [{ op: 'pack.retire', packs: retired }], result: 0 }) });
+    if (!retired) { // no entry in any candidate (all dead): the retire intent alone
+      retired = plan.candidates;
+      await commitRun(host, chain, [], [], plan.cutoff, result, retired);
+    }
     result.packsRewritten = retired;
   } catch (error) {
     await outputs.abandon();
@@ -225,11 +232,12 @@ async function copyLive(host: CompactHost, outputs: Outputs, kept: PlannedBlob[]
  * One run's commit (records of at most limits.compactOpsPerRecord ops, submitted together so they
  * share a group-commit batch, chained so none commits after one failed): relocations conditional
  * on the blob still being at its old copy, forgets conditional on it still being released past its
- * grace period at that copy. A failure leaves the new packs in place: unreferenced, they are
+ * grace period at that copy; with the last run, the retire intent (after them in the same batch).
+ * A failure leaves the new packs in place: unreferenced, they are
  * reclaimed by the next compaction, and a record that might after all be durable never points at
  * a removed file.
  */
-async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[], expired: PlannedBlob[], cutoff: number, result: CompactResult): Promise<void> {
+async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[], expired: PlannedBlob[], cutoff: number, result: CompactResult, retire?: number[]): Promise<void> {
   const per = limits.compactOpsPerRecord;
   const pending: Promise<number>[] = [];
   for (let i = 0; i < copied.length; i += per) {
@@ -247,6 +255,7 @@ async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[]
       return { ops, result: ops.length };
     } }));
   }
+  if (retire && retire.length > 0) pending.push(host.submit({ chain, prepare: async () => ({ ops: [{ op: 'pack.retire', packs: retire }], result: 0 }) }));
   const settled = await Promise.allSettled(pending);
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failed) throw failed.reason;
