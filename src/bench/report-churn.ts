@@ -48,6 +48,12 @@ export function churnGoals(rows: TaggedResult[]): Goal[] {
   return goals;
 }
 
+/** "maxRSS MB (anonymous MB)" of a row's `<prefix>_bytes` and `<prefix>_anon_bytes`. */
+function mbPair(row: BenchResult, prefix: string): string {
+  const anon = n(row, `${prefix}_anon_bytes`);
+  return `${fixed((n(row, `${prefix}_bytes`) ?? 0) / MB, 0)} MB${anon ? ` (${fixed(anon / MB, 0)} MB)` : ''}`;
+}
+
 /** The rebuild-snapshot goals, on the largest scale corpus that has the row (exported for the test). */
 export function rebuildGoals(rows: TaggedResult[]): Goal[] {
   const row = [...rows].filter((r) => !r.error).sort((a, b) => (n(b, 'appended') ?? 0) - (n(a, 'appended') ?? 0))[0];
@@ -61,7 +67,7 @@ export function rebuildGoals(rows: TaggedResult[]): Goal[] {
   const open = (n(row, 'open_seconds') ?? 0) / Math.max(1e-9, n(row, 'fresh_open_seconds') ?? 0);
   return [
     { text: `rebuild from a snapshot ≥ 10× faster than the whole journal, before compaction${where}`, measured: `${fixed(speedup)}× (${fixed(row.seconds)} s vs ${fixed(n(row, 'full_replay_seconds'))} s)`, pass: verdict(speedup >= 10) },
-    { text: `peak RSS during compaction and snapshot ≤ 256 MB${where}`, measured: `compaction ${fixed((n(row, 'compact_peak_rss_bytes') ?? 0) / MB, 0)} MB (anonymous ${fixed((n(row, 'compact_peak_rss_anon_bytes') ?? 0) / MB, 0)} MB), snapshot ${fixed((n(row, 'snapshot_peak_rss_bytes') ?? 0) / MB, 0)} MB, snapshot after compaction ${fixed((n(row, 'snapshot_after_compact_peak_rss_bytes') ?? 0) / MB, 0)} MB`, pass: verdict(rss <= 256 * MB) },
+    { text: `peak RSS during compaction and snapshot ≤ 256 MB${where}`, measured: `maxRSS (anonymous): compaction ${mbPair(row, 'compact_peak_rss')}, snapshot ${mbPair(row, 'snapshot_peak_rss')}, snapshot after compaction ${mbPair(row, 'snapshot_after_compact_peak_rss')}; maxRSS counts LevelDB's mapped table files`, pass: verdict(rss <= 256 * MB) },
     { text: `open after a clean close ≤ 2× a store of the same live messages without the history${where}`, measured: `${fixed(n(row, 'open_seconds'), 3)} s vs ${fixed(n(row, 'fresh_open_seconds'), 3)} s (${fixed(open)}×)`, pass: verdict(open <= 2) },
   ];
 }

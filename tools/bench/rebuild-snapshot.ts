@@ -46,11 +46,11 @@ await runMeasurement('mailstore', 'rebuild-snapshot', async () => {
     peer: 'mailstore', measurement: 'rebuild-snapshot', messages: Number(full.messages), seconds: Number(fromSnapshot.seconds),
     full_replay_seconds: Number(full.seconds), speedup: round(Number(full.seconds) / Number(fromSnapshot.seconds), 2),
     appended: messages, journal_records: history.records, journal_bytes_before: history.journalBytes,
-    snapshot_bytes: Number(snapshot.snapshot_bytes), snapshot_seconds: Number(snapshot.seconds), snapshot_peak_rss_bytes: Number(snapshot.peak_rss_bytes),
+    snapshot_bytes: Number(snapshot.snapshot_bytes), snapshot_seconds: Number(snapshot.seconds), snapshot_peak_rss_bytes: Number(snapshot.peak_rss_bytes), snapshot_peak_rss_anon_bytes: Number(snapshot.peak_rss_anon_bytes ?? 0),
     journal_bytes_retired: Number(snapshot.journal_bytes_retired), rebuild_peak_rss_bytes: Number(fromSnapshot.peak_rss_bytes),
     compact_seconds: Number(compact.seconds), compact_peak_rss_bytes: Number(compact.peak_rss_bytes), compact_peak_rss_anon_bytes: Number(compact.peak_rss_anon_bytes ?? 0),
     compact_bytes_before: Number(compact.bytes_before), compact_bytes_after: Number(compact.bytes_after), compact_blobs_reclaimed: Number(compact.blobs_reclaimed),
-    snapshot_after_compact_bytes: Number(snapshotAfter.snapshot_bytes), snapshot_after_compact_peak_rss_bytes: Number(snapshotAfter.peak_rss_bytes),
+    snapshot_after_compact_bytes: Number(snapshotAfter.snapshot_bytes), snapshot_after_compact_peak_rss_bytes: Number(snapshotAfter.peak_rss_bytes), snapshot_after_compact_peak_rss_anon_bytes: Number(snapshotAfter.peak_rss_anon_bytes ?? 0),
     open_seconds: Number(open.seconds), fresh_open_seconds: Number(freshOpen.seconds), fresh_messages: Number(freshOpen.messages),
     peak_rss_bytes: Math.max(Number(snapshot.peak_rss_bytes), Number(compact.peak_rss_bytes), Number(snapshotAfter.peak_rss_bytes)),
     note: `${messages} appends (batches of ${BATCH}), 90 % expunged, ${history.records} journal records; index/ deleted and rebuilt: ` +
