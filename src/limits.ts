@@ -22,6 +22,12 @@ export const limits = {
   compactWriteBytes: 4 * 1024 * 1024,
   /** Most relocate and forget ops in one journal record of a compaction commit (a record stays ~ 5 MiB). */
   compactOpsPerRecord: 40_000,
+  /**
+   * Compaction copies and commits the candidate packs' blob entries in runs of at most this many:
+   * its memory bound. Measured at 200k entries (90 % released), peak RSS 345 MB at 50k a run,
+   * 234 MB at 10k, 221 MB at 5k; each run costs a pack and a journal fdatasync.
+   */
+  compactChunkEntries: 10_000,
   /** After its commit, compaction waits this long for readers still inside a retired pack before leaving it for later. */
   compactReaderWaitMs: 30_000,
   /** A journal segment is rotated once it reaches this size (a segment is read whole: this bounds that memory). */

@@ -2,6 +2,7 @@
 // table per measurement with mailstore, every peer (or why it could not run) and the ratio, and each
 // goal of issue 6 with pass/miss. Only the text between the bench:results markers is replaced.
 import { backupSection } from './report-backup.js';
+import { churnSection } from './report-churn.js';
 import type { BenchResult } from './common.js';
 import { lmtpSection } from './report-lmtp.js';
 import { replicationSection } from './report-replication.js';
@@ -391,6 +392,7 @@ export function renderReport(data: RunData, rawFile: string, charts: ChartRef[] 
   lmtpSection(out, goals, data);
   if (!corpusRun) replicationSection(out, goals, data);
   backupSection(out, goals, allMain);
+  churnSection(out, goals, data.results, goalLine);
 
   out.push('### Goals\n');
   out.push('| goal | measured | verdict |\n|---|---|---|');

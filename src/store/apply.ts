@@ -70,7 +70,7 @@ function info(view: IndexView, id: Buffer, seq: number, problem: ApplyProblem): 
   return found;
 }
 
-function putRights(view: IndexView, box: MailboxInfo): void {
+function putRights(view: Pick<IndexView, 'put'>, box: MailboxInfo): void {
   for (const [identifier, rights] of Object.entries(box.acl)) {
     view.put(keys.rights(identifier, box.name), { id: box.id, rights } satisfies RightsRecord);
   }
@@ -281,9 +281,10 @@ function setMeta(view: IndexView, op: OpOf<'meta.set'>): void {
  * Checkpoint ops put index state as it was, modseqs included (the record's own seq is not used):
  * the primary values verbatim, the name index and the reverse ACL map derived as a create does.
  * Putting them twice changes nothing, so an index already at the checkpoint's state replays it
- * without harm.
+ * without harm. Puts only, never a read: a rebuild loading a snapshot hands them straight to
+ * LevelDB batches (IndexDb.bulkLoad) instead of a view's pending set.
  */
-function applyStateOp(view: IndexView, op: Op): void {
+export function applyStateOp(view: Pick<IndexView, 'put'>, op: Op): void {
   switch (op.op) {
     case 'state.begin':
       return;
@@ -308,7 +309,8 @@ function applyStateOp(view: IndexView, op: Op): void {
     case 'state.meta':
       for (const [key, value] of op.entries) {
         view.put(keys.meta(key), value);
-        noteMetaPut(view, key, value);
+        // a bulk load (rebuild from a snapshot) has no db here: it forgets the cached offset itself
+        if ('db' in view) noteMetaPut(view as IndexView, key, value);
       }
       return;
   }

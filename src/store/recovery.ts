@@ -9,7 +9,7 @@ import { decodeCbor, decodeValue, enableNativeCborStrings } from '../index/codec
 import type { Journal, JournalDamage } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { writeFileDurable } from '../fs/durable.js';
-import { applyOpsNow, meta } from './apply.js';
+import { applyOpsNow, applyStateOp, forgetModseqOffset, meta } from './apply.js';
 import type { PackStore } from '../blob/pack-store.js';
 import { checkpointBegin, type JournalPayload, type MailboxInfo } from './records.js';
 import { parseSegmentFileName } from '../journal/journal-format.js';
@@ -294,10 +294,12 @@ export async function buildIndexAside(fs: FileSystem, root: string, journal: Jou
   try {
     // The new index is empty and this view its only writer: the filter spares a LevelDB lookup
     // for every key the rebuild never wrote (the store id goes through the view for that reason).
-    const view = new IndexView(db, new WrittenKeys(limits.rebuildKeyFilterBytes));
+    const written = new WrittenKeys(limits.rebuildKeyFilterBytes);
+    const view = new IndexView(db, written);
     view.put(meta.storeId, storeId);
     const snapshot = start.snapshot;
-    if (snapshot) await loadSnapshot(fs, view, snapshot, storeId, health);
+    if (snapshot) await loadSnapshot(fs, db, written, snapshot, storeId);
+    if (snapshot) view.put(meta.appliedSeq, snapshot.seq);
     const replayed = await replayInto(journal, view, snapshot?.seq ?? 0, health);
     health.rebuiltFrom = snapshot
       ? `snapshot ${snapshot.name} (seq ${snapshot.seq}) and ${replayed.records} journal records after it`
@@ -308,17 +310,19 @@ export async function buildIndexAside(fs: FileSystem, root: string, journal: Jou
   }
 }
 
-/** Puts a verified snapshot's state into a fresh index (its checkpoint ops, as a checkpoint replays). */
-async function loadSnapshot(fs: FileSystem, view: IndexView, snapshot: SnapshotInfo, storeId: Buffer, health: Health): Promise<void> {
-  const problem = (message: string) => {
-    health.degraded = true;
-    if (health.findings.length < limits.healthFindingsMax) health.findings.push(message);
-  };
+/**
+ * Puts a verified snapshot's state into a fresh index (its checkpoint ops, as a checkpoint
+ * replays), straight into LevelDB batches: state ops only put, and every key goes into the
+ * rebuild's filter, so the journal replayed after it still finds them.
+ */
+async function loadSnapshot(fs: FileSystem, db: IndexDb, written: WrittenKeys, snapshot: SnapshotInfo, storeId: Buffer): Promise<void> {
+  const load = db.bulkLoad(limits.replayBatchKeys, written);
   await readSnapshotFile(fs, snapshot.path, snapshot.name, storeId, async (op) => {
-    applyOpsNow(view, snapshot.seq, [op], problem);
-    if (view.size >= limits.replayBatchKeys) await view.flushBehind();
+    applyStateOp(load, op);
+    await load.maybeFlush();
   });
-  view.put(meta.appliedSeq, snapshot.seq);
+  await load.finish();
+  forgetModseqOffset(db); // the snapshot may carry an XFER-raised offset: read it from the index again
 }
 
 /** Swaps a built index in for `index/`; the old one is moved to quarantine/, not deleted. */

@@ -22,6 +22,7 @@ import os from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { progress, round } from '../../src/bench/common.js';
+import { churnStep } from '../../src/bench/churn-step.js';
 import { Bench, LATER_ROUND_PEERS, LATER_ROUND_PEER_ENV, STEPS, corpusInfo, inRounds, machine, mboxFloor, peers, run, sh, storeMeasurements, writerMeasurements, type Step } from '../../src/bench/engine.js';
 import { lmtpMeasurements } from '../../src/bench/lmtp-steps.js';
 import { backupMeasurements } from '../../src/bench/backup-run.js';
@@ -286,6 +287,7 @@ async function main(): Promise<void> {
     if (bench.wanted('replication')) await fail('main', () => replicationMeasurements(bench, main, work, { scaleCorpus: () => prepareMboxCorpus(`scale-${options.quick ? 10_000 : 1_000_000}`, options.quick ? 10_000 : 1_000_000, options.seed) }));
     if (bench.wanted('backup')) await fail('main', () => backupMeasurements(bench, main, work, options.peers));
     if (bench.wanted('tier')) await fail('main', () => tierMeasurement(bench, main, work));
+    if (bench.wanted('churn')) await fail('main', () => churnStep(bench, main, work, { peers: options.peers, seed: options.seed }));
     if (bench.wanted('spam')) {
       await fail('spamassassin', async () => {
         if (!later) spam = await prepareSpam(bench);
