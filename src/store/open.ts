@@ -142,7 +142,7 @@ async function recoverIndex(r: Recovering, options: StoreOptions, stale: boolean
   if (existing && !options.allowMissingPacks) await checkPacksPresent(existing.db, r.packs, r.root);
   const covered = async (firstSeq: number) => start ? (start.snapshot?.seq ?? -1) + 1 >= firstSeq : snapshotCovers(r.fs, r.root, r.storeId, firstSeq);
   await resolveTail(r.fs, r.root, r.journal, highWater, r.health, covered);
-  await resolveNewestBatch(r.fs, r.root, r.journal, r.packs, highWater, r.health);
+  await resolveNewestBatch(r.fs, r.root, r.journal, r.packs, highWater, r.health, Boolean(options.packsLost));
   if (existing) {
     await replay(r.journal, existing.db, existing.appliedSeq, r.health);
     return existing.db;

@@ -163,8 +163,10 @@ async function checkJournalStart(journal: Journal, highWater: number, health: He
  * batch. Records after the last batch-end marker are an incomplete batch; a complete batch whose new
  * blobs do not all read back with their hash was not durable when the crash came. Either is copied
  * to quarantine/ and cut, never partly applied. A batch the index has applied is never touched.
+ * `packsLost` (the local packs were lost with the disk): bodies missing from a complete batch are
+ * no sign of a crash, so the batch is kept and its messages are reported by scrub, never cut.
  */
-export async function resolveNewestBatch(fs: FileSystem, root: string, journal: Journal, packs: PackStore, highWater: number, health: Health): Promise<void> {
+export async function resolveNewestBatch(fs: FileSystem, root: string, journal: Journal, packs: PackStore, highWater: number, health: Health, packsLost = false): Promise<void> {
   const decoded = journal.takeTailRecords();
   // Only the newest batch and what follows it are decoded, from the end backwards: the segment
   // can hold a great many records, and open must not decode them all twice.
@@ -181,7 +183,7 @@ export async function resolveNewestBatch(fs: FileSystem, root: string, journal: 
     while (first > 0 && !body(first - 1)?.end) first--;
     const batch: (JournalPayload | undefined)[] = [];
     for (let i = first; i <= lastEnd; i++) batch.push(body(i));
-    if (!(await freshBlobsDurable(batch, packs))) {
+    if (!packsLost && !(await freshBlobsDurable(batch, packs))) {
       cutFrom = decoded.findIndex((r, i) => i >= first && r.seq > highWater);
       health.findings.push(`journal records ${decoded[cutFrom].seq}..${decoded[lastEnd].seq}: a batch whose message bodies were not durable at the crash (never acknowledged) was cut; a copy is in quarantine/`);
     }

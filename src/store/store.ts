@@ -31,7 +31,7 @@ import { SEEN, meta, modseqAt } from './apply.js';
 import type { StoreAdministration } from './administration.js';
 import { ChangeFeed } from './changes.js';
 import { LAYOUT, initStore, type StoreIdentity } from './identity.js';
-import { TIER_SETTINGS_FILE, attachTier, flushTier, moveByPolicy, readTierSettings, setTierPolicy, tierStatus, type TierFlushResult, type TierHost, type TierStatus } from './tier.js';
+import { TIER_SETTINGS_FILE, attachTier, flushTier, moveByPolicy, readTierSettings, recordLostPacks, setTierPolicy, tierStatus, type TierFlushResult, type TierHost, type TierStatus } from './tier.js';
 import { BackgroundTierMover } from './tier-mover.js';
 import type { TierPolicy } from './tier-policy.js';
 import type { RemotePacks } from '../objstore/remote-packs.js';
@@ -300,6 +300,14 @@ export class Store implements MailStore {
   async tierStatus(): Promise<TierStatus> {
     this.live();
     return tierStatus(this.tierHost(), this.requireRemote());
+  }
+
+  /** Records packs lost with the local disk (`rebuild-from-bucket`, tier.ts TIER_LOST): new packs are numbered above them. */
+  async tierRecordLostPacks(packs: number[]): Promise<void> {
+    this.live();
+    this.writable();
+    this.requireRemote();
+    await recordLostPacks(this.tierHost(), packs);
   }
 
   private requireRemote(): RemotePacks {

@@ -30,6 +30,12 @@ import type { Mutation } from './writer.js';
 export const TIER_SETTINGS_FILE = 'OBJECT-STORE';
 /** Meta key prefix of the packs in the bucket: tier/pack/NNNNNNNN -> TieredPack. */
 export const TIER_META = 'tier/pack/';
+/**
+ * Meta key of the packs lost with the local disk (`mailstore rebuild-from-bucket`): number[]. The
+ * index still refers into them (scrub reports those messages missing), so no new pack may take one
+ * of their numbers: every open skips pack numbers past the highest.
+ */
+export const TIER_LOST = 'tier/lost-packs';
 
 export interface TierSettings {
   url: string;
@@ -159,6 +165,8 @@ export async function attachTier(host: TierHost): Promise<RemotePacks | undefine
     if (Number.isSafeInteger(pack) && pack > 0) remote.set(pack, info);
   }
   host.packs.attachRemote(remote);
+  const lost = await host.db.get<number[]>(keys.meta(TIER_LOST));
+  if (lost?.length) host.packs.skipPackNumbersTo(Math.max(...lost));
   host.packs.limitPackBytes(limits.tierPackBytesMax);
   remote.policy = settings.policy ?? {};
   if (!host.readOnly) await removeMovedLocalCopies(host, remote);
@@ -183,6 +191,15 @@ async function removeMovedLocalCopies(host: TierHost, remote: RemotePacks): Prom
   }
   if (removed > 0) await host.fs.syncDir(host.packs.dir);
   return removed;
+}
+
+/** Records packs lost with the local disk (TIER_LOST; journaled) and keeps new packs above them. */
+export async function recordLostPacks(host: TierHost, packs: number[]): Promise<void> {
+  if (packs.length === 0) return;
+  const before = (await host.db.get<number[]>(keys.meta(TIER_LOST))) ?? [];
+  const value = [...new Set([...before, ...packs])].sort((a, b) => a - b);
+  await host.submit({ prepare: async () => ({ ops: [{ op: 'meta.set', key: TIER_LOST, value } as Op], result: undefined }) });
+  host.packs.skipPackNumbersTo(Math.max(...value));
 }
 
 /** Seals the open pack and moves every sealed local pack (all but `keepLocalBytes` worth, newest kept) to the bucket. */

@@ -40,6 +40,12 @@ export interface StoreOptions {
    */
   allowMissingPacks?: boolean;
   /**
+   * The local packs were lost with the disk (`mailstore rebuild-from-bucket`): the newest complete
+   * journal batch is kept even when its bodies do not read back (they were in a lost pack, not torn
+   * by a crash), so scrub reports its messages missing instead of open cutting the batch.
+   */
+  packsLost?: boolean;
+  /**
    * Called after each group commit with its seq range, number of mutations and index keys written,
    * and the seconds its pack and journal writes and fdatasyncs took.
    */
