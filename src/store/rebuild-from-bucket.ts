@@ -12,7 +12,7 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { ensureDir, writeFileDurable } from '../fs/durable.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import type { MessageRef } from '../scrub/findings.js';
-import { scrub, type ScrubSummary } from '../scrub/scrub.js';
+import { scrub, type ScrubOptions, type ScrubSummary } from '../scrub/scrub.js';
 import { LAYOUT } from './identity.js';
 import { Store } from './store.js';
 import { checkTierSettings, writeTierSettings, type TierSettings } from './tier.js';
@@ -23,6 +23,8 @@ export interface RebuildFromBucketOptions {
   /** The lost store's object store: the same URL (and prefix) and credentials. */
   settings: TierSettings;
   fs?: FileSystem;
+  /** The scrub of every moved pack (it reads the whole bucket prefix): its progress. */
+  onProgress?: ScrubOptions['onProgress'];
 }
 
 export interface RebuildFromBucketResult {
@@ -67,15 +69,15 @@ export async function rebuildFromBucket(target: string, options: RebuildFromBuck
   await copyFile(fs, join(source, LAYOUT.identity), join(target, LAYOUT.identity)); // last: the directory is a store from here on
   const store = await Store.open(target, { fs, packsLost: true, probeIndex: 'never' });
   try {
-    return await verifyAndRecord(store);
+    return await verifyAndRecord(store, options.onProgress);
   } finally {
     await store.close();
   }
 }
 
-async function verifyAndRecord(store: Store): Promise<RebuildFromBucketResult> {
+async function verifyAndRecord(store: Store, onProgress: ScrubOptions['onProgress']): Promise<RebuildFromBucketResult> {
   const openFindings = [...store.health.findings];
-  const report = await scrub(store);
+  const report = await scrub(store, { onProgress });
   const present = new Set(await store.maintenance().packs.listPacks());
   const lostPacks = new Set<number>();
   const lost: MessageRef[] = [];

@@ -17,6 +17,8 @@ import { rebuildFromBucket } from '../../src/store/rebuild-from-bucket.js';
 import { cephInstalled, createBucket, startCeph, type Ceph } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
+import { requireBuilt, run } from '../cli/helpers.js';
+import { existsSync } from 'node:fs';
 
 const message = (i: number) => Buffer.from(`From: a${i}@example.org\r\nSubject: m ${i}\r\nMessage-ID: <${i}@ld>\r\n\r\n${'body line\r\n'.repeat(50 + (i * 37) % 900)}`);
 const installed = cephInstalled();
@@ -82,5 +84,44 @@ describe.skipIf(!installed)('the local disk lost, the bucket intact, on Ceph', (
     expect(again.findings.filter((f) => f.kind === 'blob-corrupt')).toEqual([]);
     expect((await store.status('INBOX')).messages).toBe(101);
     await store.close();
+  }, 180_000);
+
+  it('mailstore rebuild-from-bucket --json: exit 1 with the lost messages listed; a missing bucket is exit 3 before anything is created; --help explains', async () => {
+    requireBuilt();
+    createBucket(ceph, 'mailstore-lostcli');
+    const root = tmpDir();
+    const credentials = join(tmpDir(), 'cred');
+    writeFileSync(credentials, `${ceph.accessKey}:${ceph.secretKey}\n`, { mode: 0o600 });
+    const settings = { url: `${ceph.endpoint}/mailstore-lostcli`, credentials };
+    await (await Store.open(root, { create: true })).close();
+    await writeTierSettings(nodeFileSystem, root, settings);
+    const store = await Store.open(root, { packBytesMax: 64 * 1024 });
+    await store.createMailbox('Archive');
+    await store.appendBatch('Archive', Array.from({ length: 20 }, (_, i) => ({ bytes: message(200 + i) })));
+    await store.tierFlush();
+    await store.appendBatch('Archive', [{ bytes: message(300) }]);
+    await store.close();
+    const copy = tmpDir('journal-copy');
+    cpSync(join(root, 'STORE'), join(copy, 'STORE'));
+    cpSync(join(root, 'journal'), join(copy, 'journal'), { recursive: true });
+    rmSync(root, { recursive: true, force: true });
+
+    const nowhere = join(tmpDir(), 'nowhere');
+    const missing = await run(['rebuild-from-bucket', '--journal-copy', copy, '--object-store', `${ceph.endpoint}/no-such-bucket`, '--object-store-credentials', credentials, '--json'], { store: nowhere });
+    expect(missing.code).toBe(3);
+    expect(existsSync(nowhere)).toBe(false);
+
+    const rebuilt = join(tmpDir(), 'rebuilt');
+    const done = await run(['rebuild-from-bucket', '--journal-copy', copy, '--object-store', settings.url, '--object-store-credentials', credentials, '--json'], { store: rebuilt });
+    expect(done.stderr).toBe('');
+    expect(done.code).toBe(1);
+    const result = JSON.parse(done.stdout.toString('utf8'));
+    expect(result).toMatchObject({ messages: 21, messagesRecovered: 20, messagesLost: 1, lost: [{ mailbox: 'Archive', uid: 21 }] });
+    const scrubbed = await run(['scrub', '--json'], { store: rebuilt });
+    expect(scrubbed.code).toBe(1); // still reported on every scrub
+
+    const help = await run(['rebuild-from-bucket', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout.toString('utf8')).toMatch(/--journal-copy[\s\S]*Exit codes/);
   }, 180_000);
 });
