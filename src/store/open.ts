@@ -47,6 +47,12 @@ type CheckMounted = (path: string) => Promise<void>;
  * Store's to finish (they are mutations).
  */
 export async function openStoreParts(root: string, options: StoreOptions): Promise<StoreParts> {
+  // A rebuild from the bucket that stopped part-way: an ordinary open would cut a newest batch whose
+  // pack was lost and number new packs over lost ones (src/store/rebuild-from-bucket.ts).
+  const marker = join(root, LAYOUT.rebuilding);
+  if (!options.packsLost && (await (options.fs ?? nodeFileSystem).statIfExists(marker).catch(() => undefined))) {
+    throw new MailstoreError('REFUSED', `${root} is being rebuilt from its bucket (${marker}) and that did not finish: run 'mailstore rebuild-from-bucket' into it again. Nothing was changed.`, { path: marker });
+  }
   return options.readOnly ? openReadOnly(root, options) : openReadWrite(root, options);
 }
 

@@ -15,7 +15,7 @@ import type { MessageRef } from '../scrub/findings.js';
 import { scrub, type ScrubOptions, type ScrubSummary } from '../scrub/scrub.js';
 import { LAYOUT } from './identity.js';
 import { Store } from './store.js';
-import { checkTierSettings, writeTierSettings, type TierSettings } from './tier.js';
+import { TIER_SETTINGS_FILE, checkTierSettings, writeTierSettings, type TierSettings } from './tier.js';
 
 export interface RebuildFromBucketOptions {
   /** A directory holding a copy of the lost store's STORE and journal/ (a replica's, or a file copy). */
@@ -49,30 +49,37 @@ export interface RebuildFromBucketResult {
 export async function rebuildFromBucket(target: string, options: RebuildFromBucketOptions): Promise<RebuildFromBucketResult> {
   const fs = options.fs ?? nodeFileSystem;
   const source = options.journalCopy;
-  await refuseNonEmpty(fs, target);
   for (const name of [LAYOUT.identity, join(LAYOUT.journal, LAYOUT.marker)]) {
     if (!(await fs.statIfExists(join(source, name)))) {
       throw new MailstoreError('NOT_FOUND', `${join(source, name)} is missing: the journal copy must hold the store's STORE and journal/ (with its ${LAYOUT.marker})`, { path: join(source, name) });
     }
   }
+  await prepareTarget(fs, target);
   await checkTierSettings(fs, options.settings); // the bucket answers, the credentials work: before anything is created
   await ensureDir(fs, target);
+  // first: until it is removed at the very end, no other open uses this directory (open.ts), and a
+  // second run starts over
+  await writeFileDurable(fs, join(target, LAYOUT.rebuilding), Buffer.from(`${source}\n`));
   for (const dir of [LAYOUT.packs, LAYOUT.journal, LAYOUT.quarantine, LAYOUT.tmp]) await ensureDir(fs, join(target, dir));
   await copyDir(fs, join(source, LAYOUT.journal), join(target, LAYOUT.journal));
-  if (await fs.statIfExists(join(source, 'snapshots'))) {
-    await ensureDir(fs, join(target, 'snapshots'));
-    await copyDir(fs, join(source, 'snapshots'), join(target, 'snapshots'));
+  if (await fs.statIfExists(join(source, SNAPSHOTS))) {
+    await ensureDir(fs, join(target, SNAPSHOTS));
+    await copyDir(fs, join(source, SNAPSHOTS), join(target, SNAPSHOTS));
   }
   // packs/ holds nothing yet; its marker is the journal's (both name the store id)
   await copyFile(fs, join(source, LAYOUT.journal, LAYOUT.marker), join(target, LAYOUT.packs, LAYOUT.marker));
   await writeTierSettings(fs, target, options.settings);
-  await copyFile(fs, join(source, LAYOUT.identity), join(target, LAYOUT.identity)); // last: the directory is a store from here on
+  await copyFile(fs, join(source, LAYOUT.identity), join(target, LAYOUT.identity));
   const store = await Store.open(target, { fs, packsLost: true, probeIndex: 'never' });
+  let result: RebuildFromBucketResult;
   try {
-    return await verifyAndRecord(store, options.onProgress);
+    result = await verifyAndRecord(store, options.onProgress);
   } finally {
     await store.close();
   }
+  await fs.unlink(join(target, LAYOUT.rebuilding)).catch((e) => { throw fromSystemError(e, 'finishing the rebuild', join(target, LAYOUT.rebuilding)); });
+  await fs.syncDir(target);
+  return result;
 }
 
 async function verifyAndRecord(store: Store, onProgress: ScrubOptions['onProgress']): Promise<RebuildFromBucketResult> {
@@ -98,14 +105,29 @@ async function verifyAndRecord(store: Store, onProgress: ScrubOptions['onProgres
   };
 }
 
-async function refuseNonEmpty(fs: FileSystem, target: string): Promise<void> {
+const SNAPSHOTS = 'snapshots';
+/** What a run creates in its target: a run that stopped part-way left only these (and its marker). */
+const CREATED = new Set<string>([LAYOUT.rebuilding, LAYOUT.identity, LAYOUT.lock, LAYOUT.lockDb, LAYOUT.packs, LAYOUT.journal,
+  LAYOUT.index, 'index.rebuild', LAYOUT.quarantine, LAYOUT.tmp, SNAPSHOTS, TIER_SETTINGS_FILE]);
+
+/**
+ * The target must be missing or empty (EXISTS otherwise); one holding a run that stopped part-way
+ * (its marker present) is cleared of what that run created, and nothing else, to start over: all of
+ * it was copied or derived from the journal copy, and no open but the rebuild's could write there.
+ */
+async function prepareTarget(fs: FileSystem, target: string): Promise<void> {
   const stat = await fs.statIfExists(target).catch((e) => { throw fromSystemError(e, 'reading', target); });
   if (!stat) return;
   if (!stat.isDirectory) throw new MailstoreError('INVALID', `${target} exists and is not a directory`, { path: target });
   const names = (await fs.readdir(target)).filter((n) => n !== 'lost+found');
-  if (names.length > 0) {
-    throw new MailstoreError('EXISTS', `${target} is not empty (found ${names.slice(0, 3).join(', ')}); the rebuilt store goes into a new, empty directory`, { path: target });
+  if (names.length === 0) return;
+  const unfinished = names.includes(LAYOUT.rebuilding);
+  const foreign = names.filter((n) => !unfinished || !CREATED.has(n));
+  if (foreign.length > 0) {
+    throw new MailstoreError('EXISTS', `${target} is not empty (found ${foreign.slice(0, 3).join(', ')}); the rebuilt store goes into a new, empty directory`, { path: target });
   }
+  for (const name of names) if (name !== LAYOUT.rebuilding) await fs.removeTree(join(target, name)).catch((e) => { throw fromSystemError(e, 'clearing an unfinished rebuild', join(target, name)); });
+  await fs.syncDir(target);
 }
 
 /** Copies the regular files of `from` into `to` (journal segments, snapshots: flat directories). */

@@ -7,7 +7,7 @@
 // pack had not moved is reported by scrub (blob-missing, with its mailbox and UID), never dropped.
 // Skipped without Ceph.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cpSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { scrub } from '../../src/scrub/scrub.js';
@@ -119,6 +119,27 @@ describe.skipIf(!installed)('the local disk lost, the bucket intact, on Ceph', (
     expect(result).toMatchObject({ messages: 21, messagesRecovered: 20, messagesLost: 1, lost: [{ mailbox: 'Archive', uid: 21 }] });
     const scrubbed = await run(['scrub', '--json'], { store: rebuilt });
     expect(scrubbed.code).toBe(1); // still reported on every scrub
+
+    // a run that stopped part-way (its marker left): every other open is refused; a second run starts over
+    const again = join(tmpDir(), 'again');
+    mkdirSync(again);
+    writeFileSync(join(again, 'REBUILDING'), 'x');
+    for (const name of readdirSync(rebuilt)) cpSync(join(rebuilt, name), join(again, name), { recursive: true });
+    const refused = await run(['scrub', '--json'], { store: again });
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(/rebuild-from-bucket/);
+    const redone = await run(['rebuild-from-bucket', '--journal-copy', copy, '--object-store', settings.url, '--object-store-credentials', credentials, '--json'], { store: again });
+    expect(redone.code).toBe(1);
+    expect(JSON.parse(redone.stdout.toString('utf8'))).toMatchObject({ messages: 21, messagesRecovered: 20, messagesLost: 1 });
+    expect(existsSync(join(again, 'REBUILDING'))).toBe(false);
+    // anything the run did not create is never removed: EXISTS
+    const foreign = join(tmpDir(), 'foreign');
+    mkdirSync(foreign);
+    writeFileSync(join(foreign, 'REBUILDING'), 'x');
+    writeFileSync(join(foreign, 'notes.txt'), 'mine');
+    const kept = await run(['rebuild-from-bucket', '--journal-copy', copy, '--object-store', settings.url, '--object-store-credentials', credentials], { store: foreign });
+    expect(kept.code).toBe(5);
+    expect(readdirSync(foreign).sort()).toEqual(['REBUILDING', 'notes.txt']);
 
     const help = await run(['rebuild-from-bucket', '--help']);
     expect(help.code).toBe(0);
