@@ -22,13 +22,17 @@ What it does: checks the bucket answers; copies STORE, journal/ and snapshots/ f
 the new directory (missing or empty, else EXISTS), with an empty packs/ and the object-store
 settings; opens it (the index is rebuilt from the journal); scrubs it, which reads every pack in
 the bucket and re-hashes every message; records the packs that were neither in the bucket nor
-anywhere else (they were on the lost disk) so no new pack takes their numbers.
+anywhere else (they were on the lost disk) so no new pack takes their numbers. The store keeps
+the old store id, so the objects' keys (PREFIX/STORE-ID/packs/…) are found. A REBUILDING marker
+is written first and removed last: if a run stops part-way (a crash, the bucket gone mid-scrub),
+every other command refuses the directory (exit 3); run this command again, it starts over.
 
 Mail in packs that had moved to the bucket comes back exact. Mail whose pack had not moved yet
 (the newest, by default up to 10 % of the bytes) was on the lost disk: those messages stay in
 their mailboxes and are reported (here, and by every 'mailstore scrub': blob-missing, exit 1);
 fetching one is CORRUPT. Nothing is dropped: put a copy of their bodies back with
-'mailstore scrub --repair --source COPY' when one turns up (a backup, an older copy of packs/).
+'mailstore scrub --repair --source COPY' when one turns up (a backup, an older copy of packs/;
+add --force when over a quarter of the messages are missing, which repair otherwise refuses).
 Changes after the journal copy was taken are lost. The old REPLICATION, consumers and settings
 other than the object store are not carried over: set them again.
 
