@@ -1,11 +1,11 @@
 // RECOVERY.md row "the local disk lost, the bucket intact", against a real Ceph radosgw: the store's
-// directory is gone; what survives is the bucket and a copy of the store's small files (STORE and
-// journal/, e.g. taken by rsync of everything but packs/ and index/, or a replica's journal/). A new
-// directory is assembled from that copy, the object-store settings and an empty packs/ with its
-// marker (mailstore rebuild-from-bucket; docs/OBJECT-STORAGE.md, "The local disk lost"); opening it rebuilds the index from the
-// journal, every message in a moved pack reads back exact from the bucket, and every message whose
-// pack had not moved is reported by scrub (blob-missing, with its mailbox and UID), never dropped;
-// new packs are numbered above the lost ones, and bodies that turn up later go back with repair.
+// directory is gone; what survives is the bucket and a file copy of the store's small files (STORE,
+// journal/, snapshots/: everything but packs/ and index/). `mailstore rebuild-from-bucket` assembles
+// a new directory from that copy, the object-store settings and an empty packs/ with its marker
+// (docs/OBJECT-STORAGE.md, "The local disk lost"); opening it rebuilds the index from the journal,
+// every message in a moved pack reads back exact from the bucket, and every message whose pack had
+// not moved is reported by scrub (blob-missing, with its mailbox and UID), never dropped; new packs
+// are numbered above the lost ones, and bodies that turn up later go back with repair.
 // Skipped without Ceph.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cpSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
