@@ -4,6 +4,7 @@
 // off (doubling, up to a bound) after a round that moved nothing; a commit brings the next look
 // back to the normal interval, since new mail is what pushes the local disk over its budget.
 import { limits } from '../limits.js';
+import { BackoffLoop } from './backoff-loop.js';
 import type { TierFlushResult } from './tier.js';
 
 export interface AutoTierSettings {
@@ -22,50 +23,26 @@ export interface TierMoverHooks {
   onError(error: unknown): void;
 }
 
-export class BackgroundTierMover {
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
-  private stopped = false;
-  private delayMs: number;
-  private readonly intervalMs: number;
-
+export class BackgroundTierMover extends BackoffLoop {
   constructor(private readonly hooks: TierMoverHooks, private readonly settings: AutoTierSettings = {}) {
-    this.intervalMs = settings.intervalMs ?? limits.tierIntervalMs;
-    this.delayMs = this.intervalMs;
-    this.schedule();
+    super(settings.intervalMs ?? limits.tierIntervalMs, limits.tierBackoffMsMax);
   }
 
   /** Something was committed: the local disk may have passed its budget, so a backed-off wait is cut short. */
   noteCommit(): void {
-    if (this.delayMs <= this.intervalMs) return;
-    this.delayMs = this.intervalMs;
-    if (this.running || this.stopped) return; // the running round schedules the next one
-    clearTimeout(this.timer);
-    this.schedule();
+    this.wakeSooner();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => { this.running = this.round().finally(() => { this.running = undefined; this.schedule(); }); }, this.delayMs);
-    this.timer.unref(); // a store left open does not keep its process alive for this
-  }
-
-  private async round(): Promise<void> {
-    let useful = false;
+  protected async round(): Promise<boolean> {
     try {
       const result = await this.hooks.tryMove();
-      useful = result !== undefined && result.packsMoved > 0;
+      const useful = result !== undefined && result.packsMoved > 0;
       if (result && useful) this.settings.onMoved?.(result);
       this.settings.onRound?.(result);
+      return useful;
     } catch (error) {
       this.hooks.onError(error);
+      return false;
     }
-    this.delayMs = useful ? this.intervalMs : Math.min(this.delayMs * 2, limits.tierBackoffMsMax);
   }
 }
