@@ -263,12 +263,13 @@ export function renderReport(data: RunData, rawFile: string, charts: ChartRef[] 
   out.push(goalLine(goals[goals.length - 1]!));
 
   out.push(`### Durable single-message delivery, one writer (first ${int(s.deliver ?? 0)} messages; CLI: ${int(s.deliverCli ?? 0)})\n`);
-  out.push(table(main, ['mailstore:deliver', 'mailstore-cli:deliver', 'dovecot-mdbox:deliver', 'cyrus:deliver', 'floor-fsync:deliver', 'floor-sync-two:deliver', 'floor-sync-two-zeroed:deliver', 'floor-sync-one:deliver', 'floor-sync-one-zeroed:deliver'],
+  out.push(table(main, ['mailstore:deliver', 'mailstore-cli:deliver', 'node-start:deliver', 'dovecot-mdbox:deliver', 'cyrus:deliver', 'floor-fsync:deliver', 'floor-sync-two:deliver', 'floor-sync-two-zeroed:deliver', 'floor-sync-one:deliver', 'floor-sync-one-zeroed:deliver'],
     [COLUMNS.messages, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.latency, { title: 'fdatasync/msg', value: (r) => num(r.fsyncs_per_message as number | undefined) }],
     { base: 'mailstore:deliver', rate: msgRate, title: 'mailstore ÷ this (messages/s)' }));
   chartsOf('deliver');
   goals.push(rateGoal(allMain, 'library delivery ≥ 10× Cyrus LMTP messages/s', ['mailstore', 'deliver'], ['cyrus', 'deliver'], 10, msgRate));
   out.push(goalLine(goals[goals.length - 1]!));
+  cliStartGoal(out, goals, allMain);
   const cyrus = find(main, 'cyrus', 'deliver');
   const shapes = ['floor-sync-two', 'floor-sync-two-zeroed', 'floor-sync-one', 'floor-sync-one-zeroed'].map((peer) => find(main, peer, 'deliver')).filter((r) => r && !r.error);
   if (cyrus && !cyrus.error && shapes.length > 0) {
@@ -434,4 +435,18 @@ export function replaceResultsSection(existing: string | undefined, section: str
   const start = existing.indexOf(START_MARKER), end = existing.indexOf(END_MARKER);
   if (start < 0 || end < start) return `${existing.trimEnd()}\n\n${block}\n`;
   return existing.slice(0, start) + block + existing.slice(end + END_MARKER.length);
+}
+
+/** Issue 16: one `mailstore append FILE` process costs at most twice a bare `node -e 0` (p50, measured alternately). */
+function cliStartGoal(out: string[], goals: Goal[], allMain: TaggedResult[]): void {
+  const ratios = perRound(allMain, (inRound) => {
+    const cli = find(inRound, 'mailstore-cli', 'deliver'), bare = find(inRound, 'node-start', 'deliver');
+    const a = cli?.p50_ms as number | undefined, b = bare?.p50_ms as number | undefined;
+    return a && b ? { ratio: a / b, cli: a, bare: b } : undefined;
+  });
+  if (ratios.length === 0) return;
+  const m = median(ratios.map((r) => r.ratio));
+  const middle = ratios.reduce((best, r) => (Math.abs(r.ratio - m.median) < Math.abs(best.ratio - m.median) ? r : best));
+  goals.push({ text: '`mailstore append FILE` p50 ≤ 2× `node -e 0` p50', measured: `${num(m.median, 2)}× (p50 ${num(middle.cli, 0)} vs ${num(middle.bare, 0)} ms${spreadText(m)})`, pass: m.median <= 2 });
+  out.push(goalLine(goals[goals.length - 1]!));
 }
