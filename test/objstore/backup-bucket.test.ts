@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as Minio from 'minio';
-import { cephInstalled, createBucket, startCeph, type Ceph } from '../helpers/ceph.js';
+import { cephInstalled, createBucket, startCeph, type Ceph, cephClient } from '../helpers/ceph.js';
 import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
 
 const installed = cephInstalled();
@@ -20,8 +20,7 @@ describe.skipIf(!installed)('backup into a bucket, on Ceph', () => {
   beforeAll(async () => {
     requireBuilt();
     ceph = (await startCeph())!;
-    const u = new URL(ceph.endpoint);
-    client = new Minio.Client({ endPoint: u.hostname, port: Number(u.port), useSSL: false, accessKey: ceph.accessKey, secretKey: ceph.secretKey, region: 'us-east-1', pathStyle: true });
+    client = cephClient(ceph);
   }, 180_000);
   afterAll(async () => { await ceph?.stop(); }, 60_000);
 

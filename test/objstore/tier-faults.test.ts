@@ -15,7 +15,7 @@ import { scrub } from '../../src/scrub/scrub.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { writeTierSettings } from '../../src/store/tier.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
-import { cephInstalled, createBucket, startCeph, type Ceph } from '../helpers/ceph.js';
+import { cephInstalled, createBucket, startCeph, type Ceph, cephClient } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
 import { bin, requireBuilt } from '../cli/helpers.js';
@@ -31,8 +31,7 @@ describe.skipIf(!installed)('object-storage tier failures, on Ceph', () => {
   let buckets = 0;
   beforeAll(async () => {
     ceph = (await startCeph())!;
-    const u = new URL(ceph.endpoint);
-    client = new Minio.Client({ endPoint: u.hostname, port: Number(u.port), useSSL: false, accessKey: ceph.accessKey, secretKey: ceph.secretKey, region: 'us-east-1', pathStyle: true });
+    client = cephClient(ceph);
   }, 180_000);
   afterAll(async () => { await ceph?.stop(); }, 60_000);
 

@@ -10,7 +10,7 @@ import { Store } from '../../src/store/store.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { writeTierSettings } from '../../src/store/tier.js';
-import { cephInstalled, createBucket, startCeph, type Ceph } from '../helpers/ceph.js';
+import { cephInstalled, createBucket, startCeph, type Ceph, cephClient } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const message = (i: number) => Buffer.from(`From: a${i}@example.org\r\nSubject: m ${i}\r\nMessage-ID: <${i}@sc>\r\n\r\n${'body line\r\n'.repeat(50 + (i * 37) % 900)}`);
@@ -23,8 +23,7 @@ describe.skipIf(!installed)('scrub over the object-storage tier, on Ceph', () =>
   let buckets = 0;
   beforeAll(async () => {
     ceph = (await startCeph())!;
-    const u = new URL(ceph.endpoint);
-    client = new Minio.Client({ endPoint: u.hostname, port: Number(u.port), useSSL: false, accessKey: ceph.accessKey, secretKey: ceph.secretKey, region: 'us-east-1', pathStyle: true });
+    client = cephClient(ceph);
   }, 180_000);
   afterAll(async () => { await ceph?.stop(); }, 60_000);
 

@@ -10,7 +10,7 @@ import { Store } from '../../src/store/store.js';
 import { MailstoreError } from '../../src/errors.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { checkTierSettings, writeTierSettings } from '../../src/store/tier.js';
-import { cephInstalled, createBucket, startCeph, type Ceph } from '../helpers/ceph.js';
+import { cephInstalled, createBucket, startCeph, type Ceph, cephClient } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
 
@@ -26,8 +26,7 @@ describe.skipIf(!installed)('object-storage tier on Ceph', () => {
   let bucketCount = 0;
   beforeAll(async () => {
     ceph = (await startCeph())!;
-    const u = new URL(ceph.endpoint);
-    client = new Minio.Client({ endPoint: u.hostname, port: Number(u.port), useSSL: false, accessKey: ceph.accessKey, secretKey: ceph.secretKey, region: 'us-east-1', pathStyle: true });
+    client = cephClient(ceph);
   }, 180_000);
   afterAll(async () => { await ceph?.stop(); }, 60_000);
 
