@@ -81,7 +81,7 @@ describe('append --sysexits', () => {
     expect((await run(['append', 'in', join(tempDir(), 'missing.eml'), '--sysexits'], { store })).code).toBe(66);
     const held = await import('../../src/store/store.js').then(({ Store }) => Store.open(store));
     try {
-      const locked = await run(['append', 'in', '-', '--sysexits'], { store, input: message(1) });
+      const locked = await run(['append', 'in', '-', '--sysexits', '--no-wait'], { store, input: message(1) });
       expect(locked.code).toBe(75);
       expect(locked.stderr).toMatch(/LOCKED/);
     } finally {
