@@ -18,38 +18,14 @@ if [[ -z "$missing" ]] && ! need_bench_user; then missing="cannot create unprivi
 DVER=$(dovecot --version 2>/dev/null | cut -d' ' -f1)
 BU=$(id -u "$BENCH_USER"); BG=$(id -g "$BENCH_USER")
 d="$WORK/dovecot-churn"
-rm -rf -- "$d"; mkdir -p "$d/home" "$d/src" "$d/run"
+rm -rf -- "$d"; dovecot_conf "$d" "mdbox:~/mdbox" bench-churn "protocols ="
 open_path "$d"; open_path "$CDIR"
-chown "$BU:$BG" "$d/home" "$d/src"
 if ! runuser -u "$BENCH_USER" -- test -r "$MBOX"; then
   cp -- "$MBOX" "$d/corpus.mbox"; chmod 0644 "$d/corpus.mbox"; MBOX="$d/corpus.mbox"
 fi
-cat > "$d/dovecot.conf" <<CONF
-# private benchmark instance; durability settings deliberately left at defaults
-base_dir = $d/run
-state_dir = $d/state
-log_path = $d/dovecot.log
-instance_name = bench-churn
-protocols =
-ssl = no
-mail_location = mdbox:~/mdbox
-first_valid_uid = $BU
-first_valid_gid = $BG
-mail_uid = $BU
-mail_gid = $BG
-passdb {
-  driver = static
-  args = password=bench
-}
-userdb {
-  driver = static
-  args = uid=$BU gid=$BG home=$d/home
-}
-CONF
-dadm() { env HOME="$d/home" USER=bench doveadm -c "$d/dovecot.conf" "$@"; }
-count() { dadm mailbox status messages INBOX 2>/dev/null | sed -n 's/.*messages=\([0-9]*\).*/\1/p'; }
+count() { dovecot_count "$d"; }
 
-if ! run_timed secs dadm import "mbox:$d/src:INBOX=$MBOX:INDEX=MEMORY" "" all; then
+if ! run_timed secs dadm "$d" import "mbox:$d/src:INBOX=$MBOX:INDEX=MEMORY" "" all; then
   emit_error "$peer" churn "doveadm import failed: $(last_line "$WORK/last.err")"; exit 0
 fi
 n=$(count)
@@ -58,7 +34,7 @@ n=$(count)
 set=$(awk 'NF { u = $1 + 0; if (s == "") { s = u; p = u } else if (u == p + 1) { p = u } else { out = out sep (s == p ? s : s ":" p); sep = ","; s = u; p = u } }
   END { if (s != "") out = out sep (s == p ? s : s ":" p); print out }' "$UIDFILE")
 expunged=$(grep -c . "$UIDFILE")
-dadm expunge mailbox INBOX uid "$set" 2>"$WORK/last.err" || { emit_error "$peer" churn "doveadm expunge failed: $(last_line "$WORK/last.err")"; exit 0; }
+dadm "$d" expunge mailbox INBOX uid "$set" 2>"$WORK/last.err" || { emit_error "$peer" churn "doveadm expunge failed: $(last_line "$WORK/last.err")"; exit 0; }
 left=$(count)
 (( left == MESSAGES - expunged )) || { emit_error "$peer" churn "after expunging $expunged of $MESSAGES, INBOX holds $left"; exit 0; }
 live=$(node -e '
@@ -68,7 +44,7 @@ live=$(node -e '
   fs.readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean).forEach((p, i) => { if (!gone.has(i + 1)) sum += fs.statSync(p).size; });
   console.log(sum);' "$LIST" "$UIDFILE")
 before=$(du -sB1 -- "$d/home" | cut -f1)
-if ! run_timed secs dadm purge; then
+if ! run_timed secs dadm "$d" purge; then
   emit_error "$peer" churn "doveadm purge failed: $(last_line "$WORK/last.err")"; exit 0
 fi
 after=$(du -sB1 -- "$d/home" | cut -f1)

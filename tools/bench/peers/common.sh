@@ -85,3 +85,67 @@ open_path() {
     d=$(dirname "$d")
   done
 }
+
+# ---- private Dovecot and Cyrus instances (dovecot.sh, churn-dovecot.sh, replication.sh) -------
+
+# dovecot_conf DIR LOCATION INSTANCE [EXTRA]: DIR/dovecot.conf for one user "bench" (uid/gid $BU/$BG)
+# with mail under DIR/home; EXTRA (settings and blocks) is added as is. Durability settings are
+# deliberately left at Dovecot's defaults.
+dovecot_conf() {
+  local d=$1 loc=$2 instance=$3 extra=${4:-}
+  mkdir -p "$d/home" "$d/src" "$d/run"
+  chown "$BU:$BG" "$d/home" "$d/src"
+  cat > "$d/dovecot.conf" <<CONF
+# private benchmark instance; durability settings deliberately left at defaults
+base_dir = $d/run
+state_dir = $d/state
+log_path = $d/dovecot.log
+instance_name = $instance
+ssl = no
+mail_location = $loc
+first_valid_uid = $BU
+first_valid_gid = $BG
+mail_uid = $BU
+mail_gid = $BG
+passdb {
+  driver = static
+  args = password=bench
+}
+userdb {
+  driver = static
+  args = uid=$BU gid=$BG home=$d/home
+}
+$extra
+CONF
+}
+# dadm DIR ARGS...: doveadm on DIR's config as user "bench", without needing the auth daemon
+dadm() { local d=$1; shift; env HOME="$d/home" USER=bench doveadm -c "$d/dovecot.conf" "$@"; }
+# dovecot_count DIR: messages in bench's INBOX
+dovecot_count() { dadm "$1" mailbox status messages INBOX 2>/dev/null | sed -n 's/.*messages=\([0-9]*\).*/\1/p'; }
+
+# cyrus_imapd_conf DIR: writes DIR/imapd.conf with the lines every private Cyrus instance shares
+# (data under DIR/data, sockets and locks under DIR/run; user/bench is created by the first
+# delivery); the caller appends its own lines. Durability behaviour is Cyrus's default.
+cyrus_imapd_conf() {
+  local c=$1
+  mkdir -p "$c/data/config" "$c/data/spool" "$c/run/proc" "$c/run/lock" "$c/run/socket"
+  cat > "$c/imapd.conf" <<CONF
+# private benchmark instance
+configdirectory: $c/data/config
+partition-default: $c/data/spool
+defaultpartition: default
+proc_path: $c/run/proc
+mboxname_lockpath: $c/run/lock
+lmtpsocket: $c/run/socket/lmtp
+idlesocket: $c/run/socket/idle
+notifysocket: $c/run/socket/notify
+altnamespace: no
+unixhierarchysep: yes
+virtdomains: off
+lmtp_downcase_rcpt: yes
+autocreate_post: yes
+autocreate_quota: 0
+hashimapspool: true
+umask: 077
+CONF
+}

@@ -45,27 +45,9 @@ open_path "$CROOT"; open_path "$CDIR"
 # write_conf DIR: DIR/imapd.conf + DIR/cyrus.conf, data under DIR/data/{config,spool}
 write_conf() {
   local c=$1
-  mkdir -p "$c/data/config" "$c/data/spool" "$c/run/proc" "$c/run/lock" "$c/run/socket"
-  cat > "$c/imapd.conf" <<CONF
-# private benchmark instance; durability behaviour is Cyrus's default
-configdirectory: $c/data/config
-partition-default: $c/data/spool
-defaultpartition: default
-proc_path: $c/run/proc
-mboxname_lockpath: $c/run/lock
-lmtpsocket: $c/run/socket/lmtp
-idlesocket: $c/run/socket/idle
-notifysocket: $c/run/socket/notify
+  cyrus_imapd_conf "$c"
+  cat >> "$c/imapd.conf" <<CONF
 admins: cyrus
-altnamespace: no
-unixhierarchysep: yes
-virtdomains: off
-lmtp_downcase_rcpt: yes
-# user/bench is created by the first delivery
-autocreate_post: yes
-autocreate_quota: 0
-hashimapspool: true
-umask: 077
 syslog_prefix: cyrus-bench
 # Cyrus default is 1 (drop a second delivery of the same Message-ID); see PEERS_CYRUS_DUPSUPPRESS
 duplicatesuppression: $DUPS

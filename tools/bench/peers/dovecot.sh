@@ -56,43 +56,18 @@ write_conf() {
     maildir) loc="maildir:~/Maildir" ;;
     *) die "unknown format $f" ;;
   esac
-  mkdir -p "$d/home" "$d/src" "$d/run"
-  chown "$BU:$BG" "$d/home" "$d/src"
-  cat > "$d/dovecot.conf" <<CONF
-# private benchmark instance; durability settings deliberately left at defaults
-base_dir = $d/run
-state_dir = $d/state
-log_path = $d/dovecot.log
-instance_name = bench-$(basename "$d")
-protocols = lmtp
+  dovecot_conf "$d" "$loc" "bench-$(basename "$d")" "protocols = lmtp
 listen = 127.0.0.1
-ssl = no
-mail_location = $loc
-first_valid_uid = $BU
-first_valid_gid = $BG
-mail_uid = $BU
-mail_gid = $BG
 auth_username_format = %Ln
 postmaster_address = postmaster@example.com
 lmtp_save_to_detail_mailbox = no
-passdb {
-  driver = static
-  args = password=bench
-}
-userdb {
-  driver = static
-  args = uid=$BU gid=$BG home=$d/home
-}
 service lmtp {
   unix_listener $d/lmtp.sock {
     mode = 0666
   }
+}"
 }
-CONF
-}
-# dadm DIR ARGS...: doveadm on DIR's config as user "bench", without needing the auth daemon
-dadm() { local d=$1; shift; env HOME="$d/home" USER=bench doveadm -c "$d/dovecot.conf" "$@"; }
-count() { dadm "$1" mailbox status messages INBOX 2>/dev/null | sed -n 's/.*messages=\([0-9]*\).*/\1/p'; }
+count() { dovecot_count "$1"; }
 fsync_note() { echo "Dovecot $DVER, $(doveconf -c "$1/dovecot.conf" -h mail_fsync 2>/dev/null | sed 's/^/mail_fsync=/') (default)"; }
 rm_indexes() { find "$1/home" -type f \( -name 'dovecot.index*' -o -name 'dovecot.map.index*' -o -name 'dovecot.list.index*' \) -delete; }
 

@@ -29,26 +29,10 @@ STAMP="$MESSAGES $BYTES $CORPUS"
 # cyrus_conf DIR REPLICA(0|1): a private instance; the replica runs sync_server on $PORT
 cyrus_conf() {
   local c=$1 replica=$2
-  mkdir -p "$c/data/config" "$c/data/spool" "$c/run/proc" "$c/run/lock" "$c/run/socket"
-  cat > "$c/imapd.conf" <<CONF
-configdirectory: $c/data/config
-partition-default: $c/data/spool
-defaultpartition: default
-proc_path: $c/run/proc
-mboxname_lockpath: $c/run/lock
-lmtpsocket: $c/run/socket/lmtp
-idlesocket: $c/run/socket/idle
-notifysocket: $c/run/socket/notify
+  cyrus_imapd_conf "$c"
+  cat >> "$c/imapd.conf" <<CONF
 servername: benchrepl
 admins: cyrus repl
-altnamespace: no
-unixhierarchysep: yes
-virtdomains: off
-lmtp_downcase_rcpt: yes
-autocreate_post: yes
-autocreate_quota: 0
-hashimapspool: true
-umask: 077
 syslog_prefix: cyrus-bench-repl
 duplicatesuppression: 0
 allowplaintext: yes
@@ -149,40 +133,16 @@ cyrus_replicate() {
 
 # ---- Dovecot ----------------------------------------------------------------------------------
 
-dovecot_conf() { # DIR: mdbox under DIR/home (user "bench", owned by $BENCH_USER)
-  local d=$1
-  mkdir -p "$d/home" "$d/src" "$d/run"; chown "$BU:$BG" "$d/home" "$d/src"
-  cat > "$d/dovecot.conf" <<CONF
-base_dir = $d/run
-state_dir = $d/state
-log_path = $d/dovecot.log
-instance_name = bench-repl-$(basename "$d")
-protocols =
-ssl = no
-mail_location = mdbox:~/mdbox
-first_valid_uid = $BU
-first_valid_gid = $BG
-mail_uid = $BU
-mail_gid = $BG
-passdb {
-  driver = static
-  args = password=bench
+repl_dovecot_conf() { # DIR: mdbox under DIR/home (user "bench", owned by $BENCH_USER)
+  dovecot_conf "$1" "mdbox:~/mdbox" "bench-repl-$(basename "$1")" "protocols ="
 }
-userdb {
-  driver = static
-  args = uid=$BU gid=$BG home=$d/home
-}
-CONF
-}
-dadm() { local d=$1; shift; env HOME="$d/home" USER=bench doveadm -c "$d/dovecot.conf" "$@"; }
-dovecot_count() { dadm "$1" mailbox status messages INBOX 2>/dev/null | sed -n 's/.*messages=\([0-9]*\).*/\1/p'; }
 
 dovecot_replicate() {
   local peer=dovecot-dsync src="$RROOT/dovecot-src" dst="$RROOT/dovecot-dst" secs n mbox=$MBOX dver
   if ! command -v doveadm >/dev/null || ! need_bench_user; then emit_error "$peer" replicate "doveadm (dovecot-core) or the user $BENCH_USER missing; run tools/bench/peers/setup.sh"; return 0; fi
   BU=$(id -u "$BENCH_USER"); BG=$(id -g "$BENCH_USER"); dver=$(dovecot --version 2>/dev/null | cut -d' ' -f1)
   if ! [[ -f "$src/loaded" && "$(cat "$src/loaded")" == "$STAMP" ]]; then
-    rm -rf -- "$src"; dovecot_conf "$src"
+    rm -rf -- "$src"; repl_dovecot_conf "$src"
     if ! runuser -u "$BENCH_USER" -- test -r "$mbox"; then cp -- "$mbox" "$src/corpus.mbox"; chmod 0644 "$src/corpus.mbox"; mbox="$src/corpus.mbox"; fi
     log "dovecot: importing $MESSAGES messages into the replication source (mdbox)"
     if ! dadm "$src" import "mbox:$src/src:INBOX=$mbox:INDEX=MEMORY" "" all >/dev/null 2>"$WORK/last.err"; then emit_error "$peer" replicate "doveadm import failed: $(last_line "$WORK/last.err")"; return 0; fi
