@@ -215,6 +215,11 @@ export const limits = {
   replicationPackChunkBytes: 4 * 1024 * 1024,
   /** The newest journal records kept in memory for replicas that keep up (Journal.recentAfter). */
   journalRecentBytesMax: 8 * 1024 * 1024,
+  /**
+   * ...and only while a replica has asked for them (Journal.recentAfter) within this long: a store
+   * nobody replicates keeps none (the daemon's RSS grew by them over its first ~30k deliveries).
+   */
+  journalRecentIdleMs: 60_000,
   /** Journal records sent to a replica in one round (it commits them as one batch). */
   replicationRecordsPerRound: 2000,
   /** ...and at most this many pack bytes in one round (one bigger message goes alone). */

@@ -2,7 +2,7 @@
 // process from the CLI under test (what an admin runs), its resident memory sampled from /proc
 // while it works, stopped with SIGTERM (a clean stop: the store is closed before it exits).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createConnection } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
 import { nodeFileSystem } from '../fs/node-fs.js';
 
@@ -31,6 +31,8 @@ export interface ServeOptions {
   lmtp?: string;
   /** A directory for the daemon's CPU profile (node --cpu-prof), as `--profile` asks. */
   profileDir?: string;
+  /** `--metrics HOST:PORT`, to read its group-commit counters (groupCommits). */
+  metrics?: string;
 }
 
 /** Starts `mailstore serve` on `store` and waits until its socket (and LMTP listener) answers. */
@@ -38,7 +40,7 @@ export async function startDaemon(options: ServeOptions): Promise<DaemonProcess>
   const socket = join(options.store, 'run', 'mailstore.sock');
   const nodeArgs = options.profileDir ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir, '--cpu-prof-name', `serve-${Date.now()}.cpuprofile`] : [];
   // the log goes to a file, as a packaged daemon's does (--log); one line per LMTP delivery
-  const args = [...nodeArgs, options.cli, '--store', options.store, 'serve', '--log', join(options.store, 'serve.log'), ...(options.lmtp ? ['--lmtp', options.lmtp] : [])];
+  const args = [...nodeArgs, options.cli, '--store', options.store, 'serve', '--log', join(options.store, 'serve.log'), ...(options.lmtp ? ['--lmtp', options.lmtp] : []), ...(options.metrics ? ['--metrics', options.metrics] : [])];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
@@ -70,6 +72,24 @@ export async function startDaemon(options: ServeOptions): Promise<DaemonProcess>
       if (code !== 0) throw new Error(`mailstore serve exited with status ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
     },
   };
+}
+
+/**
+ * The daemon's group commits so far, from its /metrics (started with `metrics`): appends per
+ * commit says whether concurrent clients share fdatasyncs as in-process writers do.
+ */
+export async function groupCommits(metrics: string): Promise<number> {
+  const text = await (await fetch(`http://${metrics}/metrics`)).text();
+  return Number(/^mailstore_batch_fsync_seconds_count (\S+)$/m.exec(text)?.[1] ?? NaN);
+}
+
+/** A TCP port free right now on 127.0.0.1 (for a daemon's --metrics). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
 
 /** VmRSS and RssAnon of a process (Linux /proc), undefined when it is gone. */

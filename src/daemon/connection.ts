@@ -8,6 +8,7 @@ import type { Readable } from 'node:stream';
 import { MailstoreError } from '../errors.js';
 import { daemonLimits } from '../limits.js';
 import type { CommitChain } from '../store/api.js';
+import { handOver } from '../store/validate.js';
 import type { MessageInfo } from '../store/types.js';
 import { LISTING_PROCEDURES, PROCEDURES, type ProcedureName } from './procedures.js';
 import {
@@ -149,7 +150,7 @@ export class DaemonConnection {
     if (method === 'hello') return this.reply(id, this.server.hello());
     if (method === 'procedure') return this.runProcedure(id, args);
     const store = this.store as unknown as Record<string, (...a: unknown[]) => unknown>;
-    if (VALUE_METHODS.has(method)) return this.reply(id, await store[method](...this.withChain(method, args)));
+    if (VALUE_METHODS.has(method)) return this.reply(id, await store[method](...this.withChain(method, handOverBodies(method, args))));
     if (LISTING_METHODS.has(method)) return this.sendListing(id, store[method](...this.withCorruptItems(id, method, args)) as AsyncGenerator<unknown>);
     if (STREAM_METHODS.has(method)) return this.sendStream(id, await (store[method](...args) as Promise<Readable>));
     throw new MailstoreError('INVALID', `the daemon has no method ${JSON.stringify(method)}`);
@@ -297,6 +298,18 @@ export class DaemonConnection {
   destroy(): void {
     this.transport.destroy();
   }
+}
+
+/**
+ * The bodies of an append or appendBatch were decoded from this connection's frames and nothing
+ * else holds them: the store may keep them without its defensive copy (one body copy less per
+ * message, which was most of the daemon's garbage under many appending clients).
+ */
+function handOverBodies(method: string, args: unknown[]): unknown[] {
+  const give = (bytes: unknown) => { if (bytes instanceof Uint8Array) handOver(bytes); };
+  if (method === 'append') give(args[1]);
+  else if (method === 'appendBatch' && Array.isArray(args[1])) for (const item of args[1]) give((item as { bytes?: unknown } | null)?.bytes);
+  return args;
 }
 
 /** The bytes a refused call's detached byte strings still announce (to drop them as they come). */

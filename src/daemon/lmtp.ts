@@ -15,6 +15,7 @@ import { nodeFileSystem } from '../fs/node-fs.js';
 import { formatHostPort, listenError, parseListen } from './address.js';
 import { limits, lmtpLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
+import { handOver } from '../store/validate.js';
 
 /** What delivery needs of a store: a `Store`, or anything with its API (the daemon's client). */
 export type LmtpStore = Pick<Store, 'status' | 'append'>;
@@ -210,6 +211,7 @@ async function deliver(
   const envelopeFrom = envelopeSender(from);
   const outcomes = new Map<string, Promise<{ uid: number } | Reply>>();
   const mailboxes = recipients.map((to) => mailboxFor(template, to));
+  handOver(bytes); // made here from the DATA chunks, never changed: the first append need not copy it
   for (const mailbox of mailboxes) {
     if (outcomes.has(mailbox)) continue;
     outcomes.set(mailbox, store.append(mailbox, bytes, envelopeFrom ? { envelopeFrom } : {}).catch((error: unknown) => {

@@ -15,6 +15,13 @@ export const PROTOCOL_VERSION = 1;
 const DETACHED_TAG = 40_107;
 
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, variableMapSize: true, tagUint8Array: false });
+/**
+ * cbor-x's RESET_BUFFER_MODE (encode.js; its index does not export it): the next encode writes over
+ * the same buffer instead of moving on and allocating a new one every few frames. encodeFrame
+ * copies each result out at once, so one buffer serves every frame (no garbage per body).
+ */
+const CBOR_RESET_BUFFER_MODE = 1024;
+const encodeReusing = (value: unknown): Buffer => (cbor as unknown as { encode(value: unknown, mode: number): Buffer }).encode(value, CBOR_RESET_BUFFER_MODE);
 
 /** An error as it crosses the socket. `code` INTERNAL: not a MailstoreError (a bug on the daemon's side). */
 export interface WireError { code: string; message: string; path?: string; mayHaveCommitted?: boolean }
@@ -41,7 +48,7 @@ const FRAME_TYPES = new Set(['call', 'res', 'err', 'item', 'end', 'chunk', 'more
 
 /** One frame as bytes: the length prefix and the CBOR map. INVALID when it would exceed frameBytesMax. */
 export function encodeFrame(frame: Frame): Buffer {
-  const body = cbor.encode(frame);
+  const body = encodeReusing(frame);
   if (body.length > daemonLimits.frameBytesMax) {
     throw new MailstoreError('INVALID', `a ${frame.t} frame of ${body.length} bytes exceeds the socket protocol's limit of ${daemonLimits.frameBytesMax} bytes (too many arguments or results in one call)`);
   }
@@ -80,7 +87,7 @@ export class FrameReader {
 
   /** A frame has begun and is not complete (the daemon bounds how long that may last). */
   get midFrame(): boolean {
-    return this.buffered > 0;
+    return this.buffered > 0 || this.wanted >= 0; // a length prefix alone has begun a frame too
   }
 
   /** The complete payloads in `data` (and what came before); INVALID for an oversized length. */

@@ -32,6 +32,14 @@ interface Segment {
   name: string;
 }
 
+/**
+ * A remembered record's share of journalRecentBytesMax: its payload and the objects around it
+ * (the record, its Buffer), so the bound is memory, not payload (records are ~300 bytes).
+ */
+function recentRecordBytes(record: JournalRecord): number {
+  return record.payload.length + 160;
+}
+
 export class Journal {
   private segments: Segment[] = [];
   private writeHandle?: FileHandle;
@@ -51,6 +59,8 @@ export class Journal {
    */
   private recent: JournalRecord[] = [];
   private recentBytes = 0;
+  /** Until when records are remembered for recentAfter (its last call + journalRecentIdleMs). */
+  private recentWantedUntil = 0;
   private tailRecords: { seq: number; offset: number; end: number; payload: Buffer }[] = [];
   /** A write failed and could not be undone: refuse all writes until the store is reopened. */
   private poisoned?: MailstoreError;
@@ -336,13 +346,17 @@ export class Journal {
   }
 
   private remember(records: JournalRecord[]): void {
+    if (Date.now() > this.recentWantedUntil) {
+      if (this.recent.length > 0) this.forgetRecent(); // no replica reads them: keep none
+      return;
+    }
     if (this.recent.length > 0 && this.recent[this.recent.length - 1].seq + 1 !== records[0].seq) this.forgetRecent();
     for (const r of records) {
       this.recent.push(r);
-      this.recentBytes += r.payload.length;
+      this.recentBytes += recentRecordBytes(r);
     }
     let drop = 0;
-    while (this.recentBytes > limits.journalRecentBytesMax && drop < this.recent.length - 1) this.recentBytes -= this.recent[drop++].payload.length;
+    while (this.recentBytes > limits.journalRecentBytesMax && drop < this.recent.length - 1) this.recentBytes -= recentRecordBytes(this.recent[drop++]);
     if (drop > 0) this.recent = this.recent.slice(drop);
   }
 
@@ -356,6 +370,7 @@ export class Journal {
    * (then read them with `read`). The caller must not change them.
    */
   recentAfter(afterSeq: number): JournalRecord[] | undefined {
+    this.recentWantedUntil = Date.now() + limits.journalRecentIdleMs;
     const first = this.recent[0]?.seq;
     if (first === undefined || afterSeq + 1 < first) return afterSeq === this.lastSeq ? [] : undefined;
     return this.recent.slice(afterSeq + 1 - first);

@@ -176,8 +176,22 @@ export function checkOptions(value: unknown, allowed: readonly string[], what: s
   return options;
 }
 
+/**
+ * Buffers handed over to the store by internal code that made them and keeps no reference (the
+ * daemon's bodies, freshly decoded from its socket): ownCopy takes them as they are, once. Not
+ * exported from the package, so a public caller's buffer is always copied.
+ */
+const handedOver = new WeakSet<Uint8Array>();
+
+/** Gives `bytes` to the store's next ownCopy of them: the caller must never change or reuse them. */
+export function handOver<T extends Uint8Array>(bytes: T): T {
+  handedOver.add(bytes);
+  return bytes;
+}
+
 /** A copy the caller cannot change after the call: what is hashed is what is written. */
 export function ownCopy(bytes: Uint8Array): Buffer {
+  if (handedOver.delete(bytes)) return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   return Buffer.from(bytes);
 }
 

@@ -30,6 +30,48 @@ describe('frames', () => {
     }
   });
 
+  it('decodes frames fed one byte per read, a body spanning many reads among them', () => {
+    const body = Buffer.alloc(3 * 65_536 + 5);
+    for (let i = 0; i < body.length; i++) body[i] = (i * 7) % 251;
+    const frames: Frame[] = [{ t: 'call', id: 1, m: 'append', a: ['INBOX', body] }, { t: 'end', id: 2 }, { t: 'chunk', id: 3, d: Buffer.from('x') }];
+    const encoded = frames.map(encodeFrame);
+    const bytes = Buffer.concat(encoded);
+    const ends = new Set(encoded.map((_, i) => encoded.slice(0, i + 1).reduce((n, e) => n + e.length, 0)));
+    const reader = new FrameReader();
+    const payloads: Buffer[] = [];
+    for (let at = 0; at < bytes.length; at++) {
+      payloads.push(...reader.push(bytes.subarray(at, at + 1)));
+      expect(reader.midFrame).toBe(!ends.has(at + 1)); // between frames only at their ends
+    }
+    const decoded = payloads.map(decodeFrame) as [Extract<Frame, { t: 'call' }>, Frame, Frame];
+    expect(decoded).toHaveLength(3);
+    expect((decoded[0].a[1] as Buffer).equals(body)).toBe(true);
+    expect(decoded.slice(1)).toEqual(frames.slice(1));
+  });
+
+  it('decodes a thousand frames arriving in one read, in order', () => {
+    const frames: Frame[] = Array.from({ length: 1000 }, (_, i) => ({ t: 'res', id: i + 1, v: { uid: i, hash: 'ab'.repeat(i % 40) } }));
+    const payloads = new FrameReader().push(Buffer.concat(frames.map(encodeFrame)));
+    expect(payloads.map(decodeFrame)).toEqual(frames);
+  });
+
+  it('keeps an encoded frame intact when the next is encoded (the encoder reuses its buffer, encodeFrame copies out)', () => {
+    const first = encodeFrame({ t: 'call', id: 1, m: 'append', a: ['INBOX', Buffer.alloc(40_000, 1)] });
+    const copy = Buffer.from(first);
+    encodeFrame({ t: 'call', id: 2, m: 'append', a: ['INBOX', Buffer.alloc(50_000, 2)] });
+    expect(first.equals(copy)).toBe(true);
+  });
+
+  it('refuses an oversized frame that follows valid ones in the same read (INVALID)', () => {
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(daemonLimits.frameBytesMax + 1);
+    const valid = encodeFrame({ t: 'end', id: 1 });
+    const reader = new FrameReader();
+    const error = catchError(() => reader.push(Buffer.concat([valid, valid, head, Buffer.alloc(100)])));
+    expect(error.code).toBe('INVALID');
+    expect(error.message).toMatch(/exceeds the limit/);
+  });
+
   it('refuses an oversized length at once (INVALID), before buffering it', () => {
     const reader = new FrameReader();
     const head = Buffer.alloc(4);

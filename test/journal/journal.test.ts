@@ -217,3 +217,16 @@ describe('Journal: abort and failed writes', () => {
     await again.close();
   });
 });
+
+describe('recent records kept for replicas', () => {
+  it('keeps none until recentAfter is asked, then the records after that, contiguous', async () => {
+    const { journal } = await openJournal();
+    await append(journal, records(1, 3));
+    expect(journal.recentAfter(0)).toBeUndefined(); // nobody asked before: read them from disk
+    await append(journal, records(4, 2));
+    expect(journal.recentAfter(3)?.map((r) => r.seq)).toEqual([4, 5]);
+    expect(journal.recentAfter(5)).toEqual([]);
+    expect(journal.recentAfter(2)).toBeUndefined(); // 3 was never remembered
+    await journal.close();
+  });
+});

@@ -1,7 +1,7 @@
 // The argument checks behind the public API: the LIST pattern matcher (linear in the name whatever
 // the pattern) and the strict date reader.
 import { describe, expect, it } from 'vitest';
-import { listPatternMatcher, parseDateText, normalizeDate, type MatchSteps } from '../../src/store/validate.js';
+import { handOver, listPatternMatcher, ownCopy, parseDateText, normalizeDate, type MatchSteps } from '../../src/store/validate.js';
 import { limits } from '../../src/limits.js';
 
 describe('LIST pattern matcher', () => {
@@ -50,5 +50,24 @@ describe('dates', () => {
     expect(normalizeDate('9999-12-31T23:59:59.999Z')).toBe(limits.internalDateMsMax);
     expect(() => normalizeDate('1969-12-31T23:59:59Z')).toThrow(/1970-01-01 to 9999-12-31/);
     expect(() => normalizeDate(limits.internalDateMsMax + 1)).toThrow(/invalid internal date/);
+  });
+});
+
+describe('ownCopy', () => {
+  it("copies a caller's buffer, so a later change of it does not reach the store", () => {
+    const given = Buffer.from('message');
+    const own = ownCopy(given);
+    given.fill(0);
+    expect(own.toString()).toBe('message');
+  });
+
+  it('takes a handed-over buffer as it is, once; the next ownCopy of it copies again', () => {
+    const given = handOver(Buffer.from('from the socket'));
+    expect(ownCopy(given)).toBe(given);
+    expect(ownCopy(given)).not.toBe(given);
+    const plain = handOver(new Uint8Array([1, 2, 3]));
+    const own = ownCopy(plain);
+    expect(Buffer.isBuffer(own)).toBe(true);
+    expect(own.buffer).toBe(plain.buffer); // no copy, a Buffer view of the same bytes
   });
 });

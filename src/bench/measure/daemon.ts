@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { Client } from '../../client/client.js';
 import { nodeFileSystem } from '../../fs/node-fs.js';
 import { Store } from '../../store/store.js';
-import { startDaemon } from '../daemon-process.js';
+import { freePort, groupCommits, startDaemon } from '../daemon-process.js';
 import { emit, firstListed, parseFlags, percentile, required, round, runMeasurement } from '../common.js';
 
 const { values, switches } = parseFlags(process.argv.slice(2));
@@ -31,12 +31,14 @@ async function measure(): Promise<void> {
   const store = await Store.open(root, { create: true });
   for (const box of boxes) await store.createMailbox(box);
   await store.close();
-  const daemon = await startDaemon({ cli: required(values, 'cli'), store: root, profileDir: values.get('profile') });
-  let results: WorkerResult[], seconds: number;
+  const metrics = `127.0.0.1:${await freePort()}`;
+  const daemon = await startDaemon({ cli: required(values, 'cli'), store: root, profileDir: values.get('profile'), metrics });
+  let results: WorkerResult[], seconds: number, commits: number;
   try {
     ({ results, seconds } = processes === 1
       ? await inProcess(daemon.socket, boxes[0]!, await firstListed(list, messages))
       : await inProcesses(daemon.socket, boxes, list, messages));
+    commits = await groupCommits(metrics);
   } finally {
     await daemon.stop();
   }
@@ -45,9 +47,10 @@ async function measure(): Promise<void> {
   emit({
     peer, measurement: 'daemon', messages: count, bytes: results.reduce((n, r) => n + r.bytes, 0), seconds: round(seconds), processes,
     p50_ms: round(percentile(latencies, 0.5)), p99_ms: round(percentile(latencies, 0.99)), max_ms: round(Math.max(...latencies)),
+    group_commits: commits, appends_per_commit: round(count / commits),
     note: processes === 1
       ? 'mailstore/client over the unix socket to a `mailstore serve` process: one client, each awaiting client.append (acknowledged once durable)'
-      : `${processes} client processes at once (one mailbox each), each awaiting client.append one message at a time; clock from a common start (connected, messages in memory) to the last acknowledgement`,
+      : `${processes} client processes at once (one mailbox each), each awaiting client.append one message at a time; clock from a common start (connected, messages in memory) to the last acknowledgement; ${round(count / commits)} appends per group commit (in-process writers: see fdatasync per message)`,
   });
 }
 
