@@ -18,6 +18,11 @@ export const limits = {
   compactDeadBytesMin: 64 * 1024 * 1024,
   /** ...and after a round that reclaimed nothing waits up to this long (doubling from compactIntervalMs). */
   compactBackoffMsMax: 60 * 60 * 1000,
+  /**
+   * Compaction reads the live records of a pack in runs: two at most this far apart are read with
+   * one pread (the bytes between read and skipped), a run at most compactWriteBytes long.
+   */
+  compactReadGapBytes: 64 * 1024,
   /** Compaction writes its output pack in runs of this many bytes. */
   compactWriteBytes: 4 * 1024 * 1024,
   /** Most relocate and forget ops in one journal record of a compaction commit (a record stays ~ 5 MiB). */

@@ -2,10 +2,11 @@
 // (also after a rebuild of the index from the journal), the grace period holds, a dry run changes
 // nothing, and a store whose index does not add up is refused.
 import { describe, expect, it } from 'vitest';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { hashBytes } from '../../src/hash/blake3.js';
+import { RECORD_HEADER_BYTES } from '../../src/blob/pack-format.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { encodeValue } from '../../src/index/codec.js';
 import { meta } from '../../src/store/apply.js';
@@ -292,5 +293,26 @@ describe('compaction', () => {
     } finally {
       await auto.close();
     }
+  });
+
+  it('a live record whose body fails its hash leaves its pack alone (skipped, exit 1 in the CLI); the other live messages stay exact', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    const damaged = bodies.get(10)!;
+    const blob = (await store.maintenance().index.get<BlobRecord>(keys.blob(hashBytes(damaged))))!;
+    const [name] = packNames(dir);
+    const path = join(dir, 'packs', name!);
+    const bytes = readFileSync(path);
+    bytes[blob.o + RECORD_HEADER_BYTES + 5] ^= 0xff; // one flipped body byte of a live record
+    writeFileSync(path, bytes);
+    await store.maintenance().packs.forgetReadHandles();
+    const result = await store.compact();
+    expect(result.skipped.map((s) => s.pack)).toEqual([blob.p]);
+    expect(result.skipped[0]!.why).toMatch(/does not match its hash/);
+    expect(result.packsRewritten, 'the damaged pack is not retired').toEqual([]);
+    expect(packNames(dir)).toContain(name);
+    await expectCode(store.fetch('M', 10), 'CORRUPT');
+    for (const [uid, b] of bodies) if (uid !== 10 && !gone.includes(uid)) expect((await store.fetch('M', uid)).equals(b), `M ${uid}`).toBe(true);
+    await store.close();
   });
 });
