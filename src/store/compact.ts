@@ -136,21 +136,21 @@ async function rewrite(host: CompactHost, plan: CompactionPlan, result: CompactR
 
 /**
  * Gate and plan; when the pack appends go to would be picked, it is sealed (appends move to a new
- * pack) and the plan is made again, since appends may have landed in it meanwhile.
+ * pack) and stays picked. The tallies are not made again after the seal: an append that landed in
+ * it meanwhile only makes the estimate low, since the copy takes the entries as they are when it
+ * starts (after the seal, so every append into that pack is in them) and the commit is
+ * conditional. One scan of B and M instead of two (a third of a compaction of 20k entries).
  */
 async function planRound(host: CompactHost, options: CompactOptions, cutoff: number): Promise<CompactionPlan> {
   const ratio = options.deadRatio ?? limits.compactDeadRatio;
   const exclusive = <T>(fn: () => Promise<T>) => host.runExclusive(fn);
   const { scan, packs } = await gateAndTally(() => host.db, host.packs, host.health, cutoff, exclusive);
   options.onProgress?.({ phase: 'plan', bytesDone: 0, bytesTotal: 0 });
-  const plan = await planCompaction(host.packs, scan, packs, cutoff, ratio, Boolean(options.dryRun));
   const appendPack = host.packs.appendPack;
-  if (options.dryRun || appendPack === 0) return plan;
-  const whole = await planCompaction(host.packs, scan, packs, cutoff, ratio, true);
-  if (!whole.candidates.includes(appendPack)) return plan;
+  const plan = await planCompaction(host.packs, scan, packs, cutoff, ratio, true);
+  if (options.dryRun || appendPack === 0 || !plan.candidates.includes(appendPack)) return plan;
   await host.submit({ exclusive: true, prepare: async () => { host.packs.seal(); return { ops: [], result: undefined }; } });
-  const again = await gateAndTally(() => host.db, host.packs, host.health, cutoff, exclusive);
-  return planCompaction(host.packs, again.scan, again.packs, cutoff, ratio, false);
+  return plan;
 }
 
 interface Copied {
@@ -278,7 +278,7 @@ async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[]
     pending.push(host.submit({ chain, prepare: async ({ view }) => {
       const ops: Op[] = [];
       for (const blob of slice) {
-        const now = await view.get<BlobRecord>(keys.blob(blob.hash));
+        const now = view.getNow<BlobRecord>(keys.blob(blob.hash)); // sync: 16k awaits cost more than the reads
         if (now && now.p === blob.pack && now.o === blob.offset && pastGrace(now, cutoff)) ops.push({ op: 'blob.forget', hash: blob.hash, pack: blob.pack, offset: blob.offset });
       }
       return { ops, result: ops.length };
