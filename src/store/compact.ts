@@ -64,6 +64,12 @@ export interface CompactHost {
   readonly packBytesMax: number;
   submit<T>(mutation: Mutation<T>): Promise<T>;
   runExclusive<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * The next journal record starts a new segment (the record that lists the removed packs), so a
+   * snapshot taken after it lets every segment before it retire: the history the compaction made
+   * dead leaves the disk with the packs (docs/FORMAT.md, "Compaction").
+   */
+  startJournalSegment?(): void;
 }
 
 export async function compactStore(host: CompactHost, options: CompactOptions = {}): Promise<CompactResult> {
@@ -300,7 +306,7 @@ function relocateOp(c: Copied): Op {
  * from the list. A retired pack some blob entry still points into is kept and reported (scrub
  * says so too): never deleted because the plan said so.
  */
-export async function finishRetired(host: Pick<CompactHost, 'db' | 'packs' | 'submit'>, result?: Pick<CompactResult, 'packsRemoved' | 'packsPending'>): Promise<{ removed: number[]; pending: number[]; inUse: number[] }> {
+export async function finishRetired(host: Pick<CompactHost, 'db' | 'packs' | 'submit' | 'startJournalSegment'>, result?: Pick<CompactResult, 'packsRemoved' | 'packsPending'>): Promise<{ removed: number[]; pending: number[]; inUse: number[] }> {
   const listed = (await host.db.get<number[]>(meta.retiredPacks)) ?? [];
   const out = { removed: [] as number[], pending: [] as number[], inUse: [] as number[] };
   if (listed.length === 0) return out;
@@ -318,7 +324,10 @@ export async function finishRetired(host: Pick<CompactHost, 'db' | 'packs' | 'su
     // a listed pack without its object, which scrub would call damage).
     const remote = out.removed.filter((pack) => host.packs.isRemote(pack));
     const untier: Op[] = remote.map((pack) => ({ op: 'meta.set', key: tierMetaName(pack), value: null }));
-    await host.submit({ prepare: async () => ({ ops: [{ op: 'pack.removed', packs: out.removed }, ...untier], result: undefined }) });
+    await host.submit({ prepare: async () => {
+      host.startJournalSegment?.();
+      return { ops: [{ op: 'pack.removed', packs: out.removed }, ...untier], result: undefined };
+    } });
     for (const pack of remote) await host.packs.removeRemote(pack);
   }
   result?.packsRemoved.push(...out.removed);

@@ -2,7 +2,7 @@
 // (also after a rebuild of the index from the journal), the grace period holds, a dry run changes
 // nothing, and a store whose index does not add up is refused.
 import { describe, expect, it } from 'vitest';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { hashBytes } from '../../src/hash/blake3.js';
@@ -314,5 +314,45 @@ describe('compaction', () => {
     await expectCode(store.fetch('M', 10), 'CORRUPT');
     for (const [uid, b] of bodies) if (uid !== 10 && !gone.includes(uid)) expect((await store.fetch('M', uid)).equals(b), `M ${uid}`).toBe(true);
     await store.close();
+  });
+
+  it('after a compaction that removed packs, the journal before its last record retires under a snapshot and the index files shrink; reopen and a rebuild stay exact', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    const journalBefore = readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl'));
+    expect(journalBefore).toHaveLength(1);
+    const result = await store.compact();
+    expect(result.packsRemoved).toEqual([1]);
+    await store.close(); // waits for the background tidy (index files, snapshot, retirement)
+    const segments = readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl'));
+    expect(segments, 'the segment holding the history is retired').not.toContain(journalBefore[0]);
+    expect(segments).toHaveLength(1);
+    const snapshots = readdirSync(join(dir, 'snapshots')).filter((n) => n.endsWith('.snap'));
+    expect(snapshots).toHaveLength(1);
+    expect(Number(snapshots[0]!.split('.')[0]), 'the snapshot covers the new segment\'s first record').toBeGreaterThanOrEqual(Number(segments[0]!.split('.')[0]));
+    const reopened = await Store.open(dir);
+    await expectExact(reopened, bodies, gone);
+    await reopened.close();
+    rmSync(join(dir, 'index'), { recursive: true });
+    const rebuilt = await Store.open(dir);
+    try {
+      expect(rebuilt.health.degraded, rebuilt.health.findings.join('; ')).toBe(false);
+      await expectExact(rebuilt, bodies, gone);
+      await expectScrubClean(rebuilt);
+    } finally {
+      await rebuilt.close();
+    }
+  });
+
+  it('with autoSnapshot off, a compaction leaves the journal alone', async () => {
+    const dir = tmpDir('compact');
+    const { store } = await churned(dir);
+    await store.close();
+    const quiet = await Store.open(dir, { autoSnapshot: false });
+    const before = readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl'));
+    expect((await quiet.compact()).packsRemoved).toEqual([1]);
+    await quiet.close();
+    expect(readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl'))).toEqual(expect.arrayContaining(before));
+    expect(existsSync(join(dir, 'snapshots')), 'no snapshot was taken').toBe(false);
   });
 });
