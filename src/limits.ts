@@ -23,6 +23,8 @@ export const limits = {
    * one pread (the bytes between read and skipped), a run at most compactWriteBytes long.
    */
   compactReadGapBytes: 64 * 1024,
+  /** The background compactor (a change-log consumer) reads at most this many journal records a round. */
+  compactConsumerRecords: 100_000,
   /** Compaction writes its output pack in runs of this many bytes. */
   compactWriteBytes: 4 * 1024 * 1024,
   /** Most relocate and forget ops in one journal record of a compaction commit (a record stays ~ 5 MiB). */

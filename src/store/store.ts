@@ -55,7 +55,7 @@ import {
 } from './types.js';
 import { deleteUser, renameUser, type DeleteUserResult, type RenameUserResult } from './users.js';
 import { compactStore, finishRetired, type CompactHost, type CompactOptions, type CompactResult } from './compact.js';
-import { BackgroundCompactor } from './compactor.js';
+import { BackgroundCompactor, COMPACT_CONSUMER } from './compactor.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { MailStore } from './api.js';
 import { Writer, type CommitChain, type Mutation, type PrepareContext, type ReplicatedBatch } from './writer.js';
@@ -183,7 +183,6 @@ export class Store implements MailStore {
         this.committed = last;
         this.forgetMailboxes();
         this.changes.notify(last);
-        this.compactor?.noteCommit();
         this.tierMover?.noteCommit();
         if (autoSnapshot) this.snapshots.maybeAuto(last, (result, error) => this.reportAutoSnapshot(options, result, error));
         options.onCommit?.(first, last, mutations, indexKeys, writeSeconds);
@@ -340,7 +339,20 @@ export class Store implements MailStore {
     this.live();
     if (!options.dryRun) this.writable();
     while (this.compaction) await this.compaction.catch(() => undefined);
-    return this.runCompaction(options);
+    const startSeq = this.committed;
+    const result = await this.runCompaction(options);
+    if (!options.dryRun) await this.advanceCompactConsumer(startSeq);
+    return result;
+  }
+
+  /**
+   * An explicit compaction saw every release committed before it started: the background
+   * compactor's cursor (when one was ever registered) moves there, so a store opened without
+   * autoCompact does not keep the journal pinned for it.
+   */
+  private async advanceCompactConsumer(seq: number): Promise<void> {
+    const cursor = await this.changes.cursor(COMPACT_CONSUMER);
+    if (cursor && cursor.seq < seq) await this.changes.advance(COMPACT_CONSUMER, seq);
   }
 
   /** One compaction unless one is running (the background compactor's trylock). */
@@ -407,6 +419,7 @@ export class Store implements MailStore {
   private startCompactor(options: StoreOptions): void {
     const settings = typeof options.autoCompact === 'object' ? options.autoCompact : {};
     this.compactor = new BackgroundCompactor({
+      feed: this.changes,
       deadBytes: async () => (await this.stats()).bytesDead,
       tryCompact: (graceMs) => this.tryCompact({ graceMs }),
       onError: (error) => options.onBackgroundError?.(error),

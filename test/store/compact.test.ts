@@ -295,6 +295,45 @@ describe('compaction', () => {
     }
   });
 
+  it('the background compactor is the change-log consumer `compact`: it learns of new expunges from the journal after its cursor, and its cursor follows', async () => {
+    const dir = tmpDir('compact');
+    const { store } = await churned(dir);
+    await store.close();
+    const compacted: number[][] = [];
+    const auto = await Store.open(dir, { autoCompact: { graceMs: 0, intervalMs: 20, deadBytesMin: 1, onCompacted: (r) => compacted.push(r.packsRewritten) } });
+    const until = async (what: () => Promise<boolean> | boolean) => {
+      for (let i = 0; i < 200 && !(await what()); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(await what()).toBe(true);
+    };
+    try {
+      await until(() => compacted.some((p) => p.length > 0)); // the start-up look at the index's dead bytes
+      const cursorOf = async () => (await auto.changes.consumers()).find((c) => c.name === 'compact');
+      await until(async () => (await cursorOf())?.seq === auto.changes.lastSeq);
+      // new mail, then an expunge: only the journal tells the compactor
+      const fresh = [];
+      for (let i = 0; i < 10; i++) fresh.push((await auto.append('M', body(200 + i, 3000))).uid);
+      const rounds = compacted.length;
+      await auto.expunge('M', fresh.slice(0, 9));
+      await until(() => compacted.slice(rounds).some((p) => p.length > 0));
+      expect((await auto.stats()).bytesDead).toBe(0);
+      await until(async () => (await cursorOf())!.seq === auto.changes.lastSeq);
+      expect((await cursorOf())!.behind).toBe(false);
+      expect((await auto.fetch('M', fresh[9]!)).equals(body(209, 3000))).toBe(true);
+    } finally {
+      await auto.close();
+    }
+    // an explicit compaction in a store opened without autoCompact moves the cursor: it does not pin the journal
+    const plain = await Store.open(dir);
+    try {
+      await plain.append('M', body(300, 100));
+      await plain.compact();
+      const cursor = (await plain.changes.consumers()).find((c) => c.name === 'compact')!;
+      expect(cursor.seq).toBeGreaterThanOrEqual(plain.changes.lastSeq - 2);
+    } finally {
+      await plain.close();
+    }
+  });
+
   it('a live record whose body fails its hash leaves its pack alone (skipped, exit 1 in the CLI); the other live messages stay exact', async () => {
     const dir = tmpDir('compact');
     const { store, bodies, gone } = await churned(dir);
