@@ -18,6 +18,15 @@ export const limits = {
   compactDeadBytesMin: 64 * 1024 * 1024,
   /** ...and after a round that reclaimed nothing waits up to this long (doubling from compactIntervalMs). */
   compactBackoffMsMax: 60 * 60 * 1000,
+  /**
+   * Compaction reads the live records of a pack in runs: two at most this far apart are read with
+   * one pread (the bytes between read and skipped), a run at most compactWriteBytes long. Small,
+   * as readGapBytes: on a cold page cache every skipped byte is read from the disk (a profile of
+   * the churn store with its pack out of the cache spent 1.6 s of 2.2 s CPU-profiled in preads).
+   */
+  compactReadGapBytes: 16 * 1024,
+  /** The background compactor (a change-log consumer) reads at most this many journal records a round. */
+  compactConsumerRecords: 100_000,
   /** Compaction writes its output pack in runs of this many bytes. */
   compactWriteBytes: 4 * 1024 * 1024,
   /** Most relocate and forget ops in one journal record of a compaction commit (a record stays ~ 5 MiB). */

@@ -2,13 +2,15 @@
 // named by number, read by location and verified, written as whole new packs, removed once retired.
 // PackStore (local files) implements it; an S3-compatible backend would map a pack to an object
 // (write = multipart upload made visible at `sync`, remove = DeleteObject once no reader holds it).
-import type { BlobLocation, PackWriter } from './pack-store.js';
+import type { BlobLocation, PackWriter, RunItem } from './pack-store.js';
 
 export interface NewPack {
   readonly pack: number;
   /** Bytes handed to `append` so far, header included. */
   readonly size: number;
   append(hash: Buffer, bytes: Buffer): Promise<BlobLocation>;
+  /** Appends a verified record (header + body) read from another pack, byte for byte. */
+  appendRecord(record: Buffer): Promise<BlobLocation>;
   /** Everything appended is durable and the pack is visible under its name. */
   sync(): Promise<void>;
   close(): Promise<void>;
@@ -23,6 +25,8 @@ export interface BlobBackend {
   /** A blob's bytes, verified against its hash (CORRUPT otherwise). */
   read(location: BlobLocation, hash: Buffer): Promise<Buffer>;
   readStream(location: BlobLocation, hash: Buffer, chunkBytes: number): AsyncGenerator<Buffer>;
+  /** Neighbouring records of one pack with one read, each verified; sets each item's body and record, or its error. */
+  readRun(pack: number, items: RunItem[]): Promise<void>;
   /** The pack new appends go to (0: the next append starts a new one). */
   readonly appendPack: number;
   /** The next append starts a new pack (only while the Writer is held). */

@@ -140,6 +140,8 @@ export interface RunItem {
   location: BlobLocation;
   hash: Buffer;
   body?: Buffer;
+  /** The whole record (header + body) the body is part of: what compaction copies verbatim. */
+  record?: Buffer;
   error?: unknown;
 }
 
@@ -484,6 +486,7 @@ export class PackStore {
         const body = record.subarray(RECORD_HEADER_BYTES);
         if (!hashBytes(body).equals(item.hash)) throw this.corrupt(location, path, `body does not match its hash ${hashHex(item.hash)}`);
         item.body = body;
+        item.record = record;
       } catch (error) {
         item.error = error;
       }
@@ -1048,6 +1051,22 @@ export class PackWriter {
     this.parts.push(encodeRecordHeader(hash, bytes.length), bytes);
     this.partsBytes += RECORD_HEADER_BYTES + bytes.length;
     this.size += RECORD_HEADER_BYTES + bytes.length;
+    if (this.partsBytes >= limits.compactWriteBytes) await this.flush();
+    return location;
+  }
+
+  /**
+   * Appends a record read from another pack and verified there (readRun: header, length, hash), as
+   * it is: the header of a record depends only on its hash and length, so the bytes are the same a
+   * fresh append would write, and are not copied again. Returns where it starts.
+   */
+  async appendRecord(record: Buffer): Promise<BlobLocation> {
+    const header = decodeRecordHeader(record.subarray(0, RECORD_HEADER_BYTES));
+    assert(header !== undefined && header.bodyLength === record.length - RECORD_HEADER_BYTES, `pack ${this.pack}: a record to copy with a damaged header`);
+    const location = { pack: this.pack, offset: this.size, length: header.bodyLength };
+    this.parts.push(record);
+    this.partsBytes += record.length;
+    this.size += record.length;
     if (this.partsBytes >= limits.compactWriteBytes) await this.flush();
     return location;
   }

@@ -232,6 +232,21 @@ export class IndexDb {
     }
   }
 
+  /**
+   * Has LevelDB rewrite its files without what was overwritten or deleted (after a compaction
+   * forgot most blob entries, the index holds their tombstones and old values: 6 MB for 0.6 MB of
+   * live entries at 20k messages, 80 % expunged).
+   */
+  async compactFiles(): Promise<void> {
+    await this.settle();
+    try {
+      // `level` is classic-level under Node; its type leaves compactRange out
+      await (this.db as unknown as { compactRange(start: Buffer, end: Buffer): Promise<void> }).compactRange(Buffer.alloc(1, 0), Buffer.alloc(16, 0xff));
+    } catch (error) {
+      throw this.readError(error);
+    }
+  }
+
   async close(): Promise<void> {
     await this.settle().catch(() => undefined);
     await this.db.close();

@@ -7,6 +7,7 @@
 import { MailstoreError } from '../errors.js';
 import type { IndexDb } from '../index/index-db.js';
 import type { BlobBackend, NewPack } from '../blob/backend.js';
+import type { RunItem } from '../blob/pack-store.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import { keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
@@ -63,6 +64,12 @@ export interface CompactHost {
   readonly packBytesMax: number;
   submit<T>(mutation: Mutation<T>): Promise<T>;
   runExclusive<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * The next journal record starts a new segment (the record that lists the removed packs), so a
+   * snapshot taken after it lets every segment before it retire: the history the compaction made
+   * dead leaves the disk with the packs (docs/FORMAT.md, "Compaction").
+   */
+  startJournalSegment?(): void;
 }
 
 export async function compactStore(host: CompactHost, options: CompactOptions = {}): Promise<CompactResult> {
@@ -135,21 +142,21 @@ async function rewrite(host: CompactHost, plan: CompactionPlan, result: CompactR
 
 /**
  * Gate and plan; when the pack appends go to would be picked, it is sealed (appends move to a new
- * pack) and the plan is made again, since appends may have landed in it meanwhile.
+ * pack) and stays picked. The tallies are not made again after the seal: an append that landed in
+ * it meanwhile only makes the estimate low, since the copy takes the entries as they are when it
+ * starts (after the seal, so every append into that pack is in them) and the commit is
+ * conditional. One scan of B and M instead of two (a third of a compaction of 20k entries).
  */
 async function planRound(host: CompactHost, options: CompactOptions, cutoff: number): Promise<CompactionPlan> {
   const ratio = options.deadRatio ?? limits.compactDeadRatio;
   const exclusive = <T>(fn: () => Promise<T>) => host.runExclusive(fn);
   const { scan, packs } = await gateAndTally(() => host.db, host.packs, host.health, cutoff, exclusive);
   options.onProgress?.({ phase: 'plan', bytesDone: 0, bytesTotal: 0 });
-  const plan = await planCompaction(host.packs, scan, packs, cutoff, ratio, Boolean(options.dryRun));
   const appendPack = host.packs.appendPack;
-  if (options.dryRun || appendPack === 0) return plan;
-  const whole = await planCompaction(host.packs, scan, packs, cutoff, ratio, true);
-  if (!whole.candidates.includes(appendPack)) return plan;
+  const plan = await planCompaction(host.packs, scan, packs, cutoff, ratio, true);
+  if (options.dryRun || appendPack === 0 || !plan.candidates.includes(appendPack)) return plan;
   await host.submit({ exclusive: true, prepare: async () => { host.packs.seal(); return { ops: [], result: undefined }; } });
-  const again = await gateAndTally(() => host.db, host.packs, host.health, cutoff, exclusive);
-  return planCompaction(host.packs, again.scan, again.packs, cutoff, ratio, false);
+  return plan;
 }
 
 interface Copied {
@@ -202,30 +209,58 @@ class Outputs {
 }
 
 /**
- * Copies the kept records of one run into the new packs (each read verified by its hash). A
- * candidate with a record that fails its hash is left out of this round (its copies stay
+ * Copies the kept records of one run into the new packs, byte for byte: neighbours in a pack are
+ * read with one pread (liveRuns), each record verified there (header, length, hash) and appended
+ * as it is, so 4 000 live records of a 600 MB pack cost a few hundred reads and no per-record
+ * buffer. A candidate with a record that fails its hash is left out of this round (its copies stay
  * unreferenced in the new pack). Any other failure (ENOSPC, EIO) is thrown: the old packs were
  * not touched and keep serving.
  */
 async function copyLive(host: CompactHost, outputs: Outputs, kept: PlannedBlob[], result: CompactResult, progress: (bytesDone: number) => void): Promise<Copied[]> {
   const copied: Copied[] = [];
-  for (const blob of kept) {
-    if (result.skipped.some((s) => s.pack === blob.pack)) continue;
-    let bytes: Buffer;
-    try {
-      bytes = await host.packs.read({ pack: blob.pack, offset: blob.offset, length: blob.length }, blob.hash);
-    } catch (error) {
-      if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT') throw error;
-      result.skipped.push({ pack: blob.pack, why: error.message });
-      continue;
+  const skipped = new Set(result.skipped.map((s) => s.pack));
+  for (const run of liveRuns(kept.filter((blob) => !skipped.has(blob.pack)))) {
+    if (skipped.has(run[0].blob.pack)) continue;
+    await host.packs.readRun(run[0].blob.pack, run);
+    for (const item of run) {
+      if (item.error !== undefined) {
+        const error = item.error;
+        if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT') throw error;
+        result.skipped.push({ pack: item.blob.pack, why: error.message });
+        skipped.add(item.blob.pack);
+        break;
+      }
+      const output = await outputs.for(item.blob.length);
+      copied.push({ blob: item.blob, to: await output.appendRecord(item.record!) });
+      result.blobsCopied++;
+      result.bytesCopied += item.blob.length;
     }
-    const output = await outputs.for(bytes.length);
-    copied.push({ blob, to: await output.append(blob.hash, bytes) });
-    result.blobsCopied++;
-    result.bytesCopied += bytes.length;
     progress(result.bytesCopied);
   }
   return copied;
+}
+
+type LiveItem = RunItem & { blob: PlannedBlob };
+
+/** `kept` (in pack and offset order) in runs of neighbours: one pack, gaps of at most compactReadGapBytes, at most compactWriteBytes long. */
+function liveRuns(kept: PlannedBlob[]): LiveItem[][] {
+  const runs: LiveItem[][] = [];
+  let run: LiveItem[] = [];
+  let runStart = 0, runEnd = 0;
+  for (const blob of kept) {
+    const end = blob.offset + RECORD_HEADER_BYTES + blob.length;
+    const joins = run.length > 0 && blob.pack === run[0].blob.pack && blob.offset >= runEnd &&
+      blob.offset - runEnd <= limits.compactReadGapBytes && end - runStart <= limits.compactWriteBytes;
+    if (!joins) {
+      if (run.length > 0) runs.push(run);
+      run = [];
+      runStart = blob.offset;
+    }
+    run.push({ blob, hash: blob.hash, location: { pack: blob.pack, offset: blob.offset, length: blob.length } });
+    runEnd = end;
+  }
+  if (run.length > 0) runs.push(run);
+  return runs;
 }
 
 /**
@@ -249,7 +284,7 @@ async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[]
     pending.push(host.submit({ chain, prepare: async ({ view }) => {
       const ops: Op[] = [];
       for (const blob of slice) {
-        const now = await view.get<BlobRecord>(keys.blob(blob.hash));
+        const now = view.getNow<BlobRecord>(keys.blob(blob.hash)); // sync: 16k awaits cost more than the reads
         if (now && now.p === blob.pack && now.o === blob.offset && pastGrace(now, cutoff)) ops.push({ op: 'blob.forget', hash: blob.hash, pack: blob.pack, offset: blob.offset });
       }
       return { ops, result: ops.length };
@@ -271,7 +306,7 @@ function relocateOp(c: Copied): Op {
  * from the list. A retired pack some blob entry still points into is kept and reported (scrub
  * says so too): never deleted because the plan said so.
  */
-export async function finishRetired(host: Pick<CompactHost, 'db' | 'packs' | 'submit'>, result?: Pick<CompactResult, 'packsRemoved' | 'packsPending'>): Promise<{ removed: number[]; pending: number[]; inUse: number[] }> {
+export async function finishRetired(host: Pick<CompactHost, 'db' | 'packs' | 'submit' | 'startJournalSegment'>, result?: Pick<CompactResult, 'packsRemoved' | 'packsPending'>): Promise<{ removed: number[]; pending: number[]; inUse: number[] }> {
   const listed = (await host.db.get<number[]>(meta.retiredPacks)) ?? [];
   const out = { removed: [] as number[], pending: [] as number[], inUse: [] as number[] };
   if (listed.length === 0) return out;
@@ -289,7 +324,10 @@ export async function finishRetired(host: Pick<CompactHost, 'db' | 'packs' | 'su
     // a listed pack without its object, which scrub would call damage).
     const remote = out.removed.filter((pack) => host.packs.isRemote(pack));
     const untier: Op[] = remote.map((pack) => ({ op: 'meta.set', key: tierMetaName(pack), value: null }));
-    await host.submit({ prepare: async () => ({ ops: [{ op: 'pack.removed', packs: out.removed }, ...untier], result: undefined }) });
+    await host.submit({ prepare: async () => {
+      host.startJournalSegment?.();
+      return { ops: [{ op: 'pack.removed', packs: out.removed }, ...untier], result: undefined };
+    } });
     for (const pack of remote) await host.packs.removeRemote(pack);
   }
   result?.packsRemoved.push(...out.removed);

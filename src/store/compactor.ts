@@ -1,10 +1,18 @@
-// The background compactor (StoreOptions.autoCompact): a running store reclaims dead pack bytes by
-// itself. It wakes up now and then, looks at the dead bytes only when something was committed
-// since the last look, compacts when they pass a threshold, never waits for a compaction already
-// running (trylock), and backs off (doubling, up to a bound) after a round that reclaimed nothing.
+// The background compactor (StoreOptions.autoCompact), a change-log consumer named `compact`
+// (DESIGN.md, "Background work"): it reads the journal from its durable cursor, learns from the
+// expunge records there that pack bytes died, compacts when the dead bytes pass a threshold, and
+// advances its cursor once that round's effect is durable (at least once: a crash before the
+// advance hands it the same records again, and compaction is idempotent). Its count of releases
+// is in memory and rebuilt on start by looking at the index's dead bytes once. It never waits for
+// a compaction already running (trylock), and backs off (doubling, up to a bound) after a round
+// that did nothing. Its cursor pins the journal like every consumer's; `mailstore consumers` lists it.
 import { limits } from '../limits.js';
 import { BackoffLoop } from './backoff-loop.js';
+import type { ChangeFeed, Change } from './changes.js';
 import type { CompactResult } from './compact.js';
+
+/** The compactor's consumer name (consumers/compact). */
+export const COMPACT_CONSUMER = 'compact';
 
 export interface AutoCompactSettings {
   /** Released blobs are kept this long (default limits.compactGraceMs). */
@@ -18,6 +26,8 @@ export interface AutoCompactSettings {
 }
 
 export interface CompactorHooks {
+  /** The change log the compactor consumes. */
+  feed: Pick<ChangeFeed, 'register' | 'advance' | 'read'>;
   /** Dead bytes in packs now. */
   deadBytes(): Promise<number>;
   /** One compaction, or undefined when one is already running. */
@@ -26,8 +36,14 @@ export interface CompactorHooks {
   onError(error: unknown): void;
 }
 
+/** Whether a record may have released a blob (an expunge, or a rebuilt state): then dead bytes may have grown. */
+export function releasesBlobs(change: Change): boolean {
+  return change.ops.some((op) => op.op === 'message.expunge' || op.op === 'state.begin');
+}
+
 export class BackgroundCompactor extends BackoffLoop {
-  private changed = true;
+  /** Releases seen since the last look at the dead bytes; true at start (rebuilt from the index). */
+  private released = true;
   private readonly graceMs: number;
   private readonly deadBytesMin: number;
   private readonly onCompacted: AutoCompactSettings['onCompacted'];
@@ -39,26 +55,35 @@ export class BackgroundCompactor extends BackoffLoop {
     this.deadBytesMin = settings.deadBytesMin ?? limits.compactDeadBytesMin;
   }
 
-  /** Something was committed: the next wake-up looks at the dead bytes again. */
-  noteCommit(): void {
-    this.changed = true;
-  }
-
   protected async round(): Promise<boolean> {
     try {
-      if (!this.changed || this.stopped) return false;
-      this.changed = false;
-      if ((await this.hooks.deadBytes()) < this.deadBytesMin) return false;
-      const result = await this.hooks.tryCompact(this.graceMs);
-      if (result) this.onCompacted?.(result);
-      const useful = result !== undefined && (result.packsRewritten.length > 0 || result.packsRemoved.length > 0);
-      // released blobs still in their grace period: look again later even without new commits
-      if (result && !useful) this.changed = true;
-      return useful;
+      if (this.stopped) return false;
+      const { seq: cursor } = await this.hooks.feed.register(COMPACT_CONSUMER);
+      let last = cursor;
+      for await (const change of this.hooks.feed.read(cursor, { limit: limits.compactConsumerRecords })) {
+        if (releasesBlobs(change)) this.released = true;
+        last = change.seq;
+      }
+      const useful = await this.compactIfWorth();
+      // the round's effect (a compaction, or the finding that none is needed yet) is durable
+      if (last > cursor) await this.hooks.feed.advance(COMPACT_CONSUMER, last);
+      return useful || last > cursor;
     } catch (error) {
-      this.changed = true;
+      this.released = true;
       this.hooks.onError(error);
       return false;
     }
+  }
+
+  private async compactIfWorth(): Promise<boolean> {
+    if (!this.released || this.stopped) return false;
+    this.released = false;
+    if ((await this.hooks.deadBytes()) < this.deadBytesMin) return false;
+    const result = await this.hooks.tryCompact(this.graceMs);
+    if (result) this.onCompacted?.(result);
+    const useful = result !== undefined && (result.packsRewritten.length > 0 || result.packsRemoved.length > 0);
+    // released blobs still in their grace period, or a compaction already running: look again later
+    if (!useful) this.released = true;
+    return useful;
   }
 }

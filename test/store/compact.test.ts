@@ -2,10 +2,11 @@
 // (also after a rebuild of the index from the journal), the grace period holds, a dry run changes
 // nothing, and a store whose index does not add up is refused.
 import { describe, expect, it } from 'vitest';
-import { rmSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { hashBytes } from '../../src/hash/blake3.js';
+import { RECORD_HEADER_BYTES } from '../../src/blob/pack-format.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { encodeValue } from '../../src/index/codec.js';
 import { meta } from '../../src/store/apply.js';
@@ -292,5 +293,105 @@ describe('compaction', () => {
     } finally {
       await auto.close();
     }
+  });
+
+  it('the background compactor is the change-log consumer `compact`: it learns of new expunges from the journal after its cursor, and its cursor follows', async () => {
+    const dir = tmpDir('compact');
+    const { store } = await churned(dir);
+    await store.close();
+    const compacted: number[][] = [];
+    const auto = await Store.open(dir, { autoCompact: { graceMs: 0, intervalMs: 20, deadBytesMin: 1, onCompacted: (r) => compacted.push(r.packsRewritten) } });
+    const until = async (what: () => Promise<boolean> | boolean) => {
+      for (let i = 0; i < 200 && !(await what()); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(await what()).toBe(true);
+    };
+    try {
+      await until(() => compacted.some((p) => p.length > 0)); // the start-up look at the index's dead bytes
+      const cursorOf = async () => (await auto.changes.consumers()).find((c) => c.name === 'compact');
+      await until(async () => (await cursorOf())?.seq === auto.changes.lastSeq);
+      // new mail, then an expunge: only the journal tells the compactor
+      const fresh = [];
+      for (let i = 0; i < 10; i++) fresh.push((await auto.append('M', body(200 + i, 3000))).uid);
+      const rounds = compacted.length;
+      await auto.expunge('M', fresh.slice(0, 9));
+      await until(() => compacted.slice(rounds).some((p) => p.length > 0));
+      expect((await auto.stats()).bytesDead).toBe(0);
+      await until(async () => (await cursorOf())!.seq === auto.changes.lastSeq);
+      expect((await cursorOf())!.behind).toBe(false);
+      expect((await auto.fetch('M', fresh[9]!)).equals(body(209, 3000))).toBe(true);
+    } finally {
+      await auto.close();
+    }
+    // an explicit compaction in a store opened without autoCompact moves the cursor: it does not pin the journal
+    const plain = await Store.open(dir);
+    try {
+      await plain.append('M', body(300, 100));
+      await plain.compact();
+      const cursor = (await plain.changes.consumers()).find((c) => c.name === 'compact')!;
+      expect(cursor.seq).toBeGreaterThanOrEqual(plain.changes.lastSeq - 2);
+    } finally {
+      await plain.close();
+    }
+  });
+
+  it('a live record whose body fails its hash leaves its pack alone (skipped, exit 1 in the CLI); the other live messages stay exact', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    const damaged = bodies.get(10)!;
+    const blob = (await store.maintenance().index.get<BlobRecord>(keys.blob(hashBytes(damaged))))!;
+    const [name] = packNames(dir);
+    const path = join(dir, 'packs', name!);
+    const bytes = readFileSync(path);
+    bytes[blob.o + RECORD_HEADER_BYTES + 5] ^= 0xff; // one flipped body byte of a live record
+    writeFileSync(path, bytes);
+    await store.maintenance().packs.forgetReadHandles();
+    const result = await store.compact();
+    expect(result.skipped.map((s) => s.pack)).toEqual([blob.p]);
+    expect(result.skipped[0]!.why).toMatch(/does not match its hash/);
+    expect(result.packsRewritten, 'the damaged pack is not retired').toEqual([]);
+    expect(packNames(dir)).toContain(name);
+    await expectCode(store.fetch('M', 10), 'CORRUPT');
+    for (const [uid, b] of bodies) if (uid !== 10 && !gone.includes(uid)) expect((await store.fetch('M', uid)).equals(b), `M ${uid}`).toBe(true);
+    await store.close();
+  });
+
+  it('after a compaction that removed packs, the journal before its last record retires under a snapshot and the index files shrink; reopen and a rebuild stay exact', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    const journalBefore = readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl'));
+    expect(journalBefore).toHaveLength(1);
+    const result = await store.compact();
+    expect(result.packsRemoved).toEqual([1]);
+    await store.close(); // waits for the background tidy (index files, snapshot, retirement)
+    const segments = readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl'));
+    expect(segments, 'the segment holding the history is retired').not.toContain(journalBefore[0]);
+    expect(segments).toHaveLength(1);
+    const snapshots = readdirSync(join(dir, 'snapshots')).filter((n) => n.endsWith('.snap'));
+    expect(snapshots).toHaveLength(1);
+    expect(Number(snapshots[0]!.split('.')[0]), 'the snapshot covers the new segment\'s first record').toBeGreaterThanOrEqual(Number(segments[0]!.split('.')[0]));
+    const reopened = await Store.open(dir);
+    await expectExact(reopened, bodies, gone);
+    await reopened.close();
+    rmSync(join(dir, 'index'), { recursive: true });
+    const rebuilt = await Store.open(dir);
+    try {
+      expect(rebuilt.health.degraded, rebuilt.health.findings.join('; ')).toBe(false);
+      await expectExact(rebuilt, bodies, gone);
+      await expectScrubClean(rebuilt);
+    } finally {
+      await rebuilt.close();
+    }
+  });
+
+  it('with autoSnapshot off, a compaction leaves the journal alone', async () => {
+    const dir = tmpDir('compact');
+    const { store } = await churned(dir);
+    await store.close();
+    const quiet = await Store.open(dir, { autoSnapshot: false });
+    const before = readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl'));
+    expect((await quiet.compact()).packsRemoved).toEqual([1]);
+    await quiet.close();
+    expect(readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl'))).toEqual(expect.arrayContaining(before));
+    expect(existsSync(join(dir, 'snapshots')), 'no snapshot was taken').toBe(false);
   });
 });
