@@ -156,11 +156,13 @@ export const limits = {
   largestUidProbeUids: 1024,
   /** readMessages: message records read from the index in one round trip. */
   readBatchMessages: 256,
+  /** readMessages: batches of records located (index, then blob lookups) ahead of the one being read. */
+  readAheadBatches: 2,
   /** readMessages: most body bytes read ahead (in pack order) before they are yielded; one bigger message goes alone. */
   readBatchBytes: 8 * 1024 * 1024,
   /** readMessages: most body bytes, and messages, read between two turns of the event loop. */
   readTurnBytes: 1024 * 1024,
-  readTurnMessages: 32,
+  readTurnMessages: 128,
   /** readMessages: two records of a pack at most this far apart are read with one pread (the bytes between are read and skipped). */
   readGapBytes: 16 * 1024,
   /** Pack scans (scrub, reconstruct) read this much at a time; a bigger record streams through it. */

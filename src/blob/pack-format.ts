@@ -45,6 +45,20 @@ export function encodeRecordHeader(hash: Buffer, bodyLength: number): Buffer {
   return b;
 }
 
+/**
+ * decodeRecordHeader's checks on a record header inside a bigger buffer, without copying or
+ * allocating (a bulk read checks one header a message): why it is unusable, or undefined when its
+ * magic and checksum hold and its length is `bodyLength`.
+ */
+export function recordHeaderFault(b: Buffer, at: number, bodyLength: number): string | undefined {
+  if (at + RECORD_HEADER_BYTES > b.length || b.readUInt32BE(at) !== RECORD_MAGIC_WORD || b.readUInt32BE(at + 44) !== crc32(b.subarray(at, at + 44))) return 'record header is damaged';
+  const length = b.readUInt32BE(at + 36) * 2 ** 32 + b.readUInt32BE(at + 40);
+  if (length !== bodyLength) return `record length ${length} differs from the index's ${bodyLength}`;
+  return undefined;
+}
+
+const RECORD_MAGIC_WORD = PACK_RECORD_MAGIC.readUInt32BE(0);
+
 export function decodeRecordHeader(b: Buffer): { hash: Buffer; bodyLength: number } | undefined {
   if (b.length < RECORD_HEADER_BYTES || !b.subarray(0, 4).equals(PACK_RECORD_MAGIC)) return undefined;
   if (b.readUInt32BE(44) !== crc32(b.subarray(0, 44))) return undefined;

@@ -9,7 +9,7 @@ import { HASH_BYTES, createHasher, hashBytes, hashHex } from '../hash/blake3.js'
 import type { HashPool } from '../hash/pool.js';
 import { limits } from '../limits.js';
 import {
-  PACK_HEADER_BYTES, PACK_RECORD_MAGIC, RECORD_HEADER_BYTES, decodePackHeader, decodeRecordHeader,
+  PACK_HEADER_BYTES, PACK_RECORD_MAGIC, RECORD_HEADER_BYTES, decodePackHeader, decodeRecordHeader, recordHeaderFault,
   encodePackHeader, encodeRecordHeader, packFileName, parsePackFileName,
 } from './pack-format.js';
 
@@ -479,17 +479,15 @@ export class PackStore {
       const { location } = item;
       const at = location.offset - start;
       const length = RECORD_HEADER_BYTES + location.length;
-      try {
-        if (at + length > n) throw this.corrupt(location, path, `pack ends ${at + length - n} bytes early`);
-        const record = bytes.subarray(at, at + length);
-        this.checkHeader(record, location, undefined, path);
-        const body = record.subarray(RECORD_HEADER_BYTES);
-        if (!hashBytes(body).equals(item.hash)) throw this.corrupt(location, path, `body does not match its hash ${hashHex(item.hash)}`);
+      // checked in place (recordHeaderFault): no copy or throw on the path of a good record
+      if (at + length > n) { item.error = this.corrupt(location, path, `pack ends ${at + length - n} bytes early`); continue; }
+      const fault = recordHeaderFault(bytes, at, location.length);
+      if (fault !== undefined) { item.error = this.corrupt(location, path, fault); continue; }
+      const body = bytes.subarray(at + RECORD_HEADER_BYTES, at + length);
+      if (hashBytes(body).equals(item.hash)) {
         item.body = body;
-        item.record = record;
-      } catch (error) {
-        item.error = error;
-      }
+        item.record = bytes.subarray(at, at + length);
+      } else item.error = this.corrupt(location, path, `body does not match its hash ${hashHex(item.hash)}`);
     }
   }
 

@@ -19,13 +19,18 @@ const DELETED = Symbol('deleted');
  */
 export type Pending = Map<string, unknown>;
 
-function pendingOps(pending: Pending): BatchOp[] {
-  const out: BatchOp[] = [];
+/**
+ * A pending set straight into a LevelDB chained batch: no BatchOp array or key Buffer kept per key
+ * (a replay window is tens of thousands of keys; classic-level copies what put is given).
+ */
+function pendingBatch(level: Level<Buffer, Buffer>, pending: Pending): ReturnType<Level<Buffer, Buffer>['batch']> {
+  const batch = level.batch();
   for (const [name, value] of pending) {
     const key = Buffer.from(name, 'latin1');
-    out.push(value === DELETED ? { type: 'del', key } : { type: 'put', key, value: encodeValue(value) });
+    if (value === DELETED) batch.del(key);
+    else batch.put(key, encodeValue(value));
   }
-  return out;
+  return batch;
 }
 
 /** The reads of IndexDb.snapshot(): the index as it was when the snapshot was taken. */
@@ -212,7 +217,8 @@ export class IndexDb {
    */
   async writeBehind(pending: Pending): Promise<{ landed: Promise<void> }> {
     await this.settle();
-    const behind = { pending, written: this.write(pendingOps(pending)) };
+    const batch = pendingBatch(this.db, pending);
+    const behind = { pending, written: batch.write({ sync: false }) }; // an empty batch only closes
     this.behind = behind;
     const landed = behind.written.finally(() => {
       if (this.behind === behind) this.behind = undefined;
@@ -282,57 +288,47 @@ export class WrittenKeys {
   }
 
   add(name: string): void {
-    this.probe(name, true);
+    let h = 0x811c9dc5;
+    for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+    this.set(h);
   }
 
   /** The same as add(key.toString('latin1')), without making the string. */
   addBytes(key: Uint8Array): void {
-    let h1 = 0x811c9dc5;
-    let h2 = 0x9747b28c;
-    for (let i = 0; i < key.length; i++) {
-      const c = key[i];
-      h1 = Math.imul(h1 ^ c, 0x01000193);
-      h2 = Math.imul(h2 ^ c, 0x5bd1e995);
-      h2 ^= h2 >>> 15;
-    }
-    this.set(h1, h2 | 1);
+    let h = 0x811c9dc5;
+    for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key[i], 0x01000193);
+    this.set(h);
   }
 
   mayHave(name: string): boolean {
-    return this.probe(name, false);
+    let h = 0x811c9dc5;
+    for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+    const h2 = second(h);
+    for (let k = 0; k < 4; k++) {
+      const bit = (h + Math.imul(k, h2)) & this.mask;
+      if ((this.bits[bit >>> 5] & (1 << (bit & 31))) === 0) return false;
+    }
+    return true;
   }
 
-  /** Four probes by double hashing (FNV-1a and a multiplicative hash) over the key's latin1 name. */
-  private probe(name: string, set: boolean): boolean {
-    let h1 = 0x811c9dc5;
-    let h2 = 0x9747b28c;
-    for (let i = 0; i < name.length; i++) {
-      const c = name.charCodeAt(i);
-      h1 = Math.imul(h1 ^ c, 0x01000193);
-      h2 = Math.imul(h2 ^ c, 0x5bd1e995);
-      h2 ^= h2 >>> 15;
-    }
-    h2 |= 1;
-    if (set) {
-      this.set(h1, h2);
-      return true;
-    }
-    let all = true;
+  /**
+   * Four probes by double hashing: FNV-1a over the key's latin1 bytes, the step derived from it by
+   * a finalising mix (one multiply a byte, not two hashes: the filter is asked ~6 times a message).
+   */
+  private set(h: number): void {
+    const h2 = second(h);
     for (let k = 0; k < 4; k++) {
-      const bit = (h1 + Math.imul(k, h2)) & this.mask;
-      const word = bit >>> 5;
-      const flag = 1 << (bit & 31);
-      if ((this.bits[word] & flag) === 0) all = false;
-    }
-    return all;
-  }
-
-  private set(h1: number, h2: number): void {
-    for (let k = 0; k < 4; k++) {
-      const bit = (h1 + Math.imul(k, h2)) & this.mask;
+      const bit = (h + Math.imul(k, h2)) & this.mask;
       this.bits[bit >>> 5] |= 1 << (bit & 31);
     }
   }
+}
+
+/** The double-hashing step from FNV-1a's hash: murmur3's finaliser, odd so every probe differs. */
+function second(h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) | 1;
 }
 
 /**
@@ -401,7 +397,11 @@ export class IndexView {
 
   put(key: Buffer, value: unknown): void {
     const name = key.toString('latin1');
-    this.written?.add(name);
+    // a key put in this window is in the filter already (a mailbox's info is put once a message)
+    if (this.written) {
+      const pending = this.overlay.get(name);
+      if (pending === undefined || pending === DELETED) this.written.add(name);
+    }
     this.overlay.set(name, value === undefined ? DELETED : value);
   }
 

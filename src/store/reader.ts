@@ -104,7 +104,7 @@ export class StoreReader {
   /**
    * Every message of a mailbox with its bytes, in uid order, each verified against its hash before
    * it is yielded (IMAP FETCH 1:* BODY[], export). The index is read a batch at a time, the next
-   * batch's records while this batch's bodies are read, and a batch's bodies are read in pack order;
+   * batches' records (limits.readAheadBatches) while this batch's bodies are read, and a batch's bodies are read in pack order;
    * at most limits.readBatchBytes of bodies (or one bigger message) are held. A message that fails
    * verification throws, as fetch would, once every message before it was yielded.
    */
@@ -121,10 +121,12 @@ export class StoreReader {
       batch.catch(() => undefined); // awaited later: a failure meanwhile is not unhandled
       return batch;
     };
-    let next = readAhead();
+    // limits.readAheadBatches located batches in flight: a thread-pool round trip (nextv, then
+    // getMany) on a loaded machine can take longer than yielding one batch
+    const ahead = Array.from({ length: limits.readAheadBatches }, readAhead);
     try {
-      for (let batch = await next; batch; batch = await next) {
-        next = readAhead();
+      for (let batch = await ahead.shift(); batch; batch = await ahead.shift()) {
+        ahead.push(readAhead());
         for (const group of byteGroups(batch, limits.readBatchBytes)) {
           await this.readGroup(group);
           for (const item of group) {

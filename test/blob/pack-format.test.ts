@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   PACK_HEADER_BYTES, RECORD_HEADER_BYTES, decodePackHeader, decodeRecordHeader, encodePackHeader, encodeRecordHeader,
-  packFileName, parsePackFileName,
+  packFileName, parsePackFileName, recordHeaderFault,
 } from '../../src/blob/pack-format.js';
 import { hashBytes } from '../../src/hash/blake3.js';
 
@@ -42,5 +42,20 @@ describe('pack format', () => {
       expect(decodeRecordHeader(bad), `byte ${i}`).toBeUndefined();
     }
     expect(decodeRecordHeader(encodeRecordHeader(hash, 2 ** 40))).toEqual({ hash, bodyLength: 2 ** 40 });
+  });
+
+  it('recordHeaderFault agrees with decodeRecordHeader at any offset of a bigger buffer, and checks the length', () => {
+    const length = 2 ** 32 + 5; // both halves of the 64-bit length are read
+    const header = encodeRecordHeader(hashBytes(Buffer.from('x')), length);
+    const buffer = Buffer.concat([Buffer.alloc(7, 0xaa), header, Buffer.alloc(3)]);
+    expect(recordHeaderFault(buffer, 7, length)).toBeUndefined();
+    expect(recordHeaderFault(buffer, 7, 5)).toBe(`record length ${length} differs from the index's 5`);
+    expect(recordHeaderFault(buffer, 6, length)).toBe('record header is damaged');
+    expect(recordHeaderFault(buffer.subarray(0, 7 + RECORD_HEADER_BYTES - 1), 7, length)).toBe('record header is damaged');
+    for (let i = 0; i < RECORD_HEADER_BYTES; i++) {
+      const damaged = Buffer.from(buffer);
+      damaged[7 + i] ^= 0x10;
+      expect(recordHeaderFault(damaged, 7, length), `byte ${i}`).toBe(decodeRecordHeader(damaged.subarray(7, 7 + RECORD_HEADER_BYTES)) ? undefined : 'record header is damaged');
+    }
   });
 });

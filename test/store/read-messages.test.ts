@@ -7,6 +7,7 @@ import { Store, type MessageInfo } from '../../src/store/store.js';
 import { MailstoreError } from '../../src/errors.js';
 import { hashBytes } from '../../src/hash/blake3.js';
 import { keys } from '../../src/keys/index-keys.js';
+import { RECORD_HEADER_BYTES } from '../../src/blob/pack-format.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { internalsOf, rawLevelOf } from '../helpers/internals.js';
 
@@ -136,6 +137,38 @@ describe('Store.readMessages', () => {
 
     // Starting past it, nothing is wrong.
     expect((await collect(store, 'INBOX', { fromUid: 451 })).length).toBe(150);
+    await store.close();
+  });
+
+  it('coalesced pack reads: a damaged record header or length costs only its own message; messages across run boundaries come out exact', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX');
+    // sizes around limits.readTurnBytes (1 MiB) and readGapBytes, so runs end inside the sequence
+    // and one message is bigger than a run; all in one pack, adjacent, in uid order
+    const sizes = [10, 700 * 1024, 400 * 1024, 5, 1300 * 1024, 20 * 1024, 3, 600 * 1024, 500 * 1024, 7];
+    const bodies = sizes.map((n, i) => msg(i === 3 ? 'MAGIC-4' : i === 6 ? 'LENGTH-7' : i, n));
+    for (const bytes of bodies) await store.append('INBOX', bytes);
+    const packs = readdirSync(join(dir, 'packs')).filter((n) => n.endsWith('.pack'));
+    expect(packs.length).toBe(1);
+    const path = join(dir, 'packs', packs[0]);
+    const pack = readFileSync(path);
+    const headerOf = (marker: string) => pack.indexOf(marker) - (RECORD_HEADER_BYTES + msg('').indexOf('Subject: ') + 'Subject: '.length);
+    pack[headerOf('MAGIC-4')] ^= 0x01; // uid 4: the record's magic
+    pack[headerOf('LENGTH-7') + 43] ^= 0x01; // uid 7: its length (and so its checksum)
+    writeFileSync(path, pack);
+    await internalsOf(store).packs.forgetReadHandles();
+    const fetchErrors = new Map<number, string>();
+    for (const uid of [4, 7]) fetchErrors.set(uid, (await expectCode(store.fetch('INBOX', uid), 'CORRUPT')).message);
+
+    const reported: [number, string][] = [];
+    const bulk = await collect(store, 'INBOX', { onCorrupt: (info, e) => reported.push([info.uid, e.code]) });
+    expect(reported).toEqual([[4, 'CORRUPT'], [7, 'CORRUPT']]);
+    expect(bulk.map((m) => m.info.uid)).toEqual([1, 2, 3, 5, 6, 8, 9, 10]);
+    for (const { info, body } of bulk) expect(body.equals(bodies[info.uid - 1]), `uid ${info.uid}`).toBe(true);
+    const error = await expectCode(collect(store, 'INBOX'), 'CORRUPT');
+    expect(error.message).toBe(fetchErrors.get(4));
+    expect(error.message).toContain('record header is damaged');
     await store.close();
   });
 

@@ -68,12 +68,14 @@ async function rebuild(): Promise<void> {
   started = performance.now();
   store = await Store.open(root);
   const seconds = (performance.now() - started) / 1000;
+  const rebuiltFrom = store.health.rebuiltFrom ?? 'not rebuilt';
   const after = await store.stats();
   await store.close();
   if (after.messages !== stats.messages) throw new Error(`rebuild found ${after.messages} messages, expected ${stats.messages}`);
   emit({
     peer: 'mailstore', measurement: 'rebuild', messages: after.messages, bytes: after.bytesReferenced, seconds: round(seconds, 3),
-    found: after.messages, expected: stats.messages, journal_bytes: stats.journalBytes, peak_rss_bytes: peakRssBytes(),
-    note: `index/ deleted, then Store.open rebuilds it from the journal (${stats.journalSegments} segment(s), ${stats.journalBytes} bytes; no message bodies read); found ${after.messages} of ${stats.messages}`,
+    found: after.messages, expected: stats.messages, journal_bytes: stats.journalBytes, peak_rss_bytes: peakRssBytes(), rebuilt_from: rebuiltFrom,
+    // from the newest snapshot and the journal after it when the store has one, else the whole journal
+    note: `index/ deleted, then Store.open rebuilds it from ${rebuiltFrom} (${stats.journalSegments} journal segment(s), ${stats.journalBytes} bytes; no message bodies read); found ${after.messages} of ${stats.messages}`,
   });
 }
