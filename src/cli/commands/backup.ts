@@ -37,7 +37,12 @@ file, a directory that is not a repository); 6 a message in the store is damaged
 
 /** The store as a backup reads it: here, or through the daemon that serves it. */
 async function backupSource(store: MailStore): Promise<BackupSource> {
-  if (store instanceof Store) return { storeId: store.identity.storeId, snapshotState: () => store.maintenance().snapshotState(), fetchBlob: (hash) => store.fetchBlob(hash) };
+  if (store instanceof Store) {
+    return {
+      storeId: store.identity.storeId, snapshotState: () => store.maintenance().snapshotState(), fetchBlob: (hash) => store.fetchBlob(hash),
+      stateSince: (afterSeq) => store.maintenance().stateSince(afterSeq),
+    };
+  }
   const remote = procedures(store);
   return {
     storeId: await remote.storeId(),
