@@ -62,8 +62,9 @@ export interface BackupSummary {
 interface NeededBlob {
   hash: Buffer;
   size: number;
-  /** The first message using it ("MAILBOX uid N"): an error names it. */
-  what: string;
+  /** The first message using it (its mailbox's name and uid): an error names it. */
+  mailbox: string;
+  uid: number;
   /** Where the store keeps it (pack, offset): blobs are read in that order. */
   position: number;
 }
@@ -117,7 +118,7 @@ async function readState(source: BackupSource, repo: Repository): Promise<StateR
   if (parent && source.stateSince) {
     try {
       const model = modelOf(parent.snapshot);
-      const blobs = tally(parent.snapshot.ops, new Map()).blobs;
+      const blobs = parentBlobs(parent.snapshot.ops);
       const since = await source.stateSince(parent.snapshot.seq);
       let readWhole: number;
       try {
@@ -126,12 +127,30 @@ async function readState(source: BackupSource, repo: Repository): Promise<StateR
         await since.close();
       }
       const ops = opsOf(model);
-      return { ...tally(ops, new Map()), seq: model.seq, ops, parent: { id: parent.id, blobs: new Set(blobs.map((b) => b.hash.toString('hex'))), readWhole } };
+      return { ...tally(ops, new Map()), seq: model.seq, ops, parent: { id: parent.id, blobs, readWhole } };
     } catch (error) {
       fullReadReason = fallbackReason(error);
     }
   }
   return { ...(await fullState(source)), ...(fullReadReason ? { fullReadReason } : {}) };
+}
+
+/** A decoded snapshot holds Uint8Arrays: a view, not a copy, per message. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** The store hashes (hex) of the blobs a snapshot's messages use (mailboxes being deleted left out, as tally does). */
+function parentBlobs(ops: Op[]): Set<string> {
+  const deleting = new Set<string>();
+  const blobs = new Set<string>();
+  for (const op of ops) {
+    if (op.op === 'state.mailbox' && op.info.deleting) deleting.add(Buffer.from(op.info.id).toString('hex'));
+    else if (op.op === 'state.messages' && !deleting.has(Buffer.from(op.id).toString('hex'))) {
+      for (const m of op.messages) blobs.add(asBuffer(m[1]).toString('hex'));
+    }
+  }
+  return blobs;
 }
 
 /** The whole state read from the store (without state.blobs: pack locations are the store's own). */
@@ -166,11 +185,12 @@ function tally(ops: Op[], positions: Map<string, number>): { counts: SnapshotCou
       else counts.mailboxes++;
       names.set(Buffer.from(op.info.id).toString('hex'), formatMailboxName(op.info.name));
     } else if (op.op === 'state.messages' && !deleting.has(Buffer.from(op.id).toString('hex'))) {
+      const mailbox = names.get(Buffer.from(op.id).toString('hex')) ?? '?';
       for (const [uid, hash, size] of op.messages) {
         counts.messages++;
         counts.bytes += size;
-        const key = Buffer.from(hash).toString('hex');
-        if (!blobs.has(key)) blobs.set(key, { hash: Buffer.from(hash), size, position: positions.get(key) ?? 0, what: `${names.get(Buffer.from(op.id).toString('hex'))} uid ${uid}` });
+        const key = asBuffer(hash).toString('hex');
+        if (!blobs.has(key)) blobs.set(key, { hash: Buffer.from(hash), size, position: positions.get(key) ?? 0, mailbox, uid });
       }
     }
   }
@@ -240,7 +260,8 @@ async function fetchNamed(source: BackupSource, blob: NeededBlob): Promise<Buffe
     return await source.fetchBlob(blob.hash);
   } catch (error) {
     if (!isMailstoreError(error, 'CORRUPT') && !isMailstoreError(error, 'NOT_FOUND')) throw error;
-    throw new MailstoreError('CORRUPT', `${blob.what} is damaged in the store, so no snapshot was written (run 'mailstore scrub'; ${error.message})`, { path: blob.what, cause: error });
+    const what = `${blob.mailbox} uid ${blob.uid}`;
+    throw new MailstoreError('CORRUPT', `${what} is damaged in the store, so no snapshot was written (run 'mailstore scrub'; ${error.message})`, { path: what, cause: error });
   }
 }
 
