@@ -74,6 +74,7 @@ interface StateRead {
   ops: Op[];
   counts: SnapshotCounts;
   blobs: NeededBlob[];
+  journalDigest?: string;
   /** Built on an earlier snapshot: its id, and the store hashes (hex) of the blobs it holds (in the repository already). */
   parent?: { id: string; blobs: Set<string>; readWhole: number };
   fullReadReason?: string;
@@ -95,6 +96,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
     const bytesRead = await copyBlobs(source, repo, known, missing, options);
     const snapshot: SnapshotFile = {
       version: FORMAT_VERSION, time: Date.now(), storeId: source.storeId, hostname: hostname(), seq: state.seq, counts: state.counts, ops: state.ops,
+      ...(state.journalDigest ? { journalDigest: state.journalDigest } : {}),
     };
     const id = await repo.writeSnapshot(snapshot);
     return {
@@ -122,17 +124,34 @@ async function readState(source: BackupSource, repo: Repository): Promise<StateR
       const since = await source.stateSince(parent.snapshot.seq);
       let readWhole: number;
       try {
+        if (!parent.snapshot.journalDigest || since.afterDigest !== parent.snapshot.journalDigest) {
+          throw new MailstoreError('INVALID', `the store's journal record ${parent.snapshot.seq} is not the one snapshot ${parent.id.slice(0, 12)} was taken at (${parent.snapshot.journalDigest ? 'the store was rolled back and went on' : 'an older snapshot without its digest'})`);
+        }
         readWhole = await applySince(model, since);
       } finally {
         await since.close();
       }
       const ops = opsOf(model);
-      return { ...tally(ops, new Map()), seq: model.seq, ops, parent: { id: parent.id, blobs, readWhole } };
+      return { ...tally(ops, new Map()), seq: model.seq, ops, journalDigest: since.appliedDigest, parent: { id: parent.id, blobs, readWhole } };
     } catch (error) {
       fullReadReason = fallbackReason(error);
     }
   }
-  return { ...(await fullState(source)), ...(fullReadReason ? { fullReadReason } : {}) };
+  const state = await fullState(source);
+  return { ...state, journalDigest: await digestAt(source, state.seq), ...(fullReadReason ? { fullReadReason } : {}) };
+}
+
+/** The digest of the store's journal record at `seq` (for the next run to check its history), when it can tell. */
+async function digestAt(source: BackupSource, seq: number): Promise<string | undefined> {
+  if (!source.stateSince) return undefined;
+  try {
+    const since = await source.stateSince(seq);
+    await since.close();
+    return since.afterDigest;
+  } catch (error) {
+    fallbackReason(error); // the world's failures only: the snapshot is then never built on
+    return undefined;
+  }
 }
 
 /** A decoded snapshot holds Uint8Arrays: a view, not a copy, per message. */

@@ -3,6 +3,7 @@
 // snapshot gives their values now (the index's own, never re-derived from the ops), so a backup
 // costs what changed instead of a read of the whole state (checkpoint.ts, snapshotState).
 import { MailstoreError } from '../errors.js';
+import { hashBytes } from '../hash/blake3.js';
 import { decodeCbor } from '../index/codec.js';
 import type { IndexDb, IndexSnapshot } from '../index/index-db.js';
 import type { Journal } from '../journal/journal.js';
@@ -26,6 +27,13 @@ export interface TouchedMailbox {
 export interface StateSince {
   /** The journal seq of the state read (the index's watermark in the snapshot). */
   appliedSeq: number;
+  /**
+   * BLAKE3 (hex) of the journal record at `afterSeq` and at `appliedSeq` (undefined at seq 0): an
+   * earlier backup of the same store id whose record differs is of another history (the store was
+   * rolled back, e.g. to a file-system snapshot, and went on), not an ancestor of this state.
+   */
+  afterDigest?: string;
+  appliedDigest?: string;
   meta: [string, unknown][];
   mailboxes: MailboxInfo[];
   touched: Map<string, TouchedMailbox>;
@@ -50,10 +58,10 @@ export async function stateSince(db: IndexDb, journal: Pick<Journal, 'read' | 'f
   try {
     const appliedSeq = snapshot.get<number>(meta.appliedSeq) ?? 0;
     if (appliedSeq < afterSeq) throw new MailstoreError('INVALID', `the store is at seq ${appliedSeq}, before the earlier snapshot's ${afterSeq}`);
-    const touched = await touchedSince(journal, afterSeq, appliedSeq);
+    const { touched, digests } = await touchedSince(journal, afterSeq, appliedSeq);
     const [metaEntries, mailboxes] = [await readMeta(snapshot), await readAll<MailboxInfo>(snapshot, SPACE.info)];
     return {
-      appliedSeq, meta: metaEntries, mailboxes: mailboxes.map(([, info]) => info), touched,
+      appliedSeq, afterDigest: digests.get(afterSeq), appliedDigest: digests.get(appliedSeq), meta: metaEntries, mailboxes: mailboxes.map(([, info]) => info), touched,
       changesAfter: async (id, modseq) => (await readRange<ChangeRecord>(snapshot, keys.changeFrom(id, modseq + 1), prefixEnd(keys.changePrefix(id))))
         .map(([key, value]) => { const c = decodeChangeKey(key); return [c.modseq, c.uid, value]; }),
       message: (id, uid) => {
@@ -77,28 +85,31 @@ export async function stateSince(db: IndexDb, journal: Pick<Journal, 'read' | 'f
   }
 }
 
-/** The records (afterSeq, upTo]: which mailboxes and uids they touched. */
-async function touchedSince(journal: Pick<Journal, 'read' | 'firstSeq'>, afterSeq: number, upTo: number): Promise<Map<string, TouchedMailbox>> {
+/** The records (afterSeq, upTo]: which mailboxes and uids they touched; the digests of records afterSeq and upTo. */
+async function touchedSince(journal: Pick<Journal, 'read' | 'firstSeq'>, afterSeq: number, upTo: number): Promise<{ touched: Map<string, TouchedMailbox>; digests: Map<number, string> }> {
   const touched = new Map<string, TouchedMailbox>();
-  if (upTo === afterSeq) return touched;
-  if (afterSeq + 1 < journal.firstSeq) throw new MailstoreError('NOT_FOUND', `the journal records after seq ${afterSeq} were retired (it starts at ${journal.firstSeq})`);
+  const digests = new Map<number, string>();
+  if (afterSeq === 0 && upTo === 0) return { touched, digests };
+  const from = Math.max(afterSeq, 1); // record afterSeq itself too: its digest
+  if (from < journal.firstSeq) throw new MailstoreError('NOT_FOUND', `the journal records after seq ${afterSeq} were retired (it starts at ${journal.firstSeq})`);
   const of = (id: Buffer) => {
     const key = Buffer.from(id).toString('hex');
     let entry = touched.get(key);
     if (!entry) touched.set(key, (entry = { uids: new Set(), entries: [] }));
     return entry;
   };
-  let expected = afterSeq + 1;
-  for await (const record of journal.read(afterSeq, (damage) => {
+  let expected = from;
+  for await (const record of journal.read(from - 1, (damage) => {
     throw new MailstoreError('CORRUPT', `journal segment ${damage.segment} is damaged at offset ${damage.offset}`, { path: damage.segment });
   })) {
     if (record.seq > upTo) break;
     if (record.seq !== expected) throw new MailstoreError('NOT_FOUND', `the journal has no record ${expected} (the next is ${record.seq})`);
     expected = record.seq + 1;
-    for (const op of decodeCbor<JournalPayload>(record.payload).ops) noteOp(op, of);
+    if (record.seq === afterSeq || record.seq === upTo) digests.set(record.seq, hashBytes(record.payload).toString('hex'));
+    if (record.seq > afterSeq) for (const op of decodeCbor<JournalPayload>(record.payload).ops) noteOp(op, of);
   }
   if (expected !== upTo + 1) throw new MailstoreError('NOT_FOUND', `the journal ends at seq ${expected - 1}, before the index's ${upTo}`);
-  return touched;
+  return { touched, digests };
 }
 
 function noteOp(op: Op, of: (id: Buffer) => TouchedMailbox): void {

@@ -3,7 +3,7 @@
 // kind of change; every reason to read the whole state instead; a parent forgotten and pruned, a
 // damaged parent, and a SIGKILL while an incremental run copies.
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runBackup, type BackupSource } from '../../src/backup/backup.js';
@@ -152,6 +152,35 @@ describe('incremental backups', () => {
     const back = await Store.open(join(dir, 'r'));
     expect(await dump(back)).toEqual(expected);
     await back.close();
+    await repo.close();
+  });
+
+  it('a store rolled back (a copy of its directory put back) that went on is not built on the later snapshot of its other history', async () => {
+    const dir = tmpDir('bki');
+    const storeDir = join(dir, 's');
+    let store = await Store.init(storeDir);
+    const repo = await openRepo(join(dir, 'repo'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 10);
+    await store.close();
+    cpSync(storeDir, join(dir, 'copy'), { recursive: true });
+    store = await Store.open(storeDir);
+    await fill(store, 'INBOX', 3, 100);
+    await store.setFlags('INBOX', [1], { add: ['a'] });
+    const later = await runBackup(source(store), repo);
+    expect((await repo.readMetadata<SnapshotFile>('snapshot', later.snapshot)).journalDigest).toMatch(/^[0-9a-f]{64}$/);
+    await store.close();
+    rmSync(storeDir, { recursive: true });
+    cpSync(join(dir, 'copy'), storeDir, { recursive: true });
+    store = await Store.open(storeDir);
+    await fill(store, 'INBOX', 3, 200); // the same seqs as the lost history, other content
+    await store.setFlags('INBOX', [2], { add: ['b'] });
+    await store.setFlags('INBOX', [3], { add: ['c'] });
+    const after = await runBackup(source(store), repo);
+    expect(after.parent).toBeUndefined();
+    expect(after.fullReadReason).toMatch(/rolled back/);
+    expect(await snapshotOps(repo, after.snapshot)).toBe(await wholeState(store));
+    await store.close();
     await repo.close();
   });
 
