@@ -408,4 +408,11 @@ export const backupLimits = {
   restoreAppendBytes: 8 * 1024 * 1024,
   /** Open read handles on data files kept by a restore or check (closed least recently used first). */
   openDataFilesMax: 64,
+  /**
+   * An incremental backup tries this many of the newest snapshot files (by modification time) as
+   * the earlier state it adds the store's changes to, before it reads the whole state instead.
+   */
+  parentCandidatesMax: 3,
+  /** Blobs of at most this many bytes in all are compressed on the main thread (no workers started). */
+  inlineCompressBytesMax: 4 * 1024 * 1024,
 } as const;

@@ -8,8 +8,10 @@ import { backupLimits } from '../limits.js';
 import { formatMailboxName } from '../store/validate.js';
 import type { StateSnapshot } from '../store/checkpoint.js';
 import type { Op } from '../store/records.js';
+import type { StateSince } from '../store/state-since.js';
 import { blobIdOf } from './crypto.js';
-import { CompressPool } from './compress-pool.js';
+import { CompressPool, InlineCompressor } from './compress-pool.js';
+import { applySince, fallbackReason, findParent, modelOf, opsOf } from './incremental.js';
 import { DATA_HEADER_BYTES, FORMAT_VERSION, encodeDataHeader, sealRecord } from './format.js';
 import { addToIndex, lockRepository, type BlobEntry, type IndexFile, type Repository, type SnapshotCounts, type SnapshotFile } from './repository.js';
 
@@ -18,6 +20,11 @@ export interface BackupSource {
   /** The store's id (UUID text). */
   readonly storeId: string;
   snapshotState(): Promise<StateSnapshot>;
+  /**
+   * What changed since an earlier journal seq (Store.maintenance().stateSince), when the source
+   * can tell: an incremental run then reads that instead of the whole state.
+   */
+  stateSince?(afterSeq: number): Promise<StateSince>;
   /** A blob's bytes, verified against its hash (CORRUPT otherwise). */
   fetchBlob(hash: Buffer): Promise<Buffer>;
 }
@@ -44,13 +51,20 @@ export interface BackupSummary {
   /** Bytes of new repository files (data, index, snapshot). */
   bytesAdded: number;
   durationMs: number;
+  /** The earlier snapshot this run's state was built on (the store's changes since its seq added), if any... */
+  parent?: string;
+  /** ...and of the mailboxes that changed since, those read whole (their counters disagreed with the changes). */
+  mailboxesReadWhole?: number;
+  /** Why the run read the whole state although an earlier snapshot of the store was there. */
+  fullReadReason?: string;
 }
 
 interface NeededBlob {
   hash: Buffer;
   size: number;
-  /** The first message using it ("MAILBOX uid N"): an error names it. */
-  what: string;
+  /** The first message using it (its mailbox's name and uid): an error names it. */
+  mailbox: string;
+  uid: number;
   /** Where the store keeps it (pack, offset): blobs are read in that order. */
   position: number;
 }
@@ -60,6 +74,10 @@ interface StateRead {
   ops: Op[];
   counts: SnapshotCounts;
   blobs: NeededBlob[];
+  journalDigest?: string;
+  /** Built on an earlier snapshot: its id, and the store hashes (hex) of the blobs it holds (in the repository already). */
+  parent?: { id: string; blobs: Set<string>; readWhole: number };
+  fullReadReason?: string;
 }
 
 export async function runBackup(source: BackupSource, repo: Repository, options: BackupOptions = {}): Promise<BackupSummary> {
@@ -67,18 +85,25 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
   const writtenBefore = repo.bytesWritten;
   const lock = await lockRepository(repo, false);
   try {
-    const known = await repo.loadIndex();
-    const state = await readState(source);
-    const missing = state.blobs.filter((blob) => !known.has(blobIdOf(blob.hash, repo.keys).toString('hex')));
+    const state = await readState(source, repo);
+    // The parent's blobs are in the repository (its snapshot was written after them); the index is
+    // read only when there are others, and then every blob is looked up (a lost one is copied again).
+    const parentBlobs = state.parent?.blobs;
+    const others = parentBlobs ? state.blobs.some((blob) => !parentBlobs.has(blob.hash.toString('hex'))) : true;
+    const known = others ? await repo.loadIndex() : new Map<string, BlobEntry[]>();
+    const missing = others ? state.blobs.filter((blob) => !known.has(blobIdOf(blob.hash, repo.keys).toString('hex'))) : [];
     options.onPlan?.(missing.length, missing.reduce((sum, blob) => sum + blob.size, 0));
     const bytesRead = await copyBlobs(source, repo, known, missing, options);
     const snapshot: SnapshotFile = {
       version: FORMAT_VERSION, time: Date.now(), storeId: source.storeId, hostname: hostname(), seq: state.seq, counts: state.counts, ops: state.ops,
+      ...(state.journalDigest ? { journalDigest: state.journalDigest } : {}),
     };
     const id = await repo.writeSnapshot(snapshot);
     return {
       snapshot: id, storeId: source.storeId, seq: state.seq, mailboxes: state.counts.mailboxes, messages: state.counts.messages, blobs: state.counts.blobs,
       newBlobs: missing.length, bytesRead, bytesAdded: repo.bytesWritten - writtenBefore, durationMs: Date.now() - started,
+      ...(state.parent ? { parent: state.parent.id, mailboxesReadWhole: state.parent.readWhole } : {}),
+      ...(state.fullReadReason ? { fullReadReason: state.fullReadReason } : {}),
     };
   } finally {
     await lock.release();
@@ -86,44 +111,110 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
 }
 
 /**
- * The state as the snapshot keeps it (without state.blobs: pack locations are the store's own),
- * and the blobs its messages use. A mailbox being deleted is kept in the state as it was, but its
- * messages are not restored, so their blobs are not needed.
+ * The state at one seq: the newest earlier snapshot of this store plus the store's changes since
+ * (incremental.ts) when the source can tell them, else the whole state read from the store.
  */
-async function readState(source: BackupSource): Promise<StateRead> {
+async function readState(source: BackupSource, repo: Repository): Promise<StateRead> {
+  let fullReadReason: string | undefined;
+  const parent = source.stateSince ? await findParent(repo, source.storeId) : undefined;
+  if (parent && source.stateSince) {
+    try {
+      const model = modelOf(parent.snapshot);
+      const blobs = parentBlobs(parent.snapshot.ops);
+      const since = await source.stateSince(parent.snapshot.seq);
+      let readWhole: number;
+      try {
+        if (!parent.snapshot.journalDigest || since.afterDigest !== parent.snapshot.journalDigest) {
+          throw new MailstoreError('INVALID', `the store's journal record ${parent.snapshot.seq} is not the one snapshot ${parent.id.slice(0, 12)} was taken at (${parent.snapshot.journalDigest ? 'the store was rolled back and went on' : 'an older snapshot without its digest'})`);
+        }
+        readWhole = await applySince(model, since);
+      } finally {
+        await since.close();
+      }
+      const ops = opsOf(model);
+      return { ...tally(ops, new Map()), seq: model.seq, ops, journalDigest: since.appliedDigest, parent: { id: parent.id, blobs, readWhole } };
+    } catch (error) {
+      fullReadReason = fallbackReason(error);
+    }
+  }
+  const state = await fullState(source);
+  return { ...state, journalDigest: await digestAt(source, state.seq), ...(fullReadReason ? { fullReadReason } : {}) };
+}
+
+/** The digest of the store's journal record at `seq` (for the next run to check its history), when it can tell. */
+async function digestAt(source: BackupSource, seq: number): Promise<string | undefined> {
+  if (!source.stateSince) return undefined;
+  try {
+    const since = await source.stateSince(seq);
+    await since.close();
+    return since.afterDigest;
+  } catch (error) {
+    fallbackReason(error); // the world's failures only: the snapshot is then never built on
+    return undefined;
+  }
+}
+
+/** A decoded snapshot holds Uint8Arrays: a view, not a copy, per message. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** The store hashes (hex) of the blobs a snapshot's messages use (mailboxes being deleted left out, as tally does). */
+function parentBlobs(ops: Op[]): Set<string> {
+  const deleting = new Set<string>();
+  const blobs = new Set<string>();
+  for (const op of ops) {
+    if (op.op === 'state.mailbox' && op.info.deleting) deleting.add(Buffer.from(op.info.id).toString('hex'));
+    else if (op.op === 'state.messages' && !deleting.has(Buffer.from(op.id).toString('hex'))) {
+      for (const m of op.messages) blobs.add(asBuffer(m[1]).toString('hex'));
+    }
+  }
+  return blobs;
+}
+
+/** The whole state read from the store (without state.blobs: pack locations are the store's own). */
+async function fullState(source: BackupSource): Promise<StateRead> {
   const snapshot = await source.snapshotState();
   const ops: Op[] = [];
-  const deleting = new Set<string>();
-  const names = new Map<string, string>();
-  const blobs = new Map<string, NeededBlob>();
-  const counts: SnapshotCounts = { mailboxes: 0, messages: 0, bytes: 0, blobs: 0 };
   const positions = new Map<string, number>();
   try {
     for await (const op of snapshot.ops) {
-      if (op.op === 'state.blobs') {
-        for (const [hash, pack, offset] of op.blobs) positions.set(hash.toString('hex'), pack * 2 ** 40 + offset);
-        continue;
-      }
-      ops.push(op);
-      if (op.op === 'state.mailbox') {
-        if (op.info.deleting) deleting.add(op.info.id.toString('hex'));
-        else counts.mailboxes++;
-        names.set(op.info.id.toString('hex'), formatMailboxName(op.info.name));
-      } else if (op.op === 'state.messages' && !deleting.has(op.id.toString('hex'))) {
-        for (const [uid, hash, size] of op.messages) {
-          counts.messages++;
-          counts.bytes += size;
-          const key = hash.toString('hex');
-          if (!blobs.has(key)) blobs.set(key, { hash: Buffer.from(hash), size, position: 0, what: `${names.get(op.id.toString('hex'))} uid ${uid}` });
-        }
-      }
+      if (op.op !== 'state.blobs') { ops.push(op); continue; }
+      for (const [hash, pack, offset] of op.blobs) positions.set(hash.toString('hex'), pack * 2 ** 40 + offset);
     }
   } finally {
     await snapshot.close();
   }
-  for (const [key, blob] of blobs) blob.position = positions.get(key) ?? 0;
+  return { ...tally(ops, positions), seq: snapshot.appliedSeq, ops };
+}
+
+/**
+ * The counts of a state and the blobs its messages use, in pack order when `positions` knows it.
+ * A mailbox being deleted is kept in the state as it was, but its messages are not restored, so
+ * their blobs are not needed.
+ */
+function tally(ops: Op[], positions: Map<string, number>): { counts: SnapshotCounts; blobs: NeededBlob[] } {
+  const deleting = new Set<string>();
+  const names = new Map<string, string>();
+  const blobs = new Map<string, NeededBlob>();
+  const counts: SnapshotCounts = { mailboxes: 0, messages: 0, bytes: 0, blobs: 0 };
+  for (const op of ops) {
+    if (op.op === 'state.mailbox') {
+      if (op.info.deleting) deleting.add(Buffer.from(op.info.id).toString('hex'));
+      else counts.mailboxes++;
+      names.set(Buffer.from(op.info.id).toString('hex'), formatMailboxName(op.info.name));
+    } else if (op.op === 'state.messages' && !deleting.has(Buffer.from(op.id).toString('hex'))) {
+      const mailbox = names.get(Buffer.from(op.id).toString('hex')) ?? '?';
+      for (const [uid, hash, size] of op.messages) {
+        counts.messages++;
+        counts.bytes += size;
+        const key = asBuffer(hash).toString('hex');
+        if (!blobs.has(key)) blobs.set(key, { hash: Buffer.from(hash), size, position: positions.get(key) ?? 0, mailbox, uid });
+      }
+    }
+  }
   counts.blobs = blobs.size;
-  return { seq: snapshot.appliedSeq, ops, counts, blobs: [...blobs.values()].sort((a, b) => a.position - b.position) };
+  return { counts, blobs: [...blobs.values()].sort((a, b) => a.position - b.position) };
 }
 
 /**
@@ -135,7 +226,9 @@ async function readState(source: BackupSource): Promise<StateRead> {
 async function copyBlobs(source: BackupSource, repo: Repository, known: Map<string, BlobEntry[]>, missing: NeededBlob[], options: BackupOptions): Promise<number> {
   if (missing.length === 0) return 0;
   const writer = new DataFileWriter(repo, known);
-  const pool = new CompressPool(repo.codec);
+  // a few blobs are compressed here: starting the workers would cost more than they save
+  const total = missing.reduce((sum, blob) => sum + blob.size, 0);
+  const pool = total <= backupLimits.inlineCompressBytesMax ? new InlineCompressor(repo.codec) : new CompressPool(repo.codec);
   const window: Promise<{ blobs: NeededBlob[]; bytes: Buffer[]; compressed: Buffer[] }>[] = [];
   let next = 0;
   const start = () => {
@@ -186,7 +279,8 @@ async function fetchNamed(source: BackupSource, blob: NeededBlob): Promise<Buffe
     return await source.fetchBlob(blob.hash);
   } catch (error) {
     if (!isMailstoreError(error, 'CORRUPT') && !isMailstoreError(error, 'NOT_FOUND')) throw error;
-    throw new MailstoreError('CORRUPT', `${blob.what} is damaged in the store, so no snapshot was written (run 'mailstore scrub'; ${error.message})`, { path: blob.what, cause: error });
+    const what = `${blob.mailbox} uid ${blob.uid}`;
+    throw new MailstoreError('CORRUPT', `${what} is damaged in the store, so no snapshot was written (run 'mailstore scrub'; ${error.message})`, { path: what, cause: error });
   }
 }
 

@@ -6,6 +6,7 @@
 // node:zlib, and so runs the same from dist/ and under the test runner.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { brotliCompressSync, constants as zlibConstants, deflateRawSync } from 'node:zlib';
 import { backupLimits } from '../limits.js';
 import type { BlobCodec } from './format.js';
 
@@ -110,4 +111,23 @@ function split(data: Buffer, lengths: number[]): Buffer[] {
 
 function defaultThreads(): number {
   return Math.max(1, Math.min(backupLimits.compressThreadsMax, availableParallelism()));
+}
+
+/**
+ * The pool's interface on the main thread, for a run with little to compress: starting the
+ * workers (tens of ms) costs more than compressing a few MB here. The same codecs and settings.
+ */
+export class InlineCompressor {
+  constructor(private readonly codec: BlobCodec) {}
+
+  async compress(list: Buffer[]): Promise<Buffer[]> {
+    return list.map((bytes) => this.codec === 'brotli'
+      ? brotliCompressSync(bytes, { params: {
+        [zlibConstants.BROTLI_PARAM_QUALITY]: backupLimits.brotliQuality, [zlibConstants.BROTLI_PARAM_LGWIN]: backupLimits.brotliWindowBits,
+        [zlibConstants.BROTLI_PARAM_SIZE_HINT]: bytes.length, [zlibConstants.BROTLI_PARAM_MODE]: zlibConstants.BROTLI_MODE_TEXT,
+      } })
+      : deflateRawSync(bytes, { level: backupLimits.deflateLevel }));
+  }
+
+  async close(): Promise<void> {}
 }

@@ -58,6 +58,12 @@ export interface SnapshotFile {
   hostname: string;
   /** The journal seq the state reflects. */
   seq: number;
+  /**
+   * BLAKE3 (hex) of the store's journal record at `seq`, when known: an incremental run builds on
+   * this snapshot only when the store's record at `seq` is the same (the same history). Absent in
+   * snapshots of older mailstore; those are never built on.
+   */
+  journalDigest?: string;
   counts: SnapshotCounts;
   /** state.begin, state.meta, state.mailbox, state.messages, state.changes (no state.blobs: locations are the store's). */
   ops: Op[];

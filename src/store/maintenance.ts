@@ -13,6 +13,7 @@ import type { PackStore } from '../blob/pack-store.js';
 import { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { meta } from './apply.js';
+import { stateSince, type StateSince } from './state-since.js';
 import { snapshotState, swapJournal, writeCheckpointJournal, type StateSnapshot } from './checkpoint.js';
 import { LAYOUT, type StoreIdentity } from './identity.js';
 import { checkRecordSize, resolveInBatch } from './prepare.js';
@@ -93,6 +94,11 @@ export interface StoreMaintenance {
    */
   snapshotState(): Promise<StateSnapshot>;
   /**
+   * What changed since journal seq `afterSeq`, read from a LevelDB snapshot (state-since.ts): an
+   * incremental backup's state. NOT_FOUND or INVALID when the journal cannot tell; close it.
+   */
+  stateSince(afterSeq: number): Promise<StateSince>;
+  /**
    * Runs `fn` once no snapshot runs and keeps new ones (and their journal retirement) out while it
    * runs: scrub reads the snapshots and the journal as one consistent pair.
    */
@@ -143,6 +149,11 @@ export class Maintenance implements StoreMaintenance {
   snapshotState(): Promise<StateSnapshot> {
     this.host.live();
     return snapshotState(this.host.db);
+  }
+
+  stateSince(afterSeq: number): Promise<StateSince> {
+    this.host.live();
+    return stateSince(this.host.db, this.host.journal, afterSeq);
   }
 
   withoutSnapshots<T>(fn: () => Promise<T>): Promise<T> {

@@ -8,8 +8,10 @@ import type { BackupSource } from '../../src/backup/backup.js';
 import type { RestoreTarget } from '../../src/backup/restore.js';
 import { Store } from '../../src/store/store.js';
 
-export function source(store: Store): BackupSource {
-  return { storeId: store.identity.storeId, snapshotState: () => store.maintenance().snapshotState(), fetchBlob: (hash) => store.fetchBlob(hash) };
+/** The store as the CLI backs it up (incremental when an earlier snapshot is there); `full`: always the whole state. */
+export function source(store: Store, options: { full?: boolean } = {}): BackupSource {
+  const whole: BackupSource = { storeId: store.identity.storeId, snapshotState: () => store.maintenance().snapshotState(), fetchBlob: (hash) => store.fetchBlob(hash) };
+  return options.full ? whole : { ...whole, stateSince: (afterSeq) => store.maintenance().stateSince(afterSeq) };
 }
 
 export function openRepo(dir: string, secret?: Buffer, fs: FileSystem = nodeFileSystem): Promise<Repository> {

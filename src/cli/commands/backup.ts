@@ -21,11 +21,12 @@ export function register(program: Command): void {
     .option('--repo <dir>', 'the backup repository (created on first use)')
     .option('--key-file <file>', 'encrypt the repository with this key (needed again for every later command on it)')
     .option('--repo-credentials <file>', 'for an s3: --repo (s3:http://host:port/bucket/prefix): a file holding ACCESS_KEY:SECRET_KEY (else $MAILSTORE_S3_ACCESS_KEY and $MAILSTORE_S3_SECRET_KEY)')
-    .option('--json', 'print the summary as JSON: {snapshot, seq, messages, newBlobs, bytesAdded, durationMs, ...}')
+    .option('--json', 'print the summary as JSON: {snapshot, seq, messages, newBlobs, bytesAdded, durationMs, parent?, fullReadReason?, ...}')
     .addHelpText('after', `${REPO_HELP}
 
 The snapshot is the store's whole state (mailboxes, uids, uidValidity, flags, dates, modseqs, ACLs)
-at one journal seq, taken beside running writers. An interrupted run leaves the repository
+at one journal seq, taken beside running writers. When the repository holds an earlier snapshot of
+the store, only what changed since it is read from the store (the journal after its seq). An interrupted run leaves the repository
 consistent; the next run reuses what it copied. Earlier snapshots are never changed.
 
 Exit codes: 0 saved; 2 could not run (locked, disk full, access); 4 no store; 5 invalid (wrong key
@@ -37,7 +38,12 @@ file, a directory that is not a repository); 6 a message in the store is damaged
 
 /** The store as a backup reads it: here, or through the daemon that serves it. */
 async function backupSource(store: MailStore): Promise<BackupSource> {
-  if (store instanceof Store) return { storeId: store.identity.storeId, snapshotState: () => store.maintenance().snapshotState(), fetchBlob: (hash) => store.fetchBlob(hash) };
+  if (store instanceof Store) {
+    return {
+      storeId: store.identity.storeId, snapshotState: () => store.maintenance().snapshotState(), fetchBlob: (hash) => store.fetchBlob(hash),
+      stateSince: (afterSeq) => store.maintenance().stateSince(afterSeq),
+    };
+  }
   const remote = procedures(store);
   return {
     storeId: await remote.storeId(),
@@ -73,5 +79,6 @@ async function runBackupCommand(_options: unknown, command: Command): Promise<vo
 
 function describe(s: BackupSummary): string {
   return `snapshot ${s.snapshot.slice(0, 12)} saved: ${s.messages} messages in ${s.mailboxes} mailboxes at seq ${s.seq}; ` +
-    `${s.newBlobs} of ${s.blobs} blobs new (${formatBytes(s.bytesRead)} read), ${formatBytes(s.bytesAdded)} added to the repository in ${(s.durationMs / 1000).toFixed(1)} s`;
+    `${s.newBlobs} of ${s.blobs} blobs new (${formatBytes(s.bytesRead)} read), ${formatBytes(s.bytesAdded)} added to the repository in ${(s.durationMs / 1000).toFixed(1)} s` +
+    (s.parent ? `; the changes since snapshot ${s.parent.slice(0, 12)} read` : s.fullReadReason ? `; the whole state read (${s.fullReadReason})` : '');
 }

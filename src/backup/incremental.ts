@@ -1,0 +1,178 @@
+// An incremental backup's state: the newest earlier snapshot of the same store plus what the
+// store says changed since its seq (src/store/state-since.ts), instead of a read of the whole
+// state. The result is the same whole state a full read gives (every snapshot file stays whole:
+// no chain between snapshots, so forget and prune treat every snapshot alone). Each changed
+// mailbox is checked against its own counters (messages, bytes, unseen); one that disagrees is
+// read whole from the store.
+import { MailstoreError, isMailstoreError } from '../errors.js';
+import { backupLimits, limits } from '../limits.js';
+import type { MailboxInfo, Op } from '../store/records.js';
+import type { StateChange, StateMessage, StateSince } from '../store/state-since.js';
+import { SEEN } from '../store/apply.js';
+import type { Repository, SnapshotFile } from './repository.js';
+
+interface Box {
+  info: MailboxInfo;
+  messages: Map<number, StateMessage>;
+  /** uid -> its change-log entries (one, unless a purge or XFER left more). */
+  changes: Map<number, [modseq: number, value: StateChange[2]][]>;
+}
+
+export interface StateModel {
+  seq: number;
+  meta: [string, unknown][];
+  /** By mailbox id (hex). */
+  boxes: Map<string, Box>;
+}
+
+/**
+ * The newest snapshot of `storeId` among the few newest snapshot files, or undefined (none, or
+ * none that reads: the backup then reads the whole state; check reports the damage).
+ */
+export async function findParent(repo: Repository, storeId: string): Promise<{ id: string; snapshot: SnapshotFile } | undefined> {
+  const named = await repo.list('snapshots');
+  const dated: { id: string; time: number }[] = [];
+  for (const id of named) {
+    const stat = await repo.fs.statIfExists(repo.path('snapshots', id));
+    if (stat) dated.push({ id, time: stat.mtimeMs });
+  }
+  dated.sort((a, b) => b.time - a.time);
+  for (const { id } of dated.slice(0, backupLimits.parentCandidatesMax)) {
+    try {
+      const snapshot = await repo.readMetadata<SnapshotFile>('snapshot', id);
+      if (snapshot.storeId === storeId) return { id, snapshot };
+    } catch (error) {
+      if (!isMailstoreError(error)) throw error;
+    }
+  }
+  return undefined;
+}
+
+export function modelOf(snapshot: SnapshotFile): StateModel {
+  const model: StateModel = { seq: snapshot.seq, meta: [], boxes: new Map() };
+  for (const op of snapshot.ops) {
+    if (op.op === 'state.meta') model.meta.push(...op.entries);
+    else if (op.op === 'state.mailbox') model.boxes.set(hex(op.info.id), { info: op.info, messages: new Map(), changes: new Map() });
+    else if (op.op === 'state.messages') {
+      const box = model.boxes.get(hex(op.id));
+      if (box) for (const m of op.messages) box.messages.set(m[0], m);
+    } else if (op.op === 'state.changes') {
+      const box = model.boxes.get(hex(op.id));
+      if (box) for (const [modseq, uid, value] of op.entries) addChange(box, modseq, uid, value);
+    }
+  }
+  return model;
+}
+
+/** The parent's model moved to the state `since` read; returns how many mailboxes were read whole. */
+export async function applySince(model: StateModel, since: StateSince): Promise<number> {
+  let readWhole = 0;
+  const next = new Map<string, Box>();
+  for (const info of since.mailboxes) {
+    const key = hex(info.id);
+    const id = Buffer.from(info.id);
+    const parent = model.boxes.get(key);
+    const touched = since.touched.get(key);
+    if (parent && !touched && parent.info.highestModseq === info.highestModseq) {
+      next.set(key, { ...parent, info });
+      continue;
+    }
+    let box = parent && (await changedBox(parent, info, id, since));
+    if (!box || !agrees(box)) {
+      box = await wholeBox(info, id, since);
+      readWhole++;
+    }
+    next.set(key, box);
+  }
+  model.boxes = next;
+  model.meta = since.meta;
+  model.seq = since.appliedSeq;
+  return readWhole;
+}
+
+/** The parent's mailbox with every uid the journal or the change log names read again. */
+async function changedBox(parent: Box, info: MailboxInfo, id: Buffer, since: StateSince): Promise<Box> {
+  const box: Box = { info, messages: parent.messages, changes: parent.changes }; // the parent's model is not used again
+  const touched = since.touched.get(hex(id));
+  const recent = await since.changesAfter(id, parent.info.highestModseq);
+  const uids = new Set<number>(touched?.uids);
+  const candidates = new Map<number, Set<number>>(); // uid -> modseqs of entries that may exist
+  const candidate = (uid: number, modseq: number) => {
+    let set = candidates.get(uid);
+    if (!set) candidates.set(uid, (set = new Set()));
+    set.add(modseq);
+  };
+  for (const [modseq, uid] of recent) { uids.add(uid); candidate(uid, modseq); }
+  for (const [modseq, uid] of touched?.entries ?? []) { uids.add(uid); candidate(uid, modseq); }
+  for (const uid of uids) {
+    const message = since.message(id, uid);
+    if (message) box.messages.set(uid, message);
+    else box.messages.delete(uid);
+    for (const [modseq] of parent.changes.get(uid) ?? []) candidate(uid, modseq);
+    if (message) candidate(uid, message[5]);
+  }
+  // every candidate entry of a named uid is looked up: present ones stay, the rest are gone
+  for (const [uid, modseqs] of candidates) {
+    const entries: [number, StateChange[2]][] = [];
+    for (const modseq of [...modseqs].sort((a, b) => a - b)) {
+      const value = since.change(id, modseq, uid);
+      if (value !== undefined) entries.push([modseq, value]);
+    }
+    if (entries.length > 0) box.changes.set(uid, entries);
+    else box.changes.delete(uid);
+  }
+  return box;
+}
+
+async function wholeBox(info: MailboxInfo, id: Buffer, since: StateSince): Promise<Box> {
+  const read = await since.mailbox(id);
+  const box: Box = { info, messages: new Map(), changes: new Map() };
+  for (const m of read.messages) box.messages.set(m[0], m);
+  for (const [modseq, uid, value] of read.changes) addChange(box, modseq, uid, value);
+  return box;
+}
+
+/** The mailbox's counters agree with its messages (a missed change would show here). */
+function agrees(box: Box): boolean {
+  let bytes = 0;
+  let unseen = 0;
+  for (const m of box.messages.values()) {
+    bytes += m[2];
+    if (!m[4].includes(SEEN)) unseen++;
+  }
+  return box.messages.size === box.info.messages && bytes === box.info.bytes && unseen === box.info.unseen;
+}
+
+/** The model as checkpoint ops in the order snapshotState gives them (mailboxes by id, uids and modseqs ascending). */
+export function opsOf(model: StateModel): Op[] {
+  const per = limits.checkpointEntriesPerRecord;
+  const ops: Op[] = [{ op: 'state.begin', appliedSeq: model.seq }];
+  for (let i = 0; i < model.meta.length; i += per) ops.push({ op: 'state.meta', entries: model.meta.slice(i, i + per) });
+  const boxes = [...model.boxes.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, box]) => box);
+  for (const box of boxes) ops.push({ op: 'state.mailbox', info: box.info });
+  for (const box of boxes) {
+    const list = [...box.messages.values()].sort((a, b) => a[0] - b[0]);
+    for (let i = 0; i < list.length; i += per) ops.push({ op: 'state.messages', id: box.info.id, messages: list.slice(i, i + per) });
+  }
+  for (const box of boxes) {
+    const list: StateChange[] = [];
+    for (const [uid, entries] of box.changes) for (const [modseq, value] of entries) list.push([modseq, uid, value]);
+    list.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    for (let i = 0; i < list.length; i += per) ops.push({ op: 'state.changes', id: box.info.id, entries: list.slice(i, i + per) });
+  }
+  return ops;
+}
+
+function addChange(box: Box, modseq: number, uid: number, value: StateChange[2]): void {
+  const list = box.changes.get(uid);
+  if (list) list.push([modseq, value]);
+  else box.changes.set(uid, [[modseq, value]]);
+}
+
+const hex = (id: Uint8Array) => Buffer.from(id).toString('hex');
+
+/** Why an incremental read gave up (the backup reads the whole state instead): only the world's reasons. */
+export function fallbackReason(error: unknown): string {
+  if (error instanceof MailstoreError) return error.message;
+  throw error;
+}

@@ -1,0 +1,149 @@
+// What changed in the index since an earlier journal seq, for an incremental backup: the
+// journal records after that seq say which mailboxes and uids were touched, and one LevelDB
+// snapshot gives their values now (the index's own, never re-derived from the ops), so a backup
+// costs what changed instead of a read of the whole state (checkpoint.ts, snapshotState).
+import { MailstoreError } from '../errors.js';
+import { hashBytes } from '../hash/blake3.js';
+import { decodeCbor } from '../index/codec.js';
+import type { IndexDb, IndexSnapshot } from '../index/index-db.js';
+import type { Journal } from '../journal/journal.js';
+import { decodeChangeKey, decodeMessageKey, keys } from '../keys/index-keys.js';
+import { SPACE, decodeString, prefixEnd } from '../keys/tuple.js';
+import { limits } from '../limits.js';
+import { meta } from './apply.js';
+import { extrasOf, type ChangeRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type Op } from './records.js';
+
+export type StateMessage = Extract<Op, { op: 'state.messages' }>['messages'][number];
+export type StateChange = Extract<Op, { op: 'state.changes' }>['entries'][number];
+
+/** Per mailbox (id hex): what the journal records after the earlier seq touched. */
+export interface TouchedMailbox {
+  /** Uids added, flagged or expunged. */
+  uids: Set<number>;
+  /** Change-log entries a change.purge removed, or a message.add wrote with a modseq of its own (XFER). */
+  entries: [modseq: number, uid: number][];
+}
+
+export interface StateSince {
+  /** The journal seq of the state read (the index's watermark in the snapshot). */
+  appliedSeq: number;
+  /**
+   * BLAKE3 (hex) of the journal record at `afterSeq` and at `appliedSeq` (undefined at seq 0): an
+   * earlier backup of the same store id whose record differs is of another history (the store was
+   * rolled back, e.g. to a file-system snapshot, and went on), not an ancestor of this state.
+   */
+  afterDigest?: string;
+  appliedDigest?: string;
+  meta: [string, unknown][];
+  mailboxes: MailboxInfo[];
+  touched: Map<string, TouchedMailbox>;
+  /** Change-log entries of a mailbox with a modseq above `modseq`. */
+  changesAfter(id: Buffer, modseq: number): Promise<StateChange[]>;
+  /** A message as a state.messages entry, or undefined when there is none at that uid. */
+  message(id: Buffer, uid: number): StateMessage | undefined;
+  /** A change-log entry's value, or undefined when the entry does not exist. */
+  change(id: Buffer, modseq: number, uid: number): ChangeRecord | undefined;
+  /** Every message and change-log entry of one mailbox. */
+  mailbox(id: Buffer): Promise<{ messages: StateMessage[]; changes: StateChange[] }>;
+  close(): Promise<void>;
+}
+
+/**
+ * The state at the index's current seq as the changes after `afterSeq`. NOT_FOUND when the journal
+ * no longer holds every record after it (retired under a store snapshot), INVALID when those records
+ * hold a checkpoint (the store's state was rewritten whole): the caller then reads the whole state.
+ */
+export async function stateSince(db: IndexDb, journal: Pick<Journal, 'read' | 'firstSeq'>, afterSeq: number): Promise<StateSince> {
+  const snapshot = await db.snapshot();
+  try {
+    const appliedSeq = snapshot.get<number>(meta.appliedSeq) ?? 0;
+    if (appliedSeq < afterSeq) throw new MailstoreError('INVALID', `the store is at seq ${appliedSeq}, before the earlier snapshot's ${afterSeq}`);
+    const { touched, digests } = await touchedSince(journal, afterSeq, appliedSeq);
+    const [metaEntries, mailboxes] = [await readMeta(snapshot), await readAll<MailboxInfo>(snapshot, SPACE.info)];
+    return {
+      appliedSeq, afterDigest: digests.get(afterSeq), appliedDigest: digests.get(appliedSeq), meta: metaEntries, mailboxes: mailboxes.map(([, info]) => info), touched,
+      changesAfter: async (id, modseq) => (await readRange<ChangeRecord>(snapshot, keys.changeFrom(id, modseq + 1), prefixEnd(keys.changePrefix(id))))
+        .map(([key, value]) => { const c = decodeChangeKey(key); return [c.modseq, c.uid, value]; }),
+      message: (id, uid) => {
+        const record = snapshot.get<MessageRecord>(keys.message(id, uid));
+        return record && stateMessage(uid, record);
+      },
+      change: (id, modseq, uid) => snapshot.get<ChangeRecord>(keys.change(id, modseq, uid)),
+      mailbox: async (id) => {
+        const messages = await readRange<MessageRecord>(snapshot, keys.messagePrefix(id), prefixEnd(keys.messagePrefix(id)));
+        const changes = await readRange<ChangeRecord>(snapshot, keys.changePrefix(id), prefixEnd(keys.changePrefix(id)));
+        return {
+          messages: messages.map(([key, r]) => stateMessage(decodeMessageKey(key).uid, r)),
+          changes: changes.map(([key, value]) => { const c = decodeChangeKey(key); return [c.modseq, c.uid, value]; }),
+        };
+      },
+      close: () => snapshot.close(),
+    };
+  } catch (error) {
+    await snapshot.close();
+    throw error;
+  }
+}
+
+/** The records (afterSeq, upTo]: which mailboxes and uids they touched; the digests of records afterSeq and upTo. */
+async function touchedSince(journal: Pick<Journal, 'read' | 'firstSeq'>, afterSeq: number, upTo: number): Promise<{ touched: Map<string, TouchedMailbox>; digests: Map<number, string> }> {
+  const touched = new Map<string, TouchedMailbox>();
+  const digests = new Map<number, string>();
+  if (afterSeq === 0 && upTo === 0) return { touched, digests };
+  const from = Math.max(afterSeq, 1); // record afterSeq itself too: its digest
+  if (from < journal.firstSeq) throw new MailstoreError('NOT_FOUND', `the journal records after seq ${afterSeq} were retired (it starts at ${journal.firstSeq})`);
+  const of = (id: Buffer) => {
+    const key = Buffer.from(id).toString('hex');
+    let entry = touched.get(key);
+    if (!entry) touched.set(key, (entry = { uids: new Set(), entries: [] }));
+    return entry;
+  };
+  let expected = from;
+  for await (const record of journal.read(from - 1, (damage) => {
+    throw new MailstoreError('CORRUPT', `journal segment ${damage.segment} is damaged at offset ${damage.offset}`, { path: damage.segment });
+  })) {
+    if (record.seq > upTo) break;
+    if (record.seq !== expected) throw new MailstoreError('NOT_FOUND', `the journal has no record ${expected} (the next is ${record.seq})`);
+    expected = record.seq + 1;
+    if (record.seq === afterSeq || record.seq === upTo) digests.set(record.seq, hashBytes(record.payload).toString('hex'));
+    if (record.seq > afterSeq) for (const op of decodeCbor<JournalPayload>(record.payload).ops) noteOp(op, of);
+  }
+  if (expected !== upTo + 1) throw new MailstoreError('NOT_FOUND', `the journal ends at seq ${expected - 1}, before the index's ${upTo}`);
+  return { touched, digests };
+}
+
+function noteOp(op: Op, of: (id: Buffer) => TouchedMailbox): void {
+  switch (op.op) {
+    case 'message.add': {
+      const box = of(op.id);
+      box.uids.add(op.uid);
+      if (op.modseq !== undefined) box.entries.push([op.modseq, op.uid]);
+      return;
+    }
+    case 'message.flags': { const box = of(op.id); for (const [uid] of op.set) box.uids.add(uid); return; }
+    case 'message.expunge': { const box = of(op.id); for (const uid of op.uids) box.uids.add(uid); return; }
+    case 'change.purge': of(op.id).entries.push(...op.entries); return;
+    default:
+      if (op.op.startsWith('state.')) throw new MailstoreError('INVALID', 'the journal holds a checkpoint after the earlier snapshot (the state was rewritten whole)');
+  }
+}
+
+function stateMessage(uid: number, r: MessageRecord): StateMessage {
+  const x = extrasOf(r);
+  return Object.keys(x).length > 0 ? [uid, r.h, r.s, r.d, r.f, r.m, x] : [uid, r.h, r.s, r.d, r.f, r.m];
+}
+
+async function readMeta(snapshot: IndexSnapshot): Promise<[string, unknown][]> {
+  const skip = new Set([meta.appliedSeq.toString('latin1'), meta.storeId.toString('latin1')]);
+  return (await readAll<unknown>(snapshot, SPACE.meta)).filter(([key]) => !skip.has(key.toString('latin1'))).map(([key, value]) => [decodeString(key, 1).value, value]);
+}
+
+function readAll<T>(snapshot: IndexSnapshot, space: number): Promise<[Buffer, T][]> {
+  return readRange<T>(snapshot, Buffer.of(space), Buffer.of(space + 1));
+}
+
+async function readRange<T>(snapshot: IndexSnapshot, gte: Buffer, lt: Buffer): Promise<[Buffer, T][]> {
+  const out: [Buffer, T][] = [];
+  for await (const batch of snapshot.entryBatches<T>({ gte, lt }, limits.checkpointEntriesPerRecord)) out.push(...batch);
+  return out;
+}

@@ -1,0 +1,264 @@
+// Incremental backups (src/backup/incremental.ts, src/store/state-since.ts): the state built from
+// the previous snapshot plus the store's changes must equal a read of the whole state after every
+// kind of change; every reason to read the whole state instead; a parent forgotten and pruned, a
+// damaged parent, and a SIGKILL while an incremental run copies.
+import { spawn } from 'node:child_process';
+import { cpSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runBackup, type BackupSource } from '../../src/backup/backup.js';
+import { checkRepository } from '../../src/backup/check.js';
+import { forgetSnapshots } from '../../src/backup/forget.js';
+import { Repository, type SnapshotFile } from '../../src/backup/repository.js';
+import { restoreToNewStore } from '../../src/backup/restore.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import type { Op } from '../../src/store/records.js';
+import { Store } from '../../src/store/store.js';
+import { bin, requireBuilt } from '../cli/helpers.js';
+import { Rng } from '../sim/faultfs.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { dump, fill, openRepo, source } from './helpers.js';
+
+/** The store's whole state now (as a full backup reads it), comparable with a snapshot's ops. */
+async function wholeState(store: Store): Promise<string> {
+  const state = await store.maintenance().snapshotState();
+  const ops: Op[] = [];
+  for await (const op of state.ops) if (op.op !== 'state.blobs') ops.push(op);
+  return normalise(ops);
+}
+
+function normalise(ops: Op[]): string {
+  return JSON.stringify(ops, (_key, value) => {
+    if (value && typeof value === 'object' && value.type === 'Buffer' && Array.isArray(value.data)) return Buffer.from(value.data).toString('hex');
+    if (value instanceof Uint8Array) return Buffer.from(value).toString('hex');
+    return value;
+  });
+}
+
+async function snapshotOps(repo: Repository, id: string): Promise<string> {
+  return normalise((await repo.readMetadata<SnapshotFile>('snapshot', id)).ops);
+}
+
+/** A backup that must have been built on the previous snapshot; its state must equal the whole state. */
+async function incremental(store: Store, repo: Repository, parent: string, from: BackupSource = source(store)): Promise<string> {
+  const summary = await runBackup(from, repo);
+  expect(summary.fullReadReason).toBeUndefined();
+  expect(summary.parent).toBe(parent);
+  expect(await snapshotOps(repo, summary.snapshot)).toBe(await wholeState(store));
+  return summary.snapshot;
+}
+
+describe('incremental backups', () => {
+  it('after every kind of change the state built from the parent equals the whole state, and restores exactly', async () => {
+    const dir = tmpDir('bki');
+    const store = await Store.init(join(dir, 's'));
+    const repo = await openRepo(join(dir, 'repo'));
+    for (const name of ['INBOX', 'Archive', 'user/alice/INBOX', 'Trash']) await store.createMailbox(name);
+    await fill(store, 'INBOX', 40);
+    await fill(store, 'Archive', 20, 100);
+    await fill(store, 'Trash', 10, 200);
+    let last = (await runBackup(source(store), repo)).snapshot;
+    expect(await snapshotOps(repo, last)).toBe(await wholeState(store));
+    const rng = new Rng(0x1bac);
+    const steps: [string, () => Promise<unknown>][] = [
+      ['append', () => fill(store, 'INBOX', 5, 1000 + rng.int(1e6))],
+      ['flags', () => store.setFlags('INBOX', [1 + rng.int(40), 1 + rng.int(40)], { add: ['\\Seen', 'x'] })],
+      ['unflag', () => store.setFlags('Archive', [1, 2, 3], { remove: ['\\Seen'] })],
+      ['expunge', () => store.expunge('INBOX', [2 + rng.int(30)])],
+      ['copy', () => store.copy('Archive', [4, 5], 'user/alice/INBOX')],
+      ['rename', () => store.renameMailbox('Archive', 'Archive2')],
+      ['acl', () => store.setAcl('user/alice/INBOX', 'bob', 'lrs')],
+      ['create', () => store.createMailbox(`new${rng.int(1e6)}`)],
+      ['delete', () => store.deleteMailbox('Trash')], // purging expunges and change.purge
+      ['nothing', async () => undefined],
+      ['mixed', async () => { await fill(store, 'user/alice/INBOX', 3, 5000); await store.expunge('user/alice/INBOX', [1]); await store.setFlags('INBOX', [7], { add: ['\\Deleted'] }); }],
+    ];
+    for (const [name, change] of steps) {
+      await change();
+      last = await incremental(store, repo, last).catch((error) => { throw new Error(`after ${name}: ${error.message}`); });
+    }
+    const expected = await dump(store);
+    await store.close();
+    await restoreToNewStore(nodeFileSystem, repo, last, join(dir, 'r'));
+    const back = await Store.open(join(dir, 'r'));
+    expect(await dump(back)).toEqual(expected);
+    await back.close();
+    expect((await checkRepository(repo, { readData: true })).findings).toEqual([]);
+    await repo.close();
+  });
+
+  it('a mailbox whose counters disagree with the changes it was given is read whole, and the state is still exact', async () => {
+    const dir = tmpDir('bki');
+    const store = await Store.init(join(dir, 's'));
+    const repo = await openRepo(join(dir, 'repo'));
+    await store.createMailbox('INBOX');
+    await store.createMailbox('Other');
+    await fill(store, 'INBOX', 20);
+    await fill(store, 'Other', 5, 100);
+    const first = (await runBackup(source(store), repo)).snapshot;
+    await store.expunge('INBOX', [3, 4]);
+    await store.setFlags('Other', [1], { add: ['y'] });
+    // a source that loses the journal's word on INBOX's expunges (its change-log entries still name them)
+    // and also hides the change-log entries: only the counters can tell
+    const blind: BackupSource = {
+      ...source(store),
+      stateSince: async (afterSeq) => {
+        const since = await store.maintenance().stateSince(afterSeq);
+        for (const [key, touched] of since.touched) if (touched.uids.has(3)) since.touched.delete(key);
+        const inbox = Buffer.from((await store.mailbox('INBOX')).id.replace(/-/g, ''), 'hex');
+        const changesAfter = since.changesAfter;
+        return { ...since, changesAfter: async (id, modseq) => (Buffer.from(id).equals(inbox) ? [] : changesAfter(id, modseq)) };
+      },
+    };
+    const summary = await runBackup(blind, repo);
+    expect(summary.parent).toBe(first);
+    expect(summary.mailboxesReadWhole).toBe(1);
+    expect(await snapshotOps(repo, summary.snapshot)).toBe(await wholeState(store));
+    await store.close();
+    await repo.close();
+  });
+
+  it('reads the whole state when the journal after the parent was retired, and when the parent does not read (check reports it)', async () => {
+    const dir = tmpDir('bki');
+    const store = await Store.init(join(dir, 's'), { journalSegmentBytesMax: 1 }); // a segment per record: a store snapshot retires them
+    const repo = await openRepo(join(dir, 'repo'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 10);
+    const first = (await runBackup(source(store), repo)).snapshot;
+    for (let i = 0; i < 3; i++) { // store snapshots retire the journal the older kept ones cover
+      await fill(store, 'INBOX', 4, 100 + i * 10);
+      await store.snapshot();
+    }
+    await fill(store, 'INBOX', 2, 200);
+    expect(store.maintenance().journal.firstSeq).toBeGreaterThan((await repo.readMetadata<SnapshotFile>('snapshot', first)).seq + 1);
+    const second = await runBackup(source(store), repo);
+    expect(second.parent).toBeUndefined();
+    expect(second.fullReadReason).toMatch(/retired/);
+    expect(await snapshotOps(repo, second.snapshot)).toBe(await wholeState(store));
+    // the newest snapshot damaged: check finds it, the next run builds on none it cannot read
+    const path = repo.path('snapshots', second.snapshot);
+    const bytes = readFileSync(path);
+    bytes[bytes.length - 5] ^= 0x40;
+    writeFileSync(path, bytes);
+    const report = await checkRepository(repo);
+    expect(report.findings.map((f) => [f.kind, f.path])).toContainEqual(['damaged-snapshot', path]);
+    await fill(store, 'INBOX', 1, 300);
+    const third = await runBackup(source(store), repo);
+    expect(third.parent).not.toBe(second.snapshot);
+    expect(await snapshotOps(repo, third.snapshot)).toBe(await wholeState(store));
+    const expected = await dump(store);
+    await store.close();
+    await restoreToNewStore(nodeFileSystem, repo, third.snapshot, join(dir, 'r'));
+    const back = await Store.open(join(dir, 'r'));
+    expect(await dump(back)).toEqual(expected);
+    await back.close();
+    await repo.close();
+  });
+
+  it('a store rolled back (a copy of its directory put back) that went on is not built on the later snapshot of its other history', async () => {
+    const dir = tmpDir('bki');
+    const storeDir = join(dir, 's');
+    let store = await Store.init(storeDir);
+    const repo = await openRepo(join(dir, 'repo'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 10);
+    await store.close();
+    cpSync(storeDir, join(dir, 'copy'), { recursive: true });
+    store = await Store.open(storeDir);
+    await fill(store, 'INBOX', 3, 100);
+    await store.setFlags('INBOX', [1], { add: ['a'] });
+    const later = await runBackup(source(store), repo);
+    expect((await repo.readMetadata<SnapshotFile>('snapshot', later.snapshot)).journalDigest).toMatch(/^[0-9a-f]{64}$/);
+    await store.close();
+    rmSync(storeDir, { recursive: true });
+    cpSync(join(dir, 'copy'), storeDir, { recursive: true });
+    store = await Store.open(storeDir);
+    await fill(store, 'INBOX', 3, 200); // the same seqs as the lost history, other content
+    await store.setFlags('INBOX', [2], { add: ['b'] });
+    await store.setFlags('INBOX', [3], { add: ['c'] });
+    const after = await runBackup(source(store), repo);
+    expect(after.parent).toBeUndefined();
+    expect(after.fullReadReason).toMatch(/rolled back/);
+    expect(await snapshotOps(repo, after.snapshot)).toBe(await wholeState(store));
+    await store.close();
+    await repo.close();
+  });
+
+  it('an incremental snapshot whose parent was forgotten and pruned restores exactly (every snapshot is whole)', async () => {
+    const dir = tmpDir('bki');
+    const store = await Store.init(join(dir, 's'));
+    const repo = await openRepo(join(dir, 'repo'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 30);
+    const first = (await runBackup(source(store), repo)).snapshot;
+    await store.expunge('INBOX', [1, 2, 3, 4, 5]);
+    await fill(store, 'INBOX', 5, 100);
+    const second = await incremental(store, repo, first);
+    const forgot = await forgetSnapshots(repo, { last: 1 }, { prune: true });
+    expect(forgot.removed.map((s) => s.id)).toEqual([first]);
+    expect(forgot.prune?.blobsRemoved).toBe(5); // the expunged messages' blobs went with the parent
+    expect((await checkRepository(repo, { readData: true })).findings).toEqual([]);
+    const expected = await dump(store);
+    await fill(store, 'INBOX', 2, 200);
+    const third = await incremental(store, repo, second); // and the next run builds on the survivor
+    expect(third).not.toBe(second);
+    await store.close();
+    await restoreToNewStore(nodeFileSystem, repo, second, join(dir, 'r'));
+    const back = await Store.open(join(dir, 'r'));
+    expect(await dump(back)).toEqual(expected);
+    await back.close();
+    await repo.close();
+  });
+
+  it('SIGKILL while an incremental run copies: the repository stays consistent, the next run builds on the last whole snapshot', { timeout: 120_000 }, async () => {
+    requireBuilt();
+    const dir = tmpDir('bki');
+    const storeDir = join(dir, 's');
+    const repoDir = join(dir, 'repo');
+    const store = await Store.init(storeDir);
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 200, 0, 20_000);
+    const repo = await openRepo(repoDir);
+    const first = (await runBackup(source(store), repo)).snapshot;
+    await repo.close();
+    await store.close();
+    const rng = new Rng(0x1c5eed);
+    let killed = 0;
+    for (let cycle = 0; cycle < 3; cycle++) {
+      const s = await Store.open(storeDir);
+      await fill(s, 'INBOX', 300, 1000 + cycle * 300, 20_000);
+      await s.expunge('INBOX', [1 + cycle]);
+      await s.close();
+      const code = await runCli(['--store', storeDir, 'backup', '--repo', repoDir], 150 + rng.int(400));
+      if (code === null) killed++;
+      const again = await Repository.open(nodeFileSystem, repoDir);
+      expect((await checkRepository(again, { readData: true })).findings.filter((f) => f.damage)).toEqual([]);
+      expect(await again.list('snapshots')).toContain(first);
+      await again.close();
+    }
+    expect(killed).toBeGreaterThanOrEqual(1);
+    const out = await cliJson(['--store', storeDir, 'backup', '--repo', repoDir, '--json']);
+    expect(out.fullReadReason).toBeUndefined();
+    expect(out.parent).toBeDefined();
+    const s = await Store.open(storeDir);
+    const reopened = await Repository.open(nodeFileSystem, repoDir);
+    expect(await snapshotOps(reopened, out.snapshot)).toBe(await wholeState(s));
+    await s.close();
+    await reopened.close();
+    expect(readdirSync(join(repoDir, 'snapshots')).filter((n) => !n.startsWith('.')).length).toBeGreaterThanOrEqual(2);
+  });
+});
+
+/** Runs the CLI and SIGKILLs it after `delayMs` (null: killed; else its exit code). */
+function runCli(args: string[], delayMs: number): Promise<number | null> {
+  const child = spawn(process.execPath, [bin, ...args], { stdio: 'ignore' });
+  const timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
+  return new Promise((done) => child.on('exit', (code) => { clearTimeout(timer); done(code); }));
+}
+
+function cliJson(args: string[]): Promise<{ snapshot: string; parent?: string; fullReadReason?: string }> {
+  const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { out += chunk; });
+  return new Promise((done, fail) => child.on('exit', (code) => (code === 0 ? done(JSON.parse(out)) : fail(new Error(`exit ${code}`)))));
+}
