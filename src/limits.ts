@@ -235,6 +235,12 @@ export const limits = {
   replicationRecordsPerRound: 2000,
   /** ...and at most this many pack bytes in one round (one bigger message goes alone). */
   replicationRoundBytesMax: 64 * 1024 * 1024,
+  /**
+   * A batch with more pack bytes than this is not shipped as a tentative round (while the
+   * primary's syncs run) but after its commit, as before: the replica writes a tentative round
+   * twice (its pending file, then its packs), which pays only for small batches.
+   */
+  replicationTentativeBytesMax: 4 * 1024 * 1024,
   /** Received frames queued, unread, before the connection stops reading (TCP then holds the sender back). */
   replicationQueueBytesMax: 64 * 1024 * 1024,
   /** A replica with rounds outstanding that acknowledges nothing for this long is dropped. */

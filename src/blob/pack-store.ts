@@ -51,6 +51,21 @@ export class PackBatch {
     this.bytes += bytes.length;
     return location;
   }
+
+  /** The bytes this batch writes, one run per pack at its offset (a synchronous replica's tentative round). */
+  runs(): { pack: number; offset: number; bytes: Buffer }[] {
+    const out: { pack: number; offset: number; parts: Buffer[]; end: number }[] = [];
+    for (const blob of this.blobs) {
+      let run = out[out.length - 1];
+      if (!run || run.pack !== blob.location.pack || run.end !== blob.location.offset) {
+        run = { pack: blob.location.pack, offset: blob.location.offset, parts: [], end: blob.location.offset };
+        out.push(run);
+      }
+      run.parts.push(encodeRecordHeader(blob.hash, blob.bytes.length), blob.bytes);
+      run.end += RECORD_HEADER_BYTES + blob.bytes.length;
+    }
+    return out.map((r) => ({ pack: r.pack, offset: r.offset, bytes: Buffer.concat(r.parts) }));
+  }
 }
 
 export interface ScanOptions {

@@ -58,12 +58,12 @@ export const PROCEDURES = {
   stateOps: (store: Store): AsyncGenerator<{ appliedSeq: number } | { op: Op }> => stateOps(store),
   // replication (src/replication): the daemon of the store runs them
   replicationStatus: (store: Store): Promise<StoredReplicationStatus> => storedReplicationStatus(store),
-  replicaCheck: (store: Store, options: { primary?: string; keyFile?: string }): Promise<CheckResult> => {
+  replicaCheck: (store: Store, options: { primary?: string; keyFile?: string; scan?: boolean }): Promise<CheckResult> => {
     const role = store.replication().role();
     const primary = options.primary ?? role?.primary;
     const keyFile = options.keyFile ?? role?.keyFile;
     if (!primary || !keyFile) throw new MailstoreError('INVALID', `the store at ${store.root} is not a replica (no primary and key recorded); pass --primary and --replication-key`);
-    return checkReplica(store, { primary, keyFile });
+    return checkReplica(store, { primary, keyFile, scan: options.scan });
   },
   promote: (store: Store): Promise<PromoteResult> => promoteStore(store),
   xfer: (store: Store, options: { user: string; to: string; mailboxPrefix?: string; keyFile?: string }): Promise<XferResult> => {

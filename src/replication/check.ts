@@ -34,7 +34,7 @@ export async function serveCheck(store: Store, connection: Connection, _storeChe
     if (!request) return;
     const id = Buffer.from(String(request.id ?? ''), 'hex');
     switch (request.t) {
-      case 'mailboxes': await connection.send({ t: 'mailboxes', list: await mailboxDigests(db()), lastSeq: store.replication().committedSeq() }); break;
+      case 'mailboxes': await connection.send({ t: 'mailboxes', list: await mailboxDigests(db(), request.scan === true), lastSeq: store.replication().committedSeq() }); break;
       case 'range': await connection.send({ t: 'range', ...(await rangeDigest(db(), id, Number(request.lo), Number(request.hi))) }); break;
       case 'messages': await connection.send({ t: 'messages', list: await rangeMessages(db(), id, Number(request.lo), Number(request.hi)) }); break;
       default: throw new MailstoreError('INVALID', `unknown check request ${request.t}`);
@@ -47,6 +47,11 @@ export interface CheckOptions {
   keyFile: string;
   /** How long to wait for the replica to reach the primary's seq (default 10 s). */
   catchUpMs?: number;
+  /**
+   * Compute every mailbox's digest from its messages on both sides instead of comparing the ones
+   * apply keeps (which finds the same divergence, but also an index whose records changed under it).
+   */
+  scan?: boolean;
 }
 
 /** Compares `store` (a replica) with its primary. */
@@ -58,14 +63,12 @@ export async function checkReplica(store: Store, options: CheckOptions): Promise
     await connection.send({ t: 'hello', kind: 'check', storeId: store.identity.storeId, epoch: role?.epoch ?? 0 });
     const welcome = await connection.expect('welcome', limits.replicationHandshakeMs);
     const primarySeq = Number(welcome.lastSeq);
-    const end = Date.now() + (options.catchUpMs ?? 10_000);
-    while (store.changes.lastSeq < primarySeq && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
-    let result = await compare(store, connection);
+    await caughtUp(store, primarySeq, options.catchUpMs ?? 10_000);
+    let result = await compare(store, connection, options.scan === true);
     // a primary still taking writes may move on meanwhile: compare again at the newer seq
     for (let i = 0; i < 3 && !result.identical && result.primarySeq > store.changes.lastSeq; i++) {
-      const until = Date.now() + (options.catchUpMs ?? 10_000);
-      while (store.changes.lastSeq < result.primarySeq && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-      result = await compare(store, connection);
+      await caughtUp(store, result.primarySeq, options.catchUpMs ?? 10_000);
+      result = await compare(store, connection, options.scan === true);
     }
     return result;
   } finally {
@@ -73,15 +76,21 @@ export async function checkReplica(store: Store, options: CheckOptions): Promise
   }
 }
 
+/** Until this replica has committed `seq` (woken by each of its commits), or `timeoutMs` passed. */
+async function caughtUp(store: Store, seq: number, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (store.changes.lastSeq < seq && Date.now() < end) await store.changes.wait(store.changes.lastSeq, end - Date.now());
+}
+
 async function request(connection: Connection, message: Record<string, unknown> & { t: string }) {
   await connection.send(message);
   return connection.expect(message.t, limits.replicationHandshakeMs * 6);
 }
 
-async function compare(store: Store, connection: Connection): Promise<CheckResult> {
+async function compare(store: Store, connection: Connection, scan: boolean): Promise<CheckResult> {
   const db = store.replication().db;
-  // both sides compute their digests at once (each is a pass over its whole index)
-  const [answer, ourList] = await Promise.all([request(connection, { t: 'mailboxes' }), mailboxDigests(db)]);
+  // both sides read their digests at once (with `scan`, each is a pass over its whole index)
+  const [answer, ourList] = await Promise.all([request(connection, { t: 'mailboxes', scan }), mailboxDigests(db, scan)]);
   const theirs = new Map((answer.list as MailboxDigest[]).map((m) => [m.id, m]));
   const ours = new Map(ourList.map((m) => [m.id, m]));
   const differences: Difference[] = [];

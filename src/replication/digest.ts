@@ -1,10 +1,11 @@
-// Divergence checks: per-mailbox digests that do not depend on order (the XOR of BLAKE3 over each
-// message's uid, hash, flags and modseq, with a count), over uid ranges, so a mismatch is narrowed
-// down by halving ranges until the few messages that differ are listed.
-import { hashBytes } from '../hash/blake3.js';
+// Divergence checks: per-mailbox digests that do not depend on order (the XOR of each message's
+// mix of uid, hash, flags and modseq, with a count: store/mailbox-digest.ts), kept per mailbox by
+// apply, and computed over uid ranges, so a mismatch is narrowed down by halving ranges until the
+// few messages that differ are listed.
 import type { IndexDb } from '../index/index-db.js';
 import { decodeMessageKey, keys } from '../keys/index-keys.js';
 import { SPACE } from '../keys/tuple.js';
+import { digestHex, toggleMessage } from '../store/mailbox-digest.js';
 import type { MailboxInfo, MessageRecord } from '../store/records.js';
 
 export const UID_MAX = 0xffffffff;
@@ -30,22 +31,6 @@ export interface RangeDigest {
 /** One message as compared: [uid, hash hex, flags, modseq]. */
 export type MessageEntry = [uid: number, hash: string, flags: string[], modseq: number];
 
-/** The bytes hashed for one message, built in place (a 1M-message check allocated 3 buffers each). */
-let scratch = Buffer.allocUnsafe(4096);
-
-export function messageDigest(uid: number, record: MessageRecord): Buffer {
-  const flags = record.f.join('\0');
-  const length = 44 + Buffer.byteLength(flags, 'utf8');
-  if (length > scratch.length) scratch = Buffer.allocUnsafe(length * 2);
-  const b = scratch;
-  b.writeUInt32BE(uid, 0);
-  b.set(record.h, 4);
-  b.writeUInt32BE(Math.floor(record.m / 0x1_0000_0000), 36);
-  b.writeUInt32BE(record.m >>> 0, 40);
-  b.write(flags, 44, 'utf8');
-  return hashBytes(b.subarray(0, length));
-}
-
 function range(id: Buffer, lo: number, hi: number): { gte: Buffer; lt: Buffer } {
   return { gte: keys.message(id, lo), lt: hi >= UID_MAX ? Buffer.concat([keys.messagePrefix(id), Buffer.alloc(5, 0xff)]) : keys.message(id, hi + 1) };
 }
@@ -57,7 +42,7 @@ async function* messageBatches(db: IndexDb, id: Buffer, lo: number, hi: number):
 
 /** The digest of the messages with lo <= uid <= hi. */
 export async function rangeDigest(db: IndexDb, id: Buffer, lo: number, hi: number): Promise<RangeDigest> {
-  const acc = new Uint32Array(8);
+  const acc = new Int32Array(4);
   let count = 0;
   const batches = messageBatches(db, id, lo, hi);
   try {
@@ -67,15 +52,14 @@ export async function rangeDigest(db: IndexDb, id: Buffer, lo: number, hi: numbe
     for (let current = await next; !current.done; current = await next) {
       next = batches.next();
       for (const [key, record] of current.value) {
-        const d = messageDigest(decodeMessageKey(key).uid, record);
-        for (let i = 0; i < 8; i++) acc[i] ^= d.readUInt32LE(i * 4);
+        toggleMessage(acc, decodeMessageKey(key).uid, record);
         count++;
       }
     }
   } finally {
     await batches.return(undefined);
   }
-  return { count, digest: Buffer.from(acc.buffer).toString('hex') };
+  return { count, digest: digestHex(acc) };
 }
 
 export async function rangeMessages(db: IndexDb, id: Buffer, lo: number, hi: number): Promise<MessageEntry[]> {
@@ -86,13 +70,16 @@ export async function rangeMessages(db: IndexDb, id: Buffer, lo: number, hi: num
   return out;
 }
 
-/** Every live mailbox with its attributes and whole digest, by id. */
-export async function mailboxDigests(db: IndexDb): Promise<MailboxDigest[]> {
+/**
+ * Every live mailbox with its attributes and whole digest, by id: the one apply keeps (no message
+ * read), or with `scan` (and for a mailbox older than kept digests) computed from its messages.
+ */
+export async function mailboxDigests(db: IndexDb, scan = false): Promise<MailboxDigest[]> {
   const out: MailboxDigest[] = [];
   for await (const [, box] of db.entries<MailboxInfo>({ prefix: keys.space(SPACE.info) })) {
     if (box.deleting) continue;
     const id = Buffer.from(box.id);
-    const { count, digest } = await rangeDigest(db, id, 1, UID_MAX);
+    const { count, digest } = box.digest && !scan ? { count: box.messages, digest: digestHex(box.digest) } : await rangeDigest(db, id, 1, UID_MAX);
     out.push({
       id: id.toString('hex'), name: box.name.join('/'), uidValidity: box.uidValidity, uidNext: box.uidNext, highestModseq: box.highestModseq,
       owner: box.owner ?? null, acl: box.acl, count, digest,

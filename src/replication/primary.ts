@@ -15,7 +15,11 @@ import type { Store } from '../store/store.js';
 import { LAYOUT } from '../store/identity.js';
 import { join } from 'node:path';
 import { readKeyFile } from './key.js';
-import { SyncGate, type SyncFallback } from './sync-gate.js';
+import { SyncGate, type BatchListener, type SyncFallback } from './sync-gate.js';
+import type { PackBatch } from '../blob/pack-store.js';
+import type { JournalRecord } from '../journal/journal.js';
+import type { Op } from '../store/records.js';
+import { encodeRound, type TentativeRound } from './pending-rounds.js';
 import { listen, type Connection, type Log, type Message } from './transport.js';
 import { serveCheck } from './check.js';
 import { serveBlobs } from './blob-source.js';
@@ -252,9 +256,25 @@ function sum(tails: Map<number, number>): number {
   return total;
 }
 
-/** One connected replica: a sender loop (rounds) and a receiver loop (acks, pongs). */
-class ReplicaSession {
+/**
+ * The ops a tentative round may carry: a compaction's (relocations into packs it wrote outside any
+ * batch, retirements) and checkpoints go after their commit, in an ordinary round.
+ */
+const TENTATIVE_OPS: ReadonlySet<string> = new Set(['mailbox.create', 'mailbox.rename', 'mailbox.deleteBegin', 'mailbox.deleteEnd', 'mailbox.owner',
+  'message.add', 'message.flags', 'message.expunge', 'change.purge', 'acl.set', 'meta.set']);
+
+/**
+ * One connected replica: a sender loop (rounds) and a receiver loop (acks, pongs). With
+ * synchronous replicas a batch also goes out as a tentative round while this primary syncs it
+ * (pending-rounds.ts has the replica's side), then a `commit` once it committed here.
+ */
+class ReplicaSession implements BatchListener {
   private stopped = false;
+  /** Inside round(): a tentative round now would interleave with its frames. */
+  private inRound = false;
+  /** The last seq sent as tentative and not yet followed by its `commit` (0: none). */
+  private tentativeSeq = 0;
+  private unlisten: () => void = () => undefined;
   private sentSeq: number;
   private ackedSeq: number;
   /** Pack bytes sent with each round, by its last seq (for the lag in bytes). */
@@ -282,6 +302,7 @@ class ReplicaSession {
       const cursor = await feed.cursor(this.cursorName);
       if (cursor && cursor.seq < this.ackedSeq) await feed.advance(this.cursorName, this.ackedSeq);
     }
+    this.unlisten = this.primary.gate.listen(this);
     const receiving = this.receive();
     this.finished = Promise.allSettled([receiving, this.send()]).then(() => this.end());
     await this.finished;
@@ -301,6 +322,7 @@ class ReplicaSession {
 
   private async end(): Promise<void> {
     this.stopped = true;
+    this.unlisten();
     clearTimeout(this.cursorTimer);
     this.primary.gate.replicaGone(this.nodeId);
     this.primary.forget(this);
@@ -335,7 +357,52 @@ class ReplicaSession {
     }
   }
 
+  /**
+   * A batch written here, its fdatasyncs running: sent as a tentative round when this replica is
+   * caught up to it and holds every pack byte before it; otherwise the ordinary round after the
+   * commit carries it. Synchronous (no await between the checks and the frame's write).
+   */
+  written(records: JournalRecord[], opsBySeq: Op[][], packBatch: PackBatch): void {
+    if (this.stopped || this.connection.closed || this.inRound || this.tentativeSeq !== 0 || records[0].seq !== this.sentSeq + 1) return;
+    if (packBatch.bytes > limits.replicationTentativeBytesMax || opsBySeq.some((ops) => ops.some((op) => !TENTATIVE_OPS.has(op.op)))) return;
+    const packs = packBatch.runs();
+    const tails = new Map(this.tails);
+    for (const run of packs) {
+      if ((tails.get(run.pack) ?? -1) !== run.offset) return; // bytes before it not shipped yet (a new pack, a compaction's)
+      tails.set(run.pack, run.offset + run.bytes.length);
+    }
+    const round: TentativeRound = { records, packs, tails: [...tails] };
+    const last = records[records.length - 1].seq;
+    void this.connection.send({ t: 'tentative', ...encodeRound(round) }).catch(() => this.connection.close());
+    this.tails = tails;
+    this.sentSeq = last;
+    this.tentativeSeq = last;
+    this.sentBytes.push([last, sum(tails)]);
+  }
+
+  committed(lastSeq: number): void {
+    if (this.tentativeSeq === 0 || lastSeq < this.tentativeSeq || this.connection.closed) return;
+    void this.connection.send({ t: 'commit', seq: this.tentativeSeq }).catch(() => this.connection.close());
+    this.tentativeSeq = 0;
+  }
+
+  /** The tentative round will not commit here: the replica drops it when it connects again. */
+  writeFailed(): void {
+    if (this.tentativeSeq === 0) return;
+    this.primary.log(`replication: replica ${this.nodeId}: a batch sent as tentative did not commit here; reconnecting it`);
+    this.connection.close();
+  }
+
   private async round(): Promise<void> {
+    this.inRound = true;
+    try {
+      await this.roundOnce();
+    } finally {
+      this.inRound = false;
+    }
+  }
+
+  private async roundOnce(): Promise<void> {
     const records = await this.readRecords();
     if (records.length === 0) return;
     // tails read after the records: they cover every blob the records name
@@ -381,7 +448,8 @@ class ReplicaSession {
       for (;;) {
         const message = await this.connection.next();
         if (!message) return;
-        if (message.t === 'ack') this.acked(Number(message.seq));
+        if (message.t === 'ack' && message.pending === true) this.pendingAcked(Number(message.seq));
+        else if (message.t === 'ack') this.acked(Number(message.seq));
         else if (message.t === 'error') {
           this.primary.log(`replication: replica ${this.nodeId} reports: ${String(message.message)}`);
           return;
@@ -393,6 +461,12 @@ class ReplicaSession {
       this.stopped = true;
       this.connection.close();
     }
+  }
+
+  /** The replica holds a tentative round durable: enough for a synchronous commit (not for the cursor). */
+  private pendingAcked(seq: number): void {
+    if (!Number.isSafeInteger(seq) || seq > this.sentSeq) return;
+    this.primary.gate.replicaAcked(this.nodeId, seq);
   }
 
   private acked(seq: number): void {

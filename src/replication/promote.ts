@@ -9,6 +9,7 @@ import { MailstoreError } from '../errors.js';
 import { limits } from '../limits.js';
 import type { Store } from '../store/store.js';
 import { readKeyFile } from './key.js';
+import { commitPendingRounds } from './pending-rounds.js';
 import { connect, type Log } from './transport.js';
 
 export const EPOCH_META = 'replication/epoch';
@@ -28,6 +29,9 @@ export async function promoteStore(store: Store, log: Log = () => undefined): Pr
   if (role?.role !== 'replica') {
     throw new MailstoreError('INVALID', `the store at ${store.root} is ${role ? `a ${role.role}` : 'a standalone store (a primary)'}, not a replica: nothing to promote`, { path: store.root });
   }
+  // tentative rounds of a synchronous primary that died before saying they committed: they
+  // continue this history, and one of them may have been acknowledged (pending-rounds.ts)
+  await commitPendingRounds(store, log);
   const epoch = role.epoch + 1;
   await control.setRole({ ...role, role: 'primary', epoch, primary: undefined });
   const seq = await control.commitMeta(EPOCH_META, epoch);

@@ -22,6 +22,7 @@ import { promoteStore, type PromoteResult } from './promote.js';
 import { startReplicaListener } from './primary.js';
 import { receiveResync } from './resync-sink.js';
 import { notePacksToRemove, packsRemovedIn, removeNotedPacks } from './pack-removal.js';
+import { PendingRounds, decodeRound, lastSeqOf, type TentativeRound, type Wire } from './pending-rounds.js';
 import { connect, type Connection, type Log, type Message } from './transport.js';
 
 export interface ReplicaOptions {
@@ -91,12 +92,14 @@ export async function startReplica(root: string, options: ReplicaOptions): Promi
     stop: () => replica.stop(),
     promote: async () => {
       await replica.stop();
+      await replica.closePending();
       await listener?.close();
       listener = undefined;
       return promoteStore(store, log);
     },
     close: async () => {
       await replica.stop();
+      await replica.closePending();
       await listener?.close();
       await store.close();
     },
@@ -140,9 +143,18 @@ class Replica {
   private retryMs: number = limits.replicationRetryMinMs;
   private wake?: () => void;
 
-  constructor(private readonly store: Store, private readonly psk: Buffer, private readonly primary: string, private readonly log: Log) {}
+  constructor(private readonly store: Store, private readonly psk: Buffer, private readonly primary: string, private readonly log: Log) {
+    this.pending = new PendingRounds(store);
+  }
 
   private resyncingTo?: number;
+  /** Tentative rounds of synchronous replication, durable, waiting for the primary's commit. */
+  private readonly pending: PendingRounds;
+  /**
+   * The commits of tentative rounds, in order, off the message loop: the next round is made
+   * durable while the last one commits (an ordinary round waits for them).
+   */
+  private commits: Promise<void> = Promise.resolve();
   private attempted?: () => void;
   private readonly attempt = new Promise<void>((resolve) => { this.attempted = resolve; });
 
@@ -162,6 +174,11 @@ class Replica {
       seq: this.store.changes.lastSeq, primarySeq: this.primarySeq, lastContact: this.lastContact, lastError: this.lastError,
       ...(this.resyncingTo === undefined ? {} : { resyncingTo: this.resyncingTo }),
     };
+  }
+
+  async closePending(): Promise<void> {
+    await this.commits;
+    await this.pending.close();
   }
 
   async stop(): Promise<void> {
@@ -199,6 +216,8 @@ class Replica {
     const control = this.store.replication();
     const role = control.role()!;
     await removeNotedPacks(this.store, this.log); // a crash may have come between a round's commit and its pack deletions
+    await this.commits;
+    await this.pending.beginSession();
     const tails = control.db.getNow<[number, number][]>(PACK_TAILS_KEY) ?? [];
     await connection.send({ t: 'hello', kind: 'replica', storeId: this.store.identity.storeId, nodeId: role.nodeId, lastSeq: this.store.changes.lastSeq, tails, epoch: role.epoch });
     await connection.expect('welcome', limits.replicationHandshakeMs);
@@ -221,6 +240,7 @@ class Replica {
         // written at once (not fsynced): the round's commit syncs them before its records
         return control.packs.writeReplicated(Number(message.pack), Number(message.offset), Buffer.from(message.bytes as Uint8Array));
       case 'records': {
+        await this.commits;
         const records = (message.records as [number, Uint8Array][]).map(([seq, payload]) => ({ seq, payload: Buffer.from(payload) }));
         const tails = message.tails as [number, number][];
         const seq = records[records.length - 1].seq;
@@ -229,8 +249,32 @@ class Replica {
         if (removed.length > 0) await notePacksToRemove(this.store, seq, removed);
         await control.applyReplicated({ packs: [], records, meta: [[PACK_TAILS_KEY, tails]] });
         if (removed.length > 0) await removeNotedPacks(this.store, this.log);
+        if (this.pending.idle) await this.pending.clear(); // rounds of an earlier session: the primary's own records replaced them
         this.primarySeq = Math.max(this.primarySeq, seq);
         return connection.send({ t: 'ack', seq });
+      }
+      case 'tentative': {
+        // durable here before it is acknowledged; committed (and shown) only once the primary says so
+        const round = decodeRound(message as unknown as Wire);
+        await this.pending.add(round);
+        return connection.send({ t: 'ack', seq: lastSeqOf(round), pending: true });
+      }
+      case 'commit': {
+        const seq = Number(message.seq);
+        const rounds = this.pending.takeThrough(seq);
+        this.commits = this.commits.then(async () => {
+          try {
+            for (const round of rounds) await this.commitRound(round);
+          } finally {
+            this.pending.committed(rounds.length);
+          }
+          this.primarySeq = Math.max(this.primarySeq, seq);
+          await connection.send({ t: 'ack', seq });
+        }).catch((error: unknown) => {
+          this.log(`replication: committing tentative rounds up to seq ${seq}: ${(error as Error).message}`);
+          connection.close(); // the next session starts from what is committed
+        });
+        return;
       }
       case 'resync': {
         this.resyncingTo = Number(message.seq);
@@ -246,5 +290,9 @@ class Replica {
       default:
         throw new MailstoreError('INVALID', `${this.primary} sent ${message.t}`);
     }
+  }
+
+  private commitRound(round: TentativeRound): Promise<void> {
+    return this.store.replication().applyReplicated({ packs: round.packs, records: round.records, meta: [[PACK_TAILS_KEY, round.tails]] });
   }
 }

@@ -5,10 +5,20 @@
 // the change may have committed; `async` lets it through and says so (log line, counter).
 import { MailstoreError } from '../errors.js';
 import { limits } from '../limits.js';
+import type { PackBatch } from '../blob/pack-store.js';
+import type { JournalRecord } from '../journal/journal.js';
+import type { Op } from '../store/records.js';
 import type { ReplicationGate } from '../store/store.js';
 import type { Log } from './transport.js';
 
 export type SyncFallback = 'refuse' | 'async';
+
+/** A replica session taking batches as tentative rounds while the primary syncs them (primary.ts). */
+export interface BatchListener {
+  written(records: JournalRecord[], opsBySeq: Op[][], packBatch: PackBatch): void;
+  writeFailed(): void;
+  committed(lastSeq: number): void;
+}
 
 interface Waiter {
   seq: number;
@@ -24,8 +34,28 @@ export class SyncGate implements ReplicationGate {
   /** Commits acknowledged without N replicas holding them (fallback async). */
   unprotectedCommits = 0;
   private unprotected = false;
+  private readonly listeners = new Set<BatchListener>();
 
   constructor(readonly replicasNeeded: number, readonly fallback: SyncFallback, private readonly log: Log, private readonly waitMs: number = limits.syncReplicaWaitMs) {}
+
+  /** Until the returned function is called, `listener` hears of every batch (synchronous replicas only). */
+  listen(listener: BatchListener): () => void {
+    if (this.replicasNeeded === 0) return () => undefined;
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  written(records: JournalRecord[], opsBySeq: Op[][], packBatch: PackBatch): void {
+    for (const l of this.listeners) l.written(records, opsBySeq, packBatch);
+  }
+
+  writeFailed(): void {
+    for (const l of this.listeners) l.writeFailed();
+  }
+
+  committed(lastSeq: number): void {
+    for (const l of this.listeners) l.committed(lastSeq);
+  }
 
   get connected(): number {
     return this.acked.size;

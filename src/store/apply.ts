@@ -2,6 +2,7 @@
 // rebuild, so the index after a rebuild equals the index before it, byte for byte.
 import { keys } from '../keys/index-keys.js';
 import type { IndexView } from '../index/index-db.js';
+import { emptyDigest, toggleMessage } from './mailbox-digest.js';
 import { extrasOf, recordExtras, type BlobRecord, type ChangeRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
 
 export const SEEN = '\\Seen';
@@ -111,7 +112,7 @@ function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProblem): v
 function createMailbox(view: IndexView, seq: number, op: OpOf<'mailbox.create'>): void {
   const box: MailboxInfo = {
     id: op.id, name: op.name, pastNames: [], uidValidity: op.uidValidity, uidNext: 1, highestModseq: seq,
-    messages: 0, unseen: 0, bytes: 0, acl: op.acl, owner: op.owner, created: op.created,
+    messages: 0, unseen: 0, bytes: 0, acl: op.acl, owner: op.owner, created: op.created, digest: emptyDigest(),
   };
   if (op.owner === undefined) delete box.owner;
   view.put(keys.name(op.name), op.id);
@@ -163,22 +164,36 @@ function addMessage(view: IndexView, seq: number, op: OpOf<'message.add'>, probl
   view.put(blobKey, blob && !op.fresh ? referenced(blob) : { p: op.pack, o: op.offset, l: op.size, r: (blob?.r ?? 0) + 1 } satisfies BlobRecord);
   // XFER keeps the source's modseq (below this record's: the target raised its offset first)
   const modseq = op.modseq ?? seq;
-  view.put(keys.message(op.id, op.uid), { h: op.hash, s: op.size, d: op.date, f: op.flags, m: modseq, ...recordExtras(op) } satisfies MessageRecord);
+  const record: MessageRecord = { h: op.hash, s: op.size, d: op.date, f: op.flags, m: modseq, ...recordExtras(op) };
+  view.put(keys.message(op.id, op.uid), record);
   view.put(keys.change(op.id, modseq, op.uid), 0 satisfies ChangeRecord);
-  view.put(keys.info(op.id), {
+  const digest = copyDigest(box);
+  if (digest) toggleMessage(digest, op.uid, record);
+  view.put(keys.info(op.id), withDigest({
     ...box,
     uidNext: Math.max(box.uidNext, op.uid + 1),
     highestModseq: seq,
     messages: box.messages + 1,
     unseen: box.unseen + (op.flags.includes(SEEN) ? 0 : 1),
     bytes: box.bytes + op.size,
-  });
+  }, digest));
+}
+
+/** The box's digest to change (a copy: the one read may be shared), or undefined when it keeps none. */
+function copyDigest(box: MailboxInfo): MailboxInfo['digest'] {
+  return box.digest ? [box.digest[0], box.digest[1], box.digest[2], box.digest[3]] : undefined;
+}
+
+function withDigest(box: MailboxInfo, digest: MailboxInfo['digest']): MailboxInfo {
+  if (digest) box.digest = digest;
+  return box;
 }
 
 function setMessageFlags(view: IndexView, seq: number, op: OpOf<'message.flags'>, problem: ApplyProblem): void {
   const box = info(view, op.id, seq, problem);
   if (!box) return;
   let unseen = box.unseen;
+  const digest = copyDigest(box);
   for (const [uid, flags] of op.set) {
     const key = keys.message(op.id, uid);
     const message = view.getNow<MessageRecord>(key);
@@ -186,19 +201,23 @@ function setMessageFlags(view: IndexView, seq: number, op: OpOf<'message.flags'>
     unseen += (message.f.includes(SEEN) ? 0 : -1) + (flags.includes(SEEN) ? 0 : 1);
     view.del(keys.change(op.id, message.m, uid));
     view.put(keys.change(op.id, seq, uid), 0 satisfies ChangeRecord);
-    view.put(key, { ...message, f: flags, m: seq });
+    const changed = { ...message, f: flags, m: seq };
+    view.put(key, changed);
+    if (digest) { toggleMessage(digest, uid, message); toggleMessage(digest, uid, changed); }
   }
-  view.put(keys.info(op.id), { ...box, unseen, highestModseq: seq });
+  view.put(keys.info(op.id), withDigest({ ...box, unseen, highestModseq: seq }, digest));
 }
 
 function expungeMessages(view: IndexView, seq: number, op: OpOf<'message.expunge'>, problem: ApplyProblem): void {
   const box = info(view, op.id, seq, problem);
   if (!box) return;
   let { messages, unseen, bytes } = box;
+  const digest = copyDigest(box);
   for (const uid of op.uids) {
     const key = keys.message(op.id, uid);
     const message = view.getNow<MessageRecord>(key);
     if (!message) { problem(`record ${seq} expunges missing message ${uid}`); continue; }
+    if (digest) toggleMessage(digest, uid, message);
     messages--;
     bytes -= message.s;
     if (!message.f.includes(SEEN)) unseen--;
@@ -207,7 +226,7 @@ function expungeMessages(view: IndexView, seq: number, op: OpOf<'message.expunge
     if (!op.purge) view.put(keys.change(op.id, seq, uid), 1 satisfies ChangeRecord);
     releaseBlob(view, seq, uid, message.h, op.at, problem);
   }
-  view.put(keys.info(op.id), { ...box, messages, unseen, bytes, highestModseq: seq });
+  view.put(keys.info(op.id), withDigest({ ...box, messages, unseen, bytes, highestModseq: seq }, digest));
 }
 
 /** One more reference; a blob used again is no longer waiting for reclaim (no `z`). */

@@ -19,6 +19,11 @@ export interface MailboxInfo {
   created: number;
   /** Set by a delete in progress (the name is already free); open finishes the delete. */
   deleting?: boolean;
+  /**
+   * The XOR of its messages' mixes (mailbox-digest.ts), kept by apply for `replica check`; absent
+   * on a mailbox created before digests existed (the check then scans its messages).
+   */
+  digest?: [number, number, number, number];
 }
 
 /** M value. Short keys: there is one per message. */

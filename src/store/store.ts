@@ -24,8 +24,8 @@ import { hashBytes, hashHex } from '../hash/blake3.js';
 import { IndexDb } from '../index/index-db.js';
 import { keys, decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey } from '../keys/index-keys.js';
 import { SPACE } from '../keys/tuple.js';
-import type { BlobLocation, PackStore } from '../blob/pack-store.js';
-import type { Journal } from '../journal/journal.js';
+import type { BlobLocation, PackBatch, PackStore } from '../blob/pack-store.js';
+import type { Journal, JournalRecord } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { SEEN, meta, modseqAt } from './apply.js';
 import type { StoreAdministration } from './administration.js';
@@ -101,6 +101,12 @@ export interface StoreReplication {
 export interface ReplicationGate {
   admit(): void;
   afterDurable(lastSeq: number): Promise<void> | undefined;
+  /** WriterHooks.onWritten: a batch written, its syncs running (synchronous replicas take it as tentative). */
+  written?(records: JournalRecord[], opsBySeq: Op[][], packBatch: PackBatch): void;
+  /** WriterHooks.onWriteFailed. */
+  writeFailed?(): void;
+  /** After every committed batch (its tentative rounds may be committed on the replicas). */
+  committed?(lastSeq: number): void;
 }
 
 /** Marks the work running inside a write fence (StoreReplication.fenced): its changes pass. */
@@ -183,11 +189,14 @@ export class Store implements MailStore {
         this.committed = last;
         this.forgetMailboxes();
         this.changes.notify(last);
+        this.gate?.committed?.(last);
         this.tierMover?.noteCommit();
         if (autoSnapshot) this.snapshots.maybeAuto(last, (result, error) => this.reportAutoSnapshot(options, result, error));
         options.onCommit?.(first, last, mutations, indexKeys, writeSeconds);
       },
       afterDurable: (lastSeq) => this.gate?.afterDurable(lastSeq),
+      onWritten: (records, opsBySeq, packBatch) => this.gate?.written?.(records, opsBySeq, packBatch),
+      onWriteFailed: () => this.gate?.writeFailed?.(),
     });
     // a read whose pack compaction retired meanwhile finds the blob's new copy here
     this.packs.setLocator(async (hash) => {

@@ -81,6 +81,13 @@ export interface WriterHooks {
    * which says the change may have committed). The next batch does not wait for it.
    */
   afterDurable?: (lastSeq: number) => Promise<void> | undefined;
+  /**
+   * Synchronous replication: the batch's pack bytes and records are written, their fdatasyncs not
+   * yet done; a replica may take them as tentative (pending-rounds.ts) while they run.
+   */
+  onWritten?: (records: JournalRecord[], opsBySeq: Op[][], packBatch: PackBatch) => void;
+  /** The batch passed to onWritten did not commit (a write or sync failed). */
+  onWriteFailed?: () => void;
 }
 
 export class Writer {
@@ -160,7 +167,7 @@ export class Writer {
    * newest batch's new blobs are verified when the index has not applied it) and cuts, since
    * such a batch was never acknowledged.
    */
-  private async write(packBatch: PackBatch, records: JournalRecord[]): Promise<void> {
+  private async write(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][]): Promise<void> {
     await this.packs.write(packBatch);
     try {
       await this.journal.write(records);
@@ -168,8 +175,11 @@ export class Writer {
       await this.packs.abort();
       throw error;
     }
-    const [packs, journal] = await Promise.allSettled([this.packs.sync(), this.journal.sync()]);
+    const syncs = Promise.allSettled([this.packs.sync(), this.journal.sync()]);
+    this.hooks.onWritten?.(records, opsBySeq, packBatch); // after the syncs began: a replica's work overlaps them
+    const [packs, journal] = await syncs;
     if (packs.status === 'rejected' || journal.status === 'rejected') {
+      this.hooks.onWriteFailed?.();
       const error = packs.status === 'rejected' ? packs.reason : (journal as PromiseRejectedResult).reason;
       await this.packs.abort();
       await this.journal.abort(error as MailstoreError);
@@ -195,7 +205,7 @@ export class Writer {
       const records = journalRecords(firstSeq, opsBySeq);
       const t0 = performance.now();
       try {
-        await this.write(packBatch, records);
+        await this.write(packBatch, records, opsBySeq);
       } catch (error) {
         if (!(error instanceof MailstoreError)) return this.halt(error, batch);
         for (const d of done) {

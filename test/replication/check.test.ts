@@ -9,6 +9,10 @@ import { checkReplica } from '../../src/replication/check.js';
 import { readRole, writeRole } from '../../src/store/role.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { keys } from '../../src/keys/index-keys.js';
+import { mailboxDigests } from '../../src/replication/digest.js';
+import { IndexView } from '../../src/index/index-db.js';
+import type { MessageRecord } from '../../src/store/records.js';
 import { keyFile, msg, quiet, until } from './helpers.js';
 
 describe('replica check', () => {
@@ -47,6 +51,16 @@ describe('replica check', () => {
         expect(archive.messages![0].replica![2]).toContain('\\Deleted');
         expect(archive.messages![1].replica).toBeNull();
         expect(found.differences.some((d) => d.mailbox === 'user/alice/INBOX' && d.kind === 'attributes' && /acl/.test(d.detail!))).toBe(true);
+        // a message record changed under the kept digest (not through apply): --scan recomputes and finds it
+        const db = stale.replication().db;
+        const archiveId = (await mailboxDigests(db)).find((m) => m.name === 'user/alice/Archive')!.id;
+        const recordKey = keys.message(Buffer.from(archiveId, 'hex'), 7);
+        const view = new IndexView(db);
+        view.put(recordKey, { ...db.getNow<MessageRecord>(recordKey)!, f: ['\\Answered'] });
+        await view.flush();
+        const scanned = await checkReplica(stale, { primary: address, keyFile: key, catchUpMs: 0, scan: true });
+        const messages = scanned.differences.find((d) => d.mailbox === 'user/alice/Archive' && d.kind === 'messages')!;
+        expect(messages.messages!.map((m) => m.uid)).toEqual([7, 123, 250]);
       } finally {
         await stale.close();
       }
