@@ -87,6 +87,12 @@ export const limits = {
   journalRecordBytesMax: 64 * 1024 * 1024,
   /** Group commit: most mutations in one batch. */
   batchMutationsMax: 4096,
+  /**
+   * Group commit across round trips: with at least this many writers in flight, the writer waits
+   * up to commitGatherMs for those just answered to queue again before it takes a smaller batch.
+   */
+  commitGatherWritersMin: 8,
+  commitGatherMs: 1,
   /** Group commit: most new blob bytes in one batch (one huge message always fits alone). */
   batchBlobBytesMax: 64 * 1024 * 1024,
   /** Mailbox names. */

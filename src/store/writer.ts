@@ -96,6 +96,11 @@ export class Writer {
   private failure?: MailstoreError;
   private idle?: Promise<void>;
   private idleResolve?: () => void;
+  /** Submitted mutations not yet settled, and the most of them seen since the last batch was taken. */
+  private outstanding = 0;
+  private outstandingPeak = 0;
+  /** While the writer gathers a batch: how many queued mutations end the wait, and how to end it. */
+  private gathering?: { target: number; wake: () => void };
 
   constructor(
     private db: IndexDb,
@@ -107,7 +112,11 @@ export class Writer {
   submit<T>(mutation: Mutation<T>): Promise<T> {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ mutation, resolve: resolve as (v: unknown) => void, reject });
+      this.outstanding++;
+      this.outstandingPeak = Math.max(this.outstandingPeak, this.outstanding);
+      const settled = (): void => { this.outstanding--; };
+      this.queue.push({ mutation, resolve: (value) => { settled(); resolve(value as T); }, reject: (error) => { settled(); reject(error); } });
+      if (this.gathering && this.queue.length >= this.gathering.target) this.gathering.wake();
       if (!this.running) {
         this.running = true;
         this.idle = new Promise((r) => { this.idleResolve = r; });
@@ -152,7 +161,10 @@ export class Writer {
           break;
         }
         if (this.queue[0].replicated) await this.commitReplicated(this.queue.shift()!);
-        else await this.commitBatch(this.takeBatch());
+        else {
+          await this.gather();
+          await this.commitBatch(this.takeBatch());
+        }
       }
     } finally {
       this.running = false;
@@ -185,6 +197,30 @@ export class Writer {
       await this.journal.abort(error as MailstoreError);
       throw error;
     }
+  }
+
+  /**
+   * Group commit across round trips (PostgreSQL's commit_delay with commit_siblings): when many
+   * writers were in flight (≥ limits.commitGatherWritersMin) but fewer are queued now — those
+   * just answered are still sending their next mutation (a daemon's clients come back one socket
+   * round trip later) — wait up to limits.commitGatherMs for them, so they share this
+   * batch's fdatasyncs instead of splitting into two alternating groups that pay twice the syncs.
+   * One writer, or a few, never waits.
+   */
+  private async gather(): Promise<void> {
+    const peak = this.outstandingPeak;
+    this.outstandingPeak = this.outstanding;
+    const target = Math.min(limits.batchMutationsMax, peak);
+    if (peak < limits.commitGatherWritersMin || this.queue.length >= target || this.queue[0].mutation.exclusive) return;
+    await new Promise<void>((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.gathering = undefined;
+        resolve();
+      };
+      const timer = setTimeout(wake, limits.commitGatherMs);
+      this.gathering = { target, wake };
+    });
   }
 
   private takeBatch(): Pending[] {

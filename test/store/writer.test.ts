@@ -11,6 +11,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { keys } from '../../src/keys/index-keys.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
+import { limits } from '../../src/limits.js';
 
 const msg = (i: number | string) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
 
@@ -107,5 +108,48 @@ describe('dedup never trusts a copy no message uses', () => {
     } finally {
       await reopened.close();
     }
+  });
+});
+
+describe('writer: group commit across round trips', () => {
+  // 16 writers that each send their next append one or three turns of the event loop after the last
+  // was answered (as a daemon's clients come back a socket round trip later): the writer waits for
+  // them (limits.commitGatherMs) instead of splitting them into two groups that alternate.
+  async function mutationsPerCommit(writers: number, rounds: number): Promise<{ perCommit: number; commits: number }> {
+    const root = tmpDir();
+    const batches: number[] = [];
+    // a wait long enough that a loaded machine's scheduling cannot end it before the late half is back
+    const tunable = limits as { commitGatherMs: number };
+    const gatherMs = tunable.commitGatherMs;
+    tunable.commitGatherMs = 500;
+    const store = await Store.open(root, { create: true, onCommit: (_first, _last, mutations) => { batches.push(mutations); } });
+    try {
+      await store.createMailbox('INBOX');
+      batches.length = 0;
+      await Promise.all(Array.from({ length: writers }, async (_, w) => {
+        for (let r = 0; r < rounds; r++) {
+          await store.append('INBOX', msg(`${w}.${r}`));
+          // half of them come back a turn after their answer, the other half three turns after
+          for (let turn = 0; turn < (w % 2 === 0 ? 1 : 3); turn++) await new Promise((next) => setImmediate(next));
+        }
+      }));
+      expect((await store.status('INBOX')).messages).toBe(writers * rounds);
+    } finally {
+      tunable.commitGatherMs = gatherMs;
+      await store.close();
+    }
+    return { perCommit: batches.reduce((a, b) => a + b, 0) / batches.length, commits: batches.length };
+  }
+
+  it('16 writers coming back one or three turns later share a commit (most of them per batch), not two alternating halves', async () => {
+    const { perCommit, commits } = await mutationsPerCommit(16, 12);
+    // without the gather the first batch takes 1 and the writers settle into alternating groups
+    expect(perCommit, `${commits} commits for 192 appends`).toBeGreaterThanOrEqual(12);
+  });
+
+  it('one writer never waits: every append is its own commit', async () => {
+    const { perCommit, commits } = await mutationsPerCommit(1, 20);
+    expect(commits).toBe(20);
+    expect(perCommit).toBe(1);
   });
 });
