@@ -31,8 +31,9 @@ import { SEEN, meta, modseqAt } from './apply.js';
 import type { StoreAdministration } from './administration.js';
 import { ChangeFeed } from './changes.js';
 import { LAYOUT, initStore, type StoreIdentity } from './identity.js';
-import { TIER_SETTINGS_FILE, attachTier, flushTier, moveByPolicy, readTierSettings, recordLostPacks, setTierPolicy, tierStatus, type TierFlushResult, type TierHost, type TierStatus } from './tier.js';
-import { BackgroundTierMover } from './tier-mover.js';
+import type { TierFlushResult, TierHost, TierStatus } from './tier.js';
+import { TIER_SETTINGS_FILE } from './tier-names.js';
+import type { BackgroundTierMover } from './tier-mover.js';
 import type { TierPolicy } from './tier-policy.js';
 import type { RemotePacks } from '../objstore/remote-packs.js';
 import { Maintenance, type MaintenanceHost, type StoreMaintenance } from './maintenance.js';
@@ -53,9 +54,9 @@ import {
   uuidString, type AppendOptions, type AppendResult, type FlagChange, type MailboxStatus, type MailboxSummary, type MessageInfo,
   type MessageWithBody, type ReadMessagesOptions, type StoreOptions, type StoreStats,
 } from './types.js';
-import { deleteUser, renameUser, type DeleteUserResult, type RenameUserResult } from './users.js';
-import { compactStore, finishRetired, type CompactHost, type CompactOptions, type CompactResult } from './compact.js';
-import { BackgroundCompactor } from './compactor.js';
+import type { DeleteUserResult, RenameUserResult } from './users.js';
+import type { CompactHost, CompactOptions, CompactResult } from './compact.js';
+import type { BackgroundCompactor } from './compactor.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { MailStore } from './api.js';
 import { Writer, type CommitChain, type Mutation, type PrepareContext, type ReplicatedBatch } from './writer.js';
@@ -210,17 +211,19 @@ export class Store implements MailStore {
     try {
       const store = new Store(parts, options);
       store.replicationRole = await readRole(parts.fs, root);
+      // tier.ts and its S3 client load only for a store that has an object store (issue 16: start-up)
+      const tier = (await parts.fs.statIfExists(join(root, TIER_SETTINGS_FILE))) ? await import('./tier.js') : undefined;
       // before the tier removes any local copy: a replica keeps its own packs (docs/OBJECT-STORAGE.md, "Replicas")
-      if (store.replicationRole?.role === 'replica' && (await readTierSettings(parts.fs, root))) {
+      if (tier && store.replicationRole?.role === 'replica' && (await tier.readTierSettings(parts.fs, root))) {
         throw new MailstoreError('REFUSED', `${root} is a replica and has an object store (${join(root, TIER_SETTINGS_FILE)}): a replica keeps its own copy of every pack locally, it does not share or move packs (docs/OBJECT-STORAGE.md, "Replicas"); remove that file. Nothing was changed.`, { path: join(root, TIER_SETTINGS_FILE) });
       }
-      store.remote = await attachTier(store.tierHost());
+      store.remote = await tier?.attachTier(store.tierHost());
       // A replica's interrupted delete is finished by its primary, whose records it receives.
       if (!parts.readOnly && store.writableRole()) {
         await store.finishInterruptedDeletes();
         await store.finishInterruptedCompaction();
-        if (options.autoCompact) store.startCompactor(options); // a primary's compaction reaches its replicas (src/replication/pack-removal.ts)
-        if (options.autoTier && store.remote) store.startTierMover(options);
+        if (options.autoCompact) await store.startCompactor(options); // a primary's compaction reaches its replicas (src/replication/pack-removal.ts)
+        if (options.autoTier && store.remote) await store.startTierMover(options);
       }
       await store.snapshots.init();
       store.snapshots.start();
@@ -259,7 +262,7 @@ export class Store implements MailStore {
     this.writable();
     const remote = this.requireRemote();
     while (this.compaction) await this.compaction.catch(() => undefined);
-    return this.holdPacks(flushTier(this.tierHost(), remote, options));
+    return this.holdPacks(import('./tier.js').then((tier) => tier.flushTier(this.tierHost(), remote, options)));
   }
 
   /**
@@ -270,14 +273,15 @@ export class Store implements MailStore {
     this.live();
     this.writable();
     const remote = this.requireRemote();
-    remote.policy = await setTierPolicy(this.fs, this.root, change);
+    remote.policy = await (await import('./tier.js')).setTierPolicy(this.fs, this.root, change);
     return remote.policy;
   }
 
   /** One policy round unless compaction or a flush holds the packs (the background mover's trylock). */
   private async tryTierMove(): Promise<TierFlushResult | undefined> {
     if (this.compaction || this.closed || this.failure || !this.remote) return undefined;
-    return this.holdPacks(moveByPolicy(this.tierHost(), this.remote));
+    const remote = this.remote;
+    return this.holdPacks(import('./tier.js').then((tier) => tier.moveByPolicy(this.tierHost(), remote)));
   }
 
   /** Compaction and tier moves both retire local packs: one at a time (compact() waits on this). */
@@ -288,8 +292,9 @@ export class Store implements MailStore {
     return work;
   }
 
-  private startTierMover(options: StoreOptions): void {
+  private async startTierMover(options: StoreOptions): Promise<void> {
     const settings = typeof options.autoTier === 'object' ? options.autoTier : {};
+    const { BackgroundTierMover } = await import('./tier-mover.js');
     this.tierMover = new BackgroundTierMover({
       tryMove: () => this.tryTierMove(),
       onError: (error) => options.onBackgroundError?.(error),
@@ -299,7 +304,8 @@ export class Store implements MailStore {
   /** Where the packs are: local and in the bucket. INVALID when the store has no object store. */
   async tierStatus(): Promise<TierStatus> {
     this.live();
-    return tierStatus(this.tierHost(), this.requireRemote());
+    const remote = this.requireRemote();
+    return (await import('./tier.js')).tierStatus(this.tierHost(), remote);
   }
 
   /** Records packs lost with the local disk (`rebuild-from-bucket`, tier.ts TIER_LOST): new packs are numbered above them. */
@@ -307,7 +313,7 @@ export class Store implements MailStore {
     this.live();
     this.writable();
     this.requireRemote();
-    await recordLostPacks(this.tierHost(), packs);
+    await (await import('./tier.js')).recordLostPacks(this.tierHost(), packs);
   }
 
   private requireRemote(): RemotePacks {
@@ -345,7 +351,7 @@ export class Store implements MailStore {
   }
 
   private runCompaction(options: CompactOptions): Promise<CompactResult> {
-    const running = compactStore(this.compactHost(), options);
+    const running = import('./compact.js').then((compact) => compact.compactStore(this.compactHost(), options));
     this.compaction = running;
     const clear = () => { if (this.compaction === running) this.compaction = undefined; };
     running.then(clear, clear);
@@ -371,8 +377,10 @@ export class Store implements MailStore {
     const highest = await this.db.get<number>(meta.highestRetiredPack);
     if (highest) this.packs.reserveNumbersTo(highest);
     if (this.health.degraded) return;
+    // nothing retired (every open but one after a compaction's crash): compact.ts is not loaded
+    if (!(await this.db.get<number[]>(meta.retiredPacks))?.length) return;
     try {
-      const done = await finishRetired(this.compactHost());
+      const done = await (await import('./compact.js')).finishRetired(this.compactHost());
       for (const pack of done.inUse) {
         this.health.findings.push(`pack ${pack} was retired by a compaction but blob entries still point into it: it was kept; run 'mailstore scrub'`);
       }
@@ -382,8 +390,9 @@ export class Store implements MailStore {
     }
   }
 
-  private startCompactor(options: StoreOptions): void {
+  private async startCompactor(options: StoreOptions): Promise<void> {
     const settings = typeof options.autoCompact === 'object' ? options.autoCompact : {};
+    const { BackgroundCompactor } = await import('./compactor.js');
     this.compactor = new BackgroundCompactor({
       deadBytes: async () => (await this.stats()).bytesDead,
       tryCompact: (graceMs) => this.tryCompact({ graceMs }),
@@ -577,13 +586,13 @@ export class Store implements MailStore {
   // ---- users (src/store/users.ts) ----------------------------------------------------------------
 
   /** Renames user/OLD/... to user/NEW/..., its owner and every ACL entry naming OLD, in one record. */
-  renameUser(from: string, to: string): Promise<RenameUserResult> {
-    return renameUser(this, from, to);
+  async renameUser(from: string, to: string): Promise<RenameUserResult> {
+    return (await import('./users.js')).renameUser(this, from, to);
   }
 
   /** Deletes user/NAME/... and every ACL entry naming NAME (intent-logged like deleteMailbox). */
-  deleteUser(name: string): Promise<DeleteUserResult> {
-    return deleteUser(this, name);
+  async deleteUser(name: string): Promise<DeleteUserResult> {
+    return (await import('./users.js')).deleteUser(this, name);
   }
 
   // ---- mailboxes -------------------------------------------------------------------------------
