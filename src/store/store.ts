@@ -14,7 +14,6 @@
 // and keeps the consumers' durable cursors: a change-log consumer, the daemon, events or replication
 // read there; the mutations here need not change for them.
 import { join } from 'node:path';
-import { randomUUID } from 'node:crypto';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Readable } from 'node:stream';
 import { MailstoreError, fromSystemError } from '../errors.js';
@@ -611,7 +610,7 @@ export class Store implements MailStore {
         if (await view.get(keys.name(components))) throw new MailstoreError('EXISTS', `mailbox ${name} already exists`, { path: name });
         const last = (await view.get<number>(meta.uidValidityLast)) ?? 0;
         const uidValidity = Math.max(Math.floor(Date.now() / 1000), last + 1);
-        const id = Buffer.from(randomUUID().replace(/-/g, ''), 'hex');
+        const id = Buffer.from(crypto.randomUUID().replace(/-/g, ''), 'hex'); // the global: node:crypto loads only here (issue 16)
         const created = Date.now();
         const op: Op = { op: 'mailbox.create', id, name: components, uidValidity, acl, created };
         if (owner) op.owner = owner;
