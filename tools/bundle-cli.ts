@@ -15,7 +15,20 @@ const ENTRY = join(CLI_DIR, 'main.js');
 /** Chunk names start with this, so the next build can remove the previous build's chunks. */
 const CHUNK_PREFIX = 'bundle-';
 /** Loaded from node_modules: native bindings (found relative to their own files), or big and rarely used. */
-const EXTERNAL = [/^level$/, /^classic-level/, /^abstract-level/, /^@napi-rs\//, /^cbor-extract/, /^hash-wasm/, /^minio/, /^smtp-server/, /^nodemailer/, /^vega/, /^vega-lite/, /^node:/];
+const EXTERNAL = [/^@napi-rs\//, /^cbor-extract/, /^hash-wasm/, /^minio/, /^smtp-server/, /^nodemailer/, /^vega/, /^vega-lite/, /^node:/];
+
+/**
+ * LevelDB's JavaScript (level, classic-level, abstract-level and their ~25 small CommonJS files) is
+ * bundled; only classic-level's binding loader stays in node_modules, because node-gyp-build finds
+ * the native file from its own directory.
+ */
+const levelBinding = {
+  name: 'classic-level-binding',
+  resolveId(source: string, importer: string | undefined) {
+    if (source === './binding' && importer && /[\\/]classic-level[\\/]/.test(importer)) return { id: 'classic-level/binding.js', external: true };
+    return null;
+  },
+};
 
 interface Rolldown {
   build(options: unknown): Promise<unknown>;
@@ -43,6 +56,7 @@ async function bundle(): Promise<void> {
     input: ENTRY,
     platform: 'node',
     external: EXTERNAL,
+    plugins: [levelBinding],
     logLevel: 'warn',
     output: {
       dir: CLI_DIR,
