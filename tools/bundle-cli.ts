@@ -6,11 +6,13 @@
 // Commands still load their code on use: each dynamic import() becomes its own chunk.
 // Packages with native parts or heavy optional ones stay outside the bundle and load from
 // node_modules as before. Without rolldown (it comes with vitest's vite) the CLI stays unbundled.
-import { readdir, unlink } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const CLI_DIR = fileURLToPath(new URL('../src/cli/', import.meta.url));
+/** Written here first and moved beside main.js only when complete, main.js last. */
+const STAGING_DIR = fileURLToPath(new URL('../.cli-bundle/', import.meta.url));
 const ENTRY = join(CLI_DIR, 'main.js');
 /** Chunk names start with this, so the next build can remove the previous build's chunks. */
 const CHUNK_PREFIX = 'bundle-';
@@ -51,15 +53,32 @@ async function bundle(): Promise<void> {
     process.stderr.write('bundle-cli: rolldown is not installed; the CLI runs unbundled (slower start)\n');
     return;
   }
+  await rm(STAGING_DIR, { recursive: true, force: true });
+  await mkdir(STAGING_DIR, { recursive: true });
+  try {
+    await build(rolldown);
+  } catch (error) {
+    // a bundle is only faster, never needed: say why and keep tsc's entry
+    process.stderr.write(`bundle-cli: bundling failed, the CLI runs unbundled: ${error instanceof Error ? error.message : String(error)}\n`);
+    await rm(STAGING_DIR, { recursive: true, force: true });
+    return;
+  }
   await removeOldChunks();
-  await rolldown.build({
+  const written = await readdir(STAGING_DIR);
+  for (const name of written.filter((n) => n !== 'main.js')) await rename(join(STAGING_DIR, name), join(CLI_DIR, name));
+  await rename(join(STAGING_DIR, 'main.js'), ENTRY);
+  await rm(STAGING_DIR, { recursive: true, force: true });
+}
+
+function build(rolldown: Rolldown): Promise<unknown> {
+  return rolldown.build({
     input: ENTRY,
     platform: 'node',
     external: EXTERNAL,
     plugins: [levelBinding],
     logLevel: 'warn',
     output: {
-      dir: CLI_DIR,
+      dir: STAGING_DIR,
       format: 'esm',
       entryFileNames: 'main.js', // the bin: replaces tsc's main.js
       chunkFileNames: `${CHUNK_PREFIX}[name]-[hash].js`,
