@@ -3,11 +3,12 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { MailstoreError, isMailstoreError } from '../errors.js';
-import { Client, defaultSocketPath } from '../client/client.js';
+import type { Client } from '../client/client.js';
+import { defaultSocketPath } from '../client/socket-path.js';
 import { socketInodeNow } from '../fs/socket-file.js';
 import { daemonLimits, limits } from '../limits.js';
 import type { MailStore } from '../store/api.js';
-import { Store, type StoreOptions } from '../store/store.js';
+import type { Store, StoreOptions } from '../store/store.js';
 import { normalizeDate, parseDateText } from '../store/validate.js';
 
 export const DEFAULT_STORE_DIR = './mailstore-data';
@@ -22,18 +23,27 @@ export function storeDir(command: Command): string {
 const ONE_SHOT: StoreOptions = { autoSnapshot: false };
 
 /**
+ * Store.open, with the store's modules (LevelDB's binding among them) loaded only now: a command
+ * that goes through a daemon, or fails before it opens the store, never loads them (issue 16).
+ */
+async function openStore(dir: string, options: StoreOptions): Promise<Store> {
+  const { Store } = await import('../store/store.js');
+  return Store.open(dir, options);
+}
+
+/**
  * Runs `work` on the store and closes it whatever happened (the lock must go). When a daemon serves
  * the store (it answers on STORE/run/mailstore.sock), `work` gets a Client of it: the command goes
  * through the daemon, never LOCKED beside it. Otherwise the store is opened here, waiting for
  * another holder as --wait says (and going through a daemon that starts meanwhile).
  */
 export async function withStore<T>(command: Command, work: (store: MailStore) => Promise<T>, options: StoreOptions = {}): Promise<T> {
-  return withHandle(command, work, (dir, wait) => Store.open(dir, { ...wait, ...ONE_SHOT, ...options }));
+  return withHandle(command, work, (dir, wait) => openStore(dir, { ...wait, ...ONE_SHOT, ...options }));
 }
 
 /** withStore for a store another option names (restore --to): through its daemon when one serves it. */
 export async function withStoreAt<T>(dir: string, command: Command, work: (store: MailStore) => Promise<T>): Promise<T> {
-  const handle = await openHandle(dir, lockWaitOptions(command), (d, wait) => Store.open(d, { ...wait, ...ONE_SHOT }));
+  const handle = await openHandle(dir, lockWaitOptions(command), (d, wait) => openStore(d, { ...wait, ...ONE_SHOT }));
   try {
     return await work(handle);
   } finally {
@@ -52,10 +62,10 @@ export async function withStoreAt<T>(dir: string, command: Command, work: (store
 export async function withReadStore<T>(command: Command, work: (store: MailStore) => Promise<T>): Promise<T> {
   return withHandle(command, work, async (dir, wait) => {
     try {
-      return await Store.open(dir, { ...wait, ...ONE_SHOT });
+      return await openStore(dir, { ...wait, ...ONE_SHOT });
     } catch (error) {
       if (!isMailstoreError(error, 'ACCESS') && !isMailstoreError(error, 'NO_SPACE')) throw error;
-      return Store.open(dir, { ...wait, ...ONE_SHOT, readOnly: true }).catch((second: unknown) => {
+      return openStore(dir, { ...wait, ...ONE_SHOT, readOnly: true }).catch((second: unknown) => {
         // REFUSED, LOCKED or CORRUPT say more than the first error; the same trouble again does not.
         const same = isMailstoreError(second) && ['ACCESS', 'NO_SPACE', 'IO'].includes(second.code);
         throw same ? error : second;
@@ -125,6 +135,7 @@ export async function refuseBesideDaemon(dir: string, what: string): Promise<voi
  */
 async function daemonClient(socket: string): Promise<Client | undefined> {
   if (socketInodeNow(socket) === undefined) return undefined;
+  const { Client } = await import('../client/client.js'); // only with a socket there: its protocol loads cbor-x
   try {
     return await Client.connect(socket, { reconnectWaitMs: 0, connectTimeoutMs: daemonLimits.cliConnectTimeoutMs });
   } catch (error) {

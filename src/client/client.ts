@@ -8,10 +8,10 @@
 // have committed it before it died); false when it cannot have been made. The next call
 // reconnects (waiting up to reconnectWaitMs for a restarting daemon).
 import { createConnection, type Socket } from 'node:net';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MUTATING_PROCEDURES, type ProcedureRunner } from '../daemon/procedures.js';
+import { MUTATING_PROCEDURES } from '../daemon/procedure-names.js';
+import type { ProcedureRunner } from '../daemon/procedures.js';
 import {
   Assembly, MUTATING_METHODS, PROTOCOL_VERSION, fromWireError, listingItemBytes, type Frame, type HelloResult, type WireError,
 } from '../daemon/protocol.js';
@@ -27,10 +27,7 @@ import type { DeleteUserResult, RenameUserResult } from '../store/users.js';
 export { MailstoreError, isMailstoreError } from '../errors.js';
 export type { MailStore } from '../store/api.js';
 
-/** The socket a daemon of the store at `storeDir` listens on unless started with --socket. */
-export function defaultSocketPath(storeDir: string): string {
-  return join(storeDir, 'run', 'mailstore.sock');
-}
+export { defaultSocketPath } from './socket-path.js';
 
 export interface ClientOptions {
   /** A call (its first answer, for listings and streams) fails UNAVAILABLE after this long; 0 or absent: no limit. */

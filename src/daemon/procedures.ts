@@ -86,8 +86,7 @@ async function* stateOps(store: Store): AsyncGenerator<{ appliedSeq: number } | 
 
 export type ProcedureName = keyof typeof PROCEDURES;
 
-/** Procedures that change the store (a call in flight when the daemon dies may have committed). */
-export const MUTATING_PROCEDURES: ReadonlySet<string> = new Set(['setQuota', 'undumpMailboxes', 'deleteMailboxTree', 'scrub', 'scrubEvents', 'repair', 'compact', 'snapshot', 'removeConsumer', 'tierFlush', 'tierSetPolicy', 'promote', 'xfer']);
+export { MUTATING_PROCEDURES } from './procedure-names.js';
 
 /** Procedures that answer with a listing (items, then end) rather than one value. */
 export const LISTING_PROCEDURES: ReadonlySet<string> = new Set(['dumpMailboxes', 'scrubEvents', 'events', 'stateOps']);

@@ -18,8 +18,19 @@ interface NativeBlake {
 
 function loadNative(): NativeBlake | undefined {
   if (process.env.MAILSTORE_HASH === 'wasm') return undefined;
+  const require = createRequire(import.meta.url);
+  // On glibc Linux the binary's own package first: the main package's loader tries a missing file
+  // and reads /usr/bin/ldd to tell glibc from musl, a few ms of every CLI start (issue 16). On musl
+  // this binary does not load and the main package picks the right one.
+  if (process.platform === 'linux') {
+    try {
+      return require(`@napi-rs/blake-hash-linux-${process.arch}-gnu`) as NativeBlake;
+    } catch {
+      // not installed here, or not loadable (musl): the main package decides
+    }
+  }
   try {
-    return createRequire(import.meta.url)('@napi-rs/blake-hash') as NativeBlake;
+    return require('@napi-rs/blake-hash') as NativeBlake;
   } catch {
     return undefined;
   }

@@ -1,7 +1,6 @@
 // Is this directory the store we think it is? A missing partition looks exactly like "everything
 // was deleted", so the STORE identity, the packs/ and journal/ markers and the root's device id are
 // checked at open and before every new file is created. Nothing is created when they fail.
-import { randomUUID } from 'node:crypto';
 import { Level } from 'level';
 import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -78,7 +77,7 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
   }
   const identity: StoreIdentity = cloneOf
     ? decodeIdentity(cloneOf, 'the primary\'s STORE')
-    : { format: STORE_FORMAT, version: STORE_VERSION, storeId: randomUUID(), created: new Date().toISOString() };
+    : { format: STORE_FORMAT, version: STORE_VERSION, storeId: crypto.randomUUID(), created: new Date().toISOString() };
   try {
     for (const dir of [LAYOUT.packs, LAYOUT.journal, LAYOUT.quarantine, LAYOUT.tmp]) {
       await ensureDir(fs, join(root, dir));

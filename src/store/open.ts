@@ -21,7 +21,7 @@ import {
 } from './recovery.js';
 import { snapshotCovers } from './snapshots.js';
 import type { StoreOptions } from './types.js';
-import { TIER_META } from './tier.js';
+import { TIER_META } from './tier-names.js';
 
 /** An opened store's parts. `db` is replaced when maintenance installs a rebuilt index. */
 export interface StoreParts {

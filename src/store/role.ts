@@ -3,7 +3,6 @@
 // and a replica cannot be written around. No file: a standalone store, which is a primary.
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { randomBytes } from 'node:crypto';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { writeFileDurable } from '../fs/durable.js';
@@ -33,7 +32,7 @@ export interface ReplicationRole {
 }
 
 export function newNodeId(): string {
-  return randomBytes(8).toString('hex');
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(8))).toString('hex'); // the global: node:crypto loads only here (issue 16)
 }
 
 export async function readRole(fs: FileSystem, root: string): Promise<ReplicationRole | undefined> {

@@ -14,7 +14,6 @@
 // and keeps the consumers' durable cursors: a change-log consumer, the daemon, events or replication
 // read there; the mutations here need not change for them.
 import { join } from 'node:path';
-import { randomUUID } from 'node:crypto';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Readable } from 'node:stream';
 import { MailstoreError, fromSystemError } from '../errors.js';
@@ -31,8 +30,9 @@ import { SEEN, meta, modseqAt } from './apply.js';
 import type { StoreAdministration } from './administration.js';
 import { ChangeFeed } from './changes.js';
 import { LAYOUT, initStore, type StoreIdentity } from './identity.js';
-import { TIER_SETTINGS_FILE, attachTier, flushTier, moveByPolicy, readTierSettings, recordLostPacks, setTierPolicy, tierStatus, type TierFlushResult, type TierHost, type TierStatus } from './tier.js';
-import { BackgroundTierMover } from './tier-mover.js';
+import type { TierFlushResult, TierHost, TierStatus } from './tier.js';
+import { TIER_SETTINGS_FILE } from './tier-names.js';
+import type { BackgroundTierMover } from './tier-mover.js';
 import type { TierPolicy } from './tier-policy.js';
 import type { RemotePacks } from '../objstore/remote-packs.js';
 import { Maintenance, type MaintenanceHost, type StoreMaintenance } from './maintenance.js';
@@ -53,9 +53,9 @@ import {
   uuidString, type AppendOptions, type AppendResult, type FlagChange, type MailboxStatus, type MailboxSummary, type MessageInfo,
   type MessageWithBody, type ReadMessagesOptions, type StoreOptions, type StoreStats,
 } from './types.js';
-import { deleteUser, renameUser, type DeleteUserResult, type RenameUserResult } from './users.js';
-import { compactStore, finishRetired, type CompactHost, type CompactOptions, type CompactResult } from './compact.js';
-import { BackgroundCompactor, COMPACT_CONSUMER } from './compactor.js';
+import type { DeleteUserResult, RenameUserResult } from './users.js';
+import type { CompactHost, CompactOptions, CompactResult } from './compact.js';
+import type { BackgroundCompactor } from './compactor.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { MailStore } from './api.js';
 import { Writer, type CommitChain, type Mutation, type PrepareContext, type ReplicatedBatch } from './writer.js';
@@ -223,17 +223,19 @@ export class Store implements MailStore {
     try {
       const store = new Store(parts, options);
       store.replicationRole = await readRole(parts.fs, root);
+      // tier.ts and its S3 client load only for a store that has an object store (issue 16: start-up)
+      const tier = (await parts.fs.statIfExists(join(root, TIER_SETTINGS_FILE))) ? await import('./tier.js') : undefined;
       // before the tier removes any local copy: a replica keeps its own packs (docs/OBJECT-STORAGE.md, "Replicas")
-      if (store.replicationRole?.role === 'replica' && (await readTierSettings(parts.fs, root))) {
+      if (tier && store.replicationRole?.role === 'replica' && (await tier.readTierSettings(parts.fs, root))) {
         throw new MailstoreError('REFUSED', `${root} is a replica and has an object store (${join(root, TIER_SETTINGS_FILE)}): a replica keeps its own copy of every pack locally, it does not share or move packs (docs/OBJECT-STORAGE.md, "Replicas"); remove that file. Nothing was changed.`, { path: join(root, TIER_SETTINGS_FILE) });
       }
-      store.remote = await attachTier(store.tierHost());
+      store.remote = await tier?.attachTier(store.tierHost());
       // A replica's interrupted delete is finished by its primary, whose records it receives.
       if (!parts.readOnly && store.writableRole()) {
         await store.finishInterruptedDeletes();
         await store.finishInterruptedCompaction();
-        if (options.autoCompact) store.startCompactor(options); // a primary's compaction reaches its replicas (src/replication/pack-removal.ts)
-        if (options.autoTier && store.remote) store.startTierMover(options);
+        if (options.autoCompact) await store.startCompactor(options); // a primary's compaction reaches its replicas (src/replication/pack-removal.ts)
+        if (options.autoTier && store.remote) await store.startTierMover(options);
       }
       await store.snapshots.init();
       store.snapshots.start();
@@ -272,7 +274,7 @@ export class Store implements MailStore {
     this.writable();
     const remote = this.requireRemote();
     while (this.compaction) await this.compaction.catch(() => undefined);
-    return this.holdPacks(flushTier(this.tierHost(), remote, options));
+    return this.holdPacks(import('./tier.js').then((tier) => tier.flushTier(this.tierHost(), remote, options)));
   }
 
   /**
@@ -283,14 +285,15 @@ export class Store implements MailStore {
     this.live();
     this.writable();
     const remote = this.requireRemote();
-    remote.policy = await setTierPolicy(this.fs, this.root, change);
+    remote.policy = await (await import('./tier.js')).setTierPolicy(this.fs, this.root, change);
     return remote.policy;
   }
 
   /** One policy round unless compaction or a flush holds the packs (the background mover's trylock). */
   private async tryTierMove(): Promise<TierFlushResult | undefined> {
     if (this.compaction || this.closed || this.failure || !this.remote) return undefined;
-    return this.holdPacks(moveByPolicy(this.tierHost(), this.remote));
+    const remote = this.remote;
+    return this.holdPacks(import('./tier.js').then((tier) => tier.moveByPolicy(this.tierHost(), remote)));
   }
 
   /** Compaction and tier moves both retire local packs: one at a time (compact() waits on this). */
@@ -301,8 +304,9 @@ export class Store implements MailStore {
     return work;
   }
 
-  private startTierMover(options: StoreOptions): void {
+  private async startTierMover(options: StoreOptions): Promise<void> {
     const settings = typeof options.autoTier === 'object' ? options.autoTier : {};
+    const { BackgroundTierMover } = await import('./tier-mover.js');
     this.tierMover = new BackgroundTierMover({
       tryMove: () => this.tryTierMove(),
       onError: (error) => options.onBackgroundError?.(error),
@@ -312,7 +316,8 @@ export class Store implements MailStore {
   /** Where the packs are: local and in the bucket. INVALID when the store has no object store. */
   async tierStatus(): Promise<TierStatus> {
     this.live();
-    return tierStatus(this.tierHost(), this.requireRemote());
+    const remote = this.requireRemote();
+    return (await import('./tier.js')).tierStatus(this.tierHost(), remote);
   }
 
   /** Records packs lost with the local disk (`rebuild-from-bucket`, tier.ts TIER_LOST): new packs are numbered above them. */
@@ -320,7 +325,7 @@ export class Store implements MailStore {
     this.live();
     this.writable();
     this.requireRemote();
-    await recordLostPacks(this.tierHost(), packs);
+    await (await import('./tier.js')).recordLostPacks(this.tierHost(), packs);
   }
 
   private requireRemote(): RemotePacks {
@@ -360,6 +365,7 @@ export class Store implements MailStore {
    * autoCompact does not keep the journal pinned for it.
    */
   private async advanceCompactConsumer(seq: number): Promise<void> {
+    const { COMPACT_CONSUMER } = await import('./compactor.js');
     const cursor = await this.changes.cursor(COMPACT_CONSUMER);
     if (cursor && cursor.seq < seq) await this.changes.advance(COMPACT_CONSUMER, seq);
   }
@@ -371,7 +377,7 @@ export class Store implements MailStore {
   }
 
   private runCompaction(options: CompactOptions): Promise<CompactResult> {
-    const running = compactStore(this.compactHost(), options);
+    const running = import('./compact.js').then((compact) => compact.compactStore(this.compactHost(), options));
     this.compaction = running;
     const clear = () => { if (this.compaction === running) this.compaction = undefined; };
     running.then((result) => {
@@ -414,8 +420,10 @@ export class Store implements MailStore {
     const highest = await this.db.get<number>(meta.highestRetiredPack);
     if (highest) this.packs.reserveNumbersTo(highest);
     if (this.health.degraded) return;
+    // nothing retired (every open but one after a compaction's crash): compact.ts is not loaded
+    if (!(await this.db.get<number[]>(meta.retiredPacks))?.length) return;
     try {
-      const done = await finishRetired(this.compactHost());
+      const done = await (await import('./compact.js')).finishRetired(this.compactHost());
       for (const pack of done.inUse) {
         this.health.findings.push(`pack ${pack} was retired by a compaction but blob entries still point into it: it was kept; run 'mailstore scrub'`);
       }
@@ -425,8 +433,9 @@ export class Store implements MailStore {
     }
   }
 
-  private startCompactor(options: StoreOptions): void {
+  private async startCompactor(options: StoreOptions): Promise<void> {
     const settings = typeof options.autoCompact === 'object' ? options.autoCompact : {};
+    const { BackgroundCompactor } = await import('./compactor.js');
     this.compactor = new BackgroundCompactor({
       feed: this.changes,
       deadBytes: async () => (await this.stats()).bytesDead,
@@ -621,13 +630,13 @@ export class Store implements MailStore {
   // ---- users (src/store/users.ts) ----------------------------------------------------------------
 
   /** Renames user/OLD/... to user/NEW/..., its owner and every ACL entry naming OLD, in one record. */
-  renameUser(from: string, to: string): Promise<RenameUserResult> {
-    return renameUser(this, from, to);
+  async renameUser(from: string, to: string): Promise<RenameUserResult> {
+    return (await import('./users.js')).renameUser(this, from, to);
   }
 
   /** Deletes user/NAME/... and every ACL entry naming NAME (intent-logged like deleteMailbox). */
-  deleteUser(name: string): Promise<DeleteUserResult> {
-    return deleteUser(this, name);
+  async deleteUser(name: string): Promise<DeleteUserResult> {
+    return (await import('./users.js')).deleteUser(this, name);
   }
 
   // ---- mailboxes -------------------------------------------------------------------------------
@@ -646,7 +655,7 @@ export class Store implements MailStore {
         if (await view.get(keys.name(components))) throw new MailstoreError('EXISTS', `mailbox ${name} already exists`, { path: name });
         const last = (await view.get<number>(meta.uidValidityLast)) ?? 0;
         const uidValidity = Math.max(Math.floor(Date.now() / 1000), last + 1);
-        const id = Buffer.from(randomUUID().replace(/-/g, ''), 'hex');
+        const id = Buffer.from(crypto.randomUUID().replace(/-/g, ''), 'hex'); // the global: node:crypto loads only here (issue 16)
         const created = Date.now();
         const op: Op = { op: 'mailbox.create', id, name: components, uidValidity, acl, created };
         if (owner) op.owner = owner;

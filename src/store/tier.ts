@@ -27,15 +27,9 @@ import type { Op } from './records.js';
 import { checkPolicy, planMoves, type LocalPack, type TierPolicy } from './tier-policy.js';
 import type { Mutation } from './writer.js';
 
-export const TIER_SETTINGS_FILE = 'OBJECT-STORE';
-/** Meta key prefix of the packs in the bucket: tier/pack/NNNNNNNN -> TieredPack. */
-export const TIER_META = 'tier/pack/';
-/**
- * Meta key of the packs lost with the local disk (`mailstore rebuild-from-bucket`): number[]. The
- * index still refers into them (scrub reports those messages missing), so no new pack may take one
- * of their numbers: every open skips pack numbers past the highest.
- */
-export const TIER_LOST = 'tier/lost-packs';
+import { TIER_LOST, TIER_META, TIER_SETTINGS_FILE } from './tier-names.js';
+
+export { TIER_LOST, TIER_META, TIER_SETTINGS_FILE } from './tier-names.js';
 
 export interface TierSettings {
   url: string;

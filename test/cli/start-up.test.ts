@@ -1,0 +1,52 @@
+// What a CLI command loads (issue 16: a short command's time is mostly module loading). The
+// unbundled program (dist/src/cli/program.js) is run with a loader hook that records every module
+// file, so a static import that drags scrub, replication, the daemon's procedures or the S3 tier
+// back into `append` fails here rather than only in a benchmark.
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ok, repoRoot, requireBuilt, tempDir } from './helpers.js';
+
+beforeAll(requireBuilt);
+
+/** Registers a load hook that writes each file URL node loads to stderr as "LOADED url". */
+const HOOK = `data:text/javascript,${encodeURIComponent(`
+import { register } from 'node:module';
+register('data:text/javascript,' + encodeURIComponent("import { writeSync } from 'node:fs'; export async function load(url, context, next) { if (url.startsWith('file:')) writeSync(2, 'LOADED ' + url + '\\\\n'); return next(url, context); }"));
+`)}`;
+
+/** Runs the unbundled program with `args`; returns the module files it loaded (relative to dist/src) and its exit code. */
+function loadedBy(args: string[], store: string): { files: string[]; code: number | null; stderr: string } {
+  const program = join(repoRoot, 'dist/src/cli/program.js');
+  const script = `const { main } = await import(${JSON.stringify(program)}); process.exitCode = await main([process.argv[0], 'mailstore', ...${JSON.stringify(args)}]);`;
+  const ran = spawnSync(process.execPath, ['--import', HOOK, '--input-type=module', '-e', script], {
+    cwd: repoRoot, env: { ...process.env, MAILSTORE_DIR: store }, encoding: 'utf8',
+  });
+  const files = ran.stderr.split('\n').filter((line) => line.startsWith('LOADED ')).map((line) => line.slice(7))
+    .filter((url) => url.includes('/dist/src/')).map((url) => url.split('/dist/src/')[1]);
+  return { files, code: ran.status, stderr: ran.stderr.split('\n').filter((line) => !line.startsWith('LOADED ')).join('\n') };
+}
+
+describe('an append loads only what an append runs', () => {
+  it('no daemon client, scrub, replication, events, S3 tier, compaction or other command modules', async () => {
+    const store = join(tempDir('mailstore-start-'), 'store');
+    await ok(['init'], { store });
+    await ok(['mailbox', 'create', 'INBOX'], { store });
+    const message = join(tempDir(), 'm.eml');
+    writeFileSync(message, 'Subject: start-up\n\nbody\n');
+    const { files, code, stderr } = loadedBy(['append', 'INBOX', message], store);
+    expect(code, stderr).toBe(0);
+    expect(files).toContain('store/store.js'); // the hook saw the store open: the list is real
+    const unwanted = files.filter((file) => /^(scrub|replication|events|daemon|objstore|backup|import)\/|^client\/client\.js$|^store\/(tier|tier-mover|compact|compactor|users)\.js$|^cli\/commands\/(?!append\.js)/.test(file));
+    expect(unwanted).toEqual([]);
+  });
+
+  it('a command that fails before opening the store loads no store (nor LevelDB)', async () => {
+    const store = join(tempDir('mailstore-start-'), 'store');
+    const { files, code } = loadedBy(['append', 'INBOX', join(tempDir(), 'missing.eml')], store);
+    expect(code).toBe(4); // NOT_FOUND: the message file
+    expect(files).toContain('cli/commands/append.js');
+    expect(files.filter((file) => file === 'store/store.js' || file === 'store/open.js' || file.startsWith('index/'))).toEqual([]);
+  });
+});
