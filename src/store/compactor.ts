@@ -1,8 +1,9 @@
 // The background compactor (StoreOptions.autoCompact), a change-log consumer named `compact`
 // (DESIGN.md, "Background work"): it reads the journal from its durable cursor, learns from the
-// expunge records there that pack bytes died, compacts when the dead bytes pass a threshold, and
-// advances its cursor once that round's effect is durable (at least once: a crash before the
-// advance hands it the same records again, and compaction is idempotent). Its count of releases
+// expunge records there that pack bytes died, advances its cursor past them, and compacts when the
+// dead bytes pass a threshold (what the records said is in the index too: a restarted compactor
+// looks at the index's dead bytes first, so a crash between the advance and the compaction loses
+// nothing, and the cursor never pins the journal for the length of a compaction). Its count of releases
 // is in memory and rebuilt on start by looking at the index's dead bytes once. It never waits for
 // a compaction already running (trylock), and backs off (doubling, up to a bound) after a round
 // that did nothing. Its cursor pins the journal like every consumer's; `mailstore consumers` lists it.
@@ -64,9 +65,13 @@ export class BackgroundCompactor extends BackoffLoop {
         if (releasesBlobs(change)) this.released = true;
         last = change.seq;
       }
-      const useful = await this.compactIfWorth();
-      // the round's effect (a compaction, or the finding that none is needed yet) is durable
+      // Advanced before compacting, not after: what the records said (bytes died) is in the index
+      // too, and a restarted compactor looks at the index's dead bytes first (released starts
+      // true), so nothing is missed; advancing only after a compaction kept the journal pinned for
+      // a whole compaction (and for ever in processes that never lived through one: the soak's
+      // children retired no segment).
       if (last > cursor) await this.hooks.feed.advance(COMPACT_CONSUMER, last);
+      const useful = await this.compactIfWorth();
       return useful || last > cursor;
     } catch (error) {
       this.released = true;

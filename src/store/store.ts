@@ -387,6 +387,16 @@ export class Store implements MailStore {
     return running;
   }
 
+  /** A snapshot's size for stats; 0 when a snapshot taken meanwhile pruned it (never an error). */
+  private async snapshotFileBytes(path: string): Promise<number> {
+    try {
+      return (await this.fs.stat(path)).size;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw error;
+    }
+  }
+
   private compactHost(): CompactHost {
     const store = this;
     return {
@@ -1012,7 +1022,7 @@ export class Store implements MailStore {
     for (const name of this.journal.segmentNames) journalBytes += (await this.fs.stat(this.journal.path(name))).size;
     let snapshotBytes = 0;
     const snapshotList = await listSnapshots(this.fs, this.root);
-    for (const s of snapshotList) snapshotBytes += (await this.fs.stat(s.path)).size;
+    for (const s of snapshotList) snapshotBytes += await this.snapshotFileBytes(s.path);
     return {
       mailboxes, messages, bytesReferenced, blobs, bytesStored, unreferencedBlobs, packs: packList.length, packBytes,
       journalSegments: this.journal.segmentNames.length, journalBytes, journalBytesRetained: journalBytes, journalFirstSeq: this.journal.firstSeq,

@@ -67,11 +67,20 @@ describe('index writes behind the commit', () => {
     const store = await Store.open(dir, { create: true });
     await store.createMailbox('INBOX');
     const { db } = internalsOf(store);
-    const real = db.write.bind(db);
+    // the index write behind the commit is a LevelDB chained batch (IndexDb.writeBehind): its first write fails
+    type Chained = { write(options?: unknown): Promise<void>; close(): Promise<void> };
+    const level = (db as unknown as { db: { batch(): Chained } }).db;
+    const realBatch = level.batch.bind(level);
     let failed = 0;
-    db.write = async (ops) => {
-      if (failed++ === 0) throw Object.assign(new Error('EIO: simulated LevelDB write failure'), { code: 'EIO' });
-      return real(ops);
+    level.batch = () => {
+      const batch = realBatch();
+      if (failed++ === 0) {
+        batch.write = async () => {
+          await batch.close();
+          throw Object.assign(new Error('EIO: simulated LevelDB write failure'), { code: 'EIO' });
+        };
+      }
+      return batch;
     };
     const result = await store.append('INBOX', msg('durable'));
     expect(result.uid).toBe(1);
