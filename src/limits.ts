@@ -26,6 +26,17 @@ export const limits = {
   compactReaderWaitMs: 30_000,
   /** A journal segment is rotated once it reaches this size (a segment is read whole: this bounds that memory). */
   journalSegmentBytesMax: 16 * 1024 * 1024,
+  /** Offset tables of this many journal segments are kept for reading inline bodies by seq (journal/record-offsets.ts). */
+  journalOffsetTablesMax: 8,
+  /**
+   * Messages up to this size are stored inside their journal record (StoreOptions.inlineBodyBytesMax,
+   * docs/FORMAT.md "Inline bodies"): one file and one fdatasync per delivery. 0 turns it off.
+   */
+  inlineBodyBytesDefault: 0,
+  /** Open with no pack file looks at this many blob entries for one that is not inline (then the packs are missing). */
+  packsPresentSampleEntries: 1000,
+  /** Most inline body bytes in one journal record (an appendBatch of small messages inlines up to this, the rest go to packs). */
+  inlineRecordBytesMax: 1024 * 1024,
   /** Open reads this much of the oldest journal segment to see whether it starts with a checkpoint. */
   journalFirstRecordReadBytes: 64 * 1024,
   /** Index snapshots (snapshots/): verified generations kept; the journal is retired only below the oldest of them. */

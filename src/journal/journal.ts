@@ -3,8 +3,9 @@
 import { dirname, join } from 'node:path';
 import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
-import { SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, parseSegmentFileName, segmentFileName } from './journal-format.js';
-import { parseSegment, readSegmentBytes, segmentHeader } from './segment-reader.js';
+import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, parseSegmentFileName, segmentFileName } from './journal-format.js';
+import { parseSegment, readSegmentBytes, recordAt, segmentHeader } from './segment-reader.js';
+import { RecordOffsets } from './record-offsets.js';
 import { limits } from '../limits.js';
 import { writeFileDurable } from '../fs/durable.js';
 
@@ -44,7 +45,12 @@ export class Journal {
   /** The end of the newest segment was damaged or torn: new records go to a fresh segment. */
   private startNewSegment = false;
   /** Records written by `write` and not yet synced. */
-  private pending?: { start: number; end: number; lastSeq: number; path: string; fresh: boolean; records: JournalRecord[] };
+  private pending?: {
+    start: number; end: number; lastSeq: number; path: string; fresh: boolean; records: JournalRecord[];
+    segment: Segment; placed: { seq: number; offset: number }[];
+  };
+  /** Where records start in the segments read or written lately (inline bodies are read by seq). */
+  private readonly offsets = new RecordOffsets(limits.journalOffsetTablesMax);
   /**
    * The newest synced records, up to limits.journalRecentBytesMax: replication sends them to a
    * replica that keeps up without reading a segment back (a segment is read whole).
@@ -145,6 +151,7 @@ export class Journal {
   async reload(): Promise<void> {
     assert(!this.pending, 'journal reload while a write is pending');
     this.forgetRecent();
+    this.offsets.clear();
     await this.writeHandle?.close().catch(() => undefined);
     this.writeHandle = undefined;
     this.segments = [];
@@ -269,6 +276,7 @@ export class Journal {
     this.tailOffset = offset;
     this.lastSeq = lastSeqBefore;
     this.forgetRecent();
+    this.offsets.clear();
   }
 
   /** The path of the newest segment (for quarantine copies). */
@@ -295,7 +303,8 @@ export class Journal {
       assert(r.seq === this.lastSeq + 1 + i, `journal seq ${r.seq} after ${this.lastSeq + i}`);
       assert(r.payload.length > 0 && r.payload.length <= this.options.recordBytesMax, `journal record ${r.seq} of ${r.payload.length} bytes`);
     });
-    const data = Buffer.concat(records.map((r) => encodeRecord(r.seq, r.payload)));
+    const encoded = records.map((r) => encodeRecord(r.seq, r.payload));
+    const data = Buffer.concat(encoded);
     if (!this.tailSegment || this.startNewSegment || this.tailOffset + data.length > this.options.segmentBytesMax && this.tailOffset > SEGMENT_HEADER_BYTES) {
       await this.createSegment(records[0].seq);
     }
@@ -303,7 +312,10 @@ export class Journal {
     const start = this.tailOffset;
     const path = this.path(segment);
     const fresh = this.freshSegment;
-    this.pending = { start: fresh ? 0 : start, end: start + data.length, lastSeq: records[records.length - 1].seq, path, fresh, records };
+    const placed: { seq: number; offset: number }[] = [];
+    let at = start;
+    encoded.forEach((bytes, i) => { placed.push({ seq: records[i].seq, offset: at }); at += bytes.length; });
+    this.pending = { start: fresh ? 0 : start, end: start + data.length, lastSeq: records[records.length - 1].seq, path, fresh, records, segment, placed };
     try {
       if (!this.writeHandle) this.writeHandle = await this.fs.open(path, 'readWrite');
       if (fresh) await this.writeHandle.write(Buffer.concat([encodeSegmentHeader(this.storeId, segment.firstSeq), data]), 0);
@@ -333,6 +345,62 @@ export class Journal {
     this.tailOffset = pending.end;
     this.lastSeq = pending.lastSeq;
     this.remember(pending.records);
+    this.offsets.extend(pending.segment.name, pending.segment.firstSeq, pending.placed, pending.fresh);
+  }
+
+  /**
+   * The payload of the durable record `seq` (an inline body's record, docs/FORMAT.md "Inline
+   * bodies"), its checksums verified; undefined when no segment holds a valid record of that seq.
+   * Reads one record with one pread once the segment's offset table is known (RecordOffsets).
+   */
+  async readRecordAt(seq: number): Promise<Buffer | undefined> {
+    const segments = this.segments;
+    let lo = 0, hi = segments.length - 1, found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (segments[mid].firstSeq <= seq) { found = mid; lo = mid + 1; } else hi = mid - 1;
+    }
+    if (found < 0) return undefined;
+    const segment = segments[found];
+    let offset = this.offsets.find(segment.name, seq);
+    if (offset === undefined) {
+      const bytes = await this.readSegment(segment);
+      const table = { firstSeq: segment.firstSeq, offsets: [] as number[] };
+      for (const item of parseSegment(bytes, this.options.recordBytesMax)) {
+        if (item.kind !== 'record' || item.seq < segment.firstSeq) continue;
+        while (table.offsets.length < item.seq - segment.firstSeq) table.offsets.push(-1);
+        table.offsets[item.seq - segment.firstSeq] = item.offset;
+      }
+      this.offsets.set(segment.name, table);
+      offset = this.offsets.find(segment.name, seq);
+      if (offset === undefined) return undefined;
+    }
+    return this.readOneRecord(segment, offset, seq);
+  }
+
+  private async readOneRecord(segment: Segment, offset: number, seq: number): Promise<Buffer | undefined> {
+    const path = this.path(segment);
+    let handle: FileHandle;
+    try {
+      handle = await this.fs.open(path, 'read');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // retired meanwhile
+      throw fromSystemError(error, 'opening journal segment', path);
+    }
+    try {
+      const header = Buffer.alloc(RECORD_HEADER_BYTES);
+      if (await handle.read(header, 0, header.length, offset) < header.length) return undefined;
+      const length = header.readUInt32BE(4);
+      if (length > this.options.recordBytesMax) return undefined;
+      const bytes = Buffer.alloc(RECORD_HEADER_BYTES + length);
+      const n = await handle.read(bytes, 0, bytes.length, offset);
+      const item = recordAt(bytes.subarray(0, n), 0, this.options.recordBytesMax);
+      return item && item.kind === 'record' && item.seq === seq ? item.payload : undefined;
+    } catch (error) {
+      throw fromSystemError(error, 'reading journal segment', path);
+    } finally {
+      await handle.close();
+    }
   }
 
   private remember(records: JournalRecord[]): void {

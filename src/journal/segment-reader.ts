@@ -23,7 +23,8 @@ export function segmentHeader(bytes: Buffer) {
   return decodeSegmentHeader(bytes.subarray(0, SEGMENT_HEADER_BYTES));
 }
 
-function recordAt(bytes: Buffer, p: number, payloadBytesMax: number): SegmentItem | undefined {
+/** The valid record starting at `p`, or undefined. */
+export function recordAt(bytes: Buffer, p: number, payloadBytesMax: number): SegmentItem | undefined {
   const header = decodeRecordHeader(bytes.subarray(p, p + RECORD_HEADER_BYTES));
   if (!header || header.payloadLength > payloadBytesMax) return undefined;
   const end = p + RECORD_HEADER_BYTES + header.payloadLength;

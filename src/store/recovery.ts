@@ -10,7 +10,7 @@ import type { Journal, JournalDamage } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { applyOpsNow, meta } from './apply.js';
-import type { PackStore } from '../blob/pack-store.js';
+import { INLINE_PACK, type PackStore } from '../blob/pack-store.js';
 import { checkpointBegin, type JournalPayload, type MailboxInfo } from './records.js';
 import { parseSegmentFileName } from '../journal/journal-format.js';
 import { LAYOUT } from './identity.js';
@@ -219,7 +219,7 @@ async function freshBlobsDurable(bodies: (JournalPayload | undefined)[], packs: 
     for (const op of body?.ops ?? []) {
       const fresh = op.op === 'message.add' && op.fresh ? { hash: op.hash, pack: op.pack, offset: op.offset, size: op.size }
         : op.op === 'blob.relocate' ? { hash: op.hash, pack: op.pack, offset: op.offset, size: op.size } : undefined;
-      if (!fresh) continue;
+      if (!fresh || fresh.pack === INLINE_PACK) continue; // an inline body is durable with its record
       const key = `${fresh.pack}:${fresh.offset}`;
       if (checked.has(key)) continue;
       checked.add(key);

@@ -23,7 +23,7 @@ import { hashBytes, hashHex } from '../hash/blake3.js';
 import type { IndexDb } from '../index/index-db.js';
 import { keys, decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey } from '../keys/index-keys.js';
 import { SPACE } from '../keys/tuple.js';
-import type { BlobLocation, PackStore } from '../blob/pack-store.js';
+import { INLINE_PACK, type BlobLocation, type PackStore } from '../blob/pack-store.js';
 import type { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { SEEN, meta } from './apply.js';
@@ -126,6 +126,8 @@ export class Store implements MailStore {
   private readonly maintenanceHooks: Maintenance;
   private readonly administrationHooks: StoreAdministration;
   private readonly messageBytesMax: number;
+  /** Messages up to this size go inside their journal record (0: never; docs/FORMAT.md "Inline bodies"). */
+  private readonly inlineBodyBytesMax: number;
   private closed = false;
   private readonly mailboxCache = new Map<string, MailboxInfo>();
   private cacheGeneration = 0;
@@ -153,6 +155,7 @@ export class Store implements MailStore {
     ({ root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, health: this.health, readOnly: this.readOnly } = parts);
     ({ db: this.db, packs: this.packs, journal: this.journal, release: this.release } = parts);
     this.messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
+    this.inlineBodyBytesMax = options.inlineBodyBytesMax ?? limits.inlineBodyBytesDefault;
     this.committed = this.journal.lastSeq;
     this.changes = new ChangeFeed({ fs: this.fs, root: this.root, journal: this.journal, readOnly: this.readOnly });
     this.packBytesMax = options.packBytesMax ?? limits.packBytesMax;
@@ -692,10 +695,11 @@ export class Store implements MailStore {
       const bytes = ownCopy(given);
       return { bytes, hash: hashBytes(bytes), flags: normalizeFlags(item.flags), date: normalizeDate(item.internalDate), extras: normalizeMessageExtras(item) };
     });
+    const inline = this.planInline(prepared.map((item) => item.bytes.length));
     // Checked before any blob is reserved: the largest uid, pack and offset the record could carry.
-    const largest: Op[] = prepared.map((item) => ({
+    const largest: Op[] = prepared.map((item, i) => ({
       op: 'message.add', id: Buffer.alloc(16), uid: 0xffffffff, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags,
-      pack: 0xffffffff, offset: Number.MAX_SAFE_INTEGER, fresh: true, ...item.extras,
+      pack: 0xffffffff, offset: Number.MAX_SAFE_INTEGER, fresh: true, ...(inline[i] ? { body: item.bytes } : {}), ...item.extras,
     }));
     if (options.meta) largest.push({ op: 'meta.set', key: `user/${options.meta.key}`, value: options.meta.value });
     checkRecordSize(largest, `appending ${prepared.length} messages`);
@@ -708,10 +712,11 @@ export class Store implements MailStore {
         const results: AppendResult[] = [];
         const fresh = new Map<string, BlobLocation>();
         let uid = box.uidNext;
-        for (const item of prepared) {
-          const { location, deduplicated } = await this.placeBlob(ctx, item.hash, item.bytes, fresh);
+        for (const [i, item] of prepared.entries()) {
+          const { location, deduplicated } = await this.placeBlob(ctx, item.hash, item.bytes, fresh, inline[i]);
           const op: Op = { op: 'message.add', id: box.id, uid, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags, pack: location.pack, offset: location.offset, ...item.extras };
           if (!deduplicated) op.fresh = true;
+          if (!deduplicated && location.pack === INLINE_PACK) op.body = item.bytes;
           ops.push(op);
           results.push({ uid, uidValidity: box.uidValidity, hash: hashHex(item.hash), size: item.bytes.length, deduplicated });
           uid++;
@@ -723,7 +728,20 @@ export class Store implements MailStore {
   }
 
   /** Where a blob lives: an existing copy (dedup, also within the batch) or a new pack record. */
-  private async placeBlob(ctx: PrepareContext, hash: Buffer, bytes: Buffer, fresh: Map<string, BlobLocation>): Promise<{ location: { pack: number; offset: number }; deduplicated: boolean }> {
+  /**
+   * Which messages of one record go inside it: each up to inlineBodyBytesMax, while the record's
+   * inline bytes stay within limits.inlineRecordBytesMax (an import's batch puts the rest in packs).
+   */
+  private planInline(sizes: number[]): boolean[] {
+    let total = 0;
+    return sizes.map((size) => {
+      if (size > this.inlineBodyBytesMax || total + size > limits.inlineRecordBytesMax) return false;
+      total += size;
+      return true;
+    });
+  }
+
+  private async placeBlob(ctx: PrepareContext, hash: Buffer, bytes: Buffer, fresh: Map<string, BlobLocation>, inline = false): Promise<{ location: { pack: number; offset: number }; deduplicated: boolean }> {
     const key = hash.toString('latin1');
     const pending = fresh.get(key);
     if (pending) return { location: pending, deduplicated: true };
@@ -732,7 +750,8 @@ export class Store implements MailStore {
     // message: its bytes were last verified who knows when. The new bytes are written and the blob
     // entry moves to them (apply: a fresh add of a known blob takes the new location).
     if (existing && existing.r > 0) return { location: { pack: existing.p, offset: existing.o }, deduplicated: true };
-    const location = ctx.packs.reserve(hash, bytes);
+    // an inline body's location is its record: this mutation's seq (docs/FORMAT.md, "Inline bodies")
+    const location = inline ? { pack: INLINE_PACK, offset: ctx.seq, length: bytes.length } : ctx.packs.reserve(hash, bytes);
     fresh.set(key, location);
     return { location, deduplicated: false };
   }

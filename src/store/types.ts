@@ -14,6 +14,13 @@ export interface StoreOptions {
   create?: boolean;
   fs?: FileSystem;
   messageBytesMax?: number;
+  /**
+   * Messages up to this many bytes are stored inside their journal record, so a delivery writes
+   * one file with one fdatasync (docs/FORMAT.md, "Inline bodies"); compaction moves them into
+   * packs before their journal segment is retired. 0: every body goes to a pack. Default
+   * limits.inlineBodyBytesDefault.
+   */
+  inlineBodyBytesMax?: number;
   packBytesMax?: number;
   journalSegmentBytesMax?: number;
   /**
