@@ -35,6 +35,8 @@ export const limits = {
   inlineBodyBytesDefault: 0,
   /** Open with no pack file looks at this many blob entries for one that is not inline (then the packs are missing). */
   packsPresentSampleEntries: 1000,
+  /** Moving inline bodies into packs (compact-inline.ts) commits this many body bytes per journal record. */
+  inlineMoveBatchBytes: 4 * 1024 * 1024,
   /** Most inline body bytes in one journal record (an appendBatch of small messages inlines up to this, the rest go to packs). */
   inlineRecordBytesMax: 1024 * 1024,
   /** Open reads this much of the oldest journal segment to see whether it starts with a checkpoint. */

@@ -94,6 +94,11 @@ export class Journal {
     return this.segments[0]?.firstSeq ?? this.lastSeq + 1;
   }
 
+  /** The first seq of the newest segment (records below it are in segments no longer written). */
+  get tailFirstSeq(): number {
+    return this.segments[this.segments.length - 1]?.firstSeq ?? this.lastSeq + 1;
+  }
+
   get segmentNames(): string[] {
     return this.segments.map((s) => s.name);
   }

@@ -17,6 +17,8 @@ export const meta = {
   /** The highest pack number ever retired: new packs are numbered above it (a number is never reused). */
   highestRetiredPack: keys.meta('packs/highestRetired'),
   named: (name: string) => keys.meta(name),
+  /** Set by the first inline body (docs/FORMAT.md, "Inline bodies"): retirement looks for them only then. */
+  inlineUsed: keys.meta('inline/used'),
 };
 
 /** A problem found while applying (only possible in a degraded replay after journal damage). */
@@ -128,6 +130,7 @@ function addMessage(view: IndexView, seq: number, op: OpOf<'message.add'>, probl
   const blob = view.getNow<BlobRecord>(blobKey);
   // a fresh copy of a known blob (its old one unused, not trusted: store.ts placeBlob) moves it there
   view.put(blobKey, blob && !op.fresh ? referenced(blob) : { p: op.pack, o: op.offset, l: op.size, r: (blob?.r ?? 0) + 1 } satisfies BlobRecord);
+  if (op.body && !view.getNow<number>(meta.inlineUsed)) view.put(meta.inlineUsed, 1);
   view.put(keys.message(op.id, op.uid), { h: op.hash, s: op.size, d: op.date, f: op.flags, m: seq, ...recordExtras(op) } satisfies MessageRecord);
   view.put(keys.change(op.id, seq, op.uid), 0 satisfies ChangeRecord);
   view.put(keys.info(op.id), {

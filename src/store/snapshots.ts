@@ -40,7 +40,7 @@ export interface SnapshotResult {
 }
 
 export interface RetireResult {
-  /** The highest seq retirement could pass: min(oldest kept snapshot, slowest consumer). */
+  /** The highest seq retirement could pass: min(oldest kept snapshot, slowest consumer, the record before the oldest inline body left). */
   throughSeq: number;
   segments: string[];
   bytes: number;
@@ -58,6 +58,11 @@ export interface SnapshotHost {
   journal: Journal;
   changes: ChangeFeed;
   db(): IndexDb;
+  /**
+   * Lowers a retirement bound below the records that still hold inline bodies (moving what it can
+   * into packs first: compact-inline.ts); absent: no bound.
+   */
+  boundRetirement?(throughSeq: number): Promise<number>;
 }
 
 export class Snapshotter {
@@ -183,7 +188,8 @@ export class Snapshotter {
     const { fs, root, journal, changes } = this.host;
     if (kept.length === 0) return { throughSeq: 0, segments: [], bytes: 0 };
     const slowest = await changes.slowest();
-    const throughSeq = Math.min(kept[kept.length - 1].seq, slowest ?? Infinity);
+    let throughSeq = Math.min(kept[kept.length - 1].seq, slowest ?? Infinity);
+    if (this.host.boundRetirement) throughSeq = await this.host.boundRetirement(throughSeq);
     const archive = await readJournalArchive(fs, root);
     if (archive && !(await fs.statIfExists(archive).catch(() => undefined))?.isDirectory) {
       return { throughSeq, segments: [], bytes: 0, archive, skipped: `the journal archive ${archive} is not a directory (not mounted?): nothing was retired` };

@@ -53,6 +53,7 @@ import {
 import { deleteUser, renameUser, type DeleteUserResult, type RenameUserResult } from './users.js';
 import { compactStore, finishRetired, type CompactHost, type CompactOptions, type CompactResult } from './compact.js';
 import { BackgroundCompactor } from './compactor.js';
+import { inlineBlobs, moveInlineBodies } from './compact-inline.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { MailStore } from './api.js';
 import { Writer, type CommitChain, type Mutation, type PrepareContext, type ReplicatedBatch } from './writer.js';
@@ -159,7 +160,10 @@ export class Store implements MailStore {
     this.committed = this.journal.lastSeq;
     this.changes = new ChangeFeed({ fs: this.fs, root: this.root, journal: this.journal, readOnly: this.readOnly });
     this.packBytesMax = options.packBytesMax ?? limits.packBytesMax;
-    this.snapshots = new Snapshotter({ fs: this.fs, root: this.root, storeId: this.storeId, journal: this.journal, changes: this.changes, db: () => this.db });
+    this.snapshots = new Snapshotter({
+      fs: this.fs, root: this.root, storeId: this.storeId, journal: this.journal, changes: this.changes, db: () => this.db,
+      boundRetirement: (throughSeq) => this.boundRetirement(throughSeq),
+    });
     const autoSnapshot = !this.readOnly && options.autoSnapshot !== false;
     // The plug-in point for the next layers: onCommit fires after every group commit.
     this.writer = new Writer(this.db, this.packs, this.journal, {
@@ -289,11 +293,29 @@ export class Store implements MailStore {
   }
 
   private runCompaction(options: CompactOptions): Promise<CompactResult> {
-    const running = compactStore(this.compactHost(), options);
+    const running = compactStore(this.compactHost(), options).then(async (result) => {
+      // inline bodies in segments no longer written go to packs, so those segments can be retired
+      const moved = options.dryRun ? 0 : (await moveInlineBodies(this.compactHost(), this.journal.tailFirstSeq - 1)).moved;
+      if (moved > 0) result.inlineMoved = moved;
+      return result;
+    });
     this.compaction = running;
     const clear = () => { if (this.compaction === running) this.compaction = undefined; };
     running.then(clear, clear);
     return running;
+  }
+
+  /**
+   * Journal retirement stops below the oldest record still holding an inline body; a writable
+   * store first moves the bodies at or below the bound into packs (compact-inline.ts). A replica
+   * receives its primary's moves.
+   */
+  private async boundRetirement(throughSeq: number): Promise<number> {
+    if (!(await this.db.get<number>(meta.inlineUsed))) return throughSeq; // no inline body was ever stored
+    const oldest = this.writableRole() && !this.readOnly
+      ? (await moveInlineBodies(this.compactHost(), throughSeq)).oldestInlineSeq
+      : (await inlineBlobs(this.db, -1)).oldest;
+    return oldest === undefined ? throughSeq : Math.min(throughSeq, oldest - 1);
   }
 
   private compactHost(): CompactHost {

@@ -110,3 +110,60 @@ describe('inline bodies', () => {
     await store.close();
   });
 });
+
+describe('inline bodies and the journal retirement', () => {
+  it('a snapshot moves inline bodies below its bound into packs and retires their segments; nothing is lost', async () => {
+    const dir = tmpDir();
+    let store = await Store.open(dir, { create: true, inlineBodyBytesMax: 4096, journalSegmentBytesMax: 4096, autoSnapshot: false });
+    await store.createMailbox('INBOX');
+    for (let i = 0; i < 60; i++) await store.append('INBOX', small(i));
+    expect(packFiles(dir)).toHaveLength(0);
+    const segmentsBefore = readdirSync(join(dir, 'journal')).length;
+    const first = await store.snapshot();
+    // the first snapshot is the only one kept: retirement goes up to it, after moving the bodies
+    expect(first.retired.segments.length).toBeGreaterThan(0);
+    expect(readdirSync(join(dir, 'journal')).length).toBeLessThan(segmentsBefore);
+    expect(packFiles(dir).length).toBeGreaterThan(0);
+    for (let i = 0; i < 60; i++) expect(await store.fetch('INBOX', i + 1)).toEqual(small(i));
+    for (let i = 60; i < 70; i++) await store.append('INBOX', small(i));
+    expect((await scrub(store)).summary.damage).toBe(0);
+    await store.close();
+    rmSync(join(dir, 'index'), { recursive: true, force: true });
+    store = await Store.open(dir, { inlineBodyBytesMax: 4096 });
+    for (let i = 0; i < 70; i++) expect(await store.fetch('INBOX', i + 1)).toEqual(small(i));
+    await store.close();
+  });
+
+  it('a replica-less store whose bodies cannot move keeps the segments that hold them', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true, inlineBodyBytesMax: 4096, journalSegmentBytesMax: 4096, autoSnapshot: false });
+    await store.createMailbox('INBOX');
+    for (let i = 0; i < 40; i++) await store.append('INBOX', small(i));
+    // damage the first inline body's record in the live journal: it cannot be moved
+    const segment = join(dir, 'journal', readdirSync(join(dir, 'journal')).sort()[0]);
+    const bytes = readFileSync(segment);
+    const at = bytes.indexOf('Subject: 0\r\n');
+    bytes[at + 9] ^= 0x01;
+    writeFileSync(segment, bytes);
+    const result = await store.snapshot();
+    expect(result.retired.segments).not.toContain(segment.split('/').pop());
+    expect(readdirSync(join(dir, 'journal'))).toContain(segment.split('/').pop());
+    await expect(store.fetch('INBOX', 1)).rejects.toMatchObject({ code: 'CORRUPT' });
+    for (let i = 1; i < 40; i++) expect(await store.fetch('INBOX', i + 1)).toEqual(small(i));
+    await store.close();
+  });
+
+  it('compaction moves inline bodies out of every segment but the newest', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true, inlineBodyBytesMax: 4096, journalSegmentBytesMax: 4096, autoSnapshot: false });
+    await store.createMailbox('INBOX');
+    for (let i = 0; i < 40; i++) await store.append('INBOX', small(i));
+    const result = await store.compact();
+    expect(result.inlineMoved).toBeGreaterThan(20);
+    const placed = await Promise.all(Array.from({ length: 40 }, (_, i) => blobOf(store, small(i))));
+    expect(placed.filter((b) => b?.p === INLINE_PACK).length).toBe(40 - result.inlineMoved!);
+    for (let i = 0; i < 40; i++) expect(await store.fetch('INBOX', i + 1)).toEqual(small(i));
+    expect((await scrub(store)).summary.damage).toBe(0);
+    await store.close();
+  });
+});
