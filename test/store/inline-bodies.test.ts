@@ -167,3 +167,21 @@ describe('inline bodies and the journal retirement', () => {
     await store.close();
   });
 });
+
+describe('inline bodies and a journal rewritten from the index', () => {
+  it('moves them into packs before the checkpoint replaces the journal', async () => {
+    const dir = tmpDir();
+    let store = await Store.open(dir, { create: true, inlineBodyBytesMax: 4096, autoSnapshot: false });
+    await store.createMailbox('INBOX');
+    for (let i = 0; i < 10; i++) await store.append('INBOX', small(i));
+    await store.maintenance().rewriteJournalFromIndex();
+    for (let i = 0; i < 10; i++) expect(await store.fetch('INBOX', i + 1)).toEqual(small(i));
+    expect((await blobOf(store, small(3)))?.p).not.toBe(INLINE_PACK);
+    await store.close();
+    rmSync(join(dir, 'index'), { recursive: true, force: true });
+    store = await Store.open(dir);
+    for (let i = 0; i < 10; i++) expect(await store.fetch('INBOX', i + 1)).toEqual(small(i));
+    expect((await scrub(store)).summary.damage).toBe(0);
+    await store.close();
+  });
+});
