@@ -39,6 +39,12 @@ export const limits = {
   inlineMoveBatchBytes: 4 * 1024 * 1024,
   /** Most inline body bytes in one journal record (an appendBatch of small messages inlines up to this, the rest go to packs). */
   inlineRecordBytesMax: 1024 * 1024,
+  /**
+   * The journal writes this many zero bytes ahead of its last record (within journalSegmentBytesMax),
+   * so most commits write into space the file already has and their fdatasync commits no size
+   * change (BENCHMARKS.md: sync-one-zeroed vs sync-one). 0 turns it off.
+   */
+  journalPreallocateBytes: 1024 * 1024,
   /** Open reads this much of the oldest journal segment to see whether it starts with a checkpoint. */
   journalFirstRecordReadBytes: 64 * 1024,
   /** Index snapshots (snapshots/): verified generations kept; the journal is retired only below the oldest of them. */

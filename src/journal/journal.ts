@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, parseSegmentFileName, segmentFileName } from './journal-format.js';
-import { parseSegment, readSegmentBytes, recordAt, segmentHeader } from './segment-reader.js';
+import { parseSegment, readSegmentBytes, recordAt, segmentHeader, zeroFrom } from './segment-reader.js';
 import { RecordOffsets } from './record-offsets.js';
 import { limits } from '../limits.js';
 import { writeFileDurable } from '../fs/durable.js';
@@ -13,6 +13,8 @@ export interface JournalOptions {
   segmentBytesMax: number;
   recordBytesMax: number;
   checkMounted: (path: string) => Promise<void>;
+  /** Zero bytes written ahead of the last record (the store passes limits.journalPreallocateBytes); default 0. */
+  preallocateBytes?: number;
 }
 
 export interface JournalDamage {
@@ -38,6 +40,12 @@ export class Journal {
   private writeHandle?: FileHandle;
   private tailSegment?: Segment;
   private tailOffset = 0;
+  /**
+   * Size of the newest segment's file: records are written into zeros preallocated past the last
+   * record (options.preallocateBytes), so most commits' fdatasync has no size change to
+   * commit (BENCHMARKS.md, sync-one-zeroed).
+   */
+  private allocatedEnd = 0;
   /** Seq of the newest valid record on disk (0 when empty). */
   lastSeq = 0;
   /** Bytes of records this process made durable (automatic snapshots count journal growth with it). */
@@ -227,13 +235,14 @@ export class Journal {
     }
     this.tailSegment = segment;
     this.tailOffset = end;
+    this.allocatedEnd = bytes.length;
     this.lastSeq = lastSeq;
     const headerValid = !!segmentHeader(bytes);
     if (!headerValid) this.startNewSegment = true;
     if (!headerValid && records === 0) {
       return { lastSeq, empty: { segment: segment.name, firstSeq: segment.firstSeq, length: bytes.length } };
     }
-    if (end < bytes.length) {
+    if (end < bytes.length && !zeroFrom(bytes, end)) { // zeros after the last record: preallocated space
       return { lastSeq, tail: { segment: segment.name, offset: end, length: bytes.length - end, bytes: bytes.subarray(end) } };
     }
     return { lastSeq };
@@ -279,6 +288,7 @@ export class Journal {
       await handle.close();
     }
     this.tailOffset = offset;
+    this.allocatedEnd = offset;
     this.lastSeq = lastSeqBefore;
     this.forgetRecent();
     this.offsets.clear();
@@ -321,15 +331,29 @@ export class Journal {
     let at = start;
     encoded.forEach((bytes, i) => { placed.push({ seq: records[i].seq, offset: at }); at += bytes.length; });
     this.pending = { start: fresh ? 0 : start, end: start + data.length, lastSeq: records[records.length - 1].seq, path, fresh, records, segment, placed };
+    const zeros = this.preallocation(start + data.length);
     try {
       if (!this.writeHandle) this.writeHandle = await this.fs.open(path, 'readWrite');
-      if (fresh) await this.writeHandle.write(Buffer.concat([encodeSegmentHeader(this.storeId, segment.firstSeq), data]), 0);
-      else await this.writeHandle.write(data, start);
+      const parts = fresh ? [encodeSegmentHeader(this.storeId, segment.firstSeq), data] : [data];
+      if (zeros > 0) parts.push(Buffer.alloc(zeros));
+      await this.writeHandle.write(parts.length === 1 ? data : Buffer.concat(parts), fresh ? 0 : start);
+      this.allocatedEnd = Math.max(this.allocatedEnd, start + data.length + zeros);
     } catch (error) {
       const failure = fromSystemError(error, 'writing journal', path);
       await this.abort(failure);
       throw failure;
     }
+  }
+
+  /**
+   * Zero bytes to write after records ending at `end`: none while the file already reaches past
+   * them; else up to options.preallocateBytes more, within the segment's size (the readers
+   * take zeros after the last record for unused space, segment-reader.ts).
+   */
+  private preallocation(end: number): number {
+    const ahead = this.options.preallocateBytes ?? 0;
+    if (end <= this.allocatedEnd || ahead <= 0) return 0;
+    return Math.max(0, Math.min(end + ahead, this.options.segmentBytesMax) - end);
   }
 
   /** Makes the written records durable: the commit point. */
@@ -459,6 +483,7 @@ export class Journal {
     this.segments.push(segment);
     this.tailSegment = segment;
     this.tailOffset = SEGMENT_HEADER_BYTES;
+    this.allocatedEnd = 0;
     this.startNewSegment = false;
     this.freshSegment = true;
   }
@@ -472,6 +497,7 @@ export class Journal {
     try {
       await this.writeHandle!.truncate(start);
       await this.writeHandle!.sync();
+      this.allocatedEnd = start;
     } catch {
       this.poisoned = new MailstoreError('CLOSED',
         `the journal could not be rolled back after: ${failure.message}; reopen the store (recovery resolves it)`,

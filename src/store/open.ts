@@ -101,7 +101,7 @@ function openPacks(fs: FileSystem, root: string, storeId: Buffer, options: Store
 function openJournal(fs: FileSystem, root: string, storeId: Buffer, options: StoreOptions, checkMounted: CheckMounted): Promise<Journal> {
   return Journal.open(fs, join(root, LAYOUT.journal), storeId, {
     segmentBytesMax: options.journalSegmentBytesMax ?? limits.journalSegmentBytesMax,
-    recordBytesMax: limits.journalRecordBytesMax, checkMounted,
+    recordBytesMax: limits.journalRecordBytesMax, checkMounted, preallocateBytes: limits.journalPreallocateBytes,
   });
 }
 

@@ -1,7 +1,8 @@
 // Journal.readRecordAt (inline bodies are read by their record's seq): live from the offsets the
 // journal wrote, after a reopen from one whole read of the segment, across rotations; a seq that
 // is not there (retired, never written, cut) is undefined, never another record's bytes.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { encodeRecord } from '../../src/journal/journal-format.js';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Journal, type JournalRecord } from '../../src/journal/journal.js';
@@ -43,6 +44,63 @@ describe('Journal.readRecordAt', () => {
     expect(retired.segments.length).toBeGreaterThan(0);
     expect(await journal.readRecordAt(1)).toBeUndefined();
     expect(await journal.readRecordAt(40)).toEqual(payload(40));
+    await journal.close();
+  });
+});
+
+describe('Journal: preallocated segments', () => {
+  async function open(dir: string, fs: FaultFileSystem) {
+    const journal = await Journal.open(fs, dir, storeId, { segmentBytesMax: 8192, recordBytesMax: 4096, checkMounted: async () => undefined, preallocateBytes: 4096 });
+    return { journal, found: await journal.findTail() };
+  }
+
+  it('writes records into zeros ahead of them; a reopen finds no tail damage and goes on after the last record', async () => {
+    const dir = join(tmpDir('journal'), 'journal');
+    mkdirSync(dir, { recursive: true });
+    const fs = new FaultFileSystem();
+    let { journal } = await open(dir, fs);
+    for (let seq = 1; seq <= 5; seq++) { await journal.write([{ seq, payload: payload(seq) }]); await journal.sync(); }
+    const file = join(dir, journal.segmentNames[0]);
+    const size = statSync(file).size;
+    expect(size).toBeGreaterThanOrEqual(4096);
+    await journal.close();
+    let found;
+    ({ journal, found } = await open(dir, fs));
+    expect(found).toEqual({ lastSeq: 5 });
+    await journal.write([{ seq: 6, payload: payload(6) }]);
+    await journal.sync();
+    expect(statSync(file).size).toBe(size); // written into the preallocated zeros: no size change
+    const seen: number[] = [];
+    const damage: unknown[] = [];
+    for await (const r of journal.read(0, (d) => damage.push(d))) seen.push(r.seq);
+    expect(seen).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(damage).toEqual([]);
+    expect(await journal.readRecordAt(6)).toEqual(payload(6));
+    await journal.close();
+  });
+
+  it('a torn record inside the preallocated space is tail damage, cut at the last record boundary', async () => {
+    const dir = join(tmpDir('journal'), 'journal');
+    mkdirSync(dir, { recursive: true });
+    const fs = new FaultFileSystem();
+    let { journal } = await open(dir, fs);
+    for (let seq = 1; seq <= 3; seq++) { await journal.write([{ seq, payload: payload(seq) }]); await journal.sync(); }
+    await journal.close();
+    const file = join(dir, journal.segmentNames[0]);
+    const bytes = readFileSync(file);
+    const end = bytes.indexOf(Buffer.alloc(64)); // the preallocated zeros start after record 3
+    writeFileSync(file, Buffer.concat([bytes.subarray(0, end), encodeRecord(4, payload(4)).subarray(0, 30), bytes.subarray(end + 30)]));
+    let found;
+    ({ journal, found } = await open(dir, fs));
+    expect(found.lastSeq).toBe(3);
+    expect(found.tail?.offset).toBe(end);
+    await journal.cutAt(found.tail!.offset, 3);
+    await journal.write([{ seq: 4, payload: payload(4) }]);
+    await journal.sync();
+    await journal.close();
+    ({ journal, found } = await open(dir, fs));
+    expect(found).toEqual({ lastSeq: 4 });
+    expect(await journal.readRecordAt(4)).toEqual(payload(4));
     await journal.close();
   });
 });

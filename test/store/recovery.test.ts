@@ -60,7 +60,7 @@ describe('resolveTail', () => {
     await parts.journal.close();
   });
 
-  it('an all-zero tail is cut without a quarantine copy (nothing was written there)', async () => {
+  it('an all-zero tail is preallocated space: neither cut nor copied to quarantine', async () => {
     const { root, journal } = await freshRoot();
     await batch(journal, 1, [[meta(1)]]);
     await journal.close();
@@ -68,7 +68,8 @@ describe('resolveTail', () => {
     appendFileSync(segment(root), Buffer.alloc(4096));
     const parts = await openParts(root);
     await resolveTail(parts.fs, root, parts.journal, 0, parts.health);
-    expect(statSync(segment(root)).size).toBe(end);
+    expect(statSync(segment(root)).size).toBe(end + 4096);
+    expect(parts.health.tornTailBytes ?? 0).toBe(0);
     expect(quarantined(root, 'journal-tail-')).toEqual([]);
     await parts.journal.close();
   });
