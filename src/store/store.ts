@@ -899,7 +899,7 @@ export class Store implements MailStore {
       if (blob.r === 0) unreferencedBlobs++;
       else {
         liveBytes += blob.l;
-        bytesLive += RECORD_HEADER_BYTES + blob.l;
+        if (blob.p !== INLINE_PACK) bytesLive += RECORD_HEADER_BYTES + blob.l; // pack bytes (an inline body is in the journal)
       }
     }
     let packBytes = 0;
