@@ -274,6 +274,9 @@ export async function runWorkload(options: WorkloadOptions): Promise<WorkloadRun
       // a snapshot beside the live store, then retirement of the journal it covers: no model
       // change, so no op; its crash points fall between ops (the rng sequence is unchanged)
       await store.snapshot();
+      // with inline bodies, the retirement first moves them into packs: records the model did not
+      // predict, invisible but for the seqs they take (as a compaction's below)
+      model.seq = store.maintenance().journal.lastSeq;
       snapshotsTaken++;
     } else if (roll > 0.95) {
       // a quiescent point: close, copy index/ for the 'older' crash states, reopen
