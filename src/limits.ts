@@ -26,8 +26,8 @@ export const limits = {
   compactReaderWaitMs: 30_000,
   /** A journal segment is rotated once it reaches this size (a segment is read whole: this bounds that memory). */
   journalSegmentBytesMax: 16 * 1024 * 1024,
-  /** Offset tables of this many journal segments are kept for reading inline bodies by seq (journal/record-offsets.ts). */
-  journalOffsetTablesMax: 8,
+  /** Record offsets kept for reading inline bodies by seq (journal/record-offsets.ts; 4 bytes each once built). */
+  journalOffsetEntriesMax: 4_000_000,
   /**
    * Messages up to this size are stored inside their journal record (StoreOptions.inlineBodyBytesMax,
    * docs/FORMAT.md "Inline bodies"): one file and one fdatasync per delivery. 0 turns it off.

@@ -58,7 +58,7 @@ export class Journal {
     segment: Segment; placed: { seq: number; offset: number }[];
   };
   /** Where records start in the segments read or written lately (inline bodies are read by seq). */
-  private readonly offsets = new RecordOffsets(limits.journalOffsetTablesMax);
+  private readonly offsets = new RecordOffsets(limits.journalOffsetEntriesMax);
   /**
    * The newest synced records, up to limits.journalRecentBytesMax: replication sends them to a
    * replica that keeps up without reading a segment back (a segment is read whole).
@@ -400,7 +400,7 @@ export class Journal {
         while (table.offsets.length < item.seq - segment.firstSeq) table.offsets.push(-1);
         table.offsets[item.seq - segment.firstSeq] = item.offset;
       }
-      this.offsets.set(segment.name, table);
+      this.offsets.set(segment.name, { firstSeq: table.firstSeq, offsets: Int32Array.from(table.offsets) });
       offset = this.offsets.find(segment.name, seq);
       if (offset === undefined) return undefined;
     }

@@ -6,6 +6,7 @@ import { encodeRecord } from '../../src/journal/journal-format.js';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Journal, type JournalRecord } from '../../src/journal/journal.js';
+import { RecordOffsets } from '../../src/journal/record-offsets.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
 
@@ -102,5 +103,26 @@ describe('Journal: preallocated segments', () => {
     expect(found).toEqual({ lastSeq: 4 });
     expect(await journal.readRecordAt(4)).toEqual(payload(4));
     await journal.close();
+  });
+});
+
+describe('RecordOffsets', () => {
+  it('keeps tables up to its entry bound, dropping the least recently used; extends only a known or fresh table', () => {
+    const offsets = new RecordOffsets(10);
+    offsets.set('a', { firstSeq: 1, offsets: Int32Array.from([36, 100, 200, 300]) });
+    offsets.set('b', { firstSeq: 5, offsets: Int32Array.from([36, 90, 140, 190]) });
+    expect(offsets.find('a', 2)).toBe(100); // a is now the most recently used
+    offsets.set('c', { firstSeq: 9, offsets: Int32Array.from([36, 80, 120, 160]) });
+    expect(offsets.find('b', 6)).toBeUndefined(); // dropped: 12 entries > 10
+    expect(offsets.find('a', 4)).toBe(300);
+    expect(offsets.find('c', 12)).toBe(160);
+    offsets.extend('c', 9, [{ seq: 13, offset: 200 }, { seq: 15, offset: 260 }], false);
+    expect(offsets.find('c', 13)).toBe(200);
+    expect(offsets.find('c', 14)).toBeUndefined(); // a gap: not a record this table knows
+    expect(offsets.find('c', 15)).toBe(260);
+    offsets.extend('d', 20, [{ seq: 20, offset: 36 }], false);
+    expect(offsets.find('d', 20)).toBeUndefined(); // not fresh, no table: built by a read later
+    offsets.extend('e', 30, [{ seq: 30, offset: 36 }], true);
+    expect(offsets.find('e', 30)).toBe(36);
   });
 });
