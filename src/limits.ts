@@ -37,8 +37,6 @@ export const limits = {
   packsPresentSampleEntries: 1000,
   /** Moving inline bodies into packs (compact-inline.ts) commits this many body bytes per journal record. */
   inlineMoveBatchBytes: 4 * 1024 * 1024,
-  /** Most inline body bytes in one journal record (an appendBatch of small messages inlines up to this, the rest go to packs). */
-  inlineRecordBytesMax: 1024 * 1024,
   /**
    * The journal writes this many zero bytes ahead of its last record (within journalSegmentBytesMax),
    * so most commits write into space the file already has and their fdatasync commits no size

@@ -751,16 +751,12 @@ export class Store implements MailStore {
 
   /** Where a blob lives: an existing copy (dedup, also within the batch) or a new pack record. */
   /**
-   * Which messages of one record go inside it: each up to inlineBodyBytesMax, while the record's
-   * inline bytes stay within limits.inlineRecordBytesMax (an import's batch puts the rest in packs).
+   * Which messages of one record go inside it: a single message up to inlineBodyBytesMax (a
+   * delivery: one file, one fdatasync). A batch (an import) already shares one fdatasync among
+   * its messages, and a read of an inline body decodes its whole record: its bodies go to packs.
    */
   private planInline(sizes: number[]): boolean[] {
-    let total = 0;
-    return sizes.map((size) => {
-      if (size > this.inlineBodyBytesMax || total + size > limits.inlineRecordBytesMax) return false;
-      total += size;
-      return true;
-    });
+    return sizes.map((size) => sizes.length === 1 && size <= this.inlineBodyBytesMax);
   }
 
   private async placeBlob(ctx: PrepareContext, hash: Buffer, bytes: Buffer, fresh: Map<string, BlobLocation>, inline = false): Promise<{ location: { pack: number; offset: number }; deduplicated: boolean }> {
