@@ -26,6 +26,8 @@ export const limits = {
   compactReaderWaitMs: 30_000,
   /** A journal segment is rotated once it reaches this size (a segment is read whole: this bounds that memory). */
   journalSegmentBytesMax: 16 * 1024 * 1024,
+  /** Journal segments kept open for reading inline bodies (the least recently used is closed beyond it). */
+  journalReadHandlesMax: 16,
   /** Record offsets kept for reading inline bodies by seq (journal/record-offsets.ts; 4 bytes each once built). */
   journalOffsetEntriesMax: 4_000_000,
   /**

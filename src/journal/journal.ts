@@ -59,6 +59,8 @@ export class Journal {
   };
   /** Where records start in the segments read or written lately (inline bodies are read by seq). */
   private readonly offsets = new RecordOffsets(limits.journalOffsetEntriesMax);
+  /** Open read handles of segments inline bodies were read from lately (at most limits.journalReadHandlesMax). */
+  private readonly readHandles = new Map<string, SharedHandle>();
   /**
    * The newest synced records, up to limits.journalRecentBytesMax: replication sends them to a
    * replica that keeps up without reading a segment back (a segment is read whole).
@@ -165,6 +167,7 @@ export class Journal {
     assert(!this.pending, 'journal reload while a write is pending');
     this.forgetRecent();
     this.offsets.clear();
+    this.closeReadHandles();
     await this.writeHandle?.close().catch(() => undefined);
     this.writeHandle = undefined;
     this.segments = [];
@@ -259,6 +262,7 @@ export class Journal {
     await this.fs.syncDir(this.dir);
     await this.fs.syncDir(dirname(target));
     this.segments.pop();
+    this.closeReadHandles([segment.name]);
     this.tailSegment = undefined;
     this.startNewSegment = false;
   }
@@ -409,10 +413,13 @@ export class Journal {
 
   private async readOneRecord(segment: Segment, offset: number, seq: number): Promise<Buffer | undefined> {
     const path = this.path(segment);
+    const shared = this.readHandle(segment.name, path);
     let handle: FileHandle;
     try {
-      handle = await this.fs.open(path, 'read');
+      handle = await shared.handle;
     } catch (error) {
+      releaseHandle(shared);
+      if (this.readHandles.get(segment.name) === shared) this.readHandles.delete(segment.name); // not kept: the next read tries again
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // retired meanwhile
       throw fromSystemError(error, 'opening journal segment', path);
     }
@@ -428,7 +435,37 @@ export class Journal {
     } catch (error) {
       throw fromSystemError(error, 'reading journal segment', path);
     } finally {
-      await handle.close();
+      releaseHandle(shared);
+    }
+  }
+
+  /**
+   * A read handle of a segment shared by concurrent reads (released by releaseHandle); beyond
+   * limits.journalReadHandlesMax the least recently used is closed once its last reader is done.
+   */
+  private readHandle(name: string, path: string): SharedHandle {
+    let shared = this.readHandles.get(name);
+    if (shared) this.readHandles.delete(name);
+    else {
+      shared = { handle: this.fs.open(path, 'read'), users: 0, closing: false };
+      shared.handle.catch(() => undefined);
+    }
+    this.readHandles.set(name, shared);
+    shared.users++;
+    for (const [old, evicted] of this.readHandles) {
+      if (this.readHandles.size <= limits.journalReadHandlesMax) break;
+      this.readHandles.delete(old);
+      retireHandle(evicted);
+    }
+    return shared;
+  }
+
+  /** Closes the read handles (all, or the named segments'), each once its readers are done. */
+  private closeReadHandles(names?: string[]): void {
+    for (const name of names ?? [...this.readHandles.keys()]) {
+      const shared = this.readHandles.get(name);
+      this.readHandles.delete(name);
+      if (shared) retireHandle(shared);
     }
   }
 
@@ -528,6 +565,7 @@ export class Journal {
         this.segments = [segment, ...this.segments]; // still there (or its move is not yet durable)
         throw fromSystemError(error, archiveDir ? 'moving a journal segment to the archive' : 'retiring a journal segment', path);
       }
+      this.closeReadHandles([segment.name]);
       retired.push(segment.name);
       bytes += size;
     }
@@ -535,9 +573,27 @@ export class Journal {
   }
 
   async close(): Promise<void> {
+    this.closeReadHandles();
     await this.writeHandle?.close().catch(() => undefined);
     this.writeHandle = undefined;
   }
+}
+
+interface SharedHandle {
+  handle: Promise<FileHandle>;
+  users: number;
+  /** Closed as soon as `users` drops to 0. */
+  closing: boolean;
+}
+
+function retireHandle(shared: SharedHandle): void {
+  shared.closing = true;
+  if (shared.users === 0) void shared.handle.then((h) => h.close()).catch(() => undefined);
+}
+
+function releaseHandle(shared: SharedHandle): void {
+  shared.users--;
+  if (shared.closing && shared.users === 0) void shared.handle.then((h) => h.close()).catch(() => undefined);
 }
 
 /**
