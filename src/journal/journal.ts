@@ -323,7 +323,7 @@ export class Journal {
       assert(r.payload.length > 0 && r.payload.length <= this.options.recordBytesMax, `journal record ${r.seq} of ${r.payload.length} bytes`);
     });
     const encoded = records.map((r) => encodeRecord(r.seq, r.payload));
-    const data = Buffer.concat(encoded);
+    const data = encoded.length === 1 ? encoded[0] : Buffer.concat(encoded);
     if (!this.tailSegment || this.startNewSegment || this.tailOffset + data.length > this.options.segmentBytesMax && this.tailOffset > SEGMENT_HEADER_BYTES) {
       await this.createSegment(records[0].seq);
     }

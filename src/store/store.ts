@@ -721,10 +721,11 @@ export class Store implements MailStore {
     // Checked before any blob is reserved: the largest uid, pack and offset the record could carry.
     const largest: Op[] = prepared.map((item, i) => ({
       op: 'message.add', id: Buffer.alloc(16), uid: 0xffffffff, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags,
-      pack: 0xffffffff, offset: Number.MAX_SAFE_INTEGER, fresh: true, ...(inline[i] ? { body: item.bytes } : {}), ...item.extras,
+      pack: 0xffffffff, offset: Number.MAX_SAFE_INTEGER, fresh: true, ...item.extras,
     }));
+    const inlineBytes = prepared.reduce((sum, item, i) => sum + (inline[i] ? item.bytes.length + 16 : 0), 0);
     if (options.meta) largest.push({ op: 'meta.set', key: `user/${options.meta.key}`, value: options.meta.value });
-    checkRecordSize(largest, `appending ${prepared.length} messages`);
+    checkRecordSize(largest, `appending ${prepared.length} messages`, inlineBytes);
     return this.submit({
       chain: options.chain,
       prepare: async (ctx) => {
