@@ -18,3 +18,12 @@ describe('crash explorer: inline bodies', () => {
     expect(result.indexSnapshots, 'the workload takes snapshots (and retires the journal under them)').toBeGreaterThan(0);
   }, 7_200_000);
 });
+
+describe('crash explorer: inline bodies on a drive that loses un-flushed writes', () => {
+  it('every crash point in data-lost mode recovers to a model state between acknowledged and submitted', async () => {
+    const result = await recordAndExplore('crash explorer (inline bodies, data-lost)', {
+      seed: SEED, steps: 40, share: 0, fallbackTotal: 0, journalSegmentBytesMax: 3 * 1024, inlineBodyBytesMax: 2048, compact: true, modes: ['data-lost'], everyPoint: true,
+    });
+    expect(result.states).toBeGreaterThan(result.logLength);
+  }, 7_200_000);
+});
