@@ -5,6 +5,7 @@ import { readdirSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { scrub } from '../../src/scrub/scrub.js';
+import { describeFinding } from '../../src/scrub/findings.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { INLINE_PACK } from '../../src/blob/pack-store.js';
 import type { BlobRecord } from '../../src/store/records.js';
@@ -106,7 +107,9 @@ describe('inline bodies', () => {
     store = await Store.open(dir, { inlineBodyBytesMax: 4096 });
     await expect(store.fetch('INBOX', 1)).rejects.toMatchObject({ code: 'CORRUPT' });
     const report = await scrub(store);
-    expect(report.findings.some((f) => f.kind === 'blob-missing' || f.kind === 'blob-corrupt')).toBe(true);
+    const found = report.findings.find((f) => f.kind === 'blob-missing' || f.kind === 'blob-corrupt');
+    expect(found).toBeDefined();
+    expect(describeFinding(found!).where).toBe('journal record 2 (inline body)') // seq 1 created the mailbox;
     await store.close();
   });
 });
