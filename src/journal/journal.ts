@@ -246,7 +246,10 @@ export class Journal {
       return { lastSeq, empty: { segment: segment.name, firstSeq: segment.firstSeq, length: bytes.length } };
     }
     if (end < bytes.length && !zeroFrom(bytes, end)) { // zeros after the last record: preallocated space
-      return { lastSeq, tail: { segment: segment.name, offset: end, length: bytes.length - end, bytes: bytes.subarray(end) } };
+      // the invalid bytes, without the preallocated zeros after them (they are not what was torn)
+      let stop = bytes.length;
+      while (stop > end && bytes[stop - 1] === 0) stop--;
+      return { lastSeq, tail: { segment: segment.name, offset: end, length: stop - end, bytes: bytes.subarray(end, stop) } };
     }
     return { lastSeq };
   }

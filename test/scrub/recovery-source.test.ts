@@ -230,7 +230,8 @@ describe('a journal rewrite that fails', () => {
     }
     const journalAfter = readdirSync(join(dir, 'journal')).sort().map((n) => [n, readFileSync(join(dir, 'journal', n)).toString('hex')]);
     expect(journalAfter.map(([n]) => n)).toEqual(journalBefore.map(([n]) => n));
-    expect(journalAfter[0][1].startsWith(journalBefore[0][1])).toBe(true); // only the later append was added
+    // only the later append was added (into the zeros the journal preallocated after its last record)
+    expect(journalAfter[0][1].startsWith(journalBefore[0][1].replace(/(00)+$/, ''))).toBe(true);
     const after = await snapshot(dir);
     expect((after.INBOX as { messages: unknown[] }).messages.slice(0, 20)).toEqual((before.INBOX as { messages: unknown[] }).messages);
   });

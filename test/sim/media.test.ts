@@ -165,7 +165,8 @@ describe('media faults', () => {
     const bytes = readFileSync(join(dir, 'journal', name));
     const last = [...parseSegment(bytes, limits.journalRecordBytesMax)].filter((x) => x.kind === 'record').at(-1) as { offset: number; end: number };
     await damageFile(join(dir, 'journal', name), { kind: 'garbage', offset: last.offset + 30, length: 8, seed: 9 });
-    const damagedTail = readFileSync(join(dir, 'journal', name)).subarray(last.offset);
+    // the record's bytes (the zeros the journal preallocated after it are not part of the tail)
+    const damagedTail = readFileSync(join(dir, 'journal', name)).subarray(last.offset, last.end);
     rmSync(join(dir, 'index'), { recursive: true });
     const store = await Store.open(dir);
     try {
