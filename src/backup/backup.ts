@@ -9,7 +9,8 @@ import { formatMailboxName } from '../store/validate.js';
 import type { StateSnapshot } from '../store/checkpoint.js';
 import type { Op } from '../store/records.js';
 import { blobIdOf } from './crypto.js';
-import { DATA_HEADER_BYTES, FORMAT_VERSION, encodeDataHeader, encodeRecord } from './format.js';
+import { CompressPool } from './compress-pool.js';
+import { DATA_HEADER_BYTES, FORMAT_VERSION, encodeDataHeader, sealRecord } from './format.js';
 import { addToIndex, lockRepository, type BlobEntry, type IndexFile, type Repository, type SnapshotCounts, type SnapshotFile } from './repository.js';
 
 /** What a backup needs of a store: the Store itself, or later the daemon's client. */
@@ -125,27 +126,53 @@ async function readState(source: BackupSource): Promise<StateRead> {
   return { seq: snapshot.appliedSeq, ops, counts, blobs: [...blobs.values()].sort((a, b) => a.position - b.position) };
 }
 
-/** Reads, seals and writes the missing blobs, a data file at a time; returns the bytes read. */
+/**
+ * Reads, compresses, seals and writes the missing blobs; returns the bytes read. Blobs go to the
+ * compression workers in batches, batchesInFlight batches at once, so every core compresses while
+ * the main thread reads the next blobs, seals finished ones, and a full data file is written in
+ * the background (compress-pool.ts says why not zlib's own async calls).
+ */
 async function copyBlobs(source: BackupSource, repo: Repository, known: Map<string, BlobEntry[]>, missing: NeededBlob[], options: BackupOptions): Promise<number> {
+  if (missing.length === 0) return 0;
   const writer = new DataFileWriter(repo, known);
+  const pool = new CompressPool(repo.codec);
+  const window: Promise<{ blobs: NeededBlob[]; bytes: Buffer[]; compressed: Buffer[] }>[] = [];
+  let next = 0;
+  const start = () => {
+    const blobs: NeededBlob[] = [];
+    let size = 0;
+    while (next < missing.length && blobs.length < backupLimits.compressBatchBlobs && size < backupLimits.compressBatchBytes) {
+      size += missing[next]!.size;
+      blobs.push(missing[next++]!);
+    }
+    const pending = Promise.all(blobs.map((blob) => fetchNamed(source, blob)))
+      .then(async (bytes) => ({ blobs, bytes, compressed: await pool.compress(bytes) }));
+    pending.catch(() => undefined); // handled when its turn comes; a failure must not crash the process before then
+    window.push(pending);
+  };
   let bytesRead = 0;
   let done = 0;
-  for (let i = 0; i < missing.length; i += backupLimits.blobsInFlight) {
-    const chunk = missing.slice(i, i + backupLimits.blobsInFlight);
-    const records = await Promise.all(chunk.map(async (blob) => {
-      const bytes = await fetchNamed(source, blob);
-      const id = blobIdOf(blob.hash, repo.keys);
-      return { id, parts: await encodeRecord(id, bytes, repo.keys), size: bytes.length };
-    }));
-    for (const record of records) {
-      writer.add(record.id, record.parts);
-      bytesRead += record.size;
-      done++;
-      if (writer.bytes >= backupLimits.packBytesTarget) await writer.flush();
+  try {
+    while (next < missing.length && window.length < backupLimits.batchesInFlight) start();
+    while (window.length > 0) {
+      const batch = await window.shift()!;
+      if (next < missing.length) start();
+      batch.blobs.forEach((blob, i) => {
+        const id = blobIdOf(blob.hash, repo.keys);
+        writer.add(id, sealRecord(id, batch.bytes[i]!, batch.compressed[i]!, repo.codec, repo.keys));
+        bytesRead += batch.bytes[i]!.length;
+      });
+      done += batch.blobs.length;
+      options.onProgress?.(done, bytesRead);
+      if (writer.bytes >= backupLimits.packBytesTarget) await writer.flush(false);
     }
-    options.onProgress?.(done, bytesRead);
+    await writer.flush(true);
+  } finally {
+    // a failed run: nothing is left running behind it (the files written so far are reused next time)
+    await Promise.allSettled(window);
+    await writer.settled();
+    await pool.close();
   }
-  await writer.flush();
   return bytesRead;
 }
 
@@ -164,12 +191,14 @@ async function fetchNamed(source: BackupSource, blob: NeededBlob): Promise<Buffe
 }
 
 /**
- * Gathers records for one data file; `flush` writes the file, then its index file (the index
- * refers to the data file only once it is durable), then counts its blobs as known.
+ * Gathers records for one data file; `flush` hands the file to the background, where it is
+ * written, then its index file (the index refers to the data file only once it is durable), then
+ * its blobs are counted as known. One file is written at a time; `flush(true)` waits for all.
  */
 class DataFileWriter {
   private parts: Buffer[] = [];
   private blobs: [Buffer, number, number][] = [];
+  private writing: Promise<void> = Promise.resolve();
   bytes = 0;
 
   constructor(private readonly repo: Repository, private readonly known: Map<string, BlobEntry[]>) {}
@@ -184,14 +213,29 @@ class DataFileWriter {
     this.bytes += parts[0].length + parts[1].length;
   }
 
-  async flush(): Promise<void> {
-    if (this.blobs.length === 0) return;
-    const file = await this.repo.writeContent('data', Buffer.concat(this.parts, this.bytes));
-    const index: IndexFile = { files: [{ file, blobs: this.blobs }] };
+  /** Starts writing what was gathered once the previous file is written; `wait`: until it is. */
+  async flush(wait: boolean): Promise<void> {
+    await this.writing; // the previous file's failure stops the run here
+    if (this.blobs.length > 0) {
+      const data = this.parts;
+      const index: IndexFile = { files: [{ file: '', blobs: this.blobs }] };
+      this.parts = [];
+      this.blobs = [];
+      this.bytes = 0;
+      this.writing = this.write(data, index);
+      this.writing.catch(() => undefined); // reported by the next flush or settled, not as an unhandled rejection
+    }
+    if (wait) await this.writing;
+  }
+
+  /** The background write, done or failed (a failed run waits for it before it returns). */
+  async settled(): Promise<void> {
+    await this.writing.catch(() => undefined);
+  }
+
+  private async write(data: Buffer[], index: IndexFile): Promise<void> {
+    index.files[0]!.file = await this.repo.writeData(data);
     await this.repo.writeIndex(index);
     addToIndex(this.known, index);
-    this.parts = [];
-    this.blobs = [];
-    this.bytes = 0;
   }
 }

@@ -11,9 +11,10 @@ import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js'
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { ensureDir, writeFileDurable } from '../fs/durable.js';
 import { backupLimits } from '../limits.js';
+import { createHasher } from '../hash/blake3.js';
 import type { Op } from '../store/records.js';
 import { newEncryptionParams, openKeys, type EncryptionParams, type RepositoryKeys } from './crypto.js';
-import { FORMAT_VERSION, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type FileKind } from './format.js';
+import { REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
 
 export const REPO_LAYOUT = { config: 'config', data: 'data', index: 'index', snapshots: 'snapshots', locks: 'locks' } as const;
 const REPO_FORMAT = 'mailstore-backup';
@@ -93,6 +94,11 @@ export class Repository {
     return new Repository(fs, dir, config, keys);
   }
 
+  /** How new blobs are compressed: deflate in a version-1 repository (older mailstore reads it), Brotli from version 2. */
+  get codec(): BlobCodec {
+    return this.config.version >= 2 ? 'brotli' : 'deflate';
+  }
+
   path(area: keyof typeof REPO_LAYOUT, name = ''): string {
     return join(this.dir, REPO_LAYOUT[area], name);
   }
@@ -122,6 +128,26 @@ export class Repository {
       throw fromSystemError(error, 'writing the backup file', path);
     }
     this.bytesWritten += bytes.length;
+    return name;
+  }
+
+  /**
+   * A data file from its parts (header and records), hashed and written part by part: a 16 MiB
+   * Buffer.concat per data file was a tenth of a backup's main-thread time, with the garbage it made.
+   */
+  async writeData(parts: Buffer[]): Promise<string> {
+    const hasher = await createHasher();
+    let length = 0;
+    for (const part of parts) { hasher.update(part); length += part.length; }
+    const name = hasher.digest().toString('hex');
+    const path = this.path('data', name);
+    if (await this.fs.statIfExists(path)) return name;
+    try {
+      await writeFileDurable(this.fs, path, parts);
+    } catch (error) {
+      throw fromSystemError(error, 'writing the backup file', path);
+    }
+    this.bytesWritten += length;
     return name;
   }
 
@@ -276,7 +302,9 @@ async function readConfig(fs: FileSystem, dir: string): Promise<RepoConfig | und
   }
   const config = JSON.parse(m[1]) as RepoConfig;
   if (config.format !== REPO_FORMAT) throw new MailstoreError('INVALID', `${dir} is not a mailstore backup repository`, { path });
-  if (config.version !== FORMAT_VERSION) throw new MailstoreError('INVALID', `${path}: repository version ${config.version} is not supported`, { path });
+  if (!(REPO_VERSIONS as readonly number[]).includes(config.version)) {
+    throw new MailstoreError('INVALID', `${path}: repository version ${config.version} is not supported by this mailstore (it reads versions ${REPO_VERSIONS.join(' and ')}); use a newer mailstore`, { path });
+  }
   return config;
 }
 
@@ -293,7 +321,7 @@ async function initRepository(fs: FileSystem, dir: string, secret: Buffer | unde
     }
   }
   const encryption = secret ? newEncryptionParams(secret) : undefined;
-  const config: RepoConfig = { format: REPO_FORMAT, version: FORMAT_VERSION, id: randomUUID(), created: new Date().toISOString() };
+  const config: RepoConfig = { format: REPO_FORMAT, version: REPO_VERSION_NEW, id: randomUUID(), created: new Date().toISOString() };
   if (encryption) config.encryption = encryption.params;
   try {
     if (!stat) { await fs.mkdir(dir); }

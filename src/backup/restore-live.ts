@@ -33,20 +33,28 @@ export async function restoreIntoStore(target: RestoreTarget, targetPath: string
       const name = formatMailboxName(box.name);
       await target.createMailbox(name, box.owner !== undefined ? { owner: box.owner, acl: box.acl } : { acl: box.acl });
       const list = selected.messages.get(Buffer.from(box.id).toString('hex')) ?? [];
-      for (let i = 0; i < list.length; i += backupLimits.restoreAppendMessages) {
-        const items = [];
-        for (const [uid, hash, size, date, flags, , extras] of list.slice(i, i + backupLimits.restoreAppendMessages)) {
-          const item: AppendOptions & { bytes: Uint8Array } = { bytes: await readBlob(repo, index, Buffer.from(hash), `${name} uid ${uid}`), flags, internalDate: date };
-          if (extras?.e !== undefined) item.envelopeFrom = extras.e;
-          if (extras?.z !== undefined) item.dateZoneMinutes = extras.z;
-          if (extras?.n) item.recent = true;
-          items.push(item);
-          bytes += size;
-        }
+      let items: (AppendOptions & { bytes: Uint8Array })[] = [];
+      let batchBytes = 0;
+      const send = async () => {
+        if (items.length === 0) return;
         await target.appendBatch(name, items);
         messages += items.length;
+        items = [];
+        batchBytes = 0;
         options.onProgress?.(messages, bytes);
+      };
+      // batches bounded by count and bytes: through a daemon each is one call on its socket
+      for (const [uid, hash, size, date, flags, , extras] of list) {
+        const item: AppendOptions & { bytes: Uint8Array } = { bytes: await readBlob(repo, index, Buffer.from(hash), `${name} uid ${uid}`), flags, internalDate: date };
+        if (extras?.e !== undefined) item.envelopeFrom = extras.e;
+        if (extras?.z !== undefined) item.dateZoneMinutes = extras.z;
+        if (extras?.n) item.recent = true;
+        items.push(item);
+        bytes += size;
+        batchBytes += size;
+        if (items.length >= backupLimits.restoreAppendMessages || batchBytes >= backupLimits.restoreAppendBytes) await send();
       }
+      await send();
     }
     return {
       snapshot: id, storeId: snapshot.storeId, seq: snapshot.seq, to: targetPath, mailboxes: selected.mailboxes.length, messages, bytes,

@@ -14,14 +14,14 @@ import { exists, makeDirectories, readText, removeTree } from './files.js';
 import type { CorpusInfo, MachineInfo, TaggedResult } from './report.js';
 
 /** The steps a run may be limited to (`--only`); the generated-corpus run has a few more of its own. */
-export const STEPS = ['peers', 'hash', 'import', 'import-cli', 'read', 'scrub', 'space', 'rebuild', 'recover', 'rebuild-snapshot', 'deliver', 'deliver-cli', 'concurrent', 'acl', 'spam', 'scale'] as const;
+export const STEPS = ['peers', 'hash', 'import', 'import-cli', 'read', 'scrub', 'space', 'rebuild', 'recover', 'rebuild-snapshot', 'deliver', 'deliver-cli', 'concurrent', 'acl', 'spam', 'scale', 'lmtp', 'daemon', 'replication', 'backup', 'tier', 'churn'] as const;
 export type Step = (typeof STEPS)[number];
 
 /**
  * The steps behind a goal row, measured again in every round after the first (issue 16: a goal's
  * verdict is the median of alternating rounds); the others, tables only, run in round 1.
  */
-export const REPEATED: ReadonlySet<Step> = new Set<Step>(['peers', 'import', 'read', 'scrub', 'rebuild', 'deliver', 'concurrent', 'acl', 'spam']);
+export const REPEATED: ReadonlySet<Step> = new Set<Step>(['peers', 'import', 'read', 'scrub', 'rebuild', 'deliver', 'deliver-cli', 'concurrent', 'acl', 'spam', 'lmtp', 'daemon', 'replication', 'backup', 'churn']);
 
 /** The package's root (dist/src/bench/engine.js is three levels below it). */
 export const PACKAGE_ROOT = fileURLToPath(new URL('../../../', import.meta.url)).replace(/\/$/, '');

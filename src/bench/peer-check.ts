@@ -41,6 +41,7 @@ export const PEER_NEEDS: Record<string, string[]> = {
   dovecot: ['dovecot', 'mailbench'],
   cyrus: ['cyrus'],
   git: ['git'],
+  replication: ['cyrus', 'cyrus-repl', 'dovecot', 'mailbench'],
 };
 
 /** The setup.sh names behind the run.sh peers `peers` (unknown names stand for themselves). */

@@ -2,7 +2,12 @@
 // table per measurement with mailstore, every peer (or why it could not run) and the ratio, and each
 // goal of issue 6 with pass/miss. Only the text between the bench:results markers is replaced.
 import { ONE_SYNC_PEERS, oneSyncGoals } from './report-onesync.js';
+import { backupSection } from './report-backup.js';
+import { churnSection } from './report-churn.js';
 import type { BenchResult } from './common.js';
+import { lmtpSection } from './report-lmtp.js';
+import { replicationSection } from './report-replication.js';
+import { tierSection } from './report-tier.js';
 
 export const START_MARKER = '<!-- bench:results:start -->';
 export const END_MARKER = '<!-- bench:results:end -->';
@@ -64,7 +69,7 @@ export interface RunData {
 
 const MiB = 1024 * 1024;
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
-function num(n: number | undefined, digits = 2): string {
+export function num(n: number | undefined, digits = 2): string {
   if (n === undefined || !Number.isFinite(n)) return '';
   if (Math.abs(n) >= 1000) return int(n);
   if (Math.abs(n) >= 100) return n.toFixed(0);
@@ -78,7 +83,7 @@ const ratioText = (x: number | undefined) => (x === undefined || !Number.isFinit
 
 interface Column { title: string; value: (r: TaggedResult) => string }
 
-const COLUMNS = {
+export const COLUMNS = {
   messages: { title: 'messages', value: (r: TaggedResult) => (r.messages === undefined ? '' : int(r.messages)) },
   mb: { title: 'MB', value: (r: TaggedResult) => (r.bytes === undefined ? '' : num(r.bytes / 1e6, 1)) },
   seconds: { title: 's', value: (r: TaggedResult) => (r.seconds === undefined ? '' : num(r.seconds, 3)) },
@@ -90,7 +95,7 @@ const COLUMNS = {
 } satisfies Record<string, Column>;
 
 /** A table of the rows named by `order` (peer or peer:measurement), with the ratio of `base` to each. */
-function table(results: TaggedResult[], order: string[], columns: Column[], ratio?: { base: string; rate: (r: BenchResult) => number | undefined; title: string; inverse?: boolean }): string {
+export function table(results: TaggedResult[], order: string[], columns: Column[], ratio?: { base: string; rate: (r: BenchResult) => number | undefined; title: string; inverse?: boolean }): string {
   const pick = (key: string) => {
     const [peer, measurement] = key.split(':');
     return results.filter((r) => r.peer === peer && (measurement === undefined || r.measurement === measurement));
@@ -119,12 +124,12 @@ function table(results: TaggedResult[], order: string[], columns: Column[], rati
 
 export interface Goal { text: string; measured: string; pass: boolean | undefined }
 
-function goalLine(goal: Goal): string {
+export function goalLine(goal: Goal): string {
   const verdict = goal.pass === undefined ? '**not measured**' : goal.pass ? '**pass**' : '**MISS**';
   return `Goal: ${goal.text} — measured ${goal.measured || 'n/a'} → ${verdict}\n`;
 }
 
-function find(results: TaggedResult[], peer: string, measurement: string): TaggedResult | undefined {
+export function find(results: TaggedResult[], peer: string, measurement: string): TaggedResult | undefined {
   return results.find((r) => r.peer === peer && r.measurement === measurement && !r.error);
 }
 
@@ -143,10 +148,10 @@ export function median(values: number[]): Spread {
   return { median: sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2, min: sorted[0]!, max: sorted[sorted.length - 1]!, n: sorted.length };
 }
 
-const spreadText = (m: Spread, unit = '×') => (m.n > 1 ? `, median of ${m.n} rounds, spread ${num(m.min)}–${num(m.max)}${unit}` : ', 1 round');
+export const spreadText = (m: Spread, unit = '×') => (m.n > 1 ? `, median of ${m.n} rounds, spread ${num(m.min)}–${num(m.max)}${unit}` : ', 1 round');
 
 /** `value` of each round in which it could be computed (the rounds in the order they ran). */
-function perRound<T>(results: TaggedResult[], value: (inRound: TaggedResult[]) => T | undefined): T[] {
+export function perRound<T>(results: TaggedResult[], value: (inRound: TaggedResult[]) => T | undefined): T[] {
   const rounds = [...new Set(results.map(roundOf))].sort((a, b) => a - b);
   return rounds.map((round) => value(results.filter((r) => roundOf(r) === round))).filter((x): x is T => x !== undefined);
 }
@@ -259,13 +264,14 @@ export function renderReport(data: RunData, rawFile: string, charts: ChartRef[] 
   out.push(goalLine(goals[goals.length - 1]!));
 
   out.push(`### Durable single-message delivery, one writer (first ${int(s.deliver ?? 0)} messages; CLI: ${int(s.deliverCli ?? 0)})\n`);
-  out.push(table(main, ['mailstore:deliver', ...ONE_SYNC_PEERS.map((p) => `${p}:deliver`), 'mailstore-cli:deliver', 'dovecot-mdbox:deliver', 'cyrus:deliver', 'floor-fsync:deliver', 'floor-sync-two:deliver', 'floor-sync-two-zeroed:deliver', 'floor-sync-one:deliver', 'floor-sync-one-zeroed:deliver'],
+  out.push(table(main, ['mailstore:deliver', ...ONE_SYNC_PEERS.map((p) => `${p}:deliver`), 'mailstore-cli:deliver', 'node-start:deliver', 'dovecot-mdbox:deliver', 'cyrus:deliver', 'floor-fsync:deliver', 'floor-sync-two:deliver', 'floor-sync-two-zeroed:deliver', 'floor-sync-one:deliver', 'floor-sync-one-zeroed:deliver'],
     [COLUMNS.messages, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.latency, { title: 'fdatasync/msg', value: (r) => num(r.fsyncs_per_message as number | undefined) }],
     { base: 'mailstore:deliver', rate: msgRate, title: 'mailstore ÷ this (messages/s)' }));
   chartsOf('deliver');
   goals.push(rateGoal(allMain, 'library delivery ≥ 10× Cyrus LMTP messages/s', ['mailstore', 'deliver'], ['cyrus', 'deliver'], 10, msgRate));
   out.push(goalLine(goals[goals.length - 1]!));
   for (const goal of oneSyncGoals(allMain, msgRate)) { goals.push(goal); out.push(goalLine(goal)); }
+  cliStartGoal(out, goals, allMain);
   const cyrus = find(main, 'cyrus', 'deliver');
   const shapes = ['floor-sync-two', 'floor-sync-two-zeroed', 'floor-sync-one', 'floor-sync-one-zeroed'].map((peer) => find(main, peer, 'deliver')).filter((r) => r && !r.error);
   if (cyrus && !cyrus.error && shapes.length > 0) {
@@ -303,6 +309,7 @@ export function renderReport(data: RunData, rawFile: string, charts: ChartRef[] 
   if (hash) out.push(`\nDiagnostic: BLAKE3 alone in node over the corpus: ${num(mbRate(hash), 0)} MB/s (${cell(hash.note ?? '')}).\n`);
 
   if (!corpusRun) aclSection(out, goals, allMain, data);
+  tierSection(out, goals, main);
 
   out.push('### Open after a crash; full index rebuild\n');
   out.push(table(main, ['mailstore:recover', 'mailstore:resync', 'mailstore:rebuild', 'dovecot-mdbox:recover', 'cyrus:recover', 'dovecot-mdbox:resync', 'dovecot-sdbox:resync', 'dovecot-maildir:resync', 'dovecot-mdbox:rebuild', 'dovecot-sdbox:rebuild', 'dovecot-maildir:rebuild', 'cyrus:rebuild'],
@@ -385,6 +392,11 @@ export function renderReport(data: RunData, rawFile: string, charts: ChartRef[] 
       [COLUMNS.messages, { title: 'disk bytes', value: (r) => int(r.disk_bytes as number) }, { title: 'disk ÷ message bytes', value: (r) => num(r.ratio as number, 3) }, { title: 'dedup ratio', value: (r) => num(r.dedup_ratio as number | undefined, 3) }]));
   }
 
+  lmtpSection(out, goals, data);
+  if (!corpusRun) replicationSection(out, goals, data);
+  backupSection(out, goals, allMain);
+  churnSection(out, goals, data.results, goalLine);
+
   out.push('### Goals\n');
   out.push('| goal | measured | verdict |\n|---|---|---|');
   for (const g of goals) out.push(`| ${cell(g.text)} | ${cell(g.measured || 'n/a')} | ${g.pass === undefined ? 'not measured' : g.pass ? 'pass' : '**MISS**'} |`);
@@ -393,7 +405,8 @@ export function renderReport(data: RunData, rawFile: string, charts: ChartRef[] 
   const errors = data.results.filter((r) => r.error);
   out.push('### What could not run\n');
   if (errors.length === 0) out.push('Everything ran.\n');
-  else for (const r of errors) out.push(`- ${r.corpus} / ${r.peer} / ${r.measurement}: ${cell(r.error!)}`);
+  // each round repeats a peer's refusal; say it once
+  else for (const line of new Set(errors.map((r) => `- ${r.corpus} / ${r.peer} / ${r.measurement}: ${cell(r.error!)}`))) out.push(line);
   out.push('');
 
   out.push('### Exact commands\n');
@@ -424,4 +437,18 @@ export function replaceResultsSection(existing: string | undefined, section: str
   const start = existing.indexOf(START_MARKER), end = existing.indexOf(END_MARKER);
   if (start < 0 || end < start) return `${existing.trimEnd()}\n\n${block}\n`;
   return existing.slice(0, start) + block + existing.slice(end + END_MARKER.length);
+}
+
+/** Issue 16: one `mailstore append FILE` process costs at most twice a bare `node -e 0` (p50, measured alternately). */
+function cliStartGoal(out: string[], goals: Goal[], allMain: TaggedResult[]): void {
+  const ratios = perRound(allMain, (inRound) => {
+    const cli = find(inRound, 'mailstore-cli', 'deliver'), bare = find(inRound, 'node-start', 'deliver');
+    const a = cli?.p50_ms as number | undefined, b = bare?.p50_ms as number | undefined;
+    return a && b ? { ratio: a / b, cli: a, bare: b } : undefined;
+  });
+  if (ratios.length === 0) return;
+  const m = median(ratios.map((r) => r.ratio));
+  const middle = ratios.reduce((best, r) => (Math.abs(r.ratio - m.median) < Math.abs(best.ratio - m.median) ? r : best));
+  goals.push({ text: '`mailstore append FILE` p50 ≤ 2× `node -e 0` p50', measured: `${num(m.median, 2)}× (p50 ${num(middle.cli, 0)} vs ${num(middle.bare, 0)} ms${spreadText(m)})`, pass: m.median <= 2 });
+  out.push(goalLine(goals[goals.length - 1]!));
 }

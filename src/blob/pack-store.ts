@@ -136,6 +136,11 @@ export interface RemotePackSource {
   handle(pack: number): FileHandle;
   /** Deletes the pack's object and forgets it (after the journal dropped it from the tier). */
   remove(pack: number): Promise<void>;
+  /**
+   * Whether the object store's own checksum of the pack's object (no bytes read) is still the one
+   * recorded when the move verified it; undefined when none was recorded (tier.ts, scrub).
+   */
+  checksumMatches(pack: number): Promise<boolean | undefined>;
 }
 /** A compaction's new pack is written under this suffix and renamed to its pack name once durable. */
 const PARTIAL_SUFFIX = '.partial';
@@ -230,6 +235,11 @@ export class PackStore {
     await this.remote?.remove(pack);
   }
 
+  /** RemotePackSource.checksumMatches; undefined for a pack not in the object store. */
+  async remoteChecksumMatches(pack: number): Promise<boolean | undefined> {
+    return this.remote?.has(pack) ? this.remote.checksumMatches(pack) : undefined;
+  }
+
   /** Whether the pack lives in the object store (its local copy may be gone). */
   isRemote(pack: number): boolean {
     return this.remote?.has(pack) ?? false;
@@ -243,6 +253,48 @@ export class PackStore {
   seal(): number {
     if (this.current > 0) this.mustRotate = true;
     return this.current;
+  }
+
+  /**
+   * Every pack numbered at or below this is sealed: no batch will write into it again (the next
+   * rotation creates a pack above `current`). Read synchronously, so no batch can slip in between.
+   */
+  get sealedThrough(): number {
+    return this.mustRotate ? this.current : this.current - 1;
+  }
+
+  /** Rotate packs at no more than this size from now on (the object-storage tier moves smaller packs: tier.ts). */
+  limitPackBytes(bytes: number): void {
+    assert(bytes > PACK_HEADER_BYTES, `pack size ${bytes} below a pack header`);
+    this.options.packBytesMax = Math.min(this.options.packBytesMax, bytes);
+  }
+
+  /**
+   * Removes the local file of a pack that now lives in the object store. New readers no longer find
+   * the file and read the object; a reader already inside keeps its descriptor (unlink leaves it
+   * valid), and the descriptor is closed once it leaves (or after `waitMs`).
+   */
+  async releaseLocal(pack: number, waitMs: number): Promise<void> {
+    assert(this.remote?.has(pack), `pack ${pack} released locally but not recorded in the object store`);
+    const handle = this.readHandles.get(pack);
+    this.readHandles.delete(pack);
+    const path = this.path(pack);
+    try {
+      await this.fs.unlink(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(error, 'removing the local copy of a moved pack', path);
+    }
+    if (handle && this.pins.has(pack)) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        const list = this.unpinned.get(pack) ?? [];
+        list.push(resolve);
+        this.unpinned.set(pack, list);
+        timer = setTimeout(resolve, waitMs);
+      });
+      clearTimeout(timer);
+    }
+    await handle?.close().catch(() => undefined);
   }
 
   /** Drops the cached read handle of one pack (its local file is about to go). */
@@ -567,7 +619,7 @@ export class PackStore {
     const partial = `${path}${PARTIAL_SUFFIX}`;
     await this.options.checkMounted(path);
     const handle = await this.fs.open(partial, 'createNew').catch((e) => { throw fromSystemError(e, 'creating pack', partial); });
-    const writer = new PackWriter(this.fs, this.dir, pack, path, partial, handle);
+    const writer = new PackWriter(this.fs, this.dir, pack, path, partial, handle, () => { this.packSetVersion++; });
     try {
       await writer.start(encodePackHeader(this.storeId, pack));
     } catch (error) {
@@ -619,6 +671,7 @@ export class PackStore {
     await this.readHandles.get(pack)?.close().catch(() => undefined);
     this.readHandles.delete(pack);
     const path = this.path(pack);
+    this.packSetVersion++;
     try {
       await this.fs.unlink(path);
     } catch (error) {
@@ -895,8 +948,10 @@ export class PackStore {
    */
   async durableTails(): Promise<Map<number, number>> {
     const tails = new Map<number, number>();
-    if (this.knownPacks === undefined || this.current !== this.knownCurrent) {
-      this.knownPacks = await this.listPacks(); // a new pack was started since
+    if (this.knownPacks === undefined || this.current !== this.knownCurrent || this.packSetVersion !== this.knownVersion) {
+      // a new pack was started, a compaction named a new pack or removed an old one since
+      this.knownVersion = this.packSetVersion;
+      this.knownPacks = await this.listPacks();
       this.knownCurrent = this.current;
       this.completeSizes.clear();
     }
@@ -904,7 +959,14 @@ export class PackStore {
       if (pack === this.current && this.writeHandle) tails.set(pack, this.tail);
       else if (pack < this.current && this.completeSizes.has(pack)) tails.set(pack, this.completeSizes.get(pack)!);
       else {
-        const size = (await this.fs.stat(this.path(pack))).size;
+        // a pack that moved to the object store is shipped from there (readRange falls back to it)
+        let size: number;
+        if (this.remote?.has(pack)) size = await this.packBytes(pack);
+        else {
+          const stat = await this.fs.statIfExists(this.path(pack));
+          if (!stat) continue; // removed by a compaction while this ran: no record names it any more
+          size = stat.size;
+        }
         if (pack < this.current) this.completeSizes.set(pack, size); // older packs are never appended to again
         tails.set(pack, size);
       }
@@ -914,6 +976,9 @@ export class PackStore {
 
   private knownPacks?: number[];
   private knownCurrent = 0;
+  /** Bumped when a side pack is named or a pack removed (durableTails lists the packs again). */
+  private packSetVersion = 0;
+  private knownVersion = 0;
   private readonly completeSizes = new Map<number, number>();
 
   /** Raw bytes of a pack (what a replica copies); short only at the end of the file. */
@@ -999,7 +1064,11 @@ export class PackWriter {
 
   private named = false;
 
-  constructor(private readonly fs: FileSystem, private readonly dir: string, readonly pack: number, readonly path: string, private readonly partial: string, private readonly handle: FileHandle) {}
+  constructor(
+    private readonly fs: FileSystem, private readonly dir: string, readonly pack: number, readonly path: string, private readonly partial: string, private readonly handle: FileHandle,
+    /** Called once the pack has its name (replication lists the packs again: durableTails). */
+    private readonly onNamed: () => void = () => undefined,
+  ) {}
 
   async start(header: Buffer): Promise<void> {
     this.parts.push(header);
@@ -1038,6 +1107,7 @@ export class PackWriter {
       if (!this.named) {
         await this.fs.rename(this.partial, this.path);
         this.named = true;
+        this.onNamed();
       }
       await this.fs.syncDir(this.dir);
     } catch (error) {

@@ -6,10 +6,13 @@ import { Repository } from '../backup/repository.js';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { backupLimits } from '../limits.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import { BucketFileSystem, bucketUrlOfRepo, credentialsFrom } from '../objstore/bucket-fs.js';
 
 export interface RepoOptions {
   repo?: string;
   keyFile?: string;
+  repoCredentials?: string;
 }
 
 export async function readKeyFile(path: string): Promise<Buffer> {
@@ -32,12 +35,25 @@ export async function withRepository<T>(command: Command, create: boolean, work:
   const options = command.optsWithGlobals() as RepoOptions;
   if (!options.repo) throw new MailstoreError('INVALID', '--repo DIR is required: the backup repository');
   const secret = options.keyFile !== undefined ? await readKeyFile(resolve(options.keyFile)) : undefined;
-  const repo = await Repository.open(nodeFileSystem, resolve(options.repo), { create, secret });
+  const { fs, dir } = await repositoryLocation(options);
+  const repo = await Repository.open(fs, dir, { create, secret });
   try {
     return await work(repo);
   } finally {
     await repo.close();
   }
+}
+
+/** A directory, or an s3: URL: then the repository's files are objects under that prefix (bucket-fs.ts). */
+async function repositoryLocation(options: RepoOptions): Promise<{ fs: FileSystem; dir: string }> {
+  const url = bucketUrlOfRepo(options.repo!);
+  if (url === undefined) {
+    if (options.repoCredentials !== undefined) throw new MailstoreError('INVALID', '--repo-credentials is for an s3: repository');
+    return { fs: nodeFileSystem, dir: resolve(options.repo!) };
+  }
+  const path = options.repoCredentials === undefined ? undefined : resolve(options.repoCredentials);
+  const text = path === undefined ? undefined : (await nodeFileSystem.readFile(path).catch((error) => { throw fromSystemError(error, 'reading the repository credentials', path); })).toString('utf8');
+  return { fs: await BucketFileSystem.connect(url, credentialsFrom(text, path)), dir: '/' };
 }
 
 export const REPO_HELP = `

@@ -31,6 +31,16 @@ export async function withStore<T>(command: Command, work: (store: MailStore) =>
   return withHandle(command, work, (dir, wait) => Store.open(dir, { ...wait, ...ONE_SHOT, ...options }));
 }
 
+/** withStore for a store another option names (restore --to): through its daemon when one serves it. */
+export async function withStoreAt<T>(dir: string, command: Command, work: (store: MailStore) => Promise<T>): Promise<T> {
+  const handle = await openHandle(dir, lockWaitOptions(command), (d, wait) => Store.open(d, { ...wait, ...ONE_SHOT }));
+  try {
+    return await work(handle);
+  } finally {
+    await handle.close();
+  }
+}
+
 /**
  * withStore for commands that only read (fetch, mailbox list/status, stats, acl get/list). When
  * the caller may read the store but not write it (ACCESS), or the disk is full (NO_SPACE), the

@@ -40,6 +40,7 @@ const COMMANDS: Array<[name: string, load: () => Promise<CommandModule>]> = [
   ['stats', () => import('./commands/stats.js')],
   ['scrub', () => import('./commands/scrub.js')],
   ['reconstruct', () => import('./commands/reconstruct.js')],
+  ['rebuild-from-bucket', () => import('./commands/rebuild-from-bucket.js')],
   ['consumers', () => import('./commands/consumers.js')],
   ['events', () => import('./commands/events.js')],
   ['tier', () => import('./commands/tier.js')],

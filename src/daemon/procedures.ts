@@ -19,6 +19,7 @@ import type { CompactOptions, CompactResult } from '../store/compact.js';
 import type { ConsumerState } from '../store/changes.js';
 import type { SnapshotResult } from '../store/snapshots.js';
 import type { TierFlushResult, TierStatus } from '../store/tier.js';
+import type { TierPolicy } from '../store/tier-policy.js';
 import type { Op } from '../store/records.js';
 import { checkReplica, type CheckResult } from '../replication/check.js';
 import { promoteStore, type PromoteResult } from '../replication/promote.js';
@@ -49,6 +50,7 @@ export const PROCEDURES = {
   removeConsumer: (store: Store, name: string): Promise<boolean> => store.changes.remove(name),
   tierFlush: (store: Store, options?: { keepLocalBytes?: number; onPack?: (pack: number, bytes: number) => void }): Promise<TierFlushResult> => store.tierFlush(options),
   tierStatus: (store: Store): Promise<TierStatus> => store.tierStatus(),
+  tierSetPolicy: (store: Store, change: { [K in keyof TierPolicy]?: number | null }): Promise<TierPolicy> => store.tierSetPolicy(change),
   events: (store: Store, since: string): AsyncGenerator<MailEvent> => readEvents(store, parseCursor(since)),
   // what a backup reads through the daemon (src/backup/backup.ts BackupSource)
   storeId: async (store: Store): Promise<string> => store.identity.storeId,
@@ -85,7 +87,7 @@ async function* stateOps(store: Store): AsyncGenerator<{ appliedSeq: number } | 
 export type ProcedureName = keyof typeof PROCEDURES;
 
 /** Procedures that change the store (a call in flight when the daemon dies may have committed). */
-export const MUTATING_PROCEDURES: ReadonlySet<string> = new Set(['setQuota', 'undumpMailboxes', 'deleteMailboxTree', 'scrub', 'scrubEvents', 'repair', 'compact', 'snapshot', 'removeConsumer', 'tierFlush', 'promote', 'xfer']);
+export const MUTATING_PROCEDURES: ReadonlySet<string> = new Set(['setQuota', 'undumpMailboxes', 'deleteMailboxTree', 'scrub', 'scrubEvents', 'repair', 'compact', 'snapshot', 'removeConsumer', 'tierFlush', 'tierSetPolicy', 'promote', 'xfer']);
 
 /** Procedures that answer with a listing (items, then end) rather than one value. */
 export const LISTING_PROCEDURES: ReadonlySet<string> = new Set(['dumpMailboxes', 'scrubEvents', 'events', 'stateOps']);

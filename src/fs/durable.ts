@@ -11,13 +11,16 @@ let tempCounter = 0;
  * one left by a crashed process with the same pid is removed first), and removed again when any
  * step before the rename fails: a failed save leaves the old file and nothing else.
  */
-export async function writeFileDurable(fs: FileSystem, path: string, data: Buffer): Promise<void> {
+export async function writeFileDurable(fs: FileSystem, path: string, data: Buffer | Buffer[]): Promise<void> {
   const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${++tempCounter}.tmp`);
   const handle = await openExclusive(fs, temp);
   try {
     try {
-      await handle.write(data, 0);
-      if ((await handle.size()) !== data.length) throw Object.assign(new Error(`length check failed for ${temp}`), { code: 'EIO' });
+      // parts: written as they are (a backup's data file), not copied into one buffer first
+      const length = Array.isArray(data) ? data.reduce((sum, part) => sum + part.length, 0) : data.length;
+      if (Array.isArray(data)) await handle.writev(data, 0);
+      else await handle.write(data, 0);
+      if ((await handle.size()) !== length) throw Object.assign(new Error(`length check failed for ${temp}`), { code: 'EIO' });
       await handle.sync();
     } finally {
       await handle.close();

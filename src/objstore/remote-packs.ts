@@ -8,6 +8,7 @@ import { MailstoreError, assert } from '../errors.js';
 import type { FileHandle, FileStat } from '../fs/filesystem.js';
 import { limits } from '../limits.js';
 import type { Bucket } from './s3.js';
+import type { TierPolicy } from '../store/tier-policy.js';
 
 /** What the journal records about a pack in the bucket (meta key tier/pack/NNNNNNNN). */
 export interface TieredPack {
@@ -17,12 +18,19 @@ export interface TieredPack {
   b: number;
   /** BLAKE3 of the whole object, hex, verified by reading it back before the local copy went. */
   d: string;
+  /**
+   * MD5 of the whole object, hex: its ETag as the object store computed it on the (single-part)
+   * upload. Absent for a multipart upload or a pack moved before it was recorded.
+   */
+  m?: string;
 }
 
 export class RemotePacks {
   private readonly packs = new Map<number, TieredPack>();
   private readonly cache = new Map<string, Buffer>(); // insertion order = recency (re-inserted on hit)
   private cacheBytes = 0;
+  /** The store's move policy (OBJECT-STORE settings; tier-policy.ts), kept here for the running store. */
+  policy: TierPolicy = {};
 
   constructor(readonly bucket: Bucket) {}
 
@@ -41,6 +49,20 @@ export class RemotePacks {
     if (!info) return;
     await this.bucket.remove(info.k);
     this.forget(pack);
+  }
+
+  /**
+   * HEAD of the pack's object: same size and an ETag equal to the MD5 recorded at the move. No
+   * bytes are read; a missing object or bucket is false (a full read then says what is wrong).
+   */
+  async checksumMatches(pack: number): Promise<boolean | undefined> {
+    const info = this.packs.get(pack);
+    if (!info?.m) return undefined;
+    const stat = await this.bucket.stat(info.k).catch((error: unknown) => {
+      if (error instanceof MailstoreError && (error.code === 'UNMOUNTED' || error.code === 'NOT_FOUND')) return undefined;
+      throw error;
+    });
+    return stat !== undefined && stat.size === info.b && stat.etag === info.m;
   }
 
   has(pack: number): boolean {

@@ -80,9 +80,10 @@ async function request(connection: Connection, message: Record<string, unknown> 
 
 async function compare(store: Store, connection: Connection): Promise<CheckResult> {
   const db = store.replication().db;
-  const answer = await request(connection, { t: 'mailboxes' });
+  // both sides compute their digests at once (each is a pass over its whole index)
+  const [answer, ourList] = await Promise.all([request(connection, { t: 'mailboxes' }), mailboxDigests(db)]);
   const theirs = new Map((answer.list as MailboxDigest[]).map((m) => [m.id, m]));
-  const ours = new Map((await mailboxDigests(db)).map((m) => [m.id, m]));
+  const ours = new Map(ourList.map((m) => [m.id, m]));
   const differences: Difference[] = [];
   for (const [id, p] of theirs) {
     const r = ours.get(id);

@@ -2,7 +2,9 @@
 // consumer). Each connected replica gets, per round, the pack bytes it lacks (byte ranges at the
 // primary's offsets) and then the journal records after its seq, verbatim, ending on a group-commit
 // batch boundary; it acknowledges each round once it is durable there. Its position is a consumer
-// cursor (`replica-NODEID`), so journal retirement never passes it. The same listener answers
+// cursor (`replica-NODEID`), so journal retirement never passes it; one whose seq the retained
+// journal no longer continues is resynced from a snapshot first (resync-source.ts). A compaction's
+// new packs are shipped like any pack bytes (pack-removal.ts has the replica's side). The same listener answers
 // `replica check` (digests), repair (blobs by hash) and XFER (mailbox imports).
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import { decodeCbor } from '../index/codec.js';
@@ -18,6 +20,7 @@ import { listen, type Connection, type Log, type Message } from './transport.js'
 import { serveCheck } from './check.js';
 import { serveBlobs } from './blob-source.js';
 import { serveXfer } from './xfer-target.js';
+import { sendPackBytes, sendResync } from './resync-source.js';
 
 export interface PrimaryOptions {
   /** host:port to listen on (port 0: any; status().port says which). */
@@ -42,6 +45,8 @@ export interface ReplicaState {
   lagBytes: number;
   /** ms since epoch. */
   lastContact: number;
+  /** Being resynced from the snapshot of this seq (it was behind the retained journal). */
+  resyncingTo?: number;
 }
 
 export interface PrimaryStatus {
@@ -113,6 +118,8 @@ export async function startPrimary(store: Store, options: PrimaryOptions): Promi
 /** The replica sessions of one primary, and the dispatch of every incoming connection. */
 class Primary {
   private readonly sessions = new Map<string, ReplicaSession>();
+  /** Replicas being resynced (sendResync), by node id: where they were, and since when. */
+  private readonly resyncs = new Map<string, { remote: string; seq: number; started: number }>();
   private closing = false;
 
   constructor(readonly store: Store, readonly gate: SyncGate, readonly log: Log) {}
@@ -180,15 +187,22 @@ class Primary {
     if (lastSeq > this.store.changes.lastSeq) {
       throw new MailstoreError('REFUSED', `the replica is at seq ${lastSeq}, ahead of this primary (${this.store.changes.lastSeq}): it is not a copy of this primary's history; start it again from an empty directory`);
     }
-    if (lastSeq + 1 < this.store.changes.firstSeq) {
-      throw new MailstoreError('REFUSED', `the replica is at seq ${lastSeq} but this primary's journal starts at ${this.store.changes.firstSeq} (retired); start the replica again from an empty directory`);
-    }
     this.sessions.get(nodeId)?.stop();
-    const tails = new Map<number, number>((hello.tails as [number, number][] | undefined) ?? []);
-    const session = new ReplicaSession(this, connection, nodeId, lastSeq, tails);
-    this.sessions.set(nodeId, session);
+    let tails = new Map<number, number>((hello.tails as [number, number][] | undefined) ?? []);
+    let seq = lastSeq;
     await connection.send({ t: 'welcome', identity, epoch, storeId: this.store.identity.storeId });
     this.log(`replication: replica ${nodeId} connected from ${connection.remote} at seq ${lastSeq}`);
+    // the retained journal does not continue the replica's seq: it resyncs from a snapshot first
+    if (lastSeq + 1 < this.store.changes.firstSeq) {
+      this.resyncs.set(nodeId, { remote: connection.remote, seq: lastSeq, started: Date.now() });
+      try {
+        ({ seq, tails } = await sendResync(this.store, connection, nodeId, tails, this.log));
+      } finally {
+        this.resyncs.delete(nodeId);
+      }
+    }
+    const session = new ReplicaSession(this, connection, nodeId, seq, tails);
+    this.sessions.set(nodeId, session);
     await session.run();
   }
 
@@ -199,6 +213,14 @@ class Primary {
     for (const session of this.sessions.values()) {
       seen.add(session.nodeId);
       out.push(session.state(this.store.changes.lastSeq, packBytes));
+    }
+    for (const [nodeId, resync] of this.resyncs) {
+      seen.add(nodeId);
+      const cursor = await this.store.changes.cursor(`replica-${nodeId}`);
+      out.push({
+        nodeId, remote: resync.remote, connected: true, seq: resync.seq, lagRecords: Math.max(0, this.store.changes.lastSeq - resync.seq),
+        lagBytes: -1, lastContact: Date.now(), ...(cursor ? { resyncingTo: cursor.seq } : {}),
+      });
     }
     for (const consumer of await this.store.changes.consumers()) {
       const nodeId = consumer.name.replace(/^replica-/, '');
@@ -314,20 +336,10 @@ class ReplicaSession {
   }
 
   private async round(): Promise<void> {
-    const control = this.primary.store.replication();
     const records = await this.readRecords();
     if (records.length === 0) return;
-    const tails = await control.packs.durableTails(); // read after the records: covers every blob they name
-    let packBytes = 0;
-    for (const [pack, end] of [...tails].sort((a, b) => a[0] - b[0])) {
-      for (let offset = this.tails.get(pack) ?? 0; offset < end;) {
-        const bytes = await control.packs.readRange(pack, offset, Math.min(limits.replicationPackChunkBytes, end - offset));
-        if (bytes.length === 0) break;
-        await this.connection.send({ t: 'pack', pack, offset, bytes });
-        offset += bytes.length;
-      }
-      packBytes += end;
-    }
+    // tails read after the records: they cover every blob the records name
+    const { tails, packBytes } = await sendPackBytes(this.primary.store, this.connection, this.tails);
     this.tails = tails;
     const last = records[records.length - 1].seq;
     await this.connection.send({ t: 'records', records: records.map((r) => [r.seq, r.payload]), tails: [...tails] });

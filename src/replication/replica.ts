@@ -4,7 +4,9 @@
 // the primary sends: pack bytes at the primary's offsets (fsynced), the journal records verbatim
 // (fsynced: its commit point), then the index through the same apply path (Writer
 // commitReplicated), and acknowledges the round's last seq. Clients may read; every write is
-// refused (READ_ONLY_REPLICA) until `promote`.
+// refused (READ_ONLY_REPLICA) until `promote`. A replica behind the primary's retained journal
+// is resynced from a snapshot (resync-sink.ts); packs a compaction removed on the primary are
+// removed here after the round that says so (pack-removal.ts).
 import { join } from 'node:path';
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
@@ -18,6 +20,8 @@ import type { StoreOptions } from '../store/types.js';
 import { readKeyFile } from './key.js';
 import { promoteStore, type PromoteResult } from './promote.js';
 import { startReplicaListener } from './primary.js';
+import { receiveResync } from './resync-sink.js';
+import { notePacksToRemove, packsRemovedIn, removeNotedPacks } from './pack-removal.js';
 import { connect, type Connection, type Log, type Message } from './transport.js';
 
 export interface ReplicaOptions {
@@ -41,6 +45,8 @@ export interface ReplicaStatus {
   primarySeq: number;
   lastContact: number;
   lastError?: string;
+  /** Being resynced from the primary's snapshot of this seq (it was behind the retained journal). */
+  resyncingTo?: number;
 }
 
 export interface ReplicaHandle {
@@ -136,6 +142,7 @@ class Replica {
 
   constructor(private readonly store: Store, private readonly psk: Buffer, private readonly primary: string, private readonly log: Log) {}
 
+  private resyncingTo?: number;
   private attempted?: () => void;
   private readonly attempt = new Promise<void>((resolve) => { this.attempted = resolve; });
 
@@ -153,6 +160,7 @@ class Replica {
     return {
       role: role?.role === 'replica' ? 'replica' : 'primary', primary: this.primary, connected: Boolean(this.connection && !this.connection.closed),
       seq: this.store.changes.lastSeq, primarySeq: this.primarySeq, lastContact: this.lastContact, lastError: this.lastError,
+      ...(this.resyncingTo === undefined ? {} : { resyncingTo: this.resyncingTo }),
     };
   }
 
@@ -190,6 +198,7 @@ class Replica {
   private async session(connection: Connection): Promise<void> {
     const control = this.store.replication();
     const role = control.role()!;
+    await removeNotedPacks(this.store, this.log); // a crash may have come between a round's commit and its pack deletions
     const tails = control.db.getNow<[number, number][]>(PACK_TAILS_KEY) ?? [];
     await connection.send({ t: 'hello', kind: 'replica', storeId: this.store.identity.storeId, nodeId: role.nodeId, lastSeq: this.store.changes.lastSeq, tails, epoch: role.epoch });
     await connection.expect('welcome', limits.replicationHandshakeMs);
@@ -214,10 +223,23 @@ class Replica {
       case 'records': {
         const records = (message.records as [number, Uint8Array][]).map(([seq, payload]) => ({ seq, payload: Buffer.from(payload) }));
         const tails = message.tails as [number, number][];
-        await control.applyReplicated({ packs: [], records, meta: [[PACK_TAILS_KEY, tails]] });
         const seq = records[records.length - 1].seq;
+        // a compaction's old packs: listed durably before the round commits, deleted after it (pack-removal.ts)
+        const removed = packsRemovedIn(records);
+        if (removed.length > 0) await notePacksToRemove(this.store, seq, removed);
+        await control.applyReplicated({ packs: [], records, meta: [[PACK_TAILS_KEY, tails]] });
+        if (removed.length > 0) await removeNotedPacks(this.store, this.log);
         this.primarySeq = Math.max(this.primarySeq, seq);
         return connection.send({ t: 'ack', seq });
+      }
+      case 'resync': {
+        this.resyncingTo = Number(message.seq);
+        try {
+          this.primarySeq = Math.max(this.primarySeq, await receiveResync(this.store, connection, message, this.log));
+        } finally {
+          this.resyncingTo = undefined;
+        }
+        return;
       }
       case 'error':
         throw new MailstoreError((message.code as never) ?? 'REFUSED', `${this.primary}: ${String(message.message)}`);

@@ -9,7 +9,8 @@ export interface StoredReplicationStatus {
   epoch: number;
   primary?: string;
   lastSeq: number;
-  replicas: { nodeId: string; seq: number; lagRecords: number; lastContact: number }[];
+  /** resyncingTo: only from a running primary (PrimaryHandle.status), while it resyncs that replica. */
+  replicas: { nodeId: string; seq: number; lagRecords: number; lastContact: number; resyncingTo?: number }[];
 }
 
 export async function storedReplicationStatus(store: Store): Promise<StoredReplicationStatus> {

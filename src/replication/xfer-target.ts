@@ -1,7 +1,8 @@
 // The receiving side of XFER (xfer.ts): mailboxes arrive with their id, uidValidity, ACL, owner and
 // creation time, messages with their uids, flags and dates, and are committed through the ordinary
-// ops (mailbox.create, message.add with the given uid, message.flags, message.expunge), so replay
-// and replicas of this store see nothing special. Modseqs are this store's own seqs (see xfer.ts).
+// ops (mailbox.create, message.add with the given uid and modseq, message.flags, message.expunge),
+// so replay and replicas of this store see nothing special. Modseqs are kept: before a request's
+// messages land, this store's modseq offset is raised past the source's highest (raiseModseqs).
 // Idempotent: a resumed XFER finds the mailbox by id and is told which uids are already here.
 import { MailstoreError } from '../errors.js';
 import { keys, decodeMessageKey } from '../keys/index-keys.js';
@@ -10,6 +11,7 @@ import type { Store } from '../store/store.js';
 import { hashBytes } from '../hash/blake3.js';
 import { checkRecordSize } from '../store/prepare.js';
 import type { PrepareContext } from '../store/writer.js';
+import { MODSEQ_OFFSET_NAME, forgetModseqOffset, modseqAt } from '../store/apply.js';
 import type { Connection, Log, Message } from './transport.js';
 
 /** A mailbox as XFER sends it. */
@@ -21,10 +23,12 @@ export interface XferMailbox {
   acl: Record<string, string>;
   owner?: string;
   created: number;
+  /** The mailbox's highest modseq at the source (absent from an older source: modseqs not kept). */
+  highestModseq?: number;
 }
 
 /** One message as XFER sends it: [uid, bytes, flags, internal date ms, extras]. */
-export type XferMessage = [uid: number, bytes: Uint8Array, flags: string[], date: number, extras: { envelopeFrom?: string; dateZone?: number; recent?: true }];
+export type XferMessage = [uid: number, bytes: Uint8Array, flags: string[], date: number, extras: { envelopeFrom?: string; dateZone?: number; recent?: true; modseq?: number }];
 
 export async function serveXfer(store: Store, connection: Connection, log: Log): Promise<void> {
   await connection.send({ t: 'welcome', storeId: store.identity.storeId });
@@ -44,7 +48,9 @@ async function handle(store: Store, request: Message): Promise<Message> {
   switch (request.t) {
     case 'xfer.mailbox': return { t: request.t, uids: await createOrFind(store, request.mailbox as XferMailbox) };
     case 'xfer.messages': return { t: request.t, added: await addMessages(store, Buffer.from(String(request.id), 'hex'), request.messages as XferMessage[]) };
-    case 'xfer.reconcile': return { t: request.t, missing: await reconcile(store, Buffer.from(String(request.id), 'hex'), request.live as [number, string[]][], Number(request.uidNext)) };
+    case 'xfer.reconcile':
+      await raiseModseqs(store, request.highestModseq);
+      return { t: request.t, missing: await reconcile(store, Buffer.from(String(request.id), 'hex'), request.live as [number, string[]][], Number(request.uidNext)) };
     case 'xfer.abort': {
       // by id: only what this XFER created goes, never a mailbox of the same name made here
       for (const hex of request.ids as string[]) {
@@ -59,6 +65,7 @@ async function handle(store: Store, request: Message): Promise<Message> {
 
 /** Creates the mailbox with the source's identity, or finds it (a resumed XFER): the uids present. */
 async function createOrFind(store: Store, box: XferMailbox): Promise<number[]> {
+  await raiseModseqs(store, box.highestModseq);
   const id = Buffer.from(box.id, 'hex');
   const db = store.replication().db;
   const existing = db.getNow<MailboxInfo>(keys.info(id));
@@ -82,8 +89,12 @@ async function addMessages(store: Store, id: Buffer, messages: XferMessage[]): P
     if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `XFER: mailbox ${id.toString('hex')} is not here`);
     const ops: Op[] = [];
     const fresh = new Map<string, { pack: number; offset: number }>();
+    const floor = modseqAt(ctx.view, ctx.seq);
     for (const [uid, body, flags, date, extras] of messages) {
       if (await ctx.view.get(keys.message(id, uid))) continue; // already here (resumed)
+      if (extras.modseq !== undefined && !(Number.isSafeInteger(extras.modseq) && extras.modseq > 0 && extras.modseq < floor)) {
+        throw new MailstoreError('INVALID', `XFER: message ${uid} comes with modseq ${extras.modseq}, not below this store's next modseq ${floor} (its mailbox request did not raise it)`);
+      }
       const bytes = Buffer.from(body);
       const hash = hashBytes(bytes);
       const { location, isFresh } = await place(ctx, hash, bytes, fresh);
@@ -93,6 +104,23 @@ async function addMessages(store: Store, id: Buffer, messages: XferMessage[]): P
     }
     checkRecordSize(ops, `XFER of ${ops.length} messages`);
     return { ops, result: ops.length };
+  });
+}
+
+/**
+ * Raises this store's modseq offset so that the next record's modseq is above `highest` (a
+ * journaled meta.set, its own record, before any message with a modseq up to `highest` lands):
+ * modseqs here never go backwards. Nothing when they are already above.
+ */
+async function raiseModseqs(store: Store, highest: unknown): Promise<void> {
+  if (highest === undefined) return;
+  if (typeof highest !== 'number' || !Number.isSafeInteger(highest) || highest < 0) throw new MailstoreError('INVALID', `XFER: a highest modseq is an integer >= 0, got ${String(highest)}`);
+  await store.replication().commitOps(async ({ view, seq }) => {
+    if (modseqAt(view, seq) > highest) return { ops: [], result: undefined };
+    return { ops: [{ op: 'meta.set', key: MODSEQ_OFFSET_NAME, value: highest + 1 - seq }], result: undefined };
+  }).catch((error: unknown) => {
+    forgetModseqOffset(store.replication().db); // the batch failed: the offset applied in memory is not the index's
+    throw error;
   });
 }
 

@@ -5,10 +5,11 @@
 // (meta.set xfer/USER) says where it stands: an interrupted XFER run again resumes (the target
 // finds its mailboxes by id and says what it already has) or, after the switch, only finishes
 // the removal here; a failed one before the switch is rolled back at the target.
-// Modseqs are NOT kept: they are each store's journal seqs, and the target's may be below the
-// source's; keeping them would let the target's later changes get modseqs lower than ones a client
-// already saw. The target gives its own (higher than anything it gave before), and the
-// mailbox keeps its uidValidity and uids, so clients resynchronise flags but not messages.
+// Modseqs are kept: each message lands with the modseq it had here. A store's modseqs are its
+// journal seqs plus an offset (apply.ts, modseqAt); before any of them lands, the target raises
+// its offset past the highest modseq sent (every mailbox request and every reconcile carries it),
+// so no later change there gets a modseq below one a client already saw. Flag changes and
+// expunges caught up under the fence get the target's own (higher) modseqs.
 import { MailstoreError } from '../errors.js';
 import { keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
@@ -108,7 +109,9 @@ function mailboxInfo(store: Store, name: string): MailboxInfo {
 
 async function copyMailbox(store: Store, connection: Connection, name: string): Promise<number> {
   const box = mailboxInfo(store, name);
-  const mailbox: XferMailbox = { id: Buffer.from(box.id).toString('hex'), name: box.name, uidValidity: box.uidValidity, uidNext: box.uidNext, acl: box.acl, created: box.created };
+  const mailbox: XferMailbox = {
+    id: Buffer.from(box.id).toString('hex'), name: box.name, uidValidity: box.uidValidity, uidNext: box.uidNext, acl: box.acl, created: box.created, highestModseq: box.highestModseq,
+  };
   if (box.owner) mailbox.owner = box.owner;
   const answer = await request(connection, { t: 'xfer.mailbox', mailbox });
   return sendMessages(store, connection, name, mailbox.id, new Set(answer.uids as number[]), undefined);
@@ -126,7 +129,7 @@ async function sendMessages(store: Store, connection: Connection, name: string, 
   };
   for await (const { info, body } of store.readMessages(name)) {
     if (present.has(info.uid) || (only && !only.has(info.uid))) continue;
-    const extras: XferMessage[4] = {};
+    const extras: XferMessage[4] = { modseq: info.modseq };
     if (info.envelopeFrom !== undefined) extras.envelopeFrom = info.envelopeFrom;
     if (info.dateZoneMinutes !== undefined) extras.dateZone = info.dateZoneMinutes;
     if (info.recent) extras.recent = true;
@@ -145,7 +148,7 @@ async function catchUp(store: Store, connection: Connection, name: string): Prom
   for (let round = 0; round < 3; round++) {
     const live: [number, string[]][] = [];
     for await (const info of store.messages(name)) live.push([info.uid, info.flags]);
-    const answer = await request(connection, { t: 'xfer.reconcile', id, live, uidNext: box.uidNext });
+    const answer = await request(connection, { t: 'xfer.reconcile', id, live, uidNext: box.uidNext, highestModseq: mailboxInfo(store, name).highestModseq });
     const missing = answer.missing as number[];
     if (missing.length === 0) return sent;
     sent += await sendMessages(store, connection, name, id, new Set(), new Set(missing));

@@ -10,7 +10,7 @@
 // store's index, packs and journal only through store.maintenance() (src/store/maintenance.ts).
 import { join } from 'node:path';
 import { setImmediate as nextEventLoopTurn } from 'node:timers/promises';
-import { MailstoreError, isMailstoreError } from '../errors.js';
+import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { hashHex } from '../hash/blake3.js';
 import { decodeCbor, decodeValue } from '../index/codec.js';
@@ -32,6 +32,15 @@ import type { SnapshotInfo } from '../store/snapshot-file.js';
 export interface ScrubOptions {
   /** Throttle for pack reading, bytes per second (0 or undefined: unthrottled). */
   maxRateBytesPerSecond?: number;
+  /** Throttle for bytes read from the object store (the network), bytes per second; beside maxRateBytesPerSecond. */
+  maxObjectRateBytesPerSecond?: number;
+  /**
+   * Packs in the object store: 'read' (default) reads and re-hashes every record; 'checksum'
+   * trusts an object whose size and ETag (its MD5, recorded when the move verified it) still match,
+   * reading none of it, and reads in full the ones that do not match or have none recorded
+   * (docs/OBJECT-STORAGE.md, "Scrub"). For the runs between full passes.
+   */
+  objects?: 'read' | 'checksum';
   /** Stop after this long and remember where (durable cursor); the next run resumes there. */
   timeBudgetMs?: number;
   onProgress?: (progress: ScrubProgress) => void;
@@ -73,6 +82,10 @@ export interface ScrubSummary {
   scanned: ScannedRange[];
   damage: number;
   informational: number;
+  /** Packs in the object store checked by their checksum alone (objects: 'checksum'), not read. */
+  objectsByChecksum?: number;
+  /** Bytes read from the object store. */
+  objectBytesRead?: number;
   /** Set by a scoped scrub (--mailbox): what it covered. */
   scope?: { mailbox: string; mailboxes: number };
 }
@@ -100,7 +113,7 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   const packs = await store.maintenance().packs.listPacks();
   const summary: ScrubSummary = {
     packs: packs.length, blobsVerified: 0, bytesVerified: 0, journalRecords: 0, snapshotsVerified: 0, indexKeys: 0, seconds: 0,
-    cycleComplete: false, scanned: [], damage: 0, informational: 0,
+    cycleComplete: false, scanned: [], damage: 0, informational: 0, objectsByChecksum: 0, objectBytesRead: 0,
   };
   const overBudget = () => budget !== undefined && now() - started >= budget;
   const retired = new Set((await store.maintenance().index.get<number[]>(meta.retiredPacks)) ?? []);
@@ -130,7 +143,7 @@ async function checkJournalAndIndex(store: Store, options: ScrubOptions, finding
     return checkJournal(store, findings, journalTotals, snapshots);
   });
   options.onProgress?.(packPass.progress('index'));
-  summary.indexKeys = await store.maintenance().runExclusive(() => checkIndex(store, findings, packPass.confirmed, summary.scanned, indexTotals));
+  summary.indexKeys = await store.maintenance().runExclusive(() => checkIndex(store, findings, packPass.confirmed, summary.scanned, indexTotals, packPass.byChecksum));
   compareTotals(findings, journalTotals, indexTotals);
 }
 
@@ -147,6 +160,9 @@ class PackPass {
   private records = 0;
   private readonly classifier: RecordClassifier;
   private throttle: (n: number) => Promise<unknown> = async () => undefined;
+  private objectThrottle: (n: number) => Promise<unknown> = async () => undefined;
+  /** Packs in the object store whose checksum matched (objects: 'checksum'): not read, their blob entries trusted. */
+  readonly byChecksum = new Set<number>();
 
   constructor(
     private readonly store: Store,
@@ -167,11 +183,13 @@ class PackPass {
     for (const p of packs) if (p >= this.cursor.pack) this.bytesTotal += await this.packBytes(p);
     const { hashThreads, maxRateBytesPerSecond, now } = this.options;
     this.throttle = makeThrottle(maxRateBytesPerSecond, now ?? Date.now);
+    this.objectThrottle = makeThrottle(this.options.maxObjectRateBytesPerSecond, now ?? Date.now);
     const threads = hashThreads ?? (this.bytesTotal >= limits.scrubPoolBytesMin && !maxRateBytesPerSecond ? undefined : 0);
     const pool = HashPool.create(threads);
     try {
       for (const pack of packs) {
         if (pack < this.cursor.pack) continue;
+        if (await this.checksumMatches(pack)) continue;
         await this.scanPack(pack, pool);
         if (this.stoppedAt) break;
       }
@@ -181,15 +199,30 @@ class PackPass {
     }
   }
 
+  /** With objects: 'checksum', a pack in the object store whose size and ETag still match is not read. */
+  private async checksumMatches(pack: number): Promise<boolean> {
+    if (this.options.objects !== 'checksum') return false;
+    if ((await this.store.maintenance().packs.remoteChecksumMatches(pack)) !== true) return false;
+    this.byChecksum.add(pack);
+    this.summary.objectsByChecksum! += 1;
+    this.bytesDone += await this.packBytes(pack);
+    return true;
+  }
+
   /** One pack, from the cursor's offset in the cursor's pack and from its start in the others. */
   private async scanPack(pack: number, pool: HashPool | undefined): Promise<void> {
     const { store, findings, summary, cursor } = this;
     const from = pack === cursor.pack ? cursor.offset : 0;
     const range: ScannedRange = { pack, from, to: from };
     summary.scanned.push(range);
+    const remote = store.maintenance().packs.isRemote(pack);
     const onBytes = async (n: number) => {
       this.bytesDone += n;
       summary.bytesVerified += n;
+      if (remote) {
+        summary.objectBytesRead! += n;
+        await this.objectThrottle(n);
+      }
       await this.throttle(n);
       this.options.onProgress?.(this.progress('packs'));
     };
@@ -436,7 +469,7 @@ async function* entries<T>(store: Store, space: number, findings: Finding[], cou
  * change log. `confirmed` holds the blob entries the pack scan already saw at a valid record; when
  * it holds all of them, their locations need no second look.
  */
-async function checkIndex(store: Store, findings: Finding[], confirmed: Confirmed, scanned: ScannedRange[], totals: LiveTotals): Promise<number> {
+async function checkIndex(store: Store, findings: Finding[], confirmed: Confirmed, scanned: ScannedRange[], totals: LiveTotals, byChecksum: ReadonlySet<number>): Promise<number> {
   const pass: IndexPass = { store, findings, counter: { n: 0 } };
   const boxes = await readMailboxes(pass);
   await checkNames(pass, boxes);
@@ -453,7 +486,7 @@ async function checkIndex(store: Store, findings: Finding[], confirmed: Confirme
     findings.push({ kind: 'change-log-mismatch', mailbox: '*', detail: 'the change log (C) disagrees with the messages\' modseqs' });
   }
   findings.push(...blobs.findings);
-  await checkBlobs(pass, confirmed, scanned, fromMessages.referenced, recorded);
+  await checkBlobs(pass, confirmed, scanned, fromMessages.referenced, recorded, byChecksum);
   totals.mailboxes = boxes.size;
   for (const box of boxes.values()) totals.messages += box.messages;
   return pass.counter.n;
@@ -592,9 +625,9 @@ async function readBlobs(pass: IndexPass): Promise<{ recorded: Digest; blobs: nu
 }
 
 /** B: every entry's location holds its record; refcounts agree with the messages. */
-async function checkBlobs(pass: IndexPass, confirmed: Confirmed, scanned: ScannedRange[], referenced: Digest, read: { recorded: Digest; blobs: number }): Promise<void> {
+async function checkBlobs(pass: IndexPass, confirmed: Confirmed, scanned: ScannedRange[], referenced: Digest, read: { recorded: Digest; blobs: number }, byChecksum: ReadonlySet<number>): Promise<void> {
   const { store, findings } = pass;
-  if (read.blobs !== confirmed.n) await checkBlobLocations(store, findings, confirmed, scanned);
+  if (read.blobs !== confirmed.n) await checkBlobLocations(store, findings, confirmed, scanned, byChecksum);
   if (!read.recorded.equals(referenced)) await localizeRefcounts(store, read.blobs, findings);
 }
 
@@ -610,13 +643,14 @@ function compareTotals(findings: Finding[], journal: LiveTotals, index: LiveTota
  * hash and length (a pread), and, when it lies in a range this run scanned (so the pack pass walked
  * past it: inside a torn or damaged record, or inside another record), a body that matches its hash
  * (a read). A location outside this run's ranges was verified by an earlier run of the cycle, or
- * was written after its pack was scanned (the next cycle verifies it).
+ * was written after its pack was scanned (the next cycle verifies it). An entry into an object
+ * whose checksum matched is not read: its object holds the bytes a full pass verified.
  */
-async function checkBlobLocations(store: Store, findings: Finding[], confirmed: Confirmed, scanned: ScannedRange[]): Promise<void> {
+async function checkBlobLocations(store: Store, findings: Finding[], confirmed: Confirmed, scanned: ScannedRange[], byChecksum: ReadonlySet<number>): Promise<void> {
   const corrupt = new Set(findings.filter((f) => f.kind === 'blob-corrupt').map((f) => (f as { hash: string }).hash));
   const inScanned = (pack: number, offset: number) => scanned.some((r) => r.pack === pack && offset >= r.from && offset < r.to);
   for await (const [key, blob] of entries<BlobRecord>(store, SPACE.blob, [], { n: 0 })) {
-    if (confirmed.has(blob.p, blob.o)) continue;
+    if (confirmed.has(blob.p, blob.o) || byChecksum.has(blob.p)) continue;
     const hash = key.subarray(1);
     const hex = hashHex(hash);
     if (corrupt.has(hex)) continue;
@@ -726,5 +760,8 @@ async function readCursor(store: Store): Promise<Cursor> {
 }
 
 async function writeCursor(store: Store, cursor: Cursor): Promise<void> {
-  await writeFileDurable(store.fs, join(store.root, CURSOR_FILE), Buffer.from(JSON.stringify(cursor) + '\n'));
+  const path = join(store.root, CURSOR_FILE);
+  await writeFileDurable(store.fs, path, Buffer.from(JSON.stringify(cursor) + '\n')).catch((error) => {
+    throw fromSystemError(error, 'saving the scrub cursor', path);
+  });
 }

@@ -6,6 +6,9 @@ import { extrasOf, recordExtras, type BlobRecord, type ChangeRecord, type Mailbo
 
 export const SEEN = '\\Seen';
 
+/** The meta name of the modseq offset. */
+export const MODSEQ_OFFSET_NAME = 'modseq/offset';
+
 export const meta = {
   appliedSeq: keys.meta('appliedSeq'),
   storeId: keys.meta('storeId'),
@@ -19,6 +22,8 @@ export const meta = {
   named: (name: string) => keys.meta(name),
   /** Set by the first inline body (docs/FORMAT.md, "Inline bodies"): retirement looks for them only then. */
   inlineUsed: keys.meta('inline/used'),
+  /** Added to a record's seq to give its modseq (absent: 0); XFER's target raises it (modseqAt). */
+  modseqOffset: keys.meta(MODSEQ_OFFSET_NAME),
 };
 
 /** A problem found while applying (only possible in a degraded replay after journal damage). */
@@ -30,7 +35,35 @@ export type ApplyProblem = (message: string) => void;
  * promises and async frames of several awaits a message.
  */
 export function applyOpsNow(view: IndexView, seq: number, ops: Op[], problem: ApplyProblem): void {
-  for (const op of ops) applyOp(view, seq, op, problem);
+  // every apply function below takes the record's modseq: its seq, plus the offset an XFER raised
+  const modseq = modseqAt(view, seq);
+  for (const op of ops) applyOp(view, modseq, op, problem);
+}
+
+/** Each index's modseq offset, read once: it changes only through the ops applied here, which update it. */
+const modseqOffsets = new WeakMap<object, number>();
+
+/**
+ * The modseq of the record at `seq`: seq + the store's modseq offset (0 until an XFER brought in
+ * modseqs above this store's seqs: the target raises the offset past them before they land, so
+ * no later change gets a modseq below one a client already saw; xfer-target.ts).
+ */
+export function modseqAt(view: IndexView, seq: number): number {
+  let offset = modseqOffsets.get(view.db);
+  if (offset === undefined) {
+    offset = view.getNow<number>(meta.modseqOffset) ?? 0;
+    modseqOffsets.set(view.db, offset);
+  }
+  return seq + offset;
+}
+
+/** After a failed batch that may have set the offset: the next apply reads it from the index again. */
+export function forgetModseqOffset(db: object): void {
+  modseqOffsets.delete(db);
+}
+
+function noteMetaPut(view: IndexView, name: string, value: unknown): void {
+  if (name === MODSEQ_OFFSET_NAME) modseqOffsets.set(view.db, typeof value === 'number' ? value : 0);
 }
 
 function info(view: IndexView, id: Buffer, seq: number, problem: ApplyProblem): MailboxInfo | undefined {
@@ -39,7 +72,7 @@ function info(view: IndexView, id: Buffer, seq: number, problem: ApplyProblem): 
   return found;
 }
 
-function putRights(view: IndexView, box: MailboxInfo): void {
+function putRights(view: Pick<IndexView, 'put'>, box: MailboxInfo): void {
   for (const [identifier, rights] of Object.entries(box.acl)) {
     view.put(keys.rights(identifier, box.name), { id: box.id, rights } satisfies RightsRecord);
   }
@@ -131,8 +164,10 @@ function addMessage(view: IndexView, seq: number, op: OpOf<'message.add'>, probl
   // a fresh copy of a known blob (its old one unused, not trusted: store.ts placeBlob) moves it there
   view.put(blobKey, blob && !op.fresh ? referenced(blob) : { p: op.pack, o: op.offset, l: op.size, r: (blob?.r ?? 0) + 1 } satisfies BlobRecord);
   if (op.body && !view.getNow<number>(meta.inlineUsed)) view.put(meta.inlineUsed, 1);
-  view.put(keys.message(op.id, op.uid), { h: op.hash, s: op.size, d: op.date, f: op.flags, m: seq, ...recordExtras(op) } satisfies MessageRecord);
-  view.put(keys.change(op.id, seq, op.uid), 0 satisfies ChangeRecord);
+  // XFER keeps the source's modseq (below this record's: the target raised its offset first)
+  const modseq = op.modseq ?? seq;
+  view.put(keys.message(op.id, op.uid), { h: op.hash, s: op.size, d: op.date, f: op.flags, m: modseq, ...recordExtras(op) } satisfies MessageRecord);
+  view.put(keys.change(op.id, modseq, op.uid), 0 satisfies ChangeRecord);
   view.put(keys.info(op.id), {
     ...box,
     uidNext: Math.max(box.uidNext, op.uid + 1),
@@ -242,15 +277,17 @@ function changeRetired(view: IndexView, add: number[], remove: number[]): void {
 function setMeta(view: IndexView, op: OpOf<'meta.set'>): void {
   if (op.value === null || op.value === undefined) view.del(keys.meta(op.key));
   else view.put(keys.meta(op.key), op.value);
+  noteMetaPut(view, op.key, op.value);
 }
 
 /**
  * Checkpoint ops put index state as it was, modseqs included (the record's own seq is not used):
  * the primary values verbatim, the name index and the reverse ACL map derived as a create does.
  * Putting them twice changes nothing, so an index already at the checkpoint's state replays it
- * without harm.
+ * without harm. Puts only, never a read: a rebuild loading a snapshot hands them straight to
+ * LevelDB batches (IndexDb.bulkLoad) instead of a view's pending set.
  */
-function applyStateOp(view: IndexView, op: Op): void {
+export function applyStateOp(view: Pick<IndexView, 'put'>, op: Op): void {
   switch (op.op) {
     case 'state.begin':
       return;
@@ -273,7 +310,11 @@ function applyStateOp(view: IndexView, op: Op): void {
       for (const [hash, p, o, l, r, z] of op.blobs) view.put(keys.blob(hash), z === undefined ? { p, o, l, r } : { p, o, l, r, z } satisfies BlobRecord);
       return;
     case 'state.meta':
-      for (const [key, value] of op.entries) view.put(keys.meta(key), value);
+      for (const [key, value] of op.entries) {
+        view.put(keys.meta(key), value);
+        // a bulk load (rebuild from a snapshot) has no db here: it forgets the cached offset itself
+        if ('db' in view) noteMetaPut(view as IndexView, key, value);
+      }
       return;
   }
 }

@@ -41,7 +41,13 @@ export interface ConsumerState {
 export interface ChangeFeedHost {
   fs: FileSystem;
   root: string;
-  journal: Pick<Journal, 'read' | 'lastSeq' | 'firstSeq'>;
+  journal: Pick<Journal, 'read' | 'firstSeq'>;
+  /**
+   * The newest seq whose batch fully committed (StoreReplication.committedSeq): its index changes
+   * are what readers see. Not journal.lastSeq, which moves as soon as the journal fsync returns,
+   * while the batch's pack fsync may still run and its index is not applied yet.
+   */
+  committedSeq(): number;
   readOnly: boolean;
 }
 
@@ -52,9 +58,13 @@ export class ChangeFeed {
 
   constructor(private readonly host: ChangeFeedHost) {}
 
-  /** The seq of the newest committed record. */
+  /**
+   * The seq of the newest committed record: every reader already sees its state (on a replica too,
+   * so waiting for this seq is waiting for the primary's state up to it). Records past it may be in
+   * the journal while their batch is still being committed; they are not handed out yet.
+   */
   get lastSeq(): number {
-    return this.host.journal.lastSeq;
+    return this.host.committedSeq();
   }
 
   /** The oldest seq still in the journal (records before it were retired under a snapshot). */
@@ -214,8 +224,13 @@ export class ChangeFeed {
   private async store(name: string, seq: number): Promise<void> {
     this.checkName(name);
     this.writable();
-    await ensureDir(this.host.fs, join(this.host.root, CONSUMERS_DIR));
-    await writeFileDurable(this.host.fs, this.path(name), encodeCursor({ seq, updated: Date.now() }));
+    // the raw errno would reach a caller (a consumer loop, the CLI) without a code it can act on
+    try {
+      await ensureDir(this.host.fs, join(this.host.root, CONSUMERS_DIR));
+      await writeFileDurable(this.host.fs, this.path(name), encodeCursor({ seq, updated: Date.now() }));
+    } catch (error) {
+      throw fromSystemError(error, 'saving a consumer cursor', this.path(name));
+    }
   }
 }
 

@@ -28,6 +28,8 @@ export interface PackTally {
   keptBytes: number;
   /** Record bytes of referenced blobs alone. */
   liveBytes: number;
+  /** Blob entries released past their grace period (a rewrite forgets them). */
+  expiredBlobs: number;
 }
 
 export interface CompactionPlan {
@@ -41,6 +43,10 @@ export interface CompactionPlan {
   bytesAfterEstimate: number;
   /** Dead record bytes the candidates hold. */
   bytesReclaimable: number;
+  /** Record bytes of the candidates' kept blobs (what the rewrite copies). */
+  bytesToCopy: number;
+  /** Blob entries of the candidates released past their grace period (what the rewrite forgets). */
+  blobsExpired: number;
 }
 
 /** Lane sums of the first 8 hash bytes (times a count): equal multisets give equal sums. */
@@ -67,25 +73,27 @@ export function pastGrace(blob: BlobRecord, cutoff: number): boolean {
 }
 
 interface BlobScan {
-  byPack: Map<number, { keptBytes: number; liveBytes: number }>;
+  byPack: Map<number, { keptBytes: number; liveBytes: number; expiredBlobs: number }>;
   references: number;
   digest: HashDigest;
-  /** Blob entries whose pack is not in packs/. */
-  strays: { hash: string; pack: number }[];
+  /** Blob entries whose pack is not in packs/: how many, and the first (the message names one). */
+  strays: number;
+  firstStray?: { hash: string; pack: number };
 }
 
 async function scanBlobs(db: IndexDb, packs: Set<number>, cutoff: number): Promise<BlobScan> {
-  const scan: BlobScan = { byPack: new Map(), references: 0, digest: new HashDigest(), strays: [] };
+  const scan: BlobScan = { byPack: new Map(), references: 0, digest: new HashDigest(), strays: 0 };
   const range = { gte: keys.space(SPACE.blob), lt: prefixEnd(keys.space(SPACE.blob)) };
   for await (const batch of db.entryBatches<BlobRecord>(range, limits.scrubIndexReadEntries)) {
     for (const [key, blob] of batch) {
       scan.references += blob.r;
       scan.digest.add(key.subarray(1), blob.r);
-      if (!packs.has(blob.p) && blob.p !== INLINE_PACK) scan.strays.push({ hash: key.subarray(1).toString('hex'), pack: blob.p });
+      if (!packs.has(blob.p) && blob.p !== INLINE_PACK && scan.strays++ === 0) scan.firstStray = { hash: key.subarray(1).toString('hex'), pack: blob.p };
       let tally = scan.byPack.get(blob.p);
-      if (!tally) scan.byPack.set(blob.p, (tally = { keptBytes: 0, liveBytes: 0 }));
+      if (!tally) scan.byPack.set(blob.p, (tally = { keptBytes: 0, liveBytes: 0, expiredBlobs: 0 }));
       if (blob.r > 0) tally.liveBytes += recordBytes(blob.l);
       if (!pastGrace(blob, cutoff)) tally.keptBytes += recordBytes(blob.l);
+      else tally.expiredBlobs++;
     }
   }
   return scan;
@@ -105,9 +113,9 @@ async function scanMessages(db: IndexDb): Promise<{ messages: number; digest: Ha
 
 /** Why the index does not add up, or undefined when it does. */
 function disagreement(blobs: BlobScan, messages: { messages: number; digest: HashDigest }): string | undefined {
-  if (blobs.strays.length > 0) {
-    const first = blobs.strays[0];
-    return `${blobs.strays.length} blob entries point into packs that do not exist (e.g. ${first.hash} in pack ${first.pack})`;
+  if (blobs.strays > 0) {
+    const first = blobs.firstStray!;
+    return `${blobs.strays} blob entries point into packs that do not exist (e.g. ${first.hash} in pack ${first.pack})`;
   }
   if (blobs.references !== messages.messages) return `the blob refcounts add up to ${blobs.references} but there are ${messages.messages} messages`;
   if (!blobs.digest.equals(messages.digest)) return 'the blob refcounts disagree with the messages that refer to them';
@@ -142,10 +150,10 @@ export async function gateAndTally(db: () => IndexDb, backend: BlobBackend, heal
  * is left out: compact.ts seals it first when it would be picked.
  */
 export async function planCompaction(backend: BlobBackend, scan: BlobScan, packs: number[], cutoff: number, deadRatio: number, includeAppendPack: boolean): Promise<CompactionPlan> {
-  const plan: CompactionPlan = { tallies: [], candidates: [], cutoff, bytesBefore: 0, bytesAfterEstimate: 0, bytesReclaimable: 0 };
+  const plan: CompactionPlan = { tallies: [], candidates: [], cutoff, bytesBefore: 0, bytesAfterEstimate: 0, bytesReclaimable: 0, bytesToCopy: 0, blobsExpired: 0 };
   for (const pack of packs) {
     const bytes = await backend.packBytes(pack);
-    const tally = scan.byPack.get(pack) ?? { keptBytes: 0, liveBytes: 0 };
+    const tally = scan.byPack.get(pack) ?? { keptBytes: 0, liveBytes: 0, expiredBlobs: 0 };
     plan.tallies.push({ pack, bytes, ...tally });
     plan.bytesBefore += bytes;
     const dead = Math.max(0, bytes - PACK_HEADER_BYTES - tally.keptBytes);
@@ -154,6 +162,8 @@ export async function planCompaction(backend: BlobBackend, scan: BlobScan, packs
       plan.candidates.push(pack);
       plan.bytesReclaimable += dead;
       plan.bytesAfterEstimate += tally.keptBytes;
+      plan.bytesToCopy += tally.keptBytes;
+      plan.blobsExpired += tally.expiredBlobs;
     } else {
       plan.bytesAfterEstimate += bytes;
     }
@@ -162,20 +172,34 @@ export async function planCompaction(backend: BlobBackend, scan: BlobScan, packs
   return plan;
 }
 
-/** The blob entries in the candidate packs: those to copy and those to forget, in pack and offset order. */
-export async function candidateBlobs(db: IndexDb, candidates: Set<number>, cutoff: number): Promise<{ kept: PlannedBlob[]; expired: PlannedBlob[] }> {
-  const kept: PlannedBlob[] = [];
-  const expired: PlannedBlob[] = [];
+/** A bounded run of the candidates' blob entries: those to copy and those to forget, in pack and offset order. */
+export interface CandidateChunk {
+  kept: PlannedBlob[];
+  expired: PlannedBlob[];
+}
+
+/**
+ * The blob entries of the candidate packs, in runs of at most `chunkEntries` (B is keyed by hash,
+ * so a pack's entries are spread over the whole space: one scan, handed over a run at a time, so
+ * memory stays bounded however many messages the packs held). The scan reads one LevelDB
+ * iterator, a point-in-time view: what commits meanwhile is caught by the conditional ops.
+ */
+export async function* candidateChunks(db: IndexDb, candidates: Set<number>, cutoff: number, chunkEntries: number): AsyncGenerator<CandidateChunk> {
+  let chunk: CandidateChunk = { kept: [], expired: [] };
+  const order = (a: PlannedBlob, b: PlannedBlob) => a.pack - b.pack || a.offset - b.offset;
   const range = { gte: keys.space(SPACE.blob), lt: prefixEnd(keys.space(SPACE.blob)) };
   for await (const batch of db.entryBatches<BlobRecord>(range, limits.scrubIndexReadEntries)) {
     for (const [key, blob] of batch) {
       if (!candidates.has(blob.p)) continue;
       const planned = { hash: Buffer.from(key.subarray(1)), pack: blob.p, offset: blob.o, length: blob.l };
-      (pastGrace(blob, cutoff) ? expired : kept).push(planned);
+      (pastGrace(blob, cutoff) ? chunk.expired : chunk.kept).push(planned);
+      if (chunk.kept.length + chunk.expired.length >= chunkEntries) {
+        yield { kept: chunk.kept.sort(order), expired: chunk.expired.sort(order) };
+        chunk = { kept: [], expired: [] };
+      }
     }
   }
-  const order = (a: PlannedBlob, b: PlannedBlob) => a.pack - b.pack || a.offset - b.offset;
-  return { kept: kept.sort(order), expired: expired.sort(order) };
+  if (chunk.kept.length + chunk.expired.length > 0) yield { kept: chunk.kept.sort(order), expired: chunk.expired.sort(order) };
 }
 
 /** Packs among `packs` that some blob entry still points into (then they must not be deleted). */

@@ -12,7 +12,7 @@ import { keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
 import { tierMetaName } from './tier.js';
 import { meta } from './apply.js';
-import { candidateBlobs, gateAndTally, packsInUse, pastGrace, planCompaction, type CompactionPlan, type PlannedBlob } from './compact-plan.js';
+import { candidateChunks, gateAndTally, packsInUse, pastGrace, planCompaction, type CompactionPlan, type PlannedBlob } from './compact-plan.js';
 import type { BlobRecord, Op } from './records.js';
 import type { Health } from './recovery.js';
 import type { CommitChain, Mutation } from './writer.js';
@@ -83,19 +83,56 @@ export async function compactStore(host: CompactHost, options: CompactOptions = 
   if (options.dryRun || plan.candidates.length === 0) {
     result.packsRewritten = plan.candidates;
     result.bytesAfter = options.dryRun ? plan.bytesAfterEstimate : plan.bytesBefore;
-    if (options.dryRun) result.blobsReclaimed = (await candidateBlobs(host.db, new Set(plan.candidates), cutoff)).expired.length;
+    if (options.dryRun) result.blobsReclaimed = plan.blobsExpired;
     result.ms = Date.now() - started;
     return result;
   }
-  const { kept, expired } = await candidateBlobs(host.db, new Set(plan.candidates), cutoff);
-  const copied = await copyLive(host, kept, result, options);
-  const retired = plan.candidates.filter((p) => !result.skipped.some((s) => s.pack === p));
-  await commit(host, copied, expired.filter((b) => retired.includes(b.pack)), retired, cutoff, result);
-  result.packsRewritten = retired;
+  await rewrite(host, plan, result, options);
   await finishRetired(host, result);
   result.bytesAfter = await packsBytes(host.packs);
   result.ms = Date.now() - started;
   return result;
+}
+
+/**
+ * Rewrites the candidates a bounded run of their blob entries at a time (candidate-chunks of at
+ * most limits.compactChunkEntries): copy the run's kept records, make the new pack durable, commit
+ * the run's relocations and forgets; after the last run, the retire intent. Memory follows the
+ * run, not the packs (1M entries of a 1 GiB pack are never held at once). A run committed stays
+ * committed when a later one fails: its records are valid copies, and the old packs, not retired,
+ * keep serving the rest.
+ */
+async function rewrite(host: CompactHost, plan: CompactionPlan, result: CompactResult, options: CompactOptions): Promise<void> {
+  const outputs = new Outputs(host);
+  const chain: CommitChain = {};
+  const skipped = () => new Set(result.skipped.map((s) => s.pack));
+  try {
+    const chunks = candidateChunks(host.db, new Set(plan.candidates), plan.cutoff, limits.compactChunkEntries);
+    let next = await chunks.next();
+    let retired: number[] | undefined;
+    while (!next.done) {
+      const chunk = next.value;
+      const copied = await copyLive(host, outputs, chunk.kept, result, (done) => options.onProgress?.({ phase: 'copy', bytesDone: done, bytesTotal: plan.bytesToCopy }));
+      await outputs.sync();
+      next = await chunks.next(); // read ahead: the last run's commit carries the retire intent (one journal sync fewer)
+      const bad = skipped();
+      if (next.done) retired = plan.candidates.filter((p) => !bad.has(p));
+      options.onProgress?.({ phase: 'commit', bytesDone: result.bytesCopied, bytesTotal: plan.bytesToCopy });
+      outputs.mayBeReferenced(); // from here a record naming them may be durable, even if the commit fails
+      await commitRun(host, chain, copied.filter((c) => !bad.has(c.blob.pack)), chunk.expired.filter((b) => !bad.has(b.pack)), plan.cutoff, result, retired);
+    }
+    if (!retired) { // no entry in any candidate (all dead): the retire intent alone
+      retired = plan.candidates;
+      await commitRun(host, chain, [], [], plan.cutoff, result, retired);
+    }
+    result.packsRewritten = retired;
+  } catch (error) {
+    await outputs.abandon();
+    throw error;
+  } finally {
+    result.packsWritten = outputs.numbers();
+  }
+  await outputs.close();
 }
 
 /**
@@ -123,66 +160,86 @@ interface Copied {
 }
 
 /**
- * Copies every kept record of the candidates into new packs (each read verified by its hash),
- * then makes them durable. A candidate with a record that fails its hash is left out of this
- * round (its copies stay unreferenced in the new pack). Any other failure (ENOSPC, EIO) removes
- * the new packs and is thrown: the old packs were not touched and keep serving.
+ * The new packs a compaction writes into, rotated at packBytesMax. A pack a run's commit may refer
+ * to is never removed on a later failure (its unreferenced tail is dead bytes the next
+ * compaction reclaims); one nothing committed refers to is removed.
  */
-async function copyLive(host: CompactHost, kept: PlannedBlob[], result: CompactResult, options: CompactOptions): Promise<Copied[]> {
-  const copied: Copied[] = [];
-  const outputs: NewPack[] = [];
-  const bytesTotal = kept.reduce((sum, b) => sum + b.length, 0);
-  try {
-    for (const blob of kept) {
-      if (result.skipped.some((s) => s.pack === blob.pack)) continue;
-      let bytes: Buffer;
-      try {
-        bytes = await host.packs.read({ pack: blob.pack, offset: blob.offset, length: blob.length }, blob.hash);
-      } catch (error) {
-        if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT') throw error;
-        result.skipped.push({ pack: blob.pack, why: error.message });
-        continue;
-      }
-      const output = await outputFor(host, outputs, bytes.length);
-      copied.push({ blob, to: await output.append(blob.hash, bytes) });
-      result.blobsCopied++;
-      result.bytesCopied += bytes.length;
-      options.onProgress?.({ phase: 'copy', bytesDone: result.bytesCopied, bytesTotal });
-    }
-    for (const output of outputs) {
-      await output.sync();
-      await output.close();
-    }
-  } catch (error) {
-    for (const output of outputs) await output.abort();
-    throw error;
-  }
-  result.packsWritten = outputs.map((o) => o.pack);
-  const skipped = new Set(result.skipped.map((s) => s.pack));
-  return copied.filter((c) => !skipped.has(c.blob.pack));
-}
+class Outputs {
+  private readonly list: NewPack[] = [];
+  private referenced = 0;
 
-/** The new pack to append a record of `length` bytes to: the last one, or a new one when it is full. */
-async function outputFor(host: CompactHost, outputs: NewPack[], length: number): Promise<NewPack> {
-  const last = outputs[outputs.length - 1];
-  if (last && (last.size + RECORD_HEADER_BYTES + length <= host.packBytesMax || last.size <= PACK_HEADER_BYTES)) return last;
-  if (last) await last.sync(); // full: durable now, closed with the others
-  const output = await host.packs.createSidePack();
-  outputs.push(output);
-  return output;
+  constructor(private readonly host: CompactHost) {}
+
+  /** The pack to append a record of `length` bytes to: the last one, or a new one when it is full. */
+  async for(length: number): Promise<NewPack> {
+    const last = this.list[this.list.length - 1];
+    if (last && (last.size + RECORD_HEADER_BYTES + length <= this.host.packBytesMax || last.size <= PACK_HEADER_BYTES)) return last;
+    if (last) await last.sync(); // full: durable now, closed with the others
+    const output = await this.host.packs.createSidePack();
+    this.list.push(output);
+    return output;
+  }
+
+  /** Everything appended so far is durable. */
+  async sync(): Promise<void> {
+    for (const output of this.list.slice(Math.max(0, this.referenced - 1))) await output.sync();
+  }
+
+  /** A run's relocations into every pack so far are being committed. */
+  mayBeReferenced(): void {
+    this.referenced = this.list.length;
+  }
+
+  numbers(): number[] {
+    return this.list.map((o) => o.pack);
+  }
+
+  async close(): Promise<void> {
+    for (const output of this.list) await output.close();
+  }
+
+  async abandon(): Promise<void> {
+    for (const [i, output] of this.list.entries()) await (i < this.referenced ? output.close() : output.abort());
+  }
 }
 
 /**
- * One commit (records of at most limits.compactOpsPerRecord ops, submitted together so they share
- * one group-commit batch, chained so none commits after one failed): relocations conditional on
- * the blob still being at its old copy, forgets conditional on it still being released past its
- * grace period at that copy, and last the retire intent. A failure leaves the new packs in place:
- * unreferenced, they are reclaimed by the next compaction, and a record that might after all be
- * durable never points at a removed file.
+ * Copies the kept records of one run into the new packs (each read verified by its hash). A
+ * candidate with a record that fails its hash is left out of this round (its copies stay
+ * unreferenced in the new pack). Any other failure (ENOSPC, EIO) is thrown: the old packs were
+ * not touched and keep serving.
  */
-async function commit(host: CompactHost, copied: Copied[], expired: PlannedBlob[], retired: number[], cutoff: number, result: CompactResult): Promise<void> {
-  if (retired.length === 0) return;
-  const chain: CommitChain = {};
+async function copyLive(host: CompactHost, outputs: Outputs, kept: PlannedBlob[], result: CompactResult, progress: (bytesDone: number) => void): Promise<Copied[]> {
+  const copied: Copied[] = [];
+  for (const blob of kept) {
+    if (result.skipped.some((s) => s.pack === blob.pack)) continue;
+    let bytes: Buffer;
+    try {
+      bytes = await host.packs.read({ pack: blob.pack, offset: blob.offset, length: blob.length }, blob.hash);
+    } catch (error) {
+      if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT') throw error;
+      result.skipped.push({ pack: blob.pack, why: error.message });
+      continue;
+    }
+    const output = await outputs.for(bytes.length);
+    copied.push({ blob, to: await output.append(blob.hash, bytes) });
+    result.blobsCopied++;
+    result.bytesCopied += bytes.length;
+    progress(result.bytesCopied);
+  }
+  return copied;
+}
+
+/**
+ * One run's commit (records of at most limits.compactOpsPerRecord ops, submitted together so they
+ * share a group-commit batch, chained so none commits after one failed): relocations conditional
+ * on the blob still being at its old copy, forgets conditional on it still being released past its
+ * grace period at that copy; with the last run, the retire intent (after them in the same batch).
+ * A failure leaves the new packs in place: unreferenced, they are
+ * reclaimed by the next compaction, and a record that might after all be durable never points at
+ * a removed file.
+ */
+async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[], expired: PlannedBlob[], cutoff: number, result: CompactResult, retire?: number[]): Promise<void> {
   const per = limits.compactOpsPerRecord;
   const pending: Promise<number>[] = [];
   for (let i = 0; i < copied.length; i += per) {
@@ -200,11 +257,11 @@ async function commit(host: CompactHost, copied: Copied[], expired: PlannedBlob[
       return { ops, result: ops.length };
     } }));
   }
-  pending.push(host.submit({ chain, prepare: async () => ({ ops: [{ op: 'pack.retire', packs: retired }], result: 0 }) }));
+  if (retire && retire.length > 0) pending.push(host.submit({ chain, prepare: async () => ({ ops: [{ op: 'pack.retire', packs: retire }], result: 0 }) }));
   const settled = await Promise.allSettled(pending);
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failed) throw failed.reason;
-  result.blobsReclaimed = settled.reduce((sum, s) => sum + (s.status === 'fulfilled' ? s.value : 0), 0);
+  result.blobsReclaimed += settled.reduce((sum, s) => sum + (s.status === 'fulfilled' ? s.value : 0), 0);
 }
 
 function relocateOp(c: Copied): Op {

@@ -3,6 +3,7 @@
 // since the last look, compacts when they pass a threshold, never waits for a compaction already
 // running (trylock), and backs off (doubling, up to a bound) after a round that reclaimed nothing.
 import { limits } from '../limits.js';
+import { BackoffLoop } from './backoff-loop.js';
 import type { CompactResult } from './compact.js';
 
 export interface AutoCompactSettings {
@@ -25,24 +26,17 @@ export interface CompactorHooks {
   onError(error: unknown): void;
 }
 
-export class BackgroundCompactor {
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
-  private stopped = false;
+export class BackgroundCompactor extends BackoffLoop {
   private changed = true;
-  private delayMs: number;
-  private readonly intervalMs: number;
   private readonly graceMs: number;
   private readonly deadBytesMin: number;
   private readonly onCompacted: AutoCompactSettings['onCompacted'];
 
   constructor(private readonly hooks: CompactorHooks, settings: AutoCompactSettings = {}) {
+    super(settings.intervalMs ?? limits.compactIntervalMs, limits.compactBackoffMsMax);
     this.onCompacted = settings.onCompacted;
-    this.intervalMs = settings.intervalMs ?? limits.compactIntervalMs;
     this.graceMs = settings.graceMs ?? limits.compactGraceMs;
     this.deadBytesMin = settings.deadBytesMin ?? limits.compactDeadBytesMin;
-    this.delayMs = this.intervalMs;
-    this.schedule();
   }
 
   /** Something was committed: the next wake-up looks at the dead bytes again. */
@@ -50,35 +44,21 @@ export class BackgroundCompactor {
     this.changed = true;
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => { this.running = this.round().finally(() => { this.running = undefined; this.schedule(); }); }, this.delayMs);
-    this.timer.unref(); // a store left open does not keep its process alive for this
-  }
-
-  private async round(): Promise<void> {
-    let useful = false;
+  protected async round(): Promise<boolean> {
     try {
-      if (this.changed && !this.stopped) {
-        this.changed = false;
-        if ((await this.hooks.deadBytes()) >= this.deadBytesMin) {
-          const result = await this.hooks.tryCompact(this.graceMs);
-          if (result) this.onCompacted?.(result);
-          useful = result !== undefined && (result.packsRewritten.length > 0 || result.packsRemoved.length > 0);
-          // released blobs still in their grace period: look again later even without new commits
-          if (result && !useful) this.changed = true;
-        }
-      }
+      if (!this.changed || this.stopped) return false;
+      this.changed = false;
+      if ((await this.hooks.deadBytes()) < this.deadBytesMin) return false;
+      const result = await this.hooks.tryCompact(this.graceMs);
+      if (result) this.onCompacted?.(result);
+      const useful = result !== undefined && (result.packsRewritten.length > 0 || result.packsRemoved.length > 0);
+      // released blobs still in their grace period: look again later even without new commits
+      if (result && !useful) this.changed = true;
+      return useful;
     } catch (error) {
       this.changed = true;
       this.hooks.onError(error);
+      return false;
     }
-    this.delayMs = useful ? this.intervalMs : Math.min(this.delayMs * 2, limits.compactBackoffMsMax);
   }
 }

@@ -32,6 +32,8 @@ export const LAYOUT = {
   quarantine: 'quarantine',
   tmp: 'tmp',
   marker: 'STORE-ID',
+  /** Present while `mailstore rebuild-from-bucket` assembles a store here: no other open until it is gone. */
+  rebuilding: 'REBUILDING',
 } as const;
 
 function encodeIdentity(identity: StoreIdentity): Buffer {

@@ -3,6 +3,7 @@
 // nothing: it serves a shadow of the index only when that index is current. Either way the
 // result is the store's parts, which the Store wraps with its Writer.
 import { journalInlineSource } from './inline-bodies.js';
+import { finishResync, refuseHalfResync } from './resync.js';
 import { join } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
@@ -48,6 +49,12 @@ type CheckMounted = (path: string) => Promise<void>;
  * Store's to finish (they are mutations).
  */
 export async function openStoreParts(root: string, options: StoreOptions): Promise<StoreParts> {
+  // A rebuild from the bucket that stopped part-way: an ordinary open would cut a newest batch whose
+  // pack was lost and number new packs over lost ones (src/store/rebuild-from-bucket.ts).
+  const marker = join(root, LAYOUT.rebuilding);
+  if (!options.packsLost && (await (options.fs ?? nodeFileSystem).statIfExists(marker).catch(() => undefined))) {
+    throw new MailstoreError('REFUSED', `${root} is being rebuilt from its bucket (${marker}) and that did not finish: run 'mailstore rebuild-from-bucket' into it again. Nothing was changed.`, { path: marker });
+  }
   return options.readOnly ? openReadOnly(root, options) : openReadWrite(root, options);
 }
 
@@ -73,6 +80,9 @@ async function openReadWrite(root: string, options: StoreOptions): Promise<Store
   try {
     const checkMounted = mountCheck(fs, root, rootDev);
     const packs = opened.packs = await openPacks(fs, root, storeId, options, checkMounted);
+    // a replica's resync staged before a crash: swapped in whole (marker written), else discarded
+    const resynced = await finishResync(fs, root);
+    if (resynced !== undefined) health.findings.push(`a resync from the primary (snapshot seq ${resynced}) interrupted by a crash was finished`);
     const journal = opened.journal = await openJournal(fs, root, storeId, options, checkMounted);
     packs.setInlineSource(journalInlineSource(journal));
     const db = await recoverIndex({ fs, root, storeId, packs, journal, health, opened }, options, stale);
@@ -141,7 +151,7 @@ async function recoverIndex(r: Recovering, options: StoreOptions, stale: boolean
   if (existing && !options.allowMissingPacks) await checkPacksPresent(existing.db, r.packs, r.root);
   const covered = async (firstSeq: number) => start ? (start.snapshot?.seq ?? -1) + 1 >= firstSeq : snapshotCovers(r.fs, r.root, r.storeId, firstSeq);
   await resolveTail(r.fs, r.root, r.journal, highWater, r.health, covered);
-  await resolveNewestBatch(r.fs, r.root, r.journal, r.packs, highWater, r.health);
+  await resolveNewestBatch(r.fs, r.root, r.journal, r.packs, highWater, r.health, Boolean(options.packsLost));
   if (existing) {
     await replay(r.journal, existing.db, existing.appliedSeq, r.health);
     return existing.db;
@@ -177,6 +187,7 @@ async function openReadOnly(root: string, options: StoreOptions): Promise<StoreP
   const identity = await verifyIdentity(fs, root);
   const storeId = storeIdBytes(identity);
   const { stale } = await checkNoWriter(fs, root, { waitMs: options.lockWaitMs, onWaiting: options.onLockWait });
+  await refuseHalfResync(fs, root);
   const indexPath = join(root, LAYOUT.index);
   const repairHint = 'a read-only open does not repair it: open the store read-write once (any writing command, as a user who may write it) and retry';
   if (!(await fs.statIfExists(indexPath))) throw new MailstoreError('REFUSED', `the index at ${indexPath} is missing; ${repairHint}`, { path: indexPath });

@@ -96,8 +96,9 @@ export type Op =
   /**
    * `body`: the message stored inside this record (docs/FORMAT.md, "Inline bodies"); then `pack`
    * is INLINE_PACK and `offset` this record's seq, and the blob's location says the same.
+   * `modseq`: kept from another store by XFER (below the record's own modseq); absent: the record's.
    */
-  | ({ op: 'message.add'; id: Id; uid: number; hash: Buffer; size: number; date: number; flags: string[]; pack: number; offset: number; fresh?: true; body?: Buffer } & MessageAddExtras)
+  | ({ op: 'message.add'; id: Id; uid: number; hash: Buffer; size: number; date: number; flags: string[]; pack: number; offset: number; fresh?: true; body?: Buffer; modseq?: number } & MessageAddExtras)
   | { op: 'message.flags'; id: Id; set: [uid: number, flags: string[]][] }
   /** `at`: when (ms), set by prepare, so replay gives a released blob the same time (BlobRecord.z). */
   | { op: 'message.expunge'; id: Id; uids: number[]; purge?: boolean; at?: number }

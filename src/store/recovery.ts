@@ -9,7 +9,7 @@ import { decodeCbor, decodeValue, enableNativeCborStrings } from '../index/codec
 import type { Journal, JournalDamage } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { writeFileDurable } from '../fs/durable.js';
-import { applyOpsNow, meta } from './apply.js';
+import { applyOpsNow, applyStateOp, forgetModseqOffset, meta } from './apply.js';
 import { INLINE_PACK, type PackStore } from '../blob/pack-store.js';
 import { checkpointBegin, type JournalPayload, type MailboxInfo } from './records.js';
 import { parseSegmentFileName } from '../journal/journal-format.js';
@@ -163,8 +163,10 @@ async function checkJournalStart(journal: Journal, highWater: number, health: He
  * batch. Records after the last batch-end marker are an incomplete batch; a complete batch whose new
  * blobs do not all read back with their hash was not durable when the crash came. Either is copied
  * to quarantine/ and cut, never partly applied. A batch the index has applied is never touched.
+ * `packsLost` (the local packs were lost with the disk): bodies missing from a complete batch are
+ * no sign of a crash, so the batch is kept and its messages are reported by scrub, never cut.
  */
-export async function resolveNewestBatch(fs: FileSystem, root: string, journal: Journal, packs: PackStore, highWater: number, health: Health): Promise<void> {
+export async function resolveNewestBatch(fs: FileSystem, root: string, journal: Journal, packs: PackStore, highWater: number, health: Health, packsLost = false): Promise<void> {
   const decoded = journal.takeTailRecords();
   // Only the newest batch and what follows it are decoded, from the end backwards: the segment
   // can hold a great many records, and open must not decode them all twice.
@@ -181,7 +183,7 @@ export async function resolveNewestBatch(fs: FileSystem, root: string, journal: 
     while (first > 0 && !body(first - 1)?.end) first--;
     const batch: (JournalPayload | undefined)[] = [];
     for (let i = first; i <= lastEnd; i++) batch.push(body(i));
-    if (!(await freshBlobsDurable(batch, packs))) {
+    if (!packsLost && !(await freshBlobsDurable(batch, packs))) {
       cutFrom = decoded.findIndex((r, i) => i >= first && r.seq > highWater);
       health.findings.push(`journal records ${decoded[cutFrom].seq}..${decoded[lastEnd].seq}: a batch whose message bodies were not durable at the crash (never acknowledged) was cut; a copy is in quarantine/`);
     }
@@ -294,10 +296,12 @@ export async function buildIndexAside(fs: FileSystem, root: string, journal: Jou
   try {
     // The new index is empty and this view its only writer: the filter spares a LevelDB lookup
     // for every key the rebuild never wrote (the store id goes through the view for that reason).
-    const view = new IndexView(db, new WrittenKeys(limits.rebuildKeyFilterBytes));
+    const written = new WrittenKeys(limits.rebuildKeyFilterBytes);
+    const view = new IndexView(db, written);
     view.put(meta.storeId, storeId);
     const snapshot = start.snapshot;
-    if (snapshot) await loadSnapshot(fs, view, snapshot, storeId, health);
+    if (snapshot) await loadSnapshot(fs, db, written, snapshot, storeId);
+    if (snapshot) view.put(meta.appliedSeq, snapshot.seq);
     const replayed = await replayInto(journal, view, snapshot?.seq ?? 0, health);
     health.rebuiltFrom = snapshot
       ? `snapshot ${snapshot.name} (seq ${snapshot.seq}) and ${replayed.records} journal records after it`
@@ -308,17 +312,19 @@ export async function buildIndexAside(fs: FileSystem, root: string, journal: Jou
   }
 }
 
-/** Puts a verified snapshot's state into a fresh index (its checkpoint ops, as a checkpoint replays). */
-async function loadSnapshot(fs: FileSystem, view: IndexView, snapshot: SnapshotInfo, storeId: Buffer, health: Health): Promise<void> {
-  const problem = (message: string) => {
-    health.degraded = true;
-    if (health.findings.length < limits.healthFindingsMax) health.findings.push(message);
-  };
+/**
+ * Puts a verified snapshot's state into a fresh index (its checkpoint ops, as a checkpoint
+ * replays), straight into LevelDB batches: state ops only put, and every key goes into the
+ * rebuild's filter, so the journal replayed after it still finds them.
+ */
+async function loadSnapshot(fs: FileSystem, db: IndexDb, written: WrittenKeys, snapshot: SnapshotInfo, storeId: Buffer): Promise<void> {
+  const load = db.bulkLoad(limits.replayBatchKeys, written);
   await readSnapshotFile(fs, snapshot.path, snapshot.name, storeId, async (op) => {
-    applyOpsNow(view, snapshot.seq, [op], problem);
-    if (view.size >= limits.replayBatchKeys) await view.flushBehind();
+    applyStateOp(load, op);
+    await load.maybeFlush();
   });
-  view.put(meta.appliedSeq, snapshot.seq);
+  await load.finish();
+  forgetModseqOffset(db); // the snapshot may carry an XFER-raised offset: read it from the index again
 }
 
 /** Swaps a built index in for `index/`; the old one is moved to quarantine/, not deleted. */

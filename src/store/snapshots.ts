@@ -277,7 +277,9 @@ export async function writeJournalArchive(fs: FileSystem, root: string, dir: str
   }
   if (!dir.startsWith('/')) throw new MailstoreError('INVALID', `the journal archive must be an absolute path, got ${dir}`);
   if (!(await fs.statIfExists(dir))?.isDirectory) throw new MailstoreError('NOT_FOUND', `the journal archive ${dir} is not an existing directory`, { path: dir });
-  await writeFileDurable(fs, path, Buffer.from(`${dir}\ncrc32 ${crc32(Buffer.from(dir)).toString(16).padStart(8, '0')}\n`));
+  await writeFileDurable(fs, path, Buffer.from(`${dir}\ncrc32 ${crc32(Buffer.from(dir)).toString(16).padStart(8, '0')}\n`)).catch((error) => {
+    throw fromSystemError(error, 'saving the journal archive setting', path);
+  });
 }
 
 /** Moves a damaged snapshot to quarantine/ (never deleted); returns where it went. */

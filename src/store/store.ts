@@ -13,6 +13,7 @@
 // batch's seq range, and `store.changes` (changes.ts) hands out the committed records from any seq
 // and keeps the consumers' durable cursors: a change-log consumer, the daemon, events or replication
 // read there; the mutations here need not change for them.
+import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Readable } from 'node:stream';
@@ -20,17 +21,19 @@ import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { hashBytes, hashHex } from '../hash/blake3.js';
-import type { IndexDb } from '../index/index-db.js';
+import { IndexDb } from '../index/index-db.js';
 import { keys, decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey } from '../keys/index-keys.js';
 import { SPACE } from '../keys/tuple.js';
 import { INLINE_PACK, type BlobLocation, type PackStore } from '../blob/pack-store.js';
 import type { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
-import { SEEN, meta } from './apply.js';
+import { SEEN, meta, modseqAt } from './apply.js';
 import type { StoreAdministration } from './administration.js';
 import { ChangeFeed } from './changes.js';
-import { initStore, type StoreIdentity } from './identity.js';
-import { attachTier, flushTier, tierStatus, type TierFlushResult, type TierHost, type TierStatus } from './tier.js';
+import { LAYOUT, initStore, type StoreIdentity } from './identity.js';
+import { TIER_SETTINGS_FILE, attachTier, flushTier, moveByPolicy, readTierSettings, recordLostPacks, setTierPolicy, tierStatus, type TierFlushResult, type TierHost, type TierStatus } from './tier.js';
+import { BackgroundTierMover } from './tier-mover.js';
+import type { TierPolicy } from './tier-policy.js';
 import type { RemotePacks } from '../objstore/remote-packs.js';
 import { Maintenance, type MaintenanceHost, type StoreMaintenance } from './maintenance.js';
 import { closeOpened, openStoreParts, type StoreParts } from './open.js';
@@ -57,6 +60,7 @@ import { inlineBlobs, moveInlineBodies } from './compact-inline.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { MailStore } from './api.js';
 import { Writer, type CommitChain, type Mutation, type PrepareContext, type ReplicatedBatch } from './writer.js';
+import { finishResync, stageResync, type StagedResync } from './resync.js';
 import { readOnlyReplicaError, readRole, unreplicatedError, writeRole, type ReplicationRole } from './role.js';
 
 /**
@@ -79,6 +83,11 @@ export interface StoreReplication {
   applyReplicated(batch: ReplicatedBatch): Promise<void>;
   /** admit: before a client change is queued (may refuse); afterDurable: WriterHooks.afterDurable. */
   setGate(gate: ReplicationGate | undefined): void;
+  /**
+   * A replica's resync (resync.ts): stages the primary's snapshot (already written to
+   * resync/snapshot) as a journal and an index, then swaps them in while nothing commits.
+   */
+  installResync(staged: StagedResync): Promise<void>;
   /** Commits one meta.set record (the epoch), whatever the role; returns its seq. */
   commitMeta(key: string, value: unknown): Promise<number>;
   /** Commits ops prepared by the caller against the batch's view (XFER's mailbox import). */
@@ -141,6 +150,8 @@ export class Store implements MailStore {
   private unreplicatedRefused = false;
   /** StoreReplication.committedSeq. */
   private committed: number;
+  /** A resync's swap is under way (installResync): the index is being replaced. */
+  private swapping = false;
   /** A write fence in force: changes from outside it wait for this. */
   private fence?: Promise<void>;
   /** The change log: committed journal records from a seq on, and the consumers' cursors (changes.ts). */
@@ -149,6 +160,8 @@ export class Store implements MailStore {
   /** The compaction running now (one at a time). */
   private compaction?: Promise<unknown>;
   private compactor?: BackgroundCompactor;
+  /** Moves sealed packs to the bucket under the store's policy (tier-mover.ts, StoreOptions.autoTier). */
+  private tierMover?: BackgroundTierMover;
   /** Snapshots of the index and journal retirement (snapshots.ts). */
   private readonly snapshots: Snapshotter;
 
@@ -158,7 +171,7 @@ export class Store implements MailStore {
     this.messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
     this.inlineBodyBytesMax = options.inlineBodyBytesMax ?? limits.inlineBodyBytesDefault;
     this.committed = this.journal.lastSeq;
-    this.changes = new ChangeFeed({ fs: this.fs, root: this.root, journal: this.journal, readOnly: this.readOnly });
+    this.changes = new ChangeFeed({ fs: this.fs, root: this.root, journal: this.journal, committedSeq: () => this.committed, readOnly: this.readOnly });
     this.packBytesMax = options.packBytesMax ?? limits.packBytesMax;
     this.snapshots = new Snapshotter({
       fs: this.fs, root: this.root, storeId: this.storeId, journal: this.journal, changes: this.changes, db: () => this.db,
@@ -172,8 +185,8 @@ export class Store implements MailStore {
         this.committed = last;
         this.forgetMailboxes();
         this.changes.notify(last);
-        this.changes.notify(last);
         this.compactor?.noteCommit();
+        this.tierMover?.noteCommit();
         if (autoSnapshot) this.snapshots.maybeAuto(last, (result, error) => this.reportAutoSnapshot(options, result, error));
         options.onCommit?.(first, last, mutations, indexKeys, writeSeconds);
       },
@@ -203,13 +216,18 @@ export class Store implements MailStore {
     const parts = await openStoreParts(root, options);
     try {
       const store = new Store(parts, options);
-      store.remote = await attachTier(store.tierHost());
       store.replicationRole = await readRole(parts.fs, root);
+      // before the tier removes any local copy: a replica keeps its own packs (docs/OBJECT-STORAGE.md, "Replicas")
+      if (store.replicationRole?.role === 'replica' && (await readTierSettings(parts.fs, root))) {
+        throw new MailstoreError('REFUSED', `${root} is a replica and has an object store (${join(root, TIER_SETTINGS_FILE)}): a replica keeps its own copy of every pack locally, it does not share or move packs (docs/OBJECT-STORAGE.md, "Replicas"); remove that file. Nothing was changed.`, { path: join(root, TIER_SETTINGS_FILE) });
+      }
+      store.remote = await attachTier(store.tierHost());
       // A replica's interrupted delete is finished by its primary, whose records it receives.
       if (!parts.readOnly && store.writableRole()) {
         await store.finishInterruptedDeletes();
         await store.finishInterruptedCompaction();
-        if (options.autoCompact && !store.replicationRole) store.startCompactor(options);
+        if (options.autoCompact) store.startCompactor(options); // a primary's compaction reaches its replicas (src/replication/pack-removal.ts)
+        if (options.autoTier && store.remote) store.startTierMover(options);
       }
       await store.snapshots.init();
       store.snapshots.start();
@@ -226,6 +244,7 @@ export class Store implements MailStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.tierMover?.stop();
     await this.compactor?.stop();
     await this.compaction?.catch(() => undefined);
     await this.writer.drain();
@@ -245,13 +264,57 @@ export class Store implements MailStore {
   async tierFlush(options: { keepLocalBytes?: number; onPack?: (pack: number, bytes: number) => void } = {}): Promise<TierFlushResult> {
     this.live();
     this.writable();
-    return flushTier(this.tierHost(), this.requireRemote(), options);
+    const remote = this.requireRemote();
+    while (this.compaction) await this.compaction.catch(() => undefined);
+    return this.holdPacks(flushTier(this.tierHost(), remote, options));
+  }
+
+  /**
+   * Changes the move policy kept in the store (tier-policy.ts); null returns a field to its
+   * default. Takes effect at the background mover's next round.
+   */
+  async tierSetPolicy(change: { [K in keyof TierPolicy]?: number | null }): Promise<TierPolicy> {
+    this.live();
+    this.writable();
+    const remote = this.requireRemote();
+    remote.policy = await setTierPolicy(this.fs, this.root, change);
+    return remote.policy;
+  }
+
+  /** One policy round unless compaction or a flush holds the packs (the background mover's trylock). */
+  private async tryTierMove(): Promise<TierFlushResult | undefined> {
+    if (this.compaction || this.closed || this.failure || !this.remote) return undefined;
+    return this.holdPacks(moveByPolicy(this.tierHost(), this.remote));
+  }
+
+  /** Compaction and tier moves both retire local packs: one at a time (compact() waits on this). */
+  private holdPacks<T>(work: Promise<T>): Promise<T> {
+    this.compaction = work;
+    const clear = () => { if (this.compaction === work) this.compaction = undefined; };
+    work.then(clear, clear);
+    return work;
+  }
+
+  private startTierMover(options: StoreOptions): void {
+    const settings = typeof options.autoTier === 'object' ? options.autoTier : {};
+    this.tierMover = new BackgroundTierMover({
+      tryMove: () => this.tryTierMove(),
+      onError: (error) => options.onBackgroundError?.(error),
+    }, settings);
   }
 
   /** Where the packs are: local and in the bucket. INVALID when the store has no object store. */
   async tierStatus(): Promise<TierStatus> {
     this.live();
     return tierStatus(this.tierHost(), this.requireRemote());
+  }
+
+  /** Records packs lost with the local disk (`rebuild-from-bucket`, tier.ts TIER_LOST): new packs are numbered above them. */
+  async tierRecordLostPacks(packs: number[]): Promise<void> {
+    this.live();
+    this.writable();
+    this.requireRemote();
+    await recordLostPacks(this.tierHost(), packs);
   }
 
   private requireRemote(): RemotePacks {
@@ -278,10 +341,6 @@ export class Store implements MailStore {
     checkCompactOptions(options);
     this.live();
     if (!options.dryRun) this.writable();
-    if (this.replicationRole && !options.dryRun) {
-      // a compaction's new pack is written beside the batch path, so replication would not ship it
-      throw new MailstoreError('REFUSED', 'compaction is not run on a store with replication yet: its rewritten packs are not shipped to replicas (docs/FORMAT.md, "Replication")');
-    }
     while (this.compaction) await this.compaction.catch(() => undefined);
     return this.runCompaction(options);
   }
@@ -402,6 +461,7 @@ export class Store implements MailStore {
   private live(): void {
     if (this.closed) throw new MailstoreError('CLOSED', `the store at ${this.root} is closed`, { path: this.root });
     if (this.failure) throw this.failure;
+    if (this.swapping) throw new MailstoreError('UNAVAILABLE', `the replica at ${this.root} is swapping in a resync from its primary; retry in a moment`, { path: this.root });
   }
 
   /** Every change (and every maintenance write) enters the Writer here. */
@@ -446,6 +506,7 @@ export class Store implements MailStore {
         if (this.readOnly) this.writable();
         return this.writer.submitReplicated(batch);
       },
+      installResync: (staged) => this.installResync(staged),
       setGate: (gate) => {
         this.gate = gate;
         this.unreplicatedRefused = false; // a primary runs in this process: its gate decides from now on
@@ -469,6 +530,36 @@ export class Store implements MailStore {
         }
       },
     };
+  }
+
+  /** Stages and swaps in a resync (resync.ts) with the Writer idle and snapshots held off. */
+  private installResync(staged: StagedResync): Promise<void> {
+    this.live();
+    if (this.readOnly) this.writable();
+    return this.snapshots.pause(async () => {
+      await this.writer.drain();
+      await stageResync(this.fs, this.root, this.storeId, this.identity.storeId, staged, this.journal.segmentBytesMax);
+      // from here the marker makes the staged state the store's: reads wait out the swap (live())
+      this.swapping = true;
+      try {
+        await this.db.close();
+        await this.journal.close();
+        await finishResync(this.fs, this.root);
+        this.db = await IndexDb.open(join(this.root, LAYOUT.index), false);
+        this.writer.replaceIndex(this.db);
+        this.forgetMailboxes();
+        await this.packs.forgetReadHandles();
+        await this.journal.reload();
+        this.committed = this.journal.lastSeq;
+        this.changes.notify(this.committed);
+      } catch (error) {
+        // half swapped in this process; open finishes it (the marker is still there)
+        this.failure = new MailstoreError('CLOSED', `swapping in a resync failed (${(error as Error).message}); restart the replica: open finishes the swap`, { cause: error });
+        throw this.failure;
+      } finally {
+        this.swapping = false;
+      }
+    });
   }
 
   private readerHost(): ReaderHost {
@@ -820,7 +911,7 @@ export class Store implements MailStore {
         if (set.length === 0) return { ops: [], result: { modseq: box.highestModseq, updated: [], modified } };
         const ops: Op[] = [{ op: 'message.flags', id: box.id, set }];
         checkRecordSize(ops, `setting flags on ${set.length} messages`);
-        return { ops, result: { modseq: seq, updated: set.map(([u]) => u), modified } };
+        return { ops, result: { modseq: modseqAt(view, seq), updated: set.map(([u]) => u), modified } };
       },
     });
   }
@@ -836,7 +927,7 @@ export class Store implements MailStore {
         if (present.length === 0) return { ops: [], result: { expunged: [], modseq: box.highestModseq } };
         const ops: Op[] = [{ op: 'message.expunge', id: box.id, uids: present, at: Date.now() }];
         checkRecordSize(ops, `expunging ${present.length} messages`);
-        return { ops, result: { expunged: present, modseq: seq } };
+        return { ops, result: { expunged: present, modseq: modseqAt(view, seq) } };
       },
     });
   }

@@ -9,6 +9,7 @@
 // A crash before 4 leaves the local pack serving (the object is uploaded again next time); after 4
 // and before 5 the local copy is removed by the next open or flush. Nothing is ever deleted from
 // the bucket here; reads of a moved pack use ranged GETs, verified by hash like every read.
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { crc32 } from 'node:zlib';
@@ -23,16 +24,25 @@ import { limits } from '../limits.js';
 import { RemotePacks, type TieredPack } from '../objstore/remote-packs.js';
 import { Bucket, parseBucketUrl, parseCredentials, type Credentials } from '../objstore/s3.js';
 import type { Op } from './records.js';
+import { checkPolicy, planMoves, type LocalPack, type TierPolicy } from './tier-policy.js';
 import type { Mutation } from './writer.js';
 
 export const TIER_SETTINGS_FILE = 'OBJECT-STORE';
 /** Meta key prefix of the packs in the bucket: tier/pack/NNNNNNNN -> TieredPack. */
 export const TIER_META = 'tier/pack/';
+/**
+ * Meta key of the packs lost with the local disk (`mailstore rebuild-from-bucket`): number[]. The
+ * index still refers into them (scrub reports those messages missing), so no new pack may take one
+ * of their numbers: every open skips pack numbers past the highest.
+ */
+export const TIER_LOST = 'tier/lost-packs';
 
 export interface TierSettings {
   url: string;
   /** Absolute path of the ACCESS_KEY:SECRET_KEY file; absent: the environment supplies them. */
   credentials?: string;
+  /** When sealed packs move (tier-policy.ts); absent: the defaults. */
+  policy?: TierPolicy;
 }
 
 export interface TierHost {
@@ -62,6 +72,8 @@ export interface TierStatus {
   remoteBytes: number;
   /** Local bytes ÷ all pack bytes. */
   localShare: number;
+  /** The move policy in force (defaults filled in). */
+  policy: { localBytesMax: number | null; localShareDefault: number; moveAfterMs: number };
 }
 
 function encodeSettings(settings: TierSettings): Buffer {
@@ -74,7 +86,9 @@ function decodeSettings(bytes: Buffer, path: string): TierSettings {
   if (!m || crc32(Buffer.from(m[1])).toString(16).padStart(8, '0') !== m[2]) {
     throw new MailstoreError('CORRUPT', `${path} (the object-store settings) is damaged; write it again with 'mailstore tier set'`, { path });
   }
-  return JSON.parse(m[1]) as TierSettings;
+  const settings = JSON.parse(m[1]) as TierSettings;
+  if (settings.policy) checkPolicy(settings.policy);
+  return settings;
 }
 
 /** Checks the URL, the credentials and that the bucket answers (before `init --object-store` creates anything). */
@@ -85,7 +99,27 @@ export async function checkTierSettings(fs: FileSystem, settings: TierSettings):
 
 /** Records the bucket in the store: from the next open on, sealed packs may move there. */
 export async function writeTierSettings(fs: FileSystem, root: string, settings: TierSettings): Promise<void> {
-  await writeFileDurable(fs, join(root, TIER_SETTINGS_FILE), encodeSettings(settings));
+  const path = join(root, TIER_SETTINGS_FILE);
+  await writeFileDurable(fs, path, encodeSettings(settings)).catch((error) => {
+    throw fromSystemError(error, 'saving the object-store settings', path);
+  });
+}
+
+/**
+ * Changes the move policy kept in the store's settings (`init --local-bytes-max`, `tier set`);
+ * fields given as null return to their default. INVALID when the store has no object store.
+ */
+export async function setTierPolicy(fs: FileSystem, root: string, change: { [K in keyof TierPolicy]?: number | null }): Promise<TierPolicy> {
+  const settings = await readTierSettings(fs, root);
+  if (!settings) throw new MailstoreError('INVALID', `the store at ${root} has no object store (mailstore init --object-store URL)`);
+  const policy: TierPolicy = { ...settings.policy };
+  for (const [name, value] of Object.entries(change) as [keyof TierPolicy, number | null | undefined][]) {
+    if (value === null) delete policy[name];
+    else if (value !== undefined) policy[name] = value;
+  }
+  checkPolicy(policy);
+  await writeTierSettings(fs, root, { ...settings, policy });
+  return policy;
 }
 
 export async function readTierSettings(fs: FileSystem, root: string): Promise<TierSettings | undefined> {
@@ -131,20 +165,41 @@ export async function attachTier(host: TierHost): Promise<RemotePacks | undefine
     if (Number.isSafeInteger(pack) && pack > 0) remote.set(pack, info);
   }
   host.packs.attachRemote(remote);
+  const lost = await host.db.get<number[]>(keys.meta(TIER_LOST));
+  if (lost?.length) host.packs.skipPackNumbersTo(Math.max(...lost));
+  host.packs.limitPackBytes(limits.tierPackBytesMax);
+  remote.policy = settings.policy ?? {};
   if (!host.readOnly) await removeMovedLocalCopies(host, remote);
   return remote;
 }
 
+/**
+ * Removes local files of packs the journal records in the bucket (a crash between steps 4 and 5),
+ * each only once a HEAD shows its object there at its recorded size: a local copy is never removed
+ * on the journal's word alone, so packs put back by hand after a lost bucket (RECOVERY.md) stay,
+ * and an unreachable bucket removes nothing (the next open or flush tries again).
+ */
 async function removeMovedLocalCopies(host: TierHost, remote: RemotePacks): Promise<number> {
   let removed = 0;
   for (const pack of await host.packs.listLocalPacks()) {
-    if (!remote.has(pack)) continue;
-    await host.packs.forgetReadHandle(pack);
-    await host.fs.unlink(host.packs.path(pack)).catch((error) => { throw fromSystemError(error, 'removing the local copy of a moved pack', host.packs.path(pack)); });
+    const info = remote.get(pack);
+    if (!info) continue;
+    const size = await remote.bucket.size(info.k).catch(() => undefined);
+    if (size !== info.b) continue;
+    await host.packs.releaseLocal(pack, limits.tierReaderWaitMs);
     removed++;
   }
   if (removed > 0) await host.fs.syncDir(host.packs.dir);
   return removed;
+}
+
+/** Records packs lost with the local disk (TIER_LOST; journaled) and keeps new packs above them. */
+export async function recordLostPacks(host: TierHost, packs: number[]): Promise<void> {
+  if (packs.length === 0) return;
+  const before = (await host.db.get<number[]>(keys.meta(TIER_LOST))) ?? [];
+  const value = [...new Set([...before, ...packs])].sort((a, b) => a - b);
+  await host.submit({ prepare: async () => ({ ops: [{ op: 'meta.set', key: TIER_LOST, value } as Op], result: undefined }) });
+  host.packs.skipPackNumbersTo(Math.max(...value));
 }
 
 /** Seals the open pack and moves every sealed local pack (all but `keepLocalBytes` worth, newest kept) to the bucket. */
@@ -177,23 +232,53 @@ export async function flushTier(host: TierHost, remote: RemotePacks, options: { 
 async function movePack(host: TierHost, remote: RemotePacks, pack: number, bytes: number): Promise<void> {
   const path = host.packs.path(pack);
   const key = remote.bucket.key(`packs/${String(pack).padStart(8, '0')}.pack`);
-  const localDigest = await uploadFile(host.fs, path, bytes, (source) => remote.bucket.put(key, source, bytes));
+  const local = await uploadFile(host.fs, path, bytes, (source) => remote.bucket.put(key, source, bytes));
   const remoteDigest = await digestObject(remote, key, bytes);
-  if (remoteDigest !== localDigest) {
+  if (remoteDigest !== local.blake3) {
     throw new MailstoreError('IO', `pack ${pack} read back from ${remote.bucket.urlOf(key)} differs from the local file; it stays local (nothing was removed)`, { path: remote.bucket.urlOf(key) });
   }
-  const info: TieredPack = { k: key, b: bytes, d: localDigest };
+  // The object store's checksum (a single-part upload's ETag is the MD5 of its bytes) is recorded
+  // when it names these bytes, so a scrub between full passes can check the object without reading it.
+  const { etag } = await remote.bucket.stat(key);
+  const info: TieredPack = { k: key, b: bytes, d: local.blake3, ...(etag === local.md5 ? { m: local.md5 } : {}) };
   await host.submit({ prepare: async () => ({ ops: [{ op: 'meta.set', key: tierMetaName(pack), value: info } as Op], result: undefined }) });
   remote.set(pack, info);
-  await host.packs.forgetReadHandle(pack);
-  await host.fs.unlink(path).catch((error) => { throw fromSystemError(error, 'removing the local copy of a moved pack', path); });
-  await host.fs.syncDir(host.packs.dir);
+  await host.packs.releaseLocal(pack, limits.tierReaderWaitMs);
+  await host.packs.syncDir();
 }
 
-/** Streams the file into `upload` while hashing it; returns the BLAKE3 of what was sent. */
-async function uploadFile(fs: FileSystem, path: string, bytes: number, upload: (source: Readable) => Promise<void>): Promise<string> {
+/**
+ * One round of the move policy (the background mover, tier-mover.ts): the open pack is left alone;
+ * of the sealed local packs, the ones `planMoves` picks move, oldest first.
+ */
+export async function moveByPolicy(host: TierHost, remote: RemotePacks, nowMs = Date.now(), onPack?: (pack: number, bytes: number) => void): Promise<TierFlushResult> {
+  const started = Date.now();
+  await removeMovedLocalCopies(host, remote);
+  const sealedThrough = host.packs.sealedThrough; // read before listing: a pack created meanwhile is above it
+  const sealed: LocalPack[] = [];
+  let pinnedBytes = 0;
+  for (const pack of await host.packs.listLocalPacks()) {
+    if (remote.has(pack)) continue;
+    const stat = await host.fs.stat(host.packs.path(pack)).catch((error) => { throw fromSystemError(error, 'looking at a pack to move', host.packs.path(pack)); });
+    if (pack <= sealedThrough) sealed.push({ pack, bytes: stat.size, modifiedMs: stat.mtimeMs });
+    else pinnedBytes += stat.size;
+  }
+  const moving = planMoves(remote.policy, { sealed, pinnedBytes, remoteBytes: remote.bytes, nowMs });
+  let bytesMoved = 0;
+  for (const { pack, bytes } of moving) {
+    await movePack(host, remote, pack, bytes);
+    bytesMoved += bytes;
+    onPack?.(pack, bytes);
+  }
+  const localBytesAfter = pinnedBytes + sealed.reduce((sum, p) => sum + p.bytes, 0) - bytesMoved;
+  return { packsMoved: moving.length, bytesMoved, localBytesAfter, remoteBytes: remote.bytes, seconds: (Date.now() - started) / 1000 };
+}
+
+/** Streams the file into `upload` while hashing it; returns the BLAKE3 and MD5 of what was sent. */
+async function uploadFile(fs: FileSystem, path: string, bytes: number, upload: (source: Readable) => Promise<void>): Promise<{ blake3: string; md5: string }> {
   const handle = await fs.open(path, 'read').catch((error) => { throw fromSystemError(error, 'opening a pack to move', path); });
   const hasher = await createHasher();
+  const md5 = createHash('md5');
   try {
     async function* chunks(): AsyncGenerator<Buffer> {
       for (let p = 0; p < bytes; p += limits.scanChunkBytes) {
@@ -201,6 +286,7 @@ async function uploadFile(fs: FileSystem, path: string, bytes: number, upload: (
         const n = await handle.read(buf, 0, buf.length, p);
         if (n !== buf.length) throw new MailstoreError('IO', `pack ${path} shrank while it was being moved`, { path });
         hasher.update(buf);
+        md5.update(buf);
         yield buf;
       }
     }
@@ -208,7 +294,7 @@ async function uploadFile(fs: FileSystem, path: string, bytes: number, upload: (
   } finally {
     await handle.close();
   }
-  return hashHex(hasher.digest());
+  return { blake3: hashHex(hasher.digest()), md5: md5.digest('hex') };
 }
 
 async function digestObject(remote: RemotePacks, key: string, bytes: number): Promise<string> {
@@ -225,5 +311,6 @@ export async function tierStatus(host: TierHost, remote: RemotePacks): Promise<T
   return {
     url: remote.bucket.address.url, localPacks: local.length, localBytes, remotePacks: remote.list().length, remoteBytes,
     localShare: localBytes + remoteBytes === 0 ? 1 : localBytes / (localBytes + remoteBytes),
+    policy: { localBytesMax: remote.policy.localBytesMax ?? null, localShareDefault: limits.tierLocalShareDefault, moveAfterMs: remote.policy.moveAfterMs ?? limits.tierMoveAfterMs },
   };
 }

@@ -7,6 +7,7 @@ import { hashHex } from '../hash/blake3.js';
 import type { MessageRecord } from './records.js';
 import type { IndexCounts } from './recovery.js';
 import type { AutoCompactSettings } from './compactor.js';
+import type { AutoTierSettings } from './tier-mover.js';
 import type { SnapshotResult } from './snapshots.js';
 
 export interface StoreOptions {
@@ -46,6 +47,12 @@ export interface StoreOptions {
    */
   allowMissingPacks?: boolean;
   /**
+   * The local packs were lost with the disk (`mailstore rebuild-from-bucket`): the newest complete
+   * journal batch is kept even when its bodies do not read back (they were in a lost pack, not torn
+   * by a crash), so scrub reports its messages missing instead of open cutting the batch.
+   */
+  packsLost?: boolean;
+  /**
    * Called after each group commit with its seq range, number of mutations and index keys written,
    * and the seconds its pack and journal writes and fdatasyncs took.
    */
@@ -55,7 +62,12 @@ export interface StoreOptions {
    * released blobs for a grace period (default off: the CLI's one-shot opens; the daemon turns it on).
    */
   autoCompact?: boolean | AutoCompactSettings;
-  /** Called when a background compaction round fails (the store stays usable; the next round retries). */
+  /**
+   * With an object store: move sealed packs to the bucket in the background under the store's
+   * policy (tier-mover.ts, tier-policy.ts). Default off (the CLI's one-shot opens); serve turns it on.
+   */
+  autoTier?: boolean | AutoTierSettings;
+  /** Called when a background compaction or tier round fails (the store stays usable; the next round retries). */
   onBackgroundError?: (error: unknown) => void;
   /**
    * Snapshot the index by itself (and retire the journal below it) when the journal grew by

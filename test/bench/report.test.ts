@@ -171,4 +171,16 @@ describe('rounds', () => {
     expect(markdown).toContain('The goal steps ran in 3 rounds');
     expect(renderReport(fixtureRun(), 'results.json')).toContain('One round: each goal row rests on a single pair');
   });
+  it('the CLI start-up goal: append p50 against a bare `node -e 0` measured alternately, median of the rounds', () => {
+    const data = fixtureRun();
+    const pair = (round: number, cli: number, bare: number): TaggedResult[] => [
+      { corpus: 'main', peer: 'mailstore-cli', measurement: 'deliver', messages: 200, seconds: 50, p50_ms: cli, round },
+      { corpus: 'main', peer: 'node-start', measurement: 'deliver', messages: 200, seconds: 16, p50_ms: bare, round },
+    ];
+    data.results = [...data.results.map((r) => ({ ...r, round: 1 })), ...pair(1, 230, 80), ...pair(2, 150, 80), ...pair(3, 170, 80)];
+    // ratios 2.875, 1.875, 2.125 → median 2.125: a miss of 2×
+    expect(renderReport(data, 'results.json')).toContain('`mailstore append FILE` p50 ≤ 2× `node -e 0` p50 — measured 2.13× (p50 170 vs 80 ms, median of 3 rounds, spread 1.88–2.88×) → **MISS**');
+    data.results = [...data.results.filter((r) => r.peer !== 'mailstore-cli'), ...[1, 2, 3].map((round) => ({ corpus: 'main', peer: 'mailstore-cli', measurement: 'deliver', messages: 200, seconds: 30, p50_ms: 150, round }))];
+    expect(renderReport(data, 'results.json')).toMatch(/`mailstore append FILE` p50 ≤ 2× `node -e 0` p50 — measured 1\.88× .* → \*\*pass\*\*/);
+  });
 });

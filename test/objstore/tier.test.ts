@@ -10,7 +10,7 @@ import { Store } from '../../src/store/store.js';
 import { MailstoreError } from '../../src/errors.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { checkTierSettings, writeTierSettings } from '../../src/store/tier.js';
-import { cephInstalled, createBucket, startCeph, type Ceph } from '../helpers/ceph.js';
+import { cephInstalled, createBucket, startCeph, type Ceph, cephClient } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
 
@@ -26,8 +26,7 @@ describe.skipIf(!installed)('object-storage tier on Ceph', () => {
   let bucketCount = 0;
   beforeAll(async () => {
     ceph = (await startCeph())!;
-    const u = new URL(ceph.endpoint);
-    client = new Minio.Client({ endPoint: u.hostname, port: Number(u.port), useSSL: false, accessKey: ceph.accessKey, secretKey: ceph.secretKey, region: 'us-east-1', pathStyle: true });
+    client = cephClient(ceph);
   }, 180_000);
   afterAll(async () => { await ceph?.stop(); }, 60_000);
 
@@ -73,7 +72,7 @@ describe.skipIf(!installed)('object-storage tier on Ceph', () => {
     expect(status.remotePacks).toBe(1);
     expect(status.localShare).toBeLessThan(0.15);
     let n = 0;
-    for await (const m of again.readMessages('INBOX')) { if (m.uid <= bodies.length) expect(m.body.equals(bodies[m.uid - 1])).toBe(true); n++; }
+    for await (const m of again.readMessages('INBOX')) { if (m.info.uid <= bodies.length) expect(m.body.equals(bodies[m.info.uid - 1])).toBe(true); n++; }
     expect(n).toBe(bodies.length + 1);
     await again.close();
   }, 120_000);

@@ -9,6 +9,8 @@ import { xferUser } from '../../src/replication/xfer.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf, keyFile, msg, quiet } from './helpers.js';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 
 async function twoStores() {
   const key = keyFile();
@@ -61,6 +63,61 @@ describe('xfer', () => {
       expect(uid).toBeGreaterThan(20);
     } finally {
       await close();
+    }
+  }, 30_000);
+
+  it('keeps modseqs: the target raises its modseqs past the moved ones first, so none of its later ones goes backwards (also after a rebuild)', async () => {
+    const { key, a, b, to, close } = await twoStores();
+    const modseqs = async (store: Store, name: string) => {
+      const out: [number, number][] = [];
+      for await (const m of store.messages(name)) out.push([m.uid, m.modseq]);
+      return out;
+    };
+    let bRoot = '';
+    let moved: [number, number][] = [];
+    let raised = 0;
+    try {
+      // the source's seqs run far ahead of the target's
+      await a.createMailbox('user/alice/INBOX', { owner: 'alice' });
+      for (let i = 0; i < 200; i++) await a.append('user/alice/INBOX', msg(i));
+      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
+      for (let i = 1; i <= 30; i++) await a.append('user/bob/INBOX', msg(1000 + i));
+      for (let i = 1; i <= 30; i += 3) await a.setFlags('user/bob/INBOX', [i], { add: ['\\Seen'] });
+      await a.expunge('user/bob/INBOX', [2]);
+      await b.createMailbox('user/carol/INBOX', { owner: 'carol' });
+      await b.append('user/carol/INBOX', msg(1));
+      const source = await a.status('user/bob/INBOX');
+      moved = await modseqs(a, 'user/bob/INBOX');
+      expect(Math.max(...moved.map(([, m]) => m))).toBeGreaterThan(b.changes.lastSeq + 10);
+      await xferUser(a, { user: 'bob', to, keyFile: key, log: quiet });
+      bRoot = b.root;
+      expect(await modseqs(b, 'user/bob/INBOX')).toEqual(moved);
+      const target = await b.status('user/bob/INBOX');
+      expect(target.highestModseq).toBeGreaterThanOrEqual(source.highestModseq);
+      // a client that knew the source's HIGHESTMODSEQ sees no message as changed
+      expect(await b.changesSince('user/bob/INBOX', source.highestModseq)).toMatchObject({ changed: [], vanished: [] });
+      // later changes at the target, in the moved mailbox and elsewhere, are above every moved modseq
+      const flagged = await b.setFlags('user/bob/INBOX', [1], { add: ['\\Flagged'] });
+      expect(flagged.modseq).toBeGreaterThan(source.highestModseq);
+      expect((await b.messageInfo('user/bob/INBOX', 1)).modseq).toBe(flagged.modseq);
+      const { uid } = await b.append('user/carol/INBOX', msg(2));
+      raised = (await b.messageInfo('user/carol/INBOX', uid)).modseq;
+      expect(raised).toBeGreaterThan(flagged.modseq);
+      expect(raised).toBeGreaterThan(source.highestModseq);
+    } finally {
+      await close();
+    }
+    // a rebuild from the journal gives the same modseqs (the raised offset is a journaled record)
+    rmSync(join(bRoot, 'index'), { recursive: true, force: true });
+    const rebuilt = await Store.open(bRoot);
+    try {
+      const now = await modseqs(rebuilt, 'user/bob/INBOX');
+      expect(now.filter(([u]) => u !== 1)).toEqual(moved.filter(([u]) => u !== 1));
+      expect((await modseqs(rebuilt, 'user/carol/INBOX')).map(([, m]) => m)).toContain(raised);
+      const next = await rebuilt.append('user/carol/INBOX', msg(3));
+      expect((await rebuilt.messageInfo('user/carol/INBOX', next.uid)).modseq).toBeGreaterThan(raised);
+    } finally {
+      await rebuilt.close();
     }
   }, 30_000);
 

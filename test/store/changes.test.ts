@@ -173,3 +173,36 @@ describe('state snapshot', () => {
     await store.close();
   });
 });
+
+describe('consumer cursors on a failing disk', () => {
+  it('EACCES and ENOSPC on consumers/ fail the cursor write with ACCESS / NO_SPACE, the old cursor stays, mail goes on', async () => {
+    const { FaultFileSystem } = await import('../sim/faultfs.js');
+    const root = tmpDir();
+    const fs = new FaultFileSystem();
+    let store = await Store.open(root, { create: true, fs, autoSnapshot: false });
+    await store.createMailbox('INBOX');
+    const first = await store.append('INBOX', msg(1));
+    await store.changes.register('cleanup', 0);
+    await store.changes.advance('cleanup', 1);
+    for (let i = 2; i <= 4; i++) await store.append('INBOX', msg(i));
+    for (const [fault, code] of [['EACCES', 'ACCESS'], ['ENOSPC', 'NO_SPACE'], ['EIO', 'IO']] as const) {
+      fs.failAll(fault, { pathPrefix: join(root, 'consumers') });
+      expect(await codeOf(store.changes.advance('cleanup', 3))).toBe(code);
+      expect(await codeOf(store.changes.register('other', 0))).toBe(code);
+      fs.clear();
+      expect((await store.changes.cursor('cleanup'))?.seq).toBe(1); // the failed write left the old cursor
+      expect(await store.changes.cursor('other')).toBeUndefined();
+    }
+    // delivery never depended on the cursor directory
+    fs.failAll('EACCES', { pathPrefix: join(root, 'consumers') });
+    const later = await store.append('INBOX', msg(5));
+    fs.clear();
+    await store.changes.advance('cleanup', 3);
+    await store.close();
+    store = await Store.open(root, { autoSnapshot: false });
+    expect((await store.changes.cursor('cleanup'))?.seq).toBe(3);
+    expect((await store.fetch('INBOX', first.uid)).equals(msg(1))).toBe(true);
+    expect((await store.fetch('INBOX', later.uid)).equals(msg(5))).toBe(true);
+    await store.close();
+  });
+});

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
+import { limits } from '../../src/limits.js';
 import { FaultFileSystem, type CrashMode } from '../sim/faultfs.js';
 import { fastTmpRoot, retireOwnLock } from '../sim/explorer.js';
 import { expectCode } from '../sim/helpers.js';
@@ -17,7 +18,19 @@ const PACK_BYTES_MAX = 24 * 1024;
 const MODES: CrashMode[] = ['all-lost', 'random', 'all-kept', 'data-lost'];
 
 describe('compaction crash states', () => {
-  it('a crash at every operation of a compaction, every mode, index missing or older: nothing lost, nothing expunged back, scrub clean', async () => {
+  // in one run (every candidate entry at once), and in runs of 5 entries (limits.compactChunkEntries):
+  // several commits, each after its own new-pack sync, before the retire intent
+  for (const runEntries of [limits.compactChunkEntries, 5]) it(`a crash at every operation of a compaction (runs of ${runEntries} entries), every mode, index missing or older: nothing lost, nothing expunged back, scrub clean`, async () => {
+    const saved = limits.compactChunkEntries;
+    (limits as { compactChunkEntries: number }).compactChunkEntries = runEntries;
+    try {
+      await crashEveryOperation();
+    } finally {
+      (limits as { compactChunkEntries: number }).compactChunkEntries = saved;
+    }
+  }, 300_000);
+
+  async function crashEveryOperation(): Promise<void> {
     const work = await fsp.mkdtemp(join(fastTmpRoot(), 'compact-crash-'));
     const dir = join(work, 'store');
     const { store: setup, bodies, gone, live } = await churned(dir, { packBytesMax: PACK_BYTES_MAX });
@@ -52,7 +65,7 @@ describe('compaction crash states', () => {
     }
     console.info(`compaction crash states: ${ffs.logLength - opened + 1} crash points of one compaction x 2 of ${MODES.length} modes = ${states} states, all recovered`);
     await fsp.rm(work, { recursive: true, force: true });
-  }, 300_000);
+  }
 
   for (const [fault, op] of [['ENOSPC', 'write'], ['EIO', 'write'], ['EIO', 'sync']] as const) {
     it(`${fault} on ${op} half-way through writing the new pack: ${fault === 'ENOSPC' ? 'NO_SPACE' : 'IO'}, the partial pack removed, the old packs serve, a retry succeeds`, async () => {

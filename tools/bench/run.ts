@@ -22,10 +22,15 @@ import os from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { progress, round } from '../../src/bench/common.js';
+import { churnStep } from '../../src/bench/churn-step.js';
 import { Bench, LATER_ROUND_PEERS, LATER_ROUND_PEER_ENV, STEPS, corpusInfo, inRounds, machine, mboxFloor, peers, run, sh, storeMeasurements, writerMeasurements, type Step } from '../../src/bench/engine.js';
+import { lmtpMeasurements } from '../../src/bench/lmtp-steps.js';
+import { backupMeasurements } from '../../src/bench/backup-run.js';
 import { ensurePeers, missingPeersText, peerEnvironment } from '../../src/bench/peer-check.js';
 import type { CorpusInfo, RunData } from '../../src/bench/report.js';
 import { writeBenchmarksSection } from '../../src/bench/write.js';
+import { replicationMeasurements } from '../../src/bench/replication.js';
+import { tierMeasurement } from './tier.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const BENCH = join(ROOT, '.bench');
@@ -227,7 +232,7 @@ function chartsDirFor(out: string): string {
 
 /** Whether this run would start a peer (run.sh, or b3sum for the scale floor). */
 function usesPeers(options: Options): boolean {
-  return !options.only || ['peers', 'spam', 'scale'].some((step) => options.only!.has(step as Step));
+  return !options.only || ['peers', 'spam', 'scale', 'lmtp', 'replication'].some((step) => options.only!.has(step as Step));
 }
 
 /**
@@ -277,7 +282,12 @@ async function main(): Promise<void> {
     }
     await fail('main', () => storeMeasurements(bench, main, work));
     await fail('main', () => writerMeasurements(bench, main, work));
+    await fail('main', () => lmtpMeasurements(bench, main, work));
     if (bench.wanted('acl')) await fail('main', () => aclMeasurement(bench, options, 'main', work));
+    if (bench.wanted('replication')) await fail('main', () => replicationMeasurements(bench, main, work, { scaleCorpus: () => prepareMboxCorpus(`scale-${options.quick ? 10_000 : 1_000_000}`, options.quick ? 10_000 : 1_000_000, options.seed) }));
+    if (bench.wanted('backup')) await fail('main', () => backupMeasurements(bench, main, work, options.peers));
+    if (bench.wanted('tier')) await fail('main', () => tierMeasurement(bench, main, work));
+    if (bench.wanted('churn')) await fail('main', () => churnStep(bench, main, work, { peers: options.peers, seed: options.seed }));
     if (bench.wanted('spam')) {
       await fail('spamassassin', async () => {
         if (!later) spam = await prepareSpam(bench);

@@ -56,9 +56,16 @@ async function deliverThroughCli(root: string, cliPath: string, files: string[])
   const created = await run(process.execPath, [cliPath, '--store', root, 'mailbox', 'create', 'INBOX']);
   if (created.code !== 0) throw new Error(`mailstore mailbox create failed: ${created.stderr}`);
   const latencies: number[] = [];
+  const bare: number[] = []; // `node -e 0` before each append: the start-up floor, alternating with it
   let bytes = 0;
+  let bareMs = 0;
   const started = performance.now();
   for (const [i, file] of files.entries()) {
+    const b = performance.now();
+    const empty = await run(process.execPath, ['-e', '0']);
+    if (empty.code !== 0) throw new Error(`node -e 0 failed (exit ${empty.code}): ${empty.stderr.trim()}`);
+    bare.push(performance.now() - b);
+    bareMs += bare[bare.length - 1]!;
     const t = performance.now();
     const result = await run(process.execPath, [cliPath, '--store', root, 'append', 'INBOX', file]);
     if (result.code !== 0) throw new Error(`mailstore append ${file} failed (exit ${result.code}): ${result.stderr.trim()}`);
@@ -66,7 +73,12 @@ async function deliverThroughCli(root: string, cliPath: string, files: string[])
     bytes += (await nodeFileSystem.readFile(file)).length;
     if (i % 100 === 99) progress(`mailstore CLI append: ${i + 1} of ${files.length}`);
   }
-  const seconds = (performance.now() - started) / 1000;
+  const seconds = (performance.now() - started - bareMs) / 1000;
+  emit({
+    peer: 'node-start', measurement: 'deliver', messages: bare.length, seconds: round(bareMs / 1000),
+    p50_ms: round(percentile(bare, 0.5)), p99_ms: round(percentile(bare, 0.99)),
+    note: '`node -e 0` as its own process, run before each CLI append (alternating with it): the start-up floor of any node command',
+  });
   emit({
     peer: 'mailstore-cli', measurement: 'deliver', messages: files.length, bytes, seconds: round(seconds),
     p50_ms: round(percentile(latencies, 0.5)), p99_ms: round(percentile(latencies, 0.99)), max_ms: round(Math.max(...latencies)),

@@ -13,6 +13,7 @@ export function register(backup: Command): void {
     .description('check a backup repository: structure always, every byte with --read-data')
     .option('--repo <dir>', 'the backup repository')
     .option('--key-file <file>', 'the key file of an encrypted repository')
+    .option('--repo-credentials <file>', 'for an s3: --repo (s3:http://host:port/bucket/prefix): a file holding ACCESS_KEY:SECRET_KEY (else $MAILSTORE_S3_ACCESS_KEY and $MAILSTORE_S3_SECRET_KEY)')
     .option('--read-data', 'read every data file: content hashes, every record decoded and verified by its hash')
     .option('--json', 'print {findings, summary}')
     .addHelpText('after', `${REPO_HELP}

@@ -20,6 +20,7 @@ export function register(backup: Command): void {
     .description('remove the snapshots a retention policy does not keep; --prune also frees the space only they used')
     .option('--repo <dir>', 'the backup repository')
     .option('--key-file <file>', 'the key file of an encrypted repository')
+    .option('--repo-credentials <file>', 'for an s3: --repo (s3:http://host:port/bucket/prefix): a file holding ACCESS_KEY:SECRET_KEY (else $MAILSTORE_S3_ACCESS_KEY and $MAILSTORE_S3_SECRET_KEY)')
     .option('--keep-last <n>', 'keep the n newest snapshots', count('--keep-last'))
     .option('--keep-daily <n>', 'keep the newest snapshot of each of the last n days that have one (UTC)', count('--keep-daily'))
     .option('--keep-weekly <n>', 'the same for ISO weeks', count('--keep-weekly'))

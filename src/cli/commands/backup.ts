@@ -20,6 +20,7 @@ export function register(program: Command): void {
     .description('save a point-in-time snapshot of the store into a backup repository (incremental: copies only new messages)')
     .option('--repo <dir>', 'the backup repository (created on first use)')
     .option('--key-file <file>', 'encrypt the repository with this key (needed again for every later command on it)')
+    .option('--repo-credentials <file>', 'for an s3: --repo (s3:http://host:port/bucket/prefix): a file holding ACCESS_KEY:SECRET_KEY (else $MAILSTORE_S3_ACCESS_KEY and $MAILSTORE_S3_SECRET_KEY)')
     .option('--json', 'print the summary as JSON: {snapshot, seq, messages, newBlobs, bytesAdded, durationMs, ...}')
     .addHelpText('after', `${REPO_HELP}
 

@@ -11,6 +11,7 @@ export function register(program: Command): void {
     .description('list the snapshots of a backup repository, oldest first')
     .option('--repo <dir>', 'the backup repository')
     .option('--key-file <file>', 'the key file of an encrypted repository')
+    .option('--repo-credentials <file>', 'for an s3: --repo (s3:http://host:port/bucket/prefix): a file holding ACCESS_KEY:SECRET_KEY (else $MAILSTORE_S3_ACCESS_KEY and $MAILSTORE_S3_SECRET_KEY)')
     .option('--json', 'print {repository, snapshots: [{id, time, storeId, hostname, seq, mailboxes, messages, bytes, blobs}]}')
     .addHelpText('after', REPO_HELP)
     .action(async (_options: unknown, command: Command) => {

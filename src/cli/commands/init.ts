@@ -5,6 +5,8 @@ import type { Command } from 'commander';
 import { nodeFileSystem } from '../../fs/node-fs.js';
 import { Store } from '../../store/store.js';
 import { checkTierSettings, writeTierSettings, type TierSettings } from '../../store/tier.js';
+import { parseSize } from '../../store/tier-policy.js';
+import { MailstoreError } from '../../errors.js';
 import { printJson, printLine, storeDir, wantsJson } from '../context.js';
 
 export function register(program: Command): void {
@@ -13,13 +15,16 @@ export function register(program: Command): void {
     .description('create a new store in --store DIR (refuses a non-empty directory that is not a store); its files and directories are fsynced when it returns')
     .option('--object-store <url>', 'keep sealed packs in this S3 bucket (http://host:port/bucket[/prefix]); checked before anything is created')
     .option('--object-store-credentials <file>', 'a file holding ACCESS_KEY:SECRET_KEY (else $MAILSTORE_S3_ACCESS_KEY and $MAILSTORE_S3_SECRET_KEY)')
+    .option('--local-bytes-max <size>', 'with --object-store: keep at most this much of the packs on the local disk, newest kept (e.g. 20G); default: 10 % of all pack bytes', (text) => parseSize(text, '--local-bytes-max'))
     .option('--journal-archive <dir>', 'move retired journal segments into DIR (an existing directory) instead of deleting them (see mailstore snapshot)')
     .option('--json', 'print the result as JSON')
-    .action(async (options: { objectStore?: string; objectStoreCredentials?: string; journalArchive?: string }, command: Command) => {
+    .action(async (options: { objectStore?: string; objectStoreCredentials?: string; journalArchive?: string; localBytesMax?: number }, command: Command) => {
       const dir = storeDir(command);
       let tier: TierSettings | undefined;
+      if (options.localBytesMax !== undefined && options.objectStore === undefined) throw new MailstoreError('INVALID', '--local-bytes-max is the budget of an object store: give --object-store too');
       if (options.objectStore !== undefined) {
         tier = { url: options.objectStore, ...(options.objectStoreCredentials ? { credentials: resolve(options.objectStoreCredentials) } : {}) };
+        if (options.localBytesMax !== undefined) tier.policy = { localBytesMax: options.localBytesMax };
         await checkTierSettings(nodeFileSystem, tier);
       }
       const store = await Store.init(dir, { autoSnapshot: false });

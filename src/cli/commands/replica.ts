@@ -22,7 +22,10 @@ Without a daemon this reads the store: a replica's position is the durable curso
       const status = await withReadStore(command, (store) => procedures(store).replicationStatus());
       if (wantsJson(command)) return printJson(status);
       await printLine(`role ${status.role}, epoch ${status.epoch}${status.primary ? `, primary ${status.primary}` : ''}, journal at seq ${status.lastSeq}`);
-      for (const r of status.replicas) await printLine(`replica ${r.nodeId}: seq ${r.seq}, ${r.lagRecords} records behind, last contact ${new Date(r.lastContact).toISOString()}`);
+      for (const r of status.replicas) {
+        const resync = r.resyncingTo === undefined ? '' : ` (behind the retained journal: resyncing from the snapshot of seq ${r.resyncingTo})`;
+        await printLine(`replica ${r.nodeId}: seq ${r.seq}, ${r.lagRecords} records behind, last contact ${new Date(r.lastContact).toISOString()}${resync}`);
+      }
     });
   replica
     .command('check')

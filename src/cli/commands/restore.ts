@@ -7,9 +7,9 @@ import { restoreIntoStore, restoreToNewStore, type RestoreSummary } from '../../
 import { MailstoreError, isMailstoreError } from '../../errors.js';
 import { nodeFileSystem } from '../../fs/node-fs.js';
 import { LAYOUT } from '../../store/identity.js';
-import { Store } from '../../store/store.js';
+import type { MailStore } from '../../store/api.js';
 import { REPO_HELP, withRepository } from '../backup-repo.js';
-import { lockWaitOptions, printJson, printLine, wantsJson } from '../context.js';
+import { printJson, printLine, wantsJson, withStoreAt } from '../context.js';
 import { createProgress, formatBytes } from '../progress.js';
 
 interface RestoreCliOptions {
@@ -26,6 +26,7 @@ export function register(program: Command): void {
     .description('restore a snapshot (whole store, --user or --mailbox) from a backup repository')
     .option('--repo <dir>', 'the backup repository')
     .option('--key-file <file>', 'the key file of an encrypted repository')
+    .option('--repo-credentials <file>', 'for an s3: --repo (s3:http://host:port/bucket/prefix): a file holding ACCESS_KEY:SECRET_KEY (else $MAILSTORE_S3_ACCESS_KEY and $MAILSTORE_S3_SECRET_KEY)')
     .option('--snapshot <id>', "the snapshot: an id (or a unique prefix of one) or 'latest' (the newest of any store: in a repository several stores share, name an id from 'mailstore backups')", 'latest')
     .option('--user <name>', 'only user/NAME and the mailboxes below it')
     .option('--mailbox <name>', 'only this mailbox')
@@ -39,6 +40,8 @@ uids, uidValidity, uidNext, modseqs, flags, dates, ACLs and owners (it is built 
 and appears, STORE last, only when complete; an interrupted restore is cleared by the next one).
 Into a live store (--to names one) only --user or --mailbox, as new mailboxes by ordinary appends
 (new uids, flags and dates kept); a name that exists is refused (exit 5, EXISTS): give --as.
+When \`mailstore serve\` runs on that store, the restore goes through it (its clients see the new
+mailbox fill up); otherwise the store is opened here.
 Every message is verified by its hash as it is read; a damaged one stops the restore with
 CORRUPT (exit 6) naming it, and wrong bytes are never written. bytesRead is what was read of the
 repository's data files (a one-mailbox restore reads only that mailbox's blobs).
@@ -61,17 +64,15 @@ async function runRestore(options: RestoreCliOptions, command: Command): Promise
   const live = Boolean(await nodeFileSystem.statIfExists(join(to, LAYOUT.identity)));
   const summary = await withRepository(command, false, async (repo) => {
     if (!live) return restoreToNewStore(nodeFileSystem, repo, options.snapshot, to, { selection, onProgress });
-    const store = await Store.open(to, lockWaitOptions(command));
-    try {
+    // through the daemon when `serve` runs on the target (its lock would refuse an open here)
+    return withStoreAt(to, command, (store) => {
       const target = {
         hasMailbox: (name: string) => store.status(name).then(() => true, (error: unknown) => { if (isMailstoreError(error, 'NOT_FOUND')) return false; throw error; }),
         createMailbox: (name: string, o: { owner?: string; acl?: Record<string, string> }) => store.createMailbox(name, o),
-        appendBatch: (name: string, items: Parameters<Store['appendBatch']>[1]) => store.appendBatch(name, items),
+        appendBatch: (name: string, items: Parameters<MailStore['appendBatch']>[1]) => store.appendBatch(name, items),
       };
-      return await restoreIntoStore(target, to, repo, options.snapshot, { selection, onProgress });
-    } finally {
-      await store.close();
-    }
+      return restoreIntoStore(target, to, repo, options.snapshot, { selection, onProgress });
+    });
   }).finally(() => progress.finish());
   if (wantsJson(command)) return printJson(summary);
   await printLine(describe(summary, live));

@@ -21,7 +21,7 @@ type Output = 'text' | 'json' | 'jsonl';
 type Detail = 'quiet' | 'normal' | 'verbose';
 
 interface ScrubCliOptions {
-  repair?: boolean; source?: string[]; replicationKey?: string; force?: boolean; maxRate?: number; timeBudget?: number; threads?: number; jsonl?: boolean;
+  repair?: boolean; source?: string[]; replicationKey?: string; force?: boolean; maxRate?: number; maxObjectRate?: number; objects?: 'read' | 'checksum'; timeBudget?: number; threads?: number; jsonl?: boolean;
   quiet?: boolean; verbose?: boolean; dropUnreferenced?: boolean; mailbox?: string;
 }
 
@@ -32,10 +32,15 @@ export function parseDuration(text: string): number {
   return Math.round(Number(m[1]) * unit);
 }
 
-function parseRate(text: string): number {
+function parseRate(text: string, option = '--max-rate'): number {
   const n = Number(text);
-  if (!Number.isFinite(n) || n <= 0) throw new MailstoreError('INVALID', `--max-rate takes MB/s, a positive number; got ${JSON.stringify(text)}`);
+  if (!Number.isFinite(n) || n <= 0) throw new MailstoreError('INVALID', `${option} takes MB/s, a positive number; got ${JSON.stringify(text)}`);
   return n * 1_000_000;
+}
+
+function parseObjects(text: string): 'read' | 'checksum' {
+  if (text !== 'read' && text !== 'checksum') throw new MailstoreError('INVALID', `--objects takes read or checksum; got ${JSON.stringify(text)}`);
+  return text;
 }
 
 function parseThreads(text: string): number {
@@ -86,7 +91,9 @@ export function register(program: Command): void {
     .option('--source <dir...>', 'another mailstore (replica or copy), a running node HOST:PORT (its --replication-listen; blobs fetched by hash and verified), or a directory of raw messages to heal from')
     .option('--replication-key <file>', 'with a --source HOST:PORT: the replication key file (default: the one this store\'s REPLICATION names)')
     .option('--force', 'with --repair: repair even when the damage looks like a missing partition (overrides the sanity gate), also when every pack file is gone (packs/STORE-ID still there): their blobs are restored from --source, each verified by its hash')
-    .option('--max-rate <MBps>', 'read packs at most this fast, MB/s', parseRate)
+    .option('--max-rate <MBps>', 'read packs at most this fast, MB/s', (t) => parseRate(t))
+    .option('--max-object-rate <MBps>', 'read packs in the object store (over the network) at most this fast, MB/s; --max-rate still bounds all reads', (t) => parseRate(t, '--max-object-rate'))
+    .option('--objects <read|checksum>', "packs in the object store: 'read' re-hashes every record (default); 'checksum' trusts an object whose size and MD5 ETag still match the move's, reading only those that do not (for runs between full passes)", parseObjects)
     .option('--time-budget <duration>', 'stop after this long (e.g. 10m) and resume there next run (durable cursor)', parseDuration)
     .option('--threads <n>', 'worker threads hashing beside the reader (default: cores - 1 for 64 MiB and more, none with --max-rate; 0: none)', parseThreads)
     .option('--mailbox <prefix>', 'check only this mailbox and those below it: every blob their messages use (read and hashed) and their index records')
@@ -125,6 +132,8 @@ async function scrubAndReport(store: MailStore, options: ScrubCliOptions, output
   const scrubOptions = {
     mailbox: options.mailbox,
     maxRateBytesPerSecond: options.maxRate,
+    maxObjectRateBytesPerSecond: options.maxObjectRate,
+    objects: options.objects,
     timeBudgetMs: options.timeBudget,
     hashThreads: options.threads,
     onProgress: (p: { bytesDone: number; bytesTotal: number }) => progress.position(p.bytesDone, Math.max(p.bytesTotal, 1)),

@@ -103,8 +103,9 @@ function daemonStoreOptions(command: Command, hooks: ServiceHooks, logger: Logge
   return {
     ...lockWaitOptions(command),
     onCommit: hooks.onCommit,
-    autoCompact: true, // Store.open skips it on a replicated store
+    autoCompact: true, // Store.open starts it on a primary or standalone store (a replica follows its primary's compactions)
     autoSnapshot: true,
+    autoTier: { onMoved: (result) => logger.info('tier-moved', { ...result }) }, // only with an object store
     onBackgroundError: (error) => {
       hooks.metrics.failed(error);
       logger.warn('background-error', { code: isMailstoreError(error) ? error.code : 'INTERNAL', message: (error as Error).message });

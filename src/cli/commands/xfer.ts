@@ -1,5 +1,5 @@
 // `mailstore xfer --user NAME --to ADDRESS`: moves a user's mailboxes to another store (its
-// --replication-listen) keeping uidValidity, uids, flags, dates and ACLs (src/replication/xfer.ts).
+// --replication-listen) keeping uidValidity, uids, modseqs, flags, dates and ACLs (src/replication/xfer.ts).
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { procedures } from '../../daemon/procedures.js';
@@ -15,9 +15,11 @@ export function register(program: Command): void {
     .option('--replication-key <file>', 'the replication key file (default: the one this store\'s REPLICATION names)')
     .option('--json', 'print as JSON')
     .addHelpText('after', `
-uidValidity, uids, flags, internal dates, ACLs and the owner are kept; modseqs are the target's own
-(its journal seqs), so CONDSTORE clients resynchronise flags. An interrupted xfer is finished by
-running the same command again (after the switch) or was rolled back (before it).`)
+uidValidity, uids, modseqs, flags, internal dates, ACLs and the owner are kept: the target first
+raises its own modseqs past the user's highest, so no later change there gets a lower one and a
+CONDSTORE client sees nothing changed (a flag change caught up under the fence gets the target's
+next modseq). An interrupted xfer is finished by running the same command again (after the
+switch) or was rolled back (before it).`)
     .action(async (options: { user: string; to: string; mailbox?: string; replicationKey?: string }, command: Command) => {
       const result = await withStore(command, (store) => procedures(store).xfer({ user: options.user, to: options.to, mailboxPrefix: options.mailbox, keyFile: options.replicationKey && resolve(options.replicationKey) }));
       if (wantsJson(command)) return printJson(result);

@@ -10,6 +10,7 @@
 #   PEERS_CYRUS_DUPSUPPRESS=0|1  Cyrus duplicate suppression (default 0 = off, so Cyrus
 #                           stores every message like the other peers; Cyrus's own default is 1,
 #                           which silently drops a re-delivered Message-ID)
+#   PEERS_DELIVER_ONLY=1    only the LMTP delivery (the bench's lmtp step: no scrub, rebuild, recover, space)
 # output: one JSON line per measurement on stdout (logs on stderr):
 #   deliver   LMTP into user/bench via `cyrus master` + lmtpd on a unix socket,
 #             one message at a time, each acknowledged (lmtp-client.mjs)
@@ -129,6 +130,7 @@ else
   fi
   delivered=$n
 fi
+[[ ${PEERS_DELIVER_ONLY:-0} == 1 ]] && exit 0
 
 if (( delivered > 0 )); then
   DBYTES=$(bytes_of_first "$delivered")

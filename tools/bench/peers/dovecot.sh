@@ -9,6 +9,7 @@
 #   PEERS_DELIVER_FORMATS="mdbox"         formats that get the LMTP delivery + kill -9 runs ("" = none)
 #   PEERS_DELIVER_LIMIT=N                 deliver only the first N messages (default: all)
 #   PEERS_DROP_CACHES=1                   drop the page cache before read-type runs (root)
+#   PEERS_DELIVER_ONLY=1                  the LMTP delivery without the kill -9 run (the bench's lmtp step)
 # output: one JSON line per measurement on stdout (logs on stderr):
 #   import   doveadm import of the mbox into each format
 #   read     doveadm fetch text all (every message, full text)
@@ -174,6 +175,7 @@ for f in $DELIVER_FORMATS; do
       echo "$out"
     fi
   fi
+  [[ ${PEERS_DELIVER_ONLY:-0} == 1 ]] && continue
   # --- kill -9 mid-delivery, then recover
   d="$DROOT/$f-crash"; write_conf "$d" "$f"
   if ! start_master "$d"; then

@@ -6,6 +6,7 @@
 //   node lmtp-client.mjs --socket PATH|--host H --port P --rcpt ADDR --list LIST.TXT
 //                        [--from ADDR] [--limit N] [--peer NAME] [--reconnect-every N]
 //                        [--note TEXT] [--progress FILE]
+//                        [--connections C] [--count N] [--received]
 //
 // LIST.TXT holds one message file path per line. Bare LF is converted to CRLF
 // and lines starting with "." are dot-stuffed (that conversion is done before the
@@ -15,6 +16,11 @@
 // after a 2xx final reply. --progress FILE rewrites FILE with the number of
 // acknowledged messages after each ack (used by the kill -9 recovery runs). One connection is reused (LHLO once) unless
 // --reconnect-every is given.
+// --connections C: C connections at once, each delivering one message at a time as above and
+// taking the next message of the list when its reply came; "{n}" in --rcpt is the connection's
+// number (0..C-1), so each may deliver to a user of its own. --count N: N deliveries, going round
+// the list again when it is shorter. --received: each delivery starts with a Received: header of
+// its own (as an MTA adds one), so no two deliveries carry the same bytes.
 // Prints one JSON line: {"peer","measurement":"deliver","messages","bytes","seconds",
 //   "p50_ms","p99_ms","max_ms","failed","note"} — or {"peer",...,"error"}.
 import fs from 'node:fs';
@@ -24,7 +30,9 @@ const args = {};
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   if (!argv[i].startsWith('--')) continue;
-  args[argv[i].slice(2)] = argv[i + 1];
+  const value = argv[i + 1];
+  if (value === undefined || value.startsWith('--')) { args[argv[i].slice(2)] = true; continue; } // a bare switch (--received)
+  args[argv[i].slice(2)] = value;
   i++;
 }
 const peer = args.peer ?? 'lmtp';
@@ -40,6 +48,9 @@ let files = fs.readFileSync(args.list, 'utf8').split('\n').filter(Boolean);
 if (args.limit) files = files.slice(0, Number(args.limit));
 const from = args.from ?? 'bench-sender@example.org';
 const reconnectEvery = Number(args['reconnect-every'] ?? 0);
+const connections = Number(args.connections ?? 1);
+const count = Number(args.count ?? files.length);
+if (!(connections >= 1) || !(count >= 0) || files.length === 0) fail('--connections must be >= 1, --count >= 0 and the list not empty');
 
 function connect() {
   return new Promise((resolve, reject) => {
@@ -94,17 +105,19 @@ function encode(buf) {
 }
 
 const lat = [];
-let bytes = 0, failed = 0, firstError = null;
-let conn;
+let bytes = 0, failed = 0, firstError = null, next = 0;
 const t0 = process.hrtime.bigint();
-try {
-  conn = await open();
-  for (let i = 0; i < files.length; i++) {
-    if (reconnectEvery && i > 0 && i % reconnectEvery === 0) { await close(conn); conn = await open(); }
-    const raw = fs.readFileSync(files[i]);
-    const body = encode(raw);
+// One connection's deliveries: the next message of the list, its reply, then the next.
+async function deliverOn(n) {
+  const rcpt = args.rcpt.replaceAll('{n}', String(n));
+  let conn = await open();
+  for (let sent = 0, i = next++; i < count; i = next++, sent++) {
+    if (reconnectEvery && sent > 0 && sent % reconnectEvery === 0) { await close(conn); conn = await open(); }
+    const raw = fs.readFileSync(files[i % files.length]);
+    const message = args.received === undefined ? raw : Buffer.concat([Buffer.from(`Received: from bench by bench.localhost with LMTP id d${i}; ${new Date().toUTCString()}\r\n`), raw]);
+    const body = encode(message);
     const s = process.hrtime.bigint();
-    conn.sock.write(`MAIL FROM:<${from}>\r\nRCPT TO:<${args.rcpt}>\r\nDATA\r\n`);
+    conn.sock.write(`MAIL FROM:<${from}>\r\nRCPT TO:<${rcpt}>\r\nDATA\r\n`);
     const r1 = await reply(conn), r2 = await reply(conn), r3 = await reply(conn);
     if (!r1.startsWith('2') || !r2.startsWith('2') || !r3.startsWith('354')) {
       failed++; firstError ??= `message ${i + 1}: ${[r1, r2, r3].join(' | ')}`;
@@ -117,10 +130,13 @@ try {
     const e = process.hrtime.bigint();
     if (!r4.startsWith('2')) { failed++; firstError ??= `message ${i + 1}: ${r4}`; continue; }
     lat.push(Number(e - s) / 1e6);
-    bytes += raw.length;
+    bytes += message.length;
     if (args.progress) fs.writeFileSync(args.progress, String(lat.length)); // after the ack: crash tests compare this with what survived
   }
   await close(conn);
+}
+try {
+  await Promise.all(Array.from({ length: connections }, (_, n) => deliverOn(n)));
 } catch (e) {
   fail(`after ${lat.length} delivered: ${e.message}`);
 }
@@ -129,8 +145,9 @@ lat.sort((a, b) => a - b);
 const q = (p) => lat.length ? +lat[Math.min(lat.length - 1, Math.floor(p * lat.length))].toFixed(3) : null;
 const out = {
   peer, measurement: 'deliver', messages: lat.length, bytes, seconds: +seconds.toFixed(3),
-  p50_ms: q(0.5), p99_ms: q(0.99), max_ms: q(1), failed,
-  note: (args.note ? args.note + '; ' : '') + 'one message at a time over one LMTP connection, each waited for its 2xx final reply' + (firstError ? `; first failure: ${firstError}` : ''),
+  p50_ms: q(0.5), p99_ms: q(0.99), max_ms: q(1), failed, ...(connections > 1 ? { connections } : {}),
+  note: (args.note ? args.note + '; ' : '') + (connections > 1 ? `${connections} LMTP connections at once, each one message at a time` : 'one message at a time over one LMTP connection') +
+    ', each waited for its 2xx final reply' + (args.received !== undefined ? '; a Received: header of its own on each delivery' : '') + (firstError ? `; first failure: ${firstError}` : ''),
 };
 if (failed && !lat.length) fail(firstError);
 console.log(JSON.stringify(out));

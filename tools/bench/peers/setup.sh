@@ -8,6 +8,7 @@
 # Installs, with --no-install-recommends:
 #   dovecot-core dovecot-lmtpd   doveadm, dovecot master, LMTP
 #   cyrus-common cyrus-admin     Cyrus master, lmtpd, reconstruct, mbexamine (pulls an MTA: exim4)
+#   cyrus-replication            sync_client, sync_server (the replication step, peers/replication.sh)
 #   b3sum git                    floor + content-addressed reference
 # Deliberately NOT installed: dovecot-imapd and cyrus-imapd. Both "Provide: imap-server"
 # and cyrus-imapd "Conflicts: imap-server", so apt refuses to install the pair; no
@@ -17,7 +18,7 @@
 # Also creates the unprivileged system user "mailbench" (Dovecot refuses mail access as root).
 set -euo pipefail
 CHECK=0; [[ "${1:-}" == --check ]] && CHECK=1
-PKGS=(dovecot-core dovecot-lmtpd cyrus-common cyrus-admin b3sum git)
+PKGS=(dovecot-core dovecot-lmtpd cyrus-common cyrus-admin cyrus-replication b3sum git)
 export DEBIAN_FRONTEND=noninteractive
 log() { printf '[peers-setup] %s\n' "$*" >&2; }
 
@@ -57,6 +58,9 @@ else report dovecot MISSING "need dovecot-core dovecot-lmtpd"; rc=1; fi
 if [[ -x /usr/lib/cyrus/bin/master && -x /usr/lib/cyrus/bin/lmtpd && -x /usr/lib/cyrus/bin/reconstruct ]] && id -u cyrus >/dev/null 2>&1; then
   report cyrus ok "$(ver cyrus-common) (master, lmtpd, reconstruct, mbexamine)"
 else report cyrus MISSING "need cyrus-common"; rc=1; fi
+if [[ -x /usr/lib/cyrus/bin/sync_client && -x /usr/lib/cyrus/bin/sync_server ]] && perl -MDB_File -e 1 2>/dev/null; then
+  report cyrus-repl ok "$(ver cyrus-replication) (sync_client, sync_server; perl DB_File writes the private sasldb)"
+else report cyrus-repl MISSING "need cyrus-replication (and perl's DB_File, in perl)"; rc=1; fi
 if command -v b3sum >/dev/null; then report b3sum ok "$(b3sum --version | awk '{print $2}')"; else report b3sum MISSING "need package b3sum"; rc=1; fi
 if command -v git >/dev/null; then report git ok "$(git --version | awk '{print $3}')"; else report git MISSING "need package git"; rc=1; fi
 if command -v node >/dev/null; then report node ok "$(node --version)"; else report node MISSING "node is required for the LMTP client and corpus tools"; rc=1; fi

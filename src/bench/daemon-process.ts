@@ -1,0 +1,107 @@
+// The daemon as the lmtp and daemon bench steps measure it: `mailstore serve` started as its own
+// process from the CLI under test (what an admin runs), its resident memory sampled from /proc
+// while it works, stopped with SIGTERM (a clean stop: the store is closed before it exits).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createConnection } from 'node:net';
+import { join } from 'node:path';
+import { nodeFileSystem } from '../fs/node-fs.js';
+
+export interface RssSample {
+  /** Seconds since sampling started. */
+  t: number;
+  /** VmRSS and RssAnon, bytes. */
+  rss: number;
+  anon: number;
+}
+
+export interface DaemonProcess {
+  child: ChildProcess;
+  /** The client socket (STORE/run/mailstore.sock). */
+  socket: string;
+  /** Starts sampling its RSS every `everyMs` (again: restarts); returns the samples so far on stop. */
+  sampleRss(everyMs: number): () => RssSample[];
+  /** SIGTERM and wait for the exit; rejects when it exits non-zero. */
+  stop(): Promise<void>;
+}
+
+export interface ServeOptions {
+  cli: string;
+  store: string;
+  /** `--lmtp` listener (unix:PATH). */
+  lmtp?: string;
+  /** A directory for the daemon's CPU profile (node --cpu-prof), as `--profile` asks. */
+  profileDir?: string;
+}
+
+/** Starts `mailstore serve` on `store` and waits until its socket (and LMTP listener) answers. */
+export async function startDaemon(options: ServeOptions): Promise<DaemonProcess> {
+  const socket = join(options.store, 'run', 'mailstore.sock');
+  const nodeArgs = options.profileDir ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir, '--cpu-prof-name', `serve-${Date.now()}.cpuprofile`] : [];
+  // the log goes to a file, as a packaged daemon's does (--log); one line per LMTP delivery
+  const args = [...nodeArgs, options.cli, '--store', options.store, 'serve', '--log', join(options.store, 'serve.log'), ...(options.lmtp ? ['--lmtp', options.lmtp] : [])];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
+  const exited = new Promise<number>((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : -1))));
+  const paths = [socket, ...(options.lmtp?.startsWith('unix:') ? [options.lmtp.slice(5)] : [])];
+  for (const path of paths) {
+    const up = await Promise.race([waitForSocket(path, 30_000), exited.then(() => false)]);
+    if (!up) {
+      child.kill('SIGKILL');
+      throw new Error(`mailstore serve did not answer on ${path}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    }
+  }
+  let timer: NodeJS.Timeout | undefined;
+  return {
+    child, socket,
+    sampleRss(everyMs) {
+      clearInterval(timer);
+      const samples: RssSample[] = [];
+      const started = performance.now();
+      const sample = () => void readRss(child.pid!).then((r) => { if (r) samples.push({ t: (performance.now() - started) / 1000, ...r }); });
+      sample();
+      timer = setInterval(sample, everyMs);
+      return () => { clearInterval(timer); sample(); return samples; };
+    },
+    async stop() {
+      clearInterval(timer);
+      child.kill('SIGTERM');
+      const code = await exited;
+      if (code !== 0) throw new Error(`mailstore serve exited with status ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    },
+  };
+}
+
+/** VmRSS and RssAnon of a process (Linux /proc), undefined when it is gone. */
+export async function readRss(pid: number): Promise<{ rss: number; anon: number } | undefined> {
+  try {
+    const status = (await nodeFileSystem.readFile(`/proc/${pid}/status`)).toString('latin1');
+    const kib = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) * 1024;
+    return { rss: kib('VmRSS'), anon: kib('RssAnon') };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Resolves true once something accepts connections on the unix socket, false after `ms`. */
+export async function waitForSocket(path: string, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = createConnection(path);
+      s.once('connect', () => { s.destroy(); resolve(true); });
+      s.once('error', () => resolve(false));
+    });
+    if (up) return true;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return false;
+}
+
+/** At most `max` samples, evenly spaced (first and last kept), for the result line. */
+export function thinSamples<T>(samples: T[], max: number): T[] {
+  if (samples.length <= max) return samples;
+  const out: T[] = [];
+  for (let i = 0; i < max; i++) out.push(samples[Math.round((i * (samples.length - 1)) / (max - 1))]!);
+  return out;
+}

@@ -1,0 +1,114 @@
+// Appends through the daemon's socket (mailstore/client) against a `mailstore serve` process: one
+// client appending one message at a time (its p50 pairs with the library's, measure/deliver.ts
+// --writers 1), or P client processes at once (pairs with --writers P in one process). The P
+// processes connect and load their messages first, then start together on one word from here, so
+// node's start-up is not in the figure; the clock runs from that word to the last acknowledgement.
+//
+//   node dist/src/bench/measure/daemon.js --cli CLI.js --store DIR --list LIST.TXT --messages N [--processes P] [--profile DIR]
+//   (a worker: --worker --socket PATH --mailbox M --list LIST.TXT --from I --to J)
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { Client } from '../../client/client.js';
+import { nodeFileSystem } from '../../fs/node-fs.js';
+import { Store } from '../../store/store.js';
+import { startDaemon } from '../daemon-process.js';
+import { emit, firstListed, parseFlags, percentile, required, round, runMeasurement } from '../common.js';
+
+const { values, switches } = parseFlags(process.argv.slice(2));
+const processes = Number(values.get('processes') ?? 1);
+const peer = processes === 1 ? 'mailstore-client' : `mailstore-client-${processes}p`;
+
+interface WorkerResult { messages: number; bytes: number; latencies: number[] }
+
+if (switches.has('worker')) await worker();
+else await runMeasurement(peer, 'daemon', measure);
+
+async function measure(): Promise<void> {
+  const root = required(values, 'store');
+  const list = required(values, 'list');
+  const messages = Number(required(values, 'messages'));
+  const boxes = processes === 1 ? ['INBOX'] : Array.from({ length: processes }, (_, w) => `user/w${w}/INBOX`);
+  const store = await Store.open(root, { create: true });
+  for (const box of boxes) await store.createMailbox(box);
+  await store.close();
+  const daemon = await startDaemon({ cli: required(values, 'cli'), store: root, profileDir: values.get('profile') });
+  let results: WorkerResult[], seconds: number;
+  try {
+    ({ results, seconds } = processes === 1
+      ? await inProcess(daemon.socket, boxes[0]!, await firstListed(list, messages))
+      : await inProcesses(daemon.socket, boxes, list, messages));
+  } finally {
+    await daemon.stop();
+  }
+  const latencies = results.flatMap((r) => r.latencies);
+  const count = results.reduce((n, r) => n + r.messages, 0);
+  emit({
+    peer, measurement: 'daemon', messages: count, bytes: results.reduce((n, r) => n + r.bytes, 0), seconds: round(seconds), processes,
+    p50_ms: round(percentile(latencies, 0.5)), p99_ms: round(percentile(latencies, 0.99)), max_ms: round(Math.max(...latencies)),
+    note: processes === 1
+      ? 'mailstore/client over the unix socket to a `mailstore serve` process: one client, each awaiting client.append (acknowledged once durable)'
+      : `${processes} client processes at once (one mailbox each), each awaiting client.append one message at a time; clock from a common start (connected, messages in memory) to the last acknowledgement`,
+  });
+}
+
+/** One client in this process: the p50 that pairs with the library's. */
+async function inProcess(socket: string, mailbox: string, files: string[]): Promise<{ results: WorkerResult[]; seconds: number }> {
+  const bodies = await Promise.all(files.map((f) => nodeFileSystem.readFile(f)));
+  const client = await Client.connect(socket);
+  const started = performance.now();
+  const result = await appendAll(client, mailbox, bodies);
+  const seconds = (performance.now() - started) / 1000;
+  await client.close();
+  return { results: [result], seconds };
+}
+
+async function appendAll(client: Client, mailbox: string, bodies: Buffer[]): Promise<WorkerResult> {
+  const latencies: number[] = [];
+  let bytes = 0;
+  for (const body of bodies) {
+    const t = performance.now();
+    await client.append(mailbox, body);
+    latencies.push(performance.now() - t);
+    bytes += body.length;
+  }
+  return { messages: bodies.length, bytes, latencies };
+}
+
+/** P worker processes: each says "ready" once connected and loaded, all get "go" at once. */
+async function inProcesses(socket: string, boxes: string[], list: string, messages: number): Promise<{ results: WorkerResult[]; seconds: number }> {
+  // every message once, as the library's writers share them (slices differ by one at most)
+  const slice = (w: number) => Math.floor((w * messages) / boxes.length);
+  const workers = boxes.map((mailbox, w) => {
+    const child = spawn(process.execPath, [process.argv[1]!, '--worker', '--socket', socket, '--mailbox', mailbox, '--list', list, '--from', String(slice(w)), '--to', String(slice(w + 1))],
+      { stdio: ['pipe', 'pipe', 'inherit'] });
+    const lines = createInterface({ input: child.stdout! });
+    const ready = new Promise<void>((resolve, reject) => {
+      lines.once('line', (line) => (line === 'ready' ? resolve() : reject(new Error(`worker ${w}: ${line}`))));
+      child.once('exit', (code) => reject(new Error(`worker ${w} exited ${code} before it was ready`)));
+    });
+    const done = new Promise<WorkerResult>((resolve, reject) => {
+      lines.on('line', (line) => { if (line.startsWith('{')) resolve(JSON.parse(line) as WorkerResult); });
+      child.once('close', (code) => reject(new Error(`worker ${w} exited ${code} without a result`)));
+    });
+    return { child, ready, done };
+  });
+  await Promise.all(workers.map((w) => w.ready));
+  const started = performance.now();
+  for (const w of workers) w.child.stdin!.write('go\n');
+  const results = await Promise.all(workers.map((w) => w.done));
+  return { results, seconds: (performance.now() - started) / 1000 };
+}
+
+/** A worker process: connect, load its slice of the list, "ready", wait for "go", append, print the result. */
+async function worker(): Promise<void> {
+  const files = (await firstListed(required(values, 'list'), Number(required(values, 'to')))).slice(Number(required(values, 'from')));
+  const bodies = await Promise.all(files.map((f) => nodeFileSystem.readFile(f)));
+  const client = await Client.connect(required(values, 'socket'));
+  const go = new Promise<void>((resolve) => createInterface({ input: process.stdin }).once('line', () => resolve()));
+  process.stdout.write('ready\n');
+  await go;
+  const result = await appendAll(client, required(values, 'mailbox'), bodies);
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  await client.close();
+  process.exit(0);
+}

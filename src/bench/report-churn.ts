@@ -1,0 +1,104 @@
+// Issue 12's section of the report: churn (import, 80 % expunged, compaction vs Dovecot mdbox +
+// `doveadm purge`: both times and both sizes) and, from the `--scale` rebuild-snapshot step,
+// rebuild from a snapshot vs the whole journal, compaction's and the snapshot's peak RSS, and open
+// time after a clean close against a store without the history. Goal rows: median over rounds.
+import type { BenchResult } from './common.js';
+import { firstRound, median, roundOf, type Goal, type Spread, type TaggedResult } from './report.js';
+
+const MB = 1e6;
+const int = (n: number) => Math.round(n).toLocaleString('en-US');
+const fixed = (n: number | undefined, digits = 2) => (n === undefined || !Number.isFinite(n) ? '–' : n.toFixed(digits));
+const spread = (m: Spread, digits = 2, unit = '') => (m.n > 1 ? `, median of ${m.n} rounds, spread ${fixed(m.min, digits)}–${fixed(m.max, digits)}${unit}` : ', 1 round');
+const n = (r: BenchResult, key: string) => (typeof r[key] === 'number' ? (r[key] as number) : undefined);
+
+/** Per round, the value `f` makes of that round's mailstore and Dovecot churn rows (both present). */
+function perRound<T>(rows: TaggedResult[], f: (ms: TaggedResult, dc?: TaggedResult) => T | undefined): T[] {
+  const rounds = [...new Set(rows.map(roundOf))].sort((a, b) => a - b);
+  const out: T[] = [];
+  for (const round of rounds) {
+    const inRound = rows.filter((r) => roundOf(r) === round && !r.error);
+    const ms = inRound.find((r) => r.peer === 'mailstore');
+    if (!ms) continue;
+    const value = f(ms, inRound.find((r) => r.peer === 'dovecot-mdbox'));
+    if (value !== undefined) out.push(value);
+  }
+  return out;
+}
+
+/** The churn goals (exported for the test): ratio <= 1.10, and compaction >= 2x faster than purge at the same or smaller size. */
+export function churnGoals(rows: TaggedResult[]): Goal[] {
+  const ratios = perRound(rows, (ms) => n(ms, 'ratio'));
+  const r = ratios.length ? median(ratios) : undefined;
+  const goals: Goal[] = [{
+    text: 'churn: the whole store after compaction ÷ live message bytes ≤ 1.10 (20k corpus, 80 % expunged)',
+    measured: r ? `${fixed(r.median, 3)}${spread(r, 3)}` : '',
+    pass: r ? r.median <= 1.10 : undefined,
+  }];
+  const pairs = perRound(rows, (ms, dc) => (dc && ms.seconds && dc.seconds ? { speed: dc.seconds / ms.seconds, size: (n(ms, 'disk_bytes') ?? Infinity) / (n(dc, 'disk_bytes') ?? 0), ms, dc } : undefined));
+  const speed = pairs.length ? median(pairs.map((p) => p.speed)) : undefined;
+  const size = pairs.length ? median(pairs.map((p) => p.size)) : undefined;
+  const middle = speed && pairs.reduce((best, p) => (Math.abs(p.speed - speed.median) < Math.abs(best.speed - speed.median) ? p : best));
+  goals.push({
+    text: 'churn: compaction ≥ 2× faster than Dovecot mdbox `doveadm purge`, at the same or smaller size',
+    measured: speed && size && middle
+      ? `${fixed(speed.median)}× (${fixed(middle.ms.seconds, 2)} s vs ${fixed(middle.dc.seconds, 2)} s${spread(speed, 2, '×')}); size mailstore ÷ Dovecot ${fixed(size.median, 3)}`
+      : '',
+    pass: speed && size ? speed.median >= 2 && size.median <= 1 : undefined,
+  });
+  return goals;
+}
+
+/** "maxRSS MB (anonymous MB)" of a row's `<prefix>_bytes` and `<prefix>_anon_bytes`. */
+function mbPair(row: BenchResult, prefix: string): string {
+  const anon = n(row, `${prefix}_anon_bytes`);
+  return `${fixed((n(row, `${prefix}_bytes`) ?? 0) / MB, 0)} MB${anon ? ` (${fixed(anon / MB, 0)} MB)` : ''}`;
+}
+
+/** The rebuild-snapshot goals, on the largest scale corpus that has the row (exported for the test). */
+export function rebuildGoals(rows: TaggedResult[]): Goal[] {
+  const row = [...rows].filter((r) => !r.error).sort((a, b) => (n(b, 'appended') ?? 0) - (n(a, 'appended') ?? 0))[0];
+  const at1M = row !== undefined && (n(row, 'appended') ?? 0) >= 1_000_000;
+  const where = row ? ` (${int(n(row, 'appended') ?? 0)} appends, 90 % expunged${at1M ? '' : '; the goal is at 1M: --scale'})` : ' (--scale)';
+  const verdict = (ok: boolean) => (row && at1M ? ok : undefined);
+  if (!row) return ['rebuild from a snapshot ≥ 10× faster than the whole journal', 'peak RSS during compaction and snapshot ≤ 256 MB', 'open after a clean close ≤ 2× a store without the history']
+    .map((text) => ({ text: text + where, measured: '', pass: undefined }));
+  const speedup = n(row, 'speedup') ?? 0;
+  const rss = Math.max(n(row, 'compact_peak_rss_bytes') ?? 0, n(row, 'snapshot_peak_rss_bytes') ?? 0, n(row, 'snapshot_after_compact_peak_rss_bytes') ?? 0);
+  const open = (n(row, 'open_seconds') ?? 0) / Math.max(1e-9, n(row, 'fresh_open_seconds') ?? 0);
+  return [
+    { text: `rebuild from a snapshot ≥ 10× faster than the whole journal, before compaction${where}`, measured: `${fixed(speedup)}× (${fixed(row.seconds)} s vs ${fixed(n(row, 'full_replay_seconds'))} s)`, pass: verdict(speedup >= 10) },
+    { text: `peak RSS during compaction and snapshot ≤ 256 MB${where}`, measured: `maxRSS (anonymous): compaction ${mbPair(row, 'compact_peak_rss')}, snapshot ${mbPair(row, 'snapshot_peak_rss')}, snapshot after compaction ${mbPair(row, 'snapshot_after_compact_peak_rss')}; maxRSS counts LevelDB's mapped table files`, pass: verdict(rss <= 256 * MB) },
+    { text: `open after a clean close ≤ 2× a store of the same live messages without the history${where}`, measured: `${fixed(n(row, 'open_seconds'), 3)} s vs ${fixed(n(row, 'fresh_open_seconds'), 3)} s (${fixed(open)}×)`, pass: verdict(open <= 2) },
+  ];
+}
+
+/** The section: tables, then its goal lines (also pushed to `goals` for the summary table). */
+export function churnSection(out: string[], goals: Goal[], results: TaggedResult[], goalLine: (g: Goal) => string): void {
+  out.push('### Compaction: churn, growth, rebuild from a snapshot (issue 12)\n');
+  const churn = results.filter((r) => r.corpus === 'main' && r.measurement === 'churn');
+  if (churn.length === 0) out.push('_churn not run in this run (step `churn`)_\n');
+  else {
+    out.push('The main corpus imported, the same 80 % of its UIDs expunged (seeded), then mailstore compacts (grace 0; `compact()` timed in an open store, as a running store compacts by itself; open + compact + close in its own column) and Dovecot mdbox runs `doveadm purge` (timed alone). Disk bytes: du of the whole store directory (mailstore: packs, journal, index, snapshots) or mail home (Dovecot: storage, indexes).\n');
+    out.push('| system | live messages | live bytes | disk bytes before | disk bytes after | after ÷ live | seconds | with open + close s |\n|---|---|---|---|---|---|---|---|');
+    for (const r of firstRound(churn)) {
+      if (r.error) { out.push(`| ${r.peer} | error: ${r.error.replace(/\|/g, '\\|')} | | | | | | |`); continue; }
+      out.push(`| ${r.peer === 'mailstore' ? 'mailstore (compact)' : `${r.peer} (doveadm purge)`} | ${int(r.messages ?? 0)} | ${int(r.bytes ?? 0)} | ${int(n(r, 'disk_bytes_before') ?? 0)} | ${int(n(r, 'disk_bytes') ?? 0)} | ${fixed(n(r, 'ratio'), 3)} | ${fixed(r.seconds)} | ${fixed(n(r, 'open_compact_close_seconds'))} |`);
+    }
+    out.push('');
+  }
+  const rebuild = results.filter((r) => r.measurement === 'rebuild-snapshot');
+  if (rebuild.length > 0) {
+    out.push('Growth (`--scale`, tools/bench/rebuild-snapshot.ts): N small appends, 90 % expunged; each step in a process of its own (peak RSS is its own; maxRSS counts LevelDB\'s mapped table files too).\n');
+    out.push('| corpus | whole journal s | snapshot + tail s | speed-up | snapshot MB (RSS MB) | compaction s (RSS MB) | snapshot after compaction MB (RSS MB) | open s / without history s |\n|---|---|---|---|---|---|---|---|');
+    for (const r of firstRound(rebuild)) {
+      if (r.error) { out.push(`| ${r.corpus} | error: ${r.error.replace(/\|/g, '\\|')} | | | | | | |`); continue; }
+      const mb = (key: string) => fixed((n(r, key) ?? NaN) / MB, 1);
+      out.push(`| ${r.corpus} | ${fixed(n(r, 'full_replay_seconds'))} | ${fixed(r.seconds)} | ${fixed(n(r, 'speedup'))}× | ${mb('snapshot_bytes')} (${mb('snapshot_peak_rss_bytes')}) | ${fixed(n(r, 'compact_seconds'))} (${mb('compact_peak_rss_bytes')}) | ${mb('snapshot_after_compact_bytes')} (${mb('snapshot_after_compact_peak_rss_bytes')}) | ${fixed(n(r, 'open_seconds'), 3)} / ${fixed(n(r, 'fresh_open_seconds'), 3)} |`);
+    }
+    out.push('');
+  }
+  for (const goal of [...churnGoals(churn), ...rebuildGoals(rebuild)]) {
+    goals.push(goal);
+    out.push(goalLine(goal));
+  }
+}

@@ -1,0 +1,103 @@
+// The report section of the lmtp and daemon bench steps (issue 13, lmtp-steps.ts): LMTP delivery
+// against Cyrus and Dovecot, 64 connections against one, the socket client against the library,
+// and the daemon's RSS over many deliveries, with their goal rows (median of the rounds).
+import type { BenchResult } from './common.js';
+import {
+  COLUMNS, find, firstRound, goalLine, median, perRound, rateGoal, spreadText, table, type Goal, type RunData, type TaggedResult,
+} from './report.js';
+
+const MiB = 1024 * 1024;
+const msgRate = (r: BenchResult) => (r.messages && r.seconds ? r.messages / r.seconds : undefined);
+const fixed = (n: number, digits = 2) => n.toFixed(digits);
+
+/** One RSS sample of the daemon as the result line carries it: [seconds, VmRSS bytes, RssAnon bytes]. */
+export type RssSampleRow = [number, number, number];
+
+export interface RssGrowth {
+  /** Median VmRSS over 10-30 % of the run (after warm-up: the caches filled, the heap grown). */
+  early: number;
+  /** Median VmRSS over its last 10 %. */
+  late: number;
+  peak: number;
+  /** late ÷ early. */
+  growth: number;
+}
+
+/** Growth of the daemon's RSS from after warm-up to the end (undefined with fewer than 5 samples). */
+export function rssGrowth(samples: RssSampleRow[]): RssGrowth | undefined {
+  if (samples.length < 5) return undefined;
+  const end = samples[samples.length - 1]![0];
+  const within = (from: number, to: number) => samples.filter(([t]) => t >= from * end && t <= to * end).map(([, rss]) => rss);
+  const earlyValues = within(0.1, 0.3), lateValues = within(0.9, 1);
+  if (earlyValues.length === 0 || lateValues.length === 0) return undefined;
+  const early = median(earlyValues).median, late = median(lateValues).median;
+  return { early, late, peak: Math.max(...samples.map(([, rss]) => rss)), growth: late / early };
+}
+
+/** The daemon's RSS counts as flat when its end is within this factor of its size after warm-up. */
+export const RSS_FLAT_GROWTH_MAX = 1.1;
+
+export function lmtpSection(out: string[], goals: Goal[], data: RunData): void {
+  const allMain = data.results.filter((r) => r.corpus === 'main');
+  const main = firstRound(allMain);
+  if (!main.some((r) => ['lmtp', 'lmtp-rss', 'daemon'].includes(r.measurement))) return;
+  const s = data.settings;
+  const push = (goal: Goal) => { goals.push(goal); out.push(goalLine(goal)); };
+
+  out.push(`### LMTP delivery into the daemon (first ${(s.deliver ?? 0).toLocaleString('en-US')} messages, one connection; ${(s.concurrent ?? 0).toLocaleString('en-US')} over 64)\n`);
+  out.push('Every row is `tools/bench/peers/lmtp-client.mjs`: one message at a time per connection, each waiting for its final reply (mailstore sends 250 once the append is durable). mailstore is `mailstore serve --lmtp unix:PATH`, a process of its own; its store is opened afterwards and the count checked. `mailstore deliver` is the library row of the delivery table (no daemon, no LMTP), for scale.\n');
+  out.push(table(main, ['mailstore:lmtp', 'mailstore-64c:lmtp', 'cyrus:lmtp', 'dovecot-mdbox:lmtp', 'mailstore:deliver'],
+    [COLUMNS.messages, COLUMNS.mb, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.latency], { base: 'mailstore:lmtp', rate: msgRate, title: 'mailstore LMTP ÷ this (messages/s)' }));
+  push(rateGoal(allMain, 'LMTP, one connection: mailstore ≥ 4× Cyrus lmtpd messages/s', ['mailstore', 'lmtp'], ['cyrus', 'lmtp'], 4, msgRate));
+  push(rateGoal(allMain, 'LMTP, one connection: mailstore ≥ 3× Dovecot LMTP (mdbox) messages/s', ['mailstore', 'lmtp'], ['dovecot-mdbox', 'lmtp'], 3, msgRate));
+  push(rateGoal(allMain, 'LMTP: 64 connections at once ≥ 5× one connection (messages/s)', ['mailstore-64c', 'lmtp'], ['mailstore', 'lmtp'], 5, msgRate));
+
+  out.push('### The socket client against the library\n');
+  out.push('`mailstore-library*` is measure/deliver.ts (the Store in the measuring process); `mailstore-client*` appends through mailstore/client to a `mailstore serve` process, one client in the measuring process or 64 client processes started together. Same messages, same round.\n');
+  out.push(table(main, ['mailstore-library:daemon', 'mailstore-client:daemon', 'mailstore-library-64w:daemon', 'mailstore-client-64p:daemon'],
+    [COLUMNS.messages, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.latency]));
+  push(clientLatencyGoal(allMain));
+  push(rateGoal(allMain, '64 client processes appending at once ≥ 70 % of 64 writers in one process (messages/s)', ['mailstore-client-64p', 'daemon'], ['mailstore-library-64w', 'daemon'], 0.7, msgRate));
+
+  rssSection(out, push, main);
+}
+
+/** Client p50 minus library p50 in each round, the verdict on their median. */
+function clientLatencyGoal(allMain: TaggedResult[]): Goal {
+  const text = 'socket client append p50 ≤ library append p50 + 0.3 ms';
+  const pairs = perRound(allMain, (inRound) => {
+    const c = find(inRound, 'mailstore-client', 'daemon'), l = find(inRound, 'mailstore-library', 'daemon');
+    return c?.p50_ms !== undefined && l?.p50_ms !== undefined ? { extra: c.p50_ms - l.p50_ms, c: c.p50_ms, l: l.p50_ms } : undefined;
+  });
+  if (pairs.length === 0) return { text, measured: '', pass: undefined };
+  const m = median(pairs.map((p) => p.extra));
+  const middle = pairs.reduce((best, p) => (Math.abs(p.extra - m.median) < Math.abs(best.extra - m.median) ? p : best));
+  return { text, measured: `+${fixed(m.median, 3)} ms (client ${fixed(middle.c, 3)} vs library ${fixed(middle.l, 3)} ms${spreadText(m, ' ms')})`, pass: Math.round(m.median * 1000) <= 300 }; // to the µs: 1.5 - 1.2 is 0.30000000000000004
+}
+
+function rssSection(out: string[], push: (goal: Goal) => void, main: TaggedResult[]): void {
+  const run = main.find((r) => r.peer === 'mailstore' && r.measurement === 'lmtp-rss');
+  out.push('### The daemon\'s RSS over many deliveries\n');
+  if (!run) { out.push('_not measured in this run_\n'); return; }
+  if (run.error) {
+    out.push(`**could not run**: ${run.error}\n`);
+    push({ text: 'the daemon\'s RSS stays flat over many deliveries', measured: '', pass: undefined });
+    return;
+  }
+  const samples = (run.rss_samples as RssSampleRow[] | undefined) ?? [];
+  const g = rssGrowth(samples);
+  const n = run.messages ?? 0;
+  out.push(`${n.toLocaleString('en-US')} deliveries over ${run.connections ?? '?'} LMTP connections in ${fixed(run.seconds ?? 0, 1)} s (${fixed(msgRate(run) ?? 0, 0)} messages/s), each with a Received: header of its own (no two alike, so nothing deduplicates), the corpus's smaller messages over and over. VmRSS of the \`mailstore serve\` process, sampled every 250 ms (RssAnon in brackets):\n`);
+  const step = Math.ceil(samples.length / 12);
+  const shown = samples.filter((_, i) => i % step === 0 || i === samples.length - 1);
+  const end = samples[samples.length - 1]?.[0] ?? 0;
+  out.push(`| s | ${shown.map(([t]) => fixed(t, end < 100 ? 1 : 0)).join(' | ')} |`);
+  out.push(`|---|${shown.map(() => '---').join('|')}|`);
+  out.push(`| MiB | ${shown.map(([, rss, anon]) => `${fixed(rss / MiB, 0)} (${fixed(anon / MiB, 0)})`).join(' | ')} |\n`);
+  const scale = n >= 1_000_000 ? '1M deliveries' : `${n.toLocaleString('en-US')} deliveries; 1M only with --scale`;
+  push({
+    text: `the daemon's RSS stays flat over many deliveries (${scale}): its last 10 % ≤ ${RSS_FLAT_GROWTH_MAX}× its size at 10–30 %`,
+    measured: g ? `${fixed(g.early / MiB, 0)} MiB → ${fixed(g.late / MiB, 0)} MiB (${fixed(g.growth, 3)}×), peak ${fixed(g.peak / MiB, 0)} MiB` : `${samples.length} samples: too few`,
+    pass: g ? g.growth <= RSS_FLAT_GROWTH_MAX : undefined,
+  });
+}

@@ -1,0 +1,90 @@
+// The lmtp/daemon bench section (src/bench/report-lmtp.ts): its goal rows are the median of the
+// rounds, the client's latency goal is a difference in ms, and the RSS verdict compares the end of
+// the run with its size after warm-up.
+import { describe, expect, it } from 'vitest';
+import { peerLmtpLines } from '../../src/bench/lmtp-steps.js';
+import { RSS_FLAT_GROWTH_MAX, rssGrowth, type RssSampleRow } from '../../src/bench/report-lmtp.js';
+import { renderReport, type TaggedResult } from '../../src/bench/report.js';
+import { fixtureRun } from './fixture.js';
+
+const MiB = 1_048_576;
+const row = (round: number, peer: string, measurement: string, extra: Record<string, unknown>): TaggedResult => ({ corpus: 'main', peer, measurement, round, ...extra });
+
+/** A sample every second for `seconds`, RSS given by `mib(t)`. */
+const samples = (seconds: number, mib: (t: number) => number): RssSampleRow[] =>
+  Array.from({ length: seconds + 1 }, (_, t) => [t, mib(t) * MiB, (mib(t) - 40) * MiB]);
+
+describe('rssGrowth', () => {
+  it('flat after warm-up: the climb of the first seconds does not count', () => {
+    const g = rssGrowth(samples(100, (t) => (t < 8 ? 60 + 5 * t : 100 + (t % 3))))!;
+    expect(g.early).toBe(101 * MiB);
+    expect(g.growth).toBeLessThan(RSS_FLAT_GROWTH_MAX);
+    expect(g.peak).toBe(102 * MiB);
+  });
+
+  it('a leak shows: 1 MiB per second from 100 MiB ends far above 1.1×', () => {
+    const g = rssGrowth(samples(100, (t) => 100 + t))!;
+    expect(g.early).toBe(120 * MiB);
+    expect(g.late).toBe(195 * MiB);
+    expect(g.growth).toBeGreaterThan(RSS_FLAT_GROWTH_MAX);
+  });
+
+  it('too few samples: no verdict', () => {
+    expect(rssGrowth(samples(3, () => 100))).toBeUndefined();
+  });
+});
+
+describe('the lmtp section', () => {
+  const lmtpRun = () => {
+    const data = fixtureRun();
+    data.settings = { ...data.settings, deliver: 2000, concurrent: 8000 };
+    for (const [round, ms, cyrus, dovecot, c64, client] of [[1, 4.0, 12.0, 9.0, 2.0, 1.5], [2, 5.0, 12.5, 9.5, 2.0, 1.6], [3, 3.0, 11.0, 9.0, 1.0, 1.3]] as const) {
+      data.results.push(
+        row(round, 'mailstore', 'lmtp', { messages: 2000, bytes: 61e6, seconds: ms, p50_ms: 1.9, p99_ms: 6 }),
+        row(round, 'cyrus', 'lmtp', { messages: 2000, bytes: 61e6, seconds: cyrus, p50_ms: 5.2, p99_ms: 21 }),
+        row(round, 'dovecot-mdbox', 'lmtp', { messages: 2000, bytes: 61e6, seconds: dovecot, p50_ms: 4.1, p99_ms: 13 }),
+        row(round, 'mailstore-64c', 'lmtp', { messages: 8000, bytes: 244e6, seconds: c64, connections: 64 }),
+        row(round, 'mailstore-library', 'daemon', { messages: 2000, seconds: 3, p50_ms: 1.2 }),
+        row(round, 'mailstore-client', 'daemon', { messages: 2000, seconds: 3.3, p50_ms: client }),
+        row(round, 'mailstore-library-64w', 'daemon', { messages: 8000, seconds: 1.0 }),
+        row(round, 'mailstore-client-64p', 'daemon', { messages: 8000, seconds: 1.25 }),
+      );
+    }
+    data.results.push(row(1, 'mailstore', 'lmtp-rss', { messages: 20_000, seconds: 40, connections: 64, rss_samples: samples(40, (t) => (t < 4 ? 90 + t : 95)) }));
+    return data;
+  };
+
+  it('goal rows on the median of the rounds: Cyrus 3× (MISS at 4×), Dovecot 2.25×, 64 connections 4×, client +0.3 ms, 64 processes 80 %, RSS flat', () => {
+    const markdown = renderReport(lmtpRun(), 'results.json');
+    // Cyrus ratios per round 3, 2.5, 3.67 -> median 3; Dovecot 2.25, 1.9, 3 -> 2.25
+    expect(markdown).toContain('Goal: LMTP, one connection: mailstore ≥ 4× Cyrus lmtpd messages/s — measured 3.00× (500 vs 167 in the median round, median of 3 rounds, spread 2.50–3.67×) → **MISS**');
+    expect(markdown).toMatch(/≥ 3× Dovecot LMTP \(mdbox\) messages\/s — measured 2\.25× .* → \*\*MISS\*\*/);
+    // 64c: 4000/500 = 8, 4000/400 = 10, 8000/666.7 = 12 -> 10
+    expect(markdown).toMatch(/64 connections at once ≥ 5× one connection \(messages\/s\) — measured 10\.0× .* → \*\*pass\*\*/);
+    // client - library: 0.3, 0.4, 0.1 -> 0.3
+    expect(markdown).toMatch(/client append p50 ≤ library append p50 \+ 0\.3 ms — measured \+0\.300 ms .* → \*\*pass\*\*/);
+    expect(markdown).toMatch(/64 client processes appending at once ≥ 70 % .* — measured 0\.80× .* → \*\*pass\*\*/);
+    expect(markdown).toMatch(/RSS stays flat over many deliveries \(20,000 deliveries; 1M only with --scale\).* — measured 95 MiB → 95 MiB \(1\.000×\), peak 95 MiB → \*\*pass\*\*/);
+    // the tables show round 1, with the ratio of mailstore LMTP to each peer
+    expect(markdown).toMatch(/\| cyrus lmtp \| 2,000 \| 61\.0 \| 12\.0 \| 167 \| 5\.20 \/ 21\.0 \| 3\.00× \|/);
+    expect(markdown).toContain('| MiB | 90 (50) |');
+  });
+
+  it('a run without the steps has no section; a failed RSS run is a could-not-run line, not a pass', () => {
+    expect(renderReport(fixtureRun(), 'r.json')).not.toContain('LMTP delivery into the daemon');
+    const data = lmtpRun();
+    data.results = data.results.filter((r) => r.measurement !== 'lmtp-rss');
+    data.results.push(row(1, 'mailstore', 'lmtp-rss', { error: 'mailstore serve did not answer' }));
+    const markdown = renderReport(data, 'r.json');
+    expect(markdown).toContain('**could not run**: mailstore serve did not answer');
+    expect(markdown).toMatch(/\| the daemon's RSS stays flat over many deliveries \| n\/a \| not measured \|/);
+  });
+
+  it('the peer scripts\' delivery lines become lmtp rows; their other lines are dropped', () => {
+    expect(peerLmtpLines([
+      { peer: 'cyrus', measurement: 'import', error: 'not measured' },
+      { peer: 'cyrus', measurement: 'deliver', messages: 10, seconds: 1 },
+      { peer: 'dovecot-mdbox', measurement: 'deliver', error: 'master did not start' },
+    ])).toEqual([{ peer: 'cyrus', measurement: 'lmtp', messages: 10, seconds: 1 }, { peer: 'dovecot-mdbox', measurement: 'lmtp', error: 'master did not start' }]);
+  });
+});

@@ -1,0 +1,43 @@
+// `mailstore tier set|status` and `init --local-bytes-max` as a script sees them: the policy is
+// kept in the store, 'default' clears a field, nonsense is INVALID (exit 5) and changes nothing.
+// No object store answers here: set and status only read and write the store's settings.
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import { readTierSettings, writeTierSettings } from '../../src/store/tier.js';
+import { json, ok, requireBuilt, run, tempDir } from './helpers.js';
+
+beforeAll(requireBuilt);
+
+async function tieredStore(): Promise<string> {
+  const store = join(tempDir(), 'store');
+  await ok(['init'], { store });
+  await writeTierSettings(nodeFileSystem, store, { url: 'http://127.0.0.1:9/mail-bucket' });
+  return store;
+}
+
+describe('mailstore tier set / status', () => {
+  it('sets, shows and clears the move policy', async () => {
+    const store = await tieredStore();
+    const env = { MAILSTORE_S3_ACCESS_KEY: 'a', MAILSTORE_S3_SECRET_KEY: 'b' };
+    expect(await json(['tier', 'set', '--local-bytes-max', '2G', '--move-after', '30d'], { store, env })).toEqual({ localBytesMax: 2 * 1024 ** 3, moveAfterMs: 30 * 86_400_000 });
+    const status = await json(['tier', 'status'], { store, env });
+    expect(status.policy).toEqual({ localBytesMax: 2 * 1024 ** 3, localShareDefault: 0.1, moveAfterMs: 30 * 86_400_000 });
+    expect(await ok(['tier', 'status'], { store, env })).toContain('local budget 2.0 GiB');
+    expect(await json(['tier', 'set', '--local-bytes-max', 'default'], { store, env })).toEqual({ moveAfterMs: 30 * 86_400_000 });
+    const bad = await run(['tier', 'set', '--move-after', 'soon'], { store, env });
+    expect(bad.code).toBe(5);
+    expect(bad.stderr).toContain('--move-after');
+    expect((await readTierSettings(nodeFileSystem, store))!.policy).toEqual({ moveAfterMs: 30 * 86_400_000 });
+  }, 60_000);
+
+  it('refuses a policy for a store without an object store, and --local-bytes-max at init without --object-store', async () => {
+    const store = join(tempDir(), 'store');
+    await ok(['init'], { store });
+    expect((await run(['tier', 'set', '--local-bytes-max', '1G'], { store })).code).toBe(5);
+    const other = join(tempDir(), 'other');
+    const refused = await run(['init', '--local-bytes-max', '1G'], { store: other });
+    expect(refused.code).toBe(5);
+    expect(refused.stderr).toContain('--object-store');
+  }, 60_000);
+});

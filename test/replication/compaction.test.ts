@@ -1,0 +1,139 @@
+// Compaction on a replicated store: the new packs reach the replica before the relocations that
+// point into them, the old packs leave the replica only after, and the replica ends byte-identical
+// (same pack files) with replica check finding 0 differences, also when the replica process is
+// SIGKILLed at several points of the compaction's shipping.
+import { describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Store } from '../../src/store/store.js';
+import { startPrimary } from '../../src/replication/primary.js';
+import { startReplica } from '../../src/replication/replica.js';
+import { checkReplica } from '../../src/replication/check.js';
+import { PACKS_TO_REMOVE_FILE } from '../../src/replication/pack-removal.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { keyFile, logicalState, msg, quiet, samePacks, until } from './helpers.js';
+
+const dist = resolve(import.meta.dirname, '../../dist/src/replication/replica.js');
+const options = { packBytesMax: 256 * 1024 };
+
+/** Appends `n` messages of ~`pad` bytes, then expunges all but every fifth of them. */
+async function fillAndThin(store: Store, n: number, pad: number, base: number): Promise<void> {
+  const uids: number[] = [];
+  for (let i = 0; i < n; i += 10) {
+    const done = await Promise.all(Array.from({ length: 10 }, (_, k) => store.append('INBOX', msg(base + i + k, pad))));
+    uids.push(...done.map((d) => d.uid));
+  }
+  await store.expunge('INBOX', uids.filter((_, i) => i % 5 !== 0));
+}
+
+function childReplica(root: string, primary: string, key: string): { child: ChildProcess; seq: () => number; exited: Promise<unknown> } {
+  const script = `import { startReplica } from ${JSON.stringify(dist)};
+    const r = await startReplica(${JSON.stringify(root)}, { primary: ${JSON.stringify(primary)}, keyFile: ${JSON.stringify(key)}, log: () => {}, storeOptions: ${JSON.stringify(options)} });
+    setInterval(() => process.stdout.write(r.status().seq + '\\n'), 2);`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let seq = 0;
+  child.stdout!.on('data', (b: Buffer) => { const lines = b.toString().trim().split('\n'); seq = Number(lines[lines.length - 1]) || seq; });
+  return { child, seq: () => seq, exited: new Promise((done) => child.once('exit', done)) };
+}
+
+/** Every message on the replica is on the primary, same metadata, and reads back with its bytes. */
+async function readsBack(replica: Store, primary: Store): Promise<number> {
+  let n = 0;
+  for await (const m of replica.messages('INBOX')) {
+    const bytes = await replica.fetch('INBOX', m.uid);
+    expect(bytes.equals(await primary.fetch('INBOX', m.uid).catch(() => bytes)), `uid ${m.uid}`).toBe(true);
+    n++;
+  }
+  return n;
+}
+
+describe('compaction on a replicated store', () => {
+  it('ships the new packs, removes the old ones on the replica after the relocations, and check finds 0 differences', async () => {
+    const key = keyFile();
+    const p = tmpDir('primary');
+    const primaryStore = await Store.open(p, { create: true, ...options });
+    await primaryStore.createMailbox('INBOX');
+    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+    const address = `127.0.0.1:${(await primary.status()).port}`;
+    const r = join(tmpDir('replica'), 'r');
+    const replica = await startReplica(r, { primary: address, keyFile: key, log: quiet, storeOptions: options });
+    try {
+      await fillAndThin(primaryStore, 400, 3000, 0);
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 20_000, 'catch-up before compaction');
+      const packsBefore = await primaryStore.replication().packs.listPacks();
+      const result = await primaryStore.compact();
+      expect(result.packsRewritten.length).toBeGreaterThan(0);
+      expect(result.packsRemoved.length).toBeGreaterThan(0);
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 20_000, 'catch-up after compaction');
+      await until(() => !existsSync(join(r, PACKS_TO_REMOVE_FILE)), 10_000, 'the replica to remove the old packs');
+      const packsAfter = await replica.store.replication().packs.listPacks();
+      for (const pack of result.packsRemoved) expect(packsAfter).not.toContain(pack);
+      for (const pack of result.packsWritten) expect(packsAfter).toContain(pack);
+      expect(packsAfter).not.toEqual(packsBefore);
+      expect(await checkReplica(replica.store, { primary: address, keyFile: key })).toMatchObject({ identical: true, differences: [] });
+      expect(await logicalState(replica.store)).toEqual(await logicalState(primaryStore));
+      // appends after the compaction go on replicating
+      await primaryStore.append('INBOX', msg(99_999));
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 20_000, 'an append after compaction');
+    } finally {
+      await replica.close();
+      await primary.close();
+      await primaryStore.close();
+    }
+    samePacks(p, r);
+  }, 60_000);
+
+  it('a replica SIGKILLed at several points of a compaction\'s shipping recovers whole and ends identical', async () => {
+    expect(existsSync(dist), 'build first: npx tsc -p .').toBe(true);
+    const key = keyFile();
+    const p = tmpDir('primary');
+    const primaryStore = await Store.open(p, { create: true, ...options });
+    await primaryStore.createMailbox('INBOX');
+    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+    const address = `127.0.0.1:${(await primary.status()).port}`;
+    const r = join(tmpDir('replica'), 'r');
+    // when to kill, counted from the compaction's start: at once, when it returns on the primary
+    // (its rounds in flight), when the replica applied its first record, when it caught up
+    const triggers: ((c: { compacting: Promise<unknown>; before: number; seq: () => number }) => Promise<unknown>)[] = [
+      async () => undefined,
+      async (c) => c.compacting,
+      async (c) => until(() => c.seq() > c.before, 20_000, 'the first compaction record on the replica'),
+      async (c) => { await c.compacting; await until(() => c.seq() >= primaryStore.changes.lastSeq, 20_000, 'the replica to catch up'); },
+    ];
+    try {
+      for (let round = 0; round < triggers.length; round++) {
+        const { child, seq, exited } = childReplica(r, address, key);
+        await fillAndThin(primaryStore, 300, 3000, round * 1000);
+        await until(() => seq() === primaryStore.changes.lastSeq, 20_000, 'catch-up before compaction');
+        const before = primaryStore.changes.lastSeq;
+        const compacting = primaryStore.compact();
+        await triggers[round]({ compacting, before, seq });
+        child.kill('SIGKILL');
+        await exited;
+        expect((await compacting).packsRewritten.length).toBeGreaterThan(0);
+        const replica = await Store.open(r, options); // the killed replica's recovery: every message it holds reads back
+        try {
+          if (process.env.COMPACT_VERBOSE) console.log(`kill ${round}: replica at ${replica.changes.lastSeq}, compaction records ${before + 1}..${primaryStore.changes.lastSeq}, packs to remove noted: ${existsSync(join(r, PACKS_TO_REMOVE_FILE))}`);
+          expect(replica.health.degraded).toBe(false);
+          expect(await readsBack(replica, primaryStore)).toBeGreaterThan(0);
+        } finally {
+          await replica.close();
+        }
+      }
+      const replica = await startReplica(r, { primary: address, keyFile: key, log: quiet, storeOptions: options });
+      try {
+        await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 20_000, 'the final catch-up');
+        await until(() => !existsSync(join(r, PACKS_TO_REMOVE_FILE)), 10_000, 'the replica to remove the old packs');
+        expect(await checkReplica(replica.store, { primary: address, keyFile: key })).toMatchObject({ identical: true, differences: [] });
+        expect(await logicalState(replica.store)).toEqual(await logicalState(primaryStore));
+      } finally {
+        await replica.close();
+      }
+    } finally {
+      await primary.close();
+      await primaryStore.close();
+    }
+    samePacks(p, r);
+  }, 120_000);
+});

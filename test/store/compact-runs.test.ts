@@ -1,0 +1,88 @@
+// Compaction in bounded runs (limits.compactChunkEntries): the candidates' blob entries are copied
+// and committed a run at a time so memory follows the run, not the pack. Several runs give the same
+// store as one; a failure in a later run keeps what earlier runs committed (their new pack is
+// never removed), the old pack keeps serving, and a retry finishes the job.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { Store } from '../../src/store/store.js';
+import { limits } from '../../src/limits.js';
+import { meta } from '../../src/store/apply.js';
+import { FaultFileSystem } from '../sim/faultfs.js';
+import { churned, expectExact, expectScrubClean, packNames, packsBytes } from './compact-helpers.js';
+import { expectCode } from '../sim/helpers.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const mutable = limits as { compactChunkEntries: number };
+const saved = limits.compactChunkEntries;
+
+describe('compaction in bounded runs', () => {
+  beforeEach(() => { mutable.compactChunkEntries = 6; });
+  afterEach(() => { mutable.compactChunkEntries = saved; });
+
+  it('runs of 6 entries reclaim the same as one: every live message exact, also after a rebuild', async () => {
+    const dir = tmpDir('compact-runs');
+    const { store, bodies, gone, live } = await churned(dir);
+    const progress: string[] = [];
+    const result = await store.compact({ onProgress: (p) => progress.push(p.phase) });
+    expect(progress.filter((p) => p === 'commit').length, 'one commit a run: 40 entries in runs of 6').toBe(7);
+    expect(result.packsRewritten).toEqual([1]);
+    expect(result.blobsReclaimed).toBe(gone.length - 1);
+    expect(result.blobsCopied).toBe(bodies.size - gone.length + 1);
+    expect(packNames(dir)).toEqual(['00000002.pack']);
+    expect(packsBytes(dir)).toBeLessThanOrEqual(1.1 * live + 1024);
+    expect((await store.stats()).bytesDead).toBe(0);
+    expect(await store.maintenance().index.get(meta.retiredPacks)).toBeUndefined();
+    await expectExact(store, bodies, gone);
+    await expectScrubClean(store);
+    await store.close();
+    rmSync(join(dir, 'index'), { recursive: true });
+    const rebuilt = await Store.open(dir);
+    try {
+      expect(rebuilt.health.degraded, rebuilt.health.findings.join('; ')).toBe(false);
+      await expectExact(rebuilt, bodies, gone);
+      await expectScrubClean(rebuilt);
+    } finally {
+      await rebuilt.close();
+    }
+  });
+
+  it('a dry run counts the blobs it would reclaim without listing them', async () => {
+    const dir = tmpDir('compact-runs');
+    const { store, gone } = await churned(dir);
+    const dry = await store.compact({ dryRun: true });
+    expect(dry.blobsReclaimed).toBe(gone.length - 1);
+    expect(packNames(dir)).toEqual(['00000001.pack']);
+    await store.close();
+  });
+
+  it('EIO syncing the new pack in a later run: IO, the new pack earlier runs committed into stays, nothing lost, a retry finishes', async () => {
+    const dir = tmpDir('compact-runs');
+    const ffs = new FaultFileSystem({ seed: 11 });
+    const { store, bodies, gone, live } = await churned(dir, { fs: ffs });
+    await store.close();
+    let syncs = 0;
+    // the new pack's third fdatasync: runs 1 and 2 committed, run 3 fails before its commit
+    ffs.injectAt((info) => info.kind === 'sync' && /packs\/0+2\.pack/.test(info.path) && ++syncs === 3, 'EIO');
+    const reopened = await Store.open(dir, { fs: ffs });
+    await expectCode(reopened.compact(), 'IO');
+    expect(ffs.firedFaults().length, 'the fault was hit').toBe(1);
+    expect(packNames(dir), 'the old pack serves; the new one holds what runs 1 and 2 committed').toEqual(['00000001.pack', '00000002.pack']);
+    expect(await reopened.maintenance().index.get(meta.retiredPacks), 'nothing was retired').toBeUndefined();
+    await expectExact(reopened, bodies, gone);
+    ffs.clear();
+    await reopened.compact();
+    expect(packNames(dir)).not.toContain('00000001.pack');
+    expect(packsBytes(dir)).toBeLessThanOrEqual(1.1 * live + 64 * 1024);
+    await expectExact(reopened, bodies, gone);
+    await expectScrubClean(reopened);
+    await reopened.close();
+    rmSync(join(dir, 'index'), { recursive: true });
+    const rebuilt = await Store.open(dir);
+    try {
+      await expectExact(rebuilt, bodies, gone);
+    } finally {
+      await rebuilt.close();
+    }
+  });
+});
