@@ -46,7 +46,7 @@ export const limits = {
   /** Moving inline bodies into packs (compact-inline.ts) commits this many body bytes per journal record. */
   inlineMoveBatchBytes: 4 * 1024 * 1024,
   /**
-   * The journal writes this many zero bytes ahead of its last record (within journalSegmentBytesMax),
+   * The journal writes this many filler bytes (journal-format.ts FILLER_PATTERN, never zeros) ahead of its last record (within journalSegmentBytesMax),
    * so most commits write into space the file already has and their fdatasync commits no size
    * change (BENCHMARKS.md: sync-one-zeroed vs sync-one). 0 turns it off.
    */

@@ -3,8 +3,8 @@
 import { dirname, join } from 'node:path';
 import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
-import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, parseSegmentFileName, segmentFileName } from './journal-format.js';
-import { parseSegment, readSegmentBytes, recordAt, segmentHeader, zeroFrom } from './segment-reader.js';
+import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, fillerBytes, fillerFrom, fillerStart, parseSegmentFileName, segmentFileName } from './journal-format.js';
+import { parseSegment, readSegmentBytes, recordAt, segmentHeader } from './segment-reader.js';
 import { RecordOffsets } from './record-offsets.js';
 import { limits } from '../limits.js';
 import { writeFileDurable } from '../fs/durable.js';
@@ -13,7 +13,7 @@ export interface JournalOptions {
   segmentBytesMax: number;
   recordBytesMax: number;
   checkMounted: (path: string) => Promise<void>;
-  /** Zero bytes written ahead of the last record (the store passes limits.journalPreallocateBytes); default 0. */
+  /** Filler bytes written ahead of the last record (the store passes limits.journalPreallocateBytes); default 0. */
   preallocateBytes?: number;
 }
 
@@ -41,7 +41,7 @@ export class Journal {
   private tailSegment?: Segment;
   private tailOffset = 0;
   /**
-   * Size of the newest segment's file: records are written into zeros preallocated past the last
+   * Size of the newest segment's file: records are written into filler preallocated past the last
    * record (options.preallocateBytes), so most commits' fdatasync has no size change to
    * commit (BENCHMARKS.md, sync-one-zeroed).
    */
@@ -245,10 +245,12 @@ export class Journal {
     if (!headerValid && records === 0) {
       return { lastSeq, empty: { segment: segment.name, firstSeq: segment.firstSeq, length: bytes.length } };
     }
-    if (end < bytes.length && !zeroFrom(bytes, end)) { // zeros after the last record: preallocated space
-      // the invalid bytes, without the preallocated zeros after them (they are not what was torn)
-      let stop = bytes.length;
-      while (stop > end && bytes[stop - 1] === 0) stop--;
+    // filler after the last record is preallocated space; zeros or anything else there is a torn
+    // write or damage (resolveTail tells which by the high-water mark), as before preallocation
+    if (end < bytes.length && !fillerFrom(bytes, end)) {
+      // the invalid bytes, without the filler after them (not what was torn; a last byte of a torn
+      // record that happens to equal the filler there is left out of the quarantine copy too)
+      const stop = fillerStart(bytes, end);
       return { lastSeq, tail: { segment: segment.name, offset: end, length: stop - end, bytes: bytes.subarray(end, stop) } };
     }
     return { lastSeq };
@@ -338,13 +340,13 @@ export class Journal {
     let at = start;
     encoded.forEach((bytes, i) => { placed.push({ seq: records[i].seq, offset: at }); at += bytes.length; });
     this.pending = { start: fresh ? 0 : start, end: start + data.length, lastSeq: records[records.length - 1].seq, path, fresh, records, segment, placed };
-    const zeros = this.preallocation(start + data.length);
+    const filler = this.preallocation(start + data.length);
     try {
       if (!this.writeHandle) this.writeHandle = await this.fs.open(path, 'readWrite');
       const parts = fresh ? [encodeSegmentHeader(this.storeId, segment.firstSeq), data] : [data];
-      if (zeros > 0) parts.push(Buffer.alloc(zeros));
+      if (filler > 0) parts.push(fillerBytes(start + data.length, filler));
       await this.writeHandle.write(parts.length === 1 ? data : Buffer.concat(parts), fresh ? 0 : start);
-      this.allocatedEnd = Math.max(this.allocatedEnd, start + data.length + zeros);
+      this.allocatedEnd = Math.max(this.allocatedEnd, start + data.length + filler);
     } catch (error) {
       const failure = fromSystemError(error, 'writing journal', path);
       await this.abort(failure);
@@ -353,9 +355,9 @@ export class Journal {
   }
 
   /**
-   * Zero bytes to write after records ending at `end`: none while the file already reaches past
-   * them; else up to options.preallocateBytes more, within the segment's size (the readers
-   * take zeros after the last record for unused space, segment-reader.ts).
+   * Filler bytes to write after records ending at `end`: none while the file already reaches past
+   * them; else up to options.preallocateBytes more, within the segment's size (the readers take
+   * filler after the last record for unused space, journal-format.ts FILLER_PATTERN).
    */
   private preallocation(end: number): number {
     const ahead = this.options.preallocateBytes ?? 0;

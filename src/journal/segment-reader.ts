@@ -4,7 +4,7 @@
 import { crc32 } from 'node:zlib';
 import type { FileHandle } from '../fs/filesystem.js';
 import {
-  RECORD_HEADER_BYTES, RECORD_MAGIC, SEGMENT_HEADER_BYTES, decodeRecordHeader, decodeSegmentHeader,
+  FILLER_PATTERN, RECORD_HEADER_BYTES, RECORD_MAGIC, SEGMENT_HEADER_BYTES, decodeRecordHeader, decodeSegmentHeader, fillerFrom,
 } from './journal-format.js';
 
 export type SegmentItem =
@@ -34,20 +34,15 @@ export function recordAt(bytes: Buffer, p: number, payloadBytesMax: number): Seg
   return { kind: 'record', seq: header.seq, payload, offset: p, end };
 }
 
-/** Whether every byte from `p` to the end is zero (space preallocated past the last record). */
-export function zeroFrom(bytes: Buffer, p: number): boolean {
-  for (let i = p; i < bytes.length; i++) if (bytes[i] !== 0) return false;
-  return true;
-}
-
 /**
- * Every valid record and every damaged range, in order. Zeros from some point to the end of the
- * segment are space the journal preallocated (docs/FORMAT.md, "Journal"), not damage: the end.
+ * Every valid record and every damaged range, in order. Filler from some point to the end of the
+ * segment is space the journal preallocated (docs/FORMAT.md, "Journal"): the end. Zeros there are
+ * not filler: they are damage (or a torn write), as before preallocation.
  */
 export function* parseSegment(bytes: Buffer, payloadBytesMax: number): Generator<SegmentItem> {
   let p = SEGMENT_HEADER_BYTES;
   while (p < bytes.length) {
-    if (bytes[p] === 0 && zeroFrom(bytes, p)) return;
+    if (bytes[p] === FILLER_PATTERN[p % FILLER_PATTERN.length] && fillerFrom(bytes, p)) return;
     const item = recordAt(bytes, p, payloadBytesMax);
     if (item && item.kind === 'record') {
       yield item;

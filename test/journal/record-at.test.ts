@@ -2,7 +2,8 @@
 // journal wrote, after a reopen from one whole read of the segment, across rotations; a seq that
 // is not there (retired, never written, cut) is undefined, never another record's bytes.
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { encodeRecord } from '../../src/journal/journal-format.js';
+import { encodeRecord, fillerFrom } from '../../src/journal/journal-format.js';
+import { parseSegment } from '../../src/journal/segment-reader.js';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Journal, type JournalRecord } from '../../src/journal/journal.js';
@@ -55,7 +56,7 @@ describe('Journal: preallocated segments', () => {
     return { journal, found: await journal.findTail() };
   }
 
-  it('writes records into zeros ahead of them; a reopen finds no tail damage and goes on after the last record', async () => {
+  it('writes records into filler ahead of them (never zeros); a reopen finds no tail damage and goes on after the last record', async () => {
     const dir = join(tmpDir('journal'), 'journal');
     mkdirSync(dir, { recursive: true });
     const fs = new FaultFileSystem();
@@ -64,13 +65,14 @@ describe('Journal: preallocated segments', () => {
     const file = join(dir, journal.segmentNames[0]);
     const size = statSync(file).size;
     expect(size).toBeGreaterThanOrEqual(4096);
+    expect(readFileSync(file).subarray(size - 64).includes(0)).toBe(false); // filler, not zeros
     await journal.close();
     let found;
     ({ journal, found } = await open(dir, fs));
     expect(found).toEqual({ lastSeq: 5 });
     await journal.write([{ seq: 6, payload: payload(6) }]);
     await journal.sync();
-    expect(statSync(file).size).toBe(size); // written into the preallocated zeros: no size change
+    expect(statSync(file).size).toBe(size); // written into the preallocated filler: no size change
     const seen: number[] = [];
     const damage: unknown[] = [];
     for await (const r of journal.read(0, (d) => damage.push(d))) seen.push(r.seq);
@@ -89,7 +91,8 @@ describe('Journal: preallocated segments', () => {
     await journal.close();
     const file = join(dir, journal.segmentNames[0]);
     const bytes = readFileSync(file);
-    const end = bytes.indexOf(Buffer.alloc(64)); // the preallocated zeros start after record 3
+    const end = recordsEnd(bytes); // the preallocated filler starts after record 3
+    expect(fillerFrom(bytes, end)).toBe(true);
     writeFileSync(file, Buffer.concat([bytes.subarray(0, end), encodeRecord(4, payload(4)).subarray(0, 30), bytes.subarray(end + 30)]));
     let found;
     ({ journal, found } = await open(dir, fs));
@@ -104,7 +107,34 @@ describe('Journal: preallocated segments', () => {
     expect(await journal.readRecordAt(4)).toEqual(payload(4));
     await journal.close();
   });
+
+  it('zeros over the last records (the damage model) are a tail to resolve, never preallocated space', async () => {
+    const dir = join(tmpDir('journal'), 'journal');
+    mkdirSync(dir, { recursive: true });
+    const fs = new FaultFileSystem();
+    let { journal } = await open(dir, fs);
+    for (let seq = 1; seq <= 3; seq++) { await journal.write([{ seq, payload: payload(seq) }]); await journal.sync(); }
+    await journal.close();
+    const file = join(dir, journal.segmentNames[0]);
+    const bytes = readFileSync(file);
+    const records = [...parseSegment(bytes, 4096)].filter((x) => x.kind === 'record') as { offset: number; end: number }[];
+    const from = records[1].offset; // records 2 and 3 zeroed, the filler after them kept
+    writeFileSync(file, Buffer.concat([bytes.subarray(0, from), Buffer.alloc(records[2].end - from), bytes.subarray(records[2].end)]));
+    let found;
+    ({ journal, found } = await open(dir, fs));
+    expect(found.lastSeq).toBe(1);
+    expect(found.tail).toMatchObject({ offset: from, length: records[2].end - from });
+    expect(found.tail!.bytes.every((b: number) => b === 0)).toBe(true);
+    await journal.close();
+  });
 });
+
+/** Where a segment's last valid record ends. */
+function recordsEnd(bytes: Buffer): number {
+  let end = 0;
+  for (const item of parseSegment(bytes, 4096)) if (item.kind === 'record') end = item.end;
+  return end;
+}
 
 describe('RecordOffsets', () => {
   it('keeps tables up to its entry bound, dropping the least recently used; extends only a known or fresh table', () => {

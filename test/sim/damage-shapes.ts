@@ -1,8 +1,6 @@
 // The damage explorer's small stores, one per shape of on-disk state (one pack; rotated packs and
 // segments; a torn pack tail with appends after it; deduplicated blobs; expunged messages; renamed
 // and deleted mailboxes), each with the model of what was acknowledged and its pristine bytes.
-import { parseSegment } from '../../src/journal/segment-reader.js';
-import { SEGMENT_HEADER_BYTES } from '../../src/journal/journal-format.js';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Store, type StoreOptions } from '../../src/store/store.js';
@@ -12,7 +10,7 @@ import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES, encodeRecordHeader, packFileNam
 import { keys } from '../../src/keys/index-keys.js';
 import type { BlobRecord } from '../../src/store/records.js';
 import { msg } from './helpers.js';
-import { limits } from '../../src/limits.js';
+import { segmentRecordsEnd } from './damage-cases.js';
 
 /** Acknowledged bytes by mailbox, then uid. */
 export type Model = Map<string, Map<number, Buffer>>;
@@ -267,8 +265,9 @@ function liveRanges(files: Map<string, Buffer | null>, blobs: BlobRecord[]): Map
   for (const [path, bytes] of files) {
     if (!bytes) continue;
     if (path.startsWith('packs/') && path.endsWith('.pack')) live.set(path, [[0, PACK_HEADER_BYTES]]);
-    // a segment's records; the zeros the journal preallocated after them are not used (docs/FORMAT.md, "Journal")
-    else if (path.startsWith('journal/') && path.endsWith('.jnl')) live.set(path, [[0, recordsEnd(bytes)]]);
+    // a segment's records: the filler the journal preallocated after them holds nothing acknowledged
+    // (damage there is cut like a torn tail; zeros over a record are damage: docs/FORMAT.md, "Journal")
+    else if (path.startsWith('journal/') && path.endsWith('.jnl')) live.set(path, [[0, segmentRecordsEnd(bytes)]]);
     else if (path === 'STORE') live.set(path, [[0, bytes.length]]);
     else if (path.endsWith('/STORE-ID')) live.set(path, [[0, bytes.toString().trimEnd().length]]);
   }
@@ -290,9 +289,3 @@ function tornRecords(name: string, files: Map<string, Buffer | null>): Map<strin
   return out;
 }
 
-/** Where a segment's valid records end (its header's end when it holds none). */
-function recordsEnd(bytes: Buffer): number {
-  let end = Math.min(bytes.length, SEGMENT_HEADER_BYTES);
-  for (const item of parseSegment(bytes, limits.journalRecordBytesMax)) if (item.kind === 'record') end = item.end;
-  return end;
-}

@@ -13,6 +13,7 @@ import { Store } from '../../src/store/store.js';
 import type { MailstoreError } from '../../src/errors.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { parseSegment } from '../../src/journal/segment-reader.js';
+import { fillerFrom } from '../../src/journal/journal-format.js';
 import { limits } from '../../src/limits.js';
 import { damageFile, Rng, deriveSeed, type DamageSpec } from './faultfs.js';
 import { expectExactly, msg, skipReason } from './helpers.js';
@@ -165,7 +166,7 @@ describe('media faults', () => {
     const bytes = readFileSync(join(dir, 'journal', name));
     const last = [...parseSegment(bytes, limits.journalRecordBytesMax)].filter((x) => x.kind === 'record').at(-1) as { offset: number; end: number };
     await damageFile(join(dir, 'journal', name), { kind: 'garbage', offset: last.offset + 30, length: 8, seed: 9 });
-    // the record's bytes (the zeros the journal preallocated after it are not part of the tail)
+    // the record's bytes (the filler the journal preallocated after it is not part of the tail)
     const damagedTail = readFileSync(join(dir, 'journal', name)).subarray(last.offset, last.end);
     rmSync(join(dir, 'index'), { recursive: true });
     const store = await Store.open(dir);
@@ -180,6 +181,40 @@ describe('media faults', () => {
       await store.close();
     }
   });
+
+  for (const where of ['index present', 'index lost, a snapshot beyond them'] as const) {
+    it(`journal: the last acknowledged records zeroed inside a preallocated segment, ${where} → reported, kept, nothing dropped`, async () => {
+      const { dir, acked } = await buildStore(10);
+      if (where !== 'index present') {
+        const store = await Store.open(dir);
+        await store.snapshot();
+        await store.close();
+      }
+      const name = segments(dir)[0];
+      const path = join(dir, 'journal', name);
+      const bytes = readFileSync(path);
+      const records = [...parseSegment(bytes, limits.journalRecordBytesMax)].filter((x) => x.kind === 'record') as { offset: number; end: number; seq: number }[];
+      expect(fillerFrom(bytes, records.at(-1)!.end) && bytes.length > records.at(-1)!.end, 'the segment runs on in filler').toBe(true);
+      const from = records.at(-2)!.offset; // the last two records, up to the filler
+      await damageFile(path, { kind: 'zeros', offset: from, length: records.at(-1)!.end - from, seed: 1 });
+      if (where !== 'index present') rmSync(join(dir, 'index'), { recursive: true });
+      let store = await Store.open(dir);
+      try {
+        expect(store.health.degraded).toBe(true);
+        expect(store.health.findings.join(' ')).toMatch(new RegExp(`acknowledged records ${records.at(-2)!.seq}\\.\\.${records.at(-1)!.seq} are damaged`));
+        expect(store.health.tornTailBytes ?? 0).toBe(0);
+        await expectExactly(store, 'INBOX', acked, `zeroed tail, ${where}`);
+        const next = await store.append('INBOX', msg('next'));
+        expect(next.uid).toBe(11);
+        acked.set(next.uid, msg('next'));
+      } finally {
+        await store.close();
+      }
+      store = await Store.open(dir);
+      await expectExactly(store, 'INBOX', acked, 'after reopen');
+      await store.close();
+    });
+  }
 
   it.skipIf(skipReason(!existsSync(PROBE_STORE), `index damage runs the store in a child process from dist/ (${PROBE_STORE} missing: run \`npm run build\`)`))(
     `index: ${INDEX_SEEDS} seeded damages to LevelDB files (in a child process) → bodies never wrong; CORRUPT or a rebuild; an abort is cured by moving index/ aside`, async () => {
