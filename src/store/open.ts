@@ -18,7 +18,7 @@ import { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { LAYOUT, checkNoWriter, initStore, storeIdBytes, takeLock, verifyIdentity, type StoreIdentity } from './identity.js';
 import {
-  chooseRebuildStart, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveNewestBatch, resolveTail, type Health, type RebuildStart,
+  checkSnapshotHighWater, chooseRebuildStart, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveNewestBatch, resolveTail, type Health, type RebuildStart,
 } from './recovery.js';
 import { snapshotCovers } from './snapshots.js';
 import type { StoreOptions } from './types.js';
@@ -150,7 +150,8 @@ async function recoverIndex(r: Recovering, options: StoreOptions, stale: boolean
   const highWater = existing?.appliedSeq ?? start?.snapshot?.seq ?? 0;
   if (existing && !options.allowMissingPacks) await checkPacksPresent(existing.db, r.packs, r.root);
   const covered = async (firstSeq: number) => start ? (start.snapshot?.seq ?? -1) + 1 >= firstSeq : snapshotCovers(r.fs, r.root, r.storeId, firstSeq);
-  await resolveTail(r.fs, r.root, r.journal, highWater, r.health, covered);
+  const top = await resolveTail(r.fs, r.root, r.journal, highWater, r.health, covered);
+  await checkSnapshotHighWater(r.fs, r.root, r.storeId, top, r.health);
   await resolveNewestBatch(r.fs, r.root, r.journal, r.packs, highWater, r.health, Boolean(options.packsLost));
   if (existing) {
     await replay(r.journal, existing.db, existing.appliedSeq, r.health);

@@ -17,7 +17,7 @@ import { LAYOUT } from './identity.js';
 import { keys } from '../keys/index-keys.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { readSnapshotFile, type SnapshotInfo } from './snapshot-file.js';
-import { newestUsableSnapshot } from './snapshots.js';
+import { newestSnapshotSeq, newestUsableSnapshot } from './snapshots.js';
 
 
 export interface Health {
@@ -132,6 +132,19 @@ export async function resolveTail(fs: FileSystem, root: string, journal: Journal
   if (highWater > lastSeq) journal.keepTailAndStartNewSegment(highWater + 1);
   await checkJournalStart(journal, highWater, health, covered);
   return Math.max(lastSeq, highWater);
+}
+
+/**
+ * A second check of the journal's end, independent of the index: a snapshot is written only from
+ * applied (so acknowledged) state, so its seq proves records up to it existed. A journal and index
+ * both ending below it (an older copy of both put back, or their tails lost together) are damage,
+ * never a clean end: reported, the store degraded. `top`: what resolveTail returned.
+ */
+export async function checkSnapshotHighWater(fs: FileSystem, root: string, storeId: Buffer, top: number, health: Health): Promise<void> {
+  const proven = await newestSnapshotSeq(fs, root, storeId);
+  if (proven <= top) return;
+  health.degraded = true;
+  health.findings.push(`the snapshot at seq ${proven} proves records up to ${proven} were acknowledged, but the journal and the index end at ${top}: records ${top + 1}..${proven} are missing from both; the snapshot still holds their state: run 'mailstore reconstruct'`);
 }
 
 /**

@@ -216,6 +216,27 @@ describe('media faults', () => {
     });
   }
 
+  it('journal and index both older than the newest snapshot (their tails lost together) → reported from the snapshot, never a clean end', async () => {
+    const { dir } = await buildStore(5);
+    const old = tmpDir('media-old');
+    for (const part of ['journal', 'index']) cpSync(join(dir, part), join(old, part), { recursive: true });
+    let store = await Store.open(dir);
+    for (let i = 0; i < 5; i++) await store.append('INBOX', msg(`later${i}`));
+    const { seq } = await store.snapshot();
+    await store.close();
+    for (const part of ['journal', 'index']) {
+      rmSync(join(dir, part), { recursive: true });
+      cpSync(join(old, part), join(dir, part), { recursive: true });
+    }
+    store = await Store.open(dir);
+    try {
+      expect(store.health.degraded).toBe(true);
+      expect(store.health.findings.join(' ')).toMatch(new RegExp(`the snapshot at seq ${seq} proves records up to ${seq} were acknowledged`));
+    } finally {
+      await store.close();
+    }
+  });
+
   it.skipIf(skipReason(!existsSync(PROBE_STORE), `index damage runs the store in a child process from dist/ (${PROBE_STORE} missing: run \`npm run build\`)`))(
     `index: ${INDEX_SEEDS} seeded damages to LevelDB files (in a child process) → bodies never wrong; CORRUPT or a rebuild; an abort is cured by moving index/ aside`, async () => {
     const { dir, acked } = await buildStore(40);
