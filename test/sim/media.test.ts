@@ -9,7 +9,8 @@ import { cpSync, readdirSync, readFileSync, rmSync, existsSync, renameSync } fro
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { Store } from '../../src/store/store.js';
+// every body in a pack: these tests damage packs, and journal records whose bodies are in packs (helpers/packed.ts)
+import { PackedStore as Store } from '../helpers/packed.js';
 import type { MailstoreError } from '../../src/errors.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { parseSegment } from '../../src/journal/segment-reader.js';
