@@ -6,7 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { cpSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Store } from '../../src/store/store.js';
+// every body in a pack: these tests damage or lose the journal and rebuild from packs (helpers/packed.ts)
+import { PackedStore as Store } from '../helpers/packed.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { parseSegment } from '../../src/journal/segment-reader.js';
 import { fillerStart } from '../../src/journal/journal-format.js';
