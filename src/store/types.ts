@@ -18,8 +18,9 @@ export interface StoreOptions {
   /**
    * Messages up to this many bytes are stored inside their journal record, so a delivery writes
    * one file with one fdatasync (docs/FORMAT.md, "Inline bodies"); compaction moves them into
-   * packs before their journal segment is retired. 0: every body goes to a pack. Default
-   * limits.inlineBodyBytesDefault.
+   * packs before their journal segment is retired. Only a message delivered alone (one in its
+   * record). 0: every body goes to a pack. Default
+   * limits.inlineBodyBytesDefault (16 KiB, chosen by measurement: BENCHMARKS.md).
    */
   inlineBodyBytesMax?: number;
   packBytesMax?: number;
