@@ -15,6 +15,14 @@ export interface StoreOptions {
   create?: boolean;
   fs?: FileSystem;
   messageBytesMax?: number;
+  /**
+   * Messages up to this many bytes are stored inside their journal record, so a delivery writes
+   * one file with one fdatasync (docs/FORMAT.md, "Inline bodies"); compaction moves them into
+   * packs before their journal segment is retired. Only a message delivered alone (one in its
+   * record). 0: every body goes to a pack. Default
+   * limits.inlineBodyBytesDefault (16 KiB, chosen by measurement: BENCHMARKS.md).
+   */
+  inlineBodyBytesMax?: number;
   packBytesMax?: number;
   journalSegmentBytesMax?: number;
   /**
