@@ -9,7 +9,7 @@ import { rateGoal, type Goal } from './report.js';
 
 /** The threshold the inline row runs with: the store's default when it is on, else the one measured best (BENCHMARKS.md). */
 export function oneSyncInlineBytes(): number {
-  return limits.inlineBodyBytesDefault > 0 ? limits.inlineBodyBytesDefault : 64 * 1024;
+  return limits.inlineBodyBytesDefault > 0 ? limits.inlineBodyBytesDefault : limits.inlineBodyBytesMeasured;
 }
 
 export const ONE_SYNC_PEERS = ['mailstore-two-file', 'mailstore-inline'] as const;

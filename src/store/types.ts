@@ -20,7 +20,8 @@ export interface StoreOptions {
    * one file with one fdatasync (docs/FORMAT.md, "Inline bodies"); compaction moves them into
    * packs before their journal segment is retired. Only a message delivered alone (one in its
    * record). 0: every body goes to a pack. Default
-   * limits.inlineBodyBytesDefault (16 KiB, chosen by measurement: BENCHMARKS.md).
+   * limits.inlineBodyBytesDefault (0 for now; 16 KiB, limits.inlineBodyBytesMeasured, is the
+   * measured choice: BENCHMARKS.md).
    */
   inlineBodyBytesMax?: number;
   packBytesMax?: number;

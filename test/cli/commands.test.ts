@@ -202,7 +202,7 @@ describe('exit codes', () => {
     const body = Buffer.from(`Subject: x\r\n\r\n${marker} ${'y'.repeat(400)}\r\n`);
     await ok(['append', 'INBOX'], { store, input: message(1) });
     expect((await ok(['append', 'INBOX'], { store, input: body })).trim()).toBe('2');
-    // a small delivery is inside its journal record (inline bodies, on by default), else in a pack
+    // a small delivery is inside its journal record (when inline bodies are on), else in a pack
     const files = ['packs', 'journal'].flatMap((dir) => readdirSync(join(store, dir)).map((name) => join(store, dir, name)));
     const pack = files.find((path) => /\.(pack|jnl)$/.test(path) && readFileSync(path).includes(marker));
     expect(pack, 'the message bytes are in a pack or a journal record').toBeDefined();

@@ -13,6 +13,7 @@ import { msg } from './helpers.js';
 import { segmentRecordsEnd } from './damage-cases.js';
 import { PACKED, packed } from '../helpers/packed.js';
 import { INLINE_PACK } from '../../src/blob/pack-store.js';
+import { limits } from '../../src/limits.js';
 
 /** Acknowledged bytes by mailbox, then uid. */
 export type Model = Map<string, Map<number, Buffer>>;
@@ -182,8 +183,8 @@ const mixedRotation: Build = async (b, dir, options) => {
 };
 
 export const SHAPES: { name: string; options: StoreOptions; build: Build }[] = [
-  // the pack shapes keep every body in a pack (test/helpers/packed.ts); 'inline' is the default
-  // store, its small bodies inside their journal records (docs/FORMAT.md, "Inline bodies")
+  // the pack shapes keep every body in a pack (test/helpers/packed.ts); 'inline' stores small
+  // bodies inside their journal records at the measured threshold (docs/FORMAT.md, "Inline bodies")
   { name: 'one-pack', options: PACKED, build: onePack },
   { name: 'rotation', options: packed(ROTATION), build: rotation },
   { name: 'torn-tail', options: PACKED, build: tornTail },
@@ -192,7 +193,7 @@ export const SHAPES: { name: string; options: StoreOptions; build: Build }[] = [
   { name: 'mailboxes', options: PACKED, build: mailboxes },
   { name: 'repaired', options: PACKED, build: repaired },
   { name: 'mixed-rotation', options: packed(ROTATION), build: mixedRotation },
-  { name: 'inline', options: {}, build: onePack },
+  { name: 'inline', options: { inlineBodyBytesMax: limits.inlineBodyBytesMeasured }, build: onePack },
 ];
 
 /** Builds one shape in `dir`, records what it holds, and keeps its pristine bytes. */
