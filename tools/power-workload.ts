@@ -242,7 +242,9 @@ async function child(root: string, cycle: number, seed: number, source: string):
   const cliStore = await Store.open(cliDir);
   const cliMine = (await loadMine(cliStore)).filter((m) => m.mailbox === 'INBOX');
   await cliStore.close();
-  const store = await Store.open(join(root, 'lib'), { create: true, ...options });
+  // every other cycle the library store delivers with inline bodies (docs/FORMAT.md, "Inline
+  // bodies": one file, one fdatasync), so the cuts land in both commit shapes
+  const store = await Store.open(join(root, 'lib'), { create: true, ...options, inlineBodyBytesMax: cycle % 2 ? 64 * 1024 : 0 });
   await ensureMailboxes(store);
   const mine = await loadMine(store);
   out('READY');

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { nodeFileSystem as fs } from '../fs/node-fs.js';
 import { progress, round, type BenchResult } from './common.js';
+import { oneSyncInlineBytes } from './report-onesync.js';
 import { exists, makeDirectories, readText, removeTree } from './files.js';
 import type { CorpusInfo, MachineInfo, TaggedResult } from './report.js';
 
@@ -349,6 +350,12 @@ export async function writerMeasurements(bench: Bench, corpus: CorpusInfo, work:
     await removeTree(dir);
   }
   if (wanted('deliver') && corpus.list) {
+    // one-sync delivery (report-onesync.ts): inline bodies off, then on, back to back in each round
+    for (const [peer, inline] of [['mailstore-two-file', 0], ['mailstore-inline', oneSyncInlineBytes()]] as const) {
+      const one = await fresh(`store-deliver-${peer}`);
+      await bench.child(corpus.name, 'deliver', ['--store', one, '--list', corpus.list, '--messages', String(s.deliver), '--writers', '1', '--inline', String(inline), '--peer', peer], { peer, measurement: 'deliver' });
+      await removeTree(one);
+    }
     const dir = await fresh('store-deliver');
     await bench.child(corpus.name, 'deliver', ['--store', dir, '--list', corpus.list, '--messages', String(s.deliver), '--writers', '1'], { peer: 'mailstore', measurement: 'deliver' });
     await bench.child(corpus.name, 'sync-shapes', ['--dir', await fresh('sync-shapes'), '--list', corpus.list, '--messages', String(s.deliver)], { peer: 'floor-sync', measurement: 'deliver' });

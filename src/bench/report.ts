@@ -1,6 +1,7 @@
 // Renders a benchmark run as the results section of BENCHMARKS.md: the machine, the corpora, one
 // table per measurement with mailstore, every peer (or why it could not run) and the ratio, and each
 // goal of issue 6 with pass/miss. Only the text between the bench:results markers is replaced.
+import { ONE_SYNC_PEERS, oneSyncGoals } from './report-onesync.js';
 import { backupSection } from './report-backup.js';
 import { churnSection } from './report-churn.js';
 import type { BenchResult } from './common.js';
@@ -263,12 +264,13 @@ export function renderReport(data: RunData, rawFile: string, charts: ChartRef[] 
   out.push(goalLine(goals[goals.length - 1]!));
 
   out.push(`### Durable single-message delivery, one writer (first ${int(s.deliver ?? 0)} messages; CLI: ${int(s.deliverCli ?? 0)})\n`);
-  out.push(table(main, ['mailstore:deliver', 'mailstore-cli:deliver', 'node-start:deliver', 'dovecot-mdbox:deliver', 'cyrus:deliver', 'floor-fsync:deliver', 'floor-sync-two:deliver', 'floor-sync-two-zeroed:deliver', 'floor-sync-one:deliver', 'floor-sync-one-zeroed:deliver'],
+  out.push(table(main, ['mailstore:deliver', ...ONE_SYNC_PEERS.map((p) => `${p}:deliver`), 'mailstore-cli:deliver', 'node-start:deliver', 'dovecot-mdbox:deliver', 'cyrus:deliver', 'floor-fsync:deliver', 'floor-sync-two:deliver', 'floor-sync-two-zeroed:deliver', 'floor-sync-one:deliver', 'floor-sync-one-zeroed:deliver'],
     [COLUMNS.messages, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.latency, { title: 'fdatasync/msg', value: (r) => num(r.fsyncs_per_message as number | undefined) }],
     { base: 'mailstore:deliver', rate: msgRate, title: 'mailstore ÷ this (messages/s)' }));
   chartsOf('deliver');
   goals.push(rateGoal(allMain, 'library delivery ≥ 10× Cyrus LMTP messages/s', ['mailstore', 'deliver'], ['cyrus', 'deliver'], 10, msgRate));
   out.push(goalLine(goals[goals.length - 1]!));
+  for (const goal of oneSyncGoals(allMain, msgRate)) { goals.push(goal); out.push(goalLine(goal)); }
   cliStartGoal(out, goals, allMain);
   const cyrus = find(main, 'cyrus', 'deliver');
   const shapes = ['floor-sync-two', 'floor-sync-two-zeroed', 'floor-sync-one', 'floor-sync-one-zeroed'].map((peer) => find(main, peer, 'deliver')).filter((r) => r && !r.error);

@@ -27,6 +27,15 @@ export interface BlobLocation {
  */
 export type BlobLocator = (hash: Buffer) => Promise<BlobLocation | undefined>;
 
+/**
+ * The pack number of a body stored inside its journal record (docs/FORMAT.md, "Inline bodies"):
+ * such a location's offset is the record's seq. No pack file has this number.
+ */
+export const INLINE_PACK = -1;
+
+/** Reads inline bodies (the Store sets it: the journal). Returns the body verified against its hash, or throws CORRUPT. */
+export type InlineSource = (location: BlobLocation, hash: Buffer) => Promise<Buffer>;
+
 export interface PackOptions {
   packBytesMax: number;
   /** Called before a new pack file is created and when a pack is missing: throws UNMOUNTED when the store left its partition. */
@@ -183,6 +192,7 @@ export class PackStore {
   private readonly gone = new Set<number>();
   private readonly unpinned = new Map<number, (() => void)[]>();
   private locator?: BlobLocator;
+  private inline?: InlineSource;
 
   private constructor(
     private readonly fs: FileSystem,
@@ -452,8 +462,19 @@ export class PackStore {
     }
   }
 
+  /** How inline bodies are read (the Store sets the journal's). */
+  setInlineSource(source: InlineSource): void {
+    this.inline = source;
+  }
+
+  private readInline(location: BlobLocation, hash: Buffer): Promise<Buffer> {
+    assert(this.inline, 'an inline body read before the store set its source');
+    return this.inline(location, hash);
+  }
+
   /** Reads one blob and verifies header, length and hash. */
   async read(location: BlobLocation, expectedHash: Buffer): Promise<Buffer> {
+    if (location.pack === INLINE_PACK) return this.readInline(location, expectedHash);
     if (!this.pin(location.pack)) return this.read(await this.movedFrom(location, expectedHash), expectedHash);
     try {
       const path = this.path(location.pack);
@@ -476,6 +497,10 @@ export class PackStore {
    * of a ~34 µs verified read (issue 16).
    */
   async readRun(pack: number, items: RunItem[]): Promise<void> {
+    if (pack === INLINE_PACK) {
+      for (const item of items) item.body = await this.readInline(item.location, item.hash).catch((error: unknown) => { item.error = error; return undefined; });
+      return;
+    }
     const path = this.path(pack);
     const start = items[0].location.offset;
     let end = start;
@@ -508,6 +533,10 @@ export class PackStore {
 
   /** Streams a blob after verifying it in a first pass, so no unverified byte is ever handed out. */
   async *readStream(location: BlobLocation, expectedHash: Buffer, chunkBytes: number): AsyncGenerator<Buffer> {
+    if (location.pack === INLINE_PACK) {
+      yield await this.readInline(location, expectedHash); // small by definition (StoreOptions.inlineBodyBytesMax)
+      return;
+    }
     // pinned for the whole stream, both passes: the pack is not deleted under a reader
     if (!this.pin(location.pack)) {
       location = await this.movedFrom(location, expectedHash);
@@ -541,6 +570,12 @@ export class PackStore {
    * location (a cheap pread; scrub uses it to check every index entry). Returns why not, or undefined.
    */
   async checkLocation(location: BlobLocation, expectedHash: Buffer): Promise<string | undefined> {
+    if (location.pack === INLINE_PACK) {
+      return this.readInline(location, expectedHash).then(() => undefined, (error: unknown) => {
+        if (error instanceof MailstoreError && error.code === 'CORRUPT') return error.message;
+        throw error;
+      });
+    }
     const path = this.path(location.pack);
     if (!this.pin(location.pack)) return 'its pack was retired by compaction';
     try {

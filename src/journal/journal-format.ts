@@ -51,3 +51,44 @@ export function decodeRecordHeader(b: Buffer): { payloadLength: number; seq: num
   if (b.readUInt32BE(20) !== crc32(b.subarray(0, 20))) return undefined;
   return { payloadLength: b.readUInt32BE(4), seq: Number(b.readBigUInt64BE(8)), payloadCrc: b.readUInt32BE(16) };
 }
+
+/**
+ * Preallocated space after a segment's last record holds this pattern, never zeros (docs/FORMAT.md,
+ * "Journal", preallocation): the byte at file offset `o` is FILLER_PATTERN[o % 16], so any suffix
+ * can be checked alone. Records are written over it in place (no size change, so a crash leaves
+ * each block old or new, never zeros); zeros or other bytes after the last record are damage or a
+ * torn write, as they were before preallocation. It holds no "MSJR", so resync never stops in it.
+ */
+export const FILLER_PATTERN = Buffer.from('MSJF-unused-fill');
+const FILLER_CHUNK_BYTES = 64 * 1024;
+/** The pattern from offset 0, one chunk plus a period long: comparisons slice it at o % 16. */
+const FILLER_CHUNK = Buffer.alloc(FILLER_CHUNK_BYTES + FILLER_PATTERN.length, FILLER_PATTERN);
+
+/** `length` bytes of filler for file offset `offset` onwards. */
+export function fillerBytes(offset: number, length: number): Buffer {
+  const out = Buffer.allocUnsafe(length);
+  for (let done = 0; done < length;) {
+    const phase = (offset + done) % FILLER_PATTERN.length;
+    const n = Math.min(FILLER_CHUNK_BYTES, length - done);
+    FILLER_CHUNK.copy(out, done, phase, phase + n);
+    done += n;
+  }
+  return out;
+}
+
+/** Whether bytes[p..] is filler for those file offsets (true when p is at or past the end). */
+export function fillerFrom(bytes: Buffer, p: number): boolean {
+  for (let at = p; at < bytes.length; at += FILLER_CHUNK_BYTES) {
+    const n = Math.min(FILLER_CHUNK_BYTES, bytes.length - at);
+    const phase = at % FILLER_PATTERN.length;
+    if (!bytes.subarray(at, at + n).equals(FILLER_CHUNK.subarray(phase, phase + n))) return false;
+  }
+  return true;
+}
+
+/** Where the filler that runs to the end of `bytes` starts (not before `from`): bytes.length if none. */
+export function fillerStart(bytes: Buffer, from: number): number {
+  let p = bytes.length;
+  while (p > from && bytes[p - 1] === FILLER_PATTERN[(p - 1) % FILLER_PATTERN.length]) p--;
+  return p;
+}

@@ -3,8 +3,9 @@
 import { dirname, join } from 'node:path';
 import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
-import { SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, parseSegmentFileName, segmentFileName } from './journal-format.js';
-import { parseSegment, readSegmentBytes, segmentHeader } from './segment-reader.js';
+import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, fillerBytes, fillerFrom, fillerStart, parseSegmentFileName, segmentFileName } from './journal-format.js';
+import { parseSegment, readSegmentBytes, recordAt, segmentHeader } from './segment-reader.js';
+import { RecordOffsets } from './record-offsets.js';
 import { limits } from '../limits.js';
 import { writeFileDurable } from '../fs/durable.js';
 
@@ -12,6 +13,8 @@ export interface JournalOptions {
   segmentBytesMax: number;
   recordBytesMax: number;
   checkMounted: (path: string) => Promise<void>;
+  /** Filler bytes written ahead of the last record (the store passes limits.journalPreallocateBytes); default 0. */
+  preallocateBytes?: number;
 }
 
 export interface JournalDamage {
@@ -45,6 +48,12 @@ export class Journal {
   private writeHandle?: FileHandle;
   private tailSegment?: Segment;
   private tailOffset = 0;
+  /**
+   * Size of the newest segment's file: records are written into filler preallocated past the last
+   * record (options.preallocateBytes), so most commits' fdatasync has no size change to
+   * commit (BENCHMARKS.md, sync-one-zeroed).
+   */
+  private allocatedEnd = 0;
   /** Seq of the newest valid record on disk (0 when empty). */
   lastSeq = 0;
   /** Bytes of records this process made durable (automatic snapshots count journal growth with it). */
@@ -52,7 +61,14 @@ export class Journal {
   /** The end of the newest segment was damaged or torn: new records go to a fresh segment. */
   private startNewSegment = false;
   /** Records written by `write` and not yet synced. */
-  private pending?: { start: number; end: number; lastSeq: number; path: string; fresh: boolean; records: JournalRecord[] };
+  private pending?: {
+    start: number; end: number; lastSeq: number; path: string; fresh: boolean; records: JournalRecord[];
+    segment: Segment; placed: { seq: number; offset: number }[];
+  };
+  /** Where records start in the segments read or written lately (inline bodies are read by seq). */
+  private readonly offsets = new RecordOffsets(limits.journalOffsetEntriesMax);
+  /** Open read handles of segments inline bodies were read from lately (at most limits.journalReadHandlesMax). */
+  private readonly readHandles = new Map<string, SharedHandle>();
   /**
    * The newest synced records, up to limits.journalRecentBytesMax: replication sends them to a
    * replica that keeps up without reading a segment back (a segment is read whole).
@@ -96,6 +112,11 @@ export class Journal {
   /** The seq of the oldest record still in the journal (1 when nothing was ever retired). */
   get firstSeq(): number {
     return this.segments[0]?.firstSeq ?? this.lastSeq + 1;
+  }
+
+  /** The first seq of the newest segment (records below it are in segments no longer written). */
+  get tailFirstSeq(): number {
+    return this.segments[this.segments.length - 1]?.firstSeq ?? this.lastSeq + 1;
   }
 
   get segmentNames(): string[] {
@@ -155,6 +176,8 @@ export class Journal {
   async reload(): Promise<void> {
     assert(!this.pending, 'journal reload while a write is pending');
     this.forgetRecent();
+    this.offsets.clear();
+    this.closeReadHandles();
     await this.writeHandle?.close().catch(() => undefined);
     this.writeHandle = undefined;
     this.segments = [];
@@ -225,14 +248,20 @@ export class Journal {
     }
     this.tailSegment = segment;
     this.tailOffset = end;
+    this.allocatedEnd = bytes.length;
     this.lastSeq = lastSeq;
     const headerValid = !!segmentHeader(bytes);
     if (!headerValid) this.startNewSegment = true;
     if (!headerValid && records === 0) {
       return { lastSeq, empty: { segment: segment.name, firstSeq: segment.firstSeq, length: bytes.length } };
     }
-    if (end < bytes.length) {
-      return { lastSeq, tail: { segment: segment.name, offset: end, length: bytes.length - end, bytes: bytes.subarray(end) } };
+    // filler after the last record is preallocated space; zeros or anything else there is a torn
+    // write or damage (resolveTail tells which by the high-water mark), as before preallocation
+    if (end < bytes.length && !fillerFrom(bytes, end)) {
+      // the invalid bytes, without the filler after them (not what was torn; a last byte of a torn
+      // record that happens to equal the filler there is left out of the quarantine copy too)
+      const stop = fillerStart(bytes, end);
+      return { lastSeq, tail: { segment: segment.name, offset: end, length: stop - end, bytes: bytes.subarray(end, stop) } };
     }
     return { lastSeq };
   }
@@ -248,6 +277,7 @@ export class Journal {
     await this.fs.syncDir(this.dir);
     await this.fs.syncDir(dirname(target));
     this.segments.pop();
+    this.closeReadHandles([segment.name]);
     this.tailSegment = undefined;
     this.startNewSegment = false;
   }
@@ -277,8 +307,10 @@ export class Journal {
       await handle.close();
     }
     this.tailOffset = offset;
+    this.allocatedEnd = offset;
     this.lastSeq = lastSeqBefore;
     this.forgetRecent();
+    this.offsets.clear();
   }
 
   /** The path of the newest segment (for quarantine copies). */
@@ -305,7 +337,8 @@ export class Journal {
       assert(r.seq === this.lastSeq + 1 + i, `journal seq ${r.seq} after ${this.lastSeq + i}`);
       assert(r.payload.length > 0 && r.payload.length <= this.options.recordBytesMax, `journal record ${r.seq} of ${r.payload.length} bytes`);
     });
-    const data = Buffer.concat(records.map((r) => encodeRecord(r.seq, r.payload)));
+    const encoded = records.map((r) => encodeRecord(r.seq, r.payload));
+    const data = encoded.length === 1 ? encoded[0] : Buffer.concat(encoded);
     if (!this.tailSegment || this.startNewSegment || this.tailOffset + data.length > this.options.segmentBytesMax && this.tailOffset > SEGMENT_HEADER_BYTES) {
       await this.createSegment(records[0].seq);
     }
@@ -313,16 +346,33 @@ export class Journal {
     const start = this.tailOffset;
     const path = this.path(segment);
     const fresh = this.freshSegment;
-    this.pending = { start: fresh ? 0 : start, end: start + data.length, lastSeq: records[records.length - 1].seq, path, fresh, records };
+    const placed: { seq: number; offset: number }[] = [];
+    let at = start;
+    encoded.forEach((bytes, i) => { placed.push({ seq: records[i].seq, offset: at }); at += bytes.length; });
+    this.pending = { start: fresh ? 0 : start, end: start + data.length, lastSeq: records[records.length - 1].seq, path, fresh, records, segment, placed };
+    const filler = this.preallocation(start + data.length);
     try {
       if (!this.writeHandle) this.writeHandle = await this.fs.open(path, 'readWrite');
-      if (fresh) await this.writeHandle.write(Buffer.concat([encodeSegmentHeader(this.storeId, segment.firstSeq), data]), 0);
-      else await this.writeHandle.write(data, start);
+      const parts = fresh ? [encodeSegmentHeader(this.storeId, segment.firstSeq), data] : [data];
+      if (filler > 0) parts.push(fillerBytes(start + data.length, filler));
+      await this.writeHandle.write(parts.length === 1 ? data : Buffer.concat(parts), fresh ? 0 : start);
+      this.allocatedEnd = Math.max(this.allocatedEnd, start + data.length + filler);
     } catch (error) {
       const failure = fromSystemError(error, 'writing journal', path);
       await this.abort(failure);
       throw failure;
     }
+  }
+
+  /**
+   * Filler bytes to write after records ending at `end`: none while the file already reaches past
+   * them; else up to options.preallocateBytes more, within the segment's size (the readers take
+   * filler after the last record for unused space, journal-format.ts FILLER_PATTERN).
+   */
+  private preallocation(end: number): number {
+    const ahead = this.options.preallocateBytes ?? 0;
+    if (end <= this.allocatedEnd || ahead <= 0) return 0;
+    return Math.max(0, Math.min(end + ahead, this.options.segmentBytesMax) - end);
   }
 
   /** Makes the written records durable: the commit point. */
@@ -343,6 +393,95 @@ export class Journal {
     this.tailOffset = pending.end;
     this.lastSeq = pending.lastSeq;
     this.remember(pending.records);
+    this.offsets.extend(pending.segment.name, pending.segment.firstSeq, pending.placed, pending.fresh);
+  }
+
+  /**
+   * The payload of the durable record `seq` (an inline body's record, docs/FORMAT.md "Inline
+   * bodies"), its checksums verified; undefined when no segment holds a valid record of that seq.
+   * Reads one record with one pread once the segment's offset table is known (RecordOffsets).
+   */
+  async readRecordAt(seq: number): Promise<Buffer | undefined> {
+    const segments = this.segments;
+    let lo = 0, hi = segments.length - 1, found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (segments[mid].firstSeq <= seq) { found = mid; lo = mid + 1; } else hi = mid - 1;
+    }
+    if (found < 0) return undefined;
+    const segment = segments[found];
+    let offset = this.offsets.find(segment.name, seq);
+    if (offset === undefined) {
+      const bytes = await this.readSegment(segment);
+      const table = { firstSeq: segment.firstSeq, offsets: [] as number[] };
+      for (const item of parseSegment(bytes, this.options.recordBytesMax)) {
+        if (item.kind !== 'record' || item.seq < segment.firstSeq) continue;
+        while (table.offsets.length < item.seq - segment.firstSeq) table.offsets.push(-1);
+        table.offsets[item.seq - segment.firstSeq] = item.offset;
+      }
+      this.offsets.set(segment.name, { firstSeq: table.firstSeq, offsets: Int32Array.from(table.offsets) });
+      offset = this.offsets.find(segment.name, seq);
+      if (offset === undefined) return undefined;
+    }
+    return this.readOneRecord(segment, offset, seq);
+  }
+
+  private async readOneRecord(segment: Segment, offset: number, seq: number): Promise<Buffer | undefined> {
+    const path = this.path(segment);
+    const shared = this.readHandle(segment.name, path);
+    let handle: FileHandle;
+    try {
+      handle = await shared.handle;
+    } catch (error) {
+      releaseHandle(shared);
+      if (this.readHandles.get(segment.name) === shared) this.readHandles.delete(segment.name); // not kept: the next read tries again
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // retired meanwhile
+      throw fromSystemError(error, 'opening journal segment', path);
+    }
+    try {
+      const header = Buffer.alloc(RECORD_HEADER_BYTES);
+      if (await handle.read(header, 0, header.length, offset) < header.length) return undefined;
+      const length = header.readUInt32BE(4);
+      if (length > this.options.recordBytesMax) return undefined;
+      const bytes = Buffer.alloc(RECORD_HEADER_BYTES + length);
+      const n = await handle.read(bytes, 0, bytes.length, offset);
+      const item = recordAt(bytes.subarray(0, n), 0, this.options.recordBytesMax);
+      return item && item.kind === 'record' && item.seq === seq ? item.payload : undefined;
+    } catch (error) {
+      throw fromSystemError(error, 'reading journal segment', path);
+    } finally {
+      releaseHandle(shared);
+    }
+  }
+
+  /**
+   * A read handle of a segment shared by concurrent reads (released by releaseHandle); beyond
+   * limits.journalReadHandlesMax the least recently used is closed once its last reader is done.
+   */
+  private readHandle(name: string, path: string): SharedHandle {
+    let shared = this.readHandles.get(name);
+    if (shared) this.readHandles.delete(name);
+    else {
+      shared = { handle: this.fs.open(path, 'read'), users: 0, closing: false };
+      shared.handle.catch(() => undefined);
+    }
+    this.readHandles.set(name, shared);
+    shared.users++;
+    for (const [old, evicted] of this.readHandles) {
+      if (this.readHandles.size <= limits.journalReadHandlesMax) break;
+      this.readHandles.delete(old);
+      retireHandle(evicted);
+    }
+    return shared;
+  }
+
+  /** Closes the read handles (all, or the named segments'), each once its readers are done. */
+  private closeReadHandles(names?: string[]): void {
+    for (const name of names ?? [...this.readHandles.keys()]) {
+      const shared = this.readHandles.get(name);
+      this.readHandles.delete(name);
+      if (shared) retireHandle(shared);
+    }
   }
 
   private remember(records: JournalRecord[]): void {
@@ -401,6 +540,7 @@ export class Journal {
     this.segments.push(segment);
     this.tailSegment = segment;
     this.tailOffset = SEGMENT_HEADER_BYTES;
+    this.allocatedEnd = 0;
     this.startNewSegment = false;
     this.freshSegment = true;
   }
@@ -414,6 +554,7 @@ export class Journal {
     try {
       await this.writeHandle!.truncate(start);
       await this.writeHandle!.sync();
+      this.allocatedEnd = start;
     } catch {
       this.poisoned = new MailstoreError('CLOSED',
         `the journal could not be rolled back after: ${failure.message}; reopen the store (recovery resolves it)`,
@@ -444,6 +585,7 @@ export class Journal {
         this.segments = [segment, ...this.segments]; // still there (or its move is not yet durable)
         throw fromSystemError(error, archiveDir ? 'moving a journal segment to the archive' : 'retiring a journal segment', path);
       }
+      this.closeReadHandles([segment.name]);
       retired.push(segment.name);
       bytes += size;
     }
@@ -451,9 +593,27 @@ export class Journal {
   }
 
   async close(): Promise<void> {
+    this.closeReadHandles();
     await this.writeHandle?.close().catch(() => undefined);
     this.writeHandle = undefined;
   }
+}
+
+interface SharedHandle {
+  handle: Promise<FileHandle>;
+  users: number;
+  /** Closed as soon as `users` drops to 0. */
+  closing: boolean;
+}
+
+function retireHandle(shared: SharedHandle): void {
+  shared.closing = true;
+  if (shared.users === 0) void shared.handle.then((h) => h.close()).catch(() => undefined);
+}
+
+function releaseHandle(shared: SharedHandle): void {
+  shared.users--;
+  if (shared.closing && shared.users === 0) void shared.handle.then((h) => h.close()).catch(() => undefined);
 }
 
 /**

@@ -4,7 +4,7 @@
 import { crc32 } from 'node:zlib';
 import type { FileHandle } from '../fs/filesystem.js';
 import {
-  RECORD_HEADER_BYTES, RECORD_MAGIC, SEGMENT_HEADER_BYTES, decodeRecordHeader, decodeSegmentHeader,
+  FILLER_PATTERN, RECORD_HEADER_BYTES, RECORD_MAGIC, SEGMENT_HEADER_BYTES, decodeRecordHeader, decodeSegmentHeader, fillerFrom,
 } from './journal-format.js';
 
 export type SegmentItem =
@@ -23,7 +23,8 @@ export function segmentHeader(bytes: Buffer) {
   return decodeSegmentHeader(bytes.subarray(0, SEGMENT_HEADER_BYTES));
 }
 
-function recordAt(bytes: Buffer, p: number, payloadBytesMax: number): SegmentItem | undefined {
+/** The valid record starting at `p`, or undefined. */
+export function recordAt(bytes: Buffer, p: number, payloadBytesMax: number): SegmentItem | undefined {
   const header = decodeRecordHeader(bytes.subarray(p, p + RECORD_HEADER_BYTES));
   if (!header || header.payloadLength > payloadBytesMax) return undefined;
   const end = p + RECORD_HEADER_BYTES + header.payloadLength;
@@ -33,9 +34,15 @@ function recordAt(bytes: Buffer, p: number, payloadBytesMax: number): SegmentIte
   return { kind: 'record', seq: header.seq, payload, offset: p, end };
 }
 
+/**
+ * Every valid record and every damaged range, in order. Filler from some point to the end of the
+ * segment is space the journal preallocated (docs/FORMAT.md, "Journal"): the end. Zeros there are
+ * not filler: they are damage (or a torn write), as before preallocation.
+ */
 export function* parseSegment(bytes: Buffer, payloadBytesMax: number): Generator<SegmentItem> {
   let p = SEGMENT_HEADER_BYTES;
   while (p < bytes.length) {
+    if (bytes[p] === FILLER_PATTERN[p % FILLER_PATTERN.length] && fillerFrom(bytes, p)) return;
     const item = recordAt(bytes, p, payloadBytesMax);
     if (item && item.kind === 'record') {
       yield item;

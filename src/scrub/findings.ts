@@ -1,5 +1,6 @@
 // Typed scrub findings: one kind per kind of damage, each with its location. Repair consumes them;
 // the CLI prints them as a table or as JSON lines.
+import { INLINE_PACK } from '../blob/pack-store.js';
 
 export interface MessageRef {
   mailbox: string;
@@ -42,11 +43,16 @@ export function isDamage(finding: Finding): boolean {
   return !INFORMATIONAL.has(finding.kind);
 }
 
+/** Where a blob is: a pack record, or an inline body (pack -1: the journal record of that seq). */
+function blobWhere(pack: number, offset: number): string {
+  return pack === INLINE_PACK ? `journal record ${offset} (inline body)` : `pack ${pack} @${offset}`;
+}
+
 export function describeFinding(f: Finding): { where: string; what: string } {
   const refs = (r: MessageRef[]) => (r.length ? ` used by ${r.slice(0, 5).map((m) => `${m.mailbox}:${m.uid}`).join(', ')}${r.length > 5 ? ` and ${r.length - 5} more` : ''}` : ' (no message uses it)');
   switch (f.kind) {
-    case 'blob-corrupt': return { where: `pack ${f.pack} @${f.offset}`, what: `message body ${f.hash.slice(0, 16)}… does not match its hash;${refs(f.refs)}` };
-    case 'blob-missing': return { where: `pack ${f.pack} @${f.offset}`, what: `blob ${f.hash.slice(0, 16)}… is not where the index says (${f.why});${refs(f.refs)}` };
+    case 'blob-corrupt': return { where: blobWhere(f.pack, f.offset), what: `message body ${f.hash.slice(0, 16)}… does not match its hash;${refs(f.refs)}` };
+    case 'blob-missing': return { where: blobWhere(f.pack, f.offset), what: `blob ${f.hash.slice(0, 16)}… is not where the index says (${f.why});${refs(f.refs)}` };
     case 'pack-damage': return { where: `pack ${f.pack} @${f.offset}`, what: `${f.length} bytes are not a valid record` };
     case 'pack-header': return { where: `pack ${f.pack}`, what: 'pack header is damaged or foreign' };
     case 'journal-damage': return { where: `journal ${f.segment} @${f.offset}`, what: `${f.length} damaged bytes (${f.where})` };

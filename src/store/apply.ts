@@ -21,6 +21,8 @@ export const meta = {
   /** The highest pack number ever retired: new packs are numbered above it (a number is never reused). */
   highestRetiredPack: keys.meta('packs/highestRetired'),
   named: (name: string) => keys.meta(name),
+  /** Set by the first inline body (docs/FORMAT.md, "Inline bodies"): retirement looks for them only then. */
+  inlineUsed: keys.meta('inline/used'),
   /** Added to a record's seq to give its modseq (absent: 0); XFER's target raises it (modseqAt). */
   modseqOffset: keys.meta(MODSEQ_OFFSET_NAME),
 };
@@ -162,6 +164,7 @@ function addMessage(view: IndexView, seq: number, op: OpOf<'message.add'>, probl
   const blob = view.getNow<BlobRecord>(blobKey);
   // a fresh copy of a known blob (its old one unused, not trusted: store.ts placeBlob) moves it there
   view.put(blobKey, blob && !op.fresh ? referenced(blob) : { p: op.pack, o: op.offset, l: op.size, r: (blob?.r ?? 0) + 1 } satisfies BlobRecord);
+  if (op.body && !view.getNow<number>(meta.inlineUsed)) view.put(meta.inlineUsed, 1);
   // XFER keeps the source's modseq (below this record's: the target raised its offset first)
   const modseq = op.modseq ?? seq;
   const record: MessageRecord = { h: op.hash, s: op.size, d: op.date, f: op.flags, m: modseq, ...recordExtras(op) };

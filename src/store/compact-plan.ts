@@ -7,6 +7,7 @@ import { keys } from '../keys/index-keys.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { BlobBackend } from '../blob/backend.js';
+import { INLINE_PACK } from '../blob/pack-store.js';
 import { limits } from '../limits.js';
 import type { BlobRecord, MessageRecord } from './records.js';
 import type { Health } from './recovery.js';
@@ -87,7 +88,7 @@ async function scanBlobs(db: IndexDb, packs: Set<number>, cutoff: number): Promi
     for (const [key, blob] of batch) {
       scan.references += blob.r;
       scan.digest.add(key.subarray(1), blob.r);
-      if (!packs.has(blob.p) && scan.strays++ === 0) scan.firstStray = { hash: key.subarray(1).toString('hex'), pack: blob.p };
+      if (!packs.has(blob.p) && blob.p !== INLINE_PACK && scan.strays++ === 0) scan.firstStray = { hash: key.subarray(1).toString('hex'), pack: blob.p };
       let tally = scan.byPack.get(blob.p);
       if (!tally) scan.byPack.set(blob.p, (tally = { keptBytes: 0, liveBytes: 0, expiredBlobs: 0 }));
       if (blob.r > 0) tally.liveBytes += recordBytes(blob.l);

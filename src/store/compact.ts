@@ -54,6 +54,8 @@ export interface CompactResult {
   /** Candidate packs left alone this round, and why (a record failed its hash). */
   skipped: { pack: number; why: string }[];
   ms: number;
+  /** Inline bodies moved from the journal into packs (Store.compact, compact-inline.ts). */
+  inlineMoved?: number;
 }
 
 /** What compaction needs of its Store. */

@@ -15,6 +15,7 @@ import { limits } from '../limits.js';
 import { meta } from './apply.js';
 import { stateSince, type StateSince } from './state-since.js';
 import { snapshotState, swapJournal, writeCheckpointJournal, type StateSnapshot } from './checkpoint.js';
+import { moveInlineBodies } from './compact-inline.js';
 import { LAYOUT, type StoreIdentity } from './identity.js';
 import { checkRecordSize, resolveInBatch } from './prepare.js';
 import type { BlobRecord, Op } from './records.js';
@@ -247,6 +248,9 @@ export class Maintenance implements StoreMaintenance {
   async rewriteJournalFromIndex(): Promise<JournalRewrite> {
     // runExclusive alone runs fn on a read-only open, and this writes a journal and an index.
     this.host.writable();
+    // The new journal holds no message bodies: inline ones move into packs first (those in a damaged
+    // record cannot, and stay in the old journal, which goes to quarantine; scrub reports them).
+    await moveInlineBodies({ db: this.host.db, packs: this.host.packs, submit: (m) => this.host.submit(m) }, Infinity);
     return this.host.withoutSnapshots(() => this.runExclusive(async () => {
       const { fs, root, storeId } = this.host;
       const written = await this.writeCheckpoint();

@@ -2,6 +2,7 @@
 // and bring the index up to the journal (recovery.ts does the work). A read-only open writes
 // nothing: it serves a shadow of the index only when that index is current. Either way the
 // result is the store's parts, which the Store wraps with its Writer.
+import { journalInlineSource } from './inline-bodies.js';
 import { finishResync, refuseHalfResync } from './resync.js';
 import { join } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
@@ -12,15 +13,16 @@ import { IndexDb } from '../index/index-db.js';
 import { probeIndex } from '../index/probe.js';
 import { keys } from '../keys/index-keys.js';
 import { SPACE } from '../keys/tuple.js';
-import { PackStore } from '../blob/pack-store.js';
+import { INLINE_PACK, PackStore } from '../blob/pack-store.js';
 import { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { LAYOUT, checkNoWriter, initStore, storeIdBytes, takeLock, verifyIdentity, type StoreIdentity } from './identity.js';
 import {
-  chooseRebuildStart, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveNewestBatch, resolveTail, type Health, type RebuildStart,
+  checkSnapshotHighWater, chooseRebuildStart, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveNewestBatch, resolveTail, type Health, type RebuildStart,
 } from './recovery.js';
 import { snapshotCovers } from './snapshots.js';
 import type { StoreOptions } from './types.js';
+import type { BlobRecord } from './records.js';
 import { TIER_META } from './tier-names.js';
 
 /** An opened store's parts. `db` is replaced when maintenance installs a rebuilt index. */
@@ -82,6 +84,7 @@ async function openReadWrite(root: string, options: StoreOptions): Promise<Store
     const resynced = await finishResync(fs, root);
     if (resynced !== undefined) health.findings.push(`a resync from the primary (snapshot seq ${resynced}) interrupted by a crash was finished`);
     const journal = opened.journal = await openJournal(fs, root, storeId, options, checkMounted);
+    packs.setInlineSource(journalInlineSource(journal));
     const db = await recoverIndex({ fs, root, storeId, packs, journal, health, opened }, options, stale);
     return { root, fs, identity, storeId, db, packs, journal, release, health, readOnly: false };
   } catch (error) {
@@ -108,7 +111,7 @@ function openPacks(fs: FileSystem, root: string, storeId: Buffer, options: Store
 function openJournal(fs: FileSystem, root: string, storeId: Buffer, options: StoreOptions, checkMounted: CheckMounted): Promise<Journal> {
   return Journal.open(fs, join(root, LAYOUT.journal), storeId, {
     segmentBytesMax: options.journalSegmentBytesMax ?? limits.journalSegmentBytesMax,
-    recordBytesMax: limits.journalRecordBytesMax, checkMounted,
+    recordBytesMax: limits.journalRecordBytesMax, checkMounted, preallocateBytes: limits.journalPreallocateBytes,
   });
 }
 
@@ -147,7 +150,8 @@ async function recoverIndex(r: Recovering, options: StoreOptions, stale: boolean
   const highWater = existing?.appliedSeq ?? start?.snapshot?.seq ?? 0;
   if (existing && !options.allowMissingPacks) await checkPacksPresent(existing.db, r.packs, r.root);
   const covered = async (firstSeq: number) => start ? (start.snapshot?.seq ?? -1) + 1 >= firstSeq : snapshotCovers(r.fs, r.root, r.storeId, firstSeq);
-  await resolveTail(r.fs, r.root, r.journal, highWater, r.health, covered);
+  const top = await resolveTail(r.fs, r.root, r.journal, highWater, r.health, covered);
+  await checkSnapshotHighWater(r.fs, r.root, r.storeId, top, r.health);
   await resolveNewestBatch(r.fs, r.root, r.journal, r.packs, highWater, r.health, Boolean(options.packsLost));
   if (existing) {
     await replay(r.journal, existing.db, existing.appliedSeq, r.health);
@@ -204,6 +208,7 @@ async function openReadOnly(root: string, options: StoreOptions): Promise<StoreP
     const noMount = async (path: string) => { throw new MailstoreError('ACCESS', `the store at ${root} is open read-only: not creating ${path}`, { path }); };
     const packs = opened.packs = await openPacks(fs, root, storeId, options, noMount);
     const journal = opened.journal = await openJournal(fs, root, storeId, options, noMount);
+    packs.setInlineSource(journalInlineSource(journal));
     await checkPacksPresent(db, packs, root);
     await checkIndexCurrent(journal, existing.appliedSeq, health, indexPath, repairHint);
     return { root, fs, identity, storeId, db, packs, journal, release: shadow.remove, health, readOnly: true };
@@ -237,7 +242,10 @@ async function checkPacksPresent(db: IndexDb, packs: PackStore, root: string): P
   if ((await packs.listPacks()).length > 0) return;
   // Packs that moved to the object store (tier.ts) are not in packs/: the index records them.
   for await (const _ of db.entries({ prefix: keys.meta(TIER_META).subarray(0, -1), limit: 1 })) return;
-  for await (const _ of db.entries({ prefix: keys.space(SPACE.blob), limit: 1 })) {
+  // Inline bodies live in the journal (docs/FORMAT.md, "Inline bodies"): a store of small messages
+  // may have no pack at all. Blob keys are hashes, so the first entries are a random sample.
+  for await (const [, blob] of db.entries<BlobRecord>({ prefix: keys.space(SPACE.blob), limit: limits.packsPresentSampleEntries })) {
+    if (blob.p === INLINE_PACK) continue;
     throw new MailstoreError('UNMOUNTED', `${join(root, LAYOUT.packs)} holds no packs but the index refers to stored messages: is the partition mounted? Nothing was changed.`, { path: join(root, LAYOUT.packs) });
   }
 }

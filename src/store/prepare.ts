@@ -20,8 +20,10 @@ export async function resolveInBatch(view: PrepareContext['view'], components: s
  * damage: a call that would write one (a copy of 100,000 messages, many long keywords) is refused
  * before anything is written, and the caller splits it.
  */
-export function checkRecordSize(ops: Op[], doing: string): void {
-  const bytes = encodeCbor({ ops, end: true }).length;
+export function checkRecordSize(ops: Op[], doing: string, inlineBytes = 0): void {
+  // inline bodies (given apart: encoding them only to count them would copy every body) add
+  // their length and at most 16 bytes each (the `body` key and a byte string header)
+  const bytes = encodeCbor({ ops, end: true }).length + inlineBytes;
   if (bytes > limits.journalRecordBytesMax) {
     throw new MailstoreError('INVALID', `${doing} would make one journal record of ${bytes} bytes (at most ${limits.journalRecordBytesMax}); split it into smaller calls`);
   }

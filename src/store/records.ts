@@ -98,8 +98,12 @@ export type Op =
   | { op: 'mailbox.deleteEnd'; id: Id }
   /** A user rename hands the tree to its new name (null: no owner). */
   | { op: 'mailbox.owner'; id: Id; owner: string | null }
-  /** `modseq`: kept from another store by XFER (below the record's own modseq); absent: the record's. */
-  | ({ op: 'message.add'; id: Id; uid: number; hash: Buffer; size: number; date: number; flags: string[]; pack: number; offset: number; fresh?: true; modseq?: number } & MessageAddExtras)
+  /**
+   * `body`: the message stored inside this record (docs/FORMAT.md, "Inline bodies"); then `pack`
+   * is INLINE_PACK and `offset` this record's seq, and the blob's location says the same.
+   * `modseq`: kept from another store by XFER (below the record's own modseq); absent: the record's.
+   */
+  | ({ op: 'message.add'; id: Id; uid: number; hash: Buffer; size: number; date: number; flags: string[]; pack: number; offset: number; fresh?: true; body?: Buffer; modseq?: number } & MessageAddExtras)
   | { op: 'message.flags'; id: Id; set: [uid: number, flags: string[]][] }
   /** `at`: when (ms), set by prepare, so replay gives a released blob the same time (BlobRecord.z). */
   | { op: 'message.expunge'; id: Id; uids: number[]; purge?: boolean; at?: number }

@@ -10,14 +10,14 @@ import type { Journal, JournalDamage } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { applyOpsNow, applyStateOp, forgetModseqOffset, meta } from './apply.js';
-import type { PackStore } from '../blob/pack-store.js';
+import { INLINE_PACK, type PackStore } from '../blob/pack-store.js';
 import { checkpointBegin, type JournalPayload, type MailboxInfo } from './records.js';
 import { parseSegmentFileName } from '../journal/journal-format.js';
 import { LAYOUT } from './identity.js';
 import { keys } from '../keys/index-keys.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { readSnapshotFile, type SnapshotInfo } from './snapshot-file.js';
-import { newestUsableSnapshot } from './snapshots.js';
+import { newestSnapshotSeq, newestUsableSnapshot } from './snapshots.js';
 
 
 export interface Health {
@@ -135,6 +135,19 @@ export async function resolveTail(fs: FileSystem, root: string, journal: Journal
 }
 
 /**
+ * A second check of the journal's end, independent of the index: a snapshot is written only from
+ * applied (so acknowledged) state, so its seq proves records up to it existed. A journal and index
+ * both ending below it (an older copy of both put back, or their tails lost together) are damage,
+ * never a clean end: reported, the store degraded. `top`: what resolveTail returned.
+ */
+export async function checkSnapshotHighWater(fs: FileSystem, root: string, storeId: Buffer, top: number, health: Health): Promise<void> {
+  const proven = await newestSnapshotSeq(fs, root, storeId);
+  if (proven <= top) return;
+  health.degraded = true;
+  health.findings.push(`the snapshot at seq ${proven} proves records up to ${proven} were acknowledged, but the journal and the index end at ${top}: records ${top + 1}..${proven} are missing from both; the snapshot still holds their state: run 'mailstore reconstruct'`);
+}
+
+/**
  * The journal must start at seq 1, with a checkpoint, or where a snapshot takes over (`covered`:
  * its segments before were retired): otherwise its first segments are gone (deleted, or lost with
  * a partition), and a rebuild from it would lose what they held. Cheap: only the oldest segment is
@@ -221,7 +234,7 @@ async function freshBlobsDurable(bodies: (JournalPayload | undefined)[], packs: 
     for (const op of body?.ops ?? []) {
       const fresh = op.op === 'message.add' && op.fresh ? { hash: op.hash, pack: op.pack, offset: op.offset, size: op.size }
         : op.op === 'blob.relocate' ? { hash: op.hash, pack: op.pack, offset: op.offset, size: op.size } : undefined;
-      if (!fresh) continue;
+      if (!fresh || fresh.pack === INLINE_PACK) continue; // an inline body is durable with its record
       const key = `${fresh.pack}:${fresh.offset}`;
       if (checked.has(key)) continue;
       checked.add(key);

@@ -40,7 +40,7 @@ export interface SnapshotResult {
 }
 
 export interface RetireResult {
-  /** The highest seq retirement could pass: min(oldest kept snapshot, slowest consumer). */
+  /** The highest seq retirement could pass: min(oldest kept snapshot, slowest consumer, the record before the oldest inline body left). */
   throughSeq: number;
   segments: string[];
   bytes: number;
@@ -58,6 +58,11 @@ export interface SnapshotHost {
   journal: Journal;
   changes: ChangeFeed;
   db(): IndexDb;
+  /**
+   * Lowers a retirement bound below the records that still hold inline bodies (moving what it can
+   * into packs first: compact-inline.ts); absent: no bound.
+   */
+  boundRetirement?(throughSeq: number): Promise<number>;
 }
 
 export class Snapshotter {
@@ -183,7 +188,8 @@ export class Snapshotter {
     const { fs, root, journal, changes } = this.host;
     if (kept.length === 0) return { throughSeq: 0, segments: [], bytes: 0 };
     const slowest = await changes.slowest();
-    const throughSeq = Math.min(kept[kept.length - 1].seq, slowest ?? Infinity);
+    let throughSeq = Math.min(kept[kept.length - 1].seq, slowest ?? Infinity);
+    if (this.host.boundRetirement) throughSeq = await this.host.boundRetirement(throughSeq);
     const archive = await readJournalArchive(fs, root);
     if (archive && !(await fs.statIfExists(archive).catch(() => undefined))?.isDirectory) {
       return { throughSeq, segments: [], bytes: 0, archive, skipped: `the journal archive ${archive} is not a directory (not mounted?): nothing was retired` };
@@ -232,18 +238,31 @@ export async function newestUsableSnapshot(fs: FileSystem, root: string, storeId
 export async function snapshotCovers(fs: FileSystem, root: string, storeId: Buffer, firstSeq: number): Promise<boolean> {
   for (const entry of await listSnapshots(fs, root)) {
     if (entry.seq + 1 < firstSeq) return false;
-    const handle = await fs.open(entry.path, 'read').catch(() => undefined);
-    if (!handle) continue;
-    try {
-      const head = Buffer.alloc(SNAPSHOT_HEADER_BYTES);
-      await handle.read(head, 0, head.length, 0);
-      const header = decodeSnapshotHeader(head, storeId);
-      if ('seq' in header && header.seq === entry.seq) return true;
-    } finally {
-      await handle.close();
-    }
+    if (await snapshotHeaderHolds(fs, entry, storeId)) return true;
   }
   return false;
+}
+
+/**
+ * The seq of the newest snapshot whose header checks (this store, the seq its name says), or 0:
+ * durable proof, outside the journal and the index, that records up to it were acknowledged.
+ */
+export async function newestSnapshotSeq(fs: FileSystem, root: string, storeId: Buffer): Promise<number> {
+  for (const entry of await listSnapshots(fs, root)) if (await snapshotHeaderHolds(fs, entry, storeId)) return entry.seq;
+  return 0;
+}
+
+async function snapshotHeaderHolds(fs: FileSystem, entry: { path: string; seq: number }, storeId: Buffer): Promise<boolean> {
+  const handle = await fs.open(entry.path, 'read').catch(() => undefined);
+  if (!handle) return false;
+  try {
+    const head = Buffer.alloc(SNAPSHOT_HEADER_BYTES);
+    await handle.read(head, 0, head.length, 0);
+    const header = decodeSnapshotHeader(head, storeId);
+    return 'seq' in header && header.seq === entry.seq;
+  } finally {
+    await handle.close();
+  }
 }
 
 /** The journal archive directory, or undefined when retired segments are deleted. */

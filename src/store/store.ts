@@ -23,7 +23,7 @@ import { hashBytes, hashHex } from '../hash/blake3.js';
 import { IndexDb } from '../index/index-db.js';
 import { keys, decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey } from '../keys/index-keys.js';
 import { SPACE } from '../keys/tuple.js';
-import type { BlobLocation, PackBatch, PackStore } from '../blob/pack-store.js';
+import { INLINE_PACK, type BlobLocation, type PackBatch, type PackStore } from '../blob/pack-store.js';
 import type { Journal, JournalRecord } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { SEEN, meta, modseqAt } from './apply.js';
@@ -56,6 +56,7 @@ import {
 import type { DeleteUserResult, RenameUserResult } from './users.js';
 import type { CompactHost, CompactOptions, CompactResult } from './compact.js';
 import type { BackgroundCompactor } from './compactor.js';
+import { inlineBlobs, moveInlineBodies } from './compact-inline.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { MailStore } from './api.js';
 import { Writer, type CommitChain, type Mutation, type PrepareContext, type ReplicatedBatch } from './writer.js';
@@ -141,6 +142,8 @@ export class Store implements MailStore {
   private readonly maintenanceHooks: Maintenance;
   private readonly administrationHooks: StoreAdministration;
   private readonly messageBytesMax: number;
+  /** Messages up to this size go inside their journal record (0: never; docs/FORMAT.md "Inline bodies"). */
+  private readonly inlineBodyBytesMax: number;
   private closed = false;
   private readonly mailboxCache = new Map<string, MailboxInfo>();
   private cacheGeneration = 0;
@@ -175,10 +178,14 @@ export class Store implements MailStore {
     ({ root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, health: this.health, readOnly: this.readOnly } = parts);
     ({ db: this.db, packs: this.packs, journal: this.journal, release: this.release } = parts);
     this.messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
+    this.inlineBodyBytesMax = options.inlineBodyBytesMax ?? limits.inlineBodyBytesDefault;
     this.committed = this.journal.lastSeq;
     this.changes = new ChangeFeed({ fs: this.fs, root: this.root, journal: this.journal, committedSeq: () => this.committed, readOnly: this.readOnly });
     this.packBytesMax = options.packBytesMax ?? limits.packBytesMax;
-    this.snapshots = new Snapshotter({ fs: this.fs, root: this.root, storeId: this.storeId, journal: this.journal, changes: this.changes, db: () => this.db });
+    this.snapshots = new Snapshotter({
+      fs: this.fs, root: this.root, storeId: this.storeId, journal: this.journal, changes: this.changes, db: () => this.db,
+      boundRetirement: (throughSeq) => this.boundRetirement(throughSeq),
+    });
     const autoSnapshot = !this.readOnly && options.autoSnapshot !== false;
     this.autoSnapshot = autoSnapshot;
     this.reportSnapshot = (result, error) => this.reportAutoSnapshot(options, result, error);
@@ -377,7 +384,12 @@ export class Store implements MailStore {
   }
 
   private runCompaction(options: CompactOptions): Promise<CompactResult> {
-    const running = import('./compact.js').then((compact) => compact.compactStore(this.compactHost(), options));
+    const running = import('./compact.js').then((compact) => compact.compactStore(this.compactHost(), options)).then(async (result) => {
+      // inline bodies in segments no longer written go to packs, so those segments can be retired
+      const moved = options.dryRun ? 0 : (await moveInlineBodies(this.compactHost(), this.journal.tailFirstSeq - 1)).moved;
+      if (moved > 0) result.inlineMoved = moved;
+      return result;
+    });
     this.compaction = running;
     const clear = () => { if (this.compaction === running) this.compaction = undefined; };
     running.then((result) => {
@@ -395,6 +407,19 @@ export class Store implements MailStore {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
       throw error;
     }
+  }
+
+  /**
+   * Journal retirement stops below the oldest record still holding an inline body; a writable
+   * store first moves the bodies at or below the bound into packs (compact-inline.ts). A replica
+   * receives its primary's moves.
+   */
+  private async boundRetirement(throughSeq: number): Promise<number> {
+    if (!(await this.db.get<number>(meta.inlineUsed))) return throughSeq; // no inline body was ever stored
+    const oldest = this.writableRole() && !this.readOnly
+      ? (await moveInlineBodies(this.compactHost(), throughSeq)).oldestInlineSeq
+      : (await inlineBlobs(this.db, -1)).oldest;
+    return oldest === undefined ? throughSeq : Math.min(throughSeq, oldest - 1);
   }
 
   private compactHost(): CompactHost {
@@ -846,13 +871,15 @@ export class Store implements MailStore {
       const bytes = ownCopy(given);
       return { bytes, hash: hashBytes(bytes), flags: normalizeFlags(item.flags), date: normalizeDate(item.internalDate), extras: normalizeMessageExtras(item) };
     });
+    const inline = this.planInline(prepared.map((item) => item.bytes.length));
     // Checked before any blob is reserved: the largest uid, pack and offset the record could carry.
-    const largest: Op[] = prepared.map((item) => ({
+    const largest: Op[] = prepared.map((item, i) => ({
       op: 'message.add', id: Buffer.alloc(16), uid: 0xffffffff, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags,
       pack: 0xffffffff, offset: Number.MAX_SAFE_INTEGER, fresh: true, ...item.extras,
     }));
+    const inlineBytes = prepared.reduce((sum, item, i) => sum + (inline[i] ? item.bytes.length + 16 : 0), 0);
     if (options.meta) largest.push({ op: 'meta.set', key: `user/${options.meta.key}`, value: options.meta.value });
-    checkRecordSize(largest, `appending ${prepared.length} messages`);
+    checkRecordSize(largest, `appending ${prepared.length} messages`, inlineBytes);
     return this.submit({
       chain: options.chain,
       prepare: async (ctx) => {
@@ -862,10 +889,11 @@ export class Store implements MailStore {
         const results: AppendResult[] = [];
         const fresh = new Map<string, BlobLocation>();
         let uid = box.uidNext;
-        for (const item of prepared) {
-          const { location, deduplicated } = await this.placeBlob(ctx, item.hash, item.bytes, fresh);
+        for (const [i, item] of prepared.entries()) {
+          const { location, deduplicated } = await this.placeBlob(ctx, item.hash, item.bytes, fresh, inline[i]);
           const op: Op = { op: 'message.add', id: box.id, uid, hash: item.hash, size: item.bytes.length, date: item.date, flags: item.flags, pack: location.pack, offset: location.offset, ...item.extras };
           if (!deduplicated) op.fresh = true;
+          if (!deduplicated && location.pack === INLINE_PACK) op.body = item.bytes;
           ops.push(op);
           results.push({ uid, uidValidity: box.uidValidity, hash: hashHex(item.hash), size: item.bytes.length, deduplicated });
           uid++;
@@ -877,7 +905,16 @@ export class Store implements MailStore {
   }
 
   /** Where a blob lives: an existing copy (dedup, also within the batch) or a new pack record. */
-  private async placeBlob(ctx: PrepareContext, hash: Buffer, bytes: Buffer, fresh: Map<string, BlobLocation>): Promise<{ location: { pack: number; offset: number }; deduplicated: boolean }> {
+  /**
+   * Which messages of one record go inside it: a single message up to inlineBodyBytesMax (a
+   * delivery: one file, one fdatasync). A batch (an import) already shares one fdatasync among
+   * its messages, and a read of an inline body decodes its whole record: its bodies go to packs.
+   */
+  private planInline(sizes: number[]): boolean[] {
+    return sizes.map((size) => sizes.length === 1 && size <= this.inlineBodyBytesMax);
+  }
+
+  private async placeBlob(ctx: PrepareContext, hash: Buffer, bytes: Buffer, fresh: Map<string, BlobLocation>, inline = false): Promise<{ location: { pack: number; offset: number }; deduplicated: boolean }> {
     const key = hash.toString('latin1');
     const pending = fresh.get(key);
     if (pending) return { location: pending, deduplicated: true };
@@ -886,7 +923,8 @@ export class Store implements MailStore {
     // message: its bytes were last verified who knows when. The new bytes are written and the blob
     // entry moves to them (apply: a fresh add of a known blob takes the new location).
     if (existing && existing.r > 0) return { location: { pack: existing.p, offset: existing.o }, deduplicated: true };
-    const location = ctx.packs.reserve(hash, bytes);
+    // an inline body's location is its record: this mutation's seq (docs/FORMAT.md, "Inline bodies")
+    const location = inline ? { pack: INLINE_PACK, offset: ctx.seq, length: bytes.length } : ctx.packs.reserve(hash, bytes);
     fresh.set(key, location);
     return { location, deduplicated: false };
   }
@@ -1012,7 +1050,7 @@ export class Store implements MailStore {
       if (blob.r === 0) unreferencedBlobs++;
       else {
         liveBytes += blob.l;
-        bytesLive += RECORD_HEADER_BYTES + blob.l;
+        if (blob.p !== INLINE_PACK) bytesLive += RECORD_HEADER_BYTES + blob.l; // pack bytes (an inline body is in the journal)
       }
     }
     let packBytes = 0;

@@ -15,6 +15,15 @@ export interface StoreOptions {
   create?: boolean;
   fs?: FileSystem;
   messageBytesMax?: number;
+  /**
+   * Messages up to this many bytes are stored inside their journal record, so a delivery writes
+   * one file with one fdatasync (docs/FORMAT.md, "Inline bodies"); compaction moves them into
+   * packs before their journal segment is retired. Only a message delivered alone (one in its
+   * record). 0: every body goes to a pack. Default
+   * limits.inlineBodyBytesDefault (0 for now; 16 KiB, limits.inlineBodyBytesMeasured, is the
+   * measured choice: BENCHMARKS.md).
+   */
+  inlineBodyBytesMax?: number;
   packBytesMax?: number;
   journalSegmentBytesMax?: number;
   /**

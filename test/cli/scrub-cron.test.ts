@@ -5,7 +5,8 @@
 import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Store } from '../../src/store/store.js';
+// every body in a pack: these tests damage or lose pack records or the journal (helpers/packed.ts)
+import { PackedStore as Store } from '../helpers/packed.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { hashBytes } from '../../src/hash/blake3.js';
 import type { BlobRecord } from '../../src/store/records.js';

@@ -20,18 +20,19 @@ export interface OnFs {
   Store: { open(root: string, options?: StoreOptions): Promise<RealStore> };
 }
 
-export function onFs(name: FsName): OnFs {
+/** `defaults`: options every open of the suite starts from (e.g. helpers/packed.ts PACKED). */
+export function onFs(name: FsName, defaults: StoreOptions = {}): OnFs {
   const fs = name === 'node' ? nodeFileSystem : new FaultFileSystem();
-  return { name, fs, Store: { open: (root, options = {}) => RealStore.open(root, { fs, ...options }) } };
+  return { name, fs, Store: { open: (root, options = {}) => RealStore.open(root, { fs, ...defaults, ...options }) } };
 }
 
 /**
  * `describe` once per file system, titled "TITLE [node]" and "TITLE [faultfs]". On FaultFS it also
  * checks, after the suite, that the stores really wrote and synced through it.
  */
-export function describeEachFs(title: string, body: (on: OnFs) => void): void {
+export function describeEachFs(title: string, body: (on: OnFs) => void, defaults: StoreOptions = {}): void {
   describe.each(FILE_SYSTEMS)(`${title} [%s]`, (name) => {
-    const on = onFs(name);
+    const on = onFs(name, defaults);
     if (on.fs instanceof FaultFileSystem) {
       const fault = on.fs;
       afterAll(() => {

@@ -2,7 +2,7 @@
 // bounds, every damaged range between them, and a resync on the next frame whose header and
 // payload checksums both hold.
 import { describe, expect, it } from 'vitest';
-import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader } from '../../src/journal/journal-format.js';
+import { FILLER_PATTERN, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, fillerBytes } from '../../src/journal/journal-format.js';
 import { parseSegment, segmentHeader } from '../../src/journal/segment-reader.js';
 
 const storeId = Buffer.alloc(16, 7);
@@ -38,6 +38,22 @@ describe('parseSegment', () => {
     expect(summary(torn).slice(2)).toEqual([`damage@${whole.length}+${RECORD_HEADER_BYTES + 2}`]);
     const zeros = Buffer.concat([whole, Buffer.alloc(100)]);
     expect(summary(zeros).slice(2)).toEqual([`damage@${whole.length}+100`]);
+  });
+
+  it('filler to the end is preallocated space; zeros, garbage or a torn record before the filler are damage', () => {
+    const whole = segment(rec(1), rec(2));
+    const fill = (from: number, n: number) => fillerBytes(from, n);
+    expect(summary(Buffer.concat([whole, fill(whole.length, 5000)])).slice(2)).toEqual([]);
+    // filler out of phase (copied to another offset) is not filler
+    expect(summary(Buffer.concat([whole, fill(whole.length + 1, 100)])).slice(2)).toEqual([`damage@${whole.length}+100`]);
+    const zerosThenFiller = Buffer.concat([whole, Buffer.alloc(100), fill(whole.length + 100, 400)]);
+    expect(summary(zerosThenFiller).slice(2)).toEqual([`damage@${whole.length}+500`]);
+    const tornLength = RECORD_HEADER_BYTES + 2;
+    const tornThenFiller = Buffer.concat([whole, rec(3).subarray(0, tornLength), fill(whole.length + tornLength, 400)]);
+    expect(summary(tornThenFiller).slice(2)).toEqual([`damage@${whole.length}+${tornLength + 400}`]);
+    const fillerThenZeros = Buffer.concat([whole, fill(whole.length, 400), Buffer.alloc(64)]);
+    expect(summary(fillerThenZeros).slice(2)).toEqual([`damage@${whole.length}+464`]);
+    expect(FILLER_PATTERN.includes(0)).toBe(false);
   });
 
   it('resyncs after a damaged frame: a bad payload CRC, a bad header CRC, garbage between records', () => {

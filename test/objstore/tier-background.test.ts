@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Store } from '../../src/store/store.js';
+// every body in a pack: these tests move, lose or repair pack records (helpers/packed.ts)
+import { PackedStore as Store } from '../helpers/packed.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { readTierSettings, writeTierSettings } from '../../src/store/tier.js';
 import { cephInstalled, createBucket, startCeph, type Ceph } from '../helpers/ceph.js';

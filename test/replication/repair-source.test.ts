@@ -4,7 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import { openSync, readSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { Store } from '../../src/store/store.js';
+// every body in a pack: these tests move, lose or repair pack records (helpers/packed.ts)
+import { PackedStore as Store } from '../helpers/packed.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica } from '../../src/replication/replica.js';
 import { checkReplica } from '../../src/replication/check.js';

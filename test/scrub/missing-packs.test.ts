@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { cpSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Store } from '../../src/store/store.js';
+// every body in a pack: these tests damage or remove pack records (helpers/packed.ts)
+import { PackedStore as Store } from '../helpers/packed.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const CLI = new URL('../../dist/src/cli/main.js', import.meta.url).pathname;

@@ -3,7 +3,8 @@
 // same verdicts and the same damaged ranges, in file order, as hashing each record alone would.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { Store } from '../../src/store/store.js';
+// every body in a pack: these tests scan pack records (helpers/packed.ts)
+import { PackedStore as Store } from '../helpers/packed.js';
 import { HashPool } from '../../src/hash/pool.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { tmpDir } from '../helpers/tmp.js';

@@ -4,7 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Store } from '../../src/store/store.js';
+// every body in a pack: these tests damage or remove pack records (helpers/packed.ts)
+import { PackedStore as Store } from '../helpers/packed.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { repair } from '../../src/scrub/repair.js';
 import { reconstruct } from '../../src/scrub/reconstruct.js';

@@ -3,7 +3,8 @@ import { cpSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeF
 import { createHash } from 'node:crypto';
 import { join, relative } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Store } from '../../src/store/store.js';
+// every body in a pack: these tests damage and count pack records (helpers/packed.ts)
+import { PACKED, PackedStore as Store } from '../helpers/packed.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { repair } from '../../src/scrub/repair.js';
 import { reconstruct as reconstructOn, type ReconstructOptions } from '../../src/scrub/reconstruct.js';
@@ -158,7 +159,7 @@ describeEachFs('scrub', ({ Store }) => {
     expect(treeHash(dir, primary)).toEqual(before);
     expect(readdirSync(join(dir, 'quarantine')).filter((n) => n.startsWith('blob-')).length).toBe(2);
   });
-});
+}, PACKED);
 
 // The CLI runs in a child process on the node file system: once is enough.
 describe('scrub from the CLI', () => {
@@ -297,7 +298,7 @@ describeEachFs('scrub: refusals and index damage', ({ Store }) => {
     expect(next.summary.scanned[0]).toMatchObject({ pack: packs[0], from: 0 });
     await store.close();
   });
-});
+}, PACKED);
 
 describe('scrub --threads', () => {
   it('finds the same damage with 0 and 2 hash threads from the CLI; a bad count is INVALID (exit 5)', async () => {
@@ -365,4 +366,4 @@ describeEachFs('reconstruct', ({ Store, fs }) => {
     await expect(reconstruct(dir2)).rejects.toBeInstanceOf(MailstoreError);
     expect(existsSync(join(dir2, 'packs'))).toBe(true);
   });
-});
+}, PACKED);

@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { cpSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Store } from '../../src/store/store.js';
+// every body in a pack: these tests tear pack records (helpers/packed.ts)
+import { PackedStore as Store } from '../helpers/packed.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { repair } from '../../src/scrub/repair.js';
 import { keys } from '../../src/keys/index-keys.js';

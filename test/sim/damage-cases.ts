@@ -84,11 +84,22 @@ export function casesForFile(shape: string, path: string, bytes: Buffer): Damage
   const cuts = new Set<number>();
   for (const b of boundaries) for (const d of [-1, 0, 1]) if (b + d >= 0 && b + d < bytes.length) cuts.add(b + d);
   for (const at of [...cuts].sort((a, b) => a - b)) cases.push({ shape, path, kind: 'truncate', at });
-  for (let at = 0; at < bytes.length; at += BLOCK_BYTES) {
+  // A journal segment runs on in filler the journal preallocated (docs/FORMAT.md, "Journal"): its
+  // blocks are zeroed and its bytes flipped up to one block past its last record (every filler byte
+  // is alike; damage there is cut like a torn tail), not through a megabyte of filler.
+  const end = path.endsWith('.jnl') ? Math.min(bytes.length, segmentRecordsEnd(bytes) + BLOCK_BYTES) : bytes.length;
+  for (let at = 0; at < end; at += BLOCK_BYTES) {
     if (bytes.subarray(at, at + BLOCK_BYTES).some((b) => b !== 0)) cases.push({ shape, path, kind: 'zero', at });
   }
-  for (let at = 0; at < bytes.length; at++) cases.push({ shape, path, kind: 'flip', at });
+  for (let at = 0; at < end; at++) cases.push({ shape, path, kind: 'flip', at });
   return cases;
+}
+
+/** Where a segment's valid records end (its header's end when it holds none): the filler starts there. */
+export function segmentRecordsEnd(bytes: Buffer): number {
+  let end = Math.min(bytes.length, SEGMENT_HEADER_BYTES);
+  for (const item of parseSegment(bytes, limits.journalRecordBytesMax)) if (item.kind === 'record') end = item.end;
+  return end;
 }
 
 export function describeCase(c: DamageCase): string {

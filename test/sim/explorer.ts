@@ -129,7 +129,7 @@ export function crashStatesFromEnv(fallback: number): number {
 }
 
 /** Records one workload and explores `share` of CRASH_STATES (default total `fallbackTotal`) of its crash states. */
-export async function recordAndExplore(label: string, options: { seed: number; steps: number; share: number; fallbackTotal: number; packBytesMax?: number; journalSegmentBytesMax?: number; modes?: CrashMode[]; everyPoint?: boolean; compact?: boolean }): Promise<ExploreResult & { ops: number; logLength: number; snapshots: number; indexSnapshots: number }> {
+export async function recordAndExplore(label: string, options: { seed: number; steps: number; share: number; fallbackTotal: number; packBytesMax?: number; journalSegmentBytesMax?: number; inlineBodyBytesMax?: number; modes?: CrashMode[]; everyPoint?: boolean; compact?: boolean }): Promise<ExploreResult & { ops: number; logLength: number; snapshots: number; indexSnapshots: number }> {
   const { FaultFileSystem } = await import('./faultfs.js');
   const { runWorkload } = await import('./workload.js');
   const work = await fsp.mkdtemp(join(fastTmpRoot(), 'crash-explorer-'));
@@ -138,6 +138,7 @@ export async function recordAndExplore(label: string, options: { seed: number; s
     const run = await runWorkload({
       dir: join(work, 'store'), ffs, seed: options.seed, steps: options.steps, snapshotRoot: join(work, 'snapshots'), verifyLive: true,
       packBytesMax: options.packBytesMax, journalSegmentBytesMax: options.journalSegmentBytesMax, compact: options.compact,
+      inlineBodyBytesMax: options.inlineBodyBytesMax,
     });
     // everyPoint: each crash point once in each of `modes`, whatever CRASH_STATES says
     const count = options.everyPoint ? (run.logLength + 1) * (options.modes?.length ?? 3) : Math.ceil(crashStatesFromEnv(options.fallbackTotal) * options.share);

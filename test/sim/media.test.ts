@@ -9,10 +9,12 @@ import { cpSync, readdirSync, readFileSync, rmSync, existsSync, renameSync } fro
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { Store } from '../../src/store/store.js';
+// every body in a pack: these tests damage packs, and journal records whose bodies are in packs (helpers/packed.ts)
+import { PackedStore as Store } from '../helpers/packed.js';
 import type { MailstoreError } from '../../src/errors.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { parseSegment } from '../../src/journal/segment-reader.js';
+import { fillerFrom } from '../../src/journal/journal-format.js';
 import { limits } from '../../src/limits.js';
 import { damageFile, Rng, deriveSeed, type DamageSpec } from './faultfs.js';
 import { expectExactly, msg, skipReason } from './helpers.js';
@@ -165,7 +167,8 @@ describe('media faults', () => {
     const bytes = readFileSync(join(dir, 'journal', name));
     const last = [...parseSegment(bytes, limits.journalRecordBytesMax)].filter((x) => x.kind === 'record').at(-1) as { offset: number; end: number };
     await damageFile(join(dir, 'journal', name), { kind: 'garbage', offset: last.offset + 30, length: 8, seed: 9 });
-    const damagedTail = readFileSync(join(dir, 'journal', name)).subarray(last.offset);
+    // the record's bytes (the filler the journal preallocated after it is not part of the tail)
+    const damagedTail = readFileSync(join(dir, 'journal', name)).subarray(last.offset, last.end);
     rmSync(join(dir, 'index'), { recursive: true });
     const store = await Store.open(dir);
     try {
@@ -175,6 +178,61 @@ describe('media faults', () => {
       const want = new Map(acked);
       want.delete(10);
       await expectExactly(store, 'INBOX', want, 'the damaged last record is lost from the store (its bytes are in quarantine/)');
+    } finally {
+      await store.close();
+    }
+  });
+
+  for (const where of ['index present', 'index lost, a snapshot beyond them'] as const) {
+    it(`journal: the last acknowledged records zeroed inside a preallocated segment, ${where} → reported, kept, nothing dropped`, async () => {
+      const { dir, acked } = await buildStore(10);
+      if (where !== 'index present') {
+        const store = await Store.open(dir);
+        await store.snapshot();
+        await store.close();
+      }
+      const name = segments(dir)[0];
+      const path = join(dir, 'journal', name);
+      const bytes = readFileSync(path);
+      const records = [...parseSegment(bytes, limits.journalRecordBytesMax)].filter((x) => x.kind === 'record') as { offset: number; end: number; seq: number }[];
+      expect(fillerFrom(bytes, records.at(-1)!.end) && bytes.length > records.at(-1)!.end, 'the segment runs on in filler').toBe(true);
+      const from = records.at(-2)!.offset; // the last two records, up to the filler
+      await damageFile(path, { kind: 'zeros', offset: from, length: records.at(-1)!.end - from, seed: 1 });
+      if (where !== 'index present') rmSync(join(dir, 'index'), { recursive: true });
+      let store = await Store.open(dir);
+      try {
+        expect(store.health.degraded).toBe(true);
+        expect(store.health.findings.join(' ')).toMatch(new RegExp(`acknowledged records ${records.at(-2)!.seq}\\.\\.${records.at(-1)!.seq} are damaged`));
+        expect(store.health.tornTailBytes ?? 0).toBe(0);
+        await expectExactly(store, 'INBOX', acked, `zeroed tail, ${where}`);
+        const next = await store.append('INBOX', msg('next'));
+        expect(next.uid).toBe(11);
+        acked.set(next.uid, msg('next'));
+      } finally {
+        await store.close();
+      }
+      store = await Store.open(dir);
+      await expectExactly(store, 'INBOX', acked, 'after reopen');
+      await store.close();
+    });
+  }
+
+  it('journal and index both older than the newest snapshot (their tails lost together) → reported from the snapshot, never a clean end', async () => {
+    const { dir } = await buildStore(5);
+    const old = tmpDir('media-old');
+    for (const part of ['journal', 'index']) cpSync(join(dir, part), join(old, part), { recursive: true });
+    let store = await Store.open(dir);
+    for (let i = 0; i < 5; i++) await store.append('INBOX', msg(`later${i}`));
+    const { seq } = await store.snapshot();
+    await store.close();
+    for (const part of ['journal', 'index']) {
+      rmSync(join(dir, part), { recursive: true });
+      cpSync(join(old, part), join(dir, part), { recursive: true });
+    }
+    store = await Store.open(dir);
+    try {
+      expect(store.health.degraded).toBe(true);
+      expect(store.health.findings.join(' ')).toMatch(new RegExp(`the snapshot at seq ${seq} proves records up to ${seq} were acknowledged`));
     } finally {
       await store.close();
     }

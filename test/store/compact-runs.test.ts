@@ -5,7 +5,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Store } from '../../src/store/store.js';
+// every body in a pack: these tests rewrite and measure packs (helpers/packed.ts; inline bodies' compaction: inline-bodies.test.ts)
+import { PackedStore as Store } from '../helpers/packed.js';
 import { limits } from '../../src/limits.js';
 import { meta } from '../../src/store/apply.js';
 import { FaultFileSystem } from '../sim/faultfs.js';

@@ -3,7 +3,9 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Store, type MessageInfo } from '../../src/store/store.js';
+import type { MessageInfo } from '../../src/store/store.js';
+// every body in a pack: a test flips pack bytes (helpers/packed.ts)
+import { PackedStore as Store } from '../helpers/packed.js';
 import { MailstoreError } from '../../src/errors.js';
 import { hashBytes } from '../../src/hash/blake3.js';
 import { keys } from '../../src/keys/index-keys.js';

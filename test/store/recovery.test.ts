@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { PackStore } from '../../src/blob/pack-store.js';
 import { hashBytes } from '../../src/hash/blake3.js';
 import { encodeCbor } from '../../src/index/codec.js';
-import { encodeRecord } from '../../src/journal/journal-format.js';
+import { encodeRecord, fillerBytes } from '../../src/journal/journal-format.js';
 import { Journal } from '../../src/journal/journal.js';
 import { installIndex, moveAside, newHealth, resolveNewestBatch, resolveTail } from '../../src/store/recovery.js';
 import type { JournalPayload, Op } from '../../src/store/records.js';
@@ -70,6 +70,36 @@ describe('resolveTail', () => {
     await resolveTail(parts.fs, root, parts.journal, 0, parts.health);
     expect(statSync(segment(root)).size).toBe(end);
     expect(quarantined(root, 'journal-tail-')).toEqual([]);
+    await parts.journal.close();
+  });
+
+  it('filler to the end is preallocated space: left in place, nothing cut or reported', async () => {
+    const { root, journal } = await freshRoot();
+    await batch(journal, 1, [[meta(1)]]);
+    await journal.close();
+    const end = statSync(segment(root)).size;
+    appendFileSync(segment(root), fillerBytes(end, 4096));
+    const parts = await openParts(root);
+    expect(await resolveTail(parts.fs, root, parts.journal, 1, parts.health)).toBe(1);
+    expect(statSync(segment(root)).size).toBe(end + 4096);
+    expect(parts.health).toMatchObject({ degraded: false, findings: [] });
+    expect(parts.health.tornTailBytes ?? 0).toBe(0);
+    await parts.journal.close();
+  });
+
+  it('acknowledged records zeroed before the filler (index beyond them) are reported, never taken for unused space', async () => {
+    const { root, journal } = await freshRoot();
+    await batch(journal, 1, [[meta(1)], [meta(2)], [meta(3)]]);
+    await journal.close();
+    const bytes = readFileSync(segment(root));
+    const third = bytes.lastIndexOf('MSJR');
+    writeFileSync(segment(root), Buffer.concat([bytes.subarray(0, third), Buffer.alloc(bytes.length - third), fillerBytes(bytes.length, 4096)]));
+    const parts = await openParts(root);
+    expect(await resolveTail(parts.fs, root, parts.journal, 3, parts.health)).toBe(3);
+    expect(parts.health.degraded).toBe(true);
+    expect(parts.health.journalDamage).toEqual([{ segment: expect.any(String), offset: third, length: bytes.length - third, where: 'tail' }]);
+    expect(parts.health.findings.join('\n')).toMatch(/acknowledged records 3\.\.3 are damaged/);
+    expect(statSync(segment(root)).size).toBe(bytes.length + 4096); // kept in place
     await parts.journal.close();
   });
 

@@ -11,7 +11,10 @@ import { countingFileSystem, emit, firstListed, parseFlags, peakRssBytes, percen
 const { values } = parseFlags(process.argv.slice(2));
 const writers = Number(values.get('writers') ?? 1);
 const cli = values.get('cli');
-const peer = cli ? 'mailstore-cli' : writers === 1 ? 'mailstore' : `mailstore-${writers}w`;
+// --inline BYTES: StoreOptions.inlineBodyBytesMax (0: every body to a pack, the two-file commit);
+// --peer NAME names the row (the one-sync comparison runs the same writer with both settings)
+const inline = values.has('inline') ? Number(values.get('inline')) : undefined;
+const peer = values.get('peer') ?? (cli ? 'mailstore-cli' : writers === 1 ? 'mailstore' : `mailstore-${writers}w`);
 
 await runMeasurement(peer, 'deliver', async () => {
   const root = required(values, 'store');
@@ -20,7 +23,7 @@ await runMeasurement(peer, 'deliver', async () => {
   const messages = await Promise.all(files.map((file) => nodeFileSystem.readFile(file)));
   const bytes = messages.reduce((sum, m) => sum + m.length, 0);
   const { fs, counts } = countingFileSystem();
-  const store = await Store.open(root, { create: true, fs });
+  const store = await Store.open(root, { create: true, fs, ...(inline === undefined ? {} : { inlineBodyBytesMax: inline }) });
   const boxes = Array.from({ length: writers }, (_, w) => (writers === 1 ? 'INBOX' : `user/w${w}/INBOX`));
   for (const box of boxes) await store.createMailbox(box);
   const syncsBefore = counts.fileSyncs;
@@ -42,7 +45,8 @@ await runMeasurement(peer, 'deliver', async () => {
     p50_ms: round(percentile(latencies, 0.5)), p99_ms: round(percentile(latencies, 0.99)), max_ms: round(Math.max(...latencies)),
     fsyncs, fsyncs_per_message: round(fsyncs / messages.length), peak_rss_bytes: peakRssBytes(),
     note: `library: ${writers} async writer${writers === 1 ? '' : 's'} in one process (${writers === 1 ? 'one mailbox' : 'one mailbox each'}), ` +
-      `each awaiting store.append (acknowledged after fdatasync); ${round(fsyncs / messages.length, 2)} fdatasync per message`,
+      `each awaiting store.append (acknowledged after fdatasync); ${round(fsyncs / messages.length, 2)} fdatasync per message` +
+      (inline === undefined ? '' : inline === 0 ? '; inline bodies off (body to a pack, record to the journal: two files)' : `; bodies up to ${inline} bytes inside their journal record (one file)`),
   });
 });
 

@@ -1,0 +1,116 @@
+// Moves inline bodies (docs/FORMAT.md, "Inline bodies") out of the journal into packs, so the
+// journal segments holding them can be retired. The ordering of any append: the pack bytes are
+// durable before the journal record that relocates the blobs (each relocation conditional on the
+// blob still being at its inline location), and a segment is retired only below the oldest inline
+// body still referred to. A body that fails its hash is left where it is: its segment stays.
+import { MailstoreError } from '../errors.js';
+import type { IndexDb } from '../index/index-db.js';
+import type { BlobBackend } from '../blob/backend.js';
+import { INLINE_PACK } from '../blob/pack-store.js';
+import { keys } from '../keys/index-keys.js';
+import { SPACE, prefixEnd } from '../keys/tuple.js';
+import { limits } from '../limits.js';
+import type { BlobRecord, Op } from './records.js';
+import { meta } from './apply.js';
+import type { CommitChain, Mutation, PrepareContext } from './writer.js';
+
+export interface InlineMoveHost {
+  readonly db: IndexDb;
+  readonly packs: BlobBackend;
+  submit<T>(mutation: Mutation<T>): Promise<T>;
+}
+
+export interface InlineMoveResult {
+  moved: number;
+  /** Body bytes of the inline blobs found at or below the bound. */
+  bytes: number;
+  /** Inline bodies at or below the bound that could not be read (CORRUPT): left in the journal. */
+  unreadable: { hash: string; seq: number; why: string }[];
+  /** The seq of the oldest inline body still referred to afterwards (undefined: none). */
+  oldestInlineSeq?: number;
+}
+
+interface InlineBlob {
+  hash: Buffer;
+  seq: number;
+  length: number;
+}
+
+/** Inline blob entries whose record seq is at most `throughSeq` (all of them for Infinity). */
+export async function inlineBlobs(db: IndexDb, throughSeq: number): Promise<{ blobs: InlineBlob[]; oldest?: number }> {
+  const blobs: InlineBlob[] = [];
+  let oldest: number | undefined;
+  const range = { gte: keys.space(SPACE.blob), lt: prefixEnd(keys.space(SPACE.blob)) };
+  for await (const batch of db.entryBatches<BlobRecord>(range, limits.scrubIndexReadEntries)) {
+    for (const [key, blob] of batch) {
+      if (blob.p !== INLINE_PACK) continue;
+      oldest = oldest === undefined ? blob.o : Math.min(oldest, blob.o);
+      if (blob.o <= throughSeq) blobs.push({ hash: Buffer.from(key.subarray(1)), seq: blob.o, length: blob.l });
+    }
+  }
+  return { blobs: blobs.sort((a, b) => a.seq - b.seq), oldest };
+}
+
+/**
+ * Moves every inline body of a record at or below `throughSeq` into the pack appends go to, through
+ * the ordinary commit path: each mutation reserves the bodies in its batch's pack write (durable
+ * before its journal record, and shipped to replicas like any append) and relocates the blobs,
+ * each only if it is still inline at that seq. Returns the oldest inline seq left, which bounds
+ * journal retirement.
+ */
+export async function moveInlineBodies(host: InlineMoveHost, throughSeq: number): Promise<InlineMoveResult> {
+  const result: InlineMoveResult = { moved: 0, bytes: 0, unreadable: [] };
+  if (!(await host.db.get<number>(meta.inlineUsed))) return result; // no inline body was ever stored: no scan
+  const { blobs } = await inlineBlobs(host.db, throughSeq);
+  const chain: CommitChain = {};
+  const pending: Promise<number>[] = [];
+  let group: { blob: InlineBlob; bytes: Buffer }[] = [];
+  let groupBytes = 0;
+  const flush = () => {
+    const items = group;
+    group = [];
+    groupBytes = 0;
+    if (items.length > 0) pending.push(host.submit({ chain, prepare: (ctx) => relocateInBatch(ctx, items) }));
+  };
+  for (const blob of blobs) {
+    let bytes: Buffer;
+    try {
+      bytes = await host.packs.read({ pack: INLINE_PACK, offset: blob.seq, length: blob.length }, blob.hash);
+    } catch (error) {
+      if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT') throw error;
+      result.unreadable.push({ hash: blob.hash.toString('hex'), seq: blob.seq, why: error.message });
+      continue;
+    }
+    group.push({ blob, bytes });
+    groupBytes += bytes.length;
+    if (groupBytes >= limits.inlineMoveBatchBytes || group.length >= limits.compactOpsPerRecord) flush();
+    // at most a few groups in flight: the bodies read wait in memory until their batch commits
+    if (pending.length >= 4) result.moved += await settleFirst(pending);
+  }
+  flush();
+  while (pending.length > 0) result.moved += await settleFirst(pending);
+  result.bytes = blobs.reduce((sum, b) => sum + b.length, 0);
+  result.oldestInlineSeq = (await inlineBlobs(host.db, -1)).oldest;
+  return result;
+}
+
+async function relocateInBatch(ctx: PrepareContext, items: { blob: InlineBlob; bytes: Buffer }[]): Promise<{ ops: Op[]; result: number }> {
+  const ops: Op[] = [];
+  for (const { blob, bytes } of items) {
+    const now = await ctx.view.get<BlobRecord>(keys.blob(blob.hash));
+    if (!now || now.p !== INLINE_PACK || now.o !== blob.seq) continue; // moved or forgotten meanwhile
+    const to = ctx.packs.reserve(blob.hash, bytes);
+    ops.push({ op: 'blob.relocate', hash: blob.hash, pack: to.pack, offset: to.offset, size: blob.length, from: [INLINE_PACK, blob.seq] });
+  }
+  return { ops, result: ops.length };
+}
+
+/** Awaits the oldest pending commit; when it failed, the later ones (chained: failing too) are settled quietly. */
+async function settleFirst(pending: Promise<number>[]): Promise<number> {
+  try {
+    return await pending.shift()!;
+  } catch (error) {
+    for (const p of pending.splice(0)) p.catch(() => undefined);
+    throw error;
+  }
+}

@@ -1,0 +1,158 @@
+// Journal.readRecordAt (inline bodies are read by their record's seq): live from the offsets the
+// journal wrote, after a reopen from one whole read of the segment, across rotations; a seq that
+// is not there (retired, never written, cut) is undefined, never another record's bytes.
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { encodeRecord, fillerFrom } from '../../src/journal/journal-format.js';
+import { parseSegment } from '../../src/journal/segment-reader.js';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Journal, type JournalRecord } from '../../src/journal/journal.js';
+import { RecordOffsets } from '../../src/journal/record-offsets.js';
+import { FaultFileSystem } from '../sim/faultfs.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const storeId = Buffer.from('ffeeddccbbaa99887766554433221100', 'hex');
+
+async function openJournal(dir: string, fs: FaultFileSystem) {
+  const journal = await Journal.open(fs, dir, storeId, { segmentBytesMax: 2048, recordBytesMax: 4096, checkMounted: async () => undefined });
+  await journal.findTail();
+  return journal;
+}
+
+const payload = (seq: number) => Buffer.from(`record ${seq} `.padEnd(100 + (seq % 7) * 13, '.'));
+
+describe('Journal.readRecordAt', () => {
+  it('finds every record by seq, live and after a reopen, across segments', async () => {
+    const dir = join(tmpDir('journal'), 'journal');
+    mkdirSync(dir, { recursive: true });
+    const fs = new FaultFileSystem();
+    let journal = await openJournal(dir, fs);
+    for (let seq = 1; seq <= 60; seq += 3) {
+      const batch: JournalRecord[] = [0, 1, 2].map((i) => ({ seq: seq + i, payload: payload(seq + i) }));
+      await journal.write(batch);
+      await journal.sync();
+      expect(await journal.readRecordAt(seq + 1)).toEqual(payload(seq + 1));
+    }
+    expect(journal.segmentNames.length).toBeGreaterThan(3);
+    for (let seq = 1; seq <= 60; seq++) expect(await journal.readRecordAt(seq)).toEqual(payload(seq));
+    expect(await journal.readRecordAt(61)).toBeUndefined();
+    await journal.close();
+    journal = await openJournal(dir, fs);
+    for (let seq = 60; seq >= 1; seq--) expect(await journal.readRecordAt(seq)).toEqual(payload(seq));
+    await journal.write([{ seq: 61, payload: payload(61) }]);
+    await journal.sync();
+    expect(await journal.readRecordAt(61)).toEqual(payload(61));
+    const retired = await journal.retireThrough(20);
+    expect(retired.segments.length).toBeGreaterThan(0);
+    expect(await journal.readRecordAt(1)).toBeUndefined();
+    expect(await journal.readRecordAt(40)).toEqual(payload(40));
+    await journal.close();
+  });
+});
+
+describe('Journal: preallocated segments', () => {
+  async function open(dir: string, fs: FaultFileSystem) {
+    const journal = await Journal.open(fs, dir, storeId, { segmentBytesMax: 8192, recordBytesMax: 4096, checkMounted: async () => undefined, preallocateBytes: 4096 });
+    return { journal, found: await journal.findTail() };
+  }
+
+  it('writes records into filler ahead of them (never zeros); a reopen finds no tail damage and goes on after the last record', async () => {
+    const dir = join(tmpDir('journal'), 'journal');
+    mkdirSync(dir, { recursive: true });
+    const fs = new FaultFileSystem();
+    let { journal } = await open(dir, fs);
+    for (let seq = 1; seq <= 5; seq++) { await journal.write([{ seq, payload: payload(seq) }]); await journal.sync(); }
+    const file = join(dir, journal.segmentNames[0]);
+    const size = statSync(file).size;
+    expect(size).toBeGreaterThanOrEqual(4096);
+    expect(readFileSync(file).subarray(size - 64).includes(0)).toBe(false); // filler, not zeros
+    await journal.close();
+    let found;
+    ({ journal, found } = await open(dir, fs));
+    expect(found).toEqual({ lastSeq: 5 });
+    await journal.write([{ seq: 6, payload: payload(6) }]);
+    await journal.sync();
+    expect(statSync(file).size).toBe(size); // written into the preallocated filler: no size change
+    const seen: number[] = [];
+    const damage: unknown[] = [];
+    for await (const r of journal.read(0, (d) => damage.push(d))) seen.push(r.seq);
+    expect(seen).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(damage).toEqual([]);
+    expect(await journal.readRecordAt(6)).toEqual(payload(6));
+    await journal.close();
+  });
+
+  it('a torn record inside the preallocated space is tail damage, cut at the last record boundary', async () => {
+    const dir = join(tmpDir('journal'), 'journal');
+    mkdirSync(dir, { recursive: true });
+    const fs = new FaultFileSystem();
+    let { journal } = await open(dir, fs);
+    for (let seq = 1; seq <= 3; seq++) { await journal.write([{ seq, payload: payload(seq) }]); await journal.sync(); }
+    await journal.close();
+    const file = join(dir, journal.segmentNames[0]);
+    const bytes = readFileSync(file);
+    const end = recordsEnd(bytes); // the preallocated filler starts after record 3
+    expect(fillerFrom(bytes, end)).toBe(true);
+    writeFileSync(file, Buffer.concat([bytes.subarray(0, end), encodeRecord(4, payload(4)).subarray(0, 30), bytes.subarray(end + 30)]));
+    let found;
+    ({ journal, found } = await open(dir, fs));
+    expect(found.lastSeq).toBe(3);
+    expect(found.tail?.offset).toBe(end);
+    await journal.cutAt(found.tail!.offset, 3);
+    await journal.write([{ seq: 4, payload: payload(4) }]);
+    await journal.sync();
+    await journal.close();
+    ({ journal, found } = await open(dir, fs));
+    expect(found).toEqual({ lastSeq: 4 });
+    expect(await journal.readRecordAt(4)).toEqual(payload(4));
+    await journal.close();
+  });
+
+  it('zeros over the last records (the damage model) are a tail to resolve, never preallocated space', async () => {
+    const dir = join(tmpDir('journal'), 'journal');
+    mkdirSync(dir, { recursive: true });
+    const fs = new FaultFileSystem();
+    let { journal } = await open(dir, fs);
+    for (let seq = 1; seq <= 3; seq++) { await journal.write([{ seq, payload: payload(seq) }]); await journal.sync(); }
+    await journal.close();
+    const file = join(dir, journal.segmentNames[0]);
+    const bytes = readFileSync(file);
+    const records = [...parseSegment(bytes, 4096)].filter((x) => x.kind === 'record') as { offset: number; end: number }[];
+    const from = records[1].offset; // records 2 and 3 zeroed, the filler after them kept
+    writeFileSync(file, Buffer.concat([bytes.subarray(0, from), Buffer.alloc(records[2].end - from), bytes.subarray(records[2].end)]));
+    let found;
+    ({ journal, found } = await open(dir, fs));
+    expect(found.lastSeq).toBe(1);
+    expect(found.tail).toMatchObject({ offset: from, length: records[2].end - from });
+    expect(found.tail!.bytes.every((b: number) => b === 0)).toBe(true);
+    await journal.close();
+  });
+});
+
+/** Where a segment's last valid record ends. */
+function recordsEnd(bytes: Buffer): number {
+  let end = 0;
+  for (const item of parseSegment(bytes, 4096)) if (item.kind === 'record') end = item.end;
+  return end;
+}
+
+describe('RecordOffsets', () => {
+  it('keeps tables up to its entry bound, dropping the least recently used; extends only a known or fresh table', () => {
+    const offsets = new RecordOffsets(10);
+    offsets.set('a', { firstSeq: 1, offsets: Int32Array.from([36, 100, 200, 300]) });
+    offsets.set('b', { firstSeq: 5, offsets: Int32Array.from([36, 90, 140, 190]) });
+    expect(offsets.find('a', 2)).toBe(100); // a is now the most recently used
+    offsets.set('c', { firstSeq: 9, offsets: Int32Array.from([36, 80, 120, 160]) });
+    expect(offsets.find('b', 6)).toBeUndefined(); // dropped: 12 entries > 10
+    expect(offsets.find('a', 4)).toBe(300);
+    expect(offsets.find('c', 12)).toBe(160);
+    offsets.extend('c', 9, [{ seq: 13, offset: 200 }, { seq: 15, offset: 260 }], false);
+    expect(offsets.find('c', 13)).toBe(200);
+    expect(offsets.find('c', 14)).toBeUndefined(); // a gap: not a record this table knows
+    expect(offsets.find('c', 15)).toBe(260);
+    offsets.extend('d', 20, [{ seq: 20, offset: 36 }], false);
+    expect(offsets.find('d', 20)).toBeUndefined(); // not fresh, no table: built by a read later
+    offsets.extend('e', 30, [{ seq: 30, offset: 36 }], true);
+    expect(offsets.find('e', 30)).toBe(36);
+  });
+});

@@ -1,0 +1,190 @@
+// Inline bodies (docs/FORMAT.md, "Inline bodies"): small messages stored inside their journal
+// record are read, verified, deduplicated, replayed and scrubbed like bodies in packs.
+import { describe, expect, it } from 'vitest';
+import { readdirSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Store } from '../../src/store/store.js';
+import { scrub } from '../../src/scrub/scrub.js';
+import { describeFinding } from '../../src/scrub/findings.js';
+import { keys } from '../../src/keys/index-keys.js';
+import { INLINE_PACK } from '../../src/blob/pack-store.js';
+import type { BlobRecord } from '../../src/store/records.js';
+import { hashBytes } from '../../src/hash/blake3.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const small = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
+const big = Buffer.alloc(20_000, 0x61);
+
+async function blobOf(store: Store, bytes: Buffer): Promise<BlobRecord | undefined> {
+  return store.maintenance().index.get<BlobRecord>(keys.blob(hashBytes(bytes)));
+}
+
+const packFiles = (dir: string) => readdirSync(join(dir, 'packs')).filter((n) => n.endsWith('.pack'));
+
+describe('inline bodies', () => {
+  it('stores a small message in its journal record: no pack is written, and it reads back verified', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true, inlineBodyBytesMax: 4096 });
+    await store.createMailbox('INBOX');
+    const a = await store.append('INBOX', small(1));
+    const b = await store.append('INBOX', big);
+    expect(packFiles(dir)).toHaveLength(1); // only the big one made a pack
+    const blob = await blobOf(store, small(1));
+    expect(blob).toMatchObject({ p: INLINE_PACK, l: small(1).length, r: 1 });
+    expect(await store.fetch('INBOX', a.uid)).toEqual(small(1));
+    expect(await store.fetch('INBOX', b.uid)).toEqual(big);
+    const chunks: Buffer[] = [];
+    for await (const chunk of await store.fetchStream('INBOX', a.uid)) chunks.push(chunk as Buffer);
+    expect(Buffer.concat(chunks)).toEqual(small(1));
+    const read = [];
+    for await (const m of store.readMessages('INBOX')) read.push(m.body);
+    expect(read).toEqual([small(1), big]);
+    await store.close();
+  });
+
+  it('deduplicates against an inline blob (append and copy) and keeps it through expunge of one copy', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true, inlineBodyBytesMax: 4096 });
+    await store.createMailbox('INBOX');
+    await store.createMailbox('Archive');
+    const first = await store.append('INBOX', small(2));
+    const again = await store.append('INBOX', small(2));
+    expect(again.deduplicated).toBe(true);
+    await store.copy('INBOX', [first.uid], 'Archive');
+    expect((await blobOf(store, small(2)))?.r).toBe(3);
+    await store.expunge('INBOX', [first.uid]);
+    expect(await store.fetch('INBOX', again.uid)).toEqual(small(2));
+    expect(await store.fetch('Archive', 1)).toEqual(small(2));
+    await store.close();
+  });
+
+  it('a batch of several messages (an import) puts every body in a pack; a batch of one is a delivery', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true, inlineBodyBytesMax: 64 * 1024 });
+    await store.createMailbox('INBOX');
+    const items = Array.from({ length: 10 }, (_, i) => ({ bytes: small(100 + i) }));
+    await store.appendBatch('INBOX', items);
+    await store.appendBatch('INBOX', [{ bytes: small(200) }]);
+    const placed = await Promise.all(items.map((item) => blobOf(store, item.bytes)));
+    expect(placed.every((b) => b && b.p !== INLINE_PACK)).toBe(true);
+    expect((await blobOf(store, small(200)))?.p).toBe(INLINE_PACK);
+    let n = 0;
+    for await (const m of store.readMessages('INBOX')) expect(m.body.equals(n < 10 ? items[n++].bytes : small(200))).toBe(true);
+    expect(n).toBe(10);
+    await store.close();
+  });
+
+  it('replay and a rebuild of the index keep inline bodies readable; scrub verifies them', async () => {
+    const dir = tmpDir();
+    let store = await Store.open(dir, { create: true, inlineBodyBytesMax: 4096 });
+    await store.createMailbox('INBOX');
+    for (let i = 0; i < 20; i++) await store.append('INBOX', small(i));
+    await store.close();
+    store = await Store.open(dir, { inlineBodyBytesMax: 4096 });
+    expect(await store.fetch('INBOX', 7)).toEqual(small(6));
+    expect((await scrub(store)).summary.damage).toBe(0);
+    await store.close();
+    rmSync(join(dir, 'index'), { recursive: true, force: true });
+    store = await Store.open(dir);
+    expect(store.health.rebuilt).toBeTruthy();
+    for (let uid = 1; uid <= 20; uid++) expect(await store.fetch('INBOX', uid)).toEqual(small(uid - 1));
+    await store.close();
+  });
+
+  it('a damaged inline body is CORRUPT on read and a scrub finding, never wrong bytes', async () => {
+    const dir = tmpDir();
+    let store = await Store.open(dir, { create: true, inlineBodyBytesMax: 4096 });
+    await store.createMailbox('INBOX');
+    const body = Buffer.from('From: x@example.org\r\n\r\nunique-marker-1234567890\r\n');
+    await store.append('INBOX', body);
+    await store.close();
+    const journalDir = join(dir, 'journal');
+    const segment = join(journalDir, readdirSync(journalDir).find((n) => n.endsWith('.jnl'))!);
+    const bytes = readFileSync(segment);
+    const at = bytes.indexOf('unique-marker');
+    bytes[at] ^= 0x20;
+    writeFileSync(segment, bytes);
+    store = await Store.open(dir, { inlineBodyBytesMax: 4096 });
+    await expect(store.fetch('INBOX', 1)).rejects.toMatchObject({ code: 'CORRUPT' });
+    const report = await scrub(store);
+    const found = report.findings.find((f) => f.kind === 'blob-missing' || f.kind === 'blob-corrupt');
+    expect(found).toBeDefined();
+    expect(describeFinding(found!).where).toBe('journal record 2 (inline body)') // seq 1 created the mailbox;
+    await store.close();
+  });
+});
+
+describe('inline bodies and the journal retirement', () => {
+  it('a snapshot moves inline bodies below its bound into packs and retires their segments; nothing is lost', async () => {
+    const dir = tmpDir();
+    let store = await Store.open(dir, { create: true, inlineBodyBytesMax: 4096, journalSegmentBytesMax: 4096, autoSnapshot: false });
+    await store.createMailbox('INBOX');
+    for (let i = 0; i < 60; i++) await store.append('INBOX', small(i));
+    expect(packFiles(dir)).toHaveLength(0);
+    const segmentsBefore = readdirSync(join(dir, 'journal')).length;
+    const first = await store.snapshot();
+    // the first snapshot is the only one kept: retirement goes up to it, after moving the bodies
+    expect(first.retired.segments.length).toBeGreaterThan(0);
+    expect(readdirSync(join(dir, 'journal')).length).toBeLessThan(segmentsBefore);
+    expect(packFiles(dir).length).toBeGreaterThan(0);
+    for (let i = 0; i < 60; i++) expect(await store.fetch('INBOX', i + 1)).toEqual(small(i));
+    for (let i = 60; i < 70; i++) await store.append('INBOX', small(i));
+    expect((await scrub(store)).summary.damage).toBe(0);
+    await store.close();
+    rmSync(join(dir, 'index'), { recursive: true, force: true });
+    store = await Store.open(dir, { inlineBodyBytesMax: 4096 });
+    for (let i = 0; i < 70; i++) expect(await store.fetch('INBOX', i + 1)).toEqual(small(i));
+    await store.close();
+  });
+
+  it('a replica-less store whose bodies cannot move keeps the segments that hold them', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true, inlineBodyBytesMax: 4096, journalSegmentBytesMax: 4096, autoSnapshot: false });
+    await store.createMailbox('INBOX');
+    for (let i = 0; i < 40; i++) await store.append('INBOX', small(i));
+    // damage the first inline body's record in the live journal: it cannot be moved
+    const segment = join(dir, 'journal', readdirSync(join(dir, 'journal')).sort()[0]);
+    const bytes = readFileSync(segment);
+    const at = bytes.indexOf('Subject: 0\r\n');
+    bytes[at + 9] ^= 0x01;
+    writeFileSync(segment, bytes);
+    const result = await store.snapshot();
+    expect(result.retired.segments).not.toContain(segment.split('/').pop());
+    expect(readdirSync(join(dir, 'journal'))).toContain(segment.split('/').pop());
+    await expect(store.fetch('INBOX', 1)).rejects.toMatchObject({ code: 'CORRUPT' });
+    for (let i = 1; i < 40; i++) expect(await store.fetch('INBOX', i + 1)).toEqual(small(i));
+    await store.close();
+  });
+
+  it('compaction moves inline bodies out of every segment but the newest', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true, inlineBodyBytesMax: 4096, journalSegmentBytesMax: 4096, autoSnapshot: false });
+    await store.createMailbox('INBOX');
+    for (let i = 0; i < 40; i++) await store.append('INBOX', small(i));
+    const result = await store.compact();
+    expect(result.inlineMoved).toBeGreaterThan(20);
+    const placed = await Promise.all(Array.from({ length: 40 }, (_, i) => blobOf(store, small(i))));
+    expect(placed.filter((b) => b?.p === INLINE_PACK).length).toBe(40 - result.inlineMoved!);
+    for (let i = 0; i < 40; i++) expect(await store.fetch('INBOX', i + 1)).toEqual(small(i));
+    expect((await scrub(store)).summary.damage).toBe(0);
+    await store.close();
+  });
+});
+
+describe('inline bodies and a journal rewritten from the index', () => {
+  it('moves them into packs before the checkpoint replaces the journal', async () => {
+    const dir = tmpDir();
+    let store = await Store.open(dir, { create: true, inlineBodyBytesMax: 4096, autoSnapshot: false });
+    await store.createMailbox('INBOX');
+    for (let i = 0; i < 10; i++) await store.append('INBOX', small(i));
+    await store.maintenance().rewriteJournalFromIndex();
+    for (let i = 0; i < 10; i++) expect(await store.fetch('INBOX', i + 1)).toEqual(small(i));
+    expect((await blobOf(store, small(3)))?.p).not.toBe(INLINE_PACK);
+    await store.close();
+    rmSync(join(dir, 'index'), { recursive: true, force: true });
+    store = await Store.open(dir);
+    for (let i = 0; i < 10; i++) expect(await store.fetch('INBOX', i + 1)).toEqual(small(i));
+    expect((await scrub(store)).summary.damage).toBe(0);
+    await store.close();
+  });
+});
