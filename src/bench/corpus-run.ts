@@ -85,7 +85,8 @@ export async function runCorpusBench(options: CorpusBenchOptions): Promise<Corpu
     { scale: false, peers: options.peers.length > 0, deliver, deliverCli: 0, concurrent: 0, profile: false, recoverKillAfterMax: benchLimits.recoverKillAfterMax },
     {
       cli: fileURLToPath(new URL('../cli/main.js', import.meta.url)),
-      measure: fileURLToPath(new URL('./measure', import.meta.url)),
+      // '../bench/measure', not './measure': the CLI's bundled chunks run from dist/src/cli/
+      measure: fileURLToPath(new URL('../bench/measure', import.meta.url)),
       peers: join(PACKAGE_ROOT, 'tools/bench/peers'),
       scratch: join(out, 'work'),
       display: (arg) => (arg.startsWith(out) ? join('OUT', relative(out, arg)) : arg.startsWith(PACKAGE_ROOT) ? relative(PACKAGE_ROOT, arg) : arg),
