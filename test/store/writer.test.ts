@@ -119,9 +119,11 @@ describe('writer: group commit across round trips', () => {
     const root = tmpDir();
     const batches: number[] = [];
     // a wait long enough that a loaded machine's scheduling cannot end it before the late half is back
-    const tunable = limits as { commitGatherMs: number };
-    const gatherMs = tunable.commitGatherMs;
+    // (the gather is off by default: limits.commitGatherWritersMin; this turns it on at 8 writers)
+    const tunable = limits as { commitGatherMs: number; commitGatherWritersMin: number };
+    const { commitGatherMs: gatherMs, commitGatherWritersMin: writersMin } = tunable;
     tunable.commitGatherMs = 500;
+    tunable.commitGatherWritersMin = 8;
     const store = await Store.open(root, { create: true, onCommit: (_first, _last, mutations) => { batches.push(mutations); } });
     try {
       await store.createMailbox('INBOX');
@@ -136,6 +138,7 @@ describe('writer: group commit across round trips', () => {
       expect((await store.status('INBOX')).messages).toBe(writers * rounds);
     } finally {
       tunable.commitGatherMs = gatherMs;
+      tunable.commitGatherWritersMin = writersMin;
       await store.close();
     }
     return { perCommit: batches.reduce((a, b) => a + b, 0) / batches.length, commits: batches.length };
