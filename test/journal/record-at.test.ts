@@ -56,6 +56,18 @@ describe('Journal: preallocated segments', () => {
     return { journal, found: await journal.findTail() };
   }
 
+  /** A closed journal of records 1..3 (each synced) and its one segment's bytes. */
+  async function threeRecords() {
+    const dir = join(tmpDir('journal'), 'journal');
+    mkdirSync(dir, { recursive: true });
+    const fs = new FaultFileSystem();
+    const { journal } = await open(dir, fs);
+    for (let seq = 1; seq <= 3; seq++) { await journal.write([{ seq, payload: payload(seq) }]); await journal.sync(); }
+    await journal.close();
+    const file = join(dir, journal.segmentNames[0]);
+    return { dir, fs, file, bytes: readFileSync(file) };
+  }
+
   it('writes records into filler ahead of them (never zeros); a reopen finds no tail damage and goes on after the last record', async () => {
     const dir = join(tmpDir('journal'), 'journal');
     mkdirSync(dir, { recursive: true });
@@ -83,14 +95,8 @@ describe('Journal: preallocated segments', () => {
   });
 
   it('a torn record inside the preallocated space is tail damage, cut at the last record boundary', async () => {
-    const dir = join(tmpDir('journal'), 'journal');
-    mkdirSync(dir, { recursive: true });
-    const fs = new FaultFileSystem();
-    let { journal } = await open(dir, fs);
-    for (let seq = 1; seq <= 3; seq++) { await journal.write([{ seq, payload: payload(seq) }]); await journal.sync(); }
-    await journal.close();
-    const file = join(dir, journal.segmentNames[0]);
-    const bytes = readFileSync(file);
+    const { dir, fs, file, bytes } = await threeRecords();
+    let journal;
     const end = recordsEnd(bytes); // the preallocated filler starts after record 3
     expect(fillerFrom(bytes, end)).toBe(true);
     writeFileSync(file, Buffer.concat([bytes.subarray(0, end), encodeRecord(4, payload(4)).subarray(0, 30), bytes.subarray(end + 30)]));
@@ -109,14 +115,8 @@ describe('Journal: preallocated segments', () => {
   });
 
   it('zeros over the last records (the damage model) are a tail to resolve, never preallocated space', async () => {
-    const dir = join(tmpDir('journal'), 'journal');
-    mkdirSync(dir, { recursive: true });
-    const fs = new FaultFileSystem();
-    let { journal } = await open(dir, fs);
-    for (let seq = 1; seq <= 3; seq++) { await journal.write([{ seq, payload: payload(seq) }]); await journal.sync(); }
-    await journal.close();
-    const file = join(dir, journal.segmentNames[0]);
-    const bytes = readFileSync(file);
+    const { dir, fs, file, bytes } = await threeRecords();
+    let journal;
     const records = [...parseSegment(bytes, 4096)].filter((x) => x.kind === 'record') as { offset: number; end: number }[];
     const from = records[1].offset; // records 2 and 3 zeroed, the filler after them kept
     writeFileSync(file, Buffer.concat([bytes.subarray(0, from), Buffer.alloc(records[2].end - from), bytes.subarray(records[2].end)]));
