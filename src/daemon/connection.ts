@@ -63,6 +63,11 @@ export class DaemonConnection {
     return this.server.store;
   }
 
+  /** The store the socket's own calls (append, fetch, …) go to: counted by serve's metrics. */
+  private get callStore() {
+    return this.server.callStore;
+  }
+
   private frame(frame: Frame): void {
     switch (frame.t) {
       case 'call': return this.call(frame);
@@ -149,7 +154,7 @@ export class DaemonConnection {
   private async run(id: number, method: string, args: unknown[]): Promise<void> {
     if (method === 'hello') return this.reply(id, this.server.hello());
     if (method === 'procedure') return this.runProcedure(id, args);
-    const store = this.store as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const store = this.callStore as unknown as Record<string, (...a: unknown[]) => unknown>;
     if (VALUE_METHODS.has(method)) return this.reply(id, await store[method](...this.withChain(method, handOverBodies(method, args))));
     if (LISTING_METHODS.has(method)) return this.sendListing(id, store[method](...this.withCorruptItems(id, method, args)) as AsyncGenerator<unknown>);
     if (STREAM_METHODS.has(method)) return this.sendStream(id, await (store[method](...args) as Promise<Readable>));

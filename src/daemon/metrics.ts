@@ -126,7 +126,7 @@ export class StoreMetrics {
 
   constructor(registry = new Registry()) {
     this.registry = registry;
-    this.appends = registry.counter('mailstore_appends_total', 'Messages appended (every append, LMTP delivery and import).');
+    this.appends = registry.counter('mailstore_appends_total', 'Messages appended: LMTP deliveries and appends through the socket (the CLI, imports and clients).');
     this.appendBytes = registry.counter('mailstore_append_bytes_total', 'Bytes of the messages appended (before deduplication).');
     this.batchFsync = registry.histogram('mailstore_batch_fsync_seconds', 'Group commit: pack and journal writes and fdatasyncs of one batch.', FSYNC_BUCKETS_SECONDS);
     this.errors = registry.counter('mailstore_errors_total', 'Operations that failed, by MailstoreError code (INTERNAL: not a MailstoreError).');

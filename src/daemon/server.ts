@@ -65,7 +65,14 @@ export class DaemonServer {
   /** The socket file is ours to remove (we listened on it). */
   private listening = false;
 
+  /**
+   * Where the socket's store calls go: the store itself unless the owner wraps it (serve counts
+   * appends and errors for its metrics with StoreMetrics.instrument). Procedures get `store`.
+   */
+  callStore: Store;
+
   constructor(readonly store: Store, readonly options: DaemonServerOptions) {
+    this.callStore = store;
     this.logger = options.logger;
     this.server = createServer({ pauseOnConnect: false }, (socket) => this.accept(socket));
     this.server.maxConnections = daemonLimits.connectionsMax;

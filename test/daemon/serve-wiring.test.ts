@@ -35,7 +35,7 @@ async function scrape(port: number): Promise<string> {
 }
 
 describe('serve runs LMTP and metrics', () => {
-  it('an LMTP delivery is stored exactly (250 after DATA), an unknown mailbox gets 550; metrics count it and the scrub run through the daemon', async () => {
+  it('an LMTP delivery is stored exactly (250 after DATA), an unknown mailbox gets 550; metrics count it, an append through the socket and the scrub run through the daemon', async () => {
     const store = await freshStore();
     const [lmtpPort, metricsPort] = [await freePort(), await freePort()];
     const daemon = await serve(store, ['--lmtp', `127.0.0.1:${lmtpPort}`, '--metrics', `127.0.0.1:${metricsPort}`]);
@@ -62,6 +62,8 @@ describe('serve runs LMTP and metrics', () => {
       expect((await run(['fetch', INBOX, String(status.uidNext - 1)], { store })).stdout.equals(body)).toBe(true);
 
       expect(await scrape(metricsPort)).toMatch(/^mailstore_appends_total 1$/m);
+      await ok(['append', INBOX, '-'], { store, input: message(8) }); // through the daemon's socket: counted too
+      expect(await scrape(metricsPort)).toMatch(/^mailstore_appends_total 2$/m);
       expect((await run(['scrub'], { store })).code).toBe(0);
       const after = await scrape(metricsPort);
       expect(after).toMatch(/^mailstore_last_scrub_result 0$/m);

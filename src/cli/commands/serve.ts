@@ -77,6 +77,7 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   const hooks = serviceHooks();
   const store = await replication.open(dir, daemonStoreOptions(command, hooks, logger));
   const server = new DaemonServer(store, { socketPath: options.socket ?? defaultSocketPath(dir), socketGroup: options.socketGroup, logger });
+  server.callStore = hooks.metrics.instrument(store); // appends and errors through the socket are counted too
   replication.wire(server);
   wireServices(server, hooks, options);
   process.once('SIGTERM', () => void server.stop('SIGTERM'));
