@@ -1,6 +1,9 @@
 // Typed scrub findings: one kind per kind of damage, each with its location. Repair consumes them;
 // the CLI prints them as a table or as JSON lines.
 import { INLINE_PACK } from '../blob/pack-store.js';
+import { SEEN } from '../store/apply.js';
+import { digestHex, emptyDigest, toggleMessage, type DigestLanes } from '../store/mailbox-digest.js';
+import type { MailboxInfo, MessageRecord } from '../store/records.js';
 
 export interface MessageRef {
   mailbox: string;
@@ -85,15 +88,33 @@ export interface MessageTally {
   bytes: number;
   maxUid: number;
   maxModseq: number;
+  /** The XOR of the messages' mixes (mailbox-digest.ts), to compare with the one apply keeps for `replica check`. */
+  digest: DigestLanes;
+}
+
+/** Adds one message (its M entry) to a tally. */
+export function tallyMessage(tally: MessageTally, uid: number, record: MessageRecord): void {
+  tally.messages++;
+  tally.bytes += record.s;
+  if (!record.f.includes(SEEN)) tally.unseen++;
+  tally.maxUid = Math.max(tally.maxUid, uid);
+  tally.maxModseq = Math.max(tally.maxModseq, record.m);
+  toggleMessage(tally.digest, uid, record);
+}
+
+export function emptyTally(): MessageTally {
+  return { messages: 0, unseen: 0, bytes: 0, maxUid: 0, maxModseq: 0, digest: emptyDigest() };
 }
 
 /** A mailbox's stored counts against its messages' tally: a `mailbox-counts` finding, or none. */
-export function mailboxCountsFinding(mailbox: string, info: { messages: number; unseen: number; bytes: number; uidNext: number; highestModseq: number }, counted: MessageTally): Finding | undefined {
+export function mailboxCountsFinding(mailbox: string, info: Pick<MailboxInfo, 'messages' | 'unseen' | 'bytes' | 'uidNext' | 'highestModseq' | 'digest'>, counted: MessageTally): Finding | undefined {
   const wrong: string[] = [];
   if (info.messages !== counted.messages) wrong.push(`messages ${info.messages}, counted ${counted.messages}`);
   if (info.unseen !== counted.unseen) wrong.push(`unseen ${info.unseen}, counted ${counted.unseen}`);
   if (info.bytes !== counted.bytes) wrong.push(`bytes ${info.bytes}, counted ${counted.bytes}`);
   if (info.uidNext <= counted.maxUid) wrong.push(`uidNext ${info.uidNext} not above the largest uid ${counted.maxUid}`);
   if (info.highestModseq < counted.maxModseq) wrong.push(`highestModseq ${info.highestModseq} below a message's ${counted.maxModseq}`);
+  // absent on a mailbox created before digests existed: `replica check` scans such a mailbox instead
+  if (info.digest && digestHex(info.digest) !== digestHex(counted.digest)) wrong.push(`replica-check digest ${digestHex(info.digest)}, computed from the messages ${digestHex(counted.digest)}`);
   return wrong.length ? { kind: 'mailbox-counts', mailbox, detail: wrong.join('; ') } : undefined;
 }

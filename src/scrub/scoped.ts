@@ -9,11 +9,10 @@ import { decodeValue } from '../index/codec.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { ID_BYTES, decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey, keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
-import { SEEN } from '../store/apply.js';
 import type { BlobRecord, MailboxInfo, MessageRecord, RightsRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import { formatMailboxName, parseMailboxName } from '../store/validate.js';
-import { isDamage, mailboxCountsFinding, type Finding } from './findings.js';
+import { emptyTally, isDamage, mailboxCountsFinding, tallyMessage, type Finding } from './findings.js';
 import type { ScrubOptions, ScrubReport, ScrubSummary } from './scrub.js';
 
 export interface ScopedScrubOptions extends Pick<ScrubOptions, 'onProgress' | 'now'> {
@@ -122,16 +121,12 @@ async function checkMailbox(store: Store, info: MailboxInfo, findings: Finding[]
     else if (entry.rights !== rights) findings.push({ kind: 'acl-map-mismatch', identifier: user, name, detail: `reverse map says '${entry.rights}', the ACL says '${rights}'` });
   }
   const modseqs = new Map<number, number>(); // uid -> modseq
-  const counted = { messages: 0, unseen: 0, bytes: 0, maxUid: 0, maxModseq: 0 };
+  const counted = emptyTally();
   for await (const [key, record] of range<MessageRecord>(store, keys.messagePrefix(id), findings)) {
     keysRead++;
     const { uid } = decodeMessageKey(key);
     modseqs.set(uid, record.m);
-    counted.messages++;
-    counted.bytes += record.s;
-    if (!record.f.includes(SEEN)) counted.unseen++;
-    counted.maxUid = Math.max(counted.maxUid, uid);
-    counted.maxModseq = Math.max(counted.maxModseq, record.m);
+    tallyMessage(counted, uid, record);
   }
   const counts = mailboxCountsFinding(name, info, counted);
   if (counts) findings.push(counts);

@@ -22,8 +22,8 @@ import { RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { Store } from '../store/store.js';
 import { checkpointBegin, type BlobRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type RightsRecord } from '../store/records.js';
 import { formatMailboxName } from '../store/validate.js';
-import { SEEN, meta } from '../store/apply.js';
-import { isDamage, mailboxCountsFinding, type Finding, type MessageRef } from './findings.js';
+import { meta } from '../store/apply.js';
+import { emptyTally, isDamage, mailboxCountsFinding, tallyMessage, type Finding, type MessageRef, type MessageTally } from './findings.js';
 import { classifyDropped } from './drop.js';
 import { scrubMailboxes } from './scoped.js';
 import { checkSnapshots } from './snapshot-check.js';
@@ -400,15 +400,10 @@ async function checkJournal(store: Store, findings: Finding[], totals: LiveTotal
   return records;
 }
 
-interface BoxCheck {
+interface BoxCheck extends MessageTally {
   info: MailboxInfo;
   name: string;
   seenInNames: boolean;
-  messages: number;
-  unseen: number;
-  bytes: number;
-  maxUid: number;
-  maxModseq: number;
 }
 
 /** Lane sums of the first 8 hash bytes: equal multisets give equal sums. */
@@ -513,7 +508,7 @@ async function readMailboxes(pass: IndexPass): Promise<Map<string, BoxCheck>> {
   const boxes = new Map<string, BoxCheck>();
   for await (const batch of spaceBatches<MailboxInfo>(pass, SPACE.info)) for (const [key, info] of batch) {
     const id = key.subarray(1).toString('hex');
-    boxes.set(id, { info, name: formatMailboxName(info.name), seenInNames: false, messages: 0, unseen: 0, bytes: 0, maxUid: 0, maxModseq: 0 });
+    boxes.set(id, { info, name: formatMailboxName(info.name), seenInNames: false, ...emptyTally() });
   }
   return boxes;
 }
@@ -582,11 +577,7 @@ async function countMessages(pass: IndexPass, boxes: Map<string, BoxCheck>): Pro
       pass.findings.push({ kind: 'mailbox-counts', mailbox: id.toString('hex'), detail: `message ${uid} belongs to no mailbox` });
       continue;
     }
-    box.messages++;
-    box.bytes += record.s;
-    if (!record.f.includes(SEEN)) box.unseen++;
-    box.maxUid = Math.max(box.maxUid, uid);
-    box.maxModseq = Math.max(box.maxModseq, record.m);
+    tallyMessage(box, uid, record);
   }
   return { referenced, changes };
 }

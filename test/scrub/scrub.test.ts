@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 // every body in a pack: these tests damage and count pack records (helpers/packed.ts)
 import { PACKED, PackedStore as Store } from '../helpers/packed.js';
 import { scrub } from '../../src/scrub/scrub.js';
+import { isDamage } from '../../src/scrub/findings.js';
 import { repair } from '../../src/scrub/repair.js';
 import { reconstruct as reconstructOn, type ReconstructOptions } from '../../src/scrub/reconstruct.js';
 import { keys } from '../../src/keys/index-keys.js';
@@ -259,6 +260,29 @@ describeEachFs('scrub: refusals and index damage', ({ Store }) => {
     expect(kinds.has('mailbox-counts')).toBe(true);
     const result = await repair(store, await scrub(store));
     expect(result.unrepaired).toEqual([]);
+    await store.close();
+  });
+
+  it('finds a mailbox whose kept replica-check digest disagrees with its messages, and repair mends it', async () => {
+    const dir = tmpDir();
+    await makeStore(dir, 16);
+    const store = await Store.open(dir);
+    const raw = rawLevelOf(store);
+    const { encodeValue } = await import('../../src/index/codec.js');
+    let name = '';
+    for await (const [k, v] of store.maintenance().index.entries<any>({ prefix: keys.space(0x49), limit: 1 })) {
+      expect(v.digest, 'apply keeps a digest for every new mailbox').toHaveLength(4);
+      name = v.name.join('/');
+      await raw.put(k, encodeValue({ ...v, digest: [v.digest[0] ^ 1, v.digest[1], v.digest[2], v.digest[3]] }));
+    }
+    store.maintenance().forgetMailboxes();
+    const whole = (await scrub(store)).findings.filter(isDamage);
+    expect(whole).toEqual([{ kind: 'mailbox-counts', mailbox: name, detail: expect.stringContaining('replica-check digest') }]);
+    const scoped = (await scrub(store, { mailbox: name })).findings.filter(isDamage);
+    expect(scoped).toEqual([{ kind: 'mailbox-counts', mailbox: name, detail: expect.stringContaining('replica-check digest') }]);
+    const result = await repair(store, await scrub(store));
+    expect(result.unrepaired).toEqual([]);
+    expect((await scrub(store)).summary.damage).toBe(0);
     await store.close();
   });
 
