@@ -280,6 +280,13 @@ export const limits = {
    * twice (its pending file, then its packs), which pays only for small batches.
    */
   replicationTentativeBytesMax: 4 * 1024 * 1024,
+  /**
+   * A synchronous replica commits the tentative rounds its primary has committed (packs, journal,
+   * index: two fdatasyncs) at most this often, all of them as one batch: each round is already
+   * durable in REPLICATION-PENDING, and a commit per round put two more fdatasyncs per delivery
+   * on the disk the next round's pending write and the primary's own syncs were waiting for.
+   */
+  replicaTentativeCommitDelayMs: 20,
   /** Received frames queued, unread, before the connection stops reading (TCP then holds the sender back). */
   replicationQueueBytesMax: 64 * 1024 * 1024,
   /** A replica with rounds outstanding that acknowledges nothing for this long is dropped. */
