@@ -7,7 +7,9 @@
 // durable on both. A primary that died before its commit leaves its rounds here: a replica that
 // reconnects drops them (the primary sends its own records for those seqs), and `promote` commits
 // those that continue the journal (an acknowledged change may be among them; one that never
-// committed on the old primary was never acknowledged, like any change in doubt).
+// committed on the old primary was never acknowledged, like any change in doubt). The replica
+// commits the rounds in groups (replica.ts scheduleCommit): the frames here are their durable
+// copy until then. A damaged frame is reported, never skipped silently (commitPendingRounds).
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError } from '../errors.js';
