@@ -287,6 +287,12 @@ export const limits = {
    * on the disk the next round's pending write and the primary's own syncs were waiting for.
    */
   replicaTentativeCommitDelayMs: 20,
+  /**
+   * REPLICATION-PENDING is preallocated to this size (on a synchronous replica's first tentative
+   * round) and emptied once past it, after committing its rounds at once: a delivery that finds it
+   * full waits for that commit, so it should be rare (every ~140 deliveries of 28 KB).
+   */
+  replicaPendingFileBytes: 4 * 1024 * 1024,
   /** Received frames queued, unread, before the connection stops reading (TCP then holds the sender back). */
   replicationQueueBytesMax: 64 * 1024 * 1024,
   /** A replica with rounds outstanding that acknowledges nothing for this long is dropped. */

@@ -15,20 +15,19 @@ import { crc32 } from 'node:zlib';
 import { MailstoreError } from '../errors.js';
 import { decodeCbor, encodeCbor } from '../index/codec.js';
 import type { FileHandle } from '../fs/filesystem.js';
+import { limits } from '../limits.js';
 import { meta } from '../store/apply.js';
 import type { Store } from '../store/store.js';
 import type { Log } from './transport.js';
 
 export const PENDING_FILE = 'REPLICATION-PENDING';
 const FRAME_HEADER_BYTES = 8;
-/** The file is emptied (when every round in it has committed) once it is this big; committed frames are skipped when read. */
-const PENDING_FILE_BYTES_MAX = 1024 * 1024;
 /**
  * Written after every frame (and as the filler of the preallocated file): where the frames end.
  * As a frame header its length would be 0x4d53524e (1.3 GB), more than any frame, so it is never
- * taken for one. The file is preallocated with it so a round's fdatasync overwrites bytes already
- * on disk: no size change, no file system journal commit (measured here: append+fdatasync 0.6–0.7
- * ms, overwrite+fdatasync 0.2–0.6 ms).
+ * taken for one. The file is preallocated with it (limits.replicaPendingFileBytes), so a round's
+ * fdatasync overwrites bytes already on disk: no size change, no file system journal commit
+ * (measured here: append+fdatasync 0.6–0.7 ms, overwrite+fdatasync 0.2–0.6 ms).
  */
 export const PENDING_END = Buffer.from('MSRN-END');
 
@@ -84,20 +83,20 @@ export class PendingRounds {
     this.length = length;
   }
 
-  /** Fills the file up to PENDING_FILE_BYTES_MAX with PENDING_END, once (fdatasynced: later syncs change no size). */
+  /** Fills the file up to limits.replicaPendingFileBytes with PENDING_END, once (fdatasynced: later syncs change no size). */
   private async preallocate(): Promise<void> {
     const length = this.length;
-    const fill = Buffer.alloc(PENDING_FILE_BYTES_MAX - length);
+    const fill = Buffer.alloc(limits.replicaPendingFileBytes - length);
     for (let i = 0; i < fill.length; i += PENDING_END.length) PENDING_END.copy(fill, i);
     // an empty file's first bytes become the end mark; an earlier session's frames stay until cleared
     await this.handle!.writev([fill], length);
     await this.handle!.sync();
-    this.length = PENDING_FILE_BYTES_MAX;
+    this.length = limits.replicaPendingFileBytes;
   }
 
   /** Writes and fdatasyncs the round (and the end mark after it); the caller acknowledges it afterwards. */
   async add(round: TentativeRound): Promise<void> {
-    if (this.length < PENDING_FILE_BYTES_MAX) await this.preallocate();
+    if (this.length < limits.replicaPendingFileBytes) await this.preallocate();
     if (this.stale || (this.idle && this.full)) await this.clear();
     const body = encodeCbor(encodeRound(round));
     const head = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
@@ -124,7 +123,7 @@ export class PendingRounds {
 
   /** Past the size at which the file is emptied once every round in it has committed. */
   get full(): boolean {
-    return this.at >= PENDING_FILE_BYTES_MAX;
+    return this.at >= limits.replicaPendingFileBytes;
   }
 
   /** Every round of this session is committed: the file holds nothing needed. */

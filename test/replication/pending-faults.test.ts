@@ -14,6 +14,7 @@ import { startReplica, type ReplicaHandle } from '../../src/replication/replica.
 import { checkReplica } from '../../src/replication/check.js';
 import { PENDING_END, PENDING_FILE, PendingRounds, commitPendingRounds, lastSeqOf, readPendingRounds, type TentativeRound } from '../../src/replication/pending-rounds.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
+import { limits } from '../../src/limits.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { keyFile, msg, quiet, until } from './helpers.js';
 
@@ -192,6 +193,40 @@ describe('a damaged REPLICATION-PENDING frame', () => {
       writeFileSync(path, bytes.subarray(0, end));
       expect((await readPendingRounds(store))).toEqual({ rounds: [expect.anything(), expect.anything()] });
     } finally {
+      await store.close();
+    }
+  });
+
+  it('the file is preallocated, reused from the start once every round in it committed, and grows while one has not', async () => {
+    const tunable = limits as { replicaPendingFileBytes: number };
+    const saved = tunable.replicaPendingFileBytes;
+    tunable.replicaPendingFileBytes = 4096;
+    const { store, path } = await storeWithFrames([]);
+    try {
+      const big = (seq: number): TentativeRound => ({ records: [{ seq, payload: Buffer.alloc(1500, seq) }], packs: [], tails: [] });
+      const pending = new PendingRounds(store);
+      await pending.beginSession();
+      await pending.add(big(1));
+      expect(readFileSync(path).length).toBe(4096); // preallocated: the frame overwrote filler
+      expect(readFileSync(path).subarray(4096 - 8).equals(PENDING_END)).toBe(true);
+      await pending.add(big(2));
+      expect(pending.full).toBe(false);
+      await pending.add(big(3));
+      expect(pending.full).toBe(true);
+      expect(readFileSync(path).length).toBeGreaterThan(4096); // the third frame passed the preallocation
+      // round 3 not committed: the next frame is appended, the file grows, every frame reads
+      pending.committed(pending.takeThrough(2).length);
+      await pending.add(big(4));
+      expect((await readPendingRounds(store)).rounds.map(lastSeqOf)).toEqual([1, 2, 3, 4]);
+      // all committed: the next frame goes to offset 0 and is the only one read
+      pending.committed(pending.takeThrough(4).length);
+      const length = readFileSync(path).length;
+      await pending.add(big(5));
+      expect((await readPendingRounds(store)).rounds.map(lastSeqOf)).toEqual([5]);
+      expect(readFileSync(path).length).toBe(length);
+      await pending.close();
+    } finally {
+      tunable.replicaPendingFileBytes = saved;
       await store.close();
     }
   });
