@@ -280,6 +280,19 @@ export const limits = {
    * twice (its pending file, then its packs), which pays only for small batches.
    */
   replicationTentativeBytesMax: 4 * 1024 * 1024,
+  /**
+   * A synchronous replica commits the tentative rounds its primary has committed (packs, journal,
+   * index: two fdatasyncs) at most this often, all of them as one batch: each round is already
+   * durable in REPLICATION-PENDING, and a commit per round put two more fdatasyncs per delivery
+   * on the disk the next round's pending write and the primary's own syncs were waiting for.
+   */
+  replicaTentativeCommitDelayMs: 20,
+  /**
+   * REPLICATION-PENDING is preallocated to this size (on a synchronous replica's first tentative
+   * round) and emptied once past it, after committing its rounds at once: a delivery that finds it
+   * full waits for that commit, so it should be rare (every ~140 deliveries of 28 KB).
+   */
+  replicaPendingFileBytes: 4 * 1024 * 1024,
   /** Received frames queued, unread, before the connection stops reading (TCP then holds the sender back). */
   replicationQueueBytesMax: 64 * 1024 * 1024,
   /** A replica with rounds outstanding that acknowledges nothing for this long is dropped. */

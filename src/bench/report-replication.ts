@@ -49,7 +49,8 @@ export function checkGoals(results: TaggedResult[]): Goal[] {
       { text: rssText, measured: `${num(r.peak_rss_bytes! / 1e6, 0)} MB (the checking process; the primary answering: ${num(Number(r.primary_peak_rss_bytes ?? 0) / 1e6, 0)} MB)`, pass: r.peak_rss_bytes! <= 256e6 },
     ];
   }
-  const small = checks[0];
+  // the largest store checked (a --quick --scale run checks a 10k store besides the main corpus)
+  const small = checks.reduce<TaggedResult | undefined>((a, b) => (!a || (b.messages ?? 0) > (a.messages ?? 0) ? b : a), undefined);
   if (!small) return [{ text: timeText, measured: '', pass: undefined }, { text: rssText, measured: '', pass: undefined }];
   return [
     { text: `${timeText} (1M only with --scale)`, measured: `${num(small.seconds, 2)} s for ${int(small.messages!)} messages (process start and store open included: no rate to extrapolate from)`, pass: undefined },

@@ -22,7 +22,7 @@ import type { TierFlushResult, TierStatus } from '../store/tier.js';
 import type { TierPolicy } from '../store/tier-policy.js';
 import type { Op } from '../store/records.js';
 import { checkReplica, type CheckResult } from '../replication/check.js';
-import { promoteStore, type PromoteResult } from '../replication/promote.js';
+import { promoteStore, type PromoteOptions, type PromoteResult } from '../replication/promote.js';
 import { storedReplicationStatus, type StoredReplicationStatus } from '../replication/status.js';
 import { xferUser, type XferResult } from '../replication/xfer.js';
 
@@ -65,7 +65,7 @@ export const PROCEDURES = {
     if (!primary || !keyFile) throw new MailstoreError('INVALID', `the store at ${store.root} is not a replica (no primary and key recorded); pass --primary and --replication-key`);
     return checkReplica(store, { primary, keyFile, scan: options.scan });
   },
-  promote: (store: Store): Promise<PromoteResult> => promoteStore(store),
+  promote: (store: Store, options: PromoteOptions = {}): Promise<PromoteResult> => promoteStore(store, undefined, options),
   xfer: (store: Store, options: { user: string; to: string; mailboxPrefix?: string; keyFile?: string }): Promise<XferResult> => {
     const keyFile = options.keyFile ?? store.replication().role()?.keyFile;
     if (!keyFile) throw new MailstoreError('INVALID', 'pass --replication-key FILE (this store\'s REPLICATION names no key)');

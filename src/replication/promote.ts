@@ -20,10 +20,17 @@ export interface PromoteResult {
   seq: number;
   /** Whether the old primary was reached and told (it is fenced in any case once it hears of the epoch). */
   oldPrimaryFenced: boolean;
+  /** A damaged REPLICATION-PENDING frame set aside (promote --quarantine-damaged-pending); its changes were not applied. */
+  damagedPendingFrame?: { offset: number; quarantinedAs: string };
+}
+
+export interface PromoteOptions {
+  /** Go on past a damaged REPLICATION-PENDING frame that may hold acknowledged changes (the file is kept). */
+  quarantineDamagedPending?: boolean;
 }
 
 /** Promotes a replica store (its replication must be stopped: ReplicaHandle.promote does that). */
-export async function promoteStore(store: Store, log: Log = () => undefined): Promise<PromoteResult> {
+export async function promoteStore(store: Store, log: Log = () => undefined, options: PromoteOptions = {}): Promise<PromoteResult> {
   const control = store.replication();
   const role = control.role();
   if (role?.role !== 'replica') {
@@ -31,13 +38,13 @@ export async function promoteStore(store: Store, log: Log = () => undefined): Pr
   }
   // tentative rounds of a synchronous primary that died before saying they committed: they
   // continue this history, and one of them may have been acknowledged (pending-rounds.ts)
-  await commitPendingRounds(store, log);
+  const pending = await commitPendingRounds(store, log, { quarantineDamaged: options.quarantineDamagedPending });
   const epoch = role.epoch + 1;
   await control.setRole({ ...role, role: 'primary', epoch, primary: undefined });
   const seq = await control.commitMeta(EPOCH_META, epoch);
   log(`replication: promoted to primary at epoch ${epoch} (seq ${seq}); the old primary ${role.primary ?? '?'} is fenced once it hears of it`);
   const oldPrimaryFenced = role.primary && role.keyFile ? await tellOldPrimary(store, role.primary, role.keyFile, epoch) : false;
-  return { epoch, seq, oldPrimaryFenced };
+  return { epoch, seq, oldPrimaryFenced, ...(pending.damagedFrame ? { damagedPendingFrame: pending.damagedFrame } : {}) };
 }
 
 /** Best effort, bounded: a dead or partitioned old primary learns the epoch from its next replica. */

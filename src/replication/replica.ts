@@ -8,7 +8,7 @@
 // is resynced from a snapshot (resync-sink.ts); packs a compaction removed on the primary are
 // removed here after the round that says so (pack-removal.ts).
 import { join } from 'node:path';
-import { MailstoreError, isMailstoreError } from '../errors.js';
+import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { limits } from '../limits.js';
@@ -22,7 +22,7 @@ import { promoteStore, type PromoteResult } from './promote.js';
 import { startReplicaListener } from './primary.js';
 import { receiveResync } from './resync-sink.js';
 import { notePacksToRemove, packsRemovedIn, removeNotedPacks } from './pack-removal.js';
-import { PendingRounds, decodeRound, lastSeqOf, type TentativeRound, type Wire } from './pending-rounds.js';
+import { PENDING_FILE, PendingRounds, decodeRound, lastSeqOf, type TentativeRound, type Wire } from './pending-rounds.js';
 import { connect, type Connection, type Log, type Message } from './transport.js';
 
 export interface ReplicaOptions {
@@ -155,6 +155,10 @@ class Replica {
    * durable while the last one commits (an ordinary round waits for them).
    */
   private commits: Promise<void> = Promise.resolve();
+  /** The newest seq the primary said it committed (its `commit` notices). */
+  private commitThrough = 0;
+  /** Set while a commit waits out its delay: ends the wait. */
+  private commitWake?: () => void;
   private attempted?: () => void;
   private readonly attempt = new Promise<void>((resolve) => { this.attempted = resolve; });
 
@@ -177,7 +181,7 @@ class Replica {
   }
 
   async closePending(): Promise<void> {
-    await this.commits;
+    await this.commitNow();
     await this.pending.close();
   }
 
@@ -216,7 +220,7 @@ class Replica {
     const control = this.store.replication();
     const role = control.role()!;
     await removeNotedPacks(this.store, this.log); // a crash may have come between a round's commit and its pack deletions
-    await this.commits;
+    await this.commitNow();
     await this.pending.beginSession();
     const tails = control.db.getNow<[number, number][]>(PACK_TAILS_KEY) ?? [];
     await connection.send({ t: 'hello', kind: 'replica', storeId: this.store.identity.storeId, nodeId: role.nodeId, lastSeq: this.store.changes.lastSeq, tails, epoch: role.epoch });
@@ -240,7 +244,7 @@ class Replica {
         // written at once (not fsynced): the round's commit syncs them before its records
         return control.packs.writeReplicated(Number(message.pack), Number(message.offset), Buffer.from(message.bytes as Uint8Array));
       case 'records': {
-        await this.commits;
+        await this.commitNow();
         const records = (message.records as [number, Uint8Array][]).map(([seq, payload]) => ({ seq, payload: Buffer.from(payload) }));
         const tails = message.tails as [number, number][];
         const seq = records[records.length - 1].seq;
@@ -256,26 +260,14 @@ class Replica {
       case 'tentative': {
         // durable here before it is acknowledged; committed (and shown) only once the primary says so
         const round = decodeRound(message as unknown as Wire);
-        await this.pending.add(round);
+        if (this.pending.full) await this.commitNow(); // then the file is emptied before this round lands (if every round in it has committed)
+        await this.holdTentative(connection, round);
         return connection.send({ t: 'ack', seq: lastSeqOf(round), pending: true });
       }
-      case 'commit': {
-        const seq = Number(message.seq);
-        const rounds = this.pending.takeThrough(seq);
-        this.commits = this.commits.then(async () => {
-          try {
-            for (const round of rounds) await this.commitRound(round);
-          } finally {
-            this.pending.committed(rounds.length);
-          }
-          this.primarySeq = Math.max(this.primarySeq, seq);
-          await connection.send({ t: 'ack', seq });
-        }).catch((error: unknown) => {
-          this.log(`replication: committing tentative rounds up to seq ${seq}: ${(error as Error).message}`);
-          connection.close(); // the next session starts from what is committed
-        });
+      case 'commit':
+        this.commitThrough = Math.max(this.commitThrough, Number(message.seq));
+        this.scheduleCommit(connection);
         return;
-      }
       case 'resync': {
         this.resyncingTo = Number(message.seq);
         try {
@@ -292,7 +284,61 @@ class Replica {
     }
   }
 
-  private commitRound(round: TentativeRound): Promise<void> {
-    return this.store.replication().applyReplicated({ packs: round.packs, records: round.records, meta: [[PACK_TAILS_KEY, round.tails]] });
+  /**
+   * A round's pending write or fdatasync failed (a full disk, EIO): it is not acknowledged, the
+   * primary is told why (its log says so; its change waits for this replica per --sync-fallback),
+   * and the session ends: the next one gets the round as the primary's committed records.
+   */
+  private async holdTentative(connection: Connection, round: TentativeRound): Promise<void> {
+    try {
+      await this.pending.add(round);
+    } catch (error) {
+      const failure = fromSystemError(error, `making tentative round ${lastSeqOf(round)} durable in`, PENDING_FILE);
+      await connection.send({ t: 'error', code: failure.code, message: failure.message }).catch(() => undefined);
+      throw failure;
+    }
+  }
+
+  /**
+   * Commits the rounds the primary has committed after limits.replicaTentativeCommitDelayMs, all
+   * as one batch (one journal write, two fdatasyncs): each is durable in REPLICATION-PENDING
+   * already, so the wait costs the replica's visible lag, not safety, and the disk the next
+   * round's pending write waits for is not busy with two syncs per delivery. Off the message
+   * loop, in order: the next round is made durable meanwhile.
+   */
+  private scheduleCommit(connection: Connection): void {
+    if (this.commitWake) return;
+    const delay = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, limits.replicaTentativeCommitDelayMs);
+      this.commitWake = () => { clearTimeout(timer); resolve(); };
+    });
+    this.commits = this.commits.then(() => delay).then(async () => {
+      this.commitWake = undefined;
+      const seq = this.commitThrough;
+      const rounds = this.pending.takeThrough(seq);
+      try {
+        if (rounds.length > 0) await this.commitRounds(rounds);
+      } finally {
+        this.pending.committed(rounds.length);
+      }
+      this.primarySeq = Math.max(this.primarySeq, seq);
+      await connection.send({ t: 'ack', seq });
+    }).catch((error: unknown) => {
+      this.commitWake = undefined;
+      this.log(`replication: committing tentative rounds up to seq ${this.commitThrough}: ${(error as Error).message}`);
+      connection.close(); // the next session starts from what is committed
+    });
+  }
+
+  /** Ends the wait of a scheduled commit and waits for every commit begun. */
+  private async commitNow(): Promise<void> {
+    this.commitWake?.();
+    await this.commits;
+  }
+
+  private commitRounds(rounds: TentativeRound[]): Promise<void> {
+    return this.store.replication().applyReplicated({
+      packs: rounds.flatMap((r) => r.packs), records: rounds.flatMap((r) => r.records), meta: [[PACK_TAILS_KEY, rounds[rounds.length - 1].tails]],
+    });
   }
 }

@@ -40,6 +40,10 @@ describe('replication report', () => {
     expect(small.map((g) => g.pass)).toEqual([undefined, undefined]);
     expect(small[0]!.measured).toContain('1.50 s for 30,000 messages');
     expect(small[1]!.measured).toBe('100 MB at 30,000 messages');
+    // a --quick --scale run also checks a 10k-message store (after the main corpus's): its figures, the larger one
+    const quickScale = checkGoals([...replicationResults(), at(1, 'scale-10000', { peer: 'mailstore', measurement: 'replica-check', messages: 41_000, seconds: 2, peak_rss_bytes: 90 * MB })]);
+    expect(quickScale.map((g) => g.pass)).toEqual([undefined, undefined]);
+    expect(quickScale[1]!.measured).toBe('90 MB at 41,000 messages');
     const big = checkGoals([...replicationResults(), at(1, 'scale-1000000', { peer: 'mailstore', measurement: 'replica-check', messages: 1_100_000, seconds: 12, peak_rss_bytes: 200 * MB })]);
     expect(big.map((g) => g.pass)).toEqual([false, true]);
     expect(big[0]!.measured).toContain('1,100,000 messages');

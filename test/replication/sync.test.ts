@@ -30,7 +30,7 @@ describe('synchronous replicas', () => {
         // acknowledged: the replica has it durable at this very moment, committed (its journal) or as
         // a tentative round (its pending file; committed once the primary's commit notice arrives)
         const pending = await readPendingRounds(replica.store);
-        const held = Math.max(replica.store.changes.lastSeq, ...pending.map(lastSeqOf));
+        const held = Math.max(replica.store.changes.lastSeq, ...pending.rounds.map(lastSeqOf));
         expect(held).toBeGreaterThanOrEqual((await primaryStore.messageInfo('INBOX', uid)).modseq);
       }));
       await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq);

@@ -47,7 +47,7 @@ function journalSyncFs(): { fs: FileSystem; arm: (hook: () => Promise<void>) => 
 
 /** Until the replica holds seq as a tentative round, durable in its pending file. */
 async function heldTentative(replica: ReplicaHandle, seq: number): Promise<void> {
-  await until(async () => (await readPendingRounds(replica.store)).some((r) => lastSeqOf(r) === seq), 15_000, `tentative round ${seq} on the replica`);
+  await until(async () => (await readPendingRounds(replica.store)).rounds.some((r) => lastSeqOf(r) === seq), 15_000, `tentative round ${seq} on the replica`);
 }
 
 async function pair() {
@@ -118,7 +118,7 @@ describe('tentative rounds of a synchronous replica', () => {
       expect(promoted.seq).toBe(committed + 2); // the round, then the epoch record
       expect((await replica.store.status('INBOX')).messages).toBe(3);
       expect(await replica.store.fetch('INBOX', 3)).toEqual(msg(3));
-      expect(await readPendingRounds(replica.store)).toEqual([]);
+      expect((await readPendingRounds(replica.store)).rounds).toEqual([]);
       // the old primary's sync completes: the change is acknowledged (the replica acknowledged the
       // round before it went) or, when the session's end came first, fails UNAVAILABLE saying it may
       // have committed; either way it is on the promoted replica

@@ -8,15 +8,17 @@ export function register(program: Command): void {
   program
     .command('promote')
     .description('make this replica the primary (epoch + 1); the old primary refuses writes once it hears of the new epoch')
+    .option('--quarantine-damaged-pending', 'go on although REPLICATION-PENDING has a damaged frame that may hold acknowledged changes (the file is kept as REPLICATION-PENDING.damaged)')
     .option('--json', 'print as JSON')
     .addHelpText('after', `
 Stop the replica's daemon first (or let the daemon promote it). The old primary is told at once if
 it can be reached; otherwise it is fenced by the first node that brings it the new epoch. Changes
 it acknowledged with synchronous replicas are on every synchronous replica; with rolling
 replication the newest ones may be only on the old primary.`)
-    .action(async (_options: unknown, command: Command) => {
-      const result = await withStore(command, (store) => procedures(store).promote());
+    .action(async (options: { quarantineDamagedPending?: boolean }, command: Command) => {
+      const result = await withStore(command, (store) => procedures(store).promote({ quarantineDamagedPending: options.quarantineDamagedPending === true }));
       if (wantsJson(command)) return printJson(result);
+      if (result.damagedPendingFrame) await printLine(`warning: a damaged tentative frame was set aside (${result.damagedPendingFrame.quarantinedAs}); changes in it were not applied`);
       await printLine(`promoted: primary at epoch ${result.epoch} (seq ${result.seq}); old primary ${result.oldPrimaryFenced ? 'fenced' : 'not reached (fenced once it hears of the epoch)'}`);
     });
 }

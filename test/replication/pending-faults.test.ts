@@ -1,0 +1,233 @@
+// Failure paths of a synchronous replica's tentative rounds (pending-rounds.ts): its
+// REPLICATION-PENDING write or fdatasync fails (EIO, a full disk), and a frame of that file is
+// damaged when `promote` reads it. Invariants: a change acknowledged with a synchronous replica is
+// durable there (committed, or as a valid pending frame); the primary's log names the replica's
+// error; a damaged frame that may hold an acknowledged change is never silently dropped, and no
+// round after or instead of it is applied.
+import { describe, expect, it } from 'vitest';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, sep } from 'node:path';
+import { Store } from '../../src/store/store.js';
+import type { FileSystem } from '../../src/fs/filesystem.js';
+import { startPrimary } from '../../src/replication/primary.js';
+import { startReplica, type ReplicaHandle } from '../../src/replication/replica.js';
+import { checkReplica } from '../../src/replication/check.js';
+import { PENDING_END, PENDING_FILE, PendingRounds, commitPendingRounds, lastSeqOf, readPendingRounds, type TentativeRound } from '../../src/replication/pending-rounds.js';
+import { FaultFileSystem } from '../sim/faultfs.js';
+import { limits } from '../../src/limits.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { keyFile, msg, quiet, until } from './helpers.js';
+
+/** The seq the replica holds durable: committed, or in a valid pending frame. */
+async function held(replica: ReplicaHandle): Promise<number> {
+  const { rounds } = await readPendingRounds(replica.store);
+  return Math.max(replica.store.changes.lastSeq, ...rounds.map(lastSeqOf));
+}
+
+async function syncPair(replicaFs: FileSystem, fallback: 'refuse' | 'async' = 'refuse') {
+  const key = keyFile();
+  const primaryStore = await Store.open(tmpDir('primary'), { create: true });
+  await primaryStore.createMailbox('INBOX');
+  const lines: string[] = [];
+  const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, syncReplicas: 1, syncFallback: fallback, syncWaitMs: 20_000, log: (l) => lines.push(l) });
+  const address = `127.0.0.1:${(await primary.status()).port}`;
+  const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: address, keyFile: key, log: quiet, fs: replicaFs });
+  await until(async () => (await primary.status()).replicas.some((r) => r.connected));
+  await primaryStore.append('INBOX', msg(0)); // a new pack: an ordinary round; later ones go as tentative rounds
+  return { key, primaryStore, primary, address, replica, lines };
+}
+
+describe('a replica whose REPLICATION-PENDING write fails', () => {
+  for (const [what, kind, op] of [['fdatasync fails EIO', 'EIO', 'sync'], ['write fails ENOSPC', 'ENOSPC', 'write']] as const) {
+    it(`${what}: the primary logs the replica's error, and every acknowledged change is durable on the replica`, async () => {
+      const faults = new FaultFileSystem();
+      const { key, primaryStore, primary, address, replica, lines } = await syncPair(faults);
+      try {
+        const pending = (path: string | undefined) => path?.endsWith(`${sep}${PENDING_FILE}`) ?? false;
+        faults.injectAt((info) => info.kind === op && pending(info.path), kind, { times: 3 });
+        for (let i = 1; i <= 5; i++) {
+          const { uid } = await primaryStore.append('INBOX', msg(i)); // acknowledged: must be durable on the replica now
+          expect(await held(replica)).toBeGreaterThanOrEqual((await primaryStore.messageInfo('INBOX', uid)).modseq);
+        }
+        expect(faults.firedFaults().length).toBe(3);
+        expect(lines.some((l) => new RegExp(`reports: .*tentative round \\d+ durable in ${PENDING_FILE}: ${kind}`).test(l))).toBe(true);
+        await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 15_000, 'the replica committed everything');
+        expect((await replica.store.status('INBOX')).messages).toBe(6);
+        expect((await checkReplica(replica.store, { primary: address, keyFile: key })).identical).toBe(true);
+      } finally {
+        await replica.close();
+        await primary.close();
+        await primaryStore.close();
+      }
+    }, 60_000);
+  }
+
+  for (const fallback of ['refuse', 'async'] as const) {
+    it(`with --sync-fallback ${fallback} and the replica failing for longer than the wait: ${fallback === 'refuse' ? 'UNAVAILABLE saying it may have committed' : 'acknowledged and counted unprotected'}`, async () => {
+      const faults = new FaultFileSystem();
+      const key = keyFile();
+      const primaryStore = await Store.open(tmpDir('primary'), { create: true });
+      await primaryStore.createMailbox('INBOX');
+      const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, syncReplicas: 1, syncFallback: fallback, syncWaitMs: 300, log: quiet });
+      const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: `127.0.0.1:${(await primary.status()).port}`, keyFile: key, log: quiet, fs: faults });
+      try {
+        await until(async () => (await primary.status()).replicas.some((r) => r.connected));
+        await primaryStore.append('INBOX', msg(0));
+        faults.failAll('EIO', { pathPrefix: join(replica.store.root, sep), ops: ['write', 'sync'] }); // the replica's disk fails: no round is durable there
+        const outcome = await primaryStore.append('INBOX', msg(1)).catch((e: unknown) => e);
+        if (fallback === 'refuse') {
+          expect(outcome).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/may have committed/) });
+        } else {
+          expect(outcome).toMatchObject({ uid: 2 });
+          expect((await primary.status()).unprotectedCommits).toBeGreaterThanOrEqual(1);
+        }
+        faults.clear();
+        await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 15_000, 'catch-up once the disk works');
+        expect((await replica.store.status('INBOX')).messages).toBe(2);
+      } finally {
+        await replica.close();
+        await primary.close();
+        await primaryStore.close();
+      }
+    }, 60_000);
+  }
+});
+
+/** A round whose records are never applied (they are skipped or refused before): enough for the file's logic. */
+const fakeRound = (seq: number): TentativeRound => ({ records: [{ seq, payload: Buffer.from(`record ${seq}`) }], packs: [], tails: [] });
+
+/** The byte offsets of the frames in the file (each [u32 length][u32 crc][body]). */
+function frameOffsets(path: string): number[] {
+  const bytes = readFileSync(path);
+  const out: number[] = [];
+  for (let at = 0; at + 8 <= bytes.length && !bytes.subarray(at, at + 8).equals(PENDING_END); at += 8 + bytes.readUInt32BE(at)) out.push(at);
+  return out;
+}
+
+function flipBodyByte(path: string, frameAt: number): void {
+  const bytes = readFileSync(path);
+  bytes[frameAt + 8 + 2] ^= 0x40;
+  writeFileSync(path, bytes);
+}
+
+describe('a damaged REPLICATION-PENDING frame', () => {
+  async function storeWithFrames(rounds: TentativeRound[]): Promise<{ store: Store; path: string }> {
+    const store = await Store.open(tmpDir('pending'), { create: true });
+    await store.createMailbox('INBOX');
+    await store.append('INBOX', msg(1));
+    const pending = new PendingRounds(store);
+    await pending.beginSession();
+    for (const round of rounds) await pending.add(round);
+    await pending.close();
+    return { store, path: join(store.root, PENDING_FILE) };
+  }
+
+  it('is read as damage (not as the end), with the valid frames after it', async () => {
+    const { store, path } = await storeWithFrames([fakeRound(1), fakeRound(2), fakeRound(3)]);
+    try {
+      const offsets = frameOffsets(path);
+      expect(offsets.length).toBe(3);
+      expect((await readPendingRounds(store)).rounds.map(lastSeqOf)).toEqual([1, 2, 3]);
+      flipBodyByte(path, offsets[1]);
+      const read = await readPendingRounds(store);
+      expect(read.rounds.map(lastSeqOf)).toEqual([1]);
+      expect(read.damage).toEqual({ offset: offsets[1], following: [expect.objectContaining({ records: [expect.objectContaining({ seq: 3 })] })] });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('that may hold an acknowledged change refuses promotion (CORRUPT) before anything is applied; with quarantine the file is kept and nothing of it applied', async () => {
+    const { store, path } = await storeWithFrames([]);
+    try {
+      const last = store.changes.lastSeq;
+      // rounds beyond the journal: the damaged one could be a change the old primary acknowledged
+      const pending = new PendingRounds(store);
+      await pending.beginSession();
+      await pending.add(fakeRound(last + 1));
+      await pending.add(fakeRound(last + 2));
+      await pending.close();
+      flipBodyByte(path, frameOffsets(path)[0]);
+      const before = readFileSync(path);
+      const lines: string[] = [];
+      const error = await commitPendingRounds(store, (l) => lines.push(l)).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/damaged at byte 0 .*may hold changes the old primary acknowledged.*--quarantine-damaged-pending/) });
+      expect(store.changes.lastSeq).toBe(last);
+      expect(readFileSync(path).equals(before)).toBe(true); // kept as it was
+      const result = await commitPendingRounds(store, (l) => lines.push(l), { quarantineDamaged: true });
+      expect(result).toEqual({ committed: 0, damagedFrame: { offset: 0, quarantinedAs: `${path}.damaged` } });
+      expect(store.changes.lastSeq).toBe(last); // the valid frame after the damaged one does not continue the journal: not applied
+      expect(readFileSync(`${path}.damaged`).equals(before)).toBe(true);
+      expect(lines.some((l) => /DAMAGED: .*kept as/.test(l))).toBe(true);
+      expect(existsSync(path)).toBe(false);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('followed by a valid frame of committed seqs is harmless: promotion goes on', async () => {
+    const { store, path } = await storeWithFrames([]);
+    try {
+      const last = store.changes.lastSeq;
+      const pending = new PendingRounds(store);
+      await pending.beginSession();
+      await pending.add(fakeRound(last - 1));
+      await pending.add(fakeRound(last));
+      await pending.close();
+      flipBodyByte(path, frameOffsets(path)[0]);
+      const lines: string[] = [];
+      expect(await commitPendingRounds(store, (l) => lines.push(l))).toEqual({ committed: 0 });
+      expect(lines.some((l) => /damaged frame at byte 0; a later frame shows its records are committed/.test(l))).toBe(true);
+      expect(store.changes.lastSeq).toBe(last);
+      expect((await readPendingRounds(store)).rounds).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a file of the earlier format (appended frames, no end mark) still reads', async () => {
+    const { store, path } = await storeWithFrames([fakeRound(1), fakeRound(2)]);
+    try {
+      const bytes = readFileSync(path);
+      const end = frameOffsets(path).length === 2 ? 8 + bytes.readUInt32BE(0) + 8 + bytes.readUInt32BE(8 + bytes.readUInt32BE(0)) : 0;
+      writeFileSync(path, bytes.subarray(0, end));
+      expect((await readPendingRounds(store))).toEqual({ rounds: [expect.anything(), expect.anything()] });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('the file is preallocated, reused from the start once every round in it committed, and grows while one has not', async () => {
+    const tunable = limits as { replicaPendingFileBytes: number };
+    const saved = tunable.replicaPendingFileBytes;
+    tunable.replicaPendingFileBytes = 4096;
+    const { store, path } = await storeWithFrames([]);
+    try {
+      const big = (seq: number): TentativeRound => ({ records: [{ seq, payload: Buffer.alloc(1500, seq) }], packs: [], tails: [] });
+      const pending = new PendingRounds(store);
+      await pending.beginSession();
+      await pending.add(big(1));
+      expect(readFileSync(path).length).toBe(4096); // preallocated: the frame overwrote filler
+      expect(readFileSync(path).subarray(4096 - 8).equals(PENDING_END)).toBe(true);
+      await pending.add(big(2));
+      expect(pending.full).toBe(false);
+      await pending.add(big(3));
+      expect(pending.full).toBe(true);
+      expect(readFileSync(path).length).toBeGreaterThan(4096); // the third frame passed the preallocation
+      // round 3 not committed: the next frame is appended, the file grows, every frame reads
+      pending.committed(pending.takeThrough(2).length);
+      await pending.add(big(4));
+      expect((await readPendingRounds(store)).rounds.map(lastSeqOf)).toEqual([1, 2, 3, 4]);
+      // all committed: the next frame goes to offset 0 and is the only one read
+      pending.committed(pending.takeThrough(4).length);
+      const length = readFileSync(path).length;
+      await pending.add(big(5));
+      expect((await readPendingRounds(store)).rounds.map(lastSeqOf)).toEqual([5]);
+      expect(readFileSync(path).length).toBe(length);
+      await pending.close();
+    } finally {
+      tunable.replicaPendingFileBytes = saved;
+      await store.close();
+    }
+  });
+});
