@@ -102,7 +102,10 @@ async function changedBox(parent: Box, info: MailboxInfo, id: Buffer, since: Sta
     if (!set) candidates.set(uid, (set = new Set()));
     set.add(modseq);
   };
-  for (const [modseq, uid] of recent) { uids.add(uid); candidate(uid, modseq); }
+  // the entries above the parent's highestModseq are all in `recent` (the same LevelDB snapshot):
+  // a candidate there is looked up in it, not in the index, and one missing from it does not exist
+  const above = new Map<string, StateChange[2]>();
+  for (const [modseq, uid, value] of recent) { uids.add(uid); candidate(uid, modseq); above.set(`${modseq} ${uid}`, value); }
   for (const [modseq, uid] of touched?.entries ?? []) { uids.add(uid); candidate(uid, modseq); }
   for (const uid of uids) {
     const message = since.message(id, uid);
@@ -115,7 +118,7 @@ async function changedBox(parent: Box, info: MailboxInfo, id: Buffer, since: Sta
   for (const [uid, modseqs] of candidates) {
     const entries: [number, StateChange[2]][] = [];
     for (const modseq of [...modseqs].sort((a, b) => a - b)) {
-      const value = since.change(id, modseq, uid);
+      const value = modseq > parent.info.highestModseq ? above.get(`${modseq} ${uid}`) : since.change(id, modseq, uid);
       if (value !== undefined) entries.push([modseq, value]);
     }
     if (entries.length > 0) box.changes.set(uid, entries);

@@ -7,6 +7,7 @@ import type { MailStore } from '../../store/api.js';
 import type { Op } from '../../store/records.js';
 import { MailstoreError } from '../../errors.js';
 import { runBackup, type BackupSource, type BackupSummary } from '../../backup/backup.js';
+import { phase, reportPhases } from '../../backup/phases.js';
 import { Store } from '../../store/store.js';
 import { REPO_HELP, withRepository } from '../backup-repo.js';
 import { printJson, printLine, wantsJson, withStore } from '../context.js';
@@ -61,8 +62,10 @@ async function backupSource(store: MailStore): Promise<BackupSource> {
 }
 
 async function runBackupCommand(_options: unknown, command: Command): Promise<void> {
+  phase('modules loaded');
   // The store first: a mistyped store path must not leave a new, empty repository behind.
   const summary = await withStore(command, async (store) => withRepository(command, true, async (repo) => {
+    phase('store and repository opened');
     let progress: Progress | undefined;
     let done = { blobs: 0, bytes: 0 };
     return runBackup(await backupSource(store), repo, {
@@ -73,6 +76,8 @@ async function runBackupCommand(_options: unknown, command: Command): Promise<vo
       },
     }).finally(() => progress?.finish());
   }));
+  phase('closed');
+  reportPhases();
   if (wantsJson(command)) return printJson(summary);
   await printLine(describe(summary));
 }
