@@ -29,4 +29,12 @@ export function reportPhases(): void {
   if (enabled) process.stderr.write(`${JSON.stringify({ phases: phaseTimes() })}\n`);
 }
 
+/** The phases line in a backup's stderr as "name ms, name ms, ..." (the bench's note), or '' when there is none. */
+export function phaseNote(stderr: string): string {
+  const line = stderr.split('\n').find((l) => l.startsWith('{"phases":'));
+  if (!line) return '';
+  const phases = (JSON.parse(line) as { phases: Record<string, number> }).phases;
+  return Object.entries(phases).map(([name, ms]) => `${name} ${Math.round(ms)}`).join(', ');
+}
+
 const round = (ms: number) => Math.round(ms * 10) / 10;
