@@ -2,7 +2,6 @@
 // use); only what the repository does not hold yet is read and copied. `backup check` and
 // `backup forget` are its subcommands (backup-check.ts, backup-forget.ts).
 import type { Command } from 'commander';
-import { procedures } from '../../daemon/procedures.js';
 import type { MailStore } from '../../store/api.js';
 import type { Op } from '../../store/records.js';
 import { MailstoreError } from '../../errors.js';
@@ -45,6 +44,9 @@ async function backupSource(store: MailStore): Promise<BackupSource> {
       stateSince: (afterSeq) => store.maintenance().stateSince(afterSeq),
     };
   }
+  // loaded only for a daemon: with its node:tls and the scrub module it was a tenth of what a
+  // backup loaded before it ran (docs/BACKUP.md, "Where an incremental run goes")
+  const { procedures } = await import('../../daemon/procedures.js');
   const remote = procedures(store);
   return {
     storeId: await remote.storeId(),
