@@ -252,7 +252,37 @@ describe('incremental backups', () => {
   });
 });
 
-describe('the compression workers of an incremental run', () => {
+describe('incremental runs: work started early', () => {
+  it('the changed mailboxes\' change-log ranges are read at once: one that fails while another is awaited gives a whole read, not an unhandled rejection', async () => {
+    const dir = tmpDir('bki');
+    const store = await Store.init(join(dir, 's'));
+    const repo = await openRepo(join(dir, 'repo'));
+    for (const name of ['A', 'B', 'C']) { await store.createMailbox(name); await fill(store, name, 4, name.charCodeAt(0) * 10); }
+    await runBackup(source(store), repo);
+    for (const name of ['A', 'B', 'C']) await store.setFlags(name, [2], { add: ['x'] });
+    let calls = 0;
+    const failing: BackupSource = {
+      ...source(store),
+      stateSince: async (afterSeq) => {
+        const since = await store.maintenance().stateSince(afterSeq);
+        const changesAfter = since.changesAfter;
+        return {
+          ...since,
+          changesAfter: async (id, modseq) => {
+            if (calls++ === 0) { await new Promise((done) => setTimeout(done, 50)); return changesAfter(id, modseq); }
+            throw new MailstoreError('IO', 'range read failed (test)');
+          },
+        };
+      },
+    };
+    const summary = await runBackup(failing, repo);
+    expect(calls).toBe(3); // all three asked before the first answered
+    expect(summary.fullReadReason).toMatch(/range read failed/);
+    expect(await snapshotOps(repo, summary.snapshot)).toBe(await wholeState(store));
+    await store.close();
+    await repo.close();
+  });
+
   it('start once the journal says how many new bytes may come (freshBytes); a copy through them, and one a damaged message stops, leave the repository right', async () => {
     const dir = tmpDir('bki');
     const store = await Store.init(join(dir, 's'));
