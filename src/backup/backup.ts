@@ -10,9 +10,10 @@ import type { StateSnapshot } from '../store/checkpoint.js';
 import type { Op } from '../store/records.js';
 import type { StateSince } from '../store/state-since.js';
 import { blobIdOf } from './crypto.js';
+import { phase } from './phases.js';
 import { CompressPool, InlineCompressor } from './compress-pool.js';
 import { applySince, fallbackReason, findParent, modelOf, opsOf } from './incremental.js';
-import { DATA_HEADER_BYTES, FORMAT_VERSION, encodeDataHeader, sealRecord } from './format.js';
+import { DATA_HEADER_BYTES, FORMAT_VERSION, encodeDataHeader, sealRecord, type BlobCodec } from './format.js';
 import { addToIndex, lockRepository, type BlobEntry, type IndexFile, type Repository, type SnapshotCounts, type SnapshotFile } from './repository.js';
 
 /** What a backup needs of a store: the Store itself, or later the daemon's client. */
@@ -84,21 +85,30 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
   const started = Date.now();
   const writtenBefore = repo.bytesWritten;
   const lock = await lockRepository(repo, false);
+  phase('locked');
+  const compressors = new Compressors(repo.codec);
   try {
-    const state = await readState(source, repo);
+    const state = await readState(source, repo, compressors);
     // The parent's blobs are in the repository (its snapshot was written after them); the index is
     // read only when there are others, and then every blob is looked up (a lost one is copied again).
     const parentBlobs = state.parent?.blobs;
     const others = parentBlobs ? state.blobs.some((blob) => !parentBlobs.has(blob.hash.toString('hex'))) : true;
     const known = others ? await repo.loadIndex() : new Map<string, BlobEntry[]>();
     const missing = others ? state.blobs.filter((blob) => !known.has(blobIdOf(blob.hash, repo.keys).toString('hex'))) : [];
+    phase('index read');
     options.onPlan?.(missing.length, missing.reduce((sum, blob) => sum + blob.size, 0));
-    const bytesRead = await copyBlobs(source, repo, known, missing, options);
     const snapshot: SnapshotFile = {
       version: FORMAT_VERSION, time: Date.now(), storeId: source.storeId, hostname: hostname(), seq: state.seq, counts: state.counts, ops: state.ops,
       ...(state.journalDigest ? { journalDigest: state.journalDigest } : {}),
     };
-    const id = await repo.writeSnapshot(snapshot);
+    // encoded while the last data and index files are written and synced (CPU beside the disk);
+    // written only after them (invariant 2)
+    let encoded: Buffer | undefined;
+    const encode = () => { encoded = repo.encodeSnapshot(snapshot); };
+    const bytesRead = await copyBlobs(source, repo, known, missing, compressors, options, encode);
+    phase('blobs copied');
+    const id = await repo.writeSnapshotBytes(encoded ?? repo.encodeSnapshot(snapshot));
+    phase('snapshot written');
     return {
       snapshot: id, storeId: source.storeId, seq: state.seq, mailboxes: state.counts.mailboxes, messages: state.counts.messages, blobs: state.counts.blobs,
       newBlobs: missing.length, bytesRead, bytesAdded: repo.bytesWritten - writtenBefore, durationMs: Date.now() - started,
@@ -106,7 +116,9 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
       ...(state.fullReadReason ? { fullReadReason: state.fullReadReason } : {}),
     };
   } finally {
+    await compressors.close();
     await lock.release();
+    phase('unlocked');
   }
 }
 
@@ -114,14 +126,19 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
  * The state at one seq: the newest earlier snapshot of this store plus the store's changes since
  * (incremental.ts) when the source can tell them, else the whole state read from the store.
  */
-async function readState(source: BackupSource, repo: Repository): Promise<StateRead> {
+async function readState(source: BackupSource, repo: Repository, compressors: Compressors): Promise<StateRead> {
   let fullReadReason: string | undefined;
   const parent = source.stateSince ? await findParent(repo, source.storeId) : undefined;
+  phase('parent read');
   if (parent && source.stateSince) {
     try {
       const model = modelOf(parent.snapshot);
+      phase('parent modelled');
       const blobs = parentBlobs(parent.snapshot.ops);
+      phase('parent blob set');
       const since = await source.stateSince(parent.snapshot.seq);
+      phase('journal since read');
+      compressors.expect(since.freshBytes); // the workers start while the state is built
       let readWhole: number;
       try {
         if (!parent.snapshot.journalDigest || since.afterDigest !== parent.snapshot.journalDigest) {
@@ -131,8 +148,12 @@ async function readState(source: BackupSource, repo: Repository): Promise<StateR
       } finally {
         await since.close();
       }
+      phase('changes applied');
       const ops = opsOf(model);
-      return { ...tally(ops, new Map()), seq: model.seq, ops, journalDigest: since.appliedDigest, parent: { id: parent.id, blobs, readWhole } };
+      phase('state ops');
+      const counted = tally(ops, new Map());
+      phase('state counted');
+      return { ...counted, seq: model.seq, ops, journalDigest: since.appliedDigest, parent: { id: parent.id, blobs, readWhole } };
     } catch (error) {
       fullReadReason = fallbackReason(error);
     }
@@ -223,12 +244,12 @@ function tally(ops: Op[], positions: Map<string, number>): { counts: SnapshotCou
  * the main thread reads the next blobs, seals finished ones, and a full data file is written in
  * the background (compress-pool.ts says why not zlib's own async calls).
  */
-async function copyBlobs(source: BackupSource, repo: Repository, known: Map<string, BlobEntry[]>, missing: NeededBlob[], options: BackupOptions): Promise<number> {
-  if (missing.length === 0) return 0;
+async function copyBlobs(
+  source: BackupSource, repo: Repository, known: Map<string, BlobEntry[]>, missing: NeededBlob[], compressors: Compressors, options: BackupOptions, beforeLastSync: () => void,
+): Promise<number> {
+  if (missing.length === 0) { beforeLastSync(); return 0; }
   const writer = new DataFileWriter(repo, known);
-  // a few blobs are compressed here: starting the workers would cost more than they save
-  const total = missing.reduce((sum, blob) => sum + blob.size, 0);
-  const pool = total <= backupLimits.inlineCompressBytesMax ? new InlineCompressor(repo.codec) : new CompressPool(repo.codec);
+  const pool = compressors.for(missing.reduce((sum, blob) => sum + blob.size, 0));
   const window: Promise<{ blobs: NeededBlob[]; bytes: Buffer[]; compressed: Buffer[] }>[] = [];
   let next = 0;
   const start = () => {
@@ -259,14 +280,42 @@ async function copyBlobs(source: BackupSource, repo: Repository, known: Map<stri
       options.onProgress?.(done, bytesRead);
       if (writer.bytes >= backupLimits.packBytesTarget) await writer.flush(false);
     }
+    await writer.flush(false);
+    beforeLastSync();
     await writer.flush(true);
   } finally {
     // a failed run: nothing is left running behind it (the files written so far are reused next time)
     await Promise.allSettled(window);
     await writer.settled();
-    await pool.close();
   }
   return bytesRead;
+}
+
+/**
+ * The compression workers, or the main thread for a few blobs (starting the workers, tens of ms,
+ * would cost more than they save). An incremental run learns from the journal how many new bytes
+ * there may be before it builds its state, and starts the workers then, so they are up when the
+ * copy begins; otherwise the choice is made when the copy starts.
+ */
+class Compressors {
+  private pool: CompressPool | InlineCompressor | undefined;
+
+  constructor(private readonly codec: BlobCodec) {}
+
+  /** Up to `bytes` of new blobs are coming: the workers start now when that is more than a few. */
+  expect(bytes: number): void {
+    if (!this.pool && bytes > backupLimits.inlineCompressBytesMax) this.pool = new CompressPool(this.codec);
+  }
+
+  /** What compresses `bytes` of blobs: the workers if started, else chosen by the amount. */
+  for(bytes: number): CompressPool | InlineCompressor {
+    this.pool ??= bytes <= backupLimits.inlineCompressBytesMax ? new InlineCompressor(this.codec) : new CompressPool(this.codec);
+    return this.pool;
+  }
+
+  async close(): Promise<void> {
+    await this.pool?.close();
+  }
 }
 
 /**

@@ -68,16 +68,26 @@ export function modelOf(snapshot: SnapshotFile): StateModel {
 export async function applySince(model: StateModel, since: StateSince): Promise<number> {
   let readWhole = 0;
   const next = new Map<string, Box>();
+  const unchanged = (info: MailboxInfo, parent: Box | undefined) => parent && !since.touched.has(hex(info.id)) && parent.info.highestModseq === info.highestModseq;
+  // every changed mailbox's recent change-log entries at once: a range read is a round trip to
+  // LevelDB's thread pool, and one after another they were most of this on a loaded machine
+  const recent = new Map<string, Promise<StateChange[]>>();
+  for (const info of since.mailboxes) {
+    const parent = model.boxes.get(hex(info.id));
+    if (!parent || unchanged(info, parent)) continue;
+    const read = since.changesAfter(Buffer.from(info.id), parent.info.highestModseq);
+    read.catch(() => undefined); // awaited in its turn; a failure meanwhile is not unhandled
+    recent.set(hex(info.id), read);
+  }
   for (const info of since.mailboxes) {
     const key = hex(info.id);
     const id = Buffer.from(info.id);
     const parent = model.boxes.get(key);
-    const touched = since.touched.get(key);
-    if (parent && !touched && parent.info.highestModseq === info.highestModseq) {
+    if (parent && unchanged(info, parent)) {
       next.set(key, { ...parent, info });
       continue;
     }
-    let box = parent && (await changedBox(parent, info, id, since));
+    let box = parent && changedBox(parent, info, id, since, await recent.get(key)!);
     if (!box || !agrees(box)) {
       box = await wholeBox(info, id, since);
       readWhole++;
@@ -90,11 +100,10 @@ export async function applySince(model: StateModel, since: StateSince): Promise<
   return readWhole;
 }
 
-/** The parent's mailbox with every uid the journal or the change log names read again. */
-async function changedBox(parent: Box, info: MailboxInfo, id: Buffer, since: StateSince): Promise<Box> {
+/** The parent's mailbox with every uid the journal or the change log names (`recent`: its entries above the parent's highestModseq) read again. */
+function changedBox(parent: Box, info: MailboxInfo, id: Buffer, since: StateSince, recent: StateChange[]): Box {
   const box: Box = { info, messages: parent.messages, changes: parent.changes }; // the parent's model is not used again
   const touched = since.touched.get(hex(id));
-  const recent = await since.changesAfter(id, parent.info.highestModseq);
   const uids = new Set<number>(touched?.uids);
   const candidates = new Map<number, Set<number>>(); // uid -> modseqs of entries that may exist
   const candidate = (uid: number, modseq: number) => {
@@ -102,7 +111,10 @@ async function changedBox(parent: Box, info: MailboxInfo, id: Buffer, since: Sta
     if (!set) candidates.set(uid, (set = new Set()));
     set.add(modseq);
   };
-  for (const [modseq, uid] of recent) { uids.add(uid); candidate(uid, modseq); }
+  // the entries above the parent's highestModseq are all in `recent` (the same LevelDB snapshot):
+  // a candidate there is looked up in it, not in the index, and one missing from it does not exist
+  const above = new Map<string, StateChange[2]>();
+  for (const [modseq, uid, value] of recent) { uids.add(uid); candidate(uid, modseq); above.set(`${modseq} ${uid}`, value); }
   for (const [modseq, uid] of touched?.entries ?? []) { uids.add(uid); candidate(uid, modseq); }
   for (const uid of uids) {
     const message = since.message(id, uid);
@@ -115,7 +127,7 @@ async function changedBox(parent: Box, info: MailboxInfo, id: Buffer, since: Sta
   for (const [uid, modseqs] of candidates) {
     const entries: [number, StateChange[2]][] = [];
     for (const modseq of [...modseqs].sort((a, b) => a - b)) {
-      const value = since.change(id, modseq, uid);
+      const value = modseq > parent.info.highestModseq ? above.get(`${modseq} ${uid}`) : since.change(id, modseq, uid);
       if (value !== undefined) entries.push([modseq, value]);
     }
     if (entries.length > 0) box.changes.set(uid, entries);

@@ -13,6 +13,7 @@ import { ensureDir, writeFileDurable } from '../fs/durable.js';
 import { backupLimits } from '../limits.js';
 import { createHasher } from '../hash/blake3.js';
 import type { Op } from '../store/records.js';
+import { phase } from './phases.js';
 import { newEncryptionParams, openKeys, type EncryptionParams, type RepositoryKeys } from './crypto.js';
 import { REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
 
@@ -162,7 +163,19 @@ export class Repository {
   }
 
   writeSnapshot(snapshot: SnapshotFile): Promise<string> {
-    return this.writeContent('snapshots', encodeMetadataFile('snapshot', snapshot, this.keys));
+    return this.writeSnapshotBytes(this.encodeSnapshot(snapshot));
+  }
+
+  /** A snapshot file's bytes (encoded ahead of its write: backup.ts encodes it while its data files sync). */
+  encodeSnapshot(snapshot: SnapshotFile): Buffer {
+    const bytes = encodeMetadataFile('snapshot', snapshot, this.keys);
+    phase('snapshot encoded');
+    return bytes;
+  }
+
+  /** Writes a snapshot file encodeSnapshot made; the caller has written everything it refers to. */
+  writeSnapshotBytes(bytes: Buffer): Promise<string> {
+    return this.writeContent('snapshots', bytes);
   }
 
   async readMetadata<T>(kind: FileKind, name: string): Promise<T> {

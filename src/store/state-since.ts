@@ -37,6 +37,12 @@ export interface StateSince {
   meta: [string, unknown][];
   mailboxes: MailboxInfo[];
   touched: Map<string, TouchedMailbox>;
+  /**
+   * Message bytes the journal records after `afterSeq` added as new blobs (message.add with
+   * `fresh`): at most what a backup has to copy, known before the state is built (it starts its
+   * compression workers early when this is large).
+   */
+  freshBytes: number;
   /** Change-log entries of a mailbox with a modseq above `modseq`. */
   changesAfter(id: Buffer, modseq: number): Promise<StateChange[]>;
   /** A message as a state.messages entry, or undefined when there is none at that uid. */
@@ -58,10 +64,10 @@ export async function stateSince(db: IndexDb, journal: Pick<Journal, 'read' | 'f
   try {
     const appliedSeq = snapshot.get<number>(meta.appliedSeq) ?? 0;
     if (appliedSeq < afterSeq) throw new MailstoreError('INVALID', `the store is at seq ${appliedSeq}, before the earlier snapshot's ${afterSeq}`);
-    const { touched, digests } = await touchedSince(journal, afterSeq, appliedSeq);
+    const { touched, digests, freshBytes } = await touchedSince(journal, afterSeq, appliedSeq);
     const [metaEntries, mailboxes] = [await readMeta(snapshot), await readAll<MailboxInfo>(snapshot, SPACE.info)];
     return {
-      appliedSeq, afterDigest: digests.get(afterSeq), appliedDigest: digests.get(appliedSeq), meta: metaEntries, mailboxes: mailboxes.map(([, info]) => info), touched,
+      appliedSeq, afterDigest: digests.get(afterSeq), appliedDigest: digests.get(appliedSeq), meta: metaEntries, mailboxes: mailboxes.map(([, info]) => info), touched, freshBytes,
       changesAfter: async (id, modseq) => (await readRange<ChangeRecord>(snapshot, keys.changeFrom(id, modseq + 1), prefixEnd(keys.changePrefix(id))))
         .map(([key, value]) => { const c = decodeChangeKey(key); return [c.modseq, c.uid, value]; }),
       message: (id, uid) => {
@@ -86,10 +92,11 @@ export async function stateSince(db: IndexDb, journal: Pick<Journal, 'read' | 'f
 }
 
 /** The records (afterSeq, upTo]: which mailboxes and uids they touched; the digests of records afterSeq and upTo. */
-async function touchedSince(journal: Pick<Journal, 'read' | 'firstSeq'>, afterSeq: number, upTo: number): Promise<{ touched: Map<string, TouchedMailbox>; digests: Map<number, string> }> {
+async function touchedSince(journal: Pick<Journal, 'read' | 'firstSeq'>, afterSeq: number, upTo: number): Promise<{ touched: Map<string, TouchedMailbox>; digests: Map<number, string>; freshBytes: number }> {
   const touched = new Map<string, TouchedMailbox>();
   const digests = new Map<number, string>();
-  if (afterSeq === 0 && upTo === 0) return { touched, digests };
+  const fresh = { bytes: 0 };
+  if (afterSeq === 0 && upTo === 0) return { touched, digests, freshBytes: 0 };
   const from = Math.max(afterSeq, 1); // record afterSeq itself too: its digest
   if (from < journal.firstSeq) throw new MailstoreError('NOT_FOUND', `the journal records after seq ${afterSeq} were retired (it starts at ${journal.firstSeq})`);
   const of = (id: Buffer) => {
@@ -106,17 +113,18 @@ async function touchedSince(journal: Pick<Journal, 'read' | 'firstSeq'>, afterSe
     if (record.seq !== expected) throw new MailstoreError('NOT_FOUND', `the journal has no record ${expected} (the next is ${record.seq})`);
     expected = record.seq + 1;
     if (record.seq === afterSeq || record.seq === upTo) digests.set(record.seq, hashBytes(record.payload).toString('hex'));
-    if (record.seq > afterSeq) for (const op of decodeCbor<JournalPayload>(record.payload).ops) noteOp(op, of);
+    if (record.seq > afterSeq) for (const op of decodeCbor<JournalPayload>(record.payload).ops) noteOp(op, of, fresh);
   }
   if (expected !== upTo + 1) throw new MailstoreError('NOT_FOUND', `the journal ends at seq ${expected - 1}, before the index's ${upTo}`);
-  return { touched, digests };
+  return { touched, digests, freshBytes: fresh.bytes };
 }
 
-function noteOp(op: Op, of: (id: Buffer) => TouchedMailbox): void {
+function noteOp(op: Op, of: (id: Buffer) => TouchedMailbox, fresh: { bytes: number }): void {
   switch (op.op) {
     case 'message.add': {
       const box = of(op.id);
       box.uids.add(op.uid);
+      if (op.fresh) fresh.bytes += op.size;
       if (op.modseq !== undefined) box.entries.push([op.modseq, op.uid]);
       return;
     }

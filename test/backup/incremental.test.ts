@@ -13,6 +13,9 @@ import { Repository, type SnapshotFile } from '../../src/backup/repository.js';
 import { restoreToNewStore } from '../../src/backup/restore.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import type { Op } from '../../src/store/records.js';
+import { MailstoreError } from '../../src/errors.js';
+import { hashBytes } from '../../src/hash/blake3.js';
+import { backupLimits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
 import { bin, requireBuilt } from '../cli/helpers.js';
 import { Rng } from '../sim/faultfs.js';
@@ -246,6 +249,90 @@ describe('incremental backups', () => {
     await s.close();
     await reopened.close();
     expect(readdirSync(join(repoDir, 'snapshots')).filter((n) => !n.startsWith('.')).length).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe('incremental runs: work started early', () => {
+  it('the changed mailboxes\' change-log ranges are read at once: one that fails while another is awaited gives a whole read, not an unhandled rejection', async () => {
+    const dir = tmpDir('bki');
+    const store = await Store.init(join(dir, 's'));
+    const repo = await openRepo(join(dir, 'repo'));
+    for (const name of ['A', 'B', 'C']) { await store.createMailbox(name); await fill(store, name, 4, name.charCodeAt(0) * 10); }
+    await runBackup(source(store), repo);
+    for (const name of ['A', 'B', 'C']) await store.setFlags(name, [2], { add: ['x'] });
+    let calls = 0;
+    const failing: BackupSource = {
+      ...source(store),
+      stateSince: async (afterSeq) => {
+        const since = await store.maintenance().stateSince(afterSeq);
+        const changesAfter = since.changesAfter;
+        return {
+          ...since,
+          changesAfter: async (id, modseq) => {
+            if (calls++ === 0) { await new Promise((done) => setTimeout(done, 50)); return changesAfter(id, modseq); }
+            throw new MailstoreError('IO', 'range read failed (test)');
+          },
+        };
+      },
+    };
+    const summary = await runBackup(failing, repo);
+    expect(calls).toBe(3); // all three asked before the first answered
+    expect(summary.fullReadReason).toMatch(/range read failed/);
+    expect(await snapshotOps(repo, summary.snapshot)).toBe(await wholeState(store));
+    await store.close();
+    await repo.close();
+  });
+
+  it('start once the journal says how many new bytes may come (freshBytes); a copy through them, and one a damaged message stops, leave the repository right', async () => {
+    const dir = tmpDir('bki');
+    const store = await Store.init(join(dir, 's'));
+    const repo = await openRepo(join(dir, 'repo'));
+    await store.createMailbox('INBOX');
+    await store.createMailbox('Other');
+    const first = await fill(store, 'INBOX', 10);
+    const parent = (await runBackup(source(store), repo)).snapshot;
+    const seq = (await repo.readMetadata<SnapshotFile>('snapshot', parent)).seq;
+    // no new blob: flags, an expunge, a copy, the same bytes delivered again
+    await store.setFlags('INBOX', [1], { add: ['x'] });
+    await store.expunge('INBOX', [2]);
+    await store.copy('INBOX', [3], 'Other');
+    await store.appendBatch('Other', [{ bytes: first[4]! }]);
+    const freshBytes = async () => {
+      const since = await store.maintenance().stateSince(seq);
+      await since.close();
+      return since.freshBytes;
+    };
+    expect(await freshBytes()).toBe(0);
+    const added = await fill(store, 'Other', 6, 100, 3000);
+    expect(await freshBytes()).toBe(added.reduce((sum, bytes) => sum + bytes.length, 0));
+    const saved = backupLimits.inlineCompressBytesMax;
+    backupLimits.inlineCompressBytesMax = 1000; // more than this is new: the workers start before the state is built
+    try {
+      const damaged = hashBytes(added[2]!);
+      const failing: BackupSource = {
+        ...source(store),
+        fetchBlob: async (hash) => {
+          if (hash.equals(damaged)) throw new MailstoreError('CORRUPT', 'blob damaged (test)');
+          return store.fetchBlob(hash);
+        },
+      };
+      await expect(runBackup(failing, repo)).rejects.toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/Other uid \d+ is damaged/) });
+      expect(await repo.list('snapshots')).toEqual([parent]);
+      const next = await runBackup(source(store), repo);
+      expect(next.parent).toBe(parent);
+      expect(next.newBlobs).toBeLessThanOrEqual(added.length); // what the failed run indexed is reused
+      expect(await snapshotOps(repo, next.snapshot)).toBe(await wholeState(store));
+      expect((await checkRepository(repo, { readData: true })).findings).toEqual([]);
+      const restored = join(dir, 'restored');
+      await restoreToNewStore(nodeFileSystem, repo, next.snapshot, restored);
+      const back = await Store.open(restored);
+      expect(await dump(back)).toEqual(await dump(store));
+      await back.close();
+    } finally {
+      backupLimits.inlineCompressBytesMax = saved;
+      await store.close();
+      await repo.close();
+    }
   });
 });
 

@@ -16,6 +16,7 @@ import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { CompressPool } from '../../backup/compress-pool.js';
+import { phaseNote } from '../../backup/phases.js';
 import { nodeFileSystem as fs } from '../../fs/node-fs.js';
 import { backupLimits } from '../../limits.js';
 import { Store } from '../../store/store.js';
@@ -109,10 +110,10 @@ async function prepare(): Promise<void> {
   progress(`backup: prepared ${list.length} messages in ${boxes} mailboxes, ${deliveries} deliveries, ${prepared.expunge.length} expunges in ${dir}`);
 }
 
-function exec(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string; seconds: number }> {
+function exec(command: string, args: string[], env?: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string; seconds: number }> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(env ? { env: { ...process.env, ...env } } : {}) });
     let stdout = '', stderr = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c; });
     child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
@@ -121,11 +122,14 @@ function exec(command: string, args: string[]): Promise<{ code: number; stdout: 
   });
 }
 
-/** Runs the CLI with --json and returns its summary and wall seconds; throws with its last error line. */
-async function cli<T>(args: string[]): Promise<{ summary: T; seconds: number }> {
-  const ran = await exec(process.execPath, [required(values, 'cli'), ...args, '--json']);
+/**
+ * Runs the CLI with --json and returns its summary and wall seconds; throws with its last error
+ * line. `phases`: with MAILSTORE_BACKUP_PHASES set, and the phases the backup printed (src/backup/phases.ts).
+ */
+async function cli<T>(args: string[], options: { phases?: boolean } = {}): Promise<{ summary: T; seconds: number; phases?: string }> {
+  const ran = await exec(process.execPath, [required(values, 'cli'), ...args, '--json'], options.phases ? { MAILSTORE_BACKUP_PHASES: '1' } : undefined);
   if (ran.code !== 0) throw new Error(`mailstore ${args.join(' ')} exited ${ran.code}: ${ran.stderr.trim().split('\n').pop()}`);
-  return { summary: JSON.parse(ran.stdout) as T, seconds: round(ran.seconds, 4) };
+  return { summary: JSON.parse(ran.stdout) as T, seconds: round(ran.seconds, 4), ...(options.phases ? { phases: phaseNote(ran.stderr) } : {}) };
 }
 
 const du = async (path: string) => Number((await exec('du', ['-sb', path])).stdout.split('\t')[0]);
@@ -168,11 +172,11 @@ async function runAll(): Promise<void> {
   line('backup-full', { messages: prepared.messages, bytes: prepared.bytes, seconds: full.seconds, repo_bytes: fullRepo, blobs_new: full.summary.newBlobs, note: `${note}; full backup of the store into a new repository` });
 
   await applyChanges(store, prepared);
-  const incremental = await cli<BackupJson>(['--store', store, 'backup', '--repo', repo, ...keyArgs]);
+  const incremental = await cli<BackupJson>(['--store', store, 'backup', '--repo', repo, ...keyArgs], { phases: true });
   const messagesAfter = incremental.summary.messages;
   line('backup-incremental', {
     messages: messagesAfter, bytes: incremental.summary.bytesRead, seconds: incremental.seconds, blobs_new: incremental.summary.newBlobs,
-    note: `${note}; after ${prepared.deliveries} deliveries and ${prepared.expunge.length} expunges; bytes = message bytes read from the store (${incremental.summary.newBlobs} new blobs)`,
+    note: `${note}; after ${prepared.deliveries} deliveries and ${prepared.expunge.length} expunges; bytes = message bytes read from the store (${incremental.summary.newBlobs} new blobs)${incremental.phases ? `; wall ms by phase (MAILSTORE_BACKUP_PHASES): ${incremental.phases}` : ''}`,
   });
 
   // the fixed part of every incremental run (start, store open, the whole state read, the snapshot file): nothing new to copy

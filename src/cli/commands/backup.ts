@@ -2,11 +2,11 @@
 // use); only what the repository does not hold yet is read and copied. `backup check` and
 // `backup forget` are its subcommands (backup-check.ts, backup-forget.ts).
 import type { Command } from 'commander';
-import { procedures } from '../../daemon/procedures.js';
 import type { MailStore } from '../../store/api.js';
 import type { Op } from '../../store/records.js';
 import { MailstoreError } from '../../errors.js';
 import { runBackup, type BackupSource, type BackupSummary } from '../../backup/backup.js';
+import { phase, reportPhases } from '../../backup/phases.js';
 import { Store } from '../../store/store.js';
 import { REPO_HELP, withRepository } from '../backup-repo.js';
 import { printJson, printLine, wantsJson, withStore } from '../context.js';
@@ -44,6 +44,9 @@ async function backupSource(store: MailStore): Promise<BackupSource> {
       stateSince: (afterSeq) => store.maintenance().stateSince(afterSeq),
     };
   }
+  // loaded only for a daemon: with its node:tls and the scrub module it was a tenth of what a
+  // backup loaded before it ran (docs/BACKUP.md, "Where an incremental run goes")
+  const { procedures } = await import('../../daemon/procedures.js');
   const remote = procedures(store);
   return {
     storeId: await remote.storeId(),
@@ -61,8 +64,10 @@ async function backupSource(store: MailStore): Promise<BackupSource> {
 }
 
 async function runBackupCommand(_options: unknown, command: Command): Promise<void> {
+  phase('modules loaded');
   // The store first: a mistyped store path must not leave a new, empty repository behind.
   const summary = await withStore(command, async (store) => withRepository(command, true, async (repo) => {
+    phase('store and repository opened');
     let progress: Progress | undefined;
     let done = { blobs: 0, bytes: 0 };
     return runBackup(await backupSource(store), repo, {
@@ -73,6 +78,8 @@ async function runBackupCommand(_options: unknown, command: Command): Promise<vo
       },
     }).finally(() => progress?.finish());
   }));
+  phase('closed');
+  reportPhases();
   if (wantsJson(command)) return printJson(summary);
   await printLine(describe(summary));
 }

@@ -1,0 +1,40 @@
+// Wall-clock marks of a backup's phases, for profiling an incremental run (docs/BACKUP.md, "Where
+// an incremental run goes"): with MAILSTORE_BACKUP_PHASES set, `mailstore backup` prints one JSON
+// line to stderr at its end, {phase: ms since the previous mark}, from node's own start. Off, a
+// mark is one branch.
+import { performance } from 'node:perf_hooks';
+
+const enabled = Boolean(process.env.MAILSTORE_BACKUP_PHASES);
+const marks: [string, number][] = [];
+
+/** Marks the end of a phase (named by what was done). */
+export function phase(name: string): void {
+  if (enabled) marks.push([name, performance.now()]);
+}
+
+/** The phases as {name: ms}: node's start (to its bootstrap), then each mark's distance from the one before. */
+export function phaseTimes(): Record<string, number> {
+  const out: Record<string, number> = {};
+  let last = performance.nodeTiming.bootstrapComplete;
+  out['node start'] = round(last);
+  for (const [name, at] of marks) {
+    out[name] = round((out[name] ?? 0) + at - last);
+    last = at;
+  }
+  return out;
+}
+
+/** Writes the phases to stderr when enabled. */
+export function reportPhases(): void {
+  if (enabled) process.stderr.write(`${JSON.stringify({ phases: phaseTimes() })}\n`);
+}
+
+/** The phases line in a backup's stderr as "name ms, name ms, ..." (the bench's note), or '' when there is none. */
+export function phaseNote(stderr: string): string {
+  const line = stderr.split('\n').find((l) => l.startsWith('{"phases":'));
+  if (!line) return '';
+  const phases = (JSON.parse(line) as { phases: Record<string, number> }).phases;
+  return Object.entries(phases).map(([name, ms]) => `${name} ${Math.round(ms)}`).join(', ');
+}
+
+const round = (ms: number) => Math.round(ms * 10) / 10;
