@@ -5,7 +5,7 @@
 // intent) -> index -> old files removed -> retire intent cleared. The copying runs beside the
 // Writer; only the commit goes through it.
 import { MailstoreError } from '../errors.js';
-import type { IndexDb } from '../index/index-db.js';
+import type { IndexDb, IndexView } from '../index/index-db.js';
 import type { BlobBackend, NewPack } from '../blob/backend.js';
 import type { RunItem } from '../blob/pack-store.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
@@ -15,6 +15,7 @@ import { tierMetaName } from './tier.js';
 import { meta } from './apply.js';
 import { candidateChunks, gateAndTally, packsInUse, pastGrace, planCompaction, type CompactionPlan, type PlannedBlob } from './compact-plan.js';
 import type { BlobRecord, Op } from './records.js';
+import { encodeForgetEntries } from './forget-run.js';
 import type { Health } from './recovery.js';
 import type { CommitChain, Mutation } from './writer.js';
 
@@ -283,20 +284,31 @@ async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[]
   }
   for (let i = 0; i < expired.length; i += per) {
     const slice = expired.slice(i, i + per);
-    pending.push(host.submit({ chain, prepare: async ({ view }) => {
-      const ops: Op[] = [];
-      for (const blob of slice) {
-        const now = view.getNow<BlobRecord>(keys.blob(blob.hash)); // sync: 16k awaits cost more than the reads
-        if (now && now.p === blob.pack && now.o === blob.offset && pastGrace(now, cutoff)) ops.push({ op: 'blob.forget', hash: blob.hash, pack: blob.pack, offset: blob.offset });
-      }
-      return { ops, result: ops.length };
-    } }));
+    pending.push(host.submit({ chain, prepare: async ({ view }) => forgetOps(view, slice, cutoff) }));
   }
   if (retire && retire.length > 0) pending.push(host.submit({ chain, prepare: async () => ({ ops: [{ op: 'pack.retire', packs: retire }], result: 0 }) }));
   const settled = await Promise.allSettled(pending);
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failed) throw failed.reason;
   result.blobsReclaimed += settled.reduce((sum, s) => sum + (s.status === 'fulfilled' ? s.value : 0), 0);
+}
+
+/**
+ * One `blob.forgetRun` per pack for the entries of `expired` still released past the grace period
+ * at their copy (the op checks again when applied: a replay decides alike). Read with getShared,
+ * so the apply's second read of each entry in this batch costs a map lookup.
+ */
+function forgetOps(view: IndexView, expired: PlannedBlob[], cutoff: number): { ops: Op[]; result: number } {
+  const byPack = new Map<number, PlannedBlob[]>();
+  for (const blob of expired) {
+    const now = view.getShared<BlobRecord>(keys.blob(blob.hash)); // sync: 16k awaits cost more than the reads
+    if (!now || now.p !== blob.pack || now.o !== blob.offset || !pastGrace(now, cutoff)) continue;
+    let list = byPack.get(blob.pack);
+    if (!list) byPack.set(blob.pack, (list = []));
+    list.push(blob);
+  }
+  const ops: Op[] = [...byPack].map(([pack, list]) => ({ op: 'blob.forgetRun', pack, cutoff, entries: encodeForgetEntries(list) }));
+  return { ops, result: [...byPack.values()].reduce((sum, list) => sum + list.length, 0) };
 }
 
 function relocateOp(c: Copied): Op {
