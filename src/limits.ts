@@ -29,7 +29,7 @@ export const limits = {
   compactConsumerRecords: 100_000,
   /** Compaction writes its output pack in runs of this many bytes. */
   compactWriteBytes: 4 * 1024 * 1024,
-  /** Most relocate and forget ops in one journal record of a compaction commit (a record stays ~ 5 MiB). */
+  /** Most relocate and forget entries in one journal record of a compaction commit (blob.relocateRun / forgetRun: 40-56 bytes an entry, a record ~ 2 MiB). */
   compactOpsPerRecord: 40_000,
   /**
    * Compaction copies and commits the candidate packs' blob entries in runs of at most this many:

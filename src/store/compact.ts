@@ -15,7 +15,7 @@ import { tierMetaName } from './tier.js';
 import { meta } from './apply.js';
 import { candidateChunks, gateAndTally, packsInUse, pastGrace, planCompaction, type CompactionPlan, type PlannedBlob } from './compact-plan.js';
 import type { BlobRecord, Op } from './records.js';
-import { encodeForgetEntries } from './forget-run.js';
+import { encodeForgetEntries, encodeRelocateEntries, type RelocateEntry } from './blob-runs.js';
 import type { Health } from './recovery.js';
 import type { CommitChain, Mutation } from './writer.js';
 
@@ -279,8 +279,8 @@ async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[]
   const per = limits.compactOpsPerRecord;
   const pending: Promise<number>[] = [];
   for (let i = 0; i < copied.length; i += per) {
-    const slice = copied.slice(i, i + per);
-    pending.push(host.submit({ chain, prepare: async () => ({ ops: slice.map(relocateOp), result: 0 }) }));
+    const ops = relocateOps(copied.slice(i, i + per));
+    pending.push(host.submit({ chain, prepare: async () => ({ ops, result: 0 }) }));
   }
   for (let i = 0; i < expired.length; i += per) {
     const slice = expired.slice(i, i + per);
@@ -311,8 +311,16 @@ function forgetOps(view: IndexView, expired: PlannedBlob[], cutoff: number): { o
   return { ops, result: [...byPack.values()].reduce((sum, list) => sum + list.length, 0) };
 }
 
-function relocateOp(c: Copied): Op {
-  return { op: 'blob.relocate', hash: c.blob.hash, pack: c.to.pack, offset: c.to.offset, size: c.blob.length, from: [c.blob.pack, c.blob.offset] };
+/** One `blob.relocateRun` per pair of old and new pack (the op is conditional: a replay decides alike). */
+function relocateOps(copied: Copied[]): Op[] {
+  const byPair = new Map<string, { from: number; to: number; entries: RelocateEntry[] }>();
+  for (const c of copied) {
+    const pair = `${c.blob.pack}>${c.to.pack}`;
+    let run = byPair.get(pair);
+    if (!run) byPair.set(pair, (run = { from: c.blob.pack, to: c.to.pack, entries: [] }));
+    run.entries.push({ hash: c.blob.hash, from: c.blob.offset, to: c.to.offset, size: c.blob.length });
+  }
+  return [...byPair.values()].map(({ from, to, entries }) => ({ op: 'blob.relocateRun', from, to, entries: encodeRelocateEntries(entries) }));
 }
 
 /**

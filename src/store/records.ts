@@ -124,6 +124,12 @@ export type Op =
    */
   | { op: 'blob.forgetRun'; pack: number; cutoff: number; entries: Uint8Array }
   /**
+   * Compaction: blob.relocate with `from` for many blobs copied from one pack into another:
+   * `entries` packs RELOCATE_ENTRY_BYTES per entry (hash, offset in `from`, offset in `to`, size,
+   * blob-runs.ts); each B entry moves only if it is still at `from` and that offset.
+   */
+  | { op: 'blob.relocateRun'; from: number; to: number; entries: Uint8Array }
+  /**
    * Compaction: packs whose live records were copied elsewhere (`retire`) are listed in meta
    * `packs/retired` until their files are deleted (`removed`): the intent open finishes.
    */
