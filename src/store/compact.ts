@@ -13,7 +13,7 @@ import { keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
 import { tierMetaName } from './tier.js';
 import { meta } from './apply.js';
-import { candidateChunks, gateAndTally, packsInUse, pastGrace, planCompaction, type CompactionPlan, type PlannedBlob } from './compact-plan.js';
+import { candidateChunks, gateAndTally, packsInUse, pastGrace, planCompaction, type CandidateChunk, type CompactionPlan, type PlannedBlob } from './compact-plan.js';
 import type { BlobRecord, Op } from './records.js';
 import { encodeForgetEntries, encodeRelocateEntries, type RelocateEntry } from './blob-runs.js';
 import type { Health } from './recovery.js';
@@ -73,6 +73,8 @@ export interface CompactHost {
    * dead leaves the disk with the packs (docs/FORMAT.md, "Compaction").
    */
   startJournalSegment?(): void;
+  /** The seq of the last batch committed (applied to the index); without it, the copy always scans B again. */
+  committedSeq?(): number;
 }
 
 export async function compactStore(host: CompactHost, options: CompactOptions = {}): Promise<CompactResult> {
@@ -115,7 +117,10 @@ async function rewrite(host: CompactHost, plan: CompactionPlan, result: CompactR
   const chain: CommitChain = {};
   const skipped = () => new Set(result.skipped.map((s) => s.pack));
   try {
-    const chunks = candidateChunks(host.db, new Set(plan.candidates), plan.cutoff, limits.compactChunkEntries);
+    const candidates = new Set(plan.candidates);
+    const chunks: { next(): IteratorResult<CandidateChunk> | Promise<IteratorResult<CandidateChunk>> } = plan.seen
+      ? plan.seen.chunksOf(candidates, limits.compactChunkEntries) // the planning scan's entries: no second scan of B
+      : candidateChunks(host.db, candidates, plan.cutoff, limits.compactChunkEntries);
     let next = await chunks.next();
     let retired: number[] | undefined;
     while (!next.done) {
@@ -153,12 +158,21 @@ async function rewrite(host: CompactHost, plan: CompactionPlan, result: CompactR
 async function planRound(host: CompactHost, options: CompactOptions, cutoff: number): Promise<CompactionPlan> {
   const ratio = options.deadRatio ?? limits.compactDeadRatio;
   const exclusive = <T>(fn: () => Promise<T>) => host.runExclusive(fn);
+  const scanned = host.committedSeq?.();
   const { scan, packs } = await gateAndTally(() => host.db, host.packs, host.health, cutoff, exclusive);
   options.onProgress?.({ phase: 'plan', bytesDone: 0, bytesTotal: 0 });
   const appendPack = host.packs.appendPack;
   const plan = await planCompaction(host.packs, scan, packs, cutoff, ratio, true);
-  if (options.dryRun || appendPack === 0 || !plan.candidates.includes(appendPack)) return plan;
-  await host.submit({ exclusive: true, prepare: async () => { host.packs.seal(); return { ops: [], result: undefined }; } });
+  // The scan's entries are all of the candidates' when no batch committed since it began: a batch
+  // could have added entries to the pack appends went to (the one sealed below, or one that filled
+  // up meanwhile); no other pack gains entries. Otherwise the copy scans B again (candidateChunks).
+  const unchanged = (seq: number | undefined) => !scan.seen.full && scanned !== undefined && seq === scanned;
+  if (options.dryRun || appendPack === 0 || !plan.candidates.includes(appendPack)) {
+    if (unchanged(host.committedSeq?.())) plan.seen = scan.seen;
+    return plan;
+  }
+  const before = await host.submit({ exclusive: true, prepare: async ({ seq }) => { host.packs.seal(); return { ops: [], result: seq - 1 }; } });
+  if (unchanged(before)) plan.seen = scan.seen;
   return plan;
 }
 
