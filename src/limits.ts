@@ -38,7 +38,7 @@ export const limits = {
    */
   compactChunkEntries: 10_000,
   /**
-   * Compaction's planning scan of B keeps every entry (flat, ~57 bytes each: ~11 MB at most) while
+   * Compaction's planning scan of B keeps every entry (flat, ~65 bytes each: ~13 MB at most) while
    * B has at most this many, so the copy needs no second scan when no batch committed between the
    * scan and the seal (compact.ts); a larger B is scanned again.
    */

@@ -76,13 +76,13 @@ export function pastGrace(blob: BlobRecord, cutoff: number): boolean {
 }
 
 /**
- * The blob entries one scan of B saw, kept flat (a hash and four numbers, ~57 bytes an entry, no
+ * The blob entries one scan of B saw, kept flat (a hash and four numbers, ~65 bytes an entry, no
  * object per entry) while there are at most `max` of them: then the candidates' entries need no
  * second scan (chunksOf). Past `max` it gives up and frees what it held (`full`).
  */
 export class SeenEntries {
   private hashes: Buffer;
-  private packs: Uint32Array;
+  private packs: Float64Array; // not Uint32Array: INLINE_PACK is -1
   private offsets: Float64Array;
   private lengths: Float64Array;
   private expired: Uint8Array;
@@ -92,7 +92,7 @@ export class SeenEntries {
   constructor(private readonly max: number) {
     const initial = Math.min(max, 1024);
     this.hashes = Buffer.allocUnsafe(initial * HASH_BYTES);
-    this.packs = new Uint32Array(initial);
+    this.packs = new Float64Array(initial);
     this.offsets = new Float64Array(initial);
     this.lengths = new Float64Array(initial);
     this.expired = new Uint8Array(initial);
@@ -131,8 +131,8 @@ export class SeenEntries {
     const hashes = Buffer.allocUnsafe(size * HASH_BYTES);
     this.hashes.copy(hashes, 0, 0, this.count * HASH_BYTES);
     this.hashes = hashes;
-    const copy = <A extends Uint32Array | Float64Array | Uint8Array>(from: A, to: A): A => { to.set(from.subarray(0, this.count)); return to; };
-    this.packs = copy(this.packs, new Uint32Array(size));
+    const copy = <A extends Float64Array | Uint8Array>(from: A, to: A): A => { to.set(from.subarray(0, this.count)); return to; };
+    this.packs = copy(this.packs, new Float64Array(size));
     this.offsets = copy(this.offsets, new Float64Array(size));
     this.lengths = copy(this.lengths, new Float64Array(size));
     this.expired = copy(this.expired, new Uint8Array(size));
@@ -142,7 +142,7 @@ export class SeenEntries {
     this.full = true;
     this.count = 0;
     this.hashes = Buffer.alloc(0);
-    this.packs = new Uint32Array(0);
+    this.packs = new Float64Array(0);
     this.offsets = this.lengths = new Float64Array(0);
     this.expired = new Uint8Array(0);
   }
