@@ -29,7 +29,7 @@ export const limits = {
   compactConsumerRecords: 100_000,
   /** Compaction writes its output pack in runs of this many bytes. */
   compactWriteBytes: 4 * 1024 * 1024,
-  /** Most relocate and forget ops in one journal record of a compaction commit (a record stays ~ 5 MiB). */
+  /** Most relocate and forget entries in one journal record of a compaction commit (blob.relocateRun / forgetRun: 40-56 bytes an entry, a record ~ 2 MiB). */
   compactOpsPerRecord: 40_000,
   /**
    * Compaction copies and commits the candidate packs' blob entries in runs of at most this many:
@@ -37,6 +37,12 @@ export const limits = {
    * 234 MB at 10k, 221 MB at 5k; each run costs a pack and a journal fdatasync.
    */
   compactChunkEntries: 10_000,
+  /**
+   * Compaction's planning scan of B keeps every entry (flat, ~65 bytes each: ~13 MB at most) while
+   * B has at most this many, so the copy needs no second scan when no batch committed between the
+   * scan and the seal (compact.ts); a larger B is scanned again.
+   */
+  compactPlanEntriesMax: 200_000,
   /** After its commit, compaction waits this long for readers still inside a retired pack before leaving it for later. */
   compactReaderWaitMs: 30_000,
   /** A journal segment is rotated once it reaches this size (a segment is read whole: this bounds that memory). */

@@ -158,7 +158,7 @@ function opEvents(seq: number, op: Op, context: EventContext): { offset: number;
       context.named(op.info.id, formatMailboxName(op.info.name), op.info.uidValidity);
       return [];
     default:
-      return []; // deleteEnd, change.purge, blob.relocate, meta.set, checkpoints: no change a consumer sees
+      return []; // deleteEnd, change.purge, blob.relocate(Run), blob.forget(Run), meta.set, checkpoints: no change a consumer sees
   }
 }
 

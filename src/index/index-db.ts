@@ -375,6 +375,8 @@ export class BulkLoad {
 /** A pending write set over the index: reads see it first; commit turns it into one LevelDB batch. */
 export class IndexView {
   private overlay: Pending = new Map();
+  /** getShared's reads of the index since the pending set was last handed over. */
+  private memo = new Map<string, unknown>();
 
   /**
    * `written`: the index was empty when this view began and only this view writes to it (a
@@ -393,6 +395,23 @@ export class IndexView {
     if (value !== undefined) return (value === DELETED ? undefined : value) as T | undefined;
     if (this.written && !this.written.mayHave(name)) return undefined;
     return this.db.getNow<T>(key); // through a batch still landing (writeBehind), then LevelDB
+  }
+
+  /**
+   * getNow, remembering what the index returned until the pending set is handed over: for a key
+   * read twice in one batch, once by a mutation's prepare and again by its op's apply (a
+   * compaction's conditional forgets: 16k entries, each read and decoded twice). The pending set
+   * still comes first, and nothing but this view's batches changes the index while it is open
+   * (the Writer, replay). The value is shared: callers only read it.
+   */
+  getShared<T>(key: Buffer): T | undefined {
+    const name = key.toString('latin1');
+    const value = this.overlay.get(name);
+    if (value !== undefined) return (value === DELETED ? undefined : value) as T | undefined;
+    if (this.memo.has(name)) return this.memo.get(name) as T | undefined;
+    const read = this.written && !this.written.mayHave(name) ? undefined : this.db.getNow<T>(key);
+    this.memo.set(name, read);
+    return read;
   }
 
   put(key: Buffer, value: unknown): void {
@@ -417,6 +436,7 @@ export class IndexView {
   takePending(): Pending {
     const pending = this.overlay;
     this.overlay = new Map();
+    this.memo.clear(); // the index changes once the pending set lands
     return pending;
   }
 

@@ -3,6 +3,7 @@
 import { keys } from '../keys/index-keys.js';
 import type { IndexView } from '../index/index-db.js';
 import { emptyDigest, toggleMessage } from './mailbox-digest.js';
+import { forEachForgetEntry, forEachRelocateEntry } from './blob-runs.js';
 import { extrasOf, recordExtras, type BlobRecord, type ChangeRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
 
 export const SEEN = '\\Seen';
@@ -104,6 +105,8 @@ function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProblem): v
     case 'acl.set': return setAcl(view, seq, op, problem);
     case 'blob.relocate': return relocateBlob(view, seq, op, problem);
     case 'blob.forget': return forgetBlob(view, op);
+    case 'blob.forgetRun': return forgetBlobRun(view, op);
+    case 'blob.relocateRun': return relocateBlobRun(view, op);
     case 'pack.retire': return changeRetired(view, op.packs, []);
     case 'pack.removed': return changeRetired(view, [], op.packs);
     case 'meta.set': return setMeta(view, op);
@@ -281,6 +284,27 @@ function forgetBlob(view: IndexView, op: OpOf<'blob.forget'>): void {
   const blobKey = keys.blob(op.hash);
   const blob = view.getNow<BlobRecord>(blobKey);
   if (blob && blob.r === 0 && blob.p === op.pack && blob.o === op.offset) view.del(blobKey);
+}
+
+/**
+ * blob.forget for each entry, and only past the grace period the compaction used (`cutoff`); read
+ * with getShared, since the compaction's prepare read the same entries in this batch.
+ */
+function forgetBlobRun(view: IndexView, op: OpOf<'blob.forgetRun'>): void {
+  forEachForgetEntry(op.entries, (hash, offset) => {
+    const blobKey = keys.blob(hash);
+    const blob = view.getShared<BlobRecord>(blobKey);
+    if (blob && blob.r === 0 && blob.p === op.pack && blob.o === offset && (blob.z === undefined || blob.z <= op.cutoff)) view.del(blobKey);
+  });
+}
+
+/** blob.relocate with `from` for each entry: a blob that moved, was re-written or forgotten meanwhile stays as it is. */
+function relocateBlobRun(view: IndexView, op: OpOf<'blob.relocateRun'>): void {
+  forEachRelocateEntry(op.entries, ({ hash, from, to }) => {
+    const blobKey = keys.blob(hash);
+    const blob = view.getNow<BlobRecord>(blobKey);
+    if (blob && blob.p === op.from && blob.o === from) view.put(blobKey, { ...blob, p: op.to, o: to });
+  });
 }
 
 /** meta packs/retired: sorted pack numbers, absent when empty. */

@@ -9,6 +9,7 @@ import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { BlobBackend } from '../blob/backend.js';
 import { INLINE_PACK } from '../blob/pack-store.js';
 import { limits } from '../limits.js';
+import { HASH_BYTES } from '../hash/blake3.js';
 import type { BlobRecord, MessageRecord } from './records.js';
 import type { Health } from './recovery.js';
 
@@ -47,6 +48,8 @@ export interface CompactionPlan {
   bytesToCopy: number;
   /** Blob entries of the candidates released past their grace period (what the rewrite forgets). */
   blobsExpired: number;
+  /** Every B entry as the planning scan saw it, when that is still all of the candidates' (compact.ts planRound). */
+  seen?: SeenEntries;
 }
 
 /** Lane sums of the first 8 hash bytes (times a count): equal multisets give equal sums. */
@@ -72,6 +75,85 @@ export function pastGrace(blob: BlobRecord, cutoff: number): boolean {
   return blob.r === 0 && (blob.z === undefined || blob.z <= cutoff);
 }
 
+/**
+ * The blob entries one scan of B saw, kept flat (a hash and four numbers, ~65 bytes an entry, no
+ * object per entry) while there are at most `max` of them: then the candidates' entries need no
+ * second scan (chunksOf). Past `max` it gives up and frees what it held (`full`).
+ */
+export class SeenEntries {
+  private hashes: Buffer;
+  private packs: Float64Array; // not Uint32Array: INLINE_PACK is -1
+  private offsets: Float64Array;
+  private lengths: Float64Array;
+  private expired: Uint8Array;
+  count = 0;
+  full = false;
+
+  constructor(private readonly max: number) {
+    const initial = Math.min(max, 1024);
+    this.hashes = Buffer.allocUnsafe(initial * HASH_BYTES);
+    this.packs = new Float64Array(initial);
+    this.offsets = new Float64Array(initial);
+    this.lengths = new Float64Array(initial);
+    this.expired = new Uint8Array(initial);
+  }
+
+  add(hash: Uint8Array, blob: BlobRecord, expired: boolean): void {
+    if (this.full) return;
+    if (this.count === this.packs.length) {
+      if (this.count >= this.max) return this.giveUp();
+      this.grow(Math.min(this.max, this.count * 2));
+    }
+    const i = this.count++;
+    this.hashes.set(hash, i * HASH_BYTES);
+    this.packs[i] = blob.p;
+    this.offsets[i] = blob.o;
+    this.lengths[i] = blob.l;
+    this.expired[i] = expired ? 1 : 0;
+  }
+
+  /** The entries in `packs`, in B order, in chunks of at most `chunkEntries` (each sorted by pack and offset). */
+  *chunksOf(packs: Set<number>, chunkEntries: number): Generator<CandidateChunk> {
+    let chunk: CandidateChunk = { kept: [], expired: [] };
+    for (let i = 0; i < this.count; i++) {
+      if (!packs.has(this.packs[i])) continue;
+      const planned = { hash: Buffer.from(this.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES)), pack: this.packs[i], offset: this.offsets[i], length: this.lengths[i] };
+      (this.expired[i] ? chunk.expired : chunk.kept).push(planned);
+      if (chunk.kept.length + chunk.expired.length >= chunkEntries) {
+        yield sortChunk(chunk);
+        chunk = { kept: [], expired: [] };
+      }
+    }
+    if (chunk.kept.length + chunk.expired.length > 0) yield sortChunk(chunk);
+  }
+
+  private grow(size: number): void {
+    const hashes = Buffer.allocUnsafe(size * HASH_BYTES);
+    this.hashes.copy(hashes, 0, 0, this.count * HASH_BYTES);
+    this.hashes = hashes;
+    const copy = <A extends Float64Array | Uint8Array>(from: A, to: A): A => { to.set(from.subarray(0, this.count)); return to; };
+    this.packs = copy(this.packs, new Float64Array(size));
+    this.offsets = copy(this.offsets, new Float64Array(size));
+    this.lengths = copy(this.lengths, new Float64Array(size));
+    this.expired = copy(this.expired, new Uint8Array(size));
+  }
+
+  private giveUp(): void {
+    this.full = true;
+    this.count = 0;
+    this.hashes = Buffer.alloc(0);
+    this.packs = new Float64Array(0);
+    this.offsets = this.lengths = new Float64Array(0);
+    this.expired = new Uint8Array(0);
+  }
+}
+
+const byPackAndOffset = (a: PlannedBlob, b: PlannedBlob) => a.pack - b.pack || a.offset - b.offset;
+
+function sortChunk(chunk: CandidateChunk): CandidateChunk {
+  return { kept: chunk.kept.sort(byPackAndOffset), expired: chunk.expired.sort(byPackAndOffset) };
+}
+
 interface BlobScan {
   byPack: Map<number, { keptBytes: number; liveBytes: number; expiredBlobs: number }>;
   references: number;
@@ -79,10 +161,12 @@ interface BlobScan {
   /** Blob entries whose pack is not in packs/: how many, and the first (the message names one). */
   strays: number;
   firstStray?: { hash: string; pack: number };
+  /** Every entry, while there are at most limits.compactPlanEntriesMax. */
+  seen: SeenEntries;
 }
 
 async function scanBlobs(db: IndexDb, packs: Set<number>, cutoff: number): Promise<BlobScan> {
-  const scan: BlobScan = { byPack: new Map(), references: 0, digest: new HashDigest(), strays: 0 };
+  const scan: BlobScan = { byPack: new Map(), references: 0, digest: new HashDigest(), strays: 0, seen: new SeenEntries(limits.compactPlanEntriesMax) };
   const range = { gte: keys.space(SPACE.blob), lt: prefixEnd(keys.space(SPACE.blob)) };
   for await (const batch of db.entryBatches<BlobRecord>(range, limits.scrubIndexReadEntries)) {
     for (const [key, blob] of batch) {
@@ -92,8 +176,10 @@ async function scanBlobs(db: IndexDb, packs: Set<number>, cutoff: number): Promi
       let tally = scan.byPack.get(blob.p);
       if (!tally) scan.byPack.set(blob.p, (tally = { keptBytes: 0, liveBytes: 0, expiredBlobs: 0 }));
       if (blob.r > 0) tally.liveBytes += recordBytes(blob.l);
-      if (!pastGrace(blob, cutoff)) tally.keptBytes += recordBytes(blob.l);
+      const expired = pastGrace(blob, cutoff);
+      if (!expired) tally.keptBytes += recordBytes(blob.l);
       else tally.expiredBlobs++;
+      scan.seen.add(key.subarray(1), blob, expired);
     }
   }
   return scan;
@@ -186,7 +272,6 @@ export interface CandidateChunk {
  */
 export async function* candidateChunks(db: IndexDb, candidates: Set<number>, cutoff: number, chunkEntries: number): AsyncGenerator<CandidateChunk> {
   let chunk: CandidateChunk = { kept: [], expired: [] };
-  const order = (a: PlannedBlob, b: PlannedBlob) => a.pack - b.pack || a.offset - b.offset;
   const range = { gte: keys.space(SPACE.blob), lt: prefixEnd(keys.space(SPACE.blob)) };
   for await (const batch of db.entryBatches<BlobRecord>(range, limits.scrubIndexReadEntries)) {
     for (const [key, blob] of batch) {
@@ -194,12 +279,12 @@ export async function* candidateChunks(db: IndexDb, candidates: Set<number>, cut
       const planned = { hash: Buffer.from(key.subarray(1)), pack: blob.p, offset: blob.o, length: blob.l };
       (pastGrace(blob, cutoff) ? chunk.expired : chunk.kept).push(planned);
       if (chunk.kept.length + chunk.expired.length >= chunkEntries) {
-        yield { kept: chunk.kept.sort(order), expired: chunk.expired.sort(order) };
+        yield sortChunk(chunk);
         chunk = { kept: [], expired: [] };
       }
     }
   }
-  if (chunk.kept.length + chunk.expired.length > 0) yield { kept: chunk.kept.sort(order), expired: chunk.expired.sort(order) };
+  if (chunk.kept.length + chunk.expired.length > 0) yield sortChunk(chunk);
 }
 
 /** Packs among `packs` that some blob entry still points into (then they must not be deleted). */

@@ -5,7 +5,7 @@
 // intent) -> index -> old files removed -> retire intent cleared. The copying runs beside the
 // Writer; only the commit goes through it.
 import { MailstoreError } from '../errors.js';
-import type { IndexDb } from '../index/index-db.js';
+import type { IndexDb, IndexView } from '../index/index-db.js';
 import type { BlobBackend, NewPack } from '../blob/backend.js';
 import type { RunItem } from '../blob/pack-store.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
@@ -13,8 +13,9 @@ import { keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
 import { tierMetaName } from './tier.js';
 import { meta } from './apply.js';
-import { candidateChunks, gateAndTally, packsInUse, pastGrace, planCompaction, type CompactionPlan, type PlannedBlob } from './compact-plan.js';
+import { candidateChunks, gateAndTally, packsInUse, pastGrace, planCompaction, type CandidateChunk, type CompactionPlan, type PlannedBlob } from './compact-plan.js';
 import type { BlobRecord, Op } from './records.js';
+import { encodeForgetEntries, encodeRelocateEntries, type RelocateEntry } from './blob-runs.js';
 import type { Health } from './recovery.js';
 import type { CommitChain, Mutation } from './writer.js';
 
@@ -72,6 +73,8 @@ export interface CompactHost {
    * dead leaves the disk with the packs (docs/FORMAT.md, "Compaction").
    */
   startJournalSegment?(): void;
+  /** The seq of the last batch committed (applied to the index); without it, the copy always scans B again. */
+  committedSeq?(): number;
 }
 
 export async function compactStore(host: CompactHost, options: CompactOptions = {}): Promise<CompactResult> {
@@ -114,7 +117,10 @@ async function rewrite(host: CompactHost, plan: CompactionPlan, result: CompactR
   const chain: CommitChain = {};
   const skipped = () => new Set(result.skipped.map((s) => s.pack));
   try {
-    const chunks = candidateChunks(host.db, new Set(plan.candidates), plan.cutoff, limits.compactChunkEntries);
+    const candidates = new Set(plan.candidates);
+    const chunks: { next(): IteratorResult<CandidateChunk> | Promise<IteratorResult<CandidateChunk>> } = plan.seen
+      ? plan.seen.chunksOf(candidates, limits.compactChunkEntries) // the planning scan's entries: no second scan of B
+      : candidateChunks(host.db, candidates, plan.cutoff, limits.compactChunkEntries);
     let next = await chunks.next();
     let retired: number[] | undefined;
     while (!next.done) {
@@ -152,12 +158,21 @@ async function rewrite(host: CompactHost, plan: CompactionPlan, result: CompactR
 async function planRound(host: CompactHost, options: CompactOptions, cutoff: number): Promise<CompactionPlan> {
   const ratio = options.deadRatio ?? limits.compactDeadRatio;
   const exclusive = <T>(fn: () => Promise<T>) => host.runExclusive(fn);
+  const scanned = host.committedSeq?.();
   const { scan, packs } = await gateAndTally(() => host.db, host.packs, host.health, cutoff, exclusive);
   options.onProgress?.({ phase: 'plan', bytesDone: 0, bytesTotal: 0 });
   const appendPack = host.packs.appendPack;
   const plan = await planCompaction(host.packs, scan, packs, cutoff, ratio, true);
-  if (options.dryRun || appendPack === 0 || !plan.candidates.includes(appendPack)) return plan;
-  await host.submit({ exclusive: true, prepare: async () => { host.packs.seal(); return { ops: [], result: undefined }; } });
+  // The scan's entries are all of the candidates' when no batch committed since it began: a batch
+  // could have added entries to the pack appends went to (the one sealed below, or one that filled
+  // up meanwhile); no other pack gains entries. Otherwise the copy scans B again (candidateChunks).
+  const unchanged = (seq: number | undefined) => !scan.seen.full && scanned !== undefined && seq === scanned;
+  if (options.dryRun || appendPack === 0 || !plan.candidates.includes(appendPack)) {
+    if (unchanged(host.committedSeq?.())) plan.seen = scan.seen;
+    return plan;
+  }
+  const before = await host.submit({ exclusive: true, prepare: async ({ seq }) => { host.packs.seal(); return { ops: [], result: seq - 1 }; } });
+  if (unchanged(before)) plan.seen = scan.seen;
   return plan;
 }
 
@@ -278,19 +293,12 @@ async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[]
   const per = limits.compactOpsPerRecord;
   const pending: Promise<number>[] = [];
   for (let i = 0; i < copied.length; i += per) {
-    const slice = copied.slice(i, i + per);
-    pending.push(host.submit({ chain, prepare: async () => ({ ops: slice.map(relocateOp), result: 0 }) }));
+    const ops = relocateOps(copied.slice(i, i + per));
+    pending.push(host.submit({ chain, prepare: async () => ({ ops, result: 0 }) }));
   }
   for (let i = 0; i < expired.length; i += per) {
     const slice = expired.slice(i, i + per);
-    pending.push(host.submit({ chain, prepare: async ({ view }) => {
-      const ops: Op[] = [];
-      for (const blob of slice) {
-        const now = view.getNow<BlobRecord>(keys.blob(blob.hash)); // sync: 16k awaits cost more than the reads
-        if (now && now.p === blob.pack && now.o === blob.offset && pastGrace(now, cutoff)) ops.push({ op: 'blob.forget', hash: blob.hash, pack: blob.pack, offset: blob.offset });
-      }
-      return { ops, result: ops.length };
-    } }));
+    pending.push(host.submit({ chain, prepare: async ({ view }) => forgetOps(view, slice, cutoff) }));
   }
   if (retire && retire.length > 0) pending.push(host.submit({ chain, prepare: async () => ({ ops: [{ op: 'pack.retire', packs: retire }], result: 0 }) }));
   const settled = await Promise.allSettled(pending);
@@ -299,8 +307,34 @@ async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[]
   result.blobsReclaimed += settled.reduce((sum, s) => sum + (s.status === 'fulfilled' ? s.value : 0), 0);
 }
 
-function relocateOp(c: Copied): Op {
-  return { op: 'blob.relocate', hash: c.blob.hash, pack: c.to.pack, offset: c.to.offset, size: c.blob.length, from: [c.blob.pack, c.blob.offset] };
+/**
+ * One `blob.forgetRun` per pack for the entries of `expired` still released past the grace period
+ * at their copy (the op checks again when applied: a replay decides alike). Read with getShared,
+ * so the apply's second read of each entry in this batch costs a map lookup.
+ */
+function forgetOps(view: IndexView, expired: PlannedBlob[], cutoff: number): { ops: Op[]; result: number } {
+  const byPack = new Map<number, PlannedBlob[]>();
+  for (const blob of expired) {
+    const now = view.getShared<BlobRecord>(keys.blob(blob.hash)); // sync: 16k awaits cost more than the reads
+    if (!now || now.p !== blob.pack || now.o !== blob.offset || !pastGrace(now, cutoff)) continue;
+    let list = byPack.get(blob.pack);
+    if (!list) byPack.set(blob.pack, (list = []));
+    list.push(blob);
+  }
+  const ops: Op[] = [...byPack].map(([pack, list]) => ({ op: 'blob.forgetRun', pack, cutoff, entries: encodeForgetEntries(list) }));
+  return { ops, result: [...byPack.values()].reduce((sum, list) => sum + list.length, 0) };
+}
+
+/** One `blob.relocateRun` per pair of old and new pack (the op is conditional: a replay decides alike). */
+function relocateOps(copied: Copied[]): Op[] {
+  const byPair = new Map<string, { from: number; to: number; entries: RelocateEntry[] }>();
+  for (const c of copied) {
+    const pair = `${c.blob.pack}>${c.to.pack}`;
+    let run = byPair.get(pair);
+    if (!run) byPair.set(pair, (run = { from: c.blob.pack, to: c.to.pack, entries: [] }));
+    run.entries.push({ hash: c.blob.hash, from: c.blob.offset, to: c.to.offset, size: c.blob.length });
+  }
+  return [...byPair.values()].map(({ from, to, entries }) => ({ op: 'blob.relocateRun', from, to, entries: encodeRelocateEntries(entries) }));
 }
 
 /**

@@ -117,6 +117,19 @@ export type Op =
   /** Compaction: drops the B entry of a blob no message uses, only if still r=0 at that location. */
   | { op: 'blob.forget'; hash: Buffer; pack: number; offset: number }
   /**
+   * Compaction: blob.forget for many entries of one pack in one op (docs/FORMAT.md, "Compaction"):
+   * `entries` packs FORGET_ENTRY_BYTES per entry (the 32-byte hash, then the offset as a u64 BE);
+   * each B entry is dropped only if still r=0 at `pack` and that offset and released at or before
+   * `cutoff` (ms). One op and one buffer instead of a CBOR map per entry.
+   */
+  | { op: 'blob.forgetRun'; pack: number; cutoff: number; entries: Uint8Array }
+  /**
+   * Compaction: blob.relocate with `from` for many blobs copied from one pack into another:
+   * `entries` packs RELOCATE_ENTRY_BYTES per entry (hash, offset in `from`, offset in `to`, size,
+   * blob-runs.ts); each B entry moves only if it is still at `from` and that offset.
+   */
+  | { op: 'blob.relocateRun'; from: number; to: number; entries: Uint8Array }
+  /**
    * Compaction: packs whose live records were copied elsewhere (`retire`) are listed in meta
    * `packs/retired` until their files are deleted (`removed`): the intent open finishes.
    */

@@ -11,7 +11,8 @@ import { limits } from '../limits.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { applyOpsNow, applyStateOp, forgetModseqOffset, meta } from './apply.js';
 import { INLINE_PACK, type PackStore } from '../blob/pack-store.js';
-import { checkpointBegin, type JournalPayload, type MailboxInfo } from './records.js';
+import { checkpointBegin, type JournalPayload, type MailboxInfo, type Op } from './records.js';
+import { forEachRelocateEntry } from './blob-runs.js';
 import { parseSegmentFileName } from '../journal/journal-format.js';
 import { LAYOUT } from './identity.js';
 import { keys } from '../keys/index-keys.js';
@@ -231,10 +232,8 @@ function decodeSafely(payload: Buffer): JournalPayload | undefined {
 async function freshBlobsDurable(bodies: (JournalPayload | undefined)[], packs: PackStore): Promise<boolean> {
   const checked = new Set<string>();
   for (const body of bodies) {
-    for (const op of body?.ops ?? []) {
-      const fresh = op.op === 'message.add' && op.fresh ? { hash: op.hash, pack: op.pack, offset: op.offset, size: op.size }
-        : op.op === 'blob.relocate' ? { hash: op.hash, pack: op.pack, offset: op.offset, size: op.size } : undefined;
-      if (!fresh || fresh.pack === INLINE_PACK) continue; // an inline body is durable with its record
+    for (const fresh of freshCopies(body?.ops ?? [])) {
+      if (fresh.pack === INLINE_PACK) continue; // an inline body is durable with its record
       const key = `${fresh.pack}:${fresh.offset}`;
       if (checked.has(key)) continue;
       checked.add(key);
@@ -247,6 +246,19 @@ async function freshBlobsDurable(bodies: (JournalPayload | undefined)[], packs: 
     }
   }
   return true;
+}
+
+/** The blob copies a batch's ops wrote: fresh adds and relocations (a relocateRun's every entry). */
+function* freshCopies(ops: Op[]): Generator<{ hash: Uint8Array; pack: number; offset: number; size: number }> {
+  for (const op of ops) {
+    if (op.op === 'message.add' && op.fresh) yield { hash: op.hash, pack: op.pack, offset: op.offset, size: op.size };
+    else if (op.op === 'blob.relocate') yield { hash: op.hash, pack: op.pack, offset: op.offset, size: op.size };
+    else if (op.op === 'blob.relocateRun') {
+      const copies: { hash: Uint8Array; pack: number; offset: number; size: number }[] = [];
+      forEachRelocateEntry(op.entries, ({ hash, to, size }) => copies.push({ hash: Buffer.from(hash), pack: op.to, offset: to, size }));
+      yield* copies;
+    }
+  }
 }
 
 /** Opens the index if it is healthy and belongs to this store; undefined when it must be rebuilt. */

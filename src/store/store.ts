@@ -430,6 +430,7 @@ export class Store implements MailStore {
       submit: <T>(mutation: Mutation<T>) => this.submit(mutation),
       runExclusive: <T>(fn: () => Promise<T>) => this.maintenanceHooks.runExclusive(fn),
       startJournalSegment: () => this.journal.keepTailAndStartNewSegment(this.journal.lastSeq + 1),
+      committedSeq: () => this.committed,
     };
   }
 

@@ -2,7 +2,7 @@
 // and committed a run at a time so memory follows the run, not the pack. Several runs give the same
 // store as one; a failure in a later run keeps what earlier runs committed (their new pack is
 // never removed), the old pack keeps serving, and a retry finishes the job.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 // every body in a pack: these tests rewrite and measure packs (helpers/packed.ts; inline bodies' compaction: inline-bodies.test.ts)
@@ -10,7 +10,9 @@ import { PackedStore as Store } from '../helpers/packed.js';
 import { limits } from '../../src/limits.js';
 import { meta } from '../../src/store/apply.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
-import { churned, expectExact, expectScrubClean, packNames, packsBytes } from './compact-helpers.js';
+import { body, churned, expectExact, expectScrubClean, packNames, packsBytes } from './compact-helpers.js';
+import { IndexDb } from '../../src/index/index-db.js';
+import { SPACE } from '../../src/keys/tuple.js';
 import { expectCode } from '../sim/helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
 
@@ -85,5 +87,69 @@ describe('compaction in bounded runs', () => {
     } finally {
       await rebuilt.close();
     }
+  });
+});
+
+describe('the planning scan serves the copy', () => {
+  const blobScans = (spy: { mock: { calls: unknown[][] } }) => spy.mock.calls.filter(([range]) => (range as { gte: Buffer }).gte[0] === SPACE.blob).length;
+
+  it('with nothing committed between the scan and the seal, B is scanned once to plan and copy (and once to check the retired pack is unused)', async () => {
+    const dir = tmpDir('compact-runs');
+    const { store, bodies, gone } = await churned(dir);
+    const spy = vi.spyOn(IndexDb.prototype, 'entryBatches');
+    try {
+      const result = await store.compact();
+      expect(blobScans(spy)).toBe(2);
+      expect(result.blobsReclaimed).toBe(gone.length - 1);
+      expect(result.packsRemoved).toEqual([1]);
+    } finally {
+      spy.mockRestore();
+    }
+    await expectExact(store, bodies, gone);
+    await expectScrubClean(store);
+    await store.close();
+  });
+
+  it('an append committed between the scan and the seal lands in the pack being sealed: B is scanned again, the new message is copied, the old pack goes', async () => {
+    const dir = tmpDir('compact-runs');
+    const { store, bodies, gone } = await churned(dir);
+    const spy = vi.spyOn(IndexDb.prototype, 'entryBatches');
+    const late = body(77, 1500);
+    let appended: Promise<{ uid: number }> | undefined;
+    try {
+      const result = await store.compact({ onProgress: (p) => { if (p.phase === 'plan') appended = store.append('K', late); } });
+      expect(result.packsRewritten).toEqual([1]);
+      expect(result.packsRemoved, 'the late message was copied: nothing points into pack 1').toEqual([1]);
+      expect(result.packsPending).toEqual([]);
+      expect(blobScans(spy), 'scan to plan, scan again to copy, scan for the retired pack').toBe(3);
+    } finally {
+      spy.mockRestore();
+    }
+    const { uid } = await appended!;
+    expect((await store.fetch('K', uid)).equals(late)).toBe(true);
+    expect(packNames(dir)).not.toContain('00000001.pack');
+    await expectExact(store, bodies, gone);
+    await expectScrubClean(store);
+    await store.close();
+  });
+
+  it('past limits.compactPlanEntriesMax entries the scan keeps none and the copy scans B again', async () => {
+    const planMax = limits as { compactPlanEntriesMax: number };
+    const savedMax = limits.compactPlanEntriesMax;
+    planMax.compactPlanEntriesMax = 10;
+    const dir = tmpDir('compact-runs');
+    const { store, bodies, gone } = await churned(dir);
+    const spy = vi.spyOn(IndexDb.prototype, 'entryBatches');
+    try {
+      const result = await store.compact();
+      expect(blobScans(spy)).toBe(3);
+      expect(result.blobsReclaimed).toBe(gone.length - 1);
+      expect(result.packsRemoved).toEqual([1]);
+    } finally {
+      spy.mockRestore();
+      planMax.compactPlanEntriesMax = savedMax;
+    }
+    await expectExact(store, bodies, gone);
+    await store.close();
   });
 });

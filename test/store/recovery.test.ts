@@ -11,6 +11,7 @@ import { encodeRecord, fillerBytes } from '../../src/journal/journal-format.js';
 import { Journal } from '../../src/journal/journal.js';
 import { installIndex, moveAside, newHealth, resolveNewestBatch, resolveTail } from '../../src/store/recovery.js';
 import type { JournalPayload, Op } from '../../src/store/records.js';
+import { encodeRelocateEntries } from '../../src/store/blob-runs.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
 
@@ -169,7 +170,7 @@ describe('resolveNewestBatch', () => {
     await parts.journal.close();
   });
 
-  async function batchWithBlob(durable: boolean) {
+  async function batchWithBlob(durable: boolean, as: 'add' | 'relocateRun' = 'add') {
     const setup = await freshRoot();
     await batch(setup.journal, 1, [[meta(1)]]);
     const bytes = Buffer.from('Subject: newest\r\n\r\nbody\r\n');
@@ -181,7 +182,9 @@ describe('resolveNewestBatch', () => {
       await setup.packs.write(b);
       await setup.packs.sync();
     }
-    const add: Op = { op: 'message.add', id: mailbox, uid: 1, hash, size: bytes.length, date: 0, flags: [], pack: location.pack, offset: location.offset, fresh: true };
+    const add: Op = as === 'add'
+      ? { op: 'message.add', id: mailbox, uid: 1, hash, size: bytes.length, date: 0, flags: [], pack: location.pack, offset: location.offset, fresh: true }
+      : { op: 'blob.relocateRun', from: 7, to: location.pack, entries: encodeRelocateEntries([{ hash, from: 32, to: location.offset, size: bytes.length }]) }; // a compaction's copy
     const before = statSync(segment(setup.root)).size;
     await batch(setup.journal, 2, [[meta(2)], [add]]);
     await setup.journal.close();
@@ -198,6 +201,20 @@ describe('resolveNewestBatch', () => {
     expect(parts.health.findings.join('\n')).toMatch(/records 2\.\.3: a batch whose message bodies were not durable/);
     expect(quarantined(root, 'journal-batch-2-3-')).toHaveLength(1);
     await parts.journal.close();
+  });
+
+  it('a newest batch of a compaction (blob.relocateRun) whose copy does not read back is cut; kept when the copy is durable', async () => {
+    for (const durable of [false, true]) {
+      const { root, before } = await batchWithBlob(durable, 'relocateRun');
+      const size = statSync(segment(root)).size;
+      const parts = await openParts(root);
+      await resolveTail(parts.fs, root, parts.journal, 1, parts.health);
+      await resolveNewestBatch(parts.fs, root, parts.journal, parts.packs, 1, parts.health);
+      expect(statSync(segment(root)).size, `durable ${durable}`).toBe(durable ? size : before);
+      expect(quarantined(root, 'journal-batch-2-3-'), `durable ${durable}`).toHaveLength(durable ? 0 : 1);
+      await parts.journal.close();
+      await parts.packs.close();
+    }
   });
 
   it('the same batch is kept when the index had applied it, or when its blob is durable', async () => {
