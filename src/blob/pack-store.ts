@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
-import { HASH_BYTES, createHasher, hashBytes, hashHex } from '../hash/blake3.js';
+import { HASH_BYTES, createHasher, hashBytes, hashHex, hashMatches } from '../hash/blake3.js';
 import type { HashPool } from '../hash/pool.js';
 import { limits } from '../limits.js';
 import {
@@ -480,7 +480,7 @@ export class PackStore {
       const path = this.path(location.pack);
       const record = await this.readRecord(location, path);
       const body = record.subarray(RECORD_HEADER_BYTES);
-      if (!hashBytes(body).equals(expectedHash)) {
+      if (!hashMatches(body, expectedHash)) {
         throw this.corrupt(location, path, `body does not match its hash ${hashHex(expectedHash)}`);
       }
       return body;
@@ -501,6 +501,34 @@ export class PackStore {
       for (const item of items) item.body = await this.readInline(item.location, item.hash).catch((error: unknown) => { item.error = error; return undefined; });
       return;
     }
+    // pinned like read(): a compaction that retires the pack meanwhile deletes it only after this
+    // read; a pack already retired is not read, each blob is looked up again where it moved
+    if (!this.pin(pack)) {
+      await this.readMoved(items);
+      return;
+    }
+    try {
+      await this.readRunPinned(pack, items);
+    } finally {
+      this.unpin(pack);
+    }
+  }
+
+  /**
+   * The blobs of a run whose pack was retired, each read where the index says it is now. They get
+   * no `record`: only compaction asks for records, and it never reads a pack it retired.
+   */
+  private async readMoved(items: RunItem[]): Promise<void> {
+    for (const item of items) {
+      try {
+        item.body = await this.read(await this.movedFrom(item.location, item.hash), item.hash);
+      } catch (error) {
+        item.error = error;
+      }
+    }
+  }
+
+  private async readRunPinned(pack: number, items: RunItem[]): Promise<void> {
     const path = this.path(pack);
     const start = items[0].location.offset;
     let end = start;
@@ -524,7 +552,7 @@ export class PackStore {
       const fault = recordHeaderFault(bytes, at, location.length);
       if (fault !== undefined) { item.error = this.corrupt(location, path, fault); continue; }
       const body = bytes.subarray(at + RECORD_HEADER_BYTES, at + length);
-      if (hashBytes(body).equals(item.hash)) {
+      if (hashMatches(body, item.hash)) {
         item.body = body;
         item.record = bytes.subarray(at, at + length);
       } else item.error = this.corrupt(location, path, `body does not match its hash ${hashHex(item.hash)}`);
