@@ -5,7 +5,6 @@
 import { Encoder } from 'cbor-x/encode';
 import { crc32 } from 'node:zlib';
 import { MailstoreError } from '../errors.js';
-import { decodeFlatMap } from './flat-cbor.js';
 
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, variableMapSize: true, tagUint8Array: false });
 
@@ -62,8 +61,5 @@ export function decodeValue<T>(bytes: Uint8Array, key: Uint8Array): T {
       `index value for key ${Buffer.from(key).toString('hex')} fails its checksum; run 'mailstore reconstruct' to rebuild the index from the journal`,
       { path: Buffer.from(key).toString('hex') });
   }
-  // most values are flat maps (message and blob records): decoded without cbor-x, whose general
-  // decoder is most of a cold bulk read's index time (issue 16); anything else goes to cbor-x
-  const body = b.subarray(4);
-  return (decodeFlatMap(body) ?? cbor.decode(body)) as T;
+  return cbor.decode(b.subarray(4)) as T;
 }
