@@ -192,7 +192,9 @@ export class StoreReader {
    * Reads and verifies a group's bodies in pack order; a failure is kept for the message's turn.
    * Neighbours in a pack are read with one pread (packRuns, PackStore.readRun). Pack reads are
    * synchronous, so it lets the event loop run every limits.readTurnBytes or limits.readTurnMessages:
-   * the read-ahead (and a server's other clients) go on meanwhile.
+   * the read-ahead (and a server's other clients) go on meanwhile. In a big mailbox a run's bodies
+   * are hashed on the pool's worker while the next runs are read (at most limits.readRunsHashing
+   * runs there); the group's messages go out only after all of its runs were verified.
    */
   private async readGroup(group: PendingRead[], mailboxBytes: number): Promise<void> {
     const located = group.filter((item) => item.location);
