@@ -2,6 +2,7 @@
 // named by number, read by location and verified, written as whole new packs, removed once retired.
 // PackStore (local files) implements it; an S3-compatible backend would map a pack to an object
 // (write = multipart upload made visible at `sync`, remove = DeleteObject once no reader holds it).
+import type { HashPool } from '../hash/pool.js';
 import type { BlobLocation, PackWriter, RunItem } from './pack-store.js';
 
 export interface NewPack {
@@ -26,7 +27,7 @@ export interface BlobBackend {
   read(location: BlobLocation, hash: Buffer): Promise<Buffer>;
   readStream(location: BlobLocation, hash: Buffer, chunkBytes: number): AsyncGenerator<Buffer>;
   /** Neighbouring records of one pack with one read, each verified; sets each item's body and record, or its error. */
-  readRun(pack: number, items: RunItem[]): Promise<void>;
+  readRun(pack: number, items: RunItem[], pool?: HashPool): Promise<void>;
   /** The pack new appends go to (0: the next append starts a new one). */
   readonly appendPack: number;
   /** The next append starts a new pack (only while the Writer is held). */

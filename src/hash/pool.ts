@@ -11,6 +11,7 @@ import { hashImplementation } from './blake3.js';
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { blake3 } = require(workerData.addon);
+parentPort.postMessage({ ready: true });
 parentPort.on('message', ({ id, buffer, ranges }) => {
   const bytes = Buffer.from(buffer);
   const digests = new Uint8Array((ranges.length / 2) * 32);
@@ -29,10 +30,12 @@ export class HashPool {
   private nextId = 1;
   private turn = 0;
   private failure?: Error;
+  private started = 0;
 
   private constructor(private readonly workers: Worker[]) {
     for (const worker of workers) {
-      worker.on('message', (m: { id: number; buffer: ArrayBuffer; digests: Uint8Array }) => {
+      worker.on('message', (m: { id: number; buffer: ArrayBuffer; digests: Uint8Array; ready?: true }) => {
+        if (m.ready) { this.started++; return; }
         const w = this.waiting.get(m.id);
         this.waiting.delete(m.id);
         w?.resolve(m);
@@ -59,6 +62,14 @@ export class HashPool {
     }
     const workers = Array.from({ length: threads }, () => new Worker(WORKER_SOURCE, { eval: true, workerData: { addon } }));
     return new HashPool(workers);
+  }
+
+  /**
+   * Every worker has loaded the binding and hashes at once: a caller that must not wait ~30 ms for
+   * a start (a read of a few thousand small messages) hashes in its own thread until then.
+   */
+  get ready(): boolean {
+    return this.started === this.workers.length && !this.failure;
   }
 
   get threads(): number {

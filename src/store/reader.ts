@@ -1,6 +1,7 @@
 // The read pipeline: message metadata from the index, bodies from the packs, every body verified
 // against its hash before it leaves. Reads see committed state only (the Writer's view is never
 // read here) and never wait for the Writer.
+import os from 'node:os';
 import { Readable } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { MailstoreError, isMailstoreError } from '../errors.js';
@@ -10,6 +11,7 @@ import { keys, decodeChangeKey, decodeMessageKey } from '../keys/index-keys.js';
 import { prefixEnd } from '../keys/tuple.js';
 import { RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { BlobLocation, PackStore, RunItem } from '../blob/pack-store.js';
+import { HashPool } from '../hash/pool.js';
 import { limits } from '../limits.js';
 import type { BlobRecord, ChangeRecord, MailboxInfo, MessageRecord } from './records.js';
 import { toInfo, type MessageInfo, type MessageWithBody, type ReadMessagesOptions } from './types.js';
@@ -35,7 +37,25 @@ interface PendingRead {
 }
 
 export class StoreReader {
-  constructor(private readonly host: ReaderHost) {}
+  /** Workers that verify bulk-read bodies: made at the first big readMessages, closed with the store. */
+  private pool?: HashPool | null;
+
+  /** `hashThreads`: StoreOptions.readHashThreads (0: never a pool). */
+  constructor(private readonly host: ReaderHost, private readonly hashThreads = os.availableParallelism() > 1 ? 1 : 0) {}
+
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = null;
+    await pool?.close();
+  }
+
+  /** The pool once its workers are up (made now if this read is big enough), else undefined: hash here. */
+  private readyPool(mailboxBytes: number): HashPool | undefined {
+    if (this.pool === undefined && this.hashThreads > 0 && mailboxBytes >= limits.readPoolMailboxBytesMin) {
+      this.pool = HashPool.create(this.hashThreads) ?? null;
+    }
+    return this.pool?.ready ? this.pool : undefined;
+  }
 
   async messageInfo(mailbox: string, uid: number): Promise<MessageInfo> {
     parseMailboxName(mailbox);
@@ -128,7 +148,7 @@ export class StoreReader {
       for (let batch = await ahead.shift(); batch; batch = await ahead.shift()) {
         ahead.push(readAhead());
         for (const group of byteGroups(batch, limits.readBatchBytes)) {
-          await this.readGroup(group);
+          await this.readGroup(group, box.bytes);
           for (const item of group) {
             if (item.error === undefined) {
               const body = item.body!;
@@ -172,15 +192,27 @@ export class StoreReader {
    * Reads and verifies a group's bodies in pack order; a failure is kept for the message's turn.
    * Neighbours in a pack are read with one pread (packRuns, PackStore.readRun). Pack reads are
    * synchronous, so it lets the event loop run every limits.readTurnBytes or limits.readTurnMessages:
-   * the read-ahead (and a server's other clients) go on meanwhile.
+   * the read-ahead (and a server's other clients) go on meanwhile. In a big mailbox a run's bodies
+   * are hashed on the pool's worker while the next runs are read (at most limits.readRunsHashing
+   * runs there); the group's messages go out only after all of its runs were verified.
    */
-  private async readGroup(group: PendingRead[]): Promise<void> {
+  private async readGroup(group: PendingRead[], mailboxBytes: number): Promise<void> {
     const located = group.filter((item) => item.location);
     located.sort((a, b) => a.location!.pack - b.location!.pack || a.location!.offset - b.location!.offset);
     let bytesSinceTurn = 0, messagesSinceTurn = 0;
+    const hashing: Promise<void>[] = []; // runs whose bodies a worker verifies meanwhile
     for (const run of packRuns(located)) {
-      await this.host.packs.readRun(run[0].location!.pack, run as RunItem[]);
-      for (const item of run) bytesSinceTurn += item.location!.length;
+      let runBytes = 0;
+      for (const item of run) runBytes += item.location!.length;
+      const pool = runBytes >= limits.readPoolRunBytesMin ? this.readyPool(mailboxBytes) : undefined;
+      const done = this.host.packs.readRun(run[0].location!.pack, run as RunItem[], pool);
+      if (pool) {
+        hashing.push(done);
+        if (hashing.length > limits.readRunsHashing) await hashing.shift();
+      } else {
+        await done;
+      }
+      bytesSinceTurn += runBytes;
       messagesSinceTurn += run.length;
       // counted across runs: a mailbox scattered over the packs makes runs of one message
       if (bytesSinceTurn >= limits.readTurnBytes || messagesSinceTurn >= limits.readTurnMessages) {
@@ -189,6 +221,7 @@ export class StoreReader {
         await nextTurn();
       }
     }
+    await Promise.all(hashing); // readRun sets errors on its items, it does not reject
   }
 
   private async locate(mailbox: string, uid: number): Promise<{ record: MessageRecord; blob: BlobRecord }> {

@@ -210,7 +210,7 @@ export class Store implements MailStore {
       const blob = await this.db.get<BlobRecord>(keys.blob(hash));
       return blob && { pack: blob.p, offset: blob.o, length: blob.l };
     });
-    this.reader = new StoreReader(this.readerHost());
+    this.reader = new StoreReader(this.readerHost(), options.readHashThreads);
     this.maintenanceHooks = new Maintenance(this.maintenanceHost());
     this.administrationHooks = this.administrationInterface();
   }
@@ -266,6 +266,7 @@ export class Store implements MailStore {
     await this.snapshots.idle(); // a background snapshot reads the index and retires segments
     this.writer.fail(new MailstoreError('CLOSED', 'the store is closed'));
     this.changes.wakeAll();
+    await this.reader.close();
     await this.packs.close();
     await this.journal.close();
     await this.db.close();

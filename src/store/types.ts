@@ -24,6 +24,12 @@ export interface StoreOptions {
    * measured choice: BENCHMARKS.md).
    */
   inlineBodyBytesMax?: number;
+  /**
+   * Worker threads that verify readMessages' bodies while the reading thread reads on (0: the
+   * reading thread hashes). Default: 1 on a machine with two or more cores, else 0. Used for
+   * mailboxes of limits.readPoolMailboxBytesMin and more.
+   */
+  readHashThreads?: number;
   packBytesMax?: number;
   journalSegmentBytesMax?: number;
   /**

@@ -1,9 +1,24 @@
 import { describe, expect, it } from 'vitest';
-import { createHasher, hashBytes, hashImplementation, nativeHash, wasmHash } from '../../src/hash/blake3.js';
+import { createHasher, hashBytes, hashImplementation, hashMatches, nativeHash, wasmHash } from '../../src/hash/blake3.js';
 
 describe('BLAKE3', () => {
   it('uses the native implementation here', () => {
     expect(hashImplementation).toBe('native');
+  });
+
+  it('hashMatches: true for the hash of the bytes (a view into a bigger buffer too), false for any other', () => {
+    for (const data of [Buffer.alloc(0), Buffer.from('hello'), Buffer.alloc(70_000, 7)]) {
+      const hash = hashBytes(data);
+      expect(hashMatches(data, hash)).toBe(true);
+      const big = Buffer.concat([Buffer.alloc(5), hash, Buffer.alloc(5)]);
+      expect(hashMatches(data, big.subarray(5, 37))).toBe(true);
+      for (const at of [0, 31]) {
+        const other = Buffer.from(hash);
+        other[at] ^= 0x01; // the last byte too: base64url's final character carries it
+        expect(hashMatches(data, other)).toBe(false);
+      }
+      expect(hashMatches(data, hash.subarray(0, 31))).toBe(false);
+    }
   });
 
   it('native and WebAssembly give the same digests', async () => {

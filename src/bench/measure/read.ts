@@ -1,13 +1,16 @@
 // Read back every message with hash verification (Store.readMessages re-hashes each body before
 // yielding it; CORRUPT otherwise).
 //
-//   node dist/src/bench/measure/read.js --store DIR
+//   node dist/src/bench/measure/read.js --store DIR [--hash-threads N]
+//
+// --hash-threads: StoreOptions.readHashThreads (0: every body hashed in the reading thread; A/B runs).
 import { Store } from '../../store/store.js';
 import { emit, parseFlags, peakRssBytes, required, round, runMeasurement } from '../common.js';
 
 const { values } = parseFlags(process.argv.slice(2));
 await runMeasurement('mailstore', 'read', async () => {
-  const store = await Store.open(required(values, 'store'));
+  const threads = values.get('hash-threads');
+  const store = await Store.open(required(values, 'store'), threads === undefined ? {} : { readHashThreads: Number(threads) });
   let messages = 0, bytes = 0;
   const started = performance.now();
   for (const box of await store.listMailboxes()) {
@@ -20,6 +23,6 @@ await runMeasurement('mailstore', 'read', async () => {
   await store.close();
   emit({
     peer: 'mailstore', measurement: 'read', messages, bytes, seconds: round(seconds), peak_rss_bytes: peakRssBytes(),
-    note: 'library: readMessages() of every mailbox (index read in batches, bodies in pack order, each BLAKE3 re-hashed and compared before it is yielded); open + close not timed; warm page cache',
+    note: 'library: readMessages() of every mailbox (index read in batches, bodies in pack order, each BLAKE3 re-hashed and compared before it is yielded, on a hash worker beside the reads once it is up in a mailbox of 64 MiB or more: StoreOptions.readHashThreads); open + close not timed; warm page cache',
   });
 });

@@ -1,0 +1,128 @@
+// readMessages' two newer paths: bodies verified on a worker thread (StoreOptions.readHashThreads)
+// while the reading thread reads on, and runs whose pack compaction retires during the read.
+// Either way every body is verified before it comes out, and damage costs only its own message.
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PackedStore as Store } from '../helpers/packed.js';
+import type { Store as RealStore } from '../../src/store/store.js';
+import { MailstoreError } from '../../src/errors.js';
+import { HashPool } from '../../src/hash/pool.js';
+import { limits } from '../../src/limits.js';
+import { internalsOf } from '../helpers/internals.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { body, churned, packNames } from './compact-helpers.js';
+
+const saved = { ...limits };
+afterEach(() => {
+  Object.assign(limits, saved);
+  vi.restoreAllMocks();
+});
+
+/** The store's reader pool, once its workers are up (the first big readMessages makes it). */
+async function readyPool(store: RealStore): Promise<HashPool> {
+  const reader = (store as unknown as { reader: { pool?: HashPool | null } }).reader;
+  for await (const _ of store.readMessages('INBOX')) break; // makes the pool
+  for (let waited = 0; !reader.pool?.ready; waited += 10) {
+    if (waited > 10_000) throw new Error('the hash pool did not start');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return reader.pool;
+}
+
+async function collect(store: RealStore, mailbox: string, onCorrupt?: (uid: number, code: string) => void) {
+  const out = new Map<number, Buffer>();
+  for await (const { info, body: bytes } of store.readMessages(mailbox, onCorrupt ? { onCorrupt: (i, e) => onCorrupt(i.uid, e.code) } : {})) out.set(info.uid, bytes);
+  return out;
+}
+
+/** Flips one byte of the body holding `marker` in the store's only pack. */
+async function flipBody(store: RealStore, dir: string, marker: string): Promise<void> {
+  const [name] = readdirSync(join(dir, 'packs')).filter((n) => n.endsWith('.pack'));
+  const path = join(dir, 'packs', name);
+  const pack = readFileSync(path);
+  const at = pack.indexOf(marker);
+  expect(at).toBeGreaterThan(0);
+  pack[at + marker.length + 3] ^= 0x01;
+  writeFileSync(path, pack);
+  await internalsOf(store).packs.forgetReadHandles();
+}
+
+describe('readMessages on a hash worker', () => {
+  it('a damaged body in the middle of a run hashed on the worker: only it is CORRUPT, every other body comes back exact', async () => {
+    limits.readPoolMailboxBytesMin = 0;
+    limits.readPoolRunBytesMin = 0;
+    const dir = tmpDir('read-pool');
+    const store = await Store.open(dir, { create: true, readHashThreads: 1 });
+    await store.createMailbox('INBOX');
+    const bodies = Array.from({ length: 300 }, (_, i) => body(i + 1, 1500 + (i % 9) * 700));
+    for (let i = 0; i < bodies.length; i += 50) await store.appendBatch('INBOX', bodies.slice(i, i + 50).map((bytes) => ({ bytes })));
+    await flipBody(store, dir, 'Subject: m 150\r\n');
+    const pool = await readyPool(store);
+    const hashed = vi.spyOn(pool, 'hash');
+
+    const reported: [number, string][] = [];
+    const out = await collect(store, 'INBOX', (uid, code) => reported.push([uid, code]));
+    expect(hashed.mock.calls.length, 'runs went to the worker').toBeGreaterThan(0);
+    expect(reported).toEqual([[150, 'CORRUPT']]);
+    expect(out.size).toBe(299);
+    for (const [uid, bytes] of out) expect(bytes.equals(bodies[uid - 1]), `uid ${uid}`).toBe(true);
+
+    // without onCorrupt: CORRUPT, as fetch says, after the 149 before it
+    const fetchError = await store.fetch('INBOX', 150).catch((e: unknown) => e);
+    let seen = 0;
+    const error = await (async () => { for await (const _ of store.readMessages('INBOX')) seen++; })().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(MailstoreError);
+    expect((error as MailstoreError).code).toBe('CORRUPT');
+    expect((error as MailstoreError).message).toBe((fetchError as MailstoreError).message);
+    expect(seen).toBe(149);
+    await store.close();
+  });
+
+  it('a worker that dies mid-read: its runs are read again and hashed in the reading thread, nothing lost', async () => {
+    limits.readPoolMailboxBytesMin = 0;
+    limits.readPoolRunBytesMin = 0;
+    const dir = tmpDir('read-pool');
+    const store = await Store.open(dir, { create: true, readHashThreads: 1 });
+    await store.createMailbox('INBOX');
+    const bodies = Array.from({ length: 200 }, (_, i) => body(i + 1, 3000));
+    await store.appendBatch('INBOX', bodies.map((bytes) => ({ bytes })));
+    const pool = await readyPool(store);
+    const workers = (pool as unknown as { workers: { terminate(): Promise<number> }[] }).workers;
+    const out = new Map<number, Buffer>();
+    for await (const { info, body: bytes } of store.readMessages('INBOX')) {
+      if (info.uid === 3) await workers[0].terminate(); // runs on it (or sent later) fail over
+      out.set(info.uid, bytes);
+    }
+    expect(pool.ready).toBe(false);
+    expect(out.size).toBe(200);
+    for (const [uid, bytes] of out) expect(bytes.equals(bodies[uid - 1]), `uid ${uid}`).toBe(true);
+    await store.close();
+  });
+});
+
+describe('readMessages while compaction rewrites its pack', () => {
+  it('runs located before compaction retired the pack are read where the blobs moved: every live body exact, the old pack gone', async () => {
+    // small batches, so that batches located before the compaction are read after it
+    limits.readBatchMessages = 2;
+    limits.readAheadBatches = 2;
+    const dir = tmpDir('read-compact');
+    const { store, bodies, gone } = await churned(dir);
+    const live = [...bodies.keys()].filter((uid) => !gone.includes(uid));
+    expect(live.length).toBe(8);
+    const out = new Map<number, Buffer>();
+    let compacted = false;
+    for await (const { info, body: bytes } of store.readMessages('M')) {
+      out.set(info.uid, bytes);
+      if (!compacted) {
+        compacted = true;
+        const result = await store.compact();
+        expect(result.packsRewritten).toEqual([1]);
+        expect(packNames(dir)).toEqual(['00000002.pack']);
+      }
+    }
+    expect([...out.keys()]).toEqual(live);
+    for (const [uid, bytes] of out) expect(bytes.equals(bodies.get(uid)!), `M ${uid}`).toBe(true);
+    await store.close();
+  });
+});
