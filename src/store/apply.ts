@@ -1,5 +1,6 @@
 // Applies journal ops to the index. The same code runs for a live commit and for replay and
 // rebuild, so the index after a rebuild equals the index before it, byte for byte.
+import { MailstoreError } from '../errors.js';
 import { keys } from '../keys/index-keys.js';
 import type { IndexView } from '../index/index-db.js';
 import { emptyDigest, toggleMessage } from './mailbox-digest.js';
@@ -359,5 +360,8 @@ export function applyStateOp(view: Pick<IndexView, 'put'>, op: Op): void {
         if ('db' in view) noteMetaPut(view as IndexView, key, value);
       }
       return;
+    default:
+      // a record written by a newer mailstore (a downgrade): skipping it would lose its effect silently
+      throw new MailstoreError('INVALID', `the journal holds an op this mailstore does not know (${JSON.stringify((op as { op: unknown }).op)}): it was written by a newer version; run that version (downgrading a store is not supported)`);
   }
 }
