@@ -49,6 +49,8 @@ export class IndexDb {
    * reads wait for it, so a reader never sees the index older than what was acknowledged.
    */
   private behind?: { pending: Pending; written: Promise<void>; start?: () => void };
+  /** The failure of a writeBehind batch: the index is behind the journal from there on (reopen). */
+  private writeFailure?: unknown;
 
   private constructor(readonly path: string, private readonly db: Level<Buffer, Buffer>) {}
 
@@ -221,6 +223,7 @@ export class IndexDb {
    * settle(), or for two event-loop turns, whichever comes first.
    */
   async writeBehind(pending: Pending, options: { deferred?: boolean } = {}): Promise<{ landed: Promise<void> }> {
+    if (this.writeFailure) throw this.writeFailure;
     await this.settle();
     let behind: { pending: Pending; written: Promise<void>; start?: () => void };
     if (options.deferred) {
@@ -232,8 +235,13 @@ export class IndexDb {
       behind = { pending, written: pendingBatch(this.db, pending).write({ sync: false }) }; // an empty batch only closes
     }
     this.behind = behind;
-    const landed = behind.written.finally(() => {
+    // A failed batch stays in place and fails every later writeBehind: a later batch written over
+    // it would carry a newer appliedSeq, and the next open would not replay the one that failed.
+    const landed = behind.written.then(() => {
       if (this.behind === behind) this.behind = undefined;
+    }, (error: unknown) => {
+      this.writeFailure ??= error;
+      throw error;
     });
     landed.catch(() => undefined); // reported to whoever awaits `landed` or settle()
     return { landed };
@@ -244,16 +252,13 @@ export class IndexDb {
     this.behind?.start?.();
   }
 
-  /** Waits until a writeBehind batch has landed (rethrows its failure once). */
+  /** Waits until a writeBehind batch has landed (rethrows its failure, every time). */
   async settle(): Promise<void> {
     const behind = this.behind;
     if (!behind) return;
     behind.start?.();
-    try {
-      await behind.written;
-    } finally {
-      if (this.behind === behind) this.behind = undefined;
-    }
+    await behind.written; // a failure is rethrown here every time (writeFailure)
+    if (this.behind === behind) this.behind = undefined;
   }
 
   /**

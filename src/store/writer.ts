@@ -238,6 +238,12 @@ export class Writer {
     const prepared = await this.prepareBatch(batch);
     if (!prepared) return; // halted
     const { view, packBatch, firstSeq, opsBySeq, done } = prepared;
+    if (this.failure) {
+      // the previous batch's index write failed while this one was prepared: what it read may
+      // lack that batch, so nothing of it is written (the store is stopping; a reopen replays)
+      for (const d of done) d.pending.reject(this.failure);
+      return;
+    }
     if (opsBySeq.length > 0) {
       const lastSeq = firstSeq + opsBySeq.length - 1;
       const records = journalRecords(firstSeq, opsBySeq);
