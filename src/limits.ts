@@ -53,19 +53,18 @@ export const limits = {
   journalOffsetEntriesMax: 4_000_000,
   /**
    * Messages up to this size are stored inside their journal record (StoreOptions.inlineBodyBytesMax,
-   * docs/FORMAT.md "Inline bodies"): one file and one fdatasync per delivery. 0 turns it off.
-   * Off (0) by default for now: about 20 test files that damage, count or compact pack bytes of
-   * messages delivered one at a time (daemon, replication, LMTP fault tests among them) still assume
-   * bodies in packs, and the daemon and CLI have no setting to pin it; those must be adapted before
-   * the default can change. The measured choice when it does: 16 KiB (BENCHMARKS.md, one-sync
-   * delivery): it takes 90 % of the bench corpus's messages (p90 16.5 KB) to 1.10 fdatasync per
-   * delivery (4 KiB: 1.70, 8 KiB: 1.39, 64 KiB: 1.02, off: 1.95), while a larger bound buys little
-   * more and makes every journal record that carries a body, replay, followers' tail reads and the
-   * move into packs at retirement larger.
+   * docs/FORMAT.md "Inline bodies"): one file and one fdatasync per delivery. 0 turns it off. A
+   * store's own setting (INLINE-BODIES, `mailstore config --inline-bytes-max`) replaces this default.
+   * The measured choice, 16 KiB (BENCHMARKS.md, one-sync delivery): it takes 90 % of the bench
+   * corpus's messages (p90 16.5 KB) to 1.10 fdatasync per delivery (4 KiB: 1.70, 8 KiB: 1.39,
+   * 64 KiB: 1.02, off: 1.95), while a larger bound buys little more and makes every journal record
+   * that carries a body, replay, followers' tail reads and the move into packs at retirement larger.
    */
-  inlineBodyBytesDefault: 0,
+  inlineBodyBytesDefault: 16 * 1024,
   /** The threshold a store uses when inline bodies are asked for without a size (the measured choice above). */
   inlineBodyBytesMeasured: 16 * 1024,
+  /** The largest inline threshold a store accepts (a segment is read whole; a record carrying a body stays small). */
+  inlineBodyBytesSettingMax: 1024 * 1024,
   /** Open with no pack file looks at this many blob entries for one that is not inline (then the packs are missing). */
   packsPresentSampleEntries: 1000,
   /** Moving inline bodies into packs (compact-inline.ts) commits this many body bytes per journal record. */

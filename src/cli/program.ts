@@ -49,6 +49,7 @@ const COMMANDS: Array<[name: string, load: () => Promise<CommandModule>]> = [
   ['backups', () => import('./commands/backups.js')],
   ['restore', () => import('./commands/restore.js')],
   ['snapshot', () => import('./commands/snapshot.js')],
+  ['config', () => import('./commands/config.js')],
   ['serve', () => import('./commands/serve.js')],
   ['replica', () => import('./commands/replica.js')],
   ['promote', () => import('./commands/promote.js')],

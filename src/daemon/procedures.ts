@@ -44,6 +44,12 @@ export const PROCEDURES = {
     if (archive !== undefined) await store.setJournalArchive(archive ?? undefined);
     return { result: await store.snapshot(), archive: (await store.journalArchive()) ?? null };
   },
+  /** The inline-body threshold in force and the store's setting; `bytes` sets it (null: back to the default). */
+  inlineBodies: async (store: Store, bytes?: number | null): Promise<{ inlineBytesMax: number; setting: number | null }> => {
+    if (bytes !== undefined) await store.setInlineBodies(bytes ?? undefined);
+    const { inlineBytesMax, setting } = await store.inlineBodies();
+    return { inlineBytesMax, setting: setting ?? null };
+  },
   consumers: async (store: Store): Promise<{ lastSeq: number; firstSeq: number; consumers: ConsumerState[] }> => ({
     lastSeq: store.changes.lastSeq, firstSeq: store.changes.firstSeq, consumers: await store.changes.consumers(),
   }),

@@ -48,7 +48,9 @@ export class IndexDb {
    * A batch handed to LevelDB and not yet landed (writeBehind): point reads see it first, range
    * reads wait for it, so a reader never sees the index older than what was acknowledged.
    */
-  private behind?: { pending: Pending; written: Promise<void> };
+  private behind?: { pending: Pending; written: Promise<void>; start?: () => void };
+  /** The failure of a writeBehind batch: the index is behind the journal from there on (reopen). */
+  private writeFailure?: unknown;
 
   private constructor(readonly path: string, private readonly db: Level<Buffer, Buffer>) {}
 
@@ -214,28 +216,49 @@ export class IndexDb {
    * is handed to LevelDB (after the previous such batch has landed: LevelDB does not keep the
    * order of concurrent writes). Until it lands, getNow reads through it and range reads wait for
    * it. The returned promise `landed` rejects when the write fails.
+   *
+   * `deferred`: the batch is only registered (point reads see it at once); building and handing
+   * it to LevelDB waits for startBehind (the writer calls it once the next commit's fdatasync is
+   * running, so that CPU work overlaps the wait instead of delaying the acknowledgement), for any
+   * settle(), or for two event-loop turns, whichever comes first.
    */
-  async writeBehind(pending: Pending): Promise<{ landed: Promise<void> }> {
+  async writeBehind(pending: Pending, options: { deferred?: boolean } = {}): Promise<{ landed: Promise<void> }> {
+    if (this.writeFailure) throw this.writeFailure;
     await this.settle();
-    const batch = pendingBatch(this.db, pending);
-    const behind = { pending, written: batch.write({ sync: false }) }; // an empty batch only closes
+    let behind: { pending: Pending; written: Promise<void>; start?: () => void };
+    if (options.deferred) {
+      let start!: () => void;
+      const started = new Promise<void>((resolve) => { start = resolve; });
+      behind = { pending, written: started.then(() => pendingBatch(this.db, pending).write({ sync: false })), start };
+      setImmediate(() => setImmediate(start)); // at the latest: no next commit came to overlap it
+    } else {
+      behind = { pending, written: pendingBatch(this.db, pending).write({ sync: false }) }; // an empty batch only closes
+    }
     this.behind = behind;
-    const landed = behind.written.finally(() => {
+    // A failed batch stays in place and fails every later writeBehind: a later batch written over
+    // it would carry a newer appliedSeq, and the next open would not replay the one that failed.
+    const landed = behind.written.then(() => {
       if (this.behind === behind) this.behind = undefined;
+    }, (error: unknown) => {
+      this.writeFailure ??= error;
+      throw error;
     });
     landed.catch(() => undefined); // reported to whoever awaits `landed` or settle()
     return { landed };
   }
 
-  /** Waits until a writeBehind batch has landed (rethrows its failure once). */
+  /** Hands a deferred writeBehind batch to LevelDB now (without waiting for it to land). */
+  startBehind(): void {
+    this.behind?.start?.();
+  }
+
+  /** Waits until a writeBehind batch has landed (rethrows its failure, every time). */
   async settle(): Promise<void> {
     const behind = this.behind;
     if (!behind) return;
-    try {
-      await behind.written;
-    } finally {
-      if (this.behind === behind) this.behind = undefined;
-    }
+    behind.start?.();
+    await behind.written; // a failure is rethrown here every time (writeFailure)
+    if (this.behind === behind) this.behind = undefined;
   }
 
   /**

@@ -198,6 +198,7 @@ export class Journal {
     try {
       handle = await this.fs.open(path, 'read');
     } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') await this.options.checkMounted(path); // a vanished partition: UNMOUNTED
       if ((error as NodeJS.ErrnoException).code === 'ENOENT' && !this.segments.includes(segment)) {
         throw new MailstoreError('NOT_FOUND', `journal segment ${segment.name} was retired while it was being read (the journal now starts at ${this.firstSeq}); start again from a snapshot`, { path });
       }
@@ -435,7 +436,10 @@ export class Journal {
     } catch (error) {
       releaseHandle(shared);
       if (this.readHandles.get(segment.name) === shared) this.readHandles.delete(segment.name); // not kept: the next read tries again
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // retired meanwhile
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+        await this.options.checkMounted(path); // a vanished partition is UNMOUNTED, not a missing record
+        return undefined; // retired meanwhile
+      }
       throw fromSystemError(error, 'opening journal segment', path);
     }
     try {

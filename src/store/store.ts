@@ -37,6 +37,7 @@ import type { TierPolicy } from './tier-policy.js';
 import type { RemotePacks } from '../objstore/remote-packs.js';
 import { Maintenance, type MaintenanceHost, type StoreMaintenance } from './maintenance.js';
 import { closeOpened, openStoreParts, type StoreParts } from './open.js';
+import { checkInlineBodyBytes, readInlineBodyBytes, writeInlineBodyBytes } from './inline-setting.js';
 import { Snapshotter, readJournalArchive, writeJournalArchive, type SnapshotResult } from './snapshots.js';
 import { listSnapshots } from './snapshot-file.js';
 import { checkRecordSize, resolveInBatch } from './prepare.js';
@@ -143,7 +144,7 @@ export class Store implements MailStore {
   private readonly administrationHooks: StoreAdministration;
   private readonly messageBytesMax: number;
   /** Messages up to this size go inside their journal record (0: never; docs/FORMAT.md "Inline bodies"). */
-  private readonly inlineBodyBytesMax: number;
+  private inlineBodyBytesMax: number;
   private closed = false;
   private readonly mailboxCache = new Map<string, MailboxInfo>();
   private cacheGeneration = 0;
@@ -178,7 +179,7 @@ export class Store implements MailStore {
     ({ root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, health: this.health, readOnly: this.readOnly } = parts);
     ({ db: this.db, packs: this.packs, journal: this.journal, release: this.release } = parts);
     this.messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
-    this.inlineBodyBytesMax = options.inlineBodyBytesMax ?? limits.inlineBodyBytesDefault;
+    this.inlineBodyBytesMax = checkInlineBodyBytes(options.inlineBodyBytesMax ?? limits.inlineBodyBytesDefault, 'inlineBodyBytesMax');
     this.committed = this.journal.lastSeq;
     this.changes = new ChangeFeed({ fs: this.fs, root: this.root, journal: this.journal, committedSeq: () => this.committed, readOnly: this.readOnly });
     this.packBytesMax = options.packBytesMax ?? limits.packBytesMax;
@@ -228,7 +229,9 @@ export class Store implements MailStore {
   static async open(root: string, options: StoreOptions = {}): Promise<Store> {
     const parts = await openStoreParts(root, options);
     try {
-      const store = new Store(parts, options);
+      // the store's own inline threshold when the caller names none (inline-setting.ts)
+      const setting = options.inlineBodyBytesMax === undefined ? await readInlineBodyBytes(parts.fs, root) : undefined;
+      const store = new Store(parts, setting === undefined ? options : { ...options, inlineBodyBytesMax: setting });
       store.replicationRole = await readRole(parts.fs, root);
       // tier.ts and its S3 client load only for a store that has an object store (issue 16: start-up)
       const tier = (await parts.fs.statIfExists(join(root, TIER_SETTINGS_FILE))) ? await import('./tier.js') : undefined;
@@ -264,6 +267,7 @@ export class Store implements MailStore {
     await this.compaction?.catch(() => undefined);
     await this.writer.drain();
     await this.snapshots.idle(); // a background snapshot reads the index and retires segments
+    await this.writer.drain(); // what that snapshot committed (its move of inline bodies)
     this.writer.fail(new MailstoreError('CLOSED', 'the store is closed'));
     this.changes.wakeAll();
     await this.reader.close();
@@ -428,7 +432,7 @@ export class Store implements MailStore {
     return {
       get db() { return store.db; },
       packs: this.packs, health: this.health, packBytesMax: this.packBytesMax,
-      submit: <T>(mutation: Mutation<T>) => this.submit(mutation),
+      submit: <T>(mutation: Mutation<T>) => this.submit(mutation, true),
       runExclusive: <T>(fn: () => Promise<T>) => this.maintenanceHooks.runExclusive(fn),
       startJournalSegment: () => this.journal.keepTailAndStartNewSegment(this.journal.lastSeq + 1),
       committedSeq: () => this.committed,
@@ -505,6 +509,24 @@ export class Store implements MailStore {
     await writeJournalArchive(this.fs, this.root, dir);
   }
 
+  /** Messages up to this many bytes, delivered alone, go inside their journal record (0: none); and the store's own setting. */
+  async inlineBodies(): Promise<{ inlineBytesMax: number; setting: number | undefined }> {
+    this.live();
+    return { inlineBytesMax: this.inlineBodyBytesMax, setting: await readInlineBodyBytes(this.fs, this.root) };
+  }
+
+  /**
+   * Stores the store's inline threshold (INLINE-BODIES; undefined: back to the default) and uses it
+   * from the next append on. Bodies already inline stay where they are (compaction moves them).
+   */
+  async setInlineBodies(bytes: number | undefined): Promise<void> {
+    this.live();
+    this.writable();
+    if (bytes !== undefined) checkInlineBodyBytes(bytes, 'inline bytes max');
+    await writeInlineBodyBytes(this.fs, this.root, bytes);
+    this.inlineBodyBytesMax = bytes ?? limits.inlineBodyBytesDefault;
+  }
+
   /** An automatic snapshot's outcome goes to onSnapshot; without one, a failure is a health finding (the store goes on). */
   private reportAutoSnapshot(options: StoreOptions, result?: SnapshotResult, error?: unknown): void {
     if (options.onSnapshot) return options.onSnapshot(result, error);
@@ -529,11 +551,16 @@ export class Store implements MailStore {
     if (this.swapping) throw new MailstoreError('UNAVAILABLE', `the replica at ${this.root} is swapping in a resync from its primary; retry in a moment`, { path: this.root });
   }
 
-  /** Every change (and every maintenance write) enters the Writer here. */
-  private submit<T>(mutation: Mutation<T>): Promise<T> {
-    this.live();
+  /**
+   * Every change (and every maintenance write) enters the Writer here. `whileClosing`: maintenance
+   * that close() waits for (a snapshot's move of inline bodies before retirement, a compaction) may
+   * still commit after close began; the writer stops only once they are done.
+   */
+  private submit<T>(mutation: Mutation<T>, whileClosing = false): Promise<T> {
+    if (!whileClosing || !this.closed) this.live();
+    else if (this.failure) throw this.failure;
     this.writable();
-    if (this.fence && !fenceScope.getStore()) return this.fence.then(() => this.submit(mutation));
+    if (this.fence && !fenceScope.getStore()) return this.fence.then(() => this.submit(mutation, whileClosing));
     if (this.gate) this.gate.admit();
     else if (this.unreplicatedRefused) throw unreplicatedError(this.root, this.replicationRole!);
     return this.writer.submit(mutation);

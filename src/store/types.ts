@@ -19,9 +19,8 @@ export interface StoreOptions {
    * Messages up to this many bytes are stored inside their journal record, so a delivery writes
    * one file with one fdatasync (docs/FORMAT.md, "Inline bodies"); compaction moves them into
    * packs before their journal segment is retired. Only a message delivered alone (one in its
-   * record). 0: every body goes to a pack. Default
-   * limits.inlineBodyBytesDefault (0 for now; 16 KiB, limits.inlineBodyBytesMeasured, is the
-   * measured choice: BENCHMARKS.md).
+   * record). 0: every body goes to a pack. Default: the store's setting (INLINE-BODIES, `mailstore
+   * config --inline-bytes-max`), else limits.inlineBodyBytesDefault (16 KiB, measured: BENCHMARKS.md).
    */
   inlineBodyBytesMax?: number;
   /**

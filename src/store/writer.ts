@@ -188,6 +188,7 @@ export class Writer {
       throw error;
     }
     const syncs = Promise.allSettled([this.packs.sync(), this.journal.sync()]);
+    this.db.startBehind(); // the previous batch's index write: its CPU work overlaps these syncs
     this.hooks.onWritten?.(records, opsBySeq, packBatch); // after the syncs began: a replica's work overlaps them
     const [packs, journal] = await syncs;
     if (packs.status === 'rejected' || journal.status === 'rejected') {
@@ -237,6 +238,12 @@ export class Writer {
     const prepared = await this.prepareBatch(batch);
     if (!prepared) return; // halted
     const { view, packBatch, firstSeq, opsBySeq, done } = prepared;
+    if (this.failure) {
+      // the previous batch's index write failed while this one was prepared: what it read may
+      // lack that batch, so nothing of it is written (the store is stopping; a reopen replays)
+      for (const d of done) d.pending.reject(this.failure);
+      return;
+    }
     if (opsBySeq.length > 0) {
       const lastSeq = firstSeq + opsBySeq.length - 1;
       const records = journalRecords(firstSeq, opsBySeq);
@@ -254,7 +261,8 @@ export class Writer {
       const t1 = performance.now();
       view.put(meta.appliedSeq, lastSeq);
       const indexKeys = view.size;
-      await this.landIndex(view);
+      // deferred: the callers are answered before the LevelDB batch is built (reads see it already)
+      await this.landIndex(view, true);
       if (TRACE) {
         process.stderr.write(`mailstore trace: batch ${done.length} mutations, ${packBatch.bytes} blob bytes: prepare ${(t0 - started).toFixed(1)} ms, pack+journal ${(t1 - t0).toFixed(1)} ms, index ${(performance.now() - t1).toFixed(1)} ms\n`);
       }
@@ -363,18 +371,19 @@ export class Writer {
 
   /**
    * Step 3. The records are durable (journal fsynced), so callers are answered as soon as the index
-   * batch is handed to LevelDB: readers see it through IndexDb until it lands, and the next batch's
-   * syncs overlap its write. If it fails, callers still had success (durable), the store stops and
+   * batch is registered with IndexDb (`deferred`: built and handed to LevelDB while the next batch's
+   * fdatasync runs): readers see it through IndexDb until it lands, and the next batch's syncs
+   * overlap its write. If it fails, callers still had success (durable), the store stops and
    * the next open replays the records into the index.
    */
-  private async landIndex(view: IndexView): Promise<void> {
+  private async landIndex(view: IndexView, deferred = false): Promise<void> {
     const indexFailed = (error: unknown) => {
       const failure = new MailstoreError('CLOSED', `the index could not be updated (${(error as Error).message}); the change is durable in the journal; reopen the store`, { cause: error });
       this.fail(failure);
       this.hooks.onStop(failure);
     };
     try {
-      const { landed } = await this.db.writeBehind(view.takePending());
+      const { landed } = await this.db.writeBehind(view.takePending(), { deferred });
       landed.catch(indexFailed);
     } catch (error) {
       indexFailed(error);

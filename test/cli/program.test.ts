@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { buildProgram, namedCommand } from '../../src/cli/program.js';
 
 const ALL = ['init', 'mailbox', 'append', 'fetch', 'messages', 'search', 'flags', 'expunge', 'copy', 'move', 'acl', 'user', 'quota', 'usage', 'import', 'export', 'stats', 'scrub', 'reconstruct', 'rebuild-from-bucket',
-  'consumers', 'events', 'tier', 'compact', 'backup', 'backups', 'restore', 'snapshot', 'serve', 'replica', 'promote', 'xfer', 'bench'];
+  'consumers', 'events', 'tier', 'compact', 'backup', 'backups', 'restore', 'snapshot', 'config', 'serve', 'replica', 'promote', 'xfer', 'bench'];
 
 async function registered(args: string[]): Promise<string[]> {
   return (await buildProgram(['node', 'mailstore', ...args])).commands.map((command) => command.name());

@@ -16,7 +16,9 @@ describe('mailstore snapshot', () => {
     const store = join(dir, 'store');
     const archive = join(dir, 'archive');
     mkdirSync(archive);
-    await ok(['init', '--journal-archive', archive], { store });
+    // bodies in packs: the seqs below are the snapshot's own (with inline bodies, the first
+    // snapshot's retirement commits their move into a pack after it: snapshots.test.ts)
+    await ok(['init', '--journal-archive', archive, '--inline-bytes-max', '0'], { store });
     await ok(['mailbox', 'create', 'M'], { store });
     for (let i = 1; i <= 12; i++) await ok(['append', 'M', '-'], { store, input: message(i) });
     await ok(['expunge', 'M', '1:9'], { store });

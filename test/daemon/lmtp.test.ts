@@ -208,10 +208,11 @@ describe('LMTP delivery', () => {
     };
     c.send('LHLO client.example\r\n');
     await c.replies(1);
-    fs.failAll('ENOSPC', { pathPrefix: join(store.root, 'packs') });
+    // the whole store's disk: a small message goes inside its journal record (inline bodies), a larger one to a pack
+    fs.failAll('ENOSPC', { pathPrefix: store.root });
     expect(await deliver('full')).toEqual(['452 4.3.1 insufficient system storage', '452 4.3.1 insufficient system storage']);
     fs.clear();
-    fs.injectAt((op) => op.kind === 'write' && op.path.includes('packs'), 'EIO');
+    fs.injectAt((op) => op.kind === 'write' && (op.path.startsWith(join(store.root, 'packs')) || op.path.startsWith(join(store.root, 'journal'))), 'EIO');
     expect(await deliver('eio')).toEqual(['451 4.3.0 local error in processing (IO)', '451 4.3.0 local error in processing (IO)']);
     expect(await messages(store, 'alice')).toBe(0);
     expect(log.filter((e) => e.event === 'lmtp.failed').map((e) => e.code)).toEqual(['NO_SPACE', 'NO_SPACE', 'IO', 'IO']);

@@ -6,17 +6,21 @@
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Store } from '../../src/store/store.js';
+import { Store, type StoreOptions } from '../../src/store/store.js';
+import { PACKED } from '../helpers/packed.js';
 import { body, expectScrubClean, packsBytes } from '../store/compact-helpers.js';
 import { json, requireBuilt, run, tempDir } from '../cli/helpers.js';
 import { serve, type Daemon } from './processes.js';
 
 beforeAll(requireBuilt);
 
-/** A store with 40 messages in M, every uid not divisible by 5 expunged (its bytes dead in the pack). */
-async function churnedStore(): Promise<{ root: string; live: Map<number, Buffer>; gone: number[] }> {
+/**
+ * A store with 40 messages in M, every uid not divisible by 5 expunged. With PACKED their bytes
+ * are dead in a pack; by default (inline bodies) they are in their journal records.
+ */
+async function churnedStore(options: StoreOptions = {}): Promise<{ root: string; live: Map<number, Buffer>; gone: number[] }> {
   const root = join(tempDir('mailstore-procedures-'), 'store');
-  const store = await Store.open(root, { create: true });
+  const store = await Store.open(root, { create: true, ...options });
   await store.createMailbox('M');
   const bodies = new Map<number, Buffer>();
   for (let i = 1; i <= 40; i++) {
@@ -50,7 +54,7 @@ async function expectIntact(root: string, live: Map<number, Buffer>, gone: numbe
 
 describe('maintenance through the daemon (CLI beside a running serve)', () => {
   it('compact --dry-run then compact --json: the daemon rewrites the pack, the dead bytes go, every live message stays exact', async () => {
-    const { root, live, gone } = await churnedStore();
+    const { root, live, gone } = await churnedStore(PACKED); // the bodies in a pack, for compaction to rewrite
     const before = packsBytes(root);
     const daemon = await serve(root);
     try {
@@ -86,12 +90,18 @@ describe('maintenance through the daemon (CLI beside a running serve)', () => {
     try {
       const consumers = await json(['consumers', '--no-wait'], { store: root });
       const first = await json(['snapshot', '--journal-archive', archive, '--no-wait'], { store: root });
-      expect(first.seq).toBe(consumers.lastSeq);
+      // the messages were delivered inline: before it retires journal, a snapshot may first move
+      // the bodies in that part of the journal into a pack (one record, which it then covers too)
+      expect(first.seq).toBeGreaterThanOrEqual(consumers.lastSeq);
+      expect(first.seq).toBeLessThanOrEqual(consumers.lastSeq + 1);
       expect(first.records).toBeGreaterThan(0);
       expect(first.journalArchive).toBe(archive);
       expect(existsSync(join(root, 'snapshots', first.name))).toBe(true);
-      const second = await json(['snapshot', '--no-wait'], { store: root });
-      expect(second.seq).toBe(first.seq);
+      // a snapshot's retirement may commit the move of inline bodies into a pack after it; the
+      // next snapshot covers that record, and once nothing was committed since, one is reused
+      let second = await json(['snapshot', '--no-wait'], { store: root });
+      for (let i = 0; i < 3 && !second.reused; i++) second = await json(['snapshot', '--no-wait'], { store: root });
+      expect(second.seq).toBeGreaterThanOrEqual(first.seq);
       expect(second.reused).toBe(true); // nothing committed since: the same snapshot, verified
       expect(second.journalArchive).toBe(archive); // the setting stayed
       const off = await json(['snapshot', '--journal-archive', 'off', '--no-wait'], { store: root });

@@ -12,6 +12,7 @@ import { startReplica } from '../../src/replication/replica.js';
 import { checkReplica } from '../../src/replication/check.js';
 import { PACKS_TO_REMOVE_FILE } from '../../src/replication/pack-removal.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { PACKED } from '../helpers/packed.js';
 import { keyFile, logicalState, msg, quiet, samePacks, until } from './helpers.js';
 
 const dist = resolve(import.meta.dirname, '../../dist/src/replication/replica.js');
@@ -52,7 +53,7 @@ describe('compaction on a replicated store', () => {
   it('ships the new packs, removes the old ones on the replica after the relocations, and check finds 0 differences', async () => {
     const key = keyFile();
     const p = tmpDir('primary');
-    const primaryStore = await Store.open(p, { create: true, ...options });
+    const primaryStore = await Store.open(p, { create: true, ...PACKED, ...options }); // compaction rewrites packs
     await primaryStore.createMailbox('INBOX');
     const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
     const address = `127.0.0.1:${(await primary.status()).port}`;
@@ -88,7 +89,7 @@ describe('compaction on a replicated store', () => {
     expect(existsSync(dist), 'build first: npx tsc -p .').toBe(true);
     const key = keyFile();
     const p = tmpDir('primary');
-    const primaryStore = await Store.open(p, { create: true, ...options });
+    const primaryStore = await Store.open(p, { create: true, ...PACKED, ...options }); // compaction rewrites packs
     await primaryStore.createMailbox('INBOX');
     const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
     const address = `127.0.0.1:${(await primary.status()).port}`;

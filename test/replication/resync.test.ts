@@ -15,6 +15,7 @@ import { startReplica } from '../../src/replication/replica.js';
 import { checkReplica } from '../../src/replication/check.js';
 import { readRole } from '../../src/store/role.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { PACKED } from '../helpers/packed.js';
 import { keyFile, logicalState, msg, quiet, samePacks, until } from './helpers.js';
 
 const dist = resolve(import.meta.dirname, '../../dist/src/replication/replica.js');
@@ -85,7 +86,7 @@ describe('replica resync from a snapshot', () => {
   it('an old replica whose cursor was dropped resyncs over its state; its old journal goes to quarantine', async () => {
     const key = keyFile();
     const p = tmpDir('primary');
-    const primaryStore = await Store.open(p, { create: true, ...small });
+    const primaryStore = await Store.open(p, { create: true, ...small, ...PACKED }); // a compaction must remove a pack the old replica holds
     await primaryStore.createMailbox('INBOX');
     const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
     const address = `127.0.0.1:${(await primary.status()).port}`;

@@ -118,7 +118,8 @@ describe('real faults (root only)', () => {
       const dir = ${JSON.stringify(join(work, 'store'))};
       const out = {};
       const code = (p) => p.then(() => 'ok', (e) => e.code + ' ' + (e.path ?? ''));
-      let store = await Store.open(dir, { create: true, packBytesMax: 1, journalSegmentBytesMax: 1 });
+      // bodies in packs (inline bodies off): every append writes packs/ and journal/
+      let store = await Store.open(dir, { create: true, packBytesMax: 1, journalSegmentBytesMax: 1, inlineBodyBytesMax: 0 });
       await store.createMailbox('INBOX');
       const first = await store.append('INBOX', Buffer.from('first'));
       for (const sub of ['packs', 'journal']) {
@@ -160,7 +161,7 @@ describe('real faults (root only)', () => {
     await store.createMailbox('INBOX');
     const first = await store.append('INBOX', msg(1));
     expect((await store.fetch('INBOX', first.uid)).equals(msg(1))).toBe(true); // opens the pack's read fd
-    const unread = await store.append('INBOX', msg(3)); // its own pack, never opened for reading
+    const unread = await store.append('INBOX', msg(3)); // its own pack (or inline: its own journal segment), never opened for reading
     execFileSync('umount', ['-l', dir]);
     mounts.pop();
     expect(readdirSync(dir), 'the mount point is empty once the tmpfs is detached').toEqual([]);

@@ -1,7 +1,8 @@
 // The library API against a careless or hostile caller (issue 10): reused buffers, impossible
 // dates, wrong-typed arguments, limits that must hold on the resulting state, look-alike names.
 import { describe, expect, it } from 'vitest';
-import { Store } from '../../src/store/store.js';
+import { Store, type StoreOptions } from '../../src/store/store.js';
+import { PACKED } from '../helpers/packed.js';
 import { MailstoreError } from '../../src/errors.js';
 import { limits } from '../../src/limits.js';
 import { hashBytes } from '../../src/hash/blake3.js';
@@ -22,8 +23,8 @@ async function expectCode(promise: Promise<unknown> | (() => unknown), code: str
 
 const msg = (i: number | string, size = 0) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n${'x'.repeat(size)}`);
 
-async function fresh(): Promise<Store> {
-  const store = await Store.open(tmpDir(), { create: true });
+async function fresh(options: StoreOptions = {}): Promise<Store> {
+  const store = await Store.open(tmpDir(), { create: true, ...options });
   await store.createMailbox('INBOX');
   await store.createMailbox('Other');
   return store;
@@ -108,7 +109,7 @@ describe('dates (issue 10 #10)', () => {
   it('dates from mail headers outside the range never stop an import or a lost+found adoption', async () => {
     expect(parseFromLineDate('From a@example.org Thu Jan  1 00:00:00 1960')).toBeUndefined(); // imported as "now"
     expect(parseFromLineDate('From a@example.org Thu Feb 29 10:00:00 2024')?.getTime()).toBe(Date.UTC(2024, 1, 29, 10));
-    const store = await fresh();
+    const store = await fresh(PACKED); // adoption takes blobs found in packs (reconstruct --from-packs)
     const { hash } = await store.append('INBOX', msg('found'));
     const blob = (await store.maintenance().index.get<{ p: number; o: number; l: number }>(keys.blob(Buffer.from(hash, 'hex'))))!;
     const item = { hash: Buffer.from(hash, 'hex'), size: blob.l, pack: blob.p, offset: blob.o };

@@ -8,6 +8,7 @@ import { meta } from '../../src/store/apply.js';
 import { hashBytes } from '../../src/hash/blake3.js';
 import { describeEachFs } from '../helpers/filesystems.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { PACKED } from '../helpers/packed.js';
 
 /** Every file below `dir` with its size: what a refused change must leave as it was. */
 function files(dir: string): Record<string, number> {
@@ -48,7 +49,7 @@ describeEachFs('store.maintenance() and store.administration()', ({ Store }) => 
 
   it('the maintenance writes of a read-only open (rewriteJournalFromIndex too) are refused with ACCESS; nothing in the store changes', async () => {
     const dir = tmpDir();
-    const writer = await Store.open(dir, { create: true });
+    const writer = await Store.open(dir, { create: true, ...PACKED }); // the body in a pack: relocateBlobs below would move it
     await writer.createMailbox('INBOX');
     await writer.append('INBOX', msg(2));
     await writer.close();

@@ -262,6 +262,25 @@ describe('journal retirement', () => {
     await reopened.close();
   });
 
+  it('close() while a snapshot moves inline bodies into packs before retiring: the snapshot finishes and every message stays', async () => {
+    const root = tmpDir();
+    const store = await Store.open(root, { create: true, journalSegmentBytesMax: 4096, inlineBodyBytesMax: 4096, autoSnapshot: false });
+    await store.createMailbox('INBOX');
+    for (let i = 1; i <= 40; i++) await store.append('INBOX', msg(i));
+    const snapshot = store.snapshot(); // the only snapshot: it retires through its own seq
+    const closed = store.close(); // before the snapshot's retirement commits its move of inline bodies
+    const result = await snapshot; // was CLOSED: the move was refused once close had begun
+    await closed;
+    expect(result.retired.segments.length).toBeGreaterThan(0);
+    const reopened = await Store.open(root);
+    try {
+      for (let uid = 1; uid <= 40; uid++) expect((await reopened.fetch('INBOX', uid)).equals(msg(uid)), `uid ${uid}`).toBe(true);
+      expect((await scrub(reopened)).findings).toEqual([]);
+    } finally {
+      await reopened.close();
+    }
+  });
+
   it('a running store snapshots and retires by itself once the journal grew enough', async () => {
     const root = tmpDir();
     const results: number[] = [];

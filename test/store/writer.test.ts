@@ -2,7 +2,8 @@
 // (an assertion while a batch is prepared, applied or written) stops the store with HALTED and
 // writes nothing of the batch, instead of being handed to one caller while the view keeps half of it.
 import { describe, expect, it } from 'vitest';
-import { Store } from '../../src/store/store.js';
+import { Store, type StoreOptions } from '../../src/store/store.js';
+import { PACKED } from '../helpers/packed.js';
 import { AssertionFailure, MailstoreError, assert, fromSystemError } from '../../src/errors.js';
 import { exitCodeFor } from '../../src/cli/exit-codes.js';
 import type { Writer } from '../../src/store/writer.js';
@@ -16,9 +17,9 @@ import { limits } from '../../src/limits.js';
 const msg = (i: number | string) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
 
 
-async function storeWithOne(): Promise<{ root: string; store: Store; writer: Writer }> {
+async function storeWithOne(options: StoreOptions = {}): Promise<{ root: string; store: Store; writer: Writer }> {
   const root = tmpDir();
-  const store = await Store.open(root, { create: true });
+  const store = await Store.open(root, { create: true, ...options });
   await store.createMailbox('INBOX');
   await store.append('INBOX', msg(1));
   return { root, store, writer: (store as unknown as { writer: Writer }).writer };
@@ -86,7 +87,7 @@ describe('errors: a bug is never dressed up as the world', () => {
 
 describe('dedup never trusts a copy no message uses', () => {
   it('bytes appended again after their only message was expunged and their record damaged are written anew and read back exact', async () => {
-    const { root, store } = await storeWithOne();
+    const { root, store } = await storeWithOne(PACKED); // it damages the pack record of a message delivered alone
     const body = msg('again');
     const first = await store.append('INBOX', body);
     await store.expunge('INBOX', [first.uid]);

@@ -8,6 +8,8 @@ import { checkTierSettings, writeTierSettings, type TierSettings } from '../../s
 import { parseSize } from '../../store/tier-policy.js';
 import { MailstoreError } from '../../errors.js';
 import { printJson, printLine, storeDir, wantsJson } from '../context.js';
+import { limits } from '../../limits.js';
+import { parseInlineBytes } from './config.js';
 
 export function register(program: Command): void {
   program
@@ -16,9 +18,10 @@ export function register(program: Command): void {
     .option('--object-store <url>', 'keep sealed packs in this S3 bucket (http://host:port/bucket[/prefix]); checked before anything is created')
     .option('--object-store-credentials <file>', 'a file holding ACCESS_KEY:SECRET_KEY (else $MAILSTORE_S3_ACCESS_KEY and $MAILSTORE_S3_SECRET_KEY)')
     .option('--local-bytes-max <size>', 'with --object-store: keep at most this much of the packs on the local disk, newest kept (e.g. 20G); default: 10 % of all pack bytes', (text) => parseSize(text, '--local-bytes-max'))
+    .option('--inline-bytes-max <bytes>', `store messages up to this many bytes, delivered one at a time, inside their journal record (one file, one fdatasync); 0: every body to a pack (default ${limits.inlineBodyBytesDefault}; see mailstore config)`, (text) => parseInlineBytes(text))
     .option('--journal-archive <dir>', 'move retired journal segments into DIR (an existing directory) instead of deleting them (see mailstore snapshot)')
     .option('--json', 'print the result as JSON')
-    .action(async (options: { objectStore?: string; objectStoreCredentials?: string; journalArchive?: string; localBytesMax?: number }, command: Command) => {
+    .action(async (options: { objectStore?: string; objectStoreCredentials?: string; journalArchive?: string; localBytesMax?: number; inlineBytesMax?: number | 'default' }, command: Command) => {
       const dir = storeDir(command);
       let tier: TierSettings | undefined;
       if (options.localBytesMax !== undefined && options.objectStore === undefined) throw new MailstoreError('INVALID', '--local-bytes-max is the budget of an object store: give --object-store too');
@@ -28,13 +31,12 @@ export function register(program: Command): void {
         await checkTierSettings(nodeFileSystem, tier);
       }
       const store = await Store.init(dir, { autoSnapshot: false });
-      if (options.journalArchive !== undefined) {
-        try {
-          await store.setJournalArchive(resolve(options.journalArchive));
-        } catch (error) {
-          await store.close();
-          throw error;
-        }
+      try {
+        if (options.journalArchive !== undefined) await store.setJournalArchive(resolve(options.journalArchive));
+        if (options.inlineBytesMax !== undefined) await store.setInlineBodies(options.inlineBytesMax === 'default' ? undefined : options.inlineBytesMax);
+      } catch (error) {
+        await store.close();
+        throw error;
       }
       const { storeId, created } = store.identity;
       await store.close();

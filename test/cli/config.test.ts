@@ -1,0 +1,57 @@
+// `mailstore config` and `init --inline-bytes-max` as an admin uses them: the store keeps the
+// inline-body threshold for every process that opens it; through a running daemon the change
+// applies to its next delivery at once; bad values are INVALID (exit 5) and change nothing.
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { limits } from '../../src/limits.js';
+import { Store } from '../../src/store/store.js';
+import { json, ok, requireBuilt, run, tempDir } from './helpers.js';
+import { serve } from '../daemon/processes.js';
+
+beforeAll(requireBuilt);
+
+describe('mailstore config', () => {
+  it('init --inline-bytes-max stores the threshold; config prints and changes it; default removes it; bad values exit 5', async () => {
+    const store = join(tempDir(), 'store');
+    await ok(['init', '--inline-bytes-max', '4096'], { store });
+    expect(await json(['config'], { store })).toEqual({ inlineBytesMax: 4096, setting: 4096 });
+    expect(await json(['config', '--inline-bytes-max', '0'], { store })).toEqual({ inlineBytesMax: 0, setting: 0 });
+    for (const bad of ['-1', 'abc', String(limits.inlineBodyBytesSettingMax + 1)]) {
+      const refused = await run(['config', '--inline-bytes-max', bad], { store });
+      expect(refused.code, bad).toBe(5);
+      expect(refused.stderr).toMatch(/INVALID: --inline-bytes-max takes a whole number of bytes/);
+    }
+    expect(await json(['config'], { store })).toEqual({ inlineBytesMax: 0, setting: 0 });
+    expect(await ok(['config', '--inline-bytes-max', 'default'], { store })).toBe(`inline-bytes-max ${limits.inlineBodyBytesDefault} (default)\n`);
+    const opened = await Store.open(store);
+    try {
+      expect(await opened.inlineBodies()).toEqual({ inlineBytesMax: limits.inlineBodyBytesDefault, setting: undefined });
+    } finally {
+      await opened.close();
+    }
+  });
+
+  it('through a running daemon: the daemon delivers with the new threshold at once, and keeps it after a restart', async () => {
+    const store = join(tempDir(), 'store');
+    await ok(['init'], { store });
+    await ok(['mailbox', 'create', 'M'], { store });
+    let daemon = await serve(store);
+    const packBytes = async () => (await json(['stats', '--no-wait'], { store })).packBytes as number;
+    try {
+      expect(await json(['config', '--inline-bytes-max', '0', '--no-wait'], { store })).toEqual({ inlineBytesMax: 0, setting: 0 });
+      const before = await packBytes();
+      await ok(['append', 'M', '-', '--no-wait'], { store, input: 'Subject: one\r\n\r\nsmall\r\n' });
+      expect(await packBytes()).toBeGreaterThan(before); // inline off: the body went to a pack
+    } finally {
+      daemon.child.kill('SIGTERM');
+      expect(await daemon.exited, daemon.stderr()).toBe(0);
+    }
+    daemon = await serve(store);
+    try {
+      expect(await json(['config', '--no-wait'], { store })).toEqual({ inlineBytesMax: 0, setting: 0 });
+    } finally {
+      daemon.child.kill('SIGTERM');
+      expect(await daemon.exited, daemon.stderr()).toBe(0);
+    }
+  });
+});
