@@ -47,6 +47,10 @@ await runMeasurement(peer, 'tier', async () => {
   await store.close();
   emit({ peer, measurement: 'tier-rss', peak_rss_bytes: peakRssBytes(), note: 'peak RSS of the whole measurement process (import, moves, reads, scrubs)' });
 });
+// A failure leaves the store open and may leave a request to a hung radosgw pending, which kept
+// the process (and the whole bench run) waiting after its error line: the lines are written
+// (stdout is a pipe, written synchronously), so end here.
+process.exit();
 
 async function prepareBucket(root: string): Promise<void> {
   const endpoint = new URL(required(values, 'endpoint'));
