@@ -114,6 +114,24 @@ export class Bucket {
     });
   }
 
+  /**
+   * Bytes [offset, offset + length) of the object in one GET, handed to `onChunk` as they arrive
+   * (never concatenated): a whole pack's read-back is one request and holds one network chunk at a
+   * time. Fewer bytes than asked is CORRUPT (the object is shorter than recorded).
+   */
+  async streamRange(key: string, offset: number, length: number, onChunk: (chunk: Buffer) => void): Promise<void> {
+    const n = await this.call(key, 'reading', async () => {
+      const stream = await this.client.getPartialObject(this.address.bucket, key, offset, length);
+      let read = 0;
+      for await (const chunk of stream) {
+        onChunk(chunk as Buffer);
+        read += (chunk as Buffer).length;
+      }
+      return read;
+    });
+    if (n !== length) throw new MailstoreError('CORRUPT', `${this.urlOf(key)} gave ${n} bytes at ${offset}, ${length} expected: the object is shorter than recorded`, { path: this.urlOf(key) });
+  }
+
   /** The object's size, or undefined when it does not exist. */
   async size(key: string): Promise<number | undefined> {
     try {

@@ -300,10 +300,10 @@ async function uploadFile(fs: FileSystem, path: string, bytes: number, upload: (
   }
 }
 
-/** The object's BLAKE3, read back in blocks (never whole: an 8 MiB concatenation per move ran beside the import). */
+/** The object's BLAKE3, read back in one GET and hashed as it arrives (never whole: an 8 MiB concatenation per move ran beside the import). */
 async function digestObject(remote: RemotePacks, key: string, bytes: number): Promise<string> {
   const hasher = await createHasher();
-  for (let p = 0; p < bytes; p += limits.objectCacheBlockBytes) hasher.update(await remote.bucket.getRange(key, p, Math.min(limits.objectCacheBlockBytes, bytes - p)));
+  await remote.bucket.streamRange(key, 0, bytes, (chunk) => hasher.update(chunk));
   return hashHex(hasher.digest());
 }
 
