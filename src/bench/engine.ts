@@ -21,7 +21,7 @@ export type Step = (typeof STEPS)[number];
  * The steps behind a goal row, measured again in every round after the first (issue 16: a goal's
  * verdict is the median of alternating rounds); the others, tables only, run in round 1.
  */
-export const REPEATED: ReadonlySet<Step> = new Set<Step>(['peers', 'import', 'read', 'scrub', 'rebuild', 'deliver', 'deliver-cli', 'concurrent', 'acl', 'spam', 'lmtp', 'daemon', 'replication', 'backup', 'churn']);
+export const REPEATED: ReadonlySet<Step> = new Set<Step>(['peers', 'import', 'read', 'scrub', 'rebuild', 'deliver', 'deliver-cli', 'concurrent', 'acl', 'spam', 'lmtp', 'daemon', 'replication', 'backup', 'churn', 'tier']);
 
 /** The package's root (dist/src/bench/engine.js is three levels below it). */
 export const PACKAGE_ROOT = fileURLToPath(new URL('../../../', import.meta.url)).replace(/\/$/, '');

@@ -3,7 +3,8 @@
 // length, BLAKE3 of every body) apply unchanged: wrong bytes from the bucket are CORRUPT, never
 // handed out. Reads go through a bounded in-memory cache of aligned blocks
 // (limits.objectCacheBlockBytes each, at most limits.objectCacheBytes in all, least recently used
-// evicted), so a mailbox read in pack order costs one GET per block, not one per message.
+// evicted), so messages read one by one in pack order cost one GET per block, not one per message;
+// a read of two blocks or more (a pass over the pack) fetches its blocks without caching them.
 import { MailstoreError, assert } from '../errors.js';
 import type { FileHandle, FileStat } from '../fs/filesystem.js';
 import { limits } from '../limits.js';
@@ -77,6 +78,11 @@ export class RemotePacks {
     return [...this.packs.keys()].sort((a, b) => a - b);
   }
 
+  /** Bytes held by the block cache now (at most limits.objectCacheBytes, or one block bigger). */
+  get cachedBytes(): number {
+    return this.cacheBytes;
+  }
+
   get bytes(): number {
     let n = 0;
     for (const p of this.packs.values()) n += p.b;
@@ -94,10 +100,15 @@ export class RemotePacks {
   async read(pack: number, info: TieredPack, target: Buffer, offset: number, length: number, position: number): Promise<number> {
     const end = Math.min(position + length, info.b);
     const blockBytes = limits.objectCacheBlockBytes;
+    // A read of two blocks or more is a pass over the pack (scrub's chunks, compaction's runs,
+    // readMessages' runs): each byte is wanted once, so it is fetched a block at a time and not
+    // cached. Cached, a scrub evicted what single fetches reuse and kept the cache full (32 MiB)
+    // through the scrub and the reads (bench step tier, its RSS goal).
+    const passing = end - position >= 2 * blockBytes;
     let copied = 0;
     for (let p = position; p < end;) {
       const index = Math.floor(p / blockBytes);
-      const block = await this.block(pack, info, index);
+      const block = passing ? (this.cache.get(`${pack}:${index}`) ?? await this.fetch(pack, info, index)) : await this.block(pack, info, index);
       const from = p - index * blockBytes;
       const n = Math.min(block.length - from, end - p);
       if (n <= 0) break;
@@ -116,11 +127,19 @@ export class RemotePacks {
       this.cache.set(key, hit);
       return hit;
     }
+    const bytes = await this.fetch(pack, info, index);
+    this.cache.set(key, bytes);
+    this.cacheBytes += bytes.length;
+    while (this.cacheBytes > limits.objectCacheBytes && this.cache.size > 1) this.drop(this.cache.keys().next().value as string);
+    return bytes;
+  }
+
+  /** Block `index` of the pack from the bucket (not cached); a missing object is CORRUPT, a missing bucket UNMOUNTED. */
+  private async fetch(pack: number, info: TieredPack, index: number): Promise<Buffer> {
     const start = index * limits.objectCacheBlockBytes;
     const length = Math.min(limits.objectCacheBlockBytes, info.b - start);
-    let bytes: Buffer;
     try {
-      bytes = await this.bucket.getRange(info.k, start, length);
+      return await this.bucket.getRange(info.k, start, length);
     } catch (error) {
       if (error instanceof MailstoreError && error.code === 'NOT_FOUND') {
         await this.bucket.check(); // a vanished bucket is UNMOUNTED, not damage
@@ -128,10 +147,6 @@ export class RemotePacks {
       }
       throw error;
     }
-    this.cache.set(key, bytes);
-    this.cacheBytes += bytes.length;
-    while (this.cacheBytes > limits.objectCacheBytes && this.cache.size > 1) this.drop(this.cache.keys().next().value as string);
-    return bytes;
   }
 
   private drop(key: string): void {

@@ -226,7 +226,7 @@ export async function flushTier(host: TierHost, remote: RemotePacks, options: { 
 async function movePack(host: TierHost, remote: RemotePacks, pack: number, bytes: number): Promise<void> {
   const path = host.packs.path(pack);
   const key = remote.bucket.key(`packs/${String(pack).padStart(8, '0')}.pack`);
-  const local = await uploadFile(host.fs, path, bytes, (source) => remote.bucket.put(key, source, bytes));
+  const local = await uploadFile(host.fs, path, bytes, (source, sums) => remote.bucket.putStream(key, source, bytes, sums));
   const remoteDigest = await digestObject(remote, key, bytes);
   if (remoteDigest !== local.blake3) {
     throw new MailstoreError('IO', `pack ${pack} read back from ${remote.bucket.urlOf(key)} differs from the local file; it stays local (nothing was removed)`, { path: remote.bucket.urlOf(key) });
@@ -268,32 +268,42 @@ export async function moveByPolicy(host: TierHost, remote: RemotePacks, nowMs = 
   return { packsMoved: moving.length, bytesMoved, localBytesAfter, remoteBytes: remote.bytes, seconds: (Date.now() - started) / 1000 };
 }
 
-/** Streams the file into `upload` while hashing it; returns the BLAKE3 and MD5 of what was sent. */
-async function uploadFile(fs: FileSystem, path: string, bytes: number, upload: (source: Readable) => Promise<void>): Promise<{ blake3: string; md5: string }> {
+/**
+ * Uploads the pack file in one PUT without holding it whole: a first pass over the file (from the
+ * page cache) computes its BLAKE3, its MD5 (the object's ETag, and Content-MD5) and the SHA-256 the
+ * request is signed with; the second streams it in blocks of limits.objectCacheBlockBytes. A file
+ * that changed between the passes is refused by the object store (Content-MD5) and then by the read-back.
+ */
+async function uploadFile(fs: FileSystem, path: string, bytes: number, upload: (source: Readable, sums: { sha256: string; md5: string }) => Promise<void>): Promise<{ blake3: string; md5: string }> {
   const handle = await fs.open(path, 'read').catch((error) => { throw fromSystemError(error, 'opening a pack to move', path); });
-  const hasher = await createHasher();
-  const md5 = createHash('md5');
   try {
-    async function* chunks(): AsyncGenerator<Buffer> {
-      for (let p = 0; p < bytes; p += limits.scanChunkBytes) {
-        const buf = Buffer.allocUnsafe(Math.min(limits.scanChunkBytes, bytes - p));
+    async function* blocks(): AsyncGenerator<Buffer> {
+      for (let p = 0; p < bytes; p += limits.objectCacheBlockBytes) {
+        const buf = Buffer.allocUnsafe(Math.min(limits.objectCacheBlockBytes, bytes - p));
         const n = await handle.read(buf, 0, buf.length, p);
         if (n !== buf.length) throw new MailstoreError('IO', `pack ${path} shrank while it was being moved`, { path });
-        hasher.update(buf);
-        md5.update(buf);
         yield buf;
       }
     }
-    await upload(Readable.from(chunks(), { objectMode: false }));
+    const hasher = await createHasher();
+    const md5 = createHash('md5'), sha256 = createHash('sha256');
+    for await (const buf of blocks()) {
+      hasher.update(buf);
+      md5.update(buf);
+      sha256.update(buf);
+    }
+    const sums = { md5: md5.digest(), sha256: sha256.digest('hex') };
+    await upload(Readable.from(blocks(), { objectMode: false }), { sha256: sums.sha256, md5: sums.md5.toString('base64') });
+    return { blake3: hashHex(hasher.digest()), md5: sums.md5.toString('hex') };
   } finally {
     await handle.close();
   }
-  return { blake3: hashHex(hasher.digest()), md5: md5.digest('hex') };
 }
 
+/** The object's BLAKE3, read back in one GET and hashed as it arrives (never whole: an 8 MiB concatenation per move ran beside the import). */
 async function digestObject(remote: RemotePacks, key: string, bytes: number): Promise<string> {
   const hasher = await createHasher();
-  for (let p = 0; p < bytes; p += limits.scanChunkBytes) hasher.update(await remote.bucket.getRange(key, p, Math.min(limits.scanChunkBytes, bytes - p)));
+  await remote.bucket.streamRange(key, 0, bytes, (chunk) => hasher.update(chunk));
   return hashHex(hasher.digest());
 }
 

@@ -1,7 +1,8 @@
 // Failure paths of the object-storage tier against a real Ceph radosgw (test/helpers/ceph.ts): the
 // local side failing while a pack moves (EIO reading the pack, ENOSPC on the journal commit, EIO
 // removing the local copy after the commit), `tier flush` SIGKILLed mid-upload in another process,
-// and radosgw SIGKILLed in the middle of a mailbox read. Each asserts the error code and that
+// radosgw SIGKILLed in the middle of a flush's uploads, and radosgw SIGKILLed in the middle of a
+// mailbox read. Each asserts the error code and that
 // every acknowledged message still reads back exact. Skipped (with the reason) without Ceph.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
@@ -145,6 +146,51 @@ describe.skipIf(!installed)('object-storage tier failures, on Ceph', () => {
     expect((await scrub(store)).findings).toEqual([]);
     await store.close();
   }, 180_000);
+
+  it('radosgw SIGKILLed in the middle of a flush\'s uploads: IO naming the URL, no local pack removed that the journal does not record as moved; back up, the flush completes, every message exact', async () => {
+    const { root, bucket } = await tieredRoot();
+    let store = await Store.open(root);
+    await store.createMailbox('INBOX');
+    // ~60 MB in 8 MiB packs (limits.tierPackBytesMax): seven uploads, so the kill lands inside or between them
+    const bodies = Array.from({ length: 300 }, (_, i) => Buffer.from(`From: g${i}@example.org\r\nSubject: ${i}\r\n\r\n${randomBytes(150_000).toString('base64')}\r\n`));
+    for (let i = 0; i < bodies.length; i += 25) await store.appendBatch('INBOX', bodies.slice(i, i + 25).map((bytes) => ({ bytes })));
+    const packs = localPacks(root).length;
+    expect(packs).toBeGreaterThan(3);
+    const flushing = store.tierFlush();
+    flushing.catch(() => undefined);
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline && (await listKeys(client, bucket)).length === 0) await new Promise((r) => setTimeout(r, 10));
+    await ceph.stopGateway('SIGKILL');
+    let failure: unknown;
+    try {
+      await flushing;
+    } catch (error) {
+      failure = error;
+    }
+    try {
+      expect(failure).toBeInstanceOf(MailstoreError);
+      expect((failure as MailstoreError).code).toBe('IO');
+      expect((failure as MailstoreError).message).toContain(ceph.endpoint);
+      // what the journal does not record as moved is still a local file, serving
+      const status = await store.tierStatus();
+      expect(status.remotePacks).toBeLessThan(packs);
+      expect(status.localPacks + status.remotePacks).toBe(packs);
+      expect(localPacks(root).length).toBe(status.localPacks);
+      // the newest message's pack was never uploaded (packs move oldest first): read from the local disk
+      expect((await store.fetch('INBOX', bodies.length)).equals(bodies[bodies.length - 1]!)).toBe(true);
+    } finally {
+      await ceph.startGateway();
+    }
+    await allExact(store, bodies);
+    const rest = await store.tierFlush();
+    expect(rest.packsMoved).toBeGreaterThan(0);
+    expect((await store.tierStatus()).localPacks).toBeLessThanOrEqual(1);
+    await store.close();
+    store = await Store.open(root);
+    await allExact(store, bodies);
+    expect((await scrub(store)).findings).toEqual([]);
+    await store.close();
+  }, 240_000);
 
   it('radosgw SIGKILLed in the middle of a mailbox read: IO naming the URL, never wrong bytes; back up, the read completes exact', async () => {
     const { root } = await tieredRoot();

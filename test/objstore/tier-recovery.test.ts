@@ -1,6 +1,7 @@
 // The RECOVERY.md rows of the object-storage tier, against a real Ceph radosgw: a damaged object is
 // repaired from another copy of the store (scrub --repair --source), the good bytes written into a
-// new local pack; every message then reads back exact and scrub is clean. Skipped without Ceph.
+// new local pack; every message then reads back exact and scrub is clean. A lost bucket: reads,
+// scrub and scrub --repair are UNMOUNTED (nothing quarantined), and packs put back serve. Skipped without Ceph.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cpSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import { writeTierSettings } from '../../src/store/tier.js';
 import { cephInstalled, createBucket, startCeph, type Ceph, cephClient } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
+import { requireBuilt, run } from '../cli/helpers.js';
 
 const message = (i: number) => Buffer.from(`From: a${i}@example.org\r\nSubject: m ${i}\r\nMessage-ID: <${i}@rc>\r\n\r\n${'body line\r\n'.repeat(50 + (i * 37) % 900)}`);
 const installed = cephInstalled();
@@ -61,6 +63,7 @@ describe.skipIf(!installed)('object-storage tier recovery, on Ceph', () => {
   }, 180_000);
 
   it('a lost bucket: reads are UNMOUNTED, nothing local is removed; the packs put back from a replica or copy serve every message, scrub clean', async () => {
+    requireBuilt();
     createBucket(ceph, 'mailstore-rc2');
     const root = tmpDir();
     const credentials = join(tmpDir(), 'cred');
@@ -81,6 +84,15 @@ describe.skipIf(!installed)('object-storage tier recovery, on Ceph', () => {
     await client.removeBucket('mailstore-rc2');
     store = await Store.open(root);
     expect(await codeOf(store.fetch('INBOX', 1))).toBe('UNMOUNTED');
+    // the sanity gates: a vanished bucket is a vanished partition, not damage to report or repair
+    expect(await codeOf(scrub(store))).toBe('UNMOUNTED');
+    await store.close();
+    const repairRun = await run(['scrub', '--repair', '--json'], { store: root });
+    expect(repairRun.code).toBe(3); // UNMOUNTED: nothing quarantined or dropped
+    expect(repairRun.stderr.toString()).toContain(`${ceph.endpoint}/mailstore-rc2`);
+    store = await Store.open(root);
+    expect((await store.status('INBOX')).messages).toBe(bodies.length);
+    expect(await store.listMailboxes()).toHaveLength(1); // no lost+found
     await store.close();
     // put the moved packs back (only the ones missing here)
     const local = new Set(readdirSync(join(root, 'packs')));

@@ -14,6 +14,7 @@ import { checkTierSettings, writeTierSettings } from '../../src/store/tier.js';
 import { cephInstalled, createBucket, startCeph, type Ceph, cephClient } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
+import { json, ok, requireBuilt } from '../cli/helpers.js';
 
 const message = (i: number) => Buffer.from(`From: a${i}@example.org\r\nSubject: m ${i}\r\nMessage-ID: <${i}@t>\r\n\r\n${'body line\r\n'.repeat(50 + (i * 37) % 900)}`);
 
@@ -51,6 +52,30 @@ describe.skipIf(!installed)('object-storage tier on Ceph', () => {
   }
 
   const localPackBytes = (root: string) => readdirSync(join(root, 'packs')).filter((n) => n.endsWith('.pack')).reduce((s, n) => s + statSync(join(root, 'packs', n)).size, 0);
+
+  it('mailstore tier flush --json and tier status --json, as a script sees them', async () => {
+    requireBuilt();
+    const { root, store, bodies } = await tieredStore(300);
+    await store.close();
+    const before = await json(['tier', 'status'], { store: root });
+    expect(before).toMatchObject({ url: expect.stringContaining(ceph.endpoint), remotePacks: 0, remoteBytes: 0, localShare: 1 });
+    expect(before.localPacks).toBeGreaterThan(0);
+    const flushed = await json(['tier', 'flush'], { store: root });
+    expect(Object.keys(flushed).sort()).toEqual(['bytesMoved', 'localBytesAfter', 'packsMoved', 'remoteBytes', 'seconds']);
+    expect(flushed.packsMoved).toBeGreaterThan(0);
+    expect(flushed.bytesMoved).toBe(flushed.remoteBytes);
+    expect(flushed.localBytesAfter).toBe(localPackBytes(root));
+    const after = await json(['tier', 'status'], { store: root });
+    expect(after).toMatchObject({ remotePacks: flushed.packsMoved, remoteBytes: flushed.remoteBytes, localBytes: flushed.localBytesAfter });
+    expect(after.localShare).toBeLessThan(0.15);
+    expect(after.policy).toEqual({ localBytesMax: null, localShareDefault: 0.1, moveAfterMs: 7 * 86_400_000 });
+    expect(await ok(['tier', 'status'], { store: root })).toContain(`remote  ${flushed.packsMoved} packs`);
+    // nothing left to move: a second flush moves nothing and says so
+    expect((await json(['tier', 'flush'], { store: root })).packsMoved).toBe(0);
+    const again = await Store.open(root);
+    for (let uid = 1; uid <= bodies.length; uid++) expect((await again.fetch('INBOX', uid)).equals(bodies[uid - 1]!)).toBe(true);
+    await again.close();
+  }, 120_000);
 
   it('moves sealed packs to the bucket; every message reads back exact, after a reopen too; scrub is clean', async () => {
     const { root, store, bodies } = await tieredStore(120);

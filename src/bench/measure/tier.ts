@@ -4,6 +4,7 @@
 //   policy until it rests (local share after), then `tier flush` (every sealed pack in the bucket);
 //   after a reopen (an empty object cache): single-message fetches of random messages (p50/p99)
 //   and a whole-mailbox readMessages (MB/s); a full scrub, and with the tier `--objects checksum`.
+//   Every line after the import carries rss_so_far_bytes (maxRSS at its end): where the peak was reached.
 //
 //   node dist/src/bench/measure/tier.js --mode local|tier --store DIR --mbox FILE
 //        [--endpoint URL --access-key K --secret-key S --bucket NAME]
@@ -47,6 +48,10 @@ await runMeasurement(peer, 'tier', async () => {
   await store.close();
   emit({ peer, measurement: 'tier-rss', peak_rss_bytes: peakRssBytes(), note: 'peak RSS of the whole measurement process (import, moves, reads, scrubs)' });
 });
+// A failure leaves the store open and may leave a request to a hung radosgw pending, which kept
+// the process (and the whole bench run) waiting after its error line: the lines are written
+// (stdout is a pipe, written synchronously), so end here.
+process.exit();
 
 async function prepareBucket(root: string): Promise<void> {
   const endpoint = new URL(required(values, 'endpoint'));
@@ -66,14 +71,14 @@ async function settle(store: Store, started: number, importedMs: number, rounds:
   const lastMove = Math.max(importedMs, ...rounds.filter((r) => r.moved > 0).map((r) => r.endedMs));
   const policy = await store.tierStatus();
   emit({
-    peer, measurement: 'tier-policy', seconds: round((lastMove - started) / 1000), ratio: round(policy.localShare, 4),
+    peer, measurement: 'tier-policy', rss_so_far_bytes: peakRssBytes(), seconds: round((lastMove - started) / 1000), ratio: round(policy.localShare, 4),
     local_bytes: policy.localBytes, remote_bytes: policy.remoteBytes, remote_packs: policy.remotePacks,
     note: `the background mover under the default policy (10 % of all pack bytes local, the open pack included): seconds from the start of the import to its last move; ratio = local ÷ all pack bytes after it`,
   });
   const flushed = await store.tierFlush();
   const after = await store.tierStatus();
   emit({
-    peer, measurement: 'tier-flush', seconds: round((performance.now() - started) / 1000), ratio: round(after.localShare, 4), bytes_moved: flushed.bytesMoved,
+    peer, measurement: 'tier-flush', rss_so_far_bytes: peakRssBytes(), seconds: round((performance.now() - started) / 1000), ratio: round(after.localShare, 4), bytes_moved: flushed.bytesMoved,
     note: `then tier flush (seals the open pack, moves every sealed pack: ${flushed.packsMoved} more, ${flushed.seconds.toFixed(1)} s): seconds from the start of the import until every sealed pack is in the bucket`,
   });
 }
@@ -91,18 +96,18 @@ async function readBack(store: Store, bytes: number): Promise<void> {
   }
   latencies.sort((a, b) => a - b);
   const at = (q: number) => round(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!, 0);
-  emit({ peer, measurement: 'tier-read-message', messages: latencies.length, p50_us: at(0.5), p99_us: at(0.99), note: `fetch of ${latencies.length} random messages after a reopen (object cache empty at the start, ${mode === 'tier' ? 'every pack in the bucket' : 'warm page cache'})` });
+  emit({ peer, measurement: 'tier-read-message', rss_so_far_bytes: peakRssBytes(), messages: latencies.length, p50_us: at(0.5), p99_us: at(0.99), note: `fetch of ${latencies.length} random messages after a reopen (object cache empty at the start, ${mode === 'tier' ? 'every pack in the bucket' : 'warm page cache'})` });
   const started = performance.now();
   let read = 0, n = 0;
   for await (const m of store.readMessages('INBOX')) { read += m.body.length; n++; }
   const seconds = (performance.now() - started) / 1000;
-  emit({ peer, measurement: 'tier-read-mailbox', messages: n, bytes: read, seconds: round(seconds), note: `readMessages of the whole mailbox (${bytes} bytes imported), after the single fetches` });
+  emit({ peer, measurement: 'tier-read-mailbox', rss_so_far_bytes: peakRssBytes(), messages: n, bytes: read, seconds: round(seconds), note: `readMessages of the whole mailbox (${bytes} bytes imported), after the single fetches` });
 }
 
 async function scrubs(store: Store): Promise<void> {
   const full = await scrub(store);
-  emit({ peer, measurement: 'tier-scrub', bytes: full.summary.bytesVerified, seconds: round(full.summary.seconds), damage: full.summary.damage, note: `full scrub: every record re-hashed${mode === 'tier' ? `, ${full.summary.objectBytesRead} bytes from the bucket` : ''}` });
+  emit({ peer, measurement: 'tier-scrub', rss_so_far_bytes: peakRssBytes(), bytes: full.summary.bytesVerified, seconds: round(full.summary.seconds), damage: full.summary.damage, note: `full scrub: every record re-hashed${mode === 'tier' ? `, ${full.summary.objectBytesRead} bytes from the bucket` : ''}` });
   if (mode !== 'tier') return;
   const light = await scrub(store, { objects: 'checksum' });
-  emit({ peer, measurement: 'tier-scrub-checksum', bytes: light.summary.bytesVerified, seconds: round(light.summary.seconds), damage: light.summary.damage, note: `scrub --objects checksum: ${light.summary.objectsByChecksum} objects checked by HEAD (size and MD5 ETag), not read` });
+  emit({ peer, measurement: 'tier-scrub-checksum', rss_so_far_bytes: peakRssBytes(), bytes: light.summary.bytesVerified, seconds: round(light.summary.seconds), damage: light.summary.damage, note: `scrub --objects checksum: ${light.summary.objectsByChecksum} objects checked by HEAD (size and MD5 ETag), not read` });
 }
