@@ -3,11 +3,10 @@
 // same way. A small checksummed file beside STORE, like JOURNAL-ARCHIVE; absent: the default
 // (limits.inlineBodyBytesDefault). StoreOptions.inlineBodyBytesMax still wins for one open.
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
-import { MailstoreError, fromSystemError } from '../errors.js';
+import { MailstoreError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
-import { writeFileDurable } from '../fs/durable.js';
 import { limits } from '../limits.js';
+import { readSetting, writeSetting } from './setting-file.js';
 
 /** The setting's file in the store root (absent: limits.inlineBodyBytesDefault). */
 export const INLINE_BODIES_FILE = 'INLINE-BODIES';
@@ -24,22 +23,14 @@ function line(value: number): string {
   return `inline-bytes-max ${value}`;
 }
 
-function checksum(text: string): string {
-  return `crc32 ${crc32(Buffer.from(text)).toString(16).padStart(8, '0')}`;
-}
-
 /** The stored threshold, or undefined when the store has none (the default applies). */
 export async function readInlineBodyBytes(fs: FileSystem, root: string): Promise<number | undefined> {
-  const path = join(root, INLINE_BODIES_FILE);
-  const bytes = await fs.readFile(path).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return undefined;
-    throw fromSystemError(error, 'reading the inline bodies setting', path);
-  });
-  if (!bytes) return undefined;
-  const [text, check] = bytes.toString('utf8').split('\n');
-  const match = /^inline-bytes-max (\d+)$/.exec(text);
+  const stored = await readSetting(fs, root, INLINE_BODIES_FILE, 'the inline bodies setting');
+  if (!stored) return undefined;
+  const match = /^inline-bytes-max (\d+)$/.exec(stored.text);
   const value = match ? Number(match[1]) : NaN;
-  if (!match || check !== checksum(text) || !Number.isSafeInteger(value) || value > limits.inlineBodyBytesSettingMax) {
+  if (!match || !stored.intact || !Number.isSafeInteger(value) || value > limits.inlineBodyBytesSettingMax) {
+    const path = join(root, INLINE_BODIES_FILE);
     throw new MailstoreError('CORRUPT', `${path} (the inline bodies setting) is damaged; set it again with 'mailstore config --inline-bytes-max N' (or 'default')`, { path });
   }
   return value;
@@ -47,14 +38,5 @@ export async function readInlineBodyBytes(fs: FileSystem, root: string): Promise
 
 /** Stores a threshold (durably), or with undefined removes the setting (the default applies again). */
 export async function writeInlineBodyBytes(fs: FileSystem, root: string, value: number | undefined): Promise<void> {
-  const path = join(root, INLINE_BODIES_FILE);
-  if (value === undefined) {
-    await fs.unlink(path).catch((error: NodeJS.ErrnoException) => { if (error.code !== 'ENOENT') throw fromSystemError(error, 'clearing the inline bodies setting', path); });
-    await fs.syncDir(root);
-    return;
-  }
-  const text = line(checkInlineBodyBytes(value));
-  await writeFileDurable(fs, path, Buffer.from(`${text}\n${checksum(text)}\n`)).catch((error) => {
-    throw fromSystemError(error, 'saving the inline bodies setting', path);
-  });
+  await writeSetting(fs, root, INLINE_BODIES_FILE, value === undefined ? undefined : line(checkInlineBodyBytes(value)), 'the inline bodies setting');
 }

@@ -7,10 +7,9 @@
 // the one before is durable, so a crash anywhere leaves every record either in the journal or
 // under a verified snapshot (docs/FORMAT.md, "Journal retirement").
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
-import { writeFileDurable } from '../fs/durable.js';
+import { readSetting, writeSetting } from './setting-file.js';
 import type { IndexDb } from '../index/index-db.js';
 import type { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
@@ -267,32 +266,22 @@ async function snapshotHeaderHolds(fs: FileSystem, entry: { path: string; seq: n
 
 /** The journal archive directory, or undefined when retired segments are deleted. */
 export async function readJournalArchive(fs: FileSystem, root: string): Promise<string | undefined> {
-  const path = join(root, JOURNAL_ARCHIVE_FILE);
-  const bytes = await fs.readFile(path).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return undefined;
-    throw fromSystemError(error, 'reading the journal archive setting', path);
-  });
-  if (!bytes) return undefined;
-  const [dir, check] = bytes.toString('utf8').split('\n');
-  if (check !== `crc32 ${crc32(Buffer.from(dir)).toString(16).padStart(8, '0')}` || !dir.startsWith('/')) {
+  const stored = await readSetting(fs, root, JOURNAL_ARCHIVE_FILE, 'the journal archive setting');
+  if (!stored) return undefined;
+  if (!stored.intact || !stored.text.startsWith('/')) {
+    const path = join(root, JOURNAL_ARCHIVE_FILE);
     throw new MailstoreError('CORRUPT', `${path} is damaged; set it again with 'mailstore snapshot --journal-archive DIR' (or 'off')`, { path });
   }
-  return dir;
+  return stored.text;
 }
 
 /** Sets (an absolute path to an existing directory) or clears (undefined) the journal archive. */
 export async function writeJournalArchive(fs: FileSystem, root: string, dir: string | undefined): Promise<void> {
-  const path = join(root, JOURNAL_ARCHIVE_FILE);
-  if (dir === undefined) {
-    await fs.unlink(path).catch((error: NodeJS.ErrnoException) => { if (error.code !== 'ENOENT') throw fromSystemError(error, 'clearing the journal archive setting', path); });
-    await fs.syncDir(root);
-    return;
+  if (dir !== undefined) {
+    if (!dir.startsWith('/')) throw new MailstoreError('INVALID', `the journal archive must be an absolute path, got ${dir}`);
+    if (!(await fs.statIfExists(dir))?.isDirectory) throw new MailstoreError('NOT_FOUND', `the journal archive ${dir} is not an existing directory`, { path: dir });
   }
-  if (!dir.startsWith('/')) throw new MailstoreError('INVALID', `the journal archive must be an absolute path, got ${dir}`);
-  if (!(await fs.statIfExists(dir))?.isDirectory) throw new MailstoreError('NOT_FOUND', `the journal archive ${dir} is not an existing directory`, { path: dir });
-  await writeFileDurable(fs, path, Buffer.from(`${dir}\ncrc32 ${crc32(Buffer.from(dir)).toString(16).padStart(8, '0')}\n`)).catch((error) => {
-    throw fromSystemError(error, 'saving the journal archive setting', path);
-  });
+  await writeSetting(fs, root, JOURNAL_ARCHIVE_FILE, dir, 'the journal archive setting');
 }
 
 /** Moves a damaged snapshot to quarantine/ (never deleted); returns where it went. */

@@ -227,6 +227,13 @@ describe('journal retirement', () => {
     expect(skipped.retired.skipped).toMatch(/not a directory/);
     expect(skipped.retired.segments).toEqual([]);
     expect(await codeOf(store.setJournalArchive('relative/dir'))).toBe('INVALID');
+    // the setting file damaged: CORRUPT naming it, never read as "no archive" (segments would be deleted)
+    const file = join(root, 'JOURNAL-ARCHIVE');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('archive', 'archivf'));
+    expect(await codeOf(store.journalArchive())).toBe('CORRUPT');
+    await store.setJournalArchive(undefined);
+    expect(existsSync(file)).toBe(false);
+    expect(await store.journalArchive()).toBeUndefined();
     await store.close();
   });
 
