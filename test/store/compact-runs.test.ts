@@ -91,20 +91,24 @@ describe('compaction in bounded runs', () => {
 });
 
 describe('the planning scan serves the copy', () => {
-  const blobScans = (spy: { mock: { calls: unknown[][] } }) => spy.mock.calls.filter(([range]) => (range as { gte: Buffer }).gte[0] === SPACE.blob).length;
+  /** store.compact(options), and how many scans of B (the blob entries) it made. */
+  async function compactCountingScans(store: Store, options?: Parameters<Store['compact']>[0]) {
+    const spy = vi.spyOn(IndexDb.prototype, 'entryBatches');
+    try {
+      const result = await store.compact(options);
+      return { result, scans: spy.mock.calls.filter(([range]) => (range as { gte: Buffer }).gte[0] === SPACE.blob).length };
+    } finally {
+      spy.mockRestore();
+    }
+  }
 
   it('with nothing committed between the scan and the seal, B is scanned once to plan and copy (and once to check the retired pack is unused)', async () => {
     const dir = tmpDir('compact-runs');
     const { store, bodies, gone } = await churned(dir);
-    const spy = vi.spyOn(IndexDb.prototype, 'entryBatches');
-    try {
-      const result = await store.compact();
-      expect(blobScans(spy)).toBe(2);
-      expect(result.blobsReclaimed).toBe(gone.length - 1);
-      expect(result.packsRemoved).toEqual([1]);
-    } finally {
-      spy.mockRestore();
-    }
+    const { result, scans } = await compactCountingScans(store);
+    expect(scans).toBe(2);
+    expect(result.blobsReclaimed).toBe(gone.length - 1);
+    expect(result.packsRemoved).toEqual([1]);
     await expectExact(store, bodies, gone);
     await expectScrubClean(store);
     await store.close();
@@ -113,18 +117,13 @@ describe('the planning scan serves the copy', () => {
   it('an append committed between the scan and the seal lands in the pack being sealed: B is scanned again, the new message is copied, the old pack goes', async () => {
     const dir = tmpDir('compact-runs');
     const { store, bodies, gone } = await churned(dir);
-    const spy = vi.spyOn(IndexDb.prototype, 'entryBatches');
     const late = body(77, 1500);
     let appended: Promise<{ uid: number }> | undefined;
-    try {
-      const result = await store.compact({ onProgress: (p) => { if (p.phase === 'plan') appended = store.append('K', late); } });
-      expect(result.packsRewritten).toEqual([1]);
-      expect(result.packsRemoved, 'the late message was copied: nothing points into pack 1').toEqual([1]);
-      expect(result.packsPending).toEqual([]);
-      expect(blobScans(spy), 'scan to plan, scan again to copy, scan for the retired pack').toBe(3);
-    } finally {
-      spy.mockRestore();
-    }
+    const { result, scans } = await compactCountingScans(store, { onProgress: (p) => { if (p.phase === 'plan') appended = store.append('K', late); } });
+    expect(result.packsRewritten).toEqual([1]);
+    expect(result.packsRemoved, 'the late message was copied: nothing points into pack 1').toEqual([1]);
+    expect(result.packsPending).toEqual([]);
+    expect(scans, 'scan to plan, scan again to copy, scan for the retired pack').toBe(3);
     const { uid } = await appended!;
     expect((await store.fetch('K', uid)).equals(late)).toBe(true);
     expect(packNames(dir)).not.toContain('00000001.pack');
@@ -139,14 +138,12 @@ describe('the planning scan serves the copy', () => {
     planMax.compactPlanEntriesMax = 10;
     const dir = tmpDir('compact-runs');
     const { store, bodies, gone } = await churned(dir);
-    const spy = vi.spyOn(IndexDb.prototype, 'entryBatches');
     try {
-      const result = await store.compact();
-      expect(blobScans(spy)).toBe(3);
+      const { result, scans } = await compactCountingScans(store);
+      expect(scans).toBe(3);
       expect(result.blobsReclaimed).toBe(gone.length - 1);
       expect(result.packsRemoved).toEqual([1]);
     } finally {
-      spy.mockRestore();
       planMax.compactPlanEntriesMax = savedMax;
     }
     await expectExact(store, bodies, gone);
