@@ -144,17 +144,27 @@ describe('a damaged REPLICATION-PENDING frame', () => {
     }
   });
 
-  it('that may hold an acknowledged change refuses promotion (CORRUPT) before anything is applied; with quarantine the file is kept and nothing of it applied', async () => {
+  /** A store whose pending file holds one round per seq of `seqs(lastSeq)`, its first frame damaged. */
+  async function firstFrameDamaged(seqs: (last: number) => number[]): Promise<{ store: Store; path: string; last: number }> {
     const { store, path } = await storeWithFrames([]);
+    const last = store.changes.lastSeq;
     try {
-      const last = store.changes.lastSeq;
-      // rounds beyond the journal: the damaged one could be a change the old primary acknowledged
       const pending = new PendingRounds(store);
       await pending.beginSession();
-      await pending.add(fakeRound(last + 1));
-      await pending.add(fakeRound(last + 2));
+      for (const seq of seqs(last)) await pending.add(fakeRound(seq));
       await pending.close();
       flipBodyByte(path, frameOffsets(path)[0]);
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
+    return { store, path, last };
+  }
+
+  it('that may hold an acknowledged change refuses promotion (CORRUPT) before anything is applied; with quarantine the file is kept and nothing of it applied', async () => {
+    // rounds beyond the journal: the damaged one could be a change the old primary acknowledged
+    const { store, path, last } = await firstFrameDamaged((seq) => [seq + 1, seq + 2]);
+    try {
       const before = readFileSync(path);
       const lines: string[] = [];
       const error = await commitPendingRounds(store, (l) => lines.push(l)).catch((e: unknown) => e);
@@ -173,15 +183,8 @@ describe('a damaged REPLICATION-PENDING frame', () => {
   });
 
   it('followed by a valid frame of committed seqs is harmless: promotion goes on', async () => {
-    const { store, path } = await storeWithFrames([]);
+    const { store, last } = await firstFrameDamaged((seq) => [seq - 1, seq]);
     try {
-      const last = store.changes.lastSeq;
-      const pending = new PendingRounds(store);
-      await pending.beginSession();
-      await pending.add(fakeRound(last - 1));
-      await pending.add(fakeRound(last));
-      await pending.close();
-      flipBodyByte(path, frameOffsets(path)[0]);
       const lines: string[] = [];
       expect(await commitPendingRounds(store, (l) => lines.push(l))).toEqual({ committed: 0 });
       expect(lines.some((l) => /damaged frame at byte 0; a later frame shows its records are committed/.test(l))).toBe(true);
