@@ -5,7 +5,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 // every body in a pack: these tests rewrite and measure packs (helpers/packed.ts; inline bodies' compaction: inline-bodies.test.ts)
 import { PackedStore as Store } from '../helpers/packed.js';
-import type { FileSystem } from '../../src/fs/filesystem.js';
+import type { StoreOptions } from '../../src/store/types.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { isDamage } from '../../src/scrub/findings.js';
 import { Rng } from '../sim/faultfs.js';
@@ -29,7 +29,7 @@ export function packNames(dir: string): string[] {
 }
 
 /** 40 messages in M (one also in K), every uid not divisible by 5 expunged. */
-export async function churned(dir: string, options: { packBytesMax?: number; fs?: FileSystem } = {}) {
+export async function churned(dir: string, options: StoreOptions = {}) {
   const store = await Store.open(dir, { create: true, ...options });
   await store.createMailbox('M');
   await store.createMailbox('K');
