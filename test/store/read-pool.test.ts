@@ -4,6 +4,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { PackedStore as Store } from '../helpers/packed.js';
 import type { Store as RealStore } from '../../src/store/store.js';
 import { MailstoreError } from '../../src/errors.js';
@@ -98,6 +99,58 @@ describe('readMessages on a hash worker', () => {
     expect(out.size).toBe(200);
     for (const [uid, bytes] of out) expect(bytes.equals(bodies[uid - 1]), `uid ${uid}`).toBe(true);
     await store.close();
+  });
+});
+
+describe('readMessages when the hash worker fails to start', () => {
+  /** A store of 200 messages whose reads would go to a worker (every threshold 0). */
+  async function bigReads() {
+    limits.readPoolMailboxBytesMin = 0;
+    limits.readPoolRunBytesMin = 0;
+    const dir = tmpDir('read-pool');
+    const store = await Store.open(dir, { create: true, readHashThreads: 1 });
+    await store.createMailbox('INBOX');
+    const bodies = Array.from({ length: 200 }, (_, i) => body(i + 1, 3000));
+    await store.appendBatch('INBOX', bodies.map((bytes) => ({ bytes })));
+    return { store, bodies };
+  }
+
+  /** A pool over workers running `source` instead of the hashing code (HashPool's constructor is private). */
+  function poolRunning(source: string): HashPool {
+    const make = HashPool as unknown as new (workers: Worker[]) => HashPool;
+    return new make([new Worker(source, { eval: true })]);
+  }
+
+  async function expectAllExact(store: RealStore, bodies: Buffer[]): Promise<void> {
+    const out = await collect(store, 'INBOX');
+    expect(out.size).toBe(bodies.length);
+    for (const [uid, bytes] of out) expect(bytes.equals(bodies[uid - 1]), `uid ${uid}`).toBe(true);
+  }
+
+  it('the worker fails while starting (its code throws before it is ready): every body verified in the reading thread', async () => {
+    const { store, bodies } = await bigReads();
+    const pool = poolRunning("throw new Error('the BLAKE3 binding failed to load')");
+    vi.spyOn(HashPool, 'create').mockReturnValue(pool);
+    const hashed = vi.spyOn(pool, 'hash');
+    await expectAllExact(store, bodies);
+    for (let waited = 0; !(pool as unknown as { failure?: Error }).failure; waited += 10) {
+      if (waited > 10_000) throw new Error('the failing worker never reported');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(pool.ready).toBe(false);
+    await expectAllExact(store, bodies); // after the failure is known too
+    expect(hashed, 'nothing goes to a pool that never became ready').not.toHaveBeenCalled();
+    await store.close();
+  });
+
+  it('a worker that never says ready: reads do not wait for it, every body verified in the reading thread; close ends it', async () => {
+    const { store, bodies } = await bigReads();
+    const pool = poolRunning('setInterval(() => undefined, 60_000)');
+    vi.spyOn(HashPool, 'create').mockReturnValue(pool);
+    const hashed = vi.spyOn(pool, 'hash');
+    await expectAllExact(store, bodies);
+    expect(hashed).not.toHaveBeenCalled();
+    await store.close(); // terminates it (a hang here fails the test by its timeout)
   });
 });
 
