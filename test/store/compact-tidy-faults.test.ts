@@ -40,6 +40,27 @@ function segments(dir: string): string[] {
   return readdirSync(join(dir, 'journal')).sort();
 }
 
+/** A tidy's error as onSnapshot got it: a MailstoreError with `code`. */
+function expectReported(error: unknown, code: string): MailstoreError {
+  expect(error).toBeInstanceOf(MailstoreError);
+  expect((error as MailstoreError).code, (error as Error).message).toBe(code);
+  return error as MailstoreError;
+}
+
+/** Closes the store, reopens it: not degraded, every message exact (`late` too), scrub finds no damage. */
+async function expectIntactAfterReopen(store: Store, dir: string, churn: { bodies: Map<number, Buffer>; gone: number[] }, late: { uid: number; bytes: Buffer }): Promise<void> {
+  await store.close();
+  const reopened = await Store.open(dir);
+  try {
+    expect(reopened.health.degraded, reopened.health.findings.join('; ')).toBe(false);
+    await expectExact(reopened, churn.bodies, churn.gone);
+    expect((await reopened.fetch('K', late.uid)).equals(late.bytes)).toBe(true);
+    await expectScrubClean(reopened);
+  } finally {
+    await reopened.close();
+  }
+}
+
 const CASES: { name: string; kind: FaultKind; options: (dir: string) => FailAllOptions; code: string }[] = [
   { name: 'ENOSPC writing the snapshot', kind: 'ENOSPC', options: (dir) => ({ pathPrefix: join(dir, 'snapshots') }), code: 'NO_SPACE' },
   { name: 'EIO writing the snapshot', kind: 'EIO', options: (dir) => ({ pathPrefix: join(dir, 'snapshots'), ops: ['write'] }), code: 'IO' },
@@ -56,9 +77,7 @@ describe('compaction: its background tidy failing', () => {
       const tidy = nextReport();
       const result = await store.compact();
       expect(result.packsRemoved, 'the compaction removed a pack, so the tidy runs').toEqual([1]);
-      const { error } = await tidy;
-      expect(error).toBeInstanceOf(MailstoreError);
-      expect((error as MailstoreError).code).toBe(code);
+      expectReported((await tidy).error, code);
       expect(ffs.firedFaults().length, 'the fault was hit').toBeGreaterThan(0);
       expect(background, 'a tidy is an automatic snapshot: its outcome goes to onSnapshot only').toEqual([]);
       expect(store.health.degraded).toBe(false);
@@ -74,16 +93,7 @@ describe('compaction: its background tidy failing', () => {
       await expectExact(store, bodies, gone);
       expect((await store.fetch('K', uid)).equals(late)).toBe(true);
       await expectScrubClean(store);
-      await store.close();
-      const reopened = await Store.open(dir);
-      try {
-        expect(reopened.health.degraded, reopened.health.findings.join('; ')).toBe(false);
-        await expectExact(reopened, bodies, gone);
-        expect((await reopened.fetch('K', uid)).equals(late)).toBe(true);
-        await expectScrubClean(reopened);
-      } finally {
-        await reopened.close();
-      }
+      await expectIntactAfterReopen(store, dir, { bodies, gone }, { uid, bytes: late });
     });
   }
 
@@ -98,27 +108,16 @@ describe('compaction: its background tidy failing', () => {
     }, 'EIO');
     const tidy = nextReport();
     await store.compact();
-    const { error } = await tidy;
-    expect(error).toBeInstanceOf(MailstoreError);
-    expect((error as MailstoreError).code).toBe('IO');
-    expect((error as MailstoreError).message).toMatch(/retiring a journal segment/);
-    const { uid } = await store.append('K', body(78, 700));
+    expect(expectReported((await tidy).error, 'IO').message).toMatch(/retiring a journal segment/);
+    const late = body(78, 700);
+    const { uid } = await store.append('K', late);
     const again = await store.snapshot();
     expect(again.retired.segments[0], 'the segment whose removal was not durable counts as retired once synced').toBe('0000000000000001.jnl');
     expect(segments(dir)).not.toContain('0000000000000001.jnl');
     expect(reports.filter((r) => r.error)).toHaveLength(1);
     await expectExact(store, bodies, gone);
     await expectScrubClean(store);
-    await store.close();
-    const reopened = await Store.open(dir);
-    try {
-      expect(reopened.health.degraded, reopened.health.findings.join('; ')).toBe(false);
-      await expectExact(reopened, bodies, gone);
-      expect((await reopened.fetch('K', uid)).equals(body(78, 700))).toBe(true);
-      await expectScrubClean(reopened);
-    } finally {
-      await reopened.close();
-    }
+    await expectIntactAfterReopen(store, dir, { bodies, gone }, { uid, bytes: late });
   });
 
   it('without onSnapshot, a failed tidy is a health finding naming its code; the next snapshot retires', async () => {
@@ -147,8 +146,7 @@ describe('compaction: its background tidy failing', () => {
     expect(snapshot.error, 'the index files are not the snapshot: it ran').toBeUndefined();
     expect(snapshot.result?.retired.segments.length).toBeGreaterThan(0);
     expect(background).toHaveLength(1);
-    expect(background[0]).toBeInstanceOf(MailstoreError);
-    expect((background[0] as MailstoreError).code).toBe('IO');
+    expectReported(background[0], 'IO');
     expect(reports.filter((r) => r.error)).toEqual([]);
     await expectExact(store, bodies, gone);
     await expectScrubClean(store);

@@ -3,11 +3,9 @@
 // readMessages verifies every body in the reading thread instead of failing with a raw Error.
 // node:worker_threads is mocked for this file only (vi.mock is file-wide), so it stands alone.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { PackedStore as Store } from '../helpers/packed.js';
 import { HashPool } from '../../src/hash/pool.js';
 import { limits } from '../../src/limits.js';
-import { tmpDir } from '../helpers/tmp.js';
-import { body } from './compact-helpers.js';
+import { expectExactBodies, poolStore, twoHundred } from './read-pool-helpers.js';
 
 /** Which `new Worker` calls throw (0-based, counted from the last reset), and the workers that were made. */
 const workerStarts = vi.hoisted(() => ({ failFrom: Infinity, made: 0, terminated: 0 }));
@@ -47,19 +45,14 @@ describe('a hash worker that cannot be made', () => {
   });
 
   it('readMessages: every body verified in the reading thread, and the start is not tried on every run', async () => {
-    limits.readPoolMailboxBytesMin = 0;
-    limits.readPoolRunBytesMin = 0;
-    const store = await Store.open(tmpDir('read-pool-start'), { create: true, readHashThreads: 1 });
-    await store.createMailbox('INBOX');
-    const bodies = Array.from({ length: 200 }, (_, i) => body(i + 1, 3000));
-    await store.appendBatch('INBOX', bodies.map((bytes) => ({ bytes })));
+    const bodies = twoHundred();
+    const { store } = await poolStore(bodies);
     workerStarts.failFrom = 0;
     const create = vi.spyOn(HashPool, 'create');
-    for (let pass = 0; pass < 2; pass++) {
+    for (let pass = 0; pass < 2; pass++) { // the second read after the failed start is known
       const out = new Map<number, Buffer>();
       for await (const { info, body: bytes } of store.readMessages('INBOX')) out.set(info.uid, bytes);
-      expect(out.size).toBe(bodies.length);
-      for (const [uid, bytes] of out) expect(bytes.equals(bodies[uid - 1]), `pass ${pass}, uid ${uid}`).toBe(true);
+      expectExactBodies(out, bodies);
     }
     expect(create).toHaveBeenCalledTimes(1);
     expect(create.mock.results[0].value, 'no pool').toBeUndefined();
