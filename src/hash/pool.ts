@@ -50,7 +50,8 @@ export class HashPool {
 
   /**
    * A pool of `threads` workers (default: one fewer than the cores, at least one), or undefined
-   * when hashing cannot leave this thread (no native binding, or `threads` is 0).
+   * when hashing cannot leave this thread (no native binding, `threads` is 0, or a worker thread
+   * could not be made).
    */
   static create(threads = Math.max(1, os.availableParallelism() - 1)): HashPool | undefined {
     if (threads < 1 || hashImplementation !== 'native') return undefined;
@@ -60,7 +61,15 @@ export class HashPool {
     } catch {
       return undefined;
     }
-    const workers = Array.from({ length: threads }, () => new Worker(WORKER_SOURCE, { eval: true, workerData: { addon } }));
+    const workers: Worker[] = [];
+    try {
+      for (let i = 0; i < threads; i++) workers.push(new Worker(WORKER_SOURCE, { eval: true, workerData: { addon } }));
+    } catch {
+      // a thread that cannot be made (ERR_WORKER_INIT_FAILED, out of memory): the caller hashes in
+      // its own thread, as without the binding; the workers already made are ended
+      for (const worker of workers) void worker.terminate();
+      return undefined;
+    }
     return new HashPool(workers);
   }
 
