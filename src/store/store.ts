@@ -103,7 +103,7 @@ export interface StoreReplication {
 export interface ReplicationGate {
   admit(): void;
   afterDurable(lastSeq: number): Promise<void> | undefined;
-  /** WriterHooks.onWritten: a batch written, its syncs running (synchronous replicas take it as tentative). */
+  /** WriterHooks.onWritten: a batch about to be written and synced here (synchronous replicas take it as tentative meanwhile). */
   written?(records: JournalRecord[], opsBySeq: Op[][], packBatch: PackBatch): void;
   /** WriterHooks.onWriteFailed. */
   writeFailed?(): void;
