@@ -312,6 +312,12 @@ export const limits = {
    */
   replicaTentativeCommitDelayMs: 20,
   /**
+   * A primary tells a synchronous replica that a tentative round committed on the next tentative
+   * round (one frame per change instead of two); when no change follows within this time, in a
+   * `commit` frame of its own. Only the replica's visible lag waits on it, never an acknowledgement.
+   */
+  replicationCommitNoticeMs: 5,
+  /**
    * REPLICATION-PENDING is preallocated to this size (on a synchronous replica's first tentative
    * round) and emptied once past it, after committing its rounds at once: a delivery that finds it
    * full waits for that commit, so it should be rare (every ~140 deliveries of 28 KB).

@@ -213,6 +213,11 @@ class MemoryFile implements FileHandle {
     }
   }
 
+  async writevDurable(parts: Buffer[], position: number): Promise<void> {
+    await this.writev(parts, position);
+    await this.sync();
+  }
+
   /** A temp file becomes durable by its rename (one PUT); any other file is PUT now. */
   async sync(): Promise<void> {
     if (this.temp) return;
@@ -265,5 +270,6 @@ class ObjectReadHandle implements FileHandle {
   write(): Promise<void> { return this.refuse(); }
   writev(): Promise<void> { return this.refuse(); }
   sync(): Promise<void> { return this.refuse(); }
+  writevDurable(): Promise<void> { return this.refuse(); }
   truncate(): Promise<void> { return this.refuse(); }
 }

@@ -190,6 +190,10 @@ class RemoteHandle implements FileHandle {
     return this.write();
   }
 
+  writevDurable(): Promise<void> {
+    return this.write();
+  }
+
   truncate(): Promise<void> {
     return this.write();
   }

@@ -102,10 +102,9 @@ export class PendingRounds {
     const head = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
     head.writeUInt32BE(body.length, 0);
     head.writeUInt32BE(crc32(body), 4);
-    await this.handle!.writev([head, body, PENDING_END], this.at);
+    await this.handle!.writevDurable([head, body, PENDING_END], this.at); // the primary's change waits on this
     this.at += head.length + body.length;
     this.length = Math.max(this.length, this.at + PENDING_END.length);
-    await this.handle!.sync();
     this.rounds.push(round);
   }
 

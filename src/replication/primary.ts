@@ -265,15 +265,20 @@ const TENTATIVE_OPS: ReadonlySet<string> = new Set(['mailbox.create', 'mailbox.r
 
 /**
  * One connected replica: a sender loop (rounds) and a receiver loop (acks, pongs). With
- * synchronous replicas a batch also goes out as a tentative round while this primary syncs it
- * (pending-rounds.ts has the replica's side), then a `commit` once it committed here.
+ * synchronous replicas a batch also goes out as a tentative round while this primary writes and
+ * syncs it (pending-rounds.ts has the replica's side); that it committed here rides on the next
+ * tentative round (`c`), or goes as a `commit` of its own when none follows soon or before an
+ * ordinary round.
  */
 class ReplicaSession implements BatchListener {
   private stopped = false;
   /** Inside round(): a tentative round now would interleave with its frames. */
   private inRound = false;
-  /** The last seq sent as tentative and not yet followed by its `commit` (0: none). */
+  /** The last seq sent as tentative and not yet committed here (0: none). */
   private tentativeSeq = 0;
+  /** A tentative round committed here whose commit the replica has not been told of yet (0: none). */
+  private commitOwed = 0;
+  private commitTimer?: NodeJS.Timeout;
   private unlisten: () => void = () => undefined;
   private sentSeq: number;
   private ackedSeq: number;
@@ -324,6 +329,8 @@ class ReplicaSession implements BatchListener {
     this.stopped = true;
     this.unlisten();
     clearTimeout(this.cursorTimer);
+    this.takeCommitOwed(); // the next session sends committed records, which replace the rounds
+
     this.primary.gate.replicaGone(this.nodeId);
     this.primary.forget(this);
     await this.writeCursor().catch(() => undefined);
@@ -373,17 +380,39 @@ class ReplicaSession implements BatchListener {
     }
     const round: TentativeRound = { records, packs, tails: [...tails] };
     const last = records[records.length - 1].seq;
-    void this.connection.send({ t: 'tentative', ...encodeRound(round) }).catch(() => this.connection.close());
+    // the commit of the round before rides on this one: one frame (and one TLS write) per change, not two
+    const c = this.takeCommitOwed();
+    void this.connection.send({ t: 'tentative', ...encodeRound(round), ...(c ? { c } : {}) }).catch(() => this.connection.close());
     this.tails = tails;
     this.sentSeq = last;
     this.tentativeSeq = last;
     this.sentBytes.push([last, sum(tails)]);
   }
 
+  /**
+   * The tentative round committed here. The replica learns it from the next tentative round, or
+   * from a `commit` frame after limits.replicationCommitNoticeMs when none came (it commits a
+   * batch of them later anyway: limits.replicaTentativeCommitDelayMs), or before an ordinary round.
+   */
   committed(lastSeq: number): void {
     if (this.tentativeSeq === 0 || lastSeq < this.tentativeSeq || this.connection.closed) return;
-    void this.connection.send({ t: 'commit', seq: this.tentativeSeq }).catch(() => this.connection.close());
+    this.commitOwed = this.tentativeSeq;
     this.tentativeSeq = 0;
+    this.commitTimer ??= setTimeout(() => this.sendCommitOwed(), limits.replicationCommitNoticeMs);
+  }
+
+  private takeCommitOwed(): number {
+    const seq = this.commitOwed;
+    this.commitOwed = 0;
+    clearTimeout(this.commitTimer);
+    this.commitTimer = undefined;
+    return seq;
+  }
+
+  private sendCommitOwed(): void {
+    const seq = this.takeCommitOwed();
+    if (seq === 0 || this.connection.closed) return;
+    void this.connection.send({ t: 'commit', seq }).catch(() => this.connection.close());
   }
 
   /** The tentative round will not commit here: the replica drops it when it connects again. */
@@ -403,6 +432,7 @@ class ReplicaSession implements BatchListener {
   }
 
   private async roundOnce(): Promise<void> {
+    this.sendCommitOwed(); // the replica commits its tentative rounds before it takes records after them
     const records = await this.readRecords();
     if (records.length === 0) return;
     // tails read after the records: they cover every blob the records name

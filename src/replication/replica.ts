@@ -259,15 +259,14 @@ class Replica {
       }
       case 'tentative': {
         // durable here before it is acknowledged; committed (and shown) only once the primary says so
+        if (message.c !== undefined) this.noteCommit(connection, Number(message.c)); // the rounds before it
         const round = decodeRound(message as unknown as Wire);
         if (this.pending.full) await this.commitNow(); // then the file is emptied before this round lands (if every round in it has committed)
         await this.holdTentative(connection, round);
         return connection.send({ t: 'ack', seq: lastSeqOf(round), pending: true });
       }
       case 'commit':
-        this.commitThrough = Math.max(this.commitThrough, Number(message.seq));
-        this.scheduleCommit(connection);
-        return;
+        return this.noteCommit(connection, Number(message.seq));
       case 'resync': {
         this.resyncingTo = Number(message.seq);
         try {
@@ -297,6 +296,12 @@ class Replica {
       await connection.send({ t: 'error', code: failure.code, message: failure.message }).catch(() => undefined);
       throw failure;
     }
+  }
+
+  /** The primary committed every tentative round up to `seq`. */
+  private noteCommit(connection: Connection, seq: number): void {
+    this.commitThrough = Math.max(this.commitThrough, seq);
+    this.scheduleCommit(connection);
   }
 
   /**

@@ -680,6 +680,12 @@ class FaultFileHandle implements FileHandle {
     this.owner.recordData(this.ino, info, { kind: 'write', position, data: Buffer.from(data) });
   }
 
+  /** The two calls it stands for, each with its own faults. */
+  async writevDurable(parts: Buffer[], position: number): Promise<void> {
+    await this.writev(parts, position);
+    await this.sync();
+  }
+
   async sync(): Promise<void> {
     const info = this.owner.beginMutation({ kind: 'sync', path: this.path });
     this.owner.throwIfFault(info);
