@@ -1,7 +1,7 @@
 // Crash explorer, part 1: a mixed workload (creates, appends with duplicates, batch appends,
 // concurrent group commits, flags, expunge, copy, move, rename, delete, ACLs) recorded on FaultFS;
-// every crash point in three crash modes (all-lost, random, all-kept) and then seeded random
-// states, each reopened with the real file system with index/ missing or an older copy, and
+// crash points in three crash modes (all-lost, random, all-kept: the sample below, or every one)
+// or seeded random states, each reopened with the real file system with index/ missing or an older copy, and
 // checked against the reference model (explorer.ts, checkCrashState).
 // Default (npm test): the covering sample of crash points (crash-sample.ts) in each of the three
 // modes: every kind of crash point (the boundary the log prefix ends at — write, sync, create,
