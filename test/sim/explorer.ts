@@ -30,9 +30,9 @@ export interface ExploreResult {
   byCrashMode: Record<string, number>;
   /** How many states recovered exactly what was acknowledged, and how many kept unacknowledged ops. */
   atAck: number;
+  beyondAck: number;
   /** States opened with the index probe in a child process (PROBE_EVERY). */
   probed: number;
-  beyondAck: number;
   ms: number;
 }
 
