@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { limits } from '../../src/limits.js';
 import { FaultFileSystem, type CrashMode } from '../sim/faultfs.js';
-import { fastTmpRoot, retireOwnLock } from '../sim/explorer.js';
+import { PROBE_EVERY, fastTmpRoot, retireOwnLock } from '../sim/explorer.js';
 import { expectCode } from '../sim/helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { churned, expectExact, expectScrubClean, packNames, packsBytes } from './compact-helpers.js';
@@ -46,16 +46,24 @@ describe('compaction crash states', () => {
     expect(result.packsRewritten.length).toBeGreaterThan(2);
     expect(result.packsWritten.length, 'the output rotated at packBytesMax too').toBeGreaterThan(1);
     let states = 0;
+    let probed = 0;
+    let olderStates = 0;
     for (let afterOp = opened; afterOp <= ffs.logLength; afterOp++) {
       // two of the four modes at each point, rotating, so every mode meets every phase (npm test time)
       for (const m of [afterOp % MODES.length, (afterOp + 2) % MODES.length]) {
         const mode = MODES[m];
         const target = join(work, `crash-${afterOp}-${mode}`);
-        const indexMode = (afterOp + m) % 2 === 0 ? 'missing' : 'older';
+        // (was (afterOp + m) % 2, always even as m ≡ afterOp mod 2: every state had index/ missing)
+        const indexMode = states % 2 === 0 ? 'missing' : 'older';
         const report = await ffs.materializeCrash(target, afterOp, 0xc0c0 + afterOp, { mode, indexMode, indexSource: older });
-        const where = `${report.reproduce} index ${indexMode}`;
+        // the child-process index probe only in some 'older' states: it always passes on an undamaged
+        // index and costs more than the rest of a state (explorer.ts, PROBE_EVERY)
+        const probe = indexMode === 'older' && states % PROBE_EVERY === 1;
+        if (probe) probed++;
+        if (indexMode === 'older') olderStates++;
+        const where = `${report.reproduce} index ${indexMode}${probe ? ' probed' : ''}`;
         try {
-          await checkState(target, bodies, gone, live, where, states % 4 === 0);
+          await checkState(target, bodies, gone, live, where, states % 4 === 0, probe);
         } catch (error) {
           throw new Error(`${where}: ${(error as Error).message}; state kept in ${target}`, { cause: error });
         }
@@ -63,7 +71,9 @@ describe('compaction crash states', () => {
         states++;
       }
     }
-    console.info(`compaction crash states: ${ffs.logLength - opened + 1} crash points of one compaction x 2 of ${MODES.length} modes = ${states} states, all recovered`);
+    console.info(`compaction crash states: ${ffs.logLength - opened + 1} crash points of one compaction x 2 of ${MODES.length} modes = ${states} states (index older in ${olderStates}, probed in ${probed}), all recovered`);
+    expect(olderStates, 'states with an older copy of index/').toBe(Math.floor(states / 2));
+    expect(probed, 'states opened with the index probe').toBeGreaterThan(0);
     await fsp.rm(work, { recursive: true, force: true });
   }
 
@@ -95,9 +105,9 @@ describe('compaction crash states', () => {
   }
 });
 
-async function checkState(dir: string, bodies: Map<number, Buffer>, gone: number[], live: number, where: string, full: boolean): Promise<void> {
+async function checkState(dir: string, bodies: Map<number, Buffer>, gone: number[], live: number, where: string, full: boolean, probe: boolean): Promise<void> {
   retireOwnLock(dir);
-  const store = await Store.open(dir, { packBytesMax: PACK_BYTES_MAX });
+  const store = await Store.open(dir, { packBytesMax: PACK_BYTES_MAX, probeIndex: probe ? 'after-crash' : 'never' });
   try {
     expect(store.health.degraded, `opened degraded: ${store.health.findings.join('; ')}`).toBe(false);
     await expectExact(store, bodies, gone);
