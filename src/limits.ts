@@ -370,6 +370,15 @@ export const daemonLimits = {
   frameCompleteMs: 30_000,
   /** SIGTERM: calls in flight get this long to finish before the store is closed under them. */
   shutdownGraceMs: 5_000,
+  /**
+   * The daemon's log (--log FILE or stderr) gathers info lines and writes them at most this long
+   * after the first of them (warnings and errors, close and exit write at once): one write per
+   * burst instead of one per LMTP delivery, whose write (a thread-pool wake-up for the file, a
+   * blocking write to journald's socket for stderr) sat on the path to the 250 (BENCHMARKS.md, LMTP).
+   */
+  logFlushMs: 100,
+  /** ...or as soon as this many bytes of lines are waiting. */
+  logBufferBytesMax: 64 * 1024,
   /** The client library: how long a call waits for the daemon to come back (reconnecting) before UNAVAILABLE. */
   clientReconnectWaitMs: 2_000,
   /** ...retrying this often. */

@@ -97,8 +97,12 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     onData: (stream, session, callback) => {
       track(receive(stream, bytesMax)).then(
         (bytes) => track(deliver(store, template, session, bytes, log)).then(
-          // smtp-server takes an array here in LMTP mode: one reply per recipient (its types say string)
-          (replies) => callback(null, replies as unknown as string),
+          // smtp-server takes an array here in LMTP mode: one reply per recipient (its types say string);
+          // the deliveries are logged once the replies are on their way, not before them
+          ({ replies, delivered }) => {
+            callback(null, replies as unknown as string);
+            for (const entry of delivered) log(entry);
+          },
           (error: unknown) => callback(failureReply(error)), // a bug of ours: every recipient gets 451
         ),
         // The client went away before the final dot: nothing is stored and nobody is answered.
@@ -194,18 +198,24 @@ function receive(stream: SMTPServerDataStream, bytesMax: number): Promise<Buffer
   });
 }
 
+/** Delivery's outcome: one reply per recipient, and the log entries of those delivered (logged after the replies). */
+interface Delivery {
+  replies: (string | Reply)[];
+  delivered: LmtpLogEntry[];
+}
+
 /**
  * One append per distinct mailbox (two addresses of one user get one copy), all at once so they
  * share a group commit; then one reply per recipient in RCPT order.
  */
 async function deliver(
   store: LmtpStore, template: string, session: SMTPServerSession, bytes: Buffer | undefined, log: (entry: LmtpLogEntry) => void,
-): Promise<(string | Reply)[]> {
+): Promise<Delivery> {
   const recipients = session.envelope.rcptTo.map((r) => r.address);
   const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
   if (bytes === undefined) {
     log({ event: 'lmtp.refused', from, to: recipients, reply: '552 5.3.4' });
-    return recipients.map(() => failureReply(new MailstoreError('TOO_LARGE', 'message too large')));
+    return { replies: recipients.map(() => failureReply(new MailstoreError('TOO_LARGE', 'message too large'))), delivered: [] };
   }
   const started = performance.now();
   const envelopeFrom = envelopeSender(from);
@@ -222,11 +232,13 @@ async function deliver(
   }
   const results = await Promise.all(mailboxes.map((mailbox) => outcomes.get(mailbox)!));
   const ms = Math.round((performance.now() - started) * 10) / 10;
-  return results.map((result, i) => {
+  const delivered: LmtpLogEntry[] = [];
+  const replies = results.map((result, i) => {
     if (result instanceof Reply) return result;
-    log({ event: 'lmtp.delivered', from, to: recipients[i], mailbox: mailboxes[i], uid: result.uid, bytes: bytes.length, ms });
+    delivered.push({ event: 'lmtp.delivered', from, to: recipients[i], mailbox: mailboxes[i], uid: result.uid, bytes: bytes.length, ms });
     return `2.0.0 delivered to ${mailboxes[i]} uid ${result.uid}`;
   });
+  return { replies, delivered };
 }
 
 /**
