@@ -8,7 +8,7 @@
 // Replies carry their RFC 3463 enhanced status code in the text (and ENHANCEDSTATUSCODES is not
 // advertised): smtp-server derives the code from the reply number alone, which would say 4.2.2
 // "mailbox full" for a full disk, where RFC 3463 has 4.3.1 "mail system full".
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
@@ -87,6 +87,8 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     maxRecipients: lmtpLimits.recipientsMax,
     socketTimeout: lmtpLimits.idleMs,
     closeTimeout: lmtpLimits.closeGraceMs,
+    // any sender is accepted: answered at once, where smtp-server's default waits a turn of the event loop
+    onMailFrom: (_address, _session, callback) => callback(),
     onRcptTo: (address, _session, callback) => {
       track(checkRecipient(store, template, address)).then(() => callback(), (error: unknown) => {
         const reply = rcptReply(error);
@@ -111,6 +113,7 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     },
   });
   server.on('error', (error) => log({ event: 'lmtp.failed', error: String(error) }));
+  server.server.on('connection', groupReplies);
   const address = await listen(server, options.listen);
   log({ event: 'lmtp.listening', address });
   return {
@@ -128,6 +131,26 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
       log({ event: 'lmtp.closed', address });
     },
   };
+}
+
+/**
+ * RFC 2920 section 3: the replies to a group of pipelined commands (an MTA sends MAIL, RCPT and
+ * DATA together) go out as one write instead of one each, so the client wakes once for them. The
+ * socket is corked while the commands that arrived together are handled (smtp-server answers
+ * them within the same turn of the event loop: the RCPT check resolves at once) and uncorked on
+ * the next turn; the final replies after DATA, which wait for the fdatasync, are not held back.
+ */
+function groupReplies(socket: Socket): void {
+  let corked = false;
+  socket.prependListener('data', () => {
+    if (corked) return;
+    corked = true;
+    socket.cork();
+    setImmediate(() => {
+      corked = false;
+      socket.uncork();
+    });
+  });
 }
 
 /** Waits for the work to settle, at most `ms`. */
