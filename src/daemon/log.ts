@@ -1,9 +1,10 @@
 // The daemon's structured log: one JSON object per line (time, level, event, fields) on stderr or
-// in --log FILE, which SIGHUP reopens (logrotate's postrotate sends it). Info lines are gathered
-// and written together (daemonLimits.logFlushMs, logBufferBytesMax): one line per LMTP delivery
-// written one at a time cost each delivery a write on its way to the 250. Warnings and errors,
-// reopen, close and the process's exit write what is gathered at once, so nothing logged before
-// a clean stop or a thrown error is lost (a SIGKILL loses at most logFlushMs of info lines).
+// in --log FILE, which SIGHUP reopens (logrotate's postrotate sends it). An info line that follows
+// another by less than daemonLimits.logFlushMs waits for the end of that interval and goes out
+// with the others of it (or once logBufferBytesMax are waiting): one line per LMTP delivery written
+// one at a time cost each delivery a write on its way to the 250. A line after a quiet spell, a
+// warning or an error, reopen, close and the process's exit write at once, so nothing logged
+// before a clean stop or a thrown error is lost (a SIGKILL loses at most logFlushMs of info lines).
 import { LogFile } from '../fs/socket-file.js';
 import { daemonLimits } from '../limits.js';
 
@@ -24,6 +25,8 @@ export class Logger {
   private pending: string[] = [];
   private pendingBytes = 0;
   private timer?: NodeJS.Timeout;
+  /** performance.now() of the last write (-Infinity: none yet, the first line goes out at once). */
+  private writtenAt = Number.NEGATIVE_INFINITY;
   private readonly flushMs: number;
   private readonly bufferBytesMax: number;
 
@@ -38,8 +41,9 @@ export class Logger {
     const line = JSON.stringify({ time: new Date().toISOString(), level, event, ...fields }) + '\n';
     this.pending.push(line);
     this.pendingBytes += line.length;
-    if (level !== 'info' || this.pendingBytes >= this.bufferBytesMax) this.flush();
-    else this.timer ??= setTimeout(() => this.flush(), this.flushMs).unref(); // a quiet daemon exits without waiting for it
+    const sinceMs = performance.now() - this.writtenAt;
+    if (level !== 'info' || this.pendingBytes >= this.bufferBytesMax || (!this.timer && sinceMs >= this.flushMs)) this.flush();
+    else this.timer ??= setTimeout(() => this.flush(), this.flushMs - sinceMs).unref(); // a quiet daemon exits without waiting for it
   }
 
   info(event: string, fields?: Record<string, unknown>): void {
@@ -62,6 +66,7 @@ export class Logger {
     const text = this.pending.join('');
     this.pending = [];
     this.pendingBytes = 0;
+    this.writtenAt = performance.now();
     if (!this.file) process.stderr.write(text);
     else if (sync) this.file.writeNow(text);
     else this.file.write(text);

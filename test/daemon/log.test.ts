@@ -1,6 +1,7 @@
-// The daemon's log gathers info lines and writes them together (one write per burst, not one per
-// LMTP delivery on the way to its 250): they still all arrive, in order, within the flush bound;
-// a warning or error, a size bound, reopen, close and the process's exit write them at once.
+// The daemon's log gathers info lines that come close together and writes them together (one write
+// per burst, not one per LMTP delivery): they still all arrive, in order, within the flush bound; a
+// line after a quiet spell, a warning or error, a size bound, reopen, close and the process's exit
+// write at once.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,26 +20,32 @@ async function lines(path: string, count: number): Promise<string[]> {
 }
 
 describe('daemon log', () => {
-  it('info lines wait for the flush bound, then arrive together and in order', async () => {
+  it('a line after a quiet spell goes out at once; the lines close behind it wait for the flush bound, then arrive together and in order', async () => {
     const path = join(tempDir(), 'serve.log');
-    const logger = new Logger(path, { flushMs: 300 });
+    const logger = new Logger(path, { flushMs: 400 });
+    logger.info('listening');
+    expect(await lines(path, 1)).toEqual(['listening']);
     logger.info('one');
     logger.info('two', { uid: 2 });
     await sleep(100);
-    expect(events(path)).toEqual([]); // gathered, not written one by one
-    expect(await lines(path, 2)).toEqual(['one', 'two']);
+    expect(events(path)).toEqual(['listening']); // gathered, not written one by one
+    expect(await lines(path, 3)).toEqual(['listening', 'one', 'two']);
+    await sleep(450);
+    logger.info('later'); // a quiet spell since the last write: at once
+    expect(await lines(path, 4)).toEqual(['listening', 'one', 'two', 'later']);
     await logger.close();
   });
 
   it('a warning or an error writes what was gathered before it at once', async () => {
     const path = join(tempDir(), 'serve.log');
     const logger = new Logger(path, { flushMs: 60_000 });
+    logger.info('listening');
     logger.info('delivered');
     logger.warn('background-error', { code: 'IO' });
-    expect(await lines(path, 2)).toEqual(['delivered', 'background-error']);
+    expect(await lines(path, 3)).toEqual(['listening', 'delivered', 'background-error']);
     logger.info('after');
     logger.error('store-stopped');
-    expect(await lines(path, 4)).toEqual(['delivered', 'background-error', 'after', 'store-stopped']);
+    expect(await lines(path, 5)).toEqual(['listening', 'delivered', 'background-error', 'after', 'store-stopped']);
     await logger.close();
   });
 
@@ -46,7 +53,9 @@ describe('daemon log', () => {
     const path = join(tempDir(), 'serve.log');
     const logger = new Logger(path, { flushMs: 60_000, bufferBytesMax: 500 });
     for (let i = 0; i < 10; i++) logger.info('lmtp.delivered', { uid: i, mailbox: 'user/bench/INBOX' });
-    expect((await lines(path, 6)).length).toBeGreaterThanOrEqual(6); // ~90 bytes a line: at least one flush of 6
+    const written = (await lines(path, 6)).length; // the first at once, then ~110 bytes a line: a flush at 5 of them
+    expect(written).toBeGreaterThanOrEqual(6);
+    expect(written).toBeLessThan(10); // the rest wait for the timer (or close)
     await logger.close();
     expect(events(path)).toHaveLength(10);
   });
@@ -69,7 +78,7 @@ describe('daemon log', () => {
     requireBuilt();
     const path = join(tempDir(), 'serve.log');
     const module = new URL('../../dist/src/daemon/log.js', import.meta.url).href;
-    const script = `const { Logger } = await import(${JSON.stringify(module)}); const l = new Logger(process.argv[1]); l.info('a'); l.info('b'); process.exit(3);`;
+    const script = `const { Logger } = await import(${JSON.stringify(module)}); const l = new Logger(process.argv[1]); l.info('a'); setTimeout(() => { l.info('b'); process.exit(3); }, 50);`;
     const child = spawnSync(process.execPath, ['--input-type=module', '-e', script, path], { encoding: 'utf8' });
     expect(child.status, child.stderr).toBe(3);
     expect(events(path)).toEqual(['a', 'b']);
@@ -78,9 +87,9 @@ describe('daemon log', () => {
   it('without a file the lines go to stderr, gathered the same way', () => {
     requireBuilt();
     const module = new URL('../../dist/src/daemon/log.js', import.meta.url).href;
-    const script = `const { Logger } = await import(${JSON.stringify(module)}); const l = new Logger(undefined, { flushMs: 50 }); l.info('a'); setTimeout(() => { l.info('b'); l.warn('c'); }, 200);`;
+    const script = `const { Logger } = await import(${JSON.stringify(module)}); const l = new Logger(undefined, { flushMs: 50 }); l.info('a'); l.info('b'); setTimeout(() => { l.info('c'); l.warn('d'); }, 200);`;
     const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
     expect(child.status).toBe(0);
-    expect(child.stderr.split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { event: string }).event)).toEqual(['a', 'b', 'c']);
+    expect(child.stderr.split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { event: string }).event)).toEqual(['a', 'b', 'c', 'd']);
   });
 });
