@@ -376,6 +376,16 @@ export const daemonLimits = {
   frameCompleteMs: 30_000,
   /** SIGTERM: calls in flight get this long to finish before the store is closed under them. */
   shutdownGraceMs: 5_000,
+  /**
+   * The daemon's log (--log FILE or stderr): an info line less than this long after the last write
+   * waits for the end of that interval and goes out with the others of it (a line after a quiet
+   * spell, warnings, errors, close and exit write at once): one write per burst instead of one per
+   * LMTP delivery, whose write (a thread-pool wake-up for the file, a blocking write to journald's
+   * socket for stderr) sat on the path to the 250 (BENCHMARKS.md, "LMTP's tail").
+   */
+  logFlushMs: 100,
+  /** ...or as soon as this many bytes of lines are waiting. */
+  logBufferBytesMax: 64 * 1024,
   /** The client library: how long a call waits for the daemon to come back (reconnecting) before UNAVAILABLE. */
   clientReconnectWaitMs: 2_000,
   /** ...retrying this often. */

@@ -8,7 +8,7 @@
 // Replies carry their RFC 3463 enhanced status code in the text (and ENHANCEDSTATUSCODES is not
 // advertised): smtp-server derives the code from the reply number alone, which would say 4.2.2
 // "mailbox full" for a full disk, where RFC 3463 has 4.3.1 "mail system full".
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
@@ -87,6 +87,8 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     maxRecipients: lmtpLimits.recipientsMax,
     socketTimeout: lmtpLimits.idleMs,
     closeTimeout: lmtpLimits.closeGraceMs,
+    // any sender is accepted: answered at once, where smtp-server's default waits a turn of the event loop
+    onMailFrom: (_address, _session, callback) => callback(),
     onRcptTo: (address, _session, callback) => {
       track(checkRecipient(store, template, address)).then(() => callback(), (error: unknown) => {
         const reply = rcptReply(error);
@@ -97,8 +99,12 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     onData: (stream, session, callback) => {
       track(receive(stream, bytesMax)).then(
         (bytes) => track(deliver(store, template, session, bytes, log)).then(
-          // smtp-server takes an array here in LMTP mode: one reply per recipient (its types say string)
-          (replies) => callback(null, replies as unknown as string),
+          // smtp-server takes an array here in LMTP mode: one reply per recipient (its types say string);
+          // the deliveries are logged once the replies are on their way, not before them
+          ({ replies, delivered }) => {
+            callback(null, replies as unknown as string);
+            for (const entry of delivered) log(entry);
+          },
           (error: unknown) => callback(failureReply(error)), // a bug of ours: every recipient gets 451
         ),
         // The client went away before the final dot: nothing is stored and nobody is answered.
@@ -107,6 +113,7 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     },
   });
   server.on('error', (error) => log({ event: 'lmtp.failed', error: String(error) }));
+  server.server.on('connection', groupReplies);
   const address = await listen(server, options.listen);
   log({ event: 'lmtp.listening', address });
   return {
@@ -124,6 +131,26 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
       log({ event: 'lmtp.closed', address });
     },
   };
+}
+
+/**
+ * RFC 2920 section 3: the replies to a group of pipelined commands (an MTA sends MAIL, RCPT and
+ * DATA together) go out as one write instead of one each, so the client wakes once for them. The
+ * socket is corked while the commands that arrived together are handled (smtp-server answers
+ * them within the same turn of the event loop: the RCPT check resolves at once) and uncorked on
+ * the next turn; the final replies after DATA, which wait for the fdatasync, are not held back.
+ */
+function groupReplies(socket: Socket): void {
+  let corked = false;
+  socket.prependListener('data', () => {
+    if (corked) return;
+    corked = true;
+    socket.cork();
+    setImmediate(() => {
+      corked = false;
+      socket.uncork();
+    });
+  });
 }
 
 /** Waits for the work to settle, at most `ms`. */
@@ -194,18 +221,24 @@ function receive(stream: SMTPServerDataStream, bytesMax: number): Promise<Buffer
   });
 }
 
+/** Delivery's outcome: one reply per recipient, and the log entries of those delivered (logged after the replies). */
+interface Delivery {
+  replies: (string | Reply)[];
+  delivered: LmtpLogEntry[];
+}
+
 /**
  * One append per distinct mailbox (two addresses of one user get one copy), all at once so they
  * share a group commit; then one reply per recipient in RCPT order.
  */
 async function deliver(
   store: LmtpStore, template: string, session: SMTPServerSession, bytes: Buffer | undefined, log: (entry: LmtpLogEntry) => void,
-): Promise<(string | Reply)[]> {
+): Promise<Delivery> {
   const recipients = session.envelope.rcptTo.map((r) => r.address);
   const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
   if (bytes === undefined) {
     log({ event: 'lmtp.refused', from, to: recipients, reply: '552 5.3.4' });
-    return recipients.map(() => failureReply(new MailstoreError('TOO_LARGE', 'message too large')));
+    return { replies: recipients.map(() => failureReply(new MailstoreError('TOO_LARGE', 'message too large'))), delivered: [] };
   }
   const started = performance.now();
   const envelopeFrom = envelopeSender(from);
@@ -222,11 +255,13 @@ async function deliver(
   }
   const results = await Promise.all(mailboxes.map((mailbox) => outcomes.get(mailbox)!));
   const ms = Math.round((performance.now() - started) * 10) / 10;
-  return results.map((result, i) => {
+  const delivered: LmtpLogEntry[] = [];
+  const replies = results.map((result, i) => {
     if (result instanceof Reply) return result;
-    log({ event: 'lmtp.delivered', from, to: recipients[i], mailbox: mailboxes[i], uid: result.uid, bytes: bytes.length, ms });
+    delivered.push({ event: 'lmtp.delivered', from, to: recipients[i], mailbox: mailboxes[i], uid: result.uid, bytes: bytes.length, ms });
     return `2.0.0 delivered to ${mailboxes[i]} uid ${result.uid}`;
   });
+  return { replies, delivered };
 }
 
 /**

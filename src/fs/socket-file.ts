@@ -1,6 +1,6 @@
 // The daemon's socket file and log file: the few file operations the daemon needs beyond the
 // FileSystem interface (mode and group of a socket, an append-only log that SIGHUP reopens).
-import { createWriteStream, promises as fsp, statSync, type WriteStream } from 'node:fs';
+import { appendFileSync, createWriteStream, promises as fsp, statSync, type WriteStream } from 'node:fs';
 import { MailstoreError, fromSystemError } from '../errors.js';
 
 const S_IFMT = 0o170000;
@@ -60,8 +60,20 @@ export class LogFile {
     return stream;
   }
 
-  write(line: string): void {
-    this.stream.write(line);
+  write(text: string): void {
+    this.stream.write(text);
+  }
+
+  /**
+   * Appends synchronously, for the process's 'exit' (no callback runs after it). Text the stream
+   * still holds may then land after it; a line that cannot be written is reported on stderr.
+   */
+  writeNow(text: string): void {
+    try {
+      appendFileSync(this.path, text, { mode: 0o640 });
+    } catch (error) {
+      process.stderr.write(`mailstore: IO: writing the log ${this.path}: ${(error as Error).message}\n`);
+    }
   }
 
   reopen(): void {

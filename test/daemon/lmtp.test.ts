@@ -4,7 +4,8 @@
 // client from Debian, delivers too when it is installed.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { Socket } from 'node:net';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startLmtp, mailboxFor, type LmtpLogEntry, type LmtpServer, type LmtpStore } from '../../src/daemon/lmtp.js';
 import { setQuota } from '../../src/store/quota.js';
 import { Store } from '../../src/store/store.js';
@@ -104,6 +105,34 @@ describe('LMTP delivery', () => {
     expect(replies.slice(9, 11)).toEqual(['250 2.0.0 delivered to user/bob/INBOX uid 1', '250 2.0.0 delivered to user/alice/INBOX uid 2']);
     expect(replies[11]).toMatch(/^221 /);
     expect((await store.fetch('user/alice/INBOX', 2)).equals(message('p2'))).toBe(true);
+  });
+
+  it('answers pipelined MAIL, RCPT and DATA in one write (RFC 2920), and the final reply without waiting', async () => {
+    const { store, port } = await setup();
+    const c = await converse({ port });
+    c.send('LHLO client.example\r\n');
+    await c.replies(1);
+    const writes: number[] = []; // reply chunks per write the server's socket makes
+    const counted = (name: '_write' | '_writev') => {
+      const original = Socket.prototype[name] as (...args: unknown[]) => void;
+      return vi.spyOn(Socket.prototype, name).mockImplementation(function (this: Socket, ...args: unknown[]) {
+        // only the server's end of this conversation (the test runner writes to sockets too)
+        if (this.remotePort === c.socket.localPort && this.localPort === port) writes.push(name === '_writev' ? (args[0] as unknown[]).length : 1);
+        return original.apply(this, args);
+      } as never);
+    };
+    const spies = [counted('_write'), counted('_writev')];
+    try {
+      c.send('MAIL FROM:<s@example.org>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n');
+      expect(await c.replies(3)).toEqual(['250 Accepted', '250 Accepted', expect.stringMatching(/^354 /)]);
+      expect(writes).toEqual([3]); // one write carrying the three replies, not three writes
+      c.send(Buffer.concat([message('grouped'), Buffer.from('.\r\n')]));
+      expect(await c.replies(1)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1']);
+      expect(writes).toEqual([3, 1]);
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+    }
+    expect(await messages(store, 'alice')).toBe(1);
   });
 
   it('stores bare LF, NUL bytes and lines over 1,000 bytes exactly as sent (dot-unstuffed)', async () => {

@@ -1,0 +1,95 @@
+// The daemon's log gathers info lines that come close together and writes them together (one write
+// per burst, not one per LMTP delivery): they still all arrive, in order, within the flush bound; a
+// line after a quiet spell, a warning or error, a size bound, reopen, close and the process's exit
+// write at once.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { Logger } from '../../src/daemon/log.js';
+import { requireBuilt, tempDir } from '../cli/helpers.js';
+
+const events = (path: string): string[] =>
+  existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { event: string }).event) : [];
+
+/** Waits until the file holds `count` lines (the stream writes in the background), at most 2 s. */
+async function lines(path: string, count: number): Promise<string[]> {
+  for (let i = 0; i < 100 && events(path).length < count; i++) await sleep(20);
+  return events(path);
+}
+
+describe('daemon log', () => {
+  it('a line after a quiet spell goes out at once; the lines close behind it wait for the flush bound, then arrive together and in order', async () => {
+    const path = join(tempDir(), 'serve.log');
+    const logger = new Logger(path, { flushMs: 400 });
+    logger.info('listening');
+    expect(await lines(path, 1)).toEqual(['listening']);
+    logger.info('one');
+    logger.info('two', { uid: 2 });
+    await sleep(100);
+    expect(events(path)).toEqual(['listening']); // gathered, not written one by one
+    expect(await lines(path, 3)).toEqual(['listening', 'one', 'two']);
+    await sleep(450);
+    logger.info('later'); // a quiet spell since the last write: at once
+    expect(await lines(path, 4)).toEqual(['listening', 'one', 'two', 'later']);
+    await logger.close();
+  });
+
+  it('a warning or an error writes what was gathered before it at once', async () => {
+    const path = join(tempDir(), 'serve.log');
+    const logger = new Logger(path, { flushMs: 60_000 });
+    logger.info('listening');
+    logger.info('delivered');
+    logger.warn('background-error', { code: 'IO' });
+    expect(await lines(path, 3)).toEqual(['listening', 'delivered', 'background-error']);
+    logger.info('after');
+    logger.error('store-stopped');
+    expect(await lines(path, 5)).toEqual(['listening', 'delivered', 'background-error', 'after', 'store-stopped']);
+    await logger.close();
+  });
+
+  it('past bufferBytesMax the lines are written without waiting for the timer', async () => {
+    const path = join(tempDir(), 'serve.log');
+    const logger = new Logger(path, { flushMs: 60_000, bufferBytesMax: 500 });
+    for (let i = 0; i < 10; i++) logger.info('lmtp.delivered', { uid: i, mailbox: 'user/bench/INBOX' });
+    const written = (await lines(path, 6)).length; // the first at once, then ~110 bytes a line: a flush at 5 of them
+    expect(written).toBeGreaterThanOrEqual(6);
+    expect(written).toBeLessThan(10); // the rest wait for the timer (or close)
+    await logger.close();
+    expect(events(path)).toHaveLength(10);
+  });
+
+  it('close writes the gathered lines; reopen writes them to the old file first', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'serve.log');
+    const logger = new Logger(path, { flushMs: 60_000 });
+    logger.info('before-rotation');
+    for (let i = 0; i < 100 && !existsSync(path); i++) await sleep(20); // the stream opens it in the background
+    renameSync(path, `${path}.1`); // logrotate moves the file, then sends SIGHUP
+    logger.reopen();
+    logger.info('log-reopened');
+    await logger.close();
+    expect(await lines(`${path}.1`, 1)).toEqual(['before-rotation']);
+    expect(events(path)).toEqual(['log-reopened']);
+  });
+
+  it("the process's exit writes the gathered lines (a daemon that exits without closing its log)", () => {
+    requireBuilt();
+    const path = join(tempDir(), 'serve.log');
+    const module = new URL('../../dist/src/daemon/log.js', import.meta.url).href;
+    const script = `const { Logger } = await import(${JSON.stringify(module)}); const l = new Logger(process.argv[1]); l.info('a'); setTimeout(() => { l.info('b'); process.exit(3); }, 50);`;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script, path], { encoding: 'utf8' });
+    expect(child.status, child.stderr).toBe(3);
+    expect(events(path)).toEqual(['a', 'b']);
+  });
+
+  it('without a file the lines go to stderr, gathered the same way', () => {
+    requireBuilt();
+    const module = new URL('../../dist/src/daemon/log.js', import.meta.url).href;
+    const script = `const { Logger } = await import(${JSON.stringify(module)}); const l = new Logger(undefined, { flushMs: 50 }); l.info('a'); l.info('b'); setTimeout(() => { l.info('c'); l.warn('d'); }, 200);`;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(child.status).toBe(0);
+    expect(child.stderr.split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { event: string }).event)).toEqual(['a', 'b', 'c', 'd']);
+  });
+});
