@@ -32,20 +32,31 @@ export class HashPool {
   private failure?: Error;
   private started = 0;
 
-  private constructor(private readonly workers: Worker[]) {
-    for (const worker of workers) {
-      worker.on('message', (m: { id: number; buffer: ArrayBuffer; digests: Uint8Array; ready?: true }) => {
-        if (m.ready) { this.started++; return; }
-        const w = this.waiting.get(m.id);
-        this.waiting.delete(m.id);
-        w?.resolve(m);
-      });
-      worker.on('error', (error) => this.fail(error));
-      // A worker only ends through close(); any other end (a crash, or terminate(), which may
-      // report code 0) fails the jobs it holds, which their callers then hash themselves.
-      worker.on('exit', (code) => this.fail(new Error(`hash worker exited with code ${code}`)));
-      worker.unref();
-    }
+  private constructor(private readonly addon: string, private readonly workers: Worker[] = []) {}
+
+  /** Starts a worker; its end other than through close() fails the pool (see `fail`). */
+  private startWorker(): void {
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { addon: this.addon } });
+    worker.on('message', (m: { id: number; buffer: ArrayBuffer; digests: Uint8Array; ready?: true }) => {
+      if (m.ready) { this.started++; return; }
+      const w = this.waiting.get(m.id);
+      this.waiting.delete(m.id);
+      w?.resolve(m);
+    });
+    worker.on('error', (error) => this.fail(error));
+    // A worker only ends through close(); any other end (a crash, or terminate(), which may
+    // report code 0) fails the jobs it holds, which their callers then hash themselves.
+    worker.on('exit', (code) => this.fail(new Error(`hash worker exited with code ${code}`)));
+    worker.unref();
+    this.workers.push(worker);
+  }
+
+  /**
+   * Starts workers until there are `threads` (never fewer): the store's shared pool grows to the
+   * most any of its users asked for. A failed or closed pool does not grow.
+   */
+  grow(threads: number): void {
+    while (!this.failure && this.workers.length < threads) this.startWorker();
   }
 
   /**
@@ -60,8 +71,9 @@ export class HashPool {
     } catch {
       return undefined;
     }
-    const workers = Array.from({ length: threads }, () => new Worker(WORKER_SOURCE, { eval: true, workerData: { addon } }));
-    return new HashPool(workers);
+    const pool = new HashPool(addon);
+    pool.grow(threads);
+    return pool;
   }
 
   /**
@@ -89,6 +101,11 @@ export class HashPool {
       worker.ref();
       worker.postMessage({ id, buffer, ranges }, [buffer]);
     }).finally(() => { if (this.waiting.size === 0) for (const w of this.workers) w.unref(); }) as Promise<{ buffer: ArrayBuffer; digests: Uint8Array }>;
+  }
+
+  /** Whether a worker failed (or the pool was closed): every hash() rejects, callers hash in their own thread. */
+  get failed(): boolean {
+    return this.failure !== undefined;
   }
 
   private fail(error: Error): void {
