@@ -233,6 +233,8 @@ export const limits = {
   hashPoolThreadsMax: 8,
   /** ...closed after this long without a lease (a worker starts in ~50 ms; an idle one only costs memory). */
   hashPoolIdleMs: 10_000,
+  /** A hash worker's young generation (V8 resourceLimits): measured, the default grew ~3 MiB more over a 600 MB pass. */
+  hashWorkerYoungGenerationMb: 2,
   /** readMessages: two records of a pack at most this far apart are read with one pread (the bytes between are read and skipped). */
   readGapBytes: 16 * 1024,
   /** Pack scans (scrub, reconstruct) read this much at a time; a bigger record streams through it. */
@@ -388,8 +390,13 @@ export const daemonLimits = {
 export const importLimits = {
   /** An import batch (one appendBatch, one journal record, one fsync pair) holds at most this many messages... */
   batchMessagesMax: 500,
-  /** ...and at most this many message bytes (one bigger message goes alone). */
-  batchBytesMax: 8 * 1024 * 1024,
+  /**
+   * ...and at most this many message bytes (one bigger message goes alone). Each byte in flight
+   * costs ~3 in RSS (the batch's buffers outlive young collections, and V8 frees external memory
+   * only every ~64 MiB): 8 -> 4 MiB took the 20k import's peak RSS from ~200 to ~168 MiB in the
+   * same time (session 8, loaded machine, docs/OBJECT-STORAGE.md "Memory").
+   */
+  batchBytesMax: 4 * 1024 * 1024,
   /** Batches submitted and not yet committed while the next is read (each holds its bytes). */
   batchesInFlight: 2,
   /** Unreadable files listed one by one in a summary; the rest are counted. */

@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { hashImplementation } from './blake3.js';
+import { limits } from '../limits.js';
 
 /** CommonJS, evaluated in each worker: loads the binding by absolute path, hashes, hands the buffer back. */
 const WORKER_SOURCE = `
@@ -36,7 +37,9 @@ export class HashPool {
 
   /** Starts a worker; its end other than through close() fails the pool (see `fail`). */
   private startWorker(): void {
-    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { addon: this.addon } });
+    // a worker keeps few objects (its buffers are the caller's, transferred): a small young
+    // generation, or it grows to V8's default and stays resident as long as the worker
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { addon: this.addon }, resourceLimits: { maxYoungGenerationSizeMb: limits.hashWorkerYoungGenerationMb } });
     worker.on('message', (m: { id: number; buffer: ArrayBuffer; digests: Uint8Array; ready?: true }) => {
       if (m.ready) { this.started++; return; }
       const w = this.waiting.get(m.id);
