@@ -33,13 +33,22 @@ export class HashPool {
   private failure?: Error;
   private started = 0;
 
-  private constructor(private readonly addon: string, private readonly workers: Worker[] = []) {}
+  /** `workers`: already running (tests hand in their own); `addon`: the binding's path, for the workers `grow` starts. */
+  private constructor(private readonly workers: Worker[], private readonly addon = '') {
+    for (const worker of workers) this.watch(worker);
+  }
 
-  /** Starts a worker; its end other than through close() fails the pool (see `fail`). */
+  /** Starts a worker (see `watch`); throws when no thread can be made. */
   private startWorker(): void {
     // a worker keeps few objects (its buffers are the caller's, transferred): a small young
     // generation, or it grows to V8's default and stays resident as long as the worker
     const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { addon: this.addon }, resourceLimits: { maxYoungGenerationSizeMb: limits.hashWorkerYoungGenerationMb } });
+    this.workers.push(worker);
+    this.watch(worker);
+  }
+
+  /** Its answers resolve jobs; its end other than through close() fails the pool (see `fail`). */
+  private watch(worker: Worker): void {
     worker.on('message', (m: { id: number; buffer: ArrayBuffer; digests: Uint8Array; ready?: true }) => {
       if (m.ready) { this.started++; return; }
       const w = this.waiting.get(m.id);
@@ -51,20 +60,26 @@ export class HashPool {
     // report code 0) fails the jobs it holds, which their callers then hash themselves.
     worker.on('exit', (code) => this.fail(new Error(`hash worker exited with code ${code}`)));
     worker.unref();
-    this.workers.push(worker);
   }
 
   /**
    * Starts workers until there are `threads` (never fewer): the store's shared pool grows to the
-   * most any of its users asked for. A failed or closed pool does not grow.
+   * most any of its users asked for. A failed or closed pool does not grow, and a worker thread
+   * that cannot be made ends the growth there. Returns the workers it has.
    */
-  grow(threads: number): void {
-    while (!this.failure && this.workers.length < threads) this.startWorker();
+  grow(threads: number): number {
+    try {
+      while (!this.failure && this.workers.length < threads) this.startWorker();
+    } catch {
+      // `new Worker` threw (no thread could be made): the pool keeps the workers it has
+    }
+    return this.workers.length;
   }
 
   /**
    * A pool of `threads` workers (default: one fewer than the cores, at least one), or undefined
-   * when hashing cannot leave this thread (no native binding, or `threads` is 0).
+   * when hashing cannot leave this thread (no native binding, `threads` is 0, or a worker thread
+   * could not be made).
    */
   static create(threads = Math.max(1, os.availableParallelism() - 1)): HashPool | undefined {
     if (threads < 1 || hashImplementation !== 'native') return undefined;
@@ -74,8 +89,13 @@ export class HashPool {
     } catch {
       return undefined;
     }
-    const pool = new HashPool(addon);
-    pool.grow(threads);
+    const pool = new HashPool([], addon);
+    if (pool.grow(threads) < threads) {
+      // a thread that cannot be made (ERR_WORKER_INIT_FAILED, out of memory): the caller hashes in
+      // its own thread, as without the binding; the workers already made are ended
+      void pool.close();
+      return undefined;
+    }
     return pool;
   }
 

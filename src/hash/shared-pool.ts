@@ -12,6 +12,8 @@ export class SharedHashPool {
   private leases = 0;
   private idleTimer?: NodeJS.Timeout;
   private closed = false;
+  /** No pool could be made (no native binding, no thread): not tried again for this store. */
+  private unavailable = false;
 
   /**
    * The pool with at least `threads` workers (bounded), started now if it is not running; pair
@@ -20,14 +22,17 @@ export class SharedHashPool {
    * lease holds it; the next lease then starts a new one.
    */
   acquire(threads: number): HashPool | undefined {
-    if (this.closed || threads < 1) return undefined;
+    if (this.closed || this.unavailable || threads < 1) return undefined;
     clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
     if (this.pool?.failed && this.leases === 0) this.drop();
     const wanted = Math.min(threads, limits.hashPoolThreadsMax);
     if (this.pool) this.pool.grow(wanted);
     else this.pool = HashPool.create(wanted);
-    if (!this.pool) return undefined;
+    if (!this.pool) {
+      this.unavailable = true;
+      return undefined;
+    }
     this.leases++;
     return this.pool;
   }

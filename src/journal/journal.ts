@@ -54,6 +54,11 @@ export class Journal {
    * commit (BENCHMARKS.md, sync-one-zeroed).
    */
   private allocatedEnd = 0;
+  /**
+   * Segments whose retirement failed (name -> bytes): the unlink or move may have happened and only
+   * the directory sync after it failed, so a retry that finds such a file gone syncs and goes on.
+   */
+  private retireFailed = new Map<string, number>();
   /** Seq of the newest valid record on disk (0 when empty). */
   lastSeq = 0;
   /** Bytes of records this process made durable (automatic snapshots count journal growth with it). */
@@ -586,21 +591,32 @@ export class Journal {
       const segment = this.segments[0];
       assert(segment !== this.tailSegment, 'retiring the segment being written');
       const path = this.path(segment);
-      const size = (await this.fs.stat(path).catch((e) => { throw fromSystemError(e, 'retiring a journal segment', path); })).size;
+      const stat = await this.fs.statIfExists(path).catch((e) => { throw fromSystemError(e, 'retiring a journal segment', path); });
+      // gone without a failed retirement of ours before: never taken as retired (principle 3)
+      if (!stat && !this.retireFailed.has(segment.name)) throw new MailstoreError('NOT_FOUND', `retiring a journal segment ${path}: it is missing; run 'mailstore scrub'`, { path });
+      const size = stat?.size ?? this.retireFailed.get(segment.name)!;
       this.segments = this.segments.slice(1);
       try {
-        if (archiveDir) await archiveSegment(this.fs, path, join(archiveDir, segment.name));
+        if (!stat) await this.syncRetired(archiveDir); // removed by the failed attempt; only its sync is missing
+        else if (archiveDir) await archiveSegment(this.fs, path, join(archiveDir, segment.name));
         else await this.fs.unlink(path);
         await this.fs.syncDir(this.dir);
       } catch (error) {
         this.segments = [segment, ...this.segments]; // still there (or its move is not yet durable)
+        this.retireFailed.set(segment.name, size);
         throw fromSystemError(error, archiveDir ? 'moving a journal segment to the archive' : 'retiring a journal segment', path);
       }
+      this.retireFailed.delete(segment.name);
       this.closeReadHandles([segment.name]);
       retired.push(segment.name);
       bytes += size;
     }
     return { segments: retired, bytes };
+  }
+
+  /** A retirement whose file already went: the archive's directory too must hold the move durably. */
+  private async syncRetired(archiveDir: string | undefined): Promise<void> {
+    if (archiveDir) await this.fs.syncDir(archiveDir);
   }
 
   async close(): Promise<void> {

@@ -358,7 +358,7 @@ class ReplicaSession implements BatchListener {
   }
 
   /**
-   * A batch written here, its fdatasyncs running: sent as a tentative round when this replica is
+   * A batch about to be written and synced here: sent as a tentative round when this replica is
    * caught up to it and holds every pack byte before it; otherwise the ordinary round after the
    * commit carries it. Synchronous (no await between the checks and the frame's write).
    */

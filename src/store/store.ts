@@ -104,7 +104,7 @@ export interface StoreReplication {
 export interface ReplicationGate {
   admit(): void;
   afterDurable(lastSeq: number): Promise<void> | undefined;
-  /** WriterHooks.onWritten: a batch written, its syncs running (synchronous replicas take it as tentative). */
+  /** WriterHooks.onWritten: a batch about to be written and synced here (synchronous replicas take it as tentative meanwhile). */
   written?(records: JournalRecord[], opsBySeq: Op[][], packBatch: PackBatch): void;
   /** WriterHooks.onWriteFailed. */
   writeFailed?(): void;
@@ -177,6 +177,8 @@ export class Store implements MailStore {
   /** Automatic snapshots are on (StoreOptions.autoSnapshot), and where their outcome goes. */
   private readonly autoSnapshot: boolean;
   private readonly reportSnapshot: (result?: SnapshotResult, error?: unknown) => void;
+  /** Background work that is neither a compaction round nor a snapshot failed: onBackgroundError, else a health finding. */
+  private readonly reportBackground: (error: unknown, what: string) => void;
 
   private constructor(parts: StoreParts, options: StoreOptions) {
     ({ root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, health: this.health, readOnly: this.readOnly } = parts);
@@ -193,6 +195,10 @@ export class Store implements MailStore {
     const autoSnapshot = !this.readOnly && options.autoSnapshot !== false;
     this.autoSnapshot = autoSnapshot;
     this.reportSnapshot = (result, error) => this.reportAutoSnapshot(options, result, error);
+    this.reportBackground = (error, what) => {
+      if (options.onBackgroundError) options.onBackgroundError(error);
+      else if (this.health.findings.length < limits.healthFindingsMax) this.health.findings.push(`${what}: ${(error as Error).message}`);
+    };
     // The plug-in point for the next layers: onCommit fires after every group commit.
     this.writer = new Writer(this.db, this.packs, this.journal, {
       onStop: (error) => { this.failure = error; },
@@ -451,7 +457,9 @@ export class Store implements MailStore {
   private tidyAfterCompaction(): void {
     if (!this.autoSnapshot || this.closed) return;
     const report = this.reportSnapshot;
-    this.snapshots.pause(() => this.db.compactFiles()).catch((error: unknown) => report(undefined, error));
+    // LevelDB's rewrite is no snapshot (the one after it still runs and retires): its failure is the
+    // compaction's background error, never "a snapshot failed, the journal was not retired"
+    this.snapshots.pause(() => this.db.compactFiles()).catch((error: unknown) => this.reportBackground(error, 'tidying the index files after a compaction failed'));
     this.snapshots.take().then((result) => report(result), (error: unknown) => report(undefined, error));
   }
 

@@ -74,7 +74,11 @@ export interface StoreOptions {
    * policy (tier-mover.ts, tier-policy.ts). Default off (the CLI's one-shot opens); serve turns it on.
    */
   autoTier?: boolean | AutoTierSettings;
-  /** Called when a background compaction or tier round fails (the store stays usable; the next round retries). */
+  /**
+   * Called when a background compaction or tier round fails, or LevelDB's rewrite of its files
+   * after a compaction (the store stays usable; the next round retries). Without it, the last is a
+   * health finding. An automatic snapshot's failure goes to onSnapshot.
+   */
   onBackgroundError?: (error: unknown) => void;
   /**
    * Snapshot the index by itself (and retire the journal below it) when the journal grew by

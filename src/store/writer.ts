@@ -82,11 +82,14 @@ export interface WriterHooks {
    */
   afterDurable?: (lastSeq: number) => Promise<void> | undefined;
   /**
-   * Synchronous replication: the batch's pack bytes and records are written, their fdatasyncs not
-   * yet done; a replica may take them as tentative (pending-rounds.ts) while they run.
+   * Synchronous replication: the batch's pack bytes and records are resolved and about to be
+   * written and fdatasynced here; a replica may take them as tentative (pending-rounds.ts) while
+   * that runs. Sent before this store's own writes, so the replica's path (frame, write, fdatasync,
+   * ack) overlaps all of it: a synchronous change waits for the slower of the two paths, not for
+   * their sum. A tentative round commits on the replica only when this store says it committed.
    */
   onWritten?: (records: JournalRecord[], opsBySeq: Op[][], packBatch: PackBatch) => void;
-  /** The batch passed to onWritten did not commit (a write or sync failed). */
+  /** The batch passed to onWritten did not commit (a write or sync here failed). */
   onWriteFailed?: () => void;
 }
 
@@ -180,16 +183,24 @@ export class Writer {
    * such a batch was never acknowledged.
    */
   private async write(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][]): Promise<void> {
-    await this.packs.write(packBatch);
+    // first: a synchronous replica's write and fdatasync overlap all of this batch's work here
+    // (it holds the round as tentative until the commit below; a failure here says so)
+    this.hooks.onWritten?.(records, opsBySeq, packBatch);
+    try {
+      await this.packs.write(packBatch);
+    } catch (error) {
+      this.hooks.onWriteFailed?.();
+      throw error;
+    }
     try {
       await this.journal.write(records);
     } catch (error) {
+      this.hooks.onWriteFailed?.();
       await this.packs.abort();
       throw error;
     }
     const syncs = Promise.allSettled([this.packs.sync(), this.journal.sync()]);
     this.db.startBehind(); // the previous batch's index write: its CPU work overlaps these syncs
-    this.hooks.onWritten?.(records, opsBySeq, packBatch); // after the syncs began: a replica's work overlaps them
     const [packs, journal] = await syncs;
     if (packs.status === 'rejected' || journal.status === 'rejected') {
       this.hooks.onWriteFailed?.();

@@ -16,7 +16,7 @@ import type { Op } from '../../src/store/records.js';
 import { MailstoreError } from '../../src/errors.js';
 import { hashBytes } from '../../src/hash/blake3.js';
 import { backupLimits } from '../../src/limits.js';
-import { Store } from '../../src/store/store.js';
+import { Store, type StoreOptions } from '../../src/store/store.js';
 import { bin, requireBuilt } from '../cli/helpers.js';
 import { Rng } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -51,12 +51,25 @@ async function incremental(store: Store, repo: Repository, parent: string, from:
   return summary.snapshot;
 }
 
+/** A new store (DIR/s, opened with `options`) with `mailboxes` made in it, and a new repository (DIR/repo). */
+async function storeAndRepo(mailboxes: string[], options: StoreOptions = {}): Promise<{ dir: string; store: Store; repo: Repository }> {
+  const dir = tmpDir('bki');
+  const store = await Store.init(join(dir, 's'), options);
+  const repo = await openRepo(join(dir, 'repo'));
+  for (const name of mailboxes) await store.createMailbox(name);
+  return { dir, store, repo };
+}
+
+/** The backup's snapshot holds the store's whole state; then both close. */
+async function expectWholeThenClose(store: Store, repo: Repository, snapshot: string): Promise<void> {
+  expect(await snapshotOps(repo, snapshot)).toBe(await wholeState(store));
+  await store.close();
+  await repo.close();
+}
+
 describe('incremental backups', () => {
   it('after every kind of change the state built from the parent equals the whole state, and restores exactly', async () => {
-    const dir = tmpDir('bki');
-    const store = await Store.init(join(dir, 's'));
-    const repo = await openRepo(join(dir, 'repo'));
-    for (const name of ['INBOX', 'Archive', 'user/alice/INBOX', 'Trash']) await store.createMailbox(name);
+    const { dir, store, repo } = await storeAndRepo(['INBOX', 'Archive', 'user/alice/INBOX', 'Trash']);
     await fill(store, 'INBOX', 40);
     await fill(store, 'Archive', 20, 100);
     await fill(store, 'Trash', 10, 200);
@@ -91,11 +104,7 @@ describe('incremental backups', () => {
   });
 
   it('a mailbox whose counters disagree with the changes it was given is read whole, and the state is still exact', async () => {
-    const dir = tmpDir('bki');
-    const store = await Store.init(join(dir, 's'));
-    const repo = await openRepo(join(dir, 'repo'));
-    await store.createMailbox('INBOX');
-    await store.createMailbox('Other');
+    const { store, repo } = await storeAndRepo(['INBOX', 'Other']);
     await fill(store, 'INBOX', 20);
     await fill(store, 'Other', 5, 100);
     const first = (await runBackup(source(store), repo)).snapshot;
@@ -116,16 +125,11 @@ describe('incremental backups', () => {
     const summary = await runBackup(blind, repo);
     expect(summary.parent).toBe(first);
     expect(summary.mailboxesReadWhole).toBe(1);
-    expect(await snapshotOps(repo, summary.snapshot)).toBe(await wholeState(store));
-    await store.close();
-    await repo.close();
+    await expectWholeThenClose(store, repo, summary.snapshot);
   });
 
   it('reads the whole state when the journal after the parent was retired, and when the parent does not read (check reports it)', async () => {
-    const dir = tmpDir('bki');
-    const store = await Store.init(join(dir, 's'), { journalSegmentBytesMax: 1 }); // a segment per record: a store snapshot retires them
-    const repo = await openRepo(join(dir, 'repo'));
-    await store.createMailbox('INBOX');
+    const { dir, store, repo } = await storeAndRepo(['INBOX'], { journalSegmentBytesMax: 1 }); // a segment per record: a store snapshot retires them
     await fill(store, 'INBOX', 10);
     const first = (await runBackup(source(store), repo)).snapshot;
     for (let i = 0; i < 3; i++) { // store snapshots retire the journal the older kept ones cover
@@ -182,16 +186,11 @@ describe('incremental backups', () => {
     const after = await runBackup(source(store), repo);
     expect(after.parent).toBeUndefined();
     expect(after.fullReadReason).toMatch(/rolled back/);
-    expect(await snapshotOps(repo, after.snapshot)).toBe(await wholeState(store));
-    await store.close();
-    await repo.close();
+    await expectWholeThenClose(store, repo, after.snapshot);
   });
 
   it('an incremental snapshot whose parent was forgotten and pruned restores exactly (every snapshot is whole)', async () => {
-    const dir = tmpDir('bki');
-    const store = await Store.init(join(dir, 's'));
-    const repo = await openRepo(join(dir, 'repo'));
-    await store.createMailbox('INBOX');
+    const { dir, store, repo } = await storeAndRepo(['INBOX']);
     await fill(store, 'INBOX', 30);
     const first = (await runBackup(source(store), repo)).snapshot;
     await store.expunge('INBOX', [1, 2, 3, 4, 5]);
@@ -254,9 +253,7 @@ describe('incremental backups', () => {
 
 describe('incremental runs: work started early', () => {
   it('the changed mailboxes\' change-log ranges are read at once: one that fails while another is awaited gives a whole read, not an unhandled rejection', async () => {
-    const dir = tmpDir('bki');
-    const store = await Store.init(join(dir, 's'));
-    const repo = await openRepo(join(dir, 'repo'));
+    const { store, repo } = await storeAndRepo([]);
     for (const name of ['A', 'B', 'C']) { await store.createMailbox(name); await fill(store, name, 4, name.charCodeAt(0) * 10); }
     await runBackup(source(store), repo);
     for (const name of ['A', 'B', 'C']) await store.setFlags(name, [2], { add: ['x'] });
@@ -278,17 +275,11 @@ describe('incremental runs: work started early', () => {
     const summary = await runBackup(failing, repo);
     expect(calls).toBe(3); // all three asked before the first answered
     expect(summary.fullReadReason).toMatch(/range read failed/);
-    expect(await snapshotOps(repo, summary.snapshot)).toBe(await wholeState(store));
-    await store.close();
-    await repo.close();
+    await expectWholeThenClose(store, repo, summary.snapshot);
   });
 
   it('start once the journal says how many new bytes may come (freshBytes); a copy through them, and one a damaged message stops, leave the repository right', async () => {
-    const dir = tmpDir('bki');
-    const store = await Store.init(join(dir, 's'));
-    const repo = await openRepo(join(dir, 'repo'));
-    await store.createMailbox('INBOX');
-    await store.createMailbox('Other');
+    const { dir, store, repo } = await storeAndRepo(['INBOX', 'Other']);
     const first = await fill(store, 'INBOX', 10);
     const parent = (await runBackup(source(store), repo)).snapshot;
     const seq = (await repo.readMetadata<SnapshotFile>('snapshot', parent)).seq;

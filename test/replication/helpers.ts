@@ -1,10 +1,13 @@
-// Shared by the replication tests: key files, stores, waiting, and comparing two stores' state.
+// Shared by the replication tests: key files, stores, a primary with a replica, waiting, and comparing two stores' state.
 import { chmodSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { MailstoreError } from '../../src/errors.js';
-import type { Store } from '../../src/store/store.js';
+import { Store } from '../../src/store/store.js';
+import { startPrimary, type PrimaryHandle, type PrimaryOptions } from '../../src/replication/primary.js';
+import { startReplica, type ReplicaHandle, type ReplicaOptions } from '../../src/replication/replica.js';
+import { checkReplica } from '../../src/replication/check.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 export const msg = (i: number, pad = 0) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i} ${'x'.repeat(pad)}\r\n`);
@@ -44,4 +47,56 @@ export function samePacks(a: string, b: string): void {
   const names = readdirSync(join(a, 'packs')).filter((n) => n.endsWith('.pack'));
   expect(readdirSync(join(b, 'packs')).filter((n) => n.endsWith('.pack'))).toEqual(names);
   for (const n of names) expect(readFileSync(join(b, 'packs', n)).equals(readFileSync(join(a, 'packs', n)))).toBe(true);
+}
+
+/** A primary and its replica (startPair). */
+export interface Pair {
+  key: string;
+  primaryStore: Store;
+  primary: PrimaryHandle;
+  /** The primary's replication address (host:port). */
+  address: string;
+  replicaDir: string;
+  /** What the replica was started with (a test that restarts it starts it so again). */
+  replicaOptions: ReplicaOptions;
+  /** The replica; a test that restarts it puts the new one here, for close(). */
+  replica: ReplicaHandle;
+  /** checkReplica finds the replica identical to the primary. */
+  expectIdentical(): Promise<void>;
+  /** Closes the replica, the primary and its store. */
+  close(): Promise<void>;
+}
+
+/**
+ * A primary listening on 127.0.0.1 (its store made by `open`, default a new Store; INBOX created,
+ * then `fill` before it listens) and a replica of it in a new directory; both quiet unless the
+ * options give a log.
+ */
+export async function startPair(options: {
+  open?: (dir: string) => Promise<Store>;
+  fill?: (store: Store) => Promise<void>;
+  primary?: Omit<PrimaryOptions, 'listen' | 'keyFile'>;
+  replica?: Omit<ReplicaOptions, 'primary' | 'keyFile'>;
+} = {}): Promise<Pair> {
+  const key = keyFile();
+  const primaryStore = await (options.open ?? ((dir) => Store.open(dir, { create: true })))(tmpDir('primary'));
+  await primaryStore.createMailbox('INBOX');
+  await options.fill?.(primaryStore);
+  const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet, ...options.primary });
+  const address = `127.0.0.1:${(await primary.status()).port}`;
+  const replicaDir = join(tmpDir('replica'), 'r');
+  const replicaOptions: ReplicaOptions = { primary: address, keyFile: key, log: quiet, ...options.replica };
+  const pair: Pair = {
+    key, primaryStore, primary, address, replicaDir, replicaOptions,
+    replica: await startReplica(replicaDir, replicaOptions),
+    expectIdentical: async () => {
+      expect((await checkReplica(pair.replica.store, { primary: address, keyFile: key })).identical).toBe(true);
+    },
+    close: async () => {
+      await pair.replica.close();
+      await primary.close();
+      await primaryStore.close();
+    },
+  };
+  return pair;
 }

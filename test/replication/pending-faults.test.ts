@@ -9,14 +9,12 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import type { FileSystem } from '../../src/fs/filesystem.js';
-import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica, type ReplicaHandle } from '../../src/replication/replica.js';
-import { checkReplica } from '../../src/replication/check.js';
 import { PENDING_END, PENDING_FILE, PendingRounds, commitPendingRounds, lastSeqOf, readPendingRounds, type TentativeRound } from '../../src/replication/pending-rounds.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { limits } from '../../src/limits.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { keyFile, msg, quiet, until } from './helpers.js';
+import { msg, startPair, until } from './helpers.js';
 
 /** The seq the replica holds durable: committed, or in a valid pending frame. */
 async function held(replica: ReplicaHandle): Promise<number> {
@@ -24,24 +22,29 @@ async function held(replica: ReplicaHandle): Promise<number> {
   return Math.max(replica.store.changes.lastSeq, ...rounds.map(lastSeqOf));
 }
 
-async function syncPair(replicaFs: FileSystem, fallback: 'refuse' | 'async' = 'refuse') {
-  const key = keyFile();
-  const primaryStore = await Store.open(tmpDir('primary'), { create: true });
-  await primaryStore.createMailbox('INBOX');
+/** A primary with one synchronous replica on `replicaFs`, connected, and one message delivered; `lines`: the primary's log. */
+async function syncPair(replicaFs: FileSystem, fallback: 'refuse' | 'async' = 'refuse', syncWaitMs = 20_000) {
   const lines: string[] = [];
-  const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, syncReplicas: 1, syncFallback: fallback, syncWaitMs: 20_000, log: (l) => lines.push(l) });
-  const address = `127.0.0.1:${(await primary.status()).port}`;
-  const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: address, keyFile: key, log: quiet, fs: replicaFs });
-  await until(async () => (await primary.status()).replicas.some((r) => r.connected));
-  await primaryStore.append('INBOX', msg(0)); // a new pack: an ordinary round; later ones go as tentative rounds
-  return { key, primaryStore, primary, address, replica, lines };
+  const pair = await startPair({
+    primary: { syncReplicas: 1, syncFallback: fallback, syncWaitMs, log: (l) => lines.push(l) },
+    replica: { fs: replicaFs },
+  });
+  try {
+    await until(async () => (await pair.primary.status()).replicas.some((r) => r.connected));
+    await pair.primaryStore.append('INBOX', msg(0)); // a new pack: an ordinary round; later ones go as tentative rounds
+  } catch (error) {
+    await pair.close();
+    throw error;
+  }
+  return { pair, lines };
 }
 
 describe('a replica whose REPLICATION-PENDING write fails', () => {
   for (const [what, kind, op] of [['fdatasync fails EIO', 'EIO', 'sync'], ['write fails ENOSPC', 'ENOSPC', 'write']] as const) {
     it(`${what}: the primary logs the replica's error, and every acknowledged change is durable on the replica`, async () => {
       const faults = new FaultFileSystem();
-      const { key, primaryStore, primary, address, replica, lines } = await syncPair(faults);
+      const { pair, lines } = await syncPair(faults);
+      const { primaryStore, replica } = pair;
       try {
         const pending = (path: string | undefined) => path?.endsWith(`${sep}${PENDING_FILE}`) ?? false;
         faults.injectAt((info) => info.kind === op && pending(info.path), kind, { times: 3 });
@@ -53,11 +56,9 @@ describe('a replica whose REPLICATION-PENDING write fails', () => {
         expect(lines.some((l) => new RegExp(`reports: .*tentative round \\d+ durable in ${PENDING_FILE}: ${kind}`).test(l))).toBe(true);
         await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 15_000, 'the replica committed everything');
         expect((await replica.store.status('INBOX')).messages).toBe(6);
-        expect((await checkReplica(replica.store, { primary: address, keyFile: key })).identical).toBe(true);
+        await pair.expectIdentical();
       } finally {
-        await replica.close();
-        await primary.close();
-        await primaryStore.close();
+        await pair.close();
       }
     }, 60_000);
   }
@@ -65,17 +66,10 @@ describe('a replica whose REPLICATION-PENDING write fails', () => {
   for (const fallback of ['refuse', 'async'] as const) {
     it(`with --sync-fallback ${fallback} and the replica failing for longer than the wait: ${fallback === 'refuse' ? 'UNAVAILABLE saying it may have committed' : 'acknowledged and counted unprotected'}`, async () => {
       const faults = new FaultFileSystem();
-      const key = keyFile();
-      const primaryStore = await Store.open(tmpDir('primary'), { create: true });
-      await primaryStore.createMailbox('INBOX');
-      const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, syncReplicas: 1, syncFallback: fallback, syncWaitMs: 300, log: quiet });
-      const replicaDir = join(tmpDir('replica'), 'r');
-      const replicaOptions = { primary: `127.0.0.1:${(await primary.status()).port}`, keyFile: key, log: quiet, fs: faults };
-      let replica = await startReplica(replicaDir, replicaOptions);
+      const { pair } = await syncPair(faults, fallback, 300);
+      const { primaryStore, primary } = pair;
       try {
-        await until(async () => (await primary.status()).replicas.some((r) => r.connected));
-        await primaryStore.append('INBOX', msg(0));
-        faults.failAll('EIO', { pathPrefix: join(replica.store.root, sep), ops: ['write', 'sync'] }); // the replica's disk fails: no round is durable there
+        faults.failAll('EIO', { pathPrefix: join(pair.replica.store.root, sep), ops: ['write', 'sync'] }); // the replica's disk fails: no round is durable there
         const outcome = await primaryStore.append('INBOX', msg(1)).catch((e: unknown) => e);
         if (fallback === 'refuse') {
           expect(outcome).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/may have committed/) });
@@ -87,14 +81,12 @@ describe('a replica whose REPLICATION-PENDING write fails', () => {
         // a journal write or fdatasync that failed stops the replica's store (fail-stop: the kernel may
         // have dropped the pages), as it does a primary's: its supervisor starts it again (serve exits
         // non-zero), here the test does; with inline bodies the round's first failed write is the journal's
-        await replica.close().catch(() => undefined);
-        replica = await startReplica(replicaDir, replicaOptions);
-        await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 15_000, 'catch-up once the disk works');
-        expect((await replica.store.status('INBOX')).messages).toBe(2);
+        await pair.replica.close().catch(() => undefined);
+        pair.replica = await startReplica(pair.replicaDir, pair.replicaOptions);
+        await until(() => pair.replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 15_000, 'catch-up once the disk works');
+        expect((await pair.replica.store.status('INBOX')).messages).toBe(2);
       } finally {
-        await replica.close();
-        await primary.close();
-        await primaryStore.close();
+        await pair.close();
       }
     }, 60_000);
   }

@@ -6,16 +6,12 @@ import { openSync, readSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 // every body in a pack: these tests move, lose or repair pack records (helpers/packed.ts)
 import { PackedStore as Store } from '../helpers/packed.js';
-import { startPrimary } from '../../src/replication/primary.js';
-import { startReplica } from '../../src/replication/replica.js';
-import { checkReplica } from '../../src/replication/check.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { repair } from '../../src/scrub/repair.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { packFileName, RECORD_HEADER_BYTES } from '../../src/blob/pack-format.js';
 import type { BlobRecord } from '../../src/store/records.js';
-import { tmpDir } from '../helpers/tmp.js';
-import { keyFile, msg, quiet, until } from './helpers.js';
+import { msg, startPair, until } from './helpers.js';
 
 function flipBodyByte(root: string, blob: BlobRecord): void {
   const fd = openSync(join(root, 'packs', packFileName(blob.p)), 'r+');
@@ -29,18 +25,16 @@ function flipBodyByte(root: string, blob: BlobRecord): void {
 
 describe('repair from a replica', () => {
   it('heals a damaged blob on the primary from the replica, verified, and the replica stays identical', async () => {
-    const key = keyFile();
-    const p = tmpDir('primary');
-    const primaryStore = await Store.open(p, { create: true });
-    await primaryStore.createMailbox('INBOX');
-    for (let i = 1; i <= 5; i++) await primaryStore.append('INBOX', msg(i));
-    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
-    const address = `127.0.0.1:${(await primary.status()).port}`;
-    const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: address, keyFile: key, listen: '127.0.0.1:0', log: quiet });
+    const pair = await startPair({
+      open: (dir) => Store.open(dir, { create: true }),
+      fill: async (store) => { for (let i = 1; i <= 5; i++) await store.append('INBOX', msg(i)); },
+      replica: { listen: '127.0.0.1:0' },
+    });
+    const { key, primaryStore, replica } = pair;
     try {
       await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq);
       const info = await primaryStore.messageInfo('INBOX', 3);
-      flipBodyByte(p, primaryStore.replication().db.getNow<BlobRecord>(keys.blob(Buffer.from(info.hash, 'hex')))!);
+      flipBodyByte(primaryStore.root, primaryStore.replication().db.getNow<BlobRecord>(keys.blob(Buffer.from(info.hash, 'hex')))!);
       await expect(primaryStore.fetch('INBOX', 3)).rejects.toMatchObject({ code: 'CORRUPT' });
       const report = await scrub(primaryStore);
       expect(report.summary.damage).toBeGreaterThan(0);
@@ -50,11 +44,9 @@ describe('repair from a replica', () => {
       expect((await scrub(primaryStore)).summary.damage).toBe(0);
       await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq);
       expect(await replica.store.fetch('INBOX', 3)).toEqual(msg(3));
-      expect((await checkReplica(replica.store, { primary: address, keyFile: key })).identical).toBe(true);
+      await pair.expectIdentical();
     } finally {
-      await replica.close();
-      await primary.close();
-      await primaryStore.close();
+      await pair.close();
     }
   }, 30_000);
 });

@@ -1,8 +1,8 @@
-// Tentative rounds (pending-rounds.ts): with a synchronous replica the primary ships a batch while
-// its own fdatasyncs run, and the replica holds it durable but uncommitted until the primary's
-// commit notice. A primary whose journal sync then fails (as in a crash before its commit) must
-// leave the replica a prefix of its history: the round is never committed or shown there, and the
-// primary's own next record for that seq replaces it. A replica promoted while it holds a round
+// Tentative rounds (pending-rounds.ts): with a synchronous replica the primary ships a batch before
+// its own writes and fdatasyncs, and the replica holds it durable but uncommitted until the
+// primary's commit notice. A primary whose journal write or sync then fails (as in a crash before
+// its commit) must leave the replica a prefix of its history: the round is never committed or
+// shown there, and the primary's own next record for that seq replaces it. A replica promoted while it holds a round
 // whose commit notice never came commits it (it may have been acknowledged).
 import { describe, expect, it } from 'vitest';
 import { join, sep } from 'node:path';
@@ -16,8 +16,8 @@ import { lastSeqOf, readPendingRounds } from '../../src/replication/pending-roun
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf, keyFile, msg, quiet, samePacks, until } from './helpers.js';
 
-/** nodeFileSystem whose next journal fsync, once armed, runs `hook` (which may throw or hang) instead. */
-function journalSyncFs(): { fs: FileSystem; arm: (hook: () => Promise<void>) => void } {
+/** nodeFileSystem whose next journal `member` call (its fsync, or its write), once armed, runs `hook` (which may throw or hang) instead. */
+function journalFaultFs(member: 'sync' | 'write'): { fs: FileSystem; arm: (hook: () => Promise<void>) => void } {
   let armed: (() => Promise<void>) | undefined;
   const journal = `${sep}journal${sep}`;
   const fs = new Proxy(nodeFileSystem, {
@@ -29,13 +29,13 @@ function journalSyncFs(): { fs: FileSystem; arm: (hook: () => Promise<void>) => 
         if (!path.includes(journal)) return handle;
         return new Proxy(handle, {
           get(h, key) {
-            const member = Reflect.get(h, key, h);
-            if (key !== 'sync') return typeof member === 'function' ? member.bind(h) : member;
-            return async () => {
+            const value = Reflect.get(h, key, h);
+            if (key !== member) return typeof value === 'function' ? value.bind(h) : value;
+            return async (...args: unknown[]) => {
               const hook = armed;
               armed = undefined;
               if (hook) return hook();
-              return (member as () => Promise<void>).call(h);
+              return (value as (...a: unknown[]) => Promise<void>).apply(h, args);
             };
           },
         });
@@ -50,9 +50,9 @@ async function heldTentative(replica: ReplicaHandle, seq: number): Promise<void>
   await until(async () => (await readPendingRounds(replica.store)).rounds.some((r) => lastSeqOf(r) === seq), 15_000, `tentative round ${seq} on the replica`);
 }
 
-async function pair() {
+async function pair(failing: 'sync' | 'write' = 'sync') {
   const key = keyFile();
-  const faults = journalSyncFs();
+  const faults = journalFaultFs(failing);
   const primaryRoot = tmpDir('primary');
   const primaryStore = await Store.open(primaryRoot, { create: true, fs: faults.fs });
   await primaryStore.createMailbox('INBOX');
@@ -67,39 +67,41 @@ async function pair() {
 }
 
 describe('tentative rounds of a synchronous replica', () => {
-  it('a round whose commit failed on the primary is never committed or shown on the replica; the primary\'s own record replaces it', async () => {
-    const { key, faults, primaryRoot, primaryStore, primary, address, replicaRoot, replica } = await pair();
-    try {
-      const committed = primaryStore.changes.lastSeq;
-      await until(() => replica.store.changes.lastSeq === committed);
-      const doomed = committed + 1;
-      faults.arm(async () => {
-        await heldTentative(replica, doomed); // shipped and durable on the replica before the primary's sync fails
-        throw Object.assign(new Error('EIO: injected journal fsync failure'), { code: 'EIO' });
-      });
-      expect(await codeOf(primaryStore.append('INBOX', msg(3)))).toBe('IO');
-      expect(primaryStore.changes.lastSeq).toBe(committed);
-      // never committed or shown on the replica
-      expect(replica.store.changes.lastSeq).toBe(committed);
-      expect((await replica.store.status('INBOX')).messages).toBe(2);
-      // the primary goes on: its own record for that seq is the one the replica commits
-      await until(async () => (await primary.status()).replicas.some((r) => r.connected), 15_000, 'the replica reconnected');
-      await primaryStore.append('INBOX', msg(4));
-      expect(primaryStore.changes.lastSeq).toBe(doomed);
-      await until(() => replica.store.changes.lastSeq === doomed);
-      const uids = async (store: Store) => { const out = []; for await (const m of store.messages('INBOX')) out.push(m.uid); return out; };
-      expect(await uids(replica.store)).toEqual(await uids(primaryStore));
-      const last = (await uids(primaryStore)).at(-1)!;
-      expect(await replica.store.fetch('INBOX', last)).toEqual(msg(4));
-      expect((await checkReplica(replica.store, { primary: address, keyFile: key })).identical).toBe(true);
-      await replica.stop();
-      samePacks(primaryRoot, replicaRoot);
-    } finally {
-      await replica.close();
-      await primary.close();
-      await primaryStore.close();
-    }
-  }, 60_000);
+  for (const failing of ['sync', 'write'] as const) {
+    it(`a round whose journal ${failing} failed on the primary is never committed or shown on the replica; the primary's own record replaces it`, async () => {
+      const { key, faults, primaryRoot, primaryStore, primary, address, replicaRoot, replica } = await pair(failing);
+      try {
+        const committed = primaryStore.changes.lastSeq;
+        await until(() => replica.store.changes.lastSeq === committed);
+        const doomed = committed + 1;
+        faults.arm(async () => {
+          await heldTentative(replica, doomed); // shipped and durable on the replica before the primary's write or sync fails
+          throw Object.assign(new Error(`EIO: injected journal ${failing} failure`), { code: 'EIO' });
+        });
+        expect(await codeOf(primaryStore.append('INBOX', msg(3)))).toBe('IO');
+        expect(primaryStore.changes.lastSeq).toBe(committed);
+        // never committed or shown on the replica
+        expect(replica.store.changes.lastSeq).toBe(committed);
+        expect((await replica.store.status('INBOX')).messages).toBe(2);
+        // the primary goes on: its own record for that seq is the one the replica commits
+        await until(async () => (await primary.status()).replicas.some((r) => r.connected), 15_000, 'the replica reconnected');
+        await primaryStore.append('INBOX', msg(4));
+        expect(primaryStore.changes.lastSeq).toBe(doomed);
+        await until(() => replica.store.changes.lastSeq === doomed);
+        const uids = async (store: Store) => { const out = []; for await (const m of store.messages('INBOX')) out.push(m.uid); return out; };
+        expect(await uids(replica.store)).toEqual(await uids(primaryStore));
+        const last = (await uids(primaryStore)).at(-1)!;
+        expect(await replica.store.fetch('INBOX', last)).toEqual(msg(4));
+        expect((await checkReplica(replica.store, { primary: address, keyFile: key })).identical).toBe(true);
+        await replica.stop();
+        samePacks(primaryRoot, replicaRoot);
+      } finally {
+        await replica.close();
+        await primary.close();
+        await primaryStore.close();
+      }
+    }, 60_000);
+  }
 
   it('promote commits a round the replica holds durable whose commit notice never came', async () => {
     const { faults, primaryStore, primary, replica } = await pair();

@@ -83,6 +83,20 @@ function treeHash(dir: string, skip: (rel: string) => boolean = () => false): Ma
   return out;
 }
 
+/**
+ * Index damage past the codec: rewrites the first value in index space `space` (0x42 B, 0x49 I, ...)
+ * with `edit`'s result and makes the store forget its cached mailboxes; returns the key.
+ */
+async function editFirstValue(store: Store, space: number, edit: (value: any) => unknown): Promise<Buffer> {
+  const { encodeValue } = await import('../../src/index/codec.js');
+  for await (const [key, value] of store.maintenance().index.entries<any>({ prefix: keys.space(space), limit: 1 })) {
+    await rawLevelOf(store).put(key, encodeValue(edit(value)));
+    store.maintenance().forgetMailboxes();
+    return key;
+  }
+  throw new Error(`index space 0x${space.toString(16)} is empty`);
+}
+
 function cli(args: string[], dir: string) {
   return spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, MAILSTORE_DIR: dir }, encoding: 'utf8' });
 }
@@ -233,7 +247,7 @@ describeEachFs('scrub: refusals and index damage', ({ Store }) => {
     const raw = rawLevelOf(store);
     const { encodeValue } = await import('../../src/index/codec.js');
     // a wrong refcount, a stray name, a stray reverse-ACL entry
-    for await (const [k, v] of store.maintenance().index.entries<any>({ prefix: keys.space(0x42), limit: 1 })) await raw.put(k, encodeValue({ ...v, r: v.r + 3 }));
+    await editFirstValue(store, 0x42, (v) => ({ ...v, r: v.r + 3 }));
     await raw.put(keys.name(['ghost']), encodeValue(Buffer.alloc(16, 7)));
     await raw.put(keys.rights('mallory', ['INBOX']), encodeValue({ id: Buffer.alloc(16, 1), rights: 'lr' }));
     const report = await scrub(store);
@@ -250,11 +264,8 @@ describeEachFs('scrub: refusals and index damage', ({ Store }) => {
     const dir = tmpDir();
     await makeStore(dir, 16);
     const store = await Store.open(dir);
-    const raw = rawLevelOf(store);
-    const { encodeValue } = await import('../../src/index/codec.js');
-    for await (const [k] of store.maintenance().index.entries<any>({ prefix: keys.space(0x43), limit: 1 })) await raw.del(k);
-    for await (const [k, v] of store.maintenance().index.entries<any>({ prefix: keys.space(0x49), limit: 1 })) await raw.put(k, encodeValue({ ...v, unseen: v.unseen + 1 }));
-    store.maintenance().forgetMailboxes();
+    for await (const [k] of store.maintenance().index.entries<any>({ prefix: keys.space(0x43), limit: 1 })) await rawLevelOf(store).del(k);
+    await editFirstValue(store, 0x49, (v) => ({ ...v, unseen: v.unseen + 1 }));
     const kinds = new Set((await scrub(store)).findings.map((f) => f.kind));
     expect(kinds.has('change-log-mismatch')).toBe(true);
     expect(kinds.has('mailbox-counts')).toBe(true);
@@ -267,15 +278,12 @@ describeEachFs('scrub: refusals and index damage', ({ Store }) => {
     const dir = tmpDir();
     await makeStore(dir, 16);
     const store = await Store.open(dir);
-    const raw = rawLevelOf(store);
-    const { encodeValue } = await import('../../src/index/codec.js');
     let name = '';
-    for await (const [k, v] of store.maintenance().index.entries<any>({ prefix: keys.space(0x49), limit: 1 })) {
+    await editFirstValue(store, 0x49, (v) => {
       expect(v.digest, 'apply keeps a digest for every new mailbox').toHaveLength(4);
       name = v.name.join('/');
-      await raw.put(k, encodeValue({ ...v, digest: [v.digest[0] ^ 1, v.digest[1], v.digest[2], v.digest[3]] }));
-    }
-    store.maintenance().forgetMailboxes();
+      return { ...v, digest: [v.digest[0] ^ 1, v.digest[1], v.digest[2], v.digest[3]] };
+    });
     const whole = (await scrub(store)).findings.filter(isDamage);
     expect(whole).toEqual([{ kind: 'mailbox-counts', mailbox: name, detail: expect.stringContaining('replica-check digest') }]);
     const scoped = (await scrub(store, { mailbox: name })).findings.filter(isDamage);

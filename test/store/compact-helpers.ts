@@ -1,11 +1,11 @@
 // Shared by the compaction tests: a churned store (80 % of M expunged, one body alive in K), and
 // the checks every compaction test makes afterwards.
 import { expect } from 'vitest';
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 // every body in a pack: these tests rewrite and measure packs (helpers/packed.ts; inline bodies' compaction: inline-bodies.test.ts)
 import { PackedStore as Store } from '../helpers/packed.js';
-import type { FileSystem } from '../../src/fs/filesystem.js';
+import type { StoreOptions } from '../../src/store/types.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { isDamage } from '../../src/scrub/findings.js';
 import { Rng } from '../sim/faultfs.js';
@@ -29,7 +29,7 @@ export function packNames(dir: string): string[] {
 }
 
 /** 40 messages in M (one also in K), every uid not divisible by 5 expunged. */
-export async function churned(dir: string, options: { packBytesMax?: number; fs?: FileSystem } = {}) {
+export async function churned(dir: string, options: StoreOptions = {}) {
   const store = await Store.open(dir, { create: true, ...options });
   await store.createMailbox('M');
   await store.createMailbox('K');
@@ -56,4 +56,21 @@ export async function expectExact(store: Store, bodies: Map<number, Buffer>, gon
 export async function expectScrubClean(store: Store): Promise<void> {
   const report = await scrub(store);
   expect(report.findings.filter(isDamage), JSON.stringify(report.findings.slice(0, 5))).toEqual([]);
+}
+
+/**
+ * Deletes the index and opens the store again (a rebuild from the journal): not degraded, every
+ * message exact, the caller's own checks (`more`), and scrub finds no damage.
+ */
+export async function expectExactAfterRebuild(dir: string, bodies: Map<number, Buffer>, gone: number[], more?: (rebuilt: Store) => Promise<void>): Promise<void> {
+  rmSync(join(dir, 'index'), { recursive: true });
+  const rebuilt = await Store.open(dir);
+  try {
+    expect(rebuilt.health.degraded, rebuilt.health.findings.join('; ')).toBe(false);
+    await expectExact(rebuilt, bodies, gone);
+    await more?.(rebuilt);
+    await expectScrubClean(rebuilt);
+  } finally {
+    await rebuilt.close();
+  }
 }

@@ -15,7 +15,7 @@ import { scrub } from '../../src/scrub/scrub.js';
 import { isDamage } from '../../src/scrub/findings.js';
 import type { BlobRecord } from '../../src/store/records.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
-import { body, churned, expectExact, expectScrubClean, packNames, packsBytes } from './compact-helpers.js';
+import { body, churned, expectExact, expectExactAfterRebuild, expectScrubClean, packNames, packsBytes } from './compact-helpers.js';
 import { expectCode, fingerprint } from '../sim/helpers.js';
 import { rawLevelOf } from '../helpers/internals.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -45,16 +45,9 @@ describe('compaction', () => {
     const next = await store.append('M', body(99, 500));
     expect((await store.fetch('M', next.uid)).equals(body(99, 500))).toBe(true);
     await store.close();
-    rmSync(join(dir, 'index'), { recursive: true });
-    const rebuilt = await Store.open(dir);
-    try {
-      expect(rebuilt.health.degraded, rebuilt.health.findings.join('; ')).toBe(false);
-      await expectExact(rebuilt, bodies, gone);
+    await expectExactAfterRebuild(dir, bodies, gone, async (rebuilt) => {
       expect((await rebuilt.stats()).bytesDead).toBe(0);
-      await expectScrubClean(rebuilt);
-    } finally {
-      await rebuilt.close();
-    }
+    });
   });
 
   it('a second compaction with nothing dead changes nothing', async () => {
@@ -376,15 +369,7 @@ describe('compaction', () => {
     const reopened = await Store.open(dir);
     await expectExact(reopened, bodies, gone);
     await reopened.close();
-    rmSync(join(dir, 'index'), { recursive: true });
-    const rebuilt = await Store.open(dir);
-    try {
-      expect(rebuilt.health.degraded, rebuilt.health.findings.join('; ')).toBe(false);
-      await expectExact(rebuilt, bodies, gone);
-      await expectScrubClean(rebuilt);
-    } finally {
-      await rebuilt.close();
-    }
+    await expectExactAfterRebuild(dir, bodies, gone);
   });
 
   it('with autoSnapshot off, a compaction leaves the journal alone', async () => {

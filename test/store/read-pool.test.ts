@@ -1,10 +1,12 @@
 // readMessages' two newer paths: bodies verified on a worker thread (StoreOptions.readHashThreads)
 // while the reading thread reads on, and runs whose pack compaction retires during the read.
 // Either way every body is verified before it comes out, and damage costs only its own message.
+// A worker that dies, fails while starting or never starts: the reading thread hashes instead
+// (one that cannot be made at all: read-pool-start.test.ts).
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PackedStore as Store } from '../helpers/packed.js';
+import { Worker } from 'node:worker_threads';
 import type { Store as RealStore } from '../../src/store/store.js';
 import { MailstoreError } from '../../src/errors.js';
 import { HashPool } from '../../src/hash/pool.js';
@@ -12,6 +14,7 @@ import { limits } from '../../src/limits.js';
 import { internalsOf } from '../helpers/internals.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { body, churned, packNames } from './compact-helpers.js';
+import { expectExactBodies, poolStore, twoHundred } from './read-pool-helpers.js';
 
 const saved = { ...limits };
 afterEach(() => {
@@ -50,13 +53,8 @@ async function flipBody(store: RealStore, dir: string, marker: string): Promise<
 
 describe('readMessages on a hash worker', () => {
   it('a damaged body in the middle of a run hashed on the worker: only it is CORRUPT, every other body comes back exact', async () => {
-    limits.readPoolMailboxBytesMin = 0;
-    limits.readPoolRunBytesMin = 0;
-    const dir = tmpDir('read-pool');
-    const store = await Store.open(dir, { create: true, readHashThreads: 1 });
-    await store.createMailbox('INBOX');
     const bodies = Array.from({ length: 300 }, (_, i) => body(i + 1, 1500 + (i % 9) * 700));
-    for (let i = 0; i < bodies.length; i += 50) await store.appendBatch('INBOX', bodies.slice(i, i + 50).map((bytes) => ({ bytes })));
+    const { dir, store } = await poolStore(bodies, 50);
     await flipBody(store, dir, 'Subject: m 150\r\n');
     const pool = await readyPool(store);
     const hashed = vi.spyOn(pool, 'hash');
@@ -80,13 +78,8 @@ describe('readMessages on a hash worker', () => {
   });
 
   it('a worker that dies mid-read: its runs are read again and hashed in the reading thread, nothing lost', async () => {
-    limits.readPoolMailboxBytesMin = 0;
-    limits.readPoolRunBytesMin = 0;
-    const dir = tmpDir('read-pool');
-    const store = await Store.open(dir, { create: true, readHashThreads: 1 });
-    await store.createMailbox('INBOX');
-    const bodies = Array.from({ length: 200 }, (_, i) => body(i + 1, 3000));
-    await store.appendBatch('INBOX', bodies.map((bytes) => ({ bytes })));
+    const bodies = twoHundred();
+    const { store } = await poolStore(bodies);
     const pool = await readyPool(store);
     const workers = (pool as unknown as { workers: { terminate(): Promise<number> }[] }).workers;
     const out = new Map<number, Buffer>();
@@ -95,9 +88,47 @@ describe('readMessages on a hash worker', () => {
       out.set(info.uid, bytes);
     }
     expect(pool.ready).toBe(false);
-    expect(out.size).toBe(200);
-    for (const [uid, bytes] of out) expect(bytes.equals(bodies[uid - 1]), `uid ${uid}`).toBe(true);
+    expectExactBodies(out, bodies);
     await store.close();
+  });
+});
+
+describe('readMessages when the hash worker fails to start', () => {
+  /**
+   * A pool store whose pool, once made, is one worker running `source` instead of the hashing code
+   * (HashPool's constructor is private); `hashed` spies on what is sent to it.
+   */
+  async function withWorkerRunning(source: string) {
+    const bodies = twoHundred();
+    const { store } = await poolStore(bodies);
+    const make = HashPool as unknown as new (workers: Worker[]) => HashPool;
+    const pool = new make([new Worker(source, { eval: true })]);
+    vi.spyOn(HashPool, 'create').mockReturnValue(pool);
+    return { store, bodies, pool, hashed: vi.spyOn(pool, 'hash') };
+  }
+
+  async function expectAllExact(store: RealStore, bodies: Buffer[]): Promise<void> {
+    expectExactBodies(await collect(store, 'INBOX'), bodies);
+  }
+
+  it('the worker fails while starting (its code throws before it is ready): every body verified in the reading thread', async () => {
+    const { store, bodies, pool, hashed } = await withWorkerRunning("throw new Error('the BLAKE3 binding failed to load')");
+    await expectAllExact(store, bodies);
+    for (let waited = 0; !(pool as unknown as { failure?: Error }).failure; waited += 10) {
+      if (waited > 10_000) throw new Error('the failing worker never reported');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(pool.ready).toBe(false);
+    await expectAllExact(store, bodies); // after the failure is known too
+    expect(hashed, 'nothing goes to a pool that never became ready').not.toHaveBeenCalled();
+    await store.close();
+  });
+
+  it('a worker that never says ready: reads do not wait for it, every body verified in the reading thread; close ends it', async () => {
+    const { store, bodies, hashed } = await withWorkerRunning('setInterval(() => undefined, 60_000)');
+    await expectAllExact(store, bodies);
+    expect(hashed).not.toHaveBeenCalled();
+    await store.close(); // terminates it (a hang here fails the test by its timeout)
   });
 });
 
