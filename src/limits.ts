@@ -102,11 +102,6 @@ export const limits = {
   objectCacheBlockBytes: 1024 * 1024,
   objectCacheBytes: 16 * 1024 * 1024,
   /**
-   * A read of a remote pack of at least this many bytes is a pass (not cached; RemotePacks.read):
-   * readMessages' runs are from readPoolRunBytesMin up to readTurnBytes; single fetches are smaller.
-   */
-  objectPassReadBytesMin: 256 * 1024,
-  /**
    * With an object store a pack is rotated at this size (not packBytesMax), so the one open pack
    * stays a small share of a store whose sealed packs moved, and a move is one small upload.
    */

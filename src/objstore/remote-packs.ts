@@ -4,8 +4,7 @@
 // handed out. Reads go through a bounded in-memory cache of aligned blocks
 // (limits.objectCacheBlockBytes each, at most limits.objectCacheBytes in all, least recently used
 // evicted), so messages read one by one in pack order cost one GET per block, not one per message;
-// a read of limits.objectPassReadBytesMin or more (a pass over the pack) fetches its blocks without
-// caching them, keeping only the last one for the next read of the same pass.
+// a read of two blocks or more (a pass over the pack) fetches its blocks without caching them.
 import { MailstoreError, assert } from '../errors.js';
 import type { FileHandle, FileStat } from '../fs/filesystem.js';
 import { limits } from '../limits.js';
@@ -31,11 +30,6 @@ export class RemotePacks {
   private readonly packs = new Map<number, TieredPack>();
   private readonly cache = new Map<string, Buffer>(); // insertion order = recency (re-inserted on hit)
   private cacheBytes = 0;
-  /**
-   * The block a pass fetched last, not cached: `readMessages`' runs (up to limits.readTurnBytes)
-   * mostly start in the block the run before them ended in.
-   */
-  private passBlock?: { key: string; bytes: Buffer };
   /** The store's move policy (OBJECT-STORE settings; tier-policy.ts), kept here for the running store. */
   policy: TierPolicy = {};
 
@@ -48,7 +42,6 @@ export class RemotePacks {
   forget(pack: number): void {
     this.packs.delete(pack);
     for (const key of [...this.cache.keys()]) if (key.startsWith(`${pack}:`)) this.drop(key);
-    if (this.passBlock?.key.startsWith(`${pack}:`)) this.passBlock = undefined;
   }
 
   /** Deletes the pack's object and forgets it. */
@@ -107,17 +100,15 @@ export class RemotePacks {
   async read(pack: number, info: TieredPack, target: Buffer, offset: number, length: number, position: number): Promise<number> {
     const end = Math.min(position + length, info.b);
     const blockBytes = limits.objectCacheBlockBytes;
-    // A read of objectPassReadBytesMin or more is a pass over the pack (scrub's chunks,
-    // compaction's runs, readMessages' runs): each byte is wanted once, so it is fetched a block at
-    // a time and not cached. Cached, a scrub evicted what single fetches reuse and kept the cache
-    // full (32 MiB) through the scrub and the reads; and readMessages' runs (under two blocks) sent
-    // every block of the mailbox through the cache, where each lived long enough to leave V8's
-    // young generation and waited for a full collection (bench step tier, its RSS goal).
-    const passing = end - position >= limits.objectPassReadBytesMin;
+    // A read of two blocks or more is a pass over the pack (scrub's chunks, compaction's runs,
+    // readMessages' runs): each byte is wanted once, so it is fetched a block at a time and not
+    // cached. Cached, a scrub evicted what single fetches reuse and kept the cache full (32 MiB)
+    // through the scrub and the reads (bench step tier, its RSS goal).
+    const passing = end - position >= 2 * blockBytes;
     let copied = 0;
     for (let p = position; p < end;) {
       const index = Math.floor(p / blockBytes);
-      const block = passing ? await this.passingBlock(pack, info, index) : await this.block(pack, info, index);
+      const block = passing ? (this.cache.get(`${pack}:${index}`) ?? await this.fetch(pack, info, index)) : await this.block(pack, info, index);
       const from = p - index * blockBytes;
       const n = Math.min(block.length - from, end - p);
       if (n <= 0) break;
@@ -128,16 +119,6 @@ export class RemotePacks {
     return copied;
   }
 
-  /** Block `index` for a pass: from the cache or the pass's last block, else fetched and kept as that. */
-  private async passingBlock(pack: number, info: TieredPack, index: number): Promise<Buffer> {
-    const key = `${pack}:${index}`;
-    const held = this.cache.get(key) ?? (this.passBlock?.key === key ? this.passBlock.bytes : undefined);
-    if (held) return held;
-    const bytes = await this.fetch(pack, info, index);
-    this.passBlock = { key, bytes };
-    return bytes;
-  }
-
   private async block(pack: number, info: TieredPack, index: number): Promise<Buffer> {
     const key = `${pack}:${index}`;
     const hit = this.cache.get(key);
@@ -146,8 +127,6 @@ export class RemotePacks {
       this.cache.set(key, hit);
       return hit;
     }
-    // the block a pass just read (a short read at its end, a run under the pass size): no second GET
-    if (this.passBlock?.key === key) return this.passBlock.bytes;
     const bytes = await this.fetch(pack, info, index);
     this.cache.set(key, bytes);
     this.cacheBytes += bytes.length;

@@ -1,6 +1,6 @@
 // Reads of packs in the bucket through the block cache (src/objstore/remote-packs.ts), against a
 // fake bucket that counts its ranged GETs: single reads are cached and bounded; a pass over a pack
-// (a read of limits.objectPassReadBytesMin or more: scrub, compaction, readMessages' runs) is fetched a block at a time
+// (a read of two blocks or more: scrub, compaction, readMessages' runs) is fetched a block at a time
 // and not cached, so it neither evicts what single fetches reuse nor holds the cache full (the bench
 // step tier's RSS); a missing object is CORRUPT, a missing bucket UNMOUNTED, with the URL.
 import { randomBytes } from 'node:crypto';
@@ -55,24 +55,6 @@ describe('remote pack reads', () => {
     expect(await handle.read(tail, 0, tail.length, 3 * BLOCK + 7)).toBe(2 * BLOCK + 1234 - 7);
     expect(tail.subarray(0, 2 * BLOCK + 1227).equals(object.subarray(3 * BLOCK + 7))).toBe(true);
     expect(remote.cachedBytes).toBe(BLOCK);
-  });
-
-  it('runs of a pass shorter than two blocks (readMessages): not cached, and each block fetched once though two runs share it', async () => {
-    const object = randomBytes(4 * BLOCK);
-    const { remote, gets, handle } = remoteOf(object);
-    const run = 300 * 1024; // >= limits.objectPassReadBytesMin, as readMessages' runs
-    expect(run).toBeGreaterThanOrEqual(limits.objectPassReadBytesMin);
-    for (let position = 0; position < object.length; position += run) {
-      const out = Buffer.alloc(run);
-      const n = await handle.read(out, 0, run, position);
-      expect(out.subarray(0, n).equals(object.subarray(position, position + n)), `run at ${position}`).toBe(true);
-    }
-    expect(gets).toEqual([[0, BLOCK], [BLOCK, BLOCK], [2 * BLOCK, BLOCK], [3 * BLOCK, BLOCK]]);
-    expect(remote.cachedBytes, 'nothing of the pass stays in the cache').toBe(0);
-    // a single small read after it is cached as before
-    await handle.read(Buffer.alloc(100), 0, 100, 10);
-    expect(remote.cachedBytes).toBe(BLOCK);
-    remote.forget(7);
   });
 
   it('the cache stays within limits.objectCacheBytes, least recently used evicted', async () => {
