@@ -216,8 +216,8 @@ export const limits = {
   /**
    * readMessages verifies bodies on a worker thread (StoreOptions.readHashThreads) in a mailbox of
    * at least this many bytes (as scrub: limits.scrubPoolBytesMin): a worker costs ~50 ms of a core
-   * to start, and the reading thread hashes itself until the worker is up. The pool then stays
-   * until the store closes. Measured (loaded machine): SpamAssassin's 32 MB of 5.4 KB messages
+   * to start, and the reading thread hashes itself until the worker is up. The pool is the store's
+   * shared one (hashPoolThreadsMax, hashPoolIdleMs). Measured (loaded machine): SpamAssassin's 32 MB of 5.4 KB messages
    * read slower with the worker (hashing is ~15 % of a small message's cost, the start is not
    * paid back); 20,000 messages of 30 KB (611 MB) took ~15 % less of the reading thread's CPU.
    */
@@ -226,6 +226,15 @@ export const limits = {
   readPoolRunBytesMin: 64 * 1024,
   /** ...with at most this many runs on the workers while the reading thread reads the next ones. */
   readRunsHashing: 3,
+  /**
+   * The store's one hash pool (src/hash/shared-pool.ts), shared by readMessages and scrub: at most
+   * this many worker threads (each an isolate of ~10 MB and a malloc arena, resident while it lives)...
+   */
+  hashPoolThreadsMax: 8,
+  /** ...closed after this long without a lease (a worker starts in ~50 ms; an idle one only costs memory). */
+  hashPoolIdleMs: 10_000,
+  /** A hash worker's young generation (V8 resourceLimits): measured, the default grew ~3 MiB more over a 600 MB pass. */
+  hashWorkerYoungGenerationMb: 2,
   /** readMessages: two records of a pack at most this far apart are read with one pread (the bytes between are read and skipped). */
   readGapBytes: 16 * 1024,
   /** Pack scans (scrub, reconstruct) read this much at a time; a bigger record streams through it. */
@@ -397,8 +406,13 @@ export const daemonLimits = {
 export const importLimits = {
   /** An import batch (one appendBatch, one journal record, one fsync pair) holds at most this many messages... */
   batchMessagesMax: 500,
-  /** ...and at most this many message bytes (one bigger message goes alone). */
-  batchBytesMax: 8 * 1024 * 1024,
+  /**
+   * ...and at most this many message bytes (one bigger message goes alone). Each byte in flight
+   * costs ~3 in RSS (the batch's buffers outlive young collections, and V8 frees external memory
+   * only every ~64 MiB): 8 -> 4 MiB took the 20k import's peak RSS from ~200 to ~168 MiB in the
+   * same time (session 8, loaded machine, docs/OBJECT-STORAGE.md "Memory").
+   */
+  batchBytesMax: 4 * 1024 * 1024,
   /** Batches submitted and not yet committed while the next is read (each holds its bytes). */
   batchesInFlight: 2,
   /** Unreadable files listed one by one in a summary; the rest are counted. */

@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { hashImplementation } from './blake3.js';
+import { limits } from '../limits.js';
 
 /** CommonJS, evaluated in each worker: loads the binding by absolute path, hashes, hands the buffer back. */
 const WORKER_SOURCE = `
@@ -32,20 +33,47 @@ export class HashPool {
   private failure?: Error;
   private started = 0;
 
-  private constructor(private readonly workers: Worker[]) {
-    for (const worker of workers) {
-      worker.on('message', (m: { id: number; buffer: ArrayBuffer; digests: Uint8Array; ready?: true }) => {
-        if (m.ready) { this.started++; return; }
-        const w = this.waiting.get(m.id);
-        this.waiting.delete(m.id);
-        w?.resolve(m);
-      });
-      worker.on('error', (error) => this.fail(error));
-      // A worker only ends through close(); any other end (a crash, or terminate(), which may
-      // report code 0) fails the jobs it holds, which their callers then hash themselves.
-      worker.on('exit', (code) => this.fail(new Error(`hash worker exited with code ${code}`)));
-      worker.unref();
+  /** `workers`: already running (tests hand in their own); `addon`: the binding's path, for the workers `grow` starts. */
+  private constructor(private readonly workers: Worker[], private readonly addon = '') {
+    for (const worker of workers) this.watch(worker);
+  }
+
+  /** Starts a worker (see `watch`); throws when no thread can be made. */
+  private startWorker(): void {
+    // a worker keeps few objects (its buffers are the caller's, transferred): a small young
+    // generation, or it grows to V8's default and stays resident as long as the worker
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { addon: this.addon }, resourceLimits: { maxYoungGenerationSizeMb: limits.hashWorkerYoungGenerationMb } });
+    this.workers.push(worker);
+    this.watch(worker);
+  }
+
+  /** Its answers resolve jobs; its end other than through close() fails the pool (see `fail`). */
+  private watch(worker: Worker): void {
+    worker.on('message', (m: { id: number; buffer: ArrayBuffer; digests: Uint8Array; ready?: true }) => {
+      if (m.ready) { this.started++; return; }
+      const w = this.waiting.get(m.id);
+      this.waiting.delete(m.id);
+      w?.resolve(m);
+    });
+    worker.on('error', (error) => this.fail(error));
+    // A worker only ends through close(); any other end (a crash, or terminate(), which may
+    // report code 0) fails the jobs it holds, which their callers then hash themselves.
+    worker.on('exit', (code) => this.fail(new Error(`hash worker exited with code ${code}`)));
+    worker.unref();
+  }
+
+  /**
+   * Starts workers until there are `threads` (never fewer): the store's shared pool grows to the
+   * most any of its users asked for. A failed or closed pool does not grow, and a worker thread
+   * that cannot be made ends the growth there. Returns the workers it has.
+   */
+  grow(threads: number): number {
+    try {
+      while (!this.failure && this.workers.length < threads) this.startWorker();
+    } catch {
+      // `new Worker` threw (no thread could be made): the pool keeps the workers it has
     }
+    return this.workers.length;
   }
 
   /**
@@ -61,16 +89,14 @@ export class HashPool {
     } catch {
       return undefined;
     }
-    const workers: Worker[] = [];
-    try {
-      for (let i = 0; i < threads; i++) workers.push(new Worker(WORKER_SOURCE, { eval: true, workerData: { addon } }));
-    } catch {
+    const pool = new HashPool([], addon);
+    if (pool.grow(threads) < threads) {
       // a thread that cannot be made (ERR_WORKER_INIT_FAILED, out of memory): the caller hashes in
       // its own thread, as without the binding; the workers already made are ended
-      for (const worker of workers) void worker.terminate();
+      void pool.close();
       return undefined;
     }
-    return new HashPool(workers);
+    return pool;
   }
 
   /**
@@ -98,6 +124,11 @@ export class HashPool {
       worker.ref();
       worker.postMessage({ id, buffer, ranges }, [buffer]);
     }).finally(() => { if (this.waiting.size === 0) for (const w of this.workers) w.unref(); }) as Promise<{ buffer: ArrayBuffer; digests: Uint8Array }>;
+  }
+
+  /** Whether a worker failed (or the pool was closed): every hash() rejects, callers hash in their own thread. */
+  get failed(): boolean {
+    return this.failure !== undefined;
   }
 
   private fail(error: Error): void {

@@ -36,13 +36,17 @@ export function decodeSegmentHeader(b: Buffer): { storeId: Buffer; firstSeq: num
 }
 
 export function encodeRecord(seq: number, payload: Buffer): Buffer {
-  const b = Buffer.allocUnsafe(RECORD_HEADER_BYTES + payload.length);
+  return Buffer.concat([encodeRecordHeader(seq, payload), payload]);
+}
+
+/** A record's header alone: a batch is written as header, payload, header, ... (no copy of the payloads). */
+export function encodeRecordHeader(seq: number, payload: Buffer): Buffer {
+  const b = Buffer.allocUnsafe(RECORD_HEADER_BYTES);
   RECORD_MAGIC.copy(b, 0);
   b.writeUInt32BE(payload.length, 4);
   b.writeBigUInt64BE(BigInt(seq), 8);
   b.writeUInt32BE(crc32(payload), 16);
   b.writeUInt32BE(crc32(b.subarray(0, 20)), 20);
-  payload.copy(b, RECORD_HEADER_BYTES);
   return b;
 }
 

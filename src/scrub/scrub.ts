@@ -8,6 +8,7 @@
 // plus one number per blob the pack pass confirmed (so that every blob the index refers to and the
 // pack pass did not verify is read and hashed by the index pass: nothing escapes). It reaches the
 // store's index, packs and journal only through store.maintenance() (src/store/maintenance.ts).
+import os from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as nextEventLoopTurn } from 'node:timers/promises';
 import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
@@ -17,7 +18,7 @@ import { decodeCbor, decodeValue } from '../index/codec.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey, keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
-import { HashPool } from '../hash/pool.js';
+import type { HashPool } from '../hash/pool.js';
 import { RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { Store } from '../store/store.js';
 import { checkpointBegin, type BlobRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type RightsRecord } from '../store/records.js';
@@ -184,8 +185,10 @@ class PackPass {
     const { hashThreads, maxRateBytesPerSecond, now } = this.options;
     this.throttle = makeThrottle(maxRateBytesPerSecond, now ?? Date.now);
     this.objectThrottle = makeThrottle(this.options.maxObjectRateBytesPerSecond, now ?? Date.now);
-    const threads = hashThreads ?? (this.bytesTotal >= limits.scrubPoolBytesMin && !maxRateBytesPerSecond ? undefined : 0);
-    const pool = HashPool.create(threads);
+    const threads = hashThreads ?? (this.bytesTotal >= limits.scrubPoolBytesMin && !maxRateBytesPerSecond ? Math.max(1, os.availableParallelism() - 1) : 0);
+    // the store's shared pool (a big readMessages leases the same workers): no isolate of its own
+    const shared = this.store.maintenance().hashPool;
+    const pool = shared.acquire(threads);
     try {
       for (const pack of packs) {
         if (pack < this.cursor.pack) continue;
@@ -195,7 +198,7 @@ class PackPass {
       }
       await this.classifier.flush();
     } finally {
-      await pool?.close();
+      if (pool) shared.release();
     }
   }
 

@@ -10,6 +10,7 @@ import { IndexDb } from '../index/index-db.js';
 import { keys } from '../keys/index-keys.js';
 import { SPACE } from '../keys/tuple.js';
 import type { PackStore } from '../blob/pack-store.js';
+import type { SharedHashPool } from '../hash/shared-pool.js';
 import { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { meta } from './apply.js';
@@ -61,6 +62,8 @@ export interface StoreMaintenance {
   readonly index: IndexReader;
   readonly packs: PackAccess;
   readonly journal: JournalReader;
+  /** The store's one hash worker pool (readMessages leases it too): scrub's pack pass leases it. */
+  readonly hashPool: SharedHashPool;
   /** Runs `fn` while no batch commits: a consistent view of the index for cross-checks. */
   runExclusive<T>(fn: () => Promise<T>): Promise<T>;
   /**
@@ -115,6 +118,7 @@ export interface MaintenanceHost {
   readonly db: IndexDb;
   readonly packs: PackStore;
   readonly journal: Journal;
+  readonly hashPool: SharedHashPool;
   readonly readOnly: boolean;
   live(): void;
   /** Throws ACCESS on a read-only open. */
@@ -141,6 +145,10 @@ export class Maintenance implements StoreMaintenance {
 
   get journal(): JournalReader {
     return this.host.journal;
+  }
+
+  get hashPool(): SharedHashPool {
+    return this.host.hashPool;
   }
 
   forgetMailboxes(): void {

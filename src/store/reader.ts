@@ -11,7 +11,8 @@ import { keys, decodeChangeKey, decodeMessageKey } from '../keys/index-keys.js';
 import { prefixEnd } from '../keys/tuple.js';
 import { RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { BlobLocation, PackStore, RunItem } from '../blob/pack-store.js';
-import { HashPool } from '../hash/pool.js';
+import type { HashPool } from '../hash/pool.js';
+import type { SharedHashPool } from '../hash/shared-pool.js';
 import { limits } from '../limits.js';
 import type { BlobRecord, ChangeRecord, MailboxInfo, MessageRecord } from './records.js';
 import { toInfo, type MessageInfo, type MessageWithBody, type ReadMessagesOptions } from './types.js';
@@ -37,25 +38,11 @@ interface PendingRead {
 }
 
 export class StoreReader {
-  /** Workers that verify bulk-read bodies: made at the first big readMessages, closed with the store. */
-  private pool?: HashPool | null;
-
-  /** `hashThreads`: StoreOptions.readHashThreads (0: never a pool). */
-  constructor(private readonly host: ReaderHost, private readonly hashThreads = os.availableParallelism() > 1 ? 1 : 0) {}
-
-  async close(): Promise<void> {
-    const pool = this.pool;
-    this.pool = null;
-    await pool?.close();
-  }
-
-  /** The pool once its workers are up (made now if this read is big enough), else undefined: hash here. */
-  private readyPool(mailboxBytes: number): HashPool | undefined {
-    if (this.pool === undefined && this.hashThreads > 0 && mailboxBytes >= limits.readPoolMailboxBytesMin) {
-      this.pool = HashPool.create(this.hashThreads) ?? null;
-    }
-    return this.pool?.ready ? this.pool : undefined;
-  }
+  /**
+   * `hashPool`: the store's shared workers (scrub uses the same), leased by a group of a big
+   * readMessages; `hashThreads`: StoreOptions.readHashThreads, how many it asks for (0: none).
+   */
+  constructor(private readonly host: ReaderHost, private readonly hashPool: SharedHashPool, private readonly hashThreads = os.availableParallelism() > 1 ? 1 : 0) {}
 
   async messageInfo(mailbox: string, uid: number): Promise<MessageInfo> {
     parseMailboxName(mailbox);
@@ -199,12 +186,29 @@ export class StoreReader {
   private async readGroup(group: PendingRead[], mailboxBytes: number): Promise<void> {
     const located = group.filter((item) => item.location);
     located.sort((a, b) => a.location!.pack - b.location!.pack || a.location!.offset - b.location!.offset);
+    // the group's first big run leases the store's pool (started now if need be); until its
+    // workers are up the runs are hashed here
+    let leased: HashPool | undefined | null = null; // null: not asked for yet
+    const poolFor = (runBytes: number): HashPool | undefined => {
+      if (runBytes < limits.readPoolRunBytesMin || this.hashThreads === 0 || mailboxBytes < limits.readPoolMailboxBytesMin) return undefined;
+      if (leased === null) leased = this.hashPool.acquire(this.hashThreads);
+      return leased?.ready ? leased : undefined;
+    };
+    try {
+      await this.readRuns(located, poolFor);
+    } finally {
+      if (leased) this.hashPool.release();
+    }
+  }
+
+  /** readGroup's runs in order, each hashed on the pool `poolFor` gives it (undefined: here). */
+  private async readRuns(located: PendingRead[], poolFor: (runBytes: number) => HashPool | undefined): Promise<void> {
     let bytesSinceTurn = 0, messagesSinceTurn = 0;
     const hashing: Promise<void>[] = []; // runs whose bodies a worker verifies meanwhile
     for (const run of packRuns(located)) {
       let runBytes = 0;
       for (const item of run) runBytes += item.location!.length;
-      const pool = runBytes >= limits.readPoolRunBytesMin ? this.readyPool(mailboxBytes) : undefined;
+      const pool = poolFor(runBytes);
       const done = this.host.packs.readRun(run[0].location!.pack, run as RunItem[], pool);
       if (pool) {
         hashing.push(done);

@@ -42,6 +42,7 @@ import { Snapshotter, readJournalArchive, writeJournalArchive, type SnapshotResu
 import { listSnapshots } from './snapshot-file.js';
 import { checkRecordSize, resolveInBatch } from './prepare.js';
 import { StoreReader, type ReaderHost } from './reader.js';
+import { SharedHashPool } from '../hash/shared-pool.js';
 import { opExtras, type BlobRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
 import type { Health } from './recovery.js';
 import {
@@ -140,6 +141,8 @@ export class Store implements MailStore {
   private readonly release: () => Promise<void>;
   private readonly writer: Writer;
   private readonly reader: StoreReader;
+  /** The one hash worker pool of this store: readMessages and scrub lease it (src/hash/shared-pool.ts). */
+  private readonly hashPool = new SharedHashPool();
   private readonly maintenanceHooks: Maintenance;
   private readonly administrationHooks: StoreAdministration;
   private readonly messageBytesMax: number;
@@ -217,7 +220,7 @@ export class Store implements MailStore {
       const blob = await this.db.get<BlobRecord>(keys.blob(hash));
       return blob && { pack: blob.p, offset: blob.o, length: blob.l };
     });
-    this.reader = new StoreReader(this.readerHost(), options.readHashThreads);
+    this.reader = new StoreReader(this.readerHost(), this.hashPool, options.readHashThreads);
     this.maintenanceHooks = new Maintenance(this.maintenanceHost());
     this.administrationHooks = this.administrationInterface();
   }
@@ -276,7 +279,7 @@ export class Store implements MailStore {
     await this.writer.drain(); // what that snapshot committed (its move of inline bodies)
     this.writer.fail(new MailstoreError('CLOSED', 'the store is closed'));
     this.changes.wakeAll();
-    await this.reader.close();
+    await this.hashPool.close();
     await this.packs.close();
     await this.journal.close();
     await this.db.close();
@@ -676,6 +679,7 @@ export class Store implements MailStore {
     const store = this;
     return {
       root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, readOnly: this.readOnly, packs: this.packs, journal: this.journal,
+      hashPool: this.hashPool,
       get db() { return store.db; },
       live: () => this.live(),
       writable: () => this.writable(),

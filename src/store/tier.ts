@@ -277,9 +277,12 @@ export async function moveByPolicy(host: TierHost, remote: RemotePacks, nowMs = 
 async function uploadFile(fs: FileSystem, path: string, bytes: number, upload: (source: Readable, sums: { sha256: string; md5: string }) => Promise<void>): Promise<{ blake3: string; md5: string }> {
   const handle = await fs.open(path, 'read').catch((error) => { throw fromSystemError(error, 'opening a pack to move', path); });
   try {
-    async function* blocks(): AsyncGenerator<Buffer> {
+    // `reuse`: one block buffer for the whole pass (the hashing pass keeps no block); the upload's
+    // blocks are each their own, since the socket may still hold one when the next is read
+    async function* blocks(reuse?: Buffer): AsyncGenerator<Buffer> {
       for (let p = 0; p < bytes; p += limits.objectCacheBlockBytes) {
-        const buf = Buffer.allocUnsafe(Math.min(limits.objectCacheBlockBytes, bytes - p));
+        const length = Math.min(limits.objectCacheBlockBytes, bytes - p);
+        const buf = reuse ? reuse.subarray(0, length) : Buffer.allocUnsafe(length);
         const n = await handle.read(buf, 0, buf.length, p);
         if (n !== buf.length) throw new MailstoreError('IO', `pack ${path} shrank while it was being moved`, { path });
         yield buf;
@@ -287,7 +290,7 @@ async function uploadFile(fs: FileSystem, path: string, bytes: number, upload: (
     }
     const hasher = await createHasher();
     const md5 = createHash('md5'), sha256 = createHash('sha256');
-    for await (const buf of blocks()) {
+    for await (const buf of blocks(Buffer.allocUnsafe(Math.min(limits.objectCacheBlockBytes, bytes)))) {
       hasher.update(buf);
       md5.update(buf);
       sha256.update(buf);

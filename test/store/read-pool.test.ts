@@ -22,15 +22,15 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-/** The store's reader pool, once its workers are up (the first big readMessages makes it). */
+/** The store's shared hash pool, once its workers are up (the first big readMessages starts it). */
 async function readyPool(store: RealStore): Promise<HashPool> {
-  const reader = (store as unknown as { reader: { pool?: HashPool | null } }).reader;
-  for await (const _ of store.readMessages('INBOX')) break; // makes the pool
-  for (let waited = 0; !reader.pool?.ready; waited += 10) {
+  const shared = store.maintenance().hashPool;
+  for await (const _ of store.readMessages('INBOX')) break; // starts the pool
+  for (let waited = 0; !shared.current?.ready; waited += 10) {
     if (waited > 10_000) throw new Error('the hash pool did not start');
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
-  return reader.pool;
+  return shared.current;
 }
 
 async function collect(store: RealStore, mailbox: string, onCorrupt?: (uid: number, code: string) => void) {

@@ -15,7 +15,8 @@ import { scrub } from '../../scrub/scrub.js';
 import { nodeFileSystem } from '../../fs/node-fs.js';
 import { writeTierSettings } from '../../store/tier.js';
 import { removeTree } from '../files.js';
-import { emit, parseFlags, peakRssBytes, required, round, runMeasurement } from '../common.js';
+import { emit, parseFlags, peakRssBytes, required, round, runMeasurement, type BenchResult } from '../common.js';
+import { memoryProbe } from './memory-probe.js';
 
 const { values } = parseFlags(process.argv.slice(2));
 const mode = required(values, 'mode') as 'local' | 'tier';
@@ -39,19 +40,24 @@ await runMeasurement(peer, 'tier', async () => {
   const summary = await importMail(store, required(values, 'mbox'), { mailbox: 'INBOX', format: 'mbox' });
   const durable = (performance.now() - started) / 1000;
   const importedMs = performance.now();
-  emit({ peer, measurement: 'tier-import', messages: summary.imported, bytes: summary.bytes, seconds: round(durable), peak_rss_bytes: peakRssBytes(), note: `library importMail into a new store${mode === 'tier' ? ' with an object store (packs of 8 MiB; the mover runs beside the import)' : ''}; time to durable` });
+  await emitProbed({ peer, measurement: 'tier-import', messages: summary.imported, bytes: summary.bytes, seconds: round(durable), peak_rss_bytes: peakRssBytes(), note: `library importMail into a new store${mode === 'tier' ? ' with an object store (packs of 8 MiB; the mover runs beside the import)' : ''}; time to durable` });
   if (mode === 'tier') await settle(store, started, importedMs, rounds);
   await store.close();
   store = await Store.open(root); // an empty object cache: every moved pack comes from the bucket
   await readBack(store, summary.bytes);
   await scrubs(store);
   await store.close();
-  emit({ peer, measurement: 'tier-rss', peak_rss_bytes: peakRssBytes(), note: 'peak RSS of the whole measurement process (import, moves, reads, scrubs)' });
+  await emitProbed({ peer, measurement: 'tier-rss', peak_rss_bytes: peakRssBytes(), note: 'peak RSS of the whole measurement process (import, moves, reads, scrubs)' });
 });
 // A failure leaves the store open and may leave a request to a hung radosgw pending, which kept
 // the process (and the whole bench run) waiting after its error line: the lines are written
 // (stdout is a pipe, written synchronously), so end here.
 process.exit();
+
+/** A result line with where the memory is now (memory-probe.ts): the peak alone does not say which phase holds what. */
+async function emitProbed(result: BenchResult): Promise<void> {
+  emit({ ...result, ...(await memoryProbe()) });
+}
 
 async function prepareBucket(root: string): Promise<void> {
   const endpoint = new URL(required(values, 'endpoint'));
@@ -70,14 +76,14 @@ async function settle(store: Store, started: number, importedMs: number, rounds:
   while (!rested() && performance.now() - importedMs < 600_000) await new Promise((r) => setTimeout(r, 100));
   const lastMove = Math.max(importedMs, ...rounds.filter((r) => r.moved > 0).map((r) => r.endedMs));
   const policy = await store.tierStatus();
-  emit({
+  await emitProbed({
     peer, measurement: 'tier-policy', rss_so_far_bytes: peakRssBytes(), seconds: round((lastMove - started) / 1000), ratio: round(policy.localShare, 4),
     local_bytes: policy.localBytes, remote_bytes: policy.remoteBytes, remote_packs: policy.remotePacks,
     note: `the background mover under the default policy (10 % of all pack bytes local, the open pack included): seconds from the start of the import to its last move; ratio = local ÷ all pack bytes after it`,
   });
   const flushed = await store.tierFlush();
   const after = await store.tierStatus();
-  emit({
+  await emitProbed({
     peer, measurement: 'tier-flush', rss_so_far_bytes: peakRssBytes(), seconds: round((performance.now() - started) / 1000), ratio: round(after.localShare, 4), bytes_moved: flushed.bytesMoved,
     note: `then tier flush (seals the open pack, moves every sealed pack: ${flushed.packsMoved} more, ${flushed.seconds.toFixed(1)} s): seconds from the start of the import until every sealed pack is in the bucket`,
   });
@@ -96,18 +102,18 @@ async function readBack(store: Store, bytes: number): Promise<void> {
   }
   latencies.sort((a, b) => a - b);
   const at = (q: number) => round(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!, 0);
-  emit({ peer, measurement: 'tier-read-message', rss_so_far_bytes: peakRssBytes(), messages: latencies.length, p50_us: at(0.5), p99_us: at(0.99), note: `fetch of ${latencies.length} random messages after a reopen (object cache empty at the start, ${mode === 'tier' ? 'every pack in the bucket' : 'warm page cache'})` });
+  await emitProbed({ peer, measurement: 'tier-read-message', rss_so_far_bytes: peakRssBytes(), messages: latencies.length, p50_us: at(0.5), p99_us: at(0.99), note: `fetch of ${latencies.length} random messages after a reopen (object cache empty at the start, ${mode === 'tier' ? 'every pack in the bucket' : 'warm page cache'})` });
   const started = performance.now();
   let read = 0, n = 0;
   for await (const m of store.readMessages('INBOX')) { read += m.body.length; n++; }
   const seconds = (performance.now() - started) / 1000;
-  emit({ peer, measurement: 'tier-read-mailbox', rss_so_far_bytes: peakRssBytes(), messages: n, bytes: read, seconds: round(seconds), note: `readMessages of the whole mailbox (${bytes} bytes imported), after the single fetches` });
+  await emitProbed({ peer, measurement: 'tier-read-mailbox', rss_so_far_bytes: peakRssBytes(), messages: n, bytes: read, seconds: round(seconds), note: `readMessages of the whole mailbox (${bytes} bytes imported), after the single fetches` });
 }
 
 async function scrubs(store: Store): Promise<void> {
   const full = await scrub(store);
-  emit({ peer, measurement: 'tier-scrub', rss_so_far_bytes: peakRssBytes(), bytes: full.summary.bytesVerified, seconds: round(full.summary.seconds), damage: full.summary.damage, note: `full scrub: every record re-hashed${mode === 'tier' ? `, ${full.summary.objectBytesRead} bytes from the bucket` : ''}` });
+  await emitProbed({ peer, measurement: 'tier-scrub', rss_so_far_bytes: peakRssBytes(), bytes: full.summary.bytesVerified, seconds: round(full.summary.seconds), damage: full.summary.damage, note: `full scrub: every record re-hashed${mode === 'tier' ? `, ${full.summary.objectBytesRead} bytes from the bucket` : ''}` });
   if (mode !== 'tier') return;
   const light = await scrub(store, { objects: 'checksum' });
-  emit({ peer, measurement: 'tier-scrub-checksum', rss_so_far_bytes: peakRssBytes(), bytes: light.summary.bytesVerified, seconds: round(light.summary.seconds), damage: light.summary.damage, note: `scrub --objects checksum: ${light.summary.objectsByChecksum} objects checked by HEAD (size and MD5 ETag), not read` });
+  await emitProbed({ peer, measurement: 'tier-scrub-checksum', rss_so_far_bytes: peakRssBytes(), bytes: light.summary.bytesVerified, seconds: round(light.summary.seconds), damage: light.summary.damage, note: `scrub --objects checksum: ${light.summary.objectsByChecksum} objects checked by HEAD (size and MD5 ETag), not read` });
 }
