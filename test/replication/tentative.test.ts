@@ -16,7 +16,7 @@ import { lastSeqOf, readPendingRounds } from '../../src/replication/pending-roun
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf, keyFile, msg, quiet, samePacks, until } from './helpers.js';
 
-/** nodeFileSystem whose next journal `member` call (its fsync, or its write), once armed, runs `hook` (which may throw or hang) instead. */
+/** nodeFileSystem whose next journal fsync (`sync`) or write (`write`: write or writev), once armed, runs `hook` (which may throw or hang) instead. */
 function journalFaultFs(member: 'sync' | 'write'): { fs: FileSystem; arm: (hook: () => Promise<void>) => void } {
   let armed: (() => Promise<void>) | undefined;
   const journal = `${sep}journal${sep}`;
@@ -30,7 +30,8 @@ function journalFaultFs(member: 'sync' | 'write'): { fs: FileSystem; arm: (hook:
         return new Proxy(handle, {
           get(h, key) {
             const value = Reflect.get(h, key, h);
-            if (key !== member) return typeof value === 'function' ? value.bind(h) : value;
+            const hooked = member === 'write' ? key === 'write' || key === 'writev' : key === member;
+            if (!hooked) return typeof value === 'function' ? value.bind(h) : value;
             return async (...args: unknown[]) => {
               const hook = armed;
               armed = undefined;
