@@ -1,6 +1,7 @@
 // Append-only blob packs: message bodies framed with their BLAKE3 hash. A batch of new blobs is
 // written with one write and one fdatasync per pack (group commit step 2). Every read re-hashes;
 // a mismatch is CORRUPT, never wrong bytes.
+import { Buffer } from 'node:buffer';
 import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { MailstoreError, assert, fromSystemError } from '../errors.js';

@@ -1,6 +1,7 @@
 // The library's API types: what a caller gives a Store and what it gets back. Kept apart from the
 // Store so that the read pipeline, the maintenance hooks and the administration modules can name
 // them without importing the Store (store.ts and src/index.ts re-export them).
+import { Buffer } from 'node:buffer';
 import type { MailstoreError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { hashHex } from '../hash/blake3.js';
