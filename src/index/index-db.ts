@@ -105,7 +105,12 @@ export class IndexDb {
   }
 
   private async *decodedBatches<T>(batches: AsyncGenerator<[Buffer, Buffer][]>): AsyncGenerator<[Buffer, T][]> {
-    for await (const batch of batches) yield batch.map(([key, value]): [Buffer, T] => [key, decodeValue<T>(value, key)]);
+    for await (const batch of batches) {
+      // each value decoded in its own entry: the batch is LevelDB's fresh array, not one more a message
+      const entries = batch as unknown as [Buffer, Buffer | T][];
+      for (const entry of entries) entry[1] = decodeValue<T>(entry[1] as Buffer, entry[0]);
+      yield entries as [Buffer, T][];
+    }
   }
 
   /**

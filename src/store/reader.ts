@@ -206,7 +206,7 @@ export class StoreReader {
       let runBytes = 0;
       for (const item of run) runBytes += item.location!.length;
       const pool = runBytes >= limits.readPoolRunBytesMin ? this.readyPool(mailboxBytes) : undefined;
-      const done = this.host.packs.readRun(run[0].location!.pack, run as RunItem[], pool);
+      const done = this.host.packs.readRun(run[0].location!.pack, run as RunItem[], pool, false); // no record views: only compaction copies records
       if (pool) {
         hashing.push(done);
         if (hashing.length > limits.readRunsHashing) await hashing.shift();
