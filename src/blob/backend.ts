@@ -26,8 +26,11 @@ export interface BlobBackend {
   /** A blob's bytes, verified against its hash (CORRUPT otherwise). */
   read(location: BlobLocation, hash: Buffer): Promise<Buffer>;
   readStream(location: BlobLocation, hash: Buffer, chunkBytes: number): AsyncGenerator<Buffer>;
-  /** Neighbouring records of one pack with one read, each verified; sets each item's body and record, or its error. */
-  readRun(pack: number, items: RunItem[], pool?: HashPool): Promise<void>;
+  /**
+   * Neighbouring records of one pack with one read, each verified; sets each item's body and
+   * (keepRecords, the default) record, or its error.
+   */
+  readRun(pack: number, items: RunItem[], pool?: HashPool, keepRecords?: boolean): Promise<void>;
   /** The pack new appends go to (0: the next append starts a new one). */
   readonly appendPack: number;
   /** The next append starts a new pack (only while the Writer is held). */

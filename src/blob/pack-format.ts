@@ -1,5 +1,6 @@
 // The byte layout of pack files (docs/FORMAT.md). A pack is self-describing: a scan finds every blob
 // by its record magic even with the index and journal gone, and every record verifies by its hash.
+import { Buffer } from 'node:buffer';
 import { crc32 } from 'node:zlib';
 import { HASH_BYTES } from '../hash/blake3.js';
 

@@ -1,6 +1,7 @@
 // Append-only blob packs: message bodies framed with their BLAKE3 hash. A batch of new blobs is
 // written with one write and one fdatasync per pack (group commit step 2). Every read re-hashes;
 // a mismatch is CORRUPT, never wrong bytes.
+import { Buffer } from 'node:buffer';
 import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { MailstoreError, assert, fromSystemError } from '../errors.js';
@@ -496,7 +497,7 @@ export class PackStore {
    * pread and one buffer per run instead of one per message: for 2.7 KB messages that was ~5 µs
    * of a ~34 µs verified read (issue 16).
    */
-  async readRun(pack: number, items: RunItem[], pool?: HashPool): Promise<void> {
+  async readRun(pack: number, items: RunItem[], pool?: HashPool, keepRecords = true): Promise<void> {
     if (pack === INLINE_PACK) {
       for (const item of items) item.body = await this.readInline(item.location, item.hash).catch((error: unknown) => { item.error = error; return undefined; });
       return;
@@ -508,7 +509,7 @@ export class PackStore {
       return;
     }
     try {
-      await this.readRunPinned(pack, items, pool);
+      await this.readRunPinned(pack, items, pool, keepRecords);
     } finally {
       this.unpin(pack);
     }
@@ -533,7 +534,7 @@ export class PackStore {
    * on a worker while this thread goes on: the buffer is handed over and comes back with the
    * digests, and only then do the bodies, views into it, go out.
    */
-  private async readRunPinned(pack: number, items: RunItem[], pool?: HashPool): Promise<void> {
+  private async readRunPinned(pack: number, items: RunItem[], pool: HashPool | undefined, keepRecords: boolean): Promise<void> {
     const path = this.path(pack);
     const start = items[0].location.offset;
     let end = start;
@@ -570,7 +571,7 @@ export class PackStore {
         digests = done.digests;
       } catch {
         // a failed worker: this thread hashes, after reading the run again if the worker kept it
-        if (bytes.buffer.byteLength === 0) return this.readRunPinned(pack, items);
+        if (bytes.buffer.byteLength === 0) return this.readRunPinned(pack, items, undefined, keepRecords);
       }
     }
     for (let i = 0; i < intact.length; i++) {
@@ -579,7 +580,7 @@ export class PackStore {
       const matches = digests ? Buffer.from(digests.buffer, digests.byteOffset + i * HASH_BYTES, HASH_BYTES).equals(item.hash) : hashMatches(body, item.hash);
       if (matches) {
         item.body = body;
-        item.record = bytes.subarray(ranges[2 * i] - RECORD_HEADER_BYTES, ranges[2 * i] + ranges[2 * i + 1]);
+        if (keepRecords) item.record = bytes.subarray(ranges[2 * i] - RECORD_HEADER_BYTES, ranges[2 * i] + ranges[2 * i + 1]);
       } else item.error = this.corrupt(item.location, path, `body does not match its hash ${hashHex(item.hash)}`);
     }
   }

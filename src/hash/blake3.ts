@@ -1,5 +1,6 @@
 // BLAKE3-256, the identity of every stored message. Native (@napi-rs/blake-hash) where its binary
 // loads, else hash-wasm's WebAssembly build; test/hash compares the two on the same inputs.
+import { Buffer } from 'node:buffer';
 import { createRequire } from 'node:module';
 import type { IHasher } from 'hash-wasm';
 
@@ -85,7 +86,7 @@ export function hashMatches(data: Uint8Array, expected: Uint8Array): boolean {
   if (expected.length !== HASH_BYTES) return false;
   if (native) {
     const text = native.blake3UrlSafeBase64(data); // padded ('=') by this binding, unpadded by node
-    const want = Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength).toString('base64url');
+    const want = (Buffer.isBuffer(expected) ? expected : Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength)).toString('base64url');
     return text.length === want.length + 1 ? text.startsWith(want) && text.endsWith('=') : text === want;
   }
   return hashBytes(data).equals(expected);

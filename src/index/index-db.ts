@@ -1,6 +1,7 @@
 // The LevelDB index: derived, rebuildable, written with sync:false. Values carry a CRC32 (codec.ts)
 // because LevelDB can hand back a flipped byte without noticing. Opened with createIfMissing:false
 // once it exists: LevelDB opens without error, holding part of its keys, when CURRENT is lost (docs/FAULTS.md).
+import { Buffer } from 'node:buffer';
 import { Level } from 'level';
 import { MailstoreError, assert } from '../errors.js';
 import { decodeValue, encodeValue } from './codec.js';
@@ -104,7 +105,12 @@ export class IndexDb {
   }
 
   private async *decodedBatches<T>(batches: AsyncGenerator<[Buffer, Buffer][]>): AsyncGenerator<[Buffer, T][]> {
-    for await (const batch of batches) yield batch.map(([key, value]): [Buffer, T] => [key, decodeValue<T>(value, key)]);
+    for await (const batch of batches) {
+      // each value decoded in its own entry: the batch is LevelDB's fresh array, not one more a message
+      const entries = batch as unknown as [Buffer, Buffer | T][];
+      for (const entry of entries) entry[1] = decodeValue<T>(entry[1] as Buffer, entry[0]);
+      yield entries as [Buffer, T][];
+    }
   }
 
   /**

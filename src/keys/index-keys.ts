@@ -1,4 +1,5 @@
 // Named constructors for every key space of DESIGN.md, so no other module builds keys by hand.
+import { Buffer } from 'node:buffer';
 import { SPACE, assertU32, assertU64, encodeComponents, encodeString, encodeU64, decodeComponents, decodeString } from './tuple.js';
 
 const cat = (...parts: Uint8Array[]): Buffer => Buffer.concat(parts);
@@ -53,6 +54,12 @@ export const ID_BYTES = 16;
 
 export function decodeNameKey(key: Uint8Array): string[] {
   return decodeComponents(key, 1);
+}
+
+/** The uid of a message key alone: a bulk read needs nothing else, and no Buffer view is made. */
+export function messageKeyUid(key: Uint8Array): number {
+  const at = 1 + ID_BYTES;
+  return ((key[at] << 24) | (key[at + 1] << 16) | (key[at + 2] << 8) | key[at + 3]) >>> 0;
 }
 
 export function decodeMessageKey(key: Uint8Array): { id: Buffer; uid: number } {

@@ -1,13 +1,14 @@
 // The read pipeline: message metadata from the index, bodies from the packs, every body verified
 // against its hash before it leaves. Reads see committed state only (the Writer's view is never
 // read here) and never wait for the Writer.
+import { Buffer } from 'node:buffer';
 import os from 'node:os';
 import { Readable } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import { hashHex } from '../hash/blake3.js';
 import type { IndexDb } from '../index/index-db.js';
-import { keys, decodeChangeKey, decodeMessageKey } from '../keys/index-keys.js';
+import { keys, decodeChangeKey, decodeMessageKey, messageKeyUid } from '../keys/index-keys.js';
 import { prefixEnd } from '../keys/tuple.js';
 import { RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { BlobLocation, PackStore, RunItem } from '../blob/pack-store.js';
@@ -167,7 +168,7 @@ export class StoreReader {
     this.host.live();
     const blobs = await this.host.db.getMany<BlobRecord>(entries.map(([, record]) => keys.blob(record.h)));
     return entries.map(([key, record], i): PendingRead => {
-      const info = toInfo(decodeMessageKey(key).uid, record);
+      const info = toInfo(messageKeyUid(key), record);
       const blob = blobs[i];
       if (blob instanceof MailstoreError) return { info, hash: record.h, error: blob };
       if (!blob) return { info, hash: record.h, error: unknownBlob(mailbox, info.uid, record.h) };
@@ -209,7 +210,7 @@ export class StoreReader {
       let runBytes = 0;
       for (const item of run) runBytes += item.location!.length;
       const pool = poolFor(runBytes);
-      const done = this.host.packs.readRun(run[0].location!.pack, run as RunItem[], pool);
+      const done = this.host.packs.readRun(run[0].location!.pack, run as RunItem[], pool, false); // no record views: only compaction copies records
       if (pool) {
         hashing.push(done);
         if (hashing.length > limits.readRunsHashing) await hashing.shift();

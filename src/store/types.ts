@@ -1,6 +1,7 @@
 // The library's API types: what a caller gives a Store and what it gets back. Kept apart from the
 // Store so that the read pipeline, the maintenance hooks and the administration modules can name
 // them without importing the Store (store.ts and src/index.ts re-export them).
+import { Buffer } from 'node:buffer';
 import type { MailstoreError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { hashHex } from '../hash/blake3.js';
@@ -228,9 +229,12 @@ export function uuidString(id: Buffer): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
-/** A message's index record as the API shows it. */
+/**
+ * A message's index record as the API shows it. The flags are copied with slice(), not a spread:
+ * a bulk read makes one a message, and a spread is slow while code is cold.
+ */
 export function toInfo(uid: number, record: MessageRecord): MessageInfo {
-  const info: MessageInfo = { uid, hash: hashHex(record.h), size: record.s, internalDate: new Date(record.d), flags: [...record.f], modseq: record.m };
+  const info: MessageInfo = { uid, hash: hashHex(record.h), size: record.s, internalDate: new Date(record.d), flags: record.f.slice(), modseq: record.m };
   if (record.e !== undefined) info.envelopeFrom = record.e;
   if (record.z !== undefined) info.dateZoneMinutes = record.z;
   if (record.n) info.recent = true;

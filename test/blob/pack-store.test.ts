@@ -244,6 +244,29 @@ describe('PackStore: readRun (neighbours with one read)', () => {
     await packs.close();
   });
 
+  it('records are kept for compaction by default, and not made for a bulk read (keepRecords false); a damaged record is CORRUPT either way', async () => {
+    const { dir, fs, packs } = await openPacks();
+    const bodies = [body(1, 300), body(2, 700), body(3, 40)];
+    const locations = await commit(packs, bodies);
+    await fs.damage(join(dir, '00000001.pack'), { kind: 'bitflip', offset: locations[1].offset + RECORD_HEADER_BYTES + 5, length: 1 });
+    const itemsFor = () => locations.map((location, i) => ({ location, hash: hashBytes(bodies[i]), body: undefined as Buffer | undefined, record: undefined as Buffer | undefined, error: undefined as unknown }));
+    const kept = itemsFor();
+    await packs.readRun(1, kept);
+    const bare = itemsFor();
+    await packs.readRun(1, bare, undefined, false);
+    for (const i of [0, 2]) {
+      expect(kept[i].record!.subarray(RECORD_HEADER_BYTES).equals(bodies[i])).toBe(true);
+      expect(kept[i].record!.length).toBe(RECORD_HEADER_BYTES + bodies[i].length);
+      expect(bare[i].record).toBeUndefined();
+      expect(bare[i].body!.equals(bodies[i])).toBe(true);
+    }
+    for (const items of [kept, bare]) {
+      expect(items[1].body).toBeUndefined();
+      expect((items[1].error as MailstoreError).code).toBe('CORRUPT');
+    }
+    await packs.close();
+  });
+
   it('a pack cut short fails the records past its end (CORRUPT) and keeps those before; a failing read fails the run (IO)', async () => {
     const { dir, fs, packs } = await openPacks();
     const bodies = [body(1, 300), body(2, 300)];

@@ -1,0 +1,86 @@
+// The flat-map decoder must give exactly what cbor-x gives, or leave the bytes to cbor-x: a value
+// decoded differently would be a wrong index record with a good checksum.
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { decodeFlatMap } from '../../src/index/flat-cbor.js';
+import { decodeCbor, encodeCbor, encodeValue, decodeValue } from '../../src/index/codec.js';
+import type { BlobRecord, MessageRecord } from '../../src/store/records.js';
+
+const hash = Buffer.alloc(32, 7);
+const message: MessageRecord = { h: hash, s: 5216, d: 1_796_195_518_148, f: ['\\Seen', '$Junk'], m: 2, e: 'MAILER-DAEMON', z: -300, n: true };
+const blob: BlobRecord = { p: 1, o: 7_793_880, l: 1125, r: 1 };
+
+/** What cbor-x makes of `bytes`, or the error it throws. */
+function viaCborX(bytes: Buffer): { value?: unknown; error?: unknown } {
+  try {
+    return { value: decodeCbor(bytes) };
+  } catch (error) {
+    return { error };
+  }
+}
+
+describe('decodeFlatMap', () => {
+  it('decodes message and blob records itself, as cbor-x does', () => {
+    for (const record of [message, blob, { ...blob, o: 2 ** 40, t: 1_796_195_518_148 }, { h: hash, s: 0, d: 0, f: [], m: 1 }, { a: 1.5, b: -(2 ** 40), c: false }]) {
+      const bytes = encodeCbor(record);
+      const fast = decodeFlatMap(bytes);
+      expect(fast).toBeDefined();
+      expect(fast).toStrictEqual(decodeCbor(bytes));
+    }
+  });
+
+  it('leaves other shapes to cbor-x', () => {
+    for (const value of [
+      { name: ['INBOX'], uidNext: 3 }, // longer keys
+      { f: ['\\Seen'], e: 'müller@example.org' }, // non-ASCII text
+      { a: { b: 1 } }, // a nested map
+      { a: [[1]] }, // a nested array
+      { a: null }, [1, 2], 7,
+    ]) {
+      expect(decodeFlatMap(encodeCbor(value))).toBeUndefined();
+    }
+    expect(decodeFlatMap(Buffer.concat([encodeCbor(blob), Buffer.of(0)]))).toBeUndefined(); // trailing bytes
+    expect(decodeFlatMap(encodeCbor(blob).subarray(0, 5))).toBeUndefined(); // cut short
+  });
+
+  it('decodeValue gives the same record either way', () => {
+    const framed = encodeValue(message);
+    expect(decodeValue(framed, Buffer.of(1))).toStrictEqual(message);
+    expect(decodeValue(new Uint8Array(framed), Buffer.of(1))).toStrictEqual(message); // not a Buffer
+  });
+
+  it('never disagrees with cbor-x on record-like values', () => {
+    const key = fc.constantFrom(...'abdefhlmnoprstz');
+    const scalar = fc.oneof(
+      fc.nat(), fc.integer({ min: -(2 ** 32), max: -1 }), fc.double(), fc.boolean(), fc.constant(null),
+      fc.uint8Array({ maxLength: 40 }).map((b) => Buffer.from(b)), fc.string({ maxLength: 30 }), fc.string({ unit: 'binary', maxLength: 8 }),
+      fc.maxSafeNat(),
+    );
+    const value = fc.oneof(scalar, fc.array(scalar, { maxLength: 26 }));
+    let decodedHere = 0;
+    fc.assert(fc.property(fc.dictionary(key, value, { maxKeys: 15 }), (record) => {
+      const bytes = encodeCbor(record);
+      const fast = decodeFlatMap(bytes);
+      if (fast === undefined) return;
+      decodedHere++;
+      expect(fast).toStrictEqual(decodeCbor(bytes));
+    }), { numRuns: 2000 });
+    expect(decodedHere).toBeGreaterThan(200); // the comparison ran, not only the fallback
+  });
+
+  it('never accepts bytes cbor-x refuses or reads otherwise', () => {
+    const damaged = fc.tuple(fc.constantFrom(encodeCbor(message), encodeCbor(blob)), fc.nat(), fc.nat({ max: 255 }), fc.nat({ max: 3 }))
+      .map(([bytes, at, byte, cut]) => {
+        const b = Buffer.from(bytes);
+        b[at % b.length] = byte;
+        return b.subarray(0, b.length - cut);
+      });
+    fc.assert(fc.property(fc.oneof(damaged, fc.uint8Array({ maxLength: 60 }).map((b) => Buffer.from(b))), (bytes) => {
+      const fast = decodeFlatMap(bytes);
+      if (fast === undefined) return;
+      const slow = viaCborX(bytes);
+      expect(slow.error).toBeUndefined();
+      expect(fast).toStrictEqual(slow.value);
+    }), { numRuns: 5000 });
+  });
+});
