@@ -35,6 +35,8 @@ export interface RepairResult {
   blobsRestored: number;
   quarantined: string[];
   indexRebuilt: boolean;
+  /** A damaged journal was replaced by one written from the intact index (its old files in quarantine/). */
+  journalRewritten: boolean;
   /** Hashes of damaged unreferenced blobs recorded as dropped (--drop-unreferenced). */
   dropped: string[];
   /** Damage still present after repair, with the messages it affects. */
@@ -87,8 +89,23 @@ export async function repair(store: Store, before: ScrubReport, options: RepairO
     });
     indexRebuilt = true;
   }
+  const journalRewritten = await rewriteDamagedJournal(store, before, indexRebuilt, blobFindings.every((f) => found.has(f.hash)));
   const after = await scrub(store, options.scrubOptions);
-  return { before, after, blobsRestored, quarantined, indexRebuilt, dropped, unrepaired: after.findings.filter(isDamage) };
+  return { before, after, blobsRestored, quarantined, indexRebuilt, journalRewritten, dropped, unrepaired: after.findings.filter(isDamage) };
+}
+
+/**
+ * Damaged or missing journal records with an intact index (no index finding, not rebuilt at
+ * open): the index holds what they did, so a new journal is written from it, as `mailstore
+ * reconstruct` chooses then (the old one goes to quarantine/; the new one is verified against the
+ * index before it replaces it). Only once every damaged body was restored: an inline body in a
+ * damaged record is in no other place until a source gave it back.
+ */
+async function rewriteDamagedJournal(store: Store, before: ScrubReport, indexRebuilt: boolean, everyBodyRestored: boolean): Promise<boolean> {
+  const journalDamaged = before.findings.some((f) => f.kind === 'journal-damage' || f.kind === 'journal-gap');
+  if (!journalDamaged || indexRebuilt || store.health.rebuilt || !everyBodyRestored) return false;
+  await store.maintenance().rewriteJournalFromIndex();
+  return true;
 }
 
 /** Copies the bytes of a damaged record into quarantine/ (the pack itself is not changed). */

@@ -1,5 +1,5 @@
 // Where repair finds good copies: another mailstore (a replica or a copy: its packs are scanned,
-// so neither its index nor its lock is needed), a running node (HOST:PORT, its replication
+// and its journal segments for inline bodies, so neither its index nor its lock is needed), a running node (HOST:PORT, its replication
 // listener: blobs by hash) or a directory of raw messages. Every copy is
 // verified against the wanted hash before it is used.
 import { join } from 'node:path';
@@ -10,6 +10,10 @@ import { PackStore } from '../blob/pack-store.js';
 import { LAYOUT } from '../store/identity.js';
 import { limits } from '../limits.js';
 import { fetchBlobsFrom, isNodeAddress } from '../replication/blob-source.js';
+import { decodeCbor } from '../index/codec.js';
+import { parseSegment } from '../journal/segment-reader.js';
+import { parseSegmentFileName } from '../journal/journal-format.js';
+import type { JournalPayload } from '../store/records.js';
 
 export async function findCopies(fs: FileSystem, source: string, wanted: Set<string>, found: Map<string, Buffer>, messageBytesMax: number, options: { keyFile?: string } = {}): Promise<void> {
   if (wanted.size === found.size) return;
@@ -23,6 +27,11 @@ export async function findCopies(fs: FileSystem, source: string, wanted: Set<str
 }
 
 async function fromStore(fs: FileSystem, source: string, wanted: Set<string>, found: Map<string, Buffer>): Promise<void> {
+  await fromPacks(fs, source, wanted, found);
+  if (found.size < wanted.size) await fromJournal(fs, source, wanted, found);
+}
+
+async function fromPacks(fs: FileSystem, source: string, wanted: Set<string>, found: Map<string, Buffer>): Promise<void> {
   const packs = await PackStore.open(fs, join(source, LAYOUT.packs), Buffer.alloc(16), {
     packBytesMax: limits.packBytesMax,
     checkMounted: async () => { throw new AssertionFailure('a repair source is never written'); },
@@ -40,6 +49,36 @@ async function fromStore(fs: FileSystem, source: string, wanted: Set<string>, fo
     }
   } finally {
     await packs.close();
+  }
+}
+
+/**
+ * Inline bodies (docs/FORMAT.md, "Inline bodies"): a small delivery's only copy is inside its
+ * journal record, so a copy or replica of the store holds it in its journal/ segments. Every
+ * valid record is decoded; damaged ranges are skipped (the copy may be damaged elsewhere too).
+ */
+async function fromJournal(fs: FileSystem, source: string, wanted: Set<string>, found: Map<string, Buffer>): Promise<void> {
+  const dir = join(source, LAYOUT.journal);
+  if (!(await fs.statIfExists(dir))) return;
+  for (const name of (await fs.readdir(dir)).filter((n) => parseSegmentFileName(n) !== undefined).sort()) {
+    const bytes = await fs.readFile(join(dir, name)).catch(() => undefined);
+    if (!bytes) continue;
+    for (const item of parseSegment(bytes, limits.journalRecordBytesMax)) {
+      if (item.kind !== 'record') continue;
+      let payload: JournalPayload;
+      try {
+        payload = decodeCbor<JournalPayload>(item.payload);
+      } catch {
+        continue; // a record this version cannot read is no copy of anything
+      }
+      for (const op of payload.ops ?? []) {
+        if (op.op !== 'message.add' || !op.body) continue;
+        const body = Buffer.from(op.body);
+        const hex = hashHex(hashBytes(body)); // verified: the op's hash field is not trusted
+        if (wanted.has(hex) && !found.has(hex)) found.set(hex, body);
+        if (found.size === wanted.size) return;
+      }
+    }
   }
 }
 
