@@ -8,6 +8,15 @@ import { decodeValue, encodeValue } from './codec.js';
 import { classifyLevelError, systemAdvice } from './level-errors.js';
 import { prefixEnd } from '../keys/tuple.js';
 
+/** Entries per LevelDB read when a raw iterator is walked with for-await. */
+const RAW_ITERATOR_BATCH = 256;
+
+/** LevelDB's iterator, its read failures as MailstoreErrors. */
+export interface RawIterator extends AsyncIterable<[Buffer, Buffer]> {
+  nextv(size: number): Promise<[Buffer, Buffer][]>;
+  close(): Promise<void>;
+}
+
 export type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
 
 /** A deleted key in a view's pending set (putting undefined deletes too). */
@@ -196,9 +205,29 @@ export class IndexDb {
     };
   }
 
-  /** Raw keys and values: scrub checks the checksums itself. Call settle() first. */
-  rawIterator(range: { gte: Buffer; lt: Buffer }) {
-    return this.db.iterator({ gte: range.gte, lt: range.lt });
+  /**
+   * Raw keys and values: scrub checks the checksums itself. Call settle() first. A read LevelDB
+   * fails (a damaged block: "Corruption: ...") is a MailstoreError (CORRUPT, IO, ...) as from
+   * every other read here, never a plain Error.
+   */
+  rawIterator(range: { gte: Buffer; lt: Buffer }): RawIterator {
+    const iterator = this.db.iterator({ gte: range.gte, lt: range.lt });
+    const mapped = <T>(read: Promise<T>): Promise<T> => read.catch((error: unknown) => { throw this.readError(error); });
+    return {
+      nextv: (size: number) => mapped(iterator.nextv(size)),
+      close: () => iterator.close(),
+      async *[Symbol.asyncIterator]() {
+        try {
+          for (;;) {
+            const batch = await mapped(iterator.nextv(RAW_ITERATOR_BATCH));
+            if (batch.length === 0) return;
+            yield* batch;
+          }
+        } finally {
+          await iterator.close().catch(() => undefined);
+        }
+      },
+    };
   }
 
   /** A bulk loader into this index (empty, with no other writer: a rebuild). */

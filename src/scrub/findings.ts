@@ -21,6 +21,8 @@ export type Finding =
   | { kind: 'snapshot-damage'; name: string; seq: number; why: string; onlyCover: boolean }
   | { kind: 'index-value-corrupt'; key: string }
   | { kind: 'index-journal-mismatch'; detail: string }
+  /** LevelDB failed a read during the index pass (a damaged table): the pass stopped there. */
+  | { kind: 'index-unreadable'; detail: string }
   | { kind: 'refcount-mismatch'; hash: string; recorded: number; counted: number }
   | { kind: 'name-index-mismatch'; name: string; detail: string }
   | { kind: 'acl-map-mismatch'; identifier: string; name: string; detail: string }
@@ -67,6 +69,7 @@ export function describeFinding(f: Finding): { where: string; what: string } {
         : `${f.why}; a rebuild uses the snapshot before it or the journal ('--repair' moves it to quarantine/)`,
     };
     case 'index-value-corrupt': return { where: `index key ${f.key}`, what: 'value fails its checksum' };
+    case 'index-unreadable': return { where: 'index', what: `${f.detail} (the index pass stopped there; '--repair' rebuilds the index from the journal)` };
     case 'index-journal-mismatch': return { where: 'index', what: `${f.detail}: the index lost entries (a damaged LevelDB table can read as empty); '--repair' rebuilds it from the journal` };
     case 'refcount-mismatch': return { where: `blob ${f.hash.slice(0, 16)}…`, what: `refcount ${f.recorded} but ${f.counted} messages refer to it` };
     case 'name-index-mismatch': return { where: `mailbox ${f.name}`, what: f.detail };

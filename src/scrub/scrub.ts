@@ -144,8 +144,24 @@ async function checkJournalAndIndex(store: Store, options: ScrubOptions, finding
     return checkJournal(store, findings, journalTotals, snapshots);
   });
   options.onProgress?.(packPass.progress('index'));
-  summary.indexKeys = await store.maintenance().runExclusive(() => checkIndex(store, findings, packPass.confirmed, summary.scanned, indexTotals, packPass.byChecksum));
+  summary.indexKeys = await store.maintenance().runExclusive(() => checkIndexReadable(store, findings, () => checkIndex(store, findings, packPass.confirmed, summary.scanned, indexTotals, packPass.byChecksum)));
   compareTotals(findings, journalTotals, indexTotals);
+}
+
+/**
+ * LevelDB failing a read (a damaged table block: CORRUPT) ends the index pass with a finding,
+ * not an error out of scrub: the index is derived state that `--repair` rebuilds from the journal.
+ * Found by the damage explorer: a flipped byte in a table made scrub throw "Corruption: corrupted
+ * internal key in DBIter". A full disk or an I/O error still stops scrub (nothing to rebuild).
+ */
+async function checkIndexReadable(store: Store, findings: Finding[], pass: () => Promise<number>): Promise<number> {
+  try {
+    return await pass();
+  } catch (error) {
+    if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT' || !error.message.startsWith('reading the index')) throw error;
+    findings.push({ kind: 'index-unreadable', detail: error.message });
+    return 0;
+  }
 }
 
 /**

@@ -1,0 +1,78 @@
+// LevelDB failing a read in the middle of scrub's index pass (a damaged table block: "Corruption:
+// corrupted internal key in DBIter", found by the damage explorer) is a finding, never an error out
+// of scrub: `index-unreadable`, damage, and `--repair` rebuilds the index from the journal. The
+// raw iterator gives its read failures as MailstoreErrors like every other index read.
+import { describe, expect, it } from 'vitest';
+import { Store } from '../../src/store/store.js';
+import { scrub } from '../../src/scrub/scrub.js';
+import { repair } from '../../src/scrub/repair.js';
+import { internalsOf } from '../helpers/internals.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+/** The LevelDB under the store's index, its iterators failing their reads after `after` entries. */
+function failIterators(store: Store, after: number): () => void {
+  const level = (internalsOf(store).db as unknown as { db: { iterator: (o: unknown) => { nextv(n: number): Promise<unknown[]>; close(): Promise<void> } } }).db;
+  const original = level.iterator;
+  level.iterator = (options: unknown) => {
+    const inner = original.call(level, options);
+    let served = 0;
+    return {
+      async nextv(n: number) {
+        if (served >= after) throw Object.assign(new Error('Corruption: corrupted internal key in DBIter'), { code: 'LEVEL_CORRUPTION' });
+        const batch = await inner.nextv(Math.min(n, after - served));
+        served += batch.length;
+        return batch;
+      },
+      close: () => inner.close(),
+    };
+  };
+  return () => { level.iterator = original; };
+}
+
+describe('an index LevelDB cannot read during scrub', () => {
+  it('the raw iterator fails CORRUPT (not a plain Error); scrub reports index-unreadable as damage; repair rebuilds the index; every message exact', async () => {
+    const dir = tmpDir('unreadable');
+    const store = await Store.open(dir, { create: true });
+    try {
+      await store.createMailbox('INBOX');
+      const bodies: Buffer[] = [];
+      for (let i = 1; i <= 40; i++) {
+        bodies.push(Buffer.from(`Subject: ${i}\r\n\r\n${'y'.repeat(100 + i)}\r\n`));
+        await store.append('INBOX', bodies[i - 1]);
+      }
+      const restore = failIterators(store, 5);
+      const iterator = store.maintenance().index.rawIterator({ gte: Buffer.alloc(0), lt: Buffer.from([0xff]) });
+      await expect(iterator.nextv(100)).resolves.toHaveLength(5);
+      await expect(iterator.nextv(100)).rejects.toMatchObject({ name: 'MailstoreError', code: 'CORRUPT' });
+      await iterator.close();
+      const report = await scrub(store);
+      const unreadable = report.findings.filter((f) => f.kind === 'index-unreadable');
+      expect(unreadable).toHaveLength(1);
+      expect(report.summary.damage).toBeGreaterThan(0);
+      restore(); // the rebuilt index is a new LevelDB: repair's own reads work
+      const result = await repair(store, report);
+      expect(result.indexRebuilt).toBe(true);
+      expect(result.unrepaired).toEqual([]);
+      for (let i = 1; i <= 40; i++) expect((await store.fetch('INBOX', i)).equals(bodies[i - 1])).toBe(true);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('an I/O error reading the index still stops scrub with its code (there is nothing to rebuild on a failing disk)', async () => {
+    const dir = tmpDir('unreadable-io');
+    const store = await Store.open(dir, { create: true });
+    try {
+      await store.createMailbox('INBOX');
+      await store.append('INBOX', Buffer.from('Subject: x\r\n\r\nx\r\n'));
+      const level = (internalsOf(store).db as unknown as { db: { iterator: (o: unknown) => unknown } }).db;
+      level.iterator = () => ({
+        nextv: async () => { throw Object.assign(new Error('IO error: /s/index/000005.ldb: Input/output error'), { code: 'LEVEL_IO_ERROR' }); },
+        close: async () => undefined,
+      });
+      await expect(scrub(store)).rejects.toMatchObject({ name: 'MailstoreError', code: 'IO' });
+    } finally {
+      await store.close().catch(() => undefined);
+    }
+  });
+});
