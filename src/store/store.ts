@@ -127,6 +127,16 @@ export type { CompactOptions, CompactResult } from './compact.js';
 export type { StoreAdministration } from './administration.js';
 export { uuidString };
 
+/**
+ * A mailbox id read from the index: 16 bytes. Anything else is damage (a flipped bit in a LevelDB
+ * key can move an entry into another key space, where its checksummed value has another shape):
+ * CORRUPT, not a TypeError (found by the damage explorer).
+ */
+function indexId(value: unknown, key: Buffer): Uint8Array {
+  if (value instanceof Uint8Array && value.length === 16) return value;
+  throw new MailstoreError('CORRUPT', `the index entry ${key.toString('hex')} does not hold a mailbox id; run 'mailstore scrub --repair' to rebuild the index from the journal`);
+}
+
 export class Store implements MailStore {
   readonly root: string;
   readonly fs: FileSystem;
@@ -823,7 +833,7 @@ export class Store implements MailStore {
     if (user === undefined) {
       for await (const [key, id] of this.db.entries<Buffer>({ prefix: keys.name(prefix) })) {
         const name = formatMailboxName(decodeNameKey(key));
-        if (matches(name)) out.push({ name, id: uuidString(Buffer.from(id)) });
+        if (matches(name)) out.push({ name, id: uuidString(Buffer.from(indexId(id, key))) });
       }
       return out;
     }
@@ -835,7 +845,7 @@ export class Store implements MailStore {
         if (!matches(name)) continue;
         const had = seen.get(name);
         const rights = normalizeRights((had?.rights ?? '') + value.rights);
-        seen.set(name, { name, id: uuidString(Buffer.from(value.id)), rights });
+        seen.set(name, { name, id: uuidString(Buffer.from(indexId(value.id, key))), rights });
       }
     }
     return [...seen.values()].sort((a, b) => Buffer.compare(keys.name(parseMailboxName(a.name)), keys.name(parseMailboxName(b.name))));

@@ -1,13 +1,16 @@
-// LevelDB failing a read in the middle of scrub's index pass (a damaged table block: "Corruption:
-// corrupted internal key in DBIter", found by the damage explorer) is a finding, never an error out
-// of scrub: `index-unreadable`, damage, and `--repair` rebuilds the index from the journal. The
-// raw iterator gives its read failures as MailstoreErrors like every other index read.
+// Damaged LevelDB tables under scrub's index pass, both found by the damage explorer:
+// - a read failing in the middle ("Corruption: corrupted internal key in DBIter") is a finding,
+//   never an error out of scrub: `index-unreadable`, damage, `--repair` rebuilds the index; the raw
+//   iterator gives its read failures as MailstoreErrors like every other index read;
+// - an entry iteration finds but a point lookup does not (a flipped bit in a table's bloom filter
+//   or index block: fetch NOT_FOUND while scrub counted the message) is `index-lookup-mismatch`.
 import { describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { repair } from '../../src/scrub/repair.js';
 import { internalsOf } from '../helpers/internals.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { keys } from '../../src/keys/index-keys.js';
 
 /** The LevelDB under the store's index, its iterators failing their reads after `after` entries. */
 function failIterators(store: Store, after: number): () => void {
@@ -75,4 +78,35 @@ describe('an index LevelDB cannot read during scrub', () => {
       await store.close().catch(() => undefined);
     }
   });
+
+  it('an entry a lookup does not find (a damaged bloom filter) is index-lookup-mismatch; repair rebuilds; every message exact again', async () => {
+    const dir = tmpDir('lookup');
+    const store = await Store.open(dir, { create: true });
+    try {
+      await store.createMailbox('INBOX');
+      const bodies: Buffer[] = [];
+      for (let i = 1; i <= 10; i++) {
+        bodies.push(Buffer.from(`Subject: ${i}\r\n\r\n${'z'.repeat(50 + i)}\r\n`));
+        await store.append('INBOX', bodies[i - 1]);
+      }
+      const level = (internalsOf(store).db as unknown as { db: { getMany: (k: Buffer[], o?: unknown) => Promise<(Buffer | undefined)[]>; getSync: (k: Buffer, o?: unknown) => Buffer | undefined } }).db;
+      const hidden = Buffer.from(keys.message(Buffer.from((await store.listMailboxes())[0].id.replace(/-/g, ''), 'hex'), 4));
+      const { getMany, getSync } = level;
+      level.getMany = async (list: Buffer[], o?: unknown) => (await getMany.call(level, list, o)).map((v, i) => (Buffer.from(list[i]).equals(hidden) ? undefined : v));
+      level.getSync = (k: Buffer, o?: unknown) => (Buffer.from(k).equals(hidden) ? undefined : getSync.call(level, k, o));
+      await expect(store.fetch('INBOX', 4)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      const report = await scrub(store);
+      expect(report.findings.filter((f) => f.kind === 'index-lookup-mismatch')).toEqual([{ kind: 'index-lookup-mismatch', key: hidden.toString('hex') }]);
+      expect(report.summary.damage).toBeGreaterThan(0);
+      level.getMany = getMany;
+      level.getSync = getSync;
+      const result = await repair(store, report);
+      expect(result.indexRebuilt).toBe(true);
+      expect(result.unrepaired).toEqual([]);
+      for (let i = 1; i <= 10; i++) expect((await store.fetch('INBOX', i)).equals(bodies[i - 1])).toBe(true);
+    } finally {
+      await store.close();
+    }
+  });
 });
+
