@@ -152,13 +152,15 @@ async function checkJournalAndIndex(store: Store, options: ScrubOptions, finding
  * LevelDB failing a read (a damaged table block: CORRUPT) ends the index pass with a finding,
  * not an error out of scrub: the index is derived state that `--repair` rebuilds from the journal.
  * Found by the damage explorer: a flipped byte in a table made scrub throw "Corruption: corrupted
- * internal key in DBIter". A full disk or an I/O error still stops scrub (nothing to rebuild).
+ * internal key in DBIter", or a flipped key byte left a name key that does not decode. A full
+ * disk or an I/O error still stops scrub (nothing to rebuild).
  */
 async function checkIndexReadable(store: Store, findings: Finding[], pass: () => Promise<number>): Promise<number> {
   try {
     return await pass();
   } catch (error) {
-    if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT' || !error.message.startsWith('reading the index')) throw error;
+    // LevelDB's own read failures (index-db.ts) and a key that does not decode (keys/tuple.ts)
+    if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT' || !/^(reading the index|an index key)/.test(error.message)) throw error;
     findings.push({ kind: 'index-unreadable', detail: error.message });
     return 0;
   }

@@ -8,7 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { repair } from '../../src/scrub/repair.js';
-import { internalsOf } from '../helpers/internals.js';
+import { internalsOf, rawLevelOf } from '../helpers/internals.js';
+import { SPACE } from '../../src/keys/tuple.js';
+import { encodeValue } from '../../src/index/codec.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { keys } from '../../src/keys/index-keys.js';
 
@@ -104,6 +106,23 @@ describe('an index LevelDB cannot read during scrub', () => {
       expect(result.indexRebuilt).toBe(true);
       expect(result.unrepaired).toEqual([]);
       for (let i = 1; i <= 10; i++) expect((await store.fetch('INBOX', i)).equals(bodies[i - 1])).toBe(true);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a name key that does not decode (a flipped byte left its string unterminated) is index-unreadable, not an error out of scrub', async () => {
+    const dir = tmpDir('badkey');
+    const store = await Store.open(dir, { create: true });
+    try {
+      await store.createMailbox('INBOX');
+      await store.append('INBOX', Buffer.from('Subject: k\r\n\r\nk\r\n'));
+      const level = rawLevelOf(store);
+      const [id] = (await store.listMailboxes()).map((b) => Buffer.from(b.id.replace(/-/g, ''), 'hex'));
+      await level.put(Buffer.concat([Buffer.from([SPACE.name]), Buffer.from('BROKEN')]), encodeValue(id)); // no terminator
+      const report = await scrub(store);
+      expect(report.findings.some((f) => f.kind === 'index-unreadable' && /unterminated/.test(f.detail))).toBe(true);
+      expect(report.summary.damage).toBeGreaterThan(0);
     } finally {
       await store.close();
     }
