@@ -456,6 +456,8 @@ const LOOKED_UP_SPACES: ReadonlySet<number> = new Set([SPACE.info, SPACE.name, S
 async function* entryBatches<T>(store: Store, space: number, findings: Finding[], counter: { n: number }, verifyLookups = false): AsyncGenerator<[Buffer, T][]> {
   const iterator = store.maintenance().index.rawIterator({ gte: Buffer.of(space), lt: Buffer.of(space + 1) });
   let next: Promise<[Buffer, Buffer][]> | undefined;
+  // the previous batch's lookups, compared while this batch is read and decoded
+  let checking: Promise<void> | undefined;
   try {
     next = iterator.nextv(limits.scrubIndexReadEntries);
     next.catch(() => undefined);
@@ -469,8 +471,9 @@ async function* entryBatches<T>(store: Store, space: number, findings: Finding[]
       next.catch(() => undefined); // a failure is rethrown where it is awaited, not unhandled meanwhile
       const out: [Buffer, T][] = [];
       const batchKeys = batch.map(([rawKey]) => (Buffer.isBuffer(rawKey) ? rawKey : Buffer.from(rawKey)));
-      // looked up on LevelDB's threads while this batch is decoded
+      // looked up on LevelDB's threads while this batch is decoded and the next one read
       const lookedUp = verifyLookups ? store.maintenance().index.getManyRaw(batchKeys) : undefined;
+      lookedUp?.catch(() => undefined); // rethrown where it is awaited
       for (const [i, [, rawValue]] of batch.entries()) {
         counter.n++;
         const key = batchKeys[i];
@@ -480,15 +483,17 @@ async function* entryBatches<T>(store: Store, space: number, findings: Finding[]
           findings.push({ kind: 'index-value-corrupt', key: key.toString('hex') });
         }
       }
-      if (lookedUp) {
-        const found = await lookedUp;
-        found.forEach((value, i) => {
-          if (!value || !value.equals(batch[i][1])) findings.push({ kind: 'index-lookup-mismatch', key: batchKeys[i].toString('hex') });
-        });
-      }
+      await checking;
+      checking = lookedUp?.then((found) => found.forEach((value, i) => {
+        if (!value || !value.equals(batch[i][1])) findings.push({ kind: 'index-lookup-mismatch', key: batchKeys[i].toString('hex') });
+      }));
+      checking?.catch(() => undefined);
       yield out;
     }
+    await checking;
+    checking = undefined;
   } finally {
+    await checking?.catch(() => undefined);
     await next?.catch(() => undefined);
     await iterator.close();
   }
