@@ -34,31 +34,40 @@ function failIterators(store: Store, after: number): () => void {
   return () => { level.iterator = original; };
 }
 
+/** A new store with INBOX holding `count` small messages (uid i holds bodies[i - 1]). */
+async function storeWith(name: string, count: number): Promise<{ store: Store; bodies: Buffer[] }> {
+  const store = await Store.open(tmpDir(name), { create: true });
+  await store.createMailbox('INBOX');
+  const bodies: Buffer[] = [];
+  for (let i = 1; i <= count; i++) {
+    bodies.push(Buffer.from(`Subject: ${i}\r\n\r\n${'y'.repeat(50 + i)}\r\n`));
+    await store.append('INBOX', bodies[i - 1]);
+  }
+  return { store, bodies };
+}
+
+/** Damage reported; `--repair` rebuilds the index, leaves nothing, and every message reads exact. */
+async function expectRepairedExact(store: Store, report: Awaited<ReturnType<typeof scrub>>, bodies: Buffer[]): Promise<void> {
+  expect(report.summary.damage).toBeGreaterThan(0);
+  const result = await repair(store, report);
+  expect(result.indexRebuilt).toBe(true);
+  expect(result.unrepaired).toEqual([]);
+  for (let i = 1; i <= bodies.length; i++) expect((await store.fetch('INBOX', i)).equals(bodies[i - 1])).toBe(true);
+}
+
 describe('an index LevelDB cannot read during scrub', () => {
   it('the raw iterator fails CORRUPT (not a plain Error); scrub reports index-unreadable as damage; repair rebuilds the index; every message exact', async () => {
-    const dir = tmpDir('unreadable');
-    const store = await Store.open(dir, { create: true });
+    const { store, bodies } = await storeWith('unreadable', 40);
     try {
-      await store.createMailbox('INBOX');
-      const bodies: Buffer[] = [];
-      for (let i = 1; i <= 40; i++) {
-        bodies.push(Buffer.from(`Subject: ${i}\r\n\r\n${'y'.repeat(100 + i)}\r\n`));
-        await store.append('INBOX', bodies[i - 1]);
-      }
       const restore = failIterators(store, 5);
       const iterator = store.maintenance().index.rawIterator({ gte: Buffer.alloc(0), lt: Buffer.from([0xff]) });
       await expect(iterator.nextv(100)).resolves.toHaveLength(5);
       await expect(iterator.nextv(100)).rejects.toMatchObject({ name: 'MailstoreError', code: 'CORRUPT' });
       await iterator.close();
       const report = await scrub(store);
-      const unreadable = report.findings.filter((f) => f.kind === 'index-unreadable');
-      expect(unreadable).toHaveLength(1);
-      expect(report.summary.damage).toBeGreaterThan(0);
+      expect(report.findings.filter((f) => f.kind === 'index-unreadable')).toHaveLength(1);
       restore(); // the rebuilt index is a new LevelDB: repair's own reads work
-      const result = await repair(store, report);
-      expect(result.indexRebuilt).toBe(true);
-      expect(result.unrepaired).toEqual([]);
-      for (let i = 1; i <= 40; i++) expect((await store.fetch('INBOX', i)).equals(bodies[i - 1])).toBe(true);
+      await expectRepairedExact(store, report, bodies);
     } finally {
       await store.close();
     }
@@ -82,15 +91,8 @@ describe('an index LevelDB cannot read during scrub', () => {
   });
 
   it('an entry a lookup does not find (a damaged bloom filter) is index-lookup-mismatch; repair rebuilds; every message exact again', async () => {
-    const dir = tmpDir('lookup');
-    const store = await Store.open(dir, { create: true });
+    const { store, bodies } = await storeWith('lookup', 10);
     try {
-      await store.createMailbox('INBOX');
-      const bodies: Buffer[] = [];
-      for (let i = 1; i <= 10; i++) {
-        bodies.push(Buffer.from(`Subject: ${i}\r\n\r\n${'z'.repeat(50 + i)}\r\n`));
-        await store.append('INBOX', bodies[i - 1]);
-      }
       const level = (internalsOf(store).db as unknown as { db: { getMany: (k: Buffer[], o?: unknown) => Promise<(Buffer | undefined)[]>; getSync: (k: Buffer, o?: unknown) => Buffer | undefined } }).db;
       const hidden = Buffer.from(keys.message(Buffer.from((await store.listMailboxes())[0].id.replace(/-/g, ''), 'hex'), 4));
       const { getMany, getSync } = level;
@@ -99,13 +101,9 @@ describe('an index LevelDB cannot read during scrub', () => {
       await expect(store.fetch('INBOX', 4)).rejects.toMatchObject({ code: 'NOT_FOUND' });
       const report = await scrub(store);
       expect(report.findings.filter((f) => f.kind === 'index-lookup-mismatch')).toEqual([{ kind: 'index-lookup-mismatch', key: hidden.toString('hex') }]);
-      expect(report.summary.damage).toBeGreaterThan(0);
       level.getMany = getMany;
       level.getSync = getSync;
-      const result = await repair(store, report);
-      expect(result.indexRebuilt).toBe(true);
-      expect(result.unrepaired).toEqual([]);
-      for (let i = 1; i <= 10; i++) expect((await store.fetch('INBOX', i)).equals(bodies[i - 1])).toBe(true);
+      await expectRepairedExact(store, report, bodies);
     } finally {
       await store.close();
     }
