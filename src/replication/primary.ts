@@ -330,7 +330,6 @@ class ReplicaSession implements BatchListener {
     this.unlisten();
     clearTimeout(this.cursorTimer);
     this.takeCommitOwed(); // the next session sends committed records, which replace the rounds
-
     this.primary.gate.replicaGone(this.nodeId);
     this.primary.forget(this);
     await this.writeCursor().catch(() => undefined);
