@@ -120,10 +120,13 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   const retired = new Set((await store.maintenance().index.get<number[]>(meta.retiredPacks)) ?? []);
   for (const pack of packs) if (retired.has(pack)) findings.push({ kind: 'retired-pack-present', pack });
   const packPass = new PackPass(store, options, findings, summary, cursor, overBudget);
-  await packPass.run(packs.filter((p) => !retired.has(p)));
-  if (!packPass.stoppedAt) await checkJournalAndIndex(store, options, findings, summary, packPass);
-  await attachRefs(store, findings);
-  await classifyDropped(store, findings);
+  // every pass reads the index (blob entries, message references): a table LevelDB cannot read is a finding
+  await indexReadable(findings, async () => {
+    await packPass.run(packs.filter((p) => !retired.has(p)));
+    if (!packPass.stoppedAt) await checkJournalAndIndex(store, options, findings, summary, packPass);
+    await attachRefs(store, findings);
+    await classifyDropped(store, findings);
+  });
   if (budget !== undefined) await writeCursor(store, packPass.stoppedAt ?? { cycle: cursor.cycle + 1, pack: 0, offset: 0 });
   summary.seconds = (now() - started) / 1000;
   summary.damage = findings.filter(isDamage).length;
@@ -144,25 +147,31 @@ async function checkJournalAndIndex(store: Store, options: ScrubOptions, finding
     return checkJournal(store, findings, journalTotals, snapshots);
   });
   options.onProgress?.(packPass.progress('index'));
-  summary.indexKeys = await store.maintenance().runExclusive(() => checkIndexReadable(store, findings, () => checkIndex(store, findings, packPass.confirmed, summary.scanned, indexTotals, packPass.byChecksum)));
-  compareTotals(findings, journalTotals, indexTotals);
+  let indexKeys = 0;
+  const read = await indexReadable(findings, async () => {
+    indexKeys = await store.maintenance().runExclusive(() => checkIndex(store, findings, packPass.confirmed, summary.scanned, indexTotals, packPass.byChecksum));
+  });
+  summary.indexKeys = indexKeys;
+  if (read) compareTotals(findings, journalTotals, indexTotals);
 }
 
 /**
- * LevelDB failing a read (a damaged table block: CORRUPT) ends the index pass with a finding,
- * not an error out of scrub: the index is derived state that `--repair` rebuilds from the journal.
+ * LevelDB failing a read (a damaged table block: CORRUPT) ends the pass that met it (the pack
+ * pass reads blob entries, the index pass all of it, references after) with a finding, not an
+ * error out of scrub: the index is derived state that `--repair` rebuilds from the journal.
  * Found by the damage explorer: a flipped byte in a table made scrub throw "Corruption: corrupted
  * internal key in DBIter", or a flipped key byte left a name key that does not decode. A full
  * disk or an I/O error still stops scrub (nothing to rebuild).
  */
-async function checkIndexReadable(store: Store, findings: Finding[], pass: () => Promise<number>): Promise<number> {
+async function indexReadable(findings: Finding[], pass: () => Promise<void>): Promise<boolean> {
   try {
-    return await pass();
+    await pass();
+    return true;
   } catch (error) {
     // LevelDB's own read failures (index-db.ts) and a key that does not decode (keys/tuple.ts)
     if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT' || !/^(reading the index|an index key)/.test(error.message)) throw error;
-    findings.push({ kind: 'index-unreadable', detail: error.message });
-    return 0;
+    if (!findings.some((f) => f.kind === 'index-unreadable')) findings.push({ kind: 'index-unreadable', detail: error.message });
+    return false;
   }
 }
 
@@ -551,6 +560,11 @@ function spaceBatches<T>(pass: IndexPass, space: number): AsyncGenerator<[Buffer
 async function readMailboxes(pass: IndexPass): Promise<Map<string, BoxCheck>> {
   const boxes = new Map<string, BoxCheck>();
   for await (const batch of spaceBatches<MailboxInfo>(pass, SPACE.info)) for (const [key, info] of batch) {
+    if (!Array.isArray((info as Partial<MailboxInfo> | undefined)?.name)) {
+      // a checksummed value of another shape: a flipped key byte moved it here (damage explorer)
+      pass.findings.push({ kind: 'index-value-corrupt', key: key.toString('hex') });
+      continue;
+    }
     const id = key.subarray(1).toString('hex');
     boxes.set(id, { info, name: formatMailboxName(info.name), seenInNames: false, ...emptyTally() });
   }

@@ -125,5 +125,16 @@ describe('an index LevelDB cannot read during scrub', () => {
       await store.close();
     }
   });
-});
 
+  it('a mailbox entry holding a value of another shape (a key flipped into I) is index-value-corrupt, not a TypeError out of scrub', async () => {
+    const { store } = await storeWith('shape', 2);
+    try {
+      await rawLevelOf(store).put(Buffer.concat([Buffer.from([SPACE.info]), Buffer.alloc(16, 7)]), encodeValue(Buffer.alloc(16, 1)));
+      const report = await scrub(store);
+      expect(report.findings.some((f) => f.kind === 'index-value-corrupt')).toBe(true);
+      expect(report.summary.damage).toBeGreaterThan(0);
+    } finally {
+      await store.close();
+    }
+  });
+});
