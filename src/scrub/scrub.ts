@@ -121,13 +121,14 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   for (const pack of packs) if (retired.has(pack)) findings.push({ kind: 'retired-pack-present', pack });
   const packPass = new PackPass(store, options, findings, summary, cursor, overBudget);
   // every pass reads the index (blob entries, message references): a table LevelDB cannot read is a finding
-  await indexReadable(findings, async () => {
+  const passesRan = await indexReadable(findings, async () => {
     await packPass.run(packs.filter((p) => !retired.has(p)));
     if (!packPass.stoppedAt) await checkJournalAndIndex(store, options, findings, summary, packPass);
     await attachRefs(store, findings);
     await classifyDropped(store, findings);
   });
-  if (budget !== undefined) await writeCursor(store, packPass.stoppedAt ?? { cycle: cursor.cycle + 1, pack: 0, offset: 0 });
+  // a pass cut short by an unreadable index did not finish its cycle: the next run starts where this one did
+  if (budget !== undefined && passesRan) await writeCursor(store, packPass.stoppedAt ?? { cycle: cursor.cycle + 1, pack: 0, offset: 0 });
   summary.seconds = (now() - started) / 1000;
   summary.damage = findings.filter(isDamage).length;
   summary.informational = findings.length - summary.damage;
