@@ -12,8 +12,26 @@ const FLAGS: Record<OpenMode, number> = {
   readNoFollow: constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
 };
 
+/**
+ * The two ways a file is fdatasynced. Replaceable only so a test can make the real one fail where
+ * the kernel would (EIO after a failed write-back) while everything around it is the real code:
+ * test/sim/faultfs.ts raises its injected faults here, e.g. between writevDurable's write and its
+ * in-thread flush, which no wrapper outside this file can reach.
+ */
+export interface Flushes {
+  /** fdatasync in the calling thread (writevDurable of a small write). */
+  inThread(fd: number, path: string): void;
+  /** fdatasync through the thread pool (sync, and writevDurable of a big write). */
+  inPool(handle: fsp.FileHandle, path: string): Promise<void>;
+}
+
+const KERNEL_FLUSHES: Flushes = {
+  inThread: (fd) => fdatasyncSync(fd),
+  inPool: (handle) => handle.datasync(),
+};
+
 class NodeFileHandle implements FileHandle {
-  constructor(readonly path: string, private readonly handle: fsp.FileHandle) {}
+  constructor(readonly path: string, private readonly handle: fsp.FileHandle, private readonly flushes: Flushes) {}
 
   /**
    * Reads synchronously: a message read is small and usually in the page cache, where a libuv
@@ -66,7 +84,7 @@ class NodeFileHandle implements FileHandle {
   }
 
   sync(): Promise<void> {
-    return this.handle.datasync();
+    return this.flushes.inPool(this.handle, this.path);
   }
 
   /**
@@ -79,7 +97,7 @@ class NodeFileHandle implements FileHandle {
     await this.writev(parts, position);
     let bytes = 0;
     for (const part of parts) bytes += part.length;
-    if (bytes <= limits.syncWriteBytesMax) fdatasyncSync(this.handle.fd);
+    if (bytes <= limits.syncWriteBytesMax) this.flushes.inThread(this.handle.fd, this.path);
     else await this.sync();
   }
 
@@ -108,8 +126,11 @@ function toStat(s: import('node:fs').Stats): FileStat {
 }
 
 export class NodeFileSystem implements FileSystem {
+  /** `flushes`: the kernel's, unless a test replaces them (see Flushes). */
+  constructor(private readonly flushes: Flushes = KERNEL_FLUSHES) {}
+
   async open(path: string, mode: OpenMode): Promise<FileHandle> {
-    return new NodeFileHandle(path, await fsp.open(path, FLAGS[mode], 0o640));
+    return new NodeFileHandle(path, await fsp.open(path, FLAGS[mode], 0o640), this.flushes);
   }
 
   readFile(path: string): Promise<Buffer> {

@@ -1,10 +1,12 @@
 // The real FileHandle's writevDurable: the parts land back to back and are synced, in the calling
 // thread when small (the fdatasync there) and through the thread pool when big; a failure is the
-// system error with its code, as from writev and sync.
+// system error with its code, as from writev and sync. The flush failing (EIO) is made by replacing
+// only the fdatasync calls (node-fs.ts Flushes): the write before it and the code after it are real.
 import { describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { fdatasyncSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import { NodeFileSystem, nodeFileSystem, type Flushes } from '../../src/fs/node-fs.js';
+import { systemError } from '../sim/faultfs.js';
 import { limits } from '../../src/limits.js';
 import { tmpDir } from '../helpers/tmp.js';
 
@@ -38,6 +40,49 @@ describe('NodeFileHandle.writevDurable', () => {
       expect(readFileSync(path).length).toBe(0);
     } finally {
       await handle.close();
+    }
+  });
+
+  /** Flushes that fail EIO (as fdatasync does after a failed write-back), noting which one was called. */
+  function failingFlushes(called: string[]): Flushes {
+    return {
+      inThread: (_fd, path) => { called.push('inThread'); throw systemError('EIO', 'fdatasync', path); },
+      inPool: async (_handle, path) => { called.push('inPool'); throw systemError('EIO', 'fdatasync', path); },
+    };
+  }
+
+  for (const [what, size, flush] of [['small', 4096, 'inThread'], ['big', limits.syncWriteBytesMax + 1, 'inPool']] as const) {
+    it(`${what}: its fdatasync (${flush}) failing EIO rejects with EIO, after the write`, async () => {
+      const path = join(tmpDir('wd'), 'f');
+      const called: string[] = [];
+      const handle = await new NodeFileSystem(failingFlushes(called)).open(path, 'createOrOpen');
+      try {
+        const error = await handle.writevDurable([Buffer.alloc(size, 0x61)], 0).catch((e: unknown) => e);
+        expect(error).toMatchObject({ code: 'EIO', syscall: 'fdatasync' });
+        expect(called).toEqual([flush]);
+        expect(readFileSync(path).length).toBe(size); // written (to the page cache), not known durable
+        await expect(handle.sync()).rejects.toMatchObject({ code: 'EIO' }); // sync() takes the pool's flush
+      } finally {
+        await handle.close();
+      }
+    });
+  }
+
+  it('the kernel flushes by default: a replaced one is used only by its own file system', async () => {
+    const called: string[] = [];
+    const flushes: Flushes = { inThread: (fd) => { called.push('inThread'); fdatasyncSync(fd); }, inPool: async (h) => { called.push('inPool'); await h.datasync(); } };
+    const path = join(tmpDir('wd'), 'f');
+    const replaced = await new NodeFileSystem(flushes).open(path, 'createOrOpen');
+    const plain = await nodeFileSystem.open(path, 'readWrite');
+    try {
+      await replaced.writevDurable([Buffer.from('a')], 0);
+      await plain.writevDurable([Buffer.from('b')], 1);
+      await plain.sync();
+      expect(called).toEqual(['inThread']);
+      expect(readFileSync(path).toString()).toBe('ab');
+    } finally {
+      await replaced.close();
+      await plain.close();
     }
   });
 });

@@ -438,6 +438,41 @@ describe('fault injection', () => {
     await handle.close();
   });
 
+  it('fails writevDurable\'s flush inside the real one (node-fs, in the calling thread), after its real write', async () => {
+    await fsp.writeFile(at('f'), '');
+    const ffs = await recorder();
+    const handle = await ffs.open(at('f'), 'readWrite');
+    await handle.writevDurable([Buffer.from('one'), Buffer.from('!')], 0); // write seq 1, sync seq 2
+    ffs.injectAt((op) => op.kind === 'sync', 'EIO');
+    const error = await handle.writevDurable([Buffer.from('two')], 4).catch((e: unknown) => e); // write seq 3, sync seq 4 fails
+    expect(error).toMatchObject({ code: 'EIO', syscall: 'fdatasync', path: at('f') });
+    expect((error as Error).stack).toMatch(/NodeFileHandle\.writevDurable/); // raised where the kernel's fdatasync runs
+    expect(ffs.firedFaults()).toEqual([{ seq: 4, kind: 'sync', path: at('f'), code: 'EIO' }]);
+    expect(await fsp.readFile(at('f'), 'utf8')).toBe('one!two'); // the write reached the file
+    expect(ffs.ops().map((op) => `${op.kind} ${op.seq}`)).toEqual(['write 1', 'sync 2', 'write 3']);
+    await handle.close();
+    expect(text((await crash(ffs, ffs.logLength, SEED, 'all-lost')).tree, 'f')).toBe('one!'); // only the synced write is durable
+    expect(text((await crash(ffs, ffs.logLength, SEED, 'all-kept')).tree, 'f')).toBe('one!two');
+  });
+
+  it('fails writevDurable\'s write before anything is written, and over another inner file system makes two calls', async () => {
+    await fsp.writeFile(at('f'), '');
+    const ffs = await recorder();
+    const handle = await ffs.open(at('f'), 'readWrite');
+    ffs.injectAt((op) => op.kind === 'write', 'EIO');
+    await expect(handle.writevDurable([Buffer.from('x')], 0)).rejects.toMatchObject({ code: 'EIO', syscall: 'write' });
+    expect(await fsp.readFile(at('f'), 'utf8')).toBe('');
+    expect(ffs.ops()).toEqual([]);
+    await handle.close();
+    const wrapped = new FaultFileSystem({ inner: new FaultFileSystem() });
+    expect(wrapped.flushesReachable).toBe(false);
+    const other = await wrapped.open(at('f'), 'readWrite');
+    wrapped.injectAt((op) => op.kind === 'sync', 'EIO');
+    await expect(other.writevDurable([Buffer.from('y')], 0)).rejects.toMatchObject({ code: 'EIO', syscall: 'fdatasync' });
+    expect(wrapped.counters().writes).toBe(1);
+    await other.close();
+  });
+
   it('fails directory listings and stats, and a one-shot rule with `times` fires exactly that often', async () => {
     await fsp.writeFile(at('f'), 'data');
     const ffs = await recorder();

@@ -74,7 +74,7 @@
 //     test-sized workloads (megabytes), not for gigabytes.
 //   - This is test code, so it uses node:fs directly (STYLE rule 3 is about src/).
 
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, fdatasyncSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import * as nodePath from 'node:path';
@@ -680,10 +680,31 @@ class FaultFileHandle implements FileHandle {
     this.owner.recordData(this.ino, info, { kind: 'write', position, data: Buffer.from(data) });
   }
 
-  /** The two calls it stands for, each with its own faults. */
+  /**
+   * The two calls it stands for (a write, then a sync), each with its own faults. Over the default
+   * inner NodeFileSystem the real writevDurable runs: a sync fault is raised by the real flush it
+   * calls (in the calling thread for a small write), after the real write, so the real code meets
+   * it as it would the kernel's EIO. Over another inner, the write and sync are made as two calls.
+   */
   async writevDurable(parts: Buffer[], position: number): Promise<void> {
-    await this.writev(parts, position);
-    await this.sync();
+    if (!this.owner.flushesReachable) {
+      await this.writev(parts, position);
+      await this.sync();
+      return;
+    }
+    const data = Buffer.concat(parts);
+    const write = this.owner.beginMutation({ kind: 'write', path: this.path, position, length: data.length });
+    const fault = this.owner.faultFor(write);
+    if (fault !== undefined) return this.failWrite(write, fault, data, position);
+    let synced: { info: OpInfo; coversUpTo: number } | undefined;
+    await this.owner.duringFlush(this.path, () => {
+      // the write is done (the real flush is next): recorded first, so the sync covers it
+      this.owner.recordData(this.ino, write, { kind: 'write', position, data });
+      const info = this.owner.beginMutation({ kind: 'sync', path: this.path });
+      this.owner.throwIfFault(info);
+      synced = { info, coversUpTo: this.owner.logLength };
+    }, () => this.inner.writevDurable(parts, position));
+    if (synced) this.owner.recordData(this.ino, synced.info, { kind: 'sync', coversUpTo: synced.coversUpTo });
   }
 
   async sync(): Promise<void> {
@@ -758,11 +779,19 @@ export class FaultFileSystem implements FileSystem {
   private fired: FiredFault[] = [];
   private counts: FaultCounters = FaultFileSystem.zeroCounters();
   private damageCounter = 0;
+  /** Per path: what runs inside the real flush of a writevDurable under way (duringFlush). */
+  private readonly flushHooks = new Map<string, () => void>();
+  /** The inner file system is this FaultFS's own NodeFileSystem, whose flushes call flushing(). */
+  readonly flushesReachable: boolean;
 
   constructor(options: FaultFsOptions = {}) {
     this.seed = (options.seed ?? 1) >>> 0;
     this.rng = new Rng(this.seed);
-    this.inner = options.inner ?? new NodeFileSystem();
+    this.flushesReachable = options.inner === undefined;
+    this.inner = options.inner ?? new NodeFileSystem({
+      inThread: (fd, path) => { this.flushing(path); fdatasyncSync(fd); },
+      inPool: async (handle, path) => { this.flushing(path); await handle.datasync(); },
+    });
   }
 
   // --- recording --------------------------------------------------------------------------
@@ -1099,6 +1128,27 @@ export class FaultFileSystem implements FileSystem {
 
   // --- plumbing used by handles -----------------------------------------------------------
   // Internal: public only so FaultFileHandle can reach them. Tests should not call these.
+
+  /** Runs `run` (a real writevDurable of `path`) with `hook` called in place of the start of its flush. */
+  async duringFlush(path: string, hook: () => void, run: () => Promise<void>): Promise<void> {
+    const key = nodePath.resolve(path);
+    if (this.flushHooks.has(key)) throw new Error(`faultfs: two writevDurable calls on ${path} at once`);
+    this.flushHooks.set(key, hook);
+    try {
+      await run();
+    } finally {
+      this.flushHooks.delete(key);
+    }
+  }
+
+  /** Called by the inner NodeFileSystem right before each real fdatasync; a hook's throw is that fdatasync failing. */
+  private flushing(path: string): void {
+    const key = nodePath.resolve(path);
+    const hook = this.flushHooks.get(key);
+    if (hook === undefined) return;
+    this.flushHooks.delete(key);
+    hook();
+  }
 
   /** Numbers and counts a mutating call. */
   beginMutation(init: Omit<OpInfo, 'seq' | 'relPath'>): OpInfo {
