@@ -92,6 +92,60 @@ describe('a replica whose REPLICATION-PENDING write fails', () => {
   }
 });
 
+describe("a replica whose pending round's in-thread fdatasync fails EIO (the real writevDurable, node-fs.ts)", () => {
+  // FaultFS raises the fault inside NodeFileHandle.writevDurable, where fdatasyncSync runs, after the
+  // frame's real write (test/sim/faultfs.ts duringFlush). The replica does not reconnect within the
+  // test (its retry delay is raised), so the primary's --sync-fallback decides alone.
+  for (const fallback of ['refuse', 'async'] as const) {
+    it(`--sync-fallback ${fallback}: the round is not acknowledged, the primary logs the replica's EIO and ${fallback === 'refuse' ? 'fails the change UNAVAILABLE' : 'acknowledges it, counted unprotected'}; nothing acknowledged is lost`, async () => {
+      const tunable = limits as { replicationRetryMinMs: number };
+      const savedRetryMs = tunable.replicationRetryMinMs;
+      tunable.replicationRetryMinMs = 60_000;
+      const faults = new FaultFileSystem();
+      let started: Awaited<ReturnType<typeof syncPair>> | undefined;
+      try {
+        started = await syncPair(faults, fallback, 300);
+        const { pair, lines } = started;
+        const { primaryStore, primary } = pair;
+        const acknowledged = new Map([[1, 0], [(await primaryStore.append('INBOX', msg(1))).uid, 1]]); // uid -> msg; a tentative round: the file is preallocated now
+        const pendingPath = join(pair.replica.store.root, PENDING_FILE);
+        faults.failAll('EIO', { pathPrefix: pendingPath, ops: ['sync'] });
+        const outcome = await primaryStore.append('INBOX', msg(2)).catch((e: unknown) => e);
+        const failedSeq = primaryStore.changes.lastSeq; // committed on the primary either way
+        expect(faults.firedFaults().map((f) => `${f.kind} ${f.code} ${f.path}`)).toEqual([`sync EIO ${pendingPath}`]);
+        await until(() => lines.some((l) => new RegExp(`reports: .*tentative round ${failedSeq} durable in ${PENDING_FILE}: .*EIO`).test(l)), 5_000, "the primary's log line");
+        const state = (await primary.status()).replicas;
+        expect(state).toHaveLength(1);
+        expect(state[0].seq).toBeLessThan(failedSeq); // the replica never acknowledged the round
+        if (fallback === 'refuse') {
+          expect(outcome).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/may have committed/) });
+          expect((await primary.status()).unprotectedCommits).toBe(0);
+        } else {
+          expect(outcome).toMatchObject({ uid: 3 });
+          acknowledged.set(3, 2);
+          expect((await primary.status()).unprotectedCommits).toBeGreaterThanOrEqual(1);
+          expect(lines.some((l) => /UNPROTECTED: seq \d+ was not confirmed/.test(l))).toBe(true);
+        }
+        // the disk works again and the replica comes back: every acknowledged change is on both
+        tunable.replicationRetryMinMs = savedRetryMs;
+        faults.clear();
+        await pair.replica.close();
+        pair.replica = await startReplica(pair.replicaDir, pair.replicaOptions);
+        await until(() => pair.replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 15_000, 'catch-up');
+        for (const [uid, i] of acknowledged) {
+          expect((await pair.replica.store.fetch('INBOX', uid)).equals(msg(i)), `uid ${uid} on the replica`).toBe(true);
+          expect((await primaryStore.fetch('INBOX', uid)).equals(msg(i)), `uid ${uid} on the primary`).toBe(true);
+        }
+        expect((await pair.replica.store.status('INBOX')).messages).toBe(3); // with refuse, the change that "may have committed" did
+        await pair.expectIdentical();
+      } finally {
+        tunable.replicationRetryMinMs = savedRetryMs;
+        await started?.pair.close();
+      }
+    }, 60_000);
+  }
+});
+
 /** A round whose records are never applied (they are skipped or refused before): enough for the file's logic. */
 const fakeRound = (seq: number): TentativeRound => ({ records: [{ seq, payload: Buffer.from(`record ${seq}`) }], packs: [], tails: [] });
 
