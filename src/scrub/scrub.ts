@@ -120,15 +120,17 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   const retired = new Set((await store.maintenance().index.get<number[]>(meta.retiredPacks)) ?? []);
   for (const pack of packs) if (retired.has(pack)) findings.push({ kind: 'retired-pack-present', pack });
   const packPass = new PackPass(store, options, findings, summary, cursor, overBudget);
-  // every pass reads the index (blob entries, message references): a table LevelDB cannot read is a finding
-  const passesRan = await indexReadable(findings, async () => {
+  // Every pass reads the index (the pack pass its blob entries, the index pass all of it, then the
+  // message references): a table LevelDB cannot read cuts the pass that met it short, and what
+  // follows with it (the totals comparison, the references), all of which read the same index.
+  const { cut } = await cutByUnreadableIndex(findings, async () => {
     await packPass.run(packs.filter((p) => !retired.has(p)));
     if (!packPass.stoppedAt) await checkJournalAndIndex(store, options, findings, summary, packPass);
     await attachRefs(store, findings);
     await classifyDropped(store, findings);
   });
-  // a pass cut short by an unreadable index did not finish its cycle: the next run starts where this one did
-  if (budget !== undefined && passesRan) await writeCursor(store, packPass.stoppedAt ?? { cycle: cursor.cycle + 1, pack: 0, offset: 0 });
+  // a cut pass did not finish its cycle: the next run starts where this one did
+  if (budget !== undefined && !cut) await writeCursor(store, packPass.stoppedAt ?? { cycle: cursor.cycle + 1, pack: 0, offset: 0 });
   summary.seconds = (now() - started) / 1000;
   summary.damage = findings.filter(isDamage).length;
   summary.informational = findings.length - summary.damage;
@@ -148,31 +150,29 @@ async function checkJournalAndIndex(store: Store, options: ScrubOptions, finding
     return checkJournal(store, findings, journalTotals, snapshots);
   });
   options.onProgress?.(packPass.progress('index'));
-  let indexKeys = 0;
-  const read = await indexReadable(findings, async () => {
-    indexKeys = await store.maintenance().runExclusive(() => checkIndex(store, findings, packPass.confirmed, summary.scanned, indexTotals, packPass.byChecksum));
-  });
-  summary.indexKeys = indexKeys;
-  if (read) compareTotals(findings, journalTotals, indexTotals);
+  // an unreadable index ends this here (cutByUnreadableIndex): the index totals would be partial
+  summary.indexKeys = await store.maintenance().runExclusive(() => checkIndex(store, findings, packPass.confirmed, summary.scanned, indexTotals, packPass.byChecksum));
+  compareTotals(findings, journalTotals, indexTotals);
 }
 
 /**
- * LevelDB failing a read (a damaged table block: CORRUPT) ends the pass that met it (the pack
- * pass reads blob entries, the index pass all of it, references after) with a finding, not an
- * error out of scrub: the index is derived state that `--repair` rebuilds from the journal.
+ * Runs scrub's passes in order. LevelDB failing a read (a damaged table block: CORRUPT) ends the
+ * pass that met it, and the passes after it, with one finding (`cut`), not an error out of scrub:
+ * the index is derived state that `--repair` rebuilds from the journal; the scrub after that
+ * rebuild reads it whole. One wrap for all passes: what a cut skips is exactly what follows it.
  * Found by the damage explorer: a flipped byte in a table made scrub throw "Corruption: corrupted
  * internal key in DBIter", or a flipped key byte left a name key that does not decode. A full
  * disk or an I/O error still stops scrub (nothing to rebuild).
  */
-async function indexReadable(findings: Finding[], pass: () => Promise<void>): Promise<boolean> {
+async function cutByUnreadableIndex(findings: Finding[], passes: () => Promise<void>): Promise<{ cut: boolean }> {
   try {
-    await pass();
-    return true;
+    await passes();
+    return { cut: false };
   } catch (error) {
     // LevelDB's own read failures (index-db.ts) and a key that does not decode (keys/tuple.ts)
     if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT' || !/^(reading the index|an index key)/.test(error.message)) throw error;
-    if (!findings.some((f) => f.kind === 'index-unreadable')) findings.push({ kind: 'index-unreadable', detail: error.message });
-    return false;
+    findings.push({ kind: 'index-unreadable', detail: error.message });
+    return { cut: true };
   }
 }
 

@@ -5,6 +5,8 @@
 // - an entry iteration finds but a point lookup does not (a flipped bit in a table's bloom filter
 //   or index block: fetch NOT_FOUND while scrub counted the message) is `index-lookup-mismatch`.
 import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { repair } from '../../src/scrub/repair.js';
@@ -14,12 +16,13 @@ import { encodeValue } from '../../src/index/codec.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { keys } from '../../src/keys/index-keys.js';
 
-/** The LevelDB under the store's index, its iterators failing their reads after `after` entries. */
-function failIterators(store: Store, after: number): () => void {
+/** The LevelDB under the store's index, its iterators (those `which` accepts) failing their reads after `after` entries. */
+function failIterators(store: Store, after: number, which: (options: { gte?: Uint8Array }) => boolean = () => true): () => void {
   const level = (internalsOf(store).db as unknown as { db: { iterator: (o: unknown) => { nextv(n: number): Promise<unknown[]>; close(): Promise<void> } } }).db;
   const original = level.iterator;
   level.iterator = (options: unknown) => {
     const inner = original.call(level, options);
+    if (!which(options as { gte?: Uint8Array })) return inner;
     let served = 0;
     return {
       async nextv(n: number) {
@@ -67,6 +70,27 @@ describe('an index LevelDB cannot read during scrub', () => {
       const report = await scrub(store);
       expect(report.findings.filter((f) => f.kind === 'index-unreadable')).toHaveLength(1);
       restore(); // the rebuilt index is a new LevelDB: repair's own reads work
+      await expectRepairedExact(store, report, bodies);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a cut index pass ends scrub\'s passes there: one index-unreadable, no totals comparison from a partial read, the budgeted cursor not moved on', async () => {
+    const { store, bodies } = await storeWith('cut', 40);
+    try {
+      const cursorFile = join(store.root, 'scrub-cursor.json');
+      const clean = await scrub(store, { timeBudgetMs: 600_000 });
+      expect(clean.summary.damage).toBe(0);
+      const cursor = readFileSync(cursorFile, 'utf8');
+      expect(JSON.parse(cursor)).toMatchObject({ cycle: 1, pack: 0, offset: 0 });
+      const restore = failIterators(store, 5, (o) => o.gte?.[0] === SPACE.message); // the index pass's walk over the messages fails
+      const report = await scrub(store, { timeBudgetMs: 600_000 });
+      restore();
+      expect(report.summary.journalRecords).toBeGreaterThan(0); // the journal pass ran: the cut came in the index pass
+      expect(report.summary.indexKeys).toBe(0);
+      expect(report.findings.map((f) => f.kind)).toEqual(['index-unreadable']); // not index-journal-mismatch from the partial totals
+      expect(readFileSync(cursorFile, 'utf8')).toBe(cursor); // the cycle did not finish: the next run starts where this one did
       await expectRepairedExact(store, report, bodies);
     } finally {
       await store.close();
