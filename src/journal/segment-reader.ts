@@ -3,8 +3,9 @@
 // frame whose header and payload checksums both hold.
 import { crc32 } from 'node:zlib';
 import type { FileHandle } from '../fs/filesystem.js';
+import { assert } from '../errors.js';
 import {
-  FILLER_PATTERN, RECORD_HEADER_BYTES, RECORD_MAGIC, SEGMENT_HEADER_BYTES, decodeRecordHeader, decodeSegmentHeader, fillerFrom,
+  FILLER_PATTERN, RECORD_HEADER_BYTES, RECORD_MAGIC, SEGMENT_HEADER_BYTES, decodeRecordHeader, decodeSegmentHeader, fillerBytes, fillerFrom,
 } from './journal-format.js';
 
 export type SegmentItem =
@@ -52,6 +53,92 @@ export function* parseSegment(bytes: Buffer, payloadBytesMax: number): Generator
     let next = bytes.indexOf(RECORD_MAGIC, p + 1);
     while (next !== -1 && !recordAt(bytes, next, payloadBytesMax)) next = bytes.indexOf(RECORD_MAGIC, next + 1);
     const stop = next === -1 ? bytes.length : next;
+    yield { kind: 'damage', offset: p, length: stop - p };
+    p = stop;
+  }
+}
+
+/**
+ * Reads a file through one window of about `chunkBytes`, read again wherever the next request falls
+ * outside it; a request longer than that (one big record) is read whole. Buffers handed out are
+ * never reused, so a payload stays valid after the window moves.
+ */
+class ReadWindow {
+  private base = 0;
+  private bytes = Buffer.alloc(0);
+
+  constructor(private readonly handle: FileHandle, readonly size: number, readonly chunkBytes: number) {}
+
+  /** The bytes [at, at + length), cut at the end of the file. */
+  async get(at: number, length: number): Promise<Buffer> {
+    const end = Math.min(at + length, this.size);
+    if (at >= this.base && end <= this.base + this.bytes.length) return this.bytes.subarray(at - this.base, end - this.base);
+    const want = Math.min(Math.max(end - at, this.chunkBytes), this.size - at);
+    const buffer = Buffer.allocUnsafe(Math.max(0, want));
+    const got = await this.handle.read(buffer, 0, buffer.length, at);
+    this.base = at;
+    this.bytes = buffer.subarray(0, got);
+    return this.bytes.subarray(0, Math.min(got, end - at));
+  }
+
+  /** The first offset at or after `from` where `needle` starts, or -1 (windows overlap by its length - 1). */
+  async indexOf(needle: Buffer, from: number): Promise<number> {
+    for (let at = from; at < this.size;) {
+      const chunk = await this.get(at, this.chunkBytes);
+      const found = chunk.indexOf(needle);
+      if (found >= 0) return at + found;
+      if (at + chunk.length >= this.size || chunk.length < needle.length) return -1;
+      at += chunk.length - (needle.length - 1);
+    }
+    return -1;
+  }
+
+  /**
+   * Whether everything from `from` to the end of the file is the journal's filler. The first look
+   * is short (a record's magic shares its first byte with the filler), then windows.
+   */
+  async fillerFrom(from: number): Promise<boolean> {
+    for (let at = from, step = FILLER_PATTERN.length; at < this.size; step = this.chunkBytes) {
+      const chunk = await this.get(at, step);
+      if (!chunk.equals(fillerBytes(at, chunk.length))) return false;
+      at += chunk.length;
+    }
+    return true;
+  }
+}
+
+/** recordAt, over a window. */
+async function recordIn(window: ReadWindow, p: number, payloadBytesMax: number): Promise<Extract<SegmentItem, { kind: 'record' }> | undefined> {
+  const header = decodeRecordHeader(await window.get(p, RECORD_HEADER_BYTES));
+  if (!header || header.payloadLength > payloadBytesMax) return undefined;
+  const end = p + RECORD_HEADER_BYTES + header.payloadLength;
+  if (end > window.size) return undefined;
+  const payload = await window.get(p + RECORD_HEADER_BYTES, header.payloadLength);
+  if (payload.length !== header.payloadLength || crc32(payload) !== header.payloadCrc) return undefined;
+  return { kind: 'record', seq: header.seq, payload, offset: p, end };
+}
+
+/**
+ * parseSegment over an open segment, read in windows of `chunkBytes` (a record longer than that
+ * is read whole): the same items, for a reader that may stop early (repair looking for a few
+ * inline bodies in a source store) and should not hold a whole segment for it.
+ */
+export async function* scanSegmentFile(handle: FileHandle, payloadBytesMax: number, chunkBytes: number): AsyncGenerator<SegmentItem> {
+  assert(chunkBytes >= RECORD_HEADER_BYTES, `a segment is read in chunks of at least one record header (${chunkBytes} bytes asked)`);
+  const window = new ReadWindow(handle, await handle.size(), chunkBytes);
+  let p = SEGMENT_HEADER_BYTES;
+  while (p < window.size) {
+    const first = await window.get(p, 1);
+    if (first[0] === FILLER_PATTERN[p % FILLER_PATTERN.length] && (await window.fillerFrom(p))) return;
+    const item = await recordIn(window, p, payloadBytesMax);
+    if (item) {
+      yield item;
+      p = item.end;
+      continue;
+    }
+    let next = await window.indexOf(RECORD_MAGIC, p + 1);
+    while (next !== -1 && !(await recordIn(window, next, payloadBytesMax))) next = await window.indexOf(RECORD_MAGIC, next + 1);
+    const stop = next === -1 ? window.size : next;
     yield { kind: 'damage', offset: p, length: stop - p };
     p = stop;
   }

@@ -11,7 +11,7 @@ import { LAYOUT } from '../store/identity.js';
 import { limits } from '../limits.js';
 import { fetchBlobsFrom, isNodeAddress } from '../replication/blob-source.js';
 import { decodeCbor } from '../index/codec.js';
-import { parseSegment } from '../journal/segment-reader.js';
+import { scanSegmentFile } from '../journal/segment-reader.js';
 import { parseSegmentFileName } from '../journal/journal-format.js';
 import type { JournalPayload } from '../store/records.js';
 
@@ -56,29 +56,43 @@ async function fromPacks(fs: FileSystem, source: string, wanted: Set<string>, fo
  * Inline bodies (docs/FORMAT.md, "Inline bodies"): a small delivery's only copy is inside its
  * journal record, so a copy or replica of the store holds it in its journal/ segments. Every
  * valid record is decoded; damaged ranges are skipped (the copy may be damaged elsewhere too).
+ * Segments are read in windows of limits.readChunkBytes and the search stops at the last wanted
+ * body: a source's journal can be many segments, and a few bodies are usually all that is wanted.
  */
 async function fromJournal(fs: FileSystem, source: string, wanted: Set<string>, found: Map<string, Buffer>): Promise<void> {
   const dir = join(source, LAYOUT.journal);
   if (!(await fs.statIfExists(dir))) return;
   for (const name of (await fs.readdir(dir)).filter((n) => parseSegmentFileName(n) !== undefined).sort()) {
-    const bytes = await fs.readFile(join(dir, name)).catch(() => undefined);
-    if (!bytes) continue;
-    for (const item of parseSegment(bytes, limits.journalRecordBytesMax)) {
-      if (item.kind !== 'record') continue;
-      let payload: JournalPayload;
-      try {
-        payload = decodeCbor<JournalPayload>(item.payload);
-      } catch {
-        continue; // a record this version cannot read is no copy of anything
-      }
-      for (const op of payload.ops ?? []) {
-        if (op.op !== 'message.add' || !op.body) continue;
-        const body = Buffer.from(op.body);
-        const hex = hashHex(hashBytes(body)); // verified: the op's hash field is not trusted
-        if (wanted.has(hex) && !found.has(hex)) found.set(hex, body);
+    if (found.size === wanted.size) return;
+    const handle = await fs.open(join(dir, name), 'read').catch(() => undefined);
+    if (!handle) continue;
+    try {
+      for await (const item of scanSegmentFile(handle, limits.journalRecordBytesMax, limits.readChunkBytes)) {
+        if (item.kind === 'record') takeInlineBodies(item.payload, wanted, found);
         if (found.size === wanted.size) return;
       }
+    } catch (error) {
+      if (error instanceof AssertionFailure) throw error;
+      // a segment that cannot be read on (an I/O error) is no copy of the rest of it; the next may be
+    } finally {
+      await handle.close();
     }
+  }
+}
+
+/** The wanted bodies in one journal record's message.add ops, each verified by its hash. */
+function takeInlineBodies(record: Buffer, wanted: Set<string>, found: Map<string, Buffer>): void {
+  let payload: JournalPayload;
+  try {
+    payload = decodeCbor<JournalPayload>(record);
+  } catch {
+    return; // a record this version cannot read is no copy of anything
+  }
+  for (const op of payload.ops ?? []) {
+    if (op.op !== 'message.add' || !op.body) continue;
+    const body = Buffer.from(op.body);
+    const hex = hashHex(hashBytes(body)); // verified: the op's hash field is not trusted
+    if (wanted.has(hex) && !found.has(hex)) found.set(hex, body);
   }
 }
 
