@@ -213,7 +213,13 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   let cycles = 0;
   let compactions = 0;
   for (let cycle = 0; cycle < options.cycles; cycle++) {
-    const lines = await runChild(script, dir, cycle, Math.floor(random() * 2 ** 31), { killAfterMs: 20 + Math.floor(random() * 400) });
+    // Every SNAPSHOT_CYCLE_EVERY-th cycle the kill is timed from the child's first snapshot that
+    // retired a segment (beside the writers) instead of from READY: on a loaded machine a kill
+    // 20-420 ms after READY can come before any snapshot finishes, cycle after cycle, and then the
+    // soak would not have killed a child after (or during) snapshots and retirement, nor rebuilt
+    // an index from a snapshot (the next dropIndex check), which it must.
+    const afterSnapshot = cycle % SNAPSHOT_CYCLE_EVERY === 0 ? RETIRING_SNAPSHOT : undefined;
+    const lines = await runChild(script, dir, cycle, Math.floor(random() * 2 ** 31), { killAfterMs: 20 + Math.floor(random() * 400), armAfter: afterSnapshot });
     compactions += lines.filter((l) => l.startsWith('C ')).length;
     ledger.absorb(lines, cycle);
     await ledger.verify(dir, cycle, { dropIndex: cycle % 3 === 2 });
@@ -224,11 +230,19 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   return { cycles, ...ledger.counts, compactions, ms: Date.now() - started };
 }
 
+/** See runSoak: cycles 0, 10, 20, ... wait for a snapshot. */
+const SNAPSHOT_CYCLE_EVERY = 10;
+/** A child's line for a finished snapshot that retired at least one journal segment. */
+const RETIRING_SNAPSHOT = /^S \d+ [1-9]\d*$/m;
+/** How long a child may take to print the line a kill waits for (armAfter) before the run fails. */
+const CHILD_WAIT_MS = 60_000;
+
 /**
- * Spawns a child and, `killAfterMs` after it is ready, runs `beforeKill` (a power cut, say) and
- * kills it with SIGKILL. Returns its whole stdout lines.
+ * Spawns a child and, `killAfterMs` after it is ready (and, with `armAfter`, after it printed a
+ * line matching it), runs `beforeKill` (a power cut, say) and kills it with SIGKILL. Returns its
+ * whole stdout lines.
  */
-export function runChild(script: string, dir: string, cycle: number, seed: number, options: { killAfterMs: number; beforeKill?: () => void; uid?: number; gid?: number }): Promise<string[]> {
+export function runChild(script: string, dir: string, cycle: number, seed: number, options: { killAfterMs: number; armAfter?: RegExp; beforeKill?: () => void; uid?: number; gid?: number }): Promise<string[]> {
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, [script, 'child', dir, String(cycle), String(seed)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -238,18 +252,20 @@ export function runChild(script: string, dir: string, cycle: number, seed: numbe
     const kill = () => {
       try { options.beforeKill?.(); } finally { killed = true; proc.kill('SIGKILL'); }
     };
+    const armed = () => stdout.includes('READY\n') && (!options.armAfter || options.armAfter.test(stdout));
     proc.stdout.on('data', (chunk: Buffer) => {
       stdout += chunk.toString();
-      if (!timer && stdout.includes('READY\n')) timer = setTimeout(kill, options.killAfterMs);
+      if (!timer && armed()) timer = setTimeout(kill, options.killAfterMs);
     });
     proc.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-    const guard = setTimeout(() => proc.kill('SIGKILL'), 60_000);
+    const guard = setTimeout(() => proc.kill('SIGKILL'), CHILD_WAIT_MS);
     proc.on('close', (code, signal) => {
       clearTimeout(guard);
       if (timer) clearTimeout(timer);
       // after a power cut the child's writes fail and it may exit on its own before the kill
       if (!killed && signal !== 'SIGKILL') return reject(new Error(`soak child exited on its own (code ${code}, signal ${signal}): ${stderr.slice(0, 2000)}`));
       if (!stdout.includes('READY\n')) return reject(new Error(`soak child was killed before it was ready: ${stderr.slice(0, 2000)}`));
+      if (!armed()) return reject(new Error(`soak child (cycle ${cycle}) printed no line matching ${String(options.armAfter)} within ${CHILD_WAIT_MS} ms: ${stderr.slice(0, 2000)}`));
       const lines = stdout.split('\n');
       lines.pop(); // a line cut by the kill is not a whole acknowledgement
       resolve(lines.filter((l) => l && l !== 'READY'));

@@ -19,8 +19,11 @@ describe('SIGKILL soak', () => {
       expect(result.cycles).toBe(CYCLES);
       expect(result.appendsAcked).toBeGreaterThan(CYCLES);
       // The child snapshots and retires beside its writers; every third check rebuilds from a snapshot.
-      expect(result.snapshots).toBeGreaterThan(0);
-      expect(result.segmentsRetired).toBeGreaterThan(0);
+      // Cycles 0, 10, 20, ... are killed only after a snapshot that retired a segment (runSoak), so
+      // these hold however slow the machine is, and a check after one of them rebuilds from it.
+      const waited = Math.ceil(CYCLES / 10);
+      expect(result.snapshots).toBeGreaterThanOrEqual(waited);
+      expect(result.segmentsRetired).toBeGreaterThanOrEqual(waited);
       expect(result.rebuildsFromSnapshot).toBeGreaterThan(0);
     }, 3_600_000);
 });
