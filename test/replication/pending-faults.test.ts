@@ -1,5 +1,6 @@
 // Failure paths of a synchronous replica's tentative rounds (pending-rounds.ts): its
-// REPLICATION-PENDING write or fdatasync fails (EIO, a full disk), and a frame of that file is
+// REPLICATION-PENDING write or fdatasync fails (EIO, a full disk; the fdatasync inside the real
+// writevDurable, in the calling thread: FaultFS raises it there), and a frame of that file is
 // damaged when `promote` reads it. Invariants: a change acknowledged with a synchronous replica is
 // durable there (committed, or as a valid pending frame); the primary's log names the replica's
 // error; a damaged frame that may hold an acknowledged change is never silently dropped, and no

@@ -13,6 +13,9 @@
 //     mutations and on reads (data, readFile, readdir, stat);
 //   - damages media (`damage`, `randomDamage`): zeros, garbage or bit flips in a byte range;
 //   - counts sync and syncDir calls, in total and per path (`counters()`).
+//   - over its own NodeFileSystem (no `inner` given) it replaces that file system's fdatasync calls
+//     (node-fs.ts Flushes), so writevDurable runs the real code and a sync fault is raised where
+//     the kernel's fdatasync would fail: in the calling thread, after the real write.
 //   Every random choice comes from a small seeded PRNG (mulberry32): a failure reproduces from
 //   its seed, which every report and error message prints.
 //
