@@ -25,6 +25,8 @@ export async function replicationMeasurements(bench: Bench, corpus: CorpusInfo, 
   if (bench.settings.peers) await peers(bench, corpus, ['replication'], {});
   await bench.child(corpus.name, 'replication', ['--mode', 'replicate', '--cli', cli, '--dir', dir, '--mbox', corpus.mbox], { peer: 'mailstore', measurement: 'replicate' });
   await bench.child(corpus.name, 'replication', ['--mode', 'deliver', '--cli', cli, '--dir', dir, '--list', corpus.list, '--messages', String(bench.settings.deliver)], { peer: 'mailstore-sync1', measurement: 'repl-deliver' });
+  // the same shapes with no store logic, right after (the floor of the latency goal on this machine)
+  await bench.child(corpus.name, 'sync-repl-floor', ['--dir', join(dir, 'floor'), '--list', corpus.list, '--messages', String(bench.settings.deliver)], { peer: 'floor-repl', measurement: 'repl-deliver' });
   if (bench.round !== 1) return;
   const deliveries = catchUpDeliveries(corpus.messages, false);
   await bench.child(corpus.name, 'replication', ['--mode', 'catch-up', '--copy', '--cli', cli, '--dir', dir, '--list', corpus.list, '--deliveries', String(deliveries)], { peer: 'mailstore', measurement: 'catch-up' });

@@ -36,6 +36,28 @@ export function latencyGoal(results: TaggedResult[]): Goal {
   };
 }
 
+/**
+ * The same two shapes with no store logic (measure/sync-repl-floor.ts), per round: what one disk,
+ * two shared cores and a loopback round trip alone make of the ratio, and the latency a synchronous
+ * replica adds there against what it adds to mailstore.
+ */
+export function latencyFloor(results: TaggedResult[]): string | undefined {
+  const rounds = [...new Set(results.map(roundOf))].sort((a, b) => a - b);
+  const pairs = rounds.flatMap((round) => {
+    const inRound = results.filter((r) => roundOf(r) === round);
+    const sync = find(inRound, 'floor-repl-sync1', 'repl-deliver'), alone = find(inRound, 'floor-repl-alone', 'repl-deliver');
+    const ours = find(inRound, 'mailstore-sync1', 'repl-deliver'), oursAlone = find(inRound, 'mailstore-unreplicated', 'repl-deliver');
+    if (!sync?.p50_ms || !alone?.p50_ms) return [];
+    return [{ ratio: sync.p50_ms / alone.p50_ms, added: sync.p50_ms - alone.p50_ms, oursAdded: ours?.p50_ms && oursAlone?.p50_ms ? ours.p50_ms - oursAlone.p50_ms : undefined }];
+  });
+  if (pairs.length === 0) return undefined;
+  const ratio = median(pairs.map((p) => p.ratio));
+  const added = median(pairs.map((p) => p.added));
+  const oursAdded = pairs.every((p) => p.oursAdded !== undefined) ? median(pairs.map((p) => p.oursAdded!)) : undefined;
+  return `Floor: with no store logic (floor-repl rows: a zero-filled file written and fdatasynced, and for sync1 the same bytes first sent over loopback TCP to a second process that writes and fdatasyncs them on the same disk), one synchronous replica makes the p50 ${num(ratio.median)}× (${spreadOf(ratio).slice(2)}) and adds ${num(added.median, 3)} ms to it` +
+    (oursAdded ? `; to mailstore it adds ${num(oursAdded.median, 3)} ms (median of the rounds).` : '.');
+}
+
 /** The 1M-message `replica check` goals (≤ 10 s, ≤ 256 MB); from a smaller store: its figures and no verdict. */
 export function checkGoals(results: TaggedResult[]): Goal[] {
   const checks = results.filter((r) => r.peer === 'mailstore' && r.measurement === 'replica-check' && ok(r));
@@ -78,9 +100,11 @@ export function replicationSection(out: string[], goals: Goal[], data: RunData):
   push(out, goals, rateGoal(allMain, 'replication ≥ 3× Cyrus sync_client → sync_server (MB/s, same corpus)', ['mailstore', 'replicate'], ['cyrus-sync', 'replicate'], 3, mbRate));
 
   out.push(`**One writer, each delivery awaited: no replica vs one synchronous replica** (${int(find(main, 'mailstore-sync1', 'repl-deliver')?.messages ?? 0)} messages; Cyrus LMTP from the peers step).\n`);
-  out.push(table(main, ['mailstore-unreplicated:repl-deliver', 'mailstore-sync1:repl-deliver', 'cyrus:deliver'],
+  out.push(table(main, ['mailstore-unreplicated:repl-deliver', 'mailstore-sync1:repl-deliver', 'floor-repl-alone:repl-deliver', 'floor-repl-sync1:repl-deliver', 'cyrus:deliver'],
     [COLUMNS.messages, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.latency], { base: 'mailstore-sync1:repl-deliver', rate: msgRate, title: 'sync-replicated ÷ this (messages/s)' }));
   push(out, goals, latencyGoal(allMain));
+  const floor = latencyFloor(allMain);
+  if (floor) out.push(`${floor}\n`);
   const cyrusGoal = rateGoal(allMain, 'delivery with 1 synchronous replica ≥ 2× Cyrus unreplicated LMTP messages/s', ['mailstore-sync1', 'repl-deliver'], ['cyrus', 'deliver'], 2, msgRate);
   push(out, goals, find(allMain, 'cyrus', 'deliver') ? cyrusGoal : { ...cyrusGoal, measured: 'Cyrus LMTP not measured in this run (the peers step measures it)' });
 

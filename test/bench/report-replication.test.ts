@@ -3,7 +3,7 @@
 // 1M-message run (a smaller store shows its figures and an extrapolation, no verdict).
 import { describe, expect, it } from 'vitest';
 import { catchUpDeliveries } from '../../src/bench/replication.js';
-import { checkGoals, latencyGoal } from '../../src/bench/report-replication.js';
+import { checkGoals, latencyFloor, latencyGoal } from '../../src/bench/report-replication.js';
 import { renderReport, type TaggedResult } from '../../src/bench/report.js';
 import { fixtureRun } from './fixture.js';
 
@@ -33,6 +33,20 @@ describe('replication report', () => {
     const quick = latencyGoal(replicationResults().filter((r) => r.round === 2));
     expect(quick.pass).toBe(true);
     expect(latencyGoal([]).pass).toBeUndefined();
+  });
+
+  it("the floor line: the no-store-logic shapes' ratio and the latency a replica adds, beside mailstore's", () => {
+    expect(latencyFloor(replicationResults())).toBeUndefined();
+    const withFloor = [...replicationResults()];
+    // floor p50 0.2 vs 0.5, 0.2 vs 0.4, 0.25 vs 0.55 -> ratios 2.5, 2, 2.2 -> median 2.2; added 0.3, 0.2, 0.3 -> 0.3
+    for (const [round, alone, sync] of [[1, 0.2, 0.5], [2, 0.2, 0.4], [3, 0.25, 0.55]] as const) {
+      withFloor.push(at(round, 'main', { peer: 'floor-repl-alone', measurement: 'repl-deliver', messages: 1000, seconds: 1, p50_ms: alone }));
+      withFloor.push(at(round, 'main', { peer: 'floor-repl-sync1', measurement: 'repl-deliver', messages: 1000, seconds: 1, p50_ms: sync }));
+    }
+    const line = latencyFloor(withFloor)!;
+    expect(line).toContain('makes the p50 2.20× (median of 3 rounds, spread 2.00–2.50×) and adds 0.300 ms to it');
+    // mailstore adds 2, 0.5, 1.5 ms in the fixture's rounds -> median 1.5
+    expect(line).toContain('to mailstore it adds 1.500 ms');
   });
 
   it('the check goals: no verdict below 1M messages, a verdict from a 1M run', () => {
