@@ -57,6 +57,23 @@ export interface CompactResult {
   ms: number;
   /** Inline bodies moved from the journal into packs (Store.compact, compact-inline.ts). */
   inlineMoved?: number;
+  /**
+   * Wall-clock ms of each phase (docs/FORMAT.md, "Compaction: where the time goes"): plan (the scans
+   * of B and M and the pick), seal, copy (reads, checks, appends), sync (the new packs' fsyncs),
+   * commit (relocations, forgets, retire intent: journal fsync and index apply), retire (the
+   * in-use check, deletions, the `pack.removed` record), size (packs/ after), inline (Store.compact).
+   */
+  phases: Record<string, number>;
+}
+
+/** Runs `fn`, adding its wall-clock ms to `result.phases[name]`. */
+export async function timed<T>(result: Pick<CompactResult, 'phases'>, name: string, fn: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  try {
+    return await fn();
+  } finally {
+    result.phases[name] = Math.round(((result.phases[name] ?? 0) + performance.now() - started) * 10) / 10;
+  }
 }
 
 /** What compaction needs of its Store. */
@@ -81,14 +98,16 @@ export async function compactStore(host: CompactHost, options: CompactOptions = 
   const started = Date.now();
   const result: CompactResult = {
     dryRun: Boolean(options.dryRun), packsRewritten: [], packsWritten: [], packsRemoved: [], packsPending: [],
-    blobsCopied: 0, bytesCopied: 0, blobsReclaimed: 0, bytesBefore: 0, bytesAfter: 0, skipped: [], ms: 0,
+    blobsCopied: 0, bytesCopied: 0, blobsReclaimed: 0, bytesBefore: 0, bytesAfter: 0, skipped: [], ms: 0, phases: {},
   };
   if (!options.dryRun) {
-    await host.packs.removePartialPacks();
-    await finishRetired(host, result);
+    await timed(result, 'retire', async () => {
+      await host.packs.removePartialPacks();
+      await finishRetired(host, result);
+    });
   }
   const cutoff = Date.now() - (options.graceMs ?? 0);
-  const plan = await planRound(host, options, cutoff);
+  const plan = await planRound(host, options, cutoff, result);
   result.bytesBefore = plan.bytesBefore;
   if (options.dryRun || plan.candidates.length === 0) {
     result.packsRewritten = plan.candidates;
@@ -98,8 +117,8 @@ export async function compactStore(host: CompactHost, options: CompactOptions = 
     return result;
   }
   await rewrite(host, plan, result, options);
-  await finishRetired(host, result);
-  result.bytesAfter = await packsBytes(host.packs);
+  await timed(result, 'retire', () => finishRetired(host, result));
+  result.bytesAfter = await timed(result, 'size', () => packsBytes(host.packs));
   result.ms = Date.now() - started;
   return result;
 }
@@ -125,14 +144,14 @@ async function rewrite(host: CompactHost, plan: CompactionPlan, result: CompactR
     let retired: number[] | undefined;
     while (!next.done) {
       const chunk = next.value;
-      const copied = await copyLive(host, outputs, chunk.kept, result, (done) => options.onProgress?.({ phase: 'copy', bytesDone: done, bytesTotal: plan.bytesToCopy }));
-      await outputs.sync();
+      const copied = await timed(result, 'copy', () => copyLive(host, outputs, chunk.kept, result, (done) => options.onProgress?.({ phase: 'copy', bytesDone: done, bytesTotal: plan.bytesToCopy })));
+      await timed(result, 'sync', () => outputs.sync());
       next = await chunks.next(); // read ahead: the last run's commit carries the retire intent (one journal sync fewer)
       const bad = skipped();
       if (next.done) retired = plan.candidates.filter((p) => !bad.has(p));
       options.onProgress?.({ phase: 'commit', bytesDone: result.bytesCopied, bytesTotal: plan.bytesToCopy });
       outputs.mayBeReferenced(); // from here a record naming them may be durable, even if the commit fails
-      await commitRun(host, chain, copied.filter((c) => !bad.has(c.blob.pack)), chunk.expired.filter((b) => !bad.has(b.pack)), plan.cutoff, result, retired);
+      await timed(result, 'commit', () => commitRun(host, chain, copied.filter((c) => !bad.has(c.blob.pack)), chunk.expired.filter((b) => !bad.has(b.pack)), plan.cutoff, result, retired));
     }
     if (!retired) { // no entry in any candidate (all dead): the retire intent alone
       retired = plan.candidates;
@@ -155,14 +174,14 @@ async function rewrite(host: CompactHost, plan: CompactionPlan, result: CompactR
  * starts (after the seal, so every append into that pack is in them) and the commit is
  * conditional. One scan of B and M instead of two (a third of a compaction of 20k entries).
  */
-async function planRound(host: CompactHost, options: CompactOptions, cutoff: number): Promise<CompactionPlan> {
+async function planRound(host: CompactHost, options: CompactOptions, cutoff: number, result: CompactResult): Promise<CompactionPlan> {
   const ratio = options.deadRatio ?? limits.compactDeadRatio;
   const exclusive = <T>(fn: () => Promise<T>) => host.runExclusive(fn);
   const scanned = host.committedSeq?.();
-  const { scan, packs } = await gateAndTally(() => host.db, host.packs, host.health, cutoff, exclusive);
+  const { scan, packs } = await timed(result, 'plan', () => gateAndTally(() => host.db, host.packs, host.health, cutoff, exclusive));
   options.onProgress?.({ phase: 'plan', bytesDone: 0, bytesTotal: 0 });
   const appendPack = host.packs.appendPack;
-  const plan = await planCompaction(host.packs, scan, packs, cutoff, ratio, true);
+  const plan = await timed(result, 'plan', () => planCompaction(host.packs, scan, packs, cutoff, ratio, true));
   // The scan's entries are all of the candidates' when no batch committed since it began: a batch
   // could have added entries to the pack appends went to (the one sealed below, or one that filled
   // up meanwhile); no other pack gains entries. Otherwise the copy scans B again (candidateChunks).
@@ -171,7 +190,7 @@ async function planRound(host: CompactHost, options: CompactOptions, cutoff: num
     if (unchanged(host.committedSeq?.())) plan.seen = scan.seen;
     return plan;
   }
-  const before = await host.submit({ exclusive: true, prepare: async ({ seq }) => { host.packs.seal(); return { ops: [], result: seq - 1 }; } });
+  const before = await timed(result, 'seal', () => host.submit({ exclusive: true, prepare: async ({ seq }) => { host.packs.seal(); return { ops: [], result: seq - 1 }; } }));
   if (unchanged(before)) plan.seen = scan.seen;
   return plan;
 }
