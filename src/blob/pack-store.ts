@@ -1131,6 +1131,8 @@ export class PackWriter {
   private parts: Buffer[] = [];
   private partsBytes = 0;
   private written = 0;
+  private inflight: Promise<void> = Promise.resolve();
+  private writeFailure?: MailstoreError;
 
   private named = false;
 
@@ -1143,7 +1145,7 @@ export class PackWriter {
   async start(header: Buffer): Promise<void> {
     this.parts.push(header);
     this.partsBytes = this.size = header.length;
-    await this.flush();
+    await this.flush(true);
   }
 
   /** Appends a verified body; returns where its record starts. */
@@ -1153,7 +1155,7 @@ export class PackWriter {
     this.parts.push(encodeRecordHeader(hash, bytes.length), bytes);
     this.partsBytes += RECORD_HEADER_BYTES + bytes.length;
     this.size += RECORD_HEADER_BYTES + bytes.length;
-    if (this.partsBytes >= limits.compactWriteBytes) await this.flush();
+    if (this.partsBytes >= limits.compactWriteBytes) await this.flush(false);
     return location;
   }
 
@@ -1169,25 +1171,38 @@ export class PackWriter {
     this.parts.push(record);
     this.partsBytes += record.length;
     this.size += record.length;
-    if (this.partsBytes >= limits.compactWriteBytes) await this.flush();
+    if (this.partsBytes >= limits.compactWriteBytes) await this.flush(false);
     return location;
   }
 
-  private async flush(): Promise<void> {
-    if (this.parts.length === 0) return;
-    const parts = this.parts;
-    this.parts = [];
-    this.partsBytes = 0;
-    try {
-      await this.handle.writev(parts, this.written);
-    } catch (error) {
-      throw fromSystemError(error, 'writing compacted pack', this.partial);
+  /**
+   * Hands what was gathered to the file, with at most one write in flight: the caller goes on
+   * reading and verifying the next records while the kernel copies these (a compaction's 4 MiB
+   * writes go to the thread pool). A failed write is thrown by the next flush or sync.
+   */
+  private async flush(wait: boolean): Promise<void> {
+    await this.settle();
+    if (this.parts.length > 0) {
+      const parts = this.parts;
+      const at = this.written;
+      this.parts = [];
+      this.partsBytes = 0;
+      this.written = this.size;
+      this.inflight = this.handle.writev(parts, at).catch((error: unknown) => {
+        this.writeFailure ??= fromSystemError(error, 'writing compacted pack', this.partial);
+      });
     }
-    this.written = this.size;
+    if (wait) await this.settle();
+  }
+
+  /** Waits for the write in flight; throws its failure (and every later call does: the file has a hole). */
+  private async settle(): Promise<void> {
+    await this.inflight;
+    if (this.writeFailure !== undefined) throw this.writeFailure;
   }
 
   async sync(): Promise<void> {
-    await this.flush();
+    await this.flush(true);
     try {
       await this.handle.sync();
       if (!this.named) {
@@ -1202,6 +1217,7 @@ export class PackWriter {
   }
 
   async close(): Promise<void> {
+    await this.inflight; // never rejects: a failure is kept in writeFailure
     await this.handle.close().catch(() => undefined);
   }
 
