@@ -4,7 +4,9 @@
 // "Compaction"): new pack durable -> journal commit (conditional relocations, forgets, retire
 // intent) -> index -> old files removed -> retire intent cleared. The copying runs beside the
 // Writer; only the commit goes through it.
+import os from 'node:os';
 import { MailstoreError } from '../errors.js';
+import type { SharedHashPool } from '../hash/shared-pool.js';
 import type { IndexDb, IndexView } from '../index/index-db.js';
 import type { BlobBackend, NewPack } from '../blob/backend.js';
 import type { RunItem } from '../blob/pack-store.js';
@@ -92,6 +94,8 @@ export interface CompactHost {
   startJournalSegment?(): void;
   /** The seq of the last batch committed (applied to the index); without it, the copy always scans B again. */
   committedSeq?(): number;
+  /** The store's hash workers: the copy verifies its read batches there while it reads the next. */
+  readonly hashPool?: SharedHashPool;
 }
 
 export async function compactStore(host: CompactHost, options: CompactOptions = {}): Promise<CompactResult> {
@@ -246,18 +250,43 @@ class Outputs {
 
 /**
  * Copies the kept records of one run into the new packs, byte for byte: neighbours in a pack are
- * read with one pread (liveRuns), each record verified there (header, length, hash) and appended
- * as it is, so 4 000 live records of a 600 MB pack cost a few hundred reads and no per-record
- * buffer. A candidate with a record that fails its hash is left out of this round (its copies stay
+ * read with one pread (liveRuns), each record verified (header, length, hash) and appended as it
+ * is, so 4 000 live records of a 600 MB pack cost a few thousand reads and no per-record buffer.
+ * The reads go in batches of about compactWriteBytes (one buffer, one hashing job on the store's
+ * worker when it has one): batch i+1 is read while batch i is hashed and batch i-1 written.
+ * A candidate with a record that fails its hash is left out of this round (its copies stay
  * unreferenced in the new pack). Any other failure (ENOSPC, EIO) is thrown: the old packs were
  * not touched and keep serving.
  */
 async function copyLive(host: CompactHost, outputs: Outputs, kept: PlannedBlob[], result: CompactResult, progress: (bytesDone: number) => void): Promise<Copied[]> {
   const copied: Copied[] = [];
   const skipped = new Set(result.skipped.map((s) => s.pack));
-  for (const run of liveRuns(kept.filter((blob) => !skipped.has(blob.pack)))) {
+  const threads = os.availableParallelism() > 1 ? 1 : 0; // one core: the worker would only take turns with this thread
+  const leased = threads > 0 ? host.hashPool?.acquire(threads) : undefined;
+  // a batch's read never rejects (readRuns sets each item's error); anything else is kept, not left unhandled
+  const read = (batch: LiveItem[][]) => host.packs.readRuns(batch[0][0].blob.pack, batch, leased?.ready ? leased : undefined).then(() => undefined, (error: unknown) => ({ error }));
+  try {
+    let reading: { batch: LiveItem[][]; done: Promise<{ error: unknown } | undefined> } | undefined;
+    for (const batch of readBatches(liveRuns(kept.filter((blob) => !skipped.has(blob.pack))))) {
+      const next = { batch, done: read(batch) };
+      if (reading) await appendBatch(outputs, reading, copied, skipped, result);
+      progress(result.bytesCopied);
+      reading = next;
+    }
+    if (reading) await appendBatch(outputs, reading, copied, skipped, result);
+    progress(result.bytesCopied);
+  } finally {
+    if (leased) host.hashPool!.release();
+  }
+  return copied;
+}
+
+/** Appends a batch's verified records, once its read is done; a CORRUPT record skips its pack for this round. */
+async function appendBatch(outputs: Outputs, reading: { batch: LiveItem[][]; done: Promise<{ error: unknown } | undefined> }, copied: Copied[], skipped: Set<number>, result: CompactResult): Promise<void> {
+  const failed = await reading.done;
+  if (failed) throw failed.error;
+  for (const run of reading.batch) {
     if (skipped.has(run[0].blob.pack)) continue;
-    await host.packs.readRun(run[0].blob.pack, run);
     for (const item of run) {
       if (item.error !== undefined) {
         const error = item.error;
@@ -271,9 +300,25 @@ async function copyLive(host: CompactHost, outputs: Outputs, kept: PlannedBlob[]
       result.blobsCopied++;
       result.bytesCopied += item.blob.length;
     }
-    progress(result.bytesCopied);
   }
-  return copied;
+}
+
+/** Consecutive runs of one pack, about limits.compactWriteBytes of them at a time (a run longer than that alone). */
+function* readBatches(runs: LiveItem[][]): Generator<LiveItem[][]> {
+  let batch: LiveItem[][] = [];
+  let bytes = 0;
+  for (const run of runs) {
+    const last = run[run.length - 1].location;
+    const runBytes = last.offset + RECORD_HEADER_BYTES + last.length - run[0].location.offset;
+    if (batch.length > 0 && (run[0].blob.pack !== batch[0][0].blob.pack || bytes + runBytes > limits.compactWriteBytes)) {
+      yield batch;
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(run);
+    bytes += runBytes;
+  }
+  if (batch.length > 0) yield batch;
 }
 
 type LiveItem = RunItem & { blob: PlannedBlob };

@@ -456,6 +456,7 @@ export class Store implements MailStore {
       runExclusive: <T>(fn: () => Promise<T>) => this.maintenanceHooks.runExclusive(fn),
       startJournalSegment: () => this.journal.keepTailAndStartNewSegment(this.journal.lastSeq + 1),
       committedSeq: () => this.committed,
+      hashPool: this.hashPool,
     };
   }
 
