@@ -506,8 +506,11 @@ export class PackStore {
    * verified together: on `pool`, one job for all of them. Compaction reads its live records so,
    * about compactWriteBytes at a time: one worker round trip per batch instead of one per record
    * (at 20 % live, most runs are a single record), and the next batch is read while it is hashed.
+   * `into`: a buffer of the caller's to read into when it is big enough (compaction reuses the ones
+   * whose records were written: a new 4 MiB buffer a batch made the collector run full cycles);
+   * the records and bodies are views into the buffer used, `into` or a new one.
    */
-  async readRuns(pack: number, runs: RunItem[][], pool?: HashPool, keepRecords = true): Promise<void> {
+  async readRuns(pack: number, runs: RunItem[][], pool?: HashPool, keepRecords = true, into?: ArrayBuffer): Promise<void> {
     if (pack === INLINE_PACK) {
       for (const item of runs.flat()) item.body = await this.readInline(item.location, item.hash).catch((error: unknown) => { item.error = error; return undefined; });
       return;
@@ -519,7 +522,7 @@ export class PackStore {
       return;
     }
     try {
-      await this.readRunPinned(pack, runs, pool, keepRecords);
+      await this.readRunPinned(pack, runs, pool, keepRecords, into);
     } finally {
       this.unpin(pack);
     }
@@ -544,7 +547,7 @@ export class PackStore {
    * (`pool`) on a worker while this thread goes on: the buffer is handed over and comes back with
    * the digests, and only then do the bodies, views into it, go out.
    */
-  private async readRunPinned(pack: number, runs: RunItem[][], pool: HashPool | undefined, keepRecords: boolean): Promise<void> {
+  private async readRunPinned(pack: number, runs: RunItem[][], pool: HashPool | undefined, keepRecords: boolean, into?: ArrayBuffer): Promise<void> {
     const path = this.path(pack);
     const spans = runs.filter((items) => items.length > 0).map((items) => {
       const start = items[0].location.offset;
@@ -555,9 +558,11 @@ export class PackStore {
     let bytes: Buffer, handle: FileHandle;
     try {
       handle = await this.handle(pack, path);
-      // a worker takes the whole ArrayBuffer: one of its own, never a slice of node's shared pool
       const total = spans.reduce((sum, span) => sum + span.end - span.start, 0);
-      bytes = pool ? Buffer.allocUnsafeSlow(total) : Buffer.allocUnsafe(total);
+      // a worker takes the whole ArrayBuffer, and a caller that gave `into` may reuse the one the
+      // records are in: then one of its own, never a slice of node's shared pool
+      if (into && into.byteLength >= total) bytes = Buffer.from(into, 0, total);
+      else bytes = pool || into ? Buffer.allocUnsafeSlow(total) : Buffer.allocUnsafe(total);
     } catch (error) {
       const failure = error instanceof MailstoreError ? error : fromSystemError(error, 'reading pack', path);
       for (const item of runs.flat()) item.error = failure;
@@ -578,7 +583,7 @@ export class PackStore {
         digests = done.digests;
       } catch {
         // a failed worker: this thread hashes, after reading the runs again if the worker kept them
-        if (bytes.buffer.byteLength === 0) return this.readRunPinned(pack, runs, undefined, keepRecords);
+        if (bytes.buffer.byteLength === 0) return this.readRunPinned(pack, runs, undefined, keepRecords, into); // `into` went with it: a new buffer
       }
     }
     for (let i = 0; i < intact.length; i++) {
@@ -1226,6 +1231,11 @@ export class PackWriter {
       });
     }
     if (wait) await this.settle();
+  }
+
+  /** NewPack.writeBehind: what was appended goes out, with at most this one write in flight. */
+  writeBehind(): Promise<void> {
+    return this.flush(false);
   }
 
   /** Waits for the write in flight; throws its failure (and every later call does: the file has a hole). */

@@ -235,6 +235,11 @@ class Outputs {
     this.referenced = this.list.length;
   }
 
+  /** NewPack.writeBehind of the pack being written (the ones before it were synced when it was made). */
+  async writeBehind(): Promise<void> {
+    await this.list[this.list.length - 1]?.writeBehind();
+  }
+
   numbers(): number[] {
     return this.list.map((o) => o.pack);
   }
@@ -263,17 +268,23 @@ async function copyLive(host: CompactHost, outputs: Outputs, kept: PlannedBlob[]
   const skipped = new Set(result.skipped.map((s) => s.pack));
   const threads = os.availableParallelism() > 1 ? 1 : 0; // one core: the worker would only take turns with this thread
   const leased = threads > 0 ? host.hashPool?.acquire(threads) : undefined;
-  // a batch's read never rejects (readRuns sets each item's error); anything else is kept, not left unhandled
-  const read = (batch: LiveItem[][]) => host.packs.readRuns(batch[0][0].blob.pack, batch, leased?.ready ? leased : undefined).then(() => undefined, (error: unknown) => ({ error }));
+  const buffers = new ReadBuffers();
+  const read = (batch: ReadBatch): InFlight => {
+    const into = buffers.take(batch.bytes);
+    const pool = leased?.ready ? leased : undefined;
+    // a batch's read never rejects (readRuns sets each item's error); anything else is kept, not left unhandled
+    const done = host.packs.readRuns(batch.runs[0][0].blob.pack, batch.runs, pool, true, into).then(() => undefined, (error: unknown) => ({ error }));
+    return { runs: batch.runs, recycle: into !== undefined, done };
+  };
   try {
-    let reading: { batch: LiveItem[][]; done: Promise<{ error: unknown } | undefined> } | undefined;
+    let reading: InFlight | undefined;
     for (const batch of readBatches(liveRuns(kept.filter((blob) => !skipped.has(blob.pack))))) {
-      const next = { batch, done: read(batch) };
-      if (reading) await appendBatch(outputs, reading, copied, skipped, result);
+      const next = read(batch);
+      if (reading) await appendBatch(outputs, reading, copied, skipped, result, buffers);
       progress(result.bytesCopied);
       reading = next;
     }
-    if (reading) await appendBatch(outputs, reading, copied, skipped, result);
+    if (reading) await appendBatch(outputs, reading, copied, skipped, result, buffers);
     progress(result.bytesCopied);
   } finally {
     if (leased) host.hashPool!.release();
@@ -281,11 +292,54 @@ async function copyLive(host: CompactHost, outputs: Outputs, kept: PlannedBlob[]
   return copied;
 }
 
-/** Appends a batch's verified records, once its read is done; a CORRUPT record skips its pack for this round. */
-async function appendBatch(outputs: Outputs, reading: { batch: LiveItem[][]; done: Promise<{ error: unknown } | undefined> }, copied: Copied[], skipped: Set<number>, result: CompactResult): Promise<void> {
+interface ReadBatch {
+  runs: LiveItem[][];
+  /** From the first record's start to the last one's end, gaps included: what the read buffer holds. */
+  bytes: number;
+}
+
+interface InFlight {
+  runs: LiveItem[][];
+  /** Read into a buffer of ReadBuffers: it goes back there once no write reads it. */
+  recycle: boolean;
+  done: Promise<{ error: unknown } | undefined>;
+}
+
+/**
+ * The copy's read buffers (compactWriteBytes each), reused: a buffer whose records were appended
+ * goes back once the writes that may still read it finished (`written`, after the NewPack's
+ * writeBehind returned twice since: see there). A batch bigger than one (a record over
+ * compactWriteBytes) gets a buffer of its own, never reused.
+ */
+class ReadBuffers {
+  private readonly spare: ArrayBuffer[] = [];
+  private appended: ArrayBuffer[] = [];
+
+  take(bytes: number): ArrayBuffer | undefined {
+    if (bytes > limits.compactWriteBytes) return undefined;
+    return this.spare.pop() ?? new ArrayBuffer(limits.compactWriteBytes);
+  }
+
+  /**
+   * A writeBehind returned: every write started before it finished, so the buffers appended
+   * before the previous one are free. Called with what was appended since then.
+   */
+  written(sinceLast: ArrayBuffer[]): void {
+    // never a slice of node's shared pool: readRuns reads a batch given `into` into a buffer of its own
+    this.spare.push(...this.appended.filter((b) => b.byteLength === limits.compactWriteBytes && !sinceLast.includes(b)));
+    this.appended = sinceLast;
+  }
+}
+
+/**
+ * Appends a batch's verified records once its read is done (a CORRUPT record skips its pack for
+ * this round), then writes them behind: the buffers of the batch before are free after that.
+ */
+async function appendBatch(outputs: Outputs, reading: InFlight, copied: Copied[], skipped: Set<number>, result: CompactResult, buffers: ReadBuffers): Promise<void> {
   const failed = await reading.done;
   if (failed) throw failed.error;
-  for (const run of reading.batch) {
+  let buffer: ArrayBuffer | undefined; // where the records are (after a hash worker, a new object for the same memory)
+  for (const run of reading.runs) {
     if (skipped.has(run[0].blob.pack)) continue;
     for (const item of run) {
       if (item.error !== undefined) {
@@ -297,28 +351,30 @@ async function appendBatch(outputs: Outputs, reading: { batch: LiveItem[][]; don
       }
       const output = await outputs.for(item.blob.length);
       copied.push({ blob: item.blob, to: await output.appendRecord(item.record!) });
+      buffer ??= item.record!.buffer as ArrayBuffer;
       result.blobsCopied++;
       result.bytesCopied += item.blob.length;
     }
   }
+  const appended = reading.recycle && buffer ? [buffer] : [];
+  await outputs.writeBehind();
+  buffers.written(appended);
 }
 
 /** Consecutive runs of one pack, about limits.compactWriteBytes of them at a time (a run longer than that alone). */
-function* readBatches(runs: LiveItem[][]): Generator<LiveItem[][]> {
-  let batch: LiveItem[][] = [];
-  let bytes = 0;
+function* readBatches(runs: LiveItem[][]): Generator<ReadBatch> {
+  let batch: ReadBatch = { runs: [], bytes: 0 };
   for (const run of runs) {
     const last = run[run.length - 1].location;
     const runBytes = last.offset + RECORD_HEADER_BYTES + last.length - run[0].location.offset;
-    if (batch.length > 0 && (run[0].blob.pack !== batch[0][0].blob.pack || bytes + runBytes > limits.compactWriteBytes)) {
+    if (batch.runs.length > 0 && (run[0].blob.pack !== batch.runs[0][0].blob.pack || batch.bytes + runBytes > limits.compactWriteBytes)) {
       yield batch;
-      batch = [];
-      bytes = 0;
+      batch = { runs: [], bytes: 0 };
     }
-    batch.push(run);
-    bytes += runBytes;
+    batch.runs.push(run);
+    batch.bytes += runBytes;
   }
-  if (batch.length > 0) yield batch;
+  if (batch.runs.length > 0) yield batch;
 }
 
 type LiveItem = RunItem & { blob: PlannedBlob };

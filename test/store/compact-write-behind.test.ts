@@ -3,6 +3,7 @@
 // takes many such writes: the copies must land at the offsets the index is switched to, and a write
 // failing while in flight must fail the compaction (typed), remove the partial pack and lose nothing.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
 import { limits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
@@ -35,6 +36,39 @@ describe('compaction writes behind its reads', () => {
     const reopened = await Store.open(dir);
     await expectExact(reopened, bodies, gone);
     await reopened.close();
+  });
+
+  it('reuses a read buffer only once no write still reads it: writes that take their bytes late still copy exact records', async () => {
+    const dir = tmpDir('compact-behind');
+    const ffs = new FaultFileSystem({ seed: 13 });
+    tunable.compactWriteBytes = 16 * 1024; // several records a read batch: each batch's buffer is reused
+    const { store, bodies, gone, live } = await churned(dir, { fs: ffs });
+    // node's writev hands the buffers to a thread that reads them later; the fault file system
+    // copies them at the call: here it waits first, as the thread would, so a buffer reused too
+    // early would put the next batch's bytes into this write
+    const probe = await ffs.open(join(dir, 'probe'), 'createNew');
+    const proto = Object.getPrototypeOf(probe) as { writev(parts: Buffer[], position: number): Promise<void> };
+    await probe.close();
+    const writev = proto.writev;
+    let late = 0;
+    proto.writev = async function (this: { path: string }, parts: Buffer[], position: number) {
+      if (this.path.endsWith('.pack.partial')) {
+        late++;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      return writev.call(this, parts, position);
+    };
+    try {
+      const result = await store.compact();
+      expect(late, 'writes taken late').toBeGreaterThan(3);
+      expect(result.packsRewritten).toEqual([1]);
+    } finally {
+      proto.writev = writev;
+    }
+    expect(packsBytes(dir)).toBeLessThanOrEqual(1.1 * live + 1024);
+    await expectExact(store, bodies, gone);
+    await expectScrubClean(store);
+    await store.close();
   });
 
   for (const [fault, code] of [['ENOSPC', 'NO_SPACE'], ['EIO', 'IO']] as const) {
