@@ -12,6 +12,11 @@ export interface NewPack {
   append(hash: Buffer, bytes: Buffer): Promise<BlobLocation>;
   /** Appends a verified record (header + body) read from another pack, byte for byte. */
   appendRecord(record: Buffer): Promise<BlobLocation>;
+  /**
+   * Starts writing what was appended, after the write before it finished: when it returns, no
+   * write still reads a buffer appended before the previous call (the caller may reuse those).
+   */
+  writeBehind(): Promise<void>;
   /** Everything appended is durable and the pack is visible under its name. */
   sync(): Promise<void>;
   close(): Promise<void>;
@@ -31,6 +36,8 @@ export interface BlobBackend {
    * (keepRecords, the default) record, or its error.
    */
   readRun(pack: number, items: RunItem[], pool?: HashPool, keepRecords?: boolean): Promise<void>;
+  /** readRun for several runs of one pack at once: one buffer, one pread a run, one hashing job (compaction's copy). */
+  readRuns(pack: number, runs: RunItem[][], pool?: HashPool, keepRecords?: boolean, into?: ArrayBuffer): Promise<void>;
   /** The pack new appends go to (0: the next append starts a new one). */
   readonly appendPack: number;
   /** The next append starts a new pack (only while the Writer is held). */

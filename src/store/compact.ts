@@ -4,7 +4,9 @@
 // "Compaction"): new pack durable -> journal commit (conditional relocations, forgets, retire
 // intent) -> index -> old files removed -> retire intent cleared. The copying runs beside the
 // Writer; only the commit goes through it.
+import os from 'node:os';
 import { MailstoreError } from '../errors.js';
+import type { SharedHashPool } from '../hash/shared-pool.js';
 import type { IndexDb, IndexView } from '../index/index-db.js';
 import type { BlobBackend, NewPack } from '../blob/backend.js';
 import type { RunItem } from '../blob/pack-store.js';
@@ -57,6 +59,23 @@ export interface CompactResult {
   ms: number;
   /** Inline bodies moved from the journal into packs (Store.compact, compact-inline.ts). */
   inlineMoved?: number;
+  /**
+   * Wall-clock ms of each phase (docs/FORMAT.md, "Compaction: where the time goes"): plan (the scans
+   * of B and M and the pick), seal, copy (reads, checks, appends), sync (the new packs' fsyncs),
+   * commit (relocations, forgets, retire intent: journal fsync and index apply), retire (the
+   * in-use check, deletions, the `pack.removed` record), size (packs/ after), inline (Store.compact).
+   */
+  phases: Record<string, number>;
+}
+
+/** Runs `fn`, adding its wall-clock ms to `result.phases[name]`. */
+export async function timed<T>(result: Pick<CompactResult, 'phases'>, name: string, fn: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  try {
+    return await fn();
+  } finally {
+    result.phases[name] = Math.round(((result.phases[name] ?? 0) + performance.now() - started) * 10) / 10;
+  }
 }
 
 /** What compaction needs of its Store. */
@@ -75,20 +94,24 @@ export interface CompactHost {
   startJournalSegment?(): void;
   /** The seq of the last batch committed (applied to the index); without it, the copy always scans B again. */
   committedSeq?(): number;
+  /** The store's hash workers: the copy verifies its read batches there while it reads the next. */
+  readonly hashPool?: SharedHashPool;
 }
 
 export async function compactStore(host: CompactHost, options: CompactOptions = {}): Promise<CompactResult> {
   const started = Date.now();
   const result: CompactResult = {
     dryRun: Boolean(options.dryRun), packsRewritten: [], packsWritten: [], packsRemoved: [], packsPending: [],
-    blobsCopied: 0, bytesCopied: 0, blobsReclaimed: 0, bytesBefore: 0, bytesAfter: 0, skipped: [], ms: 0,
+    blobsCopied: 0, bytesCopied: 0, blobsReclaimed: 0, bytesBefore: 0, bytesAfter: 0, skipped: [], ms: 0, phases: {},
   };
   if (!options.dryRun) {
-    await host.packs.removePartialPacks();
-    await finishRetired(host, result);
+    await timed(result, 'retire', async () => {
+      await host.packs.removePartialPacks();
+      await finishRetired(host, result);
+    });
   }
   const cutoff = Date.now() - (options.graceMs ?? 0);
-  const plan = await planRound(host, options, cutoff);
+  const plan = await planRound(host, options, cutoff, result);
   result.bytesBefore = plan.bytesBefore;
   if (options.dryRun || plan.candidates.length === 0) {
     result.packsRewritten = plan.candidates;
@@ -98,8 +121,8 @@ export async function compactStore(host: CompactHost, options: CompactOptions = 
     return result;
   }
   await rewrite(host, plan, result, options);
-  await finishRetired(host, result);
-  result.bytesAfter = await packsBytes(host.packs);
+  await timed(result, 'retire', () => finishRetired(host, result));
+  result.bytesAfter = await timed(result, 'size', () => packsBytes(host.packs));
   result.ms = Date.now() - started;
   return result;
 }
@@ -125,14 +148,14 @@ async function rewrite(host: CompactHost, plan: CompactionPlan, result: CompactR
     let retired: number[] | undefined;
     while (!next.done) {
       const chunk = next.value;
-      const copied = await copyLive(host, outputs, chunk.kept, result, (done) => options.onProgress?.({ phase: 'copy', bytesDone: done, bytesTotal: plan.bytesToCopy }));
-      await outputs.sync();
+      const copied = await timed(result, 'copy', () => copyLive(host, outputs, chunk.kept, result, (done) => options.onProgress?.({ phase: 'copy', bytesDone: done, bytesTotal: plan.bytesToCopy })));
+      await timed(result, 'sync', () => outputs.sync());
       next = await chunks.next(); // read ahead: the last run's commit carries the retire intent (one journal sync fewer)
       const bad = skipped();
       if (next.done) retired = plan.candidates.filter((p) => !bad.has(p));
       options.onProgress?.({ phase: 'commit', bytesDone: result.bytesCopied, bytesTotal: plan.bytesToCopy });
       outputs.mayBeReferenced(); // from here a record naming them may be durable, even if the commit fails
-      await commitRun(host, chain, copied.filter((c) => !bad.has(c.blob.pack)), chunk.expired.filter((b) => !bad.has(b.pack)), plan.cutoff, result, retired);
+      await timed(result, 'commit', () => commitRun(host, chain, copied.filter((c) => !bad.has(c.blob.pack)), chunk.expired.filter((b) => !bad.has(b.pack)), plan.cutoff, result, retired));
     }
     if (!retired) { // no entry in any candidate (all dead): the retire intent alone
       retired = plan.candidates;
@@ -155,14 +178,14 @@ async function rewrite(host: CompactHost, plan: CompactionPlan, result: CompactR
  * starts (after the seal, so every append into that pack is in them) and the commit is
  * conditional. One scan of B and M instead of two (a third of a compaction of 20k entries).
  */
-async function planRound(host: CompactHost, options: CompactOptions, cutoff: number): Promise<CompactionPlan> {
+async function planRound(host: CompactHost, options: CompactOptions, cutoff: number, result: CompactResult): Promise<CompactionPlan> {
   const ratio = options.deadRatio ?? limits.compactDeadRatio;
   const exclusive = <T>(fn: () => Promise<T>) => host.runExclusive(fn);
   const scanned = host.committedSeq?.();
-  const { scan, packs } = await gateAndTally(() => host.db, host.packs, host.health, cutoff, exclusive);
+  const { scan, packs } = await timed(result, 'plan', () => gateAndTally(() => host.db, host.packs, host.health, cutoff, exclusive));
   options.onProgress?.({ phase: 'plan', bytesDone: 0, bytesTotal: 0 });
   const appendPack = host.packs.appendPack;
-  const plan = await planCompaction(host.packs, scan, packs, cutoff, ratio, true);
+  const plan = await timed(result, 'plan', () => planCompaction(host.packs, scan, packs, cutoff, ratio, true));
   // The scan's entries are all of the candidates' when no batch committed since it began: a batch
   // could have added entries to the pack appends went to (the one sealed below, or one that filled
   // up meanwhile); no other pack gains entries. Otherwise the copy scans B again (candidateChunks).
@@ -171,7 +194,7 @@ async function planRound(host: CompactHost, options: CompactOptions, cutoff: num
     if (unchanged(host.committedSeq?.())) plan.seen = scan.seen;
     return plan;
   }
-  const before = await host.submit({ exclusive: true, prepare: async ({ seq }) => { host.packs.seal(); return { ops: [], result: seq - 1 }; } });
+  const before = await timed(result, 'seal', () => host.submit({ exclusive: true, prepare: async ({ seq }) => { host.packs.seal(); return { ops: [], result: seq - 1 }; } }));
   if (unchanged(before)) plan.seen = scan.seen;
   return plan;
 }
@@ -212,6 +235,11 @@ class Outputs {
     this.referenced = this.list.length;
   }
 
+  /** NewPack.writeBehind of the pack being written (the ones before it were synced when it was made). */
+  async writeBehind(): Promise<void> {
+    await this.list[this.list.length - 1]?.writeBehind();
+  }
+
   numbers(): number[] {
     return this.list.map((o) => o.pack);
   }
@@ -227,18 +255,92 @@ class Outputs {
 
 /**
  * Copies the kept records of one run into the new packs, byte for byte: neighbours in a pack are
- * read with one pread (liveRuns), each record verified there (header, length, hash) and appended
- * as it is, so 4 000 live records of a 600 MB pack cost a few hundred reads and no per-record
- * buffer. A candidate with a record that fails its hash is left out of this round (its copies stay
+ * read with one pread (liveRuns), each record verified (header, length, hash) and appended as it
+ * is, so 4 000 live records of a 600 MB pack cost a few thousand reads and no per-record buffer.
+ * The reads go in batches of about compactWriteBytes (one buffer, one hashing job on the store's
+ * worker when it has one): batch i+1 is read while batch i is hashed and batch i-1 written.
+ * A candidate with a record that fails its hash is left out of this round (its copies stay
  * unreferenced in the new pack). Any other failure (ENOSPC, EIO) is thrown: the old packs were
  * not touched and keep serving.
  */
 async function copyLive(host: CompactHost, outputs: Outputs, kept: PlannedBlob[], result: CompactResult, progress: (bytesDone: number) => void): Promise<Copied[]> {
   const copied: Copied[] = [];
   const skipped = new Set(result.skipped.map((s) => s.pack));
-  for (const run of liveRuns(kept.filter((blob) => !skipped.has(blob.pack)))) {
+  const threads = os.availableParallelism() > 1 ? 1 : 0; // one core: the worker would only take turns with this thread
+  const leased = threads > 0 ? host.hashPool?.acquire(threads) : undefined;
+  const buffers = new ReadBuffers();
+  const read = (batch: ReadBatch): InFlight => {
+    const into = buffers.take(batch.bytes);
+    const pool = leased?.ready ? leased : undefined;
+    // a batch's read never rejects (readRuns sets each item's error); anything else is kept, not left unhandled
+    const done = host.packs.readRuns(batch.runs[0][0].blob.pack, batch.runs, pool, true, into).then(() => undefined, (error: unknown) => ({ error }));
+    return { runs: batch.runs, recycle: into !== undefined, done };
+  };
+  try {
+    let reading: InFlight | undefined;
+    for (const batch of readBatches(liveRuns(kept.filter((blob) => !skipped.has(blob.pack))))) {
+      const next = read(batch);
+      if (reading) await appendBatch(outputs, reading, copied, skipped, result, buffers);
+      progress(result.bytesCopied);
+      reading = next;
+    }
+    if (reading) await appendBatch(outputs, reading, copied, skipped, result, buffers);
+    progress(result.bytesCopied);
+  } finally {
+    if (leased) host.hashPool!.release();
+  }
+  return copied;
+}
+
+interface ReadBatch {
+  runs: LiveItem[][];
+  /** From the first record's start to the last one's end, gaps included: what the read buffer holds. */
+  bytes: number;
+}
+
+interface InFlight {
+  runs: LiveItem[][];
+  /** Read into a buffer of ReadBuffers: it goes back there once no write reads it. */
+  recycle: boolean;
+  done: Promise<{ error: unknown } | undefined>;
+}
+
+/**
+ * The copy's read buffers (compactWriteBytes each), reused: a buffer whose records were appended
+ * goes back once the writes that may still read it finished (`written`, after the NewPack's
+ * writeBehind returned twice since: see there). A batch bigger than one (a record over
+ * compactWriteBytes) gets a buffer of its own, never reused.
+ */
+class ReadBuffers {
+  private readonly spare: ArrayBuffer[] = [];
+  private appended: ArrayBuffer[] = [];
+
+  take(bytes: number): ArrayBuffer | undefined {
+    if (bytes > limits.compactWriteBytes) return undefined;
+    return this.spare.pop() ?? new ArrayBuffer(limits.compactWriteBytes);
+  }
+
+  /**
+   * A writeBehind returned: every write started before it finished, so the buffers appended
+   * before the previous one are free. Called with what was appended since then.
+   */
+  written(sinceLast: ArrayBuffer[]): void {
+    // never a slice of node's shared pool: readRuns reads a batch given `into` into a buffer of its own
+    this.spare.push(...this.appended.filter((b) => b.byteLength === limits.compactWriteBytes && !sinceLast.includes(b)));
+    this.appended = sinceLast;
+  }
+}
+
+/**
+ * Appends a batch's verified records once its read is done (a CORRUPT record skips its pack for
+ * this round), then writes them behind: the buffers of the batch before are free after that.
+ */
+async function appendBatch(outputs: Outputs, reading: InFlight, copied: Copied[], skipped: Set<number>, result: CompactResult, buffers: ReadBuffers): Promise<void> {
+  const failed = await reading.done;
+  if (failed) throw failed.error;
+  let buffer: ArrayBuffer | undefined; // where the records are (after a hash worker, a new object for the same memory)
+  for (const run of reading.runs) {
     if (skipped.has(run[0].blob.pack)) continue;
-    await host.packs.readRun(run[0].blob.pack, run);
     for (const item of run) {
       if (item.error !== undefined) {
         const error = item.error;
@@ -249,12 +351,30 @@ async function copyLive(host: CompactHost, outputs: Outputs, kept: PlannedBlob[]
       }
       const output = await outputs.for(item.blob.length);
       copied.push({ blob: item.blob, to: await output.appendRecord(item.record!) });
+      buffer ??= item.record!.buffer as ArrayBuffer;
       result.blobsCopied++;
       result.bytesCopied += item.blob.length;
     }
-    progress(result.bytesCopied);
   }
-  return copied;
+  const appended = reading.recycle && buffer ? [buffer] : [];
+  await outputs.writeBehind();
+  buffers.written(appended);
+}
+
+/** Consecutive runs of one pack, about limits.compactWriteBytes of them at a time (a run longer than that alone). */
+function* readBatches(runs: LiveItem[][]): Generator<ReadBatch> {
+  let batch: ReadBatch = { runs: [], bytes: 0 };
+  for (const run of runs) {
+    const last = run[run.length - 1].location;
+    const runBytes = last.offset + RECORD_HEADER_BYTES + last.length - run[0].location.offset;
+    if (batch.runs.length > 0 && (run[0].blob.pack !== batch.runs[0][0].blob.pack || batch.bytes + runBytes > limits.compactWriteBytes)) {
+      yield batch;
+      batch = { runs: [], bytes: 0 };
+    }
+    batch.runs.push(run);
+    batch.bytes += runBytes;
+  }
+  if (batch.runs.length > 0) yield batch;
 }
 
 type LiveItem = RunItem & { blob: PlannedBlob };

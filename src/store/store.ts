@@ -408,9 +408,10 @@ export class Store implements MailStore {
   }
 
   private runCompaction(options: CompactOptions): Promise<CompactResult> {
-    const running = import('./compact.js').then((compact) => compact.compactStore(this.compactHost(), options)).then(async (result) => {
+    const running = import('./compact.js').then(async (compact) => {
+      const result = await compact.compactStore(this.compactHost(), options);
       // inline bodies in segments no longer written go to packs, so those segments can be retired
-      const moved = options.dryRun ? 0 : (await moveInlineBodies(this.compactHost(), this.journal.tailFirstSeq - 1)).moved;
+      const moved = options.dryRun ? 0 : (await compact.timed(result, 'inline', () => moveInlineBodies(this.compactHost(), this.journal.tailFirstSeq - 1))).moved;
       if (moved > 0) result.inlineMoved = moved;
       return result;
     });
@@ -455,6 +456,7 @@ export class Store implements MailStore {
       runExclusive: <T>(fn: () => Promise<T>) => this.maintenanceHooks.runExclusive(fn),
       startJournalSegment: () => this.journal.keepTailAndStartNewSegment(this.journal.lastSeq + 1),
       committedSeq: () => this.committed,
+      hashPool: this.hashPool,
     };
   }
 

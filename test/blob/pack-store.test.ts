@@ -8,6 +8,7 @@ import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES, decodePackHeader, decodeRecordH
 import { PackStore, type BlobLocation, type ScanItem } from '../../src/blob/pack-store.js';
 import { MailstoreError } from '../../src/errors.js';
 import { hashBytes } from '../../src/hash/blake3.js';
+import { HashPool } from '../../src/hash/pool.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { prng } from '../helpers/prng.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -286,6 +287,41 @@ describe('PackStore: readRun (neighbours with one read)', () => {
     await packs.close();
   });
 });
+
+describe('PackStore: readRuns (several runs, one buffer, one hashing job)', () => {
+  it('each run lands at its own place: bodies and records exact, a damaged record CORRUPT alone, a run past the end CORRUPT; the same with a hash worker', async () => {
+    const { dir, fs, packs } = await openPacks();
+    const bodies = Array.from({ length: 9 }, (_, i) => body(i + 1, [300, 0, 5000, 40][i % 4]));
+    const locations = await commit(packs, bodies);
+    await fs.damage(join(dir, '00000001.pack'), { kind: 'bitflip', offset: locations[4].offset + RECORD_HEADER_BYTES + 10, length: 1 });
+    truncateSync(join(dir, '00000001.pack'), locations[8].offset + RECORD_HEADER_BYTES + 100);
+    const pool = HashPool.create(1);
+    try {
+      for (const worker of [undefined, pool]) {
+        if (worker) await until(() => worker.ready);
+        // runs [0,1] [3,4,5] [8]: skipping 2, 6 and 7, so each run's bytes sit after the last's in the buffer
+        const items = locations.map((location, i) => ({ location, hash: hashBytes(bodies[i]), body: undefined as Buffer | undefined, record: undefined as Buffer | undefined, error: undefined as unknown }));
+        await packs.readRuns(1, [[items[0], items[1]], [items[3], items[4], items[5]], [items[8]]], worker);
+        for (const i of [0, 1, 3, 5]) {
+          expect(items[i].body!.equals(bodies[i]), `body ${i}`).toBe(true);
+          expect(items[i].record!.subarray(RECORD_HEADER_BYTES).equals(bodies[i]), `record ${i}`).toBe(true);
+          expect(decodeRecordHeader(items[i].record!.subarray(0, RECORD_HEADER_BYTES))!.hash.equals(hashBytes(bodies[i]))).toBe(true);
+        }
+        expect((items[4].error as MailstoreError).code).toBe('CORRUPT');
+        expect((items[8].error as MailstoreError).message).toMatch(/ends \d+ bytes early/);
+        for (const i of [2, 6, 7]) expect(items[i].body ?? items[i].error).toBeUndefined();
+      }
+    } finally {
+      await pool?.close();
+      await packs.close();
+    }
+  });
+});
+
+async function until(ready: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !ready(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  expect(ready(), 'the hash worker started').toBe(true);
+}
 
 describe('PackStore: scan', () => {
   async function filled() {

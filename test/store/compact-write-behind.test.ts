@@ -1,0 +1,96 @@
+// Compaction writes its new pack with one write in flight while it reads and verifies the next
+// records (PackWriter.flush). With compactWriteBytes lowered to a few KiB, the churned store's copy
+// takes many such writes: the copies must land at the offsets the index is switched to, and a write
+// failing while in flight must fail the compaction (typed), remove the partial pack and lose nothing.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { limits } from '../../src/limits.js';
+import { Store } from '../../src/store/store.js';
+import { FaultFileSystem } from '../sim/faultfs.js';
+import { expectCode } from '../sim/helpers.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { churned, expectExact, expectScrubClean, packNames, packsBytes } from './compact-helpers.js';
+
+const tunable = limits as { compactWriteBytes: number };
+const saved = limits.compactWriteBytes;
+
+describe('compaction writes behind its reads', () => {
+  beforeEach(() => { tunable.compactWriteBytes = 4 * 1024; });
+  afterEach(() => { tunable.compactWriteBytes = saved; });
+
+  it('copies every live record where the index says, across many overlapped writes', async () => {
+    const dir = tmpDir('compact-behind');
+    const ffs = new FaultFileSystem({ seed: 11 });
+    const { store, bodies, gone, live } = await churned(dir, { fs: ffs });
+    const writes: number[] = [];
+    ffs.injectAt((info) => { if (info.kind === 'write' && /\.pack\.partial$/.test(info.path)) writes.push(info.position ?? 0); return false; }, 'EIO');
+    const result = await store.compact();
+    ffs.clear();
+    expect(writes.length, 'the new pack took several writes').toBeGreaterThan(3);
+    expect(result.packsRewritten).toEqual([1]);
+    expect(result.blobsCopied).toBeGreaterThan(0);
+    expect(packsBytes(dir)).toBeLessThanOrEqual(1.1 * live + 1024);
+    await expectExact(store, bodies, gone);
+    await expectScrubClean(store);
+    await store.close();
+    const reopened = await Store.open(dir);
+    await expectExact(reopened, bodies, gone);
+    await reopened.close();
+  });
+
+  it('reuses a read buffer only once no write still reads it: writes that take their bytes late still copy exact records', async () => {
+    const dir = tmpDir('compact-behind');
+    const ffs = new FaultFileSystem({ seed: 13 });
+    tunable.compactWriteBytes = 16 * 1024; // several records a read batch: each batch's buffer is reused
+    const { store, bodies, gone, live } = await churned(dir, { fs: ffs });
+    // node's writev hands the buffers to a thread that reads them later; the fault file system
+    // copies them at the call: here it waits first, as the thread would, so a buffer reused too
+    // early would put the next batch's bytes into this write
+    const probe = await ffs.open(join(dir, 'probe'), 'createNew');
+    const proto = Object.getPrototypeOf(probe) as { writev(parts: Buffer[], position: number): Promise<void> };
+    await probe.close();
+    const writev = proto.writev;
+    let late = 0;
+    proto.writev = async function (this: { path: string }, parts: Buffer[], position: number) {
+      if (this.path.endsWith('.pack.partial')) {
+        late++;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      return writev.call(this, parts, position);
+    };
+    try {
+      const result = await store.compact();
+      expect(late, 'writes taken late').toBeGreaterThan(3);
+      expect(result.packsRewritten).toEqual([1]);
+    } finally {
+      proto.writev = writev;
+    }
+    expect(packsBytes(dir)).toBeLessThanOrEqual(1.1 * live + 1024);
+    await expectExact(store, bodies, gone);
+    await expectScrubClean(store);
+    await store.close();
+  });
+
+  for (const [fault, code] of [['ENOSPC', 'NO_SPACE'], ['EIO', 'IO']] as const) {
+    it(`${fault} on a write in flight: ${code}, the partial pack removed, the old pack serves, a retry succeeds`, async () => {
+      const dir = tmpDir('compact-behind');
+      const ffs = new FaultFileSystem({ seed: 7 });
+      const { store, bodies, gone, live } = await churned(dir, { fs: ffs });
+      const before = packNames(dir);
+      let calls = 0;
+      // the header write waits; the third write is one handed over while the copy goes on
+      ffs.injectAt((info) => info.kind === 'write' && /\.pack\.partial$/.test(info.path) && ++calls === 3, fault);
+      await expectCode(store.compact(), code);
+      expect(ffs.firedFaults().length, 'the fault was hit').toBe(1);
+      expect(packNames(dir), 'only the partial new pack was removed').toEqual(before);
+      await expectExact(store, bodies, gone);
+      ffs.clear();
+      const retried = await store.compact();
+      expect(retried.packsRewritten).toEqual([1]);
+      expect(packsBytes(dir)).toBeLessThanOrEqual(1.1 * live + 1024);
+      await expectExact(store, bodies, gone);
+      await expectScrubClean(store);
+      await store.close();
+    });
+  }
+});
