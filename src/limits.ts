@@ -453,6 +453,14 @@ export const lmtpLimits = {
   idleMs: 5 * 60 * 1000,
   /** After close(), in-flight transactions get this long to finish before connections are cut. */
   closeGraceMs: 10_000,
+  /**
+   * RCPT: a mailbox found to exist is taken as existing for this long without asking the index
+   * again (two LevelDB reads per recipient otherwise: the store's mailbox cache is cleared at
+   * every commit). Safe: a mailbox deleted meanwhile fails the append, answered 550 5.1.1 after DATA.
+   */
+  recipientCacheMs: 1000,
+  /** Mailboxes in that cache (past this it starts over). */
+  recipientCacheEntries: 4096,
 } as const;
 
 /** Change events (src/events/). */

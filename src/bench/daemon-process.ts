@@ -118,6 +118,23 @@ export async function waitForSocket(path: string, ms: number): Promise<boolean> 
   return false;
 }
 
+/**
+ * The daemon's automatic snapshots from its log, as [start, end] seconds since `fromMs` (the RSS
+ * sampling's start): the report starts its after-warm-up window once the first one has ended.
+ */
+export function snapshotTimes(log: string, fromMs: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (const line of log.split('\n')) {
+    if (!line.includes('"event":"snapshot"')) continue;
+    const entry = JSON.parse(line) as { time: string; durationMs?: number };
+    const end = (Date.parse(entry.time) - fromMs) / 1000;
+    out.push([hundredths(end - (entry.durationMs ?? 0) / 1000), hundredths(end)]);
+  }
+  return out;
+}
+
+const hundredths = (n: number) => Math.round(n * 100) / 100;
+
 /** At most `max` samples, evenly spaced (first and last kept), for the result line. */
 export function thinSamples<T>(samples: T[], max: number): T[] {
   if (samples.length <= max) return samples;

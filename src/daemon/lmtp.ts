@@ -67,6 +67,7 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
   }
   const bytesMax = options.messageBytesMax ?? limits.messageBytesMax;
   const log = options.log ?? (() => {});
+  const known = new RecentMailboxes(lmtpLimits.recipientCacheMs, lmtpLimits.recipientCacheEntries);
   const inFlight = new Set<Promise<unknown>>();
   const track = <T>(work: Promise<T>): Promise<T> => {
     inFlight.add(work);
@@ -90,7 +91,7 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     // any sender is accepted: answered at once, where smtp-server's default waits a turn of the event loop
     onMailFrom: (_address, _session, callback) => callback(),
     onRcptTo: (address, _session, callback) => {
-      track(checkRecipient(store, template, address)).then(() => callback(), (error: unknown) => {
+      track(checkRecipient(store, template, address, known)).then(() => callback(), (error: unknown) => {
         const reply = rcptReply(error);
         log({ event: 'lmtp.refused', to: address.address, reply: `${reply.responseCode} ${reply.message}` });
         callback(reply);
@@ -172,9 +173,36 @@ export function mailboxFor(template: string, recipient: string): string {
   return template.replaceAll('{local}', local).replaceAll('{domain}', domain).replaceAll('{address}', address);
 }
 
-/** RCPT: the mailbox must exist now (status throws NOT_FOUND otherwise). */
-async function checkRecipient(store: LmtpStore, template: string, address: SMTPServerAddress): Promise<void> {
-  await store.status(mailboxFor(template, address.address));
+/**
+ * RCPT: the mailbox must exist now (status throws NOT_FOUND otherwise), or have existed within
+ * lmtpLimits.recipientCacheMs (`known`): a delivery's append checks again, and a mailbox deleted
+ * in between is refused after DATA with the same 550 5.1.1.
+ */
+async function checkRecipient(store: LmtpStore, template: string, address: SMTPServerAddress, known: RecentMailboxes): Promise<void> {
+  const mailbox = mailboxFor(template, address.address);
+  if (known.has(mailbox)) return;
+  await store.status(mailbox);
+  known.add(mailbox);
+}
+
+/** Mailboxes seen to exist lately: a name stays for `ms`; past `entries` names it starts over. */
+export class RecentMailboxes {
+  private readonly seen = new Map<string, number>();
+
+  constructor(private readonly ms: number, private readonly entries: number) {}
+
+  has(mailbox: string, now = performance.now()): boolean {
+    const until = this.seen.get(mailbox);
+    if (until === undefined) return false;
+    if (now < until) return true;
+    this.seen.delete(mailbox);
+    return false;
+  }
+
+  add(mailbox: string, now = performance.now()): void {
+    if (this.seen.size >= this.entries) this.seen.clear();
+    this.seen.set(mailbox, now + this.ms);
+  }
 }
 
 function rcptReply(error: unknown): Reply {

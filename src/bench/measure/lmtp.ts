@@ -8,8 +8,9 @@
 //        --messages N [--connections C] [--received] [--peer NAME] [--measurement NAME] [--profile DIR]
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { nodeFileSystem } from '../../fs/node-fs.js';
 import { Store } from '../../store/store.js';
-import { startDaemon, thinSamples } from '../daemon-process.js';
+import { snapshotTimes, startDaemon, thinSamples } from '../daemon-process.js';
 import { emit, parseFlags, required, round, runMeasurement, type BenchResult } from '../common.js';
 
 const { values, switches } = parseFlags(process.argv.slice(2));
@@ -31,7 +32,9 @@ await runMeasurement(peer, measurement, async () => {
   const daemon = await startDaemon({ cli: required(values, 'cli'), store: root, lmtp: `unix:${lmtpSocket}`, profileDir: values.get('profile') });
   let result: BenchResult;
   let samples;
+  let samplingFrom = 0;
   try {
+    samplingFrom = Date.now();
     const stopSampling = daemon.sampleRss(250);
     result = await runClient(required(values, 'client'), [
       '--socket', lmtpSocket, '--rcpt', connections === 1 ? 'bench@example.com' : 'bench{n}@example.com', '--list', required(values, 'list'),
@@ -46,10 +49,12 @@ await runMeasurement(peer, measurement, async () => {
   const stored = await countMessages(root, users);
   if (stored !== result.messages) throw new Error(`the client was told 250 for ${result.messages} deliveries but the store holds ${stored}`);
   const peak = samples.reduce((m, s) => Math.max(m, s.rss), 0);
+  const snapshots = snapshotTimes(await nodeFileSystem.readFile(join(root, 'serve.log')).then((b) => b.toString('utf8'), () => ''), samplingFrom);
   emit({
     ...result, peer, measurement, connections,
     daemon_peak_rss_bytes: peak, daemon_peak_anon_bytes: samples.reduce((m, s) => Math.max(m, s.anon), 0),
     rss_samples: thinSamples(samples, SAMPLES_SHOWN).map((s) => [round(s.t, 2), s.rss, s.anon]),
+    snapshots_s: snapshots,
     note: `${result.note}; store checked afterwards: ${stored} messages; daemon peak RSS ${Math.round(peak / 1048576)} MiB`,
   });
 });

@@ -1,0 +1,71 @@
+// LMTP's RCPT check remembers a mailbox found to exist for lmtpLimits.recipientCacheMs (src/daemon/lmtp.ts
+// RecentMailboxes), so a busy MTA's recipients cost no index reads each: what that may not change is
+// the answer a deleted mailbox gets (550 5.1.1, after DATA instead of at RCPT) and that nothing is stored.
+import { afterEach, describe, expect, it } from 'vitest';
+import { RecentMailboxes, startLmtp, type LmtpServer, type LmtpStore } from '../../src/daemon/lmtp.js';
+import { lmtpLimits } from '../../src/limits.js';
+import { Store } from '../../src/store/store.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { converse } from './lmtp-client.js';
+
+const open: { server?: LmtpServer; store?: Store }[] = [];
+afterEach(async () => {
+  for (const { server, store } of open.splice(0)) {
+    await server?.close();
+    await store?.close();
+  }
+});
+
+describe('RecentMailboxes', () => {
+  it('keeps a name for its time, then forgets it; past its size it starts over', () => {
+    const recent = new RecentMailboxes(1000, 2);
+    recent.add('a', 0);
+    expect(recent.has('a', 999)).toBe(true);
+    expect(recent.has('a', 1000)).toBe(false);
+    expect(recent.has('a', 500)).toBe(false); // forgotten once expired
+    recent.add('a', 0);
+    recent.add('b', 0);
+    recent.add('c', 0); // the third: the first two are dropped
+    expect([recent.has('a', 1), recent.has('b', 1), recent.has('c', 1)]).toEqual([false, false, true]);
+  });
+});
+
+describe('LMTP recipients', () => {
+  it('asks the store once per mailbox within the cache time; a mailbox deleted meanwhile gets 550 5.1.1 after DATA and nothing is stored', async () => {
+    const store = await Store.open(tmpDir('lmtp-rcpt'), { create: true });
+    await store.createMailbox('user/alice/INBOX');
+    await store.createMailbox('user/bob/INBOX');
+    let statusCalls = 0;
+    const counting: LmtpStore = {
+      status: (mailbox) => { statusCalls++; return store.status(mailbox); },
+      append: (mailbox, bytes, options) => store.append(mailbox, bytes, options),
+    };
+    const server = await startLmtp(counting, { listen: '127.0.0.1:0', hostname: 'test.example' });
+    open.push({ server, store });
+    const c = await converse({ port: Number(server.address.split(':')[1]) });
+    c.send('LHLO client.example\r\n');
+    await c.replies(1);
+    const deliver = async (to: string[]) => {
+      c.send(`MAIL FROM:<s@example.org>\r\n${to.map((t) => `RCPT TO:<${t}>\r\n`).join('')}DATA\r\n`);
+      const rcpt = await c.replies(2 + to.length);
+      c.send('Subject: x\r\n\r\nbody\r\n.\r\n');
+      return { rcpt, final: await c.replies(to.length) };
+    };
+    const first = await deliver(['alice@example.org', 'bob@example.org']);
+    expect(first.final).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1', '250 2.0.0 delivered to user/bob/INBOX uid 1']);
+    expect(statusCalls).toBe(2);
+    await deliver(['alice@example.org']);
+    expect(statusCalls).toBe(2); // remembered: no index read for it
+
+    await store.deleteMailbox('user/bob/INBOX');
+    const after = await deliver(['bob@example.org', 'alice@example.org']);
+    expect(after.rcpt.slice(1, 3)).toEqual(['250 Accepted', '250 Accepted']); // within recipientCacheMs
+    expect(after.final).toEqual(['550 5.1.1 no such mailbox', '250 2.0.0 delivered to user/alice/INBOX uid 3']);
+    await expect(store.status('user/bob/INBOX')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+
+    await new Promise((resolve) => setTimeout(resolve, lmtpLimits.recipientCacheMs + 50));
+    c.send('MAIL FROM:<s@example.org>\r\nRCPT TO:<bob@example.org>\r\n');
+    expect(await c.replies(2)).toEqual(['250 Accepted', '550 5.1.1 no such mailbox']); // forgotten: asked again
+    c.socket.destroy();
+  }, 30_000);
+});
