@@ -16,7 +16,7 @@ setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 
 const CONNECTIONS = 8;
-/** Deliveries per connection in each phase (two of warm-up, two measured). */
+/** Deliveries per connection in each phase (two of warm-up, then two measured windows of two). */
 const PER_PHASE = 150;
 
 const open: { server?: LmtpServer; store?: Store }[] = [];
@@ -112,21 +112,26 @@ describe('the daemon keeps nothing per delivery', () => {
 
     await phase(0); // warm-up: JIT, caches, the heap grown to its working set
     await phase(1);
-    await collect();
-    const heapBefore = process.memoryUsage().heapUsed;
-    await phase(2);
-    await phase(3);
-    await collect();
-    const heapAfter = process.memoryUsage().heapUsed;
+    // two measured windows of two phases each: retention kept per delivery grows the heap in both,
+    // while V8's code settling (or a GC that came late on a loaded machine) shows in one at most
+    const growth: number[] = [];
+    for (const first of [2, 4]) {
+      await collect();
+      const heapBefore = process.memoryUsage().heapUsed;
+      await phase(first);
+      await phase(first + 1);
+      await collect();
+      growth.push(process.memoryUsage().heapUsed - heapBefore);
+    }
 
-    expect((await store.status('user/u0/INBOX')).messages).toBe(4 * PER_PHASE);
+    expect((await store.status('user/u0/INBOX')).messages).toBe(6 * PER_PHASE);
     // what may stay: the last group commit's bodies at most (one per connection), never one per delivery
     expect(alive).toBeLessThanOrEqual(CONNECTIONS);
-    // 2,400 deliveries measured: a session, envelope, record or closure kept per delivery (≥ ~200
+    // 2,400 deliveries in each window: a session, envelope, record or closure kept per delivery (≥ ~200
     // bytes) would add ≥ 480 KB. What remains is V8's optimised code settling (measured: ~50 bytes
     // a delivery, all of it code and deopt data in a heap snapshot diff)
-    const perDelivery = (heapAfter - heapBefore) / (2 * PER_PHASE * CONNECTIONS);
-    expect(perDelivery).toBeLessThan(150);
+    const perDelivery = Math.min(...growth) / (2 * PER_PHASE * CONNECTIONS);
+    expect(perDelivery, `heap growth per delivery in the two windows: ${growth.map((g) => Math.round(g / (2 * PER_PHASE * CONNECTIONS))).join(', ')} bytes`).toBeLessThan(150);
     for (const c of clients) c.socket.destroy();
   }, 120_000);
 });
