@@ -85,6 +85,13 @@ export const limits = {
   snapshotEveryBytes: 256 * 1024 * 1024,
   /** A snapshot is written in pieces of about this size. */
   snapshotWriteChunkBytes: 1024 * 1024,
+  /**
+   * A format 2 snapshot record (index entries) holds up to this many bytes (one entry may pass it
+   * alone): what a reader checks and hands on at once, and a writer holds.
+   */
+  snapshotRecordBytes: 1024 * 1024,
+  /** Index entries read at a time (one LevelDB round trip) while a snapshot is written. */
+  snapshotReadEntries: 1000,
   /** Change-log consumers: records handed to a handler at once. */
   consumerBatchRecords: 1000,
   /** An idle consumer waits this long at first, doubling up to consumerIdleMaxMs (a commit wakes it at once). */
@@ -185,6 +192,12 @@ export const limits = {
    * up to ~5 M keys (about 1.5 M messages); a larger store only pays more LevelDB lookups.
    */
   rebuildKeyFilterBytes: 8 * 1024 * 1024,
+  /**
+   * Rebuild: LevelDB's memtable while the new index is loaded (default 4 MiB). Larger, the load
+   * writes no level-0 tables and LevelDB compacts nothing meanwhile (the memtable is written once,
+   * when the index is opened again); it is memory while the rebuild runs.
+   */
+  rebuildWriteBufferBytes: 32 * 1024 * 1024,
   /** A checkpoint record (a journal written from the index) holds at most this many entries of one kind. */
   checkpointEntriesPerRecord: 4096,
   /**

@@ -316,7 +316,7 @@ export async function buildIndexAside(fs: FileSystem, root: string, journal: Jou
   const fresh = join(root, `${LAYOUT.index}.rebuild`);
   // A leftover of an interrupted rebuild is derived data this code made: remove it.
   if (await fs.statIfExists(fresh)) await fs.removeTree(fresh);
-  const db = await IndexDb.open(fresh, true);
+  const db = await IndexDb.open(fresh, true, { writeBufferBytes: limits.rebuildWriteBufferBytes });
   await enableNativeCborStrings();
   try {
     // The new index is empty and this view its only writer: the filter spares a LevelDB lookup
@@ -338,15 +338,17 @@ export async function buildIndexAside(fs: FileSystem, root: string, journal: Jou
 }
 
 /**
- * Puts a verified snapshot's state into a fresh index (its checkpoint ops, as a checkpoint
- * replays), straight into LevelDB batches: state ops only put, and every key goes into the
- * rebuild's filter, so the journal replayed after it still finds them.
+ * Puts a verified snapshot's state into a fresh index, straight into LevelDB batches: a format 2
+ * snapshot's entries as they are (the index's own bytes, checksums included), a format 1
+ * snapshot's checkpoint ops as a checkpoint replays them. Every key goes into the rebuild's
+ * filter, so the journal replayed after it still finds them.
  */
 async function loadSnapshot(fs: FileSystem, db: IndexDb, written: WrittenKeys, snapshot: SnapshotInfo, storeId: Buffer): Promise<void> {
   const load = db.bulkLoad(limits.replayBatchKeys, written);
-  await readSnapshotFile(fs, snapshot.path, snapshot.name, storeId, async (op) => {
-    applyStateOp(load, op);
-    await load.maybeFlush();
+  await readSnapshotFile(fs, snapshot.path, snapshot.name, storeId, {
+    op: (op) => applyStateOp(load, op),
+    entry: (key, value) => load.putRaw(key, value),
+    recordDone: () => load.maybeFlush(),
   });
   await load.finish();
   forgetModseqOffset(db); // the snapshot may carry an XFER-raised offset: read it from the index again

@@ -14,7 +14,7 @@ import type { IndexDb } from '../index/index-db.js';
 import type { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import type { ChangeFeed } from './changes.js';
-import { snapshotState } from './checkpoint.js';
+import { snapshotEntries } from './checkpoint.js';
 import { LAYOUT } from './identity.js';
 import {
   SNAPSHOT_HEADER_BYTES, decodeSnapshotHeader, listSnapshots, readSnapshotFile, snapshotsDir, writeSnapshotFile, type SnapshotInfo,
@@ -127,14 +127,14 @@ export class Snapshotter {
     const started = Date.now();
     const { fs, root, storeId } = this.host;
     await removeTemporaries(fs, root);
-    const state = await snapshotState(this.host.db());
+    const state = await snapshotEntries(this.host.db());
     let info: SnapshotInfo | undefined;
     let reused = false;
     try {
       info = await verifiedAt(fs, root, storeId, state.appliedSeq);
       reused = Boolean(info);
       if (!info) {
-        const written = await writeSnapshotFile(fs, root, storeId, state.appliedSeq, state.ops);
+        const written = await writeSnapshotFile(fs, root, storeId, state.appliedSeq, state.entries);
         // Verified as a reader will read it: "verified" is a property of the bytes on disk.
         info = await readSnapshotFile(fs, written.path, written.name, storeId);
       }
