@@ -330,6 +330,21 @@ export class IndexDb {
     }
   }
 
+  /**
+   * Writes LevelDB's memtable into a table now (a compaction of a range no key is in does only
+   * that). A bulk-loaded index is closed and opened again to be installed: flushed first, the
+   * reopen reads an empty log instead of parsing the whole load from it into a memtable again
+   * (measured: ~40 ms of CPU for 60k keys, against ~15 for the flush).
+   */
+  async flushMemtable(): Promise<void> {
+    await this.settle();
+    try {
+      await (this.db as unknown as { compactRange(start: Buffer, end: Buffer): Promise<void> }).compactRange(Buffer.of(0), Buffer.of(0));
+    } catch (error) {
+      throw this.readError(error);
+    }
+  }
+
   async close(): Promise<void> {
     await this.settle().catch(() => undefined);
     await this.db.close();

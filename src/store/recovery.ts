@@ -331,6 +331,7 @@ export async function buildIndexAside(fs: FileSystem, root: string, journal: Jou
     health.rebuiltFrom = snapshot
       ? `snapshot ${snapshot.name} (seq ${snapshot.seq}) and ${replayed.records} journal records after it`
       : `the whole journal (${replayed.records} records)`;
+    await db.flushMemtable(); // the index is opened again where it is installed
     return { ...replayed, path: fresh, ...(snapshot ? { snapshot } : {}) };
   } finally {
     await db.close();
