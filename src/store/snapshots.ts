@@ -30,6 +30,8 @@ export interface SnapshotResult {
   seq: number;
   bytes: number;
   records: number;
+  /** The snapshot's format (snapshot-file.ts): 1 checkpoint ops, 2 index entries. */
+  format: number;
   durationMs: number;
   /** A verified snapshot of this seq was already there: nothing new was written. */
   reused: boolean;
@@ -146,7 +148,7 @@ export class Snapshotter {
     await this.moveCursor(info.seq);
     const { kept, removed } = await this.pruneSnapshots(info);
     const retired = await this.retire(kept);
-    return { name: info.name, seq: info.seq, bytes: info.bytes, records: info.records, durationMs: Date.now() - started, reused, removedSnapshots: removed, retired };
+    return { name: info.name, seq: info.seq, bytes: info.bytes, records: info.records, format: info.format, durationMs: Date.now() - started, reused, removedSnapshots: removed, retired };
   }
 
   private async moveCursor(seq: number): Promise<void> {
