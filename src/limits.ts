@@ -87,9 +87,11 @@ export const limits = {
   snapshotWriteChunkBytes: 1024 * 1024,
   /**
    * A format 2 snapshot record (index entries) holds up to this many bytes (one entry may pass it
-   * alone): what a reader checks and hands on at once, and a writer holds.
+   * alone): what a reader checks and hands on at once, and a writer holds. A rebuild hands LevelDB
+   * a batch at record ends (snapshotLoadBatchKeys), so this also bounds how much of the load waits
+   * for LevelDB's last batch.
    */
-  snapshotRecordBytes: 1024 * 1024,
+  snapshotRecordBytes: 256 * 1024,
   /** Index entries read at a time (one LevelDB round trip) while a snapshot is written. */
   snapshotReadEntries: 1000,
   /** Change-log consumers: records handed to a handler at once. */
@@ -187,6 +189,14 @@ export const limits = {
   searchHeaderBytesMax: 256 * 1024,
   /** Replay and rebuild write a LevelDB batch once this many keys are pending. */
   replayBatchKeys: 20000,
+  /**
+   * A rebuild from a snapshot hands LevelDB a batch of about this many entries (after each
+   * snapshot record that reaches it): small enough that LevelDB's thread writes one while the next
+   * is read and checked, so little of the load waits on the last batch.
+   */
+  snapshotLoadBatchKeys: 4096,
+  /** A rebuild loads cbor-x's native string decoding (~12 ms) only to replay at least this many journal records. */
+  rebuildNativeCborRecordsMin: 64,
   /**
    * Rebuild: the Bloom filter of the keys written so far. 8 MiB keeps false positives under 1 %
    * up to ~5 M keys (about 1.5 M messages); a larger store only pays more LevelDB lookups.
