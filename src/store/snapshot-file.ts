@@ -341,8 +341,10 @@ function decodeFrame(payload: Buffer, damaged: (why: string) => MailstoreError):
  * key twice) and not one a rebuild sets itself, its value long enough to hold a checksum.
  */
 class EntriesCheck {
-  /** The key before, as a range of the record it is in (no view made an entry while only verifying). */
-  private previous: { bytes: Buffer; start: number; end: number } | undefined;
+  /** The key before, as a range of the record it is in (no object made an entry: ~60k a 20k-message store). */
+  private previousBytes: Buffer | undefined;
+  private previousStart = 0;
+  private previousEnd = 0;
   private readonly own = [keys.meta('appliedSeq'), keys.meta('storeId')];
 
   constructor(private readonly counts: SnapshotCounts, private readonly damaged: (why: string) => MailstoreError, private readonly sink?: SnapshotSink) {}
@@ -371,17 +373,21 @@ class EntriesCheck {
 
   private check(payload: Buffer, keyStart: number, keyEnd: number, valueBytes: number, ordinal: number): void {
     const space = payload[keyStart];
-    const hex = () => payload.subarray(keyStart, Math.min(keyEnd, keyStart + 80)).toString('hex');
-    if (keyEnd === keyStart || !SNAPSHOT_SPACES.has(space)) throw this.damaged(`record ${ordinal}: a key of no index space (${hex()})`);
-    const p = this.previous;
-    if (p && payload.compare(p.bytes, p.start, p.end, keyStart, keyEnd) !== 1) throw this.damaged(`record ${ordinal}: key ${hex()} is out of order`);
-    if (valueBytes < 5) throw this.damaged(`record ${ordinal}: the value of key ${hex()} is too short`);
-    if (space === SPACE.meta && this.own.some((k) => payload.compare(k, 0, k.length, keyStart, keyEnd) === 0)) throw this.damaged(`record ${ordinal}: key ${hex()} is one a rebuild sets itself`);
-    this.previous = { bytes: payload, start: keyStart, end: keyEnd };
+    if (keyEnd === keyStart || !SNAPSHOT_SPACES.has(space)) throw this.bad(ordinal, payload, keyStart, keyEnd, 'is of no index space');
+    if (this.previousBytes && payload.compare(this.previousBytes, this.previousStart, this.previousEnd, keyStart, keyEnd) !== 1) throw this.bad(ordinal, payload, keyStart, keyEnd, 'is out of order');
+    if (valueBytes < 5) throw this.bad(ordinal, payload, keyStart, keyEnd, 'has a value too short for its checksum');
+    if (space === SPACE.meta && this.own.some((k) => payload.compare(k, 0, k.length, keyStart, keyEnd) === 0)) throw this.bad(ordinal, payload, keyStart, keyEnd, 'is one a rebuild sets itself');
+    this.previousBytes = payload;
+    this.previousStart = keyStart;
+    this.previousEnd = keyEnd;
     this.counts.entries!++;
     if (space === SPACE.info) this.counts.mailboxes++;
     else if (space === SPACE.message) this.counts.messages++;
     else if (space === SPACE.blob) this.counts.blobs++;
+  }
+
+  private bad(ordinal: number, payload: Buffer, keyStart: number, keyEnd: number, why: string): MailstoreError {
+    return this.damaged(`record ${ordinal}: key ${payload.subarray(keyStart, Math.min(keyEnd, keyStart + 80)).toString('hex')} ${why}`);
   }
 }
 

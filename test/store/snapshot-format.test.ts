@@ -148,9 +148,9 @@ describe('snapshot formats', () => {
     const cases: [string, [Buffer, Buffer][], RegExp][] = [
       ['keys out of order', [[blob(2), value], [blob(1), value]], /out of order/],
       ['a key twice', [[blob(1), value], [blob(1), value]], /out of order/],
-      ['a key of no space', [[Buffer.from('Zzz'), value]], /no index space/],
+      ['a key of no space', [[Buffer.from('Zzz'), value]], /of no index space/],
       ['the appliedSeq a rebuild sets', [[keys.meta('appliedSeq'), encodeValue(5)]], /sets itself/],
-      ['a value too short for its checksum', [[blob(1), Buffer.alloc(3)]], /too short/],
+      ['a value too short for its checksum', [[blob(1), Buffer.alloc(3)]], /too short for its checksum/],
     ];
     for (const [what, entries, why] of cases) {
       writeFileSync(path, await craftedSnapshot(storeId, 9, entries));
