@@ -205,9 +205,9 @@ export const limits = {
   /**
    * Rebuild: LevelDB's memtable while the new index is loaded (default 4 MiB). Larger, the load
    * writes no level-0 tables and LevelDB compacts nothing meanwhile (the memtable is written once,
-   * when the index is opened again); it is memory while the rebuild runs (up to two memtables: 16
-   * MiB holds a 20k-message store's whole load, ~6 MB, and keeps the 1M scale rebuild's RSS near
-   * what the 4 MiB default gave).
+   * into one table, before the index is closed to be installed); it is memory while the rebuild
+   * runs (up to two memtables): 16 MiB holds a 20k-message store's whole load (~6 MB) and adds at
+   * most ~24 MiB over the default to a larger rebuild (not measured at 1M yet).
    */
   rebuildWriteBufferBytes: 16 * 1024 * 1024,
   /** A checkpoint record (a journal written from the index) holds at most this many entries of one kind. */
