@@ -85,6 +85,15 @@ export const limits = {
   snapshotEveryBytes: 256 * 1024 * 1024,
   /** A snapshot is written in pieces of about this size. */
   snapshotWriteChunkBytes: 1024 * 1024,
+  /**
+   * A format 2 snapshot record (index entries) holds up to this many bytes (one entry may pass it
+   * alone): what a reader checks and hands on at once, and a writer holds. A rebuild hands LevelDB
+   * a batch at record ends (snapshotLoadBatchKeys), so this also bounds how much of the load waits
+   * for LevelDB's last batch.
+   */
+  snapshotRecordBytes: 256 * 1024,
+  /** Index entries read at a time (one LevelDB round trip) while a snapshot is written. */
+  snapshotReadEntries: 1000,
   /** Change-log consumers: records handed to a handler at once. */
   consumerBatchRecords: 1000,
   /** An idle consumer waits this long at first, doubling up to consumerIdleMaxMs (a commit wakes it at once). */
@@ -181,10 +190,26 @@ export const limits = {
   /** Replay and rebuild write a LevelDB batch once this many keys are pending. */
   replayBatchKeys: 20000,
   /**
+   * A rebuild from a snapshot hands LevelDB a batch of about this many entries (after each
+   * snapshot record that reaches it): small enough that LevelDB's thread writes one while the next
+   * is read and checked, so little of the load waits on the last batch.
+   */
+  snapshotLoadBatchKeys: 4096,
+  /** A rebuild loads cbor-x's native string decoding (~12 ms) only to replay at least this many journal records. */
+  rebuildNativeCborRecordsMin: 64,
+  /**
    * Rebuild: the Bloom filter of the keys written so far. 8 MiB keeps false positives under 1 %
    * up to ~5 M keys (about 1.5 M messages); a larger store only pays more LevelDB lookups.
    */
   rebuildKeyFilterBytes: 8 * 1024 * 1024,
+  /**
+   * Rebuild: LevelDB's memtable while the new index is loaded (default 4 MiB). Larger, the load
+   * writes no level-0 tables and LevelDB compacts nothing meanwhile (the memtable is written once,
+   * into one table, before the index is closed to be installed); it is memory while the rebuild
+   * runs (up to two memtables): 16 MiB holds a 20k-message store's whole load (~6 MB) and adds at
+   * most ~24 MiB over the default to a larger rebuild (not measured at 1M yet).
+   */
+  rebuildWriteBufferBytes: 16 * 1024 * 1024,
   /** A checkpoint record (a journal written from the index) holds at most this many entries of one kind. */
   checkpointEntriesPerRecord: 4096,
   /**

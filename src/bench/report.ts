@@ -312,13 +312,13 @@ export function renderReport(data: RunData, rawFile: string, charts: ChartRef[] 
   tierSection(out, goals, allMain); // its goal rows use every round, its table round 1
 
   out.push('### Open after a crash; full index rebuild\n');
-  out.push(table(main, ['mailstore:recover', 'mailstore:resync', 'mailstore:rebuild', 'dovecot-mdbox:recover', 'cyrus:recover', 'dovecot-mdbox:resync', 'dovecot-sdbox:resync', 'dovecot-maildir:resync', 'dovecot-mdbox:rebuild', 'dovecot-sdbox:rebuild', 'dovecot-maildir:rebuild', 'cyrus:rebuild'],
+  out.push(table(main, ['mailstore:recover', 'mailstore:resync', 'mailstore:rebuild', 'mailstore:rebuild-journal', 'dovecot-mdbox:recover', 'cyrus:recover', 'dovecot-mdbox:resync', 'dovecot-sdbox:resync', 'dovecot-maildir:resync', 'dovecot-mdbox:rebuild', 'dovecot-sdbox:rebuild', 'dovecot-maildir:rebuild', 'cyrus:rebuild'],
     [COLUMNS.messages, COLUMNS.seconds, COLUMNS.msgRate, { title: 'acked / found / expected', value: (r) => [r.acked, r.found, r.expected].map((x) => (x === undefined ? '–' : int(x as number))).join(' / ') }, COLUMNS.rss]));
   chartsOf('rebuild');
   {
     const rates = perRound(allMain, (inRound) => { const r = find(inRound, 'mailstore', 'rebuild'); return r && msgRate(r); });
     const m = rates.length ? median(rates) : undefined;
-    goals.push({ text: 'rebuild ≥ 100,000 messages/s', measured: m ? `${num(m.median, 0)} messages/s${spreadText(m, ' messages/s')}` : '', pass: m === undefined ? undefined : m.median >= 100_000 });
+    goals.push({ text: 'rebuild ≥ 100,000 messages/s (from a snapshot taken first, plus the journal after it; row mailstore rebuild)', measured: m ? `${num(m.median, 0)} messages/s${spreadText(m, ' messages/s')}` : '', pass: m === undefined ? undefined : m.median >= 100_000 });
     out.push(goalLine(goals[goals.length - 1]!));
   }
 

@@ -52,6 +52,11 @@ export function encodeValue(value: unknown): Buffer {
   return frame(cbor.encode(value));
 }
 
+/** A stored value's checksum holds (what decodeValue checks first), without decoding it. */
+export function valueChecksumHolds(bytes: Buffer): boolean {
+  return bytes.length >= 5 && bytes.readUInt32BE(0) === crc32(bytes.subarray(4));
+}
+
 export function decodeValue<T>(bytes: Uint8Array, key: Uint8Array): T {
   // LevelDB hands back Buffers: no new view, and one for the body shared by the checksum and the
   // decoder (a bulk read decodes two values a message; each view costs ~1 µs while code is cold)

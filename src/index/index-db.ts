@@ -47,6 +47,8 @@ function pendingBatch(level: Level<Buffer, Buffer>, pending: Pending): ReturnTyp
 export interface IndexSnapshot {
   get<T>(key: Buffer): T | undefined;
   entryBatches<T>(range: { gte: Buffer; lt: Buffer }, batchEntries: number): AsyncGenerator<[Buffer, T][]>;
+  /** Keys and stored value bytes (checksum not checked), as LevelDB returns them. */
+  rawEntryBatches(range: { gte: Buffer; lt: Buffer }, batchEntries: number): AsyncGenerator<[Buffer, Buffer][]>;
   close(): Promise<void>;
 }
 
@@ -64,8 +66,15 @@ export class IndexDb {
 
   private constructor(readonly path: string, private readonly db: Level<Buffer, Buffer>) {}
 
-  static async open(path: string, create: boolean): Promise<IndexDb> {
-    const db = new Level<Buffer, Buffer>(path, { keyEncoding: 'buffer', valueEncoding: 'buffer', createIfMissing: create, errorIfExists: create });
+  /**
+   * `writeBufferBytes`: LevelDB's memtable size (default 4 MiB); a rebuild's bulk load sets it larger
+   * so that LevelDB writes no level-0 tables and compacts nothing while the load runs.
+   */
+  static async open(path: string, create: boolean, options: { writeBufferBytes?: number } = {}): Promise<IndexDb> {
+    const db = new Level<Buffer, Buffer>(path, {
+      keyEncoding: 'buffer', valueEncoding: 'buffer', createIfMissing: create, errorIfExists: create,
+      ...(options.writeBufferBytes ? { writeBufferSize: options.writeBufferBytes } : {}),
+    });
     try {
       await db.open();
     } catch (error) {
@@ -210,6 +219,7 @@ export class IndexDb {
         return raw === undefined ? undefined : decodeValue<T>(raw, key);
       },
       entryBatches: <T>(range: { gte: Buffer; lt: Buffer }, batchEntries: number) => this.decodedBatches<T>(this.rawBatches({ ...range, snapshot }, batchEntries)),
+      rawEntryBatches: (range: { gte: Buffer; lt: Buffer }, batchEntries: number) => this.rawBatches({ ...range, snapshot }, batchEntries),
       close: () => snapshot.close().catch(() => undefined),
     };
   }
@@ -320,6 +330,21 @@ export class IndexDb {
     }
   }
 
+  /**
+   * Writes LevelDB's memtable into a table now (a compaction of a range no key is in does only
+   * that). A bulk-loaded index is closed and opened again to be installed: flushed first, the
+   * reopen reads an empty log instead of parsing the whole load from it into a memtable again
+   * (measured: ~40 ms of CPU for 60k keys, against ~15 for the flush).
+   */
+  async flushMemtable(): Promise<void> {
+    await this.settle();
+    try {
+      await (this.db as unknown as { compactRange(start: Buffer, end: Buffer): Promise<void> }).compactRange(Buffer.of(0), Buffer.of(0));
+    } catch (error) {
+      throw this.readError(error);
+    }
+  }
+
   async close(): Promise<void> {
     await this.settle().catch(() => undefined);
     await this.db.close();
@@ -414,8 +439,13 @@ export class BulkLoad {
 
   put(key: Buffer, value: unknown): void {
     assert(value !== undefined, 'a bulk load only puts'); // state ops never delete
+    this.putRaw(key, encodeValue(value));
+  }
+
+  /** A stored value as is (checksum in front): a format 2 snapshot's entries. */
+  putRaw(key: Buffer, value: Buffer): void {
     this.written?.addBytes(key);
-    this.batch.put(key, encodeValue(value));
+    this.batch.put(key, value);
     this.count++;
   }
 

@@ -217,3 +217,34 @@ export async function snapshotState(db: IndexDb): Promise<StateSnapshot> {
   }
   return { appliedSeq, ops: ops(), close: () => snapshot.close() };
 }
+
+/** The index's entries at one point, as a format 2 snapshot holds them (snapshot-file.ts). */
+export interface EntriesSnapshot {
+  /** The journal seq the entries reflect (the index's watermark in the snapshot). */
+  appliedSeq: number;
+  /** Every entry but the store id and appliedSeq (a rebuild sets those), in key order. */
+  entries: AsyncGenerator<[Buffer, Buffer][]>;
+  /** Releases the LevelDB snapshot (also after reading every entry). */
+  close(): Promise<void>;
+}
+
+/**
+ * The index's whole state at one point as raw entries, read from a LevelDB snapshot while writers
+ * go on (index snapshots take it). Streamed in batches of limits.snapshotReadEntries: memory
+ * does not follow the index's size.
+ */
+export async function snapshotEntries(db: IndexDb): Promise<EntriesSnapshot> {
+  const snapshot = await db.snapshot();
+  const appliedSeq = snapshot.get<number>(meta.appliedSeq) ?? 0;
+  const own = [meta.appliedSeq, meta.storeId];
+  async function* entries(): AsyncGenerator<[Buffer, Buffer][]> {
+    try {
+      for await (const batch of snapshot.rawEntryBatches({ gte: Buffer.alloc(0), lt: Buffer.of(0xff) }, limits.snapshotReadEntries)) {
+        yield batch.some(([key]) => key[0] === SPACE.meta) ? batch.filter(([key]) => !own.some((k) => k.equals(key))) : batch;
+      }
+    } finally {
+      await snapshot.close();
+    }
+  }
+  return { appliedSeq, entries: entries(), close: () => snapshot.close() };
+}

@@ -241,7 +241,8 @@ export class Maintenance implements StoreMaintenance {
     return this.host.withoutSnapshots(() => this.runExclusive(async () => {
       const { fs, root, journal, storeId } = this.host;
       const health = newHealth();
-      const start = await chooseRebuildStart(fs, root, journal, storeId, health);
+      // the snapshot verified while it loads into the index built aside (one read of it)
+      const start = await chooseRebuildStart(fs, root, journal, storeId, health, { load: true });
       const built = await buildIndexAside(fs, root, journal, storeId, health, start);
       return this.installUnlessKept(built.path, async () => {
         const appliedSeq = (await this.host.db.get<number>(meta.appliedSeq)) ?? 0;

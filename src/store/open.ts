@@ -135,7 +135,9 @@ async function recoverIndex(r: Recovering, options: StoreOptions, stale: boolean
   if (!existing && !r.health.rebuilt) r.health.rebuilt = 'index is missing';
   // A rebuild starts from the newest snapshot that verifies: what it holds was applied to an index,
   // so acknowledged, and its seq is a high-water mark as an index's appliedSeq is.
-  let start: RebuildStart | undefined = existing ? undefined : await chooseRebuildStart(r.fs, r.root, r.journal, r.storeId, r.health);
+  // (index missing: the snapshot is verified while it loads into the index built aside, one read)
+  let start: RebuildStart | undefined = existing ? undefined : await chooseRebuildStart(r.fs, r.root, r.journal, r.storeId, r.health, { load: true });
+  if (start?.loaded) r.opened.db = start.loaded.db; // closed by a failing open like any index
   if (existing && existing.appliedSeq + 1 < r.journal.firstSeq) {
     // An index older than the retired part of the journal (an old copy put back) cannot catch up
     // by replay; a snapshot at or past the journal's start can replace it.

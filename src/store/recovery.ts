@@ -17,7 +17,7 @@ import { parseSegmentFileName } from '../journal/journal-format.js';
 import { LAYOUT } from './identity.js';
 import { keys } from '../keys/index-keys.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
-import { readSnapshotFile, type SnapshotInfo } from './snapshot-file.js';
+import { listSnapshots, readSnapshotFile, type SnapshotInfo } from './snapshot-file.js';
 import { newestSnapshotSeq, newestUsableSnapshot } from './snapshots.js';
 
 
@@ -294,62 +294,110 @@ export async function openExistingIndex(path: string, storeId: Buffer, health: H
 export interface RebuildStart {
   snapshot?: SnapshotInfo;
   damaged: { name: string; why: string }[];
+  /**
+   * The index being built aside with `snapshot` already loaded into it (chooseRebuildStart with
+   * `load`: the snapshot verified while it loaded, one read instead of two); buildIndexAside goes
+   * on from it. Whoever holds a start with one either builds from it or closes its db.
+   */
+  loaded?: AsideIndex;
+}
+
+/** A fresh index in `index.rebuild/`, written only by the rebuild (so its key filter knows every key). */
+interface AsideIndex {
+  db: IndexDb;
+  written: WrittenKeys;
 }
 
 /**
  * Where a rebuild starts: the newest snapshot that verifies and that the journal continues. Each
  * damaged one passed over is a finding that says what the rebuild fell back to; it does not mark
  * the store degraded (nothing is lost while a fallback covers it: replay reports a real gap).
+ * `load`: each candidate is verified by loading it into a fresh aside index (damage found by the
+ * end of the file: that index is discarded and the next candidate tried), which the start carries.
  */
-export async function chooseRebuildStart(fs: FileSystem, root: string, journal: Journal, storeId: Buffer, health: Health): Promise<RebuildStart> {
-  const start = await newestUsableSnapshot(fs, root, storeId, journal.firstSeq);
+export async function chooseRebuildStart(fs: FileSystem, root: string, journal: Journal, storeId: Buffer, health: Health, options: { load?: boolean } = {}): Promise<RebuildStart> {
+  const start = options.load ? await loadNewestUsable(fs, root, journal, storeId) : await newestUsableSnapshot(fs, root, storeId, journal.firstSeq);
   const fallback = start.snapshot ? `the older snapshot ${start.snapshot.name} (seq ${start.snapshot.seq}) and the journal after it` : 'the whole retained journal';
   for (const d of start.damaged) health.findings.push(`${d.why}; rebuilt from ${fallback} instead ('mailstore scrub --repair' moves it to quarantine/)`);
   return start;
 }
 
+/** newestUsableSnapshot's choice, each candidate verified while it loads into a fresh aside index. */
+async function loadNewestUsable(fs: FileSystem, root: string, journal: Journal, storeId: Buffer): Promise<RebuildStart> {
+  const damaged: { name: string; why: string }[] = [];
+  for (const entry of await listSnapshots(fs, root)) {
+    if (entry.seq + 1 < journal.firstSeq) continue; // the journal after it was retired: it cannot be continued
+    const aside = await openAside(fs, root, journal, entry.seq);
+    try {
+      return { snapshot: await loadSnapshot(fs, aside, entry, storeId), damaged, loaded: aside };
+    } catch (error) {
+      await aside.db.close();
+      if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT' || error.path !== entry.path) throw error;
+      damaged.push({ name: entry.name, why: error.message });
+    }
+  }
+  return { damaged };
+}
+
 /**
- * Builds a fresh index beside the live one (in `index.rebuild/`): from `start.snapshot` and the
- * journal after its seq, or (no snapshot) from the whole journal.
+ * An empty index in `index.rebuild/` (a leftover of an interrupted rebuild is derived data this
+ * code made: removed), its memtable large for the bulk load.
+ */
+async function openAside(fs: FileSystem, root: string, journal: Journal, startSeq: number): Promise<AsideIndex> {
+  const fresh = join(root, `${LAYOUT.index}.rebuild`);
+  if (await fs.statIfExists(fresh)) await fs.removeTree(fresh);
+  const db = await IndexDb.open(fresh, true, { writeBufferBytes: limits.rebuildWriteBufferBytes });
+  // Native CBOR strings pay off over many journal records (~0.4 us a message op) but cost ~12 ms
+  // to load: not for the short tail after a snapshot.
+  if (journal.lastSeq - startSeq >= limits.rebuildNativeCborRecordsMin) await enableNativeCborStrings();
+  // The new index is empty and the rebuild its only writer: the filter spares a LevelDB lookup for
+  // every key the rebuild never wrote.
+  return { db, written: new WrittenKeys(limits.rebuildKeyFilterBytes) };
+}
+
+/**
+ * Builds a fresh index beside the live one (in `index.rebuild/`): from `start.snapshot` (already
+ * loaded when the start carries its index) and the journal after its seq, or (no snapshot) from
+ * the whole journal.
  */
 export async function buildIndexAside(fs: FileSystem, root: string, journal: Journal, storeId: Buffer, health: Health, start: RebuildStart = { damaged: [] }): Promise<ReplayResult & { path: string; snapshot?: SnapshotInfo }> {
-  const fresh = join(root, `${LAYOUT.index}.rebuild`);
-  // A leftover of an interrupted rebuild is derived data this code made: remove it.
-  if (await fs.statIfExists(fresh)) await fs.removeTree(fresh);
-  const db = await IndexDb.open(fresh, true);
-  await enableNativeCborStrings();
+  const snapshot = start.snapshot;
+  const aside = start.loaded ?? await openAside(fs, root, journal, snapshot?.seq ?? 0);
+  const { db } = aside;
   try {
-    // The new index is empty and this view its only writer: the filter spares a LevelDB lookup
-    // for every key the rebuild never wrote (the store id goes through the view for that reason).
-    const written = new WrittenKeys(limits.rebuildKeyFilterBytes);
-    const view = new IndexView(db, written);
+    if (snapshot && !start.loaded) await loadSnapshot(fs, aside, snapshot, storeId);
+    // the store id goes through the view, so the filter knows it
+    const view = new IndexView(db, aside.written);
     view.put(meta.storeId, storeId);
-    const snapshot = start.snapshot;
-    if (snapshot) await loadSnapshot(fs, db, written, snapshot, storeId);
     if (snapshot) view.put(meta.appliedSeq, snapshot.seq);
     const replayed = await replayInto(journal, view, snapshot?.seq ?? 0, health);
     health.rebuiltFrom = snapshot
       ? `snapshot ${snapshot.name} (seq ${snapshot.seq}) and ${replayed.records} journal records after it`
       : `the whole journal (${replayed.records} records)`;
-    return { ...replayed, path: fresh, ...(snapshot ? { snapshot } : {}) };
+    await db.flushMemtable(); // the index is opened again where it is installed
+    return { ...replayed, path: db.path, ...(snapshot ? { snapshot } : {}) };
   } finally {
     await db.close();
   }
 }
 
 /**
- * Puts a verified snapshot's state into a fresh index (its checkpoint ops, as a checkpoint
- * replays), straight into LevelDB batches: state ops only put, and every key goes into the
- * rebuild's filter, so the journal replayed after it still finds them.
+ * Puts a snapshot's state into a fresh aside index, straight into LevelDB batches: a format 2
+ * snapshot's entries as they are (the index's own bytes, checksums included), a format 1
+ * snapshot's checkpoint ops as a checkpoint replays them. Every key goes into the rebuild's
+ * filter, so the journal replayed after it still finds them. The file is verified as it is read:
+ * damage (CORRUPT, the snapshot's path) leaves a partly loaded index for the caller to discard.
  */
-async function loadSnapshot(fs: FileSystem, db: IndexDb, written: WrittenKeys, snapshot: SnapshotInfo, storeId: Buffer): Promise<void> {
-  const load = db.bulkLoad(limits.replayBatchKeys, written);
-  await readSnapshotFile(fs, snapshot.path, snapshot.name, storeId, async (op) => {
-    applyStateOp(load, op);
-    await load.maybeFlush();
+async function loadSnapshot(fs: FileSystem, aside: AsideIndex, snapshot: { path: string; name: string }, storeId: Buffer): Promise<SnapshotInfo> {
+  const load = aside.db.bulkLoad(limits.snapshotLoadBatchKeys, aside.written);
+  const info = await readSnapshotFile(fs, snapshot.path, snapshot.name, storeId, {
+    op: (op) => applyStateOp(load, op),
+    entry: (key, value) => load.putRaw(key, value),
+    recordDone: () => load.maybeFlush(),
   });
   await load.finish();
-  forgetModseqOffset(db); // the snapshot may carry an XFER-raised offset: read it from the index again
+  forgetModseqOffset(aside.db); // the snapshot may carry an XFER-raised offset: read it from the index again
+  return info;
 }
 
 /** Swaps a built index in for `index/`; the old one is moved to quarantine/, not deleted. */

@@ -1,24 +1,37 @@
 // Index snapshots on disk (docs/FORMAT.md, "Snapshots"): the whole metadata state at one journal
 // seq, so that a rebuild replays the snapshot plus the journal after it instead of the whole
-// history, and the journal before it can be retired. A snapshot is a header, the state as framed
-// checkpoint ops (the journal's record framing), and a trailer with the counts and a BLAKE3 digest
-// of everything before it: "verified" means every frame valid, the trailer present and last, the
-// digest and the counts right. Written aside and renamed into place, so a crash leaves the old file
-// set or the new one, never half a snapshot under a snapshot's name.
+// history, and the journal before it can be retired. A snapshot is a header, the state in the
+// journal's record framing, and a trailer with the counts and a BLAKE3 digest of everything before
+// it: "verified" means every frame valid, the trailer present and last, the digest and the counts
+// right. Format 2 holds the index's own entries (key and stored value bytes, in key order), so a
+// rebuild loads them as raw LevelDB puts with no decoding or encoding per entry; format 1 (checkpoint
+// ops) is still read. Written aside and renamed into place, so a crash leaves the old file set or
+// the new one, never half a snapshot under a snapshot's name.
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { ensureDir } from '../fs/durable.js';
 import { createHasher } from '../hash/blake3.js';
-import { decodeCbor, encodeCbor } from '../index/codec.js';
+import { decodeCbor, encodeCbor, valueChecksumHolds } from '../index/codec.js';
+import { keys } from '../keys/index-keys.js';
+import { SPACE } from '../keys/tuple.js';
 import { RECORD_HEADER_BYTES, decodeRecordHeader, encodeRecord } from '../journal/journal-format.js';
 import { limits } from '../limits.js';
 import type { JournalPayload, Op } from './records.js';
 
 export const SNAPSHOTS_DIR = 'snapshots';
 export const SNAPSHOT_MAGIC = Buffer.from('MSSN');
-export const SNAPSHOT_FORMAT_VERSION = 1;
+/** The format written; 1 (checkpoint ops) is still read. */
+export const SNAPSHOT_FORMAT_VERSION = 2;
+const READABLE_VERSIONS: readonly number[] = [1, 2];
+/** First payload byte of a format 2 record: index entries, or the trailer (CBOR after it). */
+const KIND_ENTRIES = 0x45; // 'E'
+const KIND_TRAILER = 0x54; // 'T'
+/** Format 2 entry head: key length u16, value length u32. */
+const ENTRY_HEAD_BYTES = 6;
+/** The index spaces a format 2 snapshot may hold. */
+const SNAPSHOT_SPACES = new Set<number>(Object.values(SPACE));
 /** magic(4) version(4) storeId(16) seq(8) crc32(4), as a journal segment header. */
 export const SNAPSHOT_HEADER_BYTES = 36;
 
@@ -32,6 +45,8 @@ export interface SnapshotCounts {
   messages: number;
   /** Blobs in state.blobs ops. */
   blobs: number;
+  /** Format 2: index entries (every space). */
+  entries?: number;
 }
 
 interface TrailerPayload {
@@ -43,6 +58,23 @@ export interface SnapshotInfo extends SnapshotCounts {
   path: string;
   seq: number;
   bytes: number;
+  /** 1: checkpoint ops; 2: index entries. */
+  format: number;
+}
+
+/** The index's entries as a snapshot holds them: key and stored value bytes, ascending keys. */
+export type RawEntryBatches = AsyncIterable<[Buffer, Buffer][]>;
+
+/**
+ * What a reader hands on as it goes: a format 1 snapshot's checkpoint ops, a format 2 snapshot's
+ * entries (views into the chunk read, which is never reused), the end of each record (where a
+ * loader may flush). Each passed the record's checksum; the whole file's digest is checked at the
+ * end, so a caller that must not use a damaged snapshot verifies it first (or builds aside).
+ */
+export interface SnapshotSink {
+  op(op: Op): void | Promise<void>;
+  entry(key: Buffer, value: Buffer): void;
+  recordDone?(): Promise<void>;
 }
 
 export function snapshotFileName(seq: number): string {
@@ -58,10 +90,10 @@ export function snapshotsDir(root: string): string {
   return join(root, SNAPSHOTS_DIR);
 }
 
-function encodeHeader(storeId: Buffer, seq: number): Buffer {
+function encodeHeader(storeId: Buffer, seq: number, version: number): Buffer {
   const b = Buffer.alloc(SNAPSHOT_HEADER_BYTES);
   SNAPSHOT_MAGIC.copy(b, 0);
-  b.writeUInt32BE(SNAPSHOT_FORMAT_VERSION, 4);
+  b.writeUInt32BE(version, 4);
   storeId.copy(b, 8);
   b.writeBigUInt64BE(BigInt(seq), 24);
   b.writeUInt32BE(crc32(b.subarray(0, 32)), 32);
@@ -69,12 +101,12 @@ function encodeHeader(storeId: Buffer, seq: number): Buffer {
 }
 
 /** The header's seq, or why it is not a snapshot header of this store. */
-export function decodeSnapshotHeader(b: Buffer, storeId: Buffer): { seq: number } | { damage: string } {
+export function decodeSnapshotHeader(b: Buffer, storeId: Buffer): { seq: number; version: number } | { damage: string } {
   if (b.length < SNAPSHOT_HEADER_BYTES || !b.subarray(0, 4).equals(SNAPSHOT_MAGIC)) return { damage: 'no snapshot header' };
   if (b.readUInt32BE(32) !== crc32(b.subarray(0, 32))) return { damage: 'header checksum mismatch' };
-  if (b.readUInt32BE(4) !== SNAPSHOT_FORMAT_VERSION) return { damage: `format version ${b.readUInt32BE(4)} is not supported` };
+  if (!READABLE_VERSIONS.includes(b.readUInt32BE(4))) return { damage: `format version ${b.readUInt32BE(4)} is not supported` };
   if (!b.subarray(8, 24).equals(storeId)) return { damage: 'it belongs to another store' };
-  return { seq: Number(b.readBigUInt64BE(24)) };
+  return { seq: Number(b.readBigUInt64BE(24)), version: b.readUInt32BE(4) };
 }
 
 /** Snapshot files in snapshots/, newest first (names only: nothing is verified). */
@@ -93,11 +125,13 @@ export async function listSnapshots(fs: FileSystem, root: string): Promise<{ nam
 }
 
 /**
- * Writes the state (checkpoint ops, state.begin first, as snapshotState yields them) as
- * snapshots/<seq>.snap: temp file, length check, fsync, rename, directory fsync. On any failure
- * the temp file is removed and nothing else changed.
+ * Writes the index's entries (`entries`: every key but the store id and appliedSeq, in key order,
+ * as snapshotEntries reads them at seq) as snapshots/<seq>.snap, format 2: temp file, length check,
+ * fsync, rename, directory fsync. Every value's checksum is checked before it is written (a damaged
+ * index value is CORRUPT, and nothing is left). On any failure the temp file is removed and
+ * nothing else changed.
  */
-export async function writeSnapshotFile(fs: FileSystem, root: string, storeId: Buffer, seq: number, ops: AsyncIterable<Op>): Promise<SnapshotInfo> {
+export async function writeSnapshotFile(fs: FileSystem, root: string, storeId: Buffer, seq: number, entries: RawEntryBatches): Promise<SnapshotInfo> {
   const dir = snapshotsDir(root);
   await ensureDir(fs, dir).catch((e) => { throw fromSystemError(e, 'creating the snapshots directory', dir); });
   const name = snapshotFileName(seq);
@@ -106,49 +140,62 @@ export async function writeSnapshotFile(fs: FileSystem, root: string, storeId: B
   let handle: FileHandle | undefined;
   try {
     handle = await fs.open(temp, 'createNew');
-    const { bytes, counts } = await writeFrames(handle, storeId, seq, ops);
+    const { bytes, counts } = await writeFrames(handle, storeId, seq, entries);
     if ((await handle.size()) !== bytes) throw Object.assign(new Error(`length check failed for ${temp}`), { code: 'EIO' });
     await handle.sync();
     await handle.close();
     handle = undefined;
     await fs.rename(temp, join(dir, name));
     await fs.syncDir(dir);
-    return { name, path: join(dir, name), seq, bytes, ...counts };
+    return { name, path: join(dir, name), seq, bytes, format: SNAPSHOT_FORMAT_VERSION, ...counts };
   } catch (error) {
     await handle?.close().catch(() => undefined);
     await fs.unlink(temp).catch(() => undefined);
-    throw fromSystemError(error, 'writing a snapshot', temp);
+    throw error instanceof MailstoreError ? error : fromSystemError(error, 'writing a snapshot', temp);
   }
 }
 
-/** Header, one frame per op (ordinal seqs from 1), trailer; written in chunks, hashed as written. */
-async function writeFrames(handle: FileHandle, storeId: Buffer, seq: number, ops: AsyncIterable<Op>): Promise<{ bytes: number; counts: SnapshotCounts }> {
+/** Header, entry records (ordinal seqs from 1, each up to limits.snapshotRecordBytes), trailer; hashed as written. */
+async function writeFrames(handle: FileHandle, storeId: Buffer, seq: number, entries: RawEntryBatches): Promise<{ bytes: number; counts: SnapshotCounts }> {
   const hasher = await createHasher();
-  const counts: SnapshotCounts = { records: 0, mailboxes: 0, messages: 0, blobs: 0 };
-  let parts: Buffer[] = [];
-  let pending = 0;
-  let position = 0;
-  const add = async (frame: Buffer, hashed: boolean) => {
-    if (hashed) hasher.update(frame);
-    parts.push(frame);
-    pending += frame.length;
-    if (pending < limits.snapshotWriteChunkBytes) return;
-    await handle.writev(parts, position);
-    position += pending;
-    parts = [];
-    pending = 0;
+  const counts: SnapshotCounts = { records: 0, mailboxes: 0, messages: 0, blobs: 0, entries: 0 };
+  const out = new ChunkWriter(handle);
+  const header = encodeHeader(storeId, seq, SNAPSHOT_FORMAT_VERSION);
+  hasher.update(header);
+  await out.add(header);
+  const record = new RecordBuilder(limits.snapshotRecordBytes);
+  const emit = async () => {
+    const frame = encodeRecord(++counts.records, record.take());
+    hasher.update(frame);
+    await out.add(frame);
   };
-  await add(encodeHeader(storeId, seq), true);
-  for await (const op of ops) {
-    count(counts, op);
-    await add(encodeRecord(counts.records, encodeCbor({ ops: [op] } satisfies JournalPayload)), true);
+  let previous: Buffer | undefined;
+  for await (const batch of entries) {
+    for (const [key, value] of batch) {
+      assert(previous === undefined || Buffer.compare(previous, key) < 0, 'snapshot entries must come in ascending key order');
+      if (!valueChecksumHolds(value)) {
+        throw new MailstoreError('CORRUPT', `index value for key ${key.toString('hex')} fails its checksum: no snapshot written; run 'mailstore reconstruct' to rebuild the index from the journal`, { path: key.toString('hex') });
+      }
+      if (record.full(key, value)) await emit();
+      record.add(key, value);
+      countEntry(counts, key);
+      previous = key;
+    }
   }
+  if (!record.empty) await emit();
   const trailer: TrailerPayload = { trailer: { ...counts, seq, digest: hasher.digest() } };
-  await add(encodeRecord(counts.records + 1, encodeCbor(trailer)), false);
-  if (parts.length > 0) await handle.writev(parts, position);
-  return { bytes: position + pending, counts };
+  await out.add(encodeRecord(counts.records + 1, Buffer.concat([Buffer.of(KIND_TRAILER), encodeCbor(trailer)])));
+  return { bytes: await out.finish(), counts };
 }
 
+function countEntry(counts: SnapshotCounts, key: Buffer): void {
+  counts.entries!++;
+  if (key[0] === SPACE.info) counts.mailboxes++;
+  else if (key[0] === SPACE.message) counts.messages++;
+  else if (key[0] === SPACE.blob) counts.blobs++;
+}
+
+/** Format 1 counting (checkpoint ops). */
 function count(counts: SnapshotCounts, op: Op): void {
   counts.records++;
   if (op.op === 'state.mailbox') counts.mailboxes++;
@@ -156,12 +203,74 @@ function count(counts: SnapshotCounts, op: Op): void {
   else if (op.op === 'state.blobs') counts.blobs += op.blobs.length;
 }
 
+/** One format 2 entries record being filled: 'E', then per entry key length u16, value length u32, key, value. */
+class RecordBuilder {
+  private parts: Buffer[] = [Buffer.of(KIND_ENTRIES)];
+  private bytes = 1;
+
+  constructor(private readonly bytesMax: number) {}
+
+  get empty(): boolean {
+    return this.parts.length === 1;
+  }
+
+  /** Adding this entry would pass the record's size (a record holds one entry at least). */
+  full(key: Buffer, value: Buffer): boolean {
+    return !this.empty && this.bytes + ENTRY_HEAD_BYTES + key.length + value.length > this.bytesMax;
+  }
+
+  add(key: Buffer, value: Buffer): void {
+    assert(key.length > 0 && key.length <= 0xffff, `an index key of ${key.length} bytes`);
+    const head = Buffer.allocUnsafe(ENTRY_HEAD_BYTES);
+    head.writeUInt16BE(key.length, 0);
+    head.writeUInt32BE(value.length, 2);
+    this.parts.push(head, key, value);
+    this.bytes += ENTRY_HEAD_BYTES + key.length + value.length;
+  }
+
+  take(): Buffer {
+    const payload = Buffer.concat(this.parts, this.bytes);
+    this.parts = [Buffer.of(KIND_ENTRIES)];
+    this.bytes = 1;
+    return payload;
+  }
+}
+
+/** Buffered sequential writes in pieces of limits.snapshotWriteChunkBytes. */
+class ChunkWriter {
+  private parts: Buffer[] = [];
+  private pending = 0;
+  private position = 0;
+
+  constructor(private readonly handle: FileHandle) {}
+
+  async add(bytes: Buffer): Promise<void> {
+    this.parts.push(bytes);
+    this.pending += bytes.length;
+    if (this.pending >= limits.snapshotWriteChunkBytes) await this.flush();
+  }
+
+  /** Writes what is left; returns the bytes written in all. */
+  async finish(): Promise<number> {
+    await this.flush();
+    return this.position;
+  }
+
+  private async flush(): Promise<void> {
+    if (this.parts.length === 0) return;
+    await this.handle.writev(this.parts, this.position);
+    this.position += this.pending;
+    this.parts = [];
+    this.pending = 0;
+  }
+}
+
 /**
- * Reads a snapshot through, checking everything (see the top of this file); hands each op to
- * `onOp` when given (a caller that must not apply a damaged snapshot reads it twice: verify, then
+ * Reads a snapshot through, checking everything (see the top of this file); hands what it holds to
+ * `sink` when given (a caller that must not apply a damaged snapshot reads it twice: verify, then
  * apply). Damage is CORRUPT with what is wrong; an unreadable file is its system error.
  */
-export async function readSnapshotFile(fs: FileSystem, path: string, name: string, storeId: Buffer, onOp?: (op: Op) => void | Promise<void>): Promise<SnapshotInfo> {
+export async function readSnapshotFile(fs: FileSystem, path: string, name: string, storeId: Buffer, sink?: SnapshotSink): Promise<SnapshotInfo> {
   const damaged = (why: string) => new MailstoreError('CORRUPT', `snapshot ${name} is damaged: ${why}`, { path });
   let handle: FileHandle;
   try {
@@ -174,21 +283,20 @@ export async function readSnapshotFile(fs: FileSystem, path: string, name: strin
     const header = decodeSnapshotHeader(await reader.take(SNAPSHOT_HEADER_BYTES) ?? Buffer.alloc(0), storeId);
     if ('damage' in header) throw damaged(header.damage);
     const hasher = await createHasher();
-    hasher.update(encodeHeader(storeId, header.seq));
-    const counts: SnapshotCounts = { records: 0, mailboxes: 0, messages: 0, blobs: 0 };
+    hasher.update(encodeHeader(storeId, header.seq, header.version));
+    const counts: SnapshotCounts = { records: 0, mailboxes: 0, messages: 0, blobs: 0, ...(header.version === 1 ? {} : { entries: 0 }) };
+    const entries = new EntriesCheck(counts, damaged, sink);
     for (;;) {
       const frame = await readFrame(reader, counts.records + 1, damaged);
-      const payload = decodeFrame(frame.payload, damaged);
-      if ('trailer' in payload) {
-        checkTrailer(payload.trailer, header.seq, counts, hasher.digest(), damaged);
+      const trailer = header.version === 1 ? await readOpRecord(frame.payload, counts, damaged, sink) : entries.record(frame.payload);
+      if (trailer) {
+        checkTrailer(trailer, header.seq, counts, hasher.digest(), damaged);
         if (reader.position !== reader.size) throw damaged(`${reader.size - reader.position} bytes after the trailer`);
-        return { name, path, seq: header.seq, bytes: reader.size, ...counts };
+        return { name, path, seq: header.seq, bytes: reader.size, format: header.version, ...counts };
       }
-      hasher.update(frame.bytes);
-      const op = payload.ops?.[0];
-      if (!op || payload.ops.length !== 1 || !op.op.startsWith('state.') || (counts.records === 0) !== (op.op === 'state.begin')) throw damaged(`record ${counts.records + 1} is not a state op`);
-      count(counts, op);
-      await onOp?.(op);
+      hasher.update(frame.head);
+      hasher.update(frame.payload);
+      await sink?.recordDone?.();
     }
   } catch (error) {
     throw error instanceof MailstoreError ? error : fromSystemError(error, 'reading a snapshot', path);
@@ -197,7 +305,7 @@ export async function readSnapshotFile(fs: FileSystem, path: string, name: strin
   }
 }
 
-async function readFrame(reader: ChunkReader, ordinal: number, damaged: (why: string) => MailstoreError): Promise<{ bytes: Buffer; payload: Buffer }> {
+async function readFrame(reader: ChunkReader, ordinal: number, damaged: (why: string) => MailstoreError): Promise<{ head: Buffer; payload: Buffer }> {
   const head = await reader.take(RECORD_HEADER_BYTES);
   if (!head) throw damaged(`it ends after record ${ordinal - 1} without a trailer (truncated)`);
   const header = decodeRecordHeader(head);
@@ -206,7 +314,18 @@ async function readFrame(reader: ChunkReader, ordinal: number, damaged: (why: st
   const payload = await reader.take(header.payloadLength);
   if (!payload) throw damaged(`record ${ordinal} is cut short (truncated)`);
   if (crc32(payload) !== header.payloadCrc) throw damaged(`record ${ordinal} fails its checksum`);
-  return { bytes: Buffer.concat([head, payload]), payload };
+  return { head, payload };
+}
+
+/** A format 1 record: one checkpoint op (counted, handed on), or the trailer. */
+async function readOpRecord(payload: Buffer, counts: SnapshotCounts, damaged: (why: string) => MailstoreError, sink?: SnapshotSink): Promise<TrailerPayload['trailer'] | undefined> {
+  const value = decodeFrame(payload, damaged);
+  if ('trailer' in value) return value.trailer;
+  const op = value.ops?.[0];
+  if (!op || value.ops.length !== 1 || !op.op.startsWith('state.') || (counts.records === 0) !== (op.op === 'state.begin')) throw damaged(`record ${counts.records + 1} is not a state op`);
+  count(counts, op);
+  await sink?.op(op);
+  return undefined;
 }
 
 function decodeFrame(payload: Buffer, damaged: (why: string) => MailstoreError): JournalPayload | TrailerPayload {
@@ -217,10 +336,65 @@ function decodeFrame(payload: Buffer, damaged: (why: string) => MailstoreError):
   throw damaged('a record does not decode');
 }
 
+/**
+ * Format 2 records: each entry in bounds, of a known space, its key above the one before (so no
+ * key twice) and not one a rebuild sets itself, its value long enough to hold a checksum.
+ */
+class EntriesCheck {
+  /** The key before, as a range of the record it is in (no object made an entry: ~60k a 20k-message store). */
+  private previousBytes: Buffer | undefined;
+  private previousStart = 0;
+  private previousEnd = 0;
+  private readonly own = [keys.meta('appliedSeq'), keys.meta('storeId')];
+
+  constructor(private readonly counts: SnapshotCounts, private readonly damaged: (why: string) => MailstoreError, private readonly sink?: SnapshotSink) {}
+
+  /** Checks and hands on a record's entries; the trailer when the record is the trailer. */
+  record(payload: Buffer): TrailerPayload['trailer'] | undefined {
+    const ordinal = this.counts.records + 1;
+    if (payload[0] === KIND_TRAILER) {
+      const value = decodeFrame(payload.subarray(1), this.damaged);
+      if ('trailer' in value) return value.trailer;
+    }
+    if (payload[0] !== KIND_ENTRIES || payload.length === 1) throw this.damaged(`record ${ordinal} holds neither index entries nor the trailer`);
+    for (let at = 1; at < payload.length;) {
+      if (at + ENTRY_HEAD_BYTES > payload.length) throw this.damaged(`record ${ordinal}: an entry is cut short at ${at}`);
+      const keyStart = at + ENTRY_HEAD_BYTES;
+      const keyEnd = keyStart + payload.readUInt16BE(at);
+      const valueEnd = keyEnd + payload.readUInt32BE(at + 2);
+      if (valueEnd > payload.length) throw this.damaged(`record ${ordinal}: an entry at ${at} runs past the record`);
+      this.check(payload, keyStart, keyEnd, valueEnd - keyEnd, ordinal);
+      this.sink?.entry(payload.subarray(keyStart, keyEnd), payload.subarray(keyEnd, valueEnd));
+      at = valueEnd;
+    }
+    this.counts.records++;
+    return undefined;
+  }
+
+  private check(payload: Buffer, keyStart: number, keyEnd: number, valueBytes: number, ordinal: number): void {
+    const space = payload[keyStart];
+    if (keyEnd === keyStart || !SNAPSHOT_SPACES.has(space)) throw this.bad(ordinal, payload, keyStart, keyEnd, 'is of no index space');
+    if (this.previousBytes && payload.compare(this.previousBytes, this.previousStart, this.previousEnd, keyStart, keyEnd) !== 1) throw this.bad(ordinal, payload, keyStart, keyEnd, 'is out of order');
+    if (valueBytes < 5) throw this.bad(ordinal, payload, keyStart, keyEnd, 'has a value too short for its checksum');
+    if (space === SPACE.meta && this.own.some((k) => payload.compare(k, 0, k.length, keyStart, keyEnd) === 0)) throw this.bad(ordinal, payload, keyStart, keyEnd, 'is one a rebuild sets itself');
+    this.previousBytes = payload;
+    this.previousStart = keyStart;
+    this.previousEnd = keyEnd;
+    this.counts.entries!++;
+    if (space === SPACE.info) this.counts.mailboxes++;
+    else if (space === SPACE.message) this.counts.messages++;
+    else if (space === SPACE.blob) this.counts.blobs++;
+  }
+
+  private bad(ordinal: number, payload: Buffer, keyStart: number, keyEnd: number, why: string): MailstoreError {
+    return this.damaged(`record ${ordinal}: key ${payload.subarray(keyStart, Math.min(keyEnd, keyStart + 80)).toString('hex')} ${why}`);
+  }
+}
+
 function checkTrailer(t: TrailerPayload['trailer'], seq: number, counts: SnapshotCounts, digest: Buffer, damaged: (why: string) => MailstoreError): void {
   if (t.seq !== seq) throw damaged(`the trailer is for seq ${t.seq}, the header says ${seq}`);
   if (!Buffer.from(t.digest ?? []).equals(digest)) throw damaged('the digest does not match');
-  for (const key of ['records', 'mailboxes', 'messages', 'blobs'] as const) {
+  for (const key of ['records', 'mailboxes', 'messages', 'blobs', 'entries'] as const) {
     if (t[key] !== counts[key]) throw damaged(`the trailer counts ${t[key]} ${key}, the file holds ${counts[key]}`);
   }
 }

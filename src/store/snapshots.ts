@@ -14,7 +14,7 @@ import type { IndexDb } from '../index/index-db.js';
 import type { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import type { ChangeFeed } from './changes.js';
-import { snapshotState } from './checkpoint.js';
+import { snapshotEntries } from './checkpoint.js';
 import { LAYOUT } from './identity.js';
 import {
   SNAPSHOT_HEADER_BYTES, decodeSnapshotHeader, listSnapshots, readSnapshotFile, snapshotsDir, writeSnapshotFile, type SnapshotInfo,
@@ -30,6 +30,8 @@ export interface SnapshotResult {
   seq: number;
   bytes: number;
   records: number;
+  /** The snapshot's format (snapshot-file.ts): 1 checkpoint ops, 2 index entries. */
+  format: number;
   durationMs: number;
   /** A verified snapshot of this seq was already there: nothing new was written. */
   reused: boolean;
@@ -127,14 +129,14 @@ export class Snapshotter {
     const started = Date.now();
     const { fs, root, storeId } = this.host;
     await removeTemporaries(fs, root);
-    const state = await snapshotState(this.host.db());
+    const state = await snapshotEntries(this.host.db());
     let info: SnapshotInfo | undefined;
     let reused = false;
     try {
       info = await verifiedAt(fs, root, storeId, state.appliedSeq);
       reused = Boolean(info);
       if (!info) {
-        const written = await writeSnapshotFile(fs, root, storeId, state.appliedSeq, state.ops);
+        const written = await writeSnapshotFile(fs, root, storeId, state.appliedSeq, state.entries);
         // Verified as a reader will read it: "verified" is a property of the bytes on disk.
         info = await readSnapshotFile(fs, written.path, written.name, storeId);
       }
@@ -146,7 +148,7 @@ export class Snapshotter {
     await this.moveCursor(info.seq);
     const { kept, removed } = await this.pruneSnapshots(info);
     const retired = await this.retire(kept);
-    return { name: info.name, seq: info.seq, bytes: info.bytes, records: info.records, durationMs: Date.now() - started, reused, removedSnapshots: removed, retired };
+    return { name: info.name, seq: info.seq, bytes: info.bytes, records: info.records, format: info.format, durationMs: Date.now() - started, reused, removedSnapshots: removed, retired };
   }
 
   private async moveCursor(seq: number): Promise<void> {
