@@ -87,7 +87,7 @@ class Reader {
   }
 }
 
-interface BlockHandle {
+export interface BlockHandle {
   offset: number;
   size: number;
 }
@@ -158,27 +158,56 @@ function blockValues(block: Buffer): Uint8Array[] {
   return values;
 }
 
+/** Where a table's blocks are (each handle: the block's bytes, its 5-byte trailer follows). */
+export interface TableLayout {
+  data: BlockHandle[];
+  filter?: BlockHandle;
+  metaindex: BlockHandle;
+  index: BlockHandle;
+}
+
+/** Reads a table's layout, checking every block against its CRC and the blocks tiling the file; throws FormatError. */
+function tableLayout(table: Buffer, crc: Crc32c): TableLayout {
+  if (table.length < FOOTER_BYTES) throw new FormatError(`${table.length} bytes, shorter than a table's footer`);
+  const footerAt = table.length - FOOTER_BYTES;
+  if (!table.subarray(footerAt + FOOTER_HANDLES_BYTES).equals(TABLE_MAGIC)) throw new FormatError('the footer has no table magic');
+  const footer = new Reader(table, footerAt, footerAt + FOOTER_HANDLES_BYTES);
+  const metaindex = footer.handle();
+  const index = footer.handle();
+  if (index.offset + index.size + BLOCK_TRAILER_BYTES !== footerAt) throw new FormatError('the index block does not end at the footer');
+  if (metaindex.offset + metaindex.size + BLOCK_TRAILER_BYTES !== index.offset) throw new FormatError('the metaindex block does not end at the index block');
+  readBlock(table, metaindex, index.offset, crc, 'metaindex block');
+  const data: BlockHandle[] = [];
+  let next = 0; // data blocks follow each other from the file's start
+  for (const value of blockValues(readBlock(table, index, footerAt, crc, 'index block', true))) {
+    const handle = new Reader(value, 0, value.length).handle();
+    if (handle.offset !== next) throw new FormatError(`a data block at ${handle.offset}, expected at ${next}`);
+    readBlock(table, handle, metaindex.offset, crc, 'data block');
+    data.push(handle);
+    next = handle.offset + handle.size + BLOCK_TRAILER_BYTES;
+  }
+  if (next === metaindex.offset) return { data, metaindex, index };
+  // the filter block (never compressed) fills the gap up to the metaindex
+  if (metaindex.offset - next < BLOCK_TRAILER_BYTES) throw new FormatError(`${metaindex.offset - next} bytes between the data blocks and the metaindex block`);
+  const filter = { offset: next, size: metaindex.offset - next - BLOCK_TRAILER_BYTES };
+  readBlock(table, filter, metaindex.offset, crc, 'filter block');
+  return { data, filter, metaindex, index };
+}
+
+/** A sound table's layout; undefined when it fails verification (tests use it to aim damage). */
+export function readTableLayout(table: Buffer, crc: Crc32c): TableLayout | undefined {
+  try {
+    return tableLayout(table, crc);
+  } catch (error) {
+    if (error instanceof FormatError) return undefined;
+    throw error;
+  }
+}
+
 /** Every block of one table checked against its CRC, and the blocks tiling the file: undefined when sound, else why not. */
 export function verifyTable(table: Buffer, crc: Crc32c): string | undefined {
   try {
-    if (table.length < FOOTER_BYTES) throw new FormatError(`${table.length} bytes, shorter than a table's footer`);
-    const footerAt = table.length - FOOTER_BYTES;
-    if (!table.subarray(footerAt + FOOTER_HANDLES_BYTES).equals(TABLE_MAGIC)) throw new FormatError('the footer has no table magic');
-    const footer = new Reader(table, footerAt, footerAt + FOOTER_HANDLES_BYTES);
-    const metaindex = footer.handle();
-    const index = footer.handle();
-    if (index.offset + index.size + BLOCK_TRAILER_BYTES !== footerAt) throw new FormatError('the index block does not end at the footer');
-    if (metaindex.offset + metaindex.size + BLOCK_TRAILER_BYTES !== index.offset) throw new FormatError('the metaindex block does not end at the index block');
-    readBlock(table, metaindex, index.offset, crc, 'metaindex block');
-    let next = 0; // data blocks follow each other from the file's start
-    for (const value of blockValues(readBlock(table, index, footerAt, crc, 'index block', true))) {
-      const handle = new Reader(value, 0, value.length).handle();
-      if (handle.offset !== next) throw new FormatError(`a data block at ${handle.offset}, expected at ${next}`);
-      readBlock(table, handle, metaindex.offset, crc, 'data block');
-      next = handle.offset + handle.size + BLOCK_TRAILER_BYTES;
-    }
-    // the filter block (never compressed) fills the gap up to the metaindex, when there is one
-    if (next < metaindex.offset) readBlock(table, { offset: next, size: metaindex.offset - next - BLOCK_TRAILER_BYTES }, metaindex.offset, crc, 'filter block');
+    tableLayout(table, crc);
     return undefined;
   } catch (error) {
     if (error instanceof FormatError) return error.message;
