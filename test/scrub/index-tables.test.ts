@@ -15,17 +15,21 @@ import { repair } from '../../src/scrub/repair.js';
 import { loadCrc32c } from '../../src/index/crc32c.js';
 import { readTableLayout, type TableLayout } from '../../src/index/table-check.js';
 import { bin, requireBuilt } from '../cli/helpers.js';
+import { rawLevelOf } from '../helpers/internals.js';
+import { encodeValue } from '../../src/index/codec.js';
+import { SPACE } from '../../src/keys/tuple.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const MESSAGES = 400;
 const body = (i: number) => Buffer.from(`Subject: ${i}\r\n\r\n${'t'.repeat(40 + (i % 50))}\r\n`);
 
 /** A closed store whose index is all in tables (a reopen writes LevelDB's log out as a table). */
-async function closedStore(): Promise<string> {
+async function closedStore(extra?: (store: Store) => Promise<void>): Promise<string> {
   const dir = tmpDir('index-tables');
   let store = await Store.open(dir, { create: true });
   await store.createMailbox('INBOX');
   for (let i = 1; i <= MESSAGES; i++) await store.append('INBOX', body(i));
+  await extra?.(store);
   await store.close();
   store = await Store.open(dir);
   await store.close();
@@ -128,5 +132,23 @@ describe('a flipped byte in an index table where LevelDB does not check', () => 
     const clean = cli(indexDir, 'scrub', '--json');
     expect(clean.status, clean.stderr).toBe(0);
     await expectExact(indexDir);
+  });
+
+  it('a check the damage throws a TypeError out of (a name entry holding a map, as a flipped key leaves) in a store whose table fails its CRC: index-unreadable and index-table-corrupt, not an error out of scrub', async () => {
+    const dir = await closedStore(async (store) => {
+      await rawLevelOf(store).put(Buffer.concat([Buffer.from([SPACE.name]), Buffer.from('ZZZ\0')]), encodeValue({ a: 1 }));
+    });
+    const { name, bytes, layout } = await biggestTable(dir);
+    flip(dir, name, bytes, layout.filter!.offset + 3);
+    const store = await Store.open(dir);
+    try {
+      const report = await scrub(store);
+      expect(report.findings.map((f) => f.kind).sort()).toEqual(['index-table-corrupt', 'index-unreadable']);
+      expect(report.findings.find((f) => f.kind === 'index-unreadable')).toMatchObject({ detail: expect.stringContaining(`index/${name} is damaged`) });
+      expect((await repair(store, report)).indexRebuilt).toBe(true);
+      expect((await scrub(store)).findings).toEqual([]);
+    } finally {
+      await store.close();
+    }
   });
 });
