@@ -154,15 +154,6 @@ export class IndexDb {
     }
   }
 
-  /** Raw point reads (scrub compares them with what its iterator read); read errors as MailstoreErrors. */
-  async getManyRaw(keyList: Buffer[]): Promise<(Buffer | undefined)[]> {
-    try {
-      return await this.db.getMany(keyList);
-    } catch (error) {
-      throw this.readError(error);
-    }
-  }
-
   /**
    * Several point reads in one round trip to LevelDB's thread pool, so the caller's thread goes on
    * working meanwhile (bulk reads fetch the next batch's records this way). A value that fails its

@@ -21,8 +21,8 @@ export type Finding =
   | { kind: 'snapshot-damage'; name: string; seq: number; why: string; onlyCover: boolean }
   | { kind: 'index-value-corrupt'; key: string }
   | { kind: 'index-journal-mismatch'; detail: string }
-  /** An entry the index pass iterated that a point lookup does not find (or finds different): a damaged table's filter or index block. */
-  | { kind: 'index-lookup-mismatch'; key: string }
+  /** A LevelDB file of the index failing its own checksums (a table block's CRC32C, the MANIFEST's records): src/index/table-check.ts. */
+  | { kind: 'index-table-corrupt'; file: string; detail: string }
   /** LevelDB failed a read during the index pass (a damaged table): the pass stopped there. */
   | { kind: 'index-unreadable'; detail: string }
   | { kind: 'refcount-mismatch'; hash: string; recorded: number; counted: number }
@@ -71,7 +71,7 @@ export function describeFinding(f: Finding): { where: string; what: string } {
         : `${f.why}; a rebuild uses the snapshot before it or the journal ('--repair' moves it to quarantine/)`,
     };
     case 'index-value-corrupt': return { where: `index key ${f.key}`, what: 'value fails its checksum' };
-    case 'index-lookup-mismatch': return { where: `index key ${f.key}`, what: "iterating the index finds this entry, looking it up does not (a damaged LevelDB table: reads of it fail NOT_FOUND); '--repair' rebuilds the index from the journal" };
+    case 'index-table-corrupt': return { where: `index/${f.file}`, what: `${f.detail} (a damaged LevelDB file: lookups can miss entries iteration still finds, or reads fail); '--repair' rebuilds the index from the journal` };
     case 'index-unreadable': return { where: 'index', what: `${f.detail} (the index pass stopped there; '--repair' rebuilds the index from the journal)` };
     case 'index-journal-mismatch': return { where: 'index', what: `${f.detail}: the index lost entries (a damaged LevelDB table can read as empty); '--repair' rebuilds it from the journal` };
     case 'refcount-mismatch': return { where: `blob ${f.hash.slice(0, 16)}…`, what: `refcount ${f.recorded} but ${f.counted} messages refer to it` };

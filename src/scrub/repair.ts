@@ -43,7 +43,7 @@ export interface RepairResult {
   unrepaired: Finding[];
 }
 
-const INDEX_KINDS = new Set(['index-value-corrupt', 'index-lookup-mismatch', 'index-unreadable', 'index-journal-mismatch', 'refcount-mismatch', 'name-index-mismatch', 'acl-map-mismatch', 'mailbox-counts', 'change-log-mismatch']);
+const INDEX_KINDS = new Set(['index-value-corrupt', 'index-table-corrupt', 'index-unreadable', 'index-journal-mismatch', 'refcount-mismatch', 'name-index-mismatch', 'acl-map-mismatch', 'mailbox-counts', 'change-log-mismatch']);
 
 export async function repair(store: Store, before: ScrubReport, options: RepairOptions = {}): Promise<RepairResult> {
   const share = options.missingShareMax ?? limits.repairDamagedShareMax;
