@@ -60,7 +60,7 @@ export class BundleLoader {
     const importModule = options.importModule ?? ((specifier: string) => import(specifier));
     // a relative specifier is relative to the chunks' directory, where the module that named it was
     this.importModule = (specifier) => importModule(specifier.startsWith('.') ? pathToFileURL(join(dir, specifier)).href : specifier);
-    if (options.writeCache) process.once('exit', () => this.writeCaches());
+    if (options.writeCache) process.once('exit', () => this.saveCaches());
   }
 
   /** Runs a chunk (and, through its require calls, the chunks it needs) once; its exports. */
@@ -93,7 +93,7 @@ export class BundleLoader {
   }
 
   /** After the chunks ran: their caches then hold the functions that ran too, not only the top level. */
-  private writeCaches(): void {
+  saveCaches(): void {
     for (const [path, { script, source }] of this.scripts) writeCache(path + CACHE_SUFFIX, source, script.createCachedData());
   }
 }
