@@ -100,6 +100,21 @@ async function checkNoImport(dir: string): Promise<void> {
   }
 }
 
+/**
+ * commander requires node:child_process when it loads (~2-4 ms of every start, docs/bench/
+ * cli-start-profile.md) for executable subcommands, which mailstore has none of: in the bundle it is
+ * required on first use. A commander whose first lines differ is bundled as it is.
+ */
+const commanderLazyChildProcess = {
+  name: 'commander-lazy-child-process',
+  transform(code: string, id: string) {
+    if (!/[\\/]commander[\\/]lib[\\/]command\.js$/.test(id)) return null;
+    const eager = "const childProcess = require('node:child_process');";
+    if (!code.includes(eager)) return null;
+    return { code: code.replace(eager, "const childProcess = { spawn: (...args) => require('node:child_process').spawn(...args) };"), map: null };
+  },
+};
+
 interface Rolldown {
   build(options: unknown): Promise<unknown>;
 }
@@ -172,7 +187,7 @@ function build(rolldown: Rolldown): Promise<unknown> {
     input: ENTRY,
     platform: 'node',
     external: EXTERNAL,
-    plugins: [levelBinding, blake3WithoutAwait, outsideImports],
+    plugins: [levelBinding, blake3WithoutAwait, outsideImports, commanderLazyChildProcess],
     logLevel: 'warn',
     output: {
       dir: STAGING_DIR,
