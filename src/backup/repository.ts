@@ -11,7 +11,7 @@ import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js'
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { ensureDir, writeFileDurable } from '../fs/durable.js';
 import { backupLimits } from '../limits.js';
-import { createHasher } from '../hash/blake3.js';
+import { createHasher, hashReady } from '../hash/blake3.js';
 import type { Op } from '../store/records.js';
 import { phase } from './phases.js';
 import { newEncryptionParams, openKeys, type EncryptionParams, type RepositoryKeys } from './crypto.js';
@@ -87,6 +87,7 @@ export class Repository {
   private constructor(readonly fs: FileSystem, readonly dir: string, readonly config: RepoConfig, readonly keys: RepositoryKeys | undefined) {}
 
   static async open(fs: FileSystem, dir: string, options: OpenRepositoryOptions = {}): Promise<Repository> {
+    await hashReady; // as Store.open: only the CLI bundle without the native binding waits here
     let config = await readConfig(fs, dir);
     let keys: RepositoryKeys | undefined;
     if (!config) {

@@ -83,6 +83,8 @@ export class Journal {
   /** Until when records are remembered for recentAfter (its last call + journalRecentIdleMs). */
   private recentWantedUntil = 0;
   private tailRecords: { seq: number; offset: number; end: number; payload: Buffer }[] = [];
+  /** The lastSeq at which findTail read the newest segment whole: a valid header, no damaged byte (else undefined). */
+  private cleanTailSeq?: number;
   /** A write failed and could not be undone: refuse all writes until the store is reopened. */
   private poisoned?: MailstoreError;
   /**
@@ -223,6 +225,16 @@ export class Journal {
   }
 
   /**
+   * Whether reading the journal after `seq` would find no record and no damage: findTail read the
+   * newest segment whole (its header valid, no damaged byte) and nothing was written or cut since,
+   * and `seq` is its last record. Open then skips the replay's second read of that segment (up to
+   * journalSegmentBytesMax; issue 16, a CLI command's start).
+   */
+  nothingAfter(seq: number): boolean {
+    return this.cleanTailSeq !== undefined && this.cleanTailSeq === this.lastSeq && seq === this.lastSeq;
+  }
+
+  /**
    * Finds where the next record goes. Returns the damaged or torn bytes at the end of the newest
    * segment (if any); the store decides with its high-water mark whether to cut them.
    */
@@ -235,12 +247,14 @@ export class Journal {
     this.tailSegment = undefined;
     this.tailOffset = 0;
     this.lastSeq = 0;
+    this.cleanTailSeq = undefined;
     const segment = this.segments[this.segments.length - 1];
     if (!segment) return { lastSeq: 0 };
     const bytes = await this.readSegment(segment);
     let lastSeq = segment.firstSeq - 1;
     let end = SEGMENT_HEADER_BYTES;
     let records = 0;
+    let damaged = false;
     this.tailRecords = [];
     for (const item of parseSegment(bytes, this.options.recordBytesMax)) {
       if (item.kind === 'record') {
@@ -248,7 +262,10 @@ export class Journal {
         end = item.end;
         records++;
         this.tailRecords.push({ seq: item.seq, offset: item.offset, end: item.end, payload: item.payload });
-      } else if (item.offset + item.length < bytes.length) {
+        continue;
+      }
+      damaged = true;
+      if (item.offset + item.length < bytes.length) {
         this.tailRecords = []; // damage in the middle: only records after it are the newest batch's
       }
     }
@@ -257,6 +274,7 @@ export class Journal {
     this.allocatedEnd = bytes.length;
     this.lastSeq = lastSeq;
     const headerValid = !!segmentHeader(bytes);
+    if (headerValid && !damaged && (end === bytes.length || fillerFrom(bytes, end))) this.cleanTailSeq = lastSeq;
     if (!headerValid) this.startNewSegment = true;
     if (!headerValid && records === 0) {
       return { lastSeq, empty: { segment: segment.name, firstSeq: segment.firstSeq, length: bytes.length } };
@@ -285,6 +303,7 @@ export class Journal {
     this.segments.pop();
     this.closeReadHandles([segment.name]);
     this.tailSegment = undefined;
+    this.cleanTailSeq = undefined;
     this.startNewSegment = false;
   }
 
@@ -315,6 +334,7 @@ export class Journal {
     this.tailOffset = offset;
     this.allocatedEnd = offset;
     this.lastSeq = lastSeqBefore;
+    this.cleanTailSeq = undefined;
     this.forgetRecent();
     this.offsets.clear();
   }

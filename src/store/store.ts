@@ -19,7 +19,7 @@ import type { Readable } from 'node:stream';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
-import { hashBytes, hashHex } from '../hash/blake3.js';
+import { hashBytes, hashHex, hashReady } from '../hash/blake3.js';
 import { IndexDb } from '../index/index-db.js';
 import { keys, decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey } from '../keys/index-keys.js';
 import { SPACE } from '../keys/tuple.js';
@@ -246,6 +246,7 @@ export class Store implements MailStore {
    * deletes that a crash interrupted.
    */
   static async open(root: string, options: StoreOptions = {}): Promise<Store> {
+    await hashReady; // settled already, except in the CLI bundle without the native binding (blake3-core.ts)
     const parts = await openStoreParts(root, options);
     try {
       // the store's own inline threshold when the caller names none (inline-setting.ts)

@@ -52,6 +52,19 @@ describe('BLAKE3 without the native binary', () => {
   });
 });
 
+describe('blake3-core.ts without the native binary (the CLI bundle takes it: no top-level await)', () => {
+  it('hashBytes before hashReady is an AssertionFailure, never a wrong digest; after it, the same digest', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const url = new URL('../../dist/src/hash/blake3-core.js', import.meta.url).href;
+    const script = `const m = await import(${JSON.stringify(url)});
+      let early; try { m.hashBytes(Buffer.from('hello')); early = 'no error'; } catch (error) { early = error.name; }
+      await m.hashReady;
+      console.log(m.hashImplementation, early, m.hashBytes(Buffer.from('hello')).toString('hex'))`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, MAILSTORE_HASH: 'wasm' }, encoding: 'utf8' });
+    expect(r.stdout.trim(), r.stderr).toBe(`wasm AssertionFailure ${hashBytes(Buffer.from('hello')).toString('hex')}`);
+  });
+});
+
 describe('BLAKE3 on worker threads (HashPool)', () => {
   it('gives the digests hashBytes gives, for every range, across workers, and hands each buffer back', async () => {
     const { HashPool } = await import('../../src/hash/pool.js');

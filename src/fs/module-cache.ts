@@ -1,0 +1,150 @@
+// Loads the bundled CLI (CommonJS chunks that tools/bundle-cli.ts writes beside dist/src/cli/main.js)
+// with V8's code cache: compiling the ~600 kB an `append` loads, and its functions again as they first
+// run, was a large part of a short command's start (docs/bench/cli-start-profile.md, issue 16). Node 20
+// has no module.enableCompileCache, so each chunk is compiled here through vm.Script with the cache
+// data the build wrote (the classic v8-compile-cache way). It lives in src/fs because it reads files
+// synchronously (require is synchronous); it reads code, never store data.
+//
+// A cache file is used only when its own checksums hold for the chunk's exact source: V8 checks its
+// version and flags but only the length of the source, and not the data in a release build, so a stale
+// or damaged cache would otherwise run as wrong code. Anything wrong (missing, truncated, garbage,
+// another node, other flags) means a normal compile: a cache only ever makes a start faster.
+import { createRequire } from 'node:module';
+import { basename, dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Script as ScriptType } from 'node:vm';
+
+// Required, not imported: an ES import of node:fs builds its ES module facade, which reads every
+// export, and fs.ReadStream and its kin load node's ~20 stream modules (~2 ms of every start).
+const require = createRequire(import.meta.url);
+const { readFileSync, renameSync, unlinkSync, writeFileSync } = require('node:fs') as typeof import('node:fs');
+const { Script } = require('node:vm') as typeof import('node:vm');
+const { crc32 } = require('node:zlib') as typeof import('node:zlib');
+
+/** The file name of a chunk's cache: beside the chunk. */
+export const CACHE_SUFFIX = '.v8cache';
+/** magic(4) crc32 of the chunk's source(4) crc32 of the V8 data(4), then the V8 data. */
+const MAGIC = Buffer.from('MSC1');
+const HEADER_BYTES = 12;
+/** What a chunk calls instead of import() (tools/bundle-cli.ts rewrites the calls). */
+export const IMPORT_FUNCTION = '__mailstoreImport';
+/** The only specifiers the loader serves itself: the bundle's own chunks, required as './bundle-*.cjs'. */
+const CHUNK_SPECIFIER = /^\.\/[\w.-]+\.cjs$/;
+
+interface ChunkModule {
+  exports: unknown;
+  id: string;
+  filename: string;
+  loaded: boolean;
+}
+
+/** What happened to each chunk's cache (tests and the profile tools read it). */
+export type CacheOutcome = 'used' | 'rejected' | 'invalid' | 'missing';
+
+export interface BundleLoaderOptions {
+  /** Write each loaded chunk's cache when the process exits (the build's training runs). */
+  writeCache?: boolean;
+  /**
+   * import() from an ES module (the CLI's entry): code compiled through vm.Script cannot call
+   * import() itself in node 20 without an experimental option, so the build turns a chunk's
+   * import('x') of what stays outside the bundle into __mailstoreImport('x'), served by this.
+   */
+  importModule?: (specifier: string) => Promise<unknown>;
+}
+
+export class BundleLoader {
+  readonly outcomes = new Map<string, CacheOutcome>();
+  private readonly modules = new Map<string, ChunkModule>();
+  private readonly scripts = new Map<string, { script: ScriptType; source: string }>();
+  private readonly nodeRequire: NodeJS.Require;
+
+  private readonly importModule: (specifier: string) => Promise<unknown>;
+
+  constructor(private readonly dir: string, options: BundleLoaderOptions = {}) {
+    this.nodeRequire = createRequire(join(dir, 'main.js'));
+    const importModule = options.importModule ?? ((specifier: string) => import(specifier));
+    // a relative specifier is relative to the chunks' directory, where the module that named it was
+    this.importModule = (specifier) => importModule(specifier.startsWith('.') ? pathToFileURL(join(dir, specifier)).href : specifier);
+    if (options.writeCache) process.once('exit', () => this.saveCaches());
+  }
+
+  /** Runs a chunk (and, through its require calls, the chunks it needs) once; its exports. */
+  load(path: string): unknown {
+    const known = this.modules.get(path);
+    if (known) return known.exports;
+    const source = stripHashbang(readFileSync(path, 'utf8'));
+    const module: ChunkModule = { exports: {}, id: path, filename: path, loaded: false };
+    this.modules.set(path, module); // before it runs: a cycle gets the partial exports, as in node
+    const wrapper = this.compile(path, source) as (exports: unknown, require: NodeJS.Require, module: ChunkModule, filename: string, dirname: string, importModule: (specifier: string) => Promise<unknown>) => void;
+    wrapper.call(module.exports, module.exports, this.requireFor(), module, path, dirname(path), this.importModule);
+    module.loaded = true;
+    return module.exports;
+  }
+
+  private compile(path: string, source: string): unknown {
+    const cachedData = readCache(path + CACHE_SUFFIX, source);
+    const script = new Script(wrapCommonJs(source), { filename: path, cachedData: cachedData ?? undefined });
+    this.outcomes.set(basename(path), cachedData === undefined ? 'missing' : cachedData === null ? 'invalid' : script.cachedDataRejected ? 'rejected' : 'used');
+    this.scripts.set(path, { script, source });
+    return script.runInThisContext();
+  }
+
+  private requireFor(): NodeJS.Require {
+    const nodeRequire = this.nodeRequire;
+    const require = ((id: string) => (CHUNK_SPECIFIER.test(id) ? this.load(join(this.dir, id)) : nodeRequire(id))) as NodeJS.Require;
+    require.resolve = nodeRequire.resolve;
+    require.cache = nodeRequire.cache;
+    return require;
+  }
+
+  /** After the chunks ran: their caches then hold the functions that ran too, not only the top level. */
+  saveCaches(): void {
+    for (const [path, { script, source }] of this.scripts) writeCache(path + CACHE_SUFFIX, source, script.createCachedData());
+  }
+}
+
+/**
+ * The cache data for `source`, undefined when there is no cache file, null when there is one that
+ * does not belong to this source or is damaged.
+ */
+export function readCache(cachePath: string, source: string): Buffer | null | undefined {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(cachePath);
+  } catch {
+    return undefined; // no cache (or unreadable): compile as usual
+  }
+  if (bytes.length <= HEADER_BYTES || !bytes.subarray(0, 4).equals(MAGIC)) return null;
+  if (bytes.readUInt32BE(4) !== crc32(source)) return null;
+  const data = bytes.subarray(HEADER_BYTES);
+  return bytes.readUInt32BE(8) === crc32(data) ? data : null;
+}
+
+/** Written whole under a temporary name and renamed: a reader sees the old cache, the new one or none. */
+export function writeCache(cachePath: string, source: string, data: Buffer): void {
+  const header = Buffer.alloc(HEADER_BYTES);
+  MAGIC.copy(header, 0);
+  header.writeUInt32BE(crc32(source), 4);
+  header.writeUInt32BE(crc32(data), 8);
+  const temporary = `${cachePath}.${process.pid}.tmp`;
+  try {
+    writeFileSync(temporary, Buffer.concat([header, data]));
+    renameSync(temporary, cachePath);
+  } catch {
+    // a read-only install or a full disk: the CLI runs without this cache
+    try { unlinkSync(temporary); } catch { /* never written */ }
+  }
+}
+
+/**
+ * node's CommonJS wrapper (a chunk sees exports, require, module, __filename and __dirname), strict as
+ * the ES modules the chunks were made from, and with the loader's import().
+ */
+function wrapCommonJs(source: string): string {
+  return `(function (exports, require, module, __filename, __dirname, ${IMPORT_FUNCTION}) { 'use strict'; ${source}\n})`;
+}
+
+/** A '#!' line is valid only at the very start of a script, and the wrapper comes first. */
+function stripHashbang(source: string): string {
+  return source.startsWith('#!') ? `//${source.slice(2)}` : source;
+}

@@ -1,0 +1,74 @@
+// Store.open skips the replay's second read of the newest journal segment when resolveTail already
+// read it whole and clean and the index has applied its last record (issue 16: a CLI command's start
+// read that segment twice, up to 16 MB each). Damage in the middle, or records the index lacks,
+// still go through the replay as before.
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from '../../src/journal/journal-format.js';
+import { Journal } from '../../src/journal/journal.js';
+import { Store } from '../../src/store/store.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+afterEach(() => { vi.restoreAllMocks(); });
+
+async function uids(store: Store): Promise<number[]> {
+  const found: number[] = [];
+  for await (const message of store.messages('INBOX')) found.push(message.uid);
+  return found;
+}
+
+async function storeWithThree(): Promise<string> {
+  const root = join(tmpDir(), 'store');
+  const store = await Store.init(root);
+  await store.createMailbox('INBOX');
+  for (const body of ['one', 'two', 'three']) await store.append('INBOX', Buffer.from(`Subject: ${body}\r\n\r\n${body}\r\n`));
+  await store.close();
+  return root;
+}
+
+function newestSegment(root: string): string {
+  const names = readdirSync(join(root, 'journal')).filter((name) => name.endsWith('.jnl')).sort();
+  return join(root, 'journal', names[names.length - 1]);
+}
+
+describe('open after a clean close', () => {
+  it('reads the newest segment once (no replay read); every message is there and appends go on', async () => {
+    const root = await storeWithThree();
+    const read = vi.spyOn(Journal.prototype, 'read');
+    const store = await Store.open(root);
+    try {
+      expect(read).not.toHaveBeenCalled();
+      expect(store.health.degraded).toBe(false);
+      expect(await uids(store)).toEqual([1, 2, 3]);
+      expect((await store.fetch('INBOX', 2)).toString()).toBe('Subject: two\r\n\r\ntwo\r\n');
+      expect((await store.append('INBOX', Buffer.from('Subject: four\r\n\r\nfour\r\n'))).uid).toBe(4);
+    } finally {
+      await store.close();
+    }
+    const again = await Store.open(root);
+    try {
+      expect(await uids(again)).toEqual([1, 2, 3, 4]);
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('damage in the middle of the newest segment still goes through the replay: reported, records after it kept', async () => {
+    const root = await storeWithThree();
+    const path = newestSegment(root);
+    const bytes = readFileSync(path);
+    bytes[SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES + 2] ^= 0xff; // inside the first record's payload
+    writeFileSync(path, bytes);
+    const read = vi.spyOn(Journal.prototype, 'read');
+    const store = await Store.open(root);
+    try {
+      expect(read).toHaveBeenCalled();
+      expect(store.health.degraded).toBe(true);
+      expect(store.health.journalDamage.map((d) => d.where)).toEqual(['middle']);
+      expect(await uids(store)).toEqual([1, 2, 3]); // the index still has them
+    } finally {
+      await store.close();
+    }
+  });
+});
