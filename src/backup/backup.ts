@@ -14,7 +14,7 @@ import { phase } from './phases.js';
 import { CompressPool, InlineCompressor } from './compress-pool.js';
 import { applySince, fallbackReason, findParent, modelOf, opsOf } from './incremental.js';
 import { DATA_HEADER_BYTES, FORMAT_VERSION, encodeDataHeader, sealRecord, type BlobCodec } from './format.js';
-import { addToIndex, lockRepository, type BlobEntry, type IndexFile, type Repository, type SnapshotCounts, type SnapshotFile } from './repository.js';
+import { lockRepository, type DataStream, type IndexFile, type Repository, type SnapshotCounts, type SnapshotFile } from './repository.js';
 
 /** What a backup needs of a store: the Store itself, or later the daemon's client. */
 export interface BackupSource {
@@ -93,7 +93,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
     // read only when there are others, and then every blob is looked up (a lost one is copied again).
     const parentBlobs = state.parent?.blobs;
     const others = parentBlobs ? state.blobs.some((blob) => !parentBlobs.has(blob.hash.toString('hex'))) : true;
-    const known = others ? await repo.loadIndex() : new Map<string, BlobEntry[]>();
+    const known = others ? await repo.loadIndexIds() : new Set<string>();
     const missing = others ? state.blobs.filter((blob) => !known.has(blobIdOf(blob.hash, repo.keys).toString('hex'))) : [];
     phase('index read');
     options.onPlan?.(missing.length, missing.reduce((sum, blob) => sum + blob.size, 0));
@@ -105,7 +105,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
     // written only after them (invariant 2)
     let encoded: Buffer | undefined;
     const encode = () => { encoded = repo.encodeSnapshot(snapshot); };
-    const bytesRead = await copyBlobs(source, repo, known, missing, compressors, options, encode);
+    const bytesRead = await copyBlobs(source, repo, missing, compressors, options, encode);
     phase('blobs copied');
     const id = await repo.writeSnapshotBytes(encoded ?? repo.encodeSnapshot(snapshot));
     phase('snapshot written');
@@ -245,10 +245,10 @@ function tally(ops: Op[], positions: Map<string, number>): { counts: SnapshotCou
  * the background (compress-pool.ts says why not zlib's own async calls).
  */
 async function copyBlobs(
-  source: BackupSource, repo: Repository, known: Map<string, BlobEntry[]>, missing: NeededBlob[], compressors: Compressors, options: BackupOptions, beforeLastSync: () => void,
+  source: BackupSource, repo: Repository, missing: NeededBlob[], compressors: Compressors, options: BackupOptions, beforeLastSync: () => void,
 ): Promise<number> {
   if (missing.length === 0) { beforeLastSync(); return 0; }
-  const writer = new DataFileWriter(repo, known);
+  const writer = new DataFileWriter(repo);
   const pool = compressors.for(missing.reduce((sum, blob) => sum + blob.size, 0));
   const window: Promise<{ blobs: NeededBlob[]; bytes: Buffer[]; compressed: Buffer[] }>[] = [];
   let next = 0;
@@ -266,11 +266,16 @@ async function copyBlobs(
   };
   let bytesRead = 0;
   let done = 0;
+  // once every blob is asked for, the snapshot is encoded while the workers compress the last
+  // batches (the main thread would otherwise wait on them, then encode)
+  let encoded = false;
+  const encodeOnce = () => { if (!encoded) { encoded = true; beforeLastSync(); } };
   try {
     while (next < missing.length && window.length < backupLimits.batchesInFlight) start();
     while (window.length > 0) {
       const batch = await window.shift()!;
       if (next < missing.length) start();
+      else encodeOnce();
       batch.blobs.forEach((blob, i) => {
         const id = blobIdOf(blob.hash, repo.keys);
         writer.add(id, sealRecord(id, batch.bytes[i]!, batch.compressed[i]!, repo.codec, repo.keys));
@@ -279,9 +284,10 @@ async function copyBlobs(
       done += batch.blobs.length;
       options.onProgress?.(done, bytesRead);
       if (writer.bytes >= backupLimits.packBytesTarget) await writer.flush(false);
+      else await writer.push();
     }
     await writer.flush(false);
-    beforeLastSync();
+    encodeOnce();
     await writer.flush(true);
   } finally {
     // a failed run: nothing is left running behind it (the files written so far are reused next time)
@@ -334,51 +340,65 @@ async function fetchNamed(source: BackupSource, blob: NeededBlob): Promise<Buffe
 }
 
 /**
- * Gathers records for one data file; `flush` hands the file to the background, where it is
- * written, then its index file (the index refers to the data file only once it is durable), then
- * its blobs are counted as known. One file is written at a time; `flush(true)` waits for all.
+ * Gathers records for one data file and appends them to it a batch at a time (`push`), so the
+ * bytes reach the page cache while the next blobs are read and compressed; `flush` hands the file
+ * to the background, where it is finished (fsync, rename), then its index file is written (the
+ * index refers to the data file only once it is durable).
+ * Files are finished one at a time, in order; `flush(true)` waits for all.
  */
 class DataFileWriter {
-  private parts: Buffer[] = [];
+  private file: DataStream | undefined;
+  private pending: Buffer[] = [];
   private blobs: [Buffer, number, number][] = [];
   private writing: Promise<void> = Promise.resolve();
   bytes = 0;
 
-  constructor(private readonly repo: Repository, private readonly known: Map<string, BlobEntry[]>) {}
+  constructor(private readonly repo: Repository) {}
 
   add(id: Buffer, parts: Buffer[]): void {
-    if (this.parts.length === 0) {
-      this.parts.push(encodeDataHeader(Boolean(this.repo.keys)));
+    if (this.bytes === 0) {
+      this.pending.push(encodeDataHeader(Boolean(this.repo.keys)));
       this.bytes = DATA_HEADER_BYTES;
     }
     this.blobs.push([id, this.bytes, parts[1].length]);
-    this.parts.push(...parts);
+    this.pending.push(...parts);
     this.bytes += parts[0].length + parts[1].length;
   }
 
-  /** Starts writing what was gathered once the previous file is written; `wait`: until it is. */
+  /** Appends what was added since the last push to the open data file (opened on first use). */
+  async push(): Promise<void> {
+    if (this.pending.length === 0) return;
+    this.file ??= await this.repo.openData();
+    this.file.append(this.pending);
+    this.pending = [];
+  }
+
+  /** Finishes the current file once the previous one is finished; `wait`: until it is. */
   async flush(wait: boolean): Promise<void> {
     await this.writing; // the previous file's failure stops the run here
-    if (this.blobs.length > 0) {
-      const data = this.parts;
+    await this.push();
+    if (this.file && this.blobs.length > 0) {
+      const file = this.file;
       const index: IndexFile = { files: [{ file: '', blobs: this.blobs }] };
-      this.parts = [];
+      this.file = undefined;
       this.blobs = [];
       this.bytes = 0;
-      this.writing = this.write(data, index);
+      this.writing = this.finish(file, index);
       this.writing.catch(() => undefined); // reported by the next flush or settled, not as an unhandled rejection
     }
     if (wait) await this.writing;
   }
 
-  /** The background write, done or failed (a failed run waits for it before it returns). */
+  /** The background work done or failed, and a file never finished removed (a failed run waits for this before it returns). */
   async settled(): Promise<void> {
     await this.writing.catch(() => undefined);
+    const file = this.file;
+    this.file = undefined;
+    await file?.abort();
   }
 
-  private async write(data: Buffer[], index: IndexFile): Promise<void> {
-    index.files[0]!.file = await this.repo.writeData(data);
+  private async finish(file: DataStream, index: IndexFile): Promise<void> {
+    index.files[0]!.file = await file.finish();
     await this.repo.writeIndex(index);
-    addToIndex(this.known, index);
   }
 }

@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
-import { ensureDir, writeFileDurable } from '../fs/durable.js';
+import { DurableStream, ensureDir, writeFileDurable } from '../fs/durable.js';
 import { backupLimits } from '../limits.js';
-import { createHasher } from '../hash/blake3.js';
+import { createHasher, type Hasher } from '../hash/blake3.js';
 import type { Op } from '../store/records.js';
 import { phase } from './phases.js';
 import { newEncryptionParams, openKeys, type EncryptionParams, type RepositoryKeys } from './crypto.js';
@@ -158,6 +158,24 @@ export class Repository {
     return name;
   }
 
+  /**
+   * A data file written as its records are made (backup.ts): the bytes reach the page cache while
+   * the next blobs are read and compressed, so closing it costs only its fsync and rename.
+   */
+  async openData(): Promise<DataStream> {
+    const hasher = await createHasher();
+    try {
+      return new DataStream(this, await DurableStream.open(this.fs, this.path('data'), 'data'), hasher);
+    } catch (error) {
+      throw fromSystemError(error, 'writing the backup file', this.path('data'));
+    }
+  }
+
+  /** Counts the bytes of a new file (DataStream's, written past writeContent). */
+  countWritten(bytes: number): void {
+    this.bytesWritten += bytes;
+  }
+
   writeIndex(index: IndexFile): Promise<string> {
     return this.writeContent('index', encodeMetadataFile('index', index, this.keys));
   }
@@ -198,6 +216,16 @@ export class Repository {
       addToIndex(map, index);
     }
     return map;
+  }
+
+  /** The ids (hex) of every blob some index file lists: what a backup needs to know (not where they are). */
+  async loadIndexIds(): Promise<Set<string>> {
+    const ids = new Set<string>();
+    for (const name of await this.list('index')) {
+      const index = await this.readMetadata<IndexFile>('index', name);
+      for (const { blobs } of index.files) for (const [id] of blobs) ids.add(Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('hex'));
+    }
+    return ids;
   }
 
   /** Snapshots, oldest first (a snapshot that does not read throws: check lists them one by one). */
@@ -275,6 +303,36 @@ export class Repository {
 
   async syncArea(area: 'data' | 'index' | 'snapshots'): Promise<void> {
     await this.fs.syncDir(this.path(area)).catch((error) => { throw fromSystemError(error, 'syncing', this.path(area)); });
+  }
+}
+
+/** One data file being written: parts appended and hashed as they come, named by the hash when finished. */
+export class DataStream {
+  constructor(private readonly repo: Repository, private readonly stream: DurableStream, private readonly hasher: Hasher) {}
+
+  get bytes(): number {
+    return this.stream.bytes;
+  }
+
+  append(parts: Buffer[]): void {
+    for (const part of parts) this.hasher.update(part);
+    this.stream.append(parts);
+  }
+
+  /** Durable under its content name (invariant 1: before any index file names it); returns the name. */
+  async finish(): Promise<string> {
+    const name = this.hasher.digest().toString('hex');
+    const bytes = this.stream.bytes;
+    try {
+      if (await this.stream.finish(name)) this.repo.countWritten(bytes);
+    } catch (error) {
+      throw fromSystemError(error, 'writing the backup file', this.repo.path('data', name));
+    }
+    return name;
+  }
+
+  abort(): Promise<void> {
+    return this.stream.abort();
   }
 }
 
