@@ -62,6 +62,8 @@ export interface BackupSummary {
 
 interface NeededBlob {
   hash: Buffer;
+  /** The hash in hex (computed once: a run looks every blob up by it). */
+  key: string;
   size: number;
   /** The first message using it (its mailbox's name and uid): an error names it. */
   mailbox: string;
@@ -92,9 +94,10 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
     // The parent's blobs are in the repository (its snapshot was written after them); the index is
     // read only when there are others, and then every blob is looked up (a lost one is copied again).
     const parentBlobs = state.parent?.blobs;
-    const others = parentBlobs ? state.blobs.some((blob) => !parentBlobs.has(blob.hash.toString('hex'))) : true;
+    const others = parentBlobs ? state.blobs.some((blob) => !parentBlobs.has(blob.key)) : true;
     const known = others ? await repo.loadIndexIds() : new Set<string>();
-    const missing = others ? state.blobs.filter((blob) => !known.has(blobIdOf(blob.hash, repo.keys).toString('hex'))) : [];
+    const idOf = (blob: NeededBlob) => (repo.keys ? blobIdOf(blob.hash, repo.keys).toString('hex') : blob.key); // unencrypted, the id is the hash
+    const missing = others ? state.blobs.filter((blob) => !known.has(idOf(blob))) : [];
     phase('index read');
     options.onPlan?.(missing.length, missing.reduce((sum, blob) => sum + blob.size, 0));
     const snapshot: SnapshotFile = {
@@ -229,13 +232,15 @@ function tally(ops: Op[], positions: Map<string, number>): { counts: SnapshotCou
       for (const [uid, hash, size] of op.messages) {
         counts.messages++;
         counts.bytes += size;
-        const key = asBuffer(hash).toString('hex');
-        if (!blobs.has(key)) blobs.set(key, { hash: Buffer.from(hash), size, position: positions.get(key) ?? 0, mailbox, uid });
+        const view = asBuffer(hash); // a view into the state's own bytes, not a copy per message
+        const key = view.toString('hex');
+        if (!blobs.has(key)) blobs.set(key, { hash: view, key, size, position: positions.get(key) ?? 0, mailbox, uid });
       }
     }
   }
   counts.blobs = blobs.size;
-  return { counts, blobs: [...blobs.values()].sort((a, b) => a.position - b.position) };
+  const list = [...blobs.values()];
+  return { counts, blobs: positions.size > 0 ? list.sort((a, b) => a.position - b.position) : list };
 }
 
 /**
