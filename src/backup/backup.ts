@@ -12,7 +12,8 @@ import type { StateSince } from '../store/state-since.js';
 import { blobIdOf } from './crypto.js';
 import { phase } from './phases.js';
 import { CompressPool, InlineCompressor } from './compress-pool.js';
-import { applySince, fallbackReason, findParent, modelOf, opsOf } from './incremental.js';
+import { applySince, fallbackReason, findParent, modelOf, opsOf, type StateModel } from './incremental.js';
+import { deltaOf } from './delta.js';
 import { DATA_HEADER_BYTES, FORMAT_VERSION, encodeDataHeader, sealRecord, type BlobCodec } from './format.js';
 import { lockRepository, type DataStream, type IndexFile, type Repository, type SnapshotCounts, type SnapshotFile } from './repository.js';
 
@@ -35,6 +36,8 @@ export interface BackupOptions {
   onProgress?: (blobs: number, bytes: number) => void;
   /** Called once the state is read: how much there is to copy. */
   onPlan?: (newBlobs: number, newBytes: number) => void;
+  /** Write a whole snapshot even when a delta on the parent would do (ends a chain: its older snapshots can then be forgotten). */
+  whole?: boolean;
 }
 
 export interface BackupSummary {
@@ -58,6 +61,8 @@ export interface BackupSummary {
   mailboxesReadWhole?: number;
   /** Why the run read the whole state although an earlier snapshot of the store was there. */
   fullReadReason?: string;
+  /** A delta snapshot was written: how many deltas deep (1 on a whole snapshot; absent: a whole snapshot). */
+  deltaDepth?: number;
 }
 
 interface NeededBlob {
@@ -78,6 +83,8 @@ interface StateRead {
   counts: SnapshotCounts;
   blobs: NeededBlob[];
   journalDigest?: string;
+  /** A delta snapshot's fields (`ops` then holds the mailbox records only). */
+  delta?: Pick<SnapshotFile, 'parent' | 'depth' | 'delta'>;
   /** Built on an earlier snapshot: its id, and the store hashes (hex) of the blobs it holds (in the repository already). */
   parent?: { id: string; blobs: Set<string>; readWhole: number };
   fullReadReason?: string;
@@ -90,7 +97,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
   phase('locked');
   const compressors = new Compressors(repo.codec);
   try {
-    const state = await readState(source, repo, compressors);
+    const state = await readState(source, repo, compressors, options.whole ?? false);
     // The parent's blobs are in the repository (its snapshot was written after them); the index is
     // read only when there are others, and then every blob is looked up (a lost one is copied again).
     const parentBlobs = state.parent?.blobs;
@@ -102,7 +109,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
     options.onPlan?.(missing.length, missing.reduce((sum, blob) => sum + blob.size, 0));
     const snapshot: SnapshotFile = {
       version: FORMAT_VERSION, time: Date.now(), storeId: source.storeId, hostname: hostname(), seq: state.seq, counts: state.counts, ops: state.ops,
-      ...(state.journalDigest ? { journalDigest: state.journalDigest } : {}),
+      ...(state.journalDigest ? { journalDigest: state.journalDigest } : {}), ...state.delta,
     };
     // encoded while the last data and index files are written and synced (CPU beside the disk);
     // written only after them (invariant 2)
@@ -117,6 +124,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
       newBlobs: missing.length, bytesRead, bytesAdded: repo.bytesWritten - writtenBefore, durationMs: Date.now() - started,
       ...(state.parent ? { parent: state.parent.id, mailboxesReadWhole: state.parent.readWhole } : {}),
       ...(state.fullReadReason ? { fullReadReason: state.fullReadReason } : {}),
+      ...(state.delta ? { deltaDepth: state.delta.depth } : {}),
     };
   } finally {
     await compressors.close();
@@ -129,7 +137,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
  * The state at one seq: the newest earlier snapshot of this store plus the store's changes since
  * (incremental.ts) when the source can tell them, else the whole state read from the store.
  */
-async function readState(source: BackupSource, repo: Repository, compressors: Compressors): Promise<StateRead> {
+async function readState(source: BackupSource, repo: Repository, compressors: Compressors, whole: boolean): Promise<StateRead> {
   let fullReadReason: string | undefined;
   const parent = source.stateSince ? await findParent(repo, source.storeId) : undefined;
   phase('parent read');
@@ -152,11 +160,14 @@ async function readState(source: BackupSource, repo: Repository, compressors: Co
         await since.close();
       }
       phase('changes applied');
-      const ops = opsOf(model);
+      // a delta on the parent unless the chain is at its cap (then a whole snapshot again)
+      const depth = (parent.snapshot.depth ?? 0) + 1;
+      const delta = !whole && depth <= backupLimits.deltaChainMax ? { parent: parent.id, depth, delta: deltaOf(model) } : undefined;
+      const ops = opsOf(model, { mailboxesOnly: Boolean(delta) });
       phase('state ops');
-      const counted = tally(ops, new Map());
+      const counted = tally(modelOps(model), new Map());
       phase('state counted');
-      return { ...counted, seq: model.seq, ops, journalDigest: since.appliedDigest, parent: { id: parent.id, blobs, readWhole } };
+      return { ...counted, seq: model.seq, ops, delta, journalDigest: since.appliedDigest, parent: { id: parent.id, blobs, readWhole } };
     } catch (error) {
       fullReadReason = fallbackReason(error);
     }
@@ -212,12 +223,18 @@ async function fullState(source: BackupSource): Promise<StateRead> {
   return { ...tally(ops, positions), seq: snapshot.appliedSeq, ops };
 }
 
+/** The model's mailboxes and messages as ops, unsorted (for tally: a delta snapshot does not list them). */
+function* modelOps(model: StateModel): Generator<Op> {
+  for (const box of model.boxes.values()) yield { op: 'state.mailbox', info: box.info };
+  for (const box of model.boxes.values()) yield { op: 'state.messages', id: box.info.id, messages: [...box.messages.values()] };
+}
+
 /**
  * The counts of a state and the blobs its messages use, in pack order when `positions` knows it.
  * A mailbox being deleted is kept in the state as it was, but its messages are not restored, so
  * their blobs are not needed.
  */
-function tally(ops: Op[], positions: Map<string, number>): { counts: SnapshotCounts; blobs: NeededBlob[] } {
+function tally(ops: Iterable<Op>, positions: Map<string, number>): { counts: SnapshotCounts; blobs: NeededBlob[] } {
   const deleting = new Set<string>();
   const names = new Map<string, string>();
   const blobs = new Map<string, NeededBlob>();

@@ -7,7 +7,7 @@ import { MailstoreError, isMailstoreError } from '../errors.js';
 import { formatMailboxName } from '../store/validate.js';
 import { blobIdOf } from './crypto.js';
 import { checkDataHeader, contentName, decodeRecord, recordBytes } from './format.js';
-import { addToIndex, listIn, lockRepository, type BlobEntry, type IndexFile, type Repository, type SnapshotFile } from './repository.js';
+import { addToIndex, listIn, lockRepository, type BlobEntry, type IndexFile, type Repository, type SnapshotCache, type SnapshotFile } from './repository.js';
 
 export type BackupFindingKind =
   | 'damaged-index' | 'damaged-snapshot' | 'missing-data' | 'truncated-data' | 'damaged-data' | 'damaged-blob' | 'missing-blob'
@@ -85,10 +85,11 @@ async function checkIndexFiles(repo: Repository, add: Add): Promise<{ index: Map
 async function checkSnapshots(repo: Repository, index: Map<string, BlobEntry[]>, add: Add): Promise<{ users: Users; snapshots: number }> {
   const users: Users = new Map();
   const names = await repo.list('snapshots');
+  const cache: SnapshotCache = new Map();
   for (const name of names) {
     let snapshot: SnapshotFile;
     try {
-      snapshot = await repo.readMetadata<SnapshotFile>('snapshot', name);
+      snapshot = await repo.readSnapshot(name, cache);
     } catch (error) {
       if (isMailstoreError(error, 'INVALID')) throw error;
       add('damaged-snapshot', repo.path('snapshots', name), why(error));

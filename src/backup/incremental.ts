@@ -9,13 +9,22 @@ import { backupLimits, limits } from '../limits.js';
 import type { MailboxInfo, Op } from '../store/records.js';
 import type { StateChange, StateMessage, StateSince } from '../store/state-since.js';
 import { SEEN } from '../store/apply.js';
-import type { Repository, SnapshotFile } from './repository.js';
+import type { Repository, SnapshotCache, SnapshotFile } from './repository.js';
 
-interface Box {
+export interface Box {
   info: MailboxInfo;
   messages: Map<number, StateMessage>;
   /** uid -> its change-log entries (one, unless a purge or XFER left more). */
   changes: Map<number, [modseq: number, value: StateChange[2]][]>;
+  /** What applySince changed in it (a delta snapshot records this, delta.ts); absent when unchanged. */
+  delta?: BoxDelta;
+}
+
+/** A changed mailbox: the uids whose message or change-log entries were read again (whole: every one of them). */
+export interface BoxDelta {
+  whole: boolean;
+  uids: Set<number>;
+  changeUids: Set<number>;
 }
 
 export interface StateModel {
@@ -37,9 +46,10 @@ export async function findParent(repo: Repository, storeId: string): Promise<{ i
     if (stat) dated.push({ id, time: stat.mtimeMs });
   }
   dated.sort((a, b) => b.time - a.time);
+  const cache: SnapshotCache = new Map();
   for (const { id } of dated.slice(0, backupLimits.parentCandidatesMax)) {
     try {
-      const snapshot = await repo.readMetadata<SnapshotFile>('snapshot', id);
+      const snapshot = await repo.readSnapshot(id, cache);
       if (snapshot.storeId === storeId) return { id, snapshot };
     } catch (error) {
       if (!isMailstoreError(error)) throw error;
@@ -48,7 +58,7 @@ export async function findParent(repo: Repository, storeId: string): Promise<{ i
   return undefined;
 }
 
-export function modelOf(snapshot: SnapshotFile): StateModel {
+export function modelOf(snapshot: Pick<SnapshotFile, 'seq' | 'ops'>): StateModel {
   const model: StateModel = { seq: snapshot.seq, meta: [], boxes: new Map() };
   for (const op of snapshot.ops) {
     if (op.op === 'state.meta') model.meta.push(...op.entries);
@@ -84,7 +94,7 @@ export async function applySince(model: StateModel, since: StateSince): Promise<
     const id = Buffer.from(info.id);
     const parent = model.boxes.get(key);
     if (parent && unchanged(info, parent)) {
-      next.set(key, { ...parent, info });
+      next.set(key, { info, messages: parent.messages, changes: parent.changes });
       continue;
     }
     let box = parent && changedBox(parent, info, id, since, await recent.get(key)!);
@@ -103,6 +113,8 @@ export async function applySince(model: StateModel, since: StateSince): Promise<
 /** The parent's mailbox with every uid the journal or the change log names (`recent`: its entries above the parent's highestModseq) read again. */
 function changedBox(parent: Box, info: MailboxInfo, id: Buffer, since: StateSince, recent: StateChange[]): Box {
   const box: Box = { info, messages: parent.messages, changes: parent.changes }; // the parent's model is not used again
+  const delta: BoxDelta = { whole: false, uids: new Set(), changeUids: new Set() };
+  box.delta = delta;
   const touched = since.touched.get(hex(id));
   const uids = new Set<number>(touched?.uids);
   const candidates = new Map<number, Set<number>>(); // uid -> modseqs of entries that may exist
@@ -117,6 +129,7 @@ function changedBox(parent: Box, info: MailboxInfo, id: Buffer, since: StateSinc
   for (const [modseq, uid, value] of recent) { uids.add(uid); candidate(uid, modseq); above.set(`${modseq} ${uid}`, value); }
   for (const [modseq, uid] of touched?.entries ?? []) { uids.add(uid); candidate(uid, modseq); }
   for (const uid of uids) {
+    delta.uids.add(uid);
     const message = since.message(id, uid);
     if (message) box.messages.set(uid, message);
     else box.messages.delete(uid);
@@ -125,6 +138,7 @@ function changedBox(parent: Box, info: MailboxInfo, id: Buffer, since: StateSinc
   }
   // every candidate entry of a named uid is looked up: present ones stay, the rest are gone
   for (const [uid, modseqs] of candidates) {
+    delta.changeUids.add(uid);
     const entries: [number, StateChange[2]][] = [];
     for (const modseq of [...modseqs].sort((a, b) => a - b)) {
       const value = modseq > parent.info.highestModseq ? above.get(`${modseq} ${uid}`) : since.change(id, modseq, uid);
@@ -138,7 +152,7 @@ function changedBox(parent: Box, info: MailboxInfo, id: Buffer, since: StateSinc
 
 async function wholeBox(info: MailboxInfo, id: Buffer, since: StateSince): Promise<Box> {
   const read = await since.mailbox(id);
-  const box: Box = { info, messages: new Map(), changes: new Map() };
+  const box: Box = { info, messages: new Map(), changes: new Map(), delta: { whole: true, uids: new Set(), changeUids: new Set() } };
   for (const m of read.messages) box.messages.set(m[0], m);
   for (const [modseq, uid, value] of read.changes) addChange(box, modseq, uid, value);
   return box;
@@ -156,12 +170,13 @@ function agrees(box: Box): boolean {
 }
 
 /** The model as checkpoint ops in the order snapshotState gives them (mailboxes by id, uids and modseqs ascending). */
-export function opsOf(model: StateModel): Op[] {
+export function opsOf(model: StateModel, options: { mailboxesOnly?: boolean } = {}): Op[] {
   const per = limits.checkpointEntriesPerRecord;
   const ops: Op[] = [{ op: 'state.begin', appliedSeq: model.seq }];
   for (let i = 0; i < model.meta.length; i += per) ops.push({ op: 'state.meta', entries: model.meta.slice(i, i + per) });
   const boxes = [...model.boxes.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, box]) => box);
   for (const box of boxes) ops.push({ op: 'state.mailbox', info: box.info });
+  if (options.mailboxesOnly) return ops; // a delta snapshot's head (delta.ts)
   for (const box of boxes) {
     const list = [...box.messages.values()].sort((a, b) => a[0] - b[0]);
     for (let i = 0; i < list.length; i += per) ops.push({ op: 'state.messages', id: box.info.id, messages: list.slice(i, i + per) });
@@ -175,7 +190,7 @@ export function opsOf(model: StateModel): Op[] {
   return ops;
 }
 
-function addChange(box: Box, modseq: number, uid: number, value: StateChange[2]): void {
+export function addChange(box: Box, modseq: number, uid: number, value: StateChange[2]): void {
   const list = box.changes.get(uid);
   if (list) list.push([modseq, value]);
   else box.changes.set(uid, [[modseq, value]]);

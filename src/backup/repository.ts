@@ -15,7 +15,8 @@ import { createHasher, type Hasher } from '../hash/blake3.js';
 import type { Op } from '../store/records.js';
 import { phase } from './phases.js';
 import { newEncryptionParams, openKeys, type EncryptionParams, type RepositoryKeys } from './crypto.js';
-import { REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
+import { applyDelta, type SnapshotDelta } from './delta.js';
+import { DELTA_FORMAT_VERSION, FORMAT_VERSION, REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
 
 export const REPO_LAYOUT = { config: 'config', data: 'data', index: 'index', snapshots: 'snapshots', locks: 'locks' } as const;
 const REPO_FORMAT = 'mailstore-backup';
@@ -66,8 +67,16 @@ export interface SnapshotFile {
    */
   journalDigest?: string;
   counts: SnapshotCounts;
-  /** state.begin, state.meta, state.mailbox, state.messages, state.changes (no state.blobs: locations are the store's). */
+  /**
+   * state.begin, state.meta, state.mailbox, state.messages, state.changes (no state.blobs:
+   * locations are the store's). In a delta snapshot file only state.begin, state.meta and
+   * state.mailbox; readSnapshot gives the whole state.
+   */
   ops: Op[];
+  /** A delta snapshot (delta.ts): the snapshot it builds on, how many deltas deep it is (1 on a whole one), and what changed. */
+  parent?: string;
+  depth?: number;
+  delta?: SnapshotDelta;
 }
 
 export interface OpenRepositoryOptions {
@@ -186,7 +195,7 @@ export class Repository {
 
   /** A snapshot file's bytes (encoded ahead of its write: backup.ts encodes it while its data files sync). */
   encodeSnapshot(snapshot: SnapshotFile): Buffer {
-    const bytes = encodeMetadataFile('snapshot', snapshot, this.keys);
+    const bytes = encodeMetadataFile('snapshot', snapshot, this.keys, snapshot.delta ? DELTA_FORMAT_VERSION : FORMAT_VERSION);
     phase('snapshot encoded');
     return bytes;
   }
@@ -206,6 +215,28 @@ export class Repository {
       throw fromSystemError(error, `reading the ${kind} file`, path);
     }
     return decodeMetadataFile<T>(kind, bytes, name, path, this.keys);
+  }
+
+  /**
+   * A snapshot's whole state: a delta snapshot's parent read the same way and the delta applied
+   * (delta.ts). CORRUPT naming this snapshot when a file of its chain does not read, so check
+   * reports every snapshot a damaged file breaks; INVALID (a wrong key, a newer format) as it is.
+   */
+  async readSnapshot(id: string, cache: SnapshotCache = new Map(), depth = 0): Promise<SnapshotFile> {
+    const cached = cache.get(id);
+    if (cached) return cached;
+    const file = await this.readMetadata<SnapshotFile>('snapshot', id);
+    if (file.parent === undefined) return remember(cache, id, file);
+    const path = this.path('snapshots', id);
+    if (depth >= backupLimits.deltaChainMax) throw new MailstoreError('CORRUPT', `${path}: its chain of delta snapshots is longer than ${backupLimits.deltaChainMax}`, { path });
+    let parent: SnapshotFile;
+    try {
+      parent = await this.readSnapshot(file.parent, cache, depth + 1);
+    } catch (error) {
+      if (!isMailstoreError(error) || error.code === 'INVALID') throw error;
+      throw new MailstoreError('CORRUPT', `${path}: the snapshot it builds on (${file.parent.slice(0, 12)}) does not read: ${error.message}`, { path, cause: error });
+    }
+    return remember(cache, id, applyDelta(parent, file, path));
   }
 
   /** Every index file merged: blob id (hex) -> its places (more than one after an interrupted prune). */
@@ -231,7 +262,8 @@ export class Repository {
   /** Snapshots, oldest first (a snapshot that does not read throws: check lists them one by one). */
   async snapshots(): Promise<{ id: string; snapshot: SnapshotFile }[]> {
     const all: { id: string; snapshot: SnapshotFile }[] = [];
-    for (const id of await this.list('snapshots')) all.push({ id, snapshot: await this.readMetadata<SnapshotFile>('snapshot', id) });
+    const cache: SnapshotCache = new Map();
+    for (const id of await this.list('snapshots')) all.push({ id, snapshot: await this.readSnapshot(id, cache) });
     return all.sort((a, b) => a.snapshot.time - b.snapshot.time || a.id.localeCompare(b.id));
   }
 
@@ -246,7 +278,7 @@ export class Repository {
     const matches = (await this.list('snapshots')).filter((id) => id.startsWith(wanted));
     if (matches.length === 0) throw new MailstoreError('NOT_FOUND', `no snapshot ${wanted} in ${this.dir}`, { path: this.dir });
     if (matches.length > 1) throw new MailstoreError('INVALID', `snapshot id ${wanted} is ambiguous (${matches.length} match); give more digits`);
-    return { id: matches[0], snapshot: await this.readMetadata<SnapshotFile>('snapshot', matches[0]) };
+    return { id: matches[0], snapshot: await this.readSnapshot(matches[0]) };
   }
 
   /** The raw record (header and stored bytes) at an index entry. */
@@ -334,6 +366,20 @@ export class DataStream {
   abort(): Promise<void> {
     return this.stream.abort();
   }
+}
+
+/**
+ * Snapshots read whole by one operation (a listing, a check), least recently used first: a chain's
+ * parent is read once, not once per child. Per operation, so every operation reads the files as
+ * they are now (check finds damage done since the last one).
+ */
+export type SnapshotCache = Map<string, SnapshotFile>;
+
+function remember(cache: SnapshotCache, id: string, snapshot: SnapshotFile): SnapshotFile {
+  cache.delete(id);
+  cache.set(id, snapshot);
+  if (cache.size > backupLimits.snapshotCacheMax) cache.delete(cache.keys().next().value!);
+  return snapshot;
 }
 
 /** The list under `key`, created empty when missing (appending in place: no copy per entry). */
