@@ -85,8 +85,8 @@ interface StateRead {
   journalDigest?: string;
   /** A delta snapshot's fields (`ops` then holds the mailbox records only). */
   delta?: Pick<SnapshotFile, 'parent' | 'depth' | 'delta'>;
-  /** Built on an earlier snapshot: its id, and the store hashes (hex) of the blobs it holds (in the repository already). */
-  parent?: { id: string; blobs: Set<string>; readWhole: number };
+  /** Built on an earlier snapshot: its id, and whether a message names a blob its record there did not (else every blob is in the repository already). */
+  parent?: { id: string; newHashes: boolean; readWhole: number };
   fullReadReason?: string;
 }
 
@@ -100,8 +100,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
     const state = await readState(source, repo, compressors, options.whole ?? false);
     // The parent's blobs are in the repository (its snapshot was written after them); the index is
     // read only when there are others, and then every blob is looked up (a lost one is copied again).
-    const parentBlobs = state.parent?.blobs;
-    const others = parentBlobs ? state.blobs.some((blob) => !parentBlobs.has(blob.key)) : true;
+    const others = state.parent ? state.parent.newHashes : true;
     const known = others ? await repo.loadIndexIds() : new Set<string>();
     const idOf = (blob: NeededBlob) => (repo.keys ? blobIdOf(blob.hash, repo.keys).toString('hex') : blob.key); // unencrypted, the id is the hash
     const missing = others ? state.blobs.filter((blob) => !known.has(idOf(blob))) : [];
@@ -145,8 +144,6 @@ async function readState(source: BackupSource, repo: Repository, compressors: Co
     try {
       const model = modelOf(parent.snapshot);
       phase('parent modelled');
-      const blobs = parentBlobs(parent.snapshot.ops);
-      phase('parent blob set');
       const since = await source.stateSince(parent.snapshot.seq);
       phase('journal since read');
       compressors.expect(since.freshBytes); // the workers start while the state is built
@@ -167,7 +164,7 @@ async function readState(source: BackupSource, repo: Repository, compressors: Co
       phase('state ops');
       const counted = tally(modelOps(model), new Map());
       phase('state counted');
-      return { ...counted, seq: model.seq, ops, delta, journalDigest: since.appliedDigest, parent: { id: parent.id, blobs, readWhole } };
+      return { ...counted, seq: model.seq, ops, delta, journalDigest: since.appliedDigest, parent: { id: parent.id, newHashes: Boolean(model.newHashes), readWhole } };
     } catch (error) {
       fullReadReason = fallbackReason(error);
     }
@@ -192,19 +189,6 @@ async function digestAt(source: BackupSource, seq: number): Promise<string | und
 /** A decoded snapshot holds Uint8Arrays: a view, not a copy, per message. */
 function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
-/** The store hashes (hex) of the blobs a snapshot's messages use (mailboxes being deleted left out, as tally does). */
-function parentBlobs(ops: Op[]): Set<string> {
-  const deleting = new Set<string>();
-  const blobs = new Set<string>();
-  for (const op of ops) {
-    if (op.op === 'state.mailbox' && op.info.deleting) deleting.add(Buffer.from(op.info.id).toString('hex'));
-    else if (op.op === 'state.messages' && !deleting.has(Buffer.from(op.id).toString('hex'))) {
-      for (const m of op.messages) blobs.add(asBuffer(m[1]).toString('hex'));
-    }
-  }
-  return blobs;
 }
 
 /** The whole state read from the store (without state.blobs: pack locations are the store's own). */

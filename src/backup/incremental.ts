@@ -23,12 +23,20 @@ export interface Box {
 /** A changed mailbox: the uids whose message or change-log entries were read again (whole: every one of them). */
 export interface BoxDelta {
   whole: boolean;
+  /** A message read again names another blob than the parent's record of its uid (or the uid is new). */
+  newHashes?: boolean;
   uids: Set<number>;
   changeUids: Set<number>;
 }
 
 export interface StateModel {
   seq: number;
+  /**
+   * applySince found a message whose blob the parent's record at its uid did not name (new, or
+   * a mailbox read whole): only then may the state name a blob the parent did not, and the
+   * backup looks its blobs up in the index (without it, no blob set of the parent is needed).
+   */
+  newHashes?: boolean;
   meta: [string, unknown][];
   /** By mailbox id (hex). */
   boxes: Map<string, Box>;
@@ -101,7 +109,9 @@ export async function applySince(model: StateModel, since: StateSince): Promise<
     if (!box || !agrees(box)) {
       box = await wholeBox(info, id, since);
       readWhole++;
+      model.newHashes = true; // not compared with the parent: any of its blobs may be new
     }
+    if (box.delta?.newHashes) model.newHashes = true;
     next.set(key, box);
   }
   model.boxes = next;
@@ -131,6 +141,8 @@ function changedBox(parent: Box, info: MailboxInfo, id: Buffer, since: StateSinc
   for (const uid of uids) {
     delta.uids.add(uid);
     const message = since.message(id, uid);
+    const before = box.messages.get(uid);
+    if (message && (!before || !sameBytes(before[1], message[1]))) delta.newHashes = true;
     if (message) box.messages.set(uid, message);
     else box.messages.delete(uid);
     for (const [modseq] of parent.changes.get(uid) ?? []) candidate(uid, modseq);
@@ -197,6 +209,8 @@ export function addChange(box: Box, modseq: number, uid: number, value: StateCha
 }
 
 const hex = (id: Uint8Array) => Buffer.from(id).toString('hex');
+const view = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+const sameBytes = (a: Uint8Array, b: Uint8Array) => view(a).equals(view(b));
 
 /** Why an incremental read gave up (the backup reads the whole state instead): only the world's reasons. */
 export function fallbackReason(error: unknown): string {
