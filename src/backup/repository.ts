@@ -228,7 +228,7 @@ export class Repository {
     const file = await this.readMetadata<SnapshotFile>('snapshot', id);
     if (file.parent === undefined) return remember(cache, id, file);
     const path = this.path('snapshots', id);
-    if (depth >= backupLimits.deltaChainMax) throw new MailstoreError('CORRUPT', `${path}: its chain of delta snapshots is longer than ${backupLimits.deltaChainMax}`, { path });
+    if (depth >= backupLimits.deltaChainReadMax) throw new MailstoreError('CORRUPT', `${path}: its chain of delta snapshots is longer than ${backupLimits.deltaChainReadMax}`, { path });
     let parent: SnapshotFile;
     try {
       parent = await this.readSnapshot(file.parent, cache, depth + 1);
