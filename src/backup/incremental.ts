@@ -9,7 +9,7 @@ import { backupLimits, limits } from '../limits.js';
 import type { MailboxInfo, Op } from '../store/records.js';
 import type { StateChange, StateMessage, StateSince } from '../store/state-since.js';
 import { SEEN } from '../store/apply.js';
-import type { Repository, SnapshotCache, SnapshotFile } from './repository.js';
+import { newSnapshotCache, type Repository, type SnapshotFile } from './repository.js';
 
 export interface Box {
   info: MailboxInfo;
@@ -54,7 +54,7 @@ export async function findParent(repo: Repository, storeId: string): Promise<{ i
     if (stat) dated.push({ id, time: stat.mtimeMs });
   }
   dated.sort((a, b) => b.time - a.time);
-  const cache: SnapshotCache = new Map();
+  const cache = newSnapshotCache();
   for (const { id } of dated.slice(0, backupLimits.parentCandidatesMax)) {
     try {
       const snapshot = await repo.readSnapshot(id, cache);

@@ -222,10 +222,10 @@ export class Repository {
    * (delta.ts). CORRUPT naming this snapshot when a file of its chain does not read, so check
    * reports every snapshot a damaged file breaks; INVALID (a wrong key, a newer format) as it is.
    */
-  async readSnapshot(id: string, cache: SnapshotCache = new Map(), depth = 0): Promise<SnapshotFile> {
-    const cached = cache.get(id);
+  async readSnapshot(id: string, cache: SnapshotCache = newSnapshotCache(), depth = 0): Promise<SnapshotFile> {
+    const cached = cache.whole.get(id);
     if (cached) return cached;
-    const file = await this.readMetadata<SnapshotFile>('snapshot', id);
+    const file = cache.files?.get(id) ?? await this.readMetadata<SnapshotFile>('snapshot', id);
     if (file.parent === undefined) return remember(cache, id, file);
     const path = this.path('snapshots', id);
     if (depth >= backupLimits.deltaChainReadMax) throw new MailstoreError('CORRUPT', `${path}: its chain of delta snapshots is longer than ${backupLimits.deltaChainReadMax}`, { path });
@@ -261,10 +261,14 @@ export class Repository {
 
   /** Snapshots, oldest first (a snapshot that does not read throws: check lists them one by one). */
   async snapshots(): Promise<{ id: string; snapshot: SnapshotFile }[]> {
+    const files = new Map<string, SnapshotFile>();
+    for (const id of await this.list('snapshots')) files.set(id, await this.readMetadata<SnapshotFile>('snapshot', id));
+    // oldest first: a delta's parent is older, so it was just applied and is in the cache (one
+    // delta applied per snapshot, not its whole chain)
+    const cache: SnapshotCache = { whole: new Map(), files };
     const all: { id: string; snapshot: SnapshotFile }[] = [];
-    const cache: SnapshotCache = new Map();
-    for (const id of await this.list('snapshots')) all.push({ id, snapshot: await this.readSnapshot(id, cache) });
-    return all.sort((a, b) => a.snapshot.time - b.snapshot.time || a.id.localeCompare(b.id));
+    for (const id of byTime(files)) all.push({ id, snapshot: await this.readSnapshot(id, cache) });
+    return all;
   }
 
   /** A snapshot by id, unique id prefix, or 'latest'. */
@@ -369,16 +373,29 @@ export class DataStream {
 }
 
 /**
- * Snapshots read whole by one operation (a listing, a check), least recently used first: a chain's
- * parent is read once, not once per child. Per operation, so every operation reads the files as
- * they are now (check finds damage done since the last one).
+ * Snapshots read whole by one operation (a listing, a check), least recently used first, and the
+ * files it has read already (decoded, deltas not applied): a chain's parent is read once, not once
+ * per child. Per operation, so every operation reads the files as they are now (check finds damage
+ * done since the last one).
  */
-export type SnapshotCache = Map<string, SnapshotFile>;
+export interface SnapshotCache {
+  whole: Map<string, SnapshotFile>;
+  files?: Map<string, SnapshotFile>;
+}
+
+export function newSnapshotCache(): SnapshotCache {
+  return { whole: new Map() };
+}
+
+/** Snapshot ids by their files' time, oldest first (then by id): parents before the deltas on them. */
+export function byTime(files: Map<string, SnapshotFile>): string[] {
+  return [...files].sort(([a, x], [b, y]) => x.time - y.time || a.localeCompare(b)).map(([id]) => id);
+}
 
 function remember(cache: SnapshotCache, id: string, snapshot: SnapshotFile): SnapshotFile {
-  cache.delete(id);
-  cache.set(id, snapshot);
-  if (cache.size > backupLimits.snapshotCacheMax) cache.delete(cache.keys().next().value!);
+  cache.whole.delete(id);
+  cache.whole.set(id, snapshot);
+  if (cache.whole.size > backupLimits.snapshotCacheMax) cache.whole.delete(cache.whole.keys().next().value!);
   return snapshot;
 }
 

@@ -149,6 +149,13 @@ describe('delta snapshots', () => {
         depths.push(last.deltaDepth);
       }
       expect(depths).toEqual([undefined, 1, 2, undefined, 1, 2]);
+      // a listing reads each file once (oldest first, so a delta's parent is at hand), not its chain per snapshot
+      let reads = 0;
+      const readMetadata = repo.readMetadata.bind(repo);
+      repo.readMetadata = (async (kind: 'index' | 'snapshot', name: string) => { if (kind === 'snapshot') reads++; return readMetadata(kind, name); }) as typeof repo.readMetadata;
+      expect((await repo.snapshots()).map((s) => s.snapshot.depth)).toEqual([undefined, 1, 2, undefined, 1, 2]);
+      expect(reads).toBe(6);
+      repo.readMetadata = readMetadata;
       const expected = await dump(store);
       await store.close();
       expect(await restoredDump(repo, last!.snapshot, join(dir, 'r'))).toEqual(expected);
