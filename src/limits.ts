@@ -560,4 +560,16 @@ export const backupLimits = {
   parentCandidatesMax: 3,
   /** Blobs of at most this many bytes in all are compressed on the main thread (no workers started). */
   inlineCompressBytesMax: 4 * 1024 * 1024,
+  /**
+   * Delta snapshots in a row on one whole snapshot: the next run writes a whole one (a restore
+   * decodes the whole one and at most this many deltas; a damaged file breaks at most this many).
+   */
+  deltaChainMax: 8,
+  /**
+   * A chain longer than this is refused as damaged when read (CORRUPT). Far above deltaChainMax, so
+   * a later mailstore that writes shorter chains still reads every chain an earlier one wrote.
+   */
+  deltaChainReadMax: 64,
+  /** Snapshots a repository keeps decoded (materialized) while it is open: a chain's parent is read once per listing, not once per child. */
+  snapshotCacheMax: 4,
 } as const;

@@ -12,9 +12,10 @@ import type { StateSince } from '../store/state-since.js';
 import { blobIdOf } from './crypto.js';
 import { phase } from './phases.js';
 import { CompressPool, InlineCompressor } from './compress-pool.js';
-import { applySince, fallbackReason, findParent, modelOf, opsOf } from './incremental.js';
+import { applySince, fallbackReason, findParent, modelOf, opsOf, type StateModel } from './incremental.js';
+import { deltaOf } from './delta.js';
 import { DATA_HEADER_BYTES, FORMAT_VERSION, encodeDataHeader, sealRecord, type BlobCodec } from './format.js';
-import { addToIndex, lockRepository, type BlobEntry, type IndexFile, type Repository, type SnapshotCounts, type SnapshotFile } from './repository.js';
+import { lockRepository, type DataStream, type IndexFile, type Repository, type SnapshotCounts, type SnapshotFile } from './repository.js';
 
 /** What a backup needs of a store: the Store itself, or later the daemon's client. */
 export interface BackupSource {
@@ -35,6 +36,8 @@ export interface BackupOptions {
   onProgress?: (blobs: number, bytes: number) => void;
   /** Called once the state is read: how much there is to copy. */
   onPlan?: (newBlobs: number, newBytes: number) => void;
+  /** Write a whole snapshot even when a delta on the parent would do (ends a chain: its older snapshots can then be forgotten). */
+  whole?: boolean;
 }
 
 export interface BackupSummary {
@@ -58,10 +61,14 @@ export interface BackupSummary {
   mailboxesReadWhole?: number;
   /** Why the run read the whole state although an earlier snapshot of the store was there. */
   fullReadReason?: string;
+  /** A delta snapshot was written: how many deltas deep (1 on a whole snapshot; absent: a whole snapshot). */
+  deltaDepth?: number;
 }
 
 interface NeededBlob {
   hash: Buffer;
+  /** The hash in hex (computed once: a run looks every blob up by it). */
+  key: string;
   size: number;
   /** The first message using it (its mailbox's name and uid): an error names it. */
   mailbox: string;
@@ -76,8 +83,10 @@ interface StateRead {
   counts: SnapshotCounts;
   blobs: NeededBlob[];
   journalDigest?: string;
-  /** Built on an earlier snapshot: its id, and the store hashes (hex) of the blobs it holds (in the repository already). */
-  parent?: { id: string; blobs: Set<string>; readWhole: number };
+  /** A delta snapshot's fields (`ops` then holds the mailbox records only). */
+  delta?: Pick<SnapshotFile, 'parent' | 'depth' | 'delta'>;
+  /** Built on an earlier snapshot: its id, and whether a message names a blob its record there did not (else every blob is in the repository already). */
+  parent?: { id: string; newHashes: boolean; readWhole: number };
   fullReadReason?: string;
 }
 
@@ -88,24 +97,24 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
   phase('locked');
   const compressors = new Compressors(repo.codec);
   try {
-    const state = await readState(source, repo, compressors);
+    const state = await readState(source, repo, compressors, options.whole ?? false);
     // The parent's blobs are in the repository (its snapshot was written after them); the index is
     // read only when there are others, and then every blob is looked up (a lost one is copied again).
-    const parentBlobs = state.parent?.blobs;
-    const others = parentBlobs ? state.blobs.some((blob) => !parentBlobs.has(blob.hash.toString('hex'))) : true;
-    const known = others ? await repo.loadIndex() : new Map<string, BlobEntry[]>();
-    const missing = others ? state.blobs.filter((blob) => !known.has(blobIdOf(blob.hash, repo.keys).toString('hex'))) : [];
+    const others = state.parent ? state.parent.newHashes : true;
+    const known = others ? await repo.loadIndexIds() : new Set<string>();
+    const idOf = (blob: NeededBlob) => (repo.keys ? blobIdOf(blob.hash, repo.keys).toString('hex') : blob.key); // unencrypted, the id is the hash
+    const missing = others ? state.blobs.filter((blob) => !known.has(idOf(blob))) : [];
     phase('index read');
     options.onPlan?.(missing.length, missing.reduce((sum, blob) => sum + blob.size, 0));
     const snapshot: SnapshotFile = {
       version: FORMAT_VERSION, time: Date.now(), storeId: source.storeId, hostname: hostname(), seq: state.seq, counts: state.counts, ops: state.ops,
-      ...(state.journalDigest ? { journalDigest: state.journalDigest } : {}),
+      ...(state.journalDigest ? { journalDigest: state.journalDigest } : {}), ...state.delta,
     };
     // encoded while the last data and index files are written and synced (CPU beside the disk);
     // written only after them (invariant 2)
     let encoded: Buffer | undefined;
     const encode = () => { encoded = repo.encodeSnapshot(snapshot); };
-    const bytesRead = await copyBlobs(source, repo, known, missing, compressors, options, encode);
+    const bytesRead = await copyBlobs(source, repo, missing, compressors, options, encode);
     phase('blobs copied');
     const id = await repo.writeSnapshotBytes(encoded ?? repo.encodeSnapshot(snapshot));
     phase('snapshot written');
@@ -114,6 +123,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
       newBlobs: missing.length, bytesRead, bytesAdded: repo.bytesWritten - writtenBefore, durationMs: Date.now() - started,
       ...(state.parent ? { parent: state.parent.id, mailboxesReadWhole: state.parent.readWhole } : {}),
       ...(state.fullReadReason ? { fullReadReason: state.fullReadReason } : {}),
+      ...(state.delta ? { deltaDepth: state.delta.depth } : {}),
     };
   } finally {
     await compressors.close();
@@ -126,7 +136,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
  * The state at one seq: the newest earlier snapshot of this store plus the store's changes since
  * (incremental.ts) when the source can tell them, else the whole state read from the store.
  */
-async function readState(source: BackupSource, repo: Repository, compressors: Compressors): Promise<StateRead> {
+async function readState(source: BackupSource, repo: Repository, compressors: Compressors, whole: boolean): Promise<StateRead> {
   let fullReadReason: string | undefined;
   const parent = source.stateSince ? await findParent(repo, source.storeId) : undefined;
   phase('parent read');
@@ -134,8 +144,6 @@ async function readState(source: BackupSource, repo: Repository, compressors: Co
     try {
       const model = modelOf(parent.snapshot);
       phase('parent modelled');
-      const blobs = parentBlobs(parent.snapshot.ops);
-      phase('parent blob set');
       const since = await source.stateSince(parent.snapshot.seq);
       phase('journal since read');
       compressors.expect(since.freshBytes); // the workers start while the state is built
@@ -149,11 +157,14 @@ async function readState(source: BackupSource, repo: Repository, compressors: Co
         await since.close();
       }
       phase('changes applied');
-      const ops = opsOf(model);
+      // a delta on the parent unless the chain is at its cap (then a whole snapshot again)
+      const depth = (parent.snapshot.depth ?? 0) + 1;
+      const delta = !whole && depth <= backupLimits.deltaChainMax ? { parent: parent.id, depth, delta: deltaOf(model) } : undefined;
+      const ops = opsOf(model, { mailboxesOnly: Boolean(delta) });
       phase('state ops');
-      const counted = tally(ops, new Map());
+      const counted = tally(modelOps(model), new Map());
       phase('state counted');
-      return { ...counted, seq: model.seq, ops, journalDigest: since.appliedDigest, parent: { id: parent.id, blobs, readWhole } };
+      return { ...counted, seq: model.seq, ops, delta, journalDigest: since.appliedDigest, parent: { id: parent.id, newHashes: Boolean(model.newHashes), readWhole } };
     } catch (error) {
       fullReadReason = fallbackReason(error);
     }
@@ -180,19 +191,6 @@ function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** The store hashes (hex) of the blobs a snapshot's messages use (mailboxes being deleted left out, as tally does). */
-function parentBlobs(ops: Op[]): Set<string> {
-  const deleting = new Set<string>();
-  const blobs = new Set<string>();
-  for (const op of ops) {
-    if (op.op === 'state.mailbox' && op.info.deleting) deleting.add(Buffer.from(op.info.id).toString('hex'));
-    else if (op.op === 'state.messages' && !deleting.has(Buffer.from(op.id).toString('hex'))) {
-      for (const m of op.messages) blobs.add(asBuffer(m[1]).toString('hex'));
-    }
-  }
-  return blobs;
-}
-
 /** The whole state read from the store (without state.blobs: pack locations are the store's own). */
 async function fullState(source: BackupSource): Promise<StateRead> {
   const snapshot = await source.snapshotState();
@@ -209,12 +207,18 @@ async function fullState(source: BackupSource): Promise<StateRead> {
   return { ...tally(ops, positions), seq: snapshot.appliedSeq, ops };
 }
 
+/** The model's mailboxes and messages as ops, unsorted (for tally: a delta snapshot does not list them). */
+function* modelOps(model: StateModel): Generator<Op> {
+  for (const box of model.boxes.values()) yield { op: 'state.mailbox', info: box.info };
+  for (const box of model.boxes.values()) yield { op: 'state.messages', id: box.info.id, messages: [...box.messages.values()] };
+}
+
 /**
  * The counts of a state and the blobs its messages use, in pack order when `positions` knows it.
  * A mailbox being deleted is kept in the state as it was, but its messages are not restored, so
  * their blobs are not needed.
  */
-function tally(ops: Op[], positions: Map<string, number>): { counts: SnapshotCounts; blobs: NeededBlob[] } {
+function tally(ops: Iterable<Op>, positions: Map<string, number>): { counts: SnapshotCounts; blobs: NeededBlob[] } {
   const deleting = new Set<string>();
   const names = new Map<string, string>();
   const blobs = new Map<string, NeededBlob>();
@@ -229,13 +233,15 @@ function tally(ops: Op[], positions: Map<string, number>): { counts: SnapshotCou
       for (const [uid, hash, size] of op.messages) {
         counts.messages++;
         counts.bytes += size;
-        const key = asBuffer(hash).toString('hex');
-        if (!blobs.has(key)) blobs.set(key, { hash: Buffer.from(hash), size, position: positions.get(key) ?? 0, mailbox, uid });
+        const view = asBuffer(hash); // a view into the state's own bytes, not a copy per message
+        const key = view.toString('hex');
+        if (!blobs.has(key)) blobs.set(key, { hash: view, key, size, position: positions.get(key) ?? 0, mailbox, uid });
       }
     }
   }
   counts.blobs = blobs.size;
-  return { counts, blobs: [...blobs.values()].sort((a, b) => a.position - b.position) };
+  const list = [...blobs.values()];
+  return { counts, blobs: positions.size > 0 ? list.sort((a, b) => a.position - b.position) : list };
 }
 
 /**
@@ -245,10 +251,10 @@ function tally(ops: Op[], positions: Map<string, number>): { counts: SnapshotCou
  * the background (compress-pool.ts says why not zlib's own async calls).
  */
 async function copyBlobs(
-  source: BackupSource, repo: Repository, known: Map<string, BlobEntry[]>, missing: NeededBlob[], compressors: Compressors, options: BackupOptions, beforeLastSync: () => void,
+  source: BackupSource, repo: Repository, missing: NeededBlob[], compressors: Compressors, options: BackupOptions, beforeLastSync: () => void,
 ): Promise<number> {
   if (missing.length === 0) { beforeLastSync(); return 0; }
-  const writer = new DataFileWriter(repo, known);
+  const writer = new DataFileWriter(repo);
   const pool = compressors.for(missing.reduce((sum, blob) => sum + blob.size, 0));
   const window: Promise<{ blobs: NeededBlob[]; bytes: Buffer[]; compressed: Buffer[] }>[] = [];
   let next = 0;
@@ -266,11 +272,16 @@ async function copyBlobs(
   };
   let bytesRead = 0;
   let done = 0;
+  // once every blob is asked for, the snapshot is encoded while the workers compress the last
+  // batches (the main thread would otherwise wait on them, then encode)
+  let encoded = false;
+  const encodeOnce = () => { if (!encoded) { encoded = true; beforeLastSync(); } };
   try {
     while (next < missing.length && window.length < backupLimits.batchesInFlight) start();
     while (window.length > 0) {
       const batch = await window.shift()!;
       if (next < missing.length) start();
+      else encodeOnce();
       batch.blobs.forEach((blob, i) => {
         const id = blobIdOf(blob.hash, repo.keys);
         writer.add(id, sealRecord(id, batch.bytes[i]!, batch.compressed[i]!, repo.codec, repo.keys));
@@ -279,9 +290,10 @@ async function copyBlobs(
       done += batch.blobs.length;
       options.onProgress?.(done, bytesRead);
       if (writer.bytes >= backupLimits.packBytesTarget) await writer.flush(false);
+      else await writer.push();
     }
     await writer.flush(false);
-    beforeLastSync();
+    encodeOnce();
     await writer.flush(true);
   } finally {
     // a failed run: nothing is left running behind it (the files written so far are reused next time)
@@ -334,51 +346,65 @@ async function fetchNamed(source: BackupSource, blob: NeededBlob): Promise<Buffe
 }
 
 /**
- * Gathers records for one data file; `flush` hands the file to the background, where it is
- * written, then its index file (the index refers to the data file only once it is durable), then
- * its blobs are counted as known. One file is written at a time; `flush(true)` waits for all.
+ * Gathers records for one data file and appends them to it a batch at a time (`push`), so the
+ * bytes reach the page cache while the next blobs are read and compressed; `flush` hands the file
+ * to the background, where it is finished (fsync, rename), then its index file is written (the
+ * index refers to the data file only once it is durable).
+ * Files are finished one at a time, in order; `flush(true)` waits for all.
  */
 class DataFileWriter {
-  private parts: Buffer[] = [];
+  private file: DataStream | undefined;
+  private pending: Buffer[] = [];
   private blobs: [Buffer, number, number][] = [];
   private writing: Promise<void> = Promise.resolve();
   bytes = 0;
 
-  constructor(private readonly repo: Repository, private readonly known: Map<string, BlobEntry[]>) {}
+  constructor(private readonly repo: Repository) {}
 
   add(id: Buffer, parts: Buffer[]): void {
-    if (this.parts.length === 0) {
-      this.parts.push(encodeDataHeader(Boolean(this.repo.keys)));
+    if (this.bytes === 0) {
+      this.pending.push(encodeDataHeader(Boolean(this.repo.keys)));
       this.bytes = DATA_HEADER_BYTES;
     }
     this.blobs.push([id, this.bytes, parts[1].length]);
-    this.parts.push(...parts);
+    this.pending.push(...parts);
     this.bytes += parts[0].length + parts[1].length;
   }
 
-  /** Starts writing what was gathered once the previous file is written; `wait`: until it is. */
+  /** Appends what was added since the last push to the open data file (opened on first use). */
+  async push(): Promise<void> {
+    if (this.pending.length === 0) return;
+    this.file ??= await this.repo.openData();
+    this.file.append(this.pending);
+    this.pending = [];
+  }
+
+  /** Finishes the current file once the previous one is finished; `wait`: until it is. */
   async flush(wait: boolean): Promise<void> {
     await this.writing; // the previous file's failure stops the run here
-    if (this.blobs.length > 0) {
-      const data = this.parts;
+    await this.push();
+    if (this.file && this.blobs.length > 0) {
+      const file = this.file;
       const index: IndexFile = { files: [{ file: '', blobs: this.blobs }] };
-      this.parts = [];
+      this.file = undefined;
       this.blobs = [];
       this.bytes = 0;
-      this.writing = this.write(data, index);
+      this.writing = this.finish(file, index);
       this.writing.catch(() => undefined); // reported by the next flush or settled, not as an unhandled rejection
     }
     if (wait) await this.writing;
   }
 
-  /** The background write, done or failed (a failed run waits for it before it returns). */
+  /** The background work done or failed, and a file never finished removed (a failed run waits for this before it returns). */
   async settled(): Promise<void> {
     await this.writing.catch(() => undefined);
+    const file = this.file;
+    this.file = undefined;
+    await file?.abort();
   }
 
-  private async write(data: Buffer[], index: IndexFile): Promise<void> {
-    index.files[0]!.file = await this.repo.writeData(data);
+  private async finish(file: DataStream, index: IndexFile): Promise<void> {
+    index.files[0]!.file = await file.finish();
     await this.repo.writeIndex(index);
-    addToIndex(this.known, index);
   }
 }

@@ -7,7 +7,7 @@ import { MailstoreError, isMailstoreError } from '../errors.js';
 import { formatMailboxName } from '../store/validate.js';
 import { blobIdOf } from './crypto.js';
 import { checkDataHeader, contentName, decodeRecord, recordBytes } from './format.js';
-import { addToIndex, listIn, lockRepository, type BlobEntry, type IndexFile, type Repository, type SnapshotFile } from './repository.js';
+import { addToIndex, listIn, lockRepository, type BlobEntry, type IndexFile, type Repository, type SnapshotCache, type SnapshotFile, byTime } from './repository.js';
 
 export type BackupFindingKind =
   | 'damaged-index' | 'damaged-snapshot' | 'missing-data' | 'truncated-data' | 'damaged-data' | 'damaged-blob' | 'missing-blob'
@@ -85,10 +85,24 @@ async function checkIndexFiles(repo: Repository, add: Add): Promise<{ index: Map
 async function checkSnapshots(repo: Repository, index: Map<string, BlobEntry[]>, add: Add): Promise<{ users: Users; snapshots: number }> {
   const users: Users = new Map();
   const names = await repo.list('snapshots');
+  // every file read first for its time (deltas kept: small; a whole one is read again in its turn,
+  // so one at a time is held), then each read whole oldest first: a delta's parent was just read
+  const times = new Map<string, SnapshotFile>();
+  const cache: SnapshotCache = { whole: new Map(), files: new Map() };
   for (const name of names) {
+    try {
+      const file = await repo.readMetadata<SnapshotFile>('snapshot', name);
+      times.set(name, file.parent === undefined ? { ...file, ops: [] } : file);
+      if (file.parent !== undefined) cache.files!.set(name, file);
+    } catch (error) {
+      if (isMailstoreError(error, 'INVALID')) throw error;
+      add('damaged-snapshot', repo.path('snapshots', name), why(error));
+    }
+  }
+  for (const name of byTime(times)) {
     let snapshot: SnapshotFile;
     try {
-      snapshot = await repo.readMetadata<SnapshotFile>('snapshot', name);
+      snapshot = await repo.readSnapshot(name, cache);
     } catch (error) {
       if (isMailstoreError(error, 'INVALID')) throw error;
       add('damaged-snapshot', repo.path('snapshots', name), why(error));

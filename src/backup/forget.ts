@@ -63,6 +63,22 @@ export function applyPolicy(snapshots: Listed[], policy: RetentionPolicy): { kee
   return { keep, remove: snapshots.filter((s) => !keep.has(s.id)) };
 }
 
+/**
+ * Every snapshot a kept delta snapshot builds on, down to its whole one, is kept too (reason
+ * 'parent'): a kept snapshot must restore (invariant 3).
+ */
+export function keepParents(snapshots: Listed[], keep: Map<string, string[]>): { keep: Map<string, string[]>; remove: Listed[] } {
+  const byId = new Map(snapshots.map((s) => [s.id, s]));
+  for (const id of [...keep.keys()]) {
+    let parent = byId.get(id)?.snapshot.parent;
+    while (parent !== undefined && !keep.has(parent)) {
+      listIn(keep, parent).push('parent');
+      parent = byId.get(parent)?.snapshot.parent;
+    }
+  }
+  return { keep, remove: snapshots.filter((s) => !keep.has(s.id)) };
+}
+
 const dayKey = (t: Date) => t.toISOString().slice(0, 10);
 const monthKey = (t: Date) => t.toISOString().slice(0, 7);
 function weekKey(t: Date): string {
@@ -80,7 +96,7 @@ export async function forgetSnapshots(repo: Repository, policy: RetentionPolicy,
   const lock = await lockRepository(repo, true);
   try {
     const snapshots = await readableSnapshots(repo);
-    const { keep, remove } = applyPolicy(snapshots, policy);
+    const { keep, remove } = keepParents(snapshots, applyPolicy(snapshots, policy).keep);
     for (const s of remove) await repo.remove('snapshots', s.id);
     if (remove.length > 0) await repo.syncArea('snapshots');
     const summary: ForgetSummary = {

@@ -10,8 +10,13 @@ import { HASH_BYTES, hashBytes } from '../hash/blake3.js';
 import { backupLimits, limits } from '../limits.js';
 import { seal, unseal, type RepositoryKeys } from './crypto.js';
 
-/** The version byte of every metadata and data file (unchanged by repository version 2). */
+/** The version byte of every metadata and data file (unchanged by repository version 2)... */
 export const FORMAT_VERSION = 1;
+/**
+ * ...but a delta snapshot file's (delta.ts): older mailstore refuses it (INVALID, "format version 2
+ * is not supported") instead of reading its mailbox list as a whole state without messages.
+ */
+export const DELTA_FORMAT_VERSION = 2;
 /**
  * The repository's version (its config): 1 stores blobs deflated, 2 (new repositories) with
  * Brotli. A version-1 repository is still read and written (deflate, so older mailstore reads it
@@ -54,10 +59,10 @@ const corrupt = (path: string, why: string) => new MailstoreError('CORRUPT', `${
  * the 12 bytes before | payload. The payload is deflated CBOR, sealed when the repository is
  * encrypted (the first 8 header bytes are its associated data).
  */
-export function encodeMetadataFile(kind: FileKind, value: unknown, keys: RepositoryKeys | undefined): Buffer {
+export function encodeMetadataFile(kind: FileKind, value: unknown, keys: RepositoryKeys | undefined, version = FORMAT_VERSION): Buffer {
   const header = Buffer.alloc(FILE_HEADER_BYTES);
   FILE_MAGIC.copy(header, 0);
-  header[4] = FORMAT_VERSION;
+  header[4] = version;
   header[5] = FILE_KIND[kind];
   header[6] = keys ? FLAG_ENCRYPTED : 0;
   const plain = deflateRawSync(encodeCbor(value), { level: backupLimits.deflateLevel });
@@ -72,7 +77,7 @@ export function decodeMetadataFile<T>(kind: FileKind, bytes: Buffer, name: strin
   if (contentName(bytes) !== name) throw corrupt(path, 'content does not match its name (damaged)');
   if (bytes.length < FILE_HEADER_BYTES || !bytes.subarray(0, 4).equals(FILE_MAGIC)) throw corrupt(path, 'not a backup metadata file');
   if (crc32(bytes.subarray(0, 12)) !== bytes.readUInt32BE(12)) throw corrupt(path, 'header checksum mismatch');
-  if (bytes[4] !== FORMAT_VERSION) throw new MailstoreError('INVALID', `${path}: format version ${bytes[4]} is not supported`, { path });
+  if (bytes[4] !== FORMAT_VERSION && !(bytes[4] === DELTA_FORMAT_VERSION && kind === 'snapshot')) throw new MailstoreError('INVALID', `${path}: format version ${bytes[4]} is not supported`, { path });
   if (bytes[5] !== FILE_KIND[kind]) throw corrupt(path, `not a ${kind} file`);
   if (bytes.readUInt32BE(8) !== bytes.length - FILE_HEADER_BYTES) throw corrupt(path, 'length mismatch (truncated?)');
   const encrypted = (bytes[6] & FLAG_ENCRYPTED) !== 0;

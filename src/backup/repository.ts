@@ -9,13 +9,14 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
-import { ensureDir, writeFileDurable } from '../fs/durable.js';
+import { DurableStream, ensureDir, writeFileDurable } from '../fs/durable.js';
 import { backupLimits } from '../limits.js';
-import { createHasher, hashReady } from '../hash/blake3.js';
+import { createHasher, hashReady, type Hasher } from '../hash/blake3.js';
 import type { Op } from '../store/records.js';
 import { phase } from './phases.js';
 import { newEncryptionParams, openKeys, type EncryptionParams, type RepositoryKeys } from './crypto.js';
-import { REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
+import { applyDelta, type SnapshotDelta } from './delta.js';
+import { DELTA_FORMAT_VERSION, FORMAT_VERSION, REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
 
 export const REPO_LAYOUT = { config: 'config', data: 'data', index: 'index', snapshots: 'snapshots', locks: 'locks' } as const;
 const REPO_FORMAT = 'mailstore-backup';
@@ -66,8 +67,16 @@ export interface SnapshotFile {
    */
   journalDigest?: string;
   counts: SnapshotCounts;
-  /** state.begin, state.meta, state.mailbox, state.messages, state.changes (no state.blobs: locations are the store's). */
+  /**
+   * state.begin, state.meta, state.mailbox, state.messages, state.changes (no state.blobs:
+   * locations are the store's). In a delta snapshot file only state.begin, state.meta and
+   * state.mailbox; readSnapshot gives the whole state.
+   */
   ops: Op[];
+  /** A delta snapshot (delta.ts): the snapshot it builds on, how many deltas deep it is (1 on a whole one), and what changed. */
+  parent?: string;
+  depth?: number;
+  delta?: SnapshotDelta;
 }
 
 export interface OpenRepositoryOptions {
@@ -159,6 +168,24 @@ export class Repository {
     return name;
   }
 
+  /**
+   * A data file written as its records are made (backup.ts): the bytes reach the page cache while
+   * the next blobs are read and compressed, so closing it costs only its fsync and rename.
+   */
+  async openData(): Promise<DataStream> {
+    const hasher = await createHasher();
+    try {
+      return new DataStream(this, await DurableStream.open(this.fs, this.path('data'), 'data'), hasher);
+    } catch (error) {
+      throw fromSystemError(error, 'writing the backup file', this.path('data'));
+    }
+  }
+
+  /** Counts the bytes of a new file (DataStream's, written past writeContent). */
+  countWritten(bytes: number): void {
+    this.bytesWritten += bytes;
+  }
+
   writeIndex(index: IndexFile): Promise<string> {
     return this.writeContent('index', encodeMetadataFile('index', index, this.keys));
   }
@@ -169,7 +196,7 @@ export class Repository {
 
   /** A snapshot file's bytes (encoded ahead of its write: backup.ts encodes it while its data files sync). */
   encodeSnapshot(snapshot: SnapshotFile): Buffer {
-    const bytes = encodeMetadataFile('snapshot', snapshot, this.keys);
+    const bytes = encodeMetadataFile('snapshot', snapshot, this.keys, snapshot.delta ? DELTA_FORMAT_VERSION : FORMAT_VERSION);
     phase('snapshot encoded');
     return bytes;
   }
@@ -191,6 +218,28 @@ export class Repository {
     return decodeMetadataFile<T>(kind, bytes, name, path, this.keys);
   }
 
+  /**
+   * A snapshot's whole state: a delta snapshot's parent read the same way and the delta applied
+   * (delta.ts). CORRUPT naming this snapshot when a file of its chain does not read, so check
+   * reports every snapshot a damaged file breaks; INVALID (a wrong key, a newer format) as it is.
+   */
+  async readSnapshot(id: string, cache: SnapshotCache = newSnapshotCache(), depth = 0): Promise<SnapshotFile> {
+    const cached = cache.whole.get(id);
+    if (cached) return cached;
+    const file = cache.files?.get(id) ?? await this.readMetadata<SnapshotFile>('snapshot', id);
+    if (file.parent === undefined) return remember(cache, id, file);
+    const path = this.path('snapshots', id);
+    if (depth >= backupLimits.deltaChainReadMax) throw new MailstoreError('CORRUPT', `${path}: its chain of delta snapshots is longer than ${backupLimits.deltaChainReadMax}`, { path });
+    let parent: SnapshotFile;
+    try {
+      parent = await this.readSnapshot(file.parent, cache, depth + 1);
+    } catch (error) {
+      if (!isMailstoreError(error) || error.code === 'INVALID') throw error;
+      throw new MailstoreError('CORRUPT', `${path}: the snapshot it builds on (${file.parent.slice(0, 12)}) does not read: ${error.message}`, { path, cause: error });
+    }
+    return remember(cache, id, applyDelta(parent, file, path));
+  }
+
   /** Every index file merged: blob id (hex) -> its places (more than one after an interrupted prune). */
   async loadIndex(): Promise<Map<string, BlobEntry[]>> {
     const map = new Map<string, BlobEntry[]>();
@@ -201,11 +250,26 @@ export class Repository {
     return map;
   }
 
+  /** The ids (hex) of every blob some index file lists: what a backup needs to know (not where they are). */
+  async loadIndexIds(): Promise<Set<string>> {
+    const ids = new Set<string>();
+    for (const name of await this.list('index')) {
+      const index = await this.readMetadata<IndexFile>('index', name);
+      for (const { blobs } of index.files) for (const [id] of blobs) ids.add(Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('hex'));
+    }
+    return ids;
+  }
+
   /** Snapshots, oldest first (a snapshot that does not read throws: check lists them one by one). */
   async snapshots(): Promise<{ id: string; snapshot: SnapshotFile }[]> {
+    const files = new Map<string, SnapshotFile>();
+    for (const id of await this.list('snapshots')) files.set(id, await this.readMetadata<SnapshotFile>('snapshot', id));
+    // oldest first: a delta's parent is older, so it was just applied and is in the cache (one
+    // delta applied per snapshot, not its whole chain)
+    const cache: SnapshotCache = { whole: new Map(), files };
     const all: { id: string; snapshot: SnapshotFile }[] = [];
-    for (const id of await this.list('snapshots')) all.push({ id, snapshot: await this.readMetadata<SnapshotFile>('snapshot', id) });
-    return all.sort((a, b) => a.snapshot.time - b.snapshot.time || a.id.localeCompare(b.id));
+    for (const id of byTime(files)) all.push({ id, snapshot: await this.readSnapshot(id, cache) });
+    return all;
   }
 
   /** A snapshot by id, unique id prefix, or 'latest'. */
@@ -219,7 +283,7 @@ export class Repository {
     const matches = (await this.list('snapshots')).filter((id) => id.startsWith(wanted));
     if (matches.length === 0) throw new MailstoreError('NOT_FOUND', `no snapshot ${wanted} in ${this.dir}`, { path: this.dir });
     if (matches.length > 1) throw new MailstoreError('INVALID', `snapshot id ${wanted} is ambiguous (${matches.length} match); give more digits`);
-    return { id: matches[0], snapshot: await this.readMetadata<SnapshotFile>('snapshot', matches[0]) };
+    return { id: matches[0], snapshot: await this.readSnapshot(matches[0]) };
   }
 
   /** The raw record (header and stored bytes) at an index entry. */
@@ -277,6 +341,63 @@ export class Repository {
   async syncArea(area: 'data' | 'index' | 'snapshots'): Promise<void> {
     await this.fs.syncDir(this.path(area)).catch((error) => { throw fromSystemError(error, 'syncing', this.path(area)); });
   }
+}
+
+/** One data file being written: parts appended and hashed as they come, named by the hash when finished. */
+export class DataStream {
+  constructor(private readonly repo: Repository, private readonly stream: DurableStream, private readonly hasher: Hasher) {}
+
+  get bytes(): number {
+    return this.stream.bytes;
+  }
+
+  append(parts: Buffer[]): void {
+    for (const part of parts) this.hasher.update(part);
+    this.stream.append(parts);
+  }
+
+  /** Durable under its content name (invariant 1: before any index file names it); returns the name. */
+  async finish(): Promise<string> {
+    const name = this.hasher.digest().toString('hex');
+    const bytes = this.stream.bytes;
+    try {
+      if (await this.stream.finish(name)) this.repo.countWritten(bytes);
+    } catch (error) {
+      throw fromSystemError(error, 'writing the backup file', this.repo.path('data', name));
+    }
+    return name;
+  }
+
+  abort(): Promise<void> {
+    return this.stream.abort();
+  }
+}
+
+/**
+ * Snapshots read whole by one operation (a listing, a check), least recently used first, and the
+ * files it has read already (decoded, deltas not applied): a chain's parent is read once, not once
+ * per child. Per operation, so every operation reads the files as they are now (check finds damage
+ * done since the last one).
+ */
+export interface SnapshotCache {
+  whole: Map<string, SnapshotFile>;
+  files?: Map<string, SnapshotFile>;
+}
+
+export function newSnapshotCache(): SnapshotCache {
+  return { whole: new Map() };
+}
+
+/** Snapshot ids by their files' time, oldest first (then by id): parents before the deltas on them. */
+export function byTime(files: Map<string, SnapshotFile>): string[] {
+  return [...files].sort(([a, x], [b, y]) => x.time - y.time || a.localeCompare(b)).map(([id]) => id);
+}
+
+function remember(cache: SnapshotCache, id: string, snapshot: SnapshotFile): SnapshotFile {
+  cache.whole.delete(id);
+  cache.whole.set(id, snapshot);
+  if (cache.whole.size > backupLimits.snapshotCacheMax) cache.whole.delete(cache.whole.keys().next().value!);
+  return snapshot;
 }
 
 /** The list under `key`, created empty when missing (appending in place: no copy per entry). */

@@ -50,3 +50,61 @@ export async function ensureDir(fs: FileSystem, path: string): Promise<boolean> 
   await fs.syncDir(dirname(path));
   return true;
 }
+
+/**
+ * The durable save sequence for a file written as it is produced, whose name is known only at the
+ * end (a backup's data file, named by its hash): parts are appended to an exclusive temp file in
+ * `dir` while the caller makes the next ones (the page-cache copy overlaps its work instead of
+ * following it), then `finish` checks the length, fsyncs, renames to the name and fsyncs `dir`.
+ * `abort` removes the temp file. Appends are queued in order; a failed one fails `finish`.
+ */
+export class DurableStream {
+  private written: Promise<void> = Promise.resolve();
+  private length = 0;
+
+  private constructor(private readonly fs: FileSystem, readonly temp: string, private readonly handle: FileHandle) {}
+
+  static async open(fs: FileSystem, dir: string, label: string): Promise<DurableStream> {
+    const temp = join(dir, `.${label}.${process.pid}.${++tempCounter}.tmp`);
+    return new DurableStream(fs, temp, await openExclusive(fs, temp));
+  }
+
+  get bytes(): number {
+    return this.length;
+  }
+
+  append(parts: Buffer[]): void {
+    const at = this.length;
+    for (const part of parts) this.length += part.length;
+    this.written = this.written.then(() => this.handle.writev(parts, at));
+    this.written.catch(() => undefined); // reported by finish
+  }
+
+  /** Durable under `name` in the temp file's directory; false when a file of that name was there (the temp file is removed). */
+  async finish(name: string): Promise<boolean> {
+    const path = join(dirname(this.temp), name);
+    try {
+      try {
+        await this.written;
+        if ((await this.handle.size()) !== this.length) throw Object.assign(new Error(`length check failed for ${this.temp}`), { code: 'EIO' });
+        await this.handle.sync();
+      } finally {
+        await this.handle.close();
+      }
+      if (await this.fs.statIfExists(path)) { await this.fs.unlink(this.temp); return false; }
+      await this.fs.rename(this.temp, path);
+    } catch (error) {
+      await this.fs.unlink(this.temp).catch(() => undefined);
+      throw error;
+    }
+    await this.fs.syncDir(dirname(path));
+    return true;
+  }
+
+  /** Stops: the temp file is removed (what was queued is waited for first). */
+  async abort(): Promise<void> {
+    await this.written.catch(() => undefined);
+    await this.handle.close().catch(() => undefined);
+    await this.fs.unlink(this.temp).catch(() => undefined);
+  }
+}

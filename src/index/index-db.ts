@@ -46,6 +46,8 @@ function pendingBatch(level: Level<Buffer, Buffer>, pending: Pending): ReturnTyp
 /** The reads of IndexDb.snapshot(): the index as it was when the snapshot was taken. */
 export interface IndexSnapshot {
   get<T>(key: Buffer): T | undefined;
+  /** Many keys in one read on LevelDB's thread pool (the main thread goes on meanwhile), in order. */
+  getMany<T>(keys: Buffer[]): Promise<(T | undefined)[]>;
   entryBatches<T>(range: { gte: Buffer; lt: Buffer }, batchEntries: number): AsyncGenerator<[Buffer, T][]>;
   /** Keys and stored value bytes (checksum not checked), as LevelDB returns them. */
   rawEntryBatches(range: { gte: Buffer; lt: Buffer }, batchEntries: number): AsyncGenerator<[Buffer, Buffer][]>;
@@ -208,6 +210,15 @@ export class IndexDb {
           throw read(error);
         }
         return raw === undefined ? undefined : decodeValue<T>(raw, key);
+      },
+      async getMany<T>(keyList: Buffer[]): Promise<(T | undefined)[]> {
+        let raws: (Buffer | undefined)[];
+        try {
+          raws = await db.getMany(keyList, { snapshot });
+        } catch (error) {
+          throw read(error);
+        }
+        return raws.map((raw, i) => (raw === undefined ? undefined : decodeValue<T>(raw, keyList[i]!)));
       },
       entryBatches: <T>(range: { gte: Buffer; lt: Buffer }, batchEntries: number) => this.decodedBatches<T>(this.rawBatches({ ...range, snapshot }, batchEntries)),
       rawEntryBatches: (range: { gte: Buffer; lt: Buffer }, batchEntries: number) => this.rawBatches({ ...range, snapshot }, batchEntries),

@@ -49,6 +49,10 @@ export interface StateSince {
   message(id: Buffer, uid: number): StateMessage | undefined;
   /** A change-log entry's value, or undefined when the entry does not exist. */
   change(id: Buffer, modseq: number, uid: number): ChangeRecord | undefined;
+  /** `message` for many uids in one read (LevelDB's thread pool), in order. */
+  messages(id: Buffer, uids: number[]): Promise<(StateMessage | undefined)[]>;
+  /** `change` for many entries in one read, in order. */
+  changes(id: Buffer, entries: [modseq: number, uid: number][]): Promise<(ChangeRecord | undefined)[]>;
   /** Every message and change-log entry of one mailbox. */
   mailbox(id: Buffer): Promise<{ messages: StateMessage[]; changes: StateChange[] }>;
   close(): Promise<void>;
@@ -75,6 +79,9 @@ export async function stateSince(db: IndexDb, journal: Pick<Journal, 'read' | 'f
         return record && stateMessage(uid, record);
       },
       change: (id, modseq, uid) => snapshot.get<ChangeRecord>(keys.change(id, modseq, uid)),
+      messages: async (id, uids) => (await snapshot.getMany<MessageRecord>(uids.map((uid) => keys.message(id, uid))))
+        .map((record, i) => record && stateMessage(uids[i]!, record)),
+      changes: (id, entries) => snapshot.getMany<ChangeRecord>(entries.map(([modseq, uid]) => keys.change(id, modseq, uid))),
       mailbox: async (id) => {
         const messages = await readRange<MessageRecord>(snapshot, keys.messagePrefix(id), prefixEnd(keys.messagePrefix(id)));
         const changes = await readRange<ChangeRecord>(snapshot, keys.changePrefix(id), prefixEnd(keys.changePrefix(id)));

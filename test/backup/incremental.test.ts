@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { cpSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runBackup, type BackupSource } from '../../src/backup/backup.js';
+import { runBackup, type BackupOptions, type BackupSource } from '../../src/backup/backup.js';
 import { checkRepository } from '../../src/backup/check.js';
 import { forgetSnapshots } from '../../src/backup/forget.js';
 import { Repository, type SnapshotFile } from '../../src/backup/repository.js';
@@ -39,12 +39,12 @@ function normalise(ops: Op[]): string {
 }
 
 async function snapshotOps(repo: Repository, id: string): Promise<string> {
-  return normalise((await repo.readMetadata<SnapshotFile>('snapshot', id)).ops);
+  return normalise((await repo.readSnapshot(id)).ops); // a delta snapshot applied to its parent
 }
 
 /** A backup that must have been built on the previous snapshot; its state must equal the whole state. */
-async function incremental(store: Store, repo: Repository, parent: string, from: BackupSource = source(store)): Promise<string> {
-  const summary = await runBackup(from, repo);
+async function incremental(store: Store, repo: Repository, parent: string, from: BackupSource = source(store), options: BackupOptions = {}): Promise<string> {
+  const summary = await runBackup(from, repo, options);
   expect(summary.fullReadReason).toBeUndefined();
   expect(summary.parent).toBe(parent);
   expect(await snapshotOps(repo, summary.snapshot)).toBe(await wholeState(store));
@@ -189,13 +189,13 @@ describe('incremental backups', () => {
     await expectWholeThenClose(store, repo, after.snapshot);
   });
 
-  it('an incremental snapshot whose parent was forgotten and pruned restores exactly (every snapshot is whole)', async () => {
+  it('an incremental snapshot written whole (--whole) whose parent was forgotten and pruned restores exactly', async () => {
     const { dir, store, repo } = await storeAndRepo(['INBOX']);
     await fill(store, 'INBOX', 30);
     const first = (await runBackup(source(store), repo)).snapshot;
     await store.expunge('INBOX', [1, 2, 3, 4, 5]);
     await fill(store, 'INBOX', 5, 100);
-    const second = await incremental(store, repo, first);
+    const second = await incremental(store, repo, first, source(store), { whole: true }); // a delta would keep its parent (delta.test.ts)
     const forgot = await forgetSnapshots(repo, { last: 1 }, { prune: true });
     expect(forgot.removed.map((s) => s.id)).toEqual([first]);
     expect(forgot.prune?.blobsRemoved).toBe(5); // the expunged messages' blobs went with the parent

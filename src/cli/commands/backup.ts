@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import type { MailStore } from '../../store/api.js';
 import type { Op } from '../../store/records.js';
 import { MailstoreError } from '../../errors.js';
+import { backupLimits } from '../../limits.js';
 import { runBackup, type BackupSource, type BackupSummary } from '../../backup/backup.js';
 import { phase, reportPhases } from '../../backup/phases.js';
 import { Store } from '../../store/store.js';
@@ -21,12 +22,15 @@ export function register(program: Command): void {
     .option('--repo <dir>', 'the backup repository (created on first use)')
     .option('--key-file <file>', 'encrypt the repository with this key (needed again for every later command on it)')
     .option('--repo-credentials <file>', 'for an s3: --repo (s3:http://host:port/bucket/prefix): a file holding ACCESS_KEY:SECRET_KEY (else $MAILSTORE_S3_ACCESS_KEY and $MAILSTORE_S3_SECRET_KEY)')
-    .option('--json', 'print the summary as JSON: {snapshot, seq, messages, newBlobs, bytesAdded, durationMs, parent?, fullReadReason?, ...}')
+    .option('--whole', 'write a whole snapshot even when a delta on the previous one would do (ends a chain, so forget can remove the older snapshots)')
+    .option('--json', 'print the summary as JSON: {snapshot, seq, messages, newBlobs, bytesAdded, durationMs, parent?, deltaDepth?, fullReadReason?, ...}')
     .addHelpText('after', `${REPO_HELP}
 
 The snapshot is the store's whole state (mailboxes, uids, uidValidity, flags, dates, modseqs, ACLs)
 at one journal seq, taken beside running writers. When the repository holds an earlier snapshot of
-the store, only what changed since it is read from the store (the journal after its seq). An interrupted run leaves the repository
+the store, only what changed since it is read from the store (the journal after its seq), and the
+snapshot file records only that (a delta on the earlier one; at most ${backupLimits.deltaChainMax} in a row, then a whole
+snapshot again; forget keeps the snapshots a kept delta builds on). An interrupted run leaves the repository
 consistent; the next run reuses what it copied. Earlier snapshots are never changed.
 
 Exit codes: 0 saved; 2 could not run (locked, disk full, access); 4 no store; 5 invalid (wrong key
@@ -71,6 +75,7 @@ async function runBackupCommand(_options: unknown, command: Command): Promise<vo
     let progress: Progress | undefined;
     let done = { blobs: 0, bytes: 0 };
     return runBackup(await backupSource(store), repo, {
+      whole: Boolean(command.opts<{ whole?: boolean }>().whole),
       onPlan: (blobs, bytes) => { progress = createProgress('backup', { messages: blobs, bytes }); },
       onProgress: (blobs, bytes) => {
         progress?.advance(blobs - done.blobs, bytes - done.bytes);
@@ -87,5 +92,5 @@ async function runBackupCommand(_options: unknown, command: Command): Promise<vo
 function describe(s: BackupSummary): string {
   return `snapshot ${s.snapshot.slice(0, 12)} saved: ${s.messages} messages in ${s.mailboxes} mailboxes at seq ${s.seq}; ` +
     `${s.newBlobs} of ${s.blobs} blobs new (${formatBytes(s.bytesRead)} read), ${formatBytes(s.bytesAdded)} added to the repository in ${(s.durationMs / 1000).toFixed(1)} s` +
-    (s.parent ? `; the changes since snapshot ${s.parent.slice(0, 12)} read` : s.fullReadReason ? `; the whole state read (${s.fullReadReason})` : '');
+    (s.parent ? `; the changes since snapshot ${s.parent.slice(0, 12)} read${s.deltaDepth ? ` and saved as a delta on it (${s.deltaDepth} deep)` : ''}` : s.fullReadReason ? `; the whole state read (${s.fullReadReason})` : '');
 }
