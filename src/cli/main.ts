@@ -4,4 +4,14 @@
 // this entry as CommonJS (for V8's code cache, src/fs/module-cache.ts).
 import { main } from './program.js';
 
-void main(process.argv).then((code) => { process.exitCode = code; });
+let settled = false;
+void main(process.argv).then((code) => {
+  settled = true;
+  process.exitCode = code;
+});
+// A command whose work never finished (its promise left pending with nothing keeping node alive)
+// must not look like success to a script: exit 13, as node does for an unsettled top-level await.
+// A deliberate process.exit (EPIPE, an interrupt, serve's shutdown) has set process.exitCode.
+process.on('exit', () => {
+  if (!settled && process.exitCode === undefined) process.exitCode = 13;
+});
