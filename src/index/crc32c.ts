@@ -26,8 +26,8 @@ let loaded: Promise<Crc32c> | undefined;
 /** Loads the WebAssembly CRC32C once per process. */
 export function loadCrc32c(): Promise<Crc32c> {
   loaded ??= (async () => {
-    const specifier: string = 'hash-wasm/dist/crc32.umd.min.js';
-    const imported = (await import(specifier)) as Crc32Module & { default?: Crc32Module };
+    // a literal specifier: tools/bundle-cli.ts routes it through the CLI's module loader
+    const imported = (await import('hash-wasm/dist/crc32.umd.min.js')) as Crc32Module & { default?: Crc32Module };
     const hasher = await (imported.default ?? imported).createCRC32(CASTAGNOLI);
     return (bytes: Uint8Array) => {
       const digest = hasher.init().update(bytes).digest('binary');
