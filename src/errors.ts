@@ -42,7 +42,19 @@ export class MailstoreError extends Error {
     this.cause = options.cause;
     if (options.mayHaveCommitted !== undefined) this.mayHaveCommitted = options.mayHaveCommitted;
   }
+
+  /**
+   * `instanceof` across copies of this module: the CLI bundle has its own, and a command loaded
+   * outside it (bench, an ES module) throws errors of tsc's copy, which the bundle's error report
+   * must still see as MailstoreErrors (not INTERNAL). Every copy brands its instances alike.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+  }
 }
+/** Set on every MailstoreError by every copy of this module (Symbol.for: one symbol per process). */
+const BRAND = Symbol.for('mailstore.MailstoreError');
+Object.defineProperty(MailstoreError.prototype, BRAND, { value: true });
 
 export function isMailstoreError(error: unknown, code?: ErrorCode): error is MailstoreError {
   return error instanceof MailstoreError && (code === undefined || error.code === code);
