@@ -82,14 +82,14 @@ export interface WriterHooks {
    */
   afterDurable?: (lastSeq: number) => Promise<void> | undefined;
   /**
-   * Synchronous replication: the batch's pack bytes and records are resolved and about to be
-   * written and fdatasynced here; a replica may take them as tentative (pending-rounds.ts) while
-   * that runs. Sent before this store's own writes, so the replica's path (frame, write, fdatasync,
-   * ack) overlaps all of it: a synchronous change waits for the slower of the two paths, not for
-   * their sum. A tentative round commits on the replica only when this store says it committed.
+   * Synchronous replication: the batch's pack bytes and records are written here and their
+   * fdatasyncs started; a replica may take them as tentative (pending-rounds.ts) while those run,
+   * so the replica's path (frame, write, fdatasync, ack) overlaps this store's flushes: a
+   * synchronous change waits for the slower of the two paths, not for their sum. A tentative round
+   * commits on the replica only when this store says it committed.
    */
   onWritten?: (records: JournalRecord[], opsBySeq: Op[][], packBatch: PackBatch) => void;
-  /** The batch passed to onWritten did not commit (a write or sync here failed). */
+  /** The batch passed to onWritten did not commit (a sync here failed). */
   onWriteFailed?: () => void;
 }
 
@@ -183,23 +183,19 @@ export class Writer {
    * such a batch was never acknowledged.
    */
   private async write(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][]): Promise<void> {
-    // first: a synchronous replica's write and fdatasync overlap all of this batch's work here
-    // (it holds the round as tentative until the commit below; a failure here says so)
-    this.hooks.onWritten?.(records, opsBySeq, packBatch);
-    try {
-      await this.packs.write(packBatch);
-    } catch (error) {
-      this.hooks.onWriteFailed?.();
-      throw error;
-    }
+    await this.packs.write(packBatch);
     try {
       await this.journal.write(records);
     } catch (error) {
-      this.hooks.onWriteFailed?.();
       await this.packs.abort();
       throw error;
     }
     const syncs = Promise.allSettled([this.packs.sync(), this.journal.sync()]);
+    // The fdatasyncs are on their way (thread pool): a synchronous replica's round goes out now, so
+    // its write and fdatasync overlap ours, and ours starts without waiting for the frame's encoding
+    // and encryption (on one disk the two flushes queue: the sooner ours starts, the sooner the
+    // replica's can). It holds the round as tentative until the commit below; a failure says so.
+    this.hooks.onWritten?.(records, opsBySeq, packBatch);
     this.db.startBehind(); // the previous batch's index write: its CPU work overlaps these syncs
     const [packs, journal] = await syncs;
     if (packs.status === 'rejected' || journal.status === 'rejected') {

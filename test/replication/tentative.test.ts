@@ -1,5 +1,5 @@
-// Tentative rounds (pending-rounds.ts): with a synchronous replica the primary ships a batch before
-// its own writes and fdatasyncs, and the replica holds it durable but uncommitted until the
+// Tentative rounds (pending-rounds.ts): with a synchronous replica the primary ships a batch once
+// its own writes are done and while its fdatasyncs run, and the replica holds it durable but uncommitted until the
 // primary's commit notice. A primary whose journal write or sync then fails (as in a crash before
 // its commit) must leave the replica a prefix of its history: the round is never committed or
 // shown there, and the primary's own next record for that seq replaces it. A replica promoted while it holds a round
@@ -76,11 +76,14 @@ describe('tentative rounds of a synchronous replica', () => {
         await until(() => replica.store.changes.lastSeq === committed);
         const doomed = committed + 1;
         faults.arm(async () => {
-          await heldTentative(replica, doomed); // shipped and durable on the replica before the primary's write or sync fails
+          // a sync fails once the round was shipped and is durable on the replica; a write fails
+          // before any round goes out (the round is sent once the writes are done, writer.ts)
+          if (failing === 'sync') await heldTentative(replica, doomed);
           throw Object.assign(new Error(`EIO: injected journal ${failing} failure`), { code: 'EIO' });
         });
         expect(await codeOf(primaryStore.append('INBOX', msg(3)))).toBe('IO');
         expect(primaryStore.changes.lastSeq).toBe(committed);
+        if (failing === 'write') expect((await readPendingRounds(replica.store)).rounds.some((r) => lastSeqOf(r) === doomed)).toBe(false);
         // never committed or shown on the replica
         expect(replica.store.changes.lastSeq).toBe(committed);
         expect((await replica.store.status('INBOX')).messages).toBe(2);
