@@ -52,6 +52,17 @@ async function restoredDump(repo: Repository, snapshot: string, to: string): Pro
   }
 }
 
+/** A store with mail, a whole backup of it, a change, and a delta backup on top (two tests start so). */
+async function wholeThenDelta() {
+  const dir = tmpDir('bkd');
+  const store = await storeWithMail(dir);
+  const repo = await openRepo(join(dir, 'repo'));
+  const first = await runBackup(source(store), repo);
+  await change(store, 1);
+  const second = await runBackup(source(store), repo);
+  return { dir, store, repo, first, second };
+}
+
 describe('delta snapshots', () => {
   it('a chain restores byte-exact what a whole snapshot of the same state restores (uids, flags, modseqs, ACLs, mailboxes made and deleted)', async () => {
     const dir = tmpDir('bkd');
@@ -85,12 +96,7 @@ describe('delta snapshots', () => {
   });
 
   it('forget keeps the snapshots a kept delta builds on (reason parent); after a whole snapshot they go, and prune reclaims', async () => {
-    const dir = tmpDir('bkd');
-    const store = await storeWithMail(dir);
-    const repo = await openRepo(join(dir, 'repo'));
-    const first = await runBackup(source(store), repo);
-    await change(store, 1);
-    const second = await runBackup(source(store), repo);
+    const { dir, store, repo, first, second } = await wholeThenDelta();
     expect(second.deltaDepth).toBe(1);
     const forgot = await forgetSnapshots(repo, { last: 1 }, { prune: true });
     expect(forgot.removed).toEqual([]);
@@ -111,12 +117,7 @@ describe('delta snapshots', () => {
   });
 
   it('a damaged parent: check reports it and every snapshot built on it; a restore of a child is refused (CORRUPT); forget changes nothing', async () => {
-    const dir = tmpDir('bkd');
-    const store = await storeWithMail(dir);
-    const repo = await openRepo(join(dir, 'repo'));
-    const first = await runBackup(source(store), repo);
-    await change(store, 1);
-    const second = await runBackup(source(store), repo);
+    const { dir, store, repo, first, second } = await wholeThenDelta();
     await change(store, 2);
     const third = await runBackup(source(store), repo);
     expect(third.deltaDepth).toBe(2);
