@@ -19,6 +19,8 @@ import { rawLevelOf } from '../helpers/internals.js';
 import { encodeValue } from '../../src/index/codec.js';
 import { SPACE } from '../../src/keys/tuple.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import type { FileSystem } from '../../src/fs/filesystem.js';
 
 const MESSAGES = 400;
 const body = (i: number) => Buffer.from(`Subject: ${i}\r\n\r\n${'t'.repeat(40 + (i % 50))}\r\n`);
@@ -150,5 +152,25 @@ describe('a flipped byte in an index table where LevelDB does not check', () => 
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('an index table that cannot be read (the disk fails: EIO)', () => {
+  it('scrub fails IO naming the table, not CORRUPT and no finding invented; nothing changed, every message exact afterwards', async () => {
+    const dir = await closedStore();
+    // only scrub's table check reads tables through the store's FileSystem (LevelDB has its own I/O)
+    const failing: FileSystem = Object.create(nodeFileSystem) as FileSystem;
+    failing.readFile = async (path: string) => {
+      if (path.startsWith(join(dir, 'index')) && path.endsWith('.ldb')) throw Object.assign(new Error(`EIO: i/o error, open '${path}'`), { code: 'EIO' });
+      return nodeFileSystem.readFile(path);
+    };
+    const store = await Store.open(dir, { fs: failing });
+    try {
+      const outcome = await scrub(store).catch((error: unknown) => error);
+      expect(outcome).toMatchObject({ code: 'IO', path: expect.stringMatching(/index\/\d+\.ldb$/) });
+    } finally {
+      await store.close();
+    }
+    await expectExact(dir);
   });
 });
