@@ -195,6 +195,8 @@ export const limits = {
    * is read and checked, so little of the load waits on the last batch.
    */
   snapshotLoadBatchKeys: 4096,
+  /** Converting an index of format 1 (src/store/index-upgrade.ts) writes a LevelDB batch of this many re-framed values. */
+  indexUpgradeBatchKeys: 4096,
   /** A rebuild loads cbor-x's native string decoding (~12 ms) only to replay at least this many journal records. */
   rebuildNativeCborRecordsMin: 64,
   /**

@@ -8,6 +8,14 @@ import { crc32 } from 'node:zlib';
 import { MailstoreError } from '../errors.js';
 import { decodeFlatMap } from './flat-cbor.js';
 
+/**
+ * The index's value format (docs/FORMAT.md, "Index values"), stored in the index under the meta
+ * name INDEX_FORMAT_NAME: 2, the CRC32 covers key and body. An index without it is of format 1
+ * (the CRC32 of the body alone) and is converted when it is opened (src/store/index-upgrade.ts).
+ */
+export const INDEX_FORMAT = 2;
+export const INDEX_FORMAT_NAME = 'index/format';
+
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, variableMapSize: true, tagUint8Array: false });
 
 /**
@@ -33,43 +41,53 @@ export function decodeCbor<T>(bytes: Uint8Array): T {
  * proportion to the whole buffer (measured 26 µs a value), so the checksum is taken over our
  * copy. zlib's crc32 alone (no table-driven loop for short values): measured, it is ~30 ns
  * slower on a 4-20 byte value and faster from ~50 bytes (a message record is ~60).
+ *
+ * Index format 2 (docs/FORMAT.md, "Index values"): the CRC32 is of the key's bytes followed by the
+ * body, crc32(body, crc32(key)), so a value LevelDB hands back under a flipped key (a bit flip in a
+ * table's key bytes leaves the value valid) fails as CORRUPT instead of being another key's value.
  */
-function frame(body: Uint8Array): Buffer {
+const CBOR_ZERO = Buffer.of(0x00);
+const CBOR_ONE = Buffer.of(0x01);
+
+function frame(key: Uint8Array, body: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(4 + body.length);
   out.set(body, 4);
-  out.writeUInt32BE(crc32(out.subarray(4)), 0);
+  out.writeUInt32BE(crc32(out.subarray(4), crc32(key)), 0);
   return out;
 }
 
-/**
- * The values 0 and 1 (every C record, the deleting marks) framed once: a replay writes one C
- * record per message. The shared buffers are only ever read (LevelDB copies what it is given).
- */
-const SMALL_VALUES = [frame(cbor.encode(0)), frame(cbor.encode(1))];
-
-export function encodeValue(value: unknown): Buffer {
-  if (value === 1 || Object.is(value, 0)) return SMALL_VALUES[value as number];
-  return frame(cbor.encode(value));
+export function encodeValue(key: Uint8Array, value: unknown): Buffer {
+  // 0 and 1 (every C record, the deleting marks: a replay writes one C record a message) are
+  // the one CBOR byte of their value: framed without the encoder
+  if (value === 1 || Object.is(value, 0)) return frame(key, value === 1 ? CBOR_ONE : CBOR_ZERO);
+  return frame(key, cbor.encode(value));
 }
 
-/** A stored value's checksum holds (what decodeValue checks first), without decoding it. */
-export function valueChecksumHolds(bytes: Buffer): boolean {
-  return bytes.length >= 5 && bytes.readUInt32BE(0) === crc32(bytes.subarray(4));
+/** A stored value's checksum holds for its key (what decodeValue checks first), without decoding it. */
+export function valueChecksumHolds(key: Uint8Array, bytes: Buffer): boolean {
+  return bytes.length >= 5 && bytes.readUInt32BE(0) === crc32(bytes.subarray(4), crc32(key));
+}
+
+/**
+ * A value as index format 1 stored it (CRC32 of the body alone: before session 10), framed with its
+ * key; undefined when its format 1 checksum fails (damage is never re-framed into a valid value).
+ */
+export function reframeFormat1(key: Uint8Array, bytes: Buffer): Buffer | undefined {
+  if (bytes.length < 5 || bytes.readUInt32BE(0) !== crc32(bytes.subarray(4))) return undefined;
+  return frame(key, bytes.subarray(4));
 }
 
 export function decodeValue<T>(bytes: Uint8Array, key: Uint8Array): T {
   // LevelDB hands back Buffers: no new view, and one for the body shared by the checksum and the
   // decoder (a bulk read decodes two values a message; each view costs ~1 µs while code is cold)
   const b = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  // the framed 0 and 1 (checksum included) need no checking or decoding: most C records are one
-  if (b.length === SMALL_VALUES[0].length) {
-    for (let v = 0; v < SMALL_VALUES.length; v++) if (b.equals(SMALL_VALUES[v])) return v as T;
-  }
-  const body = b.length < 4 ? undefined : b.subarray(4);
-  if (body === undefined || b.readUInt32BE(0) !== crc32(body)) {
+  const body = b.length < 5 ? undefined : b.subarray(4);
+  if (body === undefined || b.readUInt32BE(0) !== crc32(body, crc32(key))) {
     throw new MailstoreError('CORRUPT',
       `index value for key ${Buffer.from(key).toString('hex')} fails its checksum; run 'mailstore reconstruct' to rebuild the index from the journal`,
       { path: Buffer.from(key).toString('hex') });
   }
+  // the values 0 and 1 (every C record, the deleting marks) are one CBOR byte: no decoder call
+  if (body.length === 1 && body[0] <= 1) return body[0] as T;
   return (decodeFlatMap(body) ?? cbor.decode(body)) as T;
 }

@@ -1,5 +1,5 @@
-// The LevelDB index: derived, rebuildable, written with sync:false. Values carry a CRC32 (codec.ts)
-// because LevelDB can hand back a flipped byte without noticing. Opened with createIfMissing:false
+// The LevelDB index: derived, rebuildable, written with sync:false. Values carry a CRC32 of key and
+// value (codec.ts) because LevelDB can hand back a flipped byte, in a value or a key, without noticing. Opened with createIfMissing:false
 // once it exists: LevelDB opens without error, holding part of its keys, when CURRENT is lost (docs/FAULTS.md).
 import { Buffer } from 'node:buffer';
 import { Level } from 'level';
@@ -38,7 +38,7 @@ function pendingBatch(level: Level<Buffer, Buffer>, pending: Pending): ReturnTyp
   for (const [name, value] of pending) {
     const key = Buffer.from(name, 'latin1');
     if (value === DELETED) batch.del(key);
-    else batch.put(key, encodeValue(value));
+    else batch.put(key, encodeValue(key, value));
   }
   return batch;
 }
@@ -441,10 +441,10 @@ export class BulkLoad {
 
   put(key: Buffer, value: unknown): void {
     assert(value !== undefined, 'a bulk load only puts'); // state ops never delete
-    this.putRaw(key, encodeValue(value));
+    this.putRaw(key, encodeValue(key, value));
   }
 
-  /** A stored value as is (checksum in front): a format 2 snapshot's entries. */
+  /** A stored value as is (checksum of key and body in front): a snapshot's entries. */
   putRaw(key: Buffer, value: Buffer): void {
     this.written?.addBytes(key);
     this.batch.put(key, value);

@@ -1,6 +1,7 @@
 // Applies journal ops to the index. The same code runs for a live commit and for replay and
 // rebuild, so the index after a rebuild equals the index before it, byte for byte.
 import { MailstoreError } from '../errors.js';
+import { INDEX_FORMAT_NAME } from '../index/codec.js';
 import { keys } from '../keys/index-keys.js';
 import type { IndexView } from '../index/index-db.js';
 import { emptyDigest, toggleMessage } from './mailbox-digest.js';
@@ -15,6 +16,8 @@ export const MODSEQ_OFFSET_NAME = 'modseq/offset';
 export const meta = {
   appliedSeq: keys.meta('appliedSeq'),
   storeId: keys.meta('storeId'),
+  /** The index's value format (codec.ts INDEX_FORMAT); index-only, like storeId and appliedSeq. */
+  indexFormat: keys.meta(INDEX_FORMAT_NAME),
   uidValidityLast: keys.meta('uidValidityLast'),
   deleting: (id: Buffer) => keys.meta(`deleting/${id.toString('hex')}`),
   deletingPrefix: keys.meta('deleting/').subarray(0, -1),

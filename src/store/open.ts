@@ -130,7 +130,7 @@ interface Recovering {
 async function recoverIndex(r: Recovering, options: StoreOptions, stale: boolean): Promise<IndexDb> {
   const indexPath = join(r.root, LAYOUT.index);
   const haveIndex = Boolean(await r.fs.statIfExists(indexPath)) && (await indexPassesProbe(r, indexPath, options, stale));
-  let existing = haveIndex ? await openExistingIndex(indexPath, r.storeId, r.health) : undefined;
+  let existing = haveIndex ? await openExistingIndex(r.fs, indexPath, r.storeId, r.health) : undefined;
   r.opened.db = existing?.db;
   if (!existing && !r.health.rebuilt) r.health.rebuilt = 'index is missing';
   // A rebuild starts from the newest snapshot that verifies: what it holds was applied to an index,
@@ -206,7 +206,7 @@ async function openReadOnly(root: string, options: StoreOptions): Promise<StoreP
       if (result.system) throw new MailstoreError(result.system, result.detail, { path: indexPath });
       if (!result.ok) throw new MailstoreError('REFUSED', `the index at ${indexPath} failed its probe (${result.detail}); ${repairHint}`, { path: indexPath });
     }
-    const existing = await openExistingIndex(shadow.path, storeId, health);
+    const existing = await openExistingIndex(fs, shadow.path, storeId, health);
     if (!existing) throw new MailstoreError('REFUSED', `the index at ${indexPath} cannot be used (${health.rebuilt}); ${repairHint}`, { path: indexPath });
     const db = opened.db = existing.db;
     const noMount = async (path: string) => { throw new MailstoreError('ACCESS', `the store at ${root} is open read-only: not creating ${path}`, { path }); };

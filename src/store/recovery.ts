@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { IndexDb, IndexView, WrittenKeys } from '../index/index-db.js';
-import { decodeCbor, decodeValue, enableNativeCborStrings } from '../index/codec.js';
+import { INDEX_FORMAT, decodeCbor, decodeValue, enableNativeCborStrings } from '../index/codec.js';
+import { upgradeIndexFormat } from './index-upgrade.js';
 import type { Journal, JournalDamage } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { writeFileDurable } from '../fs/durable.js';
@@ -30,6 +31,8 @@ export interface Health {
   rebuilt?: string;
   /** What a rebuild during this open replayed: a snapshot and the journal after it, or the whole journal. */
   rebuiltFrom?: string;
+  /** The index was converted from an older value format during this open (nothing lost), and how. */
+  indexUpgraded?: string;
   /** Bytes of a torn, never-acknowledged journal tail that open cut (after copying them to quarantine). */
   tornTailBytes?: number;
 }
@@ -262,7 +265,7 @@ function* freshCopies(ops: Op[]): Generator<{ hash: Uint8Array; pack: number; of
 }
 
 /** Opens the index if it is healthy and belongs to this store; undefined when it must be rebuilt. */
-export async function openExistingIndex(path: string, storeId: Buffer, health: Health): Promise<{ db: IndexDb; appliedSeq: number } | undefined> {
+export async function openExistingIndex(fs: FileSystem, path: string, storeId: Buffer, health: Health): Promise<{ db: IndexDb; appliedSeq: number } | undefined> {
   let db: IndexDb;
   try {
     db = await IndexDb.open(path, false);
@@ -274,6 +277,7 @@ export async function openExistingIndex(path: string, storeId: Buffer, health: H
     return undefined;
   }
   try {
+    await upgradeIndexFormat(fs, db, health); // an index of format 1 is converted first: damage found doing so is CORRUPT
     const id = await db.get<Buffer>(meta.storeId);
     const appliedSeq = await db.get<number>(meta.appliedSeq);
     if (!id || !Buffer.from(id).equals(storeId) || typeof appliedSeq !== 'number') {
@@ -369,6 +373,7 @@ export async function buildIndexAside(fs: FileSystem, root: string, journal: Jou
     // the store id goes through the view, so the filter knows it
     const view = new IndexView(db, aside.written);
     view.put(meta.storeId, storeId);
+    view.put(meta.indexFormat, INDEX_FORMAT);
     if (snapshot) view.put(meta.appliedSeq, snapshot.seq);
     const replayed = await replayInto(journal, view, snapshot?.seq ?? 0, health);
     health.rebuiltFrom = snapshot

@@ -3,9 +3,10 @@
 // history, and the journal before it can be retired. A snapshot is a header, the state in the
 // journal's record framing, and a trailer with the counts and a BLAKE3 digest of everything before
 // it: "verified" means every frame valid, the trailer present and last, the digest and the counts
-// right. Format 2 holds the index's own entries (key and stored value bytes, in key order), so a
-// rebuild loads them as raw LevelDB puts with no decoding or encoding per entry; format 1 (checkpoint
-// ops) is still read. Written aside and renamed into place, so a crash leaves the old file set or
+// right. Format 3 holds the index's own entries (key and stored value bytes, in key order), so a
+// rebuild loads them as raw LevelDB puts with no decoding or encoding per entry. Still read: format
+// 2 (the same entries, values checksummed without their key: index format 1, re-framed as they
+// load) and format 1 (checkpoint ops). Written aside and renamed into place, so a crash leaves the old file set or
 // the new one, never half a snapshot under a snapshot's name.
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -13,7 +14,7 @@ import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { ensureDir } from '../fs/durable.js';
 import { createHasher } from '../hash/blake3.js';
-import { decodeCbor, encodeCbor, valueChecksumHolds } from '../index/codec.js';
+import { INDEX_FORMAT_NAME, decodeCbor, encodeCbor, reframeFormat1, valueChecksumHolds } from '../index/codec.js';
 import { keys } from '../keys/index-keys.js';
 import { SPACE } from '../keys/tuple.js';
 import { RECORD_HEADER_BYTES, decodeRecordHeader, encodeRecord } from '../journal/journal-format.js';
@@ -22,15 +23,15 @@ import type { JournalPayload, Op } from './records.js';
 
 export const SNAPSHOTS_DIR = 'snapshots';
 export const SNAPSHOT_MAGIC = Buffer.from('MSSN');
-/** The format written; 1 (checkpoint ops) is still read. */
-export const SNAPSHOT_FORMAT_VERSION = 2;
-const READABLE_VERSIONS: readonly number[] = [1, 2];
-/** First payload byte of a format 2 record: index entries, or the trailer (CBOR after it). */
+/** The format written; 2 (values of index format 1) and 1 (checkpoint ops) are still read. */
+export const SNAPSHOT_FORMAT_VERSION = 3;
+const READABLE_VERSIONS: readonly number[] = [1, 2, 3];
+/** First payload byte of a format 2/3 record: index entries, or the trailer (CBOR after it). */
 const KIND_ENTRIES = 0x45; // 'E'
 const KIND_TRAILER = 0x54; // 'T'
-/** Format 2 entry head: key length u16, value length u32. */
+/** Format 2/3 entry head: key length u16, value length u32. */
 const ENTRY_HEAD_BYTES = 6;
-/** The index spaces a format 2 snapshot may hold. */
+/** The index spaces a format 2/3 snapshot may hold. */
 const SNAPSHOT_SPACES = new Set<number>(Object.values(SPACE));
 /** magic(4) version(4) storeId(16) seq(8) crc32(4), as a journal segment header. */
 export const SNAPSHOT_HEADER_BYTES = 36;
@@ -45,7 +46,7 @@ export interface SnapshotCounts {
   messages: number;
   /** Blobs in state.blobs ops. */
   blobs: number;
-  /** Format 2: index entries (every space). */
+  /** Formats 2 and 3: index entries (every space). */
   entries?: number;
 }
 
@@ -58,7 +59,7 @@ export interface SnapshotInfo extends SnapshotCounts {
   path: string;
   seq: number;
   bytes: number;
-  /** 1: checkpoint ops; 2: index entries. */
+  /** 1: checkpoint ops; 2: index entries of index format 1; 3: index entries. */
   format: number;
 }
 
@@ -173,7 +174,7 @@ async function writeFrames(handle: FileHandle, storeId: Buffer, seq: number, ent
   for await (const batch of entries) {
     for (const [key, value] of batch) {
       assert(previous === undefined || Buffer.compare(previous, key) < 0, 'snapshot entries must come in ascending key order');
-      if (!valueChecksumHolds(value)) {
+      if (!valueChecksumHolds(key, value)) {
         throw new MailstoreError('CORRUPT', `index value for key ${key.toString('hex')} fails its checksum: no snapshot written; run 'mailstore reconstruct' to rebuild the index from the journal`, { path: key.toString('hex') });
       }
       if (record.full(key, value)) await emit();
@@ -285,7 +286,7 @@ export async function readSnapshotFile(fs: FileSystem, path: string, name: strin
     const hasher = await createHasher();
     hasher.update(encodeHeader(storeId, header.seq, header.version));
     const counts: SnapshotCounts = { records: 0, mailboxes: 0, messages: 0, blobs: 0, ...(header.version === 1 ? {} : { entries: 0 }) };
-    const entries = new EntriesCheck(counts, damaged, sink);
+    const entries = new EntriesCheck(counts, damaged, header.version, sink);
     for (;;) {
       const frame = await readFrame(reader, counts.records + 1, damaged);
       const trailer = header.version === 1 ? await readOpRecord(frame.payload, counts, damaged, sink) : entries.record(frame.payload);
@@ -345,9 +346,9 @@ class EntriesCheck {
   private previousBytes: Buffer | undefined;
   private previousStart = 0;
   private previousEnd = 0;
-  private readonly own = [keys.meta('appliedSeq'), keys.meta('storeId')];
+  private readonly own = [keys.meta('appliedSeq'), keys.meta('storeId'), keys.meta(INDEX_FORMAT_NAME)];
 
-  constructor(private readonly counts: SnapshotCounts, private readonly damaged: (why: string) => MailstoreError, private readonly sink?: SnapshotSink) {}
+  constructor(private readonly counts: SnapshotCounts, private readonly damaged: (why: string) => MailstoreError, private readonly version: number, private readonly sink?: SnapshotSink) {}
 
   /** Checks and hands on a record's entries; the trailer when the record is the trailer. */
   record(payload: Buffer): TrailerPayload['trailer'] | undefined {
@@ -364,11 +365,19 @@ class EntriesCheck {
       const valueEnd = keyEnd + payload.readUInt32BE(at + 2);
       if (valueEnd > payload.length) throw this.damaged(`record ${ordinal}: an entry at ${at} runs past the record`);
       this.check(payload, keyStart, keyEnd, valueEnd - keyEnd, ordinal);
-      this.sink?.entry(payload.subarray(keyStart, keyEnd), payload.subarray(keyEnd, valueEnd));
+      if (this.sink) this.hand(this.sink, payload.subarray(keyStart, keyEnd), payload.subarray(keyEnd, valueEnd));
       at = valueEnd;
     }
     this.counts.records++;
     return undefined;
+  }
+
+  /**
+   * A format 2 value (its CRC32 of the body alone) is framed with its key as it loads; one whose
+   * old checksum fails is handed on as it is, so the index reads it as CORRUPT, never as valid.
+   */
+  private hand(sink: SnapshotSink, key: Buffer, value: Buffer): void {
+    sink.entry(key, this.version === 2 ? reframeFormat1(key, value) ?? value : value);
   }
 
   private check(payload: Buffer, keyStart: number, keyEnd: number, valueBytes: number, ordinal: number): void {

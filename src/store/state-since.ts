@@ -149,7 +149,7 @@ function stateMessage(uid: number, r: MessageRecord): StateMessage {
 }
 
 async function readMeta(snapshot: IndexSnapshot): Promise<[string, unknown][]> {
-  const skip = new Set([meta.appliedSeq.toString('latin1'), meta.storeId.toString('latin1')]);
+  const skip = new Set([meta.appliedSeq.toString('latin1'), meta.storeId.toString('latin1'), meta.indexFormat.toString('latin1')]);
   return (await readAll<unknown>(snapshot, SPACE.meta)).filter(([key]) => !skip.has(key.toString('latin1'))).map(([key, value]) => [decodeString(key, 1).value, value]);
 }
 

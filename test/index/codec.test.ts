@@ -1,38 +1,50 @@
 import { describe, expect, it } from 'vitest';
 import { decodeCbor, decodeValue, enableNativeCborStrings, encodeCbor, encodeValue } from '../../src/index/codec.js';
 
-// The CRC in front of every index value is on disk: these frames were taken from the codec as it
-// was before it used node:zlib's crc32 alone (a table-driven loop below 256 bytes), so a change of
-// checksum or framing fails here instead of turning every existing index into CORRUPT.
+// The CRC in front of every index value is on disk. Index format 2 (docs/FORMAT.md, "Index
+// values"): the CRC-32 of the key's bytes followed by the CBOR body (checked here against Python's
+// zlib.crc32(key + body)), so a change of checksum or framing fails here instead of turning every
+// existing index into CORRUPT. KEY is a message key (space M, a mailbox id, uid 1).
+const KEY = Buffer.from('4d0101010101010101010101010101010100000001', 'hex');
 const KNOWN: [string, unknown, string, number][] = [
-  ['0 (a change record)', 0, 'd202ef8d', 5],
-  ['1 (a deleting mark)', 1, 'a505df1b', 5],
-  ['a small integer', 7, '4c667a2e', 5],
-  ['a string', 'INBOX', 'a69cf9de', 10],
+  ['0 (a change record)', 0, '98047153', 5],
+  ['1 (a deleting mark)', 1, 'ef0341c5', 5],
+  ['a small integer', 7, '0660e4f0', 5],
+  ['a string', 'INBOX', 'c3dd754c', 10],
   ['a message record', {
     h: Buffer.from('000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f', 'hex'),
     f: ['\\Seen'], d: 1700000000, m: 42,
-  }, '7278b54b', 61],
-  ['252 bytes of body (was the table-driven path)', 'x'.repeat(250), '5400d6fc', 256],
-  ['303 bytes of body (was zlib already)', 'y'.repeat(300), '7a19ea21', 307],
+  }, '56f4f3ea', 61],
+  ['252 bytes of body', 'x'.repeat(250), 'bdec8fc0', 256],
+  ['303 bytes of body', 'y'.repeat(300), 'bac1f2b8', 307],
 ];
 
 describe('index value codec', () => {
   for (const [name, value, crc, length] of KNOWN) {
-    it(`frames ${name} with the same CRC-32 as before`, () => {
-      const framed = encodeValue(value);
+    it(`frames ${name} with the CRC-32 of key and body`, () => {
+      const framed = encodeValue(KEY, value);
       expect(framed.length).toBe(length);
       expect(framed.subarray(0, 4).toString('hex')).toBe(crc);
-      expect(decodeValue(framed, Buffer.from('k'))).toEqual(value);
+      expect(decodeValue(framed, KEY)).toEqual(value);
     });
   }
 
   it('refuses a value whose body no longer matches its CRC, naming the key', () => {
-    const framed = Buffer.from(encodeValue('x'.repeat(250)));
+    const key = Buffer.from('4d01', 'hex');
+    const framed = Buffer.from(encodeValue(key, 'x'.repeat(250)));
     framed[100] ^= 0x01;
     let caught: unknown;
-    try { decodeValue(framed, Buffer.from('4d01', 'hex')); } catch (error) { caught = error; }
+    try { decodeValue(framed, key); } catch (error) { caught = error; }
     expect(caught).toMatchObject({ code: 'CORRUPT', path: '4d01' });
+  });
+
+  it('refuses a valid value read under another key (a flipped key bit), naming that key', () => {
+    for (const value of [0, 1, 'INBOX']) {
+      const framed = encodeValue(KEY, value);
+      const flipped = Buffer.from(KEY);
+      flipped[flipped.length - 1] ^= 0x02;
+      expect(() => decodeValue(framed, flipped)).toThrow(expect.objectContaining({ code: 'CORRUPT', path: flipped.toString('hex') }));
+    }
   });
 
   it('refuses a value too short to hold a CRC', () => {

@@ -44,7 +44,7 @@ describe('decodeFlatMap', () => {
   });
 
   it('decodeValue gives the same record either way', () => {
-    const framed = encodeValue(message);
+    const framed = encodeValue(Buffer.of(1), message);
     expect(decodeValue(framed, Buffer.of(1))).toStrictEqual(message);
     expect(decodeValue(new Uint8Array(framed), Buffer.of(1))).toStrictEqual(message); // not a Buffer
   });

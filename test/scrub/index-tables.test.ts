@@ -138,7 +138,8 @@ describe('a flipped byte in an index table where LevelDB does not check', () => 
 
   it('a check the damage throws a TypeError out of (a name entry holding a map, as a flipped key leaves) in a store whose table fails its CRC: index-unreadable and index-table-corrupt, not an error out of scrub', async () => {
     const dir = await closedStore(async (store) => {
-      await rawLevelOf(store).put(Buffer.concat([Buffer.from([SPACE.name]), Buffer.from('ZZZ\0')]), encodeValue({ a: 1 }));
+      const nameKey = Buffer.concat([Buffer.from([SPACE.name]), Buffer.from('ZZZ\0')]);
+      await rawLevelOf(store).put(nameKey, encodeValue(nameKey, { a: 1 }));
     });
     const { name, bytes, layout } = await biggestTable(dir);
     flip(dir, name, bytes, layout.filter!.offset + 3);

@@ -121,7 +121,8 @@ describe('an index LevelDB cannot read during scrub', () => {
       await store.append('INBOX', Buffer.from('Subject: k\r\n\r\nk\r\n'));
       const level = rawLevelOf(store);
       const [id] = (await store.listMailboxes()).map((b) => Buffer.from(b.id.replace(/-/g, ''), 'hex'));
-      await level.put(Buffer.concat([Buffer.from([SPACE.name]), Buffer.from('BROKEN')]), encodeValue(id)); // no terminator
+      const broken = Buffer.concat([Buffer.from([SPACE.name]), Buffer.from('BROKEN')]);
+      await level.put(broken, encodeValue(broken, id)); // no terminator
       const report = await scrub(store);
       expect(report.findings.some((f) => f.kind === 'index-unreadable' && /unterminated/.test(f.detail))).toBe(true);
       expect(report.summary.damage).toBeGreaterThan(0);
@@ -133,7 +134,8 @@ describe('an index LevelDB cannot read during scrub', () => {
   it('a mailbox entry holding a value of another shape (a key flipped into I) is index-value-corrupt, not a TypeError out of scrub', async () => {
     const { store } = await storeWith('shape', 2);
     try {
-      await rawLevelOf(store).put(Buffer.concat([Buffer.from([SPACE.info]), Buffer.alloc(16, 7)]), encodeValue(Buffer.alloc(16, 1)));
+      const infoKey = Buffer.concat([Buffer.from([SPACE.info]), Buffer.alloc(16, 7)]);
+      await rawLevelOf(store).put(infoKey, encodeValue(infoKey, Buffer.alloc(16, 1)));
       const report = await scrub(store);
       expect(report.findings.some((f) => f.kind === 'index-value-corrupt')).toBe(true);
       expect(report.summary.damage).toBeGreaterThan(0);

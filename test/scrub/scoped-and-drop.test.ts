@@ -73,7 +73,7 @@ describe('scrub --mailbox PREFIX', () => {
       await store.setAcl('user/alice/INBOX', 'helpdesk', 'lr');
       const db = (store.db as any).db;
       for await (const [k, v] of store.db.entries<MailboxInfo>({ prefix: keys.space(0x49) })) {
-        if (v.name.join('/') === 'user/bob/Archive') await db.put(k, encodeValue({ ...v, unseen: v.unseen + 1 }));
+        if (v.name.join('/') === 'user/bob/Archive') await db.put(k, encodeValue(k, { ...v, unseen: v.unseen + 1 }));
       }
       await db.del(keys.rights('helpdesk', ['user', 'alice', 'INBOX']));
       store.maintenance().forgetMailboxes();
@@ -94,7 +94,7 @@ describe('scrub --mailbox PREFIX', () => {
       const db = (store.db as any).db;
       for await (const [k, v] of store.db.entries<MailboxInfo>({ prefix: keys.space(0x49) })) {
         if (v.name.join('/') === 'user/bob/Archive') {
-          const raw = Buffer.from(encodeValue(v));
+          const raw = Buffer.from(encodeValue(k, v));
           raw[raw.length - 3] ^= 0xff;
           await db.put(k, raw);
         }
@@ -176,7 +176,7 @@ describe('reconstruct --check --mailbox PREFIX', () => {
     let store = await Store.open(dir);
     const db = (store.db as any).db;
     for await (const [k, v] of store.db.entries<MailboxInfo>({ prefix: keys.space(0x49) })) {
-      if (v.name.join('/') === 'user/bob/INBOX') await db.put(k, encodeValue({ ...v, unseen: v.unseen + 1 }));
+      if (v.name.join('/') === 'user/bob/INBOX') await db.put(k, encodeValue(k, { ...v, unseen: v.unseen + 1 }));
     }
     await store.close();
     const seen: string[] = [];

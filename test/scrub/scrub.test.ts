@@ -90,7 +90,7 @@ function treeHash(dir: string, skip: (rel: string) => boolean = () => false): Ma
 async function editFirstValue(store: Store, space: number, edit: (value: any) => unknown): Promise<Buffer> {
   const { encodeValue } = await import('../../src/index/codec.js');
   for await (const [key, value] of store.maintenance().index.entries<any>({ prefix: keys.space(space), limit: 1 })) {
-    await rawLevelOf(store).put(key, encodeValue(edit(value)));
+    await rawLevelOf(store).put(key, encodeValue(key, edit(value)));
     store.maintenance().forgetMailboxes();
     return key;
   }
@@ -248,8 +248,8 @@ describeEachFs('scrub: refusals and index damage', ({ Store }) => {
     const { encodeValue } = await import('../../src/index/codec.js');
     // a wrong refcount, a stray name, a stray reverse-ACL entry
     await editFirstValue(store, 0x42, (v) => ({ ...v, r: v.r + 3 }));
-    await raw.put(keys.name(['ghost']), encodeValue(Buffer.alloc(16, 7)));
-    await raw.put(keys.rights('mallory', ['INBOX']), encodeValue({ id: Buffer.alloc(16, 1), rights: 'lr' }));
+    await raw.put(keys.name(['ghost']), encodeValue(keys.name(['ghost']), Buffer.alloc(16, 7)));
+    await raw.put(keys.rights('mallory', ['INBOX']), encodeValue(keys.rights('mallory', ['INBOX']), { id: Buffer.alloc(16, 1), rights: 'lr' }));
     const report = await scrub(store);
     const kinds = new Set(report.findings.filter((f) => f.kind !== 'unreferenced-pack-record').map((f) => f.kind));
     expect(kinds).toEqual(new Set(['refcount-mismatch', 'name-index-mismatch', 'acl-map-mismatch']));

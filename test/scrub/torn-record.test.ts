@@ -110,7 +110,7 @@ describe('scrub verifies every blob the index refers to', () => {
       const carrierBlob = (await store.maintenance().index.get<BlobRecord>(keys.blob(hashBytes(carrier))))!;
       const key = keys.blob(hashBytes(x));
       const blob = (await store.maintenance().index.get<BlobRecord>(key))!;
-      await rawLevelOf(store).put(key, encodeValue({ ...blob, o: carrierBlob.o + 48 + prefix.length }));
+      await rawLevelOf(store).put(key, encodeValue(key, { ...blob, o: carrierBlob.o + 48 + prefix.length }));
       await expect(store.fetch('M', 1)).rejects.toMatchObject({ code: 'CORRUPT' });
       const report = await scrub(store);
       const found = report.findings.filter((f) => f.kind === 'blob-corrupt');

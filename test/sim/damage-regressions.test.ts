@@ -76,7 +76,8 @@ describe('damage explorer regressions (reported to the lead; it.fails until fixe
   it('an undecodable index key (a name string without its terminator) gives a finding or CORRUPT, never a plain Error', async () => {
     const dir = await smallStore();
     const store = await Store.open(dir);
-    await store.db.write([{ type: 'put', key: Buffer.from([SPACE.name, 0x41, 0x42]), value: encodeValue(Buffer.alloc(16, 7)) }]);
+    const nameKey = Buffer.from([SPACE.name, 0x41, 0x42]);
+    await store.db.write([{ type: 'put', key: nameKey, value: encodeValue(nameKey, Buffer.alloc(16, 7)) }]);
     try {
       // scrub (checkIndex → decodeNameKey → decodeString) and listMailboxes both throw
       // "assertion failed: unterminated string in key", a plain Error (CLI exit 70)

@@ -214,7 +214,7 @@ describe('compaction', () => {
     const hash = hashBytes(bodies.get(5)!);
     const blob = (await store.maintenance().index.get<BlobRecord>(keys.blob(hash)))!;
     // index damage: a live message's blob says nobody uses it
-    await rawLevelOf(store).put(keys.blob(hash), encodeValue({ ...blob, r: 0 }));
+    await rawLevelOf(store).put(keys.blob(hash), encodeValue(keys.blob(hash), { ...blob, r: 0 }));
     const print = fingerprint(dir, ['index']);
     const error = await expectCode(store.compact(), 'REFUSED');
     expect(error.message).toMatch(/does not add up/);
@@ -227,7 +227,7 @@ describe('compaction', () => {
     const dir = tmpDir('compact');
     const { store } = await churned(dir);
     const stray = Buffer.alloc(32, 7);
-    await rawLevelOf(store).put(keys.blob(stray), encodeValue({ p: 99, o: 32, l: 10, r: 0 }));
+    await rawLevelOf(store).put(keys.blob(stray), encodeValue(keys.blob(stray), { p: 99, o: 32, l: 10, r: 0 }));
     const error = await expectCode(store.compact(), 'REFUSED');
     expect(error.message).toMatch(/packs that do not exist/);
     await store.close();

@@ -120,11 +120,12 @@ describe('rebuild produces the live index byte for byte', () => {
 
 describe('the fast encoders equal the general ones', () => {
   const reference = new Encoder({ useRecords: false, mapsAsObjects: true, variableMapSize: true, tagUint8Array: false });
-  const referenceValue = (value: unknown) => {
+  // index format 2: the CRC32 of the key's bytes then the body (docs/FORMAT.md, "Index values")
+  const referenceValue = (value: unknown, key: Buffer) => {
     const body = Buffer.from(reference.encode(value));
     const out = Buffer.alloc(4 + body.length);
     body.copy(out, 4);
-    out.writeUInt32BE(crc32(body), 0);
+    out.writeUInt32BE(crc32(Buffer.concat([key, body])), 0);
     return out;
   };
 
@@ -137,12 +138,12 @@ describe('the fast encoders equal the general ones', () => {
       values.push({ p: i, o: Math.floor(rand() * 2 ** 30), l: i * 7, r: i % 5 });
       values.push({ name: ['user', `u${i}`], pastNames: Array.from({ length: i % 40 }, (_, k) => [`old${k}`]), acl: { alice: 'lr'.repeat(i % 200) } });
     }
-    for (const value of values) expect(encodeValue(value).equals(referenceValue(value))).toBe(true);
     const key = Buffer.from('k');
-    for (const value of values.slice(0, 14)) expect(decodeValue(referenceValue(value), key)).toEqual(Object.is(value, -0) ? 0 : value); // CBOR has no -0 integer
-    // the framed 0 and 1 are recognised before the checksum: a damaged one still fails it
+    for (const value of values) expect(encodeValue(key, value).equals(referenceValue(value, key))).toBe(true);
+    for (const value of values.slice(0, 14)) expect(decodeValue(referenceValue(value, key), key)).toEqual(Object.is(value, -0) ? 0 : value); // CBOR has no -0 integer
+    // 0 and 1 (one CBOR byte) skip the decoder, not the checksum: a damaged one still fails it
     for (const value of [0, 1]) {
-      const damaged = referenceValue(value);
+      const damaged = referenceValue(value, key);
       damaged[0] ^= 0x40;
       expect(() => decodeValue(damaged, key)).toThrow(/fails its checksum/);
     }

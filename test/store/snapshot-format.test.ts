@@ -1,7 +1,8 @@
 // Snapshot formats: a format 1 snapshot (checkpoint ops, written by the mailstore before format 2)
-// still rebuilds the index exactly; a format 2 snapshot (the index's own entries) rebuilds exactly
-// what the whole journal rebuilds, over random histories; a format 2 file whose digest holds but
+// still rebuilds the index exactly; a format 3 snapshot (the index's own entries) rebuilds exactly
+// what the whole journal rebuilds, over random histories; a format 3 file whose digest holds but
 // whose entries break the format's rules is CORRUPT; a damaged index value is never written.
+// (Format 2, entries of index format 1: test/index/key-checksum.test.ts.)
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { execFileSync } from 'node:child_process';
@@ -45,7 +46,7 @@ async function rebuildAside(root: string, name: string): Promise<{ rebuiltFrom?:
 }
 
 describe('snapshot formats', () => {
-  it('a format 1 snapshot (fixture written by the mailstore before format 2) still rebuilds the index exactly, and the next snapshot is format 2', async () => {
+  it('a format 1 snapshot (fixture written by the mailstore before format 2) still rebuilds the index exactly, and the next snapshot is format 3', async () => {
     const root = tmpDir();
     execFileSync('tar', ['-xzf', FIXTURE, '-C', root]);
     const [name] = readdirSync(join(root, 'snapshots'));
@@ -63,14 +64,14 @@ describe('snapshot formats', () => {
     expect((await reopened.stats()).messages).toBe(before.messages);
     await reopened.setFlags('INBOX', [1], { add: ['$After'] }).catch(() => undefined);
     const next = await reopened.snapshot();
-    expect(next.format).toBe(2);
+    expect(next.format).toBe(3);
     await reopened.close();
     const again = await rebuildAside(root, 'index.v1');
     expect(again.rebuiltFrom).toMatch(new RegExp(`^snapshot ${next.name} `));
     expect(await differences(join(root, 'index.v1'), join(root, 'index'))).toEqual([]);
   });
 
-  it('property: a rebuild from a format 2 snapshot plus the journal after it equals the whole-journal rebuild and the live index, key for key', async () => {
+  it('property: a rebuild from a format 3 snapshot plus the journal after it equals the whole-journal rebuild and the live index, key for key', async () => {
     const mailboxes = ['INBOX', 'Sent', 'Archive'];
     const step = fc.oneof(
       fc.record({ kind: fc.constant('append' as const), box: fc.integer({ min: 0, max: 2 }), size: fc.integer({ min: 0, max: 300 }), seen: fc.boolean() }),
@@ -97,7 +98,7 @@ describe('snapshot formats', () => {
         } else if (s.kind === 'acl') {
           await store.setAcl(mailboxes[s.box], s.who, 'lr');
         } else if (s.kind === 'snapshot') {
-          expect((await store.snapshot()).format).toBe(2);
+          expect((await store.snapshot()).format).toBe(3);
           snapshots++;
         }
       }
@@ -139,17 +140,17 @@ describe('snapshot formats', () => {
     expect(await differences(join(root, 'index.live'), join(root, 'index'))).toEqual([]);
   });
 
-  it('a format 2 file whose digest and checksums hold but whose entries break its rules is CORRUPT, saying why', async () => {
+  it('a format 3 file whose digest and checksums hold but whose entries break its rules is CORRUPT, saying why', async () => {
     const root = tmpDir();
     const storeId = Buffer.alloc(16, 7);
     const path = join(root, 'x.snap');
-    const value = encodeValue({ p: 1, o: 2, l: 3, r: 1 });
     const blob = (n: number) => keys.blob(Buffer.alloc(32, n));
+    const value = encodeValue(blob(1), { p: 1, o: 2, l: 3, r: 1 });
     const cases: [string, [Buffer, Buffer][], RegExp][] = [
       ['keys out of order', [[blob(2), value], [blob(1), value]], /out of order/],
       ['a key twice', [[blob(1), value], [blob(1), value]], /out of order/],
       ['a key of no space', [[Buffer.from('Zzz'), value]], /of no index space/],
-      ['the appliedSeq a rebuild sets', [[keys.meta('appliedSeq'), encodeValue(5)]], /sets itself/],
+      ['the appliedSeq a rebuild sets', [[keys.meta('appliedSeq'), encodeValue(keys.meta('appliedSeq'), 5)]], /sets itself/],
       ['a value too short for its checksum', [[blob(1), Buffer.alloc(3)]], /too short for its checksum/],
     ];
     for (const [what, entries, why] of cases) {
@@ -160,7 +161,7 @@ describe('snapshot formats', () => {
     }
     // the same machinery with valid entries verifies (the cases above fail for their reason only)
     writeFileSync(path, await craftedSnapshot(storeId, 9, [[blob(1), value], [blob(2), value]]));
-    expect(await readSnapshotFile(nodeFileSystem, path, 'x.snap', storeId)).toMatchObject({ format: 2, blobs: 2, entries: 2, records: 1 });
+    expect(await readSnapshotFile(nodeFileSystem, path, 'x.snap', storeId)).toMatchObject({ format: 3, blobs: 2, entries: 2, records: 1 });
     // counts in the trailer that the entries do not add up to
     writeFileSync(path, await craftedSnapshot(storeId, 9, [[blob(1), value]], { blobs: 2 }));
     expect(await codeOf(readSnapshotFile(nodeFileSystem, path, 'x.snap', storeId))).toBe('CORRUPT');
@@ -168,22 +169,25 @@ describe('snapshot formats', () => {
 
   it('an index value that fails its checksum is never written into a snapshot: CORRUPT, and no file is left', async () => {
     const root = tmpDir();
-    const good = encodeValue({ p: 1, o: 2, l: 3, r: 1 });
+    const good = encodeValue(keys.blob(Buffer.alloc(32, 1)), { p: 1, o: 2, l: 3, r: 1 });
     const bad = Buffer.from(good);
     bad[bad.length - 1] ^= 1;
-    async function* entries(): AsyncGenerator<[Buffer, Buffer][]> {
-      yield [[keys.blob(Buffer.alloc(32, 1)), good], [keys.blob(Buffer.alloc(32, 2)), bad]];
+    // a damaged body, and a valid value under another key (a flipped key): neither is written
+    for (const second of [[keys.blob(Buffer.alloc(32, 2)), bad], [keys.blob(Buffer.alloc(32, 2)), good]] as [Buffer, Buffer][]) {
+      async function* entries(): AsyncGenerator<[Buffer, Buffer][]> {
+        yield [[keys.blob(Buffer.alloc(32, 1)), good], second];
+      }
+      expect(await codeOf(writeSnapshotFile(nodeFileSystem, root, Buffer.alloc(16, 7), 9, entries()))).toBe('CORRUPT');
+      expect(readdirSync(join(root, 'snapshots'))).toEqual([]);
     }
-    expect(await codeOf(writeSnapshotFile(nodeFileSystem, root, Buffer.alloc(16, 7), 9, entries()))).toBe('CORRUPT');
-    expect(readdirSync(join(root, 'snapshots'))).toEqual([]);
   });
 });
 
-/** A format 2 snapshot built by hand (header, one entries record, trailer with a right digest). */
+/** A format 3 snapshot built by hand (header, one entries record, trailer with a right digest). */
 async function craftedSnapshot(storeId: Buffer, seq: number, entries: [Buffer, Buffer][], countsOverride: Record<string, number> = {}): Promise<Buffer> {
   const header = Buffer.alloc(36);
   SNAPSHOT_MAGIC.copy(header, 0);
-  header.writeUInt32BE(2, 4);
+  header.writeUInt32BE(3, 4);
   storeId.copy(header, 8);
   header.writeBigUInt64BE(BigInt(seq), 24);
   header.writeUInt32BE(crc32(header.subarray(0, 32)), 32);
