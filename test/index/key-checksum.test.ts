@@ -4,7 +4,7 @@
 // main 3fbfe89) is converted at open with every message exact, a conversion a crash cut short is
 // finished, a damaged format 1 index is rebuilt; its format 2 snapshot still rebuilds the index.
 import { execFileSync } from 'node:child_process';
-import { renameSync } from 'node:fs';
+import { readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { describe, expect, it } from 'vitest';
@@ -134,6 +134,19 @@ describe('index values checksummed with their key', () => {
     } finally {
       await store.close();
     }
+  });
+
+  it('a read-only open of a format 1 index converts its shadow copy and serves every message exact; the index itself is left as it was', async () => {
+    const root = unpackFixture();
+    const before = readdirSync(join(root, 'index')).sort();
+    const store = await Store.open(root, { ...OPTIONS, readOnly: true });
+    try {
+      expect(store.health.indexUpgraded).toMatch(/converted from format 1/);
+      await expectExact(store);
+    } finally {
+      await store.close();
+    }
+    expect(readdirSync(join(root, 'index')).sort()).toEqual(before);
   });
 
   it('a conversion cut short (half the values re-framed, no marker) is finished at the next open', async () => {
