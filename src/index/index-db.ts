@@ -1,6 +1,7 @@
 // The LevelDB index: derived, rebuildable, written with sync:false. Values carry a CRC32 of key and
-// value (codec.ts) because LevelDB can hand back a flipped byte, in a value or a key, without noticing. Opened with createIfMissing:false
-// once it exists: LevelDB opens without error, holding part of its keys, when CURRENT is lost (docs/FAULTS.md).
+// value (codec.ts) because LevelDB can hand back a flipped byte, in a value or a key, without
+// noticing. Opened with createIfMissing:false once it exists: LevelDB opens without error, holding
+// part of its keys, when CURRENT is lost (docs/FAULTS.md).
 import { Buffer } from 'node:buffer';
 import { Level } from 'level';
 import { MailstoreError, assert } from '../errors.js';

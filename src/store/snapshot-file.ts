@@ -6,8 +6,8 @@
 // right. Format 3 holds the index's own entries (key and stored value bytes, in key order), so a
 // rebuild loads them as raw LevelDB puts with no decoding or encoding per entry. Still read: format
 // 2 (the same entries, values checksummed without their key: index format 1, re-framed as they
-// load) and format 1 (checkpoint ops). Written aside and renamed into place, so a crash leaves the old file set or
-// the new one, never half a snapshot under a snapshot's name.
+// load) and format 1 (checkpoint ops). Written aside and renamed into place, so a crash leaves the
+// old file set or the new one, never half a snapshot under a snapshot's name.
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, assert, fromSystemError } from '../errors.js';
