@@ -25,8 +25,8 @@ describe('mailstore snapshot', () => {
     const snap = await json(['snapshot'], { store });
     expect(snap).toMatchObject({ seq: 14, reused: false, journalArchive: archive, retired: { throughSeq: 14, segments: [] } });
     expect(snap.bytes).toBeGreaterThan(36);
-    expect(snap.records).toBeGreaterThanOrEqual(1); // format 2: records of up to 1 MiB of index entries
-    expect(snap.format).toBe(2);
+    expect(snap.records).toBeGreaterThanOrEqual(1); // format 3: records of up to 1 MiB of index entries
+    expect(snap.format).toBe(3);
     expect(typeof snap.durationMs).toBe('number');
     expect(existsSync(join(store, 'snapshots', snap.name))).toBe(true);
     const again = await json(['snapshot'], { store });
