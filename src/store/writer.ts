@@ -89,6 +89,11 @@ export interface WriterHooks {
    * commits on the replica only when this store says it committed.
    */
   onWritten?: (records: JournalRecord[], opsBySeq: Op[][], packBatch: PackBatch) => void;
+  /**
+   * Whether onWritten has anyone to tell now (a synchronous replica is connected); absent: always.
+   * When not, a batch with no pack bytes is written and flushed in one call (writeJournalOnly).
+   */
+  wantsWritten?: () => boolean;
   /** The batch passed to onWritten did not commit (a sync here failed). */
   onWriteFailed?: () => void;
 }
@@ -183,6 +188,7 @@ export class Writer {
    * such a batch was never acknowledged.
    */
   private async write(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][]): Promise<void> {
+    if (packBatch.blobs.length === 0 && !(this.hooks.onWritten && (this.hooks.wantsWritten?.() ?? true))) return this.writeJournalOnly(records);
     await this.packs.write(packBatch);
     try {
       await this.journal.write(records);
@@ -205,6 +211,21 @@ export class Writer {
       await this.journal.abort(error as MailstoreError);
       throw error;
     }
+  }
+
+  /**
+   * A batch with no pack bytes (a delivery whose body is inline, a flag change) and no synchronous
+   * replica to tell: the journal's write and its fdatasync are one call, in this thread when the
+   * write is small (FileHandle.writevDurable) — the shape of floor-sync-one-zeroed. Awaiting a
+   * thread-pool fdatasync instead cost a worker wake-up, an event-loop turn and, on a loaded
+   * machine, a preemption of this thread per delivery (docs/FORMAT.md, "Journal commit cost").
+   * The index writes of such commits are not started here: waking a pool thread just before the
+   * flush handed it this thread's CPU on a loaded machine (p50 0.97 -> 3.1 ms, nice 19, load 18);
+   * they merge and go to LevelDB together (IndexDb.writeBehind, limits.indexBehindMs).
+   */
+  private async writeJournalOnly(records: JournalRecord[]): Promise<void> {
+    await this.journal.write(records, { durable: true });
+    await this.journal.sync(); // bookkeeping only (and the directory fsync of a fresh segment)
   }
 
   /**
