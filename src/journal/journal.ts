@@ -361,8 +361,10 @@ export class Journal {
    * thread when small), for a batch with nothing else to sync (one delivery with an inline body).
    * `sync` must still be called: it does the bookkeeping (and nothing more for such a batch).
    * A fresh segment takes the two-step path (its directory entry needs an fsync as well).
+   * `written` is called once the bytes are written, before any flush (a synchronous replica's
+   * round goes out there), and not at all when the write fails.
    */
-  async write(records: JournalRecord[], options: { durable?: boolean } = {}): Promise<void> {
+  async write(records: JournalRecord[], options: { durable?: boolean; written?: () => void } = {}): Promise<void> {
     if (this.poisoned) throw this.poisoned;
     assert(!this.pending, 'journal write while another is not yet synced');
     if (records.length === 0) return;
@@ -396,8 +398,11 @@ export class Journal {
       if (!this.writeHandle) this.writeHandle = await this.fs.open(path, 'readWrite');
       const parts = fresh ? [encodeSegmentHeader(this.storeId, segment.firstSeq), ...data] : data;
       if (filler > 0) parts.push(fillerBytes(start + dataBytes, filler));
-      if (durable) await this.writeHandle.writevDurable(parts, start);
-      else await this.writeHandle.writev(parts, fresh ? 0 : start);
+      if (durable) await this.writeHandle.writevDurable(parts, start, options.written);
+      else {
+        await this.writeHandle.writev(parts, fresh ? 0 : start);
+        options.written?.();
+      }
       this.allocatedEnd = Math.max(this.allocatedEnd, start + dataBytes + filler);
     } catch (error) {
       const failure = fromSystemError(error, 'writing journal', path);

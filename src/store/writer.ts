@@ -188,7 +188,10 @@ export class Writer {
    * such a batch was never acknowledged.
    */
   private async write(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][]): Promise<void> {
-    if (packBatch.blobs.length === 0 && !(this.hooks.onWritten && (this.hooks.wantsWritten?.() ?? true))) return this.writeJournalOnly(records);
+    if (packBatch.blobs.length === 0) {
+      if (!(this.hooks.onWritten && (this.hooks.wantsWritten?.() ?? true))) return this.writeJournalOnly(records);
+      return this.writeJournalOnlyReplicated(records, opsBySeq, packBatch);
+    }
     await this.packs.write(packBatch);
     try {
       await this.journal.write(records);
@@ -226,6 +229,28 @@ export class Writer {
   private async writeJournalOnly(records: JournalRecord[]): Promise<void> {
     await this.journal.write(records, { durable: true });
     await this.journal.sync(); // bookkeeping only (and the directory fsync of a fresh segment)
+  }
+
+  /**
+   * writeJournalOnly with synchronous replicas listening: the round goes out between our write
+   * and our flush (FileHandle.writevDurable's `written`), so a write that fails here still fails
+   * before any round went out, and the replica's write, fdatasync and ack run while this thread
+   * flushes (the ack waits in the socket until the flush returns). The replica holds the round as
+   * tentative until this batch commits here; if our flush fails, it is told (onWriteFailed).
+   */
+  private async writeJournalOnlyReplicated(records: JournalRecord[], opsBySeq: Op[][], packBatch: PackBatch): Promise<void> {
+    let sent = false;
+    const written = (): void => {
+      sent = true;
+      this.hooks.onWritten!(records, opsBySeq, packBatch);
+    };
+    try {
+      await this.journal.write(records, { durable: true, written });
+      await this.journal.sync(); // bookkeeping only (and the directory fsync of a fresh segment)
+    } catch (error) {
+      if (sent) this.hooks.onWriteFailed?.();
+      throw error;
+    }
   }
 
   /**
