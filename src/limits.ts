@@ -227,6 +227,17 @@ export const limits = {
    * only copy into the page cache, where a thread-pool round trip costs more than the copy.
    */
   syncWriteBytesMax: 256 * 1024,
+  /**
+   * Index keys of committed batches that may wait merged for LevelDB while the previous index
+   * write lands (IndexDb.writeBehind, deferred); beyond it a commit waits for that write.
+   */
+  indexBehindKeysMax: 65_536,
+  /**
+   * A committed batch's index write is handed to LevelDB at the latest this long after its commit
+   * (IndexDb.writeBehind): one-file commits (inline deliveries) do not start it themselves, so
+   * that the deliveries of a few milliseconds share one LevelDB write and one thread-pool wake-up.
+   */
+  indexBehindMs: 5,
   /** Buffers handed to one writev call (IOV_MAX is 1024 on Linux). */
   writevPartsMax: 512,
   /** `*` in a UID set: how far below uidNext to look for the largest UID before scanning the whole mailbox. */

@@ -67,12 +67,14 @@ export interface SyncCounts {
   dirSyncs: number;
 }
 
-/** Wraps a FileSystem and counts fdatasync (FileHandle.sync) and directory fsync calls. */
+/** Wraps a FileSystem and counts fdatasync (FileHandle.sync, writevDurable) and directory fsync calls. */
 export function countingFileSystem(base: FileSystem = nodeFileSystem): { fs: FileSystem; counts: SyncCounts } {
   const counts: SyncCounts = { fileSyncs: 0, dirSyncs: 0 };
   const wrapHandle = (handle: FileHandle): FileHandle => new Proxy(handle, {
     get(target, property, receiver) {
       if (property === 'sync') return async () => { counts.fileSyncs++; return target.sync(); };
+      // a write and its fdatasync in one call (the journal's commit of an inline delivery)
+      if (property === 'writevDurable') return async (parts: Buffer[], position: number) => { counts.fileSyncs++; return target.writevDurable(parts, position); };
       const value = Reflect.get(target, property, receiver);
       return typeof value === 'function' ? value.bind(target) : value;
     },

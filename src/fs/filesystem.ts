@@ -29,9 +29,10 @@ export interface FileHandle {
   /**
    * writev then sync, for a small write someone waits on (a synchronous replica's pending round):
    * the real one does both in the calling thread when the write is small, one thread-pool round
-   * trip fewer than awaiting sync().
+   * trip fewer than awaiting sync(). `written`, when given, is called after the write and before
+   * the flush (not when the write fails).
    */
-  writevDurable(parts: Buffer[], position: number): Promise<void>;
+  writevDurable(parts: Buffer[], position: number, written?: () => void): Promise<void>;
   truncate(length: number): Promise<void>;
   size(): Promise<number>;
   /** fstat of the open file: what was opened, whatever the path names by now. */

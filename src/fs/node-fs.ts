@@ -93,8 +93,9 @@ class NodeFileHandle implements FileHandle {
    * hop cost more than the flush of a few KiB of overwritten blocks (loaded 2-core machine: write +
    * fdatasync 143-165 µs in-thread, 232-263 µs with both awaited). Bigger writes sync in the pool.
    */
-  async writevDurable(parts: Buffer[], position: number): Promise<void> {
+  async writevDurable(parts: Buffer[], position: number, written?: () => void): Promise<void> {
     await this.writev(parts, position);
+    written?.();
     let bytes = 0;
     for (const part of parts) bytes += part.length;
     if (bytes <= limits.syncWriteBytesMax) this.flushes.inThread(this.handle.fd, this.path);

@@ -8,6 +8,7 @@ import { MailstoreError, assert } from '../errors.js';
 import { decodeValue, encodeValue } from './codec.js';
 import { classifyLevelError, systemAdvice } from './level-errors.js';
 import { prefixEnd } from '../keys/tuple.js';
+import { limits } from '../limits.js';
 
 /** Entries per LevelDB read when a raw iterator is walked with for-await. */
 const RAW_ITERATOR_BATCH = 256;
@@ -55,6 +56,18 @@ export interface IndexSnapshot {
   close(): Promise<void>;
 }
 
+/**
+ * A batch of writeBehind: registered (point reads see it), then handed to LevelDB (`handed`; from
+ * then on nothing merges into it), then landed (removed from IndexDb.behind).
+ */
+interface Behind {
+  pending: Pending;
+  handed: boolean;
+  start: () => void;
+  written: Promise<void>;
+  landed: Promise<void>;
+}
+
 /** Bulk reads of the index or of a snapshot of it. */
 export type IndexRangeReader = Pick<IndexSnapshot, 'entryBatches'>;
 
@@ -63,7 +76,7 @@ export class IndexDb {
    * A batch handed to LevelDB and not yet landed (writeBehind): point reads see it first, range
    * reads wait for it, so a reader never sees the index older than what was acknowledged.
    */
-  private behind?: { pending: Pending; written: Promise<void>; start?: () => void };
+  private behind: Behind[] = [];
   /** The failure of a writeBehind batch: the index is behind the journal from there on (reopen). */
   private writeFailure?: unknown;
 
@@ -95,9 +108,12 @@ export class IndexDb {
   }
 
   getNow<T>(key: Buffer): T | undefined {
-    if (this.behind) {
-      const hit = this.behind.pending.get(key.toString('latin1'));
-      if (hit !== undefined) return (hit === DELETED ? undefined : hit) as T | undefined;
+    if (this.behind.length > 0) {
+      const name = key.toString('latin1');
+      for (let i = this.behind.length - 1; i >= 0; i--) { // the newest value first
+        const hit = this.behind[i].pending.get(name);
+        if (hit !== undefined) return (hit === DELETED ? undefined : hit) as T | undefined;
+      }
     }
     let raw: Buffer | undefined;
     try {
@@ -274,48 +290,75 @@ export class IndexDb {
    * order of concurrent writes). Until it lands, getNow reads through it and range reads wait for
    * it. The returned promise `landed` rejects when the write fails.
    *
-   * `deferred`: the batch is only registered (point reads see it at once); building and handing
-   * it to LevelDB waits for startBehind (the writer calls it once the next commit's fdatasync is
-   * running, so that CPU work overlaps the wait instead of delaying the acknowledgement), for any
-   * settle(), or for two event-loop turns, whichever comes first.
+   * `deferred`: the batch is only registered (point reads see it at once) and returns without
+   * waiting for anything: it is merged into a registered batch not yet handed to LevelDB (later
+   * values win, as they would in LevelDB), else queued behind the one being written. It is handed
+   * to LevelDB once startBehind (the writer calls it when the next commit's thread-pool fdatasyncs
+   * start, so that CPU work overlaps the wait), settle() or limits.indexBehindMs asked for it, and the batch
+   * before it has landed. A commit thus never waits for the previous commit's index write (with
+   * the in-thread journal flush it would: that write's completion needs this thread); at most
+   * limits.indexBehindKeysMax keys wait merged, beyond that the caller waits for them to land.
    */
   async writeBehind(pending: Pending, options: { deferred?: boolean } = {}): Promise<{ landed: Promise<void> }> {
     if (this.writeFailure) throw this.writeFailure;
-    await this.settle();
-    let behind: { pending: Pending; written: Promise<void>; start?: () => void };
-    if (options.deferred) {
-      let start!: () => void;
-      const started = new Promise<void>((resolve) => { start = resolve; });
-      behind = { pending, written: started.then(() => pendingBatch(this.db, pending).write({ sync: false })), start };
-      setImmediate(() => setImmediate(start)); // at the latest: no next commit came to overlap it
-    } else {
-      behind = { pending, written: pendingBatch(this.db, pending).write({ sync: false }) }; // an empty batch only closes
+    const last = this.behind[this.behind.length - 1];
+    if (options.deferred && last && !last.handed) {
+      if (last.pending.size + pending.size <= limits.indexBehindKeysMax) {
+        for (const [name, value] of pending) last.pending.set(name, value);
+        return { landed: last.landed };
+      }
+      await this.settle();
+    } else if (!options.deferred || this.behind.length > 1) {
+      await this.settle();
     }
-    this.behind = behind;
-    // A failed batch stays in place and fails every later writeBehind: a later batch written over
-    // it would carry a newer appliedSeq, and the next open would not replay the one that failed.
-    const landed = behind.written.then(() => {
-      if (this.behind === behind) this.behind = undefined;
+    if (this.writeFailure) throw this.writeFailure;
+    const behind = this.queueBehind(pending, this.behind[this.behind.length - 1]?.written);
+    // at the latest: no commit came to start it (unref: an exit without close replays it from the journal)
+    if (options.deferred) setTimeout(behind.start, limits.indexBehindMs).unref();
+    else behind.start(); // an empty batch only closes
+    return { landed: behind.landed };
+  }
+
+  /**
+   * A batch written once started and once `before` has landed. A failed batch stays in place and
+   * fails every later one (unwritten): a later batch written over it would carry a newer
+   * appliedSeq, and the next open would not replay the one that failed.
+   */
+  private queueBehind(pending: Pending, before: Promise<void> | undefined): Behind {
+    let start!: () => void;
+    const started = new Promise<void>((resolve) => { start = resolve; });
+    const behind: Behind = { pending, handed: false, start, written: undefined as unknown as Promise<void>, landed: undefined as unknown as Promise<void> };
+    behind.written = (async () => {
+      await started;
+      await before;
+      behind.handed = true; // built now, in this turn: nothing merges into it any more
+      await pendingBatch(this.db, behind.pending).write({ sync: false });
+    })();
+    behind.landed = behind.written.then(() => {
+      const at = this.behind.indexOf(behind);
+      if (at >= 0) this.behind.splice(at, 1);
     }, (error: unknown) => {
       this.writeFailure ??= error;
       throw error;
     });
-    landed.catch(() => undefined); // reported to whoever awaits `landed` or settle()
-    return { landed };
+    behind.landed.catch(() => undefined); // reported to whoever awaits `landed` or settle()
+    this.behind.push(behind);
+    return behind;
   }
 
-  /** Hands a deferred writeBehind batch to LevelDB now (without waiting for it to land). */
+  /** Hands the registered writeBehind batches to LevelDB now (without waiting for them to land). */
   startBehind(): void {
-    this.behind?.start?.();
+    for (const behind of this.behind) behind.start();
   }
 
-  /** Waits until a writeBehind batch has landed (rethrows its failure, every time). */
+  /** Waits until every writeBehind batch has landed (rethrows a failure, every time). */
   async settle(): Promise<void> {
-    const behind = this.behind;
-    if (!behind) return;
-    behind.start?.();
-    await behind.written; // a failure is rethrown here every time (writeFailure)
-    if (this.behind === behind) this.behind = undefined;
+    while (this.behind.length > 0) {
+      const batches = this.behind.slice();
+      for (const behind of batches) behind.start();
+      for (const behind of batches) await behind.written; // a failure is rethrown here every time (writeFailure)
+      this.behind = this.behind.filter((b) => !batches.includes(b));
+    }
   }
 
   /**

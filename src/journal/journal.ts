@@ -69,6 +69,8 @@ export class Journal {
   private pending?: {
     start: number; end: number; lastSeq: number; path: string; fresh: boolean; records: JournalRecord[];
     segment: Segment; placed: { seq: number; offset: number }[];
+    /** Written with writevDurable: already flushed when `write` returned. */
+    durable: boolean;
   };
   /** Where records start in the segments read or written lately (inline bodies are read by seq). */
   private readonly offsets = new RecordOffsets(limits.journalOffsetEntriesMax);
@@ -354,8 +356,15 @@ export class Journal {
    * Writes records (consecutive seqs, one batch: never split across segments) without making
    * them durable; `sync` does that, `abort` takes them back. The group-commit writer runs this
    * journal's sync and the packs' sync at the same time.
+   *
+   * `durable`: the write and its fdatasync are one call (FileHandle.writevDurable: in the calling
+   * thread when small), for a batch with nothing else to sync (one delivery with an inline body).
+   * `sync` must still be called: it does the bookkeeping (and nothing more for such a batch).
+   * A fresh segment takes the two-step path (its directory entry needs an fsync as well).
+   * `written` is called once the bytes are written, before any flush (a synchronous replica's
+   * round goes out there), and not at all when the write fails.
    */
-  async write(records: JournalRecord[]): Promise<void> {
+  async write(records: JournalRecord[], options: { durable?: boolean; written?: () => void } = {}): Promise<void> {
     if (this.poisoned) throw this.poisoned;
     assert(!this.pending, 'journal write while another is not yet synced');
     if (records.length === 0) return;
@@ -382,13 +391,18 @@ export class Journal {
     const path = this.path(segment);
     const fresh = this.freshSegment;
     for (const p of placed) p.offset += start;
-    this.pending = { start: fresh ? 0 : start, end: start + dataBytes, lastSeq: records[records.length - 1].seq, path, fresh, records, segment, placed };
+    const durable = options.durable === true && !fresh;
+    this.pending = { start: fresh ? 0 : start, end: start + dataBytes, lastSeq: records[records.length - 1].seq, path, fresh, records, segment, placed, durable };
     const filler = this.preallocation(start + dataBytes);
     try {
       if (!this.writeHandle) this.writeHandle = await this.fs.open(path, 'readWrite');
       const parts = fresh ? [encodeSegmentHeader(this.storeId, segment.firstSeq), ...data] : data;
       if (filler > 0) parts.push(fillerBytes(start + dataBytes, filler));
-      await this.writeHandle.writev(parts, fresh ? 0 : start);
+      if (durable) await this.writeHandle.writevDurable(parts, start, options.written);
+      else {
+        await this.writeHandle.writev(parts, fresh ? 0 : start);
+        options.written?.();
+      }
       this.allocatedEnd = Math.max(this.allocatedEnd, start + dataBytes + filler);
     } catch (error) {
       const failure = fromSystemError(error, 'writing journal', path);
@@ -413,7 +427,7 @@ export class Journal {
     const pending = this.pending;
     if (!pending) return;
     try {
-      await this.writeHandle!.sync();
+      if (!pending.durable) await this.writeHandle!.sync();
       if (pending.fresh) await this.fs.syncDir(this.dir);
     } catch (error) {
       const failure = fromSystemError(error, 'writing journal', pending.path);

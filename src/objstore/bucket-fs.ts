@@ -213,8 +213,9 @@ class MemoryFile implements FileHandle {
     }
   }
 
-  async writevDurable(parts: Buffer[], position: number): Promise<void> {
+  async writevDurable(parts: Buffer[], position: number, written?: () => void): Promise<void> {
     await this.writev(parts, position);
+    written?.();
     await this.sync();
   }
 

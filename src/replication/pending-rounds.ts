@@ -94,11 +94,15 @@ export class PendingRounds {
     this.length = limits.replicaPendingFileBytes;
   }
 
-  /** Writes and fdatasyncs the round (and the end mark after it); the caller acknowledges it afterwards. */
-  async add(round: TentativeRound): Promise<void> {
+  /**
+   * Writes and fdatasyncs the round (and the end mark after it); the caller acknowledges it
+   * afterwards. `wire`: the tentative message's CBOR as it arrived, written as is (its `t` and `c`
+   * are ignored when the file is read), so the round is not encoded a second time.
+   */
+  async add(round: TentativeRound, wire?: Buffer): Promise<void> {
     if (this.length < limits.replicaPendingFileBytes) await this.preallocate();
     if (this.stale || (this.idle && this.full)) await this.clear();
-    const body = encodeCbor(encodeRound(round));
+    const body = wire ?? encodeCbor(encodeRound(round));
     const head = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
     head.writeUInt32BE(body.length, 0);
     head.writeUInt32BE(crc32(body), 4);

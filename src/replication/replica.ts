@@ -25,6 +25,9 @@ import { notePacksToRemove, packsRemovedIn, removeNotedPacks } from './pack-remo
 import { PENDING_FILE, PendingRounds, decodeRound, lastSeqOf, type TentativeRound, type Wire } from './pending-rounds.js';
 import { connect, type Connection, type Log, type Message } from './transport.js';
 
+/** The replica keeps a tentative round's received bytes: its pending file takes them as they came. */
+const TENTATIVE_RAW: ReadonlySet<string> = new Set(['tentative']);
+
 export interface ReplicaOptions {
   /** The primary's --replication-listen address (host:port). */
   primary: string;
@@ -196,7 +199,7 @@ class Replica {
   private async run(): Promise<void> {
     while (!this.stopped) {
       try {
-        this.connection = await connect(this.primary, this.psk);
+        this.connection = await connect(this.primary, this.psk, TENTATIVE_RAW);
         await this.session(this.connection);
       } catch (error) {
         this.attempted?.();
@@ -262,7 +265,7 @@ class Replica {
         if (message.c !== undefined) this.noteCommit(connection, Number(message.c)); // the rounds before it
         const round = decodeRound(message as unknown as Wire);
         if (this.pending.full) await this.commitNow(); // then the file is emptied before this round lands (if every round in it has committed)
-        await this.holdTentative(connection, round);
+        await this.holdTentative(connection, round, connection.rawOf(message));
         return connection.send({ t: 'ack', seq: lastSeqOf(round), pending: true });
       }
       case 'commit':
@@ -288,9 +291,9 @@ class Replica {
    * primary is told why (its log says so; its change waits for this replica per --sync-fallback),
    * and the session ends: the next one gets the round as the primary's committed records.
    */
-  private async holdTentative(connection: Connection, round: TentativeRound): Promise<void> {
+  private async holdTentative(connection: Connection, round: TentativeRound, raw: Buffer | undefined): Promise<void> {
     try {
-      await this.pending.add(round);
+      await this.pending.add(round, raw);
     } catch (error) {
       const failure = fromSystemError(error, `making tentative round ${lastSeqOf(round)} durable in`, PENDING_FILE);
       await connection.send({ t: 'error', code: failure.code, message: failure.message }).catch(() => undefined);

@@ -45,6 +45,11 @@ export class SyncGate implements ReplicationGate {
     return () => this.listeners.delete(listener);
   }
 
+  /** Whether any synchronous replica listens for tentative rounds (none: commits skip `written`). */
+  listening(): boolean {
+    return this.listeners.size > 0;
+  }
+
   written(records: JournalRecord[], opsBySeq: Op[][], packBatch: PackBatch): void {
     for (const l of this.listeners) l.written(records, opsBySeq, packBatch);
   }

@@ -17,6 +17,7 @@ const TLS_OPTIONS = {
 const PSK_IDENTITY = 'mailstore-node';
 
 export type Message = { t: string } & Record<string, unknown>;
+const NO_TYPES: ReadonlySet<string> = new Set();
 export type Log = (line: string) => void;
 
 /** host:port or [v6]:port. */
@@ -36,6 +37,8 @@ export class Connection {
   /** Bytes of the frames in `queue`: past limits.replicationQueueBytesMax the socket is paused (flow control). */
   private queuedBytes = 0;
   private readonly sizes = new WeakMap<Message, number>();
+  /** The CBOR bytes a message arrived as, for the types asked to keep them (rawOf). */
+  private readonly raws = new WeakMap<Message, Buffer>();
   private waiting?: { resolve: (m: Message | undefined) => void; reject: (e: unknown) => void };
   private ended = false;
   private failure?: Error;
@@ -45,7 +48,11 @@ export class Connection {
   readonly done: Promise<void>;
   private markDone!: () => void;
 
-  constructor(readonly socket: tls.TLSSocket, readonly remote: string) {
+  /**
+   * @param keepRaw message types whose received bytes rawOf() returns (a replica writes a
+   *   tentative round to its pending file as it came, instead of encoding it again)
+   */
+  constructor(readonly socket: tls.TLSSocket, readonly remote: string, private readonly keepRaw: ReadonlySet<string> = NO_TYPES) {
     this.done = new Promise((resolve) => { this.markDone = resolve; });
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.finish());
@@ -61,7 +68,11 @@ export class Connection {
     const head = Buffer.allocUnsafe(4);
     head.writeUInt32BE(body.length, 0);
     return new Promise((resolve, reject) => {
-      const flushed = this.socket.write(Buffer.concat([head, body]), (error) => (error ? reject(error) : undefined));
+      // corked: one TLS write of both parts, without first copying a round's bodies into one buffer
+      this.socket.cork();
+      this.socket.write(head);
+      const flushed = this.socket.write(body, (error) => (error ? reject(error) : undefined));
+      this.socket.uncork();
       if (flushed) resolve();
       else this.socket.once('drain', resolve);
     });
@@ -94,6 +105,11 @@ export class Connection {
         reject: (e) => { clearTimeout(timer); reject(e); },
       };
     });
+  }
+
+  /** The bytes a message of a keepRaw type arrived as (its CBOR, without the length). */
+  rawOf(message: Message): Buffer | undefined {
+    return this.raws.get(message);
   }
 
   /** Like next, but a closed connection or an error message is an error. */
@@ -133,7 +149,9 @@ export class Connection {
       this.buffered = rest.length;
       let message: Message;
       try {
-        message = decodeCbor<Message>(all.subarray(4, 4 + length));
+        const raw = all.subarray(4, 4 + length);
+        message = decodeCbor<Message>(raw);
+        if (this.keepRaw.has(message.t)) this.raws.set(message, raw);
       } catch (error) {
         this.finish(new MailstoreError('INVALID', `${this.remote} sent an undecodable frame`, { cause: error }));
         this.socket.destroy();
@@ -215,7 +233,7 @@ export function listen(address: string, psk: Buffer, onConnection: (connection: 
 }
 
 /** Connects to a node; UNAVAILABLE when it cannot be reached, REFUSED when the handshake fails (wrong key). */
-export function connect(address: string, psk: Buffer): Promise<Connection> {
+export function connect(address: string, psk: Buffer, keepRaw?: ReadonlySet<string>): Promise<Connection> {
   const { host, port } = parseAddress(address);
   return new Promise((resolve, reject) => {
     const socket = tls.connect({
@@ -227,7 +245,7 @@ export function connect(address: string, psk: Buffer): Promise<Connection> {
     socket.once('secureConnect', () => {
       clearTimeout(timer);
       socket.removeAllListeners('error');
-      resolve(new Connection(socket, address));
+      resolve(new Connection(socket, address, keepRaw));
     });
     socket.once('error', (error: NodeJS.ErrnoException) => {
       clearTimeout(timer);

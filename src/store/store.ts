@@ -106,6 +106,8 @@ export interface ReplicationGate {
   afterDurable(lastSeq: number): Promise<void> | undefined;
   /** WriterHooks.onWritten: a batch about to be written and synced here (synchronous replicas take it as tentative meanwhile). */
   written?(records: JournalRecord[], opsBySeq: Op[][], packBatch: PackBatch): void;
+  /** Whether `written` has anyone to tell now (absent: always); when not, a commit skips it (writer.ts wantsWritten). */
+  listening?(): boolean;
   /** WriterHooks.onWriteFailed. */
   writeFailed?(): void;
   /** After every committed batch (its tentative rounds may be committed on the replicas). */
@@ -223,6 +225,7 @@ export class Store implements MailStore {
       },
       afterDurable: (lastSeq) => this.gate?.afterDurable(lastSeq),
       onWritten: (records, opsBySeq, packBatch) => this.gate?.written?.(records, opsBySeq, packBatch),
+      wantsWritten: () => this.gate?.written !== undefined && (this.gate.listening?.() ?? true),
       onWriteFailed: () => this.gate?.writeFailed?.(),
     });
     // a read whose pack compaction retired meanwhile finds the blob's new copy here

@@ -89,6 +89,11 @@ export interface WriterHooks {
    * commits on the replica only when this store says it committed.
    */
   onWritten?: (records: JournalRecord[], opsBySeq: Op[][], packBatch: PackBatch) => void;
+  /**
+   * Whether onWritten has anyone to tell now (a synchronous replica is connected); absent: always.
+   * When not, a batch with no pack bytes is written and flushed in one call (writeJournalOnly).
+   */
+  wantsWritten?: () => boolean;
   /** The batch passed to onWritten did not commit (a sync here failed). */
   onWriteFailed?: () => void;
 }
@@ -183,6 +188,10 @@ export class Writer {
    * such a batch was never acknowledged.
    */
   private async write(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][]): Promise<void> {
+    if (packBatch.blobs.length === 0) {
+      if (!(this.hooks.onWritten && (this.hooks.wantsWritten?.() ?? true))) return this.writeJournalOnly(records);
+      return this.writeJournalOnlyReplicated(records, opsBySeq, packBatch);
+    }
     await this.packs.write(packBatch);
     try {
       await this.journal.write(records);
@@ -203,6 +212,43 @@ export class Writer {
       const error = packs.status === 'rejected' ? packs.reason : (journal as PromiseRejectedResult).reason;
       await this.packs.abort();
       await this.journal.abort(error as MailstoreError);
+      throw error;
+    }
+  }
+
+  /**
+   * A batch with no pack bytes (a delivery whose body is inline, a flag change) and no synchronous
+   * replica to tell: the journal's write and its fdatasync are one call, in this thread when the
+   * write is small (FileHandle.writevDurable) — the shape of floor-sync-one-zeroed. Awaiting a
+   * thread-pool fdatasync instead cost a worker wake-up, an event-loop turn and, on a loaded
+   * machine, a preemption of this thread per delivery (docs/FORMAT.md, "Journal commit cost").
+   * The index writes of such commits are not started here: waking a pool thread just before the
+   * flush handed it this thread's CPU on a loaded machine (p50 0.97 -> 3.1 ms, nice 19, load 18);
+   * they merge and go to LevelDB together (IndexDb.writeBehind, limits.indexBehindMs).
+   */
+  private async writeJournalOnly(records: JournalRecord[]): Promise<void> {
+    await this.journal.write(records, { durable: true });
+    await this.journal.sync(); // bookkeeping only (and the directory fsync of a fresh segment)
+  }
+
+  /**
+   * writeJournalOnly with synchronous replicas listening: the round goes out between our write
+   * and our flush (FileHandle.writevDurable's `written`), so a write that fails here still fails
+   * before any round went out, and the replica's write, fdatasync and ack run while this thread
+   * flushes (the ack waits in the socket until the flush returns). The replica holds the round as
+   * tentative until this batch commits here; if our flush fails, it is told (onWriteFailed).
+   */
+  private async writeJournalOnlyReplicated(records: JournalRecord[], opsBySeq: Op[][], packBatch: PackBatch): Promise<void> {
+    let sent = false;
+    const written = (): void => {
+      sent = true;
+      this.hooks.onWritten!(records, opsBySeq, packBatch);
+    };
+    try {
+      await this.journal.write(records, { durable: true, written });
+      await this.journal.sync(); // bookkeeping only (and the directory fsync of a fresh segment)
+    } catch (error) {
+      if (sent) this.hooks.onWriteFailed?.();
       throw error;
     }
   }

@@ -67,7 +67,7 @@ describe('a replica whose REPLICATION-PENDING write fails', () => {
   for (const fallback of ['refuse', 'async'] as const) {
     it(`with --sync-fallback ${fallback} and the replica failing for longer than the wait: ${fallback === 'refuse' ? 'UNAVAILABLE saying it may have committed' : 'acknowledged and counted unprotected'}`, async () => {
       const faults = new FaultFileSystem();
-      const { pair } = await syncPair(faults, fallback, 300);
+      const { pair } = await syncPair(faults, fallback, 2_000);
       const { primaryStore, primary } = pair;
       try {
         faults.failAll('EIO', { pathPrefix: join(pair.replica.store.root, sep), ops: ['write', 'sync'] }); // the replica's disk fails: no round is durable there
@@ -105,7 +105,7 @@ describe("a replica whose pending round's in-thread fdatasync fails EIO (the rea
       const faults = new FaultFileSystem();
       let started: Awaited<ReturnType<typeof syncPair>> | undefined;
       try {
-        started = await syncPair(faults, fallback, 300);
+        started = await syncPair(faults, fallback, 2_000);
         const { pair, lines } = started;
         const { primaryStore, primary } = pair;
         const acknowledged = new Map([[1, 0], [(await primaryStore.append('INBOX', msg(1))).uid, 1]]); // uid -> msg; a tentative round: the file is preallocated now
@@ -114,7 +114,7 @@ describe("a replica whose pending round's in-thread fdatasync fails EIO (the rea
         const outcome = await primaryStore.append('INBOX', msg(2)).catch((e: unknown) => e);
         const failedSeq = primaryStore.changes.lastSeq; // committed on the primary either way
         expect(faults.firedFaults().map((f) => `${f.kind} ${f.code} ${f.path}`)).toEqual([`sync EIO ${pendingPath}`]);
-        await until(() => lines.some((l) => new RegExp(`reports: .*tentative round ${failedSeq} durable in ${PENDING_FILE}: .*EIO`).test(l)), 5_000, "the primary's log line");
+        await until(() => lines.some((l) => new RegExp(`reports: .*tentative round ${failedSeq} durable in ${PENDING_FILE}: .*EIO`).test(l)), 15_000, "the primary's log line");
         const state = (await primary.status()).replicas;
         expect(state).toHaveLength(1);
         expect(state[0].seq).toBeLessThan(failedSeq); // the replica never acknowledged the round

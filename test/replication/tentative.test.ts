@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { join, sep } from 'node:path';
 import { Store } from '../../src/store/store.js';
-import type { FileSystem } from '../../src/fs/filesystem.js';
+import type { FileHandle, FileSystem } from '../../src/fs/filesystem.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica, type ReplicaHandle } from '../../src/replication/replica.js';
@@ -16,9 +16,13 @@ import { lastSeqOf, readPendingRounds } from '../../src/replication/pending-roun
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf, keyFile, msg, quiet, samePacks, until } from './helpers.js';
 
-/** nodeFileSystem whose next journal fsync (`sync`) or write (`write`: write or writev), once armed, runs `hook` (which may throw or hang) instead. */
-function journalFaultFs(member: 'sync' | 'write'): { fs: FileSystem; arm: (hook: () => Promise<void>) => void } {
+/**
+ * nodeFileSystem whose next journal fsync (`sync`) or write (`write`: write or writev), once armed, runs `hook` (which may throw or hang) instead;
+ * writevDurable (write and flush in one call) fails in its write or in its flush likewise.
+ */
+function journalFaultFs(member: 'sync' | 'write'): { fs: FileSystem; arm: (hook: () => Promise<void>) => void; fired: () => string | undefined } {
   let armed: (() => Promise<void>) | undefined;
+  let fired: string | undefined;
   const journal = `${sep}journal${sep}`;
   const fs = new Proxy(nodeFileSystem, {
     get(target, name, receiver) {
@@ -30,11 +34,27 @@ function journalFaultFs(member: 'sync' | 'write'): { fs: FileSystem; arm: (hook:
         return new Proxy(handle, {
           get(h, key) {
             const value = Reflect.get(h, key, h);
+            if (key === 'writevDurable') {
+              // an inline delivery's write and flush in one call: a write fault comes before its
+              // `written` (the round is not sent), a sync fault after it (the round went out)
+              return async (parts: Buffer[], position: number, written?: () => void) => {
+                const hook = armed;
+                if (!hook) return (value as FileHandle['writevDurable']).call(h, parts, position, written);
+                armed = undefined;
+                fired = 'writevDurable';
+                if (member === 'sync') {
+                  await h.writev(parts, position);
+                  written?.();
+                }
+                return hook();
+              };
+            }
             const hooked = member === 'write' ? key === 'write' || key === 'writev' : key === member;
             if (!hooked) return typeof value === 'function' ? value.bind(h) : value;
             return async (...args: unknown[]) => {
               const hook = armed;
               armed = undefined;
+              if (hook) fired = String(key);
               if (hook) return hook();
               return (value as (...a: unknown[]) => Promise<void>).apply(h, args);
             };
@@ -43,7 +63,7 @@ function journalFaultFs(member: 'sync' | 'write'): { fs: FileSystem; arm: (hook:
       };
     },
   }) as FileSystem;
-  return { fs, arm: (hook) => { armed = hook; } };
+  return { fs, arm: (hook) => { armed = hook; }, fired: () => fired };
 }
 
 /** Until the replica holds seq as a tentative round, durable in its pending file. */
@@ -82,6 +102,8 @@ describe('tentative rounds of a synchronous replica', () => {
           throw Object.assign(new Error(`EIO: injected journal ${failing} failure`), { code: 'EIO' });
         });
         expect(await codeOf(primaryStore.append('INBOX', msg(3)))).toBe('IO');
+        // a small delivery is written and flushed in one call, with the round sent in between
+        expect(faults.fired()).toBe('writevDurable');
         expect(primaryStore.changes.lastSeq).toBe(committed);
         if (failing === 'write') expect((await readPendingRounds(replica.store)).rounds.some((r) => lastSeqOf(r) === doomed)).toBe(false);
         // never committed or shown on the replica

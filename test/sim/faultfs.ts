@@ -689,9 +689,10 @@ class FaultFileHandle implements FileHandle {
    * calls (in the calling thread for a small write), after the real write, so the real code meets
    * it as it would the kernel's EIO. Over another inner, the write and sync are made as two calls.
    */
-  async writevDurable(parts: Buffer[], position: number): Promise<void> {
+  async writevDurable(parts: Buffer[], position: number, written?: () => void): Promise<void> {
     if (!this.owner.flushesReachable) {
       await this.writev(parts, position);
+      written?.();
       await this.sync();
       return;
     }
@@ -706,7 +707,7 @@ class FaultFileHandle implements FileHandle {
       const info = this.owner.beginMutation({ kind: 'sync', path: this.path });
       this.owner.throwIfFault(info);
       synced = { info, coversUpTo: this.owner.logLength };
-    }, () => this.inner.writevDurable(parts, position));
+    }, () => this.inner.writevDurable(parts, position, written));
     if (synced) this.owner.recordData(this.ino, synced.info, { kind: 'sync', coversUpTo: synced.coversUpTo });
   }
 

@@ -85,16 +85,18 @@ describe('index writes behind the commit', () => {
     };
     const result = await store.append('INBOX', msg('durable'));
     expect(result.uid).toBe(1);
-    // that batch is handed to LevelDB while the next commit's fdatasync runs, so the next append
-    // may still be acknowledged (durable in the journal) before the failure stops the store
+    // that batch is handed to LevelDB while a later commit's fdatasync runs, or within
+    // limits.indexBehindMs (one-file commits let the index writes of a few ms merge), so appends
+    // may still be acknowledged (durable in the journal) until the failure stops the store
     const acknowledged = ['durable'];
     let closed: unknown;
-    for (let i = 0; i < 3 && closed === undefined; i++) {
+    const deadline = Date.now() + 10_000;
+    for (let i = 0; closed === undefined && Date.now() < deadline; i++) {
       await store.append('INBOX', msg(`after ${i}`)).then(() => { acknowledged.push(`after ${i}`); }, (e: unknown) => { closed = e; });
     }
     expect(closed).toBeInstanceOf(MailstoreError);
     expect((closed as MailstoreError).code).toBe('CLOSED');
-    expect(acknowledged.length).toBeLessThanOrEqual(2);
+    expect(acknowledged.length).toBeGreaterThanOrEqual(1);
     await store.close().catch(() => undefined);
     const reopened = await Store.open(dir);
     expect((await reopened.status('INBOX')).messages).toBe(acknowledged.length); // every acknowledged append, replayed

@@ -1,0 +1,135 @@
+// One-sync delivery (issue 12 point 4): a commit with nothing but its journal record to make
+// durable (an inline delivery) writes and flushes it in one call (FileHandle.writevDurable, in the
+// calling thread), and its index batch merges with the next ones instead of making the next
+// commit wait for it (IndexDb.writeBehind, deferred). Nothing acknowledged is ever invisible.
+import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { Store } from '../../src/store/store.js';
+import { IndexDb } from '../../src/index/index-db.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import type { FileHandle, FileSystem, OpenMode } from '../../src/fs/filesystem.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const msg = (text: string, bytes = 0) => Buffer.concat([Buffer.from(`Subject: ${text}\r\n\r\n${text}\r\n`), Buffer.alloc(bytes, 0x61)]);
+
+/** Counts, per directory (journal, packs), the two ways a file is flushed. */
+function countingFs(): { fs: FileSystem; flushes: Map<string, { sync: number; writevDurable: number }> } {
+  const flushes = new Map<string, { sync: number; writevDurable: number }>();
+  const count = (path: string, how: 'sync' | 'writevDurable') => {
+    const dir = path.split('/').at(-2)!;
+    const entry = flushes.get(dir) ?? { sync: 0, writevDurable: 0 };
+    entry[how]++;
+    flushes.set(dir, entry);
+  };
+  const wrap = (handle: FileHandle): FileHandle => new Proxy(handle, {
+    get(target, property) {
+      if (property === 'sync') return () => { count(target.path, 'sync'); return target.sync(); };
+      if (property === 'writevDurable') return (parts: Buffer[], at: number) => { count(target.path, 'writevDurable'); return target.writevDurable(parts, at); };
+      const value = Reflect.get(target, property);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  const fs = new Proxy(nodeFileSystem, {
+    get(target, property) {
+      if (property === 'open') return async (path: string, mode: OpenMode) => wrap(await target.open(path, mode));
+      const value = Reflect.get(target, property);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  return { fs, flushes };
+}
+
+describe('one-sync delivery', () => {
+  it('an inline delivery is one writevDurable of the journal and no other flush; a body in a pack still syncs both files', async () => {
+    const dir = tmpDir();
+    const { fs, flushes } = countingFs();
+    const store = await Store.open(dir, { create: true, fs, inlineBodyBytesMax: 4096 });
+    await store.createMailbox('INBOX');
+    await store.append('INBOX', msg('first')); // the segment may be fresh here (two-step path)
+    flushes.clear();
+    for (let i = 0; i < 10; i++) await store.append('INBOX', msg(`inline ${i}`));
+    expect(flushes.get('journal')).toEqual({ sync: 0, writevDurable: 10 });
+    expect(flushes.get('packs')).toBeUndefined();
+    flushes.clear();
+    await store.append('INBOX', msg('big', 8000));
+    expect(flushes.get('journal')).toEqual({ sync: 1, writevDurable: 0 });
+    expect(flushes.get('packs')?.sync).toBeGreaterThanOrEqual(1);
+    for (let i = 0; i < 10; i++) expect((await store.fetch('INBOX', i + 2)).toString()).toContain(`inline ${i}`);
+    await store.close();
+    const reopened = await Store.open(dir);
+    expect((await reopened.status('INBOX')).messages).toBe(12);
+    expect((await reopened.fetch('INBOX', 12)).equals(msg('big', 8000))).toBe(true);
+    await reopened.close();
+  });
+
+  it('deferred index batches merge while none is handed to LevelDB: reads see the newest value, one LevelDB write lands them all', async () => {
+    const db = await IndexDb.open(join(tmpDir(), 'index'), true);
+    type Chained = { write(options?: unknown): Promise<void> };
+    const level = (db as unknown as { db: { batch(): Chained } }).db;
+    const realBatch = level.batch.bind(level);
+    let batches = 0;
+    level.batch = () => { batches++; return realBatch(); };
+    const key = (name: string) => Buffer.from(name);
+    const landed: Promise<void>[] = [];
+    for (let i = 0; i < 5; i++) {
+      const pending = new Map<string, unknown>([['counter', { n: i }], [`k${i}`, { n: i }]]);
+      landed.push((await db.writeBehind(pending, { deferred: true })).landed);
+      expect(db.getNow(key('counter'))).toEqual({ n: i }); // the newest value, before anything landed
+    }
+    expect(batches).toBe(0); // nothing was handed to LevelDB yet: the five wait merged
+    await db.settle();
+    await Promise.all(landed);
+    expect(batches).toBe(1);
+    expect(db.getNow(key('counter'))).toEqual({ n: 4 });
+    for (let i = 0; i < 5; i++) expect(db.getNow(key(`k${i}`))).toEqual({ n: i });
+    await db.close();
+  });
+
+  it('a merged index batch whose LevelDB write fails fails every caller that merged into it and every later write', async () => {
+    const db = await IndexDb.open(join(tmpDir(), 'index'), true);
+    type Chained = { write(options?: unknown): Promise<void>; close(): Promise<void> };
+    const level = (db as unknown as { db: { batch(): Chained } }).db;
+    const realBatch = level.batch.bind(level);
+    level.batch = () => {
+      const batch = realBatch();
+      batch.write = async () => { await batch.close(); throw Object.assign(new Error('EIO: simulated LevelDB write failure'), { code: 'EIO' }); };
+      return batch;
+    };
+    const a = await db.writeBehind(new Map([['a', 1]]), { deferred: true });
+    const b = await db.writeBehind(new Map([['b', 2]]), { deferred: true });
+    await expect(db.settle()).rejects.toThrow(/EIO/);
+    await expect(a.landed).rejects.toThrow(/EIO/);
+    await expect(b.landed).rejects.toThrow(/EIO/);
+    await expect(db.writeBehind(new Map([['c', 3]]), { deferred: true })).rejects.toThrow(/EIO/);
+    await db.close().catch(() => undefined);
+  });
+
+  it('a batch queued behind one being written is written after it, never before (the newest value wins in LevelDB)', async () => {
+    const db = await IndexDb.open(join(tmpDir(), 'index'), true);
+    type Chained = { write(options?: unknown): Promise<void> };
+    const level = (db as unknown as { db: { batch(): Chained } }).db;
+    const realBatch = level.batch.bind(level);
+    let release!: () => void;
+    const held = new Promise<void>((r) => { release = r; });
+    const order: number[] = [];
+    let n = 0;
+    level.batch = () => {
+      const batch = realBatch();
+      const which = n++;
+      const write = batch.write.bind(batch);
+      batch.write = async (options) => { if (which === 0) await held; order.push(which); return write(options); };
+      return batch;
+    };
+    await db.writeBehind(new Map([['x', { v: 1 }]]), { deferred: true });
+    db.startBehind(); // handed to LevelDB; its write is held
+    await new Promise((r) => setImmediate(r));
+    await db.writeBehind(new Map([['x', { v: 2 }]]), { deferred: true }); // does not wait for the first
+    db.startBehind();
+    expect(db.getNow(Buffer.from('x'))).toEqual({ v: 2 });
+    release();
+    await db.settle();
+    expect(order).toEqual([0, 1]);
+    expect(db.getNow(Buffer.from('x'))).toEqual({ v: 2 });
+    await db.close();
+  });
+});
