@@ -71,10 +71,28 @@ class Link {
     });
   }
 
-  /** Sends frames one call at a time, so a call's chunks never interleave with the next call (chains keep their order). */
-  enqueue(send: () => Promise<void>): Promise<void> {
-    const run = this.queue.then(send);
-    this.queue = run.catch(() => undefined);
+  /**
+   * Sends frames one call at a time, so a call's chunks never interleave with the next call (chains
+   * keep their order). With nothing queued, `send` runs now, and undefined says it is done (its one
+   * frame written: no turn of the event loop on the way to the socket, issue 13's client p50).
+   */
+  enqueue(send: () => Promise<void> | undefined): Promise<void> | undefined {
+    if (this.queued > 0) return this.track(this.queue.then(send));
+    let run: Promise<void> | undefined;
+    try {
+      run = send();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return run && this.track(run);
+  }
+
+  /** Sends still under way (queued or waiting for the socket to drain). */
+  private queued = 0;
+
+  private track(run: Promise<void>): Promise<void> {
+    this.queued++;
+    this.queue = run.then(() => { this.queued--; }, () => { this.queued--; });
     return run;
   }
 }
@@ -283,7 +301,12 @@ export class Client implements MailStore, ProcedureRunner {
   private start(link: Link, id: number, pending: Pending, method: string, args: unknown[]): void {
     link.pending.set(id, pending);
     this.armTimeout(link, id, pending, method);
-    link.enqueue(() => link.transport.sendValue({ t: 'call', id, m: method }, args))
+    const sending = link.enqueue(() => link.transport.sendValueSoon({ t: 'call', id, m: method }, args));
+    if (sending === undefined) {
+      pending.sent = true;
+      return;
+    }
+    sending
       .then(() => { pending.sent = true; })
       .catch((error: unknown) => {
         if (!link.pending.has(id)) return;
@@ -308,9 +331,10 @@ export class Client implements MailStore, ProcedureRunner {
     pending.timer.unref();
   }
 
-  private async call<T>(method: string, args: unknown[], mutating = MUTATING_METHODS.has(method)): Promise<T> {
-    const link = await this.currentLink();
-    return this.send<T>(link, method, args, mutating);
+  private call<T>(method: string, args: unknown[], mutating = MUTATING_METHODS.has(method)): Promise<T> {
+    const link = this.link;
+    if (link && !link.dead && !this.closed) return this.send<T>(link, method, args, mutating); // no await: the frame goes out now
+    return this.currentLink().then((fresh) => this.send<T>(fresh, method, args, mutating));
   }
 
   private async *listing<T>(method: string, args: unknown[], mutating: boolean, onCorrupt?: ReadMessagesOptions['onCorrupt']): AsyncGenerator<T> {

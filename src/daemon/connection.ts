@@ -193,12 +193,17 @@ export class DaemonConnection {
     return [args[0], { ...options, onCorrupt }];
   }
 
-  private async reply(id: number, value: unknown): Promise<void> {
-    try {
-      await this.transport.sendValue({ t: 'res', id }, value);
-    } catch (error) {
+  /** The answer, written at once when it can (transport.sendValueSoon: no extra turn before the client hears). */
+  private reply(id: number, value: unknown): Promise<void> | undefined {
+    const gone = (error: unknown): void => {
       if (this.transport.closed) return; // the client went away; the call's effect stands
       throw error;
+    };
+    try {
+      return this.transport.sendValueSoon({ t: 'res', id }, value)?.catch(gone);
+    } catch (error) {
+      gone(error);
+      return undefined;
     }
   }
 

@@ -13,11 +13,11 @@ import { crc32 } from 'node:zlib';
 import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { ensureDir } from '../fs/durable.js';
-import { createHasher } from '../hash/blake3.js';
+import { createHasher, type Hasher } from '../hash/blake3.js';
 import { INDEX_FORMAT_NAME, decodeCbor, encodeCbor, reframeFormat1, valueChecksumHolds } from '../index/codec.js';
 import { keys } from '../keys/index-keys.js';
 import { SPACE } from '../keys/tuple.js';
-import { RECORD_HEADER_BYTES, decodeRecordHeader, encodeRecord } from '../journal/journal-format.js';
+import { RECORD_HEADER_BYTES, decodeRecordHeader, encodeRecord, encodeRecordHeader } from '../journal/journal-format.js';
 import { limits } from '../limits.js';
 import type { JournalPayload, Op } from './records.js';
 
@@ -160,16 +160,8 @@ export async function writeSnapshotFile(fs: FileSystem, root: string, storeId: B
 async function writeFrames(handle: FileHandle, storeId: Buffer, seq: number, entries: RawEntryBatches): Promise<{ bytes: number; counts: SnapshotCounts }> {
   const hasher = await createHasher();
   const counts: SnapshotCounts = { records: 0, mailboxes: 0, messages: 0, blobs: 0, entries: 0 };
-  const out = new ChunkWriter(handle);
-  const header = encodeHeader(storeId, seq, SNAPSHOT_FORMAT_VERSION);
-  hasher.update(header);
-  await out.add(header);
-  const record = new RecordBuilder(limits.snapshotRecordBytes);
-  const emit = async () => {
-    const frame = encodeRecord(++counts.records, record.take());
-    hasher.update(frame);
-    await out.add(frame);
-  };
+  const out = new RecordWriter(handle, hasher, limits.snapshotWriteChunkBytes, limits.snapshotRecordBytes);
+  await out.raw(encodeHeader(storeId, seq, SNAPSHOT_FORMAT_VERSION));
   let previous: Buffer | undefined;
   for await (const batch of entries) {
     for (const [key, value] of batch) {
@@ -177,15 +169,14 @@ async function writeFrames(handle: FileHandle, storeId: Buffer, seq: number, ent
       if (!valueChecksumHolds(key, value)) {
         throw new MailstoreError('CORRUPT', `index value for key ${key.toString('hex')} fails its checksum: no snapshot written; run 'mailstore reconstruct' to rebuild the index from the journal`, { path: key.toString('hex') });
       }
-      if (record.full(key, value)) await emit();
-      record.add(key, value);
+      await out.entry(key, value);
       countEntry(counts, key);
       previous = key;
     }
   }
-  if (!record.empty) await emit();
+  counts.records = await out.endRecord();
   const trailer: TrailerPayload = { trailer: { ...counts, seq, digest: hasher.digest() } };
-  await out.add(encodeRecord(counts.records + 1, Buffer.concat([Buffer.of(KIND_TRAILER), encodeCbor(trailer)])));
+  await out.raw(encodeRecord(counts.records + 1, Buffer.concat([Buffer.of(KIND_TRAILER), encodeCbor(trailer)])), false);
   return { bytes: await out.finish(), counts };
 }
 
@@ -204,65 +195,87 @@ function count(counts: SnapshotCounts, op: Op): void {
   else if (op.op === 'state.blobs') counts.blobs += op.blobs.length;
 }
 
-/** One format 2 entries record being filled: 'E', then per entry key length u16, value length u32, key, value. */
-class RecordBuilder {
-  private parts: Buffer[] = [Buffer.of(KIND_ENTRIES)];
-  private bytes = 1;
-
-  constructor(private readonly bytesMax: number) {}
-
-  get empty(): boolean {
-    return this.parts.length === 1;
-  }
-
-  /** Adding this entry would pass the record's size (a record holds one entry at least). */
-  full(key: Buffer, value: Buffer): boolean {
-    return !this.empty && this.bytes + ENTRY_HEAD_BYTES + key.length + value.length > this.bytesMax;
-  }
-
-  add(key: Buffer, value: Buffer): void {
-    assert(key.length > 0 && key.length <= 0xffff, `an index key of ${key.length} bytes`);
-    const head = Buffer.allocUnsafe(ENTRY_HEAD_BYTES);
-    head.writeUInt16BE(key.length, 0);
-    head.writeUInt32BE(value.length, 2);
-    this.parts.push(head, key, value);
-    this.bytes += ENTRY_HEAD_BYTES + key.length + value.length;
-  }
-
-  take(): Buffer {
-    const payload = Buffer.concat(this.parts, this.bytes);
-    this.parts = [Buffer.of(KIND_ENTRIES)];
-    this.bytes = 1;
-    return payload;
-  }
-}
-
-/** Buffered sequential writes in pieces of limits.snapshotWriteChunkBytes. */
-class ChunkWriter {
-  private parts: Buffer[] = [];
-  private pending = 0;
+/**
+ * Format 2 entries records ('E', then per entry key length u16, value length u32, key, value),
+ * framed as journal records and written in place into one buffer of about chunkBytes that is
+ * written out and reused: a snapshot holds one chunk however big the index is. (Building each
+ * record by concatenation left ~2x the file in dead 256 KiB buffers, the ~80 MB a daemon's first
+ * automatic snapshot held, and glibc kept the heap they grew: issue 13, RSS.) Hashes each frame
+ * as it is finished. Only an entry too big for the chunk gets a buffer of its own.
+ */
+class RecordWriter {
+  private readonly chunk: Buffer;
+  private buffer: Buffer;
+  private used = 0;
   private position = 0;
+  /** Where the open record's frame starts in `buffer`; -1: no record open. */
+  private recordStart = -1;
+  private records = 0;
 
-  constructor(private readonly handle: FileHandle) {}
+  constructor(private readonly handle: FileHandle, private readonly hasher: Hasher, chunkBytes: number, private readonly recordBytes: number) {
+    this.chunk = Buffer.allocUnsafe(Math.max(chunkBytes, RECORD_HEADER_BYTES + recordBytes));
+    this.buffer = this.chunk;
+  }
 
-  async add(bytes: Buffer): Promise<void> {
-    this.parts.push(bytes);
-    this.pending += bytes.length;
-    if (this.pending >= limits.snapshotWriteChunkBytes) await this.flush();
+  /** Bytes that are not an entries record (the header, the trailer), hashed unless told not to. */
+  async raw(bytes: Buffer, hash = true): Promise<void> {
+    await this.endRecord();
+    if (hash) this.hasher.update(bytes);
+    await this.room(bytes.length);
+    bytes.copy(this.buffer, this.used);
+    this.used += bytes.length;
+  }
+
+  async entry(key: Buffer, value: Buffer): Promise<void> {
+    assert(key.length > 0 && key.length <= 0xffff, `an index key of ${key.length} bytes`);
+    const need = ENTRY_HEAD_BYTES + key.length + value.length;
+    // a record holds one entry at least, and at most recordBytes of payload otherwise
+    if (this.recordStart >= 0 && this.used - this.recordStart - RECORD_HEADER_BYTES + need > this.recordBytes) await this.endRecord();
+    if (this.recordStart < 0) {
+      await this.room(RECORD_HEADER_BYTES + 1 + Math.max(need, this.recordBytes));
+      this.recordStart = this.used;
+      this.used += RECORD_HEADER_BYTES;
+      this.buffer[this.used++] = KIND_ENTRIES;
+    }
+    const b = this.buffer;
+    b.writeUInt16BE(key.length, this.used);
+    b.writeUInt32BE(value.length, this.used + 2);
+    key.copy(b, this.used + ENTRY_HEAD_BYTES);
+    value.copy(b, this.used + ENTRY_HEAD_BYTES + key.length);
+    this.used += need;
+  }
+
+  /** Frames and hashes the open record, if any; returns the records framed so far. */
+  async endRecord(): Promise<number> {
+    if (this.recordStart < 0) return this.records;
+    const payload = this.buffer.subarray(this.recordStart + RECORD_HEADER_BYTES, this.used);
+    encodeRecordHeader(++this.records, payload).copy(this.buffer, this.recordStart);
+    this.hasher.update(this.buffer.subarray(this.recordStart, this.used));
+    this.recordStart = -1;
+    return this.records;
   }
 
   /** Writes what is left; returns the bytes written in all. */
   async finish(): Promise<number> {
+    await this.endRecord();
     await this.flush();
     return this.position;
   }
 
+  /** Makes room for `bytes` more: writes the chunk out when they would not fit (only whole frames are in it then). */
+  private async room(bytes: number): Promise<void> {
+    assert(this.recordStart < 0, 'room is made between records');
+    if (this.used + bytes <= this.buffer.length) return;
+    await this.flush();
+    // one entry past the chunk: a buffer of its own, this once; then the chunk again
+    this.buffer = bytes > this.chunk.length ? Buffer.allocUnsafe(bytes) : this.chunk;
+  }
+
   private async flush(): Promise<void> {
-    if (this.parts.length === 0) return;
-    await this.handle.writev(this.parts, this.position);
-    this.position += this.pending;
-    this.parts = [];
-    this.pending = 0;
+    if (this.used === 0) return;
+    await this.handle.write(this.buffer.subarray(0, this.used), this.position);
+    this.position += this.used;
+    this.used = 0;
   }
 }
 
@@ -280,7 +293,7 @@ export async function readSnapshotFile(fs: FileSystem, path: string, name: strin
     throw fromSystemError(error, 'opening a snapshot', path);
   }
   try {
-    const reader = new ChunkReader(handle, await handle.size());
+    const reader = new ChunkReader(handle, await handle.size(), sink === undefined);
     const header = decodeSnapshotHeader(await reader.take(SNAPSHOT_HEADER_BYTES) ?? Buffer.alloc(0), storeId);
     if ('damage' in header) throw damaged(header.damage);
     const hasher = await createHasher();
@@ -307,8 +320,9 @@ export async function readSnapshotFile(fs: FileSystem, path: string, name: strin
 }
 
 async function readFrame(reader: ChunkReader, ordinal: number, damaged: (why: string) => MailstoreError): Promise<{ head: Buffer; payload: Buffer }> {
-  const head = await reader.take(RECORD_HEADER_BYTES);
-  if (!head) throw damaged(`it ends after record ${ordinal - 1} without a trailer (truncated)`);
+  const read = await reader.take(RECORD_HEADER_BYTES);
+  if (!read) throw damaged(`it ends after record ${ordinal - 1} without a trailer (truncated)`);
+  const head = Buffer.from(read); // the payload's read may reuse the chunk it is in (ChunkReader reuse)
   const header = decodeRecordHeader(head);
   if (!header || header.payloadLength > limits.journalRecordBytesMax) throw damaged(`record ${ordinal} has no valid frame header at offset ${reader.position - RECORD_HEADER_BYTES}`);
   if (header.seq !== ordinal) throw damaged(`record ${ordinal} is numbered ${header.seq}`);
@@ -368,6 +382,10 @@ class EntriesCheck {
       if (this.sink) this.hand(this.sink, payload.subarray(keyStart, keyEnd), payload.subarray(keyEnd, valueEnd));
       at = valueEnd;
     }
+    // the next record's first key is compared with this one, and its read may reuse this chunk
+    this.previousBytes = Buffer.from(payload.subarray(this.previousStart, this.previousEnd));
+    this.previousStart = 0;
+    this.previousEnd = this.previousBytes.length;
     this.counts.records++;
     return undefined;
   }
@@ -408,13 +426,19 @@ function checkTrailer(t: TrailerPayload['trailer'], seq: number, counts: Snapsho
   }
 }
 
-/** Sequential reads in chunks of limits.scanChunkBytes (a snapshot may be far bigger than memory should hold). */
+/**
+ * Sequential reads in chunks of limits.scanChunkBytes (a snapshot may be far bigger than memory
+ * should hold). `reuse`: every chunk is read into the same buffer, so what take returned holds
+ * only until the next take reads (a verification keeps nothing; a sink keeps entries, so it
+ * gets chunks of their own). Without it each snapshot verified left its size in dead chunks.
+ */
 class ChunkReader {
   position = 0;
-  private buffer = Buffer.alloc(0);
+  private buffer: Buffer = Buffer.alloc(0);
   private bufferStart = 0;
+  private spare?: Buffer;
 
-  constructor(private readonly handle: FileHandle, readonly size: number) {}
+  constructor(private readonly handle: FileHandle, readonly size: number, private readonly reuse = false) {}
 
   /** The next `n` bytes, or undefined when the file ends first. */
   async take(n: number): Promise<Buffer | undefined> {
@@ -422,8 +446,9 @@ class ChunkReader {
     if (this.position + n > this.size) return undefined;
     const offset = this.position - this.bufferStart;
     if (offset + n > this.buffer.length) {
-      const length = Math.max(n, limits.scanChunkBytes);
-      const chunk = Buffer.allocUnsafe(Math.min(length, this.size - this.position));
+      const length = Math.min(Math.max(n, limits.scanChunkBytes), this.size - this.position);
+      const chunk = this.reuse && this.spare && this.spare.length >= length ? this.spare.subarray(0, length) : Buffer.allocUnsafe(length);
+      if (this.reuse && chunk.buffer !== this.spare?.buffer) this.spare = chunk;
       const read = await this.handle.read(chunk, 0, chunk.length, this.position);
       if (read < n) return undefined;
       this.buffer = chunk.subarray(0, read);

@@ -25,6 +25,7 @@
 //   "p50_ms","p99_ms","max_ms","failed","note"} — or {"peer",...,"error"}.
 import fs from 'node:fs';
 import net from 'node:net';
+import { encodeData as encode } from './lmtp-encode.mjs';
 
 const args = {};
 const argv = process.argv.slice(2);
@@ -96,12 +97,6 @@ async function open() {
 async function close(conn) {
   try { conn.sock.write('QUIT\r\n'); await reply(conn); } catch { /* ignore */ }
   conn.sock.destroy();
-}
-function encode(buf) {
-  let s = buf.toString('latin1').replace(/\r?\n/g, '\r\n');
-  if (!s.endsWith('\r\n')) s += '\r\n';
-  s = s.replace(/^\./gm, '..');
-  return Buffer.from(s + '.\r\n', 'latin1');
 }
 
 const lat = [];
