@@ -49,7 +49,8 @@ function entries(n: number, bigBytes: number): [Buffer, Buffer][] {
   for (let i = 0; i < n; i++) {
     const hash = Buffer.alloc(32);
     hash.writeUInt32BE(i, 0);
-    out.push([keys.blob(hash), encodeValue({ p: i % 7, o: i * 100, l: 5000 + i, r: 1, pad: i === n >> 1 ? 'x'.repeat(bigBytes) : '' })]);
+    const key = keys.blob(hash);
+    out.push([key, encodeValue(key, { p: i % 7, o: i * 100, l: 5000 + i, r: 1, pad: i === n >> 1 ? 'x'.repeat(bigBytes) : '' })]);
   }
   return out;
 }
