@@ -61,7 +61,8 @@ export interface CompactResult {
   inlineMoved?: number;
   /**
    * Wall-clock ms of each phase (docs/FORMAT.md, "Compaction: where the time goes"): plan (the scans
-   * of B and M and the pick), seal, copy (reads, checks, appends), sync (the new packs' fsyncs),
+   * of B and M and the pick), seal, forget (the forgets committed beside the copy: overlaps it),
+   * copy (reads, checks, appends), sync (the new packs' fsyncs),
    * commit (relocations, forgets, retire intent: journal fsync and index apply), retire (the
    * in-use check, deletions, the `pack.removed` record), size (packs/ after), inline (Store.compact).
    */
@@ -81,7 +82,6 @@ export async function timed<T>(result: Pick<CompactResult, 'phases' | 'phasesCpu
     const used = process.cpuUsage(cpu);
     const phasesCpu = (result.phasesCpu ??= {});
     phasesCpu[name] = Math.round(((phasesCpu[name] ?? 0) + (used.user + used.system) / 1000) * 10) / 10;
-    if (process.env.MAILSTORE_PHASE_SYS) phasesCpu[name + "Sys"] = Math.round(((phasesCpu[name + "Sys"] ?? 0) + used.system / 1000) * 10) / 10;
   }
 }
 
