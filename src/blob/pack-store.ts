@@ -1203,9 +1203,10 @@ export class PackWriter {
    * fresh append would write, and are not copied again. Returns where it starts.
    */
   async appendRecord(record: Buffer): Promise<BlobLocation> {
-    const header = decodeRecordHeader(record.subarray(0, RECORD_HEADER_BYTES));
-    assert(header !== undefined && header.bodyLength === record.length - RECORD_HEADER_BYTES, `pack ${this.pack}: a record to copy with a damaged header`);
-    const location = { pack: this.pack, offset: this.size, length: header.bodyLength };
+    const bodyLength = record.length - RECORD_HEADER_BYTES;
+    // checked in place (no copy of the hash a record: a compaction appends thousands)
+    assert(recordHeaderFault(record, 0, bodyLength) === undefined, `pack ${this.pack}: a record to copy with a damaged header`);
+    const location = { pack: this.pack, offset: this.size, length: bodyLength };
     this.parts.push(record);
     this.partsBytes += record.length;
     this.size += record.length;

@@ -120,7 +120,7 @@ export class SeenEntries {
     let chunk: CandidateChunk = { kept: [], expired: [] };
     for (let i = 0; i < this.count; i++) {
       if (!packs.has(this.packs[i]) || (keptOnly && this.expired[i])) continue;
-      const planned = { hash: Buffer.from(this.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES)), pack: this.packs[i], offset: this.offsets[i], length: this.lengths[i] };
+      const planned = { hash: this.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), pack: this.packs[i], offset: this.offsets[i], length: this.lengths[i] };
       (this.expired[i] ? chunk.expired : chunk.kept).push(planned);
       if (chunk.kept.length + chunk.expired.length >= chunkEntries) {
         yield sortChunk(chunk);
@@ -130,12 +130,16 @@ export class SeenEntries {
     if (chunk.kept.length + chunk.expired.length > 0) yield sortChunk(chunk);
   }
 
-  /** The entries in `packs` released past their grace period (what a rewrite forgets), sorted by pack and offset. */
+  /**
+   * The entries in `packs` released past their grace period (what a rewrite forgets), sorted by pack
+   * and offset. Their hashes (here and in chunksOf) are views into this scan's buffer, not copies:
+   * they are only read, and the buffer is never written again once the scan ended.
+   */
   expiredOf(packs: Set<number>): PlannedBlob[] {
     const out: PlannedBlob[] = [];
     for (let i = 0; i < this.count; i++) {
       if (!this.expired[i] || !packs.has(this.packs[i])) continue;
-      out.push({ hash: Buffer.from(this.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES)), pack: this.packs[i], offset: this.offsets[i], length: this.lengths[i] });
+      out.push({ hash: this.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), pack: this.packs[i], offset: this.offsets[i], length: this.lengths[i] });
     }
     return out.sort(byPackAndOffset);
   }
