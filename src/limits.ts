@@ -29,6 +29,8 @@ export const limits = {
   compactConsumerRecords: 100_000,
   /** Compaction writes its output pack in runs of this many bytes. */
   compactWriteBytes: 4 * 1024 * 1024,
+  /** A compaction's new pack gets an fdatasync in the background every this many bytes written (PackWriter.syncBehind): its final sync has only the tail left. */
+  compactSyncBehindBytes: 32 * 1024 * 1024,
   /** Most relocate and forget entries in one journal record of a compaction commit (blob.relocateRun / forgetRun: 40-56 bytes an entry, a record ~ 2 MiB). */
   compactOpsPerRecord: 40_000,
   /**

@@ -1171,6 +1171,9 @@ export class PackWriter {
   private written = 0;
   private inflight: Promise<void> = Promise.resolve();
   private writeFailure?: MailstoreError;
+  /** End of the bytes a background sync was started for, and that sync (never rejects: writeFailure). */
+  private syncedBehind = 0;
+  private syncing: Promise<void> = Promise.resolve();
 
   private named = false;
 
@@ -1203,9 +1206,10 @@ export class PackWriter {
    * fresh append would write, and are not copied again. Returns where it starts.
    */
   async appendRecord(record: Buffer): Promise<BlobLocation> {
-    const header = decodeRecordHeader(record.subarray(0, RECORD_HEADER_BYTES));
-    assert(header !== undefined && header.bodyLength === record.length - RECORD_HEADER_BYTES, `pack ${this.pack}: a record to copy with a damaged header`);
-    const location = { pack: this.pack, offset: this.size, length: header.bodyLength };
+    const bodyLength = record.length - RECORD_HEADER_BYTES;
+    // checked in place (no copy of the hash a record: a compaction appends thousands)
+    assert(recordHeaderFault(record, 0, bodyLength) === undefined, `pack ${this.pack}: a record to copy with a damaged header`);
+    const location = { pack: this.pack, offset: this.size, length: bodyLength };
     this.parts.push(record);
     this.partsBytes += record.length;
     this.size += record.length;
@@ -1229,8 +1233,25 @@ export class PackWriter {
       this.inflight = this.handle.writev(parts, at).catch((error: unknown) => {
         this.writeFailure ??= fromSystemError(error, 'writing compacted pack', this.partial);
       });
+      this.syncBehind();
     }
     if (wait) await this.settle();
+  }
+
+  /**
+   * Every limits.compactSyncBehindBytes written, an fdatasync starts once the write in flight has
+   * landed, beside the next writes: the disk writes the pack back while the copy goes on, and the
+   * sync that makes it durable (`sync`) has only the tail left. Only a shortcut: `sync` still
+   * syncs the whole file before the pack is named and referred to; a failure here is kept as the
+   * write failure (the next flush or sync throws it).
+   */
+  private syncBehind(): void {
+    if (this.written - this.syncedBehind < limits.compactSyncBehindBytes) return;
+    this.syncedBehind = this.written;
+    const landed = this.inflight;
+    this.syncing = this.syncing.then(() => landed).then(() => this.writeFailure === undefined ? this.handle.sync() : undefined).catch((error: unknown) => {
+      this.writeFailure ??= fromSystemError(error, 'syncing compacted pack', this.partial);
+    });
   }
 
   /** NewPack.writeBehind: what was appended goes out, with at most this one write in flight. */
@@ -1246,6 +1267,8 @@ export class PackWriter {
 
   async sync(): Promise<void> {
     await this.flush(true);
+    await this.syncing; // a background sync's failure is the write failure, thrown by the settle below
+    await this.settle();
     try {
       await this.handle.sync();
       if (!this.named) {
@@ -1261,6 +1284,7 @@ export class PackWriter {
 
   async close(): Promise<void> {
     await this.inflight; // never rejects: a failure is kept in writeFailure
+    await this.syncing; // nor does this
     await this.handle.close().catch(() => undefined);
   }
 

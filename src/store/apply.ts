@@ -302,11 +302,15 @@ function forgetBlobRun(view: IndexView, op: OpOf<'blob.forgetRun'>): void {
   });
 }
 
-/** blob.relocate with `from` for each entry: a blob that moved, was re-written or forgotten meanwhile stays as it is. */
+/**
+ * blob.relocate with `from` for each entry: a blob that moved, was re-written or forgotten meanwhile
+ * stays as it is. Read with getShared: the compaction's prepare fetched these entries in one read
+ * (IndexView.prefetch).
+ */
 function relocateBlobRun(view: IndexView, op: OpOf<'blob.relocateRun'>): void {
   forEachRelocateEntry(op.entries, ({ hash, from, to }) => {
     const blobKey = keys.blob(hash);
-    const blob = view.getNow<BlobRecord>(blobKey);
+    const blob = view.getShared<BlobRecord>(blobKey);
     if (blob && blob.p === op.from && blob.o === from) view.put(blobKey, { ...blob, p: op.to, o: to });
   });
 }

@@ -112,12 +112,15 @@ export class SeenEntries {
     this.expired[i] = expired ? 1 : 0;
   }
 
-  /** The entries in `packs`, in B order, in chunks of at most `chunkEntries` (each sorted by pack and offset). */
-  *chunksOf(packs: Set<number>, chunkEntries: number): Generator<CandidateChunk> {
+  /**
+   * The entries in `packs`, in B order, in chunks of at most `chunkEntries` (each sorted by pack and
+   * offset); `keptOnly`: only those to copy (the caller forgets the expired ones apart: expiredOf).
+   */
+  *chunksOf(packs: Set<number>, chunkEntries: number, keptOnly = false): Generator<CandidateChunk> {
     let chunk: CandidateChunk = { kept: [], expired: [] };
     for (let i = 0; i < this.count; i++) {
-      if (!packs.has(this.packs[i])) continue;
-      const planned = { hash: Buffer.from(this.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES)), pack: this.packs[i], offset: this.offsets[i], length: this.lengths[i] };
+      if (!packs.has(this.packs[i]) || (keptOnly && this.expired[i])) continue;
+      const planned = { hash: this.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), pack: this.packs[i], offset: this.offsets[i], length: this.lengths[i] };
       (this.expired[i] ? chunk.expired : chunk.kept).push(planned);
       if (chunk.kept.length + chunk.expired.length >= chunkEntries) {
         yield sortChunk(chunk);
@@ -125,6 +128,20 @@ export class SeenEntries {
       }
     }
     if (chunk.kept.length + chunk.expired.length > 0) yield sortChunk(chunk);
+  }
+
+  /**
+   * The entries in `packs` released past their grace period (what a rewrite forgets), sorted by pack
+   * and offset. Their hashes (here and in chunksOf) are views into this scan's buffer, not copies:
+   * they are only read, and the buffer is never written again once the scan ended.
+   */
+  expiredOf(packs: Set<number>): PlannedBlob[] {
+    const out: PlannedBlob[] = [];
+    for (let i = 0; i < this.count; i++) {
+      if (!this.expired[i] || !packs.has(this.packs[i])) continue;
+      out.push({ hash: this.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), pack: this.packs[i], offset: this.offsets[i], length: this.lengths[i] });
+    }
+    return out.sort(byPackAndOffset);
   }
 
   private grow(size: number): void {
@@ -219,8 +236,9 @@ export async function gateAndTally(db: () => IndexDb, backend: BlobBackend, heal
   }
   const once = async () => {
     const packs = await backend.listPacks();
-    const scan = await scanBlobs(db(), new Set(packs), cutoff);
-    return { scan, packs, why: disagreement(scan, await scanMessages(db())) };
+    // both scans at once: LevelDB reads one's next batch on its thread pool while this thread decodes the other's
+    const [scan, messages] = await Promise.all([scanBlobs(db(), new Set(packs), cutoff), scanMessages(db())]);
+    return { scan, packs, why: disagreement(scan, messages) };
   };
   let result = await once();
   if (result.why) result = await exclusive(once);

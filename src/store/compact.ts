@@ -61,20 +61,27 @@ export interface CompactResult {
   inlineMoved?: number;
   /**
    * Wall-clock ms of each phase (docs/FORMAT.md, "Compaction: where the time goes"): plan (the scans
-   * of B and M and the pick), seal, copy (reads, checks, appends), sync (the new packs' fsyncs),
+   * of B and M and the pick), seal, forget (the forgets committed beside the copy: overlaps it),
+   * copy (reads, checks, appends), sync (the new packs' fsyncs),
    * commit (relocations, forgets, retire intent: journal fsync and index apply), retire (the
    * in-use check, deletions, the `pack.removed` record), size (packs/ after), inline (Store.compact).
    */
   phases: Record<string, number>;
+  /** CPU ms of each phase, every thread of the process (the hash worker, the thread pool's writes and syncs included). */
+  phasesCpu?: Record<string, number>;
 }
 
 /** Runs `fn`, adding its wall-clock ms to `result.phases[name]`. */
-export async function timed<T>(result: Pick<CompactResult, 'phases'>, name: string, fn: () => Promise<T>): Promise<T> {
+export async function timed<T>(result: Pick<CompactResult, 'phases' | 'phasesCpu'>, name: string, fn: () => Promise<T>): Promise<T> {
   const started = performance.now();
+  const cpu = process.cpuUsage();
   try {
     return await fn();
   } finally {
     result.phases[name] = Math.round(((result.phases[name] ?? 0) + performance.now() - started) * 10) / 10;
+    const used = process.cpuUsage(cpu);
+    const phasesCpu = (result.phasesCpu ??= {});
+    phasesCpu[name] = Math.round(((phasesCpu[name] ?? 0) + (used.user + used.system) / 1000) * 10) / 10;
   }
 }
 
@@ -139,10 +146,15 @@ async function rewrite(host: CompactHost, plan: CompactionPlan, result: CompactR
   const outputs = new Outputs(host);
   const chain: CommitChain = {};
   const skipped = () => new Set(result.skipped.map((s) => s.pack));
+  let forgetting: Promise<void> | undefined;
   try {
     const candidates = new Set(plan.candidates);
+    // With the planning scan's entries (all of the candidates'), the forgets go first, on their own,
+    // while the copy runs: they drop entries no message refers to, whatever the copy does.
+    if (plan.seen) forgetting = timed(result, 'forget', () => commitRun(host, chain, [], plan.seen!.expiredOf(candidates), plan.cutoff, result));
+    forgetting?.catch(() => undefined); // awaited below; the chain refuses every later commit if it failed
     const chunks: { next(): IteratorResult<CandidateChunk> | Promise<IteratorResult<CandidateChunk>> } = plan.seen
-      ? plan.seen.chunksOf(candidates, limits.compactChunkEntries) // the planning scan's entries: no second scan of B
+      ? plan.seen.chunksOf(candidates, limits.compactChunkEntries, true) // the planning scan's entries: no second scan of B
       : candidateChunks(host.db, candidates, plan.cutoff, limits.compactChunkEntries);
     let next = await chunks.next();
     let retired: number[] | undefined;
@@ -157,12 +169,14 @@ async function rewrite(host: CompactHost, plan: CompactionPlan, result: CompactR
       outputs.mayBeReferenced(); // from here a record naming them may be durable, even if the commit fails
       await timed(result, 'commit', () => commitRun(host, chain, copied.filter((c) => !bad.has(c.blob.pack)), chunk.expired.filter((b) => !bad.has(b.pack)), plan.cutoff, result, retired));
     }
-    if (!retired) { // no entry in any candidate (all dead): the retire intent alone
-      retired = plan.candidates;
+    if (!retired) { // no entry to copy in any candidate (all dead): the retire intent alone
+      retired = plan.candidates.filter((p) => !skipped().has(p));
       await commitRun(host, chain, [], [], plan.cutoff, result, retired);
     }
+    await forgetting;
     result.packsRewritten = retired;
   } catch (error) {
+    await forgetting?.catch(() => undefined); // its records settle before the new packs are judged
     await outputs.abandon();
     throw error;
   } finally {
@@ -413,8 +427,10 @@ async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[]
   const per = limits.compactOpsPerRecord;
   const pending: Promise<number>[] = [];
   for (let i = 0; i < copied.length; i += per) {
-    const ops = relocateOps(copied.slice(i, i + per));
-    pending.push(host.submit({ chain, prepare: async () => ({ ops, result: 0 }) }));
+    const slice = copied.slice(i, i + per);
+    const ops = relocateOps(slice);
+    // the apply reads each entry (getShared): fetched here in one read
+    pending.push(host.submit({ chain, prepare: async ({ view }) => { await view.prefetch(slice.map((c) => keys.blob(c.blob.hash))); return { ops, result: 0 }; } }));
   }
   for (let i = 0; i < expired.length; i += per) {
     const slice = expired.slice(i, i + per);
@@ -432,10 +448,11 @@ async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[]
  * at their copy (the op checks again when applied: a replay decides alike). Read with getShared,
  * so the apply's second read of each entry in this batch costs a map lookup.
  */
-function forgetOps(view: IndexView, expired: PlannedBlob[], cutoff: number): { ops: Op[]; result: number } {
+async function forgetOps(view: IndexView, expired: PlannedBlob[], cutoff: number): Promise<{ ops: Op[]; result: number }> {
   const byPack = new Map<number, PlannedBlob[]>();
+  await view.prefetch(expired.map((blob) => keys.blob(blob.hash))); // one read on LevelDB's thread pool, not 16k on this thread
   for (const blob of expired) {
-    const now = view.getShared<BlobRecord>(keys.blob(blob.hash)); // sync: 16k awaits cost more than the reads
+    const now = view.getShared<BlobRecord>(keys.blob(blob.hash));
     if (!now || now.p !== blob.pack || now.o !== blob.offset || !pastGrace(now, cutoff)) continue;
     let list = byPack.get(blob.pack);
     if (!list) byPack.set(blob.pack, (list = []));

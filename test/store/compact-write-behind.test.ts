@@ -11,12 +11,13 @@ import { expectCode } from '../sim/helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { churned, expectExact, expectScrubClean, packNames, packsBytes } from './compact-helpers.js';
 
-const tunable = limits as { compactWriteBytes: number };
+const tunable = limits as { compactWriteBytes: number; compactSyncBehindBytes: number };
 const saved = limits.compactWriteBytes;
+const savedSyncBehind = limits.compactSyncBehindBytes;
 
 describe('compaction writes behind its reads', () => {
   beforeEach(() => { tunable.compactWriteBytes = 4 * 1024; });
-  afterEach(() => { tunable.compactWriteBytes = saved; });
+  afterEach(() => { tunable.compactWriteBytes = saved; tunable.compactSyncBehindBytes = savedSyncBehind; });
 
   it('copies every live record where the index says, across many overlapped writes', async () => {
     const dir = tmpDir('compact-behind');
@@ -93,4 +94,42 @@ describe('compaction writes behind its reads', () => {
       await store.close();
     });
   }
+  it('syncs the new pack in the background every compactSyncBehindBytes while the copy goes on; the copies are exact', async () => {
+    tunable.compactSyncBehindBytes = 8 * 1024;
+    const dir = tmpDir('compact-behind');
+    const ffs = new FaultFileSystem({ seed: 17 });
+    const { store, bodies, gone, live } = await churned(dir, { fs: ffs });
+    const events: string[] = [];
+    ffs.injectAt((info) => { if (/\.pack\.partial$/.test(info.path) && (info.kind === 'write' || info.kind === 'sync')) events.push(info.kind); return false; }, 'EIO');
+    const result = await store.compact();
+    ffs.clear();
+    expect(result.packsRewritten).toEqual([1]);
+    const firstSync = events.indexOf('sync');
+    expect(firstSync, 'a sync of the partial pack').toBeGreaterThan(0);
+    expect(events.slice(firstSync + 1), 'writes went on after a background sync started').toContain('write');
+    expect(packsBytes(dir)).toBeLessThanOrEqual(1.1 * live + 1024);
+    await expectExact(store, bodies, gone);
+    await expectScrubClean(store);
+    await store.close();
+  });
+
+  it('EIO on a background sync: IO, the partial pack removed, the old pack serves, a retry succeeds', async () => {
+    tunable.compactSyncBehindBytes = 8 * 1024;
+    const dir = tmpDir('compact-behind');
+    const ffs = new FaultFileSystem({ seed: 19 });
+    const { store, bodies, gone, live } = await churned(dir, { fs: ffs });
+    const before = packNames(dir);
+    ffs.injectAt((info) => info.kind === 'sync' && /\.pack\.partial$/.test(info.path), 'EIO');
+    await expectCode(store.compact(), 'IO');
+    expect(ffs.firedFaults().length, 'the fault was hit').toBeGreaterThan(0);
+    expect(packNames(dir), 'only the partial new pack was removed').toEqual(before);
+    await expectExact(store, bodies, gone);
+    ffs.clear();
+    const retried = await store.compact();
+    expect(retried.packsRewritten).toEqual([1]);
+    expect(packsBytes(dir)).toBeLessThanOrEqual(1.1 * live + 1024);
+    await expectExact(store, bodies, gone);
+    await expectScrubClean(store);
+    await store.close();
+  });
 });

@@ -35,7 +35,7 @@ await runMeasurement('mailstore', 'churn', async () => {
   emit({
     peer: 'mailstore', measurement: 'churn', messages: status.messages, bytes: live, seconds: round(seconds),
     disk_bytes: after, disk_bytes_before: before, ratio: round(after / live, 4), peak_rss_bytes: peakRssBytes(),
-    open_compact_close_seconds: round(withOpen), expunged: uids.length, blobs_reclaimed: result.blobsReclaimed, packs_rewritten: result.packsRewritten.length, phases_ms: result.phases,
+    open_compact_close_seconds: round(withOpen), expunged: uids.length, blobs_reclaimed: result.blobsReclaimed, packs_rewritten: result.packsRewritten.length, phases_ms: result.phases, phases_cpu_ms: result.phasesCpu,
     note: `${imported.imported} imported, ${uids.length} expunged at random (seeded), then open + compact (grace 0) + close timed: ` +
       `${result.packsRewritten.length} packs rewritten, ${result.blobsCopied} blobs copied, ${result.blobsReclaimed} reclaimed ` +
       `(wall ms by phase: ${Object.entries(result.phases).map(([phase, ms]) => `${phase} ${Math.round(ms)}`).join(', ')}); ` +
