@@ -107,14 +107,20 @@ export class IndexDb {
     return this.getNow<T>(key);
   }
 
-  getNow<T>(key: Buffer): T | undefined {
-    if (this.behind.length > 0) {
-      const name = key.toString('latin1');
-      for (let i = this.behind.length - 1; i >= 0; i--) { // the newest value first
-        const hit = this.behind[i].pending.get(name);
-        if (hit !== undefined) return (hit === DELETED ? undefined : hit) as T | undefined;
-      }
+  /** The value a batch not yet landed holds for `key` (the newest batch first), DELETED, or undefined. */
+  private behindValue(key: Buffer): unknown {
+    if (this.behind.length === 0) return undefined;
+    const name = key.toString('latin1');
+    for (let i = this.behind.length - 1; i >= 0; i--) { // the newest value first
+      const hit = this.behind[i].pending.get(name);
+      if (hit !== undefined) return hit;
     }
+    return undefined;
+  }
+
+  getNow<T>(key: Buffer): T | undefined {
+    const hit = this.behindValue(key);
+    if (hit !== undefined) return (hit === DELETED ? undefined : hit) as T | undefined;
     let raw: Buffer | undefined;
     try {
       raw = this.db.getSync(key);
@@ -205,9 +211,8 @@ export class IndexDb {
   async getManyNow<T>(keyList: Buffer[]): Promise<(T | MailstoreError | undefined)[]> {
     const out: (T | MailstoreError | undefined)[] = new Array(keyList.length);
     const misses: number[] = [];
-    const pending = this.behind?.pending;
     keyList.forEach((key, i) => {
-      const hit = pending?.get(key.toString('latin1'));
+      const hit = this.behindValue(key);
       if (hit === undefined) misses.push(i);
       else out[i] = (hit === DELETED ? undefined : hit) as T;
     });
