@@ -220,8 +220,9 @@ export class Writer {
    * thread-pool fdatasync instead cost a worker wake-up, an event-loop turn and, on a loaded
    * machine, a preemption of this thread per delivery (docs/FORMAT.md, "Journal commit cost").
    * The index writes of such commits are not started here: waking a pool thread just before the
-   * flush handed it this thread's CPU on a loaded machine (p50 0.97 -> 3.1 ms, nice 19, load 18);
-   * they merge and go to LevelDB together (IndexDb.writeBehind, limits.indexBehindMs).
+   * flush can hand it this thread's CPU on a loaded machine (a first try that did measured p50
+   * ~3 ms against ~1 ms, nice 19, load 18); they merge and go to LevelDB together
+   * (IndexDb.writeBehind, limits.indexBehindMs).
    */
   private async writeJournalOnly(records: JournalRecord[]): Promise<void> {
     await this.journal.write(records, { durable: true });
