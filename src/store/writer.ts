@@ -218,17 +218,21 @@ export class Writer {
 
   /**
    * A batch with no pack bytes (a delivery whose body is inline, a flag change) and no synchronous
-   * replica to tell: the journal's write and its fdatasync are one call, in this thread when the
-   * write is small (FileHandle.writevDurable) — the shape of floor-sync-one-zeroed. Awaiting a
-   * thread-pool fdatasync instead cost a worker wake-up, an event-loop turn and, on a loaded
-   * machine, a preemption of this thread per delivery (docs/FORMAT.md, "Journal commit cost").
-   * The index writes of such commits are not started here: waking a pool thread just before the
-   * flush handed it this thread's CPU on a loaded machine (p50 0.97 -> 3.1 ms, nice 19, load 18);
-   * they merge and go to LevelDB together (IndexDb.writeBehind, limits.indexBehindMs).
+   * replica to tell: only the journal is written and flushed. Up to
+   * limits.journalInThreadFlushBytesMax (0: off, the default) the write and its fdatasync are one
+   * call in this thread (FileHandle.writevDurable), no thread-pool hop; its index writes are then
+   * not started here but merge and go to LevelDB together (IndexDb.writeBehind,
+   * limits.indexBehindMs). Off by default: measured on the loaded 2-core machine, an in-thread
+   * fdatasync was slower than one awaited through the pool (docs/FORMAT.md, "Journal commit cost").
+   * Otherwise the previous batch's index write is handed to LevelDB while the pool flushes.
    */
   private async writeJournalOnly(records: JournalRecord[]): Promise<void> {
-    await this.journal.write(records, { durable: true });
-    await this.journal.sync(); // bookkeeping only (and the directory fsync of a fresh segment)
+    let bytes = 0;
+    for (const record of records) bytes += record.payload.length;
+    const inThread = bytes <= limits.journalInThreadFlushBytesMax;
+    if (!inThread) this.db.startBehind();
+    await this.journal.write(records, { durable: inThread });
+    await this.journal.sync(); // bookkeeping only when durable (and the directory fsync of a fresh segment)
   }
 
   /**

@@ -16,7 +16,17 @@ export function internalsOf(store: Store): StoreInternals {
   return store as unknown as StoreInternals;
 }
 
-/** The raw LevelDB under the index (classic-level), for writing damaged values past the codec. */
+/**
+ * The raw LevelDB under the index (classic-level), for writing damaged values past the codec. Each
+ * call first waits for the index batches still behind the commit (IndexDb.writeBehind: merged and
+ * handed to LevelDB up to limits.indexBehindMs later), so what it reads or overwrites is there.
+ */
 export function rawLevelOf(store: Store): { get(key: Buffer): Promise<Uint8Array>; put(key: Buffer, value: Uint8Array): Promise<void>; del(key: Buffer): Promise<void> } {
-  return (internalsOf(store).db as unknown as { db: ReturnType<typeof rawLevelOf> }).db;
+  const db = internalsOf(store).db;
+  const level = (db as unknown as { db: ReturnType<typeof rawLevelOf> }).db;
+  return {
+    get: async (key) => { await db.settle(); return level.get(key); },
+    put: async (key, value) => { await db.settle(); return level.put(key, value); },
+    del: async (key) => { await db.settle(); return level.del(key); },
+  };
 }

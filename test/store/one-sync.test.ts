@@ -1,7 +1,8 @@
 // One-sync delivery (issue 12 point 4): a commit with nothing but its journal record to make
-// durable (an inline delivery) writes and flushes it in one call (FileHandle.writevDurable, in the
-// calling thread), and its index batch merges with the next ones instead of making the next
-// commit wait for it (IndexDb.writeBehind, deferred). Nothing acknowledged is ever invisible.
+// durable (an inline delivery) flushes only the journal — through the thread pool by default, or
+// in one in-thread call (FileHandle.writevDurable, limits.journalInThreadFlushBytesMax) — and its
+// index batch merges with the next ones or queues behind the one being written instead of making
+// the next commit wait for it (IndexDb.writeBehind, deferred). Nothing acknowledged is invisible.
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
@@ -9,6 +10,7 @@ import { IndexDb } from '../../src/index/index-db.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import type { FileHandle, FileSystem, OpenMode } from '../../src/fs/filesystem.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { limits } from '../../src/limits.js';
 
 const msg = (text: string, bytes = 0) => Buffer.concat([Buffer.from(`Subject: ${text}\r\n\r\n${text}\r\n`), Buffer.alloc(bytes, 0x61)]);
 
@@ -40,27 +42,35 @@ function countingFs(): { fs: FileSystem; flushes: Map<string, { sync: number; wr
 }
 
 describe('one-sync delivery', () => {
-  it('an inline delivery is one writevDurable of the journal and no other flush; a body in a pack still syncs both files', async () => {
-    const dir = tmpDir();
-    const { fs, flushes } = countingFs();
-    const store = await Store.open(dir, { create: true, fs, inlineBodyBytesMax: 4096 });
-    await store.createMailbox('INBOX');
-    await store.append('INBOX', msg('first')); // the segment may be fresh here (two-step path)
-    flushes.clear();
-    for (let i = 0; i < 10; i++) await store.append('INBOX', msg(`inline ${i}`));
-    expect(flushes.get('journal')).toEqual({ sync: 0, writevDurable: 10 });
-    expect(flushes.get('packs')).toBeUndefined();
-    flushes.clear();
-    await store.append('INBOX', msg('big', 8000));
-    expect(flushes.get('journal')).toEqual({ sync: 1, writevDurable: 0 });
-    expect(flushes.get('packs')?.sync).toBeGreaterThanOrEqual(1);
-    for (let i = 0; i < 10; i++) expect((await store.fetch('INBOX', i + 2)).toString()).toContain(`inline ${i}`);
-    await store.close();
-    const reopened = await Store.open(dir);
-    expect((await reopened.status('INBOX')).messages).toBe(12);
-    expect((await reopened.fetch('INBOX', 12)).equals(msg('big', 8000))).toBe(true);
-    await reopened.close();
-  });
+  for (const inThread of [false, true]) {
+    it(`an inline delivery flushes the journal once and no pack (${inThread ? 'in-thread: writevDurable' : 'default: fdatasync through the pool'}); a body in a pack still syncs both files`, async () => {
+      const saved = limits.journalInThreadFlushBytesMax;
+      if (inThread) limits.journalInThreadFlushBytesMax = 1024 * 1024;
+      try {
+        const dir = tmpDir();
+        const { fs, flushes } = countingFs();
+        const store = await Store.open(dir, { create: true, fs, inlineBodyBytesMax: 4096 });
+        await store.createMailbox('INBOX');
+        await store.append('INBOX', msg('first')); // the segment may be fresh here (two-step path)
+        flushes.clear();
+        for (let i = 0; i < 10; i++) await store.append('INBOX', msg(`inline ${i}`));
+        expect(flushes.get('journal')).toEqual(inThread ? { sync: 0, writevDurable: 10 } : { sync: 10, writevDurable: 0 });
+        expect(flushes.get('packs')).toBeUndefined();
+        flushes.clear();
+        await store.append('INBOX', msg('big', 8000));
+        expect(flushes.get('journal')).toEqual({ sync: 1, writevDurable: 0 });
+        expect(flushes.get('packs')?.sync).toBeGreaterThanOrEqual(1);
+        for (let i = 0; i < 10; i++) expect((await store.fetch('INBOX', i + 2)).toString()).toContain(`inline ${i}`);
+        await store.close();
+        const reopened = await Store.open(dir);
+        expect((await reopened.status('INBOX')).messages).toBe(12);
+        expect((await reopened.fetch('INBOX', 12)).equals(msg('big', 8000))).toBe(true);
+        await reopened.close();
+      } finally {
+        limits.journalInThreadFlushBytesMax = saved;
+      }
+    });
+  }
 
   it('deferred index batches merge while none is handed to LevelDB: reads see the newest value, one LevelDB write lands them all', async () => {
     const db = await IndexDb.open(join(tmpDir(), 'index'), true);
