@@ -190,7 +190,7 @@ export class Writer {
   private async write(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][]): Promise<void> {
     if (packBatch.blobs.length === 0) {
       if (!(this.hooks.onWritten && (this.hooks.wantsWritten?.() ?? true))) return this.writeJournalOnly(records);
-      return this.writeJournalOnlyReplicated(records, opsBySeq, packBatch);
+      if (flushesInThread(records)) return this.writeJournalOnlyReplicated(records, opsBySeq, packBatch);
     }
     await this.packs.write(packBatch);
     try {
@@ -227,16 +227,15 @@ export class Writer {
    * Otherwise the previous batch's index write is handed to LevelDB while the pool flushes.
    */
   private async writeJournalOnly(records: JournalRecord[]): Promise<void> {
-    let bytes = 0;
-    for (const record of records) bytes += record.payload.length;
-    const inThread = bytes <= limits.journalInThreadFlushBytesMax;
+    const inThread = flushesInThread(records);
     if (!inThread) this.db.startBehind();
     await this.journal.write(records, { durable: inThread });
     await this.journal.sync(); // bookkeeping only when durable (and the directory fsync of a fresh segment)
   }
 
   /**
-   * writeJournalOnly with synchronous replicas listening: the round goes out between our write
+   * writeJournalOnly's in-thread flush with synchronous replicas listening (otherwise their batch
+   * takes the two-file path's order, with no pack bytes): the round goes out between our write
    * and our flush (FileHandle.writevDurable's `written`), so a write that fails here still fails
    * before any round went out, and the replica's write, fdatasync and ack run while this thread
    * flushes (the ack waits in the socket until the flush returns). The replica holds the round as
@@ -477,4 +476,11 @@ function journalRecords(firstSeq: number, opsBySeq: Op[][]): JournalRecord[] {
     const last = i === opsBySeq.length - 1;
     return { seq: firstSeq + i, payload: encodeCbor(last ? { ops, end: true } satisfies JournalPayload : { ops } satisfies JournalPayload) };
   });
+}
+
+/** A commit of only these journal records is written and flushed in one call in this thread (limits.journalInThreadFlushBytesMax). */
+function flushesInThread(records: JournalRecord[]): boolean {
+  let bytes = 0;
+  for (const record of records) bytes += record.payload.length;
+  return bytes <= limits.journalInThreadFlushBytesMax;
 }

@@ -13,6 +13,7 @@ import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica, type ReplicaHandle } from '../../src/replication/replica.js';
 import { checkReplica } from '../../src/replication/check.js';
 import { lastSeqOf, readPendingRounds } from '../../src/replication/pending-rounds.js';
+import { limits } from '../../src/limits.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf, keyFile, msg, quiet, samePacks, until } from './helpers.js';
 
@@ -88,8 +89,11 @@ async function pair(failing: 'sync' | 'write' = 'sync') {
 }
 
 describe('tentative rounds of a synchronous replica', () => {
-  for (const failing of ['sync', 'write'] as const) {
-    it(`a round whose journal ${failing} failed on the primary is never committed or shown on the replica; the primary's own record replaces it`, async () => {
+  for (const [failing, inThread] of [['sync', false], ['write', false], ['sync', true], ['write', true]] as const) {
+    it(`a round whose journal ${failing} failed on the primary${inThread ? ' (write and flush in one call in its thread)' : ''} is never committed or shown on the replica; the primary's own record replaces it`, async () => {
+      const tunable = limits as { journalInThreadFlushBytesMax: number };
+      const saved = tunable.journalInThreadFlushBytesMax;
+      tunable.journalInThreadFlushBytesMax = inThread ? 1 << 20 : 0;
       const { key, faults, primaryRoot, primaryStore, primary, address, replicaRoot, replica } = await pair(failing);
       try {
         const committed = primaryStore.changes.lastSeq;
@@ -102,8 +106,8 @@ describe('tentative rounds of a synchronous replica', () => {
           throw Object.assign(new Error(`EIO: injected journal ${failing} failure`), { code: 'EIO' });
         });
         expect(await codeOf(primaryStore.append('INBOX', msg(3)))).toBe('IO');
-        // a small delivery is written and flushed in one call, with the round sent in between
-        expect(faults.fired()).toBe('writevDurable');
+        // in one call, the round is sent between the write and the flush; else after the write, as the flush starts
+        expect(faults.fired()).toBe(inThread ? 'writevDurable' : failing === 'sync' ? 'sync' : 'writev');
         expect(primaryStore.changes.lastSeq).toBe(committed);
         if (failing === 'write') expect((await readPendingRounds(replica.store)).rounds.some((r) => lastSeqOf(r) === doomed)).toBe(false);
         // never committed or shown on the replica
@@ -122,6 +126,7 @@ describe('tentative rounds of a synchronous replica', () => {
         await replica.stop();
         samePacks(primaryRoot, replicaRoot);
       } finally {
+        tunable.journalInThreadFlushBytesMax = saved;
         await replica.close();
         await primary.close();
         await primaryStore.close();
