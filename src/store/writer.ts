@@ -227,10 +227,15 @@ export class Writer {
    * Otherwise the previous batch's index write is handed to LevelDB while the pool flushes.
    */
   private async writeJournalOnly(records: JournalRecord[]): Promise<void> {
-    const inThread = flushesInThread(records);
-    if (!inThread) this.db.startBehind();
-    await this.journal.write(records, { durable: inThread });
-    await this.journal.sync(); // bookkeeping only when durable (and the directory fsync of a fresh segment)
+    if (flushesInThread(records)) {
+      await this.journal.write(records, { durable: true });
+      await this.journal.sync(); // bookkeeping only (and the directory fsync of a fresh segment)
+      return;
+    }
+    await this.journal.write(records);
+    const synced = this.journal.sync(); // on its way in the pool before the index batch is built
+    this.db.startBehind();
+    await synced;
   }
 
   /**
