@@ -6,6 +6,7 @@ import { Encoder } from 'cbor-x/encode';
 import { Buffer } from 'node:buffer';
 import { crc32 } from 'node:zlib';
 import { MailstoreError } from '../errors.js';
+import { crc32Range } from '../hash/crc32-small.js';
 import { decodeFlatMap } from './flat-cbor.js';
 
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, variableMapSize: true, tagUint8Array: false });
@@ -65,11 +66,11 @@ export function decodeValue<T>(bytes: Uint8Array, key: Uint8Array): T {
   if (b.length === SMALL_VALUES[0].length) {
     for (let v = 0; v < SMALL_VALUES.length; v++) if (b.equals(SMALL_VALUES[v])) return v as T;
   }
-  const body = b.length < 4 ? undefined : b.subarray(4);
-  if (body === undefined || b.readUInt32BE(0) !== crc32(body)) {
+  if (b.length < 4 || b.readUInt32BE(0) !== crc32Range(b, 4, b.length)) {
     throw new MailstoreError('CORRUPT',
       `index value for key ${Buffer.from(key).toString('hex')} fails its checksum; run 'mailstore reconstruct' to rebuild the index from the journal`,
       { path: Buffer.from(key).toString('hex') });
   }
+  const body = b.subarray(4);
   return (decodeFlatMap(body) ?? cbor.decode(body)) as T;
 }
