@@ -158,7 +158,9 @@ export class StoreReader {
       let group = await nextGroup();
       if (group) reading.push(this.startGroup(group, pipeline));
       while (group) {
-        const next = await nextGroup();
+        // the next batch's index failure (CLOSED, IO) comes after every message of this group, as before
+        let failure: { error: unknown } | undefined;
+        const next = await nextGroup().catch((error: unknown) => { failure = { error }; return undefined; });
         if (next) reading.push(this.startGroup(next, pipeline)); // read while this group goes out
         for (const item of group) {
           if (item.ready) await item.ready;
@@ -177,6 +179,7 @@ export class StoreReader {
           }
         }
         await reading.shift();
+        if (failure) throw failure.error;
         group = next;
       }
     } finally {
