@@ -231,6 +231,11 @@ export const limits = {
   largestUidProbeUids: 1024,
   /** readMessages: message records read from the index in one round trip. */
   readBatchMessages: 256,
+  /**
+   * ...and at most about this many bytes of them (LevelDB's own default, 16 KiB, ended a batch at
+   * ~130 records of SpamAssassin's: twice the round trips to the thread pool, issue 16).
+   */
+  readBatchIndexBytes: 256 * 1024,
   /** readMessages: batches of records located (index, then blob lookups) ahead of the one being read. */
   readAheadBatches: 2,
   /**

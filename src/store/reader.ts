@@ -133,7 +133,7 @@ export class StoreReader {
     if (options.onCorrupt !== undefined) checkFunction(options.onCorrupt, 'onCorrupt');
     this.host.live();
     const box = this.host.committedBox(mailbox);
-    const batches = this.host.db.entryBatches<MessageRecord>({ gte: keys.message(box.id, fromUid), lt: prefixEnd(keys.messagePrefix(box.id)) }, limits.readBatchMessages);
+    const batches = this.host.db.entryBatches<MessageRecord>({ gte: keys.message(box.id, fromUid), lt: prefixEnd(keys.messagePrefix(box.id)) }, limits.readBatchMessages, limits.readBatchIndexBytes);
     const readAhead = () => {
       const batch = this.locateBatch(mailbox, batches);
       batch.catch(() => undefined); // awaited later: a failure meanwhile is not unhandled
