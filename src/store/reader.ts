@@ -154,14 +154,17 @@ export class StoreReader {
     };
     const pipeline: ReadPipeline = { mailboxBytes: box.bytes, onWorkers: 0 };
     const reading: Promise<void>[] = []; // the group going out, then the one read meanwhile
+    // the next group, its reads started as soon as it is located; an index failure (CLOSED, IO)
+    // is kept until every message of the group going out came out, as before the overlap
+    const following = (): Promise<{ group?: PendingRead[]; failure?: { error: unknown } }> => nextGroup().then(
+      (group) => { if (group) reading.push(this.startGroup(group, pipeline)); return { group }; },
+      (error: unknown) => ({ failure: { error } }));
     try {
-      let group = await nextGroup();
-      if (group) reading.push(this.startGroup(group, pipeline));
-      while (group) {
-        // the next batch's index failure (CLOSED, IO) comes after every message of this group, as before
-        let failure: { error: unknown } | undefined;
-        const next = await nextGroup().catch((error: unknown) => { failure = { error }; return undefined; });
-        if (next) reading.push(this.startGroup(next, pipeline)); // read while this group goes out
+      for (let next = await following(); ; ) {
+        if (next.failure) throw next.failure.error;
+        const group = next.group;
+        if (!group) break;
+        const after = following(); // not awaited: this group goes out meanwhile
         for (const item of group) {
           if (item.ready) await item.ready;
           if (item.error === undefined) {
@@ -179,8 +182,7 @@ export class StoreReader {
           }
         }
         await reading.shift();
-        if (failure) throw failure.error;
-        group = next;
+        next = await after;
       }
     } finally {
       await Promise.allSettled(reading); // their pool leases released, no pack read left running
