@@ -255,10 +255,19 @@ export const limits = {
   largestUidProbeUids: 1024,
   /** readMessages: message records read from the index in one round trip. */
   readBatchMessages: 256,
+  /**
+   * ...and at most about this many bytes of them (LevelDB's own default, 16 KiB, ended a batch at
+   * ~130 records of SpamAssassin's: twice the round trips to the thread pool, issue 16).
+   */
+  readBatchIndexBytes: 256 * 1024,
   /** readMessages: batches of records located (index, then blob lookups) ahead of the one being read. */
   readAheadBatches: 2,
-  /** readMessages: most body bytes read ahead (in pack order) before they are yielded; one bigger message goes alone. */
-  readBatchBytes: 8 * 1024 * 1024,
+  /**
+   * readMessages: body bytes read (in pack order) as one group; one bigger message goes alone. The
+   * next group is read while this one is yielded, so at most two are held (8 MiB, as one group of
+   * 8 MiB was before the overlap).
+   */
+  readBatchBytes: 4 * 1024 * 1024,
   /** readMessages: most body bytes, and messages, read between two turns of the event loop. */
   readTurnBytes: 1024 * 1024,
   readTurnMessages: 128,
@@ -273,8 +282,11 @@ export const limits = {
   readPoolMailboxBytesMin: 64 * 1024 * 1024,
   /** ...and only runs of at least this many bytes go to it: a smaller one hashes faster than a round trip. */
   readPoolRunBytesMin: 64 * 1024,
-  /** ...with at most this many runs on the workers while the reading thread reads the next ones. */
-  readRunsHashing: 3,
+  /**
+   * ...with at most this many runs of one read on the workers while the reading thread reads the
+   * next ones; a run beyond them is hashed in the reading thread, so both threads hash.
+   */
+  readRunsHashing: 2,
   /**
    * The store's one hash pool (src/hash/shared-pool.ts), shared by readMessages and scrub: at most
    * this many worker threads (each an isolate of ~10 MB and a malloc arena, resident while it lives)...

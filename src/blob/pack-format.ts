@@ -3,6 +3,7 @@
 import { Buffer } from 'node:buffer';
 import { crc32 } from 'node:zlib';
 import { HASH_BYTES } from '../hash/blake3.js';
+import { crc32Range } from '../hash/crc32-small.js';
 
 export const PACK_FILE_MAGIC = Buffer.from('MSPK');
 export const PACK_RECORD_MAGIC = Buffer.from('MSB1');
@@ -52,7 +53,7 @@ export function encodeRecordHeader(hash: Buffer, bodyLength: number): Buffer {
  * magic and checksum hold and its length is `bodyLength`.
  */
 export function recordHeaderFault(b: Buffer, at: number, bodyLength: number): string | undefined {
-  if (at + RECORD_HEADER_BYTES > b.length || b.readUInt32BE(at) !== RECORD_MAGIC_WORD || b.readUInt32BE(at + 44) !== crc32(b.subarray(at, at + 44))) return 'record header is damaged';
+  if (at + RECORD_HEADER_BYTES > b.length || b.readUInt32BE(at) !== RECORD_MAGIC_WORD || b.readUInt32BE(at + 44) !== crc32Range(b, at, at + 44)) return 'record header is damaged';
   const length = b.readUInt32BE(at + 36) * 2 ** 32 + b.readUInt32BE(at + 40);
   if (length !== bodyLength) return `record length ${length} differs from the index's ${bodyLength}`;
   return undefined;

@@ -6,6 +6,7 @@ import { Encoder } from 'cbor-x/encode';
 import { Buffer } from 'node:buffer';
 import { crc32 } from 'node:zlib';
 import { MailstoreError } from '../errors.js';
+import { crc32Range } from '../hash/crc32-small.js';
 import { decodeFlatMap } from './flat-cbor.js';
 
 /**
@@ -81,12 +82,13 @@ export function decodeValue<T>(bytes: Uint8Array, key: Uint8Array): T {
   // LevelDB hands back Buffers: no new view, and one for the body shared by the checksum and the
   // decoder (a bulk read decodes two values a message; each view costs ~1 µs while code is cold)
   const b = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const body = b.length < 5 ? undefined : b.subarray(4);
-  if (body === undefined || b.readUInt32BE(0) !== crc32(body, crc32(key))) {
+  // the key's CRC continued over the body: crc32(body, crc32(key)) (index format 2)
+  if (b.length < 5 || b.readUInt32BE(0) !== crc32Range(b, 4, b.length, crc32Range(key, 0, key.length))) {
     throw new MailstoreError('CORRUPT',
       `index value for key ${Buffer.from(key).toString('hex')} fails its checksum; run 'mailstore reconstruct' to rebuild the index from the journal`,
       { path: Buffer.from(key).toString('hex') });
   }
+  const body = b.subarray(4);
   // the values 0 and 1 (every C record, the deleting marks) are one CBOR byte: no decoder call
   if (body.length === 1 && body[0] <= 1) return body[0] as T;
   return (decodeFlatMap(body) ?? cbor.decode(body)) as T;

@@ -5,7 +5,7 @@ import { Buffer } from 'node:buffer';
 import os from 'node:os';
 import { Readable } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { MailstoreError, isMailstoreError } from '../errors.js';
+import { AssertionFailure, MailstoreError, isMailstoreError } from '../errors.js';
 import { hashHex } from '../hash/blake3.js';
 import type { IndexDb } from '../index/index-db.js';
 import { keys, decodeChangeKey, decodeMessageKey, messageKeyUid } from '../keys/index-keys.js';
@@ -36,6 +36,14 @@ interface PendingRead {
   location?: BlobLocation;
   body?: Buffer;
   error?: unknown;
+  /** Settled once its run was read and verified (readMessages' startGroup). */
+  ready?: Promise<void>;
+}
+
+/** What the groups of one readMessages share: its mailbox's size, its runs on the hash pool now. */
+interface ReadPipeline {
+  mailboxBytes: number;
+  onWorkers: number;
 }
 
 export class StoreReader {
@@ -112,9 +120,11 @@ export class StoreReader {
   /**
    * Every message of a mailbox with its bytes, in uid order, each verified against its hash before
    * it is yielded (IMAP FETCH 1:* BODY[], export). The index is read a batch at a time, the next
-   * batches' records (limits.readAheadBatches) while this batch's bodies are read, and a batch's bodies are read in pack order;
-   * at most limits.readBatchBytes of bodies (or one bigger message) are held. A message that fails
-   * verification throws, as fetch would, once every message before it was yielded.
+   * batches' records (limits.readAheadBatches) while this batch's bodies are read. Bodies are read
+   * a group (limits.readBatchBytes) at a time in pack order, the next group's reads started before
+   * this group's messages go out, so at most two groups (or one bigger message each) are held. A
+   * message goes out as soon as its run was verified, not after its whole group. A message that
+   * fails verification throws, as fetch would, once every message before it was yielded.
    */
   async *readMessages(mailbox: string, options: ReadMessagesOptions = {}): AsyncGenerator<MessageWithBody> {
     parseMailboxName(mailbox);
@@ -123,7 +133,7 @@ export class StoreReader {
     if (options.onCorrupt !== undefined) checkFunction(options.onCorrupt, 'onCorrupt');
     this.host.live();
     const box = this.host.committedBox(mailbox);
-    const batches = this.host.db.entryBatches<MessageRecord>({ gte: keys.message(box.id, fromUid), lt: prefixEnd(keys.messagePrefix(box.id)) }, limits.readBatchMessages);
+    const batches = this.host.db.entryBatches<MessageRecord>({ gte: keys.message(box.id, fromUid), lt: prefixEnd(keys.messagePrefix(box.id)) }, limits.readBatchMessages, limits.readBatchIndexBytes);
     const readAhead = () => {
       const batch = this.locateBatch(mailbox, batches);
       batch.catch(() => undefined); // awaited later: a failure meanwhile is not unhandled
@@ -132,25 +142,50 @@ export class StoreReader {
     // limits.readAheadBatches located batches in flight: a thread-pool round trip (nextv, then
     // getMany) on a loaded machine can take longer than yielding one batch
     const ahead = Array.from({ length: limits.readAheadBatches }, readAhead);
-    try {
-      for (let batch = await ahead.shift(); batch; batch = await ahead.shift()) {
+    let groups: PendingRead[][] = [];
+    const nextGroup = async (): Promise<PendingRead[] | undefined> => {
+      while (groups.length === 0) {
+        const batch = await ahead.shift();
+        if (!batch) return undefined;
         ahead.push(readAhead());
-        for (const group of byteGroups(batch, limits.readBatchBytes)) {
-          await this.readGroup(group, box.bytes);
-          for (const item of group) {
-            if (item.error === undefined) {
-              const body = item.body!;
-              item.body = undefined; // the consumer may let go of it before the group ends
-              yield { info: item.info, body };
-            } else if (options.onCorrupt && isMailstoreError(item.error, 'CORRUPT')) {
-              options.onCorrupt(item.info, item.error);
-            } else {
-              throw item.error;
+        groups = byteGroups(batch, limits.readBatchBytes);
+      }
+      return groups.shift();
+    };
+    const pipeline: ReadPipeline = { mailboxBytes: box.bytes, onWorkers: 0 };
+    const reading: Promise<void>[] = []; // the group going out, then the one read meanwhile
+    // the next group, its reads started as soon as it is located; an index failure (CLOSED, IO)
+    // is kept until every message of the group going out came out, as before the overlap
+    const following = (): Promise<{ group?: PendingRead[]; failure?: { error: unknown } }> => nextGroup().then(
+      (group) => { if (group) reading.push(this.startGroup(group, pipeline)); return { group }; },
+      (error: unknown) => ({ failure: { error } }));
+    try {
+      for (let next = await following(); ; ) {
+        if (next.failure) throw next.failure.error;
+        const group = next.group;
+        if (!group) break;
+        const after = following(); // not awaited: this group goes out meanwhile
+        for (const item of group) {
+          if (item.ready) await item.ready;
+          if (item.error === undefined) {
+            const body = item.body;
+            if (body === undefined) {
+              await reading[0]; // a bug that stopped the group: its own error first
+              throw new AssertionFailure(`readMessages: uid ${item.info.uid} settled with neither body nor error`);
             }
+            item.body = undefined; // the consumer may let go of it before the group ends
+            yield { info: item.info, body };
+          } else if (options.onCorrupt && isMailstoreError(item.error, 'CORRUPT')) {
+            options.onCorrupt(item.info, item.error);
+          } else {
+            throw item.error;
           }
         }
+        await reading.shift();
+        next = await after;
       }
     } finally {
+      await Promise.allSettled(reading); // their pool leases released, no pack read left running
       await batches.return(undefined); // closes the iterator once a pending read-ahead is done
     }
   }
@@ -177,56 +212,71 @@ export class StoreReader {
   }
 
   /**
-   * Reads and verifies a group's bodies in pack order; a failure is kept for the message's turn.
-   * Neighbours in a pack are read with one pread (packRuns, PackStore.readRun). Pack reads are
-   * synchronous, so it lets the event loop run every limits.readTurnBytes or limits.readTurnMessages:
-   * the read-ahead (and a server's other clients) go on meanwhile. In a big mailbox a run's bodies
-   * are hashed on the pool's worker while the next runs are read (at most limits.readRunsHashing
-   * runs there); the group's messages go out only after all of its runs were verified.
+   * Starts reading a group's bodies in pack order and returns at once; each located item gets
+   * `ready`, settled once its run was read and verified (its body or its error set). Neighbours in a
+   * pack are read with one pread (packRuns, PackStore.readRun). The returned promise settles when
+   * every run is done and the group's pool lease is released.
    */
-  private async readGroup(group: PendingRead[], mailboxBytes: number): Promise<void> {
+  private startGroup(group: PendingRead[], pipeline: ReadPipeline): Promise<void> {
     const located = group.filter((item) => item.location);
     located.sort((a, b) => a.location!.pack - b.location!.pack || a.location!.offset - b.location!.offset);
-    // the group's first big run leases the store's pool (started now if need be); until its
-    // workers are up the runs are hashed here
+    const runs = packRuns(located);
+    const settle: (() => void)[] = runs.map((run) => {
+      let resolve!: () => void;
+      const ready = new Promise<void>((r) => { resolve = r; });
+      for (const item of run) item.ready = ready;
+      return resolve;
+    });
+    const done = this.readGroup(runs, settle, pipeline).finally(() => { for (const s of settle) s(); }); // a bug's throw leaves no reader waiting
+    done.catch(() => undefined); // awaited by readMessages
+    return done;
+  }
+
+  /**
+   * A group's runs in pack order. Pack reads are synchronous, so it lets the event loop run every
+   * limits.readTurnBytes or limits.readTurnMessages: the read-ahead, the messages before these (and a
+   * server's other clients) go on meanwhile. In a big mailbox a run is hashed on the store's pool
+   * (leased by the group's first big run, started then if need be) while this thread reads on,
+   * unless limits.readRunsHashing runs of this read are there already: then this thread hashes it
+   * itself, so both threads hash instead of one waiting for the other.
+   */
+  private async readGroup(runs: PendingRead[][], settle: (() => void)[], pipeline: ReadPipeline): Promise<void> {
     let leased: HashPool | undefined | null = null; // null: not asked for yet
     const poolFor = (runBytes: number): HashPool | undefined => {
-      if (runBytes < limits.readPoolRunBytesMin || this.hashThreads === 0 || mailboxBytes < limits.readPoolMailboxBytesMin) return undefined;
+      if (runBytes < limits.readPoolRunBytesMin || this.hashThreads === 0 || pipeline.mailboxBytes < limits.readPoolMailboxBytesMin) return undefined;
+      if (pipeline.onWorkers >= limits.readRunsHashing) return undefined;
       if (leased === null) leased = this.hashPool.acquire(this.hashThreads);
       return leased?.ready ? leased : undefined;
     };
+    const hashing: Promise<void>[] = []; // runs whose bodies a worker verifies meanwhile
+    let bytesSinceTurn = 0, messagesSinceTurn = 0;
     try {
-      await this.readRuns(located, poolFor);
+      for (let i = 0; i < runs.length; i++) {
+        const run = runs[i];
+        let runBytes = 0;
+        for (const item of run) runBytes += item.location!.length;
+        const pool = poolFor(runBytes);
+        const done = this.host.packs.readRun(run[0].location!.pack, run as RunItem[], pool, false); // no record views: only compaction copies records
+        if (pool) {
+          pipeline.onWorkers++;
+          hashing.push(done.finally(() => { pipeline.onWorkers--; settle[i](); }));
+        } else {
+          await done;
+          settle[i]();
+        }
+        bytesSinceTurn += runBytes;
+        messagesSinceTurn += run.length;
+        // counted across runs: a mailbox scattered over the packs makes runs of one message
+        if (bytesSinceTurn >= limits.readTurnBytes || messagesSinceTurn >= limits.readTurnMessages) {
+          bytesSinceTurn = 0;
+          messagesSinceTurn = 0;
+          await nextTurn();
+        }
+      }
+      await Promise.all(hashing); // readRun sets errors on its items, it does not reject
     } finally {
       if (leased) this.hashPool.release();
     }
-  }
-
-  /** readGroup's runs in order, each hashed on the pool `poolFor` gives it (undefined: here). */
-  private async readRuns(located: PendingRead[], poolFor: (runBytes: number) => HashPool | undefined): Promise<void> {
-    let bytesSinceTurn = 0, messagesSinceTurn = 0;
-    const hashing: Promise<void>[] = []; // runs whose bodies a worker verifies meanwhile
-    for (const run of packRuns(located)) {
-      let runBytes = 0;
-      for (const item of run) runBytes += item.location!.length;
-      const pool = poolFor(runBytes);
-      const done = this.host.packs.readRun(run[0].location!.pack, run as RunItem[], pool, false); // no record views: only compaction copies records
-      if (pool) {
-        hashing.push(done);
-        if (hashing.length > limits.readRunsHashing) await hashing.shift();
-      } else {
-        await done;
-      }
-      bytesSinceTurn += runBytes;
-      messagesSinceTurn += run.length;
-      // counted across runs: a mailbox scattered over the packs makes runs of one message
-      if (bytesSinceTurn >= limits.readTurnBytes || messagesSinceTurn >= limits.readTurnMessages) {
-        bytesSinceTurn = 0;
-        messagesSinceTurn = 0;
-        await nextTurn();
-      }
-    }
-    await Promise.all(hashing); // readRun sets errors on its items, it does not reject
   }
 
   private async locate(mailbox: string, uid: number): Promise<{ record: MessageRecord; blob: BlobRecord }> {

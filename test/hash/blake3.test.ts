@@ -21,6 +21,22 @@ describe('BLAKE3', () => {
     }
   });
 
+  it('hashMatches: a flipped bit anywhere in the expected hash is a mismatch; a plain Uint8Array compares as a Buffer does', () => {
+    const data = Buffer.alloc(5400, 3);
+    const hash = hashBytes(data);
+    expect(hashMatches(data, new Uint8Array(hash))).toBe(true);
+    for (let at = 0; at < hash.length; at++) {
+      for (const bit of [0x01, 0x80]) {
+        const other = new Uint8Array(hash);
+        other[at] ^= bit;
+        expect(hashMatches(data, other), `byte ${at} bit ${bit}`).toBe(false);
+      }
+    }
+    // the reused digest buffer does not leak one call's result into the next
+    expect(hashMatches(Buffer.from('other'), hash)).toBe(false);
+    expect(hashMatches(data, hash)).toBe(true);
+  });
+
   it('native and WebAssembly give the same digests', async () => {
     const sizes = [0, 1, 63, 64, 65, 1023, 1024, 1025, 8192, 100_000, 1 << 20];
     for (const size of sizes) {

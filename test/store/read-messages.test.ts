@@ -1,6 +1,6 @@
 // Store.readMessages, the bulk read behind IMAP FETCH 1:* BODY[] and export: it must hand out
 // exactly what fetch would, in uid order, verified, and report damage the way fetch does.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MessageInfo } from '../../src/store/store.js';
@@ -11,6 +11,7 @@ import { hashBytes } from '../../src/hash/blake3.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { RECORD_HEADER_BYTES } from '../../src/blob/pack-format.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { IndexDb } from '../../src/index/index-db.js';
 import { internalsOf, rawLevelOf } from '../helpers/internals.js';
 
 const msg = (i: number | string, padBytes = 0) =>
@@ -198,6 +199,33 @@ describe('Store.readMessages', () => {
     const bulk = await collect(store, 'INBOX', { onCorrupt: (info, e) => reported.push([info.uid, e.message]) });
     expect(bulk.map((m) => m.info.uid)).toEqual([1, 3, 5]);
     expect(reported).toEqual([[2, fetchErrors[0].message], [4, fetchErrors[1].message]]);
+    await store.close();
+  });
+
+  it('an index read that fails on a later batch: every message of the batches before it comes out first, then the IO error', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX');
+    const bodies = Array.from({ length: 700 }, (_, i) => msg(i, (i * 53) % 3000));
+    await store.appendBatch('INBOX', bodies.map((bytes) => ({ bytes })));
+    const getMany = IndexDb.prototype.getMany;
+    let calls = 0, firstBatch = 0;
+    const spy = vi.spyOn(IndexDb.prototype, 'getMany').mockImplementation(function (this: IndexDb, keyList: Buffer[]) {
+      // the blob lookups of the second batch of records fail as a disk would (a batch is at most
+      // limits.readBatchMessages; LevelDB may hand back fewer)
+      if (++calls === 1) firstBatch = keyList.length;
+      if (calls === 2) return Promise.reject(new MailstoreError('IO', 'index read failed (injected)'));
+      return getMany.call(this, keyList) as never;
+    });
+    const seen: Buffer[] = [];
+    const error = await (async () => { for await (const { body } of store.readMessages('INBOX')) seen.push(body); })().catch((e: unknown) => e);
+    spy.mockRestore();
+    expect(error).toBeInstanceOf(MailstoreError);
+    expect((error as MailstoreError).code).toBe('IO');
+    expect(firstBatch).toBeGreaterThan(100);
+    expect(seen.length).toBe(firstBatch);
+    seen.forEach((body, i) => expect(body.equals(bodies[i]), `uid ${i + 1}`).toBe(true));
+    expect((await collect(store, 'INBOX')).length, 'nothing lost').toBe(700);
     await store.close();
   });
 

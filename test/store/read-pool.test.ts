@@ -77,6 +77,31 @@ describe('readMessages on a hash worker', () => {
     await store.close();
   });
 
+  it('runs beyond limits.readRunsHashing are hashed in the reading thread: both threads verify, damage on either side costs only its message, uid order across groups', async () => {
+    const bodies = Array.from({ length: 240 }, (_, i) => body(i + 1, 900 + (i % 7) * 400));
+    const { dir, store } = await poolStore(bodies, 40);
+    for (const uid of [17, 118, 203]) await flipBody(store, dir, `Subject: m ${uid}\r\n`);
+    const pool = await readyPool(store);
+    const hashed = vi.spyOn(pool, 'hash');
+    limits.readTurnMessages = 8; // runs of 8 messages: 30 of them
+    limits.readRunsHashing = 1; // one run of this read on the worker at a time, the others here
+    limits.readBatchBytes = 64 * 1024; // several groups, the next read while one goes out
+
+    const reported: [number, string][] = [];
+    const order: number[] = [];
+    const out = new Map<number, Buffer>();
+    for await (const { info, body: bytes } of store.readMessages('INBOX', { onCorrupt: (i, e) => reported.push([i.uid, e.code]) })) {
+      order.push(info.uid);
+      out.set(info.uid, bytes);
+    }
+    expect(hashed.mock.calls.length, 'some runs went to the worker').toBeGreaterThan(0);
+    expect(hashed.mock.calls.length, 'and some were hashed here').toBeLessThan(30);
+    expect(reported).toEqual([[17, 'CORRUPT'], [118, 'CORRUPT'], [203, 'CORRUPT']]);
+    expect(order).toEqual(bodies.map((_, i) => i + 1).filter((uid) => ![17, 118, 203].includes(uid)));
+    for (const [uid, bytes] of out) expect(bytes.equals(bodies[uid - 1]), `uid ${uid}`).toBe(true);
+    await store.close();
+  });
+
   it('a worker that dies mid-read: its runs are read again and hashed in the reading thread, nothing lost', async () => {
     const bodies = twoHundred();
     const { store } = await poolStore(bodies);
