@@ -24,7 +24,8 @@ describe('crc32Range', () => {
     for (const length of [0, 1, 5, 100, 256, 257, 600]) {
       const value = randomBytes(length);
       const seeded = crc32Range(value, 0, length, crc32Range(key, 0, key.length));
-      expect(seeded, `length ${length}`).toBe(crc32(value, crc32(key)));
+      // (zlib's crc32 of nothing is 0 whatever its seed: no index value is empty)
+      if (length > 0) expect(seeded, `length ${length}`).toBe(crc32(value, crc32(key)));
       expect(seeded, `length ${length}`).toBe(crc32(Buffer.concat([key, value])));
     }
     expect(crc32Range(Buffer.from('6789'), 0, 4, crc32(Buffer.from('12345')))).toBe(0xcbf43926);
