@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
-import { DurableStream, ensureDir, writeFileDurable } from '../fs/durable.js';
+import { DurableStream, ensureDir, writeFileAtomic, writeFileDurable } from '../fs/durable.js';
 import { backupLimits } from '../limits.js';
 import { createHasher, hashReady, type Hasher } from '../hash/blake3.js';
 import type { Op } from '../store/records.js';
@@ -18,7 +18,7 @@ import { newEncryptionParams, openKeys, type EncryptionParams, type RepositoryKe
 import { applyDelta, type SnapshotDelta } from './delta.js';
 import { DELTA_FORMAT_VERSION, FORMAT_VERSION, REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
 
-export const REPO_LAYOUT = { config: 'config', data: 'data', index: 'index', snapshots: 'snapshots', locks: 'locks' } as const;
+export const REPO_LAYOUT = { config: 'config', data: 'data', index: 'index', snapshots: 'snapshots', locks: 'locks', tips: 'tips' } as const;
 const REPO_FORMAT = 'mailstore-backup';
 
 export interface RepoConfig {
@@ -130,7 +130,7 @@ export class Repository {
   }
 
   /** Temp files left by writes that were interrupted (prune removes them). */
-  async leftovers(area: 'data' | 'index' | 'snapshots'): Promise<string[]> {
+  async leftovers(area: 'data' | 'index' | 'snapshots' | 'tips'): Promise<string[]> {
     return (await this.fs.readdir(this.path(area)).catch(() => [])).filter((name) => name.startsWith('.') && name.endsWith('.tmp'));
   }
 
@@ -227,7 +227,10 @@ export class Repository {
     const cached = cache.whole.get(id);
     if (cached) return cached;
     const file = cache.files?.get(id) ?? await this.readMetadata<SnapshotFile>('snapshot', id);
-    if (file.parent === undefined) return remember(cache, id, file);
+    if (file.parent === undefined) {
+      cache.chains?.set(id, []);
+      return remember(cache, id, file);
+    }
     const path = this.path('snapshots', id);
     if (depth >= backupLimits.deltaChainReadMax) throw new MailstoreError('CORRUPT', `${path}: its chain of delta snapshots is longer than ${backupLimits.deltaChainReadMax}`, { path });
     let parent: SnapshotFile;
@@ -237,7 +240,24 @@ export class Repository {
       if (!isMailstoreError(error) || error.code === 'INVALID') throw error;
       throw new MailstoreError('CORRUPT', `${path}: the snapshot it builds on (${file.parent.slice(0, 12)}) does not read: ${error.message}`, { path, cause: error });
     }
+    const below = cache.chains?.get(file.parent);
+    if (below) cache.chains!.set(id, [...below, file.parent]);
     return remember(cache, id, applyDelta(parent, file, path));
+  }
+
+  /**
+   * A snapshot file's bytes still match its name (read and hashed, not decoded): an incremental
+   * run checks the chain under the snapshot it builds on this way when it uses that snapshot's tip.
+   */
+  async verifySnapshotFile(id: string): Promise<void> {
+    const path = this.path('snapshots', id);
+    let bytes: Buffer;
+    try {
+      bytes = await this.fs.readFile(path);
+    } catch (error) {
+      throw fromSystemError(error, 'reading the snapshot file', path);
+    }
+    if (contentName(bytes) !== id) throw new MailstoreError('CORRUPT', `${path}: content does not match its name (damaged)`, { path });
   }
 
   /** Every index file merged: blob id (hex) -> its places (more than one after an interrupted prune). */
@@ -382,6 +402,8 @@ export class DataStream {
 export interface SnapshotCache {
   whole: Map<string, SnapshotFile>;
   files?: Map<string, SnapshotFile>;
+  /** When present, filled by readSnapshot: each snapshot's chain, the ids it builds on (its whole one first). */
+  chains?: Map<string, string[]>;
 }
 
 export function newSnapshotCache(): SnapshotCache {
@@ -497,7 +519,9 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
   const dir = join(repo.dir, REPO_LAYOUT.locks);
   const name = randomBytes(16).toString('hex');
   const path = join(dir, name);
-  const write = () => writeFileDurable(fs, path, Buffer.from(JSON.stringify({ pid: process.pid, hostname: hostname(), time: Date.now(), exclusive } satisfies LockRecord)));
+  // Visible whole to other processes (rename), not synced: after a crash no process holds a lock,
+  // and a lost or torn lock file only lets in what a stale one would (docs/BACKUP.md, invariant 6).
+  const write = () => writeFileAtomic(fs, path, Buffer.from(JSON.stringify({ pid: process.pid, hostname: hostname(), time: Date.now(), exclusive } satisfies LockRecord)));
   try {
     await ensureDir(fs, dir);
     await write();
