@@ -105,9 +105,9 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
     // The parent's blobs are in the repository (its snapshot was written after them); the index is
     // read only when there are others, and then every blob is looked up (a lost one is copied again).
     const others = state.parent ? state.parent.newHashes : true;
-    const known = others ? await repo.loadIndexIds() : new Set<string>();
-    const idOf = (blob: NeededBlob) => (repo.keys ? blobIdOf(blob.hash, repo.keys).toString('hex') : blob.key); // unencrypted, the id is the hash
-    const missing = others ? state.blobs.filter((blob) => !known.has(idOf(blob))) : [];
+    const idOf = (blob: NeededBlob) => (repo.keys ? blobIdOf(blob.hash, repo.keys) : blob.hash); // unencrypted, the id is the hash
+    const held = others ? await repo.indexHolds(state.blobs.map(idOf)) : [];
+    const missing = others ? state.blobs.filter((_, i) => !held[i]) : [];
     phase('index read');
     options.onPlan?.(missing.length, missing.reduce((sum, blob) => sum + blob.size, 0));
     const snapshot: SnapshotFile = {

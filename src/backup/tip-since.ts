@@ -13,7 +13,7 @@ import type { NeededBlob } from './backup.js';
 import type { DeltaBox, SnapshotDelta } from './delta.js';
 import { formatMailboxName } from '../store/validate.js';
 import type { SnapshotCounts } from './repository.js';
-import { HASH_BYTES, findHash, type Tip, type TipBox } from './tip.js';
+import { HASH_BYTES, compareHashes, searchHash, type Tip, type TipBox } from './tip.js';
 
 type Entries = [modseq: number, value: StateChange[2]][];
 
@@ -251,12 +251,12 @@ class HashTable {
 
   /** `ref` names exactly `hash`. */
   is(ref: number, hash: Uint8Array): boolean {
-    return ref < this.count && Buffer.from(hash.buffer, hash.byteOffset, hash.byteLength).compare(this.sorted, ref * HASH_BYTES, ref * HASH_BYTES + HASH_BYTES) === 0;
+    return ref < this.count && compareHashes(this.sorted, ref * HASH_BYTES, hash, 0) === 0;
   }
 
   refOf(hash: Uint8Array): number {
-    const found = findHash(this.sorted, hash);
-    if (found >= 0) return found;
+    const { at, found } = searchHash(this.sorted, hash);
+    if (found) return at;
     const copy = Buffer.from(hash); // a copy: the store's record may be a view into a larger buffer
     const key = copy.toString('latin1');
     let ref = this.addedRefs.get(key);
@@ -277,13 +277,14 @@ class HashTable {
     const used = new Uint8Array(this.size);
     for (const box of boxes.values()) for (const ref of box.refs) used[ref] = 1;
     if (this.added.length === 0 && used.every((u) => u === 1)) return this.sorted;
-    const added = this.added.map((hash, i) => ({ hash, ref: this.count + i })).filter((a) => used[a.ref]).sort((a, b) => Buffer.compare(a.hash, b.hash));
+    // each added hash with its place among the old ones (none of them is there: refOf looked)
+    const added = this.added.map((hash, i) => ({ hash, ref: this.count + i, at: searchHash(this.sorted, hash).at }))
+      .filter((a) => used[a.ref]).sort((a, b) => a.at - b.at || compareHashes(a.hash, 0, b.hash, 0));
     const remap = new Uint32Array(this.size);
     const out = Buffer.allocUnsafe(used.reduce((sum, u) => sum + u, 0) * HASH_BYTES);
     let o = 0, next = 0;
     for (let i = 0; i <= this.count; i++) {
-      // the added hashes that sort before old entry i
-      while (next < added.length && (i === this.count || added[next]!.hash.compare(this.sorted, i * HASH_BYTES, i * HASH_BYTES + HASH_BYTES) < 0)) {
+      while (next < added.length && added[next]!.at === i) {
         added[next]!.hash.copy(out, o * HASH_BYTES);
         remap[added[next]!.ref] = o++;
         next++;

@@ -11,7 +11,7 @@ import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js'
 import { ensureDir, writeFileAtomic } from '../fs/durable.js';
 import type { MailboxInfo } from '../store/records.js';
 import { SEEN } from '../store/apply.js';
-import { contentName, decodeMetadataFile, encodeMetadataFile, isContentName } from './format.js';
+import { FORMAT_VERSION, contentName, decodeMetadataFile, encodeMetadataFile, isContentName } from './format.js';
 import type { StateModel } from './incremental.js';
 import type { Repository, SnapshotCounts } from './repository.js';
 
@@ -87,7 +87,9 @@ export function encodeTip(tip: Tip, repo: Pick<Repository, 'keys'>): Buffer {
     ...(tip.journalDigest ? { journalDigest: tip.journalDigest } : {}),
     boxes: [...tip.boxes.values()].map((b): StoredBox => [b.info, bytesOf(b.uids), bytesOf(b.sizes), bytesOf(b.seen), bytesOf(b.refs), bytesOf(b.changeUids), bytesOf(b.changeModseqs)]),
   };
-  return encodeMetadataFile('tip', value, repo.keys);
+  // level 0 (stored blocks, the same format): most of a tip is hashes, which deflate cannot
+  // shrink, and compressing them anyway cost a run tens of ms
+  return encodeMetadataFile('tip', value, repo.keys, FORMAT_VERSION, 0);
 }
 
 function decodeTip(bytes: Buffer, snapshot: string, hash: string, path: string, repo: Pick<Repository, 'keys'>): Tip {
@@ -157,18 +159,28 @@ export async function listTips(repo: Repository): Promise<string[]> {
 /** The snapshot id a tip file belongs to. */
 export const tipSnapshot = (name: string) => name.split('.')[0]!;
 
-/** `hash` in the sorted table: its index, or -1. Buffer.compare on ranges: no subarray per step. */
-export function findHash(table: Buffer, hash: Uint8Array): number {
-  const key = Buffer.isBuffer(hash) ? hash : Buffer.from(hash.buffer, hash.byteOffset, hash.byteLength);
-  let lo = 0, hi = table.length / HASH_BYTES - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >>> 1;
-    const c = key.compare(table, mid * HASH_BYTES, mid * HASH_BYTES + HASH_BYTES);
-    if (c === 0) return mid;
-    if (c > 0) lo = mid + 1;
-    else hi = mid - 1;
+/**
+ * Compares the 32-byte hashes at `a[aAt]` and `b[bAt]` (-1, 0, 1). A loop in JavaScript: it stops
+ * at the first differing byte, and Buffer.compare with ranges costs a native call and argument
+ * checks each (most of a run's lookups in a first profile).
+ */
+export function compareHashes(a: Uint8Array, aAt: number, b: Uint8Array, bAt: number): number {
+  for (let i = 0; i < HASH_BYTES; i++) {
+    const d = a[aAt + i]! - b[bAt + i]!;
+    if (d !== 0) return d < 0 ? -1 : 1;
   }
-  return -1;
+  return 0;
+}
+
+/** Where `hash` is or would go in the sorted table: the number of hashes below it, and whether it is there. */
+export function searchHash(table: Uint8Array, hash: Uint8Array): { at: number; found: boolean } {
+  let lo = 0, hi = table.length / HASH_BYTES;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compareHashes(table, mid * HASH_BYTES, hash, 0) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return { at: lo, found: lo < table.length / HASH_BYTES && compareHashes(table, lo * HASH_BYTES, hash, 0) === 0 };
 }
 
 /** A tip of a whole state (a model: the full read, or a parent decoded because it had no tip). */

@@ -173,8 +173,8 @@ describe('delta snapshots', () => {
     const repo = await openRepo(join(dir, 'repo'));
     await runBackup(source(store), repo);
     let indexReads = 0;
-    const loadIndexIds = repo.loadIndexIds.bind(repo);
-    repo.loadIndexIds = async () => { indexReads++; return loadIndexIds(); };
+    const indexHolds = repo.indexHolds.bind(repo);
+    repo.indexHolds = async (ids) => { indexReads++; return indexHolds(ids); };
     await store.setFlags('INBOX', [1, 2], { add: ['\\Seen'] });
     await store.expunge('INBOX', [3]);
     const flagsOnly = await runBackup(source(store), repo);
