@@ -6,6 +6,7 @@
 // change-log entry it may concern is read again from one LevelDB snapshot; a changed mailbox whose
 // columns then disagree with its own counters (messages, bytes, unseen) is read whole.
 import { limits } from '../limits.js';
+import { phase } from './phases.js';
 import { SEEN } from '../store/apply.js';
 import type { MailboxInfo, Op } from '../store/records.js';
 import type { StateChange, StateMessage, StateSince } from '../store/state-since.js';
@@ -59,8 +60,11 @@ export async function applySinceToTip(parent: Tip, since: StateSince, snapshot: 
     boxes.set(key, changed.box);
     deltas.push(changed.delta);
   }
+  phase('changed mailboxes read');
   const { counts, needed } = tally(boxes, table, presentRefs(parent));
+  phase('state counted');
   const hashes = table.finish(boxes);
+  phase('hash table merged');
   const tip: Tip = { snapshot: '', storeId: parent.storeId, seq: since.appliedSeq, journalDigest: since.appliedDigest, ...snapshot, counts, hashes, boxes };
   return { tip, ops: headOps(since, boxes), delta: { boxes: deltas }, counts, needed, readWhole };
 }
@@ -190,7 +194,10 @@ function agrees(box: TipBox): boolean {
 /** The parent's blobs that are in the repository: those its mailboxes not being deleted name (the parent's run copied them). */
 function presentRefs(parent: Tip): Uint8Array {
   const present = new Uint8Array(parent.hashes.length / HASH_BYTES);
-  for (const box of parent.boxes.values()) if (!box.info.deleting) for (const ref of box.refs) present[ref] = 1;
+  const boxes = [...parent.boxes.values()];
+  // a tip's table holds only hashes its messages name: without a mailbox being deleted, all of them
+  if (!boxes.some((box) => box.info.deleting)) return present.fill(1);
+  for (const box of boxes) if (!box.info.deleting) for (let i = 0; i < box.refs.length; i++) present[box.refs[i]!] = 1;
   return present;
 }
 
@@ -272,30 +279,39 @@ class HashTable {
     return ref < this.count ? this.sorted.subarray(ref * HASH_BYTES, ref * HASH_BYTES + HASH_BYTES) : this.added[ref - this.count]!;
   }
 
-  /** The new sorted table; every box's refs renumbered into it. */
+  /**
+   * The new sorted table; every box's refs renumbered into it. Plain loops and one copy per run of
+   * kept old hashes: a run executes this once, mostly before the JIT has compiled it.
+   */
   finish(boxes: Map<string, TipBox>): Buffer {
     const used = new Uint8Array(this.size);
-    for (const box of boxes.values()) for (const ref of box.refs) used[ref] = 1;
-    if (this.added.length === 0 && used.every((u) => u === 1)) return this.sorted;
+    for (const box of boxes.values()) for (let i = 0; i < box.refs.length; i++) used[box.refs[i]!] = 1;
+    let kept = 0;
+    for (let r = 0; r < used.length; r++) kept += used[r]!;
+    if (this.added.length === 0 && kept === this.count) return this.sorted;
     // each added hash with its place among the old ones (none of them is there: refOf looked)
     const added = this.added.map((hash, i) => ({ hash, ref: this.count + i, at: searchHash(this.sorted, hash).at }))
       .filter((a) => used[a.ref]).sort((a, b) => a.at - b.at || compareHashes(a.hash, 0, b.hash, 0));
     const remap = new Uint32Array(this.size);
-    const out = Buffer.allocUnsafe(used.reduce((sum, u) => sum + u, 0) * HASH_BYTES);
-    let o = 0, next = 0;
-    for (let i = 0; i <= this.count; i++) {
+    const out = Buffer.allocUnsafe(kept * HASH_BYTES);
+    let o = 0, next = 0, i = 0;
+    while (i <= this.count) {
       while (next < added.length && added[next]!.at === i) {
         added[next]!.hash.copy(out, o * HASH_BYTES);
         remap[added[next]!.ref] = o++;
         next++;
       }
-      if (i < this.count && used[i]) {
-        this.sorted.copy(out, o * HASH_BYTES, i * HASH_BYTES, i * HASH_BYTES + HASH_BYTES);
-        remap[i] = o++;
-      }
+      if (i === this.count) break;
+      // the run of old hashes up to the next insertion point or unused one, copied at once
+      const end = next < added.length ? added[next]!.at : this.count;
+      const from = i;
+      while (i < end && used[i]) { remap[i] = o + i - from; i++; }
+      if (i > from) { this.sorted.copy(out, o * HASH_BYTES, from * HASH_BYTES, i * HASH_BYTES); o += i - from; }
+      if (i < end && !used[i]) i++;
     }
     for (const [key, box] of boxes) {
-      const refs = Uint32Array.from(box.refs, (ref) => remap[ref]!);
+      const refs = new Uint32Array(box.refs.length);
+      for (let r = 0; r < refs.length; r++) refs[r] = remap[box.refs[r]!]!;
       boxes.set(key, { ...box, refs });
     }
     return out;
