@@ -5,7 +5,7 @@
 // parent's whole state. The rules are incremental.ts's: every uid the journal names and every
 // change-log entry it may concern is read again from one LevelDB snapshot; a changed mailbox whose
 // columns then disagree with its own counters (messages, bytes, unseen) is read whole.
-import { limits } from '../limits.js';
+import { backupLimits, limits } from '../limits.js';
 import { phase } from './phases.js';
 import { SEEN } from '../store/apply.js';
 import type { MailboxInfo, Op } from '../store/records.js';
@@ -45,14 +45,21 @@ export async function applySinceToTip(parent: Tip, since: StateSince, snapshot: 
     read.catch(() => undefined); // awaited in its turn
     recent.set(hex(info.id), read);
   }
+  // the changed mailboxes read several at once (their reads overlap on the thread pool), then
+  // taken in the store's order; one whose counters disagree is read whole
+  const read = await inFlight(since.mailboxes, backupLimits.changedMailboxReadsInFlight, async (info) => {
+    const before = parent.boxes.get(hex(info.id));
+    if (!before || unchanged(info, before)) return undefined;
+    return changedBox(before, info, since, await recent.get(hex(info.id))!, table);
+  });
   const boxes = new Map<string, TipBox>();
   const deltas: DeltaBox[] = [];
   let readWhole = 0;
-  for (const info of since.mailboxes) {
+  for (const [i, info] of since.mailboxes.entries()) {
     const key = hex(info.id);
     const before = parent.boxes.get(key);
     if (before && unchanged(info, before)) { boxes.set(key, { ...before, info }); continue; }
-    let changed = before && await changedBox(before, info, since, await recent.get(key)!, table);
+    let changed = read[i];
     if (!changed || !agrees(changed.box)) {
       changed = await wholeBox(info, since, table);
       readWhole++;
@@ -67,6 +74,28 @@ export async function applySinceToTip(parent: Tip, since: StateSince, snapshot: 
   phase('hash table merged');
   const tip: Tip = { snapshot: '', storeId: parent.storeId, seq: since.appliedSeq, journalDigest: since.appliedDigest, ...snapshot, counts, hashes, boxes };
   return { tip, ops: headOps(since, boxes), delta: { boxes: deltas }, counts, needed, readWhole };
+}
+
+/** `work` on every item, at most `limit` at once; the results in the items' order. */
+async function inFlight<T, R>(items: T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      try {
+        out[i] = await work(items[i]!);
+      } catch (error) {
+        next = items.length; // the others take no more
+        throw error;
+      }
+    }
+  };
+  // every worker finished before a failure is thrown: none reads the store's snapshot after the caller closes it
+  const settled = await Promise.allSettled(Array.from({ length: Math.min(limit, items.length) }, worker));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return out;
 }
 
 /** A changed mailbox: the uids the journal and the change log name read again, merged into the parent's columns. */
