@@ -10,6 +10,7 @@ import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { DurableStream, ensureDir, writeFileAtomic, writeFileDurable } from '../fs/durable.js';
+import { nodeFileSystem } from '../fs/node-fs.js';
 import { backupLimits } from '../limits.js';
 import { createHasher, hashReady, type Hasher } from '../hash/blake3.js';
 import type { Op } from '../store/records.js';
@@ -555,7 +556,7 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
       if (other === name || other.startsWith('.')) continue;
       const record = await readLock(fs, join(dir, other));
       if (!record) continue;
-      if (isStale(record)) { await fs.unlink(join(dir, other)).catch(() => undefined); continue; }
+      if (await isStale(record)) { await fs.unlink(join(dir, other)).catch(() => undefined); continue; }
       if (exclusive || record.exclusive) {
         throw new MailstoreError('LOCKED', `the backup repository ${repo.dir} is in use by pid ${record.pid} on ${record.hostname} since ${new Date(record.time).toISOString()}${record.exclusive ? ' (forget/prune)' : ''}; try again when it is done`, { path: join(dir, other) });
       }
@@ -582,14 +583,29 @@ async function readLock(fs: FileSystem, path: string): Promise<LockRecord | unde
   }
 }
 
-function isStale(record: LockRecord): boolean {
+async function isStale(record: LockRecord): Promise<boolean> {
   if (Date.now() - record.time > backupLimits.lockStaleMs) return true;
   if (record.hostname !== hostname()) return false;
   if (record.pid === process.pid) return false;
   try {
     process.kill(record.pid, 0);
-    return false;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+  return isZombie(record.pid);
+}
+
+/**
+ * A process that was killed but not yet reaped by its parent (a zombie: state Z in Linux's
+ * /proc/PID/stat) still answers kill(pid, 0), but it runs no more and holds nothing: its lock is
+ * stale. A killed backup whose parent was killed with it stayed a zombie where PID 1 does not reap,
+ * and its lock kept `forget` out (LOCKED). Elsewhere (no /proc) the pid counts as alive, as before.
+ */
+async function isZombie(pid: number): Promise<boolean> {
+  try {
+    const stat = (await nodeFileSystem.readFile(`/proc/${pid}/stat`)).toString('latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return false;
   }
 }
