@@ -608,4 +608,10 @@ export const backupLimits = {
   deltaChainReadMax: 64,
   /** Snapshots a repository keeps decoded (materialized) while it is open: a chain's parent is read once per listing, not once per child. */
   snapshotCacheMax: 4,
+  /**
+   * An incremental run reads this many changed mailboxes from the store at once (each a few reads
+   * on LevelDB's thread pool): one after another, their round trips were most of the run's
+   * state work on a loaded machine.
+   */
+  changedMailboxReadsInFlight: 16,
 } as const;

@@ -12,9 +12,11 @@ import type { StateSince } from '../store/state-since.js';
 import { blobIdOf } from './crypto.js';
 import { phase } from './phases.js';
 import { CompressPool, InlineCompressor } from './compress-pool.js';
-import { applySince, fallbackReason, findParent, modelOf, opsOf, type StateModel } from './incremental.js';
+import { applySince, decodedParent, fallbackReason, findParent, modelOf, opsOf, type ParentSnapshot, type StateModel } from './incremental.js';
 import { deltaOf } from './delta.js';
-import { DATA_HEADER_BYTES, FORMAT_VERSION, encodeDataHeader, sealRecord, type BlobCodec } from './format.js';
+import { DATA_HEADER_BYTES, FORMAT_VERSION, contentName, encodeDataHeader, sealRecord, type BlobCodec } from './format.js';
+import { encodeTip, tipOfModel, writeTip, type Tip } from './tip.js';
+import { applySinceToTip } from './tip-since.js';
 import { lockRepository, type DataStream, type IndexFile, type Repository, type SnapshotCounts, type SnapshotFile } from './repository.js';
 
 /** What a backup needs of a store: the Store itself, or later the daemon's client. */
@@ -65,7 +67,7 @@ export interface BackupSummary {
   deltaDepth?: number;
 }
 
-interface NeededBlob {
+export interface NeededBlob {
   hash: Buffer;
   /** The hash in hex (computed once: a run looks every blob up by it). */
   key: string;
@@ -88,6 +90,8 @@ interface StateRead {
   /** Built on an earlier snapshot: its id, and whether a message names a blob its record there did not (else every blob is in the repository already). */
   parent?: { id: string; newHashes: boolean; readWhole: number };
   fullReadReason?: string;
+  /** The state's tip (tip.ts), written beside the snapshot for the next run. */
+  tip: Tip;
 }
 
 export async function runBackup(source: BackupSource, repo: Repository, options: BackupOptions = {}): Promise<BackupSummary> {
@@ -101,9 +105,9 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
     // The parent's blobs are in the repository (its snapshot was written after them); the index is
     // read only when there are others, and then every blob is looked up (a lost one is copied again).
     const others = state.parent ? state.parent.newHashes : true;
-    const known = others ? await repo.loadIndexIds() : new Set<string>();
-    const idOf = (blob: NeededBlob) => (repo.keys ? blobIdOf(blob.hash, repo.keys).toString('hex') : blob.key); // unencrypted, the id is the hash
-    const missing = others ? state.blobs.filter((blob) => !known.has(idOf(blob))) : [];
+    const idOf = (blob: NeededBlob) => (repo.keys ? blobIdOf(blob.hash, repo.keys) : blob.hash); // unencrypted, the id is the hash
+    const held = others ? await repo.indexHolds(state.blobs.map(idOf)) : [];
+    const missing = others ? state.blobs.filter((_, i) => !held[i]) : [];
     phase('index read');
     options.onPlan?.(missing.length, missing.reduce((sum, blob) => sum + blob.size, 0));
     const snapshot: SnapshotFile = {
@@ -113,10 +117,18 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
     // encoded while the last data and index files are written and synced (CPU beside the disk);
     // written only after them (invariant 2)
     let encoded: Buffer | undefined;
-    const encode = () => { encoded = repo.encodeSnapshot(snapshot); };
+    let tip: Buffer | undefined;
+    const encode = () => {
+      encoded = repo.encodeSnapshot(snapshot);
+      state.tip.snapshot = contentName(encoded);
+      tip = encodeTip(state.tip, repo);
+    };
     const bytesRead = await copyBlobs(source, repo, missing, compressors, options, encode);
     phase('blobs copied');
-    const id = await repo.writeSnapshotBytes(encoded ?? repo.encodeSnapshot(snapshot));
+    if (!encoded) encode();
+    await writeTip(repo, state.tip, tip); // before the snapshot: a snapshot is never older than its tip
+    phase('tip written');
+    const id = await repo.writeSnapshotBytes(encoded!);
     phase('snapshot written');
     return {
       snapshot: id, storeId: source.storeId, seq: state.seq, mailboxes: state.counts.mailboxes, messages: state.counts.messages, blobs: state.counts.blobs,
@@ -134,7 +146,8 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
 
 /**
  * The state at one seq: the newest earlier snapshot of this store plus the store's changes since
- * (incremental.ts) when the source can tell them, else the whole state read from the store.
+ * (incremental.ts) when the source can tell them, else the whole state read from the store. On the
+ * parent's tip when it has one and the run writes a delta (tip-since.ts); else on the parent decoded.
  */
 async function readState(source: BackupSource, repo: Repository, compressors: Compressors, whole: boolean): Promise<StateRead> {
   let fullReadReason: string | undefined;
@@ -142,35 +155,60 @@ async function readState(source: BackupSource, repo: Repository, compressors: Co
   phase('parent read');
   if (parent && source.stateSince) {
     try {
-      const model = modelOf(parent.snapshot);
-      phase('parent modelled');
-      const since = await source.stateSince(parent.snapshot.seq);
-      phase('journal since read');
-      compressors.expect(since.freshBytes); // the workers start while the state is built
-      let readWhole: number;
-      try {
-        if (!parent.snapshot.journalDigest || since.afterDigest !== parent.snapshot.journalDigest) {
-          throw new MailstoreError('INVALID', `the store's journal record ${parent.snapshot.seq} is not the one snapshot ${parent.id.slice(0, 12)} was taken at (${parent.snapshot.journalDigest ? 'the store was rolled back and went on' : 'an older snapshot without its digest'})`);
-        }
-        readWhole = await applySince(model, since);
-      } finally {
-        await since.close();
-      }
-      phase('changes applied');
-      // a delta on the parent unless the chain is at its cap (then a whole snapshot again)
-      const depth = (parent.snapshot.depth ?? 0) + 1;
-      const delta = !whole && depth <= backupLimits.deltaChainMax ? { parent: parent.id, depth, delta: deltaOf(model) } : undefined;
-      const ops = opsOf(model, { mailboxesOnly: Boolean(delta) });
-      phase('state ops');
-      const counted = tally(modelOps(model), new Map());
-      phase('state counted');
-      return { ...counted, seq: model.seq, ops, delta, journalDigest: since.appliedDigest, parent: { id: parent.id, newHashes: Boolean(model.newHashes), readWhole } };
+      const depth = (parent.tip ? parent.tip.depth : parent.snapshot?.depth ?? 0) + 1;
+      const delta = !whole && depth <= backupLimits.deltaChainMax; // else a whole snapshot again (the chain is at its cap)
+      if (parent.tip && delta) return await onTip(source, parent.id, parent.tip, compressors);
+      return await onDecoded(source, repo, parent, compressors, delta);
     } catch (error) {
       fullReadReason = fallbackReason(error);
     }
   }
   const state = await fullState(source);
-  return { ...state, journalDigest: await digestAt(source, state.seq), ...(fullReadReason ? { fullReadReason } : {}) };
+  const journalDigest = await digestAt(source, state.seq);
+  const tip = tipOfModel(modelOf({ seq: state.seq, ops: state.ops }), { snapshot: '', storeId: source.storeId, journalDigest, depth: 0, chain: [], counts: state.counts });
+  return { ...state, journalDigest, tip, ...(fullReadReason ? { fullReadReason } : {}) };
+}
+
+/** The store's changes since the parent's seq, refused when the store's record at that seq is not the one the parent recorded. */
+async function changesSince<T>(source: BackupSource, parent: { id: string; seq: number; journalDigest?: string }, compressors: Compressors, work: (since: StateSince) => Promise<T>): Promise<T> {
+  const since = await source.stateSince!(parent.seq);
+  phase('journal since read');
+  compressors.expect(since.freshBytes); // the workers start while the state is built
+  try {
+    if (!parent.journalDigest || since.afterDigest !== parent.journalDigest) {
+      throw new MailstoreError('INVALID', `the store's journal record ${parent.seq} is not the one snapshot ${parent.id.slice(0, 12)} was taken at (${parent.journalDigest ? 'the store was rolled back and went on' : 'an older snapshot without its digest'})`);
+    }
+    return await work(since);
+  } finally {
+    await since.close();
+  }
+}
+
+/** A delta on the parent's tip: nothing of the parent decoded (tip-since.ts). */
+async function onTip(source: BackupSource, id: string, tip: Tip, compressors: Compressors): Promise<StateRead> {
+  const run = await changesSince(source, { id, seq: tip.seq, journalDigest: tip.journalDigest }, compressors, (since) => applySinceToTip(tip, since, { depth: tip.depth + 1, chain: [...tip.chain, id] }));
+  phase('changes applied');
+  return {
+    seq: run.tip.seq, ops: run.ops, counts: run.counts, blobs: run.needed, journalDigest: run.tip.journalDigest, tip: run.tip,
+    delta: { parent: id, depth: run.tip.depth, delta: run.delta }, parent: { id, newHashes: run.needed.length > 0, readWhole: run.readWhole },
+  };
+}
+
+/** On the parent decoded whole and modelled: a delta when the parent has no tip, or a whole snapshot (--whole, the chain's cap). */
+async function onDecoded(source: BackupSource, repo: Repository, parent: ParentSnapshot, compressors: Compressors, asDelta: boolean): Promise<StateRead> {
+  const { snapshot, chain } = await decodedParent(repo, parent);
+  const model = modelOf(snapshot);
+  phase('parent modelled');
+  const { readWhole, journalDigest } = await changesSince(source, { id: parent.id, seq: snapshot.seq, journalDigest: snapshot.journalDigest }, compressors,
+    async (since) => ({ readWhole: await applySince(model, since), journalDigest: since.appliedDigest }));
+  phase('changes applied');
+  const depth = (snapshot.depth ?? 0) + 1;
+  const delta = asDelta ? { parent: parent.id, depth, delta: deltaOf(model) } : undefined;
+  const ops = opsOf(model, { mailboxesOnly: Boolean(delta) });
+  const counted = tally(modelOps(model), new Map());
+  phase('state counted');
+  const tip = tipOfModel(model, { snapshot: '', storeId: source.storeId, journalDigest, depth: delta ? depth : 0, chain: delta ? [...chain, parent.id] : [], counts: counted.counts });
+  return { ...counted, seq: model.seq, ops, delta, journalDigest, tip, parent: { id: parent.id, newHashes: Boolean(model.newHashes), readWhole } };
 }
 
 /** The digest of the store's journal record at `seq` (for the next run to check its history), when it can tell. */
@@ -192,7 +230,7 @@ function asBuffer(bytes: Uint8Array): Buffer {
 }
 
 /** The whole state read from the store (without state.blobs: pack locations are the store's own). */
-async function fullState(source: BackupSource): Promise<StateRead> {
+async function fullState(source: BackupSource): Promise<Omit<StateRead, 'tip'>> {
   const snapshot = await source.snapshotState();
   const ops: Op[] = [];
   const positions = new Map<string, number>();

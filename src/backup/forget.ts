@@ -2,12 +2,13 @@
 // store), and with --prune the reclaiming of data no remaining snapshot uses. Prune keeps every
 // needed blob reachable through an index file at every instant (docs/BACKUP.md, invariant 4):
 // new data files, then one new index file, then the old index files go, then the old data files.
-import { MailstoreError, isMailstoreError } from '../errors.js';
+import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import { backupLimits } from '../limits.js';
 import { blobIdOf } from './crypto.js';
 import { snapshotBlobs } from './check.js';
 import { DATA_HEADER_BYTES, decodeRecord, encodeDataHeader, recordBytes } from './format.js';
 import { listIn, lockRepository, type IndexFile, type Repository, type SnapshotFile } from './repository.js';
+import { listTips, orphanTips } from './tip.js';
 
 export interface RetentionPolicy {
   last?: number;
@@ -99,6 +100,7 @@ export async function forgetSnapshots(repo: Repository, policy: RetentionPolicy,
     const { keep, remove } = keepParents(snapshots, applyPolicy(snapshots, policy).keep);
     for (const s of remove) await repo.remove('snapshots', s.id);
     if (remove.length > 0) await repo.syncArea('snapshots');
+    await removeOrphanTips(repo, new Set(snapshots.filter((s) => keep.has(s.id)).map((s) => s.id)));
     const summary: ForgetSummary = {
       kept: snapshots.filter((s) => keep.has(s.id)).map((s) => ({ id: s.id, time: new Date(s.snapshot.time).toISOString(), reasons: keep.get(s.id)! })),
       removed: remove.map((s) => ({ id: s.id, time: new Date(s.snapshot.time).toISOString() })),
@@ -107,6 +109,20 @@ export async function forgetSnapshots(repo: Repository, policy: RetentionPolicy,
     return summary;
   } finally {
     await lock.release();
+  }
+}
+
+/**
+ * The tips (tip.ts) of snapshots that are gone: forgotten now, or never written (a run stopped
+ * between its tip and its snapshot). After the snapshots' removal is durable; not synced: a tip
+ * that comes back after a crash belongs to no snapshot, so no run reads it, and the next forget
+ * removes it.
+ */
+async function removeOrphanTips(repo: Repository, kept: Set<string>): Promise<void> {
+  for (const name of orphanTips(await listTips(repo), kept)) {
+    await repo.fs.unlink(repo.path('tips', name)).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw fromSystemError(error, 'removing', repo.path('tips', name));
+    });
   }
 }
 
@@ -200,7 +216,7 @@ async function prune(repo: Repository, kept: Listed[]): Promise<PruneSummary> {
     await repo.remove('data', file);
     summary.dataFilesRemoved++;
   }
-  for (const area of ['data', 'index', 'snapshots'] as const) for (const name of await repo.leftovers(area)) await repo.fs.unlink(repo.path(area, name)).catch(() => undefined);
+  for (const area of ['data', 'index', 'snapshots', 'tips'] as const) for (const name of await repo.leftovers(area)) await repo.fs.unlink(repo.path(area, name)).catch(() => undefined);
   await repo.syncArea('data');
   return summary;
 }

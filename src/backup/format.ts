@@ -28,7 +28,7 @@ export const REPO_VERSION_NEW = 2;
 export type BlobCodec = 'deflate' | 'brotli';
 
 /** Kinds of metadata file; the kind is authenticated with the content, so one cannot stand in for another. */
-export const FILE_KIND = { index: 1, snapshot: 2 } as const;
+export const FILE_KIND = { index: 1, snapshot: 2, tip: 3 } as const;
 export type FileKind = keyof typeof FILE_KIND;
 
 const FILE_MAGIC = Buffer.from('MSBF');
@@ -59,13 +59,13 @@ const corrupt = (path: string, why: string) => new MailstoreError('CORRUPT', `${
  * the 12 bytes before | payload. The payload is deflated CBOR, sealed when the repository is
  * encrypted (the first 8 header bytes are its associated data).
  */
-export function encodeMetadataFile(kind: FileKind, value: unknown, keys: RepositoryKeys | undefined, version = FORMAT_VERSION): Buffer {
+export function encodeMetadataFile(kind: FileKind, value: unknown, keys: RepositoryKeys | undefined, version = FORMAT_VERSION, level: number = backupLimits.deflateLevel): Buffer {
   const header = Buffer.alloc(FILE_HEADER_BYTES);
   FILE_MAGIC.copy(header, 0);
   header[4] = version;
   header[5] = FILE_KIND[kind];
   header[6] = keys ? FLAG_ENCRYPTED : 0;
-  const plain = deflateRawSync(encodeCbor(value), { level: backupLimits.deflateLevel });
+  const plain = deflateRawSync(encodeCbor(value), { level });
   const payload = keys ? seal(keys, plain, header.subarray(0, 8)) : plain;
   header.writeUInt32BE(payload.length, 8);
   header.writeUInt32BE(crc32(header.subarray(0, 12)), 12);

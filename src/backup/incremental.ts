@@ -9,7 +9,8 @@ import { backupLimits, limits } from '../limits.js';
 import type { MailboxInfo, Op } from '../store/records.js';
 import type { StateChange, StateMessage, StateSince } from '../store/state-since.js';
 import { SEEN } from '../store/apply.js';
-import { newSnapshotCache, type Repository, type SnapshotFile } from './repository.js';
+import { newSnapshotCache, type Repository, type SnapshotCache, type SnapshotFile } from './repository.js';
+import { listTips, readTip, type Tip } from './tip.js';
 
 export interface Box {
   info: MailboxInfo;
@@ -42,11 +43,20 @@ export interface StateModel {
   boxes: Map<string, Box>;
 }
 
+/** The snapshot an incremental run builds on: its tip (tip.ts), or when it has none that reads, the snapshot decoded whole and its chain. */
+export interface ParentSnapshot {
+  id: string;
+  tip?: Tip;
+  snapshot?: SnapshotFile;
+  chain?: string[];
+}
+
 /**
  * The newest snapshot of `storeId` among the few newest snapshot files, or undefined (none, or
- * none that reads: the backup then reads the whole state; check reports the damage).
+ * none that reads: the backup then reads the whole state; check reports the damage). A snapshot
+ * with a tip is not decoded: the files of its chain are only checked against their names.
  */
-export async function findParent(repo: Repository, storeId: string): Promise<{ id: string; snapshot: SnapshotFile } | undefined> {
+export async function findParent(repo: Repository, storeId: string): Promise<ParentSnapshot | undefined> {
   const named = await repo.list('snapshots');
   const dated: { id: string; time: number }[] = [];
   for (const id of named) {
@@ -54,16 +64,31 @@ export async function findParent(repo: Repository, storeId: string): Promise<{ i
     if (stat) dated.push({ id, time: stat.mtimeMs });
   }
   dated.sort((a, b) => b.time - a.time);
-  const cache = newSnapshotCache();
+  const cache: SnapshotCache = { ...newSnapshotCache(), chains: new Map() };
+  const tips = await listTips(repo);
   for (const { id } of dated.slice(0, backupLimits.parentCandidatesMax)) {
     try {
+      const tip = await readTip(repo, id, tips);
+      if (tip) {
+        if (tip.storeId !== storeId) continue;
+        for (const file of [...tip.chain, id]) await repo.verifySnapshotFile(file);
+        return { id, tip };
+      }
       const snapshot = await repo.readSnapshot(id, cache);
-      if (snapshot.storeId === storeId) return { id, snapshot };
+      if (snapshot.storeId === storeId) return { id, snapshot, chain: cache.chains!.get(id) ?? [] };
     } catch (error) {
       if (!isMailstoreError(error)) throw error;
     }
   }
   return undefined;
+}
+
+/** The parent decoded whole (a run that must write a whole snapshot, or a parent without a tip). */
+export async function decodedParent(repo: Repository, parent: ParentSnapshot): Promise<{ snapshot: SnapshotFile; chain: string[] }> {
+  if (parent.snapshot) return { snapshot: parent.snapshot, chain: parent.chain ?? [] };
+  const cache: SnapshotCache = { ...newSnapshotCache(), chains: new Map() };
+  const snapshot = await repo.readSnapshot(parent.id, cache);
+  return { snapshot, chain: cache.chains!.get(parent.id) ?? [] };
 }
 
 export function modelOf(snapshot: Pick<SnapshotFile, 'seq' | 'ops'>): StateModel {

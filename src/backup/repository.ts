@@ -9,16 +9,18 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
-import { DurableStream, ensureDir, writeFileDurable } from '../fs/durable.js';
+import { DurableStream, ensureDir, writeFileAtomic, writeFileDurable } from '../fs/durable.js';
+import { nodeFileSystem } from '../fs/node-fs.js';
 import { backupLimits } from '../limits.js';
 import { createHasher, hashReady, type Hasher } from '../hash/blake3.js';
 import type { Op } from '../store/records.js';
 import { phase } from './phases.js';
 import { newEncryptionParams, openKeys, type EncryptionParams, type RepositoryKeys } from './crypto.js';
 import { applyDelta, type SnapshotDelta } from './delta.js';
+import { compareHashes } from './tip.js';
 import { DELTA_FORMAT_VERSION, FORMAT_VERSION, REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
 
-export const REPO_LAYOUT = { config: 'config', data: 'data', index: 'index', snapshots: 'snapshots', locks: 'locks' } as const;
+export const REPO_LAYOUT = { config: 'config', data: 'data', index: 'index', snapshots: 'snapshots', locks: 'locks', tips: 'tips' } as const;
 const REPO_FORMAT = 'mailstore-backup';
 
 export interface RepoConfig {
@@ -130,7 +132,7 @@ export class Repository {
   }
 
   /** Temp files left by writes that were interrupted (prune removes them). */
-  async leftovers(area: 'data' | 'index' | 'snapshots'): Promise<string[]> {
+  async leftovers(area: 'data' | 'index' | 'snapshots' | 'tips'): Promise<string[]> {
     return (await this.fs.readdir(this.path(area)).catch(() => [])).filter((name) => name.startsWith('.') && name.endsWith('.tmp'));
   }
 
@@ -227,7 +229,10 @@ export class Repository {
     const cached = cache.whole.get(id);
     if (cached) return cached;
     const file = cache.files?.get(id) ?? await this.readMetadata<SnapshotFile>('snapshot', id);
-    if (file.parent === undefined) return remember(cache, id, file);
+    if (file.parent === undefined) {
+      cache.chains?.set(id, []);
+      return remember(cache, id, file);
+    }
     const path = this.path('snapshots', id);
     if (depth >= backupLimits.deltaChainReadMax) throw new MailstoreError('CORRUPT', `${path}: its chain of delta snapshots is longer than ${backupLimits.deltaChainReadMax}`, { path });
     let parent: SnapshotFile;
@@ -237,7 +242,24 @@ export class Repository {
       if (!isMailstoreError(error) || error.code === 'INVALID') throw error;
       throw new MailstoreError('CORRUPT', `${path}: the snapshot it builds on (${file.parent.slice(0, 12)}) does not read: ${error.message}`, { path, cause: error });
     }
+    const below = cache.chains?.get(file.parent);
+    if (below) cache.chains!.set(id, [...below, file.parent]);
     return remember(cache, id, applyDelta(parent, file, path));
+  }
+
+  /**
+   * A snapshot file's bytes still match its name (read and hashed, not decoded): an incremental
+   * run checks the chain under the snapshot it builds on this way when it uses that snapshot's tip.
+   */
+  async verifySnapshotFile(id: string): Promise<void> {
+    const path = this.path('snapshots', id);
+    let bytes: Buffer;
+    try {
+      bytes = await this.fs.readFile(path);
+    } catch (error) {
+      throw fromSystemError(error, 'reading the snapshot file', path);
+    }
+    if (contentName(bytes) !== id) throw new MailstoreError('CORRUPT', `${path}: content does not match its name (damaged)`, { path });
   }
 
   /** Every index file merged: blob id (hex) -> its places (more than one after an interrupted prune). */
@@ -250,14 +272,26 @@ export class Repository {
     return map;
   }
 
-  /** The ids (hex) of every blob some index file lists: what a backup needs to know (not where they are). */
-  async loadIndexIds(): Promise<Set<string>> {
-    const ids = new Set<string>();
+  /**
+   * Which of `ids` some index file lists (what a backup needs to know, not where they are), in
+   * order. The wanted ids are keyed by their first 4 bytes, so the index's ids are only read, not
+   * turned into strings (a set of every id in hex was most of this on a run with a few new blobs).
+   */
+  async indexHolds(ids: Uint8Array[]): Promise<boolean[]> {
+    const held = ids.map(() => false);
+    if (ids.length === 0) return held;
+    const byPrefix = new Map<number, number[]>();
+    ids.forEach((id, i) => listIn(byPrefix, prefix32(id)).push(i));
     for (const name of await this.list('index')) {
       const index = await this.readMetadata<IndexFile>('index', name);
-      for (const { blobs } of index.files) for (const [id] of blobs) ids.add(Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('hex'));
+      for (const { blobs } of index.files) {
+        for (const [id] of blobs) {
+          const wanted = byPrefix.get(prefix32(id));
+          if (wanted) for (const i of wanted) if (id.length === ids[i]!.length && compareHashes(id, 0, ids[i]!, 0) === 0) held[i] = true;
+        }
+      }
     }
-    return ids;
+    return held;
   }
 
   /** Snapshots, oldest first (a snapshot that does not read throws: check lists them one by one). */
@@ -382,6 +416,8 @@ export class DataStream {
 export interface SnapshotCache {
   whole: Map<string, SnapshotFile>;
   files?: Map<string, SnapshotFile>;
+  /** When present, filled by readSnapshot: each snapshot's chain, the ids it builds on (its whole one first). */
+  chains?: Map<string, string[]>;
 }
 
 export function newSnapshotCache(): SnapshotCache {
@@ -398,6 +434,11 @@ function remember(cache: SnapshotCache, id: string, snapshot: SnapshotFile): Sna
   cache.whole.set(id, snapshot);
   if (cache.whole.size > backupLimits.snapshotCacheMax) cache.whole.delete(cache.whole.keys().next().value!);
   return snapshot;
+}
+
+/** The first 4 bytes of an id as a number (a map key without a string per id). */
+function prefix32(id: Uint8Array): number {
+  return ((id[0]! << 24) | (id[1]! << 16) | (id[2]! << 8) | id[3]!) >>> 0;
 }
 
 /** The list under `key`, created empty when missing (appending in place: no copy per entry). */
@@ -497,7 +538,9 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
   const dir = join(repo.dir, REPO_LAYOUT.locks);
   const name = randomBytes(16).toString('hex');
   const path = join(dir, name);
-  const write = () => writeFileDurable(fs, path, Buffer.from(JSON.stringify({ pid: process.pid, hostname: hostname(), time: Date.now(), exclusive } satisfies LockRecord)));
+  // Visible whole to other processes (rename), not synced: after a crash no process holds a lock,
+  // and a lost or torn lock file only lets in what a stale one would (docs/BACKUP.md, invariant 6).
+  const write = () => writeFileAtomic(fs, path, Buffer.from(JSON.stringify({ pid: process.pid, hostname: hostname(), time: Date.now(), exclusive } satisfies LockRecord)));
   try {
     await ensureDir(fs, dir);
     await write();
@@ -513,7 +556,7 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
       if (other === name || other.startsWith('.')) continue;
       const record = await readLock(fs, join(dir, other));
       if (!record) continue;
-      if (isStale(record)) { await fs.unlink(join(dir, other)).catch(() => undefined); continue; }
+      if (await isStale(record)) { await fs.unlink(join(dir, other)).catch(() => undefined); continue; }
       if (exclusive || record.exclusive) {
         throw new MailstoreError('LOCKED', `the backup repository ${repo.dir} is in use by pid ${record.pid} on ${record.hostname} since ${new Date(record.time).toISOString()}${record.exclusive ? ' (forget/prune)' : ''}; try again when it is done`, { path: join(dir, other) });
       }
@@ -540,14 +583,29 @@ async function readLock(fs: FileSystem, path: string): Promise<LockRecord | unde
   }
 }
 
-function isStale(record: LockRecord): boolean {
+async function isStale(record: LockRecord): Promise<boolean> {
   if (Date.now() - record.time > backupLimits.lockStaleMs) return true;
   if (record.hostname !== hostname()) return false;
   if (record.pid === process.pid) return false;
   try {
     process.kill(record.pid, 0);
-    return false;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+  return isZombie(record.pid);
+}
+
+/**
+ * A process that was killed but not yet reaped by its parent (a zombie: state Z in Linux's
+ * /proc/PID/stat) still answers kill(pid, 0), but it runs no more and holds nothing: its lock is
+ * stale. A killed backup whose parent was killed with it stayed a zombie where PID 1 does not reap,
+ * and its lock kept `forget` out (LOCKED). Elsewhere (no /proc) the pid counts as alive, as before.
+ */
+async function isZombie(pid: number): Promise<boolean> {
+  try {
+    const stat = (await nodeFileSystem.readFile(`/proc/${pid}/stat`)).toString('latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return false;
   }
 }

@@ -43,6 +43,29 @@ async function openExclusive(fs: FileSystem, temp: string): Promise<FileHandle> 
   }
 }
 
+/**
+ * Writes a whole file visible to other processes at once (temp, length check, rename) but NOT
+ * durable: no fsync of the file or its directory. For what a crash may lose without harm and that
+ * is checked when read: a backup repository's lock (no process holds it after a crash) and a
+ * snapshot's tip (a cache named by its content hash).
+ */
+export async function writeFileAtomic(fs: FileSystem, path: string, data: Buffer): Promise<void> {
+  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${++tempCounter}.tmp`);
+  const handle = await openExclusive(fs, temp);
+  try {
+    try {
+      await handle.write(data, 0);
+      if ((await handle.size()) !== data.length) throw Object.assign(new Error(`length check failed for ${temp}`), { code: 'EIO' });
+    } finally {
+      await handle.close();
+    }
+    await fs.rename(temp, path);
+  } catch (error) {
+    await fs.unlink(temp).catch(() => undefined);
+    throw error;
+  }
+}
+
 /** Creates a directory if missing and makes its entry durable. Returns true when it was created. */
 export async function ensureDir(fs: FileSystem, path: string): Promise<boolean> {
   if (await fs.statIfExists(path)) return false;

@@ -1,0 +1,223 @@
+// A snapshot's tip (docs/BACKUP.md, "Tips"): what the next incremental run needs of it, in columns
+// of typed arrays instead of the whole state as records. Per mailbox its record and, by uid, each
+// message's size, \Seen bit and blob (an index into one sorted table of the distinct hashes), and
+// the modseqs of the change-log entries. A run builds the next state's tip from it and the store's
+// changes (tip-since.ts) without decoding the snapshot's chain, making a Map per mailbox or an
+// object per message. A tip is a cache beside its snapshot, never a source of truth: it is named
+// by the snapshot's id and its own content hash, so a damaged, torn or missing one is never used
+// (the run then decodes the snapshot, as before tips), and nothing else reads it.
+import { endianness } from 'node:os';
+import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
+import { ensureDir, writeFileAtomic } from '../fs/durable.js';
+import type { MailboxInfo } from '../store/records.js';
+import { SEEN } from '../store/apply.js';
+import { FORMAT_VERSION, contentName, decodeMetadataFile, encodeMetadataFile, isContentName } from './format.js';
+import type { StateModel } from './incremental.js';
+import type { Repository, SnapshotCounts } from './repository.js';
+
+export const HASH_BYTES = 32;
+const TIP_VERSION = 1;
+
+export interface TipBox {
+  info: MailboxInfo;
+  /** Ascending. */
+  uids: Uint32Array;
+  sizes: Uint32Array;
+  /** 1: the message has \Seen. */
+  seen: Uint8Array;
+  /** Each message's blob: an index into Tip.hashes. */
+  refs: Uint32Array;
+  /** Change-log entries by (uid, modseq) ascending: the uid of each... */
+  changeUids: Uint32Array;
+  /** ...and its modseq. */
+  changeModseqs: Float64Array;
+}
+
+export interface Tip {
+  /** The snapshot this is the tip of (hex id); empty while a run builds it. */
+  snapshot: string;
+  storeId: string;
+  seq: number;
+  journalDigest?: string;
+  /** The snapshot's depth: 0 whole, n the n-th delta on a whole one... */
+  depth: number;
+  /** ...and the snapshots it builds on, its whole one first (a run checks their files before building on the tip). */
+  chain: string[];
+  counts: SnapshotCounts;
+  /** The distinct blobs the messages name, 32 bytes each, ascending. */
+  hashes: Buffer;
+  /** By mailbox id (hex). */
+  boxes: Map<string, TipBox>;
+}
+
+type StoredBox = [info: MailboxInfo, uids: Uint8Array, sizes: Uint8Array, seen: Uint8Array, refs: Uint8Array, changeUids: Uint8Array, changeModseqs: Uint8Array];
+
+interface StoredTip {
+  version: number;
+  snapshot: string;
+  storeId: string;
+  seq: number;
+  journalDigest?: string;
+  depth: number;
+  chain: string[];
+  counts: SnapshotCounts;
+  hashes: Uint8Array;
+  boxes: StoredBox[];
+}
+
+/** Typed arrays are stored as their bytes in this machine's order: tips are used only where that is little-endian. */
+const usable = endianness() === 'LE';
+
+const bytesOf = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+function copyInto<T extends Uint32Array | Float64Array | Uint8Array>(make: (n: number) => T, bytes: Uint8Array, path: string): T {
+  const per = make(0).BYTES_PER_ELEMENT;
+  if (bytes.byteLength % per !== 0) throw new MailstoreError('CORRUPT', `${path}: a column of the tip has a partial element`, { path });
+  const out = make(bytes.byteLength / per);
+  new Uint8Array(out.buffer).set(bytes); // a copy: CBOR's byte strings are not aligned
+  return out;
+}
+
+/** The file's name in tips/: the snapshot's id and the file's own content hash. */
+const tipName = (snapshot: string, bytes: Buffer) => `${snapshot}.${contentName(bytes)}`;
+
+export function encodeTip(tip: Tip, repo: Pick<Repository, 'keys'>): Buffer {
+  const value: StoredTip = {
+    version: TIP_VERSION, snapshot: tip.snapshot, storeId: tip.storeId, seq: tip.seq, depth: tip.depth, chain: tip.chain, counts: tip.counts, hashes: tip.hashes,
+    ...(tip.journalDigest ? { journalDigest: tip.journalDigest } : {}),
+    boxes: [...tip.boxes.values()].map((b): StoredBox => [b.info, bytesOf(b.uids), bytesOf(b.sizes), bytesOf(b.seen), bytesOf(b.refs), bytesOf(b.changeUids), bytesOf(b.changeModseqs)]),
+  };
+  // level 0 (stored blocks, the same format): most of a tip is hashes, which deflate cannot
+  // shrink, and compressing them anyway cost a run tens of ms
+  return encodeMetadataFile('tip', value, repo.keys, FORMAT_VERSION, 0);
+}
+
+function decodeTip(bytes: Buffer, snapshot: string, hash: string, path: string, repo: Pick<Repository, 'keys'>): Tip {
+  const value = decodeMetadataFile<StoredTip>('tip', bytes, hash, path, repo.keys);
+  if (value.version !== TIP_VERSION || value.snapshot !== snapshot) throw new MailstoreError('CORRUPT', `${path}: not the tip of snapshot ${snapshot.slice(0, 12)}`, { path });
+  const boxes = new Map<string, TipBox>();
+  for (const [info, uids, sizes, seen, refs, changeUids, changeModseqs] of value.boxes) {
+    const box: TipBox = {
+      info, uids: copyInto((n) => new Uint32Array(n), uids, path), sizes: copyInto((n) => new Uint32Array(n), sizes, path), seen: copyInto((n) => new Uint8Array(n), seen, path),
+      refs: copyInto((n) => new Uint32Array(n), refs, path), changeUids: copyInto((n) => new Uint32Array(n), changeUids, path), changeModseqs: copyInto((n) => new Float64Array(n), changeModseqs, path),
+    };
+    const n = box.uids.length;
+    const hashCount = value.hashes.byteLength / HASH_BYTES;
+    if (box.sizes.length !== n || box.seen.length !== n || box.refs.length !== n || box.changeModseqs.length !== box.changeUids.length || box.refs.some((r) => r >= hashCount)) {
+      throw new MailstoreError('CORRUPT', `${path}: the tip's columns disagree`, { path });
+    }
+    boxes.set(Buffer.from(info.id).toString('hex'), box);
+  }
+  const { hashes } = value;
+  return { ...value, hashes: Buffer.from(hashes.buffer, hashes.byteOffset, hashes.byteLength), boxes };
+}
+
+/**
+ * Writes the tip of `tip.snapshot` before that snapshot file is written. Not synced: it is a cache
+ * (a crash may leave it missing or torn, and its name then no longer matches its content, so it
+ * is not used). Best effort: a tip that cannot be written costs the next run its speed, not this
+ * run its snapshot (a full disk then fails the snapshot's own write with NO_SPACE).
+ */
+export async function writeTip(repo: Repository, tip: Tip, encoded = encodeTip(tip, repo)): Promise<string | undefined> {
+  if (!usable) return undefined;
+  const path = repo.path('tips', tipName(tip.snapshot, encoded));
+  try {
+    await ensureDir(repo.fs, repo.path('tips'));
+    await writeFileAtomic(repo.fs, path, encoded);
+    return path;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The tip of a snapshot, or undefined when it has none that reads (the caller decodes the snapshot instead). */
+export async function readTip(repo: Repository, snapshot: string, names: string[]): Promise<Tip | undefined> {
+  if (!usable) return undefined;
+  for (const name of names) {
+    const [id, hash] = name.split('.');
+    if (id !== snapshot || !hash || !isContentName(hash)) continue;
+    const path = repo.path('tips', name);
+    try {
+      return decodeTip(await repo.fs.readFile(path), snapshot, hash, path, repo);
+    } catch (error) {
+      if (!isMailstoreError(error) && !(error as NodeJS.ErrnoException).code) throw error; // a bug, not a damaged cache
+    }
+  }
+  return undefined;
+}
+
+/** The names in tips/ (none when the directory is missing: a repository of an older mailstore). */
+export async function listTips(repo: Repository): Promise<string[]> {
+  try {
+    return (await repo.fs.readdir(repo.path('tips'))).filter((name) => !name.startsWith('.'));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw fromSystemError(error, 'listing', repo.path('tips'));
+  }
+}
+
+/** The snapshot id a tip file belongs to. */
+export const tipSnapshot = (name: string) => name.split('.')[0]!;
+
+/**
+ * Compares the 32-byte hashes at `a[aAt]` and `b[bAt]` (-1, 0, 1). A loop in JavaScript: it stops
+ * at the first differing byte, and Buffer.compare with ranges costs a native call and argument
+ * checks each (most of a run's lookups in a first profile).
+ */
+export function compareHashes(a: Uint8Array, aAt: number, b: Uint8Array, bAt: number): number {
+  for (let i = 0; i < HASH_BYTES; i++) {
+    const d = a[aAt + i]! - b[bAt + i]!;
+    if (d !== 0) return d < 0 ? -1 : 1;
+  }
+  return 0;
+}
+
+/** Where `hash` is or would go in the sorted table: the number of hashes below it, and whether it is there. */
+export function searchHash(table: Uint8Array, hash: Uint8Array): { at: number; found: boolean } {
+  let lo = 0, hi = table.length / HASH_BYTES;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compareHashes(table, mid * HASH_BYTES, hash, 0) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return { at: lo, found: lo < table.length / HASH_BYTES && compareHashes(table, lo * HASH_BYTES, hash, 0) === 0 };
+}
+
+/** A tip of a whole state (a model: the full read, or a parent decoded because it had no tip). */
+export function tipOfModel(model: StateModel, header: Omit<Tip, 'hashes' | 'boxes' | 'seq'>): Tip {
+  const distinct = new Map<string, Buffer>();
+  for (const box of model.boxes.values()) {
+    for (const m of box.messages.values()) {
+      const hash = Buffer.from(m[1].buffer, m[1].byteOffset, m[1].byteLength);
+      const key = hash.toString('latin1');
+      if (!distinct.has(key)) distinct.set(key, hash);
+    }
+  }
+  const sorted = [...distinct.values()].sort(Buffer.compare);
+  const hashes = Buffer.concat(sorted, sorted.length * HASH_BYTES);
+  const refOf = new Map<string, number>(sorted.map((h, i) => [h.toString('latin1'), i]));
+  const boxes = new Map<string, TipBox>();
+  for (const [key, box] of model.boxes) {
+    const messages = [...box.messages.values()].sort((a, b) => a[0] - b[0]);
+    const n = messages.length;
+    const out: TipBox = { info: box.info, uids: new Uint32Array(n), sizes: new Uint32Array(n), seen: new Uint8Array(n), refs: new Uint32Array(n), changeUids: new Uint32Array(0), changeModseqs: new Float64Array(0) };
+    messages.forEach((m, i) => {
+      out.uids[i] = m[0];
+      out.sizes[i] = m[2];
+      out.seen[i] = m[4].includes(SEEN) ? 1 : 0;
+      out.refs[i] = refOf.get(Buffer.from(m[1].buffer, m[1].byteOffset, m[1].byteLength).toString('latin1'))!;
+    });
+    const entries: [number, number][] = [];
+    for (const [uid, list] of box.changes) for (const [modseq] of list) entries.push([uid, modseq]);
+    entries.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    out.changeUids = Uint32Array.from(entries, (e) => e[0]);
+    out.changeModseqs = Float64Array.from(entries, (e) => e[1]);
+    boxes.set(key, out);
+  }
+  return { ...header, seq: model.seq, hashes, boxes };
+}
+
+/** The tip files of snapshots that are gone (forget removes them with their snapshots; prune any left). */
+export function orphanTips(names: string[], snapshots: Set<string>): string[] {
+  return names.filter((name) => !snapshots.has(tipSnapshot(name)));
+}

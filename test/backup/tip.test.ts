@@ -1,0 +1,170 @@
+// Snapshot tips (src/backup/tip.ts, tip-since.ts, docs/BACKUP.md "Tips"): an incremental run on
+// its parent's tip writes the same delta, counts and next tip as a run that decodes the parent;
+// a damaged, torn or missing tip is never used (the run decodes the parent instead); a tip whose
+// chain has a damaged snapshot file is not built on; forget removes the tips of what it removes;
+// an encrypted repository's tips are sealed.
+import { cpSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { runBackup, type BackupSummary } from '../../src/backup/backup.js';
+import { forgetSnapshots } from '../../src/backup/forget.js';
+import type { Repository, SnapshotFile } from '../../src/backup/repository.js';
+import { restoreToNewStore } from '../../src/backup/restore.js';
+import { listTips, readTip, type Tip } from '../../src/backup/tip.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import { Store } from '../../src/store/store.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { dump, fill, openRepo, source } from './helpers.js';
+
+async function storeWithMail(dir: string): Promise<Store> {
+  const store = await Store.init(join(dir, 's'));
+  await store.createMailbox('INBOX');
+  await store.createMailbox('Sent');
+  await store.createMailbox('Trash');
+  await fill(store, 'INBOX', 40);
+  await fill(store, 'Sent', 12, 100);
+  await fill(store, 'Trash', 6, 200);
+  return store;
+}
+
+/** Every kind of change: new blobs, a copy of a held blob, flags (\Seen both ways), expunges, a new and a deleted mailbox. */
+async function change(store: Store): Promise<void> {
+  await fill(store, 'INBOX', 4, 5000);
+  await store.copy('INBOX', [2, 3], 'Sent');
+  await store.setFlags('INBOX', [5, 6, 7], { add: ['\\Seen', 'k1'] });
+  await store.setFlags('INBOX', [5], { remove: ['\\Seen'] });
+  await store.expunge('INBOX', [10, 11, 40]);
+  await store.expunge('Sent', [1]);
+  await store.createMailbox('Fresh');
+  await fill(store, 'Fresh', 3, 6000);
+  await store.deleteMailbox('Trash');
+}
+
+const withoutTime = ({ time: _t, ...rest }: SnapshotFile) => rest;
+const columns = (tip: Tip) => ({ ...tip, snapshot: '', chain: [], boxes: [...tip.boxes].map(([k, b]) => [k, { ...b, uids: [...b.uids], sizes: [...b.sizes], seen: [...b.seen], refs: [...b.refs], changeUids: [...b.changeUids], changeModseqs: [...b.changeModseqs] }]) });
+const tipOf = async (repo: Repository, id: string) => readTip(repo, id, await listTips(repo));
+
+async function restoredDump(repo: Repository, to: string): Promise<unknown> {
+  await restoreToNewStore(nodeFileSystem, repo, 'latest', to);
+  const back = await Store.open(to);
+  try {
+    return await dump(back);
+  } finally {
+    await back.close();
+  }
+}
+
+/** A whole backup, the changes, and the repository copied (same files) for a second run. */
+async function twoRepositories() {
+  const dir = tmpDir('bkt');
+  const store = await storeWithMail(dir);
+  let repo = await openRepo(join(dir, 'a'));
+  const first = await runBackup(source(store), repo);
+  await repo.close();
+  cpSync(join(dir, 'a'), join(dir, 'b'), { recursive: true });
+  await change(store);
+  repo = await openRepo(join(dir, 'a'));
+  return { dir, store, repo, first };
+}
+
+describe('snapshot tips', () => {
+  it('a run on the tip writes the same delta, counts and next tip as a run that decodes its parent', async () => {
+    const { dir, store, repo, first } = await twoRepositories();
+    expect(await tipOf(repo, first.snapshot)).toBeDefined(); // the whole run wrote one
+    let decodes = 0;
+    const readSnapshot = repo.readSnapshot.bind(repo);
+    repo.readSnapshot = async (...args) => { decodes++; return readSnapshot(...args); };
+    const onTip = await runBackup(source(store), repo);
+    expect(decodes).toBe(0); // nothing of the parent decoded
+    const other = await openRepo(join(dir, 'b'));
+    for (const name of readdirSync(join(dir, 'b', 'tips'))) rmSync(join(dir, 'b', 'tips', name));
+    const decoded = await runBackup(source(store), other);
+    const same = (s: BackupSummary) => ({ ...s, snapshot: '', durationMs: 0 });
+    expect(same(onTip)).toEqual(same(decoded));
+    expect(onTip).toMatchObject({ deltaDepth: 1, parent: first.snapshot, newBlobs: 7 });
+    expect(withoutTime(await repo.readMetadata<SnapshotFile>('snapshot', onTip.snapshot))).toEqual(withoutTime(await other.readMetadata<SnapshotFile>('snapshot', decoded.snapshot)));
+    const a = (await tipOf(repo, onTip.snapshot))!, b = (await tipOf(other, decoded.snapshot))!;
+    expect(isDeepStrictEqual(columns(a), columns(b))).toBe(true);
+    expect(a.chain).toEqual([first.snapshot]);
+    const expected = await dump(store);
+    await store.close();
+    expect(await restoredDump(repo, join(dir, 'r'))).toEqual(expected);
+    await repo.close();
+    await other.close();
+  });
+
+  it('a damaged, truncated or missing tip is not used: the run decodes its parent and restores exactly', async () => {
+    for (const damage of ['flip', 'truncate', 'empty'] as const) {
+      const { dir, store, repo, first } = await twoRepositories();
+      const [name] = readdirSync(join(dir, 'a', 'tips'));
+      const path = join(dir, 'a', 'tips', name!);
+      const bytes = readFileSync(path);
+      if (damage === 'flip') bytes[bytes.length - 9] ^= 0x40;
+      writeFileSync(path, damage === 'flip' ? bytes : damage === 'truncate' ? bytes.subarray(0, bytes.length >> 1) : Buffer.alloc(0));
+      expect(await tipOf(repo, first.snapshot)).toBeUndefined();
+      let decodes = 0;
+      const readSnapshot = repo.readSnapshot.bind(repo);
+      repo.readSnapshot = async (...args) => { decodes++; return readSnapshot(...args); };
+      const summary = await runBackup(source(store), repo);
+      expect(decodes).toBeGreaterThan(0);
+      expect(summary).toMatchObject({ deltaDepth: 1, parent: first.snapshot });
+      expect(await tipOf(repo, summary.snapshot)).toBeDefined(); // the next run has one again
+      const expected = await dump(store);
+      await store.close();
+      expect(await restoredDump(repo, join(dir, 'r'))).toEqual(expected);
+      await repo.close();
+    }
+  });
+
+  it('a tip whose snapshot file is damaged is not built on: the run reads the whole state', async () => {
+    const { dir, store, repo, first } = await twoRepositories();
+    const path = join(dir, 'a', 'snapshots', first.snapshot);
+    const bytes = readFileSync(path);
+    bytes[bytes.length - 5] ^= 1;
+    writeFileSync(path, bytes);
+    const summary = await runBackup(source(store), repo);
+    expect(summary.parent).toBeUndefined();
+    expect(summary.deltaDepth).toBeUndefined(); // a whole snapshot: nothing built on the damaged file
+    const expected = await dump(store);
+    await store.close();
+    rmSync(path); // the damaged one out of the way of 'latest'
+    expect(await restoredDump(repo, join(dir, 'r'))).toEqual(expected);
+    await repo.close();
+  });
+
+  it('forget removes the tips of the snapshots it removes, and tips of no snapshot', async () => {
+    const { dir, store, repo } = await twoRepositories();
+    await runBackup(source(store), repo, { whole: true });
+    await fill(store, 'INBOX', 1, 9000);
+    const last = await runBackup(source(store), repo, { whole: true });
+    writeFileSync(join(dir, 'a', 'tips', `${'ab'.repeat(32)}.${'cd'.repeat(32)}`), 'left by a run that stopped before its snapshot');
+    await forgetSnapshots(repo, { last: 1 });
+    expect(readdirSync(join(dir, 'a', 'tips')).map((name) => name.split('.')[0])).toEqual([last.snapshot]);
+    await store.close();
+    await repo.close();
+  });
+
+  it('encrypted: a tip is sealed (no hash, uid column or mailbox name in clear) and used with the key', async () => {
+    const dir = tmpDir('bkt');
+    const store = await storeWithMail(dir);
+    const key = Buffer.alloc(32, 7);
+    const repo = await openRepo(join(dir, 'a'), key);
+    const first = await runBackup(source(store), repo);
+    const [name] = readdirSync(join(dir, 'a', 'tips'));
+    const bytes = readFileSync(join(dir, 'a', 'tips', name!));
+    const tip = (await tipOf(repo, first.snapshot))!;
+    expect(bytes.includes(tip.hashes.subarray(0, 32))).toBe(false);
+    expect(bytes.includes(Buffer.from('INBOX'))).toBe(false);
+    await change(store);
+    let decodes = 0;
+    const readSnapshot = repo.readSnapshot.bind(repo);
+    repo.readSnapshot = async (...args) => { decodes++; return readSnapshot(...args); };
+    expect(await runBackup(source(store), repo)).toMatchObject({ deltaDepth: 1, parent: first.snapshot });
+    expect(decodes).toBe(0);
+    const expected = await dump(store);
+    await store.close();
+    expect(await restoredDump(repo, join(dir, 'r'))).toEqual(expected);
+    await repo.close();
+  });
+});
