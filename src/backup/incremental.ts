@@ -145,11 +145,14 @@ export async function applySince(model: StateModel, since: StateSince): Promise<
   return readWhole;
 }
 
-/** The parent's mailbox with every uid the journal or the change log names (`recent`: its entries above the parent's highestModseq) read again. */
-async function changedBox(parent: Box, info: MailboxInfo, id: Buffer, since: StateSince, recent: StateChange[]): Promise<Box> {
-  const box: Box = { info, messages: parent.messages, changes: parent.changes }; // the parent's model is not used again
-  const delta: BoxDelta = { whole: false, uids: new Set(), changeUids: new Set() };
-  box.delta = delta;
+/**
+ * What a changed mailbox's delta reads again: the uids the journal and the change log name, each
+ * uid's modseqs whose change-log entries may exist, and the entries above the parent's
+ * highestModseq (all in `recent`, from the same LevelDB snapshot: one missing there does not exist).
+ */
+export function touchedIn(since: StateSince, id: Buffer, recent: StateChange[]): {
+  uids: Set<number>; candidates: Map<number, Set<number>>; candidate: (uid: number, modseq: number) => void; above: Map<string, StateChange[2]>;
+} {
   const touched = since.touched.get(hex(id));
   const uids = new Set<number>(touched?.uids);
   const candidates = new Map<number, Set<number>>(); // uid -> modseqs of entries that may exist
@@ -158,11 +161,19 @@ async function changedBox(parent: Box, info: MailboxInfo, id: Buffer, since: Sta
     if (!set) candidates.set(uid, (set = new Set()));
     set.add(modseq);
   };
-  // the entries above the parent's highestModseq are all in `recent` (the same LevelDB snapshot):
-  // a candidate there is looked up in it, not in the index, and one missing from it does not exist
   const above = new Map<string, StateChange[2]>();
   for (const [modseq, uid, value] of recent) { uids.add(uid); candidate(uid, modseq); above.set(`${modseq} ${uid}`, value); }
   for (const [modseq, uid] of touched?.entries ?? []) { uids.add(uid); candidate(uid, modseq); }
+  return { uids, candidates, candidate, above };
+}
+
+/** The parent's mailbox with every uid the journal or the change log names (`recent`: its entries above the parent's highestModseq) read again. */
+async function changedBox(parent: Box, info: MailboxInfo, id: Buffer, since: StateSince, recent: StateChange[]): Promise<Box> {
+  const box: Box = { info, messages: parent.messages, changes: parent.changes }; // the parent's model is not used again
+  const delta: BoxDelta = { whole: false, uids: new Set(), changeUids: new Set() };
+  box.delta = delta;
+  // a candidate above the parent's highestModseq is looked up in `recent`, not in the index
+  const { uids, candidates, candidate, above } = touchedIn(since, id, recent);
   // the uids' messages, then their candidate entries, each in one read on LevelDB's thread pool
   // (a getSync per key was most of this phase: ~5,000 of them in the bench's run)
   const uidList = [...uids];

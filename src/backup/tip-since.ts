@@ -15,6 +15,7 @@ import type { DeltaBox, SnapshotDelta } from './delta.js';
 import { formatMailboxName } from '../store/validate.js';
 import type { SnapshotCounts } from './repository.js';
 import { HASH_BYTES, compareHashes, searchHash, type Tip, type TipBox } from './tip.js';
+import { touchedIn } from './incremental.js';
 
 type Entries = [modseq: number, value: StateChange[2]][];
 
@@ -101,18 +102,7 @@ async function inFlight<T, R>(items: T[], limit: number, work: (item: T) => Prom
 /** A changed mailbox: the uids the journal and the change log name read again, merged into the parent's columns. */
 async function changedBox(parent: TipBox, info: MailboxInfo, since: StateSince, recent: StateChange[], table: HashTable): Promise<{ box: TipBox; delta: DeltaBox }> {
   const id = Buffer.from(info.id);
-  const touched = since.touched.get(hex(id));
-  const uids = new Set<number>(touched?.uids);
-  const candidates = new Map<number, Set<number>>(); // uid -> modseqs of entries that may exist
-  const candidate = (uid: number, modseq: number) => {
-    let set = candidates.get(uid);
-    if (!set) candidates.set(uid, (set = new Set()));
-    set.add(modseq);
-  };
-  // the entries above the parent's highestModseq are all in `recent` (the same LevelDB snapshot)
-  const above = new Map<string, StateChange[2]>();
-  for (const [modseq, uid, value] of recent) { uids.add(uid); candidate(uid, modseq); above.set(`${modseq} ${uid}`, value); }
-  for (const [modseq, uid] of touched?.entries ?? []) { uids.add(uid); candidate(uid, modseq); }
+  const { uids, candidates, candidate, above } = touchedIn(since, id, recent);
   const uidList = [...uids].sort((a, b) => a - b);
   const messages = await since.messages(id, uidList);
   uidList.forEach((uid, i) => {

@@ -12,6 +12,12 @@ let tempCounter = 0;
  * step before the rename fails: a failed save leaves the old file and nothing else.
  */
 export async function writeFileDurable(fs: FileSystem, path: string, data: Buffer | Buffer[]): Promise<void> {
+  await replaceFile(fs, path, data, true);
+  await fs.syncDir(dirname(path));
+}
+
+/** Temp file, length check, (fsync when `durable`), rename; the temp file removed when a step fails. */
+async function replaceFile(fs: FileSystem, path: string, data: Buffer | Buffer[], durable: boolean): Promise<void> {
   const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${++tempCounter}.tmp`);
   const handle = await openExclusive(fs, temp);
   try {
@@ -21,7 +27,7 @@ export async function writeFileDurable(fs: FileSystem, path: string, data: Buffe
       if (Array.isArray(data)) await handle.writev(data, 0);
       else await handle.write(data, 0);
       if ((await handle.size()) !== length) throw Object.assign(new Error(`length check failed for ${temp}`), { code: 'EIO' });
-      await handle.sync();
+      if (durable) await handle.sync();
     } finally {
       await handle.close();
     }
@@ -30,7 +36,6 @@ export async function writeFileDurable(fs: FileSystem, path: string, data: Buffe
     await fs.unlink(temp).catch(() => undefined);
     throw error;
   }
-  await fs.syncDir(dirname(path));
 }
 
 async function openExclusive(fs: FileSystem, temp: string): Promise<FileHandle> {
@@ -49,21 +54,8 @@ async function openExclusive(fs: FileSystem, temp: string): Promise<FileHandle> 
  * is checked when read: a backup repository's lock (no process holds it after a crash) and a
  * snapshot's tip (a cache named by its content hash).
  */
-export async function writeFileAtomic(fs: FileSystem, path: string, data: Buffer): Promise<void> {
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${++tempCounter}.tmp`);
-  const handle = await openExclusive(fs, temp);
-  try {
-    try {
-      await handle.write(data, 0);
-      if ((await handle.size()) !== data.length) throw Object.assign(new Error(`length check failed for ${temp}`), { code: 'EIO' });
-    } finally {
-      await handle.close();
-    }
-    await fs.rename(temp, path);
-  } catch (error) {
-    await fs.unlink(temp).catch(() => undefined);
-    throw error;
-  }
+export function writeFileAtomic(fs: FileSystem, path: string, data: Buffer): Promise<void> {
+  return replaceFile(fs, path, data, false);
 }
 
 /** Creates a directory if missing and makes its entry durable. Returns true when it was created. */
