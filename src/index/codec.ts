@@ -66,7 +66,8 @@ export function encodeValue(key: Uint8Array, value: unknown): Buffer {
 
 /** A stored value's checksum holds for its key (what decodeValue checks first), without decoding it. */
 export function valueChecksumHolds(key: Uint8Array, bytes: Buffer): boolean {
-  return bytes.length >= 5 && bytes.readUInt32BE(0) === crc32(bytes.subarray(4), crc32(key));
+  // crc32Range as decodeValue: a snapshot's load checks every entry (no view, no native call each)
+  return bytes.length >= 5 && bytes.readUInt32BE(0) === crc32Range(bytes, 4, bytes.length, crc32Range(key, 0, key.length));
 }
 
 /**
