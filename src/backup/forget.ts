@@ -2,7 +2,7 @@
 // store), and with --prune the reclaiming of data no remaining snapshot uses. Prune keeps every
 // needed blob reachable through an index file at every instant (docs/BACKUP.md, invariant 4):
 // new data files, then one new index file, then the old index files go, then the old data files.
-import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
+import { MailstoreError, assert, fromSystemError, isMailstoreError } from '../errors.js';
 import { backupLimits } from '../limits.js';
 import { blobIdOf } from './crypto.js';
 import { snapshotBlobs } from './check.js';
@@ -65,6 +65,34 @@ export function applyPolicy(snapshots: Listed[], policy: RetentionPolicy): { kee
 }
 
 /**
+ * The snapshots to remove, each delta before the snapshot it builds on: a forget killed half-way
+ * then leaves deltas whose parents are all there (removed oldest first, it left a delta whose
+ * parent was gone: damage that `backup check` reported and restore refused).
+ */
+export function childrenFirst(remove: Listed[]): Listed[] {
+  const pending = new Set(remove.map((s) => s.id));
+  const parents = new Map<string, number>(); // id -> how many pending snapshots build on it
+  for (const s of remove) {
+    const parent = s.snapshot.parent;
+    if (parent !== undefined && pending.has(parent)) parents.set(parent, (parents.get(parent) ?? 0) + 1);
+  }
+  const byId = new Map(remove.map((s) => [s.id, s]));
+  const out: Listed[] = [];
+  const ready = remove.filter((s) => !parents.has(s.id));
+  while (ready.length > 0) {
+    const s = ready.pop()!;
+    out.push(s);
+    const parent = s.snapshot.parent;
+    if (parent === undefined || !byId.has(parent)) continue;
+    const left = parents.get(parent)! - 1;
+    parents.set(parent, left);
+    if (left === 0) ready.push(byId.get(parent)!);
+  }
+  assert(out.length === remove.length, 'snapshot parents form a cycle');
+  return out;
+}
+
+/**
  * Every snapshot a kept delta snapshot builds on, down to its whole one, is kept too (reason
  * 'parent'): a kept snapshot must restore (invariant 3).
  */
@@ -98,7 +126,7 @@ export async function forgetSnapshots(repo: Repository, policy: RetentionPolicy,
   try {
     const snapshots = await readableSnapshots(repo);
     const { keep, remove } = keepParents(snapshots, applyPolicy(snapshots, policy).keep);
-    for (const s of remove) await repo.remove('snapshots', s.id);
+    for (const s of childrenFirst(remove)) await repo.remove('snapshots', s.id);
     if (remove.length > 0) await repo.syncArea('snapshots');
     await removeOrphanTips(repo, new Set(snapshots.filter((s) => keep.has(s.id)).map((s) => s.id)));
     const summary: ForgetSummary = {

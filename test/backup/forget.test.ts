@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
 import { checkRepository } from '../../src/backup/check.js';
-import { applyPolicy, forgetSnapshots } from '../../src/backup/forget.js';
+import { applyPolicy, childrenFirst, forgetSnapshots } from '../../src/backup/forget.js';
 import type { SnapshotFile } from '../../src/backup/repository.js';
 import { restoreToNewStore } from '../../src/backup/restore.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
@@ -21,6 +21,17 @@ describe('retention policy', () => {
     at('2026-01-12T09:00:00Z'), at('2026-02-03T09:00:00Z'), at('2026-03-01T09:00:00Z'), at('2026-03-01T12:00:00Z'),
   ];
   const kept = (policy: Parameters<typeof applyPolicy>[1], snapshots = list) => [...applyPolicy(snapshots, policy).keep.keys()].sort();
+
+  it('removes each delta before the snapshot it builds on (a forget killed half-way leaves no delta without its parent)', () => {
+    const snap = (id: string, time: number, parent?: string) => ({ id, snapshot: { time, storeId: 's1', ...(parent ? { parent } : {}) } as SnapshotFile });
+    // oldest first, as listed: two chains (A <- B <- C, D <- E) and a whole F
+    const listedOldestFirst = [snap('A', 1), snap('B', 2, 'A'), snap('D', 3), snap('C', 4, 'B'), snap('E', 5, 'D'), snap('F', 6)];
+    const order = childrenFirst(listedOldestFirst).map((s) => s.id);
+    expect([...order].sort()).toEqual(['A', 'B', 'C', 'D', 'E', 'F']);
+    for (const [child, parent] of [['B', 'A'], ['C', 'B'], ['E', 'D']]) expect(order.indexOf(child), `${child} before ${parent}`).toBeLessThan(order.indexOf(parent));
+    // a parent that is kept (not in the list) does not hold its child back
+    expect(childrenFirst([snap('B', 2, 'A'), snap('C', 4, 'B')]).map((s) => s.id)).toEqual(['C', 'B']);
+  });
 
   it('keep-last, daily, weekly, monthly as restic counts them', () => {
     expect(kept({ last: 2 })).toEqual(['s1-2026-03-01T09:00:00Z', 's1-2026-03-01T12:00:00Z']);
