@@ -83,15 +83,7 @@ describe('compaction writes behind its reads', () => {
       ffs.injectAt((info) => info.kind === 'write' && /\.pack\.partial$/.test(info.path) && ++calls === 3, fault);
       await expectCode(store.compact(), code);
       expect(ffs.firedFaults().length, 'the fault was hit').toBe(1);
-      expect(packNames(dir), 'only the partial new pack was removed').toEqual(before);
-      await expectExact(store, bodies, gone);
-      ffs.clear();
-      const retried = await store.compact();
-      expect(retried.packsRewritten).toEqual([1]);
-      expect(packsBytes(dir)).toBeLessThanOrEqual(1.1 * live + 1024);
-      await expectExact(store, bodies, gone);
-      await expectScrubClean(store);
-      await store.close();
+      await expectServedThenRetried({ dir, ffs, store, bodies, gone, live, before });
     });
   }
   it('syncs the new pack in the background every compactSyncBehindBytes while the copy goes on; the copies are exact', async () => {
@@ -122,14 +114,23 @@ describe('compaction writes behind its reads', () => {
     ffs.injectAt((info) => info.kind === 'sync' && /\.pack\.partial$/.test(info.path), 'EIO');
     await expectCode(store.compact(), 'IO');
     expect(ffs.firedFaults().length, 'the fault was hit').toBeGreaterThan(0);
-    expect(packNames(dir), 'only the partial new pack was removed').toEqual(before);
-    await expectExact(store, bodies, gone);
-    ffs.clear();
-    const retried = await store.compact();
-    expect(retried.packsRewritten).toEqual([1]);
-    expect(packsBytes(dir)).toBeLessThanOrEqual(1.1 * live + 1024);
-    await expectExact(store, bodies, gone);
-    await expectScrubClean(store);
-    await store.close();
+    await expectServedThenRetried({ dir, ffs, store, bodies, gone, live, before });
   });
 });
+
+/**
+ * After a compaction failed on a fault: only its partial pack is gone, the old pack serves every
+ * message exact; with the fault cleared a retry rewrites the pack, the store is back to its live
+ * bytes, exact and scrub-clean. Closes the store.
+ */
+async function expectServedThenRetried(t: { dir: string; ffs: FaultFileSystem; store: Awaited<ReturnType<typeof churned>>['store']; bodies: Awaited<ReturnType<typeof churned>>['bodies']; gone: Awaited<ReturnType<typeof churned>>['gone']; live: number; before: string[] }): Promise<void> {
+  expect(packNames(t.dir), 'only the partial new pack was removed').toEqual(t.before);
+  await expectExact(t.store, t.bodies, t.gone);
+  t.ffs.clear();
+  const retried = await t.store.compact();
+  expect(retried.packsRewritten).toEqual([1]);
+  expect(packsBytes(t.dir)).toBeLessThanOrEqual(1.1 * t.live + 1024);
+  await expectExact(t.store, t.bodies, t.gone);
+  await expectScrubClean(t.store);
+  await t.store.close();
+}
