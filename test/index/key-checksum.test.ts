@@ -9,15 +9,14 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import { describe, expect, it } from 'vitest';
 import { INDEX_FORMAT, INDEX_FORMAT_NAME, decodeValue, encodeValue, reframeFormat1, valueChecksumHolds } from '../../src/index/codec.js';
-import { IndexDb } from '../../src/index/index-db.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { SPACE } from '../../src/keys/tuple.js';
 import { scrub } from '../../src/scrub/scrub.js';
-import { compareIndexes } from '../../src/store/recovery.js';
 import { Store } from '../../src/store/store.js';
 import { codeOf } from '../helpers/errors.js';
 import { rawLevelOf } from '../helpers/internals.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { indexDifferences } from '../helpers/index-diff.js';
 
 const FIXTURE = new URL('../../fixtures/snapshot-v2/store.tar.gz', import.meta.url).pathname;
 const OPTIONS = { autoSnapshot: false } as const;
@@ -54,17 +53,7 @@ function unpackFixture(): string {
   return root;
 }
 
-async function differences(a: string, b: string): Promise<string[]> {
-  const [x, y] = [await IndexDb.open(a, false), await IndexDb.open(b, false)];
-  const found: string[] = [];
-  try {
-    for await (const d of compareIndexes(x, y)) found.push(`${d.key.toString('hex')}: ${d.detail}`);
-  } finally {
-    await x.close();
-    await y.close();
-  }
-  return found;
-}
+const differences = indexDifferences;
 
 describe('index values checksummed with their key', () => {
   it('a value under another key fails its checksum; a format 1 value is re-framed only when its own checksum holds', () => {

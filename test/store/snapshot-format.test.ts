@@ -11,30 +11,19 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { createHasher } from '../../src/hash/blake3.js';
-import { IndexDb } from '../../src/index/index-db.js';
 import { encodeCbor, encodeValue } from '../../src/index/codec.js';
 import { encodeRecord } from '../../src/journal/journal-format.js';
 import { keys } from '../../src/keys/index-keys.js';
-import { compareIndexes } from '../../src/store/recovery.js';
 import { SNAPSHOT_MAGIC, readSnapshotFile, writeSnapshotFile } from '../../src/store/snapshot-file.js';
 import { Store } from '../../src/store/store.js';
 import { codeOf } from '../helpers/errors.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { indexDifferences } from '../helpers/index-diff.js';
 
 const FIXTURE = new URL('../../fixtures/snapshot-v1/store.tar.gz', import.meta.url).pathname;
 const OPTIONS = { autoSnapshot: false } as const;
 
-async function differences(a: string, b: string): Promise<string[]> {
-  const [x, y] = [await IndexDb.open(a, false), await IndexDb.open(b, false)];
-  const found: string[] = [];
-  try {
-    for await (const d of compareIndexes(x, y)) found.push(`${d.key.toString('hex')}: ${d.detail}`);
-  } finally {
-    await x.close();
-    await y.close();
-  }
-  return found;
-}
+const differences = indexDifferences;
 
 /** index/ moved to `name` and rebuilt by an open; what the open said it rebuilt from. */
 async function rebuildAside(root: string, name: string): Promise<{ rebuiltFrom?: string; degraded: boolean }> {
