@@ -27,8 +27,11 @@ const ONE_SHOT: StoreOptions = { autoSnapshot: false };
  * that goes through a daemon, or fails before it opens the store, never loads them (issue 16).
  */
 async function openStore(dir: string, options: StoreOptions): Promise<Store> {
-  const { Store } = await import('../store/store.js');
-  return Store.open(dir, options);
+  const { Store, openNotices } = await import('../store/store.js');
+  const store = await Store.open(dir, options);
+  // what recovery did goes to stderr, so stdout (and --json) stays the command's own
+  for (const notice of openNotices(store.health)) process.stderr.write(`mailstore: ${notice}\n`);
+  return store;
 }
 
 /**

@@ -496,3 +496,22 @@ export async function moveAside(fs: FileSystem, root: string, path: string, labe
   await fs.syncDir(root);
   return target;
 }
+
+/**
+ * What an open did that an admin should hear of, one sentence each (the CLI prints them on stderr,
+ * the daemon logs them): a rebuilt or converted index, a torn tail cut, a degraded open. Empty for
+ * an ordinary open, and for a new store (its index is "missing" with nothing to replay).
+ */
+export function openNotices(health: Health): string[] {
+  const out: string[] = [];
+  const empty = health.rebuiltFrom === 'the whole journal (0 records)';
+  if (health.rebuilt && !empty) out.push(`the index was rebuilt at open (${health.rebuilt}) from ${health.rebuiltFrom ?? 'the journal'}`);
+  if (health.indexUpgraded) out.push(health.indexUpgraded);
+  if (health.tornTailBytes) out.push(`a torn journal tail of ${health.tornTailBytes} bytes (never acknowledged) was cut (a copy is in quarantine/ unless it was all zeros)`);
+  if (health.degraded) {
+    const shown = health.findings.slice(0, 3).join('; ');
+    const more = health.findings.length > 3 ? ` (and ${health.findings.length - 3} more)` : '';
+    out.push(`the store opened degraded: ${shown}${more}; run 'mailstore scrub' to see every finding`);
+  }
+  return out;
+}

@@ -127,6 +127,7 @@ export type {
 export type { StoreMaintenance } from './maintenance.js';
 export type { CompactOptions, CompactResult } from './compact.js';
 export type { StoreAdministration } from './administration.js';
+export { openNotices } from './recovery.js';
 export { uuidString };
 
 /**

@@ -1,6 +1,6 @@
 // `mailstore serve` as a process: SIGTERM exits 0 and leaves the store closed; the CLI goes through
 // it (parallel appends, scrub, no LOCKED); what needs the store to itself is LOCKED beside it.
-import { existsSync, readFileSync, renameSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -27,6 +27,15 @@ describe('mailstore serve', () => {
     expect(readFileSync(log, 'utf8')).toMatch(/"event":"log-reopened"/);
     expect(readFileSync(log, 'utf8')).toMatch(/"event":"stopped"/);
     expect((await json(['mailbox', 'status', INBOX, '--no-wait'], { store })).messages).toBe(1); // opened directly: the lock is free
+    expect(readFileSync(`${log}.1`, 'utf8')).not.toMatch(/"event":"store-opened"/); // an ordinary open: nothing to say
+    // a daemon that opens the store without its index logs the rebuild (a warning) before it serves
+    rmSync(join(store, 'index'), { recursive: true });
+    const again = await serve(store, ['--log', log]);
+    again.child.kill('SIGTERM');
+    expect(await again.exited).toBe(0);
+    const opened = readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line)).find((e) => e.event === 'store-opened');
+    expect(opened).toMatchObject({ level: 'warn' });
+    expect(opened.notice).toMatch(/^the index was rebuilt at open \(index is missing\)/);
   });
 
   it('the CLI goes through it: 8 parallel appends with distinct uids, scrub clean, no LOCKED; reconstruct is LOCKED; a second daemon is refused', async () => {

@@ -11,7 +11,7 @@ import { ServeReplication, type ServeReplicationOptions } from '../../daemon/ser
 import { DaemonServer } from '../../daemon/server.js';
 import { serviceHooks, startServices, type ServiceHooks, type Services } from '../../daemon/services.js';
 import type { ScrubOptions, ScrubReport } from '../../scrub/scrub.js';
-import type { Store } from '../../store/store.js';
+import { openNotices, type Store } from '../../store/store.js';
 import type { StoreOptions } from '../../store/types.js';
 import { lockWaitOptions, storeDir } from '../context.js';
 
@@ -76,6 +76,7 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   const replication = new ServeReplication(options, logger);
   const hooks = serviceHooks();
   const store = await replication.open(dir, daemonStoreOptions(command, hooks, logger));
+  for (const notice of openNotices(store.health)) logger.warn('store-opened', { notice });
   const server = new DaemonServer(store, { socketPath: options.socket ?? defaultSocketPath(dir), socketGroup: options.socketGroup, logger });
   server.callStore = hooks.metrics.instrument(store); // appends and errors through the socket are counted too
   replication.wire(server);
