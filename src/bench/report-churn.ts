@@ -48,6 +48,24 @@ export function churnGoals(rows: TaggedResult[]): Goal[] {
   return goals;
 }
 
+/**
+ * The diagnostic under the goals: the floor row (the copy, sync and unlink alone) against half of
+ * `doveadm purge`'s time, per round, medians: whether the 2x goal is within reach of this disk at all.
+ */
+export function compactionFloorLine(rows: TaggedResult[]): string | undefined {
+  const pairs = perRound(rows, (ms, dc) => {
+    const floor = rows.find((r) => r.peer === 'floor-compact' && roundOf(r) === roundOf(ms) && !r.error);
+    return floor?.seconds && dc?.seconds && ms.seconds ? { floor: floor.seconds, purge: dc.seconds, ms: ms.seconds } : undefined;
+  });
+  if (pairs.length === 0) return undefined;
+  const floor = median(pairs.map((p) => p.floor));
+  const purge = median(pairs.map((p) => p.purge));
+  const ms = median(pairs.map((p) => p.ms));
+  const reach = floor.median <= purge.median / 2 ? 'within reach of the floor' : 'out of reach on this disk: the floor alone is slower than the goal';
+  return `Diagnostic: the I/O floor of this compaction (floor-compact: the live records copied, synced, the old packs unlinked; no store logic) took ${fixed(floor.median, 3)} s${spread(floor, 3, ' s')}; ` +
+    `the goal asks for ≤ ${fixed(purge.median / 2, 3)} s (half of doveadm purge's ${fixed(purge.median, 3)} s); mailstore ${fixed(ms.median, 3)} s is ${fixed(ms.median / floor.median)}× the floor — ${reach}.`;
+}
+
 /** "maxRSS MB (anonymous MB)" of a row's `<prefix>_bytes` and `<prefix>_anon_bytes`. */
 function mbPair(row: BenchResult, prefix: string): string {
   const anon = n(row, `${prefix}_anon_bytes`);
@@ -82,7 +100,8 @@ export function churnSection(out: string[], goals: Goal[], results: TaggedResult
     out.push('| system | live messages | live bytes | disk bytes before | disk bytes after | after ÷ live | seconds | with open + close s |\n|---|---|---|---|---|---|---|---|');
     for (const r of firstRound(churn)) {
       if (r.error) { out.push(`| ${r.peer} | error: ${r.error.replace(/\|/g, '\\|')} | | | | | | |`); continue; }
-      out.push(`| ${r.peer === 'mailstore' ? 'mailstore (compact)' : `${r.peer} (doveadm purge)`} | ${int(r.messages ?? 0)} | ${int(r.bytes ?? 0)} | ${int(n(r, 'disk_bytes_before') ?? 0)} | ${int(n(r, 'disk_bytes') ?? 0)} | ${fixed(n(r, 'ratio'), 3)} | ${fixed(r.seconds)} | ${fixed(n(r, 'open_compact_close_seconds'))} |`);
+      const label = r.peer === 'mailstore' ? 'mailstore (compact)' : r.peer === 'floor-compact' ? 'floor-compact (copy, sync, unlink; no store logic)' : `${r.peer} (doveadm purge)`;
+      out.push(`| ${label} | ${int(r.messages ?? 0)} | ${int(r.bytes ?? 0)} | ${int(n(r, 'disk_bytes_before') ?? 0)} | ${int(n(r, 'disk_bytes') ?? 0)} | ${fixed(n(r, 'ratio'), 3)} | ${fixed(r.seconds)} | ${fixed(n(r, 'open_compact_close_seconds'))} |`);
     }
     out.push('');
   }
@@ -101,4 +120,6 @@ export function churnSection(out: string[], goals: Goal[], results: TaggedResult
     goals.push(goal);
     out.push(goalLine(goal));
   }
+  const floor = compactionFloorLine(churn);
+  if (floor) out.push(floor, '');
 }

@@ -2,7 +2,7 @@
 // expunge, its file format, and the goal verdicts (median over rounds, pass/miss/not measured).
 import { describe, expect, it } from 'vitest';
 import { churnUids, formatUidList, parseUidList } from '../../src/bench/churn.js';
-import { churnGoals, rebuildGoals } from '../../src/bench/report-churn.js';
+import { churnGoals, compactionFloorLine, rebuildGoals } from '../../src/bench/report-churn.js';
 import type { TaggedResult } from '../../src/bench/report.js';
 
 const row = (peer: string, round: number, seconds: number, extra: Record<string, number>): TaggedResult =>
@@ -41,6 +41,23 @@ describe('churn step', () => {
     const bigger = rows.map((r) => (r.peer === 'mailstore' ? { ...r, disk_bytes: 200 } : r));
     expect(churnGoals(bigger)[1]!.pass).toBe(false);
     expect(churnGoals([])[0]!.pass).toBeUndefined();
+  });
+
+  it('the floor diagnostic compares the floor with half of doveadm purge, on medians of the rounds', () => {
+    const rows = [
+      row('mailstore', 1, 1.2, {}), row('dovecot-mdbox', 1, 0.7, {}), row('floor-compact', 1, 0.5, {}),
+      row('mailstore', 2, 1.0, {}), row('dovecot-mdbox', 2, 0.8, {}), row('floor-compact', 2, 0.4, {}),
+      row('mailstore', 3, 1.1, {}), row('dovecot-mdbox', 3, 0.9, {}), row('floor-compact', 3, 0.45, {}),
+    ];
+    const line = compactionFloorLine(rows)!;
+    expect(line).toContain('took 0.450 s');
+    expect(line).toContain('≤ 0.400 s (half of doveadm purge\'s 0.800 s)');
+    expect(line).toContain('out of reach on this disk');
+    const fast = rows.map((r) => (r.peer === 'floor-compact' ? { ...r, seconds: 0.2 } : r));
+    expect(compactionFloorLine(fast)).toContain('within reach of the floor');
+    // the goal rows ignore the floor row
+    expect(churnGoals(rows)[1]!.measured).toMatch(/^0\.80×/);
+    expect(compactionFloorLine(rows.filter((r) => r.peer !== 'floor-compact'))).toBeUndefined();
   });
 
   it('rebuild goals judge only a 1M row; a smaller one is shown, not judged', () => {

@@ -11,6 +11,7 @@ import { importMail } from '../../import/importer.js';
 import { nodeFileSystem } from '../../fs/node-fs.js';
 import { emit, parseFlags, peakRssBytes, progress, required, round, runMeasurement } from '../common.js';
 import { diskBytes, parseUidList } from '../churn.js';
+import { compactionFloor } from '../compact-floor.js';
 
 const { values } = parseFlags(process.argv.slice(2));
 await runMeasurement('mailstore', 'churn', async () => {
@@ -21,7 +22,14 @@ await runMeasurement('mailstore', 'churn', async () => {
   for (let i = 0; i < uids.length; i += 1000) await store.expunge('INBOX', uids.slice(i, i + 1000));
   const status = await store.status('INBOX');
   await store.close();
-  progress(`mailstore churn: ${imported.imported} imported, ${uids.length} expunged, ${status.messages} left; compacting`);
+  progress(`mailstore churn: ${imported.imported} imported, ${uids.length} expunged, ${status.messages} left; the I/O floor, then compacting`);
+  const floor = await compactionFloor(root, `${root}-floor`);
+  emit({
+    peer: 'floor-compact', measurement: 'churn', messages: floor.records, bytes: floor.bytesCopied, seconds: round(floor.seconds), pack_bytes: floor.packBytes, runs: floor.runs,
+    note: `no store logic: the ${floor.records} live records (${floor.bytesCopied} bytes) copied from copies of the packs into a new file, ` +
+      `one pread and one write per run of adjacent records (${floor.runs} runs, at most 4 MiB), synchronous calls; fdatasync, directory fsync, ` +
+      `the ${floor.packBytes} bytes of old pack files unlinked, directory fsync: the I/O any compaction of this shape does on this disk`,
+  });
   const before = await diskBytes(root);
   const opening = performance.now();
   store = await Store.open(root);
