@@ -399,6 +399,7 @@ async function loadSnapshot(fs: FileSystem, aside: AsideIndex, snapshot: { path:
     op: (op) => applyStateOp(load, op),
     entry: (key, value) => load.putRaw(key, value),
     recordDone: () => load.maybeFlush(),
+    keepsNoViews: true, // LevelDB's batch copies each key and value as it is put; ops are encoded afresh
   });
   await load.finish();
   forgetModseqOffset(aside.db); // the snapshot may carry an XFER-raised offset: read it from the index again
