@@ -207,6 +207,11 @@ export const limits = {
    */
   rebuildKeyFilterBytes: 8 * 1024 * 1024,
   /**
+   * ...and, after a snapshot, this much of it for each journal record in the tail (a batch of a few
+   * thousand keys at ~10 bits each), besides a bit per snapshot byte (src/store/recovery.ts).
+   */
+  rebuildKeyFilterRecordBytes: 4 * 1024,
+  /**
    * Rebuild: LevelDB's memtable while the new index is loaded (default 4 MiB). Larger, the load
    * writes no level-0 tables and LevelDB compacts nothing meanwhile (the memtable is written once,
    * into one table, before the index is closed to be installed); it is memory while the rebuild

@@ -36,7 +36,7 @@ interface PendingRead {
   location?: BlobLocation;
   body?: Buffer;
   error?: unknown;
-  /** Settled once its run was read and verified (readMessages' startGroup). */
+  /** Settled once its run was read and verified (readMessages' startGroup), and then cleared. */
   ready?: Promise<void>;
 }
 
@@ -225,7 +225,12 @@ export class StoreReader {
       let resolve!: () => void;
       const ready = new Promise<void>((r) => { resolve = r; });
       for (const item of run) item.ready = ready;
-      return resolve;
+      // a run settled before readMessages reaches its items: they go out without an await each (a
+      // promise hop a message, most of them: the group is read ahead of the consumer)
+      return () => {
+        for (const item of run) item.ready = undefined;
+        resolve();
+      };
     });
     const done = this.readGroup(runs, settle, pipeline).finally(() => { for (const s of settle) s(); }); // a bug's throw leaves no reader waiting
     done.catch(() => undefined); // awaited by readMessages

@@ -331,7 +331,7 @@ async function loadNewestUsable(fs: FileSystem, root: string, journal: Journal, 
   const damaged: { name: string; why: string }[] = [];
   for (const entry of await listSnapshots(fs, root)) {
     if (entry.seq + 1 < journal.firstSeq) continue; // the journal after it was retired: it cannot be continued
-    const aside = await openAside(fs, root, journal, entry.seq);
+    const aside = await openAside(fs, root, journal, entry.seq, (await fs.statIfExists(entry.path))?.size);
     try {
       return { snapshot: await loadSnapshot(fs, aside, entry, storeId), damaged, loaded: aside };
     } catch (error) {
@@ -347,7 +347,7 @@ async function loadNewestUsable(fs: FileSystem, root: string, journal: Journal, 
  * An empty index in `index.rebuild/` (a leftover of an interrupted rebuild is derived data this
  * code made: removed), its memtable large for the bulk load.
  */
-async function openAside(fs: FileSystem, root: string, journal: Journal, startSeq: number): Promise<AsideIndex> {
+async function openAside(fs: FileSystem, root: string, journal: Journal, startSeq: number, snapshotBytes?: number): Promise<AsideIndex> {
   const fresh = join(root, `${LAYOUT.index}.rebuild`);
   if (await fs.statIfExists(fresh)) await fs.removeTree(fresh);
   const db = await IndexDb.open(fresh, true, { writeBufferBytes: limits.rebuildWriteBufferBytes });
@@ -356,7 +356,20 @@ async function openAside(fs: FileSystem, root: string, journal: Journal, startSe
   if (journal.lastSeq - startSeq >= limits.rebuildNativeCborRecordsMin) await enableNativeCborStrings();
   // The new index is empty and the rebuild its only writer: the filter spares a LevelDB lookup for
   // every key the rebuild never wrote.
-  return { db, written: new WrittenKeys(limits.rebuildKeyFilterBytes) };
+  return { db, written: new WrittenKeys(keyFilterBytes(journal.lastSeq - startSeq, snapshotBytes)) };
+}
+
+/**
+ * The rebuild's key filter for a snapshot of `snapshotBytes` and `tailRecords` journal records
+ * after it: a bit per snapshot byte (an entry is at least ~30 bytes: 30 bits a key or more) and
+ * limits.rebuildKeyFilterRecordBytes a record, at least 64 KiB; the whole limits.rebuildKeyFilterBytes
+ * without a snapshot. Its pages are faulted in as keys land all over it: 8 MiB were ~2,000 page
+ * faults in a 20k-message rebuild whose 60k keys need a few hundred KiB. Too small only costs time.
+ */
+function keyFilterBytes(tailRecords: number, snapshotBytes?: number): number {
+  if (snapshotBytes === undefined) return limits.rebuildKeyFilterBytes;
+  const wanted = snapshotBytes / 8 + Math.max(0, tailRecords) * limits.rebuildKeyFilterRecordBytes;
+  return Math.min(limits.rebuildKeyFilterBytes, Math.max(64 * 1024, wanted));
 }
 
 /**
@@ -399,6 +412,7 @@ async function loadSnapshot(fs: FileSystem, aside: AsideIndex, snapshot: { path:
     op: (op) => applyStateOp(load, op),
     entry: (key, value) => load.putRaw(key, value),
     recordDone: () => load.maybeFlush(),
+    keepsNoViews: true, // LevelDB's batch copies each key and value as it is put; ops are encoded afresh
   });
   await load.finish();
   forgetModseqOffset(aside.db); // the snapshot may carry an XFER-raised offset: read it from the index again

@@ -68,14 +68,20 @@ export type RawEntryBatches = AsyncIterable<[Buffer, Buffer][]>;
 
 /**
  * What a reader hands on as it goes: a format 1 snapshot's checkpoint ops, a format 2 snapshot's
- * entries (views into the chunk read, which is never reused), the end of each record (where a
- * loader may flush). Each passed the record's checksum; the whole file's digest is checked at the
+ * entries (views into the chunk read, which is not reused unless `keepsNoViews`), the end of each
+ * record (where a loader may flush). Each passed the record's checksum; the whole file's digest is checked at the
  * end, so a caller that must not use a damaged snapshot verifies it first (or builds aside).
  */
 export interface SnapshotSink {
   op(op: Op): void | Promise<void>;
   entry(key: Buffer, value: Buffer): void;
   recordDone?(): Promise<void>;
+  /**
+   * The sink keeps no view of an op or entry after the call that handed it (it copies what it
+   * keeps): the reader then reads every chunk into one buffer instead of a fresh one each (a
+   * rebuild's load: fresh 4 MiB chunks were page faults and external memory the collector chases).
+   */
+  keepsNoViews?: boolean;
 }
 
 export function snapshotFileName(seq: number): string {
@@ -293,7 +299,7 @@ export async function readSnapshotFile(fs: FileSystem, path: string, name: strin
     throw fromSystemError(error, 'opening a snapshot', path);
   }
   try {
-    const reader = new ChunkReader(handle, await handle.size(), sink === undefined);
+    const reader = new ChunkReader(handle, await handle.size(), sink === undefined || sink.keepsNoViews === true);
     const header = decodeSnapshotHeader(await reader.take(SNAPSHOT_HEADER_BYTES) ?? Buffer.alloc(0), storeId);
     if ('damage' in header) throw damaged(header.damage);
     const hasher = await createHasher();
