@@ -239,6 +239,8 @@ class FolderImport {
   private readonly inFlight: Promise<void>[] = [];
   private readonly batchMessagesMax: number;
   private readonly batchBytesMax: number;
+  /** Message bytes read since the event loop last turned (importLimits.yieldBytes). */
+  private bytesSinceTurn = 0;
 
   constructor(
     private readonly store: MailStore, private readonly folder: SourceFolder, private readonly mailbox: string,
@@ -310,6 +312,11 @@ class FolderImport {
     this.pending.items.push(pendingItem(message, keepValidFlags(message.flags, this.folder.path, this.options.onWarning)));
     this.pending.bytes += message.bytes.length;
     this.pending.lastPosition = message.position;
+    this.bytesSinceTurn += message.bytes.length;
+    if (this.bytesSinceTurn >= importLimits.yieldBytes && this.inFlight.length > 0) {
+      this.bytesSinceTurn = 0;
+      await new Promise<void>((resolve) => setImmediate(resolve)); // the writer starts or finishes a commit
+    }
   }
 
   /** Submits the pending batch with its cursor (waiting for room in flight first). */
