@@ -150,6 +150,13 @@ export const limits = {
   commitGatherMs: 1,
   /** Group commit: most new blob bytes in one batch (one huge message always fits alone). */
   batchBlobBytesMax: 64 * 1024 * 1024,
+  /**
+   * An appendBatch of at least this many messages looks their blob entries up in one read on
+   * LevelDB's thread pool (IndexView.prefetch) instead of one synchronous read each on the JS
+   * thread (twice: placing the blob, applying the op); fewer, as a delivery's one, read in line,
+   * where the thread-pool round trip (~60 µs) would cost more than the reads.
+   */
+  appendPrefetchMessagesMin: 8,
   /** Mailbox names. */
   mailboxNameBytesMax: 1024,
   mailboxNameComponentBytesMax: 255,
@@ -481,6 +488,22 @@ export const importLimits = {
   batchBytesMax: 4 * 1024 * 1024,
   /** Batches submitted and not yet committed while the next is read (each holds its bytes). */
   batchesInFlight: 2,
+  /**
+   * An import lets the event loop turn after reading this many message bytes while a batch is in
+   * flight: its reads are synchronous, so without a turn the writer would start a submitted batch
+   * only when the importer waits for room in flight, and disk and parser would take turns (81
+   * commits of two batches each on the 20k corpus, the disk idle while the next two were read).
+   * With a turn per MiB the commit starts at once, and its completion is seen within ~1 MiB of
+   * parsing, so the next batch's commit starts soon after.
+   */
+  yieldBytes: 1024 * 1024,
+  /**
+   * mbox read chunks (limits.readChunkBytes each) an import keeps to read into again once the
+   * messages viewing them committed (src/formats/mbox.ts, ChunkRing). In flight are ~3 batches
+   * of batchBytesMax (~12 MiB), so ~15 of them in use at once; past this many the oldest is left
+   * to the garbage collector.
+   */
+  readChunksKept: 24,
   /** Unreadable files listed one by one in a summary; the rest are counted. */
   skippedListedMax: 100,
   /**

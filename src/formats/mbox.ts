@@ -8,7 +8,7 @@
 import { dirname } from 'node:path';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { MailstoreError, fromSystemError } from '../errors.js';
-import { limits } from '../limits.js';
+import { importLimits, limits } from '../limits.js';
 
 /**
  * How `>From ` lines are quoted. mboxrd quotes `^>*From ` (reversible); mboxo quotes only
@@ -44,6 +44,13 @@ export interface ReadMboxOptions {
   messageBytesMax?: number;
   /** Read size; tests make it tiny to put boundaries everywhere. */
   chunkBytes?: number;
+  /**
+   * The caller is done with every message whose index is below `doneBelow` (an import: their
+   * batch committed, nothing views their bytes any more), and raises it as it goes: read chunks
+   * that only such messages view are read into again (ChunkRing) instead of allocated afresh.
+   * Without it every message's bytes stay the caller's for good.
+   */
+  recycle?: { doneBelow: number };
 }
 
 const LF = 0x0a;
@@ -74,15 +81,17 @@ export async function* readMbox(
     options.messageBytesMax ?? limits.messageBytesMax,
     options.onWarning ?? (() => {}),
   );
+  const ring = options.recycle ? new ChunkRing(chunkBytes, options.recycle) : undefined;
   try {
     let position = 0;
     for (;;) {
-      // A fresh buffer each time: messages are views of it and outlive the next read.
-      const chunk = Buffer.allocUnsafe(chunkBytes);
-      const bytesRead = await readAt(handle, chunk, position);
+      // Messages are views of the chunk and outlive the next read: a fresh buffer each time, or
+      // one of the ring's that no message still in use views.
+      const chunk = ring ? ring.take() : { buffer: Buffer.allocUnsafe(chunkBytes), viewedBelow: 0 };
+      const bytesRead = await readAt(handle, chunk.buffer, position);
       if (bytesRead === 0) break;
       position += bytesRead;
-      yield* parser.push(chunk.subarray(0, bytesRead));
+      yield* parser.push(chunk.buffer.subarray(0, bytesRead), chunk);
     }
     yield* parser.end();
   } finally {
@@ -95,6 +104,44 @@ async function readAt(handle: FileHandle, chunk: Buffer, position: number): Prom
     return await handle.read(chunk, 0, chunk.length, position);
   } catch (error) {
     throw fromSystemError(error, 'read mbox', handle.path);
+  }
+}
+
+/** A read chunk and 1 + the highest index of a message that views it (0: none does). */
+interface ReadChunk {
+  buffer: Buffer;
+  viewedBelow: number;
+}
+
+/**
+ * Read chunks used again once the caller is done with every message that views them, so a bulk
+ * import reads a 600 MB mbox through ~15 MiB of buffers instead of allocating 600 one-MiB ones: V8
+ * counts those as external memory and ran a full mark-compact every ~13 MB of them (48 in one
+ * import, ~1 s of the main thread; docs/bench/import-2026-12-02-s11.md). The newest chunk is never
+ * handed out again (the parser's carry views it until the next push); a ring that is full forgets
+ * its oldest chunk (left to the garbage collector, never reused), so a caller that never raises
+ * doneBelow costs what it did without the ring.
+ */
+class ChunkRing {
+  private readonly chunks: ReadChunk[] = [];
+
+  constructor(private readonly chunkBytes: number, private readonly recycle: { doneBelow: number }) {}
+
+  take(): ReadChunk {
+    for (let i = 0; i < this.chunks.length - 1; i++) {
+      const chunk = this.chunks[i]!;
+      if (chunk.viewedBelow > this.recycle.doneBelow) continue;
+      this.chunks.splice(i, 1);
+      return this.newest(chunk);
+    }
+    if (this.chunks.length >= importLimits.readChunksKept) this.chunks.shift();
+    return this.newest({ buffer: Buffer.allocUnsafe(this.chunkBytes), viewedBelow: 0 });
+  }
+
+  private newest(chunk: ReadChunk): ReadChunk {
+    chunk.viewedBelow = 0;
+    this.chunks.push(chunk);
+    return chunk;
   }
 }
 
@@ -127,6 +174,8 @@ class MboxParser {
   private garbageBytes = 0;
   private garbageReported = false;
   private nextIndex = 0;
+  /** The read chunk `scan` is looking at, when it is not a concatenation with the carry (those are never reused). */
+  private chunk: ReadChunk | undefined;
 
   constructor(
     private readonly style: 'mboxrd' | 'mboxo',
@@ -134,17 +183,20 @@ class MboxParser {
     private readonly onWarning: (warning: MboxWarning) => void,
   ) {}
 
-  push(chunk: Buffer): MboxMessage[] {
+  push(chunk: Buffer, from?: ReadChunk): MboxMessage[] {
     const done: MboxMessage[] = [];
     let buffer = chunk;
     let base = this.fileOffset;
+    this.chunk = from;
     if (this.carry) {
       buffer = Buffer.concat([this.carry, chunk]);
       base = this.carryOffset;
       this.carry = undefined;
+      this.chunk = undefined;
     }
     this.fileOffset += chunk.length;
     this.scan(buffer, base, done);
+    this.chunk = undefined;
     return done;
   }
 
@@ -251,6 +303,7 @@ class MboxParser {
       return;
     }
     message.pieces.push(buffer.subarray(start, end));
+    if (this.chunk) this.chunk.viewedBelow = Math.max(this.chunk.viewedBelow, message.index + 1);
   }
 
   private startMessage(fromLine: Buffer, offset: number, done: MboxMessage[]): void {
@@ -271,7 +324,8 @@ class MboxParser {
       this.onWarning({ kind: 'tooLarge', index: message.index, offset: message.offset, bytes: message.bytes });
       return;
     }
-    // A message inside one read chunk is a view of it (no copy): chunks are never reused.
+    // A message inside one read chunk is a view of it (no copy): the chunk is not read into again
+    // while the caller uses the message (ReadMboxOptions.recycle).
     let bytes = message.pieces.length === 1 ? message.pieces[0]! : Buffer.concat(message.pieces, message.bytes);
     bytes = bytes.subarray(0, bytes.length - terminatorLength(bytes, message.crlf));
     if (bytes.length > this.messageBytesMax) {

@@ -234,9 +234,13 @@ class FolderImport {
   /** Entries skipped (by an earlier run, or by this one) that the resume point must not count as in. */
   private readonly retry: Map<number, string>;
   private readonly chain: CommitChain = {};
+  /** Positions below doneBelow are committed: the reader may reuse their buffers (ReadHints.recycle). */
+  private readonly recycle = { doneBelow: 0 };
   private readonly inFlight: Promise<void>[] = [];
   private readonly batchMessagesMax: number;
   private readonly batchBytesMax: number;
+  /** Message bytes read since the event loop last turned (importLimits.yieldBytes). */
+  private bytesSinceTurn = 0;
 
   constructor(
     private readonly store: MailStore, private readonly folder: SourceFolder, private readonly mailbox: string,
@@ -263,7 +267,7 @@ class FolderImport {
       const cursor = this.cursor;
       return cursor !== undefined && position < cursor.done && position !== cursor.lastPosition && !this.retry.has(position);
     };
-    for await (const message of this.folder.messages(skipInFolder, { skipBytes })) {
+    for await (const message of this.folder.messages(skipInFolder, { skipBytes, recycle: this.recycle })) {
       if (this.alreadyIn(message)) continue;
       await this.add(message);
       if (this.options.shouldStop?.()) {
@@ -308,6 +312,11 @@ class FolderImport {
     this.pending.items.push(pendingItem(message, keepValidFlags(message.flags, this.folder.path, this.options.onWarning)));
     this.pending.bytes += message.bytes.length;
     this.pending.lastPosition = message.position;
+    this.bytesSinceTurn += message.bytes.length;
+    if (this.bytesSinceTurn >= importLimits.yieldBytes && this.inFlight.length > 0) {
+      this.bytesSinceTurn = 0;
+      await new Promise<void>((resolve) => setImmediate(resolve)); // the writer starts or finishes a commit
+    }
   }
 
   /** Submits the pending batch with its cursor (waiting for room in flight first). */
@@ -327,6 +336,9 @@ class FolderImport {
 
   private committed(batch: Pending, messages: number, deduplicated: number): void {
     const { result, summary } = this;
+    // The store is done with the batch's bytes once appendBatch resolved (written and synced; a
+    // synchronous replica's round was copied out when it was sent). Batches commit in order.
+    this.recycle.doneBelow = Math.max(this.recycle.doneBelow, batch.lastPosition + 1);
     result.imported += messages;
     result.bytes += batch.bytes;
     result.deduplicated += deduplicated;
@@ -346,10 +358,11 @@ class FolderImport {
 function pendingItem(message: SourceMessage, flags: string[]): Pending['items'][number] {
   const { bytes, internalDate, envelopeFrom, dateZoneMinutes, recent } = message;
   return {
-    // Every reader yields a buffer of its own that nothing changes or reuses (mbox: views of chunks
-    // never reused, or a fresh concatenation; the others: a fresh read), so the store need not copy
-    // it: a second copy of every batch in flight was ~16 MiB of the import's peak RSS and 0.6 GB of
-    // copying on the bench corpus (bench step tier; docs/OBJECT-STORAGE.md, memory).
+    // Every reader yields a buffer of its own that nothing changes or reuses before its batch
+    // committed (mbox: views of read chunks read into again only after that, ReadHints.recycle, or
+    // a fresh concatenation; the others: a fresh read), so the store need not copy it: a second
+    // copy of every batch in flight was ~16 MiB of the import's peak RSS and 0.6 GB of copying on
+    // the bench corpus (bench step tier; docs/OBJECT-STORAGE.md, memory).
     bytes: handOver(bytes), flags, internalDate,
     ...(envelopeFrom !== undefined ? { envelopeFrom } : {}),
     ...(dateZoneMinutes !== undefined ? { dateZoneMinutes } : {}),

@@ -42,6 +42,12 @@ export interface SourceMessage {
  */
 export interface ReadHints {
   skipBytes?: (position: number) => boolean;
+  /**
+   * The caller raises `doneBelow` as it goes: it no longer uses the bytes of any message at a
+   * position below it (their batch committed). A reader may then read into those buffers again
+   * (mbox: its read chunks); one that cannot ignores it.
+   */
+  recycle?: { doneBelow: number };
 }
 
 /** Where a skipped entry sits in its folder's order; absent for what holds no place (a folder, an mbox's leading text). */
@@ -106,9 +112,10 @@ function mboxFolder(fs: FileSystem, path: string, sizeBytes: number, options: So
   return {
     folder: '',
     path,
-    async *messages(onSkip) {
+    async *messages(onSkip, hints) {
       const messages = readMbox(fs, path, {
         style: options.mboxStyle ?? 'auto',
+        recycle: hints?.recycle,
         messageBytesMax: options.messageBytesMax,
         onWarning: (warning) => {
           if (warning.kind === 'tooLarge') {

@@ -168,7 +168,8 @@ function addMessage(view: IndexView, seq: number, op: OpOf<'message.add'>, probl
   const box = info(view, op.id, seq, problem);
   if (!box) return;
   const blobKey = keys.blob(op.hash);
-  const blob = view.getNow<BlobRecord>(blobKey);
+  // getShared: read only, and appendBatch's prepare read (or prefetched) the same entry in this batch
+  const blob = view.getShared<BlobRecord>(blobKey);
   // a fresh copy of a known blob (its old one unused, not trusted: store.ts placeBlob) moves it there
   view.put(blobKey, blob && !op.fresh ? referenced(blob) : { p: op.pack, o: op.offset, l: op.size, r: (blob?.r ?? 0) + 1 } satisfies BlobRecord);
   if (op.body && !view.getNow<number>(meta.inlineUsed)) view.put(meta.inlineUsed, 1);

@@ -943,6 +943,8 @@ export class Store implements MailStore {
       prepare: async (ctx) => {
         const box = await resolveInBatch(ctx.view, components, mailbox);
         await checkQuota(this.db, ctx.view, box.name, prepared.reduce((sum, item) => sum + item.bytes.length, 0), prepared.length);
+        // placeBlob and the op's apply read each blob entry with getShared: an import's batch fetches them in one read
+        if (prepared.length >= limits.appendPrefetchMessagesMin) await ctx.view.prefetch(prepared.map((item) => keys.blob(item.hash)));
         const ops: Op[] = [];
         const results: AppendResult[] = [];
         const fresh = new Map<string, BlobLocation>();
@@ -976,7 +978,7 @@ export class Store implements MailStore {
     const key = hash.toString('latin1');
     const pending = fresh.get(key);
     if (pending) return { location: pending, deduplicated: true };
-    const existing = await ctx.view.get<BlobRecord>(keys.blob(hash));
+    const existing = ctx.view.getShared<BlobRecord>(keys.blob(hash)); // read only (appendBatch may have prefetched it)
     // A copy no message uses (expunged, or dropped by scrub as damaged) is never trusted for a new
     // message: its bytes were last verified who knows when. The new bytes are written and the blob
     // entry moves to them (apply: a fresh add of a known blob takes the new location).

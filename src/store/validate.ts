@@ -183,7 +183,11 @@ export function checkOptions(value: unknown, allowed: readonly string[], what: s
  */
 const handedOver = new WeakSet<Uint8Array>();
 
-/** Gives `bytes` to the store's next ownCopy of them: the caller must never change or reuse them. */
+/**
+ * Gives `bytes` to the store's next ownCopy of them: the caller must not change or reuse them
+ * before the call they were given to has settled (the store keeps no reference past that: an
+ * append's bytes are written and synced, a synchronous replica's round copied, when it resolves).
+ */
 export function handOver<T extends Uint8Array>(bytes: T): T {
   handedOver.add(bytes);
   return bytes;

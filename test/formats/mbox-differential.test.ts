@@ -50,6 +50,35 @@ function describeMessage(message: MboxMessage): unknown {
   };
 }
 
+/**
+ * readAll as an import uses the reader (ReadMboxOptions.recycle): messages are held in batches
+ * of 1 to 4 while the reader goes on, looked at only when their batch "commits" (when the next
+ * batch is full, or at the end), and then declared done. A read chunk read into again while a
+ * held message still views it shows as changed bytes. Counts the distinct read chunks (buffers of
+ * chunkBytes) the messages view; the others are concatenations of pieces across chunks.
+ */
+async function readAllRecycling(file: Buffer, options: ReadMboxOptions, random: () => number): Promise<{ events: unknown[]; buffers: number }> {
+  const events: unknown[] = [];
+  const recycle = { doneBelow: 0 };
+  const buffers = new Set<ArrayBufferLike>();
+  let held: MboxMessage[] = [];
+  let batchSize = 1;
+  const commit = () => {
+    for (const message of held) events.push(describeMessage(message));
+    if (held.length > 0) recycle.doneBelow = held[held.length - 1]!.index + 1;
+    held = [];
+    batchSize = 1 + Math.floor(random() * 4);
+  };
+  const onWarning = (warning: MboxWarning) => events.push({ warning });
+  for await (const message of readMbox(memoryFileSystem(file), 'memory.mbox', { ...options, onWarning, recycle })) {
+    if (message.bytes.buffer.byteLength === options.chunkBytes) buffers.add(message.bytes.buffer);
+    if (held.length >= batchSize) commit();
+    held.push(message);
+  }
+  commit();
+  return { events, buffers: buffers.size };
+}
+
 async function expectSameAsOracle(
   file: Buffer, options: Omit<ReadMboxOptions, 'chunkBytes'>, label: string, chunkSizes = CHUNK_SIZES,
 ): Promise<void> {
@@ -57,6 +86,10 @@ async function expectSameAsOracle(
     const expected = await readAll(readMboxOracle, file, { ...options, chunkBytes });
     const actual = await readAll(readMbox, file, { ...options, chunkBytes });
     expect(actual, `${label} chunkBytes ${chunkBytes ?? 'default'}`).toEqual(expected);
+    // warnings come as they are met, messages when their batch commits: compared apart
+    const recycled = await readAllRecycling(file, { ...options, chunkBytes }, prng(file.length));
+    const kinds = (events: unknown[]) => [events.filter((e) => (e as { warning?: unknown }).warning === undefined), events.filter((e) => (e as { warning?: unknown }).warning !== undefined)];
+    expect(kinds(recycled.events), `${label} chunkBytes ${chunkBytes ?? 'default'}, read chunks recycled`).toEqual(kinds(expected as unknown[]));
   }
 }
 
@@ -113,6 +146,23 @@ describe('mbox reader against the pre-optimisation oracle', () => {
       }
     }
   }, 300_000);
+});
+
+describe('mbox reader recycling its read chunks (an import)', () => {
+  it('reads into far fewer buffers than it reads chunks, and gives the same messages', async () => {
+    const random = prng(11);
+    let text = '';
+    for (let m = 0; m < 400; m += 1) text += `From a Thu Nov 28 10:45:25 2026\nSubject: ${m}\n\n${'x'.repeat(Math.floor(random() * 3000))}\nFrom ${m} in the body\n\n`;
+    const file = Buffer.from(text, 'latin1');
+    const chunkBytes = 4096;
+    const expected = await readAll(readMboxOracle, file, { chunkBytes });
+    const recycled = await readAllRecycling(file, { chunkBytes }, prng(3));
+    expect(recycled.events).toEqual(expected);
+    // ~170 chunks read; the messages of at most two batches of up to 4 are in use at once
+    expect(Math.ceil(file.length / chunkBytes)).toBeGreaterThan(100);
+    expect(recycled.buffers).toBeGreaterThan(0);
+    expect(recycled.buffers).toBeLessThan(20);
+  });
 });
 
 describe('flagsFromStatusHeaders against the oracle', () => {
