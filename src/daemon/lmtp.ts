@@ -68,6 +68,8 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
   const bytesMax = options.messageBytesMax ?? limits.messageBytesMax;
   const log = options.log ?? (() => {});
   const known = new RecentMailboxes(lmtpLimits.recipientCacheMs, lmtpLimits.recipientCacheEntries);
+  /** The mailbox of each recipient accepted at RCPT (smtp-server keeps its address object in the envelope until DATA is over). */
+  const mailboxes = new WeakMap<SMTPServerAddress, string>();
   const inFlight = new Set<Promise<unknown>>();
   const track = <T>(work: Promise<T>): Promise<T> => {
     inFlight.add(work);
@@ -88,10 +90,13 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     maxRecipients: lmtpLimits.recipientsMax,
     socketTimeout: lmtpLimits.idleMs,
     closeTimeout: lmtpLimits.closeGraceMs,
+    // no DNS query per connection (smtp-server's default, for its clientHostname, which nothing here
+    // reads): over TCP every MTA connection waited for it before the greeting, up to 1.5 s without DNS
+    disableReverseLookup: true,
     // any sender is accepted: answered at once, where smtp-server's default waits a turn of the event loop
     onMailFrom: (_address, _session, callback) => callback(),
     onRcptTo: (address, _session, callback) => {
-      track(checkRecipient(store, template, address, known)).then(() => callback(), (error: unknown) => {
+      track(checkRecipient(store, template, address, known, mailboxes)).then(() => callback(), (error: unknown) => {
         const reply = rcptReply(error);
         log({ event: 'lmtp.refused', to: address.address, reply: `${reply.responseCode} ${reply.message}` });
         callback(reply);
@@ -99,7 +104,7 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     },
     onData: (stream, session, callback) => {
       track(receive(stream, bytesMax)).then(
-        (bytes) => track(deliver(store, template, session, bytes, log)).then(
+        (bytes) => track(deliver(store, template, session, bytes, log, mailboxes)).then(
           // smtp-server takes an array here in LMTP mode: one reply per recipient (its types say string);
           // the deliveries are logged once the replies are on their way, not before them
           ({ replies, delivered }) => {
@@ -178,8 +183,11 @@ export function mailboxFor(template: string, recipient: string): string {
  * lmtpLimits.recipientCacheMs (`known`): a delivery's append checks again, and a mailbox deleted
  * in between is refused after DATA with the same 550 5.1.1.
  */
-async function checkRecipient(store: LmtpStore, template: string, address: SMTPServerAddress, known: RecentMailboxes): Promise<void> {
+async function checkRecipient(
+  store: LmtpStore, template: string, address: SMTPServerAddress, known: RecentMailboxes, mailboxes: WeakMap<SMTPServerAddress, string>,
+): Promise<void> {
   const mailbox = mailboxFor(template, address.address);
+  mailboxes.set(address, mailbox);
   if (known.has(mailbox)) return;
   await store.status(mailbox);
   known.add(mailbox);
@@ -243,7 +251,8 @@ function receive(stream: SMTPServerDataStream, bytesMax: number): Promise<Buffer
         chunks.length = 0;
       } else chunks.push(chunk);
     });
-    stream.on('end', () => resolve(over || stream.sizeExceeded ? undefined : Buffer.concat(chunks, bytes)));
+    // a message that came in one read is one chunk: kept as it is (a subarray of that read, which nothing reuses)
+    stream.on('end', () => resolve(over || stream.sizeExceeded ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, bytes)));
     stream.on('error', reject);
     stream.on('close', () => { if (!stream.readableEnded) reject(new Error('connection closed before the final dot')); });
   });
@@ -261,6 +270,7 @@ interface Delivery {
  */
 async function deliver(
   store: LmtpStore, template: string, session: SMTPServerSession, bytes: Buffer | undefined, log: (entry: LmtpLogEntry) => void,
+  accepted: WeakMap<SMTPServerAddress, string>,
 ): Promise<Delivery> {
   const recipients = session.envelope.rcptTo.map((r) => r.address);
   const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
@@ -271,8 +281,8 @@ async function deliver(
   const started = performance.now();
   const envelopeFrom = envelopeSender(from);
   const outcomes = new Map<string, Promise<{ uid: number } | Reply>>();
-  const mailboxes = recipients.map((to) => mailboxFor(template, to));
-  handOver(bytes); // made here from the DATA chunks, never changed: the first append need not copy it
+  const mailboxes = session.envelope.rcptTo.map((r) => accepted.get(r) ?? mailboxFor(template, r.address));
+  handOver(bytes); // the DATA chunks (or one read of the socket), never changed: the first append need not copy it
   for (const mailbox of mailboxes) {
     if (outcomes.has(mailbox)) continue;
     outcomes.set(mailbox, store.append(mailbox, bytes, envelopeFrom ? { envelopeFrom } : {}).catch((error: unknown) => {

@@ -151,6 +151,33 @@ describe('LMTP delivery', () => {
     expect(stored.equals(Buffer.concat([body.subarray(0, body.length - 11), Buffer.from('.stuffed\r\n')]))).toBe(true);
   });
 
+  it('stores a message that came in many reads, and one that came in one read with the next transaction behind it, byte for byte', async () => {
+    const { store, port } = await setup();
+    const c = await converse({ port });
+    // ~1 MiB written in pieces with pauses: many reads, their chunks joined
+    const line = (n: number) => `${n.toString().padStart(7, '0')} ${'y'.repeat(70)}\r\n`;
+    const big = Buffer.from(`Subject: big\r\n\r\n${Array.from({ length: 13_000 }, (_, n) => line(n)).join('')}`);
+    c.send(envelope('s@example.org', ['alice@example.org']) + 'DATA\r\n');
+    await c.replies(4);
+    for (let at = 0; at < big.length; at += 100_000) {
+      c.send(big.subarray(at, at + 100_000));
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    c.send('.\r\n');
+    expect(await c.replies(1)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1']);
+    // one write: this body, its final dot and a whole pipelined transaction after it
+    const small = message('small');
+    c.send('MAIL FROM:<s@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n');
+    await c.replies(3);
+    c.send(Buffer.concat([small, Buffer.from('.\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n')]));
+    expect(await c.replies(4)).toEqual(['250 2.0.0 delivered to user/bob/INBOX uid 1', '250 Accepted', '250 Accepted', expect.stringMatching(/^354 /)]);
+    c.send(Buffer.concat([message('after'), Buffer.from('.\r\n')]));
+    expect(await c.replies(1)).toEqual(['250 2.0.0 delivered to user/bob/INBOX uid 2']);
+    expect((await store.fetch('user/alice/INBOX', 1)).equals(big)).toBe(true);
+    expect((await store.fetch('user/bob/INBOX', 1)).equals(small)).toBe(true);
+    expect((await store.fetch('user/bob/INBOX', 2)).equals(message('after'))).toBe(true);
+  });
+
   it('ends DATA only at CRLF.CRLF: a bare-LF dot cannot smuggle a second transaction', async () => {
     const { store, port } = await setup();
     const c = await converse({ port });
