@@ -100,16 +100,18 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
   const lock = await lockRepository(repo, false);
   phase('locked');
   const compressors = new Compressors(repo.codec);
+  const copier = new BlobCopier(source, repo, compressors, options);
   try {
-    const state = await readState(source, repo, compressors, options.whole ?? false);
+    const state = await readState(source, repo, copier, options.whole ?? false);
     // The parent's blobs are in the repository (its snapshot was written after them); the index is
     // read only when there are others, and then every blob is looked up (a lost one is copied again).
+    // Those the copy took already (the journal's new blobs, "Incremental runs") are looked up beside it.
     const others = state.parent ? state.parent.newHashes : true;
-    const idOf = (blob: NeededBlob) => (repo.keys ? blobIdOf(blob.hash, repo.keys) : blob.hash); // unencrypted, the id is the hash
-    const held = others ? await repo.indexHolds(state.blobs.map(idOf)) : [];
-    const missing = others ? state.blobs.filter((_, i) => !held[i]) : [];
+    const rest = others ? state.blobs.filter((blob) => !copier.has(blob.key)) : [];
+    const held = rest.length > 0 ? await repo.indexHolds(rest.map((blob) => idOf(repo, blob))) : [];
+    copier.add(rest.filter((_, i) => !held[i]));
     phase('index read');
-    options.onPlan?.(missing.length, missing.reduce((sum, blob) => sum + blob.size, 0));
+    options.onPlan?.(copier.blobs, copier.bytes);
     const snapshot: SnapshotFile = {
       version: FORMAT_VERSION, time: Date.now(), storeId: source.storeId, hostname: hostname(), seq: state.seq, counts: state.counts, ops: state.ops,
       ...(state.journalDigest ? { journalDigest: state.journalDigest } : {}), ...state.delta,
@@ -123,7 +125,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
       state.tip.snapshot = contentName(encoded);
       tip = encodeTip(state.tip, repo);
     };
-    const bytesRead = await copyBlobs(source, repo, missing, compressors, options, encode);
+    const bytesRead = await copier.finish(encode);
     phase('blobs copied');
     if (!encoded) encode();
     await writeTip(repo, state.tip, tip); // before the snapshot: a snapshot is never older than its tip
@@ -132,12 +134,13 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
     phase('snapshot written');
     return {
       snapshot: id, storeId: source.storeId, seq: state.seq, mailboxes: state.counts.mailboxes, messages: state.counts.messages, blobs: state.counts.blobs,
-      newBlobs: missing.length, bytesRead, bytesAdded: repo.bytesWritten - writtenBefore, durationMs: Date.now() - started,
+      newBlobs: copier.written, bytesRead, bytesAdded: repo.bytesWritten - writtenBefore, durationMs: Date.now() - started,
       ...(state.parent ? { parent: state.parent.id, mailboxesReadWhole: state.parent.readWhole } : {}),
       ...(state.fullReadReason ? { fullReadReason: state.fullReadReason } : {}),
       ...(state.delta ? { deltaDepth: state.delta.depth } : {}),
     };
   } finally {
+    await copier.settled(); // a failed run: nothing is left running behind it (the files written so far are reused next time)
     await compressors.close();
     await lock.release();
     phase('unlocked');
@@ -149,7 +152,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
  * (incremental.ts) when the source can tell them, else the whole state read from the store. On the
  * parent's tip when it has one and the run writes a delta (tip-since.ts); else on the parent decoded.
  */
-async function readState(source: BackupSource, repo: Repository, compressors: Compressors, whole: boolean): Promise<StateRead> {
+async function readState(source: BackupSource, repo: Repository, copier: BlobCopier, whole: boolean): Promise<StateRead> {
   let fullReadReason: string | undefined;
   const parent = source.stateSince ? await findParent(repo, source.storeId) : undefined;
   phase('parent read');
@@ -157,8 +160,8 @@ async function readState(source: BackupSource, repo: Repository, compressors: Co
     try {
       const depth = (parent.tip ? parent.tip.depth : parent.snapshot?.depth ?? 0) + 1;
       const delta = !whole && depth <= backupLimits.deltaChainMax; // else a whole snapshot again (the chain is at its cap)
-      if (parent.tip && delta) return await onTip(source, parent.id, parent.tip, compressors);
-      return await onDecoded(source, repo, parent, compressors, delta);
+      if (parent.tip && delta) return await onTip(source, parent.id, parent.tip, copier);
+      return await onDecoded(source, repo, parent, copier, delta);
     } catch (error) {
       fullReadReason = fallbackReason(error);
     }
@@ -170,14 +173,14 @@ async function readState(source: BackupSource, repo: Repository, compressors: Co
 }
 
 /** The store's changes since the parent's seq, refused when the store's record at that seq is not the one the parent recorded. */
-async function changesSince<T>(source: BackupSource, parent: { id: string; seq: number; journalDigest?: string }, compressors: Compressors, work: (since: StateSince) => Promise<T>): Promise<T> {
+async function changesSince<T>(source: BackupSource, parent: { id: string; seq: number; journalDigest?: string }, copier: BlobCopier, work: (since: StateSince) => Promise<T>): Promise<T> {
   const since = await source.stateSince!(parent.seq);
   phase('journal since read');
-  compressors.expect(since.freshBytes); // the workers start while the state is built
   try {
     if (!parent.journalDigest || since.afterDigest !== parent.journalDigest) {
       throw new MailstoreError('INVALID', `the store's journal record ${parent.seq} is not the one snapshot ${parent.id.slice(0, 12)} was taken at (${parent.journalDigest ? 'the store was rolled back and went on' : 'an older snapshot without its digest'})`);
     }
+    copier.early(since); // the new blobs copied while the state is built
     return await work(since);
   } finally {
     await since.close();
@@ -185,8 +188,8 @@ async function changesSince<T>(source: BackupSource, parent: { id: string; seq: 
 }
 
 /** A delta on the parent's tip: nothing of the parent decoded (tip-since.ts). */
-async function onTip(source: BackupSource, id: string, tip: Tip, compressors: Compressors): Promise<StateRead> {
-  const run = await changesSince(source, { id, seq: tip.seq, journalDigest: tip.journalDigest }, compressors, (since) => applySinceToTip(tip, since, { depth: tip.depth + 1, chain: [...tip.chain, id] }));
+async function onTip(source: BackupSource, id: string, tip: Tip, copier: BlobCopier): Promise<StateRead> {
+  const run = await changesSince(source, { id, seq: tip.seq, journalDigest: tip.journalDigest }, copier, (since) => applySinceToTip(tip, since, { depth: tip.depth + 1, chain: [...tip.chain, id] }));
   phase('changes applied');
   return {
     seq: run.tip.seq, ops: run.ops, counts: run.counts, blobs: run.needed, journalDigest: run.tip.journalDigest, tip: run.tip,
@@ -195,11 +198,11 @@ async function onTip(source: BackupSource, id: string, tip: Tip, compressors: Co
 }
 
 /** On the parent decoded whole and modelled: a delta when the parent has no tip, or a whole snapshot (--whole, the chain's cap). */
-async function onDecoded(source: BackupSource, repo: Repository, parent: ParentSnapshot, compressors: Compressors, asDelta: boolean): Promise<StateRead> {
+async function onDecoded(source: BackupSource, repo: Repository, parent: ParentSnapshot, copier: BlobCopier, asDelta: boolean): Promise<StateRead> {
   const { snapshot, chain } = await decodedParent(repo, parent);
   const model = modelOf(snapshot);
   phase('parent modelled');
-  const { readWhole, journalDigest } = await changesSince(source, { id: parent.id, seq: snapshot.seq, journalDigest: snapshot.journalDigest }, compressors,
+  const { readWhole, journalDigest } = await changesSince(source, { id: parent.id, seq: snapshot.seq, journalDigest: snapshot.journalDigest }, copier,
     async (since) => ({ readWhole: await applySince(model, since), journalDigest: since.appliedDigest }));
   phase('changes applied');
   const depth = (snapshot.depth ?? 0) + 1;
@@ -282,63 +285,165 @@ function tally(ops: Iterable<Op>, positions: Map<string, number>): { counts: Sna
   return { counts, blobs: positions.size > 0 ? list.sort((a, b) => a.position - b.position) : list };
 }
 
+/** A blob's id in the repository: unencrypted, its hash. */
+function idOf(repo: Repository, blob: NeededBlob): Buffer {
+  return repo.keys ? blobIdOf(blob.hash, repo.keys) : blob.hash;
+}
+
+interface Batch { blobs: NeededBlob[]; bytes: Buffer[]; compressed: Buffer[] }
+
 /**
- * Reads, compresses, seals and writes the missing blobs; returns the bytes read. Blobs go to the
- * compression workers in batches, batchesInFlight batches at once, so every core compresses while
- * the main thread reads the next blobs, seals finished ones, and a full data file is written in
- * the background (compress-pool.ts says why not zlib's own async calls).
+ * Reads, compresses, seals and writes the blobs it is given (`add`, any number of times; each blob
+ * once). Blobs go to the compression workers in batches, batchesInFlight batches at once, so every
+ * core compresses while the main thread reads the next blobs, seals finished ones, and a full data
+ * file is written in the background (compress-pool.ts says why not zlib's own async calls). An
+ * incremental run hands it the journal's new blobs (`early`) before it builds the state, so the
+ * copy runs beside the state's reads instead of after them; `finish` takes what is left.
  */
-async function copyBlobs(
-  source: BackupSource, repo: Repository, missing: NeededBlob[], compressors: Compressors, options: BackupOptions, beforeLastSync: () => void,
-): Promise<number> {
-  if (missing.length === 0) { beforeLastSync(); return 0; }
-  const writer = new DataFileWriter(repo);
-  const pool = compressors.for(missing.reduce((sum, blob) => sum + blob.size, 0));
-  const window: Promise<{ blobs: NeededBlob[]; bytes: Buffer[]; compressed: Buffer[] }>[] = [];
-  let next = 0;
-  const start = () => {
+class BlobCopier {
+  private readonly queue: NeededBlob[] = [];
+  private readonly queued = new Set<string>();
+  private next = 0;
+  private readonly window: Promise<Batch>[] = [];
+  private readonly writer: DataFileWriter;
+  private draining: Promise<void> | undefined;
+  private inIndex: Promise<Set<string>> = Promise.resolve(new Set());
+  private failure: { error: unknown } | undefined;
+  private finishing: (() => void) | undefined;
+  private bytesRead = 0;
+  private done = 0;
+  /** Blobs written to data files (of those given: the index listed the others). */
+  written = 0;
+  /** Blobs and their bytes given to copy so far. */
+  blobs = 0;
+  bytes = 0;
+
+  constructor(private readonly source: BackupSource, private readonly repo: Repository, private readonly compressors: Compressors, private readonly options: BackupOptions) {
+    this.writer = new DataFileWriter(repo);
+  }
+
+  has(key: string): boolean {
+    return this.queued.has(key);
+  }
+
+  /**
+   * The journal's new blobs (`since.fresh`) that no index file lists, copied from now on. They
+   * are blobs of the state being built (their messages were not expunged, their mailbox is
+   * there and not being deleted); one that were not would only be an unreferenced record, which
+   * prune removes. The index is read beside the state's reads.
+   */
+  early(since: StateSince): void {
+    this.compressors.expect(since.freshBytes); // the workers start while the state is built
+    if (since.fresh.length === 0) return;
+    const names = new Map<string, string>();
+    for (const info of since.mailboxes) if (!info.deleting) names.set(Buffer.from(info.id).toString('hex'), formatMailboxName(info.name));
+    const blobs: NeededBlob[] = [];
+    const keys = new Set<string>();
+    for (const blob of since.fresh) {
+      const mailbox = names.get(Buffer.from(blob.id).toString('hex'));
+      const hash = asBuffer(blob.hash);
+      const key = hash.toString('hex');
+      if (mailbox === undefined || keys.has(key)) continue;
+      keys.add(key);
+      blobs.push({ hash, key, size: blob.size, mailbox, uid: blob.uid, position: blob.pack * 2 ** 40 + blob.offset });
+    }
+    blobs.sort((a, b) => a.position - b.position);
+    // copied from now on; the index is read meanwhile, and a blob it lists is read and compressed
+    // for nothing but not written (rare: another store's, or a run that stopped after copying it)
+    this.inIndex = this.repo.indexHolds(blobs.map((blob) => idOf(this.repo, blob)))
+      .then((held) => new Set(blobs.filter((_, i) => held[i]).map((blob) => blob.key)));
+    this.inIndex.catch(() => undefined); // awaited by the drain
+    this.add(blobs);
+  }
+
+  /** Copies `blobs` (those not given before). */
+  add(blobs: NeededBlob[]): void {
+    for (const blob of blobs) {
+      if (this.queued.has(blob.key)) continue;
+      this.queued.add(blob.key);
+      this.queue.push(blob);
+      this.blobs++;
+      this.bytes += blob.size;
+    }
+    this.fill();
+    if (!this.draining && this.window.length > 0) {
+      this.draining = this.drain();
+      this.draining.catch((error) => this.fail(error));
+    }
+  }
+
+  /**
+   * Copies what is left, then finishes the last data file; `beforeLastSync` runs once every blob
+   * is asked for (the snapshot is encoded while the workers compress the last batches and the last
+   * files sync). Returns the message bytes read.
+   */
+  async finish(beforeLastSync: () => void): Promise<number> {
+    let encoded = false;
+    const encodeOnce = () => { if (!encoded) { encoded = true; beforeLastSync(); } };
+    if (this.next >= this.queue.length) encodeOnce();
+    else this.finishing = encodeOnce;
+    while (this.draining) await this.draining.catch(() => undefined);
+    if (this.failure) throw this.failure.error;
+    await this.writer.flush(false);
+    encodeOnce();
+    await this.writer.flush(true);
+    return this.bytesRead;
+  }
+
+  /** Every batch and file settled (a failed run waits for this before it returns: nothing runs behind it). */
+  async settled(): Promise<void> {
+    while (this.draining) await this.draining.catch(() => undefined);
+    await Promise.allSettled(this.window);
+    await this.writer.settled();
+  }
+
+  private fail(error: unknown): void {
+    this.failure ??= { error };
+  }
+
+  private fill(): void {
+    while (!this.failure && this.next < this.queue.length && this.window.length < backupLimits.batchesInFlight) this.start();
+  }
+
+  private start(): void {
     const blobs: NeededBlob[] = [];
     let size = 0;
-    while (next < missing.length && blobs.length < backupLimits.compressBatchBlobs && size < backupLimits.compressBatchBytes) {
-      size += missing[next]!.size;
-      blobs.push(missing[next++]!);
+    while (this.next < this.queue.length && blobs.length < backupLimits.compressBatchBlobs && size < backupLimits.compressBatchBytes) {
+      size += this.queue[this.next]!.size;
+      blobs.push(this.queue[this.next++]!);
     }
-    const pending = Promise.all(blobs.map((blob) => fetchNamed(source, blob)))
+    const pool = this.compressors.for(this.bytes);
+    const pending = Promise.all(blobs.map((blob) => fetchNamed(this.source, blob)))
       .then(async (bytes) => ({ blobs, bytes, compressed: await pool.compress(bytes) }));
     pending.catch(() => undefined); // handled when its turn comes; a failure must not crash the process before then
-    window.push(pending);
-  };
-  let bytesRead = 0;
-  let done = 0;
-  // once every blob is asked for, the snapshot is encoded while the workers compress the last
-  // batches (the main thread would otherwise wait on them, then encode)
-  let encoded = false;
-  const encodeOnce = () => { if (!encoded) { encoded = true; beforeLastSync(); } };
-  try {
-    while (next < missing.length && window.length < backupLimits.batchesInFlight) start();
-    while (window.length > 0) {
-      const batch = await window.shift()!;
-      if (next < missing.length) start();
-      else encodeOnce();
-      batch.blobs.forEach((blob, i) => {
-        const id = blobIdOf(blob.hash, repo.keys);
-        writer.add(id, sealRecord(id, batch.bytes[i]!, batch.compressed[i]!, repo.codec, repo.keys));
-        bytesRead += batch.bytes[i]!.length;
-      });
-      done += batch.blobs.length;
-      options.onProgress?.(done, bytesRead);
-      if (writer.bytes >= backupLimits.packBytesTarget) await writer.flush(false);
-      else await writer.push();
-    }
-    await writer.flush(false);
-    encodeOnce();
-    await writer.flush(true);
-  } finally {
-    // a failed run: nothing is left running behind it (the files written so far are reused next time)
-    await Promise.allSettled(window);
-    await writer.settled();
+    this.window.push(pending);
   }
-  return bytesRead;
+
+  /** Takes finished batches in order, refilling the window, until none is in flight. */
+  private async drain(): Promise<void> {
+    await undefined; // assigned to `draining` before its finally can clear it
+    try {
+      while (this.window.length > 0 && !this.failure) {
+        const batch = await this.window.shift()!;
+        this.fill();
+        if (this.finishing && this.next >= this.queue.length) this.finishing();
+        const inIndex = await this.inIndex;
+        batch.blobs.forEach((blob, i) => {
+          this.bytesRead += batch.bytes[i]!.length;
+          if (inIndex.has(blob.key)) return;
+          const id = blobIdOf(blob.hash, this.repo.keys);
+          this.writer.add(id, sealRecord(id, batch.bytes[i]!, batch.compressed[i]!, this.repo.codec, this.repo.keys));
+          this.written++;
+        });
+        this.done += batch.blobs.length;
+        this.options.onProgress?.(this.done, this.bytesRead);
+        if (this.writer.bytes >= backupLimits.packBytesTarget) await this.writer.flush(false);
+        else await this.writer.push();
+      }
+    } finally {
+      this.draining = undefined; // at once as the loop ends: an add after this starts a new drain
+    }
+  }
 }
 
 /**
@@ -349,6 +454,7 @@ async function copyBlobs(
  */
 class Compressors {
   private pool: CompressPool | InlineCompressor | undefined;
+  private inline: InlineCompressor | undefined;
 
   constructor(private readonly codec: BlobCodec) {}
 
@@ -357,14 +463,23 @@ class Compressors {
     if (!this.pool && bytes > backupLimits.inlineCompressBytesMax) this.pool = new CompressPool(this.codec);
   }
 
-  /** What compresses `bytes` of blobs: the workers if started, else chosen by the amount. */
+  /**
+   * What compresses when `bytes` of blobs are to be copied in all: the workers if started, else
+   * chosen by the amount (the workers once it grows past a few MB; batches on the main thread
+   * before that finish there).
+   */
   for(bytes: number): CompressPool | InlineCompressor {
-    this.pool ??= bytes <= backupLimits.inlineCompressBytesMax ? new InlineCompressor(this.codec) : new CompressPool(this.codec);
+    if (bytes > backupLimits.inlineCompressBytesMax && !(this.pool instanceof CompressPool)) {
+      this.inline ??= this.pool as InlineCompressor | undefined;
+      this.pool = new CompressPool(this.codec);
+    }
+    this.pool ??= new InlineCompressor(this.codec);
     return this.pool;
   }
 
   async close(): Promise<void> {
     await this.pool?.close();
+    await this.inline?.close();
   }
 }
 

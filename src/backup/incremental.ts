@@ -167,6 +167,21 @@ export function touchedIn(since: StateSince, id: Buffer, recent: StateChange[]):
   return { uids, candidates, candidate, above };
 }
 
+/**
+ * The current message records of `uids` (undefined: none there), read in one getMany, but for the
+ * uids the journal expunged last (`gone`): nothing is read for them. A message still there
+ * after all would make the mailbox disagree with its counters, and it is then read whole.
+ */
+export async function messagesNow(since: StateSince, id: Buffer, uids: number[]): Promise<(StateMessage | undefined)[]> {
+  const gone = since.touched.get(hex(id))?.gone;
+  if (!gone || gone.size === 0) return since.messages(id, uids);
+  const live = uids.filter((uid) => !gone.has(uid));
+  const read = await since.messages(id, live);
+  const out: (StateMessage | undefined)[] = new Array(uids.length);
+  for (let i = 0, j = 0; i < uids.length; i++) out[i] = gone.has(uids[i]!) ? undefined : read[j++];
+  return out;
+}
+
 /** The parent's mailbox with every uid the journal or the change log names (`recent`: its entries above the parent's highestModseq) read again. */
 async function changedBox(parent: Box, info: MailboxInfo, id: Buffer, since: StateSince, recent: StateChange[]): Promise<Box> {
   const box: Box = { info, messages: parent.messages, changes: parent.changes }; // the parent's model is not used again
@@ -177,7 +192,7 @@ async function changedBox(parent: Box, info: MailboxInfo, id: Buffer, since: Sta
   // the uids' messages, then their candidate entries, each in one read on LevelDB's thread pool
   // (a getSync per key was most of this phase: ~5,000 of them in the bench's run)
   const uidList = [...uids];
-  const messages = await since.messages(id, uidList);
+  const messages = await messagesNow(since, id, uidList);
   uidList.forEach((uid, i) => {
     delta.uids.add(uid);
     const message = messages[i];

@@ -15,7 +15,7 @@ import type { DeltaBox, SnapshotDelta } from './delta.js';
 import { formatMailboxName } from '../store/validate.js';
 import type { SnapshotCounts } from './repository.js';
 import { HASH_BYTES, compareHashes, searchHash, type Tip, type TipBox } from './tip.js';
-import { touchedIn } from './incremental.js';
+import { messagesNow, touchedIn } from './incremental.js';
 
 type Entries = [modseq: number, value: StateChange[2]][];
 
@@ -104,7 +104,7 @@ async function changedBox(parent: TipBox, info: MailboxInfo, since: StateSince, 
   const id = Buffer.from(info.id);
   const { uids, candidates, candidate, above } = touchedIn(since, id, recent);
   const uidList = [...uids].sort((a, b) => a - b);
-  const messages = await since.messages(id, uidList);
+  const messages = await messagesNow(since, id, uidList);
   uidList.forEach((uid, i) => {
     for (const modseq of parentModseqs(parent, uid)) candidate(uid, modseq);
     const message = messages[i];

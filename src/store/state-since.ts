@@ -20,9 +20,17 @@ export type StateChange = Extract<Op, { op: 'state.changes' }>['entries'][number
 export interface TouchedMailbox {
   /** Uids added, flagged or expunged. */
   uids: Set<number>;
+  /**
+   * Of those, the uids whose last op was an expunge: no message is there now, so a backup need
+   * not read one (a wrong guess would show in the mailbox's counters, which it checks).
+   */
+  gone: Set<number>;
   /** Change-log entries a change.purge removed, or a message.add wrote with a modseq of its own (XFER). */
   entries: [modseq: number, uid: number][];
 }
+
+/** A blob a message.add after the earlier seq wrote new (`fresh`): its message and where it is. */
+export interface FreshBlob { id: Uint8Array; uid: number; hash: Buffer; size: number; pack: number; offset: number }
 
 export interface StateSince {
   /** The journal seq of the state read (the index's watermark in the snapshot). */
@@ -43,6 +51,12 @@ export interface StateSince {
    * compression workers early when this is large).
    */
   freshBytes: number;
+  /**
+   * Those new blobs one by one, in journal order (each with the mailbox id and uid of the message
+   * that added it, and where the store wrote it), but for messages the journal expunged later: a
+   * backup can start copying them before it has built the state (they are in it).
+   */
+  fresh: FreshBlob[];
   /** Change-log entries of a mailbox with a modseq above `modseq`. */
   changesAfter(id: Buffer, modseq: number): Promise<StateChange[]>;
   /** A message as a state.messages entry, or undefined when there is none at that uid. */
@@ -68,10 +82,10 @@ export async function stateSince(db: IndexDb, journal: Pick<Journal, 'read' | 'f
   try {
     const appliedSeq = snapshot.get<number>(meta.appliedSeq) ?? 0;
     if (appliedSeq < afterSeq) throw new MailstoreError('INVALID', `the store is at seq ${appliedSeq}, before the earlier snapshot's ${afterSeq}`);
-    const { touched, digests, freshBytes } = await touchedSince(journal, afterSeq, appliedSeq);
+    const { touched, digests, freshBytes, fresh } = await touchedSince(journal, afterSeq, appliedSeq);
     const [metaEntries, mailboxes] = [await readMeta(snapshot), await readAll<MailboxInfo>(snapshot, SPACE.info)];
     return {
-      appliedSeq, afterDigest: digests.get(afterSeq), appliedDigest: digests.get(appliedSeq), meta: metaEntries, mailboxes: mailboxes.map(([, info]) => info), touched, freshBytes,
+      appliedSeq, afterDigest: digests.get(afterSeq), appliedDigest: digests.get(appliedSeq), meta: metaEntries, mailboxes: mailboxes.map(([, info]) => info), touched, freshBytes, fresh,
       changesAfter: async (id, modseq) => (await readRange<ChangeRecord>(snapshot, keys.changeFrom(id, modseq + 1), prefixEnd(keys.changePrefix(id))))
         .map(([key, value]) => { const c = decodeChangeKey(key); return [c.modseq, c.uid, value]; }),
       message: (id, uid) => {
@@ -99,17 +113,17 @@ export async function stateSince(db: IndexDb, journal: Pick<Journal, 'read' | 'f
 }
 
 /** The records (afterSeq, upTo]: which mailboxes and uids they touched; the digests of records afterSeq and upTo. */
-async function touchedSince(journal: Pick<Journal, 'read' | 'firstSeq'>, afterSeq: number, upTo: number): Promise<{ touched: Map<string, TouchedMailbox>; digests: Map<number, string>; freshBytes: number }> {
+async function touchedSince(journal: Pick<Journal, 'read' | 'firstSeq'>, afterSeq: number, upTo: number): Promise<{ touched: Map<string, TouchedMailbox>; digests: Map<number, string>; freshBytes: number; fresh: FreshBlob[] }> {
   const touched = new Map<string, TouchedMailbox>();
   const digests = new Map<number, string>();
-  const fresh = { bytes: 0 };
-  if (afterSeq === 0 && upTo === 0) return { touched, digests, freshBytes: 0 };
+  const fresh: Fresh = { bytes: 0, blobs: [] };
+  if (afterSeq === 0 && upTo === 0) return { touched, digests, freshBytes: 0, fresh: [] };
   const from = Math.max(afterSeq, 1); // record afterSeq itself too: its digest
   if (from < journal.firstSeq) throw new MailstoreError('NOT_FOUND', `the journal records after seq ${afterSeq} were retired (it starts at ${journal.firstSeq})`);
   const of = (id: Buffer) => {
     const key = Buffer.from(id).toString('hex');
     let entry = touched.get(key);
-    if (!entry) touched.set(key, (entry = { uids: new Set(), entries: [] }));
+    if (!entry) touched.set(key, (entry = { uids: new Set(), gone: new Set(), entries: [] }));
     return entry;
   };
   let expected = from;
@@ -123,20 +137,27 @@ async function touchedSince(journal: Pick<Journal, 'read' | 'firstSeq'>, afterSe
     if (record.seq > afterSeq) for (const op of decodeCbor<JournalPayload>(record.payload).ops) noteOp(op, of, fresh);
   }
   if (expected !== upTo + 1) throw new MailstoreError('NOT_FOUND', `the journal ends at seq ${expected - 1}, before the index's ${upTo}`);
-  return { touched, digests, freshBytes: fresh.bytes };
+  const kept = fresh.blobs.filter((blob) => !touched.get(Buffer.from(blob.id).toString('hex'))?.gone.has(blob.uid));
+  return { touched, digests, freshBytes: fresh.bytes, fresh: kept };
 }
 
-function noteOp(op: Op, of: (id: Buffer) => TouchedMailbox, fresh: { bytes: number }): void {
+interface Fresh { bytes: number; blobs: FreshBlob[] }
+
+function noteOp(op: Op, of: (id: Buffer) => TouchedMailbox, fresh: Fresh): void {
   switch (op.op) {
     case 'message.add': {
       const box = of(op.id);
       box.uids.add(op.uid);
-      if (op.fresh) fresh.bytes += op.size;
+      box.gone.delete(op.uid);
+      if (op.fresh) {
+        fresh.bytes += op.size;
+        fresh.blobs.push({ id: op.id, uid: op.uid, hash: op.hash, size: op.size, pack: op.pack, offset: op.offset });
+      }
       if (op.modseq !== undefined) box.entries.push([op.modseq, op.uid]);
       return;
     }
     case 'message.flags': { const box = of(op.id); for (const [uid] of op.set) box.uids.add(uid); return; }
-    case 'message.expunge': { const box = of(op.id); for (const uid of op.uids) box.uids.add(uid); return; }
+    case 'message.expunge': { const box = of(op.id); for (const uid of op.uids) { box.uids.add(uid); box.gone.add(uid); } return; }
     case 'change.purge': of(op.id).entries.push(...op.entries); return;
     default:
       if (op.op.startsWith('state.')) throw new MailstoreError('INVALID', 'the journal holds a checkpoint after the earlier snapshot (the state was rewritten whole)');

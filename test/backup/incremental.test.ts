@@ -325,6 +325,56 @@ describe('incremental runs: work started early', () => {
       await repo.close();
     }
   });
+
+  it('copies the journal\'s new blobs beside the state\'s reads: not one expunged since, not one the repository holds (another store\'s), and reads no expunged uid\'s message', async () => {
+    const { dir, store, repo } = await storeAndRepo(['INBOX', 'Other']);
+    await fill(store, 'INBOX', 10);
+    const parent = (await runBackup(source(store), repo)).snapshot;
+    const seq = (await repo.readMetadata<SnapshotFile>('snapshot', parent)).seq;
+    // another store's message, backed up into the same repository first
+    const other = await Store.init(join(dir, 'other'));
+    await other.createMailbox('INBOX');
+    const shared = (await fill(other, 'INBOX', 1, 500))[0]!;
+    await runBackup(source(other), repo);
+    await other.close();
+    await store.appendBatch('Other', [{ bytes: shared }]);
+    const added = await fill(store, 'Other', 3, 600);
+    const gone = (await fill(store, 'INBOX', 1, 700))[0]!;
+    await store.expunge('INBOX', [2, 11]); // an old message, and the one just added
+    const since = await store.maintenance().stateSince(seq);
+    await since.close();
+    expect(since.fresh.map((blob) => Buffer.from(blob.hash).toString('hex')).sort()).toEqual([shared, ...added].map((b) => hashBytes(b).toString('hex')).sort());
+    const inboxId = Buffer.from(since.mailboxes.find((info) => info.name.join('/') === 'INBOX')!.id).toString('hex');
+    expect([...since.touched.get(inboxId)!.gone].sort((a, b) => a - b)).toEqual([2, 11]);
+    const fetched: string[] = [];
+    const read: string[] = [];
+    const watched: BackupSource = {
+      ...source(store),
+      fetchBlob: (hash) => { fetched.push(hash.toString('hex')); return store.fetchBlob(hash); },
+      stateSince: async (after) => {
+        const s = await store.maintenance().stateSince(after);
+        return { ...s, messages: (id, uids) => { read.push(...uids.map((uid) => `${id.toString('hex')} ${uid}`)); return s.messages(id, uids); } };
+      },
+    };
+    try {
+      const before = new Set(await repo.list('index'));
+      const summary = await runBackup(watched, repo);
+      expect(summary.parent).toBe(parent);
+      expect(summary.newBlobs).toBe(3); // the shared blob was in the repository: read, not written again
+      expect(fetched).not.toContain(hashBytes(gone).toString('hex'));
+      expect(read.length).toBeGreaterThan(0);
+      expect(read).not.toContain(`${inboxId} 2`); // INBOX's expunged uids: nothing read
+      expect(read).not.toContain(`${inboxId} 11`);
+      const indexed = (await Promise.all((await repo.list('index')).filter((n) => !before.has(n)).map((n) => repo.readMetadata<{ files: { blobs: [Uint8Array][] }[] }>('index', n))))
+        .flatMap((index) => index.files.flatMap((f) => f.blobs.map(([id]) => Buffer.from(id).toString('hex'))));
+      expect(indexed.sort()).toEqual(added.map((b) => hashBytes(b).toString('hex')).sort());
+      expect(await snapshotOps(repo, summary.snapshot)).toBe(await wholeState(store));
+      expect((await checkRepository(repo, { readData: true })).findings).toEqual([]);
+    } finally {
+      await store.close();
+      await repo.close();
+    }
+  });
 });
 
 /** Runs the CLI and SIGKILLs it after `delayMs` (null: killed; else its exit code). */
