@@ -11,7 +11,7 @@
 import os from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as nextEventLoopTurn } from 'node:timers/promises';
-import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
+import { MailstoreError, assert, fromSystemError, isMailstoreError } from '../errors.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { hashHex } from '../hash/blake3.js';
 import { decodeCbor, decodeValue } from '../index/codec.js';
@@ -247,35 +247,44 @@ class PackPass {
     const from = pack === cursor.pack ? cursor.offset : 0;
     const range: ScannedRange = { pack, from, to: from };
     summary.scanned.push(range);
+    await this.classifier.submitAll(); // the records of the pack before: their lookups start
     const remote = store.maintenance().packs.isRemote(pack);
+    // the throttles once per batch the scan yields (a chunk's records); progress and
+    // bytesVerified per record this pass went through (not past where a time budget stopped it)
     const onBytes = async (n: number) => {
-      this.bytesDone += n;
-      summary.bytesVerified += n;
       if (remote) {
         summary.objectBytesRead! += n;
         await this.objectThrottle(n);
       }
       await this.throttle(n);
-      this.options.onProgress?.(this.progress('packs'));
     };
-    for await (const item of store.maintenance().packs.scan(pack, { onBytes, from, pool })) {
-      if (item.kind === 'header') {
-        if (from === 0 && (!item.valid || !item.storeId?.equals(store.storeId))) findings.push({ kind: 'pack-header', pack });
-        continue;
+    for await (const batch of store.maintenance().packs.scanBatches(pack, { onBytes, from, pool })) {
+      for (const item of batch) {
+        if (item.kind === 'header') {
+          if (from === 0 && (!item.valid || !item.storeId?.equals(store.storeId))) findings.push({ kind: 'pack-header', pack });
+          continue;
+        }
+        if (item.kind === 'damage') {
+          await this.classifier.flush();
+          findings.push({ kind: 'pack-damage', pack, offset: item.offset, length: item.length });
+        } else {
+          summary.blobsVerified++;
+          summary.bytesVerified += item.length;
+          this.bytesDone += item.length;
+          this.options.onProgress?.(this.progress('packs'));
+          this.classifier.push(pack, item);
+        }
+        range.to = item.next;
+        if (this.overBudget()) {
+          this.stoppedAt = { cycle: cursor.cycle, pack, offset: item.next };
+          return;
+        }
+        if (++this.records % limits.scrubRecordsPerTurn === 0) {
+          await this.classifier.submitFull();
+          await nextEventLoopTurn();
+        }
       }
-      if (item.kind === 'damage') {
-        await this.classifier.flush();
-        findings.push({ kind: 'pack-damage', pack, offset: item.offset, length: item.length });
-      } else {
-        summary.blobsVerified++;
-        await this.classifier.add(pack, item);
-      }
-      range.to = item.next;
-      if (++this.records % limits.scrubRecordsPerTurn === 0) await nextEventLoopTurn();
-      if (this.overBudget()) {
-        this.stoppedAt = { cycle: cursor.cycle, pack, offset: item.next };
-        return;
-      }
+      await this.classifier.submitFull();
     }
     range.to = Math.max(range.to, await this.packBytes(pack));
   }
@@ -327,11 +336,21 @@ class RecordClassifier {
 
   constructor(private readonly store: Store, private readonly findings: Finding[], private readonly confirmed: Confirmed) {}
 
-  async add(pack: number, item: ScannedBlob): Promise<void> {
-    if (this.items.length > 0 && pack !== this.pack) await this.submit();
+  /** Adds a record of `pack`; submitFull (or flush) starts the lookups. One pack at a time: flush between packs. */
+  push(pack: number, item: ScannedBlob): void {
+    assert(this.items.length === 0 || pack === this.pack, 'scrub classifies one pack at a time');
     this.pack = pack;
     this.items.push(item);
+  }
+
+  /** Looks up the records added so far once there are limits.scrubLookupBatch of them. */
+  async submitFull(): Promise<void> {
     if (this.items.length >= limits.scrubLookupBatch) await this.submit();
+  }
+
+  /** Starts the lookups of every record added so far. */
+  async submitAll(): Promise<void> {
+    if (this.items.length > 0) await this.submit();
   }
 
   /** Every record added so far is classified. */

@@ -86,7 +86,17 @@ describe('pack scan', () => {
     const real = HashPool.create(1)!;
     let handed = 0;
     // a worker slower than the reader: each chunk comes back 20 ms later
-    const slow = { threads: 1, hash: (buffer: ArrayBuffer, ranges: number[]) => { handed++; return new Promise((done) => setTimeout(done, 20)).then(() => real.hash(buffer, ranges)); } };
+    // (both ways a chunk reaches a worker: a buffer read here, or the pack's descriptor, which the worker reads itself)
+    const later = <T>(value: () => Promise<T>) => new Promise((done) => setTimeout(done, 20)).then(value);
+    const slow = {
+      threads: 1,
+      hash: (buffer: ArrayBuffer, ranges: number[]) => { handed++; return later(() => real.hash(buffer, ranges)); },
+      scanChunk: (fd: number, position: number, length: number) => {
+        handed++;
+        const job = real.scanChunk(fd, position, length);
+        return { parsed: job.parsed, done: later(() => job.done) };
+      },
+    };
     try {
       expect(await scanAll(dir, pack, { pool: slow as unknown as HashPool, chunkBytes: 65_536 })).toEqual(reference);
     } finally {
