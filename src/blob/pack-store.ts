@@ -1027,7 +1027,10 @@ export class PackStore {
   private async hashChunk(scan: PackScan, position: number, length: number): Promise<number> {
     const { pool, handle } = scan;
     if (pool) await nextTurn();
-    const onPool = pool && !pool.failed && scan.onPool < limits.scanChunksPerWorker * pool.threads;
+    // a worker that reads its chunk itself parses it only after the chunk it is hashing: with
+    // more than one chunk each, this thread would wait on them instead of taking the next chunk
+    const perWorker = handle.fd !== undefined ? limits.scanReadChunksPerWorker : limits.scanChunksPerWorker;
+    const onPool = pool && !pool.failed && scan.onPool < perWorker * pool.threads;
     if (onPool && handle.fd !== undefined) {
       const job = pool.scanChunk(handle.fd, position, length);
       const parsed = await job.parsed.catch(() => undefined);
