@@ -1033,6 +1033,7 @@ export class PackStore {
     const onPool = pool && !pool.failed && scan.onPool < perWorker * pool.threads;
     if (onPool && handle.fd !== undefined) {
       const job = pool.scanChunk(handle.fd, position, length);
+      job.done.catch(() => undefined); // not awaited when the worker parsed nothing or failed first
       const parsed = await job.parsed.catch(() => undefined);
       if (parsed === 0) return 0;
       if (parsed !== undefined) {

@@ -78,6 +78,19 @@ describe('pack scan', () => {
     // a worker that dies while it holds a chunk (transferred to it, so gone from here): read again
     const dying = { hash: (buffer: ArrayBuffer) => { structuredClone(buffer, { transfer: [buffer] }); return Promise.reject(new Error('hash worker exited')); } };
     expect(await scanAll(dir, pack, { pool: dying as unknown as HashPool, chunkBytes: 65_536 })).toEqual(reference);
+    // a worker reading the pack itself that dies before it parsed its chunk, or after (its hashes lost): read and hashed here
+    const exited = () => Promise.reject(new Error('hash worker exited'));
+    const real = HashPool.create(1)!;
+    try {
+      const before = { threads: 1, failed: false, scanChunk: () => ({ parsed: exited(), done: exited() }) };
+      expect(await scanAll(dir, pack, { pool: before as unknown as HashPool, chunkBytes: 65_536 })).toEqual(reference);
+      let calls = 0;
+      const after = { threads: 1, failed: false, scanChunk: (fd: number, position: number, length: number) => { calls++; return { parsed: real.scanChunk(fd, position, length).parsed, done: exited() }; } };
+      expect(await scanAll(dir, pack, { pool: after as unknown as HashPool, chunkBytes: 65_536 })).toEqual(reference);
+      expect(calls).toBeGreaterThan(0);
+    } finally {
+      await real.close();
+    }
   });
 
   it('a busy pool: the reading thread hashes the chunks its workers have no room for, with the same results', async () => {
