@@ -125,6 +125,8 @@ interface PackScan {
   groups: Promise<HashedGroup>[];
   /** Chunks handed to the pool and not yet back. */
   onPool: number;
+  /** A chunk read and parsed here whose hashing waits until the next chunk is handed to a worker. */
+  here?: () => void;
 }
 
 export type ScanHeader = { kind: 'header'; valid: boolean; storeId?: Buffer };
@@ -945,6 +947,7 @@ export class PackStore {
       }
       yield* this.drainGroups(scan, 0);
     } finally {
+      this.hashPendingHere(scan); // its group settles only then
       await Promise.allSettled(scan.groups);
       await scan.handle.close();
     }
@@ -958,6 +961,7 @@ export class PackStore {
   private async *drainGroups(scan: PackScan, keep: number): AsyncGenerator<ScanItem[], number | undefined> {
     const { groups, onBytes } = scan;
     while (groups.length > keep) {
+      if (groups.length === 1) this.hashPendingHere(scan); // the pending chunk is the last group
       const { records, digests } = await groups.shift()!;
       const batch: ScanItem[] = [];
       let bytes = 0;
@@ -971,6 +975,7 @@ export class PackStore {
         if (next < end) {
           if (onBytes) await onBytes(bytes);
           yield batch;
+          this.hashPendingHere(scan); // its group settles only then
           await Promise.allSettled(groups.splice(0));
           return next;
         }
@@ -1030,10 +1035,18 @@ export class PackStore {
     // a worker that reads its chunk itself parses it only after the chunk it is hashing: with
     // more than one chunk each, this thread would wait on them instead of taking the next chunk
     const perWorker = handle.fd !== undefined ? limits.scanReadChunksPerWorker : limits.scanChunksPerWorker;
-    const onPool = pool && !pool.failed && scan.onPool < perWorker * pool.threads;
-    if (onPool && handle.fd !== undefined) {
+    const workerFree = () => !!pool && !pool.failed && scan.onPool < perWorker * pool.threads;
+    let onPool = workerFree();
+    if (!onPool && scan.here) {
+      // the workers are busy: hash the chunk read here before, then look again
+      this.hashPendingHere(scan);
+      await nextTurn();
+      onPool = workerFree();
+    }
+    if (onPool && pool && handle.fd !== undefined) {
       const job = pool.scanChunk(handle.fd, position, length);
       job.done.catch(() => undefined); // not awaited when the worker parsed nothing or failed first
+      this.hashPendingHere(scan); // while the worker reads and parses
       const parsed = await job.parsed.catch(() => undefined);
       if (parsed === 0) return 0;
       if (parsed !== undefined) {
@@ -1046,6 +1059,7 @@ export class PackStore {
       }
       // the worker failed before it parsed: read and hash here
     }
+    this.hashPendingHere(scan);
     const buffer = scan.free.pop() ?? new ArrayBuffer(scan.chunkBytes);
     const chunk = Buffer.from(buffer);
     const n = await handle.read(chunk, 0, length, position);
@@ -1056,7 +1070,20 @@ export class PackStore {
       scan.free.push(buffer);
       return 0;
     }
-    if (!onPool) {
+    if (!onPool && pool && handle.fd !== undefined && !pool.failed) {
+      // hashed once the next chunk is handed to a worker (or the workers are still busy then),
+      // so that the worker does not wait while this thread hashes
+      let resolve!: (group: HashedGroup) => void;
+      const group = new Promise<HashedGroup>((r) => { resolve = r; });
+      scan.here = () => {
+        const digests = hashRanges(chunk, ranges);
+        scan.free.push(buffer);
+        resolve({ records, digests });
+      };
+      scan.groups.push(group);
+      return parsed;
+    }
+    if (!onPool || !pool) {
       const digests = hashRanges(chunk, ranges);
       scan.free.push(buffer);
       scan.groups.push(Promise.resolve({ records, digests }));
@@ -1068,6 +1095,13 @@ export class PackStore {
     group.catch(() => undefined); // awaited by drainGroups
     scan.groups.push(group);
     return parsed;
+  }
+
+  /** Hashes the chunk read here and left for later (scan.here), if any. */
+  private hashPendingHere(scan: PackScan): void {
+    const here = scan.here;
+    scan.here = undefined;
+    here?.();
   }
 
   /** The chunk at `position`, `length` bytes of whole records, read and hashed in this thread (a worker failed). */
