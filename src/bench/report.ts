@@ -181,11 +181,11 @@ export function rateGoal(results: TaggedResult[], text: string, a: [string, stri
  * the floor itself is from it. Undefined when the run has no floor rows.
  */
 function scrubFloorGoal(results: TaggedResult[]): Goal | undefined {
-  const main = firstRound(results);
-  const floor = find(main, 'floor-blake3-blobs', 'scrub'), b3 = find(main, 'b3sum-packs-1t', 'scrub');
-  if (!floor) return undefined;
+  if (!results.some((r) => r.peer === 'floor-blake3-blobs' && r.measurement === 'scrub')) return undefined;
   const goal = rateGoal(results, 'scrub ≥ 1× the per-message BLAKE3 floor (floor-blake3-blobs: the same blobs, each its own BLAKE3 input, one thread, nothing else)', ['mailstore', 'scrub'], ['floor-blake3-blobs', 'scrub'], 1, mbRate);
-  const why = b3 && mbRate(b3) ? `; the floor itself is ${num(mbRate(floor)! / mbRate(b3)!)}× b3sum-packs-1t in round 1: one BLAKE3 input per message (its content address) forgoes b3sum's whole-file SIMD, so no thread of this design hashes faster than the floor` : '';
+  // the floor against b3sum-1t, per round as the goal rows are
+  const floor = rateGoal(results, '', ['floor-blake3-blobs', 'scrub'], ['b3sum-packs-1t', 'scrub'], 1, mbRate).measured;
+  const why = floor ? `; the floor itself is ${floor} of b3sum-packs-1t: one BLAKE3 input per message (its content address) forgoes b3sum's whole-file SIMD, so no thread of this design hashes faster than the floor` : '';
   return { ...goal, measured: goal.measured ? `${goal.measured}${why}` : '' };
 }
 
