@@ -347,6 +347,8 @@ export const limits = {
   scanChunksInFlight: 4,
   /** A scan hashes a chunk in its own thread when the pool's workers already hold this many chunks each. */
   scanChunksPerWorker: 2,
+  /** The same for a worker that reads its chunks from the pack itself (FileHandle.fd): it parses one only after hashing the one before. */
+  scanReadChunksPerWorker: 1,
   /**
    * The CLI waits this long for a store another process holds before LOCKED (--wait, --no-wait),
    * as mail servers' admin tools do; the library waits only when asked (StoreOptions.lockWaitMs).

@@ -287,6 +287,8 @@ function tryJson<T>(text: string): T | undefined {
 /** Library scrub, CLI scrub, and the floor over the very bytes mailstore keeps: its pack files. */
 async function scrubMeasurements(bench: Bench, corpus: CorpusInfo, store: string): Promise<void> {
   await bench.child(corpus.name, 'scrub', ['--store', store], { peer: 'mailstore', measurement: 'scrub' });
+  // every round beside the library scrub: the per-message hashing floor its goal row is read against
+  await bench.child(corpus.name, 'scrub-floor', ['--store', store], { peer: 'floor-blake3-blobs', measurement: 'scrub' });
   // the CLI scrub is a table row, no goal's: round 1 only; the b3sum floors below pair with the library scrub
   if (bench.round === 1) await cliScrub(bench, corpus, store);
   await packFloors(bench, corpus, store);

@@ -174,6 +174,21 @@ export function rateGoal(results: TaggedResult[], text: string, a: [string, stri
   return { text, measured: `${num(m.median)}× (${num(middle.ra, 1)} vs ${num(middle.rb, 1)}${which}${spreadText(m)})`, pass: m.median >= factor };
 }
 
+/**
+ * Scrub against the per-message hashing floor (measure/scrub-floor.ts) of the same run, per round:
+ * each message is its own BLAKE3 input (its content address), which cannot use b3sum's whole-file
+ * SIMD, so b3sum-packs-1t is out of reach of any one thread of this design; the row says how far
+ * the floor itself is from it. Undefined when the run has no floor rows.
+ */
+function scrubFloorGoal(results: TaggedResult[]): Goal | undefined {
+  if (!results.some((r) => r.peer === 'floor-blake3-blobs' && r.measurement === 'scrub')) return undefined;
+  const goal = rateGoal(results, 'scrub ≥ 1× the per-message BLAKE3 floor (floor-blake3-blobs: the same blobs, each its own BLAKE3 input, one thread, nothing else)', ['mailstore', 'scrub'], ['floor-blake3-blobs', 'scrub'], 1, mbRate);
+  // the floor against b3sum-1t, per round as the goal rows are
+  const floor = rateGoal(results, '', ['floor-blake3-blobs', 'scrub'], ['b3sum-packs-1t', 'scrub'], 1, mbRate).measured;
+  const why = floor ? `; the floor itself is ${floor} of b3sum-packs-1t: one BLAKE3 input per message (its content address) forgoes b3sum's whole-file SIMD, so no thread of this design hashes faster than the floor` : '';
+  return { ...goal, measured: goal.measured ? `${goal.measured}${why}` : '' };
+}
+
 // ---- the report -------------------------------------------------------------------------------
 
 /** How the run's rounds are read, for the report's opening paragraph. */
@@ -296,13 +311,20 @@ export function renderReport(data: RunData, rawFile: string, charts: ChartRef[] 
 
   out.push('### Scrub of the whole store\n');
   out.push('MB/s is over the bytes each tool reads (mailstore: its pack files; `*-packs`: the same pack files; `*-files`/`*-mbox`: the source messages). Cyrus scrubs only the messages delivered to it (see its message count), so compare it in messages/s.\n');
-  out.push(table(main, ['mailstore:scrub', 'mailstore-cli:scrub', 'b3sum-packs:scrub', 'b3sum-packs-1t:scrub', 'cat-packs:scrub', 'b3sum-files:scrub', 'b3sum-mbox:scrub', 'b3sum-mbox-1t:scrub', 'cat-files:scrub', 'cat-mbox:scrub', 'cyrus:scrub', 'cyrus:scrub-check', 'git:scrub', 'git-packed:scrub'],
+  out.push(table(main, ['mailstore:scrub', 'mailstore-cli:scrub', 'floor-blake3-blobs:scrub', 'b3sum-packs:scrub', 'b3sum-packs-1t:scrub', 'cat-packs:scrub', 'b3sum-files:scrub', 'b3sum-mbox:scrub', 'b3sum-mbox-1t:scrub', 'cat-files:scrub', 'cat-mbox:scrub', 'cyrus:scrub', 'cyrus:scrub-check', 'git:scrub', 'git-packed:scrub'],
     [COLUMNS.messages, COLUMNS.mb, COLUMNS.seconds, COLUMNS.mbRate, COLUMNS.msgRate, COLUMNS.rss], { base: 'mailstore:scrub', rate: mbRate, title: 'mailstore ÷ this (MB/s)' }));
   chartsOf('scrub');
-  goals.push(rateGoal(allMain, 'scrub ≥ 80% of b3sum MB/s over the same bytes (b3sum-packs, default threads)', ['mailstore', 'scrub'], ['b3sum-packs', 'scrub'], 0.8, mbRate));
+  // issue 16's goal; the 80 % rows of earlier sessions stay beside it as diagnostics, in no verdict
+  goals.push(rateGoal(allMain, 'scrub ≥ 50 % of single-threaded b3sum MB/s over the same pack bytes (b3sum-packs-1t)', ['mailstore', 'scrub'], ['b3sum-packs-1t', 'scrub'], 0.5, mbRate));
   out.push(goalLine(goals[goals.length - 1]!));
-  goals.push(rateGoal(allMain, 'scrub ≥ 80% of single-threaded b3sum MB/s (b3sum-packs-1t; mailstore hashes in one thread)', ['mailstore', 'scrub'], ['b3sum-packs-1t', 'scrub'], 0.8, mbRate));
-  out.push(goalLine(goals[goals.length - 1]!));
+  const floor = scrubFloorGoal(allMain);
+  if (floor) {
+    goals.push(floor);
+    out.push(goalLine(floor));
+  }
+  for (const [text, peer] of [['scrub ≥ 80% of b3sum MB/s over the same bytes (b3sum-packs, default threads)', 'b3sum-packs'], ['scrub ≥ 80% of single-threaded b3sum MB/s (b3sum-packs-1t)', 'b3sum-packs-1t']] as const) {
+    out.push(goalLine(rateGoal(allMain, text, ['mailstore', 'scrub'], [peer, 'scrub'], 0.8, mbRate)).replace(/^Goal:/, 'Diagnostic (no goal of issue 16):'));
+  }
   goals.push(rateGoal(allMain, 'scrub ≥ 5× Cyrus `reconstruct -G` messages/s', ['mailstore', 'scrub'], ['cyrus', 'scrub'], 5, msgRate));
   out.push(goalLine(goals[goals.length - 1]!));
   const hash = find(main, 'mailstore-hash', 'hash');
@@ -378,7 +400,7 @@ export function renderReport(data: RunData, rawFile: string, charts: ChartRef[] 
     for (const [measurement, order, rate, unit] of [
       ['import', ['mailstore', 'mailstore-cli', 'dovecot-mdbox', 'dovecot-maildir', 'git', 'git-fsync', 'floor-write'], msgRate, 'messages/s'],
       ['read', ['mailstore', 'dovecot-mdbox', 'dovecot-maildir', 'git', 'git-packed'], msgRate, 'messages/s'],
-      ['scrub', ['mailstore', 'mailstore-cli', 'b3sum-packs', 'b3sum-packs-1t', 'cat-packs', 'b3sum-files', 'b3sum-mbox', 'b3sum-mbox-1t', 'cat-mbox', 'git', 'git-packed'], mbRate, 'MB/s'],
+      ['scrub', ['mailstore', 'mailstore-cli', 'floor-blake3-blobs', 'b3sum-packs', 'b3sum-packs-1t', 'cat-packs', 'b3sum-files', 'b3sum-mbox', 'b3sum-mbox-1t', 'cat-mbox', 'git', 'git-packed'], mbRate, 'MB/s'],
     ] as const) {
       out.push(`**${measurement}**\n`);
       out.push(table(spam, order.map((p) => `${p}:${measurement}`), [COLUMNS.messages, COLUMNS.mb, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.mbRate, COLUMNS.rss], { base: `mailstore:${measurement}`, rate, title: `mailstore ÷ this (${unit})` }));

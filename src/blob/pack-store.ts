@@ -7,7 +7,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { HASH_BYTES, createHasher, hashBytes, hashHex, hashMatches } from '../hash/blake3.js';
-import type { HashPool } from '../hash/pool.js';
+import type { HashPool, ScannedChunk } from '../hash/pool.js';
 import { limits } from '../limits.js';
 import {
   PACK_HEADER_BYTES, PACK_RECORD_MAGIC, RECORD_HEADER_BYTES, decodePackHeader, decodeRecordHeader, recordHeaderFault,
@@ -105,6 +105,12 @@ interface ChunkRecord {
   length: number;
 }
 
+/** The records one chunk holds whole, and their bodies' digests end to end. */
+interface HashedGroup {
+  records: ChunkRecord[];
+  digests: Uint8Array;
+}
+
 /** One PackStore.scan in progress: its file, its chunk buffers, and the chunks being hashed. */
 interface PackScan {
   handle: FileHandle;
@@ -116,10 +122,14 @@ interface PackScan {
   ahead: number;
   /** Chunk-sized buffers to read into again. */
   free: ArrayBuffer[];
-  groups: { records: ChunkRecord[]; digests: Promise<Uint8Array> }[];
+  groups: Promise<HashedGroup>[];
   /** Chunks handed to the pool and not yet back. */
   onPool: number;
+  /** A chunk read and parsed here whose hashing waits until the next chunk is handed to a worker. */
+  here?: () => void;
 }
+
+export type ScanHeader = { kind: 'header'; valid: boolean; storeId?: Buffer };
 
 /**
  * The records lying whole in the first `n` bytes of `chunk` (read at `position`), in order, into
@@ -143,6 +153,17 @@ function hashRanges(bytes: Buffer, ranges: number[]): Uint8Array {
   const digests = new Uint8Array((ranges.length / 2) * 32);
   for (let i = 0; i < ranges.length; i += 2) digests.set(hashBytes(bytes.subarray(ranges[i], ranges[i] + ranges[i + 1])), i * 16);
   return digests;
+}
+
+/** A chunk a worker read and hashed (HashPool.scanChunk), as the scan's group of records. */
+function workerGroup(position: number, chunk: ScannedChunk): HashedGroup {
+  const { ranges, hashes, digests } = chunk;
+  const records: ChunkRecord[] = [];
+  for (let i = 0; i < ranges.length; i += 2) {
+    const hash = Buffer.from(hashes.buffer, hashes.byteOffset + i * 16, HASH_BYTES);
+    records.push({ offset: position + ranges[i] - RECORD_HEADER_BYTES, hash, length: ranges[i + 1] });
+  }
+  return { records, digests };
 }
 
 /** Sealed packs kept elsewhere (the object-storage tier, src/objstore/remote-packs.ts), read in place. */
@@ -876,7 +897,15 @@ export class PackStore {
    * it; with a `pool`, a worker hashes a chunk while the next ones are read (up to
    * `limits.scanChunksInFlight` ahead). Records bigger than a chunk stream through one.
    */
-  async *scan(pack: number, options: ScanOptions = {}): AsyncGenerator<ScanItem | { kind: 'header'; valid: boolean; storeId?: Buffer }> {
+  async *scan(pack: number, options: ScanOptions = {}): AsyncGenerator<ScanItem | ScanHeader> {
+    for await (const batch of this.scanBatches(pack, options)) yield* batch;
+  }
+
+  /**
+   * scan's items a group at a time (the records of one chunk, or one record alone), in the same
+   * order: a pass that checks each record synchronously (scrub) takes no promise hop per record.
+   */
+  async *scanBatches(pack: number, options: ScanOptions = {}): AsyncGenerator<(ScanItem | ScanHeader)[]> {
     if (!this.pin(pack)) return; // retired by compaction since it was listed: nothing the index uses is there
     try {
       yield* this.scanPinned(pack, options);
@@ -885,7 +914,7 @@ export class PackStore {
     }
   }
 
-  private async *scanPinned(pack: number, options: ScanOptions): AsyncGenerator<ScanItem | { kind: 'header'; valid: boolean; storeId?: Buffer }> {
+  private async *scanPinned(pack: number, options: ScanOptions): AsyncGenerator<(ScanItem | ScanHeader)[]> {
     const path = this.path(pack);
     const handle = await this.openForRead(pack, path).catch((e) => { throw e instanceof MailstoreError ? e : fromSystemError(e, 'opening pack', path); });
     const scan: PackScan = {
@@ -897,17 +926,11 @@ export class PackStore {
       const head = Buffer.alloc(Math.min(PACK_HEADER_BYTES, scan.size));
       await handle.read(head, 0, head.length, 0);
       const decoded = decodePackHeader(head);
-      yield { kind: 'header', valid: !!decoded, storeId: decoded?.storeId };
+      yield [{ kind: 'header', valid: !!decoded, storeId: decoded?.storeId }];
       let p = Math.max(options.from ?? PACK_HEADER_BYTES, PACK_HEADER_BYTES);
       while (p < scan.size) {
-        const buffer = scan.free.pop() ?? new ArrayBuffer(scan.chunkBytes);
-        const chunk = Buffer.from(buffer);
-        const n = await handle.read(chunk, 0, Math.min(scan.chunkBytes, scan.size - p), p);
-        const records: ChunkRecord[] = [];
-        const ranges: number[] = [];
-        const parsed = parseChunkRecords(chunk, n, p, records, ranges);
-        if (records.length > 0) {
-          scan.groups.push({ records, digests: (await this.hashShared(scan, buffer, p, parsed, ranges)).digests });
+        const parsed = await this.hashChunk(scan, p, Math.min(scan.chunkBytes, scan.size - p));
+        if (parsed > 0) {
           p += parsed;
           p = (yield* this.drainGroups(scan, scan.ahead)) ?? p;
           continue;
@@ -915,59 +938,69 @@ export class PackStore {
         // The record at p is damaged, or too big for a chunk.
         const rewind = yield* this.drainGroups(scan, 0);
         if (rewind !== undefined) {
-          scan.free.push(buffer);
           p = rewind;
           continue;
         }
-        const item = await this.scanRecordAlone(scan, buffer, chunk, n, p);
-        yield item;
+        const item = await this.scanRecordAlone(scan, p);
+        yield [item];
         p = item.next;
       }
       yield* this.drainGroups(scan, 0);
     } finally {
-      await Promise.allSettled(scan.groups.map((g) => g.digests));
+      this.hashPendingHere(scan); // its group settles only then
+      await Promise.allSettled(scan.groups);
       await scan.handle.close();
     }
   }
 
   /**
-   * Yields the hashed groups but the newest `keep`; returns where to go on when a record failed its
-   * hash and a valid record starts inside it (the groups after it were parsed from its length).
+   * Yields the hashed groups but the newest `keep`, one batch each; returns where to go on when a
+   * record failed its hash and a valid record starts inside it (the groups after it were parsed
+   * from its length).
    */
-  private async *drainGroups(scan: PackScan, keep: number): AsyncGenerator<ScanItem, number | undefined> {
+  private async *drainGroups(scan: PackScan, keep: number): AsyncGenerator<ScanItem[], number | undefined> {
     const { groups, onBytes } = scan;
     while (groups.length > keep) {
-      const group = groups.shift()!;
-      const digests = await group.digests;
-      for (let i = 0; i < group.records.length; i++) {
-        const { offset, hash, length } = group.records[i];
+      if (groups.length === 1) this.hashPendingHere(scan); // the pending chunk is the last group
+      const { records, digests } = await groups.shift()!;
+      const batch: ScanItem[] = [];
+      let bytes = 0;
+      for (let i = 0; i < records.length; i++) {
+        const { offset, hash, length } = records[i];
         const end = offset + RECORD_HEADER_BYTES + length;
-        if (onBytes) await onBytes(length);
         const valid = hash.equals(digests.subarray(i * 32, i * 32 + 32));
         const next = valid ? end : await this.resync(scan, offset, length);
-        yield { kind: 'blob', offset, hash, length, valid, next };
+        batch.push({ kind: 'blob', offset, hash, length, valid, next });
+        bytes += length;
         if (next < end) {
-          await Promise.allSettled(groups.splice(0).map((g) => g.digests));
+          if (onBytes) await onBytes(bytes);
+          yield batch;
+          this.hashPendingHere(scan); // its group settles only then
+          await Promise.allSettled(groups.splice(0));
           return next;
         }
       }
+      if (onBytes) await onBytes(bytes);
+      yield batch;
     }
     return undefined;
   }
 
   /**
    * The record at `p`, which no chunk held whole: a damaged range up to the next valid header, or
-   * a record bigger than a chunk, its body streamed through `chunk` (a view of `buffer`) and hashed
-   * here. Hands `buffer` back to the free list.
+   * a record bigger than a chunk, its body streamed through a chunk buffer and hashed here.
    */
-  private async scanRecordAlone(scan: PackScan, buffer: ArrayBuffer, chunk: Buffer, n: number, p: number): Promise<ScanItem> {
+  private async scanRecordAlone(scan: PackScan, p: number): Promise<ScanItem> {
     const { handle, size, chunkBytes, onBytes } = scan;
-    const rec = n >= RECORD_HEADER_BYTES ? decodeRecordHeader(chunk.subarray(0, RECORD_HEADER_BYTES)) : undefined;
+    const header = Buffer.alloc(Math.min(RECORD_HEADER_BYTES, size - p));
+    const n = await handle.read(header, 0, header.length, p);
+    const rec = n >= RECORD_HEADER_BYTES ? decodeRecordHeader(header) : undefined;
     if (!rec || p + RECORD_HEADER_BYTES + rec.bodyLength > size) {
-      scan.free.push(buffer);
       const next = await this.findNextRecord(handle, p + 1, size, chunkBytes);
       return { kind: 'damage', offset: p, length: next - p, next };
     }
+    const buffer = scan.free.pop() ?? new ArrayBuffer(chunkBytes);
+    const chunk = Buffer.from(buffer);
     const hasher = await createHasher();
     const bodyStart = p + RECORD_HEADER_BYTES;
     for (let r = 0; r < rec.bodyLength; r += chunkBytes) {
@@ -986,43 +1019,118 @@ export class PackStore {
     return this.findNextRecord(scan.handle, offset + 1, scan.size, scan.chunkBytes, offset + RECORD_HEADER_BYTES + length);
   }
 
-  /** The digests of `ranges` of a chunk read at `position`: on a worker, or here (also when a worker failed). */
   /**
-   * Hashes a chunk on the pool while its workers have at most limits.scanChunksPerWorker chunks
-   * each, else here: the reading thread was idle waiting for the one worker of a 2-core machine
-   * (~100 ms of its own work against ~220 ms of hashing for 222 MB, issue 16). It first lets the
-   * event loop run, so the workers' finished chunks are counted back.
+   * Reads and hashes the chunk of `length` bytes at `position`: its group of records goes onto
+   * scan.groups (hashed or being hashed); returns the bytes they span, 0 when no record lies whole
+   * at `position` (damaged, or bigger than a chunk). With a pool whose workers hold fewer than
+   * limits.scanChunksPerWorker chunks each, a worker does it: from the file's descriptor when the
+   * handle has one (the bytes never cross this thread: the reading thread was busy ~100 ms of
+   * 590 MB copying them and ~70 ms handing them over, issue 16), else from a buffer read here and
+   * handed over. Otherwise, and when a worker failed, here. It first lets the event loop run, so
+   * the workers' finished chunks are counted back.
    */
-  private async hashShared(scan: PackScan, buffer: ArrayBuffer, position: number, length: number, ranges: number[]): Promise<{ digests: Promise<Uint8Array> }> {
-    const { pool } = scan;
+  private async hashChunk(scan: PackScan, position: number, length: number): Promise<number> {
+    const { pool, handle } = scan;
     if (pool) await nextTurn();
-    if (!pool || scan.onPool >= limits.scanChunksPerWorker * pool.threads) {
-      return { digests: this.hashChunk(scan.handle, undefined, buffer, position, length, ranges, scan.free) };
+    // a worker that reads its chunk itself parses it only after the chunk it is hashing: with
+    // more than one chunk each, this thread would wait on them instead of taking the next chunk
+    const perWorker = handle.fd !== undefined ? limits.scanReadChunksPerWorker : limits.scanChunksPerWorker;
+    const workerFree = () => !!pool && !pool.failed && scan.onPool < perWorker * pool.threads;
+    let onPool = workerFree();
+    if (!onPool && scan.here) {
+      // the workers are busy: hash the chunk read here before, then look again
+      this.hashPendingHere(scan);
+      await nextTurn();
+      onPool = workerFree();
+    }
+    if (onPool && pool && handle.fd !== undefined) {
+      const job = pool.scanChunk(handle.fd, position, length);
+      job.done.catch(() => undefined); // not awaited when the worker parsed nothing or failed first
+      this.hashPendingHere(scan); // while the worker reads and parses
+      const parsed = await job.parsed.catch(() => undefined);
+      if (parsed === 0) return 0;
+      if (parsed !== undefined) {
+        scan.onPool++;
+        const group = job.done.then((chunk) => workerGroup(position, chunk), () => this.hashHere(scan, position, parsed).then((g) => g!));
+        void group.then(() => { scan.onPool--; }, () => { scan.onPool--; });
+        group.catch(() => undefined); // awaited by drainGroups
+        scan.groups.push(group);
+        return parsed;
+      }
+      // the worker failed before it parsed: read and hash here
+    }
+    this.hashPendingHere(scan);
+    const buffer = scan.free.pop() ?? new ArrayBuffer(scan.chunkBytes);
+    const chunk = Buffer.from(buffer);
+    const n = await handle.read(chunk, 0, length, position);
+    const records: ChunkRecord[] = [];
+    const ranges: number[] = [];
+    const parsed = parseChunkRecords(chunk, n, position, records, ranges);
+    if (records.length === 0) {
+      scan.free.push(buffer);
+      return 0;
+    }
+    if (!onPool && pool && handle.fd !== undefined && !pool.failed) {
+      // hashed once the next chunk is handed to a worker (or the workers are still busy then),
+      // so that the worker does not wait while this thread hashes
+      let resolve!: (group: HashedGroup) => void;
+      const group = new Promise<HashedGroup>((r) => { resolve = r; });
+      scan.here = () => {
+        const digests = hashRanges(chunk, ranges);
+        scan.free.push(buffer);
+        resolve({ records, digests });
+      };
+      scan.groups.push(group);
+      return parsed;
+    }
+    if (!onPool || !pool) {
+      const digests = hashRanges(chunk, ranges);
+      scan.free.push(buffer);
+      scan.groups.push(Promise.resolve({ records, digests }));
+      return parsed;
     }
     scan.onPool++;
-    const digests = this.hashChunk(scan.handle, pool, buffer, position, length, ranges, scan.free);
-    digests.then(() => { scan.onPool--; }, () => { scan.onPool--; });
-    return { digests };
+    const group = this.hashOnPool(scan, pool, buffer, position, parsed, ranges).then((digests) => ({ records, digests }));
+    void group.then(() => { scan.onPool--; }, () => { scan.onPool--; });
+    group.catch(() => undefined); // awaited by drainGroups
+    scan.groups.push(group);
+    return parsed;
   }
 
-  private async hashChunk(handle: FileHandle, pool: HashPool | undefined, buffer: ArrayBuffer, position: number, length: number, ranges: number[], free: ArrayBuffer[]): Promise<Uint8Array> {
-    if (pool) {
-      try {
-        const done = await pool.hash(buffer, ranges);
-        free.push(done.buffer);
-        return done.digests;
-      } catch {
-        // A failed worker: hash here. If it took the chunk with it (detached), read the chunk again
-        // into a buffer of its own, which is not a chunk-sized one to hand back to `free`.
-        if (buffer.byteLength === 0) {
-          const again = Buffer.alloc(length);
-          await handle.read(again, 0, length, position);
-          return hashRanges(again, ranges);
-        }
+  /** Hashes the chunk read here and left for later (scan.here), if any. */
+  private hashPendingHere(scan: PackScan): void {
+    const here = scan.here;
+    scan.here = undefined;
+    here?.();
+  }
+
+  /** The chunk at `position`, `length` bytes of whole records, read and hashed in this thread (a worker failed). */
+  private async hashHere(scan: PackScan, position: number, length: number): Promise<HashedGroup | undefined> {
+    const again = Buffer.alloc(length);
+    const n = await scan.handle.read(again, 0, length, position);
+    const records: ChunkRecord[] = [];
+    const ranges: number[] = [];
+    parseChunkRecords(again, n, position, records, ranges);
+    return { records, digests: hashRanges(again, ranges) };
+  }
+
+  /** A buffer read here, hashed on a worker; hashed here if the worker failed. */
+  private async hashOnPool(scan: PackScan, pool: HashPool, buffer: ArrayBuffer, position: number, length: number, ranges: number[]): Promise<Uint8Array> {
+    try {
+      const done = await pool.hash(buffer, ranges);
+      scan.free.push(done.buffer);
+      return done.digests;
+    } catch {
+      // A failed worker: hash here. If it took the chunk with it (detached), read the chunk again
+      // into a buffer of its own, which is not a chunk-sized one to hand back to `free`.
+      if (buffer.byteLength === 0) {
+        const again = Buffer.alloc(length);
+        await scan.handle.read(again, 0, length, position);
+        return hashRanges(again, ranges);
       }
     }
     const digests = hashRanges(Buffer.from(buffer), ranges);
-    free.push(buffer);
+    scan.free.push(buffer);
     return digests;
   }
 

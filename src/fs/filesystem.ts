@@ -20,6 +20,12 @@ export interface FileStat {
  */
 export interface FileHandle {
   readonly path: string;
+  /**
+   * The open file's descriptor, when it is a real file another thread may pread (a pack scan's
+   * hash worker reads its chunks itself); undefined for any other handle, which is read only
+   * through read().
+   */
+  readonly fd?: number;
   /** Reads up to `length` bytes at `position` into `buffer` at `offset`; returns bytes read (0 at EOF). */
   read(buffer: Buffer, offset: number, length: number, position: number): Promise<number>;
   write(data: Buffer, position: number): Promise<void>;

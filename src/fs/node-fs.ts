@@ -33,6 +33,10 @@ const KERNEL_FLUSHES: Flushes = {
 class NodeFileHandle implements FileHandle {
   constructor(readonly path: string, private readonly handle: fsp.FileHandle, private readonly flushes: Flushes) {}
 
+  get fd(): number {
+    return this.handle.fd;
+  }
+
   /**
    * Reads synchronously: a message read is small and usually in the page cache, where a libuv
    * thread-pool round trip (measured ~60 µs here) costs more than the read itself.

@@ -8,18 +8,75 @@ import { Worker } from 'node:worker_threads';
 import { hashImplementation } from './blake3.js';
 import { limits } from '../limits.js';
 
-/** CommonJS, evaluated in each worker: loads the binding by absolute path, hashes, hands the buffer back. */
+/**
+ * CommonJS, evaluated in each worker: loads the binding by absolute path, hashes, hands the buffer
+ * back. A job with an `fd` is a pack scan's chunk the worker reads itself (pread into a buffer of
+ * its own: the pack's bytes never cross the reading thread) and parses as parseChunkRecords does
+ * (pack-store.ts; record header per docs/FORMAT.md: magic 'MSB1', hash, 64-bit length, CRC-32 of
+ * the 44 bytes before it): it answers with how far the whole records reach as soon as it knows
+ * (the scan reads on from there), then with their header hashes and digests.
+ */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
+const { readSync } = require('node:fs');
+const { crc32 } = require('node:zlib');
 const { blake3 } = require(workerData.addon);
+const MAGIC = 0x4d534231;
+let chunk;
+function scanChunk({ id, fd, position, length }) {
+  if (!chunk || chunk.length < length) chunk = Buffer.allocUnsafeSlow(length);
+  let n = 0;
+  while (n < length) {
+    const k = readSync(fd, chunk, n, length - n, position + n);
+    if (k === 0) break;
+    n += k;
+  }
+  const ranges = [];
+  let q = 0;
+  while (q + 48 <= n) {
+    if (chunk.readUInt32BE(q) !== MAGIC || chunk.readUInt32BE(q + 44) !== crc32(chunk.subarray(q, q + 44))) break;
+    const bodyLength = chunk.readUInt32BE(q + 36) * 4294967296 + chunk.readUInt32BE(q + 40);
+    if (q + 48 + bodyLength > n) break;
+    ranges.push(q + 48, bodyLength);
+    q += 48 + bodyLength;
+  }
+  parentPort.postMessage({ id, parsed: q });
+  const hashes = new Uint8Array(ranges.length * 16), digests = new Uint8Array(ranges.length * 16);
+  for (let i = 0; i < ranges.length; i += 2) {
+    hashes.set(chunk.subarray(ranges[i] - 44, ranges[i] - 12), i * 16);
+    digests.set(blake3(chunk.subarray(ranges[i], ranges[i] + ranges[i + 1])), i * 16);
+  }
+  parentPort.postMessage({ id, ranges, hashes, digests }, [hashes.buffer, digests.buffer]);
+}
 parentPort.postMessage({ ready: true });
-parentPort.on('message', ({ id, buffer, ranges }) => {
+parentPort.on('message', (job) => {
+  if (job.fd !== undefined) {
+    try {
+      scanChunk(job);
+    } catch (error) {
+      parentPort.postMessage({ id: job.id, error: String(error && error.message || error) });
+    }
+    return;
+  }
+  const { id, buffer, ranges } = job;
   const bytes = Buffer.from(buffer);
   const digests = new Uint8Array((ranges.length / 2) * 32);
   for (let i = 0; i < ranges.length; i += 2) digests.set(blake3(bytes.subarray(ranges[i], ranges[i] + ranges[i + 1])), i * 16);
   parentPort.postMessage({ id, buffer, digests }, [buffer, digests.buffer]);
 });
 `;
+
+/** A pack chunk a worker read and hashed (scanChunk): body (start, length) pairs in the chunk, header hashes and digests end to end. */
+export interface ScannedChunk {
+  ranges: number[];
+  hashes: Uint8Array;
+  digests: Uint8Array;
+}
+
+interface ScanWaiting {
+  parsed: { resolve: (parsed: number) => void; reject: (error: Error) => void };
+  done: { resolve: (chunk: ScannedChunk) => void; reject: (error: Error) => void };
+}
 
 interface Waiting {
   resolve: (result: { buffer: ArrayBuffer; digests: Uint8Array }) => void;
@@ -28,6 +85,7 @@ interface Waiting {
 
 export class HashPool {
   private readonly waiting = new Map<number, Waiting>();
+  private readonly scans = new Map<number, ScanWaiting>();
   private nextId = 1;
   private turn = 0;
   private failure?: Error;
@@ -49,8 +107,25 @@ export class HashPool {
 
   /** Its answers resolve jobs; its end other than through close() fails the pool (see `fail`). */
   private watch(worker: Worker): void {
-    worker.on('message', (m: { id: number; buffer: ArrayBuffer; digests: Uint8Array; ready?: true }) => {
+    worker.on('message', (m: { id: number; buffer: ArrayBuffer; digests: Uint8Array; ready?: true; parsed?: number; ranges?: number[]; hashes?: Uint8Array; error?: string }) => {
       if (m.ready) { this.started++; return; }
+      const scan = this.scans.get(m.id);
+      if (scan) {
+        if (m.error !== undefined) {
+          this.scans.delete(m.id);
+          this.idle();
+          const error = new Error(`hash worker: ${m.error}`);
+          scan.parsed.reject(error);
+          scan.done.reject(error);
+        } else if (m.parsed !== undefined) {
+          scan.parsed.resolve(m.parsed);
+        } else {
+          this.scans.delete(m.id);
+          this.idle();
+          scan.done.resolve({ ranges: m.ranges!, hashes: m.hashes!, digests: m.digests });
+        }
+        return;
+      }
       const w = this.waiting.get(m.id);
       this.waiting.delete(m.id);
       w?.resolve(m);
@@ -123,7 +198,37 @@ export class HashPool {
       this.waiting.set(id, { resolve, reject });
       worker.ref();
       worker.postMessage({ id, buffer, ranges }, [buffer]);
-    }).finally(() => { if (this.waiting.size === 0) for (const w of this.workers) w.unref(); }) as Promise<{ buffer: ArrayBuffer; digests: Uint8Array }>;
+    }).finally(() => this.idle()) as Promise<{ buffer: ArrayBuffer; digests: Uint8Array }>;
+  }
+
+  /**
+   * A pack scan's chunk: `length` bytes at `position` of the open file `fd`, read, parsed and
+   * hashed on a worker (see WORKER_SOURCE). `parsed` is how far the records lying whole in it
+   * reach (0: none starts at `position`), known before they are hashed; `done` their hashes and
+   * digests. Both reject if the read or a worker failed; callers then read and hash in-thread.
+   */
+  scanChunk(fd: number, position: number, length: number): { parsed: Promise<number>; done: Promise<ScannedChunk> } {
+    if (this.failure) {
+      const failed = Promise.reject(this.failure);
+      failed.catch(() => undefined);
+      return { parsed: failed, done: failed as Promise<never> };
+    }
+    const id = this.nextId++;
+    const worker = this.workers[this.turn++ % this.workers.length];
+    let waiting!: ScanWaiting;
+    const parsed = new Promise<number>((resolve, reject) => { waiting = { parsed: { resolve, reject }, done: undefined! }; });
+    const done = new Promise<ScannedChunk>((resolve, reject) => { waiting.done = { resolve, reject }; });
+    parsed.catch(() => undefined); // both are the caller's to await; a failure is not unhandled meanwhile
+    done.catch(() => undefined);
+    this.scans.set(id, waiting);
+    worker.ref();
+    worker.postMessage({ id, fd, position, length });
+    return { parsed, done };
+  }
+
+  /** No job left: the workers no longer keep the process alive. */
+  private idle(): void {
+    if (this.waiting.size === 0 && this.scans.size === 0) for (const w of this.workers) w.unref();
   }
 
   /** Whether a worker failed (or the pool was closed): every hash() rejects, callers hash in their own thread. */
@@ -135,6 +240,11 @@ export class HashPool {
     this.failure ??= error;
     for (const w of this.waiting.values()) w.reject(this.failure);
     this.waiting.clear();
+    for (const w of this.scans.values()) {
+      w.parsed.reject(this.failure);
+      w.done.reject(this.failure);
+    }
+    this.scans.clear();
   }
 
   async close(): Promise<void> {

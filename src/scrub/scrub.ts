@@ -11,14 +11,14 @@
 import os from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as nextEventLoopTurn } from 'node:timers/promises';
-import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
+import { MailstoreError, assert, fromSystemError, isMailstoreError } from '../errors.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { hashHex } from '../hash/blake3.js';
 import { decodeCbor, decodeValue } from '../index/codec.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey, keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
-import { checkIndexFiles } from '../index/table-check.js';
+import { checkIndexFiles, type IndexFileDamage } from '../index/table-check.js';
 import type { HashPool } from '../hash/pool.js';
 import { RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { Store } from '../store/store.js';
@@ -88,8 +88,16 @@ export interface ScrubSummary {
   objectsByChecksum?: number;
   /** Bytes read from the object store. */
   objectBytesRead?: number;
+  /** Wall seconds of each pass (a full cycle runs the pack pass beside the others). */
+  passSeconds?: PassSeconds;
   /** Set by a scoped scrub (--mailbox): what it covered. */
   scope?: { mailbox: string; mailboxes: number };
+}
+
+export interface PassSeconds {
+  packs: number;
+  journal: number;
+  index: number;
 }
 
 export interface ScrubReport {
@@ -125,8 +133,14 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   // message references): a table LevelDB cannot read cuts the pass that met it short, and what
   // follows with it (the totals comparison, the references), all of which read the same index.
   const { cut } = await cutByUnreadableIndex(findings, async () => {
-    await packPass.run(packs.filter((p) => !retired.has(p)));
-    if (!packPass.stoppedAt) await checkJournalAndIndex(store, options, findings, summary, packPass);
+    const live = packs.filter((p) => !retired.has(p));
+    if (budget === undefined) {
+      await allPassesAtOnce(store, options, findings, summary, packPass, live);
+    } else {
+      // a budgeted run checks the journal and the index only once its pack pass reached the end
+      await timed(summary, 'packs', () => packPass.run(live));
+      if (!packPass.stoppedAt) await checkJournalAndIndex(store, options, findings, summary, packPass, undefined);
+    }
     await attachRefs(store, findings);
     await classifyDropped(store, findings);
   });
@@ -138,21 +152,71 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   return { findings, summary };
 }
 
-/** Passes 2 and 3, once per full cycle: the journal, then the index (holding the writer). */
-async function checkJournalAndIndex(store: Store, options: ScrubOptions, findings: Finding[], summary: ScrubSummary, packPass: PackPass): Promise<void> {
+/**
+ * A full cycle (no time budget): the pack pass, and the journal and index passes, at once. On 2
+ * cores one after the other left a core idle through each (the pack pass's reading, parsing and
+ * hashing run on the pool's workers, the index pass's checks in this thread and its reads on
+ * LevelDB's: issue 16). Findings and summary as the passes in order give them: the pack pass's
+ * first, then the journal's and the index's; a pack pass cut by an unreadable index drops what the
+ * others found (as when they followed it and did not run).
+ */
+async function allPassesAtOnce(store: Store, options: ScrubOptions, findings: Finding[], summary: ScrubSummary, packPass: PackPass, packs: number[]): Promise<void> {
+  const later: Finding[] = [];
+  const side = { ...summary };
+  const packsDone = timed(summary, 'packs', () => packPass.run(packs));
+  const rest = checkJournalAndIndex(store, options, later, side, packPass, packsDone);
+  const [first, then] = await Promise.allSettled([packsDone, rest]);
+  if (first.status === 'rejected') throw first.reason;
+  findings.push(...later);
+  const { journalRecords, snapshotsVerified, indexKeys, cycleComplete } = side;
+  Object.assign(summary, { journalRecords, snapshotsVerified, indexKeys, cycleComplete });
+  summary.passSeconds = { packs: summary.passSeconds?.packs ?? 0, journal: side.passSeconds?.journal ?? 0, index: side.passSeconds?.index ?? 0 };
+  if (then.status === 'rejected') throw then.reason;
+}
+
+/** Runs `fn` and adds its seconds to summary.passSeconds[pass] (wall time: the passes overlap). */
+async function timed<T>(summary: ScrubSummary, pass: keyof PassSeconds, fn: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  try {
+    return await fn();
+  } finally {
+    summary.passSeconds = { packs: 0, journal: 0, index: 0, ...summary.passSeconds };
+    summary.passSeconds[pass] += (performance.now() - started) / 1000;
+  }
+}
+
+/**
+ * Passes 2 and 3, once per full cycle: the journal, then the index (holding the writer). The blob
+ * entries' locations need what the pack pass confirmed: while it still runs (`packsDone`), they are
+ * checked once it ends, holding the writer a second time, so that writers do not wait on the pack
+ * pass; after it, in the same hold.
+ */
+async function checkJournalAndIndex(store: Store, options: ScrubOptions, findings: Finding[], summary: ScrubSummary, packPass: PackPass, packsDone: Promise<void> | undefined): Promise<void> {
   summary.cycleComplete = true;
   options.onProgress?.(packPass.progress('journal'));
   const journalTotals: LiveTotals = { mailboxes: 0, messages: 0 };
   const indexTotals: LiveTotals = { mailboxes: 0, messages: 0 };
   // Snapshots and journal as one pair: no retirement between listing the one and reading the other.
-  summary.journalRecords = await store.maintenance().withoutSnapshots(async () => {
+  summary.journalRecords = await timed(summary, 'journal', () => store.maintenance().withoutSnapshots(async () => {
     const snapshots = await checkSnapshots(store, findings);
     summary.snapshotsVerified = snapshots.length;
     return checkJournal(store, findings, journalTotals, snapshots);
-  });
+  }));
   options.onProgress?.(packPass.progress('index'));
   // an unreadable index ends this here (cutByUnreadableIndex): the index totals would be partial
-  summary.indexKeys = await store.maintenance().runExclusive(() => checkIndex(store, findings, packPass.confirmed, summary.scanned, indexTotals, packPass.byChecksum));
+  const maintenance = store.maintenance();
+  const locations = (index: IndexChecked) => checkBlobs(store, findings, index.blobs, packPass, summary.scanned);
+  const index = await timed(summary, 'index', () => maintenance.runExclusive(async () => {
+    const checked = await checkIndex(store, findings, indexTotals);
+    if (!packsDone) await locations(checked);
+    return checked;
+  }));
+  if (packsDone) {
+    await packsDone;
+    await timed(summary, 'index', () => maintenance.runExclusive(() => locations(index)));
+  }
+  for (const { file, detail } of index.tables) findings.push({ kind: 'index-table-corrupt', file, detail });
+  summary.indexKeys = index.keys;
   compareTotals(findings, journalTotals, indexTotals);
 }
 
@@ -197,7 +261,8 @@ class PackPass {
   constructor(
     private readonly store: Store,
     private readonly options: ScrubOptions,
-    private readonly findings: Finding[],
+    /** The pack pass's findings (scrub's list: the others' follow them). */
+    readonly findings: Finding[],
     private readonly summary: ScrubSummary,
     private readonly cursor: Cursor,
     private readonly overBudget: () => boolean,
@@ -247,35 +312,44 @@ class PackPass {
     const from = pack === cursor.pack ? cursor.offset : 0;
     const range: ScannedRange = { pack, from, to: from };
     summary.scanned.push(range);
+    await this.classifier.submitAll(); // the records of the pack before: their lookups start
     const remote = store.maintenance().packs.isRemote(pack);
+    // the throttles once per batch the scan yields (a chunk's records); progress and
+    // bytesVerified per record this pass went through (not past where a time budget stopped it)
     const onBytes = async (n: number) => {
-      this.bytesDone += n;
-      summary.bytesVerified += n;
       if (remote) {
         summary.objectBytesRead! += n;
         await this.objectThrottle(n);
       }
       await this.throttle(n);
-      this.options.onProgress?.(this.progress('packs'));
     };
-    for await (const item of store.maintenance().packs.scan(pack, { onBytes, from, pool })) {
-      if (item.kind === 'header') {
-        if (from === 0 && (!item.valid || !item.storeId?.equals(store.storeId))) findings.push({ kind: 'pack-header', pack });
-        continue;
+    for await (const batch of store.maintenance().packs.scanBatches(pack, { onBytes, from, pool })) {
+      for (const item of batch) {
+        if (item.kind === 'header') {
+          if (from === 0 && (!item.valid || !item.storeId?.equals(store.storeId))) findings.push({ kind: 'pack-header', pack });
+          continue;
+        }
+        if (item.kind === 'damage') {
+          await this.classifier.flush();
+          findings.push({ kind: 'pack-damage', pack, offset: item.offset, length: item.length });
+        } else {
+          summary.blobsVerified++;
+          summary.bytesVerified += item.length;
+          this.bytesDone += item.length;
+          this.options.onProgress?.(this.progress('packs'));
+          this.classifier.push(pack, item);
+        }
+        range.to = item.next;
+        if (this.overBudget()) {
+          this.stoppedAt = { cycle: cursor.cycle, pack, offset: item.next };
+          return;
+        }
+        if (++this.records % limits.scrubRecordsPerTurn === 0) {
+          await this.classifier.submitFull();
+          await nextEventLoopTurn();
+        }
       }
-      if (item.kind === 'damage') {
-        await this.classifier.flush();
-        findings.push({ kind: 'pack-damage', pack, offset: item.offset, length: item.length });
-      } else {
-        summary.blobsVerified++;
-        await this.classifier.add(pack, item);
-      }
-      range.to = item.next;
-      if (++this.records % limits.scrubRecordsPerTurn === 0) await nextEventLoopTurn();
-      if (this.overBudget()) {
-        this.stoppedAt = { cycle: cursor.cycle, pack, offset: item.next };
-        return;
-      }
+      await this.classifier.submitFull();
     }
     range.to = Math.max(range.to, await this.packBytes(pack));
   }
@@ -327,11 +401,21 @@ class RecordClassifier {
 
   constructor(private readonly store: Store, private readonly findings: Finding[], private readonly confirmed: Confirmed) {}
 
-  async add(pack: number, item: ScannedBlob): Promise<void> {
-    if (this.items.length > 0 && pack !== this.pack) await this.submit();
+  /** Adds a record of `pack`; submitFull (or flush) starts the lookups. One pack at a time: flush between packs. */
+  push(pack: number, item: ScannedBlob): void {
+    assert(this.items.length === 0 || pack === this.pack, 'scrub classifies one pack at a time');
     this.pack = pack;
     this.items.push(item);
+  }
+
+  /** Looks up the records added so far once there are limits.scrubLookupBatch of them. */
+  async submitFull(): Promise<void> {
     if (this.items.length >= limits.scrubLookupBatch) await this.submit();
+  }
+
+  /** Starts the lookups of every record added so far. */
+  async submitAll(): Promise<void> {
+    if (this.items.length > 0) await this.submit();
   }
 
   /** Every record added so far is classified. */
@@ -491,26 +575,30 @@ async function* entries<T>(store: Store, space: number, findings: Finding[], cou
   for await (const batch of entryBatches<T>(store, space, findings, counter)) yield* batch;
 }
 
+/** What checkIndex found and what it leaves to checkBlobs: the keys it read, the blob entries' tallies, the damaged tables. */
+interface IndexChecked {
+  keys: number;
+  blobs: BlobTallies;
+  tables: IndexFileDamage[];
+}
+
 /**
- * Cross-checks the index: its LevelDB files' own checksums, blob locations, refcounts, N against I,
- * R against the ACLs, counts, the change log. `confirmed` holds the blob entries the pack scan already saw at a valid record; when
- * it holds all of them, their locations need no second look.
+ * Cross-checks the index: its LevelDB files' own checksums, N against I, R against the ACLs,
+ * counts, the change log, and tallies the blob entries for checkBlobs. The damaged tables are
+ * returned (reported after checkBlobs's findings), or reported at once when a check fails.
  */
-async function checkIndex(store: Store, findings: Finding[], confirmed: Confirmed, scanned: ScannedRange[], totals: LiveTotals, byChecksum: ReadonlySet<number>): Promise<number> {
+async function checkIndex(store: Store, findings: Finding[], totals: LiveTotals): Promise<IndexChecked> {
   // LevelDB's own checksums, every live table read once beside the reads below: a flipped bit in a
   // table's filter or index block hides entries from point lookups that iteration still finds
   const files = checkIndexFiles(store.fs, store.maintenance().index.path);
   files.catch(() => undefined); // awaited below
-  const tableFindings = async () => {
+  const pass = { store, findings, counter: { n: 0 } };
+  let blobs: BlobTallies;
+  try {
+    blobs = await crossCheckIndex(pass, totals);
+  } catch (error) {
     const { damage } = await files;
     for (const { file, detail } of damage) findings.push({ kind: 'index-table-corrupt', file, detail });
-    return damage;
-  };
-  let keysRead: number;
-  try {
-    keysRead = await crossCheckIndex({ store, findings, counter: { n: 0 } }, confirmed, scanned, totals, byChecksum);
-  } catch (error) {
-    const damage = await tableFindings();
     // A key a flip moved into a shape the checks do not expect (a RangeError or TypeError out of
     // them, damage explorer) in a table that fails its checksums: the pass ends with that finding
     // (index-unreadable, as a read LevelDB fails), not an error out of scrub.
@@ -519,12 +607,11 @@ async function checkIndex(store: Store, findings: Finding[], confirmed: Confirme
     }
     throw error;
   }
-  await tableFindings();
-  return keysRead;
+  return { keys: pass.counter.n, blobs, tables: (await files).damage };
 }
 
-/** The cross-checks of checkIndex; returns the number of keys read. */
-async function crossCheckIndex(pass: IndexPass, confirmed: Confirmed, scanned: ScannedRange[], totals: LiveTotals, byChecksum: ReadonlySet<number>): Promise<number> {
+/** The cross-checks of checkIndex; returns the blob entries' tallies for checkBlobs. */
+async function crossCheckIndex(pass: IndexPass, totals: LiveTotals): Promise<BlobTallies> {
   const { findings } = pass;
   const boxes = await readMailboxes(pass);
   await checkNames(pass, boxes);
@@ -541,10 +628,15 @@ async function crossCheckIndex(pass: IndexPass, confirmed: Confirmed, scanned: S
     findings.push({ kind: 'change-log-mismatch', mailbox: '*', detail: 'the change log (C) disagrees with the messages\' modseqs' });
   }
   findings.push(...blobs.findings);
-  await checkBlobs(pass, confirmed, scanned, fromMessages.referenced, recorded, byChecksum);
   totals.mailboxes = boxes.size;
   for (const box of boxes.values()) totals.messages += box.messages;
-  return pass.counter.n;
+  return { count: recorded.blobs, refcountsDiffer: !recorded.recorded.equals(fromMessages.referenced) };
+}
+
+/** The blob entries as checkIndex read them: how many, and whether their refcounts disagree with the messages. */
+interface BlobTallies {
+  count: number;
+  refcountsDiffer: boolean;
 }
 
 /** What every step of the index pass reads through, reports to, and counts keys in. */
@@ -680,11 +772,18 @@ async function readBlobs(pass: IndexPass): Promise<{ recorded: Digest; blobs: nu
   return { recorded, blobs };
 }
 
-/** B: every entry's location holds its record; refcounts agree with the messages. */
-async function checkBlobs(pass: IndexPass, confirmed: Confirmed, scanned: ScannedRange[], referenced: Digest, read: { recorded: Digest; blobs: number }, byChecksum: ReadonlySet<number>): Promise<void> {
-  const { store, findings } = pass;
-  if (read.blobs !== confirmed.n) await checkBlobLocations(store, findings, confirmed, scanned, byChecksum);
-  if (!read.recorded.equals(referenced)) await localizeRefcounts(store, read.blobs, findings);
+/**
+ * B: every entry's location holds its record; refcounts agree with the messages. `blobs` comes
+ * from checkIndex, `confirmed` from the pack pass: when it confirmed as many entries as there are,
+ * their locations need no second look.
+ */
+async function checkBlobs(store: Store, findings: Finding[], blobs: BlobTallies, packPass: PackPass, scanned: ScannedRange[]): Promise<void> {
+  if (blobs.count !== packPass.confirmed.n) {
+    // the blobs the pack pass found corrupt (in its own findings when it ran beside this pass)
+    const corrupt = new Set([...packPass.findings, ...findings].filter((f) => f.kind === 'blob-corrupt').map((f) => (f as { hash: string }).hash));
+    await checkBlobLocations(store, findings, corrupt, packPass.confirmed, scanned, packPass.byChecksum);
+  }
+  if (blobs.refcountsDiffer) await localizeRefcounts(store, blobs.count, findings);
 }
 
 /** Only when the journal read whole: a damaged or incomplete journal is reported on its own. */
@@ -702,8 +801,7 @@ function compareTotals(findings: Finding[], journal: LiveTotals, index: LiveTota
  * was written after its pack was scanned (the next cycle verifies it). An entry into an object
  * whose checksum matched is not read: its object holds the bytes a full pass verified.
  */
-async function checkBlobLocations(store: Store, findings: Finding[], confirmed: Confirmed, scanned: ScannedRange[], byChecksum: ReadonlySet<number>): Promise<void> {
-  const corrupt = new Set(findings.filter((f) => f.kind === 'blob-corrupt').map((f) => (f as { hash: string }).hash));
+async function checkBlobLocations(store: Store, findings: Finding[], corrupt: ReadonlySet<string>, confirmed: Confirmed, scanned: ScannedRange[], byChecksum: ReadonlySet<number>): Promise<void> {
   const inScanned = (pack: number, offset: number) => scanned.some((r) => r.pack === pack && offset >= r.from && offset < r.to);
   for await (const [key, blob] of entries<BlobRecord>(store, SPACE.blob, [], { n: 0 })) {
     if (confirmed.has(blob.p, blob.o) || byChecksum.has(blob.p)) continue;

@@ -183,4 +183,21 @@ describe('rounds', () => {
     data.results = [...data.results.filter((r) => r.peer !== 'mailstore-cli'), ...[1, 2, 3].map((round) => ({ corpus: 'main', peer: 'mailstore-cli', measurement: 'deliver', messages: 200, seconds: 30, p50_ms: 150, round }))];
     expect(renderReport(data, 'results.json')).toMatch(/`mailstore append FILE` p50 ≤ 2× `node -e 0` p50 — measured 1\.88× .* → \*\*pass\*\*/);
   });
+  it('scrub: the goal is 50 % of b3sum-packs-1t; the per-message floor of the same run is a goal row of its own; the 80 % rows are diagnostics', () => {
+    const data = fixtureRun();
+    const round = (n: number, scrubS: number): TaggedResult[] => [
+      { corpus: 'main', peer: 'mailstore', measurement: 'scrub', messages: 20_000, bytes: 600e6, seconds: scrubS, round: n },
+      { corpus: 'main', peer: 'floor-blake3-blobs', measurement: 'scrub', messages: 18_956, bytes: 600e6, seconds: 0.4, round: n },
+      { corpus: 'main', peer: 'b3sum-packs-1t', measurement: 'scrub', messages: 20_000, bytes: 600e6, seconds: 0.15, round: n },
+    ];
+    // scrub 1,500, 1,200, 2,000 MB/s; floor 1,500; b3sum-1t 4,000 → median 0.375× of b3sum-1t, 1.0× of the floor
+    data.results = [...data.results.filter((r) => r.measurement !== 'scrub').map((r) => ({ ...r, round: 1 })), ...round(1, 0.4), ...round(2, 0.5), ...round(3, 0.3)];
+    const markdown = renderReport(data, 'results.json');
+    expect(markdown).toContain('Goal: scrub ≥ 50 % of single-threaded b3sum MB/s over the same pack bytes (b3sum-packs-1t) — measured 0.38× (1,500 vs 4,000 in the median round, median of 3 rounds, spread 0.30–0.50×) → **MISS**');
+    expect(markdown).toMatch(/Goal: scrub ≥ 1× the per-message BLAKE3 floor .* — measured 1\.00× \(1,500 vs 1,500 in the median round, median of 3 rounds, spread 0\.80–1\.33×\); the floor itself is 0\.38× \(1,500 vs 4,000 in the median round, median of 3 rounds, spread 0\.38–0\.38×\) of b3sum-packs-1t: .* → \*\*pass\*\*/);
+    expect(markdown).toMatch(/^Diagnostic \(no goal of issue 16\): scrub ≥ 80% of single-threaded b3sum MB\/s \(b3sum-packs-1t\) — measured 0\.38×/m);
+    expect(markdown).not.toMatch(/\| scrub ≥ 80%/); // not in the goals table
+    expect(markdown).toMatch(/\| scrub ≥ 50 % of single-threaded b3sum .* \| \*\*MISS\*\* \|/);
+    expect(markdown).toMatch(/^\| floor-blake3-blobs \| 18,956 \| 600 \|/m);
+  });
 });

@@ -78,6 +78,19 @@ describe('pack scan', () => {
     // a worker that dies while it holds a chunk (transferred to it, so gone from here): read again
     const dying = { hash: (buffer: ArrayBuffer) => { structuredClone(buffer, { transfer: [buffer] }); return Promise.reject(new Error('hash worker exited')); } };
     expect(await scanAll(dir, pack, { pool: dying as unknown as HashPool, chunkBytes: 65_536 })).toEqual(reference);
+    // a worker reading the pack itself that dies before it parsed its chunk, or after (its hashes lost): read and hashed here
+    const exited = () => Promise.reject(new Error('hash worker exited'));
+    const real = HashPool.create(1)!;
+    try {
+      const before = { threads: 1, failed: false, scanChunk: () => ({ parsed: exited(), done: exited() }) };
+      expect(await scanAll(dir, pack, { pool: before as unknown as HashPool, chunkBytes: 65_536 })).toEqual(reference);
+      let calls = 0;
+      const after = { threads: 1, failed: false, scanChunk: (fd: number, position: number, length: number) => { calls++; return { parsed: real.scanChunk(fd, position, length).parsed, done: exited() }; } };
+      expect(await scanAll(dir, pack, { pool: after as unknown as HashPool, chunkBytes: 65_536 })).toEqual(reference);
+      expect(calls).toBeGreaterThan(0);
+    } finally {
+      await real.close();
+    }
   });
 
   it('a busy pool: the reading thread hashes the chunks its workers have no room for, with the same results', async () => {
@@ -86,7 +99,17 @@ describe('pack scan', () => {
     const real = HashPool.create(1)!;
     let handed = 0;
     // a worker slower than the reader: each chunk comes back 20 ms later
-    const slow = { threads: 1, hash: (buffer: ArrayBuffer, ranges: number[]) => { handed++; return new Promise((done) => setTimeout(done, 20)).then(() => real.hash(buffer, ranges)); } };
+    // (both ways a chunk reaches a worker: a buffer read here, or the pack's descriptor, which the worker reads itself)
+    const later = <T>(value: () => Promise<T>) => new Promise((done) => setTimeout(done, 20)).then(value);
+    const slow = {
+      threads: 1,
+      hash: (buffer: ArrayBuffer, ranges: number[]) => { handed++; return later(() => real.hash(buffer, ranges)); },
+      scanChunk: (fd: number, position: number, length: number) => {
+        handed++;
+        const job = real.scanChunk(fd, position, length);
+        return { parsed: job.parsed, done: later(() => job.done) };
+      },
+    };
     try {
       expect(await scanAll(dir, pack, { pool: slow as unknown as HashPool, chunkBytes: 65_536 })).toEqual(reference);
     } finally {

@@ -57,7 +57,7 @@ describe('one hash pool per store', () => {
     expect(shared.threads).toBe(1);
     expect(await readAll(store, bodies)).toBe(200); // now hashed on the worker
 
-    const hashed = vi.spyOn(pool, 'hash');
+    const hashed = vi.spyOn(pool, 'scanChunk'); // the scan's chunks: the worker reads them from the pack itself
     const one = await scrub(store, { hashThreads: 1 });
     expect(one.summary.damage).toBe(0);
     expect(hashed.mock.calls.length, 'the scrub hashed on the read pool').toBeGreaterThan(0);
@@ -110,19 +110,19 @@ describe('one hash pool per store', () => {
     const pool = shared.acquire(1)!; // started and ready before the scrub, so the kill lands mid-task
     await until('the pool up', () => pool.ready);
     shared.release();
-    const hashed = vi.spyOn(pool, 'hash');
+    const hashed = vi.spyOn(pool, 'scanChunk'); // the scan's chunks: the worker reads them from the pack itself
     let killed = false;
     const report = await scrub(store, {
       hashThreads: 1,
-      onProgress: () => {
-        if (killed) return;
+      onProgress: (p) => {
+        if (killed || p.phase !== 'packs') return; // mid pack pass (the journal pass starts beside it)
         killed = true;
         void (pool as unknown as { workers: { terminate(): Promise<number> }[] }).workers[0].terminate();
       },
     });
     expect(killed).toBe(true);
     expect(pool.failed).toBe(true);
-    const outcomes = await Promise.allSettled(hashed.mock.results.map((r) => r.value));
+    const outcomes = await Promise.allSettled(hashed.mock.results.map((r) => (r.value as ReturnType<HashPool['scanChunk']>).done));
     expect(outcomes.some((o) => o.status === 'fulfilled'), 'chunks hashed on the worker before the kill').toBe(true);
     expect(outcomes.some((o) => o.status === 'rejected'), 'chunks failed over after it').toBe(true);
     expect(report.findings).toEqual(reference.findings);
