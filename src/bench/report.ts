@@ -182,7 +182,8 @@ export function rateGoal(results: TaggedResult[], text: string, a: [string, stri
  */
 function scrubFloorGoal(results: TaggedResult[]): Goal | undefined {
   if (!results.some((r) => r.peer === 'floor-blake3-blobs' && r.measurement === 'scrub')) return undefined;
-  const goal = rateGoal(results, 'scrub ≥ 1× the per-message BLAKE3 floor (floor-blake3-blobs: the same blobs, each its own BLAKE3 input, one thread, nothing else)', ['mailstore', 'scrub'], ['floor-blake3-blobs', 'scrub'], 1, mbRate);
+  // issue 16: a goal out of reach keeps its ratio (50 % of single-threaded hashing) against a floor measured in the same run
+  const goal = rateGoal(results, 'scrub ≥ 50 % of the per-message BLAKE3 floor (floor-blake3-blobs: the same blobs, each its own BLAKE3 input, one thread, nothing else; issue 16\'s ratio to b3sum-packs-1t, kept against the floor)', ['mailstore', 'scrub'], ['floor-blake3-blobs', 'scrub'], 0.5, mbRate);
   // the floor against b3sum-1t, per round as the goal rows are
   const floor = rateGoal(results, '', ['floor-blake3-blobs', 'scrub'], ['b3sum-packs-1t', 'scrub'], 1, mbRate).measured;
   const why = floor ? `; the floor itself is ${floor} of b3sum-packs-1t: one BLAKE3 input per message (its content address) forgoes b3sum's whole-file SIMD, so no thread of this design hashes faster than the floor` : '';
