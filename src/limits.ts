@@ -221,7 +221,7 @@ export const limits = {
    * table leaves the cache: with classic-level's default of 1000, a pass over a 1M-message index
    * (~90-150 MB) kept all of it resident. 64 tables of indexTableFileBytes bound it to 64 MiB.
    * Cost: a random point read over an index of more tables than that reopens a table now and then
-   * (measured at 1M, 92 tables: ~8 -> ~13 us CPU a uniformly random read; BENCHMARKS.md).
+   * (measured at 1M, 92 tables: ~8 -> ~14 us CPU a uniformly random read; BENCHMARKS.md).
    */
   indexOpenFilesMax: 74,
   /** LevelDB's table file size (its default is 2 MiB); with indexOpenFilesMax, the bound on the index's mapped bytes. */
