@@ -28,7 +28,8 @@ export interface BenchResult {
 }
 
 export function emit(result: BenchResult): void {
-  const line = result.peak_rss_bytes && peakAnon > 0 ? { ...result, peak_rss_anon_bytes: peakAnon * 1024, peak_rss_file_bytes: peakFile * 1024 } : result;
+  // a result that carries its own (a harness reporting its children's peaks) keeps them
+  const line = result.peak_rss_bytes && peakAnon > 0 ? { peak_rss_anon_bytes: peakAnon * 1024, peak_rss_file_bytes: peakFile * 1024, ...result } : result;
   process.stdout.write(`${JSON.stringify(line)}\n`);
 }
 

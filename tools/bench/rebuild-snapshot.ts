@@ -44,7 +44,7 @@ await runMeasurement('mailstore', 'rebuild-snapshot', async () => {
   emit({
     peer: 'mailstore', measurement: 'rebuild-snapshot', messages: Number(full.messages), seconds: Number(fromSnapshot.seconds),
     full_replay_seconds: Number(full.seconds), speedup: round(Number(full.seconds) / Number(fromSnapshot.seconds), 2),
-    appended: messages, journal_records: history.records, journal_bytes_before: history.journalBytes,
+    appended: messages, journal_records: Number(history.journal_records), journal_bytes_before: Number(history.journal_bytes),
     snapshot_bytes: Number(snapshot.snapshot_bytes), snapshot_seconds: Number(snapshot.seconds), ...rss('snapshot', snapshot),
     journal_bytes_retired: Number(snapshot.journal_bytes_retired), ...rss('rebuild', fromSnapshot), ...rss('full_replay', full), ...rss('churn', history),
     compact_seconds: Number(compact.seconds), ...rss('compact', compact),
@@ -52,8 +52,8 @@ await runMeasurement('mailstore', 'rebuild-snapshot', async () => {
     snapshot_after_compact_bytes: Number(snapshotAfter.snapshot_bytes), ...rss('snapshot_after_compact', snapshotAfter),
     open_seconds: Number(open.seconds), fresh_open_seconds: Number(freshOpen.seconds), fresh_messages: Number(freshOpen.messages), ...rss('open', open), fresh_journal_records: freshChurn.journal_records,
     // every step's process: the churn that built the history, both rebuilds, snapshots, compaction, open
-    peak_rss_bytes: Math.max(...[history, full, snapshot, fromSnapshot, compact, snapshotAfter, open].map((r) => Number(r.peak_rss_bytes))),
-    note: `${messages} appends (batches of ${BATCH}), 90 % expunged, ${history.records} journal records; index/ deleted and rebuilt: ` +
+    ...Object.fromEntries(['peak_rss_bytes', 'peak_rss_anon_bytes', 'peak_rss_file_bytes'].map((field) => [field, Math.max(...[history, full, snapshot, fromSnapshot, compact, snapshotAfter, open].map((r) => Number(r[field] ?? 0)))])),
+    note: `${messages} appends (batches of ${BATCH}), 90 % expunged, ${history.journal_records} journal records; index/ deleted and rebuilt: ` +
       `whole journal ${full.seconds} s, snapshot (${mb(snapshot.snapshot_bytes)} MB, written in ${snapshot.seconds} s, peak RSS ${mb(snapshot.peak_rss_bytes)} MB) + tail ${fromSnapshot.seconds} s; ` +
       `compaction (grace 0) ${compact.seconds} s, ${mb(compact.bytes_before)} -> ${mb(compact.bytes_after)} MB of packs, peak RSS ${mb(compact.peak_rss_bytes)} MB; ` +
       `snapshot after it ${mb(snapshotAfter.snapshot_bytes)} MB, peak RSS ${mb(snapshotAfter.peak_rss_bytes)} MB; ` +
