@@ -226,6 +226,18 @@ export const limits = {
    * most ~24 MiB over the default to a larger rebuild (not measured at 1M yet).
    */
   rebuildWriteBufferBytes: 16 * 1024 * 1024,
+  /**
+   * The index's LevelDB table cache: at most this many files open (LevelDB keeps 10 of them for
+   * itself and clips the setting to at least 74: 64 tables). LevelDB maps each table it holds open
+   * (mmap, up to 1000 on 64-bit), and the pages a scan touched count in the process's RSS until the
+   * table leaves the cache: with classic-level's default of 1000, a pass over a 1M-message index
+   * (~90-150 MB) kept all of it resident. 64 tables of indexTableFileBytes bound it to 64 MiB.
+   * Cost: a random point read over an index of more tables than that reopens a table now and then
+   * (measured at 1M, 92 tables: ~8 -> ~14 us CPU a uniformly random read; BENCHMARKS.md).
+   */
+  indexOpenFilesMax: 74,
+  /** LevelDB's table file size (its default is 2 MiB); with indexOpenFilesMax, the bound on the index's mapped bytes. */
+  indexTableFileBytes: 1024 * 1024,
   /** A checkpoint record (a journal written from the index) holds at most this many entries of one kind. */
   checkpointEntriesPerRecord: 4096,
   /**

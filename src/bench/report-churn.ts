@@ -123,3 +123,37 @@ export function churnSection(out: string[], goals: Goal[], results: TaggedResult
   const floor = compactionFloorLine(churn);
   if (floor) out.push(floor, '');
 }
+
+/** The rebuild-snapshot row's steps, each its own process: field prefix and label. */
+const GROWTH_STEPS = [['churn', 'churn'], ['full_replay', 'rebuild from the whole journal'], ['snapshot', 'snapshot'], ['rebuild', 'rebuild from the snapshot'],
+  ['compact', 'compaction'], ['snapshot_after_compact', 'snapshot after compaction'], ['open', 'open']] as const;
+
+/**
+ * Issue 16: peak RSS ≤ 256 MB (256,000,000 bytes) in every step of the largest scale run: import,
+ * scrub, rebuild, LIST (acl-list) and each step of rebuild-snapshot (exported for the test). Judged
+ * only at 1M messages; a step without a figure there is a miss, not a pass.
+ */
+export function scaleRssGoal(rows: TaggedResult[]): Goal {
+  const scale = firstRound(rows).filter((r) => r.corpus.startsWith('scale-') && r.peer === 'mailstore');
+  const size = (r: TaggedResult) => Number(r.corpus.slice('scale-'.length));
+  const largest = scale.reduce((m, r) => Math.max(m, size(r)), 0);
+  const text = 'peak RSS ≤ 256 MB in every step of the 1M-message scale run (maxRSS; anonymous and file-backed in brackets)';
+  if (largest === 0) return { text, measured: '', pass: undefined };
+  const at = scale.filter((r) => size(r) === largest);
+  const steps: { label: string; bytes?: number; anon?: number; file?: number }[] = [];
+  for (const [measurement, label] of [['import', 'import'], ['scrub', 'scrub'], ['rebuild', 'rebuild (recover --rebuild)'], ['acl-list', 'LIST']] as const) {
+    const r = at.find((x) => x.measurement === measurement && !x.error);
+    steps.push({ label, bytes: r?.peak_rss_bytes, anon: r && n(r, 'peak_rss_anon_bytes'), file: r && n(r, 'peak_rss_file_bytes') });
+  }
+  const growth = at.find((x) => x.measurement === 'rebuild-snapshot' && !x.error);
+  for (const [prefix, label] of GROWTH_STEPS) {
+    steps.push({ label, bytes: growth && n(growth, `${prefix}_peak_rss_bytes`), anon: growth && n(growth, `${prefix}_peak_rss_anon_bytes`), file: growth && n(growth, `${prefix}_peak_rss_file_bytes`) });
+  }
+  const shown = (s: (typeof steps)[number]) => (s.bytes === undefined ? `${s.label} –` : `${s.label} ${fixed(s.bytes / MB, 0)}${s.anon ? ` (${fixed(s.anon / MB, 0)} + ${fixed((s.file ?? 0) / MB, 0)})` : ''}`);
+  const worst = steps.reduce((m, s) => Math.max(m, s.bytes ?? Infinity), 0);
+  return {
+    text: `${text}${largest >= 1_000_000 ? '' : ` (largest run ${int(largest)} messages; the goal is at 1M)`}`,
+    measured: `MB: ${steps.map(shown).join(', ')}`,
+    pass: largest >= 1_000_000 ? worst <= 256 * MB : undefined,
+  };
+}

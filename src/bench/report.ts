@@ -3,7 +3,7 @@
 // goal of issue 6 with pass/miss. Only the text between the bench:results markers is replaced.
 import { ONE_SYNC_PEERS, oneSyncGoals } from './report-onesync.js';
 import { backupSection } from './report-backup.js';
-import { churnSection } from './report-churn.js';
+import { churnSection, scaleRssGoal } from './report-churn.js';
 import type { BenchResult } from './common.js';
 import { lmtpSection } from './report-lmtp.js';
 import { replicationSection } from './report-replication.js';
@@ -390,6 +390,8 @@ export function renderReport(data: RunData, rawFile: string, charts: ChartRef[] 
       out.push(`| ${c.name} (${num(c.bytes / 1e6, 0)} MB) | ${e(imp, (r) => num(msgRate(r), 0))} | ${e(imp, (r) => num(mbRate(r), 1))} | ${e(imp, rss)} | ${e(scr, (r) => num(mbRate(r), 1))} | ${e(scr, rss)} | ${e(reb, (r) => num(msgRate(r), 0))} | ${e(reb, rss)} | ${e(acl, (r) => `${num(r.p50_us, 1)} / ${num(r.p99_us, 1)} (${int(r.mailboxes as number)})`)} | ${e(b3, (r) => num(mbRate(r), 1))} |`);
     }
     out.push('');
+    goals.push(scaleRssGoal(scaleRows));
+    out.push(goalLine(goals[goals.length - 1]!));
     chartsOf('growth');
   }
 

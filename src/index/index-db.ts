@@ -90,6 +90,8 @@ export class IndexDb {
     const db = new Level<Buffer, Buffer>(path, {
       keyEncoding: 'buffer', valueEncoding: 'buffer', createIfMissing: create, errorIfExists: create,
       ...(options.writeBufferBytes ? { writeBufferSize: options.writeBufferBytes } : {}),
+      // a bound on the mapped table bytes a scan leaves in RSS (limits.indexOpenFilesMax)
+      maxOpenFiles: limits.indexOpenFilesMax, maxFileSize: limits.indexTableFileBytes,
     });
     try {
       await db.open();

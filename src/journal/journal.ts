@@ -138,16 +138,20 @@ export class Journal {
    */
   async *read(afterSeq: number, onDamage: (damage: JournalDamage) => void): AsyncGenerator<JournalRecord> {
     // One segment in memory at a time, and payloads handed out as copies: a consumer that keeps a
-    // record (or a view into one, as decoded ids are) must not keep a whole segment alive.
+    // record (or a view into one, as decoded ids are) must not keep a whole segment alive. Each
+    // segment is read into the buffer the one before it was read into (nothing else refers to it
+    // once its records are handed out): a replay of many segments held two or three of them, the
+    // ones left to the garbage collector (1M messages, whole-journal rebuild).
     let bytes: Buffer | undefined;
+    let buffer: Buffer | undefined;
     // The list as it is now: retirement replaces it (never edits it) while a reader goes on.
     const segments = this.segments;
     for (let i = 0; i < segments.length; i++) {
       const segment = segments[i];
       const next = segments[i + 1];
       if (next && next.firstSeq <= afterSeq + 1) continue;
-      bytes = undefined;
-      bytes = await this.readSegment(segment);
+      bytes = await this.readSegment(segment, Infinity, buffer);
+      if (bytes.buffer !== buffer?.buffer) buffer = Buffer.from(bytes.buffer); // a fresh allocation of its own: kept for the next
       const header = segmentHeader(bytes);
       if (!header || !header.storeId.equals(this.storeId)) {
         onDamage({ segment: segment.name, offset: 0, length: Math.min(bytes.length, SEGMENT_HEADER_BYTES), where: 'header' });
@@ -201,7 +205,7 @@ export class Journal {
     this.tailRecords = [];
   }
 
-  private async readSegment(segment: Segment, prefixBytes = Infinity): Promise<Buffer> {
+  private async readSegment(segment: Segment, prefixBytes = Infinity, into?: Buffer): Promise<Buffer> {
     const path = this.path(segment);
     let handle: FileHandle;
     try {
@@ -218,7 +222,7 @@ export class Journal {
         const buf = Buffer.alloc(Math.min(prefixBytes, await handle.size()));
         return buf.subarray(0, await handle.read(buf, 0, buf.length, 0));
       }
-      return await readSegmentBytes(handle);
+      return await readSegmentBytes(handle, into);
     } catch (error) {
       throw fromSystemError(error, 'reading journal segment', path);
     } finally {

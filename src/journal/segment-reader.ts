@@ -13,9 +13,14 @@ export type SegmentItem =
   | { kind: 'damage'; offset: number; length: number };
 
 /** Buffered sequential reading of a segment (journal segments are bounded by journalSegmentBytesMax). */
-export async function readSegmentBytes(handle: FileHandle): Promise<Buffer> {
+/**
+ * A segment's bytes, read into `into` when it is large enough (a reader of many segments reuses
+ * one buffer), else into a fresh allocation of its own (never node's shared pool: a reader may keep
+ * it as its `into` for the next segment).
+ */
+export async function readSegmentBytes(handle: FileHandle, into?: Buffer): Promise<Buffer> {
   const size = await handle.size();
-  const buf = Buffer.allocUnsafe(size);
+  const buf = into && into.length >= size ? into : Buffer.allocUnsafeSlow(size);
   const n = await handle.read(buf, 0, size, 0);
   return buf.subarray(0, n);
 }

@@ -2,7 +2,7 @@
 // expunge, its file format, and the goal verdicts (median over rounds, pass/miss/not measured).
 import { describe, expect, it } from 'vitest';
 import { churnUids, formatUidList, parseUidList } from '../../src/bench/churn.js';
-import { churnGoals, compactionFloorLine, rebuildGoals } from '../../src/bench/report-churn.js';
+import { churnGoals, compactionFloorLine, rebuildGoals, scaleRssGoal } from '../../src/bench/report-churn.js';
 import type { TaggedResult } from '../../src/bench/report.js';
 
 const row = (peer: string, round: number, seconds: number, extra: Record<string, number>): TaggedResult =>
@@ -69,4 +69,21 @@ describe('churn step', () => {
     expect(rebuildGoals([r(100_000)]).map((g) => g.pass)).toEqual([undefined, undefined, undefined]);
     expect(rebuildGoals([{ ...r(1_000_000), compact_peak_rss_bytes: 300e6 }])[1]!.pass).toBe(false);
   });
+
+  it('the scale RSS goal judges every step of the 1M run; one step over, or one missing, is a miss', () => {
+    const step = (n: number, measurement: string, rss: number): TaggedResult => ({ corpus: `scale-${n}`, peer: 'mailstore', measurement, peak_rss_bytes: rss, peak_rss_anon_bytes: rss / 2, peak_rss_file_bytes: rss / 2 });
+    const growth = (n: number, rss: number): TaggedResult => ({
+      ...step(n, 'rebuild-snapshot', rss),
+      ...Object.fromEntries(['churn', 'full_replay', 'snapshot', 'rebuild', 'compact', 'snapshot_after_compact', 'open'].map((p) => [`${p}_peak_rss_bytes`, rss])),
+    });
+    const run = (n: number, rss: number) => [step(n, 'import', rss), step(n, 'scrub', rss), step(n, 'rebuild', rss), step(n, 'acl-list', rss), growth(n, rss)];
+    expect(scaleRssGoal([...run(100_000, 300e6), ...run(1_000_000, 250e6)]).pass).toBe(true);
+    expect(scaleRssGoal(run(100_000, 100e6)).pass).toBeUndefined();
+    const compactOver = run(1_000_000, 250e6).map((r) => (r.measurement === 'rebuild-snapshot' ? { ...r, compact_peak_rss_bytes: 257e6 } : r));
+    const goal = scaleRssGoal(compactOver);
+    expect(goal.pass).toBe(false);
+    expect(goal.measured).toContain('compaction 257');
+    expect(scaleRssGoal(run(1_000_000, 250e6).filter((r) => r.measurement !== 'scrub')).pass).toBe(false);
+  });
 });
+
