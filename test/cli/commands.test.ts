@@ -213,7 +213,9 @@ describe('exit codes', () => {
     const result = await run(['fetch', 'INBOX', '2'], { store });
     expect(result.code).toBe(6);
     expect(result.stdout.length).toBe(0);
-    expect(result.stderr).toMatch(/^mailstore: CORRUPT: /);
+    // damage in a journal record is seen at open: the open says it came up degraded, then the fetch's own error
+    if (pack!.endsWith('.jnl')) expect(result.stderr).toMatch(/^mailstore: the store opened degraded: journal .*acknowledged records 3\.\.3 are damaged/);
+    expect(result.stderr).toMatch(/^mailstore: CORRUPT: /m);
     // The other message is untouched and still served.
     expect((await run(['fetch', 'INBOX', '1'], { store })).stdout.equals(message(1))).toBe(true);
     // Export leaves the corrupt one out, says so, and exits 6.

@@ -110,16 +110,21 @@ describe('one hash pool per store', () => {
     const pool = shared.acquire(1)!; // started and ready before the scrub, so the kill lands mid-task
     await until('the pool up', () => pool.ready);
     shared.release();
-    const hashed = vi.spyOn(pool, 'scanChunk'); // the scan's chunks: the worker reads them from the pack itself
+    // The scan's chunks (the worker reads them from the pack itself). The worker is told to stop as
+    // the second chunk is handed to it: the first was hashed there, the second can only fail over
+    // (killing it from a progress event raced with the worker finishing its one chunk in flight).
+    const workers = (pool as unknown as { workers: { terminate(): Promise<number> }[] }).workers;
+    const scanChunk = pool.scanChunk.bind(pool);
+    let calls = 0;
     let killed = false;
-    const report = await scrub(store, {
-      hashThreads: 1,
-      onProgress: (p) => {
-        if (killed || p.phase !== 'packs') return; // mid pack pass (the journal pass starts beside it)
+    const hashed = vi.spyOn(pool, 'scanChunk').mockImplementation((...args: Parameters<HashPool['scanChunk']>) => {
+      if (++calls === 2) {
         killed = true;
-        void (pool as unknown as { workers: { terminate(): Promise<number> }[] }).workers[0].terminate();
-      },
+        void workers[0]!.terminate();
+      }
+      return scanChunk(...args);
     });
+    const report = await scrub(store, { hashThreads: 1 });
     expect(killed).toBe(true);
     expect(pool.failed).toBe(true);
     const outcomes = await Promise.allSettled(hashed.mock.results.map((r) => (r.value as ReturnType<HashPool['scanChunk']>).done));
