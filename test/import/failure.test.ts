@@ -8,6 +8,7 @@ import { importMail } from '../../src/import/importer.js';
 import { MailstoreError } from '../../src/errors.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { limits } from '../../src/limits.js';
 
 describe('import under a failing disk', () => {
   it('NO_SPACE in the middle: earlier batches kept whole, a re-run completes it with no duplicates', async () => {
@@ -42,5 +43,51 @@ describe('import under a failing disk', () => {
     for await (const m of store.messages('INBOX')) seen.push((await store.fetch('INBOX', m.uid)).toString());
     expect(seen).toEqual(bodies);
     await store.close();
+  });
+  it('NO_SPACE with the mbox read through its ring of reused chunks: nothing stored is another message\'s bytes', async () => {
+    // Chunks of 4 KiB and ~1 KiB messages: ~70 chunks, so the ring reuses chunks once batches
+    // commit. A batch that fails never raises doneBelow, so the chunks its messages view (and
+    // those of every batch read after it) must not be read into again while the failure unwinds.
+    const tunable = limits as { readChunkBytes: number };
+    const saved = tunable.readChunkBytes;
+    tunable.readChunkBytes = 4096;
+    try {
+      const dir = tmpDir();
+      const mbox = join(tmpDir('src'), 'ring.mbox');
+      const bodies: string[] = [];
+      let text = '';
+      for (let i = 0; i < 240; i++) {
+        const body = `Message-ID: <r${i}@example.org>\nSubject: ring ${i}\n\n${String.fromCharCode(97 + (i % 26)).repeat(900 + (i * 37) % 400)}\n`;
+        bodies.push(body);
+        text += `From MAILER-DAEMON Mon Jan  1 00:00:00 2024\n${body}\n`;
+      }
+      writeFileSync(mbox, text);
+      const fs = new FaultFileSystem();
+      let store = await Store.open(dir, { create: true, fs });
+      let journalWrites = 0;
+      // batches of 10: the 12th journal write hits a full disk, after the ring has reused chunks
+      fs.injectAt((op) => op.kind === 'write' && op.path.includes('journal') && ++journalWrites === 12, 'ENOSPC');
+      const error = await importMail(store, mbox, { mailbox: 'INBOX', batchMessagesMax: 10 }).catch((e) => e);
+      expect(error).toBeInstanceOf(MailstoreError);
+      expect((error as MailstoreError).code).toBe('NO_SPACE');
+      const kept = (await store.status('INBOX')).messages;
+      expect(kept % 10).toBe(0);
+      expect(kept).toBeGreaterThanOrEqual(50);
+      expect(kept).toBeLessThan(240);
+      const before: string[] = [];
+      for await (const m of store.messages('INBOX')) before.push((await store.fetch('INBOX', m.uid)).toString());
+      expect(before).toEqual(bodies.slice(0, kept));
+      await store.close();
+      fs.clear();
+      store = await Store.open(dir, { fs });
+      const summary = await importMail(store, mbox, { mailbox: 'INBOX', batchMessagesMax: 10 });
+      expect(summary.alreadyImported).toBe(kept);
+      const seen: string[] = [];
+      for await (const m of store.messages('INBOX')) seen.push((await store.fetch('INBOX', m.uid)).toString());
+      expect(seen).toEqual(bodies);
+      await store.close();
+    } finally {
+      tunable.readChunkBytes = saved;
+    }
   });
 });
