@@ -3,7 +3,11 @@
 // payload checksums both hold.
 import { describe, expect, it } from 'vitest';
 import { FILLER_PATTERN, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, fillerBytes } from '../../src/journal/journal-format.js';
-import { parseSegment, segmentHeader } from '../../src/journal/segment-reader.js';
+import { parseSegment, readSegmentBytes, segmentHeader } from '../../src/journal/segment-reader.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import { tmpDir } from '../helpers/tmp.js';
 
 const storeId = Buffer.alloc(16, 7);
 
@@ -91,5 +95,40 @@ describe('parseSegment', () => {
     bytes[0] ^= 0xff;
     expect(segmentHeader(bytes)).toBeUndefined();
     expect(summary(bytes).map((s) => s.split('@')[0])).toEqual(['r1', 'r2']);
+  });
+});
+
+describe('readSegmentBytes: one buffer reused across segments', () => {
+  it('a larger segment gets a fresh buffer of its own; a smaller one after it is read into that buffer, exactly its bytes', async () => {
+    const dir = tmpDir('segbuf');
+    const small = segment(rec(1), rec(2));
+    const large = segment(...Array.from({ length: 40 }, (_, i) => rec(3 + i, `a longer payload ${i} `.repeat(8))));
+    const smaller = segment(rec(43, 'z'));
+    const paths = [small, large, smaller].map((bytes, i) => {
+      const path = join(dir, `${i}.jnl`);
+      writeFileSync(path, bytes);
+      return path;
+    });
+    const read = async (path: string, into?: Buffer) => {
+      const handle = await nodeFileSystem.open(path, 'read');
+      try {
+        return await readSegmentBytes(handle, into);
+      } finally {
+        await handle.close();
+      }
+    };
+    const a = await read(paths[0]);
+    expect(a.equals(small)).toBe(true);
+    const aCopy = Buffer.from(a);
+    const b = await read(paths[1], Buffer.from(a.buffer));
+    expect(b.buffer).not.toBe(a.buffer); // too small to reuse: a fresh allocation, and `a` is untouched
+    expect(b.equals(large)).toBe(true);
+    expect(a.equals(aCopy)).toBe(true);
+    expect(b.byteOffset).toBe(0); // never a slice of node's shared pool (the reader keeps it)
+    const c = await read(paths[2], Buffer.from(b.buffer));
+    expect(c.buffer).toBe(b.buffer); // read into the larger buffer
+    expect(c.length).toBe(smaller.length); // no stale tail of the larger segment
+    expect(c.equals(smaller)).toBe(true);
+    expect(summary(c).map((s) => s.split('@')[0])).toEqual(['r43']);
   });
 });
