@@ -61,6 +61,28 @@ export function recordHeaderFault(b: Buffer, at: number, bodyLength: number): st
 
 const RECORD_MAGIC_WORD = PACK_RECORD_MAGIC.readUInt32BE(0);
 
+/**
+ * The whole records at the start of chunk[0, n): each one's (body start, body length) pushed onto
+ * `ranges`; returns how far they reach (a record whose magic or header checksum fails, or that `n`
+ * cuts, ends them). The one definition of a pack scan's record parsing: the scrub hash worker
+ * evaluates this function's own source text (src/hash/pool.ts), so it names nothing from outside
+ * (literals stand for RECORD_HEADER_BYTES and the magic; checked below at load).
+ */
+export function wholeRecordRanges(chunk: Buffer, n: number, crc32: (bytes: Uint8Array) => number, ranges: number[]): number {
+  let q = 0;
+  while (q + 48 <= n) {
+    if (chunk.readUInt32BE(q) !== 0x4d534231 || chunk.readUInt32BE(q + 44) !== crc32(chunk.subarray(q, q + 44))) break;
+    const bodyLength = chunk.readUInt32BE(q + 36) * 4294967296 + chunk.readUInt32BE(q + 40);
+    if (q + 48 + bodyLength > n) break;
+    ranges.push(q + 48, bodyLength);
+    q += 48 + bodyLength;
+  }
+  return q;
+}
+if (RECORD_HEADER_BYTES !== 48 || RECORD_MAGIC_WORD !== 0x4d534231) {
+  throw new Error('wholeRecordRanges: its literals no longer match the record header layout');
+}
+
 export function decodeRecordHeader(b: Buffer): { hash: Buffer; bodyLength: number } | undefined {
   if (b.length < RECORD_HEADER_BYTES || !b.subarray(0, 4).equals(PACK_RECORD_MAGIC)) return undefined;
   if (b.readUInt32BE(44) !== crc32(b.subarray(0, 44))) return undefined;

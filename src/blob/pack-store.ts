@@ -4,6 +4,7 @@
 import { Buffer } from 'node:buffer';
 import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { crc32 } from 'node:zlib';
 import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { HASH_BYTES, createHasher, hashBytes, hashHex, hashMatches } from '../hash/blake3.js';
@@ -11,7 +12,7 @@ import type { HashPool, ScannedChunk } from '../hash/pool.js';
 import { limits } from '../limits.js';
 import {
   PACK_HEADER_BYTES, PACK_RECORD_MAGIC, RECORD_HEADER_BYTES, decodePackHeader, decodeRecordHeader, recordHeaderFault,
-  encodePackHeader, encodeRecordHeader, packFileName, parsePackFileName,
+  encodePackHeader, encodeRecordHeader, packFileName, parsePackFileName, wholeRecordRanges,
 } from './pack-format.js';
 
 export interface BlobLocation {
@@ -137,15 +138,13 @@ export type ScanHeader = { kind: 'header'; valid: boolean; storeId?: Buffer };
  * the first header that does not decode or whose body runs past the chunk.
  */
 function parseChunkRecords(chunk: Buffer, n: number, position: number, records: ChunkRecord[], ranges: number[]): number {
-  let q = 0;
-  while (q + RECORD_HEADER_BYTES <= n) {
-    const rec = decodeRecordHeader(chunk.subarray(q, q + RECORD_HEADER_BYTES));
-    if (!rec || q + RECORD_HEADER_BYTES + rec.bodyLength > n) break;
-    records.push({ offset: position + q, hash: rec.hash, length: rec.bodyLength });
-    ranges.push(q + RECORD_HEADER_BYTES, rec.bodyLength);
-    q += RECORD_HEADER_BYTES + rec.bodyLength;
+  const from = ranges.length;
+  const parsed = wholeRecordRanges(chunk, n, crc32, ranges);
+  for (let i = from; i < ranges.length; i += 2) {
+    const start = ranges[i];
+    records.push({ offset: position + start - RECORD_HEADER_BYTES, hash: Buffer.from(chunk.subarray(start - RECORD_HEADER_BYTES + 4, start - 12)), length: ranges[i + 1] });
   }
-  return q;
+  return parsed;
 }
 
 /** BLAKE3 of each (start, length) range of `bytes`, digests end to end. */

@@ -7,21 +7,22 @@ import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { hashImplementation } from './blake3.js';
 import { limits } from '../limits.js';
+import { wholeRecordRanges } from '../blob/pack-format.js';
 
 /**
  * CommonJS, evaluated in each worker: loads the binding by absolute path, hashes, hands the buffer
  * back. A job with an `fd` is a pack scan's chunk the worker reads itself (pread into a buffer of
- * its own: the pack's bytes never cross the reading thread) and parses as parseChunkRecords does
- * (pack-store.ts; record header per docs/FORMAT.md: magic 'MSB1', hash, 64-bit length, CRC-32 of
- * the 44 bytes before it): it answers with how far the whole records reach as soon as it knows
- * (the scan reads on from there), then with their header hashes and digests.
+ * its own: the pack's bytes never cross the reading thread) and parses it with the function the
+ * reading thread uses (wholeRecordRanges of pack-format.ts, its source text evaluated here): it
+ * answers with how far the whole records reach as soon as it knows (the scan reads on from there),
+ * then with their header hashes and digests.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { readSync } = require('node:fs');
 const { crc32 } = require('node:zlib');
 const { blake3 } = require(workerData.addon);
-const MAGIC = 0x4d534231;
+const wholeRecordRanges = (${wholeRecordRanges.toString()});
 let chunk;
 function scanChunk({ id, fd, position, length }) {
   if (!chunk || chunk.length < length) chunk = Buffer.allocUnsafeSlow(length);
@@ -32,14 +33,7 @@ function scanChunk({ id, fd, position, length }) {
     n += k;
   }
   const ranges = [];
-  let q = 0;
-  while (q + 48 <= n) {
-    if (chunk.readUInt32BE(q) !== MAGIC || chunk.readUInt32BE(q + 44) !== crc32(chunk.subarray(q, q + 44))) break;
-    const bodyLength = chunk.readUInt32BE(q + 36) * 4294967296 + chunk.readUInt32BE(q + 40);
-    if (q + 48 + bodyLength > n) break;
-    ranges.push(q + 48, bodyLength);
-    q += 48 + bodyLength;
-  }
+  const q = wholeRecordRanges(chunk, n, crc32, ranges);
   parentPort.postMessage({ id, parsed: q });
   const hashes = new Uint8Array(ranges.length * 16), digests = new Uint8Array(ranges.length * 16);
   for (let i = 0; i < ranges.length; i += 2) {

@@ -3,8 +3,9 @@
 import { describe, expect, it } from 'vitest';
 import {
   PACK_HEADER_BYTES, RECORD_HEADER_BYTES, decodePackHeader, decodeRecordHeader, encodePackHeader, encodeRecordHeader,
-  packFileName, parsePackFileName, recordHeaderFault,
+  packFileName, parsePackFileName, recordHeaderFault, wholeRecordRanges,
 } from '../../src/blob/pack-format.js';
+import { crc32 } from 'node:zlib';
 import { hashBytes } from '../../src/hash/blake3.js';
 
 const storeId = Buffer.from('0123456789abcdef0123456789abcdef', 'hex');
@@ -57,5 +58,34 @@ describe('pack format', () => {
       damaged[7 + i] ^= 0x10;
       expect(recordHeaderFault(damaged, 7, length), `byte ${i}`).toBe(decodeRecordHeader(damaged.subarray(7, 7 + RECORD_HEADER_BYTES)) ? undefined : 'record header is damaged');
     }
+  });
+});
+
+describe('wholeRecordRanges (the scan parser the scrub hash worker runs too)', () => {
+  const record = (body: string) => {
+    const bytes = Buffer.from(body);
+    return Buffer.concat([encodeRecordHeader(hashBytes(bytes), bytes.length), bytes]);
+  };
+  it('yields whole records only: one cut by the end, or after a damaged header, ends the run', () => {
+    const a = record('first body'), b = record('second, a little longer'), c = record('third');
+    const chunk = Buffer.concat([a, b, c]);
+    const ranges: number[] = [];
+    expect(wholeRecordRanges(chunk, chunk.length, crc32, ranges)).toBe(chunk.length);
+    expect(ranges).toEqual([48, 10, a.length + 48, 23, a.length + b.length + 48, 5]);
+    const cut: number[] = [];
+    expect(wholeRecordRanges(chunk, chunk.length - 1, crc32, cut)).toBe(a.length + b.length);
+    expect(cut.length).toBe(4);
+    const damaged = Buffer.from(chunk);
+    damaged[a.length + 40] ^= 1; // b's length, covered by its header CRC
+    const stopped: number[] = [];
+    expect(wholeRecordRanges(damaged, damaged.length, crc32, stopped)).toBe(a.length);
+    expect(stopped).toEqual([48, 10]);
+  });
+  it('its source text runs alone (the worker evaluates it with nothing else in scope)', () => {
+    const alone = new Function('chunk', 'n', 'crc32', 'ranges', `return (${wholeRecordRanges.toString()})(chunk, n, crc32, ranges);`) as typeof wholeRecordRanges;
+    const chunk = Buffer.concat([record('x'), record('yy')]);
+    const ranges: number[] = [];
+    expect(alone(chunk, chunk.length, crc32, ranges)).toBe(chunk.length);
+    expect(ranges).toEqual([48, 1, 97, 2]);
   });
 });
