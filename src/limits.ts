@@ -228,10 +228,11 @@ export const limits = {
    * Rebuild: LevelDB's memtable while the new index is loaded (default 4 MiB). Larger, the load
    * writes no level-0 tables and LevelDB compacts nothing meanwhile (the memtable is written once,
    * into one table, before the index is closed to be installed); it is memory while the rebuild
-   * runs (up to two memtables): 16 MiB holds a 20k-message store's whole load (~6 MB) and adds at
-   * most ~24 MiB over the default to a larger rebuild (not measured at 1M yet).
+   * runs (up to two memtables): 8 MiB holds a 20k-message store's whole load (~6 MB) and adds at
+   * most ~8 MiB over the default to a larger rebuild. 16 MiB took the whole-journal rebuild of 1M
+   * appends (90 % expunged) to 250 MB peak RSS against 225 MB with 8 MiB (BENCHMARKS.md, session 12).
    */
-  rebuildWriteBufferBytes: 16 * 1024 * 1024,
+  rebuildWriteBufferBytes: 8 * 1024 * 1024,
   /**
    * The index's LevelDB table cache: at most this many files open (LevelDB keeps 10 of them for
    * itself and clips the setting to at least 74: 64 tables). LevelDB maps each table it holds open
