@@ -200,10 +200,11 @@ export const limits = {
    * Replay and rebuild write a LevelDB batch once this many keys are pending. Two batches are alive
    * at once (one landing while the next is applied), as decoded values, a map of their keys and
    * LevelDB's copy; what outlives a scavenge is promoted and left to the old space. 20000 keys held
-   * ~35 MB more anonymous memory than 4096 in a whole-journal rebuild (100k appends, 90 % expunged:
-   * 182 -> 143 MB peak RssAnon) for no measured gain in CPU time (BENCHMARKS.md, session 12).
+   * ~38 MB more anonymous memory than 4096 in a whole-journal rebuild (100k appends, 90 % expunged:
+   * peak RssAnon 180 -> 142 MB, 5 pairs) for no measured gain in CPU time; at 1M, 2048 kept the
+   * rebuild at 235 MB peak RSS where 4096 reached 230-258 MB (BENCHMARKS.md, session 12).
    */
-  replayBatchKeys: 4096,
+  replayBatchKeys: 2048,
   /**
    * A rebuild from a snapshot hands LevelDB a batch of about this many entries (after each
    * snapshot record that reaches it): small enough that LevelDB's thread writes one while the next
