@@ -196,8 +196,15 @@ export const limits = {
   retentionChunkMessages: 10_000,
   /** search: most bytes of a message's header section parsed for --header/--subject/--from. */
   searchHeaderBytesMax: 256 * 1024,
-  /** Replay and rebuild write a LevelDB batch once this many keys are pending. */
-  replayBatchKeys: 20000,
+  /**
+   * Replay and rebuild write a LevelDB batch once this many keys are pending. Two batches are alive
+   * at once (one landing while the next is applied), as decoded values, a map of their keys and
+   * LevelDB's copy; what outlives a scavenge is promoted and left to the old space. 20000 keys held
+   * ~38 MB more anonymous memory than 4096 in a whole-journal rebuild (100k appends, 90 % expunged:
+   * peak RssAnon 180 -> 142 MB, 5 pairs) for no measured gain in CPU time; at 1M, 2048 kept the
+   * rebuild at 235 MB peak RSS where 4096 reached 230-258 MB (BENCHMARKS.md, session 12).
+   */
+  replayBatchKeys: 2048,
   /**
    * A rebuild from a snapshot hands LevelDB a batch of about this many entries (after each
    * snapshot record that reaches it): small enough that LevelDB's thread writes one while the next
@@ -222,10 +229,11 @@ export const limits = {
    * Rebuild: LevelDB's memtable while the new index is loaded (default 4 MiB). Larger, the load
    * writes no level-0 tables and LevelDB compacts nothing meanwhile (the memtable is written once,
    * into one table, before the index is closed to be installed); it is memory while the rebuild
-   * runs (up to two memtables): 16 MiB holds a 20k-message store's whole load (~6 MB) and adds at
-   * most ~24 MiB over the default to a larger rebuild (not measured at 1M yet).
+   * runs (up to two memtables): 8 MiB holds a 20k-message store's whole load (~6 MB) and adds at
+   * most ~8 MiB over the default to a larger rebuild. 16 MiB took the whole-journal rebuild of 1M
+   * appends (90 % expunged) to 250 MB peak RSS against 225 MB with 8 MiB (BENCHMARKS.md, session 12).
    */
-  rebuildWriteBufferBytes: 16 * 1024 * 1024,
+  rebuildWriteBufferBytes: 8 * 1024 * 1024,
   /**
    * The index's LevelDB table cache: at most this many files open (LevelDB keeps 10 of them for
    * itself and clips the setting to at least 74: 64 tables). LevelDB maps each table it holds open
