@@ -29,6 +29,13 @@ export const limits = {
   compactConsumerRecords: 100_000,
   /** Compaction writes its output pack in runs of this many bytes. */
   compactWriteBytes: 4 * 1024 * 1024,
+  /**
+   * A compaction run copying fewer bytes than this hashes its records in the calling thread: the
+   * hash worker (a second V8 isolate, ~10-20 MB of RSS) pays only when there is much to hash. The 1M
+   * churn shape copies ~130 KB a run of 10k entries (hashed here in well under a millisecond); the
+   * 20k corpus copies 120 MB in one run (on the worker, beside the reads).
+   */
+  compactHashWorkerBytesMin: 8 * 1024 * 1024,
   /** A compaction's new pack gets an fdatasync in the background every this many bytes written (PackWriter.syncBehind): its final sync has only the tail left. */
   compactSyncBehindBytes: 32 * 1024 * 1024,
   /** Most relocate and forget entries in one journal record of a compaction commit (blob.relocateRun / forgetRun: 40-56 bytes an entry, a record ~ 2 MiB). */
