@@ -333,6 +333,10 @@ class ReadBuffers {
 
   take(bytes: number): ArrayBuffer | undefined {
     if (bytes > limits.compactWriteBytes) return undefined;
+    // a small batch with no spare reads into a buffer of its size (readRuns makes it): a run of
+    // scattered small records (the 1M churn: ~130 KB a run) would otherwise leave a 4 MiB buffer
+    // per run to the garbage collector (~40 MB of them at once)
+    if (this.spare.length === 0 && bytes < limits.compactWriteBytes / 8) return undefined;
     return this.spare.pop() ?? new ArrayBuffer(limits.compactWriteBytes);
   }
 
