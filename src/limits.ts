@@ -43,9 +43,11 @@ export const limits = {
   /**
    * Compaction copies and commits the candidate packs' blob entries in runs of at most this many:
    * its memory bound. Measured at 200k entries (90 % released), peak RSS 345 MB at 50k a run,
-   * 234 MB at 10k, 221 MB at 5k; each run costs a pack and a journal fdatasync.
+   * 234 MB at 10k, 221 MB at 5k; each run costs a pack and a journal fdatasync. At 1M entries
+   * (90 % released, session 12): 253-259 MB at 10k, 244-245 MB at 5k (200 runs: ~1 s more of a
+   * 90 s compaction); the 20k churn bench copies ~4k records, one run either way.
    */
-  compactChunkEntries: 10_000,
+  compactChunkEntries: 5_000,
   /**
    * Compaction's planning scan of B keeps every entry (flat, ~65 bytes each: ~13 MB at most) while
    * B has at most this many, so the copy needs no second scan when no batch committed between the
