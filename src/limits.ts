@@ -29,6 +29,13 @@ export const limits = {
   compactConsumerRecords: 100_000,
   /** Compaction writes its output pack in runs of this many bytes. */
   compactWriteBytes: 4 * 1024 * 1024,
+  /**
+   * A compaction run copying fewer bytes than this hashes its records in the calling thread: the
+   * hash worker (a second V8 isolate, ~10-20 MB of RSS) pays only when there is much to hash. The 1M
+   * churn shape copies ~130 KB a run of 10k entries (hashed here in well under a millisecond); the
+   * 20k corpus copies 120 MB in one run (on the worker, beside the reads).
+   */
+  compactHashWorkerBytesMin: 8 * 1024 * 1024,
   /** A compaction's new pack gets an fdatasync in the background every this many bytes written (PackWriter.syncBehind): its final sync has only the tail left. */
   compactSyncBehindBytes: 32 * 1024 * 1024,
   /** Most relocate and forget entries in one journal record of a compaction commit (blob.relocateRun / forgetRun: 40-56 bytes an entry, a record ~ 2 MiB). */
@@ -36,9 +43,11 @@ export const limits = {
   /**
    * Compaction copies and commits the candidate packs' blob entries in runs of at most this many:
    * its memory bound. Measured at 200k entries (90 % released), peak RSS 345 MB at 50k a run,
-   * 234 MB at 10k, 221 MB at 5k; each run costs a pack and a journal fdatasync.
+   * 234 MB at 10k, 221 MB at 5k; each run costs a pack and a journal fdatasync. At 1M entries
+   * (90 % released, session 12): 253-259 MB at 10k, 244-245 MB at 5k (200 runs: ~1 s more of a
+   * 90 s compaction); the 20k churn bench copies ~4k records, one run either way.
    */
-  compactChunkEntries: 10_000,
+  compactChunkEntries: 5_000,
   /**
    * Compaction's planning scan of B keeps every entry (flat, ~65 bytes each: ~13 MB at most) while
    * B has at most this many, so the copy needs no second scan when no batch committed between the

@@ -280,7 +280,9 @@ class Outputs {
 async function copyLive(host: CompactHost, outputs: Outputs, kept: PlannedBlob[], result: CompactResult, progress: (bytesDone: number) => void): Promise<Copied[]> {
   const copied: Copied[] = [];
   const skipped = new Set(result.skipped.map((s) => s.pack));
-  const threads = os.availableParallelism() > 1 ? 1 : 0; // one core: the worker would only take turns with this thread
+  const bytes = kept.reduce((sum, blob) => sum + RECORD_HEADER_BYTES + blob.length, 0);
+  // one core: the worker would only take turns with this thread; little to hash: not worth its isolate's memory
+  const threads = os.availableParallelism() > 1 && bytes >= limits.compactHashWorkerBytesMin ? 1 : 0;
   const leased = threads > 0 ? host.hashPool?.acquire(threads) : undefined;
   const buffers = new ReadBuffers();
   const read = (batch: ReadBatch): InFlight => {
@@ -331,6 +333,10 @@ class ReadBuffers {
 
   take(bytes: number): ArrayBuffer | undefined {
     if (bytes > limits.compactWriteBytes) return undefined;
+    // a small batch with no spare reads into a buffer of its size (readRuns makes it): a run of
+    // scattered small records (the 1M churn: ~130 KB a run) would otherwise leave a 4 MiB buffer
+    // per run to the garbage collector (~40 MB of them at once)
+    if (this.spare.length === 0 && bytes < limits.compactWriteBytes / 8) return undefined;
     return this.spare.pop() ?? new ArrayBuffer(limits.compactWriteBytes);
   }
 
@@ -450,9 +456,10 @@ async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[]
  */
 async function forgetOps(view: IndexView, expired: PlannedBlob[], cutoff: number): Promise<{ ops: Op[]; result: number }> {
   const byPack = new Map<number, PlannedBlob[]>();
-  await view.prefetch(expired.map((blob) => keys.blob(blob.hash))); // one read on LevelDB's thread pool, not 16k on this thread
-  for (const blob of expired) {
-    const now = view.getShared<BlobRecord>(keys.blob(blob.hash));
+  const blobKeys = expired.map((blob) => keys.blob(blob.hash));
+  await view.prefetch(blobKeys); // one read on LevelDB's thread pool, not 16k on this thread
+  for (const [i, blob] of expired.entries()) {
+    const now = view.getShared<BlobRecord>(blobKeys[i]);
     if (!now || now.p !== blob.pack || now.o !== blob.offset || !pastGrace(now, cutoff)) continue;
     let list = byPack.get(blob.pack);
     if (!list) byPack.set(blob.pack, (list = []));

@@ -11,13 +11,15 @@ import { expectCode } from '../sim/helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { churned, expectExact, expectScrubClean, packNames, packsBytes } from './compact-helpers.js';
 
-const tunable = limits as { compactWriteBytes: number; compactSyncBehindBytes: number };
+const tunable = limits as { compactWriteBytes: number; compactSyncBehindBytes: number; compactHashWorkerBytesMin: number };
 const saved = limits.compactWriteBytes;
 const savedSyncBehind = limits.compactSyncBehindBytes;
+const savedWorkerMin = limits.compactHashWorkerBytesMin;
 
 describe('compaction writes behind its reads', () => {
-  beforeEach(() => { tunable.compactWriteBytes = 4 * 1024; });
-  afterEach(() => { tunable.compactWriteBytes = saved; tunable.compactSyncBehindBytes = savedSyncBehind; });
+  // the hash worker takes the read batches as it does for a big copy (these stores copy a few KiB)
+  beforeEach(() => { tunable.compactWriteBytes = 4 * 1024; tunable.compactHashWorkerBytesMin = 0; });
+  afterEach(() => { tunable.compactWriteBytes = saved; tunable.compactSyncBehindBytes = savedSyncBehind; tunable.compactHashWorkerBytesMin = savedWorkerMin; });
 
   it('copies every live record where the index says, across many overlapped writes', async () => {
     const dir = tmpDir('compact-behind');
