@@ -125,12 +125,24 @@ export class Writer {
       const settled = (): void => { this.outstanding--; };
       this.queue.push({ mutation, resolve: (value) => { settled(); resolve(value as T); }, reject: (error) => { settled(); reject(error); } });
       if (this.gathering && this.queue.length >= this.gathering.target) this.gathering.wake();
-      if (!this.running) {
-        this.running = true;
-        this.idle = new Promise((r) => { this.idleResolve = r; });
-        setImmediate(() => void this.run());
-      }
+      if (!this.running) this.start(this.outstandingPeak <= 1 && this.outstanding === 1);
     });
+  }
+
+  /**
+   * Starts the run loop. `alone`: the only mutation in flight, and no other was since the last
+   * batch was taken (a single writer delivering one message after another): it starts in this
+   * turn, once the caller's synchronous work is done (a microtask), instead of one event-loop turn
+   * later. The turn is what lets many writers answered together by the previous batch queue
+   * their next mutations into one batch (group commit), so any writer that had company waits for
+   * it as before. Measured on one inline delivery: the setImmediate turn cost 3-13 µs of its
+   * critical path (docs/bench/onesync-2026-12-02-s12.md).
+   */
+  private start(alone: boolean): void {
+    this.running = true;
+    this.idle = new Promise((r) => { this.idleResolve = r; });
+    if (alone) queueMicrotask(() => void this.run());
+    else setImmediate(() => void this.run());
   }
 
   /** A replica's batch from its primary (ReplicatedBatch); runs alone, in submission order. */
@@ -139,11 +151,7 @@ export class Writer {
     const mutation: Mutation<void> = { exclusive: true, prepare: async () => assert(false, 'a replicated batch is not prepared') as never };
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ mutation, replicated: batch, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.running) {
-        this.running = true;
-        this.idle = new Promise((r) => { this.idleResolve = r; });
-        setImmediate(() => void this.run());
-      }
+      if (!this.running) this.start(false);
     });
   }
 
