@@ -155,16 +155,28 @@ describe('a lone writer (Writer.outstandingPeak <= 1)', () => {
     return counter;
   }
 
-  it('its inline deliveries hand no index batch to LevelDB: they merge, every one visible at once, and land on close; a reopen serves them all', async () => {
+  /**
+   * A store with one inline delivery whose index batch has landed, LevelDB's batches counted from
+   * there, and limits.indexBehindMs so long that only settle() or a second writer hands a merged
+   * batch over.
+   */
+  async function afterOneDelivery(body: (dir: string, store: Store, batches: { count: number }) => Promise<void>): Promise<void> {
     const saved = limits.indexBehindMs;
-    limits.indexBehindMs = 60_000; // only settle() or a second writer hands the merged batch over here
+    limits.indexBehindMs = 60_000;
     try {
       const dir = tmpDir();
       const store = await Store.open(dir, { create: true, inlineBodyBytesMax: 4096 });
       await store.createMailbox('INBOX');
       await store.append('INBOX', msg('first'));
       await internalsOf(store).db.settle();
-      const batches = countBatches(store);
+      await body(dir, store, countBatches(store));
+    } finally {
+      limits.indexBehindMs = saved;
+    }
+  }
+
+  it('its inline deliveries hand no index batch to LevelDB: they merge, every one visible at once, and land on close; a reopen serves them all', async () => {
+    await afterOneDelivery(async (dir, store, batches) => {
       for (let i = 0; i < 20; i++) {
         const { uid } = await store.append('INBOX', msg(`lone ${i}`));
         expect(uid).toBe(i + 2);
@@ -177,28 +189,16 @@ describe('a lone writer (Writer.outstandingPeak <= 1)', () => {
       expect((await reopened.status('INBOX')).messages).toBe(21);
       expect((await reopened.fetch('INBOX', 21)).toString()).toBe(msg('lone 19').toString());
       await reopened.close();
-    } finally {
-      limits.indexBehindMs = saved;
-    }
+    });
   });
 
   it('a second writer makes each commit hand the previous index batch over again (no merging across writers)', async () => {
-    const saved = limits.indexBehindMs;
-    limits.indexBehindMs = 60_000;
-    try {
-      const dir = tmpDir();
-      const store = await Store.open(dir, { create: true, inlineBodyBytesMax: 4096 });
-      await store.createMailbox('INBOX');
-      await store.append('INBOX', msg('first'));
-      await internalsOf(store).db.settle();
-      const batches = countBatches(store);
+    await afterOneDelivery(async (_dir, store, batches) => {
       const writer = async (name: string) => { for (let i = 0; i < 10; i++) await store.append('INBOX', msg(`${name} ${i}`)); };
       await Promise.all([writer('a'), writer('b')]);
       expect(batches.count).toBeGreaterThan(1);
       expect((await store.status('INBOX')).messages).toBe(21);
       await store.close();
-    } finally {
-      limits.indexBehindMs = saved;
-    }
+    });
   });
 });
