@@ -277,8 +277,9 @@ export const limits = {
   indexBehindKeysMax: 65_536,
   /**
    * A committed batch's index write is handed to LevelDB at the latest this long after its commit
-   * (IndexDb.writeBehind): one-file commits (inline deliveries) do not start it themselves, so
-   * that the deliveries of a few milliseconds share one LevelDB write and one thread-pool wake-up.
+   * (IndexDb.writeBehind): one-file commits (inline deliveries) flushed in-thread, or made by a
+   * writer that is alone, do not start it themselves, so that the deliveries of a few
+   * milliseconds share one LevelDB write and one thread-pool wake-up.
    */
   indexBehindMs: 5,
   /**

@@ -125,12 +125,24 @@ export class Writer {
       const settled = (): void => { this.outstanding--; };
       this.queue.push({ mutation, resolve: (value) => { settled(); resolve(value as T); }, reject: (error) => { settled(); reject(error); } });
       if (this.gathering && this.queue.length >= this.gathering.target) this.gathering.wake();
-      if (!this.running) {
-        this.running = true;
-        this.idle = new Promise((r) => { this.idleResolve = r; });
-        setImmediate(() => void this.run());
-      }
+      if (!this.running) this.start(this.outstandingPeak <= 1 && this.outstanding === 1);
     });
+  }
+
+  /**
+   * Starts the run loop. `alone`: the only mutation in flight, and no other was since the last
+   * batch was taken (a single writer delivering one message after another): it starts in this
+   * turn, once the caller's synchronous work is done (a microtask), instead of one event-loop turn
+   * later. The turn is what lets many writers answered together by the previous batch queue
+   * their next mutations into one batch (group commit), so any writer that had company waits for
+   * it as before. Measured on one inline delivery: the setImmediate turn cost 3-13 µs of its
+   * critical path (docs/bench/onesync-2026-12-02-s12.md).
+   */
+  private start(alone: boolean): void {
+    this.running = true;
+    this.idle = new Promise((r) => { this.idleResolve = r; });
+    if (alone) queueMicrotask(() => void this.run());
+    else setImmediate(() => void this.run());
   }
 
   /** A replica's batch from its primary (ReplicatedBatch); runs alone, in submission order. */
@@ -139,11 +151,7 @@ export class Writer {
     const mutation: Mutation<void> = { exclusive: true, prepare: async () => assert(false, 'a replicated batch is not prepared') as never };
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ mutation, replicated: batch, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.running) {
-        this.running = true;
-        this.idle = new Promise((r) => { this.idleResolve = r; });
-        setImmediate(() => void this.run());
-      }
+      if (!this.running) this.start(false);
     });
   }
 
@@ -224,7 +232,12 @@ export class Writer {
    * not started here but merge and go to LevelDB together (IndexDb.writeBehind,
    * limits.indexBehindMs). Off by default: measured on the loaded 2-core machine, an in-thread
    * fdatasync was slower than one awaited through the pool (docs/FORMAT.md, "Journal commit cost").
-   * Otherwise the previous batch's index write is handed to LevelDB while the pool flushes.
+   * Otherwise, while the pool flushes, the previous batch's index write is handed to LevelDB —
+   * unless this writer is alone (no other mutation in flight since this batch was taken): then
+   * the index batches of a few milliseconds merge and go to LevelDB together (at the latest
+   * limits.indexBehindMs after the first, IndexDb.writeBehind), so a delivery neither builds a
+   * LevelDB batch on its critical path nor wakes a second pool thread per commit. Measured
+   * (tmpfs, loaded): p50 178-210 -> 104-131 µs, CPU 276-300 -> 210-236 µs a delivery.
    */
   private async writeJournalOnly(records: JournalRecord[]): Promise<void> {
     if (flushesInThread(records)) {
@@ -234,7 +247,7 @@ export class Writer {
     }
     await this.journal.write(records);
     const synced = this.journal.sync(); // on its way in the pool before the index batch is built
-    this.db.startBehind();
+    if (this.outstandingPeak > 1) this.db.startBehind();
     await synced;
   }
 

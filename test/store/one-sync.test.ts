@@ -11,6 +11,7 @@ import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import type { FileHandle, FileSystem, OpenMode } from '../../src/fs/filesystem.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { limits } from '../../src/limits.js';
+import { internalsOf } from '../helpers/internals.js';
 
 const msg = (text: string, bytes = 0) => Buffer.concat([Buffer.from(`Subject: ${text}\r\n\r\n${text}\r\n`), Buffer.alloc(bytes, 0x61)]);
 
@@ -141,5 +142,63 @@ describe('one-sync delivery', () => {
     expect(order).toEqual([0, 1]);
     expect(db.getNow(Buffer.from('x'))).toEqual({ v: 2 });
     await db.close();
+  });
+});
+
+describe('a lone writer (Writer.outstandingPeak <= 1)', () => {
+  /** LevelDB batches the index hands over (IndexDb.writeBehind: one chained batch a write). */
+  function countBatches(store: Store): { count: number } {
+    const counter = { count: 0 };
+    const level = (internalsOf(store).db as unknown as { db: { batch(): unknown } }).db;
+    const realBatch = level.batch.bind(level);
+    level.batch = () => { counter.count++; return realBatch(); };
+    return counter;
+  }
+
+  /**
+   * A store with one inline delivery whose index batch has landed, LevelDB's batches counted from
+   * there, and limits.indexBehindMs so long that only settle() or a second writer hands a merged
+   * batch over.
+   */
+  async function afterOneDelivery(body: (dir: string, store: Store, batches: { count: number }) => Promise<void>): Promise<void> {
+    const saved = limits.indexBehindMs;
+    limits.indexBehindMs = 60_000;
+    try {
+      const dir = tmpDir();
+      const store = await Store.open(dir, { create: true, inlineBodyBytesMax: 4096 });
+      await store.createMailbox('INBOX');
+      await store.append('INBOX', msg('first'));
+      await internalsOf(store).db.settle();
+      await body(dir, store, countBatches(store));
+    } finally {
+      limits.indexBehindMs = saved;
+    }
+  }
+
+  it('its inline deliveries hand no index batch to LevelDB: they merge, every one visible at once, and land on close; a reopen serves them all', async () => {
+    await afterOneDelivery(async (dir, store, batches) => {
+      for (let i = 0; i < 20; i++) {
+        const { uid } = await store.append('INBOX', msg(`lone ${i}`));
+        expect(uid).toBe(i + 2);
+        expect((await store.status('INBOX')).messages).toBe(i + 2); // seen before it reached LevelDB
+      }
+      expect(batches.count).toBe(0);
+      await store.close();
+      expect(batches.count).toBe(1); // the merged batch, once
+      const reopened = await Store.open(dir);
+      expect((await reopened.status('INBOX')).messages).toBe(21);
+      expect((await reopened.fetch('INBOX', 21)).toString()).toBe(msg('lone 19').toString());
+      await reopened.close();
+    });
+  });
+
+  it('a second writer makes each commit hand the previous index batch over again (no merging across writers)', async () => {
+    await afterOneDelivery(async (_dir, store, batches) => {
+      const writer = async (name: string) => { for (let i = 0; i < 10; i++) await store.append('INBOX', msg(`${name} ${i}`)); };
+      await Promise.all([writer('a'), writer('b')]);
+      expect(batches.count).toBeGreaterThan(1);
+      expect((await store.status('INBOX')).messages).toBe(21);
+      await store.close();
+    });
   });
 });
