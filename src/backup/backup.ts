@@ -391,6 +391,8 @@ class BlobCopier {
     else this.finishing = encodeOnce;
     while (this.draining) await this.draining.catch(() => undefined);
     if (this.failure) throw this.failure.error;
+    // every blob compressed: the workers stop while the last files sync, not after them
+    this.compressors.close().catch(() => undefined); // awaited (and reported) by runBackup
     await this.writer.flush(false);
     encodeOnce();
     await this.writer.flush(true);
@@ -484,9 +486,15 @@ class Compressors {
     return this.pool;
   }
 
-  async close(): Promise<void> {
-    await this.pool?.close();
-    await this.inline?.close();
+  private closing: Promise<void> | undefined;
+
+  /** Stops the workers (once; BlobCopier.finish starts it as the last batch is done, runBackup awaits it). */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.pool?.close();
+      await this.inline?.close();
+    })();
+    return this.closing;
   }
 }
 
