@@ -55,18 +55,26 @@ function killedAfter(args: string[], delayMs: number): Promise<number | null> {
   return new Promise((done) => child.on('exit', (code) => { clearTimeout(timer); done(code); }));
 }
 
+/** A store of 10 messages backed up once into a repository on a FaultFileSystem, then 10 more added. */
+async function backedUpOnce() {
+  const dir = tmpDir('bkn');
+  const store = await Store.init(join(dir, 's'));
+  await store.createMailbox('INBOX');
+  await fill(store, 'INBOX', 10);
+  const fs = new FaultFileSystem();
+  const repoDir = join(dir, 'repo');
+  const repo = await openRepo(repoDir, undefined, fs);
+  const summary = await runBackup(source(store), repo);
+  const atFirst = await dump(store);
+  const indexBefore = await repo.list('index');
+  await fill(store, 'INBOX', 10, 100);
+  return { dir, store, fs, repoDir, first: { ...summary, repo }, atFirst, indexBefore };
+}
+
 describe('backup faults', () => {
   it('ENOSPC at every write of a backup: NO_SPACE, the repository stays consistent, the earlier snapshot restores, a later run succeeds', async () => {
-    const dir = tmpDir('bkn');
-    const store = await Store.init(join(dir, 's'));
-    await store.createMailbox('INBOX');
-    await fill(store, 'INBOX', 10);
-    const fs = new FaultFileSystem();
-    const repoDir = join(dir, 'repo');
-    let repo = await openRepo(repoDir, undefined, fs);
-    const first = await runBackup(source(store), repo);
-    const atFirst = await dump(store);
-    await fill(store, 'INBOX', 10, 100);
+    const { dir, store, fs, repoDir, first, atFirst } = await backedUpOnce();
+    let repo = first.repo;
     let failures = 0;
     for (let k = 1; ; k++) {
       let seen = 0;
@@ -114,17 +122,8 @@ describe('backup faults', () => {
   });
 
   it('the last data file fails its fsync while its index and the snapshot are staged beside it: IO, neither becomes visible, no temp file stays, the run resumes', async () => {
-    const dir = tmpDir('bkn');
-    const store = await Store.init(join(dir, 's'));
-    await store.createMailbox('INBOX');
-    await fill(store, 'INBOX', 10);
-    const fs = new FaultFileSystem();
-    const repoDir = join(dir, 'repo');
-    const repo = await openRepo(repoDir, undefined, fs);
-    const first = await runBackup(source(store), repo);
-    const atFirst = await dump(store);
-    const indexBefore = await repo.list('index');
-    await fill(store, 'INBOX', 10, 100);
+    const { dir, store, fs, repoDir, first, atFirst, indexBefore } = await backedUpOnce();
+    const repo = first.repo;
     // the data file's fsync is the slowest of the three: it fails once the other two are under way
     const created: string[] = [];
     fs.injectAt((op) => {
