@@ -17,7 +17,7 @@ import { deltaOf } from './delta.js';
 import { DATA_HEADER_BYTES, FORMAT_VERSION, contentName, encodeDataHeader, sealRecord, type BlobCodec } from './format.js';
 import { encodeTip, tipOfModel, writeTip, type Tip } from './tip.js';
 import { applySinceToTip } from './tip-since.js';
-import { lockRepository, type DataStream, type IndexFile, type Repository, type SnapshotCounts, type SnapshotFile } from './repository.js';
+import { lockRepository, type DataStream, type IndexFile, type Repository, type SnapshotCounts, type SnapshotFile, type StagedFile } from './repository.js';
 
 /** What a backup needs of a store: the Store itself, or later the daemon's client. */
 export interface BackupSource {
@@ -101,6 +101,8 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
   phase('locked');
   const compressors = new Compressors(repo.codec);
   const copier = new BlobCopier(source, repo, compressors, options);
+  let staged: Promise<StagedFile> | undefined;
+  let published = false;
   try {
     const state = await readState(source, repo, copier, options.whole ?? false);
     // The parent's blobs are in the repository (its snapshot was written after them); the index is
@@ -116,21 +118,25 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
       version: FORMAT_VERSION, time: Date.now(), storeId: source.storeId, hostname: hostname(), seq: state.seq, counts: state.counts, ops: state.ops,
       ...(state.journalDigest ? { journalDigest: state.journalDigest } : {}), ...state.delta,
     };
-    // encoded while the last data and index files are written and synced (CPU beside the disk);
-    // written only after them (invariant 2)
+    // encoded, written and fsynced under a temp name, and its tip written, while the last data
+    // and index files are written and synced (CPU and fsyncs beside the disk's); made visible
+    // only after them (invariant 2) and after its tip (a snapshot is never older than its tip)
     let encoded: Buffer | undefined;
-    let tip: Buffer | undefined;
+    let tipWritten: Promise<unknown> = Promise.resolve();
     const encode = () => {
       encoded = repo.encodeSnapshot(snapshot);
       state.tip.snapshot = contentName(encoded);
-      tip = encodeTip(state.tip, repo);
+      tipWritten = writeTip(repo, state.tip, encodeTip(state.tip, repo)); // never throws: a run without its tip is still a snapshot
+      staged = repo.stageContent('snapshots', encoded);
+      staged.catch(() => undefined); // published or aborted below
     };
     const bytesRead = await copier.finish(encode);
     phase('blobs copied');
     if (!encoded) encode();
-    await writeTip(repo, state.tip, tip); // before the snapshot: a snapshot is never older than its tip
+    await tipWritten;
     phase('tip written');
-    const id = await repo.writeSnapshotBytes(encoded!);
+    const id = await (await staged!).publish();
+    published = true;
     phase('snapshot written');
     return {
       snapshot: id, storeId: source.storeId, seq: state.seq, mailboxes: state.counts.mailboxes, messages: state.counts.messages, blobs: state.counts.blobs,
@@ -141,6 +147,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
     };
   } finally {
     await copier.settled(); // a failed run: nothing is left running behind it (the files written so far are reused next time)
+    if (staged && !published) await staged.then((file) => file.abort(), () => undefined); // its temp file (a failure before publish)
     await compressors.close();
     await lock.release();
     phase('unlocked');
@@ -384,6 +391,8 @@ class BlobCopier {
     else this.finishing = encodeOnce;
     while (this.draining) await this.draining.catch(() => undefined);
     if (this.failure) throw this.failure.error;
+    // every blob compressed: the workers stop while the last files sync, not after them
+    this.compressors.close().catch(() => undefined); // awaited (and reported) by runBackup
     await this.writer.flush(false);
     encodeOnce();
     await this.writer.flush(true);
@@ -477,9 +486,15 @@ class Compressors {
     return this.pool;
   }
 
-  async close(): Promise<void> {
-    await this.pool?.close();
-    await this.inline?.close();
+  private closing: Promise<void> | undefined;
+
+  /** Stops the workers (once; BlobCopier.finish starts it as the last batch is done, runBackup awaits it). */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.pool?.close();
+      await this.inline?.close();
+    })();
+    return this.closing;
   }
 }
 
@@ -556,8 +571,27 @@ class DataFileWriter {
     await file?.abort();
   }
 
+  /**
+   * The data file made durable (fsync, rename, directory fsync) while its index file is written and
+   * fsynced under a temp name; the index is renamed into view only once the data file is durable.
+   */
   private async finish(file: DataStream, index: IndexFile): Promise<void> {
-    index.files[0]!.file = await file.finish();
-    await this.repo.writeIndex(index);
+    index.files[0]!.file = file.name();
+    const durable = file.finish();
+    durable.catch(() => undefined); // awaited below
+    let staged: StagedFile;
+    try {
+      staged = await this.repo.stageIndex(index);
+    } catch (error) {
+      await durable.catch(() => undefined);
+      throw error;
+    }
+    try {
+      await durable;
+    } catch (error) {
+      await staged.abort();
+      throw error;
+    }
+    await staged.publish();
   }
 }

@@ -59,13 +59,20 @@ const corrupt = (path: string, why: string) => new MailstoreError('CORRUPT', `${
  * the 12 bytes before | payload. The payload is deflated CBOR, sealed when the repository is
  * encrypted (the first 8 header bytes are its associated data).
  */
+/** zlib's output chunks for a metadata file: at least its default, at most 64 MiB. */
+const METADATA_CHUNK_MIN = 16 * 1024;
+const METADATA_CHUNK_MAX = 64 * 1024 * 1024;
+
 export function encodeMetadataFile(kind: FileKind, value: unknown, keys: RepositoryKeys | undefined, version = FORMAT_VERSION, level: number = backupLimits.deflateLevel): Buffer {
   const header = Buffer.alloc(FILE_HEADER_BYTES);
   FILE_MAGIC.copy(header, 0);
   header[4] = version;
   header[5] = FILE_KIND[kind];
   header[6] = keys ? FLAG_ENCRYPTED : 0;
-  const plain = deflateRawSync(encodeCbor(value), { level });
+  // one output chunk (zlib's default 16 KiB chunks are concatenated after: a 1 MB tip at level 0
+  // cost ~12 ms against ~2 ms; measured session 12)
+  const cbor = encodeCbor(value);
+  const plain = deflateRawSync(cbor, { level, chunkSize: Math.min(METADATA_CHUNK_MAX, cbor.length + METADATA_CHUNK_MIN) });
   const payload = keys ? seal(keys, plain, header.subarray(0, 8)) : plain;
   header.writeUInt32BE(payload.length, 8);
   header.writeUInt32BE(crc32(header.subarray(0, 12)), 12);
@@ -85,7 +92,9 @@ export function decodeMetadataFile<T>(kind: FileKind, bytes: Buffer, name: strin
   const payload = bytes.subarray(FILE_HEADER_BYTES);
   const plain = keys ? unseal(keys, payload, bytes.subarray(0, 8), `the ${kind} file`, path) : payload;
   try {
-    return decodeCbor<T>(inflateRawSync(plain, { maxOutputLength: backupLimits.metadataFileBytesMax }));
+    // output chunks of 4x the input, at most 64 MiB (one for a tip, stored at level 0): fewer chunks to concatenate
+    const chunkSize = Math.min(METADATA_CHUNK_MAX, Math.max(METADATA_CHUNK_MIN, plain.length * 4));
+    return decodeCbor<T>(inflateRawSync(plain, { maxOutputLength: backupLimits.metadataFileBytesMax, chunkSize }));
   } catch (error) {
     throw new MailstoreError('CORRUPT', `${path}: cannot decode the ${kind} file`, { path, cause: error });
   }

@@ -151,6 +151,41 @@ export class Repository {
   }
 
   /**
+   * A whole file under its content name in two steps: written and fsynced under a temp name now
+   * (beside other files' fsyncs), made visible by `publish` (rename, directory fsync) once what it
+   * refers to is durable. `abort` removes the temp file. A run killed between them leaves a temp
+   * file, which no reader lists and prune removes (docs/BACKUP.md, "Invariants and write order").
+   */
+  async stageContent(area: 'index' | 'snapshots', bytes: Buffer): Promise<StagedFile> {
+    const name = contentName(bytes);
+    let stream: DurableStream;
+    try {
+      stream = await DurableStream.open(this.fs, this.path(area), area);
+    } catch (error) {
+      throw fromSystemError(error, 'writing the backup file', this.path(area));
+    }
+    stream.append([bytes]);
+    const synced = stream.sync();
+    synced.catch(() => undefined); // reported by publish
+    return {
+      name,
+      publish: async () => {
+        try {
+          if (await stream.finish(name)) this.bytesWritten += bytes.length;
+        } catch (error) {
+          throw fromSystemError(error, 'writing the backup file', this.path(area, name));
+        }
+        return name;
+      },
+      abort: () => stream.abort(),
+    };
+  }
+
+  stageIndex(index: IndexFile): Promise<StagedFile> {
+    return this.stageContent('index', encodeMetadataFile('index', index, this.keys));
+  }
+
+  /**
    * A data file from its parts (header and records), hashed and written part by part: a 16 MiB
    * Buffer.concat per data file was a tenth of a backup's main-thread time, with the garbage it made.
    */
@@ -377,6 +412,15 @@ export class Repository {
   }
 }
 
+/** A file written and fsynced under a temp name (Repository.stageContent), not yet visible. */
+export interface StagedFile {
+  readonly name: string;
+  /** Renamed to its content name, its directory fsynced; returns the name. */
+  publish(): Promise<string>;
+  /** The temp file removed (after a failure before publish). */
+  abort(): Promise<void>;
+}
+
 /** One data file being written: parts appended and hashed as they come, named by the hash when finished. */
 export class DataStream {
   constructor(private readonly repo: Repository, private readonly stream: DurableStream, private readonly hasher: Hasher) {}
@@ -390,9 +434,17 @@ export class DataStream {
     this.stream.append(parts);
   }
 
+  private named: string | undefined;
+
+  /** Its content name (every part appended: nothing may be appended after this). */
+  name(): string {
+    this.named ??= this.hasher.digest().toString('hex');
+    return this.named;
+  }
+
   /** Durable under its content name (invariant 1: before any index file names it); returns the name. */
   async finish(): Promise<string> {
-    const name = this.hasher.digest().toString('hex');
+    const name = this.name();
     const bytes = this.stream.bytes;
     try {
       if (await this.stream.finish(name)) this.repo.countWritten(bytes);

@@ -75,6 +75,7 @@ export async function ensureDir(fs: FileSystem, path: string): Promise<boolean> 
  */
 export class DurableStream {
   private written: Promise<void> = Promise.resolve();
+  private synced: Promise<void> | undefined;
   private length = 0;
 
   private constructor(private readonly fs: FileSystem, readonly temp: string, private readonly handle: FileHandle) {}
@@ -95,10 +96,13 @@ export class DurableStream {
     this.written.catch(() => undefined); // reported by finish
   }
 
-  /** Durable under `name` in the temp file's directory; false when a file of that name was there (the temp file is removed). */
-  async finish(name: string): Promise<boolean> {
-    const path = join(dirname(this.temp), name);
-    try {
+  /**
+   * Its bytes written and fsynced under the temp name, the handle closed; `finish` then only renames
+   * and syncs the directory. Lets a caller sync a file beside others whose names must become
+   * visible before its own (a backup's index and snapshot files beside its last data file).
+   */
+  sync(): Promise<void> {
+    this.synced ??= (async () => {
       try {
         await this.written;
         if ((await this.handle.size()) !== this.length) throw Object.assign(new Error(`length check failed for ${this.temp}`), { code: 'EIO' });
@@ -106,6 +110,15 @@ export class DurableStream {
       } finally {
         await this.handle.close();
       }
+    })();
+    return this.synced;
+  }
+
+  /** Durable under `name` in the temp file's directory; false when a file of that name was there (the temp file is removed). */
+  async finish(name: string): Promise<boolean> {
+    const path = join(dirname(this.temp), name);
+    try {
+      await this.sync();
       if (await this.fs.statIfExists(path)) { await this.fs.unlink(this.temp); return false; }
       await this.fs.rename(this.temp, path);
     } catch (error) {
@@ -119,7 +132,7 @@ export class DurableStream {
   /** Stops: the temp file is removed (what was queued is waited for first). */
   async abort(): Promise<void> {
     await this.written.catch(() => undefined);
-    await this.handle.close().catch(() => undefined);
+    await (this.synced ?? this.handle.close()).catch(() => undefined);
     await this.fs.unlink(this.temp).catch(() => undefined);
   }
 }

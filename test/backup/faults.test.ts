@@ -55,18 +55,26 @@ function killedAfter(args: string[], delayMs: number): Promise<number | null> {
   return new Promise((done) => child.on('exit', (code) => { clearTimeout(timer); done(code); }));
 }
 
+/** A store of 10 messages backed up once into a repository on a FaultFileSystem, then 10 more added. */
+async function backedUpOnce() {
+  const dir = tmpDir('bkn');
+  const store = await Store.init(join(dir, 's'));
+  await store.createMailbox('INBOX');
+  await fill(store, 'INBOX', 10);
+  const fs = new FaultFileSystem();
+  const repoDir = join(dir, 'repo');
+  const repo = await openRepo(repoDir, undefined, fs);
+  const summary = await runBackup(source(store), repo);
+  const atFirst = await dump(store);
+  const indexBefore = await repo.list('index');
+  await fill(store, 'INBOX', 10, 100);
+  return { dir, store, fs, repoDir, first: { ...summary, repo }, atFirst, indexBefore };
+}
+
 describe('backup faults', () => {
   it('ENOSPC at every write of a backup: NO_SPACE, the repository stays consistent, the earlier snapshot restores, a later run succeeds', async () => {
-    const dir = tmpDir('bkn');
-    const store = await Store.init(join(dir, 's'));
-    await store.createMailbox('INBOX');
-    await fill(store, 'INBOX', 10);
-    const fs = new FaultFileSystem();
-    const repoDir = join(dir, 'repo');
-    let repo = await openRepo(repoDir, undefined, fs);
-    const first = await runBackup(source(store), repo);
-    const atFirst = await dump(store);
-    await fill(store, 'INBOX', 10, 100);
+    const { dir, store, fs, repoDir, first, atFirst } = await backedUpOnce();
+    let repo = first.repo;
     let failures = 0;
     for (let k = 1; ; k++) {
       let seen = 0;
@@ -109,6 +117,33 @@ describe('backup faults', () => {
     expect(await repo.list('snapshots')).toEqual([]);
     const resumed = await runBackup(source(store), repo);
     expect(resumed).toMatchObject({ newBlobs: 0, bytesRead: 0, messages: 30 });
+    await store.close();
+    await repo.close();
+  });
+
+  it('the last data file fails its fsync while its index and the snapshot are staged beside it: IO, neither becomes visible, no temp file stays, the run resumes', async () => {
+    const { dir, store, fs, repoDir, first, atFirst, indexBefore } = await backedUpOnce();
+    const repo = first.repo;
+    // the data file's fsync is the slowest of the three: it fails once the other two are under way
+    const created: string[] = [];
+    fs.injectAt((op) => {
+      if (op.kind === 'create') created.push(op.path.slice(repoDir.length + 1));
+      return op.kind === 'sync' && op.path.startsWith(join(repoDir, 'data'));
+    }, 'EIO');
+    await expectCode(runBackup(source(store), repo), 'IO');
+    expect(fs.firedFaults().map((f) => f.kind)).toEqual(['sync']);
+    // the snapshot was written under a temp name beside the data file, and removed after the failure
+    expect(created.filter((path) => path.startsWith('snapshots/.'))).toHaveLength(1);
+    fs.clear();
+    expect(await repo.list('snapshots')).toEqual([first.snapshot]);
+    expect(await repo.list('index')).toEqual(indexBefore);
+    for (const area of ['data', 'index', 'snapshots'] as const) expect(await repo.leftovers(area), area).toEqual([]);
+    await expectConsistent(repoDir);
+    await expectRestores(repoDir, first.snapshot, atFirst, join(dir, 'r'));
+    const resumed = await runBackup(source(store), repo);
+    expect(resumed).toMatchObject({ messages: 20, newBlobs: 10 });
+    expect((await repo.list('snapshots')).sort()).toEqual([first.snapshot, resumed.snapshot].sort());
+    await expectConsistent(repoDir);
     await store.close();
     await repo.close();
   });
