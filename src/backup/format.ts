@@ -156,7 +156,7 @@ function compress(bytes: Buffer, codec: BlobCodec): Promise<Buffer> {
   });
 }
 
-function decompress(body: Buffer, flags: number): Buffer {
+async function decompress(body: Buffer, flags: number): Promise<Buffer> {
   if ((flags & FLAG_ZSTD) !== 0) return zstdDecompress(body);
   if ((flags & FLAG_BROTLI) !== 0) return brotliDecompressSync(body, { maxOutputLength: limits.messageBytesMax });
   return (flags & FLAG_DEFLATED) !== 0 ? inflateRawSync(body, { maxOutputLength: limits.messageBytesMax }) : body;
@@ -172,7 +172,7 @@ export function recordBytes(storedLength: number): number {
  * header checksum, the id the index expects, the length, authentication when sealed, and, when
  * the store hash is known, the BLAKE3 of the bytes. CORRUPT otherwise, never wrong bytes.
  */
-export function decodeRecord(record: Buffer, id: Buffer, hash: Buffer | undefined, keys: RepositoryKeys | undefined, path: string): Buffer {
+export async function decodeRecord(record: Buffer, id: Buffer, hash: Buffer | undefined, keys: RepositoryKeys | undefined, path: string): Promise<Buffer> {
   const where = `${path}: blob ${id.toString('hex').slice(0, 16)}`;
   if (record.length < RECORD_HEADER_BYTES || !record.subarray(0, 4).equals(RECORD_MAGIC) || crc32(record.subarray(0, 44)) !== record.readUInt32BE(44)) {
     throw corrupt(path, `${where}: record header damaged`);
@@ -183,7 +183,7 @@ export function decodeRecord(record: Buffer, id: Buffer, hash: Buffer | undefine
   const body = keys ? unseal(keys, stored, id, 'a blob', path) : stored;
   let bytes: Buffer;
   try {
-    bytes = decompress(body, record[36]!);
+    bytes = await decompress(body, record[36]!);
   } catch (error) {
     throw new MailstoreError('CORRUPT', `${where}: cannot decompress`, { path, cause: error });
   }
