@@ -1,6 +1,7 @@
-// Repository versions (docs/BACKUP.md, "Versions"): a new repository is version 2 (blobs stored
-// with Brotli); a version-1 repository (deflate) is still read and still written with deflate, so
-// the mailstore that made it reads it too; an unknown version is refused before anything is read.
+// Repository versions (docs/BACKUP.md, "Versions"): a new repository is version 3 (blobs stored
+// with zstd); a version-1 (deflate) or version-2 (Brotli) repository is still read and still written
+// with its own codec, so the mailstore that made it reads it too; an unknown version is refused
+// before anything is read.
 import { join } from 'node:path';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
@@ -32,16 +33,39 @@ function recordFlags(repo: string): number[] {
 }
 
 describe('repository versions', () => {
-  it('a new repository is version 2 and stores compressible blobs with Brotli (flag 2); they restore exactly', async () => {
+  it('a new repository is version 3 and stores compressible blobs with zstd (flag 4); they restore exactly', async () => {
     const dir = tmpDir('bkv');
     const store = await Store.init(join(dir, 's'));
     await store.createMailbox('INBOX');
     await fill(store, 'INBOX', 12, 1, 20_000);
     const repo = await openRepo(join(dir, 'repo'));
-    expect(repo.config.version).toBe(2);
+    expect(repo.config.version).toBe(3);
+    expect(repo.codec).toBe('zstd');
+    await runBackup(source(store), repo);
+    expect(new Set(recordFlags(join(dir, 'repo')))).toEqual(new Set([4]));
+    const before = await dump(store);
+    await store.close();
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'));
+    const back = await Store.open(join(dir, 'r'));
+    expect(await dump(back)).toEqual(before);
+    await back.close();
+    await repo.close();
+  });
+
+  it('a version-2 repository (written by older mailstore: Brotli) restores, and is written with Brotli (flag 2) so older mailstore still reads it', async () => {
+    const dir = tmpDir('bkv');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 6, 1, 20_000);
+    await (await openRepo(join(dir, 'repo'))).close();
+    setVersion(join(dir, 'repo'), 2);
+    const repo = await Repository.open(nodeFileSystem, join(dir, 'repo'));
     expect(repo.codec).toBe('brotli');
     await runBackup(source(store), repo);
+    await fill(store, 'INBOX', 6, 100, 20_000);
+    await runBackup(source(store), repo);
     expect(new Set(recordFlags(join(dir, 'repo')))).toEqual(new Set([2]));
+    expect(repo.config.version).toBe(2);
     const before = await dump(store);
     await store.close();
     await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'));
@@ -77,10 +101,10 @@ describe('repository versions', () => {
   it('a repository of an unknown version is refused (INVALID, naming the version) before anything is read or written', async () => {
     const dir = tmpDir('bkv');
     await (await openRepo(join(dir, 'repo'))).close();
-    setVersion(join(dir, 'repo'), 3);
+    setVersion(join(dir, 'repo'), 4);
     const refused = Repository.open(nodeFileSystem, join(dir, 'repo'));
     await expectCode(refused, 'INVALID');
-    await expect(Repository.open(nodeFileSystem, join(dir, 'repo'))).rejects.toThrow(/repository version 3 is not supported/);
+    await expect(Repository.open(nodeFileSystem, join(dir, 'repo'))).rejects.toThrow(/repository version 4 is not supported/);
     expect(readdirSync(join(dir, 'repo', 'locks'))).toEqual([]);
   });
 });
