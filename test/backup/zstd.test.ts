@@ -3,30 +3,17 @@
 // zstd repository still restores and checks (fzstd); a record whose frame could decode to more than a
 // message may hold, or that is cut, is CORRUPT before anything is allocated for it.
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
-import { DATA_HEADER_BYTES, RECORD_HEADER_BYTES, decodeRecord, sealRecord } from '../../src/backup/format.js';
-import { restoreToNewStore } from '../../src/backup/restore.js';
+import { decodeRecord, sealRecord } from '../../src/backup/format.js';
 import { zstdAvailable, zstdCompress, zstdOutputBound } from '../../src/backup/zstd.js';
-import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { hashBytes } from '../../src/hash/blake3.js';
 import { limits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
 import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { dump, expectCode, fill, openRepo, source } from './helpers.js';
-
-/** The flags byte of every record of every data file. */
-function recordFlags(repo: string): number[] {
-  const flags: number[] = [];
-  for (const name of readdirSync(join(repo, 'data')).filter((n) => !n.startsWith('.'))) {
-    const bytes = readFileSync(join(repo, 'data', name));
-    for (let at = DATA_HEADER_BYTES; at < bytes.length; at += RECORD_HEADER_BYTES + bytes.readUInt32BE(at + 40)) flags.push(bytes[at + 36]!);
-  }
-  return flags;
-}
+import { expectCode, expectRestoresExactly, fill, openRepo, recordFlags, source } from './helpers.js';
 
 /** A record body of zstd flag around `frame` (unencrypted: the blob id is the message hash). */
 function zstdRecord(id: Buffer, frame: Buffer): Buffer {
@@ -49,13 +36,7 @@ describe('zstd records', () => {
     expect(repo.codec).toBe('zstd');
     await runBackup(source(store), repo);
     expect(new Set(recordFlags(join(dir, 'repo')))).toEqual(new Set([4]));
-    const before = await dump(store);
-    await store.close();
-    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'));
-    const back = await Store.open(join(dir, 'r'));
-    expect(await dump(back)).toEqual(before);
-    await back.close();
-    await repo.close();
+    await expectRestoresExactly(store, repo, join(dir, 'r'));
     await expectCode(openRepo(join(dir, 'repo'), randomBytes(32)), 'INVALID');
   });
 
