@@ -172,7 +172,7 @@ async function readAllData(repo: Repository, index: Map<string, BlobEntry[]>, ex
       try {
         const record = content.subarray(entry.offset, entry.offset + recordBytes(entry.length));
         if (record.length < recordBytes(entry.length)) throw new MailstoreError('CORRUPT', `${path}: the record at ${entry.offset} is cut off`, { path });
-        decodeRecord(record, Buffer.from(id, 'hex'), user?.hash, repo.keys, path);
+        await decodeRecord(record, Buffer.from(id, 'hex'), user?.hash, repo.keys, path);
       } catch (error) {
         add('damaged-blob', path, `${user ? `${user.what}: ` : ''}${why(error)}`);
       }

@@ -228,7 +228,7 @@ async function prune(repo: Repository, kept: Listed[]): Promise<PruneSummary> {
     if (chosen.length > 0) summary.dataFilesRewritten++;
     for (const [id, offset, length] of chosen) {
       const record = await repo.readRecord({ file, offset, length }, recordBytes(length));
-      decodeRecord(record, Buffer.from(id, 'hex'), plan.needed.get(id), repo.keys, repo.path('data', file)); // never copy damage forward
+      await decodeRecord(record, Buffer.from(id, 'hex'), plan.needed.get(id), repo.keys, repo.path('data', file)); // never copy damage forward
       await rewrite.add(Buffer.from(id, 'hex'), record);
     }
   }

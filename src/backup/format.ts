@@ -9,6 +9,7 @@ import { encodeCbor, decodeCbor } from '../index/codec.js';
 import { HASH_BYTES, hashBytes } from '../hash/blake3.js';
 import { backupLimits, limits } from '../limits.js';
 import { seal, unseal, type RepositoryKeys } from './crypto.js';
+import { zstdCompress, zstdDecompress } from './zstd.js';
 
 /** The version byte of every metadata and data file (unchanged by repository version 2)... */
 export const FORMAT_VERSION = 1;
@@ -18,14 +19,15 @@ export const FORMAT_VERSION = 1;
  */
 export const DELTA_FORMAT_VERSION = 2;
 /**
- * The repository's version (its config): 1 stores blobs deflated, 2 (new repositories) with
- * Brotli. A version-1 repository is still read and written (deflate, so older mailstore reads it
- * too); older mailstore refuses a version-2 repository by its config before reading anything.
+ * The repository's version (its config): 1 stores blobs deflated, 2 with Brotli, 3 (new
+ * repositories) with zstd (Brotli where the zstd binary does not load: zstd.ts). Versions 1 and 2
+ * are still read and written with their own codec (so the mailstore that made them reads them
+ * too); older mailstore refuses a newer version by its config before reading anything.
  */
-export const REPO_VERSIONS = [1, 2] as const;
-export const REPO_VERSION_NEW = 2;
+export const REPO_VERSIONS = [1, 2, 3] as const;
+export const REPO_VERSION_NEW = 3;
 /** How a blob's bytes are compressed in its record. */
-export type BlobCodec = 'deflate' | 'brotli';
+export type BlobCodec = 'deflate' | 'brotli' | 'zstd';
 
 /** Kinds of metadata file; the kind is authenticated with the content, so one cannot stand in for another. */
 export const FILE_KIND = { index: 1, snapshot: 2, tip: 3 } as const;
@@ -40,6 +42,8 @@ export const RECORD_HEADER_BYTES = 48;
 const FLAG_ENCRYPTED = 1;
 const FLAG_DEFLATED = 1;
 const FLAG_BROTLI = 2;
+const FLAG_ZSTD = 4;
+const CODEC_FLAG: Record<BlobCodec, number> = { deflate: FLAG_DEFLATED, brotli: FLAG_BROTLI, zstd: FLAG_ZSTD };
 const deflateAsync = promisify(deflateRaw);
 const brotliAsync = promisify(brotliCompress);
 
@@ -119,7 +123,7 @@ export function checkDataHeader(bytes: Buffer, path: string): void {
 /**
  * One blob record: "MSBR" | blob id 32 | flags u8 | 0 0 0 | stored length u32 | crc32 of the 44
  * bytes before | stored bytes (the message, compressed when that saves enough: flag 1 deflate,
- * flag 2 Brotli; sealed with the blob id as associated data when encrypted).
+ * flag 2 Brotli, flag 4 zstd; sealed with the blob id as associated data when encrypted).
  */
 export async function encodeRecord(id: Buffer, bytes: Buffer, keys: RepositoryKeys | undefined, codec: BlobCodec = 'brotli'): Promise<Buffer[]> {
   return sealRecord(id, bytes, await compress(bytes, codec), codec, keys);
@@ -133,7 +137,7 @@ export function sealRecord(id: Buffer, bytes: Buffer, compressed: Buffer, codec:
   const header = Buffer.alloc(RECORD_HEADER_BYTES);
   RECORD_MAGIC.copy(header, 0);
   id.copy(header, 4);
-  header[36] = !worth ? 0 : codec === 'brotli' ? FLAG_BROTLI : FLAG_DEFLATED;
+  header[36] = worth ? CODEC_FLAG[codec] : 0;
   header.writeUInt32BE(stored.length, 40);
   header.writeUInt32BE(crc32(header.subarray(0, 44)), 44);
   return [header, stored];
@@ -147,6 +151,7 @@ export function sealRecord(id: Buffer, bytes: Buffer, compressed: Buffer, codec:
  * threads (compress-pool.ts); this is for single blobs.
  */
 function compress(bytes: Buffer, codec: BlobCodec): Promise<Buffer> {
+  if (codec === 'zstd') return zstdCompress(bytes);
   const chunkSize = Math.max(64 * 1024, bytes.length + 1024);
   if (codec === 'deflate') return deflateAsync(bytes, { level: backupLimits.deflateLevel, chunkSize });
   return brotliAsync(bytes, {
@@ -160,7 +165,8 @@ function compress(bytes: Buffer, codec: BlobCodec): Promise<Buffer> {
   });
 }
 
-function decompress(body: Buffer, flags: number): Buffer {
+async function decompress(body: Buffer, flags: number): Promise<Buffer> {
+  if ((flags & FLAG_ZSTD) !== 0) return zstdDecompress(body);
   if ((flags & FLAG_BROTLI) !== 0) return brotliDecompressSync(body, { maxOutputLength: limits.messageBytesMax });
   return (flags & FLAG_DEFLATED) !== 0 ? inflateRawSync(body, { maxOutputLength: limits.messageBytesMax }) : body;
 }
@@ -175,7 +181,7 @@ export function recordBytes(storedLength: number): number {
  * header checksum, the id the index expects, the length, authentication when sealed, and, when
  * the store hash is known, the BLAKE3 of the bytes. CORRUPT otherwise, never wrong bytes.
  */
-export function decodeRecord(record: Buffer, id: Buffer, hash: Buffer | undefined, keys: RepositoryKeys | undefined, path: string): Buffer {
+export async function decodeRecord(record: Buffer, id: Buffer, hash: Buffer | undefined, keys: RepositoryKeys | undefined, path: string): Promise<Buffer> {
   const where = `${path}: blob ${id.toString('hex').slice(0, 16)}`;
   if (record.length < RECORD_HEADER_BYTES || !record.subarray(0, 4).equals(RECORD_MAGIC) || crc32(record.subarray(0, 44)) !== record.readUInt32BE(44)) {
     throw corrupt(path, `${where}: record header damaged`);
@@ -186,7 +192,7 @@ export function decodeRecord(record: Buffer, id: Buffer, hash: Buffer | undefine
   const body = keys ? unseal(keys, stored, id, 'a blob', path) : stored;
   let bytes: Buffer;
   try {
-    bytes = decompress(body, record[36]!);
+    bytes = await decompress(body, record[36]!);
   } catch (error) {
     throw new MailstoreError('CORRUPT', `${where}: cannot decompress`, { path, cause: error });
   }

@@ -18,6 +18,7 @@ import { phase } from './phases.js';
 import { newEncryptionParams, openKeys, type EncryptionParams, type RepositoryKeys } from './crypto.js';
 import { applyDelta, type SnapshotDelta } from './delta.js';
 import { compareHashes } from './tip.js';
+import { zstdAvailable } from './zstd.js';
 import { DELTA_FORMAT_VERSION, FORMAT_VERSION, REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
 
 export const REPO_LAYOUT = { config: 'config', data: 'data', index: 'index', snapshots: 'snapshots', locks: 'locks', tips: 'tips' } as const;
@@ -113,8 +114,13 @@ export class Repository {
     return new Repository(fs, dir, config, keys);
   }
 
-  /** How new blobs are compressed: deflate in a version-1 repository (older mailstore reads it), Brotli from version 2. */
+  /**
+   * How new blobs are compressed: deflate in a version-1 repository, Brotli in a version-2 one (so
+   * the mailstore that made them reads them), zstd from version 3 where its binary loads, Brotli
+   * where it does not (zstdNote; every record names its codec, so a mixed repository reads back).
+   */
   get codec(): BlobCodec {
+    if (this.config.version >= 3) return zstdAvailable ? 'zstd' : 'brotli';
     return this.config.version >= 2 ? 'brotli' : 'deflate';
   }
 
@@ -537,7 +543,7 @@ async function readConfig(fs: FileSystem, dir: string): Promise<RepoConfig | und
   const config = JSON.parse(m[1]) as RepoConfig;
   if (config.format !== REPO_FORMAT) throw new MailstoreError('INVALID', `${dir} is not a mailstore backup repository`, { path });
   if (!(REPO_VERSIONS as readonly number[]).includes(config.version)) {
-    throw new MailstoreError('INVALID', `${path}: repository version ${config.version} is not supported by this mailstore (it reads versions ${REPO_VERSIONS.join(' and ')}); use a newer mailstore`, { path });
+    throw new MailstoreError('INVALID', `${path}: repository version ${config.version} is not supported by this mailstore (it reads versions ${REPO_VERSIONS.join(', ')}); use a newer mailstore`, { path });
   }
   return config;
 }

@@ -124,7 +124,7 @@ export async function readBlob(repo: Repository, index: Map<string, BlobEntry[]>
   for (const entry of entries) {
     try {
       const record = await repo.readRecord(entry, recordBytes(entry.length));
-      return decodeRecord(record, id, hash, repo.keys, repo.path('data', entry.file));
+      return await decodeRecord(record, id, hash, repo.keys, repo.path('data', entry.file));
     } catch (error) {
       last = error;
     }

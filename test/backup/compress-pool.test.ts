@@ -4,10 +4,12 @@ import { brotliDecompressSync, inflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { CompressPool } from '../../src/backup/compress-pool.js';
 import { message } from './helpers.js';
+import { decompress } from 'fzstd';
 
 describe('compression workers', () => {
-  it('compress each blob of many batches, in order, for brotli and deflate', async () => {
-    for (const [codec, undo] of [['brotli', brotliDecompressSync], ['deflate', inflateRawSync]] as const) {
+  it('compress each blob of many batches, in order, for zstd, brotli and deflate', async () => {
+    const unzstd = (c: Buffer) => Buffer.from(decompress(c));
+    for (const [codec, undo] of [['zstd', unzstd], ['brotli', brotliDecompressSync], ['deflate', inflateRawSync]] as const) {
       const pool = new CompressPool(codec, 2);
       try {
         const batches = Array.from({ length: 6 }, (_, b) => Array.from({ length: 5 + b }, (_, i) => message(b * 100 + i, 500 * (i + 1))));
@@ -22,6 +24,13 @@ describe('compression workers', () => {
         await pool.close();
       }
     }
+  });
+
+  it('a zstd pool (no workers: libuv\'s thread pool) refuses work once closed', async () => {
+    const pool = new CompressPool('zstd', 2);
+    expect((await pool.compress([message(1, 5000)]))[0]!.length).toBeLessThan(5000);
+    await pool.close();
+    await expect(pool.compress([Buffer.from('x')])).rejects.toThrow(/closed/);
   });
 
   it('a pool closed with a batch outstanding fails that batch', async () => {

@@ -7,6 +7,10 @@ import { expect } from 'vitest';
 import type { BackupSource } from '../../src/backup/backup.js';
 import type { RestoreTarget } from '../../src/backup/restore.js';
 import { Store } from '../../src/store/store.js';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { DATA_HEADER_BYTES, RECORD_HEADER_BYTES } from '../../src/backup/format.js';
+import { restoreToNewStore } from '../../src/backup/restore.js';
 
 /** The store as the CLI backs it up (incremental when an earlier snapshot is there); `full`: always the whole state. */
 export function source(store: Store, options: { full?: boolean } = {}): BackupSource {
@@ -61,4 +65,25 @@ export function storeTarget(store: Store): RestoreTarget {
     createMailbox: (name, options) => store.createMailbox(name, options),
     appendBatch: (name, items) => store.appendBatch(name, items),
   };
+}
+
+/** The flags byte of every record of every data file (its codec: 1 deflate, 2 Brotli, 4 zstd). */
+export function recordFlags(repo: string): number[] {
+  const flags: number[] = [];
+  for (const name of readdirSync(join(repo, 'data')).filter((n) => !n.startsWith('.'))) {
+    const bytes = readFileSync(join(repo, 'data', name));
+    for (let at = DATA_HEADER_BYTES; at < bytes.length; at += RECORD_HEADER_BYTES + bytes.readUInt32BE(at + 40)) flags.push(bytes[at + 36]!);
+  }
+  return flags;
+}
+
+/** Closes the store, restores the latest snapshot into `target`, and expects the same dump; closes the repository. */
+export async function expectRestoresExactly(store: Store, repo: Repository, target: string): Promise<void> {
+  const before = await dump(store);
+  await store.close();
+  await restoreToNewStore(nodeFileSystem, repo, 'latest', target);
+  const back = await Store.open(target);
+  expect(await dump(back)).toEqual(before);
+  await back.close();
+  await repo.close();
 }

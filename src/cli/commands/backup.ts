@@ -8,9 +8,10 @@ import { MailstoreError } from '../../errors.js';
 import { backupLimits } from '../../limits.js';
 import { runBackup, type BackupSource, type BackupSummary } from '../../backup/backup.js';
 import { phase, reportPhases } from '../../backup/phases.js';
+import { zstdNote } from '../../backup/zstd.js';
 import { Store } from '../../store/store.js';
 import { REPO_HELP, withRepository } from '../backup-repo.js';
-import { printJson, printLine, wantsJson, withStore } from '../context.js';
+import { printJson, printLine, wantsJson, warn, withStore } from '../context.js';
 import { createProgress, formatBytes, type Progress } from '../progress.js';
 import * as check from './backup-check.js';
 import * as forget from './backup-forget.js';
@@ -72,6 +73,7 @@ async function runBackupCommand(_options: unknown, command: Command): Promise<vo
   // The store first: a mistyped store path must not leave a new, empty repository behind.
   const summary = await withStore(command, async (store) => withRepository(command, true, async (repo) => {
     phase('store and repository opened');
+    if (repo.config.version >= 3 && zstdNote) warn(zstdNote); // Brotli instead: slower, never a failure
     let progress: Progress | undefined;
     let done = { blobs: 0, bytes: 0 };
     return runBackup(await backupSource(store), repo, {

@@ -1,0 +1,107 @@
+// Zstandard for the blobs of a version-3 backup repository (docs/BACKUP.md, "Versions and
+// compression"). Compression is native (@mongodb-js/zstd 1.2.2: napi-rs, its binary a prebuilt
+// package from the npm registry; later majors fetch their binary from elsewhere at install) and
+// runs on libuv's thread pool: both cores compress while the main thread reads, hashes and writes,
+// with no worker threads, no copy of each batch into a worker and none back (measured: those copies,
+// postMessage and the workers' garbage were ~a fifth of a Brotli backup's CPU). Where the binary does
+// not load (another platform, a broken install, MAILSTORE_ZSTD=off), a backup stores Brotli records
+// instead and says so once (zstdNote); nothing else changes.
+//
+// Decompression is native too where the binary loads (fzstd, pure JavaScript, where it does not:
+// ~3x Brotli's CPU, measured), so every repository restores and checks with or without it. The
+// binding's frames carry no content size, and its decoder grows without bound, so a record's
+// output is bounded before it is decoded by walking the frame's block headers (zstdOutputBound).
+import { createRequire } from 'node:module';
+import { Decompress } from 'fzstd';
+import { backupLimits, limits } from '../limits.js';
+
+interface NativeZstd {
+  compress(data: Buffer, level?: number): Promise<Buffer>;
+  decompress(data: Buffer): Promise<Buffer>;
+}
+
+function loadNative(): { native?: NativeZstd; why?: string } {
+  if (process.env.MAILSTORE_ZSTD === 'off') return { why: 'MAILSTORE_ZSTD=off' };
+  const require = createRequire(import.meta.url);
+  // the binary's own package (its loader's index drops the level argument); on glibc Linux first, as blake3-core.ts
+  const candidates = process.platform === 'linux' ? [`@mongodb-js/zstd-linux-${process.arch}-gnu`, `@mongodb-js/zstd-linux-${process.arch}-musl`] : [];
+  candidates.push('@mongodb-js/zstd/bindings.js');
+  let why = '';
+  for (const name of candidates) {
+    try {
+      const loaded = require(name) as Partial<NativeZstd>;
+      if (typeof loaded.compress === 'function' && typeof loaded.decompress === 'function') return { native: loaded as NativeZstd };
+    } catch (error) {
+      why = error instanceof Error ? error.message.split('\n')[0]! : String(error);
+    }
+  }
+  return { why };
+}
+
+const loaded = loadNative();
+
+/** True when new blobs can be compressed with zstd here. */
+export const zstdAvailable = loaded.native !== undefined;
+
+/** Why zstd compression is not available (undefined when it is), for the one note a backup prints. */
+export const zstdNote: string | undefined = loaded.native ? undefined
+  : `zstd compression is not available (${loaded.why || 'no binary for this platform'}): new blobs are stored with Brotli; the repository restores as before`;
+
+/** One blob, zstd at `backupLimits.zstdLevel`, on libuv's thread pool. */
+export function zstdCompress(bytes: Buffer): Promise<Buffer> {
+  if (!loaded.native) return Promise.reject(new Error(zstdNote));
+  return loaded.native.compress(bytes, backupLimits.zstdLevel);
+}
+
+/**
+ * The most bytes a single zstd frame can decode to, from its block headers alone (RFC 8878 3.1.1):
+ * a raw or RLE block gives its Block_Size, a compressed one at most 128 KiB; the frame must end
+ * exactly at the body's end (a checksum after the last block when the frame says so). Throws on
+ * anything else: a damaged or hostile record cannot make a restore allocate more than it claims.
+ */
+export function zstdOutputBound(frame: Buffer): number {
+  if (frame.length < 6 || frame.readUInt32LE(0) !== 0xfd2fb528) throw new Error('not a zstd frame');
+  const descriptor = frame[4]!;
+  const fcsFlag = descriptor >> 6, single = (descriptor >> 5) & 1, checksum = (descriptor >> 2) & 1, dictFlag = descriptor & 3;
+  if ((descriptor & 0x08) !== 0) throw new Error('zstd frame header: reserved bit set');
+  let at = 5 + (single ? 0 : 1) + [0, 1, 2, 4][dictFlag]! + [single ? 1 : 0, 2, 4, 8][fcsFlag]!;
+  let bound = 0;
+  for (;;) {
+    if (at + 3 > frame.length) throw new Error('the zstd frame ends early');
+    const header = frame[at]! | (frame[at + 1]! << 8) | (frame[at + 2]! << 16);
+    const last = header & 1, type = (header >> 1) & 3, size = header >>> 3;
+    at += 3;
+    if (type === 3) throw new Error('zstd block of a reserved type');
+    bound += type === 2 ? ZSTD_BLOCK_MAX : size;
+    at += type === 1 ? 1 : size;
+    if (bound > limits.messageBytesMax) throw new Error(`the zstd frame may hold more than ${limits.messageBytesMax} bytes, more than a message may`);
+    if (last) break;
+  }
+  if (at + (checksum ? 4 : 0) !== frame.length) throw new Error('the zstd frame does not end where its record does');
+  return bound;
+}
+
+const ZSTD_BLOCK_MAX = 128 * 1024;
+
+/** A record's zstd body back to the message bytes; throws (the caller says CORRUPT) on anything else. */
+export async function zstdDecompress(body: Buffer): Promise<Buffer> {
+  const bound = zstdOutputBound(body);
+  const out = loaded.native ? await loaded.native.decompress(body) : decompressPortable(body);
+  if (out.length > bound) throw new Error('the zstd frame decoded to more than its blocks allow');
+  return out;
+}
+
+/** fzstd, counting the output as it streams out (the bound holds here too). */
+function decompressPortable(body: Buffer): Buffer {
+  const chunks: Uint8Array[] = [];
+  let total = 0, ended = false;
+  const stream = new Decompress((chunk, final) => {
+    total += chunk.length;
+    if (total > limits.messageBytesMax) throw new Error(`the frame holds more than ${limits.messageBytesMax} bytes, more than a message may`);
+    chunks.push(chunk);
+    if (final) ended = true;
+  });
+  stream.push(body, true);
+  if (!ended) throw new Error('the zstd frame ends early');
+  return chunks.length === 1 ? Buffer.from(chunks[0]!.buffer, chunks[0]!.byteOffset, chunks[0]!.length) : Buffer.concat(chunks, total);
+}
