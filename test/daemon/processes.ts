@@ -1,6 +1,7 @@
 // `mailstore serve` as a child process, for the process-level tests of the daemon.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { bin, ok, repoRoot, tempDir } from '../cli/helpers.js';
@@ -23,7 +24,10 @@ export async function serve(store: string, args: string[] = []): Promise<Daemon>
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const socket = join(store, 'run', 'mailstore.sock');
-  for (let waited = 0; !existsSync(socket); waited += 50) {
+  // Until the socket accepts a connection, not until the file exists: a killed daemon's socket file
+  // is still there while its successor starts (a connect then is refused, and a SIGTERM can reach the
+  // new daemon before it handles signals).
+  for (let waited = 0; !(existsSync(socket) && await accepts(socket)); waited += 50) {
     if (waited > 20_000 || child.exitCode !== null) throw new Error(`serve did not start: ${stderr}`);
     await sleep(50);
   }
@@ -34,3 +38,9 @@ export function message(i: number): Buffer {
   return Buffer.from(`From: a@example.org\r\nMessage-ID: <${i}@example.org>\r\nSubject: ${i}\r\n\r\n${'body '.repeat(20 + (i % 50))}${i}\r\n`);
 }
 
+function accepts(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createConnection(socket, () => { probe.destroy(); resolve(true); });
+    probe.on('error', () => resolve(false));
+  });
+}
