@@ -10,40 +10,55 @@ import { FaultFileSystem } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { limits } from '../../src/limits.js';
 
+/** Bodies of an mbox written to a fresh file (`From_` separated), and its path. */
+function writeMbox(name: string, bodies: string[]): string {
+  const mbox = join(tmpDir('src'), name);
+  writeFileSync(mbox, bodies.map((body) => `From MAILER-DAEMON Mon Jan  1 00:00:00 2024\n${body}\n`).join(''));
+  return mbox;
+}
+
+async function storedBodies(store: Store): Promise<string[]> {
+  const seen: string[] = [];
+  for await (const m of store.messages('INBOX')) seen.push((await store.fetch('INBOX', m.uid)).toString());
+  return seen;
+}
+
+/**
+ * Imports `bodies` in batches of 10 while the `failingWrite`-th journal write hits a full disk:
+ * the import stops with NO_SPACE having kept whole batches only, each message exact; the same
+ * import run again adds the rest, each message once. Returns how many the first run kept.
+ */
+async function noSpaceThenResume(bodies: string[], failingWrite: number): Promise<number> {
+  const dir = tmpDir();
+  const mbox = writeMbox('in.mbox', bodies);
+  const fs = new FaultFileSystem();
+  let store = await Store.open(dir, { create: true, fs });
+  let journalWrites = 0;
+  fs.injectAt((op) => op.kind === 'write' && op.path.includes('journal') && ++journalWrites === failingWrite, 'ENOSPC');
+  const error = await importMail(store, mbox, { mailbox: 'INBOX', batchMessagesMax: 10 }).catch((e) => e);
+  expect(error).toBeInstanceOf(MailstoreError);
+  expect((error as MailstoreError).code).toBe('NO_SPACE');
+  const kept = (await store.status('INBOX')).messages;
+  expect(kept % 10).toBe(0); // whole batches only
+  expect(kept).toBeLessThan(bodies.length);
+  expect(await storedBodies(store)).toEqual(bodies.slice(0, kept));
+  await store.close();
+  fs.clear();
+  store = await Store.open(dir, { fs });
+  const summary = await importMail(store, mbox, { mailbox: 'INBOX', batchMessagesMax: 10 });
+  expect(summary.alreadyImported).toBe(kept);
+  expect(await storedBodies(store)).toEqual(bodies);
+  await store.close();
+  return kept;
+}
+
 describe('import under a failing disk', () => {
   it('NO_SPACE in the middle: earlier batches kept whole, a re-run completes it with no duplicates', async () => {
-    const dir = tmpDir();
-    const mbox = join(tmpDir('src'), 'in.mbox');
-    const bodies: string[] = [];
-    let text = '';
-    for (let i = 0; i < 60; i++) {
-      const body = `Message-ID: <f${i}@example.org>\nSubject: ${i}\n\n${'x'.repeat(200 + i)}\n`;
-      bodies.push(body);
-      text += `From MAILER-DAEMON Mon Jan  1 00:00:00 2024\n${body}\n`;
-    }
-    writeFileSync(mbox, text);
-    const fs = new FaultFileSystem();
-    let store = await Store.open(dir, { create: true, fs });
-    let journalWrites = 0;
-    // batches of 10: the third batch's journal write hits a full disk (the two before went in)
-    fs.injectAt((op) => op.kind === 'write' && op.path.includes('journal') && ++journalWrites === 4, 'ENOSPC');
-    const error = await importMail(store, mbox, { mailbox: 'INBOX', batchMessagesMax: 10 }).catch((e) => e);
-    expect(error).toBeInstanceOf(MailstoreError);
-    expect((error as MailstoreError).code).toBe('NO_SPACE');
-    const kept = (await store.status('INBOX')).messages;
-    expect(kept % 10).toBe(0); // whole batches only
-    expect(kept).toBeGreaterThanOrEqual(10);
-    expect(kept).toBeLessThan(60);
-    await store.close();
-    fs.clear();
-    store = await Store.open(dir, { fs });
-    const summary = await importMail(store, mbox, { mailbox: 'INBOX', batchMessagesMax: 10 });
-    expect(summary.alreadyImported).toBe(kept);
-    const seen: string[] = [];
-    for await (const m of store.messages('INBOX')) seen.push((await store.fetch('INBOX', m.uid)).toString());
-    expect(seen).toEqual(bodies);
-    await store.close();
+    const bodies = Array.from({ length: 60 }, (_, i) => `Message-ID: <f${i}@example.org>\nSubject: ${i}\n\n${'x'.repeat(200 + i)}\n`);
+    // the third batch's journal write hits a full disk (the two before went in)
+    expect(await noSpaceThenResume(bodies, 4)).toBeGreaterThanOrEqual(10);
   });
+
   it('NO_SPACE with the mbox read through its ring of reused chunks: nothing stored is another message\'s bytes', async () => {
     // Chunks of 4 KiB and ~1 KiB messages: ~70 chunks, so the ring reuses chunks once batches
     // commit. A batch that fails never raises doneBelow, so the chunks its messages view (and
@@ -52,40 +67,10 @@ describe('import under a failing disk', () => {
     const saved = tunable.readChunkBytes;
     tunable.readChunkBytes = 4096;
     try {
-      const dir = tmpDir();
-      const mbox = join(tmpDir('src'), 'ring.mbox');
-      const bodies: string[] = [];
-      let text = '';
-      for (let i = 0; i < 240; i++) {
-        const body = `Message-ID: <r${i}@example.org>\nSubject: ring ${i}\n\n${String.fromCharCode(97 + (i % 26)).repeat(900 + (i * 37) % 400)}\n`;
-        bodies.push(body);
-        text += `From MAILER-DAEMON Mon Jan  1 00:00:00 2024\n${body}\n`;
-      }
-      writeFileSync(mbox, text);
-      const fs = new FaultFileSystem();
-      let store = await Store.open(dir, { create: true, fs });
-      let journalWrites = 0;
-      // batches of 10: the 12th journal write hits a full disk, after the ring has reused chunks
-      fs.injectAt((op) => op.kind === 'write' && op.path.includes('journal') && ++journalWrites === 12, 'ENOSPC');
-      const error = await importMail(store, mbox, { mailbox: 'INBOX', batchMessagesMax: 10 }).catch((e) => e);
-      expect(error).toBeInstanceOf(MailstoreError);
-      expect((error as MailstoreError).code).toBe('NO_SPACE');
-      const kept = (await store.status('INBOX')).messages;
-      expect(kept % 10).toBe(0);
-      expect(kept).toBeGreaterThanOrEqual(50);
-      expect(kept).toBeLessThan(240);
-      const before: string[] = [];
-      for await (const m of store.messages('INBOX')) before.push((await store.fetch('INBOX', m.uid)).toString());
-      expect(before).toEqual(bodies.slice(0, kept));
-      await store.close();
-      fs.clear();
-      store = await Store.open(dir, { fs });
-      const summary = await importMail(store, mbox, { mailbox: 'INBOX', batchMessagesMax: 10 });
-      expect(summary.alreadyImported).toBe(kept);
-      const seen: string[] = [];
-      for await (const m of store.messages('INBOX')) seen.push((await store.fetch('INBOX', m.uid)).toString());
-      expect(seen).toEqual(bodies);
-      await store.close();
+      const bodies = Array.from({ length: 240 }, (_, i) =>
+        `Message-ID: <r${i}@example.org>\nSubject: ring ${i}\n\n${String.fromCharCode(97 + (i % 26)).repeat(900 + (i * 37) % 400)}\n`);
+      // the 12th journal write fails, after the ring has reused chunks
+      expect(await noSpaceThenResume(bodies, 12)).toBeGreaterThanOrEqual(50);
     } finally {
       tunable.readChunkBytes = saved;
     }
