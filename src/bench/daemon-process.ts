@@ -106,6 +106,13 @@ export async function readRss(pid: number): Promise<{ rss: number; anon: number 
   }
 }
 
+/** CPU time (user + system) a process has used so far, ms (Linux /proc, clock ticks of 10 ms). */
+export async function readCpuMs(pid: number): Promise<number> {
+  const stat = (await nodeFileSystem.readFile(`/proc/${pid}/stat`)).toString('latin1');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 /** Resolves true once something accepts connections on the unix socket, false after `ms`. */
 export async function waitForSocket(path: string, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;

@@ -11,14 +11,15 @@ import { createInterface } from 'node:readline';
 import { Client } from '../../client/client.js';
 import { nodeFileSystem } from '../../fs/node-fs.js';
 import { Store } from '../../store/store.js';
-import { freePort, groupCommits, startDaemon } from '../daemon-process.js';
+import { freePort, groupCommits, readCpuMs, startDaemon } from '../daemon-process.js';
 import { emit, firstListed, parseFlags, percentile, required, round, runMeasurement } from '../common.js';
 
 const { values, switches } = parseFlags(process.argv.slice(2));
 const processes = Number(values.get('processes') ?? 1);
 const peer = processes === 1 ? 'mailstore-client' : `mailstore-client-${processes}p`;
 
-interface WorkerResult { messages: number; bytes: number; latencies: number[] }
+/** cpuUs: the client's own CPU (user + system) while it appended, µs. */
+interface WorkerResult { messages: number; bytes: number; latencies: number[]; cpuUs: number }
 
 if (switches.has('worker')) await worker();
 else await runMeasurement(peer, 'daemon', measure);
@@ -33,11 +34,13 @@ async function measure(): Promise<void> {
   await store.close();
   const metrics = `127.0.0.1:${await freePort()}`;
   const daemon = await startDaemon({ cli: required(values, 'cli'), store: root, profileDir: values.get('profile'), metrics });
-  let results: WorkerResult[], seconds: number, commits: number;
+  let results: WorkerResult[], seconds: number, commits: number, daemonCpuMs: number;
   try {
+    const started = await readCpuMs(daemon.child.pid!);
     ({ results, seconds } = processes === 1
       ? await inProcess(daemon.socket, boxes[0]!, await firstListed(list, messages))
       : await inProcesses(daemon.socket, boxes, list, messages));
+    daemonCpuMs = (await readCpuMs(daemon.child.pid!)) - started;
     commits = await groupCommits(metrics);
   } finally {
     await daemon.stop();
@@ -48,6 +51,8 @@ async function measure(): Promise<void> {
     peer, measurement: 'daemon', messages: count, bytes: results.reduce((n, r) => n + r.bytes, 0), seconds: round(seconds), processes,
     p50_ms: round(percentile(latencies, 0.5)), p99_ms: round(percentile(latencies, 0.99)), max_ms: round(Math.max(...latencies)),
     group_commits: commits, appends_per_commit: round(count / commits),
+    // where the CPU goes (issue 13): the daemon's from /proc (includes its clients' connecting, before the clock for P processes), the clients' own
+    daemon_cpu_us_per_message: Math.round((daemonCpuMs * 1000) / count), client_cpu_us_per_message: Math.round(results.reduce((n, r) => n + r.cpuUs, 0) / count),
     note: processes === 1
       ? 'mailstore/client over the unix socket to a `mailstore serve` process: one client, each awaiting client.append (acknowledged once durable)'
       : `${processes} client processes at once (one mailbox each), each awaiting client.append one message at a time; clock from a common start (connected, messages in memory) to the last acknowledgement; ${round(count / commits)} appends per group commit (in-process writers: see fdatasync per message)`,
@@ -68,13 +73,15 @@ async function inProcess(socket: string, mailbox: string, files: string[]): Prom
 async function appendAll(client: Client, mailbox: string, bodies: Buffer[]): Promise<WorkerResult> {
   const latencies: number[] = [];
   let bytes = 0;
+  const cpu = process.cpuUsage();
   for (const body of bodies) {
     const t = performance.now();
     await client.append(mailbox, body);
     latencies.push(performance.now() - t);
     bytes += body.length;
   }
-  return { messages: bodies.length, bytes, latencies };
+  const { user, system } = process.cpuUsage(cpu);
+  return { messages: bodies.length, bytes, latencies, cpuUs: user + system };
 }
 
 /** P worker processes: each says "ready" once connected and loaded, all get "go" at once. */
