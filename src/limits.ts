@@ -317,7 +317,7 @@ export const limits = {
    * readMessages with lendBodies: free run buffers kept to read into again (the two groups in
    * flight hold ~readBatchBytes each; a record bigger than readTurnBytes gets one of its size).
    */
-  readLentBytesKept: 16 * 1024 * 1024,
+  readLentBytesKept: 32 * 1024 * 1024,
   /**
    * readMessages verifies bodies on a worker thread (StoreOptions.readHashThreads) in a mailbox of
    * at least this many bytes (as scrub: limits.scrubPoolBytesMin): a worker costs ~50 ms of a core

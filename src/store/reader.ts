@@ -377,8 +377,12 @@ class LentBuffers {
   private bytesFree = 0;
 
   take(bytes: number): ArrayBuffer {
-    const i = this.free.findIndex((buffer) => buffer.byteLength >= bytes);
-    if (i < 0) return new ArrayBuffer(Math.max(bytes, limits.readTurnBytes));
+    let i = -1; // the smallest that fits: a run does not take the one a big record needs
+    for (let j = 0; j < this.free.length; j++) {
+      if (this.free[j].byteLength >= bytes && (i < 0 || this.free[j].byteLength < this.free[i].byteLength)) i = j;
+    }
+    // whole readTurnBytes: a buffer made for one big record fits the next ones of about its size
+    if (i < 0) return new ArrayBuffer(Math.ceil(Math.max(bytes, 1) / limits.readTurnBytes) * limits.readTurnBytes);
     const [buffer] = this.free.splice(i, 1);
     this.bytesFree -= buffer.byteLength;
     return buffer;
