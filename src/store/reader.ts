@@ -367,10 +367,11 @@ function packRuns(located: PendingRead[]): PendingRead[][] {
 }
 
 /**
- * The run buffers of one readMessages with lendBodies: a run is read into a free one big enough
- * (limits.readTurnBytes, or one bigger record's size), given back once the consumer moved past
- * every message of the run. At most limits.readLentBytesKept of them wait free; the rest are the
- * collector's. In use at once: the two groups' runs (readBatchBytes each), as without lending.
+ * The run buffers of one readMessages with lendBodies: a run is read into the smallest free one
+ * big enough (limits.readTurnBytes, or whole readTurnBytes for one bigger record), given back once
+ * the consumer moved past every message of the run. At most limits.readLentBytesKept of them wait
+ * free; the rest are the collector's. In use at once: the two groups' runs (readBatchBytes each),
+ * as without lending.
  */
 class LentBuffers {
   private readonly free: ArrayBuffer[] = [];
