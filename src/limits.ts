@@ -314,6 +314,13 @@ export const limits = {
   readTurnBytes: 1024 * 1024,
   readTurnMessages: 128,
   /**
+   * readMessages with lendBodies: free run buffers kept to read into again (the two groups in
+   * flight hold ~readBatchBytes each; a record bigger than readTurnBytes gets one of whole
+   * readTurnBytes). At 16 MiB the bench corpus (162 records over 1 MiB) still made 185 new
+   * buffers (228 MiB) in a pass; at 32 MiB 29 (36 MiB), and its peak RSS went down (133 -> 127 MB).
+   */
+  readLentBytesKept: 32 * 1024 * 1024,
+  /**
    * readMessages verifies bodies on a worker thread (StoreOptions.readHashThreads) in a mailbox of
    * at least this many bytes (as scrub: limits.scrubPoolBytesMin): a worker costs ~50 ms of a core
    * to start, and the reading thread hashes itself until the worker is up. The pool is the store's

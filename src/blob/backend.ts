@@ -36,8 +36,12 @@ export interface BlobBackend {
    * (keepRecords, the default) record, or its error.
    */
   readRun(pack: number, items: RunItem[], pool?: HashPool, keepRecords?: boolean): Promise<void>;
-  /** readRun for several runs of one pack at once: one buffer, one pread a run, one hashing job (compaction's copy). */
-  readRuns(pack: number, runs: RunItem[][], pool?: HashPool, keepRecords?: boolean, into?: ArrayBuffer): Promise<void>;
+  /**
+   * readRun for several runs of one pack at once: one buffer, one pread a run, one hashing job
+   * (compaction's copy, readMessages). Returns what stands for `into` afterwards (itself, or the
+   * buffer a hash worker handed back in its place; undefined when none came back).
+   */
+  readRuns(pack: number, runs: RunItem[][], pool?: HashPool, keepRecords?: boolean, into?: ArrayBuffer): Promise<ArrayBuffer | undefined>;
   /** The pack new appends go to (0: the next append starts a new one). */
   readonly appendPack: number;
   /** The next append starts a new pack (only while the Writer is held). */

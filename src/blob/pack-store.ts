@@ -518,7 +518,7 @@ export class PackStore {
    * of a ~34 µs verified read (issue 16).
    */
   async readRun(pack: number, items: RunItem[], pool?: HashPool, keepRecords = true): Promise<void> {
-    return this.readRuns(pack, [items], pool, keepRecords);
+    await this.readRuns(pack, [items], pool, keepRecords);
   }
 
   /**
@@ -528,21 +528,23 @@ export class PackStore {
    * (at 20 % live, most runs are a single record), and the next batch is read while it is hashed.
    * `into`: a buffer of the caller's to read into when it is big enough (compaction reuses the ones
    * whose records were written: a new 4 MiB buffer a batch made the collector run full cycles);
-   * the records and bodies are views into the buffer used, `into` or a new one.
+   * the records and bodies are views into the buffer used, `into` or a new one. Returns what now
+   * stands for `into`: itself, or the buffer that came back from the worker in its place
+   * (undefined when the worker kept it, or without `into`).
    */
-  async readRuns(pack: number, runs: RunItem[][], pool?: HashPool, keepRecords = true, into?: ArrayBuffer): Promise<void> {
+  async readRuns(pack: number, runs: RunItem[][], pool?: HashPool, keepRecords = true, into?: ArrayBuffer): Promise<ArrayBuffer | undefined> {
     if (pack === INLINE_PACK) {
       for (const item of runs.flat()) item.body = await this.readInline(item.location, item.hash).catch((error: unknown) => { item.error = error; return undefined; });
-      return;
+      return into;
     }
     // pinned like read(): a compaction that retires the pack meanwhile deletes it only after this
     // read; a pack already retired is not read, each blob is looked up again where it moved
     if (!this.pin(pack)) {
       await this.readMoved(runs.flat());
-      return;
+      return into;
     }
     try {
-      await this.readRunPinned(pack, runs, pool, keepRecords, into);
+      return await this.readRunPinned(pack, runs, pool, keepRecords, into);
     } finally {
       this.unpin(pack);
     }
@@ -567,7 +569,7 @@ export class PackStore {
    * (`pool`) on a worker while this thread goes on: the buffer is handed over and comes back with
    * the digests, and only then do the bodies, views into it, go out.
    */
-  private async readRunPinned(pack: number, runs: RunItem[][], pool: HashPool | undefined, keepRecords: boolean, into?: ArrayBuffer): Promise<void> {
+  private async readRunPinned(pack: number, runs: RunItem[][], pool: HashPool | undefined, keepRecords: boolean, into?: ArrayBuffer): Promise<ArrayBuffer | undefined> {
     const path = this.path(pack);
     const spans = runs.filter((items) => items.length > 0).map((items) => {
       const start = items[0].location.offset;
@@ -576,17 +578,19 @@ export class PackStore {
       return { items, start, end };
     });
     let bytes: Buffer, handle: FileHandle;
+    let intoUsed = false;
     try {
       handle = await this.handle(pack, path);
       const total = spans.reduce((sum, span) => sum + span.end - span.start, 0);
       // a worker takes the whole ArrayBuffer, and a caller that gave `into` may reuse the one the
       // records are in: then one of its own, never a slice of node's shared pool
-      if (into && into.byteLength >= total) bytes = Buffer.from(into, 0, total);
+      intoUsed = into !== undefined && into.byteLength >= total;
+      if (intoUsed) bytes = Buffer.from(into!, 0, total);
       else bytes = pool || into ? Buffer.allocUnsafeSlow(total) : Buffer.allocUnsafe(total);
     } catch (error) {
       const failure = error instanceof MailstoreError ? error : fromSystemError(error, 'reading pack', path);
       for (const item of runs.flat()) item.error = failure;
-      return;
+      return into;
     }
     const intact: RunItem[] = [];
     const ranges: number[] = []; // body start, length: what the pool hashes
@@ -615,6 +619,7 @@ export class PackStore {
         if (keepRecords) item.record = bytes.subarray(ranges[2 * i] - RECORD_HEADER_BYTES, ranges[2 * i] + ranges[2 * i + 1]);
       } else item.error = this.corrupt(item.location, path, `body does not match its hash ${hashHex(item.hash)}`);
     }
+    return intoUsed ? bytes.buffer as ArrayBuffer : into?.byteLength ? into : undefined; // a detached `into` went to a failed worker
   }
 
   /**

@@ -185,12 +185,16 @@ export class DaemonConnection {
     return [args[0], args[1], { ...options, chain }];
   }
 
-  /** readMessages' onCorrupt crosses as `true`: each skipped message becomes an item frame with c. */
+  /**
+   * readMessages' onCorrupt crosses as `true`: each skipped message becomes an item frame with c.
+   * Its bodies are never lent here (lendBodies): the socket may still hold one when the listing asks for the next.
+   */
   private withCorruptItems(id: number, method: string, args: unknown[]): unknown[] {
-    const options = args[1] as { onCorrupt?: unknown } | undefined;
-    if (method !== 'readMessages' || options === null || typeof options !== 'object' || options.onCorrupt !== true) return args;
-    const onCorrupt = (info: MessageInfo, error: MailstoreError) => { this.transport.send({ t: 'item', id, c: { info, e: toWireError(error) } }); };
-    return [args[0], { ...options, onCorrupt }];
+    const options = args[1] as { onCorrupt?: unknown; lendBodies?: unknown } | undefined;
+    if (method !== 'readMessages' || options === null || typeof options !== 'object') return args;
+    if (options.onCorrupt !== true && options.lendBodies !== true) return args;
+    const onCorrupt = options.onCorrupt !== true ? options.onCorrupt : (info: MessageInfo, error: MailstoreError) => { this.transport.send({ t: 'item', id, c: { info, e: toWireError(error) } }); };
+    return [args[0], { ...options, onCorrupt, lendBodies: options.lendBodies === true ? false : options.lendBodies }];
   }
 
   /** The answer, written at once when it can (transport.sendValueSoon: no extra turn before the client hears). */

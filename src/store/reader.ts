@@ -17,7 +17,7 @@ import type { SharedHashPool } from '../hash/shared-pool.js';
 import { limits } from '../limits.js';
 import type { BlobRecord, ChangeRecord, MailboxInfo, MessageRecord } from './records.js';
 import { toInfo, type MessageInfo, type MessageWithBody, type ReadMessagesOptions } from './types.js';
-import { checkFunction, checkHash, checkModseq, checkOptions, checkUid, parseMailboxName } from './validate.js';
+import { checkBoolean, checkFunction, checkHash, checkModseq, checkOptions, checkUid, parseMailboxName } from './validate.js';
 
 /** What the reader needs of its Store: the current index (replaced by an index swap), the packs. */
 export interface ReaderHost {
@@ -38,12 +38,22 @@ interface PendingRead {
   error?: unknown;
   /** Settled once its run was read and verified (readMessages' startGroup), and then cleared. */
   ready?: Promise<void>;
+  /** lendBodies: the buffer of its run, reused once the consumer moved past every message of it. */
+  lease?: RunLease;
+}
+
+/** A lent run's buffer and how many of its messages the consumer has not moved past yet. */
+interface RunLease {
+  left: number;
+  buffer?: ArrayBuffer;
 }
 
 /** What the groups of one readMessages share: its mailbox's size, its runs on the hash pool now. */
 interface ReadPipeline {
   mailboxBytes: number;
   onWorkers: number;
+  /** lendBodies: the run buffers to read into. */
+  lent?: LentBuffers;
 }
 
 export class StoreReader {
@@ -128,9 +138,10 @@ export class StoreReader {
    */
   async *readMessages(mailbox: string, options: ReadMessagesOptions = {}): AsyncGenerator<MessageWithBody> {
     parseMailboxName(mailbox);
-    checkOptions(options, ['fromUid', 'onCorrupt'], 'readMessages option');
+    checkOptions(options, ['fromUid', 'onCorrupt', 'lendBodies'], 'readMessages option');
     const fromUid = options.fromUid === undefined ? 1 : checkUid(options.fromUid, 'fromUid');
     if (options.onCorrupt !== undefined) checkFunction(options.onCorrupt, 'onCorrupt');
+    if (options.lendBodies !== undefined) checkBoolean(options.lendBodies, 'lendBodies');
     this.host.live();
     const box = this.host.committedBox(mailbox);
     const batches = this.host.db.entryBatches<MessageRecord>({ gte: keys.message(box.id, fromUid), lt: prefixEnd(keys.messagePrefix(box.id)) }, limits.readBatchMessages, limits.readBatchIndexBytes);
@@ -152,7 +163,7 @@ export class StoreReader {
       }
       return groups.shift();
     };
-    const pipeline: ReadPipeline = { mailboxBytes: box.bytes, onWorkers: 0 };
+    const pipeline: ReadPipeline = { mailboxBytes: box.bytes, onWorkers: 0, lent: options.lendBodies ? new LentBuffers() : undefined };
     const reading: Promise<void>[] = []; // the group going out, then the one read meanwhile
     // the next group, its reads started as soon as it is located; an index failure (CLOSED, IO)
     // is kept until every message of the group going out came out, as before the overlap
@@ -180,6 +191,8 @@ export class StoreReader {
           } else {
             throw item.error;
           }
+          // only now, the consumer back for the next one: a lent body's bytes are free to reuse
+          if (item.lease && --item.lease.left === 0) pipeline.lent!.give(item.lease.buffer);
         }
         await reading.shift();
         next = await after;
@@ -221,6 +234,12 @@ export class StoreReader {
     const located = group.filter((item) => item.location);
     located.sort((a, b) => a.location!.pack - b.location!.pack || a.location!.offset - b.location!.offset);
     const runs = packRuns(located);
+    if (pipeline.lent) {
+      for (const run of runs) {
+        const lease: RunLease = { left: run.length };
+        for (const item of run) item.lease = lease;
+      }
+    }
     const settle: (() => void)[] = runs.map((run) => {
       let resolve!: () => void;
       const ready = new Promise<void>((r) => { resolve = r; });
@@ -261,7 +280,7 @@ export class StoreReader {
         let runBytes = 0;
         for (const item of run) runBytes += item.location!.length;
         const pool = poolFor(runBytes);
-        const done = this.host.packs.readRun(run[0].location!.pack, run as RunItem[], pool, false); // no record views: only compaction copies records
+        const done = this.readRun(run, pool, pipeline.lent);
         if (pool) {
           pipeline.onWorkers++;
           hashing.push(done.finally(() => { pipeline.onWorkers--; settle[i](); }));
@@ -282,6 +301,18 @@ export class StoreReader {
     } finally {
       if (leased) this.hashPool.release();
     }
+  }
+
+  /** One run, into a lent buffer with lendBodies (its lease then holds the buffer to give back). */
+  private async readRun(run: PendingRead[], pool: HashPool | undefined, lent: LentBuffers | undefined): Promise<void> {
+    const pack = run[0].location!.pack;
+    if (!lent) {
+      await this.host.packs.readRun(pack, run as RunItem[], pool, false); // no record views: only compaction copies records
+      return;
+    }
+    let end = 0;
+    for (const { location } of run) end = Math.max(end, location!.offset + RECORD_HEADER_BYTES + location!.length);
+    run[0].lease!.buffer = await this.host.packs.readRuns(pack, [run as RunItem[]], pool, false, lent.take(end - run[0].location!.offset));
   }
 
   private async locate(mailbox: string, uid: number): Promise<{ record: MessageRecord; blob: BlobRecord }> {
@@ -333,6 +364,37 @@ function packRuns(located: PendingRead[]): PendingRead[][] {
   }
   if (run.length > 0) runs.push(run);
   return runs;
+}
+
+/**
+ * The run buffers of one readMessages with lendBodies: a run is read into the smallest free one
+ * big enough (limits.readTurnBytes, or whole readTurnBytes for one bigger record), given back once
+ * the consumer moved past every message of the run. At most limits.readLentBytesKept of them wait
+ * free; the rest are the collector's. In use at once: the two groups' runs (readBatchBytes each),
+ * as without lending.
+ */
+class LentBuffers {
+  private readonly free: ArrayBuffer[] = [];
+  private bytesFree = 0;
+
+  take(bytes: number): ArrayBuffer {
+    let i = -1; // the smallest that fits: a run does not take the one a big record needs
+    for (let j = 0; j < this.free.length; j++) {
+      if (this.free[j].byteLength >= bytes && (i < 0 || this.free[j].byteLength < this.free[i].byteLength)) i = j;
+    }
+    // whole readTurnBytes: a buffer made for one big record fits the next ones of about its size
+    if (i < 0) return new ArrayBuffer(Math.ceil(Math.max(bytes, 1) / limits.readTurnBytes) * limits.readTurnBytes);
+    const [buffer] = this.free.splice(i, 1);
+    this.bytesFree -= buffer.byteLength;
+    return buffer;
+  }
+
+  /** `buffer`: what readRuns handed back (undefined: a failed worker kept it). */
+  give(buffer: ArrayBuffer | undefined): void {
+    if (!buffer || buffer.byteLength === 0 || this.bytesFree + buffer.byteLength > limits.readLentBytesKept) return;
+    this.free.push(buffer);
+    this.bytesFree += buffer.byteLength;
+  }
 }
 
 /** Splits a batch, in order, into runs of at most `bytesMax` body bytes (a bigger message alone). */

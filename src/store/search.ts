@@ -43,7 +43,8 @@ export async function searchMailbox(store: MailStore, mailbox: string, criteria:
   if (wanted.length === 0 || candidates.length === 0) return candidates;
   const keep = new Set(candidates.map((m) => m.uid));
   const out: MessageInfo[] = [];
-  for await (const { info, body } of store.readMessages(mailbox, { fromUid: candidates[0].uid })) {
+  // lent: a body is only parsed before the next one is asked for
+  for await (const { info, body } of store.readMessages(mailbox, { fromUid: candidates[0].uid, lendBodies: true })) {
     if (!keep.has(info.uid)) continue;
     const headers = parseHeaderSection(body);
     if (wanted.every(([name, value]) => headerContains(headers, name, value))) out.push(info);

@@ -152,6 +152,11 @@ export function checkFunction<F>(value: unknown, what: string): F {
   return value as F;
 }
 
+export function checkBoolean(value: unknown, what: string): boolean {
+  if (typeof value !== 'boolean') throw new MailstoreError('INVALID', `${what} must be a boolean, got ${describe(value)}`);
+  return value;
+}
+
 export function checkArray(value: unknown, what: string): unknown[] {
   if (!Array.isArray(value)) throw new MailstoreError('INVALID', `${what} must be an array, got ${describe(value)}`);
   return value;

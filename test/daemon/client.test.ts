@@ -4,7 +4,7 @@
 // that goes away with calls in flight (UNAVAILABLE, mayHaveCommitted).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Client } from '../../src/client/client.js';
 import { procedures } from '../../src/daemon/procedures.js';
 import { importMail } from '../../src/import/importer.js';
@@ -83,6 +83,18 @@ describe('the client library', () => {
     const read: [number, boolean][] = [];
     for await (const { info, body } of client.readMessages(INBOX)) read.push([info.uid, body.equals(info.uid === a.uid ? big : small)]);
     expect(read).toEqual([[a.uid, true], [b.uid, true]]);
+  });
+
+  it('readMessages over the socket never lends a body: the daemon reads with lendBodies off, every body kept exact', async () => {
+    const { client, store } = await setup();
+    const bodies = Array.from({ length: 120 }, (_, i) => message(i + 10, i % 60 === 5 ? 1200 * 1024 : 3000 + i * 50));
+    const appended = await client.appendBatch(INBOX, bodies.map((bytes) => ({ bytes })));
+    const asked = vi.spyOn(store, 'readMessages');
+    const read = new Map<number, Buffer>();
+    for await (const { info, body } of client.readMessages(INBOX, { lendBodies: true })) read.set(info.uid, body);
+    expect(asked.mock.calls.map((call) => call[1]?.lendBodies)).toEqual([false]);
+    expect(read.size).toBe(bodies.length);
+    appended.forEach((a, i) => expect(read.get(a.uid)!.equals(bodies[i]), `uid ${a.uid}`).toBe(true));
   });
 
   it('keeps the error codes of the store (NOT_FOUND, EXISTS, INVALID, TOO_LARGE) and the connection usable after them', async () => {
