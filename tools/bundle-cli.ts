@@ -195,6 +195,11 @@ function build(rolldown: Rolldown): Promise<unknown> {
       entryFileNames: MAIN_CHUNK,
       chunkFileNames: `${CHUNK_PREFIX}[name]-[hash].cjs`,
       sourcemap: false,
+      // Every start reads, checksums and copies each chunk it loads (module-cache.ts): ASCII is
+      // copied into a one-byte string without the UTF-8 decoder, and the doc comments (a third of
+      // the bytes) are for the sources, not for V8, which runs the chunks from its code cache.
+      charset: 'ascii',
+      comments: { legal: true, annotation: false, jsdoc: false },
     },
   });
 }

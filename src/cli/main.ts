@@ -5,10 +5,20 @@
 import { main } from './program.js';
 
 let settled = false;
-void main(process.argv).then((code) => {
+void main(process.argv).then(async (code) => {
   settled = true;
   process.exitCode = code;
+  // The command has finished and awaited all its work (an append is durable, the store closed).
+  // Exiting here skips node's teardown of the heap, which a natural exit does after the event loop
+  // drains: ~6 % of an append's CPU (issue 16). Output written before is flushed first.
+  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  process.exit(code);
 });
+
+/** Resolves once everything written to `stream` before has been handed to the OS (or failed). */
+function flushed(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((done) => stream.write('', () => done()));
+}
 // A command whose work never finished (its promise left pending with nothing keeping node alive)
 // must not look like success to a script: exit 13, as node does for an unsettled top-level await.
 // A deliberate process.exit (EPIPE, an interrupt, serve's shutdown) has set process.exitCode.

@@ -2,7 +2,8 @@
 // was made from, and a missing, truncated, garbage, damaged, stale or V8-rejected one means a normal
 // compile with the same result, silently.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { isAscii } from 'node:buffer';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BundleLoader, CACHE_SUFFIX, readCache, writeCache } from '../../src/fs/module-cache.js';
@@ -86,6 +87,17 @@ describe('BundleLoader', () => {
     expect(loader.outcomes.get('bundle-b.cjs')).toBe('invalid');
   });
 
+  it('a chunk with non-ASCII text is decoded as UTF-8, with and without its cache', () => {
+    const dir = tempDir('mailstore-cache-');
+    writeFileSync(join(dir, 'bundle-main.cjs'), "exports.text = '60 µs — ≥ 2×';\n");
+    const first = new BundleLoader(dir);
+    expect((first.load(join(dir, 'bundle-main.cjs')) as { text: string }).text).toBe('60 µs — ≥ 2×');
+    first.saveCaches();
+    const second = new BundleLoader(dir);
+    expect((second.load(join(dir, 'bundle-main.cjs')) as { text: string }).text).toBe('60 µs — ≥ 2×');
+    expect(second.outcomes.get('bundle-main.cjs')).toBe('used');
+  });
+
   it('a cache V8 rejects (other flags: another node or options) compiles normally, same results', () => {
     const dir = trained();
     const module = join(repoRoot, 'dist/src/fs/module-cache.js');
@@ -150,6 +162,12 @@ describe.skipIf(!bundled)('the bundled CLI', () => {
     const outcomes = JSON.parse(ran.stderr) as Record<string, string>;
     expect(Object.keys(outcomes)).toContain('bundle-main.cjs');
     expect(Object.entries(outcomes).filter(([, outcome]) => outcome !== 'used')).toEqual([]);
+  });
+
+  it('every chunk is ASCII (the build escapes the rest), so the loader copies it without the UTF-8 decoder', () => {
+    const chunks = readdirSync(cliDir).filter((name) => name.startsWith('bundle-') && name.endsWith('.cjs'));
+    expect(chunks.length).toBeGreaterThan(1);
+    expect(chunks.filter((name) => !isAscii(readFileSync(join(cliDir, name))))).toEqual([]);
   });
 
   it('without the native BLAKE3 (MAILSTORE_HASH=wasm) the bundle waits for the WebAssembly hasher: same hash, same bytes back', () => {
