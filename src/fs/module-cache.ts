@@ -109,7 +109,7 @@ export class BundleLoader {
  * string made from them, which would be encoded to UTF-8 again), undefined when there is no cache
  * file, null when there is one that does not belong to this source or is damaged.
  */
-export function readCache(cachePath: string, source: Buffer | string): Buffer | null | undefined {
+export function readCache(cachePath: string, source: Buffer): Buffer | null | undefined {
   let bytes: Buffer;
   try {
     bytes = readFileSync(cachePath);
@@ -123,7 +123,7 @@ export function readCache(cachePath: string, source: Buffer | string): Buffer | 
 }
 
 /** Written whole under a temporary name and renamed: a reader sees the old cache, the new one or none. */
-export function writeCache(cachePath: string, source: Buffer | string, data: Buffer): void {
+export function writeCache(cachePath: string, source: Buffer, data: Buffer): void {
   const header = Buffer.alloc(HEADER_BYTES);
   MAGIC.copy(header, 0);
   header.writeUInt32BE(crc32(source), 4);

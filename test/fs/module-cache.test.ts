@@ -116,16 +116,16 @@ describe('readCache and writeCache', () => {
   it('give back the data for the same source; undefined without a file; null for another source', () => {
     const dir = tempDir('mailstore-cache-');
     const path = join(dir, 'c.v8cache');
-    expect(readCache(path, 'source')).toBeUndefined();
-    writeCache(path, 'source', Buffer.from('v8 data'));
-    expect(readCache(path, 'source')?.toString()).toBe('v8 data');
-    expect(readCache(path, 'sourcf')).toBeNull();
+    expect(readCache(path, Buffer.from('source'))).toBeUndefined();
+    writeCache(path, Buffer.from('source'), Buffer.from('v8 data'));
+    expect(readCache(path, Buffer.from('source'))?.toString()).toBe('v8 data');
+    expect(readCache(path, Buffer.from('sourcf'))).toBeNull();
   });
 
   it('a cache that cannot be written (no such directory) is left out, no error', () => {
     const path = join(tempDir('mailstore-cache-'), 'missing', 'c.v8cache');
-    expect(() => writeCache(path, 'source', Buffer.from('x'))).not.toThrow();
-    expect(readCache(path, 'source')).toBeUndefined();
+    expect(() => writeCache(path, Buffer.from('source'), Buffer.from('x'))).not.toThrow();
+    expect(readCache(path, Buffer.from('source'))).toBeUndefined();
   });
 });
 
