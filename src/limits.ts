@@ -103,6 +103,13 @@ export const limits = {
    * for LevelDB's last batch.
    */
   snapshotRecordBytes: 256 * 1024,
+  /**
+   * A snapshot read that keeps no views (verify, load) reads it through one reused buffer of this
+   * size (bigger for a bigger record). Not 4 MiB: a fresh buffer's first touch is a page fault a
+   * page, ~13 ms for 4 MiB on the bench VM against 0.35 ms to copy the same 4 MiB into one already
+   * touched; a record that straddles two chunks is read again, which costs far less.
+   */
+  snapshotReadChunkBytes: 512 * 1024,
   /** Index entries read at a time (one LevelDB round trip) while a snapshot is written. */
   snapshotReadEntries: 1000,
   /** Change-log consumers: records handed to a handler at once. */

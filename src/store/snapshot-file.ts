@@ -452,7 +452,7 @@ class ChunkReader {
     if (this.position + n > this.size) return undefined;
     const offset = this.position - this.bufferStart;
     if (offset + n > this.buffer.length) {
-      const length = Math.min(Math.max(n, limits.scanChunkBytes), this.size - this.position);
+      const length = Math.min(Math.max(n, this.reuse ? limits.snapshotReadChunkBytes : limits.scanChunkBytes), this.size - this.position);
       const chunk = this.reuse && this.spare && this.spare.length >= length ? this.spare.subarray(0, length) : Buffer.allocUnsafe(length);
       if (this.reuse && chunk.buffer !== this.spare?.buffer) this.spare = chunk;
       const read = await this.handle.read(chunk, 0, chunk.length, this.position);

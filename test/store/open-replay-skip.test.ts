@@ -2,7 +2,7 @@
 // read it whole and clean and the index has applied its last record (issue 16: a CLI command's start
 // read that segment twice, up to 16 MB each). Damage in the middle, or records the index lacks,
 // still go through the replay as before.
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES } from '../../src/journal/journal-format.js';
@@ -67,6 +67,53 @@ describe('open after a clean close', () => {
       expect(store.health.degraded).toBe(true);
       expect(store.health.journalDamage.map((d) => d.where)).toEqual(['middle']);
       expect(await uids(store)).toEqual([1, 2, 3]); // the index still has them
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('a rebuild from a snapshot at the end of the journal', () => {
+  it('reads the newest segment once (no replay read); every message is there and appends go on', async () => {
+    const root = await storeWithThree();
+    for (let pass = 0; pass < 2; pass++) { // the first close after a snapshot moves the inline bodies to a pack (one record)
+      const taker = await Store.open(root);
+      await taker.snapshot();
+      await taker.close();
+    }
+    rmSync(join(root, 'index'), { recursive: true });
+    const read = vi.spyOn(Journal.prototype, 'read');
+    const store = await Store.open(root);
+    try {
+      expect(store.health.rebuiltFrom).toMatch(/^snapshot .* and 0 journal records after it$/);
+      expect(read).not.toHaveBeenCalled();
+      expect(store.health.degraded).toBe(false);
+      expect(await uids(store)).toEqual([1, 2, 3]);
+      expect((await store.append('INBOX', Buffer.from('Subject: four\r\n\r\nfour\r\n'))).uid).toBe(4);
+    } finally {
+      await store.close();
+    }
+    const again = await Store.open(root);
+    try {
+      expect(await uids(again)).toEqual([1, 2, 3, 4]);
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('with records after the snapshot the replay reads them', async () => {
+    const root = await storeWithThree();
+    const taker = await Store.open(root);
+    await taker.snapshot();
+    await taker.append('INBOX', Buffer.from('Subject: four\r\n\r\nfour\r\n'));
+    await taker.close();
+    rmSync(join(root, 'index'), { recursive: true });
+    const read = vi.spyOn(Journal.prototype, 'read');
+    const store = await Store.open(root);
+    try {
+      expect(store.health.rebuiltFrom).toMatch(/^snapshot .* and [12] journal records after it$/);
+      expect(read).toHaveBeenCalled();
+      expect(await uids(store)).toEqual([1, 2, 3, 4]);
     } finally {
       await store.close();
     }

@@ -14,7 +14,7 @@ import { readSnapshotFile, writeSnapshotFile } from '../../src/store/snapshot-fi
 import { codeOf } from '../helpers/errors.js';
 import { tmpDir } from '../helpers/tmp.js';
 
-const tunable = limits as { snapshotWriteChunkBytes: number; snapshotRecordBytes: number; scanChunkBytes: number };
+const tunable = limits as { snapshotWriteChunkBytes: number; snapshotRecordBytes: number; scanChunkBytes: number; snapshotReadChunkBytes: number };
 const saved = { ...tunable };
 afterEach(() => { Object.assign(limits, saved); });
 
@@ -61,7 +61,7 @@ async function* batches(all: [Buffer, Buffer][]): AsyncGenerator<[Buffer, Buffer
 
 describe('snapshot memory', () => {
   it('writes from one chunk buffer and verifies through one read buffer, many chunks over (an entry past a chunk: one buffer more), and reads back exact', async () => {
-    Object.assign(limits, { snapshotWriteChunkBytes: 64 * 1024, snapshotRecordBytes: 8 * 1024, scanChunkBytes: 32 * 1024 });
+    Object.assign(limits, { snapshotWriteChunkBytes: 64 * 1024, snapshotRecordBytes: 8 * 1024, scanChunkBytes: 32 * 1024, snapshotReadChunkBytes: 32 * 1024 });
     const root = tmpDir();
     const storeId = Buffer.alloc(16, 3);
     const all = entries(8000, 100 * 1024);
@@ -93,7 +93,7 @@ describe('snapshot memory', () => {
   });
 
   it('the verification that reuses its buffer still finds damage far into the file: CORRUPT', async () => {
-    Object.assign(limits, { snapshotWriteChunkBytes: 64 * 1024, snapshotRecordBytes: 8 * 1024, scanChunkBytes: 32 * 1024 });
+    Object.assign(limits, { snapshotWriteChunkBytes: 64 * 1024, snapshotRecordBytes: 8 * 1024, scanChunkBytes: 32 * 1024, snapshotReadChunkBytes: 32 * 1024 });
     const root = tmpDir();
     const storeId = Buffer.alloc(16, 4);
     const info = await writeSnapshotFile(nodeFileSystem, root, storeId, 7, batches(entries(6000, 0)));
