@@ -32,26 +32,32 @@ function newestSegment(root: string): string {
   return join(root, 'journal', names[names.length - 1]);
 }
 
+/** Opens `root` (three messages): no journal.read, nothing degraded, every message there, appends go on. */
+async function expectOpenedWithoutReplayRead(root: string, rebuiltFrom?: RegExp): Promise<void> {
+  const read = vi.spyOn(Journal.prototype, 'read');
+  const store = await Store.open(root);
+  try {
+    if (rebuiltFrom) expect(store.health.rebuiltFrom).toMatch(rebuiltFrom);
+    expect(read).not.toHaveBeenCalled();
+    expect(store.health.degraded).toBe(false);
+    expect(await uids(store)).toEqual([1, 2, 3]);
+    expect((await store.fetch('INBOX', 2)).toString()).toBe('Subject: two\r\n\r\ntwo\r\n');
+    expect((await store.append('INBOX', Buffer.from('Subject: four\r\n\r\nfour\r\n'))).uid).toBe(4);
+  } finally {
+    await store.close();
+  }
+  const again = await Store.open(root);
+  try {
+    expect(await uids(again)).toEqual([1, 2, 3, 4]);
+  } finally {
+    await again.close();
+  }
+}
+
 describe('open after a clean close', () => {
   it('reads the newest segment once (no replay read); every message is there and appends go on', async () => {
     const root = await storeWithThree();
-    const read = vi.spyOn(Journal.prototype, 'read');
-    const store = await Store.open(root);
-    try {
-      expect(read).not.toHaveBeenCalled();
-      expect(store.health.degraded).toBe(false);
-      expect(await uids(store)).toEqual([1, 2, 3]);
-      expect((await store.fetch('INBOX', 2)).toString()).toBe('Subject: two\r\n\r\ntwo\r\n');
-      expect((await store.append('INBOX', Buffer.from('Subject: four\r\n\r\nfour\r\n'))).uid).toBe(4);
-    } finally {
-      await store.close();
-    }
-    const again = await Store.open(root);
-    try {
-      expect(await uids(again)).toEqual([1, 2, 3, 4]);
-    } finally {
-      await again.close();
-    }
+    await expectOpenedWithoutReplayRead(root);
   });
 
   it('damage in the middle of the newest segment still goes through the replay: reported, records after it kept', async () => {
@@ -82,23 +88,7 @@ describe('a rebuild from a snapshot at the end of the journal', () => {
       await taker.close();
     }
     rmSync(join(root, 'index'), { recursive: true });
-    const read = vi.spyOn(Journal.prototype, 'read');
-    const store = await Store.open(root);
-    try {
-      expect(store.health.rebuiltFrom).toMatch(/^snapshot .* and 0 journal records after it$/);
-      expect(read).not.toHaveBeenCalled();
-      expect(store.health.degraded).toBe(false);
-      expect(await uids(store)).toEqual([1, 2, 3]);
-      expect((await store.append('INBOX', Buffer.from('Subject: four\r\n\r\nfour\r\n'))).uid).toBe(4);
-    } finally {
-      await store.close();
-    }
-    const again = await Store.open(root);
-    try {
-      expect(await uids(again)).toEqual([1, 2, 3, 4]);
-    } finally {
-      await again.close();
-    }
+    await expectOpenedWithoutReplayRead(root, /^snapshot .* and 0 journal records after it$/);
   });
 
   it('with records after the snapshot the replay reads them', async () => {
