@@ -6,7 +6,7 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { detectFormat, type MailFormat } from '../formats/detect.js';
 import { listEmlFolders, readEmlDir, readMessageFile, type SkipHandler, type SkipReason } from '../formats/eml.js';
 import { listMaildirFolders, parseMaildirName, readMaildir } from '../formats/maildir.js';
-import { limits } from '../limits.js';
+import { importLimits, limits } from '../limits.js';
 import { readMbox, zoneFromDateHeader, type MboxMessage, type MboxStyle } from '../formats/mbox.js';
 import { readPublicInbox, requirePublicInbox, type PublicInboxLayout } from '../formats/public-inbox.js';
 
@@ -116,6 +116,7 @@ function mboxFolder(fs: FileSystem, path: string, sizeBytes: number, options: So
       const messages = readMbox(fs, path, {
         style: options.mboxStyle ?? 'auto',
         recycle: hints?.recycle,
+        chunkBytes: importLimits.mboxChunkBytes,
         messageBytesMax: options.messageBytesMax,
         onWarning: (warning) => {
           if (warning.kind === 'tooLarge') {

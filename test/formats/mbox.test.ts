@@ -112,6 +112,17 @@ describe('mbox writer -> reader', () => {
     expect(file.length).toBeGreaterThan(70);
   });
 
+  it('reads a message that straddles a chunk end again from its From_ line, so each one that fits a chunk is a view of one', async () => {
+    // 4 KiB chunks are buffers of their own (smaller ones, and Buffer.concat's copies, come from Node's shared 8 KiB pool)
+    const chunkBytes = 4096;
+    const messages = Array.from({ length: 40 }, (_, i) => `Subject: ${i}\n\n${'x'.repeat(300 + ((i * 997) % 2500))}\n`);
+    messages.push(`Subject: big\n\n${'y'.repeat(3 * chunkBytes)}\n`, 'Subject: after\n\n>From quoted\n');
+    const { messages: read } = await readAll(await writeMbox(messages), { chunkBytes });
+    expect(text(read)).toEqual(messages);
+    expect(read.slice(0, 40).map((m) => m.bytes.buffer.byteLength)).toEqual(Array(40).fill(chunkBytes));
+    expect(read.map((m) => m.index)).toEqual(messages.map((_, i) => i));
+  });
+
   it('writes Status/X-Status only when asked, and reads flags back from them', async () => {
     const flags = [['\\Seen', '\\Answered', '\\Flagged'], [], ['\\Deleted', '\\Draft']];
     const messages = ['Subject: a\n\nbody\n', 'Subject: b\r\nStatus: RO\r\n\r\nbody', 'no blank line'];
