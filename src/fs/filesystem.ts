@@ -14,6 +14,10 @@ export interface FileStat {
   isSymbolicLink?: boolean;
 }
 
+export interface ReadOptions {
+  aside?: boolean;
+}
+
 /**
  * An open file. Writes are positional and complete: `write` loops over short writes and either
  * writes every byte or throws. `sync` is fdatasync: after it resolves the bytes survive power loss.
@@ -26,8 +30,12 @@ export interface FileHandle {
    * through read().
    */
   readonly fd?: number;
-  /** Reads up to `length` bytes at `position` into `buffer` at `offset`; returns bytes read (0 at EOF). */
-  read(buffer: Buffer, offset: number, length: number, position: number): Promise<number>;
+  /**
+   * Reads up to `length` bytes at `position` into `buffer` at `offset`; returns bytes read (0 at EOF).
+   * `aside`: the caller has other work to do until the bytes arrive (a bulk read ahead), so a
+   * file system that can reads them on another thread; others may ignore it.
+   */
+  read(buffer: Buffer, offset: number, length: number, position: number, options?: ReadOptions): Promise<number>;
   write(data: Buffer, position: number): Promise<void>;
   /** Writes the buffers back to back at `position` (no concatenating copy); complete or throws. */
   writev(parts: Buffer[], position: number): Promise<void>;

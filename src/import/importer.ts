@@ -267,16 +267,23 @@ class FolderImport {
       const cursor = this.cursor;
       return cursor !== undefined && position < cursor.done && position !== cursor.lastPosition && !this.retry.has(position);
     };
-    for await (const message of this.folder.messages(skipInFolder, { skipBytes, recycle: this.recycle })) {
-      if (this.alreadyIn(message)) continue;
-      await this.add(message);
-      if (this.options.shouldStop?.()) {
-        // Ctrl-C: what was read goes in as one last batch, so everything reported is whole.
-        await this.commit();
-        await this.settle();
-        this.summary.interrupted = true;
-        return;
+    try {
+      for await (const message of this.folder.messages(skipInFolder, { skipBytes, recycle: this.recycle })) {
+        if (this.alreadyIn(message)) continue;
+        await this.add(message);
+        if (this.options.shouldStop?.()) {
+          // Ctrl-C: what was read goes in as one last batch, so everything reported is whole.
+          await this.commit();
+          await this.settle();
+          this.summary.interrupted = true;
+          return;
+        }
       }
+    } catch (error) {
+      // The source failed (a read error): the batches submitted before it commit or fail first,
+      // so what the import reports, and what the store holds once it returns, is whole.
+      await this.settle().catch(() => undefined);
+      throw error;
     }
     await this.settle();
     if (!this.verified) throw sourceChanged(this.cursor!, `it now holds fewer than ${this.cursor!.done} messages`);

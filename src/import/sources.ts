@@ -6,8 +6,8 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { detectFormat, type MailFormat } from '../formats/detect.js';
 import { listEmlFolders, readEmlDir, readMessageFile, type SkipHandler, type SkipReason } from '../formats/eml.js';
 import { listMaildirFolders, parseMaildirName, readMaildir } from '../formats/maildir.js';
-import { limits } from '../limits.js';
-import { readMbox, zoneFromDateHeader, type MboxMessage, type MboxStyle } from '../formats/mbox.js';
+import { importLimits, limits } from '../limits.js';
+import { readMbox, type MboxMessage, type MboxStyle } from '../formats/mbox.js';
 import { readPublicInbox, requirePublicInbox, type PublicInboxLayout } from '../formats/public-inbox.js';
 
 export interface SourceMessage {
@@ -116,6 +116,7 @@ function mboxFolder(fs: FileSystem, path: string, sizeBytes: number, options: So
       const messages = readMbox(fs, path, {
         style: options.mboxStyle ?? 'auto',
         recycle: hints?.recycle,
+        chunkBytes: importLimits.mboxChunkBytes,
         messageBytesMax: options.messageBytesMax,
         onWarning: (warning) => {
           if (warning.kind === 'tooLarge') {
@@ -165,7 +166,7 @@ function publicInboxFolder(path: string, layout: PublicInboxLayout, options: Sou
 function mboxEnvelope(message: MboxMessage): Pick<SourceMessage, 'envelopeFrom' | 'dateZoneMinutes'> {
   const out: Pick<SourceMessage, 'envelopeFrom' | 'dateZoneMinutes'> = {};
   if (message.sender !== undefined) out.envelopeFrom = message.sender;
-  const zone = message.zoneMinutes ?? (message.internalDate ? zoneFromDateHeader(message.bytes, message.internalDate) : undefined);
+  const zone = message.zoneMinutes ?? message.headerZoneMinutes;
   if (zone !== undefined && zone >= limits.dateZoneMinutesMin && zone <= limits.dateZoneMinutesMax) out.dateZoneMinutes = zone;
   return out;
 }

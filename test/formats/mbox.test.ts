@@ -112,6 +112,17 @@ describe('mbox writer -> reader', () => {
     expect(file.length).toBeGreaterThan(70);
   });
 
+  it('reads a message that straddles a chunk end again from its From_ line, so each one that fits a chunk is a view of one', async () => {
+    // 4 KiB chunks are buffers of their own (smaller ones, and Buffer.concat's copies, come from Node's shared 8 KiB pool)
+    const chunkBytes = 4096;
+    const messages = Array.from({ length: 40 }, (_, i) => `Subject: ${i}\n\n${'x'.repeat(300 + ((i * 997) % 2500))}\n`);
+    messages.push(`Subject: big\n\n${'y'.repeat(3 * chunkBytes)}\n`, 'Subject: after\n\n>From quoted\n');
+    const { messages: read } = await readAll(await writeMbox(messages), { chunkBytes });
+    expect(text(read)).toEqual(messages);
+    expect(read.slice(0, 40).map((m) => m.bytes.buffer.byteLength)).toEqual(Array(40).fill(chunkBytes));
+    expect(read.map((m) => m.index)).toEqual(messages.map((_, i) => i));
+  });
+
   it('writes Status/X-Status only when asked, and reads flags back from them', async () => {
     const flags = [['\\Seen', '\\Answered', '\\Flagged'], [], ['\\Deleted', '\\Draft']];
     const messages = ['Subject: a\n\nbody\n', 'Subject: b\r\nStatus: RO\r\n\r\nbody', 'no blank line'];
@@ -254,6 +265,19 @@ describe('From_ line zone and sender (issue 18 item 10)', () => {
     expect(zoneFromDateHeader(dated('Sat, 28 Nov 2026 09:45:25 GMT'), instant)).toBeUndefined(); // no numeric zone
     expect(zoneFromDateHeader(dated('Sat, 28 Nov 2026 10:45:25 +9999'), instant)).toBeUndefined();
     expect(zoneFromDateHeader(Buffer.from('Subject: none\n\nDate: Sat, 28 Nov 2026 10:45:25 +0100\n'), instant)).toBeUndefined(); // body is no header
+  });
+
+  it('readMbox gives the Date header\'s zone (headerZoneMinutes) only where the From_ line names no zone of its own', async () => {
+    const file = [
+      'From a@x Sat Nov 28 09:45:25 2026\nDate: Sat, 28 Nov 2026 10:45:25 +0100\nStatus: RO\n\none\n', // UTC From_ line, +0100 header
+      'From b@x Sat Nov 28 10:45:25 2026 +0100\nDate: Sat, 28 Nov 2026 04:15:25 -0530\n\ntwo\n', // the From_ line's own zone wins
+      'From c@x Sat Nov 28 09:45:25 2026\nDate: Sat, 28 Nov 2026 10:45:26 +0100\n\nthree\n', // another second
+      'From d@x no date here\nDate: Sat, 28 Nov 2026 10:45:25 +0100\n\nfour\n', // no internal date to compare with
+    ].join('\n');
+    const { messages } = await readAll(fileWith(file));
+    expect(messages.map((m) => [m.sender, m.zoneMinutes, m.headerZoneMinutes, m.flags])).toEqual([
+      ['a@x', undefined, 60, ['\\Seen']], ['b@x', 60, undefined, []], ['c@x', undefined, undefined, []], ['d@x', undefined, undefined, []],
+    ]);
   });
 
   it('senderFromReturnPath: the Return-Path address, MAILER-DAEMON for <>, none or a non-token', () => {

@@ -86,3 +86,33 @@ describe('NodeFileHandle.writevDurable', () => {
     }
   });
 });
+
+describe('NodeFileHandle.read aside (through the thread pool)', () => {
+  it('reads what the in-thread read reads, up to the end of the file', async () => {
+    const path = join(tmpDir('ra'), 'f');
+    const content = Buffer.from(Array.from({ length: 10_000 }, (_, i) => (i * 31) & 0xff));
+    const writable = await nodeFileSystem.open(path, 'createOrOpen');
+    await writable.write(content, 0);
+    await writable.close();
+    const handle = await nodeFileSystem.open(path, 'read');
+    try {
+      const inThread = Buffer.alloc(4096), aside = Buffer.alloc(4096);
+      expect(await handle.read(inThread, 0, 4096, 7000)).toBe(3000);
+      expect(await handle.read(aside, 0, 4096, 7000, { aside: true })).toBe(3000);
+      expect(aside.equals(inThread)).toBe(true);
+      expect(aside.subarray(0, 3000).equals(content.subarray(7000))).toBe(true);
+      expect(await handle.read(aside, 0, 4096, 10_000, { aside: true })).toBe(0);
+    } finally {
+      await handle.close();
+    }
+  });
+
+  it('on a closed handle rejects with the system error (EBADF)', async () => {
+    const path = join(tmpDir('ra'), 'f');
+    const writable = await nodeFileSystem.open(path, 'createOrOpen');
+    await writable.close();
+    const handle = await nodeFileSystem.open(path, 'read');
+    await handle.close();
+    await expect(handle.read(Buffer.alloc(8), 0, 8, 0, { aside: true })).rejects.toMatchObject({ code: 'EBADF' });
+  });
+});

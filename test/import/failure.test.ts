@@ -8,7 +8,7 @@ import { importMail } from '../../src/import/importer.js';
 import { MailstoreError } from '../../src/errors.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { limits } from '../../src/limits.js';
+import { importLimits } from '../../src/limits.js';
 
 /** Bodies of an mbox written to a fresh file (`From_` separated), and its path. */
 function writeMbox(name: string, bodies: string[]): string {
@@ -63,16 +63,46 @@ describe('import under a failing disk', () => {
     // Chunks of 4 KiB and ~1 KiB messages: ~70 chunks, so the ring reuses chunks once batches
     // commit. A batch that fails never raises doneBelow, so the chunks its messages view (and
     // those of every batch read after it) must not be read into again while the failure unwinds.
-    const tunable = limits as { readChunkBytes: number };
-    const saved = tunable.readChunkBytes;
-    tunable.readChunkBytes = 4096;
+    const tunable = importLimits as { mboxChunkBytes: number };
+    const saved = tunable.mboxChunkBytes;
+    tunable.mboxChunkBytes = 4096;
     try {
       const bodies = Array.from({ length: 240 }, (_, i) =>
         `Message-ID: <r${i}@example.org>\nSubject: ring ${i}\n\n${String.fromCharCode(97 + (i % 26)).repeat(900 + (i * 37) % 400)}\n`);
       // the 12th journal write fails, after the ring has reused chunks
       expect(await noSpaceThenResume(bodies, 12)).toBeGreaterThanOrEqual(50);
     } finally {
-      tunable.readChunkBytes = saved;
+      tunable.mboxChunkBytes = saved;
+    }
+  });
+
+  it('EIO reading the mbox ahead (the next chunk, read while the messages of this one go in): earlier batches kept, a re-run completes it', async () => {
+    const tunable = importLimits as { mboxChunkBytes: number };
+    const saved = tunable.mboxChunkBytes;
+    tunable.mboxChunkBytes = 4096;
+    try {
+      const bodies = Array.from({ length: 120 }, (_, i) => `Message-ID: <e${i}@example.org>\nSubject: eio ${i}\n\n${'z'.repeat(700 + (i * 53) % 300)}\n`);
+      const dir = tmpDir();
+      const mbox = writeMbox('eio.mbox', bodies);
+      const fs = new FaultFileSystem();
+      let store = await Store.open(dir, { create: true });
+      fs.injectAt((op) => op.kind === 'read' && op.path === mbox && (op.position ?? 0) >= 40_000, 'EIO');
+      const error = await importMail(store, mbox, { mailbox: 'INBOX', fs, batchMessagesMax: 10 }).catch((e) => e);
+      expect(error).toBeInstanceOf(MailstoreError);
+      expect((error as MailstoreError).code).toBe('IO');
+      const kept = (await store.status('INBOX')).messages;
+      expect(kept).toBeGreaterThanOrEqual(10);
+      expect(kept).toBeLessThan(bodies.length);
+      expect(await storedBodies(store)).toEqual(bodies.slice(0, kept));
+      await store.close();
+      fs.clear();
+      store = await Store.open(dir);
+      const summary = await importMail(store, mbox, { mailbox: 'INBOX', fs, batchMessagesMax: 10 });
+      expect(summary.alreadyImported).toBe(kept);
+      expect(await storedBodies(store)).toEqual(bodies);
+      await store.close();
+    } finally {
+      tunable.mboxChunkBytes = saved;
     }
   });
 });

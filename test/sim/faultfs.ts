@@ -81,7 +81,7 @@ import { promises as fsp, fdatasyncSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import * as nodePath from 'node:path';
-import type { FileHandle, FileStat, FileSystem, HeldDirectory, OpenMode } from '../../src/fs/filesystem.js';
+import type { FileHandle, FileStat, FileSystem, HeldDirectory, OpenMode, ReadOptions } from '../../src/fs/filesystem.js';
 import { NodeFileSystem } from '../../src/fs/node-fs.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -665,9 +665,9 @@ class FaultFileHandle implements FileHandle {
     private readonly ino: number | undefined,
   ) {}
 
-  async read(buffer: Buffer, offset: number, length: number, position: number): Promise<number> {
+  async read(buffer: Buffer, offset: number, length: number, position: number, options?: ReadOptions): Promise<number> {
     this.owner.checkFault({ kind: 'read', path: this.path, position, length });
-    return this.inner.read(buffer, offset, length, position);
+    return this.inner.read(buffer, offset, length, position, options);
   }
 
   /** Modelled as one write of the concatenation (what a vectored write is). */
