@@ -173,6 +173,14 @@ export const limits = {
    * where the thread-pool round trip (~60 µs) would cost more than the reads.
    */
   appendPrefetchMessagesMin: 8,
+  /**
+   * A public caller's message of at least this many bytes is copied into recycled memory
+   * (src/store/copy-pool.ts), given back when its append settles; smaller ones are copied into
+   * fresh memory (Node's slab takes them up to 4 KiB, and a 16 KiB page fault or two is cheap).
+   */
+  appendCopyRecycleBytesMin: 64 * 1024,
+  /** ...and at most this much free recycled memory is kept (messages above it are copied fresh). */
+  appendCopyPoolBytesMax: 16 * 1024 * 1024,
   /** Mailbox names. */
   mailboxNameBytesMax: 1024,
   mailboxNameComponentBytesMax: 255,

@@ -1,6 +1,7 @@
 // The byte layout of journal segments (docs/FORMAT.md): a checksummed segment header, then framed
 // records, each with its own seq, payload length and two CRC32s (header and payload).
 import { crc32 } from 'node:zlib';
+import { limits } from '../limits.js';
 
 export const SEGMENT_MAGIC = Buffer.from('MSJS');
 export const RECORD_MAGIC = Buffer.from('MSJR');
@@ -67,6 +68,21 @@ export const FILLER_PATTERN = Buffer.from('MSJF-unused-fill');
 const FILLER_CHUNK_BYTES = 64 * 1024;
 /** The pattern from offset 0, one chunk plus a period long: comparisons slice it at o % 16. */
 const FILLER_CHUNK = Buffer.alloc(FILLER_CHUNK_BYTES + FILLER_PATTERN.length, FILLER_PATTERN);
+
+/**
+ * The filler the journal writes ahead of its records (limits.journalPreallocateBytes at a time):
+ * a view of one shared buffer, allocated once and never written to. A fresh 1 MiB copy for each
+ * preallocation cost ~1.3 ms of CPU (new pages each time), one commit in ~170 deliveries.
+ */
+export function fillerToWrite(offset: number, length: number): Buffer {
+  const phase = offset % FILLER_PATTERN.length;
+  if (!sharedFiller || sharedFiller.length < phase + length) {
+    if (length > limits.journalPreallocateBytes) return fillerBytes(offset, length);
+    sharedFiller = fillerBytes(0, limits.journalPreallocateBytes + FILLER_PATTERN.length);
+  }
+  return sharedFiller.subarray(phase, phase + length);
+}
+let sharedFiller: Buffer | undefined;
 
 /** `length` bytes of filler for file offset `offset` onwards. */
 export function fillerBytes(offset: number, length: number): Buffer {

@@ -3,7 +3,7 @@
 import { dirname, join } from 'node:path';
 import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
-import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, encodeRecordHeader, encodeSegmentHeader, fillerBytes, fillerFrom, fillerStart, parseSegmentFileName, segmentFileName } from './journal-format.js';
+import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, encodeRecordHeader, encodeSegmentHeader, fillerFrom, fillerToWrite, fillerStart, parseSegmentFileName, segmentFileName } from './journal-format.js';
 import { parseSegment, readSegmentBytes, recordAt, segmentHeader } from './segment-reader.js';
 import { RecordOffsets } from './record-offsets.js';
 import { limits } from '../limits.js';
@@ -401,7 +401,7 @@ export class Journal {
     try {
       if (!this.writeHandle) this.writeHandle = await this.fs.open(path, 'readWrite');
       const parts = fresh ? [encodeSegmentHeader(this.storeId, segment.firstSeq), ...data] : data;
-      if (filler > 0) parts.push(fillerBytes(start + dataBytes, filler));
+      if (filler > 0) parts.push(fillerToWrite(start + dataBytes, filler));
       if (durable) await this.writeHandle.writevDurable(parts, start, options.written);
       else {
         await this.writeHandle.writev(parts, fresh ? 0 : start);

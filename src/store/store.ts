@@ -13,6 +13,7 @@
 // batch's seq range, and `store.changes` (changes.ts) hands out the committed records from any seq
 // and keeps the consumers' durable cursors: a change-log consumer, the daemon, events or replication
 // read there; the mutations here need not change for them.
+import { CopyPool } from './copy-pool.js';
 import { join } from 'node:path';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Readable } from 'node:stream';
@@ -161,6 +162,8 @@ export class Store implements MailStore {
   private readonly messageBytesMax: number;
   /** Messages up to this size go inside their journal record (0: never; docs/FORMAT.md "Inline bodies"). */
   private inlineBodyBytesMax: number;
+  /** Recycled memory for the copies of callers' large messages (copy-pool.ts). */
+  private readonly copies = new CopyPool();
   private closed = false;
   private readonly mailboxCache = new Map<string, MailboxInfo>();
   private cacheGeneration = 0;
@@ -919,14 +922,20 @@ export class Store implements MailStore {
     checkOptions(options, ['meta', 'chain'], 'appendBatch option');
     if (options.meta !== undefined) checkString(checkObject(options.meta, 'meta').key, 'meta key');
     if (options.chain !== undefined) checkObject(options.chain, 'chain');
-    const prepared = checkArray(items, 'appendBatch items').map((entry) => {
+    const entries = checkArray(items, 'appendBatch items');
+    let recycled = false;
+    const prepared = entries.map((entry) => {
       const item = checkObject(entry, 'appendBatch item');
       const given = checkBytes(item.bytes);
       if (given.length > this.messageBytesMax) {
         throw new MailstoreError('TOO_LARGE', `message of ${given.length} bytes exceeds the limit of ${this.messageBytesMax} bytes`, { path: mailbox });
       }
-      // The caller may reuse its buffer as soon as we return: hash and write our own copy.
-      const bytes = ownCopy(given);
+      // The caller may reuse its buffer as soon as we return: hash and write our own copy. One
+      // bound for a pack goes into recycled memory, given back when the append settles (an inline
+      // body is kept in its op, which a synchronous replica's round may hold).
+      const pool = entries.length === 1 && given.length <= this.inlineBodyBytesMax ? undefined : this.copies;
+      const bytes = ownCopy(given, pool);
+      recycled ||= bytes.buffer !== given.buffer && pool?.recycles(given.length) === true;
       return { bytes, hash: hashBytes(bytes), flags: normalizeFlags(item.flags), date: normalizeDate(item.internalDate), extras: normalizeMessageExtras(item) };
     });
     const inline = this.planInline(prepared.map((item) => item.bytes.length));
@@ -938,7 +947,7 @@ export class Store implements MailStore {
     const inlineBytes = prepared.reduce((sum, item, i) => sum + (inline[i] ? item.bytes.length + 16 : 0), 0);
     if (options.meta) largest.push({ op: 'meta.set', key: `user/${options.meta.key}`, value: options.meta.value });
     checkRecordSize(largest, `appending ${prepared.length} messages`, inlineBytes);
-    return this.submit({
+    const committed = this.submit({
       chain: options.chain,
       prepare: async (ctx) => {
         const box = await resolveInBatch(ctx.view, components, mailbox);
@@ -962,6 +971,10 @@ export class Store implements MailStore {
         return { ops, result: results };
       },
     });
+    if (!recycled) return committed;
+    const giveBack = (): void => { for (const item of prepared) this.copies.giveBack(item.bytes); };
+    committed.then(giveBack, giveBack);
+    return committed;
   }
 
   /** Where a blob lives: an existing copy (dedup, also within the batch) or a new pack record. */

@@ -1,6 +1,7 @@
 // Public methods normalise and check their arguments here, then call internals with exact values.
 import { MailstoreError } from '../errors.js';
 import { limits } from '../limits.js';
+import type { CopyPool } from './copy-pool.js';
 import type { MessageAddExtras } from './records.js';
 
 export const SEPARATOR = '/';
@@ -198,9 +199,13 @@ export function handOver<T extends Uint8Array>(bytes: T): T {
   return bytes;
 }
 
-/** A copy the caller cannot change after the call: what is hashed is what is written. */
-export function ownCopy(bytes: Uint8Array): Buffer {
+/**
+ * A copy the caller cannot change after the call: what is hashed is what is written. A large one
+ * goes into `pool`'s recycled memory when given (the caller gives it back once the call settled).
+ */
+export function ownCopy(bytes: Uint8Array, pool?: CopyPool): Buffer {
   if (handedOver.delete(bytes)) return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (pool?.recycles(bytes.length)) return pool.copy(bytes);
   return Buffer.from(bytes);
 }
 
