@@ -196,9 +196,13 @@ export class StoreReader {
     }
     if (!entries) return undefined;
     this.host.live();
-    const blobs = await this.host.db.getMany<BlobRecord>(entries.map(([, record]) => keys.blob(record.h)));
-    return entries.map(([key, record], i): PendingRead => {
-      const info = toInfo(messageKeyUid(key), record);
+    // indexed, not destructured: an array pattern walks an iterator, objects a message until optimised
+    const blobKeys: Buffer[] = new Array(entries.length);
+    for (let i = 0; i < entries.length; i++) blobKeys[i] = keys.blob(entries[i][1].h);
+    const blobs = await this.host.db.getMany<BlobRecord>(blobKeys);
+    return entries.map((entry, i): PendingRead => {
+      const record = entry[1];
+      const info = toInfo(messageKeyUid(entry[0]), record);
       const blob = blobs[i];
       if (blob instanceof MailstoreError) return { info, hash: record.h, error: blob };
       if (!blob) return { info, hash: record.h, error: unknownBlob(mailbox, info.uid, record.h) };
@@ -219,17 +223,17 @@ export class StoreReader {
     if (pipeline.lent) {
       for (const run of runs) {
         const lease: RunLease = { left: run.length };
-        for (const item of run) item.lease = lease;
+        for (let i = 0; i < run.length; i++) run[i].lease = lease;
       }
     }
     const settle: (() => void)[] = runs.map((run) => {
       let resolve!: () => void;
       const ready = new Promise<void>((r) => { resolve = r; });
-      for (const item of run) item.ready = ready;
+      for (let i = 0; i < run.length; i++) run[i].ready = ready;
       // a run settled before readMessages reaches its items: they go out without an await each (a
       // promise hop a message, most of them: the group is read ahead of the consumer)
       return () => {
-        for (const item of run) item.ready = undefined;
+        for (let i = 0; i < run.length; i++) run[i].ready = undefined;
         resolve();
       };
     });
@@ -260,7 +264,7 @@ export class StoreReader {
       for (let i = 0; i < runs.length; i++) {
         const run = runs[i];
         let runBytes = 0;
-        for (const item of run) runBytes += item.location!.length;
+        for (let j = 0; j < run.length; j++) runBytes += run[j].location!.length;
         const pool = poolFor(runBytes);
         const done = this.readRun(run, pool, pipeline.lent);
         if (pool) {
@@ -293,7 +297,10 @@ export class StoreReader {
       return;
     }
     let end = 0;
-    for (const { location } of run) end = Math.max(end, location!.offset + RECORD_HEADER_BYTES + location!.length);
+    for (let i = 0; i < run.length; i++) {
+      const location = run[i].location!;
+      end = Math.max(end, location.offset + RECORD_HEADER_BYTES + location.length);
+    }
     run[0].lease!.buffer = await this.host.packs.readRuns(pack, [run as RunItem[]], pool, false, lent.take(end - run[0].location!.offset));
   }
 
@@ -330,7 +337,8 @@ function packRuns(located: PendingRead[]): PendingRead[][] {
   const runs: PendingRead[][] = [];
   let run: PendingRead[] = [];
   let runStart = 0, runEnd = 0;
-  for (const item of located) {
+  for (let i = 0; i < located.length; i++) {
+    const item = located[i];
     const { pack, offset, length } = item.location!;
     const end = offset + RECORD_HEADER_BYTES + length;
     const joins = run.length > 0 && run.length < limits.readTurnMessages && pack === run[0].location!.pack &&
@@ -522,7 +530,8 @@ function byteGroups(batch: PendingRead[], bytesMax: number): PendingRead[][] {
   const groups: PendingRead[][] = [];
   let group: PendingRead[] = [];
   let bytes = 0;
-  for (const item of batch) {
+  for (let i = 0; i < batch.length; i++) {
+    const item = batch[i];
     const length = item.location?.length ?? 0;
     if (group.length > 0 && bytes + length > bytesMax) {
       groups.push(group);
