@@ -155,8 +155,8 @@ export class StoreReader {
       batch.catch(() => undefined); // awaited later: a failure meanwhile is not unhandled
       return batch;
     };
-    // limits.readAheadBatches located batches in flight: a thread-pool round trip (nextv, then
-    // getMany) on a loaded machine can take longer than yielding one batch
+    // limits.readAheadBatches located batches in flight (nextv, then getMany: a thread-pool round
+    // trip each) while one goes out
     const ahead = Array.from({ length: limits.readAheadBatches }, readAhead);
     let groups: PendingRead[][] = [];
     const nextGroup = async (): Promise<PendingRead[] | undefined> => {
