@@ -306,7 +306,7 @@ export const limits = {
    * readMessages: batches of records located (index, then blob lookups) ahead of the one being read.
    * One keeps up: a cold SpamAssassin pass (loaded machine, alternating runs) took 6-8 % less CPU
    * with 1 than with 2 (a third less surviving each scavenge) and no longer (wall 279 vs 304 ms,
-   * 379 vs 376 ms, medians of 12); the 611 MB corpus 3 % less of both.
+   * 379 vs 376 ms, medians of 12; 314 vs 378 ms, of 15); the 611 MB corpus 3 % less of both.
    */
   readAheadBatches: 1,
   /**
