@@ -574,7 +574,7 @@ export class PackStore {
     const spans = runs.filter((items) => items.length > 0).map((items) => {
       const start = items[0].location.offset;
       let end = start;
-      for (const { location } of items) end = Math.max(end, location.offset + RECORD_HEADER_BYTES + location.length);
+      for (let i = 0; i < items.length; i++) end = Math.max(end, items[i].location.offset + RECORD_HEADER_BYTES + items[i].location.length);
       return { items, start, end };
     });
     let bytes: Buffer, handle: FileHandle;
@@ -635,8 +635,9 @@ export class PackStore {
       for (const item of items) item.error = failure;
       return;
     }
-    for (const item of items) {
-      const { location } = item;
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i];
+      const location = item.location;
       const at = location.offset - start;
       const length = RECORD_HEADER_BYTES + location.length;
       // checked in place (recordHeaderFault): no copy or throw on the path of a good record

@@ -89,8 +89,8 @@ export function decodeValue<T>(bytes: Uint8Array, key: Uint8Array): T {
       `index value for key ${Buffer.from(key).toString('hex')} fails its checksum; run 'mailstore reconstruct' to rebuild the index from the journal`,
       { path: Buffer.from(key).toString('hex') });
   }
-  const body = b.subarray(4);
   // the values 0 and 1 (every C record, the deleting marks) are one CBOR byte: no decoder call
-  if (body.length === 1 && body[0] <= 1) return body[0] as T;
-  return (decodeFlatMap(body) ?? cbor.decode(body)) as T;
+  if (b.length === 5 && b[4] <= 1) return b[4] as T;
+  // the flat maps of M and B records decoded in place; a view of the body only for cbor-x
+  return (decodeFlatMap(b, 4) ?? cbor.decode(b.subarray(4))) as T;
 }

@@ -16,12 +16,15 @@ const OTHER = Symbol('other');
 let src: Buffer;
 let position = 0;
 
-/** The map that is all of `b` as cbor-x decodes it (mapsAsObjects), or undefined to let cbor-x do it. */
-export function decodeFlatMap(b: Buffer): Record<string, unknown> | undefined {
-  const head = b[0];
+/**
+ * The map that is all of `b` from `start` on as cbor-x decodes it (mapsAsObjects), or undefined to
+ * let cbor-x do it. `start`: an index value's body follows its checksum, read in place (no view a value).
+ */
+export function decodeFlatMap(b: Buffer, start = 0): Record<string, unknown> | undefined {
+  const head = b[start];
   if (head === undefined || head < 0xa0 || head > 0xa0 + SMALL_COUNT_MAX) return undefined;
   src = b;
-  position = 1;
+  position = start + 1;
   const out: Record<string, unknown> = {};
   for (let i = head - 0xa0; i > 0; i--) {
     // a one-letter ASCII key: no __proto__ or other name an object treats specially

@@ -155,7 +155,7 @@ export class IndexDb {
     for await (const batch of batches) {
       // each value decoded in its own entry: the batch is LevelDB's fresh array, not one more a message
       const entries = batch as unknown as [Buffer, Buffer | T][];
-      for (const entry of entries) entry[1] = decodeValue<T>(entry[1] as Buffer, entry[0]);
+      for (let i = 0; i < entries.length; i++) entries[i][1] = decodeValue<T>(entries[i][1] as Buffer, entries[i][0]);
       yield entries as [Buffer, T][];
     }
   }

@@ -29,6 +29,16 @@ describe('decodeFlatMap', () => {
     }
   });
 
+  it('decodes in place after a prefix (an index value behind its checksum), as cbor-x decodes the rest', () => {
+    for (const record of [message, blob]) {
+      const bytes = encodeCbor(record);
+      const framed = Buffer.concat([Buffer.of(0xa1, 0x61, 0x7a, 0x00), bytes]); // a map head in the prefix: not read
+      expect(decodeFlatMap(framed, 4)).toStrictEqual(decodeCbor(bytes));
+      expect(decodeFlatMap(Buffer.concat([framed, Buffer.of(0)]), 4)).toBeUndefined(); // trailing bytes
+      expect(decodeFlatMap(framed.subarray(0, framed.length - 1), 4)).toBeUndefined(); // cut short
+    }
+  });
+
   it('leaves other shapes to cbor-x', () => {
     for (const value of [
       { name: ['INBOX'], uidNext: 3 }, // longer keys

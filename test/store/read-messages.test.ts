@@ -240,4 +240,34 @@ describe('Store.readMessages', () => {
     await store.close();
     await expectCode(collect(store, 'INBOX'), 'CLOSED');
   });
+
+  it('as an async generator: next() calls made without waiting come back in uid order, return() and throw() end it, bad options fail at the first next()', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX');
+    await store.appendBatch('INBOX', Array.from({ length: 600 }, (_, i) => ({ bytes: msg(i, i % 3000) })));
+    const all = await viaFetch(store, 'INBOX');
+    // every next() asked for at once, across index batches and runs: each its own message, in order, then done
+    const reads = store.readMessages('INBOX');
+    const results = await Promise.all(Array.from({ length: 602 }, () => reads.next()));
+    expect(results.slice(0, 600).map((r) => r.done ? undefined : [r.value.info.uid, r.value.body.equals(all[r.value.info.uid - 1].body)])).toEqual(all.map((m) => [m.info.uid, true]));
+    expect(results.slice(600).every((r) => r.done)).toBe(true);
+    // return() between two messages: done from then on, nothing left open
+    const early = store.readMessages('INBOX', { lendBodies: true });
+    expect((await early.next()).value.info.uid).toBe(1);
+    expect(await early.return(undefined)).toEqual({ done: true, value: undefined });
+    expect((await early.next()).done).toBe(true);
+    // throw(): rejects with what it was given, then done
+    const thrown = store.readMessages('INBOX');
+    await thrown.next();
+    const reason = new Error('consumer gave up');
+    await expect(thrown.throw(reason)).rejects.toBe(reason);
+    expect((await thrown.next()).done).toBe(true);
+    // the checks run at the first next(), as in a generator's body: the call itself does not throw
+    const bad = store.readMessages('INBOX', { fromUid: 0 });
+    await expectCode(bad.next(), 'INVALID');
+    expect((await bad.next()).done).toBe(true);
+    expect((await collect(store, 'INBOX')).length).toBe(600);
+    await store.close();
+  });
 });
