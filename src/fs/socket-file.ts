@@ -76,14 +76,20 @@ export class LogFile {
     }
   }
 
+  /** Streams replaced by a reopen, still writing what they were given before it (close waits for them). */
+  private ending: Promise<void>[] = [];
+
   reopen(): void {
     const old = this.stream;
     this.stream = LogFile.open(this.path);
-    old.end();
+    const ended: Promise<void> = new Promise<void>((resolve) => old.end(resolve)).then(() => { this.ending = this.ending.filter((e) => e !== ended); });
+    this.ending.push(ended);
   }
 
-  close(): Promise<void> {
-    return new Promise((resolve) => this.stream.end(resolve));
+  /** Ends the stream, after the lines given to streams a reopen replaced reached their (renamed) files. */
+  async close(): Promise<void> {
+    await Promise.all(this.ending);
+    await new Promise<void>((resolve) => this.stream.end(resolve));
   }
 }
 

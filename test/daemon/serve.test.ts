@@ -23,7 +23,8 @@ describe('mailstore serve', () => {
     daemon.child.kill('SIGTERM');
     expect(await daemon.exited).toBe(0);
     expect(existsSync(socket)).toBe(false);
-    for (const line of readFileSync(`${log}.1`, 'utf8').trim().split('\n')) expect(JSON.parse(line)).toHaveProperty('event');
+    // (under load the first lines may still be gathered when the file is renamed: they land in the reopened one)
+    for (const line of readFileSync(`${log}.1`, 'utf8').split('\n').filter(Boolean)) expect(JSON.parse(line)).toHaveProperty('event');
     expect(readFileSync(log, 'utf8')).toMatch(/"event":"log-reopened"/);
     expect(readFileSync(log, 'utf8')).toMatch(/"event":"stopped"/);
     expect((await json(['mailbox', 'status', INBOX, '--no-wait'], { store })).messages).toBe(1); // opened directly: the lock is free
