@@ -298,14 +298,12 @@ export const limits = {
    */
   indexBehindMs: 5,
   /**
-   * A commit with only journal records to make durable (an inline delivery) writes and fdatasyncs
-   * them in the calling thread (FileHandle.writevDurable) when its payloads total at most this;
-   * 0 (the default): the fdatasync goes through the thread pool. Measured (docs/FORMAT.md,
-   * "Journal commit cost"): the in-thread flush saves the pool hand-offs, but on the loaded 2-core
-   * bench machine a bare write + in-thread fdatasync loop ran at 230-570 msg/s against
-   * 1,200-3,300 through the pool (4 alternating runs each); to be measured again on a quiet one.
+   * A lone writer's commit with only journal records to make durable (an inline delivery) may be
+   * written and fdatasynced in the calling thread (FileHandle.writevDurable) when its payloads
+   * total at most this; whether it is, the writer decides by measuring both ways as it goes
+   * (src/store/flush-choice.ts). 0: always through the thread pool.
    */
-  journalInThreadFlushBytesMax: 0,
+  journalInThreadFlushBytesMax: 64 * 1024,
   /** Buffers handed to one writev call (IOV_MAX is 1024 on Linux). */
   writevPartsMax: 512,
   /** `*` in a UID set: how far below uidNext to look for the largest UID before scanning the whole mailbox. */

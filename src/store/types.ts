@@ -210,6 +210,15 @@ export interface StoreStats {
   bytesLive: number;
   /** Bytes in packs no message refers to (records of released blobs, torn or replaced records, headers included); compaction reclaims them. */
   bytesDead: number;
+  /** How this process flushes a lone writer's small journal-only commits (src/store/flush-choice.ts): measured as it goes. */
+  journalFlush: JournalFlushChoice;
+}
+
+/** A lone writer's journal flush: in this thread or through the thread pool, the faster median of the last commits each way (ms; null until measured). */
+export interface JournalFlushChoice {
+  preferThread: boolean;
+  threadMedianMs: number | null;
+  poolMedianMs: number | null;
 }
 
 /** A rebuild of the index from the journal compared with the index it would replace. */

@@ -16,6 +16,7 @@ import type { PackBatch, PackStore } from '../blob/pack-store.js';
 import type { Journal, JournalRecord } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { applyOpsNow, meta } from './apply.js';
+import { FlushChoice } from './flush-choice.js';
 import type { JournalPayload, Op } from './records.js';
 
 /** MAILSTORE_TRACE=1 prints the time of each commit phase to stderr (for profiling). */
@@ -109,6 +110,8 @@ export class Writer {
   private outstandingPeak = 0;
   /** While the writer gathers a batch: how many queued mutations end the wait, and how to end it. */
   private gathering?: { target: number; wake: () => void };
+  /** A lone writer's small journal-only commits: flushed in this thread or through the pool, whichever measures faster. */
+  readonly flushChoice = new FlushChoice();
 
   constructor(
     private db: IndexDb,
@@ -197,9 +200,26 @@ export class Writer {
    */
   private async write(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][]): Promise<void> {
     if (packBatch.blobs.length === 0) {
-      if (!(this.hooks.onWritten && (this.hooks.wantsWritten?.() ?? true))) return this.writeJournalOnly(records);
-      if (flushesInThread(records)) return this.writeJournalOnlyReplicated(records, opsBySeq, packBatch);
+      const replicated = !!this.hooks.onWritten && (this.hooks.wantsWritten?.() ?? true);
+      if (this.flushesInThread(records)) {
+        const inThread = this.flushChoice.inThread();
+        const started = performance.now();
+        if (!inThread) await (replicated ? this.writeBoth(packBatch, records, opsBySeq) : this.writeJournalOnly(records));
+        else if (replicated) await this.writeJournalOnlyReplicated(records, opsBySeq, packBatch);
+        else {
+          await this.journal.write(records, { durable: true });
+          await this.journal.sync(); // bookkeeping only (and the directory fsync of a fresh segment)
+        }
+        this.flushChoice.record(inThread, performance.now() - started);
+        return;
+      }
+      if (!replicated) return this.writeJournalOnly(records);
     }
+    return this.writeBoth(packBatch, records, opsBySeq);
+  }
+
+  /** `write`'s general form: pack bytes (if any) and journal records written, then both flushed through the pool at once. */
+  private async writeBoth(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][]): Promise<void> {
     await this.packs.write(packBatch);
     try {
       await this.journal.write(records);
@@ -226,25 +246,16 @@ export class Writer {
 
   /**
    * A batch with no pack bytes (a delivery whose body is inline, a flag change) and no synchronous
-   * replica to tell: only the journal is written and flushed. Up to
-   * limits.journalInThreadFlushBytesMax (0: off, the default) the write and its fdatasync are one
-   * call in this thread (FileHandle.writevDurable), no thread-pool hop; its index writes are then
-   * not started here but merge and go to LevelDB together (IndexDb.writeBehind,
-   * limits.indexBehindMs). Off by default: measured on the loaded 2-core machine, an in-thread
-   * fdatasync was slower than one awaited through the pool (docs/FORMAT.md, "Journal commit cost").
-   * Otherwise, while the pool flushes, the previous batch's index write is handed to LevelDB —
-   * unless this writer is alone (no other mutation in flight since this batch was taken): then
-   * the index batches of a few milliseconds merge and go to LevelDB together (at the latest
-   * limits.indexBehindMs after the first, IndexDb.writeBehind), so a delivery neither builds a
-   * LevelDB batch on its critical path nor wakes a second pool thread per commit. Measured
-   * (tmpfs, loaded): p50 178-210 -> 104-131 µs, CPU 276-300 -> 210-236 µs a delivery.
+   * replica to tell, flushed through the pool: only the journal is written and flushed. (A lone
+   * writer's small commit may instead be written and flushed in this thread, `write`.) While the
+   * pool flushes, the previous batch's index write is handed to LevelDB — unless this writer is
+   * alone (no other mutation in flight since this batch was taken): then the index batches of a
+   * few milliseconds merge and go to LevelDB together (at the latest limits.indexBehindMs after
+   * the first, IndexDb.writeBehind), so a delivery neither builds a LevelDB batch on its critical
+   * path nor wakes a second pool thread per commit. Measured (tmpfs, loaded): p50 178-210 ->
+   * 104-131 µs, CPU 276-300 -> 210-236 µs a delivery.
    */
   private async writeJournalOnly(records: JournalRecord[]): Promise<void> {
-    if (flushesInThread(records)) {
-      await this.journal.write(records, { durable: true });
-      await this.journal.sync(); // bookkeeping only (and the directory fsync of a fresh segment)
-      return;
-    }
     await this.journal.write(records);
     const synced = this.journal.sync(); // on its way in the pool before the index batch is built
     if (this.outstandingPeak > 1) this.db.startBehind();
@@ -272,6 +283,21 @@ export class Writer {
       if (sent) this.hooks.onWriteFailed?.();
       throw error;
     }
+  }
+
+  /**
+   * A commit of only these journal records may be written and flushed in one call in this thread
+   * (FileHandle.writevDurable, no thread-pool hop; FlushChoice decides by measuring both ways):
+   * when this writer is alone (no other mutation was in flight since the batch was taken, so
+   * nobody else waits on the event loop while it blocks in fdatasync) and the payloads total at
+   * most limits.journalInThreadFlushBytesMax. Its index writes are then not started here but merge
+   * and go to LevelDB together (IndexDb.writeBehind, limits.indexBehindMs).
+   */
+  private flushesInThread(records: JournalRecord[]): boolean {
+    if (this.outstandingPeak > 1) return false;
+    let bytes = 0;
+    for (const record of records) bytes += record.payload.length;
+    return bytes <= limits.journalInThreadFlushBytesMax;
   }
 
   /**
@@ -496,9 +522,3 @@ function journalRecords(firstSeq: number, opsBySeq: Op[][]): JournalRecord[] {
   });
 }
 
-/** A commit of only these journal records is written and flushed in one call in this thread (limits.journalInThreadFlushBytesMax). */
-function flushesInThread(records: JournalRecord[]): boolean {
-  let bytes = 0;
-  for (const record of records) bytes += record.payload.length;
-  return bytes <= limits.journalInThreadFlushBytesMax;
-}

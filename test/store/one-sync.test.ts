@@ -44,9 +44,9 @@ function countingFs(): { fs: FileSystem; flushes: Map<string, { sync: number; wr
 
 describe('one-sync delivery', () => {
   for (const inThread of [false, true]) {
-    it(`an inline delivery flushes the journal once and no pack (${inThread ? 'in-thread: writevDurable' : 'default: fdatasync through the pool'}); a body in a pack still syncs both files`, async () => {
+    it(`an inline delivery flushes the journal once and no pack (${inThread ? 'a lone writer: in-thread (writevDurable) or through the pool, as measured' : 'in-thread flush off: fdatasync through the pool'}); a body in a pack still syncs both files`, async () => {
       const saved = limits.journalInThreadFlushBytesMax;
-      if (inThread) limits.journalInThreadFlushBytesMax = 1024 * 1024;
+      if (!inThread) limits.journalInThreadFlushBytesMax = 0;
       try {
         const dir = tmpDir();
         const { fs, flushes } = countingFs();
@@ -54,24 +54,44 @@ describe('one-sync delivery', () => {
         await store.createMailbox('INBOX');
         await store.append('INBOX', msg('first')); // the segment may be fresh here (two-step path)
         flushes.clear();
-        for (let i = 0; i < 10; i++) await store.append('INBOX', msg(`inline ${i}`));
-        expect(flushes.get('journal')).toEqual(inThread ? { sync: 0, writevDurable: 10 } : { sync: 10, writevDurable: 0 });
+        for (let i = 0; i < 20; i++) await store.append('INBOX', msg(`inline ${i}`));
+        const journal = flushes.get('journal')!;
+        expect(journal.sync + journal.writevDurable).toBe(20);
+        // FlushChoice: the first 7 lone commits in this thread (2 before these), the next 7 through the pool
+        if (inThread) expect(journal).toSatisfy(({ sync, writevDurable }: { sync: number; writevDurable: number }) => writevDurable >= 5 && sync >= 7);
+        else expect(journal.writevDurable).toBe(0);
         expect(flushes.get('packs')).toBeUndefined();
         flushes.clear();
         await store.append('INBOX', msg('big', 8000));
         expect(flushes.get('journal')).toEqual({ sync: 1, writevDurable: 0 });
         expect(flushes.get('packs')?.sync).toBeGreaterThanOrEqual(1);
-        for (let i = 0; i < 10; i++) expect((await store.fetch('INBOX', i + 2)).toString()).toContain(`inline ${i}`);
+        for (let i = 0; i < 20; i++) expect((await store.fetch('INBOX', i + 2)).toString()).toContain(`inline ${i}`);
         await store.close();
         const reopened = await Store.open(dir);
-        expect((await reopened.status('INBOX')).messages).toBe(12);
-        expect((await reopened.fetch('INBOX', 12)).equals(msg('big', 8000))).toBe(true);
+        expect((await reopened.status('INBOX')).messages).toBe(22);
+        expect((await reopened.fetch('INBOX', 22)).equals(msg('big', 8000))).toBe(true);
         await reopened.close();
       } finally {
         limits.journalInThreadFlushBytesMax = saved;
       }
     });
   }
+
+  it('writers with company never flush in this thread: concurrent inline deliveries share pool fdatasyncs', async () => {
+    const dir = tmpDir();
+    const { fs, flushes } = countingFs();
+    const store = await Store.open(dir, { create: true, fs, inlineBodyBytesMax: 4096 });
+    await store.createMailbox('INBOX');
+    await store.append('INBOX', msg('first'));
+    flushes.clear();
+    for (let round = 0; round < 5; round++) await Promise.all(Array.from({ length: 8 }, (_, i) => store.append('INBOX', msg(`r${round} m${i}`))));
+    const journal = flushes.get('journal')!;
+    expect(journal.writevDurable).toBe(0);
+    expect(journal.sync).toBeGreaterThanOrEqual(5);
+    expect(journal.sync).toBeLessThan(40); // grouped
+    expect((await store.status('INBOX')).messages).toBe(41);
+    await store.close();
+  });
 
   it('deferred index batches merge while none is handed to LevelDB: reads see the newest value, one LevelDB write lands them all', async () => {
     const db = await IndexDb.open(join(tmpDir(), 'index'), true);

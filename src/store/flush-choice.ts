@@ -1,0 +1,59 @@
+// Which way a lone writer's journal-only commit reaches the disk: its write and fdatasync in one
+// call in this thread (FileHandle.writevDurable), or the write here and the fdatasync through
+// libuv's thread pool. Neither wins everywhere, so the writer measures both as it goes.
+//
+// Measured on the 2-core bench VM (BENCHMARKS.md "One-sync: the flush that measures itself"): with
+// the machine quiet the in-thread flush is ~1.4x faster (a lone inline delivery's p50 0.39 against
+// 0.62 ms: no hand-off to a pool thread and back); with both cores busy with other processes the
+// pool's flush came back sooner (in-thread p50 0.6-3.5 ms against 0.3-1.2 ms in the same process,
+// alternating), and which one a machine is has nothing to do with the store. So each way keeps its
+// last few commit latencies, the faster median is taken, and every `probeEvery`th commit goes the
+// other way so a change in the machine is seen within a few hundred commits.
+//
+// Only a lone writer's commits are chosen for (Writer.flushesInThread): while this thread blocks in
+// fdatasync no other mutation waits on it, and reads already run synchronously here (NodeFileHandle
+// .read), so a disk that stalls stalls them either way.
+
+import type { JournalFlushChoice } from './types.js';
+
+/** Latencies kept per way; the median of these decides. */
+const SAMPLES = 7;
+
+export class FlushChoice {
+  private readonly thread = new Float64Array(SAMPLES);
+  private readonly pool = new Float64Array(SAMPLES);
+  private threadCount = 0;
+  private poolCount = 0;
+  private commits = 0;
+  private preferThread = true;
+
+  constructor(private readonly probeEvery = 16) {}
+
+  /** Whether this commit flushes in this thread. */
+  inThread(): boolean {
+    if (this.threadCount < SAMPLES) return true;
+    if (this.poolCount < SAMPLES) return false;
+    return ++this.commits % this.probeEvery === 0 ? !this.preferThread : this.preferThread;
+  }
+
+  /** The commit's latency (write to durable, ms), taken the way `inThread` said. */
+  record(inThread: boolean, ms: number): void {
+    if (inThread) this.thread[this.threadCount++ % SAMPLES] = ms;
+    else this.pool[this.poolCount++ % SAMPLES] = ms;
+    if (this.threadCount >= SAMPLES && this.poolCount >= SAMPLES) this.preferThread = median(this.thread) <= median(this.pool);
+  }
+
+  /** For `stats` and tests: which way is preferred and the medians it rests on (ms; null until measured). */
+  describe(): JournalFlushChoice {
+    return {
+      preferThread: this.preferThread,
+      threadMedianMs: this.threadCount >= SAMPLES ? median(this.thread) : null,
+      poolMedianMs: this.poolCount >= SAMPLES ? median(this.pool) : null,
+    };
+  }
+}
+
+function median(values: Float64Array): number {
+  const sorted = Float64Array.from(values).sort();
+  return sorted[sorted.length >> 1];
+}
