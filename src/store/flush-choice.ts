@@ -8,7 +8,9 @@
 // pool's flush came back sooner (in-thread p50 0.6-3.5 ms against 0.3-1.2 ms in the same process,
 // alternating), and which one a machine is has nothing to do with the store. So each way keeps its
 // last few commit latencies, the faster median is taken, and every `probeEvery`th commit goes the
-// other way so a change in the machine is seen within a few hundred commits.
+// other way (k times rarer when it measured k times slower, so probing a way at 2.3 ms against
+// 0.3 costs a few percent, not a third) so a change in the machine is seen within a few hundred
+// commits.
 //
 // Only a lone writer's commits are chosen for (Writer.flushesInThread): while this thread blocks in
 // fdatasync no other mutation waits on it, and reads already run synchronously here (NodeFileHandle
@@ -18,6 +20,8 @@ import type { JournalFlushChoice } from './types.js';
 
 /** Latencies kept per way; the median of these decides. */
 const SAMPLES = 7;
+/** Probes of a way that measured k times slower come k times rarer, up to this factor. */
+const PROBE_SPACING_MAX = 8;
 
 export class FlushChoice {
   private readonly thread = new Float64Array(SAMPLES);
@@ -26,21 +30,33 @@ export class FlushChoice {
   private poolCount = 0;
   private commits = 0;
   private preferThread = true;
+  /** Commits the preferred way before the next probe of the other: probeEvery, times how many times slower the other way measured (at most PROBE_SPACING_MAX). */
+  private nextProbe: number;
 
-  constructor(private readonly probeEvery = 16) {}
+  constructor(private readonly probeEvery = 16) {
+    this.nextProbe = probeEvery;
+  }
 
   /** Whether this commit flushes in this thread. */
   inThread(): boolean {
     if (this.threadCount < SAMPLES) return true;
     if (this.poolCount < SAMPLES) return false;
-    return ++this.commits % this.probeEvery === 0 ? !this.preferThread : this.preferThread;
+    if (++this.commits < this.nextProbe) return this.preferThread;
+    this.commits = 0;
+    return !this.preferThread;
   }
 
   /** The commit's latency (write to durable, ms), taken the way `inThread` said. */
   record(inThread: boolean, ms: number): void {
     if (inThread) this.thread[this.threadCount++ % SAMPLES] = ms;
     else this.pool[this.poolCount++ % SAMPLES] = ms;
-    if (this.threadCount >= SAMPLES && this.poolCount >= SAMPLES) this.preferThread = median(this.thread) <= median(this.pool);
+    if (this.threadCount < SAMPLES || this.poolCount < SAMPLES) return;
+    const thread = median(this.thread), pool = median(this.pool);
+    this.preferThread = thread <= pool;
+    // a probe costs the slower way's latency: the slower it measured, the rarer the probes
+    const [faster, slower] = this.preferThread ? [thread, pool] : [pool, thread];
+    const spacing = faster > 0 ? Math.round(slower / faster) : PROBE_SPACING_MAX;
+    this.nextProbe = this.probeEvery * Math.min(PROBE_SPACING_MAX, Math.max(1, spacing));
   }
 
   /** For `stats` and tests: which way is preferred and the medians it rests on (ms; null until measured). */

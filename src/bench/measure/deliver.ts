@@ -39,11 +39,12 @@ await runMeasurement(peer, 'deliver', async () => {
   }));
   const seconds = (performance.now() - started) / 1000;
   const fsyncs = counts.fileSyncs - syncsBefore;
+  const { journalFlush } = await store.stats();
   await store.close();
   emit({
     peer, measurement: 'deliver', messages: messages.length, bytes, seconds: round(seconds), writers,
     p50_ms: round(percentile(latencies, 0.5)), p99_ms: round(percentile(latencies, 0.99)), max_ms: round(Math.max(...latencies)),
-    fsyncs, fsyncs_per_message: round(fsyncs / messages.length), peak_rss_bytes: peakRssBytes(),
+    fsyncs, fsyncs_per_message: round(fsyncs / messages.length), peak_rss_bytes: peakRssBytes(), journal_flush: journalFlush,
     note: `library: ${writers} async writer${writers === 1 ? '' : 's'} in one process (${writers === 1 ? 'one mailbox' : 'one mailbox each'}), ` +
       `each awaiting store.append (acknowledged after fdatasync); ${round(fsyncs / messages.length, 2)} fdatasync per message` +
       (inline === undefined ? '' : inline === 0 ? '; inline bodies off (body to a pack, record to the journal: two files)' : `; bodies up to ${inline} bytes inside their journal record (one file)`),
