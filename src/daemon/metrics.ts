@@ -5,7 +5,7 @@
 // its default process metrics) for that.
 import { createServer, type Server } from 'node:http';
 import { assert, isMailstoreError } from '../errors.js';
-import type { AppendResult } from '../store/types.js';
+import type { AppendResult, JournalFlushChoice } from '../store/types.js';
 import { formatHostPort, listenError, parseListen } from './address.js';
 
 type Labels = Record<string, string>;
@@ -123,6 +123,8 @@ export class StoreMetrics {
   readonly lastScrubTime: Series;
   readonly lastScrubResult: Series;
   readonly consumerLag: Series;
+  readonly journalFlushMedian: Series;
+  readonly journalFlushInThread: Series;
 
   constructor(registry = new Registry()) {
     this.registry = registry;
@@ -133,6 +135,18 @@ export class StoreMetrics {
     this.lastScrubTime = registry.gauge('mailstore_last_scrub_timestamp_seconds', 'When the last scrub finished (unix time).');
     this.lastScrubResult = registry.gauge('mailstore_last_scrub_result', 'The last scrub: 0 clean, 1 findings, 2 could not run.');
     this.consumerLag = registry.gauge('mailstore_consumer_lag_records', 'Journal records a change-log consumer has not handled yet.');
+    this.journalFlushMedian = registry.gauge('mailstore_journal_flush_median_seconds', "A lone writer's journal-only commit, write to durable: the median of the last few, by way (thread: write and fdatasync in the daemon's thread; pool: the fdatasync through the thread pool).");
+    this.journalFlushInThread = registry.gauge('mailstore_journal_flush_in_thread', "1 while a lone writer's journal-only commits flush in the daemon's thread (measured faster), 0 while through the thread pool.");
+  }
+
+  /** The store's FlushChoice, read at every scrape: which way a lone writer's journal commits flush, and the medians that chose it. */
+  watchJournalFlush(describe: () => JournalFlushChoice): void {
+    this.registry.onCollect(() => {
+      const choice = describe();
+      this.journalFlushInThread.set(choice.preferThread ? 1 : 0);
+      if (choice.threadMedianMs !== null) this.journalFlushMedian.set(choice.threadMedianMs / 1000, { way: 'thread' });
+      if (choice.poolMedianMs !== null) this.journalFlushMedian.set(choice.poolMedianMs / 1000, { way: 'pool' });
+    });
   }
 
   /** For StoreOptions.onCommit. */

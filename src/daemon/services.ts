@@ -69,7 +69,10 @@ export async function startServices(store: Store, hooks: ServiceHooks, options: 
     for (const listen of options.lmtp ?? []) {
       lmtp.push(await startLmtp(counted, { listen, template: options.lmtpTemplate, messageBytesMax: options.messageBytesMax, log }));
     }
-    if (options.metrics) metrics = await startMetrics({ listen: options.metrics, registry: hooks.metrics.registry });
+    if (options.metrics) {
+      hooks.metrics.watchJournalFlush(() => store.journalFlush());
+      metrics = await startMetrics({ listen: options.metrics, registry: hooks.metrics.registry });
+    }
     if (options.webhook) {
       hooks.metrics.watchConsumer(WEBHOOK_CONSUMER, async () => lagRecords(store, await consumerCursor(store)));
       webhook = runWebhook(store, hooks, options.webhook, stopWebhook.signal, log);

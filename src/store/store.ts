@@ -54,7 +54,7 @@ import {
 import { checkQuota } from './quota.js';
 import {
   uuidString, type AppendOptions, type AppendResult, type FlagChange, type MailboxStatus, type MailboxSummary, type MessageInfo,
-  type MessageWithBody, type ReadMessagesOptions, type StoreOptions, type StoreStats,
+  type MessageWithBody, type ReadMessagesOptions, type StoreOptions, type StoreStats, type JournalFlushChoice,
 } from './types.js';
 import type { DeleteUserResult, RenameUserResult } from './users.js';
 import type { CompactHost, CompactOptions, CompactResult } from './compact.js';
@@ -123,7 +123,7 @@ const APPEND_OPTIONS = ['flags', 'internalDate', 'envelopeFrom', 'dateZoneMinute
 
 export type {
   StoreOptions, AppendOptions, AppendResult, MessageInfo, ReadMessagesOptions, MessageWithBody, MailboxStatus, MailboxSummary,
-  FlagChange, StoreStats, RebuildComparison,
+  FlagChange, StoreStats, RebuildComparison, JournalFlushChoice,
 } from './types.js';
 export type { StoreMaintenance } from './maintenance.js';
 export type { CompactOptions, CompactResult } from './compact.js';
@@ -1108,6 +1108,11 @@ export class Store implements MailStore {
   }
 
 
+  /** How this process flushes a lone writer's small journal-only commits (src/store/flush-choice.ts): measured as it goes, so process state, not the store's. */
+  journalFlush(): JournalFlushChoice {
+    return this.writer.flushChoice.describe();
+  }
+
   async stats(): Promise<StoreStats> {
     this.live();
     let mailboxes = 0, messages = 0, bytesReferenced = 0, blobs = 0, bytesStored = 0, unreferencedBlobs = 0, liveBytes = 0, bytesLive = 0;
@@ -1140,7 +1145,6 @@ export class Store implements MailStore {
       snapshots: snapshotList.length, snapshotBytes, newestSnapshotSeq: snapshotList[0]?.seq ?? null, dedupRatio: liveBytes === 0 ? 1 : bytesReferenced / liveBytes,
       consumers: await this.changes.consumers(),
       bytesLive, bytesDead: Math.max(0, packBytes - packList.length * PACK_HEADER_BYTES - bytesLive),
-      journalFlush: this.writer.flushChoice.describe(),
     };
   }
 

@@ -210,8 +210,6 @@ export interface StoreStats {
   bytesLive: number;
   /** Bytes in packs no message refers to (records of released blobs, torn or replaced records, headers included); compaction reclaims them. */
   bytesDead: number;
-  /** How this process flushes a lone writer's small journal-only commits (src/store/flush-choice.ts): measured as it goes. */
-  journalFlush: JournalFlushChoice;
 }
 
 /** A lone writer's journal flush: in this thread or through the thread pool, the faster median of the last commits each way (ms; null until measured). */

@@ -64,6 +64,14 @@ describe('metrics', () => {
       expect(values.get('mailstore_consumer_lag_records{consumer="events-webhook"}')).toBe(3);
       await store.append('INBOX', Buffer.from('Subject: d\r\n\r\n4\r\n'));
       expect(parse(await (await fetch(`http://${server.address}/metrics`)).text()).get('mailstore_consumer_lag_records{consumer="events-webhook"}')).toBe(4);
+      // a lone writer's journal flush: which way, and the medians (each way measured after 7 commits of it)
+      metrics.watchJournalFlush(() => raw.journalFlush());
+      for (let i = 0; i < 14; i++) await store.append('INBOX', Buffer.from(`Subject: e${i}\r\n\r\n${i}\r\n`));
+      const flush = parse(await (await fetch(`http://${server.address}/metrics`)).text());
+      const thread = flush.get('mailstore_journal_flush_median_seconds{way="thread"}')!, pool = flush.get('mailstore_journal_flush_median_seconds{way="pool"}')!;
+      expect(thread).toBeGreaterThan(0);
+      expect(pool).toBeGreaterThan(0);
+      expect(flush.get('mailstore_journal_flush_in_thread')).toBe(thread <= pool ? 1 : 0);
       expect((await fetch(`http://${server.address}/other`)).status).toBe(404);
       expect((await fetch(`http://${server.address}/metrics`, { method: 'POST' })).status).toBe(404);
       await expect(startMetrics({ listen: server.address, registry: metrics.registry })).rejects.toMatchObject({ code: 'EXISTS' });

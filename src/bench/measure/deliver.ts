@@ -39,7 +39,7 @@ await runMeasurement(peer, 'deliver', async () => {
   }));
   const seconds = (performance.now() - started) / 1000;
   const fsyncs = counts.fileSyncs - syncsBefore;
-  const { journalFlush } = await store.stats();
+  const journalFlush = store.journalFlush();
   await store.close();
   emit({
     peer, measurement: 'deliver', messages: messages.length, bytes, seconds: round(seconds), writers,
