@@ -229,6 +229,40 @@ describe('Store.readMessages', () => {
     await store.close();
   });
 
+  it('an index scan that fails on a batch read ahead of the blob lookups: every message of the batches before it comes out first, then the IO error', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX');
+    const bodies = Array.from({ length: 700 }, (_, i) => msg(i, (i * 53) % 3000));
+    await store.appendBatch('INBOX', bodies.map((bytes) => ({ bytes })));
+    const entryBatches = IndexDb.prototype.entryBatches;
+    const sizes: number[] = [];
+    const spy = vi.spyOn(IndexDb.prototype, 'entryBatches').mockImplementation(function (this: IndexDb, ...args: Parameters<IndexDb['entryBatches']>) {
+      const inner = entryBatches.apply(this, args);
+      // the third batch's scan fails as a disk would, while the second batch's blobs are looked up
+      return (async function* () {
+        try {
+          for await (const batch of inner) {
+            if (sizes.length === 2) throw new MailstoreError('IO', 'index scan failed (injected)');
+            sizes.push(batch.length);
+            yield batch;
+          }
+        } finally {
+          await inner.return(undefined);
+        }
+      })() as never;
+    });
+    const seen: Buffer[] = [];
+    const error = await (async () => { for await (const { body } of store.readMessages('INBOX')) seen.push(body); })().catch((e: unknown) => e);
+    spy.mockRestore();
+    expect((error as MailstoreError).code).toBe('IO');
+    expect(sizes.length).toBe(2);
+    expect(seen.length).toBe(sizes[0] + sizes[1]);
+    seen.forEach((body, i) => expect(body.equals(bodies[i]), `uid ${i + 1}`).toBe(true));
+    expect((await collect(store, 'INBOX')).length, 'nothing lost').toBe(700);
+    await store.close();
+  });
+
   it('a consumer that stops early leaves nothing open: the store closes, and later reads work', async () => {
     const dir = tmpDir();
     const store = await Store.open(dir, { create: true });
