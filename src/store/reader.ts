@@ -130,7 +130,8 @@ export class StoreReader {
   /**
    * Every message of a mailbox with its bytes, in uid order, each verified against its hash before
    * it is yielded (IMAP FETCH 1:* BODY[], export). The index is read a batch at a time, the next
-   * batches' records (limits.readAheadBatches) while this batch's bodies are read. Bodies are read
+   * batches located (limits.readAheadBatches) while this batch's bodies are read, and the records
+   * of the batch after them scanned meanwhile. Bodies are read
    * a group (limits.readBatchBytes) at a time in pack order, the next group's reads started before
    * this group's messages go out, so at most two groups (or one bigger message each) are held. A
    * message goes out as soon as its run was verified, not after its whole group. A message that
