@@ -57,6 +57,15 @@ async function flipByte(store: Store, dir: string, marker: string): Promise<void
  * group of bodies, one alone), an empty one, duplicates of earlier bytes, and expunged gaps.
  * Reversed: the same messages copied in reverse, so uid order runs against pack order.
  */
+/** A store whose INBOX holds 700 messages of assorted sizes: several index batches. */
+async function inboxOf700(): Promise<{ store: Store; bodies: Buffer[] }> {
+  const store = await Store.open(tmpDir(), { create: true });
+  await store.createMailbox('INBOX');
+  const bodies = Array.from({ length: 700 }, (_, i) => msg(i, (i * 53) % 3000));
+  await store.appendBatch('INBOX', bodies.map((bytes) => ({ bytes })));
+  return { store, bodies };
+}
+
 async function mixedStore(dir: string): Promise<Store> {
   const store = await Store.open(dir, { create: true, packBytesMax: 2 * 1024 * 1024 });
   await store.createMailbox('INBOX');
@@ -203,11 +212,7 @@ describe('Store.readMessages', () => {
   });
 
   it('an index read that fails on a later batch: every message of the batches before it comes out first, then the IO error', async () => {
-    const dir = tmpDir();
-    const store = await Store.open(dir, { create: true });
-    await store.createMailbox('INBOX');
-    const bodies = Array.from({ length: 700 }, (_, i) => msg(i, (i * 53) % 3000));
-    await store.appendBatch('INBOX', bodies.map((bytes) => ({ bytes })));
+    const { store, bodies } = await inboxOf700();
     const getMany = IndexDb.prototype.getMany;
     let calls = 0, firstBatch = 0;
     const spy = vi.spyOn(IndexDb.prototype, 'getMany').mockImplementation(function (this: IndexDb, keyList: Buffer[]) {
@@ -230,11 +235,7 @@ describe('Store.readMessages', () => {
   });
 
   it('an index scan that fails on a batch read ahead of the blob lookups: every message of the batches before it comes out first, then the IO error', async () => {
-    const dir = tmpDir();
-    const store = await Store.open(dir, { create: true });
-    await store.createMailbox('INBOX');
-    const bodies = Array.from({ length: 700 }, (_, i) => msg(i, (i * 53) % 3000));
-    await store.appendBatch('INBOX', bodies.map((bytes) => ({ bytes })));
+    const { store, bodies } = await inboxOf700();
     const entryBatches = IndexDb.prototype.entryBatches;
     const sizes: number[] = [];
     const spy = vi.spyOn(IndexDb.prototype, 'entryBatches').mockImplementation(function (this: IndexDb, ...args: Parameters<IndexDb['entryBatches']>) {
