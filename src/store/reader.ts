@@ -130,7 +130,8 @@ export class StoreReader {
   /**
    * Every message of a mailbox with its bytes, in uid order, each verified against its hash before
    * it is yielded (IMAP FETCH 1:* BODY[], export). The index is read a batch at a time, the next
-   * batches' records (limits.readAheadBatches) while this batch's bodies are read. Bodies are read
+   * batches located (limits.readAheadBatches) while this batch's bodies are read, and the records
+   * of the batch after them scanned meanwhile. Bodies are read
    * a group (limits.readBatchBytes) at a time in pack order, the next group's reads started before
    * this group's messages go out, so at most two groups (or one bigger message each) are held. A
    * message goes out as soon as its run was verified, not after its whole group. A message that
@@ -150,8 +151,16 @@ export class StoreReader {
     this.host.live();
     const box = this.host.committedBox(mailbox);
     const batches = this.host.db.entryBatches<MessageRecord>({ gte: keys.message(box.id, fromUid), lt: prefixEnd(keys.messagePrefix(box.id)) }, limits.readBatchMessages, limits.readBatchIndexBytes);
+    // the index scan runs a batch ahead of the blob lookups: the next batch's records are read
+    // (nextv) while this batch's blobs are looked up (getMany), so a batch is located in one
+    // thread-pool round trip after the one before it, not two; the reading thread waited on the
+    // index at most group boundaries of a SpamAssassin pass
+    let records = batches.next();
     const readAhead = () => {
-      const batch = this.locateBatch(mailbox, batches);
+      const these = records;
+      records = batches.next(); // runs once `these` came: the generator reads one batch at a time
+      records.catch(() => undefined); // awaited by the next locateBatch: a failure meanwhile is not unhandled
+      const batch = this.locateBatch(mailbox, these);
       batch.catch(() => undefined); // awaited later: a failure meanwhile is not unhandled
       return batch;
     };
@@ -186,10 +195,10 @@ export class StoreReader {
   }
 
   /** The next batch of message records, each with its blob's location (one getMany). */
-  private async locateBatch(mailbox: string, batches: AsyncGenerator<[Buffer, MessageRecord][]>): Promise<PendingRead[] | undefined> {
+  private async locateBatch(mailbox: string, records: Promise<IteratorResult<[Buffer, MessageRecord][]>>): Promise<PendingRead[] | undefined> {
     let entries: [Buffer, MessageRecord][] | void;
     try {
-      entries = (await batches.next()).value;
+      entries = (await records).value;
     } catch (error) {
       this.host.live(); // a store closed meanwhile is CLOSED, not an index read error
       throw error;

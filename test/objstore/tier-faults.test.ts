@@ -195,7 +195,7 @@ describe.skipIf(!installed)('object-storage tier failures, on Ceph', () => {
   it('radosgw SIGKILLed in the middle of a mailbox read: IO naming the URL, never wrong bytes; back up, the read completes exact', async () => {
     const { root } = await tieredRoot();
     let store = await Store.open(root, { packBytesMax: 256 * 1024 });
-    const bodies = await fill(store, 1000); // four read-ahead batches (limits.readBatchMessages): the kill lands before the last
+    const bodies = await fill(store, 1000); // eight read-ahead batches (limits.readBatchMessages): the kill lands before the last
     await store.tierFlush();
     await store.close();
     store = await Store.open(root); // a cold cache: every pack comes from the bucket

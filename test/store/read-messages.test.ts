@@ -57,6 +57,15 @@ async function flipByte(store: Store, dir: string, marker: string): Promise<void
  * group of bodies, one alone), an empty one, duplicates of earlier bytes, and expunged gaps.
  * Reversed: the same messages copied in reverse, so uid order runs against pack order.
  */
+/** A store whose INBOX holds 700 messages of assorted sizes: several index batches. */
+async function inboxOf700(): Promise<{ store: Store; bodies: Buffer[] }> {
+  const store = await Store.open(tmpDir(), { create: true });
+  await store.createMailbox('INBOX');
+  const bodies = Array.from({ length: 700 }, (_, i) => msg(i, (i * 53) % 3000));
+  await store.appendBatch('INBOX', bodies.map((bytes) => ({ bytes })));
+  return { store, bodies };
+}
+
 async function mixedStore(dir: string): Promise<Store> {
   const store = await Store.open(dir, { create: true, packBytesMax: 2 * 1024 * 1024 });
   await store.createMailbox('INBOX');
@@ -203,11 +212,7 @@ describe('Store.readMessages', () => {
   });
 
   it('an index read that fails on a later batch: every message of the batches before it comes out first, then the IO error', async () => {
-    const dir = tmpDir();
-    const store = await Store.open(dir, { create: true });
-    await store.createMailbox('INBOX');
-    const bodies = Array.from({ length: 700 }, (_, i) => msg(i, (i * 53) % 3000));
-    await store.appendBatch('INBOX', bodies.map((bytes) => ({ bytes })));
+    const { store, bodies } = await inboxOf700();
     const getMany = IndexDb.prototype.getMany;
     let calls = 0, firstBatch = 0;
     const spy = vi.spyOn(IndexDb.prototype, 'getMany').mockImplementation(function (this: IndexDb, keyList: Buffer[]) {
@@ -224,6 +229,36 @@ describe('Store.readMessages', () => {
     expect((error as MailstoreError).code).toBe('IO');
     expect(firstBatch).toBeGreaterThan(100);
     expect(seen.length).toBe(firstBatch);
+    seen.forEach((body, i) => expect(body.equals(bodies[i]), `uid ${i + 1}`).toBe(true));
+    expect((await collect(store, 'INBOX')).length, 'nothing lost').toBe(700);
+    await store.close();
+  });
+
+  it('an index scan that fails on a batch read ahead of the blob lookups: every message of the batches before it comes out first, then the IO error', async () => {
+    const { store, bodies } = await inboxOf700();
+    const entryBatches = IndexDb.prototype.entryBatches;
+    const sizes: number[] = [];
+    const spy = vi.spyOn(IndexDb.prototype, 'entryBatches').mockImplementation(function (this: IndexDb, ...args: Parameters<IndexDb['entryBatches']>) {
+      const inner = entryBatches.apply(this, args);
+      // the third batch's scan fails as a disk would, while the second batch's blobs are looked up
+      return (async function* () {
+        try {
+          for await (const batch of inner) {
+            if (sizes.length === 2) throw new MailstoreError('IO', 'index scan failed (injected)');
+            sizes.push(batch.length);
+            yield batch;
+          }
+        } finally {
+          await inner.return(undefined);
+        }
+      })() as never;
+    });
+    const seen: Buffer[] = [];
+    const error = await (async () => { for await (const { body } of store.readMessages('INBOX')) seen.push(body); })().catch((e: unknown) => e);
+    spy.mockRestore();
+    expect((error as MailstoreError).code).toBe('IO');
+    expect(sizes.length).toBe(2);
+    expect(seen.length).toBe(sizes[0] + sizes[1]);
     seen.forEach((body, i) => expect(body.equals(bodies[i]), `uid ${i + 1}`).toBe(true));
     expect((await collect(store, 'INBOX')).length, 'nothing lost').toBe(700);
     await store.close();
