@@ -20,6 +20,7 @@ import { decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey, keys
 import { limits } from '../limits.js';
 import { checkIndexFiles, type IndexFileDamage } from '../index/table-check.js';
 import type { HashPool } from '../hash/pool.js';
+import type { ScanOptions } from '../blob/pack-store.js';
 import { RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { Store } from '../store/store.js';
 import { checkpointBegin, type BlobRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type RightsRecord } from '../store/records.js';
@@ -280,14 +281,21 @@ class PackPass {
     this.throttle = makeThrottle(maxRateBytesPerSecond, now ?? Date.now);
     this.objectThrottle = makeThrottle(this.options.maxObjectRateBytesPerSecond, now ?? Date.now);
     const threads = hashThreads ?? (this.bytesTotal >= limits.scrubPoolBytesMin && !maxRateBytesPerSecond ? Math.max(1, os.availableParallelism() - 1) : 0);
-    // the store's shared pool (a big readMessages leases the same workers): no isolate of its own
+    // the store's shared pool (a big readMessages leases the same workers): no isolate of its own;
+    // unless told how many threads, leased only once the scan meets big records (scanPoolRecordBytesMin)
     const shared = this.store.maintenance().hashPool;
-    const pool = shared.acquire(threads);
+    let pool: HashPool | undefined;
+    let leased = false;
+    const lease = () => {
+      leased = true;
+      return (pool = shared.acquire(threads));
+    };
+    if (hashThreads !== undefined) lease();
     try {
       for (const pack of packs) {
         if (pack < this.cursor.pack) continue;
         if (await this.checksumMatches(pack)) continue;
-        await this.scanPack(pack, pool);
+        await this.scanPack(pack, pool ?? (leased || threads === 0 ? undefined : lease));
         if (this.stoppedAt) break;
       }
       await this.classifier.flush();
@@ -307,7 +315,7 @@ class PackPass {
   }
 
   /** One pack, from the cursor's offset in the cursor's pack and from its start in the others. */
-  private async scanPack(pack: number, pool: HashPool | undefined): Promise<void> {
+  private async scanPack(pack: number, pool: ScanOptions['pool']): Promise<void> {
     const { store, findings, summary, cursor } = this;
     const from = pack === cursor.pack ? cursor.offset : 0;
     const range: ScannedRange = { pack, from, to: from };
