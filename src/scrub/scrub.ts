@@ -49,7 +49,8 @@ export interface ScrubOptions {
   onProgress?: (progress: ScrubProgress) => void;
   /**
    * Worker threads that hash while the scrub reads (0: hash in this thread). Default: one fewer
-   * than the cores when there are at least limits.scrubPoolBytesMin to read and no rate limit.
+   * than the cores when there are at least limits.scrubPoolBytesMin to read and no rate limit,
+   * started only once a chunk's records average limits.scanPoolRecordBytesMin (given: started at once).
    */
   hashThreads?: number;
   /** For tests: the clock. */
