@@ -403,6 +403,12 @@ export const limits = {
   dateHeaderScanBytes: 64 * 1024,
   /** Scrub hashes on worker threads when it has at least this much to read (a worker costs ~30 ms to start). */
   scrubPoolBytesMin: 64 * 1024 * 1024,
+  /**
+   * ...and, unless told how many threads, only once a chunk's records average this many bytes: at
+   * 1M messages of ~2.7 KB (one worker, 2 cores) the worker saved no time, cost CPU in the records'
+   * round trip, and its isolate and arena held ~15-25 MiB of the pass's peak RSS (issue 16).
+   */
+  scanPoolRecordBytesMin: 16 * 1024,
   /** Chunks read ahead while workers hash earlier ones (each holds scanChunkBytes). */
   scanChunksInFlight: 4,
   /** A scan hashes a chunk in its own thread when the pool's workers already hold this many chunks each. */

@@ -86,8 +86,12 @@ export interface ScanOptions {
   onBytes?: (n: number) => Promise<void> | void;
   /** Start here instead of at the first record (a scrub cursor). */
   from?: number;
-  /** Hash on these worker threads instead of this one. */
-  pool?: HashPool;
+  /**
+   * Hash on these worker threads instead of this one. A function is a lease asked for only once a
+   * chunk read here holds records of limits.scanPoolRecordBytesMin on average: for smaller ones a
+   * worker's round trip costs more than it saves, and its isolate stays resident (issue 16).
+   */
+  pool?: HashPool | (() => HashPool | undefined);
 }
 
 /**
@@ -112,6 +116,11 @@ interface HashedGroup {
   digests: Uint8Array;
 }
 
+function usePool(scan: PackScan, pool: HashPool): void {
+  scan.pool = pool;
+  scan.ahead = limits.scanChunksInFlight;
+}
+
 /** One PackStore.scan in progress: its file, its chunk buffers, and the chunks being hashed. */
 interface PackScan {
   handle: FileHandle;
@@ -119,6 +128,8 @@ interface PackScan {
   chunkBytes: number;
   onBytes: ScanOptions['onBytes'];
   pool: HashPool | undefined;
+  /** The pool to ask for once this scan's records turn out big enough (ScanOptions.pool). */
+  lease?: () => HashPool | undefined;
   /** Chunks read ahead of the one being yielded (while workers hash). */
   ahead: number;
   /** Chunk-sized buffers to read into again. */
@@ -924,8 +935,10 @@ export class PackStore {
     const handle = await this.openForRead(pack, path).catch((e) => { throw e instanceof MailstoreError ? e : fromSystemError(e, 'opening pack', path); });
     const scan: PackScan = {
       handle, size: 0, chunkBytes: Math.max(options.chunkBytes ?? limits.scanChunkBytes, 4 * RECORD_HEADER_BYTES),
-      onBytes: options.onBytes, pool: options.pool, ahead: options.pool ? limits.scanChunksInFlight : 0, free: [], groups: [], onPool: 0,
+      onBytes: options.onBytes, pool: undefined, ahead: 0, free: [], groups: [], onPool: 0,
     };
+    if (typeof options.pool === 'function') scan.lease = options.pool;
+    else if (options.pool) usePool(scan, options.pool);
     try {
       scan.size = await handle.size();
       const head = Buffer.alloc(Math.min(PACK_HEADER_BYTES, scan.size));
@@ -1074,6 +1087,12 @@ export class PackStore {
     if (records.length === 0) {
       scan.free.push(buffer);
       return 0;
+    }
+    if (scan.lease && parsed >= limits.scanPoolRecordBytesMin * records.length) {
+      const lease = scan.lease;
+      scan.lease = undefined;
+      const leased = lease();
+      if (leased) usePool(scan, leased); // from the next chunk on
     }
     if (!onPool && pool && handle.fd !== undefined && !pool.failed) {
       // hashed once the next chunk is handed to a worker (or the workers are still busy then),

@@ -20,6 +20,7 @@ import { decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey, keys
 import { limits } from '../limits.js';
 import { checkIndexFiles, type IndexFileDamage } from '../index/table-check.js';
 import type { HashPool } from '../hash/pool.js';
+import type { ScanOptions } from '../blob/pack-store.js';
 import { RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { Store } from '../store/store.js';
 import { checkpointBegin, type BlobRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type RightsRecord } from '../store/records.js';
@@ -48,7 +49,8 @@ export interface ScrubOptions {
   onProgress?: (progress: ScrubProgress) => void;
   /**
    * Worker threads that hash while the scrub reads (0: hash in this thread). Default: one fewer
-   * than the cores when there are at least limits.scrubPoolBytesMin to read and no rate limit.
+   * than the cores when there are at least limits.scrubPoolBytesMin to read and no rate limit,
+   * started only once a chunk's records average limits.scanPoolRecordBytesMin (given: started at once).
    */
   hashThreads?: number;
   /** For tests: the clock. */
@@ -280,14 +282,21 @@ class PackPass {
     this.throttle = makeThrottle(maxRateBytesPerSecond, now ?? Date.now);
     this.objectThrottle = makeThrottle(this.options.maxObjectRateBytesPerSecond, now ?? Date.now);
     const threads = hashThreads ?? (this.bytesTotal >= limits.scrubPoolBytesMin && !maxRateBytesPerSecond ? Math.max(1, os.availableParallelism() - 1) : 0);
-    // the store's shared pool (a big readMessages leases the same workers): no isolate of its own
+    // the store's shared pool (a big readMessages leases the same workers): no isolate of its own;
+    // unless told how many threads, leased only once the scan meets big records (scanPoolRecordBytesMin)
     const shared = this.store.maintenance().hashPool;
-    const pool = shared.acquire(threads);
+    let pool: HashPool | undefined;
+    let leased = false;
+    const lease = () => {
+      leased = true;
+      return (pool = shared.acquire(threads));
+    };
+    if (hashThreads !== undefined) lease();
     try {
       for (const pack of packs) {
         if (pack < this.cursor.pack) continue;
         if (await this.checksumMatches(pack)) continue;
-        await this.scanPack(pack, pool);
+        await this.scanPack(pack, pool ?? (leased || threads === 0 ? undefined : lease));
         if (this.stoppedAt) break;
       }
       await this.classifier.flush();
@@ -307,7 +316,7 @@ class PackPass {
   }
 
   /** One pack, from the cursor's offset in the cursor's pack and from its start in the others. */
-  private async scanPack(pack: number, pool: HashPool | undefined): Promise<void> {
+  private async scanPack(pack: number, pool: ScanOptions['pool']): Promise<void> {
     const { store, findings, summary, cursor } = this;
     const from = pack === cursor.pack ? cursor.offset : 0;
     const range: ScannedRange = { pack, from, to: from };
@@ -362,26 +371,49 @@ class PackPass {
 
 type ScannedBlob = { offset: number; hash: Buffer; length: number; valid: boolean };
 
-/** Index entries the pack pass saw at a valid record: per pack, their offsets in file order. */
-class Confirmed {
+/**
+ * Index entries the pack pass saw at a valid record: per pack, their offsets in file order, in
+ * typed arrays (a number array held ~8-12 MiB of the heap at 1M blobs, to the pass's end: issue 16).
+ */
+export class Confirmed {
   n = 0;
-  private readonly byPack = new Map<number, number[]>();
+  private readonly byPack = new Map<number, OffsetList>();
 
   add(pack: number, offset: number): void {
     let list = this.byPack.get(pack);
-    if (!list) this.byPack.set(pack, (list = []));
+    if (!list) this.byPack.set(pack, (list = new OffsetList()));
     list.push(offset);
     this.n++;
   }
 
   has(pack: number, offset: number): boolean {
-    const list = this.byPack.get(pack);
-    if (!list) return false;
-    let lo = 0, hi = list.length - 1;
+    return this.byPack.get(pack)?.includes(offset) ?? false;
+  }
+}
+
+/** Ascending offsets: 4 bytes each while they fit in 32 bits, 8 from the first that does not. */
+class OffsetList {
+  private values: Uint32Array | Float64Array = new Uint32Array(1024);
+  private length = 0;
+
+  push(offset: number): void {
+    const wide = offset > 0xffffffff && this.values instanceof Uint32Array;
+    if (this.length === this.values.length || wide) {
+      const grown = wide ? new Float64Array(this.values.length * 2) : new (this.values.constructor as Uint32ArrayConstructor | Float64ArrayConstructor)(this.values.length * 2);
+      grown.set(this.values.subarray(0, this.length));
+      this.values = grown;
+    }
+    this.values[this.length++] = offset;
+  }
+
+  /** Binary search: pushed in file order. */
+  includes(offset: number): boolean {
+    const values = this.values;
+    let lo = 0, hi = this.length - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
-      if (list[mid] === offset) return true;
-      if (list[mid] < offset) lo = mid + 1;
+      if (values[mid] === offset) return true;
+      if (values[mid] < offset) lo = mid + 1;
       else hi = mid - 1;
     }
     return false;

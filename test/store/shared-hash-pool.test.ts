@@ -140,4 +140,35 @@ describe('one hash pool per store', () => {
     expect(shared.current?.failed).toBe(false);
     await store.close();
   });
+
+  it('scrub, not told how many threads: starts no worker for small records, leases one once a chunk holds big ones, same findings', async () => {
+    limits.scrubPoolBytesMin = 0; // a pass big enough for workers
+    limits.scanChunkBytes = 64 * 1024; // several chunks a pack
+    const created = vi.spyOn(HashPool, 'create');
+    const store = await Store.open(tmpDir('shared-pool'), { create: true });
+    await store.createMailbox('INBOX');
+    const small = Array.from({ length: 200 }, (_, i) => body(i + 1, 2500 + (i % 5) * 600));
+    await store.appendBatch('INBOX', small.map((bytes) => ({ bytes })));
+    const shared = store.maintenance().hashPool;
+    const reference = await scrub(store, { hashThreads: 0 });
+    const smallOnly = await scrub(store);
+    expect(created, 'records of ~3 KB: no worker').not.toHaveBeenCalled();
+    expect(shared.threads).toBe(0);
+    expect(smallOnly.findings).toEqual(reference.findings);
+    expect(smallOnly.summary.blobsVerified).toBe(200);
+
+    // then records of 20 KB on: the chunk that holds them leases the pool, the chunks after it go to its worker
+    const big = Array.from({ length: 40 }, (_, i) => body(1000 + i, 20 * 1024 + i));
+    await store.appendBatch('INBOX', big.map((bytes) => ({ bytes })));
+    const leased = vi.spyOn(shared, 'acquire');
+    const onWorker = vi.spyOn(HashPool.prototype, 'scanChunk');
+    const withBig = await scrub(store);
+    expect(leased).toHaveBeenCalledTimes(1);
+    expect(onWorker.mock.calls.length, 'the chunks after it hashed on the worker').toBeGreaterThan(0);
+    expect(shared.current, 'a pool leased for the big records').toBeDefined();
+    expect(withBig.summary.damage).toBe(0);
+    expect(withBig.summary.blobsVerified).toBe(240);
+    expect(withBig.findings).toEqual((await scrub(store, { hashThreads: 0 })).findings);
+    await store.close();
+  });
 });

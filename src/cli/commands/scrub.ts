@@ -95,7 +95,7 @@ export function register(program: Command): void {
     .option('--max-object-rate <MBps>', 'read packs in the object store (over the network) at most this fast, MB/s; --max-rate still bounds all reads', (t) => parseRate(t, '--max-object-rate'))
     .option('--objects <read|checksum>', "packs in the object store: 'read' re-hashes every record (default); 'checksum' trusts an object whose size and MD5 ETag still match the move's, reading only those that do not (for runs between full passes)", parseObjects)
     .option('--time-budget <duration>', 'stop after this long (e.g. 10m) and resume there next run (durable cursor)', parseDuration)
-    .option('--threads <n>', 'worker threads hashing beside the reader (default: cores - 1 for 64 MiB and more, none with --max-rate; 0: none)', parseThreads)
+    .option('--threads <n>', 'worker threads hashing beside the reader (default: cores - 1 for 64 MiB and more once records average 16 KiB, none with --max-rate; 0: none)', parseThreads)
     .option('--mailbox <prefix>', 'check only this mailbox and those below it: every blob their messages use (read and hashed) and their index records')
     .option('--quiet', 'for cron: print only damage and one summary line (nothing else on a clean store)')
     .option('--verbose', 'also list the informational findings one per line (by default they are only counted)')
