@@ -5,8 +5,9 @@
 //           (--scale: 1,000,000). Each server, the 64-connection one too, first takes
 //           lmtpWarmup(settings) untimed deliveries over the same connections (lmtp-client.mjs
 //           --warmup; reported as its cold_* fields), so the timed ones measure a warm server.
-//   daemon  the socket client's append against the library's: one writer each (p50), and 64
-//           client processes against 64 writers in one process (messages/s).
+//   daemon  the socket client's append against the library's: one writer each (p50, each after the
+//           same lmtpWarmup untimed appends), and 64 client processes against 64 writers in one
+//           process (messages/s).
 // Each round runs the peers first, then mailstore (engine.ts inRounds), like the other goal steps.
 import { join } from 'node:path';
 import { nodeFileSystem as fs } from '../fs/node-fs.js';
@@ -105,11 +106,13 @@ async function daemonStep(bench: Bench, corpus: CorpusInfo, work: string): Promi
   const s = bench.settings;
   const fresh = async (name: string) => { const dir = join(work, name); await removeTree(dir); return dir; };
   const rename = (peer: string) => (r: BenchResult) => ({ ...r, peer, measurement: 'daemon' });
+  // the one-writer pair warmed alike (lmtpWarmup untimed appends first, the p50 goal is on warm code)
+  const warmup = lmtpWarmup(s);
   // the library first, then the client, on the same messages, in each pair
   let store = await fresh('store-daemon-library');
-  await bench.child(corpus.name, 'deliver', ['--store', store, '--list', corpus.list, '--messages', String(s.deliver), '--writers', '1'], { peer: 'mailstore-library', measurement: 'daemon' }, rename('mailstore-library'));
+  await bench.child(corpus.name, 'deliver', ['--store', store, '--list', corpus.list, '--messages', String(s.deliver), '--warmup', String(warmup), '--writers', '1'], { peer: 'mailstore-library', measurement: 'daemon' }, rename('mailstore-library'));
   store = await fresh('store-daemon-client');
-  await bench.child(corpus.name, 'daemon', ['--cli', bench.paths.cli, '--store', store, '--list', corpus.list, '--messages', String(s.deliver), '--processes', '1', ...profileArgs(bench)], { peer: 'mailstore-client', measurement: 'daemon' });
+  await bench.child(corpus.name, 'daemon', ['--cli', bench.paths.cli, '--store', store, '--list', corpus.list, '--messages', String(s.deliver), '--warmup', String(warmup), '--processes', '1', ...profileArgs(bench)], { peer: 'mailstore-client', measurement: 'daemon' });
   const n = LMTP_CONNECTIONS;
   store = await fresh(`store-daemon-library-${n}w`);
   await bench.child(corpus.name, 'deliver', ['--store', store, '--list', corpus.list, '--messages', String(s.concurrent), '--writers', String(n)], { peer: `mailstore-library-${n}w`, measurement: 'daemon' }, rename(`mailstore-library-${n}w`));
