@@ -34,10 +34,11 @@ const RSS_MESSAGE_BYTES_MAX = 8192;
 /**
  * The untimed deliveries each server gets before the timed ones of the lmtp step (a daemon runs for
  * weeks; the first thousands of deliveries into a fresh one mostly measure V8's JIT warm-up, see
- * BENCHMARKS.md "LMTP one delivery's timeline"): as many as the one-connection step times.
+ * BENCHMARKS.md "LMTP one delivery's timeline"): `--warmup N`, by default as many as the
+ * one-connection step times.
  */
-export function lmtpWarmup(s: { deliver: number }): number {
-  return s.deliver;
+export function lmtpWarmup(s: { deliver: number; warmup?: number }): number {
+  return s.warmup ?? s.deliver;
 }
 
 export async function lmtpMeasurements(bench: Bench, corpus: CorpusInfo, work: string): Promise<void> {
