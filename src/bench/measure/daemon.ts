@@ -68,7 +68,7 @@ async function measure(): Promise<void> {
     // where the CPU goes (issue 13): the daemon's from /proc (includes its clients' connecting, before the clock for P processes), the clients' own
     daemon_cpu_us_per_message: Math.round((daemonCpuMs * 1000) / count), client_cpu_us_per_message: Math.round(results.reduce((n, r) => n + r.cpuUs, 0) / count),
     note: processes === 1
-      ? `mailstore/client over the unix socket to a \`mailstore serve\` process: one client, each awaiting client.append (acknowledged once durable)${warmed ? `; ${warmed} untimed warm-up appends first by the same client (the list's next messages; cold_* fields)` : ''}`
+      ? `mailstore/client over the unix socket to a \`mailstore serve\` process: one client, each awaiting client.append (acknowledged once durable)${warmed ? `; ${warmed.toLocaleString('en-US')} untimed warm-up appends first by the same client (the list's next messages; cold_* fields)` : ''}`
       : `${processes} client processes at once (one mailbox each), each awaiting client.append one message at a time; clock from a common start (connected, messages in memory) to the last acknowledgement; ${round(count / commits)} appends per group commit (in-process writers: see fdatasync per message)`,
   });
 }

@@ -44,7 +44,7 @@ await runMeasurement(peer, 'deliver', async () => {
     note: `library: ${writers} async writer${writers === 1 ? '' : 's'} in one process (${writers === 1 ? 'one mailbox' : 'one mailbox each'}), ` +
       `each awaiting store.append (acknowledged after fdatasync); ${round(fsyncs / messages.length, 2)} fdatasync per message` +
       (inline === undefined ? '' : inline === 0 ? '; inline bodies off (body to a pack, record to the journal: two files)' : `; bodies up to ${inline} bytes inside their journal record (one file)`) +
-      (warmMessages.length ? `; ${warmMessages.length} untimed warm-up appends first (the list's next messages; cold_* fields)` : ''),
+      (warmMessages.length ? `; ${warmMessages.length.toLocaleString('en-US')} untimed warm-up appends first (the list's next messages; cold_* fields)` : ''),
   });
 });
 
