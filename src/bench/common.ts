@@ -181,3 +181,21 @@ export async function firstListed(list: string, max: number): Promise<string[]> 
   for await (const path of listedFiles(list, max)) out.push(path);
   return out;
 }
+
+/**
+ * The timed messages of a list (its first `messages`) and the warm-up's (the `warmup` after them,
+ * fewer when the list is shorter): a warm-up of distinct messages, so nothing deduplicates.
+ */
+export async function timedAndWarmup(list: string, messages: number, warmup: number): Promise<{ timed: string[]; warm: string[] }> {
+  const files = await firstListed(list, messages + warmup);
+  return { timed: files.slice(0, messages), warm: files.slice(messages) };
+}
+
+/** The warm-up's figures in a result line (as lmtp-client.mjs --warmup reports them): empty without one. */
+export function coldFields(latencies: number[], seconds: number): Record<string, number> {
+  if (latencies.length === 0) return {};
+  return {
+    warmup: latencies.length, cold_messages: latencies.length, cold_seconds: round(seconds), cold_msg_per_s: round(latencies.length / seconds, 1),
+    cold_p50_ms: round(percentile(latencies, 0.5)), cold_p99_ms: round(percentile(latencies, 0.99)),
+  };
+}

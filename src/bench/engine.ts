@@ -45,6 +45,8 @@ export interface BenchSettings {
   scale: boolean;
   peers: boolean;
   deliver: number;
+  /** Untimed deliveries before the lmtp step's timed ones (lmtp-steps.ts lmtpWarmup; default: deliver). */
+  warmup?: number;
   deliverCli: number;
   concurrent: number;
   profile: boolean;

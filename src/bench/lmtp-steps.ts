@@ -2,9 +2,12 @@
 //   lmtp    LMTP delivery, one connection, one message at a time: mailstore serve --lmtp vs Cyrus
 //           lmtpd vs Dovecot LMTP (mdbox), all through tools/bench/peers/lmtp-client.mjs; then 64
 //           connections at once (mailstore); in round 1 the daemon's RSS over many deliveries
-//           (--scale: 1,000,000).
-//   daemon  the socket client's append against the library's: one writer each (p50), and 64
-//           client processes against 64 writers in one process (messages/s).
+//           (--scale: 1,000,000). Each server, the 64-connection one too, first takes
+//           lmtpWarmup(settings) untimed deliveries over the same connections (lmtp-client.mjs
+//           --warmup; reported as its cold_* fields), so the timed ones measure a warm server.
+//   daemon  the socket client's append against the library's: one writer each (p50, each after the
+//           same lmtpWarmup untimed appends), and 64 client processes against 64 writers in one
+//           process (messages/s).
 // Each round runs the peers first, then mailstore (engine.ts inRounds), like the other goal steps.
 import { join } from 'node:path';
 import { nodeFileSystem as fs } from '../fs/node-fs.js';
@@ -28,6 +31,16 @@ const RSS_MESSAGES_MAX = 2000;
 /** ...so that 1M deliveries, each made unique by its Received: header (no dedup), stay a few GB on disk. */
 const RSS_MESSAGE_BYTES_MAX = 8192;
 
+/**
+ * The untimed deliveries each server gets before the timed ones of the lmtp step (a daemon runs for
+ * weeks; the first thousands of deliveries into a fresh one mostly measure V8's JIT warm-up, see
+ * BENCHMARKS.md "LMTP one delivery's timeline"): `--warmup N`, by default as many as the
+ * one-connection step times.
+ */
+export function lmtpWarmup(s: { deliver: number; warmup?: number }): number {
+  return s.warmup ?? s.deliver;
+}
+
 export async function lmtpMeasurements(bench: Bench, corpus: CorpusInfo, work: string): Promise<void> {
   if (!corpus.list) return;
   if (bench.wanted('lmtp')) await lmtpStep(bench, corpus, work);
@@ -36,15 +49,16 @@ export async function lmtpMeasurements(bench: Bench, corpus: CorpusInfo, work: s
 
 async function lmtpStep(bench: Bench, corpus: CorpusInfo, work: string): Promise<void> {
   const s = bench.settings;
-  if (s.peers) await lmtpPeers(bench, corpus, s.deliver);
+  const warmup = lmtpWarmup(s);
+  if (s.peers) await lmtpPeers(bench, corpus, s.deliver, warmup);
   const client = join(bench.paths.peers, 'lmtp-client.mjs');
   const fresh = async (name: string) => { const dir = join(work, name); await removeTree(dir); return dir; };
   const common = (store: string) => ['--cli', bench.paths.cli, '--client', client, '--store', store, ...profileArgs(bench)];
   let store = await fresh('store-lmtp');
-  await bench.child(corpus.name, 'lmtp', [...common(store), '--list', corpus.list, '--messages', String(s.deliver), '--connections', '1'], { peer: 'mailstore', measurement: 'lmtp' });
+  await bench.child(corpus.name, 'lmtp', [...common(store), '--list', corpus.list, '--messages', String(s.deliver), '--warmup', String(warmup), '--connections', '1'], { peer: 'mailstore', measurement: 'lmtp' });
   await removeTree(store);
   store = await fresh(`store-lmtp-${LMTP_CONNECTIONS}c`);
-  await bench.child(corpus.name, 'lmtp', [...common(store), '--list', corpus.list, '--messages', String(s.concurrent), '--connections', String(LMTP_CONNECTIONS)], { peer: `mailstore-${LMTP_CONNECTIONS}c`, measurement: 'lmtp' });
+  await bench.child(corpus.name, 'lmtp', [...common(store), '--list', corpus.list, '--messages', String(s.concurrent), '--warmup', String(warmup), '--connections', String(LMTP_CONNECTIONS)], { peer: `mailstore-${LMTP_CONNECTIONS}c`, measurement: 'lmtp' });
   await removeTree(store);
   if (bench.round !== 1) return;
   // the RSS run: 150k by default, 1M with --scale; 10x the one-connection count when that is
@@ -57,9 +71,9 @@ async function lmtpStep(bench: Bench, corpus: CorpusInfo, work: string): Promise
   await removeTree(store);
 }
 
-/** Cyrus and Dovecot (mdbox) delivering the first `deliver` messages over LMTP, nothing else of their scripts. */
-async function lmtpPeers(bench: Bench, corpus: CorpusInfo, deliver: number): Promise<void> {
-  const env = { PEERS_FORMATS: '', PEERS_DELIVER_FORMATS: 'mdbox', PEERS_DELIVER_ONLY: '1', PEERS_DELIVER_LIMIT: String(deliver) };
+/** Cyrus and Dovecot (mdbox) delivering the first `deliver` messages over LMTP after `warmup` untimed ones, nothing else of their scripts. */
+async function lmtpPeers(bench: Bench, corpus: CorpusInfo, deliver: number, warmup: number): Promise<void> {
+  const env = { PEERS_FORMATS: '', PEERS_DELIVER_FORMATS: 'mdbox', PEERS_DELIVER_ONLY: '1', PEERS_DELIVER_LIMIT: String(deliver), LMTP_WARMUP: String(warmup) };
   const shown = `${Object.entries(env).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(' ')} tools/bench/peers/run.sh ${bench.paths.display(corpus.source)} ${bench.paths.display(corpus.work)} cyrus dovecot`;
   bench.command(shown);
   progress(`LMTP peers on ${corpus.name}${bench.round > 1 ? ` (round ${bench.round})` : ''}: cyrus, dovecot mdbox`);
@@ -93,11 +107,13 @@ async function daemonStep(bench: Bench, corpus: CorpusInfo, work: string): Promi
   const s = bench.settings;
   const fresh = async (name: string) => { const dir = join(work, name); await removeTree(dir); return dir; };
   const rename = (peer: string) => (r: BenchResult) => ({ ...r, peer, measurement: 'daemon' });
+  // the one-writer pair warmed alike (lmtpWarmup untimed appends first, the p50 goal is on warm code)
+  const warmup = lmtpWarmup(s);
   // the library first, then the client, on the same messages, in each pair
   let store = await fresh('store-daemon-library');
-  await bench.child(corpus.name, 'deliver', ['--store', store, '--list', corpus.list, '--messages', String(s.deliver), '--writers', '1'], { peer: 'mailstore-library', measurement: 'daemon' }, rename('mailstore-library'));
+  await bench.child(corpus.name, 'deliver', ['--store', store, '--list', corpus.list, '--messages', String(s.deliver), '--warmup', String(warmup), '--writers', '1'], { peer: 'mailstore-library', measurement: 'daemon' }, rename('mailstore-library'));
   store = await fresh('store-daemon-client');
-  await bench.child(corpus.name, 'daemon', ['--cli', bench.paths.cli, '--store', store, '--list', corpus.list, '--messages', String(s.deliver), '--processes', '1', ...profileArgs(bench)], { peer: 'mailstore-client', measurement: 'daemon' });
+  await bench.child(corpus.name, 'daemon', ['--cli', bench.paths.cli, '--store', store, '--list', corpus.list, '--messages', String(s.deliver), '--warmup', String(warmup), '--processes', '1', ...profileArgs(bench)], { peer: 'mailstore-client', measurement: 'daemon' });
   const n = LMTP_CONNECTIONS;
   store = await fresh(`store-daemon-library-${n}w`);
   await bench.child(corpus.name, 'deliver', ['--store', store, '--list', corpus.list, '--messages', String(s.concurrent), '--writers', String(n)], { peer: `mailstore-library-${n}w`, measurement: 'daemon' }, rename(`mailstore-library-${n}w`));

@@ -107,6 +107,40 @@ describe('the lmtp section', () => {
     expect(markdown).toContain('| MiB | 90 (50) |');
   });
 
+  it('with a warm-up: the goals judge the warm (timed) figures and print the cold ratio of the same rows beside them; the table has both', () => {
+    const data = lmtpRun();
+    // cold: the warm-up's 2,000 deliveries; mailstore's cold rate is made far better than its warm one, so a goal
+    // that judged the cold figures would pass where the warm ones MISS
+    const cold: Record<string, { cold_seconds: number; cold_p50_ms: number; cold_p99_ms: number }> = {
+      mailstore: { cold_seconds: 1, cold_p50_ms: 0.4, cold_p99_ms: 2 }, cyrus: { cold_seconds: 12, cold_p50_ms: 5.5, cold_p99_ms: 22 },
+      'dovecot-mdbox': { cold_seconds: 10, cold_p50_ms: 4.5, cold_p99_ms: 14 }, 'mailstore-64c': { cold_seconds: 0.5, cold_p50_ms: 9, cold_p99_ms: 30 },
+    };
+    data.results = data.results.map((r) => (r.measurement === 'lmtp' && cold[r.peer] ? { ...r, warmup: 2000, cold_messages: 2000, ...cold[r.peer] } : r));
+    // the daemon step's one-writer pair: cold, the client is 1 ms behind (a MISS were it judged); warm, +0.3 ms as before
+    const coldP50: Record<string, number> = { 'mailstore-library': 2.0, 'mailstore-client': 3.0 };
+    data.results = data.results.map((r) => (r.measurement === 'daemon' && coldP50[r.peer] ? { ...r, warmup: 2000, cold_messages: 2000, cold_seconds: 5, cold_p50_ms: coldP50[r.peer], cold_p99_ms: 9 } : r));
+    const markdown = renderReport(data, 'results.json');
+    expect(markdown).toMatch(/client append p50 ≤ library append p50 \+ 0\.3 ms, warm \(each after 2,000 untimed appends\) — measured \+0\.300 ms .*; cold, their first 2,000 appends, same run: \+1\.000 ms \(client 3\.000 vs library 2\.000 ms.* → \*\*pass\*\*/);
+    expect(markdown).toContain('| mailstore-client | 2,000 | 3.300 | 606 | 1.50 /  | 400 | 3.00 / 9.00 |');
+    expect(markdown).toContain('each server warmed by 2,000 untimed deliveries first');
+    // warm: as without a warm-up (3.00×, MISS); cold: 2000/s vs 166.7/s = 12× in every round
+    expect(markdown).toContain('Goal: LMTP, one connection: mailstore ≥ 4× Cyrus lmtpd messages/s, warm (after 2,000 untimed deliveries) — measured 3.00× (500 vs 167 in the median round, median of 3 rounds, spread 2.50–3.67×); cold, the first 2,000 deliveries into a freshly started server, same run: 12.0× (2,000 vs 167');
+    expect(markdown).toMatch(/≥ 4× Cyrus lmtpd messages\/s, warm .* → \*\*MISS\*\*/);
+    // Dovecot cold: 2000 vs 200 = 10×; 64c cold: 4000 vs 2000 = 2× while warm is 10×
+    expect(markdown).toMatch(/≥ 3× Dovecot LMTP \(mdbox\) messages\/s, warm .* — measured 2\.25× .*; cold, .*: 10\.0× .* → \*\*MISS\*\*/);
+    expect(markdown).toMatch(/64 connections at once ≥ 5× one connection \(messages\/s\), warm .* — measured 10\.0× .*; cold, .*: 2\.00× .* → \*\*pass\*\*/);
+    // round 1's table: warm columns, then the cold ones
+    expect(markdown).toMatch(/\| system \| messages \| MB \| s \| messages\/s \| p50 \/ p99 ms \| cold messages\/s \| cold p50 \/ p99 ms \|/);
+    expect(markdown).toMatch(/\| cyrus lmtp \| 2,000 \| 61\.0 \| 12\.0 \| 167 \| 5\.20 \/ 21\.0 \| 167 \| 5\.50 \/ 22\.0 \| 3\.00× \|/);
+    expect(markdown).toMatch(/\| mailstore lmtp \| 2,000 \| .* \| 500 \| 1\.90 \/ 6\.00 \| 2,000 \| 0\.40 \/ 2\.00 \| 1× \|/);
+  });
+
+  it('without a warm-up (an older run): the goals and table as before, no cold figures', () => {
+    const markdown = renderReport(lmtpRun(), 'results.json');
+    expect(markdown).not.toMatch(/cold messages\/s|cold, the first|warmed by|untimed/);
+    expect(markdown).toContain('Goal: LMTP, one connection: mailstore ≥ 4× Cyrus lmtpd messages/s — measured');
+  });
+
   it('a run without the steps has no section; a failed RSS run is a could-not-run line, not a pass', () => {
     expect(renderReport(fixtureRun(), 'r.json')).not.toContain('LMTP delivery into the daemon');
     const data = lmtpRun();

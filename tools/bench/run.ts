@@ -3,7 +3,9 @@
 // the bench:results markers) and saved raw to .bench/results-<date>.json.
 //
 //   node dist/tools/bench/run.js [--quick] [--scale] [--messages N] [--seed S] [--out BENCHMARKS.md]
-//        [--only import,read,...] [--no-peers] [--deliver N] [--profile] [--rounds N]
+//        [--only import,read,...] [--no-peers] [--deliver N] [--warmup N] [--profile] [--rounds N]
+//   --warmup N: untimed deliveries into each server of the lmtp step (and appends of the daemon
+//   step's one-writer pair) before the timed ones (default: --deliver; 0: none, cold servers only).
 //
 // Peers: as root with apt-get, tools/bench/peers/setup.sh installs the missing ones first; without
 // them (and without --no-peers) the run stops before anything is measured and names what is
@@ -52,6 +54,8 @@ interface Options {
   only?: Set<Step>;
   peers: boolean;
   deliver: number;
+  /** Untimed deliveries before the lmtp step's timed ones (lmtp-steps.ts lmtpWarmup). */
+  warmup: number;
   deliverCli: number;
   concurrent: number;
   aclMailboxes: number;
@@ -64,7 +68,7 @@ interface Options {
 function parseOptions(argv: string[]): Options {
   const get = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
   for (const arg of argv) {
-    if (arg.startsWith('--') && !['--quick', '--scale', '--messages', '--seed', '--out', '--only', '--no-peers', '--deliver', '--profile', '--scale-max', '--report-from', '--rounds', '--help'].includes(arg)) usage(`unknown option ${arg}`);
+    if (arg.startsWith('--') && !['--quick', '--scale', '--messages', '--seed', '--out', '--only', '--no-peers', '--deliver', '--warmup', '--profile', '--scale-max', '--report-from', '--rounds', '--help'].includes(arg)) usage(`unknown option ${arg}`);
   }
   if (argv.includes('--help')) usage();
   const quick = argv.includes('--quick');
@@ -75,18 +79,20 @@ function parseOptions(argv: string[]): Options {
   const deliver = Number(get('--deliver') ?? Math.min(messages, quick ? 300 : 2000));
   const rounds = Number(get('--rounds') ?? 3);
   if (!Number.isInteger(rounds) || rounds < 1) usage('--rounds must be a positive integer');
+  const warmup = Number(get('--warmup') ?? deliver);
+  if (!Number.isInteger(warmup) || warmup < 0) usage('--warmup must be an integer >= 0');
   return {
     scaleMax: Number(get('--scale-max') ?? Infinity),
     quick, scale: argv.includes('--scale') || (only?.includes('scale') ?? false), messages, seed: get('--seed') ?? 'bench',
     out: resolve(get('--out') ?? join(ROOT, 'BENCHMARKS.md')), only: only && new Set(only), peers: !argv.includes('--no-peers'),
-    deliver, deliverCli: quick ? 50 : 200, concurrent: Math.min(messages, quick ? 2000 : 8000),
+    deliver, warmup, deliverCli: quick ? 50 : 200, concurrent: Math.min(messages, quick ? 2000 : 8000),
     aclMailboxes: quick ? 10_000 : 100_000, aclUsers: quick ? 1_000 : 10_000, profile: argv.includes('--profile'), rounds,
   };
 }
 
 function usage(message?: string): never {
   if (message) process.stderr.write(`bench: ${message}\n`);
-  process.stderr.write('usage: npm run bench -- [--quick] [--scale] [--scale-max N] [--messages N] [--seed S] [--out FILE] [--only STEP,...] [--no-peers] [--deliver N] [--profile] [--rounds N]\n' +
+  process.stderr.write('usage: npm run bench -- [--quick] [--scale] [--scale-max N] [--messages N] [--seed S] [--out FILE] [--only STEP,...] [--no-peers] [--deliver N] [--warmup N] [--profile] [--rounds N]\n' +
     '       npm run bench -- --report-from .bench/results-DATE.json [--out FILE]   (the report and charts again from a run\'s raw JSON, nothing measured)\n' +
     `steps: ${STEPS.join(', ')}\n`);
   process.exit(message ? 2 : 0);
@@ -101,7 +107,7 @@ function relativeArg(arg: string): string {
 
 function newBench(options: Options): Bench {
   return new Bench(
-    { only: options.only, scale: options.scale, peers: options.peers, deliver: options.deliver, deliverCli: options.deliverCli, concurrent: options.concurrent, profile: options.profile },
+    { only: options.only, scale: options.scale, peers: options.peers, deliver: options.deliver, warmup: options.warmup, deliverCli: options.deliverCli, concurrent: options.concurrent, profile: options.profile },
     { cli: CLI, measure: join(SNAPSHOT, 'src/bench/measure'), peers: PEERS, scratch: BENCH, display: relativeArg },
   );
 }
@@ -309,7 +315,7 @@ async function main(): Promise<void> {
     started: started.toISOString(), finished: finished.toISOString(), mode: options.quick ? 'quick' : 'full', scale: options.scale,
     only: options.only ? [...options.only] : undefined, argv: process.argv.slice(2), machine: info, corpora: bench.corpora,
     results: bench.results, commands: bench.commands, snapshot: true,
-    settings: { rounds: options.rounds, deliver: options.deliver, deliverCli: options.deliverCli, concurrent: options.concurrent, aclMailboxes: options.aclMailboxes, aclUsers: options.aclUsers },
+    settings: { rounds: options.rounds, deliver: options.deliver, warmup: options.warmup, deliverCli: options.deliverCli, concurrent: options.concurrent, aclMailboxes: options.aclMailboxes, aclUsers: options.aclUsers },
   };
   const rawFile = join(BENCH, `results-${started.toISOString().replace(/[:.]/g, '-')}.json`);
   await writeBenchmarksSection(data, options.out, rawFile, chartsDirFor(options.out), ROOT);

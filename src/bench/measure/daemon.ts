@@ -4,7 +4,11 @@
 // processes connect and load their messages first, then start together on one word from here, so
 // node's start-up is not in the figure; the clock runs from that word to the last acknowledgement.
 //
-//   node dist/src/bench/measure/daemon.js --cli CLI.js --store DIR --list LIST.TXT --messages N [--processes P] [--profile DIR]
+// --warmup M (one client only): the list's M messages after the first N appended first by the same
+// client, untimed (the cold_* fields; the daemon's CPU figure excludes them), as measure/deliver.ts
+// --warmup does for the library it pairs with.
+//
+//   node dist/src/bench/measure/daemon.js --cli CLI.js --store DIR --list LIST.TXT --messages N [--processes P] [--warmup M] [--profile DIR]
 //   (a worker: --worker --socket PATH --mailbox M --list LIST.TXT --from I --to J)
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -12,7 +16,7 @@ import { Client } from '../../client/client.js';
 import { nodeFileSystem } from '../../fs/node-fs.js';
 import { Store } from '../../store/store.js';
 import { freePort, groupCommits, readCpuMs, startDaemon } from '../daemon-process.js';
-import { emit, firstListed, parseFlags, percentile, required, round, runMeasurement } from '../common.js';
+import { coldFields, emit, firstListed, parseFlags, percentile, required, round, runMeasurement, timedAndWarmup } from '../common.js';
 
 const { values, switches } = parseFlags(process.argv.slice(2));
 const processes = Number(values.get('processes') ?? 1);
@@ -35,39 +39,46 @@ async function measure(): Promise<void> {
   const metrics = `127.0.0.1:${await freePort()}`;
   const daemon = await startDaemon({ cli: required(values, 'cli'), store: root, profileDir: values.get('profile'), metrics });
   let results: WorkerResult[], seconds: number, commits: number, daemonCpuMs: number;
+  let cold: { results: WorkerResult[]; seconds: number } | undefined;
   try {
-    const started = await readCpuMs(daemon.child.pid!);
-    ({ results, seconds } = processes === 1
-      ? await inProcess(daemon.socket, boxes[0]!, await firstListed(list, messages))
-      : await inProcesses(daemon.socket, boxes, list, messages));
-    daemonCpuMs = (await readCpuMs(daemon.child.pid!)) - started;
+    if (processes === 1) {
+      const { timed, warm } = await timedAndWarmup(list, messages, Number(values.get('warmup') ?? 0));
+      const client = await Client.connect(daemon.socket);
+      cold = await inProcess(client, boxes[0]!, warm);
+      const started = await readCpuMs(daemon.child.pid!);
+      ({ results, seconds } = await inProcess(client, boxes[0]!, timed));
+      daemonCpuMs = (await readCpuMs(daemon.child.pid!)) - started;
+      await client.close();
+    } else {
+      const started = await readCpuMs(daemon.child.pid!);
+      ({ results, seconds } = await inProcesses(daemon.socket, boxes, list, messages));
+      daemonCpuMs = (await readCpuMs(daemon.child.pid!)) - started;
+    }
     commits = await groupCommits(metrics);
   } finally {
     await daemon.stop();
   }
+  const warmed = cold?.results[0]?.messages ?? 0;
   const latencies = results.flatMap((r) => r.latencies);
   const count = results.reduce((n, r) => n + r.messages, 0);
   emit({
     peer, measurement: 'daemon', messages: count, bytes: results.reduce((n, r) => n + r.bytes, 0), seconds: round(seconds), processes,
     p50_ms: round(percentile(latencies, 0.5)), p99_ms: round(percentile(latencies, 0.99)), max_ms: round(Math.max(...latencies)),
-    group_commits: commits, appends_per_commit: round(count / commits),
+    group_commits: commits, appends_per_commit: round((count + warmed) / commits), ...coldFields(cold?.results[0]?.latencies ?? [], cold?.seconds ?? 0),
     // where the CPU goes (issue 13): the daemon's from /proc (includes its clients' connecting, before the clock for P processes), the clients' own
     daemon_cpu_us_per_message: Math.round((daemonCpuMs * 1000) / count), client_cpu_us_per_message: Math.round(results.reduce((n, r) => n + r.cpuUs, 0) / count),
     note: processes === 1
-      ? 'mailstore/client over the unix socket to a `mailstore serve` process: one client, each awaiting client.append (acknowledged once durable)'
+      ? `mailstore/client over the unix socket to a \`mailstore serve\` process: one client, each awaiting client.append (acknowledged once durable)${warmed ? `; ${warmed.toLocaleString('en-US')} untimed warm-up appends first by the same client (the list's next messages; cold_* fields)` : ''}`
       : `${processes} client processes at once (one mailbox each), each awaiting client.append one message at a time; clock from a common start (connected, messages in memory) to the last acknowledgement; ${round(count / commits)} appends per group commit (in-process writers: see fdatasync per message)`,
   });
 }
 
 /** One client in this process: the p50 that pairs with the library's. */
-async function inProcess(socket: string, mailbox: string, files: string[]): Promise<{ results: WorkerResult[]; seconds: number }> {
+async function inProcess(client: Client, mailbox: string, files: string[]): Promise<{ results: WorkerResult[]; seconds: number }> {
   const bodies = await Promise.all(files.map((f) => nodeFileSystem.readFile(f)));
-  const client = await Client.connect(socket);
   const started = performance.now();
   const result = await appendAll(client, mailbox, bodies);
-  const seconds = (performance.now() - started) / 1000;
-  await client.close();
-  return { results: [result], seconds };
+  return { results: [result], seconds: (performance.now() - started) / 1000 };
 }
 
 async function appendAll(client: Client, mailbox: string, bodies: Buffer[]): Promise<WorkerResult> {

@@ -2,11 +2,14 @@
 // (acknowledged after the journal fdatasync); W > 1 exercises group commit. With --cli, one
 // `mailstore append` process per message instead (what a delivery agent spawning the CLI gets).
 //
-//   node dist/src/bench/measure/deliver.js --store DIR --list LIST.TXT --messages N [--writers W] [--cli CLI.js]
+// --warmup M: the list's M messages after the first N appended first by the same writers, untimed
+// (their figures are the cold_* fields), so the timed N measure warm code (the daemon step's pair).
+//
+//   node dist/src/bench/measure/deliver.js --store DIR --list LIST.TXT --messages N [--writers W] [--warmup M] [--cli CLI.js]
 import { spawn } from 'node:child_process';
 import { nodeFileSystem } from '../../fs/node-fs.js';
 import { Store } from '../../store/store.js';
-import { countingFileSystem, emit, firstListed, parseFlags, peakRssBytes, percentile, progress, required, round, runMeasurement } from '../common.js';
+import { coldFields, countingFileSystem, emit, firstListed, parseFlags, peakRssBytes, percentile, progress, required, round, runMeasurement, timedAndWarmup } from '../common.js';
 
 const { values } = parseFlags(process.argv.slice(2));
 const writers = Number(values.get('writers') ?? 1);
@@ -18,15 +21,35 @@ const peer = values.get('peer') ?? (cli ? 'mailstore-cli' : writers === 1 ? 'mai
 
 await runMeasurement(peer, 'deliver', async () => {
   const root = required(values, 'store');
-  const files = await firstListed(required(values, 'list'), Number(required(values, 'messages')));
-  if (cli) return deliverThroughCli(root, cli, files);
+  const warmup = Number(values.get('warmup') ?? 0);
+  if (cli) return deliverThroughCli(root, cli, await firstListed(required(values, 'list'), Number(required(values, 'messages'))));
+  const { timed: files, warm } = await timedAndWarmup(required(values, 'list'), Number(required(values, 'messages')), warmup);
   const messages = await Promise.all(files.map((file) => nodeFileSystem.readFile(file)));
+  const warmMessages = await Promise.all(warm.map((file) => nodeFileSystem.readFile(file)));
   const bytes = messages.reduce((sum, m) => sum + m.length, 0);
   const { fs, counts } = countingFileSystem();
   const store = await Store.open(root, { create: true, fs, ...(inline === undefined ? {} : { inlineBodyBytesMax: inline }) });
   const boxes = Array.from({ length: writers }, (_, w) => (writers === 1 ? 'INBOX' : `user/w${w}/INBOX`));
   for (const box of boxes) await store.createMailbox(box);
+  const cold = await appendAll(store, boxes, warmMessages);
   const syncsBefore = counts.fileSyncs;
+  const { latencies, seconds } = await appendAll(store, boxes, messages);
+  const fsyncs = counts.fileSyncs - syncsBefore;
+  const journalFlush = store.journalFlush();
+  await store.close();
+  emit({
+    peer, measurement: 'deliver', messages: messages.length, bytes, seconds: round(seconds), writers,
+    p50_ms: round(percentile(latencies, 0.5)), p99_ms: round(percentile(latencies, 0.99)), max_ms: round(Math.max(...latencies)),
+    fsyncs, fsyncs_per_message: round(fsyncs / messages.length), peak_rss_bytes: peakRssBytes(), journal_flush: journalFlush, ...coldFields(cold.latencies, cold.seconds),
+    note: `library: ${writers} async writer${writers === 1 ? '' : 's'} in one process (${writers === 1 ? 'one mailbox' : 'one mailbox each'}), ` +
+      `each awaiting store.append (acknowledged after fdatasync); ${round(fsyncs / messages.length, 2)} fdatasync per message` +
+      (inline === undefined ? '' : inline === 0 ? '; inline bodies off (body to a pack, record to the journal: two files)' : `; bodies up to ${inline} bytes inside their journal record (one file)`) +
+      (warmMessages.length ? `; ${warmMessages.length.toLocaleString('en-US')} untimed warm-up appends first (the list's next messages; cold_* fields)` : ''),
+  });
+});
+
+/** The writers, one per box, each awaiting one append at a time, taking the next message when done. */
+async function appendAll(store: Store, boxes: string[], messages: Buffer[]): Promise<{ latencies: number[]; seconds: number }> {
   const latencies: number[] = [];
   let next = 0;
   const started = performance.now();
@@ -37,19 +60,8 @@ await runMeasurement(peer, 'deliver', async () => {
       latencies.push(performance.now() - t);
     }
   }));
-  const seconds = (performance.now() - started) / 1000;
-  const fsyncs = counts.fileSyncs - syncsBefore;
-  const journalFlush = store.journalFlush();
-  await store.close();
-  emit({
-    peer, measurement: 'deliver', messages: messages.length, bytes, seconds: round(seconds), writers,
-    p50_ms: round(percentile(latencies, 0.5)), p99_ms: round(percentile(latencies, 0.99)), max_ms: round(Math.max(...latencies)),
-    fsyncs, fsyncs_per_message: round(fsyncs / messages.length), peak_rss_bytes: peakRssBytes(), journal_flush: journalFlush,
-    note: `library: ${writers} async writer${writers === 1 ? '' : 's'} in one process (${writers === 1 ? 'one mailbox' : 'one mailbox each'}), ` +
-      `each awaiting store.append (acknowledged after fdatasync); ${round(fsyncs / messages.length, 2)} fdatasync per message` +
-      (inline === undefined ? '' : inline === 0 ? '; inline bodies off (body to a pack, record to the journal: two files)' : `; bodies up to ${inline} bytes inside their journal record (one file)`),
-  });
-});
+  return { latencies, seconds: (performance.now() - started) / 1000 };
+}
 
 async function deliverThroughCli(root: string, cliPath: string, files: string[]): Promise<void> {
   const init = await run(process.execPath, [cliPath, '--store', root, 'init']);

@@ -6,7 +6,7 @@
 //   node lmtp-client.mjs --socket PATH|--host H --port P --rcpt ADDR --list LIST.TXT
 //                        [--from ADDR] [--limit N] [--peer NAME] [--reconnect-every N]
 //                        [--note TEXT] [--progress FILE]
-//                        [--connections C] [--count N] [--received]
+//                        [--connections C] [--count N] [--received] [--warmup W]
 //
 // LIST.TXT holds one message file path per line. Bare LF is converted to CRLF
 // and lines starting with "." are dot-stuffed (that conversion is done before the
@@ -21,8 +21,14 @@
 // number (0..C-1), so each may deliver to a user of its own. --count N: N deliveries, going round
 // the list again when it is shorter. --received: each delivery starts with a Received: header of
 // its own (as an MTA adds one), so no two deliveries carry the same bytes.
+// --warmup W (or env LMTP_WARMUP=W, which the peer scripts pass through): W deliveries first, over
+// the same connections, of the list's messages AFTER the timed ones (distinct messages, so nothing
+// deduplicates); they are timed apart and reported as the cold_* fields, then the timed deliveries
+// run as without it. A daemon runs for weeks: the timed figures are its steady state, the cold ones
+// a freshly started server's (JIT warm-up, caches). --limit N limits only the timed messages.
 // Prints one JSON line: {"peer","measurement":"deliver","messages","bytes","seconds",
-//   "p50_ms","p99_ms","max_ms","failed","note"} — or {"peer",...,"error"}.
+//   "p50_ms","p99_ms","max_ms","failed","note"[,"warmup","cold_messages","cold_bytes","cold_seconds",
+//   "cold_msg_per_s","cold_p50_ms","cold_p99_ms"]} — or {"peer",...,"error"}.
 import fs from 'node:fs';
 import net from 'node:net';
 import { encodeData as encode } from './lmtp-encode.mjs';
@@ -45,13 +51,14 @@ if ((!args.socket && !args.port) || !args.rcpt || !args.list) {
   console.error('usage: node lmtp-client.mjs --socket PATH|--host H --port P --rcpt ADDR --list LIST.TXT [--from A] [--limit N] [--peer NAME] [--reconnect-every N]');
   process.exit(2);
 }
-let files = fs.readFileSync(args.list, 'utf8').split('\n').filter(Boolean);
-if (args.limit) files = files.slice(0, Number(args.limit));
+const all = fs.readFileSync(args.list, 'utf8').split('\n').filter(Boolean);
+const files = args.limit ? all.slice(0, Number(args.limit)) : all;
 const from = args.from ?? 'bench-sender@example.org';
 const reconnectEvery = Number(args['reconnect-every'] ?? 0);
 const connections = Number(args.connections ?? 1);
 const count = Number(args.count ?? files.length);
-if (!(connections >= 1) || !(count >= 0) || files.length === 0) fail('--connections must be >= 1, --count >= 0 and the list not empty');
+const warmup = Number(args.warmup ?? (process.env.LMTP_WARMUP || 0));
+if (!(connections >= 1) || !(count >= 0) || !(warmup >= 0) || files.length === 0) fail('--connections must be >= 1, --count >= 0, --warmup >= 0 and the list not empty');
 
 function connect() {
   return new Promise((resolve, reject) => {
@@ -99,50 +106,74 @@ async function close(conn) {
   conn.sock.destroy();
 }
 
-const lat = [];
-let bytes = 0, failed = 0, firstError = null, next = 0;
-const t0 = process.hrtime.bigint();
-// One connection's deliveries: the next message of the list, its reply, then the next.
-async function deliverOn(n) {
-  const rcpt = args.rcpt.replaceAll('{n}', String(n));
-  let conn = await open();
-  for (let sent = 0, i = next++; i < count; i = next++, sent++) {
-    if (reconnectEvery && sent > 0 && sent % reconnectEvery === 0) { await close(conn); conn = await open(); }
-    const raw = fs.readFileSync(files[i % files.length]);
-    const message = args.received === undefined ? raw : Buffer.concat([Buffer.from(`Received: from bench by bench.localhost with LMTP id d${i}; ${new Date().toUTCString()}\r\n`), raw]);
-    const body = encode(message);
-    const s = process.hrtime.bigint();
-    conn.sock.write(`MAIL FROM:<${from}>\r\nRCPT TO:<${rcpt}>\r\nDATA\r\n`);
-    const r1 = await reply(conn), r2 = await reply(conn), r3 = await reply(conn);
-    if (!r1.startsWith('2') || !r2.startsWith('2') || !r3.startsWith('354')) {
-      failed++; firstError ??= `message ${i + 1}: ${[r1, r2, r3].join(' | ')}`;
-      if (r3.startsWith('354')) { conn.sock.write('.\r\n'); await reply(conn); }
-      conn.sock.write('RSET\r\n'); await reply(conn);
-      continue;
+// The connections, opened by the first phase that uses them and kept open for the next.
+const slots = Array.from({ length: connections }, (_, n) => ({ n, conn: null, sent: 0 }));
+let acked = 0;
+// One phase: `total` deliveries over all the connections, the i-th of them `fileOf(i)`, timed as a whole and each.
+async function phase(total, fileOf, idPrefix, last) {
+  const p = { lat: [], bytes: 0, failed: 0, firstError: null, next: 0, seconds: 0 };
+  const t0 = process.hrtime.bigint();
+  // One connection's deliveries: the next message of the list, its reply, then the next.
+  async function deliverOn(slot) {
+    const rcpt = args.rcpt.replaceAll('{n}', String(slot.n));
+    slot.conn ??= await open();
+    for (let i = p.next++; i < total; i = p.next++) {
+      if (reconnectEvery && slot.sent > 0 && slot.sent % reconnectEvery === 0) { await close(slot.conn); slot.conn = await open(); }
+      slot.sent++;
+      const raw = fs.readFileSync(fileOf(i));
+      const message = args.received === undefined ? raw : Buffer.concat([Buffer.from(`Received: from bench by bench.localhost with LMTP id ${idPrefix}${i}; ${new Date().toUTCString()}\r\n`), raw]);
+      const body = encode(message);
+      const s = process.hrtime.bigint();
+      const conn = slot.conn;
+      conn.sock.write(`MAIL FROM:<${from}>\r\nRCPT TO:<${rcpt}>\r\nDATA\r\n`);
+      const r1 = await reply(conn), r2 = await reply(conn), r3 = await reply(conn);
+      if (!r1.startsWith('2') || !r2.startsWith('2') || !r3.startsWith('354')) {
+        p.failed++; p.firstError ??= `message ${i + 1}: ${[r1, r2, r3].join(' | ')}`;
+        if (r3.startsWith('354')) { conn.sock.write('.\r\n'); await reply(conn); }
+        conn.sock.write('RSET\r\n'); await reply(conn);
+        continue;
+      }
+      conn.sock.write(body);
+      const r4 = await reply(conn); // one reply per recipient; we have exactly one
+      const e = process.hrtime.bigint();
+      if (!r4.startsWith('2')) { p.failed++; p.firstError ??= `message ${i + 1}: ${r4}`; continue; }
+      p.lat.push(Number(e - s) / 1e6);
+      p.bytes += message.length;
+      acked++;
+      if (args.progress) fs.writeFileSync(args.progress, String(acked)); // after the ack: crash tests compare this with what survived
     }
-    conn.sock.write(body);
-    const r4 = await reply(conn); // one reply per recipient; we have exactly one
-    const e = process.hrtime.bigint();
-    if (!r4.startsWith('2')) { failed++; firstError ??= `message ${i + 1}: ${r4}`; continue; }
-    lat.push(Number(e - s) / 1e6);
-    bytes += message.length;
-    if (args.progress) fs.writeFileSync(args.progress, String(lat.length)); // after the ack: crash tests compare this with what survived
+    if (last) await close(slot.conn);
   }
-  await close(conn);
+  try {
+    await Promise.all(slots.map(deliverOn));
+  } catch (e) {
+    fail(`after ${acked} delivered: ${e.message}`);
+  }
+  p.seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  p.lat.sort((a, b) => a - b);
+  return p;
 }
-try {
-  await Promise.all(Array.from({ length: connections }, (_, n) => deliverOn(n)));
-} catch (e) {
-  fail(`after ${lat.length} delivered: ${e.message}`);
-}
-const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-lat.sort((a, b) => a - b);
-const q = (p) => lat.length ? +lat[Math.min(lat.length - 1, Math.floor(p * lat.length))].toFixed(3) : null;
+const quantile = (lat, q) => (lat.length ? +lat[Math.min(lat.length - 1, Math.floor(q * lat.length))].toFixed(3) : null);
+
+// The warm-up: the list's messages after the timed ones (none of them timed, so nothing is a repeat of
+// a timed delivery unless the list is too short), over the connections the timed deliveries then reuse.
+const warmFrom = Math.min(count, files.length);
+const warm = warmup > 0 ? await phase(warmup, (j) => all[(warmFrom + j) % all.length], 'w', false) : null;
+if (warm && warm.failed) fail(`warm-up: ${warm.failed} of ${warmup} failed; first failure: ${warm.firstError}`);
+const timed = await phase(count, (i) => files[i % files.length], 'd', true);
+const { lat, failed, firstError } = timed;
+const warmNote = warm
+  ? `; ${warmup.toLocaleString('en-US')} untimed warm-up deliveries went first over the same connections (${warmFrom + warmup <= all.length ? `the list's messages ${warmFrom + 1}–${warmFrom + warmup}, after the timed ones` : 'the list is too short: some repeat timed messages'}; their figures are the cold_* fields)`
+  : '';
 const out = {
-  peer, measurement: 'deliver', messages: lat.length, bytes, seconds: +seconds.toFixed(3),
-  p50_ms: q(0.5), p99_ms: q(0.99), max_ms: q(1), failed, ...(connections > 1 ? { connections } : {}),
+  peer, measurement: 'deliver', messages: lat.length, bytes: timed.bytes, seconds: +timed.seconds.toFixed(3),
+  p50_ms: quantile(lat, 0.5), p99_ms: quantile(lat, 0.99), max_ms: quantile(lat, 1), failed, ...(connections > 1 ? { connections } : {}),
+  ...(warm ? {
+    warmup, cold_messages: warm.lat.length, cold_bytes: warm.bytes, cold_seconds: +warm.seconds.toFixed(3),
+    cold_msg_per_s: +(warm.lat.length / warm.seconds).toFixed(1), cold_p50_ms: quantile(warm.lat, 0.5), cold_p99_ms: quantile(warm.lat, 0.99),
+  } : {}),
   note: (args.note ? args.note + '; ' : '') + (connections > 1 ? `${connections} LMTP connections at once, each one message at a time` : 'one message at a time over one LMTP connection') +
-    ', each waited for its 2xx final reply' + (args.received !== undefined ? '; a Received: header of its own on each delivery' : '') + (firstError ? `; first failure: ${firstError}` : ''),
+    ', each waited for its 2xx final reply' + (args.received !== undefined ? '; a Received: header of its own on each delivery' : '') + warmNote + (firstError ? `; first failure: ${firstError}` : ''),
 };
 if (failed && !lat.length) fail(firstError);
 console.log(JSON.stringify(out));
