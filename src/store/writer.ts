@@ -112,6 +112,8 @@ export class Writer {
   private gathering?: { target: number; wake: () => void };
   /** A lone writer's small journal-only commits: flushed in this thread or through the pool, whichever measures faster. */
   readonly flushChoice = new FlushChoice();
+  /** A commit flushed in this thread since the event loop last turned (start). */
+  private flushedInThreadThisTurn = false;
 
   constructor(
     private db: IndexDb,
@@ -144,8 +146,11 @@ export class Writer {
   private start(alone: boolean): void {
     this.running = true;
     this.idle = new Promise((r) => { this.idleResolve = r; });
-    if (alone) queueMicrotask(() => void this.run());
-    else setImmediate(() => void this.run());
+    // After an in-thread flush nothing of the commit waited on the event loop: a caller appending
+    // in a loop would otherwise run on microtasks alone, and timers (the index hand-over of
+    // limits.indexBehindMs) and I/O would starve; its next commit starts one turn later.
+    if (alone && !this.flushedInThreadThisTurn) queueMicrotask(() => void this.run());
+    else setImmediate(() => { this.flushedInThreadThisTurn = false; void this.run(); });
   }
 
   /** A replica's batch from its primary (ReplicatedBatch); runs alone, in submission order. */
@@ -211,6 +216,7 @@ export class Writer {
           await this.journal.sync(); // bookkeeping only (and the directory fsync of a fresh segment)
         }
         this.flushChoice.record(inThread, performance.now() - started);
+        if (inThread) this.flushedInThreadThisTurn = true;
         return;
       }
       if (!replicated) return this.writeJournalOnly(records);

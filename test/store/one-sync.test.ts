@@ -77,6 +77,20 @@ describe('one-sync delivery', () => {
     });
   }
 
+  it('a caller appending in a loop with in-thread flushes still lets timers run between its commits', async () => {
+    const store = await Store.open(tmpDir(), { create: true, inlineBodyBytesMax: 4096 });
+    await store.createMailbox('INBOX');
+    await store.append('INBOX', msg('first')); // the seeding commits of FlushChoice are in-thread
+    let appendedWhenTimerFired = -1;
+    let appended = 0;
+    setTimeout(() => { appendedWhenTimerFired = appended; }, 0);
+    for (let i = 0; i < 4; i++) { await store.append('INBOX', msg(`loop ${i}`)); appended++; }
+    expect(store.journalFlush().threadMedianMs).toBeNull(); // still seeding: every commit above was in-thread
+    expect(appendedWhenTimerFired).toBeGreaterThanOrEqual(0);
+    expect(appendedWhenTimerFired).toBeLessThan(4);
+    await store.close();
+  });
+
   it('writers with company never flush in this thread: concurrent inline deliveries share pool fdatasyncs', async () => {
     const dir = tmpDir();
     const { fs, flushes } = countingFs();
