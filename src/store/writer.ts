@@ -112,7 +112,7 @@ export class Writer {
   private gathering?: { target: number; wake: () => void };
   /** A lone writer's small journal-only commits: flushed in this thread or through the pool, whichever measures faster. */
   readonly flushChoice = new FlushChoice();
-  /** A commit flushed in this thread since the event loop last turned (start). */
+  /** A commit flushed in this thread and the event loop has not turned since (start). */
   private flushedInThreadThisTurn = false;
 
   constructor(
@@ -216,7 +216,10 @@ export class Writer {
           await this.journal.sync(); // bookkeeping only (and the directory fsync of a fresh segment)
         }
         this.flushChoice.record(inThread, performance.now() - started);
-        if (inThread) this.flushedInThreadThisTurn = true;
+        if (inThread && !this.flushedInThreadThisTurn) {
+          this.flushedInThreadThisTurn = true;
+          setImmediate(() => { this.flushedInThreadThisTurn = false; }); // the loop turned: a commit after it starts at once again
+        }
         return;
       }
       if (!replicated) return this.writeJournalOnly(records);
