@@ -14,6 +14,7 @@ import { FaultFileSystem, type Fault } from './faultfs.js';
 import { retireOwnLock } from './explorer.js';
 import { contents, expectCode, expectExactly, fingerprint, msg } from './helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { limits } from '../../src/limits.js';
 import { internalsOf } from '../helpers/internals.js';
 
 type Op = 'append' | 'batch';
@@ -26,6 +27,11 @@ interface Scenario {
   rotate: boolean;
   /** Inline bodies on (the default threshold): a small append writes its journal record only. */
   inline?: boolean;
+  /**
+   * How a lone inline append's record is flushed: `measured` (the default: FlushChoice, whose first
+   * commits are in-thread, FileHandle.writevDurable) or `pool` (limits.journalInThreadFlushBytesMax 0).
+   */
+  flush?: 'measured' | 'pool';
 }
 
 const BATCH = 12;
@@ -106,15 +112,24 @@ describe('disk full and I/O errors at every write point', () => {
   for (const op of ['append', 'batch'] as const) {
     for (const rotate of [false, true]) {
       for (const inline of op === 'append' ? [false, true] : [false]) {
-        scenarios.push({ op, fault: 'ENOSPC', code: 'NO_SPACE', rotate, inline });
-        scenarios.push({ op, fault: 'shortWrite', code: 'NO_SPACE', rotate, inline });
-        scenarios.push({ op, fault: 'EIO', code: 'IO', rotate, inline });
+        for (const flush of inline ? ['measured', 'pool'] as const : [undefined]) {
+          scenarios.push({ op, fault: 'ENOSPC', code: 'NO_SPACE', rotate, inline, flush });
+          scenarios.push({ op, fault: 'shortWrite', code: 'NO_SPACE', rotate, inline, flush });
+          scenarios.push({ op, fault: 'EIO', code: 'IO', rotate, inline, flush });
+        }
       }
     }
   }
   for (const s of scenarios) {
-    it(`${s.fault} in ${s.op === 'append' ? `an append${s.inline ? ' with inline bodies' : ''}` : `a batch import of ${BATCH}`}${s.rotate ? ' that creates new packs and segments' : ''} → ${s.code}, nothing lost, writes resume`, async () => {
-      const { points, failed } = await everyWritePoint(s);
+    it(`${s.fault} in ${s.op === 'append' ? `an append${s.inline ? ` with inline bodies (flush: ${s.flush})` : ''}` : `a batch import of ${BATCH}`}${s.rotate ? ' that creates new packs and segments' : ''} → ${s.code}, nothing lost, writes resume`, async () => {
+      const saved = limits.journalInThreadFlushBytesMax;
+      if (s.flush === 'pool') limits.journalInThreadFlushBytesMax = 0;
+      let points: number, failed: number;
+      try {
+        ({ points, failed } = await everyWritePoint(s));
+      } finally {
+        limits.journalInThreadFlushBytesMax = saved;
+      }
       // an inline append writes its journal record and syncs it (a new segment: create, directory fsync too)
       expect(points).toBeGreaterThanOrEqual(s.inline ? (s.rotate ? 4 : 2) : s.rotate ? 7 : 4);
       expect(failed).toBeGreaterThan(0);
