@@ -397,9 +397,11 @@ class OffsetList {
   private length = 0;
 
   push(offset: number): void {
-    const wide = offset > 0xffffffff && this.values instanceof Uint32Array;
-    if (this.length === this.values.length || wide) {
-      const grown = wide ? new Float64Array(this.values.length * 2) : new (this.values.constructor as Uint32ArrayConstructor | Float64ArrayConstructor)(this.values.length * 2);
+    const narrow = this.values instanceof Uint32Array;
+    const widen = narrow && offset > 0xffffffff;
+    if (this.length === this.values.length || widen) {
+      const size = this.values.length * 2;
+      const grown = narrow && !widen ? new Uint32Array(size) : new Float64Array(size);
       grown.set(this.values.subarray(0, this.length));
       this.values = grown;
     }

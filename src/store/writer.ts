@@ -206,25 +206,27 @@ export class Writer {
   private async write(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][]): Promise<void> {
     if (packBatch.blobs.length === 0) {
       const replicated = !!this.hooks.onWritten && (this.hooks.wantsWritten?.() ?? true);
-      if (this.flushesInThread(records)) {
-        const inThread = this.flushChoice.inThread();
-        const started = performance.now();
-        if (!inThread) await (replicated ? this.writeBoth(packBatch, records, opsBySeq) : this.writeJournalOnly(records));
-        else if (replicated) await this.writeJournalOnlyReplicated(records, opsBySeq, packBatch);
-        else {
-          await this.journal.write(records, { durable: true });
-          await this.journal.sync(); // bookkeeping only (and the directory fsync of a fresh segment)
-        }
-        this.flushChoice.record(inThread, performance.now() - started);
-        if (inThread && !this.flushedInThreadThisTurn) {
-          this.flushedInThreadThisTurn = true;
-          setImmediate(() => { this.flushedInThreadThisTurn = false; }); // the loop turned: a commit after it starts at once again
-        }
-        return;
-      }
+      if (this.flushesInThread(records)) return this.writeChosen(packBatch, records, opsBySeq, replicated);
       if (!replicated) return this.writeJournalOnly(records);
     }
     return this.writeBoth(packBatch, records, opsBySeq);
+  }
+
+  /** A lone writer's journal-only commit, flushed the way FlushChoice picks, its latency recorded for the next choice. */
+  private async writeChosen(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][], replicated: boolean): Promise<void> {
+    const inThread = this.flushChoice.inThread();
+    const started = performance.now();
+    if (!inThread) await (replicated ? this.writeBoth(packBatch, records, opsBySeq) : this.writeJournalOnly(records));
+    else if (replicated) await this.writeJournalOnlyReplicated(records, opsBySeq, packBatch);
+    else {
+      await this.journal.write(records, { durable: true });
+      await this.journal.sync(); // bookkeeping only (and the directory fsync of a fresh segment)
+    }
+    this.flushChoice.record(inThread, performance.now() - started);
+    if (inThread && !this.flushedInThreadThisTurn) {
+      this.flushedInThreadThisTurn = true;
+      setImmediate(() => { this.flushedInThreadThisTurn = false; }); // the loop turned: a commit after it starts at once again
+    }
   }
 
   /** `write`'s general form: pack bytes (if any) and journal records written, then both flushed through the pool at once. */
