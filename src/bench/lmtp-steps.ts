@@ -7,8 +7,8 @@
 //           --warmup; reported as its cold_* fields), so the timed ones measure a warm server.
 //   daemon  the socket client's append against the library's: one writer each (p50, each after the
 //           same lmtpWarmup untimed appends), and 64 client processes against 64 writers in one
-//           process (messages/s, each side first given concurrentWarmup untimed appends, shared
-//           alike: the same count per writer and per process), and the floor of the latter: the same
+//           process (messages/s, each side first given lmtpWarmup untimed appends, shared alike:
+//           the same count per writer and per process, as the 64 LMTP connections), and the floor of the latter: the same
 //           64 processes against a server that does no store work (floor-client-64p).
 // Each round runs the peers first, then mailstore (engine.ts inRounds), like the other goal steps.
 import { join } from 'node:path';
@@ -41,15 +41,6 @@ const RSS_MESSAGE_BYTES_MAX = 8192;
  */
 export function lmtpWarmup(s: { deliver: number; warmup?: number }): number {
   return s.warmup ?? s.deliver;
-}
-
-/**
- * The untimed appends the 64-writer and 64-process rows of the daemon step get first, shared by the
- * writers and by the processes alike (each process otherwise times its first appends in a fresh
- * node, its JIT warm-up): `--warmup N`, by default as many as they time.
- */
-export function concurrentWarmup(s: { concurrent: number; warmup?: number }): number {
-  return s.warmup ?? s.concurrent;
 }
 
 export async function lmtpMeasurements(bench: Bench, corpus: CorpusInfo, work: string): Promise<void> {
@@ -126,7 +117,7 @@ async function daemonStep(bench: Bench, corpus: CorpusInfo, work: string): Promi
   store = await fresh('store-daemon-client');
   await bench.child(corpus.name, 'daemon', ['--cli', bench.paths.cli, '--store', store, '--list', corpus.list, '--messages', String(s.deliver), '--warmup', String(warmup), '--processes', '1', ...profileArgs(bench)], { peer: 'mailstore-client', measurement: 'daemon' });
   const n = LMTP_CONNECTIONS;
-  const many = ['--list', corpus.list, '--messages', String(s.concurrent), '--warmup', String(concurrentWarmup(s))];
+  const many = ['--list', corpus.list, '--messages', String(s.concurrent), '--warmup', String(warmup)];
   store = await fresh(`store-daemon-library-${n}w`);
   await bench.child(corpus.name, 'deliver', ['--store', store, ...many, '--writers', String(n)], { peer: `mailstore-library-${n}w`, measurement: 'daemon' }, rename(`mailstore-library-${n}w`));
   store = await fresh(`store-daemon-client-${n}p`);
