@@ -150,7 +150,10 @@ export class FrameSocket {
     const { value: light, blobs } = detach(value);
     const frame = (head.t === 'call' ? { ...head, a: light } : { ...head, v: light }) as Frame & { b?: number };
     if (blobs.length > 0) frame.b = blobs.length;
-    if (this.closed) throw closedError();
+    if (this.closed) {
+      encodeFrame(frame); // an oversized frame is INVALID whatever the connection's state, as before
+      throw closedError();
+    }
     const written = this.write(frame);
     if (blobs.length === 0) return written ? undefined : this.drained();
     return this.sendChunks(written, head.id, blobs);
