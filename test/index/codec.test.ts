@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeCbor, decodeValue, enableNativeCborStrings, encodeCbor, encodeValue } from '../../src/index/codec.js';
+import { decodeCbor, decodeValue, enableNativeCborStrings, encodeCbor, encodeCborParts, encodeValue } from '../../src/index/codec.js';
 
 // The CRC in front of every index value is on disk. Index format 2 (docs/FORMAT.md, "Index
 // values"): the CRC-32 of the key's bytes followed by the CBOR body (checked here against Python's
@@ -62,5 +62,32 @@ describe('enableNativeCborStrings', () => {
     expect(decoder.isNativeAccelerationEnabled).toBe(true);
     expect(decodeCbor(bytes)).toEqual(plain);
     expect(plain).toEqual(value);
+  });
+});
+
+// A synchronous replica's round goes out as encodeCborParts' parts: the replica decodes it with
+// cbor-x and writes its bytes to its pending file as they came, so they must be encodeCbor's own.
+describe('encodeCborParts', () => {
+  const body = Buffer.alloc(30_000, 0x61);
+  const payload = encodeCbor({ ops: [{ op: 'message.add', body, uid: 7 }], end: true });
+  const frames: [string, unknown][] = [
+    ['a tentative round with an inline body', { t: 'tentative', r: [[41, payload]], p: [], k: [[1, 4096]], c: 40 }],
+    ['pack bytes, seqs and offsets past 32 bits', { t: 'tentative', r: [[2 ** 40, payload], [2 ** 40 + 1, Buffer.alloc(10)]], p: [[3, 2 ** 33, body.subarray(5)]], k: [[3, 2 ** 33 + 29_995], [9, 0]] }],
+    ['a 70 KB byte string and a Uint8Array', { t: 'pack', bytes: new Uint8Array(70_000).fill(3), more: [new Uint8Array(2000), 'x', null, true, -1.5, undefined] }],
+    ['no large bytes at all', { t: 'ack', seq: 5, pending: true }],
+  ];
+  for (const [name, frame] of frames) {
+    it(`makes encodeCbor's bytes of ${name}`, () => {
+      const parts = encodeCborParts(frame);
+      expect(Buffer.concat(parts).equals(encodeCbor(frame))).toBe(true);
+      expect(decodeCbor(Buffer.concat(parts))).toEqual(decodeCbor(encodeCbor(frame)));
+    });
+  }
+
+  it('leaves byte strings of 1 KiB or more uncopied: the parts hold the caller\'s buffers', () => {
+    const parts = encodeCborParts({ t: 'tentative', r: [[1, payload]], p: [[0, 0, body]] });
+    expect(parts.some((part) => part === payload)).toBe(true);
+    expect(parts.some((part) => part === body)).toBe(true);
+    expect(parts).toHaveLength(4); // head, payload, the bytes between, body
   });
 });
