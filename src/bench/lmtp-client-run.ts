@@ -5,6 +5,7 @@
 // (measure/lmtp-floor.ts): smtp-server answering 250 without a store.
 import { spawn } from 'node:child_process';
 import { SMTPServer } from 'smtp-server';
+import { installDataScan } from '../daemon/data-scan.js';
 import { limits } from '../limits.js';
 import type { BenchResult } from './common.js';
 import { readCpuMs } from './daemon-process.js';
@@ -47,10 +48,11 @@ export async function runLmtpClient(client: string, args: string[], serverPid: n
 
 /**
  * smtp-server in LMTP mode with the daemon's per-delivery settings (no reverse lookup, MAIL and
- * RCPT answered at once) and nothing behind it: onData drains the DATA and answers 250 for every
- * recipient, keeping nothing.
+ * RCPT answered at once, its DATA parser's indexOf scan) and nothing behind it: onData drains the
+ * DATA and answers 250 for every recipient, keeping nothing.
  */
 export async function startNullLmtp(socket: string): Promise<{ close(): Promise<void> }> {
+  installDataScan();
   const server = new SMTPServer({
     lmtp: true,
     logger: false,

@@ -1,7 +1,7 @@
 // The floor under the 64-connection LMTP goal (issue 13: 64 connections ≥ 5× one), no store: the
 // same client (tools/bench/peers/lmtp-client.mjs, same messages, same warm-up) at 1 and at C
-// connections against smtp-server in LMTP mode in a process of its own, whose onData drains the
-// DATA stream and answers 250 for every recipient without keeping anything. Its C÷1 ratio says
+// connections against smtp-server in LMTP mode in a process of its own (set up as the daemon sets
+// it up), whose onData drains the DATA stream and answers 250 for every recipient, keeping nothing. Its C÷1 ratio says
 // how far this client and smtp-server alone can scale on this machine's cores; mailstore's rows
 // are read as a fraction of it. Each line carries the server's and the client's CPU per delivery.
 //
