@@ -75,6 +75,18 @@ describe('the DATA parser\'s indexOf scan', () => {
     expect(installDataScan()).toBe(true);
   });
 
+  it('leaves a parser it was not written against alone (an upgraded smtp-server keeps its own)', () => {
+    const installed = SMTPStream.prototype._feedDataStream;
+    const upgraded = function (this: SMTPStream, chunk: Buffer, done: () => void): void { originalFeedDataStream.call(this, chunk, done); };
+    SMTPStream.prototype._feedDataStream = upgraded;
+    try {
+      expect(installDataScan()).toBe(false);
+      expect(SMTPStream.prototype._feedDataStream).toBe(upgraded);
+    } finally {
+      SMTPStream.prototype._feedDataStream = installed;
+    }
+  });
+
   it('gives what smtp-server\'s own loop gives, chunk boundaries anywhere (1,000 seeded sessions)', async () => {
     installDataScan();
     const next = random(20261203);
