@@ -135,9 +135,28 @@ describe('the lmtp section', () => {
     expect(markdown).toMatch(/\| mailstore lmtp \| 2,000 \| .* \| 500 \| 1\.90 \/ 6\.00 \| 2,000 \| 0\.40 \/ 2\.00 \| 1× \|/);
   });
 
+  it('the floor rows: their 64÷1 ratio and mailstore\'s 64 connections as a share of the floor\'s, per round on the median; the CPU column when measured', () => {
+    const data = lmtpRun();
+    // floor: one connection 2000/0.8 = 2500/s; 64 connections 8000/2.5 = 3200, 8000/2 = 4000, 8000/4 = 2000 -> 1.28, 1.6, 0.8
+    for (const [round, seconds] of [[1, 2.5], [2, 2], [3, 4]] as const) {
+      data.results.push(
+        row(round, 'floor-lmtp', 'lmtp', { messages: 2000, bytes: 61e6, seconds: 0.8, server_cpu_us_per_message: 140, cpu_us_per_message: 220 }),
+        row(round, 'floor-lmtp-64c', 'lmtp', { messages: 8000, bytes: 244e6, seconds, connections: 64, server_cpu_us_per_message: 143, cpu_us_per_message: 150 }),
+      );
+    }
+    data.results = data.results.map((r) => (r.peer === 'mailstore-64c' ? { ...r, server_cpu_us_per_message: 404, cpu_us_per_message: 159 } : r));
+    const markdown = renderReport(data, 'results.json');
+    expect(markdown).toContain('64 connections ÷ one = 1.28× (3,200 vs 2,500 in the median round, median of 3 rounds, spread 0.80–1.60×)');
+    // mailstore 64c: 4000/s, 4000/s, 8000/s over the floor's 3200, 4000, 2000 -> 1.25, 1, 4 -> 1.25
+    expect(markdown).toContain('mailstore\'s 64 connections ÷ the floor\'s 64 = 1.25× (4,000 vs 3,200 in the median round');
+    expect(markdown).toMatch(/\| floor-lmtp-64c lmtp \| 8,000 \| 244 \| 2\.500 \| 3,200 \| .* \| 143 \/ 150 \| 0\.16× \|/);
+    expect(markdown).toMatch(/\| mailstore-64c lmtp \| .* \| 404 \/ 159 \| /);
+    expect(markdown).toMatch(/\| cyrus lmtp \| 2,000 \| 61\.0 \| 12\.0 \| 167 \| 5\.20 \/ 21\.0 \|  \| 3\.00× \|/);
+  });
+
   it('without a warm-up (an older run): the goals and table as before, no cold figures', () => {
     const markdown = renderReport(lmtpRun(), 'results.json');
-    expect(markdown).not.toMatch(/cold messages\/s|cold, the first|warmed by|untimed/);
+    expect(markdown).not.toMatch(/cold messages\/s|cold, the first|warmed by|untimed|Floor of the 64-connection goal|CPU µs a delivery/);
     expect(markdown).toContain('Goal: LMTP, one connection: mailstore ≥ 4× Cyrus lmtpd messages/s — measured');
   });
 
