@@ -1,8 +1,9 @@
 // The bench steps of issue 13 (the daemon), in the same run as the rest and on the same messages:
 //   lmtp    LMTP delivery, one connection, one message at a time: mailstore serve --lmtp vs Cyrus
 //           lmtpd vs Dovecot LMTP (mdbox), all through tools/bench/peers/lmtp-client.mjs; then 64
-//           connections at once (mailstore); in round 1 the daemon's RSS over many deliveries
-//           (--scale: 1,000,000). Each server, the 64-connection one too, first takes
+//           connections at once (mailstore), and their floor (measure/lmtp-floor.ts: the same
+//           client at 1 and 64 connections against smtp-server answering 250 with no store); in
+//           round 1 the daemon's RSS over many deliveries (--scale: 1,000,000). Each server, the 64-connection one too, first takes
 //           lmtpWarmup(settings) untimed deliveries over the same connections (lmtp-client.mjs
 //           --warmup; reported as its cold_* fields), so the timed ones measure a warm server.
 //   daemon  the socket client's append against the library's: one writer each (p50, each after the
@@ -62,6 +63,10 @@ async function lmtpStep(bench: Bench, corpus: CorpusInfo, work: string): Promise
   store = await fresh(`store-lmtp-${LMTP_CONNECTIONS}c`);
   await bench.child(corpus.name, 'lmtp', [...common(store), '--list', corpus.list, '--messages', String(s.concurrent), '--warmup', String(warmup), '--connections', String(LMTP_CONNECTIONS)], { peer: `mailstore-${LMTP_CONNECTIONS}c`, measurement: 'lmtp' });
   await removeTree(store);
+  // the floor of the 64-connection goal: the same client at 1 and 64 connections against smtp-server with no store
+  const floor = await fresh('lmtp-floor');
+  await bench.child(corpus.name, 'lmtp-floor', ['--client', client, '--dir', floor, '--list', corpus.list, '--messages', String(s.deliver), '--concurrent', String(s.concurrent), '--warmup', String(warmup), '--connections', String(LMTP_CONNECTIONS)], { peer: 'floor-lmtp', measurement: 'lmtp' });
+  await removeTree(floor);
   if (bench.round !== 1) return;
   // the RSS run: 150k by default, 1M with --scale; 10x the one-connection count when that is
   // below its default of 2,000 (--quick, --deliver N: a short run, without a snapshot)

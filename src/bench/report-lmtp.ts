@@ -17,6 +17,11 @@ const COLD_COLUMNS = [
   { title: 'cold p50 / p99 ms', value: (r: TaggedResult) => (typeof r.cold_p50_ms === 'number' ? `${num(r.cold_p50_ms)} / ${num(r.cold_p99_ms as number)}` : '') },
 ];
 const fixed = (n: number, digits = 2) => n.toFixed(digits);
+/** The server's CPU per timed delivery (from /proc, lmtp-client-run.ts) and the client's own. */
+const CPU_COLUMN = {
+  title: 'CPU µs a delivery: server / client',
+  value: (r: TaggedResult) => (typeof r.server_cpu_us_per_message === 'number' ? `${num(r.server_cpu_us_per_message, 0)} / ${typeof r.cpu_us_per_message === 'number' ? num(r.cpu_us_per_message, 0) : '–'}` : ''),
+};
 
 /** One RSS sample of the daemon as the result line carries it: [seconds, VmRSS bytes, RssAnon bytes]. */
 export type RssSampleRow = [number, number, number];
@@ -69,11 +74,12 @@ export function lmtpSection(out: string[], goals: Goal[], data: RunData): void {
   out.push(`### LMTP delivery into the daemon (first ${(s.deliver ?? 0).toLocaleString('en-US')} messages, one connection; ${(s.concurrent ?? 0).toLocaleString('en-US')} over 64${warmText ? `; each server warmed by ${warmText} untimed deliveries first` : ''})\n`);
   out.push('Every row is `tools/bench/peers/lmtp-client.mjs`: one message at a time per connection, each waiting for its final reply (mailstore sends 250 once the append is durable). mailstore is `mailstore serve --lmtp unix:PATH`, a process of its own; its store is opened afterwards and the count checked. `mailstore deliver` is the library row of the delivery table (no daemon, no LMTP), for scale.\n');
   if (warmText) out.push(`Warm and cold: a mail server's LMTP daemon runs for weeks, so each server (Cyrus, Dovecot, mailstore with one connection and with 64) was started fresh and first given ${warmText} untimed deliveries over the same connections (the list's messages after the timed ones, so none repeats a timed one), then the timed ones. The \`messages/s\` and \`p50 / p99\` columns and the goals are those timed deliveries into the warm server; the \`cold\` columns are the warm-up deliveries, i.e. a freshly started server (mailstore's V8 JIT still compiling), and each goal line gives the cold ratio of the same run beside the warm one.\n`);
-  out.push(table(main, ['mailstore:lmtp', 'mailstore-64c:lmtp', 'cyrus:lmtp', 'dovecot-mdbox:lmtp', 'mailstore:deliver'],
-    [COLUMNS.messages, COLUMNS.mb, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.latency, ...(warmText ? COLD_COLUMNS : [])], { base: 'mailstore:lmtp', rate: msgRate, title: 'mailstore LMTP ÷ this (messages/s)' }));
+  out.push(table(main, ['mailstore:lmtp', 'mailstore-64c:lmtp', 'cyrus:lmtp', 'dovecot-mdbox:lmtp', 'floor-lmtp:lmtp', 'floor-lmtp-64c:lmtp', 'mailstore:deliver'],
+    [COLUMNS.messages, COLUMNS.mb, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.latency, ...(warmText ? COLD_COLUMNS : []), ...(main.some((r) => typeof r.server_cpu_us_per_message === 'number') ? [CPU_COLUMN] : [])], { base: 'mailstore:lmtp', rate: msgRate, title: 'mailstore LMTP ÷ this (messages/s)' }));
   push(warmGoal(allMain, 'LMTP, one connection: mailstore ≥ 4× Cyrus lmtpd messages/s', ['mailstore', 'lmtp'], ['cyrus', 'lmtp'], 4, warmText));
   push(warmGoal(allMain, 'LMTP, one connection: mailstore ≥ 3× Dovecot LMTP (mdbox) messages/s', ['mailstore', 'lmtp'], ['dovecot-mdbox', 'lmtp'], 3, warmText));
   push(warmGoal(allMain, 'LMTP: 64 connections at once ≥ 5× one connection (messages/s)', ['mailstore-64c', 'lmtp'], ['mailstore', 'lmtp'], 5, warmText));
+  floorLines(out, allMain);
 
   out.push('### The socket client against the library\n');
   out.push('`mailstore-library*` is measure/deliver.ts (the Store in the measuring process); `mailstore-client*` appends through mailstore/client to a `mailstore serve` process, one client in the measuring process or 64 client processes started together. Same messages, same round.\n');
@@ -82,13 +88,25 @@ export function lmtpSection(out: string[], goals: Goal[], data: RunData): void {
   const manyWarmup = find(main, 'mailstore-client-64p', 'daemon')?.warmup;
   if (typeof manyWarmup === 'number') out.push(`The 64-writer and 64-process rows are warmed alike too: ${manyWarmup.toLocaleString('en-US')} untimed appends first, shared by the 64 writers and by the 64 processes (the same count each; the processes all start them together on one word, the timed ones on a second), so the timed appends measure warm code on both sides (a mail server's delivery processes live long) and the \`cold\` columns are the 64 freshly started processes. \`floor-client-64p\` is the same 64 processes, messages and frames against a server that does no store work (the daemon's transport decodes each frame and answers it at once).\n`);
   out.push(table(main, ['mailstore-library:daemon', 'mailstore-client:daemon', 'mailstore-library-64w:daemon', 'mailstore-client-64p:daemon', 'floor-client-64p:daemon'],
-    [COLUMNS.messages, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.latency, ...(daemonWarm ? COLD_COLUMNS : []), CPU_COLUMN]));
+    [COLUMNS.messages, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.latency, ...(daemonWarm ? COLD_COLUMNS : []), ...(main.some((r) => r.measurement === 'daemon' && typeof r.client_cpu_us_per_message === 'number') ? [DAEMON_CPU_COLUMN] : [])]));
   push(clientLatencyGoal(allMain));
   push(concurrentClientsGoal(allMain, typeof manyWarmup === 'number' && manyWarmup > 0 ? manyWarmup.toLocaleString('en-US') : undefined));
   const floor = concurrentClientsFloor(allMain);
   if (floor) out.push(`${floor}\n`);
 
   rssSection(out, push, main);
+}
+
+/**
+ * The 64-connection goal against its floor (measure/lmtp-floor.ts, the same client against
+ * smtp-server with no store): how far the client and smtp-server alone scale on this machine, and
+ * mailstore's 64-connection rate as a share of the floor's. Read beside the goal, not judged.
+ */
+function floorLines(out: string[], allMain: TaggedResult[]): void {
+  const scaling = rateGoal(allMain, '', ['floor-lmtp-64c', 'lmtp'], ['floor-lmtp', 'lmtp'], 5, msgRate);
+  const share = rateGoal(allMain, '', ['mailstore-64c', 'lmtp'], ['floor-lmtp-64c', 'lmtp'], 1, msgRate);
+  if (!scaling.measured) return;
+  out.push(`Floor of the 64-connection goal (\`floor-lmtp\` rows: the same client, messages and warm-up against smtp-server in LMTP mode that answers 250 and keeps nothing): 64 connections ÷ one = ${scaling.measured}; mailstore's 64 connections ÷ the floor's 64 = ${share.measured || 'not measured'}. The \`CPU µs a delivery\` column is the server's user + system CPU over the timed deliveries ÷ their count, then the client's own.\n`);
 }
 
 /**
@@ -146,7 +164,7 @@ export function concurrentClientsFloor(allMain: TaggedResult[]): string | undefi
 }
 
 const cpuOf = (r: BenchResult, who: 'client' | 'daemon') => (typeof r[`${who}_cpu_us_per_message`] === 'number' ? r[`${who}_cpu_us_per_message`] as number : undefined);
-const CPU_COLUMN = { title: 'CPU µs a message: clients / server', value: (r: TaggedResult) => (typeof r.client_cpu_us_per_message === 'number' ? `${r.client_cpu_us_per_message} / ${r.daemon_cpu_us_per_message}` : '') };
+const DAEMON_CPU_COLUMN = { title: 'CPU µs a message: clients / server', value: (r: TaggedResult) => (typeof r.client_cpu_us_per_message === 'number' ? `${r.client_cpu_us_per_message} / ${r.daemon_cpu_us_per_message}` : '') };
 
 /** Client p50 minus library p50 in each round, the verdict on their median. */
 function clientLatencyGoal(allMain: TaggedResult[]): Goal {

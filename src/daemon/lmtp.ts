@@ -11,6 +11,7 @@
 import { connect, type Socket } from 'node:net';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { MailstoreError, isMailstoreError } from '../errors.js';
+import { installDataScan } from './data-scan.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { formatHostPort, listenError, parseListen } from './address.js';
 import { limits, lmtpLimits } from '../limits.js';
@@ -67,6 +68,7 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
   }
   const bytesMax = options.messageBytesMax ?? limits.messageBytesMax;
   const log = options.log ?? (() => {});
+  installDataScan();
   const known = new RecentMailboxes(lmtpLimits.recipientCacheMs, lmtpLimits.recipientCacheEntries);
   /** The mailbox of each recipient accepted at RCPT (smtp-server keeps its address object in the envelope until DATA is over). */
   const mailboxes = new WeakMap<SMTPServerAddress, string>();

@@ -42,12 +42,17 @@ export interface TentativeRound {
 /** On the wire and in the file (short keys; `t` is a frame's type). */
 export type Wire = { r: [number, Uint8Array][]; p: [number, number, Uint8Array][]; k: [number, number][] };
 
+/** Views of the decoded frame's bytes, not copies: a round's bodies were copied once per delivery on the replica's way to its fdatasync. */
 export function decodeRound(wire: Wire): TentativeRound {
   return {
-    records: wire.r.map(([seq, payload]) => ({ seq, payload: Buffer.from(payload) })),
-    packs: wire.p.map(([pack, offset, bytes]) => ({ pack, offset, bytes: Buffer.from(bytes) })),
+    records: wire.r.map(([seq, payload]) => ({ seq, payload: bufferView(payload) })),
+    packs: wire.p.map(([pack, offset, bytes]) => ({ pack, offset, bytes: bufferView(bytes) })),
     tails: wire.k,
   };
+}
+
+function bufferView(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 export function encodeRound(round: TentativeRound): Wire {

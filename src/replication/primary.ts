@@ -381,7 +381,7 @@ class ReplicaSession implements BatchListener {
     const last = records[records.length - 1].seq;
     // the commit of the round before rides on this one: one frame (and one TLS write) per change, not two
     const c = this.takeCommitOwed();
-    void this.connection.send({ t: 'tentative', ...encodeRound(round), ...(c ? { c } : {}) }).catch(() => this.connection.close());
+    void this.connection.sendUncopied({ t: 'tentative', ...encodeRound(round), ...(c ? { c } : {}) }).catch(() => this.connection.close());
     this.tails = tails;
     this.sentSeq = last;
     this.tentativeSeq = last;

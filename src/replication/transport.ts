@@ -6,7 +6,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { MailstoreError } from '../errors.js';
-import { decodeCbor, encodeCbor } from '../index/codec.js';
+import { decodeCbor, encodeCbor, encodeCborParts } from '../index/codec.js';
 import { limits } from '../limits.js';
 
 const TLS_OPTIONS = {
@@ -63,15 +63,34 @@ export class Connection {
 
   /** Resolves when the frame is handed to the socket (waits for drain under backpressure). */
   send(message: Message): Promise<void> {
-    if (this.ended) return Promise.reject(this.failure ?? new MailstoreError('UNAVAILABLE', `the connection to ${this.remote} is closed`));
-    const body = encodeCbor(message);
+    if (this.ended) return this.closedError();
+    return this.write([encodeCbor(message)]);
+  }
+
+  /**
+   * As send, for a frame carrying message bodies: its byte strings go to the socket as they are
+   * (encodeCborParts), not copied into an encoded frame first. They must never change afterwards.
+   */
+  sendUncopied(message: Message): Promise<void> {
+    if (this.ended) return this.closedError();
+    return this.write(encodeCborParts(message));
+  }
+
+  private closedError(): Promise<never> {
+    return Promise.reject(this.failure ?? new MailstoreError('UNAVAILABLE', `the connection to ${this.remote} is closed`));
+  }
+
+  private write(body: Buffer[]): Promise<void> {
+    let length = 0;
+    for (const part of body) length += part.length;
     const head = Buffer.allocUnsafe(4);
-    head.writeUInt32BE(body.length, 0);
+    head.writeUInt32BE(length, 0);
     return new Promise((resolve, reject) => {
-      // corked: one TLS write of both parts, without first copying a round's bodies into one buffer
+      // corked: one TLS write of every part, without first copying a round's bodies into one buffer
       this.socket.cork();
       this.socket.write(head);
-      const flushed = this.socket.write(body, (error) => (error ? reject(error) : undefined));
+      let flushed = true;
+      for (const [i, part] of body.entries()) flushed = this.socket.write(part, i === body.length - 1 ? (error) => (error ? reject(error) : undefined) : undefined);
       this.socket.uncork();
       if (flushed) resolve();
       else this.socket.once('drain', resolve);

@@ -76,7 +76,7 @@ describe('lmtp-client.mjs', () => {
     const { store, runClient } = await setup(['bench'], 5);
     const result = await runClient(['--rcpt', 'bench@example.com', '--limit', '2', '--warmup', '3']);
     expect(result).toMatchObject({ messages: 2, failed: 0, warmup: 3, cold_messages: 3 });
-    for (const field of ['cold_seconds', 'cold_msg_per_s', 'cold_p50_ms', 'cold_p99_ms', 'p50_ms', 'p99_ms']) expect(result[field]).toEqual(expect.any(Number));
+    for (const field of ['cold_seconds', 'cold_msg_per_s', 'cold_p50_ms', 'cold_p99_ms', 'p50_ms', 'p99_ms', 'cpu_us_per_message', 'cold_cpu_us_per_message']) expect(result[field]).toEqual(expect.any(Number));
     expect(result.cold_bytes).toBe((result.bytes as number) * 3 / 2); // same-sized messages: 3 against 2
     expect(result.note).toMatch(/3 untimed warm-up deliveries went first .*messages 3–5, after the timed ones.*cold_\* fields/);
     // warm-up first, then the timed ones: all five distinct messages stored, each once

@@ -121,7 +121,7 @@ describe('the lmtp section', () => {
     data.results = data.results.map((r) => (r.measurement === 'daemon' && coldP50[r.peer] ? { ...r, warmup: 2000, cold_messages: 2000, cold_seconds: 5, cold_p50_ms: coldP50[r.peer], cold_p99_ms: 9 } : r));
     const markdown = renderReport(data, 'results.json');
     expect(markdown).toMatch(/client append p50 ≤ library append p50 \+ 0\.3 ms, warm \(each after 2,000 untimed appends\) — measured \+0\.300 ms .*; cold, their first 2,000 appends, same run: \+1\.000 ms \(client 3\.000 vs library 2\.000 ms.* → \*\*pass\*\*/);
-    expect(markdown).toContain('| mailstore-client | 2,000 | 3.300 | 606 | 1.50 /  | 400 | 3.00 / 9.00 |  |');
+    expect(markdown).toContain('| mailstore-client | 2,000 | 3.300 | 606 | 1.50 /  | 400 | 3.00 / 9.00 |');
     expect(markdown).toContain('each server warmed by 2,000 untimed deliveries first');
     // warm: as without a warm-up (3.00×, MISS); cold: 2000/s vs 166.7/s = 12× in every round
     expect(markdown).toContain('Goal: LMTP, one connection: mailstore ≥ 4× Cyrus lmtpd messages/s, warm (after 2,000 untimed deliveries) — measured 3.00× (500 vs 167 in the median round, median of 3 rounds, spread 2.50–3.67×); cold, the first 2,000 deliveries into a freshly started server, same run: 12.0× (2,000 vs 167');
@@ -153,9 +153,28 @@ describe('the lmtp section', () => {
     expect(markdown).toMatch(/\| floor-client-64p \| 8,000 \| 1\.600 \| 5,000 \| .* \| 2,000 \| 9?.* \| 500 \/ 90 \|/);
   });
 
+  it('the floor rows: their 64÷1 ratio and mailstore\'s 64 connections as a share of the floor\'s, per round on the median; the CPU column when measured', () => {
+    const data = lmtpRun();
+    // floor: one connection 2000/0.8 = 2500/s; 64 connections 8000/2.5 = 3200, 8000/2 = 4000, 8000/4 = 2000 -> 1.28, 1.6, 0.8
+    for (const [round, seconds] of [[1, 2.5], [2, 2], [3, 4]] as const) {
+      data.results.push(
+        row(round, 'floor-lmtp', 'lmtp', { messages: 2000, bytes: 61e6, seconds: 0.8, server_cpu_us_per_message: 140, cpu_us_per_message: 220 }),
+        row(round, 'floor-lmtp-64c', 'lmtp', { messages: 8000, bytes: 244e6, seconds, connections: 64, server_cpu_us_per_message: 143, cpu_us_per_message: 150 }),
+      );
+    }
+    data.results = data.results.map((r) => (r.peer === 'mailstore-64c' ? { ...r, server_cpu_us_per_message: 404, cpu_us_per_message: 159 } : r));
+    const markdown = renderReport(data, 'results.json');
+    expect(markdown).toContain('64 connections ÷ one = 1.28× (3,200 vs 2,500 in the median round, median of 3 rounds, spread 0.80–1.60×)');
+    // mailstore 64c: 4000/s, 4000/s, 8000/s over the floor's 3200, 4000, 2000 -> 1.25, 1, 4 -> 1.25
+    expect(markdown).toContain('mailstore\'s 64 connections ÷ the floor\'s 64 = 1.25× (4,000 vs 3,200 in the median round');
+    expect(markdown).toMatch(/\| floor-lmtp-64c lmtp \| 8,000 \| 244 \| 2\.500 \| 3,200 \| .* \| 143 \/ 150 \| 0\.16× \|/);
+    expect(markdown).toMatch(/\| mailstore-64c lmtp \| .* \| 404 \/ 159 \| /);
+    expect(markdown).toMatch(/\| cyrus lmtp \| 2,000 \| 61\.0 \| 12\.0 \| 167 \| 5\.20 \/ 21\.0 \|  \| 3\.00× \|/);
+  });
+
   it('without a warm-up (an older run): the goals and table as before, no cold figures', () => {
     const markdown = renderReport(lmtpRun(), 'results.json');
-    expect(markdown).not.toMatch(/cold messages\/s|cold, the first|warmed by|untimed/);
+    expect(markdown).not.toMatch(/cold messages\/s|cold, the first|warmed by|untimed|Floor of the 64-connection goal|CPU µs a delivery/);
     expect(markdown).toContain('Goal: LMTP, one connection: mailstore ≥ 4× Cyrus lmtpd messages/s — measured');
   });
 

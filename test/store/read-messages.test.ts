@@ -8,7 +8,8 @@ import type { MessageInfo } from '../../src/store/store.js';
 import { PackedStore as Store } from '../helpers/packed.js';
 import { MailstoreError } from '../../src/errors.js';
 import { hashBytes } from '../../src/hash/blake3.js';
-import { keys } from '../../src/keys/index-keys.js';
+import { keys, messageKeyUid } from '../../src/keys/index-keys.js';
+import { SPACE } from '../../src/keys/tuple.js';
 import { RECORD_HEADER_BYTES } from '../../src/blob/pack-format.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { IndexDb } from '../../src/index/index-db.js';
@@ -211,16 +212,40 @@ describe('Store.readMessages', () => {
     await store.close();
   });
 
+  it('a damaged message index value (decodeMessageValue): CORRUPT naming its key, after every message of the batches before it; the others intact', async () => {
+    const { store, bodies } = await inboxOf700();
+    let damagedKey: Buffer | undefined; // INBOX's message 300 (the only mailbox)
+    for await (const [key] of internalsOf(store).db.entries({ prefix: Buffer.of(SPACE.message) })) {
+      if (messageKeyUid(key) === 300) damagedKey = key;
+    }
+    const raw = Buffer.from(await rawLevelOf(store).get(damagedKey!));
+    raw[raw.length - 3] ^= 0x20; // inside the record's last field: the checksum fails, the shape still parses
+    await rawLevelOf(store).put(damagedKey!, raw);
+
+    const seen: Buffer[] = [];
+    const error = await expectCode((async () => { for await (const { body } of store.readMessages('INBOX')) seen.push(body); })(), 'CORRUPT');
+    expect(error.path).toBe(damagedKey!.toString('hex'));
+    expect(seen.length % 128, 'whole batches before the damaged one').toBe(0);
+    expect(seen.length).toBeLessThan(300);
+    seen.forEach((body, i) => expect(body.equals(bodies[i]), `uid ${i + 1}`).toBe(true));
+    // nothing else lost: every other message still reads, verified
+    for (const uid of [1, 299, 301, 700]) expect((await store.fetch('INBOX', uid)).equals(bodies[uid - 1]), `uid ${uid}`).toBe(true);
+    await expectCode(store.fetch('INBOX', 300), 'CORRUPT');
+    const after = await collect(store, 'INBOX', { fromUid: 301 });
+    expect(after.length).toBe(400);
+    await store.close();
+  });
+
   it('an index read that fails on a later batch: every message of the batches before it comes out first, then the IO error', async () => {
     const { store, bodies } = await inboxOf700();
     const getMany = IndexDb.prototype.getMany;
     let calls = 0, firstBatch = 0;
-    const spy = vi.spyOn(IndexDb.prototype, 'getMany').mockImplementation(function (this: IndexDb, keyList: Buffer[]) {
+    const spy = vi.spyOn(IndexDb.prototype, 'getMany').mockImplementation(function (this: IndexDb, ...args: Parameters<IndexDb['getMany']>) {
       // the blob lookups of the second batch of records fail as a disk would (a batch is at most
       // limits.readBatchMessages; LevelDB may hand back fewer)
-      if (++calls === 1) firstBatch = keyList.length;
+      if (++calls === 1) firstBatch = args[0].length;
       if (calls === 2) return Promise.reject(new MailstoreError('IO', 'index read failed (injected)'));
-      return getMany.call(this, keyList) as never;
+      return getMany.apply(this, args) as never;
     });
     const seen: Buffer[] = [];
     const error = await (async () => { for await (const { body } of store.readMessages('INBOX')) seen.push(body); })().catch((e: unknown) => e);

@@ -4,15 +4,16 @@
 // own; its RSS is sampled while it works. Afterwards the store is opened and the delivered count
 // checked, so a 250 that stored nothing cannot pass as a delivery. --warmup W: the client's W
 // untimed deliveries first (the list's messages after the first N; the cold_* fields), as the
-// peers get them, so the timed N measure a warm daemon.
+// peers get them, so the timed N measure a warm daemon. The daemon's CPU per delivery and the
+// client's are in the line (server_cpu_us_per_message, cpu_us_per_message; cold_* for the warm-up).
 //
 //   node dist/src/bench/measure/lmtp.js --cli CLI.js --client lmtp-client.mjs --store DIR --list LIST.TXT
 //        --messages N [--warmup W] [--connections C] [--received] [--peer NAME] [--measurement NAME] [--profile DIR]
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { nodeFileSystem } from '../../fs/node-fs.js';
 import { Store } from '../../store/store.js';
 import { snapshotTimes, startDaemon, thinSamples } from '../daemon-process.js';
+import { runLmtpClient } from '../lmtp-client-run.js';
 import { emit, parseFlags, required, round, runMeasurement, type BenchResult } from '../common.js';
 
 const { values, switches } = parseFlags(process.argv.slice(2));
@@ -39,11 +40,11 @@ await runMeasurement(peer, measurement, async () => {
   try {
     samplingFrom = Date.now();
     const stopSampling = daemon.sampleRss(250);
-    result = await runClient(required(values, 'client'), [
+    result = await runLmtpClient(required(values, 'client'), [
       '--socket', lmtpSocket, '--rcpt', connections === 1 ? 'bench@example.com' : 'bench{n}@example.com', '--list', required(values, 'list'),
       '--count', String(messages), '--warmup', String(warmup), '--connections', String(connections), '--peer', peer, ...(switches.has('received') ? ['--received'] : []),
       '--note', `mailstore serve --lmtp (its own process, log to a file)`,
-    ]);
+    ], daemon.child.pid!);
     samples = stopSampling();
   } finally {
     await daemon.stop();
@@ -62,22 +63,6 @@ await runMeasurement(peer, measurement, async () => {
     note: `${result.note}; store checked afterwards: ${stored} messages; daemon peak RSS ${Math.round(peak / 1048576)} MiB`,
   });
 });
-
-/** Runs lmtp-client.mjs and returns its JSON line. */
-function runClient(client: string, args: string[]): Promise<BenchResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [client, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk; });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const line = stdout.split('\n').find((l) => l.startsWith('{'));
-      if (!line) reject(new Error(`lmtp-client exited ${code} without a result: ${stderr.trim()}`));
-      else resolve(JSON.parse(line) as BenchResult);
-    });
-  });
-}
 
 async function countMessages(root: string, users: string[]): Promise<number> {
   const store = await Store.open(root);

@@ -6,7 +6,7 @@
 //   node lmtp-client.mjs --socket PATH|--host H --port P --rcpt ADDR --list LIST.TXT
 //                        [--from ADDR] [--limit N] [--peer NAME] [--reconnect-every N]
 //                        [--note TEXT] [--progress FILE]
-//                        [--connections C] [--count N] [--received] [--warmup W]
+//                        [--connections C] [--count N] [--received] [--warmup W] [--mark-warm]
 //
 // LIST.TXT holds one message file path per line. Bare LF is converted to CRLF
 // and lines starting with "." are dot-stuffed (that conversion is done before the
@@ -26,9 +26,12 @@
 // deduplicates); they are timed apart and reported as the cold_* fields, then the timed deliveries
 // run as without it. A daemon runs for weeks: the timed figures are its steady state, the cold ones
 // a freshly started server's (JIT warm-up, caches). --limit N limits only the timed messages.
+// --mark-warm: with --warmup, "lmtp-client: warm-up done" goes to stderr between the two phases (a measuring
+// parent reads the server's CPU time there). cpu_us_per_message (and cold_*): this client's own
+// CPU time (user + system) over the phase ÷ its deliveries, for floors on a machine it shares.
 // Prints one JSON line: {"peer","measurement":"deliver","messages","bytes","seconds",
-//   "p50_ms","p99_ms","max_ms","failed","note"[,"warmup","cold_messages","cold_bytes","cold_seconds",
-//   "cold_msg_per_s","cold_p50_ms","cold_p99_ms"]} — or {"peer",...,"error"}.
+//   "p50_ms","p99_ms","max_ms","failed","cpu_us_per_message","note"[,"warmup","cold_messages","cold_bytes","cold_seconds",
+//   "cold_msg_per_s","cold_p50_ms","cold_p99_ms","cold_cpu_us_per_message"]} — or {"peer",...,"error"}.
 import fs from 'node:fs';
 import net from 'node:net';
 import { encodeData as encode } from './lmtp-encode.mjs';
@@ -113,6 +116,7 @@ let acked = 0;
 async function phase(total, fileOf, idPrefix, last) {
   const p = { lat: [], bytes: 0, failed: 0, firstError: null, next: 0, seconds: 0 };
   const t0 = process.hrtime.bigint();
+  const cpu0 = process.cpuUsage();
   // One connection's deliveries: the next message of the list, its reply, then the next.
   async function deliverOn(slot) {
     const rcpt = args.rcpt.replaceAll('{n}', String(slot.n));
@@ -150,6 +154,8 @@ async function phase(total, fileOf, idPrefix, last) {
     fail(`after ${acked} delivered: ${e.message}`);
   }
   p.seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = process.cpuUsage(cpu0);
+  p.cpuUsPerMessage = p.lat.length ? Math.round((cpu.user + cpu.system) / p.lat.length) : null;
   p.lat.sort((a, b) => a - b);
   return p;
 }
@@ -160,6 +166,7 @@ const quantile = (lat, q) => (lat.length ? +lat[Math.min(lat.length - 1, Math.fl
 const warmFrom = Math.min(count, files.length);
 const warm = warmup > 0 ? await phase(warmup, (j) => all[(warmFrom + j) % all.length], 'w', false) : null;
 if (warm && warm.failed) fail(`warm-up: ${warm.failed} of ${warmup} failed; first failure: ${warm.firstError}`);
+if (warm && args['mark-warm'] !== undefined) process.stderr.write('lmtp-client: warm-up done\n');
 const timed = await phase(count, (i) => files[i % files.length], 'd', true);
 const { lat, failed, firstError } = timed;
 const warmNote = warm
@@ -167,10 +174,10 @@ const warmNote = warm
   : '';
 const out = {
   peer, measurement: 'deliver', messages: lat.length, bytes: timed.bytes, seconds: +timed.seconds.toFixed(3),
-  p50_ms: quantile(lat, 0.5), p99_ms: quantile(lat, 0.99), max_ms: quantile(lat, 1), failed, ...(connections > 1 ? { connections } : {}),
+  p50_ms: quantile(lat, 0.5), p99_ms: quantile(lat, 0.99), max_ms: quantile(lat, 1), failed, cpu_us_per_message: timed.cpuUsPerMessage, ...(connections > 1 ? { connections } : {}),
   ...(warm ? {
     warmup, cold_messages: warm.lat.length, cold_bytes: warm.bytes, cold_seconds: +warm.seconds.toFixed(3),
-    cold_msg_per_s: +(warm.lat.length / warm.seconds).toFixed(1), cold_p50_ms: quantile(warm.lat, 0.5), cold_p99_ms: quantile(warm.lat, 0.99),
+    cold_msg_per_s: +(warm.lat.length / warm.seconds).toFixed(1), cold_p50_ms: quantile(warm.lat, 0.5), cold_p99_ms: quantile(warm.lat, 0.99), cold_cpu_us_per_message: warm.cpuUsPerMessage,
   } : {}),
   note: (args.note ? args.note + '; ' : '') + (connections > 1 ? `${connections} LMTP connections at once, each one message at a time` : 'one message at a time over one LMTP connection') +
     ', each waited for its 2xx final reply' + (args.received !== undefined ? '; a Received: header of its own on each delivery' : '') + warmNote + (firstError ? `; first failure: ${firstError}` : ''),
