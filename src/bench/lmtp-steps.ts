@@ -8,7 +8,9 @@
 //           --warmup; reported as its cold_* fields), so the timed ones measure a warm server.
 //   daemon  the socket client's append against the library's: one writer each (p50, each after the
 //           same lmtpWarmup untimed appends), and 64 client processes against 64 writers in one
-//           process (messages/s).
+//           process (messages/s, each side first given lmtpWarmup untimed appends, shared alike:
+//           the same count per writer and per process, as the 64 LMTP connections), and the floor of the latter: the same
+//           64 processes against a server that does no store work (floor-client-64p).
 // Each round runs the peers first, then mailstore (engine.ts inRounds), like the other goal steps.
 import { join } from 'node:path';
 import { nodeFileSystem as fs } from '../fs/node-fs.js';
@@ -120,11 +122,14 @@ async function daemonStep(bench: Bench, corpus: CorpusInfo, work: string): Promi
   store = await fresh('store-daemon-client');
   await bench.child(corpus.name, 'daemon', ['--cli', bench.paths.cli, '--store', store, '--list', corpus.list, '--messages', String(s.deliver), '--warmup', String(warmup), '--processes', '1', ...profileArgs(bench)], { peer: 'mailstore-client', measurement: 'daemon' });
   const n = LMTP_CONNECTIONS;
+  const many = ['--list', corpus.list, '--messages', String(s.concurrent), '--warmup', String(warmup)];
   store = await fresh(`store-daemon-library-${n}w`);
-  await bench.child(corpus.name, 'deliver', ['--store', store, '--list', corpus.list, '--messages', String(s.concurrent), '--writers', String(n)], { peer: `mailstore-library-${n}w`, measurement: 'daemon' }, rename(`mailstore-library-${n}w`));
+  await bench.child(corpus.name, 'deliver', ['--store', store, ...many, '--writers', String(n)], { peer: `mailstore-library-${n}w`, measurement: 'daemon' }, rename(`mailstore-library-${n}w`));
   store = await fresh(`store-daemon-client-${n}p`);
-  await bench.child(corpus.name, 'daemon', ['--cli', bench.paths.cli, '--store', store, '--list', corpus.list, '--messages', String(s.concurrent), '--processes', String(n), ...profileArgs(bench)], { peer: `mailstore-client-${n}p`, measurement: 'daemon' });
-  for (const name of ['store-daemon-library', 'store-daemon-client', `store-daemon-library-${n}w`, `store-daemon-client-${n}p`]) await removeTree(join(work, name));
+  await bench.child(corpus.name, 'daemon', ['--cli', bench.paths.cli, '--store', store, ...many, '--processes', String(n), ...profileArgs(bench)], { peer: `mailstore-client-${n}p`, measurement: 'daemon' });
+  store = await fresh(`floor-daemon-client-${n}p`);
+  await bench.child(corpus.name, 'daemon', ['--floor', '--store', store, ...many, '--processes', String(n)], { peer: `floor-client-${n}p`, measurement: 'daemon' });
+  for (const name of ['store-daemon-library', 'store-daemon-client', `store-daemon-library-${n}w`, `store-daemon-client-${n}p`, `floor-daemon-client-${n}p`]) await removeTree(join(work, name));
 }
 
 /** With --profile, the daemon runs under node --cpu-prof too (its profile beside the others). */

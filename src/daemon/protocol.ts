@@ -48,11 +48,17 @@ const FRAME_TYPES = new Set(['call', 'res', 'err', 'item', 'end', 'chunk', 'more
 
 /** One frame as bytes: the length prefix and the CBOR map. INVALID when it would exceed frameBytesMax. */
 export function encodeFrame(frame: Frame): Buffer {
+  return encodeFrameInto(frame);
+}
+
+/** encodeFrame into the start of `target` when it is big enough (the bytes are a view of it), else into a new buffer. */
+export function encodeFrameInto(frame: Frame, target?: Buffer): Buffer {
   const body = encodeReusing(frame);
   if (body.length > daemonLimits.frameBytesMax) {
     throw new MailstoreError('INVALID', `a ${frame.t} frame of ${body.length} bytes exceeds the socket protocol's limit of ${daemonLimits.frameBytesMax} bytes (too many arguments or results in one call)`);
   }
-  const out = Buffer.allocUnsafe(4 + body.length);
+  const size = 4 + body.length;
+  const out = target && target.length >= size ? target.subarray(0, size) : Buffer.allocUnsafe(size);
   out.writeUInt32BE(body.length, 0);
   out.set(body, 4);
   return out;

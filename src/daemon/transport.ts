@@ -3,7 +3,7 @@
 // does not read holds back only its own connection and never piles bytes up in memory.
 import type { Socket } from 'node:net';
 import { MailstoreError } from '../errors.js';
-import { chunkFrames, decodeFrame, detach, encodeFrame, FrameReader, type Frame } from './protocol.js';
+import { chunkFrames, decodeFrame, detach, encodeFrame, encodeFrameInto, FrameReader, type Frame } from './protocol.js';
 
 export interface TransportHandlers {
   frame(frame: Frame): void;
@@ -14,6 +14,16 @@ export interface TransportHandlers {
 
 /** The head of a frame that carries a value (sendValue). */
 export type FrameHead = { t: 'call'; id: number; m: string } | { t: 'res' | 'item'; id: number };
+
+/** The size of the buffer frames are built in (a message of the usual size fits; a bigger frame gets one of its own). */
+const FRAME_BUFFER_BYTES = 128 * 1024;
+/**
+ * The buffer this process builds its next frame in, shared by its sockets (a frame is built and
+ * written in one synchronous step). A frame used to be a new buffer each time, and under 64
+ * appending client processes their fresh pages (a body's worth a frame) cost more CPU than the
+ * copy itself. Undefined while a socket still holds the last one.
+ */
+let spareFrameBuffer: Buffer | undefined;
 
 export class FrameSocket {
   private readonly reader = new FrameReader();
@@ -88,7 +98,24 @@ export class FrameSocket {
   /** Writes one frame now; false when the socket's buffer is full (wait with drained()). */
   send(frame: Frame): boolean {
     if (this.closed) return false;
-    return this.socket.write(encodeFrame(frame));
+    return this.write(frame);
+  }
+
+  /**
+   * Encodes and writes one frame, in the shared frame buffer when the socket is idle. The socket
+   * keeps a written buffer only while the kernel has not taken all of it (the write was not
+   * complete at once: writableLength > 0 after it); then the buffer is the socket's and the next
+   * frame gets a new one. A socket with bytes queued already gets a buffer of the frame's size.
+   */
+  private write(frame: Frame): boolean {
+    const socket = this.socket;
+    if (socket.writableLength > 0 || socket.connecting) return socket.write(encodeFrame(frame));
+    const target = spareFrameBuffer ?? Buffer.allocUnsafeSlow(FRAME_BUFFER_BYTES);
+    spareFrameBuffer = undefined;
+    const bytes = encodeFrameInto(frame, target);
+    const written = socket.write(bytes);
+    if (bytes.buffer !== target.buffer || socket.writableLength === 0) spareFrameBuffer = target;
+    return written;
   }
 
   /** Resolves once the socket can take more (or is closed). */
@@ -123,9 +150,11 @@ export class FrameSocket {
     const { value: light, blobs } = detach(value);
     const frame = (head.t === 'call' ? { ...head, a: light } : { ...head, v: light }) as Frame & { b?: number };
     if (blobs.length > 0) frame.b = blobs.length;
-    const bytes = encodeFrame(frame);
-    if (this.closed) throw closedError();
-    const written = this.socket.write(bytes);
+    if (this.closed) {
+      encodeFrame(frame); // an oversized frame is INVALID whatever the connection's state, as before
+      throw closedError();
+    }
+    const written = this.write(frame);
     if (blobs.length === 0) return written ? undefined : this.drained();
     return this.sendChunks(written, head.id, blobs);
   }

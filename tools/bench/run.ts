@@ -5,7 +5,8 @@
 //   node dist/tools/bench/run.js [--quick] [--scale] [--messages N] [--seed S] [--out BENCHMARKS.md]
 //        [--only import,read,...] [--no-peers] [--deliver N] [--warmup N] [--profile] [--rounds N]
 //   --warmup N: untimed deliveries into each server of the lmtp step (and appends of the daemon
-//   step's one-writer pair) before the timed ones (default: --deliver; 0: none, cold servers only).
+//   step's one-writer pair, and shared by its 64 writers and by its 64 client processes) before the
+//   timed ones (default: --deliver; 0: none, cold servers only).
 //
 // Peers: as root with apt-get, tools/bench/peers/setup.sh installs the missing ones first; without
 // them (and without --no-peers) the run stops before anything is measured and names what is
