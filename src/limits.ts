@@ -66,14 +66,16 @@ export const limits = {
    * Messages up to this size are stored inside their journal record (StoreOptions.inlineBodyBytesMax,
    * docs/FORMAT.md "Inline bodies"): one file and one fdatasync per delivery. 0 turns it off. A
    * store's own setting (INLINE-BODIES, `mailstore config --inline-bytes-max`) replaces this default.
-   * The measured choice, 16 KiB (BENCHMARKS.md, one-sync delivery): it takes 90 % of the bench
-   * corpus's messages (p90 16.5 KB) to 1.10 fdatasync per delivery (4 KiB: 1.70, 8 KiB: 1.39,
-   * 64 KiB: 1.02, off: 1.95), while a larger bound buys little more and makes every journal record
+   * The measured choice, 32 KiB (BENCHMARKS.md, one-sync delivery): it takes 97 % of the bench
+   * corpus's messages to 1.03 fdatasync per delivery (4 KiB: 1.70, 8 KiB: 1.39, 16 KiB: 1.10,
+   * 64 KiB: 1.02, off: 1.95); a message over it pays a second file's fdatasync and its size
+   * change, ~2x an inline delivery. A larger bound buys little more and makes every journal record
    * that carries a body, replay, followers' tail reads and the move into packs at retirement larger.
+   * (Sessions 9-15: 16 KiB, 90 % of the corpus at 1.10; session 16 measured 32 KiB: "One-sync delivery".)
    */
-  inlineBodyBytesDefault: 16 * 1024,
+  inlineBodyBytesDefault: 32 * 1024,
   /** The threshold a store uses when inline bodies are asked for without a size (the measured choice above). */
-  inlineBodyBytesMeasured: 16 * 1024,
+  inlineBodyBytesMeasured: 32 * 1024,
   /** The largest inline threshold a store accepts (a segment is read whole; a record carrying a body stays small). */
   inlineBodyBytesSettingMax: 1024 * 1024,
   /** Open with no pack file looks at this many blob entries for one that is not inline (then the packs are missing). */

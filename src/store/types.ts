@@ -21,7 +21,7 @@ export interface StoreOptions {
    * one file with one fdatasync (docs/FORMAT.md, "Inline bodies"); compaction moves them into
    * packs before their journal segment is retired. Only a message delivered alone (one in its
    * record). 0: every body goes to a pack. Default: the store's setting (INLINE-BODIES, `mailstore
-   * config --inline-bytes-max`), else limits.inlineBodyBytesDefault (16 KiB, measured: BENCHMARKS.md).
+   * config --inline-bytes-max`), else limits.inlineBodyBytesDefault (32 KiB, measured: BENCHMARKS.md).
    */
   inlineBodyBytesMax?: number;
   /**

@@ -1,6 +1,6 @@
 // Store options for tests that damage the pack bytes of a message they deliver one at a time and
 // expect that damage to be found. With inline bodies on (StoreOptions.inlineBodyBytesMax; on by
-// default, limits.inlineBodyBytesDefault 16 KiB; docs/FORMAT.md "Inline bodies") such a message
+// default, limits.inlineBodyBytesDefault 32 KiB; docs/FORMAT.md "Inline bodies") such a message
 // lives inside its journal record, not in a pack, so the damage would miss it: these tests pin
 // inline bodies off and keep testing pack damage whatever the default is. Inline
 // bodies have their own damage tests (inline-bodies.test.ts, record-at.test.ts, the crash explorer).

@@ -40,7 +40,8 @@ class CountingFs extends NodeFileSystem {
 }
 
 const inline = (i: number) => Buffer.from(`Message-ID: <seg-${i}@example.org>\r\nSubject: ${i}\r\n\r\n${`text ${i} `.repeat(200)}\r\n`);
-const packed = (i: number) => Buffer.from(`Message-ID: <big-${i}@example.org>\r\nSubject: ${i}\r\n\r\n${`long ${i} `.repeat(4000)}\r\n`);
+// over the default inline threshold, so delivered alone it still goes to a pack
+const packed = (i: number) => Buffer.from(`Message-ID: <big-${i}@example.org>\r\nSubject: ${i}\r\n\r\n${`long ${i} `.repeat(limits.inlineBodyBytesDefault / 4)}\r\n`);
 
 /** A store of `bodies` in small journal segments, a copy of it (the source), and the store's segments. */
 async function storeAndCopy(bodies: Buffer[]): Promise<{ dir: string; source: string; segments: string[] }> {
