@@ -80,15 +80,6 @@ export function reframeFormat1(key: Uint8Array, bytes: Buffer): Buffer | undefin
 }
 
 export function decodeValue<T>(bytes: Uint8Array, key: Uint8Array): T {
-  const b = checkedValue(bytes, key);
-  // the values 0 and 1 (every C record, the deleting marks) are one CBOR byte: no decoder call
-  if (b.length === 5 && b[4] <= 1) return b[4] as T;
-  // the flat maps of M and B records decoded in place; a view of the body only for cbor-x
-  return (decodeFlatMap(b, 4) ?? cbor.decode(b.subarray(4))) as T;
-}
-
-/** A stored value whose checksum holds for its key, as a Buffer; CORRUPT otherwise. */
-function checkedValue(bytes: Uint8Array, key: Uint8Array): Buffer {
   // LevelDB hands back Buffers: no new view, and one for the body shared by the checksum and the
   // decoder (a bulk read decodes two values a message; each view costs ~1 µs while code is cold)
   const b = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -98,146 +89,10 @@ function checkedValue(bytes: Uint8Array, key: Uint8Array): Buffer {
       `index value for key ${Buffer.from(key).toString('hex')} fails its checksum; run 'mailstore reconstruct' to rebuild the index from the journal`,
       { path: Buffer.from(key).toString('hex') });
   }
-  return b;
-}
-
-/** Where a blob's record is, as a bulk read wants it from the blob's index value (B record: p, o, l). */
-export interface StoredLocation {
-  pack: number;
-  offset: number;
-  length: number;
-}
-
-/**
- * A B value's location, checked as decodeValue checks it: what decodeValue's p, o and l would be.
- * A bulk read looks up a blob a message; the B values it meets are the flat map p, o, l, r of
- * unsigned integers, parsed here in one pass without the record object decodeValue builds; any
- * other shape (an inline blob's negative pack, another key order, a released blob's z) goes
- * through decodeValue's decoder.
- */
-export function decodeBlobLocation(bytes: Uint8Array, key: Uint8Array): StoredLocation {
-  const b = checkedValue(bytes, key);
-  if (b[4] === 0xa4) { // a referenced blob's p, o, l, r (a released one has z too: no message names it)
-    const pack = uintField(b, 5, 0x70); // 'p'
-    const offset = pack === undefined ? undefined : uintField(b, cursor, 0x6f); // 'o'
-    const length = offset === undefined ? undefined : uintField(b, cursor, 0x6c); // 'l'
-    const references = length === undefined ? undefined : uintField(b, cursor, 0x72); // 'r'
-    if (references !== undefined && cursor === b.length) return { pack: pack!, offset: offset!, length: length! };
-  }
-  const record = (decodeFlatMap(b, 4) ?? cbor.decode(b.subarray(4))) as { p: number; o: number; l: number };
-  return { pack: record.p, offset: record.o, length: record.l };
-}
-
-/** A message's index value (M record: h, s, d, f, m, then e, z, n when known), as decodeValue gives it. */
-export interface StoredMessage {
-  h: Buffer;
-  s: number;
-  d: number;
-  f: string[];
-  m: number;
-  e?: string;
-  z?: number;
-  n?: true;
-}
-
-/**
- * An M value, checked and decoded as decodeValue does it, for a bulk read (one a message). The
- * values a store writes (h, s, d, f, m, then e, z and n when known, in that order: records.ts) are
- * parsed in one pass; anything else (another order, a 64-bit integer, a negative one where none
- * is expected, non-ASCII text) goes through decodeValue's decoder. With decodeBlobLocation beside
- * it, a cold readMessages never runs the generic decoder, so it never warms it up either: −3 % of
- * the reading thread's instructions in a cold SpamAssassin pass; either parser alone saved nothing
- * (BENCHMARKS.md, "SpamAssassin read (session 16)").
- */
-export function decodeMessageValue(bytes: Uint8Array, key: Uint8Array): StoredMessage {
-  const b = checkedValue(bytes, key);
-  const fields = b[4] - 0xa0;
-  // h: 32 bytes (0x58 0x20), then s, d and f
-  if (fields >= 5 && fields <= 8 && b[5] === 0x61 && b[6] === 0x68 && b[7] === 0x58 && b[8] === 0x20 && b.length > 41) {
-    const s = uintField(b, 41, 0x73);
-    const d = s === undefined ? undefined : uintField(b, cursor, 0x64, true);
-    const f = d === undefined || b[cursor] !== 0x61 || b[cursor + 1] !== 0x66 ? undefined : asciiList(b, cursor + 2);
-    const m = f === undefined ? undefined : uintField(b, cursor, 0x6d);
-    if (m !== undefined) {
-      const record: StoredMessage = { h: b.subarray(9, 41), s: s!, d: d!, f: f!, m };
-      if (messageExtras(b, record, fields - 5) && cursor === b.length) return record;
-    }
-  }
-  return (decodeFlatMap(b, 4) ?? cbor.decode(b.subarray(4))) as StoredMessage;
-}
-
-/** Where the last field read here ended. */
-let cursor = 0;
-
-/**
- * The unsigned integer of up to 32 bits (`orDouble`: or a float64, as cbor-x writes a date) under
- * the one-letter key `letter` at `at`, and `cursor` past it; undefined for anything else.
- */
-function uintField(b: Buffer, at: number, letter: number, orDouble = false): number | undefined {
-  if (b[at] !== 0x61 || b[at + 1] !== letter) return undefined;
-  const head = b[at + 2];
-  at += 3;
-  let value: number;
-  if (head < 0x18) value = head;
-  else if (head === 0x18 && at + 1 <= b.length) { value = b[at]; at += 1; }
-  else if (head === 0x19 && at + 2 <= b.length) { value = b.readUInt16BE(at); at += 2; }
-  else if (head === 0x1a && at + 4 <= b.length) { value = b.readUInt32BE(at); at += 4; }
-  else if (head === 0xfb && orDouble && at + 8 <= b.length) { value = b.readDoubleBE(at); at += 8; }
-  else return undefined;
-  cursor = at;
-  return value;
-}
-
-/** A CBOR array of at most 23 ASCII texts at `at`, `cursor` past it; undefined for anything else. */
-function asciiList(b: Buffer, at: number): string[] | undefined {
-  const head = b[at];
-  if (!(head >= 0x80 && head <= 0x97)) return undefined;
-  const list: string[] = [];
-  cursor = at + 1;
-  for (let i = head - 0x80; i > 0; i--) {
-    const text = asciiText(b, cursor);
-    if (text === undefined) return undefined;
-    list.push(text);
-  }
-  return list;
-}
-
-/** A CBOR text of at most 255 ASCII bytes at `at`, `cursor` past it; undefined for anything else. */
-function asciiText(b: Buffer, at: number): string | undefined {
-  let length = b[at] - 0x60;
-  at += 1;
-  if (length === 0x18) { length = b[at]; at += 1; } else if (!(length >= 0 && length < 0x18)) return undefined;
-  const end = at + length;
-  if (!(end <= b.length)) return undefined;
-  for (let i = at; i < end; i++) if (b[i] >= 0x80) return undefined;
-  cursor = end;
-  return b.toString('latin1', at, end);
-}
-
-/** The optional e, z and n of an M value from `cursor`, `count` of them in that order; false for any other shape. */
-function messageExtras(b: Buffer, record: StoredMessage, count: number): boolean {
-  if (count > 0 && b[cursor] === 0x61 && b[cursor + 1] === 0x65) {
-    const e = asciiText(b, cursor + 2);
-    if (e === undefined) return false;
-    record.e = e;
-    count--;
-  }
-  if (count > 0 && b[cursor] === 0x61 && b[cursor + 1] === 0x7a) {
-    // minutes east of UTC: at most a byte either side of zero
-    const head = b[cursor + 2];
-    if (head < 0x18) { record.z = head; cursor += 3; }
-    else if (head === 0x18 && cursor + 4 <= b.length) { record.z = b[cursor + 3]; cursor += 4; }
-    else if (head >= 0x20 && head < 0x38) { record.z = 0x1f - head; cursor += 3; }
-    else if (head === 0x38 && cursor + 4 <= b.length) { record.z = -1 - b[cursor + 3]; cursor += 4; }
-    else return false;
-    count--;
-  }
-  if (count > 0 && b[cursor] === 0x61 && b[cursor + 1] === 0x6e && b[cursor + 2] === 0xf5) {
-    record.n = true;
-    cursor += 3;
-    count--;
-  }
-  return count === 0;
+  // the values 0 and 1 (every C record, the deleting marks) are one CBOR byte: no decoder call
+  if (b.length === 5 && b[4] <= 1) return b[4] as T;
+  // the flat maps of M and B records decoded in place; a view of the body only for cbor-x
+  return (decodeFlatMap(b, 4) ?? cbor.decode(b.subarray(4))) as T;
 }
 
 /** Byte strings at least this long go out as parts of their own (encodeCborParts), not copied. */

@@ -1,9 +1,8 @@
 // A decoder for the flat CBOR maps of the per-message index records (M and B values: one-letter
-// keys, small integers, dates as doubles, a hash, ASCII strings, a list of flags), which scans and
-// point reads decode (readMessages parses the two itself: codec.ts decodeMessageValue and
-// decodeBlobLocation, with this as their fallback). cbor-x's general decoder is one big function
-// that stays slow for the first few thousand calls of a process (it is compiled late); a cold read
-// of 6,000 small messages spent ~40 % of its index work there (issue 16). Anything outside that shape returns
+// keys, small integers, dates as doubles, a hash, ASCII strings, a list of flags), which a bulk
+// read decodes twice a message. cbor-x's general decoder is one big function that stays slow for
+// the first few thousand calls of a process (it is compiled late); a cold read of 6,000 small
+// messages spent ~40 % of its index work there (issue 16). Anything outside that shape returns
 // undefined and goes to cbor-x, so the result is always what cbor-x would give (test/index/flat-cbor).
 import type { Buffer } from 'node:buffer';
 

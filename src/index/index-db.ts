@@ -145,18 +145,17 @@ export class IndexDb {
    * Entries in [gte, lt), decoded, in key order, up to `batchEntries` at a time: one round trip to
    * LevelDB's thread pool a batch instead of an await an entry (bulk reads). A batch also ends once
    * it holds more than `batchBytes` of keys and values (classic-level's highWaterMarkBytes, 16 KiB
-   * unless given: ~130 message records, not the 256 readMessages asks for). `decode`: decodeValue,
-   * or one that checks and decodes as it does (decodeMessageValue).
+   * unless given: ~130 message records, not the 256 readMessages asks for).
    */
-  entryBatches<T>(range: { gte: Buffer; lt: Buffer }, batchEntries: number, batchBytes?: number, decode: (raw: Buffer, key: Buffer) => T = decodeValue<T>): AsyncGenerator<[Buffer, T][]> {
-    return this.decodedBatches<T>(this.rawBatches(batchBytes === undefined ? range : { ...range, highWaterMarkBytes: batchBytes }, batchEntries), decode);
+  entryBatches<T>(range: { gte: Buffer; lt: Buffer }, batchEntries: number, batchBytes?: number): AsyncGenerator<[Buffer, T][]> {
+    return this.decodedBatches<T>(this.rawBatches(batchBytes === undefined ? range : { ...range, highWaterMarkBytes: batchBytes }, batchEntries));
   }
 
-  private async *decodedBatches<T>(batches: AsyncGenerator<[Buffer, Buffer][]>, decode: (raw: Buffer, key: Buffer) => T): AsyncGenerator<[Buffer, T][]> {
+  private async *decodedBatches<T>(batches: AsyncGenerator<[Buffer, Buffer][]>): AsyncGenerator<[Buffer, T][]> {
     for await (const batch of batches) {
       // each value decoded in its own entry: the batch is LevelDB's fresh array, not one more a message
       const entries = batch as unknown as [Buffer, Buffer | T][];
-      for (let i = 0; i < entries.length; i++) entries[i][1] = decode(entries[i][1] as Buffer, entries[i][0]);
+      for (let i = 0; i < entries.length; i++) entries[i][1] = decodeValue<T>(entries[i][1] as Buffer, entries[i][0]);
       yield entries as [Buffer, T][];
     }
   }
@@ -188,9 +187,8 @@ export class IndexDb {
    * Several point reads in one round trip to LevelDB's thread pool, so the caller's thread goes on
    * working meanwhile (bulk reads fetch the next batch's records this way). A value that fails its
    * checksum comes back as its CORRUPT error, in its place: one damaged value hides no other.
-   * `decode`: decodeValue, or one that checks the value as it does and returns less of it.
    */
-  async getMany<T>(keyList: Buffer[], decode: (raw: Buffer, key: Buffer) => T = decodeValue<T>): Promise<(T | MailstoreError | undefined)[]> {
+  async getMany<T>(keyList: Buffer[]): Promise<(T | MailstoreError | undefined)[]> {
     let raws: (Buffer | undefined)[];
     await this.settle();
     try {
@@ -201,7 +199,7 @@ export class IndexDb {
     return raws.map((raw, i) => {
       if (raw === undefined) return undefined;
       try {
-        return decode(raw, keyList[i]);
+        return decodeValue<T>(raw, keyList[i]);
       } catch (error) {
         return this.readError(error);
       }
@@ -282,7 +280,7 @@ export class IndexDb {
         }
         return raws.map((raw, i) => (raw === undefined ? undefined : decodeValue<T>(raw, keyList[i]!)));
       },
-      entryBatches: <T>(range: { gte: Buffer; lt: Buffer }, batchEntries: number) => this.decodedBatches<T>(this.rawBatches({ ...range, snapshot }, batchEntries), decodeValue<T>),
+      entryBatches: <T>(range: { gte: Buffer; lt: Buffer }, batchEntries: number) => this.decodedBatches<T>(this.rawBatches({ ...range, snapshot }, batchEntries)),
       rawEntryBatches: (range: { gte: Buffer; lt: Buffer }, batchEntries: number) => this.rawBatches({ ...range, snapshot }, batchEntries),
       close: () => snapshot.close().catch(() => undefined),
     };

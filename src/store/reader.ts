@@ -7,7 +7,6 @@ import { Readable } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { AssertionFailure, MailstoreError, isMailstoreError } from '../errors.js';
 import { hashHex } from '../hash/blake3.js';
-import { decodeBlobLocation, decodeMessageValue } from '../index/codec.js';
 import type { IndexDb } from '../index/index-db.js';
 import { keys, decodeChangeKey, decodeMessageKey, messageKeyUid } from '../keys/index-keys.js';
 import { prefixEnd } from '../keys/tuple.js';
@@ -151,7 +150,7 @@ export class StoreReader {
     if (options.lendBodies !== undefined) checkBoolean(options.lendBodies, 'lendBodies');
     this.host.live();
     const box = this.host.committedBox(mailbox);
-    const batches = this.host.db.entryBatches({ gte: keys.message(box.id, fromUid), lt: prefixEnd(keys.messagePrefix(box.id)) }, limits.readBatchMessages, limits.readBatchIndexBytes, decodeMessageValue);
+    const batches = this.host.db.entryBatches<MessageRecord>({ gte: keys.message(box.id, fromUid), lt: prefixEnd(keys.messagePrefix(box.id)) }, limits.readBatchMessages, limits.readBatchIndexBytes);
     // the index scan runs a batch ahead of the blob lookups: the next batch's records are read
     // (nextv) while this batch's blobs are looked up (getMany), so a batch is located in one
     // thread-pool round trip after the one before it, not two; the reading thread waited on the
@@ -209,15 +208,14 @@ export class StoreReader {
     // indexed, not destructured: an array pattern walks an iterator, objects a message until optimised
     const blobKeys: Buffer[] = new Array(entries.length);
     for (let i = 0; i < entries.length; i++) blobKeys[i] = keys.blob(entries[i][1].h);
-    // the locations alone, parsed from the B values in place (no blob record a message)
-    const locations = await this.host.db.getMany(blobKeys, decodeBlobLocation);
+    const blobs = await this.host.db.getMany<BlobRecord>(blobKeys);
     return entries.map((entry, i): PendingRead => {
       const record = entry[1];
-      const info = toInfo(messageKeyUid(entry[0]), record, false);
-      const location = locations[i];
-      if (location instanceof MailstoreError) return { info, hash: record.h, error: location };
-      if (!location) return { info, hash: record.h, error: unknownBlob(mailbox, info.uid, record.h) };
-      return { info, hash: record.h, location };
+      const info = toInfo(messageKeyUid(entry[0]), record);
+      const blob = blobs[i];
+      if (blob instanceof MailstoreError) return { info, hash: record.h, error: blob };
+      if (!blob) return { info, hash: record.h, error: unknownBlob(mailbox, info.uid, record.h) };
+      return { info, hash: record.h, location: { pack: blob.p, offset: blob.o, length: blob.l } };
     });
   }
 

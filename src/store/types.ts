@@ -246,11 +246,10 @@ export function uuidString(id: Buffer): string {
 
 /**
  * A message's index record as the API shows it. The flags are copied with slice(), not a spread:
- * a bulk read makes one a message, and a spread is slow while code is cold. `copyFlags` false: the
- * record is the caller's own, just decoded, and its flags array goes to the info as it is.
+ * a bulk read makes one a message, and a spread is slow while code is cold.
  */
-export function toInfo(uid: number, record: MessageRecord, copyFlags = true): MessageInfo {
-  const info: MessageInfo = { uid, hash: hashHex(record.h), size: record.s, internalDate: new Date(record.d), flags: copyFlags ? record.f.slice() : record.f, modseq: record.m };
+export function toInfo(uid: number, record: MessageRecord): MessageInfo {
+  const info: MessageInfo = { uid, hash: hashHex(record.h), size: record.s, internalDate: new Date(record.d), flags: record.f.slice(), modseq: record.m };
   if (record.e !== undefined) info.envelopeFrom = record.e;
   if (record.z !== undefined) info.dateZoneMinutes = record.z;
   if (record.n) info.recent = true;

@@ -212,7 +212,7 @@ describe('Store.readMessages', () => {
     await store.close();
   });
 
-  it('a damaged message index value (decodeMessageValue): CORRUPT naming its key, after every message of the batches before it; the others intact', async () => {
+  it('a damaged message index value: CORRUPT naming its key, after every message of the batches before it; the others intact', async () => {
     const { store, bodies } = await inboxOf700();
     let damagedKey: Buffer | undefined; // INBOX's message 300 (the only mailbox)
     for await (const [key] of internalsOf(store).db.entries({ prefix: Buffer.of(SPACE.message) })) {
