@@ -106,6 +106,9 @@ function control(pkg: PackageJson, arch: string, kib: number): string {
 /** Finds its installation relative to itself, so an unpacked copy (dpkg-deb -x DIR) runs too. */
 const WRAPPER = `#!/bin/sh
 # mailstore: the CLI of the mailstore package (node ${NODE_DEPENDENCY}).
+# two glibc malloc arenas, as the unit sets: memory a thread freed is reused instead of kept per
+# thread (a 1M-message compaction peaked at 232 MB instead of 248-272; BENCHMARKS.md, session 17)
+export MALLOC_ARENA_MAX="\${MALLOC_ARENA_MAX:-2}"
 here=$(dirname "$(readlink -f "$0")")
 exec node "$here/../lib/mailstore/dist/src/cli/main.js" "$@"
 `;
