@@ -47,6 +47,13 @@ export interface ReadMboxOptions {
   /** Read size; tests make it tiny to put boundaries everywhere. */
   chunkBytes?: number;
   /**
+   * A message that does not fit a chunk of chunkBytes is read again from its From_ line into one
+   * of this size (at least chunkBytes; by default chunkBytes: no larger reads), so it is one view
+   * of one chunk instead of a concatenation of pieces. Small chunks stay in the CPU's cache from
+   * the read to the parse; large ones hold the large messages whole.
+   */
+  wholeChunkBytes?: number;
+  /**
    * The caller is done with every message whose index is below `doneBelow` (an import: their
    * batch committed, nothing views their bytes any more), and raises it as it goes: read chunks
    * that only such messages view are read into again (ChunkRing) instead of allocated afresh.
@@ -75,6 +82,10 @@ export async function* readMbox(
   if (!Number.isInteger(chunkBytes) || chunkBytes < 1) {
     throw new MailstoreError('INVALID', `chunkBytes must be a positive integer, got ${chunkBytes}`);
   }
+  const wholeChunkBytes = options.wholeChunkBytes ?? chunkBytes;
+  if (!Number.isInteger(wholeChunkBytes) || wholeChunkBytes < chunkBytes) {
+    throw new MailstoreError('INVALID', `wholeChunkBytes must be an integer of at least chunkBytes (${chunkBytes}), got ${wholeChunkBytes}`);
+  }
   const stat = await fs.stat(path).catch((error) => { throw fromSystemError(error, 'stat mbox', path); });
   if (!stat.isFile) throw new MailstoreError('INVALID', `not a regular file: ${path}`, { path });
   const handle = await fs.open(path, 'read').catch((error) => { throw fromSystemError(error, 'open mbox', path); });
@@ -83,13 +94,13 @@ export async function* readMbox(
     options.messageBytesMax ?? limits.messageBytesMax,
     options.onWarning ?? (() => {}),
   );
-  const ring = options.recycle ? new ChunkRing(chunkBytes, options.recycle) : undefined;
+  const ring = options.recycle ? new ChunkRing(options.recycle) : undefined;
   // Messages are views of their chunk and outlive the next read: a fresh buffer each time, or one
   // of the ring's that no message still in use views. The next chunk is read (on another thread,
   // where the file system can) while the caller takes the messages of this one; it is taken only
   // after push, which is done with the carry that viewed the chunk before.
-  const readNext = (position: number): Promise<{ chunk: ReadChunk; bytesRead: number }> => {
-    const chunk = ring ? ring.take() : { buffer: Buffer.allocUnsafe(chunkBytes), viewedBelow: 0 };
+  const readNext = (position: number, bytes: number): Promise<{ chunk: ReadChunk; bytesRead: number }> => {
+    const chunk = ring ? ring.take(bytes) : { buffer: Buffer.allocUnsafe(bytes), viewedBelow: 0 };
     const read = readAt(handle, chunk.buffer, position).then((bytesRead) => ({ chunk, bytesRead }));
     read.catch(() => undefined); // awaited once the caller took this chunk's messages: no unhandled rejection meanwhile
     return read;
@@ -97,14 +108,18 @@ export async function* readMbox(
   let next: Promise<unknown> | undefined;
   try {
     let position = 0;
-    let reading = readNext(position);
+    let reading = readNext(position, chunkBytes);
     next = reading;
     for (;;) {
       const { chunk, bytesRead } = await reading;
       if (bytesRead === 0) break;
       const messages = parser.push(chunk.buffer.subarray(0, bytesRead), chunk);
-      position = bytesRead < chunk.buffer.length ? position + bytesRead : parser.rewind(position);
-      reading = readNext(position);
+      const size = chunk.buffer.length;
+      const after = bytesRead < size
+        ? { position: position + bytesRead, whole: false }
+        : parser.rewind(position, size < wholeChunkBytes, chunkBytes / 4);
+      position = after.position;
+      reading = readNext(position, after.whole ? wholeChunkBytes : chunkBytes);
       next = reading;
       yield* messages;
     }
@@ -134,24 +149,29 @@ interface ReadChunk {
  * import reads a 600 MB mbox through ~15 MiB of buffers instead of allocating 600 one-MiB ones: V8
  * counts those as external memory and ran a full mark-compact every ~13 MB of them (48 in one
  * import, ~1 s of the main thread; docs/bench/import-2026-12-02-s11.md). The newest chunk is never
- * handed out again (the parser's carry views it until the next push); a ring that is full forgets
- * its oldest chunk (left to the garbage collector, never reused), so a caller that never raises
- * doneBelow costs what it did without the ring.
+ * handed out again (the parser's carry views it until the next push); a ring over
+ * importLimits.readChunkBytesKept forgets its oldest chunks (left to the garbage collector, never
+ * reused), so a caller that never raises doneBelow costs what it did without the ring. Chunks
+ * come in two sizes (ReadMboxOptions.wholeChunkBytes): one is only read into at its own size.
  */
 class ChunkRing {
   private readonly chunks: ReadChunk[] = [];
+  private keptBytes = 0;
 
-  constructor(private readonly chunkBytes: number, private readonly recycle: { doneBelow: number }) {}
+  constructor(private readonly recycle: { doneBelow: number }) {}
 
-  take(): ReadChunk {
+  take(bytes: number): ReadChunk {
     for (let i = 0; i < this.chunks.length - 1; i++) {
       const chunk = this.chunks[i]!;
-      if (chunk.viewedBelow > this.recycle.doneBelow) continue;
+      if (chunk.buffer.length !== bytes || chunk.viewedBelow > this.recycle.doneBelow) continue;
       this.chunks.splice(i, 1);
       return this.newest(chunk);
     }
-    if (this.chunks.length >= importLimits.readChunksKept) this.chunks.shift();
-    return this.newest({ buffer: Buffer.allocUnsafe(this.chunkBytes), viewedBelow: 0 });
+    while (this.chunks.length > 0 && this.keptBytes + bytes > importLimits.readChunkBytesKept) {
+      this.keptBytes -= this.chunks.shift()!.buffer.length;
+    }
+    this.keptBytes += bytes;
+    return this.newest({ buffer: Buffer.allocUnsafe(bytes), viewedBelow: 0 });
   }
 
   private newest(chunk: ReadChunk): ReadChunk {
@@ -217,22 +237,26 @@ class MboxParser {
   }
 
   /**
-   * Where to read the next chunk from, once the chunk read at `chunkStart` is pushed. A message
-   * still open at its end that began after its start is dropped and read again whole from its
-   * From_ line: it then lies in the next chunk as one view, where it would have been copied out of
-   * two or more (Buffer.concat: 247 ms of the JS thread and ~400 MB of garbage on the 20k
-   * corpus, where most bytes are in messages of 0.25-1.4 MB). A message that began at the chunk's
-   * start or in the carry before it goes on as it was: it does not fit a chunk.
+   * Where to read the next chunk from, once the chunk read at `chunkStart` is pushed, and whether
+   * it must be a whole-message chunk. A message still open at its end that began after its start
+   * is dropped and read again whole from its From_ line: it then lies in the next chunk as one
+   * view, where it would have been copied out of two or more (Buffer.concat: 247 ms of the JS
+   * thread and ~400 MB of garbage on the 20k corpus, where most bytes are in messages of
+   * 0.25-1.4 MB); from `largeBytes` already read, into a whole-message chunk. One that began at
+   * the chunk's start is read again into a whole-message chunk when `canGrow` (this chunk was the
+   * smaller size); otherwise, or one that began in the carry before it, goes on as it was: it does
+   * not fit a chunk.
    */
-  rewind(chunkStart: number): number {
+  rewind(chunkStart: number, canGrow: boolean, largeBytes: number): { position: number; whole: boolean } {
     const message = this.current;
-    if (!message || message.oversized || message.offset <= chunkStart) return this.fileOffset;
+    const fillsChunk = message?.offset === chunkStart && canGrow;
+    if (!message || message.oversized || (message.offset <= chunkStart && !fillsChunk)) return { position: this.fileOffset, whole: false };
     this.current = undefined;
     this.nextIndex = message.index;
     this.carry = undefined;
     this.midLine = false;
     this.fileOffset = message.offset;
-    return message.offset;
+    return { position: message.offset, whole: fillsChunk || message.bytes >= largeBytes };
   }
 
   end(): MboxMessage[] {

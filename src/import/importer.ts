@@ -309,7 +309,7 @@ class FolderImport {
 
   /** Into the pending batch, committing the batch before it when full. */
   private async add(message: SourceMessage): Promise<void> {
-    assert(!message.unread, `the reader passed over message ${message.position} of ${this.folder.path}, which is not imported yet`);
+    if (message.unread) assert(false, `the reader passed over message ${message.position} of ${this.folder.path}, which is not imported yet`); // the message built only then: this runs once a message
     this.options.onRead?.(message, this.folder);
     const pending = this.pending;
     if (pending.items.length > 0 && (pending.items.length >= this.batchMessagesMax || pending.bytes + message.bytes.length > this.batchBytesMax)) {

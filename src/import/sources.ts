@@ -117,6 +117,7 @@ function mboxFolder(fs: FileSystem, path: string, sizeBytes: number, options: So
         style: options.mboxStyle ?? 'auto',
         recycle: hints?.recycle,
         chunkBytes: importLimits.mboxChunkBytes,
+        wholeChunkBytes: importLimits.mboxWholeChunkBytes,
         messageBytesMax: options.messageBytesMax,
         onWarning: (warning) => {
           if (warning.kind === 'tooLarge') {

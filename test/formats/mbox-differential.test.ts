@@ -87,7 +87,9 @@ async function expectSameAsOracle(
     const actual = await readAll(readMbox, file, { ...options, chunkBytes });
     expect(actual, `${label} chunkBytes ${chunkBytes ?? 'default'}`).toEqual(expected);
     // warnings come as they are met, messages when their batch commits: compared apart
-    const recycled = await readAllRecycling(file, { ...options, chunkBytes }, prng(file.length));
+    // as an import reads: recycled chunks, and a message that does not fit one read again into a larger one
+    const wholeChunkBytes = chunkBytes === undefined ? undefined : chunkBytes * 3;
+    const recycled = await readAllRecycling(file, { ...options, chunkBytes, wholeChunkBytes }, prng(file.length));
     const kinds = (events: unknown[]) => [events.filter((e) => (e as { warning?: unknown }).warning === undefined), events.filter((e) => (e as { warning?: unknown }).warning !== undefined)];
     expect(kinds(recycled.events), `${label} chunkBytes ${chunkBytes ?? 'default'}, read chunks recycled`).toEqual(kinds(expected as unknown[]));
   }
@@ -162,6 +164,35 @@ describe('mbox reader recycling its read chunks (an import)', () => {
     expect(Math.ceil(file.length / chunkBytes)).toBeGreaterThan(100);
     expect(recycled.buffers).toBeGreaterThan(0);
     expect(recycled.buffers).toBeLessThan(20);
+  });
+});
+
+describe('mbox reader growing its reads for large messages (wholeChunkBytes)', () => {
+  it('reads each message that fits a large chunk as one view of a chunk, the same as the oracle', async () => {
+    const random = prng(17);
+    let text = '';
+    for (let m = 0; m < 300; m += 1) {
+      const body = random() < 0.2 ? 4096 + Math.floor(random() * 40_000) : Math.floor(random() * 1500);
+      text += `From a Thu Nov 28 10:45:25 2026\nSubject: ${m}\n\n${'x'.repeat(body)}\n\n`;
+    }
+    const file = Buffer.from(text, 'latin1');
+    const chunkBytes = 4096;
+    const wholeChunkBytes = 65_536;
+    const expected = await readAll(readMboxOracle, file, { chunkBytes });
+    expect(await readAll(readMbox, file, { chunkBytes, wholeChunkBytes })).toEqual(expected);
+    const recycled = await readAllRecycling(file, { chunkBytes, wholeChunkBytes }, prng(5));
+    expect(recycled.events).toEqual(expected);
+    const sizes = new Set<number>();
+    for await (const message of readMbox(memoryFileSystem(file), 'memory.mbox', { chunkBytes, wholeChunkBytes })) {
+      sizes.add(message.bytes.buffer.byteLength);
+    }
+    // no concatenation (its buffer would be the message's own size): every message views a read chunk
+    expect([...sizes].sort((a, b) => a - b)).toEqual([chunkBytes, wholeChunkBytes]);
+  });
+
+  it('refuses a whole-message chunk smaller than the chunk', async () => {
+    const file = Buffer.from('From a Thu Nov 28 10:45:25 2026\n\nx\n', 'latin1');
+    await expect(readAll(readMbox, file, { chunkBytes: 4096, wholeChunkBytes: 1024 })).rejects.toMatchObject({ code: 'INVALID' });
   });
 });
 
