@@ -24,7 +24,7 @@ const { crc32 } = require('node:zlib');
 const { blake3 } = require(workerData.addon);
 const wholeRecordRanges = (${wholeRecordRanges.toString()});
 let chunk;
-function scanChunk({ id, fd, position, length }) {
+function readAndParse(fd, position, length) {
   if (!chunk || chunk.length < length) chunk = Buffer.allocUnsafeSlow(length);
   let n = 0;
   while (n < length) {
@@ -33,14 +33,63 @@ function scanChunk({ id, fd, position, length }) {
     n += k;
   }
   const ranges = [];
-  const q = wholeRecordRanges(chunk, n, crc32, ranges);
-  parentPort.postMessage({ id, parsed: q });
+  return { parsed: wholeRecordRanges(chunk, n, crc32, ranges), ranges, length };
+}
+function hashParsed(scanned) {
+  const { ranges } = scanned;
   const hashes = new Uint8Array(ranges.length * 16), digests = new Uint8Array(ranges.length * 16);
   for (let i = 0; i < ranges.length; i += 2) {
     hashes.set(chunk.subarray(ranges[i] - 44, ranges[i] - 12), i * 16);
     digests.set(blake3(chunk.subarray(ranges[i], ranges[i] + ranges[i + 1])), i * 16);
   }
+  scanned.hashes = hashes;
+  scanned.digests = digests;
+  return scanned;
+}
+// The chunks after the last one asked for, scanned before they are (job.scan): the worker does
+// not wait for the reading thread to hand it each one. One chunk a turn of this worker's event
+// loop, so a job that comes meanwhile waits for one chunk at most. Only for the scan that asked
+// (its token: a descriptor's number is reused once its file is closed).
+const ahead = { token: undefined, next: undefined, chunks: new Map(), fd: 0, scan: undefined, stepping: false };
+function answer(id, { parsed, ranges, hashes, digests }) {
   parentPort.postMessage({ id, ranges, hashes, digests }, [hashes.buffer, digests.buffer]);
+}
+function scanChunk({ id, fd, position, length, scan }) {
+  const done = scan !== undefined && scan.token === ahead.token ? ahead.chunks.get(position) : undefined;
+  if (done && done.length === length) {
+    ahead.chunks.delete(position);
+    parentPort.postMessage({ id, parsed: done.parsed, ahead: true });
+    answer(id, done);
+  } else {
+    ahead.token = scan && scan.token;
+    ahead.chunks.clear();
+    const scanned = readAndParse(fd, position, length);
+    parentPort.postMessage({ id, parsed: scanned.parsed });
+    answer(id, hashParsed(scanned));
+    ahead.next = scanned.parsed > 0 ? position + scanned.parsed : undefined;
+  }
+  if (scan === undefined) return;
+  ahead.fd = fd;
+  ahead.scan = scan;
+  if (!ahead.stepping) {
+    ahead.stepping = true;
+    setImmediate(scanAhead);
+  }
+}
+function scanAhead() {
+  const { fd, scan: { end, chunkBytes, chunks }, next: p } = ahead;
+  ahead.stepping = false;
+  if (p === undefined || p >= end || ahead.chunks.size >= chunks) return;
+  try {
+    const scanned = hashParsed(readAndParse(fd, p, Math.min(chunkBytes, end - p)));
+    ahead.chunks.set(p, scanned);
+    ahead.next = scanned.parsed > 0 ? p + scanned.parsed : undefined;
+  } catch {
+    ahead.next = undefined; // asked for, the chunk is read again and a failure answered then
+    return;
+  }
+  ahead.stepping = true;
+  setImmediate(scanAhead);
 }
 parentPort.postMessage({ ready: true });
 parentPort.on('message', (job) => {
@@ -67,6 +116,17 @@ export interface ScannedChunk {
   digests: Uint8Array;
 }
 
+/**
+ * scanChunk's chunks read ahead: the worker goes on to the chunks after it (of `chunkBytes`, up to
+ * `end`) before they are asked for, while it waits. `token` names the scan (one per scan: a
+ * descriptor's number is reused once its file is closed).
+ */
+export interface ScanAhead {
+  token: number;
+  end: number;
+  chunkBytes: number;
+}
+
 interface ScanWaiting {
   parsed: { resolve: (parsed: number) => void; reject: (error: Error) => void };
   done: { resolve: (chunk: ScannedChunk) => void; reject: (error: Error) => void };
@@ -84,6 +144,8 @@ export class HashPool {
   private turn = 0;
   private failure?: Error;
   private started = 0;
+  /** Chunks a worker had scanned before they were asked for (scanChunk's `ahead`): tests, the bench. */
+  scannedAhead = 0;
 
   /** `workers`: already running (tests hand in their own); `addon`: the binding's path, for the workers `grow` starts. */
   private constructor(private readonly workers: Worker[], private readonly addon = '') {
@@ -101,7 +163,7 @@ export class HashPool {
 
   /** Its answers resolve jobs; its end other than through close() fails the pool (see `fail`). */
   private watch(worker: Worker): void {
-    worker.on('message', (m: { id: number; buffer: ArrayBuffer; digests: Uint8Array; ready?: true; parsed?: number; ranges?: number[]; hashes?: Uint8Array; error?: string }) => {
+    worker.on('message', (m: { id: number; buffer: ArrayBuffer; digests: Uint8Array; ready?: true; parsed?: number; ranges?: number[]; hashes?: Uint8Array; error?: string; ahead?: true }) => {
       if (m.ready) { this.started++; return; }
       const scan = this.scans.get(m.id);
       if (scan) {
@@ -112,6 +174,7 @@ export class HashPool {
           scan.parsed.reject(error);
           scan.done.reject(error);
         } else if (m.parsed !== undefined) {
+          if (m.ahead) this.scannedAhead++;
           scan.parsed.resolve(m.parsed);
         } else {
           this.scans.delete(m.id);
@@ -200,8 +263,10 @@ export class HashPool {
    * hashed on a worker (see WORKER_SOURCE). `parsed` is how far the records lying whole in it
    * reach (0: none starts at `position`), known before they are hashed; `done` their hashes and
    * digests. Both reject if the read or a worker failed; callers then read and hash in-thread.
+   * With `ahead`, the worker then scans up to limits.scanChunksAhead chunks past it before they
+   * are asked for, and answers them at once when they are.
    */
-  scanChunk(fd: number, position: number, length: number): { parsed: Promise<number>; done: Promise<ScannedChunk> } {
+  scanChunk(fd: number, position: number, length: number, ahead?: ScanAhead): { parsed: Promise<number>; done: Promise<ScannedChunk> } {
     if (this.failure) {
       const failed = Promise.reject(this.failure);
       failed.catch(() => undefined);
@@ -216,7 +281,7 @@ export class HashPool {
     done.catch(() => undefined);
     this.scans.set(id, waiting);
     worker.ref();
-    worker.postMessage({ id, fd, position, length });
+    worker.postMessage({ id, fd, position, length, scan: ahead && { ...ahead, chunks: limits.scanChunksAhead } });
     return { parsed, done };
   }
 
