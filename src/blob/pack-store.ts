@@ -139,8 +139,9 @@ interface PackScan {
   onPool: number;
   /** A chunk read and parsed here whose hashing waits until the next chunk is handed to a worker. */
   here?: () => void;
-  /** Names this scan to a worker that reads ahead (HashPool.scanChunk). */
+  /** Names this scan to a worker that reads ahead (HashPool.scanChunk), and whether one did. */
   token: number;
+  readAhead?: boolean;
 }
 
 let scanTokens = 0;
@@ -969,6 +970,7 @@ export class PackStore {
       }
       yield* this.drainGroups(scan, 0);
     } finally {
+      if (scan.readAhead) scan.pool?.endScan?.(scan.token); // optional: a test's stand-in pool has none
       this.hashPendingHere(scan); // its group settles only then
       await Promise.allSettled(scan.groups);
       await scan.handle.close();
@@ -1070,6 +1072,7 @@ export class PackStore {
     }
     if (onPool && pool && handle.fd !== undefined) {
       const ahead = readsAhead ? { token: scan.token, end: scan.size, chunkBytes: scan.chunkBytes } : undefined;
+      scan.readAhead ||= readsAhead;
       const job = pool.scanChunk(handle.fd, position, length, ahead);
       job.done.catch(() => undefined); // not awaited when the worker parsed nothing or failed first
       this.hashPendingHere(scan); // while the worker reads and parses

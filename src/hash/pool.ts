@@ -93,6 +93,13 @@ function scanAhead() {
 }
 parentPort.postMessage({ ready: true });
 parentPort.on('message', (job) => {
+  if (job.endScan !== undefined) {
+    if (ahead.token === job.endScan) {
+      ahead.next = undefined;
+      ahead.chunks.clear();
+    }
+    return;
+  }
   if (job.fd !== undefined) {
     try {
       scanChunk(job);
@@ -283,6 +290,12 @@ export class HashPool {
     worker.ref();
     worker.postMessage({ id, fd, position, length, scan: ahead && { ...ahead, chunks: limits.scanChunksAhead } });
     return { parsed, done };
+  }
+
+  /** The scan `token` read ahead for is over: its worker stops reading on and drops what it read (its descriptor is closed next). */
+  endScan(token: number): void {
+    if (this.failure) return;
+    for (const worker of this.workers) worker.postMessage({ endScan: token });
   }
 
   /** No job left: the workers no longer keep the process alive. */
