@@ -418,6 +418,12 @@ export const limits = {
   /** The same for a worker that reads its chunks from the pack itself (FileHandle.fd): it parses one only after hashing the one before. */
   scanReadChunksPerWorker: 1,
   /**
+   * ...which, the pool's only worker, goes on to this many chunks past the one asked for while it
+   * waits (HashPool.scanChunk's `ahead`): on 2 cores it hashed ~30 % of a 20k scrub's pass, idle
+   * while the reading thread ran the index pass and was late handing it the next chunk (issue 16).
+   */
+  scanChunksAhead: 16,
+  /**
    * The CLI waits this long for a store another process holds before LOCKED (--wait, --no-wait),
    * as mail servers' admin tools do; the library waits only when asked (StoreOptions.lockWaitMs).
    */

@@ -139,7 +139,12 @@ interface PackScan {
   onPool: number;
   /** A chunk read and parsed here whose hashing waits until the next chunk is handed to a worker. */
   here?: () => void;
+  /** Names this scan to a worker that reads ahead (HashPool.scanChunk), and whether one did. */
+  token: number;
+  readAhead?: boolean;
 }
+
+let scanTokens = 0;
 
 export type ScanHeader = { kind: 'header'; valid: boolean; storeId?: Buffer };
 
@@ -938,7 +943,7 @@ export class PackStore {
     const handle = await this.openForRead(pack, path).catch((e) => { throw e instanceof MailstoreError ? e : fromSystemError(e, 'opening pack', path); });
     const scan: PackScan = {
       handle, size: 0, chunkBytes: Math.max(options.chunkBytes ?? limits.scanChunkBytes, 4 * RECORD_HEADER_BYTES),
-      onBytes: options.onBytes, pool: undefined, ahead: 0, free: [], groups: [], onPool: 0,
+      onBytes: options.onBytes, pool: undefined, ahead: 0, free: [], groups: [], onPool: 0, token: ++scanTokens,
     };
     if (typeof options.pool === 'function') scan.lease = options.pool;
     else if (options.pool) usePool(scan, options.pool);
@@ -968,6 +973,7 @@ export class PackStore {
       }
       yield* this.drainGroups(scan, 0);
     } finally {
+      if (scan.readAhead) scan.pool?.endScan?.(scan.token); // optional: a test's stand-in pool has none
       this.hashPendingHere(scan); // its group settles only then
       await Promise.allSettled(scan.groups);
       await scan.handle.close();
@@ -1055,7 +1061,10 @@ export class PackStore {
     if (pool) await nextTurn();
     // a worker that reads its chunk itself parses it only after the chunk it is hashing: with
     // more than one chunk each, this thread would wait on them instead of taking the next chunk
-    const perWorker = handle.fd !== undefined ? limits.scanReadChunksPerWorker : limits.scanChunksPerWorker;
+    // the only worker scans on ahead of this thread (more workers take the chunks in turn), so it
+    // answers at once: this thread hashes only when it holds several chunks (it fell behind)
+    const readsAhead = !!pool && pool.threads === 1 && handle.fd !== undefined;
+    const perWorker = readsAhead ? limits.scanChunksInFlight : handle.fd !== undefined ? limits.scanReadChunksPerWorker : limits.scanChunksPerWorker;
     const workerFree = () => !!pool && !pool.failed && scan.onPool < perWorker * pool.threads;
     let onPool = workerFree();
     if (!onPool && scan.here) {
@@ -1065,7 +1074,9 @@ export class PackStore {
       onPool = workerFree();
     }
     if (onPool && pool && handle.fd !== undefined) {
-      const job = pool.scanChunk(handle.fd, position, length);
+      const ahead = readsAhead ? { token: scan.token, end: scan.size, chunkBytes: scan.chunkBytes } : undefined;
+      scan.readAhead ||= readsAhead;
+      const job = pool.scanChunk(handle.fd, position, length, ahead);
       job.done.catch(() => undefined); // not awaited when the worker parsed nothing or failed first
       this.hashPendingHere(scan); // while the worker reads and parses
       const parsed = await job.parsed.catch(() => undefined);

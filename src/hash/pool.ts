@@ -21,10 +21,15 @@ const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { readSync } = require('node:fs');
 const { crc32 } = require('node:zlib');
-const { blake3 } = require(workerData.addon);
+const { blake3UrlSafeBase64 } = require(workerData.addon);
+// the binding's base64 digest decoded into place: its blake3() makes a Buffer over Rust memory,
+// freed by a finalizer, ~1 µs more a call (blake3-core.ts, nativeDigest)
+function digestInto(digests, at, bytes) {
+  Buffer.from(digests.buffer, digests.byteOffset, digests.byteLength).write(blake3UrlSafeBase64(bytes), at, 'base64url');
+}
 const wholeRecordRanges = (${wholeRecordRanges.toString()});
 let chunk;
-function scanChunk({ id, fd, position, length }) {
+function readAndParse(fd, position, length) {
   if (!chunk || chunk.length < length) chunk = Buffer.allocUnsafeSlow(length);
   let n = 0;
   while (n < length) {
@@ -33,17 +38,73 @@ function scanChunk({ id, fd, position, length }) {
     n += k;
   }
   const ranges = [];
-  const q = wholeRecordRanges(chunk, n, crc32, ranges);
-  parentPort.postMessage({ id, parsed: q });
+  return { parsed: wholeRecordRanges(chunk, n, crc32, ranges), ranges, length };
+}
+function hashParsed(scanned) {
+  const { ranges } = scanned;
   const hashes = new Uint8Array(ranges.length * 16), digests = new Uint8Array(ranges.length * 16);
   for (let i = 0; i < ranges.length; i += 2) {
     hashes.set(chunk.subarray(ranges[i] - 44, ranges[i] - 12), i * 16);
-    digests.set(blake3(chunk.subarray(ranges[i], ranges[i] + ranges[i + 1])), i * 16);
+    digestInto(digests, i * 16, chunk.subarray(ranges[i], ranges[i] + ranges[i + 1]));
   }
+  scanned.hashes = hashes;
+  scanned.digests = digests;
+  return scanned;
+}
+// The chunks after the last one asked for, scanned before they are (job.scan): the worker does
+// not wait for the reading thread to hand it each one. One chunk a turn of this worker's event
+// loop, so a job that comes meanwhile waits for one chunk at most. Only for the scan that asked
+// (its token: a descriptor's number is reused once its file is closed).
+const ahead = { token: undefined, next: undefined, chunks: new Map(), fd: 0, scan: undefined, stepping: false };
+function answer(id, { parsed, ranges, hashes, digests }) {
   parentPort.postMessage({ id, ranges, hashes, digests }, [hashes.buffer, digests.buffer]);
+}
+function scanChunk({ id, fd, position, length, scan }) {
+  const done = scan !== undefined && scan.token === ahead.token ? ahead.chunks.get(position) : undefined;
+  if (done && done.length === length) {
+    ahead.chunks.delete(position);
+    parentPort.postMessage({ id, parsed: done.parsed, ahead: true });
+    answer(id, done);
+  } else {
+    ahead.token = scan && scan.token;
+    ahead.chunks.clear();
+    const scanned = readAndParse(fd, position, length);
+    parentPort.postMessage({ id, parsed: scanned.parsed });
+    answer(id, hashParsed(scanned));
+    ahead.next = scanned.parsed > 0 ? position + scanned.parsed : undefined;
+  }
+  if (scan === undefined) return;
+  ahead.fd = fd;
+  ahead.scan = scan;
+  if (!ahead.stepping) {
+    ahead.stepping = true;
+    setImmediate(scanAhead);
+  }
+}
+function scanAhead() {
+  const { fd, scan: { end, chunkBytes, chunks }, next: p } = ahead;
+  ahead.stepping = false;
+  if (p === undefined || p >= end || ahead.chunks.size >= chunks) return;
+  try {
+    const scanned = hashParsed(readAndParse(fd, p, Math.min(chunkBytes, end - p)));
+    ahead.chunks.set(p, scanned);
+    ahead.next = scanned.parsed > 0 ? p + scanned.parsed : undefined;
+  } catch {
+    ahead.next = undefined; // asked for, the chunk is read again and a failure answered then
+    return;
+  }
+  ahead.stepping = true;
+  setImmediate(scanAhead);
 }
 parentPort.postMessage({ ready: true });
 parentPort.on('message', (job) => {
+  if (job.endScan !== undefined) {
+    if (ahead.token === job.endScan) {
+      ahead.next = undefined;
+      ahead.chunks.clear();
+    }
+    return;
+  }
   if (job.fd !== undefined) {
     try {
       scanChunk(job);
@@ -55,7 +116,7 @@ parentPort.on('message', (job) => {
   const { id, buffer, ranges } = job;
   const bytes = Buffer.from(buffer);
   const digests = new Uint8Array((ranges.length / 2) * 32);
-  for (let i = 0; i < ranges.length; i += 2) digests.set(blake3(bytes.subarray(ranges[i], ranges[i] + ranges[i + 1])), i * 16);
+  for (let i = 0; i < ranges.length; i += 2) digestInto(digests, i * 16, bytes.subarray(ranges[i], ranges[i] + ranges[i + 1]));
   parentPort.postMessage({ id, buffer, digests }, [buffer, digests.buffer]);
 });
 `;
@@ -65,6 +126,17 @@ export interface ScannedChunk {
   ranges: number[];
   hashes: Uint8Array;
   digests: Uint8Array;
+}
+
+/**
+ * scanChunk's chunks read ahead: the worker goes on to the chunks after it (of `chunkBytes`, up to
+ * `end`) before they are asked for, while it waits. `token` names the scan (one per scan: a
+ * descriptor's number is reused once its file is closed).
+ */
+export interface ScanAhead {
+  token: number;
+  end: number;
+  chunkBytes: number;
 }
 
 interface ScanWaiting {
@@ -84,6 +156,8 @@ export class HashPool {
   private turn = 0;
   private failure?: Error;
   private started = 0;
+  /** Chunks a worker had scanned before they were asked for (scanChunk's `ahead`): tests, the bench. */
+  scannedAhead = 0;
 
   /** `workers`: already running (tests hand in their own); `addon`: the binding's path, for the workers `grow` starts. */
   private constructor(private readonly workers: Worker[], private readonly addon = '') {
@@ -101,7 +175,7 @@ export class HashPool {
 
   /** Its answers resolve jobs; its end other than through close() fails the pool (see `fail`). */
   private watch(worker: Worker): void {
-    worker.on('message', (m: { id: number; buffer: ArrayBuffer; digests: Uint8Array; ready?: true; parsed?: number; ranges?: number[]; hashes?: Uint8Array; error?: string }) => {
+    worker.on('message', (m: { id: number; buffer: ArrayBuffer; digests: Uint8Array; ready?: true; parsed?: number; ranges?: number[]; hashes?: Uint8Array; error?: string; ahead?: true }) => {
       if (m.ready) { this.started++; return; }
       const scan = this.scans.get(m.id);
       if (scan) {
@@ -112,6 +186,7 @@ export class HashPool {
           scan.parsed.reject(error);
           scan.done.reject(error);
         } else if (m.parsed !== undefined) {
+          if (m.ahead) this.scannedAhead++;
           scan.parsed.resolve(m.parsed);
         } else {
           this.scans.delete(m.id);
@@ -200,8 +275,10 @@ export class HashPool {
    * hashed on a worker (see WORKER_SOURCE). `parsed` is how far the records lying whole in it
    * reach (0: none starts at `position`), known before they are hashed; `done` their hashes and
    * digests. Both reject if the read or a worker failed; callers then read and hash in-thread.
+   * With `ahead`, the worker then scans up to limits.scanChunksAhead chunks past it before they
+   * are asked for, and answers them at once when they are.
    */
-  scanChunk(fd: number, position: number, length: number): { parsed: Promise<number>; done: Promise<ScannedChunk> } {
+  scanChunk(fd: number, position: number, length: number, ahead?: ScanAhead): { parsed: Promise<number>; done: Promise<ScannedChunk> } {
     if (this.failure) {
       const failed = Promise.reject(this.failure);
       failed.catch(() => undefined);
@@ -216,8 +293,14 @@ export class HashPool {
     done.catch(() => undefined);
     this.scans.set(id, waiting);
     worker.ref();
-    worker.postMessage({ id, fd, position, length });
+    worker.postMessage({ id, fd, position, length, scan: ahead && { ...ahead, chunks: limits.scanChunksAhead } });
     return { parsed, done };
+  }
+
+  /** The scan `token` read ahead for is over: its worker stops reading on and drops what it read (its descriptor is closed next). */
+  endScan(token: number): void {
+    if (this.failure) return;
+    for (const worker of this.workers) worker.postMessage({ endScan: token });
   }
 
   /** No job left: the workers no longer keep the process alive. */

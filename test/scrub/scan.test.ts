@@ -2,7 +2,7 @@
 // when given a pool. Whatever the chunk size and the pool, it must report the same records, the
 // same verdicts and the same damaged ranges, in file order, as hashing each record alone would.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 // every body in a pack: these tests scan pack records (helpers/packed.ts)
 import { PackedStore as Store } from '../helpers/packed.js';
 import { HashPool } from '../../src/hash/pool.js';
@@ -35,12 +35,29 @@ async function damagedPack(): Promise<{ dir: string; path: string; pack: number 
   return { dir, path, pack };
 }
 
-async function scanAll(dir: string, pack: number, options: { chunkBytes?: number; pool?: HashPool }) {
+/** A pack of `count` ordinary records of ~20 KB: a scan's chunks follow one another with no record alone between them. */
+async function plainPack(count: number, tag: string): Promise<{ dir: string; pack: number }> {
+  const dir = tmpDir();
+  const store = await Store.open(dir, { create: true });
+  await store.createMailbox('INBOX');
+  for (let i = 0; i < count; i++) await store.append('INBOX', Buffer.from(`Subject: ${tag} ${i}\r\n\r\n${tag.repeat(20_000 / tag.length + i)}`));
+  const pack = (await store.maintenance().packs.listPacks())[0];
+  await store.close();
+  return { dir, pack };
+}
+
+/** `pauseMs`: the reader waits this long at each batch, as a scrub's thread busy with its other passes. */
+async function scanAll(dir: string, pack: number, options: { chunkBytes?: number; pool?: HashPool; pauseMs?: number; from?: number }) {
   const store = await Store.open(dir);
   const items: unknown[] = [];
   let bytes = 0;
+  const { pauseMs, ...scanOptions } = options;
+  const onBytes = async (n: number) => {
+    bytes += n;
+    if (pauseMs) await new Promise((resolve) => setTimeout(resolve, pauseMs));
+  };
   try {
-    for await (const item of store.maintenance().packs.scan(pack, { ...options, onBytes: (n) => { bytes += n; } })) {
+    for await (const item of store.maintenance().packs.scan(pack, { ...scanOptions, onBytes })) {
       items.push(item.kind === 'blob' ? { ...item, hash: item.hash.toString('hex') } : item);
     }
   } finally {
@@ -125,6 +142,80 @@ describe('pack scan', () => {
     await (pool as unknown as { workers: { terminate(): Promise<number> }[] }).workers[0].terminate();
     await expect(pool.hash(new ArrayBuffer(8), [0, 8])).rejects.toThrow(/exited/);
     await pool.close();
+  });
+
+  it('a pool of one worker reads on ahead of the scan: same records, verdicts and damaged ranges, the chunks mostly answered from what it read ahead', async () => {
+    const { dir, pack } = await damagedPack();
+    const reference = await scanAll(dir, pack, {});
+    const pool = HashPool.create(1)!;
+    try {
+      const handed = vi.spyOn(pool, 'scanChunk');
+      for (const chunkBytes of [4096, 65_536, 1 << 20]) expect(await scanAll(dir, pack, { chunkBytes, pool }), `chunk ${chunkBytes}`).toEqual(reference);
+      expect(handed.mock.calls.every((call) => call[3] !== undefined), 'every chunk asked for with read-ahead').toBe(true);
+      // a slow reader's chunks are read ahead while it pauses (all but the first few)
+      const plain = await plainPack(100, 'a');
+      const plainReference = await scanAll(plain.dir, plain.pack, {});
+      handed.mockClear();
+      const before = pool.scannedAhead;
+      expect(await scanAll(plain.dir, plain.pack, { chunkBytes: 65_536, pool, pauseMs: 20 }), 'a slow reader').toEqual(plainReference);
+      expect(handed.mock.calls.length).toBeGreaterThan(20);
+      expect(pool.scannedAhead - before).toBeGreaterThan(handed.mock.calls.length / 2);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('read-ahead belongs to one scan: a second scan through the same worker, of another pack at the same offsets, gets its own records', async () => {
+    const first = await plainPack(30, 'x');
+    const second = await plainPack(30, 'y');
+    const damaged = await damagedPack();
+    const references = [await scanAll(first.dir, first.pack, {}), await scanAll(second.dir, second.pack, {}), await scanAll(damaged.dir, damaged.pack, {})];
+    const pool = HashPool.create(1)!;
+    try {
+      // a scan left after its first records, the worker holding the chunks it read on ahead of it
+      const store = await Store.open(first.dir);
+      let seen = 0;
+      for await (const batch of store.maintenance().packs.scanBatches(first.pack, { chunkBytes: 65_536, pool })) {
+        seen += batch.length;
+        if (seen > 2) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await store.close();
+      // then another pack from where the first one's sixth chunk starts (a scrub cursor): read ahead there
+      const from = (references[0].items[15] as { next: number }).next;
+      expect(from).toBe((references[1].items[15] as { next: number }).next);
+      expect(await scanAll(second.dir, second.pack, { chunkBytes: 65_536, pool, from })).toEqual(await scanAll(second.dir, second.pack, { chunkBytes: 65_536, from }));
+      expect(await scanAll(second.dir, second.pack, { chunkBytes: 65_536, pool, pauseMs: 5 })).toEqual(references[1]);
+      expect(await scanAll(first.dir, first.pack, { chunkBytes: 65_536, pool, pauseMs: 5 })).toEqual(references[0]);
+      expect(await scanAll(damaged.dir, damaged.pack, { chunkBytes: 65_536, pool, pauseMs: 5 })).toEqual(references[2]);
+      expect(pool.scannedAhead).toBeGreaterThan(0);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('a reading-ahead worker that dies mid-scan: the chunks it held are read and hashed here, with the same results', async () => {
+    const { dir, pack } = await plainPack(60, 'z');
+    const reference = await scanAll(dir, pack, {});
+    const pool = HashPool.create(1)!;
+    const workers = (pool as unknown as { workers: { terminate(): Promise<number> }[] }).workers;
+    const scanChunk = pool.scanChunk.bind(pool);
+    let killed = false;
+    vi.spyOn(pool, 'scanChunk').mockImplementation((...args: Parameters<HashPool['scanChunk']>) => {
+      // once it answered a chunk from what it read ahead: it holds more of them now
+      if (!killed && pool.scannedAhead > 0) {
+        killed = true;
+        void workers[0]!.terminate();
+      }
+      return scanChunk(...args);
+    });
+    try {
+      expect(await scanAll(dir, pack, { chunkBytes: 65_536, pool, pauseMs: 20 })).toEqual(reference);
+      expect(killed).toBe(true);
+      expect(pool.failed).toBe(true);
+    } finally {
+      await pool.close();
+    }
   });
 
   it('scrub finds the same damage with hashing on worker threads as without', async () => {
