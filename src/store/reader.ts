@@ -268,17 +268,17 @@ export class StoreReader {
     const hints = stale.map((item) => item.location!);
     const errors = stale.map((item) => item.error);
     await this.locateByBlob(mailbox, stale);
+    const moved: PendingRead[] = [];
     for (let i = 0; i < stale.length; i++) {
       const item = stale[i];
       if (!item.location) continue; // the B lookup's own error
       if (sameLocation(hints[i], item.location)) { item.error = errors[i]; continue; }
-      try {
-        item.body = await this.host.packs.read(item.location, item.hash);
-        item.error = undefined;
-      } catch (error) {
-        item.error = error;
-      }
+      item.error = undefined;
+      moved.push(item);
     }
+    // in runs as a group's reads (a compacted mailbox: every hint stale, the blobs together again)
+    moved.sort((a, b) => a.location!.pack - b.location!.pack || a.location!.offset - b.location!.offset);
+    for (const again of packRuns(moved)) await this.host.packs.readRun(again[0].location!.pack, again as RunItem[], undefined, false);
   }
 
   /**
