@@ -224,8 +224,8 @@ export class StoreReader {
     }
     if (!entries) return undefined;
     this.host.live();
-    // a record's hint is its location (the saving: -8 % of a cold pass's reading thread, issue
-    // 16); the others, written before hints, are looked up in one getMany
+    // a record's hint is its location: no getMany (a cold SpamAssassin pass: -15 % of the reading
+    // thread's instructions, BENCHMARKS.md); records written before hints are looked up in one
     // indexed, not destructured: an array pattern walks an iterator, objects a message until optimised
     const items: PendingRead[] = new Array(entries.length);
     const unhinted: PendingRead[] = [];
@@ -258,8 +258,8 @@ export class StoreReader {
 
   /**
    * The items of a run read at their hint that failed the read's checks (a stale hint: compaction
-   * moved the blob, a tier move, a repair; or a damaged one): located by their B entries and read
-   * again there, one by one. Where the B entry names the same place, the read's error stands.
+   * moved the blob, a repair re-wrote it; or a damaged one): located by their B entries and read
+   * again there, in runs. Where the B entry names the same place, the read's error stands.
    */
   private async relocateStale(run: PendingRead[], mailbox: string): Promise<void> {
     let stale: PendingRead[] | undefined;
