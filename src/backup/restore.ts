@@ -150,13 +150,27 @@ function stateOps(seq: number, selected: Selected, written: Map<string, { locati
   for (let i = 0; i < selected.meta.length; i += per) ops.push({ op: 'state.meta', entries: selected.meta.slice(i, i + per) });
   for (const info of selected.mailboxes) ops.push({ op: 'state.mailbox', info });
   for (const info of selected.mailboxes) {
-    const list = selected.messages.get(Buffer.from(info.id).toString('hex')) ?? [];
+    const list = (selected.messages.get(Buffer.from(info.id).toString('hex')) ?? []).map((entry) => hintedHere(entry, written));
     for (let i = 0; i < list.length; i += per) ops.push({ op: 'state.messages', id: info.id, messages: list.slice(i, i + per) });
   }
   ops.push(...selected.changes);
   const blobs = [...written].map(([key, b]): [Buffer, number, number, number, number] => [Buffer.from(key, 'hex'), b.location.pack, b.location.offset, b.location.length, b.references]);
   for (let i = 0; i < blobs.length; i += per) ops.push({ op: 'state.blobs', blobs: blobs.slice(i, i + per) });
   return ops;
+}
+
+type StateMessage = Extract<Op, { op: 'state.messages' }>['messages'][number];
+
+/**
+ * A state entry with its blob-location hint where this restore wrote the blob (the source store's
+ * hint names its own packs: a read there would fail its checks and fall back, every time).
+ */
+function hintedHere(entry: StateMessage, written: Map<string, { location: BlobLocation }>): StateMessage {
+  const [uid, h, s, d, f, m, x] = entry;
+  const { p: _pack, o: _offset, ...extras } = x ?? {};
+  const location = written.get(Buffer.from(h).toString('hex'))?.location;
+  const out = { ...extras, ...(location ? { p: location.pack, o: location.offset } : {}) };
+  return Object.keys(out).length > 0 ? [uid, h, s, d, f, m, out] : [uid, h, s, d, f, m];
 }
 
 /** Opens the built store (its index is rebuilt from the new journal) and checks it holds what was selected. */

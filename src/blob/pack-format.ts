@@ -13,6 +13,9 @@ export const PACK_HEADER_BYTES = 32;
 /** magic(4) hash(32) bodyLength(8) crc32(4) */
 export const RECORD_HEADER_BYTES = 4 + HASH_BYTES + 8 + 4;
 
+/** The highest pack number: the pack header holds it as a u32. */
+export const PACK_NUMBER_MAX = 0xffff_ffff;
+
 export function packFileName(packNumber: number): string {
   return `${String(packNumber).padStart(8, '0')}.pack`;
 }

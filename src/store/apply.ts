@@ -6,7 +6,7 @@ import { keys } from '../keys/index-keys.js';
 import type { IndexView } from '../index/index-db.js';
 import { emptyDigest, toggleMessage } from './mailbox-digest.js';
 import { forEachForgetEntry, forEachRelocateEntry } from './blob-runs.js';
-import { extrasOf, recordExtras, type BlobRecord, type ChangeRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
+import { extrasOf, hintOf, recordExtras, type BlobRecord, type ChangeRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
 
 export const SEEN = '\\Seen';
 
@@ -171,11 +171,13 @@ function addMessage(view: IndexView, seq: number, op: OpOf<'message.add'>, probl
   // getShared: read only, and appendBatch's prepare read (or prefetched) the same entry in this batch
   const blob = view.getShared<BlobRecord>(blobKey);
   // a fresh copy of a known blob (its old one unused, not trusted: store.ts placeBlob) moves it there
-  view.put(blobKey, blob && !op.fresh ? referenced(blob) : { p: op.pack, o: op.offset, l: op.size, r: (blob?.r ?? 0) + 1 } satisfies BlobRecord);
+  const placed: BlobRecord = blob && !op.fresh ? referenced(blob) : { p: op.pack, o: op.offset, l: op.size, r: (blob?.r ?? 0) + 1 };
+  view.put(blobKey, placed);
   if (op.body && !view.getNow<number>(meta.inlineUsed)) view.put(meta.inlineUsed, 1);
   // XFER keeps the source's modseq (below this record's: the target raised its offset first)
   const modseq = op.modseq ?? seq;
-  const record: MessageRecord = { h: op.hash, s: op.size, d: op.date, f: op.flags, m: modseq, ...recordExtras(op) };
+  // the blob-location hint: where the B entry says the blob is now (a replay writes the same)
+  const record: MessageRecord = { h: op.hash, s: op.size, d: op.date, f: op.flags, m: modseq, ...recordExtras(op), p: placed.p, o: placed.o };
   view.put(keys.message(op.id, op.uid), record);
   view.put(keys.change(op.id, modseq, op.uid), 0 satisfies ChangeRecord);
   const digest = copyDigest(box);
@@ -353,7 +355,7 @@ export function applyStateOp(view: Pick<IndexView, 'put'>, op: Op): void {
       return;
     }
     case 'state.messages':
-      for (const [uid, h, s, d, f, m, x] of op.messages) view.put(keys.message(op.id, uid), { h, s, d, f, m, ...extrasOf(x) } satisfies MessageRecord);
+      for (const [uid, h, s, d, f, m, x] of op.messages) view.put(keys.message(op.id, uid), { h, s, d, f, m, ...extrasOf(x), ...hintOf(x) } satisfies MessageRecord);
       return;
     case 'state.changes':
       for (const [modseq, uid, value] of op.entries) view.put(keys.change(op.id, modseq, uid), value);

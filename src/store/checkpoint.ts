@@ -14,7 +14,7 @@ import { SPACE, decodeString } from '../keys/tuple.js';
 import { limits } from '../limits.js';
 import { LAYOUT } from './identity.js';
 import { meta } from './apply.js';
-import { extrasOf, type BlobRecord, type ChangeRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type Op } from './records.js';
+import { stateEntry, type BlobRecord, type ChangeRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type Op } from './records.js';
 import { moveAside } from './recovery.js';
 
 export const JOURNAL_REBUILD_DIR = `${LAYOUT.journal}.rebuild`;
@@ -131,7 +131,7 @@ export async function* checkpointOps(db: IndexRangeReader, appliedSeq: number): 
   if (entries.length > 0) yield { op: 'state.meta', entries };
   for await (const [, info] of all<MailboxInfo>(db, SPACE.info)) yield { op: 'state.mailbox', info };
   yield* grouped<MessageRecord, Op>(db, SPACE.message, per, (key) => decodeMessageKey(key), (id, list) => ({
-    op: 'state.messages', id, messages: list.map(([key, r]) => checkpointMessage(decodeMessageKey(key).uid, r)),
+    op: 'state.messages', id, messages: list.map(([key, r]) => stateEntry(decodeMessageKey(key).uid, r)),
   }));
   yield* grouped<ChangeRecord, Op>(db, SPACE.change, per, (key) => decodeChangeKey(key), (id, list) => ({
     op: 'state.changes', id, entries: list.map(([key, value]) => { const c = decodeChangeKey(key); return [c.modseq, c.uid, value]; }),
@@ -144,11 +144,6 @@ export async function* checkpointOps(db: IndexRangeReader, appliedSeq: number): 
   if (blobs.length > 0) yield { op: 'state.blobs', blobs };
 }
 
-/** One state.messages entry: the extras (short keys, as stored) only when the record has any. */
-function checkpointMessage(uid: number, r: MessageRecord): Extract<Op, { op: 'state.messages' }>['messages'][number] {
-  const x = extrasOf(r);
-  return Object.keys(x).length > 0 ? [uid, r.h, r.s, r.d, r.f, r.m, x] : [uid, r.h, r.s, r.d, r.f, r.m];
-}
 
 /** Every entry of a key space, decoded (a damaged value throws CORRUPT: nothing is written then). */
 async function* all<T>(db: IndexRangeReader, space: number): AsyncGenerator<[Buffer, T]> {

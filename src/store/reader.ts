@@ -10,8 +10,8 @@ import { hashHex } from '../hash/blake3.js';
 import type { IndexDb } from '../index/index-db.js';
 import { keys, decodeChangeKey, decodeMessageKey, messageKeyUid } from '../keys/index-keys.js';
 import { prefixEnd } from '../keys/tuple.js';
-import { RECORD_HEADER_BYTES } from '../blob/pack-format.js';
-import type { BlobLocation, PackStore, RunItem } from '../blob/pack-store.js';
+import { PACK_NUMBER_MAX, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
+import { INLINE_PACK, type BlobLocation, type PackStore, type RunItem } from '../blob/pack-store.js';
 import type { HashPool } from '../hash/pool.js';
 import type { SharedHashPool } from '../hash/shared-pool.js';
 import { limits } from '../limits.js';
@@ -34,6 +34,8 @@ interface PendingRead {
   info: MessageInfo;
   hash: Buffer;
   location?: BlobLocation;
+  /** `location` is its record's blob-location hint, not yet confirmed by a read (relocateStale). */
+  hinted?: boolean;
   body?: Buffer;
   error?: unknown;
   /** Settled once its run was read and verified (readMessages' startGroup), and then cleared. */
@@ -50,6 +52,7 @@ interface RunLease {
 
 /** What the groups of one readMessages share: its mailbox's size, its runs on the hash pool now. */
 interface ReadPipeline {
+  mailbox: string;
   mailboxBytes: number;
   onWorkers: number;
   /** lendBodies: the run buffers to read into. */
@@ -106,10 +109,26 @@ export class StoreReader {
     return { changed, vanished, highestModseq: box.highestModseq };
   }
 
-  /** The message's exact bytes, verified against its hash (CORRUPT otherwise). */
+  /**
+   * The message's exact bytes, verified against its hash (CORRUPT otherwise). Read where its
+   * record's hint says first; a hint that fails the read's checks costs the B lookup it saves.
+   */
   async fetch(mailbox: string, uid: number): Promise<Buffer> {
-    const { record, blob } = await this.locate(mailbox, uid);
-    return this.host.packs.read({ pack: blob.p, offset: blob.o, length: blob.l }, Buffer.from(record.h));
+    const record = await this.messageRecord(mailbox, uid);
+    const hash = Buffer.from(record.h);
+    const hinted = hintedLocation(record);
+    let stale: unknown;
+    if (hinted) {
+      try {
+        return await this.host.packs.read(hinted, hash);
+      } catch (error) {
+        stale = error;
+      }
+    }
+    const blob = await this.blobOf(mailbox, uid, record);
+    const location = { pack: blob.p, offset: blob.o, length: blob.l };
+    if (hinted && sameLocation(hinted, location)) throw stale; // read there already: its failure stands
+    return this.host.packs.read(location, hash);
   }
 
   /** Streams a big message: verified in a first pass, then handed out, so no unverified byte leaves. */
@@ -177,7 +196,7 @@ export class StoreReader {
       }
       return groups.shift();
     };
-    const pipeline: ReadPipeline = { mailboxBytes: box.bytes, onWorkers: 0, lent: options.lendBodies ? new LentBuffers() : undefined };
+    const pipeline: ReadPipeline = { mailbox, mailboxBytes: box.bytes, onWorkers: 0, lent: options.lendBodies ? new LentBuffers() : undefined };
     const reading: Promise<void>[] = [];
     return {
       reading,
@@ -205,18 +224,61 @@ export class StoreReader {
     }
     if (!entries) return undefined;
     this.host.live();
+    // a record's hint is its location: no getMany (a cold SpamAssassin pass: -15 % of the reading
+    // thread's instructions, BENCHMARKS.md); records written before hints are looked up in one
     // indexed, not destructured: an array pattern walks an iterator, objects a message until optimised
-    const blobKeys: Buffer[] = new Array(entries.length);
-    for (let i = 0; i < entries.length; i++) blobKeys[i] = keys.blob(entries[i][1].h);
+    const items: PendingRead[] = new Array(entries.length);
+    const unhinted: PendingRead[] = [];
+    for (let i = 0; i < entries.length; i++) {
+      const record = entries[i][1];
+      const info = toInfo(messageKeyUid(entries[i][0]), record);
+      const location = hintedLocation(record);
+      items[i] = location ? { info, hash: record.h, location, hinted: true } : { info, hash: record.h };
+      if (!location) unhinted.push(items[i]);
+    }
+    if (unhinted.length > 0) await this.locateByBlob(mailbox, unhinted);
+    return items;
+  }
+
+  /** Sets each item's location from its B entry (one getMany), or its error. */
+  private async locateByBlob(mailbox: string, items: PendingRead[]): Promise<void> {
+    const blobKeys: Buffer[] = new Array(items.length);
+    for (let i = 0; i < items.length; i++) blobKeys[i] = keys.blob(items[i].hash);
     const blobs = await this.host.db.getMany<BlobRecord>(blobKeys);
-    return entries.map((entry, i): PendingRead => {
-      const record = entry[1];
-      const info = toInfo(messageKeyUid(entry[0]), record);
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i];
       const blob = blobs[i];
-      if (blob instanceof MailstoreError) return { info, hash: record.h, error: blob };
-      if (!blob) return { info, hash: record.h, error: unknownBlob(mailbox, info.uid, record.h) };
-      return { info, hash: record.h, location: { pack: blob.p, offset: blob.o, length: blob.l } };
-    });
+      item.hinted = undefined;
+      item.location = undefined;
+      if (blob instanceof MailstoreError) item.error = blob;
+      else if (!blob) item.error = unknownBlob(mailbox, item.info.uid, item.hash);
+      else item.location = { pack: blob.p, offset: blob.o, length: blob.l };
+    }
+  }
+
+  /**
+   * The items of a run read at their hint that failed the read's checks (a stale hint: compaction
+   * moved the blob, a repair re-wrote it; or a damaged one): located by their B entries and read
+   * again there, in runs. Where the B entry names the same place, the read's error stands.
+   */
+  private async relocateStale(run: PendingRead[], mailbox: string): Promise<void> {
+    let stale: PendingRead[] | undefined;
+    for (let i = 0; i < run.length; i++) if (run[i].hinted && run[i].error !== undefined) (stale ??= []).push(run[i]);
+    if (stale === undefined) return;
+    const hints = stale.map((item) => item.location!);
+    const errors = stale.map((item) => item.error);
+    await this.locateByBlob(mailbox, stale);
+    const moved: PendingRead[] = [];
+    for (let i = 0; i < stale.length; i++) {
+      const item = stale[i];
+      if (!item.location) continue; // the B lookup's own error
+      if (sameLocation(hints[i], item.location)) { item.error = errors[i]; continue; }
+      item.error = undefined;
+      moved.push(item);
+    }
+    // in runs as a group's reads (a compacted mailbox: every hint stale, the blobs together again)
+    moved.sort((a, b) => a.location!.pack - b.location!.pack || a.location!.offset - b.location!.offset);
+    for (const again of packRuns(moved)) await this.host.packs.readRun(again[0].location!.pack, again as RunItem[], undefined, false);
   }
 
   /**
@@ -275,7 +337,7 @@ export class StoreReader {
         let runBytes = 0;
         for (let j = 0; j < run.length; j++) runBytes += run[j].location!.length;
         const pool = poolFor(runBytes);
-        const done = this.readRun(run, pool, pipeline.lent);
+        const done = this.readRun(run, pool, pipeline.lent).then(() => this.relocateStale(run, pipeline.mailbox));
         if (pool) {
           pipeline.onWorkers++;
           hashing.push(done.finally(() => { pipeline.onWorkers--; settle[i](); }));
@@ -314,15 +376,24 @@ export class StoreReader {
   }
 
   private async locate(mailbox: string, uid: number): Promise<{ record: MessageRecord; blob: BlobRecord }> {
+    const record = await this.messageRecord(mailbox, uid);
+    return { record, blob: await this.blobOf(mailbox, uid, record) };
+  }
+
+  private async messageRecord(mailbox: string, uid: number): Promise<MessageRecord> {
     parseMailboxName(mailbox);
     const checked = checkUid(uid);
     this.host.live();
     const box = this.host.committedBox(mailbox);
     const record = await this.host.db.get<MessageRecord>(keys.message(box.id, checked));
     if (!record) throw new MailstoreError('NOT_FOUND', `no message with uid ${uid} in ${mailbox}`, { path: `${mailbox}/${uid}` });
+    return record;
+  }
+
+  private async blobOf(mailbox: string, uid: number, record: MessageRecord): Promise<BlobRecord> {
     const blob = await this.host.db.get<BlobRecord>(keys.blob(record.h));
     if (!blob) throw unknownBlob(mailbox, uid, record.h);
-    return { record, blob };
+    return blob;
   }
 
   /** committedBox with its id as a Buffer, for the key builders. */
@@ -330,6 +401,21 @@ export class StoreReader {
     const box = this.host.committedBox(mailbox);
     return { ...box, id: Buffer.from(box.id) };
   }
+}
+
+/**
+ * A record's blob-location hint as a location (its length the record's size: a blob's length is
+ * its message's), or undefined when it has none or one of the wrong shape (then the B entry).
+ */
+function hintedLocation(record: MessageRecord): BlobLocation | undefined {
+  const { p, o, s } = record;
+  if (p === undefined) return undefined;
+  const packOk = p === INLINE_PACK || (Number.isInteger(p) && p >= 1 && p <= PACK_NUMBER_MAX);
+  return packOk && Number.isSafeInteger(o) && o! >= 0 && Number.isSafeInteger(s) && s >= 0 ? { pack: p, offset: o!, length: s } : undefined;
+}
+
+function sameLocation(a: BlobLocation, b: BlobLocation): boolean {
+  return a.pack === b.pack && a.offset === b.offset && a.length === b.length;
 }
 
 function unknownBlob(mailbox: string, uid: number, hash: Uint8Array): MailstoreError {

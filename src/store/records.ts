@@ -38,6 +38,20 @@ export interface MessageRecord {
   e?: string; // envelope sender of the mbox From_ line
   z?: number; // zone of the internal date, minutes east of UTC
   n?: true; // delivered to Maildir new/ (not yet seen by a mail client)
+  // The blob-location hint (docs/FORMAT.md, "Blob-location hints"): where the blob was when the
+  // record was written (its B entry's p and o then). Read first, trusted only as far as a read
+  // verifies (record header, length, hash); stale after compaction or a tier move, then the B
+  // entry is looked up as without it. Absent in records written before session 17.
+  p?: number; // pack, or INLINE_PACK (then o is the journal seq)
+  o?: number; // offset of the record header
+}
+
+/** A record's blob-location hint alone, in the record's key order. */
+export type MessageHint = Pick<MessageRecord, 'p' | 'o'>;
+
+/** The hint of a record or state entry ({} when it has none, or only half of one). */
+export function hintOf(record: MessageHint | undefined): MessageHint {
+  return record?.p !== undefined && record.o !== undefined ? { p: record.p, o: record.o } : {};
 }
 
 /** The optional part of a message record, in its fixed key order. */
@@ -46,6 +60,12 @@ export type MessageExtras = Pick<MessageRecord, 'e' | 'z' | 'n'>;
 /** A record's extras alone, in the fixed key order (none for undefined). */
 export function extrasOf(record: MessageExtras | undefined): MessageExtras {
   return record ? recordExtras(opExtras(record)) : {};
+}
+
+/** A record as a state.messages entry (checkpoints, snapshots, backups): the extras and hint only when it has any. */
+export function stateEntry(uid: number, r: MessageRecord): Extract<Op, { op: 'state.messages' }>['messages'][number] {
+  const x: MessageExtras & MessageHint = { ...extrasOf(r), ...hintOf(r) };
+  return Object.keys(x).length > 0 ? [uid, r.h, r.s, r.d, r.f, r.m, x] : [uid, r.h, r.s, r.d, r.f, r.m];
 }
 
 /** What a message.add op carries beyond the required fields (each absent when unknown). */
@@ -142,8 +162,11 @@ export type Op =
   // state), and the checkpoint is one batch (only its last record carries `end`).
   | { op: 'state.begin'; appliedSeq: number }
   | { op: 'state.mailbox'; info: MailboxInfo }
-  /** The 7th element (a record's extras, short keys) is present only when the record has any. */
-  | { op: 'state.messages'; id: Id; messages: [uid: number, hash: Buffer, size: number, date: number, flags: string[], modseq: number, extras?: MessageExtras][] }
+  /**
+   * The 7th element (a record's extras and its blob-location hint, short keys) is present only
+   * when the record has any.
+   */
+  | { op: 'state.messages'; id: Id; messages: [uid: number, hash: Buffer, size: number, date: number, flags: string[], modseq: number, extras?: MessageExtras & MessageHint][] }
   | { op: 'state.changes'; id: Id; entries: [modseq: number, uid: number, value: ChangeRecord][] }
   /** The 6th element (BlobRecord.z, when r reached 0) is present only when the record has one. */
   | { op: 'state.blobs'; blobs: [hash: Buffer, pack: number, offset: number, length: number, references: number, released?: number][] }

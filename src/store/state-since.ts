@@ -11,7 +11,7 @@ import { decodeChangeKey, decodeMessageKey, keys } from '../keys/index-keys.js';
 import { SPACE, decodeString, prefixEnd } from '../keys/tuple.js';
 import { limits } from '../limits.js';
 import { meta } from './apply.js';
-import { extrasOf, type ChangeRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type Op } from './records.js';
+import { stateEntry, type ChangeRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type Op } from './records.js';
 
 export type StateMessage = Extract<Op, { op: 'state.messages' }>['messages'][number];
 export type StateChange = Extract<Op, { op: 'state.changes' }>['entries'][number];
@@ -90,17 +90,17 @@ export async function stateSince(db: IndexDb, journal: Pick<Journal, 'read' | 'f
         .map(([key, value]) => { const c = decodeChangeKey(key); return [c.modseq, c.uid, value]; }),
       message: (id, uid) => {
         const record = snapshot.get<MessageRecord>(keys.message(id, uid));
-        return record && stateMessage(uid, record);
+        return record && stateEntry(uid, record);
       },
       change: (id, modseq, uid) => snapshot.get<ChangeRecord>(keys.change(id, modseq, uid)),
       messages: async (id, uids) => (await snapshot.getMany<MessageRecord>(uids.map((uid) => keys.message(id, uid))))
-        .map((record, i) => record && stateMessage(uids[i]!, record)),
+        .map((record, i) => record && stateEntry(uids[i]!, record)),
       changes: (id, entries) => snapshot.getMany<ChangeRecord>(entries.map(([modseq, uid]) => keys.change(id, modseq, uid))),
       mailbox: async (id) => {
         const messages = await readRange<MessageRecord>(snapshot, keys.messagePrefix(id), prefixEnd(keys.messagePrefix(id)));
         const changes = await readRange<ChangeRecord>(snapshot, keys.changePrefix(id), prefixEnd(keys.changePrefix(id)));
         return {
-          messages: messages.map(([key, r]) => stateMessage(decodeMessageKey(key).uid, r)),
+          messages: messages.map(([key, r]) => stateEntry(decodeMessageKey(key).uid, r)),
           changes: changes.map(([key, value]) => { const c = decodeChangeKey(key); return [c.modseq, c.uid, value]; }),
         };
       },
@@ -162,11 +162,6 @@ function noteOp(op: Op, of: (id: Buffer) => TouchedMailbox, fresh: Fresh): void 
     default:
       if (op.op.startsWith('state.')) throw new MailstoreError('INVALID', 'the journal holds a checkpoint after the earlier snapshot (the state was rewritten whole)');
   }
-}
-
-function stateMessage(uid: number, r: MessageRecord): StateMessage {
-  const x = extrasOf(r);
-  return Object.keys(x).length > 0 ? [uid, r.h, r.s, r.d, r.f, r.m, x] : [uid, r.h, r.s, r.d, r.f, r.m];
 }
 
 async function readMeta(snapshot: IndexSnapshot): Promise<[string, unknown][]> {

@@ -9,6 +9,9 @@ import { restoreIntoStore, restoreToNewStore, type RestoreTarget } from '../../s
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { keys } from '../../src/keys/index-keys.js';
+import { SPACE } from '../../src/keys/tuple.js';
+import type { BlobRecord, MessageRecord } from '../../src/store/records.js';
 import { dump, expectCode, fill, openRepo, source, storeTarget } from './helpers.js';
 
 /** INBOX (30, one expunged, flags), user/alice/Sent (owner, ACL), user/alice/Sent/Old, user/bob/INBOX. */
@@ -44,6 +47,14 @@ describe('backup and restore', () => {
     expect(restored).toMatchObject({ messages: 51, mailboxes: 4, snapshot: first.snapshot });
     const back = await Store.open(join(dir, 'r'));
     expect(await dump(back)).toEqual(before);
+    // the blob-location hints name where this restore put each blob, not the source's packs
+    let hinted = 0;
+    for await (const [, record] of back.maintenance().index.entries<MessageRecord>({ prefix: Buffer.of(SPACE.message) })) {
+      const blob = await back.maintenance().index.get<BlobRecord>(keys.blob(Buffer.from(record.h)));
+      expect([record.p, record.o]).toEqual([blob!.p, blob!.o]);
+      hinted++;
+    }
+    expect(hinted).toBe(51);
     const next = await back.append('INBOX', Buffer.from('Subject: after\r\n\r\nx\r\n'));
     expect(next.uid).toBe(31);
     const info = (await back.status('INBOX')).highestModseq;
