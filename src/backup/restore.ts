@@ -12,7 +12,7 @@ import { PackStore, type BlobLocation } from '../blob/pack-store.js';
 import { backupLimits, limits } from '../limits.js';
 import { writeStateSegments } from '../store/checkpoint.js';
 import { LAYOUT, initStore, storeIdBytes } from '../store/identity.js';
-import type { Op } from '../store/records.js';
+import { withoutHint, type Op } from '../store/records.js';
 import { Store } from '../store/store.js';
 import { formatMailboxName } from '../store/validate.js';
 import { lockRepository, type BlobEntry, type Repository } from './repository.js';
@@ -167,7 +167,7 @@ type StateMessage = Extract<Op, { op: 'state.messages' }>['messages'][number];
  */
 function hintedHere(entry: StateMessage, written: Map<string, { location: BlobLocation }>): StateMessage {
   const [uid, h, s, d, f, m, x] = entry;
-  const { p: _pack, o: _offset, ...extras } = x ?? {};
+  const extras = withoutHint(x ?? {});
   const location = written.get(Buffer.from(h).toString('hex'))?.location;
   const out = { ...extras, ...(location ? { p: location.pack, o: location.offset } : {}) };
   return Object.keys(out).length > 0 ? [uid, h, s, d, f, m, out] : [uid, h, s, d, f, m];

@@ -54,6 +54,12 @@ export function hintOf(record: MessageHint | undefined): MessageHint {
   return record?.p !== undefined && record.o !== undefined ? { p: record.p, o: record.o } : {};
 }
 
+/** A record or state entry without its blob-location hint (the rest in its order). */
+export function withoutHint<T extends MessageHint>(record: T): Omit<T, 'p' | 'o'> {
+  const { p: _pack, o: _offset, ...rest } = record;
+  return rest;
+}
+
 /** The optional part of a message record, in its fixed key order. */
 export type MessageExtras = Pick<MessageRecord, 'e' | 'z' | 'n'>;
 

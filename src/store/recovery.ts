@@ -12,7 +12,7 @@ import { limits } from '../limits.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { applyOpsNow, applyStateOp, forgetModseqOffset, meta } from './apply.js';
 import { INLINE_PACK, type PackStore } from '../blob/pack-store.js';
-import { checkpointBegin, type JournalPayload, type MailboxInfo, type MessageRecord, type Op } from './records.js';
+import { checkpointBegin, withoutHint, type JournalPayload, type MailboxInfo, type MessageRecord, type Op } from './records.js';
 import { forEachRelocateEntry } from './blob-runs.js';
 import { parseSegmentFileName } from '../journal/journal-format.js';
 import { LAYOUT } from './identity.js';
@@ -481,11 +481,6 @@ function sameButHint(key: Buffer, a: Buffer, b: Buffer): boolean {
   } catch {
     return false; // a damaged value differs
   }
-}
-
-function withoutHint(record: MessageRecord): MessageRecord {
-  const { p: _pack, o: _offset, ...rest } = record;
-  return rest;
 }
 
 export async function countMessages(db: IndexDb): Promise<number> {

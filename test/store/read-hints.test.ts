@@ -191,3 +191,28 @@ describe('blob-location hints', () => {
     await store.close();
   });
 });
+
+describe('compareIndexes and hints', () => {
+  it('takes message records that differ only in their hint as the same, and any other difference as one', async () => {
+    const { IndexDb } = await import('../../src/index/index-db.js');
+    const { compareIndexes } = await import('../../src/store/recovery.js');
+    const id = Buffer.alloc(16, 7);
+    const base: MessageRecord = { h: Buffer.alloc(32, 1), s: 10, d: 1_700_000_000_000, f: ['\\Seen'], m: 5 };
+    const records: [number, MessageRecord, MessageRecord][] = [
+      [1, base, { ...base, p: 3, o: 32 }], // an old index against its rebuild: the same mail
+      [2, { ...base, p: 3, o: 32 }, { ...base, p: 9, o: 4096 }], // hints that moved: the same mail
+      [3, base, { ...base, f: [], p: 3, o: 32 }], // flags differ beside the hint
+    ];
+    const dbs = [await IndexDb.open(join(tmpDir(), 'a'), true), await IndexDb.open(join(tmpDir(), 'b'), true)];
+    try {
+      for (const [side, db] of dbs.entries()) {
+        await db.write(records.map(([uid, a, b]) => ({ type: 'put' as const, key: keys.message(id, uid), value: encodeValue(keys.message(id, uid), side === 0 ? a : b) })));
+      }
+      const found: string[] = [];
+      for await (const d of compareIndexes(dbs[0]!, dbs[1]!)) found.push(`${d.key.equals(keys.message(id, 3)) ? 'uid 3' : d.key.toString('hex')}: ${d.detail}`);
+      expect(found).toEqual(['uid 3: values differ']);
+    } finally {
+      for (const db of dbs) await db.close();
+    }
+  });
+});
