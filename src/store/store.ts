@@ -1179,6 +1179,11 @@ export class Store implements MailStore {
     return this.reader.fetchBlob(hash);
   }
 
+  /** Blobs at the locations a state read gave them (a backup), verified; undefined for one whose read failed there (ask fetchBlob). `lend`: buffers to read into (StoreReader.fetchBlobsAt). */
+  fetchBlobsAt(blobs: readonly { hash: Buffer; location: BlobLocation }[], lend?: () => ArrayBuffer | undefined): Promise<(Buffer | undefined)[]> {
+    return this.reader.fetchBlobsAt(blobs, lend);
+  }
+
   /** CONDSTORE/QRESYNC: messages changed and uids expunged after `modseq`. */
   changesSince(mailbox: string, modseq: number): Promise<{ changed: MessageInfo[]; vanished: number[]; highestModseq: number }> {
     return this.reader.changesSince(mailbox, modseq);
