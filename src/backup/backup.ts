@@ -181,6 +181,10 @@ async function readState(source: BackupSource, repo: Repository, copier: BlobCop
     }
   }
   const state = await fullState(source);
+  // a repository without index files holds no blob: the copy starts now, beside the rest of the
+  // state's work (the journal digest, the tip), instead of after it
+  if ((await repo.list('index')).length === 0) copier.add(state.blobs);
+  phase('state read');
   const journalDigest = await digestAt(source, state.seq);
   const tip = tipOfModel(modelOf({ seq: state.seq, ops: state.ops }), { snapshot: '', storeId: source.storeId, journalDigest, depth: 0, chain: [], counts: state.counts });
   return { ...state, journalDigest, tip, ...(fullReadReason ? { fullReadReason } : {}) };

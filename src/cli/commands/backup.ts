@@ -78,7 +78,8 @@ async function runBackupCommand(_options: unknown, command: Command): Promise<vo
     let done = { blobs: 0, bytes: 0 };
     return runBackup(await backupSource(store), repo, {
       whole: Boolean(command.opts<{ whole?: boolean }>().whole),
-      onPlan: (blobs, bytes) => { progress = createProgress('backup', { messages: blobs, bytes }); },
+      // the copy may have begun before the plan (the journal's new blobs, a new repository's): counted from what it did already
+      onPlan: (blobs, bytes) => { progress = createProgress('backup', { messages: blobs, bytes }); progress.advance(done.blobs, done.bytes); },
       onProgress: (blobs, bytes) => {
         progress?.advance(blobs - done.blobs, bytes - done.bytes);
         done = { blobs, bytes };
