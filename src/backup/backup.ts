@@ -180,10 +180,12 @@ async function readState(source: BackupSource, repo: Repository, copier: BlobCop
       fullReadReason = fallbackReason(error);
     }
   }
-  const state = await fullState(source);
-  // a repository without index files holds no blob: the copy starts now, beside the rest of the
-  // state's work (the journal digest, the tip), instead of after it
-  if ((await repo.list('index')).length === 0) copier.add(state.blobs);
+  // a repository without index files holds no blob (nothing to look up): the copy starts while the
+  // state is read, on each message's blob-location hint (BlobCopier.fromState), and takes the
+  // blobs without one as soon as it is read, beside the journal digest and the tip
+  const fresh = (await repo.list('index')).length === 0;
+  const state = await fullState(source, fresh ? copier : undefined);
+  if (fresh) copier.add(state.blobs);
   phase('state read');
   const journalDigest = await digestAt(source, state.seq);
   const tip = tipOfModel(modelOf({ seq: state.seq, ops: state.ops }), { snapshot: '', storeId: source.storeId, journalDigest, depth: 0, chain: [], counts: state.counts });
@@ -250,14 +252,14 @@ function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** The whole state read from the store (without state.blobs: pack locations are the store's own). */
-async function fullState(source: BackupSource): Promise<Omit<StateRead, 'tip'>> {
+/** The whole state read from the store (without state.blobs: pack locations are the store's own); `copier` copies as it comes. */
+async function fullState(source: BackupSource, copier?: BlobCopier): Promise<Omit<StateRead, 'tip'>> {
   const snapshot = await source.snapshotState();
   const ops: Op[] = [];
   const positions = new Map<string, BlobPlace>();
   try {
     for await (const op of snapshot.ops) {
-      if (op.op !== 'state.blobs') { ops.push(op); continue; }
+      if (op.op !== 'state.blobs') { ops.push(op); copier?.fromState(op); continue; }
       for (const [hash, pack, offset, length] of op.blobs) positions.set(hash.toString('hex'), { position: pack * 2 ** 40 + offset, length });
     }
   } finally {
@@ -386,6 +388,31 @@ class BlobCopier {
     this.inIndex = this.repo.indexHolds(blobs.map((blob) => idOf(this.repo, blob)))
       .then((held) => new Set(blobs.filter((_, i) => held[i]).map((blob) => blob.key)));
     this.inIndex.catch(() => undefined); // awaited by the drain
+    this.add(blobs);
+  }
+
+  private readonly boxNames = new Map<string, string | undefined>();
+
+  /**
+   * A whole state's op as it is read: the blobs of a mailbox's messages that carry a blob-location
+   * hint are copied from now on, read at the hint (checked as every read is; one that does not
+   * read there is fetched by hash). Mailbox records come before their messages; a mailbox being
+   * deleted is left out as tally leaves it out.
+   */
+  fromState(op: Op): void {
+    if (op.op === 'state.mailbox') {
+      this.boxNames.set(Buffer.from(op.info.id).toString('hex'), op.info.deleting ? undefined : formatMailboxName(op.info.name));
+      return;
+    }
+    if (op.op !== 'state.messages') return;
+    const mailbox = this.boxNames.get(Buffer.from(op.id).toString('hex'));
+    if (mailbox === undefined) return;
+    const blobs: NeededBlob[] = [];
+    for (const [uid, hash, size, , , , extras] of op.messages) {
+      if (extras?.p === undefined || extras.o === undefined) continue;
+      const view = asBuffer(hash);
+      blobs.push({ hash: view, key: view.toString('hex'), size, mailbox, uid, position: extras.p * 2 ** 40 + extras.o, length: size });
+    }
     this.add(blobs);
   }
 

@@ -134,6 +134,40 @@ describe('the backup copy path', () => {
     await expectRestoresExactly(store, repo, join(dir, 'r'));
   });
 
+  it('into a new repository the copy starts while the state is read (at the messages\' hints); into one with index files only after it', async () => {
+    const dir = tmpDir('bkstream');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await store.createMailbox('Other');
+    await fill(store, 'INBOX', 20, 1, 3000);
+    await fill(store, 'Other', 20, 100, 3000);
+    let reading = false;
+    const readWhileState: boolean[] = [];
+    const base = source(store, { full: true });
+    const watched: BackupSource = {
+      ...base,
+      snapshotState: async () => {
+        const state = await store.maintenance().snapshotState();
+        async function* ops(): AsyncGenerator<Op> {
+          reading = true;
+          try { yield* state.ops as AsyncIterable<Op>; } finally { reading = false; }
+        }
+        return { ...state, ops: ops(), close: () => state.close() } as typeof state;
+      },
+      fetchBlobsAt: (blobs, lend) => { readWhileState.push(reading); return store.fetchBlobsAt(blobs, lend); },
+    };
+    const repo = await openRepo(join(dir, 'repo'));
+    expect((await runBackup(watched, repo)).newBlobs).toBe(40);
+    expect(readWhileState).toContain(true);
+    readWhileState.length = 0;
+    await fill(store, 'Other', 5, 200, 3000);
+    expect((await runBackup(watched, repo)).newBlobs).toBe(5); // the index is read first: only the new ones
+    expect(readWhileState.length).toBeGreaterThan(0);
+    expect(readWhileState).not.toContain(true);
+    expect((await checkRepository(repo, { readData: true })).findings).toEqual([]);
+    await expectRestoresExactly(store, repo, join(dir, 'r'));
+  });
+
   it('zstd calls in flight: one a core, one more while a thread of the pool stays free', () => {
     expect(zstdCallsInFlight(2, 4)).toBe(3);
     expect(zstdCallsInFlight(1, 4)).toBe(2);
