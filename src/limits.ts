@@ -293,6 +293,11 @@ export const limits = {
    */
   indexBehindKeysMax: 65_536,
   /**
+   * Mailbox-name and meta entries whose last read IndexDb keeps (IndexDb.getNow): the keys every
+   * append reads. A few hundred bytes each at most; past the bound the oldest goes.
+   */
+  indexReadCacheEntries: 4096,
+  /**
    * A committed batch's index write is handed to LevelDB at the latest this long after its commit
    * (IndexDb.writeBehind): one-file commits (inline deliveries) flushed in-thread, or made by a
    * writer that is alone, do not start it themselves, so that the deliveries of a few
