@@ -167,7 +167,7 @@ export class IndexDb {
     this.recent.set(name, kept);
   }
 
-  /** Forgets the cached values of keys about to change (they are read through `behind` until they land). */
+  /** Forgets the cached values of keys a batch in `behind` now holds (read through it until it lands, then from LevelDB). */
   private forget(pending: Pending): void {
     if (this.recent.size === 0) return;
     for (const name of pending.keys()) if (CACHED_SPACES.has(name.charCodeAt(0))) this.recent.delete(name);
@@ -412,11 +412,11 @@ export class IndexDb {
    */
   async writeBehind(pending: Pending, options: { deferred?: boolean } = {}): Promise<{ landed: Promise<void> }> {
     if (this.writeFailure) throw this.writeFailure;
-    this.forget(pending);
     const last = this.behind[this.behind.length - 1];
     if (options.deferred && last && !last.handed) {
       if (last.pending.size + pending.size <= limits.indexBehindKeysMax) {
         for (const [name, value] of pending) last.pending.set(name, value);
+        this.forget(pending);
         return { landed: last.landed };
       }
       await this.settle();
@@ -455,6 +455,9 @@ export class IndexDb {
     });
     behind.landed.catch(() => undefined); // reported to whoever awaits `landed` or settle()
     this.behind.push(behind);
+    // forgotten when the batch becomes visible to reads, not before: a read in between (writeBehind
+    // may first wait for earlier batches) still sees LevelDB's value and may cache it
+    this.forget(pending);
     return behind;
   }
 

@@ -41,6 +41,21 @@ describe('IndexDb read cache', () => {
     await db.close();
   });
 
+  it('a read while writeBehind waits for an earlier batch (its keys not yet visible) leaves nothing stale once the batch lands', async () => {
+    const db = await withValues([[meta, 1]]);
+    const earlier = new IndexView(db);
+    earlier.put(keys.meta('test/other'), 5);
+    await db.writeBehind(earlier.takePending(), { deferred: true }); // registered, not handed over
+    expect(db.getNow(meta)).toBe(1);
+    const view = new IndexView(db);
+    view.put(meta, 2);
+    const registering = db.writeBehind(view.takePending()); // waits for `earlier` to land first
+    expect(db.getNow(meta), 'not visible yet: LevelDB\'s value').toBe(1);
+    await (await registering).landed;
+    expect(db.getNow(meta)).toBe(2);
+    await db.close();
+  });
+
   it('write() and a bulk load replace cached values, also one read while the write is in flight', async () => {
     const db = await withValues([[meta, 1], [name, Buffer.alloc(16, 1)]]);
     expect(db.getNow(meta)).toBe(1);
