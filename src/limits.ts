@@ -293,6 +293,11 @@ export const limits = {
    */
   indexBehindKeysMax: 65_536,
   /**
+   * Mailbox-name and meta entries whose last read IndexDb keeps (IndexDb.getNow): the keys every
+   * append reads. A few hundred bytes each at most; past the bound the oldest goes.
+   */
+  indexReadCacheEntries: 4096,
+  /**
    * A committed batch's index write is handed to LevelDB at the latest this long after its commit
    * (IndexDb.writeBehind): one-file commits (inline deliveries) flushed in-thread, or made by a
    * writer that is alone, do not start it themselves, so that the deliveries of a few
@@ -544,6 +549,15 @@ export const daemonLimits = {
   logFlushMs: 100,
   /** ...or as soon as this many bytes of lines are waiting. */
   logBufferBytesMax: 64 * 1024,
+  /**
+   * `mailstore serve` sets V8's heap growing factor to 1 + this/100: the old generation may grow to
+   * three times what the last full collection left live before the next one starts. V8's own
+   * choice for the daemon's small heap (~10 MB live) started a full collection every ~230 LMTP
+   * deliveries at 64 connections, each delivery's buffers counted towards it (~85 µs of main-thread
+   * GC a delivery); with 200 half as many, the daemon's peak RSS the same (BENCHMARKS.md "64 LMTP
+   * connections (session 18)"). V8 grows small heaps by up to 4 times itself.
+   */
+  heapGrowingPercent: 200,
   /** The client library: how long a call waits for the daemon to come back (reconnecting) before UNAVAILABLE. */
   clientReconnectWaitMs: 2_000,
   /** ...retrying this often. */

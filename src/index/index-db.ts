@@ -7,7 +7,7 @@ import { Level } from 'level';
 import { MailstoreError, assert } from '../errors.js';
 import { decodeValue, encodeValue } from './codec.js';
 import { classifyLevelError, systemAdvice } from './level-errors.js';
-import { prefixEnd } from '../keys/tuple.js';
+import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { limits } from '../limits.js';
 
 /** Entries per LevelDB read when a raw iterator is walked with for-await. */
@@ -23,6 +23,15 @@ export type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del
 
 /** A deleted key in a view's pending set (putting undefined deletes too). */
 const DELETED = Symbol('deleted');
+
+/** A key LevelDB does not hold, in IndexDb's cache of reads. */
+const ABSENT = Symbol('absent');
+
+/**
+ * The key spaces whose reads IndexDb caches: mailbox names and meta entries, which every append
+ * reads and almost nothing writes (not messages, blobs or changes: one read each, then a write).
+ */
+const CACHED_SPACES = new Set<number>([SPACE.name, SPACE.meta]);
 
 /**
  * A view's pending values by the key's bytes as a latin1 string. Only the string is kept, not the
@@ -79,6 +88,10 @@ export class IndexDb {
   private behind: Behind[] = [];
   /** The failure of a writeBehind batch: the index is behind the journal from there on (reopen). */
   private writeFailure?: unknown;
+  /** LevelDB's own values of some keys (`cacheable`), ABSENT for a key it does not hold. */
+  private readonly recent = new Map<string, unknown>();
+  /** Writes in flight that do not go through `behind` (write, bulkLoad): while any does, nothing is cached. */
+  private uncached = 0;
 
   private constructor(readonly path: string, private readonly db: Level<Buffer, Buffer>) {}
 
@@ -123,13 +136,57 @@ export class IndexDb {
   getNow<T>(key: Buffer): T | undefined {
     const hit = this.behindValue(key);
     if (hit !== undefined) return (hit === DELETED ? undefined : hit) as T | undefined;
+    const cacheable = this.uncached === 0 && CACHED_SPACES.has(key[0]);
+    const name = cacheable ? key.toString('latin1') : '';
+    if (cacheable) {
+      const known = this.recent.get(name);
+      if (known !== undefined) return (known === ABSENT ? undefined : known instanceof Uint8Array ? Buffer.from(known) : known) as T | undefined;
+    }
     let raw: Buffer | undefined;
     try {
       raw = this.db.getSync(key);
     } catch (error) {
       throw this.readError(error);
     }
-    return raw === undefined ? undefined : decodeValue<T>(raw, key);
+    const value = raw === undefined ? undefined : decodeValue<T>(raw, key);
+    if (cacheable) this.remember(name, value);
+    return value;
+  }
+
+  /**
+   * Keeps what LevelDB returned for a key of CACHED_SPACES, if it is a value no caller can change
+   * in place: nothing, a primitive, or bytes (handed out as a copy each time). A delivery reads the
+   * same few such keys every time (its mailbox's name, the quota entries of the mailbox and its
+   * parents, which are absent unless a quota is set, and meta counters), each a synchronous
+   * LevelDB read of ~5 µs otherwise (BENCHMARKS.md "64 LMTP connections (session 18)").
+   */
+  private remember(name: string, value: unknown): void {
+    const kept = value === undefined ? ABSENT : value instanceof Uint8Array ? Buffer.from(value) : typeof value === 'object' || typeof value === 'function' ? undefined : value;
+    if (kept === undefined) return;
+    if (this.recent.size >= limits.indexReadCacheEntries) this.recent.delete(this.recent.keys().next().value!);
+    this.recent.set(name, kept);
+  }
+
+  /** Forgets the cached values of keys a batch in `behind` now holds (read through it until it lands, then from LevelDB). */
+  private forget(pending: Pending): void {
+    if (this.recent.size === 0) return;
+    for (const name of pending.keys()) if (CACHED_SPACES.has(name.charCodeAt(0))) this.recent.delete(name);
+  }
+
+  /**
+   * Runs a write that bypasses `behind`: nothing is cached from before it (cleared) or while it is
+   * in flight (a read then may see LevelDB either side of it), and what was cached meanwhile by no
+   * one is cleared again once it settled.
+   */
+  private async bypassing<T>(write: () => Promise<T>): Promise<T> {
+    this.uncached++;
+    this.recent.clear();
+    try {
+      return await write();
+    } finally {
+      this.recent.clear();
+      this.uncached--;
+    }
   }
 
   /** Entries whose keys start with `prefix` (or lie in [gte, lt)), decoded, in key order, one per read. */
@@ -313,18 +370,29 @@ export class IndexDb {
 
   /** A bulk loader into this index (empty, with no other writer: a rebuild). */
   bulkLoad(batchKeys: number, written?: WrittenKeys): BulkLoad {
-    return new BulkLoad(this.db, batchKeys, written);
+    // no read is cached until the load has finished (one never finished leaves the cache off)
+    this.uncached++;
+    this.recent.clear();
+    let finished = false;
+    return new BulkLoad(this.db, batchKeys, written, () => {
+      if (finished) return;
+      finished = true;
+      this.recent.clear();
+      this.uncached--;
+    });
   }
 
   /** One atomic LevelDB batch, sync:false. The chained form: ~4 µs an op against ~20 for the array form here. */
   async write(ops: BatchOp[]): Promise<void> {
     if (ops.length === 0) return;
-    const batch = this.db.batch();
-    for (const op of ops) {
-      if (op.type === 'put') batch.put(op.key, op.value);
-      else batch.del(op.key);
-    }
-    await batch.write({ sync: false });
+    await this.bypassing(async () => {
+      const batch = this.db.batch();
+      for (const op of ops) {
+        if (op.type === 'put') batch.put(op.key, op.value);
+        else batch.del(op.key);
+      }
+      await batch.write({ sync: false });
+    });
   }
 
   /**
@@ -348,6 +416,7 @@ export class IndexDb {
     if (options.deferred && last && !last.handed) {
       if (last.pending.size + pending.size <= limits.indexBehindKeysMax) {
         for (const [name, value] of pending) last.pending.set(name, value);
+        this.forget(pending);
         return { landed: last.landed };
       }
       await this.settle();
@@ -386,6 +455,9 @@ export class IndexDb {
     });
     behind.landed.catch(() => undefined); // reported to whoever awaits `landed` or settle()
     this.behind.push(behind);
+    // forgotten when the batch becomes visible to reads, not before: a read in between (writeBehind
+    // may first wait for earlier batches) still sees LevelDB's value and may cache it
+    this.forget(pending);
     return behind;
   }
 
@@ -436,6 +508,7 @@ export class IndexDb {
 
   async close(): Promise<void> {
     await this.settle().catch(() => undefined);
+    this.recent.clear();
     await this.db.close();
   }
 }
@@ -558,7 +631,10 @@ export class BulkLoad {
   private count = 0;
   private inFlight: Promise<void> = Promise.resolve();
 
-  constructor(private readonly level: Level<Buffer, Buffer>, private readonly batchKeys: number, private readonly written?: WrittenKeys) {
+  constructor(
+    private readonly level: Level<Buffer, Buffer>, private readonly batchKeys: number, private readonly written?: WrittenKeys,
+    private readonly finished: () => void = () => {},
+  ) {
     this.batch = level.batch();
     this.raw = rawBatch(this.batch);
   }
@@ -586,6 +662,7 @@ export class BulkLoad {
   async finish(): Promise<void> {
     await this.flush();
     await this.inFlight;
+    this.finished();
   }
 
   private async flush(): Promise<void> {
