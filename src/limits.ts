@@ -553,8 +553,16 @@ export const daemonLimits = {
 } as const;
 
 export const importLimits = {
-  /** An import batch (one appendBatch, one journal record, one fsync pair) holds at most this many messages... */
-  batchMessagesMax: 500,
+  /**
+   * An import batch (one appendBatch, one journal record, one fsync pair) holds at most this many
+   * messages... A batch's messages, their ops and index values live until it commits, so every
+   * young collection in between copies them: with 500 small messages a batch (SpamAssassin, ~5 KB
+   * each) young collections took ~40 % longer than with 250 (session 18, --trace-gc, loaded
+   * machine; docs/bench/import-2026-12-03-s18.md). Messages over batchBytesMax / 250 (~16.4 KiB)
+   * fill a batch by bytes first, so this changes nothing for them: the 20k bench corpus makes the
+   * same 159 batches with 250 as with 500 (test/import/batch-size.test.ts).
+   */
+  batchMessagesMax: 250,
   /**
    * ...and at most this many message bytes (one bigger message goes alone). Each byte in flight
    * costs ~3 in RSS (the batch's buffers outlive young collections, and V8 frees external memory
