@@ -567,8 +567,17 @@ export const daemonLimits = {
 } as const;
 
 export const importLimits = {
-  /** An import batch (one appendBatch, one journal record, one fsync pair) holds at most this many messages... */
-  batchMessagesMax: 500,
+  /**
+   * An import batch (one appendBatch, one journal record, one fsync pair) holds at most this many
+   * messages... A batch's messages, their ops and index values live until it commits, and the
+   * last batch's commit is the import's tail after the parse ends. With 500 small messages a
+   * batch (SpamAssassin, ~5 KB each) the import took 1.22x the time and 1.09x the CPU of 250, and
+   * 15 MB more peak RSS, for the same instructions (callgrind): the difference is memory traffic
+   * and the tail (session 18, docs/bench/import-2026-12-03-s18.md). Messages over batchBytesMax /
+   * 250 (~16.4 KiB) fill a batch by bytes first, so this changes nothing for them: the 20k bench
+   * corpus makes the same 159 batches with 250 as with 500 (test/import/batch-size.test.ts).
+   */
+  batchMessagesMax: 250,
   /**
    * ...and at most this many message bytes (one bigger message goes alone). Each byte in flight
    * costs ~3 in RSS (the batch's buffers outlive young collections, and V8 frees external memory
