@@ -260,7 +260,7 @@ async function fullState(source: BackupSource, copier?: BlobCopier): Promise<Omi
   try {
     for await (const op of snapshot.ops) {
       if (op.op !== 'state.blobs') { ops.push(op); copier?.fromState(op); continue; }
-      for (const [hash, pack, offset, length] of op.blobs) positions.set(hash.toString('hex'), { position: pack * 2 ** 40 + offset, length });
+      for (const [hash, pack, offset, length] of op.blobs) positions.set(hash.toString('hex'), { position: placeOf(pack, offset), length });
     }
   } finally {
     await snapshot.close();
@@ -268,7 +268,15 @@ async function fullState(source: BackupSource, copier?: BlobCopier): Promise<Omi
   return { ...tally(ops, positions), seq: snapshot.appliedSeq, ops };
 }
 
-/** Where the store keeps a blob: pack * 2^40 + offset (the copy's order), and its body length. */
+/** Offsets within a pack stay below this, so pack * PACK_SPAN + offset orders blobs by pack, then offset. */
+const PACK_SPAN = 2 ** 40;
+
+/** A blob's place in the copy's order (placeOf; read back where the copy reads it). */
+function placeOf(pack: number, offset: number): number {
+  return pack * PACK_SPAN + offset;
+}
+
+/** Where the store keeps a blob: placeOf(pack, offset) (the copy's order), and its body length. */
 interface BlobPlace { position: number; length: number }
 
 /** The model's mailboxes and messages as ops, unsorted (for tally: a delta snapshot does not list them). */
@@ -380,7 +388,7 @@ class BlobCopier {
       const key = hash.toString('hex');
       if (mailbox === undefined || keys.has(key)) continue;
       keys.add(key);
-      blobs.push({ hash, key, size: blob.size, mailbox, uid: blob.uid, position: blob.pack * 2 ** 40 + blob.offset, length: blob.size });
+      blobs.push({ hash, key, size: blob.size, mailbox, uid: blob.uid, position: placeOf(blob.pack, blob.offset), length: blob.size });
     }
     blobs.sort((a, b) => a.position - b.position);
     // copied from now on; the index is read meanwhile, and a blob it lists is read and compressed
@@ -411,7 +419,7 @@ class BlobCopier {
     for (const [uid, hash, size, , , , extras] of op.messages) {
       if (extras?.p === undefined || extras.o === undefined) continue;
       const view = asBuffer(hash);
-      blobs.push({ hash: view, key: view.toString('hex'), size, mailbox, uid, position: extras.p * 2 ** 40 + extras.o, length: size });
+      blobs.push({ hash: view, key: view.toString('hex'), size, mailbox, uid, position: placeOf(extras.p, extras.o), length: size });
     }
     this.add(blobs);
   }
@@ -571,8 +579,8 @@ async function fetchBatch(source: BackupSource, blobs: NeededBlob[], lend: () =>
 }
 
 function locationOf(blob: NeededBlob): { pack: number; offset: number; length: number } {
-  const pack = Math.floor(blob.position / 2 ** 40);
-  return { pack, offset: blob.position - pack * 2 ** 40, length: blob.length! };
+  const pack = Math.floor(blob.position / PACK_SPAN);
+  return { pack, offset: blob.position - pack * PACK_SPAN, length: blob.length! };
 }
 
 /**
