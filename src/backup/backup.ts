@@ -286,22 +286,45 @@ function* modelOps(model: StateModel): Generator<Op> {
 }
 
 /**
- * The counts of a state and the blobs its messages use, in pack order when `positions` knows it.
- * A mailbox being deleted is kept in the state as it was, but its messages are not restored, so
- * their blobs are not needed.
+ * The mailboxes of a state as its ops come (mailbox records before their messages), under the one
+ * rule tally and the copier's early start share: a mailbox being deleted is kept in the state as
+ * it was, but its messages are not restored, so their blobs are not needed.
+ */
+class RestoredMailboxes {
+  private readonly names = new Map<string, string>();
+  private readonly beingDeleted = new Set<string>();
+
+  /** Records a mailbox; true when its messages are restored (it is not being deleted). */
+  see(op: Extract<Op, { op: 'state.mailbox' }>): boolean {
+    const key = Buffer.from(op.info.id).toString('hex');
+    this.names.set(key, formatMailboxName(op.info.name));
+    if (op.info.deleting) this.beingDeleted.add(key);
+    return !op.info.deleting;
+  }
+
+  deleting(id: Uint8Array): boolean {
+    return this.beingDeleted.has(Buffer.from(id).toString('hex'));
+  }
+
+  /** The mailbox's name, or undefined when no record of it was seen. */
+  nameOf(id: Uint8Array): string | undefined {
+    return this.names.get(Buffer.from(id).toString('hex'));
+  }
+}
+
+/**
+ * The counts of a state and the blobs its messages use, in pack order when `positions` knows it
+ * (the messages of a mailbox being deleted are not counted: RestoredMailboxes).
  */
 function tally(ops: Iterable<Op>, positions: Map<string, BlobPlace>): { counts: SnapshotCounts; blobs: NeededBlob[] } {
-  const deleting = new Set<string>();
-  const names = new Map<string, string>();
+  const boxes = new RestoredMailboxes();
   const blobs = new Map<string, NeededBlob>();
   const counts: SnapshotCounts = { mailboxes: 0, messages: 0, bytes: 0, blobs: 0 };
   for (const op of ops) {
     if (op.op === 'state.mailbox') {
-      if (op.info.deleting) deleting.add(Buffer.from(op.info.id).toString('hex'));
-      else counts.mailboxes++;
-      names.set(Buffer.from(op.info.id).toString('hex'), formatMailboxName(op.info.name));
-    } else if (op.op === 'state.messages' && !deleting.has(Buffer.from(op.id).toString('hex'))) {
-      const mailbox = names.get(Buffer.from(op.id).toString('hex')) ?? '?';
+      if (boxes.see(op)) counts.mailboxes++;
+    } else if (op.op === 'state.messages' && !boxes.deleting(op.id)) {
+      const mailbox = boxes.nameOf(op.id) ?? '?';
       for (const [uid, hash, size] of op.messages) {
         counts.messages++;
         counts.bytes += size;
@@ -399,7 +422,7 @@ class BlobCopier {
     this.add(blobs);
   }
 
-  private readonly boxNames = new Map<string, string | undefined>();
+  private readonly boxes = new RestoredMailboxes();
 
   /**
    * A whole state's op as it is read: the blobs of a mailbox's messages that carry a blob-location
@@ -408,13 +431,10 @@ class BlobCopier {
    * deleted is left out as tally leaves it out.
    */
   fromState(op: Op): void {
-    if (op.op === 'state.mailbox') {
-      this.boxNames.set(Buffer.from(op.info.id).toString('hex'), op.info.deleting ? undefined : formatMailboxName(op.info.name));
-      return;
-    }
-    if (op.op !== 'state.messages') return;
-    const mailbox = this.boxNames.get(Buffer.from(op.id).toString('hex'));
-    if (mailbox === undefined) return;
+    if (op.op === 'state.mailbox') { this.boxes.see(op); return; }
+    if (op.op !== 'state.messages' || this.boxes.deleting(op.id)) return;
+    const mailbox = this.boxes.nameOf(op.id);
+    if (mailbox === undefined) return; // no record seen for it: tally copies its blobs later, by hash
     const blobs: NeededBlob[] = [];
     for (const [uid, hash, size, , , , extras] of op.messages) {
       if (extras?.p === undefined || extras.o === undefined) continue;
