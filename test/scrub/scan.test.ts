@@ -246,6 +246,29 @@ describe('pack scan', () => {
     }
   });
 
+  it('scrub lets its one worker read far ahead only when unthrottled (a throttled scrub keeps the default), with the same findings', async () => {
+    const { dir } = await damagedPack();
+    const store = await Store.open(dir);
+    const handed = vi.spyOn(HashPool.prototype, 'scanChunk');
+    try {
+      const here = await scrub(store, { hashThreads: 0 });
+      const free = await scrub(store, { hashThreads: 1 });
+      const asked = handed.mock.calls.map((call) => call[3]?.chunks);
+      handed.mockClear();
+      // a rate far above what is read: never sleeps, but the scan is throttled all the same
+      const throttled = await scrub(store, { hashThreads: 1, maxRateBytesPerSecond: 1e15 });
+      expect(asked.length).toBeGreaterThan(0);
+      expect(asked.every((chunks) => chunks === limits.scrubChunksAhead)).toBe(true);
+      expect(handed.mock.calls.length).toBeGreaterThan(0);
+      expect(handed.mock.calls.every((call) => call[3] !== undefined && call[3].chunks === undefined)).toBe(true);
+      expect(free.findings).toEqual(here.findings);
+      expect(throttled.findings).toEqual(here.findings);
+    } finally {
+      handed.mockRestore();
+      await store.close();
+    }
+  });
+
   it('scrub finds the same damage with hashing on worker threads as without', async () => {
     const { dir } = await damagedPack();
     const store = await Store.open(dir);
