@@ -429,6 +429,17 @@ export const limits = {
    */
   scanChunksAhead: 16,
   /**
+   * Scrub's own pack pass, unthrottled, lets it go this far past (1 GiB of pack at 4 MiB chunks):
+   * 16 kept the worker waiting on the reading thread's index pass, which asks for the next chunk
+   * only between its own batches, and the pack pass ran on 90-270 ms past the index pass's end
+   * (20k bench store, 2 cores, session 19). What the worker holds of a chunk it read ahead is its
+   * records' ranges, hashes and digests (its bytes are read into one buffer again and again), so
+   * memory is bounded by scanRecordsAhead, not by this.
+   */
+  scrubChunksAhead: 256,
+  /** A worker reading ahead stops once the chunks it holds have this many records (~100 bytes each: ~6 MiB). */
+  scanRecordsAhead: 65_536,
+  /**
    * The CLI waits this long for a store another process holds before LOCKED (--wait, --no-wait),
    * as mail servers' admin tools do; the library waits only when asked (StoreOptions.lockWaitMs).
    */

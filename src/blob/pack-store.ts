@@ -92,6 +92,12 @@ export interface ScanOptions {
    * worker's round trip costs more than it saves, and its isolate stays resident (issue 16).
    */
   pool?: HashPool | (() => HashPool | undefined);
+  /**
+   * How many chunks a pool's only worker reads on ahead of the one asked for (default
+   * limits.scanChunksAhead): its reads are not throttled by `onBytes`, so only an unthrottled scan
+   * asks for more.
+   */
+  aheadChunks?: number;
 }
 
 /**
@@ -142,6 +148,7 @@ interface PackScan {
   /** Names this scan to a worker that reads ahead (HashPool.scanChunk), and whether one did. */
   token: number;
   readAhead?: boolean;
+  aheadChunks?: number;
 }
 
 let scanTokens = 0;
@@ -944,6 +951,7 @@ export class PackStore {
     const scan: PackScan = {
       handle, size: 0, chunkBytes: Math.max(options.chunkBytes ?? limits.scanChunkBytes, 4 * RECORD_HEADER_BYTES),
       onBytes: options.onBytes, pool: undefined, ahead: 0, free: [], groups: [], onPool: 0, token: ++scanTokens,
+      aheadChunks: options.aheadChunks,
     };
     if (typeof options.pool === 'function') scan.lease = options.pool;
     else if (options.pool) usePool(scan, options.pool);
@@ -1074,7 +1082,7 @@ export class PackStore {
       onPool = workerFree();
     }
     if (onPool && pool && handle.fd !== undefined) {
-      const ahead = readsAhead ? { token: scan.token, end: scan.size, chunkBytes: scan.chunkBytes } : undefined;
+      const ahead = readsAhead ? { token: scan.token, end: scan.size, chunkBytes: scan.chunkBytes, chunks: scan.aheadChunks } : undefined;
       scan.readAhead ||= readsAhead;
       const job = pool.scanChunk(handle.fd, position, length, ahead);
       job.done.catch(() => undefined); // not awaited when the worker parsed nothing or failed first

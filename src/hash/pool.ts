@@ -55,7 +55,11 @@ function hashParsed(scanned) {
 // not wait for the reading thread to hand it each one. One chunk a turn of this worker's event
 // loop, so a job that comes meanwhile waits for one chunk at most. Only for the scan that asked
 // (its token: a descriptor's number is reused once its file is closed).
-const ahead = { token: undefined, next: undefined, chunks: new Map(), fd: 0, scan: undefined, stepping: false };
+const ahead = { token: undefined, next: undefined, chunks: new Map(), records: 0, fd: 0, scan: undefined, stepping: false };
+function dropAhead() {
+  ahead.chunks.clear();
+  ahead.records = 0;
+}
 function answer(id, { parsed, ranges, hashes, digests }) {
   parentPort.postMessage({ id, ranges, hashes, digests }, [hashes.buffer, digests.buffer]);
 }
@@ -63,11 +67,12 @@ function scanChunk({ id, fd, position, length, scan }) {
   const done = scan !== undefined && scan.token === ahead.token ? ahead.chunks.get(position) : undefined;
   if (done && done.length === length) {
     ahead.chunks.delete(position);
+    ahead.records -= done.ranges.length / 2;
     parentPort.postMessage({ id, parsed: done.parsed, ahead: true });
     answer(id, done);
   } else {
     ahead.token = scan && scan.token;
-    ahead.chunks.clear();
+    dropAhead();
     const scanned = readAndParse(fd, position, length);
     parentPort.postMessage({ id, parsed: scanned.parsed });
     answer(id, hashParsed(scanned));
@@ -82,12 +87,13 @@ function scanChunk({ id, fd, position, length, scan }) {
   }
 }
 function scanAhead() {
-  const { fd, scan: { end, chunkBytes, chunks }, next: p } = ahead;
+  const { fd, scan: { end, chunkBytes, chunks, records }, next: p } = ahead;
   ahead.stepping = false;
-  if (p === undefined || p >= end || ahead.chunks.size >= chunks) return;
+  if (p === undefined || p >= end || ahead.chunks.size >= chunks || ahead.records >= records) return;
   try {
     const scanned = hashParsed(readAndParse(fd, p, Math.min(chunkBytes, end - p)));
     ahead.chunks.set(p, scanned);
+    ahead.records += scanned.ranges.length / 2;
     ahead.next = scanned.parsed > 0 ? p + scanned.parsed : undefined;
   } catch {
     ahead.next = undefined; // asked for, the chunk is read again and a failure answered then
@@ -101,7 +107,7 @@ parentPort.on('message', (job) => {
   if (job.endScan !== undefined) {
     if (ahead.token === job.endScan) {
       ahead.next = undefined;
-      ahead.chunks.clear();
+      dropAhead();
     }
     return;
   }
@@ -137,6 +143,8 @@ export interface ScanAhead {
   token: number;
   end: number;
   chunkBytes: number;
+  /** How many chunks past the one asked for (default limits.scanChunksAhead); never more than limits.scanRecordsAhead records held. */
+  chunks?: number;
 }
 
 interface ScanWaiting {
@@ -275,8 +283,8 @@ export class HashPool {
    * hashed on a worker (see WORKER_SOURCE). `parsed` is how far the records lying whole in it
    * reach (0: none starts at `position`), known before they are hashed; `done` their hashes and
    * digests. Both reject if the read or a worker failed; callers then read and hash in-thread.
-   * With `ahead`, the worker then scans up to limits.scanChunksAhead chunks past it before they
-   * are asked for, and answers them at once when they are.
+   * With `ahead`, the worker then scans up to `ahead.chunks` chunks past it (and chunks holding up
+   * to limits.scanRecordsAhead records) before they are asked for, and answers them at once when they are.
    */
   scanChunk(fd: number, position: number, length: number, ahead?: ScanAhead): { parsed: Promise<number>; done: Promise<ScannedChunk> } {
     if (this.failure) {
@@ -293,7 +301,7 @@ export class HashPool {
     done.catch(() => undefined);
     this.scans.set(id, waiting);
     worker.ref();
-    worker.postMessage({ id, fd, position, length, scan: ahead && { ...ahead, chunks: limits.scanChunksAhead } });
+    worker.postMessage({ id, fd, position, length, scan: ahead && { ...ahead, chunks: ahead.chunks ?? limits.scanChunksAhead, records: limits.scanRecordsAhead } });
     return { parsed, done };
   }
 

@@ -332,7 +332,11 @@ class PackPass {
       }
       await this.throttle(n);
     };
-    for await (const batch of store.maintenance().packs.scanBatches(pack, { onBytes, from, pool })) {
+    // unthrottled, the worker reads on far ahead (limits.scrubChunksAhead): it no longer waits for
+    // this thread, busy with the index pass, to ask for each next chunk
+    const { maxRateBytesPerSecond, maxObjectRateBytesPerSecond } = this.options;
+    const aheadChunks = maxRateBytesPerSecond || maxObjectRateBytesPerSecond ? undefined : limits.scrubChunksAhead;
+    for await (const batch of store.maintenance().packs.scanBatches(pack, { onBytes, from, pool, aheadChunks })) {
       for (const item of batch) {
         if (item.kind === 'header') {
           if (from === 0 && (!item.valid || !item.storeId?.equals(store.storeId))) findings.push({ kind: 'pack-header', pack });

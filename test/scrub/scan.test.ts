@@ -7,6 +7,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { PackedStore as Store } from '../helpers/packed.js';
 import { HashPool } from '../../src/hash/pool.js';
 import { scrub } from '../../src/scrub/scrub.js';
+import { limits } from '../../src/limits.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { prng } from '../helpers/prng.js';
 
@@ -47,7 +48,7 @@ async function plainPack(count: number, tag: string): Promise<{ dir: string; pac
 }
 
 /** `pauseMs`: the reader waits this long at each batch, as a scrub's thread busy with its other passes. */
-async function scanAll(dir: string, pack: number, options: { chunkBytes?: number; pool?: HashPool; pauseMs?: number; from?: number }) {
+async function scanAll(dir: string, pack: number, options: { chunkBytes?: number; pool?: HashPool; pauseMs?: number; from?: number; aheadChunks?: number }) {
   const store = await Store.open(dir);
   const items: unknown[] = [];
   let bytes = 0;
@@ -165,6 +166,33 @@ describe('pack scan', () => {
     }
   });
 
+  it('a worker told to read far ahead (scrub, unthrottled) gives the same results; one whose record cap is reached reads nothing ahead', async () => {
+    const { dir, pack } = await damagedPack();
+    const reference = await scanAll(dir, pack, {});
+    const plain = await plainPack(60, 'f');
+    const plainReference = await scanAll(plain.dir, plain.pack, {});
+    const pool = HashPool.create(1)!;
+    const tunable = limits as { scanRecordsAhead: number };
+    const cap = tunable.scanRecordsAhead;
+    try {
+      const handed = vi.spyOn(pool, 'scanChunk');
+      for (const chunkBytes of [4096, 65_536]) {
+        expect(await scanAll(dir, pack, { chunkBytes, pool, aheadChunks: 1000 }), `chunk ${chunkBytes}`).toEqual(reference);
+        expect(await scanAll(plain.dir, plain.pack, { chunkBytes, pool, aheadChunks: 1000, pauseMs: 2 }), `plain, chunk ${chunkBytes}`).toEqual(plainReference);
+      }
+      expect(handed.mock.calls.every((call) => call[3]?.chunks === 1000), 'every chunk asked for with the scan\'s own read-ahead').toBe(true);
+      // no room for one record more: the worker reads only what it is asked for, whatever the reader's pauses
+      tunable.scanRecordsAhead = 0;
+      const before = pool.scannedAhead;
+      expect(await scanAll(plain.dir, plain.pack, { chunkBytes: 65_536, pool, aheadChunks: 1000, pauseMs: 5 })).toEqual(plainReference);
+      expect(await scanAll(dir, pack, { chunkBytes: 65_536, pool, aheadChunks: 1000, pauseMs: 5 })).toEqual(reference);
+      expect(pool.scannedAhead).toBe(before);
+    } finally {
+      tunable.scanRecordsAhead = cap;
+      await pool.close();
+    }
+  });
+
   it('read-ahead belongs to one scan: a second scan through the same worker, of another pack at the same offsets, gets its own records', async () => {
     const first = await plainPack(30, 'x');
     const second = await plainPack(30, 'y');
@@ -215,6 +243,29 @@ describe('pack scan', () => {
       expect(pool.failed).toBe(true);
     } finally {
       await pool.close();
+    }
+  });
+
+  it('scrub lets its one worker read far ahead only when unthrottled (a throttled scrub keeps the default), with the same findings', async () => {
+    const { dir } = await damagedPack();
+    const store = await Store.open(dir);
+    const handed = vi.spyOn(HashPool.prototype, 'scanChunk');
+    try {
+      const here = await scrub(store, { hashThreads: 0 });
+      const free = await scrub(store, { hashThreads: 1 });
+      const asked = handed.mock.calls.map((call) => call[3]?.chunks);
+      handed.mockClear();
+      // a rate far above what is read: never sleeps, but the scan is throttled all the same
+      const throttled = await scrub(store, { hashThreads: 1, maxRateBytesPerSecond: 1e15 });
+      expect(asked.length).toBeGreaterThan(0);
+      expect(asked.every((chunks) => chunks === limits.scrubChunksAhead)).toBe(true);
+      expect(handed.mock.calls.length).toBeGreaterThan(0);
+      expect(handed.mock.calls.every((call) => call[3] !== undefined && call[3].chunks === undefined)).toBe(true);
+      expect(free.findings).toEqual(here.findings);
+      expect(throttled.findings).toEqual(here.findings);
+    } finally {
+      handed.mockRestore();
+      await store.close();
     }
   });
 
