@@ -15,6 +15,12 @@ function find(results: TaggedResult[], peer: string, measurement: string): Tagge
   return results.find((r) => r.peer === peer && r.measurement === measurement && !r.error);
 }
 
+/** CPU a delivery (user + system, measure/replication.ts): the primary's process, all threads, and the replica process's. */
+const DELIVER_CPU_COLUMN = {
+  title: 'CPU µs a delivery: primary / replica',
+  value: (r: TaggedResult) => (typeof r.cpu_us_per_message === 'number' ? `${num(r.cpu_us_per_message, 0)}${typeof r.replica_cpu_us_per_message === 'number' ? ` / ${num(r.replica_cpu_us_per_message, 0)}` : ''}` : ''),
+};
+
 const spreadOf = (m: Spread) => (m.n > 1 ? `, median of ${m.n} rounds, spread ${num(m.min)}–${num(m.max)}×` : ', 1 round');
 
 /** Synchronous-replica p50 ÷ unreplicated p50 in each round; verdict on the median (≤ 2×). */
@@ -101,7 +107,8 @@ export function replicationSection(out: string[], goals: Goal[], data: RunData):
 
   out.push(`**One writer, each delivery awaited: no replica vs one synchronous replica** (${int(find(main, 'mailstore-sync1', 'repl-deliver')?.messages ?? 0)} messages; Cyrus LMTP from the peers step).\n`);
   out.push(table(main, ['mailstore-unreplicated:repl-deliver', 'mailstore-sync1:repl-deliver', 'floor-repl-alone:repl-deliver', 'floor-repl-sync1:repl-deliver', 'cyrus:deliver'],
-    [COLUMNS.messages, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.latency], { base: 'mailstore-sync1:repl-deliver', rate: msgRate, title: 'sync-replicated ÷ this (messages/s)' }));
+    [COLUMNS.messages, COLUMNS.seconds, COLUMNS.msgRate, COLUMNS.latency, ...(main.some((r) => r.measurement === 'repl-deliver' && typeof r.cpu_us_per_message === 'number') ? [DELIVER_CPU_COLUMN] : [])],
+    { base: 'mailstore-sync1:repl-deliver', rate: msgRate, title: 'sync-replicated ÷ this (messages/s)' }));
   push(out, goals, latencyGoal(allMain));
   const floor = latencyFloor(allMain);
   if (floor) out.push(`${floor}\n`);

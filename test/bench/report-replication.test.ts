@@ -77,6 +77,22 @@ describe('replication report', () => {
     expect(text).toMatch(/\| `replica check` of a 1M-message store ≤ 10 s \(1M only with --scale\) \| 1\.50 s for 30,000 messages .* \| not measured \|/);
   });
 
+  it('the delivery table shows the CPU a delivery of both processes when the measurement has it', () => {
+    const deliverTable = (results: TaggedResult[]) => {
+      const run = fixtureRun();
+      run.results.push(...results);
+      const text = renderReport(run, '.bench/results.json');
+      return text.slice(text.indexOf('**One writer, each delivery awaited'), text.indexOf('Goal: delivery with 1 synchronous replica'));
+    };
+    expect(deliverTable(replicationResults())).not.toContain('CPU µs a delivery');
+    const withCpu = replicationResults().map((r) => r.measurement !== 'repl-deliver' ? r
+      : r.peer === 'mailstore-sync1' ? { ...r, cpu_us_per_message: 1234, replica_cpu_us_per_message: 567 } : { ...r, cpu_us_per_message: 489 });
+    const table = deliverTable(withCpu);
+    expect(table).toContain('| CPU µs a delivery: primary / replica |');
+    expect(table).toMatch(/\| mailstore-sync1 repl-deliver \|.*\| 1,234 \/ 567 \|/);
+    expect(table).toMatch(/\| mailstore-unreplicated repl-deliver \|.*\| 489 \|/);
+  });
+
   it('catch-up deliveries: 100k at 1M with --scale, half the corpus up to 10k by default', () => {
     expect(catchUpDeliveries(1_000_000, true)).toBe(100_000);
     expect(catchUpDeliveries(10_000, true)).toBe(1000);

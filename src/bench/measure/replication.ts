@@ -21,6 +21,7 @@ import { nodeFileSystem as fs } from '../../fs/node-fs.js';
 import { importMail } from '../../import/importer.js';
 import { startPrimary, type PrimaryHandle } from '../../replication/primary.js';
 import { Store } from '../../store/store.js';
+import { readCpuMs } from '../daemon-process.js';
 import { emit, firstListed, parseFlags, percentile, progress, required, round, runMeasurement } from '../common.js';
 import { exists, makeDirectories, readText, removeTree, writeText } from '../files.js';
 
@@ -165,6 +166,8 @@ async function deliver(key: string): Promise<void> {
     const replica = primary && startReplicaProcess(`${root}-replica`, primary.address, key);
     if (primary && replica) await caughtUp(primary.primary, store.changes.lastSeq, replica, 60_000);
     const latencies: number[] = [];
+    const replicaCpuFrom = replica ? await readCpuMs(replica.child.pid!) : 0;
+    const cpuFrom = process.cpuUsage();
     const started = performance.now();
     for (const message of messages) {
       const t = performance.now();
@@ -172,6 +175,10 @@ async function deliver(key: string): Promise<void> {
       latencies.push(performance.now() - t);
     }
     const seconds = (performance.now() - started) / 1000;
+    const cpu = process.cpuUsage(cpuFrom);
+    // the replica's commit of the last rounds (limits.replicaTentativeCommitDelayMs) counts too
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const replicaCpuMs = replica ? (await readCpuMs(replica.child.pid!)) - replicaCpuFrom : 0;
     if (replica) await stopReplicaProcess(replica);
     await primary?.primary.close();
     await store.close();
@@ -180,6 +187,9 @@ async function deliver(key: string): Promise<void> {
     emit({
       peer: replicas ? 'mailstore-sync1' : 'mailstore-unreplicated', measurement: 'repl-deliver', messages: messages.length, bytes, seconds: round(seconds), writers: 1,
       p50_ms: round(percentile(latencies, 0.5)), p99_ms: round(percentile(latencies, 0.99)), max_ms: round(Math.max(...latencies)),
+      // CPU a delivery (user + system): this process's, all threads; the replica process's (10 ms clock ticks)
+      cpu_us_per_message: Math.round((cpu.user + cpu.system) / messages.length),
+      ...(replica ? { replica_cpu_us_per_message: Math.round((replicaCpuMs * 1000) / messages.length) } : {}),
       note: replicas
         ? 'library store.append, one writer, --sync-replicas 1 (acknowledged once the replica process has it durable), loopback TLS-PSK'
         : 'library store.append, one writer, no replication (acknowledged after fdatasync)',
