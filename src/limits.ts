@@ -170,9 +170,10 @@ export const limits = {
   batchBlobBytesMax: 64 * 1024 * 1024,
   /**
    * An appendBatch of at least this many messages looks their blob entries up in one read on
-   * LevelDB's thread pool (IndexView.prefetch) instead of one synchronous read each on the JS
-   * thread (twice: placing the blob, applying the op); fewer, as a delivery's one, read in line,
-   * where the thread-pool round trip (~60 µs) would cost more than the reads.
+   * LevelDB's thread pool instead of one synchronous read each on the JS thread, started when it
+   * is called (IndexDb.readAhead: while the writer still commits the batch before it); fewer, as a
+   * delivery's one, read in line, where the thread-pool round trip (~60 µs) would cost more than
+   * the reads.
    */
   appendPrefetchMessagesMin: 8,
   /**

@@ -92,6 +92,8 @@ export class IndexDb {
   private readonly recent = new Map<string, unknown>();
   /** Writes in flight that do not go through `behind` (write, bulkLoad): while any does, nothing is cached. */
   private uncached = 0;
+  /** Reads ahead not yet taken (readAhead): each is told which of its keys a write changed since. */
+  private readonly aheads = new Set<ReadAhead>();
 
   private constructor(readonly path: string, private readonly db: Level<Buffer, Buffer>) {}
 
@@ -296,6 +298,26 @@ export class IndexDb {
     return out;
   }
 
+  /**
+   * getManyNow of keys a mutation will read once the writer prepares it, started before it is
+   * submitted (an import's next batch, while the one before it is written and synced), so the
+   * writer does not wait for the thread-pool round trip on its way from one commit to the next:
+   * that wait was ~1.8 ms of every 20k-corpus batch and 3-4 ms of every 250-message SpamAssassin
+   * one (docs/bench/import-2026-12-03-s19.md). Every write from here on tells it which of its keys
+   * it changed (writeBehind), or that it may have changed any (write, bulkLoad); IndexView.adopt
+   * keeps only the values no write changed, so what a prepare reads is what getShared would read.
+   */
+  readAhead(keyList: Buffer[]): ReadAhead {
+    const ahead: ReadAhead = new ReadAhead(this, keyList, this.getManyNow(keyList), () => this.aheads.delete(ahead));
+    this.aheads.add(ahead);
+    return ahead;
+  }
+
+  /** Tells the reads ahead that `pending` (undefined: any key) is about to change in the index. */
+  private changing(pending: Pending | undefined): void {
+    for (const ahead of this.aheads) ahead.changed(pending);
+  }
+
   /** LevelDB reports a damaged table or block while reading ("Corruption: ..."): that is CORRUPT, with advice. */
   private readError(error: unknown): MailstoreError {
     if (error instanceof MailstoreError) return error;
@@ -370,6 +392,7 @@ export class IndexDb {
 
   /** A bulk loader into this index (empty, with no other writer: a rebuild). */
   bulkLoad(batchKeys: number, written?: WrittenKeys): BulkLoad {
+    this.changing(undefined);
     // no read is cached until the load has finished (one never finished leaves the cache off)
     this.uncached++;
     this.recent.clear();
@@ -385,6 +408,7 @@ export class IndexDb {
   /** One atomic LevelDB batch, sync:false. The chained form: ~4 µs an op against ~20 for the array form here. */
   async write(ops: BatchOp[]): Promise<void> {
     if (ops.length === 0) return;
+    this.changing(undefined);
     await this.bypassing(async () => {
       const batch = this.db.batch();
       for (const op of ops) {
@@ -412,6 +436,7 @@ export class IndexDb {
    */
   async writeBehind(pending: Pending, options: { deferred?: boolean } = {}): Promise<{ landed: Promise<void> }> {
     if (this.writeFailure) throw this.writeFailure;
+    this.changing(pending); // before any read can see it (merged or registered below)
     const last = this.behind[this.behind.length - 1];
     if (options.deferred && last && !last.handed) {
       if (last.pending.size + pending.size <= limits.indexBehindKeysMax) {
@@ -685,6 +710,72 @@ async function writeRaw(raw: RawBatch): Promise<void> {
   }
 }
 
+/**
+ * Index values read ahead of the mutation that needs them (IndexDb.readAhead), with the keys a
+ * write changed since the read began: those are read again when they are needed.
+ */
+export class ReadAhead {
+  private readonly names: Set<string>;
+  /** Keys a write changed since the read began; `all` after a write that does not say which. */
+  private readonly stale = new Set<string>();
+  private all = false;
+  private done = false;
+
+  constructor(
+    readonly db: IndexDb, private readonly keyList: Buffer[],
+    private readonly values: Promise<unknown[]>, private readonly unwatch: () => void,
+  ) {
+    this.names = new Set(keyList.map((key) => key.toString('latin1')));
+    values.catch(() => undefined); // a failed read keeps nothing: the keys are read when needed, and fail there
+  }
+
+  /** Called by IndexDb before `pending` (undefined: any key) changes in the index. */
+  changed(pending: Pending | undefined): void {
+    if (pending === undefined) {
+      this.all = true;
+      return;
+    }
+    if (pending.size <= this.names.size) {
+      for (const name of pending.keys()) if (this.names.has(name)) this.stale.add(name);
+    } else {
+      for (const name of this.names) if (pending.has(name)) this.stale.add(name);
+    }
+  }
+
+  /**
+   * The values no write changed since the read began, by key (latin1; undefined for a key the
+   * index does not hold); a damaged value or a failed read is left out. Ends the watch: called
+   * once, right before the values are used.
+   */
+  async take(): Promise<Map<string, unknown>> {
+    const current = new Map<string, unknown>();
+    let values: unknown[] | undefined;
+    try {
+      values = await this.values;
+    } catch {
+      values = undefined;
+    }
+    // from here to the caller's use nothing awaits: no write can come between this check and that use
+    const all = this.all;
+    this.release();
+    if (values === undefined || all) return current;
+    this.keyList.forEach((key, i) => {
+      const name = key.toString('latin1');
+      const value = values[i];
+      if (!(value instanceof MailstoreError) && !this.stale.has(name)) current.set(name, value);
+    });
+    return current;
+  }
+
+  /** Stops watching (the mutation was refused before it was prepared); a take() after it keeps nothing. */
+  release(): void {
+    if (this.done) return;
+    this.done = true;
+    this.all = true;
+    this.unwatch();
+  }
+}
+
 /** A pending write set over the index: reads see it first; commit turns it into one LevelDB batch. */
 export class IndexView {
   private overlay: Pending = new Map();
@@ -744,6 +835,22 @@ export class IndexView {
       const value = values[i];
       if (!(value instanceof MailstoreError)) this.memo.set(key.toString('latin1'), value);
     });
+  }
+
+  /**
+   * prefetch with values read ahead (IndexDb.readAhead): getShared answers from those no write
+   * changed since they were read, and reads the others when asked. A read ahead of an index this
+   * view does not read (replaced by a rebuild since) is not used.
+   */
+  async adopt(ahead: ReadAhead): Promise<void> {
+    if (ahead.db !== this.db) {
+      ahead.release();
+      return;
+    }
+    const current = await ahead.take();
+    for (const [name, value] of current) {
+      if (!this.overlay.has(name) && !this.memo.has(name) && !(this.written && !this.written.mayHave(name))) this.memo.set(name, value);
+    }
   }
 
   put(key: Buffer, value: unknown): void {

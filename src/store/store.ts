@@ -947,13 +947,15 @@ export class Store implements MailStore {
     const inlineBytes = prepared.reduce((sum, item, i) => sum + (inline[i] ? item.bytes.length + 16 : 0), 0);
     if (options.meta) largest.push({ op: 'meta.set', key: `user/${options.meta.key}`, value: options.meta.value });
     checkRecordSize(largest, `appending ${prepared.length} messages`, inlineBytes);
+    // placeBlob and the op's apply read each blob entry with getShared: an import's batch reads
+    // them in one LevelDB read, started now, while the writer still commits the batch before it
+    const ahead = prepared.length >= limits.appendPrefetchMessagesMin ? this.db.readAhead(prepared.map((item) => keys.blob(item.hash))) : undefined;
     const committed = this.submit({
       chain: options.chain,
       prepare: async (ctx) => {
         const box = await resolveInBatch(ctx.view, components, mailbox);
         await checkQuota(this.db, ctx.view, box.name, prepared.reduce((sum, item) => sum + item.bytes.length, 0), prepared.length);
-        // placeBlob and the op's apply read each blob entry with getShared: an import's batch fetches them in one read
-        if (prepared.length >= limits.appendPrefetchMessagesMin) await ctx.view.prefetch(prepared.map((item) => keys.blob(item.hash)));
+        if (ahead) await ctx.view.adopt(ahead);
         const ops: Op[] = [];
         const results: AppendResult[] = [];
         const fresh = new Map<string, BlobLocation>();
@@ -971,6 +973,7 @@ export class Store implements MailStore {
         return { ops, result: results };
       },
     });
+    if (ahead) committed.then(() => ahead.release(), () => ahead.release()); // refused before its prepare ran: no longer watched
     if (!recycled) return committed;
     const giveBack = (): void => { for (const item of prepared) this.copies.giveBack(item.bytes); };
     committed.then(giveBack, giveBack);

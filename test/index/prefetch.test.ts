@@ -1,6 +1,8 @@
 // IndexDb.getManyNow and IndexView.prefetch (a compaction's commit reads its 20k entries in one
 // LevelDB round trip): they must read exactly what getNow and getShared read, through a batch still
-// landing, the view's own pending set first, and a damaged value as its CORRUPT error.
+// landing, the view's own pending set first, and a damaged value as its CORRUPT error. A read
+// ahead (IndexDb.readAhead, an import's next batch) must never answer with a value a write changed
+// after it began.
 import { describe, expect, it } from 'vitest';
 import { IndexDb, IndexView } from '../../src/index/index-db.js';
 import { MailstoreError } from '../../src/errors.js';
@@ -50,6 +52,53 @@ describe('getManyNow and prefetch', () => {
     const damaged = await db.getManyNow([key(3), key(4)]);
     expect((damaged[0] as MailstoreError).code, 'in its place, hiding no other').toBe('CORRUPT');
     expect(damaged[1]).toEqual({ n: 4 });
+    await db.close();
+  });
+});
+
+describe('readAhead', () => {
+  it('a key a later write changed is read again when used; the others come from the read ahead', async () => {
+    const db = await seeded(4);
+    const ahead = db.readAhead([key(0), key(1), key(2), key(9)]);
+    const commit = new IndexView(db);
+    commit.put(key(1), { n: 101 });
+    commit.put(key(9), { n: 9 });
+    await db.writeBehind(commit.takePending(), { deferred: true }); // registered, maybe not landed
+    const taken = await ahead.take();
+    expect([...taken.keys()].sort(), 'what the write changed is left out').toEqual([key(0), key(2)].map((k) => k.toString('latin1')));
+    expect(taken.get(key(0).toString('latin1'))).toEqual({ n: 0 });
+    const view = new IndexView(db);
+    await view.adopt(db.readAhead([key(1), key(9)]));
+    expect(view.getShared(key(1)), 'read after the write: its value').toEqual({ n: 101 });
+    expect(view.getShared(key(9)), 'absent when read ahead, then written').toEqual({ n: 9 });
+    await db.close();
+  });
+
+  it('adopt answers from the read ahead only for unchanged keys, even when the change landed before adopt', async () => {
+    const db = await seeded(3);
+    const ahead = db.readAhead([key(0), key(1), key(7)]);
+    const commit = new IndexView(db);
+    commit.put(key(7), { n: 7 });
+    commit.del(key(0));
+    await commit.flush(); // landed in LevelDB: no batch left for getNow to read through
+    const view = new IndexView(db);
+    await view.adopt(ahead);
+    expect(view.getShared(key(0))).toBeUndefined();
+    expect(view.getShared(key(7))).toEqual({ n: 7 });
+    expect(view.getShared(key(1))).toEqual({ n: 1 });
+    await db.close();
+  });
+
+  it('a write that does not say which keys it changed (write, bulkLoad) or a release leaves nothing to use', async () => {
+    const db = await seeded(2);
+    const written = db.readAhead([key(0), key(1)]);
+    await db.write([{ type: 'put', key: key(5), value: Buffer.from('x') }]);
+    expect((await written.take()).size).toBe(0);
+    const released = db.readAhead([key(0)]);
+    released.release();
+    expect((await released.take()).size).toBe(0);
+    const kept = db.readAhead([key(0), key(1)]);
+    expect((await kept.take()).size, 'nothing written: both kept').toBe(2);
     await db.close();
   });
 });

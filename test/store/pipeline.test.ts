@@ -4,16 +4,48 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
+import type { AppendResult } from '../../src/store/store.js';
 import { IndexDb, IndexView } from '../../src/index/index-db.js';
 import { MailstoreError } from '../../src/errors.js';
 import type { CommitChain } from '../../src/store/writer.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { internalsOf } from '../helpers/internals.js';
+import { keys } from '../../src/keys/index-keys.js';
+import type { BlobRecord } from '../../src/store/records.js';
 
 const msg = (text: string) => Buffer.from(`Subject: ${text}\r\n\r\n${text}\r\n`);
 
 describe('commit chains', () => {
+  it('a batch submitted while the one before it is written deduplicates against it (its blob entries read ahead are not trusted once that commit wrote them)', async () => {
+    const fs = new FaultFileSystem();
+    const store = await Store.open(tmpDir(), { create: true, fs });
+    await store.createMailbox('INBOX');
+    const chain: CommitChain = {};
+    const first = Array.from({ length: 12 }, (_, i) => ({ bytes: msg(`m${i}`) }));
+    const second = Array.from({ length: 12 }, (_, i) => ({ bytes: msg(i % 2 === 0 ? `m${i}` : `n${i}`) })); // every other one a copy
+    let two: Promise<AppendResult[]> | undefined;
+    fs.injectAt((op) => {
+      // the first batch is prepared and being written: the second goes to the writer's next batch,
+      // and its read ahead starts before the first's blob entries are in the index
+      if (op.kind === 'write' && op.path.includes('journal') && !two) two = store.appendBatch('INBOX', second, { chain });
+      return false;
+    }, 'EIO');
+    const a = await store.appendBatch('INBOX', first, { chain });
+    expect(two).toBeDefined();
+    const b = await two!;
+    fs.clear();
+    expect(a.every((r) => !r.deduplicated)).toBe(true);
+    expect(b.map((r) => r.deduplicated)).toEqual(second.map((_, i) => i % 2 === 0));
+    b.forEach((r, i) => { if (i % 2 === 0) expect(r.hash).toBe(a[i].hash); });
+    const db = internalsOf(store).db;
+    const refs = await Promise.all(a.map((r) => db.get<BlobRecord>(keys.blob(Buffer.from(r.hash, 'hex')))));
+    expect(refs.map((blob) => blob?.r), 'one blob entry per body, counting both messages of a copy').toEqual(a.map((_, i) => (i % 2 === 0 ? 2 : 1)));
+    expect((await store.status('INBOX')).messages).toBe(24);
+    for (let uid = 13; uid <= 24; uid++) expect((await store.fetch('INBOX', uid)).equals(second[uid - 13].bytes)).toBe(true);
+    await store.close();
+  });
+
   it('a batch after a failed one of the same chain is refused with the same error; others commit', async () => {
     const store = await Store.open(tmpDir(), { create: true });
     await store.createMailbox('INBOX');

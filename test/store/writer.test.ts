@@ -6,9 +6,11 @@ import { Store, type StoreOptions } from '../../src/store/store.js';
 import { PACKED } from '../helpers/packed.js';
 import { AssertionFailure, MailstoreError, assert, fromSystemError } from '../../src/errors.js';
 import { exitCodeFor } from '../../src/cli/exit-codes.js';
-import type { Writer } from '../../src/store/writer.js';
+import type { PrepareContext, Writer } from '../../src/store/writer.js';
 import type { Journal } from '../../src/journal/journal.js';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { hashBytes } from '../../src/hash/blake3.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
@@ -74,6 +76,47 @@ describe('writer: fail-stop on a broken invariant', () => {
     await store.append('INBOX', msg(4));
     await store.close();
     expect((await reopenedState(root)).bodies).toEqual([1, 3, 4].map((i) => msg(i).toString()));
+  });
+});
+
+describe('writer: pack bytes written before the batch is whole are taken back when it is not written', () => {
+  // prepareBatch starts the pack write once the batch's last mutation placed its blobs, before its
+  // ops are applied and its records encoded: a batch that goes no further must leave the pack as
+  // it was (the bytes are past the tail, unreferenced, and would otherwise sit there until a scan).
+  const packOf = (root: string) => join(root, 'packs', readdirSync(join(root, 'packs')).filter((name) => name.endsWith('.pack')).sort().pop()!);
+  const placing = (tail: Buffer) => async (ctx: PrepareContext) => {
+    ctx.packs.reserve(hashBytes(tail), tail);
+    return ctx;
+  };
+
+  async function storeWithPack(): Promise<{ root: string; store: Store; writer: Writer; size: number }> {
+    const root = tmpDir();
+    const store = await Store.open(root, { create: true });
+    await store.createMailbox('INBOX');
+    await store.appendBatch('INBOX', [{ bytes: msg(1) }, { bytes: msg(2) }]); // a batch: its bodies go to a pack
+    return { root, store, writer: (store as unknown as { writer: Writer }).writer, size: statSync(packOf(root)).size };
+  }
+
+  it('a batch that places a blob but has no ops to record writes nothing', async () => {
+    const { root, store, writer, size } = await storeWithPack();
+    const nothing = await writer.submit({ prepare: async (ctx) => { await placing(Buffer.alloc(100_000, 1))(ctx); return { ops: [], result: 'nothing' }; } });
+    expect(nothing).toBe('nothing');
+    expect(statSync(packOf(root)).size, 'the early write taken back').toBe(size);
+    await store.appendBatch('INBOX', [{ bytes: msg(3) }, { bytes: msg(4) }]);
+    await store.close();
+    expect((await reopenedState(root)).bodies).toEqual([1, 2, 3, 4].map((i) => msg(i).toString()));
+  });
+
+  it('a batch whose last ops fail their live apply halts with nothing written', async () => {
+    const { root, store, writer, size } = await storeWithPack();
+    const ghost = Buffer.alloc(16, 7); // a mailbox id that does not exist
+    const bad = writer.submit({ prepare: async (ctx) => { await placing(Buffer.alloc(100_000, 2))(ctx); return { ops: [{ op: 'message.flags', id: ghost, set: [[1, ['\\Seen']]] }], result: 0 }; } });
+    expect(await codeOf(bad)).toBe('HALTED');
+    expect(statSync(packOf(root)).size, 'the early write taken back').toBe(size);
+    await store.close();
+    const after = await reopenedState(root);
+    expect(after.bodies).toEqual([1, 2].map((i) => msg(i).toString()));
+    expect(after.degraded).toBe(false);
   });
 });
 
