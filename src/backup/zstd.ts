@@ -7,8 +7,9 @@
 //   synchronous, so a backup runs them on its compression workers (compress-pool.ts), which read
 //   the blobs in the copier's shared read buffers. Measured over the bench's 20k messages fed as a
 //   backup feeds them (session 19, 2 cores, loaded): ~3.0-3.3 s of process CPU against ~3.8-4.6 s
-//   for the binding below; a whole full backup ~0.5 s less CPU (docs/BACKUP.md, session 19), and
-//   its frames are ~1 % smaller (they carry the content size, so zstd sizes its tables to the blob).
+//   for the binding below; a whole full backup of the bench store 2.70 s wall against 3.35 s and
+//   ~0.3 s less CPU (quiet, 10 pairs: docs/BACKUP.md, session 19), and its frames are ~1 % smaller
+//   (they carry the content size, so zstd sizes its tables to the blob).
 // - @mongodb-js/zstd 1.2.2 (napi-rs, its binary a prebuilt package from the npm registry; later
 //   majors fetch their binary from elsewhere at install) decompresses, on libuv's thread pool, and
 //   compresses where zstd-napi did not build. Its compression streams each blob through an 8 KiB
