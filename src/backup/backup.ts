@@ -504,7 +504,9 @@ class BlobCopier {
     }
     const pool = this.compressors.for(this.bytes);
     const buffers: ArrayBuffer[] = [];
-    const lend = () => { const buffer = this.free.pop() ?? new ArrayBuffer(READ_BUFFER_BYTES); buffers.push(buffer); return buffer; };
+    // shared, so the compression workers read the blobs where they lie (compress-pool.ts); readRuns
+    // without a hash pool only reads into it, and the bodies are views of it as of any ArrayBuffer
+    const lend = () => { const buffer = this.free.pop() ?? (new SharedArrayBuffer(READ_BUFFER_BYTES) as unknown as ArrayBuffer); buffers.push(buffer); return buffer; };
     const pending = fetchBatch(this.source, blobs, lend)
       .then(async (bytes) => ({ blobs, bytes, compressed: await pool.compress(bytes), buffers }));
     pending.catch(() => undefined); // handled when its turn comes; a failure must not crash the process before then

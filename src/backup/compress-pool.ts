@@ -2,42 +2,69 @@
 // calls hand every blob to the thread pool and back (measured: ~50 % more CPU than compressing the
 // same blobs in one thread, most of it on the main thread), so a backup compressed at about one
 // core's speed whatever the cores; workers take a batch at a time and the main thread only reads,
-// seals and writes. The worker is a few lines of CommonJS run from a string: it needs nothing but
-// node:zlib, and so runs the same from dist/ and under the test runner.
+// seals and writes. The worker is a few lines of CommonJS run from a string: it needs node:zlib
+// and, for zstd, zstd-napi's binding by the path zstd.ts resolved, and so runs the same from dist/
+// and under the test runner. The copier's read buffers are SharedArrayBuffers, and the workers
+// read the blobs there: copying each batch in cost the main thread about what one-shot zstd saved,
+// and moving the buffers there and back made each batch's 4 MiB new external memory to V8 every
+// time they came back (17 full collections a run against 3: measured, session 19).
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { brotliCompressSync, constants as zlibConstants, deflateRawSync } from 'node:zlib';
 import { backupLimits } from '../limits.js';
 import type { BlobCodec } from './format.js';
-import { zstdCompress } from './zstd.js';
+import { zstdCompress, zstdOneShotModule } from './zstd.js';
 
 /**
- * The worker: {id, codec, level, quality, window, data, lengths} in (the batch's blobs one after
- * another in one transferred buffer), {id, data, lengths} back the same way, or {id, error}.
- * One buffer each way, moved not copied: cloning a Buffer copies its whole backing store.
+ * The worker: {id, codec, level, quality, window, buffers, places} in, where each blob is
+ * places[3i..3i+2] = (index into buffers, byte offset, length) and each buffer is shared (the
+ * copier's read buffers) or moved, never copied (cloning a Buffer copies its whole backing store);
+ * {id, data, lengths} back: the outputs one after another in one new buffer, moved. Or
+ * {id, error}. zstd is one shot into that buffer (zstd.ts): a context per worker, reused, and no
+ * copy of the outputs; Brotli and deflate output their own buffers, copied together.
  */
 const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const zlib = require('node:zlib');
 const C = zlib.constants;
-parentPort.on('message', ({ id, codec, level, quality, window, data, lengths }) => {
+const zstd = workerData && workerData.zstd ? require(workerData.zstd) : undefined;
+let cctx;
+parentPort.on('message', ({ id, codec, level, quality, window, buffers, places }) => {
   try {
-    const input = Buffer.from(data);
-    const out = [];
-    let at = 0, total = 0;
-    for (const length of lengths) {
-      const b = input.subarray(at, at + length);
-      at += length;
-      const c = codec === 'brotli'
-        ? zlib.brotliCompressSync(b, { params: { [C.BROTLI_PARAM_QUALITY]: quality, [C.BROTLI_PARAM_LGWIN]: window, [C.BROTLI_PARAM_SIZE_HINT]: length, [C.BROTLI_PARAM_MODE]: C.BROTLI_MODE_TEXT } })
-        : zlib.deflateRawSync(b, { level });
-      out.push(c);
-      total += c.length;
+    const views = buffers.map((b) => Buffer.from(b));
+    const count = places.length / 3;
+    const lengths = [];
+    let result;
+    if (codec === 'zstd') {
+      cctx ??= new zstd.CCtx();
+      let bound = 0;
+      for (let i = 0; i < count; i++) bound += zstd.compressBound(places[3 * i + 2]);
+      result = Buffer.allocUnsafeSlow(bound);
+      let to = 0;
+      for (let i = 0; i < count; i++) {
+        const at = places[3 * i + 1];
+        const n = cctx.compress(result.subarray(to), views[places[3 * i]].subarray(at, at + places[3 * i + 2]), level);
+        lengths.push(n);
+        to += n;
+      }
+    } else {
+      const out = [];
+      let total = 0;
+      for (let i = 0; i < count; i++) {
+        const at = places[3 * i + 1], length = places[3 * i + 2];
+        const b = views[places[3 * i]].subarray(at, at + length);
+        const c = codec === 'brotli'
+          ? zlib.brotliCompressSync(b, { params: { [C.BROTLI_PARAM_QUALITY]: quality, [C.BROTLI_PARAM_LGWIN]: window, [C.BROTLI_PARAM_SIZE_HINT]: length, [C.BROTLI_PARAM_MODE]: C.BROTLI_MODE_TEXT } })
+          : zlib.deflateRawSync(b, { level });
+        out.push(c);
+        lengths.push(c.length);
+        total += c.length;
+      }
+      result = Buffer.allocUnsafeSlow(total);
+      let to = 0;
+      for (const c of out) { c.copy(result, to); to += c.length; }
     }
-    const result = Buffer.allocUnsafeSlow(total);
-    let to = 0;
-    for (const c of out) { c.copy(result, to); to += c.length; }
-    parentPort.postMessage({ id, data: result.buffer, lengths: out.map((c) => c.length) }, [result.buffer]);
+    parentPort.postMessage({ id, data: result.buffer, lengths }, [result.buffer]);
   } catch (error) {
     parentPort.postMessage({ id, error: String(error && error.stack || error) });
   }
@@ -53,10 +80,14 @@ export class CompressPool {
   private closed: Error | undefined;
   private readonly zstd = new ZstdQueue();
 
+  /** zstd through the older binding on libuv's thread pool (zstd.ts): where zstd-napi did not load. */
+  private readonly streaming: boolean;
+
   constructor(private readonly codec: BlobCodec, threads = defaultThreads()) {
-    // zstd runs on libuv's thread pool from here (zstd.ts): no workers, no copies across
-    for (let i = 0; codec !== 'zstd' && i < threads; i++) {
-      const slot: Slot = { worker: new Worker(WORKER_SOURCE, { eval: true }), busy: 0, pending: new Map() };
+    this.streaming = codec === 'zstd' && zstdOneShotModule === undefined;
+    for (let i = 0; !this.streaming && i < threads; i++) {
+      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { zstd: codec === 'zstd' ? zstdOneShotModule : undefined } });
+      const slot: Slot = { worker, busy: 0, pending: new Map() };
       slot.worker.on('message', (m: { id: number; data?: ArrayBuffer; lengths?: number[]; error?: string }) => {
         const waiting = slot.pending.get(m.id);
         if (!waiting) return;
@@ -72,22 +103,47 @@ export class CompressPool {
     }
   }
 
-  /** The compressed bytes of each blob, in order (the least busy worker takes the batch). */
+  /**
+   * The compressed bytes of each blob, in order (the least busy worker takes the batch). Blobs
+   * that lie in a SharedArrayBuffer (the copier's read buffers) are read by the worker where they
+   * lie; the others are copied into one buffer that is moved to it.
+   */
   compress(list: Buffer[]): Promise<Buffer[]> {
-    if (this.codec === 'zstd') return this.closed ? Promise.reject(this.closed) : this.zstd.compress(list);
+    if (this.streaming) return this.closed ? Promise.reject(this.closed) : this.zstd.compress(list);
     const live = this.slots.filter((s) => !s.dead);
     if (live.length === 0) return Promise.reject(this.slots[0]?.dead ?? new Error('no compression worker'));
     const slot = live.reduce((a, b) => (b.busy < a.busy ? b : a));
     const id = this.nextId++;
-    const lengths = list.map((b) => b.length);
-    const data = Buffer.allocUnsafeSlow(lengths.reduce((a, b) => a + b, 0));
-    let at = 0;
-    for (const b of list) { b.copy(data, at); at += b.length; }
+    const buffers: ArrayBufferLike[] = [];
+    const places: number[] = [];
+    const copied: number[] = [];
+    let copyBytes = 0;
+    list.forEach((b, i) => {
+      if (b.buffer instanceof SharedArrayBuffer) {
+        let index = buffers.indexOf(b.buffer);
+        if (index < 0) index = buffers.push(b.buffer) - 1;
+        places.push(index, b.byteOffset, b.length);
+      } else {
+        copied.push(i);
+        places.push(-1, copyBytes, b.length);
+        copyBytes += b.length;
+      }
+    });
+    const transfer: ArrayBuffer[] = [];
+    if (copied.length > 0) {
+      const data = Buffer.allocUnsafeSlow(copyBytes);
+      for (const i of copied) {
+        list[i]!.copy(data, places[3 * i + 1]!);
+        places[3 * i] = buffers.length;
+      }
+      buffers.push(data.buffer);
+      transfer.push(data.buffer);
+    }
     return new Promise<Buffer[]>((resolve, reject) => {
       slot.pending.set(id, { resolve, reject });
       slot.busy++;
-      const message = { id, codec: this.codec, level: backupLimits.deflateLevel, quality: backupLimits.brotliQuality, window: backupLimits.brotliWindowBits, data: data.buffer, lengths };
-      slot.worker.postMessage(message, [data.buffer]);
+      const message = { id, codec: this.codec, level: this.codec === 'zstd' ? backupLimits.zstdLevel : backupLimits.deflateLevel, quality: backupLimits.brotliQuality, window: backupLimits.brotliWindowBits, buffers, places };
+      slot.worker.postMessage(message, transfer);
     });
   }
 

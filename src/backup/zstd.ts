@@ -1,16 +1,29 @@
 // Zstandard for the blobs of a version-3 backup repository (docs/BACKUP.md, "Versions and
-// compression"). Compression is native (@mongodb-js/zstd 1.2.2: napi-rs, its binary a prebuilt
-// package from the npm registry; later majors fetch their binary from elsewhere at install) and
-// runs on libuv's thread pool: both cores compress while the main thread reads, hashes and writes,
-// with no worker threads, no copy of each batch into a worker and none back (measured: those copies,
-// postMessage and the workers' garbage were ~a fifth of a Brotli backup's CPU). Where the binary does
-// not load (another platform, a broken install, MAILSTORE_ZSTD=off), a backup stores Brotli records
-// instead and says so once (zstdNote); nothing else changes.
+// compression"). Two native bindings, each where it does best:
 //
-// Decompression is native too where the binary loads (fzstd, pure JavaScript, where it does not:
-// ~3x Brotli's CPU, measured), so every repository restores and checks with or without it. The
-// binding's frames carry no content size, and its decoder grows without bound, so a record's
-// output is bounded before it is decoded by walking the frame's block headers (zstdOutputBound).
+// - zstd-napi (an optional dependency, built from its bundled zstd sources by node-gyp at install
+//   where no prebuilt binary can be fetched) compresses: ZSTD_compressCCtx, one shot, into a
+//   buffer of ZSTD_compressBound's size, with one context reused per thread. Its calls are
+//   synchronous, so a backup runs them on its compression workers (compress-pool.ts), which read
+//   the blobs in the copier's shared read buffers. Measured over the bench's 20k messages fed as a
+//   backup feeds them (session 19, 2 cores, loaded): ~3.0-3.3 s of process CPU against ~3.8-4.6 s
+//   for the binding below; a whole full backup of the bench store 2.70 s wall against 3.35 s and
+//   ~0.3 s less CPU (quiet, 10 pairs: docs/BACKUP.md, session 19), and its frames are ~1 % smaller
+//   (they carry the content size, so zstd sizes its tables to the blob).
+// - @mongodb-js/zstd 1.2.2 (napi-rs, its binary a prebuilt package from the npm registry; later
+//   majors fetch their binary from elsewhere at install) decompresses, on libuv's thread pool, and
+//   compresses where zstd-napi did not build. Its compression streams each blob through an 8 KiB
+//   copy loop into a Vec grown by doubling (the Rust crate's encode_all): ~0.8 s of CPU around
+//   zstd's own over the bench corpus, which is why it no longer compresses where the other loads.
+//
+// Where neither loads (another platform, a broken install, MAILSTORE_ZSTD=off), a backup stores
+// Brotli records instead and says so once (zstdNote); nothing else changes.
+//
+// Decompression is native where the binary loads (fzstd, pure JavaScript, where it does not:
+// ~3x Brotli's CPU, measured), so every repository restores and checks with or without it. Frames
+// need not carry a content size (the older binding's do not), and its decoder grows without bound,
+// so a record's output is bounded before it is decoded by walking the frame's block headers
+// (zstdOutputBound).
 import { createRequire } from 'node:module';
 import { Decompress } from 'fzstd';
 import { backupLimits, limits } from '../limits.js';
@@ -40,15 +53,64 @@ function loadNative(): { native?: NativeZstd; why?: string } {
 
 const loaded = loadNative();
 
+/** zstd-napi's low-level binding: a compression context and the bound of a frame's size. */
+export interface OneShotZstd {
+  CCtx: new () => { compress(dst: Uint8Array, src: Uint8Array, level: number): number };
+  compressBound(size: number): number;
+}
+
+function loadOneShot(): { oneShot?: OneShotZstd; path?: string } {
+  if (process.env.MAILSTORE_ZSTD === 'off' || process.env.MAILSTORE_ZSTD === 'streaming') return {};
+  const require = createRequire(import.meta.url);
+  try {
+    const path = require.resolve('zstd-napi/binding.js');
+    const oneShot = require(path) as Partial<OneShotZstd>;
+    if (typeof oneShot.CCtx === 'function' && typeof oneShot.compressBound === 'function') return { oneShot: oneShot as OneShotZstd, path };
+  } catch {
+    // not built here (no compiler at install, another platform): the streaming binding compresses
+  }
+  return {};
+}
+
+const oneShot = loadOneShot();
+
+/**
+ * The module the compression workers load for one-shot zstd (compress-pool.ts), undefined where
+ * it did not load: then zstd runs through the older binding on libuv's thread pool.
+ * MAILSTORE_ZSTD=streaming chooses that path on purpose (tests, and A/B measurements).
+ */
+export const zstdOneShotModule: string | undefined = oneShot.path;
+
+let context: InstanceType<OneShotZstd['CCtx']> | undefined;
+
+/** One blob at `level`, one shot with this thread's reused context (the main thread's here; each worker has its own). */
+export function zstdCompressOneShot(binding: OneShotZstd, cctx: InstanceType<OneShotZstd['CCtx']>, bytes: Uint8Array, level: number): Buffer {
+  const out = Buffer.allocUnsafe(binding.compressBound(bytes.length));
+  return out.subarray(0, cctx.compress(out, bytes, level));
+}
+
 /** True when new blobs can be compressed with zstd here. */
-export const zstdAvailable = loaded.native !== undefined;
+export const zstdAvailable = loaded.native !== undefined || oneShot.oneShot !== undefined;
 
 /** Why zstd compression is not available (undefined when it is), for the one note a backup prints. */
-export const zstdNote: string | undefined = loaded.native ? undefined
+export const zstdNote: string | undefined = zstdAvailable ? undefined
   : `zstd compression is not available (${loaded.why || 'no binary for this platform'}): new blobs are stored with Brotli; the repository restores as before`;
 
-/** One blob, zstd at `backupLimits.zstdLevel`, on libuv's thread pool. */
+/**
+ * One blob, zstd at `backupLimits.zstdLevel`: one shot on this thread where zstd-napi loads (a
+ * single blob, or an inline batch of a small run: no worker to start), else on libuv's thread pool.
+ */
 export function zstdCompress(bytes: Buffer): Promise<Buffer> {
+  if (oneShot.oneShot) {
+    context ??= new oneShot.oneShot.CCtx();
+    return Promise.resolve(zstdCompressOneShot(oneShot.oneShot, context, bytes, backupLimits.zstdLevel));
+  }
+  if (!loaded.native) return Promise.reject(new Error(zstdNote));
+  return loaded.native.compress(bytes, backupLimits.zstdLevel);
+}
+
+/** One blob through the older, streaming binding (libuv's thread pool), whatever else loads: for tests of repositories it wrote. */
+export function zstdCompressStreaming(bytes: Buffer): Promise<Buffer> {
   if (!loaded.native) return Promise.reject(new Error(zstdNote));
   return loaded.native.compress(bytes, backupLimits.zstdLevel);
 }

@@ -1,5 +1,6 @@
 // The backup's compression workers: batches come back in order and decompress to what was sent,
-// both codecs; a pool closed with work outstanding fails that work instead of leaving it hanging.
+// every codec, whether the blobs lie in shared read buffers or not; a pool closed with work
+// outstanding fails that work instead of leaving it hanging.
 import { brotliDecompressSync, inflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { CompressPool } from '../../src/backup/compress-pool.js';
@@ -26,7 +27,38 @@ describe('compression workers', () => {
     }
   });
 
-  it('a zstd pool (no workers: libuv\'s thread pool) refuses work once closed', async () => {
+  it('blobs in shared read buffers are read where they lie (unchanged, still usable); other blobs are copied over', async () => {
+    const unzstd = (c: Buffer) => Buffer.from(decompress(c));
+    for (const [codec, undo] of [['zstd', unzstd], ['brotli', brotliDecompressSync], ['deflate', inflateRawSync]] as const) {
+      const pool = new CompressPool(codec, 2);
+      try {
+        // two read buffers holding records at odd offsets, as the copier's reads leave them, and blobs of their own
+        const shared = [new SharedArrayBuffer(256 * 1024), new SharedArrayBuffer(128 * 1024)];
+        const sizes = [[3, 20_000], [20_011, 1], [40_000, 90_000]] as const;
+        const list: Buffer[] = [];
+        shared.forEach((buffer, b) => sizes.forEach(([at, length], i) => {
+          const view = Buffer.from(buffer, at, length);
+          message(b * 10 + i, length).copy(view);
+          list.push(view);
+        }));
+        list.splice(2, 0, message(77, 5000), Buffer.alloc(0), Buffer.from('x'));
+        const expected = list.map((b) => Buffer.from(b)); // copies, for comparing after
+        const out = await pool.compress(list);
+        expect(out).toHaveLength(expected.length);
+        out.forEach((c, i) => expect(undo(c).equals(expected[i]!)).toBe(true));
+        // nothing moved away: the views and the buffers are as they were, and go out again
+        list.forEach((b, i) => expect(b.equals(expected[i]!)).toBe(true));
+        expect(shared.map((buffer) => buffer.byteLength)).toEqual([256 * 1024, 128 * 1024]);
+        const again = await pool.compress([list[0]!, list[list.length - 1]!]);
+        expect(undo(again[0]!).equals(expected[0]!)).toBe(true);
+        expect(undo(again[1]!).equals(expected[expected.length - 1]!)).toBe(true);
+      } finally {
+        await pool.close();
+      }
+    }
+  });
+
+  it('a zstd pool refuses work once closed', async () => {
     const pool = new CompressPool('zstd', 2);
     expect((await pool.compress([message(1, 5000)]))[0]!.length).toBeLessThan(5000);
     await pool.close();

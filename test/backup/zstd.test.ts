@@ -6,8 +6,10 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
-import { decodeRecord, sealRecord } from '../../src/backup/format.js';
-import { zstdAvailable, zstdCompress, zstdOutputBound } from '../../src/backup/zstd.js';
+import { DATA_HEADER_BYTES, RECORD_HEADER_BYTES, decodeRecord, sealRecord } from '../../src/backup/format.js';
+import { readFileSync, readdirSync } from 'node:fs';
+import { zstdAvailable, zstdCompress, zstdCompressStreaming, zstdDecompress, zstdOneShotModule, zstdOutputBound } from '../../src/backup/zstd.js';
+import { decompress } from 'fzstd';
 import { hashBytes } from '../../src/hash/blake3.js';
 import { limits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
@@ -21,9 +23,78 @@ function zstdRecord(id: Buffer, frame: Buffer): Buffer {
   return Buffer.concat([header!, stored!]);
 }
 
+/** Whether each zstd record's frame says its content size (frame header descriptor, RFC 8878 3.1.1.1.1), data file by data file. */
+function framesSayingSize(repo: string): Map<string, boolean[]> {
+  const files = new Map<string, boolean[]>();
+  for (const name of readdirSync(join(repo, 'data')).filter((n) => !n.startsWith('.'))) {
+    const bytes = readFileSync(join(repo, 'data', name));
+    const says: boolean[] = [];
+    for (let at = DATA_HEADER_BYTES; at < bytes.length; at += RECORD_HEADER_BYTES + bytes.readUInt32BE(at + 40)) {
+      const descriptor = bytes[at + RECORD_HEADER_BYTES + 4]!;
+      says.push((descriptor >> 6) !== 0 || ((descriptor >> 5) & 1) === 1);
+    }
+    files.set(name, says);
+  }
+  return files;
+}
+
+/** Letters `from`..`to`-1 of `words` repeated, appended to mailbox M through the CLI. */
+async function appendLetters(store: string, words: string, from: number, to: number): Promise<void> {
+  for (let i = from; i < to; i++) await ok(['--store', store, 'append', 'M', '-'], { input: `Subject: ${i}\r\n\r\n${words.repeat(400)}${i}\r\n` });
+}
+
+/** A new store (CLI, needs the build) with mailbox M and its first letters. */
+async function storeOfLetters(prefix: string, words: string, from: number, to: number): Promise<{ dir: string; store: string }> {
+  requireBuilt();
+  const dir = tempDir(prefix);
+  const store = join(dir, 's');
+  await ok(['--store', store, 'init']);
+  await ok(['--store', store, 'mailbox', 'create', 'M']);
+  await appendLetters(store, words, from, to);
+  return { dir, store };
+}
+
 describe('zstd records', () => {
   it('the binary loads here (the bench and CI run with it)', () => {
     expect(zstdAvailable).toBe(true);
+  });
+
+  it('the one-shot compressor (zstd-napi) loads here and round-trips exact bytes; its frames and the streaming binding\'s both decode, native and fzstd', async () => {
+    expect(zstdOneShotModule).toMatch(/zstd-napi/);
+    const letter = Buffer.from('Subject: hello\r\n\r\nwords of a letter, again and again\r\n'.repeat(5000));
+    for (const bytes of [Buffer.alloc(0), Buffer.from('x'), randomBytes(70_000), letter, Buffer.concat([letter, randomBytes(300_000), letter])]) {
+      const frame = await zstdCompress(bytes);
+      expect(frame.readUInt32LE(0)).toBe(0xfd2fb528);
+      expect(zstdOutputBound(frame)).toBeGreaterThanOrEqual(bytes.length);
+      expect((await zstdDecompress(frame)).equals(bytes)).toBe(true);
+      expect(Buffer.from(decompress(frame)).equals(bytes)).toBe(true);
+      const older = await zstdCompressStreaming(bytes);
+      expect((await zstdDecompress(older)).equals(bytes)).toBe(true);
+    }
+    // one shot: the frame says its content size (the streaming binding's frames do not)
+    const frame = await zstdCompress(letter);
+    expect(frame[4]! >> 6).not.toBe(0);
+    expect((await zstdCompressStreaming(letter))[4]! >> 6).toBe(0);
+  });
+
+  it('a repository written by the streaming binding (MAILSTORE_ZSTD=streaming) restores and checks, and takes one-shot records beside its own', { timeout: 90_000 }, async () => {
+    const { dir, store } = await storeOfLetters('mailstore-backup-zstd-old-', 'an older letter ', 0, 3);
+    const streaming = { env: { MAILSTORE_ZSTD: 'streaming' } };
+    expect((await run(['--store', store, 'backup', '--repo', join(dir, 'repo'), '--json'], streaming)).code).toBe(0);
+    expect(new Set(recordFlags(join(dir, 'repo')))).toEqual(new Set([4]));
+    const older = framesSayingSize(join(dir, 'repo'));
+    expect([...older.values()].flat()).toEqual([false, false, false]); // the streaming binding's frames
+    await appendLetters(store, 'a newer letter ', 3, 6);
+    expect((await run(['--store', store, 'backup', '--repo', join(dir, 'repo'), '--json'])).code).toBe(0);
+    const newer = [...framesSayingSize(join(dir, 'repo'))].filter(([name]) => !older.has(name)).flatMap(([, says]) => says);
+    expect(newer).toEqual([true, true, true]); // one shot, beside them
+    expect((await run(['backup', 'check', '--repo', join(dir, 'repo'), '--read-data'])).code).toBe(0);
+    expect(await json(['restore', '--repo', join(dir, 'repo'), '--to', join(dir, 'r')])).toMatchObject({ messages: 6 });
+    for (const uid of ['1', '3', '4', '6']) {
+      const original = await ok(['--store', store, 'fetch', 'M', uid]);
+      expect(original).toMatch(/(an older|a newer) letter/);
+      expect(await ok(['--store', join(dir, 'r'), 'fetch', 'M', uid])).toBe(original);
+    }
   });
 
   it('an encrypted version-3 repository stores zstd records and restores exactly; a wrong key is refused', async () => {
@@ -41,12 +112,7 @@ describe('zstd records', () => {
   });
 
   it('without the binary: Brotli records and one note; a zstd repository still restores and checks; with it again both read back', { timeout: 90_000 }, async () => {
-    requireBuilt();
-    const dir = tempDir('mailstore-backup-zstd-');
-    const store = join(dir, 's');
-    await ok(['--store', store, 'init']);
-    await ok(['--store', store, 'mailbox', 'create', 'M']);
-    for (let i = 0; i < 4; i++) await ok(['--store', store, 'append', 'M', '-'], { input: `Subject: ${i}\r\n\r\n${'words of a letter '.repeat(400)}${i}\r\n` });
+    const { dir, store } = await storeOfLetters('mailstore-backup-zstd-', 'words of a letter ', 0, 4);
     const off = { env: { MAILSTORE_ZSTD: 'off' } };
     // a new repository without the binary: version 3, Brotli records, the note on stderr, exit 0
     const fallback = await run(['--store', store, 'backup', '--repo', join(dir, 'brotli'), '--json'], off);
