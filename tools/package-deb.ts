@@ -64,7 +64,9 @@ function layout(stage: string, pkg: PackageJson, arch: string): void {
 }
 
 /** Files of a dependency that nothing loads at run time (types, source maps, docs): left out. */
-const NOT_RUNTIME = /(\.d\.[cm]?ts|\.map|\.md|\.markdown)$/i;
+// Object files and static libraries a native module's build leaves beside its .node (zstd-napi
+// builds zstd from source where its prebuilt binary cannot be fetched: 3.8 MB) are not loaded.
+const NOT_RUNTIME = /(\.d\.[cm]?ts|\.map|\.md|\.markdown|\.o|\.a)$|\/obj\.target(\/|$)/i;
 
 /** Every package `npm ls --omit=dev` lists, at the same place under node_modules. */
 function copyProductionModules(target: string): void {

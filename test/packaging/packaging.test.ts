@@ -74,6 +74,14 @@ describe.skipIf(!dpkgDeb)('the .deb', () => {
     expect((await run(cli, ['--store', store, 'append', 'INBOX', message])).code).toBe(0);
     expect((await run(cli, ['--store', store, 'fetch', 'INBOX', '1'])).output).toBe('Subject: from the package\r\n\r\nhello\r\n');
 
+    // a native module built from source here (zstd-napi, optional: the backup's one-shot zstd) comes
+    // with its binding and loads unpacked, without the object files its build left beside it
+    expect(contents).not.toMatch(/\/obj\.target\/|\.o$|\.a$/m);
+    if (existsSync(join(repoRoot, 'node_modules/zstd-napi/build/Release/binding.node'))) {
+      const loaded = await run(process.execPath, ['-e', `require(${JSON.stringify(join(unpacked, 'usr/lib/mailstore/node_modules/zstd-napi'))}).compress(Buffer.from('x'))`]);
+      expect(loaded.code).toBe(0);
+    }
+
     // the wrapper runs node with two malloc arenas unless the admin chose otherwise: a stand-in
     // `node` first in PATH prints what it was given
     const bin = tempDir('deb-node-');
