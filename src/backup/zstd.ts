@@ -105,8 +105,7 @@ export function zstdCompress(bytes: Buffer): Promise<Buffer> {
     context ??= new oneShot.oneShot.CCtx();
     return Promise.resolve(zstdCompressOneShot(oneShot.oneShot, context, bytes, backupLimits.zstdLevel));
   }
-  if (!loaded.native) return Promise.reject(new Error(zstdNote));
-  return loaded.native.compress(bytes, backupLimits.zstdLevel);
+  return zstdCompressStreaming(bytes);
 }
 
 /** One blob through the older, streaming binding (libuv's thread pool), whatever else loads: for tests of repositories it wrote. */

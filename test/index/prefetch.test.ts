@@ -89,6 +89,20 @@ describe('readAhead', () => {
     await db.close();
   });
 
+  it('a damaged value read ahead is not kept: getShared reads it again and throws CORRUPT; the other keys come from the read ahead', async () => {
+    const db = await seeded(3);
+    await db.write([{ type: 'put', key: key(2), value: Buffer.from('not a checksummed value') }]);
+    const ahead = db.readAhead([key(0), key(2)]);
+    const view = new IndexView(db);
+    await view.adopt(ahead);
+    expect(view.getShared(key(0))).toEqual({ n: 0 });
+    let thrown: unknown;
+    try { view.getShared(key(2)); } catch (error) { thrown = error; }
+    expect(thrown).toBeInstanceOf(MailstoreError);
+    expect((thrown as MailstoreError).code).toBe('CORRUPT');
+    await db.close();
+  });
+
   it('a write that does not say which keys it changed (write, bulkLoad) or a release leaves nothing to use', async () => {
     const db = await seeded(2);
     const written = db.readAhead([key(0), key(1)]);
