@@ -110,19 +110,31 @@ describe('one hash pool per store', () => {
     const pool = shared.acquire(1)!; // started and ready before the scrub, so the kill lands mid-task
     await until('the pool up', () => pool.ready);
     shared.release();
-    // The scan's chunks (the worker reads them from the pack itself). The worker is told to stop as
-    // the second chunk is handed to it: the first was hashed there, the second can only fail over
-    // (killing it from a progress event raced with the worker finishing its one chunk in flight).
+    // The scan's chunks (the worker reads them from the pack itself). The second chunk is handed on
+    // only once the first one's digests came back and the worker has been killed: the first was
+    // hashed there, the second and every later one can only fail over. (Killing the worker as the
+    // second chunk was handed over raced with the worker hashing the first: it answers `parsed`
+    // before it hashes, and a CI run lost that race.)
+    type Job = ReturnType<HashPool['scanChunk']>;
     const workers = (pool as unknown as { workers: { terminate(): Promise<number> }[] }).workers;
     const scanChunk = pool.scanChunk.bind(pool);
     let calls = 0;
     let killed = false;
-    const hashed = vi.spyOn(pool, 'scanChunk').mockImplementation((...args: Parameters<HashPool['scanChunk']>) => {
-      if (++calls === 2) {
-        killed = true;
-        void workers[0]!.terminate();
-      }
-      return scanChunk(...args);
+    const hashed = vi.spyOn(pool, 'scanChunk').mockImplementation((...args: Parameters<HashPool['scanChunk']>): Job => {
+      if (++calls !== 2) return scanChunk(...args);
+      const first = hashed.mock.results[0]!.value as Job;
+      const job = first.done
+        .then(() => undefined, () => undefined)
+        .then(() => workers[0]!.terminate())
+        .then(() => {
+          killed = true;
+          return scanChunk(...args);
+        });
+      const parsed = job.then((j) => j.parsed);
+      const done = job.then((j) => j.done);
+      parsed.catch(() => undefined);
+      done.catch(() => undefined);
+      return { parsed, done };
     });
     const report = await scrub(store, { hashThreads: 1 });
     expect(killed).toBe(true);
