@@ -157,6 +157,11 @@ export const limits = {
   /** Group commit: most mutations in one batch. */
   batchMutationsMax: 4096,
   /**
+   * The writer prepares a chained batch (an import's next one) while the batch before it syncs,
+   * instead of after (Writer, "pipelined"); false: one batch after the other, as before session 20.
+   */
+  writerPipelined: true,
+  /**
    * Group commit across round trips: with at least this many writers in flight, the writer waits
    * up to commitGatherMs for those just answered to queue again before it takes a smaller batch.
    * Off (Infinity), like PostgreSQL's commit_delay 0: measured in the 2026-12-02 full run, 64

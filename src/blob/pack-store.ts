@@ -51,6 +51,35 @@ interface PendingBlob {
 }
 
 /** Blobs reserved by one group-commit batch; written by PackStore.write, made durable by PackStore.sync. */
+/** Bytes written to the pack being appended to and not yet synced; `writing` while writeAfter's write runs. */
+interface WrittenRegion {
+  start: number;
+  end: number;
+  path: string;
+  writing?: Promise<void>;
+}
+
+/**
+ * The records of `blobs`, header and body side by side for one vectored write (no concatenating
+ * copy of the bodies). Checked before the write, not only when read back: each record lands where
+ * the index will say it is, and its header names exactly the body that follows it. (The messages
+ * are built only on failure: two hex strings a blob cost an import 3-7 µs a message.)
+ */
+function recordParts(pack: number, blobs: PendingBlob[]): { parts: Buffer[]; start: number; length: number } {
+  const start = blobs[0].location.offset;
+  const parts: Buffer[] = [];
+  let length = 0;
+  for (const blob of blobs) {
+    if (blob.location.pack !== pack || blob.location.offset !== start + length) {
+      assert(false, `pack record for ${blob.hash.toString('hex')} reserved at ${blob.location.pack}/${blob.location.offset}, written at ${pack}/${start + length}`);
+    }
+    assertRecordHash(blob.hash);
+    parts.push(encodeRecordHeader(blob.hash, blob.bytes.length), blob.bytes);
+    length += RECORD_HEADER_BYTES + blob.bytes.length;
+  }
+  return { parts, start, length };
+}
+
 export class PackBatch {
   readonly blobs: PendingBlob[] = [];
   bytes = 0;
@@ -226,8 +255,10 @@ export class PackStore {
   private mustRotate = false;
   /** The current pack was created and its directory entry is not yet durable (a failed fsync is retried). */
   private dirSyncPending = false;
-  /** Bytes written by `write` and not yet synced. */
-  private pending?: { start: number; end: number; path: string };
+  /** Bytes written by `write` (or `writeAfter`, maybe still being written) and not yet synced. */
+  private pending?: WrittenRegion;
+  /** Bytes `writeAfter` writes right after `pending` while it syncs: the next sync's, once it succeeded. */
+  private queued?: WrittenRegion;
   /** Highest pack number handed to a side pack (compaction output); new packs go above it. */
   private allocated = 0;
   /** Readers inside each pack (read, readStream, checkLocation, scan): a retired pack is deleted at 0. */
@@ -386,10 +417,57 @@ export class PackStore {
     this.locator = locator;
   }
 
-  beginBatch(): PackBatch {
+  /**
+   * `afterWritten`: the batch follows one that is written and not yet synced (the writer prepares
+   * a chained batch while the one before it syncs): its records are placed after those bytes. It
+   * is written only once they are synced (`write` asserts it), and never if they were taken back.
+   */
+  beginBatch(afterWritten = false): PackBatch {
     this.reservedPack = this.current;
-    this.reservedTail = this.tail;
+    const written = this.queued ?? this.pending;
+    this.reservedTail = afterWritten && written ? written.end : this.tail;
     return new PackBatch(this);
+  }
+
+  /**
+   * Whether `writeAfter` can write this batch now: it was placed after bytes written and not yet
+   * synced (beginBatch(true)), every record in the pack they are in, right after them, and nothing
+   * else is waiting.
+   */
+  canWriteAfter(batch: PackBatch): boolean {
+    const pending = this.pending;
+    if (!pending || this.queued || !this.writeHandle || batch.blobs.length === 0) return false;
+    return batch.blobs[0].location.offset === pending.end && batch.blobs.every((blob) => blob.location.pack === this.current);
+  }
+
+  /**
+   * Writes a batch placed after the bytes being synced (canWriteAfter) while they sync: the writer
+   * copies an import's next batch into the page cache during the fdatasyncs of the one before it.
+   * Nothing refers to these bytes until that batch committed and this one's journal record is
+   * written and synced. When the sync before fails, or `abort` is called, they are taken back
+   * (once this write settled, so that a cut is never undone by a write landing after it). A write
+   * that fails cuts what it wrote itself and rejects (IO or NO_SPACE, as `write`).
+   */
+  writeAfter(batch: PackBatch): Promise<void> {
+    assert(this.canWriteAfter(batch), 'pack writeAfter without bytes being synced right before it');
+    const pack = this.current;
+    const { parts, start, length } = recordParts(pack, batch.blobs);
+    const path = this.path(pack);
+    const region: WrittenRegion = { start, end: start + length, path };
+    const handle = this.writeHandle!;
+    region.writing = (async () => {
+      try {
+        await handle.writev(parts, start);
+      } catch (error) {
+        if (this.queued === region) this.queued = undefined;
+        if (this.pending === region) this.pending = undefined;
+        await this.cut(region.start);
+        throw fromSystemError(error, 'writing message bodies to pack', path);
+      }
+    })();
+    region.writing.catch(() => undefined); // the writer awaits it; a sync or abort only waits for it
+    this.queued = region;
+    return region.writing;
   }
 
   /** Called by PackBatch: picks the pack and offset for a record of `recordBytes`. */
@@ -409,7 +487,7 @@ export class PackStore {
    * the first before moving on); `sync` makes the rest durable, `abort` takes it back.
    */
   async write(batch: PackBatch): Promise<void> {
-    assert(!this.pending, 'pack write while another is not yet synced');
+    assert(!this.pending && !this.queued, 'pack write while another is not yet synced');
     if (batch.blobs.length === 0) return;
     const byPack = new Map<number, PendingBlob[]>();
     for (const blob of batch.blobs) {
@@ -424,20 +502,7 @@ export class PackStore {
   }
 
   private async writePack(pack: number, blobs: PendingBlob[]): Promise<void> {
-    const start = blobs[0].location.offset;
-    const parts: Buffer[] = [];
-    let length = 0;
-    for (const blob of blobs) {
-      // Checked before the write, not only when read back: each record lands where the index will
-      // say it is, and its header names exactly the body that follows it. (The messages are built
-      // only on failure: two hex strings a blob cost an import 3-7 µs a message.)
-      if (blob.location.pack !== pack || blob.location.offset !== start + length) {
-        assert(false, `pack record for ${blob.hash.toString('hex')} reserved at ${blob.location.pack}/${blob.location.offset}, written at ${pack}/${start + length}`);
-      }
-      assertRecordHash(blob.hash);
-      parts.push(encodeRecordHeader(blob.hash, blob.bytes.length), blob.bytes);
-      length += RECORD_HEADER_BYTES + blob.bytes.length;
-    }
+    const { parts, start, length } = recordParts(pack, blobs);
     const path = this.path(pack);
     try {
       if (pack !== this.current || !this.writeHandle) {
@@ -458,31 +523,61 @@ export class PackStore {
     }
   }
 
-  /** fdatasyncs what `write` wrote (and the directory of a new pack, retried until it succeeds). */
+  /**
+   * fdatasyncs what `write` wrote (and the directory of a new pack, retried until it succeeds).
+   * What `writeAfter` wrote meanwhile is the next sync's: this one may or may not have covered it.
+   * When it fails, both are taken back.
+   */
   async sync(): Promise<void> {
     const pending = this.pending;
     if (!pending) return;
     try {
+      await pending.writing; // a writeAfter region: its write first (a failed one cut itself)
       await this.writeHandle!.sync();
       if (this.dirSyncPending) {
         await this.fs.syncDir(this.dir);
         this.dirSyncPending = false;
       }
     } catch (error) {
-      this.pending = undefined;
+      if (this.pending === pending) this.pending = undefined;
+      await this.dropQueued();
       await this.undo(pending.start);
-      throw fromSystemError(error, 'writing message bodies to pack', pending.path);
+      throw error instanceof MailstoreError ? error : fromSystemError(error, 'writing message bodies to pack', pending.path);
     }
-    this.pending = undefined;
+    this.pending = this.queued;
+    this.queued = undefined;
     this.tail = pending.end;
   }
 
-  /** Takes back written, not yet synced blobs (the batch failed elsewhere). */
+  /**
+   * Takes back written, not yet synced blobs (the batch failed elsewhere): the newest of them, a
+   * writeAfter region while the bytes before it sync, else those `write` wrote.
+   */
   async abort(): Promise<void> {
+    if (this.queued) return this.dropQueued();
     const pending = this.pending;
     if (!pending) return;
     this.pending = undefined;
+    await pending.writing?.catch(() => undefined);
     await this.undo(pending.start);
+  }
+
+  /** Takes back what writeAfter wrote, once its write settled. */
+  private async dropQueued(): Promise<void> {
+    const queued = this.queued;
+    if (!queued) return;
+    this.queued = undefined;
+    await queued.writing?.catch(() => undefined);
+    await this.cut(queued.start);
+  }
+
+  /** Cuts the file back to `at` (after the durable tail); if even that fails, the next batch starts a new pack. */
+  private async cut(at: number): Promise<void> {
+    try {
+      if (this.writeHandle && this.tail <= at) await this.writeHandle.truncate(at);
+    } catch {
+      this.mustRotate = true;
+    }
   }
 
   private async switchTo(pack: number, create: boolean): Promise<void> {

@@ -786,7 +786,19 @@ export class IndexView {
    * `written`: the index was empty when this view began and only this view writes to it (a
    * rebuild): a key the filter never saw is not in LevelDB, so reading it costs no round trip.
    */
-  constructor(readonly db: IndexDb, private readonly written?: WrittenKeys) {}
+  constructor(readonly db: IndexDb, private readonly written?: WrittenKeys, private readonly below?: Pending) {}
+
+  /**
+   * A view of what this one holds plus what is written to it next: the writer prepares a chained
+   * batch while the batch before it syncs (Writer, "pipelined"), over that batch's pending set,
+   * which is not in the index yet. Its reads look at its own pending set, then at this one's (the
+   * same Map: when this view hands it to the index, the new view still reads it there, and the
+   * index holds the same values), then the index. Nothing else writes to the index meanwhile.
+   */
+  stacked(): IndexView {
+    assert(!this.written, 'a stacked view over a rebuild');
+    return new IndexView(this.db, undefined, this.overlay);
+  }
 
   async get<T>(key: Buffer): Promise<T | undefined> {
     return this.getNow<T>(key);
@@ -795,7 +807,8 @@ export class IndexView {
   /** The pending set, then the index (a synchronous point read). */
   getNow<T>(key: Buffer): T | undefined {
     const name = key.toString('latin1');
-    const value = this.overlay.get(name);
+    let value = this.overlay.get(name); // never undefined for a key it holds (DELETED)
+    if (value === undefined && this.below !== undefined) value = this.below.get(name);
     if (value !== undefined) return (value === DELETED ? undefined : value) as T | undefined;
     if (this.written && !this.written.mayHave(name)) return undefined;
     return this.db.getNow<T>(key); // through a batch still landing (writeBehind), then LevelDB
@@ -810,7 +823,8 @@ export class IndexView {
    */
   getShared<T>(key: Buffer): T | undefined {
     const name = key.toString('latin1');
-    const value = this.overlay.get(name);
+    let value = this.overlay.get(name); // never undefined for a key it holds (DELETED)
+    if (value === undefined && this.below !== undefined) value = this.below.get(name);
     if (value !== undefined) return (value === DELETED ? undefined : value) as T | undefined;
     if (this.memo.has(name)) return this.memo.get(name) as T | undefined;
     const read = this.written && !this.written.mayHave(name) ? undefined : this.db.getNow<T>(key);
@@ -827,7 +841,7 @@ export class IndexView {
   async prefetch(keyList: Buffer[]): Promise<void> {
     const wanted = keyList.filter((key) => {
       const name = key.toString('latin1');
-      return !this.overlay.has(name) && !this.memo.has(name) && !(this.written && !this.written.mayHave(name));
+      return !this.overlay.has(name) && !this.below?.has(name) && !this.memo.has(name) && !(this.written && !this.written.mayHave(name));
     });
     if (wanted.length === 0) return;
     const values = await this.db.getManyNow(wanted);
@@ -849,7 +863,7 @@ export class IndexView {
     }
     const current = await ahead.take();
     for (const [name, value] of current) {
-      if (!this.overlay.has(name) && !this.memo.has(name) && !(this.written && !this.written.mayHave(name))) this.memo.set(name, value);
+      if (!this.overlay.has(name) && !this.below?.has(name) && !this.memo.has(name) && !(this.written && !this.written.mayHave(name))) this.memo.set(name, value);
     }
   }
 

@@ -71,6 +71,8 @@ export class Journal {
     segment: Segment; placed: { seq: number; offset: number }[];
     /** Written with writevDurable: already flushed when `write` returned. */
     durable: boolean;
+    /** `flush` made them durable; they are the journal's only once `sync` says so (`abort` still takes them back). */
+    flushed?: boolean;
   };
   /** Where records start in the segments read or written lately (inline bodies are read by seq). */
   private readonly offsets = new RecordOffsets(limits.journalOffsetEntriesMax);
@@ -426,10 +428,16 @@ export class Journal {
     return Math.max(0, Math.min(end + ahead, this.options.segmentBytesMax) - end);
   }
 
-  /** Makes the written records durable: the commit point. */
-  async sync(): Promise<void> {
+  /**
+   * Makes the written records durable without making them the journal's yet: the writer flushes
+   * the journal beside the pack, and only when both succeeded calls `sync` (the commit point, now
+   * bookkeeping only). When the pack's fdatasync failed, `abort` takes the flushed records back
+   * (truncated and synced): they refer to bodies that are not durable, and their caller was told
+   * the batch failed, so no later replay may find them.
+   */
+  async flush(): Promise<void> {
     const pending = this.pending;
-    if (!pending) return;
+    if (!pending || pending.flushed) return;
     try {
       if (!pending.durable) await this.writeHandle!.sync();
       if (pending.fresh) await this.fs.syncDir(this.dir);
@@ -438,6 +446,14 @@ export class Journal {
       await this.abort(failure);
       throw failure;
     }
+    pending.flushed = true;
+  }
+
+  /** Makes the written records durable (`flush`, unless it ran): the commit point. */
+  async sync(): Promise<void> {
+    await this.flush();
+    const pending = this.pending;
+    if (!pending) return;
     this.pending = undefined;
     this.freshSegment = false;
     this.appendedBytes += pending.end - pending.start;

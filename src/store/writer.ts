@@ -10,6 +10,12 @@
 //   3. hand the index changes to LevelDB as one batch, sync:false (derived; replay repairs its
 //      loss); readers see them at once, the write lands while the next batch runs
 //   4. resolve every caller
+// Pipelined: while a batch's fdatasyncs run, the next batch is prepared (step 1) when it holds only
+// mutations of a chain that batch holds (an import's next batch): over its pending set, at the seq
+// and pack offset after it, and its bodies are copied into the pack right after the bytes being
+// synced (PackStore.writeAfter). Its journal record is written only once the batch before it
+// committed; when that one failed, it is refused with the same error and its bodies are taken back
+// (a chain's later mutations are refused then anyway).
 // An invariant failing in 1 or 2 halts the store (HALTED): nothing of that batch is written (bodies
 // already copied to the pack are taken back first).
 import { MailstoreError, assert } from '../errors.js';
@@ -104,6 +110,8 @@ export interface WriterHooks {
 
 export class Writer {
   private queue: Pending[] = [];
+  /** The next batch, prepared while the one before it syncs (pipelined). */
+  private ahead?: { batch: Pending[]; after: PreparedBatch; prepared: Promise<PreparedBatch | undefined> };
   private running = false;
   private failure?: MailstoreError;
   private idle?: Promise<void>;
@@ -182,12 +190,18 @@ export class Writer {
 
   private async run(): Promise<void> {
     try {
-      while (this.queue.length > 0) {
+      while (this.queue.length > 0 || this.ahead) {
+        const ahead = this.ahead;
+        this.ahead = undefined;
         if (this.failure) {
+          const prepared = await ahead?.prepared; // settled once: a halted prepare answered its own
+          await this.takeBack(prepared?.packWrite);
+          for (const d of prepared?.done ?? []) d.pending.reject(this.failure);
           for (const p of this.queue.splice(0)) p.reject(this.failure);
           break;
         }
-        if (this.queue[0].replicated) await this.commitReplicated(this.queue.shift()!);
+        if (ahead) await this.commitAhead(ahead.after, ahead.prepared);
+        else if (this.queue[0].replicated) await this.commitReplicated(this.queue.shift()!);
         else {
           await this.gather();
           await this.commitBatch(this.takeBatch());
@@ -206,13 +220,13 @@ export class Writer {
    * newest batch's new blobs are verified when the index has not applied it) and cuts, since
    * such a batch was never acknowledged.
    */
-  private async write(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][], packWrite?: Promise<void>): Promise<void> {
+  private async write(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][], packWrite?: Promise<void>, syncing?: () => void): Promise<void> {
     if (packBatch.blobs.length === 0) {
       const replicated = !!this.hooks.onWritten && (this.hooks.wantsWritten?.() ?? true);
       if (this.flushesInThread(records)) return this.writeChosen(packBatch, records, opsBySeq, replicated);
       if (!replicated) return this.writeJournalOnly(records);
     }
-    return this.writeBoth(packBatch, records, opsBySeq, packWrite);
+    return this.writeBoth(packBatch, records, opsBySeq, packWrite, syncing);
   }
 
   /** A lone writer's journal-only commit, flushed the way FlushChoice picks, its latency recorded for the next choice. */
@@ -233,7 +247,7 @@ export class Writer {
   }
 
   /** `write`'s general form: pack bytes (if any) and journal records written, then both flushed through the pool at once. */
-  private async writeBoth(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][], packWrite?: Promise<void>): Promise<void> {
+  private async writeBoth(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][], packWrite?: Promise<void>, syncing?: () => void): Promise<void> {
     await (packWrite ?? this.packs.write(packBatch));
     try {
       await this.journal.write(records);
@@ -241,13 +255,16 @@ export class Writer {
       await this.packs.abort();
       throw error;
     }
-    const syncs = Promise.allSettled([this.packs.sync(), this.journal.sync()]);
+    // the journal's records become its own (sync) only once both flushes succeeded: a pack flush
+    // that fails takes them back (journal.abort), or a later replay would find the failed batch
+    const syncs = Promise.allSettled([this.packs.sync(), this.journal.flush()]);
     // The fdatasyncs are on their way (thread pool): a synchronous replica's round goes out now, so
     // its write and fdatasync overlap ours, and ours starts without waiting for the frame's encoding
     // and encryption (on one disk the two flushes queue: the sooner ours starts, the sooner the
     // replica's can). It holds the round as tentative until the commit below; a failure says so.
     this.hooks.onWritten?.(records, opsBySeq, packBatch);
     this.db.startBehind(); // the previous batch's index write: its CPU work overlaps these syncs
+    syncing?.(); // the next batch of a chain is prepared while they run
     const [packs, journal] = await syncs;
     if (packs.status === 'rejected' || journal.status === 'rejected') {
       this.hooks.onWriteFailed?.();
@@ -256,6 +273,7 @@ export class Writer {
       await this.journal.abort(error as MailstoreError);
       throw error;
     }
+    await this.journal.sync(); // flushed: bookkeeping only
   }
 
   /**
@@ -347,9 +365,9 @@ export class Writer {
     return this.queue.splice(0, n);
   }
 
-  private async commitBatch(batch: Pending[]): Promise<void> {
+  private async commitBatch(batch: Pending[], given?: PreparedBatch): Promise<void> {
     const started = TRACE ? performance.now() : 0;
-    const prepared = await this.prepareBatch(batch);
+    const prepared = given ?? await this.prepareBatch(batch);
     if (!prepared) return; // halted
     const { view, packBatch, firstSeq, opsBySeq, done, packWrite } = prepared;
     if (this.failure) {
@@ -365,9 +383,10 @@ export class Writer {
       const records = journalRecords(firstSeq, opsBySeq);
       const t0 = performance.now();
       try {
-        await this.write(packBatch, records, opsBySeq, packWrite);
+        await this.write(packBatch, records, opsBySeq, packWrite, () => this.prepareAhead(prepared, lastSeq));
       } catch (error) {
         if (!(error instanceof MailstoreError)) return this.halt(error, batch);
+        prepared.failed = error;
         for (const d of done) {
           if (d.pending.mutation.chain) d.pending.mutation.chain.failed = error;
           d.pending.reject(error);
@@ -390,6 +409,49 @@ export class Writer {
       }
     }
     for (const d of done) d.pending.resolve(d.result);
+  }
+
+  /**
+   * Pipelined: called once `after`'s writes are done and its fdatasyncs on their way. Takes the
+   * mutations at the head of the queue that belong to a chain `after` holds (an import's next
+   * batch; none exclusive) and prepares them now, over `after`'s view, at the seq and pack offset
+   * after it. Anything else waits for the batch to commit, as before.
+   */
+  private prepareAhead(after: PreparedBatch, lastSeq: number): void {
+    if (!limits.writerPipelined || this.failure || this.ahead || this.queue.length === 0) return;
+    const chains = new Set<CommitChain>();
+    for (const d of after.done) if (d.pending.mutation.chain && !d.pending.mutation.exclusive) chains.add(d.pending.mutation.chain);
+    if (chains.size === 0) return;
+    let n = 0;
+    while (n < this.queue.length && n < limits.batchMutationsMax) {
+      const { mutation, replicated } = this.queue[n];
+      if (replicated || mutation.exclusive || !mutation.chain || !chains.has(mutation.chain)) break;
+      n++;
+    }
+    if (n === 0) return;
+    const batch = this.queue.splice(0, n);
+    const prepared = this.prepareBatch(batch, { view: after.view, lastSeq });
+    this.ahead = { batch, after, prepared };
+  }
+
+  /**
+   * A batch prepared ahead (prepareAhead), once the batch before it is settled: committed as any
+   * other if that one committed; refused with its error if it failed (its chains failed with it,
+   * and what this one read and placed assumed it). Nothing of it was written before this.
+   */
+  private async commitAhead(after: PreparedBatch, ahead: Promise<PreparedBatch | undefined>): Promise<void> {
+    const prepared = await ahead;
+    if (!prepared) return; // halted: its callers were answered
+    if (after.failed !== undefined) {
+      await this.takeBack(prepared.packWrite); // mostly taken back already, with the bytes before it
+      for (const d of prepared.done) {
+        const chain = d.pending.mutation.chain!;
+        chain.failed ??= after.failed;
+        d.pending.reject(chain.failed);
+      }
+      return;
+    }
+    await this.commitBatch(prepared.done.map((d) => d.pending), prepared);
   }
 
   /**
@@ -448,15 +510,14 @@ export class Writer {
    * else, and any error while the ops are applied to the view (which may hold half a mutation
    * then), is a broken invariant: the store halts and nothing of the batch is written.
    */
-  private async prepareBatch(batch: Pending[]): Promise<PreparedBatch | undefined> {
-    const prepared: PreparedBatch = {
-      view: new IndexView(this.db), packBatch: this.packs.beginBatch(), firstSeq: this.journal.lastSeq + 1, opsBySeq: [], done: [],
-    };
+  private async prepareBatch(batch: Pending[], after?: { view: IndexView; lastSeq: number }): Promise<PreparedBatch | undefined> {
+    const prepared: PreparedBatch = after
+      ? { view: after.view.stacked(), packBatch: this.packs.beginBatch(true), firstSeq: after.lastSeq + 1, opsBySeq: [], done: [] }
+      : { view: new IndexView(this.db), packBatch: this.packs.beginBatch(), firstSeq: this.journal.lastSeq + 1, opsBySeq: [], done: [] };
     let taken = 0;
     for (const pending of batch) {
       if (prepared.packBatch.bytes >= limits.batchBlobBytesMax) break; // the rest waits for the next batch
       taken++;
-      const last = taken === batch.length;
       const chain = pending.mutation.chain;
       if (chain?.failed !== undefined) {
         pending.reject(chain.failed);
@@ -472,14 +533,19 @@ export class Writer {
         pending.reject(error);
         continue;
       }
+      // the last mutation this batch takes: no more queued, or the next one would not fit (above)
+      const last = taken === batch.length || prepared.packBatch.bytes >= limits.batchBlobBytesMax;
       if (last && prepared.packBatch.blobs.length > 0) {
         // Every blob of the batch is placed: its bodies are copied into the page cache on the thread
         // pool while this thread applies the last ops and encodes the records (an import's batch
         // is one mutation: its apply and CBOR, ~0.85 ms of every 20k-corpus batch, overlap the ~2.5 ms
         // copy instead of preceding it). Not durable, and nothing refers to them, until the journal
         // record is written and both are synced (step 2); a batch that goes no further takes them back.
-        prepared.packWrite = this.packs.write(prepared.packBatch);
-        prepared.packWrite.catch(() => undefined); // awaited by write(), or by takeBack
+        // Prepared ahead, they are copied while the batch before syncs, when they follow its bytes
+        // in the same pack (PackStore.writeAfter); else once it committed.
+        if (!after) prepared.packWrite = this.packs.write(prepared.packBatch);
+        else if (this.packs.canWriteAfter(prepared.packBatch)) prepared.packWrite = this.packs.writeAfter(prepared.packBatch);
+        prepared.packWrite?.catch(() => undefined); // awaited by write(), or by takeBack
       }
       if (outcome.ops.length > 0) {
         try {
@@ -550,6 +616,8 @@ interface PreparedBatch {
   firstSeq: number;
   opsBySeq: Op[][];
   done: { pending: Pending; result: unknown }[];
+  /** Its write or a sync failed (a batch prepared ahead of it is refused with this). */
+  failed?: unknown;
 }
 
 /**
