@@ -15,6 +15,10 @@ export type Finding =
   | { kind: 'blob-missing'; hash: string; pack: number; offset: number; why: string; refs: MessageRef[] }
   | { kind: 'pack-damage'; pack: number; offset: number; length: number }
   | { kind: 'pack-header'; pack: number }
+  /** A pack shorter than its header: its creation was cut short by a crash, it holds nothing. */
+  | { kind: 'empty-pack'; pack: number; bytes: number }
+  /** A pack whose header does not read and that no blob entry points into (scrub.ts, unreferencedHeaders). */
+  | { kind: 'unreferenced-pack-header'; pack: number }
   | { kind: 'journal-damage'; segment: string; offset: number; length: number; where: string }
   | { kind: 'journal-gap'; from: number; to: number }
   /** A snapshot that fails verification; `onlyCover`: retired journal records have no other cover (repair keeps it). */
@@ -44,7 +48,7 @@ export type FindingKind = Finding['kind'];
 /** Findings that are not damage: space a cleanup pass will reclaim. They do not make scrub exit 1. */
 // A damaged pack range is damage only through the blobs the index keeps there, which the index pass
 // reports as blob-missing; the range itself (a torn tail, a replaced copy) is informational.
-export const INFORMATIONAL: ReadonlySet<FindingKind> = new Set(['unreferenced-blob', 'unreferenced-pack-record', 'pack-damage', 'dropped-blob', 'retired-pack-present']);
+export const INFORMATIONAL: ReadonlySet<FindingKind> = new Set(['unreferenced-blob', 'unreferenced-pack-record', 'pack-damage', 'dropped-blob', 'retired-pack-present', 'empty-pack', 'unreferenced-pack-header']);
 
 export function isDamage(finding: Finding): boolean {
   return !INFORMATIONAL.has(finding.kind);
@@ -62,6 +66,8 @@ export function describeFinding(f: Finding): { where: string; what: string } {
     case 'blob-missing': return { where: blobWhere(f.pack, f.offset), what: `blob ${f.hash.slice(0, 16)}… is not where the index says (${f.why});${refs(f.refs)}` };
     case 'pack-damage': return { where: `pack ${f.pack} @${f.offset}`, what: `${f.length} bytes are not a valid record` };
     case 'pack-header': return { where: `pack ${f.pack}`, what: 'pack header is damaged or foreign' };
+    case 'unreferenced-pack-header': return { where: `pack ${f.pack}`, what: 'pack header does not read, and no message refers to anything in the pack (a crash lost the header of a pack nothing had committed into): dead bytes' };
+    case 'empty-pack': return { where: `pack ${f.pack}`, what: `${f.bytes} bytes, shorter than a pack header: a crash cut its creation short; it holds nothing (new mail goes to the next pack)` };
     case 'journal-damage': return { where: `journal ${f.segment} @${f.offset}`, what: `${f.length} damaged bytes (${f.where})` };
     case 'journal-gap': return { where: 'journal', what: `records ${f.from}..${f.to} are missing (when the index holds what they did, 'mailstore reconstruct' writes a new journal from it)` };
     case 'snapshot-damage': return {

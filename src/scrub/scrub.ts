@@ -21,7 +21,7 @@ import { limits } from '../limits.js';
 import { checkIndexFiles, type IndexFileDamage } from '../index/table-check.js';
 import type { HashPool } from '../hash/pool.js';
 import type { ScanOptions } from '../blob/pack-store.js';
-import { RECORD_HEADER_BYTES } from '../blob/pack-format.js';
+import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { Store } from '../store/store.js';
 import { checkpointBegin, type BlobRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type RightsRecord } from '../store/records.js';
 import { formatMailboxName } from '../store/validate.js';
@@ -145,6 +145,7 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
     }
     await attachRefs(store, findings);
     await classifyDropped(store, findings);
+    if (!packPass.stoppedAt) unreferencedHeaders(findings, packPass.confirmed);
   });
   // a cut pass did not finish its cycle: the next run starts where this one did
   if (budget !== undefined && !cut) await writeCursor(store, packPass.stoppedAt ?? { cycle: cursor.cycle + 1, pack: 0, offset: 0 });
@@ -315,6 +316,16 @@ class PackPass {
     return true;
   }
 
+  /**
+   * A pack whose header does not read: damaged or foreign, unless the file is shorter than a header
+   * (a crash after the pack was created and before its first bytes were durable: nothing can be in
+   * it, since the header is written first; the writer goes on in the next pack), which is no damage.
+   */
+  private async headerFinding(pack: number): Promise<Finding> {
+    const bytes = await this.store.maintenance().packs.packBytes(pack);
+    return bytes < PACK_HEADER_BYTES ? { kind: 'empty-pack', pack, bytes } : { kind: 'pack-header', pack };
+  }
+
   /** One pack, from the cursor's offset in the cursor's pack and from its start in the others. */
   private async scanPack(pack: number, pool: ScanOptions['pool']): Promise<void> {
     const { store, findings, summary, cursor } = this;
@@ -339,7 +350,7 @@ class PackPass {
     for await (const batch of store.maintenance().packs.scanBatches(pack, { onBytes, from, pool, aheadChunks })) {
       for (const item of batch) {
         if (item.kind === 'header') {
-          if (from === 0 && (!item.valid || !item.storeId?.equals(store.storeId))) findings.push({ kind: 'pack-header', pack });
+          if (from === 0 && (!item.valid || !item.storeId?.equals(store.storeId))) findings.push(await this.headerFinding(pack));
           continue;
         }
         if (item.kind === 'damage') {
@@ -373,6 +384,20 @@ class PackPass {
   }
 }
 
+/**
+ * A pack whose header does not read, when no blob entry of the whole index points into it (the
+ * pack pass confirmed none there, and no entry was found missing or damaged there): nothing any
+ * message holds is in it. A crash lost the header of a pack no batch had committed into yet (its
+ * later, unsynced writes survived and the first did not): dead bytes, not damage.
+ */
+function unreferencedHeaders(findings: Finding[], confirmed: Confirmed): void {
+  const referenced = new Set<number>();
+  for (const f of findings) if (f.kind === 'blob-missing' || f.kind === 'blob-corrupt') referenced.add(f.pack);
+  findings.forEach((f, i) => {
+    if (f.kind === 'pack-header' && !referenced.has(f.pack) && !confirmed.inPack(f.pack)) findings[i] = { kind: 'unreferenced-pack-header', pack: f.pack };
+  });
+}
+
 type ScannedBlob = { offset: number; hash: Buffer; length: number; valid: boolean };
 
 /**
@@ -392,6 +417,11 @@ export class Confirmed {
 
   has(pack: number, offset: number): boolean {
     return this.byPack.get(pack)?.includes(offset) ?? false;
+  }
+
+  /** Whether any index entry was confirmed in `pack`. */
+  inPack(pack: number): boolean {
+    return this.byPack.has(pack);
   }
 }
 

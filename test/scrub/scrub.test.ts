@@ -114,6 +114,40 @@ describeEachFs('scrub', ({ Store }) => {
     await store.close();
   });
 
+  it('a pack shorter than its header is empty-pack and a bad header of a pack nothing refers to unreferenced-pack-header (a crash cut their creation short), both informational; a bad header of a pack with mail in it is pack-header damage', async () => {
+    const dir = tmpDir();
+    await makeStore(dir);
+    const packs = readdirSync(join(dir, 'packs')).filter((n) => n.endsWith('.pack')).sort();
+    const next = (k: number) => String(Number(packs[packs.length - 1].slice(0, -5)) + k).padStart(packs[0].length - 5, '0') + '.pack';
+    writeFileSync(join(dir, 'packs', next(1)), Buffer.alloc(0));
+    const store = await Store.open(dir);
+    const empty = await scrub(store);
+    const last = Number(next(1).slice(0, -5));
+    expect(empty.findings.filter((f) => f.kind !== 'unreferenced-pack-record')).toEqual([{ kind: 'empty-pack', pack: last, bytes: 0 }]);
+    expect(empty.summary.damage).toBe(0);
+    // new mail is stored beside it and reads back
+    const added = await store.append('INBOX', Buffer.from('Subject: after\r\n\r\nafter an empty pack\r\n'));
+    expect((await store.fetch('INBOX', added.uid)).toString()).toContain('after an empty pack');
+    await store.close();
+    writeFileSync(join(dir, 'packs', next(1)), Buffer.alloc(40, 0x5a)); // a header's worth of garbage
+    let reopened = await Store.open(dir);
+    const dead = await scrub(reopened);
+    expect(dead.findings.filter((f) => f.kind !== 'unreferenced-pack-record' && f.kind !== 'pack-damage')).toEqual([{ kind: 'unreferenced-pack-header', pack: last }]);
+    expect(dead.summary.damage).toBe(0);
+    await reopened.close();
+    // the first pack holds mail: its header zeroed is damage
+    const first = join(dir, 'packs', packs[0]);
+    const bytes = readFileSync(first);
+    bytes.fill(0, 0, 32);
+    writeFileSync(first, bytes);
+    reopened = await Store.open(dir);
+    const damaged = await scrub(reopened);
+    const headers = damaged.findings.filter((f) => f.kind.includes('header') || f.kind === 'empty-pack');
+    expect(headers).toEqual([{ kind: 'pack-header', pack: Number(packs[0].slice(0, -5)) }, { kind: 'unreferenced-pack-header', pack: last }]);
+    expect(damaged.summary.damage).toBe(1);
+    await reopened.close();
+  });
+
   it('finds exactly the N corrupted blobs with their mailboxes and uids, repairs them from a copy, then is clean', async () => {
     const dir = tmpDir();
     const bytes = await makeStore(dir, 2);
