@@ -50,7 +50,6 @@ interface PendingBlob {
   bytes: Buffer;
 }
 
-/** Blobs reserved by one group-commit batch; written by PackStore.write, made durable by PackStore.sync. */
 /** Bytes written to the pack being appended to and not yet synced; `writing` while writeAfter's write runs. */
 interface WrittenRegion {
   start: number;
@@ -80,6 +79,7 @@ function recordParts(pack: number, blobs: PendingBlob[]): { parts: Buffer[]; sta
   return { parts, start, length };
 }
 
+/** Blobs reserved by one group-commit batch; written by PackStore.write, made durable by PackStore.sync. */
 export class PackBatch {
   readonly blobs: PendingBlob[] = [];
   bytes = 0;
@@ -1353,7 +1353,7 @@ export class PackStore {
    * replica appends where the primary would have.
    */
   async writeReplicated(pack: number, offset: number, bytes: Buffer): Promise<void> {
-    assert(!this.pending, 'replicated pack write while a batch is pending');
+    assert(!this.pending && !this.queued, 'replicated pack write while a batch is pending');
     const path = this.path(pack);
     try {
       if (pack !== this.current || !this.writeHandle) {

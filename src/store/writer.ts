@@ -111,7 +111,7 @@ export interface WriterHooks {
 export class Writer {
   private queue: Pending[] = [];
   /** The next batch, prepared while the one before it syncs (pipelined). */
-  private ahead?: { batch: Pending[]; after: PreparedBatch; prepared: Promise<PreparedBatch | undefined> };
+  private ahead?: { after: PreparedBatch; prepared: Promise<PreparedBatch | undefined> };
   private running = false;
   private failure?: MailstoreError;
   private idle?: Promise<void>;
@@ -431,7 +431,7 @@ export class Writer {
     if (n === 0) return;
     const batch = this.queue.splice(0, n);
     const prepared = this.prepareBatch(batch, { view: after.view, lastSeq });
-    this.ahead = { batch, after, prepared };
+    this.ahead = { after, prepared };
   }
 
   /**
