@@ -387,8 +387,8 @@ class PackPass {
 /**
  * A pack whose header does not read, when no blob entry of the whole index points into it (the
  * pack pass confirmed none there, and no entry was found missing or damaged there): nothing any
- * message holds is in it. A crash lost the header of a pack no batch had committed into yet (its
- * later, unsynced writes survived and the first did not): dead bytes, not damage.
+ * message holds is in it (as when a crash lost the header of a pack no batch had committed into
+ * yet: its later, unsynced writes survived and the first did not): dead bytes, not damage.
  */
 function unreferencedHeaders(findings: Finding[], confirmed: Confirmed): void {
   const referenced = new Set<number>();
