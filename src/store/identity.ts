@@ -94,7 +94,7 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
 }
 
 /** Reads STORE and the markers; throws UNMOUNTED (never creates anything) when they are wrong. */
-export async function verifyIdentity(fs: FileSystem, root: string): Promise<StoreIdentity> {
+export async function verifyIdentity(fs: FileSystem, root: string, options: { stagedJournal?: string } = {}): Promise<StoreIdentity> {
   const rootStat = await fs.statIfExists(root).catch((e) => { throw fromSystemError(e, 'reading', root); });
   if (!rootStat) throw new MailstoreError('NOT_FOUND', `no store at ${root} (create one with 'mailstore init')`, { path: root });
   const path = join(root, LAYOUT.identity);
@@ -110,17 +110,25 @@ export async function verifyIdentity(fs: FileSystem, root: string): Promise<Stor
   }
   const identity = decodeIdentity(bytes, path);
   for (const dir of [LAYOUT.packs, LAYOUT.journal]) {
-    const marker = join(root, dir, LAYOUT.marker);
+    let marker = join(root, dir, LAYOUT.marker);
     let text: string;
     try {
       text = (await fs.readFile(marker)).toString('utf8').trim();
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') {
+      // a replica's resync whose swap a crash cut between moving the old journal aside and renaming
+      // the staged one in (its marker written): the staged journal is the store's, the open finishes it
+      const staged = dir === LAYOUT.journal && (code === 'ENOENT' || code === 'ENOTDIR') ? options.stagedJournal : undefined;
+      const stagedText = staged ? await fs.readFile(join(staged, LAYOUT.marker)).then((b) => b.toString('utf8').trim(), () => undefined) : undefined;
+      if (stagedText !== undefined) {
+        marker = join(staged!, LAYOUT.marker);
+        text = stagedText;
+      } else if (code === 'ENOENT' || code === 'ENOTDIR') {
         throw new MailstoreError('UNMOUNTED',
           `${join(root, dir)} is missing or empty (no ${LAYOUT.marker} marker): was it moved, or is its partition not mounted? Nothing was changed.`, { path: marker });
+      } else {
+        throw fromSystemError(error, 'reading marker', marker);
       }
-      throw fromSystemError(error, 'reading marker', marker);
     }
     if (text !== identity.storeId) {
       throw new MailstoreError('UNMOUNTED', `${join(root, dir)} belongs to store ${text}, not ${identity.storeId}: a foreign directory is mounted here`, { path: marker });

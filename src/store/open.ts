@@ -3,7 +3,7 @@
 // nothing: it serves a shadow of the index only when that index is current. Either way the
 // result is the store's parts, which the Store wraps with its Writer.
 import { journalInlineSource } from './inline-bodies.js';
-import { finishResync, refuseHalfResync } from './resync.js';
+import { finishResync, refuseHalfResync, stagedJournalToFinish } from './resync.js';
 import { join } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
@@ -71,7 +71,7 @@ async function openReadWrite(root: string, options: StoreOptions): Promise<Store
   if (options.create && !(await fs.statIfExists(join(root, LAYOUT.identity)).catch(() => undefined))) {
     await initStore(fs, root);
   }
-  const identity = await verifyIdentity(fs, root);
+  const identity = await verifyIdentity(fs, root, { stagedJournal: await stagedJournalToFinish(fs, root) });
   const storeId = storeIdBytes(identity);
   const rootDev = (await fs.stat(root)).dev;
   const { release, stale } = await takeLock(fs, root, { waitMs: options.lockWaitMs, onWaiting: options.onLockWait });
@@ -82,7 +82,10 @@ async function openReadWrite(root: string, options: StoreOptions): Promise<Store
     const packs = opened.packs = await openPacks(fs, root, storeId, options, checkMounted);
     // a replica's resync staged before a crash: swapped in whole (marker written), else discarded
     const resynced = await finishResync(fs, root);
-    if (resynced !== undefined) health.findings.push(`a resync from the primary (snapshot seq ${resynced}) interrupted by a crash was finished`);
+    if (resynced !== undefined) {
+      health.findings.push(`a resync from the primary (snapshot seq ${resynced}) interrupted by a crash was finished`);
+      await verifyIdentity(fs, root); // the journal swapped in carries the store's marker
+    }
     const journal = opened.journal = await openJournal(fs, root, storeId, options, checkMounted);
     packs.setInlineSource(journalInlineSource(journal));
     const db = await recoverIndex({ fs, root, storeId, packs, journal, health, opened }, options, stale);
@@ -189,7 +192,7 @@ async function indexPassesProbe(r: Recovering, indexPath: string, options: Store
 async function openReadOnly(root: string, options: StoreOptions): Promise<StoreParts> {
   const fs = options.fs ?? nodeFileSystem;
   if (options.create) throw new MailstoreError('INVALID', 'a read-only open cannot create a store', { path: root });
-  const identity = await verifyIdentity(fs, root);
+  const identity = await verifyIdentity(fs, root, { stagedJournal: await stagedJournalToFinish(fs, root) }); // refused below (refuseHalfResync)
   const storeId = storeIdBytes(identity);
   const { stale } = await checkNoWriter(fs, root, { waitMs: options.lockWaitMs, onWaiting: options.onLockWait });
   await refuseHalfResync(fs, root);

@@ -133,6 +133,17 @@ async function swapIn(fs: FileSystem, root: string, staged: string, live: string
   await fs.syncDir(root);
 }
 
+/**
+ * The staged journal when a resync's swap is to be finished (its marker written) and the staged
+ * journal is still in the staging directory: an open verifies the store's identity against it when
+ * a crash left no live journal (between moving the old one aside and renaming this one in).
+ */
+export async function stagedJournalToFinish(fs: FileSystem, root: string): Promise<string | undefined> {
+  if (!(await fs.statIfExists(join(root, RESYNC_MARKER)))) return undefined;
+  const staged = join(resyncDir(root), STAGED_JOURNAL);
+  return (await fs.statIfExists(staged)) ? staged : undefined;
+}
+
 /** A read-only open cannot finish a staged resync: it refuses instead of serving either half. */
 export async function refuseHalfResync(fs: FileSystem, root: string): Promise<void> {
   if (await fs.statIfExists(join(root, RESYNC_MARKER))) {

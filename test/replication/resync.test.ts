@@ -238,6 +238,34 @@ describe('the resync swap under crashes', () => {
     expect(await finishResync(nodeFileSystem, b)).toBeUndefined();
   });
 
+  it('a crash between moving the old journal aside and renaming the staged one in (no journal/ at all) is finished by open; a read-only open refuses it as a resync, not as a missing journal', async () => {
+    const { b, seq, name, state } = await staged();
+    await stage(b, seq, name);
+    // the crash: swapIn moved the live journal aside and died before the rename
+    mkdirSync(join(b, 'quarantine'), { recursive: true });
+    renameSync(join(b, 'journal'), join(b, 'quarantine', 'journal-before-resync-crashed'));
+    await expect(Store.open(b, { readOnly: true })).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    const store = await Store.open(b);
+    try {
+      expect(store.health.findings.join('\n')).toMatch(/resync .* was finished/);
+      expect(store.changes.lastSeq).toBe(seq);
+      expect(await logicalState(store)).toEqual(state);
+    } finally {
+      await store.close();
+    }
+    expect(existsSync(join(b, RESYNC_MARKER))).toBe(false);
+    expect(existsSync(join(b, 'journal', 'STORE-ID'))).toBe(true);
+  });
+
+  it('without the resync marker a missing journal/ is still UNMOUNTED: nothing is finished from a staging', async () => {
+    const { b } = await staged();
+    mkdirSync(join(b, 'resync', 'journal'), { recursive: true });
+    cpSync(join(b, 'journal', 'STORE-ID'), join(b, 'resync', 'journal', 'STORE-ID'));
+    renameSync(join(b, 'journal'), join(b, 'journal-moved'));
+    await expect(Store.open(b)).rejects.toMatchObject({ code: 'UNMOUNTED' });
+    expect(existsSync(join(b, 'resync', 'journal', 'STORE-ID'))).toBe(true);
+  });
+
   it('a staging without its marker is discarded on open; the older state stays whole', async () => {
     const { b } = await staged();
     const store = await Store.open(b);
