@@ -139,9 +139,13 @@ async function swapIn(fs: FileSystem, root: string, staged: string, live: string
  * a crash left no live journal (between moving the old one aside and renaming this one in).
  */
 export async function stagedJournalToFinish(fs: FileSystem, root: string): Promise<string | undefined> {
-  if (!(await fs.statIfExists(join(root, RESYNC_MARKER)))) return undefined;
-  const staged = join(resyncDir(root), STAGED_JOURNAL);
-  return (await fs.statIfExists(staged)) ? staged : undefined;
+  try {
+    if (!(await fs.statIfExists(join(root, RESYNC_MARKER)))) return undefined;
+    const staged = join(resyncDir(root), STAGED_JOURNAL);
+    return (await fs.statIfExists(staged)) ? staged : undefined;
+  } catch {
+    return undefined; // an unreadable or missing root: the identity check says what is wrong
+  }
 }
 
 /** A read-only open cannot finish a staged resync: it refuses instead of serving either half. */
