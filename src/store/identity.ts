@@ -94,7 +94,7 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
 }
 
 /** Reads STORE and the markers; throws UNMOUNTED (never creates anything) when they are wrong. */
-export async function verifyIdentity(fs: FileSystem, root: string, options: { stagedJournal?: string } = {}): Promise<StoreIdentity> {
+export async function verifyIdentity(fs: FileSystem, root: string, options: { stagedJournal?: () => Promise<string | undefined> } = {}): Promise<StoreIdentity> {
   const rootStat = await fs.statIfExists(root).catch((e) => { throw fromSystemError(e, 'reading', root); });
   if (!rootStat) throw new MailstoreError('NOT_FOUND', `no store at ${root} (create one with 'mailstore init')`, { path: root });
   const path = join(root, LAYOUT.identity);
@@ -118,7 +118,7 @@ export async function verifyIdentity(fs: FileSystem, root: string, options: { st
       const code = (error as NodeJS.ErrnoException).code;
       // a replica's resync whose swap a crash cut between moving the old journal aside and renaming
       // the staged one in (its marker written): the staged journal is the store's, the open finishes it
-      const staged = dir === LAYOUT.journal && (code === 'ENOENT' || code === 'ENOTDIR') ? options.stagedJournal : undefined;
+      const staged = dir === LAYOUT.journal && (code === 'ENOENT' || code === 'ENOTDIR') ? await options.stagedJournal?.() : undefined; // looked up only then
       const stagedText = staged ? await fs.readFile(join(staged, LAYOUT.marker)).then((b) => b.toString('utf8').trim(), () => undefined) : undefined;
       if (stagedText !== undefined) {
         marker = join(staged!, LAYOUT.marker);

@@ -71,7 +71,7 @@ async function openReadWrite(root: string, options: StoreOptions): Promise<Store
   if (options.create && !(await fs.statIfExists(join(root, LAYOUT.identity)).catch(() => undefined))) {
     await initStore(fs, root);
   }
-  const identity = await verifyIdentity(fs, root, { stagedJournal: await stagedJournalToFinish(fs, root) });
+  const identity = await verifyIdentity(fs, root, { stagedJournal: () => stagedJournalToFinish(fs, root) });
   const storeId = storeIdBytes(identity);
   const rootDev = (await fs.stat(root)).dev;
   const { release, stale } = await takeLock(fs, root, { waitMs: options.lockWaitMs, onWaiting: options.onLockWait });
@@ -192,7 +192,7 @@ async function indexPassesProbe(r: Recovering, indexPath: string, options: Store
 async function openReadOnly(root: string, options: StoreOptions): Promise<StoreParts> {
   const fs = options.fs ?? nodeFileSystem;
   if (options.create) throw new MailstoreError('INVALID', 'a read-only open cannot create a store', { path: root });
-  const identity = await verifyIdentity(fs, root, { stagedJournal: await stagedJournalToFinish(fs, root) }); // refused below (refuseHalfResync)
+  const identity = await verifyIdentity(fs, root, { stagedJournal: () => stagedJournalToFinish(fs, root) }); // refused below (refuseHalfResync)
   const storeId = storeIdBytes(identity);
   const { stale } = await checkNoWriter(fs, root, { waitMs: options.lockWaitMs, onWaiting: options.onLockWait });
   await refuseHalfResync(fs, root);
