@@ -138,8 +138,15 @@ export class Writer {
     return new Promise<T>((resolve, reject) => {
       this.outstanding++;
       this.outstandingPeak = Math.max(this.outstandingPeak, this.outstanding);
-      const settled = (): void => { this.outstanding--; };
-      this.queue.push({ mutation, resolve: (value) => { settled(); resolve(value as T); }, reject: (error) => { settled(); reject(error); } });
+      // once: a halt rejects every pending of its batch, also one its prepare already answered
+      let open = true;
+      const settled = (): boolean => {
+        if (!open) return false;
+        open = false;
+        this.outstanding--;
+        return true;
+      };
+      this.queue.push({ mutation, resolve: (value) => { if (settled()) resolve(value as T); }, reject: (error) => { if (settled()) reject(error); } });
       if (this.gathering && this.queue.length >= this.gathering.target) this.gathering.wake();
       if (!this.running) this.start(this.outstandingPeak <= 1 && this.outstanding === 1);
     });

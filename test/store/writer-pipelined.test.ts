@@ -14,6 +14,7 @@ import { limits } from '../../src/limits.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { FaultFileSystem, type OpInfo } from '../sim/faultfs.js';
 import { scrub } from '../../src/scrub/scrub.js';
+import { isDamage } from '../../src/scrub/findings.js';
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { expectCode, msg } from '../sim/helpers.js';
@@ -196,6 +197,57 @@ describe('the pipelined writer', () => {
       const findings = (await scrub(reopened)).findings.filter((x) => x.kind !== 'unreferenced-pack-record');
       expect(findings, JSON.stringify(findings)).toEqual([]);
       await reopened.close();
+    });
+  }
+
+  const cutFails = [
+    { where: "batch 1's pack fdatasync (EIO)", fault: 'EIO', code: 'IO', kept: 0, truncates: 2, match: (op: OpInfo) => op.kind === 'sync' && op.path.includes('/packs/') },
+    { where: "batch 2's pack write while batch 1 syncs (ENOSPC)", fault: 'ENOSPC', code: 'NO_SPACE', kept: 1, truncates: 1, match: (op: OpInfo, writes: number) => op.kind === 'write' && op.path.includes('/packs/') && writes === 2 },
+  ] as const;
+  for (const f of cutFails) {
+    it(`${f.where}, and every pack truncate after it failing (EIO): the bytes that could not be cut are never written over, the next batch starts a new pack; nothing refused reads back, nothing acknowledged is lost`, async () => {
+      limits.batchBlobBytesMax = 1;
+      const { dir, ffs, store } = await onFaultFs('pipelined-cut-fails');
+      const events = watch(store);
+      const writeAfter = vi.spyOn(internalsOf(store).packs, 'writeAfter');
+      const packFiles = () => readdirSync(join(dir, 'packs')).filter((n) => n.endsWith('.pack')).sort();
+      const before = packFiles();
+      let packWrites = 0;
+      ffs.injectAt((op) => {
+        if (op.kind === 'write' && op.path.includes('/packs/')) packWrites++;
+        return f.match(op, packWrites);
+      }, f.fault);
+      ffs.injectAt((op) => op.kind === 'truncate' && op.path.includes('/packs/'), 'EIO', { times: 100 });
+      const groups = batches();
+      const chain: CommitChain = {};
+      const outcomes = await Promise.allSettled(groups.map((items) => store.appendBatch('INBOX', items.map((bytes) => ({ bytes })), { chain })));
+      expect(events).toContain('prepare-ahead');
+      expect(writeAfter).toHaveBeenCalled();
+      // the cuts failed: of batch 1's bytes and of what batch 2 wrote ahead, or of batch 2's alone
+      expect(ffs.firedFaults().filter((x) => x.kind === 'truncate')).toHaveLength(f.truncates);
+      expect(outcomes.slice(0, f.kept).every((o) => o.status === 'fulfilled')).toBe(true);
+      for (const o of outcomes.slice(f.kept)) await expectCode(o.status === 'rejected' ? Promise.reject(o.reason) : Promise.resolve(o.value), f.code);
+      ffs.clear();
+      const expected = new Map([[1, msg('first')]]);
+      groups.slice(0, f.kept).flat().forEach((bytes, i) => expected.set(i + 2, bytes));
+      const kept = await store.appendBatch('INBOX', [msg('kept-1', 3000), msg('kept-2', 3100)].map((bytes) => ({ bytes })));
+      expect(kept.map((r) => r.uid)).toEqual([expected.size + 1, expected.size + 2]);
+      expect(packFiles()).toHaveLength(before.length + 1);
+      expected.set(kept[0].uid, msg('kept-1', 3000)).set(kept[1].uid, msg('kept-2', 3100));
+      expect(await bodies(store)).toEqual(expected);
+      await store.close();
+      for (const [reopen, refused] of [['index kept', groups[1][0]], ['index lost', groups[2][0]]] as const) {
+        if (reopen === 'index lost') rmSync(join(dir, 'index'), { recursive: true, force: true });
+        const reopened = await Store.open(dir);
+        expect(await bodies(reopened), reopen).toEqual(expected);
+        // no blob entry of a refused batch: its bodies are written anew, not deduplicated against dead bytes
+        const again = await reopened.append('INBOX', refused);
+        expect(again.deduplicated, reopen).toBe(false);
+        const damage = (await scrub(reopened)).findings.filter((x) => isDamage(x));
+        expect(damage, `${reopen}: ${JSON.stringify(damage)}`).toEqual([]);
+        await reopened.close();
+        expected.set(again.uid, refused);
+      }
     });
   }
 
