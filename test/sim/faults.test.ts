@@ -17,9 +17,15 @@ import { tmpDir } from '../helpers/tmp.js';
 import { limits } from '../../src/limits.js';
 import { internalsOf } from '../helpers/internals.js';
 import { scrub } from '../../src/scrub/scrub.js';
+import type { CommitChain } from '../../src/store/writer.js';
 import { isDamage } from '../../src/scrub/findings.js';
 
-type Op = 'append' | 'batch';
+/**
+ * `chain`: an import's shape: CHAIN appendBatch calls of one chain submitted at once, each its own
+ * writer batch, so the writer prepares the next while the one before syncs and writes its bodies
+ * after the bytes being synced (writer.ts, "Pipelined"); a fault fails a suffix of them.
+ */
+type Op = 'append' | 'batch' | 'chain';
 
 interface Scenario {
   op: Op;
@@ -37,8 +43,9 @@ interface Scenario {
 }
 
 const BATCH = 12;
+const CHAIN = 3;
 
-async function everyWritePoint(s: Scenario): Promise<{ points: number; failed: number }> {
+async function everyWritePoint(s: Scenario): Promise<{ points: number; failed: number; writtenAhead: number }> {
   const dir = tmpDir('faults');
   const init = await Store.open(dir, { create: true });
   await init.createMailbox('INBOX');
@@ -47,10 +54,16 @@ async function everyWritePoint(s: Scenario): Promise<{ points: number; failed: n
   await ffs.startRecording(dir, { exclude: ['index'] });
   const options = s.rotate ? { packBytesMax: 1, journalSegmentBytesMax: 1 } : {};
   let store = await (s.inline ? InlineStore : Store).open(dir, { fs: ffs, ...options });
+  // how often a batch's bodies were written while the batch before synced (chain)
+  let writtenAhead = 0;
+  const packs = internalsOf(store).packs;
+  const writeAfter = packs.writeAfter.bind(packs);
+  packs.writeAfter = (batch) => { writtenAhead++; return writeAfter(batch); };
   const acked = new Map<number, Buffer>();
   const failedHashes = new Set<string>();
   let counter = 0;
   const run = async () => {
+    if (s.op === 'chain') return runChain();
     const items = Array.from({ length: s.op === 'append' ? 1 : s.rotate ? 5 : BATCH }, () => msg(`${s.op}-${counter++}`, counter % 3 === 0 ? 3000 : 10));
     try {
       const results = s.op === 'append' ? [await store.append('INBOX', items[0])] : await store.appendBatch('INBOX', items.map((bytes) => ({ bytes })));
@@ -60,6 +73,19 @@ async function everyWritePoint(s: Scenario): Promise<{ points: number; failed: n
       for (const bytes of items) failedHashes.add(hashBytes(bytes).toString('hex'));
       return error;
     }
+  };
+  // the batches of a chain commit in order: a fault fails the one it hits and every one after it
+  const runChain = async () => {
+    const groups = Array.from({ length: CHAIN }, () => Array.from({ length: s.rotate ? 2 : 4 }, () => msg(`chain-${counter++}`, counter % 3 === 0 ? 3000 : 10)));
+    const chain: CommitChain = {};
+    const outcomes = await Promise.allSettled(groups.map((items) => store.appendBatch('INBOX', items.map((bytes) => ({ bytes })), { chain })));
+    const refused = outcomes.findIndex((o) => o.status === 'rejected');
+    expect(outcomes.slice(refused < 0 ? CHAIN : refused).every((o) => o.status === 'rejected'), 'a batch after a refused one committed').toBe(true);
+    outcomes.forEach((o, g) => {
+      if (o.status === 'fulfilled') o.value.forEach((r, i) => acked.set(r.uid, groups[g]![i]!));
+      else for (const bytes of groups[g]!) failedHashes.add(hashBytes(bytes).toString('hex'));
+    });
+    return refused < 0 ? undefined : (outcomes[refused] as PromiseRejectedResult).reason as unknown;
   };
   // how many mutating calls one operation makes
   const first = ffs.nextSeq;
@@ -111,12 +137,12 @@ async function everyWritePoint(s: Scenario): Promise<{ points: number; failed: n
       await store.close();
     }
   }
-  return { points: calls, failed };
+  return { points: calls, failed, writtenAhead };
 }
 
 describe('disk full and I/O errors at every write point', () => {
   const scenarios: Scenario[] = [];
-  for (const op of ['append', 'batch'] as const) {
+  for (const op of ['append', 'batch', 'chain'] as const) {
     for (const rotate of [false, true]) {
       for (const inline of op === 'append' ? [false, true] : [false]) {
         for (const flush of inline ? ['measured', 'pool'] as const : [undefined]) {
@@ -128,18 +154,22 @@ describe('disk full and I/O errors at every write point', () => {
     }
   }
   for (const s of scenarios) {
-    it(`${s.fault} in ${s.op === 'append' ? `an append${s.inline ? ` with inline bodies (flush: ${s.flush})` : ''}` : `a batch import of ${BATCH}`}${s.rotate ? ' that creates new packs and segments' : ''} → ${s.code}, nothing lost, writes resume`, async () => {
-      const saved = limits.journalInThreadFlushBytesMax;
+    const what = s.op === 'append' ? `an append${s.inline ? ` with inline bodies (flush: ${s.flush})` : ''}` : s.op === 'batch' ? `a batch import of ${BATCH}` : `an import's ${CHAIN} chained batches (pipelined)`;
+    it(`${s.fault} in ${what}${s.rotate ? ' that creates new packs and segments' : ''} → ${s.code}, nothing lost, writes resume`, async () => {
+      const saved = { ...limits };
       if (s.flush === 'pool') limits.journalInThreadFlushBytesMax = 0;
-      let points: number, failed: number;
+      if (s.op === 'chain') limits.batchBlobBytesMax = 1; // one appendBatch a writer batch, as an import's 4 MiB batches
+      let points: number, failed: number, writtenAhead: number;
       try {
-        ({ points, failed } = await everyWritePoint(s));
+        ({ points, failed, writtenAhead } = await everyWritePoint(s));
       } finally {
-        limits.journalInThreadFlushBytesMax = saved;
+        Object.assign(limits, saved);
       }
       // an inline append writes its journal record and syncs it (a new segment: create, directory fsync too)
       expect(points).toBeGreaterThanOrEqual(s.inline ? (s.rotate ? 4 : 2) : s.rotate ? 7 : 4);
       expect(failed).toBeGreaterThan(0);
+      // in one pack, the chain's batches were written ahead (with a pack a batch, never)
+      if (s.op === 'chain' && !s.rotate) expect(writtenAhead).toBeGreaterThan(points);
     });
   }
 
