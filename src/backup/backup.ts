@@ -70,6 +70,8 @@ export interface BackupSummary {
   fullReadReason?: string;
   /** A delta snapshot was written: how many deltas deep (1 on a whole snapshot; absent: a whole snapshot). */
   deltaDepth?: number;
+  /** A compression worker died (why): the rest was compressed on the main thread, more slowly; the snapshot is whole. */
+  compressionWorkerLost?: string;
 }
 
 export interface NeededBlob {
@@ -151,6 +153,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
       ...(state.parent ? { parent: state.parent.id, mailboxesReadWhole: state.parent.readWhole } : {}),
       ...(state.fullReadReason ? { fullReadReason: state.fullReadReason } : {}),
       ...(state.delta ? { deltaDepth: state.delta.depth } : {}),
+      ...(compressors.lost ? { compressionWorkerLost: compressors.lost.message } : {}),
     };
   } finally {
     await copier.settled(); // a failed run: nothing is left running behind it (the files written so far are reused next time)
@@ -573,6 +576,11 @@ class Compressors {
     }
     this.pool ??= new InlineCompressor(this.codec);
     return this.pool;
+  }
+
+  /** The first compression worker that died, if one did. */
+  get lost(): Error | undefined {
+    return this.pool instanceof CompressPool ? this.pool.lost : undefined;
   }
 
   private closing: Promise<void> | undefined;

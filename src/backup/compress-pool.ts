@@ -82,11 +82,16 @@ export class CompressPool {
 
   /** zstd through the older binding on libuv's thread pool (zstd.ts): where zstd-napi did not load. */
   private readonly streaming: boolean;
+  /** This thread's compressor, for the batches of workers that died (see compress). */
+  private fallback: InlineCompressor | undefined;
+  /** The first worker death, for the summary (`workersLost`). */
+  lost: Error | undefined;
 
-  constructor(private readonly codec: BlobCodec, threads = defaultThreads()) {
-    this.streaming = codec === 'zstd' && zstdOneShotModule === undefined;
+  /** `zstdModule`: the one-shot binding the workers load (zstd.ts found it here; tests name one that does not load). */
+  constructor(private readonly codec: BlobCodec, threads = defaultThreads(), zstdModule = zstdOneShotModule) {
+    this.streaming = codec === 'zstd' && zstdModule === undefined;
     for (let i = 0; !this.streaming && i < threads; i++) {
-      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { zstd: codec === 'zstd' ? zstdOneShotModule : undefined } });
+      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { zstd: codec === 'zstd' ? zstdModule : undefined } });
       const slot: Slot = { worker, busy: 0, pending: new Map() };
       slot.worker.on('message', (m: { id: number; data?: ArrayBuffer; lengths?: number[]; error?: string }) => {
         const waiting = slot.pending.get(m.id);
@@ -106,13 +111,28 @@ export class CompressPool {
   /**
    * The compressed bytes of each blob, in order (the least busy worker takes the batch). Blobs
    * that lie in a SharedArrayBuffer (the copier's read buffers) are read by the worker where they
-   * lie; the others are copied into one buffer that is moved to it.
+   * lie; the others are copied into one buffer that is moved to it. A worker that dies (its
+   * codec's binding does not load in it, out of memory) takes no more batches, and the ones it
+   * held are compressed on this thread, as are all once none is left: slower, the same bytes.
    */
   compress(list: Buffer[]): Promise<Buffer[]> {
-    if (this.streaming) return this.closed ? Promise.reject(this.closed) : this.zstd.compress(list);
+    if (this.closed) return Promise.reject(this.closed);
+    if (this.streaming) return this.zstd.compress(list);
     const live = this.slots.filter((s) => !s.dead);
-    if (live.length === 0) return Promise.reject(this.slots[0]?.dead ?? new Error('no compression worker'));
+    if (live.length === 0) return this.inThisThread(list);
     const slot = live.reduce((a, b) => (b.busy < a.busy ? b : a));
+    return this.onWorker(slot, list).catch((error: unknown) => {
+      if (this.closed || !slot.dead) throw error; // closed, or the codec failed on a blob: not a death
+      return this.inThisThread(list);
+    });
+  }
+
+  private inThisThread(list: Buffer[]): Promise<Buffer[]> {
+    this.fallback ??= new InlineCompressor(this.codec);
+    return this.fallback.compress(list);
+  }
+
+  private onWorker(slot: Slot, list: Buffer[]): Promise<Buffer[]> {
     const id = this.nextId++;
     const buffers: ArrayBufferLike[] = [];
     const places: number[] = [];
@@ -158,6 +178,7 @@ export class CompressPool {
 
   private failAll(slot: Slot, error: Error): void {
     slot.dead ??= error; // no more work goes to it
+    if (!this.closed) this.lost ??= error;
     for (const waiting of slot.pending.values()) waiting.reject(error);
     slot.pending.clear();
     slot.busy = 0;

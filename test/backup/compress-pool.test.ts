@@ -65,6 +65,43 @@ describe('compression workers', () => {
     await expect(pool.compress([Buffer.from('x')])).rejects.toThrow(/closed/);
   });
 
+  it('workers whose zstd binding does not load: every batch is compressed in this thread instead, the same bytes back, and `lost` says why', async () => {
+    const unzstd = (c: Buffer) => Buffer.from(decompress(c));
+    const pool = new CompressPool('zstd', 2, '/nonexistent/zstd-napi/binding.node');
+    try {
+      const batches = Array.from({ length: 4 }, (_, b) => Array.from({ length: 3 }, (_, i) => message(b * 10 + i, 20_000)));
+      const results = await Promise.all(batches.map((batch) => pool.compress(batch))); // sent before the workers failed
+      const later = await pool.compress([message(99, 30_000)]); // after: none left
+      for (const [out, batch] of [...results.map((r, b) => [r, batches[b]!] as const), [later, null] as const]) {
+        out.forEach((c, i) => {
+          expect(c.length).toBeLessThan(20_000);
+          if (batch) expect(unzstd(c).equals(batch[i]!)).toBe(true);
+        });
+      }
+      expect(pool.lost?.message).toMatch(/nonexistent|Cannot find module/);
+    } finally {
+      await pool.close();
+    }
+    await expect(pool.compress([Buffer.from('x')])).rejects.toThrow(/closed/); // closed: no fallback
+  });
+
+  it('a worker that dies with a batch outstanding: that batch is compressed in this thread, the other worker goes on', async () => {
+    const pool = new CompressPool('brotli', 2);
+    try {
+      const big = Array.from({ length: 16 }, (_, i) => message(i, 60_000));
+      const first = pool.compress(big); // to worker 0
+      const slots = (pool as unknown as { slots: { worker: { terminate(): Promise<number> } }[] }).slots;
+      await slots[0]!.worker.terminate(); // dies under it
+      const out = await first;
+      out.forEach((c, i) => expect(brotliDecompressSync(c).equals(big[i]!)).toBe(true));
+      expect(pool.lost?.message).toMatch(/exited/);
+      const next = await pool.compress([message(50, 10_000)]);
+      expect(brotliDecompressSync(next[0]!).length).toBeGreaterThan(10_000);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('a pool closed with a batch outstanding fails that batch', async () => {
     const pool = new CompressPool('brotli', 1);
     const pending = pool.compress(Array.from({ length: 64 }, (_, i) => message(i, 50_000)));
