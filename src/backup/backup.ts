@@ -10,6 +10,7 @@ import type { StateSnapshot } from '../store/checkpoint.js';
 import type { Op } from '../store/records.js';
 import type { StateSince } from '../store/state-since.js';
 import { blobIdOf } from './crypto.js';
+import { HASH_BYTES, hashMatches } from '../hash/blake3.js';
 import { phase } from './phases.js';
 import { CompressPool, InlineCompressor } from './compress-pool.js';
 import { applySince, decodedParent, fallbackReason, findParent, modelOf, opsOf, type ParentSnapshot, type StateModel } from './incremental.js';
@@ -34,8 +35,10 @@ export interface BackupSource {
   /**
    * Blobs at the locations the state gave, verified as fetchBlob's, many with one read (the
    * store's fetchBlobsAt); undefined for one that did not read there (fetchBlob is asked then).
+   * `verify` false: their BLAKE3 is not checked (the compression workers hash them, and the copy
+   * checks each before it writes it); a source that verifies anyway may ignore it.
    */
-  fetchBlobsAt?(blobs: readonly { hash: Buffer; location: { pack: number; offset: number; length: number } }[], lend?: () => ArrayBuffer | undefined): Promise<(Buffer | undefined)[]>;
+  fetchBlobsAt?(blobs: readonly { hash: Buffer; location: { pack: number; offset: number; length: number } }[], lend?: () => ArrayBuffer | undefined, options?: { verify?: boolean }): Promise<(Buffer | undefined)[]>;
 }
 
 export interface BackupOptions {
@@ -351,7 +354,11 @@ function idOf(repo: Repository, blob: NeededBlob): Buffer {
 }
 
 /** `buffers`: the copier's read buffers its bytes are views into, taken back once its records are made. */
-interface Batch { blobs: NeededBlob[]; bytes: Buffer[]; compressed: Buffer[]; buffers: ArrayBuffer[] }
+/**
+ * A batch read and compressed: `unverified` the indexes of bodies read without their BLAKE3
+ * checked, `digests` the workers' BLAKE3 of each body (when they hashed it).
+ */
+interface Batch { blobs: NeededBlob[]; bytes: Buffer[]; unverified: Set<number>; compressed: Buffer[]; digests?: Buffer; buffers: ArrayBuffer[] }
 
 /**
  * A read buffer of the copier's: a batch's blobs (compressBatchBytes, and the last blob over it)
@@ -510,8 +517,11 @@ class BlobCopier {
     // shared, so the compression workers read the blobs where they lie (compress-pool.ts); readRuns
     // without a hash pool only reads into it, and the bodies are views of it as of any ArrayBuffer
     const lend = () => { const buffer = this.free.pop() ?? (new SharedArrayBuffer(READ_BUFFER_BYTES) as unknown as ArrayBuffer); buffers.push(buffer); return buffer; };
-    const pending = fetchBatch(this.source, blobs, lend)
-      .then(async (bytes) => ({ blobs, bytes, compressed: await pool.compress(bytes), buffers }));
+    // workers that hash what they compress check the bodies read unverified (drain compares);
+    // else they are read verified, in this thread
+    const hashedThere = pool instanceof CompressPool && pool.hashes;
+    const pending = fetchBatch(this.source, blobs, lend, !hashedThere)
+      .then(async ({ bytes, unverified }) => ({ blobs, bytes, unverified, ...await pool.compressChecked(bytes), buffers }));
     pending.catch(() => undefined); // handled when its turn comes; a failure must not crash the process before then
     this.window.push(pending);
   }
@@ -525,16 +535,23 @@ class BlobCopier {
         this.fill();
         if (this.finishing && this.next >= this.queue.length) this.finishing();
         const inIndex = await this.inIndex;
-        batch.blobs.forEach((blob, i) => {
-          this.bytesRead += batch.bytes[i]!.length;
-          if (inIndex.has(blob.key)) return;
+        for (const [i, blob] of batch.blobs.entries()) {
+          let bytes = batch.bytes[i]!, compressed = batch.compressed[i]!;
+          if (batch.unverified.has(i) && !bodyMatches(batch.digests, i, bytes, blob.hash)) {
+            // not the blob the state named at that place (damaged, or moved since): read by hash,
+            // verified (or CORRUPT, which stops the run), and compressed here
+            bytes = await fetchNamed(this.source, blob);
+            compressed = (await this.compressors.here(bytes))!;
+          }
+          this.bytesRead += bytes.length;
+          if (inIndex.has(blob.key)) continue;
           const id = blobIdOf(blob.hash, this.repo.keys);
-          const parts = sealRecord(id, batch.bytes[i]!, batch.compressed[i]!, this.repo.codec, this.repo.keys);
+          const parts = sealRecord(id, bytes, compressed, this.repo.codec, this.repo.keys);
           // stored as read (not worth compressing, no key): a copy, the read buffer is reused
-          if (parts[1] === batch.bytes[i] && batch.buffers.length > 0) parts[1] = Buffer.from(parts[1]);
+          if (parts[1] === bytes && batch.buffers.length > 0) parts[1] = Buffer.from(parts[1]);
           this.writer.add(id, parts);
           this.written++;
-        });
+        }
         this.free.push(...batch.buffers); // every view into them is done with (compressed, copied or counted)
         this.done += batch.blobs.length;
         this.options.onProgress?.(this.done, this.bytesRead);
@@ -578,6 +595,12 @@ class Compressors {
     return this.pool;
   }
 
+  /** One blob compressed in this thread (a body read again by hash), with the same codec. */
+  async here(bytes: Buffer): Promise<Buffer | undefined> {
+    this.inline ??= new InlineCompressor(this.codec);
+    return (await this.inline.compress([bytes]))[0];
+  }
+
   /** The first compression worker that died, if one did. */
   get lost(): Error | undefined {
     return this.pool instanceof CompressPool ? this.pool.lost : undefined;
@@ -600,12 +623,23 @@ class Compressors {
  * pread per run of neighbouring records, no index lookup each), the others and any that did not
  * read there (moved by a compaction since, damaged) one by one by hash, as before.
  */
-async function fetchBatch(source: BackupSource, blobs: NeededBlob[], lend: () => ArrayBuffer): Promise<Buffer[]> {
+async function fetchBatch(source: BackupSource, blobs: NeededBlob[], lend: () => ArrayBuffer, verify: boolean): Promise<{ bytes: Buffer[]; unverified: Set<number> }> {
   const placed = source.fetchBlobsAt ? blobs.filter((blob) => blob.length !== undefined) : [];
-  const read = placed.length > 0 ? await source.fetchBlobsAt!(placed.map((blob) => ({ hash: blob.hash, location: locationOf(blob) })), lend) : [];
+  const read = placed.length > 0 ? await source.fetchBlobsAt!(placed.map((blob) => ({ hash: blob.hash, location: locationOf(blob) })), lend, { verify }) : [];
   const got = new Map<NeededBlob, Buffer>();
   placed.forEach((blob, i) => { if (read[i]) got.set(blob, read[i]!); });
-  return Promise.all(blobs.map((blob) => got.get(blob) ?? fetchNamed(source, blob)));
+  const unverified = new Set<number>();
+  const bytes = await Promise.all(blobs.map((blob, i) => {
+    const body = got.get(blob);
+    if (body && !verify) unverified.add(i);
+    return body ?? fetchNamed(source, blob);
+  }));
+  return { bytes, unverified };
+}
+
+/** Whether a body read unverified is the blob: the worker's digest of it when there is one, else hashed here. */
+function bodyMatches(digests: Buffer | undefined, i: number, body: Buffer, hash: Buffer): boolean {
+  return digests ? digests.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES).equals(hash) : hashMatches(body, hash);
 }
 
 function locationOf(blob: NeededBlob): { pack: number; offset: number; length: number } {

@@ -14,13 +14,15 @@ import { brotliCompressSync, constants as zlibConstants, deflateRawSync } from '
 import { backupLimits } from '../limits.js';
 import type { BlobCodec } from './format.js';
 import { zstdCompress, zstdOneShotModule } from './zstd.js';
+import { nativeBlakeAddon } from '../hash/pool.js';
 
 /**
  * The worker: {id, codec, level, quality, window, buffers, places} in, where each blob is
  * places[3i..3i+2] = (index into buffers, byte offset, length) and each buffer is shared (the
  * copier's read buffers) or moved, never copied (cloning a Buffer copies its whole backing store);
- * {id, data, lengths} back: the outputs one after another in one new buffer, moved. Or
- * {id, error}. zstd is one shot into that buffer (zstd.ts): a context per worker, reused, and no
+ * {id, data, lengths, digests?} back: the outputs one after another in one new buffer, moved, and
+ * with `digest` set (and the BLAKE3 binding loaded: workerData.blake3) each blob's BLAKE3, 32
+ * bytes a blob, hashed before it is compressed, in a buffer of its own, moved. Or {id, error}. zstd is one shot into that buffer (zstd.ts): a context per worker, reused, and no
  * copy of the outputs; Brotli and deflate output their own buffers, copied together.
  */
 const WORKER_SOURCE = `
@@ -28,12 +30,21 @@ const { parentPort, workerData } = require('node:worker_threads');
 const zlib = require('node:zlib');
 const C = zlib.constants;
 const zstd = workerData && workerData.zstd ? require(workerData.zstd) : undefined;
+const blake = workerData && workerData.blake3 ? require(workerData.blake3) : undefined;
 let cctx;
-parentPort.on('message', ({ id, codec, level, quality, window, buffers, places }) => {
+parentPort.on('message', ({ id, codec, level, quality, window, buffers, places, digest }) => {
   try {
     const views = buffers.map((b) => Buffer.from(b));
     const count = places.length / 3;
     const lengths = [];
+    let digests;
+    if (digest && blake) {
+      digests = Buffer.allocUnsafeSlow(count * 32);
+      for (let i = 0; i < count; i++) {
+        const at = places[3 * i + 1];
+        digests.write(blake.blake3UrlSafeBase64(views[places[3 * i]].subarray(at, at + places[3 * i + 2])), i * 32, 'base64url');
+      }
+    }
     let result;
     if (codec === 'zstd') {
       cctx ??= new zstd.CCtx();
@@ -64,13 +75,16 @@ parentPort.on('message', ({ id, codec, level, quality, window, buffers, places }
       let to = 0;
       for (const c of out) { c.copy(result, to); to += c.length; }
     }
-    parentPort.postMessage({ id, data: result.buffer, lengths }, [result.buffer]);
+    parentPort.postMessage({ id, data: result.buffer, lengths, digests: digests && digests.buffer }, digests ? [result.buffer, digests.buffer] : [result.buffer]);
   } catch (error) {
     parentPort.postMessage({ id, error: String(error && error.stack || error) });
   }
 });`;
 
-interface Pending { resolve(out: Buffer[]): void; reject(error: Error): void }
+/** A batch compressed, and its blobs' BLAKE3 (32 bytes each, in order) when the worker hashed them. */
+export interface Compressed { compressed: Buffer[]; digests?: Buffer }
+
+interface Pending { resolve(out: Compressed): void; reject(error: Error): void }
 
 interface Slot { worker: Worker; busy: number; pending: Map<number, Pending>; dead?: Error }
 
@@ -88,18 +102,26 @@ export class CompressPool {
   lost: Error | undefined;
 
   /** `zstdModule`: the one-shot binding the workers load (zstd.ts found it here; tests name one that does not load). */
-  constructor(private readonly codec: BlobCodec, threads = defaultThreads(), zstdModule = zstdOneShotModule) {
+  /** Whether the workers hash what they compress (compressChecked): the native BLAKE3 binding is there for them. */
+  readonly hashes: boolean;
+
+  /**
+   * `zstdModule`: the one-shot binding the workers load (zstd.ts found it here; tests name one that
+   * does not load); `blakeAddon` the BLAKE3 binding they hash with ('': they do not hash).
+   */
+  constructor(private readonly codec: BlobCodec, threads = defaultThreads(), zstdModule = zstdOneShotModule, blakeAddon = nativeBlakeAddon() ?? '') {
     this.streaming = codec === 'zstd' && zstdModule === undefined;
+    this.hashes = !this.streaming && blakeAddon !== '';
     for (let i = 0; !this.streaming && i < threads; i++) {
-      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { zstd: codec === 'zstd' ? zstdModule : undefined } });
+      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { zstd: codec === 'zstd' ? zstdModule : undefined, blake3: blakeAddon } });
       const slot: Slot = { worker, busy: 0, pending: new Map() };
-      slot.worker.on('message', (m: { id: number; data?: ArrayBuffer; lengths?: number[]; error?: string }) => {
+      slot.worker.on('message', (m: { id: number; data?: ArrayBuffer; lengths?: number[]; digests?: ArrayBuffer; error?: string }) => {
         const waiting = slot.pending.get(m.id);
         if (!waiting) return;
         slot.pending.delete(m.id);
         slot.busy--;
         if (m.error !== undefined || !m.data || !m.lengths) waiting.reject(new Error(`compressing blobs failed: ${m.error}`));
-        else waiting.resolve(split(Buffer.from(m.data), m.lengths));
+        else waiting.resolve({ compressed: split(Buffer.from(m.data), m.lengths), ...(m.digests ? { digests: Buffer.from(m.digests) } : {}) });
       });
       // a worker that dies (out of memory) fails what it held; the backup stops, earlier snapshots untouched
       slot.worker.on('error', (error) => this.failAll(slot, error));
@@ -115,24 +137,33 @@ export class CompressPool {
    * codec's binding does not load in it, out of memory) takes no more batches, and the ones it
    * held are compressed on this thread, as are all once none is left: slower, the same bytes.
    */
-  compress(list: Buffer[]): Promise<Buffer[]> {
+  async compress(list: Buffer[]): Promise<Buffer[]> {
+    return (await this.compressChecked(list, false)).compressed;
+  }
+
+  /**
+   * As compress, and (`digest`, when `hashes`) each blob's BLAKE3 as the worker saw it before
+   * compressing it. A batch compressed in this thread (a worker died, or streaming zstd) comes back
+   * without digests: the caller hashes itself.
+   */
+  compressChecked(list: Buffer[], digest = true): Promise<Compressed> {
     if (this.closed) return Promise.reject(this.closed);
-    if (this.streaming) return this.zstd.compress(list);
+    if (this.streaming) return this.zstd.compress(list).then((compressed) => ({ compressed }));
     const live = this.slots.filter((s) => !s.dead);
     if (live.length === 0) return this.inThisThread(list);
     const slot = live.reduce((a, b) => (b.busy < a.busy ? b : a));
-    return this.onWorker(slot, list).catch((error: unknown) => {
+    return this.onWorker(slot, list, digest && this.hashes).catch((error: unknown) => {
       if (this.closed || !slot.dead) throw error; // closed, or the codec failed on a blob: not a death
       return this.inThisThread(list);
     });
   }
 
-  private inThisThread(list: Buffer[]): Promise<Buffer[]> {
+  private async inThisThread(list: Buffer[]): Promise<Compressed> {
     this.fallback ??= new InlineCompressor(this.codec);
-    return this.fallback.compress(list);
+    return { compressed: await this.fallback.compress(list) };
   }
 
-  private onWorker(slot: Slot, list: Buffer[]): Promise<Buffer[]> {
+  private onWorker(slot: Slot, list: Buffer[], digest: boolean): Promise<Compressed> {
     const id = this.nextId++;
     const buffers: ArrayBufferLike[] = [];
     const places: number[] = [];
@@ -159,10 +190,10 @@ export class CompressPool {
       buffers.push(data.buffer);
       transfer.push(data.buffer);
     }
-    return new Promise<Buffer[]>((resolve, reject) => {
+    return new Promise<Compressed>((resolve, reject) => {
       slot.pending.set(id, { resolve, reject });
       slot.busy++;
-      const message = { id, codec: this.codec, level: this.codec === 'zstd' ? backupLimits.zstdLevel : backupLimits.deflateLevel, quality: backupLimits.brotliQuality, window: backupLimits.brotliWindowBits, buffers, places };
+      const message = { id, codec: this.codec, level: this.codec === 'zstd' ? backupLimits.zstdLevel : backupLimits.deflateLevel, quality: backupLimits.brotliQuality, window: backupLimits.brotliWindowBits, buffers, places, digest };
       slot.worker.postMessage(message, transfer);
     });
   }
@@ -218,6 +249,11 @@ export class InlineCompressor {
         [zlibConstants.BROTLI_PARAM_SIZE_HINT]: bytes.length, [zlibConstants.BROTLI_PARAM_MODE]: zlibConstants.BROTLI_MODE_TEXT,
       } })
       : deflateRawSync(bytes, { level: backupLimits.deflateLevel }));
+  }
+
+  /** As CompressPool's: no digests (the caller hashes). */
+  async compressChecked(list: Buffer[]): Promise<Compressed> {
+    return { compressed: await this.compress(list) };
   }
 
   async close(): Promise<void> {}

@@ -651,9 +651,12 @@ export class PackStore {
    * whose records were written: a new 4 MiB buffer a batch made the collector run full cycles);
    * the records and bodies are views into the buffer used, `into` or a new one. Returns what now
    * stands for `into`: itself, or the buffer that came back from the worker in its place
-   * (undefined when the worker kept it, or without `into`).
+   * (undefined when the worker kept it, or without `into`). `verify` false: each record's header
+   * and length are checked, its body's BLAKE3 is not (a backup's copy hashes the bodies on its
+   * compression workers and checks them there before it writes one; inline bodies and blobs a
+   * compaction moved are read verified all the same).
    */
-  async readRuns(pack: number, runs: RunItem[][], pool?: HashPool, keepRecords = true, into?: ArrayBuffer): Promise<ArrayBuffer | undefined> {
+  async readRuns(pack: number, runs: RunItem[][], pool?: HashPool, keepRecords = true, into?: ArrayBuffer, verify = true): Promise<ArrayBuffer | undefined> {
     if (pack === INLINE_PACK) {
       for (const item of runs.flat()) item.body = await this.readInline(item.location, item.hash).catch((error: unknown) => { item.error = error; return undefined; });
       return into;
@@ -665,7 +668,7 @@ export class PackStore {
       return into;
     }
     try {
-      return await this.readRunPinned(pack, runs, pool, keepRecords, into);
+      return await this.readRunPinned(pack, runs, verify ? pool : undefined, keepRecords, into, verify);
     } finally {
       this.unpin(pack);
     }
@@ -690,7 +693,7 @@ export class PackStore {
    * (`pool`) on a worker while this thread goes on: the buffer is handed over and comes back with
    * the digests, and only then do the bodies, views into it, go out.
    */
-  private async readRunPinned(pack: number, runs: RunItem[][], pool: HashPool | undefined, keepRecords: boolean, into?: ArrayBuffer): Promise<ArrayBuffer | undefined> {
+  private async readRunPinned(pack: number, runs: RunItem[][], pool: HashPool | undefined, keepRecords: boolean, into?: ArrayBuffer, verify = true): Promise<ArrayBuffer | undefined> {
     const path = this.path(pack);
     const spans = runs.filter((items) => items.length > 0).map((items) => {
       const start = items[0].location.offset;
@@ -728,13 +731,14 @@ export class PackStore {
         digests = done.digests;
       } catch {
         // a failed worker: this thread hashes, after reading the runs again if the worker kept them
-        if (bytes.buffer.byteLength === 0) return this.readRunPinned(pack, runs, undefined, keepRecords, into); // `into` went with it: a new buffer
+        if (bytes.buffer.byteLength === 0) return this.readRunPinned(pack, runs, undefined, keepRecords, into, verify); // `into` went with it: a new buffer
       }
     }
     for (let i = 0; i < intact.length; i++) {
       const item = intact[i];
       const body = bytes.subarray(ranges[2 * i], ranges[2 * i] + ranges[2 * i + 1]);
-      const matches = digests ? Buffer.from(digests.buffer, digests.byteOffset + i * HASH_BYTES, HASH_BYTES).equals(item.hash) : hashMatches(body, item.hash);
+      // unverified (`verify` false): header and length checked, the caller checks the BLAKE3 before it trusts the body
+      const matches = !verify || (digests ? Buffer.from(digests.buffer, digests.byteOffset + i * HASH_BYTES, HASH_BYTES).equals(item.hash) : hashMatches(body, item.hash));
       if (matches) {
         item.body = body;
         if (keepRecords) item.record = bytes.subarray(ranges[2 * i] - RECORD_HEADER_BYTES, ranges[2 * i] + ranges[2 * i + 1]);

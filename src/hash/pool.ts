@@ -157,6 +157,19 @@ interface Waiting {
   reject: (error: Error) => void;
 }
 
+/**
+ * The path of the native BLAKE3 binding a worker loads (its `blake3UrlSafeBase64`), or undefined
+ * when this thread does not hash with it (the wasm fallback: the workers would not either).
+ */
+export function nativeBlakeAddon(): string | undefined {
+  if (hashImplementation !== 'native') return undefined;
+  try {
+    return createRequire(import.meta.url).resolve('@napi-rs/blake-hash');
+  } catch {
+    return undefined;
+  }
+}
+
 export class HashPool {
   private readonly waiting = new Map<number, Waiting>();
   private readonly scans = new Map<number, ScanWaiting>();
@@ -234,13 +247,8 @@ export class HashPool {
    * could not be made).
    */
   static create(threads = Math.max(1, os.availableParallelism() - 1)): HashPool | undefined {
-    if (threads < 1 || hashImplementation !== 'native') return undefined;
-    let addon: string;
-    try {
-      addon = createRequire(import.meta.url).resolve('@napi-rs/blake-hash');
-    } catch {
-      return undefined;
-    }
+    const addon = threads < 1 ? undefined : nativeBlakeAddon();
+    if (addon === undefined) return undefined;
     const pool = new HashPool([], addon);
     if (pool.grow(threads) < threads) {
       // a thread that cannot be made (ERR_WORKER_INIT_FAILED, out of memory): the caller hashes in

@@ -20,6 +20,13 @@ import { toInfo, type MessageInfo, type MessageWithBody, type ReadMessagesOption
 import { checkBoolean, checkFunction, checkHash, checkModseq, checkOptions, checkUid, parseMailboxName } from './validate.js';
 
 /** What the reader needs of its Store: the current index (replaced by an index swap), the packs. */
+
+/** fetchBlobsAt's options. */
+export interface FetchAtOptions {
+  /** false: each record's header and length are checked, not its body's BLAKE3; the caller must check it before trusting the body (a backup's compression workers do). Default true. */
+  verify?: boolean;
+}
+
 export interface ReaderHost {
   readonly db: IndexDb;
   readonly packs: PackStore;
@@ -155,9 +162,10 @@ export class StoreReader {
    * the caller asks fetchBlob, which looks it up again and says what is wrong. `lend`: a buffer
    * of the caller's for each pack's runs to be read into (used when big enough, else a new one),
    * which the caller takes back once it is done with the bodies: a new buffer of megabytes per
-   * batch is fresh memory from the kernel each time (a page fault every 4 KiB).
+   * batch is fresh memory from the kernel each time (a page fault every 4 KiB). `verify` false
+   * (FetchAtOptions): the caller checks each body's BLAKE3 itself before it trusts it.
    */
-  async fetchBlobsAt(blobs: readonly { hash: Buffer; location: BlobLocation }[], lend?: () => ArrayBuffer | undefined): Promise<(Buffer | undefined)[]> {
+  async fetchBlobsAt(blobs: readonly { hash: Buffer; location: BlobLocation }[], lend?: () => ArrayBuffer | undefined, options: FetchAtOptions = {}): Promise<(Buffer | undefined)[]> {
     this.host.live();
     const items: RunItem[] = blobs.map(({ hash, location }) => ({ hash: checkHash(hash), location }));
     const sorted = [...items].sort((a, b) => a.location.pack - b.location.pack || a.location.offset - b.location.offset);
@@ -166,7 +174,7 @@ export class StoreReader {
       const pack = runs[i]![0]!.location.pack;
       let j = i + 1;
       while (j < runs.length && runs[j]![0]!.location.pack === pack) j++;
-      await this.host.packs.readRuns(pack, runs.slice(i, j), undefined, false, lend?.());
+      await this.host.packs.readRuns(pack, runs.slice(i, j), undefined, false, lend?.(), options.verify ?? true);
       i = j;
     }
     return items.map((item) => (item.error === undefined ? item.body : undefined));

@@ -42,7 +42,7 @@ import { checkInlineBodyBytes, readInlineBodyBytes, writeInlineBodyBytes } from 
 import { Snapshotter, readJournalArchive, writeJournalArchive, type SnapshotResult } from './snapshots.js';
 import { listSnapshots } from './snapshot-file.js';
 import { checkRecordSize, resolveInBatch } from './prepare.js';
-import { StoreReader, type ReaderHost } from './reader.js';
+import { StoreReader, type FetchAtOptions, type ReaderHost } from './reader.js';
 import { SharedHashPool } from '../hash/shared-pool.js';
 import { opExtras, type BlobRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
 import type { Health } from './recovery.js';
@@ -1182,9 +1182,9 @@ export class Store implements MailStore {
     return this.reader.fetchBlob(hash);
   }
 
-  /** Blobs at the locations a state read gave them (a backup), verified; undefined for one whose read failed there (ask fetchBlob). `lend`: buffers to read into (StoreReader.fetchBlobsAt). */
-  fetchBlobsAt(blobs: readonly { hash: Buffer; location: BlobLocation }[], lend?: () => ArrayBuffer | undefined): Promise<(Buffer | undefined)[]> {
-    return this.reader.fetchBlobsAt(blobs, lend);
+  /** Blobs at the locations a state read gave them (a backup), verified (unless `options.verify` is false); undefined for one whose read failed there (ask fetchBlob). `lend`: buffers to read into (StoreReader.fetchBlobsAt). */
+  fetchBlobsAt(blobs: readonly { hash: Buffer; location: BlobLocation }[], lend?: () => ArrayBuffer | undefined, options?: FetchAtOptions): Promise<(Buffer | undefined)[]> {
+    return this.reader.fetchBlobsAt(blobs, lend, options);
   }
 
   /** CONDSTORE/QRESYNC: messages changed and uids expunged after `modseq`. */

@@ -6,6 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { CompressPool } from '../../src/backup/compress-pool.js';
 import { message } from './helpers.js';
 import { decompress } from 'fzstd';
+import { hashBytes } from '../../src/hash/blake3.js';
+import { zstdOneShotModule } from '../../src/backup/zstd.js';
 
 describe('compression workers', () => {
   it('compress each blob of many batches, in order, for zstd, brotli and deflate', async () => {
@@ -52,6 +54,26 @@ describe('compression workers', () => {
         const again = await pool.compress([list[0]!, list[list.length - 1]!]);
         expect(undo(again[0]!).equals(expected[0]!)).toBe(true);
         expect(undo(again[1]!).equals(expected[expected.length - 1]!)).toBe(true);
+      } finally {
+        await pool.close();
+      }
+    }
+  });
+
+  it('compressChecked: the workers hash each blob before they compress it (BLAKE3, 32 bytes a blob, in order); without the binding, no digests', async () => {
+    const list = [message(1, 30_000), Buffer.alloc(0), message(2, 100)];
+    const shared = new SharedArrayBuffer(64 * 1024);
+    const view = Buffer.from(shared, 11, 40_000);
+    message(3, 40_000).copy(view);
+    list.push(view);
+    for (const hashed of [false, true]) {
+      const pool = hashed ? new CompressPool('zstd', 2) : new CompressPool('zstd', 2, zstdOneShotModule, '');
+      try {
+        expect(pool.hashes).toBe(hashed);
+        const { compressed, digests } = await pool.compressChecked(list);
+        compressed.forEach((c, i) => expect(Buffer.from(decompress(c)).equals(list[i]!)).toBe(true));
+        if (!hashed) expect(digests).toBeUndefined();
+        else expect(digests).toEqual(Buffer.concat(list.map((b) => hashBytes(b))));
       } finally {
         await pool.close();
       }

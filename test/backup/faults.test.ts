@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
 import { checkRepository } from '../../src/backup/check.js';
 import { forgetSnapshots } from '../../src/backup/forget.js';
@@ -17,6 +17,7 @@ import { Rng } from '../sim/faultfs.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { dump, expectCode, fill, openRepo, source } from './helpers.js';
+import { backupLimits } from '../../src/limits.js';
 
 async function expectConsistent(repoDir: string): Promise<void> {
   const repo = await Repository.open(nodeFileSystem, repoDir);
@@ -192,24 +193,35 @@ describe('backup faults', () => {
     await repo.close();
   });
 
-  it('a damaged message in the store stops the backup naming it; no snapshot is written', async () => {
-    const dir = tmpDir('bkn');
-    const store = await Store.init(join(dir, 's'));
-    await store.createMailbox('INBOX');
-    await fill(store, 'INBOX', 10, 1, 5000);
-    await store.close();
-    const pack = join(dir, 's', 'packs', readdirSync(join(dir, 's', 'packs')).find((n) => n.endsWith('.pack'))!);
-    const bytes = readFileSync(pack);
-    bytes[bytes.length - 100] ^= 1; // inside the last message
-    writeFileSync(pack, bytes);
-    const reopened = await Store.open(join(dir, 's'));
-    const repo = await openRepo(join(dir, 'repo'));
-    const error = await runBackup(source(reopened), repo).catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/^INBOX uid 10 is damaged in the store/) });
-    expect(await repo.list('snapshots')).toEqual([]);
-    await reopened.close();
-    await repo.close();
-  });
+  for (const where of ['here', 'on the workers'] as const) {
+    it(`a damaged message in the store stops the backup naming it; no snapshot is written (compressed ${where}${where === 'here' ? ': read verified' : ': read unverified, their BLAKE3 checked'})`, async () => {
+      const saved = backupLimits.inlineCompressBytesMax;
+      if (where === 'on the workers') backupLimits.inlineCompressBytesMax = 0;
+      try {
+        const dir = tmpDir('bkn');
+        const store = await Store.init(join(dir, 's'));
+        await store.createMailbox('INBOX');
+        await fill(store, 'INBOX', 10, 1, 5000);
+        await store.close();
+        const pack = join(dir, 's', 'packs', readdirSync(join(dir, 's', 'packs')).find((n) => n.endsWith('.pack'))!);
+        const bytes = readFileSync(pack);
+        bytes[bytes.length - 100] ^= 1; // inside the last message
+        writeFileSync(pack, bytes);
+        const reopened = await Store.open(join(dir, 's'));
+        const repo = await openRepo(join(dir, 'repo'));
+        const reads = vi.spyOn(reopened, 'fetchBlobsAt');
+        const error = await runBackup(source(reopened), repo).catch((e: unknown) => e);
+        expect(error).toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/^INBOX uid 10 is damaged in the store/) });
+        expect(reads.mock.calls.map((call) => call[2]?.verify)).toEqual([where === 'here']);
+        expect(await repo.list('snapshots')).toEqual([]);
+        expect(await repo.list('data')).toEqual([]); // not even the nine good ones: the batch stopped
+        await reopened.close();
+        await repo.close();
+      } finally {
+        backupLimits.inlineCompressBytesMax = saved;
+      }
+    });
+  }
 
   it('SIGKILL during backups and during prunes: consistent, earlier snapshots restore, the next run completes', { timeout: 180_000 }, async () => {
     requireBuilt();

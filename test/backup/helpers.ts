@@ -14,7 +14,7 @@ import { restoreToNewStore } from '../../src/backup/restore.js';
 
 /** The store as the CLI backs it up (incremental when an earlier snapshot is there); `full`: always the whole state. */
 export function source(store: Store, options: { full?: boolean } = {}): BackupSource {
-  const whole: BackupSource = { storeId: store.identity.storeId, snapshotState: () => store.maintenance().snapshotState(), fetchBlob: (hash) => store.fetchBlob(hash), fetchBlobsAt: (blobs, lend) => store.fetchBlobsAt(blobs, lend) };
+  const whole: BackupSource = { storeId: store.identity.storeId, snapshotState: () => store.maintenance().snapshotState(), fetchBlob: (hash) => store.fetchBlob(hash), fetchBlobsAt: (blobs, lend, options) => store.fetchBlobsAt(blobs, lend, options) };
   return options.full ? whole : { ...whole, stateSince: (afterSeq) => store.maintenance().stateSince(afterSeq) };
 }
 

@@ -46,7 +46,7 @@ async function backupSource(store: MailStore): Promise<BackupSource> {
   if (store instanceof Store) {
     return {
       storeId: store.identity.storeId, snapshotState: () => store.maintenance().snapshotState(), fetchBlob: (hash) => store.fetchBlob(hash),
-      fetchBlobsAt: (blobs, lend) => store.fetchBlobsAt(blobs, lend), stateSince: (afterSeq) => store.maintenance().stateSince(afterSeq),
+      fetchBlobsAt: (blobs, lend, options) => store.fetchBlobsAt(blobs, lend, options), stateSince: (afterSeq) => store.maintenance().stateSince(afterSeq),
     };
   }
   // loaded only for a daemon: with its node:tls and the scrub module it was a tenth of what a
