@@ -353,10 +353,10 @@ function idOf(repo: Repository, blob: NeededBlob): Buffer {
   return repo.keys ? blobIdOf(blob.hash, repo.keys) : blob.hash;
 }
 
-/** `buffers`: the copier's read buffers its bytes are views into, taken back once its records are made. */
 /**
- * A batch read and compressed: `unverified` the indexes of bodies read without their BLAKE3
- * checked, `digests` the workers' BLAKE3 of each body (when they hashed it).
+ * A batch read and compressed. `buffers`: the copier's read buffers its bytes are views into, taken
+ * back once its records are made; `unverified` the indexes of bodies read without their BLAKE3
+ * checked; `digests` the workers' BLAKE3 of each body (when they hashed it).
  */
 interface Batch { blobs: NeededBlob[]; bytes: Buffer[]; unverified: Set<number>; compressed: Buffer[]; digests?: Buffer; buffers: ArrayBuffer[] }
 

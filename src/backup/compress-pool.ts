@@ -22,8 +22,9 @@ import { nativeBlakeAddon } from '../hash/pool.js';
  * copier's read buffers) or moved, never copied (cloning a Buffer copies its whole backing store);
  * {id, data, lengths, digests?} back: the outputs one after another in one new buffer, moved, and
  * with `digest` set (and the BLAKE3 binding loaded: workerData.blake3) each blob's BLAKE3, 32
- * bytes a blob, hashed before it is compressed, in a buffer of its own, moved. Or {id, error}. zstd is one shot into that buffer (zstd.ts): a context per worker, reused, and no
- * copy of the outputs; Brotli and deflate output their own buffers, copied together.
+ * bytes a blob, hashed before it is compressed, in a buffer of its own, moved. Or {id, error}.
+ * zstd is one shot into that buffer (zstd.ts): a context per worker, reused, and no copy of the
+ * outputs; Brotli and deflate output their own buffers, copied together.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -98,10 +99,9 @@ export class CompressPool {
   private readonly streaming: boolean;
   /** This thread's compressor, for the batches of workers that died (see compress). */
   private fallback: InlineCompressor | undefined;
-  /** The first worker death, for the summary (`workersLost`). */
+  /** The first worker death, for the backup's summary (`compressionWorkerLost`). */
   lost: Error | undefined;
 
-  /** `zstdModule`: the one-shot binding the workers load (zstd.ts found it here; tests name one that does not load). */
   /** Whether the workers hash what they compress (compressChecked): the native BLAKE3 binding is there for them. */
   readonly hashes: boolean;
 
@@ -123,7 +123,7 @@ export class CompressPool {
         if (m.error !== undefined || !m.data || !m.lengths) waiting.reject(new Error(`compressing blobs failed: ${m.error}`));
         else waiting.resolve({ compressed: split(Buffer.from(m.data), m.lengths), ...(m.digests ? { digests: Buffer.from(m.digests) } : {}) });
       });
-      // a worker that dies (out of memory) fails what it held; the backup stops, earlier snapshots untouched
+      // a worker that dies (out of memory, a binding that does not load) fails what it held, which compressChecked then compresses here
       slot.worker.on('error', (error) => this.failAll(slot, error));
       slot.worker.on('exit', (code) => this.failAll(slot, new Error(`a compression worker exited (${code})`)));
       this.slots.push(slot);
