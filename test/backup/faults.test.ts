@@ -16,7 +16,7 @@ import { bin, requireBuilt } from '../cli/helpers.js';
 import { Rng } from '../sim/faultfs.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { dump, expectCode, fill, openRepo, source } from './helpers.js';
+import { dump, expectCode, expectRestoresExactly, fill, openRepo, source } from './helpers.js';
 import { backupLimits } from '../../src/limits.js';
 
 async function expectConsistent(repoDir: string): Promise<void> {
@@ -222,6 +222,39 @@ describe('backup faults', () => {
       }
     });
   }
+
+  it('a body the workers hash that is not the blob at its place (a damaged copy there, a good one by hash): read again by hash, compressed here, the snapshot whole and exact', async () => {
+    const saved = backupLimits.inlineCompressBytesMax;
+    backupLimits.inlineCompressBytesMax = 0; // the workers compress, and hash
+    try {
+      const dir = tmpDir('bkr');
+      const store = await Store.init(join(dir, 's'));
+      await store.createMailbox('INBOX');
+      await fill(store, 'INBOX', 10, 1, 5000);
+      const repo = await openRepo(join(dir, 'repo'));
+      // the place read hands back wrong bytes for one blob (as a damaged second copy would); fetchBlob reads the good one
+      let refetched = 0;
+      const src = source(store);
+      const damaged: typeof src = {
+        ...src,
+        fetchBlobsAt: async (blobs, lend, options) => {
+          const bodies = await store.fetchBlobsAt(blobs, lend, options);
+          expect(options?.verify).toBe(false);
+          bodies[3] = Buffer.from(bodies[3]!).fill(0x78, 100, 200);
+          return bodies;
+        },
+        fetchBlob: (hash) => { refetched++; return store.fetchBlob(hash); },
+      };
+      const summary = await runBackup(damaged, repo);
+      expect(summary).toMatchObject({ messages: 10, newBlobs: 10 });
+      expect(refetched).toBe(1);
+      const report = await checkRepository(repo, { readData: true });
+      expect(report.findings.filter((f) => f.damage)).toEqual([]);
+      await expectRestoresExactly(store, repo, join(dir, 'r'));
+    } finally {
+      backupLimits.inlineCompressBytesMax = saved;
+    }
+  });
 
   it('SIGKILL during backups and during prunes: consistent, earlier snapshots restore, the next run completes', { timeout: 180_000 }, async () => {
     requireBuilt();
