@@ -15,7 +15,7 @@ import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { backupLimits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { dump, expectCode, fill, openRepo, source } from './helpers.js';
+import { dump, expectCode, fill, openRepo, restoredDump, source } from './helpers.js';
 
 async function storeWithMail(dir: string): Promise<Store> {
   const store = await Store.init(join(dir, 's'));
@@ -41,16 +41,6 @@ async function change(store: Store, round: number): Promise<void> {
 
 const raw = (repo: Repository, id: string) => repo.readMetadata<SnapshotFile>('snapshot', id);
 const normalised = (snapshot: SnapshotFile) => JSON.stringify(snapshot.ops, (_k, v) => (v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v));
-
-async function restoredDump(repo: Repository, snapshot: string, to: string): Promise<unknown> {
-  await restoreToNewStore(nodeFileSystem, repo, snapshot, to);
-  const back = await Store.open(to);
-  try {
-    return await dump(back);
-  } finally {
-    await back.close();
-  }
-}
 
 /** A store with mail, a whole backup of it, a change, and a delta backup on top (two tests start so). */
 async function wholeThenDelta() {

@@ -77,6 +77,17 @@ export function recordFlags(repo: string): number[] {
   return flags;
 }
 
+/** The dump of a new store `to` restored from `snapshot` (closed again). */
+export async function restoredDump(repo: Repository, snapshot: string, to: string): Promise<unknown> {
+  await restoreToNewStore(nodeFileSystem, repo, snapshot, to);
+  const back = await Store.open(to);
+  try {
+    return await dump(back);
+  } finally {
+    await back.close();
+  }
+}
+
 /** Closes the store, restores the latest snapshot into `target`, and expects the same dump; closes the repository. */
 export async function expectRestoresExactly(store: Store, repo: Repository, target: string): Promise<void> {
   const before = await dump(store);
