@@ -276,6 +276,11 @@ export const limits = {
    * (measured at 1M, 92 tables: ~8 -> ~14 us CPU a uniformly random read; BENCHMARKS.md).
    */
   indexOpenFilesMax: 74,
+  /**
+   * IndexDb.entries reads 1 entry, then 2, 4, ... up to this many per round trip to LevelDB's
+   * thread pool (classic-level also ends a batch at 16 KiB of keys and values).
+   */
+  indexEntriesBatchMax: 256,
   /** LevelDB's table file size (its default is 2 MiB); with indexOpenFilesMax, the bound on the index's mapped bytes. */
   indexTableFileBytes: 1024 * 1024,
   /** A checkpoint record (a journal written from the index) holds at most this many entries of one kind. */
