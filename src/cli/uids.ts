@@ -2,6 +2,7 @@
 // largest UID in use (RFC 9051), and ranges are clipped to it, so `1:4294967295` costs nothing.
 import { UID_MAX, parseUidSet } from '../formats/uidset.js';
 import type { MailStore } from '../store/api.js';
+import type { MessageInfo } from '../store/types.js';
 import { limits } from '../limits.js';
 
 export async function largestUid(store: MailStore, mailbox: string): Promise<number> {
@@ -25,4 +26,21 @@ export async function resolveUidSet(store: MailStore, mailbox: string, text: str
     for (let uid = range.start; uid <= Math.min(range.end, largest); uid++) uids.push(uid);
   }
   return uids;
+}
+
+/**
+ * The messages of `mailbox` in the UID set `text`, in UID order: each range read from its first
+ * UID and left at its last, not the whole mailbox filtered (`messages INBOX 999990:*` over a
+ * 1M-message mailbox read every record: 6 s).
+ */
+export async function* messagesInSet(store: MailStore, mailbox: string, text: string): AsyncGenerator<MessageInfo> {
+  parseUidSet(text, { largestUid: UID_MAX }); // bad syntax is INVALID before the mailbox is looked up
+  const largest = await largestUid(store, mailbox);
+  for (const range of parseUidSet(text, { largestUid: largest }).ranges) {
+    if (range.start > largest) return;
+    for await (const info of store.messages(mailbox, { fromUid: range.start })) {
+      if (info.uid > range.end) break;
+      yield info;
+    }
+  }
 }

@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
 import type { MessageInfo } from '../../store/store.js';
 import { parseUid, printJson, wantsJson, withReadStore, writeStdout } from '../context.js';
-import { resolveUidSet } from '../uids.js';
+import { messagesInSet } from '../uids.js';
 
 export function register(program: Command): void {
   program
@@ -29,9 +29,8 @@ export function register(program: Command): void {
 
 async function infoOfSet(mailbox: string, uidText: string, command: Command): Promise<void> {
   const list = await withReadStore(command, async (store) => {
-    const wanted = new Set(await resolveUidSet(store, mailbox, uidText));
     const out: MessageInfo[] = [];
-    for await (const info of store.messages(mailbox)) if (wanted.has(info.uid)) out.push(info);
+    for await (const info of messagesInSet(store, mailbox, uidText)) out.push(info);
     return out;
   });
   if (wantsJson(command)) return printJson(list.map((info) => ({ mailbox, ...info })));

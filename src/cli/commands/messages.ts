@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import type { MessageInfo } from '../../store/store.js';
 import { printJson, printLine, wantsJson, withStore } from '../context.js';
-import { resolveUidSet } from '../uids.js';
+import { messagesInSet } from '../uids.js';
 
 export function register(program: Command): void {
   program
@@ -12,9 +12,8 @@ export function register(program: Command): void {
     .option('--json', 'print an array of {uid, size, internalDate, flags, modseq, hash} (plus envelopeFrom, dateZoneMinutes, recent when stored)')
     .action(async (mailbox: string, uidText: string | undefined, _options: unknown, command: Command) => {
       const list = await withStore(command, async (store) => {
-        const wanted = uidText === undefined ? undefined : new Set(await resolveUidSet(store, mailbox, uidText));
         const out: MessageInfo[] = [];
-        for await (const info of store.messages(mailbox)) if (!wanted || wanted.has(info.uid)) out.push(info);
+        for await (const info of uidText === undefined ? store.messages(mailbox) : messagesInSet(store, mailbox, uidText)) out.push(info);
         return out;
       });
       if (wantsJson(command)) return printJson(list);

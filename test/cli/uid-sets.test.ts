@@ -1,0 +1,61 @@
+// UID sets as `messages MAILBOX SET` and `fetch --info MAILBOX SET` read them (src/cli/uids.ts):
+// the right messages in UID order, gaps and `*` included, and only the records of the set's ranges
+// (each range from its first UID), never the whole mailbox filtered.
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { messagesInSet } from '../../src/cli/uids.js';
+import { limits } from '../../src/limits.js';
+import type { MailStore } from '../../src/store/api.js';
+import { Store } from '../../src/store/store.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+/** `store` with the records its messages() calls yielded counted. */
+function counting(store: Store): { store: MailStore; read: () => number } {
+  let read = 0;
+  const wrapped = new Proxy(store, {
+    get(target, prop) {
+      if (prop === 'messages') {
+        return async function* (mailbox: string, options?: { fromUid?: number }) {
+          for await (const info of target.messages(mailbox, options)) { read++; yield info; }
+        };
+      }
+      const value = Reflect.get(target, prop, target) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  }) as unknown as MailStore;
+  return { store: wrapped, read: () => read };
+}
+
+async function uidsOf(store: MailStore, text: string): Promise<number[]> {
+  const out: number[] = [];
+  for await (const info of messagesInSet(store, 'INBOX', text)) out.push(info.uid);
+  return out;
+}
+
+describe('messagesInSet', () => {
+  it('reads each range from its first UID: the set\'s messages in order, and few records besides', async () => {
+    const store = await Store.init(join(tmpDir('uidset'), 's'));
+    const tunable = limits as { largestUidProbeUids: number };
+    const saved = tunable.largestUidProbeUids;
+    tunable.largestUidProbeUids = 8;
+    try {
+      await store.createMailbox('INBOX');
+      await store.appendBatch('INBOX', Array.from({ length: 400 }, (_, i) => ({ bytes: Buffer.from(`Subject: ${i}\r\n\r\nbody ${i}\r\n`) })));
+      await store.expunge('INBOX', [6, 7, 200, 398, 399, 400]);
+      const { store: seen, read } = counting(store);
+      expect(await uidsOf(seen, '5:8,199:201,397:*')).toEqual([5, 8, 199, 201, 397]);
+      // largestUid's probe (from uidNext - 8: 393..397), then each range up to the record after it
+      // (5, 8, 9; 199, 201, 202; 397): 12 of the mailbox's 394
+      expect(read()).toBe(5 + 3 + 3 + 1);
+      expect(await uidsOf(seen, '*')).toEqual([397]);
+      expect(await uidsOf(seen, '398:*')).toEqual([397]); // `*` is 397: 398:* is 397:398
+      expect(await uidsOf(seen, '401:500')).toEqual([]);
+      expect(await uidsOf(seen, '1:3')).toEqual([1, 2, 3]);
+      await expect(uidsOf(seen, '0')).rejects.toMatchObject({ code: 'INVALID' });
+      await expect(messagesInSet(seen, 'Nope', '1').next()).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    } finally {
+      tunable.largestUidProbeUids = saved;
+      await store.close();
+    }
+  });
+});
