@@ -41,10 +41,6 @@ const CACHED_SPACES = new Set<number>([SPACE.name, SPACE.meta]);
 export type Pending = Map<string, unknown>;
 
 /**
- * A pending set straight into a LevelDB chained batch: no BatchOp array or key Buffer kept per key
- * (a replay window is tens of thousands of keys; classic-level copies what put is given).
- */
-/**
  * LevelDB's getMany with the keys looked up in key order, answered in the order given. Keys in a
  * random order (blobs by hash: scrub's records, a bulk read's blobs) make each lookup open the
  * table it lands in; over an index of more tables than the table cache holds
@@ -57,11 +53,11 @@ function getManyInKeyOrder(level: Level<Buffer, Buffer>, keyList: Buffer[], opti
   let sorted = true;
   for (let i = 1; i < keyList.length && sorted; i++) sorted = Buffer.compare(keyList[i - 1]!, keyList[i]!) <= 0;
   if (sorted) return options ? level.getMany(keyList, options) : level.getMany(keyList);
-  // ordered by the 6 bytes after the space byte (a table's neighbourhood; ties keep any order)
+  // ordered by their first 6 bytes (the space byte and 5 more: a table's neighbourhood; ties keep any order)
   const place = new Float64Array(keyList.length);
   keyList.forEach((key, i) => {
     let n = 0;
-    for (let b = 1; b < 7; b++) n = n * 256 + (key[b] ?? 0);
+    for (let b = 0; b < 6; b++) n = n * 256 + (key[b] ?? 0);
     place[i] = n;
   });
   const order = keyList.map((_, i) => i).sort((a, b) => place[a]! - place[b]!);
@@ -73,6 +69,10 @@ function getManyInKeyOrder(level: Level<Buffer, Buffer>, keyList: Buffer[], opti
   });
 }
 
+/**
+ * A pending set straight into a LevelDB chained batch: no BatchOp array or key Buffer kept per key
+ * (a replay window is tens of thousands of keys; classic-level copies what put is given).
+ */
 function pendingBatch(level: Level<Buffer, Buffer>, pending: Pending): ReturnType<Level<Buffer, Buffer>['batch']> {
   const batch = level.batch();
   for (const [name, value] of pending) {
@@ -256,9 +256,9 @@ export class IndexDb {
 
   /**
    * Raw entries after any batch still landing (or as a LevelDB snapshot holds them), `size` per
-   * read; read errors as MailstoreErrors; the iterator always closed.
+   * read, doubling after each read up to `growTo` (default: `size` throughout); read errors as
+   * MailstoreErrors; the iterator always closed.
    */
-  /** Batches of `size` entries, doubling after each batch up to `growTo` (default: `size` throughout). */
   private async *rawBatches(options: { gte: Buffer; lt: Buffer; limit?: number; reverse?: boolean; highWaterMarkBytes?: number; snapshot?: ReturnType<Level<Buffer, Buffer>['snapshot']> }, size: number, growTo = size): AsyncGenerator<[Buffer, Buffer][]> {
     if (!options.snapshot) await this.settle(); // a snapshot was taken after settling
     const iterator = this.db.iterator(options);
