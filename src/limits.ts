@@ -80,8 +80,13 @@ export const limits = {
   inlineBodyBytesSettingMax: 1024 * 1024,
   /** Open with no pack file looks at this many blob entries for one that is not inline (then the packs are missing). */
   packsPresentSampleEntries: 1000,
-  /** Moving inline bodies into packs (compact-inline.ts) commits this many body bytes per journal record. */
-  inlineMoveBatchBytes: 4 * 1024 * 1024,
+  /**
+   * Moving inline bodies into packs (compact-inline.ts) commits this many body bytes per journal
+   * record, each group read into one buffer and at most two groups waiting for their commit: a
+   * daemon moves ~100k bodies after each automatic snapshot, and 4 MiB groups, four in flight, with
+   * a buffer per body, left its malloc heap ~70 MB larger for good (BENCHMARKS.md, session 23).
+   */
+  inlineMoveBatchBytes: 1024 * 1024,
   /**
    * The journal writes this many filler bytes (journal-format.ts FILLER_PATTERN, never zeros) ahead of its last record (within journalSegmentBytesMax),
    * so most commits write into space the file already has and their fdatasync commits no size

@@ -469,6 +469,64 @@ export class Journal {
    * Reads one record with one pread once the segment's offset table is known (RecordOffsets).
    */
   async readRecordAt(seq: number): Promise<Buffer | undefined> {
+    const at = await this.locate(seq);
+    return at ? this.readOneRecord(at.segment, at.offset, seq) : undefined;
+  }
+
+  /**
+   * The payloads of the durable records `seqs` (ascending), as readRecordAt gives them, but read
+   * with one pread per run of records that lie at most `gapBytes` apart in one segment, all into
+   * one buffer: `into` when it is big enough (a caller reading many groups reuses its buffers),
+   * else a new one. The payloads are views into `buffer`. A seq missing from `payloads` was not
+   * found or not valid there: its caller reads it alone (readRecordAt) for the reason. Moving inline
+   * bodies into packs reads tens of thousands of records so; one allocation a record there left
+   * ~60-90 MB of garbage buffers behind in a daemon (BENCHMARKS.md, session 23).
+   */
+  async readRecordsAt(seqs: number[], gapBytes: number, into?: Buffer): Promise<{ payloads: Map<number, Buffer>; buffer: Buffer }> {
+    const runs: { segment: Segment; start: number; end: number; items: { seq: number; offset: number }[] }[] = [];
+    for (const seq of seqs) {
+      const at = await this.locate(seq);
+      if (!at) continue;
+      const last = runs[runs.length - 1];
+      const lastItem = last?.items[last.items.length - 1];
+      if (last && last.segment === at.segment && lastItem!.seq < seq && at.offset > lastItem!.offset && at.offset - lastItem!.offset <= gapBytes) last.items.push({ seq, offset: at.offset });
+      else runs.push({ segment: at.segment, start: at.offset, end: 0, items: [{ seq, offset: at.offset }] });
+    }
+    const payloads = new Map<number, Buffer>();
+    const header = Buffer.allocUnsafe(RECORD_HEADER_BYTES);
+    for (const run of runs) {
+      const last = run.items[run.items.length - 1]!;
+      // where the last record ends: the next record's offset when known, else its own header says
+      const next = this.offsets.find(run.segment.name, last.seq + 1);
+      if (next !== undefined && next > last.offset) run.end = next;
+      else run.end = await this.withReadHandle(run.segment, async (handle) => {
+        if (await handle.read(header, 0, header.length, last.offset) < header.length) return last.offset;
+        const length = header.readUInt32BE(4);
+        return length > this.options.recordBytesMax ? last.offset : last.offset + RECORD_HEADER_BYTES + length;
+      }) ?? last.offset;
+    }
+    const total = runs.reduce((sum, run) => sum + Math.max(0, run.end - run.start), 0);
+    // a new buffer has room to spare, so that a caller's next group of about the same size fits it
+    // (else every group of a few MiB allocated its own, and glibc served the later ones from its heap)
+    const buffer = into && into.length >= total ? into : Buffer.allocUnsafeSlow(Math.ceil((total * 1.25) / 65536) * 65536);
+    let at = 0;
+    for (const run of runs) {
+      const length = Math.max(0, run.end - run.start);
+      const view = buffer.subarray(at, at + length);
+      at += length;
+      const n = await this.withReadHandle(run.segment, (handle) => handle.read(view, 0, length, run.start));
+      if (n === undefined) continue; // retired meanwhile
+      const bytes = view.subarray(0, n);
+      for (const { seq, offset } of run.items) {
+        const item = recordAt(bytes, offset - run.start, this.options.recordBytesMax);
+        if (item && item.kind === 'record' && item.seq === seq) payloads.set(seq, item.payload);
+      }
+    }
+    return { payloads, buffer };
+  }
+
+  /** The segment and offset of durable record `seq` (the segment's offset table built by one whole read when unknown). */
+  private async locate(seq: number): Promise<{ segment: Segment; offset: number } | undefined> {
     const segments = this.segments;
     let lo = 0, hi = segments.length - 1, found = -1;
     while (lo <= hi) {
@@ -490,10 +548,14 @@ export class Journal {
       offset = this.offsets.find(segment.name, seq);
       if (offset === undefined) return undefined;
     }
-    return this.readOneRecord(segment, offset, seq);
+    return { segment, offset };
   }
 
-  private async readOneRecord(segment: Segment, offset: number, seq: number): Promise<Buffer | undefined> {
+  /**
+   * Runs `read` with the segment's shared read handle; undefined when the segment is gone (retired
+   * meanwhile; a vanished partition is UNMOUNTED). Errors leave as MailstoreErrors.
+   */
+  private async withReadHandle<T>(segment: Segment, read: (handle: FileHandle) => Promise<T>): Promise<T | undefined> {
     const path = this.path(segment);
     const shared = this.readHandle(segment.name, path);
     let handle: FileHandle;
@@ -503,12 +565,22 @@ export class Journal {
       releaseHandle(shared);
       if (this.readHandles.get(segment.name) === shared) this.readHandles.delete(segment.name); // not kept: the next read tries again
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-        await this.options.checkMounted(path); // a vanished partition is UNMOUNTED, not a missing record
-        return undefined; // retired meanwhile
+        await this.options.checkMounted(path);
+        return undefined;
       }
       throw fromSystemError(error, 'opening journal segment', path);
     }
     try {
+      return await read(handle);
+    } catch (error) {
+      throw fromSystemError(error, 'reading journal segment', path);
+    } finally {
+      releaseHandle(shared);
+    }
+  }
+
+  private async readOneRecord(segment: Segment, offset: number, seq: number): Promise<Buffer | undefined> {
+    return this.withReadHandle(segment, async (handle) => {
       const header = Buffer.alloc(RECORD_HEADER_BYTES);
       if (await handle.read(header, 0, header.length, offset) < header.length) return undefined;
       const length = header.readUInt32BE(4);
@@ -517,11 +589,7 @@ export class Journal {
       const n = await handle.read(bytes, 0, bytes.length, offset);
       const item = recordAt(bytes.subarray(0, n), 0, this.options.recordBytesMax);
       return item && item.kind === 'record' && item.seq === seq ? item.payload : undefined;
-    } catch (error) {
-      throw fromSystemError(error, 'reading journal segment', path);
-    } finally {
-      releaseHandle(shared);
-    }
+    });
   }
 
   /**

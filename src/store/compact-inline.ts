@@ -13,11 +13,14 @@ import { limits } from '../limits.js';
 import type { BlobRecord, Op } from './records.js';
 import { meta } from './apply.js';
 import type { CommitChain, Mutation, PrepareContext } from './writer.js';
+import type { InlineBodyRef, InlineRunSource } from './inline-bodies.js';
 
 export interface InlineMoveHost {
   readonly db: IndexDb;
   readonly packs: BlobBackend;
   submit<T>(mutation: Mutation<T>): Promise<T>;
+  /** Reads a group's bodies at once (journalInlineRuns); absent: each body is read alone (packs.read). */
+  readonly readInlineBodies?: InlineRunSource;
 }
 
 export interface InlineMoveResult {
@@ -30,11 +33,7 @@ export interface InlineMoveResult {
   oldestInlineSeq?: number;
 }
 
-interface InlineBlob {
-  hash: Buffer;
-  seq: number;
-  length: number;
-}
+type InlineBlob = InlineBodyRef;
 
 /** Inline blob entries whose record seq is at most `throughSeq` (all of them for Infinity). */
 export async function inlineBlobs(db: IndexDb, throughSeq: number): Promise<{ blobs: InlineBlob[]; oldest?: number }> {
@@ -56,7 +55,10 @@ export async function inlineBlobs(db: IndexDb, throughSeq: number): Promise<{ bl
  * the ordinary commit path: each mutation reserves the bodies in its batch's pack write (durable
  * before its journal record, and shipped to replicas like any append) and relocates the blobs,
  * each only if it is still inline at that seq. Returns the oldest inline seq left, which bounds
- * journal retirement.
+ * journal retirement. The bodies go in groups of about limits.inlineMoveBatchBytes, each read at
+ * once into a buffer that is used again once its group has committed (host.readInlineBodies): a
+ * running daemon moves ~100k bodies a snapshot, and a buffer per body left its malloc arena
+ * ~70 MB larger for good (BENCHMARKS.md, session 23).
  */
 export async function moveInlineBodies(host: InlineMoveHost, throughSeq: number): Promise<InlineMoveResult> {
   const result: InlineMoveResult = { moved: 0, bytes: 0, unreadable: [] };
@@ -64,34 +66,51 @@ export async function moveInlineBodies(host: InlineMoveHost, throughSeq: number)
   const { blobs } = await inlineBlobs(host.db, throughSeq);
   const chain: CommitChain = {};
   const pending: Promise<number>[] = [];
-  let group: { blob: InlineBlob; bytes: Buffer }[] = [];
-  let groupBytes = 0;
-  const flush = () => {
-    const items = group;
-    group = [];
-    groupBytes = 0;
-    if (items.length > 0) pending.push(host.submit({ chain, prepare: (ctx) => relocateInBatch(ctx, items) }));
-  };
-  for (const blob of blobs) {
-    let bytes: Buffer;
-    try {
-      bytes = await host.packs.read({ pack: INLINE_PACK, offset: blob.seq, length: blob.length }, blob.hash);
-    } catch (error) {
-      if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT') throw error;
-      result.unreadable.push({ hash: blob.hash.toString('hex'), seq: blob.seq, why: error.message });
-      continue;
+  const spare: Buffer[] = [];
+  for (const group of groupsOf(blobs)) {
+    const read = host.readInlineBodies ? await host.readInlineBodies(group, spare.pop()) : undefined;
+    const items: { blob: InlineBlob; bytes: Buffer }[] = [];
+    for (const [i, blob] of group.entries()) {
+      let bytes = read?.bodies[i];
+      if (!bytes) {
+        try {
+          bytes = await host.packs.read({ pack: INLINE_PACK, offset: blob.seq, length: blob.length }, blob.hash);
+        } catch (error) {
+          if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT') throw error;
+          result.unreadable.push({ hash: blob.hash.toString('hex'), seq: blob.seq, why: error.message });
+          continue;
+        }
+      }
+      items.push({ blob, bytes });
     }
-    group.push({ blob, bytes });
-    groupBytes += bytes.length;
-    if (groupBytes >= limits.inlineMoveBatchBytes || group.length >= limits.compactOpsPerRecord) flush();
-    // at most a few groups in flight: the bodies read wait in memory until their batch commits
-    if (pending.length >= 4) result.moved += await settleFirst(pending);
+    if (items.length > 0) {
+      const committed = host.submit({ chain, prepare: (ctx) => relocateInBatch(ctx, items) });
+      // the group's buffer serves again once its bytes are in the pack (the commit is durable)
+      pending.push(read ? committed.then((n) => { spare.push(read.buffer); return n; }) : committed);
+    } else if (read) spare.push(read.buffer);
+    // at most two groups in flight: the bodies read wait in memory until their batch commits
+    if (pending.length >= 2) result.moved += await settleFirst(pending);
   }
-  flush();
   while (pending.length > 0) result.moved += await settleFirst(pending);
   result.bytes = blobs.reduce((sum, b) => sum + b.length, 0);
   result.oldestInlineSeq = (await inlineBlobs(host.db, -1)).oldest;
   return result;
+}
+
+/** The blobs (in seq order) in groups of about limits.inlineMoveBatchBytes and at most limits.compactOpsPerRecord. */
+function* groupsOf(blobs: InlineBlob[]): Generator<InlineBlob[]> {
+  let group: InlineBlob[] = [];
+  let bytes = 0;
+  for (const blob of blobs) {
+    group.push(blob);
+    bytes += blob.length;
+    if (bytes >= limits.inlineMoveBatchBytes || group.length >= limits.compactOpsPerRecord) {
+      yield group;
+      group = [];
+      bytes = 0;
+    }
+  }
+  if (group.length > 0) yield group;
 }
 
 async function relocateInBatch(ctx: PrepareContext, items: { blob: InlineBlob; bytes: Buffer }[]): Promise<{ ops: Op[]; result: number }> {

@@ -4,6 +4,7 @@
 // "Compaction"): new pack durable -> journal commit (conditional relocations, forgets, retire
 // intent) -> index -> old files removed -> retire intent cleared. The copying runs beside the
 // Writer; only the commit goes through it.
+import type { InlineRunSource } from './inline-bodies.js';
 import os from 'node:os';
 import { MailstoreError } from '../errors.js';
 import type { SharedHashPool } from '../hash/shared-pool.js';
@@ -103,6 +104,8 @@ export interface CompactHost {
   committedSeq?(): number;
   /** The store's hash workers: the copy verifies its read batches there while it reads the next. */
   readonly hashPool?: SharedHashPool;
+  /** Moving inline bodies into packs reads them a group at once (compact-inline.ts). */
+  readonly readInlineBodies?: InlineRunSource;
 }
 
 export async function compactStore(host: CompactHost, options: CompactOptions = {}): Promise<CompactResult> {

@@ -8,11 +8,59 @@ import { decodeCbor } from '../index/codec.js';
 import { INLINE_PACK, type BlobLocation, type InlineSource } from '../blob/pack-store.js';
 import type { Journal } from '../journal/journal.js';
 import type { JournalPayload } from './records.js';
+import { limits } from '../limits.js';
 
 /** The body of `hash` inside a decoded record, or undefined. */
 export function inlineBodyIn(payload: JournalPayload, hash: Buffer): Buffer | undefined {
   for (const op of payload.ops) {
     if (op.op === 'message.add' && op.body && Buffer.from(op.hash).equals(hash)) return Buffer.from(op.body);
+  }
+  return undefined;
+}
+
+/** An inline body to read in a group (compact-inline.ts): its blob hash, the seq of its record and its length. */
+export interface InlineBodyRef {
+  hash: Buffer;
+  seq: number;
+  length: number;
+}
+
+/**
+ * Reads many inline bodies at once (the blobs compact-inline.ts moves into packs): their records
+ * with one pread per run into one buffer (`into` when big enough; Journal.readRecordsAt), each
+ * decoded once and its body checked (length, hash) as journalInlineSource checks it. The bodies
+ * are views into `buffer`, which must outlive them; undefined for a body that could not be read
+ * so: its caller reads it alone (PackStore.read) for the error that names the damage.
+ */
+export type InlineRunSource = (blobs: InlineBodyRef[], into?: Buffer) => Promise<{ bodies: (Buffer | undefined)[]; buffer: Buffer }>;
+
+export function journalInlineRuns(journal: Journal): InlineRunSource {
+  return async (blobs, into) => {
+    const seqs = [...new Set(blobs.map((b) => b.seq))].sort((a, b) => a - b);
+    const { payloads, buffer } = await journal.readRecordsAt(seqs, limits.readGapBytes, into);
+    const decoded = new Map<number, JournalPayload | undefined>();
+    const bodies = blobs.map((blob) => {
+      const payload = payloads.get(blob.seq);
+      if (!payload) return undefined;
+      if (!decoded.has(blob.seq)) {
+        try {
+          decoded.set(blob.seq, decodeCbor<JournalPayload>(payload));
+        } catch {
+          decoded.set(blob.seq, undefined);
+        }
+      }
+      const record = decoded.get(blob.seq);
+      const body = record && inlineBodyView(record, blob.hash);
+      return body && body.length === blob.length && hashBytes(body).equals(blob.hash) ? body : undefined;
+    });
+    return { bodies, buffer };
+  };
+}
+
+/** As inlineBodyIn, a view of the body where the decoder left it (in the record's bytes), no copy. */
+function inlineBodyView(payload: JournalPayload, hash: Buffer): Buffer | undefined {
+  for (const op of payload.ops) {
+    if (op.op === 'message.add' && op.body && hash.equals(op.hash)) return Buffer.from(op.body.buffer, op.body.byteOffset, op.body.byteLength);
   }
   return undefined;
 }

@@ -60,6 +60,7 @@ import type { DeleteUserResult, RenameUserResult } from './users.js';
 import type { CompactHost, CompactOptions, CompactResult } from './compact.js';
 import type { BackgroundCompactor } from './compactor.js';
 import { inlineBlobs, moveInlineBodies } from './compact-inline.js';
+import { journalInlineRuns } from './inline-bodies.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { MailStore } from './api.js';
 import { Writer, type CommitChain, type Mutation, type PrepareContext, type ReplicatedBatch } from './writer.js';
@@ -465,6 +466,7 @@ export class Store implements MailStore {
       startJournalSegment: () => this.journal.keepTailAndStartNewSegment(this.journal.lastSeq + 1),
       committedSeq: () => this.committed,
       hashPool: this.hashPool,
+      readInlineBodies: journalInlineRuns(this.journal),
     };
   }
 

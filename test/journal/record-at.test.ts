@@ -5,7 +5,7 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { encodeRecord, fillerFrom } from '../../src/journal/journal-format.js';
 import { parseSegment } from '../../src/journal/segment-reader.js';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { assert, describe, expect, it } from 'vitest';
 import { Journal, type JournalRecord } from '../../src/journal/journal.js';
 import { RecordOffsets } from '../../src/journal/record-offsets.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
@@ -46,6 +46,56 @@ describe('Journal.readRecordAt', () => {
     expect(retired.segments.length).toBeGreaterThan(0);
     expect(await journal.readRecordAt(1)).toBeUndefined();
     expect(await journal.readRecordAt(40)).toEqual(payload(40));
+    await journal.close();
+  });
+});
+
+describe('Journal.readRecordsAt', () => {
+  it('reads runs of records into one buffer (the one given when it is big enough): exact payloads, missing and damaged seqs absent', async () => {
+    const dir = join(tmpDir('journal'), 'journal');
+    mkdirSync(dir, { recursive: true });
+    const fs = new FaultFileSystem();
+    let journal = await openJournal(dir, fs);
+    for (let seq = 1; seq <= 60; seq += 3) {
+      await journal.write([0, 1, 2].map((i) => ({ seq: seq + i, payload: payload(seq + i) })));
+      await journal.sync();
+    }
+    const check = async (seqs: number[], gap: number, into?: Buffer) => {
+      const { payloads, buffer } = await journal.readRecordsAt(seqs, gap, into);
+      for (const seq of seqs) if (seq <= 60) expect(payloads.get(seq)).toEqual(payload(seq));
+      for (const body of payloads.values()) expect(body.buffer).toBe(buffer.buffer); // views, no copy
+      return { payloads, buffer };
+    };
+    // every seq, across segments (2 KiB each), with and without room between the records asked for
+    await check(Array.from({ length: 60 }, (_, i) => i + 1), 4096);
+    await check([2, 5, 9, 30, 31, 59], 0);
+    await check([2, 5, 9, 30, 31, 59], 1 << 20);
+    const mine = Buffer.alloc(64 * 1024);
+    expect((await check([10, 11, 12, 13], 4096, mine)).buffer).toBe(mine);
+    const tiny = Buffer.alloc(16);
+    const grown = await check([10, 11, 12, 13], 4096, tiny);
+    expect(grown.buffer).not.toBe(tiny);
+    expect(grown.buffer.length).toBeGreaterThan(4 * 100); // room to spare for the next group
+    // a seq never written is absent; so is one whose record is damaged, its neighbours are not
+    expect((await journal.readRecordsAt([61, 70], 4096)).payloads.size).toBe(0);
+    await journal.close();
+    const segment = join(dir, journal.segmentNames[1]);
+    const bytes = readFileSync(segment);
+    const victim = [...parseSegment(bytes, 4096)].find((item) => item.kind === 'record')!;
+    assert(victim.kind === 'record');
+    bytes[victim.offset + 40] ^= 0xff;
+    writeFileSync(segment, bytes);
+    journal = await openJournal(dir, fs); // offsets unknown again: built from one read of each segment
+    const around = [victim.seq - 1, victim.seq, victim.seq + 1];
+    const { payloads } = await journal.readRecordsAt(around, 4096);
+    expect(payloads.has(victim.seq)).toBe(false);
+    expect(payloads.get(victim.seq - 1)).toEqual(payload(victim.seq - 1));
+    expect(payloads.get(victim.seq + 1)).toEqual(payload(victim.seq + 1));
+    // retired seqs are absent, the rest read as before
+    await journal.retireThrough(20);
+    const after = await journal.readRecordsAt([1, 2, 40, 41], 4096);
+    expect([...after.payloads.keys()]).toEqual([40, 41]);
+    expect(after.payloads.get(41)).toEqual(payload(41));
     await journal.close();
   });
 });
