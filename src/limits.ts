@@ -101,6 +101,13 @@ export const limits = {
   snapshotEveryRecords: 100_000,
   /** ...or by this many bytes since the last snapshot. */
   snapshotEveryBytes: 256 * 1024 * 1024,
+  /**
+   * ...and once the last automatic snapshot ended this many times its own duration ago: a store
+   * spends at most about a quarter of its time in automatic snapshots, whatever its size. A daemon
+   * taking LMTP mail into a 1M-message store ran them back to back (each ~54 s: BENCHMARKS.md,
+   * session 22); the journal tail a rebuild replays grows by what came in meanwhile.
+   */
+  snapshotAutoPauseFactor: 3,
   /** A snapshot is written in pieces of about this size. */
   snapshotWriteChunkBytes: 1024 * 1024,
   /**

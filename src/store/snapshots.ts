@@ -74,6 +74,8 @@ export class Snapshotter {
   private lastSeq = 0;
   private bytesAtLast = 0;
   private started = false;
+  /** No automatic snapshot starts before this time (ms): limits.snapshotAutoPauseFactor times the last one's duration after it. */
+  private autoNotBefore = 0;
 
   constructor(private readonly host: SnapshotHost) {}
 
@@ -97,13 +99,18 @@ export class Snapshotter {
 
   /**
    * After a commit: starts a snapshot in the background when the journal grew by
-   * limits.snapshotEveryRecords or snapshotEveryBytes since the last one.
+   * limits.snapshotEveryRecords or snapshotEveryBytes since the last one, and the last automatic
+   * one ended at least limits.snapshotAutoPauseFactor times its own duration ago.
    */
   maybeAuto(lastSeq: number, report: (result?: SnapshotResult, error?: unknown) => void): void {
-    if (this.busy > 0 || this.paused > 0 || !this.started) return;
+    if (this.busy > 0 || this.paused > 0 || !this.started || Date.now() < this.autoNotBefore) return;
     const grown = lastSeq - this.lastSeq >= limits.snapshotEveryRecords || this.host.journal.appendedBytes - this.bytesAtLast >= limits.snapshotEveryBytes;
     if (!grown) return;
-    this.take().then((result) => report(result), (error) => report(undefined, error));
+    const started = Date.now();
+    // a snapshot reads the whole index: however large the store grows and however fast mail comes
+    // in, the next one waits a multiple of this one's time, so they never run back to back
+    const spaced = () => { this.autoNotBefore = Date.now() + (Date.now() - started) * limits.snapshotAutoPauseFactor; };
+    this.take().then((result) => { spaced(); report(result); }, (error) => { spaced(); report(undefined, error); });
   }
 
   /** Automatic snapshots may start (after open has finished its own work). */

@@ -59,7 +59,7 @@ import {
 import type { DeleteUserResult, RenameUserResult } from './users.js';
 import type { CompactHost, CompactOptions, CompactResult } from './compact.js';
 import type { BackgroundCompactor } from './compactor.js';
-import { inlineBlobs, moveInlineBodies } from './compact-inline.js';
+import { moveInlineBodies, oldestInlineSeq } from './compact-inline.js';
 import { journalInlineRuns } from './inline-bodies.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { MailStore } from './api.js';
@@ -452,7 +452,7 @@ export class Store implements MailStore {
     if (!(await this.db.get<number>(meta.inlineUsed))) return throughSeq; // no inline body was ever stored
     const oldest = this.writableRole() && !this.readOnly
       ? (await moveInlineBodies(this.compactHost(), throughSeq)).oldestInlineSeq
-      : (await inlineBlobs(this.db, -1)).oldest;
+      : await oldestInlineSeq(this.db);
     return oldest === undefined ? throughSeq : Math.min(throughSeq, oldest - 1);
   }
 

@@ -302,4 +302,35 @@ describe('journal retirement', () => {
     expect(existsSync(join(root, 'snapshots'))).toBe(true);
     expect(snapshotNames(root).length).toBeGreaterThan(0);
   });
+
+  it('the next automatic snapshot waits snapshotAutoPauseFactor times the last one\'s duration, however much the journal grew', async () => {
+    const { limits } = await import('../../src/limits.js');
+    const saved = limits.snapshotAutoPauseFactor;
+    const root = tmpDir();
+    const results: number[] = [];
+    const store = await Store.open(root, { create: true, journalSegmentBytesMax: 4096, autoSnapshot: true, onSnapshot: (r, e) => { if (e) throw e; results.push(r!.seq); } });
+    const snapshots = (internalsOf(store) as unknown as { snapshots: { lastSeq: number; autoNotBefore: number } }).snapshots;
+    try {
+      limits.snapshotAutoPauseFactor = 1e9; // the pause after the first one lasts the whole test
+      await store.createMailbox('INBOX');
+      await store.createMailbox('Sent');
+      snapshots.lastSeq = -limits.snapshotEveryRecords; // as if the last one were long ago
+      await churn(store, 1, 10);
+      for (let i = 0; i < 500 && results.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(results).toHaveLength(1);
+      expect(snapshots.autoNotBefore).toBeGreaterThan(Date.now() + 60_000);
+      snapshots.lastSeq = -limits.snapshotEveryRecords; // grown enough again: only the pause holds it back
+      await churn(store, 11, 20);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(results).toHaveLength(1);
+      snapshots.autoNotBefore = 0; // the pause is over
+      await churn(store, 31, 3);
+      for (let i = 0; i < 500 && results.length === 1; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(results).toHaveLength(2);
+      expect(results[1]).toBeGreaterThan(results[0]!);
+    } finally {
+      limits.snapshotAutoPauseFactor = saved;
+      await store.close();
+    }
+  });
 });
