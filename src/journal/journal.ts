@@ -138,9 +138,12 @@ export class Journal {
    * Reads every valid record with seq > afterSeq in order, reporting damage as it goes. Segments
    * that end before afterSeq are skipped without reading them.
    */
-  async *read(afterSeq: number, onDamage: (damage: JournalDamage) => void): AsyncGenerator<JournalRecord> {
+  async *read(afterSeq: number, onDamage: (damage: JournalDamage) => void, options: { views?: boolean } = {}): AsyncGenerator<JournalRecord> {
     // One segment in memory at a time, and payloads handed out as copies: a consumer that keeps a
-    // record (or a view into one, as decoded ids are) must not keep a whole segment alive. Each
+    // record (or a view into one, as decoded ids are) must not keep a whole segment alive. With
+    // `views`, payloads are views into the buffer the next segment is read into, valid only until
+    // the reader asks for the next record: for readers that keep nothing (the background
+    // compactor looks at each record's op kinds), a copy of every record was a malloc each. Each
     // segment is read into the buffer the one before it was read into (nothing else refers to it
     // once its records are handed out): a replay of many segments held two or three of them, the
     // ones left to the garbage collector (1M messages, whole-journal rebuild).
@@ -163,7 +166,7 @@ export class Journal {
           const last = !next && item.offset + item.length >= bytes.length;
           onDamage({ segment: segment.name, offset: item.offset, length: item.length, where: last ? 'tail' : 'middle' });
         } else if (item.seq > afterSeq) {
-          yield { seq: item.seq, payload: Buffer.from(item.payload) };
+          yield { seq: item.seq, payload: options.views ? item.payload : Buffer.from(item.payload) };
         }
       }
     }
@@ -730,6 +733,7 @@ export class Journal {
       }
       this.retireFailed.delete(segment.name);
       this.closeReadHandles([segment.name]);
+      this.offsets.forget(segment.name); // its records are no longer read by seq
       retired.push(segment.name);
       bytes += size;
     }

@@ -44,7 +44,11 @@ export class RecordOffsets {
   /** Records just made durable in `segment` (only a table that exists is extended; gaps stay -1). */
   extend(segment: string, firstSeqOfSegment: number, records: { seq: number; offset: number }[], fresh: boolean): void {
     let table = this.tables.get(segment);
-    if (!table && fresh) this.set(segment, (table = { firstSeq: firstSeqOfSegment, offsets: [] }));
+    if (!table && fresh) {
+      // the segments before a new one are complete: their tables shrink to 4 bytes a record
+      for (const other of this.tables.values()) if (Array.isArray(other.offsets)) other.offsets = Int32Array.from(other.offsets);
+      this.set(segment, (table = { firstSeq: firstSeqOfSegment, offsets: [] }));
+    }
     if (!table) return;
     if (!Array.isArray(table.offsets)) table.offsets = Array.from(table.offsets); // the tail grows: a plain array again
     const offsets = table.offsets as number[];
@@ -61,6 +65,11 @@ export class RecordOffsets {
   clear(): void {
     this.tables.clear();
     this.entries = 0;
+  }
+
+  /** Forgets the table of a segment that is gone (retired). */
+  forget(segment: string): void {
+    this.drop(segment);
   }
 
   private drop(segment: string): void {

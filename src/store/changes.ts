@@ -76,8 +76,10 @@ export class ChangeFeed {
    * Committed records with seq > afterSeq, in order, at most `limit`. Records already retired are
    * NOT_FOUND (the consumer must start again from a snapshot); damage in the journal is CORRUPT
    * unless `onDamage` takes it (then the damaged records are skipped, which the caller reports).
+   * `views`: each change's ops may point into a buffer the journal reads on into (Journal.read):
+   * for a consumer that keeps nothing of a change once it asks for the next.
    */
-  async *read(afterSeq: number, options: { limit?: number; onDamage?: (damage: JournalDamage) => void } = {}): AsyncGenerator<Change> {
+  async *read(afterSeq: number, options: { limit?: number; onDamage?: (damage: JournalDamage) => void; views?: boolean } = {}): AsyncGenerator<Change> {
     assert(Number.isSafeInteger(afterSeq) && afterSeq >= 0, `change feed read after ${afterSeq}`);
     const first = this.firstSeq;
     if (afterSeq + 1 < first) {
@@ -89,7 +91,7 @@ export class ChangeFeed {
       throw new MailstoreError('CORRUPT', `journal segment ${damage.segment} is damaged at offset ${damage.offset}; run 'mailstore scrub'`, { path: damage.segment });
     });
     let expected = afterSeq + 1;
-    for await (const record of this.host.journal.read(afterSeq, onDamage)) {
+    for await (const record of this.host.journal.read(afterSeq, onDamage, { views: options.views })) {
       if (record.seq > last || left <= 0) return;
       if (record.seq !== expected && !options.onDamage) {
         throw new MailstoreError('CORRUPT', `the journal has no record ${expected} (the next is ${record.seq}); run 'mailstore scrub'`);

@@ -61,7 +61,8 @@ export class BackgroundCompactor extends BackoffLoop {
       if (this.stopped) return false;
       const { seq: cursor } = await this.hooks.feed.register(COMPACT_CONSUMER);
       let last = cursor;
-      for await (const change of this.hooks.feed.read(cursor, { limit: limits.compactConsumerRecords })) {
+      // each change is looked at and let go: read as views into the journal's buffer (no copies)
+      for await (const change of this.hooks.feed.read(cursor, { limit: limits.compactConsumerRecords, views: true })) {
         if (releasesBlobs(change)) this.released = true;
         last = change.seq;
       }

@@ -100,6 +100,33 @@ describe('Journal.readRecordsAt', () => {
   });
 });
 
+describe('Journal.read with views', () => {
+  it('hands out the same payloads as views into one reused buffer instead of copies', async () => {
+    const dir = join(tmpDir('journal'), 'journal');
+    mkdirSync(dir, { recursive: true });
+    const journal = await openJournal(dir, new FaultFileSystem());
+    for (let seq = 1; seq <= 40; seq++) {
+      await journal.write([{ seq, payload: payload(seq) }]);
+      await journal.sync();
+    }
+    const copies: JournalRecord[] = [];
+    for await (const record of journal.read(0, () => undefined)) copies.push(record);
+    const buffers = new Set<ArrayBufferLike>();
+    let n = 0;
+    for await (const record of journal.read(0, () => undefined, { views: true })) {
+      expect(record.seq).toBe(copies[n]!.seq);
+      expect(record.payload).toEqual(copies[n]!.payload);
+      buffers.add(record.payload.buffer);
+      n++;
+    }
+    expect(n).toBe(40);
+    expect(journal.segmentNames.length).toBeGreaterThan(2);
+    expect(buffers.size).toBeLessThan(journal.segmentNames.length); // segments read into a buffer used again
+    expect(new Set(copies.map((r) => r.payload.buffer)).size).toBeGreaterThan(1);
+    await journal.close();
+  });
+});
+
 describe('Journal: preallocated segments', () => {
   async function open(dir: string, fs: FaultFileSystem) {
     const journal = await Journal.open(fs, dir, storeId, { segmentBytesMax: 8192, recordBytesMax: 4096, checkMounted: async () => undefined, preallocateBytes: 4096 });
@@ -204,5 +231,33 @@ describe('RecordOffsets', () => {
     expect(offsets.find('d', 20)).toBeUndefined(); // not fresh, no table: built by a read later
     offsets.extend('e', 30, [{ seq: 30, offset: 36 }], true);
     expect(offsets.find('e', 30)).toBe(36);
+  });
+
+  it('a table the journal grew shrinks to 4 bytes a record once the next segment starts; a retired segment\'s table is forgotten', async () => {
+    const offsets = new RecordOffsets(1000);
+    offsets.extend('a', 1, [{ seq: 1, offset: 36 }], true);
+    offsets.extend('a', 1, [{ seq: 2, offset: 90 }, { seq: 3, offset: 150 }], false);
+    const table = (name: string) => (offsets as unknown as { tables: Map<string, { offsets: unknown }> }).tables.get(name);
+    expect(Array.isArray(table('a')!.offsets)).toBe(true); // the tail grows
+    offsets.extend('b', 4, [{ seq: 4, offset: 36 }], true);
+    expect(table('a')!.offsets).toBeInstanceOf(Int32Array);
+    expect([1, 2, 3].map((seq) => offsets.find('a', seq))).toEqual([36, 90, 150]);
+    expect(offsets.find('b', 4)).toBe(36);
+    // and through the journal: retiring a segment forgets its table
+    const dir = join(tmpDir('journal'), 'journal');
+    mkdirSync(dir, { recursive: true });
+    const journal = await openJournal(dir, new FaultFileSystem());
+    for (let seq = 1; seq <= 40; seq++) {
+      await journal.write([{ seq, payload: payload(seq) }]);
+      await journal.sync();
+    }
+    const tables = (journal as unknown as { offsets: { tables: Map<string, unknown> } }).offsets.tables;
+    const first = journal.segmentNames[0];
+    expect(tables.has(first)).toBe(true);
+    await journal.retireThrough(20);
+    expect(journal.segmentNames).not.toContain(first);
+    expect(tables.has(first)).toBe(false);
+    expect(await journal.readRecordAt(30)).toEqual(payload(30));
+    await journal.close();
   });
 });
