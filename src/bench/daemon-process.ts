@@ -1,5 +1,5 @@
 // The daemon as the lmtp and daemon bench steps measure it: `mailstore serve` started as its own
-// process from the CLI under test (what an admin runs, with its unit's MALLOC_ARENA_MAX=2), its
+// process from the CLI under test (what an admin runs, with its unit's malloc settings), its
 // resident memory sampled from /proc while it works, stopped with SIGTERM (a clean stop: the store
 // is closed before it exits).
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -42,8 +42,9 @@ export async function startDaemon(options: ServeOptions): Promise<DaemonProcess>
   const nodeArgs = options.profileDir ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir, '--cpu-prof-name', `serve-${Date.now()}.cpuprofile`] : [];
   // the log goes to a file, as a packaged daemon's does (--log); one line per LMTP delivery
   const args = [...nodeArgs, options.cli, '--store', options.store, 'serve', '--log', join(options.store, 'serve.log'), ...(options.lmtp ? ['--lmtp', options.lmtp] : []), ...(options.metrics ? ['--metrics', options.metrics] : [])];
-  // as packaging/mailstore.service runs it: two glibc malloc arenas (the RSS row measures the daemon as installed)
-  const env = { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' };
+  // as packaging/mailstore.service runs it: two glibc malloc arenas and a fixed mmap threshold (the
+  // RSS row measures the daemon as installed)
+  const env = { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2', MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? '131072' };
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });

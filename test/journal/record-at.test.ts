@@ -21,6 +21,18 @@ async function openJournal(dir: string, fs: FaultFileSystem) {
 
 const payload = (seq: number) => Buffer.from(`record ${seq} `.padEnd(100 + (seq % 7) * 13, '.'));
 
+/** A journal of records 1..40, each written and synced alone, over several segments. */
+async function fortyRecords(): Promise<Journal> {
+  const dir = join(tmpDir('journal'), 'journal');
+  mkdirSync(dir, { recursive: true });
+  const journal = await openJournal(dir, new FaultFileSystem());
+  for (let seq = 1; seq <= 40; seq++) {
+    await journal.write([{ seq, payload: payload(seq) }]);
+    await journal.sync();
+  }
+  return journal;
+}
+
 describe('Journal.readRecordAt', () => {
   it('finds every record by seq, live and after a reopen, across segments', async () => {
     const dir = join(tmpDir('journal'), 'journal');
@@ -102,13 +114,7 @@ describe('Journal.readRecordsAt', () => {
 
 describe('Journal.read with views', () => {
   it('hands out the same payloads as views into one reused buffer instead of copies', async () => {
-    const dir = join(tmpDir('journal'), 'journal');
-    mkdirSync(dir, { recursive: true });
-    const journal = await openJournal(dir, new FaultFileSystem());
-    for (let seq = 1; seq <= 40; seq++) {
-      await journal.write([{ seq, payload: payload(seq) }]);
-      await journal.sync();
-    }
+    const journal = await fortyRecords();
     const copies: JournalRecord[] = [];
     for await (const record of journal.read(0, () => undefined)) copies.push(record);
     const buffers = new Set<ArrayBufferLike>();
@@ -244,13 +250,7 @@ describe('RecordOffsets', () => {
     expect([1, 2, 3].map((seq) => offsets.find('a', seq))).toEqual([36, 90, 150]);
     expect(offsets.find('b', 4)).toBe(36);
     // and through the journal: retiring a segment forgets its table
-    const dir = join(tmpDir('journal'), 'journal');
-    mkdirSync(dir, { recursive: true });
-    const journal = await openJournal(dir, new FaultFileSystem());
-    for (let seq = 1; seq <= 40; seq++) {
-      await journal.write([{ seq, payload: payload(seq) }]);
-      await journal.sync();
-    }
+    const journal = await fortyRecords();
     const tables = (journal as unknown as { offsets: { tables: Map<string, unknown> } }).offsets.tables;
     const first = journal.segmentNames[0];
     expect(tables.has(first)).toBe(true);
