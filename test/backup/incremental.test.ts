@@ -226,13 +226,17 @@ describe('incremental backups', () => {
     await store.close();
     const rng = new Rng(0x1c5eed);
     let killed = 0;
+    let lastWholeMs: number | undefined;
     for (let cycle = 0; cycle < 3; cycle++) {
       const s = await Store.open(storeDir);
       await fill(s, 'INBOX', 300, 1000 + cycle * 300, 20_000);
       await s.expunge('INBOX', [1 + cycle]);
       await s.close();
-      const code = await runCli(['--store', storeDir, 'backup', '--repo', repoDir], 150 + rng.int(400));
+      // a run that finished before its kill sets the next kill inside its own duration (a fast machine)
+      const delay = lastWholeMs === undefined ? 150 + rng.int(400) : Math.round(lastWholeMs * (0.3 + rng.int(50) / 100));
+      const { code, ms } = await runCli(['--store', storeDir, 'backup', '--repo', repoDir], delay);
       if (code === null) killed++;
+      else lastWholeMs = ms;
       const again = await Repository.open(nodeFileSystem, repoDir);
       expect((await checkRepository(again, { readData: true })).findings.filter((f) => f.damage)).toEqual([]);
       expect(await again.list('snapshots')).toContain(first);
@@ -381,10 +385,12 @@ describe('incremental runs: work started early', () => {
 });
 
 /** Runs the CLI and SIGKILLs it after `delayMs` (null: killed; else its exit code). */
-function runCli(args: string[], delayMs: number): Promise<number | null> {
+/** Runs the CLI, SIGKILLed after `delayMs` unless it exits first: its exit code (null: killed) and how long it ran. */
+function runCli(args: string[], delayMs: number): Promise<{ code: number | null; ms: number }> {
+  const started = Date.now();
   const child = spawn(process.execPath, [bin, ...args], { stdio: 'ignore' });
   const timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
-  return new Promise((done) => child.on('exit', (code) => { clearTimeout(timer); done(code); }));
+  return new Promise((done) => child.on('exit', (code) => { clearTimeout(timer); done({ code, ms: Date.now() - started }); }));
 }
 
 function cliJson(args: string[]): Promise<{ snapshot: string; parent?: string; fullReadReason?: string }> {
