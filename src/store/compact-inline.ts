@@ -149,8 +149,7 @@ export async function moveInlineBodies(host: InlineMoveHost, throughSeq: number)
   result.bytes = scan.bytes;
   // what stays inline: the bodies that could not be read, and those above the bound (a body
   // delivered since the scan is above it too: its record is newer than any snapshot's seq)
-  const left = [...result.unreadable.map((u) => u.seq), ...(scan.oldestAbove === undefined ? [] : [scan.oldestAbove])];
-  result.oldestInlineSeq = left.length > 0 ? Math.min(...left) : undefined;
+  result.oldestInlineSeq = result.unreadable.reduce<number | undefined>((oldest, u) => (oldest === undefined ? u.seq : Math.min(oldest, u.seq)), scan.oldestAbove);
   return result;
 }
 
