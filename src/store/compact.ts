@@ -4,10 +4,10 @@
 // "Compaction"): new pack durable -> journal commit (conditional relocations, forgets, retire
 // intent) -> index -> old files removed -> retire intent cleared. The copying runs beside the
 // Writer; only the commit goes through it.
-import type { InlineRunSource } from './inline-bodies.js';
 import os from 'node:os';
 import { MailstoreError } from '../errors.js';
 import type { SharedHashPool } from '../hash/shared-pool.js';
+import type { InlineRunSource } from './inline-bodies.js';
 import type { IndexDb, IndexView } from '../index/index-db.js';
 import type { BlobBackend, NewPack } from '../blob/backend.js';
 import type { RunItem } from '../blob/pack-store.js';

@@ -10,10 +10,16 @@ import type { Journal } from '../journal/journal.js';
 import type { JournalPayload } from './records.js';
 import { limits } from '../limits.js';
 
-/** The body of `hash` inside a decoded record, or undefined. */
+/** The body of `hash` inside a decoded record (a copy of its own), or undefined. */
 export function inlineBodyIn(payload: JournalPayload, hash: Buffer): Buffer | undefined {
+  const body = inlineBodyView(payload, hash);
+  return body && Buffer.from(body);
+}
+
+/** As inlineBodyIn, but a view of the body where the decoder left it (in the record's bytes), no copy. */
+function inlineBodyView(payload: JournalPayload, hash: Buffer): Buffer | undefined {
   for (const op of payload.ops) {
-    if (op.op === 'message.add' && op.body && Buffer.from(op.hash).equals(hash)) return Buffer.from(op.body);
+    if (op.op === 'message.add' && op.body && hash.equals(op.hash)) return Buffer.from(op.body.buffer, op.body.byteOffset, op.body.byteLength);
   }
   return undefined;
 }
@@ -55,14 +61,6 @@ export function journalInlineRuns(journal: Journal): InlineRunSource {
     });
     return { bodies, buffer };
   };
-}
-
-/** As inlineBodyIn, a view of the body where the decoder left it (in the record's bytes), no copy. */
-function inlineBodyView(payload: JournalPayload, hash: Buffer): Buffer | undefined {
-  for (const op of payload.ops) {
-    if (op.op === 'message.add' && op.body && hash.equals(op.hash)) return Buffer.from(op.body.buffer, op.body.byteOffset, op.body.byteLength);
-  }
-  return undefined;
 }
 
 /** Reads inline bodies from `journal` (PackStore.setInlineSource). */

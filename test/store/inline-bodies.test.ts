@@ -12,6 +12,7 @@ import type { BlobRecord } from '../../src/store/records.js';
 import { hashBytes } from '../../src/hash/blake3.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { limits } from '../../src/limits.js';
+import { FaultFileSystem } from '../sim/faultfs.js';
 import type { Journal } from '../../src/journal/journal.js';
 
 const small = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
@@ -213,6 +214,31 @@ describe('inline bodies moved in groups', () => {
     // the damaged record, as scrub reports one (its bytes, the seq it held, the body in it): no pack damage
     expect(found.findings.map((f) => f.kind).sort()).toEqual(['blob-missing', 'journal-damage', 'journal-gap']);
     expect(found.findings.find((f) => f.kind === 'blob-missing')).toMatchObject({ hash: hashBytes(body(damaged)).toString('hex') });
+    await store.close();
+  });
+});
+
+describe('inline bodies moved in groups: a journal that cannot be read', () => {
+  it('EIO on the journal while a compaction moves bodies: IO, nothing moved is lost, the next compaction finishes the move', async () => {
+    const dir = tmpDir();
+    const ffs = new FaultFileSystem({ seed: 0x1e10 });
+    const store = await Store.open(dir, { fs: ffs, create: true, inlineBodyBytesMax: 4096, journalSegmentBytesMax: 8192, autoSnapshot: false });
+    await store.createMailbox('INBOX');
+    for (let i = 0; i < 60; i++) await store.append('INBOX', small(i));
+    const saved = limits.inlineMoveBatchBytes;
+    limits.inlineMoveBatchBytes = 512; // several groups: some may commit before the reads fail
+    try {
+      ffs.failAll('EIO', { ops: ['read'], pathPrefix: join(dir, 'journal') });
+      await expect(store.compact()).rejects.toMatchObject({ code: 'IO', message: expect.stringMatching(/journal segment/) });
+      ffs.clear();
+      for (let i = 0; i < 60; i++) expect(await store.fetch('INBOX', i + 1)).toEqual(small(i));
+      const again = await store.compact();
+      expect(again.inlineMoved).toBeGreaterThan(20);
+    } finally {
+      limits.inlineMoveBatchBytes = saved;
+    }
+    for (let i = 0; i < 60; i++) expect(await store.fetch('INBOX', i + 1)).toEqual(small(i));
+    expect((await scrub(store)).summary.damage).toBe(0);
     await store.close();
   });
 });
