@@ -103,6 +103,17 @@ describe('lmtp-client.mjs', () => {
     expect(result.note).not.toMatch(/warm-up/);
   });
 
+  it('reads every message of a phase before its clock starts: a file that cannot be read fails the run before any delivery', async () => {
+    const { store, runClient } = await setup(['bench']);
+    const list = join(tmpDir('lmtp-client-list'), 'list.txt');
+    const fine = join(tmpDir('lmtp-client-m'), 'ok.eml');
+    writeFileSync(fine, 'Subject: ok\r\n\r\nok\r\n');
+    writeFileSync(list, `${fine}\n${fine}\n/nonexistent/missing.eml\n`);
+    const result = await runClient(['--rcpt', 'bench@example.com', '--list', list]);
+    expect(result.error).toMatch(/before any delivery of this phase: .*missing\.eml/);
+    expect((await store.status('user/bench/INBOX')).messages).toBe(0); // not two delivered, then the failure
+  });
+
   it('an unknown recipient: every delivery failed, an error line (not a result)', async () => {
     const { runClient } = await setup(['bench']);
     const result = await runClient(['--rcpt', 'nobody@example.com']);

@@ -135,6 +135,37 @@ describe('LMTP delivery', () => {
     expect(await messages(store, 'alice')).toBe(1);
   });
 
+  it('sends the final reply before anything else the delivery does (its log line waits for it)', async () => {
+    const { store, port, log } = await setup();
+    const c = await converse({ port });
+    c.send(envelope('s@example.org', ['alice@example.org']) + 'DATA\r\n');
+    await c.replies(4);
+    // what the server's socket hands to the kernel, each time with the delivery log lines made so far
+    const written: { text: string; logged: number }[] = [];
+    const spied = (name: '_write' | '_writev') => {
+      const original = Socket.prototype[name] as (...args: unknown[]) => void;
+      return vi.spyOn(Socket.prototype, name).mockImplementation(function (this: Socket, ...args: unknown[]) {
+        if (this.remotePort === c.socket.localPort && this.localPort === port) {
+          const chunks = name === '_writev' ? (args[0] as { chunk: Buffer | string }[]).map((w) => w.chunk) : [args[0] as Buffer | string];
+          written.push({ text: chunks.map(String).join(''), logged: log.filter((e) => e.event === 'lmtp.delivered').length });
+        }
+        return original.apply(this, args);
+      } as never);
+    };
+    const spies = [spied('_write'), spied('_writev')];
+    try {
+      // a lone delivery is flushed in this thread: it completes in the turn its final dot came in
+      c.send(Buffer.concat([message('first'), Buffer.from('.\r\n')]));
+      expect(await c.replies(1)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1']);
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+    }
+    // the reply was handed to the kernel before the delivery was logged (the turn's cork held it behind the log line before)
+    expect(written).toEqual([{ text: '250 2.0.0 delivered to user/alice/INBOX uid 1\r\n', logged: 0 }]);
+    expect(log.filter((e) => e.event === 'lmtp.delivered').map((e) => e.to)).toEqual(['alice@example.org']);
+    expect(await messages(store, 'alice')).toBe(1);
+  });
+
   it('stores bare LF, NUL bytes and lines over 1,000 bytes exactly as sent (dot-unstuffed)', async () => {
     const { store, port } = await setup();
     const c = await converse({ port });
