@@ -172,6 +172,24 @@ export function compareHashes(a: Uint8Array, aAt: number, b: Uint8Array, bAt: nu
   return 0;
 }
 
+/**
+ * `hashes` (each HASH_BYTES long) in compareHashes order, as `sort(Buffer.compare)` gives them, but
+ * ordered by their first 6 bytes as a number first (exact in a double) and by all their bytes only
+ * where those tie: the 950,040 distinct hashes of a 1M-message store sorted in ~0.4 s instead of
+ * ~1.8 s (a full backup's tip; BENCHMARKS.md session 22 "A full backup of the 1M store").
+ */
+export function sortHashes(hashes: Buffer[]): Buffer[] {
+  const n = hashes.length;
+  const prefix = new Float64Array(n);
+  for (let i = 0; i < n; i++) prefix[i] = hashes[i]!.readUIntBE(0, 6);
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  order.sort((a, b) => prefix[a]! - prefix[b]! || compareHashes(hashes[a]!, 0, hashes[b]!, 0));
+  const out = new Array<Buffer>(n);
+  for (let i = 0; i < n; i++) out[i] = hashes[order[i]!]!;
+  return out;
+}
+
 /** Where `hash` is or would go in the sorted table: the number of hashes below it, and whether it is there. */
 export function searchHash(table: Uint8Array, hash: Uint8Array): { at: number; found: boolean } {
   let lo = 0, hi = table.length / HASH_BYTES;
@@ -193,7 +211,7 @@ export function tipOfModel(model: StateModel, header: Omit<Tip, 'hashes' | 'boxe
       if (!distinct.has(key)) distinct.set(key, hash);
     }
   }
-  const sorted = [...distinct.values()].sort(Buffer.compare);
+  const sorted = sortHashes([...distinct.values()]);
   const hashes = Buffer.concat(sorted, sorted.length * HASH_BYTES);
   const refOf = new Map<string, number>(sorted.map((h, i) => [h.toString('latin1'), i]));
   const boxes = new Map<string, TipBox>();

@@ -6,12 +6,13 @@
 import { cpSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { runBackup, type BackupSummary } from '../../src/backup/backup.js';
 import { forgetSnapshots } from '../../src/backup/forget.js';
 import type { Repository, SnapshotFile } from '../../src/backup/repository.js';
 import { restoreToNewStore } from '../../src/backup/restore.js';
-import { listTips, readTip, type Tip } from '../../src/backup/tip.js';
+import { listTips, readTip, sortHashes, type Tip } from '../../src/backup/tip.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -168,5 +169,18 @@ describe('snapshot tips', () => {
     await store.close();
     expect(await restoredDump(repo, join(dir, 'r'))).toEqual(expected);
     await repo.close();
+  });
+});
+
+describe('sortHashes', () => {
+  it('orders hashes as Buffer.compare does, also those whose first 6 bytes tie or that repeat', () => {
+    // hashes drawn from a few prefixes, so ties past the numeric prefix are common
+    const hash = fc.tuple(fc.constantFrom(0, 1, 255), fc.constantFrom(0, 7), fc.uint8Array({ minLength: 26, maxLength: 26 }))
+      .map(([a, b, rest]) => Buffer.concat([Buffer.from([a, 0, 0, 0, b, a]), Buffer.from(rest)]));
+    fc.assert(fc.property(fc.array(fc.oneof(hash, fc.uint8Array({ minLength: 32, maxLength: 32 }).map((u) => Buffer.from(u))), { maxLength: 60 }), (list) => {
+      const withRepeats = [...list, ...list.slice(0, 3)];
+      const expected = [...withRepeats].sort(Buffer.compare).map((h) => h.toString('hex'));
+      expect(sortHashes(withRepeats).map((h) => h.toString('hex'))).toEqual(expected);
+    }), { numRuns: 500 });
   });
 });
