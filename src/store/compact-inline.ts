@@ -34,8 +34,6 @@ export interface InlineMoveResult {
   oldestInlineSeq?: number;
 }
 
-type InlineBlob = InlineBodyRef;
-
 /**
  * The inline blob entries whose record seq is at most a bound, packed into a few typed arrays: a
  * daemon's move after a snapshot of a 1M-message store finds ~300k of them, which as objects with a
@@ -62,7 +60,7 @@ export class InlineScan {
   }
 
   /** Blob `i` as the move reads it (its hash copied out). */
-  blob(i: number): InlineBlob {
+  blob(i: number): InlineBodyRef {
     return { hash: Buffer.from(this.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES)), seq: this.seqs[i]!, length: this.lengths[i]! };
   }
 
@@ -123,7 +121,7 @@ export async function moveInlineBodies(host: InlineMoveHost, throughSeq: number)
   const spare: Buffer[] = [];
   for (const group of groupsOf(scan)) {
     const read = host.readInlineBodies ? await host.readInlineBodies(group, spare.pop()) : undefined;
-    const items: { blob: InlineBlob; bytes: Buffer }[] = [];
+    const items: { blob: InlineBodyRef; bytes: Buffer }[] = [];
     for (const [i, blob] of group.entries()) {
       let bytes = read?.bodies[i];
       if (!bytes) {
@@ -154,8 +152,8 @@ export async function moveInlineBodies(host: InlineMoveHost, throughSeq: number)
 }
 
 /** The blobs in seq order, in groups of about limits.inlineMoveBatchBytes and at most limits.compactOpsPerRecord. */
-function* groupsOf(scan: InlineScan): Generator<InlineBlob[]> {
-  let group: InlineBlob[] = [];
+function* groupsOf(scan: InlineScan): Generator<InlineBodyRef[]> {
+  let group: InlineBodyRef[] = [];
   let bytes = 0;
   for (const i of scan.inSeqOrder()) {
     const blob = scan.blob(i);
@@ -170,7 +168,7 @@ function* groupsOf(scan: InlineScan): Generator<InlineBlob[]> {
   if (group.length > 0) yield group;
 }
 
-async function relocateInBatch(ctx: PrepareContext, items: { blob: InlineBlob; bytes: Buffer }[]): Promise<{ ops: Op[]; result: number }> {
+async function relocateInBatch(ctx: PrepareContext, items: { blob: InlineBodyRef; bytes: Buffer }[]): Promise<{ ops: Op[]; result: number }> {
   const ops: Op[] = [];
   for (const { blob, bytes } of items) {
     const now = await ctx.view.get<BlobRecord>(keys.blob(blob.hash));

@@ -10,18 +10,21 @@ import type { Journal } from '../journal/journal.js';
 import type { JournalPayload } from './records.js';
 import { limits } from '../limits.js';
 
-/** The body of `hash` inside a decoded record (a copy of its own), or undefined. */
-export function inlineBodyIn(payload: JournalPayload, hash: Buffer): Buffer | undefined {
-  const body = inlineBodyView(payload, hash);
-  return body && Buffer.from(body);
-}
-
-/** As inlineBodyIn, but a view of the body where the decoder left it (in the record's bytes), no copy. */
+/** The body of `hash` inside a decoded record: a view where the decoder left it (in the record's bytes), no copy; or undefined. */
 function inlineBodyView(payload: JournalPayload, hash: Buffer): Buffer | undefined {
   for (const op of payload.ops) {
     if (op.op === 'message.add' && op.body && hash.equals(op.hash)) return Buffer.from(op.body.buffer, op.body.byteOffset, op.body.byteLength);
   }
   return undefined;
+}
+
+/** The body of `hash` in a decoded record, checked against the index's `length` and the hash (a view); else why it cannot be used. */
+function checkedBody(record: JournalPayload, hash: Buffer, length: number): Buffer | string {
+  const body = inlineBodyView(record, hash);
+  if (!body) return 'the record holds no body of this hash';
+  if (body.length !== length) return `body of ${body.length} bytes, the index says ${length}`;
+  if (!hashBytes(body).equals(hash)) return `body does not match its hash ${hashHex(hash)}`;
+  return body;
 }
 
 /** An inline body to read in a group (compact-inline.ts): its blob hash, the seq of its record and its length. */
@@ -34,7 +37,7 @@ export interface InlineBodyRef {
 /**
  * Reads many inline bodies at once (the blobs compact-inline.ts moves into packs): their records
  * with one pread per run into one buffer (`into` when big enough; Journal.readRecordsAt), each
- * decoded once and its body checked (length, hash) as journalInlineSource checks it. The bodies
+ * decoded once and its body checked as journalInlineSource checks it (checkedBody). The bodies
  * are views into `buffer`, which must outlive them; undefined for a body that could not be read
  * so: its caller reads it alone (PackStore.read) for the error that names the damage.
  */
@@ -56,8 +59,8 @@ export function journalInlineRuns(journal: Journal): InlineRunSource {
         }
       }
       const record = decoded.get(blob.seq);
-      const body = record && inlineBodyView(record, blob.hash);
-      return body && body.length === blob.length && hashBytes(body).equals(blob.hash) ? body : undefined;
+      const body = record && checkedBody(record, blob.hash, blob.length);
+      return typeof body === 'string' ? undefined : body;
     });
     return { bodies, buffer };
   };
@@ -69,16 +72,15 @@ export function journalInlineSource(journal: Journal): InlineSource {
     const payload = await journal.readRecordAt(location.offset);
     const where = `journal record ${location.offset}`;
     if (!payload) throw corrupt(hash, where, `the record is missing (journal starts at ${journal.firstSeq}, ends at ${journal.lastSeq}) or damaged`);
-    let body: Buffer | undefined;
+    let record: JournalPayload;
     try {
-      body = inlineBodyIn(decodeCbor<JournalPayload>(payload), hash);
+      record = decodeCbor<JournalPayload>(payload);
     } catch {
       throw corrupt(hash, where, 'the record does not decode');
     }
-    if (!body) throw corrupt(hash, where, 'the record holds no body of this hash');
-    if (body.length !== location.length) throw corrupt(hash, where, `body of ${body.length} bytes, the index says ${location.length}`);
-    if (!hashBytes(body).equals(hash)) throw corrupt(hash, where, `body does not match its hash ${hashHex(hash)}`);
-    return body;
+    const body = checkedBody(record, hash, location.length);
+    if (typeof body === 'string') throw corrupt(hash, where, body);
+    return Buffer.from(body); // a copy of its own: the record's bytes are not kept
   };
 }
 

@@ -21,11 +21,26 @@ async function openJournal(dir: string, fs: FaultFileSystem) {
 
 const payload = (seq: number) => Buffer.from(`record ${seq} `.padEnd(100 + (seq % 7) * 13, '.'));
 
-/** A journal of records 1..40, each written and synced alone, over several segments. */
-async function fortyRecords(): Promise<Journal> {
+/** A fresh journal directory (and the file system it is opened on). */
+function journalDir(): { dir: string; fs: FaultFileSystem } {
   const dir = join(tmpDir('journal'), 'journal');
   mkdirSync(dir, { recursive: true });
-  const journal = await openJournal(dir, new FaultFileSystem());
+  return { dir, fs: new FaultFileSystem() };
+}
+
+/** Records 1..60 written three to a batch; `each(seq)` after each batch is durable (seq: its first). */
+async function writeTriples(journal: Journal, each?: (seq: number) => Promise<void>): Promise<void> {
+  for (let seq = 1; seq <= 60; seq += 3) {
+    await journal.write([0, 1, 2].map((i) => ({ seq: seq + i, payload: payload(seq + i) })));
+    await journal.sync();
+    await each?.(seq);
+  }
+}
+
+/** A journal of records 1..40, each written and synced alone, over several segments. */
+async function fortyRecords(): Promise<Journal> {
+  const { dir, fs } = journalDir();
+  const journal = await openJournal(dir, fs);
   for (let seq = 1; seq <= 40; seq++) {
     await journal.write([{ seq, payload: payload(seq) }]);
     await journal.sync();
@@ -35,16 +50,9 @@ async function fortyRecords(): Promise<Journal> {
 
 describe('Journal.readRecordAt', () => {
   it('finds every record by seq, live and after a reopen, across segments', async () => {
-    const dir = join(tmpDir('journal'), 'journal');
-    mkdirSync(dir, { recursive: true });
-    const fs = new FaultFileSystem();
+    const { dir, fs } = journalDir();
     let journal = await openJournal(dir, fs);
-    for (let seq = 1; seq <= 60; seq += 3) {
-      const batch: JournalRecord[] = [0, 1, 2].map((i) => ({ seq: seq + i, payload: payload(seq + i) }));
-      await journal.write(batch);
-      await journal.sync();
-      expect(await journal.readRecordAt(seq + 1)).toEqual(payload(seq + 1));
-    }
+    await writeTriples(journal, async (seq) => { expect(await journal.readRecordAt(seq + 1)).toEqual(payload(seq + 1)); });
     expect(journal.segmentNames.length).toBeGreaterThan(3);
     for (let seq = 1; seq <= 60; seq++) expect(await journal.readRecordAt(seq)).toEqual(payload(seq));
     expect(await journal.readRecordAt(61)).toBeUndefined();
@@ -64,14 +72,9 @@ describe('Journal.readRecordAt', () => {
 
 describe('Journal.readRecordsAt', () => {
   it('reads runs of records into one buffer (the one given when it is big enough): exact payloads, missing and damaged seqs absent', async () => {
-    const dir = join(tmpDir('journal'), 'journal');
-    mkdirSync(dir, { recursive: true });
-    const fs = new FaultFileSystem();
+    const { dir, fs } = journalDir();
     let journal = await openJournal(dir, fs);
-    for (let seq = 1; seq <= 60; seq += 3) {
-      await journal.write([0, 1, 2].map((i) => ({ seq: seq + i, payload: payload(seq + i) })));
-      await journal.sync();
-    }
+    await writeTriples(journal);
     const check = async (seqs: number[], gap: number, into?: Buffer) => {
       const { payloads, buffer } = await journal.readRecordsAt(seqs, gap, into);
       for (const seq of seqs) if (seq <= 60) expect(payloads.get(seq)).toEqual(payload(seq));
@@ -141,9 +144,7 @@ describe('Journal: preallocated segments', () => {
 
   /** A closed journal of records 1..3 (each synced) and its one segment's bytes. */
   async function threeRecords() {
-    const dir = join(tmpDir('journal'), 'journal');
-    mkdirSync(dir, { recursive: true });
-    const fs = new FaultFileSystem();
+    const { dir, fs } = journalDir();
     const { journal } = await open(dir, fs);
     for (let seq = 1; seq <= 3; seq++) { await journal.write([{ seq, payload: payload(seq) }]); await journal.sync(); }
     await journal.close();
@@ -152,9 +153,7 @@ describe('Journal: preallocated segments', () => {
   }
 
   it('writes records into filler ahead of them (never zeros); a reopen finds no tail damage and goes on after the last record', async () => {
-    const dir = join(tmpDir('journal'), 'journal');
-    mkdirSync(dir, { recursive: true });
-    const fs = new FaultFileSystem();
+    const { dir, fs } = journalDir();
     let { journal } = await open(dir, fs);
     for (let seq = 1; seq <= 5; seq++) { await journal.write([{ seq, payload: payload(seq) }]); await journal.sync(); }
     const file = join(dir, journal.segmentNames[0]);

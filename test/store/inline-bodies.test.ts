@@ -22,6 +22,20 @@ async function blobOf(store: Store, bytes: Buffer): Promise<BlobRecord | undefin
   return store.maintenance().index.get<BlobRecord>(keys.blob(hashBytes(bytes)));
 }
 
+/**
+ * Flips one byte `delta` bytes after the first `marker` in the store's `index`-th journal segment
+ * (sorted by name); returns the segment's name and the first marker's offset and the bytes there.
+ */
+function flipInSegment(dir: string, index: number, marker: string, delta: number): { name: string; at: number; bytes: Buffer } {
+  const name = readdirSync(join(dir, 'journal')).sort()[index]!;
+  const path = join(dir, 'journal', name);
+  const bytes = readFileSync(path);
+  const at = bytes.indexOf(marker);
+  bytes[at + delta] ^= 0x01;
+  writeFileSync(path, bytes);
+  return { name, at, bytes };
+}
+
 const packFiles = (dir: string) => readdirSync(join(dir, 'packs')).filter((n) => n.endsWith('.pack'));
 
 describe('inline bodies', () => {
@@ -146,14 +160,10 @@ describe('inline bodies and the journal retirement', () => {
     await store.createMailbox('INBOX');
     for (let i = 0; i < 40; i++) await store.append('INBOX', small(i));
     // damage the first inline body's record in the live journal: it cannot be moved
-    const segment = join(dir, 'journal', readdirSync(join(dir, 'journal')).sort()[0]);
-    const bytes = readFileSync(segment);
-    const at = bytes.indexOf('Subject: 0\r\n');
-    bytes[at + 9] ^= 0x01;
-    writeFileSync(segment, bytes);
+    const { name } = flipInSegment(dir, 0, 'Subject: 0\r\n', 9);
     const result = await store.snapshot();
-    expect(result.retired.segments).not.toContain(segment.split('/').pop());
-    expect(readdirSync(join(dir, 'journal'))).toContain(segment.split('/').pop());
+    expect(result.retired.segments).not.toContain(name);
+    expect(readdirSync(join(dir, 'journal'))).toContain(name);
     await expect(store.fetch('INBOX', 1)).rejects.toMatchObject({ code: 'CORRUPT' });
     for (let i = 1; i < 40; i++) expect(await store.fetch('INBOX', i + 1)).toEqual(small(i));
     await store.close();
@@ -182,12 +192,8 @@ describe('inline bodies moved in groups', () => {
     const body = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\n${String(i).repeat(200 + (i % 9) * 37)}\r\n`);
     for (let i = 0; i < 120; i++) await store.append('INBOX', body(i));
     // damage one body's record in an old segment: its group reads it alone and leaves it
-    const segment = join(dir, 'journal', readdirSync(join(dir, 'journal')).sort()[1]);
-    const bytes = readFileSync(segment);
-    const at = bytes.indexOf('Subject: ');
+    const { at, bytes } = flipInSegment(dir, 1, 'Subject: ', 30);
     const damaged = Number(/Subject: (\d+)/.exec(bytes.subarray(at, at + 20).toString('latin1'))![1]);
-    bytes[at + 30] ^= 0x01;
-    writeFileSync(segment, bytes);
     const saved = limits.inlineMoveBatchBytes;
     limits.inlineMoveBatchBytes = 2048; // groups of a few bodies: many groups, buffers handed on
     const journal = (store as unknown as { journal: Journal }).journal;
