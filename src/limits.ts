@@ -733,8 +733,14 @@ export const backupLimits = {
   compressBatchBytes: 2 * 1024 * 1024,
   /** ...and keeps this many batches read or compressing at once (each holds its bytes twice). */
   batchesInFlight: 4,
-  /** Compression worker threads of a backup: at most this many, and no more than the cores. */
+  /** Compression worker threads of a backup: at most this many, and no more than the cores... */
   compressThreadsMax: 4,
+  /**
+   * ...and one per this many bytes to copy (compress-pool.ts compressThreadsFor): zstd level 1
+   * compresses ~450 MB/s of a core here, so one worker keeps up with the main thread on a copy of
+   * this size, and a second one's start (~25-35 ms of a core) is not paid back.
+   */
+  compressBytesPerThread: 64 * 1024 * 1024,
   /** zlib level for metadata files and the blobs of version-1 repositories: 1 is ~3x faster than 6 on mail and loses ~10 % of the size. */
   deflateLevel: 1,
   /**

@@ -12,7 +12,7 @@ import type { StateSince } from '../store/state-since.js';
 import { blobIdOf } from './crypto.js';
 import { HASH_BYTES, hashMatches } from '../hash/blake3.js';
 import { phase } from './phases.js';
-import { CompressPool, InlineCompressor } from './compress-pool.js';
+import { CompressPool, InlineCompressor, compressThreadsFor } from './compress-pool.js';
 import { applySince, decodedParent, fallbackReason, findParent, modelOf, opsOf, type ParentSnapshot, type StateModel } from './incremental.js';
 import { deltaOf } from './delta.js';
 import { DATA_HEADER_BYTES, FORMAT_VERSION, contentName, encodeDataHeader, sealRecord, type BlobCodec } from './format.js';
@@ -605,7 +605,7 @@ class Compressors {
 
   /** Up to `bytes` of new blobs are coming: the workers start now when that is more than a few. */
   expect(bytes: number): void {
-    if (!this.pool && bytes > backupLimits.inlineCompressBytesMax) this.pool = new CompressPool(this.codec);
+    if (!this.pool && bytes > backupLimits.inlineCompressBytesMax) this.pool = new CompressPool(this.codec, compressThreadsFor(bytes));
   }
 
   /**
@@ -616,7 +616,9 @@ class Compressors {
   for(bytes: number): CompressPool | InlineCompressor {
     if (bytes > backupLimits.inlineCompressBytesMax && !(this.pool instanceof CompressPool)) {
       this.inline ??= this.pool as InlineCompressor | undefined;
-      this.pool = new CompressPool(this.codec);
+      this.pool = new CompressPool(this.codec, compressThreadsFor(bytes));
+    } else if (this.pool instanceof CompressPool && this.pool.threads < compressThreadsFor(bytes)) {
+      this.pool.grow(compressThreadsFor(bytes)); // more to copy than the workers were started for
     }
     this.pool ??= new InlineCompressor(this.codec);
     return this.pool;

@@ -109,11 +109,25 @@ export class CompressPool {
    * `zstdModule`: the one-shot binding the workers load (zstd.ts found it here; tests name one that
    * does not load); `blakeAddon` the BLAKE3 binding they hash with ('': they do not hash).
    */
-  constructor(private readonly codec: BlobCodec, threads = defaultThreads(), zstdModule = zstdOneShotModule, blakeAddon = nativeBlakeAddon() ?? '') {
+  constructor(private readonly codec: BlobCodec, threads = defaultThreads(), private readonly zstdModule = zstdOneShotModule, private readonly blakeAddon = nativeBlakeAddon() ?? '') {
     this.streaming = codec === 'zstd' && zstdModule === undefined;
     this.hashes = !this.streaming && blakeAddon !== '';
-    for (let i = 0; !this.streaming && i < threads; i++) {
-      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { zstd: codec === 'zstd' ? zstdModule : undefined, blake3: blakeAddon } });
+    this.grow(threads);
+  }
+
+  /** Worker threads started (dead ones included). */
+  get threads(): number {
+    return this.slots.length;
+  }
+
+  /**
+   * Starts workers until there are `threads` (no more than the cores allow: defaultThreads): a
+   * copy that turns out bigger than expected gets the rest of them then. Not after close.
+   */
+  grow(threads: number): void {
+    const want = Math.min(threads, defaultThreads());
+    while (!this.streaming && !this.closed && this.slots.length < want) {
+      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { zstd: this.codec === 'zstd' ? this.zstdModule : undefined, blake3: this.blakeAddon } });
       const slot: Slot = { worker, busy: 0, pending: new Map() };
       slot.worker.on('message', (m: { id: number; data?: ArrayBuffer; lengths?: number[]; digests?: ArrayBuffer; error?: string }) => {
         const waiting = slot.pending.get(m.id);
@@ -225,6 +239,16 @@ function split(data: Buffer, lengths: number[]): Buffer[] {
 
 function defaultThreads(): number {
   return Math.max(1, Math.min(backupLimits.compressThreadsMax, availableParallelism()));
+}
+
+/**
+ * Workers for a copy of `bytes` of blobs: one per backupLimits.compressBytesPerThread (at least
+ * one), no more than the cores. A worker costs ~25-35 ms of a core to start; an incremental run's
+ * few tens of MB are compressed by one while the main thread builds the state, and a second one
+ * only took CPU from it (session 25: 20k store, 1,000 new messages).
+ */
+export function compressThreadsFor(bytes: number): number {
+  return Math.max(1, Math.min(defaultThreads(), Math.ceil(bytes / backupLimits.compressBytesPerThread)));
 }
 
 /** One zstd call per core, and one more while that leaves a thread of libuv's pool free (UV_THREADPOOL_SIZE, 4 by default). */

@@ -3,7 +3,9 @@
 // outstanding fails that work instead of leaving it hanging.
 import { brotliDecompressSync, inflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { CompressPool } from '../../src/backup/compress-pool.js';
+import { availableParallelism } from 'node:os';
+import { CompressPool, compressThreadsFor } from '../../src/backup/compress-pool.js';
+import { backupLimits } from '../../src/limits.js';
 import { message } from './helpers.js';
 import { decompress } from 'fzstd';
 import { hashBytes } from '../../src/hash/blake3.js';
@@ -78,6 +80,30 @@ describe('compression workers', () => {
         await pool.close();
       }
     }
+  });
+
+  it('workers by the bytes to copy: one per compressBytesPerThread, no more than the cores; a pool grows to more when the copy does, and not once closed', async () => {
+    const cores = Math.min(backupLimits.compressThreadsMax, availableParallelism());
+    const per = backupLimits.compressBytesPerThread;
+    expect(compressThreadsFor(0)).toBe(1);
+    expect(compressThreadsFor(per)).toBe(1);
+    expect(compressThreadsFor(per + 1)).toBe(Math.min(2, cores));
+    expect(compressThreadsFor(100 * per)).toBe(cores);
+    const pool = new CompressPool('zstd', 1);
+    try {
+      expect(pool.threads).toBe(1);
+      pool.grow(2);
+      expect(pool.threads).toBe(Math.min(2, cores));
+      pool.grow(1); // never fewer
+      expect(pool.threads).toBe(Math.min(2, cores));
+      const batches = Array.from({ length: 4 }, (_, b) => [message(b, 4000), message(b + 10, 6000)]);
+      const out = await Promise.all(batches.map((batch) => pool.compress(batch)));
+      out.forEach((c, b) => c.forEach((bytes, i) => expect(Buffer.from(decompress(bytes)).equals(batches[b]![i]!)).toBe(true)));
+    } finally {
+      await pool.close();
+    }
+    pool.grow(4);
+    expect(pool.threads).toBe(Math.min(2, cores));
   });
 
   it('a zstd pool refuses work once closed', async () => {
