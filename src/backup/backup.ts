@@ -144,12 +144,17 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
     };
     const bytesRead = await copier.finish(encode);
     phase('blobs copied');
+    // every index file of this run is in view: the next run's table of held ids is written beside
+    // the snapshot's publication (a cache: it covers only index files in view, it never fails the run)
+    const heldSaved = repo.saveHeld();
     if (!encoded) encode();
     await tipWritten;
     phase('tip written');
     const id = await (await staged!).publish();
     published = true;
     phase('snapshot written');
+    await heldSaved;
+    phase('held ids written');
     return {
       snapshot: id, storeId: source.storeId, seq: state.seq, mailboxes: state.counts.mailboxes, messages: state.counts.messages, blobs: state.counts.blobs,
       newBlobs: copier.written, bytesRead, bytesAdded: repo.bytesWritten - writtenBefore, durationMs: Date.now() - started,

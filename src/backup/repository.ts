@@ -18,6 +18,7 @@ import { phase } from './phases.js';
 import { newEncryptionParams, openKeys, type EncryptionParams, type RepositoryKeys } from './crypto.js';
 import { applyDelta, type SnapshotDelta } from './delta.js';
 import { compareHashes } from './tip.js';
+import { mergeHeld, readHeld, tableHolds, writeHeld, type HeldTable } from './held-ids.js';
 import { zstdAvailable } from './zstd.js';
 import { DELTA_FORMAT_VERSION, FORMAT_VERSION, REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
 
@@ -91,6 +92,12 @@ export interface OpenRepositoryOptions {
 
 export class Repository {
   private readonly handles = new Map<string, FileHandle>();
+  /** The held-ids table of this run's index lookups (held-ids.ts), the files it has read added. */
+  private held: HeldTable | undefined;
+  /** ...and the index files the table it started from covered (written again only when it covers more). */
+  private heldStored: Set<string> | undefined;
+  /** Index files this process wrote, by name (saveHeld adds their ids without reading them again). */
+  private readonly indexWritten = new Map<string, IndexFile>();
   /** Bytes of data files read (restore reports it). */
   dataBytesRead = 0;
   /** Bytes of new files written (backup reports it). */
@@ -187,8 +194,16 @@ export class Repository {
     };
   }
 
-  stageIndex(index: IndexFile): Promise<StagedFile> {
-    return this.stageContent('index', encodeMetadataFile('index', index, this.keys));
+  async stageIndex(index: IndexFile): Promise<StagedFile> {
+    const staged = await this.stageContent('index', encodeMetadataFile('index', index, this.keys));
+    return {
+      ...staged,
+      publish: async () => {
+        const name = await staged.publish();
+        this.indexWritten.set(name, index); // in view: saveHeld adds its ids without reading it again
+        return name;
+      },
+    };
   }
 
   /**
@@ -229,8 +244,10 @@ export class Repository {
     this.bytesWritten += bytes;
   }
 
-  writeIndex(index: IndexFile): Promise<string> {
-    return this.writeContent('index', encodeMetadataFile('index', index, this.keys));
+  async writeIndex(index: IndexFile): Promise<string> {
+    const name = await this.writeContent('index', encodeMetadataFile('index', index, this.keys));
+    this.indexWritten.set(name, index);
+    return name;
   }
 
   writeSnapshot(snapshot: SnapshotFile): Promise<string> {
@@ -321,10 +338,16 @@ export class Repository {
   async indexHolds(ids: Uint8Array[]): Promise<boolean[]> {
     const held = ids.map(() => false);
     if (ids.length === 0) return held;
+    const names = await this.list('index');
+    // the held-ids table (held-ids.ts) answers for the index files it covers; only the others are read
+    const table = await readHeld(this, names);
+    if (table) ids.forEach((id, i) => { held[i] = tableHolds(table, id); });
+    const read: { name: string; index: IndexFile }[] = [];
+    for (const name of names) if (!table?.covered.has(name)) read.push({ name, index: await this.readMetadata<IndexFile>('index', name) });
+    if (read.length === 0) return held;
     const byPrefix = new Map<number, number[]>();
-    ids.forEach((id, i) => listIn(byPrefix, prefix32(id)).push(i));
-    for (const name of await this.list('index')) {
-      const index = await this.readMetadata<IndexFile>('index', name);
+    ids.forEach((id, i) => { if (!held[i]) listIn(byPrefix, prefix32(id)).push(i); });
+    for (const { index } of read) {
       for (const { blobs } of index.files) {
         for (const [id] of blobs) {
           const wanted = byPrefix.get(prefix32(id));
@@ -332,7 +355,36 @@ export class Repository {
         }
       }
     }
+    this.held = mergeHeld(table, read);
+    this.heldStored ??= table?.covered ?? new Set();
     return held;
+  }
+
+  /**
+   * Writes the held-ids table (held-ids.ts) for the next run: the one this run used, or the newest
+   * there, with the index files listed now added (those this run wrote are not read again). A
+   * backup calls it once its snapshot is published; best effort (a cache), and without a table
+   * to build on, none is written unless every index file is this run's (a new repository).
+   */
+  async saveHeld(): Promise<void> {
+    try {
+      const names = await this.list('index');
+      const listed = new Set(names);
+      let table = this.held && [...this.held.covered].every((name) => listed.has(name)) ? this.held : undefined;
+      let stored = table ? this.heldStored : undefined;
+      if (!table) {
+        table = await readHeld(this, names);
+        stored = table?.covered;
+      }
+      // this run's own index files are added; one another run wrote is read by the next run
+      const own = names.filter((name) => !table?.covered.has(name) && this.indexWritten.has(name));
+      if (!table && own.length < names.length) return; // no table to build on: the next lookup reads them all and makes one
+      const next = own.length > 0 ? mergeHeld(table, own.map((name) => ({ name, index: this.indexWritten.get(name)! }))) : table;
+      if (!next || (stored && next.covered.size === stored.size)) return; // a table covers no other files than the one there
+      await writeHeld(this, next);
+    } catch (error) {
+      if (!isMailstoreError(error)) throw error;
+    }
   }
 
   /** Snapshots, oldest first (a snapshot that does not read throws: check lists them one by one). */
