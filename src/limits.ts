@@ -544,6 +544,11 @@ export const limits = {
 /** The daemon (src/daemon) and its client library (src/client): the socket protocol's bounds. */
 export const daemonLimits = {
   /**
+   * An incremental backup's session through the daemon (daemon/backup-sessions.ts) is closed after
+   * this long without a call: a backup that was killed lets its LevelDB snapshot go.
+   */
+  backupSessionIdleMs: 60_000,
+  /**
    * Largest frame either side accepts (its 4-byte length prefix aside); a bigger one is refused
    * (INVALID) and the connection dropped. Bodies never need one this big: they travel as chunks.
    * Large answers that are not bodies (a listing of 100k mailboxes) still fit.

@@ -21,6 +21,9 @@ import type { SnapshotResult } from '../store/snapshots.js';
 import type { TierFlushResult, TierStatus } from '../store/tier.js';
 import type { TierPolicy } from '../store/tier-policy.js';
 import type { Op } from '../store/records.js';
+import type { BlobLocation } from '../blob/pack-store.js';
+import type { FetchAtOptions } from '../store/reader.js';
+import { closeSession, openSession, readSession, type SessionHead, type SessionRead } from './backup-sessions.js';
 import { checkReplica, type CheckResult } from '../replication/check.js';
 import { promoteStore, type PromoteOptions, type PromoteResult } from '../replication/promote.js';
 import { storedReplicationStatus, type StoredReplicationStatus } from '../replication/status.js';
@@ -62,6 +65,12 @@ export const PROCEDURES = {
   storeId: async (store: Store): Promise<string> => store.identity.storeId,
   fetchBlob: (store: Store, hash: Buffer): Promise<Buffer> => store.fetchBlob(hash),
   stateOps: (store: Store): AsyncGenerator<{ appliedSeq: number } | { op: Op }> => stateOps(store),
+  // an incremental backup's reads of what changed (backup-sessions.ts), and its blob reads by place
+  stateSinceOpen: (store: Store, afterSeq: number): Promise<SessionHead> => openSession(store, afterSeq),
+  stateSinceRead: (store: Store, session: number, method: SessionRead, args: unknown[]): Promise<unknown> => readSession(store, session, method, args),
+  stateSinceClose: (store: Store, session: number): Promise<void> => closeSession(store, session),
+  fetchBlobsAt: (store: Store, blobs: { hash: Buffer; location: BlobLocation }[], options?: FetchAtOptions): Promise<(Buffer | null)[]> =>
+    store.fetchBlobsAt(blobs.map((b) => ({ hash: Buffer.from(b.hash), location: b.location })), undefined, options).then((bodies) => bodies.map((b) => b ?? null)),
   // replication (src/replication): the daemon of the store runs them
   replicationStatus: (store: Store): Promise<StoredReplicationStatus> => storedReplicationStatus(store),
   replicaCheck: (store: Store, options: { primary?: string; keyFile?: string; scan?: boolean }): Promise<CheckResult> => {

@@ -8,6 +8,7 @@
 // socket stopped accepting and before the store closes, `onCall` observers hear of every call
 // (method, time, error code: metrics). Commits are observed with StoreOptions.onCommit where
 // `serve` opens the store.
+import { closeSessions } from './backup-sessions.js';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -170,6 +171,7 @@ export class DaemonServer {
     for (const hook of this.onStopping) await hook(this);
     for (const connection of this.connections) connection.destroy();
     await closed;
+    await closeSessions(this.store); // a backup's snapshots let go before the store closes
     await this.store.close();
     this.logger.info('stopped', { reason });
   }

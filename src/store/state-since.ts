@@ -59,13 +59,9 @@ export interface StateSince {
   fresh: FreshBlob[];
   /** Change-log entries of a mailbox with a modseq above `modseq`. */
   changesAfter(id: Buffer, modseq: number): Promise<StateChange[]>;
-  /** A message as a state.messages entry, or undefined when there is none at that uid. */
-  message(id: Buffer, uid: number): StateMessage | undefined;
-  /** A change-log entry's value, or undefined when the entry does not exist. */
-  change(id: Buffer, modseq: number, uid: number): ChangeRecord | undefined;
-  /** `message` for many uids in one read (LevelDB's thread pool), in order. */
+  /** The messages at `uids` as state.messages entries (undefined: none at that uid), in one read on LevelDB's thread pool, in order. */
   messages(id: Buffer, uids: number[]): Promise<(StateMessage | undefined)[]>;
-  /** `change` for many entries in one read, in order. */
+  /** Change-log entries' values (undefined: no such entry), in one read, in order. */
   changes(id: Buffer, entries: [modseq: number, uid: number][]): Promise<(ChangeRecord | undefined)[]>;
   /** Every message and change-log entry of one mailbox. */
   mailbox(id: Buffer): Promise<{ messages: StateMessage[]; changes: StateChange[] }>;
@@ -88,11 +84,6 @@ export async function stateSince(db: IndexDb, journal: Pick<Journal, 'read' | 'f
       appliedSeq, afterDigest: digests.get(afterSeq), appliedDigest: digests.get(appliedSeq), meta: metaEntries, mailboxes: mailboxes.map(([, info]) => info), touched, freshBytes, fresh,
       changesAfter: async (id, modseq) => (await readRange<ChangeRecord>(snapshot, keys.changeFrom(id, modseq + 1), prefixEnd(keys.changePrefix(id))))
         .map(([key, value]) => { const c = decodeChangeKey(key); return [c.modseq, c.uid, value]; }),
-      message: (id, uid) => {
-        const record = snapshot.get<MessageRecord>(keys.message(id, uid));
-        return record && stateEntry(uid, record);
-      },
-      change: (id, modseq, uid) => snapshot.get<ChangeRecord>(keys.change(id, modseq, uid)),
       messages: async (id, uids) => (await snapshot.getMany<MessageRecord>(uids.map((uid) => keys.message(id, uid))))
         .map((record, i) => record && stateEntry(uids[i]!, record)),
       changes: (id, entries) => snapshot.getMany<ChangeRecord>(entries.map(([modseq, uid]) => keys.change(id, modseq, uid))),

@@ -3,7 +3,10 @@
 // `backup forget` are its subcommands (backup-check.ts, backup-forget.ts).
 import type { Command } from 'commander';
 import type { MailStore } from '../../store/api.js';
-import type { Op } from '../../store/records.js';
+import type { ChangeRecord, Op } from '../../store/records.js';
+import type { StateChange, StateMessage, StateSince } from '../../store/state-since.js';
+import type { Procedures } from '../../daemon/procedures.js';
+import type { SessionRead } from '../../daemon/backup-sessions.js';
 import { MailstoreError } from '../../errors.js';
 import { backupLimits } from '../../limits.js';
 import { runBackup, type BackupSource, type BackupSummary } from '../../backup/backup.js';
@@ -56,6 +59,8 @@ async function backupSource(store: MailStore): Promise<BackupSource> {
   return {
     storeId: await remote.storeId(),
     fetchBlob: (hash) => remote.fetchBlob(hash),
+    fetchBlobsAt: async (blobs, _lend, options) => (await remote.fetchBlobsAt(blobs.map((b) => ({ hash: b.hash, location: b.location })), options)).map((b) => (b ? asBuffer(b) : undefined)),
+    stateSince: async (afterSeq) => remoteStateSince(remote, afterSeq),
     snapshotState: async () => {
       const listing = remote.stateOps();
       const first = await listing.next();
@@ -67,6 +72,28 @@ async function backupSource(store: MailStore): Promise<BackupSource> {
     },
   };
 }
+
+/**
+ * The store's changes since `afterSeq`, read in a session of the daemon's (daemon/backup-sessions.ts):
+ * what its journal said comes at once, each range or many-key read is one call.
+ */
+async function remoteStateSince(remote: Procedures, afterSeq: number): Promise<StateSince> {
+  const head = await remote.stateSinceOpen(afterSeq);
+  const read = <T>(method: SessionRead, args: unknown[]) => remote.stateSinceRead(head.session, method, args) as Promise<T>;
+  const orUndefined = <T>(list: (T | null)[]) => list.map((v) => v ?? undefined);
+  return {
+    appliedSeq: head.appliedSeq, afterDigest: head.afterDigest, appliedDigest: head.appliedDigest, meta: head.meta, mailboxes: head.mailboxes,
+    touched: new Map(head.touched.map(([key, uids, gone, entries]) => [key, { uids: new Set(uids), gone: new Set(gone), entries }])),
+    freshBytes: head.freshBytes, fresh: head.fresh.map((blob) => ({ ...blob, hash: asBuffer(blob.hash) })),
+    changesAfter: (id, modseq) => read<StateChange[]>('changesAfter', [id, modseq]),
+    messages: async (id, uids) => orUndefined(await read<(StateMessage | null)[]>('messages', [id, uids])),
+    changes: async (id, entries) => orUndefined(await read<(ChangeRecord | null)[]>('changes', [id, entries])),
+    mailbox: (id) => read<{ messages: StateMessage[]; changes: StateChange[] }>('mailbox', [id]),
+    close: () => remote.stateSinceClose(head.session),
+  };
+}
+
+const asBuffer = (bytes: Uint8Array) => (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
 
 async function runBackupCommand(_options: unknown, command: Command): Promise<void> {
   phase('modules loaded');

@@ -1,0 +1,86 @@
+// A backup of a store that `mailstore serve` holds goes through the daemon, incremental as a direct
+// one: the store's changes since the last snapshot are read in a session of the daemon's
+// (src/daemon/backup-sessions.ts) and written as a delta, not the whole state read each run.
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { closeSession, closeSessions, openSession, openSessions, readSession } from '../../src/daemon/backup-sessions.js';
+import { daemonLimits } from '../../src/limits.js';
+import { Store } from '../../src/store/store.js';
+import { json, requireBuilt, run, tempDir } from '../cli/helpers.js';
+import { INBOX, freshStore, message, serve } from '../daemon/processes.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { expectCode, fill } from './helpers.js';
+
+interface Saved { snapshot: string; messages: number; newBlobs: number; parent?: string; deltaDepth?: number; fullReadReason?: string }
+
+describe('backup through the daemon', () => {
+  it('the second run reads what changed through the daemon and writes a delta; the snapshot restores exactly what the daemon serves', { timeout: 120_000 }, async () => {
+    requireBuilt();
+    const store = await freshStore();
+    const dir = tempDir('mailstore-backup-daemon-');
+    const repo = join(dir, 'repo');
+    const daemon = await serve(store);
+    try {
+      for (let i = 0; i < 6; i++) expect((await run(['append', INBOX, '-'], { store, input: message(i) })).code).toBe(0);
+      const first = await json<Saved>(['backup', '--repo', repo], { store });
+      expect(first).toMatchObject({ messages: 6, newBlobs: 6 });
+      expect(first.parent).toBeUndefined();
+      for (let i = 6; i < 9; i++) expect((await run(['append', INBOX, '-'], { store, input: message(i) })).code).toBe(0);
+      expect((await run(['expunge', INBOX, '2,4'], { store })).code).toBe(0);
+      expect((await run(['flags', INBOX, '5', '--add', '\\Flagged'], { store })).code).toBe(0);
+      const second = await json<Saved>(['backup', '--repo', repo], { store });
+      expect(second.fullReadReason).toBeUndefined();
+      expect(second).toMatchObject({ messages: 7, newBlobs: 3, parent: first.snapshot, deltaDepth: 1 });
+      expect(daemon.child.exitCode).toBeNull();
+
+      const restored = join(dir, 'restored');
+      expect((await run(['restore', '--repo', repo, '--to', restored])).code).toBe(0);
+      const live = await json<{ uid: number; flags: string[]; modseq: number }[]>(['messages', INBOX], { store });
+      const back = await json<{ uid: number; flags: string[]; modseq: number }[]>(['messages', INBOX], { store: restored });
+      expect(back).toEqual(live);
+      expect(live.map((m) => m.uid)).toEqual([1, 3, 5, 6, 7, 8, 9]);
+      for (const { uid } of live) expect((await run(['fetch', INBOX, String(uid)], { store: restored })).stdout.equals((await run(['fetch', INBOX, String(uid)], { store })).stdout)).toBe(true);
+      expect((await run(['backup', 'check', '--repo', repo, '--read-data'])).code).toBe(0);
+    } finally {
+      daemon.child.kill('SIGTERM');
+      expect(await daemon.exited).toBe(0);
+    }
+  });
+
+  it('sessions: reads on the snapshot taken at open, refused once closed, closed when idle and when the store stops; malformed reads refused', async () => {
+    const store = await Store.init(join(tmpDir('sessions'), 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 3);
+    const before = openSessions();
+    const head = await openSession(store, 0);
+    expect(openSessions()).toBe(before + 1);
+    const id = Buffer.from(head.mailboxes.find((m) => m.name.join('/') === 'INBOX')!.id);
+    expect(head.touched.find(([key]) => key === id.toString('hex'))?.[1]).toEqual([1, 2, 3]);
+    await fill(store, 'INBOX', 2, 10); // after the session's snapshot: not seen through it
+    const messages = await readSession(store, head.session, 'messages', [id, [1, 2, 3, 4]]) as unknown[];
+    expect(messages.map((m) => (m ? (m as [number])[0] : undefined))).toEqual([1, 2, 3, undefined]);
+    expect((await readSession(store, head.session, 'mailbox', [id]) as { messages: unknown[] }).messages).toHaveLength(3);
+    await expectCode(readSession(store, head.session, 'messages', ['not bytes', [1]]), 'INVALID');
+    await expectCode(readSession(store, head.session, 'changes', [id, [[1]]]), 'INVALID');
+    await expectCode(readSession(store, head.session, 'drop' as never, [id]), 'INVALID');
+    await closeSession(store, head.session);
+    expect(openSessions()).toBe(before);
+    await expectCode(readSession(store, head.session, 'messages', [id, [1]]), 'NOT_FOUND');
+    await expectCode(openSession(store, -1), 'INVALID');
+
+    const idle = daemonLimits.backupSessionIdleMs;
+    daemonLimits.backupSessionIdleMs = 50;
+    try {
+      const left = await openSession(store, 0);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await expectCode(readSession(store, left.session, 'messages', [id, [1]]), 'NOT_FOUND');
+    } finally {
+      daemonLimits.backupSessionIdleMs = idle;
+    }
+    const kept = await openSession(store, 0);
+    await closeSessions(store); // the daemon stopping
+    await expectCode(readSession(store, kept.session, 'messages', [id, [1]]), 'NOT_FOUND');
+    expect(openSessions()).toBe(before);
+    await store.close();
+  });
+});
