@@ -785,6 +785,11 @@ export const backupLimits = {
    * the earlier state it adds the store's changes to, before it reads the whole state instead.
    */
   parentCandidatesMax: 3,
+  /**
+   * The held-ids table (backup/held-ids.ts) is written again once the ids it does not cover reach
+   * 1/this of those it holds (fewer: the next runs decode the few index files it lacks instead).
+   */
+  heldRewriteShare: 8,
   /** Blobs of at most this many bytes in all are compressed on the main thread (no workers started). */
   inlineCompressBytesMax: 4 * 1024 * 1024,
   /**

@@ -10,6 +10,7 @@ import { forgetSnapshots } from '../../src/backup/forget.js';
 import { mergeHeld, readHeld, tableHolds } from '../../src/backup/held-ids.js';
 import type { IndexFile, Repository } from '../../src/backup/repository.js';
 import { hashBytes } from '../../src/hash/blake3.js';
+import { backupLimits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { dump, fill, openRepo, source } from './helpers.js';
@@ -79,6 +80,28 @@ describe('held-ids table', () => {
     await expectTableOfAll(repo);
     expect(heldFiles(repoDir)).toHaveLength(1); // the older table removed
     await repo.close();
+    await store.close();
+  });
+
+  it('a run that adds few ids leaves the table there (the next decodes the index files it lacks); once they reach 1/heldRewriteShare of it, it is written again', async () => {
+    const { store, repoDir } = await backedUp(40);
+    const [first] = heldFiles(repoDir);
+    const runs: { reads: number; held: string[] }[] = [];
+    for (let run = 0; run < 3; run++) {
+      await fill(store, 'INBOX', 2, 100 + 10 * run);
+      const repo = await openRepo(repoDir);
+      const reads = countIndexReads(repo);
+      expect((await runBackup(source(store), repo)).newBlobs).toBe(2);
+      runs.push({ reads: reads.count, held: heldFiles(repoDir) });
+      if (run === 2) await expectTableOfAll(repo);
+      await repo.close();
+    }
+    expect(backupLimits.heldRewriteShare).toBe(8); // 2 and 4 new ids of 40 stay below 40/8, 6 do not
+    expect(runs.map((r) => r.reads)).toEqual([0, 1, 2]); // the files of the runs since the table
+    expect(runs[0]!.held).toEqual([first]);
+    expect(runs[1]!.held).toEqual([first]);
+    expect(runs[2]!.held).toHaveLength(1);
+    expect(runs[2]!.held[0]).not.toBe(first);
     await store.close();
   });
 
