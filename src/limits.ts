@@ -548,6 +548,8 @@ export const daemonLimits = {
    * this long without a call: a backup that was killed lets its LevelDB snapshot go.
    */
   backupSessionIdleMs: 60_000,
+  /** ...and its answers are listed in pieces of at most this many entries (each a frame: frameBytesMax bounds a frame). */
+  backupSessionPartEntries: 10_000,
   /**
    * Largest frame either side accepts (its 4-byte length prefix aside); a bigger one is refused
    * (INVALID) and the connection dropped. Bodies never need one this big: they travel as chunks.

@@ -12,19 +12,20 @@ import { daemonLimits } from '../limits.js';
 import type { StateSince } from '../store/state-since.js';
 import type { Store } from '../store/store.js';
 
-/** What `open` answers: StateSince's fields, its Maps and Sets as arrays (they cross as CBOR). */
-export interface SessionHead {
-  session: number;
-  appliedSeq: number;
-  afterDigest?: string;
-  appliedDigest?: string;
-  meta: StateSince['meta'];
-  mailboxes: StateSince['mailboxes'];
-  /** Per mailbox id (hex): the uids touched, those gone, and the change-log entries named. */
-  touched: [key: string, uids: number[], gone: number[], entries: [number, number][]][];
-  freshBytes: number;
-  fresh: StateSince['fresh'];
-}
+/**
+ * What `open` lists: the head first, then the journal's part in pieces (each a frame of its own:
+ * a day's new blobs or a big mailbox's uids can be far more than one frame may hold,
+ * daemonLimits.frameBytesMax), which the client puts together.
+ */
+export type SessionPart =
+  | { head: { session: number; appliedSeq: number; afterDigest?: string; appliedDigest?: string; freshBytes: number; meta: StateSince['meta'] } }
+  | { mailboxes: StateSince['mailboxes'] }
+  /** Per mailbox id (hex): uids touched, those gone, change-log entries named (a mailbox may come in several parts). */
+  | { touched: [key: string, uids: number[], gone: number[], entries: [number, number][]] }
+  | { fresh: StateSince['fresh'] };
+
+/** What `read` lists: the result's entries in pieces (`mailbox`: its messages, then its change-log entries). */
+export type ReadPart = { items: unknown[] } | { messages: unknown[] } | { changes: unknown[] };
 
 export type SessionRead = 'changesAfter' | 'messages' | 'changes' | 'mailbox';
 
@@ -33,33 +34,48 @@ interface Session { store: Store; since: StateSince; timer?: NodeJS.Timeout }
 const sessions = new Map<number, Session>();
 let nextSession = 1;
 
-export async function openSession(store: Store, afterSeq: number): Promise<SessionHead> {
+export async function* openSession(store: Store, afterSeq: number): AsyncGenerator<SessionPart> {
   if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) throw new MailstoreError('INVALID', `a backup session starts after a journal seq, got ${JSON.stringify(afterSeq)}`);
   const since = await store.maintenance().stateSince(afterSeq);
   const id = nextSession++;
   const session: Session = { store, since };
   sessions.set(id, session);
   touch(id, session);
-  return {
-    session: id, appliedSeq: since.appliedSeq, ...(since.afterDigest ? { afterDigest: since.afterDigest } : {}), ...(since.appliedDigest ? { appliedDigest: since.appliedDigest } : {}),
-    meta: since.meta, mailboxes: since.mailboxes, freshBytes: since.freshBytes, fresh: since.fresh,
-    touched: [...since.touched].map(([key, t]) => [key, [...t.uids], [...t.gone], t.entries]),
-  };
+  const per = daemonLimits.backupSessionPartEntries;
+  yield { head: { session: id, appliedSeq: since.appliedSeq, ...(since.afterDigest ? { afterDigest: since.afterDigest } : {}), ...(since.appliedDigest ? { appliedDigest: since.appliedDigest } : {}), freshBytes: since.freshBytes, meta: since.meta } };
+  for (let i = 0; i < since.mailboxes.length; i += per) yield { mailboxes: since.mailboxes.slice(i, i + per) };
+  for (const [key, t] of since.touched) {
+    const uids = [...t.uids], gone = [...t.gone];
+    for (let i = 0; i === 0 || i < Math.max(uids.length, gone.length, t.entries.length); i += per) {
+      yield { touched: [key, uids.slice(i, i + per), gone.slice(i, i + per), t.entries.slice(i, i + per)] };
+    }
+  }
+  for (let i = 0; i < since.fresh.length; i += per) yield { fresh: since.fresh.slice(i, i + per) };
 }
 
-export async function readSession(store: Store, id: number, method: SessionRead, args: unknown[]): Promise<unknown> {
+export async function* readSession(store: Store, id: number, method: SessionRead, args: unknown[]): AsyncGenerator<ReadPart> {
   const session = sessions.get(id);
   if (!session || session.store !== store) throw new MailstoreError('NOT_FOUND', `backup session ${id} is not open (closed, or idle for more than ${daemonLimits.backupSessionIdleMs / 1000} s)`);
   touch(id, session);
   const { since } = session;
   const box = () => asBuffer(args[0], 'mailbox id');
+  const per = daemonLimits.backupSessionPartEntries;
+  const pieces = function* <K extends string>(key: K, list: unknown[]): Generator<Record<K, unknown[]>> {
+    for (let i = 0; i === 0 || i < list.length; i += per) yield { [key]: list.slice(i, i + per) } as Record<K, unknown[]>;
+  };
   switch (method) {
-    case 'changesAfter': return since.changesAfter(box(), number(args[1], 'modseq'));
-    case 'messages': return since.messages(box(), numbers(args[1], 'uids'));
-    case 'changes': return since.changes(box(), pairs(args[1]));
-    case 'mailbox': return since.mailbox(box());
+    case 'changesAfter': yield* pieces('items', await since.changesAfter(box(), number(args[1], 'modseq'))); break;
+    case 'messages': yield* pieces('items', await since.messages(box(), numbers(args[1], 'uids'))); break;
+    case 'changes': yield* pieces('items', await since.changes(box(), pairs(args[1]))); break;
+    case 'mailbox': {
+      const whole = await since.mailbox(box());
+      yield* pieces('messages', whole.messages);
+      yield* pieces('changes', whole.changes);
+      break;
+    }
     default: throw new MailstoreError('INVALID', `a backup session has no read ${JSON.stringify(method)}`);
   }
+  touch(id, session);
 }
 
 export async function closeSession(store: Store, id: number): Promise<void> {

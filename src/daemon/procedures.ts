@@ -23,7 +23,7 @@ import type { TierPolicy } from '../store/tier-policy.js';
 import type { Op } from '../store/records.js';
 import type { BlobLocation } from '../blob/pack-store.js';
 import type { FetchAtOptions } from '../store/reader.js';
-import { closeSession, openSession, readSession, type SessionHead, type SessionRead } from './backup-sessions.js';
+import { closeSession, openSession, readSession, type ReadPart, type SessionPart, type SessionRead } from './backup-sessions.js';
 import { checkReplica, type CheckResult } from '../replication/check.js';
 import { promoteStore, type PromoteOptions, type PromoteResult } from '../replication/promote.js';
 import { storedReplicationStatus, type StoredReplicationStatus } from '../replication/status.js';
@@ -66,8 +66,8 @@ export const PROCEDURES = {
   fetchBlob: (store: Store, hash: Buffer): Promise<Buffer> => store.fetchBlob(hash),
   stateOps: (store: Store): AsyncGenerator<{ appliedSeq: number } | { op: Op }> => stateOps(store),
   // an incremental backup's reads of what changed (backup-sessions.ts), and its blob reads by place
-  stateSinceOpen: (store: Store, afterSeq: number): Promise<SessionHead> => openSession(store, afterSeq),
-  stateSinceRead: (store: Store, session: number, method: SessionRead, args: unknown[]): Promise<unknown> => readSession(store, session, method, args),
+  stateSinceOpen: (store: Store, afterSeq: number): AsyncGenerator<SessionPart> => openSession(store, afterSeq),
+  stateSinceRead: (store: Store, session: number, method: SessionRead, args: unknown[]): AsyncGenerator<ReadPart> => readSession(store, session, method, args),
   stateSinceClose: (store: Store, session: number): Promise<void> => closeSession(store, session),
   fetchBlobsAt: (store: Store, blobs: { hash: Buffer; location: BlobLocation }[], options?: FetchAtOptions): Promise<(Buffer | null)[]> =>
     store.fetchBlobsAt(blobs.map((b) => ({ hash: Buffer.from(b.hash), location: b.location })), undefined, options).then((bodies) => bodies.map((b) => b ?? null)),
@@ -104,7 +104,7 @@ export type ProcedureName = keyof typeof PROCEDURES;
 export { MUTATING_PROCEDURES } from './procedure-names.js';
 
 /** Procedures that answer with a listing (items, then end) rather than one value. */
-export const LISTING_PROCEDURES: ReadonlySet<string> = new Set(['dumpMailboxes', 'scrubEvents', 'events', 'stateOps']);
+export const LISTING_PROCEDURES: ReadonlySet<string> = new Set(['dumpMailboxes', 'scrubEvents', 'events', 'stateOps', 'stateSinceOpen', 'stateSinceRead']);
 
 /** What scrubEvents yields: progress now and then, the report last. */
 export type ScrubEvent = { progress: ScrubProgress; report?: undefined } | { report: ScrubReport; progress?: undefined };

@@ -3,13 +3,19 @@
 // (src/daemon/backup-sessions.ts) and written as a delta, not the whole state read each run.
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { closeSession, closeSessions, openSession, openSessions, readSession } from '../../src/daemon/backup-sessions.js';
+import { closeSession, closeSessions, openSession, openSessions, readSession, type SessionPart } from '../../src/daemon/backup-sessions.js';
 import { daemonLimits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
 import { json, requireBuilt, run, tempDir } from '../cli/helpers.js';
 import { INBOX, freshStore, message, serve } from '../daemon/processes.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { expectCode, fill } from './helpers.js';
+
+async function drain<T>(items: AsyncGenerator<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of items) out.push(item);
+  return out;
+}
 
 interface Saved { snapshot: string; messages: number; newBlobs: number; parent?: string; deltaDepth?: number; fullReadReason?: string }
 
@@ -47,40 +53,54 @@ describe('backup through the daemon', () => {
     }
   });
 
-  it('sessions: reads on the snapshot taken at open, refused once closed, closed when idle and when the store stops; malformed reads refused', async () => {
+  it('sessions: reads on the snapshot taken at open, in pieces of backupSessionPartEntries; refused once closed, closed when idle and when the store stops; malformed reads refused', async () => {
     const store = await Store.init(join(tmpDir('sessions'), 's'));
     await store.createMailbox('INBOX');
-    await fill(store, 'INBOX', 3);
+    await fill(store, 'INBOX', 5);
     const before = openSessions();
-    const head = await openSession(store, 0);
-    expect(openSessions()).toBe(before + 1);
-    const id = Buffer.from(head.mailboxes.find((m) => m.name.join('/') === 'INBOX')!.id);
-    expect(head.touched.find(([key]) => key === id.toString('hex'))?.[1]).toEqual([1, 2, 3]);
-    await fill(store, 'INBOX', 2, 10); // after the session's snapshot: not seen through it
-    const messages = await readSession(store, head.session, 'messages', [id, [1, 2, 3, 4]]) as unknown[];
-    expect(messages.map((m) => (m ? (m as [number])[0] : undefined))).toEqual([1, 2, 3, undefined]);
-    expect((await readSession(store, head.session, 'mailbox', [id]) as { messages: unknown[] }).messages).toHaveLength(3);
-    await expectCode(readSession(store, head.session, 'messages', ['not bytes', [1]]), 'INVALID');
-    await expectCode(readSession(store, head.session, 'changes', [id, [[1]]]), 'INVALID');
-    await expectCode(readSession(store, head.session, 'drop' as never, [id]), 'INVALID');
-    await closeSession(store, head.session);
-    expect(openSessions()).toBe(before);
-    await expectCode(readSession(store, head.session, 'messages', [id, [1]]), 'NOT_FOUND');
-    await expectCode(openSession(store, -1), 'INVALID');
-
-    const idle = daemonLimits.backupSessionIdleMs;
-    daemonLimits.backupSessionIdleMs = 50;
+    const per = daemonLimits.backupSessionPartEntries;
+    daemonLimits.backupSessionPartEntries = 2; // every list comes in several parts
     try {
-      const left = await openSession(store, 0);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      await expectCode(readSession(store, left.session, 'messages', [id, [1]]), 'NOT_FOUND');
+      const parts = await drain(openSession(store, 0));
+      expect(openSessions()).toBe(before + 1);
+      const head = (parts[0] as { head: { session: number } }).head;
+      const mailboxes = parts.flatMap((p) => ('mailboxes' in p ? p.mailboxes : []));
+      const id = Buffer.from(mailboxes.find((m) => m.name.join('/') === 'INBOX')!.id);
+      const touched = parts.filter((p): p is Extract<SessionPart, { touched: unknown }> => 'touched' in p && p.touched[0] === id.toString('hex'));
+      expect(touched.length).toBeGreaterThan(1);
+      expect(touched.flatMap((p) => p.touched[1])).toEqual([1, 2, 3, 4, 5]);
+      expect(parts.filter((p) => 'fresh' in p).flatMap((p) => ('fresh' in p ? p.fresh.map((b) => b.uid) : []))).toEqual([1, 2, 3, 4, 5]);
+      await fill(store, 'INBOX', 2, 10); // after the session's snapshot: not seen through it
+      const read = await drain(readSession(store, head.session, 'messages', [id, [1, 2, 3, 4, 5, 6]]));
+      expect(read).toHaveLength(3);
+      const messages = read.flatMap((p) => ('items' in p ? p.items : [])) as ([number] | undefined)[];
+      expect(messages.map((m) => m?.[0])).toEqual([1, 2, 3, 4, 5, undefined]);
+      const whole = await drain(readSession(store, head.session, 'mailbox', [id]));
+      expect(whole.flatMap((p) => ('messages' in p ? p.messages : []))).toHaveLength(5);
+      await expectCode(drain(readSession(store, head.session, 'messages', ['not bytes', [1]])), 'INVALID');
+      await expectCode(drain(readSession(store, head.session, 'changes', [id, [[1]]])), 'INVALID');
+      await expectCode(drain(readSession(store, head.session, 'drop' as never, [id])), 'INVALID');
+      await closeSession(store, head.session);
+      expect(openSessions()).toBe(before);
+      await expectCode(drain(readSession(store, head.session, 'messages', [id, [1]])), 'NOT_FOUND');
+      await expectCode(drain(openSession(store, -1)), 'INVALID');
+
+      const idle = daemonLimits.backupSessionIdleMs;
+      daemonLimits.backupSessionIdleMs = 50;
+      try {
+        const left = (await drain(openSession(store, 0)))[0] as { head: { session: number } };
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        await expectCode(drain(readSession(store, left.head.session, 'messages', [id, [1]])), 'NOT_FOUND');
+      } finally {
+        daemonLimits.backupSessionIdleMs = idle;
+      }
+      const kept = (await drain(openSession(store, 0)))[0] as { head: { session: number } };
+      await closeSessions(store); // the daemon stopping
+      await expectCode(drain(readSession(store, kept.head.session, 'messages', [id, [1]])), 'NOT_FOUND');
+      expect(openSessions()).toBe(before);
     } finally {
-      daemonLimits.backupSessionIdleMs = idle;
+      daemonLimits.backupSessionPartEntries = per;
     }
-    const kept = await openSession(store, 0);
-    await closeSessions(store); // the daemon stopping
-    await expectCode(readSession(store, kept.session, 'messages', [id, [1]]), 'NOT_FOUND');
-    expect(openSessions()).toBe(before);
     await store.close();
   });
 });

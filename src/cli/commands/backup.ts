@@ -6,7 +6,7 @@ import type { MailStore } from '../../store/api.js';
 import type { ChangeRecord, Op } from '../../store/records.js';
 import type { StateChange, StateMessage, StateSince } from '../../store/state-since.js';
 import type { Procedures } from '../../daemon/procedures.js';
-import type { SessionRead } from '../../daemon/backup-sessions.js';
+import type { SessionPart, SessionRead } from '../../daemon/backup-sessions.js';
 import { MailstoreError } from '../../errors.js';
 import { backupLimits } from '../../limits.js';
 import { runBackup, type BackupSource, type BackupSummary } from '../../backup/backup.js';
@@ -78,18 +78,46 @@ async function backupSource(store: MailStore): Promise<BackupSource> {
  * what its journal said comes at once, each range or many-key read is one call.
  */
 async function remoteStateSince(remote: Procedures, afterSeq: number): Promise<StateSince> {
-  const head = await remote.stateSinceOpen(afterSeq);
-  const read = <T>(method: SessionRead, args: unknown[]) => remote.stateSinceRead(head.session, method, args) as Promise<T>;
-  const orUndefined = <T>(list: (T | null)[]) => list.map((v) => v ?? undefined);
+  let head: Extract<SessionPart, { head: unknown }>['head'] | undefined;
+  const mailboxes: StateSince['mailboxes'] = [];
+  const touched: StateSince['touched'] = new Map();
+  const fresh: StateSince['fresh'] = [];
+  for await (const part of remote.stateSinceOpen(afterSeq)) {
+    if ('head' in part) head = part.head;
+    else if ('mailboxes' in part) mailboxes.push(...part.mailboxes);
+    else if ('fresh' in part) for (const blob of part.fresh) fresh.push({ ...blob, hash: asBuffer(blob.hash) });
+    else if ('touched' in part) {
+      const [key, uids, gone, entries] = part.touched;
+      let box = touched.get(key);
+      if (!box) touched.set(key, (box = { uids: new Set(), gone: new Set(), entries: [] }));
+      for (const uid of uids) box.uids.add(uid);
+      for (const uid of gone) box.gone.add(uid);
+      box.entries.push(...entries);
+    }
+  }
+  if (!head) throw new MailstoreError('IO', 'the daemon opened no backup session');
+  const session = head.session;
+  // a read's entries come in pieces (each a frame); `mailbox` its messages, then its change-log entries
+  const read = async (method: SessionRead, args: unknown[]): Promise<{ items: unknown[]; messages: unknown[]; changes: unknown[] }> => {
+    const out = { items: [] as unknown[], messages: [] as unknown[], changes: [] as unknown[] };
+    for await (const part of remote.stateSinceRead(session, method, args)) {
+      if ('items' in part) out.items.push(...part.items);
+      else if ('messages' in part) out.messages.push(...part.messages);
+      else out.changes.push(...part.changes);
+    }
+    return out;
+  };
+  const orUndefined = <T>(list: unknown[]) => list.map((v) => (v ?? undefined) as T | undefined);
   return {
-    appliedSeq: head.appliedSeq, afterDigest: head.afterDigest, appliedDigest: head.appliedDigest, meta: head.meta, mailboxes: head.mailboxes,
-    touched: new Map(head.touched.map(([key, uids, gone, entries]) => [key, { uids: new Set(uids), gone: new Set(gone), entries }])),
-    freshBytes: head.freshBytes, fresh: head.fresh.map((blob) => ({ ...blob, hash: asBuffer(blob.hash) })),
-    changesAfter: (id, modseq) => read<StateChange[]>('changesAfter', [id, modseq]),
-    messages: async (id, uids) => orUndefined(await read<(StateMessage | null)[]>('messages', [id, uids])),
-    changes: async (id, entries) => orUndefined(await read<(ChangeRecord | null)[]>('changes', [id, entries])),
-    mailbox: (id) => read<{ messages: StateMessage[]; changes: StateChange[] }>('mailbox', [id]),
-    close: () => remote.stateSinceClose(head.session),
+    appliedSeq: head.appliedSeq, afterDigest: head.afterDigest, appliedDigest: head.appliedDigest, meta: head.meta, mailboxes, touched, freshBytes: head.freshBytes, fresh,
+    changesAfter: async (id, modseq) => (await read('changesAfter', [id, modseq])).items as StateChange[],
+    messages: async (id, uids) => orUndefined<StateMessage>((await read('messages', [id, uids])).items),
+    changes: async (id, entries) => orUndefined<ChangeRecord>((await read('changes', [id, entries])).items),
+    mailbox: async (id) => {
+      const whole = await read('mailbox', [id]);
+      return { messages: whole.messages as StateMessage[], changes: whole.changes as StateChange[] };
+    },
+    close: () => remote.stateSinceClose(session),
   };
 }
 
