@@ -69,18 +69,21 @@ export async function readHeld(repo: Repository, names: string[]): Promise<HeldT
   return undefined;
 }
 
+/** The blob ids an index file lists. */
+export function indexIds(index: IndexFile): Uint8Array[] {
+  return index.files.flatMap(({ blobs }) => blobs.map(([id]) => id));
+}
+
 /**
- * The ids of the index files `read` (just decoded) added to `table`'s: the table for `names`.
- * Undefined when an id is not 32 bytes (a table holds only those; the caller goes on without one).
+ * The ids of index files (`read`: each file's name and ids) added to `table`'s. Undefined when an
+ * id is not 32 bytes (a table holds only those; the caller goes on without one).
  */
-export function mergeHeld(table: HeldTable | undefined, read: { name: string; index: IndexFile }[]): HeldTable | undefined {
+export function mergeHeld(table: HeldTable | undefined, read: { name: string; ids: Uint8Array[] }[]): HeldTable | undefined {
   const added: Buffer[] = [];
-  for (const { index } of read) {
-    for (const { blobs } of index.files) {
-      for (const [id] of blobs) {
-        if (id.length !== HASH_BYTES) return undefined;
-        if (!table || !tableHolds(table, id)) added.push(Buffer.from(id.buffer, id.byteOffset, id.byteLength));
-      }
+  for (const { ids } of read) {
+    for (const id of ids) {
+      if (id.length !== HASH_BYTES) return undefined;
+      if (!table || !tableHolds(table, id)) added.push(Buffer.from(id.buffer, id.byteOffset, id.byteLength));
     }
   }
   const covered = new Set([...(table?.covered ?? []), ...read.map((r) => r.name)]);

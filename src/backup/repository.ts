@@ -18,7 +18,7 @@ import { phase } from './phases.js';
 import { newEncryptionParams, openKeys, type EncryptionParams, type RepositoryKeys } from './crypto.js';
 import { applyDelta, type SnapshotDelta } from './delta.js';
 import { HASH_BYTES, compareHashes } from './tip.js';
-import { mergeHeld, readHeld, tableHolds, writeHeld, type HeldTable } from './held-ids.js';
+import { indexIds, mergeHeld, readHeld, tableHolds, writeHeld, type HeldTable } from './held-ids.js';
 import { zstdAvailable } from './zstd.js';
 import { DELTA_FORMAT_VERSION, FORMAT_VERSION, REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
 
@@ -96,8 +96,8 @@ export class Repository {
   private held: HeldTable | undefined;
   /** ...and the index files the table it started from covered (written again only when it covers more). */
   private heldStored: { covered: Set<string>; ids: number } | undefined;
-  /** Index files this process wrote, by name (saveHeld adds their ids without reading them again). */
-  private readonly indexWritten = new Map<string, IndexFile>();
+  /** The ids (32 bytes each, one buffer) of each index file this process wrote, by name: saveHeld adds them without reading the file again. */
+  private readonly indexWritten = new Map<string, Buffer>();
   /** Bytes of data files read (restore reports it). */
   dataBytesRead = 0;
   /** Bytes of new files written (backup reports it). */
@@ -200,7 +200,7 @@ export class Repository {
       ...staged,
       publish: async () => {
         const name = await staged.publish();
-        this.indexWritten.set(name, index); // in view: saveHeld adds its ids without reading it again
+        this.noteWritten(name, index); // in view: saveHeld adds its ids without reading it again
         return name;
       },
     };
@@ -246,7 +246,7 @@ export class Repository {
 
   async writeIndex(index: IndexFile): Promise<string> {
     const name = await this.writeContent('index', encodeMetadataFile('index', index, this.keys));
-    this.indexWritten.set(name, index);
+    this.noteWritten(name, index);
     return name;
   }
 
@@ -340,7 +340,7 @@ export class Repository {
     if (ids.length === 0) return held;
     const names = await this.list('index');
     // the held-ids table (held-ids.ts) answers for the index files it covers; only the others are read
-    const table = await readHeld(this, names);
+    const table = await this.heldFor(names);
     if (table) ids.forEach((id, i) => { held[i] = tableHolds(table, id); });
     const read: { name: string; index: IndexFile }[] = [];
     for (const name of names) if (!table?.covered.has(name)) read.push({ name, index: await this.readMetadata<IndexFile>('index', name) });
@@ -355,31 +355,43 @@ export class Repository {
         }
       }
     }
-    this.held = mergeHeld(table, read);
-    this.heldStored ??= { covered: table?.covered ?? new Set(), ids: table ? table.ids.length / HASH_BYTES : 0 };
+    this.held = mergeHeld(table, read.map(({ name, index }) => ({ name, ids: indexIds(index) })));
     return held;
   }
 
   /**
+   * The held-ids table a lookup uses: this process's (the files it read since added) while every
+   * index file it covers is still listed, else the newest one there (`heldStored` then says what
+   * that one covers, so saveHeld writes a table only when it would cover much more).
+   */
+  private async heldFor(names: string[]): Promise<HeldTable | undefined> {
+    const listed = new Set(names);
+    if (this.held && [...this.held.covered].every((name) => listed.has(name))) return this.held;
+    this.held = await readHeld(this, names);
+    this.heldStored = this.held && { covered: this.held.covered, ids: this.held.ids.length / HASH_BYTES };
+    return this.held;
+  }
+
+  private noteWritten(name: string, index: IndexFile): void {
+    const ids = indexIds(index);
+    if (ids.every((id) => id.length === HASH_BYTES)) this.indexWritten.set(name, Buffer.concat(ids));
+  }
+
+  /**
    * Writes the held-ids table (held-ids.ts) for the next run: the one this run used, or the newest
-   * there, with the index files listed now added (those this run wrote are not read again). A
-   * backup calls it once its snapshot is published; best effort (a cache), and without a table
-   * to build on, none is written unless every index file is this run's (a new repository).
+   * there, with this run's own index files added (not read again). A backup calls it once its
+   * snapshot is published; best effort (a cache), and without a table to build on, none is
+   * written unless every index file is this run's (a new repository).
    */
   async saveHeld(): Promise<void> {
     try {
       const names = await this.list('index');
-      const listed = new Set(names);
-      let table = this.held && [...this.held.covered].every((name) => listed.has(name)) ? this.held : undefined;
-      let stored = table ? this.heldStored : undefined;
-      if (!table) {
-        table = await readHeld(this, names);
-        stored = table && { covered: table.covered, ids: table.ids.length / HASH_BYTES };
-      }
+      const table = await this.heldFor(names);
+      const stored = this.heldStored;
       // this run's own index files are added; one another run wrote is read by the next run
       const own = names.filter((name) => !table?.covered.has(name) && this.indexWritten.has(name));
       if (!table && own.length < names.length) return; // no table to build on: the next lookup reads them all and makes one
-      const next = own.length > 0 ? mergeHeld(table, own.map((name) => ({ name, index: this.indexWritten.get(name)! }))) : table;
+      const next = own.length > 0 ? mergeHeld(table, own.map((name) => ({ name, ids: idsIn(this.indexWritten.get(name)!) }))) : table;
       if (!next || (stored && next.covered.size === stored.covered.size)) return; // a table covers no other files than the one there
       // a few ids beyond the table there: the next runs decode their index files (~2 µs an id)
       // rather than this one writing the whole table again (~0.35 µs an id of it)
@@ -550,6 +562,13 @@ function remember(cache: SnapshotCache, id: string, snapshot: SnapshotFile): Sna
 }
 
 /** The first 4 bytes of an id as a number (a map key without a string per id). */
+/** 32-byte ids packed one after another, as views. */
+function idsIn(packed: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let at = 0; at < packed.length; at += HASH_BYTES) out.push(packed.subarray(at, at + HASH_BYTES));
+  return out;
+}
+
 function prefix32(id: Uint8Array): number {
   return ((id[0]! << 24) | (id[1]! << 16) | (id[2]! << 8) | id[3]!) >>> 0;
 }

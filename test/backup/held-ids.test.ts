@@ -8,7 +8,7 @@ import { runBackup } from '../../src/backup/backup.js';
 import { checkRepository } from '../../src/backup/check.js';
 import { forgetSnapshots } from '../../src/backup/forget.js';
 import { mergeHeld, readHeld, tableHolds } from '../../src/backup/held-ids.js';
-import type { IndexFile, Repository } from '../../src/backup/repository.js';
+import type { Repository } from '../../src/backup/repository.js';
 import { hashBytes } from '../../src/hash/blake3.js';
 import { backupLimits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
@@ -18,7 +18,6 @@ import { restoreToNewStore } from '../../src/backup/restore.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 
 const id = (n: number) => Buffer.alloc(32, n);
-const indexOf = (...ids: Buffer[]): IndexFile => ({ files: [{ file: 'f', blobs: ids.map((i) => [i, 0, 1, 1] as unknown as IndexFile['files'][0]['blobs'][0]) }] });
 const heldFiles = (repo: string) => readdirSync(join(repo, 'tips')).filter((name) => name.startsWith('held.'));
 
 /** Counts the index files a repository decodes. */
@@ -53,15 +52,15 @@ async function expectTableOfAll(repo: Repository): Promise<void> {
 
 describe('held-ids table', () => {
   it('merges index files into one ascending table of distinct ids, onto an earlier table; an id that is not 32 bytes makes none', () => {
-    const first = mergeHeld(undefined, [{ name: 'a', index: indexOf(id(9), id(3), id(5)) }, { name: 'b', index: indexOf(id(5), id(1)) }])!;
+    const first = mergeHeld(undefined, [{ name: 'a', ids: [id(9), id(3), id(5)] }, { name: 'b', ids: [id(5), id(1)] }])!;
     expect([...first.covered].sort()).toEqual(['a', 'b']);
     expect(first.ids).toEqual(Buffer.concat([id(1), id(3), id(5), id(9)]));
-    const next = mergeHeld(first, [{ name: 'c', index: indexOf(id(4), id(10), id(0), id(3), id(4)) }])!;
+    const next = mergeHeld(first, [{ name: 'c', ids: [id(4), id(10), id(0), id(3), id(4)] }])!;
     expect([...next.covered].sort()).toEqual(['a', 'b', 'c']);
     expect(next.ids).toEqual(Buffer.concat([0, 1, 3, 4, 5, 9, 10].map(id)));
     for (const n of [0, 1, 3, 4, 5, 9, 10]) expect(tableHolds(next, id(n))).toBe(true);
     for (const n of [2, 6, 11]) expect(tableHolds(next, id(n))).toBe(false);
-    expect(mergeHeld(first, [{ name: 'd', index: indexOf(Buffer.alloc(16, 1)) }])).toBeUndefined();
+    expect(mergeHeld(first, [{ name: 'd', ids: [Buffer.alloc(16, 1)] }])).toBeUndefined();
   });
 
   it('a full backup leaves a table of every blob; the next run decodes only the index files written since, and leaves a table of all of them', async () => {
