@@ -382,11 +382,20 @@ export const limits = {
    * paid back); 20,000 messages of 30 KB (611 MB) took ~15 % less of the reading thread's CPU.
    */
   readPoolMailboxBytesMin: 64 * 1024 * 1024,
+  /**
+   * ...the runs of one pack going to it together, up to this many body bytes a job: a job a run
+   * (~1,900 of ~310 KB in a pass over the bench's 20k messages) cost the reading thread more in
+   * round trips than the worker saved it, and it read at about the speed of hashing everything
+   * itself. One job per pack of a group: 0.44 -> 0.37 s (6 alternating pairs, 2 cores); jobs of at
+   * most 1 MiB: 0.41 s, 2 MiB: 0.39 s. The reading thread only preads, and checks the headers.
+   */
+  readPoolBatchBytes: 4 * 1024 * 1024,
   /** ...and only runs of at least this many bytes go to it: a smaller one hashes faster than a round trip. */
   readPoolRunBytesMin: 64 * 1024,
   /**
-   * ...with at most this many runs of one read on the workers while the reading thread reads the
-   * next ones; a run beyond them is hashed in the reading thread, so both threads hash.
+   * ...with at most this many jobs of one read on the workers while the reading thread reads the
+   * next ones; a run beyond them is hashed in the reading thread, so both threads hash (3 or 4:
+   * no faster, 1: slower).
    */
   readRunsHashing: 2,
   /**

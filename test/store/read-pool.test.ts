@@ -102,6 +102,33 @@ describe('readMessages on a hash worker', () => {
     await store.close();
   });
 
+  it('the runs of one pack go to the worker as one job (limits.readPoolBatchBytes), lent bodies included: damage costs only its message', async () => {
+    const bodies = Array.from({ length: 240 }, (_, i) => body(i + 1, 900 + (i % 7) * 400));
+    const { dir, store } = await poolStore(bodies, 40);
+    for (const uid of [9, 130]) await flipBody(store, dir, `Subject: m ${uid}\r\n`);
+    const pool = await readyPool(store);
+    const hashed = vi.spyOn(pool, 'hash');
+    limits.readTurnMessages = 8; // runs of 8 messages: 30 of them, in one pack
+    limits.readRunsHashing = 100; // every job on the worker
+    const read = async (lendBodies: boolean) => {
+      hashed.mockClear();
+      const reported: number[] = [];
+      const out = new Map<number, Buffer>();
+      for await (const { info, body: bytes } of store.readMessages('INBOX', { lendBodies, onCorrupt: (i) => reported.push(i.uid) })) out.set(info.uid, Buffer.from(bytes));
+      expect(reported).toEqual([9, 130]);
+      expect(out.size).toBe(238);
+      for (const [uid, bytes] of out) expect(bytes.equals(bodies[uid - 1]), `uid ${uid}`).toBe(true);
+      return hashed.mock.calls.length;
+    };
+    // two groups (limits.readBatchMessages 128), one pack: a job each, each of its runs one pread
+    expect(await read(false)).toBe(2);
+    expect(await read(true)).toBe(2);
+    expect(hashed.mock.calls.map(([, ranges]) => ranges.length / 2), 'every body of a group in its job (the damaged ones too: their headers hold)').toEqual([128, 112]);
+    limits.readPoolBatchBytes = 1; // a job a run, as before batches (and the check above fails so)
+    expect(await read(true)).toBe(30);
+    await store.close();
+  });
+
   it('a worker that dies mid-read: its runs are read again and hashed in the reading thread, nothing lost', async () => {
     const bodies = twoHundred();
     const { store } = await poolStore(bodies);
