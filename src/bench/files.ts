@@ -41,3 +41,15 @@ export async function exists(path: string, fs: FileSystem = nodeFileSystem): Pro
 export async function removeTree(path: string, fs: FileSystem = nodeFileSystem): Promise<void> {
   if (await fs.lstatIfExists(path)) await fs.removeTree(path);
 }
+
+/**
+ * Reads every file below `dir` once (`find | xargs cat`), so that a measurement that says "warm
+ * page cache" starts warm: this machine's kernel runs DAMON reclaim, which pages out what was not
+ * touched for about a minute (tools/bench/README.md, "The page cache here"), so a store written a
+ * few steps earlier is partly read from disk again.
+ */
+export async function warmPageCache(dir: string): Promise<void> {
+  const { spawnSync } = await import('node:child_process');
+  const ran = spawnSync('sh', ['-c', 'find "$1" -type f -print0 | xargs -0 cat > /dev/null', 'warm', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  if (ran.status !== 0) throw new Error(`reading ${dir} to warm the page cache failed: ${ran.stderr?.toString().trim()}`);
+}

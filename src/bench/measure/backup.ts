@@ -22,7 +22,7 @@ import { nodeFileSystem as fs } from '../../fs/node-fs.js';
 import { backupLimits } from '../../limits.js';
 import { Store } from '../../store/store.js';
 import { emit, firstListed, parseFlags, progress, required, round, runMeasurement, type BenchResult } from '../common.js';
-import { exists, makeDirectories, readText, removeTree, writeText } from '../files.js';
+import { exists, makeDirectories, readText, removeTree, warmPageCache, writeText } from '../files.js';
 
 const { values, switches } = parseFlags(process.argv.slice(2));
 const dir = required(values, 'dir');
@@ -168,8 +168,7 @@ async function runAll(): Promise<void> {
   // under the clock, the state restic.sh leaves its Maildir in (a fresh copy was hot and dirty, the
   // Maildir cold after a full run's other steps: session 25 measured restic 3.9-4.0 s warm, 5.9-7.1 s cold)
   await exec('sync', []);
-  const warm = await exec('sh', ['-c', 'find "$1" -type f -print0 | xargs -0 cat > /dev/null', 'warm', store]);
-  if (warm.code !== 0) throw new Error(`reading the store copy failed: ${warm.stderr}`);
+  await warmPageCache(store);
   const keyArgs = key ? ['--key-file', key] : [];
   const note = `\`mailstore backup\`/\`restore\` process (node start included)${key ? ', encrypted (--key-file)' : ''}; ${prepared.mailboxes.length} mailboxes; the store's files read once before the full backup (warm page cache, as restic's Maildir)`;
   const line = (measurement: string, fields: Partial<BenchResult>) => emit({ peer, measurement, ...fields });

@@ -6,10 +6,12 @@
 // --hash-threads: StoreOptions.readHashThreads (0: every body hashed in the reading thread; A/B runs).
 import { Store } from '../../store/store.js';
 import { emit, parseFlags, peakRssBytes, required, round, runMeasurement } from '../common.js';
+import { warmPageCache } from '../files.js';
 
 const { values } = parseFlags(process.argv.slice(2));
 await runMeasurement('mailstore', 'read', async () => {
   const threads = values.get('hash-threads');
+  await warmPageCache(required(values, 'store')); // as Dovecot's files, which its import wrote just before its read
   const store = await Store.open(required(values, 'store'), threads === undefined ? {} : { readHashThreads: Number(threads) });
   let messages = 0, bytes = 0;
   const started = performance.now();
@@ -23,6 +25,6 @@ await runMeasurement('mailstore', 'read', async () => {
   await store.close();
   emit({
     peer: 'mailstore', measurement: 'read', messages, bytes, seconds: round(seconds), peak_rss_bytes: peakRssBytes(),
-    note: 'library: readMessages(box, { lendBodies: true }) of every mailbox (each body valid until the next, as a server writing it out; index read in batches, bodies in pack order, each BLAKE3 re-hashed and compared before it is yielded; in a mailbox of 64 MiB or more on a hash worker beside the reads once it is up, and in the reading thread while the worker holds 2 runs: StoreOptions.readHashThreads); bodies dropped, no output written; open + close not timed; warm page cache',
+    note: 'library: readMessages(box, { lendBodies: true }) of every mailbox (each body valid until the next, as a server writing it out; index read in batches, bodies in pack order, each BLAKE3 re-hashed and compared before it is yielded; in a mailbox of 64 MiB or more on a hash worker beside the reads once it is up, the runs of one pack a job, and in the reading thread while the worker holds 2 jobs: StoreOptions.readHashThreads); bodies dropped, no output written; open + close not timed; warm page cache (the store\'s files read once before)',
   });
 });
