@@ -48,6 +48,11 @@ cold() {
   fi
 }
 
+# warm PATH...: every file below each PATH read once, so that a timed read of it starts from a warm
+# page cache: DAMON reclaim here pages out what was not touched for about a minute
+# (tools/bench/README.md, "The page cache here")
+warm() { find "$@" -type f -print0 | xargs -0 cat > /dev/null; }
+
 # parse "CORPUS WORKDIR" arguments and prepare $WORK/corpus (list.txt, corpus.mbox, stats.env)
 # sets: CORPUS WORK CDIR LIST MBOX MESSAGES BYTES MBOX_BYTES
 setup_args() {

@@ -80,7 +80,8 @@ for f in $FORMATS; do
   peer="dovecot-$f"; d="$DROOT/$f"
   write_conf "$d" "$f"
   fnote=$(fsync_note "$d")
-  # --- import
+  # --- import (the mbox read once before: warm, as mailstore's import reads it)
+  warm "$MBOX"
   if run_timed secs dadm "$d" import "mbox:$d/src:INBOX=$MBOX:INDEX=MEMORY" "" all; then
     n=$(count "$d")
     if [[ "$n" == "$MESSAGES" ]]; then
