@@ -13,6 +13,7 @@ import { hashBytes } from '../../src/hash/blake3.js';
 import { backupLimits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { FaultFileSystem } from '../sim/faultfs.js';
 import { dump, fill, openRepo, source } from './helpers.js';
 import { restoreToNewStore } from '../../src/backup/restore.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
@@ -102,6 +103,35 @@ describe('held-ids table', () => {
     expect(runs[2]!.held).toHaveLength(1);
     expect(runs[2]!.held[0]).not.toBe(first);
     await store.close();
+  });
+
+  it('the table cannot be written (ENOSPC, EIO at each step of its temp file): the run still succeeds, its snapshot restores, the earlier table stays, no temp file is left, and the next run dedups', async () => {
+    for (const fault of ['ENOSPC', 'EIO'] as const) {
+      for (const kind of ['create', 'write', 'rename'] as const) { // written as a cache: no fsync
+        const { dir, store, repoDir } = await backedUp(8);
+        const [before] = heldFiles(repoDir);
+        await fill(store, 'INBOX', 8, 100); // as many new ids as the table holds: it is written again
+        const fs = new FaultFileSystem();
+        const repo = await openRepo(repoDir, undefined, fs);
+        fs.injectAt((op) => op.kind === kind && op.path.startsWith(`${join(repoDir, 'tips')}/.held.`), fault); // its temp file
+        const fired = fs.firedFaults().length;
+        const summary = await runBackup(source(store), repo);
+        expect(fs.firedFaults().length, `${fault} at ${kind} fired`).toBe(fired + 1);
+        expect(summary.newBlobs).toBe(8);
+        expect(heldFiles(repoDir), `${fault} at ${kind}: the earlier table, nothing else`).toEqual([before]);
+        expect(readdirSync(join(repoDir, 'tips')).filter((name) => name.includes('tmp'))).toEqual([]);
+        fs.clear();
+        const expected = await dump(store);
+        await restoreToNewStore(nodeFileSystem, repo, summary.snapshot, join(dir, 'r'));
+        const back = await Store.open(join(dir, 'r'));
+        expect(await dump(back)).toEqual(expected);
+        await back.close();
+        expect((await runBackup(source(store), repo)).newBlobs).toBe(0);
+        expect((await checkRepository(repo, { readData: true })).findings.filter((f) => f.damage)).toEqual([]);
+        await repo.close();
+        await store.close();
+      }
+    }
   });
 
   it('a table naming an index file a prune removed is not used: a blob pruned since is copied again, and restores', async () => {
