@@ -1,12 +1,13 @@
 // A backup of a store that `mailstore serve` holds goes through the daemon, incremental as a direct
 // one: the store's changes since the last snapshot are read in a session of the daemon's
 // (src/daemon/backup-sessions.ts) and written as a delta, not the whole state read each run.
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { closeSession, closeSessions, openSession, openSessions, readSession, type SessionPart } from '../../src/daemon/backup-sessions.js';
 import { daemonLimits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
-import { json, requireBuilt, run, tempDir } from '../cli/helpers.js';
+import { finish, json, requireBuilt, run, start, tempDir } from '../cli/helpers.js';
 import { INBOX, freshStore, message, serve } from '../daemon/processes.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { expectCode, fill } from './helpers.js';
@@ -50,6 +51,67 @@ describe('backup through the daemon', () => {
     } finally {
       daemon.child.kill('SIGTERM');
       expect(await daemon.exited).toBe(0);
+    }
+  });
+
+  it('the daemon killed (SIGKILL) at moments of a backup through it: the run ends with a clear error or finishes, the repository stays consistent, every snapshot restores, and a run through the next daemon finishes', { timeout: 180_000 }, async () => {
+    requireBuilt();
+    const store = await freshStore();
+    const dir = tempDir('mailstore-backup-daemon-kill-');
+    const repo = join(dir, 'repo');
+    const mbox = (from: number, count: number) => {
+      const path = join(dir, `in-${from}.mbox`);
+      writeFileSync(path, Array.from({ length: count }, (_, i) => `From a@example.org Mon Jan  1 00:00:00 2024\n${message(from + i).toString().replace(/\r\n/g, '\n')}${'x'.repeat(8000 + ((from + i) % 7) * 1000)}\n\n`).join(''));
+      return path;
+    };
+    let daemon = await serve(store);
+    try {
+      expect((await run(['import', mbox(0, 600), '--mailbox', INBOX], { store })).code).toBe(0);
+      const first = await json<Saved>(['backup', '--repo', repo], { store });
+      expect(first.messages).toBe(600);
+      const change = async (round: number) => {
+        expect((await run(['import', mbox(1000 + 1000 * round, 400), '--mailbox', INBOX], { store })).code).toBe(0);
+        expect((await run(['expunge', INBOX, String(10 * round + 1)], { store })).code).toBe(0);
+      };
+      // an incremental run left alone, for how long one takes here; the kills land at parts of it
+      await change(0);
+      const started = performance.now();
+      expect((await json<Saved>(['backup', '--repo', repo], { store })).messages).toBe(600 + 400 - 1);
+      const took = performance.now() - started;
+      const outcomes: string[] = [];
+      for (const [round, part] of [0.5, 0.6, 0.7, 0.8, 0.9].entries()) {
+        await change(round + 1);
+        const backup = start(['backup', '--repo', repo, '--json'], { store });
+        const ended = finish(backup);
+        await new Promise((resolve) => setTimeout(resolve, part * took));
+        daemon.child.kill('SIGKILL');
+        await daemon.exited;
+        const result = await ended;
+        // finished: before the kill, or started after it on the store directly (no daemon to ask)
+        if (result.code === 0) outcomes.push('finished');
+        else {
+          // a clear error: one line naming what happened, never a stack or a signal
+          expect(result.signal).toBeNull();
+          expect(result.stderr).not.toMatch(/\n\s+at /);
+          expect(result.stderr.trim().split('\n').pop()).toMatch(/^mailstore: UNAVAILABLE: /);
+          outcomes.push(`exit ${result.code}`);
+        }
+        expect((await run(['backup', 'check', '--repo', repo, '--read-data'])).code, `check after a kill at ${part} of a run`).toBe(0);
+        daemon = await serve(store);
+      }
+      expect(outcomes.some((o) => o !== 'finished'), `some kills landed mid-run: ${outcomes.join(', ')}`).toBe(true);
+      const last = await json<Saved>(['backup', '--repo', repo], { store });
+      expect(last.messages).toBe(600 + 6 * 400 - 6);
+      const live = await json<{ uid: number; flags: string[] }[]>(['messages', INBOX], { store });
+      const restored = join(dir, 'restored');
+      expect((await run(['restore', '--repo', repo, '--to', restored])).code).toBe(0);
+      expect(await json<{ uid: number; flags: string[] }[]>(['messages', INBOX], { store: restored })).toEqual(live);
+      const firstBack = join(dir, 'first');
+      expect((await run(['restore', '--repo', repo, '--snapshot', first.snapshot, '--to', firstBack])).code).toBe(0);
+      expect(await json<unknown[]>(['messages', INBOX], { store: firstBack })).toHaveLength(600);
+    } finally {
+      daemon.child.kill('SIGTERM');
+      await daemon.exited;
     }
   });
 
