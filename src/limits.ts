@@ -340,11 +340,14 @@ export const limits = {
   largestUidProbeUids: 1024,
   /**
    * readMessages: message records read from the index in one round trip. With the index scan a
-   * batch ahead of the blob lookups, 128 a batch kept the reading thread busiest: a cold
-   * SpamAssassin pass (loaded machine, alternating runs) took 317 against 411 ms (medians of 16,
-   * faster in 14) and 4 % less reading-thread CPU than 256 without the scan ahead.
+   * batch ahead of the blob lookups, 128 a batch kept the reading thread busiest on a cold
+   * SpamAssassin pass (loaded machine, alternating runs: 317 against 411 ms, medians of 16, faster
+   * in 14, and 4 % less reading-thread CPU than 256 without the scan ahead). Warm, as the bench
+   * reads (session 26, quiet, 10 alternating runs each): 128 a batch 0.105 s, 192 0.090, 256
+   * 0.092, 320 0.096 (the reading thread waited ~25 ms of a pass for the index's thread-pool round
+   * trips: half as many now); the 20k corpus's 30 KB messages alike (0.387 against 0.383 s).
    */
-  readBatchMessages: 128,
+  readBatchMessages: 256,
   /**
    * ...and at most about this many bytes of them (LevelDB's own default, 16 KiB, ended a batch at
    * ~130 records of SpamAssassin's: twice the round trips to the thread pool, issue 16).

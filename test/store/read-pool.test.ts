@@ -110,6 +110,7 @@ describe('readMessages on a hash worker', () => {
     const hashed = vi.spyOn(pool, 'hash');
     limits.readTurnMessages = 8; // runs of 8 messages: 30 of them, in one pack
     limits.readRunsHashing = 100; // every job on the worker
+    limits.readBatchMessages = 128; // two groups of the 240
     const read = async (lendBodies: boolean) => {
       hashed.mockClear();
       const reported: number[] = [];
@@ -120,7 +121,7 @@ describe('readMessages on a hash worker', () => {
       for (const [uid, bytes] of out) expect(bytes.equals(bodies[uid - 1]), `uid ${uid}`).toBe(true);
       return hashed.mock.calls.length;
     };
-    // two groups (limits.readBatchMessages 128), one pack: a job each, each of its runs one pread
+    // two groups, one pack: a job each, each of its runs one pread
     expect(await read(false)).toBe(2);
     expect(await read(true)).toBe(2);
     expect(hashed.mock.calls.map(([, ranges]) => ranges.length / 2), 'every body of a group in its job (the damaged ones too: their headers hold)').toEqual([128, 112]);
