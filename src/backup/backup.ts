@@ -258,8 +258,8 @@ async function digestAt(source: BackupSource, seq: number): Promise<string | und
   }
 }
 
-/** A decoded snapshot holds Uint8Arrays: a view, not a copy, per message. */
-function asBuffer(bytes: Uint8Array): Buffer {
+/** A decoded snapshot (or a daemon's answer) holds Uint8Arrays: a view, not a copy, per message. */
+export function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
@@ -622,8 +622,8 @@ class Compressors {
     if (bytes > backupLimits.inlineCompressBytesMax && !(this.pool instanceof CompressPool)) {
       this.inline ??= this.pool as InlineCompressor | undefined;
       this.pool = new CompressPool(this.codec, compressThreadsFor(bytes));
-    } else if (this.pool instanceof CompressPool && this.pool.threads < compressThreadsFor(bytes)) {
-      this.pool.grow(compressThreadsFor(bytes)); // more to copy than the workers were started for
+    } else if (this.pool instanceof CompressPool) {
+      this.pool.grow(compressThreadsFor(bytes)); // more to copy than the workers were started for: the rest start (grow does nothing else)
     }
     this.pool ??= new InlineCompressor(this.codec);
     return this.pool;

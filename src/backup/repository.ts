@@ -561,7 +561,6 @@ function remember(cache: SnapshotCache, id: string, snapshot: SnapshotFile): Sna
   return snapshot;
 }
 
-/** The first 4 bytes of an id as a number (a map key without a string per id). */
 /** 32-byte ids packed one after another, as views. */
 function idsIn(packed: Buffer): Buffer[] {
   const out: Buffer[] = [];
@@ -569,6 +568,7 @@ function idsIn(packed: Buffer): Buffer[] {
   return out;
 }
 
+/** The first 4 bytes of an id as a number (a map key without a string per id). */
 function prefix32(id: Uint8Array): number {
   return ((id[0]! << 24) | (id[1]! << 16) | (id[2]! << 8) | id[3]!) >>> 0;
 }

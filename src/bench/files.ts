@@ -1,6 +1,7 @@
 // The few file chores of the benchmark (directories, whole small files, a tree removed), through
 // the one FileSystem door like the rest of mailstore. None of it is store data: no fsync needed
 // except where a resume point depends on it (corpus.ts syncs those itself).
+import { spawnSync } from 'node:child_process';
 import { dirname } from 'node:path';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
@@ -49,7 +50,6 @@ export async function removeTree(path: string, fs: FileSystem = nodeFileSystem):
  * few steps earlier is partly read from disk again.
  */
 export async function warmPageCache(dir: string): Promise<void> {
-  const { spawnSync } = await import('node:child_process');
   const ran = spawnSync('sh', ['-c', 'find "$1" -type f -print0 | xargs -0 cat > /dev/null', 'warm', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
   if (ran.status !== 0) throw new Error(`reading ${dir} to warm the page cache failed: ${ran.stderr?.toString().trim()}`);
 }

@@ -704,11 +704,7 @@ export class PackStore {
       const items = runs[r];
       if (items.length === 0) continue;
       const start = items[0].location.offset;
-      let end = start;
-      for (let i = 0; i < items.length; i++) {
-        const last = items[i].location.offset + RECORD_HEADER_BYTES + items[i].location.length;
-        if (last > end) end = last;
-      }
+      const end = runEnd(items);
       spans.push({ items, start, end });
       total += end - start;
     }
@@ -1562,4 +1558,18 @@ export class PackWriter {
 /** A record's hash is HASH_BYTES long (checked once a blob written: the message is built only on failure). */
 function assertRecordHash(hash: Buffer): void {
   if (hash.length !== HASH_BYTES) assert(false, `pack record for ${hash.toString('hex')}: a hash of ${hash.length} bytes`);
+}
+
+/**
+ * Where a run's records end in their pack: the furthest end of any of them (a comparison, not
+ * Math.max: readRunPinned keeps the result in an object, whose field must not flip between a small
+ * integer and a double, PackStore.readRunPinned).
+ */
+export function runEnd(items: readonly { location: BlobLocation }[]): number {
+  let end = 0;
+  for (let i = 0; i < items.length; i++) {
+    const last = items[i].location.offset + RECORD_HEADER_BYTES + items[i].location.length;
+    if (last > end) end = last;
+  }
+  return end;
 }

@@ -8,7 +8,6 @@
 // socket stopped accepting and before the store closes, `onCall` observers hear of every call
 // (method, time, error code: metrics). Commits are observed with StoreOptions.onCommit where
 // `serve` opens the store.
-import { closeSessions } from './backup-sessions.js';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,6 +15,7 @@ import { MailstoreError } from '../errors.js';
 import { ensureSocketDirectory, removeSocketFile, setSocketAccess, socketFileKind } from '../fs/socket-file.js';
 import { daemonLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
+import { closeSessions } from './backup-sessions.js';
 import { DaemonConnection } from './connection.js';
 import type { Logger } from './log.js';
 import type { ProcedureName } from './procedures.js';

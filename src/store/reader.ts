@@ -11,7 +11,7 @@ import type { IndexDb } from '../index/index-db.js';
 import { keys, decodeChangeKey, decodeMessageKey, messageKeyUid } from '../keys/index-keys.js';
 import { prefixEnd } from '../keys/tuple.js';
 import { PACK_NUMBER_MAX, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
-import { INLINE_PACK, type BlobLocation, type PackStore, type RunItem } from '../blob/pack-store.js';
+import { INLINE_PACK, runEnd, type BlobLocation, type PackStore, type RunItem } from '../blob/pack-store.js';
 import type { HashPool } from '../hash/pool.js';
 import type { SharedHashPool } from '../hash/shared-pool.js';
 import { limits } from '../limits.js';
@@ -411,12 +411,7 @@ export class StoreReader {
     let bytes = 0, items = 0;
     for (const run of batch) {
       items += run.length;
-      let end = 0;
-      for (let i = 0; i < run.length; i++) {
-        const location = run[i].location!;
-        end = Math.max(end, location.offset + RECORD_HEADER_BYTES + location.length);
-      }
-      bytes += end - run[0].location!.offset;
+      bytes += runEnd(run as RunItem[]) - run[0].location!.offset;
     }
     const lease: RunLease = { left: items }; // given back once the consumer moved past every message of the batch
     for (const run of batch) for (let i = 0; i < run.length; i++) run[i].lease = lease;

@@ -9,7 +9,7 @@ import type { Procedures } from '../../daemon/procedures.js';
 import type { SessionPart, SessionRead } from '../../daemon/backup-sessions.js';
 import { MailstoreError } from '../../errors.js';
 import { backupLimits } from '../../limits.js';
-import { runBackup, type BackupSource, type BackupSummary } from '../../backup/backup.js';
+import { asBuffer, runBackup, type BackupSource, type BackupSummary } from '../../backup/backup.js';
 import { phase, reportPhases } from '../../backup/phases.js';
 import { zstdNote } from '../../backup/zstd.js';
 import { Store } from '../../store/store.js';
@@ -122,8 +122,6 @@ async function remoteStateSince(remote: Procedures, afterSeq: number): Promise<S
     close: () => remote.stateSinceClose(session),
   };
 }
-
-const asBuffer = (bytes: Uint8Array) => (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
 
 async function runBackupCommand(_options: unknown, command: Command): Promise<void> {
   phase('modules loaded');
