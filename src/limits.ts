@@ -370,10 +370,18 @@ export const limits = {
   readTurnBytes: 1024 * 1024,
   readTurnMessages: 128,
   /**
-   * readMessages with lendBodies: free run buffers kept to read into again (the two groups in
-   * flight hold ~readBatchBytes each; a record bigger than readTurnBytes gets one of whole
-   * readTurnBytes). At 16 MiB the bench corpus (162 records over 1 MiB) still made 185 new
-   * buffers (228 MiB) in a pass; at 32 MiB 29 (36 MiB), and its peak RSS went down (133 -> 127 MB).
+   * readMessages with lendBodies: a group's buffer (its readBatchBytes of bodies, their headers,
+   * and the gaps its runs read over: limits.readGapBytes), shared memory a hash worker reads in
+   * place. A buffer a run before (session 27): the bench's 20k pass made 20-190 MiB of new ones
+   * (14,500 page faults in its first pass, now 7,000-10,000), and the first one handed to the worker
+   * detached it, which threw away the optimised code of a dozen read-path functions mid-pass.
+   * 0.348 -> 0.332 s (10 alternating pairs, faster in 9).
+   */
+  readLentBytes: 5 * 1024 * 1024,
+  /**
+   * ...and free ones kept to read into again. A buffer a run (before session 27): at 16 MiB the
+   * bench corpus (162 records over 1 MiB) still made 185 new buffers (228 MiB) in a pass; at 32 MiB 29 (36 MiB),
+   * and its peak RSS went down (133 -> 127 MB).
    */
   readLentBytesKept: 32 * 1024 * 1024,
   /**

@@ -656,7 +656,7 @@ export class PackStore {
    * compression workers and checks them there before it writes one; inline bodies and blobs a
    * compaction moved are read verified all the same).
    */
-  async readRuns(pack: number, runs: RunItem[][], pool?: HashPool, keepRecords = true, into?: ArrayBuffer, verify = true): Promise<ArrayBuffer | undefined> {
+  async readRuns(pack: number, runs: RunItem[][], pool?: HashPool, keepRecords = true, into?: ArrayBufferLike, verify = true, at = 0): Promise<ArrayBufferLike | undefined> {
     if (pack === INLINE_PACK) {
       for (const item of runs.flat()) item.body = await this.readInline(item.location, item.hash).catch((error: unknown) => { item.error = error; return undefined; });
       return into;
@@ -668,7 +668,7 @@ export class PackStore {
       return into;
     }
     try {
-      return await this.readRunPinned(pack, runs, verify ? pool : undefined, keepRecords, into, verify);
+      return await this.readRunPinned(pack, runs, verify ? pool : undefined, keepRecords, into, verify, at);
     } finally {
       this.unpin(pack);
     }
@@ -693,7 +693,7 @@ export class PackStore {
    * (`pool`) on a worker while this thread goes on: the buffer is handed over and comes back with
    * the digests, and only then do the bodies, views into it, go out.
    */
-  private async readRunPinned(pack: number, runs: RunItem[][], pool: HashPool | undefined, keepRecords: boolean, into?: ArrayBuffer, verify = true): Promise<ArrayBuffer | undefined> {
+  private async readRunPinned(pack: number, runs: RunItem[][], pool: HashPool | undefined, keepRecords: boolean, into?: ArrayBufferLike, verify = true, at = 0): Promise<ArrayBufferLike | undefined> {
     const path = this.path(pack);
     // a loop and a comparison, not map/reduce and Math.max: the spans' fields once came out as
     // doubles and once as small integers, and the optimised code of this function was thrown away
@@ -713,9 +713,10 @@ export class PackStore {
     try {
       handle = await this.handle(pack, path);
       // a worker takes the whole ArrayBuffer, and a caller that gave `into` may reuse the one the
-      // records are in: then one of its own, never a slice of node's shared pool
-      intoUsed = into !== undefined && into.byteLength >= total;
-      if (intoUsed) bytes = Buffer.from(into!, 0, total);
+      // records are in: then one of its own, never a slice of node's shared pool. A shared `into`
+      // (lent by readMessages) is read into from `at`, and stays here while a worker hashes it.
+      intoUsed = into !== undefined && into.byteLength - at >= total;
+      if (intoUsed) bytes = Buffer.from(into!, at, total);
       else bytes = pool || into ? Buffer.allocUnsafeSlow(total) : Buffer.allocUnsafe(total);
     } catch (error) {
       const failure = error instanceof MailstoreError ? error : fromSystemError(error, 'reading pack', path);
@@ -732,12 +733,12 @@ export class PackStore {
     let digests: Uint8Array | undefined;
     if (pool && intact.length > 0) {
       try {
-        const done = await pool.hash(bytes.buffer as ArrayBuffer, ranges);
-        bytes = Buffer.from(done.buffer);
+        const done = await pool.hash(bytes.buffer, ranges, bytes.byteOffset);
+        if (done.buffer !== bytes.buffer) bytes = Buffer.from(done.buffer); // an ArrayBuffer handed back
         digests = done.digests;
       } catch {
         // a failed worker: this thread hashes, after reading the runs again if the worker kept them
-        if (bytes.buffer.byteLength === 0) return this.readRunPinned(pack, runs, undefined, keepRecords, into, verify); // `into` went with it: a new buffer
+        if (bytes.buffer.byteLength === 0) return this.readRunPinned(pack, runs, undefined, keepRecords, into, verify, at); // `into` went with it: a new buffer
       }
     }
     for (let i = 0; i < intact.length; i++) {
@@ -750,7 +751,7 @@ export class PackStore {
         if (keepRecords) item.record = bytes.subarray(ranges[2 * i] - RECORD_HEADER_BYTES, ranges[2 * i] + ranges[2 * i + 1]);
       } else item.error = this.corrupt(item.location, path, `body does not match its hash ${hashHex(item.hash)}`);
     }
-    return intoUsed ? bytes.buffer as ArrayBuffer : into?.byteLength ? into : undefined; // a detached `into` went to a failed worker
+    return intoUsed ? bytes.buffer : into?.byteLength ? into : undefined; // a detached `into` went to a failed worker
   }
 
   /**

@@ -119,11 +119,13 @@ parentPort.on('message', (job) => {
     }
     return;
   }
-  const { id, buffer, ranges } = job;
-  const bytes = Buffer.from(buffer);
+  const { id, buffer, ranges, at } = job;
+  const bytes = Buffer.from(buffer, at);
   const digests = new Uint8Array((ranges.length / 2) * 32);
   for (let i = 0; i < ranges.length; i += 2) digestInto(digests, i * 16, bytes.subarray(ranges[i], ranges[i] + ranges[i + 1]));
-  parentPort.postMessage({ id, buffer, digests }, [buffer, digests.buffer]);
+  // a shared buffer stays where it is, in both threads: only the digests go back
+  if (buffer instanceof SharedArrayBuffer) parentPort.postMessage({ id, digests });
+  else parentPort.postMessage({ id, buffer, digests }, [buffer, digests.buffer]);
 });
 `;
 
@@ -153,7 +155,9 @@ interface ScanWaiting {
 }
 
 interface Waiting {
-  resolve: (result: { buffer: ArrayBuffer; digests: Uint8Array }) => void;
+  /** What the job hashes: a shared one is never handed over, and the answer is the digests alone. */
+  buffer: ArrayBufferLike;
+  resolve: (result: { buffer: ArrayBufferLike; digests: Uint8Array }) => void;
   reject: (error: Error) => void;
 }
 
@@ -196,7 +200,7 @@ export class HashPool {
 
   /** Its answers resolve jobs; its end other than through close() fails the pool (see `fail`). */
   private watch(worker: Worker): void {
-    worker.on('message', (m: { id: number; buffer: ArrayBuffer; digests: Uint8Array; ready?: true; parsed?: number; ranges?: number[]; hashes?: Uint8Array; error?: string; ahead?: true }) => {
+    worker.on('message', (m: { id: number; buffer?: ArrayBuffer; digests: Uint8Array; ready?: true; parsed?: number; ranges?: number[]; hashes?: Uint8Array; error?: string; ahead?: true }) => {
       if (m.ready) { this.started++; return; }
       const scan = this.scans.get(m.id);
       if (scan) {
@@ -218,7 +222,7 @@ export class HashPool {
       }
       const w = this.waiting.get(m.id);
       this.waiting.delete(m.id);
-      w?.resolve(m);
+      w?.resolve({ buffer: m.buffer ?? w.buffer, digests: m.digests });
     });
     worker.on('error', (error) => this.fail(error));
     // A worker only ends through close(); any other end (a crash, or terminate(), which may
@@ -272,18 +276,24 @@ export class HashPool {
   }
 
   /**
-   * Hashes `ranges` (start, length pairs) of `buffer`, which is handed to a worker and unusable
-   * until the promise gives it back. Rejects if a worker failed; callers then hash in-thread.
+   * Hashes `ranges` (start, length pairs, counted from `at`) of `buffer`. An ArrayBuffer is handed
+   * to a worker and unusable until the promise gives it back; a SharedArrayBuffer is only shared
+   * (its bytes must not change until the promise settles) and detaches nothing. The first buffer
+   * a thread transfers out invalidates V8's ArrayBufferDetaching protector there: every optimised
+   * function that touches a typed array is thrown away and compiled again with checks for it (a
+   * dozen of the read path's, in the middle of the first pass). Rejects if a worker failed;
+   * callers then hash in-thread.
    */
-  hash(buffer: ArrayBuffer, ranges: number[]): Promise<{ buffer: ArrayBuffer; digests: Uint8Array }> {
+  hash<B extends ArrayBufferLike>(buffer: B, ranges: number[], at = 0): Promise<{ buffer: B; digests: Uint8Array }> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     const worker = this.workers[this.turn++ % this.workers.length];
     return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
+      this.waiting.set(id, { buffer, resolve, reject });
       worker.ref();
-      worker.postMessage({ id, buffer, ranges }, [buffer]);
-    }).finally(() => this.idle()) as Promise<{ buffer: ArrayBuffer; digests: Uint8Array }>;
+      if (buffer instanceof SharedArrayBuffer) worker.postMessage({ id, buffer, ranges, at });
+      else worker.postMessage({ id, buffer, ranges, at }, [buffer as ArrayBuffer]);
+    }).finally(() => this.idle()) as Promise<{ buffer: B; digests: Uint8Array }>;
   }
 
   /**

@@ -108,6 +108,26 @@ describe('BLAKE3 on worker threads (HashPool)', () => {
     await expect(pool.hash(new ArrayBuffer(8), [0, 8])).rejects.toThrow(/closed/);
   });
 
+  it('hashes a SharedArrayBuffer where it lies (from `at`): nothing transferred, the same buffer back', async () => {
+    const { HashPool } = await import('../../src/hash/pool.js');
+    const pool = HashPool.create(1)!;
+    try {
+      const shared = new SharedArrayBuffer(400_000);
+      const bytes = Buffer.from(shared);
+      for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 31) & 0xff;
+      const at = 1000, ranges = [0, 10, 10, 100_000, 150_000, 70_000];
+      const done = await pool.hash(shared, ranges, at);
+      expect(shared.byteLength).toBe(400_000);
+      expect(done.buffer).toBe(shared);
+      for (let i = 0; i < ranges.length; i += 2) {
+        const expected = hashBytes(bytes.subarray(at + ranges[i], at + ranges[i] + ranges[i + 1])).toString('hex');
+        expect(Buffer.from(done.digests.subarray(i * 16, i * 16 + 32)).toString('hex'), `range ${i / 2}`).toBe(expected);
+      }
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('is not created for zero threads', async () => {
     const { HashPool } = await import('../../src/hash/pool.js');
     expect(HashPool.create(0)).toBeUndefined();

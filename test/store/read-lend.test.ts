@@ -14,7 +14,7 @@ import { limits } from '../../src/limits.js';
 import { internalsOf } from '../helpers/internals.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { body } from './compact-helpers.js';
-import { poolStore } from './read-pool-helpers.js';
+import { poolStore, readyPool } from './read-pool-helpers.js';
 
 const saved = { ...limits };
 afterEach(() => { Object.assign(limits, saved); });
@@ -91,14 +91,35 @@ describe('readMessages lendBodies', () => {
     limits.readTurnBytes = 64 * 1024; // many runs, several on the worker at once
     const all = Array.from({ length: 600 }, (_, i) => body(i + 1, 2000 + (i % 13) * 900));
     const { store } = await poolStore(all, 100);
-    for await (const _ of store.readMessages('INBOX')) break; // starts the pool
-    for (let waited = 0; !store.maintenance().hashPool.current?.ready; waited += 10) {
-      if (waited > 10_000) throw new Error('the hash pool did not start');
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await readyPool(store);
     const { read, overwritten } = await readLending(store, 'INBOX', (info) => all[info.uid - 1]);
     expect(read).toBe(all.length);
     expect(overwritten).toBeGreaterThan(0);
+    await store.close();
+  });
+
+  it('a group is read into one buffer, and the next groups into the same few: as many in use at once as groups in flight', async () => {
+    limits.readBatchBytes = 256 * 1024; // ~35 groups of 600 bodies
+    limits.readLentBytes = 320 * 1024;
+    limits.readTurnBytes = 64 * 1024; // several runs, and batches of them, a group
+    const all = Array.from({ length: 600 }, (_, i) => body(i + 1, 2000 + (i % 13) * 2000));
+    const { store } = await poolStore(all, 100);
+    await readyPool(store);
+    for (const hashThreads of ['pool', 'here']) {
+      if (hashThreads === 'here') limits.readPoolMailboxBytesMin = Number.MAX_SAFE_INTEGER;
+      const buffers = new Set<ArrayBufferLike>();
+      let changes = 0, last: ArrayBufferLike | undefined;
+      for await (const { info, body: lent } of store.readMessages('INBOX', { lendBodies: true })) {
+        expect(lent.equals(all[info.uid - 1]), `uid ${info.uid}`).toBe(true);
+        // shared memory: a hash worker reads it where it is, nothing is transferred and detached
+        expect(lent.buffer, hashThreads).toBeInstanceOf(SharedArrayBuffer);
+        buffers.add(lent.buffer);
+        if (lent.buffer !== last) changes++;
+        last = lent.buffer;
+      }
+      expect(changes, `${hashThreads}: groups read (else this test proves nothing)`).toBeGreaterThan(20);
+      expect(buffers.size, hashThreads).toBeLessThanOrEqual(3);
+    }
     await store.close();
   });
 

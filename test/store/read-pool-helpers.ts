@@ -3,6 +3,7 @@
 import { expect } from 'vitest';
 import { PackedStore as Store } from '../helpers/packed.js';
 import type { Store as RealStore } from '../../src/store/store.js';
+import type { HashPool } from '../../src/hash/pool.js';
 import { limits } from '../../src/limits.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { body } from './compact-helpers.js';
@@ -28,4 +29,15 @@ export const twoHundred = () => Array.from({ length: 200 }, (_, i) => body(i + 1
 export function expectExactBodies(out: Map<number, Buffer>, bodies: Buffer[]): void {
   expect(out.size).toBe(bodies.length);
   for (const [uid, bytes] of out) expect(bytes.equals(bodies[uid - 1]), `uid ${uid}`).toBe(true);
+}
+
+/** The store's shared hash pool, once its workers are up (the first big readMessages starts it). */
+export async function readyPool(store: RealStore): Promise<HashPool> {
+  const shared = store.maintenance().hashPool;
+  for await (const _ of store.readMessages('INBOX')) break; // starts the pool
+  for (let waited = 0; !shared.current?.ready; waited += 10) {
+    if (waited > 10_000) throw new Error('the hash pool did not start');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return shared.current;
 }

@@ -14,24 +14,13 @@ import { limits } from '../../src/limits.js';
 import { internalsOf } from '../helpers/internals.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { body, churned, packNames } from './compact-helpers.js';
-import { expectExactBodies, poolStore, twoHundred } from './read-pool-helpers.js';
+import { expectExactBodies, poolStore, readyPool, twoHundred } from './read-pool-helpers.js';
 
 const saved = { ...limits };
 afterEach(() => {
   Object.assign(limits, saved);
   vi.restoreAllMocks();
 });
-
-/** The store's shared hash pool, once its workers are up (the first big readMessages starts it). */
-async function readyPool(store: RealStore): Promise<HashPool> {
-  const shared = store.maintenance().hashPool;
-  for await (const _ of store.readMessages('INBOX')) break; // starts the pool
-  for (let waited = 0; !shared.current?.ready; waited += 10) {
-    if (waited > 10_000) throw new Error('the hash pool did not start');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  return shared.current;
-}
 
 async function collect(store: RealStore, mailbox: string, onCorrupt?: (uid: number, code: string) => void) {
   const out = new Map<number, Buffer>();
