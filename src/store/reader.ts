@@ -679,9 +679,14 @@ class LentBuffers {
   }
 }
 
-/** A run's bytes in its pack, from its first record's header to its last record's end. */
+/**
+ * What a run takes of its group's lent buffer: its bytes in its pack, from its first record's
+ * header to its last record's end; none for bodies inside their journal records (INLINE_PACK),
+ * each read into a buffer of its own.
+ */
 function spanBytes(run: PendingRead[]): number {
-  return runEnd(run as RunItem[]) - run[0].location!.offset;
+  const first = run[0].location!;
+  return first.pack === INLINE_PACK ? 0 : runEnd(run as RunItem[]) - first.offset;
 }
 
 /** A run's body bytes. */

@@ -8,6 +8,7 @@ import { scrub } from '../../src/scrub/scrub.js';
 import { describeFinding } from '../../src/scrub/findings.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { INLINE_PACK } from '../../src/blob/pack-store.js';
+import { RECORD_HEADER_BYTES } from '../../src/blob/pack-format.js';
 import type { BlobRecord } from '../../src/store/records.js';
 import { hashBytes } from '../../src/hash/blake3.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -56,6 +57,38 @@ describe('inline bodies', () => {
     const read = [];
     for await (const m of store.readMessages('INBOX')) read.push(m.body);
     expect(read).toEqual([small(1), big]);
+    await store.close();
+  });
+
+  it('lendBodies: inline bodies between pack bodies come out exact, and take nothing of the group\'s lent buffer', async () => {
+    const store = await Store.open(tmpDir(), { create: true, inlineBodyBytesMax: 4096 });
+    await store.createMailbox('INBOX');
+    const all: Buffer[] = [];
+    for (let i = 0; i < 60; i++) {
+      const bytes = i % 3 === 0 ? Buffer.concat([big, Buffer.from(`${i}`)]) : Buffer.concat([small(i), Buffer.alloc(1000, 0x62)]);
+      all.push(bytes);
+      await store.append('INBOX', bytes);
+    }
+    expect((await blobOf(store, all[1]!))?.p).toBe(INLINE_PACK);
+    const saved = limits.readLentBytes;
+    // the 20 pack records, one after the other in their pack, and no more: the inline bodies' runs
+    // (their seqs for offsets: ~1.1 KB of "span") would not fit beside them
+    const packBytes = all.filter((_, i) => i % 3 === 0).reduce((sum, bytes) => sum + RECORD_HEADER_BYTES + bytes.length, 0);
+    limits.readLentBytes = packBytes + 64;
+    try {
+      const lentBuffers = new Set<ArrayBufferLike>();
+      let uid = 0;
+      for await (const { info, body } of store.readMessages('INBOX', { lendBodies: true })) {
+        expect(body.equals(all[info.uid - 1]!), `uid ${info.uid}`).toBe(true);
+        if (body.buffer instanceof SharedArrayBuffer) lentBuffers.add(body.buffer);
+        uid = info.uid;
+      }
+      expect(uid).toBe(60);
+      // the pack bodies' group buffer: sized by them alone, not by the journal spans between them
+      expect([...lentBuffers].map((b) => b.byteLength)).toEqual([packBytes + 64]);
+    } finally {
+      limits.readLentBytes = saved;
+    }
     await store.close();
   });
 
