@@ -143,7 +143,8 @@ export interface ReadMessagesOptions {
    * next message, a break or return), after which its bytes may be overwritten by a later
    * message's. Copy what must outlive that. The reader then reads into a few buffers it reuses
    * rather than a new one for each run of messages (fewer page faults and collections; issue 16).
-   * Not across the daemon's socket: its server gives every body.
+   * A lent body's `buffer` is a SharedArrayBuffer (the hash worker reads it where it lies): it
+   * cannot go in a postMessage transfer list. Not across the daemon's socket: its server gives every body.
    */
   lendBodies?: boolean;
 }

@@ -25,6 +25,6 @@ await runMeasurement('mailstore', 'read', async () => {
   await store.close();
   emit({
     peer: 'mailstore', measurement: 'read', messages, bytes, seconds: round(seconds), peak_rss_bytes: peakRssBytes(),
-    note: 'library: readMessages(box, { lendBodies: true }) of every mailbox (each body valid until the next, as a server writing it out; index read in batches, bodies in pack order, each BLAKE3 re-hashed and compared before it is yielded; in a mailbox of 64 MiB or more on a hash worker beside the reads once it is up, the runs of one pack a job, and in the reading thread while the worker holds 2 jobs: StoreOptions.readHashThreads); bodies dropped, no output written; open + close not timed; warm page cache (the store\'s files read once before)',
+    note: 'library: readMessages(box, { lendBodies: true }) of every mailbox (each body valid until the next, as a server writing it out; index read in batches, bodies in pack order, each BLAKE3 re-hashed and compared before it is yielded; a group\'s bodies read into one shared buffer the hash worker reads in place; in a mailbox of 64 MiB or more on that worker beside the reads once it is up, the runs of one pack a job, and in the reading thread while the worker holds 2 jobs: StoreOptions.readHashThreads); bodies dropped, no output written; open + close not timed; warm page cache (the store\'s files read once before)',
   });
 });
