@@ -13,6 +13,7 @@ import { hashBytes } from '../../src/hash/blake3.js';
 import { limits } from '../../src/limits.js';
 import { internalsOf } from '../helpers/internals.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { FaultFileSystem } from '../sim/faultfs.js';
 import { body } from './compact-helpers.js';
 import { poolStore, readyPool } from './read-pool-helpers.js';
 
@@ -143,6 +144,37 @@ describe('readMessages lendBodies', () => {
     pack[pack.indexOf('Subject: m 500\r\n') + 20] ^= 0x01; // put back: every message is still there
     writeFileSync(join(dir, 'packs', name), pack);
     await internalsOf(store).packs.forgetReadHandles();
+    expect((await readLending(store, 'INBOX', (info) => all[info.uid - 1])).read).toBe(all.length);
+    await store.close();
+  });
+
+  it('EIO on the pack mid-pass: the read stops with IO after every earlier message exact, lent buffers are never handed out half-read, and the next read has everything', async () => {
+    const all = bodies();
+    const dir = tmpDir('read-lend-eio');
+    const ffs = new FaultFileSystem({ seed: 0x1e4d });
+    const store = await Store.open(dir, { fs: ffs, create: true, readHashThreads: 0 });
+    await store.createMailbox('INBOX');
+    for (let i = 0; i < all.length; i += 200) await store.appendBatch('INBOX', all.slice(i, i + 200).map((bytes) => ({ bytes })));
+    await internalsOf(store).packs.forgetReadHandles();
+    let preads = 0;
+    ffs.injectAt((op) => op.kind === 'read' && op.path?.includes(`${join(dir, 'packs')}`) === true && ++preads === 12, 'EIO');
+    const seen: number[] = [];
+    const error = await (async () => {
+      for await (const { info, body: lent } of store.readMessages('INBOX', { lendBodies: true })) {
+        expect(lent.equals(all[info.uid - 1]), `uid ${info.uid}`).toBe(true);
+        seen.push(info.uid);
+      }
+    })().catch((e: unknown) => e);
+    expect(preads).toBeGreaterThanOrEqual(12);
+    expect((error as MailstoreError).code).toBe('IO');
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen).toEqual(Array.from({ length: seen.length }, (_, i) => i + 1)); // in order, none skipped before the failure
+    expect(seen.length).toBeLessThan(all.length);
+    // a disk that keeps failing: IO at once, again
+    ffs.failAll('EIO', { ops: ['read'], pathPrefix: join(dir, 'packs') });
+    const again = await (async () => { for await (const _ of store.readMessages('INBOX', { lendBodies: true })) { /* none */ } })().catch((e: unknown) => e);
+    expect((again as MailstoreError).code).toBe('IO');
+    ffs.clear();
     expect((await readLending(store, 'INBOX', (info) => all[info.uid - 1])).read).toBe(all.length);
     await store.close();
   });
