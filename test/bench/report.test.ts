@@ -203,4 +203,23 @@ describe('rounds', () => {
     expect(markdown).toMatch(/\| scrub ≥ 50 % of single-threaded b3sum .* \| \*\*MISS\*\* \|/);
     expect(markdown).toMatch(/^\| floor-blake3-blobs \| 18,956 \| 600 \|/m);
   });
+
+  it('the import against the write floor: its ratio per round to the one floor run, and whether 3× mdbox lies beyond it', () => {
+    const data = fixtureRun();
+    const imports = (floorS: number): TaggedResult[] => [
+      { corpus: 'main', peer: 'floor-write', measurement: 'import', messages: 20_000, bytes: 600e6, seconds: floorS, round: 1 },
+      { corpus: 'main', peer: 'dovecot-mdbox', measurement: 'import', messages: 20_000, bytes: 600e6, seconds: 3, round: 1 },
+      { corpus: 'main', peer: 'mailstore', measurement: 'import', messages: 20_000, bytes: 600e6, seconds: 2, round: 1 },
+      { corpus: 'main', peer: 'mailstore', measurement: 'import', messages: 20_000, bytes: 600e6, seconds: 1.6, round: 2 },
+      { corpus: 'main', peer: 'mailstore', measurement: 'import', messages: 20_000, bytes: 600e6, seconds: 1.5, round: 3 },
+    ];
+    data.results = [...data.results.filter((r) => r.measurement !== 'import'), ...imports(1.2)];
+    // the floor 16,667/s; mailstore 10,000, 12,500, 13,333/s; 3× mdbox 20,000/s = 1.2× the floor
+    expect(renderReport(data, 'results.json')).toContain('mailstore imports at 0.75× its rate (median of 3 rounds, spread 0.60–0.80×); 3× Dovecot mdbox would be 1.20× the floor\'s rate — beyond what writing each message once allows on this machine.');
+    data.results = [...data.results.filter((r) => r.measurement !== 'import'), ...imports(0.5)];
+    const within = renderReport(data, 'results.json');
+    expect(within).toContain('3× Dovecot mdbox would be 0.50× the floor\'s rate.');
+    data.results = data.results.filter((r) => r.peer !== 'floor-write');
+    expect(renderReport(data, 'results.json')).not.toContain('against the write floor');
+  });
 });
