@@ -133,6 +133,28 @@ describe('readMessages on a hash worker', () => {
     expectExactBodies(out, bodies);
     await store.close();
   });
+
+  it('lent: a worker that dies mid-read leaves the shared buffers where they are; this thread hashes them, every lent body exact', async () => {
+    const bodies = Array.from({ length: 600 }, (_, i) => body(i + 1, 2000 + (i % 13) * 900));
+    const { store } = await poolStore(bodies, 100);
+    limits.readBatchBytes = 256 * 1024; // many groups: some on the worker when it dies, the rest after
+    limits.readLentBytes = 320 * 1024;
+    limits.readRunsHashing = 100;
+    const pool = await readyPool(store);
+    const hashed = vi.spyOn(pool, 'hash');
+    const workers = (pool as unknown as { workers: { terminate(): Promise<number> }[] }).workers;
+    let read = 0;
+    for await (const { info, body: lent } of store.readMessages('INBOX', { lendBodies: true })) {
+      if (info.uid === 50) await workers[0].terminate();
+      expect(lent.buffer).toBeInstanceOf(SharedArrayBuffer);
+      expect(lent.equals(bodies[info.uid - 1]), `uid ${info.uid}`).toBe(true);
+      read++;
+    }
+    expect(read).toBe(bodies.length);
+    expect(hashed).toHaveBeenCalled(); // the worker had jobs before it died
+    expect(pool.ready).toBe(false);
+    await store.close();
+  });
 });
 
 describe('readMessages when the hash worker fails to start', () => {
