@@ -204,6 +204,12 @@ describe('rounds', () => {
     expect(markdown).toMatch(/^\| floor-blake3-blobs \| 18,956 \| 600 \|/m);
   });
 
+  it('says the raw JSON is not committed only when it is not kept under docs/', () => {
+    const data = fixtureRun();
+    expect(renderReport(data, '.bench/results-1.json')).toContain('raw JSON in `.bench/results-1.json` (not committed).');
+    expect(renderReport(data, 'docs/bench/results-1.json')).toContain('raw JSON in `docs/bench/results-1.json`. ');
+  });
+
   it('the import against the write floor: its ratio per round to the one floor run, and whether 3× mdbox lies beyond it', () => {
     const data = fixtureRun();
     const imports = (floorS: number): TaggedResult[] => [
