@@ -690,8 +690,9 @@ export class PackStore {
 
   /**
    * One pread a run into one buffer, the record headers checked here, the bodies hashed here or
-   * (`pool`) on a worker while this thread goes on: the buffer is handed over and comes back with
-   * the digests, and only then do the bodies, views into it, go out.
+   * (`pool`) on a worker while this thread goes on: an ArrayBuffer is handed over and comes back
+   * with the digests, a shared one (readMessages' lent group buffers) stays where it is; only then
+   * do the bodies, views into it, go out.
    */
   private async readRunPinned(pack: number, runs: RunItem[][], pool: HashPool | undefined, keepRecords: boolean, into?: ArrayBufferLike, verify = true, at = 0): Promise<ArrayBufferLike | undefined> {
     const path = this.path(pack);

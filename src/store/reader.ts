@@ -649,7 +649,7 @@ class MessageReads implements AsyncGenerator<MessageWithBody> {
  * limits.readLentBytesKept of them wait free; the rest are the collector's. In use at once: the
  * group going out and the one read meanwhile, two or three buffers.
  *
- * A buffer a run, as before, made ~12 buffers of 1-5 MiB in use at once on the bench's 20k pass,
+ * A buffer a run (until session 27) made ~12 buffers of 1-5 MiB in use at once on the bench's 20k pass,
  * and the smaller ones free kept the bigger ones from being kept: 20-190 MiB of new buffers a
  * pass, fresh memory from the kernel each (a page fault every 4 KiB, ~2.6 µs each here, in the
  * reading thread's preads). Shared memory (SharedArrayBuffer): a hash worker reads a group's
