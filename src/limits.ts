@@ -370,14 +370,23 @@ export const limits = {
   readTurnBytes: 1024 * 1024,
   readTurnMessages: 128,
   /**
-   * readMessages with lendBodies: a group's buffer (its readBatchBytes of bodies, their headers,
+   * readMessages with lendBodies: a group's body bytes, and a hash job's (readBatchBytes and
+   * readPoolBatchBytes without lending). Its buffers are reused, so a lending reader holds two or
+   * three whatever their size; with 8 MiB a group is an index batch of the bench's 20k corpus, and
+   * the worker gets half as many jobs: 0.311 -> 0.302 s and 0.313 -> 0.296 s (medians of 7
+   * alternating runs each, warm; 16 MiB: 0.301; groups of 8 MiB with jobs of 4: 0.325; 2 MiB:
+   * 0.332); SpamAssassin (no worker) alike, 0.0870 against 0.0866 s.
+   */
+  readLentBatchBytes: 8 * 1024 * 1024,
+  /**
+   * readMessages with lendBodies: a group's buffer (its readLentBatchBytes of bodies, their headers,
    * and the gaps its runs read over: limits.readGapBytes), shared memory a hash worker reads in
    * place. A buffer a run before (session 27): the bench's 20k pass made 20-190 MiB of new ones
    * (14,500 page faults in its first pass, now 7,000-10,000), and the first one handed to the worker
    * detached it, which threw away the optimised code of a dozen read-path functions mid-pass.
-   * 0.348 -> 0.332 s (10 alternating pairs, faster in 9).
+   * 0.348 -> 0.332 s (10 alternating pairs, faster in 9; groups of 4 MiB in 5 MiB buffers then).
    */
-  readLentBytes: 5 * 1024 * 1024,
+  readLentBytes: 9 * 1024 * 1024,
   /**
    * ...and free ones kept to read into again. A buffer a run (before session 27): at 16 MiB the
    * bench corpus (162 records over 1 MiB) still made 185 new buffers (228 MiB) in a pass; at 32 MiB 29 (36 MiB),

@@ -64,6 +64,10 @@ interface ReadPipeline {
   onWorkers: number;
   /** lendBodies: the group buffers to read into. */
   lent?: LentBuffers;
+  /** A group's body bytes (limits.readBatchBytes; lending, limits.readLentBatchBytes). */
+  groupBytes: number;
+  /** A hash job's body bytes (limits.readPoolBatchBytes; lending, limits.readLentBatchBytes). */
+  jobBytes: number;
 }
 
 export class StoreReader {
@@ -226,11 +230,14 @@ export class StoreReader {
         const batch = await ahead.shift();
         if (!batch) return undefined;
         ahead.push(readAhead());
-        groups = byteGroups(batch, limits.readBatchBytes);
+        groups = byteGroups(batch, pipeline.groupBytes);
       }
       return groups.shift();
     };
-    const pipeline: ReadPipeline = { mailbox, mailboxBytes: box.bytes, onWorkers: 0, lent: options.lendBodies ? new LentBuffers() : undefined };
+    // lending: bigger groups and jobs (its buffers are reused, so a reader holds two or three of them whatever their size)
+    const pipeline: ReadPipeline = options.lendBodies
+      ? { mailbox, mailboxBytes: box.bytes, onWorkers: 0, lent: new LentBuffers(), groupBytes: limits.readLentBatchBytes, jobBytes: limits.readLentBatchBytes }
+      : { mailbox, mailboxBytes: box.bytes, onWorkers: 0, groupBytes: limits.readBatchBytes, jobBytes: limits.readPoolBatchBytes };
     const reading: Promise<void>[] = [];
     return {
       reading,
@@ -345,7 +352,7 @@ export class StoreReader {
    * A group's runs in pack order. Pack reads are synchronous, so it lets the event loop run every
    * limits.readTurnBytes or limits.readTurnMessages: the read-ahead, the messages before these (and a
    * server's other clients) go on meanwhile. In a big mailbox the runs of one pack are hashed on
-   * the store's pool, up to limits.readPoolBatchBytes a job (the pool leased by the group's first
+   * the store's pool, up to pipeline.jobBytes a job (the pool leased by the group's first
    * batch, started then if need be), while this thread reads on, unless limits.readRunsHashing
    * jobs of this read are there already: then this thread hashes the next run itself, so both
    * threads hash instead of one waiting for the other.
@@ -373,7 +380,7 @@ export class StoreReader {
         let pool = poolNow();
         if (pool) {
           const pack = runs[i][0].location!.pack;
-          while (j < runs.length && runs[j][0].location!.pack === pack && batchBytes < limits.readPoolBatchBytes) batchBytes += runBytesOf(runs[j++]);
+          while (j < runs.length && runs[j][0].location!.pack === pack && batchBytes < pipeline.jobBytes) batchBytes += runBytesOf(runs[j++]);
           if (batchBytes < limits.readPoolRunBytesMin) pool = undefined;
         }
         const batch = runs.slice(i, j);

@@ -100,7 +100,7 @@ describe('readMessages lendBodies', () => {
   });
 
   it('a group is read into one buffer, and the next groups into the same few: as many in use at once as groups in flight', async () => {
-    limits.readBatchBytes = 256 * 1024; // ~35 groups of 600 bodies
+    limits.readLentBatchBytes = 256 * 1024; // ~35 groups of 600 bodies
     limits.readLentBytes = 320 * 1024;
     limits.readTurnBytes = 64 * 1024; // several runs, and batches of them, a group
     const all = Array.from({ length: 600 }, (_, i) => body(i + 1, 2000 + (i % 13) * 2000));

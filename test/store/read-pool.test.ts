@@ -91,7 +91,7 @@ describe('readMessages on a hash worker', () => {
     await store.close();
   });
 
-  it('the runs of one pack go to the worker as one job (limits.readPoolBatchBytes), lent bodies included: damage costs only its message', async () => {
+  it('the runs of one pack go to the worker as one job (limits.readPoolBatchBytes; lending, readLentBatchBytes), lent bodies included: damage costs only its message', async () => {
     const bodies = Array.from({ length: 240 }, (_, i) => body(i + 1, 900 + (i % 7) * 400));
     const { dir, store } = await poolStore(bodies, 40);
     for (const uid of [9, 130]) await flipBody(store, dir, `Subject: m ${uid}\r\n`);
@@ -115,7 +115,9 @@ describe('readMessages on a hash worker', () => {
     expect(await read(true)).toBe(2);
     expect(hashed.mock.calls.map(([, ranges]) => ranges.length / 2), 'every body of a group in its job (the damaged ones too: their headers hold)').toEqual([128, 112]);
     limits.readPoolBatchBytes = 1; // a job a run, as before batches (and the check above fails so)
-    expect(await read(true)).toBe(30);
+    expect(await read(false)).toBe(30);
+    limits.readLentBatchBytes = 1; // lending: a group, and so a job, a message
+    expect(await read(true)).toBe(240);
     await store.close();
   });
 
@@ -137,7 +139,7 @@ describe('readMessages on a hash worker', () => {
   it('lent: a worker that dies mid-read leaves the shared buffers where they are; this thread hashes them, every lent body exact', async () => {
     const bodies = Array.from({ length: 600 }, (_, i) => body(i + 1, 2000 + (i % 13) * 900));
     const { store } = await poolStore(bodies, 100);
-    limits.readBatchBytes = 256 * 1024; // many groups: some on the worker when it dies, the rest after
+    limits.readLentBatchBytes = 256 * 1024; // many groups: some on the worker when it dies, the rest after
     limits.readLentBytes = 320 * 1024;
     limits.readRunsHashing = 100;
     const pool = await readyPool(store);
