@@ -37,13 +37,11 @@ export interface BlobBackend {
    */
   readRun(pack: number, items: RunItem[], pool?: HashPool, keepRecords?: boolean): Promise<void>;
   /**
-   * readRun for several runs of one pack at once: one buffer, one pread a run, one hashing job
-   * (compaction's copy, readMessages). Returns what stands for `into` afterwards (itself, or the
-   * buffer a hash worker handed back in its place; undefined when none came back). A shared
-   * `into` is read into from `at` and never handed over: it comes back as itself. `verify` false:
-   * headers and lengths checked, the caller checks each body's hash.
+   * readRun for several runs of one pack at once: one buffer (`into` when big enough; a shared one
+   * from `at`, never handed over), one pread a run, one hashing job (compaction's copy,
+   * readMessages). `verify` false: headers and lengths checked, the caller checks each body's hash.
    */
-  readRuns(pack: number, runs: RunItem[][], pool?: HashPool, keepRecords?: boolean, into?: ArrayBufferLike, verify?: boolean, at?: number): Promise<ArrayBufferLike | undefined>;
+  readRuns(pack: number, runs: RunItem[][], pool?: HashPool, keepRecords?: boolean, into?: ArrayBufferLike, verify?: boolean, at?: number): Promise<void>;
   /** The pack new appends go to (0: the next append starts a new one). */
   readonly appendPack: number;
   /** The next append starts a new pack (only while the Writer is held). */

@@ -649,26 +649,26 @@ export class PackStore {
    * (at 20 % live, most runs are a single record), and the next batch is read while it is hashed.
    * `into`: a buffer of the caller's to read into when it is big enough (compaction reuses the ones
    * whose records were written: a new 4 MiB buffer a batch made the collector run full cycles);
-   * the records and bodies are views into the buffer used, `into` or a new one. Returns what now
-   * stands for `into`: itself, or the buffer that came back from the worker in its place
-   * (undefined when the worker kept it, or without `into`). `verify` false: each record's header
+   * the records and bodies are views into the buffer used, `into` or a new one (the caller finds it
+   * as their `.buffer`). A shared `into` is read into from `at` and stays with this thread while a
+   * worker hashes it. `verify` false: each record's header
    * and length are checked, its body's BLAKE3 is not (a backup's copy hashes the bodies on its
    * compression workers and checks them there before it writes one; inline bodies and blobs a
    * compaction moved are read verified all the same).
    */
-  async readRuns(pack: number, runs: RunItem[][], pool?: HashPool, keepRecords = true, into?: ArrayBufferLike, verify = true, at = 0): Promise<ArrayBufferLike | undefined> {
+  async readRuns(pack: number, runs: RunItem[][], pool?: HashPool, keepRecords = true, into?: ArrayBufferLike, verify = true, at = 0): Promise<void> {
     if (pack === INLINE_PACK) {
       for (const item of runs.flat()) item.body = await this.readInline(item.location, item.hash).catch((error: unknown) => { item.error = error; return undefined; });
-      return into;
+      return;
     }
     // pinned like read(): a compaction that retires the pack meanwhile deletes it only after this
     // read; a pack already retired is not read, each blob is looked up again where it moved
     if (!this.pin(pack)) {
       await this.readMoved(runs.flat());
-      return into;
+      return;
     }
     try {
-      return await this.readRunPinned(pack, runs, verify ? pool : undefined, keepRecords, into, verify, at);
+      await this.readRunPinned(pack, runs, verify ? pool : undefined, keepRecords, into, verify, at);
     } finally {
       this.unpin(pack);
     }
@@ -694,7 +694,7 @@ export class PackStore {
    * with the digests, a shared one (readMessages' lent group buffers) stays where it is; only then
    * do the bodies, views into it, go out.
    */
-  private async readRunPinned(pack: number, runs: RunItem[][], pool: HashPool | undefined, keepRecords: boolean, into?: ArrayBufferLike, verify = true, at = 0): Promise<ArrayBufferLike | undefined> {
+  private async readRunPinned(pack: number, runs: RunItem[][], pool: HashPool | undefined, keepRecords: boolean, into?: ArrayBufferLike, verify = true, at = 0): Promise<void> {
     const path = this.path(pack);
     // a loop and a comparison, not map/reduce and Math.max: the spans' fields once came out as
     // doubles and once as small integers, and the optimised code of this function was thrown away
@@ -710,19 +710,17 @@ export class PackStore {
       total += end - start;
     }
     let bytes: Buffer, handle: FileHandle;
-    let intoUsed = false;
     try {
       handle = await this.handle(pack, path);
       // a worker takes the whole ArrayBuffer, and a caller that gave `into` may reuse the one the
       // records are in: then one of its own, never a slice of node's shared pool. A shared `into`
       // (lent by readMessages) is read into from `at`, and stays here while a worker hashes it.
-      intoUsed = into !== undefined && into.byteLength - at >= total;
-      if (intoUsed) bytes = Buffer.from(into!, at, total);
+      if (into !== undefined && into.byteLength - at >= total) bytes = Buffer.from(into, at, total);
       else bytes = pool || into ? Buffer.allocUnsafeSlow(total) : Buffer.allocUnsafe(total);
     } catch (error) {
       const failure = error instanceof MailstoreError ? error : fromSystemError(error, 'reading pack', path);
       for (const item of runs.flat()) item.error = failure;
-      return into;
+      return;
     }
     const intact: RunItem[] = [];
     const ranges: number[] = []; // body start, length: what the pool hashes
@@ -752,7 +750,6 @@ export class PackStore {
         if (keepRecords) item.record = bytes.subarray(ranges[2 * i] - RECORD_HEADER_BYTES, ranges[2 * i] + ranges[2 * i + 1]);
       } else item.error = this.corrupt(item.location, path, `body does not match its hash ${hashHex(item.hash)}`);
     }
-    return intoUsed ? bytes.buffer : into?.byteLength ? into : undefined; // a detached `into` went to a failed worker
   }
 
   /**
