@@ -260,7 +260,11 @@ export async function storeMeasurements(bench: Bench, corpus: CorpusInfo, work: 
   }
   if (w('import-cli')) await cliImport(bench, corpus, work, options.cliImportSource);
   if (!(await exists(join(store, 'STORE')))) return;
-  if (w('read')) await bench.child(corpus.name, 'read', ['--store', store], { peer: 'mailstore', measurement: 'read' });
+  if (w('read')) {
+    await bench.child(corpus.name, 'read', ['--store', store], { peer: 'mailstore', measurement: 'read' });
+    // every round beside the read: the least a verified read of this design does, its goal rows' floor
+    await bench.child(corpus.name, 'read-floor', ['--store', store], { peer: 'floor-read', measurement: 'read' });
+  }
   if (w('scrub')) await scrubMeasurements(bench, corpus, store);
   if (w('space')) await spaceMeasurement(bench, corpus, store);
   if (w('rebuild')) await bench.child(corpus.name, 'recover', ['--rebuild', '--store', store], { peer: 'mailstore', measurement: 'rebuild' });

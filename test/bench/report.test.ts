@@ -228,4 +228,26 @@ describe('rounds', () => {
     data.results = data.results.filter((r) => r.peer !== 'floor-write');
     expect(renderReport(data, 'results.json')).not.toContain('against the write floor');
   });
+
+  it('a read goal against the read floor: where the floor lies against Dovecot, mailstore against the floor, and whether the goal is within its reach', () => {
+    const data = fixtureRun();
+    const reads = (floorS: number): TaggedResult[] => [1, 2, 3].flatMap((round) => [
+      { corpus: 'spamassassin', peer: 'dovecot-mdbox', measurement: 'read', messages: 6000, bytes: 32e6, seconds: 0.05, round },
+      { corpus: 'spamassassin', peer: 'mailstore', measurement: 'read', messages: 6000, bytes: 32e6, seconds: [0.08, 0.09, 0.1][round - 1], round },
+      { corpus: 'spamassassin', peer: 'floor-read', measurement: 'read', messages: 6000, bytes: 32e6, seconds: floorS, round },
+    ]);
+    const spamFree = data.results.filter((r) => r.corpus !== 'spamassassin');
+    // the floor at 0.045 s: 1.11x Dovecot; 0.8x Dovecot is 0.72x the floor's rate (within reach); mailstore 0.50-0.56x the floor
+    data.results = [...spamFree, ...reads(0.045)];
+    const within = renderReport(data, 'results.json');
+    expect(within).toContain('the floor\'s messages/s are 1.11× (133,333 vs 120,000 in the median round, median of 3 rounds, spread 1.11–1.11×) Dovecot mdbox\'s');
+    expect(within).toContain('mailstore\'s are 0.50× (66,667 vs 133,333 in the median round, median of 3 rounds, spread 0.45–0.56×) the floor\'s');
+    expect(within).toContain('the goal (0.80× Dovecot) is 0.72× the floor\'s rate: within its reach, so what misses is mailstore\'s own work a message above the floor.');
+    // a floor slower than the goal: out of reach of this design
+    data.results = [...spamFree, ...reads(0.07)];
+    expect(renderReport(data, 'results.json')).toContain('the goal (0.80× Dovecot) would be 1.12× the floor\'s rate — beyond what this design\'s least work allows on this machine.');
+    // no floor rows (an older run): no line
+    data.results = [...spamFree, ...reads(0.045).filter((r) => r.peer !== 'floor-read')];
+    expect(renderReport(data, 'results.json')).not.toContain('against the read floor');
+  });
 });

@@ -6,17 +6,15 @@
 // a content address is one input per message, so this is what one thread of mailstore can reach.
 //
 //   node dist/src/bench/measure/scrub-floor.js --store DIR
-import { closeSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES, decodeRecordHeader, parsePackFileName } from '../../blob/pack-format.js';
+import { RECORD_HEADER_BYTES, decodeRecordHeader } from '../../blob/pack-format.js';
 import { hashBytes, hashImplementation } from '../../hash/blake3.js';
 import { limits } from '../../limits.js';
 import { emit, parseFlags, required, round, runMeasurement } from '../common.js';
+import { forEachPackRecord, packFiles } from '../pack-walk.js';
 
 const { values } = parseFlags(process.argv.slice(2));
 await runMeasurement('floor-blake3-blobs', 'scrub', async () => {
-  const dir = join(required(values, 'store'), 'packs');
-  const packs = readdirSync(dir).filter((name) => parsePackFileName(name) !== undefined).map((name) => join(dir, name));
+  const packs = packFiles(required(values, 'store'));
   const chunk = Buffer.allocUnsafe(limits.scanChunkBytes);
   let bytes = 0, blobs = 0, bad = 0, hashing = 0;
   const started = performance.now();
@@ -27,32 +25,7 @@ await runMeasurement('floor-blake3-blobs', 'scrub', async () => {
     blobs++;
     bytes += body.length;
   };
-  for (const path of packs) {
-    const fd = openSync(path, 'r');
-    try {
-      const size = statSync(path).size;
-      let p = PACK_HEADER_BYTES;
-      while (p < size) {
-        const n = readSync(fd, chunk, 0, Math.min(chunk.length, size - p), p);
-        let q = 0;
-        while (q + RECORD_HEADER_BYTES <= n) {
-          const rec = decodeRecordHeader(chunk.subarray(q, q + RECORD_HEADER_BYTES));
-          if (!rec || q + RECORD_HEADER_BYTES + rec.bodyLength > n) break;
-          hashBody(chunk.subarray(q + RECORD_HEADER_BYTES, q + RECORD_HEADER_BYTES + rec.bodyLength), rec.hash);
-          q += RECORD_HEADER_BYTES + rec.bodyLength;
-        }
-        if (q > 0) { p += q; continue; }
-        const rec = n >= RECORD_HEADER_BYTES ? decodeRecordHeader(chunk.subarray(0, RECORD_HEADER_BYTES)) : undefined;
-        if (!rec || p + RECORD_HEADER_BYTES + rec.bodyLength > size) throw new Error(`${path}: no record at ${p} (the floor runs on an undamaged store)`);
-        const body = Buffer.allocUnsafe(rec.bodyLength);
-        readSync(fd, body, 0, body.length, p + RECORD_HEADER_BYTES);
-        hashBody(body, rec.hash);
-        p += RECORD_HEADER_BYTES + rec.bodyLength;
-      }
-    } finally {
-      closeSync(fd);
-    }
-  }
+  await forEachPackRecord(packs, chunk, (c, at) => decodeRecordHeader(c.subarray(at, at + RECORD_HEADER_BYTES)), hashBody);
   const seconds = (performance.now() - started) / 1000;
   if (bad > 0) throw new Error(`${bad} records failed their hash (the floor runs on an undamaged store)`);
   emit({
