@@ -6,6 +6,7 @@
 import { Buffer } from 'node:buffer';
 import { createRequire } from 'node:module';
 import type { IHasher } from 'hash-wasm';
+import { hexOf, writeBase64url } from '../buffer-slices.js';
 import { assert } from '../errors.js';
 
 export const HASH_BYTES = 32;
@@ -99,7 +100,7 @@ export function hashMatches(data: Uint8Array, expected: Uint8Array): boolean {
   if (expected.length !== HASH_BYTES) return false;
   if (native) {
     // padded ('=') by this binding; node's decoder takes either alphabet and the padding
-    return digestScratch.write(native.blake3UrlSafeBase64(data), 0, 'base64url') === HASH_BYTES && digestScratch.equals(expected);
+    return writeBase64url(digestScratch, native.blake3UrlSafeBase64(data)) === HASH_BYTES && digestScratch.equals(expected);
   }
   return hashBytes(data).equals(expected);
 }
@@ -119,5 +120,5 @@ export async function createHasher(): Promise<Hasher> {
 
 export function hashHex(hash: Uint8Array): string {
   // a view, not Buffer.from(hash)'s copy: every message a read yields names its hash in hex
-  return (Buffer.isBuffer(hash) ? hash : Buffer.from(hash.buffer, hash.byteOffset, hash.byteLength)).toString('hex');
+  return hexOf(Buffer.isBuffer(hash) ? hash : Buffer.from(hash.buffer, hash.byteOffset, hash.byteLength));
 }

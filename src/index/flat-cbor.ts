@@ -5,6 +5,7 @@
 // messages spent ~40 % of its index work there (issue 16). Anything outside that shape returns
 // undefined and goes to cbor-x, so the result is always what cbor-x would give (test/index/flat-cbor).
 import type { Buffer } from 'node:buffer';
+import { latin1Of } from '../buffer-slices.js';
 
 /** Entries at most in a map or array handled here (one-byte header: 0-23). */
 const SMALL_COUNT_MAX = 23;
@@ -85,7 +86,7 @@ function readAscii(length: number): unknown {
   if (end > src.length) return OTHER;
   for (let i = start; i < end; i++) if (src[i] >= 0x80) return OTHER;
   position = end;
-  return src.toString('latin1', start, end);
+  return latin1Of(src, start, end);
 }
 
 function readArray(count: number): unknown {
