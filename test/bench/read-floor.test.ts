@@ -3,7 +3,7 @@
 // the store's own index files are left as they were (it reads a copy).
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, readFileSync, readdirSync, readSync, statSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -44,6 +44,7 @@ describe('the read floor', () => {
     expect(ok.error).toBeUndefined();
     expect(ok.seconds).toEqual(expect.any(Number));
     expect(listing(join(dir, 'index'))).toEqual(index); // LevelDB opened on a copy
+    expect(readdirSync(dirname(dir)).filter((name) => name.startsWith('.read-floor-index-'))).toEqual([]); // made beside the store, and gone
 
     // one byte of a body in the pack changed: the floor reports it instead of a time
     const pack = join(dir, 'packs', packs[0]);

@@ -9,11 +9,10 @@
 //
 //   node dist/src/bench/measure/read-floor.js --store DIR
 //
-// The index is read from a copy (made before the clock), so that opening LevelDB here leaves the
-// store's own files as the read step found them.
+// The index is read from a copy (made before the clock, beside the store), so that opening LevelDB
+// here leaves the store's own files as the read step found them.
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { setImmediate as turn } from 'node:timers/promises';
 import { ClassicLevel } from 'classic-level';
 import { PACK_RECORD_MAGIC } from '../../blob/pack-format.js';
@@ -33,7 +32,8 @@ await runMeasurement('floor-read', 'read', async () => {
   const store = required(values, 'store');
   await warmPageCache(store); // as the read step: the store's files read once before
   await hashReady;
-  const copy = mkdtempSync(join(tmpdir(), 'mailstore-read-floor-'));
+  // beside the store, on its disk: a big corpus's index may not fit where os.tmpdir() is
+  const copy = mkdtempSync(join(dirname(resolve(store)), '.read-floor-index-'));
   try {
     cpSync(join(store, 'index'), copy, { recursive: true });
     const db = new ClassicLevel<Buffer, Buffer>(copy, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
