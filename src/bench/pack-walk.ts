@@ -34,10 +34,9 @@ export async function forEachPackRecord(packs: string[], chunk: Buffer, header: 
         if (q === 0) {
           const rec = n >= RECORD_HEADER_BYTES ? header(chunk, 0) : undefined;
           if (!rec || p + RECORD_HEADER_BYTES + rec.bodyLength > size) throw new Error(`${path}: no record at ${p} (the floor runs on an undamaged store)`);
-          const hash = Buffer.from(rec.hash); // the chunk is not read into again before it is used, but a copy costs nothing here
-          const body = Buffer.allocUnsafe(rec.bodyLength);
+          const body = Buffer.allocUnsafe(rec.bodyLength); // read apart: rec.hash may be a view into the chunk, which stays as it is
           readSync(fd, body, 0, body.length, p + RECORD_HEADER_BYTES);
-          onRecord(body, hash);
+          onRecord(body, rec.hash);
           q = RECORD_HEADER_BYTES + rec.bodyLength;
         }
         p += q;

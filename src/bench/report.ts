@@ -226,8 +226,9 @@ export function readFloorText(results: TaggedResult[], factor: number): string |
     return rf && rd ? rf / rd : undefined;
   });
   const need = factor / median(floorRates).median; // the goal's rate as a share of the floor's
+  const missed = rateGoal(results, '', ['mailstore', 'read'], ['dovecot-mdbox', 'read'], factor, msgRate).pass === false;
   const reach = need <= 1
-    ? `the goal (${num(factor)}× Dovecot) is ${num(need)}× the floor's rate: within its reach, so what misses is mailstore's own work a message above the floor`
+    ? `the goal (${num(factor)}× Dovecot) is ${num(need)}× the floor's rate: within its reach${missed ? ', so what misses is mailstore\'s own work a message above the floor' : ''}`
     : `the goal (${num(factor)}× Dovecot) would be ${num(need)}× the floor's rate — beyond what this design's least work allows on this machine`;
   return `\nDiagnostic: against the read floor (floor-read: the index's message records read from LevelDB and every body BLAKE3-checked in pack order, a fresh node process, nothing else) — the floor's messages/s are ${floor.measured} Dovecot mdbox's; mailstore's are ${ours.measured} the floor's; ${reach}.\n`;
 }
