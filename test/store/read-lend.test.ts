@@ -179,6 +179,36 @@ describe('readMessages lendBodies', () => {
     await store.close();
   });
 
+  it('EACCES on a pack opened mid-pass (its permissions changed under a running server): ACCESS after every earlier message exact and in order; once readable, the next read has everything', async () => {
+    const all = bodies();
+    const dir = tmpDir('read-lend-eacces');
+    const ffs = new FaultFileSystem({ seed: 0xacce5 });
+    limits.packBytesMax = 2 * 1024 * 1024; // several packs: a pass opens each as it reaches it
+    const store = await Store.open(dir, { fs: ffs, create: true, readHashThreads: 0 });
+    await store.createMailbox('INBOX');
+    for (let i = 0; i < all.length; i += 50) await store.appendBatch('INBOX', all.slice(i, i + 50).map((bytes) => ({ bytes })));
+    const packs = readdirSync(join(dir, 'packs')).filter((name) => name.endsWith('.pack')).sort();
+    expect(packs.length).toBeGreaterThan(3);
+    await internalsOf(store).packs.forgetReadHandles(); // a server that reopens them, as after a restart or a handle's eviction
+    const third = join(dir, 'packs', packs[2]);
+    ffs.failAll('EACCES', { ops: ['read'], pathPrefix: third });
+    const seen: number[] = [];
+    const error = await (async () => {
+      for await (const { info, body: lent } of store.readMessages('INBOX', { lendBodies: true })) {
+        expect(lent.equals(all[info.uid - 1]), `uid ${info.uid}`).toBe(true);
+        seen.push(info.uid);
+      }
+    })().catch((e: unknown) => e);
+    expect((error as MailstoreError).code).toBe('ACCESS');
+    expect((error as MailstoreError).message).toContain(packs[2]);
+    expect(seen.length).toBeGreaterThan(0); // the first packs' messages came out
+    expect(seen).toEqual(Array.from({ length: seen.length }, (_, i) => i + 1)); // in order, none skipped before the failure
+    expect(seen.length).toBeLessThan(all.length);
+    ffs.clear();
+    expect((await readLending(store, 'INBOX', (info) => all[info.uid - 1])).read).toBe(all.length); // nothing lost
+    await store.close();
+  });
+
   it('lendBodies must be a boolean', async () => {
     const store = await Store.open(tmpDir('read-lend-invalid'), { create: true });
     await store.createMailbox('INBOX');
