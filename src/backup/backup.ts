@@ -12,6 +12,7 @@ import type { StateSince } from '../store/state-since.js';
 import { blobIdOf } from './crypto.js';
 import { HASH_BYTES, hashMatches } from '../hash/blake3.js';
 import { phase } from './phases.js';
+import { neededBlob, type NeededBlob } from './needed-blob.js';
 import { CompressPool, InlineCompressor, compressThreadsFor } from './compress-pool.js';
 import { applySince, decodedParent, fallbackReason, findParent, modelOf, opsOf, type ParentSnapshot, type StateModel } from './incremental.js';
 import { deltaOf } from './delta.js';
@@ -77,19 +78,7 @@ export interface BackupSummary {
   compressionWorkerLost?: string;
 }
 
-export interface NeededBlob {
-  hash: Buffer;
-  /** The hash in hex (computed once: a run looks every blob up by it). */
-  key: string;
-  size: number;
-  /** The first message using it (its mailbox's name and uid): an error names it. */
-  mailbox: string;
-  uid: number;
-  /** Where the store keeps it (pack, offset): blobs are read in that order. */
-  position: number;
-  /** Its record's body length in the pack, when the state gave its location (fetchBlobsAt reads it there). */
-  length?: number;
-}
+export type { NeededBlob } from './needed-blob.js';
 
 interface StateRead {
   seq: number;
@@ -370,7 +359,7 @@ function tally(ops: Iterable<Op>, positions: Map<string, BlobPlace>): { counts: 
         const key = view.toString('hex');
         if (!blobs.has(key)) {
           const place = positions.get(key);
-          blobs.set(key, { hash: view, key, size, position: place?.position ?? 0, ...(place ? { length: place.length } : {}), mailbox, uid });
+          blobs.set(key, neededBlob(view, key, size, mailbox, uid, place?.position ?? 0, place?.length));
         }
       }
     }
@@ -453,7 +442,7 @@ class BlobCopier {
       const key = hash.toString('hex');
       if (mailbox === undefined || keys.has(key)) continue;
       keys.add(key);
-      blobs.push({ hash, key, size: blob.size, mailbox, uid: blob.uid, position: placeOf(blob.pack, blob.offset), length: blob.size });
+      blobs.push(neededBlob(hash, key, blob.size, mailbox, blob.uid, placeOf(blob.pack, blob.offset), blob.size));
     }
     blobs.sort((a, b) => a.position - b.position);
     // copied from now on; the index is read meanwhile, and a blob it lists is read and compressed
@@ -481,7 +470,7 @@ class BlobCopier {
     for (const [uid, hash, size, , , , extras] of op.messages) {
       if (extras?.p === undefined || extras.o === undefined) continue;
       const view = asBuffer(hash);
-      blobs.push({ hash: view, key: view.toString('hex'), size, mailbox, uid, position: placeOf(extras.p, extras.o), length: size });
+      blobs.push(neededBlob(view, view.toString('hex'), size, mailbox, uid, placeOf(extras.p, extras.o), size));
     }
     this.add(blobs);
   }

@@ -10,7 +10,7 @@ import { phase } from './phases.js';
 import { SEEN } from '../store/apply.js';
 import type { MailboxInfo, Op } from '../store/records.js';
 import type { StateChange, StateMessage, StateSince } from '../store/state-since.js';
-import type { NeededBlob } from './backup.js';
+import { neededBlob, type NeededBlob } from './needed-blob.js';
 import type { DeltaBox, SnapshotDelta } from './delta.js';
 import { formatMailboxName } from '../store/validate.js';
 import type { SnapshotCounts } from './repository.js';
@@ -242,7 +242,7 @@ function tally(boxes: Map<string, TipBox>, table: HashTable, present: Uint8Array
       counts.blobs++;
       if (ref < present.length && present[ref]) continue;
       const hash = table.hashAt(ref);
-      needed.push({ hash, key: hash.toString('hex'), size: box.sizes[i]!, mailbox: (name ??= formatMailboxName(box.info.name)), uid: box.uids[i]!, position: 0 });
+      needed.push(neededBlob(hash, hash.toString('hex'), box.sizes[i]!, (name ??= formatMailboxName(box.info.name)), box.uids[i]!, 0, undefined));
     }
   }
   return { counts, needed };
