@@ -62,6 +62,21 @@ async function readLending(store: RealStore, mailbox: string, expected: (info: M
   return { read, overwritten: earlier.filter(({ body: lent, copy }) => !lent.equals(copy)).length };
 }
 
+/** A store over a FaultFileSystem (hashed in the reading thread) with `all` in INBOX, `batch` a batch. */
+async function faultableStore(name: string, seed: number, all: Buffer[], batch: number): Promise<{ dir: string; ffs: FaultFileSystem; store: RealStore }> {
+  const dir = tmpDir(name);
+  const ffs = new FaultFileSystem({ seed });
+  const store = await Store.open(dir, { fs: ffs, create: true, readHashThreads: 0 });
+  await store.createMailbox('INBOX');
+  for (let i = 0; i < all.length; i += batch) await store.appendBatch('INBOX', all.slice(i, i + batch).map((bytes) => ({ bytes })));
+  return { dir, ffs, store };
+}
+
+/** A lending pass of INBOX drained; what it threw (undefined when nothing did). */
+async function drainedError(store: RealStore): Promise<unknown> {
+  return (async () => { for await (const _ of store.readMessages('INBOX', { lendBodies: true })) { /* drained */ } })().then(() => undefined, (e: unknown) => e);
+}
+
 /**
  * A lending pass of INBOX that a fault stops: every message it yields exact, the first ones and in
  * order, none skipped before the failure, and not all of them. Returns the failure.
@@ -158,7 +173,7 @@ describe('readMessages lendBodies', () => {
     const { read } = await readLending(store, 'INBOX', (info) => all[info.uid - 1], (info, error) => reported.push([info.uid, error.code]));
     expect(reported).toEqual([[500, 'CORRUPT']]);
     expect(read).toBe(all.length - 1);
-    const error = await (async () => { for await (const _ of store.readMessages('INBOX', { lendBodies: true })) { /* drained */ } })().catch((e: unknown) => e);
+    const error = await drainedError(store);
     expect((error as MailstoreError).code).toBe('CORRUPT');
     pack[pack.indexOf('Subject: m 500\r\n') + 20] ^= 0x01; // put back: every message is still there
     writeFileSync(join(dir, 'packs', name), pack);
@@ -169,11 +184,7 @@ describe('readMessages lendBodies', () => {
 
   it('EIO on the pack mid-pass: the read stops with IO after every earlier message exact, lent buffers are never handed out half-read, and the next read has everything', async () => {
     const all = bodies();
-    const dir = tmpDir('read-lend-eio');
-    const ffs = new FaultFileSystem({ seed: 0x1e4d });
-    const store = await Store.open(dir, { fs: ffs, create: true, readHashThreads: 0 });
-    await store.createMailbox('INBOX');
-    for (let i = 0; i < all.length; i += 200) await store.appendBatch('INBOX', all.slice(i, i + 200).map((bytes) => ({ bytes })));
+    const { dir, ffs, store } = await faultableStore('read-lend-eio', 0x1e4d, all, 200);
     await internalsOf(store).packs.forgetReadHandles();
     let preads = 0;
     ffs.injectAt((op) => op.kind === 'read' && op.path?.includes(`${join(dir, 'packs')}`) === true && ++preads === 12, 'EIO');
@@ -182,7 +193,7 @@ describe('readMessages lendBodies', () => {
     expect(error.code).toBe('IO');
     // a disk that keeps failing: IO at once, again
     ffs.failAll('EIO', { ops: ['read'], pathPrefix: join(dir, 'packs') });
-    const again = await (async () => { for await (const _ of store.readMessages('INBOX', { lendBodies: true })) { /* none */ } })().catch((e: unknown) => e);
+    const again = await drainedError(store);
     expect((again as MailstoreError).code).toBe('IO');
     ffs.clear();
     expect((await readLending(store, 'INBOX', (info) => all[info.uid - 1])).read).toBe(all.length);
@@ -191,12 +202,8 @@ describe('readMessages lendBodies', () => {
 
   it('EACCES on a pack opened mid-pass (its permissions changed under a running server): ACCESS after every earlier message exact and in order; once readable, the next read has everything', async () => {
     const all = bodies();
-    const dir = tmpDir('read-lend-eacces');
-    const ffs = new FaultFileSystem({ seed: 0xacce5 });
     limits.packBytesMax = 2 * 1024 * 1024; // several packs: a pass opens each as it reaches it
-    const store = await Store.open(dir, { fs: ffs, create: true, readHashThreads: 0 });
-    await store.createMailbox('INBOX');
-    for (let i = 0; i < all.length; i += 50) await store.appendBatch('INBOX', all.slice(i, i + 50).map((bytes) => ({ bytes })));
+    const { dir, ffs, store } = await faultableStore('read-lend-eacces', 0xacce5, all, 50);
     const packs = readdirSync(join(dir, 'packs')).filter((name) => name.endsWith('.pack')).sort();
     expect(packs.length).toBeGreaterThan(3);
     await internalsOf(store).packs.forgetReadHandles(); // a server that reopens them, as after a restart or a handle's eviction
