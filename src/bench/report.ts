@@ -122,7 +122,8 @@ export function table(results: TaggedResult[], order: string[], columns: Column[
   return `${lines.join('\n')}\n`;
 }
 
-export interface Goal { text: string; measured: string; pass: boolean | undefined }
+/** `ratio`: the median of the per-round ratios, where a goal has one (rateGoal). */
+export interface Goal { text: string; measured: string; pass: boolean | undefined; ratio?: number }
 
 export function goalLine(goal: Goal): string {
   const verdict = goal.pass === undefined ? '**not measured**' : goal.pass ? '**pass**' : '**MISS**';
@@ -171,7 +172,7 @@ export function rateGoal(results: TaggedResult[], text: string, a: [string, stri
   // the figures of the round nearest the median, so the reader sees what the ratio is made of
   const middle = pairs.reduce((best, p) => (Math.abs(p.ratio - m.median) < Math.abs(best.ratio - m.median) ? p : best));
   const which = m.n === 1 ? '' : m.n % 2 ? ' in the median round' : ' in a middle round';
-  return { text, measured: `${num(m.median)}× (${num(middle.ra, 1)} vs ${num(middle.rb, 1)}${which}${spreadText(m)})`, pass: m.median >= factor };
+  return { text, measured: `${num(m.median)}× (${num(middle.ra, 1)} vs ${num(middle.rb, 1)}${which}${spreadText(m)})`, pass: m.median >= factor, ratio: m.median };
 }
 
 /**
@@ -219,13 +220,8 @@ function importFloorText(main: TaggedResult[], all: TaggedResult[]): string | un
 export function readFloorText(results: TaggedResult[], factor: number): string | undefined {
   const floor = rateGoal(results, '', ['floor-read', 'read'], ['dovecot-mdbox', 'read'], 1, msgRate);
   const ours = rateGoal(results, '', ['mailstore', 'read'], ['floor-read', 'read'], 1, msgRate);
-  if (!floor.measured || !ours.measured) return undefined;
-  const floorRates = perRound(results, (inRound) => {
-    const f = find(inRound, 'floor-read', 'read'), d = find(inRound, 'dovecot-mdbox', 'read');
-    const rf = f && msgRate(f), rd = d && msgRate(d);
-    return rf && rd ? rf / rd : undefined;
-  });
-  const need = factor / median(floorRates).median; // the goal's rate as a share of the floor's
+  if (floor.ratio === undefined || !ours.measured) return undefined;
+  const need = factor / floor.ratio; // the goal's rate as a share of the floor's
   const missed = rateGoal(results, '', ['mailstore', 'read'], ['dovecot-mdbox', 'read'], factor, msgRate).pass === false;
   const reach = need <= 1
     ? `the goal (${num(factor)}× Dovecot) is ${num(need)}× the floor's rate: within its reach${missed ? ', so what misses is mailstore\'s own work a message above the floor' : ''}`
