@@ -10,6 +10,7 @@ export type { FileSystem, FileHandle, FileStat, OpenMode } from './fs/filesystem
 export { NodeFileSystem, nodeFileSystem } from './fs/node-fs.js';
 export { hashBytes, hashHex, hashImplementation } from './hash/blake3.js';
 export { limits } from './limits.js';
+export { favourMainThread, HELPER_NICE_STEPS } from './thread-priority.js';
 // Day-2 administration (issue 18): each takes an open Store.
 export type { RenameUserResult, DeleteUserResult } from './store/users.js';
 export { deleteMailboxTree } from './store/users.js';

@@ -30,6 +30,10 @@ const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const zlib = require('node:zlib');
 const C = zlib.constants;
+if (workerData && workerData.nice !== undefined) {
+  // as low as the runtime's helpers (src/thread-priority.ts): this thread's own id from /proc
+  try { require('node:os').setPriority(Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop()), workerData.nice); } catch {}
+}
 const zstd = workerData && workerData.zstd ? require(workerData.zstd) : undefined;
 const blake = workerData && workerData.blake3 ? require(workerData.blake3) : undefined;
 let cctx;
@@ -107,9 +111,10 @@ export class CompressPool {
 
   /**
    * `zstdModule`: the one-shot binding the workers load (zstd.ts found it here; tests name one that
-   * does not load); `blakeAddon` the BLAKE3 binding they hash with ('': they do not hash).
+   * does not load); `blakeAddon` the BLAKE3 binding they hash with ('': they do not hash); `nice`:
+   * the workers lower themselves to it (src/thread-priority.ts; undefined: they keep the main thread's).
    */
-  constructor(private readonly codec: BlobCodec, threads = defaultThreads(), private readonly zstdModule = zstdOneShotModule, private readonly blakeAddon = nativeBlakeAddon() ?? '') {
+  constructor(private readonly codec: BlobCodec, threads = defaultThreads(), private readonly zstdModule = zstdOneShotModule, private readonly blakeAddon = nativeBlakeAddon() ?? '', private readonly nice: number | undefined = undefined) {
     this.streaming = codec === 'zstd' && zstdModule === undefined;
     this.hashes = !this.streaming && blakeAddon !== '';
     this.grow(threads);
@@ -127,7 +132,7 @@ export class CompressPool {
   grow(threads: number): void {
     const want = Math.min(threads, defaultThreads());
     while (!this.streaming && !this.closed && this.slots.length < want) {
-      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { zstd: this.codec === 'zstd' ? this.zstdModule : undefined, blake3: this.blakeAddon } });
+      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { zstd: this.codec === 'zstd' ? this.zstdModule : undefined, blake3: this.blakeAddon, nice: this.nice } });
       const slot: Slot = { worker, busy: 0, pending: new Map() };
       slot.worker.on('message', (m: { id: number; data?: ArrayBuffer; lengths?: number[]; digests?: ArrayBuffer; error?: string }) => {
         const waiting = slot.pending.get(m.id);

@@ -5,6 +5,7 @@
 import { StringDecoder } from 'node:string_decoder';
 import type { FileHandle, FileSystem, OpenMode } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
+import { favourMainThread } from '../thread-priority.js';
 
 /** One measured figure; the same shape as the peers' JSON lines, plus mailstore's extras. */
 export interface BenchResult {
@@ -138,6 +139,9 @@ export function required(values: Map<string, string>, name: string): string {
 
 /** Runs `main`, turning an exception into an error line for `peer`/`measurement` (never a silent gap). */
 export async function runMeasurement(peer: string, measurement: string, main: () => Promise<void>): Promise<void> {
+  // as a server embedding the library is told to (README.md, "The library"), and the CLI does: the
+  // measured thread before V8's compiler and the helper threads, floors and mailstore alike
+  favourMainThread();
   await startSampling();
   try {
     await main();

@@ -3,6 +3,10 @@
 // tools can build the program without running it. No top-level await: tools/bundle-cli.ts bundles
 // this entry as CommonJS (for V8's code cache, src/fs/module-cache.ts).
 import { main } from './program.js';
+import { favourMainThread } from '../thread-priority.js';
+
+// the command's own thread before V8's compiler and GC helpers and libuv's thread pool (thread-priority.ts)
+favourMainThread();
 
 let settled = false;
 void main(process.argv).then(async (code) => {
