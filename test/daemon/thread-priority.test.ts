@@ -48,7 +48,7 @@ import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 ${NICE_OF_SOURCE}
 ${body}`;
-  // a file, not -e with --input-type=module: that flag would make the store's eval'd (CommonJS) workers ES modules
+  // a file: a plain script, whose threads are the ones under test (-e with --input-type=module: test/hash/worker-argv.test.ts)
   const file = join(tempDir('mailstore-priority-'), 'child.mjs');
   writeFileSync(file, source);
   const { stdout } = await run(process.execPath, [file]);

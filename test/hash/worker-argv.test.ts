@@ -1,0 +1,54 @@
+// The store's eval'd CommonJS workers (the hash pool, the backup's compressors) in a process whose
+// flags read string source as an ES module (src/worker-argv.ts): they must start and work, not die
+// and leave their work to the main thread.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { commonJsWorkerArgv } from '../../src/worker-argv.js';
+import { repoRoot } from '../cli/helpers.js';
+
+const run = promisify(execFile);
+
+describe('the workers\' node flags', () => {
+  it('drop only the flags that decide the module type of string source, in both spellings', () => {
+    expect(commonJsWorkerArgv(['--input-type=module', '--max-old-space-size=100', '--input-type', 'module', '--experimental-default-type=module', '--experimental-default-type', 'module', '--enable-source-maps'])).toEqual(['--max-old-space-size=100', '--enable-source-maps']);
+    expect(commonJsWorkerArgv([])).toEqual([]);
+    expect(commonJsWorkerArgv(['--no-warnings'])).toEqual(['--no-warnings']);
+  });
+
+  it('under node --input-type=module -e, the hash pool hashes on its worker and the compressors compress on theirs', async () => {
+    const dist = join(repoRoot, 'dist/src');
+    const source = `
+const { HashPool } = await import(${JSON.stringify(join(dist, 'hash/pool.js'))});
+const { hashBytes, hashReady } = await import(${JSON.stringify(join(dist, 'hash/blake3.js'))});
+const { CompressPool } = await import(${JSON.stringify(join(dist, 'backup/compress-pool.js'))});
+const { zstdAvailable } = await import(${JSON.stringify(join(dist, 'backup/zstd.js'))});
+await hashReady;
+const out = {};
+const hashes = HashPool.create(1);
+if (hashes) {
+  const shared = new SharedArrayBuffer(3000);
+  new Uint8Array(shared).fill(7, 0, 1000).fill(8, 1000);
+  try {
+    const { digests } = await hashes.hash(shared, [0, 1000, 1000, 2000]);
+    const bytes = Buffer.from(shared);
+    out.hashed = Buffer.from(digests).equals(Buffer.concat([hashBytes(bytes.subarray(0, 1000)), hashBytes(bytes.subarray(1000, 3000))]));
+  } catch (error) { out.hashError = error.message; }
+  await hashes.close();
+} else out.hashed = 'no native binding';
+const pool = new CompressPool(zstdAvailable ? 'zstd' : 'brotli', 1);
+const [compressed] = await pool.compress([Buffer.from('y'.repeat(20000))]);
+out.compressed = compressed.length;
+out.lost = pool.lost ? pool.lost.message : null;
+await pool.close();
+console.log(JSON.stringify(out));`;
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', source]);
+    const out = JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+    expect(out.hashError).toBeUndefined();
+    expect([true, 'no native binding']).toContain(out.hashed);
+    expect(out.lost).toBeNull(); // before the fix: "require is not defined in ES module scope, ..."
+    expect(out.compressed).toBeGreaterThan(0);
+    expect(out.compressed).toBeLessThan(20000);
+  });
+});
