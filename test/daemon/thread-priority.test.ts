@@ -13,32 +13,23 @@ const run = promisify(execFile);
 const module = join(repoRoot, 'dist/src/thread-priority.js');
 const linux = process.platform === 'linux';
 
-/** Each thread's nice value (field 19 of /proc/PID/task/TID/stat) by thread id. */
-function niceOf(pid: number | 'self'): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      out.set(Number(tid), niceField(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return out;
-}
-
-const niceField = (stat: string) => Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
-
-/** niceOf for the child's source (a function's own text is rewritten by the test's transform). */
+/**
+ * Each thread's nice value (field 19 of /proc/PID/task/TID/stat) by thread id: source text, so the
+ * child runs the very same function (a function's own text is rewritten by the test's transform).
+ */
 const NICE_OF_SOURCE = `function niceOf(pid) {
   const out = new Map();
   for (const tid of readdirSync('/proc/' + pid + '/task')) {
     try {
       const stat = readFileSync('/proc/' + pid + '/task/' + tid + '/stat', 'utf8');
       out.set(Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
-    } catch {}
+    } catch {} // exited meanwhile
   }
   return out;
 }`;
+
+// the same text the child runs
+const niceOf = new Function('readdirSync', 'readFileSync', `${NICE_OF_SOURCE}; return niceOf;`)(readdirSync, readFileSync) as (pid: number | 'self') => Map<number, number>;
 
 /** Runs `body` (ESM, with `favourMainThread` and `niceOf` in scope) in a fresh node process; its last stdout line as JSON. */
 async function inChild(body: string): Promise<Record<string, unknown>> {
