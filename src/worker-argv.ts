@@ -4,6 +4,15 @@
 // for an ES module, `require` was not defined, and every worker died at its first line. The hash
 // pool and the backup's compressors then did their work on the main thread: the same results,
 // slower, and nothing said why but `compressionWorkerLost` (found session 29).
+//
+// Only then are the flags given to the worker, less those two: node refuses an explicit execArgv
+// that holds a V8 or per-process flag (`--max-old-space-size`, `--stack-size`, `--no-opt`: "invalid
+// execArgv flags", ERR_WORKER_INVALID_EXEC_ARGV) that it inherits silently when none is given. The
+// session-29 fix gave the list always, so `node --max-old-space-size=4096 .../main.js backup` failed
+// with INTERNAL (found session 30); now a process without a module-type flag starts its workers as
+// node does by default, and a refused list falls back to no flags at all (the workers' own source
+// needs none).
+import { Worker, type WorkerOptions } from 'node:worker_threads';
 
 /** Flags that decide how source given as a string is read, with their value (`--flag=v` or `--flag v`). */
 const MODULE_TYPE_FLAGS = ['--input-type', '--experimental-default-type'];
@@ -21,4 +30,22 @@ export function commonJsWorkerArgv(execArgv: readonly string[] = process.execArg
     out.push(arg);
   }
   return out;
+}
+
+/** The execArgv to start an eval'd CommonJS worker with: undefined (inherit, node's default) unless a module-type flag must go. */
+export function workerExecArgv(execArgv: readonly string[] = process.execArgv): string[] | undefined {
+  const kept = commonJsWorkerArgv(execArgv);
+  return kept.length === execArgv.length ? undefined : kept;
+}
+
+/** A worker running CommonJS `source`, started with the flags above (a list node refuses: none). */
+export function startCommonJsWorker(source: string, options: Omit<WorkerOptions, 'eval' | 'execArgv'>, execArgv: readonly string[] = process.execArgv): Worker {
+  const argv = workerExecArgv(execArgv);
+  if (argv === undefined) return new Worker(source, { ...options, eval: true });
+  try {
+    return new Worker(source, { ...options, eval: true, execArgv: argv });
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw error;
+    return new Worker(source, { ...options, eval: true, execArgv: [] });
+  }
 }

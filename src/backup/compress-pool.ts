@@ -9,13 +9,13 @@
 // and moving the buffers there and back made each batch's 4 MiB new external memory to V8 every
 // time they came back (17 full collections a run against 3: measured, session 19).
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { brotliCompressSync, constants as zlibConstants, deflateRawSync } from 'node:zlib';
 import { backupLimits } from '../limits.js';
 import type { BlobCodec } from './format.js';
 import { zstdCompress, zstdOneShotModule } from './zstd.js';
 import { nativeBlakeAddon } from '../hash/pool.js';
-import { commonJsWorkerArgv } from '../worker-argv.js';
+import { startCommonJsWorker } from '../worker-argv.js';
 
 /**
  * The worker: {id, codec, level, quality, window, buffers, places} in, where each blob is
@@ -133,7 +133,7 @@ export class CompressPool {
   grow(threads: number): void {
     const want = Math.min(threads, defaultThreads());
     while (!this.streaming && !this.closed && this.slots.length < want) {
-      const worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: commonJsWorkerArgv(), workerData: { zstd: this.codec === 'zstd' ? this.zstdModule : undefined, blake3: this.blakeAddon, nice: this.nice } });
+      const worker = startCommonJsWorker(WORKER_SOURCE, { workerData: { zstd: this.codec === 'zstd' ? this.zstdModule : undefined, blake3: this.blakeAddon, nice: this.nice } });
       const slot: Slot = { worker, busy: 0, pending: new Map() };
       slot.worker.on('message', (m: { id: number; data?: ArrayBuffer; lengths?: number[]; digests?: ArrayBuffer; error?: string }) => {
         const waiting = slot.pending.get(m.id);

@@ -4,11 +4,11 @@
 // (test/hash checks it). Without the native binding there is no pool: callers hash in-thread.
 import { createRequire } from 'node:module';
 import os from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { hashImplementation } from './blake3.js';
 import { limits } from '../limits.js';
 import { wholeRecordRanges } from '../blob/pack-format.js';
-import { commonJsWorkerArgv } from '../worker-argv.js';
+import { startCommonJsWorker } from '../worker-argv.js';
 
 /**
  * CommonJS, evaluated in each worker: loads the binding by absolute path, hashes, hands the buffer
@@ -194,7 +194,7 @@ export class HashPool {
   private startWorker(): void {
     // a worker keeps few objects (its buffers are the caller's, transferred): a small young
     // generation, or it grows to V8's default and stays resident as long as the worker
-    const worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: commonJsWorkerArgv(), workerData: { addon: this.addon }, resourceLimits: { maxYoungGenerationSizeMb: limits.hashWorkerYoungGenerationMb } });
+    const worker = startCommonJsWorker(WORKER_SOURCE, { workerData: { addon: this.addon }, resourceLimits: { maxYoungGenerationSizeMb: limits.hashWorkerYoungGenerationMb } });
     this.workers.push(worker);
     this.watch(worker);
   }

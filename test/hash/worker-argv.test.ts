@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { commonJsWorkerArgv } from '../../src/worker-argv.js';
+import { commonJsWorkerArgv, workerExecArgv } from '../../src/worker-argv.js';
 import { repoRoot } from '../cli/helpers.js';
 
 const run = promisify(execFile);
@@ -17,9 +17,22 @@ describe('the workers\' node flags', () => {
     expect(commonJsWorkerArgv(['--no-warnings'])).toEqual(['--no-warnings']);
   });
 
-  it('under node --input-type=module -e, the hash pool hashes on its worker and the compressors compress on theirs', async () => {
+  it('are inherited (no list given) unless a module-type flag must go: node refuses V8 and per-process flags in a list it would inherit', () => {
+    expect(workerExecArgv([])).toBeUndefined();
+    expect(workerExecArgv(['--max-old-space-size=300', '--stack-size=900'])).toBeUndefined();
+    expect(workerExecArgv(['--input-type=module', '--enable-source-maps'])).toEqual(['--enable-source-maps']);
+  });
+
+  // each: node's own flags for the child; the second and third were refused by node ("invalid execArgv
+  // flags") when the session-29 fix passed every flag on, and the backup failed with INTERNAL
+  it.each([
+    [['--input-type=module']],
+    [['--max-old-space-size=300', '--stack-size=900']],
+    [['--max-old-space-size=300', '--stack-size=900', '--input-type=module']],
+    [['--input-type=module', '--no-opt', '--enable-source-maps']],
+  ])('under node %j -e, the hash pool hashes on its worker and the compressors compress on theirs', async (flags) => {
     const dist = join(repoRoot, 'dist/src');
-    const source = `
+    const source = `(async () => {
 const { HashPool } = await import(${JSON.stringify(join(dist, 'hash/pool.js'))});
 const { hashBytes, hashReady } = await import(${JSON.stringify(join(dist, 'hash/blake3.js'))});
 const { CompressPool } = await import(${JSON.stringify(join(dist, 'backup/compress-pool.js'))});
@@ -42,8 +55,9 @@ const [compressed] = await pool.compress([Buffer.from('y'.repeat(20000))]);
 out.compressed = compressed.length;
 out.lost = pool.lost ? pool.lost.message : null;
 await pool.close();
-console.log(JSON.stringify(out));`;
-    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', source]);
+console.log(JSON.stringify(out));
+})();`;
+    const { stdout } = await run(process.execPath, [...flags, '-e', source]);
     const out = JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, unknown>;
     expect(out.hashError).toBeUndefined();
     expect([true, 'no native binding']).toContain(out.hashed);
