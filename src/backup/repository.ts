@@ -717,14 +717,23 @@ async function readLock(fs: FileSystem, path: string): Promise<LockRecord | unde
 
 async function isStale(record: LockRecord): Promise<boolean> {
   if (Date.now() - record.time > backupLimits.lockStaleMs) return true;
-  if (record.hostname !== hostname()) return false;
-  if (record.pid === process.pid) return false;
+  return processGone(record.pid, record.hostname);
+}
+
+/**
+ * Whether the process that wrote a lock or mark is known to be gone: on this host, a pid that is
+ * dead or a zombie. One on another host cannot be asked (false), nor this process (false: another
+ * operation of ours holds it).
+ */
+export async function processGone(pid: number, host: string): Promise<boolean> {
+  if (host !== hostname()) return false;
+  if (pid === process.pid) return false;
   try {
-    process.kill(record.pid, 0);
+    process.kill(pid, 0);
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'ESRCH';
   }
-  return isZombie(record.pid);
+  return isZombie(pid);
 }
 
 /**
