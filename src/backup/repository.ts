@@ -41,6 +41,12 @@ export interface BlobEntry {
   length: number;
 }
 
+/** The index files a restore reads: blob id (hex) -> its places (more than one after an interrupted prune), and the files that do not read. */
+export interface BlobIndex {
+  places: Map<string, BlobEntry[]>;
+  unreadable: string[];
+}
+
 /** An index file: the records of one or more data files. */
 export interface IndexFile {
   files: { file: string; blobs: [id: Buffer, offset: number, length: number][] }[];
@@ -320,14 +326,25 @@ export class Repository {
     if (contentName(bytes) !== id) throw new MailstoreError('CORRUPT', `${path}: content does not match its name (damaged)`, { path });
   }
 
-  /** Every index file merged: blob id (hex) -> its places (more than one after an interrupted prune). */
-  async loadIndex(): Promise<Map<string, BlobEntry[]>> {
-    const map = new Map<string, BlobEntry[]>();
+  /**
+   * Every index file that reads, merged (restore). A damaged one is left out and named, not thrown:
+   * check names the messages only it listed, and a restore refuses those, not every message.
+   */
+  async loadIndex(): Promise<BlobIndex> {
+    const places = new Map<string, BlobEntry[]>();
+    const unreadable: string[] = [];
     for (const name of await this.list('index')) {
-      const index = await this.readMetadata<IndexFile>('index', name);
-      addToIndex(map, index);
+      let index: IndexFile;
+      try {
+        index = await this.readMetadata<IndexFile>('index', name);
+      } catch (error) {
+        if (!isMailstoreError(error, 'CORRUPT')) throw error;
+        unreadable.push(name);
+        continue;
+      }
+      addToIndex(places, index);
     }
-    return map;
+    return { places, unreadable };
   }
 
   /**

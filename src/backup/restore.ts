@@ -16,7 +16,7 @@ import { LAYOUT, initStore, storeIdBytes } from '../store/identity.js';
 import { withoutHint, type Op } from '../store/records.js';
 import { Store } from '../store/store.js';
 import { formatMailboxName } from '../store/validate.js';
-import { lockRepository, processGone, type BlobEntry, type Repository } from './repository.js';
+import { lockRepository, processGone, type BlobIndex, type Repository } from './repository.js';
 import { readBlob, selectState, type RestoreOptions, type RestoreSummary, type Selected } from './select.js';
 
 export { restoreIntoStore } from './restore-live.js';
@@ -59,7 +59,7 @@ export async function restoreToNewStore(fs: FileSystem, repo: Repository, snapsh
 }
 
 /** Blobs into packs, the state as the journal, then an open that must find every selected mailbox as it was. */
-async function buildStore(fs: FileSystem, repo: Repository, index: Map<string, BlobEntry[]>, build: string, seq: number, selected: Selected, options: RestoreOptions): Promise<WrittenBlobs> {
+async function buildStore(fs: FileSystem, repo: Repository, index: BlobIndex, build: string, seq: number, selected: Selected, options: RestoreOptions): Promise<WrittenBlobs> {
   const identity = await initStore(fs, build);
   const written = await writeBlobs(fs, repo, index, build, storeIdBytes(identity), selected, options);
   const ops = stateOps(seq, selected, written.blobs);
@@ -198,7 +198,7 @@ interface WrittenBlobs {
 }
 
 /** Every selected message's blob, verified, into the new store's packs (once per blob); refcounts counted. */
-async function writeBlobs(fs: FileSystem, repo: Repository, index: Map<string, BlobEntry[]>, build: string, storeId: Buffer, selected: Selected, options: RestoreOptions): Promise<WrittenBlobs> {
+async function writeBlobs(fs: FileSystem, repo: Repository, index: BlobIndex, build: string, storeId: Buffer, selected: Selected, options: RestoreOptions): Promise<WrittenBlobs> {
   const packs = await PackStore.open(fs, join(build, LAYOUT.packs), storeId, { packBytesMax: limits.packBytesMax, checkMounted: async () => undefined });
   const result: WrittenBlobs = { blobs: new Map(), messages: 0, bytes: 0 };
   try {
