@@ -805,6 +805,8 @@ export const backupLimits = {
   lockStaleMs: 30 * 60 * 1000,
   /** Restore into a new store writes blobs to its packs this many bytes at a time (one fdatasync each). */
   restoreBatchBytes: 8 * 1024 * 1024,
+  /** Times a new-store restore tries to claim its target's RESTORING mark while marks of restores that are gone are set aside. */
+  restoreClaimAttempts: 3,
   /** Restore into a live store appends this many messages a batch (one journal record each). */
   restoreAppendMessages: 256,
   /** ...and at most about this many message bytes (a batch through the daemon is one call). */

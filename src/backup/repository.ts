@@ -41,6 +41,12 @@ export interface BlobEntry {
   length: number;
 }
 
+/** The index files a restore reads: blob id (hex) -> its places (more than one after an interrupted prune), and the files that do not read. */
+export interface BlobIndex {
+  places: Map<string, BlobEntry[]>;
+  unreadable: string[];
+}
+
 /** An index file: the records of one or more data files. */
 export interface IndexFile {
   files: { file: string; blobs: [id: Buffer, offset: number, length: number][] }[];
@@ -109,9 +115,13 @@ export class Repository {
     await hashReady; // as Store.open: only the CLI bundle without the native binding waits here
     let config = await readConfig(fs, dir);
     let keys: RepositoryKeys | undefined;
+    if (!config && options.create) {
+      const made = await initRepository(fs, dir, options.secret);
+      if (made) return new Repository(fs, dir, made.config, made.keys);
+      config = await readConfig(fs, dir); // another process created it meanwhile: open that one
+    }
     if (!config) {
-      if (!options.create) throw new MailstoreError('NOT_FOUND', `no backup repository at ${dir} (no config file; 'mailstore backup' creates one)`, { path: dir });
-      ({ config, keys } = await initRepository(fs, dir, options.secret));
+      throw new MailstoreError('NOT_FOUND', `no backup repository at ${dir} (no config file; 'mailstore backup' creates one)`, { path: dir });
     } else if (config.encryption) {
       if (!options.secret) throw new MailstoreError('INVALID', `the backup repository at ${dir} is encrypted: give its --key-file`, { path: dir });
       keys = openKeys(options.secret, config.encryption, dir);
@@ -320,14 +330,25 @@ export class Repository {
     if (contentName(bytes) !== id) throw new MailstoreError('CORRUPT', `${path}: content does not match its name (damaged)`, { path });
   }
 
-  /** Every index file merged: blob id (hex) -> its places (more than one after an interrupted prune). */
-  async loadIndex(): Promise<Map<string, BlobEntry[]>> {
-    const map = new Map<string, BlobEntry[]>();
+  /**
+   * Every index file that reads, merged (restore). A damaged one is left out and named, not thrown:
+   * check names the messages only it listed, and a restore refuses those, not every message.
+   */
+  async loadIndex(): Promise<BlobIndex> {
+    const places = new Map<string, BlobEntry[]>();
+    const unreadable: string[] = [];
     for (const name of await this.list('index')) {
-      const index = await this.readMetadata<IndexFile>('index', name);
-      addToIndex(map, index);
+      let index: IndexFile;
+      try {
+        index = await this.readMetadata<IndexFile>('index', name);
+      } catch (error) {
+        if (!isMailstoreError(error, 'CORRUPT')) throw error;
+        unreadable.push(name);
+        continue;
+      }
+      addToIndex(places, index);
     }
-    return map;
+    return { places, unreadable };
   }
 
   /**
@@ -622,14 +643,22 @@ async function readConfig(fs: FileSystem, dir: string): Promise<RepoConfig | und
   return config;
 }
 
-/** Creates the layout, config last: a directory without config is no repository yet. */
-async function initRepository(fs: FileSystem, dir: string, secret: Buffer | undefined): Promise<{ config: RepoConfig; keys?: RepositoryKeys }> {
+/**
+ * Creates the layout, config last: a directory without config is no repository yet. Undefined when
+ * another process created the repository meanwhile (two first backups onto a new disk): the config
+ * is put in place without replacing one, since the data another run seals with its config's keys
+ * would never read again under another config's salt.
+ */
+async function initRepository(fs: FileSystem, dir: string, secret: Buffer | undefined): Promise<{ config: RepoConfig; keys?: RepositoryKeys } | undefined> {
   const stat = await fs.statIfExists(dir);
   if (stat) {
     if (!stat.isDirectory) throw new MailstoreError('INVALID', `${dir} exists and is not a directory`, { path: dir });
     for (const name of await fs.readdir(dir)) {
-      const ours = (Object.values(REPO_LAYOUT) as string[]).includes(name) && name !== REPO_LAYOUT.config;
+      if (name === REPO_LAYOUT.config) return undefined;
+      if (isTempName(name)) continue; // another creator's config being written
+      const ours = (Object.values(REPO_LAYOUT) as string[]).includes(name);
       if (!ours || (await fs.readdir(join(dir, name)).catch(() => ['?'])).some((entry) => !entry.endsWith('.tmp'))) {
+        if (await fs.statIfExists(join(dir, REPO_LAYOUT.config))) return undefined; // another creator finished meanwhile and its run went on
         throw new MailstoreError('INVALID', `${dir} is not empty and holds no backup repository config (found ${name}); refusing to create one over it`, { path: dir });
       }
     }
@@ -637,14 +666,44 @@ async function initRepository(fs: FileSystem, dir: string, secret: Buffer | unde
   const encryption = secret ? newEncryptionParams(secret) : undefined;
   const config: RepoConfig = { format: REPO_FORMAT, version: REPO_VERSION_NEW, id: randomUUID(), created: new Date().toISOString() };
   if (encryption) config.encryption = encryption.params;
+  const path = join(dir, REPO_LAYOUT.config);
+  const temp = join(dir, `.${REPO_LAYOUT.config}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    if (!stat) { await fs.mkdir(dir); }
-    for (const area of [REPO_LAYOUT.data, REPO_LAYOUT.index, REPO_LAYOUT.snapshots, REPO_LAYOUT.locks]) await ensureDir(fs, join(dir, area));
-    await writeFileDurable(fs, join(dir, REPO_LAYOUT.config), encodeConfig(config));
+    if (!stat) await mkdirShared(fs, dir);
+    for (const area of [REPO_LAYOUT.data, REPO_LAYOUT.index, REPO_LAYOUT.snapshots, REPO_LAYOUT.locks]) await mkdirShared(fs, join(dir, area));
+    const handle = await fs.open(temp, 'createNew');
+    try {
+      await handle.write(encodeConfig(config), 0);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      await fs.renameNoReplace(temp, path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
+      throw error;
+    }
+    await fs.syncDir(dir);
   } catch (error) {
     throw fromSystemError(error, 'creating the backup repository', dir);
+  } finally {
+    await fs.unlink(temp).catch(() => undefined);
   }
   return { config, keys: encryption?.keys };
+}
+
+/** A directory made durable, or one another process made meanwhile. */
+async function mkdirShared(fs: FileSystem, path: string): Promise<void> {
+  try {
+    await ensureDir(fs, path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+}
+
+function isTempName(name: string): boolean {
+  return name.startsWith('.') && name.endsWith('.tmp');
 }
 
 // ---- locks -----------------------------------------------------------------------------------
@@ -717,14 +776,23 @@ async function readLock(fs: FileSystem, path: string): Promise<LockRecord | unde
 
 async function isStale(record: LockRecord): Promise<boolean> {
   if (Date.now() - record.time > backupLimits.lockStaleMs) return true;
-  if (record.hostname !== hostname()) return false;
-  if (record.pid === process.pid) return false;
+  return processGone(record.pid, record.hostname);
+}
+
+/**
+ * Whether the process that wrote a lock or mark is known to be gone: on this host, a pid that is
+ * dead or a zombie. One on another host cannot be asked (false), nor this process (false: another
+ * operation of ours holds it).
+ */
+export async function processGone(pid: number, host: string): Promise<boolean> {
+  if (host !== hostname()) return false;
+  if (pid === process.pid) return false;
   try {
-    process.kill(record.pid, 0);
+    process.kill(pid, 0);
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'ESRCH';
   }
-  return isZombie(record.pid);
+  return isZombie(pid);
 }
 
 /**

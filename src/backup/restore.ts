@@ -4,10 +4,11 @@
 // uidValidity, modseqs, flags, dates, ACLs and owners are as they were; the store is built
 // inside the target and moved into place (STORE last) once it opens and holds what it should.
 // Every blob is verified by its hash on the way. Into a live store: restore-live.ts.
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
-import { writeFileDurable } from '../fs/durable.js';
 import { PackStore, type BlobLocation } from '../blob/pack-store.js';
 import { backupLimits, limits } from '../limits.js';
 import { writeStateSegments } from '../store/checkpoint.js';
@@ -15,7 +16,7 @@ import { LAYOUT, initStore, storeIdBytes } from '../store/identity.js';
 import { withoutHint, type Op } from '../store/records.js';
 import { Store } from '../store/store.js';
 import { formatMailboxName } from '../store/validate.js';
-import { lockRepository, type BlobEntry, type Repository } from './repository.js';
+import { lockRepository, processGone, type BlobIndex, type Repository } from './repository.js';
 import { readBlob, selectState, type RestoreOptions, type RestoreSummary, type Selected } from './select.js';
 
 export { restoreIntoStore } from './restore-live.js';
@@ -58,7 +59,7 @@ export async function restoreToNewStore(fs: FileSystem, repo: Repository, snapsh
 }
 
 /** Blobs into packs, the state as the journal, then an open that must find every selected mailbox as it was. */
-async function buildStore(fs: FileSystem, repo: Repository, index: Map<string, BlobEntry[]>, build: string, seq: number, selected: Selected, options: RestoreOptions): Promise<WrittenBlobs> {
+async function buildStore(fs: FileSystem, repo: Repository, index: BlobIndex, build: string, seq: number, selected: Selected, options: RestoreOptions): Promise<WrittenBlobs> {
   const identity = await initStore(fs, build);
   const written = await writeBlobs(fs, repo, index, build, storeIdBytes(identity), selected, options);
   const ops = stateOps(seq, selected, written.blobs);
@@ -81,29 +82,113 @@ async function clearTarget(fs: FileSystem, target: string, created: boolean): Pr
 
 /**
  * The target must be missing, empty, or what an interrupted restore left (RESTORING and no STORE:
- * all of it made by that restore from the repository, so it is cleared). Then RESTORING is written.
+ * all of it made by that restore from the repository, so it is cleared). RESTORING is this
+ * restore's claim on the target (claimTarget): taken before anything there is removed, so a second
+ * restore into the same directory is refused (LOCKED) instead of clearing the first one's build.
  */
 async function prepareTarget(fs: FileSystem, target: string, snapshot: string): Promise<boolean> {
   let created = false;
   try {
-    const stat = await fs.statIfExists(target);
-    if (!stat) {
-      await fs.mkdir(target);
-      await fs.syncDir(dirname(target));
-      created = true;
-    } else {
-      const names = stat.isDirectory ? (await fs.readdir(target)).filter((n) => !IGNORED.has(n)) : ['?'];
-      const leftover = names.includes(RESTORING_MARK) && !names.includes(LAYOUT.identity);
-      if (names.length > 0 && !leftover) {
-        throw new MailstoreError('EXISTS', `${target} exists and is not empty: a whole-store restore goes into a new directory (a --mailbox or --user restore into a live store needs a store there)`, { path: target });
+    if (!(await fs.statIfExists(target))) {
+      try {
+        await fs.mkdir(target);
+        await fs.syncDir(dirname(target));
+        created = true;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error; // another restore made it meanwhile: its claim decides
       }
-      for (const name of leftover ? names : []) await fs.removeTree(join(target, name));
     }
-    await writeFileDurable(fs, join(target, RESTORING_MARK), Buffer.from(`restoring snapshot ${snapshot} here; an interrupted restore is cleared by the next one\n`));
+    const names = await contentOf(fs, target);
+    const restoring = names.includes(RESTORING_MARK) || names.some(isClaimTemp);
+    if (names.includes(LAYOUT.identity) || (names.length > 0 && !restoring)) throw notEmpty(target);
+    const tookOver = await claimTarget(fs, target, snapshot);
+    // under our claim: anything else there was left by a restore that is gone, unless a restore
+    // finished meanwhile (STORE) or something else appeared
+    const left = (await contentOf(fs, target)).filter((name) => name !== RESTORING_MARK && !isClaimTemp(name));
+    if (left.includes(LAYOUT.identity) || (left.length > 0 && !tookOver && !restoring)) {
+      await fs.unlink(join(target, RESTORING_MARK));
+      throw notEmpty(target);
+    }
+    for (const name of left) await fs.removeTree(join(target, name));
   } catch (error) {
     throw fromSystemError(error, 'preparing the restore target', target);
   }
   return created;
+}
+
+/** The target's entries but lost+found ('?' for a path that is no directory: never empty). */
+async function contentOf(fs: FileSystem, target: string): Promise<string[]> {
+  const stat = await fs.stat(target);
+  return stat.isDirectory ? (await fs.readdir(target)).filter((n) => !IGNORED.has(n)) : ['?'];
+}
+
+function notEmpty(target: string): MailstoreError {
+  return new MailstoreError('EXISTS', `${target} exists and is not empty: a whole-store restore goes into a new directory (a --mailbox or --user restore into a live store needs a store there)`, { path: target });
+}
+
+/** A mark being written by claimTarget (renamed to RESTORING an instant later). */
+function isClaimTemp(name: string): boolean {
+  return name.startsWith(`.${RESTORING_MARK}.`) && name.endsWith('.tmp');
+}
+
+/**
+ * Writes RESTORING naming this process (renameNoReplace: of two restores, one gets it). A mark
+ * already there whose process runs (or runs on another host: it cannot be asked) refuses with
+ * LOCKED; one of a process that is gone, or of an older mailstore (no pid in it), is taken over
+ * (returns true). The mark is set aside before the claim and checked to be the one judged stale,
+ * so a restore that took it over a moment earlier keeps its claim.
+ */
+async function claimTarget(fs: FileSystem, target: string, snapshot: string): Promise<boolean> {
+  const mark = join(target, RESTORING_MARK);
+  const temp = join(target, `.${RESTORING_MARK}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  await writeWhole(fs, temp, Buffer.from(`restoring snapshot ${snapshot} here (pid ${process.pid} on ${hostname()}); an interrupted restore is cleared by the next one\n`));
+  let tookOver = false;
+  try {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await fs.renameNoReplace(temp, mark);
+        await fs.syncDir(target);
+        return tookOver;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= backupLimits.restoreClaimAttempts) throw error;
+      }
+      const text = await fs.readFile(mark).then((bytes) => bytes.toString('utf8'), () => undefined);
+      if (text === undefined) continue; // removed meanwhile: try again
+      const owner = /\(pid ([0-9]+) on ([^)]*)\)/.exec(text);
+      if (owner && !(await processGone(Number(owner[1]), owner[2]))) throw restoreRunning(target, owner[1], owner[2]);
+      const aside = join(target, `.${RESTORING_MARK}.${process.pid}.${randomBytes(6).toString('hex')}.stale.tmp`);
+      try {
+        await fs.rename(mark, aside);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw error;
+      }
+      const moved = await fs.readFile(aside).then((bytes) => bytes.toString('utf8'), () => undefined);
+      if (moved !== text) {
+        await fs.renameNoReplace(aside, mark).catch(() => undefined); // another restore's fresh claim: back in place
+        throw restoreRunning(target, '?', 'this or another host');
+      }
+      await fs.unlink(aside);
+      tookOver = true;
+    }
+  } finally {
+    await fs.unlink(temp).catch(() => undefined);
+  }
+}
+
+function restoreRunning(target: string, pid: string, host: string): MailstoreError {
+  return new MailstoreError('LOCKED', `another restore (pid ${pid} on ${host}) is building a store in ${target}; wait for it to finish (if it is not running any more, remove ${join(target, RESTORING_MARK)} and restore again)`, { path: join(target, RESTORING_MARK) });
+}
+
+/** A small file written and fsynced whole under a name nobody else uses. */
+async function writeWhole(fs: FileSystem, path: string, bytes: Buffer): Promise<void> {
+  const handle = await fs.open(path, 'createNew');
+  try {
+    await handle.write(bytes, 0);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 interface WrittenBlobs {
@@ -113,7 +198,7 @@ interface WrittenBlobs {
 }
 
 /** Every selected message's blob, verified, into the new store's packs (once per blob); refcounts counted. */
-async function writeBlobs(fs: FileSystem, repo: Repository, index: Map<string, BlobEntry[]>, build: string, storeId: Buffer, selected: Selected, options: RestoreOptions): Promise<WrittenBlobs> {
+async function writeBlobs(fs: FileSystem, repo: Repository, index: BlobIndex, build: string, storeId: Buffer, selected: Selected, options: RestoreOptions): Promise<WrittenBlobs> {
   const packs = await PackStore.open(fs, join(build, LAYOUT.packs), storeId, { packBytesMax: limits.packBytesMax, checkMounted: async () => undefined });
   const result: WrittenBlobs = { blobs: new Map(), messages: 0, bytes: 0 };
   try {

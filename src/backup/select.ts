@@ -6,7 +6,7 @@ import type { AppendOptions } from '../store/types.js';
 import { formatMailboxName, parseMailboxName } from '../store/validate.js';
 import { blobIdOf } from './crypto.js';
 import { decodeRecord, recordBytes } from './format.js';
-import { listIn, type BlobEntry, type Repository, type SnapshotFile } from './repository.js';
+import { listIn, type BlobIndex, type Repository, type SnapshotFile } from './repository.js';
 
 export interface RestoreSelection {
   /** user/NAME and every mailbox below it. */
@@ -114,11 +114,12 @@ function renamer(selection: RestoreSelection): { matches(name: string[]): boolea
 // ---- reading blobs ---------------------------------------------------------------------------
 
 /** The message bytes of `hash`, verified; tries every place the index knows; CORRUPT naming `what` otherwise. */
-export async function readBlob(repo: Repository, index: Map<string, BlobEntry[]>, hash: Buffer, what: string): Promise<Buffer> {
+export async function readBlob(repo: Repository, index: BlobIndex, hash: Buffer, what: string): Promise<Buffer> {
   const id = blobIdOf(hash, repo.keys);
-  const entries = index.get(id.toString('hex'));
+  const entries = index.places.get(id.toString('hex'));
   if (!entries || entries.length === 0) {
-    throw new MailstoreError('CORRUPT', `${what}: its blob ${hash.toString('hex').slice(0, 16)} is missing from the repository (run 'mailstore backup check')`, { path: what });
+    const damaged = index.unreadable.length > 0 ? ` (in no index file that reads: ${index.unreadable.length} of them are damaged, e.g. ${index.unreadable[0]!.slice(0, 12)})` : '';
+    throw new MailstoreError('CORRUPT', `${what}: its blob ${hash.toString('hex').slice(0, 16)} is missing from the repository${damaged}; nothing wrong was written (run 'mailstore backup check')`, { path: what });
   }
   let last: unknown;
   for (const entry of entries) {

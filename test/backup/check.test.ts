@@ -93,6 +93,36 @@ describe('backup check and damage', () => {
     expect(existsSync(join(dir, 'r'))).toBe(false);
     await repo.close();
   });
+
+  it('a damaged index file: a restore refuses only the messages whose blobs it alone listed (those check names), and restores the rest', async () => {
+    const dir = tmpDir('bkc');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('user/alice/INBOX');
+    await fill(store, 'user/alice/INBOX', 10, 1, 3000);
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    const first = only(repo.path('index'));
+    await store.createMailbox('user/bob/INBOX');
+    await fill(store, 'user/bob/INBOX', 5, 100, 3000);
+    await runBackup(source(store), repo); // bob's blobs go to a second index file
+    const bob = await dump(store, (name) => name.startsWith('user/bob/'));
+    await store.close();
+    const bytes = readFileSync(first);
+    bytes.fill(0, bytes.length >> 1, (bytes.length >> 1) + 16);
+    writeFileSync(first, bytes);
+    const report = await checkRepository(repo);
+    expect(new Set(report.findings.filter((f) => f.damage).map((f) => f.kind))).toEqual(new Set(['damaged-index', 'missing-blob']));
+    expect(report.findings.filter((f) => f.kind === 'missing-blob').every((f) => f.message.includes('user/alice/INBOX'))).toBe(true);
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'bob'), { selection: { user: 'bob' } });
+    const back = await Store.open(join(dir, 'bob'));
+    expect(await dump(back)).toEqual(bob);
+    await back.close();
+    const refused = restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'alice'), { selection: { user: 'alice' } });
+    await expect(refused).rejects.toThrow(/user\/alice\/INBOX uid 1: .*no index file that reads/);
+    await expectCode(refused, 'CORRUPT');
+    expect(existsSync(join(dir, 'alice'))).toBe(false);
+    await repo.close();
+  });
 });
 
 describe('encryption', () => {
