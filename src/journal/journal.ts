@@ -355,6 +355,11 @@ export class Journal {
     return this.tailSegment && this.path(this.tailSegment);
   }
 
+  /** Set once a failed write could not be taken back: every later write fails with it (CLOSED) until a reopen. */
+  get refusal(): MailstoreError | undefined {
+    return this.poisoned;
+  }
+
   /** Leaves the damaged tail in place and puts new records in a fresh segment. */
   keepTailAndStartNewSegment(nextSeq: number): void {
     this.startNewSegment = true;
