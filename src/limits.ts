@@ -620,6 +620,11 @@ export const daemonLimits = {
   /** ...or as soon as this many bytes of lines are waiting. */
   logBufferBytesMax: 64 * 1024,
   /**
+   * A --log file whose write failed (a full disk) is opened again by the first line at least this
+   * long after the failure; the lines in between are dropped and counted (the daemon serves on).
+   */
+  logReopenMs: 1000,
+  /**
    * `mailstore serve` sets V8's heap growing factor to 1 + this/100: the old generation may grow to
    * three times what the last full collection left live before the next one starts. V8's own
    * choice for the daemon's small heap (~10 MB live) started a full collection every ~230 LMTP

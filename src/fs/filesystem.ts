@@ -101,4 +101,9 @@ export interface FileSystem {
   removeTree(path: string): Promise<void>;
   /** Sets a file's modification time (Maildir keeps the internal date there). */
   utimes(path: string, mtime: Date): Promise<void>;
+  /**
+   * Bytes an unprivileged writer may still use on the file system holding `path` (statfs), for
+   * space taken ahead of need (the journal's preallocation); absent where it cannot be known.
+   */
+  freeBytes?(path: string): Promise<number>;
 }

@@ -212,6 +212,11 @@ export class NodeFileSystem implements FileSystem {
     return fsp.rm(path, { recursive: true, force: true });
   }
 
+  async freeBytes(path: string): Promise<number> {
+    const stats = await fsp.statfs(path);
+    return stats.bavail * stats.bsize;
+  }
+
   utimes(path: string, mtime: Date): Promise<void> {
     return fsp.utimes(path, mtime, mtime);
   }

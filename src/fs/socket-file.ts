@@ -2,6 +2,7 @@
 // FileSystem interface (mode and group of a socket, an append-only log that SIGHUP reopens).
 import { appendFileSync, createWriteStream, promises as fsp, statSync, type WriteStream } from 'node:fs';
 import { MailstoreError, fromSystemError } from '../errors.js';
+import { daemonLimits } from '../limits.js';
 
 const S_IFMT = 0o170000;
 const S_IFSOCK = 0o140000;
@@ -49,18 +50,40 @@ async function groupId(group: string): Promise<number> {
 /** An append-only log file; reopen() after logrotate moved it (SIGHUP). */
 export class LogFile {
   private stream: WriteStream;
+  /**
+   * performance.now() when the stream failed (ENOSPC, EIO): node destroyed it, and every later
+   * write went nowhere until a SIGHUP, also once the disk had room again.
+   */
+  private failedAt?: number;
+  /** Writes dropped since the failure, told in the first line after the reopen. */
+  private dropped = 0;
 
   constructor(readonly path: string) {
-    this.stream = LogFile.open(path);
+    this.stream = this.open();
   }
 
-  private static open(path: string): WriteStream {
-    const stream = createWriteStream(path, { flags: 'a', mode: 0o640 });
-    stream.on('error', (error) => process.stderr.write(`mailstore: IO: writing the log ${path}: ${error.message}\n`));
+  private open(): WriteStream {
+    const stream = createWriteStream(this.path, { flags: 'a', mode: 0o640 });
+    stream.on('error', (error) => {
+      if (stream === this.stream) this.failedAt ??= performance.now();
+      process.stderr.write(`mailstore: IO: writing the log ${this.path}: ${error.message}\n`);
+    });
     return stream;
   }
 
   write(text: string): void {
+    if (this.failedAt !== undefined) {
+      if (performance.now() - this.failedAt < daemonLimits.logReopenMs) {
+        this.dropped++;
+        return;
+      }
+      const note = JSON.stringify({ time: new Date().toISOString(), level: 'warn', event: 'log-lines-lost', writesDropped: this.dropped, why: 'writing the log failed (see stderr); lines written as it failed may be lost too' });
+      this.failedAt = undefined;
+      this.dropped = 0;
+      this.stream = this.open();
+      // the failed write may have left half a line: the line break ends it, the note says why
+      text = `\n${note}\n${text}`;
+    }
     this.stream.write(text);
   }
 
@@ -81,7 +104,8 @@ export class LogFile {
 
   reopen(): void {
     const old = this.stream;
-    this.stream = LogFile.open(this.path);
+    this.failedAt = undefined;
+    this.stream = this.open();
     const ended: Promise<void> = new Promise<void>((resolve) => old.end(resolve)).then(() => { this.ending = this.ending.filter((e) => e !== ended); });
     this.ending.push(ended);
   }

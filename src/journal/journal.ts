@@ -355,6 +355,11 @@ export class Journal {
     return this.tailSegment && this.path(this.tailSegment);
   }
 
+  /** Set once a failed write could not be taken back: every later write fails with it (CLOSED) until a reopen. */
+  get refusal(): MailstoreError | undefined {
+    return this.poisoned;
+  }
+
   /** Leaves the damaged tail in place and puts new records in a fresh segment. */
   keepTailAndStartNewSegment(nextSeq: number): void {
     this.startNewSegment = true;
@@ -402,22 +407,48 @@ export class Journal {
     for (const p of placed) p.offset += start;
     const durable = options.durable === true && !fresh;
     this.pending = { start: fresh ? 0 : start, end: start + dataBytes, lastSeq: records[records.length - 1].seq, path, fresh, records, segment, placed, durable };
-    const filler = this.preallocation(start + dataBytes);
+    const parts = fresh ? [encodeSegmentHeader(this.storeId, segment.firstSeq), ...data] : data;
+    let filler = this.preallocation(start + dataBytes);
+    if (filler > 0) filler = await this.fillerRoom(filler); // once a preallocation: most commits need no await here
+    let told = false;
+    const written = () => {
+      told = true;
+      options.written?.();
+    };
     try {
-      if (!this.writeHandle) this.writeHandle = await this.fs.open(path, 'readWrite');
-      const parts = fresh ? [encodeSegmentHeader(this.storeId, segment.firstSeq), ...data] : data;
-      if (filler > 0) parts.push(fillerToWrite(start + dataBytes, filler));
-      if (durable) await this.writeHandle.writevDurable(parts, start, options.written);
-      else {
-        await this.writeHandle.writev(parts, fresh ? 0 : start);
-        options.written?.();
-      }
-      this.allocatedEnd = Math.max(this.allocatedEnd, start + dataBytes + filler);
+      await this.writeParts(path, parts, start, durable, filler, written);
     } catch (error) {
-      const failure = fromSystemError(error, 'writing journal', path);
+      let failure = fromSystemError(error, 'writing journal', path);
+      // The filler only takes space ahead of need: a disk too full for it may still hold the
+      // records (else, once full, every commit would want a whole preallocateBytes free again)
+      if (filler > 0 && failure.code === 'NO_SPACE' && !told) {
+        await this.undo(this.pending!.start, failure);
+        if (!this.poisoned) {
+          try {
+            await this.writeParts(path, parts, start, durable, 0, written);
+            return;
+          } catch (again) {
+            failure = fromSystemError(again, 'writing journal', path);
+          }
+        }
+      }
       await this.abort(failure);
       throw failure;
     }
+  }
+
+  /** `write`'s records (`parts`) at `start`, and `filler` bytes of preallocation after them. */
+  private async writeParts(path: string, parts: Buffer[], start: number, durable: boolean, filler: number, written: () => void): Promise<void> {
+    if (!this.writeHandle) this.writeHandle = await this.fs.open(path, 'readWrite');
+    const fresh = this.pending!.fresh;
+    const end = this.pending!.end;
+    const all = filler > 0 ? [...parts, fillerToWrite(end, filler)] : parts;
+    if (durable) await this.writeHandle.writevDurable(all, start, written);
+    else {
+      await this.writeHandle.writev(all, fresh ? 0 : start);
+      written();
+    }
+    this.allocatedEnd = Math.max(this.allocatedEnd, end + filler);
   }
 
   /**
@@ -429,6 +460,17 @@ export class Journal {
     const ahead = this.options.preallocateBytes ?? 0;
     if (end <= this.allocatedEnd || ahead <= 0) return 0;
     return Math.max(0, Math.min(end + ahead, this.options.segmentBytesMax) - end);
+  }
+
+  /**
+   * Filler takes at most half of the space left on the disk: written into the last of it, it
+   * would leave none to the index write running beside it (the previous batch's), which then
+   * fails and stops the store (CLOSED) while there was room for the mail.
+   */
+  private async fillerRoom(filler: number): Promise<number> {
+    if (!this.fs.freeBytes) return filler;
+    const free = await this.fs.freeBytes(this.dir).catch(() => undefined);
+    return free === undefined ? filler : Math.min(filler, Math.floor(free / 2));
   }
 
   /**

@@ -218,7 +218,10 @@ export class Store implements MailStore {
     };
     // The plug-in point for the next layers: onCommit fires after every group commit.
     this.writer = new Writer(this.db, this.packs, this.journal, {
-      onStop: (error) => { this.failure = error; },
+      onStop: (error) => {
+        this.failure = error;
+        options.onStop?.(error);
+      },
       onCommit: (first, last, mutations, indexKeys, writeSeconds) => {
         this.committed = last;
         this.forgetMailboxes();

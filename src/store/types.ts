@@ -89,6 +89,13 @@ export interface StoreOptions {
   autoSnapshot?: boolean;
   /** Called after each automatic snapshot with its result, or with the error that stopped it (the store goes on). */
   onSnapshot?: (result?: SnapshotResult, error?: unknown) => void;
+  /**
+   * Called once when the store stops itself: CLOSED (the index write after a durable commit failed,
+   * or the journal could not take back a failed write) or HALTED (an invariant failed). Every later
+   * change fails the same way until the store is reopened, whoever calls it: a server learns it here
+   * rather than from the next failed call (the daemon exits so that its supervisor reopens the store).
+   */
+  onStop?: (error: MailstoreError) => void;
 }
 
 export interface AppendOptions {

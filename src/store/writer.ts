@@ -393,6 +393,7 @@ export class Writer {
         await this.write(packBatch, records, opsBySeq, packWrite, () => this.prepareAhead(prepared, lastSeq));
       } catch (error) {
         if (!(error instanceof MailstoreError)) return this.halt(error, batch);
+        this.stopIfJournalRefuses();
         prepared.failed = error;
         for (const d of done) {
           if (d.pending.mutation.chain) d.pending.mutation.chain.failed = error;
@@ -493,6 +494,7 @@ export class Writer {
       if (journal.status === 'rejected') throw journal.reason;
     } catch (error) {
       await this.journal.abort(error as MailstoreError);
+      this.stopIfJournalRefuses();
       return pending.reject(error);
     }
     const view = new IndexView(this.db);
@@ -602,6 +604,18 @@ export class Writer {
       return;
     }
     await this.packs.abort();
+  }
+
+  /**
+   * A failed write the journal could not take back (its truncate failed too) leaves it refusing
+   * every write (CLOSED) until a reopen: the store stops now, told like any other stop, rather than
+   * failing call by call with nobody told (a daemon serving only LMTP answered 451 for ever).
+   */
+  private stopIfJournalRefuses(): void {
+    const refusal = this.journal.refusal;
+    if (!refusal || this.failure) return;
+    this.fail(refusal);
+    this.hooks.onStop(refusal);
   }
 
   /** Fail-stop: the store refuses everything until it is reopened (recovery starts from the journal). */

@@ -3,11 +3,12 @@
 // line after a quiet spell, a warning or error, a size bound, reopen, close and the process's exit
 // write at once.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, renameSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { Logger } from '../../src/daemon/log.js';
+import { daemonLimits } from '../../src/limits.js';
 import { requireBuilt, tempDir } from '../cli/helpers.js';
 
 const events = (path: string): string[] =>
@@ -91,5 +92,35 @@ describe('daemon log', () => {
     const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
     expect(child.status).toBe(0);
     expect(child.stderr.split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { event: string }).event)).toEqual(['a', 'b', 'c', 'd']);
+  });
+
+  const noRoot = process.getuid?.() !== 0 ? 'needs root (mount -t tmpfs)' : undefined;
+  it.skipIf(noRoot !== undefined)(`a --log file on a disk that fills up: the daemon goes on, and once there is room the log goes on by itself, a note first (no SIGHUP needed)${noRoot ? ` (SKIPPED: ${noRoot})` : ''}`, async () => {
+    const dir = tempDir();
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', dir], { encoding: 'utf8' });
+    if (mounted.status !== 0) { console.warn(`SKIPPED: mount -t tmpfs failed: ${mounted.stderr.trim()}`); return; }
+    const reopenMs = daemonLimits.logReopenMs;
+    daemonLimits.logReopenMs = 100;
+    try {
+      const path = join(dir, 'serve.log');
+      const logger = new Logger(path, { flushMs: 0 });
+      logger.warn('before');
+      expect(await lines(path, 1)).toEqual(['before']);
+      const fd = openSync(join(dir, 'filler'), 'w');
+      try { for (;;) writeSync(fd, Buffer.alloc(4096, 1)); } catch (error) { expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC'); } finally { closeSync(fd); }
+      for (let i = 0; i < 20; i++) { logger.warn('full', { i, pad: 'x'.repeat(4000) }); await sleep(10); } // fail: ENOSPC
+      rmSync(join(dir, 'filler'));
+      await sleep(150);
+      logger.warn('after');
+      await logger.close();
+      // before the fix the stream was dead after the failure: nothing more reached the file until a SIGHUP
+      const text = readFileSync(path, 'utf8');
+      const after = text.slice(text.lastIndexOf('log-lines-lost') - 100);
+      expect(text.split('\n').filter(Boolean).map((line) => { try { return (JSON.parse(line) as { event: string }).event; } catch { return 'torn'; } }).slice(-2)).toEqual(['log-lines-lost', 'after']);
+      expect(after).toMatch(/\n\{[^\n]*"event":"log-lines-lost"[^\n]*\}\n\{[^\n]*"event":"after"/);
+    } finally {
+      daemonLimits.logReopenMs = reopenMs;
+      spawnSync('umount', ['-l', dir]);
+    }
   });
 });

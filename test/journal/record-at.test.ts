@@ -176,6 +176,23 @@ describe('Journal: preallocated segments', () => {
     await journal.close();
   });
 
+  it('a write refused for its filler (a quota, or a disk statfs did not show full) is done again without it: the records fit', async () => {
+    const { dir, fs } = journalDir();
+    const { journal } = await open(dir, fs);
+    const file = () => join(dir, journal.segmentNames[0]);
+    const body = (seq: number) => Buffer.alloc(1000, 0x60 + seq);
+    // the write that goes past the preallocated filler carries new filler (over 2 KiB): refused once
+    fs.injectAt((op) => op.kind === 'write' && op.position !== 0 && (op.length ?? 0) > 2048, { kind: 'EDQUOT', bytes: 100 });
+    for (let seq = 1; seq <= 8; seq++) { await journal.write([{ seq, payload: body(seq) }]); await journal.sync(); }
+    expect(fs.firedFaults().map((f) => f.code), 'the write with filler was refused').toEqual(['EDQUOT']);
+    const seen: number[] = [];
+    for await (const r of journal.read(0, (d) => { throw new Error(`damage: ${JSON.stringify(d)}`); })) seen.push(r.seq);
+    expect(seen).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    for (let seq = 1; seq <= 8; seq++) expect(await journal.readRecordAt(seq)).toEqual(body(seq));
+    expect(statSync(file()).size).toBeGreaterThan(8 * 1000); // the next write past the records took filler again
+    await journal.close();
+  });
+
   it('a torn record inside the preallocated space is tail damage, cut at the last record boundary', async () => {
     const { dir, fs, file, bytes } = await threeRecords();
     let journal;

@@ -200,3 +200,29 @@ describe('writer: group commit across round trips', () => {
     expect(perCommit).toBe(1);
   });
 });
+
+describe('the store stopping itself is told (StoreOptions.onStop)', () => {
+  it('a journal write that fails and cannot be taken back stops the store: onStop once, then CLOSED for every change until a reopen, which keeps what was acknowledged', async () => {
+    const { FaultFileSystem } = await import('../sim/faultfs.js');
+    const root = tmpDir();
+    const fs = new FaultFileSystem();
+    const stops: MailstoreError[] = [];
+    let store = await Store.open(root, { create: true, fs, autoSnapshot: false, onStop: (error) => stops.push(error) });
+    await store.createMailbox('INBOX');
+    const kept = await store.append('INBOX', Buffer.from('kept\r\n'));
+    fs.failAll('EIO', { pathPrefix: join(root, 'journal'), ops: ['write', 'truncate'] });
+    expect(await codeOf(store.append('INBOX', Buffer.from('failed\r\n')))).toBe('IO');
+    fs.clear();
+    // the journal could not cut the failed write: before, the store went on failing CLOSED call by
+    // call while nothing told its owner (a daemon serving only LMTP answered 451 forever)
+    expect(stops.map((e) => e.code)).toEqual(['CLOSED']);
+    expect(await codeOf(store.append('INBOX', Buffer.from('after\r\n')))).toBe('CLOSED');
+    expect(await codeOf(store.setFlags('INBOX', kept.uid, { add: ['\\Seen'] }))).toBe('CLOSED');
+    expect(stops).toHaveLength(1);
+    await store.close().catch(() => undefined);
+    store = await Store.open(root, { fs });
+    expect((await store.fetch('INBOX', kept.uid)).toString()).toBe('kept\r\n');
+    expect((await store.append('INBOX', Buffer.from('again\r\n'))).uid).toBeGreaterThan(kept.uid);
+    await store.close();
+  });
+});

@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { setFlagsFromString } from 'node:v8';
 import { defaultSocketPath } from '../../client/client.js';
-import { isMailstoreError } from '../../errors.js';
+import { isMailstoreError, type MailstoreError } from '../../errors.js';
 import { Logger } from '../../daemon/log.js';
 import { PROCEDURES, type ScrubEvent } from '../../daemon/procedures.js';
 import { ServeReplication, type ServeReplicationOptions } from '../../daemon/serve-replication.js';
@@ -80,9 +80,21 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   const logger = new Logger(options.log);
   const replication = new ServeReplication(options, logger);
   const hooks = serviceHooks();
-  const store = await replication.open(dir, daemonStoreOptions(command, hooks, logger));
+  // The store stopping itself is seen here whoever met it (an LMTP delivery, a background
+  // compaction, a socket call): the daemon stops, non-zero, so that its supervisor reopens it.
+  let server: DaemonServer | undefined;
+  let stoppedEarly: MailstoreError | undefined;
+  const onStop = (error: MailstoreError) => {
+    if (server) server.storeFailed(error);
+    else stoppedEarly ??= error;
+  };
+  const store = await replication.open(dir, { ...daemonStoreOptions(command, hooks, logger), onStop });
   for (const notice of openNotices(store.health)) logger.warn('store-opened', { notice });
-  const server = new DaemonServer(store, { socketPath: options.socket ?? defaultSocketPath(dir), socketGroup: options.socketGroup, logger });
+  server = new DaemonServer(store, { socketPath: options.socket ?? defaultSocketPath(dir), socketGroup: options.socketGroup, logger });
+  if (stoppedEarly) {
+    await store.close().catch(() => undefined);
+    throw stoppedEarly;
+  }
   server.callStore = hooks.metrics.instrument(store); // appends and errors through the socket are counted too
   replication.wire(server);
   wireServices(server, hooks, options);

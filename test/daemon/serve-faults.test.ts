@@ -1,0 +1,119 @@
+// `mailstore serve` (a process, with LMTP) while the environment changes under it: a disk that
+// fills up. Real faults (docs/FAULTS.md), root only; each test says why when it skips.
+import { spawnSync } from 'node:child_process';
+import { closeSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
+import { converse, type Conversation } from './lmtp-client.js';
+import { INBOX, serve, type Daemon } from './processes.js';
+
+beforeAll(requireBuilt);
+
+const noRoot = process.getuid?.() !== 0 ? 'needs root (mount -t tmpfs)' : undefined;
+const skipped = (reason: string | undefined) => { if (reason) console.warn(`SKIPPED: ${reason}`); return !!reason; };
+
+const mounts: string[] = [];
+const daemons: Daemon[] = [];
+afterEach(async () => {
+  for (const daemon of daemons.splice(0)) if (daemon.child.exitCode === null) { daemon.child.kill('SIGKILL'); await daemon.exited; }
+  for (const dir of mounts.splice(0).reverse()) spawnSync('umount', ['-l', dir]);
+});
+
+function mountTmpfs(dir: string, size: string): string | undefined {
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { encoding: 'utf8' });
+  if (r.status !== 0) return `mount -t tmpfs failed: ${r.stderr.trim()}`;
+  mounts.push(dir);
+  return undefined;
+}
+
+/** Fills the file system of `dir` with the file `name` until nothing is free. */
+function fill(dir: string, name: string): void {
+  const fd = openSync(join(dir, name), 'w');
+  try {
+    const chunk = Buffer.alloc(4096, 1);
+    for (;;) writeSync(fd, chunk);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+  } finally {
+    closeSync(fd);
+  }
+  expect(statfsSync(dir).bavail).toBe(0);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function lmtpDaemon(store: string): Promise<{ daemon: Daemon; lmtp: Conversation }> {
+  const port = await freePort();
+  const daemon = await serve(store, ['--lmtp', `127.0.0.1:${port}`]);
+  daemons.push(daemon);
+  for (let i = 0; i < 100 && !daemon.stderr().includes('"event":"services"'); i++) await sleep(50);
+  const lmtp = await converse({ port });
+  lmtp.send('LHLO test\r\n');
+  await lmtp.replies(1);
+  return { daemon, lmtp };
+}
+
+/** One delivery to alice; the final reply (or why there was none). */
+async function deliver(lmtp: Conversation, body: Buffer): Promise<string> {
+  lmtp.send('MAIL FROM:<s@example.org>\r\nRCPT TO:<alice@example.org>\r\n');
+  const envelope = await lmtp.replies(2).catch((error: Error) => [error.message]);
+  if (!envelope.every((reply) => reply.startsWith('250'))) {
+    lmtp.send('RSET\r\n');
+    await lmtp.replies(1).catch(() => undefined);
+    return envelope.find((reply) => !reply.startsWith('250'))!;
+  }
+  lmtp.send('DATA\r\n');
+  await lmtp.replies(1);
+  lmtp.send(Buffer.concat([body, Buffer.from('.\r\n')]));
+  return (await lmtp.replies(1).catch((error: Error) => [error.message]))[0];
+}
+
+const mail = (i: number) => Buffer.from(`From: a@example.org\r\nMessage-ID: <${i}@example.org>\r\nSubject: ${i}\r\n\r\n${`full disk ${i} `.repeat(60)}\r\n`);
+
+describe('serve on a disk that fills up (root only)', () => {
+  it.skipIf(skipped(noRoot))('the index write fails (the journal had preallocated room, LevelDB none): the LMTP-only daemon stops non-zero, and every 250 is there once it runs again with room', async () => {
+    const mnt = tempDir('mailstore-serve-full-');
+    const failed = mountTmpfs(mnt, '4m');
+    if (skipped(failed)) return;
+    const store = join(mnt, 'store');
+    await ok(['init'], { store });
+    await ok(['mailbox', 'create', INBOX], { store }); // the journal's first write: a segment with 1 MiB preallocated
+    const { daemon, lmtp } = await lmtpDaemon(store);
+    fill(mnt, 'filler');
+    const acknowledged = new Map<number, Buffer>();
+    const replies: string[] = [];
+    for (let i = 0; i < 300 && daemon.child.exitCode === null; i++) {
+      const reply = await deliver(lmtp, mail(i));
+      replies.push(reply);
+      const uid = /^250 2\.0\.0 delivered to \S+ uid (\d+)$/.exec(reply)?.[1];
+      if (uid) acknowledged.set(Number(uid), mail(i));
+      else if (lmtp.socket.destroyed) break; // the daemon stopped (421 to an idle connection, or closed)
+      else if (!reply.startsWith('4')) throw new Error(`delivery ${i}: ${reply} (every reply: 250 or a temporary 4xx)`);
+    }
+    expect(acknowledged.size, 'mail went into the preallocated journal').toBeGreaterThan(0);
+    // The store stopped itself (CLOSED: the journal held the delivery, the index could not) and
+    // only LMTP saw it: before the fix the daemon went on answering 451 to every delivery forever.
+    const exit = await Promise.race([daemon.exited, sleep(10_000, 'running')]);
+    expect(exit, `the daemon stops itself; last replies: ${replies.slice(-3).join(' | ')}`).not.toBe('running');
+    expect(exit).not.toBe(0);
+    expect(daemon.stderr()).toMatch(/"event":"store-stopped","code":"CLOSED"/);
+    rmSync(join(mnt, 'filler'));
+    const status = await json<{ messages: number; uidNext: number }>(['mailbox', 'status', INBOX], { store }); // the open replays the journal
+    expect(status.messages).toBeGreaterThanOrEqual(acknowledged.size);
+    for (const [uid, bytes] of acknowledged) {
+      const fetched = await run(['fetch', INBOX, String(uid)], { store });
+      expect(fetched.stdout.equals(bytes), `uid ${uid}`).toBe(true);
+    }
+    expect((await run(['scrub'], { store })).code).toBe(0);
+  }, 60_000);
+});
