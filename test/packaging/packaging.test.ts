@@ -18,7 +18,8 @@ describe('systemd units', () => {
   it('run `mailstore serve` sandboxed and the scrub nightly, check-only, within a time budget', () => {
     const service = readFileSync(join(repoRoot, 'packaging/mailstore.service'), 'utf8');
     expect(service).toMatch(/^ExecStart=\/usr\/bin\/mailstore serve --store \/var\/lib\/mailstore/m);
-    for (const line of ['User=mailstore', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'ReadWritePaths=/var/lib/mailstore', 'PrivateTmp=yes', 'ProtectHome=yes']) {
+    // restarted without a start limit: a store stopped by a full disk comes back once there is room
+    for (const line of ['StartLimitIntervalSec=0', 'Restart=on-failure', 'User=mailstore', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'ReadWritePaths=/var/lib/mailstore', 'PrivateTmp=yes', 'ProtectHome=yes']) {
       expect(service).toContain(`\n${line}\n`);
     }
     const scrub = readFileSync(join(repoRoot, 'packaging/mailstore-scrub.service'), 'utf8');
