@@ -1,0 +1,64 @@
+// The CLI in a hostile or unusual environment rather than given hostile input: stderr whose reader
+// went away, a umask that grants everything, a current directory that was deleted, a socket path
+// longer than a unix socket can name. Each must give the command's own result or a clear error
+// code, never a crash that reads as another result.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { bin, json, newStore, ok, repoRoot, requireBuilt, tempDir } from './helpers.js';
+
+beforeAll(requireBuilt);
+
+const freshStore = () => newStore(['M'], 'mailstore-env-');
+
+/** Runs `mailstore ARGS` with stderr a pipe whose reading end is closed before it writes a byte. */
+function runStderrGone(args: string[], store: string): Promise<{ code: number | null; stdout: string }> {
+  const child = spawn(process.execPath, [bin, ...args], { cwd: repoRoot, env: { ...process.env, MAILSTORE_DIR: store }, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stderr.destroy();
+  const stdout: Buffer[] = [];
+  child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+  return new Promise((done, failed) => {
+    child.on('error', failed);
+    child.on('close', (code) => done({ code, stdout: Buffer.concat(stdout).toString('utf8') }));
+  });
+}
+
+describe('stderr closed (its reader went away)', () => {
+  it('an import that reports a skipped file goes on to the end: every other message in, exit 1 with its summary', async () => {
+    const work = tempDir();
+    const source = join(work, 'md');
+    for (const sub of ['cur', 'new', 'tmp']) mkdirSync(join(source, sub), { recursive: true });
+    for (let i = 1; i <= 20; i++) writeFileSync(join(source, 'cur', `${1700000000 + i}.M${i}.host:2,S`), `Subject: ${i}\n\nbody ${i}\n`);
+    writeFileSync(join(work, 'secret'), 'root-only\n');
+    symlinkSync(join(work, 'secret'), join(source, 'cur', '1700000000.Mlink.host:2,'));
+    const store = await freshStore();
+    const result = await runStderrGone(['import', source, '--mailbox', 'M', '--json'], store);
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.stdout)).toMatchObject({ imported: 20, skipped: 1, skippedReasons: { symlink: 1 } });
+    expect((await json(['mailbox', 'status', 'M'], { store })).messages).toBe(20);
+  });
+
+  it('a failing command keeps its exit code (NOT_FOUND: 4, not 1)', async () => {
+    const store = await freshStore();
+    expect((await runStderrGone(['fetch', 'M', '7'], store)).code).toBe(4);
+  });
+
+  it('the daemon keeps serving when its log (stderr, no --log) cannot be written', async () => {
+    const store = await freshStore();
+    const daemon = spawn(process.execPath, [bin, 'serve'], { cwd: repoRoot, env: { ...process.env, MAILSTORE_DIR: store }, stdio: ['ignore', 'ignore', 'pipe'] });
+    daemon.stderr.destroy();
+    const exited = new Promise<number | null>((done) => daemon.on('close', (code) => done(code)));
+    try {
+      const socket = join(store, 'run', 'mailstore.sock');
+      for (let waited = 0; waited < 10_000 && !existsSync(socket) && daemon.exitCode === null; waited += 50) await new Promise((r) => setTimeout(r, 50));
+      // it has logged 'listening' by now, and its services after: the append goes through it
+      const appended = await ok(['--no-wait', 'append', 'M', '-'], { store, input: 'Subject: via the daemon\n\nx\n' });
+      expect(appended.trim()).toBe('1');
+      expect(daemon.exitCode).toBeNull();
+    } finally {
+      daemon.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+  });
+});
