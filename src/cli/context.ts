@@ -16,7 +16,20 @@ export const DEFAULT_STORE_DIR = './mailstore-data';
 /** --store DIR, else $MAILSTORE_DIR, else ./mailstore-data; always absolute. */
 export function storeDir(command: Command): string {
   const option = command.optsWithGlobals().store as string | undefined;
-  return resolve(option ?? process.env.MAILSTORE_DIR ?? DEFAULT_STORE_DIR);
+  return absolutePath(option ?? process.env.MAILSTORE_DIR ?? DEFAULT_STORE_DIR);
+}
+
+/**
+ * A path from the command line or the environment, made absolute. A relative one is read against
+ * the current directory, which may have been deleted under the shell: path.resolve then threw
+ * ENOENT from uv_cwd, which the CLI printed as INTERNAL (a bug) instead of saying what to do.
+ */
+export function absolutePath(path: string): string {
+  try {
+    return resolve(path);
+  } catch (error) {
+    throw new MailstoreError('NOT_FOUND', `cannot find ${JSON.stringify(path)}: it is relative and the current directory no longer exists (deleted); give an absolute path or cd into a directory that exists`, { path, cause: error });
+  }
 }
 
 /** A command opens the store for one task: it takes no automatic snapshot (`mailstore snapshot` does, for cron). */
@@ -117,7 +130,7 @@ async function openHandle(dir: string, wait: LockWaitOptions, open: (dir: string
 
 /** Where the CLI looks for the daemon of the store at `dir`: $MAILSTORE_SOCKET (a daemon started with --socket), else its default. */
 export function daemonSocketPath(dir: string): string {
-  return resolve(process.env.MAILSTORE_SOCKET || defaultSocketPath(dir));
+  return absolutePath(process.env.MAILSTORE_SOCKET || defaultSocketPath(dir));
 }
 
 /**

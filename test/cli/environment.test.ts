@@ -2,7 +2,7 @@
 // went away, a umask that grants everything, a current directory that was deleted, a socket path
 // longer than a unix socket can name. Each must give the command's own result or a clear error
 // code, never a crash that reads as another result.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -60,5 +60,31 @@ describe('stderr closed (its reader went away)', () => {
       daemon.kill('SIGTERM');
     }
     expect(await exited).toBe(0);
+  });
+});
+
+describe('the current directory deleted under the shell', () => {
+  /** `mailstore ARGS` started in a directory that is removed before node starts. */
+  function inDeletedDirectory(args: string[], env: Record<string, string> = {}) {
+    const gone = join(tempDir(), 'gone');
+    mkdirSync(gone);
+    const environment: Record<string, string | undefined> = { ...process.env, ...env };
+    if (!('MAILSTORE_DIR' in env)) delete environment.MAILSTORE_DIR;
+    return spawnSync('sh', ['-c', 'cd "$1" && rmdir "$1" && shift && exec "$@"', 'sh', gone, process.execPath, bin, ...args], { env: environment, encoding: 'utf8' });
+  }
+
+  it('a relative or default store is NOT_FOUND (exit 4) saying why, not INTERNAL; an absolute one works', async () => {
+    for (const args of [['stats'], ['--store', 'relative/store', 'stats'], ['serve']]) {
+      const result = inDeletedDirectory(args);
+      expect(result.status, `${args.join(' ')}: ${result.stderr}`).toBe(4);
+      expect(result.stderr).toMatch(/^mailstore: NOT_FOUND: .*current directory no longer exists/);
+    }
+    const store = await freshStore();
+    const absolute = inDeletedDirectory(['--store', store, 'mailbox', 'list']);
+    expect(absolute.status, absolute.stderr).toBe(0);
+    expect(absolute.stdout).toBe('M\n');
+    const source = inDeletedDirectory(['--store', store, 'import', 'Maildir', '--mailbox', 'M']);
+    expect(source.status, source.stderr).toBe(4);
+    expect(source.stderr).toMatch(/^mailstore: NOT_FOUND: cannot find "Maildir": it is relative/);
   });
 });
