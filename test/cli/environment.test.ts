@@ -3,7 +3,7 @@
 // longer than a unix socket can name. Each must give the command's own result or a clear error
 // code, never a crash that reads as another result.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { bin, json, newStore, ok, repoRoot, requireBuilt, tempDir } from './helpers.js';
@@ -86,5 +86,32 @@ describe('the current directory deleted under the shell', () => {
     const source = inDeletedDirectory(['--store', store, 'import', 'Maildir', '--mailbox', 'M']);
     expect(source.status, source.stderr).toBe(4);
     expect(source.stderr).toMatch(/^mailstore: NOT_FOUND: cannot find "Maildir": it is relative/);
+  });
+});
+
+describe('umask 000', () => {
+  /** Every path under `dir` that users other than owner and group reach (search bits all the way) and may write. */
+  function writableByOthers(dir: string): string[] {
+    const found: string[] = [];
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name);
+      const stat = lstatSync(path);
+      if ((stat.mode & 0o002) !== 0 && !stat.isSocket() && !stat.isSymbolicLink()) found.push(path);
+      if (stat.isDirectory() && (stat.mode & 0o001) !== 0) found.push(...writableByOthers(path));
+    }
+    return found;
+  }
+
+  it('no directory of a store is open to other users, LevelDB\'s index/ and lock/ too (a root a package made 0755)', async () => {
+    const store = join(tempDir(), 'store');
+    mkdirSync(store, { mode: 0o755 });
+    const mailstore = (...args: string[]) => spawnSync('sh', ['-c', 'umask 000 && exec "$@"', 'sh', process.execPath, bin, '--store', store, ...args], { input: 'Subject: x\n\ny\n', encoding: 'utf8' });
+    for (const args of [['init'], ['mailbox', 'create', 'M'], ['append', 'M', '-'], ['reconstruct', '--force']]) {
+      const result = mailstore(...args);
+      expect(result.status, `${args.join(' ')}: ${result.stderr}`).toBe(0);
+    }
+    for (const sub of ['index', 'lock', 'journal', 'packs']) expect((lstatSync(join(store, sub)).mode & 0o777).toString(8), sub).toBe('750');
+    // the files inside LevelDB's directories follow the umask (0666): only owner and group reach them
+    expect(writableByOthers(store)).toEqual([]);
   });
 });
