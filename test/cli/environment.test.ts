@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { bin, json, newStore, ok, repoRoot, requireBuilt, tempDir } from './helpers.js';
+import { bin, json, newStore, ok, repoRoot, requireBuilt, run, tempDir } from './helpers.js';
 
 beforeAll(requireBuilt);
 
@@ -113,5 +113,32 @@ describe('umask 000', () => {
     for (const sub of ['index', 'lock', 'journal', 'packs']) expect((lstatSync(join(store, sub)).mode & 0o777).toString(8), sub).toBe('750');
     // the files inside LevelDB's directories follow the umask (0666): only owner and group reach them
     expect(writableByOthers(store)).toEqual([]);
+  });
+});
+
+describe('a socket path longer than a unix socket can name (107 bytes)', () => {
+  it('serve in a deep store says so (INVALID, exit 5) and serves with a shorter --socket; a long unix: LMTP path likewise', async () => {
+    const deep = join(tempDir(), 'd'.repeat(60), 'e'.repeat(40), 'store');
+    mkdirSync(join(deep, '..'), { recursive: true });
+    await ok(['init'], { store: deep });
+    await ok(['mailbox', 'create', 'M'], { store: deep });
+    expect(Buffer.byteLength(join(deep, 'run', 'mailstore.sock'))).toBeGreaterThan(107);
+    const refused = await run(['--no-wait', 'serve'], { store: deep });
+    expect(refused.code, refused.stderr).toBe(5);
+    expect(refused.stderr).toMatch(/INVALID: the socket .*mailstore\.sock is \d+ bytes long; a unix socket's path holds at most 107: give --socket/);
+    const lmtp = await run(['--no-wait', 'serve', '--socket', join(tempDir(), 's.sock'), '--lmtp', `unix:${join(deep, 'lmtp.sock')}`], { store: deep });
+    expect(lmtp.code, lmtp.stderr).toBe(5);
+    expect(lmtp.stderr).toMatch(/INVALID: the LMTP socket .*lmtp\.sock is \d+ bytes long/);
+
+    const socket = join(tempDir(), 's.sock');
+    const daemon = spawn(process.execPath, [bin, '--store', deep, 'serve', '--socket', socket, '--log', join(tempDir(), 'log')], { stdio: 'ignore' });
+    const exited = new Promise<number | null>((done) => daemon.on('close', (code) => done(code)));
+    try {
+      for (let waited = 0; waited < 10_000 && !existsSync(socket) && daemon.exitCode === null; waited += 50) await new Promise((r) => setTimeout(r, 50));
+      expect((await ok(['--no-wait', 'append', 'M', '-'], { store: deep, input: 'Subject: x\n\ny\n', env: { MAILSTORE_SOCKET: socket } })).trim()).toBe('1');
+    } finally {
+      daemon.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
   });
 });
