@@ -68,7 +68,8 @@ export async function withStoreAt<T>(dir: string, command: Command, work: (store
 }
 
 /**
- * withStore for commands that only read (fetch, mailbox list/status, stats, acl get/list). When
+ * withStore for commands that only read (fetch, messages, search, mailbox list/status/dump, stats,
+ * usage, quota get/list, acl get/list). When
  * the caller may read the store but not write it (ACCESS), or the disk is full (NO_SPACE), the
  * store is opened read-only instead: nothing is written, and an index that would need recovery is
  * REFUSED rather than served stale (Store.open's readOnly; README, "Read-only open"). A writable

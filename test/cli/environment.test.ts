@@ -3,7 +3,7 @@
 // longer than a unix socket can name. Each must give the command's own result or a clear error
 // code, never a crash that reads as another result.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { bin, json, newStore, ok, repoRoot, requireBuilt, run, tempDir } from './helpers.js';
@@ -140,5 +140,29 @@ describe('a socket path longer than a unix socket can name (107 bytes)', () => {
       daemon.kill('SIGTERM');
     }
     expect(await exited).toBe(0);
+  });
+});
+
+describe('a store the caller may read but not write', () => {
+  // As `nobody` (root ignores modes), who must reach the built CLI: see drills.test.ts
+  const nobody = (args: string[], store: string) => spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, bin, '--store', store, ...args], { cwd: '/', encoding: 'utf8' });
+  const skip = process.getuid?.() !== 0 ? 'needs root (setpriv)' : !existsSync('/usr/bin/setpriv') ? 'setpriv is missing'
+    : spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, '-e', `require('fs').accessSync(${JSON.stringify(bin)})`]).status !== 0 ? `nobody cannot reach ${bin}` : undefined;
+  if (skip) console.warn(`SKIPPED: the read-only store test: ${skip}`);
+
+  it.skipIf(skip !== undefined)('every command that only reads works (as fetch did), a change is ACCESS', async () => {
+    const store = await freshStore();
+    await ok(['append', 'M', '-', '--flags', '\\Seen'], { store, input: 'Subject: hello\n\nbody\n' });
+    await ok(['quota', 'set', 'M', '--messages', '10'], { store });
+    chmodSync(join(store, '..'), 0o755);
+    spawnSync('chmod', ['-R', 'a+rX,go-w', store]);
+    for (const args of [['fetch', 'M', '1'], ['messages', 'M'], ['search', 'M', '--subject', 'hello'], ['mailbox', 'dump'], ['usage', '--json'], ['quota', 'get', 'M'], ['quota', 'list']]) {
+      const result = nobody(args, store);
+      expect(result.status, `${args.join(' ')}: ${result.stderr}`).toBe(0);
+      expect(result.stdout.length, args.join(' ')).toBeGreaterThan(0);
+    }
+    const change = nobody(['flags', 'M', '1', '--add', '\\Flagged'], store);
+    expect(change.status).toBe(2);
+    expect(change.stderr).toMatch(/^mailstore: ACCESS: /);
   });
 });
