@@ -1,9 +1,9 @@
 // What the backup commands share: --repo and --key-file, opening the repository, and closing it
 // whatever happened. A key file is read whole and bounded (it is a secret, not data).
-import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Repository } from '../backup/repository.js';
 import { MailstoreError, fromSystemError } from '../errors.js';
+import { absolutePath } from './context.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { backupLimits } from '../limits.js';
 import type { FileSystem } from '../fs/filesystem.js';
@@ -34,7 +34,7 @@ export async function readKeyFile(path: string): Promise<Buffer> {
 export async function withRepository<T>(command: Command, create: boolean, work: (repo: Repository) => Promise<T>): Promise<T> {
   const options = command.optsWithGlobals() as RepoOptions;
   if (!options.repo) throw new MailstoreError('INVALID', '--repo DIR is required: the backup repository');
-  const secret = options.keyFile !== undefined ? await readKeyFile(resolve(options.keyFile)) : undefined;
+  const secret = options.keyFile !== undefined ? await readKeyFile(absolutePath(options.keyFile)) : undefined;
   const { fs, dir } = await repositoryLocation(options);
   const repo = await Repository.open(fs, dir, { create, secret });
   try {
@@ -49,9 +49,9 @@ async function repositoryLocation(options: RepoOptions): Promise<{ fs: FileSyste
   const url = bucketUrlOfRepo(options.repo!);
   if (url === undefined) {
     if (options.repoCredentials !== undefined) throw new MailstoreError('INVALID', '--repo-credentials is for an s3: repository');
-    return { fs: nodeFileSystem, dir: resolve(options.repo!) };
+    return { fs: nodeFileSystem, dir: absolutePath(options.repo!) };
   }
-  const path = options.repoCredentials === undefined ? undefined : resolve(options.repoCredentials);
+  const path = options.repoCredentials === undefined ? undefined : absolutePath(options.repoCredentials);
   const text = path === undefined ? undefined : (await nodeFileSystem.readFile(path).catch((error) => { throw fromSystemError(error, 'reading the repository credentials', path); })).toString('utf8');
   return { fs: await BucketFileSystem.connect(url, credentialsFrom(text, path)), dir: '/' };
 }

@@ -16,7 +16,20 @@ export const DEFAULT_STORE_DIR = './mailstore-data';
 /** --store DIR, else $MAILSTORE_DIR, else ./mailstore-data; always absolute. */
 export function storeDir(command: Command): string {
   const option = command.optsWithGlobals().store as string | undefined;
-  return resolve(option ?? process.env.MAILSTORE_DIR ?? DEFAULT_STORE_DIR);
+  return absolutePath(option ?? process.env.MAILSTORE_DIR ?? DEFAULT_STORE_DIR);
+}
+
+/**
+ * A path from the command line or the environment, made absolute. A relative one is read against
+ * the current directory, which may have been deleted under the shell: path.resolve then threw
+ * ENOENT from uv_cwd, which the CLI printed as INTERNAL (a bug) instead of saying what to do.
+ */
+export function absolutePath(path: string): string {
+  try {
+    return resolve(path);
+  } catch (error) {
+    throw new MailstoreError('NOT_FOUND', `cannot find ${JSON.stringify(path)}: it is relative and the current directory no longer exists (deleted); give an absolute path or cd into a directory that exists`, { path, cause: error });
+  }
 }
 
 /** A command opens the store for one task: it takes no automatic snapshot (`mailstore snapshot` does, for cron). */
@@ -55,7 +68,8 @@ export async function withStoreAt<T>(dir: string, command: Command, work: (store
 }
 
 /**
- * withStore for commands that only read (fetch, mailbox list/status, stats, acl get/list). When
+ * withStore for commands that only read (fetch, messages, search, mailbox list/status/dump, stats,
+ * usage, quota get/list, acl get/list). When
  * the caller may read the store but not write it (ACCESS), or the disk is full (NO_SPACE), the
  * store is opened read-only instead: nothing is written, and an index that would need recovery is
  * REFUSED rather than served stale (Store.open's readOnly; README, "Read-only open"). A writable
@@ -117,7 +131,7 @@ async function openHandle(dir: string, wait: LockWaitOptions, open: (dir: string
 
 /** Where the CLI looks for the daemon of the store at `dir`: $MAILSTORE_SOCKET (a daemon started with --socket), else its default. */
 export function daemonSocketPath(dir: string): string {
-  return resolve(process.env.MAILSTORE_SOCKET || defaultSocketPath(dir));
+  return absolutePath(process.env.MAILSTORE_SOCKET || defaultSocketPath(dir));
 }
 
 /**

@@ -108,6 +108,11 @@ export async function main(argv: string[]): Promise<number> {
     if (error.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.ok); // the reader went away (| head)
     throw error;
   });
+  // stderr gone too (its reader exited: `2>&1 | head`, a cron or service pipe that closed): the
+  // command goes on and exits with its own code. Unhandled, the first warning (an import's skipped
+  // file, a daemon's log line) threw EPIPE: the import stopped there with exit 1, which reads as
+  // "finished, some entries skipped", and the daemon died. There is nowhere left to say anything.
+  process.stderr.on('error', () => {});
   try {
     const program = await buildProgram(argv);
     await program.parseAsync(argv);

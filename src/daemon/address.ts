@@ -8,6 +8,7 @@ export function parseListen(where: string, what: string, options: { unix: boolea
   if (options.unix && where.startsWith('unix:')) {
     const path = where.slice('unix:'.length);
     if (path === '') throw new MailstoreError('INVALID', `${what} listen address unix: needs a path`);
+    checkSocketPath(path, `the ${what} socket`, `a shorter unix:PATH`);
     return { path };
   }
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(where);
@@ -16,6 +17,20 @@ export function parseListen(where: string, what: string, options: { unix: boolea
     throw new MailstoreError('INVALID', `${what} listen address ${JSON.stringify(where)}: give HOST:PORT ([::1]:PORT for IPv6)${options.unix ? ' or unix:PATH' : ''}`);
   }
   return { host: match[1] ?? match[2], port };
+}
+
+/** The longest path a unix socket can have on Linux: sun_path is 108 bytes with its final NUL. */
+const SOCKET_PATH_BYTES_MAX = 107;
+
+/**
+ * INVALID when `path` is too long for a unix socket. Node does not refuse one: libuv cuts it to
+ * sun_path's length and binds (or connects to) that shorter path, so `serve` in a store 90 bytes
+ * deep listened somewhere else and then failed 'NOT_FOUND: setting the mode of the socket'.
+ */
+export function checkSocketPath(path: string, what: string, instead: string): void {
+  const bytes = Buffer.byteLength(path);
+  if (bytes <= SOCKET_PATH_BYTES_MAX) return;
+  throw new MailstoreError('INVALID', `${what} ${path} is ${bytes} bytes long; a unix socket's path holds at most ${SOCKET_PATH_BYTES_MAX}: give ${instead}`, { path });
 }
 
 /** 'HOST:PORT' of a bound TCP server (the real port when 0 was asked for). */

@@ -12,6 +12,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MailstoreError } from '../errors.js';
+import { checkSocketPath } from './address.js';
 import { ensureSocketDirectory, removeSocketFile, setSocketAccess, socketFileKind } from '../fs/socket-file.js';
 import { daemonLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
@@ -95,6 +96,7 @@ export class DaemonServer {
   /** Listens on the socket (replacing a dead daemon's, refusing a live one's: LOCKED), then runs onStarted. */
   async start(): Promise<void> {
     const path = this.options.socketPath;
+    checkSocketPath(path, 'the socket', '--socket with a shorter path (and MAILSTORE_SOCKET=PATH for the CLI)');
     await ensureSocketDirectory(dirname(path));
     await this.clearStaleSocket(path);
     // The socket is created 0660 from the first instant (no window in which anyone may connect).

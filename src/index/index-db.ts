@@ -7,6 +7,7 @@ import { Level } from 'level';
 import { MailstoreError, assert } from '../errors.js';
 import { decodeValue, encodeValue } from './codec.js';
 import { classifyLevelError, systemAdvice } from './level-errors.js';
+import { makeLevelDirectory } from '../fs/level-directory.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { limits } from '../limits.js';
 
@@ -131,6 +132,7 @@ export class IndexDb {
    * so that LevelDB writes no level-0 tables and compacts nothing while the load runs.
    */
   static async open(path: string, create: boolean, options: { writeBufferBytes?: number } = {}): Promise<IndexDb> {
+    if (create) await makeLevelDirectory(path);
     const db = new Level<Buffer, Buffer>(path, {
       keyEncoding: 'buffer', valueEncoding: 'buffer', createIfMissing: create, errorIfExists: create,
       ...(options.writeBufferBytes ? { writeBufferSize: options.writeBufferBytes } : {}),

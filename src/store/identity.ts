@@ -7,6 +7,7 @@ import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { ensureDir, writeFileDurable } from '../fs/durable.js';
+import { makeLevelDirectory } from '../fs/level-directory.js';
 import { classifyLevelError, systemAdvice } from '../index/level-errors.js';
 import { limits } from '../limits.js';
 
@@ -208,6 +209,7 @@ export async function checkNoWriter(fs: FileSystem, root: string, wait: LockWait
 /** The kernel lock, or undefined while another process holds it; any other failure is thrown as its code. */
 async function openKernelLock(root: string): Promise<Level | undefined> {
   const location = join(root, LAYOUT.lockDb);
+  await makeLevelDirectory(location);
   const kernelLock = new Level(location, { createIfMissing: true });
   try {
     await kernelLock.open();

@@ -27,6 +27,14 @@ export function tempDir(prefix = 'mailstore-cli-'): string {
   return dir;
 }
 
+/** A new store (`mailstore init`) in a directory of its own, with these mailboxes created. */
+export async function newStore(mailboxes: string[], prefix?: string): Promise<string> {
+  const store = join(tempDir(prefix), 'store');
+  await ok(['init'], { store });
+  for (const mailbox of mailboxes) await ok(['mailbox', 'create', mailbox], { store });
+  return store;
+}
+
 export interface RunResult {
   code: number | null;
   signal: NodeJS.Signals | null;

@@ -6,16 +6,11 @@ import { mkdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { limits } from '../../src/limits.js';
-import { bin, json, ok, requireBuilt, run, tempDir } from './helpers.js';
+import { bin, json, newStore, requireBuilt, run, tempDir } from './helpers.js';
 
 beforeAll(requireBuilt);
 
-async function freshStore(): Promise<string> {
-  const store = join(tempDir('mailstore-hostile-'), 'store');
-  await ok(['init'], { store });
-  await ok(['mailbox', 'create', 'M'], { store });
-  return store;
-}
+const freshStore = () => newStore(['M'], 'mailstore-hostile-');
 
 const body = (i: number | string) => `Message-ID: <c${i}@example.org>\nSubject: ${i}\n\nbody ${i}\n`;
 

@@ -7,7 +7,7 @@ import type { MboxStyle } from '../../formats/mbox.js';
 import { EXIT } from '../exit-codes.js';
 import { catchInterrupt } from '../interrupt.js';
 import { createProgress, formatBytes } from '../progress.js';
-import { printJson, printLine, wantsJson, warn, withStore } from '../context.js';
+import { absolutePath, printJson, printLine, wantsJson, warn, withStore } from '../context.js';
 
 interface ExportCommandOptions {
   format: ExportFormat;
@@ -57,7 +57,7 @@ which is safe to delete.`)
           try {
             return await exportMailbox(store, mailbox, {
               format: options.format,
-              out: resolve(options.out),
+              out: absolutePath(options.out),
               recursive: options.recursive,
               statusHeaders: options.statusHeaders,
               mboxStyle: options.mboxStyle,

@@ -8,7 +8,7 @@ import { importLimits, limits } from '../../limits.js';
 import { EXIT } from '../exit-codes.js';
 import { catchInterrupt, type Interrupt } from '../interrupt.js';
 import { createProgress, formatBytes, type Progress } from '../progress.js';
-import { parsePositiveInteger, printJson, printLine, wantsJson, warn, withStore } from '../context.js';
+import { absolutePath, parsePositiveInteger, printJson, printLine, wantsJson, warn, withStore } from '../context.js';
 
 interface ImportCommandOptions {
   mailbox: string;
@@ -80,7 +80,7 @@ async function runImport(source: string, options: ImportCommandOptions, command:
   const interrupt = catchInterrupt('the import');
   const progress = createProgress('import');
   try {
-    const summary = await withStore(command, (store) => importMail(store, resolve(source), importOptions(options, progress, interrupt)));
+    const summary = await withStore(command, (store) => importMail(store, absolutePath(source), importOptions(options, progress, interrupt)));
     progress.finish();
     await report(summary, wantsJson(command));
     if (summary.interrupted) process.exitCode = EXIT.interrupted;

@@ -7,7 +7,7 @@ import { Store } from '../../store/store.js';
 import { checkTierSettings, writeTierSettings, type TierSettings } from '../../store/tier.js';
 import { parseSize } from '../../store/tier-policy.js';
 import { MailstoreError } from '../../errors.js';
-import { printJson, printLine, storeDir, wantsJson } from '../context.js';
+import { absolutePath, printJson, printLine, storeDir, wantsJson } from '../context.js';
 import { limits } from '../../limits.js';
 import { parseInlineBytes } from './config.js';
 
@@ -26,13 +26,13 @@ export function register(program: Command): void {
       let tier: TierSettings | undefined;
       if (options.localBytesMax !== undefined && options.objectStore === undefined) throw new MailstoreError('INVALID', '--local-bytes-max is the budget of an object store: give --object-store too');
       if (options.objectStore !== undefined) {
-        tier = { url: options.objectStore, ...(options.objectStoreCredentials ? { credentials: resolve(options.objectStoreCredentials) } : {}) };
+        tier = { url: options.objectStore, ...(options.objectStoreCredentials ? { credentials: absolutePath(options.objectStoreCredentials) } : {}) };
         if (options.localBytesMax !== undefined) tier.policy = { localBytesMax: options.localBytesMax };
         await checkTierSettings(nodeFileSystem, tier);
       }
       const store = await Store.init(dir, { autoSnapshot: false });
       try {
-        if (options.journalArchive !== undefined) await store.setJournalArchive(resolve(options.journalArchive));
+        if (options.journalArchive !== undefined) await store.setJournalArchive(absolutePath(options.journalArchive));
         if (options.inlineBytesMax !== undefined) await store.setInlineBodies(options.inlineBytesMax === 'default' ? undefined : options.inlineBytesMax);
       } catch (error) {
         await store.close();

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
 import { procedures } from '../../daemon/procedures.js';
 import { DUMP_HEADER, formatDumpLine, parseDumpLine, type DumpedMailbox } from '../../store/mailbox-list.js';
-import { printJson, printLine, wantsJson, withStore, writeStdout } from '../context.js';
+import { printJson, printLine, wantsJson, withReadStore, withStore, writeStdout } from '../context.js';
 
 /** Most bytes of a mailbox list read from stdin (a million mailboxes at ~1 KB each). */
 const DUMP_BYTES_MAX = 1024 * 1024 * 1024;
@@ -14,7 +14,7 @@ export function registerDump(mailbox: Command): void {
     .command('dump')
     .description('print the mailbox list (name, id, uidValidity, owner, ACL, created) as text, one JSON object per line; changes nothing')
     .action(async (_options: unknown, command: Command) => {
-      await withStore(command, async (store) => {
+      await withReadStore(command, async (store) => {
         await writeStdout(Buffer.from(DUMP_HEADER + '\n'));
         for await (const entry of procedures(store).dumpMailboxes()) await writeStdout(Buffer.from(formatDumpLine(entry) + '\n'));
       });

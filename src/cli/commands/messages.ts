@@ -2,7 +2,7 @@
 // uid, size, internal date, flags, modseq, hash. doveadm fetch's metadata fields, for scripts too.
 import type { Command } from 'commander';
 import type { MessageInfo } from '../../store/store.js';
-import { printJson, printLine, wantsJson, withStore } from '../context.js';
+import { printJson, printLine, wantsJson, withReadStore } from '../context.js';
 import { messagesInSet } from '../uids.js';
 
 export function register(program: Command): void {
@@ -11,7 +11,7 @@ export function register(program: Command): void {
     .description('list the messages of MAILBOX (or of a UID set, e.g. 1:5,9,12:*): uid, size, internal date, flags, modseq, hash. Reads the index only; changes nothing')
     .option('--json', 'print an array of {uid, size, internalDate, flags, modseq, hash} (plus envelopeFrom, dateZoneMinutes, recent when stored)')
     .action(async (mailbox: string, uidText: string | undefined, _options: unknown, command: Command) => {
-      const list = await withStore(command, async (store) => {
+      const list = await withReadStore(command, async (store) => {
         const out: MessageInfo[] = [];
         for await (const info of uidText === undefined ? store.messages(mailbox) : messagesInSet(store, mailbox, uidText)) out.push(info);
         return out;

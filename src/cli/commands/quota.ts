@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
 import { procedures } from '../../daemon/procedures.js';
-import { printJson, printLine, wantsJson, withStore } from '../context.js';
+import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
 import { parseBytes, parseCount } from '../dates.js';
 
 export function register(program: Command): void {
@@ -35,7 +35,7 @@ export function register(program: Command): void {
     .description('show the limits of ROOT and what is used below it')
     .option('--json', 'print {root, storage?, messages?, usedBytes, usedMessages}')
     .action(async (root: string, _options: unknown, command: Command) => {
-      const report = await withStore(command, (store) => procedures(store).getQuota(root));
+      const report = await withReadStore(command, (store) => procedures(store).getQuota(root));
       if (wantsJson(command)) return printJson(report);
       await printLine(formatReport(report));
     });
@@ -45,7 +45,7 @@ export function register(program: Command): void {
     .description('every root that has a quota, with its limits and usage')
     .option('--json', 'print an array of quota reports')
     .action(async (_options: unknown, command: Command) => {
-      const reports = await withStore(command, async (store) => {
+      const reports = await withReadStore(command, async (store) => {
         const out = [];
         const { getQuota, listQuotas } = procedures(store);
         for (const { root } of await listQuotas()) out.push(await getQuota(root));

@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { nodeFileSystem } from '../../fs/node-fs.js';
 import { rebuildFromBucket, type RebuildFromBucketResult } from '../../store/rebuild-from-bucket.js';
-import { printJson, printLine, storeDir, wantsJson } from '../context.js';
+import { absolutePath, printJson, printLine, storeDir, wantsJson } from '../context.js';
 import { createProgress } from '../progress.js';
 
 export function register(program: Command): void {
@@ -41,10 +41,10 @@ Exit codes: 0 every message came back; 1 the store was rebuilt and some messages
 incomplete (NOT_FOUND); 5 the target is not empty (EXISTS) or invalid options.`)
     .action(async (options: { journalCopy: string; objectStore: string; objectStoreCredentials?: string }, command: Command) => {
       const target = storeDir(command);
-      const settings = { url: options.objectStore, ...(options.objectStoreCredentials ? { credentials: resolve(options.objectStoreCredentials) } : {}) };
+      const settings = { url: options.objectStore, ...(options.objectStoreCredentials ? { credentials: absolutePath(options.objectStoreCredentials) } : {}) };
       const progress = wantsJson(command) ? undefined : createProgress('verifying the bucket');
       const result = await rebuildFromBucket(target, {
-        journalCopy: resolve(options.journalCopy), settings, fs: nodeFileSystem,
+        journalCopy: absolutePath(options.journalCopy), settings, fs: nodeFileSystem,
         onProgress: progress && ((p) => progress.position(p.bytesDone, Math.max(p.bytesTotal, 1))),
       }).finally(() => progress?.finish());
       if (wantsJson(command)) await printJson({ path: target, ...result });

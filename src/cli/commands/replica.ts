@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { procedures } from '../../daemon/procedures.js';
 import type { CheckResult } from '../../replication/check.js';
 import { EXIT } from '../exit-codes.js';
-import { printJson, printLine, wantsJson, withReadStore } from '../context.js';
+import { absolutePath, printJson, printLine, wantsJson, withReadStore } from '../context.js';
 
 export function register(program: Command): void {
   const replica = program.command('replica').description('replication state: status (primary or replica), check (a replica against its primary)');
@@ -42,7 +42,7 @@ so the check reads one record per mailbox and reads messages only to narrow down
 --scan recomputes the digests from the messages (it also finds index records changed under
 the kept digest, which 'mailstore scrub' finds too).`)
     .action(async (options: { primary?: string; replicationKey?: string; scan?: boolean }, command: Command) => {
-      const result = await withReadStore(command, (store) => procedures(store).replicaCheck({ primary: options.primary, keyFile: options.replicationKey && resolve(options.replicationKey), scan: options.scan === true }));
+      const result = await withReadStore(command, (store) => procedures(store).replicaCheck({ primary: options.primary, keyFile: options.replicationKey && absolutePath(options.replicationKey), scan: options.scan === true }));
       if (wantsJson(command)) await printJson(result);
       else await printCheck(result);
       process.exitCode = result.identical ? EXIT.ok : EXIT.findings;

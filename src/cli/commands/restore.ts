@@ -9,7 +9,7 @@ import { nodeFileSystem } from '../../fs/node-fs.js';
 import { LAYOUT } from '../../store/identity.js';
 import type { MailStore } from '../../store/api.js';
 import { REPO_HELP, withRepository } from '../backup-repo.js';
-import { printJson, printLine, wantsJson, withStoreAt } from '../context.js';
+import { absolutePath, printJson, printLine, wantsJson, withStoreAt } from '../context.js';
 import { createProgress, formatBytes } from '../progress.js';
 
 interface RestoreCliOptions {
@@ -53,7 +53,7 @@ Exit codes: 0 restored; 2 could not run; 3 refused; 4 no repository, snapshot or
 
 async function runRestore(options: RestoreCliOptions, command: Command): Promise<void> {
   if (!options.to) throw new MailstoreError('INVALID', '--to DIR is required: where to restore');
-  const to = resolve(options.to);
+  const to = absolutePath(options.to);
   const selection = { user: options.user, mailbox: options.mailbox, as: options.as };
   const progress = createProgress('restore');
   let done = { messages: 0, bytes: 0 };

@@ -13,7 +13,7 @@ import type { MailStore } from '../../store/api.js';
 import { EXIT } from '../exit-codes.js';
 import { limits } from '../../limits.js';
 import { createProgress, formatBytes } from '../progress.js';
-import { printJson, printLine, wantsJson, withStore } from '../context.js';
+import { absolutePath, printJson, printLine, wantsJson, withStore } from '../context.js';
 
 /** --json: one document, as every command prints; --jsonl: a finding a line as it is printed, then the summary. */
 type Output = 'text' | 'json' | 'jsonl';
@@ -158,7 +158,7 @@ async function repairAndReport(store: MailStore, options: ScrubCliOptions, repor
   const result = await procedures(store).repair(report, {
     // a directory is made absolute (through a daemon the repair runs there, in its own working
     // directory); HOST:PORT names a node (replication listener) and is kept as it is
-    sources: options.source?.map((source) => (/^[^/]*:\d+$/.test(source) ? source : resolve(source))),
+    sources: options.source?.map((source) => (/^[^/]*:\d+$/.test(source) ? source : absolutePath(source))),
     replicationKey: options.replicationKey, force: options.force, dropUnreferenced: options.dropUnreferenced,
     scrubOptions: { mailbox: options.mailbox, maxRateBytesPerSecond: options.maxRate, hashThreads: options.threads },
   });

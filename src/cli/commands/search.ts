@@ -3,7 +3,7 @@
 // read each remaining message's header section (its bytes verified against the hash first).
 import { Option, type Command } from 'commander';
 import { searchMailbox, type SearchCriteria } from '../../store/search.js';
-import { printJson, printLine, wantsJson, withStore } from '../context.js';
+import { printJson, printLine, wantsJson, withReadStore } from '../context.js';
 import { parseAgeOrDate, parseCount } from '../dates.js';
 import { resolveUidSet } from '../uids.js';
 import { formatMessageLine } from './messages.js';
@@ -31,7 +31,7 @@ export function register(program: Command): void {
     .option('--from <text>', 'From contains TEXT')
     .option('--json', 'print an array of {uid, size, internalDate, flags, modseq, hash}')
     .action(async (mailbox: string, options: SearchOptions, command: Command) => {
-      const found = await withStore(command, async (store) => {
+      const found = await withReadStore(command, async (store) => {
         const criteria = toCriteria(options);
         if (options.uids !== undefined) criteria.uids = await resolveUidSet(store, mailbox, options.uids);
         return searchMailbox(store, mailbox, criteria);

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { procedures } from '../../daemon/procedures.js';
 import { limits } from '../../limits.js';
 import { formatBytes } from '../progress.js';
-import { printJson, printLine, wantsJson, withStore } from '../context.js';
+import { absolutePath, printJson, printLine, wantsJson, withStore } from '../context.js';
 
 export function register(program: Command): void {
   program
@@ -25,7 +25,7 @@ snapshot is durable and verified; a crash at any point leaves every record in th
 snapshot.`)
     .action(async (options: { journalArchive?: string }, command: Command) => {
       const { result, archive } = await withStore(command, async (store) => {
-        const archive = options.journalArchive === undefined ? undefined : options.journalArchive === 'off' ? null : resolve(options.journalArchive);
+        const archive = options.journalArchive === undefined ? undefined : options.journalArchive === 'off' ? null : absolutePath(options.journalArchive);
         return procedures(store).snapshot(archive);
       });
       if (wantsJson(command)) return printJson({ ...result, journalArchive: archive ?? null });

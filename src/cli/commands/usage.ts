@@ -2,7 +2,7 @@
 // the user's quota when one is set. Reads the index only.
 import type { Command } from 'commander';
 import { procedures } from '../../daemon/procedures.js';
-import { printJson, printLine, wantsJson, withStore } from '../context.js';
+import { printJson, printLine, wantsJson, withReadStore } from '../context.js';
 
 export function register(program: Command): void {
   program
@@ -11,7 +11,7 @@ export function register(program: Command): void {
     .option('--user <name>', 'only this user (--json then prints one object, not an array)')
     .option('--json', 'print {user, mailboxes, messages, bytes, uniqueBytes, quota?} (an array without --user)')
     .action(async (options: { user?: string }, command: Command) => {
-      const list = await withStore(command, (store) => procedures(store).usage({ user: options.user }));
+      const list = await withReadStore(command, (store) => procedures(store).usage({ user: options.user }));
       if (wantsJson(command)) return printJson(options.user === undefined ? list : list[0]);
       for (const u of list) {
         const quota = u.quota ? `  quota ${u.quota.storage ?? '-'} bytes, ${u.quota.messages ?? '-'} messages` : '';

@@ -3,7 +3,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { procedures } from '../../daemon/procedures.js';
-import { printJson, printLine, wantsJson, withStore } from '../context.js';
+import { absolutePath, printJson, printLine, wantsJson, withStore } from '../context.js';
 
 export function register(program: Command): void {
   program
@@ -21,7 +21,7 @@ CONDSTORE client sees nothing changed (a flag change caught up under the fence g
 next modseq). An interrupted xfer is finished by running the same command again (after the
 switch) or was rolled back (before it).`)
     .action(async (options: { user: string; to: string; mailbox?: string; replicationKey?: string }, command: Command) => {
-      const result = await withStore(command, (store) => procedures(store).xfer({ user: options.user, to: options.to, mailboxPrefix: options.mailbox, keyFile: options.replicationKey && resolve(options.replicationKey) }));
+      const result = await withStore(command, (store) => procedures(store).xfer({ user: options.user, to: options.to, mailboxPrefix: options.mailbox, keyFile: options.replicationKey && absolutePath(options.replicationKey) }));
       if (wantsJson(command)) return printJson(result);
       await printLine(`moved ${result.mailboxes.length} mailbox(es) of ${options.user} to ${options.to}${result.resumedAfterSwitch ? ' (finished an interrupted xfer)' : `, ${result.messages} messages`}`);
     });

@@ -1,0 +1,168 @@
+// The CLI in a hostile or unusual environment rather than given hostile input: stderr whose reader
+// went away, a umask that grants everything, a current directory that was deleted, a socket path
+// longer than a unix socket can name. Each must give the command's own result or a clear error
+// code, never a crash that reads as another result.
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { bin, json, newStore, ok, repoRoot, requireBuilt, run, tempDir } from './helpers.js';
+
+beforeAll(requireBuilt);
+
+const freshStore = () => newStore(['M'], 'mailstore-env-');
+
+/** Runs `mailstore ARGS` with stderr a pipe whose reading end is closed before it writes a byte. */
+function runStderrGone(args: string[], store: string): Promise<{ code: number | null; stdout: string }> {
+  const child = spawn(process.execPath, [bin, ...args], { cwd: repoRoot, env: { ...process.env, MAILSTORE_DIR: store }, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stderr.destroy();
+  const stdout: Buffer[] = [];
+  child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+  return new Promise((done, failed) => {
+    child.on('error', failed);
+    child.on('close', (code) => done({ code, stdout: Buffer.concat(stdout).toString('utf8') }));
+  });
+}
+
+describe('stderr closed (its reader went away)', () => {
+  it('an import that reports a skipped file goes on to the end: every other message in, exit 1 with its summary', async () => {
+    const work = tempDir();
+    const source = join(work, 'md');
+    for (const sub of ['cur', 'new', 'tmp']) mkdirSync(join(source, sub), { recursive: true });
+    for (let i = 1; i <= 20; i++) writeFileSync(join(source, 'cur', `${1700000000 + i}.M${i}.host:2,S`), `Subject: ${i}\n\nbody ${i}\n`);
+    writeFileSync(join(work, 'secret'), 'root-only\n');
+    symlinkSync(join(work, 'secret'), join(source, 'cur', '1700000000.Mlink.host:2,'));
+    const store = await freshStore();
+    const result = await runStderrGone(['import', source, '--mailbox', 'M', '--json'], store);
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.stdout)).toMatchObject({ imported: 20, skipped: 1, skippedReasons: { symlink: 1 } });
+    expect((await json(['mailbox', 'status', 'M'], { store })).messages).toBe(20);
+  });
+
+  it('a failing command keeps its exit code (NOT_FOUND: 4, not 1)', async () => {
+    const store = await freshStore();
+    expect((await runStderrGone(['fetch', 'M', '7'], store)).code).toBe(4);
+  });
+
+  it('the daemon keeps serving when its log (stderr, no --log) cannot be written', async () => {
+    const store = await freshStore();
+    const daemon = spawn(process.execPath, [bin, 'serve'], { cwd: repoRoot, env: { ...process.env, MAILSTORE_DIR: store }, stdio: ['ignore', 'ignore', 'pipe'] });
+    daemon.stderr.destroy();
+    const exited = new Promise<number | null>((done) => daemon.on('close', (code) => done(code)));
+    try {
+      const socket = join(store, 'run', 'mailstore.sock');
+      for (let waited = 0; waited < 10_000 && !existsSync(socket) && daemon.exitCode === null; waited += 50) await new Promise((r) => setTimeout(r, 50));
+      // it has logged 'listening' by now, and its services after: the append goes through it
+      const appended = await ok(['--no-wait', 'append', 'M', '-'], { store, input: 'Subject: via the daemon\n\nx\n' });
+      expect(appended.trim()).toBe('1');
+      expect(daemon.exitCode).toBeNull();
+    } finally {
+      daemon.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+  });
+});
+
+describe('the current directory deleted under the shell', () => {
+  /** `mailstore ARGS` started in a directory that is removed before node starts. */
+  function inDeletedDirectory(args: string[], env: Record<string, string> = {}) {
+    const gone = join(tempDir(), 'gone');
+    mkdirSync(gone);
+    const environment: Record<string, string | undefined> = { ...process.env, ...env };
+    if (!('MAILSTORE_DIR' in env)) delete environment.MAILSTORE_DIR;
+    return spawnSync('sh', ['-c', 'cd "$1" && rmdir "$1" && shift && exec "$@"', 'sh', gone, process.execPath, bin, ...args], { env: environment, encoding: 'utf8' });
+  }
+
+  it('a relative or default store is NOT_FOUND (exit 4) saying why, not INTERNAL; an absolute one works', async () => {
+    for (const args of [['stats'], ['--store', 'relative/store', 'stats'], ['serve']]) {
+      const result = inDeletedDirectory(args);
+      expect(result.status, `${args.join(' ')}: ${result.stderr}`).toBe(4);
+      expect(result.stderr).toMatch(/^mailstore: NOT_FOUND: .*current directory no longer exists/);
+    }
+    const store = await freshStore();
+    const absolute = inDeletedDirectory(['--store', store, 'mailbox', 'list']);
+    expect(absolute.status, absolute.stderr).toBe(0);
+    expect(absolute.stdout).toBe('M\n');
+    const source = inDeletedDirectory(['--store', store, 'import', 'Maildir', '--mailbox', 'M']);
+    expect(source.status, source.stderr).toBe(4);
+    expect(source.stderr).toMatch(/^mailstore: NOT_FOUND: cannot find "Maildir": it is relative/);
+  });
+});
+
+describe('umask 000', () => {
+  /** Every path under `dir` that users other than owner and group reach (search bits all the way) and may write. */
+  function writableByOthers(dir: string): string[] {
+    const found: string[] = [];
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name);
+      const stat = lstatSync(path);
+      if ((stat.mode & 0o002) !== 0 && !stat.isSocket() && !stat.isSymbolicLink()) found.push(path);
+      if (stat.isDirectory() && (stat.mode & 0o001) !== 0) found.push(...writableByOthers(path));
+    }
+    return found;
+  }
+
+  it('no directory of a store is open to other users, LevelDB\'s index/ and lock/ too (a root a package made 0755)', async () => {
+    const store = join(tempDir(), 'store');
+    mkdirSync(store, { mode: 0o755 });
+    const mailstore = (...args: string[]) => spawnSync('sh', ['-c', 'umask 000 && exec "$@"', 'sh', process.execPath, bin, '--store', store, ...args], { input: 'Subject: x\n\ny\n', encoding: 'utf8' });
+    for (const args of [['init'], ['mailbox', 'create', 'M'], ['append', 'M', '-'], ['reconstruct', '--force']]) {
+      const result = mailstore(...args);
+      expect(result.status, `${args.join(' ')}: ${result.stderr}`).toBe(0);
+    }
+    for (const sub of ['index', 'lock', 'journal', 'packs']) expect((lstatSync(join(store, sub)).mode & 0o777).toString(8), sub).toBe('750');
+    // the files inside LevelDB's directories follow the umask (0666): only owner and group reach them
+    expect(writableByOthers(store)).toEqual([]);
+  });
+});
+
+describe('a socket path longer than a unix socket can name (107 bytes)', () => {
+  it('serve in a deep store says so (INVALID, exit 5) and serves with a shorter --socket; a long unix: LMTP path likewise', async () => {
+    const deep = join(tempDir(), 'd'.repeat(60), 'e'.repeat(40), 'store');
+    mkdirSync(join(deep, '..'), { recursive: true });
+    await ok(['init'], { store: deep });
+    await ok(['mailbox', 'create', 'M'], { store: deep });
+    expect(Buffer.byteLength(join(deep, 'run', 'mailstore.sock'))).toBeGreaterThan(107);
+    const refused = await run(['--no-wait', 'serve'], { store: deep });
+    expect(refused.code, refused.stderr).toBe(5);
+    expect(refused.stderr).toMatch(/INVALID: the socket .*mailstore\.sock is \d+ bytes long; a unix socket's path holds at most 107: give --socket/);
+    const lmtp = await run(['--no-wait', 'serve', '--socket', join(tempDir(), 's.sock'), '--lmtp', `unix:${join(deep, 'lmtp.sock')}`], { store: deep });
+    expect(lmtp.code, lmtp.stderr).toBe(5);
+    expect(lmtp.stderr).toMatch(/INVALID: the LMTP socket .*lmtp\.sock is \d+ bytes long/);
+
+    const socket = join(tempDir(), 's.sock');
+    const daemon = spawn(process.execPath, [bin, '--store', deep, 'serve', '--socket', socket, '--log', join(tempDir(), 'log')], { stdio: 'ignore' });
+    const exited = new Promise<number | null>((done) => daemon.on('close', (code) => done(code)));
+    try {
+      for (let waited = 0; waited < 10_000 && !existsSync(socket) && daemon.exitCode === null; waited += 50) await new Promise((r) => setTimeout(r, 50));
+      expect((await ok(['--no-wait', 'append', 'M', '-'], { store: deep, input: 'Subject: x\n\ny\n', env: { MAILSTORE_SOCKET: socket } })).trim()).toBe('1');
+    } finally {
+      daemon.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+  });
+});
+
+describe('a store the caller may read but not write', () => {
+  // As `nobody` (root ignores modes), who must reach the built CLI: see drills.test.ts
+  const nobody = (args: string[], store: string) => spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, bin, '--store', store, ...args], { cwd: '/', encoding: 'utf8' });
+  const skip = process.getuid?.() !== 0 ? 'needs root (setpriv)' : !existsSync('/usr/bin/setpriv') ? 'setpriv is missing'
+    : spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, '-e', `require('fs').accessSync(${JSON.stringify(bin)})`]).status !== 0 ? `nobody cannot reach ${bin}` : undefined;
+  if (skip) console.warn(`SKIPPED: the read-only store test: ${skip}`);
+
+  it.skipIf(skip !== undefined)('every command that only reads works (as fetch did), a change is ACCESS', async () => {
+    const store = await freshStore();
+    await ok(['append', 'M', '-', '--flags', '\\Seen'], { store, input: 'Subject: hello\n\nbody\n' });
+    await ok(['quota', 'set', 'M', '--messages', '10'], { store });
+    chmodSync(join(store, '..'), 0o755);
+    spawnSync('chmod', ['-R', 'a+rX,go-w', store]);
+    for (const args of [['fetch', 'M', '1'], ['messages', 'M'], ['search', 'M', '--subject', 'hello'], ['mailbox', 'dump'], ['usage', '--json'], ['quota', 'get', 'M'], ['quota', 'list']]) {
+      const result = nobody(args, store);
+      expect(result.status, `${args.join(' ')}: ${result.stderr}`).toBe(0);
+      expect(result.stdout.length, args.join(' ')).toBeGreaterThan(0);
+    }
+    const change = nobody(['flags', 'M', '1', '--add', '\\Flagged'], store);
+    expect(change.status).toBe(2);
+    expect(change.stderr).toMatch(/^mailstore: ACCESS: /);
+  });
+});
