@@ -1,6 +1,15 @@
 // sysexits.h codes for an MTA's delivery command (Postfix mailbox_command, procmail-style): a
 // temporary failure must be 75 (EX_TEMPFAIL) so the MTA queues and retries instead of bouncing.
 // Used by `append --sysexits` or MAILSTORE_SYSEXITS=1; every other command keeps exit-codes.ts.
+//
+// Only what is wrong with the message or its recipient is permanent (65, 66, 67): Postfix turns
+// every other sysexits code but 71 and 75 into a bounce (its sys_exits table: 74 "5.3.0", 77
+// "5.7.0", 78 "5.3.5"), and a store that is unmounted, has lost its permissions, is damaged or
+// is missing altogether is the server's trouble, fixed by its admin, after which the queued mail
+// goes in. Until session 30, ACCESS (77), UNMOUNTED and REFUSED (78), CORRUPT (74) and a bug (70)
+// bounced the mail, and a missing store directory bounced as "user unknown" (67). As the LMTP
+// server answers (src/daemon/lmtp.ts failureReply), and as Dovecot's LDA does for its own
+// internal errors.
 import { isMailstoreError, type ErrorCode } from '../errors.js';
 
 export const SYSEXITS = {
@@ -8,34 +17,36 @@ export const SYSEXITS = {
   dataErr: 65, // EX_DATAERR: the message itself is unacceptable
   noInput: 66, // EX_NOINPUT: the message file cannot be read
   noUser: 67, // EX_NOUSER: no such mailbox
-  software: 70, // EX_SOFTWARE: a bug
-  ioErr: 74, // EX_IOERR
   tempFail: 75, // EX_TEMPFAIL: try again later
-  noPerm: 77, // EX_NOPERM
-  config: 78, // EX_CONFIG: the store is not where or what it should be
 } as const;
 
-const BY_CODE: Record<ErrorCode, number> = {
-  LOCKED: SYSEXITS.tempFail,
-  NO_SPACE: SYSEXITS.tempFail,
-  IO: SYSEXITS.tempFail,
-  CLOSED: SYSEXITS.tempFail,
-  UNAVAILABLE: SYSEXITS.tempFail, // the daemon went away, or too few synchronous replicas: an MTA retries (a retried delivery may store twice, as with any MTA)
-  OVER_QUOTA: SYSEXITS.tempFail, // as Cyrus's LMTP 452 by default: the user can make room
-  HALTED: SYSEXITS.tempFail, // the store stopped itself and wrote nothing; reopening may succeed
+/** What the store's append itself refused for good: the mailbox or the message. Anything else is temporary. */
+const PERMANENT: Partial<Record<ErrorCode, number>> = {
   NOT_FOUND: SYSEXITS.noUser,
   INVALID: SYSEXITS.dataErr,
   TOO_LARGE: SYSEXITS.dataErr,
-  EXISTS: SYSEXITS.software,
-  ACCESS: SYSEXITS.noPerm,
-  UNMOUNTED: SYSEXITS.config,
-  REFUSED: SYSEXITS.config,
-  CORRUPT: SYSEXITS.ioErr,
-  READ_ONLY_REPLICA: SYSEXITS.tempFail, // delivered to a replica: retry (at the primary)
 };
 
-export function sysexitFor(error: unknown): number {
-  return isMailstoreError(error) ? BY_CODE[error.code] : SYSEXITS.software;
+/**
+ * Where a failed append was: reading and checking the message (its flags, date, size, the FILE),
+ * opening the store (or reaching its daemon), or in the store's append call.
+ */
+export type AppendStage = 'message' | 'store' | 'append';
+
+/**
+ * The exit code of a failed `append --sysexits`. Only the message's own faults and the append
+ * call's refusals can be permanent: a NOT_FOUND while opening the store is the store itself (its
+ * directory gone with an unmounted disk), which must not bounce as "user unknown".
+ */
+export function sysexitFor(error: unknown, stage: AppendStage, file: string | undefined): number {
+  if (!isMailstoreError(error)) return SYSEXITS.tempFail; // a bug: the mail waits for the fix
+  if (stage === 'message') {
+    if (file !== undefined && error.path === file) return SYSEXITS.noInput; // the message FILE cannot be read
+    if (error.code === 'INVALID' || error.code === 'TOO_LARGE') return SYSEXITS.dataErr;
+    return SYSEXITS.tempFail; // stdin that broke is the MTA's pipe: retry
+  }
+  if (stage === 'store') return SYSEXITS.tempFail;
+  return PERMANENT[error.code] ?? SYSEXITS.tempFail;
 }
 
 /** append --sysexits, or MAILSTORE_SYSEXITS=1 in the environment (for MTAs that cannot add flags). */
@@ -46,13 +57,11 @@ export function sysexitsWanted(flag: boolean | undefined): boolean {
 export function sysexitsHelp(): string {
   return [
     'With --sysexits (or MAILSTORE_SYSEXITS=1), append exits with sysexits.h codes for an MTA:',
-    '  75 EX_TEMPFAIL  LOCKED, NO_SPACE, IO, CLOSED, OVER_QUOTA, HALTED, UNAVAILABLE, READ_ONLY_REPLICA: retry later',
     '  67 EX_NOUSER    NOT_FOUND: no such mailbox',
+    '  65 EX_DATAERR   INVALID, TOO_LARGE: the message, its flags or date are unacceptable',
     '  66 EX_NOINPUT   the message FILE cannot be read',
-    '  65 EX_DATAERR   INVALID, TOO_LARGE: the message or arguments are unacceptable',
-    '  77 EX_NOPERM    ACCESS',
-    '  78 EX_CONFIG    UNMOUNTED, REFUSED: the store is missing or not itself',
-    '  74 EX_IOERR     CORRUPT',
-    '  70 EX_SOFTWARE  anything else (a bug)',
+    '  75 EX_TEMPFAIL  everything else: the MTA keeps the message queued and retries (LOCKED, NO_SPACE,',
+    '                  OVER_QUOTA, IO, ACCESS, UNMOUNTED, REFUSED, CORRUPT, CLOSED, HALTED, UNAVAILABLE,',
+    '                  READ_ONLY_REPLICA, a missing store, a bug)',
   ].join('\n');
 }

@@ -1,5 +1,6 @@
 // The day-2 administration commands as an admin and an MTA run them (issue 18): messages, search,
 // sizes, usage and quotas, retention, users, copy/move, the mailbox list as text, sysexits.
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { json, ok, requireBuilt, run, tempDir } from './helpers.js';
@@ -89,6 +90,28 @@ describe('append --sysexits', () => {
     }
     expect((await ok(['append', 'in', '-', '--sysexits'], { store, input: message(1) })).trim()).toBe('1');
     expect(await ok(['append', '--help'], { store })).toMatch(/75 EX_TEMPFAIL/);
+  });
+
+  it('keeps the mail queued (75), never bounces it, when the store is the trouble: missing, not a directory, damaged', async () => {
+    // Postfix bounces every sysexits code but 71 and 75: a store gone with an unmounted disk was
+    // 67 ("user unknown"), a store path that is a file 65; a damaged store 74
+    const dir = tempDir();
+    const missing = await run(['append', 'in', '-', '--sysexits'], { store: join(dir, 'unmounted', 'store'), input: message(1) });
+    expect(missing.code, missing.stderr).toBe(75);
+    expect(missing.stderr).toMatch(/^mailstore: NOT_FOUND: /);
+    writeFileSync(join(dir, 'file'), 'not a store');
+    const file = await run(['append', 'in', '-', '--sysexits'], { store: join(dir, 'file'), input: message(1) });
+    expect(file.code, file.stderr).toBe(75);
+    const store = await freshStore();
+    await ok(['mailbox', 'create', 'in'], { store });
+    writeFileSync(join(store, 'STORE'), 'garbage\n'); // the store's identity damaged: it refuses to open
+    const damaged = await run(['append', 'in', '-', '--sysexits'], { store, input: message(1) });
+    expect(damaged.code, damaged.stderr).toBe(75);
+    expect(damaged.stderr).toMatch(/^mailstore: (UNMOUNTED|CORRUPT|REFUSED): /); // it cannot tell a damaged identity from another disk mounted there
+    // the mailbox and the message stay permanent failures
+    const good = await freshStore();
+    expect((await run(['append', 'nope', '-', '--sysexits'], { store: good, input: message(1) })).code).toBe(67);
+    expect((await run(['append', 'nope', '-', '--sysexits', '--date', 'yesterday-ish'], { store: good, input: message(1) })).code).toBe(65);
   });
 });
 

@@ -6,9 +6,12 @@ import { MailstoreError, fromSystemError, isMailstoreError } from '../../errors.
 import { readFileUpTo } from '../../fs/node-fs.js';
 import { limits } from '../../limits.js';
 import { parseDateOption, parseFlagList, printJson, printLine, readStdin, wantsJson, withStore } from '../context.js';
-import { SYSEXITS, sysexitFor, sysexitsHelp, sysexitsWanted } from '../sysexits.js';
+import { SYSEXITS, sysexitFor, sysexitsHelp, sysexitsWanted, type AppendStage } from '../sysexits.js';
 
 interface AppendCliOptions { flags?: string; date?: string; sysexits?: boolean }
+
+/** How far an append got: what a failure is about (sysexitFor). */
+interface AppendProgress { stage: AppendStage }
 
 export function register(program: Command): void {
   program
@@ -16,30 +19,33 @@ export function register(program: Command): void {
     .description('append one message from FILE, or from stdin when FILE is "-" or absent. The uid is printed only once the message is durable (blob and journal fsynced); on any error nothing was acknowledged')
     .option('--flags <flags>', 'flags, comma or space separated, e.g. "\\Seen,\\Flagged,$Label1"')
     .option('--date <date>', 'internal date: ISO 8601 (2024-02-29T10:00:00Z), RFC 5322 or epoch seconds; a real calendar date from 1970 to 9999 (else exit 5); default now')
-    .option('--sysexits', 'exit with sysexits.h codes (75 temporary, 67 no mailbox, 65 bad message) for an MTA; also MAILSTORE_SYSEXITS=1')
+    .option('--sysexits', 'exit with sysexits.h codes (67 no mailbox, 65 bad message, 75 anything else: retry) for an MTA; also MAILSTORE_SYSEXITS=1')
     .option('--json', 'print {uid, uidValidity, hash, size, deduplicated} as JSON')
     .addHelpText('after', `\n${sysexitsHelp()}`)
     .action(async (mailbox: string, file: string | undefined, options: AppendCliOptions, command: Command) => {
-      if (!sysexitsWanted(options.sysexits)) return appendOne(mailbox, file, options, command);
+      const progress: AppendProgress = { stage: 'message' };
+      if (!sysexitsWanted(options.sysexits)) return appendOne(mailbox, file, options, command, progress);
       try {
-        await appendOne(mailbox, file, options, command);
+        await appendOne(mailbox, file, options, command, progress);
       } catch (error) {
         if (error instanceof CommanderError) throw error;
         process.stderr.write(`mailstore: ${isMailstoreError(error) ? error.code : 'INTERNAL'}: ${error instanceof Error ? error.message : String(error)}\n`);
-        // a message FILE that cannot be read is EX_NOINPUT, not a missing mailbox
-        const unreadableInput = isMailstoreError(error) && file !== undefined && file !== '-' && error.path === file;
-        process.exitCode = unreadableInput ? SYSEXITS.noInput : sysexitFor(error);
+        process.exitCode = sysexitFor(error, progress.stage, file === '-' ? undefined : file);
       }
     });
 }
 
-async function appendOne(mailbox: string, file: string | undefined, options: AppendCliOptions, command: Command): Promise<void> {
+async function appendOne(mailbox: string, file: string | undefined, options: AppendCliOptions, command: Command, progress: AppendProgress): Promise<void> {
   const flags = parseFlagList(options.flags);
   const internalDate = parseDateOption(options.date);
   const bytes = file === undefined || file === '-'
     ? await readStdin()
     : await readMessageArgument(file);
-  const result = await withStore(command, (store) => store.append(mailbox, bytes, { flags, internalDate }));
+  progress.stage = 'store';
+  const result = await withStore(command, (store) => {
+    progress.stage = 'append';
+    return store.append(mailbox, bytes, { flags, internalDate });
+  });
   if (wantsJson(command)) await printJson({ mailbox, ...result });
   else await printLine(String(result.uid));
   process.exitCode = SYSEXITS.ok;
