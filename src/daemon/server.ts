@@ -100,19 +100,25 @@ export class DaemonServer {
     await ensureSocketDirectory(dirname(path));
     await this.clearStaleSocket(path);
     // The socket is created 0660 from the first instant (no window in which anyone may connect).
-    const umask = process.umask(0o117);
+    // The umask is the whole process's: it is changed only around listen(), which binds the
+    // socket before it returns, never across an await (until session 30 it was, and a directory
+    // the store made meanwhile, a pack's or the quarantine's, would have been 0640: no search
+    // permission even for its owner).
     try {
       await new Promise<void>((resolve, reject) => {
         this.server.once('error', reject);
-        this.server.listen({ path, backlog: daemonLimits.listenBacklog }, () => {
-          this.server.off('error', reject);
-          resolve();
-        });
+        const umask = process.umask(0o117);
+        try {
+          this.server.listen({ path, backlog: daemonLimits.listenBacklog }, () => {
+            this.server.off('error', reject);
+            resolve();
+          });
+        } finally {
+          process.umask(umask);
+        }
       });
     } catch (error) {
       throw new MailstoreError('IO', `cannot listen on ${path}: ${(error as Error).message}`, { path, cause: error });
-    } finally {
-      process.umask(umask);
     }
     this.listening = true;
     await setSocketAccess(path, 0o660, this.options.socketGroup);
