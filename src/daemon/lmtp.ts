@@ -36,7 +36,18 @@ export interface LmtpOptions {
 
 export interface LmtpLogEntry {
   event: 'lmtp.listening' | 'lmtp.delivered' | 'lmtp.refused' | 'lmtp.failed' | 'lmtp.aborted' | 'lmtp.closed';
+  /**
+   * 'warn' when the server is the trouble (a full disk, I/O, permissions, an unmounted or stopped
+   * store, a bug: mail is being deferred), for monitoring that watches warnings; absent for
+   * ordinary traffic (a delivery, an unknown recipient, a message too big, a full mailbox).
+   */
+  level?: 'warn';
   [field: string]: unknown;
+}
+
+/** The log level of a refusal or failure caused by `error` (LmtpLogEntry.level). */
+export function troubleLevel(error: unknown): 'warn' | undefined {
+  return isMailstoreError(error) && ['NOT_FOUND', 'INVALID', 'TOO_LARGE', 'OVER_QUOTA'].includes(error.code) ? undefined : 'warn';
 }
 
 export interface LmtpServer {
@@ -100,7 +111,7 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     onRcptTo: (address, _session, callback) => {
       track(checkRecipient(store, template, address, known, mailboxes)).then(() => callback(), (error: unknown) => {
         const reply = rcptReply(error);
-        log({ event: 'lmtp.refused', to: address.address, reply: `${reply.responseCode} ${reply.message}` });
+        log({ event: 'lmtp.refused', to: address.address, reply: `${reply.responseCode} ${reply.message}`, ...(error instanceof Reply ? {} : { level: troubleLevel(error) }) });
         callback(reply);
       });
     },
@@ -115,6 +126,7 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
             for (const entry of delivered) log(entry);
           },
           (error: unknown) => { // a bug of ours: every recipient gets 451
+            log({ event: 'lmtp.failed', from: session.envelope.mailFrom || null, code: isMailstoreError(error) ? error.code : 'INTERNAL', error: String(error), level: 'warn' });
             callback(failureReply(error));
             flushReplies();
           },
@@ -124,7 +136,7 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
       );
     },
   });
-  server.on('error', (error) => log({ event: 'lmtp.failed', error: String(error) }));
+  server.on('error', (error) => log({ event: 'lmtp.failed', error: String(error), level: 'warn' }));
   server.server.on('connection', groupReplies);
   const address = await listen(server, options.listen);
   log({ event: 'lmtp.listening', address });
@@ -312,7 +324,7 @@ async function deliver(
     if (outcomes.has(mailbox)) continue;
     outcomes.set(mailbox, store.append(mailbox, bytes, envelopeFrom ? { envelopeFrom } : {}).catch((error: unknown) => {
       const reply = failureReply(error);
-      log({ event: 'lmtp.failed', from, mailbox, code: isMailstoreError(error) ? error.code : 'INTERNAL', error: String(error), reply: `${reply.responseCode} ${reply.message}` });
+      log({ event: 'lmtp.failed', from, mailbox, code: isMailstoreError(error) ? error.code : 'INTERNAL', error: String(error), reply: `${reply.responseCode} ${reply.message}`, level: troubleLevel(error) });
       return reply;
     }));
   }

@@ -303,12 +303,13 @@ describe('LMTP delivery', () => {
     expect(await deliver('eio')).toEqual(['451 4.3.0 local error in processing (IO)', '451 4.3.0 local error in processing (IO)']);
     expect(await messages(store, 'alice')).toBe(0);
     expect(log.filter((e) => e.event === 'lmtp.failed').map((e) => e.code)).toEqual(['NO_SPACE', 'NO_SPACE', 'IO', 'IO']);
+    expect(log.filter((e) => e.event === 'lmtp.failed').map((e) => e.level)).toEqual(['warn', 'warn', 'warn', 'warn']); // the server's trouble: monitoring sees it
     expect(await deliver('back')).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1', '250 2.0.0 delivered to user/bob/INBOX uid 1']);
     expect((await store.fetch('user/alice/INBOX', 1)).equals(message('back'))).toBe(true);
   });
 
   it('answers 452 4.2.2 to a recipient over quota and delivers to the others', async () => {
-    const { store, port } = await setup();
+    const { store, port, log } = await setup();
     await setQuota(store, 'user/bob', { messages: 0 });
     const c = await converse({ port });
     c.send(envelope('s@example.org', ['alice@example.org', 'bob@example.org']) + 'DATA\r\n');
@@ -316,6 +317,7 @@ describe('LMTP delivery', () => {
     c.send(Buffer.concat([message('quota'), Buffer.from('.\r\n')]));
     expect(await c.replies(2)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1', '452 4.2.2 mailbox full']);
     expect(await messages(store, 'bob')).toBe(0);
+    expect(log.filter((e) => e.event === 'lmtp.failed').map((e) => [e.code, e.level])).toEqual([['OVER_QUOTA', undefined]]); // ordinary traffic: info
   });
 
   it('listens on a unix socket, replaces one a crash left behind, and refuses one another process serves', async () => {

@@ -143,7 +143,8 @@ function wireServices(server: DaemonServer, hooks: ServiceHooks, options: ServeO
     services = await startServices(server.store, hooks, {
       lmtp: options.lmtp, lmtpTemplate: options.lmtpTemplate, metrics: options.metrics,
       webhook: options.webhook === undefined ? undefined : { url: options.webhook },
-      log: ({ event, ...fields }) => server.logger.info(event, fields),
+      // the server's own trouble (mail deferred) at warn, ordinary traffic at info
+      log: ({ event, level, ...fields }) => (level === 'warn' ? server.logger.warn(event, fields) : server.logger.info(event, fields)),
     });
     server.logger.info('services', { lmtp: services.lmtp, metrics: services.metrics, webhook: options.webhook });
   });
