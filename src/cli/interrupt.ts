@@ -16,11 +16,17 @@ export function catchInterrupt(what: string): Interrupt {
       process.exit(EXIT.interrupted);
     }
     requested = true;
-    process.stderr.write(`\nmailstore: stopping ${what} at the next safe point (Ctrl-C again to stop at once)\n`);
+    process.stderr.write(`\nmailstore: stopping ${what} at the next safe point (Ctrl-C or SIGTERM again to stop at once)\n`);
   };
+  // SIGTERM too (kill, a service manager, a container stopping): it killed an import before it
+  // printed its summary and left an export's temp file beside --out (found session 30)
   process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
   return {
     get requested() { return requested; },
-    dispose() { process.off('SIGINT', handler); },
+    dispose() {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    },
   };
 }
