@@ -54,15 +54,21 @@ describe('the daemon killed while it compacts', () => {
     let hits = 0;
     for (let round = 0; round < 8 && hits < 3; round++) {
       const daemon = await serve(store);
-      if (round > 0) expect(partials(store), `round ${round}: after the restarted daemon opened the store`).toEqual([]);
+      const left = partials(store);
+      if (round > 0 && left.length > 0) {
+        daemon.child.kill('SIGTERM'); // not left running by a failed check
+        await daemon.exited;
+      }
+      expect(left, `round ${round}: after the restarted daemon opened the store`).toEqual([]);
       if (await killWhilePartial(store, daemon)) hits++;
       else if (!readdirSync(join(store, 'packs')).includes('00000001.pack')) break; // the compaction won the race and finished
     }
     expect(hits, 'the daemon was killed while a new pack was partial').toBeGreaterThan(0);
     const daemon = await serve(store);
-    expect(partials(store), 'after the last restart').toEqual([]);
+    const left = partials(store);
     daemon.child.kill('SIGTERM');
     await daemon.exited;
+    expect(left, 'after the last restart').toEqual([]);
 
     const reopened = await Store.open(store, { autoSnapshot: false });
     try {
