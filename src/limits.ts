@@ -108,6 +108,14 @@ export const limits = {
    * session 22); the journal tail a rebuild replays grows by what came in meanwhile.
    */
   snapshotAutoPauseFactor: 3,
+  /**
+   * An automatic snapshot that failed (a full disk, a directory that lost its write bit) is tried
+   * again no sooner than this after it, doubling with each failure in a row up to
+   * snapshotAutoRetryMsMax: a failure that comes in milliseconds was tried again at the next commit,
+   * ~60 times a second under steady mail (a warning logged each time).
+   */
+  snapshotAutoRetryMs: 1000,
+  snapshotAutoRetryMsMax: 15 * 60 * 1000,
   /** A snapshot is written in pieces of about this size. */
   snapshotWriteChunkBytes: 1024 * 1024,
   /**

@@ -76,6 +76,8 @@ export class Snapshotter {
   private started = false;
   /** No automatic snapshot starts before this time (ms): limits.snapshotAutoPauseFactor times the last one's duration after it. */
   private autoNotBefore = 0;
+  /** The wait after the next failed automatic snapshot (doubling while they fail; limits.snapshotAutoRetryMs again after a success). */
+  private autoRetryMs = 0;
 
   constructor(private readonly host: SnapshotHost) {}
 
@@ -108,9 +110,21 @@ export class Snapshotter {
     if (!grown) return;
     const started = Date.now();
     // a snapshot reads the whole index: however large the store grows and however fast mail comes
-    // in, the next one waits a multiple of this one's time, so they never run back to back
-    const spaced = () => { this.autoNotBefore = Date.now() + (Date.now() - started) * limits.snapshotAutoPauseFactor; };
-    this.take().then((result) => { spaced(); report(result); }, (error) => { spaced(); report(undefined, error); });
+    // in, the next one waits a multiple of this one's time, so they never run back to back; one
+    // that failed waits at least a retry delay that doubles while they keep failing (a full disk
+    // fails them in milliseconds, and every commit would start the next)
+    const spaced = (failed: boolean) => {
+      const pause = (Date.now() - started) * limits.snapshotAutoPauseFactor;
+      const retry = failed ? this.nextRetryMs() : 0;
+      if (!failed) this.autoRetryMs = 0;
+      this.autoNotBefore = Date.now() + Math.max(pause, retry);
+    };
+    this.take().then((result) => { spaced(false); report(result); }, (error) => { spaced(true); report(undefined, error); });
+  }
+
+  private nextRetryMs(): number {
+    this.autoRetryMs = this.autoRetryMs === 0 ? limits.snapshotAutoRetryMs : Math.min(this.autoRetryMs * 2, limits.snapshotAutoRetryMsMax);
+    return this.autoRetryMs;
   }
 
   /** Automatic snapshots may start (after open has finished its own work). */

@@ -496,6 +496,13 @@ export class Store implements MailStore {
   private async finishInterruptedCompaction(): Promise<void> {
     const highest = await this.db.get<number>(meta.highestRetiredPack);
     if (highest) this.packs.reserveNumbersTo(highest);
+    // a compaction's new pack that a crash left half-written was never named: nothing refers to it
+    // (until now only the next compaction removed it, and a daemon compacts only past
+    // limits.compactDeadBytesMin, so a copy of the live data could stay on disk for good)
+    await this.packs.removePartialPacks().catch((error: unknown) => {
+      if (!(error instanceof MailstoreError)) throw error;
+      this.health.findings.push(`a compaction's half-written new pack could not be removed yet (${error.message}); the next compaction tries again`);
+    });
     if (this.health.degraded) return;
     // nothing retired (every open but one after a compaction's crash): compact.ts is not loaded
     if (!(await this.db.get<number[]>(meta.retiredPacks))?.length) return;
