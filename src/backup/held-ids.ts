@@ -19,7 +19,9 @@ import type { IndexFile, Repository } from './repository.js';
 import { HASH_BYTES, compareHashes, listTips, searchHash, sortHashes } from './tip.js';
 
 const HELD_VERSION = 1;
-const PREFIX = 'held.';
+/** A table's file name in tips/: this, then the hex BLAKE3 of the file. */
+export const HELD_PREFIX = 'held.';
+const PREFIX = HELD_PREFIX;
 
 interface StoredHeld {
   version: number;

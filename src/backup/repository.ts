@@ -20,9 +20,11 @@ import { applyDelta, type SnapshotDelta } from './delta.js';
 import { HASH_BYTES, compareHashes } from './tip.js';
 import { indexIds, mergeHeld, readHeld, tableHolds, writeHeld, type HeldTable } from './held-ids.js';
 import { zstdAvailable } from './zstd.js';
+import type { ScanResult } from './scan.js';
 import { DELTA_FORMAT_VERSION, FORMAT_VERSION, REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
 
-export const REPO_LAYOUT = { config: 'config', data: 'data', index: 'index', snapshots: 'snapshots', locks: 'locks', tips: 'tips' } as const;
+/** `damaged`: index files `backup repair` set aside (repair.ts), kept, never read. */
+export const REPO_LAYOUT = { config: 'config', data: 'data', index: 'index', snapshots: 'snapshots', locks: 'locks', tips: 'tips', damaged: 'damaged' } as const;
 const REPO_FORMAT = 'mailstore-backup';
 
 export interface RepoConfig {
@@ -45,6 +47,12 @@ export interface BlobEntry {
 export interface BlobIndex {
   places: Map<string, BlobEntry[]>;
   unreadable: string[];
+  /** The data files the index files that read name: a scan (scan.ts) walks only the others. */
+  named: Set<string>;
+  /** The scan of the other data files, started by the first blob no index file that reads lists (once per operation). */
+  scan?: Promise<ScanResult>;
+  /** The blobs read where the scan found them (hex ids): a restore says how many. */
+  foundByScan: Set<string>;
 }
 
 /** An index file: the records of one or more data files. */
@@ -337,6 +345,7 @@ export class Repository {
   async loadIndex(): Promise<BlobIndex> {
     const places = new Map<string, BlobEntry[]>();
     const unreadable: string[] = [];
+    const named = new Set<string>();
     for (const name of await this.list('index')) {
       let index: IndexFile;
       try {
@@ -347,8 +356,9 @@ export class Repository {
         continue;
       }
       addToIndex(places, index);
+      for (const { file } of index.files) named.add(file);
     }
-    return { places, unreadable };
+    return { places, unreadable, named, foundByScan: new Set() };
   }
 
   /**

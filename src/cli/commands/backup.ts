@@ -1,6 +1,6 @@
 // `mailstore backup`: one point-in-time snapshot of the store into a repository (created on first
-// use); only what the repository does not hold yet is read and copied. `backup check` and
-// `backup forget` are its subcommands (backup-check.ts, backup-forget.ts).
+// use); only what the repository does not hold yet is read and copied. `backup check`,
+// `backup forget` and `backup repair` are its subcommands (backup-check.ts, backup-forget.ts, backup-repair.ts).
 import type { Command } from 'commander';
 import type { MailStore } from '../../store/api.js';
 import type { ChangeRecord, Op } from '../../store/records.js';
@@ -18,6 +18,7 @@ import { printJson, printLine, wantsJson, warn, withStore } from '../context.js'
 import { createProgress, formatBytes, type Progress } from '../progress.js';
 import * as check from './backup-check.js';
 import * as forget from './backup-forget.js';
+import * as repair from './backup-repair.js';
 
 export function register(program: Command): void {
   const backup = program
@@ -42,6 +43,7 @@ file, a directory that is not a repository); 6 a message in the store is damaged
     .action(runBackupCommand);
   check.register(backup);
   forget.register(backup);
+  repair.register(backup);
 }
 
 /** The store as a backup reads it: here, or through the daemon that serves it. */
