@@ -127,3 +127,21 @@ export async function writeHeld(repo: Repository, table: HeldTable): Promise<voi
     // the next run reads the index files this table would have covered
   }
 }
+
+/**
+ * Removes the tables that cover any of `names` (damaged index files): a lookup in one would say
+ * their blobs are held. Best effort, as every write of a table; the next run decodes the files.
+ */
+export async function removeHeldCovering(repo: Repository, names: Set<string>): Promise<void> {
+  for (const name of await listTips(repo).catch(() => [] as string[])) {
+    if (!name.startsWith(PREFIX)) continue;
+    const path = repo.path('tips', name);
+    try {
+      const value = decodeMetadataFile<StoredHeld>('held', await repo.fs.readFile(path), name.slice(PREFIX.length), path, repo.keys);
+      if (!value.names.some((covered) => names.has(covered))) continue;
+    } catch {
+      // a table that does not read is of no use either
+    }
+    await repo.fs.unlink(path).catch(() => undefined);
+  }
+}

@@ -74,6 +74,11 @@ describe('a damaged index file', () => {
       await fill(store, 'user/bob/INBOX', 2, 200, 3000);
       const later = await runBackup(source(store), repo);
       expect(later.newBlobs).toBe(2);
+      // ...but says so, and leaves no held-ids table that covers the damaged file
+      expect(later.damagedIndexFiles).toEqual([alice]);
+      for (const name of names(repo.path('tips')).filter((n) => n.startsWith('held.'))) {
+        expect(readFileSync(repo.path('tips', name)).includes(Buffer.from(alice)), 'a table naming the damaged file').toBe(false);
+      }
       const before = await dump(store);
 
       const { summary, dump: restored } = await restoredDumpOf(repo, join(dir, 'r1'));
@@ -159,6 +164,26 @@ describe('a damaged index file', () => {
     await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r')), 'CORRUPT');
     expect(existsSync(join(dir, 'r'))).toBe(false);
     await repo.close();
+  });
+
+  it('a backup that looks a blob up finds the damaged file, copies the blob again and says so (it failed CORRUPT before)', async () => {
+    const dir = tmpDir('bkr');
+    const { store, repo, alice } = await damagedIndex(dir);
+    for (const name of names(repo.path('tips')).filter((n) => n.startsWith('held.'))) rmSync(repo.path('tips', name));
+    // another store with one of alice's messages: its first run looks every blob up in the index files
+    const other = await Store.init(join(dir, 'o'));
+    await other.createMailbox('INBOX');
+    for await (const { body } of store.readMessages('user/alice/INBOX')) {
+      await other.appendBatch('INBOX', [{ bytes: body }]);
+      break;
+    }
+    await repo.close();
+    const fresh = await openRepo(repo.dir); // a new process: no table in memory either
+    const summary = await runBackup(source(other), fresh);
+    expect(summary).toMatchObject({ newBlobs: 1, damagedIndexFiles: [alice] });
+    await other.close();
+    await store.close();
+    await fresh.close();
   });
 
   it('a lost index file: the same recovery (restore scans, check names the data file, repair indexes it)', async () => {
@@ -258,6 +283,9 @@ describe('backup repair, the command', () => {
     await repo.close();
     const repoDir = join(dir, 'repo');
     expect((await run(['backup', 'check', '--repo', repoDir])).code).toBe(1);
+    const warned = await run(['--store', join(dir, 's'), 'backup', '--repo', repoDir]);
+    expect(warned.code).toBe(0);
+    expect(warned.stderr.toString()).toMatch(/1 index files of the repository are damaged .*run 'mailstore backup repair'/);
     const restored = await run(['restore', '--repo', repoDir, '--to', join(dir, 'r')]);
     expect(restored.code).toBe(0);
     expect(restored.stdout.toString()).toMatch(/1 index files do not read .*12 blobs found by scanning/);

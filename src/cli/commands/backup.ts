@@ -28,7 +28,7 @@ export function register(program: Command): void {
     .option('--key-file <file>', 'encrypt the repository with this key (needed again for every later command on it)')
     .option('--repo-credentials <file>', 'for an s3: --repo (s3:http://host:port/bucket/prefix): a file holding ACCESS_KEY:SECRET_KEY (else $MAILSTORE_S3_ACCESS_KEY and $MAILSTORE_S3_SECRET_KEY)')
     .option('--whole', 'write a whole snapshot even when a delta on the previous one would do (ends a chain, so forget can remove the older snapshots)')
-    .option('--json', 'print the summary as JSON: {snapshot, seq, messages, newBlobs, bytesAdded, durationMs, parent?, deltaDepth?, fullReadReason?, compressionWorkerLost?, ...}')
+    .option('--json', 'print the summary as JSON: {snapshot, seq, messages, newBlobs, bytesAdded, durationMs, parent?, deltaDepth?, fullReadReason?, compressionWorkerLost?, damagedIndexFiles?, ...}')
     .addHelpText('after', `${REPO_HELP}
 
 The snapshot is the store's whole state (mailboxes, uids, uidValidity, flags, dates, modseqs, ACLs)
@@ -145,6 +145,10 @@ async function runBackupCommand(_options: unknown, command: Command): Promise<vo
   }));
   phase('closed');
   reportPhases();
+  if (summary.damagedIndexFiles) {
+    warn(`${summary.damagedIndexFiles.length} index files of the repository are damaged (${summary.damagedIndexFiles.map((n) => n.slice(0, 12)).join(', ')}): ` +
+      "a restore finds the blobs they listed by scanning the data files; run 'mailstore backup repair' to write their index again");
+  }
   if (wantsJson(command)) return printJson(summary);
   await printLine(describe(summary));
 }
