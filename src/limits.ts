@@ -827,6 +827,12 @@ export const backupLimits = {
   /** Open read handles on data files kept by a restore or check (closed least recently used first). */
   openDataFilesMax: 64,
   /**
+   * A scan of the data files no readable index file names (backup/scan.ts: restore, check and
+   * `backup repair` after an index file is damaged) reads each file through one window of this
+   * many bytes: record headers are read from it, bodies skipped.
+   */
+  scanWindowBytes: 1024 * 1024,
+  /**
    * An incremental backup tries this many of the newest snapshot files (by modification time) as
    * the earlier state it adds the store's changes to, before it reads the whole state instead.
    */

@@ -77,6 +77,12 @@ export interface BackupSummary {
   deltaDepth?: number;
   /** A compression worker died (why): the rest was compressed on the main thread, more slowly; the snapshot is whole. */
   compressionWorkerLost?: string;
+  /**
+   * Index files that do not match their names (damaged): blobs the run looked up only there were
+   * copied again, but those its parent snapshot or the held-ids table took for held were not; a
+   * restore finds them by scanning, and 'mailstore backup repair' writes their index again.
+   */
+  damagedIndexFiles?: string[];
 }
 
 export type { NeededBlob } from './needed-blob.js';
@@ -136,7 +142,11 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
     phase('blobs copied');
     // every index file of this run is in view: the next run's table of held ids is written beside
     // the snapshot's publication (a cache: it covers only index files in view, it never fails the run)
-    const heldSaved = repo.saveHeld();
+    // and every index file is checked against its name (read and hashed, beside the snapshot's
+    // fsyncs): the table and the parent snapshot name index files without reading them, so a
+    // damaged one would go unseen run after run; the run says so (damagedIndexFiles)
+    const heldSaved = repo.verifyIndexFiles().catch((error) => { if (!isMailstoreError(error)) throw error; }).then(() => repo.saveHeld());
+    heldSaved.catch(() => undefined); // awaited after the snapshot is published
     if (!encoded) encode();
     await tipWritten;
     phase('tip written');
@@ -152,6 +162,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
       ...(state.fullReadReason ? { fullReadReason: state.fullReadReason } : {}),
       ...(state.delta ? { deltaDepth: state.delta.depth } : {}),
       ...(compressors.lost ? { compressionWorkerLost: compressors.lost.message } : {}),
+      ...(repo.damagedIndex.size > 0 ? { damagedIndexFiles: [...repo.damagedIndex] } : {}),
     };
   } finally {
     await copier.settled(); // a failed run: nothing is left running behind it (the files written so far are reused next time)

@@ -7,11 +7,12 @@ import { MailstoreError, isMailstoreError } from '../errors.js';
 import { formatMailboxName } from '../store/validate.js';
 import { blobIdOf } from './crypto.js';
 import { checkDataHeader, contentName, decodeRecord, recordBytes } from './format.js';
+import { scanUnnamed } from './scan.js';
 import { addToIndex, listIn, lockRepository, type BlobEntry, type IndexFile, type Repository, type SnapshotCache, type SnapshotFile, byTime } from './repository.js';
 
 export type BackupFindingKind =
   | 'damaged-index' | 'damaged-snapshot' | 'missing-data' | 'truncated-data' | 'damaged-data' | 'damaged-blob' | 'missing-blob'
-  | 'unindexed-data' | 'leftover-temp';
+  | 'scanned-data' | 'unindexed-data' | 'leftover-temp' | 'set-aside-index';
 
 export interface BackupFinding {
   kind: BackupFindingKind;
@@ -23,7 +24,11 @@ export interface BackupFinding {
 
 export interface BackupCheckReport {
   findings: BackupFinding[];
-  summary: { snapshots: number; indexFiles: number; dataFiles: number; blobs: number; bytesRead: number; damage: number; informational: number; readData: boolean };
+  summary: {
+    snapshots: number; indexFiles: number; dataFiles: number; blobs: number; bytesRead: number; damage: number; informational: number; readData: boolean;
+    /** Blobs snapshots need that no index file that reads lists, found by scanning the data files none of them names. */
+    blobsFoundByScan: number;
+  };
 }
 
 export interface BackupCheckOptions {
@@ -31,7 +36,7 @@ export interface BackupCheckOptions {
   onProgress?: (files: number, bytes: number) => void;
 }
 
-const INFORMATIONAL: BackupFindingKind[] = ['unindexed-data', 'leftover-temp'];
+const INFORMATIONAL: BackupFindingKind[] = ['unindexed-data', 'leftover-temp', 'set-aside-index'];
 
 /** The first message (snapshot, mailbox, uid) that uses each blob id: findings name it. */
 type Users = Map<string, { hash: Buffer; what: string }>;
@@ -41,15 +46,20 @@ export async function checkRepository(repo: Repository, options: BackupCheckOpti
   try {
     const findings: BackupFinding[] = [];
     const add = (kind: BackupFindingKind, path: string, message: string) => findings.push({ kind, damage: !INFORMATIONAL.includes(kind), path, message });
-    const { index, extents, indexFiles } = await checkIndexFiles(repo, add);
-    const { users, snapshots } = await checkSnapshots(repo, index, add);
-    const dataFiles = await checkDataFiles(repo, extents, add);
-    const bytesRead = options.readData ? await readAllData(repo, index, extents, users, add, options) : 0;
+    const { index, extents, indexFiles, named } = await checkIndexFiles(repo, add);
+    const { users, snapshots, unlisted } = await checkSnapshots(repo, index, add);
+    const scanned = await findUnlisted(repo, named, unlisted, add);
+    const dataFiles = await checkDataFiles(repo, extents, scanned.byFile, add);
+    const bytesRead = options.readData ? await readAllData(repo, index, extents, scanned, users, add, options) : 0;
     for (const area of ['data', 'index', 'snapshots'] as const) {
       for (const name of await repo.leftovers(area)) add('leftover-temp', repo.path(area, name), 'a file an interrupted run was writing (prune removes it)');
     }
+    for (const name of await setAsideIndexFiles(repo)) add('set-aside-index', repo.path('damaged', name), "an index file 'backup repair' set aside because it did not read (kept for inspection; nothing reads it)");
     const damage = findings.filter((f) => f.damage).length;
-    return { findings, summary: { snapshots, indexFiles, dataFiles, blobs: index.size, bytesRead, damage, informational: findings.length - damage, readData: Boolean(options.readData) } };
+    return {
+      findings,
+      summary: { snapshots, indexFiles, dataFiles, blobs: index.size, bytesRead, damage, informational: findings.length - damage, readData: Boolean(options.readData), blobsFoundByScan: scanned.found },
+    };
   } finally {
     await lock.release();
   }
@@ -63,15 +73,17 @@ function why(error: unknown): string {
   throw error;
 }
 
-async function checkIndexFiles(repo: Repository, add: Add): Promise<{ index: Map<string, BlobEntry[]>; extents: Map<string, number>; indexFiles: number }> {
+async function checkIndexFiles(repo: Repository, add: Add): Promise<{ index: Map<string, BlobEntry[]>; extents: Map<string, number>; indexFiles: number; named: Set<string> }> {
   const index = new Map<string, BlobEntry[]>();
   const extents = new Map<string, number>();
+  const named = new Set<string>();
   const names = await repo.list('index');
   for (const name of names) {
     try {
       const file = await repo.readMetadata<IndexFile>('index', name);
       addToIndex(index, file);
       for (const { file: data, blobs } of file.files) {
+        named.add(data);
         for (const [, offset, length] of blobs) extents.set(data, Math.max(extents.get(data) ?? 0, offset + recordBytes(length)));
       }
     } catch (error) {
@@ -79,11 +91,15 @@ async function checkIndexFiles(repo: Repository, add: Add): Promise<{ index: Map
       add('damaged-index', repo.path('index', name), why(error));
     }
   }
-  return { index, extents, indexFiles: names.length };
+  return { index, extents, indexFiles: names.length, named };
 }
 
-async function checkSnapshots(repo: Repository, index: Map<string, BlobEntry[]>, add: Add): Promise<{ users: Users; snapshots: number }> {
+/** A blob snapshots need that no index file that reads lists: each snapshot and message that needs it. */
+type Unlisted = Map<string, { snapshot: string; id: string; what: string }[]>;
+
+async function checkSnapshots(repo: Repository, index: Map<string, BlobEntry[]>, add: Add): Promise<{ users: Users; snapshots: number; unlisted: Unlisted }> {
   const users: Users = new Map();
+  const unlisted: Unlisted = new Map();
   const names = await repo.list('snapshots');
   // every file read first for its time (deltas kept: small; a whole one is read again in its turn,
   // so one at a time is held), then each read whole oldest first: a delta's parent was just read
@@ -114,11 +130,48 @@ async function checkSnapshots(repo: Repository, index: Map<string, BlobEntry[]>,
       if (!users.has(key)) users.set(key, { hash, what: `snapshot ${name.slice(0, 8)} ${what}` });
       if (!index.has(key) && !missing.has(key)) {
         missing.add(key);
-        add('missing-blob', repo.path('snapshots', name), `snapshot ${name.slice(0, 8)}: ${what} (blob ${id}) is in no index file`);
+        listIn(unlisted, key).push({ snapshot: name, id, what });
       }
     }
   }
-  return { users, snapshots: names.length };
+  return { users, snapshots: names.length, unlisted };
+}
+
+/** Where a scan found the blobs no readable index file lists (by data file), and how many it found. */
+interface Scanned {
+  byFile: Map<string, [string, BlobEntry][]>;
+  found: number;
+}
+
+/**
+ * The blobs snapshots need that no index file that reads lists, looked for in the data files none
+ * of them names (scan.ts, as a restore does): one found there is `scanned-data` for its file (the
+ * map is damaged, the message is not lost: a restore reads it there, `backup repair` indexes it);
+ * one not found is `missing-blob` for each snapshot that needs it.
+ */
+async function findUnlisted(repo: Repository, named: Set<string>, unlisted: Unlisted, add: Add): Promise<Scanned> {
+  const scanned: Scanned = { byFile: new Map(), found: 0 };
+  if (unlisted.size === 0) return scanned;
+  const scan = await scanUnnamed(repo, named);
+  for (const [key, needs] of unlisted) {
+    const places = scan.places.get(key);
+    if (places) {
+      scanned.found++;
+      for (const place of places) listIn(scanned.byFile, place.file).push([key, place]);
+      continue;
+    }
+    for (const { snapshot, id, what } of needs) add('missing-blob', repo.path('snapshots', snapshot), `snapshot ${snapshot.slice(0, 8)}: ${what} (blob ${id}) is in no index file${scan.files.length > 0 ? ` that reads, nor in the ${scan.files.length} data files none names (scanned)` : ''}`);
+  }
+  for (const [file, blobs] of scanned.byFile) {
+    const count = new Set(blobs.map(([key]) => key)).size;
+    add('scanned-data', repo.path('data', file), `no index file that reads lists this data file, but ${count} blobs snapshots need were found in it by its record headers (a restore reads them there, verified; 'mailstore backup repair' writes its index)`);
+  }
+  return scanned;
+}
+
+/** Index files `backup repair` moved into damaged/ (repair.ts). */
+async function setAsideIndexFiles(repo: Repository): Promise<string[]> {
+  return (await repo.fs.readdir(repo.path('damaged')).catch(() => [] as string[])).filter((name) => !name.startsWith('.'));
 }
 
 /** Every message blob a snapshot needs (mailboxes being deleted are not restored, so not needed). */
@@ -133,7 +186,7 @@ export function* snapshotBlobs(snapshot: SnapshotFile): Generator<{ id: string; 
   }
 }
 
-async function checkDataFiles(repo: Repository, extents: Map<string, number>, add: Add): Promise<number> {
+async function checkDataFiles(repo: Repository, extents: Map<string, number>, scanned: Map<string, unknown>, add: Add): Promise<number> {
   const present = new Set(await repo.list('data'));
   for (const [file, extent] of extents) {
     const path = repo.path('data', file);
@@ -141,17 +194,17 @@ async function checkDataFiles(repo: Repository, extents: Map<string, number>, ad
     const stat = await repo.fs.stat(path).catch(() => undefined);
     if (stat && stat.size < extent) add('truncated-data', path, `${stat.size} bytes, but its records reach ${extent}`);
   }
-  for (const file of present) if (!extents.has(file)) add('unindexed-data', repo.path('data', file), 'no index file lists this data file (left by an interrupted backup or prune; prune removes it)');
+  for (const file of present) if (!extents.has(file) && !scanned.has(file)) add('unindexed-data', repo.path('data', file), 'no index file lists this data file (left by an interrupted backup or prune; prune removes it)');
   return present.size;
 }
 
 /** Reads every listed data file whole: its content hash, its header, every record it should hold. */
-async function readAllData(repo: Repository, index: Map<string, BlobEntry[]>, extents: Map<string, number>, users: Users, add: Add, options: BackupCheckOptions): Promise<number> {
-  const byFile = new Map<string, [string, BlobEntry][]>();
+async function readAllData(repo: Repository, index: Map<string, BlobEntry[]>, extents: Map<string, number>, scanned: Scanned, users: Users, add: Add, options: BackupCheckOptions): Promise<number> {
+  const byFile = new Map<string, [string, BlobEntry][]>(scanned.byFile); // the scanned files' needed records are verified too
   for (const [id, entries] of index) for (const entry of entries) listIn(byFile, entry.file).push([id, entry]);
   let bytes = 0;
   let files = 0;
-  for (const file of extents.keys()) {
+  for (const file of new Set([...extents.keys(), ...scanned.byFile.keys()])) {
     const path = repo.path('data', file);
     let content: Buffer;
     try {

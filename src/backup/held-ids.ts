@@ -19,7 +19,9 @@ import type { IndexFile, Repository } from './repository.js';
 import { HASH_BYTES, compareHashes, listTips, searchHash, sortHashes } from './tip.js';
 
 const HELD_VERSION = 1;
-const PREFIX = 'held.';
+/** A table's file name in tips/: this, then the hex BLAKE3 of the file. */
+export const HELD_PREFIX = 'held.';
+const PREFIX = HELD_PREFIX;
 
 interface StoredHeld {
   version: number;
@@ -123,5 +125,23 @@ export async function writeHeld(repo: Repository, table: HeldTable): Promise<voi
     }
   } catch {
     // the next run reads the index files this table would have covered
+  }
+}
+
+/**
+ * Removes the tables that cover any of `names` (damaged index files): a lookup in one would say
+ * their blobs are held. Best effort, as every write of a table; the next run decodes the files.
+ */
+export async function removeHeldCovering(repo: Repository, names: Set<string>): Promise<void> {
+  for (const name of await listTips(repo).catch(() => [] as string[])) {
+    if (!name.startsWith(PREFIX)) continue;
+    const path = repo.path('tips', name);
+    try {
+      const value = decodeMetadataFile<StoredHeld>('held', await repo.fs.readFile(path), name.slice(PREFIX.length), path, repo.keys);
+      if (!value.names.some((covered) => names.has(covered))) continue;
+    } catch {
+      // a table that does not read is of no use either
+    }
+    await repo.fs.unlink(path).catch(() => undefined);
   }
 }

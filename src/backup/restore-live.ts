@@ -5,7 +5,7 @@ import { backupLimits } from '../limits.js';
 import type { AppendOptions } from '../store/types.js';
 import { formatMailboxName } from '../store/validate.js';
 import { lockRepository, type Repository } from './repository.js';
-import { readBlob, selectState, type RestoreOptions, type RestoreSummary, type RestoreTarget } from './select.js';
+import { indexRepairNotes, readBlob, selectState, type RestoreOptions, type RestoreSummary, type RestoreTarget } from './select.js';
 
 /**
  * The selected mailboxes as new mailboxes of a live store: refused (EXISTS, before anything is
@@ -58,7 +58,7 @@ export async function restoreIntoStore(target: RestoreTarget, targetPath: string
     }
     return {
       snapshot: id, storeId: snapshot.storeId, seq: snapshot.seq, to: targetPath, mailboxes: selected.mailboxes.length, messages, bytes,
-      bytesRead: repo.dataBytesRead - readBefore, durationMs: Date.now() - started,
+      bytesRead: repo.dataBytesRead - readBefore, durationMs: Date.now() - started, ...indexRepairNotes(index),
     };
   } finally {
     await lock.release();

@@ -17,7 +17,7 @@ import { withoutHint, type Op } from '../store/records.js';
 import { Store } from '../store/store.js';
 import { formatMailboxName } from '../store/validate.js';
 import { lockRepository, processGone, type BlobIndex, type Repository } from './repository.js';
-import { readBlob, selectState, type RestoreOptions, type RestoreSummary, type Selected } from './select.js';
+import { indexRepairNotes, readBlob, selectState, type RestoreOptions, type RestoreSummary, type Selected } from './select.js';
 
 export { restoreIntoStore } from './restore-live.js';
 export { selectState, readBlob, type RestoreSelection, type RestoreSummary, type RestoreOptions, type RestoreTarget } from './select.js';
@@ -51,7 +51,7 @@ export async function restoreToNewStore(fs: FileSystem, repo: Repository, snapsh
     await installBuilt(fs, join(target, BUILD_DIR), target);
     return {
       snapshot: id, storeId: snapshot.storeId, seq: snapshot.seq, to: target, mailboxes: selected.mailboxes.length,
-      messages: written.messages, bytes: written.bytes, bytesRead: repo.dataBytesRead - readBefore, durationMs: Date.now() - started,
+      messages: written.messages, bytes: written.bytes, bytesRead: repo.dataBytesRead - readBefore, durationMs: Date.now() - started, ...indexRepairNotes(index),
     };
   } finally {
     await lock.release();

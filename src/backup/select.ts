@@ -7,6 +7,7 @@ import { formatMailboxName, parseMailboxName } from '../store/validate.js';
 import { blobIdOf } from './crypto.js';
 import { decodeRecord, recordBytes } from './format.js';
 import { listIn, type BlobIndex, type Repository, type SnapshotFile } from './repository.js';
+import { scanUnnamed } from './scan.js';
 
 export interface RestoreSelection {
   /** user/NAME and every mailbox below it. */
@@ -28,6 +29,13 @@ export interface RestoreSummary {
   bytes: number;
   /** Bytes of the repository's data files read (a one-mailbox restore reads only its blobs). */
   bytesRead: number;
+  /**
+   * Blobs in no index file that reads (a damaged or lost one), found by scanning the data files no
+   * such index file names and verified as read (absent: none). 'mailstore backup repair' indexes them.
+   */
+  blobsFoundByScan?: number;
+  /** Index files that do not read (damaged), left out of the restore's index. */
+  damagedIndexFiles?: string[];
   durationMs: number;
 }
 
@@ -116,20 +124,40 @@ function renamer(selection: RestoreSelection): { matches(name: string[]): boolea
 /** The message bytes of `hash`, verified; tries every place the index knows; CORRUPT naming `what` otherwise. */
 export async function readBlob(repo: Repository, index: BlobIndex, hash: Buffer, what: string): Promise<Buffer> {
   const id = blobIdOf(hash, repo.keys);
-  const entries = index.places.get(id.toString('hex'));
+  const key = id.toString('hex');
+  let entries = index.places.get(key);
+  let scanned = false;
   if (!entries || entries.length === 0) {
-    const damaged = index.unreadable.length > 0 ? ` (in no index file that reads: ${index.unreadable.length} of them are damaged, e.g. ${index.unreadable[0]!.slice(0, 12)})` : '';
-    throw new MailstoreError('CORRUPT', `${what}: its blob ${hash.toString('hex').slice(0, 16)} is missing from the repository${damaged}; nothing wrong was written (run 'mailstore backup check')`, { path: what });
+    // In no index file that reads (one is damaged, or lost): the data files none of them names are
+    // walked once for their records' headers (scan.ts); a record found so is verified as any other.
+    const scan = await (index.scan ??= scanUnnamed(repo, index.named));
+    entries = scan.places.get(key);
+    scanned = true;
+  }
+  if (!entries || entries.length === 0) {
+    const damaged = index.unreadable.length > 0 ? `in no index file that reads (${index.unreadable.length} of them are damaged, e.g. ${index.unreadable[0]!.slice(0, 12)}), ` : 'in no index file, ';
+    const scan = await index.scan!;
+    throw new MailstoreError('CORRUPT', `${what}: its blob ${hash.toString('hex').slice(0, 16)} is missing from the repository (${damaged}nor in the ${scan.files.length} data files no index file names, scanned); nothing wrong was written (run 'mailstore backup check')`, { path: what });
   }
   let last: unknown;
   for (const entry of entries) {
     try {
       const record = await repo.readRecord(entry, recordBytes(entry.length));
-      return await decodeRecord(record, id, hash, repo.keys, repo.path('data', entry.file));
+      const bytes = await decodeRecord(record, id, hash, repo.keys, repo.path('data', entry.file));
+      if (scanned) index.foundByScan.add(key);
+      return bytes;
     } catch (error) {
       last = error;
     }
   }
   const why = last instanceof Error ? last.message : String(last);
   throw new MailstoreError('CORRUPT', `${what}: its blob is damaged in the repository; nothing wrong was written (${why})`, { path: what, cause: last });
+}
+
+/** What a restore says of a damaged map: the index files that do not read, and the blobs found by scanning. */
+export function indexRepairNotes(index: BlobIndex): Pick<RestoreSummary, 'blobsFoundByScan' | 'damagedIndexFiles'> {
+  return {
+    ...(index.foundByScan.size > 0 ? { blobsFoundByScan: index.foundByScan.size } : {}),
+    ...(index.unreadable.length > 0 ? { damagedIndexFiles: index.unreadable } : {}),
+  };
 }

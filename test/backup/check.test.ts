@@ -79,9 +79,14 @@ describe('backup check and damage', () => {
     const index = only(repo.path('index'));
     const indexBytes = readFileSync(index);
     unlinkSync(index);
+    // the map lost, the data there: check names the data file (scanned), restore finds every blob by scanning
+    expect(new Set(await kinds(repo, false))).toEqual(new Set(['scanned-data']));
+    await repo.close(); // its read handles: the data file put back is a new file
+    expect((await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'scanned'))).blobsFoundByScan).toBe(25);
+    unlinkSync(data);
     expect(new Set(await kinds(repo, false))).toEqual(new Set(['missing-blob']));
-    expect((await checkRepository(repo)).findings.find((f) => f.kind === 'unindexed-data')?.damage).toBe(false);
     await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r')), 'CORRUPT');
+    writeFileSync(data, saved);
     writeFileSync(index, indexBytes);
     const snapshot = only(repo.path('snapshots'));
     const snapshotBytes = readFileSync(snapshot);
@@ -94,7 +99,7 @@ describe('backup check and damage', () => {
     await repo.close();
   });
 
-  it('a damaged index file: a restore refuses only the messages whose blobs it alone listed (those check names), and restores the rest', async () => {
+  it('a damaged index file and its data file lost: a restore refuses only the messages whose blobs it alone listed (those check names), and restores the rest', async () => {
     const dir = tmpDir('bkc');
     const store = await Store.init(join(dir, 's'));
     await store.createMailbox('user/alice/INBOX');
@@ -108,8 +113,11 @@ describe('backup check and damage', () => {
     const bob = await dump(store, (name) => name.startsWith('user/bob/'));
     await store.close();
     const bytes = readFileSync(first);
+    const aliceData = (await repo.readMetadata<{ files: { file: string }[] }>('index', readdirSync(repo.path('index')).find((n) => !first.endsWith(n))!)).files.map((f) => f.file);
     bytes.fill(0, bytes.length >> 1, (bytes.length >> 1) + 16);
     writeFileSync(first, bytes);
+    // with its data file there, a scan finds alice's blobs (repair.test.ts); here it is lost too
+    for (const name of readdirSync(repo.path('data'))) if (!aliceData.includes(name)) unlinkSync(join(repo.path('data'), name));
     const report = await checkRepository(repo);
     expect(new Set(report.findings.filter((f) => f.damage).map((f) => f.kind))).toEqual(new Set(['damaged-index', 'missing-blob']));
     expect(report.findings.filter((f) => f.kind === 'missing-blob').every((f) => f.message.includes('user/alice/INBOX'))).toBe(true);

@@ -2,18 +2,16 @@
 // crash state a POSIX file system allows (un-synced writes lost, torn or kept; un-synced names
 // lost) must be a consistent repository (check --read-data finds no damage, so every snapshot it
 // holds restores), hold the first snapshot until the forget began, and let the next prune finish.
-import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
 import { checkRepository } from '../../src/backup/check.js';
 import { forgetSnapshots } from '../../src/backup/forget.js';
 import { Repository } from '../../src/backup/repository.js';
-import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { Store } from '../../src/store/store.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { fill, openRepo, source } from './helpers.js';
+import { fill, openRepo, reopenAfterCrash, source } from './helpers.js';
 
 describe('backup crash states', () => {
   it('a backup and a forget --prune cut at every point: consistent, no snapshot lost before its forget, the next prune finishes', { timeout: 300_000 }, async () => {
@@ -38,9 +36,7 @@ describe('backup crash states', () => {
     const seen = { both: 0, secondOnly: 0, firstOnly: 0 };
     await fs.forEachCrash(async (crashed, report) => {
       states++;
-      rmSync(join(crashed, 'locks'), { recursive: true, force: true }); // after a reboot the writer is gone
-      mkdirSync(join(crashed, 'locks'));
-      const again = await Repository.open(nodeFileSystem, crashed);
+      const again = await reopenAfterCrash(crashed); // after a reboot the writer is gone
       try {
         const damage = (await checkRepository(again, { readData: true })).findings.filter((f) => f.damage);
         expect(damage, report.reproduce).toEqual([]);

@@ -7,7 +7,7 @@ import { expect } from 'vitest';
 import type { BackupSource } from '../../src/backup/backup.js';
 import type { RestoreTarget } from '../../src/backup/restore.js';
 import { Store } from '../../src/store/store.js';
-import { readFileSync, readdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { DATA_HEADER_BYTES, RECORD_HEADER_BYTES } from '../../src/backup/format.js';
 import { restoreToNewStore } from '../../src/backup/restore.js';
@@ -97,4 +97,11 @@ export async function expectRestoresExactly(store: Store, repo: Repository, targ
   expect(await dump(back)).toEqual(before);
   await back.close();
   await repo.close();
+}
+
+/** A repository a power cut left (a crash state of FaultFS), opened as after a reboot: the process that held its lock is gone. */
+export async function reopenAfterCrash(crashed: string): Promise<Repository> {
+  rmSync(join(crashed, 'locks'), { recursive: true, force: true });
+  mkdirSync(join(crashed, 'locks'));
+  return Repository.open(nodeFileSystem, crashed);
 }

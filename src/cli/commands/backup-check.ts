@@ -22,6 +22,9 @@ Without --read-data: every index and snapshot file reads back and verifies; ever
 index lists exists and is long enough; every blob every snapshot needs is listed. With
 --read-data: also every byte of every data file (its name is the hash of its content) and every
 record (checksums, authentication, the message's BLAKE3).
+A blob in no index file that reads (one is damaged or lost) is looked for in the data files none
+of them names, by their records' headers, as a restore does: found, it is not reported lost; its
+data file is (scanned-data), and 'mailstore backup repair' writes its index again.
 
 Exit codes: 0 clean; 1 damage found (the findings say which file, and which message it holds);
 2 could not run (locked, access, I/O); 4 no repository; 5 invalid (wrong key file).

@@ -1,6 +1,6 @@
 // `mailstore backup`: one point-in-time snapshot of the store into a repository (created on first
-// use); only what the repository does not hold yet is read and copied. `backup check` and
-// `backup forget` are its subcommands (backup-check.ts, backup-forget.ts).
+// use); only what the repository does not hold yet is read and copied. `backup check`,
+// `backup forget` and `backup repair` are its subcommands (backup-check.ts, backup-forget.ts, backup-repair.ts).
 import type { Command } from 'commander';
 import type { MailStore } from '../../store/api.js';
 import type { ChangeRecord, Op } from '../../store/records.js';
@@ -18,6 +18,7 @@ import { printJson, printLine, wantsJson, warn, withStore } from '../context.js'
 import { createProgress, formatBytes, type Progress } from '../progress.js';
 import * as check from './backup-check.js';
 import * as forget from './backup-forget.js';
+import * as repair from './backup-repair.js';
 
 export function register(program: Command): void {
   const backup = program
@@ -27,7 +28,7 @@ export function register(program: Command): void {
     .option('--key-file <file>', 'encrypt the repository with this key (needed again for every later command on it)')
     .option('--repo-credentials <file>', 'for an s3: --repo (s3:http://host:port/bucket/prefix): a file holding ACCESS_KEY:SECRET_KEY (else $MAILSTORE_S3_ACCESS_KEY and $MAILSTORE_S3_SECRET_KEY)')
     .option('--whole', 'write a whole snapshot even when a delta on the previous one would do (ends a chain, so forget can remove the older snapshots)')
-    .option('--json', 'print the summary as JSON: {snapshot, seq, messages, newBlobs, bytesAdded, durationMs, parent?, deltaDepth?, fullReadReason?, compressionWorkerLost?, ...}')
+    .option('--json', 'print the summary as JSON: {snapshot, seq, messages, newBlobs, bytesAdded, durationMs, parent?, deltaDepth?, fullReadReason?, compressionWorkerLost?, damagedIndexFiles?, ...}')
     .addHelpText('after', `${REPO_HELP}
 
 The snapshot is the store's whole state (mailboxes, uids, uidValidity, flags, dates, modseqs, ACLs)
@@ -42,6 +43,7 @@ file, a directory that is not a repository); 6 a message in the store is damaged
     .action(runBackupCommand);
   check.register(backup);
   forget.register(backup);
+  repair.register(backup);
 }
 
 /** The store as a backup reads it: here, or through the daemon that serves it. */
@@ -143,6 +145,10 @@ async function runBackupCommand(_options: unknown, command: Command): Promise<vo
   }));
   phase('closed');
   reportPhases();
+  if (summary.damagedIndexFiles) {
+    warn(`${summary.damagedIndexFiles.length} index files of the repository are damaged (${summary.damagedIndexFiles.map((n) => n.slice(0, 12)).join(', ')}): ` +
+      "a restore finds the blobs they listed by scanning the data files; run 'mailstore backup repair' to write their index again");
+  }
   if (wantsJson(command)) return printJson(summary);
   await printLine(describe(summary));
 }

@@ -32,7 +32,7 @@ export function register(program: Command): void {
     .option('--mailbox <name>', 'only this mailbox')
     .option('--as <name>', 'restore the --mailbox or --user under this name')
     .option('--to <dir>', 'the target: a new (missing or empty) directory, or a live store for --user/--mailbox')
-    .option('--json', 'print {snapshot, to, mailboxes, messages, bytes, bytesRead, durationMs}')
+    .option('--json', 'print {snapshot, to, mailboxes, messages, bytes, bytesRead, durationMs, blobsFoundByScan?, damagedIndexFiles?}')
     .addHelpText('after', `${REPO_HELP}
 
 Into a new directory (missing, or empty like a fresh mount point) the store comes back exactly:
@@ -45,6 +45,10 @@ mailbox fill up); otherwise the store is opened here.
 Every message is verified by its hash as it is read; a damaged one stops the restore with
 CORRUPT (exit 6) naming it, and wrong bytes are never written. bytesRead is what was read of the
 repository's data files (a one-mailbox restore reads only that mailbox's blobs).
+A blob in no index file that reads (an index file is damaged or lost) is looked for in the data
+files no readable index file names, by their records' own headers (one scan per restore), and
+verified as any other; the summary says how many were found so (blobsFoundByScan), and
+'mailstore backup repair' writes the index again.
 
 Exit codes: 0 restored; 2 could not run; 3 refused; 4 no repository, snapshot or mailbox;
 5 invalid (wrong key file, EXISTS); 6 damaged data in the repository.`)
@@ -80,5 +84,7 @@ async function runRestore(options: RestoreCliOptions, command: Command): Promise
 
 function describe(s: RestoreSummary, live: boolean): string {
   return `restored snapshot ${s.snapshot.slice(0, 12)} (seq ${s.seq}) ${live ? 'into the live store' : 'as a new store'} at ${s.to}: ` +
-    `${s.mailboxes} mailboxes, ${s.messages} messages (${formatBytes(s.bytes)}); read ${formatBytes(s.bytesRead)} of the repository's data in ${(s.durationMs / 1000).toFixed(1)} s`;
+    `${s.mailboxes} mailboxes, ${s.messages} messages (${formatBytes(s.bytes)}); read ${formatBytes(s.bytesRead)} of the repository's data in ${(s.durationMs / 1000).toFixed(1)} s` +
+    (s.damagedIndexFiles ? `; ${s.damagedIndexFiles.length} index files do not read (damaged)` : '') +
+    (s.blobsFoundByScan ? `; ${s.blobsFoundByScan} blobs found by scanning the data files no readable index file names, each verified by its hash (run 'mailstore backup repair')` : '');
 }
