@@ -33,6 +33,11 @@ export class MailstoreError extends Error {
    * stores the same bytes once more, under a new uid, without a new blob); false when it cannot have been.
    */
   readonly mayHaveCommitted?: boolean;
+  /**
+   * NO_SPACE only: refused for the store's free-space reserve (src/store/free-space.ts), the disk is
+   * not full; the store said so once (StoreOptions.onFreeSpace), so servers need not warn per call.
+   */
+  belowReserve?: true;
 
   constructor(code: ErrorCode, message: string, options: { path?: string; cause?: unknown; mayHaveCommitted?: boolean } = {}) {
     super(message);

@@ -93,6 +93,34 @@ export const limits = {
    * change (BENCHMARKS.md: sync-one-zeroed vs sync-one). 0 turns it off.
    */
   journalPreallocateBytes: 1024 * 1024,
+  /**
+   * The free-space reserve (src/store/free-space.ts): a change that adds mail (append, an import
+   * batch, a restore into a live store, an XFER's messages) is refused NO_SPACE, before anything
+   * is written, when the free space on the store's file system less what it would write falls
+   * below the reserve; every other change only below the floor (reserve / freeSpaceFloorDivisor),
+   * so users can expunge and compaction can make room. Without it the index (LevelDB, written
+   * after each durable commit) met the full disk first, and the store stopped itself (CLOSED).
+   * Default: the smaller of freeSpaceReserveBytesMax and freeSpaceReservePercent of the file
+   * system's size. 64 MiB holds, after mail stops, LevelDB's memtable flush (4 MiB) and a
+   * compaction's new tables beside the old ones, a second of other writers (the cached figure
+   * is at most freeSpaceRefreshMs old) and the batches in flight, with room for a good deal of
+   * expunging; 5 % (ext4's reserved blocks) keeps a small file system usable (a 4 MiB test tmpfs:
+   * 205 KiB, i.e. tiny indexes). StoreOptions.freeSpaceReserveBytes or `mailstore config
+   * --free-space-reserve` set another; 0 turns it off (the disk fills up, the store stops, as before).
+   */
+  freeSpaceReserveBytesMax: 64 * 1024 * 1024,
+  freeSpaceReservePercent: 5,
+  /** Metadata changes (flags, expunge, mailbox delete, copies) and maintenance go on down to reserve / this. */
+  freeSpaceFloorDivisor: 8,
+  /**
+   * The reserve's free-space figure is statfs'd at most this often while changes are made (an
+   * unref'd timer, never on the commit path), and lowered by every admitted change's bytes in
+   * between; a refused change statfs's again at once, so room that was freed is seen then, and so
+   * does the first change after a quiet spell this long (no timer runs while the store is idle).
+   */
+  freeSpaceRefreshMs: 1000,
+  /** Bytes a message costs beyond its body, for the reserve's figure (its journal op and index keys). */
+  freeSpaceMessageOverheadBytes: 256,
   /** Open reads this much of the oldest journal segment to see whether it starts with a checkpoint. */
   journalFirstRecordReadBytes: 64 * 1024,
   /** Index snapshots (snapshots/): verified generations kept; the journal is retired only below the oldest of them. */

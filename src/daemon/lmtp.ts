@@ -47,6 +47,7 @@ export interface LmtpLogEntry {
 
 /** The log level of a refusal or failure caused by `error` (LmtpLogEntry.level). */
 export function troubleLevel(error: unknown): 'warn' | undefined {
+  if (isMailstoreError(error) && error.belowReserve) return undefined; // the store's free-space-low warning said it once
   return isMailstoreError(error) && ['NOT_FOUND', 'INVALID', 'TOO_LARGE', 'OVER_QUOTA'].includes(error.code) ? undefined : 'warn';
 }
 

@@ -18,6 +18,7 @@ import { parseCursor } from '../events/cursor.js';
 import type { CompactOptions, CompactResult } from '../store/compact.js';
 import type { ConsumerState } from '../store/changes.js';
 import type { SnapshotResult } from '../store/snapshots.js';
+import type { FreeSpaceState } from '../store/free-space.js';
 import type { TierFlushResult, TierStatus } from '../store/tier.js';
 import type { TierPolicy } from '../store/tier-policy.js';
 import type { Op } from '../store/records.js';
@@ -52,6 +53,12 @@ export const PROCEDURES = {
     if (bytes !== undefined) await store.setInlineBodies(bytes ?? undefined);
     const { inlineBytesMax, setting } = await store.inlineBodies();
     return { inlineBytesMax, setting: setting ?? null };
+  },
+  /** The free-space reserve in force, the free space now and the store's setting; `bytes` sets it (null: back to the default). */
+  freeSpace: async (store: Store, bytes?: number | null): Promise<FreeSpaceState & { setting: number | null }> => {
+    if (bytes !== undefined) await store.setFreeSpaceReserve(bytes ?? undefined);
+    const { setting, ...state } = await store.freeSpace();
+    return { ...state, setting: setting ?? null };
   },
   consumers: async (store: Store): Promise<{ lastSeq: number; firstSeq: number; consumers: ConsumerState[] }> => ({
     lastSeq: store.changes.lastSeq, firstSeq: store.changes.firstSeq, consumers: await store.changes.consumers(),

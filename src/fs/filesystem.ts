@@ -106,4 +106,9 @@ export interface FileSystem {
    * space taken ahead of need (the journal's preallocation); absent where it cannot be known.
    */
   freeBytes?(path: string): Promise<number>;
+  /**
+   * The file system holding `path` (statfs): bytes an unprivileged writer may still use and its
+   * size, for the free-space reserve (src/store/free-space.ts); absent where it cannot be known.
+   */
+  spaceBytes?(path: string): Promise<{ freeBytes: number; totalBytes: number }>;
 }

@@ -217,6 +217,11 @@ export class NodeFileSystem implements FileSystem {
     return stats.bavail * stats.bsize;
   }
 
+  async spaceBytes(path: string): Promise<{ freeBytes: number; totalBytes: number }> {
+    const stats = await fsp.statfs(path);
+    return { freeBytes: stats.bavail * stats.bsize, totalBytes: stats.blocks * stats.bsize };
+  }
+
   utimes(path: string, mtime: Date): Promise<void> {
     return fsp.utimes(path, mtime, mtime);
   }

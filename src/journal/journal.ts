@@ -91,6 +91,8 @@ export class Journal {
   private cleanTailSeq?: number;
   /** A write failed and could not be undone: refuse all writes until the store is reopened. */
   private poisoned?: MailstoreError;
+  /** Bytes filler must leave free on the disk (the store's free-space reserve, src/store/free-space.ts). */
+  keepFreeBytes: () => number = () => 0;
   /**
    * The tail segment was created by this process and its first write has not completed: its
    * header goes out in the same write as its first records (so a torn creation never leaves valid
@@ -465,12 +467,14 @@ export class Journal {
   /**
    * Filler takes at most half of the space left on the disk: written into the last of it, it
    * would leave none to the index write running beside it (the previous batch's), which then
-   * fails and stops the store (CLOSED) while there was room for the mail.
+   * fails and stops the store (CLOSED) while there was room for the mail. Nor does it take from the
+   * store's free-space reserve (keepFreeBytes): records later fill filler without statfs seeing it,
+   * so filler in the reserve would be mail in the reserve.
    */
   private async fillerRoom(filler: number): Promise<number> {
     if (!this.fs.freeBytes) return filler;
     const free = await this.fs.freeBytes(this.dir).catch(() => undefined);
-    return free === undefined ? filler : Math.min(filler, Math.floor(free / 2));
+    return free === undefined ? filler : Math.min(filler, Math.max(0, Math.floor((free - this.keepFreeBytes()) / 2)));
   }
 
   /**

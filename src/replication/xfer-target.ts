@@ -4,6 +4,7 @@
 // so replay and replicas of this store see nothing special. Modseqs are kept: before a request's
 // messages land, this store's modseq offset is raised past the source's highest (raiseModseqs).
 // Idempotent: a resumed XFER finds the mailbox by id and is told which uids are already here.
+import { limits } from '../limits.js';
 import { MailstoreError } from '../errors.js';
 import { keys, decodeMessageKey } from '../keys/index-keys.js';
 import type { BlobRecord, MailboxInfo, MessageRecord, Op } from '../store/records.js';
@@ -104,7 +105,7 @@ async function addMessages(store: Store, id: Buffer, messages: XferMessage[]): P
     }
     checkRecordSize(ops, `XFER of ${ops.length} messages`);
     return { ops, result: ops.length };
-  });
+  }, { bytes: messages.reduce((sum, [, body]) => sum + body.length + limits.freeSpaceMessageOverheadBytes, 0), mail: true }); // the reserve: mail coming in
 }
 
 /**

@@ -136,7 +136,9 @@ export async function moveInlineBodies(host: InlineMoveHost, throughSeq: number)
       items.push({ blob, bytes });
     }
     if (items.length > 0) {
-      const committed = host.submit({ chain, prepare: (ctx) => relocateInBatch(ctx, items) });
+      // maintenance: held to the floor only (the journal segments it lets retire give the space back)
+      const space = { bytes: items.reduce((sum, item) => sum + item.bytes.length + limits.freeSpaceMessageOverheadBytes, 0), mail: false };
+      const committed = host.submit({ chain, space, prepare: (ctx) => relocateInBatch(ctx, items) });
       // the group's buffer serves again once its bytes are in the pack (the commit is durable)
       pending.push(read ? committed.then((n) => { spare.push(read.buffer); return n; }) : committed);
     } else if (read) spare.push(read.buffer);

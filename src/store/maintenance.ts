@@ -203,6 +203,7 @@ export class Maintenance implements StoreMaintenance {
     });
     checkRecordSize(items.map((item) => ({ op: 'blob.relocate', hash: item.hash, pack: 0xffffffff, offset: Number.MAX_SAFE_INTEGER, size: item.bytes.length })), `relocating ${items.length} blobs`);
     return this.host.submit({
+      space: { bytes: items.reduce((sum, item) => sum + item.bytes.length, 0), mail: false }, // a repair: held to the floor only
       prepare: async ({ view, packs }) => {
         const ops: Op[] = [];
         for (const item of items) {

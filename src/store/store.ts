@@ -63,6 +63,8 @@ import { moveInlineBodies, oldestInlineSeq } from './compact-inline.js';
 import { journalInlineRuns } from './inline-bodies.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { MailStore } from './api.js';
+import { FreeSpace, type FreeSpaceState, type SpaceNeed } from './free-space.js';
+import { checkReserveBytes, readReserveBytes, writeReserveBytes } from './reserve-setting.js';
 import { Writer, type CommitChain, type Mutation, type PrepareContext, type ReplicatedBatch } from './writer.js';
 import { finishResync, stageResync, type StagedResync } from './resync.js';
 import { readOnlyReplicaError, readRole, unreplicatedError, writeRole, type ReplicationRole } from './role.js';
@@ -95,7 +97,7 @@ export interface StoreReplication {
   /** Commits one meta.set record (the epoch), whatever the role; returns its seq. */
   commitMeta(key: string, value: unknown): Promise<number>;
   /** Commits ops prepared by the caller against the batch's view (XFER's mailbox import). */
-  commitOps<T>(prepare: Mutation<T>['prepare']): Promise<T>;
+  commitOps<T>(prepare: Mutation<T>['prepare'], space?: SpaceNeed): Promise<T>;
   /**
    * A write fence (XFER's switch): every change submitted from outside `work` waits until it is
    * done; changes already queued commit first. Keep `work` short.
@@ -163,6 +165,8 @@ export class Store implements MailStore {
   private readonly messageBytesMax: number;
   /** Messages up to this size go inside their journal record (0: never; docs/FORMAT.md "Inline bodies"). */
   private inlineBodyBytesMax: number;
+  /** The free-space reserve every change is admitted by (free-space.ts). */
+  private readonly space: FreeSpace;
   /** Recycled memory for the copies of callers' large messages (copy-pool.ts). */
   private readonly copies = new CopyPool();
   private closed = false;
@@ -202,6 +206,8 @@ export class Store implements MailStore {
     ({ db: this.db, packs: this.packs, journal: this.journal, release: this.release } = parts);
     this.messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
     this.inlineBodyBytesMax = checkInlineBodyBytes(options.inlineBodyBytesMax ?? limits.inlineBodyBytesDefault, 'inlineBodyBytesMax');
+    this.space = new FreeSpace(this.fs, this.root, options.freeSpaceReserveBytes === undefined ? undefined : checkReserveBytes(options.freeSpaceReserveBytes, 'freeSpaceReserveBytes'), options.onFreeSpace);
+    this.journal.keepFreeBytes = () => this.space.keepFreeBytes();
     this.committed = this.journal.lastSeq;
     this.changes = new ChangeFeed({ fs: this.fs, root: this.root, journal: this.journal, committedSeq: () => this.committed, readOnly: this.readOnly });
     this.packBytesMax = options.packBytesMax ?? limits.packBytesMax;
@@ -235,6 +241,7 @@ export class Store implements MailStore {
       onWritten: (records, opsBySeq, packBatch) => this.gate?.written?.(records, opsBySeq, packBatch),
       wantsWritten: () => this.gate?.written !== undefined && (this.gate.listening?.() ?? true),
       onWriteFailed: () => this.gate?.writeFailed?.(),
+      space: this.space,
     });
     // a read whose pack compaction retired meanwhile finds the blob's new copy here
     this.packs.setLocator(async (hash) => {
@@ -262,7 +269,13 @@ export class Store implements MailStore {
     try {
       // the store's own inline threshold when the caller names none (inline-setting.ts)
       const setting = options.inlineBodyBytesMax === undefined ? await readInlineBodyBytes(parts.fs, root) : undefined;
-      const store = new Store(parts, setting === undefined ? options : { ...options, inlineBodyBytesMax: setting });
+      const reserve = options.freeSpaceReserveBytes === undefined ? await readReserveBytes(parts.fs, root) : undefined;
+      const store = new Store(parts, {
+        ...options,
+        ...(setting === undefined ? {} : { inlineBodyBytesMax: setting }),
+        ...(reserve === undefined ? {} : { freeSpaceReserveBytes: reserve }),
+      });
+      if (!parts.readOnly) await store.space.start(); // before open's own maintenance writes
       store.replicationRole = await readRole(parts.fs, root);
       // tier.ts and its S3 client load only for a store that has an object store (issue 16: start-up)
       const tier = (await parts.fs.statIfExists(join(root, TIER_SETTINGS_FILE))) ? await import('./tier.js') : undefined;
@@ -304,6 +317,7 @@ export class Store implements MailStore {
     await this.hashPool.close();
     await this.packs.close();
     await this.journal.close();
+    this.space.stop();
     await this.db.close();
     await this.release();
   }
@@ -570,6 +584,24 @@ export class Store implements MailStore {
     this.inlineBodyBytesMax = bytes ?? limits.inlineBodyBytesDefault;
   }
 
+  /** The free-space reserve in force, the free space now, and the store's own setting (FREE-SPACE-RESERVE). */
+  async freeSpace(): Promise<FreeSpaceState & { setting: number | undefined }> {
+    this.live();
+    return { ...(await this.space.state()), setting: await readReserveBytes(this.fs, this.root) };
+  }
+
+  /**
+   * Stores the store's free-space reserve (FREE-SPACE-RESERVE; undefined: back to the default) and
+   * holds it from the next change on.
+   */
+  async setFreeSpaceReserve(bytes: number | undefined): Promise<void> {
+    this.live();
+    this.writable();
+    if (bytes !== undefined) checkReserveBytes(bytes, 'free space reserve');
+    await writeReserveBytes(this.fs, this.root, bytes);
+    this.space.setReserve(bytes);
+  }
+
   /** An automatic snapshot's outcome goes to onSnapshot; without one, a failure is a health finding (the store goes on). */
   private reportAutoSnapshot(options: StoreOptions, result?: SnapshotResult, error?: unknown): void {
     if (options.onSnapshot) return options.onSnapshot(result, error);
@@ -651,7 +683,7 @@ export class Store implements MailStore {
         if (this.readOnly) this.writable();
         return this.writer.submit({ exclusive: true, prepare: async ({ seq }) => ({ ops: [{ op: 'meta.set', key, value } as Op], result: seq }) });
       },
-      commitOps: (prepare) => this.submit({ exclusive: true, prepare }),
+      commitOps: (prepare, space) => this.submit({ exclusive: true, space, prepare }),
       fenced: async (work) => {
         while (this.fence) await this.fence;
         let lift!: () => void;
@@ -962,8 +994,11 @@ export class Store implements MailStore {
     // placeBlob and the op's apply read each blob entry with getShared: an import's batch reads
     // them in one LevelDB read, started now, while the writer still commits the batch before it
     const ahead = prepared.length >= limits.appendPrefetchMessagesMin ? this.db.readAhead(prepared.map((item) => keys.blob(item.hash))) : undefined;
+    // what the record may write, for the free-space reserve (an upper bound: before dedup)
+    const spaceBytes = prepared.reduce((sum, item) => sum + item.bytes.length + limits.freeSpaceMessageOverheadBytes, 0);
     const committed = this.submit({
       chain: options.chain,
+      space: { bytes: spaceBytes, mail: true },
       prepare: async (ctx) => {
         const box = await resolveInBatch(ctx.view, components, mailbox);
         await checkQuota(this.db, ctx.view, box.name, prepared.reduce((sum, item) => sum + item.bytes.length, 0), prepared.length);
@@ -1160,6 +1195,7 @@ export class Store implements MailStore {
       snapshots: snapshotList.length, snapshotBytes, newestSnapshotSeq: snapshotList[0]?.seq ?? null, dedupRatio: liveBytes === 0 ? 1 : bytesReferenced / liveBytes,
       consumers: await this.changes.consumers(),
       bytesLive, bytesDead: Math.max(0, packBytes - packList.length * PACK_HEADER_BYTES - bytesLive),
+      freeSpace: await this.space.state(),
     };
   }
 

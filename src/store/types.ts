@@ -10,6 +10,7 @@ import type { IndexCounts } from './recovery.js';
 import type { AutoCompactSettings } from './compactor.js';
 import type { AutoTierSettings } from './tier-mover.js';
 import type { SnapshotResult } from './snapshots.js';
+import type { FreeSpaceState } from './free-space.js';
 
 export interface StoreOptions {
   /** Create the store when the directory is empty or missing. */
@@ -24,6 +25,19 @@ export interface StoreOptions {
    * config --inline-bytes-max`), else limits.inlineBodyBytesDefault (32 KiB, measured: BENCHMARKS.md).
    */
   inlineBodyBytesMax?: number;
+  /**
+   * The free-space reserve (src/store/free-space.ts, limits.freeSpaceReserveBytesMax): changes that
+   * add mail are refused NO_SPACE, before anything is written, when the free space on the store's
+   * file system less what they would write falls below it; other changes only below an eighth of
+   * it. 0: off. Default: the store's setting (FREE-SPACE-RESERVE, `mailstore config
+   * --free-space-reserve`), else the smaller of 64 MiB and 5 % of the file system's size.
+   */
+  freeSpaceReserveBytes?: number;
+  /**
+   * Told once when changes adding mail start being refused for the reserve (`refusing` true), and
+   * once when they are admitted again (the daemon logs both at warn).
+   */
+  onFreeSpace?: (refusing: boolean, state: FreeSpaceState) => void;
   /**
    * Worker threads that verify readMessages' bodies while the reading thread reads on (0: the
    * reading thread hashes). Default: 1 on a machine with two or more cores, else 0. Used for
@@ -218,6 +232,8 @@ export interface StoreStats {
   bytesLive: number;
   /** Bytes in packs no message refers to (records of released blobs, torn or replaced records, headers included); compaction reclaims them. */
   bytesDead: number;
+  /** The free-space reserve and the free space now (free-space.ts): mail is refused below reserveBytes. */
+  freeSpace: FreeSpaceState;
 }
 
 /** A lone writer's journal flush: in this thread or through the thread pool, the faster median of the last commits each way (ms; null until measured). */

@@ -27,6 +27,7 @@ import { limits } from '../limits.js';
 import { applyOpsNow, meta } from './apply.js';
 import { FlushChoice } from './flush-choice.js';
 import type { JournalPayload, Op } from './records.js';
+import type { FreeSpace, SpaceNeed } from './free-space.js';
 
 /** MAILSTORE_TRACE=1 prints the time of each commit phase to stderr (for profiling). */
 const TRACE = Boolean(process.env.MAILSTORE_TRACE);
@@ -51,6 +52,11 @@ export interface Mutation<T> {
   /** Runs alone in its batch, so range reads of the index see everything before it. */
   exclusive?: boolean;
   chain?: CommitChain;
+  /**
+   * What it may write, for the free-space reserve (free-space.ts): checked before its prepare, so a
+   * refused change (NO_SPACE) wrote nothing. Absent: a metadata change, held to the floor only.
+   */
+  space?: SpaceNeed;
   prepare(ctx: PrepareContext): Promise<{ ops: Op[]; result: T }>;
 }
 
@@ -106,6 +112,8 @@ export interface WriterHooks {
   wantsWritten?: () => boolean;
   /** The batch passed to onWritten did not commit (a sync here failed). */
   onWriteFailed?: () => void;
+  /** The free-space reserve every mutation is admitted by before its prepare (absent: none). */
+  space?: FreeSpace;
 }
 
 export class Writer {
@@ -394,6 +402,7 @@ export class Writer {
       } catch (error) {
         if (!(error instanceof MailstoreError)) return this.halt(error, batch);
         this.stopIfJournalRefuses();
+        if (error.code === 'NO_SPACE') this.hooks.space?.sawFull();
         prepared.failed = error;
         for (const d of done) {
           if (d.pending.mutation.chain) d.pending.mutation.chain.failed = error;
@@ -531,6 +540,16 @@ export class Writer {
       if (chain?.failed !== undefined) {
         pending.reject(chain.failed);
         continue;
+      }
+      const space = this.hooks.space;
+      if (space && !space.admit(pending.mutation.space)) {
+        // below the reserve by the cached figure: statfs again (room may have been freed), then refuse
+        const refusal = await space.recheck(pending.mutation.space);
+        if (refusal) {
+          if (chain) chain.failed = refusal;
+          pending.reject(refusal);
+          continue;
+        }
       }
       const seq = prepared.firstSeq + prepared.opsBySeq.length;
       let outcome: { ops: Op[]; result: unknown };

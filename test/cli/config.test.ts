@@ -1,6 +1,7 @@
 // `mailstore config` and `init --inline-bytes-max` as an admin uses them: the store keeps the
-// inline-body threshold for every process that opens it; through a running daemon the change
-// applies to its next delivery at once; bad values are INVALID (exit 5) and change nothing.
+// inline-body threshold and the free-space reserve for every process that opens it; through a
+// running daemon a change applies to its next delivery at once; bad values are INVALID (exit 5)
+// and change nothing.
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { limits } from '../../src/limits.js';
@@ -14,21 +15,49 @@ describe('mailstore config', () => {
   it('init --inline-bytes-max stores the threshold; config prints and changes it; default removes it; bad values exit 5', async () => {
     const store = join(tempDir(), 'store');
     await ok(['init', '--inline-bytes-max', '4096'], { store });
-    expect(await json(['config'], { store })).toEqual({ inlineBytesMax: 4096, setting: 4096 });
-    expect(await json(['config', '--inline-bytes-max', '0'], { store })).toEqual({ inlineBytesMax: 0, setting: 0 });
+    expect(await json(['config'], { store })).toMatchObject({ inlineBytesMax: 4096, setting: 4096 });
+    expect(await json(['config', '--inline-bytes-max', '0'], { store })).toMatchObject({ inlineBytesMax: 0, setting: 0 });
     for (const bad of ['-1', 'abc', String(limits.inlineBodyBytesSettingMax + 1)]) {
       const refused = await run(['config', '--inline-bytes-max', bad], { store });
       expect(refused.code, bad).toBe(5);
       expect(refused.stderr).toMatch(/INVALID: --inline-bytes-max takes a whole number of bytes/);
     }
-    expect(await json(['config'], { store })).toEqual({ inlineBytesMax: 0, setting: 0 });
-    expect(await ok(['config', '--inline-bytes-max', 'default'], { store })).toBe(`inline-bytes-max ${limits.inlineBodyBytesDefault} (default)\n`);
+    expect(await json(['config'], { store })).toMatchObject({ inlineBytesMax: 0, setting: 0 });
+    expect(await ok(['config', '--inline-bytes-max', 'default'], { store })).toMatch(new RegExp(`^inline-bytes-max ${limits.inlineBodyBytesDefault} \\(default\\)\nfree-space-reserve \\d+ \\(default\\)`));
     const opened = await Store.open(store);
     try {
       expect(await opened.inlineBodies()).toEqual({ inlineBytesMax: limits.inlineBodyBytesDefault, setting: undefined });
     } finally {
       await opened.close();
     }
+  });
+
+  it('--free-space-reserve stores the reserve (K/M/G, 0: off); default removes it; a daemon holds a new one from the next delivery on and serves on', async () => {
+    const store = join(tempDir(), 'store');
+    await ok(['init'], { store });
+    await ok(['mailbox', 'create', 'M'], { store });
+    const reserve = async (args: string[] = []) => (await json<{ freeSpace: { reserveBytes: number; setting: number | null; freeBytes: number } }>(['config', ...args, '--no-wait'], { store })).freeSpace;
+    expect(await reserve()).toMatchObject({ setting: null });
+    expect(await reserve(['--free-space-reserve', '64M'])).toMatchObject({ reserveBytes: 64 * 1024 * 1024, setting: 64 * 1024 * 1024 });
+    expect(await reserve(['--free-space-reserve', '0'])).toMatchObject({ reserveBytes: 0, setting: 0 });
+    const refused = await run(['config', '--free-space-reserve', '12X'], { store });
+    expect(refused.code).toBe(5);
+    expect(refused.stderr).toMatch(/INVALID: --free-space-reserve takes a number of bytes/);
+    const daemon = await serve(store);
+    try {
+      const free = (await reserve()).freeBytes;
+      await reserve(['--free-space-reserve', String(free + 1024 ** 3)]); // more than this disk has free
+      const deferred = await run(['append', 'M', '-', '--no-wait'], { store, input: 'Subject: one\r\n\r\nsmall\r\n' });
+      expect(deferred.code, deferred.stderr).toBe(2);
+      expect(deferred.stderr).toMatch(/NO_SPACE: .*free-space reserve/);
+      expect(daemon.child.exitCode).toBeNull();
+      expect((await reserve(['--free-space-reserve', 'default'])).setting).toBeNull();
+      await ok(['append', 'M', '-', '--no-wait'], { store, input: 'Subject: two\r\n\r\nsmall\r\n' });
+    } finally {
+      daemon.child.kill('SIGTERM');
+      expect(await daemon.exited, daemon.stderr()).toBe(0);
+    }
+    expect(daemon.stderr()).toMatch(/"event":"free-space-low"/);
   });
 
   it('through a running daemon: the daemon delivers with the new threshold at once, and keeps it after a restart', async () => {
@@ -38,7 +67,7 @@ describe('mailstore config', () => {
     let daemon = await serve(store);
     const packBytes = async () => (await json(['stats', '--no-wait'], { store })).packBytes as number;
     try {
-      expect(await json(['config', '--inline-bytes-max', '0', '--no-wait'], { store })).toEqual({ inlineBytesMax: 0, setting: 0 });
+      expect(await json(['config', '--inline-bytes-max', '0', '--no-wait'], { store })).toMatchObject({ inlineBytesMax: 0, setting: 0 });
       const before = await packBytes();
       await ok(['append', 'M', '-', '--no-wait'], { store, input: 'Subject: one\r\n\r\nsmall\r\n' });
       expect(await packBytes()).toBeGreaterThan(before); // inline off: the body went to a pack
@@ -48,7 +77,7 @@ describe('mailstore config', () => {
     }
     daemon = await serve(store);
     try {
-      expect(await json(['config', '--no-wait'], { store })).toEqual({ inlineBytesMax: 0, setting: 0 });
+      expect(await json(['config', '--no-wait'], { store })).toMatchObject({ inlineBytesMax: 0, setting: 0 });
     } finally {
       daemon.child.kill('SIGTERM');
       expect(await daemon.exited, daemon.stderr()).toBe(0);

@@ -1,5 +1,7 @@
 // `mailstore serve` (a process, with LMTP) while the environment changes under it: a disk that
-// fills up. Real faults (docs/FAULTS.md), root only; each test says why when it skips.
+// fills up. With the free-space reserve (the default) mail is deferred (452) and the daemon serves
+// on; without it (0) the index meets the full disk and the daemon stops, as a store that stops
+// itself for any reason does. Real faults (docs/FAULTS.md), root only; each test says why when it skips.
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -80,13 +82,72 @@ async function deliver(lmtp: Conversation, body: Buffer): Promise<string> {
 
 const mail = (i: number) => Buffer.from(`From: a@example.org\r\nMessage-ID: <${i}@example.org>\r\nSubject: ${i}\r\n\r\n${`full disk ${i} `.repeat(60)}\r\n`);
 
+/** Every acknowledged message reads back byte-exact through the CLI (through the daemon while one serves). */
+async function expectAcknowledged(store: string, acknowledged: Map<number, Buffer>): Promise<void> {
+  for (const [uid, bytes] of acknowledged) {
+    const fetched = await run(['fetch', INBOX, String(uid)], { store });
+    expect(fetched.stdout.equals(bytes), `uid ${uid}: ${fetched.stderr}`).toBe(true);
+  }
+}
+
+const uidOf = (reply: string) => /^250 2\.0\.0 delivered to \S+ uid (\d+)$/.exec(reply)?.[1];
+
 describe('serve on a disk that fills up (root only)', () => {
-  it.skipIf(skipped(noRoot))('the index write fails (the journal had preallocated room, LevelDB none): the LMTP-only daemon stops non-zero, and every 250 is there once it runs again with room', async () => {
+  it.skipIf(skipped(noRoot))('the free-space reserve: mail is deferred (452, not 451, never a stop), reads go on through the daemon, and deliveries resume by themselves once room is freed', async () => {
+    const mnt = tempDir('mailstore-serve-reserve-');
+    const failed = mountTmpfs(mnt, '8m');
+    if (skipped(failed)) return;
+    const store = join(mnt, 'store');
+    await ok(['init'], { store });
+    await ok(['mailbox', 'create', INBOX], { store });
+    const { daemon, lmtp } = await lmtpDaemon(store);
+    const acknowledged = new Map<number, Buffer>();
+    for (let i = 0; i < 5; i++) {
+      const reply = await deliver(lmtp, mail(i));
+      expect(reply).toMatch(/^250 /);
+      acknowledged.set(Number(uidOf(reply)), mail(i));
+    }
+    fill(mnt, 'filler');
+    // The reserve's figure is at most limits.freeSpaceRefreshMs old (a statfs then, none per
+    // delivery): a disk filled faster than that by another process is seen after it.
+    await sleep(1500);
+    const deferred: string[] = [];
+    for (let i = 5; i < 25; i++) {
+      const reply = await deliver(lmtp, mail(i));
+      if (uidOf(reply)) acknowledged.set(Number(uidOf(reply)), mail(i));
+      else deferred.push(reply);
+    }
+    expect(deferred.length, 'every delivery on the full disk deferred').toBe(20);
+    for (const reply of deferred) expect(reply).toMatch(/^452 4\.3\.1 /);
+    expect(await Promise.race([daemon.exited, sleep(1000, 'running')]), 'the daemon serves on').toBe('running');
+    expect(daemon.stderr()).not.toMatch(/store-stopped/);
+    expect(daemon.stderr().match(/"event":"free-space-low"/g), 'one warning, not one per delivery').toHaveLength(1);
+    // reads (and the store's own report) through the daemon, which holds the store
+    await expectAcknowledged(store, acknowledged);
+    const stats = await json<{ freeSpace: { reserveBytes: number; freeBytes: number; refusingMail: boolean } }>(['stats'], { store });
+    expect(stats.freeSpace.refusingMail).toBe(true);
+    expect(stats.freeSpace.freeBytes).toBeLessThan(stats.freeSpace.reserveBytes);
+
+    rmSync(join(mnt, 'filler'));
+    for (let i = 25; i < 30; i++) {
+      const reply = await deliver(lmtp, mail(i));
+      expect(reply, 'delivery resumes without a restart').toMatch(/^250 /);
+      acknowledged.set(Number(uidOf(reply)), mail(i));
+    }
+    expect(daemon.stderr().match(/"event":"free-space-ok"/g)).toHaveLength(1);
+    expect(daemon.child.exitCode).toBeNull();
+    await expectAcknowledged(store, acknowledged);
+    expect((await json<{ messages: number }>(['mailbox', 'status', INBOX], { store })).messages).toBe(acknowledged.size);
+    expect((await run(['scrub'], { store })).code).toBe(0);
+  }, 60_000);
+
+  it.skipIf(skipped(noRoot))('the reserve off (0): the index write fails (the journal had preallocated room, LevelDB none): the LMTP-only daemon stops non-zero, and every 250 is there once it runs again with room', async () => {
     const mnt = tempDir('mailstore-serve-full-');
     const failed = mountTmpfs(mnt, '4m');
     if (skipped(failed)) return;
     const store = join(mnt, 'store');
     await ok(['init'], { store });
+    await ok(['config', '--free-space-reserve', '0'], { store }); // a store that stops itself still stops its daemon
     await ok(['mailbox', 'create', INBOX], { store }); // the journal's first write: a segment with 1 MiB preallocated
     const { daemon, lmtp } = await lmtpDaemon(store);
     fill(mnt, 'filler');
@@ -95,7 +156,7 @@ describe('serve on a disk that fills up (root only)', () => {
     for (let i = 0; i < 300 && daemon.child.exitCode === null; i++) {
       const reply = await deliver(lmtp, mail(i));
       replies.push(reply);
-      const uid = /^250 2\.0\.0 delivered to \S+ uid (\d+)$/.exec(reply)?.[1];
+      const uid = uidOf(reply);
       if (uid) acknowledged.set(Number(uid), mail(i));
       else if (lmtp.socket.destroyed) break; // the daemon stopped (421 to an idle connection, or closed)
       else if (!reply.startsWith('4')) throw new Error(`delivery ${i}: ${reply} (every reply: 250 or a temporary 4xx)`);
@@ -110,10 +171,7 @@ describe('serve on a disk that fills up (root only)', () => {
     rmSync(join(mnt, 'filler'));
     const status = await json<{ messages: number; uidNext: number }>(['mailbox', 'status', INBOX], { store }); // the open replays the journal
     expect(status.messages).toBeGreaterThanOrEqual(acknowledged.size);
-    for (const [uid, bytes] of acknowledged) {
-      const fetched = await run(['fetch', INBOX, String(uid)], { store });
-      expect(fetched.stdout.equals(bytes), `uid ${uid}`).toBe(true);
-    }
+    await expectAcknowledged(store, acknowledged);
     expect((await run(['scrub'], { store })).code).toBe(0);
   }, 60_000);
 });

@@ -1,6 +1,7 @@
 // `mailstore config`: the settings a store keeps for every process that opens it (serve, the CLI,
-// a library caller that passes no option). Today: the inline-body threshold (INLINE-BODIES,
-// docs/FORMAT.md "Inline bodies"). Without an option it prints them; through the daemon when one serves the store.
+// a library caller that passes no option): the inline-body threshold (INLINE-BODIES, docs/FORMAT.md
+// "Inline bodies") and the free-space reserve (FREE-SPACE-RESERVE, docs/FORMAT.md "A full disk").
+// Without an option it prints them; through the daemon when one serves the store.
 import type { Command } from 'commander';
 import { procedures } from '../../daemon/procedures.js';
 import { MailstoreError } from '../../errors.js';
@@ -17,24 +18,49 @@ export function parseInlineBytes(text: string): number | 'default' {
   return value;
 }
 
+/** --free-space-reserve's value: bytes (with an optional K/M/G suffix, 0: off), or 'default' (the setting is removed). */
+export function parseReserveBytes(text: string): number | 'default' {
+  if (text === 'default') return 'default';
+  const match = /^(\d+)([KMG]?)$/i.exec(text);
+  const value = match ? Number(match[1]) * 1024 ** ' KMG'.indexOf((match[2] || ' ').toUpperCase()) : NaN;
+  if (!Number.isSafeInteger(value)) {
+    throw new MailstoreError('INVALID', `--free-space-reserve takes a number of bytes (64M, 1G; 0: off), or 'default'; got ${text}`);
+  }
+  return value;
+}
+
 export function register(program: Command): void {
   program
     .command('config')
-    .description('show or change the settings the store keeps for every process that opens it (the inline-body threshold)')
+    .description('show or change the settings the store keeps for every process that opens it (the inline-body threshold, the free-space reserve)')
     .option('--inline-bytes-max <bytes>', "messages up to this many bytes, delivered one at a time, go inside their journal record (one file, one fdatasync per delivery); 0: every body to a pack; 'default' removes the setting", parseInlineBytes)
+    .option('--free-space-reserve <bytes>', "refuse new mail (NO_SPACE, LMTP 452) once the store's file system has less than this free (64M, 1G; 0: off); 'default' removes the setting", parseReserveBytes)
     .option('--json', 'print as JSON')
     .addHelpText('after', `
 Inline bodies (docs/FORMAT.md, "Inline bodies"): a message delivered alone and no larger than the
 threshold is written inside its journal record, so a delivery writes one file and makes one
 fdatasync instead of two; compaction and snapshots move such bodies into packs later. Without a
 setting the threshold is ${limits.inlineBodyBytesDefault} bytes (measured: BENCHMARKS.md). A change applies to the next
-delivery (a running daemon takes it at once); bodies already stored stay where they are.`)
-    .action(async (options: { inlineBytesMax?: number | 'default' }, command: Command) => {
+delivery (a running daemon takes it at once); bodies already stored stay where they are.
+
+The free-space reserve (docs/FORMAT.md, "A full disk"): a change that adds mail (append, LMTP,
+import, restore into the store) is refused NO_SPACE before anything is written once the free space
+on the store's file system, less what it would write, falls below the reserve; flags, expunges,
+mailbox deletes and compaction go on down to an eighth of it, so room can be made. The store stays
+open and deliveries resume by themselves once there is room. Without a setting: the smaller of
+${limits.freeSpaceReserveBytesMax / 1024 / 1024} MiB and ${limits.freeSpaceReservePercent} % of the file system's size. 0 turns it off (a full disk then stops the store).`)
+    .action(async (options: { inlineBytesMax?: number | 'default'; freeSpaceReserve?: number | 'default' }, command: Command) => {
       const wanted = options.inlineBytesMax;
-      const result = wanted === undefined
-        ? await withReadStore(command, (store) => procedures(store).inlineBodies())
-        : await withStore(command, (store) => procedures(store).inlineBodies(wanted === 'default' ? null : wanted));
+      const reserve = options.freeSpaceReserve;
+      const result = wanted === undefined && reserve === undefined
+        ? await withReadStore(command, async (store) => ({ ...(await procedures(store).inlineBodies()), freeSpace: await procedures(store).freeSpace() }))
+        : await withStore(command, async (store) => {
+          const inline = await procedures(store).inlineBodies(wanted === undefined ? undefined : wanted === 'default' ? null : wanted);
+          return { ...inline, freeSpace: await procedures(store).freeSpace(reserve === undefined ? undefined : reserve === 'default' ? null : reserve) };
+        });
       if (wantsJson(command)) return printJson(result);
       await printLine(`inline-bytes-max ${result.inlineBytesMax}${result.setting === null ? ' (default)' : ''}`);
+      const space = result.freeSpace;
+      await printLine(`free-space-reserve ${space.reserveBytes}${space.setting === null ? ' (default)' : ''} (free now: ${space.freeBytes ?? 'unknown'} bytes${space.refusingMail ? ', REFUSING MAIL' : ''})`);
     });
 }

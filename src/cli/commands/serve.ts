@@ -129,6 +129,8 @@ function daemonStoreOptions(command: Command, hooks: ServiceHooks, logger: Logge
       hooks.metrics.failed(error);
       logger.warn('background-error', { code: isMailstoreError(error) ? error.code : 'INTERNAL', message: (error as Error).message });
     },
+    // once when deliveries start being refused for the free-space reserve, once when they go in again
+    onFreeSpace: (refusing, state) => logger.warn(refusing ? 'free-space-low' : 'free-space-ok', { ...state }),
     onSnapshot: (result, error) => {
       if (error) logger.warn('snapshot-failed', { message: (error as Error).message });
       else if (result) logger.info('snapshot', { ...result });

@@ -23,6 +23,8 @@ export function register(program: Command): void {
         ['bytes dead', `${stats.bytesDead} (${formatBytes(stats.bytesDead)}${stats.bytesDead ? ', reclaimed by mailstore compact' : ''})`],
         ['journal', `${stats.journalSegments} segment${stats.journalSegments === 1 ? '' : 's'} (${formatBytes(stats.journalBytes)})`],
       ];
+      const space = stats.freeSpace;
+      if (space) rows.push(['free space', space.freeBytes === null ? 'unknown' : `${space.freeBytes} (${formatBytes(space.freeBytes)}); reserve ${formatBytes(space.reserveBytes)}${space.reserveBytes === 0 ? ' (off)' : ''}${space.refusingMail ? ': REFUSING NEW MAIL (free space: expunge and compact)' : ''}`]);
       for (const c of stats.consumers) rows.push([`consumer ${c.name}`, `at seq ${c.seq}, ${c.lagRecords} record${c.lagRecords === 1 ? '' : 's'} behind${c.behind ? ' (FALLING BEHIND)' : ''}`]);
       for (const [name, value] of rows) await printLine(`${name.padEnd(17)} ${value}`);
     });

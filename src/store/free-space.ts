@@ -1,0 +1,185 @@
+// The free-space reserve (limits.freeSpaceReserveBytesMax, docs/FORMAT.md "A full disk"): changes
+// that add mail are refused NO_SPACE before anything is written once the store's file system is
+// down to its reserve, so the index (LevelDB, written after each durable commit) never meets a full
+// disk through our own writes and the store stays open, serving reads and the expunges that make
+// room. The commit path reads a cached figure only: statfs runs in the background, at most every
+// limits.freeSpaceRefreshMs while changes are made, and at once when a change is refused.
+import { MailstoreError } from '../errors.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import { limits } from '../limits.js';
+
+/** What a change may write, for the reserve (Mutation.space). */
+export interface SpaceNeed {
+  /** Bytes the change would write at most (before dedup: an upper bound). */
+  bytes: number;
+  /** It adds mail: held to the reserve. Else (maintenance that makes room in the end) to the floor. */
+  mail: boolean;
+}
+
+/** The reserve as stats and health report it. */
+export interface FreeSpaceState {
+  /** The reserve in bytes (0: off); mail is refused below it. */
+  reserveBytes: number;
+  /** Metadata changes and maintenance are refused below this. */
+  floorBytes: number;
+  /** The free bytes on the store's file system (statfs, now); null where it cannot be known. */
+  freeBytes: number | null;
+  /** The file system's size; null where it cannot be known. */
+  totalBytes: number | null;
+  /** Mail is being refused for the reserve (since the last refusal, until a change adding mail is admitted). */
+  refusingMail: boolean;
+}
+
+/** The reserve a store of `totalBytes` gets by default: the smaller of 64 MiB and 5 % of it. */
+export function defaultReserveBytes(totalBytes: number): number {
+  return Math.min(limits.freeSpaceReserveBytesMax, Math.floor((totalBytes * limits.freeSpaceReservePercent) / 100));
+}
+
+export class FreeSpace {
+  /** Free bytes at the last statfs, less every admitted change's bytes since; undefined: unknown (no reserve is held). */
+  private freeBytes?: number;
+  private totalBytes?: number;
+  /** Bytes admitted in all (the refresh subtracts those admitted while its statfs ran). */
+  private admitted = 0;
+  private timer?: NodeJS.Timeout;
+  private refreshing?: Promise<void>;
+  /** The figure is at most freeSpaceRefreshMs old (else the next change statfs's first: after an idle spell). */
+  private fresh = false;
+  /** A change was admitted since the last statfs (the timer then statfs's again, else lets the figure go stale). */
+  private dirty = false;
+  private refusing = false;
+  private reserve = 0;
+  private closed = false;
+
+  /**
+   * `reserveBytes`: the store's choice (undefined: defaultReserveBytes of the file system's size).
+   * `onRefusing`: told once when mail starts being refused for the reserve, and once when it clears.
+   */
+  constructor(
+    private readonly fs: FileSystem,
+    private readonly dir: string,
+    private reserveBytes: number | undefined,
+    private readonly onRefusing?: (refusing: boolean, state: FreeSpaceState) => void,
+  ) {}
+
+  /** The first statfs (at open). */
+  async start(): Promise<void> {
+    await this.refresh();
+  }
+
+  stop(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** A new choice (undefined: the default), held from the next change on. */
+  setReserve(reserveBytes: number | undefined): void {
+    this.reserveBytes = reserveBytes;
+    if (this.totalBytes !== undefined) this.reserve = reserveBytes ?? defaultReserveBytes(this.totalBytes);
+  }
+
+  get floorBytes(): number {
+    return Math.floor(this.reserve / limits.freeSpaceFloorDivisor);
+  }
+
+  /**
+   * Bytes the journal must leave free when it preallocates filler: filler written into the reserve
+   * would be space mail took from it (its records later fill the filler without statfs noticing).
+   */
+  keepFreeBytes(): number {
+    return this.reserve;
+  }
+
+  /**
+   * Whether a change needing `need` may go on, by the cached figure (no I/O: the commit path);
+   * admitted, its bytes are taken from the figure. False: ask `recheck` before refusing.
+   */
+  admit(need: SpaceNeed | undefined): boolean {
+    const free = this.freeBytes;
+    if (free === undefined || this.reserve === 0) return true;
+    const bytes = need?.bytes ?? 0;
+    if (!this.fresh || free - bytes < (need?.mail ? this.reserve : this.floorBytes)) return false;
+    this.freeBytes = free - bytes;
+    this.admitted += bytes;
+    this.dirty = true;
+    if (need?.mail && this.refusing) this.cleared();
+    return true;
+  }
+
+  /** A write met a full disk all the same (others filled it faster than the figure saw): statfs now. */
+  sawFull(): void {
+    void this.refresh();
+  }
+
+  /**
+   * A change `admit` turned down: statfs now (space may have been freed since the last figure) and
+   * decide again. Undefined: admitted; else the NO_SPACE error to refuse it with.
+   */
+  async recheck(need: SpaceNeed | undefined): Promise<MailstoreError | undefined> {
+    await this.refresh();
+    if (this.admit(need)) return undefined;
+    const mail = need?.mail === true;
+    if (mail && !this.refusing) {
+      this.refusing = true;
+      this.onRefusing?.(true, this.stateNow());
+    }
+    const limit = mail ? this.reserve : this.floorBytes;
+    const what = mail ? `the free-space reserve of ${limit} bytes (mail is deferred; expunges and flag changes still work)` : `the free-space floor of ${limit} bytes (the last room, kept for the index)`;
+    const error = new MailstoreError('NO_SPACE', `the store's file system has ${this.freeBytes} bytes free; writing ${need?.bytes ?? 0} bytes would fall below ${what}; nothing was written. Free space (expunge and compact, or remove other files): changes go on by themselves then; 'mailstore config --free-space-reserve' sets the reserve`, { path: this.dir });
+    if (mail) error.belowReserve = true;
+    return error;
+  }
+
+  /** The reserve now, with a fresh statfs (stats, health: not the commit path). */
+  async state(): Promise<FreeSpaceState> {
+    await this.refresh();
+    return this.stateNow();
+  }
+
+  private stateNow(): FreeSpaceState {
+    return { reserveBytes: this.reserve, floorBytes: this.floorBytes, freeBytes: this.freeBytes ?? null, totalBytes: this.totalBytes ?? null, refusingMail: this.refusing };
+  }
+
+  private cleared(): void {
+    this.refusing = false;
+    this.onRefusing?.(false, this.stateNow());
+  }
+
+  /**
+   * After a statfs: in freeSpaceRefreshMs, statfs again if changes were admitted meanwhile, else
+   * let the figure go stale (an idle store does no I/O; its next change statfs's first).
+   */
+  private schedule(): void {
+    if (this.timer || this.closed) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (this.dirty) void this.refresh();
+      else this.fresh = false;
+    }, limits.freeSpaceRefreshMs);
+    this.timer.unref();
+  }
+
+  /** statfs, once at a time; the bytes admitted while it ran are taken off its figure. */
+  private refresh(): Promise<void> {
+    this.refreshing ??= (async () => {
+      try {
+        if (!this.fs.spaceBytes) return;
+        const before = this.admitted;
+        const space = await this.fs.spaceBytes(this.dir).catch(() => undefined);
+        this.fresh = true; // a statfs that failed says nothing about space: the last figure stands
+        this.dirty = false;
+        this.schedule();
+        if (!space) return;
+        this.totalBytes = space.totalBytes;
+        this.reserve = this.reserveBytes ?? defaultReserveBytes(space.totalBytes);
+        this.freeBytes = space.freeBytes - (this.admitted - before);
+        // room again without a change adding mail (the admin freed space): said now, not at the next delivery
+        if (this.refusing && this.freeBytes >= this.reserve) this.cleared();
+      } finally {
+        this.refreshing = undefined;
+      }
+    })();
+    return this.refreshing;
+  }
+}
