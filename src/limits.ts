@@ -123,8 +123,19 @@ export const limits = {
   freeSpaceMessageOverheadBytes: 256,
   /** Open reads this much of the oldest journal segment to see whether it starts with a checkpoint. */
   journalFirstRecordReadBytes: 64 * 1024,
-  /** Index snapshots (snapshots/): verified generations kept; the journal is retired only below the oldest of them. */
+  /**
+   * Index snapshots (snapshots/): verified generations kept; the journal is retired only below the
+   * oldest of them, and not at all while fewer than this many verify (so a damaged newest snapshot
+   * always has the one before it, or the whole journal, to fall back to).
+   */
   snapshotsKept: 2,
+  /**
+   * Damaged snapshots that pruning moves to quarantine/ (older than the kept ones, no longer needed
+   * for a rebuild): at most this many `snapshot-*` files are kept there as evidence; pruning deletes
+   * any further one (a disk that damages every snapshot would otherwise fill quarantine/, which is
+   * never emptied automatically, with a copy of the index per snapshot).
+   */
+  snapshotsQuarantinedMax: 4,
   /** A running store (StoreOptions.autoSnapshot) snapshots once the journal grew by this many records... */
   snapshotEveryRecords: 100_000,
   /** ...or by this many bytes since the last snapshot. */

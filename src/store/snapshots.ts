@@ -2,10 +2,13 @@
 // snapshot is the index's state at one seq, read beside live writers (checkpoint.ts,
 // snapshotState) and written by snapshot-file.ts. After it is durable and verified: the snapshot
 // consumer's cursor moves to its seq, snapshots older than the limits.snapshotsKept newest
-// verified ones are deleted, and the journal segments that the oldest kept snapshot and every
-// consumer are past are retired (deleted, or moved to the journal archive). Each step only after
-// the one before is durable, so a crash anywhere leaves every record either in the journal or
-// under a verified snapshot (docs/FORMAT.md, "Journal retirement").
+// verified ones are deleted (a damaged one moved to quarantine/), and the journal segments that the
+// oldest kept snapshot and every consumer are past are retired (deleted, or moved to the journal
+// archive) — none while fewer than limits.snapshotsKept snapshots verify, so that no snapshot file
+// is ever the only copy of the metadata: a damaged newest one still has the one before it, or the
+// whole journal, to fall back to. Each step only after the one before is durable, so a crash
+// anywhere leaves every record either in the journal or under a verified snapshot (docs/FORMAT.md,
+// "Journal retirement").
 import { join } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
@@ -35,9 +38,20 @@ export interface SnapshotResult {
   durationMs: number;
   /** A verified snapshot of this seq was already there: nothing new was written. */
   reused: boolean;
-  /** Older snapshots deleted (a newer verified one replaces them). */
+  /** Older snapshots deleted (newer verified ones replace them). */
   removedSnapshots: string[];
+  /**
+   * Damaged snapshots older than the kept ones: moved to quarantine/ (`quarantined`: where), or
+   * deleted once limits.snapshotsQuarantinedMax are there already.
+   */
+  damagedSnapshots: DamagedSnapshot[];
   retired: RetireResult;
+}
+
+export interface DamagedSnapshot {
+  name: string;
+  why: string;
+  quarantined?: string;
 }
 
 export interface RetireResult {
@@ -49,6 +63,8 @@ export interface RetireResult {
   archive?: string;
   /** Why nothing was retired although segments qualified (a missing archive directory). */
   skipped?: string;
+  /** Why retirement waits: fewer than limits.snapshotsKept snapshots verify (the journal is kept whole). */
+  held?: string;
 }
 
 /** What the snapshotter needs of its Store. */
@@ -167,9 +183,12 @@ export class Snapshotter {
     this.lastSeq = info.seq;
     this.bytesAtLast = this.host.journal.appendedBytes;
     await this.moveCursor(info.seq);
-    const { kept, removed } = await this.pruneSnapshots(info);
+    const { kept, removed, damaged } = await this.pruneSnapshots(info);
     const retired = await this.retire(kept);
-    return { name: info.name, seq: info.seq, bytes: info.bytes, records: info.records, format: info.format, durationMs: Date.now() - started, reused, removedSnapshots: removed, retired };
+    return {
+      name: info.name, seq: info.seq, bytes: info.bytes, records: info.records, format: info.format, durationMs: Date.now() - started, reused,
+      removedSnapshots: removed, damagedSnapshots: damaged, retired,
+    };
   }
 
   private async moveCursor(seq: number): Promise<void> {
@@ -180,35 +199,68 @@ export class Snapshotter {
 
   /**
    * Keeps the limits.snapshotsKept newest snapshots that verify; deletes the verified ones older
-   * than those (a damaged one is left for scrub, which reports it and moves it to quarantine).
+   * than those. A damaged one among the newest is passed over and left for scrub (which reports it
+   * and moves it to quarantine); a damaged one older than the kept ones is no longer needed by any
+   * rebuild and goes to quarantine/ here, as evidence, up to limits.snapshotsQuarantinedMax there.
    */
-  private async pruneSnapshots(fresh: SnapshotInfo): Promise<{ kept: SnapshotInfo[]; removed: string[] }> {
-    const { fs, root, storeId } = this.host;
+  private async pruneSnapshots(fresh: SnapshotInfo): Promise<{ kept: SnapshotInfo[]; removed: string[]; damaged: DamagedSnapshot[] }> {
+    const { fs, root } = this.host;
     const kept: SnapshotInfo[] = [];
     const removed: string[] = [];
+    const damaged: DamagedSnapshot[] = [];
     for (const entry of await listSnapshots(fs, root)) {
+      const verified = entry.name === fresh.name ? fresh : await this.verify(entry);
       if (kept.length < limits.snapshotsKept) {
-        const info = entry.name === fresh.name ? fresh : await readSnapshotFile(fs, entry.path, entry.name, storeId).catch((error: unknown) => {
-          if (error instanceof MailstoreError && error.code === 'CORRUPT') return undefined;
-          throw error;
-        });
-        if (info) kept.push(info);
+        if ('seq' in verified) kept.push(verified);
+        continue;
+      }
+      if ('why' in verified) {
+        damaged.push(await this.setAsideDamaged(entry, verified.why));
         continue;
       }
       await fs.unlink(entry.path).catch((e) => { throw fromSystemError(e, 'removing an old snapshot', entry.path); });
       await fs.syncDir(snapshotsDir(root));
       removed.push(entry.name);
     }
-    return { kept, removed };
+    return { kept, removed, damaged };
+  }
+
+  /** The snapshot verified whole, or why it is damaged (CORRUPT); any other failure is thrown. */
+  private async verify(entry: { name: string; path: string }): Promise<SnapshotInfo | { why: string }> {
+    try {
+      return await readSnapshotFile(this.host.fs, entry.path, entry.name, this.host.storeId);
+    } catch (error) {
+      if (error instanceof MailstoreError && error.code === 'CORRUPT') return { why: error.message };
+      throw error;
+    }
   }
 
   /**
-   * Retires the journal below the oldest kept snapshot (so that a damaged newest snapshot still has
-   * the one before it plus the journal to fall back to) and below every consumer's cursor.
+   * A damaged snapshot older than the kept ones: to quarantine/ while fewer than
+   * limits.snapshotsQuarantinedMax snapshots are there, else deleted (the evidence of the first
+   * ones is kept; quarantine/ is never emptied automatically, so it must not grow per snapshot).
+   */
+  private async setAsideDamaged(entry: { name: string; path: string }, why: string): Promise<DamagedSnapshot> {
+    const { fs, root } = this.host;
+    if ((await quarantinedSnapshotCount(fs, root)) < limits.snapshotsQuarantinedMax) {
+      return { name: entry.name, why, quarantined: await quarantineSnapshot(fs, root, entry.name) };
+    }
+    await fs.unlink(entry.path).catch((e) => { throw fromSystemError(e, 'removing an old damaged snapshot', entry.path); });
+    await fs.syncDir(snapshotsDir(root));
+    return { name: entry.name, why };
+  }
+
+  /**
+   * Retires the journal below the oldest of the limits.snapshotsKept kept snapshots, and nothing
+   * while fewer verify (so that a damaged newest snapshot still has the one before it, or the
+   * whole journal, plus the journal after it to fall back to), and below every consumer's cursor.
    */
   private async retire(kept: SnapshotInfo[]): Promise<RetireResult> {
     const { fs, root, journal, changes } = this.host;
-    if (kept.length === 0) return { throughSeq: 0, segments: [], bytes: 0 };
+    if (kept.length < limits.snapshotsKept) {
+      const held = `${kept.length} verified snapshot${kept.length === 1 ? '' : 's'} of the ${limits.snapshotsKept} kept: the journal is retired only below the older of ${limits.snapshotsKept}, so it is kept whole until then`;
+      return { throughSeq: Math.max(0, journal.firstSeq - 1), segments: [], bytes: 0, held };
+    }
     const slowest = await changes.slowest();
     let throughSeq = Math.min(kept[kept.length - 1].seq, slowest ?? Infinity);
     if (this.host.boundRetirement) throughSeq = await this.host.boundRetirement(throughSeq);
@@ -305,6 +357,12 @@ export async function writeJournalArchive(fs: FileSystem, root: string, dir: str
     if (!(await fs.statIfExists(dir))?.isDirectory) throw new MailstoreError('NOT_FOUND', `the journal archive ${dir} is not an existing directory`, { path: dir });
   }
   await writeSetting(fs, root, JOURNAL_ARCHIVE_FILE, dir, 'the journal archive setting');
+}
+
+/** How many snapshots quarantine/ holds (moved there by scrub --repair or by pruning). */
+async function quarantinedSnapshotCount(fs: FileSystem, root: string): Promise<number> {
+  const names = await fs.readdir(join(root, LAYOUT.quarantine)).catch(() => [] as string[]);
+  return names.filter((name) => name.startsWith('snapshot-')).length;
 }
 
 /** Moves a damaged snapshot to quarantine/ (never deleted); returns where it went. */

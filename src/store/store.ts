@@ -608,6 +608,10 @@ export class Store implements MailStore {
     if (error && this.health.findings.length < limits.healthFindingsMax) {
       this.health.findings.push(`an automatic snapshot failed (the journal was not retired): ${(error as Error).message}`);
     }
+    for (const d of result?.damagedSnapshots ?? []) {
+      if (this.health.findings.length >= limits.healthFindingsMax) break;
+      this.health.findings.push(`snapshot ${d.name} (older than the kept ones) is damaged: ${d.why}; ${d.quarantined ? `moved to ${d.quarantined}` : 'deleted (quarantine/ holds enough damaged snapshots)'}`);
+    }
   }
 
   /** The hooks of scrub, repair and reconstruct (maintenance.ts). */

@@ -16,14 +16,16 @@ describe('mailstore snapshot', () => {
     const store = join(dir, 'store');
     const archive = join(dir, 'archive');
     mkdirSync(archive);
-    // bodies in packs: the seqs below are the snapshot's own (with inline bodies, the first
+    // bodies in packs: the seqs below are the snapshot's own (with inline bodies, a second
     // snapshot's retirement commits their move into a pack after it: snapshots.test.ts)
     await ok(['init', '--journal-archive', archive, '--inline-bytes-max', '0'], { store });
     await ok(['mailbox', 'create', 'M'], { store });
     for (let i = 1; i <= 12; i++) await ok(['append', 'M', '-'], { store, input: message(i) });
     await ok(['expunge', 'M', '1:9'], { store });
     const snap = await json(['snapshot'], { store });
-    expect(snap).toMatchObject({ seq: 14, reused: false, journalArchive: archive, retired: { throughSeq: 14, segments: [] } });
+    expect(snap).toMatchObject({ seq: 14, reused: false, journalArchive: archive, retired: { throughSeq: 0, segments: [] } });
+    // the only snapshot: the journal stays whole beside it, and the result says why
+    expect(snap.retired.held).toMatch(/1 verified snapshot of the 2 kept/);
     expect(snap.bytes).toBeGreaterThan(36);
     expect(snap.records).toBeGreaterThanOrEqual(1); // format 3: records of up to 1 MiB of index entries
     expect(snap.format).toBe(3);
@@ -44,7 +46,7 @@ describe('mailstore snapshot', () => {
     expect((await run(['scrub'], { store })).code).toBe(0);
     const text = await ok(['snapshot', '--journal-archive', 'off'], { store });
     expect(text).toMatch(/^snapshot 0{14}14\.snap: seq 14, \d+ records/);
-    expect(text).toMatch(/journal: nothing to retire/);
+    expect(text).toMatch(/journal not retired: 1 verified snapshot of the 2 kept/);
     expect((await json(['snapshot'], { store })).journalArchive).toBeNull();
     expect(readdirSync(archive)).toEqual([]);
     expect((await run(['snapshot', '--journal-archive', join(dir, 'missing')], { store })).code).toBe(4);

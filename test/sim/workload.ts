@@ -273,8 +273,9 @@ export async function runWorkload(options: WorkloadOptions): Promise<WorkloadRun
       ops[ops.length - 1].ackedAt = ffs.logLength;
       await verify(`delete ${name}`);
     } else if (roll >= 0.92 && roll <= 0.95) {
-      // a snapshot beside the live store, then retirement of the journal it covers: no model
-      // change, so no op; its crash points fall between ops (the rng sequence is unchanged)
+      // a snapshot beside the live store, then retirement of the journal below the older kept
+      // snapshot (from the second on: a lone snapshot retires nothing): no model change, so no
+      // op; its crash points fall between ops (the rng sequence is unchanged)
       await store.snapshot();
       // with inline bodies, the retirement first moves them into packs: records the model did not
       // predict, invisible but for the seqs they take (as a compaction's below)

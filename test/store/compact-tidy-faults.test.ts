@@ -1,5 +1,6 @@
 // The background tidy after a compaction (store.ts tidyAfterCompaction: LevelDB rewrites its files,
-// then an automatic snapshot retires the journal before the compaction) failing half-way: ENOSPC or
+// then an automatic snapshot retires the journal below the snapshot before it: each store here
+// takes one after its churn, since a lone snapshot retires nothing) failing half-way: ENOSPC or
 // EIO writing the snapshot, EIO making a retirement durable, LevelDB's own compaction failing. The
 // compaction itself was committed and acknowledged; the tidy's failure reaches the automatic
 // snapshot's report (StoreOptions.onSnapshot, else a health finding) with a clear code, the store
@@ -19,7 +20,10 @@ import { body, churned, expectExact, expectScrubClean } from './compact-helpers.
 
 interface Reported { result?: SnapshotResult; error?: unknown }
 
-/** A churned store on FaultFS with small journal segments (so a snapshot has segments to retire), reporting its tidy. */
+/**
+ * A churned store on FaultFS with small journal segments and a snapshot after the churn (so the
+ * tidy's snapshot is the second generation and has segments to retire), reporting its tidy.
+ */
 async function tidyStore() {
   const dir = tmpDir('compact-tidy');
   const ffs = new FaultFileSystem();
@@ -31,6 +35,7 @@ async function tidyStore() {
     onSnapshot: (result, error) => { reports.push({ result, error }); reported?.(); },
     onBackgroundError: (error) => background.push(error),
   });
+  expect((await churn.store.snapshot()).retired.segments, 'the first generation retires nothing').toEqual([]);
   /** Resolves at the next automatic snapshot report (the tidy's). */
   const nextReport = () => new Promise<Reported>((resolve) => { reported = () => resolve(reports[reports.length - 1]); });
   return { dir, ffs, reports, background, nextReport, ...churn };
@@ -124,6 +129,7 @@ describe('compaction: its background tidy failing', () => {
     const dir = tmpDir('compact-tidy');
     const ffs = new FaultFileSystem();
     const { store, bodies, gone } = await churned(dir, { fs: ffs, journalSegmentBytesMax: 4096 });
+    await store.snapshot(); // the older generation the next ones retire below
     ffs.failAll('ENOSPC', { pathPrefix: join(dir, 'snapshots') });
     await store.compact();
     expect(await codeOf(store.snapshot()), 'queued behind the tidy (one snapshot at a time), on the same full disk').toBe('NO_SPACE');

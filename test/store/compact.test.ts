@@ -357,7 +357,7 @@ describe('compaction', () => {
     await store.close();
   });
 
-  it('after a compaction that removed packs, the journal before its last record retires under a snapshot and the index files shrink; reopen and a rebuild stay exact', async () => {
+  it('after a compaction that removed packs, the journal before its last record retires under the snapshot after the tidy\'s and the index files shrink; reopen and a rebuild stay exact', async () => {
     const dir = tmpDir('compact');
     const { store, bodies, gone } = await churned(dir);
     const journalBefore = readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl'));
@@ -365,13 +365,20 @@ describe('compaction', () => {
     const result = await store.compact();
     expect(result.packsRemoved).toEqual([1]);
     await store.close(); // waits for the background tidy (index files, snapshot, retirement)
-    const segments = readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl'));
-    expect(segments, 'the segment holding the history is retired').not.toContain(journalBefore[0]);
-    expect(segments).toHaveLength(1);
-    const snapshots = readdirSync(join(dir, 'snapshots')).filter((n) => n.endsWith('.snap'));
-    expect(snapshots).toHaveLength(1);
-    expect(Number(snapshots[0]!.split('.')[0]), 'the snapshot covers the new segment\'s first record').toBeGreaterThanOrEqual(Number(segments[0]!.split('.')[0]));
+    const jnl = () => readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl'));
+    const snaps = () => readdirSync(join(dir, 'snapshots')).filter((n) => n.endsWith('.snap'));
+    // the tidy's snapshot is the only one: the journal stays whole beside it (never one copy)
+    expect(snaps()).toHaveLength(1);
+    expect(jnl(), 'pack.removed starts a new segment; the history stays').toEqual([journalBefore[0], expect.any(String)]);
+    const tidy = Number(snaps()[0]!.split('.')[0]);
+    expect(tidy, 'the snapshot covers the new segment\'s first record').toBeGreaterThanOrEqual(Number(jnl()[1]!.split('.')[0]));
     const reopened = await Store.open(dir);
+    await reopened.append('K', body(90, 500)); // a newer state, so the next snapshot is a second generation
+    const next = await reopened.snapshot();
+    expect(next.retired.throughSeq).toBe(tidy);
+    expect(jnl(), 'the segment holding the history is retired').not.toContain(journalBefore[0]);
+    expect(jnl()).toHaveLength(1);
+    expect(snaps()).toHaveLength(2);
     await expectExact(reopened, bodies, gone);
     await reopened.close();
     await expectExactAfterRebuild(dir, bodies, gone);

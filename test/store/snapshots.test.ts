@@ -1,8 +1,10 @@
 // Index snapshots and journal retirement: a snapshot verifies (and any damaged byte fails it), a
 // rebuild from the newest snapshot plus the journal after it equals the live index key for key,
 // a damaged newest snapshot falls back to the one before it (or to the whole journal) and says
-// so, retirement never passes a consumer's cursor nor the older kept snapshot, a consumer that
-// asks for retired records gets NOT_FOUND, and a retired journal still rebuilds and rewrites.
+// so, retirement waits for two verified snapshots and never passes a consumer's cursor nor the
+// older kept one, a damaged snapshot older than the kept ones goes to quarantine/ (bounded), a
+// consumer that asks for retired records gets NOT_FOUND, and a retired journal still rebuilds and
+// rewrites.
 import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,6 +14,8 @@ import { IndexDb } from '../../src/index/index-db.js';
 import { compareIndexes } from '../../src/store/recovery.js';
 import { Store } from '../../src/store/store.js';
 import { readSnapshotFile } from '../../src/store/snapshot-file.js';
+import type { SnapshotResult } from '../../src/store/snapshots.js';
+import { limits } from '../../src/limits.js';
 import { reconstruct } from '../../src/scrub/reconstruct.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { repair } from '../../src/scrub/repair.js';
@@ -42,8 +46,42 @@ async function seeded(root: string, records = 60): Promise<Store> {
   return store;
 }
 
+/** A seeded store, a snapshot, more churn and a second snapshot: that one retires the journal below the first. */
+async function twoGenerations(root: string, records = 60): Promise<{ store: Store; older: SnapshotResult; newest: SnapshotResult }> {
+  const store = await seeded(root, records);
+  const older = await store.snapshot();
+  await churn(store, 1000, 30);
+  const newest = await store.snapshot();
+  expect(newest.retired.throughSeq).toBe(older.seq);
+  expect(newest.retired.segments.length).toBeGreaterThan(0);
+  expect(store.changes.firstSeq).toBeGreaterThan(1);
+  expect(store.changes.firstSeq).toBeLessThanOrEqual(older.seq + 1);
+  return { store, older, newest };
+}
+
 const snapshotNames = (root: string) => readdirSync(join(root, 'snapshots')).filter((n) => n.endsWith('.snap')).sort();
 const segments = (root: string) => readdirSync(join(root, 'journal')).filter((n) => n.endsWith('.jnl')).sort();
+/** Stats without the disk's free space (it moves with other processes) nor the consumers. */
+const comparable = async (store: Store, extra: object = {}) => ({ ...(await store.stats()), consumers: [], freeSpace: undefined, ...extra });
+
+/** Every message of every mailbox: uid, flags and the body's bytes (hex), to compare two states exactly. */
+async function everyMessage(store: Store): Promise<string[]> {
+  const out: string[] = [];
+  for (const box of ['INBOX', 'Sent']) {
+    for await (const m of store.messages(box)) {
+      out.push(`${box} ${m.uid} ${m.modseq} ${[...m.flags].sort().join(',')} ${(await store.fetch(box, m.uid)).toString('hex')}`);
+    }
+  }
+  return out;
+}
+
+/** Zeroes `bytes` bytes from the middle of a file (a lost block of the medium). */
+function zeroInside(path: string, bytes: number): void {
+  const data = readFileSync(path);
+  const at = Math.max(64, Math.floor(data.length / 2) - bytes / 2);
+  data.fill(0, at, Math.min(data.length, at + bytes));
+  writeFileSync(path, data);
+}
 
 describe('snapshots', () => {
   it('a snapshot verifies; any flipped byte, a cut or an appended byte fails it with CORRUPT', async () => {
@@ -84,14 +122,13 @@ describe('snapshots', () => {
     expect(check.differences).toBe(0);
     expect(check.journalIntact).toBe(true);
     expect(check.rebuiltFrom).toMatch(/^snapshot .* and \d+ journal records after it$/);
-    const before = await store.stats();
+    const before = await comparable(store);
     await store.close();
     renameSync(join(root, 'index'), join(root, 'index.old'));
     const reopened = await Store.open(root, SMALL);
     expect(reopened.health.rebuiltFrom).toMatch(/^snapshot /);
     expect(reopened.health.degraded).toBe(false);
-    const after = await reopened.stats();
-    expect({ ...after, consumers: [] }).toEqual({ ...before, consumers: [] });
+    expect(await comparable(reopened)).toEqual(before);
     expect((await reopened.maintenance().reconstructIndex({ check: true })).differences).toBe(0);
     await reopened.close();
     // Every key and value, meta (appliedSeq, store id, uidValidityLast) included, byte for byte.
@@ -111,7 +148,7 @@ describe('snapshots', () => {
     const newest = await store.snapshot();
     expect(snapshotNames(root)).toEqual([older.name, newest.name]);
     await churn(store, 300, 10);
-    const live = await store.stats();
+    const live = await comparable(store, { snapshotBytes: 0 });
     await store.close();
     const path = join(root, 'snapshots', newest.name);
     const bytes = readFileSync(path);
@@ -121,7 +158,7 @@ describe('snapshots', () => {
     const reopened = await Store.open(root, SMALL);
     expect(reopened.health.rebuiltFrom).toContain(older.name);
     expect(reopened.health.findings.join('\n')).toMatch(new RegExp(`snapshot ${newest.name} is damaged.*rebuilt from the older snapshot ${older.name}`));
-    expect({ ...(await reopened.stats()), consumers: [], snapshotBytes: 0 }).toEqual({ ...live, consumers: [], snapshotBytes: 0 });
+    expect(await comparable(reopened, { snapshotBytes: 0 })).toEqual(live);
     const report = await scrub(reopened);
     expect(report.findings.filter((f) => f.kind === 'snapshot-damage')).toHaveLength(1);
     const repaired = await repair(reopened, report);
@@ -151,6 +188,108 @@ describe('snapshots', () => {
   });
 });
 
+/** 4 KiB of zeros inside a snapshot, index/ deleted, the store opened: the rebuild's fallback loses nothing (not degraded). */
+async function reopenAfterDamage(root: string, snapshot: string): Promise<Store> {
+  zeroInside(join(root, 'snapshots', snapshot), 4096);
+  rmSync(join(root, 'index'), { recursive: true });
+  const reopened = await Store.open(root, SMALL);
+  expect(reopened.health.degraded, reopened.health.findings.join('; ')).toBe(false);
+  return reopened;
+}
+
+describe('a damaged snapshot is never the only copy of the metadata', () => {
+  it('one snapshot, damaged, index lost: every message is rebuilt from the whole journal (it retired nothing), and the open says so', async () => {
+    // The reproduction: the first snapshot retired the whole journal it covered, so 4 KiB of zeros
+    // inside it and a lost index/ opened a degraded store with 0 mailboxes (all 60 messages lost).
+    const root = tmpDir();
+    const store = await Store.open(root, { create: true, ...SMALL });
+    await store.createMailbox('INBOX');
+    await store.createMailbox('Sent');
+    for (let i = 1; i <= 60; i++) await store.append(i % 3 === 0 ? 'Sent' : 'INBOX', msg(i), { flags: i % 2 ? ['\\Seen'] : [] });
+    const journalBefore = segments(root);
+    expect(journalBefore.length).toBeGreaterThan(1); // there were segments it could have retired
+    const snap = await store.snapshot();
+    expect(snap.retired.segments).toEqual([]);
+    expect(segments(root)).toEqual(journalBefore);
+    const before = await everyMessage(store);
+    expect(before).toHaveLength(60);
+    await store.close();
+    const reopened = await reopenAfterDamage(root, snap.name);
+    try {
+      expect(reopened.health.rebuiltFrom).toMatch(/^the whole journal/);
+      expect(reopened.health.findings.join('\n')).toMatch(new RegExp(`snapshot ${snap.name} is damaged.*rebuilt from the whole retained journal instead`));
+      expect(await everyMessage(reopened)).toEqual(before);
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  it('two snapshots, the newest damaged, index lost: rebuilt from the older one plus the journal since it, every message exact, and the open says so', async () => {
+    const root = tmpDir();
+    // the journal before the older snapshot is gone: the fallback is that snapshot and what follows it
+    const { store, older, newest } = await twoGenerations(root);
+    await churn(store, 300, 10);
+    const before = await everyMessage(store);
+    const live = await comparable(store, { snapshotBytes: 0 });
+    await store.close();
+    const reopened = await reopenAfterDamage(root, newest.name);
+    try {
+      expect(reopened.health.rebuiltFrom).toContain(older.name);
+      expect(reopened.health.findings.join('\n')).toMatch(new RegExp(`snapshot ${newest.name} is damaged.*rebuilt from the older snapshot ${older.name}`));
+      expect(await everyMessage(reopened)).toEqual(before);
+      expect(await comparable(reopened, { snapshotBytes: 0 })).toEqual(live);
+      expect(await reopened.getAcl('INBOX')).toEqual({ bob: 'lr' });
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  it('a damaged snapshot among the kept ones is not counted; once older than the kept ones it goes to quarantine/, past snapshotsQuarantinedMax it is deleted', async () => {
+    const root = tmpDir();
+    const store = await seeded(root, 30);
+    const quarantined = () => readdirSync(join(root, 'quarantine')).filter((n) => n.startsWith('snapshot-'));
+    const s1 = await store.snapshot();
+    await churn(store, 100, 10);
+    const s2 = await store.snapshot();
+    await churn(store, 200, 10);
+    zeroInside(join(root, 'snapshots', s2.name), 512);
+    // s2 is damaged: the two verified ones are s3 and s1, and retirement stops at s1
+    const s3 = await store.snapshot();
+    expect(s3.retired.throughSeq).toBe(s1.seq);
+    expect(s3.damagedSnapshots).toEqual([]);
+    expect(snapshotNames(root)).toEqual([s1.name, s2.name, s3.name]);
+    await churn(store, 300, 10);
+    // s4 and s3 are kept; s2 (damaged) goes to quarantine/, s1 (verified) is deleted
+    const s4 = await store.snapshot();
+    expect(s4.retired.throughSeq).toBe(s3.seq);
+    expect(s4.removedSnapshots).toEqual([s1.name]);
+    expect(s4.damagedSnapshots).toHaveLength(1);
+    expect(s4.damagedSnapshots[0]).toMatchObject({ name: s2.name, why: expect.stringMatching(/damaged/) });
+    expect(existsSync(s4.damagedSnapshots[0]!.quarantined!)).toBe(true);
+    expect(quarantined()).toHaveLength(1);
+    expect(snapshotNames(root)).toEqual([s3.name, s4.name]);
+    // bounded: with the quarantine full, a further damaged old snapshot is deleted
+    const saved = limits.snapshotsQuarantinedMax;
+    limits.snapshotsQuarantinedMax = 1;
+    try {
+      await churn(store, 400, 10);
+      zeroInside(join(root, 'snapshots', s4.name), 512);
+      const s5 = await store.snapshot(); // kept: s5, s3 (s4 damaged, not counted)
+      expect(s5.retired.throughSeq).toBe(s3.seq);
+      await churn(store, 500, 10);
+      const s6 = await store.snapshot(); // kept: s6, s5; s4 damaged and older, s3 verified and older
+      expect(s6.removedSnapshots).toEqual([s3.name]);
+      expect(s6.damagedSnapshots).toEqual([{ name: s4.name, why: expect.stringMatching(/damaged/) }]);
+      expect(quarantined()).toHaveLength(1);
+      expect(snapshotNames(root)).toEqual([s5.name, s6.name]);
+    } finally {
+      limits.snapshotsQuarantinedMax = saved;
+    }
+    expect((await scrub(store)).summary.damage).toBe(0);
+    await store.close();
+  });
+});
+
 describe('journal retirement', () => {
   it('retires segments below the older kept snapshot, deletes snapshots past two generations, and the journal firstSeq follows', async () => {
     const root = tmpDir();
@@ -158,14 +297,18 @@ describe('journal retirement', () => {
     const segmentsBefore = segments(root).length;
     expect(segmentsBefore).toBeGreaterThan(3);
     const first = await store.snapshot();
-    // One generation: retirement may pass it (there is nothing older to fall back to anyway).
-    expect(first.retired.throughSeq).toBe(first.seq);
-    expect(first.retired.segments.length).toBeGreaterThan(0);
-    expect(store.changes.firstSeq).toBeGreaterThan(1);
-    expect(store.changes.firstSeq).toBeLessThanOrEqual(first.seq + 1);
+    // One generation: nothing retires (the snapshot would be the only copy of the metadata).
+    expect(first.retired.segments).toEqual([]);
+    expect(first.retired.held).toMatch(/1 verified snapshot of the 2 kept/);
+    expect(store.changes.firstSeq).toBe(1);
+    expect(segments(root).length).toBe(segmentsBefore);
     await churn(store, 500, 60);
     const second = await store.snapshot();
     expect(second.retired.throughSeq).toBe(first.seq); // the older kept generation bounds it
+    expect(second.retired.held).toBeUndefined();
+    expect(second.retired.segments.length).toBeGreaterThan(0);
+    expect(store.changes.firstSeq).toBeGreaterThan(1);
+    expect(store.changes.firstSeq).toBeLessThanOrEqual(first.seq + 1);
     await churn(store, 600, 60);
     const third = await store.snapshot();
     expect(third.removedSnapshots).toEqual([first.name]);
@@ -196,6 +339,7 @@ describe('journal retirement', () => {
     const root = tmpDir();
     const store = await seeded(root, 40);
     await store.changes.register('slow', 10);
+    await store.snapshot(); // the older generation: without it nothing retires at all
     await churn(store, 100, 60);
     const result = await store.snapshot();
     expect(result.retired.throughSeq).toBe(10);
@@ -204,6 +348,7 @@ describe('journal retirement', () => {
     for await (const c of store.changes.read(10, { limit: 3 })) read.push(c.seq);
     expect(read).toEqual([11, 12, 13]);
     await store.changes.advance('slow', store.changes.lastSeq);
+    await churn(store, 200, 10); // a newer snapshot than `result`, which becomes the older kept one
     const next = await store.snapshot();
     expect(next.retired.throughSeq).toBe(result.seq);
     expect(store.changes.firstSeq).toBeGreaterThan(11);
@@ -217,6 +362,8 @@ describe('journal retirement', () => {
     const store = await seeded(root, 60);
     await store.setJournalArchive(archive);
     expect(await store.journalArchive()).toBe(archive);
+    expect((await store.snapshot()).retired.segments).toEqual([]); // the first generation: nothing retires
+    await churn(store, 70, 10);
     const result = await store.snapshot();
     expect(result.retired.archive).toBe(archive);
     expect(result.retired.segments.length).toBeGreaterThan(0);
@@ -239,9 +386,8 @@ describe('journal retirement', () => {
 
   it('reconstruct works with a retired journal: from the snapshot, and --from-index rewrites it', async () => {
     const root = tmpDir();
-    const store = await seeded(root, 80);
-    await store.snapshot();
-    await churn(store, 100, 30);
+    const { store } = await twoGenerations(root, 80);
+    await churn(store, 200, 10);
     await store.close();
     const result = await reconstruct(root, { fs: nodeFileSystem });
     expect(result.source).toBe('snapshot');
@@ -258,11 +404,10 @@ describe('journal retirement', () => {
 
   it('a retired journal with no snapshot to cover it is a gap (open finding, scrub journal-gap)', async () => {
     const root = tmpDir();
-    const store = await seeded(root, 60);
-    const snap = await store.snapshot();
-    expect(snap.retired.segments.length).toBeGreaterThan(0);
+    const { store, older, newest } = await twoGenerations(root);
     await store.close();
-    rmSync(join(root, 'snapshots', snap.name));
+    rmSync(join(root, 'snapshots', older.name));
+    rmSync(join(root, 'snapshots', newest.name));
     const reopened = await Store.open(root, SMALL);
     expect(reopened.health.findings.join('\n')).toMatch(/journal records 1\.\.\d+ are missing/);
     expect((await scrub(reopened)).findings.some((f) => f.kind === 'journal-gap')).toBe(true);
@@ -273,8 +418,10 @@ describe('journal retirement', () => {
     const root = tmpDir();
     const store = await Store.open(root, { create: true, journalSegmentBytesMax: 4096, inlineBodyBytesMax: 4096, autoSnapshot: false });
     await store.createMailbox('INBOX');
-    for (let i = 1; i <= 40; i++) await store.append('INBOX', msg(i));
-    const snapshot = store.snapshot(); // the only snapshot: it retires through its own seq
+    for (let i = 1; i <= 30; i++) await store.append('INBOX', msg(i));
+    await store.snapshot(); // the older generation: it retires nothing and moves nothing
+    for (let i = 31; i <= 40; i++) await store.append('INBOX', msg(i));
+    const snapshot = store.snapshot(); // the second: it retires through the first's seq
     const closed = store.close(); // before the snapshot's retirement commits its move of inline bodies
     const result = await snapshot; // was CLOSED: the move was refused once close had begun
     await closed;

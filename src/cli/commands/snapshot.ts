@@ -19,10 +19,12 @@ export function register(program: Command): void {
 A rebuild of the index (open after the index was lost, 'mailstore reconstruct') replays the newest
 snapshot that verifies plus the journal after it, instead of the whole history. The ${limits.snapshotsKept} newest
 verified snapshots are kept; journal segments are retired only when every record in them is at or
-below the older kept snapshot's seq and every consumer's cursor ('mailstore consumers'), so a damaged
-newest snapshot still has the one before it to fall back to. Retirement happens only after the
-snapshot is durable and verified; a crash at any point leaves every record in the journal or in a
-snapshot.`)
+below the older kept snapshot's seq and every consumer's cursor ('mailstore consumers'), and not at
+all while fewer than ${limits.snapshotsKept} snapshots verify, so a damaged newest snapshot still has the one
+before it, or the whole journal, to fall back to. A damaged snapshot older than the kept ones is
+moved to quarantine/ (at most ${limits.snapshotsQuarantinedMax} there; a further one is deleted). Retirement happens
+only after the snapshot is durable and verified; a crash at any point leaves every record in the
+journal or in a snapshot.`)
     .action(async (options: { journalArchive?: string }, command: Command) => {
       const { result, archive } = await withStore(command, async (store) => {
         const archive = options.journalArchive === undefined ? undefined : options.journalArchive === 'off' ? null : absolutePath(options.journalArchive);
@@ -31,8 +33,10 @@ snapshot.`)
       if (wantsJson(command)) return printJson({ ...result, journalArchive: archive ?? null });
       await printLine(`snapshot ${result.name}: seq ${result.seq}, ${result.records} records, ${formatBytes(result.bytes)}, ${result.durationMs} ms${result.reused ? ' (already there, verified)' : ''}`);
       if (result.removedSnapshots.length > 0) await printLine(`removed older snapshots: ${result.removedSnapshots.join(', ')}`);
+      for (const d of result.damagedSnapshots) await printLine(`damaged older snapshot ${d.name} ${d.quarantined ? `moved to ${d.quarantined}` : `deleted (${limits.snapshotsQuarantinedMax} damaged snapshots are in quarantine/ already)`}: ${d.why}`);
       const r = result.retired;
       if (r.skipped) await printLine(`journal not retired: ${r.skipped}`);
+      else if (r.held) await printLine(`journal not retired: ${r.held}`);
       else if (r.segments.length === 0) await printLine(`journal: nothing to retire (retirement may pass seq ${r.throughSeq}; the newest segment is never retired)`);
       else await printLine(`journal: retired ${r.segments.length} segment${r.segments.length === 1 ? '' : 's'} (${formatBytes(r.bytes)}) through seq ${r.throughSeq}${r.archive ? `, moved to ${r.archive}` : ', deleted'}`);
     });
