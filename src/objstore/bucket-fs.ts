@@ -141,8 +141,20 @@ export class BucketFileSystem implements FileSystem {
     await this.bucket.remove(this.key(from));
   }
 
-  async renameNoReplace(from: string): Promise<void> {
-    throw unsupported('renameNoReplace', from);
+  /**
+   * A bucket has no atomic create-if-absent here: the name is looked up, then renamed to. Two
+   * writers racing for one name in the same instant can both pass the lookup (a repository's
+   * config written by two first backups at once into one new prefix; a local repository's rename
+   * is atomic). Until session 30 it threw ENOTSUP, and every backup into a new s3: repository
+   * failed once the config went in with it.
+   */
+  async renameNoReplace(from: string, to: string): Promise<void> {
+    if (await this.statIfExists(to)) {
+      const error = new Error(`EEXIST: file already exists, rename '${from}' -> '${to}'`) as NodeJS.ErrnoException;
+      error.code = 'EEXIST';
+      throw error;
+    }
+    await this.rename(from, to);
   }
 
   async unlink(path: string): Promise<void> {
