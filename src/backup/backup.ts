@@ -17,7 +17,8 @@ import { CompressPool, InlineCompressor, compressThreadsFor } from './compress-p
 import { applySince, decodedParent, fallbackReason, findParent, modelOf, opsOf, type ParentSnapshot, type StateModel } from './incremental.js';
 import { deltaOf } from './delta.js';
 import { DATA_HEADER_BYTES, FORMAT_VERSION, contentName, encodeDataHeader, sealRecord, type BlobCodec } from './format.js';
-import { encodeTip, tipOfModel, writeTip, type Tip } from './tip.js';
+import { encodeTip, searchHash, tipOfModel, writeTip, type Tip } from './tip.js';
+import { readHealLists, writeHealList, type HealEntry, type HealLists } from './heal-list.js';
 import { applySinceToTip } from './tip-since.js';
 import { lockRepository, type DataStream, type IndexFile, type Repository, type SnapshotCounts, type SnapshotFile, type StagedFile } from './repository.js';
 import { helperNice } from '../thread-priority.js';
@@ -83,6 +84,14 @@ export interface BackupSummary {
    * restore finds them by scanning, and 'mailstore backup repair' writes their index again.
    */
   damagedIndexFiles?: string[];
+  /**
+   * Blobs 'mailstore backup repair' listed in heal/ as having no good copy in the repository that
+   * this run copied again from the store (verified by their hash, as every copy) into a new record:
+   * the snapshots that need them restore again (absent: none listed).
+   */
+  healed?: number;
+  /** ...and those it could not: the store no longer has them (their messages were expunged); they stay listed. */
+  unhealed?: number;
 }
 
 export type { NeededBlob } from './needed-blob.js';
@@ -112,7 +121,13 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
   let staged: Promise<StagedFile> | undefined;
   let published = false;
   try {
+    // one readdir, and a file read only after a repair listed damage (heal-list.ts)
+    const heal = await readHealLists(repo);
     const state = await readState(source, repo, copier, options.whole ?? false);
+    // listed blobs are copied again whatever the index, the held-ids table or the parent say (they
+    // hold only a damaged record); one the state needs is copied as any of its blobs (the store
+    // must have it: invariant 5), one only older snapshots need only if the store still has it
+    copier.heal(heal.entries.map((entry) => ({ entry, needed: searchHash(state.tip.hashes, entry.hash).found })));
     // The parent's blobs are in the repository (its snapshot was written after them); the index is
     // read only when there are others, and then every blob is looked up (a lost one is copied again).
     // Those the copy took already (the journal's new blobs, "Incremental runs") are looked up beside it.
@@ -155,6 +170,8 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
     phase('snapshot written');
     await heldSaved;
     phase('held ids written');
+    // the healed blobs' records are durable and indexed (finish): the list shrinks to what is left
+    if (copier.healed.size > 0) await writeHealList(repo, heal.entries.filter((entry) => !copier.healed.has(entry.hash.toString('hex'))), heal.names);
     return {
       snapshot: id, storeId: source.storeId, seq: state.seq, mailboxes: state.counts.mailboxes, messages: state.counts.messages, blobs: state.counts.blobs,
       newBlobs: copier.written, bytesRead, bytesAdded: repo.bytesWritten - writtenBefore, durationMs: Date.now() - started,
@@ -163,6 +180,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
       ...(state.delta ? { deltaDepth: state.delta.depth } : {}),
       ...(compressors.lost ? { compressionWorkerLost: compressors.lost.message } : {}),
       ...(repo.damagedIndex.size > 0 ? { damagedIndexFiles: [...repo.damagedIndex] } : {}),
+      ...healNotes(heal, copier),
     };
   } finally {
     await copier.settled(); // a failed run: nothing is left running behind it (the files written so far are reused next time)
@@ -171,6 +189,12 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
     await lock.release();
     phase('unlocked');
   }
+}
+
+/** What the summary says of the heal list: absent when there was none. */
+function healNotes(heal: HealLists, copier: BlobCopier): Pick<BackupSummary, 'healed' | 'unhealed'> {
+  if (heal.entries.length === 0) return {};
+  return { healed: copier.healed.size, unhealed: heal.entries.length - copier.healed.size };
 }
 
 /**
@@ -391,7 +415,7 @@ function idOf(repo: Repository, blob: NeededBlob): Buffer {
  * back once its records are made; `unverified` the indexes of bodies read without their BLAKE3
  * checked; `digests` the workers' BLAKE3 of each body (when they hashed it).
  */
-interface Batch { blobs: NeededBlob[]; bytes: Buffer[]; unverified: Set<number>; compressed: Buffer[]; digests?: Buffer; buffers: ArrayBuffer[] }
+interface Batch { blobs: NeededBlob[]; bytes: Buffer[]; unverified: Set<number>; gone: Set<number>; compressed: Buffer[]; digests?: Buffer; buffers: ArrayBuffer[] }
 
 /**
  * A read buffer of the copier's: a batch's blobs (compressBatchBytes, and the last blob over it)
@@ -433,6 +457,32 @@ class BlobCopier {
 
   has(key: string): boolean {
     return this.queued.has(key);
+  }
+
+  /** Blobs written whatever the index says (heal/ lists them: only damaged records hold them), by hash (hex)... */
+  private readonly forced = new Set<string>();
+  /** ...of which those the state does not need: one the store no longer has is left out, not an error. */
+  private readonly optional = new Set<string>();
+  /** The listed blobs written (by hash, hex). */
+  readonly healed = new Set<string>();
+
+  /**
+   * The blobs of the heal list (heal-list.ts), copied again from the store by hash. `needed`: the
+   * state names it (fetched as any of its blobs: a store that cannot give it stops the run).
+   */
+  heal(list: { entry: HealEntry; needed: boolean }[]): void {
+    const blobs: NeededBlob[] = [];
+    for (const { entry, needed } of list) {
+      const key = entry.hash.toString('hex');
+      this.forced.add(key);
+      if (!needed) this.optional.add(key);
+      const [mailbox, uid] = whereOf(entry.what);
+      blobs.push(neededBlob(entry.hash, key, 0, mailbox, uid, 0, undefined));
+    }
+    if (blobs.length === 0) return;
+    // a blob queued already (the journal's new blobs) is written once: the drain writes it even
+    // when the index lists it
+    this.add(blobs);
   }
 
   /**
@@ -554,8 +604,8 @@ class BlobCopier {
     // workers that hash what they compress check the bodies read unverified (drain compares);
     // else they are read verified, in this thread
     const hashedThere = pool instanceof CompressPool && pool.hashes;
-    const pending = fetchBatch(this.source, blobs, lend, !hashedThere)
-      .then(async ({ bytes, unverified }) => ({ blobs, bytes, unverified, ...await pool.compressChecked(bytes), buffers }));
+    const pending = fetchBatch(this.source, blobs, lend, !hashedThere, this.optional)
+      .then(async ({ bytes, unverified, gone }) => ({ blobs, bytes, unverified, gone, ...await pool.compressChecked(bytes), buffers }));
     pending.catch(() => undefined); // handled when its turn comes; a failure must not crash the process before then
     this.window.push(pending);
   }
@@ -570,6 +620,7 @@ class BlobCopier {
         if (this.finishing && this.next >= this.queue.length) this.finishing();
         const inIndex = await this.inIndex;
         for (const [i, blob] of batch.blobs.entries()) {
+          if (batch.gone.has(i)) continue; // a listed blob the store no longer has: it stays listed
           let bytes = batch.bytes[i]!, compressed = batch.compressed[i]!;
           if (batch.unverified.has(i) && !bodyMatches(batch.digests, i, bytes, blob.hash)) {
             // not the blob the state named at that place (damaged, or moved since): read by hash,
@@ -578,7 +629,8 @@ class BlobCopier {
             compressed = (await this.compressors.here(bytes))!;
           }
           this.bytesRead += bytes.length;
-          if (inIndex.has(blob.key)) continue;
+          if (inIndex.has(blob.key) && !this.forced.has(blob.key)) continue;
+          if (this.forced.has(blob.key)) this.healed.add(blob.key);
           const id = blobIdOf(blob.hash, this.repo.keys);
           const parts = sealRecord(id, bytes, compressed, this.repo.codec, this.repo.keys);
           // stored as read (not worth compressing, no key): a copy, the read buffer is reused
@@ -672,18 +724,37 @@ class Compressors {
  * pread per run of neighbouring records, no index lookup each), the others and any that did not
  * read there (moved by a compaction since, damaged) one by one by hash, as before.
  */
-async function fetchBatch(source: BackupSource, blobs: NeededBlob[], lend: () => ArrayBuffer, verify: boolean): Promise<{ bytes: Buffer[]; unverified: Set<number> }> {
+async function fetchBatch(source: BackupSource, blobs: NeededBlob[], lend: () => ArrayBuffer, verify: boolean, optional: Set<string>): Promise<{ bytes: Buffer[]; unverified: Set<number>; gone: Set<number> }> {
   const placed = source.fetchBlobsAt ? blobs.filter((blob) => blob.length !== undefined) : [];
   const read = placed.length > 0 ? await source.fetchBlobsAt!(placed.map((blob) => ({ hash: blob.hash, location: locationOf(blob) })), lend, { verify }) : [];
   const got = new Map<NeededBlob, Buffer>();
   placed.forEach((blob, i) => { if (read[i]) got.set(blob, read[i]!); });
   const unverified = new Set<number>();
+  const gone = new Set<number>();
   const bytes = await Promise.all(blobs.map((blob, i) => {
     const body = got.get(blob);
     if (body && !verify) unverified.add(i);
-    return body ?? fetchNamed(source, blob);
+    if (body) return body;
+    if (!optional.has(blob.key)) return fetchNamed(source, blob);
+    return fetchIfThere(source, blob).then((found) => found ?? (gone.add(i), Buffer.alloc(0)));
   }));
-  return { bytes, unverified };
+  return { bytes, unverified, gone };
+}
+
+/** A blob no message of the state uses (heal/ lists it for older snapshots): undefined when the store no longer has it whole. */
+async function fetchIfThere(source: BackupSource, blob: NeededBlob): Promise<Buffer | undefined> {
+  try {
+    return await source.fetchBlob(blob.hash);
+  } catch (error) {
+    if (isMailstoreError(error, 'CORRUPT') || isMailstoreError(error, 'NOT_FOUND')) return undefined;
+    throw error;
+  }
+}
+
+/** The mailbox and uid in a heal entry's "snapshot S MAILBOX uid N" (an error names them). */
+function whereOf(what: string): [string, number] {
+  const match = /^snapshot \S+ (.*) uid (\d+)$/.exec(what);
+  return match ? [match[1]!, Number(match[2])] : [what, 0];
 }
 
 /** Whether a body read unverified is the blob: the worker's digest of it when there is one, else hashed here. */

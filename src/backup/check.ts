@@ -8,11 +8,12 @@ import { formatMailboxName } from '../store/validate.js';
 import { blobIdOf } from './crypto.js';
 import { checkDataHeader, contentName, decodeRecord, recordBytes } from './format.js';
 import { scanUnnamed } from './scan.js';
+import { readHealLists } from './heal-list.js';
 import { addToIndex, listIn, lockRepository, type BlobEntry, type IndexFile, type Repository, type SnapshotCache, type SnapshotFile, byTime } from './repository.js';
 
 export type BackupFindingKind =
   | 'damaged-index' | 'damaged-snapshot' | 'missing-data' | 'truncated-data' | 'damaged-data' | 'damaged-blob' | 'missing-blob'
-  | 'scanned-data' | 'unindexed-data' | 'leftover-temp' | 'set-aside-index';
+  | 'scanned-data' | 'unindexed-data' | 'leftover-temp' | 'set-aside-index' | 'damaged-copy' | 'heal-pending';
 
 export interface BackupFinding {
   kind: BackupFindingKind;
@@ -36,7 +37,7 @@ export interface BackupCheckOptions {
   onProgress?: (files: number, bytes: number) => void;
 }
 
-const INFORMATIONAL: BackupFindingKind[] = ['unindexed-data', 'leftover-temp', 'set-aside-index'];
+const INFORMATIONAL: BackupFindingKind[] = ['unindexed-data', 'leftover-temp', 'set-aside-index', 'heal-pending'];
 
 /** The first message (snapshot, mailbox, uid) that uses each blob id: findings name it. */
 type Users = Map<string, { hash: Buffer; what: string }>;
@@ -54,6 +55,9 @@ export async function checkRepository(repo: Repository, options: BackupCheckOpti
     for (const area of ['data', 'index', 'snapshots'] as const) {
       for (const name of await repo.leftovers(area)) add('leftover-temp', repo.path(area, name), 'a file an interrupted run was writing (prune removes it)');
     }
+    const heal = await readHealLists(repo);
+    for (const name of heal.names) add('heal-pending', repo.path('heal', name), `'backup repair' listed ${heal.entries.length} blobs with no good copy here; the next backup copies each again from the store while it has them`);
+    for (const name of heal.unreadable) add('heal-pending', repo.path('heal', name), "a heal list that does not read (damaged): run 'mailstore backup repair --read-data' to list the damage again");
     for (const name of await setAsideIndexFiles(repo)) add('set-aside-index', repo.path('damaged', name), "an index file 'backup repair' set aside because it did not read (kept for inspection; nothing reads it)");
     const damage = findings.filter((f) => f.damage).length;
     return {
@@ -204,6 +208,9 @@ async function readAllData(repo: Repository, index: Map<string, BlobEntry[]>, ex
   for (const [id, entries] of index) for (const entry of entries) listIn(byFile, entry.file).push([id, entry]);
   let bytes = 0;
   let files = 0;
+  // a damaged record is reported once every record is read: whether another copy of its blob verifies
+  const good = new Set<string>();
+  const failed: { id: string; path: string; message: string }[] = [];
   for (const file of new Set([...extents.keys(), ...scanned.byFile.keys()])) {
     const path = repo.path('data', file);
     let content: Buffer;
@@ -226,10 +233,15 @@ async function readAllData(repo: Repository, index: Map<string, BlobEntry[]>, ex
         const record = content.subarray(entry.offset, entry.offset + recordBytes(entry.length));
         if (record.length < recordBytes(entry.length)) throw new MailstoreError('CORRUPT', `${path}: the record at ${entry.offset} is cut off`, { path });
         await decodeRecord(record, Buffer.from(id, 'hex'), user?.hash, repo.keys, path);
+        good.add(id);
       } catch (error) {
-        add('damaged-blob', path, `${user ? `${user.what}: ` : ''}${why(error)}`);
+        failed.push({ id, path, message: `${user ? `${user.what}: ` : ''}${why(error)}` });
       }
     }
+  }
+  for (const { id, path, message } of failed) {
+    if (good.has(id)) add('damaged-copy', path, `${message}; another record of the same blob verifies, so the message restores from it (this damaged record is only a lost copy; prune drops it)`);
+    else add('damaged-blob', path, message);
   }
   return bytes;
 }

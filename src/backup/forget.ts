@@ -199,10 +199,30 @@ async function planPrune(repo: Repository, kept: Listed[], present: Set<string>)
   const neededShare = new Map<string, number>();
   for (const [file, ids] of plan.listed) neededShare.set(file, [...ids].filter((id) => places.get(id)?.some((p) => p.file === file)).length / ids.size);
   for (const [id, list] of places) {
-    const best = list.reduce((a, b) => (neededShare.get(b.file)! > neededShare.get(a.file)! ? b : a));
+    const best = list.length === 1 ? list[0]! : await verifiedCopy(repo, id, plan.needed.get(id)!, list, neededShare);
     listIn(plan.chosen, best.file).push([id, best.offset, best.length]);
   }
   return plan;
+}
+
+/**
+ * Of a blob's copies, the one to keep: the first that verifies, in the order of their files' shares
+ * of needed blobs. One copy may be a damaged record a backup healed (heal-list.ts): keeping it as
+ * the copy of a file kept whole would drop the good one from the file that is rewritten. None
+ * verifies: the best by share, as before (a rewrite then refuses it; check reports it).
+ */
+async function verifiedCopy(repo: Repository, id: string, hash: Buffer, list: { file: string; offset: number; length: number }[], share: Map<string, number>) {
+  const ordered = [...list].sort((a, b) => share.get(b.file)! - share.get(a.file)!);
+  for (const place of ordered) {
+    try {
+      const record = await repo.readRecord(place, recordBytes(place.length));
+      await decodeRecord(record, Buffer.from(id, 'hex'), hash, repo.keys, repo.path('data', place.file));
+      return place;
+    } catch (error) {
+      if (!isMailstoreError(error, 'CORRUPT')) throw error;
+    }
+  }
+  return ordered[0]!;
 }
 
 async function readIndexForPrune(repo: Repository, name: string): Promise<IndexFile> {

@@ -30,7 +30,7 @@ export const REPO_VERSION_NEW = 3;
 export type BlobCodec = 'deflate' | 'brotli' | 'zstd';
 
 /** Kinds of metadata file; the kind is authenticated with the content, so one cannot stand in for another. */
-export const FILE_KIND = { index: 1, snapshot: 2, tip: 3, held: 4 } as const;
+export const FILE_KIND = { index: 1, snapshot: 2, tip: 3, held: 4, heal: 5 } as const;
 export type FileKind = keyof typeof FILE_KIND;
 
 const FILE_MAGIC = Buffer.from('MSBF');

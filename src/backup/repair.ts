@@ -10,7 +10,9 @@ import { hashBytes } from '../hash/blake3.js';
 import { blobIdOf } from './crypto.js';
 import { contentName, decodeRecord, encodeMetadataFile, recordBytes } from './format.js';
 import { HELD_PREFIX } from './held-ids.js';
-import { lockRepository, type IndexFile, type Repository } from './repository.js';
+import { snapshotBlobs } from './check.js';
+import { readHealLists, writeHealList, type HealEntry } from './heal-list.js';
+import { lockRepository, newSnapshotCache, type IndexFile, type Repository, type SnapshotCache } from './repository.js';
 import { scanRecords } from './scan.js';
 import { listTips } from './tip.js';
 
@@ -31,13 +33,33 @@ export interface RepairSummary {
   newIndex?: string;
   /** Held-ids tables (held-ids.ts) removed: they covered the index as it was. */
   heldTablesRemoved: number;
+  /** --read-data: every record the index files list for a blob snapshots need was read and verified. */
+  readData: boolean;
+  /** Of those, records that did not verify (their blob may still have a good copy elsewhere). */
+  recordsDamaged: number;
+  /**
+   * Blobs snapshots need that have no good copy in the repository (damaged or missing), listed in
+   * heal/ for the next backups to copy again from the store (heal-list.ts).
+   */
+  blobsToHeal: number;
+  /** The heal list now in heal/ (absent: nothing to heal). */
+  healList?: string;
 }
 
-export async function repairIndex(repo: Repository, options: { onProgress?: (files: number, bytes: number) => void } = {}): Promise<RepairSummary> {
+export interface RepairOptions {
+  onProgress?: (files: number, bytes: number) => void;
+  /** Verify every record the index files list for a blob snapshots need, not only the unindexed data files' records. */
+  readData?: boolean;
+}
+
+export async function repairIndex(repo: Repository, options: RepairOptions = {}): Promise<RepairSummary> {
   const lock = await lockRepository(repo, true); // backups look blobs up in the index: none runs meanwhile
   try {
     const { damaged, named } = await readIndexFiles(repo);
-    const summary: RepairSummary = { damagedIndexFiles: damaged, setAside: [], dataFilesScanned: 0, blobsIndexed: 0, recordsRefused: 0, damagedStretches: 0, heldTablesRemoved: 0 };
+    const summary: RepairSummary = {
+      damagedIndexFiles: damaged, setAside: [], dataFilesScanned: 0, blobsIndexed: 0, recordsRefused: 0, damagedStretches: 0, heldTablesRemoved: 0,
+      readData: Boolean(options.readData), recordsDamaged: 0, blobsToHeal: 0,
+    };
     const index = await indexUnnamed(repo, named, summary, options.onProgress);
     const encoded = index.files.length > 0 ? encodeMetadataFile('index', index, repo.keys) : undefined;
     const name = encoded && contentName(encoded);
@@ -52,10 +74,69 @@ export async function repairIndex(repo: Repository, options: { onProgress?: (fil
     // the tables name the files they were built from, the damaged one among them: unusable now,
     // and removed so the next backup builds its table from the index files as they are
     summary.heldTablesRemoved = await removeHeldTables(repo);
+    // last: the blobs no index file that reads lists a good copy of, for the next backups to heal
+    await recordHeal(repo, summary);
     return summary;
   } finally {
     await lock.release();
   }
+}
+
+/**
+ * Writes heal/ (heal-list.ts): every blob a snapshot that reads needs and no index file that reads
+ * lists (missing: its record was refused above, or its data file is lost), and with --read-data
+ * every one whose listed records all fail to verify (each read whole and decoded, its message's
+ * BLAKE3 checked against the snapshot's hash). Without --read-data the entries of the lists there
+ * that snapshots still need are kept (only a read can tell they are healed; a backup that heals one
+ * writes the shorter list itself). The new list is durable before the old ones are removed.
+ */
+async function recordHeal(repo: Repository, summary: RepairSummary): Promise<void> {
+  const index = await repo.loadIndex();
+  const needed = await neededBlobs(repo);
+  const before = await readHealLists(repo);
+  const heal = new Map<string, HealEntry>();
+  for (const [key, entry] of needed) {
+    const places = index.places.get(key) ?? [];
+    if (places.length === 0) { heal.set(key, entry); continue; }
+    if (!summary.readData) continue;
+    let good = false;
+    for (const place of places) {
+      try {
+        const record = await repo.readRecord(place, recordBytes(place.length));
+        await decodeRecord(record, entry.id, entry.hash, repo.keys, repo.path('data', place.file));
+        good = true;
+      } catch (error) {
+        if (!isMailstoreError(error, 'CORRUPT')) throw error;
+        summary.recordsDamaged++;
+      }
+    }
+    if (!good) heal.set(key, entry);
+  }
+  if (!summary.readData) for (const entry of before.entries) if (needed.has(entry.id.toString('hex'))) heal.set(entry.id.toString('hex'), heal.get(entry.id.toString('hex')) ?? entry);
+  summary.blobsToHeal = heal.size;
+  const name = await writeHealList(repo, [...heal.values()], before.names);
+  if (name) summary.healList = name;
+}
+
+/** Every blob the snapshots that read need, by id (hex): its id, hash and the first message that needs it. */
+async function neededBlobs(repo: Repository): Promise<Map<string, HealEntry>> {
+  const needed = new Map<string, HealEntry>();
+  const cache: SnapshotCache = newSnapshotCache();
+  for (const name of await repo.list('snapshots')) {
+    let snapshot;
+    try {
+      snapshot = await repo.readSnapshot(name, cache);
+    } catch (error) {
+      if (!isMailstoreError(error, 'CORRUPT')) throw error;
+      continue; // check reports it; nothing of it can be healed from here
+    }
+    for (const { hash, what } of snapshotBlobs(snapshot)) {
+      const id = repo.keys ? blobIdOf(hash, repo.keys) : hash;
+      const key = id.toString('hex');
+      if (!needed.has(key)) needed.set(key, { id, hash, what: `snapshot ${name.slice(0, 8)} ${what}` });
+    }
+  }
+  return needed;
 }
 
 /** Which index files do not read (CORRUPT; a wrong key or a newer format stops the repair) and the data files the others name. */

@@ -24,7 +24,7 @@ import type { ScanResult } from './scan.js';
 import { DELTA_FORMAT_VERSION, FORMAT_VERSION, REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
 
 /** `damaged`: index files `backup repair` set aside (repair.ts), kept, never read. */
-export const REPO_LAYOUT = { config: 'config', data: 'data', index: 'index', snapshots: 'snapshots', locks: 'locks', tips: 'tips', damaged: 'damaged' } as const;
+export const REPO_LAYOUT = { config: 'config', data: 'data', index: 'index', snapshots: 'snapshots', locks: 'locks', tips: 'tips', damaged: 'damaged', heal: 'heal' } as const;
 const REPO_FORMAT = 'mailstore-backup';
 
 export interface RepoConfig {

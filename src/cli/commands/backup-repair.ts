@@ -14,7 +14,8 @@ export function register(backup: Command): void {
     .option('--repo <dir>', 'the backup repository')
     .option('--key-file <file>', 'the key file of an encrypted repository')
     .option('--repo-credentials <file>', 'for an s3: --repo (s3:http://host:port/bucket/prefix): a file holding ACCESS_KEY:SECRET_KEY (else $MAILSTORE_S3_ACCESS_KEY and $MAILSTORE_S3_SECRET_KEY)')
-    .option('--json', 'print {damagedIndexFiles, setAside, dataFilesScanned, blobsIndexed, recordsRefused, damagedStretches, newIndex?, heldTablesRemoved}')
+    .option('--read-data', 'also read and verify every record the index files list for a blob snapshots need, and list the blobs with no good copy for the next backup to copy again')
+    .option('--json', 'print {damagedIndexFiles, setAside, dataFilesScanned, blobsIndexed, recordsRefused, damagedStretches, newIndex?, heldTablesRemoved, readData, recordsDamaged, blobsToHeal, healList?}')
     .addHelpText('after', `${REPO_HELP}
 
 Every blob record in a data file carries its blob id in a checksummed header, so the index can be
@@ -29,6 +30,13 @@ now is). It takes the repository's exclusive lock, as forget does. Restore and c
 blobs without it (by the same scan, once per run); repair makes check clean again and lets later
 backups see which blobs are really held. Run 'mailstore backup check --read-data' after it.
 
+Last, the blobs snapshots need that have no good copy in the repository are listed in DIR/heal/:
+those in no index file, and with --read-data those whose every listed record fails to verify (a
+flipped byte in a record). Every later 'mailstore backup' copies each listed blob again from the
+store while the store still has it, and says how many it healed; the list shrinks as they are.
+Nothing damaged is deleted. So: 'backup check --read-data' found damage -> 'backup repair
+--read-data' -> the next 'backup' heals what the store still has.
+
 Exit codes: 0 repaired (or nothing to repair); 1 some records did not verify or parts of a data file
 held no record (they are not indexed: check names the messages they cost); 2 could not run
 (locked, access, I/O); 4 no repository; 5 invalid (wrong key file).`)
@@ -42,8 +50,9 @@ async function runRepair(_options: unknown, command: Command): Promise<void> {
     progress.advance(1, bytes - read);
     read = bytes;
   };
-  const summary = await withRepository(command, false, (repo) => repairIndex(repo, { onProgress })).finally(() => progress.finish());
-  process.exitCode = summary.recordsRefused > 0 || summary.damagedStretches > 0 ? EXIT.findings : EXIT.ok;
+  const readData = Boolean(command.opts<{ readData?: boolean }>().readData);
+  const summary = await withRepository(command, false, (repo) => repairIndex(repo, { onProgress, readData })).finally(() => progress.finish());
+  process.exitCode = summary.recordsRefused > 0 || summary.damagedStretches > 0 || summary.blobsToHeal > 0 ? EXIT.findings : EXIT.ok;
   if (wantsJson(command)) return printJson(summary);
   await printText(summary);
 }
@@ -54,6 +63,10 @@ async function printText(s: RepairSummary): Promise<void> {
   if (s.recordsRefused > 0 || s.damagedStretches > 0) {
     await printLine(`DAMAGE: ${s.recordsRefused} records did not verify and ${s.damagedStretches} stretches held no record; not indexed (run 'mailstore backup check --read-data' to see which messages)`);
   }
-  if (!s.newIndex && s.setAside.length === 0) await printLine(`nothing to repair: every index file reads${s.dataFilesScanned > 0 ? ` (${s.dataFilesScanned} data files no index file names held no record that verifies)` : ' and names every data file'}`);
+  if (s.recordsDamaged > 0) await printLine(`${s.recordsDamaged} records the index files list did not verify (read and decoded)`);
+  if (s.blobsToHeal > 0) {
+    await printLine(`DAMAGE: ${s.blobsToHeal} blobs snapshots need have no good copy in the repository; listed in heal/${s.healList?.slice(0, 12)}: the next 'mailstore backup' copies each of them again from the store while it has them`);
+  }
+  if (!s.newIndex && s.setAside.length === 0 && s.blobsToHeal === 0) await printLine(`nothing to repair: every index file reads${s.dataFilesScanned > 0 ? ` (${s.dataFilesScanned} data files no index file names held no record that verifies)` : ' and names every data file'}`);
   else await printLine(`repaired${s.heldTablesRemoved > 0 ? ` (${s.heldTablesRemoved} held-ids tables removed; the next backup builds one again)` : ''}; run 'mailstore backup check --read-data'`);
 }

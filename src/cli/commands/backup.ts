@@ -28,7 +28,7 @@ export function register(program: Command): void {
     .option('--key-file <file>', 'encrypt the repository with this key (needed again for every later command on it)')
     .option('--repo-credentials <file>', 'for an s3: --repo (s3:http://host:port/bucket/prefix): a file holding ACCESS_KEY:SECRET_KEY (else $MAILSTORE_S3_ACCESS_KEY and $MAILSTORE_S3_SECRET_KEY)')
     .option('--whole', 'write a whole snapshot even when a delta on the previous one would do (ends a chain, so forget can remove the older snapshots)')
-    .option('--json', 'print the summary as JSON: {snapshot, seq, messages, newBlobs, bytesAdded, durationMs, parent?, deltaDepth?, fullReadReason?, compressionWorkerLost?, damagedIndexFiles?, ...}')
+    .option('--json', 'print the summary as JSON: {snapshot, seq, messages, newBlobs, bytesAdded, durationMs, parent?, deltaDepth?, fullReadReason?, compressionWorkerLost?, damagedIndexFiles?, healed?, unhealed?, ...}')
     .addHelpText('after', `${REPO_HELP}
 
 The snapshot is the store's whole state (mailboxes, uids, uidValidity, flags, dates, modseqs, ACLs)
@@ -157,5 +157,7 @@ function describe(s: BackupSummary): string {
   return `snapshot ${s.snapshot.slice(0, 12)} saved: ${s.messages} messages in ${s.mailboxes} mailboxes at seq ${s.seq}; ` +
     `${s.newBlobs} of ${s.blobs} blobs new (${formatBytes(s.bytesRead)} read), ${formatBytes(s.bytesAdded)} added to the repository in ${(s.durationMs / 1000).toFixed(1)} s` +
     (s.parent ? `; the changes since snapshot ${s.parent.slice(0, 12)} read${s.deltaDepth ? ` and saved as a delta on it (${s.deltaDepth} deep)` : ''}` : s.fullReadReason ? `; the whole state read (${s.fullReadReason})` : '') +
-    (s.compressionWorkerLost ? `; a compression worker failed (${s.compressionWorkerLost}), the rest was compressed in the main thread` : '');
+    (s.compressionWorkerLost ? `; a compression worker failed (${s.compressionWorkerLost}), the rest was compressed in the main thread` : '') +
+    (s.healed !== undefined ? `; healed ${s.healed} of ${s.healed + s.unhealed!} blobs 'backup repair' found damaged or missing (copied again from the store)` +
+      (s.unhealed ? `, ${s.unhealed} not: the store no longer has them (they stay listed; the snapshots that need them still cannot restore those messages)` : '') : '');
 }
