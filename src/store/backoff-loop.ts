@@ -34,7 +34,11 @@ export abstract class BackoffLoop {
   private schedule(): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
+      // A round reports its own failures (its onError hook); one that rejects all the same (that
+      // hook threw: a caller's) counts as a round that did nothing, never as an unhandled rejection,
+      // which would end the process of a server embedding the store
       this.running = this.round()
+        .then((useful) => useful, () => false)
         .then((useful) => { this.delayMs = useful ? this.intervalMs : Math.min(this.delayMs * 2, this.backoffMsMax); })
         .finally(() => { this.running = undefined; this.schedule(); });
     }, this.delayMs);
