@@ -19,7 +19,7 @@ import { Store } from '../../src/store/store.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { json, requireBuilt, run } from '../cli/helpers.js';
-import { dump, expectCode, fill, openRepo, reopenAfterCrash, restoredDump, source } from './helpers.js';
+import { dump, expectCode, fill, openRepo, reopenAfterCrash, restoredDump, restoredWith, source } from './helpers.js';
 
 const names = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((n) => !n.startsWith('.')) : []);
 
@@ -61,18 +61,7 @@ async function bodies(store: Store): Promise<Map<string, Buffer>> {
   return out;
 }
 
-/** A restore of `snapshot` into `to`, read back by `read`. */
-async function restored<T>(repo: Repository, snapshot: string, to: string, read: (store: Store) => Promise<T>): Promise<T> {
-  await restoreToNewStore(nodeFileSystem, repo, snapshot, to);
-  const back = await Store.open(to);
-  try {
-    return await read(back);
-  } finally {
-    await back.close();
-  }
-}
-
-const restoredBodies = (repo: Repository, snapshot: string, to: string) => restored(repo, snapshot, to, bodies);
+const restoredBodies = (repo: Repository, snapshot: string, to: string) => restoredWith(repo, snapshot, to, bodies);
 
 const damageKinds = async (repo: Repository) => new Set((await checkRepository(repo, { readData: true })).findings.filter((f) => f.damage).map((f) => f.kind));
 

@@ -77,15 +77,20 @@ export function recordFlags(repo: string): number[] {
   return flags;
 }
 
-/** The dump of a new store `to` restored from `snapshot` (closed again). */
-export async function restoredDump(repo: Repository, snapshot: string, to: string): Promise<unknown> {
+/** A new store `to` restored from `snapshot`, read by `read` (closed again). */
+export async function restoredWith<T>(repo: Repository, snapshot: string, to: string, read: (store: Store) => Promise<T>): Promise<T> {
   await restoreToNewStore(nodeFileSystem, repo, snapshot, to);
   const back = await Store.open(to);
   try {
-    return await dump(back);
+    return await read(back);
   } finally {
     await back.close();
   }
+}
+
+/** The dump of a new store `to` restored from `snapshot` (closed again). */
+export function restoredDump(repo: Repository, snapshot: string, to: string): Promise<unknown> {
+  return restoredWith(repo, snapshot, to, dump);
 }
 
 /** Closes the store, restores the latest snapshot into `target`, and expects the same dump; closes the repository. */
