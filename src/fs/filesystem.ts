@@ -102,13 +102,9 @@ export interface FileSystem {
   /** Sets a file's modification time (Maildir keeps the internal date there). */
   utimes(path: string, mtime: Date): Promise<void>;
   /**
-   * Bytes an unprivileged writer may still use on the file system holding `path` (statfs), for
-   * space taken ahead of need (the journal's preallocation); absent where it cannot be known.
-   */
-  freeBytes?(path: string): Promise<number>;
-  /**
    * The file system holding `path` (statfs): bytes an unprivileged writer may still use and its
-   * size, for the free-space reserve (src/store/free-space.ts); absent where it cannot be known.
+   * size, for the free-space reserve (src/store/free-space.ts) and space taken ahead of need (the
+   * journal's preallocation); absent where it cannot be known.
    */
   spaceBytes?(path: string): Promise<{ freeBytes: number; totalBytes: number }>;
 }

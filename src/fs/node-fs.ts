@@ -212,11 +212,6 @@ export class NodeFileSystem implements FileSystem {
     return fsp.rm(path, { recursive: true, force: true });
   }
 
-  async freeBytes(path: string): Promise<number> {
-    const stats = await fsp.statfs(path);
-    return stats.bavail * stats.bsize;
-  }
-
   async spaceBytes(path: string): Promise<{ freeBytes: number; totalBytes: number }> {
     const stats = await fsp.statfs(path);
     return { freeBytes: stats.bavail * stats.bsize, totalBytes: stats.blocks * stats.bsize };

@@ -472,8 +472,8 @@ export class Journal {
    * so filler in the reserve would be mail in the reserve.
    */
   private async fillerRoom(filler: number): Promise<number> {
-    if (!this.fs.freeBytes) return filler;
-    const free = await this.fs.freeBytes(this.dir).catch(() => undefined);
+    if (!this.fs.spaceBytes) return filler;
+    const free = (await this.fs.spaceBytes(this.dir).catch(() => undefined))?.freeBytes;
     return free === undefined ? filler : Math.min(filler, Math.max(0, Math.floor((free - this.keepFreeBytes()) / 2)));
   }
 
