@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
-import { DurableStream, ensureDir, writeFileAtomic, writeFileDurable } from '../fs/durable.js';
+import { DurableStream, createFileDurable, ensureDir, writeFileAtomic, writeFileDurable } from '../fs/durable.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { backupLimits } from '../limits.js';
 import { createHasher, hashReady, type Hasher } from '../hash/blake3.js';
@@ -707,29 +707,13 @@ async function initRepository(fs: FileSystem, dir: string, secret: Buffer | unde
   const encryption = secret ? newEncryptionParams(secret) : undefined;
   const config: RepoConfig = { format: REPO_FORMAT, version: REPO_VERSION_NEW, id: randomUUID(), created: new Date().toISOString() };
   if (encryption) config.encryption = encryption.params;
-  const path = join(dir, REPO_LAYOUT.config);
-  const temp = join(dir, `.${REPO_LAYOUT.config}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   try {
     if (!stat) await mkdirShared(fs, dir);
     for (const area of [REPO_LAYOUT.data, REPO_LAYOUT.index, REPO_LAYOUT.snapshots, REPO_LAYOUT.locks]) await mkdirShared(fs, join(dir, area));
-    const handle = await fs.open(temp, 'createNew');
-    try {
-      await handle.write(encodeConfig(config), 0);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    try {
-      await fs.renameNoReplace(temp, path);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
-      throw error;
-    }
-    await fs.syncDir(dir);
+    await createFileDurable(fs, join(dir, REPO_LAYOUT.config), encodeConfig(config));
   } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
     throw fromSystemError(error, 'creating the backup repository', dir);
-  } finally {
-    await fs.unlink(temp).catch(() => undefined);
   }
   return { config, keys: encryption?.keys };
 }

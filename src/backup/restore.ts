@@ -16,6 +16,7 @@ import { LAYOUT, initStore, storeIdBytes } from '../store/identity.js';
 import { withoutHint, type Op } from '../store/records.js';
 import { Store } from '../store/store.js';
 import { formatMailboxName } from '../store/validate.js';
+import { createFileDurable } from '../fs/durable.js';
 import { lockRepository, processGone, type BlobIndex, type Repository } from './repository.js';
 import { indexRepairNotes, readBlob, selectState, type RestoreOptions, type RestoreSummary, type Selected } from './select.js';
 
@@ -140,55 +141,38 @@ function isClaimTemp(name: string): boolean {
  */
 async function claimTarget(fs: FileSystem, target: string, snapshot: string): Promise<boolean> {
   const mark = join(target, RESTORING_MARK);
-  const temp = join(target, `.${RESTORING_MARK}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  await writeWhole(fs, temp, Buffer.from(`restoring snapshot ${snapshot} here (pid ${process.pid} on ${hostname()}); an interrupted restore is cleared by the next one\n`));
+  const claim = Buffer.from(`restoring snapshot ${snapshot} here (pid ${process.pid} on ${hostname()}); an interrupted restore is cleared by the next one\n`);
   let tookOver = false;
-  try {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await fs.renameNoReplace(temp, mark);
-        await fs.syncDir(target);
-        return tookOver;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= backupLimits.restoreClaimAttempts) throw error;
-      }
-      const text = await fs.readFile(mark).then((bytes) => bytes.toString('utf8'), () => undefined);
-      if (text === undefined) continue; // removed meanwhile: try again
-      const owner = /\(pid ([0-9]+) on ([^)]*)\)/.exec(text);
-      if (owner && !(await processGone(Number(owner[1]), owner[2]))) throw restoreRunning(target, owner[1], owner[2]);
-      const aside = join(target, `.${RESTORING_MARK}.${process.pid}.${randomBytes(6).toString('hex')}.stale.tmp`);
-      try {
-        await fs.rename(mark, aside);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        throw error;
-      }
-      const moved = await fs.readFile(aside).then((bytes) => bytes.toString('utf8'), () => undefined);
-      if (moved !== text) {
-        await fs.renameNoReplace(aside, mark).catch(() => undefined); // another restore's fresh claim: back in place
-        throw restoreRunning(target, '?', 'this or another host');
-      }
-      await fs.unlink(aside);
-      tookOver = true;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await createFileDurable(fs, mark, claim);
+      return tookOver;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= backupLimits.restoreClaimAttempts) throw error;
     }
-  } finally {
-    await fs.unlink(temp).catch(() => undefined);
+    const text = await fs.readFile(mark).then((bytes) => bytes.toString('utf8'), () => undefined);
+    if (text === undefined) continue; // removed meanwhile: try again
+    const owner = /\(pid ([0-9]+) on ([^)]*)\)/.exec(text);
+    if (owner && !(await processGone(Number(owner[1]), owner[2]))) throw restoreRunning(target, owner[1], owner[2]);
+    const aside = join(target, `.${RESTORING_MARK}.${process.pid}.${randomBytes(6).toString('hex')}.stale.tmp`);
+    try {
+      await fs.rename(mark, aside);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw error;
+    }
+    const moved = await fs.readFile(aside).then((bytes) => bytes.toString('utf8'), () => undefined);
+    if (moved !== text) {
+      await fs.renameNoReplace(aside, mark).catch(() => undefined); // another restore's fresh claim: back in place
+      throw restoreRunning(target, '?', 'this or another host');
+    }
+    await fs.unlink(aside);
+    tookOver = true;
   }
 }
 
 function restoreRunning(target: string, pid: string, host: string): MailstoreError {
   return new MailstoreError('LOCKED', `another restore (pid ${pid} on ${host}) is building a store in ${target}; wait for it to finish (if it is not running any more, remove ${join(target, RESTORING_MARK)} and restore again)`, { path: join(target, RESTORING_MARK) });
-}
-
-/** A small file written and fsynced whole under a name nobody else uses. */
-async function writeWhole(fs: FileSystem, path: string, bytes: Buffer): Promise<void> {
-  const handle = await fs.open(path, 'createNew');
-  try {
-    await handle.write(bytes, 0);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 interface WrittenBlobs {

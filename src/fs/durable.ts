@@ -16,8 +16,18 @@ export async function writeFileDurable(fs: FileSystem, path: string, data: Buffe
   await fs.syncDir(dirname(path));
 }
 
-/** Temp file, length check, (fsync when `durable`), rename; the temp file removed when a step fails. */
-async function replaceFile(fs: FileSystem, path: string, data: Buffer | Buffer[], durable: boolean): Promise<void> {
+/**
+ * The same sequence for a file that must not exist yet: renameNoReplace instead of rename, so of two
+ * processes creating one name, one gets it and the other an EEXIST (the temp file removed): a backup
+ * repository's config, a restore's claim on its target.
+ */
+export async function createFileDurable(fs: FileSystem, path: string, data: Buffer): Promise<void> {
+  await replaceFile(fs, path, data, true, true);
+  await fs.syncDir(dirname(path));
+}
+
+/** Temp file, length check, (fsync when `durable`), rename (no replace: `exclusive`); the temp file removed when a step fails. */
+async function replaceFile(fs: FileSystem, path: string, data: Buffer | Buffer[], durable: boolean, exclusive = false): Promise<void> {
   const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${++tempCounter}.tmp`);
   const handle = await openExclusive(fs, temp);
   try {
@@ -31,7 +41,8 @@ async function replaceFile(fs: FileSystem, path: string, data: Buffer | Buffer[]
     } finally {
       await handle.close();
     }
-    await fs.rename(temp, path);
+    if (exclusive) await fs.renameNoReplace(temp, path);
+    else await fs.rename(temp, path);
   } catch (error) {
     await fs.unlink(temp).catch(() => undefined);
     throw error;
