@@ -194,7 +194,7 @@ describe('backup and restore', () => {
     // a restore killed before STORE moved up leaves RESTORING and parts: the next one clears them
     const left = join(dir, 'left');
     mkdirSync(join(left, '.restoring', 'packs'), { recursive: true });
-    writeFileSync(join(left, 'RESTORING'), 'x');
+    writeFileSync(join(left, 'RESTORING'), 'restoring snapshot abcd here; an interrupted restore is cleared by the next one\n'); // an older mailstore's mark: no pid
     writeFileSync(join(left, 'journal'), 'half');
     await restoreToNewStore(nodeFileSystem, repo, 'latest', left);
     const again = await Store.open(left);
