@@ -94,13 +94,21 @@ export class Snapshotter {
   private autoNotBefore = 0;
   /** The wait after the next failed automatic snapshot (doubling while they fail; limits.snapshotAutoRetryMs again after a success). */
   private autoRetryMs = 0;
+  /**
+   * The journal was retired below the one snapshot there (before session 30 one snapshot retired
+   * it): that file is then the only copy of the metadata before it, so the first change snapshots
+   * again rather than waiting for limits.snapshotEveryRecords.
+   */
+  private lone = false;
 
   constructor(private readonly host: SnapshotHost) {}
 
   /** Reads where the newest snapshot is (its name; not verified) so automatic snapshots count from it. */
   async init(): Promise<void> {
-    this.lastSeq = (await listSnapshots(this.host.fs, this.host.root))[0]?.seq ?? 0;
+    const listed = await listSnapshots(this.host.fs, this.host.root);
+    this.lastSeq = listed[0]?.seq ?? 0;
     this.bytesAtLast = this.host.journal.appendedBytes;
+    this.lone = listed.length > 0 && listed.length < limits.snapshotsKept && this.host.journal.firstSeq > 1;
   }
 
   /** Takes a snapshot and retires what it allows; one at a time (a second call waits for the first). */
@@ -122,7 +130,8 @@ export class Snapshotter {
    */
   maybeAuto(lastSeq: number, report: (result?: SnapshotResult, error?: unknown) => void): void {
     if (this.busy > 0 || this.paused > 0 || !this.started || Date.now() < this.autoNotBefore) return;
-    const grown = lastSeq - this.lastSeq >= limits.snapshotEveryRecords || this.host.journal.appendedBytes - this.bytesAtLast >= limits.snapshotEveryBytes;
+    const grown = lastSeq - this.lastSeq >= limits.snapshotEveryRecords || this.host.journal.appendedBytes - this.bytesAtLast >= limits.snapshotEveryBytes
+      || (this.lone && lastSeq > this.lastSeq);
     if (!grown) return;
     const started = Date.now();
     // a snapshot reads the whole index: however large the store grows and however fast mail comes
@@ -184,6 +193,7 @@ export class Snapshotter {
     this.bytesAtLast = this.host.journal.appendedBytes;
     await this.moveCursor(info.seq);
     const { kept, removed, damaged } = await this.pruneSnapshots(info);
+    this.lone &&= kept.length < limits.snapshotsKept;
     const retired = await this.retire(kept);
     return {
       name: info.name, seq: info.seq, bytes: info.bytes, records: info.records, format: info.format, durationMs: Date.now() - started, reused,

@@ -450,6 +450,30 @@ describe('journal retirement', () => {
     expect(snapshotNames(root).length).toBeGreaterThan(0);
   });
 
+  it('a store whose journal an older mailstore retired below its one snapshot snapshots again at its first change, not 100k records later', async () => {
+    const root = tmpDir();
+    const { store, older, newest } = await twoGenerations(root);
+    await store.close();
+    rmSync(join(root, 'snapshots', older.name)); // as the one-snapshot rule before session 30 left it
+    expect(snapshotNames(root)).toEqual([newest.name]);
+    const results: number[] = [];
+    const reopened = await Store.open(root, { journalSegmentBytesMax: 4096, autoSnapshot: true, onSnapshot: (r, e) => { if (e) throw e; results.push(r!.seq); } });
+    expect(reopened.changes.firstSeq).toBeGreaterThan(1);
+    await reopened.close(); // no change: nothing new to snapshot
+    expect(results).toEqual([]);
+    const again = await Store.open(root, { journalSegmentBytesMax: 4096, autoSnapshot: true, onSnapshot: (r, e) => { if (e) throw e; results.push(r!.seq); } });
+    await again.append('INBOX', msg(7000));
+    await again.close(); // waits for the snapshot the change started
+    expect(results).toHaveLength(1);
+    expect(results[0]).toBeGreaterThan(newest.seq);
+    expect(snapshotNames(root)).toHaveLength(2);
+    // two copies now: the next change does not snapshot again
+    const last = await Store.open(root, { journalSegmentBytesMax: 4096, autoSnapshot: true, onSnapshot: (r, e) => { if (e) throw e; results.push(r!.seq); } });
+    await last.append('INBOX', msg(7001));
+    await last.close();
+    expect(results).toHaveLength(1);
+  });
+
   it('the next automatic snapshot waits snapshotAutoPauseFactor times the last one\'s duration, however much the journal grew', async () => {
     const { limits } = await import('../../src/limits.js');
     const saved = limits.snapshotAutoPauseFactor;
