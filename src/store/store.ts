@@ -484,6 +484,7 @@ export class Store implements MailStore {
       committedSeq: () => this.committed,
       hashPool: this.hashPool,
       readInlineBodies: journalInlineRuns(this.journal),
+      space: { room: () => this.space.roomAboveFloor(), take: (bytes) => this.space.took(bytes) },
     };
   }
 
