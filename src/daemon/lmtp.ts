@@ -221,7 +221,10 @@ async function settleWithin(work: Promise<unknown>[], ms: number): Promise<void>
   clearTimeout(timer);
 }
 
-/** The mailbox a recipient's mail goes to; a local part that would add a level of hierarchy is refused. */
+/**
+ * The mailbox a recipient's mail goes to, in NFC as the store names it (so two spellings of one
+ * address are one mailbox to deliver to once); a local part that would add a level of hierarchy is refused.
+ */
 export function mailboxFor(template: string, recipient: string): string {
   const address = recipient.toLowerCase();
   const at = address.lastIndexOf('@');
@@ -230,7 +233,7 @@ export function mailboxFor(template: string, recipient: string): string {
   if (local === '' || local.includes('/') || /[\x00-\x1f\x7f]/.test(address)) {
     throw new Reply(550, `5.1.3 ${JSON.stringify(recipient)} cannot name a mailbox`);
   }
-  return template.replaceAll('{local}', local).replaceAll('{domain}', domain).replaceAll('{address}', address);
+  return template.replaceAll('{local}', local).replaceAll('{domain}', domain).replaceAll('{address}', address).normalize('NFC');
 }
 
 /** A recipient answered 250 at RCPT, and the mailbox its mail goes to. */

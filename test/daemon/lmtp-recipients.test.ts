@@ -98,6 +98,19 @@ describe('LMTP repeated recipients', () => {
     c.socket.destroy();
   });
 
+  it('addresses that differ only in Unicode normalization are one mailbox: one copy, and the reply names it as stored', async () => {
+    const { store, c } = await serve();
+    const composed = 'zo\u00eb@example.org';
+    const decomposed = 'zoe\u0308@example.org';
+    c.send(Buffer.from(`MAIL FROM:<s@example.org> SMTPUTF8\r\nRCPT TO:<${composed}>\r\nRCPT TO:<${decomposed}>\r\nDATA\r\n`));
+    expect(await c.replies(4)).toEqual(['250 Accepted', '250 Accepted', '250 Accepted', expect.stringMatching(/^354 /)]);
+    c.send('Subject: x\r\n\r\nbody\r\n.\r\n');
+    const delivered = Buffer.from('250 2.0.0 delivered to user/zo\u00eb/INBOX uid 1').toString('latin1'); // the client reads latin1
+    expect(await c.replies(2)).toEqual([delivered, delivered]);
+    expect((await store.status('user/zo\u00eb/INBOX')).messages).toBe(1);
+    c.socket.destroy();
+  });
+
   it('past lmtpLimits.recipientsMax RCPTs, a repeated address is refused 452 4.5.3 like a new one, and the replies still match', async () => {
     const { c } = await serve();
     const rcpts = Array.from({ length: lmtpLimits.recipientsMax + 2 }, (_, i) => (i % 2 === 0 ? 'alice@example.org' : 'bob@example.org'));
