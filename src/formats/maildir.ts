@@ -358,7 +358,13 @@ export function folderFromMaildirPlusPlus(directoryName: string): string {
   }).join('/');
 }
 
-/** `Sub/Child` -> `.Sub.Child` (each component in modified UTF-7; '.' in a component cannot be kept). */
+/** The longest file name Linux file systems take (NAME_MAX); ENAMETOOLONG past it. */
+const FILE_NAME_BYTES_MAX = 255;
+
+/**
+ * `Sub/Child` -> `.Sub.Child` (each component in modified UTF-7; '.' in a component cannot be
+ * kept). The whole path is one directory name, so it must fit one file name.
+ */
 export function maildirPlusPlusFromFolder(folder: string): string {
   const components = folder.split('/');
   for (const component of components) {
@@ -366,7 +372,11 @@ export function maildirPlusPlusFromFolder(folder: string): string {
       throw new MailstoreError('INVALID', `folder ${JSON.stringify(folder)} cannot be a Maildir++ name (empty component or '.')`);
     }
   }
-  return '.' + components.map(encodeModifiedUtf7).join('.');
+  const name = '.' + components.map(encodeModifiedUtf7).join('.');
+  if (Buffer.byteLength(name) > FILE_NAME_BYTES_MAX) {
+    throw new MailstoreError('INVALID', `folder ${JSON.stringify(folder)} cannot be a Maildir++ name: ${JSON.stringify(name.slice(0, 40))}... would be ${Buffer.byteLength(name)} bytes, over the ${FILE_NAME_BYTES_MAX} bytes of a file name`);
+  }
+  return name;
 }
 
 /** IMAP modified UTF-7 (RFC 3501 5.1.3): `&` + base64 of UTF-16BE with ',' for '/' + `-`; `&-` is '&'. */

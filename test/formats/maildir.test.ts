@@ -183,6 +183,11 @@ describe('Maildir++ folders', () => {
     expect(() => maildirPlusPlusFromFolder('a.b')).toThrow(expect.objectContaining({ code: 'INVALID' }));
     expect(() => maildirPlusPlusFromFolder('a//b')).toThrow(expect.objectContaining({ code: 'INVALID' }));
     expect(() => folderFromMaildirPlusPlus('.&AC8-')).toThrow(expect.objectContaining({ code: 'INVALID' }));
+    // one directory name for the whole path: at most 255 bytes (NAME_MAX), modified UTF-7 and all
+    expect(maildirPlusPlusFromFolder('x'.repeat(254))).toBe(`.${'x'.repeat(254)}`);
+    expect(() => maildirPlusPlusFromFolder('x'.repeat(255))).toThrow(expect.objectContaining({ code: 'INVALID' }));
+    expect(() => maildirPlusPlusFromFolder(`${'x'.repeat(200)}/${'y'.repeat(60)}`)).toThrow(expect.objectContaining({ code: 'INVALID' }));
+    expect(() => maildirPlusPlusFromFolder('日'.repeat(95))).toThrow(expect.objectContaining({ code: 'INVALID' }));
   });
 });
 
