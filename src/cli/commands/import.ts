@@ -58,7 +58,9 @@ with no Maildir in or below it) is not imported and is reported (notFolder below
 
 Resumable: a re-run of the same import (same SOURCE and --mailbox) after a crash or Ctrl-C skips
 what is already in and adds nothing twice. Ctrl-C stops at a batch boundary: everything reported
-as imported is durable; the exit code is then 130. Messages are stored byte for byte, malformed or
+as imported is durable; the exit code is then 130. Two runs of the same import at once (through a
+running daemon) do not both add it: the one whose resume point the other moved stops with REFUSED
+(exit 3), nothing of its last batch written; run it again afterwards. Messages are stored byte for byte, malformed or
 not. Maildir flags come from the ":2," suffix (and dovecot-keywords); mbox flags from Status/X-Status.
 
 Skipped, reported and retried: what cannot be imported is left out and the rest goes in. Each such
@@ -67,7 +69,8 @@ entry is reported on stderr and counted by reason in the summary ("skippedReason
   special     a FIFO, socket, device or other non-regular file: never read
   tooLarge    a message (a file, or one inside an mbox) over ${formatBytes(limits.messageBytesMax)}, found while reading
   unreadable  the system refused or failed the read (permissions, I/O error, vanished), or a
-              public-inbox message blob is missing from the repository (a partial copy)
+              public-inbox message blob is missing from the repository (a partial copy) or
+              does not hash to its id (CORRUPT: a damaged copy)
   badName     a folder whose name is no valid mailbox name (all names are checked first)
   notFolder   a directory in SOURCE that is no folder (see Layout), or one nested too deep
   notMail     text before an mbox's first From_ line
