@@ -149,7 +149,9 @@ async function listMessageFiles(
 ): Promise<MessageEntry[]> {
   const entries: MessageEntry[] = [];
   let found = 0;
-  for (const sub of ['cur', 'new'] as const) {
+  // new/ before cur/: a client moves mail from new/ to cur/ (never back), so one moved between the
+  // two listings is in both (the cur/ one is kept below) rather than in neither, silently missed
+  for (const sub of ['new', 'cur'] as const) {
     const subdir = join(dir, sub);
     const stat = await fs.lstatIfExists(join(at, sub)).catch((error) => { throw fromSystemError(error, 'stat', subdir); });
     if (!stat) continue;
@@ -175,7 +177,8 @@ async function listMessageFiles(
     }
   }
   if (found === 0) throw new MailstoreError('INVALID', `not a Maildir (no cur/ or new/): ${dir}`, { path: dir });
-  return entries.sort((a, b) => a.timestamp - b.timestamp || compareNatural(a.name, b.name) || a.sub.localeCompare(b.sub));
+  const inCur = new Set(entries.filter((entry) => entry.sub === 'cur').map((entry) => parseMaildirName(entry.name).unique));
+  return entries.filter((entry) => entry.sub === 'cur' || !inCur.has(parseMaildirName(entry.name).unique)).sort((a, b) => a.timestamp - b.timestamp || compareNatural(a.name, b.name) || a.sub.localeCompare(b.sub));
 }
 
 function internalDateOf(mtimeMs: number, timestampSeconds: number | undefined): Date | undefined {
