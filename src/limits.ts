@@ -270,6 +270,13 @@ export const limits = {
    * its angle brackets, so 254 without; one printable ASCII token, as a From_ line needs it.
    */
   envelopeFromBytesMax: 254,
+  /**
+   * An mbox line starting `From ` longer than this (without its newline) is content, not a From_
+   * line: the reader holds a From_ line whole until its newline (a damaged file can have none for
+   * hundreds of MB), and one the writer makes (`From ` + a sender of envelopeFromBytesMax + a
+   * date) is ~300 bytes.
+   */
+  mboxFromLineBytesMax: 4096,
   /** Zone of a message's internal date, minutes east of UTC: the real zones span -12:00 to +14:00. */
   dateZoneMinutesMin: -720,
   dateZoneMinutesMax: 840,

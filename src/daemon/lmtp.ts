@@ -9,7 +9,7 @@
 // advertised): smtp-server derives the code from the reply number alone, which would say 4.2.2
 // "mailbox full" for a full disk, where RFC 3463 has 4.3.1 "mail system full".
 import { connect, type Socket } from 'node:net';
-import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import { installDataScan } from './data-scan.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
@@ -82,8 +82,18 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
   const log = options.log ?? (() => {});
   installDataScan();
   const known = new RecentMailboxes(lmtpLimits.recipientCacheMs, lmtpLimits.recipientCacheEntries);
-  /** The mailbox of each recipient accepted at RCPT (smtp-server keeps its address object in the envelope until DATA is over). */
-  const mailboxes = new WeakMap<SMTPServerAddress, string>();
+  /**
+   * Each transaction's recipients answered 250 at RCPT, in order, a repeated address as often as
+   * it came (RFC 2033 4.2: one final reply per successful RCPT). smtp-server's envelope keeps one
+   * entry per address, case-insensitive, so it cannot count the replies: a client that gave one
+   * address twice would wait for a reply that never comes, or take the next one for it.
+   */
+  const transactions = new WeakMap<SMTPServerSession['envelope'], Recipient[]>();
+  const recipientsOf = (session: SMTPServerSession): Recipient[] => {
+    let recipients = transactions.get(session.envelope);
+    if (!recipients) transactions.set(session.envelope, (recipients = []));
+    return recipients;
+  };
   const inFlight = new Set<Promise<unknown>>();
   const track = <T>(work: Promise<T>): Promise<T> => {
     inFlight.add(work);
@@ -109,16 +119,23 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     disableReverseLookup: true,
     // any sender is accepted: answered at once, where smtp-server's default waits a turn of the event loop
     onMailFrom: (_address, _session, callback) => callback(),
-    onRcptTo: (address, _session, callback) => {
-      track(checkRecipient(store, template, address, known, mailboxes)).then(() => callback(), (error: unknown) => {
+    onRcptTo: (address, session, callback) => {
+      const recipients = recipientsOf(session);
+      // smtp-server's own limit lets a repeated address through, whose reply is owed all the same
+      if (recipients.length >= lmtpLimits.recipientsMax) return callback(new Reply(452, '4.5.3 too many recipients'));
+      track(checkRecipient(store, template, address.address, known)).then((mailbox) => {
+        recipients.push({ address: address.address, mailbox });
+        callback();
+      }, (error: unknown) => {
         const reply = rcptReply(error);
         log({ event: 'lmtp.refused', to: address.address, reply: `${reply.responseCode} ${reply.message}`, ...(error instanceof Reply ? {} : { level: troubleLevel(error) }) });
         callback(reply);
       });
     },
     onData: (stream, session, callback) => {
+      const recipients = recipientsOf(session);
       track(receive(stream, bytesMax)).then(
-        (bytes) => track(deliver(store, template, session, bytes, log, mailboxes)).then(
+        (bytes) => track(deliver(store, recipients, session, bytes, log)).then(
           // smtp-server takes an array here in LMTP mode: one reply per recipient (its types say string);
           // the deliveries are logged once the replies are on their way, not before them
           ({ replies, delivered }) => {
@@ -128,7 +145,7 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
           },
           (error: unknown) => { // a bug of ours: every recipient gets 451
             log({ event: 'lmtp.failed', from: session.envelope.mailFrom || null, code: isMailstoreError(error) ? error.code : 'INTERNAL', error: String(error), level: 'warn' });
-            callback(failureReply(error));
+            callback(null, recipients.map(() => failureReply(error)) as unknown as string);
             flushReplies();
           },
         ),
@@ -204,7 +221,10 @@ async function settleWithin(work: Promise<unknown>[], ms: number): Promise<void>
   clearTimeout(timer);
 }
 
-/** The mailbox a recipient's mail goes to; a local part that would add a level of hierarchy is refused. */
+/**
+ * The mailbox a recipient's mail goes to, in NFC as the store names it (so two spellings of one
+ * address are one mailbox to deliver to once); a local part that would add a level of hierarchy is refused.
+ */
 export function mailboxFor(template: string, recipient: string): string {
   const address = recipient.toLowerCase();
   const at = address.lastIndexOf('@');
@@ -213,22 +233,26 @@ export function mailboxFor(template: string, recipient: string): string {
   if (local === '' || local.includes('/') || /[\x00-\x1f\x7f]/.test(address)) {
     throw new Reply(550, `5.1.3 ${JSON.stringify(recipient)} cannot name a mailbox`);
   }
-  return template.replaceAll('{local}', local).replaceAll('{domain}', domain).replaceAll('{address}', address);
+  return template.replaceAll('{local}', local).replaceAll('{domain}', domain).replaceAll('{address}', address).normalize('NFC');
+}
+
+/** A recipient answered 250 at RCPT, and the mailbox its mail goes to. */
+interface Recipient {
+  address: string;
+  mailbox: string;
 }
 
 /**
- * RCPT: the mailbox must exist now (status throws NOT_FOUND otherwise), or have existed within
- * lmtpLimits.recipientCacheMs (`known`): a delivery's append checks again, and a mailbox deleted
- * in between is refused after DATA with the same 550 5.1.1.
+ * RCPT: the recipient's mailbox, which must exist now (status throws NOT_FOUND otherwise), or
+ * have existed within lmtpLimits.recipientCacheMs (`known`): a delivery's append checks again,
+ * and a mailbox deleted in between is refused after DATA with the same 550 5.1.1.
  */
-async function checkRecipient(
-  store: LmtpStore, template: string, address: SMTPServerAddress, known: RecentMailboxes, mailboxes: WeakMap<SMTPServerAddress, string>,
-): Promise<void> {
-  const mailbox = mailboxFor(template, address.address);
-  mailboxes.set(address, mailbox);
-  if (known.has(mailbox)) return;
+async function checkRecipient(store: LmtpStore, template: string, address: string, known: RecentMailboxes): Promise<string> {
+  const mailbox = mailboxFor(template, address);
+  if (known.has(mailbox)) return mailbox;
   await store.status(mailbox);
   known.add(mailbox);
+  return mailbox;
 }
 
 /** Mailboxes seen to exist lately: a name stays for `ms`; past `entries` names it starts over. */
@@ -307,10 +331,9 @@ interface Delivery {
  * share a group commit; then one reply per recipient in RCPT order.
  */
 async function deliver(
-  store: LmtpStore, template: string, session: SMTPServerSession, bytes: Buffer | undefined, log: (entry: LmtpLogEntry) => void,
-  accepted: WeakMap<SMTPServerAddress, string>,
+  store: LmtpStore, accepted: readonly Recipient[], session: SMTPServerSession, bytes: Buffer | undefined, log: (entry: LmtpLogEntry) => void,
 ): Promise<Delivery> {
-  const recipients = session.envelope.rcptTo.map((r) => r.address);
+  const recipients = accepted.map((r) => r.address);
   const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
   if (bytes === undefined) {
     log({ event: 'lmtp.refused', from, to: recipients, reply: '552 5.3.4' });
@@ -319,7 +342,7 @@ async function deliver(
   const started = performance.now();
   const envelopeFrom = envelopeSender(from);
   const outcomes = new Map<string, Promise<{ uid: number } | Reply>>();
-  const mailboxes = session.envelope.rcptTo.map((r) => accepted.get(r) ?? mailboxFor(template, r.address));
+  const mailboxes = accepted.map((r) => r.mailbox);
   handOver(bytes); // the DATA chunks (or one read of the socket), never changed: the first append need not copy it
   for (const mailbox of mailboxes) {
     if (outcomes.has(mailbox)) continue;

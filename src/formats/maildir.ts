@@ -149,7 +149,9 @@ async function listMessageFiles(
 ): Promise<MessageEntry[]> {
   const entries: MessageEntry[] = [];
   let found = 0;
-  for (const sub of ['cur', 'new'] as const) {
+  // new/ before cur/: a client moves mail from new/ to cur/ (never back), so one moved between the
+  // two listings is in both (the cur/ one is kept below) rather than in neither, silently missed
+  for (const sub of ['new', 'cur'] as const) {
     const subdir = join(dir, sub);
     const stat = await fs.lstatIfExists(join(at, sub)).catch((error) => { throw fromSystemError(error, 'stat', subdir); });
     if (!stat) continue;
@@ -175,7 +177,8 @@ async function listMessageFiles(
     }
   }
   if (found === 0) throw new MailstoreError('INVALID', `not a Maildir (no cur/ or new/): ${dir}`, { path: dir });
-  return entries.sort((a, b) => a.timestamp - b.timestamp || compareNatural(a.name, b.name) || a.sub.localeCompare(b.sub));
+  const inCur = new Set(entries.filter((entry) => entry.sub === 'cur').map((entry) => parseMaildirName(entry.name).unique));
+  return entries.filter((entry) => entry.sub === 'cur' || !inCur.has(parseMaildirName(entry.name).unique)).sort((a, b) => a.timestamp - b.timestamp || compareNatural(a.name, b.name) || a.sub.localeCompare(b.sub));
 }
 
 function internalDateOf(mtimeMs: number, timestampSeconds: number | undefined): Date | undefined {
@@ -358,7 +361,13 @@ export function folderFromMaildirPlusPlus(directoryName: string): string {
   }).join('/');
 }
 
-/** `Sub/Child` -> `.Sub.Child` (each component in modified UTF-7; '.' in a component cannot be kept). */
+/** The longest file name Linux file systems take (NAME_MAX); ENAMETOOLONG past it. */
+const FILE_NAME_BYTES_MAX = 255;
+
+/**
+ * `Sub/Child` -> `.Sub.Child` (each component in modified UTF-7; '.' in a component cannot be
+ * kept). The whole path is one directory name, so it must fit one file name.
+ */
 export function maildirPlusPlusFromFolder(folder: string): string {
   const components = folder.split('/');
   for (const component of components) {
@@ -366,7 +375,11 @@ export function maildirPlusPlusFromFolder(folder: string): string {
       throw new MailstoreError('INVALID', `folder ${JSON.stringify(folder)} cannot be a Maildir++ name (empty component or '.')`);
     }
   }
-  return '.' + components.map(encodeModifiedUtf7).join('.');
+  const name = '.' + components.map(encodeModifiedUtf7).join('.');
+  if (Buffer.byteLength(name) > FILE_NAME_BYTES_MAX) {
+    throw new MailstoreError('INVALID', `folder ${JSON.stringify(folder)} cannot be a Maildir++ name: ${JSON.stringify(name.slice(0, 40))}... would be ${Buffer.byteLength(name)} bytes, over the ${FILE_NAME_BYTES_MAX} bytes of a file name`);
+  }
+  return name;
 }
 
 /** IMAP modified UTF-7 (RFC 3501 5.1.3): `&` + base64 of UTF-16BE with ',' for '/' + `-`; `&-` is '&'. */

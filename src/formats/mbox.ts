@@ -297,6 +297,10 @@ class MboxParser {
         lineStart = special + 1;
       } else {
         const newline = buffer.indexOf(LF, special);
+        if (newline - special > limits.mboxFromLineBytesMax) {
+          lineStart = newline + 1; // too long for a From_ line: content (as scanLastLine decides it)
+          continue;
+        }
         this.emit(buffer, runStart, special);
         this.startMessage(buffer.subarray(special, newline + 1), base + special, done);
         lineStart = newline + 1;
@@ -313,10 +317,16 @@ class MboxParser {
       return;
     }
     const kind = this.classify(buffer, lineStart);
-    if (kind === 'undecided' || kind === 'from') {
-      // A From_ line is only complete with its newline, which is in a later chunk.
-      this.emit(buffer, runStart, lineStart);
-      this.keepCarry(buffer, lineStart, base);
+    const tooLong = kind === 'from' && buffer.length - lineStart > limits.mboxFromLineBytesMax;
+    if (kind === 'undecided' || (kind === 'from' && !tooLong)) {
+      // A From_ line is only complete with its newline, which is in a later chunk. Of a run of `>`
+      // not yet known to quote `From `, only the last `>` is held: whether one `>` is dropped is
+      // all that is left to decide, and the `>` are alike, so the others are content either way
+      // (a line of nothing but `>` is never held whole).
+      let held = lineStart;
+      while (buffer[held] === GT && buffer[held + 1] === GT) held += 1;
+      this.emit(buffer, runStart, held);
+      this.keepCarry(buffer, held, base);
       return;
     }
     if (kind === 'quoted') {
@@ -521,7 +531,7 @@ function envelopeOf(rest: string, { asctime, rfc }: DateMatch, hasDate: boolean)
   const out: { sender?: string; zoneMinutes?: number } = {};
   const token = /^([^ \t]+)[ \t]/.exec(rest)?.[1];
   const dateAt = asctime?.index ?? rfc?.index ?? -1;
-  if (token !== undefined && dateAt !== 0 && /^[\x21-\x7e]+$/.test(token) && token.length <= limits.envelopeFromBytesMax) out.sender = token;
+  if (token !== undefined && dateAt !== 0 && isEnvelopeToken(token)) out.sender = token;
   const zone = asctime ? (asctime[6] ?? asctime[8]) : rfc?.[7];
   if (hasDate && zone !== undefined && /^[+-]\d{4}$/.test(zone) && Number(zone.slice(3)) < 60) {
     const minutes = zoneOffsetMinutes(zone);
@@ -605,7 +615,12 @@ export function senderFromReturnPath(bytes: Buffer): string {
   const headers = bytes.subarray(0, Math.min(headerBlockLength(bytes), limits.dateHeaderScanBytes)).toString('latin1');
   const field = /^return-path:[ \t]*<?([^>\r\n]*)>?[ \t]*$/im.exec(headers);
   const address = field?.[1]?.trim() ?? '';
-  return /^[\x21-\x7e]+$/.test(address) ? address : 'MAILER-DAEMON';
+  return isEnvelopeToken(address) ? address : 'MAILER-DAEMON';
+}
+
+/** A sender a From_ line can carry and the reader gives back: one printable token, short enough (limits.mboxFromLineBytesMax). */
+export function isEnvelopeToken(sender: string): boolean {
+  return /^[\x21-\x7e]+$/.test(sender) && sender.length <= limits.envelopeFromBytesMax;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -738,8 +753,8 @@ export class MboxWriter {
   async append(bytes: Buffer, options: MboxAppendOptions = {}): Promise<void> {
     if (this.closed) throw new MailstoreError('CLOSED', `mbox writer is closed: ${this.path}`, { path: this.path });
     const sender = options.sender ?? 'MAILER-DAEMON';
-    if (!/^[\x21-\x7e]+$/.test(sender)) {
-      throw new MailstoreError('INVALID', `mbox sender must be one printable token without spaces: ${JSON.stringify(sender)}`);
+    if (!isEnvelopeToken(sender)) {
+      throw new MailstoreError('INVALID', `mbox sender must be one printable token without spaces, at most ${limits.envelopeFromBytesMax} bytes: ${JSON.stringify(sender)}`);
     }
     const date = options.internalDate ?? new Date();
     if (Number.isNaN(date.getTime())) throw new MailstoreError('INVALID', 'mbox internalDate is not a valid date');

@@ -3,8 +3,10 @@
 // the Message-ID, split 2/38); v2 is GITDIR/git/N.git epochs, each commit holding one file `m` (a
 // message) or `d` (a message removed from the archive). Read with the `git` command, streamed:
 // `git log` lists the commits, `git cat-file --batch` hands over one blob at a time, so memory
-// holds a few messages whatever the archive's size. The bytes are the blob's, exactly.
+// holds a few messages whatever the archive's size. The bytes are the blob's, exactly, checked against its id
+// (git hands a loose object over without that check): a damaged blob is reported, never stored.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { FileSystem } from '../fs/filesystem.js';
 import { MailstoreError, fromSystemError } from '../errors.js';
@@ -80,8 +82,11 @@ export async function requirePublicInbox(fs: FileSystem, path: string): Promise<
   return layout;
 }
 
-/** What `git cat-file` gave for a blob: its bytes, or why not (over the size limit, or not in the repository). */
-type BlobAnswer = Buffer | { tooLarge: number } | { missing: string };
+/**
+ * What `git cat-file` gave for a blob: its bytes, or why not (over the size limit, not in the
+ * repository, or bytes that are not those of its id: git hands a loose object over unverified).
+ */
+type BlobAnswer = Buffer | { tooLarge: number } | { missing: string } | { corrupt: string };
 
 interface Commit { id: string; date?: Date; zoneMinutes?: number; added?: string; removed?: string; fraction?: number }
 
@@ -135,7 +140,9 @@ async function* settled(
   // left out and reported; the next import retries it (a partial clone may have fetched it by then)
   const error = 'tooLarge' in blob
     ? new MailstoreError('TOO_LARGE', `the message of commit ${commit.id} in ${repository} is ${blob.tooLarge} bytes, over the limit`, { path: repository })
-    : new MailstoreError('NOT_FOUND', `the message blob ${blob.missing} of commit ${commit.id} is missing from ${repository} (a partial or damaged copy of the archive)`, { path: repository });
+    : 'corrupt' in blob
+      ? new MailstoreError('CORRUPT', `the message blob ${blob.corrupt} of commit ${commit.id} in ${repository} does not hash to its id (a damaged copy of the archive: git fsck)`, { path: repository })
+      : new MailstoreError('NOT_FOUND', `the message blob ${blob.missing} of commit ${commit.id} is missing from ${repository} (a partial or damaged copy of the archive)`, { path: repository });
   if (!options.onSkip) throw error;
   options.onSkip(`${repository}#${commit.id}`, error, 'tooLarge' in blob ? 'tooLarge' : 'unreadable', position);
 }
@@ -281,6 +288,11 @@ async function* lines(git: Git): AsyncGenerator<string> {
   if (carry) yield carry;
 }
 
+/** The git object id of a blob: SHA-1 of `blob <size>\0<bytes>`, SHA-256 in a repository of 64-digit ids. */
+function blobId(bytes: Buffer, idLength: number): string {
+  return createHash(idLength === 64 ? 'sha256' : 'sha1').update(`blob ${bytes.length}\0`).update(bytes).digest('hex');
+}
+
 /**
  * `git cat-file --batch`, one long-lived process per repository: oids written to its stdin,
  * answers (`<oid> blob <size>\n<bytes>\n`, or `<oid> missing`) parsed from its stdout in request
@@ -366,7 +378,11 @@ class BlobReader {
     if (header.got < header.size + 1) return false;
     this.header = undefined;
     const done = this.waiting.shift()!;
-    done.resolve(header.parts ? Buffer.concat(header.parts).subarray(0, header.size) : { tooLarge: header.size });
+    if (!header.parts) done.resolve({ tooLarge: header.size });
+    else {
+      const bytes = Buffer.concat(header.parts).subarray(0, header.size);
+      done.resolve(blobId(bytes, done.oid.length) === done.oid ? bytes : { corrupt: done.oid });
+    }
     return this.bufferedBytes > 0;
   }
 

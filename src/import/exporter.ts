@@ -10,7 +10,8 @@ import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { MaildirWriter, maildirPlusPlusFromFolder, type MaildirAppendOptions } from '../formats/maildir.js';
-import { MboxWriter, senderFromReturnPath, zoneFromDateHeader, type MboxStyle } from '../formats/mbox.js';
+import { MboxWriter, isEnvelopeToken, senderFromReturnPath, zoneFromDateHeader, type MboxStyle } from '../formats/mbox.js';
+import { limits } from '../limits.js';
 import type { MailStore } from '../store/api.js';
 import type { MessageInfo } from '../store/store.js';
 
@@ -63,8 +64,8 @@ export async function exportMailbox(store: MailStore, mailbox: string, options: 
   await store.mailbox(mailbox); // NOT_FOUND before anything is written
   const summary: ExportSummary = { format: options.format, out: options.out, mailboxes: [], exported: 0, bytes: 0, corrupt: [], interrupted: false, seconds: 0 };
   const out = options.out;
-  if (options.mboxSender !== undefined && options.mboxSender !== 'return-path' && !/^[\x21-\x7e]+$/.test(options.mboxSender)) {
-    throw new MailstoreError('INVALID', `the mbox sender must be return-path or one printable token without spaces: ${JSON.stringify(options.mboxSender)}`);
+  if (options.mboxSender !== undefined && options.mboxSender !== 'return-path' && !isEnvelopeToken(options.mboxSender)) {
+    throw new MailstoreError('INVALID', `the mbox sender must be return-path or one printable token without spaces, at most ${limits.envelopeFromBytesMax} bytes: ${JSON.stringify(options.mboxSender)}`);
   }
   const existing = await fs.lstatIfExists(out).catch((error) => { throw fromSystemError(error, 'stat', out); });
   if (existing?.isSymbolicLink) {

@@ -215,8 +215,9 @@ async function importFolder(
   await ensureMailbox(store, mailbox, options.owner, summary, options.onWarning);
   const box = await store.mailbox(mailbox);
   const key = cursorKey(folder.path, mailbox);
-  const cursor = options.restart ? undefined : await loadCursor(store, key, box, options);
-  const run = new FolderImport(store, folder, mailbox, { key, id: box.id, uidValidity: box.uidValidity }, cursor, options, summary);
+  const stored = (await store.getMeta<unknown>(key)) ?? null;
+  const cursor = options.restart ? undefined : loadCursor(stored, key, box, options);
+  const run = new FolderImport(store, folder, mailbox, { key, id: box.id, uidValidity: box.uidValidity }, cursor, stored, options, summary);
   await run.run(onSkip);
   return run.result;
 }
@@ -245,6 +246,8 @@ class FolderImport {
   constructor(
     private readonly store: MailStore, private readonly folder: SourceFolder, private readonly mailbox: string,
     private readonly box: { key: string; id: string; uidValidity: number }, private cursor: ImportCursor | undefined,
+    /** The cursor's value in the store as this run last read or wrote it (null: none): each batch commits only while it is still that. */
+    private stored: unknown,
     private readonly options: ImportOptions, private readonly summary: ImportSummary,
   ) {
     this.result = { mailbox, source: folder.path, imported: 0, bytes: 0, deduplicated: 0, alreadyImported: 0 };
@@ -335,7 +338,11 @@ class FolderImport {
     const where = { source: this.folder.path, mailbox: this.mailbox, mailboxId: this.box.id, uidValidity: this.box.uidValidity };
     const next = nextCursor(this.cursor, batch, this.retry, where);
     this.cursor = next;
-    const committed = this.store.appendBatch(this.mailbox, batch.items, { meta: { key: this.box.key, value: next }, chain: this.chain })
+    // another run of this import (a second CLI through one daemon) moving the cursor meanwhile
+    // would make both add the same messages: the batch is REFUSED instead
+    const meta = { key: this.box.key, value: next, expected: this.stored };
+    this.stored = next;
+    const committed = this.store.appendBatch(this.mailbox, batch.items, { meta, chain: this.chain })
       .then((results) => this.committed(batch, results.length, results.filter((r) => r.deduplicated).length));
     committed.catch(() => undefined); // observed by commit() or settle()
     this.inFlight.push(committed);
@@ -402,9 +409,8 @@ function nextCursor(
   };
 }
 
-async function loadCursor(store: MailStore, key: string, box: { id: string; uidValidity: number }, options: ImportOptions): Promise<ImportCursor | undefined> {
-  const value = await store.getMeta<unknown>(key);
-  if (value === undefined) return undefined;
+function loadCursor(value: unknown, key: string, box: { id: string; uidValidity: number }, options: ImportOptions): ImportCursor | undefined {
+  if (value === null) return undefined;
   if (!isImportCursor(value)) {
     throw new MailstoreError('CORRUPT', `the import cursor ${key} is unreadable; use --restart to import the whole source again`, { path: key });
   }

@@ -10,12 +10,23 @@ import type { CommitChain } from './writer.js';
 
 export type { CommitChain };
 
+/** appendBatch's `meta`: a value stored with the batch, and what the key must hold for it to commit. */
+export interface AppendBatchMeta {
+  key: string;
+  value: unknown;
+  expected?: unknown;
+}
+
 /** One message of appendBatch: its bytes and per-message options. */
 export type AppendBatchItem = AppendOptions & { bytes: Uint8Array };
 
 export interface AppendBatchOptions {
-  /** Stored in the same journal record as the messages (an import's resume cursor). */
-  meta?: { key: string; value: unknown };
+  /**
+   * Stored in the same journal record as the messages (an import's resume cursor). With
+   * `expected` (null: no value), the batch commits only while the key still holds that value, else
+   * it is REFUSED and nothing of it is written: two runs of one import cannot both add a batch.
+   */
+  meta?: AppendBatchMeta;
   /** Batches given the same chain commit in call order, each only if every earlier one did. */
   chain?: CommitChain;
 }

@@ -16,6 +16,31 @@ export async function resolveInBatch(view: PrepareContext['view'], components: s
 }
 
 /**
+ * appendBatch's compare-and-set: the meta key still holds `expected` (null or undefined: no
+ * value) in this batch's view, which sees every batch committed or prepared before it; else
+ * REFUSED, before anything of the batch is written.
+ */
+export async function checkMetaUnchanged(view: PrepareContext['view'], key: Buffer, meta: { key: string; expected?: unknown }): Promise<void> {
+  const current = await view.get<unknown>(key);
+  if (sameValue(current ?? null, meta.expected ?? null)) return;
+  throw new MailstoreError('REFUSED',
+    `${meta.key} changed since it was read: another run of the same import is under way, or ran meanwhile; nothing of this batch was written (run the import again once the other has finished: it resumes)`,
+    { path: meta.key });
+}
+
+/** Plain values (as the index decodes them) alike: the same scalars, bytes, arrays and keys; an undefined field is no field. */
+function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (a instanceof Uint8Array || b instanceof Uint8Array) return a instanceof Uint8Array && b instanceof Uint8Array && Buffer.from(a).equals(Buffer.from(b));
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const fields = (value: object) => Object.entries(value).filter(([, v]) => v !== undefined);
+  const [x, y] = [fields(a), fields(b)];
+  const other = new Map(y);
+  return x.length === y.length && x.every(([k, v]) => other.has(k) && sameValue(v, other.get(k)));
+}
+
+/**
  * One call is one journal record, and open reads a record above limits.journalRecordBytesMax as
  * damage: a call that would write one (a copy of 100,000 messages, many long keywords) is refused
  * before anything is written, and the caller splits it.

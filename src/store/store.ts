@@ -41,7 +41,7 @@ import { closeOpened, openStoreParts, type StoreParts } from './open.js';
 import { checkInlineBodyBytes, readInlineBodyBytes, writeInlineBodyBytes } from './inline-setting.js';
 import { Snapshotter, readJournalArchive, writeJournalArchive, type SnapshotResult } from './snapshots.js';
 import { listSnapshots } from './snapshot-file.js';
-import { checkRecordSize, resolveInBatch } from './prepare.js';
+import { checkMetaUnchanged, checkRecordSize, resolveInBatch } from './prepare.js';
 import { StoreReader, type FetchAtOptions, type ReaderHost } from './reader.js';
 import { SharedHashPool } from '../hash/shared-pool.js';
 import { opExtras, type BlobRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
@@ -62,7 +62,7 @@ import type { BackgroundCompactor } from './compactor.js';
 import { moveInlineBodies, oldestInlineSeq } from './compact-inline.js';
 import { journalInlineRuns } from './inline-bodies.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
-import type { MailStore } from './api.js';
+import type { AppendBatchMeta, MailStore } from './api.js';
 import { FreeSpace, type FreeSpaceState, type SpaceNeed } from './free-space.js';
 import { checkReserveBytes, readReserveBytes, writeReserveBytes } from './reserve-setting.js';
 import { Writer, type CommitChain, type Mutation, type PrepareContext, type ReplicatedBatch } from './writer.js';
@@ -966,10 +966,11 @@ export class Store implements MailStore {
    * record, so an import's resume cursor can never disagree with what was imported. Batches
    * given the same `chain` commit in call order, each only if every earlier one did.
    */
-  async appendBatch(mailbox: string, items: (AppendOptions & { bytes: Uint8Array })[], options: { meta?: { key: string; value: unknown }; chain?: CommitChain } = {}): Promise<AppendResult[]> {
+  async appendBatch(mailbox: string, items: (AppendOptions & { bytes: Uint8Array })[], options: { meta?: AppendBatchMeta; chain?: CommitChain } = {}): Promise<AppendResult[]> {
     const components = parseMailboxName(mailbox);
     checkOptions(options, ['meta', 'chain'], 'appendBatch option');
     if (options.meta !== undefined) checkString(checkObject(options.meta, 'meta').key, 'meta key');
+    const metaKey = options.meta && meta.named(`user/${options.meta.key}`);
     if (options.chain !== undefined) checkObject(options.chain, 'chain');
     const entries = checkArray(items, 'appendBatch items');
     let recycled = false;
@@ -1006,6 +1007,7 @@ export class Store implements MailStore {
       space: { bytes: spaceBytes, mail: true },
       prepare: async (ctx) => {
         const box = await resolveInBatch(ctx.view, components, mailbox);
+        if (metaKey && 'expected' in options.meta!) await checkMetaUnchanged(ctx.view, metaKey, options.meta!);
         await checkQuota(this.db, ctx.view, box.name, prepared.reduce((sum, item) => sum + item.bytes.length, 0), prepared.length);
         if (ahead) await ctx.view.adopt(ahead);
         const ops: Op[] = [];

@@ -98,3 +98,19 @@ describe('import: skipped entries and exit codes (#7, #15)', () => {
     expect(help).toMatch(/exits 1/);
   });
 });
+
+describe('import never reads the store itself as mail', () => {
+  it('SOURCE the store, a directory inside it (through a link too), or one holding it: INVALID, exit 5, nothing read or created', async () => {
+    const store = await freshStore();
+    const parent = join(store, '..');
+    const link = join(tempDir(), 'to-packs');
+    symlinkSync(join(store, 'packs'), link);
+    for (const source of [store, join(store, 'packs'), join(store, 'journal'), link, parent]) {
+      const result = await run(['import', source, '--mailbox', 'X'], { store });
+      expect(result.code, `${source}: ${result.stderr}`).toBe(5);
+      expect(result.stderr).toMatch(/^mailstore: INVALID: .*store/);
+    }
+    const names = (await json(['mailbox', 'list'], { store })).map((m: { name: string }) => m.name);
+    expect(names).toEqual(['M']);
+  });
+});

@@ -1,6 +1,7 @@
 // LMTP's RCPT check remembers a mailbox found to exist for lmtpLimits.recipientCacheMs (src/daemon/lmtp.ts
 // RecentMailboxes), so a busy MTA's recipients cost no index reads each: what that may not change is
 // the answer a deleted mailbox gets (550 5.1.1, after DATA instead of at RCPT) and that nothing is stored.
+// And one final reply per RCPT answered 250, a repeated address too, whatever smtp-server's envelope keeps.
 import { afterEach, describe, expect, it } from 'vitest';
 import { RecentMailboxes, startLmtp, type LmtpServer, type LmtpStore } from '../../src/daemon/lmtp.js';
 import { lmtpLimits } from '../../src/limits.js';
@@ -68,4 +69,60 @@ describe('LMTP recipients', () => {
     expect(await c.replies(2)).toEqual(['250 Accepted', '550 5.1.1 no such mailbox']); // forgotten: asked again
     c.socket.destroy();
   }, 30_000);
+});
+
+describe('LMTP repeated recipients', () => {
+  async function serve() {
+    const store = await Store.open(tmpDir('lmtp-repeat'), { create: true });
+    for (const user of ['alice', 'bob', 'zoë']) await store.createMailbox(`user/${user}/INBOX`);
+    const server = await startLmtp(store, { listen: '127.0.0.1:0', hostname: 'test.example' });
+    open.push({ server, store });
+    const c = await converse({ port: Number(server.address.split(':')[1]) });
+    c.send('LHLO client.example\r\n');
+    await c.replies(1);
+    return { store, c };
+  }
+
+  it('one final reply for every RCPT answered 250, a repeated address too (RFC 2033 4.2); the next transaction\'s replies stay its own', async () => {
+    const { store, c } = await serve();
+    // smtp-server keeps one envelope entry per address (case-insensitive): the second RCPT replaced the first
+    c.send('MAIL FROM:<s@example.org>\r\nRCPT TO:<alice@example.org>\r\nRCPT TO:<ALICE@example.org>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n');
+    expect(await c.replies(6)).toEqual(['250 Accepted', '250 Accepted', '250 Accepted', '250 Accepted', '250 Accepted', expect.stringMatching(/^354 /)]);
+    c.send('Subject: x\r\n\r\nbody\r\n.\r\nMAIL FROM:<t@example.org>\r\nRCPT TO:<nobody@example.org>\r\n');
+    expect(await c.replies(6)).toEqual([
+      '250 2.0.0 delivered to user/alice/INBOX uid 1', '250 2.0.0 delivered to user/alice/INBOX uid 1',
+      '250 2.0.0 delivered to user/bob/INBOX uid 1', '250 2.0.0 delivered to user/alice/INBOX uid 1',
+      '250 Accepted', '550 5.1.1 no such mailbox', // the pipelined MAIL and RCPT of the next transaction
+    ]);
+    expect((await store.status('user/alice/INBOX')).messages).toBe(1);
+    c.socket.destroy();
+  });
+
+  it('addresses that differ only in Unicode normalization are one mailbox: one copy, and the reply names it as stored', async () => {
+    const { store, c } = await serve();
+    const composed = 'zo\u00eb@example.org';
+    const decomposed = 'zoe\u0308@example.org';
+    c.send(Buffer.from(`MAIL FROM:<s@example.org> SMTPUTF8\r\nRCPT TO:<${composed}>\r\nRCPT TO:<${decomposed}>\r\nDATA\r\n`));
+    expect(await c.replies(4)).toEqual(['250 Accepted', '250 Accepted', '250 Accepted', expect.stringMatching(/^354 /)]);
+    c.send('Subject: x\r\n\r\nbody\r\n.\r\n');
+    const delivered = Buffer.from('250 2.0.0 delivered to user/zo\u00eb/INBOX uid 1').toString('latin1'); // the client reads latin1
+    expect(await c.replies(2)).toEqual([delivered, delivered]);
+    expect((await store.status('user/zo\u00eb/INBOX')).messages).toBe(1);
+    c.socket.destroy();
+  });
+
+  it('past lmtpLimits.recipientsMax RCPTs, a repeated address is refused 452 4.5.3 like a new one, and the replies still match', async () => {
+    const { c } = await serve();
+    const rcpts = Array.from({ length: lmtpLimits.recipientsMax + 2 }, (_, i) => (i % 2 === 0 ? 'alice@example.org' : 'bob@example.org'));
+    c.send(`MAIL FROM:<s@example.org>\r\n${rcpts.map((to) => `RCPT TO:<${to}>\r\n`).join('')}DATA\r\n`);
+    const replies = await c.replies(rcpts.length + 2);
+    expect(replies.slice(1, lmtpLimits.recipientsMax + 1).every((reply) => reply === '250 Accepted')).toBe(true);
+    expect(replies.slice(lmtpLimits.recipientsMax + 1, -1)).toEqual(['452 4.5.3 too many recipients', '452 4.5.3 too many recipients']);
+    c.send('Subject: x\r\n\r\nbody\r\n.\r\n');
+    const final = await c.replies(lmtpLimits.recipientsMax);
+    expect(final.every((reply) => /^250 2\.0\.0 delivered to user\/(alice|bob)\/INBOX uid 1$/.test(reply))).toBe(true);
+    c.send('NOOP\r\n');
+    expect(await c.replies(1)).toEqual([expect.stringMatching(/^250 /)]); // no reply left over
+    c.socket.destroy();
+  });
 });

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -63,6 +63,42 @@ describe('readMaildir', () => {
     expect(messages.map((m) => m.flags)).toEqual([[], ['\\Answered', '\\Flagged', '\\Seen'], [], ['$Junk', '\\Deleted', 'work']]);
     expect(messages[0]!.name).toBe('1700000001.a.host');
     expect(messages[0]!.path).toBe(join(dir, 'new', '1700000001.a.host'));
+  });
+
+  it('a message a mail client moves from new/ to cur/ while the folder is listed is read, or reported, never silently missed', async () => {
+    const dir = makeMaildir(tmp());
+    writeFileSync(join(dir, 'cur', '1700000000.a.host:2,S'), 'listed in cur');
+    writeFileSync(join(dir, 'new', '1700000001.m.host'), 'moved');
+    // the client marks it read the moment cur/ has been listed (a listing that holds the cur/ file)
+    let moved = false;
+    const moving = new Proxy(fs, {
+      get(target, property, receiver) {
+        if (property !== 'readdir') return Reflect.get(target, property, receiver);
+        return async (path: string) => {
+          const names = await target.readdir(path);
+          if (!moved && names.includes('1700000000.a.host:2,S')) {
+            moved = true;
+            renameSync(join(dir, 'new', '1700000001.m.host'), join(dir, 'cur', '1700000001.m.host:2,S'));
+          }
+          return names;
+        };
+      },
+    });
+    const read: string[] = [];
+    const skipped: string[] = [];
+    for await (const m of readMaildir(moving, dir, { onSkip: (path) => skipped.push(path) })) read.push(m.bytes.toString());
+    expect(moved).toBe(true);
+    expect(read[0]).toBe('listed in cur');
+    expect(read.includes('moved') || skipped.some((path) => path.includes('1700000001.m.host')), `read ${JSON.stringify(read)}, skipped ${JSON.stringify(skipped)}`).toBe(true);
+  });
+
+  it('the same message in new/ and cur/ (moved between the two listings) is one entry, the one in cur/', async () => {
+    const dir = makeMaildir(tmp());
+    writeFileSync(join(dir, 'new', '1700000001.m.host'), 'one');
+    writeFileSync(join(dir, 'cur', '1700000001.m.host:2,S'), 'one');
+    writeFileSync(join(dir, 'new', '1700000002.n.host'), 'two');
+    const messages = await readAll(dir);
+    expect(messages.map((m) => [m.name, m.index])).toEqual([['1700000001.m.host:2,S', 0], ['1700000002.n.host', 1]]);
   });
 
   it('drops unmapped keyword letters and takes the internal date from the mtime', async () => {
@@ -183,6 +219,11 @@ describe('Maildir++ folders', () => {
     expect(() => maildirPlusPlusFromFolder('a.b')).toThrow(expect.objectContaining({ code: 'INVALID' }));
     expect(() => maildirPlusPlusFromFolder('a//b')).toThrow(expect.objectContaining({ code: 'INVALID' }));
     expect(() => folderFromMaildirPlusPlus('.&AC8-')).toThrow(expect.objectContaining({ code: 'INVALID' }));
+    // one directory name for the whole path: at most 255 bytes (NAME_MAX), modified UTF-7 and all
+    expect(maildirPlusPlusFromFolder('x'.repeat(254))).toBe(`.${'x'.repeat(254)}`);
+    expect(() => maildirPlusPlusFromFolder('x'.repeat(255))).toThrow(expect.objectContaining({ code: 'INVALID' }));
+    expect(() => maildirPlusPlusFromFolder(`${'x'.repeat(200)}/${'y'.repeat(60)}`)).toThrow(expect.objectContaining({ code: 'INVALID' }));
+    expect(() => maildirPlusPlusFromFolder('日'.repeat(95))).toThrow(expect.objectContaining({ code: 'INVALID' }));
   });
 });
 

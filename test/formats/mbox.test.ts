@@ -8,6 +8,7 @@ import {
   parseFromLineDate, quoteFromLines, readMbox, senderFromReturnPath, zoneFromDateHeader,
 } from '../../src/formats/mbox.js';
 import { isMailstoreError } from '../../src/errors.js';
+import { limits } from '../../src/limits.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'mailstore-mbox-'));
 
@@ -147,6 +148,17 @@ describe('mbox writer -> reader', () => {
     await writer.close();
     await expect(writer.append(Buffer.from('x'))).rejects.toMatchObject({ code: 'CLOSED' });
   });
+
+  it('refuses a sender longer than an envelope sender (its From_ line would read back as content); Return-Path gives none', async () => {
+    const writer = await MboxWriter.create(fs, join(tmp(), 'new.mbox'));
+    const longest = `${'a'.repeat(limits.envelopeFromBytesMax - 2)}@x`;
+    await writer.append(Buffer.from('x'), { sender: longest });
+    await expect(writer.append(Buffer.from('y'), { sender: `a${longest}` })).rejects.toMatchObject({ code: 'INVALID' });
+    await writer.close();
+    expect((await readAll(writer.path)).messages.map((m) => m.sender)).toEqual([longest]);
+    expect(senderFromReturnPath(Buffer.from(`Return-Path: <${longest}>\n\n`))).toBe(longest);
+    expect(senderFromReturnPath(Buffer.from(`Return-Path: <a${longest}>\n\n`))).toBe('MAILER-DAEMON');
+  });
 });
 
 describe('mbox reader on foreign files', () => {
@@ -181,6 +193,36 @@ describe('mbox reader on foreign files', () => {
   it('treats a From_ line at end of file without newline as an empty message', async () => {
     const { messages } = await readAll(fileWith('From a Thu Nov 28 10:45:25 2026\nbody\n\nFrom b Thu Nov 28 10:45:25 2026'));
     expect(text(messages)).toEqual(['body\n', '']);
+  });
+
+  it('a line starting "From " longer than mboxFromLineBytesMax is content, not a From_ line, for every chunk size', async () => {
+    const limit = limits.mboxFromLineBytesMax;
+    const longest = `From ${'x'.repeat(limit - 5)}`; // a From_ line of exactly the limit
+    const tooLong = `From ${'y'.repeat(limit - 4)}`;
+    const file = `${tooLong}\nFrom a Thu Nov 28 10:45:25 2026\nSubject: a\n\n${tooLong}\r\nrest\n\n${longest}\nSubject: b\n\n`;
+    for (const chunkBytes of [1, 3, 64, 1000, limit - 1, limit, limit + 1, limit + 7, 3 * limit, 65536]) {
+      const { messages, warnings } = await readAll(fileWith(file), { chunkBytes });
+      expect(text(messages), `chunkBytes ${chunkBytes}`).toEqual([`Subject: a\n\n${tooLong}\r\nrest\n`, 'Subject: b\n']);
+      expect(warnings, `chunkBytes ${chunkBytes}`).toEqual([{ kind: 'leadingGarbage', bytes: tooLong.length + 1 }]);
+    }
+  });
+
+  it('a damaged file of one endless line starting "From " is garbage, read through without holding it whole', async () => {
+    const endless = Buffer.alloc(8 * 1024 * 1024 + 5, 0);
+    endless.write('From ', 'latin1');
+    const { messages, warnings } = await readAll(fileWith(endless), { chunkBytes: 256 * 1024 });
+    expect(messages).toEqual([]);
+    expect(warnings).toEqual([{ kind: 'leadingGarbage', bytes: endless.length }]);
+  });
+
+  it('a long run of ">" before "From " loses one ">" only, and one before anything else none, for every chunk size', async () => {
+    const quoted = `Subject: q\n\n${'>'.repeat(5000)}From deep\n${'>'.repeat(3000)}\n${'>'.repeat(4000)}`;
+    const file = `From a Thu Nov 28 10:45:25 2026\n${quoted}\n`;
+    const expected = quoted.replace(`${'>'.repeat(5000)}From`, `${'>'.repeat(4999)}From`);
+    for (const chunkBytes of [1, 2, 5, 64, 4999, 5000, 5001, 65536]) {
+      expect(text((await readAll(fileWith(file), { chunkBytes })).messages), `chunkBytes ${chunkBytes}`).toEqual([expected]);
+    }
+    expect(text((await readAll(await writeMbox([expected]))).messages)).toEqual([expected]);
   });
 
   it('reads flags from Status/X-Status without changing the bytes', async () => {

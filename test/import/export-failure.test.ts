@@ -92,6 +92,28 @@ describe('a failed export leaves nothing under --out', () => {
   });
 });
 
+describe('a folder name Maildir++ cannot hold', () => {
+  it('a child whose .A.B directory name would pass 255 bytes: INVALID before anything is written (not IO half way)', async () => {
+    const store = await Store.open(tmpDir('export-long'), { create: true });
+    try {
+      const long = 'x'.repeat(200);
+      for (const name of ['INBOX', 'INBOX/short', `INBOX/${long}`, `INBOX/${long}/${long}`]) await store.createMailbox(name);
+      for (const name of ['INBOX', 'INBOX/short']) await store.append(name, Buffer.from(bodies[0]!));
+      const parent = tmpDir('export-out');
+      const error = await expectCode(exportMailbox(store, 'INBOX', { format: 'maildir', out: join(parent, 'md') }), 'INVALID');
+      expect(error.message).toMatch(/255 bytes/);
+      expect(readdirSync(parent)).toEqual([]);
+      const existing = join(parent, 'existing');
+      for (const sub of ['cur', 'new', 'tmp']) mkdirSync(join(existing, sub), { recursive: true });
+      await expectCode(exportMailbox(store, 'INBOX', { format: 'maildir', out: existing }), 'INVALID');
+      expect(readdirSync(existing).sort()).toEqual(['cur', 'new', 'tmp']);
+      expect(curFiles(existing)).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe('a symbolic link planted where export writes is refused, never followed', () => {
   let store: Store | undefined;
   afterEach(async () => { await store?.close(); store = undefined; });

@@ -297,3 +297,22 @@ describe('folder names are all checked before anything is imported (#15)', () =>
     });
   });
 });
+
+describe('two runs of one import at once (both through one daemon reach one store)', () => {
+  it('each message goes in once: a run whose resume cursor moved under it stops (REFUSED), and a re-run resumes', async () => {
+    const mbox = join(tmpDir('src'), 'in.mbox');
+    const bodies = Array.from({ length: 300 }, (_, i) => body(i));
+    writeFileSync(mbox, bodies.map((b) => `From MAILER-DAEMON Mon Jan  1 00:00:00 2024\n${b}\n`).join(''));
+    await withStore(async (store) => {
+      await store.createMailbox('INBOX');
+      const options: ImportOptions = { mailbox: 'INBOX', batchMessagesMax: 10 };
+      const runs = await Promise.allSettled([importMail(store, mbox, options), importMail(store, mbox, options)]);
+      for (const run of runs) {
+        if (run.status === 'rejected') expect(isMailstoreError(run.reason, 'REFUSED'), String(run.reason)).toBe(true);
+      }
+      const again = await importMail(store, mbox, options);
+      expect(again.imported + again.alreadyImported).toBe(bodies.length);
+      expect((await stored(store, 'INBOX')).sort()).toEqual([...bodies].sort());
+    });
+  });
+});

@@ -2,8 +2,9 @@
 // byte for byte with the commit's date, removed messages left out, an interrupted import resumed
 // without reading again what is in, and a directory that is no archive refused with a clear code.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { deflateSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { isMailstoreError } from '../../src/errors.js';
 import { detectFormat } from '../../src/formats/detect.js';
@@ -167,6 +168,31 @@ describe('a blob missing from the repository', () => {
       expect(second).toMatchObject({ imported: 0, skipped: 1, alreadyImported: 4 });
       const bodies = (await storedMessages(store, 'm')).map((m) => m.bytes);
       expect(bodies).toEqual([...messages.slice(0, 3), messages[3]!].map((m) => m.bytes));
+    });
+  });
+});
+
+describe('a blob whose bytes are not those of its id (bit rot, a bad copy)', () => {
+  it('is skipped (unreadable, CORRUPT), never stored as the message; the rest go in and the next run retries it', async () => {
+    const messages = archiveMessages(4);
+    const dir = writeV2(tmpDir('pi-rot'), [messages.map((add) => ({ add }))]);
+    const repo = join(dir, 'git', '0.git');
+    const git = (args: string[]) => execFileSync('git', args, { env: { ...process.env, GIT_DIR: repo } }).toString().trim();
+    const blob = git(['rev-parse', 'HEAD~1:m']); // the third message
+    const object = join(repo, 'objects', blob.slice(0, 2), blob.slice(2));
+    // a well-formed loose object holding other bytes: git cat-file hands them over without a word
+    const rotten = Buffer.from(messages[2]!.bytes.toString('latin1').replace(/.$/s, '!'), 'latin1');
+    chmodSync(object, 0o644);
+    writeFileSync(object, deflateSync(Buffer.concat([Buffer.from(`blob ${rotten.length}\0`), rotten])));
+    expect(execFileSync('git', ['cat-file', 'blob', blob], { env: { ...process.env, GIT_DIR: repo } }).equals(rotten)).toBe(true);
+    await withStore(async (store) => {
+      const skipped: string[] = [];
+      const first = await importMail(store, dir, { mailbox: 'rot', onSkip: (_path, error, reason) => skipped.push(`${reason}:${error.code}`) });
+      expect(skipped).toEqual(['unreadable:CORRUPT']);
+      expect(first.imported).toBe(3);
+      expect((await storedMessages(store, 'rot')).map((m) => m.bytes)).toEqual([0, 1, 3].map((i) => messages[i]!.bytes));
+      const second = await importMail(store, dir, { mailbox: 'rot' });
+      expect(second).toMatchObject({ imported: 0, skipped: 1, alreadyImported: 3 });
     });
   });
 });

@@ -44,7 +44,9 @@ A message that fails verification is reported, left out, and the export exits 6.
 A new mbox file or Maildir is written under a hidden temporary name beside --out and renamed to
 --out only when complete (Ctrl-C: what was written so far), so a failed export (a full disk:
 NO_SPACE, exit 2) leaves nothing at --out and the same command can run again. Into an existing
-Maildir each message appears whole, and a failed export removes the messages it wrote. A symbolic
+Maildir each message appears whole, and a failed export removes the messages it wrote. A child
+mailbox Maildir++ cannot name (a '.' in a name, or a .A.B directory name over 255 bytes) is
+refused (INVALID) before anything is written; --no-recursive leaves the children out. A symbolic
 link at --out, or in place of a folder of an existing Maildir, is refused (INVALID), never followed.
 An export killed outright (SIGKILL, power cut) can leave a hidden .NAME.export-*.tmp beside --out,
 which is safe to delete.`)

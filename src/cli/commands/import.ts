@@ -1,6 +1,9 @@
 // `mailstore import SOURCE --mailbox NAME`: mbox, Maildir(++), .eml files or a public-inbox archive in, resumable, in batches.
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
+import { MailstoreError } from '../../errors.js';
+import type { FileStat, FileSystem } from '../../fs/filesystem.js';
+import { nodeFileSystem } from '../../fs/node-fs.js';
 import type { MailFormat } from '../../formats/detect.js';
 import type { MboxStyle } from '../../formats/mbox.js';
 import { importMail, type ImportLayout, type ImportOptions, type ImportSummary } from '../../import/importer.js';
@@ -8,7 +11,7 @@ import { importLimits, limits } from '../../limits.js';
 import { EXIT } from '../exit-codes.js';
 import { catchInterrupt, type Interrupt } from '../interrupt.js';
 import { createProgress, formatBytes, type Progress } from '../progress.js';
-import { absolutePath, parsePositiveInteger, printJson, printLine, wantsJson, warn, withStore } from '../context.js';
+import { absolutePath, parsePositiveInteger, printJson, printLine, storeDir, wantsJson, warn, withStore } from '../context.js';
 
 interface ImportCommandOptions {
   mailbox: string;
@@ -53,12 +56,15 @@ messages the archive removed are left out.
                  archive, archive/Sent, archive/Lists/kernel.
 The mailboxes the import creates belong to --owner (all rights), by default to the user whose tree
 they are in (user/NAME/...); without one they have an empty ACL. Mailboxes that exist keep their ACL.
-A directory in the source that is no folder (a dot-directory without cur/ or new/, a subdirectory
+SOURCE may not be the store's directory, lie inside it or hold it (INVALID): its packs, journal
+and index are no mail. A directory in the source that is no folder (a dot-directory without cur/ or new/, a subdirectory
 with no Maildir in or below it) is not imported and is reported (notFolder below).
 
 Resumable: a re-run of the same import (same SOURCE and --mailbox) after a crash or Ctrl-C skips
 what is already in and adds nothing twice. Ctrl-C stops at a batch boundary: everything reported
-as imported is durable; the exit code is then 130. Messages are stored byte for byte, malformed or
+as imported is durable; the exit code is then 130. Two runs of the same import at once (through a
+running daemon) do not both add it: the one whose resume point the other moved stops with REFUSED
+(exit 3), nothing of its last batch written; run it again afterwards. Messages are stored byte for byte, malformed or
 not. Maildir flags come from the ":2," suffix (and dovecot-keywords); mbox flags from Status/X-Status.
 
 Skipped, reported and retried: what cannot be imported is left out and the rest goes in. Each such
@@ -67,7 +73,8 @@ entry is reported on stderr and counted by reason in the summary ("skippedReason
   special     a FIFO, socket, device or other non-regular file: never read
   tooLarge    a message (a file, or one inside an mbox) over ${formatBytes(limits.messageBytesMax)}, found while reading
   unreadable  the system refused or failed the read (permissions, I/O error, vanished), or a
-              public-inbox message blob is missing from the repository (a partial copy)
+              public-inbox message blob is missing from the repository (a partial copy) or
+              does not hash to its id (CORRUPT: a damaged copy)
   badName     a folder whose name is no valid mailbox name (all names are checked first)
   notFolder   a directory in SOURCE that is no folder (see Layout), or one nested too deep
   notMail     text before an mbox's first From_ line
@@ -80,6 +87,7 @@ async function runImport(source: string, options: ImportCommandOptions, command:
   const interrupt = catchInterrupt('the import');
   const progress = createProgress('import');
   try {
+    await refuseStoreAsSource(nodeFileSystem, absolutePath(source), storeDir(command));
     const summary = await withStore(command, (store) => importMail(store, absolutePath(source), importOptions(options, progress, interrupt)));
     progress.finish();
     await report(summary, wantsJson(command));
@@ -89,6 +97,33 @@ async function runImport(source: string, options: ImportCommandOptions, command:
     progress.finish();
     interrupt.dispose();
   }
+}
+
+/**
+ * SOURCE is the store's directory, lies inside it or holds it: its packs, journal and index are no
+ * mail, and would bring every user's mail into one mailbox (a slip between two paths). Compared by
+ * device and inode, so a link or a second mount of the same directory is seen through.
+ */
+async function refuseStoreAsSource(fs: FileSystem, source: string, store: string): Promise<void> {
+  const storeStat = await fs.statIfExists(store).catch(() => undefined);
+  const sourceStat = await fs.statIfExists(source).catch(() => undefined);
+  if (!storeStat || !sourceStat) return; // a missing source or store is reported as such further on
+  if ((await isWithin(fs, sourceStat.isDirectory ? source : dirname(source), storeStat)) || (await isWithin(fs, store, sourceStat))) {
+    throw new MailstoreError('INVALID', `${source} is the store ${store}, inside it or holds it: the store's own files are not imported`, { path: source });
+  }
+}
+
+/** The directory `dir` or one above it is `directory`: walked up through `..`, the kernel's parent, not the path's. */
+async function isWithin(fs: FileSystem, dir: string, directory: FileStat): Promise<boolean> {
+  const same = (a: FileStat, b: FileStat) => a.dev === b.dev && a.ino === b.ino;
+  let stat = await fs.statIfExists(dir).catch(() => undefined);
+  for (let at = dir; stat; at = `${at}/..`) {
+    if (same(stat, directory)) return true;
+    const parent = await fs.statIfExists(`${at}/..`).catch(() => undefined);
+    if (!parent || same(parent, stat)) return false; // the root is its own parent
+    stat = parent;
+  }
+  return false;
 }
 
 /** The importer's options from the command line's; what it reports goes to the progress line and stderr. */
