@@ -804,12 +804,21 @@ export class PackStore {
     this.checkHeader(header, location, expectedHash, path);
     const bodyStart = location.offset + RECORD_HEADER_BYTES;
     const hasher = await createHasher();
+    // each chunk's own hash too: the second pass reads every chunk again, and a pack in the object
+    // store answers that read with a new GET (its block evicted from the cache meanwhile), whose
+    // bytes the whole body's hash no longer covers; a chunk that differs from the verified one is
+    // CORRUPT before any of it leaves (a changed byte on the way once went out as the message)
+    const chunkHashes: Buffer[] = [];
     for (let p = 0; p < location.length; p += chunkBytes) {
-      hasher.update(await this.readExact(handle, bodyStart + p, Math.min(chunkBytes, location.length - p), location, path));
+      const chunk = await this.readExact(handle, bodyStart + p, Math.min(chunkBytes, location.length - p), location, path);
+      hasher.update(chunk);
+      chunkHashes.push(hashBytes(chunk));
     }
     if (!hasher.digest().equals(expectedHash)) throw this.corrupt(location, path, `body does not match its hash ${hashHex(expectedHash)}`);
-    for (let p = 0; p < location.length; p += chunkBytes) {
-      yield await this.readExact(handle, bodyStart + p, Math.min(chunkBytes, location.length - p), location, path);
+    for (let p = 0, i = 0; p < location.length; p += chunkBytes, i++) {
+      const chunk = await this.readExact(handle, bodyStart + p, Math.min(chunkBytes, location.length - p), location, path);
+      if (!hashMatches(chunk, chunkHashes[i])) throw this.corrupt(location, path, `bytes ${p}-${p + chunk.length} of the body read differently the second time than when the body was verified`);
+      yield chunk;
     }
   }
 
