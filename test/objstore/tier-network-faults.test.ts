@@ -8,6 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { Store } from '../../src/store/store.js';
 import { MailstoreError } from '../../src/errors.js';
 import { limits } from '../../src/limits.js';
+import { scrub } from '../../src/scrub/scrub.js';
+import { isDamage } from '../../src/scrub/findings.js';
 import { cephInstalled, startCeph, type Ceph, tieredStoreRoot } from '../helpers/ceph.js';
 import { S3FaultProxy } from '../helpers/s3-fault-proxy.js';
 
@@ -72,6 +74,37 @@ describe.skipIf(!installed)('object-storage tier behind a faulty network, on Cep
       expect(Buffer.concat(again).equals(big)).toBe(true);
     } finally {
       Object.assign(limits, { objectCacheBytes: cacheBytes });
+      await store.close();
+    }
+  }, 120_000);
+
+  it('an object the store records but the bucket answers 404 for: scrub reports its messages blob-missing (mailbox, uid) and checks the rest, in both modes; clean once it answers again', async () => {
+    const bodies = Array.from({ length: 60 }, (_, i) => message(i + 1));
+    const root = await movedStore(bodies);
+    const store = await Store.open(root);
+    try {
+      expect((await store.tierStatus()).remotePacks).toBeGreaterThan(2);
+      const missing = '/00000002.pack';
+      proxy.fault = (r) => (r.url.includes(missing) ? { kind: 'status', status: 404, code: 'NoSuchKey' } : undefined);
+      const expectedUids: number[] = [];
+      for (let uid = 1; uid <= bodies.length; uid++) {
+        const read = await store.fetch('INBOX', uid).then((b) => b.equals(bodies[uid - 1]), (error: unknown) => error);
+        if (read === true) continue;
+        expect((read as MailstoreError).code).toBe('CORRUPT'); // refused, never other bytes
+        expectedUids.push(uid);
+      }
+      expect(expectedUids.length).toBeGreaterThan(0);
+      for (const objects of ['read', 'checksum'] as const) {
+        const report = await scrub(store, { objects });
+        const damage = report.findings.filter(isDamage);
+        expect(damage.every((f) => f.kind === 'blob-missing' && f.pack === 2)).toBe(true);
+        expect(damage.flatMap((f) => (f.kind === 'blob-missing' ? f.refs : [])).map((r) => r.uid).sort((a, b) => a - b)).toEqual(expectedUids);
+        expect(report.summary.cycleComplete).toBe(true);
+      }
+      proxy.fault = () => undefined;
+      expect((await scrub(store)).findings.filter(isDamage)).toEqual([]);
+    } finally {
+      proxy.fault = () => undefined;
       await store.close();
     }
   }, 120_000);
