@@ -229,6 +229,8 @@ export interface RemotePackSource {
    * recorded when the move verified it; undefined when none was recorded (tier.ts, scrub).
    */
   checksumMatches(pack: number): Promise<boolean | undefined>;
+  /** Forgets the bytes of the pack kept from earlier GETs: a read of it was found wrong. */
+  dropCached(pack: number): void;
 }
 /** A compaction's new pack is written under this suffix and renamed to its pack name once durable. */
 const PARTIAL_SUFFIX = '.partial';
@@ -992,6 +994,9 @@ export class PackStore {
   }
 
   private corrupt(location: BlobLocation, path: string, why: string): MailstoreError {
+    // bytes of a pack in the object store may have been changed on the way, not in the bucket: kept
+    // in the block cache, they made every later read of the block CORRUPT until evicted or restarted
+    if (this.remote?.has(location.pack)) this.remote.dropCached(location.pack);
     return new MailstoreError('CORRUPT',
       `blob at ${path} offset ${location.offset}: ${why}; run 'mailstore scrub' (and 'scrub --repair --source COPY' to heal it)`,
       { path: `${path}@${location.offset}` });

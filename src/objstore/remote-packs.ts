@@ -41,6 +41,11 @@ export class RemotePacks {
 
   forget(pack: number): void {
     this.packs.delete(pack);
+    this.dropCached(pack);
+  }
+
+  /** Drops the pack's cached blocks (a read of it was found wrong: the next one fetches again). */
+  dropCached(pack: number): void {
     for (const key of [...this.cache.keys()]) if (key.startsWith(`${pack}:`)) this.drop(key);
   }
 

@@ -12,6 +12,7 @@ import { scrub } from '../../src/scrub/scrub.js';
 import { isDamage } from '../../src/scrub/findings.js';
 import { cephInstalled, startCeph, type Ceph, tieredStoreRoot } from '../helpers/ceph.js';
 import { S3FaultProxy } from '../helpers/s3-fault-proxy.js';
+import { codeOf } from '../helpers/errors.js';
 
 const message = (i: number) => Buffer.from(`From: n${i}@example.org\r\nSubject: m ${i}\r\nMessage-ID: <${i}@nf>\r\n\r\n${'body line\r\n'.repeat(50 + (i * 37) % 900)}`);
 const installed = cephInstalled();
@@ -74,6 +75,23 @@ describe.skipIf(!installed)('object-storage tier behind a faulty network, on Cep
       expect(Buffer.concat(again).equals(big)).toBe(true);
     } finally {
       Object.assign(limits, { objectCacheBytes: cacheBytes });
+      await store.close();
+    }
+  }, 120_000);
+
+  it('a GET that brings a changed byte once: that read is CORRUPT; the next read of the message fetches it again and is exact (the bad block is not kept in the cache)', async () => {
+    const bodies = Array.from({ length: 60 }, (_, i) => message(i + 1));
+    const root = await movedStore(bodies);
+    const store = await Store.open(root);
+    try {
+      let flips = 0;
+      proxy.fault = (r) => (r.method === 'GET' && r.url.includes('.pack') && flips++ === 0 ? { kind: 'flip', at: 200 } : undefined);
+      expect(await codeOf(store.fetch('INBOX', 1))).toBe('CORRUPT');
+      expect(flips).toBe(1);
+      for (let uid = 1; uid <= bodies.length; uid++) expect((await store.fetch('INBOX', uid)).equals(bodies[uid - 1])).toBe(true);
+      expect((await scrub(store)).findings.filter(isDamage)).toEqual([]);
+    } finally {
+      proxy.fault = () => undefined;
       await store.close();
     }
   }, 120_000);
