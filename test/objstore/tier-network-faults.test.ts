@@ -10,7 +10,9 @@ import { MailstoreError } from '../../src/errors.js';
 import { limits } from '../../src/limits.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { isDamage } from '../../src/scrub/findings.js';
-import { cephInstalled, startCeph, type Ceph, tieredStoreRoot } from '../helpers/ceph.js';
+import { Repository, lockRepository } from '../../src/backup/repository.js';
+import { BucketFileSystem } from '../../src/objstore/bucket-fs.js';
+import { cephInstalled, createBucket, startCeph, type Ceph, tieredStoreRoot } from '../helpers/ceph.js';
 import { S3FaultProxy } from '../helpers/s3-fault-proxy.js';
 import { codeOf } from '../helpers/errors.js';
 
@@ -93,6 +95,28 @@ describe.skipIf(!installed)('object-storage tier behind a faulty network, on Cep
     } finally {
       proxy.fault = () => undefined;
       await store.close();
+    }
+  }, 120_000);
+
+  it('an s3: backup repository: a lock of another run that does not read (503) keeps forget/prune out, never taken for no lock', async () => {
+    proxy.fault = () => undefined;
+    const bucket = `mailstore-nf${++buckets}`;
+    createBucket(ceph, bucket);
+    const fs = await BucketFileSystem.connect(`${proxy.endpoint}/${bucket}/repo`, { accessKey: ceph.accessKey, secretKey: ceph.secretKey });
+    const repo = await Repository.open(fs, '/', { create: true });
+    const backup = await lockRepository(repo, false); // a backup under way (this live process)
+    try {
+      proxy.fault = (r) => (r.method === 'GET' && r.url.includes('/locks/') ? { kind: 'status', status: 503, code: 'SlowDown' } : undefined);
+      const failure = await lockRepository(repo, true).then(async (lock) => { await lock.release(); return undefined; }, (error: unknown) => error);
+      expect(failure).toBeInstanceOf(MailstoreError);
+      expect((failure as MailstoreError).code).toBe('IO');
+      proxy.fault = () => undefined;
+      expect(await codeOf(lockRepository(repo, true))).toBe('LOCKED'); // read, the backup's lock keeps it out
+      expect((await fs.readdir('/locks')).length).toBe(1); // no lock of the refused runs left behind
+    } finally {
+      proxy.fault = () => undefined;
+      await backup.release();
+      await repo.close();
     }
   }, 120_000);
 
