@@ -11,6 +11,10 @@ import { limits } from '../../src/limits.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { isDamage } from '../../src/scrub/findings.js';
 import { Repository, lockRepository } from '../../src/backup/repository.js';
+import { runBackup } from '../../src/backup/backup.js';
+import { checkRepository } from '../../src/backup/check.js';
+import { source } from '../backup/helpers.js';
+import { tmpDir } from '../helpers/tmp.js';
 import { BucketFileSystem } from '../../src/objstore/bucket-fs.js';
 import { cephInstalled, createBucket, startCeph, type Ceph, tieredStoreRoot } from '../helpers/ceph.js';
 import { S3FaultProxy } from '../helpers/s3-fault-proxy.js';
@@ -117,6 +121,33 @@ describe.skipIf(!installed)('object-storage tier behind a faulty network, on Cep
       proxy.fault = () => undefined;
       await backup.release();
       await repo.close();
+    }
+  }, 120_000);
+
+  it('an s3: backup repository: check --read-data with a data file whose GETs fail (503) is IO, never a clean report of what it could not read', async () => {
+    proxy.fault = () => undefined;
+    const bucket = `mailstore-nf${++buckets}`;
+    createBucket(ceph, bucket);
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('INBOX');
+    await store.appendBatch('INBOX', Array.from({ length: 20 }, (_, i) => ({ bytes: message(i + 1) })));
+    const fs = await BucketFileSystem.connect(`${proxy.endpoint}/${bucket}/repo`, { accessKey: ceph.accessKey, secretKey: ceph.secretKey });
+    const repo = await Repository.open(fs, '/', { create: true });
+    try {
+      await runBackup(source(store), repo);
+      expect((await checkRepository(repo, { readData: true })).summary.damage).toBe(0);
+      proxy.fault = (r) => (r.method === 'GET' && r.url.includes('/data/') ? { kind: 'status', status: 503, code: 'SlowDown' } : undefined);
+      const report = await checkRepository(repo, { readData: true }).catch((error: unknown) => error);
+      expect(report).toBeInstanceOf(MailstoreError);
+      expect((report as MailstoreError).code).toBe('IO');
+      proxy.fault = () => undefined;
+      const again = await checkRepository(repo, { readData: true });
+      expect(again.summary.damage).toBe(0);
+      expect(again.summary.bytesRead).toBeGreaterThan(0);
+    } finally {
+      proxy.fault = () => undefined;
+      await repo.close();
+      await store.close();
     }
   }, 120_000);
 
