@@ -72,9 +72,13 @@ export async function checkRepository(repo: Repository, options: BackupCheckOpti
 
 type Add = (kind: BackupFindingKind, path: string, message: string) => void;
 
-/** Only the failures the world causes become findings; a bug still throws. */
+/**
+ * Only damage becomes a finding: bytes that do not verify (CORRUPT) or a file gone (NOT_FOUND). A
+ * read that did not happen (IO: an s3: repository's 503 or timeout; ACCESS, UNMOUNTED) says nothing
+ * of the file and stops the check with its code, as `backup repair` does; a bug still throws.
+ */
 function why(error: unknown): string {
-  if (isMailstoreError(error)) return error.message;
+  if (isMailstoreError(error, 'CORRUPT') || isMailstoreError(error, 'NOT_FOUND')) return error.message;
   throw error;
 }
 

@@ -124,7 +124,7 @@ describe.skipIf(!installed)('object-storage tier behind a faulty network, on Cep
     }
   }, 120_000);
 
-  it('an s3: backup repository: check --read-data with a data file whose GETs fail (503) is IO, never a clean report of what it could not read', async () => {
+  it('an s3: backup repository: check with a data, index or snapshot file whose GETs fail (503) is IO: never a clean report of what it could not read, nor damage', async () => {
     proxy.fault = () => undefined;
     const bucket = `mailstore-nf${++buckets}`;
     createBucket(ceph, bucket);
@@ -140,6 +140,13 @@ describe.skipIf(!installed)('object-storage tier behind a faulty network, on Cep
       const report = await checkRepository(repo, { readData: true }).catch((error: unknown) => error);
       expect(report).toBeInstanceOf(MailstoreError);
       expect((report as MailstoreError).code).toBe('IO');
+      // an index or snapshot file that does not answer is not a damaged one either
+      for (const area of ['/index/', '/snapshots/']) {
+        proxy.fault = (r) => (r.method === 'GET' && r.url.includes(area) ? { kind: 'status', status: 503, code: 'SlowDown' } : undefined);
+        const metadata = await checkRepository(repo).catch((error: unknown) => error);
+        expect(metadata, area).toBeInstanceOf(MailstoreError);
+        expect((metadata as MailstoreError).code).toBe('IO');
+      }
       proxy.fault = () => undefined;
       const again = await checkRepository(repo, { readData: true });
       expect(again.summary.damage).toBe(0);
