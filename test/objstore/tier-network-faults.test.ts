@@ -13,6 +13,9 @@ import { isDamage } from '../../src/scrub/findings.js';
 import { Repository, lockRepository } from '../../src/backup/repository.js';
 import { runBackup } from '../../src/backup/backup.js';
 import { checkRepository } from '../../src/backup/check.js';
+import { restoreToNewStore } from '../../src/backup/restore.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import { join } from 'node:path';
 import { source } from '../backup/helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { BucketFileSystem } from '../../src/objstore/bucket-fs.js';
@@ -48,6 +51,24 @@ describe.skipIf(!installed)('object-storage tier behind a faulty network, on Cep
     expect((await store.tierStatus()).localPacks).toBe(0);
     await store.close();
     return root;
+  }
+
+  /** A backup repository under a new bucket, reached through the proxy (as `--repo s3:URL`). */
+  async function s3Repository(): Promise<{ fs: BucketFileSystem; repo: Repository }> {
+    proxy.fault = () => undefined;
+    const bucket = `mailstore-nf${++buckets}`;
+    createBucket(ceph, bucket);
+    const fs = await BucketFileSystem.connect(`${proxy.endpoint}/${bucket}/repo`, { accessKey: ceph.accessKey, secretKey: ceph.secretKey });
+    return { fs, repo: await Repository.open(fs, '/', { create: true }) };
+  }
+
+  /** A local store (no object store) with `bodies` in INBOX, backed up into `repo`; open. */
+  async function backedUp(repo: Repository, bodies: Buffer[]): Promise<Store> {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('INBOX');
+    await store.appendBatch('INBOX', bodies.map((bytes) => ({ bytes })));
+    await runBackup(source(store), repo);
+    return store;
   }
 
   it('fetchStream of a big message: a GET of its second pass that brings a changed byte is CORRUPT, never streamed; exact once the fault is gone', async () => {
@@ -103,11 +124,7 @@ describe.skipIf(!installed)('object-storage tier behind a faulty network, on Cep
   }, 120_000);
 
   it('an s3: backup repository: a lock of another run that does not read (503) keeps forget/prune out, never taken for no lock', async () => {
-    proxy.fault = () => undefined;
-    const bucket = `mailstore-nf${++buckets}`;
-    createBucket(ceph, bucket);
-    const fs = await BucketFileSystem.connect(`${proxy.endpoint}/${bucket}/repo`, { accessKey: ceph.accessKey, secretKey: ceph.secretKey });
-    const repo = await Repository.open(fs, '/', { create: true });
+    const { fs, repo } = await s3Repository();
     const backup = await lockRepository(repo, false); // a backup under way (this live process)
     try {
       proxy.fault = (r) => (r.method === 'GET' && r.url.includes('/locks/') ? { kind: 'status', status: 503, code: 'SlowDown' } : undefined);
@@ -125,16 +142,9 @@ describe.skipIf(!installed)('object-storage tier behind a faulty network, on Cep
   }, 120_000);
 
   it('an s3: backup repository: check with a data, index or snapshot file whose GETs fail (503) is IO: never a clean report of what it could not read, nor damage', async () => {
-    proxy.fault = () => undefined;
-    const bucket = `mailstore-nf${++buckets}`;
-    createBucket(ceph, bucket);
-    const store = await Store.open(tmpDir(), { create: true });
-    await store.createMailbox('INBOX');
-    await store.appendBatch('INBOX', Array.from({ length: 20 }, (_, i) => ({ bytes: message(i + 1) })));
-    const fs = await BucketFileSystem.connect(`${proxy.endpoint}/${bucket}/repo`, { accessKey: ceph.accessKey, secretKey: ceph.secretKey });
-    const repo = await Repository.open(fs, '/', { create: true });
+    const { repo } = await s3Repository();
+    const store = await backedUp(repo, Array.from({ length: 20 }, (_, i) => message(i + 1)));
     try {
-      await runBackup(source(store), repo);
       expect((await checkRepository(repo, { readData: true })).summary.damage).toBe(0);
       proxy.fault = (r) => (r.method === 'GET' && r.url.includes('/data/') ? { kind: 'status', status: 503, code: 'SlowDown' } : undefined);
       const report = await checkRepository(repo, { readData: true }).catch((error: unknown) => error);
@@ -151,6 +161,30 @@ describe.skipIf(!installed)('object-storage tier behind a faulty network, on Cep
       const again = await checkRepository(repo, { readData: true });
       expect(again.summary.damage).toBe(0);
       expect(again.summary.bytesRead).toBeGreaterThan(0);
+    } finally {
+      proxy.fault = () => undefined;
+      await repo.close();
+      await store.close();
+    }
+  }, 120_000);
+
+  it('an s3: backup repository: a restore whose data GET is cut short is IO (the object store), not CORRUPT (the repository); the restore after it is exact', async () => {
+    const { repo } = await s3Repository();
+    const bodies = Array.from({ length: 12 }, (_, i) => message(i + 1));
+    const store = await backedUp(repo, bodies);
+    const target = join(tmpDir(), 'restored');
+    try {
+      let gets = 0;
+      proxy.fault = (r) => (r.method === 'GET' && r.url.includes('/data/') && ++gets === 2 ? { kind: 'cut', afterBytes: 100 } : undefined);
+      const failure = await restoreToNewStore(nodeFileSystem, repo, 'latest', target).catch((error: unknown) => error);
+      expect(failure).toBeInstanceOf(MailstoreError);
+      expect((failure as MailstoreError).code).toBe('IO');
+      expect((failure as MailstoreError).message).toContain(proxy.endpoint);
+      proxy.fault = () => undefined;
+      expect((await restoreToNewStore(nodeFileSystem, repo, 'latest', target)).messages).toBe(bodies.length);
+      const restored = await Store.open(target);
+      for (let uid = 1; uid <= bodies.length; uid++) expect((await restored.fetch('INBOX', uid)).equals(bodies[uid - 1])).toBe(true);
+      await restored.close();
     } finally {
       proxy.fault = () => undefined;
       await repo.close();
