@@ -229,8 +229,8 @@ export interface RemotePackSource {
    * recorded when the move verified it; undefined when none was recorded (tier.ts, scrub).
    */
   checksumMatches(pack: number): Promise<boolean | undefined>;
-  /** Forgets the bytes of the pack kept from earlier GETs: a read of it was found wrong. */
-  dropCached(pack: number): void;
+  /** Forgets the bytes of the pack (all packs: none given) kept from earlier GETs. */
+  dropCached(pack?: number): void;
 }
 /** A compaction's new pack is written under this suffix and renamed to its pack name once durable. */
 const PARTIAL_SUFFIX = '.partial';
@@ -327,6 +327,14 @@ export class PackStore {
   /** Deletes a retired pack's object from the bucket (compaction, once the journal no longer lists it). */
   async removeRemote(pack: number): Promise<void> {
     await this.remote?.remove(pack);
+  }
+
+  /**
+   * Forgets every block of the object store's packs kept in memory: a scrub verifies what the
+   * bucket holds now, and a block cached before the object was damaged would pass for it.
+   */
+  forgetRemoteCache(): void {
+    this.remote?.dropCached();
   }
 
   /** RemotePackSource.checksumMatches; undefined for a pack not in the object store. */

@@ -44,9 +44,9 @@ export class RemotePacks {
     this.dropCached(pack);
   }
 
-  /** Drops the pack's cached blocks (a read of it was found wrong: the next one fetches again). */
-  dropCached(pack: number): void {
-    for (const key of [...this.cache.keys()]) if (key.startsWith(`${pack}:`)) this.drop(key);
+  /** Drops the pack's cached blocks, or every pack's (the next reads fetch again from the bucket). */
+  dropCached(pack?: number): void {
+    for (const key of [...this.cache.keys()]) if (pack === undefined || key.startsWith(`${pack}:`)) this.drop(key);
   }
 
   /** Deletes the pack's object and forgets it. */

@@ -116,6 +116,9 @@ interface Cursor {
 }
 
 export async function scrub(store: Store, options: ScrubOptions = {}): Promise<ScrubReport> {
+  // every byte of a pack in the object store read from the bucket during this run, none from
+  // blocks a read cached earlier (they passed for an object damaged since: a clean report)
+  store.maintenance().packs.forgetRemoteCache();
   if (options.mailbox !== undefined) return scrubMailboxes(store, { ...options, mailbox: options.mailbox }, (findings) => attachRefs(store, findings));
   const now = options.now ?? Date.now;
   const started = now();

@@ -31,3 +31,14 @@ export async function tieredStoreRoot(ceph: Ceph, bucket: string, options: { end
   await writeTierSettings(nodeFileSystem, root, { url: `${options.endpoint ?? ceph.endpoint}/${bucket}`, credentials, ...(options.policy ? { policy: options.policy } : {}) });
   return { root, credentials };
 }
+
+/** Every key in the bucket, sorted (the tests' own listing, beside the store's). */
+export async function listKeys(client: Minio.Client, bucket: string): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const keys: string[] = [];
+    const stream = client.listObjectsV2(bucket, '', true);
+    stream.on('data', (o) => o.name && keys.push(o.name));
+    stream.on('error', reject);
+    stream.on('end', () => resolve(keys.sort()));
+  });
+}

@@ -14,7 +14,7 @@ import { Store } from '../../src/store/store.js';
 import { MailstoreError } from '../../src/errors.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
-import { cephInstalled, startCeph, type Ceph, cephClient, tieredStoreRoot } from '../helpers/ceph.js';
+import { cephInstalled, startCeph, type Ceph, cephClient, tieredStoreRoot, listKeys } from '../helpers/ceph.js';
 import { codeOf } from '../helpers/errors.js';
 import { bin, requireBuilt } from '../cli/helpers.js';
 
@@ -212,13 +212,3 @@ describe.skipIf(!installed)('object-storage tier failures, on Ceph', () => {
     await store.close();
   }, 240_000);
 });
-
-async function listKeys(client: Minio.Client, bucket: string): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const keys: string[] = [];
-    const s = client.listObjectsV2(bucket, '', true);
-    s.on('data', (o) => o.name && keys.push(o.name));
-    s.on('error', reject);
-    s.on('end', () => resolve(keys));
-  });
-}

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { source } from '../backup/helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { BucketFileSystem } from '../../src/objstore/bucket-fs.js';
-import { cephInstalled, createBucket, startCeph, type Ceph, tieredStoreRoot } from '../helpers/ceph.js';
+import { cephClient, cephInstalled, createBucket, startCeph, type Ceph, tieredStoreRoot, listKeys } from '../helpers/ceph.js';
 import { S3FaultProxy } from '../helpers/s3-fault-proxy.js';
 import { codeOf } from '../helpers/errors.js';
 
@@ -119,6 +119,27 @@ describe.skipIf(!installed)('object-storage tier behind a faulty network, on Cep
       expect((await scrub(store)).findings.filter(isDamage)).toEqual([]);
     } finally {
       proxy.fault = () => undefined;
+      await store.close();
+    }
+  }, 120_000);
+
+  it('an object damaged in the bucket after its blocks were read into the cache: scrub reads the bucket, not the cache, and reports it', async () => {
+    const bodies = Array.from({ length: 60 }, (_, i) => message(i + 1));
+    const root = await movedStore(bodies);
+    const store = await Store.open(root);
+    try {
+      for (let uid = 1; uid <= bodies.length; uid++) expect((await store.fetch('INBOX', uid)).equals(bodies[uid - 1])).toBe(true); // every block cached
+      const client = cephClient(ceph);
+      const bucket = `mailstore-nf${buckets}`;
+      const key = (await listKeys(client, bucket)).find((k) => k.endsWith('/00000002.pack'))!;
+      const chunks: Buffer[] = [];
+      for await (const chunk of await client.getObject(bucket, key)) chunks.push(chunk as Buffer);
+      const object = Buffer.concat(chunks);
+      object[object.length - 100] ^= 0x5a; // inside the pack's last message
+      await client.putObject(bucket, key, object);
+      const report = await scrub(store);
+      expect(report.findings.filter(isDamage).map((f) => [f.kind, 'pack' in f ? f.pack : undefined])).toEqual([['blob-corrupt', 2]]);
+    } finally {
       await store.close();
     }
   }, 120_000);
