@@ -140,6 +140,7 @@ export async function readBlob(repo: Repository, index: BlobIndex, hash: Buffer,
     throw new MailstoreError('CORRUPT', `${what}: its blob ${hash.toString('hex').slice(0, 16)} is missing from the repository (${damaged}nor in the ${scan.files.length} data files no index file names, scanned); nothing wrong was written (run 'mailstore backup check')`, { path: what });
   }
   let last: unknown;
+  let unread: MailstoreError | undefined;
   for (const entry of entries) {
     try {
       const record = await repo.readRecord(entry, recordBytes(entry.length));
@@ -147,9 +148,13 @@ export async function readBlob(repo: Repository, index: BlobIndex, hash: Buffer,
       if (scanned) index.foundByScan.add(key);
       return bytes;
     } catch (error) {
+      if (!(error instanceof MailstoreError)) throw error; // a bug
       last = error;
+      // a place that did not answer (an s3: repository's 503 or cut answer: IO) is not a damaged one
+      if (error.code !== 'CORRUPT') unread ??= error;
     }
   }
+  if (unread) throw unread;
   const why = last instanceof Error ? last.message : String(last);
   throw new MailstoreError('CORRUPT', `${what}: its blob is damaged in the repository; nothing wrong was written (${why})`, { path: what, cause: last });
 }

@@ -41,7 +41,12 @@ export class RemotePacks {
 
   forget(pack: number): void {
     this.packs.delete(pack);
-    for (const key of [...this.cache.keys()]) if (key.startsWith(`${pack}:`)) this.drop(key);
+    this.dropCached(pack);
+  }
+
+  /** Drops the pack's cached blocks, or every pack's (the next reads fetch again from the bucket). */
+  dropCached(pack?: number): void {
+    for (const key of [...this.cache.keys()]) if (pack === undefined || key.startsWith(`${pack}:`)) this.drop(key);
   }
 
   /** Deletes the pack's object and forgets it. */
