@@ -9,7 +9,7 @@ import { basename, dirname, join, relative } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
-import { MaildirWriter, maildirPlusPlusFromFolder, type MaildirAppendOptions } from '../formats/maildir.js';
+import { FILE_NAME_BYTES_MAX, MaildirWriter, maildirPlusPlusFromFolder, type MaildirAppendOptions } from '../formats/maildir.js';
 import { MboxWriter, isEnvelopeToken, keptByMboxo, senderFromReturnPath, zoneFromDateHeader, type MboxStyle } from '../formats/mbox.js';
 import { limits } from '../limits.js';
 import type { MailStore } from '../store/api.js';
@@ -91,9 +91,20 @@ export async function exportMailbox(store: MailStore, mailbox: string, options: 
   return summary;
 }
 
-/** A name beside `path` (same directory, so the final rename stays on one file system), hidden. */
+/**
+ * A name beside `path` (same directory, so the final rename stays on one file system), hidden,
+ * within a file name's 255 bytes: of a long name only the start is kept (whole characters).
+ */
 function temporarySibling(path: string): string {
-  return join(dirname(path), `.${basename(path)}.export-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+  const suffix = `.export-${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+  let room = FILE_NAME_BYTES_MAX - 1 - suffix.length;
+  let kept = '';
+  for (const char of basename(path)) {
+    room -= Buffer.byteLength(char);
+    if (room < 0) break;
+    kept += char;
+  }
+  return join(dirname(path), `.${kept}${suffix}`);
 }
 
 /** The finished file or tree takes its name, unless something took it meanwhile; then made durable. */
