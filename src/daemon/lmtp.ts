@@ -111,7 +111,7 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     hideDSN: true,
     size: bytesMax,
     maxClients: lmtpLimits.connectionsMax,
-    maxRecipients: lmtpLimits.recipientsMax,
+    maxRecipients: 0, // onRcptTo counts them, repeats too, and refuses past lmtpLimits.recipientsMax with 4.5.3
     socketTimeout: lmtpLimits.idleMs,
     closeTimeout: lmtpLimits.closeGraceMs,
     // no DNS query per connection (smtp-server's default, for its clientHostname, which nothing here
@@ -121,7 +121,8 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     onMailFrom: (_address, _session, callback) => callback(),
     onRcptTo: (address, session, callback) => {
       const recipients = recipientsOf(session);
-      // smtp-server's own limit lets a repeated address through, whose reply is owed all the same
+      // here, not smtp-server's own limit: that one lets a repeated address through (whose reply is
+      // owed all the same) and answers without the enhanced code every other refusal here carries
       if (recipients.length >= lmtpLimits.recipientsMax) return callback(new Reply(452, '4.5.3 too many recipients'));
       track(checkRecipient(store, template, address.address, known)).then((mailbox) => {
         recipients.push({ address: address.address, mailbox });

@@ -362,7 +362,7 @@ export function folderFromMaildirPlusPlus(directoryName: string): string {
 }
 
 /** The longest file name Linux file systems take (NAME_MAX); ENAMETOOLONG past it. */
-const FILE_NAME_BYTES_MAX = 255;
+export const FILE_NAME_BYTES_MAX = 255;
 
 /**
  * `Sub/Child` -> `.Sub.Child` (each component in modified UTF-7; '.' in a component cannot be

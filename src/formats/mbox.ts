@@ -802,6 +802,16 @@ export class MboxWriter {
   }
 }
 
+/** mboxo reads the message back as it is: it has no line `>From ` (mboxo quotes only `From `, and takes every `>From ` for one it quoted). */
+export function keptByMboxo(bytes: Buffer): boolean {
+  for (let found = bytes.indexOf(QUOTED_FROM); found >= 0; found = bytes.indexOf(QUOTED_FROM, found + 1)) {
+    if (found === 0 || bytes[found - 1] === LF) return false;
+  }
+  return true;
+}
+
+const QUOTED_FROM = Buffer.from('>From ', 'latin1');
+
 /** The message split around the lines that need one more `>`, with that `>` added. */
 export function quoteFromLines(bytes: Buffer, style: 'mboxrd' | 'mboxo'): Buffer[] {
   const pieces: Buffer[] = [];

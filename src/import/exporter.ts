@@ -9,8 +9,8 @@ import { basename, dirname, join, relative } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
-import { MaildirWriter, maildirPlusPlusFromFolder, type MaildirAppendOptions } from '../formats/maildir.js';
-import { MboxWriter, isEnvelopeToken, senderFromReturnPath, zoneFromDateHeader, type MboxStyle } from '../formats/mbox.js';
+import { FILE_NAME_BYTES_MAX, MaildirWriter, maildirPlusPlusFromFolder, type MaildirAppendOptions } from '../formats/maildir.js';
+import { MboxWriter, isEnvelopeToken, keptByMboxo, senderFromReturnPath, zoneFromDateHeader, type MboxStyle } from '../formats/mbox.js';
 import { limits } from '../limits.js';
 import type { MailStore } from '../store/api.js';
 import type { MessageInfo } from '../store/store.js';
@@ -37,6 +37,8 @@ export interface ExportOptions {
   shouldStop?: () => boolean;
   onMessage?: (info: MessageInfo) => void;
   onCorrupt?: (mailbox: string, uid: number, error: MailstoreError) => void;
+  /** An mboxo export wrote a message its readers will not give back byte for byte (ExportSummary.inexact). */
+  onInexact?: (mailbox: string, uid: number) => void;
 }
 
 export interface ExportSummary {
@@ -46,6 +48,11 @@ export interface ExportSummary {
   exported: number;
   bytes: number;
   corrupt: { mailbox: string; uid: number; message: string }[];
+  /**
+   * mboxo: messages with a line `>From ` (one or more `>`), which mboxo cannot quote: a reader
+   * takes it for a quoted `From ` and drops a `>`. Written all the same; mboxrd keeps them.
+   */
+  inexact: { mailbox: string; uid: number }[];
   interrupted: boolean;
   seconds: number;
 }
@@ -62,7 +69,7 @@ export async function exportMailbox(store: MailStore, mailbox: string, options: 
   const started = Date.now();
   const fs = options.fs ?? nodeFileSystem;
   await store.mailbox(mailbox); // NOT_FOUND before anything is written
-  const summary: ExportSummary = { format: options.format, out: options.out, mailboxes: [], exported: 0, bytes: 0, corrupt: [], interrupted: false, seconds: 0 };
+  const summary: ExportSummary = { format: options.format, out: options.out, mailboxes: [], exported: 0, bytes: 0, corrupt: [], inexact: [], interrupted: false, seconds: 0 };
   const out = options.out;
   if (options.mboxSender !== undefined && options.mboxSender !== 'return-path' && !isEnvelopeToken(options.mboxSender)) {
     throw new MailstoreError('INVALID', `the mbox sender must be return-path or one printable token without spaces, at most ${limits.envelopeFromBytesMax} bytes: ${JSON.stringify(options.mboxSender)}`);
@@ -84,9 +91,20 @@ export async function exportMailbox(store: MailStore, mailbox: string, options: 
   return summary;
 }
 
-/** A name beside `path` (same directory, so the final rename stays on one file system), hidden. */
+/**
+ * A name beside `path` (same directory, so the final rename stays on one file system), hidden,
+ * within a file name's 255 bytes: of a long name only the start is kept (whole characters).
+ */
 function temporarySibling(path: string): string {
-  return join(dirname(path), `.${basename(path)}.export-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+  const suffix = `.export-${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+  let room = FILE_NAME_BYTES_MAX - 1 - suffix.length;
+  let kept = '';
+  for (const char of basename(path)) {
+    room -= Buffer.byteLength(char);
+    if (room < 0) break;
+    kept += char;
+  }
+  return join(dirname(path), `.${kept}${suffix}`);
 }
 
 /** The finished file or tree takes its name, unless something took it meanwhile; then made durable. */
@@ -103,14 +121,23 @@ async function publish(fs: FileSystem, temporary: string, out: string): Promise<
 
 async function exportMbox(fs: FileSystem, store: MailStore, mailbox: string, options: ExportOptions, summary: ExportSummary): Promise<void> {
   const temporary = temporarySibling(options.out);
-  const writer = await MboxWriter.create(fs, temporary, { style: options.mboxStyle ?? 'mboxrd', statusHeaders: options.statusHeaders ?? false });
+  const style = options.mboxStyle ?? 'mboxrd';
+  const writer = await MboxWriter.create(fs, temporary, { style, statusHeaders: options.statusHeaders ?? false });
   try {
     const senderOf = (bytes: Buffer) => (options.mboxSender === 'return-path' ? senderFromReturnPath(bytes) : options.mboxSender);
+    const checkExact = (bytes: Buffer, info: MessageInfo) => {
+      if (style !== 'mboxo' || keptByMboxo(bytes)) return;
+      summary.inexact.push({ mailbox, uid: info.uid });
+      options.onInexact?.(mailbox, info.uid);
+    };
     // The stored sender and zone when the store has them (an imported From_ line's), else derived.
-    await exportMessages(store, { mailbox, path: options.out }, options, summary, (bytes, info) => writer.append(bytes, {
-      internalDate: info.internalDate, flags: info.flags, sender: info.envelopeFrom ?? senderOf(bytes),
-      zoneOffsetMinutes: info.dateZoneMinutes ?? zoneFromDateHeader(bytes, info.internalDate),
-    }));
+    await exportMessages(store, { mailbox, path: options.out }, options, summary, (bytes, info) => {
+      checkExact(bytes, info);
+      return writer.append(bytes, {
+        internalDate: info.internalDate, flags: info.flags, sender: info.envelopeFrom ?? senderOf(bytes),
+        zoneOffsetMinutes: info.dateZoneMinutes ?? zoneFromDateHeader(bytes, info.internalDate),
+      });
+    });
     await writer.close(); // flushes and fsyncs: an interrupted export is still a valid mbox
     await publish(fs, temporary, options.out);
   } catch (error) {

@@ -111,6 +111,17 @@ describe('LMTP repeated recipients', () => {
     c.socket.destroy();
   });
 
+  it('past lmtpLimits.recipientsMax distinct recipients the next is refused 452 4.5.3 (the reply every refusal here carries)', async () => {
+    const { store, c } = await serve();
+    const users = Array.from({ length: lmtpLimits.recipientsMax + 1 }, (_, i) => `u${i}`);
+    await Promise.all(users.map((user) => store.createMailbox(`user/${user}/INBOX`)));
+    c.send(`MAIL FROM:<s@example.org>\r\n${users.map((user) => `RCPT TO:<${user}@example.org>\r\n`).join('')}`);
+    const replies = await c.replies(users.length + 1);
+    expect(replies.slice(1, -1).every((reply) => reply === '250 Accepted')).toBe(true);
+    expect(replies.at(-1)).toBe('452 4.5.3 too many recipients');
+    c.socket.destroy();
+  });
+
   it('past lmtpLimits.recipientsMax RCPTs, a repeated address is refused 452 4.5.3 like a new one, and the replies still match', async () => {
     const { c } = await serve();
     const rcpts = Array.from({ length: lmtpLimits.recipientsMax + 2 }, (_, i) => (i % 2 === 0 ? 'alice@example.org' : 'bob@example.org'));

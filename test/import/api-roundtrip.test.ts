@@ -60,4 +60,23 @@ describeEachFs('import and export through the API', ({ Store, fs }) => {
     expect(stored).toEqual(hashes);
     await store.close();
   });
+
+  it('mboxo: a message it cannot give back byte for byte (a body line ">From ") is named in the summary, the others not', async () => {
+    const store = await Store.open(join(tmpDir('api-rt'), 'store'), { create: true });
+    await store.createMailbox('o');
+    const bodies = ['Subject: 1\n\nFrom the start\n', 'Subject: 2\n\n>From quoted\n', 'Subject: 3\n\n>>From deeper\n', 'Subject: 4\r\n\r\nx\r\n>From in CRLF\r\n'];
+    for (const body of bodies) await store.append('o', Buffer.from(body));
+    const warned: number[] = [];
+    const out = join(tmpDir('api-rt'), 'o.mbox');
+    const summary = await exportMailbox(store, 'o', { format: 'mbox', mboxStyle: 'mboxo', out, fs, onInexact: (_mailbox, uid) => warned.push(uid) });
+    expect(summary.exported).toBe(4);
+    expect(summary.inexact).toEqual([{ mailbox: 'o', uid: 2 }, { mailbox: 'o', uid: 4 }]);
+    expect(warned).toEqual([2, 4]);
+    const back: string[] = [];
+    for await (const m of readMbox(nodeFileSystem, out, { style: 'mboxo' })) back.push(m.bytes.toString());
+    expect(back.filter((body, i) => body !== bodies[i])).toHaveLength(2); // just those two came back changed
+    const rd = await exportMailbox(store, 'o', { format: 'mbox', out: join(tmpDir('api-rt'), 'rd.mbox'), fs });
+    expect(rd.inexact).toEqual([]);
+    await store.close();
+  });
 });

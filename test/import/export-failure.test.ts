@@ -92,6 +92,24 @@ describe('a failed export leaves nothing under --out', () => {
   });
 });
 
+describe('an --out whose name is long, but a name', () => {
+  it('255 bytes (NAME_MAX), in UTF-8 too: the export is there under it and nothing else (its temporary name fits as well)', async () => {
+    const store = await filledStore();
+    try {
+      const parent = tmpDir('export-out');
+      const names = ['m'.repeat(250) + '.mbox', 'é'.repeat(127) + 'x', 'd'.repeat(255)];
+      await exportMailbox(store, 'INBOX', { format: 'mbox', out: join(parent, names[0]!) });
+      await exportMailbox(store, 'INBOX', { format: 'mbox', out: join(parent, names[1]!) });
+      await exportMailbox(store, 'INBOX', { format: 'maildir', out: join(parent, names[2]!) });
+      expect(readdirSync(parent).sort()).toEqual([...names].sort());
+      expect(await mboxBodies(join(parent, names[1]!))).toEqual(bodies);
+      expect(curFiles(join(parent, names[2]!))).toHaveLength(bodies.length);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe('a folder name Maildir++ cannot hold', () => {
   it('a child whose .A.B directory name would pass 255 bytes: INVALID before anything is written (not IO half way)', async () => {
     const store = await Store.open(tmpDir('export-long'), { create: true });

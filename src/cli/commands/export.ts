@@ -26,7 +26,7 @@ export function register(program: Command): void {
     .requiredOption('--out <path>', 'mbox: a new file; maildir: a directory (created; existing mail there is kept)')
     .option('--no-recursive', 'maildir: leave out the mailboxes below MAILBOX')
     .option('--status-headers', 'mbox: write flags as Status/X-Status headers (changes the message bytes)')
-    .addOption(new Option('--mbox-style <style>', 'mbox: how From_ lines in bodies are quoted').choices(['mboxrd', 'mboxo']).default('mboxrd'))
+    .addOption(new Option('--mbox-style <style>', 'mbox: how From_ lines in bodies are quoted (mboxo cannot keep a body line ">From ": each such message is named on stderr)').choices(['mboxrd', 'mboxo']).default('mboxrd'))
     .option('--mbox-sender <sender>', 'mbox: the From_ line\'s sender of a message with none stored: return-path (each message\'s Return-Path) or one token (default MAILER-DAEMON)')
     .option('--json', 'print the summary as JSON')
     .addHelpText('after', `
@@ -67,6 +67,7 @@ which is safe to delete.`)
               shouldStop: () => interrupt.requested,
               onMessage: (info) => progress.advance(1, info.size),
               onCorrupt: (box, uid, error) => { progress.finish(); warn(`not exported: ${box} uid ${uid}: ${error.code}: ${error.message}`); },
+              onInexact: (box, uid) => { progress.finish(); warn(`not byte for byte: ${box} uid ${uid} has a line ">From ", which an mboxo reader takes for a quoted "From " (--mbox-style mboxrd keeps it)`); },
             });
           } finally {
             progress.finish();
