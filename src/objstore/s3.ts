@@ -103,7 +103,7 @@ export class Bucket {
   /** Exactly `length` bytes at `offset` (a ranged GET); fewer is CORRUPT (the object is shorter than recorded). */
   async getRange(key: string, offset: number, length: number): Promise<Buffer> {
     return this.call(key, 'reading', async () => {
-      const stream = await this.client.getPartialObject(this.address.bucket, key, offset, length);
+      const stream = await this.ranged(key, offset, length);
       const chunks: Buffer[] = [];
       let n = 0;
       for await (const chunk of stream) {
@@ -121,7 +121,7 @@ export class Bucket {
    */
   async streamRange(key: string, offset: number, length: number, onChunk: (chunk: Buffer) => void): Promise<void> {
     const n = await this.call(key, 'reading', async () => {
-      const stream = await this.client.getPartialObject(this.address.bucket, key, offset, length);
+      const stream = await this.ranged(key, offset, length);
       let read = 0;
       for await (const chunk of stream) {
         onChunk(chunk as Buffer);
@@ -130,6 +130,20 @@ export class Bucket {
       return read;
     });
     if (n !== length) throw new MailstoreError('CORRUPT', `${this.urlOf(key)} gave ${n} bytes at ${offset}, ${length} expected: the object is shorter than recorded`, { path: this.urlOf(key) });
+  }
+
+  /**
+   * The answer to a ranged GET, as it streams; nothing when the object ends before `offset` (416
+   * InvalidRange: an object shorter than recorded, which the callers find as fewer bytes than
+   * asked, CORRUPT, as for a range that runs past the end; it was IO, "is the object store reachable?").
+   */
+  private async ranged(key: string, offset: number, length: number): Promise<Iterable<unknown> | AsyncIterable<unknown>> {
+    try {
+      return await this.client.getPartialObject(this.address.bucket, key, offset, length);
+    } catch (error) {
+      if ((error as { code?: string }).code === 'InvalidRange') return [];
+      throw error;
+    }
   }
 
   /** The object's size, or undefined when it does not exist. */
