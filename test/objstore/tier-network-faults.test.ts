@@ -235,6 +235,35 @@ describe.skipIf(!installed)('object-storage tier behind a faulty network, on Cep
     }
   }, 120_000);
 
+  it('a slow link that keeps moving bytes: a read that takes longer than limits.objectRequestTimeoutMs completes; a request with no progress still fails IO', async () => {
+    const bodies = Array.from({ length: 8 }, (_, i) => Buffer.from(`Subject: slow ${i}\r\n\r\n${randomBytes(60 * 1024).toString('base64')}\r\n`));
+    const { root } = await tieredStoreRoot(ceph, `mailstore-nf${++buckets}`, { endpoint: proxy.endpoint });
+    const timeoutMs = limits.objectRequestTimeoutMs;
+    Object.assign(limits, { objectRequestTimeoutMs: 400 });
+    let store = await Store.open(root);
+    try {
+      await store.createMailbox('INBOX');
+      await store.appendBatch('INBOX', bodies.map((bytes) => ({ bytes }))); // one pack of ~650 KB
+      expect((await store.tierFlush()).packsMoved).toBe(1);
+      await store.close();
+      store = await Store.open(root); // a cold cache: the block comes through the slow link
+      // ~650 KB at 64 KiB every 60 ms: about 0.6 s, bytes arriving every 60 ms (an upload's bytes
+      // go into loopback's socket buffers at once: only a real link shows its pace to the sender)
+      proxy.fault = (r) => (r.method === 'GET' ? { kind: 'slow', chunkBytes: 64 * 1024, delayMs: 60 } : undefined);
+      expect((await store.fetch('INBOX', 8)).equals(bodies[7])).toBe(true);
+      await store.close();
+      store = await Store.open(root);
+      proxy.fault = (r) => (r.method === 'GET' ? { kind: 'hang' } : undefined);
+      const failure = await store.fetch('INBOX', 1).catch((error: unknown) => error);
+      expect(failure).toBeInstanceOf(MailstoreError);
+      expect((failure as MailstoreError).code).toBe('IO');
+    } finally {
+      proxy.fault = () => undefined;
+      Object.assign(limits, { objectRequestTimeoutMs: timeoutMs });
+      await store.close();
+    }
+  }, 120_000);
+
   it('an object the store records but the bucket answers 404 for: scrub reports its messages blob-missing (mailbox, uid) and checks the rest, in both modes; clean once it answers again', async () => {
     const bodies = Array.from({ length: 60 }, (_, i) => message(i + 1));
     const root = await movedStore(bodies);
