@@ -356,7 +356,7 @@ class PackPass {
       // an object missing from a bucket that is there (remote-packs.ts: CORRUPT) is damage to
       // report, not a reason to stop checking: the records not confirmed yet are left to the index
       // pass, which reports each blob entry into it as blob-missing with its messages
-      if (!remote || !(error instanceof MailstoreError) || error.code !== 'CORRUPT') throw error;
+      if (!remote || !isMailstoreError(error, 'CORRUPT') || !isMailstoreError(error.cause, 'NOT_FOUND')) throw error;
     }
     if (this.stoppedAt) return;
     range.to = Math.max(range.to, await this.packBytes(pack));

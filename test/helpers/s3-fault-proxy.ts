@@ -5,6 +5,9 @@
 // is forwarded unchanged otherwise (its Host header included, so SigV4 signatures still verify).
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export type S3Fault =
   /** The connection is closed before any answer. */
@@ -16,7 +19,9 @@ export type S3Fault =
   /** The upstream answer, the body byte at `at` changed (status and length right). */
   | { kind: 'flip'; at: number }
   /** No answer at all (until the proxy closes). */
-  | { kind: 'hang' };
+  | { kind: 'hang' }
+  /** A slow link: the request's body and the answer's go on `chunkBytes` at a time, `delayMs` apart. */
+  | { kind: 'slow'; chunkBytes: number; delayMs: number };
 
 export interface ProxiedRequest {
   method: string;
@@ -79,6 +84,10 @@ export class S3FaultProxy {
     }
     const forwarded = request({ host: this.upstream.hostname, port: this.upstream.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
       res.writeHead(answer.statusCode ?? 502, answer.headers);
+      if (fault?.kind === 'slow') {
+        trickle(answer, res, fault).catch(() => res.socket?.destroy());
+        return;
+      }
       let at = 0;
       answer.on('data', (chunk: Buffer) => {
         if (fault?.kind === 'cut' && at + chunk.length > fault.afterBytes) {
@@ -98,6 +107,18 @@ export class S3FaultProxy {
       answer.on('error', () => res.socket?.destroy());
     });
     forwarded.on('error', () => req.socket.destroy());
-    req.pipe(forwarded);
+    if (fault?.kind === 'slow') trickle(req, forwarded, fault).catch(() => req.socket.destroy());
+    else req.pipe(forwarded);
   }
+}
+
+/** Copies `from` to `to` a slow link's way: `chunkBytes` at a time, `delayMs` apart. */
+async function trickle(from: AsyncIterable<Buffer>, to: Writable, slow: { chunkBytes: number; delayMs: number }): Promise<void> {
+  for await (const chunk of from) {
+    for (let at = 0; at < chunk.length; at += slow.chunkBytes) {
+      await sleep(slow.delayMs);
+      if (!to.write(chunk.subarray(at, at + slow.chunkBytes))) await once(to, 'drain');
+    }
+  }
+  to.end();
 }

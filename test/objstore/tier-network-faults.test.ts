@@ -41,16 +41,26 @@ describe.skipIf(!installed)('object-storage tier behind a faulty network, on Cep
   }, 60_000);
 
   /** A store whose bucket is reached through the proxy, `bodies` in INBOX, every pack moved; closed. */
-  async function movedStore(bodies: Buffer[]): Promise<string> {
+  async function movedStore(bodies: Buffer[], packBytesMax = 64 * 1024): Promise<string> {
     proxy.fault = () => undefined;
     const { root } = await tieredStoreRoot(ceph, `mailstore-nf${++buckets}`, { endpoint: proxy.endpoint });
-    const store = await Store.open(root, { packBytesMax: 64 * 1024 });
+    const store = await Store.open(root, { packBytesMax });
     await store.createMailbox('INBOX');
     for (let i = 0; i < bodies.length; i += 20) await store.appendBatch('INBOX', bodies.slice(i, i + 20).map((bytes) => ({ bytes })));
     await store.tierFlush();
     expect((await store.tierStatus()).localPacks).toBe(0);
     await store.close();
     return root;
+  }
+
+  /** Replaces the object of `pack` in the last store's bucket by `change` of its bytes, behind the store. */
+  async function rewriteObject(pack: string, change: (bytes: Buffer) => Buffer): Promise<void> {
+    const client = cephClient(ceph);
+    const bucket = `mailstore-nf${buckets}`;
+    const key = (await listKeys(client, bucket)).find((k) => k.endsWith(`/${pack}.pack`))!;
+    const chunks: Buffer[] = [];
+    for await (const chunk of await client.getObject(bucket, key)) chunks.push(chunk as Buffer);
+    await client.putObject(bucket, key, change(Buffer.concat(chunks)));
   }
 
   /** A backup repository under a new bucket, reached through the proxy (as `--repo s3:URL`). */
@@ -129,16 +139,28 @@ describe.skipIf(!installed)('object-storage tier behind a faulty network, on Cep
     const store = await Store.open(root);
     try {
       for (let uid = 1; uid <= bodies.length; uid++) expect((await store.fetch('INBOX', uid)).equals(bodies[uid - 1])).toBe(true); // every block cached
-      const client = cephClient(ceph);
-      const bucket = `mailstore-nf${buckets}`;
-      const key = (await listKeys(client, bucket)).find((k) => k.endsWith('/00000002.pack'))!;
-      const chunks: Buffer[] = [];
-      for await (const chunk of await client.getObject(bucket, key)) chunks.push(chunk as Buffer);
-      const object = Buffer.concat(chunks);
-      object[object.length - 100] ^= 0x5a; // inside the pack's last message
-      await client.putObject(bucket, key, object);
+      await rewriteObject('00000002', (object) => {
+        object[object.length - 100] ^= 0x5a; // inside the pack's last message
+        return object;
+      });
       const report = await scrub(store);
       expect(report.findings.filter(isDamage).map((f) => [f.kind, 'pack' in f ? f.pack : undefined])).toEqual([['blob-corrupt', 2]]);
+    } finally {
+      await store.close();
+    }
+  }, 120_000);
+
+  it('an object cut shorter than recorded in the bucket: reads past its new end are CORRUPT (not IO: the answer was 416), and scrub reports the messages there', async () => {
+    const bodies = Array.from({ length: 24 }, (_, i) => Buffer.from(`Subject: big ${i}\r\n\r\n${randomBytes(96 * 1024).toString('base64')}\r\n`));
+    const root = await movedStore(bodies, limits.tierPackBytesMax); // one pack of several 1 MiB blocks
+    await rewriteObject('00000001', (object) => object.subarray(0, 100 * 1024));
+    const store = await Store.open(root);
+    try {
+      expect(await codeOf(store.fetch('INBOX', bodies.length))).toBe('CORRUPT'); // its block starts past the object's end
+      const report = await scrub(store);
+      const missing = report.findings.filter((f) => f.kind === 'blob-missing' || f.kind === 'blob-corrupt');
+      expect(missing.length).toBeGreaterThan(bodies.length / 2);
+      expect(report.findings.filter(isDamage).every((f) => f.kind === 'blob-missing' || f.kind === 'blob-corrupt')).toBe(true);
     } finally {
       await store.close();
     }
@@ -209,6 +231,35 @@ describe.skipIf(!installed)('object-storage tier behind a faulty network, on Cep
     } finally {
       proxy.fault = () => undefined;
       await repo.close();
+      await store.close();
+    }
+  }, 120_000);
+
+  it('a slow link that keeps moving bytes: a read that takes longer than limits.objectRequestTimeoutMs completes; a request with no progress still fails IO', async () => {
+    const bodies = Array.from({ length: 8 }, (_, i) => Buffer.from(`Subject: slow ${i}\r\n\r\n${randomBytes(60 * 1024).toString('base64')}\r\n`));
+    const { root } = await tieredStoreRoot(ceph, `mailstore-nf${++buckets}`, { endpoint: proxy.endpoint });
+    const timeoutMs = limits.objectRequestTimeoutMs;
+    Object.assign(limits, { objectRequestTimeoutMs: 400 });
+    let store = await Store.open(root);
+    try {
+      await store.createMailbox('INBOX');
+      await store.appendBatch('INBOX', bodies.map((bytes) => ({ bytes }))); // one pack of ~650 KB
+      expect((await store.tierFlush()).packsMoved).toBe(1);
+      await store.close();
+      store = await Store.open(root); // a cold cache: the block comes through the slow link
+      // ~650 KB at 64 KiB every 60 ms: about 0.6 s, bytes arriving every 60 ms (an upload's bytes
+      // go into loopback's socket buffers at once: only a real link shows its pace to the sender)
+      proxy.fault = (r) => (r.method === 'GET' ? { kind: 'slow', chunkBytes: 64 * 1024, delayMs: 60 } : undefined);
+      expect((await store.fetch('INBOX', 8)).equals(bodies[7])).toBe(true);
+      await store.close();
+      store = await Store.open(root);
+      proxy.fault = (r) => (r.method === 'GET' ? { kind: 'hang' } : undefined);
+      const failure = await store.fetch('INBOX', 1).catch((error: unknown) => error);
+      expect(failure).toBeInstanceOf(MailstoreError);
+      expect((failure as MailstoreError).code).toBe('IO');
+    } finally {
+      proxy.fault = () => undefined;
+      Object.assign(limits, { objectRequestTimeoutMs: timeoutMs });
       await store.close();
     }
   }, 120_000);
