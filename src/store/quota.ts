@@ -8,7 +8,7 @@ import type { AdminIndexReader } from './administration.js';
 import { keys } from '../keys/index-keys.js';
 import type { MailboxInfo, Op } from './records.js';
 import type { Store } from './store.js';
-import { formatMailboxName, parseMailboxName } from './validate.js';
+import { SEPARATOR, formatMailboxName, parseMailboxName } from './validate.js';
 
 /** A root's limits; an absent field is unlimited. */
 export interface QuotaLimits {
@@ -44,10 +44,7 @@ export async function setQuota(store: Store, root: string, limits: QuotaLimits):
   if (limits.messages !== undefined) value.messages = limits.messages;
   const empty = value.storage === undefined && value.messages === undefined;
   await store.administration().mutate({
-    prepare: async () => ({
-      ops: [{ op: 'meta.set', key: QUOTA_META_PREFIX + formatMailboxName(components), value: empty ? null : value } as Op],
-      result: undefined,
-    }),
+    prepare: async () => ({ ops: [quotaOp(components, empty ? null : value)], result: undefined }),
   });
 }
 
@@ -59,15 +56,43 @@ export async function getQuota(store: Store, root: string): Promise<QuotaReport>
   return { root: formatMailboxName(components), ...limits, usedBytes: used.bytes, usedMessages: used.messages };
 }
 
-/** Every root that has a quota, with its limits. */
-export async function listQuotas(store: Store): Promise<{ root: string; limits: QuotaLimits }[]> {
+/** The op that sets the limits of `root` (null: removes its quota). */
+function quotaOp(root: readonly string[], limits: QuotaLimits | null): Op {
+  return { op: 'meta.set', key: QUOTA_META_PREFIX + formatMailboxName(root), value: limits };
+}
+
+/** The roots whose names start with `namePrefix` (a string prefix, not a hierarchy one), with their limits. */
+async function quotasStartingWith(index: AdminIndexReader, namePrefix: string): Promise<{ root: string; limits: QuotaLimits }[]> {
   const out: { root: string; limits: QuotaLimits }[] = [];
-  const prefix = keys.meta(QUOTA_META_PREFIX).subarray(0, -1); // the string's terminator is not part of the prefix
-  for await (const [key, limits] of store.administration().index.entries<QuotaLimits>({ prefix })) {
-    const name = key.subarray(prefix.length).toString('utf8').replace(/\0$/, '');
+  const base = keys.meta(QUOTA_META_PREFIX).subarray(0, -1); // the string's terminator is not part of the prefix
+  const prefix = keys.meta(QUOTA_META_PREFIX + namePrefix).subarray(0, -1);
+  for await (const [key, limits] of index.entries<QuotaLimits>({ prefix })) {
+    const name = key.subarray(base.length).toString('utf8').replace(/\0$/, '');
     out.push({ root: name, limits });
   }
   return out;
+}
+
+/** Every root that has a quota, with its limits. */
+export async function listQuotas(store: Store): Promise<{ root: string; limits: QuotaLimits }[]> {
+  return quotasStartingWith(store.administration().index, '');
+}
+
+/**
+ * The ops that move the quota roots at or below `from` (a user's tree) to the same names below
+ * `to` (`to` undefined: removes them), as Cyrus does for a user renamed or deleted: the limits go
+ * with the tree instead of staying behind for the next user of the old name. Committed state:
+ * the caller holds the writer exclusively.
+ */
+export async function moveQuotaRoots(index: AdminIndexReader, from: readonly string[], to: readonly string[] | undefined): Promise<Op[]> {
+  const ops: Op[] = [];
+  const tree = formatMailboxName(from);
+  for (const { root, limits } of await quotasStartingWith(index, tree)) {
+    if (root !== tree && !root.startsWith(tree + SEPARATOR)) continue; // user/bobby is not below user/bob
+    ops.push(quotaOp(parseMailboxName(root), null));
+    if (to) ops.push(quotaOp([...to, ...parseMailboxName(root).slice(from.length)], limits));
+  }
+  return ops;
 }
 
 /** The nearest root at or above `name` that has a quota. */

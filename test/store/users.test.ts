@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { MailstoreError } from '../../src/errors.js';
 import { Store } from '../../src/store/store.js';
 import { deleteMailboxTree } from '../../src/store/users.js';
+import { getQuota, listQuotas, setQuota } from '../../src/store/quota.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const msg = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
@@ -73,6 +74,25 @@ describe('renameUser', () => {
     await expectCode(store.renameUser('anyone', 'x'), 'INVALID');
     await expectCode(store.deleteUser('anyone'), 'INVALID');
     await store.close();
+  });
+  it("takes the user's quota roots along (as Cyrus's rename does): the renamed tree stays under its limits", async () => {
+    const store = await populated();
+    await setQuota(store, 'user/bob', { messages: 2 });
+    await setQuota(store, 'user/bob/Work', { storage: 1000 });
+    await setQuota(store, 'user/bobby', { messages: 5 }); // a name sharing the prefix keeps its own
+    await store.renameUser('bob', 'robert');
+    const roots = async (s: Store) => (await listQuotas(s)).map((q) => [q.root, q.limits]);
+    const expected = [['user/bobby', { messages: 5 }], ['user/robert', { messages: 2 }], ['user/robert/Work', { storage: 1000 }]];
+    expect(await roots(store)).toEqual(expected);
+    expect(await getQuota(store, 'user/robert')).toMatchObject({ messages: 2, usedMessages: 2 });
+    await expectCode(store.append('user/robert/INBOX', msg(3)), 'OVER_QUOTA'); // bob's 2 messages fill robert's quota
+    expect((await store.maintenance().reconstructIndex({ check: true })).differences).toBe(0);
+    const root = store.root;
+    await store.close();
+    rmSync(join(root, 'index'), { recursive: true, force: true });
+    const rebuilt = await Store.open(root);
+    expect(await roots(rebuilt)).toEqual(expected);
+    await rebuilt.close();
   });
 });
 

@@ -10,7 +10,7 @@ export function register(program: Command): void {
 
   user
     .command('rename <old> <new>')
-    .description('rename user/OLD/... to user/NEW/..., its owner and every ACL entry naming OLD, in one journal record: durable and all-or-nothing when it returns')
+    .description('rename user/OLD/... to user/NEW/..., its owner, every ACL entry naming OLD and its quota roots, in one journal record: durable and all-or-nothing when it returns')
     .option('--json', 'print {from, to, mailboxes, aclEntries}')
     .action(async (from: string, to: string, _options: unknown, command: Command) => {
       const result = await withStore(command, (store) => store.renameUser(from, to));
