@@ -1,7 +1,8 @@
 // Users as Cyrus sees them: the mailbox tree user/NAME/... plus every ACL entry naming NAME. A
 // rename changes all of it in ONE journal record (names, owner, ACLs, the reverse ACL map and the
 // tree's quota roots move together, so a crash leaves either the old user or the new one); a delete frees every name
-// and ACL entry in one intent record, then expunges each mailbox as deleteMailbox does.
+// and ACL entry (and the tree's quota roots) in one intent record, then expunges each mailbox as
+// deleteMailbox does.
 import { MailstoreError } from '../errors.js';
 import { keys, decodeNameKey, decodeRightsKey } from '../keys/index-keys.js';
 import type { IndexView } from '../index/index-db.js';
@@ -111,6 +112,7 @@ export async function deleteUser(store: Store, name: string): Promise<DeleteUser
         messages += view.getNow<MailboxInfo>(keys.info(id))?.messages ?? 0;
         ops.push({ op: 'mailbox.deleteBegin', id });
       }
+      ops.push(...(await moveQuotaRoots(store.administration().index, tree, undefined)));
       return { ops, result: { ids: boxes.map(([, id]) => id), messages, aclEntries: entries.length } };
     },
   });

@@ -110,6 +110,19 @@ describe('deleteUser and deleteMailboxTree', () => {
     await store.close();
   });
 
+  it("removes the user's quota roots with the tree (as Cyrus does): a new user of the name starts without them", async () => {
+    const store = await populated();
+    await setQuota(store, 'user/bob', { messages: 2 });
+    await setQuota(store, 'user/bob/Work', { storage: 1000 });
+    await setQuota(store, 'user/bobby', { messages: 5 });
+    await store.deleteUser('bob');
+    expect((await listQuotas(store)).map((q) => q.root)).toEqual(['user/bobby']);
+    await store.createMailbox('user/bob/INBOX', { owner: 'bob' });
+    for (const i of [1, 2, 3]) await store.append('user/bob/INBOX', msg(i)); // no limit of the old bob's left
+    expect((await store.maintenance().reconstructIndex({ check: true })).differences).toBe(0);
+    await store.close();
+  });
+
   it('mailbox delete --recursive removes a tree in one intent record', async () => {
     const store = await populated();
     expect(await deleteMailboxTree(store, 'user/bob')).toEqual({ mailboxes: 2, messages: 2 });

@@ -20,7 +20,7 @@ export function register(program: Command): void {
 
   user
     .command('delete <name>')
-    .description('delete user/NAME/... with its messages and every ACL entry naming NAME (refused when the tree holds messages, unless --force). The names and ACL entries are gone, durably, in one record; the messages are expunged after it, and a crash meanwhile is finished by the next open')
+    .description('delete user/NAME/... with its messages, its quota roots and every ACL entry naming NAME (refused when the tree holds messages, unless --force). The names and ACL entries are gone, durably, in one record; the messages are expunged after it, and a crash meanwhile is finished by the next open')
     .option('--force', 'delete even when the user\'s mailboxes hold messages')
     .option('--json', 'print {user, mailboxes, messages, aclEntries}')
     .action(async (name: string, options: { force?: boolean }, command: Command) => {
