@@ -118,6 +118,30 @@ async function usageBelow(db: AdminIndexReader, view: IndexView | undefined, roo
   return { messages, bytes };
 }
 
+/** Whether mailbox `name` is `root` or below it. */
+function isAtOrBelow(name: readonly string[], root: readonly string[]): boolean {
+  return name.length >= root.length && root.every((component, i) => component === name[i]);
+}
+
+/**
+ * Refuses (OVER_QUOTA) a rename of mailboxes (`moved`: old name, new name, its counters) that would
+ * take a root they come into over a limit, as Cyrus checks a rename. A mailbox already at or below
+ * the root it lands in (a rename inside a root) adds nothing: it is in that root's usage already.
+ */
+export async function checkRenameQuota(db: AdminIndexReader, view: IndexView, moved: { from: readonly string[]; to: readonly string[]; box: MailboxInfo }[]): Promise<void> {
+  const entering = new Map<string, { name: readonly string[]; bytes: number; messages: number }>();
+  for (const { from, to, box } of moved) {
+    const found = quotaRoot(view, to);
+    if (!found || isAtOrBelow(from, found.root)) continue;
+    const root = formatMailboxName(found.root);
+    const sum = entering.get(root) ?? { name: to, bytes: 0, messages: 0 };
+    sum.bytes += box.bytes;
+    sum.messages += box.messages;
+    entering.set(root, sum);
+  }
+  for (const { name, bytes, messages } of entering.values()) await checkQuota(db, view, name, bytes, messages);
+}
+
 /**
  * Refuses (OVER_QUOTA) adding `bytes` in `count` messages to mailbox `name` when its root would go
  * over a limit. A move inside one root changes nothing and is not checked (`movedFrom`).

@@ -1,4 +1,4 @@
-// The library side of the day-2 tools: quotas (journaled, enforced on append, copy and move with
+// The library side of the day-2 tools: quotas (journaled, enforced on append, copy, move and rename with
 // OVER_QUOTA, nothing stored on refusal), usage, search, retention and the mailbox list dump.
 import { describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
@@ -61,6 +61,32 @@ describe('quotas', () => {
     expect((await getQuota(rebuilt, 'user/alice')).messages).toBe(1);
     await expectCode(rebuilt.append('user/alice/INBOX', msg(3)), 'OVER_QUOTA');
     await rebuilt.close();
+  });
+
+  it('apply to a mailbox renamed into the root (as Cyrus checks a rename), not to one renamed inside it', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('user/alice/INBOX');
+    await store.createMailbox('user/alice/Lists/a');
+    await store.createMailbox('shared/big');
+    await store.createMailbox('shared/big/sub');
+    await store.createMailbox('shared/empty');
+    await store.append('user/alice/INBOX', msg(1));
+    await store.append('user/alice/Lists/a', msg(2));
+    for (const i of [3, 4]) await store.append('shared/big/sub', msg(i));
+    await setQuota(store, 'user/alice', { messages: 3 });
+    await setQuota(store, 'user/alice/Lists', { messages: 10 }); // a nested root: its mailboxes count in user/alice's usage already
+    const error = await expectCode(store.renameMailbox('shared/big', 'user/alice/big'), 'OVER_QUOTA'); // 2 + 2 messages
+    expect(error.message).toMatch(/user\/alice .*message quota of 3/);
+    expect((await store.listMailboxes({ pattern: 'shared/*' })).map((m) => m.name)).toEqual(['shared/big', 'shared/big/sub', 'shared/empty']); // nothing renamed
+    await store.renameMailbox('shared/empty', 'user/alice/empty'); // adds no message
+    await store.renameMailbox('user/alice/Lists/a', 'user/alice/a'); // inside user/alice: its usage does not change
+    await setQuota(store, 'user/alice', { messages: 1 }); // lowered below what the root holds
+    await store.renameMailbox('user/alice/a', 'user/alice/b'); // still inside: never refused
+    await store.renameMailbox('user/alice/b', 'shared/b'); // out of the root: makes room
+    await setQuota(store, 'user/alice', { messages: 3 });
+    await store.renameMailbox('shared/big/sub', 'user/alice/sub'); // 1 + 2 messages: at the limit, not over
+    expect(await getQuota(store, 'user/alice')).toMatchObject({ messages: 3, usedMessages: 3 });
+    await store.close();
   });
 });
 
