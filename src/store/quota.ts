@@ -5,7 +5,7 @@
 import { MailstoreError } from '../errors.js';
 import type { IndexView } from '../index/index-db.js';
 import type { AdminIndexReader } from './administration.js';
-import { keys } from '../keys/index-keys.js';
+import { decodeNameKey, keys } from '../keys/index-keys.js';
 import type { MailboxInfo, Op } from './records.js';
 import type { Store } from './store.js';
 import { SEPARATOR, formatMailboxName, parseMailboxName } from './validate.js';
@@ -105,12 +105,21 @@ function quotaRoot(view: IndexView, name: readonly string[]): { root: string[]; 
   return undefined;
 }
 
-/** Messages and bytes of the mailboxes at or below `root`, as the batch being prepared sees them. */
+/**
+ * Messages and bytes of the mailboxes that count against `root`, as the batch being prepared sees
+ * them: those at or below it but for those below a nested root, which count against that one (a
+ * mailbox counts against its nearest root, as in Cyrus). Names and nested roots as committed (a
+ * root set in the same batch is seen from the next one on).
+ */
 async function usageBelow(db: AdminIndexReader, view: IndexView | undefined, root: readonly string[]): Promise<{ messages: number; bytes: number }> {
+  const read = <T>(key: Buffer): T | undefined => (view ? view.getNow<T>(key) : db.getNow<T>(key));
+  const nested = (await quotasStartingWith(db, formatMailboxName(root) + SEPARATOR))
+    .map(({ root: name }) => parseMailboxName(name))
+    .filter((name) => read(quotaKey(name)) !== undefined); // removed in this batch: counts against `root` again
   let messages = 0, bytes = 0;
-  for await (const [, id] of db.entries<Buffer>({ prefix: keys.name(root) })) {
-    const key = keys.info(Buffer.from(id));
-    const box = view ? view.getNow<MailboxInfo>(key) : db.getNow<MailboxInfo>(key);
+  for await (const [name, id] of db.entries<Buffer>({ prefix: keys.name(root) })) {
+    if (nested.length > 0 && nested.some((inner) => isAtOrBelow(decodeNameKey(name), inner))) continue;
+    const box = read<MailboxInfo>(keys.info(Buffer.from(id)));
     if (!box || box.deleting) continue;
     messages += box.messages;
     bytes += box.bytes;
@@ -125,15 +134,17 @@ function isAtOrBelow(name: readonly string[], root: readonly string[]): boolean 
 
 /**
  * Refuses (OVER_QUOTA) a rename of mailboxes (`moved`: old name, new name, its counters) that would
- * take a root they come into over a limit, as Cyrus checks a rename. A mailbox already at or below
- * the root it lands in (a rename inside a root) adds nothing: it is in that root's usage already.
+ * take a root they come into over a limit, as Cyrus checks a rename. A mailbox whose nearest root
+ * stays the same (a rename inside a root) adds nothing: it is in that root's usage already.
  */
 export async function checkRenameQuota(db: AdminIndexReader, view: IndexView, moved: { from: readonly string[]; to: readonly string[]; box: MailboxInfo }[]): Promise<void> {
   const entering = new Map<string, { name: readonly string[]; bytes: number; messages: number }>();
   for (const { from, to, box } of moved) {
     const found = quotaRoot(view, to);
-    if (!found || isAtOrBelow(from, found.root)) continue;
+    if (!found) continue;
     const root = formatMailboxName(found.root);
+    const before = quotaRoot(view, from);
+    if (before && formatMailboxName(before.root) === root) continue; // counted against that root already
     const sum = entering.get(root) ?? { name: to, bytes: 0, messages: 0 };
     sum.bytes += box.bytes;
     sum.messages += box.messages;

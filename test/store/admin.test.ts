@@ -63,6 +63,23 @@ describe('quotas', () => {
     await rebuilt.close();
   });
 
+  it("count a mailbox against its nearest root only: a nested root's mail leaves its parent's room alone", async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('user/alice/INBOX');
+    await store.createMailbox('user/alice/Lists/a');
+    await setQuota(store, 'user/alice', { messages: 2 });
+    await setQuota(store, 'user/alice/Lists', { messages: 10 });
+    for (const i of [1, 2, 3]) await store.append('user/alice/Lists/a', msg(i)); // against user/alice/Lists
+    await store.append('user/alice/INBOX', msg(4)); // user/alice holds 1 of its 2 (it was refused: 4 of 2)
+    await store.append('user/alice/INBOX', msg(5));
+    await expectCode(store.append('user/alice/INBOX', msg(6)), 'OVER_QUOTA');
+    expect(await getQuota(store, 'user/alice')).toMatchObject({ usedMessages: 2, usedBytes: msg(4).length + msg(5).length });
+    expect(await getQuota(store, 'user/alice/Lists')).toMatchObject({ usedMessages: 3 });
+    await store.move('user/alice/INBOX', 1, 'user/alice/Lists/a'); // out of user/alice into the nested root
+    await store.append('user/alice/INBOX', msg(6)); // room again
+    await store.close();
+  });
+
   it('apply to a mailbox renamed into the root (as Cyrus checks a rename), not to one renamed inside it', async () => {
     const store = await Store.open(tmpDir(), { create: true });
     await store.createMailbox('user/alice/INBOX');
@@ -73,13 +90,16 @@ describe('quotas', () => {
     await store.append('user/alice/INBOX', msg(1));
     await store.append('user/alice/Lists/a', msg(2));
     for (const i of [3, 4]) await store.append('shared/big/sub', msg(i));
-    await setQuota(store, 'user/alice', { messages: 3 });
-    await setQuota(store, 'user/alice/Lists', { messages: 10 }); // a nested root: its mailboxes count in user/alice's usage already
-    const error = await expectCode(store.renameMailbox('shared/big', 'user/alice/big'), 'OVER_QUOTA'); // 2 + 2 messages
-    expect(error.message).toMatch(/user\/alice .*message quota of 3/);
+    await setQuota(store, 'user/alice', { messages: 2 });
+    await setQuota(store, 'user/alice/Lists', { messages: 10 }); // a nested root: Lists/a counts against it, not user/alice
+    const error = await expectCode(store.renameMailbox('shared/big', 'user/alice/big'), 'OVER_QUOTA'); // 1 + 2 messages
+    expect(error.message).toMatch(/user\/alice .*message quota of 2/);
+    await setQuota(store, 'user/alice', { messages: 1 });
+    await expectCode(store.renameMailbox('user/alice/Lists/a', 'user/alice/a'), 'OVER_QUOTA'); // out of the nested root into user/alice: 1 + 1 of 1
     expect((await store.listMailboxes({ pattern: 'shared/*' })).map((m) => m.name)).toEqual(['shared/big', 'shared/big/sub', 'shared/empty']); // nothing renamed
     await store.renameMailbox('shared/empty', 'user/alice/empty'); // adds no message
-    await store.renameMailbox('user/alice/Lists/a', 'user/alice/a'); // inside user/alice: its usage does not change
+    await setQuota(store, 'user/alice', { messages: 3 });
+    await store.renameMailbox('user/alice/Lists/a', 'user/alice/a'); // 1 + 1 messages now
     await setQuota(store, 'user/alice', { messages: 1 }); // lowered below what the root holds
     await store.renameMailbox('user/alice/a', 'user/alice/b'); // still inside: never refused
     await store.renameMailbox('user/alice/b', 'shared/b'); // out of the root: makes room

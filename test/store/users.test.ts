@@ -84,8 +84,9 @@ describe('renameUser', () => {
     const roots = async (s: Store) => (await listQuotas(s)).map((q) => [q.root, q.limits]);
     const expected = [['user/bobby', { messages: 5 }], ['user/robert', { messages: 2 }], ['user/robert/Work', { storage: 1000 }]];
     expect(await roots(store)).toEqual(expected);
-    expect(await getQuota(store, 'user/robert')).toMatchObject({ messages: 2, usedMessages: 2 });
-    await expectCode(store.append('user/robert/INBOX', msg(3)), 'OVER_QUOTA'); // bob's 2 messages fill robert's quota
+    expect(await getQuota(store, 'user/robert')).toMatchObject({ messages: 2, usedMessages: 1 }); // Work's counts against user/robert/Work
+    await store.append('user/robert/INBOX', msg(3));
+    await expectCode(store.append('user/robert/INBOX', msg(4)), 'OVER_QUOTA'); // bob's limit holds for robert
     expect((await store.maintenance().reconstructIndex({ check: true })).differences).toBe(0);
     const root = store.root;
     await store.close();
