@@ -6,7 +6,7 @@
 // consumer that asks for retired records gets NOT_FOUND, and a retired journal still rebuilds and
 // rewrites.
 import { describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { MailstoreError } from '../../src/errors.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
@@ -14,6 +14,7 @@ import { IndexDb } from '../../src/index/index-db.js';
 import { compareIndexes } from '../../src/store/recovery.js';
 import { Store } from '../../src/store/store.js';
 import { readSnapshotFile } from '../../src/store/snapshot-file.js';
+import { writeSetting } from '../../src/store/setting-file.js';
 import type { SnapshotResult } from '../../src/store/snapshots.js';
 import { limits } from '../../src/limits.js';
 import { reconstruct } from '../../src/scrub/reconstruct.js';
@@ -417,6 +418,28 @@ describe('journal retirement', () => {
     const rebuilt = await Store.open(secondRoot, SMALL);
     expect(await everyMessage(rebuilt)).toEqual(messages);
     await rebuilt.close();
+  });
+
+  it('refuses a journal archive inside the store (journal/, index/, the root, or a link into them); one set before is not retired into', async () => {
+    const root = tmpDir();
+    const store = await seeded(root, 60);
+    const link = join(tmpDir(), 'link');
+    symlinkSync(join(root, 'index'), link);
+    for (const dir of [join(root, 'journal'), join(root, 'index'), root, join(root, 'snapshots', '..'), link]) {
+      if (!existsSync(dir)) mkdirSync(dir);
+      expect(await codeOf(store.setJournalArchive(dir))).toBe('INVALID');
+    }
+    expect(await store.journalArchive()).toBeUndefined();
+    // a setting written by an older mailstore: the retirement keeps the segments and says why
+    await writeSetting(nodeFileSystem, root, 'JOURNAL-ARCHIVE', join(root, 'journal'), 'the journal archive setting');
+    await store.snapshot();
+    await churn(store, 70, 10);
+    const before = segments(root);
+    const result = await store.snapshot();
+    expect(result.retired.segments).toEqual([]);
+    expect(result.retired.skipped).toMatch(/inside the store/);
+    expect(segments(root)).toEqual(expect.arrayContaining(before));
+    await store.close();
   });
 
   it('a segment the archive already holds byte for byte (a move a crash interrupted) is taken as archived', async () => {
