@@ -10,6 +10,7 @@ import { getQuota, setQuota } from '../../src/store/quota.js';
 import { expungeBefore } from '../../src/store/retention.js';
 import { parseHeaderSection, searchMailbox } from '../../src/store/search.js';
 import { usage } from '../../src/store/usage.js';
+import { scrub } from '../../src/scrub/scrub.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const msg = (i: number, extra = '') => Buffer.from(`From: a${i}@example.org\r\nSubject: note ${i}\r\n${extra}\r\nbody ${i}\r\n`);
@@ -204,5 +205,15 @@ describe('mailbox list dump and undump', () => {
     expect((await target.listMailboxes()).length).toBe(3);
     await source.close();
     await target.close();
+  });
+
+  it('refuses one name listed twice in two Unicode spellings (NFC and NFD): two mailboxes under one name entry', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    const entry = (name: string, last: string): DumpedMailbox => ({ name, id: `b1445cf8-5485-428b-bb46-f48aa6be01${last}`, uidValidity: 5, acl: {}, created: 1 });
+    const error = await expectCode(undumpMailboxes(store, [entry('caf\u00e9', '01'), entry('cafe\u0301', '02')]), 'INVALID');
+    expect(error.message).toMatch(/listed twice/);
+    expect(await store.listMailboxes()).toEqual([]); // nothing of the list created
+    expect((await scrub(store)).findings).toEqual([]);
+    await store.close();
   });
 });
