@@ -8,7 +8,7 @@ import type { AdminIndexReader } from './administration.js';
 import { decodeNameKey, keys } from '../keys/index-keys.js';
 import type { MailboxInfo, Op } from './records.js';
 import type { Store } from './store.js';
-import { SEPARATOR, formatMailboxName, parseMailboxName } from './validate.js';
+import { SEPARATOR, formatMailboxName, isAtOrBelow, parseMailboxName } from './validate.js';
 
 /** A root's limits; an absent field is unlimited. */
 export interface QuotaLimits {
@@ -127,10 +127,6 @@ async function usageBelow(db: AdminIndexReader, view: IndexView | undefined, roo
   return { messages, bytes };
 }
 
-/** Whether mailbox `name` is `root` or below it. */
-function isAtOrBelow(name: readonly string[], root: readonly string[]): boolean {
-  return name.length >= root.length && root.every((component, i) => component === name[i]);
-}
 
 /**
  * Refuses (OVER_QUOTA) a rename of mailboxes (`moved`: old name, new name, its counters) that would
