@@ -125,6 +125,11 @@ interface Renamer {
 }
 
 
+/** A user's name as the store keeps it: checked as the component of user/NAME, in NFC. */
+function userName(name: string): string {
+  return formatMailboxName(parseMailboxName(`user/${name}`).slice(1));
+}
+
 function renamer(selection: RestoreSelection): Renamer {
   if (selection.mailbox !== undefined) {
     const from = parseMailboxName(selection.mailbox);
@@ -138,10 +143,9 @@ function renamer(selection: RestoreSelection): Renamer {
     };
   }
   if (selection.user !== undefined) {
-    const user = selection.user;
-    parseMailboxName(`user/${user}`);
-    const as = selection.as;
-    if (as !== undefined) parseMailboxName(`user/${as}`);
+    // as the store keeps names and identifiers (NFC): a name typed decomposed is the same user
+    const user = userName(selection.user);
+    const as = selection.as === undefined ? undefined : userName(selection.as);
     const tree = ['user', user];
     return {
       // the user's roots follow --as; a root above user/ (user itself) covers the new name too

@@ -156,6 +156,23 @@ describe('backup and restore', () => {
     await repo.close();
   });
 
+  it('finds a user given in another Unicode spelling (NFD josé) as the store keeps the name (NFC), and --as likewise', async () => {
+    const dir = tmpDir('bk');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('user/jos\u00e9/INBOX', { owner: 'jos\u00e9' });
+    await fill(store, 'user/jos\u00e9/INBOX', 2);
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    await store.close();
+    const result = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'u'), { selection: { user: 'jose\u0301', as: 'zoe\u0308' } });
+    expect(result.messages).toBe(2);
+    const restored = await Store.open(join(dir, 'u'));
+    expect((await restored.listMailboxes()).map((b) => b.name)).toEqual(['user/zo\u00eb/INBOX']);
+    expect((await restored.mailbox('user/zo\u00eb/INBOX')).owner).toBe('zo\u00eb');
+    await restored.close();
+    await repo.close();
+  });
+
   it('into a live store: a taken name is refused (EXISTS) before anything is written; --as restores beside it', async () => {
     const dir = tmpDir('bk');
     const store = await sampleStore(join(dir, 's'));
