@@ -36,16 +36,8 @@ function checkLimit(name: string, value: number | undefined): void {
 
 /** Sets (or with both limits absent, removes) the quota of `root`; journaled like any other change. */
 export async function setQuota(store: Store, root: string, limits: QuotaLimits): Promise<void> {
-  const components = parseMailboxName(root);
-  checkLimit('storage', limits.storage);
-  checkLimit('messages', limits.messages);
-  const value: QuotaLimits = {};
-  if (limits.storage !== undefined) value.storage = limits.storage;
-  if (limits.messages !== undefined) value.messages = limits.messages;
-  const empty = value.storage === undefined && value.messages === undefined;
-  await store.administration().mutate({
-    prepare: async () => ({ ops: [quotaOp(components, empty ? null : value)], result: undefined }),
-  });
+  const op = quotaSetOp(root, limits);
+  await store.administration().mutate({ prepare: async () => ({ ops: [op], result: undefined }) });
 }
 
 /** The limits and current usage of `root` (limits absent when none is set). */
@@ -86,13 +78,32 @@ export async function listQuotas(store: Store): Promise<{ root: string; limits: 
  */
 export async function moveQuotaRoots(index: AdminIndexReader, from: readonly string[], to: readonly string[] | undefined): Promise<Op[]> {
   const ops: Op[] = [];
-  const tree = formatMailboxName(from);
-  for (const { root, limits } of await quotasStartingWith(index, tree)) {
-    if (root !== tree && !root.startsWith(tree + SEPARATOR)) continue; // user/bobby is not below user/bob
-    ops.push(quotaOp(parseMailboxName(root), null));
-    if (to) ops.push(quotaOp([...to, ...parseMailboxName(root).slice(from.length)], limits));
+  for (const { root, limits } of await quotaRootsAt(index, from)) {
+    ops.push(quotaOp(root, null));
+    if (to) ops.push(quotaOp([...to, ...root.slice(from.length)], limits));
   }
   return ops;
+}
+
+/** The quota roots at or below `tree` (a user's: what goes with the user), with their limits. */
+export async function quotaRootsAt(index: AdminIndexReader, tree: readonly string[]): Promise<{ root: string[]; limits: QuotaLimits }[]> {
+  const name = formatMailboxName(tree);
+  return (await quotasStartingWith(index, name))
+    .filter(({ root }) => root === name || root.startsWith(name + SEPARATOR)) // user/bobby is not below user/bob
+    .map(({ root, limits }) => ({ root: parseMailboxName(root), limits }));
+}
+
+/** The op that sets `root`'s limits (both absent: removes its quota), checked: setQuota's, and an XFER's from another store. */
+export function quotaSetOp(root: unknown, limits: unknown): Op {
+  const components = parseMailboxName(root);
+  if (typeof limits !== 'object' || limits === null) throw new MailstoreError('INVALID', `quota limits of ${String(root)} must be an object`);
+  const { storage, messages } = limits as QuotaLimits;
+  checkLimit('storage', storage);
+  checkLimit('messages', messages);
+  const value: QuotaLimits = {};
+  if (storage !== undefined) value.storage = storage;
+  if (messages !== undefined) value.messages = messages;
+  return quotaOp(components, storage === undefined && messages === undefined ? null : value);
 }
 
 /** The nearest root at or above `name` that has a quota. */
