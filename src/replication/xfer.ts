@@ -48,11 +48,13 @@ interface Intent {
 
 const intentKey = (user: string) => `xfer/${user}`;
 
-export async function xferUser(store: Store, options: XferOptions): Promise<XferResult> {
+export async function xferUser(store: Store, given: XferOptions): Promise<XferResult> {
+  // the user as the store keeps names (NFC): one typed decomposed (NFD) is the same user
+  const tree = parseMailboxName(`user/${given.user}`);
+  const options = { ...given, user: formatMailboxName(tree.slice(1)), mailboxPrefix: given.mailboxPrefix?.normalize('NFC') };
   const log = options.log ?? (() => undefined);
   const control = store.replication();
   const intent = control.db.getNow<Intent>(keys.meta(intentKey(options.user)));
-  const tree = parseMailboxName(`user/${options.user}`);
   if (intent?.phase === 'switched') {
     await removeHere(store, intent.mailboxes, intent.quotaRoots ? tree : undefined);
     await control.commitMeta(intentKey(options.user), null);

@@ -86,6 +86,20 @@ describe('xfer', () => {
     }
   }, 30_000);
 
+  it('finds a user given in another Unicode spelling (NFD josé) as the store keeps the name (NFC)', async () => {
+    const { key, a, b, to, close } = await twoStores();
+    try {
+      await a.createMailbox('user/jos\u00e9/INBOX', { owner: 'jos\u00e9' });
+      await a.append('user/jos\u00e9/INBOX', msg(1));
+      const result = await xferUser(a, { user: 'jose\u0301', to, keyFile: key });
+      expect(result.mailboxes).toEqual(['user/jos\u00e9/INBOX']);
+      expect(await b.fetch('user/jos\u00e9/INBOX', 1)).toEqual(msg(1));
+      expect(await a.listMailboxes()).toEqual([]);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
   it('keeps modseqs: the target raises its modseqs past the moved ones first, so none of its later ones goes backwards (also after a rebuild)', async () => {
     const { key, a, b, to, close } = await twoStores();
     const modseqs = async (store: Store, name: string) => {
