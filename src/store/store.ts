@@ -51,7 +51,7 @@ import {
   formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeMessageExtras, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
   ownCopy, parseMailboxName, patternPrefixComponents,
 } from './validate.js';
-import { checkQuota } from './quota.js';
+import { checkQuota, checkRenameQuota } from './quota.js';
 import {
   uuidString, type AppendOptions, type AppendResult, type FlagChange, type MailboxStatus, type MailboxSummary, type MessageInfo,
   type MessageWithBody, type ReadMessagesOptions, type StoreOptions, type StoreStats, type JournalFlushChoice,
@@ -820,14 +820,18 @@ export class Store implements MailStore {
       exclusive: true,
       prepare: async ({ view }) => {
         const ops: Op[] = [];
+        const moved: { from: string[]; to: string[]; box: MailboxInfo }[] = [];
         for await (const [key, id] of this.db.entries<Buffer>({ prefix: keys.name(source) })) {
           const name = decodeNameKey(key);
           const renamed = [...target, ...name.slice(source.length)];
           checkComponents(renamed, (why) => new MailstoreError('INVALID', `renaming ${from} to ${to} would make ${formatMailboxName(renamed)} ${why}`, { path: to }));
           if (await view.get(keys.name(renamed))) throw new MailstoreError('EXISTS', `mailbox ${formatMailboxName(renamed)} already exists`, { path: formatMailboxName(renamed) });
           ops.push({ op: 'mailbox.rename', id: Buffer.from(id), to: renamed });
+          const box = view.getNow<MailboxInfo>(keys.info(Buffer.from(id)));
+          if (box) moved.push({ from: name, to: renamed, box });
         }
         if (ops.length === 0) throw new MailstoreError('NOT_FOUND', `no mailbox named ${from} (nor any below it)`, { path: from });
+        await checkRenameQuota(this.db, view, moved);
         checkRecordSize(ops, `renaming ${from}`);
         return { ops, result: { renamed: ops.length } };
       },
