@@ -69,6 +69,9 @@ import { Writer, type CommitChain, type Mutation, type PrepareContext, type Repl
 import { finishResync, stageResync, type StagedResync } from './resync.js';
 import { readOnlyReplicaError, readRole, unreplicatedError, writeRole, type ReplicationRole } from './role.js';
 
+/** The largest uidValidity: a 32-bit unsigned number in IMAP (RFC 3501, nz-number). */
+const UID_VALIDITY_MAX = 0xffffffff;
+
 /**
  * What replication (src/replication) needs of a Store beyond its public API: the raw packs and
  * journal, the replicated-batch commit, the synchronous-replica gate and the role.
@@ -799,7 +802,11 @@ export class Store implements MailStore {
       prepare: async ({ view }) => {
         if (await view.get(keys.name(components))) throw new MailstoreError('EXISTS', `mailbox ${name} already exists`, { path: name });
         const last = (await view.get<number>(meta.uidValidityLast)) ?? 0;
-        const uidValidity = Math.max(Math.floor(Date.now() / 1000), last + 1);
+        // above every earlier one, so a client's cache of a deleted mailbox of the same name is
+        // dropped; but 32 bits (RFC 3501): past the top (a list undumped with 2^32 - 1), the clock
+        // again, as a new store starts, so never a value IMAP cannot carry
+        const now = Math.floor(Date.now() / 1000);
+        const uidValidity = last + 1 > UID_VALIDITY_MAX ? now : Math.max(now, last + 1);
         const id = Buffer.from(crypto.randomUUID().replace(/-/g, ''), 'hex'); // the global: node:crypto loads only here (issue 16)
         const created = Date.now();
         const op: Op = { op: 'mailbox.create', id, name: components, uidValidity, acl, created };

@@ -207,6 +207,19 @@ describe('mailbox list dump and undump', () => {
     await target.close();
   });
 
+  it('after a mailbox with the largest uidValidity (2^32 - 1, as a Cyrus or Dovecot list may give) a new one still gets 32 bits: from the clock', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await undumpMailboxes(store, [{ name: 'top', id: 'b1445cf8-5485-428b-bb46-f48aa6be0101', uidValidity: 0xffffffff, acl: {}, created: 1 }]);
+    const before = Math.floor(Date.now() / 1000);
+    for (const name of ['a', 'b']) {
+      const { uidValidity } = await store.createMailbox(name);
+      expect(uidValidity).toBeLessThanOrEqual(0xffffffff);
+      expect(uidValidity).toBeGreaterThanOrEqual(before);
+      expect((await store.mailbox(name))?.uidValidity).toBe(uidValidity);
+    }
+    await store.close();
+  });
+
   it('refuses one name listed twice in two Unicode spellings (NFC and NFD): two mailboxes under one name entry', async () => {
     const store = await Store.open(tmpDir(), { create: true });
     const entry = (name: string, last: string): DumpedMailbox => ({ name, id: `b1445cf8-5485-428b-bb46-f48aa6be01${last}`, uidValidity: 5, acl: {}, created: 1 });
