@@ -4,6 +4,7 @@
 // new data files, then one new index file, then the old index files go, then the old data files.
 import { MailstoreError, assert, fromSystemError, isMailstoreError } from '../errors.js';
 import { backupLimits } from '../limits.js';
+import { checkOptions } from '../store/validate.js';
 import { blobIdOf } from './crypto.js';
 import { snapshotBlobs } from './check.js';
 import { readHealLists, writeHealList } from './heal-list.js';
@@ -17,6 +18,8 @@ export interface RetentionPolicy {
   weekly?: number;
   monthly?: number;
 }
+
+const RETENTION_RULES = ['last', 'daily', 'weekly', 'monthly'] as const satisfies readonly (keyof RetentionPolicy)[];
 
 export interface ForgetSummary {
   kept: { id: string; time: string; reasons: string[] }[];
@@ -122,6 +125,13 @@ function weekKey(t: Date): string {
 }
 
 export async function forgetSnapshots(repo: Repository, policy: RetentionPolicy, options: { prune?: boolean } = {}): Promise<ForgetSummary> {
+  // a misspelt rule ({keepLast: 1}) must not read as no rule beside one that is given: every
+  // snapshot the misspelt rule meant to keep would go
+  const rules = checkOptions(policy, RETENTION_RULES, 'retention rule');
+  for (const [rule, n] of Object.entries(rules)) {
+    if (n !== undefined && !(Number.isSafeInteger(n) && (n as number) >= 0)) throw new MailstoreError('INVALID', `retention rule ${rule} must be a whole number of snapshots (0 or more), got ${JSON.stringify(n)}`);
+  }
+  checkOptions(options, ['prune'], 'forget option');
   if (!Object.values(policy).some((n) => n !== undefined && n > 0)) {
     throw new MailstoreError('INVALID', 'give at least one --keep-last, --keep-daily, --keep-weekly or --keep-monthly above 0 (without one, forget would remove every snapshot)');
   }
