@@ -165,6 +165,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
     if (!encoded) encode();
     await tipWritten;
     phase('tip written');
+    await lock.held(); // the point of no return: never a snapshot naming what a prune may have removed
     const id = await (await staged!).publish();
     published = true;
     phase('snapshot written');

@@ -9,7 +9,7 @@ import { blobIdOf } from './crypto.js';
 import { snapshotBlobs } from './check.js';
 import { readHealLists, writeHealList } from './heal-list.js';
 import { DATA_HEADER_BYTES, decodeRecord, encodeDataHeader, recordBytes } from './format.js';
-import { listIn, lockRepository, type IndexFile, type Repository, type SnapshotFile } from './repository.js';
+import { listIn, lockRepository, type IndexFile, type RepoLock, type Repository, type SnapshotFile } from './repository.js';
 import { listTips, orphanTips } from './tip.js';
 
 export interface RetentionPolicy {
@@ -139,6 +139,7 @@ export async function forgetSnapshots(repo: Repository, policy: RetentionPolicy,
   try {
     const snapshots = await readableSnapshots(repo);
     const { keep, remove } = keepParents(snapshots, applyPolicy(snapshots, policy).keep);
+    if (remove.length > 0) await lock.held();
     for (const s of childrenFirst(remove)) await repo.remove('snapshots', s.id);
     if (remove.length > 0) await repo.syncArea('snapshots');
     await removeOrphanTips(repo, new Set(snapshots.filter((s) => keep.has(s.id)).map((s) => s.id)));
@@ -148,7 +149,7 @@ export async function forgetSnapshots(repo: Repository, policy: RetentionPolicy,
       removed: remove.map((s) => ({ id: s.id, time: new Date(s.snapshot.time).toISOString() })),
       ...(healDropped > 0 ? { healDropped } : {}),
     };
-    if (options.prune) summary.prune = await prune(repo, snapshots.filter((s) => keep.has(s.id)));
+    if (options.prune) summary.prune = await prune(repo, snapshots.filter((s) => keep.has(s.id)), lock);
     return summary;
   } finally {
     await lock.release();
@@ -267,7 +268,7 @@ async function readIndexForPrune(repo: Repository, name: string): Promise<IndexF
   }
 }
 
-async function prune(repo: Repository, kept: Listed[]): Promise<PruneSummary> {
+async function prune(repo: Repository, kept: Listed[], lock: RepoLock): Promise<PruneSummary> {
   const present = new Set(await repo.list('data'));
   const plan = await planPrune(repo, kept, present);
   const summary: PruneSummary = { dataFilesRemoved: 0, dataFilesRewritten: 0, indexFilesReplaced: plan.indexFiles.length, blobsRemoved: 0, bytesFreed: 0 };
@@ -286,6 +287,7 @@ async function prune(repo: Repository, kept: Listed[]): Promise<PruneSummary> {
     }
   }
   await rewrite.flush();
+  await lock.held(); // before the first removal: a backup that took this lock for stale may be writing
   // The new index lists every kept blob before any old index file goes (invariant 4).
   const written = await repo.writeIndex(newIndex);
   for (const name of plan.indexFiles) if (name !== written) await repo.remove('index', name);

@@ -742,6 +742,14 @@ interface LockRecord {
 
 export interface RepoLock {
   release(): Promise<void>;
+  /**
+   * Before a run's point of no return (a backup's snapshot made visible, a prune's removals):
+   * LOCKED when the lock may no longer be this run's. Its refreshes failed for so long that
+   * another run may take it for stale (an object store or a disk away for most of lockStaleMs),
+   * or its file is gone (another run did). Nothing of the run is published then: a prune that
+   * took the lock for stale could have removed data files this run's snapshot names.
+   */
+  held(): Promise<void>;
 }
 
 /**
@@ -764,7 +772,7 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
     const failure = fromSystemError(error, 'writing the repository lock', path);
     // A repository on read-only media (a mounted snapshot, a write-protected disk) is read without
     // a lock: nobody can change it underneath, and a disaster restore must not need a writable copy.
-    if (options.readOnly && failure.code === 'ACCESS') return { release: async () => undefined };
+    if (options.readOnly && failure.code === 'ACCESS') return { release: async () => undefined, held: async () => undefined };
     throw failure;
   }
   try {
@@ -781,12 +789,24 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
     await fs.unlink(path).catch(() => undefined);
     throw isMailstoreError(error) ? error : fromSystemError(error, 'reading the repository locks', dir);
   }
-  const timer = setInterval(() => { write().catch(() => undefined); }, backupLimits.lockRefreshMs);
+  let written = Date.now();
+  const refresh = async () => {
+    const at = Date.now();
+    await write();
+    written = at;
+  };
+  const timer = setInterval(() => { refresh().catch(() => undefined); }, backupLimits.lockRefreshMs);
   timer.unref();
   return {
     release: async () => {
       clearInterval(timer);
       await fs.unlink(path).catch(() => undefined);
+    },
+    held: async () => {
+      const lost = (why: string) => new MailstoreError('LOCKED', `this run's lock on the backup repository ${repo.dir} ${why}: another run may have taken it for stale (forget --prune removes data files), so this run stops here and publishes nothing; run it again`, { path });
+      // the margin: a refresh interval before another run may judge it stale
+      if (Date.now() - written > backupLimits.lockStaleMs - backupLimits.lockRefreshMs) throw lost(`was last refreshed ${Math.round((Date.now() - written) / 1000)} s ago (the repository could not be written)`);
+      if (!(await readLock(fs, path))) throw lost('is gone');
     },
   };
 }

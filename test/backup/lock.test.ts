@@ -2,13 +2,17 @@
 // keeps an exclusive one out (LOCKED); a lock of a process that was killed but never reaped (a
 // zombie: its parent died with it where PID 1 does not reap) is stale, as a dead one's is.
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runBackup } from '../../src/backup/backup.js';
+import { forgetSnapshots } from '../../src/backup/forget.js';
 import { lockRepository } from '../../src/backup/repository.js';
+import { backupLimits } from '../../src/limits.js';
+import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { expectCode, openRepo } from './helpers.js';
+import { expectCode, fill, openRepo, source } from './helpers.js';
 
 const lockOf = (pid: number) => JSON.stringify({ pid, hostname: hostname(), time: Date.now(), exclusive: false });
 
@@ -29,5 +33,47 @@ describe('repository locks', () => {
       parent.kill('SIGKILL');
       await repo.close();
     }
+  });
+});
+
+describe('a run whose lock may no longer be its own publishes nothing', () => {
+  async function storeAndRepo() {
+    const dir = tmpDir('bkl');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 5, 1, 2000);
+    return { store, repo: await openRepo(join(dir, 'repo')) };
+  }
+
+  it('its lock file removed mid-run (another run took it for stale): LOCKED, no snapshot; the next run saves one', async () => {
+    const { store, repo } = await storeAndRepo();
+    const locks = join(repo.dir, 'locks');
+    await expectCode(runBackup(source(store), repo, { onPlan: () => { for (const name of readdirSync(locks)) rmSync(join(locks, name)); } }), 'LOCKED');
+    expect(await repo.snapshots()).toEqual([]);
+    expect((await runBackup(source(store), repo)).messages).toBe(5);
+    expect(await repo.snapshots()).toHaveLength(1);
+    await store.close();
+    await repo.close();
+  });
+
+  it('its lock not refreshed for most of lockStaleMs (the repository unwritable): LOCKED before the snapshot, and prune removes nothing', async () => {
+    const { store, repo } = await storeAndRepo();
+    await runBackup(source(store), repo);
+    const saved = { ...backupLimits };
+    try {
+      backupLimits.lockRefreshMs = 60 * 60 * 1000; // no refresh comes within the test
+      backupLimits.lockStaleMs = backupLimits.lockRefreshMs; // no margin left: stale to others from the first millisecond
+      await fill(store, 'INBOX', 3, 100, 2000);
+      await expectCode(runBackup(source(store), repo, { onPlan: () => { const until = Date.now() + 5; while (Date.now() < until); } }), 'LOCKED');
+      expect(await repo.snapshots()).toHaveLength(1);
+      const before = readdirSync(join(repo.dir, 'data')).sort();
+      await expectCode(forgetSnapshots(repo, { last: 1 }, { prune: true }), 'LOCKED');
+      expect(readdirSync(join(repo.dir, 'data')).sort()).toEqual(before);
+    } finally {
+      Object.assign(backupLimits, saved);
+    }
+    expect((await runBackup(source(store), repo)).messages).toBe(8);
+    await store.close();
+    await repo.close();
   });
 });
