@@ -2,25 +2,29 @@ import { defineConfig } from 'vitest/config';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /**
- * The slowest files, slowest first (seconds in a fresh clone's `npm test`, session 8). A fresh clone
- * has no vitest cache of durations, so vitest starts the biggest files first, and these (most of them
- * small files) came last: two long files starting near the end left one worker idle. Started first,
- * the many short files fill in behind them. Refresh from the per-file times a fresh run prints.
+ * The slowest files, slowest first (seconds of each file in the work tree's last `npm test`, session
+ * 31, read from vitest's results cache; loaded by the helpers' runs beside it, so high). A fresh
+ * clone has no vitest cache of durations, so vitest starts the biggest files first, and these came
+ * last: a long file starting near the end left one worker idle. Started first, the many short
+ * files fill in behind them. Refresh from the per-file times a fresh run prints.
  */
 const SLOWEST_FIRST = [
-  'test/sim/damage-explorer.test.ts', // 77 s
-  'test/objstore/tier-faults.test.ts', // 45 s
-  'test/cli/admin.test.ts', // 38 s
-  'test/packaging/packaging.test.ts', // 31 s
-  'test/store/compact-crash.test.ts', // 30 s
-  'test/objstore/tier.test.ts', // 27 s
-  'test/sim/power-cut.test.ts', // 27 s
-  'test/sim/crash-explorer-lost-writes.test.ts', // 25 s
-  'test/sim/soak.test.ts', // 24 s
-  'test/backup/faults.test.ts', // 23 s
-  'test/cli/commands.test.ts', // 22 s
-  'test/sim/crash-explorer.test.ts', // 22 s
-  'test/sim/crash-explorer-rotation.test.ts', // 21 s
+  'test/backup/daemon-backup.test.ts', // 71 s
+  'test/sim/damage-explorer.test.ts', // 60 s
+  'test/backup/faults.test.ts', // 56 s
+  'test/objstore/tier-faults.test.ts', // 54 s
+  'test/formats/mbox-differential.test.ts', // 53 s
+  'test/cli/admin.test.ts', // 40 s
+  'test/backup/repair.test.ts', // 39 s
+  'test/scrub/scrub.test.ts', // 30 s
+  'test/objstore/backup-bucket.test.ts', // 29 s
+  'test/sim/power-cut.test.ts', // 28 s
+  'test/store/compact-crash.test.ts', // 27 s
+  'test/sim/soak.test.ts', // 27 s
+  'test/store/store.test.ts', // 27 s
+  'test/backup/zstd.test.ts', // 24 s
+  'test/backup/disaster.test.ts', // 22 s
+  'test/scrub/recovery-source.test.ts', // 22 s
 ];
 
 class SlowestFirst extends BaseSequencer {

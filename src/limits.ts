@@ -209,7 +209,7 @@ export const limits = {
   tierReaderWaitMs: 30_000,
   /** Uploads bigger than this go in parts of this size (multipart). */
   objectPartBytes: 64 * 1024 * 1024,
-  /** One request to the object store that has not answered in this long fails IO. */
+  /** A request to the object store that has not answered, or moved a byte, in this long fails IO. */
   objectRequestTimeoutMs: 30_000,
   /** A journal record payload larger than this is damage, not data. */
   journalRecordBytesMax: 64 * 1024 * 1024,

@@ -3,7 +3,7 @@
 // back (name = content hash, checksums, authentication), every data file an index lists exists
 // and is long enough, every blob of every snapshot is listed. With --read-data, every byte:
 // each data file's content hash, and every record decoded and verified against its hash.
-import { MailstoreError, isMailstoreError } from '../errors.js';
+import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import { formatMailboxName } from '../store/validate.js';
 import { blobIdOf } from './crypto.js';
 import { checkDataHeader, contentName, decodeRecord, recordBytes } from './format.js';
@@ -50,8 +50,9 @@ export async function checkRepository(repo: Repository, options: BackupCheckOpti
     const { index, extents, indexFiles, named } = await checkIndexFiles(repo, add);
     const { users, snapshots, unlisted } = await checkSnapshots(repo, index, add);
     const scanned = await findUnlisted(repo, named, unlisted, add);
-    const dataFiles = await checkDataFiles(repo, extents, scanned.byFile, add);
-    const bytesRead = options.readData ? await readAllData(repo, index, extents, scanned, users, add, options) : 0;
+    const present = await checkDataFiles(repo, extents, scanned.byFile, add);
+    const dataFiles = present.size;
+    const bytesRead = options.readData ? await readAllData(repo, index, extents, scanned, users, add, options, present) : 0;
     for (const area of ['data', 'index', 'snapshots'] as const) {
       for (const name of await repo.leftovers(area)) add('leftover-temp', repo.path(area, name), 'a file an interrupted run was writing (prune removes it)');
     }
@@ -71,9 +72,13 @@ export async function checkRepository(repo: Repository, options: BackupCheckOpti
 
 type Add = (kind: BackupFindingKind, path: string, message: string) => void;
 
-/** Only the failures the world causes become findings; a bug still throws. */
+/**
+ * Only damage becomes a finding: bytes that do not verify (CORRUPT) or a file gone (NOT_FOUND). A
+ * read that did not happen (IO: an s3: repository's 503 or timeout; ACCESS, UNMOUNTED) says nothing
+ * of the file and stops the check with its code, as `backup repair` does; a bug still throws.
+ */
 function why(error: unknown): string {
-  if (isMailstoreError(error)) return error.message;
+  if (isMailstoreError(error, 'CORRUPT') || isMailstoreError(error, 'NOT_FOUND')) return error.message;
   throw error;
 }
 
@@ -190,7 +195,8 @@ export function* snapshotBlobs(snapshot: SnapshotFile): Generator<{ id: string; 
   }
 }
 
-async function checkDataFiles(repo: Repository, extents: Map<string, number>, scanned: Map<string, unknown>, add: Add): Promise<number> {
+/** The data files present (those an index file lists and are not: `missing-data`). */
+async function checkDataFiles(repo: Repository, extents: Map<string, number>, scanned: Map<string, unknown>, add: Add): Promise<Set<string>> {
   const present = new Set(await repo.list('data'));
   for (const [file, extent] of extents) {
     const path = repo.path('data', file);
@@ -199,11 +205,11 @@ async function checkDataFiles(repo: Repository, extents: Map<string, number>, sc
     if (stat && stat.size < extent) add('truncated-data', path, `${stat.size} bytes, but its records reach ${extent}`);
   }
   for (const file of present) if (!extents.has(file) && !scanned.has(file)) add('unindexed-data', repo.path('data', file), 'no index file lists this data file (left by an interrupted backup or prune; prune removes it)');
-  return present.size;
+  return present;
 }
 
 /** Reads every listed data file whole: its content hash, its header, every record it should hold. */
-async function readAllData(repo: Repository, index: Map<string, BlobEntry[]>, extents: Map<string, number>, scanned: Scanned, users: Users, add: Add, options: BackupCheckOptions): Promise<number> {
+async function readAllData(repo: Repository, index: Map<string, BlobEntry[]>, extents: Map<string, number>, scanned: Scanned, users: Users, add: Add, options: BackupCheckOptions, present: Set<string>): Promise<number> {
   const byFile = new Map<string, [string, BlobEntry][]>(scanned.byFile); // the scanned files' needed records are verified too
   for (const [id, entries] of index) for (const entry of entries) listIn(byFile, entry.file).push([id, entry]);
   let bytes = 0;
@@ -216,8 +222,13 @@ async function readAllData(repo: Repository, index: Map<string, BlobEntry[]>, ex
     let content: Buffer;
     try {
       content = await repo.fs.readFile(path);
-    } catch {
-      continue; // missing: already a finding
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+        if (present.has(file)) add('missing-data', path, 'an index file lists this data file, which went missing while the check ran');
+        continue; // listed as missing already otherwise
+      }
+      // not read is not verified: the check cannot say, as repair does not (an object store's 503, EIO)
+      throw fromSystemError(error, 'reading the data file', path);
     }
     bytes += content.length;
     options.onProgress?.(++files, bytes);

@@ -4,8 +4,10 @@
 // new data files, then one new index file, then the old index files go, then the old data files.
 import { MailstoreError, assert, fromSystemError, isMailstoreError } from '../errors.js';
 import { backupLimits } from '../limits.js';
+import { checkOptions } from '../store/validate.js';
 import { blobIdOf } from './crypto.js';
 import { snapshotBlobs } from './check.js';
+import { readHealLists, writeHealList } from './heal-list.js';
 import { DATA_HEADER_BYTES, decodeRecord, encodeDataHeader, recordBytes } from './format.js';
 import { listIn, lockRepository, type IndexFile, type Repository, type SnapshotFile } from './repository.js';
 import { listTips, orphanTips } from './tip.js';
@@ -17,10 +19,14 @@ export interface RetentionPolicy {
   monthly?: number;
 }
 
+const RETENTION_RULES = ['last', 'daily', 'weekly', 'monthly'] as const satisfies readonly (keyof RetentionPolicy)[];
+
 export interface ForgetSummary {
   kept: { id: string; time: string; reasons: string[] }[];
   removed: { id: string; time: string }[];
   prune?: PruneSummary;
+  /** Entries of the heal list that only forgotten snapshots needed, dropped from it (absent when none). */
+  healDropped?: number;
 }
 
 export interface PruneSummary {
@@ -119,6 +125,13 @@ function weekKey(t: Date): string {
 }
 
 export async function forgetSnapshots(repo: Repository, policy: RetentionPolicy, options: { prune?: boolean } = {}): Promise<ForgetSummary> {
+  // a misspelt rule ({keepLast: 1}) must not read as no rule beside one that is given: every
+  // snapshot the misspelt rule meant to keep would go
+  const rules = checkOptions(policy, RETENTION_RULES, 'retention rule');
+  for (const [rule, n] of Object.entries(rules)) {
+    if (n !== undefined && !(Number.isSafeInteger(n) && (n as number) >= 0)) throw new MailstoreError('INVALID', `retention rule ${rule} must be a whole number of snapshots (0 or more), got ${JSON.stringify(n)}`);
+  }
+  checkOptions(options, ['prune'], 'forget option');
   if (!Object.values(policy).some((n) => n !== undefined && n > 0)) {
     throw new MailstoreError('INVALID', 'give at least one --keep-last, --keep-daily, --keep-weekly or --keep-monthly above 0 (without one, forget would remove every snapshot)');
   }
@@ -129,9 +142,11 @@ export async function forgetSnapshots(repo: Repository, policy: RetentionPolicy,
     for (const s of childrenFirst(remove)) await repo.remove('snapshots', s.id);
     if (remove.length > 0) await repo.syncArea('snapshots');
     await removeOrphanTips(repo, new Set(snapshots.filter((s) => keep.has(s.id)).map((s) => s.id)));
+    const healDropped = await trimHealList(repo, snapshots.filter((s) => keep.has(s.id)));
     const summary: ForgetSummary = {
       kept: snapshots.filter((s) => keep.has(s.id)).map((s) => ({ id: s.id, time: new Date(s.snapshot.time).toISOString(), reasons: keep.get(s.id)! })),
       removed: remove.map((s) => ({ id: s.id, time: new Date(s.snapshot.time).toISOString() })),
+      ...(healDropped > 0 ? { healDropped } : {}),
     };
     if (options.prune) summary.prune = await prune(repo, snapshots.filter((s) => keep.has(s.id)));
     return summary;
@@ -152,6 +167,24 @@ async function removeOrphanTips(repo: Repository, kept: Set<string>): Promise<vo
       if (error.code !== 'ENOENT') throw fromSystemError(error, 'removing', repo.path('tips', name));
     });
   }
+}
+
+/**
+ * The heal list (heal-list.ts) without the blobs no kept snapshot needs: those only forgotten
+ * snapshots needed would otherwise be looked for in the store by every backup, and reported
+ * pending by every check, for ever. After the snapshots' removal is durable; the shorter list is
+ * durable before the old one goes. A list that does not read is left alone. Returns how many
+ * entries went (0 without a list: one readdir).
+ */
+async function trimHealList(repo: Repository, kept: Listed[]): Promise<number> {
+  const heal = await readHealLists(repo);
+  if (heal.entries.length === 0) return 0;
+  const needed = new Set<string>();
+  for (const s of kept) for (const { hash } of snapshotBlobs(s.snapshot)) needed.add(blobIdOf(hash, repo.keys).toString('hex'));
+  const left = heal.entries.filter((entry) => needed.has(entry.id.toString('hex')));
+  if (left.length === heal.entries.length) return 0;
+  await writeHealList(repo, left, heal.names);
+  return heal.entries.length - left.length;
 }
 
 /** Every snapshot, or REFUSED: a snapshot that cannot be read cannot say which blobs it needs. */

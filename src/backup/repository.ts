@@ -792,10 +792,20 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
 }
 
 async function readLock(fs: FileSystem, path: string): Promise<LockRecord | undefined> {
+  let bytes: Buffer;
   try {
-    return JSON.parse((await fs.readFile(path)).toString('utf8')) as LockRecord;
+    bytes = await fs.readFile(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // gone meanwhile: not a holder
+    // A lock that does not read (an object store's 503, a disk's EIO) is not "no lock": a prune
+    // that took it for none removed data files a running backup was about to name
+    const failure = fromSystemError(error, 'reading the repository lock', path);
+    throw new MailstoreError(failure.code, `${failure.message} (another run's lock; nothing was changed, try again)`, { path, cause: error });
+  }
+  try {
+    return JSON.parse(bytes.toString('utf8')) as LockRecord;
   } catch {
-    return undefined; // gone meanwhile, or not a lock written whole (locks are written by rename): not a holder
+    return undefined; // not a lock written whole (locks are written by rename): not a holder
   }
 }
 

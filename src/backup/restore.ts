@@ -30,6 +30,8 @@ export { selectState, readBlob, type RestoreSelection, type RestoreSummary, type
  */
 const BUILD_DIR = '.restoring';
 const RESTORING_MARK = 'RESTORING';
+/** How every restore's mark begins (since the first: older ones wrote no pid). */
+const CLAIM_PREFIX = 'restoring snapshot ';
 /** A file system root's lost+found is not content. */
 const IGNORED = new Set(['lost+found']);
 
@@ -136,12 +138,13 @@ function isClaimTemp(name: string): boolean {
  * Writes RESTORING naming this process (renameNoReplace: of two restores, one gets it). A mark
  * already there whose process runs (or runs on another host: it cannot be asked) refuses with
  * LOCKED; one of a process that is gone, or of an older mailstore (no pid in it), is taken over
- * (returns true). The mark is set aside before the claim and checked to be the one judged stale,
+ * (returns true). A RESTORING that no restore wrote (it does not begin as a mark does) is someone's
+ * file in a directory that is not empty: EXISTS, and nothing is removed. The mark is set aside before the claim and checked to be the one judged stale,
  * so a restore that took it over a moment earlier keeps its claim.
  */
 async function claimTarget(fs: FileSystem, target: string, snapshot: string): Promise<boolean> {
   const mark = join(target, RESTORING_MARK);
-  const claim = Buffer.from(`restoring snapshot ${snapshot} here (pid ${process.pid} on ${hostname()}); an interrupted restore is cleared by the next one\n`);
+  const claim = Buffer.from(`${CLAIM_PREFIX}${snapshot} here (pid ${process.pid} on ${hostname()}); an interrupted restore is cleared by the next one\n`);
   let tookOver = false;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -152,6 +155,7 @@ async function claimTarget(fs: FileSystem, target: string, snapshot: string): Pr
     }
     const text = await fs.readFile(mark).then((bytes) => bytes.toString('utf8'), () => undefined);
     if (text === undefined) continue; // removed meanwhile: try again
+    if (!text.startsWith(CLAIM_PREFIX)) throw notEmpty(target); // a file of that name that no restore wrote: nothing there is ours to clear
     const owner = /\(pid ([0-9]+) on ([^)]*)\)/.exec(text);
     if (owner && !(await processGone(Number(owner[1]), owner[2]))) throw restoreRunning(target, owner[1], owner[2]);
     const aside = join(target, `.${RESTORING_MARK}.${process.pid}.${randomBytes(6).toString('hex')}.stale.tmp`);

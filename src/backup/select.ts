@@ -3,7 +3,7 @@
 import { MailstoreError } from '../errors.js';
 import type { MailboxInfo, Op } from '../store/records.js';
 import type { AppendOptions } from '../store/types.js';
-import { formatMailboxName, parseMailboxName } from '../store/validate.js';
+import { formatMailboxName, isAtOrBelow, parseMailboxName } from '../store/validate.js';
 import { blobIdOf } from './crypto.js';
 import { decodeRecord, recordBytes } from './format.js';
 import { listIn, type BlobIndex, type Repository, type SnapshotFile } from './repository.js';
@@ -69,7 +69,7 @@ export function selectState(snapshot: SnapshotFile, selection: RestoreSelection)
   const selected: Selected = { meta: [], mailboxes: [], messages: new Map(), changes: [] };
   const whole = selection.user === undefined && selection.mailbox === undefined;
   for (const op of snapshot.ops) {
-    if (op.op === 'state.meta') selected.meta.push(...op.entries.filter(([key]) => keepMeta(key, whole)));
+    if (op.op === 'state.meta') selected.meta.push(...keptMeta(op.entries, whole, rename));
     else if (op.op === 'state.mailbox' && !op.info.deleting && rename.matches(op.info.name)) {
       chosen.add(Buffer.from(op.info.id).toString('hex'));
       selected.mailboxes.push(rename.apply(op.info));
@@ -85,27 +85,71 @@ export function selectState(snapshot: SnapshotFile, selection: RestoreSelection)
   return selected;
 }
 
+const QUOTA_PREFIX = 'quota/';
+
 /**
  * Marks of blobs the snapshot does not carry (dropped damage) and of deletes in progress (their
- * mailboxes are left out) stay behind; a part of a store takes only what keeps its names unique.
+ * mailboxes are left out) stay behind; a part of a store takes only what keeps its names unique,
+ * and the quota roots that cover what it restores, named as restored (a user's own roots follow
+ * --as as they follow a user rename; another user's are not this part's).
  */
-function keepMeta(key: string, whole: boolean): boolean {
-  if (key.startsWith('scrub/dropped/') || key.startsWith('deleting/')) return false;
-  return whole || key === 'uidValidityLast' || key.startsWith('quota/');
+function keptMeta(entries: [string, unknown][], whole: boolean, rename: Renamer): [string, unknown][] {
+  const kept: [string, unknown][] = [];
+  for (const [key, value] of entries) {
+    if (key.startsWith('scrub/dropped/') || key.startsWith('deleting/')) continue;
+    if (whole) kept.push([key, value]);
+    else if (key === 'uidValidityLast') kept.push([key, value]);
+    else if (key.startsWith(QUOTA_PREFIX)) {
+      const root = quotaRootName(key.slice(QUOTA_PREFIX.length));
+      const restored = root && rename.quotaRoot(root);
+      if (restored) kept.push([QUOTA_PREFIX + formatMailboxName(restored), value]);
+    }
+  }
+  return kept;
 }
 
-function renamer(selection: RestoreSelection): { matches(name: string[]): boolean; apply(info: MailboxInfo): MailboxInfo } {
+/** A stored root's components; undefined for a name no mailbox could have (it covers nothing restored). */
+function quotaRootName(name: string): string[] | undefined {
+  try {
+    return parseMailboxName(name);
+  } catch {
+    return undefined;
+  }
+}
+
+interface Renamer {
+  matches(name: string[]): boolean;
+  apply(info: MailboxInfo): MailboxInfo;
+  /** A quota root's name in the restored part, or undefined when it covers none of it. */
+  quotaRoot(root: readonly string[]): readonly string[] | undefined;
+}
+
+
+/** A user's name as the store keeps it: checked as the component of user/NAME, in NFC. */
+function userName(name: string): string {
+  return formatMailboxName(parseMailboxName(`user/${name}`).slice(1));
+}
+
+function renamer(selection: RestoreSelection): Renamer {
   if (selection.mailbox !== undefined) {
-    const wanted = formatMailboxName(parseMailboxName(selection.mailbox));
-    const to = selection.as !== undefined ? parseMailboxName(selection.as) : undefined;
-    return { matches: (name) => formatMailboxName(name) === wanted, apply: (info) => (to ? { ...info, name: to } : info) };
+    const from = parseMailboxName(selection.mailbox);
+    const wanted = formatMailboxName(from);
+    const to = selection.as !== undefined ? parseMailboxName(selection.as) : from;
+    return {
+      matches: (name) => formatMailboxName(name) === wanted,
+      apply: (info) => (selection.as !== undefined ? { ...info, name: to } : info),
+      // its own root goes with it; a root above it stays while it still covers the new name
+      quotaRoot: (root) => (formatMailboxName(root) === wanted ? to : isAtOrBelow(from, root) && isAtOrBelow(to, root) ? root : undefined),
+    };
   }
   if (selection.user !== undefined) {
-    const user = selection.user;
-    parseMailboxName(`user/${user}`);
-    const as = selection.as;
-    if (as !== undefined) parseMailboxName(`user/${as}`);
+    // as the store keeps names and identifiers (NFC): a name typed decomposed is the same user
+    const user = userName(selection.user);
+    const as = selection.as === undefined ? undefined : userName(selection.as);
+    const tree = ['user', user];
     return {
+      // the user's roots follow --as; a root above user/ (user itself) covers the new name too
+      quotaRoot: (root) => (isAtOrBelow(root, tree) ? ['user', as ?? user, ...root.slice(2)] : isAtOrBelow(tree, root) ? root : undefined),
       matches: (name) => name[0] === 'user' && name[1] === user,
       apply: (info) => {
         if (as === undefined) return info;
@@ -116,7 +160,7 @@ function renamer(selection: RestoreSelection): { matches(name: string[]): boolea
       },
     };
   }
-  return { matches: () => true, apply: (info) => info };
+  return { matches: () => true, apply: (info) => info, quotaRoot: (root) => root };
 }
 
 // ---- reading blobs ---------------------------------------------------------------------------
@@ -140,6 +184,7 @@ export async function readBlob(repo: Repository, index: BlobIndex, hash: Buffer,
     throw new MailstoreError('CORRUPT', `${what}: its blob ${hash.toString('hex').slice(0, 16)} is missing from the repository (${damaged}nor in the ${scan.files.length} data files no index file names, scanned); nothing wrong was written (run 'mailstore backup check')`, { path: what });
   }
   let last: unknown;
+  let unread: MailstoreError | undefined;
   for (const entry of entries) {
     try {
       const record = await repo.readRecord(entry, recordBytes(entry.length));
@@ -147,9 +192,13 @@ export async function readBlob(repo: Repository, index: BlobIndex, hash: Buffer,
       if (scanned) index.foundByScan.add(key);
       return bytes;
     } catch (error) {
+      if (!(error instanceof MailstoreError)) throw error; // a bug
       last = error;
+      // a place that did not answer (an s3: repository's 503 or cut answer: IO) is not a damaged one
+      if (error.code !== 'CORRUPT') unread ??= error;
     }
   }
+  if (unread) throw unread;
   const why = last instanceof Error ? last.message : String(last);
   throw new MailstoreError('CORRUPT', `${what}: its blob is damaged in the repository; nothing wrong was written (${why})`, { path: what, cause: last });
 }

@@ -229,6 +229,8 @@ export interface RemotePackSource {
    * recorded when the move verified it; undefined when none was recorded (tier.ts, scrub).
    */
   checksumMatches(pack: number): Promise<boolean | undefined>;
+  /** Forgets the bytes of the pack (all packs: none given) kept from earlier GETs. */
+  dropCached(pack?: number): void;
 }
 /** A compaction's new pack is written under this suffix and renamed to its pack name once durable. */
 const PARTIAL_SUFFIX = '.partial';
@@ -325,6 +327,14 @@ export class PackStore {
   /** Deletes a retired pack's object from the bucket (compaction, once the journal no longer lists it). */
   async removeRemote(pack: number): Promise<void> {
     await this.remote?.remove(pack);
+  }
+
+  /**
+   * Forgets every block of the object store's packs kept in memory: a scrub verifies what the
+   * bucket holds now, and a block cached before the object was damaged would pass for it.
+   */
+  forgetRemoteCache(): void {
+    this.remote?.dropCached();
   }
 
   /** RemotePackSource.checksumMatches; undefined for a pack not in the object store. */
@@ -804,12 +814,21 @@ export class PackStore {
     this.checkHeader(header, location, expectedHash, path);
     const bodyStart = location.offset + RECORD_HEADER_BYTES;
     const hasher = await createHasher();
+    // each chunk's own hash too: the second pass reads every chunk again, and a pack in the object
+    // store answers that read with a new GET (its block evicted from the cache meanwhile), whose
+    // bytes the whole body's hash no longer covers; a chunk that differs from the verified one is
+    // CORRUPT before any of it leaves (a changed byte on the way once went out as the message)
+    const chunkHashes: Buffer[] = [];
     for (let p = 0; p < location.length; p += chunkBytes) {
-      hasher.update(await this.readExact(handle, bodyStart + p, Math.min(chunkBytes, location.length - p), location, path));
+      const chunk = await this.readExact(handle, bodyStart + p, Math.min(chunkBytes, location.length - p), location, path);
+      hasher.update(chunk);
+      chunkHashes.push(hashBytes(chunk));
     }
     if (!hasher.digest().equals(expectedHash)) throw this.corrupt(location, path, `body does not match its hash ${hashHex(expectedHash)}`);
-    for (let p = 0; p < location.length; p += chunkBytes) {
-      yield await this.readExact(handle, bodyStart + p, Math.min(chunkBytes, location.length - p), location, path);
+    for (let p = 0, i = 0; p < location.length; p += chunkBytes, i++) {
+      const chunk = await this.readExact(handle, bodyStart + p, Math.min(chunkBytes, location.length - p), location, path);
+      if (!hashMatches(chunk, chunkHashes[i])) throw this.corrupt(location, path, `bytes ${p}-${p + chunk.length} of the body read differently the second time than when the body was verified`);
+      yield chunk;
     }
   }
 
@@ -983,6 +1002,9 @@ export class PackStore {
   }
 
   private corrupt(location: BlobLocation, path: string, why: string): MailstoreError {
+    // bytes of a pack in the object store may have been changed on the way, not in the bucket: kept
+    // in the block cache, they made every later read of the block CORRUPT until evicted or restarted
+    if (this.remote?.has(location.pack)) this.remote.dropCached(location.pack);
     return new MailstoreError('CORRUPT',
       `blob at ${path} offset ${location.offset}: ${why}; run 'mailstore scrub' (and 'scrub --repair --source COPY' to heal it)`,
       { path: `${path}@${location.offset}` });

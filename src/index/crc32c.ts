@@ -23,9 +23,13 @@ export type Crc32c = (bytes: Uint8Array) => number;
 
 let loaded: Promise<Crc32c> | undefined;
 
-/** Loads the WebAssembly CRC32C once per process. */
+/**
+ * Loads the WebAssembly CRC32C once per process; where WebAssembly is not available (node
+ * --jitless, or a build without it) the table-driven one, slower but the same checksums.
+ */
 export function loadCrc32c(): Promise<Crc32c> {
   loaded ??= (async () => {
+    if (typeof WebAssembly === 'undefined') return crc32cTable;
     // a literal specifier: tools/bundle-cli.ts routes it through the CLI's module loader
     const imported = (await import('hash-wasm/dist/crc32.umd.min.js')) as Crc32Module & { default?: Crc32Module };
     const hasher = await (imported.default ?? imported).createCRC32(CASTAGNOLI);
@@ -35,6 +39,20 @@ export function loadCrc32c(): Promise<Crc32c> {
     };
   })();
   return loaded;
+}
+
+let table: Uint32Array | undefined;
+
+/** CRC32C a byte at a time from a 256-entry table: the fallback without WebAssembly. */
+export function crc32cTable(bytes: Uint8Array): number {
+  table ??= Uint32Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ CASTAGNOLI : c >>> 1;
+    return c >>> 0;
+  });
+  let crc = 0xffffffff;
+  for (let i = 0; i < bytes.length; i++) crc = table[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
+  return (crc ^ 0xffffffff) >>> 0;
 }
 
 /** LevelDB stores CRCs masked (a CRC of data that holds CRCs is then not degenerate). */

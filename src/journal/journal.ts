@@ -1,13 +1,13 @@
 // The journal: the commit point, the intent log and the change log. A batch of records is appended
 // with one write and one fdatasync (group commit step 3); nothing is acknowledged before that.
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, encodeRecordHeader, encodeSegmentHeader, fillerFrom, fillerToWrite, fillerStart, parseSegmentFileName, segmentFileName } from './journal-format.js';
 import { parseSegment, readSegmentBytes, recordAt, segmentHeader } from './segment-reader.js';
 import { RecordOffsets } from './record-offsets.js';
 import { limits } from '../limits.js';
-import { writeFileDurable } from '../fs/durable.js';
+import { createFileDurable } from '../fs/durable.js';
 
 export interface JournalOptions {
   segmentBytesMax: number;
@@ -817,16 +817,38 @@ function releaseHandle(shared: SharedHandle): void {
 
 /**
  * Moves a retired segment into the archive: a rename on the same file system, else a durable copy
- * (the archive may be another mount) made before the original is removed.
+ * (the archive may be another mount) made before the original is removed. Never over a file of
+ * that name: segment names are seqs, so two stores sharing an archive (or a store restored beside
+ * its old archive) have the same ones, and the archive is history someone chose to keep.
  */
 async function archiveSegment(fs: FileSystem, from: string, to: string): Promise<void> {
   try {
-    await fs.rename(from, to);
+    await fs.renameNoReplace(from, to);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
-    await writeFileDurable(fs, to, await fs.readFile(from));
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return archivedBefore(fs, from, to);
+    if (code !== 'EXDEV') throw error;
+    try {
+      await createFileDurable(fs, to, await fs.readFile(from));
+    } catch (copyError) {
+      if ((copyError as NodeJS.ErrnoException).code === 'EEXIST') return archivedBefore(fs, from, to);
+      throw copyError;
+    }
     await fs.unlink(from);
     return;
   }
+  await fs.syncDir(dirname(to));
+}
+
+/**
+ * The archive holds a file of the segment's name: the same bytes (a copy whose source a crash left)
+ * count as archived and the source goes; other bytes are another segment, never overwritten (EXISTS).
+ */
+async function archivedBefore(fs: FileSystem, from: string, to: string): Promise<void> {
+  const [ours, theirs] = await Promise.all([fs.readFile(from), fs.readFile(to)]);
+  if (!ours.equals(theirs)) {
+    throw new MailstoreError('EXISTS', `the journal archive ${dirname(to)} already holds ${basename(to)} with other bytes (another store's archive, or this store's before it was restored or rebuilt?): it was not overwritten and the segment stays in the journal; give this store an archive of its own ('mailstore snapshot --journal-archive DIR')`, { path: to });
+  }
+  await fs.unlink(from);
   await fs.syncDir(dirname(to));
 }

@@ -73,7 +73,7 @@ export class BucketFileSystem implements FileSystem {
       throw Object.assign(new Error(`EEXIST: ${path}`), { code: 'EEXIST', path });
     }
     if (mode === 'readWrite' || mode === 'createOrOpen') throw unsupported(`opening for ${mode}`, path);
-    const file = new MemoryFile(path, (bytes) => this.bucket.put(this.key(path), bytes, bytes.length), TEMP.test(posix.basename(path)));
+    const file = new MemoryFile(path, (bytes) => this.bucket.put(this.key(path), bytes), TEMP.test(posix.basename(path)));
     this.pending.set(path, file);
     return file;
   }
@@ -129,7 +129,7 @@ export class BucketFileSystem implements FileSystem {
     const file = this.pending.get(from);
     if (file) {
       const bytes = file.contents();
-      await this.bucket.put(this.key(to), bytes, bytes.length);
+      await this.bucket.put(this.key(to), bytes);
       this.pending.delete(from);
       if (file.uploaded) await this.bucket.remove(this.key(from));
       return;
@@ -137,7 +137,7 @@ export class BucketFileSystem implements FileSystem {
     const size = await this.objectSize(from);
     if (size === undefined) throw enoent(from);
     const bytes = await this.readFile(from);
-    await this.bucket.put(this.key(to), bytes, bytes.length);
+    await this.bucket.put(this.key(to), bytes);
     await this.bucket.remove(this.key(from));
   }
 

@@ -29,6 +29,8 @@ export interface TieredPack {
 export class RemotePacks {
   private readonly packs = new Map<number, TieredPack>();
   private readonly cache = new Map<string, Buffer>(); // insertion order = recency (re-inserted on hit)
+  /** Blocks being fetched for the cache: a concurrent read of one waits for its GET. */
+  private readonly fetching = new Map<string, Promise<Buffer>>();
   private cacheBytes = 0;
   /** The store's move policy (OBJECT-STORE settings; tier-policy.ts), kept here for the running store. */
   policy: TierPolicy = {};
@@ -41,7 +43,12 @@ export class RemotePacks {
 
   forget(pack: number): void {
     this.packs.delete(pack);
-    for (const key of [...this.cache.keys()]) if (key.startsWith(`${pack}:`)) this.drop(key);
+    this.dropCached(pack);
+  }
+
+  /** Drops the pack's cached blocks, or every pack's (the next reads fetch again from the bucket). */
+  dropCached(pack?: number): void {
+    for (const key of [...this.cache.keys()]) if (pack === undefined || key.startsWith(`${pack}:`)) this.drop(key);
   }
 
   /** Deletes the pack's object and forgets it. */
@@ -127,7 +134,19 @@ export class RemotePacks {
       this.cache.set(key, hit);
       return hit;
     }
-    const bytes = await this.fetch(pack, info, index);
+    // Concurrent reads of one block (clients reading one message) share its GET: each of them
+    // once added it to cacheBytes while the map kept one, and the count never came down again,
+    // until the cache held a block or two and every read was a GET
+    let fetching = this.fetching.get(key);
+    if (fetching) return fetching;
+    fetching = this.fetch(pack, info, index);
+    this.fetching.set(key, fetching);
+    let bytes: Buffer;
+    try {
+      bytes = await fetching;
+    } finally {
+      this.fetching.delete(key);
+    }
     this.cache.set(key, bytes);
     this.cacheBytes += bytes.length;
     while (this.cacheBytes > limits.objectCacheBytes && this.cache.size > 1) this.drop(this.cache.keys().next().value as string);

@@ -77,9 +77,13 @@ export class Bucket {
     return `${this.address.endpoint.origin}/${this.address.bucket}/${key}`;
   }
 
-  /** Uploads `size` bytes from `source` (a stream, so a pack is never whole in memory). */
-  async put(key: string, source: Readable | Buffer, size: number): Promise<void> {
-    await this.call(key, 'uploading', () => this.client.putObject(this.address.bucket, key, source, size));
+  /**
+   * Uploads `bytes` (a backup repository's file) with minio's putObject: a Buffer, so minio's retry
+   * of a 5xx answer sends it again (a stream would be spent). Its progress is not seen here: the
+   * whole upload must end within limits.objectRequestTimeoutMs.
+   */
+  async put(key: string, bytes: Buffer): Promise<void> {
+    await this.call(key, 'uploading', () => this.client.putObject(this.address.bucket, key, bytes, bytes.length));
   }
 
   /**
@@ -91,10 +95,17 @@ export class Bucket {
    * store refuse bytes that changed on the way (Content-MD5).
    */
   async putStream(key: string, source: Readable, size: number, sums: { sha256: string; md5: string }): Promise<void> {
-    await this.call(key, 'uploading', async () => {
+    await this.call(key, 'uploading', async (progress) => {
+      // each block the socket takes is progress: a slow link that keeps sending is not a dead one
+      const sent = Readable.from((async function* () {
+        for await (const block of source) {
+          progress();
+          yield block as Buffer;
+        }
+      })(), { objectMode: false });
       const response = await this.client.makeRequestStreamAsync(
         { method: 'PUT', bucketName: this.address.bucket, objectName: key, headers: { 'Content-Length': size, 'Content-MD5': sums.md5 } },
-        source, this.client.enableSHA256 ? sums.sha256 : '', [200], REGION,
+        sent, this.client.enableSHA256 ? sums.sha256 : '', [200], REGION,
       );
       for await (const _ of response); // the answer's body (empty on success)
     });
@@ -102,11 +113,12 @@ export class Bucket {
 
   /** Exactly `length` bytes at `offset` (a ranged GET); fewer is CORRUPT (the object is shorter than recorded). */
   async getRange(key: string, offset: number, length: number): Promise<Buffer> {
-    return this.call(key, 'reading', async () => {
-      const stream = await this.client.getPartialObject(this.address.bucket, key, offset, length);
+    return this.call(key, 'reading', async (progress) => {
+      const stream = await this.ranged(key, offset, length);
       const chunks: Buffer[] = [];
       let n = 0;
       for await (const chunk of stream) {
+        progress();
         chunks.push(chunk as Buffer);
         n += (chunk as Buffer).length;
       }
@@ -120,16 +132,31 @@ export class Bucket {
    * time. Fewer bytes than asked is CORRUPT (the object is shorter than recorded).
    */
   async streamRange(key: string, offset: number, length: number, onChunk: (chunk: Buffer) => void): Promise<void> {
-    const n = await this.call(key, 'reading', async () => {
-      const stream = await this.client.getPartialObject(this.address.bucket, key, offset, length);
+    const n = await this.call(key, 'reading', async (progress) => {
+      const stream = await this.ranged(key, offset, length);
       let read = 0;
       for await (const chunk of stream) {
+        progress();
         onChunk(chunk as Buffer);
         read += (chunk as Buffer).length;
       }
       return read;
     });
     if (n !== length) throw new MailstoreError('CORRUPT', `${this.urlOf(key)} gave ${n} bytes at ${offset}, ${length} expected: the object is shorter than recorded`, { path: this.urlOf(key) });
+  }
+
+  /**
+   * The answer to a ranged GET, as it streams; nothing when the object ends before `offset` (416
+   * InvalidRange: an object shorter than recorded, which the callers find as fewer bytes than
+   * asked, CORRUPT, as for a range that runs past the end; it was IO, "is the object store reachable?").
+   */
+  private async ranged(key: string, offset: number, length: number): Promise<Iterable<unknown> | AsyncIterable<unknown>> {
+    try {
+      return await this.client.getPartialObject(this.address.bucket, key, offset, length);
+    } catch (error) {
+      if ((error as { code?: string }).code === 'InvalidRange') return [];
+      throw error;
+    }
   }
 
   /** The object's size, or undefined when it does not exist. */
@@ -154,10 +181,13 @@ export class Bucket {
 
   /** Keys under `prefix` (bounded by the caller's use: one store's packs). */
   async list(prefix: string): Promise<{ key: string; size: number }[]> {
-    return this.call(prefix, 'listing', () => new Promise((resolve, reject) => {
+    return this.call(prefix, 'listing', (progress) => new Promise((resolve, reject) => {
       const out: { key: string; size: number }[] = [];
       const stream = this.client.listObjectsV2(this.address.bucket, prefix, true);
-      stream.on('data', (item) => { if (item.name) out.push({ key: item.name, size: item.size }); });
+      stream.on('data', (item) => {
+        progress(); // a long listing (a page of 1,000 keys a request) is one call
+        if (item.name) out.push({ key: item.name, size: item.size });
+      });
       stream.on('error', reject);
       stream.on('end', () => resolve(out));
     }));
@@ -173,13 +203,23 @@ export class Bucket {
     return new MailstoreError('UNMOUNTED', `the bucket ${this.address.url} does not exist (deleted, or the wrong endpoint?); nothing in it is assumed lost`, { path: this.address.url, cause });
   }
 
-  private async call<T>(key: string, what: string, work: () => Promise<T>): Promise<T> {
+  /**
+   * Runs one request; IO when it makes no progress for limits.objectRequestTimeoutMs: no answer,
+   * or no bytes sent or received (`work` calls `progress` as they move). A whole-request limit
+   * failed every upload of a backup's 16 MiB data file, or of an 8 MiB pack, over a link slower
+   * than ~0.5 MB/s, again at each retry.
+   */
+  private async call<T>(key: string, what: string, work: (progress: () => void) => Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(Object.assign(new Error(`no answer within ${limits.objectRequestTimeoutMs} ms`), { code: 'ETIMEDOUT' })), limits.objectRequestTimeoutMs);
-    });
+    let expire: (error: Error) => void = () => undefined;
+    const timeout = new Promise<never>((_, reject) => { expire = reject; });
+    const progress = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => expire(Object.assign(new Error(`no progress within ${limits.objectRequestTimeoutMs} ms`), { code: 'ETIMEDOUT' })), limits.objectRequestTimeoutMs);
+    };
+    progress();
     try {
-      return await Promise.race([work(), timeout]);
+      return await Promise.race([work(progress), timeout]);
     } catch (error) {
       const code = (error as { code?: string }).code ?? '';
       const url = this.urlOf(key);

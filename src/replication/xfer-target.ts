@@ -11,6 +11,7 @@ import type { BlobRecord, MailboxInfo, MessageRecord, Op } from '../store/record
 import type { Store } from '../store/store.js';
 import { hashBytes } from '../hash/blake3.js';
 import { checkRecordSize } from '../store/prepare.js';
+import { quotaSetOp } from '../store/quota.js';
 import type { PrepareContext } from '../store/writer.js';
 import { MODSEQ_OFFSET_NAME, forgetModseqOffset, modseqAt } from '../store/apply.js';
 import type { Connection, Log, Message } from './transport.js';
@@ -51,6 +52,7 @@ async function handle(store: Store, request: Message): Promise<Message> {
     case 'xfer.messages': return { t: request.t, added: await addMessages(store, Buffer.from(String(request.id), 'hex'), request.messages as XferMessage[]) };
     case 'xfer.reconcile':
       await raiseModseqs(store, request.highestModseq);
+      if (request.quotaRoots !== undefined) await setQuotaRoots(store, request.quotaRoots);
       return { t: request.t, missing: await reconcile(store, Buffer.from(String(request.id), 'hex'), request.live as [number, string[]][], Number(request.uidNext)) };
     case 'xfer.abort': {
       // by id: only what this XFER created goes, never a mailbox of the same name made here
@@ -123,6 +125,13 @@ async function raiseModseqs(store: Store, highest: unknown): Promise<void> {
     forgetModseqOffset(store.replication().db); // the batch failed: the offset applied in memory is not the index's
     throw error;
   });
+}
+
+/** The moved user's quota roots with their limits, as the source had them under its fence ([root, limits] pairs). */
+async function setQuotaRoots(store: Store, roots: unknown): Promise<void> {
+  if (!Array.isArray(roots)) throw new MailstoreError('INVALID', 'XFER: quotaRoots must be a list of [root, limits]');
+  const ops = roots.map((entry: unknown) => (Array.isArray(entry) ? quotaSetOp(entry[0], entry[1]) : quotaSetOp(undefined, undefined)));
+  if (ops.length > 0) await store.replication().commitOps(async () => ({ ops, result: undefined }));
 }
 
 /** As Store.placeBlob: a live copy is shared, anything else is written anew. */

@@ -15,7 +15,8 @@ import { keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
 import type { MailboxInfo } from '../store/records.js';
 import type { Store } from '../store/store.js';
-import { parseMailboxName } from '../store/validate.js';
+import { moveQuotaRoots, quotaRootsAt } from '../store/quota.js';
+import { formatMailboxName, parseMailboxName } from '../store/validate.js';
 import { readKeyFile } from './key.js';
 import { connect, type Connection, type Log } from './transport.js';
 import type { XferMailbox, XferMessage } from './xfer-target.js';
@@ -41,16 +42,21 @@ interface Intent {
   to: string;
   phase: 'copying' | 'switched';
   mailboxes: string[];
+  /** The user's quota roots go too (a whole user: no mailboxPrefix); absent in an older intent: kept here. */
+  quotaRoots?: boolean;
 }
 
 const intentKey = (user: string) => `xfer/${user}`;
 
-export async function xferUser(store: Store, options: XferOptions): Promise<XferResult> {
+export async function xferUser(store: Store, given: XferOptions): Promise<XferResult> {
+  // the user as the store keeps names (NFC): one typed decomposed (NFD) is the same user
+  const tree = parseMailboxName(`user/${given.user}`);
+  const options = { ...given, user: formatMailboxName(tree.slice(1)), mailboxPrefix: given.mailboxPrefix?.normalize('NFC') };
   const log = options.log ?? (() => undefined);
   const control = store.replication();
   const intent = control.db.getNow<Intent>(keys.meta(intentKey(options.user)));
   if (intent?.phase === 'switched') {
-    await removeHere(store, intent.mailboxes);
+    await removeHere(store, intent.mailboxes, intent.quotaRoots ? tree : undefined);
     await control.commitMeta(intentKey(options.user), null);
     return { mailboxes: intent.mailboxes, messages: 0, resumedAfterSwitch: true };
   }
@@ -62,15 +68,19 @@ export async function xferUser(store: Store, options: XferOptions): Promise<Xfer
   try {
     await connection.send({ t: 'hello', kind: 'xfer', epoch: 0 });
     await connection.expect('welcome', limits.replicationHandshakeMs);
-    await control.commitMeta(intentKey(options.user), { to: options.to, phase: 'copying', mailboxes: names } satisfies Intent);
+    // as Cyrus's XFER sets the user's quota on the target: a whole user's roots go with it
+    const quotaRoots = options.mailboxPrefix === undefined;
+    await control.commitMeta(intentKey(options.user), { to: options.to, phase: 'copying', mailboxes: names, quotaRoots } satisfies Intent);
     let messages = 0;
     for (const name of names) messages += await copyMailbox(store, connection, name);
     log(`xfer: ${options.user}: ${messages} messages copied to ${options.to}; fencing writes to catch up and switch`);
     await control.fenced(async () => {
-      for (const name of names) messages += await catchUp(store, connection, name);
-      await control.commitMeta(intentKey(options.user), { to: options.to, phase: 'switched', mailboxes: names } satisfies Intent);
+      // the limits as they are under the fence, with the first reconcile (a target that predates them ignores the field)
+      const roots = quotaRoots ? (await quotaRootsAt(store.administration().index, tree)).map(({ root, limits }) => [formatMailboxName(root), limits]) : [];
+      for (const [i, name] of names.entries()) messages += await catchUp(store, connection, name, i === 0 && roots.length > 0 ? roots : undefined);
+      await control.commitMeta(intentKey(options.user), { to: options.to, phase: 'switched', mailboxes: names, quotaRoots } satisfies Intent);
       switched = true;
-      await removeHere(store, names);
+      await removeHere(store, names, quotaRoots ? tree : undefined);
     });
     await control.commitMeta(intentKey(options.user), null);
     log(`xfer: ${options.user} is now at ${options.to}`);
@@ -140,15 +150,15 @@ async function sendMessages(store: Store, connection: Connection, name: string, 
   return sent;
 }
 
-/** Under the fence: the target's copy is made to match exactly (a few rounds at most). */
-async function catchUp(store: Store, connection: Connection, name: string): Promise<number> {
+/** Under the fence: the target's copy is made to match exactly (a few rounds at most); `quotaRoots` set there with it. */
+async function catchUp(store: Store, connection: Connection, name: string, quotaRoots?: unknown[]): Promise<number> {
   const box = mailboxInfo(store, name);
   const id = Buffer.from(box.id).toString('hex');
   let sent = 0;
   for (let round = 0; round < 3; round++) {
     const live: [number, string[]][] = [];
     for await (const info of store.messages(name)) live.push([info.uid, info.flags]);
-    const answer = await request(connection, { t: 'xfer.reconcile', id, live, uidNext: box.uidNext, highestModseq: mailboxInfo(store, name).highestModseq });
+    const answer = await request(connection, { t: 'xfer.reconcile', id, live, uidNext: box.uidNext, highestModseq: mailboxInfo(store, name).highestModseq, ...(quotaRoots ? { quotaRoots } : {}) });
     const missing = answer.missing as number[];
     if (missing.length === 0) return sent;
     sent += await sendMessages(store, connection, name, id, new Set(), new Set(missing));
@@ -156,12 +166,16 @@ async function catchUp(store: Store, connection: Connection, name: string): Prom
   throw new MailstoreError('UNAVAILABLE', `XFER: the target still lacks messages of ${name} after catching up; nothing was switched`);
 }
 
-async function removeHere(store: Store, names: string[]): Promise<void> {
+/** After the switch: the mailboxes here go, and with `tree` the user's quota roots (they went to the target). */
+async function removeHere(store: Store, names: string[], tree: string[] | undefined): Promise<void> {
   for (const name of names) {
     await store.deleteMailbox(name).catch((error) => {
       if (!(error instanceof MailstoreError && error.code === 'NOT_FOUND')) throw error;
     });
   }
+  if (!tree) return;
+  const admin = store.administration();
+  await admin.mutate({ exclusive: true, prepare: async () => ({ ops: await moveQuotaRoots(admin.index, tree, undefined), result: undefined }) });
 }
 
 async function request(connection: Connection, message: { t: string } & Record<string, unknown>) {

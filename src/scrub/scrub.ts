@@ -20,7 +20,7 @@ import { decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey, keys
 import { limits } from '../limits.js';
 import { checkIndexFiles, type IndexFileDamage } from '../index/table-check.js';
 import type { HashPool } from '../hash/pool.js';
-import type { ScanOptions } from '../blob/pack-store.js';
+import type { ScanHeader, ScanItem, ScanOptions } from '../blob/pack-store.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { Store } from '../store/store.js';
 import { checkpointBegin, type BlobRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type RightsRecord } from '../store/records.js';
@@ -116,6 +116,9 @@ interface Cursor {
 }
 
 export async function scrub(store: Store, options: ScrubOptions = {}): Promise<ScrubReport> {
+  // every byte of a pack in the object store read from the bucket during this run, none from
+  // blocks a read cached earlier (they passed for an object damaged since: a clean report)
+  store.maintenance().packs.forgetRemoteCache();
   if (options.mailbox !== undefined) return scrubMailboxes(store, { ...options, mailbox: options.mailbox }, (findings) => attachRefs(store, findings));
   const now = options.now ?? Date.now;
   const started = now();
@@ -328,7 +331,7 @@ class PackPass {
 
   /** One pack, from the cursor's offset in the cursor's pack and from its start in the others. */
   private async scanPack(pack: number, pool: ScanOptions['pool']): Promise<void> {
-    const { store, findings, summary, cursor } = this;
+    const { store, summary, cursor } = this;
     const from = pack === cursor.pack ? cursor.offset : 0;
     const range: ScannedRange = { pack, from, to: from };
     summary.scanned.push(range);
@@ -347,7 +350,23 @@ class PackPass {
     // this thread, busy with the index pass, to ask for each next chunk
     const { maxRateBytesPerSecond, maxObjectRateBytesPerSecond } = this.options;
     const aheadChunks = maxRateBytesPerSecond || maxObjectRateBytesPerSecond ? undefined : limits.scrubChunksAhead;
-    for await (const batch of store.maintenance().packs.scanBatches(pack, { onBytes, from, pool, aheadChunks })) {
+    try {
+      await this.scanRecords(pack, range, store.maintenance().packs.scanBatches(pack, { onBytes, from, pool, aheadChunks }));
+    } catch (error) {
+      // an object missing from a bucket that is there (remote-packs.ts: CORRUPT) is damage to
+      // report, not a reason to stop checking: the records not confirmed yet are left to the index
+      // pass, which reports each blob entry into it as blob-missing with its messages
+      if (!remote || !isMailstoreError(error, 'CORRUPT') || !isMailstoreError(error.cause, 'NOT_FOUND')) throw error;
+    }
+    if (this.stoppedAt) return;
+    range.to = Math.max(range.to, await this.packBytes(pack));
+  }
+
+  /** The pack pass over the records `batches` yields: findings, progress, the time budget. */
+  private async scanRecords(pack: number, range: ScannedRange, batches: AsyncGenerator<(ScanItem | ScanHeader)[]>): Promise<void> {
+    const { store, findings, summary, cursor } = this;
+    const from = range.from;
+    for await (const batch of batches) {
       for (const item of batch) {
         if (item.kind === 'header') {
           if (from === 0 && (!item.valid || !item.storeId?.equals(store.storeId))) findings.push(await this.headerFinding(pack));
@@ -375,7 +394,6 @@ class PackPass {
       }
       await this.classifier.submitFull();
     }
-    range.to = Math.max(range.to, await this.packBytes(pack));
   }
 
   /** 0 for a pack compaction deleted since it was listed. */

@@ -48,6 +48,8 @@ export interface CompactionPlan {
   bytesToCopy: number;
   /** Blob entries of the candidates released past their grace period (what the rewrite forgets). */
   blobsExpired: number;
+  /** Packs that qualified but whose live records would not fit in the room given (left for a later round). */
+  noRoom?: number[];
   /** Every B entry as the planning scan saw it, when that is still all of the candidates' (compact.ts planRound). */
   seen?: SeenEntries;
 }
@@ -253,7 +255,12 @@ export async function gateAndTally(db: () => IndexDb, backend: BlobBackend, heal
  * all, such as the partial output of a crashed compaction, is 100 % dead). The pack appends go to
  * is left out: compact.ts seals it first when it would be picked.
  */
-export async function planCompaction(backend: BlobBackend, scan: BlobScan, packs: number[], cutoff: number, deadRatio: number, includeAppendPack: boolean): Promise<CompactionPlan> {
+/**
+ * `roomBytes`: what the copy may write (the free space above the reserve's floor: the old packs go
+ * only after it); a pack whose live records would not fit beside the candidates before it is left
+ * (`noRoom`), so a nearly full disk still reclaims what fits — every wholly dead pack at least.
+ */
+export async function planCompaction(backend: BlobBackend, scan: BlobScan, packs: number[], cutoff: number, deadRatio: number, includeAppendPack: boolean, roomBytes = Infinity): Promise<CompactionPlan> {
   const plan: CompactionPlan = { tallies: [], candidates: [], cutoff, bytesBefore: 0, bytesAfterEstimate: 0, bytesReclaimable: 0, bytesToCopy: 0, blobsExpired: 0 };
   for (const pack of packs) {
     const bytes = await backend.packBytes(pack);
@@ -262,7 +269,11 @@ export async function planCompaction(backend: BlobBackend, scan: BlobScan, packs
     plan.bytesBefore += bytes;
     const dead = Math.max(0, bytes - PACK_HEADER_BYTES - tally.keptBytes);
     const eligible = includeAppendPack || pack !== backend.appendPack;
-    if (eligible && dead > 0 && dead >= deadRatio * bytes) {
+    const qualifies = eligible && dead > 0 && dead >= deadRatio * bytes;
+    if (qualifies && tally.keptBytes > 0 && plan.bytesToCopy + tally.keptBytes + PACK_HEADER_BYTES > roomBytes) {
+      (plan.noRoom ??= []).push(pack);
+      plan.bytesAfterEstimate += bytes;
+    } else if (qualifies) {
       plan.candidates.push(pack);
       plan.bytesReclaimable += dead;
       plan.bytesAfterEstimate += tally.keptBytes;

@@ -57,6 +57,11 @@ export interface CompactResult {
   bytesAfter: number;
   /** Candidate packs left alone this round, and why (a record failed its hash). */
   skipped: { pack: number; why: string }[];
+  /**
+   * Packs that qualified but were left for a later round because copying their live records would
+   * take the file system below the free-space reserve's floor (FreeSpace.roomAboveFloor); absent when none.
+   */
+  deferredForSpace?: { packs: number[]; roomBytes: number };
   ms: number;
   /** Inline bodies moved from the journal into packs (Store.compact, compact-inline.ts). */
   inlineMoved?: number;
@@ -106,6 +111,12 @@ export interface CompactHost {
   readonly hashPool?: SharedHashPool;
   /** Moving inline bodies into packs reads them a group at once (compact-inline.ts). */
   readonly readInlineBodies?: InlineRunSource;
+  /**
+   * The free-space reserve (free-space.ts): `room` is what the copy may write (a fresh statfs; above
+   * the floor: compaction makes room in the end), `take` takes the planned copy off the figure
+   * deliveries are admitted by. Absent, or room undefined: no reserve is held.
+   */
+  readonly space?: { room(): Promise<number | undefined>; take(bytes: number): void };
 }
 
 export async function compactStore(host: CompactHost, options: CompactOptions = {}): Promise<CompactResult> {
@@ -202,7 +213,10 @@ async function planRound(host: CompactHost, options: CompactOptions, cutoff: num
   const { scan, packs } = await timed(result, 'plan', () => gateAndTally(() => host.db, host.packs, host.health, cutoff, exclusive));
   options.onProgress?.({ phase: 'plan', bytesDone: 0, bytesTotal: 0 });
   const appendPack = host.packs.appendPack;
-  const plan = await timed(result, 'plan', () => planCompaction(host.packs, scan, packs, cutoff, ratio, true));
+  const room = (await host.space?.room()) ?? Infinity;
+  const plan = await timed(result, 'plan', () => planCompaction(host.packs, scan, packs, cutoff, ratio, true, room));
+  if (plan.noRoom) result.deferredForSpace = { packs: plan.noRoom, roomBytes: room };
+  if (!options.dryRun && plan.bytesToCopy > 0) host.space?.take(plan.bytesToCopy + PACK_HEADER_BYTES);
   // The scan's entries are all of the candidates' when no batch committed since it began: a batch
   // could have added entries to the pack appends went to (the one sealed below, or one that filled
   // up meanwhile); no other pack gains entries. Otherwise the copy scans B again (candidateChunks).

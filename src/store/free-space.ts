@@ -84,6 +84,15 @@ export class FreeSpace {
   }
 
   /**
+   * Refusing mail ends (said once: `onRefusing(false)`) only with the reserve and a floor's worth
+   * more free: a disk just at the reserve admits small messages and refuses larger ones, and the
+   * warning must not come and go with each of them.
+   */
+  private get clearBytes(): number {
+    return this.reserve + this.floorBytes;
+  }
+
+  /**
    * Bytes the journal must leave free when it preallocates filler: filler written into the reserve
    * would be space mail took from it (its records later fill the filler without statfs noticing).
    */
@@ -103,8 +112,27 @@ export class FreeSpace {
     this.freeBytes = free - bytes;
     this.admitted += bytes;
     this.dirty = true;
-    if (need?.mail && this.refusing) this.cleared();
+    if (need?.mail && this.refusing && this.freeBytes >= this.clearBytes) this.cleared();
     return true;
+  }
+
+  /**
+   * What maintenance that frees space in the end (compaction's new packs, written before the old
+   * ones go) may write, with a fresh statfs: the free bytes above the floor. Undefined: no reserve
+   * is held (unknown space, or the reserve is off).
+   */
+  async roomAboveFloor(): Promise<number | undefined> {
+    await this.refresh();
+    if (this.freeBytes === undefined || this.reserve === 0) return undefined;
+    return Math.max(0, this.freeBytes - this.floorBytes);
+  }
+
+  /** Bytes written outside admit (compaction's copy) taken off the figure deliveries are admitted by. */
+  took(bytes: number): void {
+    if (this.freeBytes === undefined) return;
+    this.freeBytes -= bytes;
+    this.admitted += bytes;
+    this.dirty = true;
   }
 
   /** A write met a full disk all the same (others filled it faster than the figure saw): statfs now. */
@@ -175,7 +203,7 @@ export class FreeSpace {
         this.reserve = this.reserveBytes ?? defaultReserveBytes(space.totalBytes);
         this.freeBytes = space.freeBytes - (this.admitted - before);
         // room again without a change adding mail (the admin freed space): said now, not at the next delivery
-        if (this.refusing && this.freeBytes >= this.reserve) this.cleared();
+        if (this.refusing && this.freeBytes >= this.clearBytes) this.cleared();
       } finally {
         this.refreshing = undefined;
       }

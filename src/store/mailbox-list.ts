@@ -69,9 +69,11 @@ export async function undumpMailboxes(store: Store, entries: DumpedMailbox[]): P
   const names = new Set<string>();
   const ids = new Set<string>();
   for (const entry of entries) {
-    if (names.has(entry.name)) throw new MailstoreError('INVALID', `mailbox ${entry.name} is listed twice`, { path: entry.name });
+    // as stored (NFC): two spellings of one name would be two mailboxes under one name entry
+    const name = formatMailboxName(parseMailboxName(entry.name));
+    if (names.has(name)) throw new MailstoreError('INVALID', `mailbox ${entry.name} is listed twice${name === entry.name ? '' : ' (in two Unicode spellings of one name)'}`, { path: entry.name });
     if (ids.has(entry.id)) throw new MailstoreError('INVALID', `mailbox id ${entry.id} is listed twice`, { path: entry.name });
-    names.add(entry.name);
+    names.add(name);
     ids.add(entry.id);
   }
   let created = 0;

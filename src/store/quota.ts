@@ -5,10 +5,10 @@
 import { MailstoreError } from '../errors.js';
 import type { IndexView } from '../index/index-db.js';
 import type { AdminIndexReader } from './administration.js';
-import { keys } from '../keys/index-keys.js';
+import { decodeNameKey, keys } from '../keys/index-keys.js';
 import type { MailboxInfo, Op } from './records.js';
 import type { Store } from './store.js';
-import { formatMailboxName, parseMailboxName } from './validate.js';
+import { SEPARATOR, formatMailboxName, isAtOrBelow, parseMailboxName } from './validate.js';
 
 /** A root's limits; an absent field is unlimited. */
 export interface QuotaLimits {
@@ -36,19 +36,8 @@ function checkLimit(name: string, value: number | undefined): void {
 
 /** Sets (or with both limits absent, removes) the quota of `root`; journaled like any other change. */
 export async function setQuota(store: Store, root: string, limits: QuotaLimits): Promise<void> {
-  const components = parseMailboxName(root);
-  checkLimit('storage', limits.storage);
-  checkLimit('messages', limits.messages);
-  const value: QuotaLimits = {};
-  if (limits.storage !== undefined) value.storage = limits.storage;
-  if (limits.messages !== undefined) value.messages = limits.messages;
-  const empty = value.storage === undefined && value.messages === undefined;
-  await store.administration().mutate({
-    prepare: async () => ({
-      ops: [{ op: 'meta.set', key: QUOTA_META_PREFIX + formatMailboxName(components), value: empty ? null : value } as Op],
-      result: undefined,
-    }),
-  });
+  const op = quotaSetOp(root, limits);
+  await store.administration().mutate({ prepare: async () => ({ ops: [op], result: undefined }) });
 }
 
 /** The limits and current usage of `root` (limits absent when none is set). */
@@ -59,15 +48,62 @@ export async function getQuota(store: Store, root: string): Promise<QuotaReport>
   return { root: formatMailboxName(components), ...limits, usedBytes: used.bytes, usedMessages: used.messages };
 }
 
-/** Every root that has a quota, with its limits. */
-export async function listQuotas(store: Store): Promise<{ root: string; limits: QuotaLimits }[]> {
+/** The op that sets the limits of `root` (null: removes its quota). */
+function quotaOp(root: readonly string[], limits: QuotaLimits | null): Op {
+  return { op: 'meta.set', key: QUOTA_META_PREFIX + formatMailboxName(root), value: limits };
+}
+
+/** The roots whose names start with `namePrefix` (a string prefix, not a hierarchy one), with their limits. */
+async function quotasStartingWith(index: AdminIndexReader, namePrefix: string): Promise<{ root: string; limits: QuotaLimits }[]> {
   const out: { root: string; limits: QuotaLimits }[] = [];
-  const prefix = keys.meta(QUOTA_META_PREFIX).subarray(0, -1); // the string's terminator is not part of the prefix
-  for await (const [key, limits] of store.administration().index.entries<QuotaLimits>({ prefix })) {
-    const name = key.subarray(prefix.length).toString('utf8').replace(/\0$/, '');
+  const base = keys.meta(QUOTA_META_PREFIX).subarray(0, -1); // the string's terminator is not part of the prefix
+  const prefix = keys.meta(QUOTA_META_PREFIX + namePrefix).subarray(0, -1);
+  for await (const [key, limits] of index.entries<QuotaLimits>({ prefix })) {
+    const name = key.subarray(base.length).toString('utf8').replace(/\0$/, '');
     out.push({ root: name, limits });
   }
   return out;
+}
+
+/** Every root that has a quota, with its limits. */
+export async function listQuotas(store: Store): Promise<{ root: string; limits: QuotaLimits }[]> {
+  return quotasStartingWith(store.administration().index, '');
+}
+
+/**
+ * The ops that move the quota roots at or below `from` (a user's tree) to the same names below
+ * `to` (`to` undefined: removes them), as Cyrus does for a user renamed or deleted: the limits go
+ * with the tree instead of staying behind for the next user of the old name. Committed state:
+ * the caller holds the writer exclusively.
+ */
+export async function moveQuotaRoots(index: AdminIndexReader, from: readonly string[], to: readonly string[] | undefined): Promise<Op[]> {
+  const ops: Op[] = [];
+  for (const { root, limits } of await quotaRootsAt(index, from)) {
+    ops.push(quotaOp(root, null));
+    if (to) ops.push(quotaOp([...to, ...root.slice(from.length)], limits));
+  }
+  return ops;
+}
+
+/** The quota roots at or below `tree` (a user's: what goes with the user), with their limits. */
+export async function quotaRootsAt(index: AdminIndexReader, tree: readonly string[]): Promise<{ root: string[]; limits: QuotaLimits }[]> {
+  const name = formatMailboxName(tree);
+  return (await quotasStartingWith(index, name))
+    .filter(({ root }) => root === name || root.startsWith(name + SEPARATOR)) // user/bobby is not below user/bob
+    .map(({ root, limits }) => ({ root: parseMailboxName(root), limits }));
+}
+
+/** The op that sets `root`'s limits (both absent: removes its quota), checked: setQuota's, and an XFER's from another store. */
+export function quotaSetOp(root: unknown, limits: unknown): Op {
+  const components = parseMailboxName(root);
+  if (typeof limits !== 'object' || limits === null) throw new MailstoreError('INVALID', `quota limits of ${String(root)} must be an object`);
+  const { storage, messages } = limits as QuotaLimits;
+  checkLimit('storage', storage);
+  checkLimit('messages', messages);
+  const value: QuotaLimits = {};
+  if (storage !== undefined) value.storage = storage;
+  if (messages !== undefined) value.messages = messages;
+  return quotaOp(components, storage === undefined && messages === undefined ? null : value);
 }
 
 /** The nearest root at or above `name` that has a quota. */
@@ -80,17 +116,48 @@ function quotaRoot(view: IndexView, name: readonly string[]): { root: string[]; 
   return undefined;
 }
 
-/** Messages and bytes of the mailboxes at or below `root`, as the batch being prepared sees them. */
+/**
+ * Messages and bytes of the mailboxes that count against `root`, as the batch being prepared sees
+ * them: those at or below it but for those below a nested root, which count against that one (a
+ * mailbox counts against its nearest root, as in Cyrus). Names and nested roots as committed (a
+ * root set in the same batch is seen from the next one on).
+ */
 async function usageBelow(db: AdminIndexReader, view: IndexView | undefined, root: readonly string[]): Promise<{ messages: number; bytes: number }> {
+  const read = <T>(key: Buffer): T | undefined => (view ? view.getNow<T>(key) : db.getNow<T>(key));
+  const nested = (await quotasStartingWith(db, formatMailboxName(root) + SEPARATOR))
+    .map(({ root: name }) => parseMailboxName(name))
+    .filter((name) => read(quotaKey(name)) !== undefined); // removed in this batch: counts against `root` again
   let messages = 0, bytes = 0;
-  for await (const [, id] of db.entries<Buffer>({ prefix: keys.name(root) })) {
-    const key = keys.info(Buffer.from(id));
-    const box = view ? view.getNow<MailboxInfo>(key) : db.getNow<MailboxInfo>(key);
+  for await (const [name, id] of db.entries<Buffer>({ prefix: keys.name(root) })) {
+    if (nested.length > 0 && nested.some((inner) => isAtOrBelow(decodeNameKey(name), inner))) continue;
+    const box = read<MailboxInfo>(keys.info(Buffer.from(id)));
     if (!box || box.deleting) continue;
     messages += box.messages;
     bytes += box.bytes;
   }
   return { messages, bytes };
+}
+
+
+/**
+ * Refuses (OVER_QUOTA) a rename of mailboxes (`moved`: old name, new name, its counters) that would
+ * take a root they come into over a limit, as Cyrus checks a rename. A mailbox whose nearest root
+ * stays the same (a rename inside a root) adds nothing: it is in that root's usage already.
+ */
+export async function checkRenameQuota(db: AdminIndexReader, view: IndexView, moved: { from: readonly string[]; to: readonly string[]; box: MailboxInfo }[]): Promise<void> {
+  const entering = new Map<string, { name: readonly string[]; bytes: number; messages: number }>();
+  for (const { from, to, box } of moved) {
+    const found = quotaRoot(view, to);
+    if (!found) continue;
+    const root = formatMailboxName(found.root);
+    const before = quotaRoot(view, from);
+    if (before && formatMailboxName(before.root) === root) continue; // counted against that root already
+    const sum = entering.get(root) ?? { name: to, bytes: 0, messages: 0 };
+    sum.bytes += box.bytes;
+    sum.messages += box.messages;
+    entering.set(root, sum);
+  }
+  for (const { name, bytes, messages } of entering.values()) await checkQuota(db, view, name, bytes, messages);
 }
 
 /**

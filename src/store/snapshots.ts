@@ -11,7 +11,7 @@
 // "Journal retirement").
 import { join } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
-import type { FileSystem } from '../fs/filesystem.js';
+import type { FileStat, FileSystem } from '../fs/filesystem.js';
 import { readSetting, writeSetting } from './setting-file.js';
 import type { IndexDb } from '../index/index-db.js';
 import type { Journal } from '../journal/journal.js';
@@ -94,13 +94,21 @@ export class Snapshotter {
   private autoNotBefore = 0;
   /** The wait after the next failed automatic snapshot (doubling while they fail; limits.snapshotAutoRetryMs again after a success). */
   private autoRetryMs = 0;
+  /**
+   * The journal was retired below the one snapshot there (before session 30 one snapshot retired
+   * it): that file is then the only copy of the metadata before it, so the first change snapshots
+   * again rather than waiting for limits.snapshotEveryRecords.
+   */
+  private lone = false;
 
   constructor(private readonly host: SnapshotHost) {}
 
   /** Reads where the newest snapshot is (its name; not verified) so automatic snapshots count from it. */
   async init(): Promise<void> {
-    this.lastSeq = (await listSnapshots(this.host.fs, this.host.root))[0]?.seq ?? 0;
+    const listed = await listSnapshots(this.host.fs, this.host.root);
+    this.lastSeq = listed[0]?.seq ?? 0;
     this.bytesAtLast = this.host.journal.appendedBytes;
+    this.lone = listed.length > 0 && listed.length < limits.snapshotsKept && this.host.journal.firstSeq > 1;
   }
 
   /** Takes a snapshot and retires what it allows; one at a time (a second call waits for the first). */
@@ -122,7 +130,8 @@ export class Snapshotter {
    */
   maybeAuto(lastSeq: number, report: (result?: SnapshotResult, error?: unknown) => void): void {
     if (this.busy > 0 || this.paused > 0 || !this.started || Date.now() < this.autoNotBefore) return;
-    const grown = lastSeq - this.lastSeq >= limits.snapshotEveryRecords || this.host.journal.appendedBytes - this.bytesAtLast >= limits.snapshotEveryBytes;
+    const grown = lastSeq - this.lastSeq >= limits.snapshotEveryRecords || this.host.journal.appendedBytes - this.bytesAtLast >= limits.snapshotEveryBytes
+      || (this.lone && lastSeq > this.lastSeq);
     if (!grown) return;
     const started = Date.now();
     // a snapshot reads the whole index: however large the store grows and however fast mail comes
@@ -184,6 +193,7 @@ export class Snapshotter {
     this.bytesAtLast = this.host.journal.appendedBytes;
     await this.moveCursor(info.seq);
     const { kept, removed, damaged } = await this.pruneSnapshots(info);
+    this.lone &&= kept.length < limits.snapshotsKept;
     const retired = await this.retire(kept);
     return {
       name: info.name, seq: info.seq, bytes: info.bytes, records: info.records, format: info.format, durationMs: Date.now() - started, reused,
@@ -268,6 +278,9 @@ export class Snapshotter {
     if (archive && !(await fs.statIfExists(archive).catch(() => undefined))?.isDirectory) {
       return { throughSeq, segments: [], bytes: 0, archive, skipped: `the journal archive ${archive} is not a directory (not mounted?): nothing was retired` };
     }
+    if (archive && (await insideStore(fs, root, archive))) { // set by an older mailstore, which did not refuse it
+      return { throughSeq, segments: [], bytes: 0, archive, skipped: `the journal archive ${archive} is inside the store: nothing was retired; set one outside it ('mailstore snapshot --journal-archive DIR' or 'off')` };
+    }
     const done = await journal.retireThrough(throughSeq, archive);
     return { throughSeq, ...done, ...(archive ? { archive } : {}) };
   }
@@ -350,13 +363,32 @@ export async function readJournalArchive(fs: FileSystem, root: string): Promise<
   return stored.text;
 }
 
-/** Sets (an absolute path to an existing directory) or clears (undefined) the journal archive. */
+/** Sets (an absolute path to an existing directory outside the store) or clears (undefined) the journal archive. */
 export async function writeJournalArchive(fs: FileSystem, root: string, dir: string | undefined): Promise<void> {
   if (dir !== undefined) {
     if (!dir.startsWith('/')) throw new MailstoreError('INVALID', `the journal archive must be an absolute path, got ${dir}`);
     if (!(await fs.statIfExists(dir))?.isDirectory) throw new MailstoreError('NOT_FOUND', `the journal archive ${dir} is not an existing directory`, { path: dir });
+    if (await insideStore(fs, root, dir)) throw new MailstoreError('INVALID', `the journal archive ${dir} is inside the store ${root}: give it a directory outside (journal/ would keep or lose the segments, index/ and the rest are replaced by rebuilds)`, { path: dir });
   }
   await writeSetting(fs, root, JOURNAL_ARCHIVE_FILE, dir, 'the journal archive setting');
+}
+
+/**
+ * Whether `dir` is the store's root or below it, by device and inode, climbing through `..` (the
+ * kernel's, after links: a link into the store counts, as does a path spelled another way).
+ */
+async function insideStore(fs: FileSystem, root: string, dir: string): Promise<boolean> {
+  const store = await fs.stat(root);
+  let at = dir;
+  let below: FileStat | undefined;
+  for (;;) {
+    const here = await fs.statIfExists(at);
+    if (!here) return false;
+    if (here.dev === store.dev && here.ino === store.ino) return true;
+    if (below && here.dev === below.dev && here.ino === below.ino) return false; // '/': its own parent
+    below = here;
+    at = `${at}/..`; // not path.join: that would drop a link's '..' lexically
+  }
 }
 
 /** How many snapshots quarantine/ holds (moved there by scrub --repair or by pruning). */

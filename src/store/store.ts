@@ -51,7 +51,7 @@ import {
   formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeMessageExtras, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
   ownCopy, parseMailboxName, patternPrefixComponents,
 } from './validate.js';
-import { checkQuota } from './quota.js';
+import { checkQuota, checkRenameQuota } from './quota.js';
 import {
   uuidString, type AppendOptions, type AppendResult, type FlagChange, type MailboxStatus, type MailboxSummary, type MessageInfo,
   type MessageWithBody, type ReadMessagesOptions, type StoreOptions, type StoreStats, type JournalFlushChoice,
@@ -68,6 +68,9 @@ import { checkReserveBytes, readReserveBytes, writeReserveBytes } from './reserv
 import { Writer, type CommitChain, type Mutation, type PrepareContext, type ReplicatedBatch } from './writer.js';
 import { finishResync, stageResync, type StagedResync } from './resync.js';
 import { readOnlyReplicaError, readRole, unreplicatedError, writeRole, type ReplicationRole } from './role.js';
+
+/** The largest uidValidity: a 32-bit unsigned number in IMAP (RFC 3501, nz-number). */
+const UID_VALIDITY_MAX = 0xffffffff;
 
 /**
  * What replication (src/replication) needs of a Store beyond its public API: the raw packs and
@@ -484,6 +487,7 @@ export class Store implements MailStore {
       committedSeq: () => this.committed,
       hashPool: this.hashPool,
       readInlineBodies: journalInlineRuns(this.journal),
+      space: { room: () => this.space.roomAboveFloor(), take: (bytes) => this.space.took(bytes) },
     };
   }
 
@@ -798,7 +802,11 @@ export class Store implements MailStore {
       prepare: async ({ view }) => {
         if (await view.get(keys.name(components))) throw new MailstoreError('EXISTS', `mailbox ${name} already exists`, { path: name });
         const last = (await view.get<number>(meta.uidValidityLast)) ?? 0;
-        const uidValidity = Math.max(Math.floor(Date.now() / 1000), last + 1);
+        // above every earlier one, so a client's cache of a deleted mailbox of the same name is
+        // dropped; but 32 bits (RFC 3501): past the top (a list undumped with 2^32 - 1), the clock
+        // again, as a new store starts, so never a value IMAP cannot carry
+        const now = Math.floor(Date.now() / 1000);
+        const uidValidity = last + 1 > UID_VALIDITY_MAX ? now : Math.max(now, last + 1);
         const id = Buffer.from(crypto.randomUUID().replace(/-/g, ''), 'hex'); // the global: node:crypto loads only here (issue 16)
         const created = Date.now();
         const op: Op = { op: 'mailbox.create', id, name: components, uidValidity, acl, created };
@@ -819,14 +827,18 @@ export class Store implements MailStore {
       exclusive: true,
       prepare: async ({ view }) => {
         const ops: Op[] = [];
+        const moved: { from: string[]; to: string[]; box: MailboxInfo }[] = [];
         for await (const [key, id] of this.db.entries<Buffer>({ prefix: keys.name(source) })) {
           const name = decodeNameKey(key);
           const renamed = [...target, ...name.slice(source.length)];
           checkComponents(renamed, (why) => new MailstoreError('INVALID', `renaming ${from} to ${to} would make ${formatMailboxName(renamed)} ${why}`, { path: to }));
           if (await view.get(keys.name(renamed))) throw new MailstoreError('EXISTS', `mailbox ${formatMailboxName(renamed)} already exists`, { path: formatMailboxName(renamed) });
           ops.push({ op: 'mailbox.rename', id: Buffer.from(id), to: renamed });
+          const box = view.getNow<MailboxInfo>(keys.info(Buffer.from(id)));
+          if (box) moved.push({ from: name, to: renamed, box });
         }
         if (ops.length === 0) throw new MailstoreError('NOT_FOUND', `no mailbox named ${from} (nor any below it)`, { path: from });
+        await checkRenameQuota(this.db, view, moved);
         checkRecordSize(ops, `renaming ${from}`);
         return { ops, result: { renamed: ops.length } };
       },

@@ -1,11 +1,13 @@
 // Users as Cyrus sees them: the mailbox tree user/NAME/... plus every ACL entry naming NAME. A
-// rename changes all of it in ONE journal record (names, owner, ACLs and the reverse ACL map
-// move together, so a crash leaves either the old user or the new one); a delete frees every name
-// and ACL entry in one intent record, then expunges each mailbox as deleteMailbox does.
+// rename changes all of it in ONE journal record (names, owner, ACLs, the reverse ACL map and the
+// tree's quota roots move together, so a crash leaves either the old user or the new one); a delete frees every name
+// and ACL entry (and the tree's quota roots) in one intent record, then expunges each mailbox as
+// deleteMailbox does.
 import { MailstoreError } from '../errors.js';
 import { keys, decodeNameKey, decodeRightsKey } from '../keys/index-keys.js';
 import type { IndexView } from '../index/index-db.js';
 import type { MailboxInfo, Op, RightsRecord } from './records.js';
+import { moveQuotaRoots } from './quota.js';
 import type { Store } from './store.js';
 import { formatMailboxName, normalizeIdentifier, normalizeRights, parseMailboxName } from './validate.js';
 
@@ -75,6 +77,7 @@ export async function renameUser(store: Store, from: string, to: string): Promis
         if (box?.owner === oldUser) ops.push({ op: 'mailbox.owner', id, owner: newUser });
       }
       for (const [id, rights] of entries) ops.push(...moveAclEntry(view, id, oldUser, newUser, rights));
+      ops.push(...(await moveQuotaRoots(store.administration().index, source, target)));
       return { ops, result: { from: oldUser, to: newUser, mailboxes: tree.length, aclEntries: entries.length } };
     },
   });
@@ -109,6 +112,7 @@ export async function deleteUser(store: Store, name: string): Promise<DeleteUser
         messages += view.getNow<MailboxInfo>(keys.info(id))?.messages ?? 0;
         ops.push({ op: 'mailbox.deleteBegin', id });
       }
+      ops.push(...(await moveQuotaRoots(store.administration().index, tree, undefined)));
       return { ops, result: { ids: boxes.map(([, id]) => id), messages, aclEntries: entries.length } };
     },
   });

@@ -59,6 +59,11 @@ export function formatMailboxName(components: readonly string[]): string {
   return components.join(SEPARATOR);
 }
 
+/** Whether mailbox `name` is `root` or below it (components, as parseMailboxName gives them). */
+export function isAtOrBelow(name: readonly string[], root: readonly string[]): boolean {
+  return name.length >= root.length && root.every((component, i) => component === name[i]);
+}
+
 export const SYSTEM_FLAGS = ['\\Seen', '\\Answered', '\\Flagged', '\\Deleted', '\\Draft'];
 const ATOM_SPECIALS = /[(){ %*"\\\]\u0000-\u001f\u007f]/;
 

@@ -8,6 +8,7 @@ import { runBackup } from '../../src/backup/backup.js';
 import { restoreIntoStore, restoreToNewStore, type RestoreTarget } from '../../src/backup/restore.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { Store } from '../../src/store/store.js';
+import { listQuotas, setQuota } from '../../src/store/quota.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { SPACE } from '../../src/keys/tuple.js';
@@ -128,6 +129,50 @@ describe('backup and restore', () => {
     await repo.close();
   });
 
+  it("a user's or a mailbox's restore into a new store takes the quota roots that cover it (renamed with --as), not every user's", async () => {
+    const dir = tmpDir('bk');
+    const store = await sampleStore(join(dir, 's'));
+    await setQuota(store, 'user', { storage: 1_000_000_000 }); // above every user: covers the restored part under any name
+    await setQuota(store, 'user/alice', { messages: 100 });
+    await setQuota(store, 'user/alice/Sent/Old', { messages: 7 });
+    await setQuota(store, 'user/bob', { messages: 50 });
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    await store.close();
+    const roots = async (to: string) => {
+      const restored = await Store.open(to);
+      const list = (await listQuotas(restored)).map((q) => [q.root, q.limits]);
+      await restored.close();
+      return list;
+    };
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'as'), { selection: { user: 'alice', as: 'carol' } });
+    expect(await roots(join(dir, 'as'))).toEqual([['user', { storage: 1_000_000_000 }], ['user/carol', { messages: 100 }], ['user/carol/Sent/Old', { messages: 7 }]]);
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'u'), { selection: { user: 'alice' } });
+    expect(await roots(join(dir, 'u'))).toEqual([['user', { storage: 1_000_000_000 }], ['user/alice', { messages: 100 }], ['user/alice/Sent/Old', { messages: 7 }]]);
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'm'), { selection: { mailbox: 'user/alice/Sent/Old' } });
+    expect(await roots(join(dir, 'm'))).toEqual([['user', { storage: 1_000_000_000 }], ['user/alice', { messages: 100 }], ['user/alice/Sent/Old', { messages: 7 }]]);
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'm2'), { selection: { mailbox: 'user/alice/Sent/Old', as: 'user/bob/Old' } });
+    expect(await roots(join(dir, 'm2'))).toEqual([['user', { storage: 1_000_000_000 }], ['user/bob/Old', { messages: 7 }]]);
+    await repo.close();
+  });
+
+  it('finds a user given in another Unicode spelling (NFD josé) as the store keeps the name (NFC), and --as likewise', async () => {
+    const dir = tmpDir('bk');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('user/jos\u00e9/INBOX', { owner: 'jos\u00e9' });
+    await fill(store, 'user/jos\u00e9/INBOX', 2);
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    await store.close();
+    const result = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'u'), { selection: { user: 'jose\u0301', as: 'zoe\u0308' } });
+    expect(result.messages).toBe(2);
+    const restored = await Store.open(join(dir, 'u'));
+    expect((await restored.listMailboxes()).map((b) => b.name)).toEqual(['user/zo\u00eb/INBOX']);
+    expect((await restored.mailbox('user/zo\u00eb/INBOX')).owner).toBe('zo\u00eb');
+    await restored.close();
+    await repo.close();
+  });
+
   it('into a live store: a taken name is refused (EXISTS) before anything is written; --as restores beside it', async () => {
     const dir = tmpDir('bk');
     const store = await sampleStore(join(dir, 's'));
@@ -194,7 +239,7 @@ describe('backup and restore', () => {
     // a restore killed before STORE moved up leaves RESTORING and parts: the next one clears them
     const left = join(dir, 'left');
     mkdirSync(join(left, '.restoring', 'packs'), { recursive: true });
-    writeFileSync(join(left, 'RESTORING'), 'x');
+    writeFileSync(join(left, 'RESTORING'), 'restoring snapshot abcd here; an interrupted restore is cleared by the next one\n'); // an older mailstore's mark: no pid
     writeFileSync(join(left, 'journal'), 'half');
     await restoreToNewStore(nodeFileSystem, repo, 'latest', left);
     const again = await Store.open(left);

@@ -64,6 +64,12 @@ describe('forget --prune', () => {
     const latest = await dump(store);
     await store.close();
     await expectCode(forgetSnapshots(repo, {}), 'INVALID');
+    // a misspelt rule beside a given one, or a count that is no count, removes nothing: INVALID
+    await expectCode(forgetSnapshots(repo, { keepLast: 2, daily: 1 } as never), 'INVALID');
+    await expectCode(forgetSnapshots(repo, { last: 1.5 }), 'INVALID');
+    await expectCode(forgetSnapshots(repo, { last: '2' } as never), 'INVALID');
+    await expectCode(forgetSnapshots(repo, { last: 1 }, { purne: true } as never), 'INVALID');
+    expect((await forgetSnapshots(repo, { last: 100 })).removed).toEqual([]);
     const summary = await forgetSnapshots(repo, { last: 1 }, { prune: true });
     expect(summary.removed).toHaveLength(1);
     expect(summary.prune).toMatchObject({ blobsRemoved: 20, dataFilesRewritten: 1, dataFilesRemoved: 1, indexFilesReplaced: 2 });

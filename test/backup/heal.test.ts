@@ -143,6 +143,33 @@ describe('healing a damaged record', () => {
     await repo.close();
   });
 
+  it('forget drops from the list the blobs only forgotten snapshots needed; a blob a kept snapshot needs stays listed', { timeout: 60_000 }, async () => {
+    const dir = tmpDir('bkh');
+    const { store, repo, id } = await damagedRecord(dir);
+    let uid = 0;
+    for await (const { info } of store.readMessages('INBOX')) if (info.hash === id) uid = info.uid;
+    expect((await repairIndex(repo, { readData: true })).blobsToHeal).toBe(1);
+    await store.expunge('INBOX', [uid]);
+    await store.compact({ deadRatio: 0.001 });
+    // a whole snapshot that does not need it ends the chain: the older ones can go
+    const latest = await runBackup(source(store), repo, { whole: true });
+    expect(latest).toMatchObject({ healed: 0, unhealed: 1 });
+    const after = await dump(store);
+    await store.close();
+    // keeping every snapshot: the list stays as it is
+    expect((await forgetSnapshots(repo, { last: 100 })).healDropped).toBeUndefined();
+    expect(names(repo.path('heal'))).toHaveLength(1);
+    expect((await checkRepository(repo)).findings.map((f) => f.kind)).toEqual(['heal-pending']);
+    // keeping only the latest: nothing kept needs the blob, so the entry goes and heal/ is empty
+    const forgot = await forgetSnapshots(repo, { last: 1 }, { prune: true });
+    expect(forgot.kept.map((k) => k.id)).toEqual([latest.snapshot]);
+    expect(forgot.healDropped).toBe(1);
+    expect(names(repo.path('heal'))).toEqual([]);
+    expect((await checkRepository(repo, { readData: true })).findings).toEqual([]);
+    expect(await restoredDump(repo, 'latest', join(dir, 'r1'))).toEqual(after);
+    await repo.close();
+  });
+
   it('a power cut at every point of the healing run: check and restore handle every state, and the next run heals', { timeout: 300_000 }, async () => {
     const dir = tmpDir('bkhc');
     const { store, repo, first, firstDump } = await damagedRecord(dir);

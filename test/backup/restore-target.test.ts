@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
 import { restoreToNewStore } from '../../src/backup/restore.js';
@@ -80,6 +80,23 @@ describe('the target of a new-store restore', () => {
       expect(await restoredDump(target)).toEqual(before);
     } finally {
       child.kill('SIGKILL');
+      await repo.close();
+    }
+  });
+  it('a file named RESTORING that no restore wrote is someone\'s: the directory is not empty (EXISTS) and nothing in it is removed', async () => {
+    const dir = tmpDir('rt');
+    const { repoDir } = await backedUp(dir);
+    const repo = await openRepo(repoDir);
+    try {
+      const target = join(dir, 'notes');
+      mkdirSync(join(target, 'drafts'), { recursive: true });
+      writeFileSync(join(target, 'RESTORING'), 'TODO: restore alice after the migration\n');
+      writeFileSync(join(target, 'drafts', 'plan.txt'), 'keep me');
+      await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', target), 'EXISTS');
+      expect(readdirSync(target).sort()).toEqual(['RESTORING', 'drafts']);
+      expect(readFileSync(join(target, 'RESTORING'), 'utf8')).toBe('TODO: restore alice after the migration\n');
+      expect(readFileSync(join(target, 'drafts', 'plan.txt'), 'utf8')).toBe('keep me');
+    } finally {
       await repo.close();
     }
   });

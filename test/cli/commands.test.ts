@@ -133,6 +133,16 @@ describe('acl', () => {
     await ok(['acl', 'set', 'shared/team', 'bob', ''], { store });
     expect(await json(['acl', 'list', 'bob'], { store })).toEqual([]);
   });
+
+  it('names a user typed in another Unicode spelling (NFD josé) by the entry the store keeps (NFC)', async () => {
+    const store = await freshStore();
+    await ok(['mailbox', 'create', 'shared/team'], { store });
+    const nfd = 'jose\u0301';
+    expect((await ok(['acl', 'set', 'shared/team', nfd, 'lr'], { store })).trim()).toBe(`${nfd} has "lr" on shared/team`);
+    expect((await ok(['acl', 'get', 'shared/team', nfd], { store })).trim()).toBe('lr');
+    expect(await json(['acl', 'get', 'shared/team', nfd], { store })).toEqual({ mailbox: 'shared/team', user: 'jos\u00e9', rights: 'lr' });
+    expect(await json(['acl', 'get', 'shared/team'], { store })).toEqual({ mailbox: 'shared/team', acl: { 'jos\u00e9': 'lr' } });
+  });
 });
 
 describe('exit codes', () => {

@@ -3,7 +3,7 @@
 // longer than a unix socket can name. Each must give the command's own result or a clear error
 // code, never a crash that reads as another result.
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { bin, json, newStore, ok, repoRoot, requireBuilt, run, tempDir } from './helpers.js';
@@ -164,5 +164,29 @@ describe('a store the caller may read but not write', () => {
     const change = nobody(['flags', 'M', '1', '--add', '\\Flagged'], store);
     expect(change.status).toBe(2);
     expect(change.stderr).toMatch(/^mailstore: ACCESS: /);
+  });
+});
+
+describe('node without WebAssembly (--jitless)', () => {
+  it('scrub checks the index tables with the table-driven CRC32C: clean, exit 0; then finds a damaged table', async () => {
+    const store = await freshStore();
+    await ok(['append', 'M', '-'], { store, input: `Subject: big\n\n${'y'.repeat(200_000)}\n` });
+    await ok(['append', 'M', '-'], { store, input: 'Subject: small\n\nx\n' });
+    await ok(['snapshot'], { store }); // LevelDB's tables written: the index pass has blocks to check
+    const jitless = (args: string[]) => spawnSync(process.execPath, ['--jitless', bin, '--store', store, ...args], { cwd: repoRoot, encoding: 'utf8' });
+    const clean = jitless(['scrub', '--json']);
+    expect(clean.status, clean.stderr).toBe(0);
+    expect(JSON.parse(clean.stdout).summary).toMatchObject({ damage: 0, blobsVerified: 1 });
+    expect(JSON.parse(clean.stdout).summary.indexKeys).toBeGreaterThan(0);
+    const tables = readdirSync(join(store, 'index')).filter((name) => name.endsWith('.ldb'));
+    expect(tables.length).toBeGreaterThan(0);
+    const table = join(store, 'index', tables[0]);
+    const bytes = readFileSync(table);
+    bytes[10] ^= 0x40; // inside the first data block: its CRC no longer matches
+    writeFileSync(table, bytes);
+    const damaged = jitless(['scrub', '--json']);
+    expect(damaged.status, damaged.stderr).not.toBe(0);
+    expect(JSON.parse(damaged.stdout).summary.damage).toBeGreaterThan(0);
+    expect(damaged.stdout).toContain(tables[0]);
   });
 });

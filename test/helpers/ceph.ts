@@ -2,11 +2,43 @@
 // starts it too (`npm run bench`, step tier): tools/bench/ceph.ts.
 export * from '../../tools/bench/ceph.js';
 
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as Minio from 'minio';
-import type { Ceph } from '../../tools/bench/ceph.js';
+import { createBucket, type Ceph } from '../../tools/bench/ceph.js';
+import { Store } from '../../src/store/store.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import { writeTierSettings } from '../../src/store/tier.js';
+import type { TierPolicy } from '../../src/store/tier-policy.js';
+import { tmpDir } from './tmp.js';
 
 /** An S3 client on a started Ceph's radosgw (the tests' own view of the bucket, beside the store's). */
 export function cephClient(ceph: Ceph): Minio.Client {
   const u = new URL(ceph.endpoint);
   return new Minio.Client({ endPoint: u.hostname, port: Number(u.port), useSSL: false, accessKey: ceph.accessKey, secretKey: ceph.secretKey, region: 'us-east-1', pathStyle: true });
+}
+
+/**
+ * A new, closed store whose object store is `bucket` (created here) on `ceph`, reached at
+ * `endpoint` (default: radosgw itself; a fault proxy in front of it otherwise).
+ */
+export async function tieredStoreRoot(ceph: Ceph, bucket: string, options: { endpoint?: string; policy?: TierPolicy } = {}): Promise<{ root: string; credentials: string }> {
+  createBucket(ceph, bucket);
+  const root = tmpDir();
+  const credentials = join(tmpDir(), 'cred');
+  writeFileSync(credentials, `${ceph.accessKey}:${ceph.secretKey}\n`, { mode: 0o600 });
+  await (await Store.open(root, { create: true })).close();
+  await writeTierSettings(nodeFileSystem, root, { url: `${options.endpoint ?? ceph.endpoint}/${bucket}`, credentials, ...(options.policy ? { policy: options.policy } : {}) });
+  return { root, credentials };
+}
+
+/** Every key in the bucket, sorted (the tests' own listing, beside the store's). */
+export async function listKeys(client: Minio.Client, bucket: string): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const keys: string[] = [];
+    const stream = client.listObjectsV2(bucket, '', true);
+    stream.on('data', (o) => o.name && keys.push(o.name));
+    stream.on('error', reject);
+    stream.on('end', () => resolve(keys.sort()));
+  });
 }

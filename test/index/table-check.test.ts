@@ -2,11 +2,12 @@
 // known vectors, Snappy against a hand-made stream, and tables written by classic-level itself:
 // a sound table verifies, and every single-bit flip anywhere in it is found except in the footer's
 // padding (which LevelDB never reads); a truncated, deleted or misnamed file is damage naming it.
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { describe, expect, it } from 'vitest';
-import { loadCrc32c, maskCrc } from '../../src/index/crc32c.js';
+import { crc32cTable, loadCrc32c, maskCrc } from '../../src/index/crc32c.js';
 import { checkIndexFiles, readTableLayout, snappyUncompress, verifyTable } from '../../src/index/table-check.js';
 import { NodeFileSystem } from '../../src/fs/node-fs.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -29,8 +30,8 @@ async function levelWith(n: number, valueBytes = 40): Promise<string> {
 const tablesIn = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('.ldb'));
 
 describe('CRC32C', () => {
-  it('matches the known vectors (RFC 3720 B.4, LevelDB util/crc32c_test.cc)', async () => {
-    const crc = await loadCrc32c();
+  it.each([['WebAssembly', loadCrc32c], ['table (no WebAssembly)', async () => crc32cTable]])('%s: matches the known vectors (RFC 3720 B.4, LevelDB util/crc32c_test.cc)', async (_name, load) => {
+    const crc = await load();
     expect(crc(Buffer.from('123456789'))).toBe(0xe3069283);
     expect(crc(Buffer.alloc(32, 0))).toBe(0x8a9136aa);
     expect(crc(Buffer.alloc(32, 0xff))).toBe(0x62a8ab43);
@@ -41,6 +42,18 @@ describe('CRC32C', () => {
     iscsi[16] = 0x14; iscsi[22] = 0x04; iscsi[27] = 0x14; iscsi[31] = 0x18; iscsi[32] = 0x28; iscsi[40] = 0x02;
     expect(crc(iscsi)).toBe(0xd9963a56);
     expect(crc(Buffer.alloc(0))).toBe(0);
+  });
+
+  it('the table-driven fallback gives what the WebAssembly one gives, at every length and offset', async () => {
+    const crc = await loadCrc32c();
+    const bytes = randomBytes(4099);
+    for (let length = 0; length < 300; length += 7) {
+      for (const offset of [0, 1, 3, 1000]) {
+        const slice = bytes.subarray(offset, offset + length);
+        expect(crc32cTable(slice)).toBe(crc(slice));
+      }
+    }
+    expect(crc32cTable(bytes)).toBe(crc(bytes));
   });
 
   it('masks as LevelDB does (rotate right 15, add 0xa282ead8)', () => {

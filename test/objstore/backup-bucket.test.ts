@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as Minio from 'minio';
-import { cephInstalled, createBucket, startCeph, type Ceph, cephClient } from '../helpers/ceph.js';
+import { cephInstalled, createBucket, startCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
 import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
 
 const installed = cephInstalled();
@@ -72,13 +72,3 @@ describe.skipIf(!installed)('backup into a bucket, on Ceph', () => {
     expect((await listKeys(client, 'mailstore-backup')).filter((k) => k.startsWith('other/'))).toEqual([]);
   }, 120_000);
 });
-
-async function listKeys(client: Minio.Client, bucket: string): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const keys: string[] = [];
-    const s = client.listObjectsV2(bucket, '', true);
-    s.on('data', (o) => o.name && keys.push(o.name));
-    s.on('error', reject);
-    s.on('end', () => resolve(keys.sort()));
-  });
-}

@@ -70,6 +70,26 @@ describe('remote pack reads', () => {
     expect(gets.length).toBe(before + 1);
   });
 
+  it('concurrent reads of one block share its GET and count it once: the cache keeps working after them', async () => {
+    const object = randomBytes(limits.objectCacheBytes + 4 * BLOCK);
+    const { remote, gets, handle } = remoteOf(object);
+    const read = await Promise.all(Array.from({ length: 8 }, async (_, i) => {
+      const buffer = Buffer.alloc(100);
+      await handle.read(buffer, 0, 100, 1000 * i);
+      return buffer;
+    }));
+    read.forEach((buffer, i) => expect(buffer.equals(object.subarray(1000 * i, 1000 * i + 100))).toBe(true));
+    expect(gets).toEqual([[0, BLOCK]]);
+    expect(remote.cachedBytes).toBe(BLOCK);
+    // the cache still holds limits.objectCacheBytes of blocks read one by one, not one block
+    const one = Buffer.alloc(1);
+    for (let i = 0; i < limits.objectCacheBytes / BLOCK; i++) await handle.read(one, 0, 1, i * BLOCK);
+    expect(remote.cachedBytes).toBe(limits.objectCacheBytes);
+    const before = gets.length;
+    for (let i = 0; i < limits.objectCacheBytes / BLOCK; i++) await handle.read(one, 0, 1, i * BLOCK);
+    expect(gets.length).toBe(before); // every one a hit
+  });
+
   it('a missing object is CORRUPT naming its URL, a missing bucket UNMOUNTED, for single reads and passes', async () => {
     const object = randomBytes(3 * BLOCK);
     for (const length of [10, 3 * BLOCK]) {

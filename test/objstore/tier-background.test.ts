@@ -3,13 +3,13 @@
 // the default policy keeps the local share <= 0.15 while the newest mail stays local, and every
 // message reads back exact wherever its pack went. Skipped (with the reason) without Ceph.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 // every body in a pack: these tests move, lose or repair pack records (helpers/packed.ts)
 import { PackedStore as Store } from '../helpers/packed.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
-import { readTierSettings, writeTierSettings } from '../../src/store/tier.js';
-import { cephInstalled, createBucket, startCeph, type Ceph } from '../helpers/ceph.js';
+import { readTierSettings } from '../../src/store/tier.js';
+import { cephInstalled, startCeph, type Ceph, tieredStoreRoot } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
 
@@ -37,14 +37,7 @@ describe.skipIf(!installed)('object-storage tier in the background, on Ceph', ()
 
   /** An empty store with its own bucket; packs rotate at 64 KiB so a few hundred messages make many. */
   async function tiered(policy?: { localBytesMax?: number; moveAfterMs?: number }): Promise<string> {
-    const bucket = `mailstore-bg${++buckets}`;
-    createBucket(ceph, bucket);
-    const root = tmpDir();
-    const credentials = join(tmpDir(), 'cred');
-    writeFileSync(credentials, `${ceph.accessKey}:${ceph.secretKey}\n`, { mode: 0o600 });
-    await (await Store.open(root, { create: true })).close();
-    await writeTierSettings(nodeFileSystem, root, { url: `${ceph.endpoint}/${bucket}`, credentials, ...(policy ? { policy } : {}) });
-    return root;
+    return (await tieredStoreRoot(ceph, `mailstore-bg${++buckets}`, { policy })).root;
   }
   const open = (root: string, moved?: () => void) => Store.open(root, { packBytesMax: 64 * 1024, autoTier: { intervalMs: 50, onMoved: moved }, onBackgroundError: (e) => { throw e; } });
 

@@ -7,17 +7,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as Minio from 'minio';
 import { Store } from '../../src/store/store.js';
 import { MailstoreError } from '../../src/errors.js';
 import { scrub } from '../../src/scrub/scrub.js';
-import { nodeFileSystem } from '../../src/fs/node-fs.js';
-import { writeTierSettings } from '../../src/store/tier.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
-import { cephInstalled, createBucket, startCeph, type Ceph, cephClient } from '../helpers/ceph.js';
-import { tmpDir } from '../helpers/tmp.js';
+import { cephInstalled, startCeph, type Ceph, cephClient, tieredStoreRoot, listKeys } from '../helpers/ceph.js';
 import { codeOf } from '../helpers/errors.js';
 import { bin, requireBuilt } from '../cli/helpers.js';
 
@@ -39,13 +36,7 @@ describe.skipIf(!installed)('object-storage tier failures, on Ceph', () => {
   /** A store with a bucket of its own (settings written), not open. */
   async function tieredRoot(): Promise<{ root: string; bucket: string; credentials: string }> {
     const bucket = `mailstore-ft${++buckets}`;
-    createBucket(ceph, bucket);
-    const root = tmpDir();
-    const credentials = join(tmpDir(), 'cred');
-    writeFileSync(credentials, `${ceph.accessKey}:${ceph.secretKey}\n`, { mode: 0o600 });
-    await (await Store.open(root, { create: true })).close();
-    await writeTierSettings(nodeFileSystem, root, { url: `${ceph.endpoint}/${bucket}`, credentials });
-    return { root, bucket, credentials };
+    return { ...(await tieredStoreRoot(ceph, bucket)), bucket };
   }
 
   async function fill(store: Store, n: number): Promise<Buffer[]> {
@@ -221,13 +212,3 @@ describe.skipIf(!installed)('object-storage tier failures, on Ceph', () => {
     await store.close();
   }, 240_000);
 });
-
-async function listKeys(client: Minio.Client, bucket: string): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const keys: string[] = [];
-    const s = client.listObjectsV2(bucket, '', true);
-    s.on('data', (o) => o.name && keys.push(o.name));
-    s.on('error', reject);
-    s.on('end', () => resolve(keys));
-  });
-}

@@ -11,7 +11,7 @@ import { scrub } from '../../src/scrub/scrub.js';
 import { repair } from '../../src/scrub/repair.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { writeTierSettings } from '../../src/store/tier.js';
-import { cephInstalled, createBucket, startCeph, type Ceph, cephClient } from '../helpers/ceph.js';
+import { cephInstalled, createBucket, startCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
 import { requireBuilt, run } from '../cli/helpers.js';
@@ -106,16 +106,6 @@ describe.skipIf(!installed)('object-storage tier recovery, on Ceph', () => {
     await store.close();
   }, 180_000);
 });
-
-async function listKeys(client: Minio.Client, bucket: string): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const keys: string[] = [];
-    const s = client.listObjectsV2(bucket, '', true);
-    s.on('data', (o) => o.name && keys.push(o.name));
-    s.on('error', reject);
-    s.on('end', () => resolve(keys.sort()));
-  });
-}
 
 async function getAll(client: Minio.Client, bucket: string, key: string): Promise<Buffer> {
   const chunks: Buffer[] = [];

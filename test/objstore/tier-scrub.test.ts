@@ -10,7 +10,7 @@ import { Store } from '../../src/store/store.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { writeTierSettings } from '../../src/store/tier.js';
-import { cephInstalled, createBucket, startCeph, type Ceph, cephClient } from '../helpers/ceph.js';
+import { cephInstalled, createBucket, startCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const message = (i: number) => Buffer.from(`From: a${i}@example.org\r\nSubject: m ${i}\r\nMessage-ID: <${i}@sc>\r\n\r\n${'body line\r\n'.repeat(50 + (i * 37) % 900)}`);
@@ -107,16 +107,6 @@ describe.skipIf(!installed)('scrub over the object-storage tier, on Ceph', () =>
     await local.store.close();
   }, 120_000);
 });
-
-async function listKeys(client: Minio.Client, bucket: string): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const keys: string[] = [];
-    const s = client.listObjectsV2(bucket, '', true);
-    s.on('data', (o) => o.name && keys.push(o.name));
-    s.on('error', reject);
-    s.on('end', () => resolve(keys.sort()));
-  });
-}
 
 async function getAll(client: Minio.Client, bucket: string, key: string): Promise<Buffer> {
   const chunks: Buffer[] = [];

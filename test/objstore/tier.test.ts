@@ -11,7 +11,7 @@ import { PackedStore as Store } from '../helpers/packed.js';
 import { MailstoreError } from '../../src/errors.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { checkTierSettings, writeTierSettings } from '../../src/store/tier.js';
-import { cephInstalled, createBucket, startCeph, type Ceph, cephClient } from '../helpers/ceph.js';
+import { cephInstalled, createBucket, startCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
 import { json, ok, requireBuilt } from '../cli/helpers.js';
@@ -211,16 +211,6 @@ describe.skipIf(!installed)('object-storage tier on Ceph', () => {
     await again.close();
   }, 120_000);
 });
-
-async function listKeys(client: Minio.Client, bucket: string): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const keys: string[] = [];
-    const s = client.listObjectsV2(bucket, '', true);
-    s.on('data', (o) => o.name && keys.push(o.name));
-    s.on('error', reject);
-    s.on('end', () => resolve(keys));
-  });
-}
 
 async function getAll(client: Minio.Client, bucket: string, key: string): Promise<Buffer> {
   const chunks: Buffer[] = [];

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { xferUser } from '../../src/replication/xfer.js';
+import { listQuotas, setQuota } from '../../src/store/quota.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf, keyFile, msg, quiet } from './helpers.js';
@@ -61,6 +62,39 @@ describe('xfer', () => {
       // a new message at the target gets a uid never given out at the source
       const { uid } = await b.append('user/bob/INBOX', msg(50));
       expect(uid).toBeGreaterThan(20);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it("takes the user's quota roots along (as Cyrus's XFER sets the quota on the target) and removes them at the source", async () => {
+    const { key, a, b, to, close } = await twoStores();
+    try {
+      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
+      await a.createMailbox('user/bob/Sent', { owner: 'bob' });
+      await a.createMailbox('user/bobby/INBOX', { owner: 'bobby' });
+      await setQuota(a, 'user/bob', { messages: 3 });
+      await setQuota(a, 'user/bob/Sent', { storage: 100_000 });
+      await setQuota(a, 'user/bobby', { messages: 9 });
+      for (let i = 1; i <= 3; i++) await a.append('user/bob/INBOX', msg(i));
+      await xferUser(a, { user: 'bob', to, keyFile: key });
+      expect((await listQuotas(b)).map((q) => [q.root, q.limits])).toEqual([['user/bob', { messages: 3 }], ['user/bob/Sent', { storage: 100_000 }]]);
+      expect(await codeOf(b.append('user/bob/INBOX', msg(4)))).toBe('OVER_QUOTA'); // bob's limit holds at the target
+      expect((await listQuotas(a)).map((q) => q.root)).toEqual(['user/bobby']); // a new bob here starts without the old one's
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it('finds a user given in another Unicode spelling (NFD josé) as the store keeps the name (NFC)', async () => {
+    const { key, a, b, to, close } = await twoStores();
+    try {
+      await a.createMailbox('user/jos\u00e9/INBOX', { owner: 'jos\u00e9' });
+      await a.append('user/jos\u00e9/INBOX', msg(1));
+      const result = await xferUser(a, { user: 'jose\u0301', to, keyFile: key });
+      expect(result.mailboxes).toEqual(['user/jos\u00e9/INBOX']);
+      expect(await b.fetch('user/jos\u00e9/INBOX', 1)).toEqual(msg(1));
+      expect(await a.listMailboxes()).toEqual([]);
     } finally {
       await close();
     }

@@ -1,4 +1,4 @@
-// The library side of the day-2 tools: quotas (journaled, enforced on append, copy and move with
+// The library side of the day-2 tools: quotas (journaled, enforced on append, copy, move and rename with
 // OVER_QUOTA, nothing stored on refusal), usage, search, retention and the mailbox list dump.
 import { describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
@@ -10,6 +10,7 @@ import { getQuota, setQuota } from '../../src/store/quota.js';
 import { expungeBefore } from '../../src/store/retention.js';
 import { parseHeaderSection, searchMailbox } from '../../src/store/search.js';
 import { usage } from '../../src/store/usage.js';
+import { scrub } from '../../src/scrub/scrub.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const msg = (i: number, extra = '') => Buffer.from(`From: a${i}@example.org\r\nSubject: note ${i}\r\n${extra}\r\nbody ${i}\r\n`);
@@ -61,6 +62,52 @@ describe('quotas', () => {
     expect((await getQuota(rebuilt, 'user/alice')).messages).toBe(1);
     await expectCode(rebuilt.append('user/alice/INBOX', msg(3)), 'OVER_QUOTA');
     await rebuilt.close();
+  });
+
+  it("count a mailbox against its nearest root only: a nested root's mail leaves its parent's room alone", async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('user/alice/INBOX');
+    await store.createMailbox('user/alice/Lists/a');
+    await setQuota(store, 'user/alice', { messages: 2 });
+    await setQuota(store, 'user/alice/Lists', { messages: 10 });
+    for (const i of [1, 2, 3]) await store.append('user/alice/Lists/a', msg(i)); // against user/alice/Lists
+    await store.append('user/alice/INBOX', msg(4)); // user/alice holds 1 of its 2 (it was refused: 4 of 2)
+    await store.append('user/alice/INBOX', msg(5));
+    await expectCode(store.append('user/alice/INBOX', msg(6)), 'OVER_QUOTA');
+    expect(await getQuota(store, 'user/alice')).toMatchObject({ usedMessages: 2, usedBytes: msg(4).length + msg(5).length });
+    expect(await getQuota(store, 'user/alice/Lists')).toMatchObject({ usedMessages: 3 });
+    await store.move('user/alice/INBOX', 1, 'user/alice/Lists/a'); // out of user/alice into the nested root
+    await store.append('user/alice/INBOX', msg(6)); // room again
+    await store.close();
+  });
+
+  it('apply to a mailbox renamed into the root (as Cyrus checks a rename), not to one renamed inside it', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('user/alice/INBOX');
+    await store.createMailbox('user/alice/Lists/a');
+    await store.createMailbox('shared/big');
+    await store.createMailbox('shared/big/sub');
+    await store.createMailbox('shared/empty');
+    await store.append('user/alice/INBOX', msg(1));
+    await store.append('user/alice/Lists/a', msg(2));
+    for (const i of [3, 4]) await store.append('shared/big/sub', msg(i));
+    await setQuota(store, 'user/alice', { messages: 2 });
+    await setQuota(store, 'user/alice/Lists', { messages: 10 }); // a nested root: Lists/a counts against it, not user/alice
+    const error = await expectCode(store.renameMailbox('shared/big', 'user/alice/big'), 'OVER_QUOTA'); // 1 + 2 messages
+    expect(error.message).toMatch(/user\/alice .*message quota of 2/);
+    await setQuota(store, 'user/alice', { messages: 1 });
+    await expectCode(store.renameMailbox('user/alice/Lists/a', 'user/alice/a'), 'OVER_QUOTA'); // out of the nested root into user/alice: 1 + 1 of 1
+    expect((await store.listMailboxes({ pattern: 'shared/*' })).map((m) => m.name)).toEqual(['shared/big', 'shared/big/sub', 'shared/empty']); // nothing renamed
+    await store.renameMailbox('shared/empty', 'user/alice/empty'); // adds no message
+    await setQuota(store, 'user/alice', { messages: 3 });
+    await store.renameMailbox('user/alice/Lists/a', 'user/alice/a'); // 1 + 1 messages now
+    await setQuota(store, 'user/alice', { messages: 1 }); // lowered below what the root holds
+    await store.renameMailbox('user/alice/a', 'user/alice/b'); // still inside: never refused
+    await store.renameMailbox('user/alice/b', 'shared/b'); // out of the root: makes room
+    await setQuota(store, 'user/alice', { messages: 3 });
+    await store.renameMailbox('shared/big/sub', 'user/alice/sub'); // 1 + 2 messages: at the limit, not over
+    expect(await getQuota(store, 'user/alice')).toMatchObject({ messages: 3, usedMessages: 3 });
+    await store.close();
   });
 });
 
@@ -158,5 +205,28 @@ describe('mailbox list dump and undump', () => {
     expect((await target.listMailboxes()).length).toBe(3);
     await source.close();
     await target.close();
+  });
+
+  it('after a mailbox with the largest uidValidity (2^32 - 1, as a Cyrus or Dovecot list may give) a new one still gets 32 bits: from the clock', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await undumpMailboxes(store, [{ name: 'top', id: 'b1445cf8-5485-428b-bb46-f48aa6be0101', uidValidity: 0xffffffff, acl: {}, created: 1 }]);
+    const before = Math.floor(Date.now() / 1000);
+    for (const name of ['a', 'b']) {
+      const { uidValidity } = await store.createMailbox(name);
+      expect(uidValidity).toBeLessThanOrEqual(0xffffffff);
+      expect(uidValidity).toBeGreaterThanOrEqual(before);
+      expect((await store.mailbox(name))?.uidValidity).toBe(uidValidity);
+    }
+    await store.close();
+  });
+
+  it('refuses one name listed twice in two Unicode spellings (NFC and NFD): two mailboxes under one name entry', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    const entry = (name: string, last: string): DumpedMailbox => ({ name, id: `b1445cf8-5485-428b-bb46-f48aa6be01${last}`, uidValidity: 5, acl: {}, created: 1 });
+    const error = await expectCode(undumpMailboxes(store, [entry('caf\u00e9', '01'), entry('cafe\u0301', '02')]), 'INVALID');
+    expect(error.message).toMatch(/listed twice/);
+    expect(await store.listMailboxes()).toEqual([]); // nothing of the list created
+    expect((await scrub(store)).findings).toEqual([]);
+    await store.close();
   });
 });

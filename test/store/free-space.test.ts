@@ -72,6 +72,24 @@ describe('the free-space reserve', () => {
     space.stop();
   });
 
+  it('refusing mail is said once and cleared once: not again for each small message that fits just above the reserve', async () => {
+    let free = 1_050_000; // reserve 1 MB, floor 125 kB: 50 kB above the reserve
+    const fs = { spaceBytes: async () => ({ freeBytes: free, totalBytes: 100_000_000 }) } as never;
+    const said: boolean[] = [];
+    const space = new FreeSpace(fs, '/x', 1_000_000, (refusing) => said.push(refusing));
+    await space.start();
+    expect((await space.recheck({ bytes: 80_000, mail: true }))?.code).toBe('NO_SPACE');
+    expect(said).toEqual([true]);
+    expect(space.admit({ bytes: 1_000, mail: true }), 'a small message still fits').toBe(true);
+    expect((await space.state()).refusingMail, 'still short of room for the larger one').toBe(true);
+    expect((await space.recheck({ bytes: 80_000, mail: true }))?.code).toBe('NO_SPACE');
+    expect(said).toEqual([true]);
+    free = 1_200_000; // the reserve and a floor's worth more: cleared
+    expect((await space.state()).refusingMail).toBe(false);
+    expect(said).toEqual([true, false]);
+    space.stop();
+  });
+
   it.skipIf(skipReason(!!noRoot, `free-space reserve on a tmpfs: ${noRoot}`))('on a disk filling up: NO_SPACE before the disk is full, the store stays open, appends resume once room is freed', async () => {
     const mnt = tmpDir('reserve');
     const failed = mountTmpfs(mnt, '8m');
@@ -121,6 +139,42 @@ describe('the free-space reserve', () => {
     const reopened = await Store.open(dir);
     await expectExactly(reopened, 'INBOX', acked, 'after a reopen');
     await reopened.close();
+  }, 60_000);
+
+  it.skipIf(skipReason(!!noRoot, `compaction on a nearly full disk: ${noRoot}`))('compaction on a nearly full disk copies only what fits above the floor: wholly dead packs go, the rest waits (deferredForSpace), nothing lost', async () => {
+    const mnt = tmpDir('reserve-compact');
+    const failed = mountTmpfs(mnt, '8m');
+    if (failed) { console.warn(`SKIPPED: compaction on a nearly full disk: ${failed}`); return; }
+    const dir = join(mnt, 'store');
+    const store = await Store.open(dir, { create: true, inlineBodyBytesMax: 0, packBytesMax: 200 * 1024, autoSnapshot: false, autoCompact: false });
+    await store.createMailbox('INBOX');
+    const acked = new Map<number, Buffer>();
+    for (let i = 0; i < 40; i++) {
+      const body = Buffer.from(`Subject: ${i}\r\n\r\n${randomBytes(15 * 1024).toString('base64')}\r\n`); // ~20 kB: 9 a pack
+      acked.set((await store.append('INBOX', body)).uid, body);
+    }
+    // the first 18 (two packs) expunged whole, every other one after them
+    const gone = [...acked.keys()].filter((uid, i) => i < 18 || i % 2 === 0);
+    await store.expunge('INBOX', gone);
+    for (const uid of gone) acked.delete(uid);
+    const { floorBytes } = (await store.stats()).freeSpace;
+    fillLeaving(mnt, 'filler', floorBytes + 60 * 1024); // 60 kB above the floor: not a half-live pack's ~100 kB
+    await sleep(limits.freeSpaceRefreshMs + 200);
+    const result = await store.compact({ deadRatio: 0.3 });
+    expect(result.packsRewritten.length, JSON.stringify(result)).toBeGreaterThanOrEqual(2); // the wholly dead ones
+    expect(result.deferredForSpace?.packs.length, JSON.stringify(result)).toBeGreaterThan(0);
+    expect(result.deferredForSpace!.roomBytes).toBeLessThan(100 * 1024);
+    expect(result.bytesCopied).toBeLessThanOrEqual(result.deferredForSpace!.roomBytes);
+    expect(freeBytes(mnt)).toBeGreaterThanOrEqual(floorBytes);
+    await expectExactly(store, 'INBOX', acked, 'after a compaction on a nearly full disk');
+    // room again: the next compaction takes the rest
+    rmSync(join(mnt, 'filler'));
+    const rest = await store.compact({ deadRatio: 0.3 });
+    expect(rest.deferredForSpace).toBeUndefined();
+    expect(rest.packsRewritten).toEqual(expect.arrayContaining(result.deferredForSpace!.packs));
+    await expectExactly(store, 'INBOX', acked, 'after the rest was compacted');
+    expect((await scrub(store)).findings.filter(isDamage)).toEqual([]);
+    await store.close();
   }, 60_000);
 
   it.skipIf(skipReason(!!noRoot, `free-space reserve off: ${noRoot}`))('off (0): the disk fills up as before, and nothing acknowledged is lost', async () => {

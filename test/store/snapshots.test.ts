@@ -6,7 +6,7 @@
 // consumer that asks for retired records gets NOT_FOUND, and a retired journal still rebuilds and
 // rewrites.
 import { describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { MailstoreError } from '../../src/errors.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
@@ -14,6 +14,7 @@ import { IndexDb } from '../../src/index/index-db.js';
 import { compareIndexes } from '../../src/store/recovery.js';
 import { Store } from '../../src/store/store.js';
 import { readSnapshotFile } from '../../src/store/snapshot-file.js';
+import { writeSetting } from '../../src/store/setting-file.js';
 import type { SnapshotResult } from '../../src/store/snapshots.js';
 import { limits } from '../../src/limits.js';
 import { reconstruct } from '../../src/scrub/reconstruct.js';
@@ -384,6 +385,79 @@ describe('journal retirement', () => {
     await store.close();
   });
 
+  it('never overwrites a segment of the same name in the journal archive (two stores sharing one): EXISTS, the segment stays in the journal', async () => {
+    const archive = join(tmpDir(), 'archive');
+    mkdirSync(archive);
+    const first = await seeded(tmpDir(), 60);
+    await first.setJournalArchive(archive);
+    await first.snapshot();
+    await churn(first, 70, 10);
+    const archived = (await first.snapshot()).retired.segments;
+    expect(archived.length).toBeGreaterThan(0);
+    const kept = new Map(archived.map((name) => [name, readFileSync(join(archive, name))]));
+    await first.close();
+    const secondRoot = tmpDir();
+    const second = await seeded(secondRoot, 60); // the same history: the same segment names
+    await second.setJournalArchive(archive);
+    await second.snapshot();
+    await churn(second, 70, 10);
+    const segmentsBefore = readdirSync(join(secondRoot, 'journal')).sort();
+    const error = await second.snapshot().then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(MailstoreError);
+    expect((error as MailstoreError).code).toBe('EXISTS');
+    expect((error as MailstoreError).message).toMatch(/archive of its own/);
+    for (const [name, bytes] of kept) expect(readFileSync(join(archive, name)).equals(bytes)).toBe(true); // the first store's history whole
+    expect(readdirSync(join(secondRoot, 'journal'))).toEqual(expect.arrayContaining(segmentsBefore)); // nothing of the second's left its journal
+    const own = join(tmpDir(), 'own');
+    mkdirSync(own);
+    await second.setJournalArchive(own);
+    expect((await second.snapshot()).retired.segments.length).toBeGreaterThan(0); // retired once it has an archive of its own
+    const messages = await everyMessage(second);
+    await second.close();
+    rmSync(join(secondRoot, 'index'), { recursive: true, force: true });
+    const rebuilt = await Store.open(secondRoot, SMALL);
+    expect(await everyMessage(rebuilt)).toEqual(messages);
+    await rebuilt.close();
+  });
+
+  it('refuses a journal archive inside the store (journal/, index/, the root, or a link into them); one set before is not retired into', async () => {
+    const root = tmpDir();
+    const store = await seeded(root, 60);
+    const link = join(tmpDir(), 'link');
+    symlinkSync(join(root, 'index'), link);
+    for (const dir of [join(root, 'journal'), join(root, 'index'), root, join(root, 'snapshots', '..'), link]) {
+      if (!existsSync(dir)) mkdirSync(dir);
+      expect(await codeOf(store.setJournalArchive(dir))).toBe('INVALID');
+    }
+    expect(await store.journalArchive()).toBeUndefined();
+    // a setting written by an older mailstore: the retirement keeps the segments and says why
+    await writeSetting(nodeFileSystem, root, 'JOURNAL-ARCHIVE', join(root, 'journal'), 'the journal archive setting');
+    await store.snapshot();
+    await churn(store, 70, 10);
+    const before = segments(root);
+    const result = await store.snapshot();
+    expect(result.retired.segments).toEqual([]);
+    expect(result.retired.skipped).toMatch(/inside the store/);
+    expect(segments(root)).toEqual(expect.arrayContaining(before));
+    await store.close();
+  });
+
+  it('a segment the archive already holds byte for byte (a move a crash interrupted) is taken as archived', async () => {
+    const archive = join(tmpDir(), 'archive');
+    mkdirSync(archive);
+    const root = tmpDir();
+    const store = await seeded(root, 60);
+    await store.setJournalArchive(archive);
+    await store.snapshot();
+    await churn(store, 70, 10);
+    const oldest = readdirSync(join(root, 'journal')).filter((name) => name.endsWith('.jnl')).sort()[0];
+    writeFileSync(join(archive, oldest), readFileSync(join(root, 'journal', oldest))); // copied, the source not yet removed
+    const result = await store.snapshot();
+    expect(result.retired.segments).toContain(oldest);
+    expect(existsSync(join(root, 'journal', oldest))).toBe(false);
+    await store.close();
+  });
+
   it('reconstruct works with a retired journal: from the snapshot, and --from-index rewrites it', async () => {
     const root = tmpDir();
     const { store } = await twoGenerations(root, 80);
@@ -448,6 +522,30 @@ describe('journal retirement', () => {
     expect(results.length).toBeGreaterThan(0);
     expect(existsSync(join(root, 'snapshots'))).toBe(true);
     expect(snapshotNames(root).length).toBeGreaterThan(0);
+  });
+
+  it('a store whose journal an older mailstore retired below its one snapshot snapshots again at its first change, not 100k records later', async () => {
+    const root = tmpDir();
+    const { store, older, newest } = await twoGenerations(root);
+    await store.close();
+    rmSync(join(root, 'snapshots', older.name)); // as the one-snapshot rule before session 30 left it
+    expect(snapshotNames(root)).toEqual([newest.name]);
+    const results: number[] = [];
+    const reopened = await Store.open(root, { journalSegmentBytesMax: 4096, autoSnapshot: true, onSnapshot: (r, e) => { if (e) throw e; results.push(r!.seq); } });
+    expect(reopened.changes.firstSeq).toBeGreaterThan(1);
+    await reopened.close(); // no change: nothing new to snapshot
+    expect(results).toEqual([]);
+    const again = await Store.open(root, { journalSegmentBytesMax: 4096, autoSnapshot: true, onSnapshot: (r, e) => { if (e) throw e; results.push(r!.seq); } });
+    await again.append('INBOX', msg(7000));
+    await again.close(); // waits for the snapshot the change started
+    expect(results).toHaveLength(1);
+    expect(results[0]).toBeGreaterThan(newest.seq);
+    expect(snapshotNames(root)).toHaveLength(2);
+    // two copies now: the next change does not snapshot again
+    const last = await Store.open(root, { journalSegmentBytesMax: 4096, autoSnapshot: true, onSnapshot: (r, e) => { if (e) throw e; results.push(r!.seq); } });
+    await last.append('INBOX', msg(7001));
+    await last.close();
+    expect(results).toHaveLength(1);
   });
 
   it('the next automatic snapshot waits snapshotAutoPauseFactor times the last one\'s duration, however much the journal grew', async () => {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { MailstoreError } from '../../src/errors.js';
 import { Store } from '../../src/store/store.js';
 import { deleteMailboxTree } from '../../src/store/users.js';
+import { getQuota, listQuotas, setQuota } from '../../src/store/quota.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const msg = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
@@ -74,6 +75,26 @@ describe('renameUser', () => {
     await expectCode(store.deleteUser('anyone'), 'INVALID');
     await store.close();
   });
+  it("takes the user's quota roots along (as Cyrus's rename does): the renamed tree stays under its limits", async () => {
+    const store = await populated();
+    await setQuota(store, 'user/bob', { messages: 2 });
+    await setQuota(store, 'user/bob/Work', { storage: 1000 });
+    await setQuota(store, 'user/bobby', { messages: 5 }); // a name sharing the prefix keeps its own
+    await store.renameUser('bob', 'robert');
+    const roots = async (s: Store) => (await listQuotas(s)).map((q) => [q.root, q.limits]);
+    const expected = [['user/bobby', { messages: 5 }], ['user/robert', { messages: 2 }], ['user/robert/Work', { storage: 1000 }]];
+    expect(await roots(store)).toEqual(expected);
+    expect(await getQuota(store, 'user/robert')).toMatchObject({ messages: 2, usedMessages: 1 }); // Work's counts against user/robert/Work
+    await store.append('user/robert/INBOX', msg(3));
+    await expectCode(store.append('user/robert/INBOX', msg(4)), 'OVER_QUOTA'); // bob's limit holds for robert
+    expect((await store.maintenance().reconstructIndex({ check: true })).differences).toBe(0);
+    const root = store.root;
+    await store.close();
+    rmSync(join(root, 'index'), { recursive: true, force: true });
+    const rebuilt = await Store.open(root);
+    expect(await roots(rebuilt)).toEqual(expected);
+    await rebuilt.close();
+  });
 });
 
 describe('deleteUser and deleteMailboxTree', () => {
@@ -87,6 +108,19 @@ describe('deleteUser and deleteMailboxTree', () => {
     expect((await store.stats()).messages).toBe(0);
     expect((await store.maintenance().reconstructIndex({ check: true })).differences).toBe(0);
     await expectCode(store.deleteUser('bob'), 'NOT_FOUND');
+    await store.close();
+  });
+
+  it("removes the user's quota roots with the tree (as Cyrus does): a new user of the name starts without them", async () => {
+    const store = await populated();
+    await setQuota(store, 'user/bob', { messages: 2 });
+    await setQuota(store, 'user/bob/Work', { storage: 1000 });
+    await setQuota(store, 'user/bobby', { messages: 5 });
+    await store.deleteUser('bob');
+    expect((await listQuotas(store)).map((q) => q.root)).toEqual(['user/bobby']);
+    await store.createMailbox('user/bob/INBOX', { owner: 'bob' });
+    for (const i of [1, 2, 3]) await store.append('user/bob/INBOX', msg(i)); // no limit of the old bob's left
+    expect((await store.maintenance().reconstructIndex({ check: true })).differences).toBe(0);
     await store.close();
   });
 

@@ -1,5 +1,6 @@
 // `mailstore acl set|get|list`: RFC 4314 rights per mailbox, and the reverse view per user.
 import type { Command } from 'commander';
+import { normalizeIdentifier } from '../../store/validate.js';
 import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
 
 export function register(program: Command): void {
@@ -15,7 +16,8 @@ export function register(program: Command): void {
         return store.getAcl(mailbox);
       });
       if (wantsJson(command)) return printJson({ mailbox, acl: result });
-      await printLine(rights === '' ? `removed ${user} from the ACL of ${mailbox}` : `${user} has "${result[user] ?? ''}" on ${mailbox}`);
+      // the entry as the store keys it (NFC): a name typed decomposed would find no rights
+      await printLine(rights === '' ? `removed ${user} from the ACL of ${mailbox}` : `${user} has "${result[normalizeIdentifier(user)] ?? ''}" on ${mailbox}`);
     });
 
   acl
@@ -25,8 +27,9 @@ export function register(program: Command): void {
     .action(async (mailbox: string, user: string | undefined, _options: unknown, command: Command) => {
       const result = await withReadStore(command, (store) => store.getAcl(mailbox));
       if (user !== undefined) {
-        if (wantsJson(command)) return printJson({ mailbox, user, rights: result[user] ?? '' });
-        return printLine(result[user] ?? '');
+        const who = normalizeIdentifier(user);
+        if (wantsJson(command)) return printJson({ mailbox, user: who, rights: result[who] ?? '' });
+        return printLine(result[who] ?? '');
       }
       if (wantsJson(command)) return printJson({ mailbox, acl: result });
       for (const [who, rights] of Object.entries(result).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) await printLine(`${who}\t${rights}`);

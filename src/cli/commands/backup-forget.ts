@@ -47,6 +47,7 @@ async function runForget(options: { keepLast?: number; keepDaily?: number; keepW
 async function printText(s: ForgetSummary): Promise<void> {
   for (const k of s.kept) await printLine(`keep   ${k.id.slice(0, 12)} ${k.time} (${k.reasons.join(', ')})`);
   for (const r of s.removed) await printLine(`forget ${r.id.slice(0, 12)} ${r.time}`);
+  if (s.healDropped) await printLine(`heal list: ${s.healDropped} blobs only forgotten snapshots needed dropped from it`);
   if (s.prune) {
     const p = s.prune;
     await printLine(`pruned: ${p.blobsRemoved} blobs, ${p.dataFilesRemoved} data files removed (${p.dataFilesRewritten} rewritten), ${formatBytes(p.bytesFreed)} freed`);

@@ -58,4 +58,6 @@ async function printSummary(r: CompactResult): Promise<void> {
   await printLine(`packs: ${formatBytes(r.bytesBefore)} before, ${formatBytes(r.bytesAfter)} after${r.dryRun ? ' (estimate)' : ''}; ${formatDuration(r.ms / 1000)}`);
   if (r.packsPending.length) await printLine(`retired packs still held by a reader or still in use, deleted later: ${r.packsPending.join(', ')}`);
   for (const s of r.skipped) await printLine(`skipped pack ${s.pack}: ${s.why}`);
+  const deferred = r.deferredForSpace;
+  if (deferred) await printLine(`left for later, the disk is nearly full: pack${deferred.packs.length === 1 ? '' : 's'} ${deferred.packs.join(', ')} (their live records do not fit in the ${formatBytes(deferred.roomBytes)} free above the free-space reserve's floor; compact again once this run's space is back, or free space)`);
 }

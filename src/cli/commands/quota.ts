@@ -32,7 +32,7 @@ export function register(program: Command): void {
 
   quota
     .command('get <root>')
-    .description('show the limits of ROOT and what is used below it')
+    .description('show the limits of ROOT and what counts against it: the mailboxes at or below it, but for those below a nested root (they count against that one)')
     .option('--json', 'print {root, storage?, messages?, usedBytes, usedMessages}')
     .action(async (root: string, _options: unknown, command: Command) => {
       const report = await withReadStore(command, (store) => procedures(store).getQuota(root));

@@ -10,7 +10,7 @@ export function register(program: Command): void {
 
   user
     .command('rename <old> <new>')
-    .description('rename user/OLD/... to user/NEW/..., its owner and every ACL entry naming OLD, in one journal record: durable and all-or-nothing when it returns')
+    .description('rename user/OLD/... to user/NEW/..., its owner, every ACL entry naming OLD and its quota roots, in one journal record: durable and all-or-nothing when it returns')
     .option('--json', 'print {from, to, mailboxes, aclEntries}')
     .action(async (from: string, to: string, _options: unknown, command: Command) => {
       const result = await withStore(command, (store) => store.renameUser(from, to));
@@ -20,7 +20,7 @@ export function register(program: Command): void {
 
   user
     .command('delete <name>')
-    .description('delete user/NAME/... with its messages and every ACL entry naming NAME (refused when the tree holds messages, unless --force). The names and ACL entries are gone, durably, in one record; the messages are expunged after it, and a crash meanwhile is finished by the next open')
+    .description('delete user/NAME/... with its messages, its quota roots and every ACL entry naming NAME (refused when the tree holds messages, unless --force). The names and ACL entries are gone, durably, in one record; the messages are expunged after it, and a crash meanwhile is finished by the next open')
     .option('--force', 'delete even when the user\'s mailboxes hold messages')
     .option('--json', 'print {user, mailboxes, messages, aclEntries}')
     .action(async (name: string, options: { force?: boolean }, command: Command) => {

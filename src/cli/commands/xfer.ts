@@ -15,7 +15,8 @@ export function register(program: Command): void {
     .option('--replication-key <file>', 'the replication key file (default: the one this store\'s REPLICATION names)')
     .option('--json', 'print as JSON')
     .addHelpText('after', `
-uidValidity, uids, modseqs, flags, internal dates, ACLs and the owner are kept: the target first
+uidValidity, uids, modseqs, flags, internal dates, ACLs and the owner are kept, and a whole user's
+quota roots (user/NAME, user/NAME/...; not with --mailbox) move with it: the target first
 raises its own modseqs past the user's highest, so no later change there gets a lower one and a
 CONDSTORE client sees nothing changed (a flag change caught up under the fence gets the target's
 next modseq). An interrupted xfer is finished by running the same command again (after the
