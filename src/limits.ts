@@ -757,6 +757,12 @@ export const importLimits = {
   folderDepthMax: 32,
   /** public-inbox: message blobs asked of `git cat-file --batch` before the first is taken (keeps git busy). */
   publicInboxBlobsInFlight: 16,
+  /**
+   * public-inbox: git cat-file dies on a blob it cannot inflate (a damaged pack): that blob is
+   * skipped and a new process reads on. Dying this many times in a row, no blob read in between, is a repository
+   * that cannot be read at all: the import stops (INVALID).
+   */
+  publicInboxReadRestartsMax: 16,
   /** public-inbox: messages an archive may have removed (their blob ids are held while reading). */
   publicInboxRemovedMax: 1_000_000,
 } as const;

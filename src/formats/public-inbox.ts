@@ -86,7 +86,7 @@ export async function requirePublicInbox(fs: FileSystem, path: string): Promise<
  * What `git cat-file` gave for a blob: its bytes, or why not (over the size limit, not in the
  * repository, or bytes that are not those of its id: git hands a loose object over unverified).
  */
-type BlobAnswer = Buffer | { tooLarge: number } | { missing: string } | { corrupt: string };
+type BlobAnswer = Buffer | { tooLarge: number } | { missing: string } | { corrupt: string; gitError?: string };
 
 interface Commit { id: string; date?: Date; zoneMinutes?: number; added?: string; removed?: string; fraction?: number }
 
@@ -141,7 +141,7 @@ async function* settled(
   const error = 'tooLarge' in blob
     ? new MailstoreError('TOO_LARGE', `the message of commit ${commit.id} in ${repository} is ${blob.tooLarge} bytes, over the limit`, { path: repository })
     : 'corrupt' in blob
-      ? new MailstoreError('CORRUPT', `the message blob ${blob.corrupt} of commit ${commit.id} in ${repository} does not hash to its id (a damaged copy of the archive: git fsck)`, { path: repository })
+      ? new MailstoreError('CORRUPT', `the message blob ${blob.corrupt} of commit ${commit.id} in ${repository} ${blob.gitError ? `cannot be read (git: ${blob.gitError})` : 'does not hash to its id'} (a damaged copy of the archive: git fsck)`, { path: repository })
       : new MailstoreError('NOT_FOUND', `the message blob ${blob.missing} of commit ${commit.id} is missing from ${repository} (a partial or damaged copy of the archive)`, { path: repository });
   if (!options.onSkip) throw error;
   options.onSkip(`${repository}#${commit.id}`, error, 'tooLarge' in blob ? 'tooLarge' : 'unreadable', position);
@@ -299,20 +299,49 @@ function blobId(bytes: Buffer, idLength: number): string {
  * order. A blob over the limit is passed over as it streams by (never buffered) and answered with its size.
  */
 class BlobReader {
-  private readonly git: Git;
+  private git!: Git;
   private readonly waiting: { oid: string; resolve: (blob: BlobAnswer) => void; reject: (error: unknown) => void }[] = [];
   private buffered: Buffer[] = [];
   private bufferedBytes = 0;
   private header: { size: number; parts?: Buffer[]; got: number } | undefined;
   private failure: MailstoreError | undefined;
+  private closed = false;
+  /** Times git cat-file died since it last answered (importLimits.publicInboxReadRestartsMax). */
+  private deathsInARow = 0;
 
   constructor(private readonly repository: string, private readonly bytesMax: number) {
-    this.git = spawnGit(repository, ['cat-file', '--batch']);
-    this.git.child.stdout.on('data', (chunk: Buffer) => this.take(chunk));
-    this.git.exit.then(
-      (code) => this.fail(new MailstoreError('INVALID', `git cat-file ended (exit ${code}) in ${repository}: ${this.git.stderr() || 'no message'}`, { path: repository })),
-      (error: MailstoreError) => this.fail(error));
-    this.git.child.stdin.on('error', () => undefined); // reported through the exit
+    this.start();
+  }
+
+  /** A git cat-file process, asked again for every blob still waiting. */
+  private start(): void {
+    const git = spawnGit(this.repository, ['cat-file', '--batch']);
+    this.git = git;
+    this.buffered = [];
+    this.bufferedBytes = 0;
+    this.header = undefined;
+    git.child.stdout.on('data', (chunk: Buffer) => { if (this.git === git) this.take(chunk); });
+    git.exit.then((code) => { if (this.git === git) this.ended(code); }, (error: MailstoreError) => this.fail(error));
+    git.child.stdin.on('error', () => undefined); // reported through the exit
+    for (const w of this.waiting) git.child.stdin.write(`${w.oid}\n`);
+  }
+
+  /**
+   * git cat-file ended. It dies on a blob it cannot inflate ("fatal: packed object ... is
+   * corrupt"), the one it was answering, after every answer before it: that blob is damaged and a
+   * new process reads the rest. Dying while nothing was asked, or again and again, is a
+   * repository (or git) that cannot be read: every read fails.
+   */
+  private ended(code: number): void {
+    if (this.closed) return;
+    const why = this.git.stderr() || 'no message';
+    const damaged = this.waiting[0];
+    if (!damaged || ++this.deathsInARow > importLimits.publicInboxReadRestartsMax) {
+      this.fail(new MailstoreError('INVALID', `git cat-file ended (exit ${code}) in ${this.repository}: ${why}`, { path: this.repository }));
+      return;
+    }
+    this.waiting.shift()!.resolve({ corrupt: damaged.oid, gitError: why.split('\n').at(-1)! });
+    this.start();
   }
 
   read(oid: string): Promise<BlobAnswer> {
@@ -327,6 +356,7 @@ class BlobReader {
   }
 
   close(): void {
+    this.closed = true;
     this.git.child.stdin.end();
     this.git.child.kill();
   }
@@ -357,6 +387,7 @@ class BlobReader {
       this.consume(newline + 1);
       const expected = this.waiting[0];
       if (expected && line === `${expected.oid} missing`) {
+        this.deathsInARow = 0;
         this.waiting.shift()!.resolve({ missing: expected.oid });
         return this.bufferedBytes > 0;
       }
@@ -377,6 +408,7 @@ class BlobReader {
     this.consume(take);
     if (header.got < header.size + 1) return false;
     this.header = undefined;
+    this.deathsInARow = 0;
     const done = this.waiting.shift()!;
     if (!header.parts) done.resolve({ tooLarge: header.size });
     else {

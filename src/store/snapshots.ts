@@ -377,7 +377,7 @@ export async function writeJournalArchive(fs: FileSystem, root: string, dir: str
  * Whether `dir` is the store's root or below it, by device and inode, climbing through `..` (the
  * kernel's, after links: a link into the store counts, as does a path spelled another way).
  */
-async function insideStore(fs: FileSystem, root: string, dir: string): Promise<boolean> {
+export async function insideStore(fs: FileSystem, root: string, dir: string): Promise<boolean> {
   const store = await fs.stat(root);
   let at = dir;
   let below: FileStat | undefined;

@@ -2,7 +2,7 @@
 // message limit from a file, a device or a pipe; an import that skipped anything exits 1 with
 // the rest in; Maildir++ folder names are judged before anything goes in.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { limits } from '../../src/limits.js';
@@ -112,5 +112,22 @@ describe('import never reads the store itself as mail', () => {
     }
     const names = (await json(['mailbox', 'list'], { store })).map((m: { name: string }) => m.name);
     expect(names).toEqual(['M']);
+  });
+});
+
+describe('export never writes into the store itself', () => {
+  it('--out inside the store (packs/, tmp/, through a link too): INVALID, exit 5, nothing written there', async () => {
+    const store = await freshStore();
+    await run(['append', 'M', '-'], { store, input: Buffer.from(body('x')) });
+    const link = join(tempDir(), 'to-packs');
+    symlinkSync(join(store, 'packs'), link);
+    const before = readdirSync(join(store, 'packs')).sort();
+    for (const [format, out] of [['mbox', join(store, 'packs', '00000009.pack')], ['mbox', join(link, 'x.mbox')], ['maildir', join(store, 'tmp', 'md')], ['mbox', join(store, 'out.mbox')]]) {
+      const result = await run(['export', 'M', '--format', format!, '--out', out!], { store });
+      expect(result.code, `${out}: ${result.stderr}`).toBe(5);
+      expect(result.stderr).toMatch(/^mailstore: INVALID: .*inside the store/);
+    }
+    expect(readdirSync(join(store, 'packs')).sort()).toEqual(before);
+    expect(readdirSync(join(store, 'tmp'))).toEqual([]);
   });
 });

@@ -2,7 +2,7 @@
 // byte for byte with the commit's date, removed messages left out, an interrupted import resumed
 // without reading again what is in, and a directory that is no archive refused with a clear code.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
@@ -193,6 +193,34 @@ describe('a blob whose bytes are not those of its id (bit rot, a bad copy)', () 
       expect((await storedMessages(store, 'rot')).map((m) => m.bytes)).toEqual([0, 1, 3].map((i) => messages[i]!.bytes));
       const second = await importMail(store, dir, { mailbox: 'rot' });
       expect(second).toMatchObject({ imported: 0, skipped: 1, alreadyImported: 3 });
+    });
+  });
+});
+
+describe('a packed blob git cannot inflate (git cat-file dies on it)', () => {
+  it('is skipped (unreadable, CORRUPT) and every other message goes in, before and after it; the next run retries it', async () => {
+    const messages = archiveMessages(8);
+    const dir = writeV2(tmpDir('pi-pack'), [messages.map((add) => ({ add }))]);
+    const repo = join(dir, 'git', '0.git');
+    const git = (args: string[]) => execFileSync('git', args, { env: { ...process.env, GIT_DIR: repo } }).toString();
+    git(['repack', '-a', '-d', '-q']);
+    const blob = git(['rev-parse', 'HEAD~4:m']).trim(); // the fourth message
+    const pack = join(repo, 'objects', 'pack');
+    const idx = readdirSync(pack).find((name) => name.endsWith('.idx'))!;
+    const [, packed, offset] = /^\S+\s+blob\s+\d+\s+(\d+)\s+(\d+)/.exec(git(['verify-pack', '-v', join(pack, idx)]).split('\n').find((line) => line.startsWith(blob))!)!.map(Number);
+    const packFile = join(pack, idx.replace(/\.idx$/, '.pack'));
+    chmodSync(packFile, 0o644);
+    const bytes = readFileSync(packFile);
+    bytes.fill(0, offset! + 4, offset! + packed! - 1); // the deflated stream: git dies "packed object ... is corrupt"
+    writeFileSync(packFile, bytes);
+    expect(() => git(['cat-file', 'blob', blob])).toThrow();
+    await withStore(async (store) => {
+      const skipped: string[] = [];
+      const first = await importMail(store, dir, { mailbox: 'pk', onSkip: (_path, error, reason) => skipped.push(`${reason}:${error.code}`) });
+      expect(skipped).toEqual(['unreadable:CORRUPT']);
+      expect(first.imported).toBe(7);
+      expect((await storedMessages(store, 'pk')).map((m) => m.bytes)).toEqual(messages.filter((_, i) => i !== 3).map((m) => m.bytes));
+      expect(await importMail(store, dir, { mailbox: 'pk' })).toMatchObject({ imported: 0, skipped: 1, alreadyImported: 7 });
     });
   });
 });

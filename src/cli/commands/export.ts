@@ -1,5 +1,5 @@
 // `mailstore export MAILBOX --format mbox|maildir --out PATH`: mail out, byte for byte as stored.
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
 import { exportMailbox, type ExportFormat, type ExportSummary } from '../../import/exporter.js';
@@ -7,7 +7,9 @@ import type { MboxStyle } from '../../formats/mbox.js';
 import { EXIT } from '../exit-codes.js';
 import { catchInterrupt } from '../interrupt.js';
 import { createProgress, formatBytes } from '../progress.js';
-import { absolutePath, printJson, printLine, wantsJson, warn, withStore } from '../context.js';
+import { absolutePath, printJson, printLine, storeDir, wantsJson, warn, withStore } from '../context.js';
+import { nodeFileSystem } from '../../fs/node-fs.js';
+import { insideStore } from '../../store/snapshots.js';
 
 interface ExportCommandOptions {
   format: ExportFormat;
@@ -46,13 +48,15 @@ A new mbox file or Maildir is written under a hidden temporary name beside --out
 NO_SPACE, exit 2) leaves nothing at --out and the same command can run again. Into an existing
 Maildir each message appears whole, and a failed export removes the messages it wrote. A child
 mailbox Maildir++ cannot name (a '.' in a name, or a .A.B directory name over 255 bytes) is
-refused (INVALID) before anything is written; --no-recursive leaves the children out. A symbolic
+refused (INVALID) before anything is written; --no-recursive leaves the children out. So is an
+--out inside the store's own directory. A symbolic
 link at --out, or in place of a folder of an existing Maildir, is refused (INVALID), never followed.
 An export killed outright (SIGKILL, power cut) can leave a hidden .NAME.export-*.tmp beside --out,
 which is safe to delete.`)
     .action(async (mailbox: string, options: ExportCommandOptions, command: Command) => {
       const interrupt = catchInterrupt('the export');
       try {
+        await refuseOutInStore(absolutePath(options.out), storeDir(command));
         const summary = await withStore(command, async (store) => {
           const status = await store.status(mailbox);
           const progress = createProgress('export', { messages: options.format === 'mbox' || !options.recursive ? status.messages : undefined });
@@ -82,6 +86,16 @@ which is safe to delete.`)
         interrupt.dispose();
       }
     });
+}
+
+/**
+ * --out in the store's directory (or below it, through a link too): the store owns the names
+ * there, so the export could be taken for store data or removed by it (one written as
+ * packs/00000002.pack was read as a damaged pack, and compact deleted it).
+ */
+async function refuseOutInStore(out: string, store: string): Promise<void> {
+  if (!(await insideStore(nodeFileSystem, store, dirname(out)).catch(() => false))) return;
+  throw new MailstoreError('INVALID', `--out ${out} is inside the store ${store}: export to a directory outside it`, { path: out });
 }
 
 async function report(summary: ExportSummary, json: boolean): Promise<void> {

@@ -2,12 +2,13 @@
 import { dirname, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
-import type { FileStat, FileSystem } from '../../fs/filesystem.js';
+import type { FileSystem } from '../../fs/filesystem.js';
 import { nodeFileSystem } from '../../fs/node-fs.js';
 import type { MailFormat } from '../../formats/detect.js';
 import type { MboxStyle } from '../../formats/mbox.js';
 import { importMail, type ImportLayout, type ImportOptions, type ImportSummary } from '../../import/importer.js';
 import { importLimits, limits } from '../../limits.js';
+import { insideStore } from '../../store/snapshots.js';
 import { EXIT } from '../exit-codes.js';
 import { catchInterrupt, type Interrupt } from '../interrupt.js';
 import { createProgress, formatBytes, type Progress } from '../progress.js';
@@ -101,29 +102,17 @@ async function runImport(source: string, options: ImportCommandOptions, command:
 
 /**
  * SOURCE is the store's directory, lies inside it or holds it: its packs, journal and index are no
- * mail, and would bring every user's mail into one mailbox (a slip between two paths). Compared by
- * device and inode, so a link or a second mount of the same directory is seen through.
+ * mail, and would bring every user's mail into one mailbox (a slip between two paths). insideStore
+ * (as for the journal archive) compares by device and inode up through '..': a link is seen through.
  */
 async function refuseStoreAsSource(fs: FileSystem, source: string, store: string): Promise<void> {
   const storeStat = await fs.statIfExists(store).catch(() => undefined);
   const sourceStat = await fs.statIfExists(source).catch(() => undefined);
   if (!storeStat || !sourceStat) return; // a missing source or store is reported as such further on
-  if ((await isWithin(fs, sourceStat.isDirectory ? source : dirname(source), storeStat)) || (await isWithin(fs, store, sourceStat))) {
+  const inside = await insideStore(fs, store, sourceStat.isDirectory ? source : dirname(source));
+  if (inside || (sourceStat.isDirectory && (await insideStore(fs, source, store)))) {
     throw new MailstoreError('INVALID', `${source} is the store ${store}, inside it or holds it: the store's own files are not imported`, { path: source });
   }
-}
-
-/** The directory `dir` or one above it is `directory`: walked up through `..`, the kernel's parent, not the path's. */
-async function isWithin(fs: FileSystem, dir: string, directory: FileStat): Promise<boolean> {
-  const same = (a: FileStat, b: FileStat) => a.dev === b.dev && a.ino === b.ino;
-  let stat = await fs.statIfExists(dir).catch(() => undefined);
-  for (let at = dir; stat; at = `${at}/..`) {
-    if (same(stat, directory)) return true;
-    const parent = await fs.statIfExists(`${at}/..`).catch(() => undefined);
-    if (!parent || same(parent, stat)) return false; // the root is its own parent
-    stat = parent;
-  }
-  return false;
 }
 
 /** The importer's options from the command line's; what it reports goes to the progress line and stderr. */
