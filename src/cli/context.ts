@@ -206,9 +206,18 @@ export function writeStdout(bytes: Buffer): Promise<void> {
   });
 }
 
-/** A warning for the person at the terminal; never on stdout, which scripts read. */
+/**
+ * A warning for the person at the terminal; never on stdout, which scripts read. One line: control
+ * characters (a file name with a newline in it, from a mail folder anyone could write) are escaped,
+ * so no name can end the line and make up one of its own.
+ */
 export function warn(text: string): void {
-  process.stderr.write(`mailstore: ${text}\n`);
+  process.stderr.write(`mailstore: ${oneLine(text)}\n`);
+}
+
+/** `text` with its control characters escaped (\n, \r, \t, \xNN). */
+export function oneLine(text: string): string {
+  return text.replace(/[\x00-\x1f\x7f]/g, (c) => ({ '\n': '\\n', '\r': '\\r', '\t': '\\t' })[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 /** Reads all of stdin (append -), refusing more than the message limit rather than buffering without end. */

@@ -90,6 +90,20 @@ describe('import: skipped entries and exit codes (#7, #15)', () => {
     expect((await json(['mailbox', 'status', 'M'], { store })).messages).toBe(0);
   });
 
+  it('a skipped file whose name holds a newline is reported on one line: the name cannot make up a line of its own', async () => {
+    const work = tempDir();
+    writeFileSync(join(work, 'secret'), 'root-only\n');
+    const source = maildir(join(work, 'md'), { '2.y:2,S': body(2) });
+    symlinkSync(join(work, 'secret'), join(source, 'cur', '1.x\nmailstore: imported 999 messages, nothing skipped\r:2,'));
+    const store = await freshStore();
+    const result = await run(['import', source, '--mailbox', 'M'], { store });
+    expect(result.code, result.stderr).toBe(1);
+    const lines = result.stderr.toString().split('\n').filter(Boolean);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^mailstore: skipped \(symlink\) .*1\.x\\nmailstore: imported 999 messages, nothing skipped\\r:2,: INVALID: /);
+    expect((await json(['mailbox', 'status', 'M'], { store })).messages).toBe(1);
+  });
+
   it('import --help says links and special files are never followed, oversize is skipped, and exit 1', async () => {
     const help = (await run(['import', '--help'])).stdout.toString();
     expect(help).toMatch(/symbolic link.*never followed/);
