@@ -102,10 +102,14 @@ async function postWithRetries(url: string, body: { consumer: string; events: Ma
         headers: { 'content-type': 'application/json', 'x-mailstore-cursor': body.events[body.events.length - 1].cursor },
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(eventLimits.webhookTimeoutMs),
+        // fetch would follow a 301/302/303 with a GET without the body, and that GET's 2xx would
+        // count as the batch accepted: events lost. A redirect is a failed attempt (fix the URL).
+        redirect: 'manual',
       });
       await response.arrayBuffer().catch(() => undefined); // let the connection be reused
       if (response.ok) return true;
-      last = `HTTP ${response.status}`;
+      const location = response.headers.get('location');
+      last = `HTTP ${response.status}${location ? ` (redirected to ${location}: give the webhook that URL)` : ''}`;
     } catch (error) {
       last = String((error as Error).cause ?? error);
     }

@@ -175,6 +175,35 @@ describe('events webhook', () => {
   });
 });
 
+describe('events webhook: a receiver that redirects', () => {
+  // fetch follows a 301/302/303 answer to a POST with a GET without the body: the GET's 200 was
+  // taken as the receiver accepting the batch, the cursor moved, and the events were never delivered.
+  it('is a failed attempt, never an accepted batch: the cursor stays and the events come again', async () => {
+    const seen: string[] = [];
+    const server = createServer((request, response) => {
+      seen.push(`${request.method} ${request.url}`);
+      request.resume();
+      request.on('end', () => {
+        if (request.url === '/events') response.writeHead(302, { location: '/moved' }).end();
+        else response.writeHead(200).end();
+      });
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/events`;
+    const store = await storeWithMessages(tmpDir('webhook'), 2);
+    try {
+      await expect(postEvents(store, url, { retries: 1, backoffMs: 5 })).rejects.toMatchObject({ code: 'IO', message: expect.stringContaining('302') });
+      expect(seen).toEqual(['POST /events', 'POST /events']); // no GET of the new place
+      expect(await store.getMeta('consumer/events-webhook')).toBeUndefined();
+      const r = await receiver();
+      expect((await postEvents(store, r.url)).posted).toBe(3); // MailboxCreate and both MessageNew, none skipped
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 function formatCursorOf(cursor: { seq: number; slot: number }): string {
   return cursor.slot === Infinity ? String(cursor.seq) : `${cursor.seq}.${cursor.slot}`;
 }
