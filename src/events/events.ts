@@ -21,7 +21,8 @@ import type { MailboxInfo, Op, JournalPayload } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import { uuidString } from '../store/types.js';
 import { formatMailboxName } from '../store/validate.js';
-import { isAfter, type EventCursor } from './cursor.js';
+import { formatCursor, isAfter, type EventCursor } from './cursor.js';
+import { MailstoreError } from '../errors.js';
 
 export type EventName =
   | 'MessageNew' | 'MessageExpunge' | 'FlagsSet' | 'FlagsClear'
@@ -189,6 +190,7 @@ export async function* readEvents(store: Pick<Store, 'maintenance'>, since: Even
   const context = options.context ?? new EventContext(store);
   // the record `since` names is read again when the cursor is inside it
   const afterSeq = since.slot === Infinity ? since.seq : Math.max(0, since.seq - 1);
+  checkRetained(store, since, afterSeq);
   for await (const record of store.maintenance().journal.read(afterSeq, options.onDamage ?? (() => {}))) {
     const payload = decodeCbor<JournalPayload>(record.payload);
     for (const { slot, event } of recordEvents(record.seq, payload, context)) {
@@ -196,6 +198,18 @@ export async function* readEvents(store: Pick<Store, 'maintenance'>, since: Even
     }
     options.onRecord?.(record.seq);
   }
+}
+
+/**
+ * A cursor whose next records were retired is NOT_FOUND: the journal read starts at the oldest
+ * segment kept, so those changes were silently missing from the events (a consumer that fell
+ * behind the retirement, a cursor kept from long ago). "0" is a reader with no past: it starts at
+ * the oldest change kept.
+ */
+function checkRetained(store: Pick<Store, 'maintenance'>, since: EventCursor, afterSeq: number): void {
+  const first = store.maintenance().journal.firstSeq;
+  if (since.seq === 0 || afterSeq + 1 >= first) return;
+  throw new MailstoreError('NOT_FOUND', `the changes after cursor ${formatCursor(since)} were retired: the journal now starts at seq ${first}, so they cannot be listed (--since 0 lists from the oldest kept; a consumer registered with 'mailstore consumers' holds the journal back for itself)`);
 }
 
 /** Records between a consumer's cursor and the journal's end (mailstore_consumer_lag_records). */

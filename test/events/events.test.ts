@@ -7,6 +7,9 @@ import { readEvents, lagRecords, type MailEvent } from '../../src/events/events.
 import { ChangeSignal, followEvents } from '../../src/events/follow.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { defaultSocketPath } from '../../src/client/socket-path.js';
+import { Logger } from '../../src/daemon/log.js';
+import { DaemonServer } from '../../src/daemon/server.js';
 import { bin, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
 
 const msg = (tag: string) => Buffer.from(`Subject: ${tag}\r\n\r\nbody ${tag}\r\n`);
@@ -113,6 +116,23 @@ describe('events from the journal', () => {
   });
 });
 
+/** A store whose journal was retired below its newest records (small segments, two snapshots); a cursor from before that. */
+async function retiredStore(dir: string): Promise<{ resumeAt: string; firstKept: number }> {
+  const store = await Store.open(dir, { create: true, journalSegmentBytesMax: 4096, autoSnapshot: false });
+  try {
+    await store.createMailbox('INBOX');
+    const body = (i: number) => msg(`m${i} ${'x'.repeat(500)}`);
+    for (let i = 0; i < 30; i++) await store.append('INBOX', body(i));
+    await store.snapshot();
+    for (let i = 30; i < 40; i++) await store.append('INBOX', body(i));
+    expect((await store.snapshot()).retired.segments.length).toBeGreaterThan(0);
+    expect(store.changes.firstSeq).toBeGreaterThan(5);
+    return { resumeAt: '3.0', firstKept: store.changes.firstSeq };
+  } finally {
+    await store.close();
+  }
+}
+
 describe('mailstore events', () => {
   requireBuilt();
   it('prints one JSON object per line, resumes with --since, explains a bad cursor', async () => {
@@ -129,6 +149,30 @@ describe('mailstore events', () => {
     const bad = await run(['events', '--since', 'yesterday'], { store });
     expect(bad.code).toBe(5);
     expect(bad.stderr).toMatch(/INVALID: event cursor/);
+  });
+
+  it('a cursor whose records were retired is NOT_FOUND (exit 4) through a daemon and without one, never a silent gap; 0 lists what is kept', async () => {
+    const dir = tempDir();
+    const store = `${dir}/store`;
+    const { resumeAt, firstKept } = await retiredStore(store);
+    const expectGone = (result: { code: number | null; stderr: string }) => {
+      expect(result.code).toBe(4);
+      expect(result.stderr).toMatch(new RegExp(`NOT_FOUND: .*retired.*starts at seq ${firstKept}`));
+    };
+    expectGone(await run(['events', '--since', resumeAt, '--json'], { store }));
+    const kept = (await ok(['events', '--json'], { store })).trim().split('\n').map((l) => JSON.parse(l) as MailEvent);
+    expect(kept[0].seq).toBe(firstKept);
+    const served = await Store.open(store);
+    const server = new DaemonServer(served, { socketPath: defaultSocketPath(store), logger: new Logger(`${dir}/daemon.log`) });
+    await server.start();
+    try {
+      expectGone(await run(['events', '--since', resumeAt, '--json'], { store }));
+      expectGone(await run(['events', '--since', resumeAt, '--follow'], { store }));
+      expect((await ok(['events', '--since', String(firstKept - 1), '--json'], { store })).trim().split('\n')).toHaveLength(kept.length);
+    } finally {
+      await server.stop();
+      await served.close();
+    }
   });
 
   it('--follow prints changes other commands commit while it runs, and stops on Ctrl-C', async () => {

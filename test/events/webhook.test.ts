@@ -175,6 +175,29 @@ describe('events webhook', () => {
   });
 });
 
+describe('events webhook: a consumer behind the journal\'s retirement', () => {
+  it('stops with NOT_FOUND and posts nothing: the retired changes are not skipped silently', async () => {
+    const r = await receiver();
+    const store = await Store.open(tmpDir('webhook'), { create: true, journalSegmentBytesMax: 4096, autoSnapshot: false });
+    try {
+      await store.createMailbox('INBOX');
+      const { cursor } = await postEvents(store, r.url);
+      // its pin removed (mailstore consumers --remove events-webhook) while it was away
+      expect(await store.changes.remove('events-webhook')).toBe(true);
+      for (let i = 0; i < 30; i++) await store.append('INBOX', msg(`m${i} ${'x'.repeat(500)}`));
+      await store.snapshot();
+      await store.append('INBOX', msg('after the first snapshot'));
+      await store.snapshot(); // two kept: the journal below the older one goes
+      expect(store.changes.firstSeq).toBeGreaterThan(Number(cursor.split('.')[0]) + 1);
+      await expect(postEvents(store, r.url)).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining('retired') });
+      expect(r.accepted).toHaveLength(1); // only the first run's MailboxCreate
+      expect(await store.getMeta('consumer/events-webhook')).toBe(cursor);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe('events webhook: a receiver that redirects', () => {
   // fetch follows a 301/302/303 answer to a POST with a GET without the body: the GET's 200 was
   // taken as the receiver accepting the batch, the cursor moved, and the events were never delivered.

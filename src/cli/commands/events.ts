@@ -18,7 +18,7 @@ export function register(program: Command): void {
   program
     .command('events')
     .description('list the changes (MessageNew, MessageExpunge, FlagsSet, FlagsClear, MailboxCreate, MailboxRename, MailboxDelete, AclChange) in commit order, one per line; changes nothing')
-    .option('--since <cursor>', 'only the changes after this cursor (as an earlier event printed it; 0: from the start)', '0')
+    .option('--since <cursor>', 'only the changes after this cursor (as an earlier event printed it; 0: from the oldest change the journal still holds; one whose changes were retired is NOT_FOUND)', '0')
     .option('--follow', 'keep listing new changes as they are committed, until Ctrl-C')
     .option('--json', 'one JSON object per line')
     .addHelpText('after', `
