@@ -176,6 +176,9 @@ function flagEvents(base: Omit<MailEvent, 'cursor' | 'event'>, id: Buffer, uid: 
   return out;
 }
 
+/** What events are read from: the journal, the index (names) and the committed seq. */
+export type EventSource = Pick<Store, 'maintenance' | 'changes'>;
+
 export interface ReadEventsOptions {
   /** Called for journal damage met on the way (the records after it are still read). */
   onDamage?: (damage: JournalDamage) => void;
@@ -186,12 +189,18 @@ export interface ReadEventsOptions {
 }
 
 /** Every event after `since`, in commit order, up to the journal's current end. */
-export async function* readEvents(store: Pick<Store, 'maintenance'>, since: EventCursor, options: ReadEventsOptions = {}): AsyncGenerator<MailEvent> {
+export async function* readEvents(store: EventSource, since: EventCursor, options: ReadEventsOptions = {}): AsyncGenerator<MailEvent> {
   const context = options.context ?? new EventContext(store);
   // the record `since` names is read again when the cursor is inside it
   const afterSeq = since.slot === Infinity ? since.seq : Math.max(0, since.seq - 1);
   checkRetained(store, since, afterSeq);
+  // Only records whose batch committed: the journal file also holds a batch still being written,
+  // which may yet fail (its records are cut off and its seqs go to the next batch) or be lost in a
+  // crash. Its events were handed out, and a consumer that stored their cursor skipped the change
+  // that later took the seq.
+  const committed = store.changes.lastSeq;
   for await (const record of store.maintenance().journal.read(afterSeq, options.onDamage ?? (() => {}))) {
+    if (record.seq > committed) return;
     const payload = decodeCbor<JournalPayload>(record.payload);
     for (const { slot, event } of recordEvents(record.seq, payload, context)) {
       if (isAfter(since, record.seq, slot)) yield { cursor: `${record.seq}.${slot}`, ...event };

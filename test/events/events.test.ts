@@ -7,6 +7,8 @@ import { readEvents, lagRecords, type MailEvent } from '../../src/events/events.
 import { ChangeSignal, followEvents } from '../../src/events/follow.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
+import type { FileHandle, FileSystem } from '../../src/fs/filesystem.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { defaultSocketPath } from '../../src/client/socket-path.js';
 import { Logger } from '../../src/daemon/log.js';
 import { DaemonServer } from '../../src/daemon/server.js';
@@ -132,6 +134,54 @@ async function retiredStore(dir: string): Promise<{ resumeAt: string; firstKept:
     await store.close();
   }
 }
+
+/**
+ * The node file system, but the next journal flush (armed) first calls `during` (the records are
+ * written, not yet durable), then fails with EIO: the batch fails and the journal is cut back.
+ */
+function journalFlushFailing(during: () => Promise<void>): { fs: FileSystem; arm(): void } {
+  let armed = false;
+  const flush = async () => {
+    armed = false;
+    await during();
+    throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+  };
+  const fs: FileSystem = Object.create(nodeFileSystem);
+  fs.open = async (path, mode) => {
+    const handle = await nodeFileSystem.open(path, mode);
+    if (!path.includes('/journal/')) return handle;
+    const wrapped: FileHandle = Object.create(handle);
+    wrapped.sync = () => (armed ? flush() : handle.sync());
+    wrapped.writevDurable = async (parts, position, written) => {
+      if (!armed) return handle.writevDurable(parts, position, written);
+      await handle.writev(parts, position);
+      written?.();
+      return flush();
+    };
+    return wrapped;
+  };
+  return { fs, arm: () => { armed = true; } };
+}
+
+describe('events of changes not committed', () => {
+  it('a record written but not yet durable gives no event: its batch may fail, and its seq then names another change', async () => {
+    let store!: Store;
+    let duringCommit: MailEvent[] = [];
+    const faults = journalFlushFailing(async () => { duringCommit = await collect(store); });
+    store = await Store.open(tmpDir('events'), { create: true, fs: faults.fs });
+    try {
+      await store.createMailbox('INBOX');
+      faults.arm();
+      await expect(store.append('INBOX', msg('never acknowledged'))).rejects.toMatchObject({ code: 'IO' });
+      expect(duringCommit.map((e) => e.event)).toEqual(['MailboxCreate']); // not the MessageNew that failed
+      const real = await store.append('INBOX', msg('acknowledged'));
+      const after = await collect(store, parseCursor(duringCommit[0].cursor));
+      expect(after.map((e) => [e.event, e.hash])).toEqual([['MessageNew', real.hash.toString('hex')]]);
+    } finally {
+      await store.close();
+    }
+  });
+});
 
 describe('mailstore events', () => {
   requireBuilt();
