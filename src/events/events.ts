@@ -199,14 +199,26 @@ export async function* readEvents(store: EventSource, since: EventCursor, option
   // crash. Its events were handed out, and a consumer that stored their cursor skipped the change
   // that later took the seq.
   const committed = store.changes.lastSeq;
+  // A record the journal lost to damage is skipped by its read (and reported to onDamage): its
+  // events would be missing from the list without a word. Every committed record after the
+  // cursor must be there, one after the other.
+  let expected = Math.max(afterSeq + 1, store.maintenance().journal.firstSeq);
   for await (const record of store.maintenance().journal.read(afterSeq, options.onDamage ?? (() => {}))) {
-    if (record.seq > committed) return;
+    if (record.seq > committed) break;
+    if (record.seq !== expected) throw missingRecords(expected, record.seq - 1);
+    expected = record.seq + 1;
     const payload = decodeCbor<JournalPayload>(record.payload);
     for (const { slot, event } of recordEvents(record.seq, payload, context)) {
       if (isAfter(since, record.seq, slot)) yield { cursor: `${record.seq}.${slot}`, ...event };
     }
     options.onRecord?.(record.seq);
   }
+  if (expected <= committed) throw missingRecords(expected, committed);
+}
+
+function missingRecords(from: number, to: number): MailstoreError {
+  const which = from === to ? `record ${from}` : `records ${from}..${to}`;
+  return new MailstoreError('CORRUPT', `the journal has no ${which} (damaged): the changes there cannot be listed, and nothing after them is listed past the gap unasked; run 'mailstore scrub' (RECOVERY.md), or give --since ${to} to go on after them`);
 }
 
 /**
@@ -218,7 +230,7 @@ export async function* readEvents(store: EventSource, since: EventCursor, option
 function checkRetained(store: Pick<Store, 'maintenance'>, since: EventCursor, afterSeq: number): void {
   const first = store.maintenance().journal.firstSeq;
   if (since.seq === 0 || afterSeq + 1 >= first) return;
-  throw new MailstoreError('NOT_FOUND', `the changes after cursor ${formatCursor(since)} were retired: the journal now starts at seq ${first}, so they cannot be listed (--since 0 lists from the oldest kept; a consumer registered with 'mailstore consumers' holds the journal back for itself)`);
+  throw new MailstoreError('NOT_FOUND', `the changes after cursor ${formatCursor(since)} were retired (or the journal rewritten by reconstruct): it now starts at seq ${first}, so they cannot be listed (--since 0 lists from the oldest kept; a consumer registered with 'mailstore consumers' holds the journal back for itself)`);
 }
 
 /** Records between a consumer's cursor and the journal's end (mailstore_consumer_lag_records). */

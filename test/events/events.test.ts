@@ -1,6 +1,7 @@
 // Change events from the journal (src/events/): every change as its RFC 5423 event, in commit
 // order, and resuming after any cursor misses nothing; `mailstore events` prints them.
 import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseCursor, START } from '../../src/events/cursor.js';
 import { readEvents, lagRecords, type MailEvent } from '../../src/events/events.js';
@@ -219,6 +220,35 @@ describe('mailstore events', () => {
       expectGone(await run(['events', '--since', resumeAt, '--json'], { store }));
       expectGone(await run(['events', '--since', resumeAt, '--follow'], { store }));
       expect((await ok(['events', '--since', String(firstKept - 1), '--json'], { store })).trim().split('\n')).toHaveLength(kept.length);
+    } finally {
+      await server.stop();
+      await served.close();
+    }
+  });
+
+  it('a change the damaged journal lost is CORRUPT (exit 6) on both paths, after the events before it; never a silent gap', async () => {
+    const dir = tempDir();
+    const store = `${dir}/store`;
+    await ok(['init'], { store });
+    await ok(['mailbox', 'create', 'INBOX'], { store });
+    for (const tag of ['one', 'two', 'three', 'four']) await ok(['append', 'INBOX', '-'], { store, input: msg(tag) });
+    // damage the record of the third message (seq 4, an inline body) in the middle of the journal
+    const segment = `${store}/journal/${readdirSync(`${store}/journal`).find((name) => name.endsWith('.jnl'))}`;
+    const bytes = readFileSync(segment);
+    bytes[bytes.indexOf('body three')] ^= 0xff;
+    writeFileSync(segment, bytes);
+    const expectGap = (result: { code: number | null; stdout: Buffer; stderr: string }) => {
+      expect(result.code).toBe(6);
+      expect(result.stderr).toMatch(/CORRUPT: .*no record 4 .*--since 4/);
+      expect(result.stdout.toString().trim().split('\n').map((l) => (JSON.parse(l) as MailEvent).cursor)).toEqual(['1.0', '2.0', '3.0']);
+    };
+    expectGap(await run(['events', '--json'], { store }));
+    expect((JSON.parse(await ok(['events', '--since', '4', '--json'], { store })) as MailEvent).cursor).toBe('5.0'); // past the gap, when asked
+    const served = await Store.open(store);
+    const server = new DaemonServer(served, { socketPath: defaultSocketPath(store), logger: new Logger(`${dir}/daemon.log`) });
+    await server.start();
+    try {
+      expectGap(await run(['events', '--json'], { store }));
     } finally {
       await server.stop();
       await served.close();

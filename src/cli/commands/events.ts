@@ -29,12 +29,16 @@ not miss a change stores its cursor only after it has handled the event (at leas
       let since = parseCursor(options.since);
       const out = new Output(Boolean(options.json));
       if (!options.follow) {
-        await withReadStore(command, async (store) => {
-          // from the daemon when one serves the store, else read here
-          const events = store instanceof Store ? readEvents(store, since) : procedures(store).events(formatCursor(since));
-          for await (const event of events) await out.add(event);
-        });
-        return out.flush();
+        try {
+          await withReadStore(command, async (store) => {
+            // from the daemon when one serves the store, else read here
+            const events = store instanceof Store ? readEvents(store, since) : procedures(store).events(formatCursor(since));
+            for await (const event of events) await out.add(event);
+          });
+        } finally {
+          await out.flush(); // the events before a failure (a damaged record) are listed, then the error
+        }
+        return;
       }
       await follow(command, since, out);
     });
