@@ -193,7 +193,7 @@ export async function* readEvents(store: EventSource, since: EventCursor, option
   const context = options.context ?? new EventContext(store);
   // the record `since` names is read again when the cursor is inside it
   const afterSeq = since.slot === Infinity ? since.seq : Math.max(0, since.seq - 1);
-  checkRetained(store, since, afterSeq);
+  checkCursor(store, since, afterSeq);
   // Only records whose batch committed: the journal file also holds a batch still being written,
   // which may yet fail (its records are cut off and its seqs go to the next batch) or be lost in a
   // crash. Its events were handed out, and a consumer that stored their cursor skipped the change
@@ -225,9 +225,15 @@ function missingRecords(from: number, to: number): MailstoreError {
  * A cursor whose next records were retired is NOT_FOUND: the journal read starts at the oldest
  * segment kept, so those changes were silently missing from the events (a consumer that fell
  * behind the retirement, a cursor kept from long ago). "0" is a reader with no past: it starts at
- * the oldest change kept.
+ * the oldest change kept. A cursor past the newest change is INVALID: it is another store's, or
+ * this one's before a restore or a failover to a replica that was behind, and the seqs up to it
+ * name other changes here (a follower waited for them to pass and listed none of them).
  */
-function checkRetained(store: Pick<Store, 'maintenance'>, since: EventCursor, afterSeq: number): void {
+function checkCursor(store: EventSource, since: EventCursor, afterSeq: number): void {
+  const last = store.changes.lastSeq;
+  if (since.seq > last) {
+    throw new MailstoreError('INVALID', `event cursor ${formatCursor(since)} is past the newest change of this store (seq ${last}): it was not read here (another store's, or this one's before a restore or a failover); its seqs name other changes here, so start again from a cursor this store printed`);
+  }
   const first = store.maintenance().journal.firstSeq;
   if (since.seq === 0 || afterSeq + 1 >= first) return;
   throw new MailstoreError('NOT_FOUND', `the changes after cursor ${formatCursor(since)} were retired (or the journal rewritten by reconstruct): it now starts at seq ${first}, so they cannot be listed (--since 0 lists from the oldest kept; a consumer registered with 'mailstore consumers' holds the journal back for itself)`);

@@ -202,7 +202,7 @@ describe('mailstore events', () => {
     expect(bad.stderr).toMatch(/INVALID: event cursor/);
   });
 
-  it('a cursor whose records were retired is NOT_FOUND (exit 4) through a daemon and without one, never a silent gap; 0 lists what is kept', async () => {
+  it('a cursor whose records were retired is NOT_FOUND (exit 4), one past the newest change INVALID (exit 5), through a daemon and without one, never a silent gap; 0 lists what is kept', async () => {
     const dir = tempDir();
     const store = `${dir}/store`;
     const { resumeAt, firstKept } = await retiredStore(store);
@@ -210,7 +210,14 @@ describe('mailstore events', () => {
       expect(result.code).toBe(4);
       expect(result.stderr).toMatch(new RegExp(`NOT_FOUND: .*retired.*starts at seq ${firstKept}`));
     };
+    // a cursor of another store, or of this one before a restore or a failover: the seqs up to it
+    // name other changes here, and a follower waited for them to pass before it listed anything
+    const expectForeign = (result: { code: number | null; stderr: string }) => {
+      expect(result.code).toBe(5);
+      expect(result.stderr).toMatch(/INVALID: event cursor 900\.0 is past the newest change/);
+    };
     expectGone(await run(['events', '--since', resumeAt, '--json'], { store }));
+    expectForeign(await run(['events', '--since', '900.0', '--follow'], { store }));
     const kept = (await ok(['events', '--json'], { store })).trim().split('\n').map((l) => JSON.parse(l) as MailEvent);
     expect(kept[0].seq).toBe(firstKept);
     const served = await Store.open(store);
@@ -219,6 +226,7 @@ describe('mailstore events', () => {
     try {
       expectGone(await run(['events', '--since', resumeAt, '--json'], { store }));
       expectGone(await run(['events', '--since', resumeAt, '--follow'], { store }));
+      expectForeign(await run(['events', '--since', '900.0', '--json'], { store }));
       expect((await ok(['events', '--since', String(firstKept - 1), '--json'], { store })).trim().split('\n')).toHaveLength(kept.length);
     } finally {
       await server.stop();
