@@ -6,6 +6,7 @@ import type {
   AppendOptions, AppendResult, FlagChange, MailboxStatus, MailboxSummary, MessageInfo, MessageWithBody, ReadMessagesOptions, StoreStats,
 } from './types.js';
 import type { DeleteUserResult, RenameUserResult } from './users.js';
+import type { DeleteOptions } from './validate.js';
 import type { CommitChain } from './writer.js';
 
 export type { CommitChain };
@@ -23,7 +24,8 @@ export interface AppendBatchOptions {
 export interface MailStore {
   createMailbox(name: string, options?: { owner?: string; acl?: Record<string, string> }): Promise<MailboxSummary>;
   renameMailbox(from: string, to: string): Promise<{ renamed: number }>;
-  deleteMailbox(name: string): Promise<{ messages: number }>;
+  /** `ifEmpty`: REFUSED when it holds messages, decided in the delete's own batch. */
+  deleteMailbox(name: string, options?: DeleteOptions): Promise<{ messages: number }>;
   listMailboxes(options?: { user?: string; pattern?: string }): Promise<{ name: string; id: string; rights?: string }[]>;
   mailbox(name: string): Promise<MailboxSummary>;
   status(name: string): Promise<MailboxStatus>;
@@ -44,6 +46,6 @@ export interface MailStore {
   fetchStream(mailbox: string, uid: number): Promise<Readable>;
   changesSince(mailbox: string, modseq: number): Promise<{ changed: MessageInfo[]; vanished: number[]; highestModseq: number }>;
   renameUser(from: string, to: string): Promise<RenameUserResult>;
-  deleteUser(name: string): Promise<DeleteUserResult>;
+  deleteUser(name: string, options?: DeleteOptions): Promise<DeleteUserResult>;
   close(): Promise<void>;
 }

@@ -47,9 +47,9 @@ import { SharedHashPool } from '../hash/shared-pool.js';
 import { opExtras, type BlobRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
 import type { Health } from './recovery.js';
 import {
-  ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkModseq, checkObject, checkOptions, checkString,
+  ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkDeletable, checkModseq, checkObject, checkOptions, checkString,
   formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeMessageExtras, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
-  ownCopy, parseMailboxName, patternPrefixComponents,
+  ownCopy, parseMailboxName, patternPrefixComponents, type DeleteOptions,
 } from './validate.js';
 import { checkQuota } from './quota.js';
 import {
@@ -779,8 +779,8 @@ export class Store implements MailStore {
   }
 
   /** Deletes user/NAME/... and every ACL entry naming NAME (intent-logged like deleteMailbox). */
-  async deleteUser(name: string): Promise<DeleteUserResult> {
-    return (await import('./users.js')).deleteUser(this, name);
+  async deleteUser(name: string, options?: DeleteOptions): Promise<DeleteUserResult> {
+    return (await import('./users.js')).deleteUser(this, name, options);
   }
 
   // ---- mailboxes -------------------------------------------------------------------------------
@@ -837,12 +837,14 @@ export class Store implements MailStore {
    * Deletes a mailbox: an intent record frees the name at once, then its messages are expunged in
    * chunks, then a done record removes it. A crash in between is finished by the next open.
    */
-  async deleteMailbox(name: string): Promise<{ messages: number }> {
+  async deleteMailbox(name: string, options?: DeleteOptions): Promise<{ messages: number }> {
     const components = parseMailboxName(name);
+    checkDeletable(name, 0, options);
     const { id, messages } = await this.submit({
       exclusive: true,
       prepare: async ({ view }) => {
         const box = await resolveInBatch(view, components, name);
+        checkDeletable(name, box.messages, options);
         return { ops: [{ op: 'mailbox.deleteBegin', id: box.id } as Op], result: { id: box.id, messages: box.messages } };
       },
     });

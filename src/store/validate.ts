@@ -182,6 +182,21 @@ export function checkOptions(value: unknown, allowed: readonly string[], what: s
   return options;
 }
 
+/** A delete's options: `ifEmpty` refuses (REFUSED) a mailbox or tree holding messages, decided in the delete's own batch. */
+export interface DeleteOptions {
+  ifEmpty?: boolean;
+}
+
+/**
+ * `ifEmpty` of a delete, checked against the count its batch sees: a count taken in an earlier
+ * call let a delivery landing in between be deleted (acknowledged mail lost).
+ */
+export function checkDeletable(name: string, messages: number, options: unknown, tree = false): void {
+  const { ifEmpty } = checkOptions(options, ['ifEmpty'], 'delete option');
+  if (ifEmpty === undefined || !checkBoolean(ifEmpty, 'ifEmpty') || messages === 0) return;
+  throw new MailstoreError('REFUSED', `${name}${tree ? ' and below' : ''} holds ${messages} message${messages === 1 ? '' : 's'}; it is deleted only when empty (mailstore: add --force to delete them with it)`, { path: name });
+}
+
 /**
  * Buffers handed over to the store by internal code that made them and keeps no reference (the
  * daemon's bodies, freshly decoded from its socket): ownCopy takes them as they are, once. Not
