@@ -10,6 +10,7 @@ import { ChangeSignal } from '../../src/events/follow.js';
 import { consumerCursor, postEvents, type WebhookStore } from '../../src/events/webhook.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { run } from '../cli/helpers.js';
 
 const msg = (tag: string) => Buffer.from(`Subject: ${tag}\r\n\r\nbody ${tag}\r\n`);
 
@@ -172,6 +173,35 @@ describe('events webhook', () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('events webhook: a URL it can never post to', () => {
+  // Accepted before, a typo in the URL was retried and restarted forever while the consumer pinned
+  // the journal, and 'serve --webhook' started as if all was well; a URL with a password (which
+  // fetch refuses) was also written to the log as given.
+  it('is INVALID at once, before any attempt, and names no password', async () => {
+    const store = await storeWithMessages(tmpDir('webhook'), 1);
+    try {
+      for (const url of ['notaurl', 'ftp://127.0.0.1/events', 'http://bob:hunter2@127.0.0.1:1/events']) {
+        const attempts: unknown[] = [];
+        const failure = await postEvents(store, url, { retries: 0, log: (entry) => attempts.push(entry) }).catch((error: unknown) => error);
+        expect(failure).toMatchObject({ code: 'INVALID' });
+        expect((failure as Error).message).not.toContain('hunter2');
+        expect(attempts).toEqual([]);
+      }
+      expect(await store.changes.cursor('events-webhook')).toBeUndefined(); // not registered: it pins nothing
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('mailstore serve --webhook refuses it (exit 5) before it serves the store', async () => {
+    const dir = tmpDir('webhook');
+    await (await Store.open(dir, { create: true })).close();
+    const result = await run(['serve', '--webhook', 'htp:/127.0.0.1/events'], { store: dir });
+    expect(result.code).toBe(5);
+    expect(result.stderr).toMatch(/INVALID: .*webhook/);
   });
 });
 
