@@ -5,7 +5,7 @@
 import { MailstoreError } from '../errors.js';
 import type { IndexView } from '../index/index-db.js';
 import type { AdminIndexReader } from './administration.js';
-import { keys } from '../keys/index-keys.js';
+import { decodeNameKey, keys } from '../keys/index-keys.js';
 import type { MailboxInfo, Op } from './records.js';
 import type { Store } from './store.js';
 import { formatMailboxName, parseMailboxName } from './validate.js';
@@ -80,13 +80,24 @@ function quotaRoot(view: IndexView, name: readonly string[]): { root: string[]; 
   return undefined;
 }
 
-/** Messages and bytes of the mailboxes at or below `root`, as the batch being prepared sees them. */
+/** Whether a root with a quota lies between `name` (inclusive) and its ancestor of `rootDepth` components. */
+function hasNearerRoot(view: Pick<IndexView, 'getNow'>, name: readonly string[], rootDepth: number): boolean {
+  for (let depth = name.length; depth > rootDepth; depth--) if (view.getNow(quotaKey(name.slice(0, depth)))) return true;
+  return false;
+}
+
+/**
+ * Messages and bytes of the mailboxes at or below `root` that count against it, as the batch being
+ * prepared sees them: not those below a nearer root of their own (user/alice with its own quota is
+ * not counted again in user's, whose mailboxes were refused mail for what alice held).
+ */
 async function usageBelow(db: AdminIndexReader, view: IndexView | undefined, root: readonly string[]): Promise<{ messages: number; bytes: number }> {
   let messages = 0, bytes = 0;
-  for await (const [, id] of db.entries<Buffer>({ prefix: keys.name(root) })) {
-    const key = keys.info(Buffer.from(id));
-    const box = view ? view.getNow<MailboxInfo>(key) : db.getNow<MailboxInfo>(key);
+  const reader = view ?? db;
+  for await (const [nameKey, id] of db.entries<Buffer>({ prefix: keys.name(root) })) {
+    const box = reader.getNow<MailboxInfo>(keys.info(Buffer.from(id)));
     if (!box || box.deleting) continue;
+    if (hasNearerRoot(reader, decodeNameKey(nameKey), root.length)) continue;
     messages += box.messages;
     bytes += box.bytes;
   }

@@ -62,6 +62,21 @@ describe('quotas', () => {
     await expectCode(rebuilt.append('user/alice/INBOX', msg(3)), 'OVER_QUOTA');
     await rebuilt.close();
   });
+
+  it('count a mailbox against its nearest root only: an outer root does not count what an inner root holds', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('user/alice/INBOX');
+    await store.createMailbox('user/bob/INBOX');
+    await setQuota(store, 'user/alice', { messages: 100 });
+    await setQuota(store, 'user', { messages: 1 }); // everyone else under user/
+    for (let i = 0; i < 3; i++) await store.append('user/alice/INBOX', msg(i));
+    await store.append('user/bob/INBOX', msg(10)); // bob's root is user: 1 of 1, alice's 3 are hers
+    await expectCode(store.append('user/bob/INBOX', msg(11)), 'OVER_QUOTA');
+    expect(await getQuota(store, 'user')).toMatchObject({ usedMessages: 1, usedBytes: msg(10).length });
+    expect(await getQuota(store, 'user/alice')).toMatchObject({ usedMessages: 3 });
+    await store.append('user/alice/INBOX', msg(4));
+    await store.close();
+  });
 });
 
 describe('usage', () => {
