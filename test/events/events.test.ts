@@ -263,6 +263,20 @@ describe('mailstore events', () => {
     }
   });
 
+  it('a rename whose old name this reader never saw is printed without one, not "(was undefined)"', async () => {
+    const dir = tempDir();
+    const store = `${dir}/store`;
+    await ok(['init'], { store });
+    await ok(['mailbox', 'create', 'A'], { store });
+    await ok(['mailbox', 'rename', 'A', 'B'], { store });
+    await ok(['mailbox', 'rename', 'B', 'C'], { store });
+    // from after the create: the first rename's old name (A) is known only from the index's past names
+    const lines = (await ok(['events', '--since', '1'], { store })).trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^2\.0 +MailboxRename +B$/);
+    expect(lines[1]).toMatch(/MailboxRename +C \(was B\)$/);
+  });
+
   it('--follow prints changes other commands commit while it runs, and stops on Ctrl-C', async () => {
     const dir = tempDir();
     const store = `${dir}/store`;

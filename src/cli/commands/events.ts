@@ -105,7 +105,7 @@ function describe(e: MailEvent): string {
     case 'MessageNew': return `${head} uid ${e.uid} (${e.size} bytes${e.envelopeFrom ? `, from ${e.envelopeFrom}` : ''})`;
     case 'MessageExpunge': return `${head} uids ${e.uids!.join(',')}`;
     case 'FlagsSet': case 'FlagsClear': return `${head} uid ${e.uid} ${e.flags!.join(' ') || '(none)'}${e.allFlags ? ' (all flags now)' : ''}`;
-    case 'MailboxRename': return `${head} (was ${e.oldMailbox})`;
+    case 'MailboxRename': return e.oldMailbox === undefined ? head : `${head} (was ${e.oldMailbox})`; // not known to a reader that started after it
     case 'AclChange': return e.identifier === undefined ? `${head} owner ${e.owner ?? '(none)'}` : `${head} ${e.identifier} ${e.rights || '(removed)'}`;
     default: return head;
   }
