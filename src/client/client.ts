@@ -425,8 +425,8 @@ export class Client implements MailStore, ProcedureRunner {
     return this.call('setFlags', [mailbox, uids, change]);
   }
 
-  expunge(mailbox: string, uids: number | number[]): Promise<{ expunged: number[]; modseq: number }> {
-    return this.call('expunge', [mailbox, uids]);
+  expunge(mailbox: string, uids: number | number[], options?: { unchangedSince?: number }): Promise<{ expunged: number[]; modseq: number; modified?: number[] }> {
+    return this.call('expunge', options === undefined ? [mailbox, uids] : [mailbox, uids, options]);
   }
 
   copy(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }> {

@@ -35,7 +35,7 @@ export interface MailStore {
   appendBatch(mailbox: string, items: AppendBatchItem[], options?: AppendBatchOptions): Promise<AppendResult[]>;
   getMeta<T>(key: string): Promise<T | undefined>;
   setFlags(mailbox: string, uids: number | number[], change: FlagChange): Promise<{ modseq: number; updated: number[]; modified: number[] }>;
-  expunge(mailbox: string, uids: number | number[]): Promise<{ expunged: number[]; modseq: number }>;
+  expunge(mailbox: string, uids: number | number[], options?: { unchangedSince?: number }): Promise<{ expunged: number[]; modseq: number; modified?: number[] }>;
   copy(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }>;
   move(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }>;
   stats(): Promise<StoreStats>;

@@ -1108,18 +1108,31 @@ export class Store implements MailStore {
     });
   }
 
-  async expunge(mailbox: string, uids: number | number[]): Promise<{ expunged: number[]; modseq: number }> {
+  /**
+   * `unchangedSince` (RFC 7162's, as for setFlags): a message changed after that modseq is left
+   * alone and listed in `modified`, so a caller that chose messages by their flags (retention's
+   * --seen) never expunges one whose flags changed after it looked.
+   */
+  async expunge(mailbox: string, uids: number | number[], options?: { unchangedSince?: number }): Promise<{ expunged: number[]; modseq: number; modified?: number[] }> {
     const components = parseMailboxName(mailbox);
     const list = normalizeUids(uids);
+    const { unchangedSince } = checkOptions(options, ['unchangedSince'], 'expunge option');
+    const since = unchangedSince === undefined ? undefined : checkModseq(unchangedSince, 'unchangedSince');
     return this.submit({
       prepare: async ({ view, seq }) => {
         const box = await resolveInBatch(view, components, mailbox);
         const present: number[] = [];
-        for (const uid of list) if (await view.get(keys.message(box.id, uid))) present.push(uid);
-        if (present.length === 0) return { ops: [], result: { expunged: [], modseq: box.highestModseq } };
+        const modified: number[] = [];
+        for (const uid of list) {
+          const record = await view.get<MessageRecord>(keys.message(box.id, uid));
+          if (record && since !== undefined && record.m > since) modified.push(uid);
+          else if (record) present.push(uid);
+        }
+        const also = since === undefined ? {} : { modified };
+        if (present.length === 0) return { ops: [], result: { expunged: [], modseq: box.highestModseq, ...also } };
         const ops: Op[] = [{ op: 'message.expunge', id: box.id, uids: present, at: Date.now() }];
         checkRecordSize(ops, `expunging ${present.length} messages`);
-        return { ops, result: { expunged: present, modseq: modseqAt(view, seq) } };
+        return { ops, result: { expunged: present, modseq: modseqAt(view, seq), ...also } };
       },
     });
   }

@@ -151,6 +151,29 @@ describe('retention', () => {
     expect((await expungeBefore(store, 'p', { before, recursive: true })).map((r) => [r.mailbox, r.uids])).toEqual([['p/q', [1]]]); // p is only a prefix
     await store.close();
   });
+
+  it('--seen leaves a message whose flags changed after it was selected (marked unread meanwhile): only what still matches goes', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('Trash');
+    const old = { internalDate: '2000-01-01T00:00:00Z', flags: ['\\Seen'] };
+    for (let i = 1; i <= 3; i++) await store.append('Trash', msg(i), old);
+    // the user marks uid 2 unread after the run listed the mailbox, before its expunge
+    const racing = new Proxy(store, {
+      get(target, property) {
+        const value = Reflect.get(target, property, target) as unknown;
+        if (property !== 'expunge' || typeof value !== 'function') return typeof value === 'function' ? value.bind(target) : value;
+        return async (...args: unknown[]) => {
+          await target.setFlags('Trash', 2, { remove: ['\\Seen'] });
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const [result] = await expungeBefore(racing, 'Trash', { before: new Date('2001-01-01T00:00:00Z'), seen: true });
+    expect(result.uids).toEqual([1, 3]); // what was expunged
+    expect((await store.messageInfo('Trash', 2)).flags).toEqual([]); // kept: it no longer matches
+    expect((await store.status('Trash')).messages).toBe(1);
+    await store.close();
+  });
 });
 
 describe('mailbox list dump and undump', () => {
