@@ -47,7 +47,7 @@ import { SharedHashPool } from '../hash/shared-pool.js';
 import { opExtras, type BlobRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
 import type { Health } from './recovery.js';
 import {
-  ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkDeletable, checkModseq, checkObject, checkOptions, checkString,
+  ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkDeletable, checkModseq, checkObject, checkOptions, checkString, normalizeAcl,
   formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeMessageExtras, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
   ownCopy, parseMailboxName, patternPrefixComponents, type DeleteOptions,
 } from './validate.js';
@@ -789,8 +789,7 @@ export class Store implements MailStore {
     const components = parseMailboxName(name);
     name = formatMailboxName(components);
     checkOptions(options, ['owner', 'acl'], 'createMailbox option');
-    const acl: Record<string, string> = {};
-    for (const [who, rights] of Object.entries(options.acl === undefined ? {} : checkObject(options.acl, 'acl'))) acl[normalizeIdentifier(who)] = normalizeRights(rights);
+    const acl = normalizeAcl(options.acl === undefined ? {} : checkObject(options.acl, 'acl'));
     const owner = options.owner === undefined ? undefined : normalizeIdentifier(options.owner);
     if (owner) acl[owner] = normalizeRights(ALL_RIGHTS);
     checkAclSize(acl, name);
@@ -940,7 +939,8 @@ export class Store implements MailStore {
     await this.submit({
       prepare: async ({ view }) => {
         const box = await resolveInBatch(view, components, mailbox);
-        if ((box.acl[who] ?? '') === normalized) return { ops: [], result: undefined };
+        // an entry with no rights (kept by an older createMailbox) is there to remove
+        if ((box.acl[who] ?? '') === normalized && !(normalized === '' && Object.hasOwn(box.acl, who))) return { ops: [], result: undefined };
         if (normalized !== '') checkAclSize({ ...box.acl, [who]: normalized }, mailbox);
         return { ops: [{ op: 'acl.set', id: box.id, identifier: who, rights: normalized } as Op], result: undefined };
       },

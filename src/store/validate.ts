@@ -96,6 +96,20 @@ export function normalizeRights(rights: unknown): string {
   return [...new Set(rights)].sort().join('');
 }
 
+/**
+ * A new mailbox's ACL, each entry normalised; an entry with no rights is no entry (as acl set
+ * USER "" removes one): kept, it showed in getAcl and acl set USER "" could not remove it.
+ */
+export function normalizeAcl(acl: Record<string, unknown>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [who, rights] of Object.entries(acl)) {
+    const identifier = normalizeIdentifier(who);
+    const normalized = normalizeRights(rights);
+    if (normalized !== '') out[identifier] = normalized;
+  }
+  return out;
+}
+
 /** An ACL identifier (user or group name): NFC, like mailbox names, so one person is one identifier. */
 export function normalizeIdentifier(identifier: unknown): string {
   const normalized = typeof identifier === 'string' ? identifier.normalize('NFC') : undefined;

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { MailstoreError } from '../../src/errors.js';
 import { Store } from '../../src/store/store.js';
 import { deleteMailboxTree } from '../../src/store/users.js';
+import { parseDumpLine, undumpMailboxes } from '../../src/store/mailbox-list.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const msg = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
@@ -95,6 +96,34 @@ describe('deleteUser and deleteMailboxTree', () => {
     expect(await deleteMailboxTree(store, 'user/bob')).toEqual({ mailboxes: 2, messages: 2 });
     expect((await store.listMailboxes({ pattern: 'user/bob*' })).map((m) => m.name)).toEqual(['user/bobby/INBOX']);
     await expectCode(deleteMailboxTree(store, 'user/bob'), 'NOT_FOUND');
+    await store.close();
+  });
+});
+
+describe('a new mailbox\'s ACL', () => {
+  // acl set USER "" removes USER's entry; an empty entry given at creation (mailbox create --acl
+  // bob=, an undump line) was kept, shown by acl get, and acl set bob "" then said "removed" and
+  // changed nothing, since the rights were already "".
+  it('keeps no entry with no rights, at creation or from a dump', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('shared/a', { acl: { bob: '', alice: 'lr' } });
+    expect(await store.getAcl('shared/a')).toEqual({ alice: 'lr' });
+    const line = parseDumpLine('{"name":"shared/b","id":"00000000-0000-4000-8000-000000000001","uidValidity":7,"acl":{"bob":"","anyone":"l"}}', 1)!;
+    expect(line.acl).toEqual({ anyone: 'l' });
+    await undumpMailboxes(store, [line]);
+    expect(await store.getAcl('shared/b')).toEqual({ anyone: 'l' });
+    expect((await store.maintenance().reconstructIndex({ check: true })).differences).toBe(0);
+    await store.close();
+  });
+
+  it('an empty entry an older version kept is removed by acl set USER ""', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    // what createMailbox journaled before: an entry with no rights
+    const older = { op: 'mailbox.create', id: Buffer.alloc(16, 1), name: ['shared', 'b'], uidValidity: 9, acl: { bob: '' }, created: 0 } as const;
+    await store.administration().mutate({ prepare: async () => ({ ops: [older], result: undefined }) });
+    expect(await store.getAcl('shared/b')).toEqual({ bob: '' });
+    await store.setAcl('shared/b', 'bob', '');
+    expect(await store.getAcl('shared/b')).toEqual({});
     await store.close();
   });
 });
