@@ -8,7 +8,7 @@ import { SPACE } from '../keys/tuple.js';
 import type { MailboxInfo, Op } from './records.js';
 import type { Store } from './store.js';
 import { uuidString } from './types.js';
-import { formatMailboxName, normalizeAcl, normalizeIdentifier, parseMailboxName } from './validate.js';
+import { formatMailboxName, normalizeAcl, normalizeOwner, parseMailboxName } from './validate.js';
 
 export interface DumpedMailbox {
   name: string;
@@ -56,7 +56,7 @@ export function parseDumpLine(line: string, lineNumber: number): DumpedMailbox |
   if (!Number.isSafeInteger(value.uidValidity) || value.uidValidity! < 1 || value.uidValidity! > 0xffffffff) throw bad(`bad uidValidity ${JSON.stringify(value.uidValidity)}`);
   const acl = normalizeAcl(value.acl ?? {});
   const entry: DumpedMailbox = { name: value.name, id: value.id, uidValidity: value.uidValidity!, acl, created: Number.isSafeInteger(value.created) ? value.created! : Date.now() };
-  if (value.owner !== undefined) entry.owner = normalizeIdentifier(value.owner);
+  if (value.owner !== undefined) entry.owner = normalizeOwner(value.owner);
   return entry;
 }
 

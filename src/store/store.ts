@@ -47,7 +47,7 @@ import { SharedHashPool } from '../hash/shared-pool.js';
 import { opExtras, type BlobRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
 import type { Health } from './recovery.js';
 import {
-  ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkDeletable, checkModseq, checkObject, checkOptions, checkString, normalizeAcl,
+  ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkDeletable, checkModseq, checkObject, checkOptions, checkString, normalizeAcl, normalizeOwner,
   formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeMessageExtras, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
   ownCopy, parseMailboxName, patternPrefixComponents, type DeleteOptions,
 } from './validate.js';
@@ -790,7 +790,7 @@ export class Store implements MailStore {
     name = formatMailboxName(components);
     checkOptions(options, ['owner', 'acl'], 'createMailbox option');
     const acl = normalizeAcl(options.acl === undefined ? {} : checkObject(options.acl, 'acl'));
-    const owner = options.owner === undefined ? undefined : normalizeIdentifier(options.owner);
+    const owner = options.owner === undefined ? undefined : normalizeOwner(options.owner);
     if (owner) acl[owner] = normalizeRights(ALL_RIGHTS);
     checkAclSize(acl, name);
     return this.submit({

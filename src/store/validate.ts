@@ -110,6 +110,16 @@ export function normalizeAcl(acl: Record<string, unknown>): Record<string, strin
   return out;
 }
 
+/**
+ * A mailbox's owner: a user, so not "anyone" (RFC 4314's every-user identifier), which as an owner
+ * took all rights, the admin right among them, for every user.
+ */
+export function normalizeOwner(owner: unknown): string {
+  const user = normalizeIdentifier(owner);
+  if (user === 'anyone') throw new MailstoreError('INVALID', '"anyone" cannot own a mailbox (it would give every user all rights, a among them): name a user, or give anyone rights with an ACL entry');
+  return user;
+}
+
 /** An ACL identifier (user or group name): NFC, like mailbox names, so one person is one identifier. */
 export function normalizeIdentifier(identifier: unknown): string {
   const normalized = typeof identifier === 'string' ? identifier.normalize('NFC') : undefined;

@@ -127,3 +127,16 @@ describe('a new mailbox\'s ACL', () => {
     await store.close();
   });
 });
+
+describe('a mailbox owner', () => {
+  // "anyone" is RFC 4314's every-user identifier, not a user (user rename and delete refuse it):
+  // as an owner it took all rights, the admin right among them, for every user of the store.
+  it('is a user: "anyone" is INVALID at creation and in a dump', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await expectCode(store.createMailbox('shared/a', { owner: 'anyone' }), 'INVALID');
+    expect(() => parseDumpLine('{"name":"shared/b","id":"00000000-0000-4000-8000-000000000001","uidValidity":7,"acl":{},"owner":"anyone"}', 1)).toThrow(/anyone/);
+    expect(await store.listMailboxes()).toEqual([]);
+    await store.createMailbox('shared/a', { acl: { anyone: 'lr' } }); // as an ACL entry it is what it is
+    await store.close();
+  });
+});
