@@ -62,12 +62,31 @@ export async function getQuota(store: Store, root: string): Promise<QuotaReport>
 /** Every root that has a quota, with its limits. */
 export async function listQuotas(store: Store): Promise<{ root: string; limits: QuotaLimits }[]> {
   const out: { root: string; limits: QuotaLimits }[] = [];
-  const prefix = keys.meta(QUOTA_META_PREFIX).subarray(0, -1); // the string's terminator is not part of the prefix
-  for await (const [key, limits] of store.administration().index.entries<QuotaLimits>({ prefix })) {
-    const name = key.subarray(prefix.length).toString('utf8').replace(/\0$/, '');
-    out.push({ root: name, limits });
-  }
+  for await (const entry of quotaEntries(store.administration().index)) out.push(entry);
   return out;
+}
+
+async function* quotaEntries(db: Pick<AdminIndexReader, 'entries'>): AsyncGenerator<{ root: string; limits: QuotaLimits }> {
+  const prefix = keys.meta(QUOTA_META_PREFIX).subarray(0, -1); // the string's terminator is not part of the prefix
+  for await (const [key, limits] of db.entries<QuotaLimits>({ prefix })) {
+    yield { root: key.subarray(prefix.length).toString('utf8').replace(/\0$/, ''), limits };
+  }
+}
+
+/**
+ * The ops that move the quota roots at or below `source` to the same place below `target`, for a
+ * rename of that tree (user rename, a mailbox rename): a root is a name, and left behind it no
+ * longer covered the renamed mailboxes, while a new tree of the old name took it over.
+ */
+export async function quotaRootMoves(db: Pick<AdminIndexReader, 'entries'>, source: readonly string[], target: readonly string[]): Promise<Op[]> {
+  const ops: Op[] = [];
+  for await (const { root, limits } of quotaEntries(db)) {
+    const components = parseMailboxName(root);
+    if (components.length < source.length || !source.every((c, i) => c === components[i])) continue;
+    const moved = formatMailboxName([...target, ...components.slice(source.length)]);
+    ops.push({ op: 'meta.set', key: QUOTA_META_PREFIX + root, value: null }, { op: 'meta.set', key: QUOTA_META_PREFIX + moved, value: limits });
+  }
+  return ops;
 }
 
 /** The nearest root at or above `name` that has a quota. */

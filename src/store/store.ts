@@ -51,7 +51,7 @@ import {
   formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeMessageExtras, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
   ownCopy, parseMailboxName, patternPrefixComponents, type DeleteOptions,
 } from './validate.js';
-import { checkQuota } from './quota.js';
+import { checkQuota, quotaRootMoves } from './quota.js';
 import {
   uuidString, type AppendOptions, type AppendResult, type FlagChange, type MailboxStatus, type MailboxSummary, type MessageInfo,
   type MessageWithBody, type ReadMessagesOptions, type StoreOptions, type StoreStats, type JournalFlushChoice,
@@ -826,8 +826,10 @@ export class Store implements MailStore {
           ops.push({ op: 'mailbox.rename', id: Buffer.from(id), to: renamed });
         }
         if (ops.length === 0) throw new MailstoreError('NOT_FOUND', `no mailbox named ${from} (nor any below it)`, { path: from });
+        const renamed = ops.length;
+        ops.push(...await quotaRootMoves(this.db, source, target));
         checkRecordSize(ops, `renaming ${from}`);
-        return { ops, result: { renamed: ops.length } };
+        return { ops, result: { renamed } };
       },
     });
   }

@@ -5,6 +5,7 @@
 import { MailstoreError } from '../errors.js';
 import { keys, decodeNameKey, decodeRightsKey } from '../keys/index-keys.js';
 import type { IndexView } from '../index/index-db.js';
+import { quotaRootMoves } from './quota.js';
 import type { MailboxInfo, Op, RightsRecord } from './records.js';
 import type { Store } from './store.js';
 import { checkDeletable, formatMailboxName, normalizeIdentifier, normalizeRights, parseMailboxName, type DeleteOptions } from './validate.js';
@@ -75,6 +76,7 @@ export async function renameUser(store: Store, from: string, to: string): Promis
         if (box?.owner === oldUser) ops.push({ op: 'mailbox.owner', id, owner: newUser });
       }
       for (const [id, rights] of entries) ops.push(...moveAclEntry(view, id, oldUser, newUser, rights));
+      ops.push(...await quotaRootMoves(store.administration().index, source, target));
       return { ops, result: { from: oldUser, to: newUser, mailboxes: tree.length, aclEntries: entries.length } };
     },
   });

@@ -7,6 +7,7 @@ import { MailstoreError } from '../../src/errors.js';
 import { Store } from '../../src/store/store.js';
 import { deleteMailboxTree } from '../../src/store/users.js';
 import { parseDumpLine, undumpMailboxes } from '../../src/store/mailbox-list.js';
+import { getQuota, listQuotas, setQuota } from '../../src/store/quota.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const msg = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
@@ -137,6 +138,29 @@ describe('a mailbox owner', () => {
     expect(() => parseDumpLine('{"name":"shared/b","id":"00000000-0000-4000-8000-000000000001","uidValidity":7,"acl":{},"owner":"anyone"}', 1)).toThrow(/anyone/);
     expect(await store.listMailboxes()).toEqual([]);
     await store.createMailbox('shared/a', { acl: { anyone: 'lr' } }); // as an ACL entry it is what it is
+    await store.close();
+  });
+});
+
+describe('quota roots under a rename', () => {
+  // A quota root is a name: user rename (and a tree's mailbox rename) moved the mailboxes and left
+  // the quota behind, so the renamed user had none and a new user of the old name inherited it.
+  it('move with the tree, in the same record: user rename and mailbox rename', async () => {
+    const store = await populated();
+    await setQuota(store, 'user/bob', { messages: 5 });
+    await setQuota(store, 'user/bob/Work', { storage: 1000 });
+    await setQuota(store, 'user/bobby', { messages: 1 }); // a name that only starts the same
+    await store.renameUser('bob', 'robert');
+    expect(await listQuotas(store)).toEqual([
+      { root: 'user/bobby', limits: { messages: 1 } },
+      { root: 'user/robert', limits: { messages: 5 } },
+      { root: 'user/robert/Work', limits: { storage: 1000 } },
+    ]);
+    expect(await store.renameMailbox('user/robert', 'user/rob')).toEqual({ renamed: 2 });
+    await store.renameMailbox('user/rob/Work', 'user/rob/Job');
+    expect((await listQuotas(store)).map((q) => q.root)).toEqual(['user/bobby', 'user/rob', 'user/rob/Job']);
+    expect(await getQuota(store, 'user/rob')).toMatchObject({ messages: 5, usedMessages: 1 });
+    expect((await store.maintenance().reconstructIndex({ check: true })).differences).toBe(0);
     await store.close();
   });
 });
