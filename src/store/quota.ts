@@ -74,17 +74,18 @@ async function* quotaEntries(db: Pick<AdminIndexReader, 'entries'>): AsyncGenera
 }
 
 /**
- * The ops that move the quota roots at or below `source` to the same place below `target`, for a
- * rename of that tree (user rename, a mailbox rename): a root is a name, and left behind it no
- * longer covered the renamed mailboxes, while a new tree of the old name took it over.
+ * The ops that move the quota roots at or below `source` to the same place below `target` (a
+ * rename of that tree: user rename, a mailbox rename), or without a target remove them (the tree
+ * deleted: user delete, mailbox delete --recursive). A root is a name: left behind, it no longer
+ * covered the renamed mailboxes, and a new tree of the old name took it over.
  */
-export async function quotaRootMoves(db: Pick<AdminIndexReader, 'entries'>, source: readonly string[], target: readonly string[]): Promise<Op[]> {
+export async function quotaRootMoves(db: Pick<AdminIndexReader, 'entries'>, source: readonly string[], target?: readonly string[]): Promise<Op[]> {
   const ops: Op[] = [];
   for await (const { root, limits } of quotaEntries(db)) {
     const components = parseMailboxName(root);
     if (components.length < source.length || !source.every((c, i) => c === components[i])) continue;
-    const moved = formatMailboxName([...target, ...components.slice(source.length)]);
-    ops.push({ op: 'meta.set', key: QUOTA_META_PREFIX + root, value: null }, { op: 'meta.set', key: QUOTA_META_PREFIX + moved, value: limits });
+    ops.push({ op: 'meta.set', key: QUOTA_META_PREFIX + root, value: null });
+    if (target) ops.push({ op: 'meta.set', key: QUOTA_META_PREFIX + formatMailboxName([...target, ...components.slice(source.length)]), value: limits });
   }
   return ops;
 }

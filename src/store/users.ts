@@ -113,6 +113,7 @@ export async function deleteUser(store: Store, name: string, options?: DeleteOpt
         ops.push({ op: 'mailbox.deleteBegin', id });
       }
       checkDeletable(formatMailboxName(tree), messages, options, true);
+      ops.push(...await quotaRootMoves(store.administration().index, tree));
       return { ops, result: { ids: boxes.map(([, id]) => id), messages, aclEntries: entries.length } };
     },
   });
@@ -133,7 +134,9 @@ export async function deleteMailboxTree(store: Store, name: string, options?: De
       let messages = 0;
       for (const [, id] of boxes) messages += view.getNow<MailboxInfo>(keys.info(id))?.messages ?? 0;
       checkDeletable(name, messages, options, true);
-      return { ops: boxes.map(([, id]): Op => ({ op: 'mailbox.deleteBegin', id })), result: { ids: boxes.map(([, id]) => id), messages } };
+      const ops = boxes.map(([, id]): Op => ({ op: 'mailbox.deleteBegin', id }));
+      ops.push(...await quotaRootMoves(store.administration().index, prefix));
+      return { ops, result: { ids: boxes.map(([, id]) => id), messages } };
     },
   });
   for (const id of begun.ids) await store.administration().finishMailboxDelete(id);

@@ -163,4 +163,18 @@ describe('quota roots under a rename', () => {
     expect((await store.maintenance().reconstructIndex({ check: true })).differences).toBe(0);
     await store.close();
   });
+
+  it('go with the tree: user delete and mailbox delete --recursive remove them, so a new tree of the name starts without', async () => {
+    const store = await populated();
+    await setQuota(store, 'user/bob', { messages: 5 });
+    await setQuota(store, 'user/bob/Work', { storage: 1000 });
+    await setQuota(store, 'user/bobby', { messages: 1 });
+    await setQuota(store, 'user/alice', { messages: 9 });
+    await store.deleteUser('bob');
+    expect((await listQuotas(store)).map((q) => q.root)).toEqual(['user/alice', 'user/bobby']);
+    await deleteMailboxTree(store, 'user/alice');
+    expect((await listQuotas(store)).map((q) => q.root)).toEqual(['user/bobby']);
+    expect((await store.maintenance().reconstructIndex({ check: true })).differences).toBe(0);
+    await store.close();
+  });
 });
