@@ -31,7 +31,9 @@ export async function restoreIntoStore(target: RestoreTarget, targetPath: string
     let bytes = 0;
     for (const box of selected.mailboxes) {
       const name = formatMailboxName(box.name);
-      await target.createMailbox(name, box.owner !== undefined ? { owner: box.owner, acl: box.acl } : { acl: box.acl });
+      // an owner "anyone" (taken before it was refused) is no owner: its rights are in the ACL as they were
+      const owner = box.owner === 'anyone' ? undefined : box.owner;
+      await target.createMailbox(name, owner !== undefined ? { owner, acl: box.acl } : { acl: box.acl });
       const list = selected.messages.get(Buffer.from(box.id).toString('hex')) ?? [];
       let items: (AppendOptions & { bytes: Uint8Array })[] = [];
       let batchBytes = 0;

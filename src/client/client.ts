@@ -23,6 +23,7 @@ import type {
   AppendOptions, AppendResult, FlagChange, MailboxStatus, MailboxSummary, MessageInfo, MessageWithBody, ReadMessagesOptions, StoreStats,
 } from '../store/types.js';
 import type { DeleteUserResult, RenameUserResult } from '../store/users.js';
+import type { DeleteOptions } from '../store/validate.js';
 
 export { MailstoreError, isMailstoreError } from '../errors.js';
 export type { MailStore } from '../store/api.js';
@@ -377,8 +378,8 @@ export class Client implements MailStore, ProcedureRunner {
     return this.call('renameMailbox', [from, to]);
   }
 
-  deleteMailbox(name: string): Promise<{ messages: number }> {
-    return this.call('deleteMailbox', [name]);
+  deleteMailbox(name: string, options?: DeleteOptions): Promise<{ messages: number }> {
+    return this.call('deleteMailbox', options === undefined ? [name] : [name, options]);
   }
 
   listMailboxes(options: { user?: string; pattern?: string } = {}): Promise<{ name: string; id: string; rights?: string }[]> {
@@ -424,8 +425,8 @@ export class Client implements MailStore, ProcedureRunner {
     return this.call('setFlags', [mailbox, uids, change]);
   }
 
-  expunge(mailbox: string, uids: number | number[]): Promise<{ expunged: number[]; modseq: number }> {
-    return this.call('expunge', [mailbox, uids]);
+  expunge(mailbox: string, uids: number | number[], options?: { unchangedSince?: number }): Promise<{ expunged: number[]; modseq: number; modified?: number[] }> {
+    return this.call('expunge', options === undefined ? [mailbox, uids] : [mailbox, uids, options]);
   }
 
   copy(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }> {
@@ -473,8 +474,8 @@ export class Client implements MailStore, ProcedureRunner {
     return this.call('renameUser', [from, to]);
   }
 
-  deleteUser(name: string): Promise<DeleteUserResult> {
-    return this.call('deleteUser', [name]);
+  deleteUser(name: string, options?: DeleteOptions): Promise<DeleteUserResult> {
+    return this.call('deleteUser', options === undefined ? [name] : [name, options]);
   }
 
   // ---- procedures (src/daemon/procedures.ts) -----------------------------------------------------

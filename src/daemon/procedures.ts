@@ -13,6 +13,7 @@ import { Store } from '../store/store.js';
 import { usage, type UserUsage } from '../store/usage.js';
 import { deleteMailboxTree, messagesInTree } from '../store/users.js';
 import { MailstoreError } from '../errors.js';
+import type { DeleteOptions } from '../store/validate.js';
 import { readEvents, type MailEvent } from '../events/events.js';
 import { parseCursor } from '../events/cursor.js';
 import type { CompactOptions, CompactResult } from '../store/compact.js';
@@ -39,7 +40,7 @@ export const PROCEDURES = {
   dumpMailboxes: (store: Store): AsyncGenerator<DumpedMailbox> => dumpMailboxes(store),
   undumpMailboxes: (store: Store, entries: DumpedMailbox[]): Promise<{ created: number }> => undumpMailboxes(store, entries),
   messagesInTree: (store: Store, name: string): Promise<number> => messagesInTree(store, name),
-  deleteMailboxTree: (store: Store, name: string): Promise<{ mailboxes: number; messages: number }> => deleteMailboxTree(store, name),
+  deleteMailboxTree: (store: Store, name: string, options?: DeleteOptions): Promise<{ mailboxes: number; messages: number }> => deleteMailboxTree(store, name, options),
   scrub: (store: Store, options?: ScrubOptions): Promise<ScrubReport> => scrub(store, options),
   scrubEvents: (store: Store, options?: ScrubOptions): AsyncGenerator<ScrubEvent> => scrubEvents(store, options),
   repair: (store: Store, before: ScrubReport, options?: RepairOptions): Promise<RepairResult> => repair(store, before, options),

@@ -21,7 +21,8 @@ import type { MailboxInfo, Op, JournalPayload } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import { uuidString } from '../store/types.js';
 import { formatMailboxName } from '../store/validate.js';
-import { isAfter, type EventCursor } from './cursor.js';
+import { formatCursor, isAfter, type EventCursor } from './cursor.js';
+import { MailstoreError } from '../errors.js';
 
 export type EventName =
   | 'MessageNew' | 'MessageExpunge' | 'FlagsSet' | 'FlagsClear'
@@ -175,6 +176,9 @@ function flagEvents(base: Omit<MailEvent, 'cursor' | 'event'>, id: Buffer, uid: 
   return out;
 }
 
+/** What events are read from: the journal, the index (names) and the committed seq. */
+export type EventSource = Pick<Store, 'maintenance' | 'changes'>;
+
 export interface ReadEventsOptions {
   /** Called for journal damage met on the way (the records after it are still read). */
   onDamage?: (damage: JournalDamage) => void;
@@ -185,17 +189,54 @@ export interface ReadEventsOptions {
 }
 
 /** Every event after `since`, in commit order, up to the journal's current end. */
-export async function* readEvents(store: Pick<Store, 'maintenance'>, since: EventCursor, options: ReadEventsOptions = {}): AsyncGenerator<MailEvent> {
+export async function* readEvents(store: EventSource, since: EventCursor, options: ReadEventsOptions = {}): AsyncGenerator<MailEvent> {
   const context = options.context ?? new EventContext(store);
   // the record `since` names is read again when the cursor is inside it
   const afterSeq = since.slot === Infinity ? since.seq : Math.max(0, since.seq - 1);
+  checkCursor(store, since, afterSeq);
+  // Only records whose batch committed: the journal file also holds a batch still being written,
+  // which may yet fail (its records are cut off and its seqs go to the next batch) or be lost in a
+  // crash. Its events were handed out, and a consumer that stored their cursor skipped the change
+  // that later took the seq.
+  const committed = store.changes.lastSeq;
+  // A record the journal lost to damage is skipped by its read (and reported to onDamage): its
+  // events would be missing from the list without a word. Every committed record after the
+  // cursor must be there, one after the other.
+  let expected = Math.max(afterSeq + 1, store.maintenance().journal.firstSeq);
   for await (const record of store.maintenance().journal.read(afterSeq, options.onDamage ?? (() => {}))) {
+    if (record.seq > committed) break;
+    if (record.seq !== expected) throw missingRecords(expected, record.seq - 1);
+    expected = record.seq + 1;
     const payload = decodeCbor<JournalPayload>(record.payload);
     for (const { slot, event } of recordEvents(record.seq, payload, context)) {
       if (isAfter(since, record.seq, slot)) yield { cursor: `${record.seq}.${slot}`, ...event };
     }
     options.onRecord?.(record.seq);
   }
+  if (expected <= committed) throw missingRecords(expected, committed);
+}
+
+function missingRecords(from: number, to: number): MailstoreError {
+  const which = from === to ? `record ${from}` : `records ${from}..${to}`;
+  return new MailstoreError('CORRUPT', `the journal has no ${which} (damaged): the changes there cannot be listed, and nothing after them is listed past the gap unasked; run 'mailstore scrub' (RECOVERY.md), or give --since ${to} to go on after them`);
+}
+
+/**
+ * A cursor whose next records were retired is NOT_FOUND: the journal read starts at the oldest
+ * segment kept, so those changes were silently missing from the events (a consumer that fell
+ * behind the retirement, a cursor kept from long ago). "0" is a reader with no past: it starts at
+ * the oldest change kept. A cursor past the newest change is INVALID: it is another store's, or
+ * this one's before a restore or a failover to a replica that was behind, and the seqs up to it
+ * name other changes here (a follower waited for them to pass and listed none of them).
+ */
+function checkCursor(store: EventSource, since: EventCursor, afterSeq: number): void {
+  const last = store.changes.lastSeq;
+  if (since.seq > last) {
+    throw new MailstoreError('INVALID', `event cursor ${formatCursor(since)} is past the newest change of this store (seq ${last}): it was not read here (another store's, or this one's before a restore or a failover); its seqs name other changes here, so start again from a cursor this store printed`);
+  }
+  const first = store.maintenance().journal.firstSeq;
+  if (since.seq === 0 || afterSeq + 1 >= first) return;
+  throw new MailstoreError('NOT_FOUND', `the changes after cursor ${formatCursor(since)} were retired (or the journal rewritten by reconstruct): it now starts at seq ${first}, so they cannot be listed (--since 0 lists from the oldest kept; a consumer registered with 'mailstore consumers' holds the journal back for itself)`);
 }
 
 /** Records between a consumer's cursor and the journal's end (mailstore_consumer_lag_records). */

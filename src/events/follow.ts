@@ -2,9 +2,8 @@
 // (ChangeSignal, notified from StoreOptions.onCommit by whoever owns the store) or, when nobody
 // notifies it, looks again every eventLimits.followPollMs.
 import { eventLimits } from '../limits.js';
-import type { Store } from '../store/store.js';
 import type { EventCursor } from './cursor.js';
-import { EventContext, readEvents, type MailEvent, type ReadEventsOptions } from './events.js';
+import { EventContext, readEvents, type EventSource, type MailEvent, type ReadEventsOptions } from './events.js';
 
 /** Wakes followers when a batch commits: `onCommit: () => signal.notify()`. */
 export class ChangeSignal {
@@ -47,14 +46,14 @@ export interface FollowOptions extends Pick<ReadEventsOptions, 'onDamage'> {
  * Every event after `since`, then every new one as it is committed, until `signal` aborts. Records
  * already read are not read again: the next read starts after the last record seen.
  */
-export async function* followEvents(store: Pick<Store, 'maintenance'>, since: EventCursor, options: FollowOptions = {}): AsyncGenerator<MailEvent> {
+export async function* followEvents(store: EventSource, since: EventCursor, options: FollowOptions = {}): AsyncGenerator<MailEvent> {
   const context = new EventContext(store);
   const changes = options.changes ?? new ChangeSignal();
   let position = since;
   let readTo = since.slot === Infinity ? since.seq : since.seq - 1;
   let lastRead = 0;
   while (!options.signal?.aborted) {
-    if (store.maintenance().journal.lastSeq > readTo) {
+    if (store.changes.lastSeq > readTo) {
       // a read parses the journal's whole tail segment: under a stream of commits, at most one per interval
       const early = lastRead + eventLimits.followReadIntervalMinMs - Date.now();
       if (early > 0) await new ChangeSignal().wait(early, options.signal);
@@ -66,7 +65,7 @@ export async function* followEvents(store: Pick<Store, 'maintenance'>, since: Ev
       position = { seq: readTo, slot: Infinity };
     }
     await options.onCaughtUp?.();
-    if (options.signal?.aborted || store.maintenance().journal.lastSeq > readTo) continue; // it committed meanwhile
+    if (options.signal?.aborted || store.changes.lastSeq > readTo) continue; // it committed meanwhile
     await changes.wait(options.pollMs ?? eventLimits.followPollMs, options.signal);
   }
 }

@@ -41,6 +41,27 @@ export function consumerKey(consumer: string): string {
   return `consumer/${consumer}`;
 }
 
+/**
+ * A URL the webhook can post to: http or https, without a user name or password (fetch refuses
+ * those, and the URL is logged). Anything else was retried and restarted without end while the
+ * consumer held the journal back; it is INVALID before anything starts.
+ */
+export function checkWebhookUrl(url: unknown): string {
+  let parsed: URL | undefined;
+  try {
+    parsed = typeof url === 'string' ? new URL(url) : undefined;
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
+    throw new MailstoreError('INVALID', `the webhook takes an http:// or https:// URL, got ${JSON.stringify(url)}`);
+  }
+  if (parsed.username !== '' || parsed.password !== '') {
+    throw new MailstoreError('INVALID', `the webhook URL for ${parsed.host} has a user name or password in it, which cannot be sent (and would be logged): let the receiver take a secret in its path or allow this host`);
+  }
+  return url as string;
+}
+
 /** A consumer's stored cursor ("0" when it never committed one). */
 export async function consumerCursor(store: Pick<Store, 'getMeta'>, consumer = WEBHOOK_CONSUMER): Promise<EventCursor> {
   const stored = await store.getMeta<string>(consumerKey(consumer));
@@ -52,6 +73,7 @@ export async function consumerCursor(store: Pick<Store, 'getMeta'>, consumer = W
  * batches; the cursor moves after each accepted batch. With `follow`, goes on until `signal`.
  */
 export async function postEvents(store: WebhookStore, url: string, options: WebhookOptions = {}): Promise<WebhookResult> {
+  checkWebhookUrl(url);
   const consumer = options.consumer ?? WEBHOOK_CONSUMER;
   const batchEvents = options.batchEvents ?? eventLimits.webhookBatchEvents;
   const cursor = await consumerCursor(store, consumer);
@@ -102,10 +124,14 @@ async function postWithRetries(url: string, body: { consumer: string; events: Ma
         headers: { 'content-type': 'application/json', 'x-mailstore-cursor': body.events[body.events.length - 1].cursor },
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(eventLimits.webhookTimeoutMs),
+        // fetch would follow a 301/302/303 with a GET without the body, and that GET's 2xx would
+        // count as the batch accepted: events lost. A redirect is a failed attempt (fix the URL).
+        redirect: 'manual',
       });
       await response.arrayBuffer().catch(() => undefined); // let the connection be reused
       if (response.ok) return true;
-      last = `HTTP ${response.status}`;
+      const location = response.headers.get('location');
+      last = `HTTP ${response.status}${location ? ` (redirected to ${location}: give the webhook that URL)` : ''}`;
     } catch (error) {
       last = String((error as Error).cause ?? error);
     }

@@ -6,6 +6,7 @@ import type {
   AppendOptions, AppendResult, FlagChange, MailboxStatus, MailboxSummary, MessageInfo, MessageWithBody, ReadMessagesOptions, StoreStats,
 } from './types.js';
 import type { DeleteUserResult, RenameUserResult } from './users.js';
+import type { DeleteOptions } from './validate.js';
 import type { CommitChain } from './writer.js';
 
 export type { CommitChain };
@@ -34,7 +35,8 @@ export interface AppendBatchOptions {
 export interface MailStore {
   createMailbox(name: string, options?: { owner?: string; acl?: Record<string, string> }): Promise<MailboxSummary>;
   renameMailbox(from: string, to: string): Promise<{ renamed: number }>;
-  deleteMailbox(name: string): Promise<{ messages: number }>;
+  /** `ifEmpty`: REFUSED when it holds messages, decided in the delete's own batch. */
+  deleteMailbox(name: string, options?: DeleteOptions): Promise<{ messages: number }>;
   listMailboxes(options?: { user?: string; pattern?: string }): Promise<{ name: string; id: string; rights?: string }[]>;
   mailbox(name: string): Promise<MailboxSummary>;
   status(name: string): Promise<MailboxStatus>;
@@ -44,7 +46,7 @@ export interface MailStore {
   appendBatch(mailbox: string, items: AppendBatchItem[], options?: AppendBatchOptions): Promise<AppendResult[]>;
   getMeta<T>(key: string): Promise<T | undefined>;
   setFlags(mailbox: string, uids: number | number[], change: FlagChange): Promise<{ modseq: number; updated: number[]; modified: number[] }>;
-  expunge(mailbox: string, uids: number | number[]): Promise<{ expunged: number[]; modseq: number }>;
+  expunge(mailbox: string, uids: number | number[], options?: { unchangedSince?: number }): Promise<{ expunged: number[]; modseq: number; modified?: number[] }>;
   copy(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }>;
   move(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }>;
   stats(): Promise<StoreStats>;
@@ -55,6 +57,6 @@ export interface MailStore {
   fetchStream(mailbox: string, uid: number): Promise<Readable>;
   changesSince(mailbox: string, modseq: number): Promise<{ changed: MessageInfo[]; vanished: number[]; highestModseq: number }>;
   renameUser(from: string, to: string): Promise<RenameUserResult>;
-  deleteUser(name: string): Promise<DeleteUserResult>;
+  deleteUser(name: string, options?: DeleteOptions): Promise<DeleteUserResult>;
   close(): Promise<void>;
 }

@@ -8,7 +8,7 @@ import { SPACE } from '../keys/tuple.js';
 import type { MailboxInfo, Op } from './records.js';
 import type { Store } from './store.js';
 import { uuidString } from './types.js';
-import { formatMailboxName, normalizeIdentifier, normalizeRights, parseMailboxName } from './validate.js';
+import { formatMailboxName, normalizeAcl, normalizeOwner, parseMailboxName } from './validate.js';
 
 export interface DumpedMailbox {
   name: string;
@@ -54,10 +54,9 @@ export function parseDumpLine(line: string, lineNumber: number): DumpedMailbox |
   parseMailboxName(value.name);
   if (typeof value.id !== 'string' || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(value.id)) throw bad(`bad id ${JSON.stringify(value.id)}`);
   if (!Number.isSafeInteger(value.uidValidity) || value.uidValidity! < 1 || value.uidValidity! > 0xffffffff) throw bad(`bad uidValidity ${JSON.stringify(value.uidValidity)}`);
-  const acl: Record<string, string> = {};
-  for (const [who, rights] of Object.entries(value.acl ?? {})) acl[normalizeIdentifier(who)] = normalizeRights(rights);
+  const acl = normalizeAcl(value.acl ?? {});
   const entry: DumpedMailbox = { name: value.name, id: value.id, uidValidity: value.uidValidity!, acl, created: Number.isSafeInteger(value.created) ? value.created! : Date.now() };
-  if (value.owner !== undefined) entry.owner = normalizeIdentifier(value.owner);
+  if (value.owner !== undefined) entry.owner = normalizeOwner(value.owner);
   return entry;
 }
 

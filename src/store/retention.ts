@@ -38,18 +38,24 @@ export async function expungeBefore(store: MailStore, mailbox: string, options: 
   const cutoff = options.before.getTime();
   const out: RetentionResult[] = [];
   for (const name of names) {
-    const uids: number[] = [];
-    let bytes = 0;
+    // --seen chooses by flags, which may change before the expunge: only messages unchanged since
+    // this listing began go (one marked unread meanwhile stays; the next run sees it as it is)
+    const expungeOptions = options.seen ? { unchangedSince: (await store.status(name)).highestModseq } : undefined;
+    const sizes = new Map<number, number>();
     for await (const info of store.messages(name)) {
       if (info.internalDate.getTime() >= cutoff) continue;
       if (options.seen && !info.flags.includes(SEEN)) continue;
-      uids.push(info.uid);
-      bytes += info.size;
+      sizes.set(info.uid, info.size);
     }
+    let uids = [...sizes.keys()];
     if (!options.dryRun) {
-      for (let at = 0; at < uids.length; at += limits.retentionChunkMessages) await store.expunge(name, uids.slice(at, at + limits.retentionChunkMessages));
+      const expunged: number[] = [];
+      for (let at = 0; at < uids.length; at += limits.retentionChunkMessages) {
+        expunged.push(...(await store.expunge(name, uids.slice(at, at + limits.retentionChunkMessages), expungeOptions)).expunged);
+      }
+      uids = expunged;
     }
-    out.push({ mailbox: name, uids, bytes });
+    out.push({ mailbox: name, uids, bytes: uids.reduce((sum, uid) => sum + sizes.get(uid)!, 0) });
   }
   return out;
 }

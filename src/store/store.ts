@@ -47,11 +47,11 @@ import { SharedHashPool } from '../hash/shared-pool.js';
 import { opExtras, type BlobRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
 import type { Health } from './recovery.js';
 import {
-  ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkModseq, checkObject, checkOptions, checkString,
+  ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkDeletable, checkModseq, checkObject, checkOptions, checkString, normalizeAcl, normalizeOwner,
   formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeMessageExtras, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
-  ownCopy, parseMailboxName, patternPrefixComponents,
+  ownCopy, parseMailboxName, patternPrefixComponents, type DeleteOptions,
 } from './validate.js';
-import { checkQuota, checkRenameQuota } from './quota.js';
+import { checkQuota, checkRenameQuota, moveQuotaRoots } from './quota.js';
 import {
   uuidString, type AppendOptions, type AppendResult, type FlagChange, type MailboxStatus, type MailboxSummary, type MessageInfo,
   type MessageWithBody, type ReadMessagesOptions, type StoreOptions, type StoreStats, type JournalFlushChoice,
@@ -783,8 +783,8 @@ export class Store implements MailStore {
   }
 
   /** Deletes user/NAME/... and every ACL entry naming NAME (intent-logged like deleteMailbox). */
-  async deleteUser(name: string): Promise<DeleteUserResult> {
-    return (await import('./users.js')).deleteUser(this, name);
+  async deleteUser(name: string, options?: DeleteOptions): Promise<DeleteUserResult> {
+    return (await import('./users.js')).deleteUser(this, name, options);
   }
 
   // ---- mailboxes -------------------------------------------------------------------------------
@@ -793,9 +793,8 @@ export class Store implements MailStore {
     const components = parseMailboxName(name);
     name = formatMailboxName(components);
     checkOptions(options, ['owner', 'acl'], 'createMailbox option');
-    const acl: Record<string, string> = {};
-    for (const [who, rights] of Object.entries(options.acl === undefined ? {} : checkObject(options.acl, 'acl'))) acl[normalizeIdentifier(who)] = normalizeRights(rights);
-    const owner = options.owner === undefined ? undefined : normalizeIdentifier(options.owner);
+    const acl = normalizeAcl(options.acl === undefined ? {} : checkObject(options.acl, 'acl'));
+    const owner = options.owner === undefined ? undefined : normalizeOwner(options.owner);
     if (owner) acl[owner] = normalizeRights(ALL_RIGHTS);
     checkAclSize(acl, name);
     return this.submit({
@@ -839,8 +838,10 @@ export class Store implements MailStore {
         }
         if (ops.length === 0) throw new MailstoreError('NOT_FOUND', `no mailbox named ${from} (nor any below it)`, { path: from });
         await checkRenameQuota(this.db, view, moved);
+        const renamed = ops.length;
+        ops.push(...await moveQuotaRoots(this.db, source, target));
         checkRecordSize(ops, `renaming ${from}`);
-        return { ops, result: { renamed: ops.length } };
+        return { ops, result: { renamed } };
       },
     });
   }
@@ -849,12 +850,14 @@ export class Store implements MailStore {
    * Deletes a mailbox: an intent record frees the name at once, then its messages are expunged in
    * chunks, then a done record removes it. A crash in between is finished by the next open.
    */
-  async deleteMailbox(name: string): Promise<{ messages: number }> {
+  async deleteMailbox(name: string, options?: DeleteOptions): Promise<{ messages: number }> {
     const components = parseMailboxName(name);
+    checkDeletable(name, 0, options);
     const { id, messages } = await this.submit({
       exclusive: true,
       prepare: async ({ view }) => {
         const box = await resolveInBatch(view, components, name);
+        checkDeletable(name, box.messages, options);
         return { ops: [{ op: 'mailbox.deleteBegin', id: box.id } as Op], result: { id: box.id, messages: box.messages } };
       },
     });
@@ -950,7 +953,8 @@ export class Store implements MailStore {
     await this.submit({
       prepare: async ({ view }) => {
         const box = await resolveInBatch(view, components, mailbox);
-        if ((box.acl[who] ?? '') === normalized) return { ops: [], result: undefined };
+        // an entry with no rights (kept by an older createMailbox) is there to remove
+        if ((box.acl[who] ?? '') === normalized && !(normalized === '' && Object.hasOwn(box.acl, who))) return { ops: [], result: undefined };
         if (normalized !== '') checkAclSize({ ...box.acl, [who]: normalized }, mailbox);
         return { ops: [{ op: 'acl.set', id: box.id, identifier: who, rights: normalized } as Op], result: undefined };
       },
@@ -1120,18 +1124,31 @@ export class Store implements MailStore {
     });
   }
 
-  async expunge(mailbox: string, uids: number | number[]): Promise<{ expunged: number[]; modseq: number }> {
+  /**
+   * `unchangedSince` (RFC 7162's, as for setFlags): a message changed after that modseq is left
+   * alone and listed in `modified`, so a caller that chose messages by their flags (retention's
+   * --seen) never expunges one whose flags changed after it looked.
+   */
+  async expunge(mailbox: string, uids: number | number[], options?: { unchangedSince?: number }): Promise<{ expunged: number[]; modseq: number; modified?: number[] }> {
     const components = parseMailboxName(mailbox);
     const list = normalizeUids(uids);
+    const { unchangedSince } = checkOptions(options, ['unchangedSince'], 'expunge option');
+    const since = unchangedSince === undefined ? undefined : checkModseq(unchangedSince, 'unchangedSince');
     return this.submit({
       prepare: async ({ view, seq }) => {
         const box = await resolveInBatch(view, components, mailbox);
         const present: number[] = [];
-        for (const uid of list) if (await view.get(keys.message(box.id, uid))) present.push(uid);
-        if (present.length === 0) return { ops: [], result: { expunged: [], modseq: box.highestModseq } };
+        const modified: number[] = [];
+        for (const uid of list) {
+          const record = await view.get<MessageRecord>(keys.message(box.id, uid));
+          if (record && since !== undefined && record.m > since) modified.push(uid);
+          else if (record) present.push(uid);
+        }
+        const also = since === undefined ? {} : { modified };
+        if (present.length === 0) return { ops: [], result: { expunged: [], modseq: box.highestModseq, ...also } };
         const ops: Op[] = [{ op: 'message.expunge', id: box.id, uids: present, at: Date.now() }];
         checkRecordSize(ops, `expunging ${present.length} messages`);
-        return { ops, result: { expunged: present, modseq: modseqAt(view, seq) } };
+        return { ops, result: { expunged: present, modseq: modseqAt(view, seq), ...also } };
       },
     });
   }

@@ -9,7 +9,7 @@ import type { IndexView } from '../index/index-db.js';
 import type { MailboxInfo, Op, RightsRecord } from './records.js';
 import { moveQuotaRoots } from './quota.js';
 import type { Store } from './store.js';
-import { formatMailboxName, normalizeIdentifier, normalizeRights, parseMailboxName } from './validate.js';
+import { checkDeletable, formatMailboxName, normalizeIdentifier, normalizeRights, parseMailboxName, type DeleteOptions } from './validate.js';
 
 export interface RenameUserResult {
   from: string;
@@ -93,9 +93,10 @@ function moveAclEntry(view: IndexView, id: Buffer, oldUser: string, newUser: str
   ];
 }
 
-export async function deleteUser(store: Store, name: string): Promise<DeleteUserResult> {
+export async function deleteUser(store: Store, name: string, options?: DeleteOptions): Promise<DeleteUserResult> {
   const tree = userTree(name);
   const user = tree[1];
+  checkDeletable(name, 0, options);
   const begun = await store.administration().mutate({
     exclusive: true,
     prepare: async ({ view }) => {
@@ -112,6 +113,7 @@ export async function deleteUser(store: Store, name: string): Promise<DeleteUser
         messages += view.getNow<MailboxInfo>(keys.info(id))?.messages ?? 0;
         ops.push({ op: 'mailbox.deleteBegin', id });
       }
+      checkDeletable(formatMailboxName(tree), messages, options, true);
       ops.push(...(await moveQuotaRoots(store.administration().index, tree, undefined)));
       return { ops, result: { ids: boxes.map(([, id]) => id), messages, aclEntries: entries.length } };
     },
@@ -121,8 +123,9 @@ export async function deleteUser(store: Store, name: string): Promise<DeleteUser
 }
 
 /** mailbox delete --recursive: NAME and everything below it, freed in one intent record. */
-export async function deleteMailboxTree(store: Store, name: string): Promise<{ mailboxes: number; messages: number }> {
+export async function deleteMailboxTree(store: Store, name: string, options?: DeleteOptions): Promise<{ mailboxes: number; messages: number }> {
   const prefix = parseMailboxName(name);
+  checkDeletable(name, 0, options);
   const begun = await store.administration().mutate({
     exclusive: true,
     prepare: async ({ view }) => {
@@ -131,7 +134,10 @@ export async function deleteMailboxTree(store: Store, name: string): Promise<{ m
       if (boxes.length === 0) throw new MailstoreError('NOT_FOUND', `no mailbox named ${name} (nor any below it)`, { path: name });
       let messages = 0;
       for (const [, id] of boxes) messages += view.getNow<MailboxInfo>(keys.info(id))?.messages ?? 0;
-      return { ops: boxes.map(([, id]): Op => ({ op: 'mailbox.deleteBegin', id })), result: { ids: boxes.map(([, id]) => id), messages } };
+      checkDeletable(name, messages, options, true);
+      const ops = boxes.map(([, id]): Op => ({ op: 'mailbox.deleteBegin', id }));
+      ops.push(...(await moveQuotaRoots(store.administration().index, prefix, undefined)));
+      return { ops, result: { ids: boxes.map(([, id]) => id), messages } };
     },
   });
   for (const id of begun.ids) await store.administration().finishMailboxDelete(id);

@@ -101,6 +101,30 @@ export function normalizeRights(rights: unknown): string {
   return [...new Set(rights)].sort().join('');
 }
 
+/**
+ * A new mailbox's ACL, each entry normalised; an entry with no rights is no entry (as acl set
+ * USER "" removes one): kept, it showed in getAcl and acl set USER "" could not remove it.
+ */
+export function normalizeAcl(acl: Record<string, unknown>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [who, rights] of Object.entries(acl)) {
+    const identifier = normalizeIdentifier(who);
+    const normalized = normalizeRights(rights);
+    if (normalized !== '') out[identifier] = normalized;
+  }
+  return out;
+}
+
+/**
+ * A mailbox's owner: a user, so not "anyone" (RFC 4314's every-user identifier), which as an owner
+ * took all rights, the admin right among them, for every user.
+ */
+export function normalizeOwner(owner: unknown): string {
+  const user = normalizeIdentifier(owner);
+  if (user === 'anyone') throw new MailstoreError('INVALID', '"anyone" cannot own a mailbox (it would give every user all rights, a among them): name a user, or give anyone rights with an ACL entry');
+  return user;
+}
+
 /** An ACL identifier (user or group name): NFC, like mailbox names, so one person is one identifier. */
 export function normalizeIdentifier(identifier: unknown): string {
   const normalized = typeof identifier === 'string' ? identifier.normalize('NFC') : undefined;
@@ -185,6 +209,21 @@ export function checkOptions(value: unknown, allowed: readonly string[], what: s
     if (!allowed.includes(key) && options[key] !== undefined) throw new MailstoreError('INVALID', `unknown ${what} ${JSON.stringify(key)} (known: ${allowed.join(', ')})`);
   }
   return options;
+}
+
+/** A delete's options: `ifEmpty` refuses (REFUSED) a mailbox or tree holding messages, decided in the delete's own batch. */
+export interface DeleteOptions {
+  ifEmpty?: boolean;
+}
+
+/**
+ * `ifEmpty` of a delete, checked against the count its batch sees: a count taken in an earlier
+ * call let a delivery landing in between be deleted (acknowledged mail lost).
+ */
+export function checkDeletable(name: string, messages: number, options: unknown, tree = false): void {
+  const { ifEmpty } = checkOptions(options, ['ifEmpty'], 'delete option');
+  if (ifEmpty === undefined || !checkBoolean(ifEmpty, 'ifEmpty') || messages === 0) return;
+  throw new MailstoreError('REFUSED', `${name}${tree ? ' and below' : ''} holds ${messages} message${messages === 1 ? '' : 's'}; it is deleted only when empty (mailstore: add --force to delete them with it)`, { path: name });
 }
 
 /**

@@ -1,12 +1,18 @@
 // Change events from the journal (src/events/): every change as its RFC 5423 event, in commit
 // order, and resuming after any cursor misses nothing; `mailstore events` prints them.
 import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseCursor, START } from '../../src/events/cursor.js';
 import { readEvents, lagRecords, type MailEvent } from '../../src/events/events.js';
 import { ChangeSignal, followEvents } from '../../src/events/follow.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
+import type { FileHandle, FileSystem } from '../../src/fs/filesystem.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import { defaultSocketPath } from '../../src/client/socket-path.js';
+import { Logger } from '../../src/daemon/log.js';
+import { DaemonServer } from '../../src/daemon/server.js';
 import { bin, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
 
 const msg = (tag: string) => Buffer.from(`Subject: ${tag}\r\n\r\nbody ${tag}\r\n`);
@@ -113,6 +119,71 @@ describe('events from the journal', () => {
   });
 });
 
+/** A store whose journal was retired below its newest records (small segments, two snapshots); a cursor from before that. */
+async function retiredStore(dir: string): Promise<{ resumeAt: string; firstKept: number }> {
+  const store = await Store.open(dir, { create: true, journalSegmentBytesMax: 4096, autoSnapshot: false });
+  try {
+    await store.createMailbox('INBOX');
+    const body = (i: number) => msg(`m${i} ${'x'.repeat(500)}`);
+    for (let i = 0; i < 30; i++) await store.append('INBOX', body(i));
+    await store.snapshot();
+    for (let i = 30; i < 40; i++) await store.append('INBOX', body(i));
+    expect((await store.snapshot()).retired.segments.length).toBeGreaterThan(0);
+    expect(store.changes.firstSeq).toBeGreaterThan(5);
+    return { resumeAt: '3.0', firstKept: store.changes.firstSeq };
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * The node file system, but the next journal flush (armed) first calls `during` (the records are
+ * written, not yet durable), then fails with EIO: the batch fails and the journal is cut back.
+ */
+function journalFlushFailing(during: () => Promise<void>): { fs: FileSystem; arm(): void } {
+  let armed = false;
+  const flush = async () => {
+    armed = false;
+    await during();
+    throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+  };
+  const fs: FileSystem = Object.create(nodeFileSystem);
+  fs.open = async (path, mode) => {
+    const handle = await nodeFileSystem.open(path, mode);
+    if (!path.includes('/journal/')) return handle;
+    const wrapped: FileHandle = Object.create(handle);
+    wrapped.sync = () => (armed ? flush() : handle.sync());
+    wrapped.writevDurable = async (parts, position, written) => {
+      if (!armed) return handle.writevDurable(parts, position, written);
+      await handle.writev(parts, position);
+      written?.();
+      return flush();
+    };
+    return wrapped;
+  };
+  return { fs, arm: () => { armed = true; } };
+}
+
+describe('events of changes not committed', () => {
+  it('a record written but not yet durable gives no event: its batch may fail, and its seq then names another change', async () => {
+    let store!: Store;
+    let duringCommit: MailEvent[] = [];
+    const faults = journalFlushFailing(async () => { duringCommit = await collect(store); });
+    store = await Store.open(tmpDir('events'), { create: true, fs: faults.fs });
+    try {
+      await store.createMailbox('INBOX');
+      faults.arm();
+      await expect(store.append('INBOX', msg('never acknowledged'))).rejects.toMatchObject({ code: 'IO' });
+      expect(duringCommit.map((e) => e.event)).toEqual(['MailboxCreate']); // not the MessageNew that failed
+      const real = await store.append('INBOX', msg('acknowledged'));
+      const after = await collect(store, parseCursor(duringCommit[0].cursor));
+      expect(after.map((e) => [e.event, e.hash])).toEqual([['MessageNew', real.hash.toString('hex')]]);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe('mailstore events', () => {
   requireBuilt();
   it('prints one JSON object per line, resumes with --since, explains a bad cursor', async () => {
@@ -129,6 +200,81 @@ describe('mailstore events', () => {
     const bad = await run(['events', '--since', 'yesterday'], { store });
     expect(bad.code).toBe(5);
     expect(bad.stderr).toMatch(/INVALID: event cursor/);
+  });
+
+  it('a cursor whose records were retired is NOT_FOUND (exit 4), one past the newest change INVALID (exit 5), through a daemon and without one, never a silent gap; 0 lists what is kept', async () => {
+    const dir = tempDir();
+    const store = `${dir}/store`;
+    const { resumeAt, firstKept } = await retiredStore(store);
+    const expectGone = (result: { code: number | null; stderr: string }) => {
+      expect(result.code).toBe(4);
+      expect(result.stderr).toMatch(new RegExp(`NOT_FOUND: .*retired.*starts at seq ${firstKept}`));
+    };
+    // a cursor of another store, or of this one before a restore or a failover: the seqs up to it
+    // name other changes here, and a follower waited for them to pass before it listed anything
+    const expectForeign = (result: { code: number | null; stderr: string }) => {
+      expect(result.code).toBe(5);
+      expect(result.stderr).toMatch(/INVALID: event cursor 900\.0 is past the newest change/);
+    };
+    expectGone(await run(['events', '--since', resumeAt, '--json'], { store }));
+    expectForeign(await run(['events', '--since', '900.0', '--follow'], { store }));
+    const kept = (await ok(['events', '--json'], { store })).trim().split('\n').map((l) => JSON.parse(l) as MailEvent);
+    expect(kept[0].seq).toBe(firstKept);
+    const served = await Store.open(store);
+    const server = new DaemonServer(served, { socketPath: defaultSocketPath(store), logger: new Logger(`${dir}/daemon.log`) });
+    await server.start();
+    try {
+      expectGone(await run(['events', '--since', resumeAt, '--json'], { store }));
+      expectGone(await run(['events', '--since', resumeAt, '--follow'], { store }));
+      expectForeign(await run(['events', '--since', '900.0', '--json'], { store }));
+      expect((await ok(['events', '--since', String(firstKept - 1), '--json'], { store })).trim().split('\n')).toHaveLength(kept.length);
+    } finally {
+      await server.stop();
+      await served.close();
+    }
+  });
+
+  it('a change the damaged journal lost is CORRUPT (exit 6) on both paths, after the events before it; never a silent gap', async () => {
+    const dir = tempDir();
+    const store = `${dir}/store`;
+    await ok(['init'], { store });
+    await ok(['mailbox', 'create', 'INBOX'], { store });
+    for (const tag of ['one', 'two', 'three', 'four']) await ok(['append', 'INBOX', '-'], { store, input: msg(tag) });
+    // damage the record of the third message (seq 4, an inline body) in the middle of the journal
+    const segment = `${store}/journal/${readdirSync(`${store}/journal`).find((name) => name.endsWith('.jnl'))}`;
+    const bytes = readFileSync(segment);
+    bytes[bytes.indexOf('body three')] ^= 0xff;
+    writeFileSync(segment, bytes);
+    const expectGap = (result: { code: number | null; stdout: Buffer; stderr: string }) => {
+      expect(result.code).toBe(6);
+      expect(result.stderr).toMatch(/CORRUPT: .*no record 4 .*--since 4/);
+      expect(result.stdout.toString().trim().split('\n').map((l) => (JSON.parse(l) as MailEvent).cursor)).toEqual(['1.0', '2.0', '3.0']);
+    };
+    expectGap(await run(['events', '--json'], { store }));
+    expect((JSON.parse(await ok(['events', '--since', '4', '--json'], { store })) as MailEvent).cursor).toBe('5.0'); // past the gap, when asked
+    const served = await Store.open(store);
+    const server = new DaemonServer(served, { socketPath: defaultSocketPath(store), logger: new Logger(`${dir}/daemon.log`) });
+    await server.start();
+    try {
+      expectGap(await run(['events', '--json'], { store }));
+    } finally {
+      await server.stop();
+      await served.close();
+    }
+  });
+
+  it('a rename whose old name this reader never saw is printed without one, not "(was undefined)"', async () => {
+    const dir = tempDir();
+    const store = `${dir}/store`;
+    await ok(['init'], { store });
+    await ok(['mailbox', 'create', 'A'], { store });
+    await ok(['mailbox', 'rename', 'A', 'B'], { store });
+    await ok(['mailbox', 'rename', 'B', 'C'], { store });
+    // from after the create: the first rename's old name (A) is known only from the index's past names
+    const lines = (await ok(['events', '--since', '1'], { store })).trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^2\.0 +MailboxRename +B$/);
+    expect(lines[1]).toMatch(/MailboxRename +C \(was B\)$/);
   });
 
   it('--follow prints changes other commands commit while it runs, and stops on Ctrl-C', async () => {

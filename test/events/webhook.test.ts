@@ -10,6 +10,7 @@ import { ChangeSignal } from '../../src/events/follow.js';
 import { consumerCursor, postEvents, type WebhookStore } from '../../src/events/webhook.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { run } from '../cli/helpers.js';
 
 const msg = (tag: string) => Buffer.from(`Subject: ${tag}\r\n\r\nbody ${tag}\r\n`);
 
@@ -169,6 +170,87 @@ describe('events webhook', () => {
       expect(r.accepted).toHaveLength(4);
       expect(result.cursor).toBe(r.accepted[3]);
       expect(await store.getMeta('consumer/events-webhook')).toBe(r.accepted[3]);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('events webhook: a URL it can never post to', () => {
+  // Accepted before, a typo in the URL was retried and restarted forever while the consumer pinned
+  // the journal, and 'serve --webhook' started as if all was well; a URL with a password (which
+  // fetch refuses) was also written to the log as given.
+  it('is INVALID at once, before any attempt, and names no password', async () => {
+    const store = await storeWithMessages(tmpDir('webhook'), 1);
+    try {
+      for (const url of ['notaurl', 'ftp://127.0.0.1/events', 'http://bob:hunter2@127.0.0.1:1/events']) {
+        const attempts: unknown[] = [];
+        const failure = await postEvents(store, url, { retries: 0, log: (entry) => attempts.push(entry) }).catch((error: unknown) => error);
+        expect(failure).toMatchObject({ code: 'INVALID' });
+        expect((failure as Error).message).not.toContain('hunter2');
+        expect(attempts).toEqual([]);
+      }
+      expect(await store.changes.cursor('events-webhook')).toBeUndefined(); // not registered: it pins nothing
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('mailstore serve --webhook refuses it (exit 5) before it serves the store', async () => {
+    const dir = tmpDir('webhook');
+    await (await Store.open(dir, { create: true })).close();
+    const result = await run(['serve', '--webhook', 'htp:/127.0.0.1/events'], { store: dir });
+    expect(result.code).toBe(5);
+    expect(result.stderr).toMatch(/INVALID: .*webhook/);
+  });
+});
+
+describe('events webhook: a consumer behind the journal\'s retirement', () => {
+  it('stops with NOT_FOUND and posts nothing: the retired changes are not skipped silently', async () => {
+    const r = await receiver();
+    const store = await Store.open(tmpDir('webhook'), { create: true, journalSegmentBytesMax: 4096, autoSnapshot: false });
+    try {
+      await store.createMailbox('INBOX');
+      const { cursor } = await postEvents(store, r.url);
+      // its pin removed (mailstore consumers --remove events-webhook) while it was away
+      expect(await store.changes.remove('events-webhook')).toBe(true);
+      for (let i = 0; i < 30; i++) await store.append('INBOX', msg(`m${i} ${'x'.repeat(500)}`));
+      await store.snapshot();
+      await store.append('INBOX', msg('after the first snapshot'));
+      await store.snapshot(); // two kept: the journal below the older one goes
+      expect(store.changes.firstSeq).toBeGreaterThan(Number(cursor.split('.')[0]) + 1);
+      await expect(postEvents(store, r.url)).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining('retired') });
+      expect(r.accepted).toHaveLength(1); // only the first run's MailboxCreate
+      expect(await store.getMeta('consumer/events-webhook')).toBe(cursor);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('events webhook: a receiver that redirects', () => {
+  // fetch follows a 301/302/303 answer to a POST with a GET without the body: the GET's 200 was
+  // taken as the receiver accepting the batch, the cursor moved, and the events were never delivered.
+  it('is a failed attempt, never an accepted batch: the cursor stays and the events come again', async () => {
+    const seen: string[] = [];
+    const server = createServer((request, response) => {
+      seen.push(`${request.method} ${request.url}`);
+      request.resume();
+      request.on('end', () => {
+        if (request.url === '/events') response.writeHead(302, { location: '/moved' }).end();
+        else response.writeHead(200).end();
+      });
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/events`;
+    const store = await storeWithMessages(tmpDir('webhook'), 2);
+    try {
+      await expect(postEvents(store, url, { retries: 1, backoffMs: 5 })).rejects.toMatchObject({ code: 'IO', message: expect.stringContaining('302') });
+      expect(seen).toEqual(['POST /events', 'POST /events']); // no GET of the new place
+      expect(await store.getMeta('consumer/events-webhook')).toBeUndefined();
+      const r = await receiver();
+      expect((await postEvents(store, r.url)).posted).toBe(3); // MailboxCreate and both MessageNew, none skipped
     } finally {
       await store.close();
     }

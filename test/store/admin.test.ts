@@ -109,6 +109,21 @@ describe('quotas', () => {
     expect(await getQuota(store, 'user/alice')).toMatchObject({ messages: 3, usedMessages: 3 });
     await store.close();
   });
+
+  it('count a mailbox against its nearest root only: an outer root (user) does not count what an inner one (user/alice) holds', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('user/alice/INBOX');
+    await store.createMailbox('user/bob/INBOX');
+    await setQuota(store, 'user/alice', { messages: 100 });
+    await setQuota(store, 'user', { messages: 1 }); // everyone else under user/
+    for (let i = 0; i < 3; i++) await store.append('user/alice/INBOX', msg(i));
+    await store.append('user/bob/INBOX', msg(10)); // bob's root is user: 1 of 1, alice's 3 are hers
+    await expectCode(store.append('user/bob/INBOX', msg(11)), 'OVER_QUOTA');
+    expect(await getQuota(store, 'user')).toMatchObject({ usedMessages: 1, usedBytes: msg(10).length });
+    expect(await getQuota(store, 'user/alice')).toMatchObject({ usedMessages: 3 });
+    await store.append('user/alice/INBOX', msg(4));
+    await store.close();
+  });
 });
 
 describe('usage', () => {
@@ -181,6 +196,29 @@ describe('retention', () => {
     await store.createMailbox('p/q');
     await store.append('p/q', msg(6), { internalDate: '2000-01-01T00:00:00Z' });
     expect((await expungeBefore(store, 'p', { before, recursive: true })).map((r) => [r.mailbox, r.uids])).toEqual([['p/q', [1]]]); // p is only a prefix
+    await store.close();
+  });
+
+  it('--seen leaves a message whose flags changed after it was selected (marked unread meanwhile): only what still matches goes', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('Trash');
+    const old = { internalDate: '2000-01-01T00:00:00Z', flags: ['\\Seen'] };
+    for (let i = 1; i <= 3; i++) await store.append('Trash', msg(i), old);
+    // the user marks uid 2 unread after the run listed the mailbox, before its expunge
+    const racing = new Proxy(store, {
+      get(target, property) {
+        const value = Reflect.get(target, property, target) as unknown;
+        if (property !== 'expunge' || typeof value !== 'function') return typeof value === 'function' ? value.bind(target) : value;
+        return async (...args: unknown[]) => {
+          await target.setFlags('Trash', 2, { remove: ['\\Seen'] });
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const [result] = await expungeBefore(racing, 'Trash', { before: new Date('2001-01-01T00:00:00Z'), seen: true });
+    expect(result.uids).toEqual([1, 3]); // what was expunged
+    expect((await store.messageInfo('Trash', 2)).flags).toEqual([]); // kept: it no longer matches
+    expect((await store.status('Trash')).messages).toBe(1);
     await store.close();
   });
 });

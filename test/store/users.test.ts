@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { MailstoreError } from '../../src/errors.js';
 import { Store } from '../../src/store/store.js';
 import { deleteMailboxTree } from '../../src/store/users.js';
+import { parseDumpLine, undumpMailboxes } from '../../src/store/mailbox-list.js';
 import { getQuota, listQuotas, setQuota } from '../../src/store/quota.js';
 import { tmpDir } from '../helpers/tmp.js';
 
@@ -129,6 +130,84 @@ describe('deleteUser and deleteMailboxTree', () => {
     expect(await deleteMailboxTree(store, 'user/bob')).toEqual({ mailboxes: 2, messages: 2 });
     expect((await store.listMailboxes({ pattern: 'user/bob*' })).map((m) => m.name)).toEqual(['user/bobby/INBOX']);
     await expectCode(deleteMailboxTree(store, 'user/bob'), 'NOT_FOUND');
+    await store.close();
+  });
+});
+
+describe('a new mailbox\'s ACL', () => {
+  // acl set USER "" removes USER's entry; an empty entry given at creation (mailbox create --acl
+  // bob=, an undump line) was kept, shown by acl get, and acl set bob "" then said "removed" and
+  // changed nothing, since the rights were already "".
+  it('keeps no entry with no rights, at creation or from a dump', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('shared/a', { acl: { bob: '', alice: 'lr' } });
+    expect(await store.getAcl('shared/a')).toEqual({ alice: 'lr' });
+    const line = parseDumpLine('{"name":"shared/b","id":"00000000-0000-4000-8000-000000000001","uidValidity":7,"acl":{"bob":"","anyone":"l"}}', 1)!;
+    expect(line.acl).toEqual({ anyone: 'l' });
+    await undumpMailboxes(store, [line]);
+    expect(await store.getAcl('shared/b')).toEqual({ anyone: 'l' });
+    expect((await store.maintenance().reconstructIndex({ check: true })).differences).toBe(0);
+    await store.close();
+  });
+
+  it('an empty entry an older version kept is removed by acl set USER ""', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    // what createMailbox journaled before: an entry with no rights
+    const older = { op: 'mailbox.create', id: Buffer.alloc(16, 1), name: ['shared', 'b'], uidValidity: 9, acl: { bob: '' }, created: 0 } as const;
+    await store.administration().mutate({ prepare: async () => ({ ops: [older], result: undefined }) });
+    expect(await store.getAcl('shared/b')).toEqual({ bob: '' });
+    await store.setAcl('shared/b', 'bob', '');
+    expect(await store.getAcl('shared/b')).toEqual({});
+    await store.close();
+  });
+});
+
+describe('a mailbox owner', () => {
+  // "anyone" is RFC 4314's every-user identifier, not a user (user rename and delete refuse it):
+  // as an owner it took all rights, the admin right among them, for every user of the store.
+  it('is a user: "anyone" is INVALID at creation and in a dump', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await expectCode(store.createMailbox('shared/a', { owner: 'anyone' }), 'INVALID');
+    expect(() => parseDumpLine('{"name":"shared/b","id":"00000000-0000-4000-8000-000000000001","uidValidity":7,"acl":{},"owner":"anyone"}', 1)).toThrow(/anyone/);
+    expect(await store.listMailboxes()).toEqual([]);
+    await store.createMailbox('shared/a', { acl: { anyone: 'lr' } }); // as an ACL entry it is what it is
+    await store.close();
+  });
+});
+
+describe('quota roots under a rename', () => {
+  // A quota root is a name: user rename (and a tree's mailbox rename) moved the mailboxes and left
+  // the quota behind, so the renamed user had none and a new user of the old name inherited it.
+  it('move with the tree, in the same record: user rename and mailbox rename', async () => {
+    const store = await populated();
+    await setQuota(store, 'user/bob', { messages: 5 });
+    await setQuota(store, 'user/bob/Work', { storage: 1000 });
+    await setQuota(store, 'user/bobby', { messages: 1 }); // a name that only starts the same
+    await store.renameUser('bob', 'robert');
+    expect(await listQuotas(store)).toEqual([
+      { root: 'user/bobby', limits: { messages: 1 } },
+      { root: 'user/robert', limits: { messages: 5 } },
+      { root: 'user/robert/Work', limits: { storage: 1000 } },
+    ]);
+    expect(await store.renameMailbox('user/robert', 'user/rob')).toEqual({ renamed: 2 });
+    await store.renameMailbox('user/rob/Work', 'user/rob/Job');
+    expect((await listQuotas(store)).map((q) => q.root)).toEqual(['user/bobby', 'user/rob', 'user/rob/Job']);
+    expect(await getQuota(store, 'user/rob')).toMatchObject({ messages: 5, usedMessages: 1 });
+    expect((await store.maintenance().reconstructIndex({ check: true })).differences).toBe(0);
+    await store.close();
+  });
+
+  it('go with the tree: user delete and mailbox delete --recursive remove them, so a new tree of the name starts without', async () => {
+    const store = await populated();
+    await setQuota(store, 'user/bob', { messages: 5 });
+    await setQuota(store, 'user/bob/Work', { storage: 1000 });
+    await setQuota(store, 'user/bobby', { messages: 1 });
+    await setQuota(store, 'user/alice', { messages: 9 });
+    await store.deleteUser('bob');
+    expect((await listQuotas(store)).map((q) => q.root)).toEqual(['user/alice', 'user/bobby']);
+    await deleteMailboxTree(store, 'user/alice');
+    expect((await listQuotas(store)).map((q) => q.root)).toEqual(['user/bobby']);
+    expect((await store.maintenance().reconstructIndex({ check: true })).differences).toBe(0);
     await store.close();
   });
 });

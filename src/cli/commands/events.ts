@@ -18,7 +18,7 @@ export function register(program: Command): void {
   program
     .command('events')
     .description('list the changes (MessageNew, MessageExpunge, FlagsSet, FlagsClear, MailboxCreate, MailboxRename, MailboxDelete, AclChange) in commit order, one per line; changes nothing')
-    .option('--since <cursor>', 'only the changes after this cursor (as an earlier event printed it; 0: from the start)', '0')
+    .option('--since <cursor>', 'only the changes after this cursor (as an earlier event printed it; 0: from the oldest change the journal still holds; one whose changes were retired is NOT_FOUND)', '0')
     .option('--follow', 'keep listing new changes as they are committed, until Ctrl-C')
     .option('--json', 'one JSON object per line')
     .addHelpText('after', `
@@ -29,12 +29,16 @@ not miss a change stores its cursor only after it has handled the event (at leas
       let since = parseCursor(options.since);
       const out = new Output(Boolean(options.json));
       if (!options.follow) {
-        await withReadStore(command, async (store) => {
-          // from the daemon when one serves the store, else read here
-          const events = store instanceof Store ? readEvents(store, since) : procedures(store).events(formatCursor(since));
-          for await (const event of events) await out.add(event);
-        });
-        return out.flush();
+        try {
+          await withReadStore(command, async (store) => {
+            // from the daemon when one serves the store, else read here
+            const events = store instanceof Store ? readEvents(store, since) : procedures(store).events(formatCursor(since));
+            for await (const event of events) await out.add(event);
+          });
+        } finally {
+          await out.flush(); // the events before a failure (a damaged record) are listed, then the error
+        }
+        return;
       }
       await follow(command, since, out);
     });
@@ -101,7 +105,7 @@ function describe(e: MailEvent): string {
     case 'MessageNew': return `${head} uid ${e.uid} (${e.size} bytes${e.envelopeFrom ? `, from ${e.envelopeFrom}` : ''})`;
     case 'MessageExpunge': return `${head} uids ${e.uids!.join(',')}`;
     case 'FlagsSet': case 'FlagsClear': return `${head} uid ${e.uid} ${e.flags!.join(' ') || '(none)'}${e.allFlags ? ' (all flags now)' : ''}`;
-    case 'MailboxRename': return `${head} (was ${e.oldMailbox})`;
+    case 'MailboxRename': return e.oldMailbox === undefined ? head : `${head} (was ${e.oldMailbox})`; // not known to a reader that started after it
     case 'AclChange': return e.identifier === undefined ? `${head} owner ${e.owner ?? '(none)'}` : `${head} ${e.identifier} ${e.rights || '(removed)'}`;
     default: return head;
   }

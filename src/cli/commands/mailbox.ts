@@ -69,18 +69,18 @@ async function runDelete(name: string, options: DeleteOptions, command: Command)
   else await printLine(`deleted ${name} (${result.mailboxes} mailbox${result.mailboxes === 1 ? '' : 'es'}, ${result.messages} message${result.messages === 1 ? '' : 's'})`);
 }
 
-interface DeleteOptions {
+export interface DeleteOptions {
   force?: boolean;
   recursive?: boolean;
 }
 
-/** Refuses (REFUSED) a mailbox, or with --recursive a tree, that holds messages unless --force. */
-async function deleteChecked(store: MailStore, name: string, options: DeleteOptions): Promise<{ mailboxes: number; messages: number }> {
-  const messages = options.recursive ? await procedures(store).messagesInTree(name) : (await store.status(name)).messages;
-  if (messages > 0 && !options.force) {
-    throw new MailstoreError('REFUSED', `${name}${options.recursive ? ' and below' : ''} holds ${messages} message${messages === 1 ? '' : 's'}; add --force to delete them with it`, { path: name });
-  }
-  return options.recursive ? procedures(store).deleteMailboxTree(name) : { mailboxes: 1, ...(await store.deleteMailbox(name)) };
+/**
+ * Refuses (REFUSED) a mailbox, or with --recursive a tree, that holds messages unless --force: in
+ * the delete's own batch (ifEmpty), so a delivery landing meanwhile is never deleted with it.
+ */
+export async function deleteChecked(store: MailStore, name: string, options: DeleteOptions): Promise<{ mailboxes: number; messages: number }> {
+  const ifEmpty = { ifEmpty: !options.force };
+  return options.recursive ? procedures(store).deleteMailboxTree(name, ifEmpty) : { mailboxes: 1, ...(await store.deleteMailbox(name, ifEmpty)) };
 }
 
 async function runList(pattern: string | undefined, options: { user?: string }, command: Command): Promise<void> {

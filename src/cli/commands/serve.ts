@@ -11,6 +11,7 @@ import { PROCEDURES, type ScrubEvent } from '../../daemon/procedures.js';
 import { ServeReplication, type ServeReplicationOptions } from '../../daemon/serve-replication.js';
 import { DaemonServer } from '../../daemon/server.js';
 import { serviceHooks, startServices, type ServiceHooks, type Services } from '../../daemon/services.js';
+import { checkWebhookUrl } from '../../events/webhook.js';
 import type { ScrubOptions, ScrubReport } from '../../scrub/scrub.js';
 import { openNotices, type Store } from '../../store/store.js';
 import type { StoreOptions } from '../../store/types.js';
@@ -77,6 +78,7 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   // collections (V8 reads the factor at each one, so setting it now takes effect; daemonLimits.heapGrowingPercent).
   setFlagsFromString(`--heap-growing-percent=${daemonLimits.heapGrowingPercent}`);
   const dir = storeDir(command);
+  if (options.webhook !== undefined) checkWebhookUrl(options.webhook); // before the store is served: a daemon that can never post is no daemon to start
   const logger = new Logger(options.log);
   const replication = new ServeReplication(options, logger);
   const hooks = serviceHooks();

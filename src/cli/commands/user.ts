@@ -1,8 +1,8 @@
 // `mailstore user rename|delete`: a user is the tree user/NAME/... plus every ACL entry naming NAME
 // (Cyrus's user rename and delete). Both are journaled before they return.
 import type { Command } from 'commander';
-import { MailstoreError } from '../../errors.js';
-import { procedures } from '../../daemon/procedures.js';
+import type { MailStore } from '../../store/api.js';
+import type { DeleteUserResult } from '../../store/users.js';
 import { printJson, printLine, wantsJson, withStore } from '../context.js';
 
 export function register(program: Command): void {
@@ -24,14 +24,13 @@ export function register(program: Command): void {
     .option('--force', 'delete even when the user\'s mailboxes hold messages')
     .option('--json', 'print {user, mailboxes, messages, aclEntries}')
     .action(async (name: string, options: { force?: boolean }, command: Command) => {
-      const result = await withStore(command, async (store) => {
-        const messages = await procedures(store).messagesInTree(`user/${name}`).catch(() => 0);
-        if (messages > 0 && !options.force) {
-          throw new MailstoreError('REFUSED', `user/${name} holds ${messages} message${messages === 1 ? '' : 's'}; add --force to delete them with it`, { path: `user/${name}` });
-        }
-        return store.deleteUser(name);
-      });
+      const result = await withStore(command, (store) => deleteUserChecked(store, name, options));
       if (wantsJson(command)) return printJson(result);
       await printLine(`deleted user ${result.user} (${result.mailboxes} mailboxes, ${result.messages} messages, ${result.aclEntries} ACL entries)`);
     });
+}
+
+/** Refuses (REFUSED) a user whose tree holds messages unless --force, in the delete's own batch (ifEmpty). */
+export function deleteUserChecked(store: MailStore, name: string, options: { force?: boolean }): Promise<DeleteUserResult> {
+  return store.deleteUser(name, { ifEmpty: !options.force });
 }
