@@ -16,6 +16,7 @@ import { MailstoreError } from '../errors.js';
 import type { DeleteOptions } from '../store/validate.js';
 import { readEvents, type MailEvent } from '../events/events.js';
 import { parseCursor } from '../events/cursor.js';
+import { setConsumerCursor } from '../events/webhook.js';
 import type { CompactOptions, CompactResult } from '../store/compact.js';
 import type { ConsumerState } from '../store/changes.js';
 import type { SnapshotResult } from '../store/snapshots.js';
@@ -65,6 +66,7 @@ export const PROCEDURES = {
     lastSeq: store.changes.lastSeq, firstSeq: store.changes.firstSeq, consumers: await store.changes.consumers(),
   }),
   removeConsumer: (store: Store, name: string): Promise<boolean> => store.changes.remove(name),
+  setConsumerCursor: (store: Store, cursor: string, consumer?: string): Promise<{ consumer: string; cursor: string; previous: string }> => setConsumerCursor(store, cursor, consumer),
   tierFlush: (store: Store, options?: { keepLocalBytes?: number; onPack?: (pack: number, bytes: number) => void }): Promise<TierFlushResult> => store.tierFlush(options),
   tierStatus: (store: Store): Promise<TierStatus> => store.tierStatus(),
   tierSetPolicy: (store: Store, change: { [K in keyof TierPolicy]?: number | null }): Promise<TierPolicy> => store.tierSetPolicy(change),

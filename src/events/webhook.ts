@@ -6,7 +6,7 @@
 import { MailstoreError } from '../errors.js';
 import { eventLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
-import { parseCursor, START, type EventCursor } from './cursor.js';
+import { formatCursor, parseCursor, START, type EventCursor } from './cursor.js';
 import { followEvents, type ChangeSignal } from './follow.js';
 import { readEvents, type MailEvent } from './events.js';
 
@@ -60,6 +60,39 @@ export function checkWebhookUrl(url: unknown): string {
     throw new MailstoreError('INVALID', `the webhook URL for ${parsed.host} has a user name or password in it, which cannot be sent (and would be logged): let the receiver take a secret in its path or allow this host`);
   }
   return url as string;
+}
+
+/**
+ * Moves an events consumer's cursor (the webhook's) by hand: how an admin gets a webhook going
+ * again that stopped on a cursor it cannot read past (its records retired while it was down, a
+ * journal gap: readEvents refuses those rather than skip what is between), or sends events again.
+ * The cursor must name a record the journal holds (or 0: from the oldest one it holds) and not one
+ * past its newest. The consumer's pin on the journal goes there first (records are held before the
+ * cursor that needs them is stored), then the cursor. Only a consumer of events: one with a stored
+ * cursor, or the webhook's own name. For a running daemon's webhook, best while it is failing: a
+ * batch it is posting meanwhile stores its own cursor after this one.
+ */
+export async function setConsumerCursor(store: WebhookStore, cursorText: string, consumer = WEBHOOK_CONSUMER): Promise<{ consumer: string; cursor: string; previous: string }> {
+  const cursor = parseCursor(cursorText);
+  const previous = await store.getMeta<string>(consumerKey(consumer));
+  if (previous === undefined && consumer !== WEBHOOK_CONSUMER) {
+    throw new MailstoreError('NOT_FOUND', `no events consumer named ${consumer} (only an events consumer's cursor is moved here; 'mailstore consumers' lists every consumer)`);
+  }
+  const { firstSeq, lastSeq } = store.changes;
+  if (cursor.seq > lastSeq) throw new MailstoreError('INVALID', `cursor ${cursorText} is past the store's newest change (seq ${lastSeq})`);
+  if (cursor.seq !== 0 && cursor.seq < firstSeq - 1) {
+    throw new MailstoreError('NOT_FOUND', `the changes before seq ${firstSeq} were retired; give ${firstSeq - 1} (the oldest change kept) or later, or 0`);
+  }
+  const pin = cursor.seq === 0 ? Math.max(0, firstSeq - 1) : cursor.slot === Infinity ? cursor.seq : cursor.seq - 1;
+  const pinned = await store.changes.cursor(consumer);
+  if (pinned && pin >= pinned.seq) await store.changes.advance(consumer, pin);
+  else {
+    if (pinned) await store.changes.remove(consumer);
+    await store.changes.register(consumer, pin);
+  }
+  const text = formatCursor(cursor);
+  await store.setMeta(consumerKey(consumer), text);
+  return { consumer, cursor: text, previous: previous ?? '0' };
 }
 
 /** A consumer's stored cursor ("0" when it never committed one). */

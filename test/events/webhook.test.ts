@@ -7,10 +7,11 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { MailEvent } from '../../src/events/events.js';
 import { ChangeSignal } from '../../src/events/follow.js';
-import { consumerCursor, postEvents, type WebhookStore } from '../../src/events/webhook.js';
+import { consumerCursor, postEvents, setConsumerCursor, type WebhookStore } from '../../src/events/webhook.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { run } from '../cli/helpers.js';
+import { serve } from '../daemon/processes.js';
 
 const msg = (tag: string) => Buffer.from(`Subject: ${tag}\r\n\r\nbody ${tag}\r\n`);
 
@@ -222,9 +223,55 @@ describe('events webhook: a consumer behind the journal\'s retirement', () => {
       await expect(postEvents(store, r.url)).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining('retired') });
       expect(r.accepted).toHaveLength(1); // only the first run's MailboxCreate
       expect(await store.getMeta('consumer/events-webhook')).toBe(cursor);
+
+      // the way out, by hand: moved to what the journal still holds, it posts from there on
+      await expect(setConsumerCursor(store, '1')).rejects.toMatchObject({ code: 'NOT_FOUND' }); // still retired
+      await expect(setConsumerCursor(store, String(store.changes.lastSeq + 1))).rejects.toMatchObject({ code: 'INVALID' });
+      await expect(setConsumerCursor(store, '0', 'no-such-consumer')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      const oldest = store.changes.firstSeq - 1;
+      expect(await setConsumerCursor(store, String(oldest))).toEqual({ consumer: 'events-webhook', cursor: String(oldest), previous: cursor });
+      expect((await store.changes.cursor('events-webhook'))?.seq).toBe(oldest); // pinned again: what it will send is kept
+      const resumed = await postEvents(store, r.url);
+      expect(resumed.posted).toBeGreaterThan(0);
+      expect(r.accepted.slice(1).every((c) => Number(c.split('.')[0]) > oldest)).toBe(true);
+      // and back, to send the last change again (the record before it: its cursor's seq - 1)
+      const last = Number(r.accepted[r.accepted.length - 1].split('.')[0]);
+      await setConsumerCursor(store, String(last - 1));
+      expect((await store.changes.cursor('events-webhook'))?.seq).toBe(last - 1);
+      expect((await postEvents(store, r.url)).posted).toBe(1);
+      expect(r.accepted[r.accepted.length - 1]).toBe(r.accepted[r.accepted.length - 2]); // the same event, the same cursor
     } finally {
       await store.close();
     }
+  });
+
+  it('mailstore consumers --move events-webhook --to CURSOR: direct and through the daemon alike; --move without --to is INVALID', async () => {
+    const dir = tmpDir('webhook-cli');
+    const store = await storeWithMessages(dir, 3);
+    await store.setMeta('consumer/events-webhook', '1');
+    await store.changes.register('events-webhook', 1);
+    await store.close();
+    const moved = await run(['consumers', '--move', 'events-webhook', '--to', '3', '--json'], { store: dir });
+    expect(moved.code, moved.stderr).toBe(0);
+    expect(JSON.parse(moved.stdout)).toEqual({ consumer: 'events-webhook', cursor: '3', previous: '1' });
+    expect((await run(['consumers', '--move', 'events-webhook'], { store: dir })).code).toBe(5);
+    expect((await run(['consumers', '--move', 'snapshot', '--to', '2'], { store: dir })).code).toBe(4); // not an events consumer
+    // through a daemon that holds the store: the same answers
+    const daemon = await serve(dir);
+    try {
+      const back = await run(['consumers', '--move', 'events-webhook', '--to', '2.1', '--json'], { store: dir });
+      expect(back.code, back.stderr).toBe(0);
+      expect(JSON.parse(back.stdout)).toEqual({ consumer: 'events-webhook', cursor: '2.1', previous: '3' });
+      expect((await run(['consumers', '--move', 'snapshot', '--to', '2'], { store: dir })).code).toBe(4);
+      expect((await run(['consumers', '--move', 'events-webhook', '--to', '99'], { store: dir })).code).toBe(5);
+    } finally {
+      daemon.child.kill('SIGTERM');
+      await daemon.exited;
+    }
+    const reopened = await Store.open(dir);
+    expect(await reopened.getMeta('consumer/events-webhook')).toBe('2.1');
+    expect((await reopened.changes.cursor('events-webhook'))?.seq).toBe(1); // record 2 not wholly sent: pinned before it
+    await reopened.close();
   });
 });
 

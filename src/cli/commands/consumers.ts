@@ -11,12 +11,26 @@ export function register(program: Command): void {
     .command('consumers')
     .description('list the change-log consumers (cleanup, snapshots, events, replication, backup) with their cursor and lag; changes nothing unless --remove')
     .option('--remove <name>', 'forget a consumer that will not come back (it stops pinning the journal)')
+    .option('--move <name>', "move an events consumer's cursor (the daemon's webhook: events-webhook) to --to")
+    .option('--to <cursor>', 'with --move: the event cursor (SEQ or SEQ.SLOT as an event printed it; 0: the oldest change kept)')
     .option('--json', 'print as JSON')
     .addHelpText('after', `
 A consumer reads the journal from its durable cursor and moves the cursor once its work is durable.
 The journal is retired only up to the slowest cursor, so a consumer that stopped for good holds disk
-space: remove it with --remove NAME. "behind" marks one more than a million records behind.`)
-    .action(async (options: { remove?: string }, command: Command) => {
+space: remove it with --remove NAME. "behind" marks one more than a million records behind.
+
+The webhook never skips a change: when its cursor names changes the journal no longer holds (it
+was removed or down while they were retired) or a damaged record, it stops and says so in the
+daemon's log. --move events-webhook --to CURSOR moves it on (past what it cannot send: the
+receiver never gets those changes) or back (to send changes again), e.g.
+  mailstore consumers --move events-webhook --to 0`)
+    .action(async (options: { remove?: string; move?: string; to?: string }, command: Command) => {
+      if ((options.move === undefined) !== (options.to === undefined)) throw new MailstoreError('INVALID', '--move NAME and --to CURSOR go together');
+      if (options.move !== undefined) {
+        const moved = await withStore(command, (store) => procedures(store).setConsumerCursor(options.to!, options.move!));
+        if (wantsJson(command)) return printJson(moved);
+        return printLine(`moved ${moved.consumer} from ${moved.previous} to ${moved.cursor}`);
+      }
       if (options.remove !== undefined) {
         const removed = await withStore(command, (store) => procedures(store).removeConsumer(options.remove!));
         if (!removed) throw new MailstoreError('NOT_FOUND', `no consumer named ${options.remove}`);
