@@ -49,7 +49,16 @@ export function parseDumpLine(line: string, lineNumber: number): DumpedMailbox |
   } catch {
     throw bad('not a JSON object');
   }
-  if (typeof value !== 'object' || value === null) throw bad('not a JSON object');
+  return checkDumpedMailbox(value, bad);
+}
+
+/**
+ * One entry of a list as undump takes it, checked: a line of a dump, or an entry given to the
+ * library or through the daemon's socket (which once took them as they came).
+ */
+function checkDumpedMailbox(given: unknown, bad: (why: string) => MailstoreError): DumpedMailbox {
+  if (typeof given !== 'object' || given === null || Array.isArray(given)) throw bad('not a JSON object');
+  const value = given as Partial<DumpedMailbox>;
   if (typeof value.name !== 'string') throw bad('no name');
   parseMailboxName(value.name);
   if (typeof value.id !== 'string' || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(value.id)) throw bad(`bad id ${JSON.stringify(value.id)}`);
@@ -64,7 +73,9 @@ export function parseDumpLine(line: string, lineNumber: number): DumpedMailbox |
  * Creates the listed mailboxes with their ids and uidValidity. Refuses (EXISTS) a name or id the
  * store already has, before anything of that record is written; records are written in list order.
  */
-export async function undumpMailboxes(store: Store, entries: DumpedMailbox[]): Promise<{ created: number }> {
+export async function undumpMailboxes(store: Store, given: DumpedMailbox[]): Promise<{ created: number }> {
+  if (!Array.isArray(given)) throw new MailstoreError('INVALID', 'a mailbox list is an array of entries');
+  const entries = given.map((entry, at) => checkDumpedMailbox(entry, (why) => new MailstoreError('INVALID', `mailbox list entry ${at + 1}: ${why}`)));
   const names = new Set<string>();
   const ids = new Set<string>();
   for (const entry of entries) {

@@ -258,6 +258,21 @@ describe('mailbox list dump and undump', () => {
     await store.close();
   });
 
+  it('checks every entry given to the library (or through the daemon) as a dump line is checked: nothing of a bad list is created', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    const good: DumpedMailbox = { name: 'a', id: 'b1445cf8-5485-428b-bb46-f48aa6be0101', uidValidity: 5, acl: {}, created: 1 };
+    for (const bad of [{ uidValidity: 2 ** 40 }, { uidValidity: 0 }, { id: 'not-a-uuid' }, { name: 'a//b' }, { name: 7 }, { acl: { bob: 'q!' } }, { owner: 'anyone' }]) {
+      const error = await expectCode(undumpMailboxes(store, [good, { ...good, name: 'b', id: 'b1445cf8-5485-428b-bb46-f48aa6be0102', ...bad } as never]), 'INVALID');
+      expect(error.message, JSON.stringify(bad)).toMatch(/entry 2|owner|anyone|right|name/);
+    }
+    await expectCode(undumpMailboxes(store, 'a' as never), 'INVALID');
+    expect(await store.listMailboxes()).toEqual([]);
+    expect(await undumpMailboxes(store, [{ ...good, acl: { 'jose\u0301': 'lr' } }])).toEqual({ created: 1 });
+    expect((await store.mailbox('a'))?.acl).toEqual({ 'jos\u00e9': 'lr' }); // the identifier as the store keeps it (NFC)
+    expect((await scrub(store)).findings).toEqual([]);
+    await store.close();
+  });
+
   it('refuses one name listed twice in two Unicode spellings (NFC and NFD): two mailboxes under one name entry', async () => {
     const store = await Store.open(tmpDir(), { create: true });
     const entry = (name: string, last: string): DumpedMailbox => ({ name, id: `b1445cf8-5485-428b-bb46-f48aa6be01${last}`, uidValidity: 5, acl: {}, created: 1 });
