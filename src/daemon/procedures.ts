@@ -34,7 +34,7 @@ import { xferUser, type XferResult } from '../replication/xfer.js';
 
 /** Each takes the daemon's Store first, then the caller's arguments (functions among them are dropped on the socket). */
 export const PROCEDURES = {
-  getQuota: (store: Store, root: string): Promise<QuotaReport> => getQuota(store, root),
+  getQuota: (store: Store, root: string, options?: { nearest?: boolean }): Promise<QuotaReport> => getQuota(store, root, options),
   setQuota: (store: Store, root: string, limits: QuotaLimits): Promise<void> => setQuota(store, root, limits),
   listQuotas: (store: Store): Promise<{ root: string; limits: QuotaLimits }[]> => listQuotas(store),
   usage: (store: Store, options?: { user?: string }): Promise<UserUsage[]> => usage(store, options),

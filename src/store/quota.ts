@@ -18,6 +18,8 @@ export interface QuotaLimits {
 
 export interface QuotaReport extends QuotaLimits {
   root: string;
+  /** getQuota with `nearest`: the mailbox asked about, when `root` is the nearer root above it that limits it. */
+  mailbox?: string;
   usedBytes: number;
   usedMessages: number;
 }
@@ -40,12 +42,26 @@ export async function setQuota(store: Store, root: string, limits: QuotaLimits):
   await store.administration().mutate({ prepare: async () => ({ ops: [op], result: undefined }) });
 }
 
-/** The limits and current usage of `root` (limits absent when none is set). */
-export async function getQuota(store: Store, root: string): Promise<QuotaReport> {
-  const components = parseMailboxName(root);
-  const limits = store.administration().index.getNow<QuotaLimits>(quotaKey(components)) ?? {};
-  const used = await usageBelow(store.administration().index, undefined, components);
-  return { root: formatMailboxName(components), ...limits, usedBytes: used.bytes, usedMessages: used.messages };
+/**
+ * The limits and current usage of `root` (limits absent when none is set). With `nearest`
+ * (`quota get`, IMAP's GETQUOTAROOT): when `root` has no quota of its own, the nearest root above
+ * it that has one, which is what limits it (`mailbox` then names the one asked about).
+ */
+export async function getQuota(store: Store, root: string, options: { nearest?: boolean } = {}): Promise<QuotaReport> {
+  const asked = parseMailboxName(root);
+  const index = store.administration().index;
+  let components = asked;
+  if (options.nearest) {
+    for (let depth = asked.length; depth >= 1; depth--) {
+      if (index.getNow<QuotaLimits>(quotaKey(asked.slice(0, depth)))) { components = asked.slice(0, depth); break; }
+    }
+  }
+  const limits = index.getNow<QuotaLimits>(quotaKey(components)) ?? {};
+  const used = await usageBelow(index, undefined, components);
+  return {
+    root: formatMailboxName(components), ...limits, usedBytes: used.bytes, usedMessages: used.messages,
+    ...(components.length < asked.length ? { mailbox: formatMailboxName(asked) } : {}),
+  };
 }
 
 /** The op that sets the limits of `root` (null: removes its quota). */

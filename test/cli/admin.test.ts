@@ -67,6 +67,11 @@ describe('usage and quotas', () => {
     expect(await json(['quota', 'get', 'user/alice'], { store })).toEqual({ root: 'user/alice', storage: 1024 * 1024, usedBytes: usage.bytes, usedMessages: 2 });
     await ok(['append', 'user/alice/INBOX', '-'], { store, input: message(9) });
     expect((await json<unknown[]>(['quota', 'list'], { store })).length).toBe(1);
+    // a mailbox with no quota of its own: the root above it that limits it (IMAP GETQUOTAROOT), not "unlimited"
+    expect(await json(['quota', 'get', 'user/alice/INBOX'], { store })).toEqual({ root: 'user/alice', mailbox: 'user/alice/INBOX', storage: 1024 * 1024, usedBytes: expect.any(Number), usedMessages: 3 });
+    expect((await ok(['quota', 'get', 'user/alice/INBOX'], { store })).trim()).toMatch(/^user\/alice\/INBOX counts against user\/alice: storage \d+ of 1048576 bytes, messages 3 of unlimited$/);
+    // set on such a mailbox makes it a root of its own (the parent's limits are not copied into it)
+    expect(await json(['quota', 'set', 'user/alice/INBOX', '--messages', '9'], { store })).toEqual({ root: 'user/alice/INBOX', messages: 9, usedBytes: expect.any(Number), usedMessages: 3 });
     expect((await run(['quota', 'set', 'user/alice', '--storage', '-3'], { store })).code).toBe(5);
   });
 });

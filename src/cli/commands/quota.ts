@@ -32,10 +32,10 @@ export function register(program: Command): void {
 
   quota
     .command('get <root>')
-    .description('show the limits of ROOT and what counts against it: the mailboxes at or below it, but for those below a nested root (they count against that one)')
-    .option('--json', 'print {root, storage?, messages?, usedBytes, usedMessages}')
+    .description('show the limits of ROOT and what counts against it: the mailboxes at or below it, but for those below a nested root (they count against that one). A mailbox that is no root of its own shows the nearest root above it that limits it (IMAP GETQUOTAROOT)')
+    .option('--json', 'print {root, storage?, messages?, usedBytes, usedMessages, mailbox?} (mailbox: the name asked about, when root is the nearer root above it)')
     .action(async (root: string, _options: unknown, command: Command) => {
-      const report = await withReadStore(command, (store) => procedures(store).getQuota(root));
+      const report = await withReadStore(command, (store) => procedures(store).getQuota(root, { nearest: true }));
       if (wantsJson(command)) return printJson(report);
       await printLine(formatReport(report));
     });
@@ -56,6 +56,6 @@ export function register(program: Command): void {
     });
 }
 
-function formatReport(r: { root: string; storage?: number; messages?: number; usedBytes: number; usedMessages: number }): string {
-  return `${r.root}: storage ${r.usedBytes} of ${r.storage ?? 'unlimited'} bytes, messages ${r.usedMessages} of ${r.messages ?? 'unlimited'}`;
+function formatReport(r: { root: string; storage?: number; messages?: number; usedBytes: number; usedMessages: number; mailbox?: string }): string {
+  return `${r.mailbox ? `${r.mailbox} counts against ` : ''}${r.root}: storage ${r.usedBytes} of ${r.storage ?? 'unlimited'} bytes, messages ${r.usedMessages} of ${r.messages ?? 'unlimited'}`;
 }
