@@ -789,9 +789,19 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
     await fs.unlink(path).catch(() => undefined);
     throw isMailstoreError(error) ? error : fromSystemError(error, 'reading the repository locks', dir);
   }
+  // Once the lock may have been another run's (too long without a refresh, or its file gone), it
+  // stays lost: a later refresh that wrote it again would hide what that run did meanwhile.
   let written = Date.now();
+  let lost: string | undefined;
+  const stillOurs = async (): Promise<boolean> => {
+    // the margin: a refresh interval before another run may judge it stale
+    if (!lost && Date.now() - written > backupLimits.lockStaleMs - backupLimits.lockRefreshMs) lost = `went ${Math.round((Date.now() - written) / 1000)} s without a refresh (the repository could not be written)`;
+    if (!lost && !(await readLock(fs, path))) lost = 'is gone';
+    return !lost;
+  };
   const refresh = async () => {
     const at = Date.now();
+    if (!(await stillOurs())) return;
     await write();
     written = at;
   };
@@ -803,10 +813,8 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
       await fs.unlink(path).catch(() => undefined);
     },
     held: async () => {
-      const lost = (why: string) => new MailstoreError('LOCKED', `this run's lock on the backup repository ${repo.dir} ${why}: another run may have taken it for stale (forget --prune removes data files), so this run stops here and publishes nothing; run it again`, { path });
-      // the margin: a refresh interval before another run may judge it stale
-      if (Date.now() - written > backupLimits.lockStaleMs - backupLimits.lockRefreshMs) throw lost(`was last refreshed ${Math.round((Date.now() - written) / 1000)} s ago (the repository could not be written)`);
-      if (!(await readLock(fs, path))) throw lost('is gone');
+      if (await stillOurs()) return;
+      throw new MailstoreError('LOCKED', `this run's lock on the backup repository ${repo.dir} ${lost}: another run may have taken it for stale (forget --prune removes data files), so this run stops here and publishes nothing; run it again`, { path });
     },
   };
 }

@@ -56,6 +56,25 @@ describe('a run whose lock may no longer be its own publishes nothing', () => {
     await repo.close();
   });
 
+  it('a lock file removed and then due for a refresh is not written again: the lock stays lost (LOCKED), so what another run did meanwhile is never hidden', async () => {
+    const { store, repo } = await storeAndRepo();
+    const saved = { ...backupLimits };
+    try {
+      backupLimits.lockRefreshMs = 20;
+      const lock = await lockRepository(repo, false);
+      const locks = join(repo.dir, 'locks');
+      for (const name of readdirSync(locks)) rmSync(join(locks, name));
+      await new Promise((resolve) => setTimeout(resolve, 150)); // several refreshes due
+      expect(readdirSync(locks).filter((n) => !n.startsWith('.'))).toEqual([]);
+      await expectCode(lock.held(), 'LOCKED');
+      await lock.release();
+    } finally {
+      Object.assign(backupLimits, saved);
+    }
+    await store.close();
+    await repo.close();
+  });
+
   it('its lock not refreshed for most of lockStaleMs (the repository unwritable): LOCKED before the snapshot, and prune removes nothing', async () => {
     const { store, repo } = await storeAndRepo();
     await runBackup(source(store), repo);
