@@ -83,7 +83,7 @@ export async function setConsumerCursor(store: WebhookStore, cursorText: string,
   if (cursor.seq !== 0 && cursor.seq < firstSeq - 1) {
     throw new MailstoreError('NOT_FOUND', `the changes before seq ${firstSeq} were retired; give ${firstSeq - 1} (the oldest change kept) or later, or 0`);
   }
-  const pin = cursor.seq === 0 ? Math.max(0, firstSeq - 1) : cursor.slot === Infinity ? cursor.seq : cursor.seq - 1;
+  const pin = cursor.seq === 0 ? Math.max(0, firstSeq - 1) : pinOf(cursor);
   const pinned = await store.changes.cursor(consumer);
   if (pinned && pin >= pinned.seq) await store.changes.advance(consumer, pin);
   else {
@@ -93,6 +93,11 @@ export async function setConsumerCursor(store: WebhookStore, cursorText: string,
   const text = formatCursor(cursor);
   await store.setMeta(consumerKey(consumer), text);
   return { consumer, cursor: text, previous: previous ?? '0' };
+}
+
+/** Where a consumer at `cursor` pins the journal: the last record it has wholly posted. */
+function pinOf(cursor: EventCursor): number {
+  return cursor.slot === Infinity ? cursor.seq : Math.max(0, cursor.seq - 1);
 }
 
 /** A consumer's stored cursor ("0" when it never committed one). */
@@ -112,7 +117,6 @@ export async function postEvents(store: WebhookStore, url: string, options: Webh
   const cursor = await consumerCursor(store, consumer);
   // Registered as a change-log consumer too (src/store/changes.ts): the journal records it has not
   // posted are never retired under it. Its pin is the last record it has wholly posted.
-  const pinOf = (c: EventCursor) => (c.slot === Infinity ? c.seq : Math.max(0, c.seq - 1));
   await store.changes.register(consumer, Math.min(pinOf(cursor), store.changes.lastSeq));
   let stored = (await store.getMeta<string>(consumerKey(consumer))) ?? '0';
   const result: WebhookResult = { posted: 0, batches: 0, cursor: stored };

@@ -50,13 +50,9 @@ export async function setQuota(store: Store, root: string, limits: QuotaLimits):
 export async function getQuota(store: Store, root: string, options: { nearest?: boolean } = {}): Promise<QuotaReport> {
   const asked = parseMailboxName(root);
   const index = store.administration().index;
-  let components = asked;
-  if (options.nearest) {
-    for (let depth = asked.length; depth >= 1; depth--) {
-      if (index.getNow<QuotaLimits>(quotaKey(asked.slice(0, depth)))) { components = asked.slice(0, depth); break; }
-    }
-  }
-  const limits = index.getNow<QuotaLimits>(quotaKey(components)) ?? {};
+  const nearest = options.nearest ? quotaRoot(index, asked) : undefined;
+  const components = nearest?.root ?? asked;
+  const limits = nearest?.limits ?? index.getNow<QuotaLimits>(quotaKey(components)) ?? {};
   const used = await usageBelow(index, undefined, components);
   return {
     root: formatMailboxName(components), ...limits, usedBytes: used.bytes, usedMessages: used.messages,
@@ -123,7 +119,7 @@ export function quotaSetOp(root: unknown, limits: unknown): Op {
 }
 
 /** The nearest root at or above `name` that has a quota. */
-function quotaRoot(view: IndexView, name: readonly string[]): { root: string[]; limits: QuotaLimits } | undefined {
+function quotaRoot(view: Pick<IndexView, 'getNow'>, name: readonly string[]): { root: string[]; limits: QuotaLimits } | undefined {
   for (let depth = name.length; depth >= 1; depth--) {
     const root = name.slice(0, depth);
     const limits = view.getNow<QuotaLimits>(quotaKey(root));
