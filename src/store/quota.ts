@@ -152,17 +152,20 @@ async function usageBelow(db: AdminIndexReader, view: IndexView | undefined, roo
 
 
 /**
- * Refuses (OVER_QUOTA) a rename of mailboxes (`moved`: old name, new name, its counters) that would
- * take a root they come into over a limit, as Cyrus checks a rename. A mailbox whose nearest root
- * stays the same (a rename inside a root) adds nothing: it is in that root's usage already.
+ * Refuses (OVER_QUOTA) a rename of the tree `source` (`moved`: each mailbox's old name, new name and
+ * counters) that would take a root they come into over a limit, as Cyrus checks a rename. A mailbox
+ * whose nearest root stays the same (a rename inside a root) adds nothing: it is in that root's
+ * usage already; nor does one whose nearest root is inside the tree, which moves with it
+ * (moveQuotaRoots, the same record).
  */
-export async function checkRenameQuota(db: AdminIndexReader, view: IndexView, moved: { from: readonly string[]; to: readonly string[]; box: MailboxInfo }[]): Promise<void> {
+export async function checkRenameQuota(db: AdminIndexReader, view: IndexView, source: readonly string[], moved: { from: readonly string[]; to: readonly string[]; box: MailboxInfo }[]): Promise<void> {
   const entering = new Map<string, { name: readonly string[]; bytes: number; messages: number }>();
   for (const { from, to, box } of moved) {
+    const before = quotaRoot(view, from);
+    if (before && isAtOrBelow(before.root, source)) continue; // its root goes with it
     const found = quotaRoot(view, to);
     if (!found) continue;
     const root = formatMailboxName(found.root);
-    const before = quotaRoot(view, from);
     if (before && formatMailboxName(before.root) === root) continue; // counted against that root already
     const sum = entering.get(root) ?? { name: to, bytes: 0, messages: 0 };
     sum.bytes += box.bytes;

@@ -837,7 +837,7 @@ export class Store implements MailStore {
           if (box) moved.push({ from: name, to: renamed, box });
         }
         if (ops.length === 0) throw new MailstoreError('NOT_FOUND', `no mailbox named ${from} (nor any below it)`, { path: from });
-        await checkRenameQuota(this.db, view, moved);
+        await checkRenameQuota(this.db, view, source, moved);
         const renamed = ops.length;
         ops.push(...await moveQuotaRoots(this.db, source, target));
         checkRecordSize(ops, `renaming ${from}`);
