@@ -227,8 +227,27 @@ export async function runWorkload(options: WorkloadOptions): Promise<WorkloadRun
     return { label: `acl ${name} ${who}=${rights}`, run: (s) => s.setAcl(name, who, rights) };
   };
 
+  /**
+   * A snapshot beside the live store, then retirement of the journal below the older kept snapshot
+   * (from the second on: a lone snapshot retires nothing): no model change, so no op; its crash
+   * points fall between ops.
+   */
+  const storeSnapshot = async () => {
+    await store.snapshot();
+    // with inline bodies, the retirement first moves them into packs: records the model did not
+    // predict, invisible but for the seqs they take (as a compaction's below)
+    model.seq = store.maintenance().journal.lastSeq;
+    snapshotsTaken++;
+  };
+
   for (let step = 0; step < options.steps; step++) {
     const roll = rng.next();
+    // every seed's run snapshots twice at least, so that retirement is among its crash points
+    // (FAULTFS_SEED's long form draws seeds whose rolls never asked for one)
+    if (options.steps - step <= 2 - snapshotsTaken) {
+      await storeSnapshot();
+      continue;
+    }
     const names = boxNames();
     if (names.length < 3 || roll < 0.06) {
       const name = NAMES.find((n) => !model.boxes.has(n));
@@ -257,7 +276,8 @@ export async function runWorkload(options: WorkloadOptions): Promise<WorkloadRun
       if (p) await concurrent([p]);
     } else if (roll < 0.88) {
       const from = rng.pick(names);
-      const to = rng.chance(0.5) ? `Renamed${renameCounter++}` : `Archive/old${renameCounter++}`;
+      let to = rng.chance(0.5) ? `Renamed${renameCounter++}` : `Archive/old${renameCounter++}`;
+      if (to.startsWith(`${from}/`)) to = `Renamed${renameCounter++}`; // Archive into its own child is INVALID
       model.rename(from, to);
       states.push(model.dump());
       ops.push({ label: `rename ${from} -> ${to}`, submittedAt: ffs.logLength, ackedAt: -1 });
@@ -273,14 +293,7 @@ export async function runWorkload(options: WorkloadOptions): Promise<WorkloadRun
       ops[ops.length - 1].ackedAt = ffs.logLength;
       await verify(`delete ${name}`);
     } else if (roll >= 0.92 && roll <= 0.95) {
-      // a snapshot beside the live store, then retirement of the journal below the older kept
-      // snapshot (from the second on: a lone snapshot retires nothing): no model change, so no
-      // op; its crash points fall between ops (the rng sequence is unchanged)
-      await store.snapshot();
-      // with inline bodies, the retirement first moves them into packs: records the model did not
-      // predict, invisible but for the seqs they take (as a compaction's below)
-      model.seq = store.maintenance().journal.lastSeq;
-      snapshotsTaken++;
+      await storeSnapshot();
     } else if (roll > 0.95) {
       // a quiescent point: close, copy index/ for the 'older' crash states, reopen
       await store.close();
