@@ -85,11 +85,8 @@ export async function setConsumerCursor(store: WebhookStore, cursorText: string,
   }
   const pin = cursor.seq === 0 ? Math.max(0, firstSeq - 1) : pinOf(cursor);
   const pinned = await store.changes.cursor(consumer);
-  if (pinned && pin >= pinned.seq) await store.changes.advance(consumer, pin);
-  else {
-    if (pinned) await store.changes.remove(consumer);
-    await store.changes.register(consumer, pin);
-  }
+  if (pinned) await store.changes.rewind(consumer, pin);
+  else await store.changes.register(consumer, pin);
   const text = formatCursor(cursor);
   await store.setMeta(consumerKey(consumer), text);
   return { consumer, cursor: text, previous: previous ?? '0' };

@@ -176,6 +176,19 @@ export class ChangeFeed {
     await this.store(name, seq);
   }
 
+  /**
+   * Puts a registered consumer's cursor at `seq`, back as well as forward, in one durable write: an
+   * admin's rewind (a webhook receiver that lost what it was sent). A remove and a register would
+   * leave the journal unpinned between the two, so a crash there let retirement take what the
+   * consumer was to read again. Below the oldest retained record is NOT_FOUND: it is gone.
+   */
+  async rewind(name: string, seq: number): Promise<void> {
+    if (!(await this.cursor(name))) throw new MailstoreError('NOT_FOUND', `no consumer named ${name}`);
+    this.checkSeq(seq);
+    if (seq < this.firstSeq - 1) throw new MailstoreError('NOT_FOUND', `the records before seq ${this.firstSeq} were retired; consumer ${name} cannot go back to ${seq}`);
+    await this.store(name, seq);
+  }
+
   /** Forgets a consumer: it no longer pins the journal. */
   async remove(name: string): Promise<boolean> {
     this.checkName(name);

@@ -9,6 +9,8 @@ import type { MailEvent } from '../../src/events/events.js';
 import { ChangeSignal } from '../../src/events/follow.js';
 import { consumerCursor, postEvents, setConsumerCursor, type WebhookStore } from '../../src/events/webhook.js';
 import { Store } from '../../src/store/store.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import type { FileSystem } from '../../src/fs/filesystem.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { run } from '../cli/helpers.js';
 import { serve } from '../daemon/processes.js';
@@ -203,6 +205,35 @@ describe('events webhook: a URL it can never post to', () => {
     const result = await run(['serve', '--webhook', 'htp:/127.0.0.1/events'], { store: dir });
     expect(result.code).toBe(5);
     expect(result.stderr).toMatch(/INVALID: .*webhook/);
+  });
+});
+
+describe('events webhook: moving its cursor back', () => {
+  it('keeps the consumer pinning the journal when the move fails half-way (no unpinned moment)', async () => {
+    const r = await receiver();
+    let failConsumerWrites = false;
+    const fs: FileSystem = Object.create(nodeFileSystem);
+    fs.rename = async (from, to) => {
+      if (failConsumerWrites && to.includes('consumers')) throw Object.assign(new Error(`EIO: i/o error, rename '${from}'`), { code: 'EIO' });
+      return nodeFileSystem.rename(from, to);
+    };
+    const store = await storeWithMessages(tmpDir('webhook'), 5);
+    await store.close();
+    const reopened = await Store.open(store.root, { fs });
+    try {
+      await postEvents(reopened, r.url);
+      const before = await reopened.changes.cursor('events-webhook');
+      expect(before?.seq).toBeGreaterThan(1);
+      failConsumerWrites = true;
+      await expect(setConsumerCursor(reopened, '2')).rejects.toMatchObject({ code: 'IO' });
+      // still registered where it was: the journal it has not posted stays pinned
+      expect((await reopened.changes.cursor('events-webhook'))?.seq).toBe(before?.seq);
+      failConsumerWrites = false;
+      await setConsumerCursor(reopened, '2');
+      expect((await reopened.changes.cursor('events-webhook'))?.seq).toBe(2);
+    } finally {
+      await reopened.close();
+    }
   });
 });
 
