@@ -791,16 +791,20 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
   }
   // Once the lock may have been another run's (too long without a refresh, or its file gone), it
   // stays lost: a later refresh that wrote it again would hide what that run did meanwhile.
-  let written = Date.now();
+  // Others judge the file's wall-clock time (across hosts nothing else is shared); this run
+  // measures its own silence on the monotonic clock: a wall clock stepped back hid half an hour
+  // of failed refreshes, and one stepped forward lost a lock that was refreshed on time.
+  let written = performance.now();
   let lost: string | undefined;
   const stillOurs = async (): Promise<boolean> => {
     // the margin: a refresh interval before another run may judge it stale
-    if (!lost && Date.now() - written > backupLimits.lockStaleMs - backupLimits.lockRefreshMs) lost = `went ${Math.round((Date.now() - written) / 1000)} s without a refresh (the repository could not be written)`;
+    const silentMs = performance.now() - written;
+    if (!lost && silentMs > backupLimits.lockStaleMs - backupLimits.lockRefreshMs) lost = `went ${Math.round(silentMs / 1000)} s without a refresh (the repository could not be written)`;
     if (!lost && !(await readLock(fs, path))) lost = 'is gone';
     return !lost;
   };
   const refresh = async () => {
-    const at = Date.now();
+    const at = performance.now();
     if (!(await stillOurs())) return;
     await write();
     written = at;

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
 import { forgetSnapshots } from '../../src/backup/forget.js';
 import { lockRepository } from '../../src/backup/repository.js';
@@ -69,6 +69,32 @@ describe('a run whose lock may no longer be its own publishes nothing', () => {
       await expectCode(lock.held(), 'LOCKED');
       await lock.release();
     } finally {
+      Object.assign(backupLimits, saved);
+    }
+    await store.close();
+    await repo.close();
+  });
+
+  it('its own silence is timed on the monotonic clock: a wall clock stepped forward does not lose a lock refreshed on time, one stepped back does not hide the refreshes it missed', async () => {
+    const { store, repo } = await storeAndRepo();
+    const saved = { ...backupLimits };
+    let offsetMs = 0;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => new Date().getTime() + offsetMs);
+    try {
+      backupLimits.lockRefreshMs = 60 * 60 * 1000; // no refresh comes within the test
+      backupLimits.lockStaleMs = backupLimits.lockRefreshMs + 1500; // silent for 1.5 s: may be another's
+      const fresh = await lockRepository(repo, false);
+      offsetMs = 86_400_000; // a VM resumed a day later: no time passed for this run
+      await fresh.held();
+      await fresh.release();
+      offsetMs = 0;
+      const silent = await lockRepository(repo, false);
+      offsetMs = -3600_000; // NTP steps back an hour
+      await new Promise((resolve) => setTimeout(resolve, 1600));
+      await expectCode(silent.held(), 'LOCKED');
+      await silent.release();
+    } finally {
+      clock.mockRestore();
       Object.assign(backupLimits, saved);
     }
     await store.close();
