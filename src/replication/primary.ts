@@ -350,7 +350,7 @@ class ReplicaSession implements BatchListener {
           if (!woke) await this.connection.send({ t: 'ping' });
           // silent: nothing heard (pongs come back at once) for 3 pings, or rounds outstanding and no ack for long
           const busy = this.sentSeq > this.ackedSeq;
-          if (Date.now() - this.connection.lastHeard > (busy ? limits.replicaApplyTimeoutMs : 3 * limits.replicationPingMs)) {
+          if (this.connection.quietMs() > (busy ? limits.replicaApplyTimeoutMs : 3 * limits.replicationPingMs)) {
             throw new MailstoreError('UNAVAILABLE', `replica ${this.nodeId} went silent`);
           }
           continue;
