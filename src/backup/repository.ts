@@ -476,12 +476,23 @@ export class Repository {
     return all;
   }
 
-  /** A snapshot by id, unique id prefix, or 'latest'. */
+  /**
+   * A snapshot by id, unique id prefix, or 'latest': the newest by time, unless a snapshot of the
+   * same store is further on in its journal (a higher seq): then a clock stepped back (or the store
+   * was rolled back) and 'latest' is ambiguous (INVALID, naming both), never silently the older state.
+   */
   async findSnapshot(wanted: string): Promise<{ id: string; snapshot: SnapshotFile }> {
     if (wanted === 'latest') {
       const all = await this.snapshots();
       if (all.length === 0) throw new MailstoreError('NOT_FOUND', `the backup repository at ${this.dir} holds no snapshot`, { path: this.dir });
-      return all[all.length - 1];
+      const latest = all[all.length - 1];
+      const further = all.filter((s) => s.snapshot.storeId === latest.snapshot.storeId && s.snapshot.seq > latest.snapshot.seq);
+      if (further.length > 0) {
+        const ahead = further.reduce((a, b) => (b.snapshot.seq > a.snapshot.seq ? b : a));
+        const when = (s: { snapshot: SnapshotFile }) => `${new Date(s.snapshot.time).toISOString()}, seq ${s.snapshot.seq}`;
+        throw new MailstoreError('INVALID', `'latest' is ambiguous: snapshot ${latest.id.slice(0, 12)} is the newest by its time (${when(latest)}), but ${ahead.id.slice(0, 12)} of the same store is further on in its journal (${when(ahead)}): a clock stepped back, or the store was rolled back. Give the id of the one to restore (mailstore backups lists them)`, { path: this.dir });
+      }
+      return latest;
     }
     if (!/^[0-9a-f]{4,64}$/.test(wanted)) throw new MailstoreError('INVALID', `a snapshot is 'latest' or a hex id (at least 4 digits), got ${JSON.stringify(wanted)}`);
     const matches = (await this.list('snapshots')).filter((id) => id.startsWith(wanted));

@@ -1,6 +1,6 @@
 // Retention (restic's rules) and prune: what no kept snapshot uses is reclaimed, partly used data
 // files are rewritten, and every kept snapshot restores exactly afterwards.
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
@@ -8,6 +8,7 @@ import { checkRepository } from '../../src/backup/check.js';
 import { applyPolicy, childrenFirst, forgetSnapshots } from '../../src/backup/forget.js';
 import type { Repository, SnapshotFile } from '../../src/backup/repository.js';
 import { restoreToNewStore } from '../../src/backup/restore.js';
+import type { MailstoreError } from '../../src/errors.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -69,6 +70,22 @@ async function backedUp(count: number) {
   const repo = await openRepo(join(dir, 'repo'));
   await runBackup(source(store), repo);
   return { dir, store, repo };
+}
+
+/** Two backups of a store, the second (its id returned) made with the clock stepped back two hours: dated before the first. */
+async function backupAfterAStepBack() {
+  const { dir, store, repo } = await backedUp(5);
+  await fill(store, 'INBOX', 5, 100);
+  const clock = vi.spyOn(Date, 'now').mockImplementation(() => new Date().getTime() - 2 * 3600_000);
+  let id: string;
+  try {
+    id = (await runBackup(source(store), repo)).snapshot;
+  } finally {
+    clock.mockRestore();
+  }
+  const latest = await dump(store);
+  await store.close();
+  return { dir, repo, id, latest };
 }
 
 async function expectRestores(repo: Repository, snapshot: string, to: string, expected: unknown): Promise<void> {
@@ -141,20 +158,20 @@ describe('forget --prune', () => {
   });
 
   it('a backup taken after the clock stepped back is not forgotten as the oldest: keep-daily keeps it and it restores every message', async () => {
-    const { dir, store, repo } = await backedUp(5);
-    await fill(store, 'INBOX', 5, 100);
-    const clock = vi.spyOn(Date, 'now').mockImplementation(() => new Date().getTime() - 2 * 3600_000);
-    let id: string;
-    try {
-      id = (await runBackup(source(store), repo)).snapshot;
-    } finally {
-      clock.mockRestore();
-    }
-    const latest = await dump(store);
-    await store.close();
+    const { dir, repo, id, latest } = await backupAfterAStepBack();
     const summary = await forgetSnapshots(repo, { daily: 1 }, { prune: true });
     expect(summary.kept.map((k) => k.id)).toContain(id);
     expect((await checkRepository(repo, { readData: true })).findings).toEqual([]);
+    await expectRestores(repo, id, join(dir, 'r'), latest);
+    await repo.close();
+  });
+
+  it("restore of 'latest' after the clock stepped back: INVALID naming both snapshots (the newest by time is the older state), nothing written; by id it restores", async () => {
+    const { dir, repo, id, latest } = await backupAfterAStepBack();
+    const error = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'l')).catch((e: MailstoreError) => e);
+    expect((error as MailstoreError).code).toBe('INVALID');
+    expect((error as MailstoreError).message).toContain(id.slice(0, 12));
+    expect(existsSync(join(dir, 'l'))).toBe(false);
     await expectRestores(repo, id, join(dir, 'r'), latest);
     await repo.close();
   });
