@@ -803,8 +803,11 @@ export class Store implements MailStore {
         const last = (await view.get<number>(meta.uidValidityLast)) ?? 0;
         // above every earlier one, so a client's cache of a deleted mailbox of the same name is
         // dropped; but 32 bits (RFC 3501): past the top (a list undumped with 2^32 - 1), the clock
-        // again, as a new store starts, so never a value IMAP cannot carry
-        const now = Math.floor(Date.now() / 1000);
+        // again, as a new store starts, so never a value IMAP cannot carry. A clock past 32 bits
+        // of seconds (a wrong year at boot, after 2106) is not used: it gave values IMAP cannot
+        // carry, and once recorded as the last, every later mailbox's came from the clock too
+        const clock = Math.floor(Date.now() / 1000);
+        const now = clock >= 1 && clock <= UID_VALIDITY_MAX ? clock : 1;
         const uidValidity = last + 1 > UID_VALIDITY_MAX ? now : Math.max(now, last + 1);
         const id = Buffer.from(crypto.randomUUID().replace(/-/g, ''), 'hex'); // the global: node:crypto loads only here (issue 16)
         const created = Date.now();
