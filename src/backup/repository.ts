@@ -853,8 +853,11 @@ async function readLock(fs: FileSystem, path: string): Promise<LockRecord | unde
 }
 
 async function isStale(record: LockRecord): Promise<boolean> {
-  if (Date.now() - record.time > backupLimits.lockStaleMs) return true;
-  return processGone(record.pid, record.hostname);
+  const ageMs = Date.now() - record.time;
+  if (ageMs > backupLimits.lockStaleMs) return true;
+  // this host's own: its pid says (this clock stepped back under a live run is no reason)
+  if (record.hostname === hostname()) return processGone(record.pid, record.hostname);
+  return -ageMs > backupLimits.lockFutureStaleMs;
 }
 
 /**

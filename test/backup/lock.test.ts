@@ -2,7 +2,7 @@
 // keeps an exclusive one out (LOCKED); a lock of a process that was killed but never reaped (a
 // zombie: its parent died with it where PID 1 does not reap) is stale, as a dead one's is.
 import { spawn } from 'node:child_process';
-import { readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -31,6 +31,27 @@ describe('repository locks', () => {
       await lock.release();
     } finally {
       parent.kill('SIGKILL');
+      await repo.close();
+    }
+  });
+});
+
+describe('locks dated ahead of this clock', () => {
+  const lockAt = (host: string, pid: number, time: number) => JSON.stringify({ pid, hostname: host, time, exclusive: false });
+
+  it("another host's lock dated a year ahead (its clock was wrong) is stale; one an hour ahead is kept; this host's live one is kept however dated", async () => {
+    const repo = await openRepo(join(tmpDir('bkl'), 'repo'));
+    const path = join(repo.dir, 'locks', 'b'.repeat(32));
+    try {
+      writeFileSync(path, lockAt('elsewhere.example', 4242, Date.now() + 365 * 86_400_000));
+      const lock = await lockRepository(repo, true); // removed as stale: forget was LOCKED for that year
+      await lock.release();
+      expect(existsSync(path)).toBe(false);
+      writeFileSync(path, lockAt('elsewhere.example', 4242, Date.now() + 3600_000)); // clocks an hour apart: still a holder
+      await expectCode(lockRepository(repo, true), 'LOCKED');
+      writeFileSync(path, lockAt(hostname(), process.ppid, Date.now() + 365 * 86_400_000)); // this clock stepped back under a live run
+      await expectCode(lockRepository(repo, true), 'LOCKED');
+    } finally {
       await repo.close();
     }
   });
