@@ -1,6 +1,6 @@
 // replica check: 0 differences after catch-up; a replica changed behind its primary's back is found
 // out, down to the messages (uid, hash, flags, modseq), and the mailbox-level attributes.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { startPrimary } from '../../src/replication/primary.js';
@@ -69,4 +69,36 @@ describe('replica check', () => {
       await primaryStore.close();
     }
   }, 30_000);
+
+  it('a replica that does not catch up is compared after catchUpMs though the wall clock stepped back an hour meanwhile', async () => {
+    const key = keyFile();
+    const primaryStore = await Store.open(tmpDir('primary'), { create: true });
+    await primaryStore.createMailbox('INBOX');
+    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+    const address = `127.0.0.1:${(await primary.status()).port}`;
+    const r = join(tmpDir('replica'), 'r');
+    let offsetMs = 0;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => new Date().getTime() + offsetMs);
+    try {
+      const replica = await startReplica(r, { primary: address, keyFile: key, log: quiet });
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq);
+      await replica.close();
+      await primaryStore.append('INBOX', msg(1)); // the replica, closed, never gets it
+      const behind = await Store.open(r);
+      try {
+        const wait = behind.changes.wait.bind(behind.changes);
+        vi.spyOn(behind.changes, 'wait').mockImplementation((seq, ms) => { offsetMs = -3600_000; return wait(seq, ms); }); // NTP steps back once it waits
+        const hung = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('still waiting after 5 s')), 5000).unref());
+        const result = await Promise.race([checkReplica(behind, { primary: address, keyFile: key, catchUpMs: 300 }), hung]);
+        expect(result.identical).toBe(false);
+        expect(result.replicaSeq).toBeLessThan(result.primarySeq);
+      } finally {
+        await behind.close();
+      }
+    } finally {
+      clock.mockRestore();
+      await primary.close();
+      await primaryStore.close();
+    }
+  });
 });
