@@ -131,7 +131,10 @@ export async function compactStore(host: CompactHost, options: CompactOptions = 
       await finishRetired(host, result);
     });
   }
-  const cutoff = Date.now() - (options.graceMs ?? 0);
+  // without a grace every released blob goes, whatever its release says: one released while the
+  // clock was ahead is dated in the future, and a cutoff of now kept it (and its pack's dead bytes)
+  // until that date came, which no compaction could shorten
+  const cutoff = options.graceMs ? Date.now() - options.graceMs : Number.MAX_SAFE_INTEGER;
   const plan = await planRound(host, options, cutoff, result);
   result.bytesBefore = plan.bytesBefore;
   if (options.dryRun || plan.candidates.length === 0) {
