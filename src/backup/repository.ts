@@ -857,7 +857,7 @@ async function isStale(record: LockRecord): Promise<boolean> {
   if (ageMs > backupLimits.lockStaleMs) return true;
   // this host's own: its pid says (this clock stepped back under a live run is no reason)
   if (record.hostname === hostname()) return processGone(record.pid, record.hostname);
-  return -ageMs > backupLimits.lockFutureStaleMs;
+  return -ageMs > backupLimits.clockAheadMaxMs;
 }
 
 /**
