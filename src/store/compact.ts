@@ -120,7 +120,7 @@ export interface CompactHost {
 }
 
 export async function compactStore(host: CompactHost, options: CompactOptions = {}): Promise<CompactResult> {
-  const started = Date.now();
+  const started = performance.now();
   const result: CompactResult = {
     dryRun: Boolean(options.dryRun), packsRewritten: [], packsWritten: [], packsRemoved: [], packsPending: [],
     blobsCopied: 0, bytesCopied: 0, blobsReclaimed: 0, bytesBefore: 0, bytesAfter: 0, skipped: [], ms: 0, phases: {},
@@ -141,13 +141,13 @@ export async function compactStore(host: CompactHost, options: CompactOptions = 
     result.packsRewritten = plan.candidates;
     result.bytesAfter = options.dryRun ? plan.bytesAfterEstimate : plan.bytesBefore;
     if (options.dryRun) result.blobsReclaimed = plan.blobsExpired;
-    result.ms = Date.now() - started;
+    result.ms = Math.round(performance.now() - started);
     return result;
   }
   await rewrite(host, plan, result, options);
   await timed(result, 'retire', () => finishRetired(host, result));
   result.bytesAfter = await timed(result, 'size', () => packsBytes(host.packs));
-  result.ms = Date.now() - started;
+  result.ms = Math.round(performance.now() - started);
   return result;
 }
 
