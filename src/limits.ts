@@ -868,6 +868,14 @@ export const backupLimits = {
   lockRefreshMs: 5 * 60 * 1000,
   /** ...so one from another host that is older than this was left by a dead process. */
   lockStaleMs: 30 * 60 * 1000,
+  /**
+   * A time further ahead of this host's clock than this was written by a clock that was wrong (a
+   * VM resumed, a wrong year at boot), not by hosts a little apart: another host's lock dated so is
+   * stale (its age cannot be told, and judged by its time it kept forget out until that time came,
+   * a year), and a snapshot file modified so is the last choice of parent (else every run for a
+   * year built its delta on it, the journal since it long retired: the whole state read each time).
+   */
+  clockAheadMaxMs: 24 * 60 * 60 * 1000,
   /** Restore into a new store writes blobs to its packs this many bytes at a time (one fdatasync each). */
   restoreBatchBytes: 8 * 1024 * 1024,
   /** Times a new-store restore tries to claim its target's RESTORING mark while marks of restores that are gone are set aside. */

@@ -112,7 +112,7 @@ interface StateRead {
 }
 
 export async function runBackup(source: BackupSource, repo: Repository, options: BackupOptions = {}): Promise<BackupSummary> {
-  const started = Date.now();
+  const started = performance.now(); // durations on the monotonic clock: a step of the wall clock made them negative
   const writtenBefore = repo.bytesWritten;
   const lock = await lockRepository(repo, false);
   phase('locked');
@@ -175,7 +175,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
     if (copier.healed.size > 0) await writeHealList(repo, heal.entries.filter((entry) => !copier.healed.has(entry.hash.toString('hex'))), heal.names);
     return {
       snapshot: id, storeId: source.storeId, seq: state.seq, mailboxes: state.counts.mailboxes, messages: state.counts.messages, blobs: state.counts.blobs,
-      newBlobs: copier.written, bytesRead, bytesAdded: repo.bytesWritten - writtenBefore, durationMs: Date.now() - started,
+      newBlobs: copier.written, bytesRead, bytesAdded: repo.bytesWritten - writtenBefore, durationMs: Math.round(performance.now() - started),
       ...(state.parent ? { parent: state.parent.id, mailboxesReadWhole: state.parent.readWhole } : {}),
       ...(state.fullReadReason ? { fullReadReason: state.fullReadReason } : {}),
       ...(state.delta ? { deltaDepth: state.delta.depth } : {}),

@@ -43,7 +43,10 @@ type Listed = { id: string; snapshot: SnapshotFile };
 /**
  * restic's rules, each over one store's snapshots newest first: --keep-last N keeps the N newest;
  * --keep-daily N the newest of each of the last N days that have one (UTC days), weekly by ISO
- * week, monthly by calendar month. A snapshot any rule keeps is kept.
+ * week, monthly by calendar month. A snapshot any rule keeps is kept. "Newest" is by the time the
+ * backup's clock gave it, as restic's; and the snapshot at the store's highest journal seq is
+ * always kept too (reason 'newest'): after a clock stepped back, the latest run is dated before the
+ * runs it follows, and the rules alone would forget it, leaving only older states of the store.
  */
 export function applyPolicy(snapshots: Listed[], policy: RetentionPolicy): { keep: Map<string, string[]>; remove: Listed[] } {
   const rules: [string, number | undefined, (t: Date) => string][] = [
@@ -66,6 +69,8 @@ export function applyPolicy(snapshots: Listed[], policy: RetentionPolicy): { kee
         listIn(keep, s.id).push(name);
       }
     }
+    const newest = newestFirst.reduce((a, b) => ((b.snapshot.seq ?? -1) > (a.snapshot.seq ?? -1) ? b : a));
+    if (!keep.has(newest.id)) keep.set(newest.id, ['newest']);
   }
   return { keep, remove: snapshots.filter((s) => !keep.has(s.id)) };
 }

@@ -63,7 +63,9 @@ export async function findParent(repo: Repository, storeId: string): Promise<Par
     const stat = await repo.fs.statIfExists(repo.path('snapshots', id));
     if (stat) dated.push({ id, time: stat.mtimeMs });
   }
-  dated.sort((a, b) => b.time - a.time);
+  // newest first; a file dated beyond clockAheadMaxMs (written under a wrong clock) last
+  const ahead = (time: number) => Number(time > Date.now() + backupLimits.clockAheadMaxMs);
+  dated.sort((a, b) => ahead(a.time) - ahead(b.time) || b.time - a.time);
   const cache: SnapshotCache = { ...newSnapshotCache(), chains: new Map() };
   const tips = await listTips(repo);
   for (const { id } of dated.slice(0, backupLimits.parentCandidatesMax)) {

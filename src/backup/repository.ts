@@ -476,12 +476,23 @@ export class Repository {
     return all;
   }
 
-  /** A snapshot by id, unique id prefix, or 'latest'. */
+  /**
+   * A snapshot by id, unique id prefix, or 'latest': the newest by time, unless a snapshot of the
+   * same store is further on in its journal (a higher seq): then a clock stepped back (or the store
+   * was rolled back) and 'latest' is ambiguous (INVALID, naming both), never silently the older state.
+   */
   async findSnapshot(wanted: string): Promise<{ id: string; snapshot: SnapshotFile }> {
     if (wanted === 'latest') {
       const all = await this.snapshots();
       if (all.length === 0) throw new MailstoreError('NOT_FOUND', `the backup repository at ${this.dir} holds no snapshot`, { path: this.dir });
-      return all[all.length - 1];
+      const latest = all[all.length - 1];
+      const further = all.filter((s) => s.snapshot.storeId === latest.snapshot.storeId && s.snapshot.seq > latest.snapshot.seq);
+      if (further.length > 0) {
+        const ahead = further.reduce((a, b) => (b.snapshot.seq > a.snapshot.seq ? b : a));
+        const when = (s: { snapshot: SnapshotFile }) => `${new Date(s.snapshot.time).toISOString()}, seq ${s.snapshot.seq}`;
+        throw new MailstoreError('INVALID', `'latest' is ambiguous: snapshot ${latest.id.slice(0, 12)} is the newest by its time (${when(latest)}), but ${ahead.id.slice(0, 12)} of the same store is further on in its journal (${when(ahead)}): a clock stepped back, or the store was rolled back. Give the id of the one to restore (mailstore backups lists them)`, { path: this.dir });
+      }
+      return latest;
     }
     if (!/^[0-9a-f]{4,64}$/.test(wanted)) throw new MailstoreError('INVALID', `a snapshot is 'latest' or a hex id (at least 4 digits), got ${JSON.stringify(wanted)}`);
     const matches = (await this.list('snapshots')).filter((id) => id.startsWith(wanted));
@@ -791,16 +802,20 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
   }
   // Once the lock may have been another run's (too long without a refresh, or its file gone), it
   // stays lost: a later refresh that wrote it again would hide what that run did meanwhile.
-  let written = Date.now();
+  // Others judge the file's wall-clock time (across hosts nothing else is shared); this run
+  // measures its own silence on the monotonic clock: a wall clock stepped back hid half an hour
+  // of failed refreshes, and one stepped forward lost a lock that was refreshed on time.
+  let written = performance.now();
   let lost: string | undefined;
   const stillOurs = async (): Promise<boolean> => {
     // the margin: a refresh interval before another run may judge it stale
-    if (!lost && Date.now() - written > backupLimits.lockStaleMs - backupLimits.lockRefreshMs) lost = `went ${Math.round((Date.now() - written) / 1000)} s without a refresh (the repository could not be written)`;
+    const silentMs = performance.now() - written;
+    if (!lost && silentMs > backupLimits.lockStaleMs - backupLimits.lockRefreshMs) lost = `went ${Math.round(silentMs / 1000)} s without a refresh (the repository could not be written)`;
     if (!lost && !(await readLock(fs, path))) lost = 'is gone';
     return !lost;
   };
   const refresh = async () => {
-    const at = Date.now();
+    const at = performance.now();
     if (!(await stillOurs())) return;
     await write();
     written = at;
@@ -838,8 +853,11 @@ async function readLock(fs: FileSystem, path: string): Promise<LockRecord | unde
 }
 
 async function isStale(record: LockRecord): Promise<boolean> {
-  if (Date.now() - record.time > backupLimits.lockStaleMs) return true;
-  return processGone(record.pid, record.hostname);
+  const ageMs = Date.now() - record.time;
+  if (ageMs > backupLimits.lockStaleMs) return true;
+  // this host's own: its pid says (this clock stepped back under a live run is no reason)
+  if (record.hostname === hostname()) return processGone(record.pid, record.hostname);
+  return -ageMs > backupLimits.clockAheadMaxMs;
 }
 
 /**

@@ -12,7 +12,7 @@ import { indexRepairNotes, readBlob, selectState, type RestoreOptions, type Rest
  * written) when a name is taken. New uids; flags, dates and the optional metadata are kept.
  */
 export async function restoreIntoStore(target: RestoreTarget, targetPath: string, repo: Repository, snapshotRef: string, options: RestoreOptions = {}): Promise<RestoreSummary> {
-  const started = Date.now();
+  const started = performance.now();
   const readBefore = repo.dataBytesRead;
   const selection = options.selection ?? {};
   if (selection.user === undefined && selection.mailbox === undefined) {
@@ -60,7 +60,7 @@ export async function restoreIntoStore(target: RestoreTarget, targetPath: string
     }
     return {
       snapshot: id, storeId: snapshot.storeId, seq: snapshot.seq, to: targetPath, mailboxes: selected.mailboxes.length, messages, bytes,
-      bytesRead: repo.dataBytesRead - readBefore, durationMs: Date.now() - started, ...indexRepairNotes(index),
+      bytesRead: repo.dataBytesRead - readBefore, durationMs: Math.round(performance.now() - started), ...indexRepairNotes(index),
     };
   } finally {
     await lock.release();

@@ -36,7 +36,7 @@ const CLAIM_PREFIX = 'restoring snapshot ';
 const IGNORED = new Set(['lost+found']);
 
 export async function restoreToNewStore(fs: FileSystem, repo: Repository, snapshotRef: string, target: string, options: RestoreOptions = {}): Promise<RestoreSummary> {
-  const started = Date.now();
+  const started = performance.now();
   const readBefore = repo.dataBytesRead;
   const lock = await lockRepository(repo, false, { readOnly: true });
   try {
@@ -54,7 +54,7 @@ export async function restoreToNewStore(fs: FileSystem, repo: Repository, snapsh
     await installBuilt(fs, join(target, BUILD_DIR), target);
     return {
       snapshot: id, storeId: snapshot.storeId, seq: snapshot.seq, to: target, mailboxes: selected.mailboxes.length,
-      messages: written.messages, bytes: written.bytes, bytesRead: repo.dataBytesRead - readBefore, durationMs: Date.now() - started, ...indexRepairNotes(index),
+      messages: written.messages, bytes: written.bytes, bytesRead: repo.dataBytesRead - readBefore, durationMs: Math.round(performance.now() - started), ...indexRepairNotes(index),
     };
   } finally {
     await lock.release();

@@ -20,15 +20,16 @@ const silent: Progress = { advance() {}, position() {}, finish() {} };
 
 export function createProgress(label: string, totals: ProgressTotals = {}, stream: NodeJS.WriteStream = process.stderr): Progress {
   if (!stream.isTTY) return silent;
-  const started = Date.now();
+  // monotonic: on the wall clock a step back of an hour froze the meter for that hour
+  const started = performance.now();
   let messages = 0;
   let bytes = 0;
   let fraction: number | undefined;
-  let lastDrawMs = 0;
+  let lastDrawMs = -Infinity;
   let drawn = false;
 
   const draw = (force: boolean) => {
-    const now = Date.now();
+    const now = performance.now();
     if (!force && now - lastDrawMs < limits.progressRedrawMs) return;
     lastDrawMs = now;
     const seconds = Math.max((now - started) / 1000, 0.001);

@@ -127,7 +127,8 @@ export class Client implements MailStore, ProcedureRunner {
   }
 
   private async reconnect(): Promise<Link> {
-    const deadline = Date.now() + (this.options.reconnectWaitMs ?? daemonLimits.clientReconnectWaitMs);
+    // monotonic: on the wall clock, a step back of an hour kept a delivery retrying for that hour
+    const deadline = performance.now() + (this.options.reconnectWaitMs ?? daemonLimits.clientReconnectWaitMs);
     for (;;) {
       try {
         const socket = await openSocket(this.socketPath);
@@ -143,7 +144,7 @@ export class Client implements MailStore, ProcedureRunner {
           throw new MailstoreError('ACCESS', `may not connect to the daemon's socket ${this.socketPath} (it is mode 0660: join its group, see serve --socket-group)`, { path: this.socketPath, cause: error });
         }
         if (error instanceof MailstoreError && error.code !== 'UNAVAILABLE') throw error;
-        if (Date.now() >= deadline || this.closed) {
+        if (performance.now() >= deadline || this.closed) {
           throw new MailstoreError('UNAVAILABLE', `no daemon answers on ${this.socketPath} (${code ?? (error as Error).message}); is 'mailstore serve' running?`, { path: this.socketPath, cause: error, mayHaveCommitted: false });
         }
         await sleep(daemonLimits.clientReconnectRetryMs);

@@ -129,9 +129,9 @@ async function* scrubEvents(store: Store, options: ScrubOptions = {}): AsyncGene
   let wake: (() => void) | undefined;
   let done = false;
   let failure: unknown;
-  let last = 0;
+  let last = -Infinity;
   const onProgress = (progress: ScrubProgress) => {
-    const now = Date.now();
+    const now = performance.now(); // monotonic, as the CLI's meter
     if (now - last < limits.progressRedrawMs) return;
     last = now;
     queue.push({ progress });

@@ -51,13 +51,14 @@ export async function* followEvents(store: EventSource, since: EventCursor, opti
   const changes = options.changes ?? new ChangeSignal();
   let position = since;
   let readTo = since.slot === Infinity ? since.seq : since.seq - 1;
-  let lastRead = 0;
+  let lastRead = -Infinity;
   while (!options.signal?.aborted) {
     if (store.changes.lastSeq > readTo) {
-      // a read parses the journal's whole tail segment: under a stream of commits, at most one per interval
-      const early = lastRead + eventLimits.followReadIntervalMinMs - Date.now();
+      // a read parses the journal's whole tail segment: under a stream of commits, at most one per
+      // interval (monotonic: a wall clock stepped back an hour held every event back that hour)
+      const early = lastRead + eventLimits.followReadIntervalMinMs - performance.now();
       if (early > 0) await new ChangeSignal().wait(early, options.signal);
-      lastRead = Date.now();
+      lastRead = performance.now();
       for await (const event of readEvents(store, position, { context, onDamage: options.onDamage, onRecord: (seq) => { readTo = seq; } })) {
         yield event;
         if (options.signal?.aborted) return;

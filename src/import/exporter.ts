@@ -66,7 +66,7 @@ interface Target {
 type Write = (bytes: Buffer, info: MessageInfo) => Promise<unknown>;
 
 export async function exportMailbox(store: MailStore, mailbox: string, options: ExportOptions): Promise<ExportSummary> {
-  const started = Date.now();
+  const started = performance.now();
   const fs = options.fs ?? nodeFileSystem;
   await store.mailbox(mailbox); // NOT_FOUND before anything is written
   const summary: ExportSummary = { format: options.format, out: options.out, mailboxes: [], exported: 0, bytes: 0, corrupt: [], inexact: [], interrupted: false, seconds: 0 };
@@ -87,7 +87,7 @@ export async function exportMailbox(store: MailStore, mailbox: string, options: 
     if (existing) await exportIntoMaildir(fs, store, targets, options, summary);
     else await exportNewMaildir(fs, store, targets, options, summary);
   }
-  summary.seconds = (Date.now() - started) / 1000;
+  summary.seconds = (performance.now() - started) / 1000;
   return summary;
 }
 

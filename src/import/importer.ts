@@ -110,7 +110,7 @@ interface Pending {
 }
 
 export async function importMail(store: MailStore, sourcePath: string, options: ImportOptions): Promise<ImportSummary> {
-  const started = Date.now();
+  const started = performance.now();
   const fs = options.fs ?? nodeFileSystem;
   const components = parseMailboxName(options.mailbox); // INVALID before anything is read
   const layout = options.layout ?? defaultLayout(components);
@@ -143,7 +143,7 @@ export async function importMail(store: MailStore, sourcePath: string, options: 
     summary.mailboxes.push(result);
     if (summary.interrupted) break;
   }
-  summary.seconds = (Date.now() - started) / 1000;
+  summary.seconds = (performance.now() - started) / 1000;
   return summary;
 }
 

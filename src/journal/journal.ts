@@ -84,8 +84,11 @@ export class Journal {
    */
   private recent: JournalRecord[] = [];
   private recentBytes = 0;
-  /** Until when records are remembered for recentAfter (its last call + journalRecentIdleMs). */
-  private recentWantedUntil = 0;
+  /**
+   * Until when records are remembered for recentAfter (its last call + journalRecentIdleMs), on the
+   * monotonic clock: a wall clock stepped forward dropped them under a replica that was reading.
+   */
+  private recentWantedUntil = -Infinity;
   private tailRecords: { seq: number; offset: number; end: number; payload: Buffer }[] = [];
   /** The lastSeq at which findTail read the newest segment whole: a valid header, no damaged byte (else undefined). */
   private cleanTailSeq?: number;
@@ -672,7 +675,7 @@ export class Journal {
   }
 
   private remember(records: JournalRecord[]): void {
-    if (Date.now() > this.recentWantedUntil) {
+    if (performance.now() > this.recentWantedUntil) {
       if (this.recent.length > 0) this.forgetRecent(); // no replica reads them: keep none
       return;
     }
@@ -696,7 +699,7 @@ export class Journal {
    * (then read them with `read`). The caller must not change them.
    */
   recentAfter(afterSeq: number): JournalRecord[] | undefined {
-    this.recentWantedUntil = Date.now() + limits.journalRecentIdleMs;
+    this.recentWantedUntil = performance.now() + limits.journalRecentIdleMs;
     const first = this.recent[0]?.seq;
     if (first === undefined || afterSeq + 1 < first) return afterSeq === this.lastSeq ? [] : undefined;
     return this.recent.slice(afterSeq + 1 - first);

@@ -76,10 +76,13 @@ export async function checkReplica(store: Store, options: CheckOptions): Promise
   }
 }
 
-/** Until this replica has committed `seq` (woken by each of its commits), or `timeoutMs` passed. */
+/**
+ * Until this replica has committed `seq` (woken by each of its commits), or `timeoutMs` passed
+ * (monotonic: a wall clock stepped back an hour made the check wait that hour).
+ */
 async function caughtUp(store: Store, seq: number, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (store.changes.lastSeq < seq && Date.now() < end) await store.changes.wait(store.changes.lastSeq, end - Date.now());
+  const end = performance.now() + timeoutMs;
+  while (store.changes.lastSeq < seq && performance.now() < end) await store.changes.wait(store.changes.lastSeq, end - performance.now());
 }
 
 async function request(connection: Connection, message: Record<string, unknown> & { t: string }) {

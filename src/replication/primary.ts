@@ -285,7 +285,7 @@ class ReplicaSession implements BatchListener {
   /** Pack bytes sent with each round, by its last seq (for the lag in bytes). */
   private sentBytes: [seq: number, packBytes: number][] = [];
   private ackedPackBytes = 0;
-  private cursorWritten = 0;
+  private cursorWritten = -Infinity;
   private cursorTimer?: NodeJS.Timeout;
   finished: Promise<void> = Promise.resolve();
 
@@ -350,7 +350,7 @@ class ReplicaSession implements BatchListener {
           if (!woke) await this.connection.send({ t: 'ping' });
           // silent: nothing heard (pongs come back at once) for 3 pings, or rounds outstanding and no ack for long
           const busy = this.sentSeq > this.ackedSeq;
-          if (Date.now() - this.connection.lastHeard > (busy ? limits.replicaApplyTimeoutMs : 3 * limits.replicationPingMs)) {
+          if (this.connection.quietMs() > (busy ? limits.replicaApplyTimeoutMs : 3 * limits.replicationPingMs)) {
             throw new MailstoreError('UNAVAILABLE', `replica ${this.nodeId} went silent`);
           }
           continue;
@@ -506,10 +506,13 @@ class ReplicaSession implements BatchListener {
     this.scheduleCursor();
   }
 
-  /** The durable cursor follows the acks at most every replicaCursorWriteMs (it only pins retention). */
+  /**
+   * The durable cursor follows the acks at most every replicaCursorWriteMs (it only pins retention).
+   * Spaced on the monotonic clock: on the wall clock, a step back of an hour left it unwritten that hour.
+   */
   private scheduleCursor(): void {
     if (this.cursorTimer) return;
-    const wait = Math.max(0, this.cursorWritten + limits.replicaCursorWriteMs - Date.now());
+    const wait = Math.max(0, this.cursorWritten + limits.replicaCursorWriteMs - performance.now());
     this.cursorTimer = setTimeout(() => {
       this.cursorTimer = undefined;
       void this.writeCursor().catch((error) => this.primary.log(`replication: cursor of ${this.nodeId}: ${(error as Error).message}`));
@@ -518,7 +521,7 @@ class ReplicaSession implements BatchListener {
 
   private async writeCursor(): Promise<void> {
     if (this.primary.store.readOnly) return;
-    this.cursorWritten = Date.now();
+    this.cursorWritten = performance.now();
     const cursor = await this.primary.store.changes.cursor(this.cursorName);
     if (cursor && cursor.seq < this.ackedSeq) await this.primary.store.changes.advance(this.cursorName, this.ackedSeq);
   }

@@ -42,8 +42,14 @@ export class Connection {
   private waiting?: { resolve: (m: Message | undefined) => void; reject: (e: unknown) => void };
   private ended = false;
   private failure?: Error;
-  /** When the last frame arrived (ms since epoch). */
+  /** When the last frame arrived (ms since epoch): for display (a replica's last contact). */
   lastHeard = Date.now();
+  /**
+   * The same on the monotonic clock (performance.now), for silences: timed on the wall clock, a
+   * step back of an hour hid a dead peer for that hour (every synchronous change waiting out its
+   * limit), and a step forward took a live one for silent.
+   */
+  private heardAt = performance.now();
   /** Resolves when the connection has ended (either side). */
   readonly done: Promise<void>;
   private markDone!: () => void;
@@ -111,7 +117,7 @@ export class Connection {
       // silence, not waiting time: keep-alive pings (answered and swallowed here) count as heard
       const arm = (ms: number) => {
         timer = setTimeout(() => {
-          const quiet = Date.now() - this.lastHeard;
+          const quiet = this.quietMs();
           if (quiet < timeoutMs!) return arm(timeoutMs! - quiet);
           this.waiting = undefined;
           reject(new MailstoreError('UNAVAILABLE', `${this.remote} was silent for ${timeoutMs} ms`));
@@ -149,8 +155,14 @@ export class Connection {
     this.finish();
   }
 
+  /** How long nothing has arrived (ms, monotonic). */
+  quietMs(): number {
+    return performance.now() - this.heardAt;
+  }
+
   private onData(chunk: Buffer): void {
     this.lastHeard = Date.now();
+    this.heardAt = performance.now();
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     while (this.buffered >= 4) {

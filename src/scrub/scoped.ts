@@ -45,7 +45,7 @@ export function keyInSubtree(prefix: string, ids: Set<string>): (key: Buffer) =>
 }
 
 export async function scrubMailboxes(store: Store, options: ScopedScrubOptions, attachRefs: (findings: Finding[]) => Promise<void>): Promise<ScrubReport> {
-  const now = options.now ?? Date.now;
+  const now = options.now ?? (() => performance.now()); // monotonic, as the whole scrub's
   const started = now();
   const prefix = normalizePrefix(options.mailbox);
   const findings: Finding[] = [];

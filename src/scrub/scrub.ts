@@ -53,7 +53,11 @@ export interface ScrubOptions {
    * started only once a chunk's records average limits.scanPoolRecordBytesMin (given: started at once).
    */
   hashThreads?: number;
-  /** For tests: the clock. */
+  /**
+   * For tests: the clock of the time budget, the rate limits and `seconds` (ms). Default monotonic
+   * (performance.now): a wall clock stepped back an hour made a rate-limited scrub sleep that hour,
+   * and one stepped forward ended a budgeted run at once.
+   */
   now?: () => number;
   /** Check only this mailbox and the ones below it (scoped.ts): their blobs and index records. */
   mailbox?: string;
@@ -120,7 +124,7 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   // blocks a read cached earlier (they passed for an object damaged since: a clean report)
   store.maintenance().packs.forgetRemoteCache();
   if (options.mailbox !== undefined) return scrubMailboxes(store, { ...options, mailbox: options.mailbox }, (findings) => attachRefs(store, findings));
-  const now = options.now ?? Date.now;
+  const now = options.now ?? monotonicNow;
   const started = now();
   const findings: Finding[] = [];
   const budget = options.timeBudgetMs;
@@ -283,8 +287,8 @@ class PackPass {
   async run(packs: number[]): Promise<void> {
     for (const p of packs) if (p >= this.cursor.pack) this.bytesTotal += await this.packBytes(p);
     const { hashThreads, maxRateBytesPerSecond, now } = this.options;
-    this.throttle = makeThrottle(maxRateBytesPerSecond, now ?? Date.now);
-    this.objectThrottle = makeThrottle(this.options.maxObjectRateBytesPerSecond, now ?? Date.now);
+    this.throttle = makeThrottle(maxRateBytesPerSecond, now ?? monotonicNow);
+    this.objectThrottle = makeThrottle(this.options.maxObjectRateBytesPerSecond, now ?? monotonicNow);
     const threads = hashThreads ?? (this.bytesTotal >= limits.scrubPoolBytesMin && !maxRateBytesPerSecond ? Math.max(1, os.availableParallelism() - 1) : 0);
     // the store's shared pool (a big readMessages leases the same workers): no isolate of its own;
     // unless told how many threads, leased only once the scan meets big records (scanPoolRecordBytesMin)
@@ -978,6 +982,8 @@ async function attachRefs(store: Store, findings: Finding[]): Promise<void> {
     refs.push({ mailbox: names.get(id.toString('hex')) ?? id.toString('hex'), uid });
   }
 }
+
+const monotonicNow = (): number => performance.now();
 
 function makeThrottle(bytesPerSecond: number | undefined, now: () => number) {
   if (!bytesPerSecond || bytesPerSecond <= 0) return async (_n: number) => undefined;

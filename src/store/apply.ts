@@ -118,6 +118,9 @@ function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProblem): v
   }
 }
 
+/** The largest uidValidity: a 32-bit unsigned number in IMAP (RFC 3501, nz-number). */
+export const UID_VALIDITY_MAX = 0xffffffff;
+
 function createMailbox(view: IndexView, seq: number, op: OpOf<'mailbox.create'>): void {
   const box: MailboxInfo = {
     id: op.id, name: op.name, pastNames: [], uidValidity: op.uidValidity, uidNext: 1, highestModseq: seq,
@@ -128,7 +131,10 @@ function createMailbox(view: IndexView, seq: number, op: OpOf<'mailbox.create'>)
   view.put(keys.info(op.id), box);
   putRights(view, box);
   const last = view.getNow<number>(meta.uidValidityLast) ?? 0;
-  view.put(meta.uidValidityLast, Math.max(last, op.uidValidity));
+  // at the top, the next one given starts the count again (createMailbox takes it from the clock):
+  // kept at the top, every later mailbox took the clock's value, the same for all in one second,
+  // so a mailbox deleted and created again in that second kept its uidValidity (clients' caches)
+  view.put(meta.uidValidityLast, last >= UID_VALIDITY_MAX ? op.uidValidity : Math.max(last, op.uidValidity));
 }
 
 function renameMailbox(view: IndexView, seq: number, op: OpOf<'mailbox.rename'>, problem: ApplyProblem): void {

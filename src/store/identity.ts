@@ -159,7 +159,7 @@ const ownedHere = (root: string) => heldHere.has(resolve(root, LAYOUT.lock));
  */
 export async function takeLock(fs: FileSystem, root: string, wait: LockWait = {}): Promise<{ release: () => Promise<void>; stale: boolean }> {
   const path = join(root, LAYOUT.lock);
-  const started = Date.now();
+  const started = performance.now(); // monotonic: a wall clock stepped back must not stretch the wait
   for (;;) {
     const kernelLock = ownedHere(root) ? undefined : await openKernelLock(root);
     if (kernelLock) return writeOwner(fs, root, kernelLock);
@@ -167,7 +167,7 @@ export async function takeLock(fs: FileSystem, root: string, wait: LockWait = {}
     if (holder === 'this process') {
       throw new MailstoreError('LOCKED', `the store at ${root} is already open in this process (pid ${process.pid})`, { path });
     }
-    const waitedMs = Date.now() - started;
+    const waitedMs = Math.round(performance.now() - started);
     if (waitedMs >= (wait.waitMs ?? 0)) {
       const waited = waitedMs >= 1000 ? `; waited ${Math.round(waitedMs / 1000)} s (--wait SECONDS to wait longer)` : '';
       throw new MailstoreError('LOCKED', `the store at ${root} is in use by ${holder} (LOCK); stop it or wait${waited}`, { path });
@@ -185,7 +185,7 @@ export async function takeLock(fs: FileSystem, root: string, wait: LockWait = {}
  */
 export async function checkNoWriter(fs: FileSystem, root: string, wait: LockWait = {}): Promise<{ stale: boolean }> {
   const path = join(root, LAYOUT.lock);
-  const started = Date.now();
+  const started = performance.now(); // monotonic: a wall clock stepped back must not stretch the wait
   for (;;) {
     if (ownedHere(root)) {
       throw new MailstoreError('LOCKED', `the store at ${root} is already open for writing in this process (pid ${process.pid})`, { path });
@@ -197,7 +197,7 @@ export async function checkNoWriter(fs: FileSystem, root: string, wait: LockWait
     const pid = Number(text);
     const owner = Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
     if (owner === undefined || owner === process.pid || !processAlive(owner)) return { stale: owner !== undefined && owner !== process.pid };
-    const waitedMs = Date.now() - started;
+    const waitedMs = Math.round(performance.now() - started);
     if (waitedMs >= (wait.waitMs ?? 0)) {
       throw new MailstoreError('LOCKED', `the store at ${root} is in use by process ${owner} (LOCK); a read-only open does not read beside a writer: stop it or wait`, { path });
     }
@@ -229,12 +229,12 @@ async function openKernelLock(root: string): Promise<Level | undefined> {
  * previous owner: read again briefly before calling it a process that is starting.
  */
 async function describeHolder(fs: FileSystem, path: string): Promise<string> {
-  const until = Date.now() + limits.lockHolderReadMs;
+  const until = performance.now() + limits.lockHolderReadMs;
   for (;;) {
     const pid = Number((await fs.readFile(path).catch(() => Buffer.from(''))).toString().trim());
     if (pid === process.pid) return 'this process';
     if (Number.isSafeInteger(pid) && pid > 0 && processAlive(pid)) return `process ${pid}`;
-    if (Date.now() >= until) return 'another process (starting: its pid is not written yet)';
+    if (performance.now() >= until) return 'another process (starting: its pid is not written yet)';
     await sleep(limits.lockRetryMs / 4);
   }
 }

@@ -90,7 +90,11 @@ export class Snapshotter {
   private lastSeq = 0;
   private bytesAtLast = 0;
   private started = false;
-  /** No automatic snapshot starts before this time (ms): limits.snapshotAutoPauseFactor times the last one's duration after it. */
+  /**
+   * No automatic snapshot starts before this performance.now() (ms): limits.snapshotAutoPauseFactor
+   * times the last one's duration after it. Monotonic: a wall clock stepped back a day held every
+   * automatic snapshot (and the journal's retirement) back for that day.
+   */
   private autoNotBefore = 0;
   /** The wait after the next failed automatic snapshot (doubling while they fail; limits.snapshotAutoRetryMs again after a success). */
   private autoRetryMs = 0;
@@ -129,20 +133,20 @@ export class Snapshotter {
    * one ended at least limits.snapshotAutoPauseFactor times its own duration ago.
    */
   maybeAuto(lastSeq: number, report: (result?: SnapshotResult, error?: unknown) => void): void {
-    if (this.busy > 0 || this.paused > 0 || !this.started || Date.now() < this.autoNotBefore) return;
+    if (this.busy > 0 || this.paused > 0 || !this.started || performance.now() < this.autoNotBefore) return;
     const grown = lastSeq - this.lastSeq >= limits.snapshotEveryRecords || this.host.journal.appendedBytes - this.bytesAtLast >= limits.snapshotEveryBytes
       || (this.lone && lastSeq > this.lastSeq);
     if (!grown) return;
-    const started = Date.now();
+    const started = performance.now();
     // a snapshot reads the whole index: however large the store grows and however fast mail comes
     // in, the next one waits a multiple of this one's time, so they never run back to back; one
     // that failed waits at least a retry delay that doubles while they keep failing (a full disk
     // fails them in milliseconds, and every commit would start the next)
     const spaced = (failed: boolean) => {
-      const pause = (Date.now() - started) * limits.snapshotAutoPauseFactor;
+      const pause = (performance.now() - started) * limits.snapshotAutoPauseFactor;
       const retry = failed ? this.nextRetryMs() : 0;
       if (!failed) this.autoRetryMs = 0;
-      this.autoNotBefore = Date.now() + Math.max(pause, retry);
+      this.autoNotBefore = performance.now() + Math.max(pause, retry);
     };
     this.take().then((result) => { spaced(false); report(result); }, (error) => { spaced(true); report(undefined, error); });
   }
@@ -172,7 +176,7 @@ export class Snapshotter {
   }
 
   private async takeNow(): Promise<SnapshotResult> {
-    const started = Date.now();
+    const started = performance.now();
     const { fs, root, storeId } = this.host;
     await removeTemporaries(fs, root);
     const state = await snapshotEntries(this.host.db());
@@ -196,7 +200,7 @@ export class Snapshotter {
     this.lone &&= kept.length < limits.snapshotsKept;
     const retired = await this.retire(kept);
     return {
-      name: info.name, seq: info.seq, bytes: info.bytes, records: info.records, format: info.format, durationMs: Date.now() - started, reused,
+      name: info.name, seq: info.seq, bytes: info.bytes, records: info.records, format: info.format, durationMs: Math.round(performance.now() - started), reused,
       removedSnapshots: removed, damagedSnapshots: damaged, retired,
     };
   }

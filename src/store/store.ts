@@ -27,7 +27,7 @@ import { SPACE } from '../keys/tuple.js';
 import { INLINE_PACK, type BlobLocation, type PackBatch, type PackStore } from '../blob/pack-store.js';
 import type { Journal, JournalRecord } from '../journal/journal.js';
 import { limits } from '../limits.js';
-import { SEEN, meta, modseqAt } from './apply.js';
+import { SEEN, UID_VALIDITY_MAX, meta, modseqAt } from './apply.js';
 import type { StoreAdministration } from './administration.js';
 import { ChangeFeed } from './changes.js';
 import { LAYOUT, initStore, type StoreIdentity } from './identity.js';
@@ -69,8 +69,6 @@ import { Writer, type CommitChain, type Mutation, type PrepareContext, type Repl
 import { finishResync, stageResync, type StagedResync } from './resync.js';
 import { readOnlyReplicaError, readRole, unreplicatedError, writeRole, type ReplicationRole } from './role.js';
 
-/** The largest uidValidity: a 32-bit unsigned number in IMAP (RFC 3501, nz-number). */
-const UID_VALIDITY_MAX = 0xffffffff;
 
 /**
  * What replication (src/replication) needs of a Store beyond its public API: the raw packs and
@@ -803,8 +801,12 @@ export class Store implements MailStore {
         const last = (await view.get<number>(meta.uidValidityLast)) ?? 0;
         // above every earlier one, so a client's cache of a deleted mailbox of the same name is
         // dropped; but 32 bits (RFC 3501): past the top (a list undumped with 2^32 - 1), the clock
-        // again, as a new store starts, so never a value IMAP cannot carry
-        const now = Math.floor(Date.now() / 1000);
+        // again, as a new store starts, so never a value IMAP cannot carry; apply then counts on
+        // from that one (the next is above it, not the clock's same second again). A clock past 32 bits
+        // of seconds (a wrong year at boot, after 2106) is not used: it gave values IMAP cannot
+        // carry, and once recorded as the last, every later mailbox's came from the clock too
+        const clock = Math.floor(Date.now() / 1000);
+        const now = clock >= 1 && clock <= UID_VALIDITY_MAX ? clock : 1;
         const uidValidity = last + 1 > UID_VALIDITY_MAX ? now : Math.max(now, last + 1);
         const id = Buffer.from(crypto.randomUUID().replace(/-/g, ''), 'hex'); // the global: node:crypto loads only here (issue 16)
         const created = Date.now();

@@ -198,7 +198,7 @@ export async function recordLostPacks(host: TierHost, packs: number[]): Promise<
 
 /** Seals the open pack and moves every sealed local pack (all but `keepLocalBytes` worth, newest kept) to the bucket. */
 export async function flushTier(host: TierHost, remote: RemotePacks, options: { keepLocalBytes?: number; onPack?: (pack: number, bytes: number) => void } = {}): Promise<TierFlushResult> {
-  const started = Date.now();
+  const started = performance.now();
   await removeMovedLocalCopies(host, remote);
   const sealed = await host.runExclusive(async () => host.packs.seal());
   const candidates: { pack: number; bytes: number }[] = [];
@@ -220,7 +220,7 @@ export async function flushTier(host: TierHost, remote: RemotePacks, options: { 
   }
   let localBytesAfter = 0;
   for (const pack of await host.packs.listLocalPacks()) localBytesAfter += (await host.fs.stat(host.packs.path(pack))).size;
-  return { packsMoved: moving.length, bytesMoved, localBytesAfter, remoteBytes: remote.bytes, seconds: (Date.now() - started) / 1000 };
+  return { packsMoved: moving.length, bytesMoved, localBytesAfter, remoteBytes: remote.bytes, seconds: (performance.now() - started) / 1000 };
 }
 
 async function movePack(host: TierHost, remote: RemotePacks, pack: number, bytes: number): Promise<void> {
@@ -246,7 +246,7 @@ async function movePack(host: TierHost, remote: RemotePacks, pack: number, bytes
  * of the sealed local packs, the ones `planMoves` picks move, oldest first.
  */
 export async function moveByPolicy(host: TierHost, remote: RemotePacks, nowMs = Date.now(), onPack?: (pack: number, bytes: number) => void): Promise<TierFlushResult> {
-  const started = Date.now();
+  const started = performance.now();
   await removeMovedLocalCopies(host, remote);
   const sealedThrough = host.packs.sealedThrough; // read before listing: a pack created meanwhile is above it
   const sealed: LocalPack[] = [];
@@ -265,7 +265,7 @@ export async function moveByPolicy(host: TierHost, remote: RemotePacks, nowMs = 
     onPack?.(pack, bytes);
   }
   const localBytesAfter = pinnedBytes + sealed.reduce((sum, p) => sum + p.bytes, 0) - bytesMoved;
-  return { packsMoved: moving.length, bytesMoved, localBytesAfter, remoteBytes: remote.bytes, seconds: (Date.now() - started) / 1000 };
+  return { packsMoved: moving.length, bytesMoved, localBytesAfter, remoteBytes: remote.bytes, seconds: (performance.now() - started) / 1000 };
 }
 
 /**

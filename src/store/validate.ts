@@ -308,14 +308,19 @@ const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', '
  * dates over (2024-02-30 became March 1) and reads "-1" as 2001: each field is checked first.
  */
 export function parseDateText(text: string): number {
-  const iso = ISO_DATE.exec(text.trim());
-  const rfc = iso ? undefined : RFC5322_DATE.exec(text.trim());
+  const trimmed = text.trim();
+  const iso = ISO_DATE.exec(trimmed);
+  const rfc = iso ? undefined : RFC5322_DATE.exec(trimmed);
   if (!iso && !rfc) return NaN;
   const [year, month, day, hour, minute, second, offsetHours, offsetMinutes] = iso
     ? [iso[1], iso[2], iso[3], iso[4], iso[5], iso[6], iso[7], iso[8]].map((f) => Number(f ?? 0))
     : [rfc![3], String(MONTHS.indexOf(rfc![2].toLowerCase()) + 1), rfc![1], rfc![4], rfc![5], rfc![6], rfc![7], rfc![8]].map((f) => Number(f ?? 0));
   if (month < 1 || month > 12 || day < 1 || day > daysIn(year, month) || hour > 23 || minute > 59 || second > 59 || offsetHours > 23 || offsetMinutes > 59) return NaN;
-  return Date.parse(text.trim());
+  // A time without a zone is UTC, as a date alone is (Date.parse reads it in the process's time
+  // zone: the CLI's and the daemon's could differ, and a time in a DST gap was moved an hour)
+  if (iso && iso[4] !== undefined && iso[7] === undefined && !/z$/i.test(trimmed)) return Date.parse(`${trimmed}Z`);
+  if (rfc && rfc[7] === undefined && !/\s(?:ut|gmt|z|[ecmp][sd]t)$/i.test(trimmed)) return Date.parse(`${trimmed} +0000`);
+  return Date.parse(trimmed);
 }
 
 function daysIn(year: number, month: number): number {

@@ -3,7 +3,7 @@
 // two stores.
 import { join } from 'node:path';
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
 import { restoreIntoStore, restoreToNewStore, type RestoreTarget } from '../../src/backup/restore.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
@@ -255,5 +255,27 @@ describe('backup and restore', () => {
     await expectCode(repo.findSnapshot('zz'), 'INVALID');
     await expectCode(repo.findSnapshot('abcd'), 'NOT_FOUND');
     await repo.close();
+  });
+});
+
+describe('durations in the summaries', () => {
+  it('a backup during which the wall clock stepped back an hour reports its own duration, not a negative one; its snapshot keeps the wall-clock time', async () => {
+    const dir = tmpDir('bkd');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 3);
+    const repo = await openRepo(join(dir, 'repo'));
+    let offsetMs = 0;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => new Date().getTime() + offsetMs);
+    try {
+      const summary = await runBackup(source(store), repo, { onPlan: () => { offsetMs = -3600_000; } });
+      expect(summary.durationMs).toBeGreaterThanOrEqual(0);
+      expect(summary.durationMs).toBeLessThan(60_000);
+      expect((await repo.readSnapshot(summary.snapshot)).time).toBeLessThan(new Date().getTime() - 3000_000);
+    } finally {
+      clock.mockRestore();
+      await store.close();
+      await repo.close();
+    }
   });
 });

@@ -1,13 +1,14 @@
 // Retention (restic's rules) and prune: what no kept snapshot uses is reclaimed, partly used data
 // files are rewritten, and every kept snapshot restores exactly afterwards.
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
 import { checkRepository } from '../../src/backup/check.js';
 import { applyPolicy, childrenFirst, forgetSnapshots } from '../../src/backup/forget.js';
-import type { SnapshotFile } from '../../src/backup/repository.js';
+import type { Repository, SnapshotFile } from '../../src/backup/repository.js';
 import { restoreToNewStore } from '../../src/backup/restore.js';
+import type { MailstoreError } from '../../src/errors.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -44,11 +45,55 @@ describe('retention policy', () => {
     expect(applyPolicy(list, { last: 1 }).remove).toHaveLength(7);
   });
 
+  it('a clock stepped back: the run at the store\'s highest seq is kept (reason newest), though dated before the runs it follows', () => {
+    const seqAt = (iso: string, seq: number) => ({ id: `s1-${seq}`, snapshot: { time: Date.parse(iso), storeId: 's1', seq } as SnapshotFile });
+    // hourly runs; before the 12:00 run NTP stepped the clock back two hours
+    const runs = [seqAt('2026-01-05T09:00:00Z', 90), seqAt('2026-01-05T10:00:00Z', 100), seqAt('2026-01-05T11:00:00Z', 110), seqAt('2026-01-05T10:00:30Z', 120)];
+    expect(applyPolicy(runs, { daily: 1 }).keep).toEqual(new Map([['s1-110', ['daily']], ['s1-120', ['newest']]]));
+    expect(applyPolicy(runs, { last: 1 }).keep).toEqual(new Map([['s1-110', ['last']], ['s1-120', ['newest']]]));
+    // the newest by both measures: nothing more kept than the rules say
+    expect(applyPolicy(runs.slice(0, 3), { last: 1 }).keep).toEqual(new Map([['s1-110', ['last']]]));
+  });
+
   it('counts each store apart', () => {
     const two = [...list, at('2025-06-01T00:00:00Z', 's2'), at('2025-05-31T00:00:00Z', 's2')];
     expect(kept({ last: 1 }, two)).toEqual(['s1-2026-03-01T12:00:00Z', 's2-2025-06-01T00:00:00Z']);
   });
 });
+
+/** A store of `count` messages in INBOX and a repository holding one backup of it. */
+async function backedUp(count: number) {
+  const dir = tmpDir('bkf');
+  const store = await Store.init(join(dir, 's'));
+  await store.createMailbox('INBOX');
+  await fill(store, 'INBOX', count);
+  const repo = await openRepo(join(dir, 'repo'));
+  await runBackup(source(store), repo);
+  return { dir, store, repo };
+}
+
+/** Two backups of a store, the second (its id returned) made with the clock stepped back two hours: dated before the first. */
+async function backupAfterAStepBack() {
+  const { dir, store, repo } = await backedUp(5);
+  await fill(store, 'INBOX', 5, 100);
+  const clock = vi.spyOn(Date, 'now').mockImplementation(() => new Date().getTime() - 2 * 3600_000);
+  let id: string;
+  try {
+    id = (await runBackup(source(store), repo)).snapshot;
+  } finally {
+    clock.mockRestore();
+  }
+  const latest = await dump(store);
+  await store.close();
+  return { dir, repo, id, latest };
+}
+
+async function expectRestores(repo: Repository, snapshot: string, to: string, expected: unknown): Promise<void> {
+  await restoreToNewStore(nodeFileSystem, repo, snapshot, to);
+  const back = await Store.open(to);
+  expect(await dump(back)).toEqual(expected);
+  await back.close();
+}
 
 describe('forget --prune', () => {
   it('reclaims what only forgotten snapshots used, rewrites partly used data files, keeps the rest restorable', async () => {
@@ -79,10 +124,7 @@ describe('forget --prune', () => {
     const report = await checkRepository(repo, { readData: true });
     expect(report.findings).toEqual([]);
     expect(report.summary.blobs).toBe(30);
-    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'));
-    const back = await Store.open(join(dir, 'r'));
-    expect(await dump(back)).toEqual(latest);
-    await back.close();
+    await expectRestores(repo, 'latest', join(dir, 'r'), latest);
     // a second prune finds nothing to do
     expect((await forgetSnapshots(repo, { last: 1 }, { prune: true })).prune).toMatchObject({ blobsRemoved: 0, dataFilesRemoved: 0, dataFilesRewritten: 0 });
     await repo.close();
@@ -111,20 +153,31 @@ describe('forget --prune', () => {
     expect(again.prune).toMatchObject({ dataFilesRewritten: 0, dataFilesRemoved: 1, blobsRemoved: 20, indexFilesReplaced: 3 }); // the old file goes whole: its needed blobs are in the rewritten one
     expect(readdirSync(repo.path('index'))).toHaveLength(1);
     expect((await checkRepository(repo, { readData: true })).findings).toEqual([]);
-    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'));
-    const back = await Store.open(join(dir, 'r'));
-    expect(await dump(back)).toEqual(latest);
-    await back.close();
+    await expectRestores(repo, 'latest', join(dir, 'r'), latest);
+    await repo.close();
+  });
+
+  it('a backup taken after the clock stepped back is not forgotten as the oldest: keep-daily keeps it and it restores every message', async () => {
+    const { dir, repo, id, latest } = await backupAfterAStepBack();
+    const summary = await forgetSnapshots(repo, { daily: 1 }, { prune: true });
+    expect(summary.kept.map((k) => k.id)).toContain(id);
+    expect((await checkRepository(repo, { readData: true })).findings).toEqual([]);
+    await expectRestores(repo, id, join(dir, 'r'), latest);
+    await repo.close();
+  });
+
+  it("restore of 'latest' after the clock stepped back: INVALID naming both snapshots (the newest by time is the older state), nothing written; by id it restores", async () => {
+    const { dir, repo, id, latest } = await backupAfterAStepBack();
+    const error = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'l')).catch((e: MailstoreError) => e);
+    expect((error as MailstoreError).code).toBe('INVALID');
+    expect((error as MailstoreError).message).toContain(id.slice(0, 12));
+    expect(existsSync(join(dir, 'l'))).toBe(false);
+    await expectRestores(repo, id, join(dir, 'r'), latest);
     await repo.close();
   });
 
   it('refuses (REFUSED) while a snapshot does not read, and removes nothing', async () => {
-    const dir = tmpDir('bkf');
-    const store = await Store.init(join(dir, 's'));
-    await store.createMailbox('INBOX');
-    await fill(store, 'INBOX', 5);
-    const repo = await openRepo(join(dir, 'repo'));
-    await runBackup(source(store), repo);
+    const { store, repo } = await backedUp(5);
     await store.close();
     const [name] = readdirSync(repo.path('snapshots'));
     writeFileSync(repo.path('snapshots', name), 'garbage');

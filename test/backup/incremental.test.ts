@@ -3,7 +3,7 @@
 // kind of change; every reason to read the whole state instead; a parent forgotten and pruned, a
 // damaged parent, and a SIGKILL while an incremental run copies.
 import { spawn } from 'node:child_process';
-import { cpSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runBackup, type BackupOptions, type BackupSource } from '../../src/backup/backup.js';
@@ -126,6 +126,20 @@ describe('incremental backups', () => {
     expect(summary.parent).toBe(first);
     expect(summary.mailboxesReadWhole).toBe(1);
     await expectWholeThenClose(store, repo, summary.snapshot);
+  });
+
+  it('a snapshot file dated a year ahead (written under a wrong clock) is not taken for the newest: the next run builds on the newest one', async () => {
+    const { store, repo } = await storeAndRepo(['INBOX']);
+    await fill(store, 'INBOX', 5);
+    const first = (await runBackup(source(store), repo)).snapshot;
+    const ahead = new Date(Date.now() + 365 * 86_400_000);
+    utimesSync(repo.path('snapshots', first), ahead, ahead);
+    await fill(store, 'INBOX', 5, 100);
+    const second = await incremental(store, repo, first); // the only earlier one
+    await fill(store, 'INBOX', 5, 200);
+    await incremental(store, repo, second); // was built on the first again: a year of deltas on it
+    await store.close();
+    await repo.close();
   });
 
   it('reads the whole state when the journal after the parent was retired, and when the parent does not read (check reports it)', async () => {

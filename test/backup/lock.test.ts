@@ -2,10 +2,10 @@
 // keeps an exclusive one out (LOCKED); a lock of a process that was killed but never reaped (a
 // zombie: its parent died with it where PID 1 does not reap) is stale, as a dead one's is.
 import { spawn } from 'node:child_process';
-import { readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
 import { forgetSnapshots } from '../../src/backup/forget.js';
 import { lockRepository } from '../../src/backup/repository.js';
@@ -31,6 +31,27 @@ describe('repository locks', () => {
       await lock.release();
     } finally {
       parent.kill('SIGKILL');
+      await repo.close();
+    }
+  });
+});
+
+describe('locks dated ahead of this clock', () => {
+  const lockAt = (host: string, pid: number, time: number) => JSON.stringify({ pid, hostname: host, time, exclusive: false });
+
+  it("another host's lock dated a year ahead (its clock was wrong) is stale; one an hour ahead is kept; this host's live one is kept however dated", async () => {
+    const repo = await openRepo(join(tmpDir('bkl'), 'repo'));
+    const path = join(repo.dir, 'locks', 'b'.repeat(32));
+    try {
+      writeFileSync(path, lockAt('elsewhere.example', 4242, Date.now() + 365 * 86_400_000));
+      const lock = await lockRepository(repo, true); // removed as stale: forget was LOCKED for that year
+      await lock.release();
+      expect(existsSync(path)).toBe(false);
+      writeFileSync(path, lockAt('elsewhere.example', 4242, Date.now() + 3600_000)); // clocks an hour apart: still a holder
+      await expectCode(lockRepository(repo, true), 'LOCKED');
+      writeFileSync(path, lockAt(hostname(), process.ppid, Date.now() + 365 * 86_400_000)); // this clock stepped back under a live run
+      await expectCode(lockRepository(repo, true), 'LOCKED');
+    } finally {
       await repo.close();
     }
   });
@@ -69,6 +90,32 @@ describe('a run whose lock may no longer be its own publishes nothing', () => {
       await expectCode(lock.held(), 'LOCKED');
       await lock.release();
     } finally {
+      Object.assign(backupLimits, saved);
+    }
+    await store.close();
+    await repo.close();
+  });
+
+  it('its own silence is timed on the monotonic clock: a wall clock stepped forward does not lose a lock refreshed on time, one stepped back does not hide the refreshes it missed', async () => {
+    const { store, repo } = await storeAndRepo();
+    const saved = { ...backupLimits };
+    let offsetMs = 0;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => new Date().getTime() + offsetMs);
+    try {
+      backupLimits.lockRefreshMs = 60 * 60 * 1000; // no refresh comes within the test
+      backupLimits.lockStaleMs = backupLimits.lockRefreshMs + 1500; // silent for 1.5 s: may be another's
+      const fresh = await lockRepository(repo, false);
+      offsetMs = 86_400_000; // a VM resumed a day later: no time passed for this run
+      await fresh.held();
+      await fresh.release();
+      offsetMs = 0;
+      const silent = await lockRepository(repo, false);
+      offsetMs = -3600_000; // NTP steps back an hour
+      await new Promise((resolve) => setTimeout(resolve, 1600));
+      await expectCode(silent.held(), 'LOCKED');
+      await silent.release();
+    } finally {
+      clock.mockRestore();
       Object.assign(backupLimits, saved);
     }
     await store.close();

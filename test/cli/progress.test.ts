@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { PassThrough } from 'node:stream';
 import { createProgress, formatBytes, formatDuration } from '../../src/cli/progress.js';
 
@@ -53,5 +53,22 @@ describe('createProgress', () => {
     expect(chunks[0]).toMatch(/^\r\x1b\[Kimport: 5\/10 messages, 2\.0 KiB, \d+ msg\/s .* 50% ETA \d+s$/);
     progress.finish();
     expect(chunks.at(-1)).toBe('\r\x1b[K');
+  });
+
+  it('goes on redrawing, at sane rates, after the wall clock stepped back an hour', async () => {
+    const chunks: string[] = [];
+    const stream = { isTTY: true, columns: 200, write: (s: string) => { chunks.push(s); return true; } } as unknown as NodeJS.WriteStream;
+    const clock = vi.spyOn(Date, 'now');
+    try {
+      const progress = createProgress('import', { messages: 10 }, stream);
+      progress.advance(1, 1024);
+      clock.mockImplementation(() => new Date().getTime() - 3600_000);
+      await new Promise((resolve) => setTimeout(resolve, 250)); // past the redraw interval
+      progress.advance(1, 1024);
+      expect(chunks).toHaveLength(2);
+      expect(Number(/(\d+) msg\/s/.exec(chunks[1]!)![1])).toBeLessThan(1000); // 2 messages in a quarter second, not in a clamped millisecond
+    } finally {
+      clock.mockRestore();
+    }
   });
 });

@@ -220,6 +220,18 @@ describe('the client library', () => {
     expect(await codeOf(client.status(INBOX))).toBe('UNAVAILABLE');
   });
 
+  it('connecting where no daemon answers is UNAVAILABLE after reconnectWaitMs though the wall clock stepped back an hour meanwhile', async () => {
+    let calls = 0;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => new Date().getTime() - (calls++ === 0 ? 0 : 3600_000));
+    try {
+      const hung = new Promise((_, reject) => setTimeout(() => reject(new Error('still retrying after 5 s')), 5000).unref());
+      const error = await Promise.race([Client.connect(join(tempDir(), 'none.sock'), { reconnectWaitMs: 300 }), hung]).catch((e: MailstoreError) => e);
+      expect((error as MailstoreError).code).toBe('UNAVAILABLE');
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
   it('connecting where no daemon answers is UNAVAILABLE', async () => {
     const { running } = await setup();
     const error = await Client.connect(running.socket + '.none', { reconnectWaitMs: 0 }).catch((e: MailstoreError) => e);

@@ -2,7 +2,7 @@
 // order, and resuming after any cursor misses nothing; `mailstore events` prints them.
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { parseCursor, START } from '../../src/events/cursor.js';
 import { readEvents, lagRecords, type MailEvent } from '../../src/events/events.js';
 import { ChangeSignal, followEvents } from '../../src/events/follow.js';
@@ -114,6 +114,38 @@ describe('events from the journal', () => {
       expect(Date.now() - started).toBeLessThan(5000); // woken, not polled (the poll is a minute)
       expect(seen.map((e) => e.event)).toEqual(['MailboxCreate', 'MessageNew', 'MessageNew']);
     } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('followEvents and the wall clock', () => {
+  it('a clock stepped back an hour after a read does not hold the next read back for that hour', async () => {
+    const changes = new ChangeSignal();
+    const store = await Store.open(tmpDir('events'), { create: true, onCommit: () => changes.notify() });
+    const clock = vi.spyOn(Date, 'now');
+    const stop = new AbortController();
+    try {
+      await store.createMailbox('INBOX');
+      const seen: MailEvent[] = [];
+      let first!: () => void;
+      const firstSeen = new Promise<void>((resolve) => { first = resolve; });
+      const following = (async () => {
+        for await (const event of followEvents(store, START, { signal: stop.signal, changes, pollMs: 60_000 })) {
+          seen.push(event);
+          first();
+          if (seen.length === 2) stop.abort();
+        }
+      })();
+      await firstSeen;
+      clock.mockImplementation(() => new Date().getTime() - 3600_000); // NTP steps back an hour
+      await store.append('INBOX', msg('a'));
+      const hung = new Promise((_, reject) => setTimeout(() => reject(new Error('no event after 5 s')), 5000).unref());
+      await Promise.race([following, hung]);
+      expect(seen.map((e) => e.event)).toEqual(['MailboxCreate', 'MessageNew']);
+    } finally {
+      stop.abort();
+      clock.mockRestore();
       await store.close();
     }
   });

@@ -4,7 +4,7 @@
 // write that fails or is aborted leaves nothing a replay would trust.
 import { appendFileSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { AssertionFailure, MailstoreError } from '../../src/errors.js';
 import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, decodeSegmentHeader, encodeRecord } from '../../src/journal/journal-format.js';
 import { Journal, type JournalDamage, type JournalRecord } from '../../src/journal/journal.js';
@@ -228,6 +228,21 @@ describe('recent records kept for replicas', () => {
     expect(journal.recentAfter(5)).toEqual([]);
     expect(journal.recentAfter(2)).toBeUndefined(); // 3 was never remembered
     await journal.close();
+  });
+
+  it('a replica asking keeps them whatever the wall clock does (stepped forward a day, the next batch was not kept: read from disk)', async () => {
+    const { journal } = await openJournal();
+    const clock = vi.spyOn(Date, 'now');
+    try {
+      await append(journal, records(1, 1));
+      expect(journal.recentAfter(1)).toEqual([]);
+      clock.mockImplementation(() => new Date().getTime() + 86_400_000); // a VM resumed a day later
+      await append(journal, records(2, 2));
+      expect(journal.recentAfter(1)?.map((r) => r.seq)).toEqual([2, 3]);
+    } finally {
+      clock.mockRestore();
+      await journal.close();
+    }
   });
 });
 

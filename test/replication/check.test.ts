@@ -1,6 +1,7 @@
 // replica check: 0 differences after catch-up; a replica changed behind its primary's back is found
-// out, down to the messages (uid, hash, flags, modseq), and the mailbox-level attributes.
-import { describe, expect, it } from 'vitest';
+// out, down to the messages (uid, hash, flags, modseq), and the mailbox-level attributes. The
+// catch-up wait, and the primary's durable cursor of a replica, under a wall clock stepped back.
+import { describe, expect, it, vi } from 'vitest';
 import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { startPrimary } from '../../src/replication/primary.js';
@@ -69,4 +70,61 @@ describe('replica check', () => {
       await primaryStore.close();
     }
   }, 30_000);
+
+  it('a replica that does not catch up is compared after catchUpMs though the wall clock stepped back an hour meanwhile', async () => {
+    await withPrimaryAndClock(async ({ primaryStore, address, key, stepMs }) => {
+      const r = join(tmpDir('replica'), 'r');
+      const replica = await startReplica(r, { primary: address, keyFile: key, log: quiet });
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq);
+      await replica.close();
+      await primaryStore.append('INBOX', msg(1)); // the replica, closed, never gets it
+      const behind = await Store.open(r);
+      try {
+        const wait = behind.changes.wait.bind(behind.changes);
+        vi.spyOn(behind.changes, 'wait').mockImplementation((seq, ms) => { stepMs(-3600_000); return wait(seq, ms); }); // NTP steps back once it waits
+        const hung = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('still waiting after 5 s')), 5000).unref());
+        const result = await Promise.race([checkReplica(behind, { primary: address, keyFile: key, catchUpMs: 300 }), hung]);
+        expect(result.identical).toBe(false);
+        expect(result.replicaSeq).toBeLessThan(result.primarySeq);
+      } finally {
+        await behind.close();
+      }
+    });
+  });
 });
+
+describe("a replica's durable cursor on the primary", () => {
+  it('follows the acks within replicaCursorWriteMs though the wall clock stepped back an hour after it was last written', async () => {
+    await withPrimaryAndClock(async ({ primaryStore, address, key, stepMs }) => {
+      const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: address, keyFile: key, log: quiet });
+      try {
+        const cursorName = `replica-${replica.store.replication().role()!.nodeId}`;
+        const durableSeq = async () => (await primaryStore.changes.cursor(cursorName))?.seq ?? 0;
+        await primaryStore.append('INBOX', msg(1));
+        await until(async () => (await durableSeq()) === primaryStore.changes.lastSeq, 5000, 'the first cursor write');
+        stepMs(-3600_000); // NTP steps back an hour
+        await primaryStore.append('INBOX', msg(2));
+        await until(async () => (await durableSeq()) === primaryStore.changes.lastSeq, 5000, 'the cursor after the step');
+      } finally {
+        await replica.close();
+      }
+    });
+  });
+});
+
+/** A primary with an empty INBOX, serving; Date.now off by what `stepMs` last set (0 at first) while `fn` runs. */
+async function withPrimaryAndClock(fn: (setup: { primaryStore: Store; address: string; key: string; stepMs: (ms: number) => void }) => Promise<void>): Promise<void> {
+  const key = keyFile();
+  const primaryStore = await Store.open(tmpDir('primary'), { create: true });
+  await primaryStore.createMailbox('INBOX');
+  const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+  let offsetMs = 0;
+  const clock = vi.spyOn(Date, 'now').mockImplementation(() => new Date().getTime() + offsetMs);
+  try {
+    await fn({ primaryStore, address: `127.0.0.1:${(await primary.status()).port}`, key, stepMs: (ms) => { offsetMs = ms; } });
+  } finally {
+    clock.mockRestore();
+    await primary.close();
+    await primaryStore.close();
+  }
+}

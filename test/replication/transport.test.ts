@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { decodeCbor, encodeCbor } from '../../src/index/codec.js';
 import { connect, listen, type Connection, type Listener } from '../../src/replication/transport.js';
@@ -41,6 +41,17 @@ describe('Connection.sendUncopied', () => {
       expect(receiver.rawOf(message!)!.equals(encodeCbor(frame))).toBe(true);
       expect(message).toEqual(decodeCbor(encodeCbor(frame)));
       expect(await receiver.next()).toEqual({ t: 'commit', seq: frame.r[0][0] });
+    }
+  });
+
+  it('a silent peer is UNAVAILABLE after the timeout though the wall clock stepped back an hour meanwhile', async () => {
+    const { receiver } = await pair();
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => new Date().getTime() - 3600_000);
+    try {
+      const hung = new Promise((_, reject) => setTimeout(() => reject(new Error('still waiting after 5 s')), 5000).unref());
+      await expect(Promise.race([receiver.next(300), hung])).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    } finally {
+      clock.mockRestore();
     }
   });
 

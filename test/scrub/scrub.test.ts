@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { cpSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, relative } from 'node:path';
@@ -363,6 +363,31 @@ describeEachFs('scrub: refusals and index damage', ({ Store }) => {
     const next = await scrub(store, { timeBudgetMs: 10, now: () => (clock += 1) });
     expect(next.summary.scanned[0]).toMatchObject({ pack: packs[0], from: 0 });
     await store.close();
+  });
+
+  it('the wall clock stepped during a run: a rate-limited scrub does not sleep for the step back, a time budget does not end at the step forward', async () => {
+    const dir = tmpDir();
+    await makeStore(dir, 13);
+    const store = await Store.open(dir);
+    // Date.now steps by `stepMs` once the pack pass reports its first record (it has started timing)
+    let offsetMs = 0;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => new Date().getTime() + offsetMs);
+    const run = (stepMs: number, options: Parameters<typeof scrub>[1]) => {
+      offsetMs = 0;
+      const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('scrub still running after 10 s')), 10_000).unref());
+      return Promise.race([scrub(store, { ...options, onProgress: (p) => { if (p.phase === 'packs') offsetMs = stepMs; } }), timeout]);
+    };
+    try {
+      const throttled = await run(-3600_000, { maxRateBytesPerSecond: 10e6 }); // NTP steps back an hour
+      expect(throttled.summary.cycleComplete).toBe(true);
+      expect(throttled.summary.damage).toBe(0);
+      const budgeted = await run(86_400_000, { timeBudgetMs: 60_000 }); // a VM resumed a day later
+      expect(budgeted.summary.cycleComplete).toBe(true);
+      expect(budgeted.summary.seconds).toBeLessThan(60);
+    } finally {
+      clock.mockRestore();
+      await store.close();
+    }
   });
 }, PACKED);
 

@@ -1,6 +1,6 @@
 // The library side of the day-2 tools: quotas (journaled, enforced on append, copy, move and rename with
 // OVER_QUOTA, nothing stored on refusal), usage, search, retention and the mailbox list dump.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { MailstoreError } from '../../src/errors.js';
@@ -270,6 +270,51 @@ describe('mailbox list dump and undump', () => {
     expect(await undumpMailboxes(store, [{ ...good, acl: { 'jose\u0301': 'lr' } }])).toEqual({ created: 1 });
     expect((await store.mailbox('a'))?.acl).toEqual({ 'jos\u00e9': 'lr' }); // the identifier as the store keeps it (NFC)
     expect((await scrub(store)).findings).toEqual([]);
+    await store.close();
+  });
+
+  it('after the largest uidValidity, a mailbox deleted and created again in the same second gets a new one (clients drop their cache), every one within 32 bits', async () => {
+    const dir = tmpDir();
+    let store = await Store.open(dir, { create: true });
+    await undumpMailboxes(store, [{ name: 'top', id: 'b1445cf8-5485-428b-bb46-f48aa6be0102', uidValidity: 0xffffffff, acl: {}, created: 1 }]);
+    const clock = vi.spyOn(Date, 'now').mockReturnValue(Date.UTC(2026, 11, 5, 12)); // one second for all of it
+    const given: number[] = [];
+    try {
+      given.push((await store.createMailbox('Trash')).uidValidity);
+      await store.deleteMailbox('Trash');
+      given.push((await store.createMailbox('Trash')).uidValidity);
+      given.push((await store.createMailbox('Sent')).uidValidity);
+      await store.close();
+      rmSync(join(dir, 'index'), { recursive: true }); // the count is rebuilt from the journal alike
+      store = await Store.open(dir);
+      await store.deleteMailbox('Sent');
+      given.push((await store.createMailbox('Sent')).uidValidity);
+    } finally {
+      clock.mockRestore();
+    }
+    expect(new Set(given).size).toBe(4);
+    for (const v of given) expect(v).toBeLessThanOrEqual(0xffffffff);
+    await store.close();
+  });
+
+  it('a clock past 32 bits of seconds (a wrong year at boot, 2200) gives no uidValidity IMAP cannot carry: each new one still above the last, also once the clock is right again', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    const first = (await store.createMailbox('INBOX')).uidValidity;
+    const clock = vi.spyOn(Date, 'now').mockReturnValue(Date.UTC(2200, 0, 1));
+    const given = [first];
+    try {
+      given.push((await store.createMailbox('Trash')).uidValidity);
+      await store.deleteMailbox('Trash');
+      given.push((await store.createMailbox('Trash')).uidValidity);
+    } finally {
+      clock.mockRestore();
+    }
+    given.push((await store.createMailbox('Sent')).uidValidity);
+    for (let i = 1; i < given.length; i++) {
+      expect(given[i]).toBeLessThanOrEqual(0xffffffff);
+      expect(given[i]).toBeGreaterThan(given[i - 1]!);
+    }
+    expect((await store.mailbox('Trash'))?.uidValidity).toBe(given[2]);
     await store.close();
   });
 

@@ -1,7 +1,7 @@
 // Pack compaction (src/store/compact.ts): dead bytes come back, every live message stays exact
 // (also after a rebuild of the index from the journal), the grace period holds, a dry run changes
 // nothing, and a store whose index does not add up is refused.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 // every body in a pack: these tests rewrite and measure packs (helpers/packed.ts; inline bodies' compaction: inline-bodies.test.ts)
@@ -92,6 +92,25 @@ describe('compaction', () => {
     const reclaimed = await store.compact({ graceMs: 0 });
     expect(reclaimed.blobsReclaimed).toBe(gone.length - 1);
     expect(await store.maintenance().index.get(keys.blob(hash))).toBeUndefined();
+    await expectExact(store, bodies, gone);
+    await expectScrubClean(store);
+    await store.close();
+  });
+
+  it('blobs released while the clock was a year ahead (dated in the future) are reclaimed by compact without a grace, not kept until that date', async () => {
+    const dir = tmpDir('compact');
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => new Date().getTime() + 365 * 86_400_000);
+    let churn: Awaited<ReturnType<typeof churned>>;
+    try {
+      churn = await churned(dir);
+    } finally {
+      clock.mockRestore(); // NTP steps back to the right time
+    }
+    const { store, bodies, gone } = churn;
+    expect(await store.compact({ graceMs: 3_600_000 })).toMatchObject({ blobsReclaimed: 0 }); // a grace: kept (their age cannot be told)
+    const reclaimed = await store.compact();
+    expect(reclaimed.blobsReclaimed).toBe(gone.length - 1);
+    expect(reclaimed.bytesAfter).toBeLessThan(reclaimed.bytesBefore / 2);
     await expectExact(store, bodies, gone);
     await expectScrubClean(store);
     await store.close();

@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { FileSystem } from '../../src/fs/filesystem.js';
 import { NodeFileSystem } from '../../src/fs/node-fs.js';
 import { Store } from '../../src/store/store.js';
@@ -91,6 +91,24 @@ describe('the lock holder in LOCKED', () => {
     const store = await Store.open(dir, { lockWaitMs: 10_000 });
     expect((await store.status('INBOX')).messages).toBe(0);
     await store.close();
+  });
+
+  it('lockWaitMs is waited on the monotonic clock: a wall clock stepped back an hour meanwhile does not stretch it (read-write and read-only opens)', async () => {
+    const dir = await newStore();
+    const child = await kernelLockHolder(dir);
+    writeFileSync(join(dir, 'LOCK'), `${child.pid}\n`);
+    let offsetMs = 0;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => new Date().getTime() + offsetMs);
+    try {
+      for (const readOnly of [false, true]) {
+        offsetMs = 0;
+        const hung = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('still waiting after 5 s')), 5000).unref());
+        const opening = Store.open(dir, { readOnly, lockWaitMs: 400, onLockWait: () => { offsetMs = -3600_000; } });
+        await expectCode(Promise.race([opening, hung]), 'LOCKED');
+      }
+    } finally {
+      clock.mockRestore();
+    }
   });
 
   it('a second open in the same process fails at once even when asked to wait', async () => {

@@ -5,7 +5,7 @@
 // older kept one, a damaged snapshot older than the kept ones goes to quarantine/ (bounded), a
 // consumer that asks for retired records gets NOT_FOUND, and a retired journal still rebuilds and
 // rewrites.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { existsSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { MailstoreError } from '../../src/errors.js';
@@ -563,7 +563,7 @@ describe('journal retirement', () => {
       await churn(store, 1, 10);
       for (let i = 0; i < 500 && results.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
       expect(results).toHaveLength(1);
-      expect(snapshots.autoNotBefore).toBeGreaterThan(Date.now() + 60_000);
+      expect(snapshots.autoNotBefore).toBeGreaterThan(performance.now() + 60_000);
       snapshots.lastSeq = -limits.snapshotEveryRecords; // grown enough again: only the pause holds it back
       await churn(store, 11, 20);
       await new Promise((r) => setTimeout(r, 50));
@@ -574,6 +574,35 @@ describe('journal retirement', () => {
       expect(results).toHaveLength(2);
       expect(results[1]).toBeGreaterThan(results[0]!);
     } finally {
+      limits.snapshotAutoPauseFactor = saved;
+      await store.close();
+    }
+  });
+
+  it('the wall clock stepped back a day after an automatic snapshot does not hold the next one back for that day', async () => {
+    const root = tmpDir();
+    const results: number[] = [];
+    const store = await Store.open(root, { create: true, journalSegmentBytesMax: 4096, autoSnapshot: true, onSnapshot: (r, e) => { if (e) throw e; results.push(r!.seq); } });
+    const snapshots = (internalsOf(store) as unknown as { snapshots: { lastSeq: number } }).snapshots;
+    const waitFor = async (count: number) => { for (let i = 0; i < 500 && results.length < count; i++) await new Promise((r) => setTimeout(r, 10)); };
+    let clock: { mockRestore(): void } | undefined;
+    const saved = limits.snapshotAutoPauseFactor;
+    try {
+      limits.snapshotAutoPauseFactor = 0; // no pause of its own: only the clock could hold the next one back
+      await store.createMailbox('INBOX');
+      await store.createMailbox('Sent');
+      snapshots.lastSeq = -limits.snapshotEveryRecords; // as if the last one were long ago
+      await churn(store, 1, 10);
+      await waitFor(1);
+      expect(results).toHaveLength(1);
+      clock = vi.spyOn(Date, 'now').mockImplementation(() => new Date().getTime() - 86_400_000);
+      snapshots.lastSeq = -limits.snapshotEveryRecords; // grown enough again
+      await churn(store, 11, 3);
+      await waitFor(2);
+      expect(results).toHaveLength(2);
+      expect(results[1]).toBeGreaterThan(results[0]!);
+    } finally {
+      clock?.mockRestore();
       limits.snapshotAutoPauseFactor = saved;
       await store.close();
     }

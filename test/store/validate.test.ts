@@ -45,6 +45,26 @@ describe('dates', () => {
     }
   });
 
+  it('reads a time without a zone as UTC, as a date alone, whatever the process\'s time zone (a DST gap included)', () => {
+    const saved = process.env.TZ;
+    try {
+      for (const zone of ['UTC', 'Europe/Berlin', 'America/New_York', 'Australia/Lord_Howe']) {
+        process.env.TZ = zone;
+        expect(parseDateText('2026-03-29'), zone).toBe(Date.UTC(2026, 2, 29));
+        expect(parseDateText('2026-03-29T02:30:00'), zone).toBe(Date.UTC(2026, 2, 29, 2, 30)); // Berlin's clocks skip 02:00-03:00 that day
+        expect(parseDateText('2026-03-29 02:30'), zone).toBe(Date.UTC(2026, 2, 29, 2, 30));
+        expect(parseDateText('2026-03-29T02:30:00.25'), zone).toBe(Date.UTC(2026, 2, 29, 2, 30, 0, 250));
+        expect(parseDateText('Sun, 29 Mar 2026 02:30:05'), zone).toBe(Date.UTC(2026, 2, 29, 2, 30, 5));
+        expect(parseDateText('29 Mar 2026 02:30 EST'), zone).toBe(Date.UTC(2026, 2, 29, 7, 30));
+        expect(parseDateText('2026-03-29T02:30:00+0100'), zone).toBe(Date.UTC(2026, 2, 29, 1, 30));
+        expect(normalizeDate('1970-01-01T00:30:00'), zone).toBe(30 * 60_000); // east of UTC this was before 1970: INVALID
+      }
+    } finally {
+      if (saved === undefined) delete process.env.TZ;
+      else process.env.TZ = saved;
+    }
+  });
+
   it('keeps internal dates between the named bounds', () => {
     expect(normalizeDate(limits.internalDateMsMin)).toBe(0);
     expect(normalizeDate('9999-12-31T23:59:59.999Z')).toBe(limits.internalDateMsMax);

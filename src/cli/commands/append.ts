@@ -18,7 +18,7 @@ export function register(program: Command): void {
     .command('append <mailbox> [file]')
     .description('append one message from FILE, or from stdin when FILE is "-" or absent. The uid is printed only once the message is durable (blob and journal fsynced); on any error nothing was acknowledged')
     .option('--flags <flags>', 'flags, comma or space separated, e.g. "\\Seen,\\Flagged,$Label1"')
-    .option('--date <date>', 'internal date: ISO 8601 (2024-02-29T10:00:00Z), RFC 5322 or epoch seconds; a real calendar date from 1970 to 9999 (else exit 5); default now')
+    .option('--date <date>', 'internal date: ISO 8601 (2024-02-29T10:00:00Z), RFC 5322 or epoch seconds, a time without a zone in UTC; a real calendar date from 1970 to 9999 (else exit 5); default now')
     .option('--sysexits', 'exit with sysexits.h codes (67 no mailbox, 65 bad message, 75 anything else: retry) for an MTA; also MAILSTORE_SYSEXITS=1')
     .option('--json', 'print {uid, uidValidity, hash, size, deduplicated} as JSON')
     .addHelpText('after', `\n${sysexitsHelp()}`)

@@ -29,10 +29,14 @@ export function register(backup: Command): void {
     .option('--json', 'print {kept, removed, prune}')
     .addHelpText('after', `${REPO_HELP}
 
-Each store's snapshots are counted apart. A snapshot any rule keeps is kept; at least one rule is
-required. Prune writes the blobs it keeps from partly used data files into new files, then one new
-index, and only then removes old index and data files: a crash at any point leaves every kept
-snapshot restorable (the next prune finishes the cleanup). It refuses (exit 3) while a snapshot or
+Each store's snapshots are counted apart, newest first by the time each run's clock gave it (as
+restic; days, weeks and months are UTC). A snapshot any rule keeps is kept; at least one rule is
+required. A store's snapshot at its highest journal seq is always kept too (reason 'newest'): after
+a clock stepped back, the latest run is dated before the ones it follows.
+
+Prune writes the blobs it keeps from partly used data files into new files, then one new index,
+and only then removes old index and data files: a crash at any point leaves every kept snapshot
+restorable (the next prune finishes the cleanup). It refuses (exit 3) while a snapshot or
 index file does not read: run 'mailstore backup check' first.`)
     .action(runForget);
 }

@@ -27,7 +27,7 @@ export function register(program: Command): void {
     .option('--repo <dir>', 'the backup repository')
     .option('--key-file <file>', 'the key file of an encrypted repository')
     .option('--repo-credentials <file>', 'for an s3: --repo (s3:http://host:port/bucket/prefix): a file holding ACCESS_KEY:SECRET_KEY (else $MAILSTORE_S3_ACCESS_KEY and $MAILSTORE_S3_SECRET_KEY)')
-    .option('--snapshot <id>', "the snapshot: an id (or a unique prefix of one) or 'latest' (the newest of any store: in a repository several stores share, name an id from 'mailstore backups')", 'latest')
+    .option('--snapshot <id>', "the snapshot: an id (or a unique prefix of one) or 'latest' (the newest of any store: in a repository several stores share, name an id from 'mailstore backups'; refused when one of its store dated earlier has a higher seq: a clock stepped back)", 'latest')
     .option('--user <name>', 'only user/NAME and the mailboxes below it')
     .option('--mailbox <name>', 'only this mailbox')
     .option('--as <name>', 'restore the --mailbox or --user under this name')

@@ -20,7 +20,7 @@ export function register(program: Command): void {
     .command('search <mailbox>')
     .description('find messages matching every given key (IMAP SEARCH: BEFORE, SINCE, LARGER, SMALLER, KEYWORD, UNKEYWORD, HEADER, SUBJECT, FROM); changes nothing')
     .option('--uids <set>', 'only these UIDs (e.g. 1:100)')
-    .option('--before <date>', 'internal date before DATE (ISO 8601, or an age such as 30d)')
+    .option('--before <date>', 'internal date before DATE (ISO 8601, without a zone UTC; or an age such as 30d)')
     .option('--since <date>', 'internal date at or after DATE (or an age such as 7d)')
     .option('--larger <bytes>', 'size above BYTES')
     .option('--smaller <bytes>', 'size below BYTES')
