@@ -147,3 +147,15 @@ export class DurableStream {
     await this.fs.unlink(this.temp).catch(() => undefined);
   }
 }
+
+/**
+ * `path`, or when something is there already `path.2`, `path.3`, ...: the name for bytes kept for
+ * an admin (quarantine/, a damaged file set aside), which must never replace what an earlier
+ * failure kept there (names made of the clock repeat once it steps back).
+ */
+export async function unusedPath(fs: FileSystem, path: string): Promise<string> {
+  for (let n = 1; ; n++) {
+    const candidate = n === 1 ? path : `${path}.${n}`;
+    if (!(await fs.lstatIfExists(candidate))) return candidate;
+  }
+}

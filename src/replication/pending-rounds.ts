@@ -17,6 +17,7 @@ import { decodeCbor, encodeCbor } from '../index/codec.js';
 import type { FileHandle } from '../fs/filesystem.js';
 import { limits } from '../limits.js';
 import { meta } from '../store/apply.js';
+import { unusedPath } from '../fs/durable.js';
 import type { Store } from '../store/store.js';
 import type { Log } from './transport.js';
 
@@ -220,7 +221,7 @@ export async function commitPendingRounds(store: Store, log: Log, options: { qua
       throw new MailstoreError('CORRUPT', `${where}: the frame may hold changes the old primary acknowledged, so nothing was promoted. ` +
         'Promote another synchronous replica, or promote this one with --quarantine-damaged-pending (the file is kept for inspection)', { path });
     }
-    damagedFrame = { offset: damage.offset, quarantinedAs: `${path}.damaged` };
+    damagedFrame = { offset: damage.offset, quarantinedAs: await unusedPath(store.fs, `${path}.damaged`) }; // an earlier promotion's stays
     await store.fs.rename(path, damagedFrame.quarantinedAs);
     log(`replication: DAMAGED: ${where}; kept as ${damagedFrame.quarantinedAs}; changes in it the old primary acknowledged are lost unless another replica holds them`);
   } else if (damage) {

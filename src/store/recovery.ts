@@ -9,7 +9,7 @@ import { INDEX_FORMAT, decodeCbor, decodeValue, encodeCbor, enableNativeCborStri
 import { upgradeIndexFormat } from './index-upgrade.js';
 import type { Journal, JournalDamage } from '../journal/journal.js';
 import { limits } from '../limits.js';
-import { writeFileDurable } from '../fs/durable.js';
+import { unusedPath, writeFileDurable } from '../fs/durable.js';
 import { applyOpsNow, applyStateOp, forgetModseqOffset, meta } from './apply.js';
 import { INLINE_PACK, type PackStore } from '../blob/pack-store.js';
 import { checkpointBegin, withoutHint, type JournalPayload, type MailboxInfo, type MessageRecord, type Op } from './records.js';
@@ -117,7 +117,7 @@ export async function resolveTail(fs: FileSystem, root: string, journal: Journal
   // A newest segment with neither a valid header nor a valid record, past the high-water mark, is a
   // torn creation (header and first records are one write, synced before any acknowledgement).
   while (found.empty && highWater < found.empty.firstSeq) {
-    await journal.retireNewestSegment(join(root, LAYOUT.quarantine, `journal-segment-${found.empty.segment}-${Date.now()}`));
+    await journal.retireNewestSegment(await unusedPath(fs, join(root, LAYOUT.quarantine, `journal-segment-${found.empty.segment}-${Date.now()}`)));
     health.tornTailBytes = (health.tornTailBytes ?? 0) + found.empty.length;
     found = await journal.findTail();
   }
@@ -125,9 +125,9 @@ export async function resolveTail(fs: FileSystem, root: string, journal: Journal
   if (tail) {
     const allZero = tail.bytes.every((b) => b === 0);
     if (!allZero) {
-      const name = `journal-tail-${tail.segment}-${tail.offset}-${Date.now()}`;
-      await writeFileDurable(fs, join(root, LAYOUT.quarantine, name), Buffer.from(tail.bytes))
-        .catch((e) => { throw fromSystemError(e, 'quarantining journal tail', join(root, LAYOUT.quarantine, name)); });
+      const target = await unusedPath(fs, join(root, LAYOUT.quarantine, `journal-tail-${tail.segment}-${tail.offset}-${Date.now()}`));
+      await writeFileDurable(fs, target, Buffer.from(tail.bytes))
+        .catch((e) => { throw fromSystemError(e, 'quarantining journal tail', target); });
     }
     if (highWater > lastSeq) {
       health.degraded = true;
@@ -217,12 +217,12 @@ export async function resolveNewestBatch(fs: FileSystem, root: string, journal: 
   const from = decoded[cutFrom];
   const to = decoded[decoded.length - 1];
   const segmentPath = journal.tailPath!;
-  const name = `journal-batch-${from.seq}-${to.seq}-${Date.now()}`;
+  const target = await unusedPath(fs, join(root, LAYOUT.quarantine, `journal-batch-${from.seq}-${to.seq}-${Date.now()}`));
   const handle = await fs.open(segmentPath, 'read');
   try {
     const bytes = Buffer.alloc(to.end - from.offset);
     await handle.read(bytes, 0, bytes.length, from.offset);
-    await writeFileDurable(fs, join(root, LAYOUT.quarantine, name), bytes);
+    await writeFileDurable(fs, target, bytes);
   } finally {
     await handle.close();
   }
@@ -528,7 +528,7 @@ export function describeLoss(before: IndexCounts, after: IndexCounts): string {
 /** Moves a directory into quarantine/ (never deletes it); a no-op when it does not exist. */
 export async function moveAside(fs: FileSystem, root: string, path: string, label: string): Promise<string | undefined> {
   if (!(await fs.statIfExists(path))) return undefined;
-  const target = join(root, LAYOUT.quarantine, `${label}-${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`);
+  const target = await unusedPath(fs, join(root, LAYOUT.quarantine, `${label}-${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`));
   await fs.rename(path, target).catch((e) => { throw fromSystemError(e, 'moving aside', path); });
   await fs.syncDir(root);
   return target;

@@ -3,7 +3,7 @@
 // and the quarantine copies made before anything is cut or replaced: nothing is deleted.
 import { appendFileSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { PackStore } from '../../src/blob/pack-store.js';
 import { hashBytes } from '../../src/hash/blake3.js';
 import { encodeCbor } from '../../src/index/codec.js';
@@ -59,6 +59,27 @@ describe('resolveTail', () => {
     const [copy] = quarantined(root, 'journal-tail-');
     expect(readFileSync(join(root, 'quarantine', copy)).equals(torn)).toBe(true);
     await parts.journal.close();
+  });
+
+  it('a second torn tail at the same place and the same clock reading gets its own copy (the first is never replaced)', async () => {
+    const { root, journal } = await freshRoot();
+    await batch(journal, 1, [[meta(1)], [meta(2)]]);
+    await journal.close();
+    const now = vi.spyOn(Date, 'now').mockReturnValue(Date.UTC(2026, 11, 5)); // a clock stepped back repeats its readings
+    try {
+      const torn = [encodeRecord(3, payload([meta(3)], true)).subarray(0, 20), encodeRecord(3, payload([meta(30)], true)).subarray(0, 24)];
+      for (const bytes of torn) {
+        appendFileSync(segment(root), bytes);
+        const parts = await openParts(root);
+        expect(await resolveTail(parts.fs, root, parts.journal, 2, parts.health)).toBe(2);
+        await parts.journal.close();
+      }
+      const copies = quarantined(root, 'journal-tail-').map((n) => readFileSync(join(root, 'quarantine', n)));
+      expect(copies).toHaveLength(2);
+      expect(torn.every((bytes) => copies.some((copy) => copy.equals(bytes)))).toBe(true);
+    } finally {
+      now.mockRestore();
+    }
   });
 
   it('an all-zero tail is cut without a quarantine copy (nothing was written there)', async () => {
