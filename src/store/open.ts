@@ -16,7 +16,7 @@ import { SPACE } from '../keys/tuple.js';
 import { INLINE_PACK, PackStore } from '../blob/pack-store.js';
 import { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
-import { LAYOUT, checkNoWriter, initStore, storeIdBytes, takeLock, verifyIdentity, type StoreIdentity } from './identity.js';
+import { LAYOUT, checkNoWriter, initStore, storeIdBytes, takeLock, upgradeIdentity, verifyIdentity, type StoreIdentity } from './identity.js';
 import {
   checkSnapshotHighWater, chooseRebuildStart, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveNewestBatch, resolveTail, type Health, type RebuildStart,
 } from './recovery.js';
@@ -78,6 +78,7 @@ async function openReadWrite(root: string, options: StoreOptions): Promise<Store
   const health = newHealth();
   const opened: Opened = {};
   try {
+    health.storeUpgraded = await upgradeIdentity(fs, root, identity);
     const checkMounted = mountCheck(fs, root, rootDev);
     const packs = opened.packs = await openPacks(fs, root, storeId, options, checkMounted);
     // a replica's resync staged before a crash: swapped in whole (marker written), else discarded
