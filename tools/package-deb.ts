@@ -129,6 +129,13 @@ if [ "$1" = configure ]; then
   fi
   install -d -o mailstore -g mailstore -m 0750 /var/lib/mailstore
   if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+  # An upgrade ($2: the version replaced): a running daemon still runs the replaced code, and loads
+  # the new one's files as its commands need them. Restarted, it runs one version; one the admin
+  # stopped stays stopped.
+  if [ -n "$2" ] && [ -d /run/systemd/system ]; then systemctl try-restart mailstore.service || true; fi
+  if [ -n "$2" ] && [ ! -d /run/systemd/system ]; then
+    echo "mailstore: upgraded; restart a 'mailstore serve' that runs (it still runs the replaced code)"
+  fi
   if [ ! -e /var/lib/mailstore/STORE ]; then
     echo "mailstore: create the store, then start the daemon and the nightly scrub:"
     echo "  runuser -u mailstore -- mailstore --store /var/lib/mailstore init"

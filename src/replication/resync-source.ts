@@ -44,6 +44,15 @@ export async function sendResync(store: Store, connection: Connection, nodeId: s
   const cursor = await store.changes.register(cursorName, snapshot.seq);
   if (cursor.seq < snapshot.seq) await store.changes.advance(cursorName, snapshot.seq);
   if (snapshot.seq + 1 < store.changes.firstSeq) throw new MailstoreError('UNAVAILABLE', `the journal after snapshot seq ${snapshot.seq} was retired meanwhile; the replica tries again`);
+  // The replica gets the snapshot and the records after it: a body inline in a record the snapshot
+  // covers would be in neither (every read of it CORRUPT there, 'replica check' identical). Moved
+  // into a pack by records after the snapshot, it reaches the replica as any append does. A
+  // synchronous-replica gate that refuses writes (this replica not yet counted) refuses the move
+  // too: the resync goes on, and those bodies reach the replica with the next move (a retirement's).
+  await store.replication().moveInlineBodies(snapshot.seq).catch((error: unknown) => {
+    if (!(error instanceof MailstoreError) || error.code !== 'UNAVAILABLE') throw error;
+    log(`replication: the inline bodies snapshot ${snapshot.name} covers stay in the journal for now (${error.message}): until a later move ships them, replica ${nodeId} cannot read those messages`);
+  });
   log(`replication: replica ${nodeId} is behind the retained journal (it starts at ${store.changes.firstSeq}): resyncing it from snapshot ${snapshot.name} (seq ${snapshot.seq}, ${snapshot.bytes} bytes) and the packs`);
   // read from one open handle: a snapshot pruned meanwhile stays readable until it is closed
   const handle = await store.fs.open(snapshot.path, 'read');

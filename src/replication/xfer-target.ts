@@ -50,10 +50,12 @@ async function handle(store: Store, request: Message): Promise<Message> {
   switch (request.t) {
     case 'xfer.mailbox': return { t: request.t, uids: await createOrFind(store, request.mailbox as XferMailbox) };
     case 'xfer.messages': return { t: request.t, added: await addMessages(store, Buffer.from(String(request.id), 'hex'), request.messages as XferMessage[]) };
-    case 'xfer.reconcile':
+    case 'xfer.reconcile': {
       await raiseModseqs(store, request.highestModseq);
-      if (request.quotaRoots !== undefined) await setQuotaRoots(store, request.quotaRoots);
-      return { t: request.t, missing: await reconcile(store, Buffer.from(String(request.id), 'hex'), request.live as [number, string[]][], Number(request.uidNext)) };
+      // said in the answer: a source removes its roots only when the target took them
+      const roots = request.quotaRoots !== undefined ? (await setQuotaRoots(store, request.quotaRoots), { quotaRoots: true }) : {};
+      return { t: request.t, missing: await reconcile(store, Buffer.from(String(request.id), 'hex'), request.live as [number, string[]][], Number(request.uidNext)), ...roots };
+    }
     case 'xfer.abort': {
       // by id: only what this XFER created goes, never a mailbox of the same name made here
       for (const hex of request.ids as string[]) {

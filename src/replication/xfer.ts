@@ -36,6 +36,8 @@ export interface XferResult {
   messages: number;
   /** The XFER had been interrupted after its switch: only the removal here was finished. */
   resumedAfterSwitch: boolean;
+  /** Quota roots left here because the target (an older mailstore) did not take them: set them there. */
+  quotaRootsKept?: string[];
 }
 
 interface Intent {
@@ -65,6 +67,7 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
   const psk = await readKeyFile(store.fs, options.keyFile);
   const connection = await connect(options.to, psk);
   let switched = false;
+  let kept: string[] = [];
   try {
     await connection.send({ t: 'hello', kind: 'xfer', epoch: 0 });
     await connection.expect('welcome', limits.replicationHandshakeMs);
@@ -77,14 +80,25 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
     await control.fenced(async () => {
       // the limits as they are under the fence, with the first reconcile (a target that predates them ignores the field)
       const roots = quotaRoots ? (await quotaRootsAt(store.administration().index, tree)).map(({ root, limits }) => [formatMailboxName(root), limits]) : [];
-      for (const [i, name] of names.entries()) messages += await catchUp(store, connection, name, i === 0 && roots.length > 0 ? roots : undefined);
-      await control.commitMeta(intentKey(options.user), { to: options.to, phase: 'switched', mailboxes: names, quotaRoots } satisfies Intent);
+      let rootsTaken = false;
+      for (const [i, name] of names.entries()) {
+        const caught = await catchUp(store, connection, name, i === 0 && roots.length > 0 ? roots : undefined);
+        messages += caught.sent;
+        rootsTaken ||= caught.quotaRootsTaken;
+      }
+      // a target that predates quota roots in XFER ignores them: removed here they would be nowhere
+      if (roots.length > 0 && !rootsTaken) {
+        kept = roots.map(([root]) => root as string);
+        log(`xfer: ${options.user}: ${options.to} did not take the quota roots ${kept.join(', ')} (an older mailstore): they stay here; set them there with 'mailstore quota set'`);
+      }
+      const moveRoots = quotaRoots && kept.length === 0;
+      await control.commitMeta(intentKey(options.user), { to: options.to, phase: 'switched', mailboxes: names, quotaRoots: moveRoots } satisfies Intent);
       switched = true;
-      await removeHere(store, names, quotaRoots ? tree : undefined);
+      await removeHere(store, names, moveRoots ? tree : undefined);
     });
     await control.commitMeta(intentKey(options.user), null);
     log(`xfer: ${options.user} is now at ${options.to}`);
-    return { mailboxes: names, messages, resumedAfterSwitch: false };
+    return { mailboxes: names, messages, resumedAfterSwitch: false, ...(kept.length > 0 ? { quotaRootsKept: kept } : {}) };
   } catch (error) {
     if (!switched) await rollBack(store, connection, options, names);
     throw error;
@@ -151,16 +165,18 @@ async function sendMessages(store: Store, connection: Connection, name: string, 
 }
 
 /** Under the fence: the target's copy is made to match exactly (a few rounds at most); `quotaRoots` set there with it. */
-async function catchUp(store: Store, connection: Connection, name: string, quotaRoots?: unknown[]): Promise<number> {
+async function catchUp(store: Store, connection: Connection, name: string, quotaRoots?: unknown[]): Promise<{ sent: number; quotaRootsTaken: boolean }> {
   const box = mailboxInfo(store, name);
   const id = Buffer.from(box.id).toString('hex');
   let sent = 0;
+  let quotaRootsTaken = false;
   for (let round = 0; round < 3; round++) {
     const live: [number, string[]][] = [];
     for await (const info of store.messages(name)) live.push([info.uid, info.flags]);
     const answer = await request(connection, { t: 'xfer.reconcile', id, live, uidNext: box.uidNext, highestModseq: mailboxInfo(store, name).highestModseq, ...(quotaRoots ? { quotaRoots } : {}) });
+    quotaRootsTaken ||= answer.quotaRoots === true; // an older target does not say it (nor take them)
     const missing = answer.missing as number[];
-    if (missing.length === 0) return sent;
+    if (missing.length === 0) return { sent, quotaRootsTaken };
     sent += await sendMessages(store, connection, name, id, new Set(), new Set(missing));
   }
   throw new MailstoreError('UNAVAILABLE', `XFER: the target still lacks messages of ${name} after catching up; nothing was switched`);

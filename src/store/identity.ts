@@ -12,7 +12,14 @@ import { classifyLevelError, systemAdvice } from '../index/level-errors.js';
 import { limits } from '../limits.js';
 
 export const STORE_FORMAT = 'mailstore';
-export const STORE_VERSION = 1;
+/**
+ * 2 since session 32. Every mailstore before it opened exactly version 1 and misread what later
+ * ones write (docs/FORMAT.md, "Compatibility"), so a read-write open marks a version 1 store as 2
+ * before it writes anything else: older code refuses it (INVALID) instead of damaging it.
+ */
+export const STORE_VERSION = 2;
+/** Versions this mailstore opens; an older one is upgraded by a read-write open (upgradeIdentity). */
+const READABLE_VERSIONS: readonly number[] = [1, 2];
 
 export interface StoreIdentity {
   format: string;
@@ -49,8 +56,8 @@ function decodeIdentity(bytes: Buffer, path: string): StoreIdentity {
   if (crc32(Buffer.from(m[1])).toString(16).padStart(8, '0') !== m[2]) throw broken('checksum mismatch');
   const identity = JSON.parse(m[1]) as StoreIdentity;
   if (identity.format !== STORE_FORMAT || typeof identity.storeId !== 'string') throw broken('foreign format');
-  if (identity.version !== STORE_VERSION) {
-    throw new MailstoreError('INVALID', `${path}: store format version ${identity.version} is not supported by this mailstore (${STORE_VERSION})`, { path });
+  if (!READABLE_VERSIONS.includes(identity.version)) {
+    throw new MailstoreError('INVALID', `${path}: store format version ${identity.version} is not supported by this mailstore (it reads versions ${READABLE_VERSIONS.join(' and ')}): it was written by a newer mailstore; run that one (downgrading a store is not supported)`, { path });
   }
   return identity;
 }
@@ -136,6 +143,24 @@ export async function verifyIdentity(fs: FileSystem, root: string, options: { st
     }
   }
   return identity;
+}
+
+/**
+ * With the lock held, before anything else is written: a store of an older version gets STORE of
+ * this version (durable; a crash leaves the old file or the new one, either opens). Returns the
+ * upgraded version's notice, undefined when there was nothing to do.
+ */
+export async function upgradeIdentity(fs: FileSystem, root: string, identity: StoreIdentity): Promise<string | undefined> {
+  if (identity.version === STORE_VERSION) return undefined;
+  const path = join(root, LAYOUT.identity);
+  const from = identity.version;
+  try {
+    await writeFileDurable(fs, path, encodeIdentity({ ...identity, version: STORE_VERSION }));
+  } catch (error) {
+    throw fromSystemError(error, `upgrading the store identity to version ${STORE_VERSION}`, path);
+  }
+  identity.version = STORE_VERSION;
+  return `the store was upgraded from format version ${from} to ${STORE_VERSION}: a mailstore before session 32 no longer opens it (docs/FORMAT.md, "Compatibility")`;
 }
 
 /** How long takeLock waits for another holder, and whom it tells meanwhile. */

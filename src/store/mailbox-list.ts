@@ -29,7 +29,9 @@ export async function* dumpMailboxes(store: Store): AsyncGenerator<DumpedMailbox
     const box = store.administration().index.getNow<MailboxInfo>(keys.info(Buffer.from(id)));
     if (!box || box.deleting) continue;
     const entry: DumpedMailbox = { name: formatMailboxName(decodeNameKey(key)), id: uuidString(Buffer.from(box.id)), uidValidity: box.uidValidity, acl: { ...box.acl }, created: box.created };
-    if (box.owner !== undefined) entry.owner = box.owner;
+    // an owner "anyone" (an older version took it) is no owner, and undump refuses it: its rights
+    // are in the ACL, which goes as it is (restore takes such a mailbox the same way)
+    if (box.owner !== undefined && box.owner !== 'anyone') entry.owner = box.owner;
     yield entry;
   }
 }

@@ -16,7 +16,7 @@ import { SPACE } from '../keys/tuple.js';
 import { INLINE_PACK, PackStore } from '../blob/pack-store.js';
 import { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
-import { LAYOUT, checkNoWriter, initStore, storeIdBytes, takeLock, verifyIdentity, type StoreIdentity } from './identity.js';
+import { LAYOUT, checkNoWriter, initStore, storeIdBytes, takeLock, upgradeIdentity, verifyIdentity, type StoreIdentity } from './identity.js';
 import {
   checkSnapshotHighWater, chooseRebuildStart, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveNewestBatch, resolveTail, type Health, type RebuildStart,
 } from './recovery.js';
@@ -71,13 +71,15 @@ async function openReadWrite(root: string, options: StoreOptions): Promise<Store
   if (options.create && !(await fs.statIfExists(join(root, LAYOUT.identity)).catch(() => undefined))) {
     await initStore(fs, root);
   }
-  const identity = await verifyIdentity(fs, root, { stagedJournal: () => stagedJournalToFinish(fs, root) });
-  const storeId = storeIdBytes(identity);
+  const checked = await verifyIdentity(fs, root, { stagedJournal: () => stagedJournalToFinish(fs, root) });
   const rootDev = (await fs.stat(root)).dev;
   const { release, stale } = await takeLock(fs, root, { waitMs: options.lockWaitMs, onWaiting: options.onLockWait });
   const health = newHealth();
   const opened: Opened = {};
   try {
+    const identity = await identityAfterWait(fs, root, checked);
+    const storeId = storeIdBytes(identity);
+    health.storeUpgraded = await upgradeIdentity(fs, root, identity);
     const checkMounted = mountCheck(fs, root, rootDev);
     const packs = opened.packs = await openPacks(fs, root, storeId, options, checkMounted);
     // a replica's resync staged before a crash: swapped in whole (marker written), else discarded
@@ -94,6 +96,19 @@ async function openReadWrite(root: string, options: StoreOptions): Promise<Store
     await closeOpened(opened, release);
     throw error instanceof MailstoreError ? error : fromSystemError(error, 'opening store', root);
   }
+}
+
+/**
+ * STORE once more after the wait for a writer: the writer may have been a newer mailstore that
+ * upgraded the store meanwhile (refused here from now on), or another directory was mounted here.
+ * The check before the wait stays: it keeps the lock from being created in a directory that is no store.
+ */
+async function identityAfterWait(fs: FileSystem, root: string, checked: StoreIdentity): Promise<StoreIdentity> {
+  const identity = await verifyIdentity(fs, root, { stagedJournal: () => stagedJournalToFinish(fs, root) });
+  if (identity.storeId !== checked.storeId) {
+    throw new MailstoreError('UNMOUNTED', `${root} holds store ${identity.storeId} now, not ${checked.storeId} as when this open began: was another directory mounted here? Nothing was changed.`, { path: join(root, LAYOUT.identity) });
+  }
+  return identity;
 }
 
 /** Before a new pack or segment file is created: the store's file system must still be the one opened. */
@@ -192,9 +207,10 @@ async function indexPassesProbe(r: Recovering, indexPath: string, options: Store
 async function openReadOnly(root: string, options: StoreOptions): Promise<StoreParts> {
   const fs = options.fs ?? nodeFileSystem;
   if (options.create) throw new MailstoreError('INVALID', 'a read-only open cannot create a store', { path: root });
-  const identity = await verifyIdentity(fs, root, { stagedJournal: () => stagedJournalToFinish(fs, root) }); // refused below (refuseHalfResync)
-  const storeId = storeIdBytes(identity);
+  const checked = await verifyIdentity(fs, root, { stagedJournal: () => stagedJournalToFinish(fs, root) }); // refused below (refuseHalfResync)
   const { stale } = await checkNoWriter(fs, root, { waitMs: options.lockWaitMs, onWaiting: options.onLockWait });
+  const identity = await identityAfterWait(fs, root, checked);
+  const storeId = storeIdBytes(identity);
   await refuseHalfResync(fs, root);
   const indexPath = join(root, LAYOUT.index);
   const repairHint = 'a read-only open does not repair it: open the store read-write once (any writing command, as a user who may write it) and retry';

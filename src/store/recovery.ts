@@ -33,6 +33,8 @@ export interface Health {
   rebuiltFrom?: string;
   /** The index was converted from an older value format during this open (nothing lost), and how. */
   indexUpgraded?: string;
+  /** STORE was raised to this mailstore's format version during this open (older code refuses it from now on). */
+  storeUpgraded?: string;
   /** Bytes of a torn, never-acknowledged journal tail that open cut (after copying them to quarantine). */
   tornTailBytes?: number;
 }
@@ -543,6 +545,7 @@ export function openNotices(health: Health): string[] {
   const out: string[] = [];
   const empty = health.rebuiltFrom === 'the whole journal (0 records)';
   if (health.rebuilt && !empty) out.push(`the index was rebuilt at open (${health.rebuilt}) from ${health.rebuiltFrom ?? 'the journal'}`);
+  if (health.storeUpgraded) out.push(health.storeUpgraded);
   if (health.indexUpgraded) out.push(health.indexUpgraded);
   if (health.tornTailBytes) out.push(`a torn journal tail of ${health.tornTailBytes} bytes (never acknowledged) was cut (a copy is in quarantine/ unless it was all zeros)`);
   if (health.degraded) {

@@ -104,6 +104,12 @@ export interface StoreReplication {
    * done; changes already queued commit first. Keep `work` short.
    */
   fenced<T>(work: () => Promise<T>): Promise<T>;
+  /**
+   * Moves the inline bodies of records at or below `throughSeq` into packs (compact-inline.ts), by
+   * records after it that ship with the pack bytes like any append: what a resync's snapshot covers
+   * must not be left in journal records the replica never gets.
+   */
+  moveInlineBodies(throughSeq: number): Promise<void>;
 }
 
 export interface ReplicationGate {
@@ -690,6 +696,9 @@ export class Store implements MailStore {
         return this.writer.submit({ exclusive: true, prepare: async ({ seq }) => ({ ops: [{ op: 'meta.set', key, value } as Op], result: seq }) });
       },
       commitOps: (prepare, space) => this.submit({ exclusive: true, space, prepare }),
+      moveInlineBodies: async (throughSeq) => {
+        await moveInlineBodies(this.compactHost(), throughSeq);
+      },
       fenced: async (work) => {
         while (this.fence) await this.fence;
         let lift!: () => void;

@@ -60,7 +60,10 @@ describe.skipIf(!dpkgDeb)('the .deb', () => {
       expect(contents).toContain(path);
     }
     expect(contents).not.toMatch(/node_modules\/(vitest|typescript|fast-check)\//); // no dev dependencies
-    expect((await run(dpkgDeb!, ['--info', deb, 'postinst'])).output).toMatch(/adduser --system|useradd --system/);
+    const postinst = (await run(dpkgDeb!, ['--info', deb, 'postinst'])).output;
+    expect(postinst).toMatch(/adduser --system|useradd --system/);
+    // an upgrade restarts a running daemon (it ran the replaced code), and only a running one
+    expect(postinst).toMatch(/if \[ -n "\$2" \] && \[ -d \/run\/systemd\/system \]; then systemctl try-restart mailstore\.service/);
 
     // unpacked anywhere, the wrapper finds its node_modules: init, create, append, fetch
     const unpacked = tempDir('deb-x-');

@@ -6,6 +6,10 @@ import { describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { xferUser } from '../../src/replication/xfer.js';
+import { serveXfer } from '../../src/replication/xfer-target.js';
+import { listen, type Connection } from '../../src/replication/transport.js';
+import { readKeyFile } from '../../src/replication/key.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { listQuotas, setQuota } from '../../src/store/quota.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -83,6 +87,38 @@ describe('xfer', () => {
       expect((await listQuotas(a)).map((q) => q.root)).toEqual(['user/bobby']); // a new bob here starts without the old one's
     } finally {
       await close();
+    }
+  }, 30_000);
+
+  it('a target that predates quota roots in XFER ignores them: they stay at the source (never lost), and the result says so', async () => {
+    const key = keyFile();
+    const a = await Store.open(tmpDir('a'), { create: true });
+    const b = await Store.open(tmpDir('b'), { create: true });
+    // the target's XFER as an older mailstore serves it: a reconcile's quotaRoots are not read
+    const older = await listen('127.0.0.1:0', await readKeyFile(nodeFileSystem, key), (connection) => {
+      void (async () => {
+        await connection.next(); // the hello
+        const withoutRoots = {
+          remote: connection.remote,
+          send: (message: Parameters<Connection['send']>[0]) => connection.send(message),
+          next: async () => { const request = await connection.next(); if (request) delete request.quotaRoots; return request; },
+        } as unknown as Connection;
+        await serveXfer(b, withoutRoots, quiet);
+      })().catch(() => undefined);
+    }, quiet);
+    try {
+      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
+      await setQuota(a, 'user/bob', { messages: 3 });
+      await a.append('user/bob/INBOX', msg(1));
+      const result = await xferUser(a, { user: 'bob', to: `127.0.0.1:${older.port}`, keyFile: key });
+      expect(result).toMatchObject({ mailboxes: ['user/bob/INBOX'], quotaRootsKept: ['user/bob'] });
+      expect(await b.fetch('user/bob/INBOX', 1)).toEqual(msg(1));
+      expect(await listQuotas(b)).toEqual([]);
+      expect((await listQuotas(a)).map((q) => [q.root, q.limits])).toEqual([['user/bob', { messages: 3 }]]);
+    } finally {
+      await older.close();
+      await a.close();
+      await b.close();
     }
   }, 30_000);
 

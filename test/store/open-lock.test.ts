@@ -2,7 +2,8 @@
 // in LOCKED even in the moment between its taking the kernel lock and writing its pid.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { crc32 } from 'node:zlib';
 import { join, relative } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { FileSystem } from '../../src/fs/filesystem.js';
@@ -133,5 +134,24 @@ describe('the same store under another spelling of its path', () => {
     expect(Date.now() - started).toBeLessThan(1000);
     await expectCode(Store.open(other, { readOnly: true }), 'LOCKED');
     await store.close();
+  });
+});
+
+describe('STORE read again once the wait for a holder is over', () => {
+  it('a newer mailstore that upgraded STORE while this open waited for it is refused INVALID, read-write and read-only, and STORE is left as it wrote it', async () => {
+    for (const readOnly of [false, true]) {
+      const dir = await newStore();
+      const child = await kernelLockHolder(dir);
+      writeFileSync(join(dir, 'LOCK'), `${child.pid}\n`); // a read-only open waits for the pid in LOCK
+      const body = JSON.stringify({ ...JSON.parse(readFileSync(join(dir, 'STORE'), 'utf8').split('\n')[0]), version: 99 });
+      const newer = `${body}\ncrc32 ${crc32(Buffer.from(body)).toString(16).padStart(8, '0')}\n`;
+      setTimeout(() => {
+        writeFileSync(join(dir, 'STORE'), newer);
+        child.stdin!.end();
+      }, 300);
+      const error = await expectCode(Store.open(dir, { lockWaitMs: 10_000, readOnly }), 'INVALID');
+      expect(error.message).toMatch(/store format version 99 is not supported/);
+      expect(readFileSync(join(dir, 'STORE'), 'utf8')).toBe(newer);
+    }
   });
 });

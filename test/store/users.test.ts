@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { MailstoreError } from '../../src/errors.js';
 import { Store } from '../../src/store/store.js';
 import { deleteMailboxTree } from '../../src/store/users.js';
-import { parseDumpLine, undumpMailboxes } from '../../src/store/mailbox-list.js';
+import { dumpMailboxes, formatDumpLine, parseDumpLine, undumpMailboxes } from '../../src/store/mailbox-list.js';
 import { getQuota, listQuotas, setQuota } from '../../src/store/quota.js';
 import { tmpDir } from '../helpers/tmp.js';
 
@@ -165,6 +165,21 @@ describe('a mailbox owner', () => {
     expect(await store.listMailboxes()).toEqual([]);
     await store.createMailbox('shared/a', { acl: { anyone: 'lr' } }); // as an ACL entry it is what it is
     await store.close();
+  });
+
+  it('"anyone" as an older version stored it: dump leaves that owner out, so the list undumps (its ACL as it was), as restore takes it', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    const acl = { anyone: 'aeiklnprstwx', bob: 'lr' };
+    const older = { op: 'mailbox.create', id: Buffer.alloc(16, 7), name: ['shared', 'x'], uidValidity: 5, acl, owner: 'anyone', created: 0 } as const;
+    await store.administration().mutate({ prepare: async () => ({ ops: [older], result: undefined }) });
+    const lines: string[] = [];
+    for await (const entry of dumpMailboxes(store)) lines.push(formatDumpLine(entry));
+    await store.close();
+    const target = await Store.open(tmpDir(), { create: true });
+    expect(await undumpMailboxes(target, lines.map((line, i) => parseDumpLine(line, i + 1)!))).toEqual({ created: 1 });
+    expect(await target.getAcl('shared/x')).toEqual(acl);
+    expect(await target.status('shared/x')).toMatchObject({ uidValidity: 5 });
+    await target.close();
   });
 });
 

@@ -3,7 +3,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { procedures } from '../../daemon/procedures.js';
-import { absolutePath, printJson, printLine, wantsJson, withStore } from '../context.js';
+import { absolutePath, printJson, printLine, wantsJson, warn, withStore } from '../context.js';
 
 export function register(program: Command): void {
   program
@@ -16,13 +16,15 @@ export function register(program: Command): void {
     .option('--json', 'print as JSON')
     .addHelpText('after', `
 uidValidity, uids, modseqs, flags, internal dates, ACLs and the owner are kept, and a whole user's
-quota roots (user/NAME, user/NAME/...; not with --mailbox) move with it: the target first
+quota roots (user/NAME, user/NAME/...; not with --mailbox) move with it (a target of an older
+mailstore does not take them: they stay here, with a warning): the target first
 raises its own modseqs past the user's highest, so no later change there gets a lower one and a
 CONDSTORE client sees nothing changed (a flag change caught up under the fence gets the target's
 next modseq). An interrupted xfer is finished by running the same command again (after the
 switch) or was rolled back (before it).`)
     .action(async (options: { user: string; to: string; mailbox?: string; replicationKey?: string }, command: Command) => {
       const result = await withStore(command, (store) => procedures(store).xfer({ user: options.user, to: options.to, mailboxPrefix: options.mailbox, keyFile: options.replicationKey && absolutePath(options.replicationKey) }));
+      if (result.quotaRootsKept) warn(`the quota roots ${result.quotaRootsKept.join(', ')} stay here: ${options.to} (an older mailstore) did not take them; set them there with 'mailstore quota set'`);
       if (wantsJson(command)) return printJson(result);
       await printLine(`moved ${result.mailboxes.length} mailbox(es) of ${options.user} to ${options.to}${result.resumedAfterSwitch ? ' (finished an interrupted xfer)' : `, ${result.messages} messages`}`);
     });
