@@ -127,6 +127,11 @@ export interface MaintenanceHost {
   withoutSnapshots<T>(fn: () => Promise<T>): Promise<T>;
   /** Hands a mutation to the Writer (live and writable checked). */
   submit<T>(mutation: Mutation<T>): Promise<T>;
+  /**
+   * Holds the Writer for a mutation that commits nothing (runExclusive): live checked, but not the
+   * role or the synchronous-replica gate, which guard writes: a replica's scrub holds its writer too.
+   */
+  hold<T>(mutation: Mutation<T>): Promise<T>;
   /** Points the Store and its Writer at a newly installed index. */
   useIndex(db: IndexDb): void;
   forgetMailboxes(): void;
@@ -178,7 +183,7 @@ export class Maintenance implements StoreMaintenance {
     }
     // What fn throws is its caller's (a scrub, a guard refusing a rebuild), not a broken invariant
     // of the writer's, which would halt the store: it is carried out as a result and thrown here.
-    const outcome = await this.host.submit<{ value: T } | { error: unknown }>({
+    const outcome = await this.host.hold<{ value: T } | { error: unknown }>({
       exclusive: true,
       prepare: async () => {
         await this.host.db.settle(); // raw iterators (scrub, compare) must not miss a batch still landing

@@ -17,7 +17,7 @@ import { CopyPool } from './copy-pool.js';
 import { join } from 'node:path';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Readable } from 'node:stream';
-import { MailstoreError, fromSystemError } from '../errors.js';
+import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { hashBytes, hashHex, hashReady } from '../hash/blake3.js';
@@ -764,6 +764,17 @@ export class Store implements MailStore {
       writable: () => this.writable(),
       withoutSnapshots: <T>(fn: () => Promise<T>) => this.snapshots.pause(fn),
       submit: <T>(mutation: Mutation<T>) => this.submit(mutation),
+      hold: <T>(mutation: Mutation<T>) => {
+        this.live();
+        return this.writer.submit({
+          ...mutation,
+          prepare: async (context) => {
+            const prepared = await mutation.prepare(context);
+            assert(prepared.ops.length === 0, 'a hold of the writer commits nothing');
+            return prepared;
+          },
+        });
+      },
       useIndex: (db: IndexDb) => {
         this.db = db;
         this.writer.replaceIndex(db);
