@@ -906,6 +906,19 @@ export class IndexView {
     }
   }
 
+  /**
+   * The keys under `prefix` that this view's pending sets hold (deleted ones too), as latin1
+   * strings: a range read of the index misses what the batch being prepared changed.
+   */
+  pendingKeys(prefix: Buffer): string[] {
+    const start = prefix.toString('latin1');
+    const out = new Set<string>();
+    for (const set of this.below ? [this.below, this.overlay] : [this.overlay]) {
+      for (const name of set.keys()) if (name.startsWith(start)) out.add(name);
+    }
+    return [...out];
+  }
+
   put(key: Buffer, value: unknown): void {
     const name = key.toString('latin1');
     // a key put in this window is in the filter already (a mailbox's info is put once a message)
