@@ -125,7 +125,15 @@ export class StoreReader {
    * record's hint says first; a hint that fails the read's checks costs the B lookup it saves.
    */
   async fetch(mailbox: string, uid: number): Promise<Buffer> {
-    const record = await this.messageRecord(mailbox, uid);
+    const { id, record } = await this.messageRecord(mailbox, uid);
+    try {
+      return await this.fetchRecord(mailbox, uid, record);
+    } catch (error) {
+      throw this.reclaimedMeanwhile(error, mailbox, id, uid, record);
+    }
+  }
+
+  private async fetchRecord(mailbox: string, uid: number, record: MessageRecord): Promise<Buffer> {
     const hash = Buffer.from(record.h);
     const hinted = hintedLocation(record);
     let stale: unknown;
@@ -144,8 +152,31 @@ export class StoreReader {
 
   /** Streams a big message: verified in a first pass, then handed out, so no unverified byte leaves. */
   async fetchStream(mailbox: string, uid: number): Promise<Readable> {
-    const { record, blob } = await this.locate(mailbox, uid);
-    return Readable.from(this.host.packs.readStream({ pack: blob.p, offset: blob.o, length: blob.l }, Buffer.from(record.h), limits.readChunkBytes));
+    const { id, record } = await this.messageRecord(mailbox, uid);
+    const blob = await this.blobOf(mailbox, uid, record);
+    const chunks = this.host.packs.readStream({ pack: blob.p, offset: blob.o, length: blob.l }, Buffer.from(record.h), limits.readChunkBytes);
+    const reader = this;
+    return Readable.from((async function* () {
+      try {
+        yield* chunks;
+      } catch (error) {
+        throw reader.reclaimedMeanwhile(error, mailbox, id, uid, record);
+      }
+    })());
+  }
+
+  /**
+   * A read that failed because its blob is gone from the index and from its retired pack: when the
+   * message was expunged since it was looked up (a stream opened, then read after another client's
+   * expunge and a compaction), that is NOT_FOUND, as it is for a read started a moment later, and
+   * no damage: nothing is missing that the index still refers to. Anything else stands.
+   */
+  private reclaimedMeanwhile(error: unknown, mailbox: string, id: Uint8Array, uid: number, record: MessageRecord): unknown {
+    if (!isMailstoreError(error) || error.code !== 'CORRUPT') return error;
+    const now = this.host.db.getNow<MessageRecord>(keys.message(id, uid));
+    if (now && Buffer.from(now.h).equals(Buffer.from(record.h))) return error;
+    if ((this.host.db.getNow<BlobRecord>(keys.blob(record.h))?.r ?? 0) > 0) return error; // still in use: its read failing is damage
+    return new MailstoreError('NOT_FOUND', `message ${uid} in ${mailbox} was expunged while it was being read`, { path: `${mailbox}/${uid}`, cause: error });
   }
 
   /** Reads a blob by hash (repair sources, export); verified. */
@@ -435,19 +466,15 @@ export class StoreReader {
     await this.host.packs.readRuns(pack, batch as RunItem[][], pool, false, lease?.buffer, true, at);
   }
 
-  private async locate(mailbox: string, uid: number): Promise<{ record: MessageRecord; blob: BlobRecord }> {
-    const record = await this.messageRecord(mailbox, uid);
-    return { record, blob: await this.blobOf(mailbox, uid, record) };
-  }
-
-  private async messageRecord(mailbox: string, uid: number): Promise<MessageRecord> {
+  /** The message's record and its mailbox's id (the mailbox may be renamed while it is read). */
+  private async messageRecord(mailbox: string, uid: number): Promise<{ id: Uint8Array; record: MessageRecord }> {
     parseMailboxName(mailbox);
     const checked = checkUid(uid);
     this.host.live();
     const box = this.host.committedBox(mailbox);
     const record = await this.host.db.get<MessageRecord>(keys.message(box.id, checked));
     if (!record) throw new MailstoreError('NOT_FOUND', `no message with uid ${uid} in ${mailbox}`, { path: `${mailbox}/${uid}` });
-    return record;
+    return { id: box.id, record };
   }
 
   private async blobOf(mailbox: string, uid: number, record: MessageRecord): Promise<BlobRecord> {
