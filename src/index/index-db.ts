@@ -360,6 +360,12 @@ export class IndexDb {
   /** LevelDB reports a damaged table or block while reading ("Corruption: ..."): that is CORRUPT, with advice. */
   private readError(error: unknown): MailstoreError {
     if (error instanceof MailstoreError) return error;
+    // a read in flight when the store closed (a daemon stopping under its clients' reads) or a
+    // repair swapped the index meets LevelDB's "not open": nothing is wrong with the disk, so not
+    // IO; and not CLOSED either, on which a daemon stops itself (a swap is over in a moment)
+    if (this.db.status === 'closing' || this.db.status === 'closed') {
+      return new MailstoreError('UNAVAILABLE', `the index at ${this.path} was closed while this read was under way (the store is closing, or a repair is replacing its index); nothing was changed: retry`, { path: this.path, cause: error, mayHaveCommitted: false });
+    }
     const text = `${(error as Error)?.message ?? error} ${(error as { cause?: Error })?.cause?.message ?? ''}`.trim();
     // The same reading of LevelDB's text as at open: damage (Corruption, a table truncated or gone)
     // is CORRUPT and rebuildable; a full disk, a refused permission or an I/O error is not.

@@ -435,6 +435,16 @@ describeEachFs('every error code', ({ Store }) => {
     await store.close();
     await expectCode(() => store.createMailbox('x'), 'CLOSED');
   });
+
+  it('a read under way when the store closes (a daemon stopping under its clients) is UNAVAILABLE (retry), not an I/O error', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('INBOX');
+    await store.appendBatch('INBOX', Array.from({ length: 300 }, (_, i) => ({ bytes: Buffer.from(`Subject: ${i}\r\n\r\nbody\r\n`) })));
+    const listing = store.messages('INBOX')[Symbol.asyncIterator]();
+    expect((await listing.next()).value.uid).toBe(1); // its index iterator is open now
+    await store.close();
+    await expectCode(async () => { while (!(await listing.next()).done); }, 'UNAVAILABLE');
+  });
 });
 
 describe.skipIf(!haveCorpora)('real mail', () => {
