@@ -172,11 +172,15 @@ export class StoreReader {
    * no damage: nothing is missing that the index still refers to. Anything else stands.
    */
   private reclaimedMeanwhile(error: unknown, mailbox: string, id: Uint8Array, uid: number, record: MessageRecord): unknown {
-    if (!isMailstoreError(error) || error.code !== 'CORRUPT') return error;
-    const now = this.host.db.getNow<MessageRecord>(keys.message(id, uid));
-    if (now && Buffer.from(now.h).equals(Buffer.from(record.h))) return error;
-    if ((this.host.db.getNow<BlobRecord>(keys.blob(record.h))?.r ?? 0) > 0) return error; // still in use: its read failing is damage
+    if (!isMailstoreError(error) || error.code !== 'CORRUPT' || !this.goneMeanwhile(id, uid, record.h)) return error;
     return new MailstoreError('NOT_FOUND', `message ${uid} in ${mailbox} was expunged while it was being read`, { path: `${mailbox}/${uid}`, cause: error });
+  }
+
+  /** The message is no longer in its mailbox and no message uses its blob any more (else a failed read of it is damage). */
+  private goneMeanwhile(id: Uint8Array, uid: number, hash: Uint8Array): boolean {
+    const now = this.host.db.getNow<MessageRecord>(keys.message(id, uid));
+    if (now && Buffer.from(now.h).equals(Buffer.from(hash))) return false;
+    return (this.host.db.getNow<BlobRecord>(keys.blob(hash))?.r ?? 0) === 0;
   }
 
   /** Reads a blob by hash (repair sources, export); verified. */
@@ -274,6 +278,7 @@ export class StoreReader {
       reading,
       lent: pipeline.lent,
       onCorrupt: options.onCorrupt,
+      goneMeanwhile: (item) => this.goneMeanwhile(box.id, item.info.uid, item.hash),
       // an index failure (CLOSED, IO) is kept until every message of the group going out came out
       following: () => nextGroup().then(
         (group) => { if (group) reading.push(this.startGroup(group, pipeline)); return { group }; },
@@ -546,6 +551,8 @@ interface ReadSession {
   readonly reading: Promise<void>[];
   readonly lent?: LentBuffers;
   readonly onCorrupt?: ReadMessagesOptions['onCorrupt'];
+  /** StoreReader.goneMeanwhile for a message of this read. */
+  goneMeanwhile(item: PendingRead): boolean;
   /** Waits for every read started, then closes the index iterator. */
   close(): Promise<void>;
 }
@@ -639,8 +646,11 @@ class MessageReads implements AsyncGenerator<MessageWithBody> {
             }
             return this.handOut(item, body);
           }
-          if (!session.onCorrupt || !isMailstoreError(item.error, 'CORRUPT')) throw item.error;
-          session.onCorrupt(item.info, item.error);
+          // expunged by another client since this read began, and compaction took its blob: it
+          // is left out, as from a read begun a moment later (no damage, nothing to report)
+          const gone = isMailstoreError(item.error, 'CORRUPT') && session.goneMeanwhile(item);
+          if (!gone && (!session.onCorrupt || !isMailstoreError(item.error, 'CORRUPT'))) throw item.error;
+          if (!gone) session.onCorrupt!(item.info, item.error as MailstoreError);
           this.handedOut = item;
           this.letGo();
         }
