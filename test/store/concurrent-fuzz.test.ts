@@ -8,6 +8,10 @@
 // roots within their limits; readers (fetch, fetchStream read slowly, readMessages, changesSince)
 // never return wrong bytes and never call a race damage; scrub clean; the same after reopen.
 //
+// The daemon's part: a Client per logical client against one DaemonServer over the same Store, and
+// clients whose connection is cut in a streamed append (its message there only if it may have
+// committed, byte-exact) or in a streamed fetch or listing, while the others go on.
+//
 //   CONCURRENT_FUZZ_RUNS=200 npx vitest run test/store/concurrent-fuzz.test.ts   (long form)
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -16,7 +20,11 @@ import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { MailstoreError } from '../../src/errors.js';
 import { hashBytes } from '../../src/hash/blake3.js';
-import { setQuota, listQuotas, getQuota } from '../../src/store/quota.js';
+import { setQuota, listQuotas, getQuota, type QuotaLimits, type QuotaReport } from '../../src/store/quota.js';
+import type { MailStore } from '../../src/store/api.js';
+import { Client, defaultSocketPath } from '../../src/client/client.js';
+import { DaemonServer } from '../../src/daemon/server.js';
+import { Logger } from '../../src/daemon/log.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { isDamage } from '../../src/scrub/findings.js';
 import { dumpDiff, dumpStore } from '../sim/model.js';
@@ -24,6 +32,8 @@ import { tmpDir } from '../helpers/tmp.js';
 
 const RUNS = Number(process.env.CONCURRENT_FUZZ_RUNS ?? 6);
 const ROUNDS = Number(process.env.CONCURRENT_FUZZ_ROUNDS ?? 8);
+const DAEMON_RUNS = Math.max(1, Math.round(RUNS / 2));
+const TIMEOUT_MS = Math.max(120_000, RUNS * ROUNDS * 1000);
 const SEED = process.env.CONCURRENT_FUZZ_SEED ? Number(process.env.CONCURRENT_FUZZ_SEED) : process.env.CONCURRENT_FUZZ_RUNS ? undefined : 20261205;
 
 const NAMES = ['user/alice/INBOX', 'user/alice/A', 'user/alice/A/B', 'user/bob/INBOX', 'user/bob/X', 'Shared', 'Shared/Sub'];
@@ -57,9 +67,18 @@ const op = fc.oneof(
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('readMessages' as const), name }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('changesSince' as const), name, modseq: fc.integer({ min: 0, max: 40 }) }) },
 );
-type Op = typeof op extends fc.Arbitrary<infer T> ? T : never;
+/** Through the daemon also: a client whose connection is cut `ticks` turns into a streamed append or a read. */
+const cut = fc.oneof(
+  fc.record({ kind: fc.constant('cutAppend' as const), name, ticks: fc.integer({ min: 0, max: 6 }) }),
+  fc.record({ kind: fc.constantFrom('cutFetch' as const, 'cutRead' as const), name, uid: fc.integer({ min: 1, max: 8 }), ticks: fc.integer({ min: 0, max: 6 }) }),
+);
+type Op = (typeof op extends fc.Arbitrary<infer T> ? T : never) | (typeof cut extends fc.Arbitrary<infer T> ? T : never);
 /** A round: what 2-4 clients issue at once (each client's operations in its own order). */
 const round = fc.array(fc.array(op, { minLength: 1, maxLength: 3 }), { minLength: 2, maxLength: 4 });
+const daemonRound = fc.array(fc.array(fc.oneof({ weight: 8, arbitrary: op }, { weight: 2, arbitrary: cut }), { minLength: 1, maxLength: 3 }), { minLength: 2, maxLength: 4 });
+/** Bodies of the cut appends: each its own (a counter), several daemon chunks long. */
+let cutBodies = 0;
+const cutBody = () => Buffer.concat([Buffer.from(`Subject: cut ${++cutBodies}\r\n\r\n`), Buffer.alloc(600_000, 97 + (cutBodies % 26)), Buffer.from('\r\n')]);
 
 /** How often each operation got each outcome (printed with CONCURRENT_FUZZ_VERBOSE). */
 const outcomes = new Map<string, number>();
@@ -74,6 +93,10 @@ class Acknowledged {
   removals: { name: string; uids: number[] }[] = [];
   /** Names (as given) an acknowledged delete, user delete or rename took away. */
   gone = new Set<string>();
+  /** Hashes of cut appends that may have committed (the client could not tell): there or not. */
+  maybe = new Set<string>();
+  /** Hashes of cut appends the client was told were not committed: never anywhere. */
+  never = new Set<string>();
   /** Whether any user was renamed or deleted (its tree's names change). */
   treesChanged = false;
 
@@ -84,7 +107,47 @@ class Acknowledged {
   }
 }
 
+/** What one logical client calls: the Store itself, or a Client of the daemon serving it. */
+interface Api extends Pick<MailStore, 'append' | 'appendBatch' | 'copy' | 'move' | 'expunge' | 'setFlags' | 'createMailbox' | 'renameMailbox' | 'deleteMailbox'
+  | 'renameUser' | 'deleteUser' | 'setAcl' | 'fetch' | 'fetchStream' | 'readMessages' | 'changesSince'> {
+  usedBytes(root: string): Promise<number>;
+  setQuota(root: string, limits: QuotaLimits): Promise<void>;
+  compact(): Promise<unknown>;
+  snapshot(): Promise<unknown>;
+}
+
+/** `target`'s methods (bound to it: a Store keeps its state in its own fields) with `extra` beside them. */
+function withExtras<T extends object>(target: T, extra: Pick<Api, 'usedBytes' | 'setQuota' | 'compact' | 'snapshot'>): Api {
+  return new Proxy(target, {
+    get: (t, key) => {
+      if (Object.hasOwn(extra, key)) return extra[key as keyof typeof extra];
+      const value = Reflect.get(t, key, t);
+      return typeof value === 'function' ? value.bind(t) : value;
+    },
+  }) as unknown as Api;
+}
+
+function storeApi(store: Store): Api {
+  return withExtras(store, {
+    usedBytes: async (root: string) => (await getQuota(store, root)).usedBytes,
+    setQuota: (root: string, limits: QuotaLimits) => setQuota(store, root, limits),
+    compact: () => store.compact({ graceMs: 0, deadRatio: 0.01 }),
+    snapshot: () => store.snapshot(),
+  });
+}
+
+function clientApi(client: Client): Api {
+  return withExtras(client, {
+    usedBytes: async (root: string) => ((await client.procedure('getQuota', [root])) as QuotaReport).usedBytes,
+    setQuota: async (root: string, limits: QuotaLimits) => { await client.procedure('setQuota', [root, limits]); },
+    compact: () => client.procedure('compact', [{ graceMs: 0, deadRatio: 0.01 }]),
+    snapshot: () => client.procedure('snapshot', []),
+  });
+}
+
 class Run {
+  /** Each logical client's way in (the Store for all, or a Client each). */
+  apis: Api[] = [];
   store!: Store;
   ack = new Acknowledged();
   /** Unexpected outcomes (the assertion at the end lists them all). */
@@ -95,15 +158,15 @@ class Run {
 
   async open(): Promise<void> {
     this.store = await Store.open(this.dir, { packBytesMax: 16_384, journalSegmentBytesMax: 8192, autoSnapshot: false, ...(this.inline ? {} : { inlineBodyBytesMax: 0 }) });
+    this.apis = [storeApi(this.store)];
   }
 
   /** One operation; an error is fine when it is one of `allowed` (a MailstoreError), anything else is a problem. */
-  async step(o: Op): Promise<void> {
-    const s = this.store;
+  async step(o: Op, s: Api = this.apis[0]): Promise<void> {
     const allowed = new Set<string>(['NOT_FOUND']);
     const tally = (outcome: string) => outcomes.set(`${o.kind}:${outcome}`, (outcomes.get(`${o.kind}:${outcome}`) ?? 0) + 1);
     try {
-      await this.call(o, allowed);
+      await this.call(o, allowed, s);
       tally('ok');
     } catch (error) {
       tally(error instanceof MailstoreError ? error.code : 'plain');
@@ -112,8 +175,7 @@ class Run {
     }
   }
 
-  private async call(o: Op, allowed: Set<string>): Promise<void> {
-    const s = this.store;
+  private async call(o: Op, allowed: Set<string>, s: Api): Promise<void> {
     {
       switch (o.kind) {
         case 'append': {
@@ -181,12 +243,12 @@ class Run {
           return;
         case 'quota': {
           // only ever raised (above what the root holds), so every root stays within its limit
-          const used = (await getQuota(s, o.root)).usedBytes;
-          await setQuota(s, o.root, { storage: Math.max(QUOTA_BYTES, used + o.storage * 10_000) });
+          const used = await s.usedBytes(o.root);
+          await s.setQuota(o.root, { storage: Math.max(QUOTA_BYTES, used + o.storage * 10_000) });
           return;
         }
         case 'compact':
-          await s.compact({ graceMs: 0, deadRatio: 0.01 });
+          await s.compact();
           return;
         case 'snapshot':
           await s.snapshot();
@@ -214,6 +276,10 @@ class Run {
           }
           return;
         }
+        case 'cutAppend':
+        case 'cutFetch':
+        case 'cutRead':
+          return this.cutOff(o);
         case 'changesSince': {
           const r = await s.changesSince(o.name, o.modseq);
           for (const c of r.changed) if (c.modseq <= o.modseq || c.modseq > r.highestModseq) this.problems.push(`${describeOp(o)}: change of uid ${c.uid} at modseq ${c.modseq}, outside (${o.modseq}, ${r.highestModseq}]`);
@@ -224,12 +290,60 @@ class Run {
   }
 
   knownBytes(bytes: Buffer, what: string): void {
-    if (!HASHES.has(hashBytes(bytes).toString('hex'))) this.problems.push(`${what}: returned ${bytes.length} bytes that are no message ever appended`);
+    const hash = hashBytes(bytes).toString('hex');
+    if (!HASHES.has(hash) && !this.cutHashes.has(hash)) this.problems.push(`${what}: returned ${bytes.length} bytes that are no message ever appended`);
+  }
+
+  /** Every cut append's hash, whatever came of it. */
+  cutHashes = new Set<string>();
+  /** The daemon's socket (daemon runs only). */
+  socket?: string;
+
+  /** A client of its own, its connection destroyed `ticks` turns into the call; the others go on. */
+  private async cutOff(o: Extract<Op, { kind: 'cutAppend' | 'cutFetch' | 'cutRead' }>): Promise<void> {
+    if (!this.socket) return;
+    const client = await Client.connect(this.socket);
+    const cutNow = async () => {
+      for (let i = 0; i < o.ticks; i++) await tick();
+      (client as unknown as { link?: { transport: { destroy(): void } } }).link?.transport.destroy();
+    };
+    const cutting = cutNow();
+    try {
+      if (o.kind === 'cutAppend') {
+        const bytes = cutBody();
+        const hash = hashBytes(bytes).toString('hex');
+        this.cutHashes.add(hash);
+        try {
+          const r = await client.append(o.name, bytes);
+          this.ack.add(r.uidValidity, r.uid, r.hash, describeOp(o));
+        } catch (error) {
+          if (!(error instanceof MailstoreError) || !['UNAVAILABLE', 'NOT_FOUND', 'OVER_QUOTA'].includes(error.code)) throw error;
+          const seen = `cutAppend:caught ${error.code}${error.mayHaveCommitted ? ' (may have committed)' : ''}`;
+          outcomes.set(seen, (outcomes.get(seen) ?? 0) + 1);
+          if (error.code === 'UNAVAILABLE' && error.mayHaveCommitted !== false) this.ack.maybe.add(hash);
+          else this.ack.never.add(hash);
+        }
+      } else {
+        try {
+          if (o.kind === 'cutFetch') {
+            const chunks: Buffer[] = [];
+            for await (const chunk of await client.fetchStream(o.name, o.uid)) chunks.push(chunk as Buffer);
+            this.knownBytes(Buffer.concat(chunks), describeOp(o)); // the whole stream came (the cut was too late)
+          } else for await (const m of client.readMessages(o.name)) this.knownBytes(m.body, describeOp(o));
+        } catch (error) {
+          if (!(error instanceof MailstoreError) || !['UNAVAILABLE', 'NOT_FOUND'].includes(error.code)) throw error;
+          outcomes.set(`${o.kind}:caught ${error.code}`, (outcomes.get(`${o.kind}:caught ${error.code}`) ?? 0) + 1);
+        }
+      }
+    } finally {
+      await cutting;
+      await client.close();
+    }
   }
 
   /** Every client's operations in its own order, the clients at once. */
   async round(clients: Op[][]): Promise<void> {
-    await Promise.all(clients.map(async (ops) => { for (const o of ops) await this.step(o); }));
+    await Promise.all(clients.map(async (ops, i) => { for (const o of ops) await this.step(o, this.apis[i % this.apis.length]); }));
   }
 
   /** What must hold whatever order the writer chose; again after reopen. */
@@ -252,10 +366,12 @@ class Run {
       }
     }
     for (const [key, { name, hash }] of present) {
+      expect(this.ack.never.has(hash), `${when}: ${name} ${key} is a cut append its client was told was not committed`).toBe(false);
       const acked = this.ack.messages.get(key);
+      if (acked === undefined && this.ack.maybe.has(hash)) continue; // its client could not tell
       expect(acked, `${when}: ${name} holds ${key}, which no acknowledged call created`).toBeDefined();
       if (acked !== '?') expect(hash, `${when}: ${name} ${key}`).toBe(acked);
-      expect(HASHES.has(hash), `${when}: ${name} ${key} has a hash no body has`).toBe(true);
+      expect(HASHES.has(hash) || this.cutHashes.has(hash), `${when}: ${name} ${key} has a hash no body has`).toBe(true);
     }
     for (const [key, hash] of this.ack.messages) {
       if (present.has(key)) continue;
@@ -307,5 +423,42 @@ describe('concurrent operations through one Store (fuzz)', () => {
       }
     }), { numRuns: RUNS, seed: SEED, endOnFailure: true });
     if (process.env.CONCURRENT_FUZZ_VERBOSE) console.log([...outcomes].sort().map(([k, n]) => `${k} ${n}`).join('\n'));
-  }, 120_000);
+  }, TIMEOUT_MS);
+
+  it(`the same through one daemon: a Client per logical client, others cut off in a streamed append or read (${DAEMON_RUNS} runs)`, async () => {
+    outcomes.clear();
+    await fc.assert(fc.asyncProperty(fc.array(daemonRound, { minLength: ROUNDS, maxLength: ROUNDS }), fc.boolean(), async (rounds, inline) => {
+      const run = new Run(tmpDir('concurrent-daemon'), inline);
+      await (await Store.init(run.dir, { autoSnapshot: false })).close();
+      await run.open();
+      run.socket = defaultSocketPath(run.dir);
+      const server = new DaemonServer(run.store, { socketPath: run.socket, logger: new Logger(join(run.dir, 'daemon.log')) });
+      await server.start();
+      const clients = await Promise.all([0, 1, 2, 3].map(() => Client.connect(run.socket!)));
+      let stopped = false;
+      try {
+        run.apis = clients.map(clientApi);
+        for (const [i, n] of NAMES.entries()) {
+          await run.step({ kind: 'create', name: n });
+          await run.step({ kind: 'appendBatch', name: n, bodies: [i % BODIES.length, (i + 5) % BODIES.length] });
+        }
+        await run.apis[0].setQuota('user/alice', { storage: QUOTA_BYTES });
+        for (const [i, clientOps] of rounds.entries()) {
+          await run.round(clientOps);
+          if (i % 4 === 3) await run.check(`after round ${i}`);
+        }
+        const before = await run.check('at the end');
+        for (const client of clients) await client.close();
+        await server.stop(); // closes the store
+        stopped = true;
+        await run.open();
+        expect(dumpDiff(await run.check('after reopen'), before)).toBe('equal');
+      } finally {
+        for (const client of clients) await client.close();
+        if (!stopped) await server.stop();
+        else await run.store.close();
+      }
+    }), { numRuns: DAEMON_RUNS, seed: SEED, endOnFailure: true });
+    if (process.env.CONCURRENT_FUZZ_VERBOSE) console.log([...outcomes].sort().map(([k, n]) => `${k} ${n}`).join('\n'));
+  }, TIMEOUT_MS);
 });
