@@ -191,6 +191,8 @@ export class Store implements MailStore {
   /** The change log: committed journal records from a seq on, and the consumers' cursors (changes.ts). */
   readonly changes: ChangeFeed;
   private readonly packBytesMax: number;
+  /** Deletes whose intent record committed and whose chunks are still running (close waits for them). */
+  private readonly deletes = new Set<Promise<void>>();
   /** The compaction running now (one at a time). */
   private compaction?: Promise<unknown>;
   private compactor?: BackgroundCompactor;
@@ -312,6 +314,7 @@ export class Store implements MailStore {
     await this.tierMover?.stop();
     await this.compactor?.stop();
     await this.compaction?.catch(() => undefined);
+    while (this.deletes.size > 0) await Promise.allSettled([...this.deletes]);
     await this.writer.drain();
     await this.snapshots.idle(); // a background snapshot reads the index and retires segments
     await this.writer.drain(); // what that snapshot committed (its move of inline bodies)
@@ -865,7 +868,20 @@ export class Store implements MailStore {
     return { messages };
   }
 
-  private async finishDelete(id: Buffer): Promise<void> {
+  /**
+   * Runs a delete's chunks after its intent record committed. close() waits for it: the caller
+   * was not answered yet, and a close between two chunks failed it CLOSED although the delete was
+   * done (the mailbox gone, open finishing the rest).
+   */
+  private finishDelete(id: Buffer): Promise<void> {
+    const running = this.finishDeleteChunks(id);
+    this.deletes.add(running);
+    const forget = () => this.deletes.delete(running);
+    running.then(forget, forget);
+    return running;
+  }
+
+  private async finishDeleteChunks(id: Buffer): Promise<void> {
     for (;;) {
       const finished = await this.submit({
         exclusive: true,
@@ -881,7 +897,7 @@ export class Store implements MailStore {
           if (entries.length > 0) return { ops: [{ op: 'change.purge', id, entries } as Op], result: false };
           return { ops: [{ op: 'mailbox.deleteEnd', id } as Op], result: true };
         },
-      });
+      }, true);
       if (finished) return;
     }
   }

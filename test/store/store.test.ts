@@ -232,6 +232,27 @@ describeEachFs('store core', ({ Store }) => {
     await store.close();
   });
 
+  it('a close between a delete\'s intent record and its chunks waits for the delete: the caller is answered, not CLOSED', async () => {
+    const dir = tmpDir();
+    let closing: Promise<void> | undefined;
+    let begun = false;
+    const store: Store = await Store.open(dir, {
+      create: true,
+      // the delete's intent record committed: another caller closes the store now
+      onCommit: () => { if (begun && !closing) closing = store.close(); },
+    });
+    await store.createMailbox('doomed');
+    await store.appendBatch('doomed', Array.from({ length: 30 }, (_, i) => ({ bytes: msg(`d${i}`) })));
+    begun = true;
+    expect(await store.deleteMailbox('doomed')).toEqual({ messages: 30 });
+    expect(closing).toBeDefined();
+    await closing;
+    const reopened = await Store.open(dir);
+    expect(await reopened.listMailboxes()).toEqual([]);
+    expect((await reopened.stats()).messages).toBe(0);
+    await reopened.close();
+  });
+
   it('the newest batch whose blobs never became durable is cut on open (packs and journal sync in parallel)', async () => {
     const dir = tmpDir();
     let store = await Store.open(dir, packed({ create: true }));
