@@ -173,6 +173,7 @@ export class Store implements MailStore {
   /** Recycled memory for the copies of callers' large messages (copy-pool.ts). */
   private readonly copies = new CopyPool();
   private closed = false;
+  private closing?: Promise<void>;
   private readonly mailboxCache = new Map<string, MailboxInfo>();
   private cacheGeneration = 0;
   private failure?: MailstoreError;
@@ -308,8 +309,16 @@ export class Store implements MailStore {
     }
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /**
+   * Closes the store once every change under way is done. A second call waits for the first: it
+   * returned at once, and a reopen right after it found the store still open (LOCKED).
+   */
+  close(): Promise<void> {
+    this.closing ??= this.closeNow();
+    return this.closing;
+  }
+
+  private async closeNow(): Promise<void> {
     this.closed = true;
     await this.tierMover?.stop();
     await this.compactor?.stop();

@@ -523,6 +523,21 @@ describeEachFs('index probe', ({ Store }) => {
 });
 
 describe('single writer', () => {
+  it('a second close() waits for the first: the store is closed (and can be opened again) once either returns', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX');
+    await store.append('INBOX', msg('kept'));
+    let firstDone = false;
+    const first = store.close().then(() => { firstDone = true; });
+    await store.close(); // another shutdown path of the same server
+    expect(firstDone, 'the second close() returned while the first was still closing').toBe(true);
+    const again = await Store.open(dir, { lockWaitMs: 0 });
+    expect((await again.fetch('INBOX', 1)).equals(msg('kept'))).toBe(true);
+    await again.close();
+    await first;
+  });
+
   it('after a crash, of several processes opening at once exactly one gets the store; the others get LOCKED', async () => {
     const dir = tmpDir();
     const store = await Store.open(dir, { create: true });
