@@ -5,8 +5,9 @@
 // every acknowledged message is there byte-exact unless an acknowledged removal may have taken it;
 // nothing unacknowledged appears; uids never reused; the index's derived structures (name index,
 // reverse ACL map, counters, change log, refcounts) agree with the primary data (dumpStore); quota
-// roots within their limits; readers (fetch, fetchStream read slowly, readMessages, changesSince)
-// never return wrong bytes and never call a race damage; scrub clean; the same after reopen.
+// roots within their limits; scrub beside the writers finds no damage; readers (fetch, fetchStream
+// read slowly, readMessages, changesSince) never return wrong bytes and never call a race damage;
+// scrub clean at rest; the same after reopen.
 //
 // The daemon's part: a Client per logical client against one DaemonServer over the same Store, and
 // clients whose connection is cut in a streamed append (its message there only if it may have
@@ -25,7 +26,7 @@ import type { MailStore } from '../../src/store/api.js';
 import { Client, defaultSocketPath } from '../../src/client/client.js';
 import { DaemonServer } from '../../src/daemon/server.js';
 import { Logger } from '../../src/daemon/log.js';
-import { scrub } from '../../src/scrub/scrub.js';
+import { scrub, type ScrubOptions, type ScrubReport } from '../../src/scrub/scrub.js';
 import { isDamage } from '../../src/scrub/findings.js';
 import { dumpDiff, dumpStore } from '../sim/model.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -62,6 +63,7 @@ const op = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('quota' as const), root: fc.constantFrom('user/alice', 'user/bob'), storage: fc.integer({ min: 0, max: 2 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('compact' as const) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('snapshot' as const) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('scrub' as const), budget: fc.boolean() }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('fetch' as const), name, uid: fc.integer({ min: 1, max: 8 }) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('fetchStream' as const), name, uid: fc.integer({ min: 1, max: 8 }) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('readMessages' as const), name }) },
@@ -114,10 +116,11 @@ interface Api extends Pick<MailStore, 'append' | 'appendBatch' | 'copy' | 'move'
   setQuota(root: string, limits: QuotaLimits): Promise<void>;
   compact(): Promise<unknown>;
   snapshot(): Promise<unknown>;
+  scrub(options: ScrubOptions): Promise<ScrubReport>;
 }
 
 /** `target`'s methods (bound to it: a Store keeps its state in its own fields) with `extra` beside them. */
-function withExtras<T extends object>(target: T, extra: Pick<Api, 'usedBytes' | 'setQuota' | 'compact' | 'snapshot'>): Api {
+function withExtras<T extends object>(target: T, extra: Pick<Api, 'usedBytes' | 'setQuota' | 'compact' | 'snapshot' | 'scrub'>): Api {
   return new Proxy(target, {
     get: (t, key) => {
       if (Object.hasOwn(extra, key)) return extra[key as keyof typeof extra];
@@ -133,6 +136,7 @@ function storeApi(store: Store): Api {
     setQuota: (root: string, limits: QuotaLimits) => setQuota(store, root, limits),
     compact: () => store.compact({ graceMs: 0, deadRatio: 0.01 }),
     snapshot: () => store.snapshot(),
+    scrub: (options: ScrubOptions) => scrub(store, options),
   });
 }
 
@@ -142,6 +146,7 @@ function clientApi(client: Client): Api {
     setQuota: async (root: string, limits: QuotaLimits) => { await client.procedure('setQuota', [root, limits]); },
     compact: () => client.procedure('compact', [{ graceMs: 0, deadRatio: 0.01 }]),
     snapshot: () => client.procedure('snapshot', []),
+    scrub: async (options: ScrubOptions) => (await client.procedure('scrub', [options])) as ScrubReport,
   });
 }
 
@@ -253,6 +258,12 @@ class Run {
         case 'snapshot':
           await s.snapshot();
           return;
+        case 'scrub': {
+          // beside the writers: what it finds must be damage, and there is none
+          const damage = (await s.scrub(o.budget ? { timeBudgetMs: 1 } : {})).findings.filter(isDamage);
+          if (damage.length > 0) this.problems.push(`${describeOp(o)}: damage on a healthy store: ${JSON.stringify(damage)}`);
+          return;
+        }
         case 'fetch': {
           const bytes = await s.fetch(o.name, o.uid);
           this.knownBytes(bytes, describeOp(o));
