@@ -105,19 +105,32 @@ export class StoreReader {
     parseMailboxName(mailbox);
     checkModseq(modseq);
     this.host.live();
-    const box = this.committed(mailbox);
-    const changed: MessageInfo[] = [];
-    const vanished: number[] = [];
-    const db = this.host.db;
-    for await (const [key, value] of db.entries<ChangeRecord>({ gte: keys.changeFrom(box.id, modseq + 1), lt: prefixEnd(keys.changePrefix(box.id)) })) {
-      const c = decodeChangeKey(key);
-      if (value === 1) { vanished.push(c.uid); continue; }
-      const record = await db.get<MessageRecord>(keys.message(box.id, c.uid));
-      if (record) changed.push(toInfo(c.uid, record));
+    const { id } = this.committed(mailbox);
+    // one point in time for the mailbox, its change log and its messages: read one after the
+    // other while clients changed them, a message came with a modseq above the highestModseq
+    // answered, and a client that took it as its new point missed what changed in between
+    const snapshot = await this.host.db.snapshot();
+    try {
+      const box = snapshot.get<MailboxInfo>(keys.info(id));
+      if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `no mailbox named ${mailbox}`, { path: mailbox });
+      const changedUids: number[] = [];
+      const vanished: number[] = [];
+      for await (const batch of snapshot.entryBatches<ChangeRecord>({ gte: keys.changeFrom(id, modseq + 1), lt: prefixEnd(keys.changePrefix(id)) }, limits.readBatchMessages)) {
+        for (const [key, value] of batch) {
+          const c = decodeChangeKey(key);
+          if (value === 1) vanished.push(c.uid);
+          else changedUids.push(c.uid);
+        }
+      }
+      changedUids.sort((a, b) => a - b);
+      vanished.sort((a, b) => a - b);
+      const records = await snapshot.getMany<MessageRecord>(changedUids.map((uid) => keys.message(id, uid)));
+      const changed: MessageInfo[] = [];
+      records.forEach((record, i) => { if (record) changed.push(toInfo(changedUids[i], record)); });
+      return { changed, vanished, highestModseq: box.highestModseq };
+    } finally {
+      await snapshot.close();
     }
-    changed.sort((a, b) => a.uid - b.uid);
-    vanished.sort((a, b) => a - b);
-    return { changed, vanished, highestModseq: box.highestModseq };
   }
 
   /**

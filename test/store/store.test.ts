@@ -207,6 +207,30 @@ describeEachFs('store core', ({ Store }) => {
     await store.close();
   });
 
+  it('changesSince while other clients change flags answers one point in time: no change above the highestModseq it gives, none missed from there', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX');
+    const uids = (await store.appendBatch('INBOX', Array.from({ length: 2000 }, (_, i) => ({ bytes: msg(i) })))).map((r) => r.uid);
+    let since = 0;
+    const seen = new Map<number, number>(); // uid -> modseq, as a QRESYNC client keeps it
+    for (let round = 0; round < 12; round++) {
+      const flagging = Promise.all([0, 1, 2].map((k) => store.setFlags('INBOX', [uids[(round * 7 + k * 611) % uids.length]], { add: [`r${round}`] })));
+      const answer = await store.changesSince('INBOX', since);
+      await flagging;
+      for (const c of answer.changed) {
+        expect(c.modseq, `uid ${c.uid}`).toBeLessThanOrEqual(answer.highestModseq);
+        expect(c.modseq).toBeGreaterThan(since);
+        seen.set(c.uid, c.modseq);
+      }
+      since = answer.highestModseq;
+    }
+    const last = await store.changesSince('INBOX', since);
+    for (const c of last.changed) seen.set(c.uid, c.modseq);
+    for await (const m of store.messages('INBOX')) expect(seen.get(m.uid), `uid ${m.uid}: the client's copy`).toBe(m.modseq);
+    await store.close();
+  });
+
   it('delete is intent-logged: an interrupted delete is finished by the next open', async () => {
     const dir = tmpDir();
     const fs = new FaultFileSystem();
