@@ -23,7 +23,7 @@ import { nodeFileSystem } from '../fs/node-fs.js';
 import { hashBytes, hashHex, hashReady } from '../hash/blake3.js';
 import { IndexDb } from '../index/index-db.js';
 import { keys, decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey } from '../keys/index-keys.js';
-import { SPACE } from '../keys/tuple.js';
+import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { INLINE_PACK, type BlobLocation, type PackBatch, type PackStore } from '../blob/pack-store.js';
 import type { Journal, JournalRecord } from '../journal/journal.js';
 import { limits } from '../limits.js';
@@ -936,15 +936,25 @@ export class Store implements MailStore {
       return out;
     }
     const seen = new Map<string, { name: string; id: string; rights: string }>();
-    for (const who of user === 'anyone' ? ['anyone'] : [user, 'anyone']) {
-      for await (const [key, value] of this.db.entries<RightsRecord>({ prefix: keys.rights(who, prefix) })) {
-        if (!value.rights.includes('l')) continue;
-        const name = formatMailboxName(decodeRightsKey(key).components);
-        if (!matches(name)) continue;
-        const had = seen.get(name);
-        const rights = normalizeRights((had?.rights ?? '') + value.rights);
-        seen.set(name, { name, id: uuidString(Buffer.from(indexId(value.id, key))), rights });
+    // the user's entries and anyone's from one point in time: read one after the other, a mailbox
+    // renamed in between was listed twice, under its old name and its new one
+    const snapshot = await this.db.snapshot();
+    try {
+      for (const who of user === 'anyone' ? ['anyone'] : [user, 'anyone']) {
+        const from = keys.rights(who, prefix);
+        for await (const batch of snapshot.entryBatches<RightsRecord>({ gte: from, lt: prefixEnd(from) }, limits.indexEntriesBatchMax)) {
+          for (const [key, value] of batch) {
+            if (!value.rights.includes('l')) continue;
+            const name = formatMailboxName(decodeRightsKey(key).components);
+            if (!matches(name)) continue;
+            const had = seen.get(name);
+            const rights = normalizeRights((had?.rights ?? '') + value.rights);
+            seen.set(name, { name, id: uuidString(Buffer.from(indexId(value.id, key))), rights });
+          }
+        }
       }
+    } finally {
+      await snapshot.close();
     }
     return [...seen.values()].sort((a, b) => Buffer.compare(keys.name(parseMailboxName(a.name)), keys.name(parseMailboxName(b.name))));
   }

@@ -231,6 +231,19 @@ describeEachFs('store core', ({ Store }) => {
     await store.close();
   });
 
+  it('listMailboxes for a user while another client renames a mailbox lists it once, under one of its names', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true });
+    for (let i = 0; i < 300; i++) await store.createMailbox(`Shared/b${i}`, { acl: { bob: 'lr', anyone: 'lr' } });
+    for (let k = 0; k < 10; k++) {
+      const [from, to] = k % 2 ? ['Shared/b150x', 'Shared/b150'] : ['Shared/b150', 'Shared/b150x'];
+      const [list] = await Promise.all([store.listMailboxes({ user: 'bob' }), store.renameMailbox(from, to)]);
+      expect(new Set(list.map((m) => m.id)).size, `try ${k}: a mailbox listed twice`).toBe(300);
+      expect(list).toHaveLength(300);
+    }
+    await store.close();
+  });
+
   it('delete is intent-logged: an interrupted delete is finished by the next open', async () => {
     const dir = tmpDir();
     const fs = new FaultFileSystem();
