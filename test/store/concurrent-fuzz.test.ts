@@ -7,8 +7,8 @@
 // reverse ACL map, counters, change log, refcounts) agree with the primary data (dumpStore); quota
 // roots within their limits; scrub (whole, budgeted, --mailbox) beside the writers finds no
 // damage; readers (fetch, fetchStream read slowly, readMessages, changesSince: no change above the
-// highestModseq it answers) never return wrong bytes and never call a race damage; scrub clean at
-// rest; the same after reopen.
+// highestModseq it answers; listMailboxes: no mailbox twice) never return wrong bytes and never
+// call a race damage; scrub clean at rest; the same after reopen.
 //
 // The daemon's part: a Client per logical client against one DaemonServer over the same Store, and
 // clients whose connection is cut in a streamed append (its message there only if it may have
@@ -71,6 +71,7 @@ const op = fc.oneof(
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('fetchStream' as const), name, uid: fc.integer({ min: 1, max: 8 }) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('readMessages' as const), name }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('changesSince' as const), name, modseq: fc.integer({ min: 0, max: 40 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('list' as const), user: fc.option(fc.constantFrom(...USERS, 'anyone'), { nil: undefined }) }) },
 );
 /** Through the daemon also: a client whose connection is cut `ticks` turns into a streamed append or a read. */
 const cut = fc.oneof(
@@ -114,7 +115,7 @@ class Acknowledged {
 
 /** What one logical client calls: the Store itself, or a Client of the daemon serving it. */
 interface Api extends Pick<MailStore, 'append' | 'appendBatch' | 'copy' | 'move' | 'expunge' | 'setFlags' | 'createMailbox' | 'renameMailbox' | 'deleteMailbox'
-  | 'renameUser' | 'deleteUser' | 'setAcl' | 'fetch' | 'fetchStream' | 'readMessages' | 'changesSince'> {
+  | 'renameUser' | 'deleteUser' | 'setAcl' | 'listMailboxes' | 'fetch' | 'fetchStream' | 'readMessages' | 'changesSince'> {
   usedBytes(root: string): Promise<number>;
   setQuota(root: string, limits: QuotaLimits): Promise<void>;
   compact(): Promise<unknown>;
@@ -292,6 +293,11 @@ class Run {
             this.knownBytes(m.body, describeOp(o));
             await tick();
           }
+          return;
+        }
+        case 'list': {
+          const ids = (await s.listMailboxes({ user: o.user })).map((m) => m.id);
+          if (new Set(ids).size !== ids.length) this.problems.push(`${describeOp(o)}: a mailbox listed twice`);
           return;
         }
         case 'cutAppend':
