@@ -346,6 +346,7 @@ export class Store implements MailStore {
     this.writable();
     const remote = this.requireRemote();
     while (this.compaction) await this.compaction.catch(() => undefined);
+    this.live(); // as compact()
     return this.holdPacks(import('./tier.js').then((tier) => tier.flushTier(this.tierHost(), remote, options)));
   }
 
@@ -425,6 +426,8 @@ export class Store implements MailStore {
     this.live();
     if (!options.dryRun) this.writable();
     while (this.compaction) await this.compaction.catch(() => undefined);
+    // closed meanwhile: close() waited for the compaction before this one, not for this one
+    this.live();
     const startSeq = this.committed;
     const result = await this.runCompaction(options);
     if (!options.dryRun) await this.advanceCompactConsumer(startSeq);

@@ -181,6 +181,20 @@ describe('compaction', () => {
     await store.close();
   });
 
+  it('a compaction waiting for another when the store is closed is CLOSED, not run against the closing store; nothing damaged', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    const first = store.compact({ deadRatio: 0.01 });
+    const waiting = store.compact({ deadRatio: 0.01 }).then(() => 'ran', (error: unknown) => (error as { code?: string }).code);
+    await store.close();
+    await first;
+    expect(await waiting).toBe('CLOSED');
+    const reopened = await Store.open(dir);
+    await expectExact(reopened, bodies, gone);
+    await expectScrubClean(reopened);
+    await reopened.close();
+  });
+
   it('a read that looked its blob up before the commit and reads after the old pack is gone reads the new copy', async () => {
     const dir = tmpDir('compact');
     const { store, bodies } = await churned(dir);
