@@ -287,7 +287,24 @@ describeEachFs('store core', ({ Store }) => {
     const reopened = await Store.open(dir);
     expect(await reopened.listMailboxes()).toEqual([]);
     expect((await reopened.stats()).messages).toBe(0);
+    // closed while the intent record is still queued
+    await reopened.createMailbox('doomed');
+    await reopened.appendBatch('doomed', [{ bytes: msg('d') }]);
+    const queued = reopened.deleteMailbox('doomed');
     await reopened.close();
+    expect(await queued).toEqual({ messages: 1 });
+    // a user's delete (its mailboxes one after the other), closed once its intent record committed
+    let userClosing: Promise<void> | undefined;
+    let armed = false;
+    const users: Store = await Store.open(dir, { onCommit: () => { if (armed && !userClosing) userClosing = users.close(); } });
+    for (const box of ['user/bob/INBOX', 'user/bob/Sent']) await users.appendBatch((await users.createMailbox(box)).name, [{ bytes: msg(box) }]);
+    armed = true;
+    expect(await users.deleteUser('bob')).toEqual(expect.objectContaining({ mailboxes: 2, messages: 2 }));
+    await userClosing;
+    const again = await Store.open(dir);
+    expect(await again.listMailboxes()).toEqual([]);
+    expect((await again.stats()).messages).toBe(0);
+    await again.close();
   });
 
   it('the newest batch whose blobs never became durable is cut on open (packs and journal sync in parallel)', async () => {
