@@ -39,6 +39,8 @@ export class DaemonConnection {
   private readonly flows = new Map<number, Flow>();
   private readonly chains = new Map<number, CommitChain>();
   private inFlight = 0;
+  /** Calls in flight that wait for their reader's credit (windowOpen): not counted against the bound. */
+  private parked = 0;
   private heldBytes = 0;
   private reading = true;
   private stopped = false;
@@ -265,7 +267,17 @@ export class DaemonConnection {
   private async windowOpen(flow: Flow): Promise<void> {
     while (!flow.cancelled && !this.transport.closed &&
       (flow.sentBytes - flow.ackedBytes > daemonLimits.streamWindowBytes || flow.sentItems - flow.ackedItems > daemonLimits.streamWindowItems)) {
-      await new Promise<void>((resolve) => { flow.wake = resolve; });
+      // the credit comes over this socket: were this call counted while it waits, a client with
+      // callsPerConnectionMax listings open (an IMAP server's sessions on one Client) stopped the
+      // reading that brings it, and every one of them waited for good
+      this.parked++;
+      this.updateReading();
+      try {
+        await new Promise<void>((resolve) => { flow.wake = resolve; });
+      } finally {
+        this.parked--;
+        this.updateReading();
+      }
     }
     if (this.transport.closed) flow.cancelled = true;
   }
@@ -285,7 +297,7 @@ export class DaemonConnection {
 
   /** Stops reading the socket while the connection is at its bounds (or stopping), resumes below them. */
   private updateReading(): void {
-    const busy = this.inFlight >= daemonLimits.callsPerConnectionMax || this.heldBytes > daemonLimits.heldBytesPerConnectionMax;
+    const busy = this.inFlight - this.parked >= daemonLimits.callsPerConnectionMax || this.heldBytes > daemonLimits.heldBytesPerConnectionMax;
     if (busy && this.reading) this.transport.socket.pause();
     if (!busy && !this.reading) this.transport.socket.resume();
     this.reading = !busy;

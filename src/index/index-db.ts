@@ -360,6 +360,12 @@ export class IndexDb {
   /** LevelDB reports a damaged table or block while reading ("Corruption: ..."): that is CORRUPT, with advice. */
   private readError(error: unknown): MailstoreError {
     if (error instanceof MailstoreError) return error;
+    // a read in flight when the store closed (a daemon stopping under its clients' reads) or a
+    // repair swapped the index meets LevelDB's "not open": nothing is wrong with the disk, so not
+    // IO; and not CLOSED either, on which a daemon stops itself (a swap is over in a moment)
+    if (this.db.status === 'closing' || this.db.status === 'closed') {
+      return new MailstoreError('UNAVAILABLE', `the index at ${this.path} was closed while this read was under way (the store is closing, or a repair is replacing its index); nothing was changed: retry`, { path: this.path, cause: error, mayHaveCommitted: false });
+    }
     const text = `${(error as Error)?.message ?? error} ${(error as { cause?: Error })?.cause?.message ?? ''}`.trim();
     // The same reading of LevelDB's text as at open: damage (Corruption, a table truncated or gone)
     // is CORRUPT and rebuildable; a full disk, a refused permission or an I/O error is not.
@@ -904,6 +910,19 @@ export class IndexView {
     for (const [name, value] of current) {
       if (!this.overlay.has(name) && !this.below?.has(name) && !this.memo.has(name) && !(this.written && !this.written.mayHave(name))) this.memo.set(name, value);
     }
+  }
+
+  /**
+   * The keys under `prefix` that this view's pending sets hold (deleted ones too), as latin1
+   * strings: a range read of the index misses what the batch being prepared changed.
+   */
+  pendingKeys(prefix: Buffer): string[] {
+    const start = prefix.toString('latin1');
+    const out = new Set<string>();
+    for (const set of this.below ? [this.below, this.overlay] : [this.overlay]) {
+      for (const name of set.keys()) if (name.startsWith(start)) out.add(name);
+    }
+    return [...out];
   }
 
   put(key: Buffer, value: unknown): void {

@@ -107,10 +107,18 @@ async function* range<T>(store: Store, gte: Buffer, findings: Finding[]): AsyncG
   }
 }
 
-/** The mailbox's index records against each other; returns the keys read. */
-async function checkMailbox(store: Store, info: MailboxInfo, findings: Finding[]): Promise<number> {
+/**
+ * The mailbox's index records against each other, and each blob's refcount against the mailbox's
+ * references; returns the keys read. Called with the writer held: the mailbox's record is read
+ * again here (the one listed before is from an earlier moment, writers ran since: its counts
+ * disagreed with the messages, and a refcount read after an expunge with references counted
+ * before it, both damage on a healthy store).
+ */
+async function checkMailbox(store: Store, listed: MailboxInfo, findings: Finding[]): Promise<number> {
+  const id = Buffer.from(listed.id);
+  const info = await store.maintenance().index.get<MailboxInfo>(keys.info(id)).catch(() => listed);
+  if (!info || info.deleting) return 1; // deleted since it was listed
   const name = formatMailboxName(info.name);
-  const id = Buffer.from(info.id);
   let keysRead = 1;
   const named = await store.maintenance().index.get<Buffer>(keys.name(info.name)).catch(() => undefined);
   if (!named || !Buffer.from(named).equals(id)) findings.push({ kind: 'name-index-mismatch', name, detail: named ? 'the name points to another mailbox' : 'the mailbox has no name entry' });
@@ -122,12 +130,16 @@ async function checkMailbox(store: Store, info: MailboxInfo, findings: Finding[]
   }
   const modseqs = new Map<number, number>(); // uid -> modseq
   const counted = emptyTally();
+  const references = new Map<string, number>();
   for await (const [key, record] of range<MessageRecord>(store, keys.messagePrefix(id), findings)) {
     keysRead++;
     const { uid } = decodeMessageKey(key);
     modseqs.set(uid, record.m);
     tallyMessage(counted, uid, record);
+    const hex = hashHex(Buffer.from(record.h));
+    references.set(hex, (references.get(hex) ?? 0) + 1);
   }
+  await checkRefcounts(store, references, findings);
   const counts = mailboxCountsFinding(name, info, counted);
   if (counts) findings.push(counts);
   // Every message has exactly one 'changed' entry, at its modseq.
@@ -147,7 +159,6 @@ async function checkMailbox(store: Store, info: MailboxInfo, findings: Finding[]
 
 /** Reads and hashes every blob the mailbox's messages refer to (outside the writer: records are immutable). */
 async function verifyBlobs(store: Store, info: MailboxInfo, findings: Finding[], verified: Set<string>, summary: ScrubSummary): Promise<void> {
-  const references = new Map<string, number>();
   let batch: Buffer[] = [];
   const flush = async () => {
     const blobs = await store.maintenance().index.getMany<BlobRecord>(batch.map((hash) => keys.blob(hash)));
@@ -157,7 +168,6 @@ async function verifyBlobs(store: Store, info: MailboxInfo, findings: Finding[],
   for await (const [, record] of range<MessageRecord>(store, keys.messagePrefix(Buffer.from(info.id)), [])) {
     const hash = Buffer.from(record.h);
     const hex = hashHex(hash);
-    references.set(hex, (references.get(hex) ?? 0) + 1);
     if (verified.has(hex)) continue;
     if (verified.size >= limits.scopedScrubVerifiedHashesMax) verified.clear();
     verified.add(hex);
@@ -165,7 +175,10 @@ async function verifyBlobs(store: Store, info: MailboxInfo, findings: Finding[],
     if (batch.length >= limits.scrubLookupBatch) await flush();
   }
   if (batch.length) await flush();
-  // A refcount below this mailbox's own references is wrong whatever the rest of the store holds.
+}
+
+/** A refcount below the mailbox's own references (`references`: hash -> count) is wrong whatever the rest of the store holds. */
+async function checkRefcounts(store: Store, references: Map<string, number>, findings: Finding[]): Promise<void> {
   const hashes = [...references.keys()];
   for (let i = 0; i < hashes.length; i += limits.scrubLookupBatch) {
     const part = hashes.slice(i, i + limits.scrubLookupBatch);
@@ -179,7 +192,7 @@ async function verifyBlobs(store: Store, info: MailboxInfo, findings: Finding[],
   }
 }
 
-async function verifyBlob(store: Store, hash: Buffer, blob: BlobRecord | MailstoreError | undefined, findings: Finding[], summary: ScrubSummary): Promise<void> {
+async function verifyBlob(store: Store, hash: Buffer, blob: BlobRecord | MailstoreError | undefined, findings: Finding[], summary: ScrubSummary, again = true): Promise<void> {
   const hex = hashHex(hash);
   if (blob instanceof MailstoreError) {
     if (blob.code !== 'CORRUPT') throw blob;
@@ -189,16 +202,23 @@ async function verifyBlob(store: Store, hash: Buffer, blob: BlobRecord | Mailsto
   if (!blob) return; // no entry at all: reported below as a refcount of 0, as the full scrub does
   const location = { pack: blob.p, offset: blob.o, length: blob.l };
   const why = await store.maintenance().packs.checkLocation(location, hash);
-  if (why) {
-    findings.push({ kind: 'blob-missing', hash: hex, pack: blob.p, offset: blob.o, why, refs: [] });
-    return;
+  let finding: Finding | undefined;
+  if (why) finding = { kind: 'blob-missing', hash: hex, pack: blob.p, offset: blob.o, why, refs: [] };
+  else {
+    try {
+      await store.maintenance().packs.read(location, hash);
+      summary.blobsVerified++;
+      summary.bytesVerified += blob.l;
+      return;
+    } catch (error) {
+      if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT') throw error;
+      finding = { kind: 'blob-corrupt', pack: blob.p, offset: blob.o, hash: hex, length: blob.l, refs: [] };
+    }
   }
-  try {
-    await store.maintenance().packs.read(location, hash);
-    summary.blobsVerified++;
-    summary.bytesVerified += blob.l;
-  } catch (error) {
-    if (!(error instanceof MailstoreError) || error.code !== 'CORRUPT') throw error;
-    findings.push({ kind: 'blob-corrupt', pack: blob.p, offset: blob.o, hash: hex, length: blob.l, refs: [] });
-  }
+  // read outside the writer: a compaction may have moved the blob since (verified where it is
+  // now), or reclaimed it once its messages were expunged (nothing refers to it: no damage)
+  const now = await store.maintenance().index.get<BlobRecord>(keys.blob(hash)).catch((error: unknown) => error as MailstoreError);
+  if (now && !(now instanceof MailstoreError) && now.r === 0) return;
+  if (again && now && !(now instanceof MailstoreError) && (now.p !== blob.p || now.o !== blob.o)) return verifyBlob(store, hash, now, findings, summary, false);
+  if (now) findings.push(finding);
 }

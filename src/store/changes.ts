@@ -55,6 +55,8 @@ const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
 export class ChangeFeed {
   private waiters: { afterSeq: number; wake: () => void }[] = [];
+  /** Per consumer, the last change of its cursor queued (oneAtATime). */
+  private readonly changing = new Map<string, Promise<void>>();
 
   constructor(private readonly host: ChangeFeedHost) {}
 
@@ -159,21 +161,39 @@ export class ChangeFeed {
    * exists; returns its cursor. A consumer that must see the past registers at the oldest retained
    * seq - 1.
    */
-  async register(name: string, seq = this.lastSeq): Promise<{ seq: number; updated: number }> {
-    const existing = await this.cursor(name);
-    if (existing) return existing;
-    await this.store(name, this.checkSeq(seq));
-    return (await this.cursor(name))!;
+  register(name: string, seq = this.lastSeq): Promise<{ seq: number; updated: number }> {
+    return this.oneAtATime(name, async () => {
+      const existing = await this.cursor(name);
+      if (existing) return existing;
+      await this.store(name, this.checkSeq(seq));
+      return (await this.cursor(name))!;
+    });
   }
 
   /** Moves the cursor forward to `seq` (durable when this resolves). Going back is refused. */
-  async advance(name: string, seq: number): Promise<void> {
-    const current = await this.cursor(name);
-    if (!current) throw new MailstoreError('NOT_FOUND', `no consumer named ${name}`);
-    this.checkSeq(seq);
-    if (seq < current.seq) throw new MailstoreError('INVALID', `consumer ${name} is at seq ${current.seq}; it cannot go back to ${seq}`);
-    if (seq === current.seq) return;
-    await this.store(name, seq);
+  advance(name: string, seq: number): Promise<void> {
+    return this.oneAtATime(name, async () => {
+      const current = await this.cursor(name);
+      if (!current) throw new MailstoreError('NOT_FOUND', `no consumer named ${name}`);
+      this.checkSeq(seq);
+      if (seq < current.seq) throw new MailstoreError('INVALID', `consumer ${name} is at seq ${current.seq}; it cannot go back to ${seq}`);
+      if (seq === current.seq) return;
+      await this.store(name, seq);
+    });
+  }
+
+  /**
+   * Runs a read, check and write of one consumer's cursor after the ones before it: two advances at
+   * once (an explicit compaction's and the background compactor's) each read the old cursor, and
+   * the later write could put it back below the one acknowledged first, under what retirement had
+   * taken meanwhile.
+   */
+  private oneAtATime<T>(name: string, change: () => Promise<T>): Promise<T> {
+    const running = (this.changing.get(name) ?? Promise.resolve()).then(change, change);
+    const settled = running.then(() => undefined, () => undefined);
+    this.changing.set(name, settled);
+    void settled.then(() => { if (this.changing.get(name) === settled) this.changing.delete(name); });
+    return running;
   }
 
   /**

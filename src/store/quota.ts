@@ -131,8 +131,8 @@ function quotaRoot(view: Pick<IndexView, 'getNow'>, name: readonly string[]): { 
 /**
  * Messages and bytes of the mailboxes that count against `root`, as the batch being prepared sees
  * them: those at or below it but for those below a nested root, which count against that one (a
- * mailbox counts against its nearest root, as in Cyrus). Names and nested roots as committed (a
- * root set in the same batch is seen from the next one on).
+ * mailbox counts against its nearest root, as in Cyrus). Names as the batch sees them; nested
+ * roots as committed (a root set in the same batch is seen from the next one on).
  */
 async function usageBelow(db: AdminIndexReader, view: IndexView | undefined, root: readonly string[]): Promise<{ messages: number; bytes: number }> {
   const read = <T>(key: Buffer): T | undefined => (view ? view.getNow<T>(key) : db.getNow<T>(key));
@@ -140,12 +140,23 @@ async function usageBelow(db: AdminIndexReader, view: IndexView | undefined, roo
     .map(({ root: name }) => parseMailboxName(name))
     .filter((name) => read(quotaKey(name)) !== undefined); // removed in this batch: counts against `root` again
   let messages = 0, bytes = 0;
-  for await (const [name, id] of db.entries<Buffer>({ prefix: keys.name(root) })) {
-    if (nested.length > 0 && nested.some((inner) => isAtOrBelow(decodeNameKey(name), inner))) continue;
+  const count = (name: Buffer, id: Uint8Array) => {
+    if (nested.length > 0 && nested.some((inner) => isAtOrBelow(decodeNameKey(name), inner))) return;
     const box = read<MailboxInfo>(keys.info(Buffer.from(id)));
-    if (!box || box.deleting) continue;
+    if (!box || box.deleting) return;
     messages += box.messages;
     bytes += box.bytes;
+  };
+  // a mailbox created earlier in this batch is in no committed range yet, and an append to it in
+  // the same batch counted for nothing: concurrent deliveries took a root past its limit
+  const pending = new Set(view?.pendingKeys(keys.name(root)));
+  for await (const [name, id] of db.entries<Buffer>({ prefix: keys.name(root) })) {
+    if (!pending.has(name.toString('latin1'))) count(name, id);
+  }
+  for (const name of pending) {
+    const key = Buffer.from(name, 'latin1');
+    const id = read<Buffer>(key);
+    if (id) count(key, id);
   }
   return { messages, bytes };
 }

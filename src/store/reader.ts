@@ -105,19 +105,32 @@ export class StoreReader {
     parseMailboxName(mailbox);
     checkModseq(modseq);
     this.host.live();
-    const box = this.committed(mailbox);
-    const changed: MessageInfo[] = [];
-    const vanished: number[] = [];
-    const db = this.host.db;
-    for await (const [key, value] of db.entries<ChangeRecord>({ gte: keys.changeFrom(box.id, modseq + 1), lt: prefixEnd(keys.changePrefix(box.id)) })) {
-      const c = decodeChangeKey(key);
-      if (value === 1) { vanished.push(c.uid); continue; }
-      const record = await db.get<MessageRecord>(keys.message(box.id, c.uid));
-      if (record) changed.push(toInfo(c.uid, record));
+    const { id } = this.committed(mailbox);
+    // one point in time for the mailbox, its change log and its messages: read one after the
+    // other while clients changed them, a message came with a modseq above the highestModseq
+    // answered, and a client that took it as its new point missed what changed in between
+    const snapshot = await this.host.db.snapshot();
+    try {
+      const box = snapshot.get<MailboxInfo>(keys.info(id));
+      if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `no mailbox named ${mailbox}`, { path: mailbox });
+      const changedUids: number[] = [];
+      const vanished: number[] = [];
+      for await (const batch of snapshot.entryBatches<ChangeRecord>({ gte: keys.changeFrom(id, modseq + 1), lt: prefixEnd(keys.changePrefix(id)) }, limits.readBatchMessages)) {
+        for (const [key, value] of batch) {
+          const c = decodeChangeKey(key);
+          if (value === 1) vanished.push(c.uid);
+          else changedUids.push(c.uid);
+        }
+      }
+      changedUids.sort((a, b) => a - b);
+      vanished.sort((a, b) => a - b);
+      const records = await snapshot.getMany<MessageRecord>(changedUids.map((uid) => keys.message(id, uid)));
+      const changed: MessageInfo[] = [];
+      records.forEach((record, i) => { if (record) changed.push(toInfo(changedUids[i], record)); });
+      return { changed, vanished, highestModseq: box.highestModseq };
+    } finally {
+      await snapshot.close();
     }
-    changed.sort((a, b) => a.uid - b.uid);
-    vanished.sort((a, b) => a - b);
-    return { changed, vanished, highestModseq: box.highestModseq };
   }
 
   /**
@@ -125,7 +138,15 @@ export class StoreReader {
    * record's hint says first; a hint that fails the read's checks costs the B lookup it saves.
    */
   async fetch(mailbox: string, uid: number): Promise<Buffer> {
-    const record = await this.messageRecord(mailbox, uid);
+    const { id, record } = await this.messageRecord(mailbox, uid);
+    try {
+      return await this.fetchRecord(mailbox, uid, record);
+    } catch (error) {
+      throw this.reclaimedMeanwhile(error, mailbox, id, uid, record);
+    }
+  }
+
+  private async fetchRecord(mailbox: string, uid: number, record: MessageRecord): Promise<Buffer> {
     const hash = Buffer.from(record.h);
     const hinted = hintedLocation(record);
     let stale: unknown;
@@ -144,8 +165,35 @@ export class StoreReader {
 
   /** Streams a big message: verified in a first pass, then handed out, so no unverified byte leaves. */
   async fetchStream(mailbox: string, uid: number): Promise<Readable> {
-    const { record, blob } = await this.locate(mailbox, uid);
-    return Readable.from(this.host.packs.readStream({ pack: blob.p, offset: blob.o, length: blob.l }, Buffer.from(record.h), limits.readChunkBytes));
+    const { id, record } = await this.messageRecord(mailbox, uid);
+    const blob = await this.blobOf(mailbox, uid, record);
+    const chunks = this.host.packs.readStream({ pack: blob.p, offset: blob.o, length: blob.l }, Buffer.from(record.h), limits.readChunkBytes);
+    const reader = this;
+    return Readable.from((async function* () {
+      try {
+        yield* chunks;
+      } catch (error) {
+        throw reader.reclaimedMeanwhile(error, mailbox, id, uid, record);
+      }
+    })());
+  }
+
+  /**
+   * A read that failed because its blob is gone from the index and from its retired pack: when the
+   * message was expunged since it was looked up (a stream opened, then read after another client's
+   * expunge and a compaction), that is NOT_FOUND, as it is for a read started a moment later, and
+   * no damage: nothing is missing that the index still refers to. Anything else stands.
+   */
+  private reclaimedMeanwhile(error: unknown, mailbox: string, id: Uint8Array, uid: number, record: MessageRecord): unknown {
+    if (!isMailstoreError(error) || error.code !== 'CORRUPT' || !this.goneMeanwhile(id, uid, record.h)) return error;
+    return new MailstoreError('NOT_FOUND', `message ${uid} in ${mailbox} was expunged while it was being read`, { path: `${mailbox}/${uid}`, cause: error });
+  }
+
+  /** The message is no longer in its mailbox and no message uses its blob any more (else a failed read of it is damage). */
+  private goneMeanwhile(id: Uint8Array, uid: number, hash: Uint8Array): boolean {
+    const now = this.host.db.getNow<MessageRecord>(keys.message(id, uid));
+    if (now && Buffer.from(now.h).equals(Buffer.from(hash))) return false;
+    return (this.host.db.getNow<BlobRecord>(keys.blob(hash))?.r ?? 0) === 0;
   }
 
   /** Reads a blob by hash (repair sources, export); verified. */
@@ -243,6 +291,7 @@ export class StoreReader {
       reading,
       lent: pipeline.lent,
       onCorrupt: options.onCorrupt,
+      goneMeanwhile: (item) => this.goneMeanwhile(box.id, item.info.uid, item.hash),
       // an index failure (CLOSED, IO) is kept until every message of the group going out came out
       following: () => nextGroup().then(
         (group) => { if (group) reading.push(this.startGroup(group, pipeline)); return { group }; },
@@ -435,19 +484,15 @@ export class StoreReader {
     await this.host.packs.readRuns(pack, batch as RunItem[][], pool, false, lease?.buffer, true, at);
   }
 
-  private async locate(mailbox: string, uid: number): Promise<{ record: MessageRecord; blob: BlobRecord }> {
-    const record = await this.messageRecord(mailbox, uid);
-    return { record, blob: await this.blobOf(mailbox, uid, record) };
-  }
-
-  private async messageRecord(mailbox: string, uid: number): Promise<MessageRecord> {
+  /** The message's record and its mailbox's id (the mailbox may be renamed while it is read). */
+  private async messageRecord(mailbox: string, uid: number): Promise<{ id: Uint8Array; record: MessageRecord }> {
     parseMailboxName(mailbox);
     const checked = checkUid(uid);
     this.host.live();
     const box = this.host.committedBox(mailbox);
     const record = await this.host.db.get<MessageRecord>(keys.message(box.id, checked));
     if (!record) throw new MailstoreError('NOT_FOUND', `no message with uid ${uid} in ${mailbox}`, { path: `${mailbox}/${uid}` });
-    return record;
+    return { id: box.id, record };
   }
 
   private async blobOf(mailbox: string, uid: number, record: MessageRecord): Promise<BlobRecord> {
@@ -519,6 +564,8 @@ interface ReadSession {
   readonly reading: Promise<void>[];
   readonly lent?: LentBuffers;
   readonly onCorrupt?: ReadMessagesOptions['onCorrupt'];
+  /** StoreReader.goneMeanwhile for a message of this read. */
+  goneMeanwhile(item: PendingRead): boolean;
   /** Waits for every read started, then closes the index iterator. */
   close(): Promise<void>;
 }
@@ -612,8 +659,11 @@ class MessageReads implements AsyncGenerator<MessageWithBody> {
             }
             return this.handOut(item, body);
           }
-          if (!session.onCorrupt || !isMailstoreError(item.error, 'CORRUPT')) throw item.error;
-          session.onCorrupt(item.info, item.error);
+          // expunged by another client since this read began, and compaction took its blob: it
+          // is left out, as from a read begun a moment later (no damage, nothing to report)
+          const gone = isMailstoreError(item.error, 'CORRUPT') && session.goneMeanwhile(item);
+          if (!gone && (!session.onCorrupt || !isMailstoreError(item.error, 'CORRUPT'))) throw item.error;
+          if (!gone) session.onCorrupt!(item.info, item.error as MailstoreError);
           this.handedOut = item;
           this.letGo();
         }

@@ -23,7 +23,7 @@ import { nodeFileSystem } from '../fs/node-fs.js';
 import { hashBytes, hashHex, hashReady } from '../hash/blake3.js';
 import { IndexDb } from '../index/index-db.js';
 import { keys, decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey } from '../keys/index-keys.js';
-import { SPACE } from '../keys/tuple.js';
+import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { INLINE_PACK, type BlobLocation, type PackBatch, type PackStore } from '../blob/pack-store.js';
 import type { Journal, JournalRecord } from '../journal/journal.js';
 import { limits } from '../limits.js';
@@ -177,6 +177,7 @@ export class Store implements MailStore {
   /** Recycled memory for the copies of callers' large messages (copy-pool.ts). */
   private readonly copies = new CopyPool();
   private closed = false;
+  private closing?: Promise<void>;
   private readonly mailboxCache = new Map<string, MailboxInfo>();
   private cacheGeneration = 0;
   private failure?: MailstoreError;
@@ -195,6 +196,8 @@ export class Store implements MailStore {
   /** The change log: committed journal records from a seq on, and the consumers' cursors (changes.ts). */
   readonly changes: ChangeFeed;
   private readonly packBytesMax: number;
+  /** Deletes whose intent record committed and whose chunks are still running (close waits for them). */
+  private readonly deletes = new Set<Promise<void>>();
   /** The compaction running now (one at a time). */
   private compaction?: Promise<unknown>;
   private compactor?: BackgroundCompactor;
@@ -310,12 +313,21 @@ export class Store implements MailStore {
     }
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /**
+   * Closes the store once every change under way is done. A second call waits for the first: it
+   * returned at once, and a reopen right after it found the store still open (LOCKED).
+   */
+  close(): Promise<void> {
+    this.closing ??= this.closeNow();
+    return this.closing;
+  }
+
+  private async closeNow(): Promise<void> {
     this.closed = true;
     await this.tierMover?.stop();
     await this.compactor?.stop();
     await this.compaction?.catch(() => undefined);
+    while (this.deletes.size > 0) await Promise.allSettled([...this.deletes]);
     await this.writer.drain();
     await this.snapshots.idle(); // a background snapshot reads the index and retires segments
     await this.writer.drain(); // what that snapshot committed (its move of inline bodies)
@@ -338,6 +350,7 @@ export class Store implements MailStore {
     this.writable();
     const remote = this.requireRemote();
     while (this.compaction) await this.compaction.catch(() => undefined);
+    this.live(); // as compact()
     return this.holdPacks(import('./tier.js').then((tier) => tier.flushTier(this.tierHost(), remote, options)));
   }
 
@@ -417,6 +430,8 @@ export class Store implements MailStore {
     this.live();
     if (!options.dryRun) this.writable();
     while (this.compaction) await this.compaction.catch(() => undefined);
+    // closed meanwhile: close() waited for the compaction before this one, not for this one
+    this.live();
     const startSeq = this.committed;
     const result = await this.runCompaction(options);
     if (!options.dryRun) await this.advanceCompactConsumer(startSeq);
@@ -887,7 +902,20 @@ export class Store implements MailStore {
     return { messages };
   }
 
-  private async finishDelete(id: Buffer): Promise<void> {
+  /**
+   * Runs a delete's chunks after its intent record committed. close() waits for it: the caller
+   * was not answered yet, and a close between two chunks failed it CLOSED although the delete was
+   * done (the mailbox gone, open finishing the rest).
+   */
+  private finishDelete(id: Buffer): Promise<void> {
+    const running = this.finishDeleteChunks(id);
+    this.deletes.add(running);
+    const forget = () => this.deletes.delete(running);
+    running.then(forget, forget);
+    return running;
+  }
+
+  private async finishDeleteChunks(id: Buffer): Promise<void> {
     for (;;) {
       const finished = await this.submit({
         exclusive: true,
@@ -903,7 +931,7 @@ export class Store implements MailStore {
           if (entries.length > 0) return { ops: [{ op: 'change.purge', id, entries } as Op], result: false };
           return { ops: [{ op: 'mailbox.deleteEnd', id } as Op], result: true };
         },
-      });
+      }, true);
       if (finished) return;
     }
   }
@@ -933,15 +961,25 @@ export class Store implements MailStore {
       return out;
     }
     const seen = new Map<string, { name: string; id: string; rights: string }>();
-    for (const who of user === 'anyone' ? ['anyone'] : [user, 'anyone']) {
-      for await (const [key, value] of this.db.entries<RightsRecord>({ prefix: keys.rights(who, prefix) })) {
-        if (!value.rights.includes('l')) continue;
-        const name = formatMailboxName(decodeRightsKey(key).components);
-        if (!matches(name)) continue;
-        const had = seen.get(name);
-        const rights = normalizeRights((had?.rights ?? '') + value.rights);
-        seen.set(name, { name, id: uuidString(Buffer.from(indexId(value.id, key))), rights });
+    // the user's entries and anyone's from one point in time: read one after the other, a mailbox
+    // renamed in between was listed twice, under its old name and its new one
+    const snapshot = await this.db.snapshot();
+    try {
+      for (const who of user === 'anyone' ? ['anyone'] : [user, 'anyone']) {
+        const from = keys.rights(who, prefix);
+        for await (const batch of snapshot.entryBatches<RightsRecord>({ gte: from, lt: prefixEnd(from) }, limits.indexEntriesBatchMax)) {
+          for (const [key, value] of batch) {
+            if (!value.rights.includes('l')) continue;
+            const name = formatMailboxName(decodeRightsKey(key).components);
+            if (!matches(name)) continue;
+            const had = seen.get(name);
+            const rights = normalizeRights((had?.rights ?? '') + value.rights);
+            seen.set(name, { name, id: uuidString(Buffer.from(indexId(value.id, key))), rights });
+          }
+        }
       }
+    } finally {
+      await snapshot.close();
     }
     return [...seen.values()].sort((a, b) => Buffer.compare(keys.name(parseMailboxName(a.name)), keys.name(parseMailboxName(b.name))));
   }

@@ -9,6 +9,7 @@ import { Client } from '../../src/client/client.js';
 import { procedures } from '../../src/daemon/procedures.js';
 import { importMail } from '../../src/import/importer.js';
 import { MailstoreError } from '../../src/errors.js';
+import { daemonLimits } from '../../src/limits.js';
 import type { MailStore } from '../../src/store/api.js';
 import type { Store } from '../../src/store/store.js';
 import { message, startDaemon, tempDir, type Running } from './helpers.js';
@@ -132,6 +133,22 @@ describe('the client library', () => {
     for await (const info of client.messages(INBOX)) if (info.uid === 3) break;
     expect((await client.status(INBOX)).messages).toBe(20);
   });
+
+  it('more listings and streams open on one connection than it may have calls in flight (an IMAP server\'s sessions on one Client) all finish', async () => {
+    const { client, store } = await setup();
+    const count = daemonLimits.streamWindowItems + 100; // each listing waits for its reader's credit at least once
+    await store.appendBatch(INBOX, Array.from({ length: count }, (_, i) => ({ bytes: message(i) })));
+    const { uid: big } = await store.append(INBOX, message(-1, daemonLimits.streamWindowBytes + 500_000));
+    const listing = async () => { let n = 0; for await (const _ of client.messages(INBOX)) n++; return n; };
+    const stream = async () => { let n = 0; for await (const chunk of await client.fetchStream(INBOX, big)) n += (chunk as Buffer).length; return n; };
+    const all = Promise.all(Array.from({ length: daemonLimits.callsPerConnectionMax + 8 }, (_, i) => (i % 8 === 0 ? stream() : listing())));
+    let timer: NodeJS.Timeout | undefined;
+    const hung = new Promise<'hung'>((resolve) => { timer = setTimeout(() => resolve('hung'), 20_000); });
+    const outcome = await Promise.race([all, hung]).finally(() => clearTimeout(timer));
+    expect(outcome, 'the listings waited for credits the daemon no longer read').not.toBe('hung');
+    expect(new Set(outcome as number[])).toEqual(new Set([count + 1, message(-1, daemonLimits.streamWindowBytes + 500_000).length]));
+    expect((await client.append(INBOX, message(99999))).uid).toBe(big + 1); // the connection goes on
+  }, 40_000);
 
   it('a call in flight when the daemon goes away fails UNAVAILABLE; a change says it may have committed, a read that it did not', async () => {
     const { client, running } = await setup({ reconnectWaitMs: 300 });

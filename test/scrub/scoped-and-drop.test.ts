@@ -65,6 +65,27 @@ describe('scrub --mailbox PREFIX', () => {
     }
   });
 
+  it('mail delivered and expunged while it runs (a mailbox\'s counts and its blobs\' refcounts change between its steps) is no damage', async () => {
+    const changes: Promise<unknown>[] = [];
+    const dir = tmpDir();
+    await build(dir);
+    const store = await Store.open(dir);
+    const report = await scrub(store, {
+      mailbox: 'user/bob',
+      // after each mailbox: another client delivers to and expunges from every mailbox of the subtree
+      onProgress: () => {
+        for (const box of ['user/bob/INBOX', 'user/bob/Archive']) {
+          changes.push(store.append(box, msg('late', changes.length)), store.messages(box).next().then((m) => m.value && store.expunge(box, m.value.uid)));
+        }
+      },
+    });
+    await Promise.all(changes);
+    expect(changes.length).toBeGreaterThan(0);
+    expect(report.findings.filter(isDamage)).toEqual([]);
+    expect((await scrub(store, { mailbox: 'user/bob' })).findings.filter(isDamage)).toEqual([]);
+    await store.close();
+  });
+
   it('checks the index records of the subtree\'s mailboxes (counts, reverse ACL map) and nothing outside it', async () => {
     const dir = tmpDir();
     await build(dir);

@@ -124,6 +124,24 @@ describe('quotas', () => {
     await store.append('user/alice/INBOX', msg(4));
     await store.close();
   });
+
+  it('count a mailbox created in the same group commit as the deliveries (concurrent callers): the root never goes over', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('user/alice/INBOX');
+    await setQuota(store, 'user/alice', { messages: 1 });
+    // one batch: the create, a delivery into the new mailbox, one into INBOX; only one fits
+    const outcomes = await Promise.allSettled([
+      store.createMailbox('user/alice/New'),
+      store.append('user/alice/New', msg(1)),
+      store.append('user/alice/INBOX', msg(2)),
+    ]);
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected']);
+    expect(((outcomes[2] as PromiseRejectedResult).reason as MailstoreError).code).toBe('OVER_QUOTA');
+    expect(await getQuota(store, 'user/alice')).toMatchObject({ usedMessages: 1, usedBytes: msg(1).length });
+    expect(await store.fetch('user/alice/New', 1)).toEqual(msg(1)); // the acknowledged one is there
+    expect((await store.status('user/alice/INBOX')).messages).toBe(0);
+    await store.close();
+  });
 });
 
 describe('usage', () => {

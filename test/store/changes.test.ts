@@ -69,6 +69,21 @@ describe('change feed', () => {
     await store.close();
   });
 
+  it('two advances of one cursor at once (an explicit compaction\'s and the background compactor\'s) never leave it below the one acknowledged', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('INBOX');
+    for (let i = 0; i < 30; i++) await store.append('INBOX', msg(i));
+    for (let k = 0; k < 10; k++) {
+      const name = `c${k}`;
+      await store.changes.register(name, 5);
+      const [far, near] = await Promise.allSettled([store.changes.advance(name, 25), store.changes.advance(name, 15)]);
+      expect(far.status).toBe('fulfilled');
+      if (near.status === 'rejected') expect((near.reason as MailstoreError).code).toBe('INVALID'); // went back: refused
+      expect((await store.changes.cursor(name))?.seq, `consumer ${name}`).toBe(25);
+    }
+    await store.close();
+  });
+
   it('a damaged cursor file is CORRUPT, never read as seq 0', async () => {
     const root = tmpDir();
     const store = await Store.open(root, { create: true });

@@ -184,6 +184,36 @@ describe('compaction', () => {
     await store.close();
   });
 
+  it('a stream opened before another client expunged its message and compaction reclaimed it is NOT_FOUND when read, not damage', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    const stream = await store.fetchStream('M', 5); // a slow IMAP client: opened, not read yet
+    await store.expunge('M', [5]);
+    bodies.delete(5);
+    const result = await store.compact({ deadRatio: 0.01 });
+    expect(result.packsRemoved, JSON.stringify(result)).toContain(1);
+    const error = await (async () => { for await (const _ of stream); })().then(() => undefined, (e: unknown) => e);
+    expect((error as { code?: string }).code, String(error)).toBe('NOT_FOUND');
+    expect(stream.destroyed).toBe(true);
+    await expectExact(store, bodies, gone); // every other message exact
+    await expectScrubClean(store);
+    await store.close();
+  });
+
+  it('a compaction waiting for another when the store is closed is CLOSED, not run against the closing store; nothing damaged', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    const first = store.compact({ deadRatio: 0.01 });
+    const waiting = store.compact({ deadRatio: 0.01 }).then(() => 'ran', (error: unknown) => (error as { code?: string }).code);
+    await store.close();
+    await first;
+    expect(await waiting).toBe('CLOSED');
+    const reopened = await Store.open(dir);
+    await expectExact(reopened, bodies, gone);
+    await expectScrubClean(reopened);
+    await reopened.close();
+  });
+
   it('a read that looked its blob up before the commit and reads after the old pack is gone reads the new copy', async () => {
     const dir = tmpDir('compact');
     const { store, bodies } = await churned(dir);

@@ -207,6 +207,43 @@ describeEachFs('store core', ({ Store }) => {
     await store.close();
   });
 
+  it('changesSince while other clients change flags answers one point in time: no change above the highestModseq it gives, none missed from there', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX');
+    const uids = (await store.appendBatch('INBOX', Array.from({ length: 2000 }, (_, i) => ({ bytes: msg(i) })))).map((r) => r.uid);
+    let since = 0;
+    const seen = new Map<number, number>(); // uid -> modseq, as a QRESYNC client keeps it
+    for (let round = 0; round < 12; round++) {
+      const flagging = Promise.all([0, 1, 2].map((k) => store.setFlags('INBOX', [uids[(round * 7 + k * 611) % uids.length]], { add: [`r${round}`] })));
+      const answer = await store.changesSince('INBOX', since);
+      await flagging;
+      for (const c of answer.changed) {
+        expect(c.modseq, `uid ${c.uid}`).toBeLessThanOrEqual(answer.highestModseq);
+        expect(c.modseq).toBeGreaterThan(since);
+        seen.set(c.uid, c.modseq);
+      }
+      since = answer.highestModseq;
+    }
+    const last = await store.changesSince('INBOX', since);
+    for (const c of last.changed) seen.set(c.uid, c.modseq);
+    for await (const m of store.messages('INBOX')) expect(seen.get(m.uid), `uid ${m.uid}: the client's copy`).toBe(m.modseq);
+    await store.close();
+  });
+
+  it('listMailboxes for a user while another client renames a mailbox lists it once, under one of its names', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true });
+    for (let i = 0; i < 300; i++) await store.createMailbox(`Shared/b${i}`, { acl: { bob: 'lr', anyone: 'lr' } });
+    for (let k = 0; k < 10; k++) {
+      const [from, to] = k % 2 ? ['Shared/b150x', 'Shared/b150'] : ['Shared/b150', 'Shared/b150x'];
+      const [list] = await Promise.all([store.listMailboxes({ user: 'bob' }), store.renameMailbox(from, to)]);
+      expect(new Set(list.map((m) => m.id)).size, `try ${k}: a mailbox listed twice`).toBe(300);
+      expect(list).toHaveLength(300);
+    }
+    await store.close();
+  });
+
   it('delete is intent-logged: an interrupted delete is finished by the next open', async () => {
     const dir = tmpDir();
     const fs = new FaultFileSystem();
@@ -230,6 +267,44 @@ describeEachFs('store core', ({ Store }) => {
     expect((await store.fetch('kept', 1)).equals(msg('d0'))).toBe(true);
     await store.createMailbox('doomed'); // the name is free, with a new uidvalidity
     await store.close();
+  });
+
+  it('a close between a delete\'s intent record and its chunks waits for the delete: the caller is answered, not CLOSED', async () => {
+    const dir = tmpDir();
+    let closing: Promise<void> | undefined;
+    let begun = false;
+    const store: Store = await Store.open(dir, {
+      create: true,
+      // the delete's intent record committed: another caller closes the store now
+      onCommit: () => { if (begun && !closing) closing = store.close(); },
+    });
+    await store.createMailbox('doomed');
+    await store.appendBatch('doomed', Array.from({ length: 30 }, (_, i) => ({ bytes: msg(`d${i}`) })));
+    begun = true;
+    expect(await store.deleteMailbox('doomed')).toEqual({ messages: 30 });
+    expect(closing).toBeDefined();
+    await closing;
+    const reopened = await Store.open(dir);
+    expect(await reopened.listMailboxes()).toEqual([]);
+    expect((await reopened.stats()).messages).toBe(0);
+    // closed while the intent record is still queued
+    await reopened.createMailbox('doomed');
+    await reopened.appendBatch('doomed', [{ bytes: msg('d') }]);
+    const queued = reopened.deleteMailbox('doomed');
+    await reopened.close();
+    expect(await queued).toEqual({ messages: 1 });
+    // a user's delete (its mailboxes one after the other), closed once its intent record committed
+    let userClosing: Promise<void> | undefined;
+    let armed = false;
+    const users: Store = await Store.open(dir, { onCommit: () => { if (armed && !userClosing) userClosing = users.close(); } });
+    for (const box of ['user/bob/INBOX', 'user/bob/Sent']) await users.appendBatch((await users.createMailbox(box)).name, [{ bytes: msg(box) }]);
+    armed = true;
+    expect(await users.deleteUser('bob')).toEqual(expect.objectContaining({ mailboxes: 2, messages: 2 }));
+    await userClosing;
+    const again = await Store.open(dir);
+    expect(await again.listMailboxes()).toEqual([]);
+    expect((await again.stats()).messages).toBe(0);
+    await again.close();
   });
 
   it('the newest batch whose blobs never became durable is cut on open (packs and journal sync in parallel)', async () => {
@@ -435,6 +510,16 @@ describeEachFs('every error code', ({ Store }) => {
     await store.close();
     await expectCode(() => store.createMailbox('x'), 'CLOSED');
   });
+
+  it('a read under way when the store closes (a daemon stopping under its clients) is UNAVAILABLE (retry), not an I/O error', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await store.createMailbox('INBOX');
+    await store.appendBatch('INBOX', Array.from({ length: 300 }, (_, i) => ({ bytes: Buffer.from(`Subject: ${i}\r\n\r\nbody\r\n`) })));
+    const listing = store.messages('INBOX')[Symbol.asyncIterator]();
+    expect((await listing.next()).value.uid).toBe(1); // its index iterator is open now
+    await store.close();
+    await expectCode(async () => { while (!(await listing.next()).done); }, 'UNAVAILABLE');
+  });
 });
 
 describe.skipIf(!haveCorpora)('real mail', () => {
@@ -492,6 +577,21 @@ describeEachFs('index probe', ({ Store }) => {
 });
 
 describe('single writer', () => {
+  it('a second close() waits for the first: the store is closed (and can be opened again) once either returns', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX');
+    await store.append('INBOX', msg('kept'));
+    let firstDone = false;
+    const first = store.close().then(() => { firstDone = true; });
+    await store.close(); // another shutdown path of the same server
+    expect(firstDone, 'the second close() returned while the first was still closing').toBe(true);
+    const again = await Store.open(dir, { lockWaitMs: 0 });
+    expect((await again.fetch('INBOX', 1)).equals(msg('kept'))).toBe(true);
+    await again.close();
+    await first;
+  });
+
   it('after a crash, of several processes opening at once exactly one gets the store; the others get LOCKED', async () => {
     const dir = tmpDir();
     const store = await Store.open(dir, { create: true });
