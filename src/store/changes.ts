@@ -202,11 +202,13 @@ export class ChangeFeed {
    * leave the journal unpinned between the two, so a crash there let retirement take what the
    * consumer was to read again. Below the oldest retained record is NOT_FOUND: it is gone.
    */
-  async rewind(name: string, seq: number): Promise<void> {
-    if (!(await this.cursor(name))) throw new MailstoreError('NOT_FOUND', `no consumer named ${name}`);
-    this.checkSeq(seq);
-    if (seq < this.firstSeq - 1) throw new MailstoreError('NOT_FOUND', `the records before seq ${this.firstSeq} were retired; consumer ${name} cannot go back to ${seq}`);
-    await this.store(name, seq);
+  rewind(name: string, seq: number): Promise<void> {
+    return this.oneAtATime(name, async () => {
+      if (!(await this.cursor(name))) throw new MailstoreError('NOT_FOUND', `no consumer named ${name}`);
+      this.checkSeq(seq);
+      if (seq < this.firstSeq - 1) throw new MailstoreError('NOT_FOUND', `the records before seq ${this.firstSeq} were retired; consumer ${name} cannot go back to ${seq}`);
+      await this.store(name, seq);
+    });
   }
 
   /** Forgets a consumer: it no longer pins the journal. */
