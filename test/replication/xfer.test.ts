@@ -8,6 +8,7 @@ import { startPrimary } from '../../src/replication/primary.js';
 import { xferUser } from '../../src/replication/xfer.js';
 import { listQuotas, setQuota } from '../../src/store/quota.js';
 import { keys } from '../../src/keys/index-keys.js';
+import { scrub } from '../../src/scrub/scrub.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf, keyFile, msg, quiet } from './helpers.js';
 import { rmSync } from 'node:fs';
@@ -179,6 +180,22 @@ describe('xfer', () => {
       const result = await xferUser(a, { user: 'bob', to, keyFile: key, log: quiet });
       expect(result.resumedAfterSwitch).toBe(true);
       expect(await a.listMailboxes()).toEqual([]);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it("leaves a target whose scrub is clean when the source had expunged its newest uids (the target's uidNext raised to the source's)", async () => {
+    const { key, a, b, to, close } = await twoStores();
+    try {
+      await b.createMailbox('user/carol/INBOX', { owner: 'carol' });
+      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
+      for (let i = 1; i <= 5; i++) await a.append('user/bob/INBOX', msg(i));
+      await a.expunge('user/bob/INBOX', [4, 5]);
+      await xferUser(a, { user: 'bob', to, keyFile: key, log: quiet });
+      expect(await b.status('user/bob/INBOX')).toMatchObject({ messages: 3, uidNext: 6 });
+      // a damage report here would send an admin after a store that is whole
+      expect((await scrub(b)).findings).toEqual([]);
     } finally {
       await close();
     }
