@@ -47,9 +47,9 @@ import { SharedHashPool } from '../hash/shared-pool.js';
 import { opExtras, type BlobRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
 import type { Health } from './recovery.js';
 import {
-  ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkDeletable, checkModseq, checkObject, checkOptions, checkString, normalizeAcl, normalizeOwner,
+  ALL_RIGHTS, checkArray, checkBytes, checkDeletable, checkModseq, checkObject, checkOptions, checkString, normalizeAcl, normalizeOwner,
   formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeMessageExtras, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
-  ownCopy, parseMailboxName, patternPrefixComponents, type DeleteOptions,
+  ownCopy, parseMailboxName, patternPrefixComponents, renamedMailboxName, type DeleteOptions,
 } from './validate.js';
 import { checkQuota, checkRenameQuota, moveQuotaRoots } from './quota.js';
 import {
@@ -829,8 +829,7 @@ export class Store implements MailStore {
         const moved: { from: string[]; to: string[]; box: MailboxInfo }[] = [];
         for await (const [key, id] of this.db.entries<Buffer>({ prefix: keys.name(source) })) {
           const name = decodeNameKey(key);
-          const renamed = [...target, ...name.slice(source.length)];
-          checkComponents(renamed, (why) => new MailstoreError('INVALID', `renaming ${from} to ${to} would make ${formatMailboxName(renamed)} ${why}`, { path: to }));
+          const renamed = renamedMailboxName(name, source, target, `renaming ${from} to ${to}`);
           if (await view.get(keys.name(renamed))) throw new MailstoreError('EXISTS', `mailbox ${formatMailboxName(renamed)} already exists`, { path: formatMailboxName(renamed) });
           ops.push({ op: 'mailbox.rename', id: Buffer.from(id), to: renamed });
           const box = view.getNow<MailboxInfo>(keys.info(Buffer.from(id)));

@@ -9,7 +9,7 @@ import type { IndexView } from '../index/index-db.js';
 import type { MailboxInfo, Op, RightsRecord } from './records.js';
 import { moveQuotaRoots } from './quota.js';
 import type { Store } from './store.js';
-import { checkDeletable, formatMailboxName, normalizeIdentifier, normalizeRights, parseMailboxName, type DeleteOptions } from './validate.js';
+import { checkDeletable, formatMailboxName, normalizeIdentifier, normalizeRights, parseMailboxName, renamedMailboxName, type DeleteOptions } from './validate.js';
 
 export interface RenameUserResult {
   from: string;
@@ -72,7 +72,8 @@ export async function renameUser(store: Store, from: string, to: string): Promis
       }
       const ops: Op[] = [];
       for (const [name, id] of tree) {
-        ops.push({ op: 'mailbox.rename', id, to: [...target, ...name.slice(source.length)] });
+        // a longer user name must not take a mailbox past the name bounds: no call could name it then
+        ops.push({ op: 'mailbox.rename', id, to: renamedMailboxName(name, source, target, `renaming user ${oldUser} to ${newUser}`) });
         const box = view.getNow<MailboxInfo>(keys.info(id));
         if (box?.owner === oldUser) ops.push({ op: 'mailbox.owner', id, owner: newUser });
       }

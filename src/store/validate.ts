@@ -55,6 +55,13 @@ export function checkComponents(components: readonly string[], bad: (why: string
   }
 }
 
+/** `name` (at or below `source`) moved below `target`, INVALID when the new name passes a name-wide bound (`doing`: "renaming A to B"). */
+export function renamedMailboxName(name: readonly string[], source: readonly string[], target: readonly string[], doing: string): string[] {
+  const renamed = [...target, ...name.slice(source.length)];
+  checkComponents(renamed, (why) => new MailstoreError('INVALID', `${doing} would make ${formatMailboxName(renamed)} ${why}`, { path: formatMailboxName(target) }));
+  return renamed;
+}
+
 export function formatMailboxName(components: readonly string[]): string {
   return components.join(SEPARATOR);
 }

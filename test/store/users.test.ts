@@ -76,6 +76,24 @@ describe('renameUser', () => {
     await expectCode(store.deleteUser('anyone'), 'INVALID');
     await store.close();
   });
+  it('refuses (INVALID, nothing renamed) a new user name that would take a mailbox of the tree past the name length bound', async () => {
+    const store = await populated();
+    // user/bob/ + 1015 bytes: exactly mailboxNameBytesMax (1024); under user/bobby it would be 1026
+    const deep = `user/bob/${Array.from({ length: 4 }, () => 'd'.repeat(250)).join('/')}/${'e'.repeat(11)}`;
+    expect(Buffer.byteLength(deep)).toBe(1024);
+    await store.createMailbox(deep, { owner: 'bob' });
+    await store.append(deep, msg(3));
+    await expectCode(store.renameUser('bob', 'bobzz'), 'INVALID');
+    // every mailbox is still reachable by its name, with its mail
+    expect((await store.listMailboxes({ user: 'bob' })).map((m) => m.name)).toContain(deep);
+    expect(await store.fetch(deep, 1)).toEqual(msg(3));
+    expect(await store.fetch('user/bob/INBOX', 1)).toEqual(msg(1));
+    expect(await store.listMailboxes({ pattern: 'user/bobzz/*' })).toEqual([]);
+    await store.renameUser('bob', 'b'); // a shorter name fits
+    expect(await store.fetch(deep.replace('user/bob/', 'user/b/'), 1)).toEqual(msg(3));
+    await store.close();
+  });
+
   it("takes the user's quota roots along (as Cyrus's rename does): the renamed tree stays under its limits", async () => {
     const store = await populated();
     await setQuota(store, 'user/bob', { messages: 2 });
