@@ -310,9 +310,14 @@ export class PackStore {
 
   /** The pack files in packs/. */
   async listLocalPacks(): Promise<number[]> {
-    const names = await this.fs.readdir(this.dir);
+    const names = await this.fileNames();
     return names.map(parsePackFileName).filter((n): n is number => n !== undefined).sort((a, b) => a - b);
   }
+  /** The names in packs/: a failure (EMFILE, EIO) is the world's, with a code, never a bug. */
+  private fileNames(): Promise<string[]> {
+    return this.fs.readdir(this.dir).catch((error: unknown) => { throw fromSystemError(error, 'listing packs', this.dir); });
+  }
+
 
   /**
    * Reads packs missing from packs/ in the object store when it holds them. New records always go
@@ -918,7 +923,7 @@ export class PackStore {
    */
   async removePartialPacks(): Promise<string[]> {
     const removed: string[] = [];
-    for (const name of await this.fs.readdir(this.dir)) {
+    for (const name of await this.fileNames()) {
       if (!/^\d{8}\.pack\.partial$/.test(name)) continue;
       await this.fs.unlink(join(this.dir, name)).catch((e) => { throw fromSystemError(e, 'removing a partial pack', join(this.dir, name)); });
       removed.push(name);
