@@ -44,3 +44,14 @@ export async function* messagesInSet(store: MailStore, mailbox: string, text: st
     }
   }
 }
+
+/**
+ * `change` over `uids` in runs of at most limits.uidSetChunkMessages, one call (one journal record)
+ * each, in order: memory stays bounded whatever the set, and a run that fails leaves the runs
+ * before it done (the same command again does the rest: expunge and flags are idempotent).
+ */
+export async function inUidRuns<T>(uids: number[], change: (run: number[]) => Promise<T>): Promise<T[]> {
+  const results: T[] = [];
+  for (let at = 0; at < uids.length; at += limits.uidSetChunkMessages) results.push(await change(uids.slice(at, at + limits.uidSetChunkMessages)));
+  return results;
+}

@@ -1,6 +1,7 @@
 // UID sets as `messages MAILBOX SET` and `fetch --info MAILBOX SET` read them (src/cli/uids.ts):
 // the right messages in UID order, gaps and `*` included, and only the records of the set's ranges
-// (each range from its first UID), never the whole mailbox filtered.
+// (each range from its first UID), never the whole mailbox filtered. `expunge` and `flags` change
+// a big set in bounded runs (limits.uidSetChunkMessages), not in one call that holds it all.
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { messagesInSet } from '../../src/cli/uids.js';
@@ -8,6 +9,7 @@ import { limits } from '../../src/limits.js';
 import type { MailStore } from '../../src/store/api.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { json, requireBuilt } from './helpers.js';
 
 /** `store` with the records its messages() calls yielded counted. */
 function counting(store: Store): { store: MailStore; read: () => number } {
@@ -57,5 +59,36 @@ describe('messagesInSet', () => {
       tunable.largestUidProbeUids = saved;
       await store.close();
     }
+  });
+});
+
+describe('expunge and flags over a set bigger than a run', () => {
+  it('change every message, in runs of limits.uidSetChunkMessages (one modseq each): nothing left out, nothing else touched', { timeout: 60_000 }, async () => {
+    requireBuilt();
+    const dir = join(tmpDir('uidruns'), 's');
+    const store = await Store.init(dir);
+    const count = limits.uidSetChunkMessages + 2;
+    await store.createMailbox('INBOX');
+    await store.createMailbox('Other');
+    await store.appendBatch('INBOX', Array.from({ length: count }, (_, i) => ({ bytes: Buffer.from(`Subject: ${i}\r\n\r\nbody\r\n`) })));
+    await store.append('Other', Buffer.from('Subject: other\r\n\r\nbody\r\n'));
+    await store.close();
+    const flagged = await json<{ updated: number[]; modseq: number }>(['flags', 'INBOX', '1:*', '--add', '$Done'], { store: dir });
+    expect(flagged.updated.length).toBe(count);
+    const reopened = await Store.open(dir);
+    const modseqs = new Set<number>();
+    for await (const info of reopened.messages('INBOX')) {
+      expect(info.flags).toEqual(['$Done']);
+      modseqs.add(info.modseq);
+    }
+    expect(modseqs.size).toBe(2); // two runs, two records
+    expect(Math.max(...modseqs)).toBe(flagged.modseq);
+    await reopened.close();
+    const expunged = await json<{ expunged: number[] }>(['expunge', 'INBOX', '2:*'], { store: dir });
+    expect(expunged.expunged).toEqual(Array.from({ length: count - 1 }, (_, i) => i + 2));
+    const after = await Store.open(dir);
+    expect((await after.status('INBOX')).messages).toBe(1);
+    expect((await after.status('Other')).messages).toBe(1);
+    await after.close();
   });
 });
