@@ -382,8 +382,11 @@ export class Client implements MailStore, ProcedureRunner {
     return this.call('deleteMailbox', options === undefined ? [name] : [name, options]);
   }
 
-  listMailboxes(options: { user?: string; pattern?: string } = {}): Promise<{ name: string; id: string; rights?: string }[]> {
-    return this.call('listMailboxes', [options]);
+  async listMailboxes(options: { user?: string; pattern?: string } = {}): Promise<{ name: string; id: string; rights?: string }[]> {
+    // as a listing: one answer frame could not hold tens of thousands of long names
+    const list: { name: string; id: string; rights?: string }[] = [];
+    for await (const entry of this.procedureListing('mailboxList', [options])) list.push(entry as { name: string; id: string; rights?: string });
+    return list;
   }
 
   mailbox(name: string): Promise<MailboxSummary> {

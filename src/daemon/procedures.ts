@@ -39,6 +39,10 @@ export const PROCEDURES = {
   listQuotas: (store: Store): Promise<{ root: string; limits: QuotaLimits }[]> => listQuotas(store),
   usage: (store: Store, options?: { user?: string }): Promise<UserUsage[]> => usage(store, options),
   dumpMailboxes: (store: Store): AsyncGenerator<DumpedMailbox> => dumpMailboxes(store),
+  /** Client.listMailboxes: the list as a listing, since tens of thousands of long names pass one frame (frameBytesMax). */
+  mailboxList: async function* (store: Store, options?: { user?: string; pattern?: string }): AsyncGenerator<{ name: string; id: string; rights?: string }> {
+    yield* await store.listMailboxes(options);
+  },
   undumpMailboxes: (store: Store, entries: DumpedMailbox[]): Promise<{ created: number }> => undumpMailboxes(store, entries),
   messagesInTree: (store: Store, name: string): Promise<number> => messagesInTree(store, name),
   deleteMailboxTree: (store: Store, name: string, options?: DeleteOptions): Promise<{ mailboxes: number; messages: number }> => deleteMailboxTree(store, name, options),
@@ -114,7 +118,7 @@ export type ProcedureName = keyof typeof PROCEDURES;
 export { MUTATING_PROCEDURES } from './procedure-names.js';
 
 /** Procedures that answer with a listing (items, then end) rather than one value. */
-export const LISTING_PROCEDURES: ReadonlySet<string> = new Set(['dumpMailboxes', 'scrubEvents', 'events', 'stateOps', 'stateSinceOpen', 'stateSinceRead']);
+export const LISTING_PROCEDURES: ReadonlySet<string> = new Set(['dumpMailboxes', 'mailboxList', 'scrubEvents', 'events', 'stateOps', 'stateSinceOpen', 'stateSinceRead']);
 
 /** What scrubEvents yields: progress now and then, the report last. */
 export type ScrubEvent = { progress: ScrubProgress; report?: undefined } | { report: ScrubReport; progress?: undefined };

@@ -4,9 +4,12 @@
 // that goes away with calls in flight (UNAVAILABLE, mayHaveCommitted).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Client } from '../../src/client/client.js';
 import { procedures } from '../../src/daemon/procedures.js';
+import { daemonLimits } from '../../src/limits.js';
+import { undumpMailboxes } from '../../src/store/mailbox-list.js';
 import { importMail } from '../../src/import/importer.js';
 import { MailstoreError } from '../../src/errors.js';
 import type { MailStore } from '../../src/store/api.js';
@@ -68,6 +71,27 @@ describe('the client library', () => {
     expect(await procedures(client).getQuota('user/alice')).toEqual(await procedures(store).getQuota('user/alice'));
     expect(await client.renameMailbox('user/alice/Sent', 'user/alice/Old')).toEqual({ renamed: 1 });
     expect(await client.deleteMailbox('user/alice/Old')).toEqual({ messages: 0 });
+  });
+
+  it('lists more mailboxes than one frame holds (tens of thousands, long names) as the store does: the daemon sends them in pieces', async () => {
+    const { client, store } = await setup();
+    const tunable = daemonLimits as { frameBytesMax: number };
+    const saved = tunable.frameBytesMax;
+    tunable.frameBytesMax = 1024 * 1024; // a listing of ~1.2 MB passes it, as 60k names of 256 bytes pass 16 MiB
+    try {
+      const entries = Array.from({ length: 4000 }, (_, i) => ({
+        name: `user/alice/${String(i).padStart(5, '0')}${'x'.repeat(250)}`, id: randomUUID(), uidValidity: 1000 + i, acl: { bob: 'lr' }, created: 1, owner: 'alice',
+      }));
+      await undumpMailboxes(store, entries);
+      const all = await client.listMailboxes();
+      expect(all).toHaveLength(4001);
+      expect(all).toEqual(await store.listMailboxes());
+      expect(await client.listMailboxes({ user: 'bob' })).toEqual(await store.listMailboxes({ user: 'bob' }));
+      expect(await client.listMailboxes({ pattern: 'user/alice/0001*' })).toEqual(await store.listMailboxes({ pattern: 'user/alice/0001*' }));
+      expect(await codeOf(client.listMailboxes({ pattern: 7 } as never))).toBe('INVALID');
+    } finally {
+      tunable.frameBytesMax = saved;
+    }
   });
 
   it('carries a 5 MB message exactly both ways, streamed in chunks (fetch, fetchStream, readMessages)', async () => {
