@@ -642,7 +642,7 @@ export const daemonLimits = {
   /**
    * Largest frame either side accepts (its 4-byte length prefix aside); a bigger one is refused
    * (INVALID) and the connection dropped. Bodies never need one this big: they travel as chunks.
-   * Large answers that are not bodies (a listing of 100k mailboxes) still fit.
+   * Answers that grow with the store (the mailbox list, changesSince) go as listings, an item a frame.
    */
   frameBytesMax: 16 * 1024 * 1024,
   /** A body (or any byte string) is sent in chunk frames of at most this many bytes. */

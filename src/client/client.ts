@@ -11,7 +11,7 @@ import { createConnection, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MUTATING_PROCEDURES } from '../daemon/procedure-names.js';
-import type { ProcedureRunner } from '../daemon/procedures.js';
+import type { ChangesPart, ProcedureRunner } from '../daemon/procedures.js';
 import {
   Assembly, MUTATING_METHODS, PROTOCOL_VERSION, fromWireError, listingItemBytes, type Frame, type HelloResult, type WireError,
 } from '../daemon/protocol.js';
@@ -469,8 +469,15 @@ export class Client implements MailStore, ProcedureRunner {
     });
   }
 
-  changesSince(mailbox: string, modseq: number): Promise<{ changed: MessageInfo[]; vanished: number[]; highestModseq: number }> {
-    return this.call('changesSince', [mailbox, modseq]);
+  async changesSince(mailbox: string, modseq: number): Promise<{ changed: MessageInfo[]; vanished: number[]; highestModseq: number }> {
+    // as a listing: one answer frame holds only ~100k changes (a resync after a flag change on a big mailbox)
+    const answer = { changed: [] as MessageInfo[], vanished: [] as number[], highestModseq: 0 };
+    for await (const part of this.procedureListing('changesSinceList', [mailbox, modseq]) as AsyncGenerator<ChangesPart>) {
+      if ('changed' in part) answer.changed.push(part.changed);
+      else if ('vanished' in part) answer.vanished.push(...part.vanished);
+      else answer.highestModseq = part.highestModseq;
+    }
+    return answer;
   }
 
   renameUser(from: string, to: string): Promise<RenameUserResult> {

@@ -94,6 +94,24 @@ describe('the client library', () => {
     }
   });
 
+  it('answers changesSince over more changes than one frame holds (a CONDSTORE resync after a flag change on a big mailbox) as the store does', async () => {
+    const { client, store } = await setup();
+    const tunable = daemonLimits as { frameBytesMax: number };
+    const saved = tunable.frameBytesMax;
+    tunable.frameBytesMax = 1024 * 1024; // ~6000 changes of ~200 bytes pass it, as ~100k pass 16 MiB
+    try {
+      await store.appendBatch(INBOX, Array.from({ length: 6000 }, (_, i) => ({ bytes: message(i), flags: ['$Label1', '$Label2'], envelopeFrom: `sender-${i}@example.org` })));
+      const before = (await store.status(INBOX)).highestModseq;
+      await store.setFlags(INBOX, Array.from({ length: 6000 }, (_, i) => i + 1), { add: ['\\Seen'] });
+      await store.expunge(INBOX, [1, 2, 3]);
+      for (const since of [0, before]) expect(await client.changesSince(INBOX, since)).toEqual(await store.changesSince(INBOX, since));
+      expect((await client.changesSince(INBOX, before)).vanished).toEqual([1, 2, 3]);
+      expect(await codeOf(client.changesSince('user/alice/Nope', 0))).toBe('NOT_FOUND');
+    } finally {
+      tunable.frameBytesMax = saved;
+    }
+  });
+
   it('carries a 5 MB message exactly both ways, streamed in chunks (fetch, fetchStream, readMessages)', async () => {
     const { client } = await setup();
     const big = message(2, 5 * 1024 * 1024);
