@@ -60,6 +60,12 @@ export const limits = {
   journalSegmentBytesMax: 16 * 1024 * 1024,
   /** Journal segments kept open for reading inline bodies (the least recently used is closed beyond it). */
   journalReadHandlesMax: 16,
+  /**
+   * Packs kept open for reading (the least recently used one no reader is inside is closed beyond
+   * it): without a bound a daemon reading a store of thousands of packs held a descriptor for each
+   * and met EMFILE. With LevelDB's indexOpenFilesMax and the journal's, well under a 1024 ulimit.
+   */
+  packReadHandlesMax: 64,
   /** Record offsets kept for reading inline bodies by seq (journal/record-offsets.ts; 4 bytes each once built). */
   journalOffsetEntriesMax: 4_000_000,
   /**

@@ -1,13 +1,15 @@
 // A process out of file descriptors (EMFILE: ulimit -n, a daemon with many clients and packs) is
 // the machine's trouble, not a bug: every call that needs a new descriptor fails with a code the
 // caller can act on (IO), the store keeps serving what needs none, and nothing is lost.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { MailstoreError } from '../../src/errors.js';
 import type { FileSystem } from '../../src/fs/filesystem.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { Store } from '../../src/store/store.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { internalsOf } from '../helpers/internals.js';
+import { limits } from '../../src/limits.js';
 
 /** The FileSystem calls that take a new file descriptor (the rest work on ones already open). */
 const NEEDS_DESCRIPTOR = new Set(['open', 'readFile', 'readdir', 'holdDirectory', 'syncDir', 'removeTree']);
@@ -65,6 +67,74 @@ describe('out of file descriptors (EMFILE)', () => {
     state.exhausted = false;
     for (let i = 1; i <= 3; i++) expect((await store.fetch('INBOX', i)).equals(msg(i))).toBe(true);
     expect((await store.stats()).messages).toBe(3);
+    expect((await scrub(store)).findings).toEqual([]);
+    await store.close();
+  });
+});
+
+/** nodeFileSystem whose open fails EMFILE while `cap` files it opened are still open (a process at its ulimit). */
+function descriptorCapped(cap: number): FileSystem {
+  let open = 0;
+  return new Proxy(nodeFileSystem, {
+    get(target, name, receiver) {
+      const value = Reflect.get(target, name, receiver) as unknown;
+      if (name !== 'open') return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      return async (path: string, mode: Parameters<FileSystem['open']>[1]) => {
+        if (open >= cap) throw Object.assign(new Error(`EMFILE: too many open files, open '${path}'`), { code: 'EMFILE', errno: -24, syscall: 'open', path });
+        const handle = await target.open(path, mode);
+        open++;
+        const close = handle.close.bind(handle);
+        handle.close = async () => { open--; await close(); };
+        return handle;
+      };
+    },
+  });
+}
+
+describe('pack read handles', () => {
+  const packed = (i: number) => Buffer.from(`Subject: ${i}\r\n\r\n${'p'.repeat(5000)}${i}\r\n`);
+
+  async function manyPacks(dir: string, fs?: FileSystem): Promise<Store> {
+    // each message a pack of its own: 30 packs
+    const store = await Store.open(dir, { create: true, packBytesMax: 4096, inlineBodyBytesMax: 0, ...(fs ? { fs } : {}) });
+    await store.createMailbox('INBOX');
+    for (let i = 1; i <= 30; i++) await store.append('INBOX', packed(i));
+    return store;
+  }
+
+  it('are kept open up to limits.packReadHandlesMax: reading every pack of a big store does not hold a descriptor for each', async () => {
+    const tunable = limits as { packReadHandlesMax: number };
+    const saved = tunable.packReadHandlesMax;
+    tunable.packReadHandlesMax = 4;
+    try {
+      const store = await manyPacks(tmpDir());
+      for (let i = 1; i <= 30; i++) expect((await store.fetch('INBOX', i)).equals(packed(i))).toBe(true);
+      const all = await Promise.all(Array.from({ length: 30 }, (_, i) => store.fetch('INBOX', i + 1))); // at once: the handles in use stay open
+      all.forEach((body, i) => expect(body.equals(packed(i + 1))).toBe(true));
+      const cached = (internalsOf(store).packs as unknown as { readHandles: Map<number, unknown> }).readHandles;
+      expect(cached.size).toBeLessThanOrEqual(4);
+      await store.close();
+    } finally {
+      tunable.packReadHandlesMax = saved;
+    }
+  });
+
+  it('a process at its descriptor limit reads on: the packs no reader is inside let their descriptors go', async () => {
+    const dir = tmpDir();
+    await (await manyPacks(dir)).close();
+    // a limit under what the bound leaves room for (12 descriptors in all, 4 cached packs)
+    const tunable = limits as { packReadHandlesMax: number };
+    const saved = tunable.packReadHandlesMax;
+    tunable.packReadHandlesMax = 4;
+    onTestFinished(() => { tunable.packReadHandlesMax = saved; });
+    const store = await Store.open(dir, { fs: descriptorCapped(12) });
+    for (let i = 1; i <= 30; i++) expect((await store.fetch('INBOX', i)).equals(packed(i))).toBe(true);
+    // many readers at once: one reader's retry waits for the descriptors another's is letting go
+    const all = await Promise.all(Array.from({ length: 30 }, (_, i) => store.fetch('INBOX', 30 - i)));
+    all.forEach((body, i) => expect(body.equals(packed(30 - i))).toBe(true));
+    let read = 0;
+    for await (const { info, body } of store.readMessages('INBOX')) expect(body.equals(packed(info.uid)), String(++read)).toBe(true);
+    expect(read).toBe(30);
     expect((await scrub(store)).findings).toEqual([]);
     await store.close();
   });
