@@ -669,8 +669,22 @@ export const daemonLimits = {
   heldBytesPerConnectionMax: 256 * 1024 * 1024,
   /** Connections waiting to be accepted (the kernel caps it at net.core.somaxconn): a burst of clients starting at once. */
   listenBacklog: 4096,
-  /** Connections the daemon keeps at once; more are refused (closed at once, logged). */
+  /**
+   * Connections the daemon keeps at once; more are refused (closed at once, logged). Fewer when the
+   * process's open-file limit would not leave descriptorsReserved beside them (server.ts): idle
+   * connections up to the limit once left LevelDB no descriptor for its next log file, and the
+   * store, then the daemon, stopped.
+   */
   connectionsMax: 8192,
+  /**
+   * Descriptors kept from connections for everything else: LevelDB's tables (indexOpenFilesMax),
+   * packs (packReadHandlesMax), journal segments (journalReadHandlesMax), LMTP connections
+   * (lmtpLimits.connectionsMax) and this many more (stdio, the event loop, worker threads, the
+   * log, the pack and segment being written, LevelDB's log and manifest, replication, metrics).
+   */
+  descriptorsSpare: 128,
+  /** ...but the daemon takes at least this many connections, however low the limit. */
+  connectionsMin: 16,
   /** A frame once begun must be complete within this long, else the connection is dropped (a half-sent frame holds memory). */
   frameCompleteMs: 30_000,
   /** SIGTERM: calls in flight get this long to finish before the store is closed under them. */
