@@ -564,6 +564,12 @@ export const limits = {
   cliLockWaitSeconds: 30,
   /** A waiting opener retries the kernel lock this often (node has no blocking fcntl). */
   lockRetryMs: 100,
+  /**
+   * A CLI command waiting for the lock while the daemon's socket is there asks the daemon again
+   * this often: a daemon with every connection taken closes new ones at once, and waiting for the
+   * lock it holds could only end LOCKED.
+   */
+  cliDaemonRetryMs: 1000,
   /** The holder writes its pid just after taking the lock: a LOCKED message re-reads LOCK this long for it. */
   lockHolderReadMs: 300,
   /** The CLI tells a person at a terminal that it is waiting for the lock once it has waited this long. */
