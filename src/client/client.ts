@@ -129,8 +129,10 @@ export class Client implements MailStore, ProcedureRunner {
   private async reconnect(): Promise<Link> {
     const deadline = Date.now() + (this.options.reconnectWaitMs ?? daemonLimits.clientReconnectWaitMs);
     for (;;) {
+      let accepted = false;
       try {
         const socket = await openSocket(this.socketPath);
+        accepted = true;
         const link = new Link(socket, this);
         this.link = link;
         const hello = await this.withTimeout(this.send<HelloResult>(link, 'hello', [], false), link);
@@ -144,7 +146,11 @@ export class Client implements MailStore, ProcedureRunner {
         }
         if (error instanceof MailstoreError && error.code !== 'UNAVAILABLE') throw error;
         if (Date.now() >= deadline || this.closed) {
-          throw new MailstoreError('UNAVAILABLE', `no daemon answers on ${this.socketPath} (${code ?? (error as Error).message}); is 'mailstore serve' running?`, { path: this.socketPath, cause: error, mayHaveCommitted: false });
+          // a daemon that takes the connection and closes it before its hello: it has every connection it takes
+          const why = accepted
+            ? `the daemon on ${this.socketPath} took the connection but gave no hello (${(error as Error).message}): it has all the connections it takes, is stopping, or hangs; try again`
+            : `no daemon answers on ${this.socketPath} (${code ?? (error as Error).message}); is 'mailstore serve' running?`;
+          throw new MailstoreError('UNAVAILABLE', why, { path: this.socketPath, cause: error, mayHaveCommitted: false });
         }
         await sleep(daemonLimits.clientReconnectRetryMs);
       }

@@ -267,4 +267,17 @@ describe('the client library', () => {
     const error = await Client.connect(running.socket + '.none', { reconnectWaitMs: 0 }).catch((e: MailstoreError) => e);
     expect((error as MailstoreError).code).toBe('UNAVAILABLE');
   });
+
+  it('a daemon with every connection taken is UNAVAILABLE saying so (not "is mailstore serve running?"); a freed one is taken', async () => {
+    const { running } = await setup(); // its client holds the one connection
+    (running.server as unknown as { server: { maxConnections: number } }).server.maxConnections = 1;
+    const error = await Client.connect(running.socket, { reconnectWaitMs: 0 }).catch((e: MailstoreError) => e);
+    expect((error as MailstoreError).code).toBe('UNAVAILABLE');
+    expect((error as MailstoreError).message).toMatch(/took the connection but gave no hello.*all the connections it takes/);
+    expect((error as MailstoreError).message).not.toMatch(/running\?/);
+    await clients.shift()!.close();
+    const next = await Client.connect(running.socket, { reconnectWaitMs: 5000 });
+    clients.push(next);
+    expect((await next.status(INBOX)).messages).toBe(0);
+  });
 });
