@@ -9,6 +9,9 @@ import { xferUser } from '../../src/replication/xfer.js';
 import { listQuotas, setQuota } from '../../src/store/quota.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { scrub } from '../../src/scrub/scrub.js';
+import { connect } from '../../src/replication/transport.js';
+import { readKeyFile } from '../../src/replication/key.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf, keyFile, msg, quiet } from './helpers.js';
 import { rmSync } from 'node:fs';
@@ -196,6 +199,38 @@ describe('xfer', () => {
       expect(await b.status('user/bob/INBOX')).toMatchObject({ messages: 3, uidNext: 6 });
       // a damage report here would send an admin after a store that is whole
       expect((await scrub(b)).findings).toEqual([]);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it('a source that sends a uid no mailbox may have (0, 2^32, 1.5), flags no record holds, or a uidNext past 2^32 is answered INVALID; the target stores nothing of it and keeps serving', async () => {
+    const { key, b, to, close } = await twoStores();
+    try {
+      await b.createMailbox('user/carol/INBOX', { owner: 'carol' });
+      const connection = await connect(to, await readKeyFile(nodeFileSystem, key));
+      try {
+        await connection.send({ t: 'hello', kind: 'xfer', epoch: 0 });
+        await connection.expect('welcome', 5000);
+        const id = 'b1445cf8548542 8bb46f48aa6be0101'.replace(' ', '');
+        await connection.send({ t: 'xfer.mailbox', mailbox: { id, name: ['user', 'bob', 'INBOX'], uidValidity: 7, uidNext: 1, acl: {}, created: 1, highestModseq: 0, owner: 'bob' } });
+        expect(await connection.next(5000)).toMatchObject({ t: 'xfer.mailbox' });
+        for (const uid of [0, 2 ** 32, 1.5]) {
+          await connection.send({ t: 'xfer.messages', id, messages: [[uid, msg(uid), [], 0, {}]] });
+          expect(await connection.next(5000), `uid ${uid}`).toMatchObject({ t: 'error', code: 'INVALID' });
+        }
+        for (const flags of ['\\Seen', [7], Array.from({ length: 129 }, (_, i) => `k${i}`)]) {
+          await connection.send({ t: 'xfer.messages', id, messages: [[5, msg(5), flags, 0, {}]] });
+          expect(await connection.next(5000), JSON.stringify(flags)).toMatchObject({ t: 'error', code: 'INVALID' });
+        }
+        await connection.send({ t: 'xfer.reconcile', id, live: [], uidNext: 2 ** 33 });
+        expect(await connection.next(5000)).toMatchObject({ t: 'error', code: 'INVALID' });
+      } finally {
+        connection.close();
+      }
+      expect((await b.status('user/bob/INBOX')).messages).toBe(0);
+      expect((await b.status('user/bob/INBOX')).uidNext).toBe(1);
+      expect((await b.append('user/carol/INBOX', msg(1))).uid).toBe(1); // the target did not stop
     } finally {
       await close();
     }
