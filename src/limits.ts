@@ -585,6 +585,12 @@ export const limits = {
   replicationFrameBytesMax: 80 * 1024 * 1024,
   /** Pack bytes sent in one frame. */
   replicationPackChunkBytes: 4 * 1024 * 1024,
+  /**
+   * The highest modseq an XFER source may bring (its target's modseqs are raised past it): above
+   * it the target would soon have no modseq left below 2^53 (JavaScript's exact integers) and every
+   * change of its would stop it. Far above any real one: a modseq is a journal seq (and offset).
+   */
+  xferModseqMax: 2 ** 52,
   /** The newest journal records kept in memory for replicas that keep up (Journal.recentAfter). */
   journalRecentBytesMax: 8 * 1024 * 1024,
   /**

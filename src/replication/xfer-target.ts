@@ -121,7 +121,9 @@ async function addMessages(store: Store, id: Buffer, messages: XferMessage[]): P
  */
 async function raiseModseqs(store: Store, highest: unknown): Promise<void> {
   if (highest === undefined) return;
-  if (typeof highest !== 'number' || !Number.isSafeInteger(highest) || highest < 0) throw new MailstoreError('INVALID', `XFER: a highest modseq is an integer >= 0, got ${String(highest)}`);
+  if (typeof highest !== 'number' || !Number.isSafeInteger(highest) || highest < 0 || highest > limits.xferModseqMax) {
+    throw new MailstoreError('INVALID', `XFER: a highest modseq is an integer from 0 to ${limits.xferModseqMax}, got ${String(highest)}`);
+  }
   await store.replication().commitOps(async ({ view, seq }) => {
     if (modseqAt(view, seq) > highest) return { ops: [], result: undefined };
     return { ops: [{ op: 'meta.set', key: MODSEQ_OFFSET_NAME, value: highest + 1 - seq }], result: undefined };
