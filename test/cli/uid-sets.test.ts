@@ -62,15 +62,21 @@ describe('messagesInSet', () => {
   });
 });
 
+/** A store whose INBOX holds a run and two more messages, beside an empty `other` mailbox (closed: the CLI opens it). */
+async function overOneRun(other: string): Promise<{ dir: string; count: number; store: Store }> {
+  requireBuilt();
+  const dir = join(tmpDir('uidruns'), 's');
+  const store = await Store.init(dir);
+  const count = limits.uidSetChunkMessages + 2;
+  await store.createMailbox('INBOX');
+  await store.createMailbox(other);
+  await store.appendBatch('INBOX', Array.from({ length: count }, (_, i) => ({ bytes: Buffer.from(`Subject: ${i}\r\n\r\nbody\r\n`) })));
+  return { dir, count, store };
+}
+
 describe('expunge and flags over a set bigger than a run', () => {
   it('change every message, in runs of limits.uidSetChunkMessages (one modseq each): nothing left out, nothing else touched', { timeout: 60_000 }, async () => {
-    requireBuilt();
-    const dir = join(tmpDir('uidruns'), 's');
-    const store = await Store.init(dir);
-    const count = limits.uidSetChunkMessages + 2;
-    await store.createMailbox('INBOX');
-    await store.createMailbox('Other');
-    await store.appendBatch('INBOX', Array.from({ length: count }, (_, i) => ({ bytes: Buffer.from(`Subject: ${i}\r\n\r\nbody\r\n`) })));
+    const { dir, count, store } = await overOneRun('Other');
     await store.append('Other', Buffer.from('Subject: other\r\n\r\nbody\r\n'));
     await store.close();
     const flagged = await json<{ updated: number[]; modseq: number }>(['flags', 'INBOX', '1:*', '--add', '$Done'], { store: dir });
@@ -90,5 +96,24 @@ describe('expunge and flags over a set bigger than a run', () => {
     expect((await after.status('INBOX')).messages).toBe(1);
     expect((await after.status('Other')).messages).toBe(1);
     await after.close();
+  });
+
+  it('move goes in runs too (RFC 6851: a COPYUID a run), every message in exactly one place; copy stays one call', { timeout: 60_000 }, async () => {
+    const { dir, count, store } = await overOneRun('Archive');
+    await store.close();
+    const moved = await json<{ mapping: [number, number][] }>(['move', 'INBOX', '1:*', 'Archive'], { store: dir });
+    expect(moved.mapping).toEqual(Array.from({ length: count }, (_, i) => [i + 1, i + 1]));
+    const copied = await json<{ mapping: [number, number][] }>(['copy', 'Archive', '1:*', 'INBOX'], { store: dir });
+    expect(copied.mapping.length).toBe(count);
+    const reopened = await Store.open(dir);
+    const modseqs = async (mailbox: string) => {
+      const seen = new Set<number>();
+      for await (const info of reopened.messages(mailbox)) seen.add(info.modseq);
+      return seen.size;
+    };
+    expect((await reopened.status('Archive')).messages).toBe(count);
+    expect(await modseqs('Archive')).toBe(2); // two runs, two records
+    expect(await modseqs('INBOX')).toBe(1); // the copy: one record
+    await reopened.close();
   });
 });
