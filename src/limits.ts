@@ -3,6 +3,12 @@
 export const limits = {
   /** Largest message accepted by default (TOO_LARGE above it); configurable per store open. */
   messageBytesMax: 64 * 1024 * 1024,
+  /**
+   * The largest StoreOptions.messageBytesMax a store opens with: a message is read back with one
+   * read of its pack record (48-byte header and body), and node reads at most 2^31 - 1 bytes in one
+   * call (past it, its file read aborts the process; its writev reports a negative count).
+   */
+  messageBytesSettingMax: 2 ** 31 - 1 - 48,
   /** A pack is rotated once it reaches this size. */
   packBytesMax: 1024 * 1024 * 1024,
   /**

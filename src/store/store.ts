@@ -207,7 +207,7 @@ export class Store implements MailStore {
   private constructor(parts: StoreParts, options: StoreOptions) {
     ({ root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, health: this.health, readOnly: this.readOnly } = parts);
     ({ db: this.db, packs: this.packs, journal: this.journal, release: this.release } = parts);
-    this.messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
+    this.messageBytesMax = checkMessageBytesMax(options.messageBytesMax ?? limits.messageBytesMax);
     this.inlineBodyBytesMax = checkInlineBodyBytes(options.inlineBodyBytesMax ?? limits.inlineBodyBytesDefault, 'inlineBodyBytesMax');
     this.space = new FreeSpace(this.fs, this.root, options.freeSpaceReserveBytes === undefined ? undefined : checkReserveBytes(options.freeSpaceReserveBytes, 'freeSpaceReserveBytes'), options.onFreeSpace);
     this.journal.keepFreeBytes = () => this.space.keepFreeBytes();
@@ -1327,3 +1327,11 @@ function checkAclSize(acl: Record<string, string>, mailbox: string): void {
 }
 
 export { SEEN };
+
+/** StoreOptions.messageBytesMax: a whole number of bytes a message can be read back at (NaN once meant no limit at all). */
+function checkMessageBytesMax(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > limits.messageBytesSettingMax) {
+    throw new MailstoreError('INVALID', `messageBytesMax must be a whole number of bytes from 0 to ${limits.messageBytesSettingMax}, got ${String(value)}`);
+  }
+  return value;
+}

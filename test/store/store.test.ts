@@ -1,3 +1,4 @@
+import { limits } from '../../src/limits.js';
 import { describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync, renameSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -299,6 +300,16 @@ describeEachFs('store core', ({ Store }) => {
     await expectCode(store.append('INBOX', Buffer.alloc(3 * 1024 * 1024 + 1)), 'TOO_LARGE');
     const empty = await store.append('INBOX', Buffer.alloc(0));
     expect((await store.fetch('INBOX', empty.uid)).length).toBe(0);
+    await store.close();
+  });
+
+  it('refuses a size limit no message could be read back under (node reads at most 2^31 - 1 bytes at once), or none at all: INVALID at open, nothing held', async () => {
+    const dir = tmpDir();
+    await (await Store.open(dir, { create: true })).close();
+    for (const bad of [2 ** 31, 4 * 1024 ** 3, Number.NaN, -1, 1.5, Infinity]) {
+      await expectCode(Store.open(dir, { messageBytesMax: bad }), 'INVALID');
+    }
+    const store = await Store.open(dir, { messageBytesMax: limits.messageBytesSettingMax }); // the largest there is: the lock was let go
     await store.close();
   });
 });
