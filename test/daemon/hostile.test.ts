@@ -89,6 +89,28 @@ describe('bad frames', () => {
   });
 });
 
+describe('calls whose bodies are still coming', () => {
+  it('one at a time: a client that starts a second call\'s body before the first is complete is INVALID and dropped, having had one body allocated, not one per call', async () => {
+    running = await startDaemon();
+    const { Tag } = await import('cbor-x');
+    const hostile = await rawConnect(running.socket);
+    // each body is allocated whole at its first chunk: 40 of these were 40 x 200 MiB
+    const frames: Buffer[] = [];
+    for (let id = 1; id <= 40; id++) {
+      frames.push(encodeFrame({ t: 'call', id, m: 'append', a: [INBOX, new Tag(200 * 1024 * 1024, 40_107)], b: 1 }));
+      frames.push(encodeFrame({ t: 'chunk', id, d: Buffer.alloc(1000, 97) }));
+    }
+    const before = process.memoryUsage().arrayBuffers;
+    hostile.write(Buffer.concat(frames));
+    const { bytes, closed } = await readUntilClosed(hostile);
+    expect(closed).toBe(true);
+    expect(framesIn(bytes)).toContainEqual(expect.objectContaining({ t: 'err', id: 0, e: expect.objectContaining({ code: 'INVALID' }) }));
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(2 * 200 * 1024 * 1024);
+    await stillServes(running);
+    expect((await running.store.status(INBOX)).messages).toBe(1); // stillServes' own message only
+  });
+});
+
 describe('idle, silent and slow clients', () => {
   it('1,000 idle connections cost little; a client meanwhile is served at once', async () => {
     running = await startDaemon();
