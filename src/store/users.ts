@@ -9,6 +9,7 @@ import type { IndexView } from '../index/index-db.js';
 import type { MailboxInfo, Op, RightsRecord } from './records.js';
 import { moveQuotaRoots } from './quota.js';
 import type { Store } from './store.js';
+import { checkRecordSize } from './prepare.js';
 import { checkDeletable, formatMailboxName, normalizeIdentifier, normalizeRights, parseMailboxName, renamedMailboxName, type DeleteOptions } from './validate.js';
 
 export interface RenameUserResult {
@@ -79,6 +80,7 @@ export async function renameUser(store: Store, from: string, to: string): Promis
       }
       for (const [id, rights] of entries) ops.push(...moveAclEntry(view, id, oldUser, newUser, rights));
       ops.push(...(await moveQuotaRoots(store.administration().index, source, target)));
+      checkRecordSize(ops, `renaming user ${oldUser} (${tree.length} mailboxes)`); // one record: past the bound the journal would refuse it and stop the store
       return { ops, result: { from: oldUser, to: newUser, mailboxes: tree.length, aclEntries: entries.length } };
     },
   });
@@ -116,6 +118,7 @@ export async function deleteUser(store: Store, name: string, options?: DeleteOpt
       }
       checkDeletable(formatMailboxName(tree), messages, options, true);
       ops.push(...(await moveQuotaRoots(store.administration().index, tree, undefined)));
+      checkRecordSize(ops, `deleting user ${user} (${boxes.length} mailboxes)`);
       return { ops, result: { ids: boxes.map(([, id]) => id), messages, aclEntries: entries.length } };
     },
   });
@@ -138,6 +141,7 @@ export async function deleteMailboxTree(store: Store, name: string, options?: De
       checkDeletable(name, messages, options, true);
       const ops = boxes.map(([, id]): Op => ({ op: 'mailbox.deleteBegin', id }));
       ops.push(...(await moveQuotaRoots(store.administration().index, prefix, undefined)));
+      checkRecordSize(ops, `deleting ${name} (${boxes.length} mailboxes)`);
       return { ops, result: { ids: boxes.map(([, id]) => id), messages } };
     },
   });
