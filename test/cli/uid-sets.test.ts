@@ -4,7 +4,9 @@
 // a big set in bounded runs (limits.uidSetChunkMessages), not in one call that holds it all.
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { messagesInSet } from '../../src/cli/uids.js';
+import { messagesInSet, resolveUidSet } from '../../src/cli/uids.js';
+import { keys } from '../../src/keys/index-keys.js';
+import type { MailboxInfo } from '../../src/store/records.js';
 import { limits } from '../../src/limits.js';
 import type { MailStore } from '../../src/store/api.js';
 import { Store } from '../../src/store/store.js';
@@ -115,5 +117,31 @@ describe('expunge and flags over a set bigger than a run', () => {
     expect(await modseqs('Archive')).toBe(2); // two runs, two records
     expect(await modseqs('INBOX')).toBe(1); // the copy: one record
     await reopened.close();
+  });
+});
+
+describe('resolveUidSet over a sparse mailbox', () => {
+  it('gives the uids there are, not every number up to the largest: uids 1, 5,000,001 and 4294967295 (after XFER or a raised uidNext)', async () => {
+    const store = await Store.init(join(tmpDir('sparse'), 's'));
+    try {
+      await store.createMailbox('INBOX');
+      const id = Buffer.from((await store.mailbox('INBOX')).id.replace(/-/g, ''), 'hex');
+      const jumpTo = (uidNext: number) => store.replication().commitOps(async ({ view }) => {
+        const box = (await view.get<MailboxInfo>(keys.info(id)))!;
+        return { ops: [{ op: 'state.mailbox', info: { ...box, uidNext } }], result: undefined };
+      });
+      await store.append('INBOX', Buffer.from('Subject: 1\r\n\r\n1\r\n'));
+      await jumpTo(5_000_001);
+      await store.append('INBOX', Buffer.from('Subject: 2\r\n\r\n2\r\n'));
+      expect(await resolveUidSet(store, 'INBOX', '1:*')).toEqual([1, 5_000_001]);
+      await jumpTo(4_294_967_295);
+      await store.append('INBOX', Buffer.from('Subject: 3\r\n\r\n3\r\n'));
+      expect(await resolveUidSet(store, 'INBOX', '1:*')).toEqual([1, 5_000_001, 4_294_967_295]);
+      expect(await resolveUidSet(store, 'INBOX', '2:5000001,4294967295')).toEqual([5_000_001, 4_294_967_295]);
+      // a dense set stays as it was: the numbers of the set, up to the largest uid
+      expect(await resolveUidSet(store, 'INBOX', '1:3')).toEqual([1, 2, 3]);
+    } finally {
+      await store.close();
+    }
   });
 });
