@@ -703,6 +703,8 @@ export const daemonLimits = {
   descriptorsSpare: 128,
   /** ...but the daemon takes at least this many connections, however low the limit. */
   connectionsMin: 16,
+  /** Refused connections are logged at most once this often, with how many (a client connecting in a loop must not fill the disk). */
+  refusedLogMs: 1000,
   /** A frame once begun must be complete within this long, else the connection is dropped (a half-sent frame holds memory). */
   frameCompleteMs: 30_000,
   /** SIGTERM: calls in flight get this long to finish before the store is closed under them. */

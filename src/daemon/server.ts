@@ -79,8 +79,29 @@ export class DaemonServer {
     this.logger = options.logger;
     this.server = createServer({ pauseOnConnect: false }, (socket) => this.accept(socket));
     this.server.maxConnections = connectionsAllowed(openFilesLimit());
-    this.server.on('drop', () => this.logger.warn('connection-refused', { reason: `more than ${this.server.maxConnections} connections` }));
+    this.server.on('drop', () => this.connectionRefused());
   }
+
+  /**
+   * A line per refused connection let a client connecting in a loop write the log without end (a
+   * disk filled by it): at most one line a refusedLogMs, with how many were refused.
+   */
+  private connectionRefused(): void {
+    this.refused++;
+    if (this.refusedTimer) return;
+    this.logRefused();
+    this.refusedTimer = setTimeout(() => { this.refusedTimer = undefined; this.logRefused(); }, daemonLimits.refusedLogMs);
+    this.refusedTimer.unref();
+  }
+
+  private logRefused(): void {
+    if (this.refused === 0) return;
+    this.logger.warn('connection-refused', { reason: `more than ${this.server.maxConnections} connections`, refused: this.refused });
+    this.refused = 0;
+  }
+
+  private refused = 0;
+  private refusedTimer?: NodeJS.Timeout;
 
   get socketPath(): string {
     return this.options.socketPath;
@@ -170,6 +191,8 @@ export class DaemonServer {
   }
 
   private async stopNow(reason: string): Promise<void> {
+    clearTimeout(this.refusedTimer);
+    this.logRefused();
     this.logger.info('stopping', { reason, connections: this.connections.size });
     const closed = this.listening ? new Promise<void>((resolve) => this.server.close(() => resolve())) : Promise.resolve();
     if (this.listening) await removeSocketFile(this.options.socketPath).catch(() => undefined);
