@@ -49,7 +49,7 @@ import type { Health } from './recovery.js';
 import {
   ALL_RIGHTS, checkArray, checkBytes, checkDeletable, checkModseq, checkObject, checkOptions, checkString, normalizeAcl, normalizeOwner,
   formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeMessageExtras, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
-  ownCopy, parseMailboxName, patternPrefixComponents, renamedMailboxName, type DeleteOptions,
+  ownCopy, parseMailboxName, patternPrefixComponents, renamedMailboxName, checkByteBound, type DeleteOptions,
 } from './validate.js';
 import { checkQuota, checkRenameQuota, moveQuotaRoots } from './quota.js';
 import {
@@ -207,7 +207,8 @@ export class Store implements MailStore {
   private constructor(parts: StoreParts, options: StoreOptions) {
     ({ root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, health: this.health, readOnly: this.readOnly } = parts);
     ({ db: this.db, packs: this.packs, journal: this.journal, release: this.release } = parts);
-    this.messageBytesMax = checkMessageBytesMax(options.messageBytesMax ?? limits.messageBytesMax);
+    // a message must read back (NaN once meant no limit at all)
+    this.messageBytesMax = checkByteBound(options.messageBytesMax ?? limits.messageBytesMax, 'messageBytesMax', 0, limits.messageBytesSettingMax);
     this.inlineBodyBytesMax = checkInlineBodyBytes(options.inlineBodyBytesMax ?? limits.inlineBodyBytesDefault, 'inlineBodyBytesMax');
     this.space = new FreeSpace(this.fs, this.root, options.freeSpaceReserveBytes === undefined ? undefined : checkReserveBytes(options.freeSpaceReserveBytes, 'freeSpaceReserveBytes'), options.onFreeSpace);
     this.journal.keepFreeBytes = () => this.space.keepFreeBytes();
@@ -1327,11 +1328,3 @@ function checkAclSize(acl: Record<string, string>, mailbox: string): void {
 }
 
 export { SEEN };
-
-/** StoreOptions.messageBytesMax: a whole number of bytes a message can be read back at (NaN once meant no limit at all). */
-function checkMessageBytesMax(value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > limits.messageBytesSettingMax) {
-    throw new MailstoreError('INVALID', `messageBytesMax must be a whole number of bytes from 0 to ${limits.messageBytesSettingMax}, got ${String(value)}`);
-  }
-  return value;
-}

@@ -142,6 +142,14 @@ export function normalizeIdentifier(identifier: unknown): string {
   return normalized;
 }
 
+/** A StoreOptions size: a whole number of bytes from `min` to `max`, else INVALID naming the option. */
+export function checkByteBound(value: unknown, what: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new MailstoreError('INVALID', `${what} must be a whole number of bytes from ${min} to ${max}, got ${String(value)}`);
+  }
+  return value;
+}
+
 /** A uid list: one uid or an array of them; returned sorted and unique. */
 export function normalizeUids(uids: unknown): number[] {
   const list = typeof uids === 'number' ? [uids] : uids;

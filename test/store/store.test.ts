@@ -312,6 +312,15 @@ describeEachFs('store core', ({ Store }) => {
     const store = await Store.open(dir, { messageBytesMax: limits.messageBytesSettingMax }); // the largest there is: the lock was let go
     await store.close();
   });
+
+  it('refuses file bounds a store cannot keep: a journal segment or pack size that is no whole number of bytes (NaN once meant never rotated), a segment past what one read takes', async () => {
+    const dir = tmpDir();
+    await (await Store.open(dir, { create: true })).close();
+    for (const bad of [Number.NaN, 0, -1, 1.5, 2 ** 31, Infinity]) await expectCode(Store.open(dir, { journalSegmentBytesMax: bad }), 'INVALID');
+    for (const bad of [Number.NaN, 0, -1, 1.5, Infinity]) await expectCode(Store.open(dir, { packBytesMax: bad }), 'INVALID');
+    const store = await Store.open(dir, { journalSegmentBytesMax: 64 * 1024, packBytesMax: 4096 });
+    await store.close();
+  });
 });
 
 describeEachFs('every error code', ({ Store }) => {
