@@ -12,7 +12,7 @@ export const ERROR_CODES = {
   UNMOUNTED: 'the store does not look like itself: STORE identity missing or foreign, packs or journal gone, device changed',
   LOCKED: 'another process holds the store',
   TOO_LARGE: 'the message is larger than the configured limit',
-  OVER_QUOTA: 'the mailbox\'s quota root would go over its storage or message quota (temporary: the owner can make room)',
+  OVER_QUOTA: 'the mailbox\'s quota root would go over its storage or message quota (temporary: the owner can make room), or the mailbox gave out its last UID (4294967295)',
   CLOSED: 'the store is closed or was stopped after a failure it could not undo; reopen it',
   REFUSED: 'a tool refused to change a store that looks damaged or missing (override flag named in the message)',
   HALTED: 'the store stopped itself because one of its own invariants failed (a bug); nothing of the batch was written; reopen it and report the message',

@@ -3,6 +3,12 @@
 export const limits = {
   /** Largest message accepted by default (TOO_LARGE above it); configurable per store open. */
   messageBytesMax: 64 * 1024 * 1024,
+  /**
+   * The largest StoreOptions.messageBytesMax a store opens with: a message is read back with one
+   * read of its pack record (48-byte header and body), and node reads at most 2^31 - 1 bytes in one
+   * call (past it, its file read aborts the process; its writev reports a negative count).
+   */
+  messageBytesSettingMax: 2 ** 31 - 1 - 48,
   /** A pack is rotated once it reaches this size. */
   packBytesMax: 1024 * 1024 * 1024,
   /**
@@ -60,6 +66,12 @@ export const limits = {
   journalSegmentBytesMax: 16 * 1024 * 1024,
   /** Journal segments kept open for reading inline bodies (the least recently used is closed beyond it). */
   journalReadHandlesMax: 16,
+  /**
+   * Packs kept open for reading (the least recently used one no reader is inside is closed beyond
+   * it): without a bound a daemon reading a store of thousands of packs held a descriptor for each
+   * and met EMFILE. With LevelDB's indexOpenFilesMax and the journal's, well under a 1024 ulimit.
+   */
+  packReadHandlesMax: 64,
   /** Record offsets kept for reading inline bodies by seq (journal/record-offsets.ts; 4 bytes each once built). */
   journalOffsetEntriesMax: 4_000_000,
   /**
@@ -292,6 +304,12 @@ export const limits = {
   deleteChunkMessages: 10_000,
   /** Retention (expunge --before) journals its expunges in records of at most this many UIDs. */
   retentionChunkMessages: 10_000,
+  /**
+   * `mailstore expunge` and `flags` change a UID set in calls (records) of at most this many UIDs:
+   * `expunge INBOX 1:*` over 1M messages as one call held the whole change in memory at once
+   * (1.7 GB RSS, 91 s; `flags 1:* --add`: 1.9 GB, 120 s), in the daemon when it went through one.
+   */
+  uidSetChunkMessages: 10_000,
   /** search: most bytes of a message's header section parsed for --header/--subject/--from. */
   searchHeaderBytesMax: 256 * 1024,
   /**
@@ -552,6 +570,12 @@ export const limits = {
   cliLockWaitSeconds: 30,
   /** A waiting opener retries the kernel lock this often (node has no blocking fcntl). */
   lockRetryMs: 100,
+  /**
+   * A CLI command waiting for the lock while the daemon's socket is there asks the daemon again
+   * this often: a daemon with every connection taken closes new ones at once, and waiting for the
+   * lock it holds could only end LOCKED.
+   */
+  cliDaemonRetryMs: 1000,
   /** The holder writes its pid just after taking the lock: a LOCKED message re-reads LOCK this long for it. */
   lockHolderReadMs: 300,
   /** The CLI tells a person at a terminal that it is waiting for the lock once it has waited this long. */
@@ -567,6 +591,12 @@ export const limits = {
   replicationFrameBytesMax: 80 * 1024 * 1024,
   /** Pack bytes sent in one frame. */
   replicationPackChunkBytes: 4 * 1024 * 1024,
+  /**
+   * The highest modseq an XFER source may bring (its target's modseqs are raised past it): above
+   * it the target would soon have no modseq left below 2^53 (JavaScript's exact integers) and every
+   * change of its would stop it. Far above any real one: a modseq is a journal seq (and offset).
+   */
+  xferModseqMax: 2 ** 52,
   /** The newest journal records kept in memory for replicas that keep up (Journal.recentAfter). */
   journalRecentBytesMax: 8 * 1024 * 1024,
   /**
@@ -636,7 +666,7 @@ export const daemonLimits = {
   /**
    * Largest frame either side accepts (its 4-byte length prefix aside); a bigger one is refused
    * (INVALID) and the connection dropped. Bodies never need one this big: they travel as chunks.
-   * Large answers that are not bodies (a listing of 100k mailboxes) still fit.
+   * Answers that grow with the store (the mailbox list, changesSince) go as listings, an item a frame.
    */
   frameBytesMax: 16 * 1024 * 1024,
   /** A body (or any byte string) is sent in chunk frames of at most this many bytes. */
@@ -657,8 +687,24 @@ export const daemonLimits = {
   heldBytesPerConnectionMax: 256 * 1024 * 1024,
   /** Connections waiting to be accepted (the kernel caps it at net.core.somaxconn): a burst of clients starting at once. */
   listenBacklog: 4096,
-  /** Connections the daemon keeps at once; more are refused (closed at once, logged). */
+  /**
+   * Connections the daemon keeps at once; more are refused (closed at once, logged). Fewer when the
+   * process's open-file limit would not leave descriptorsReserved beside them (server.ts): idle
+   * connections up to the limit once left LevelDB no descriptor for its next log file, and the
+   * store, then the daemon, stopped.
+   */
   connectionsMax: 8192,
+  /**
+   * Descriptors kept from connections for everything else: LevelDB's tables (indexOpenFilesMax),
+   * packs (packReadHandlesMax), journal segments (journalReadHandlesMax), LMTP connections
+   * (lmtpLimits.connectionsMax) and this many more (stdio, the event loop, worker threads, the
+   * log, the pack and segment being written, LevelDB's log and manifest, replication, metrics).
+   */
+  descriptorsSpare: 128,
+  /** ...but the daemon takes at least this many connections, however low the limit. */
+  connectionsMin: 16,
+  /** Refused connections are logged at most once this often, with how many (a client connecting in a loop must not fill the disk). */
+  refusedLogMs: 1000,
   /** A frame once begun must be complete within this long, else the connection is dropped (a half-sent frame holds memory). */
   frameCompleteMs: 30_000,
   /** SIGTERM: calls in flight get this long to finish before the store is closed under them. */

@@ -3,7 +3,7 @@
 import { MailstoreError } from '../errors.js';
 import type { MailboxInfo, Op } from '../store/records.js';
 import type { AppendOptions } from '../store/types.js';
-import { formatMailboxName, isAtOrBelow, parseMailboxName } from '../store/validate.js';
+import { formatMailboxName, isAtOrBelow, parseMailboxName, renamedMailboxName } from '../store/validate.js';
 import { blobIdOf } from './crypto.js';
 import { decodeRecord, recordBytes } from './format.js';
 import { listIn, type BlobIndex, type Repository, type SnapshotFile } from './repository.js';
@@ -154,7 +154,9 @@ function renamer(selection: RestoreSelection): Renamer {
       apply: (info) => {
         if (as === undefined) return info;
         const acl = Object.fromEntries(Object.entries(info.acl).map(([who, rights]) => [who === user ? as : who, rights]));
-        const renamed: MailboxInfo = { ...info, name: ['user', as, ...info.name.slice(2)], acl };
+        // a longer user name must not take a mailbox past the name bounds (refused before any blob is read)
+        const name = renamedMailboxName(info.name, tree, ['user', as], `restoring user ${user} as ${as}`);
+        const renamed: MailboxInfo = { ...info, name, acl };
         if (info.owner === user) renamed.owner = as;
         return renamed;
       },

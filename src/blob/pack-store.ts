@@ -246,6 +246,8 @@ export interface RunItem {
 
 export class PackStore {
   private readHandles = new Map<number, FileHandle>();
+  /** Closes of read handles closeIdleHandles let go, until they are done. */
+  private readonly closing = new Set<Promise<void>>();
   private remote?: RemotePackSource;
   private readonly opening = new Map<number, Promise<FileHandle>>();
   private readonly paths = new Map<number, string>();
@@ -310,9 +312,14 @@ export class PackStore {
 
   /** The pack files in packs/. */
   async listLocalPacks(): Promise<number[]> {
-    const names = await this.fs.readdir(this.dir);
+    const names = await this.fileNames();
     return names.map(parsePackFileName).filter((n): n is number => n !== undefined).sort((a, b) => a - b);
   }
+  /** The names in packs/: a failure (EMFILE, EIO) is the world's, with a code, never a bug. */
+  private fileNames(): Promise<string[]> {
+    return this.fs.readdir(this.dir).catch((error: unknown) => { throw fromSystemError(error, 'listing packs', this.dir); });
+  }
+
 
   /**
    * Reads packs missing from packs/ in the object store when it holds them. New records always go
@@ -874,6 +881,8 @@ export class PackStore {
     if (n > 0) { this.pins.set(pack, n); return; }
     this.pins.delete(pack);
     for (const wake of this.unpinned.get(pack)?.splice(0) ?? []) wake();
+    // readers of many packs at once kept them all open; the last one out closes what is over the bound
+    if (this.readHandles.size > limits.packReadHandlesMax) void this.closeIdleHandles(limits.packReadHandlesMax);
   }
 
   /** A location whose pack was retired: where the index says the blob is now (looked up once). */
@@ -918,7 +927,7 @@ export class PackStore {
    */
   async removePartialPacks(): Promise<string[]> {
     const removed: string[] = [];
-    for (const name of await this.fs.readdir(this.dir)) {
+    for (const name of await this.fileNames()) {
       if (!/^\d{8}\.pack\.partial$/.test(name)) continue;
       await this.fs.unlink(join(this.dir, name)).catch((e) => { throw fromSystemError(e, 'removing a partial pack', join(this.dir, name)); });
       removed.push(name);
@@ -1022,7 +1031,11 @@ export class PackStore {
 
   private async handle(pack: number, path: string): Promise<FileHandle> {
     const handle = this.readHandles.get(pack);
-    if (handle) return handle;
+    if (handle) {
+      this.readHandles.delete(pack); // the most recently used last: closeIdleHandles closes from the front
+      this.readHandles.set(pack, handle);
+      return handle;
+    }
     // Concurrent first reads of one pack share one open: each opening its own leaked all but the
     // last (closed only by the garbage collector; found by a backup reading 8 blobs at once).
     let opening = this.opening.get(pack);
@@ -1036,7 +1049,7 @@ export class PackStore {
   private async openCached(pack: number, path: string): Promise<FileHandle> {
     let handle: FileHandle;
     try {
-      handle = await this.openForRead(pack, path);
+      handle = await this.openFreeingDescriptors(pack, path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         await this.options.checkMounted(path); // a vanished partition is UNMOUNTED, not damage
@@ -1045,7 +1058,45 @@ export class PackStore {
       throw fromSystemError(error, 'opening pack', path);
     }
     this.readHandles.set(pack, handle);
+    // bounded: a store of thousands of packs read over the years kept a descriptor open for each
+    await this.closeIdleHandles(limits.packReadHandlesMax);
     return handle;
+  }
+
+  /**
+   * Out of descriptors (EMFILE, ENFILE): the packs no reader is inside let theirs go and the open
+   * is tried again, as long as one was let go (concurrent opens may take the one freed first).
+   */
+  private async openFreeingDescriptors(pack: number, path: string): Promise<FileHandle> {
+    for (;;) {
+      try {
+        return await this.openForRead(pack, path);
+      } catch (error) {
+        if (!['EMFILE', 'ENFILE'].includes((error as NodeJS.ErrnoException).code ?? '')) throw error;
+        // another open's retry may be closing them: those closes are waited for too
+        const freed = await this.closeIdleHandles(0);
+        if (!freed && this.closing.size === 0) throw error;
+        await Promise.all(this.closing);
+      }
+    }
+  }
+
+  /** Closes cached read handles, least recently used first, of packs no reader is inside, until `keep` are left; whether any was. */
+  private async closeIdleHandles(keep: number): Promise<boolean> {
+    const idle: FileHandle[] = [];
+    for (const [pack, handle] of this.readHandles) {
+      if (this.readHandles.size <= keep) break;
+      if (this.pins.has(pack)) continue;
+      this.readHandles.delete(pack);
+      idle.push(handle);
+    }
+    const closes = idle.map((handle) => handle.close().catch(() => undefined));
+    for (const close of closes) {
+      this.closing.add(close);
+      void close.then(() => this.closing.delete(close));
+    }
+    await Promise.all(closes);
+    return idle.length > 0;
   }
 
   /**
@@ -1073,7 +1124,7 @@ export class PackStore {
 
   private async *scanPinned(pack: number, options: ScanOptions): AsyncGenerator<(ScanItem | ScanHeader)[]> {
     const path = this.path(pack);
-    const handle = await this.openForRead(pack, path).catch((e) => { throw e instanceof MailstoreError ? e : fromSystemError(e, 'opening pack', path); });
+    const handle = await this.openFreeingDescriptors(pack, path).catch((e) => { throw e instanceof MailstoreError ? e : fromSystemError(e, 'opening pack', path); });
     const scan: PackScan = {
       handle, size: 0, chunkBytes: Math.max(options.chunkBytes ?? limits.scanChunkBytes, 4 * RECORD_HEADER_BYTES),
       onBytes: options.onBytes, pool: undefined, ahead: 0, free: [], groups: [], onPool: 0, token: ++scanTokens,
@@ -1372,10 +1423,15 @@ export class PackStore {
   /** Raw bytes of a pack (what a replica copies); short only at the end of the file. */
   async readRange(pack: number, offset: number, length: number): Promise<Buffer> {
     const path = this.path(pack);
-    const handle = await this.handle(pack, path);
-    const buf = Buffer.allocUnsafe(length);
-    const n = await handle.read(buf, 0, length, offset).catch((e) => { throw fromSystemError(e, 'reading pack', path); });
-    return buf.subarray(0, n);
+    this.pins.set(pack, (this.pins.get(pack) ?? 0) + 1); // inside: its handle is not closed under it
+    try {
+      const handle = await this.handle(pack, path);
+      const buf = Buffer.allocUnsafe(length);
+      const n = await handle.read(buf, 0, length, offset).catch((e) => { throw fromSystemError(e, 'reading pack', path); });
+      return buf.subarray(0, n);
+    } finally {
+      this.unpin(pack);
+    }
   }
 
   /**

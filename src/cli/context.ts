@@ -93,7 +93,7 @@ export async function withReadStore<T>(command: Command, work: (store: MailStore
 
 type LockWaitOptions = Pick<StoreOptions, 'lockWaitMs' | 'onLockWait'>;
 
-/** Thrown from inside the lock wait when a daemon's socket appears: the command goes through it instead. */
+/** Thrown from inside the lock wait to ask the daemon again (its socket appeared, or it may have a free connection now). */
 class DaemonStarted extends Error {}
 
 async function withHandle<T>(command: Command, work: (store: MailStore) => Promise<T>, open: (dir: string, wait: LockWaitOptions) => Promise<Store>): Promise<T> {
@@ -108,17 +108,22 @@ async function withHandle<T>(command: Command, work: (store: MailStore) => Promi
 /** A Client when a daemon answers for `dir`; else the store opened here (the daemon's socket watched while waiting for the lock). */
 async function openHandle(dir: string, wait: LockWaitOptions, open: (dir: string, wait: LockWaitOptions) => Promise<Store>): Promise<MailStore> {
   const socket = daemonSocketPath(dir);
+  const started = Date.now();
   for (let attempt = 0; ; attempt++) {
     const client = await daemonClient(socket);
     if (client) return client;
-    // A socket file seen now is a dead daemon's; one with another inode later is a daemon that started.
+    // A socket file seen now is a dead daemon's, or a live one's that closed the connection (every
+    // connection it takes is taken); one with another inode later is a daemon that started.
     const seen = socketInodeNow(socket);
+    const waited = Date.now() - started;
     const watch: LockWaitOptions = {
       ...wait,
+      lockWaitMs: Math.max(0, (wait.lockWaitMs ?? 0) - waited), // --wait is for the whole command, not each try
       onLockWait: (holder, waitedMs) => {
-        wait.onLockWait?.(holder, waitedMs);
+        wait.onLockWait?.(holder, waited + waitedMs);
         const now = socketInodeNow(socket);
-        if (attempt < 3 && now !== undefined && now !== seen) throw new DaemonStarted();
+        if (now === undefined) return;
+        if ((attempt < 3 && now !== seen) || waitedMs >= limits.cliDaemonRetryMs) throw new DaemonStarted();
       },
     };
     try {

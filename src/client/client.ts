@@ -11,7 +11,7 @@ import { createConnection, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MUTATING_PROCEDURES } from '../daemon/procedure-names.js';
-import type { ProcedureRunner } from '../daemon/procedures.js';
+import type { ChangesPart, ProcedureRunner } from '../daemon/procedures.js';
 import {
   Assembly, MUTATING_METHODS, PROTOCOL_VERSION, fromWireError, listingItemBytes, type Frame, type HelloResult, type WireError,
 } from '../daemon/protocol.js';
@@ -130,8 +130,10 @@ export class Client implements MailStore, ProcedureRunner {
     // monotonic: on the wall clock, a step back of an hour kept a delivery retrying for that hour
     const deadline = performance.now() + (this.options.reconnectWaitMs ?? daemonLimits.clientReconnectWaitMs);
     for (;;) {
+      let accepted = false;
       try {
         const socket = await openSocket(this.socketPath);
+        accepted = true;
         const link = new Link(socket, this);
         this.link = link;
         const hello = await this.withTimeout(this.send<HelloResult>(link, 'hello', [], false), link);
@@ -145,7 +147,11 @@ export class Client implements MailStore, ProcedureRunner {
         }
         if (error instanceof MailstoreError && error.code !== 'UNAVAILABLE') throw error;
         if (performance.now() >= deadline || this.closed) {
-          throw new MailstoreError('UNAVAILABLE', `no daemon answers on ${this.socketPath} (${code ?? (error as Error).message}); is 'mailstore serve' running?`, { path: this.socketPath, cause: error, mayHaveCommitted: false });
+          // a daemon that takes the connection and closes it before its hello: it has every connection it takes
+          const why = accepted
+            ? `the daemon on ${this.socketPath} took the connection but gave no hello (${(error as Error).message}): it has all the connections it takes, is stopping, or hangs; try again`
+            : `no daemon answers on ${this.socketPath} (${code ?? (error as Error).message}); is 'mailstore serve' running?`;
+          throw new MailstoreError('UNAVAILABLE', why, { path: this.socketPath, cause: error, mayHaveCommitted: false });
         }
         await sleep(daemonLimits.clientReconnectRetryMs);
       }
@@ -383,8 +389,11 @@ export class Client implements MailStore, ProcedureRunner {
     return this.call('deleteMailbox', options === undefined ? [name] : [name, options]);
   }
 
-  listMailboxes(options: { user?: string; pattern?: string } = {}): Promise<{ name: string; id: string; rights?: string }[]> {
-    return this.call('listMailboxes', [options]);
+  async listMailboxes(options: { user?: string; pattern?: string } = {}): Promise<{ name: string; id: string; rights?: string }[]> {
+    // as a listing: one answer frame could not hold tens of thousands of long names
+    const list: { name: string; id: string; rights?: string }[] = [];
+    for await (const entry of this.procedureListing('mailboxList', [options])) list.push(entry as { name: string; id: string; rights?: string });
+    return list;
   }
 
   mailbox(name: string): Promise<MailboxSummary> {
@@ -467,8 +476,15 @@ export class Client implements MailStore, ProcedureRunner {
     });
   }
 
-  changesSince(mailbox: string, modseq: number): Promise<{ changed: MessageInfo[]; vanished: number[]; highestModseq: number }> {
-    return this.call('changesSince', [mailbox, modseq]);
+  async changesSince(mailbox: string, modseq: number): Promise<{ changed: MessageInfo[]; vanished: number[]; highestModseq: number }> {
+    // as a listing: one answer frame holds only ~100k changes (a resync after a flag change on a big mailbox)
+    const answer = { changed: [] as MessageInfo[], vanished: [] as number[], highestModseq: 0 };
+    for await (const part of this.procedureListing('changesSinceList', [mailbox, modseq]) as AsyncGenerator<ChangesPart>) {
+      if ('changed' in part) answer.changed.push(part.changed);
+      else if ('vanished' in part) answer.vanished.push(...part.vanished);
+      else answer.highestModseq = part.highestModseq;
+    }
+    return answer;
   }
 
   renameUser(from: string, to: string): Promise<RenameUserResult> {

@@ -95,6 +95,10 @@ export class DaemonConnection {
   private call(frame: Extract<Frame, { t: 'call' }>): void {
     if (this.assemblies.has(frame.id) || this.flows.has(frame.id)) return this.malformed(new MailstoreError('INVALID', `call id ${frame.id} is already in use`));
     if (!frame.b) return this.dispatch(frame.id, frame.m, frame.a, 0);
+    // One body at a time (the client sends a call's chunks before its next call): each body is
+    // allocated whole at its first chunk, and calls begun and left half-sent held their bodies
+    // uncounted, so one connection could make the daemon allocate callBytesMax per call frame.
+    if (this.assemblies.size > 0) return this.malformed(new MailstoreError('INVALID', `call ${frame.id} brings byte strings before those of call ${[...this.assemblies.keys()][0]} are complete`));
     let assembly: Assembly;
     try {
       assembly = new Assembly(frame.a, frame.b, daemonLimits.callBytesMax);

@@ -5,8 +5,9 @@
 // internals when a daemon holds it.
 import { repair, type RepairOptions, type RepairResult } from '../scrub/repair.js';
 import { scrub, type ScrubOptions, type ScrubProgress, type ScrubReport } from '../scrub/scrub.js';
-import { limits } from '../limits.js';
+import { daemonLimits, limits } from '../limits.js';
 import type { MailStore } from '../store/api.js';
+import type { MessageInfo } from '../store/types.js';
 import { dumpMailboxes, undumpMailboxes, type DumpedMailbox } from '../store/mailbox-list.js';
 import { getQuota, listQuotas, setQuota, type QuotaLimits, type QuotaReport } from '../store/quota.js';
 import { Store } from '../store/store.js';
@@ -39,6 +40,17 @@ export const PROCEDURES = {
   listQuotas: (store: Store): Promise<{ root: string; limits: QuotaLimits }[]> => listQuotas(store),
   usage: (store: Store, options?: { user?: string }): Promise<UserUsage[]> => usage(store, options),
   dumpMailboxes: (store: Store): AsyncGenerator<DumpedMailbox> => dumpMailboxes(store),
+  /** Client.listMailboxes: the list as a listing, since tens of thousands of long names pass one frame (frameBytesMax). */
+  mailboxList: async function* (store: Store, options?: { user?: string; pattern?: string }): AsyncGenerator<{ name: string; id: string; rights?: string }> {
+    yield* await store.listMailboxes(options);
+  },
+  /** Client.changesSince: each changed message an item, the vanished uids in pieces, highestModseq last (~100k changes pass one frame). */
+  changesSinceList: async function* (store: Store, mailbox: string, modseq: number): AsyncGenerator<ChangesPart> {
+    const { changed, vanished, highestModseq } = await store.changesSince(mailbox, modseq);
+    for (const info of changed) yield { changed: info };
+    for (let at = 0; at < vanished.length; at += daemonLimits.backupSessionPartEntries) yield { vanished: vanished.slice(at, at + daemonLimits.backupSessionPartEntries) };
+    yield { highestModseq };
+  },
   undumpMailboxes: (store: Store, entries: DumpedMailbox[]): Promise<{ created: number }> => undumpMailboxes(store, entries),
   messagesInTree: (store: Store, name: string): Promise<number> => messagesInTree(store, name),
   deleteMailboxTree: (store: Store, name: string, options?: DeleteOptions): Promise<{ mailboxes: number; messages: number }> => deleteMailboxTree(store, name, options),
@@ -109,12 +121,15 @@ async function* stateOps(store: Store): AsyncGenerator<{ appliedSeq: number } | 
   }
 }
 
+/** What changesSinceList yields: the parts of one changesSince answer. */
+export type ChangesPart = { changed: MessageInfo } | { vanished: number[] } | { highestModseq: number };
+
 export type ProcedureName = keyof typeof PROCEDURES;
 
 export { MUTATING_PROCEDURES } from './procedure-names.js';
 
 /** Procedures that answer with a listing (items, then end) rather than one value. */
-export const LISTING_PROCEDURES: ReadonlySet<string> = new Set(['dumpMailboxes', 'scrubEvents', 'events', 'stateOps', 'stateSinceOpen', 'stateSinceRead']);
+export const LISTING_PROCEDURES: ReadonlySet<string> = new Set(['dumpMailboxes', 'mailboxList', 'changesSinceList', 'scrubEvents', 'events', 'stateOps', 'stateSinceOpen', 'stateSinceRead']);
 
 /** What scrubEvents yields: progress now and then, the report last. */
 export type ScrubEvent = { progress: ScrubProgress; report?: undefined } | { report: ScrubReport; progress?: undefined };

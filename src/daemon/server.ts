@@ -14,7 +14,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { MailstoreError } from '../errors.js';
 import { checkSocketPath } from './address.js';
 import { ensureSocketDirectory, removeSocketFile, setSocketAccess, socketFileKind } from '../fs/socket-file.js';
-import { daemonLimits } from '../limits.js';
+import { openFilesLimit } from '../fs/open-files-limit.js';
+import { daemonLimits, limits, lmtpLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
 import { closeSessions } from './backup-sessions.js';
 import { DaemonConnection } from './connection.js';
@@ -77,9 +78,30 @@ export class DaemonServer {
     this.callStore = store;
     this.logger = options.logger;
     this.server = createServer({ pauseOnConnect: false }, (socket) => this.accept(socket));
-    this.server.maxConnections = daemonLimits.connectionsMax;
-    this.server.on('drop', () => this.logger.warn('connection-refused', { reason: `more than ${daemonLimits.connectionsMax} connections` }));
+    this.server.maxConnections = connectionsAllowed(openFilesLimit());
+    this.server.on('drop', () => this.connectionRefused());
   }
+
+  /**
+   * A line per refused connection let a client connecting in a loop write the log without end (a
+   * disk filled by it): at most one line a refusedLogMs, with how many were refused.
+   */
+  private connectionRefused(): void {
+    this.refused++;
+    if (this.refusedTimer) return;
+    this.logRefused();
+    this.refusedTimer = setTimeout(() => { this.refusedTimer = undefined; this.logRefused(); }, daemonLimits.refusedLogMs);
+    this.refusedTimer.unref();
+  }
+
+  private logRefused(): void {
+    if (this.refused === 0) return;
+    this.logger.warn('connection-refused', { reason: `more than ${this.server.maxConnections} connections`, refused: this.refused });
+    this.refused = 0;
+  }
+
+  private refused = 0;
+  private refusedTimer?: NodeJS.Timeout;
 
   get socketPath(): string {
     return this.options.socketPath;
@@ -169,6 +191,8 @@ export class DaemonServer {
   }
 
   private async stopNow(reason: string): Promise<void> {
+    clearTimeout(this.refusedTimer);
+    this.logRefused();
     this.logger.info('stopping', { reason, connections: this.connections.size });
     const closed = this.listening ? new Promise<void>((resolve) => this.server.close(() => resolve())) : Promise.resolve();
     if (this.listening) await removeSocketFile(this.options.socketPath).catch(() => undefined);
@@ -183,6 +207,16 @@ export class DaemonServer {
     await this.store.close();
     this.logger.info('stopped', { reason });
   }
+}
+
+/**
+ * The connections the daemon keeps at once: daemonLimits.connectionsMax, fewer under an open-file
+ * limit (`openFiles`, undefined: unknown) that would not leave the store its descriptors beside them.
+ */
+export function connectionsAllowed(openFiles: number | undefined): number {
+  if (openFiles === undefined) return daemonLimits.connectionsMax;
+  const reserved = limits.indexOpenFilesMax + limits.packReadHandlesMax + limits.journalReadHandlesMax + lmtpLimits.connectionsMax + daemonLimits.descriptorsSpare;
+  return Math.max(daemonLimits.connectionsMin, Math.min(daemonLimits.connectionsMax, openFiles - reserved));
 }
 
 /** Whether something answers on a unix socket: live, dead (ECONNREFUSED: a daemon died), or unknown. */

@@ -11,6 +11,7 @@ import type { BlobRecord, MailboxInfo, MessageRecord, Op } from '../store/record
 import type { Store } from '../store/store.js';
 import { hashBytes } from '../hash/blake3.js';
 import { checkRecordSize } from '../store/prepare.js';
+import { checkUid } from '../store/validate.js';
 import { quotaSetOp } from '../store/quota.js';
 import type { PrepareContext } from '../store/writer.js';
 import { MODSEQ_OFFSET_NAME, forgetModseqOffset, modseqAt } from '../store/apply.js';
@@ -95,7 +96,10 @@ async function addMessages(store: Store, id: Buffer, messages: XferMessage[]): P
     const ops: Op[] = [];
     const fresh = new Map<string, { pack: number; offset: number }>();
     const floor = modseqAt(ctx.view, ctx.seq);
-    for (const [uid, body, flags, date, extras] of messages) {
+    for (const [given, body, givenFlags, date, extras] of messages) {
+      // checked as the Store checks its callers': a uid past 2^32 - 1 has no index key (it stopped the store), 0 is none
+      const uid = checkUid(given, 'XFER uid');
+      const flags = checkFlagList(givenFlags);
       if (await ctx.view.get(keys.message(id, uid))) continue; // already here (resumed)
       if (extras.modseq !== undefined && !(Number.isSafeInteger(extras.modseq) && extras.modseq > 0 && extras.modseq < floor)) {
         throw new MailstoreError('INVALID', `XFER: message ${uid} comes with modseq ${extras.modseq}, not below this store's next modseq ${floor} (its mailbox request did not raise it)`);
@@ -119,7 +123,9 @@ async function addMessages(store: Store, id: Buffer, messages: XferMessage[]): P
  */
 async function raiseModseqs(store: Store, highest: unknown): Promise<void> {
   if (highest === undefined) return;
-  if (typeof highest !== 'number' || !Number.isSafeInteger(highest) || highest < 0) throw new MailstoreError('INVALID', `XFER: a highest modseq is an integer >= 0, got ${String(highest)}`);
+  if (typeof highest !== 'number' || !Number.isSafeInteger(highest) || highest < 0 || highest > limits.xferModseqMax) {
+    throw new MailstoreError('INVALID', `XFER: a highest modseq is an integer from 0 to ${limits.xferModseqMax}, got ${String(highest)}`);
+  }
   await store.replication().commitOps(async ({ view, seq }) => {
     if (modseqAt(view, seq) > highest) return { ops: [], result: undefined };
     return { ops: [{ op: 'meta.set', key: MODSEQ_OFFSET_NAME, value: highest + 1 - seq }], result: undefined };
@@ -134,6 +140,17 @@ async function setQuotaRoots(store: Store, roots: unknown): Promise<void> {
   if (!Array.isArray(roots)) throw new MailstoreError('INVALID', 'XFER: quotaRoots must be a list of [root, limits]');
   const ops = roots.map((entry: unknown) => (Array.isArray(entry) ? quotaSetOp(entry[0], entry[1]) : quotaSetOp(undefined, undefined)));
   if (ops.length > 0) await store.replication().commitOps(async () => ({ ops, result: undefined }));
+}
+
+/**
+ * A message's flags as the source kept them, within the bounds a record has (limits.flagsPerMessageMax
+ * strings of flagBytesMax): not normalized again, so a keyword an older version kept still moves.
+ */
+function checkFlagList(flags: unknown): string[] {
+  if (!Array.isArray(flags) || flags.length > limits.flagsPerMessageMax || flags.some((flag) => typeof flag !== 'string' || Buffer.byteLength(flag) > limits.flagBytesMax)) {
+    throw new MailstoreError('INVALID', `XFER: flags must be at most ${limits.flagsPerMessageMax} strings of at most ${limits.flagBytesMax} bytes`);
+  }
+  return flags as string[];
 }
 
 /** As Store.placeBlob: a live copy is shared, anything else is written anew. */
@@ -154,7 +171,8 @@ async function place(ctx: PrepareContext, hash: Buffer, bytes: Buffer, fresh: Ma
  * reused); returns the uids still missing here (the source sends them, then reconciles again).
  */
 async function reconcile(store: Store, id: Buffer, live: [number, string[]][], uidNext: number): Promise<number[]> {
-  const want = new Map(live);
+  if (!Number.isInteger(uidNext) || uidNext < 1 || uidNext > 0x1_0000_0000) throw new MailstoreError('INVALID', `XFER: uidNext ${uidNext} is no uidNext (1 to 2^32)`);
+  const want = new Map(live.map(([uid, flags]) => [checkUid(uid, 'XFER uid'), checkFlagList(flags)]));
   return store.replication().commitOps(async ({ view }) => {
     const box = await view.get<MailboxInfo>(keys.info(id));
     if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `XFER: mailbox ${id.toString('hex')} is not here`);

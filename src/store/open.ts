@@ -24,6 +24,7 @@ import { snapshotCovers } from './snapshots.js';
 import type { StoreOptions } from './types.js';
 import type { BlobRecord } from './records.js';
 import { TIER_META } from './tier-names.js';
+import { checkByteBound } from './validate.js';
 
 /** An opened store's parts. `db` is replaced when maintenance installs a rebuilt index. */
 export interface StoreParts {
@@ -49,6 +50,10 @@ type CheckMounted = (path: string) => Promise<void>;
  * Store's to finish (they are mutations).
  */
 export async function openStoreParts(root: string, options: StoreOptions): Promise<StoreParts> {
+  // bounds of files, checked before anything is opened: NaN rotated a segment or pack never, and a
+  // segment is read whole, with one read (node's reads stop at 2^31 - 1 bytes)
+  if (options.journalSegmentBytesMax !== undefined) checkByteBound(options.journalSegmentBytesMax, 'journalSegmentBytesMax', 1, 2 ** 31 - 1);
+  if (options.packBytesMax !== undefined) checkByteBound(options.packBytesMax, 'packBytesMax', 1, Number.MAX_SAFE_INTEGER);
   // A rebuild from the bucket that stopped part-way: an ordinary open would cut a newest batch whose
   // pack was lost and number new packs over lost ones (src/store/rebuild-from-bucket.ts).
   const marker = join(root, LAYOUT.rebuilding);

@@ -1,6 +1,7 @@
 // What the prepare step of a Mutation (writer.ts) needs in both the Store's changes and the
 // maintenance hooks: a mailbox looked up inside the batch, and the bound on one journal record.
 import { MailstoreError } from '../errors.js';
+import { UID_MAX } from '../formats/uidset.js';
 import { encodeCbor } from '../index/codec.js';
 import { keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
@@ -13,6 +14,19 @@ export async function resolveInBatch(view: PrepareContext['view'], components: s
   const box = id ? await view.get<MailboxInfo>(keys.info(Buffer.from(id))) : undefined;
   if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `no mailbox named ${name}`, { path: name });
   return { ...box, id: Buffer.from(box.id) };
+}
+
+/**
+ * Refuses `count` new messages that would pass the last UID a mailbox has (RFC 9051: 32 bits,
+ * never reused or wrapped within a UIDVALIDITY): a uid past it has no index key, and the batch
+ * carrying it stopped the whole store. OVER_QUOTA, as a full mailbox: an LMTP delivery is kept
+ * queued (452), never bounced, while an admin moves the messages into a new mailbox.
+ */
+export function checkUidsLeft(box: MailboxInfo, count: number, name: string): void {
+  if (count === 0 || box.uidNext + count - 1 <= UID_MAX) return;
+  throw new MailstoreError('OVER_QUOTA',
+    `${name} has ${Math.max(0, UID_MAX + 1 - box.uidNext)} UIDs left, ${count} needed (its last UID is ${UID_MAX}); nothing was stored. ` +
+    `Rename it away, create it again (a new UIDVALIDITY) and move its messages in`, { path: name });
 }
 
 /**

@@ -41,15 +41,15 @@ import { closeOpened, openStoreParts, type StoreParts } from './open.js';
 import { checkInlineBodyBytes, readInlineBodyBytes, writeInlineBodyBytes } from './inline-setting.js';
 import { Snapshotter, readJournalArchive, writeJournalArchive, type SnapshotResult } from './snapshots.js';
 import { listSnapshots } from './snapshot-file.js';
-import { checkMetaUnchanged, checkRecordSize, resolveInBatch } from './prepare.js';
+import { checkMetaUnchanged, checkRecordSize, checkUidsLeft, resolveInBatch } from './prepare.js';
 import { StoreReader, type FetchAtOptions, type ReaderHost } from './reader.js';
 import { SharedHashPool } from '../hash/shared-pool.js';
 import { opExtras, type BlobRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
 import type { Health } from './recovery.js';
 import {
-  ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkDeletable, checkModseq, checkObject, checkOptions, checkString, normalizeAcl, normalizeOwner,
+  ALL_RIGHTS, checkArray, checkBytes, checkDeletable, checkModseq, checkObject, checkOptions, checkString, normalizeAcl, normalizeOwner,
   formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeMessageExtras, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
-  ownCopy, parseMailboxName, patternPrefixComponents, type DeleteOptions,
+  ownCopy, parseMailboxName, patternPrefixComponents, renamedMailboxName, checkByteBound, type DeleteOptions,
 } from './validate.js';
 import { checkQuota, checkRenameQuota, moveQuotaRoots } from './quota.js';
 import {
@@ -214,7 +214,8 @@ export class Store implements MailStore {
   private constructor(parts: StoreParts, options: StoreOptions) {
     ({ root: this.root, fs: this.fs, identity: this.identity, storeId: this.storeId, health: this.health, readOnly: this.readOnly } = parts);
     ({ db: this.db, packs: this.packs, journal: this.journal, release: this.release } = parts);
-    this.messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
+    // a message must read back (NaN once meant no limit at all)
+    this.messageBytesMax = checkByteBound(options.messageBytesMax ?? limits.messageBytesMax, 'messageBytesMax', 0, limits.messageBytesSettingMax);
     this.inlineBodyBytesMax = checkInlineBodyBytes(options.inlineBodyBytesMax ?? limits.inlineBodyBytesDefault, 'inlineBodyBytesMax');
     this.space = new FreeSpace(this.fs, this.root, options.freeSpaceReserveBytes === undefined ? undefined : checkReserveBytes(options.freeSpaceReserveBytes, 'freeSpaceReserveBytes'), options.onFreeSpace);
     this.journal.keepFreeBytes = () => this.space.keepFreeBytes();
@@ -866,8 +867,7 @@ export class Store implements MailStore {
         const moved: { from: string[]; to: string[]; box: MailboxInfo }[] = [];
         for await (const [key, id] of this.db.entries<Buffer>({ prefix: keys.name(source) })) {
           const name = decodeNameKey(key);
-          const renamed = [...target, ...name.slice(source.length)];
-          checkComponents(renamed, (why) => new MailstoreError('INVALID', `renaming ${from} to ${to} would make ${formatMailboxName(renamed)} ${why}`, { path: to }));
+          const renamed = renamedMailboxName(name, source, target, `renaming ${from} to ${to}`);
           if (await view.get(keys.name(renamed))) throw new MailstoreError('EXISTS', `mailbox ${formatMailboxName(renamed)} already exists`, { path: formatMailboxName(renamed) });
           ops.push({ op: 'mailbox.rename', id: Buffer.from(id), to: renamed });
           const box = view.getNow<MailboxInfo>(keys.info(Buffer.from(id)));
@@ -1082,6 +1082,7 @@ export class Store implements MailStore {
       space: { bytes: spaceBytes, mail: true },
       prepare: async (ctx) => {
         const box = await resolveInBatch(ctx.view, components, mailbox);
+        checkUidsLeft(box, prepared.length, mailbox);
         if (metaKey && 'expected' in options.meta!) await checkMetaUnchanged(ctx.view, metaKey, options.meta!);
         await checkQuota(this.db, ctx.view, box.name, prepared.reduce((sum, item) => sum + item.bytes.length, 0), prepared.length);
         if (ahead) await ctx.view.adopt(ahead);
@@ -1243,6 +1244,7 @@ export class Store implements MailStore {
           ops.push({ op: 'message.add', id: dst.id, uid, hash: Buffer.from(record.h), size: record.s, date: record.d, flags: record.f, pack: blob.p, offset: blob.o, ...opExtras(record) });
           mapping.push([srcUid, uid++]);
         }
+        checkUidsLeft(dst, mapping.length, to);
         const added = ops.reduce((sum, op) => sum + (op.op === 'message.add' ? op.size : 0), 0);
         await checkQuota(this.db, view, dst.name, added, mapping.length, expungeSource ? src.name : undefined);
         if (expungeSource && mapping.length > 0) ops.push({ op: 'message.expunge', id: src.id, uids: mapping.map(([s]) => s), at: Date.now() });

@@ -9,7 +9,8 @@ import type { IndexView } from '../index/index-db.js';
 import type { MailboxInfo, Op, RightsRecord } from './records.js';
 import { moveQuotaRoots } from './quota.js';
 import type { Store } from './store.js';
-import { checkDeletable, formatMailboxName, normalizeIdentifier, normalizeRights, parseMailboxName, type DeleteOptions } from './validate.js';
+import { checkRecordSize } from './prepare.js';
+import { checkDeletable, formatMailboxName, normalizeIdentifier, normalizeRights, parseMailboxName, renamedMailboxName, type DeleteOptions } from './validate.js';
 
 export interface RenameUserResult {
   from: string;
@@ -72,12 +73,14 @@ export async function renameUser(store: Store, from: string, to: string): Promis
       }
       const ops: Op[] = [];
       for (const [name, id] of tree) {
-        ops.push({ op: 'mailbox.rename', id, to: [...target, ...name.slice(source.length)] });
+        // a longer user name must not take a mailbox past the name bounds: no call could name it then
+        ops.push({ op: 'mailbox.rename', id, to: renamedMailboxName(name, source, target, `renaming user ${oldUser} to ${newUser}`) });
         const box = view.getNow<MailboxInfo>(keys.info(id));
         if (box?.owner === oldUser) ops.push({ op: 'mailbox.owner', id, owner: newUser });
       }
       for (const [id, rights] of entries) ops.push(...moveAclEntry(view, id, oldUser, newUser, rights));
       ops.push(...(await moveQuotaRoots(store.administration().index, source, target)));
+      checkRecordSize(ops, `renaming user ${oldUser} (${tree.length} mailboxes)`); // one record: past the bound the journal would refuse it and stop the store
       return { ops, result: { from: oldUser, to: newUser, mailboxes: tree.length, aclEntries: entries.length } };
     },
   });
@@ -115,6 +118,7 @@ export async function deleteUser(store: Store, name: string, options?: DeleteOpt
       }
       checkDeletable(formatMailboxName(tree), messages, options, true);
       ops.push(...(await moveQuotaRoots(store.administration().index, tree, undefined)));
+      checkRecordSize(ops, `deleting user ${user} (${boxes.length} mailboxes)`);
       return { ops, result: { ids: boxes.map(([, id]) => id), messages, aclEntries: entries.length } };
     },
   });
@@ -137,6 +141,7 @@ export async function deleteMailboxTree(store: Store, name: string, options?: De
       checkDeletable(name, messages, options, true);
       const ops = boxes.map(([, id]): Op => ({ op: 'mailbox.deleteBegin', id }));
       ops.push(...(await moveQuotaRoots(store.administration().index, prefix, undefined)));
+      checkRecordSize(ops, `deleting ${name} (${boxes.length} mailboxes)`);
       return { ops, result: { ids: boxes.map(([, id]) => id), messages } };
     },
   });

@@ -55,6 +55,13 @@ export function checkComponents(components: readonly string[], bad: (why: string
   }
 }
 
+/** `name` (at or below `source`) moved below `target`, INVALID when the new name passes a name-wide bound (`doing`: "renaming A to B"). */
+export function renamedMailboxName(name: readonly string[], source: readonly string[], target: readonly string[], doing: string): string[] {
+  const renamed = [...target, ...name.slice(source.length)];
+  checkComponents(renamed, (why) => new MailstoreError('INVALID', `${doing} would make ${formatMailboxName(renamed)} ${why}`, { path: formatMailboxName(target) }));
+  return renamed;
+}
+
 export function formatMailboxName(components: readonly string[]): string {
   return components.join(SEPARATOR);
 }
@@ -133,6 +140,14 @@ export function normalizeIdentifier(identifier: unknown): string {
     throw new MailstoreError('INVALID', `invalid ACL identifier ${JSON.stringify(identifier)} (1 to ${limits.identifierBytesMax} bytes; no control or invisible formatting characters)`);
   }
   return normalized;
+}
+
+/** A StoreOptions size: a whole number of bytes from `min` to `max`, else INVALID naming the option. */
+export function checkByteBound(value: unknown, what: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new MailstoreError('INVALID', `${what} must be a whole number of bytes from ${min} to ${max}, got ${String(value)}`);
+  }
+  return value;
 }
 
 /** A uid list: one uid or an array of them; returned sorted and unique. */

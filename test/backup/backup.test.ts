@@ -173,6 +173,32 @@ describe('backup and restore', () => {
     await repo.close();
   });
 
+  it('--user --as a longer name that would take a mailbox past the name length bound: INVALID before anything is written, into a new or a live store', async () => {
+    const dir = tmpDir('bk');
+    const store = await Store.init(join(dir, 's'));
+    // user/al/ + 1016 bytes: exactly mailboxNameBytesMax (1024); under user/alice it would be 1027
+    const deep = `user/al/${Array.from({ length: 4 }, () => 'd'.repeat(250)).join('/')}/${'e'.repeat(12)}`;
+    expect(Buffer.byteLength(deep)).toBe(1024);
+    await store.createMailbox(deep, { owner: 'al' });
+    await fill(store, deep, 2);
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    // refused as the selection is made, not after every blob was written into the new store
+    const read = repo.dataBytesRead;
+    await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'u'), { selection: { user: 'al', as: 'alice' } }), 'INVALID');
+    expect(repo.dataBytesRead).toBe(read);
+    expect(existsSync(join(dir, 'u', 'STORE'))).toBe(false);
+    const before = await dump(store);
+    await expectCode(restoreIntoStore(storeTarget(store), 's', repo, 'latest', { selection: { user: 'al', as: 'alice' } }), 'INVALID');
+    expect(await dump(store)).toEqual(before);
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'b'), { selection: { user: 'al', as: 'b' } }); // a name that fits
+    const restored = await Store.open(join(dir, 'b'));
+    expect((await restored.status(deep.replace('user/al/', 'user/b/'))).messages).toBe(2);
+    await restored.close();
+    await store.close();
+    await repo.close();
+  });
+
   it('into a live store: a taken name is refused (EXISTS) before anything is written; --as restores beside it', async () => {
     const dir = tmpDir('bk');
     const store = await sampleStore(join(dir, 's'));

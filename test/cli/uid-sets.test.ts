@@ -1,13 +1,17 @@
 // UID sets as `messages MAILBOX SET` and `fetch --info MAILBOX SET` read them (src/cli/uids.ts):
 // the right messages in UID order, gaps and `*` included, and only the records of the set's ranges
-// (each range from its first UID), never the whole mailbox filtered.
+// (each range from its first UID), never the whole mailbox filtered. `expunge` and `flags` change
+// a big set in bounded runs (limits.uidSetChunkMessages), not in one call that holds it all.
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { messagesInSet } from '../../src/cli/uids.js';
+import { messagesInSet, resolveUidSet } from '../../src/cli/uids.js';
+import { keys } from '../../src/keys/index-keys.js';
+import type { MailboxInfo } from '../../src/store/records.js';
 import { limits } from '../../src/limits.js';
 import type { MailStore } from '../../src/store/api.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { json, requireBuilt } from './helpers.js';
 
 /** `store` with the records its messages() calls yielded counted. */
 function counting(store: Store): { store: MailStore; read: () => number } {
@@ -55,6 +59,88 @@ describe('messagesInSet', () => {
       await expect(messagesInSet(seen, 'Nope', '1').next()).rejects.toMatchObject({ code: 'NOT_FOUND' });
     } finally {
       tunable.largestUidProbeUids = saved;
+      await store.close();
+    }
+  });
+});
+
+/** A store whose INBOX holds a run and two more messages, beside an empty `other` mailbox (closed: the CLI opens it). */
+async function overOneRun(other: string): Promise<{ dir: string; count: number; store: Store }> {
+  requireBuilt();
+  const dir = join(tmpDir('uidruns'), 's');
+  const store = await Store.init(dir);
+  const count = limits.uidSetChunkMessages + 2;
+  await store.createMailbox('INBOX');
+  await store.createMailbox(other);
+  await store.appendBatch('INBOX', Array.from({ length: count }, (_, i) => ({ bytes: Buffer.from(`Subject: ${i}\r\n\r\nbody\r\n`) })));
+  return { dir, count, store };
+}
+
+describe('expunge and flags over a set bigger than a run', () => {
+  it('change every message, in runs of limits.uidSetChunkMessages (one modseq each): nothing left out, nothing else touched', { timeout: 60_000 }, async () => {
+    const { dir, count, store } = await overOneRun('Other');
+    await store.append('Other', Buffer.from('Subject: other\r\n\r\nbody\r\n'));
+    await store.close();
+    const flagged = await json<{ updated: number[]; modseq: number }>(['flags', 'INBOX', '1:*', '--add', '$Done'], { store: dir });
+    expect(flagged.updated.length).toBe(count);
+    const reopened = await Store.open(dir);
+    const modseqs = new Set<number>();
+    for await (const info of reopened.messages('INBOX')) {
+      expect(info.flags).toEqual(['$Done']);
+      modseqs.add(info.modseq);
+    }
+    expect(modseqs.size).toBe(2); // two runs, two records
+    expect(Math.max(...modseqs)).toBe(flagged.modseq);
+    await reopened.close();
+    const expunged = await json<{ expunged: number[] }>(['expunge', 'INBOX', '2:*'], { store: dir });
+    expect(expunged.expunged).toEqual(Array.from({ length: count - 1 }, (_, i) => i + 2));
+    const after = await Store.open(dir);
+    expect((await after.status('INBOX')).messages).toBe(1);
+    expect((await after.status('Other')).messages).toBe(1);
+    await after.close();
+  });
+
+  it('move goes in runs too (RFC 6851: a COPYUID a run), every message in exactly one place; copy stays one call', { timeout: 60_000 }, async () => {
+    const { dir, count, store } = await overOneRun('Archive');
+    await store.close();
+    const moved = await json<{ mapping: [number, number][] }>(['move', 'INBOX', '1:*', 'Archive'], { store: dir });
+    expect(moved.mapping).toEqual(Array.from({ length: count }, (_, i) => [i + 1, i + 1]));
+    const copied = await json<{ mapping: [number, number][] }>(['copy', 'Archive', '1:*', 'INBOX'], { store: dir });
+    expect(copied.mapping.length).toBe(count);
+    const reopened = await Store.open(dir);
+    const modseqs = async (mailbox: string) => {
+      const seen = new Set<number>();
+      for await (const info of reopened.messages(mailbox)) seen.add(info.modseq);
+      return seen.size;
+    };
+    expect((await reopened.status('Archive')).messages).toBe(count);
+    expect(await modseqs('Archive')).toBe(2); // two runs, two records
+    expect(await modseqs('INBOX')).toBe(1); // the copy: one record
+    await reopened.close();
+  });
+});
+
+describe('resolveUidSet over a sparse mailbox', () => {
+  it('gives the uids there are, not every number up to the largest: uids 1, 5,000,001 and 4294967295 (after XFER or a raised uidNext)', async () => {
+    const store = await Store.init(join(tmpDir('sparse'), 's'));
+    try {
+      await store.createMailbox('INBOX');
+      const id = Buffer.from((await store.mailbox('INBOX')).id.replace(/-/g, ''), 'hex');
+      const jumpTo = (uidNext: number) => store.replication().commitOps(async ({ view }) => {
+        const box = (await view.get<MailboxInfo>(keys.info(id)))!;
+        return { ops: [{ op: 'state.mailbox', info: { ...box, uidNext } }], result: undefined };
+      });
+      await store.append('INBOX', Buffer.from('Subject: 1\r\n\r\n1\r\n'));
+      await jumpTo(5_000_001);
+      await store.append('INBOX', Buffer.from('Subject: 2\r\n\r\n2\r\n'));
+      expect(await resolveUidSet(store, 'INBOX', '1:*')).toEqual([1, 5_000_001]);
+      await jumpTo(4_294_967_295);
+      await store.append('INBOX', Buffer.from('Subject: 3\r\n\r\n3\r\n'));
+      expect(await resolveUidSet(store, 'INBOX', '1:*')).toEqual([1, 5_000_001, 4_294_967_295]);
+      expect(await resolveUidSet(store, 'INBOX', '2:5000001,4294967295')).toEqual([5_000_001, 4_294_967_295]);
+      // a dense set stays as it was: the numbers of the set, up to the largest uid
+      expect(await resolveUidSet(store, 'INBOX', '1:3')).toEqual([1, 2, 3]);
+    } finally {
       await store.close();
     }
   });

@@ -4,9 +4,12 @@
 // that goes away with calls in flight (UNAVAILABLE, mayHaveCommitted).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Client } from '../../src/client/client.js';
 import { procedures } from '../../src/daemon/procedures.js';
+import { daemonLimits } from '../../src/limits.js';
+import { undumpMailboxes } from '../../src/store/mailbox-list.js';
 import { importMail } from '../../src/import/importer.js';
 import { MailstoreError } from '../../src/errors.js';
 import { daemonLimits } from '../../src/limits.js';
@@ -69,6 +72,45 @@ describe('the client library', () => {
     expect(await procedures(client).getQuota('user/alice')).toEqual(await procedures(store).getQuota('user/alice'));
     expect(await client.renameMailbox('user/alice/Sent', 'user/alice/Old')).toEqual({ renamed: 1 });
     expect(await client.deleteMailbox('user/alice/Old')).toEqual({ messages: 0 });
+  });
+
+  it('lists more mailboxes than one frame holds (tens of thousands, long names) as the store does: the daemon sends them in pieces', async () => {
+    const { client, store } = await setup();
+    const tunable = daemonLimits as { frameBytesMax: number };
+    const saved = tunable.frameBytesMax;
+    tunable.frameBytesMax = 1024 * 1024; // a listing of ~1.2 MB passes it, as 60k names of 256 bytes pass 16 MiB
+    try {
+      const entries = Array.from({ length: 4000 }, (_, i) => ({
+        name: `user/alice/${String(i).padStart(5, '0')}${'x'.repeat(250)}`, id: randomUUID(), uidValidity: 1000 + i, acl: { bob: 'lr' }, created: 1, owner: 'alice',
+      }));
+      await undumpMailboxes(store, entries);
+      const all = await client.listMailboxes();
+      expect(all).toHaveLength(4001);
+      expect(all).toEqual(await store.listMailboxes());
+      expect(await client.listMailboxes({ user: 'bob' })).toEqual(await store.listMailboxes({ user: 'bob' }));
+      expect(await client.listMailboxes({ pattern: 'user/alice/0001*' })).toEqual(await store.listMailboxes({ pattern: 'user/alice/0001*' }));
+      expect(await codeOf(client.listMailboxes({ pattern: 7 } as never))).toBe('INVALID');
+    } finally {
+      tunable.frameBytesMax = saved;
+    }
+  });
+
+  it('answers changesSince over more changes than one frame holds (a CONDSTORE resync after a flag change on a big mailbox) as the store does', async () => {
+    const { client, store } = await setup();
+    const tunable = daemonLimits as { frameBytesMax: number };
+    const saved = tunable.frameBytesMax;
+    tunable.frameBytesMax = 1024 * 1024; // ~6000 changes of ~200 bytes pass it, as ~100k pass 16 MiB
+    try {
+      await store.appendBatch(INBOX, Array.from({ length: 6000 }, (_, i) => ({ bytes: message(i), flags: ['$Label1', '$Label2'], envelopeFrom: `sender-${i}@example.org` })));
+      const before = (await store.status(INBOX)).highestModseq;
+      await store.setFlags(INBOX, Array.from({ length: 6000 }, (_, i) => i + 1), { add: ['\\Seen'] });
+      await store.expunge(INBOX, [1, 2, 3]);
+      for (const since of [0, before]) expect(await client.changesSince(INBOX, since)).toEqual(await store.changesSince(INBOX, since));
+      expect((await client.changesSince(INBOX, before)).vanished).toEqual([1, 2, 3]);
+      expect(await codeOf(client.changesSince('user/alice/Nope', 0))).toBe('NOT_FOUND');
+    } finally {
+      tunable.frameBytesMax = saved;
+    }
   });
 
   it('carries a 5 MB message exactly both ways, streamed in chunks (fetch, fetchStream, readMessages)', async () => {
@@ -253,5 +295,18 @@ describe('the client library', () => {
     const { running } = await setup();
     const error = await Client.connect(running.socket + '.none', { reconnectWaitMs: 0 }).catch((e: MailstoreError) => e);
     expect((error as MailstoreError).code).toBe('UNAVAILABLE');
+  });
+
+  it('a daemon with every connection taken is UNAVAILABLE saying so (not "is mailstore serve running?"); a freed one is taken', async () => {
+    const { running } = await setup(); // its client holds the one connection
+    (running.server as unknown as { server: { maxConnections: number } }).server.maxConnections = 1;
+    const error = await Client.connect(running.socket, { reconnectWaitMs: 0 }).catch((e: MailstoreError) => e);
+    expect((error as MailstoreError).code).toBe('UNAVAILABLE');
+    expect((error as MailstoreError).message).toMatch(/took the connection but gave no hello.*all the connections it takes/);
+    expect((error as MailstoreError).message).not.toMatch(/running\?/);
+    await clients.shift()!.close();
+    const next = await Client.connect(running.socket, { reconnectWaitMs: 5000 });
+    clients.push(next);
+    expect((await next.status(INBOX)).messages).toBe(0);
   });
 });

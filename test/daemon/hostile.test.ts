@@ -3,7 +3,7 @@
 // idle connections, a client that sends nothing and one that reads nothing hold up nobody else;
 // a process without permission on the socket cannot connect.
 import { spawn } from 'node:child_process';
-import { chmodSync } from 'node:fs';
+import { chmodSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Client } from '../../src/client/client.js';
@@ -86,6 +86,44 @@ describe('bad frames', () => {
     a.destroy();
     await sleep(100);
     expect((await running.store.status(INBOX)).messages).toBe(1); // stillServes' own message only
+  });
+});
+
+describe('calls whose bodies are still coming', () => {
+  it('one at a time: a client that starts a second call\'s body before the first is complete is INVALID and dropped, having had one body allocated, not one per call', async () => {
+    running = await startDaemon();
+    const { Tag } = await import('cbor-x');
+    const hostile = await rawConnect(running.socket);
+    // each body is allocated whole at its first chunk: 40 of these were 40 x 200 MiB
+    const frames: Buffer[] = [];
+    for (let id = 1; id <= 40; id++) {
+      frames.push(encodeFrame({ t: 'call', id, m: 'append', a: [INBOX, new Tag(200 * 1024 * 1024, 40_107)], b: 1 }));
+      frames.push(encodeFrame({ t: 'chunk', id, d: Buffer.alloc(1000, 97) }));
+    }
+    const before = process.memoryUsage().arrayBuffers;
+    hostile.write(Buffer.concat(frames));
+    const { bytes, closed } = await readUntilClosed(hostile);
+    expect(closed).toBe(true);
+    expect(framesIn(bytes)).toContainEqual(expect.objectContaining({ t: 'err', id: 0, e: expect.objectContaining({ code: 'INVALID' }) }));
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(2 * 200 * 1024 * 1024);
+    await stillServes(running);
+    expect((await running.store.status(INBOX)).messages).toBe(1); // stillServes' own message only
+  });
+});
+
+describe('a client connecting in a loop', () => {
+  it('past the connection bound is refused, and the log says so a line a second with how many, not a line each', async () => {
+    running = await startDaemon();
+    (running.server as unknown as { server: { maxConnections: number } }).server.maxConnections = 1;
+    const kept = await rawConnect(running.socket);
+    await sleep(100);
+    for (let i = 0; i < 200; i++) (await rawConnect(running.socket)).destroy();
+    await sleep(daemonLimits.refusedLogMs + 500); // the last second's count, and the log's flush
+    const lines = readFileSync(running.log, 'utf8').split('\n').filter((line) => line.includes('connection-refused')).map((line) => JSON.parse(line) as { refused: number });
+    expect(lines.length).toBeLessThanOrEqual(4);
+    expect(lines.reduce((sum, line) => sum + line.refused, 0)).toBe(200);
+    kept.destroy();
+    await stillServes(running);
   });
 });
 

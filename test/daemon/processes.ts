@@ -18,8 +18,12 @@ export async function freshStore(): Promise<string> {
 
 export interface Daemon { child: ChildProcess; stderr: () => string; exited: Promise<number | null> }
 
-export async function serve(store: string, args: string[] = []): Promise<Daemon> {
-  const child = spawn(process.execPath, [bin, 'serve', ...args], { env: { ...process.env, MAILSTORE_DIR: store }, stdio: ['ignore', 'ignore', 'pipe'] });
+/** `openFilesMax`: the daemon runs under `ulimit -n` of it (soft and hard: Node cannot raise it). */
+export async function serve(store: string, args: string[] = [], options: { openFilesMax?: number } = {}): Promise<Daemon> {
+  const command = options.openFilesMax === undefined
+    ? [process.execPath, bin, 'serve', ...args]
+    : ['/bin/sh', '-c', `ulimit -n ${options.openFilesMax} && exec "$0" "$@"`, process.execPath, bin, 'serve', ...args];
+  const child = spawn(command[0], command.slice(1), { env: { ...process.env, MAILSTORE_DIR: store }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));

@@ -12,6 +12,10 @@ import { readKeyFile } from '../../src/replication/key.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { listQuotas, setQuota } from '../../src/store/quota.js';
 import { keys } from '../../src/keys/index-keys.js';
+import { scrub } from '../../src/scrub/scrub.js';
+import { connect, type Connection } from '../../src/replication/transport.js';
+import { readKeyFile } from '../../src/replication/key.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf, keyFile, msg, quiet } from './helpers.js';
 import { rmSync } from 'node:fs';
@@ -24,6 +28,21 @@ async function twoStores() {
   const target = await startPrimary(b, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
   const to = `127.0.0.1:${(await target.status()).port}`;
   return { key, a, b, target, to, close: async () => { await target.close(); await a.close(); await b.close(); } };
+}
+
+/** A mailbox as an XFER source announces it (xfer.mailbox), for the tests that play a faulty source. */
+const BOB_INBOX = { id: 'b1445cf854854288bb46f48aa6be0101', name: ['user', 'bob', 'INBOX'], uidValidity: 7, uidNext: 1, acl: {}, created: 1, owner: 'bob' };
+
+/** Talks to the target at `to` as an XFER source would (hello, welcome), by hand: `talk` sends what it likes. */
+async function asSource(to: string, key: string, talk: (connection: Connection) => Promise<void>): Promise<void> {
+  const connection = await connect(to, await readKeyFile(nodeFileSystem, key));
+  try {
+    await connection.send({ t: 'hello', kind: 'xfer', epoch: 0 });
+    await connection.expect('welcome', 5000);
+    await talk(connection);
+  } finally {
+    connection.close();
+  }
 }
 
 describe('xfer', () => {
@@ -215,6 +234,66 @@ describe('xfer', () => {
       const result = await xferUser(a, { user: 'bob', to, keyFile: key, log: quiet });
       expect(result.resumedAfterSwitch).toBe(true);
       expect(await a.listMailboxes()).toEqual([]);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it("leaves a target whose scrub is clean when the source had expunged its newest uids (the target's uidNext raised to the source's)", async () => {
+    const { key, a, b, to, close } = await twoStores();
+    try {
+      await b.createMailbox('user/carol/INBOX', { owner: 'carol' });
+      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
+      for (let i = 1; i <= 5; i++) await a.append('user/bob/INBOX', msg(i));
+      await a.expunge('user/bob/INBOX', [4, 5]);
+      await xferUser(a, { user: 'bob', to, keyFile: key, log: quiet });
+      expect(await b.status('user/bob/INBOX')).toMatchObject({ messages: 3, uidNext: 6 });
+      // a damage report here would send an admin after a store that is whole
+      expect((await scrub(b)).findings).toEqual([]);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it('a source that sends a uid no mailbox may have (0, 2^32, 1.5), flags no record holds, or a uidNext past 2^32 is answered INVALID; the target stores nothing of it and keeps serving', async () => {
+    const { key, b, to, close } = await twoStores();
+    try {
+      await b.createMailbox('user/carol/INBOX', { owner: 'carol' });
+      await asSource(to, key, async (connection) => {
+        const { id } = BOB_INBOX;
+        await connection.send({ t: 'xfer.mailbox', mailbox: { ...BOB_INBOX, highestModseq: 0 } });
+        expect(await connection.next(5000)).toMatchObject({ t: 'xfer.mailbox' });
+        for (const uid of [0, 2 ** 32, 1.5]) {
+          await connection.send({ t: 'xfer.messages', id, messages: [[uid, msg(uid), [], 0, {}]] });
+          expect(await connection.next(5000), `uid ${uid}`).toMatchObject({ t: 'error', code: 'INVALID' });
+        }
+        for (const flags of ['\\Seen', [7], Array.from({ length: 129 }, (_, i) => `k${i}`)]) {
+          await connection.send({ t: 'xfer.messages', id, messages: [[5, msg(5), flags, 0, {}]] });
+          expect(await connection.next(5000), JSON.stringify(flags)).toMatchObject({ t: 'error', code: 'INVALID' });
+        }
+        await connection.send({ t: 'xfer.reconcile', id, live: [], uidNext: 2 ** 33 });
+        expect(await connection.next(5000)).toMatchObject({ t: 'error', code: 'INVALID' });
+      });
+      expect((await b.status('user/bob/INBOX')).messages).toBe(0);
+      expect((await b.status('user/bob/INBOX')).uidNext).toBe(1);
+      expect((await b.append('user/carol/INBOX', msg(1))).uid).toBe(1); // the target did not stop
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it('a source that sends a highest modseq near 2^53 is answered INVALID: no modseq offset that would leave the target no modseq for its next changes', async () => {
+    const { key, b, to, close } = await twoStores();
+    try {
+      await b.createMailbox('user/carol/INBOX', { owner: 'carol' });
+      await asSource(to, key, async (connection) => {
+        await connection.send({ t: 'xfer.mailbox', mailbox: { ...BOB_INBOX, highestModseq: Number.MAX_SAFE_INTEGER - 5 } });
+        expect(await connection.next(5000)).toMatchObject({ t: 'error', code: 'INVALID' });
+      });
+      // the target's next changes still get modseqs (more of them than the 5 left below 2^53): it did not stop
+      for (let i = 1; i <= 10; i++) expect((await b.append('user/carol/INBOX', msg(i))).uid).toBe(i);
+      await b.setFlags('user/carol/INBOX', 1, { add: ['\\Seen'] });
+      expect((await b.messageInfo('user/carol/INBOX', 1)).modseq).toBeLessThan(1000);
     } finally {
       await close();
     }

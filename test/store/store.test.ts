@@ -1,3 +1,4 @@
+import { limits } from '../../src/limits.js';
 import { describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync, renameSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -374,6 +375,25 @@ describeEachFs('store core', ({ Store }) => {
     await expectCode(store.append('INBOX', Buffer.alloc(3 * 1024 * 1024 + 1)), 'TOO_LARGE');
     const empty = await store.append('INBOX', Buffer.alloc(0));
     expect((await store.fetch('INBOX', empty.uid)).length).toBe(0);
+    await store.close();
+  });
+
+  it('refuses a size limit no message could be read back under (node reads at most 2^31 - 1 bytes at once), or none at all: INVALID at open, nothing held', async () => {
+    const dir = tmpDir();
+    await (await Store.open(dir, { create: true })).close();
+    for (const bad of [2 ** 31, 4 * 1024 ** 3, Number.NaN, -1, 1.5, Infinity]) {
+      await expectCode(Store.open(dir, { messageBytesMax: bad }), 'INVALID');
+    }
+    const store = await Store.open(dir, { messageBytesMax: limits.messageBytesSettingMax }); // the largest there is: the lock was let go
+    await store.close();
+  });
+
+  it('refuses file bounds a store cannot keep: a journal segment or pack size that is no whole number of bytes (NaN once meant never rotated), a segment past what one read takes', async () => {
+    const dir = tmpDir();
+    await (await Store.open(dir, { create: true })).close();
+    for (const bad of [Number.NaN, 0, -1, 1.5, 2 ** 31, Infinity]) await expectCode(Store.open(dir, { journalSegmentBytesMax: bad }), 'INVALID');
+    for (const bad of [Number.NaN, 0, -1, 1.5, Infinity]) await expectCode(Store.open(dir, { packBytesMax: bad }), 'INVALID');
+    const store = await Store.open(dir, { journalSegmentBytesMax: 64 * 1024, packBytesMax: 4096 });
     await store.close();
   });
 });

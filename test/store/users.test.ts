@@ -9,6 +9,8 @@ import { deleteMailboxTree } from '../../src/store/users.js';
 import { dumpMailboxes, formatDumpLine, parseDumpLine, undumpMailboxes } from '../../src/store/mailbox-list.js';
 import { getQuota, listQuotas, setQuota } from '../../src/store/quota.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { limits } from '../../src/limits.js';
+import { randomUUID } from 'node:crypto';
 
 const msg = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
 
@@ -76,6 +78,45 @@ describe('renameUser', () => {
     await expectCode(store.deleteUser('anyone'), 'INVALID');
     await store.close();
   });
+  it('refuses (INVALID, nothing renamed) a new user name that would take a mailbox of the tree past the name length bound', async () => {
+    const store = await populated();
+    // user/bob/ + 1015 bytes: exactly mailboxNameBytesMax (1024); under user/bobby it would be 1026
+    const deep = `user/bob/${Array.from({ length: 4 }, () => 'd'.repeat(250)).join('/')}/${'e'.repeat(11)}`;
+    expect(Buffer.byteLength(deep)).toBe(1024);
+    await store.createMailbox(deep, { owner: 'bob' });
+    await store.append(deep, msg(3));
+    await expectCode(store.renameUser('bob', 'bobzz'), 'INVALID');
+    // every mailbox is still reachable by its name, with its mail
+    expect((await store.listMailboxes({ user: 'bob' })).map((m) => m.name)).toContain(deep);
+    expect(await store.fetch(deep, 1)).toEqual(msg(3));
+    expect(await store.fetch('user/bob/INBOX', 1)).toEqual(msg(1));
+    expect(await store.listMailboxes({ pattern: 'user/bobzz/*' })).toEqual([]);
+    await store.renameUser('bob', 'b'); // a shorter name fits
+    expect(await store.fetch(deep.replace('user/bob/', 'user/b/'), 1)).toEqual(msg(3));
+    await store.close();
+  });
+
+  it('a tree too big for one journal record is refused INVALID before anything is written, never a record the journal cannot hold (which stopped the store)', async () => {
+    const tunable = limits as { journalRecordBytesMax: number };
+    const saved = tunable.journalRecordBytesMax;
+    tunable.journalRecordBytesMax = 64 * 1024; // as 64 MiB for ~250k mailboxes of long names
+    try {
+      const store = await populated();
+      const entries = Array.from({ length: 2000 }, (_, i) => ({ name: `user/bob/${String(i).padStart(4, '0')}${'x'.repeat(200)}`, id: randomUUID(), uidValidity: 100 + i, acl: {}, created: 1, owner: 'bob' }));
+      for (let at = 0; at < entries.length; at += 100) await undumpMailboxes(store, entries.slice(at, at + 100));
+      await expectCode(store.renameUser('bob', 'robert'), 'INVALID');
+      await expectCode(store.deleteUser('bob'), 'INVALID');
+      await expectCode(deleteMailboxTree(store, 'user/bob'), 'INVALID');
+      // nothing changed, and the store did not stop
+      expect((await store.listMailboxes({ pattern: 'user/bob/*' })).length).toBe(2002);
+      expect(await store.fetch('user/bob/INBOX', 1)).toEqual(msg(1));
+      await store.renameMailbox('user/bob/Work', 'user/bob/Job');
+      await store.close();
+    } finally {
+      tunable.journalRecordBytesMax = saved;
+    }
+  });
+
   it("takes the user's quota roots along (as Cyrus's rename does): the renamed tree stays under its limits", async () => {
     const store = await populated();
     await setQuota(store, 'user/bob', { messages: 2 });

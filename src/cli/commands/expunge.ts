@@ -3,18 +3,19 @@
 // doveadm expunge savedbefore and cyr_expire (src/store/retention.ts).
 import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
+import { limits } from '../../limits.js';
 import { formatUidSet } from '../../formats/uidset.js';
 import { expungeBefore } from '../../store/retention.js';
 import { printJson, printLine, wantsJson, withStore } from '../context.js';
 import { parseAgeOrDate } from '../dates.js';
-import { resolveUidSet } from '../uids.js';
+import { inUidRuns, resolveUidSet } from '../uids.js';
 
 interface ExpungeOptions { before?: string; seen?: boolean; dryRun?: boolean; recursive?: boolean }
 
 export function register(program: Command): void {
   program
     .command('expunge <mailbox> [uids]')
-    .description('permanently remove the messages of a UID set (e.g. 1:5,9,12:*), or with --before those older than an age or date. Durable (journaled) when it returns')
+    .description(`permanently remove the messages of a UID set (e.g. 1:5,9,12:*), or with --before those older than an age or date. Durable (journaled, in records of at most ${limits.uidSetChunkMessages} messages) when it returns`)
     .option('--before <age|date>', 'retention: messages whose internal (arrival) date is before DATE (without a zone: UTC), or older than an age: 30d, 12h, 2w')
     .option('--seen', 'with --before: only messages with \\Seen')
     .option('--dry-run', 'with --before: list what would be expunged, change nothing')
@@ -27,7 +28,8 @@ export function register(program: Command): void {
       const result = await withStore(command, async (store) => {
         const uids = await resolveUidSet(store, mailbox, uidText);
         if (uids.length === 0) return { expunged: [] as number[], modseq: (await store.status(mailbox)).highestModseq };
-        return store.expunge(mailbox, uids);
+        const runs = await inUidRuns(uids, (run) => store.expunge(mailbox, run));
+        return { expunged: runs.flatMap((r) => r.expunged), modseq: runs.at(-1)!.modseq };
       });
       if (wantsJson(command)) return printJson({ mailbox, ...result });
       const n = result.expunged.length;

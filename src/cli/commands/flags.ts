@@ -1,17 +1,18 @@
-// `mailstore flags MAILBOX UIDS --add/--remove/--set`: change flags of a UID set in one record.
+// `mailstore flags MAILBOX UIDS --add/--remove/--set`: change flags of a UID set, in records of a bounded number of messages.
 import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
+import { limits } from '../../limits.js';
 import { formatUidSet } from '../../formats/uidset.js';
 import { normalizeFlags } from '../../store/validate.js';
 import { parseFlagList, printJson, printLine, wantsJson, withStore } from '../context.js';
-import { resolveUidSet } from '../uids.js';
+import { inUidRuns, resolveUidSet } from '../uids.js';
 
 interface FlagsOptions { add?: string; remove?: string; set?: string; unchangedSince?: string }
 
 export function register(program: Command): void {
   program
     .command('flags <mailbox> <uids>')
-    .description('add, remove or set the flags of the messages in a UID set (e.g. 1:5,9,12:*); durable (journaled, one modseq) when it returns')
+    .description(`add, remove or set the flags of the messages in a UID set (e.g. 1:5,9,12:*); durable (journaled, one modseq per ${limits.uidSetChunkMessages} messages) when it returns`)
     .option('--add <flags>', 'flags to add, comma or space separated')
     .option('--remove <flags>', 'flags to remove')
     .option('--set <flags>', 'replace all flags with these ("" clears them)')
@@ -33,7 +34,8 @@ export function register(program: Command): void {
       const result = await withStore(command, async (store) => {
         const uids = await resolveUidSet(store, mailbox, uidText);
         if (uids.length === 0) return { updated: [] as number[], modified: [] as number[], modseq: (await store.status(mailbox)).highestModseq };
-        return store.setFlags(mailbox, uids, { ...change, unchangedSince });
+        const runs = await inUidRuns(uids, (run) => store.setFlags(mailbox, run, { ...change, unchangedSince }));
+        return { updated: runs.flatMap((r) => r.updated), modified: runs.flatMap((r) => r.modified), modseq: runs.at(-1)!.modseq };
       });
       if (wantsJson(command)) return printJson({ mailbox, ...result });
       await printLine(`updated ${result.updated.length} message${result.updated.length === 1 ? '' : 's'}` +

@@ -1,7 +1,8 @@
 // `mailstore move FROM UIDSET TO`: IMAP MOVE over the library's Store.move.
 import type { Command } from 'commander';
+import { limits } from '../../limits.js';
 import { registerTransfer } from './transfer.js';
 
 export function register(program: Command): void {
-  registerTransfer(program, 'move', "move the messages of a UID set from FROM to TO: the copy and the expunge are one journal record, so a crash leaves them in exactly one place. Durable when it returns; OVER_QUOTA when TO's quota root (another than FROM's) would go over");
+  registerTransfer(program, 'move', `move the messages of a UID set from FROM to TO, in runs of at most ${limits.uidSetChunkMessages}: a run's copy and expunge are one journal record, so a crash leaves each message in exactly one place. Durable when it returns; OVER_QUOTA when TO's quota root (another than FROM's) would go over`);
 }

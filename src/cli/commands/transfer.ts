@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { formatUidSet } from '../../formats/uidset.js';
 import { printJson, printLine, wantsJson, withStore } from '../context.js';
-import { resolveUidSet } from '../uids.js';
+import { inUidRuns, resolveUidSet } from '../uids.js';
 
 export function registerTransfer(program: Command, verb: 'copy' | 'move', description: string): void {
   program
@@ -15,7 +15,11 @@ export function registerTransfer(program: Command, verb: 'copy' | 'move', descri
         const uids = await resolveUidSet(store, from, uidText);
         const { uidValidity } = await store.status(to); // NOT_FOUND for the target even when the set is empty
         if (uids.length === 0) return { uidValidity, mapping: [] as [number, number][] };
-        return verb === 'copy' ? store.copy(from, uids, to) : store.move(from, uids, to);
+        // COPY is all or nothing (RFC 9051): one call. A MOVE may go in runs, each a record of its
+        // own (RFC 6851 sends a COPYUID a run): a crash leaves each message in exactly one place.
+        if (verb === 'copy') return store.copy(from, uids, to);
+        const runs = await inUidRuns(uids, (run) => store.move(from, run, to));
+        return { uidValidity: runs.at(-1)!.uidValidity, mapping: runs.flatMap((r) => r.mapping) };
       });
       if (wantsJson(command)) return printJson({ from, to, ...result });
       const n = result.mapping.length;

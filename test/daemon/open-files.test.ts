@@ -1,0 +1,59 @@
+// `mailstore serve` under a low open-file limit (ulimit -n) and a crowd of clients: the daemon keeps
+// its connections within what the limit leaves the store (server.ts connectionsAllowed), so idle
+// connections can never take the descriptor LevelDB needs for its next log file, which stopped
+// the store, then the daemon (every later call UNAVAILABLE until a supervisor restarted it).
+import { createConnection, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Client } from '../../src/client/client.js';
+import { connectionsAllowed } from '../../src/daemon/server.js';
+import { daemonLimits } from '../../src/limits.js';
+import { requireBuilt } from '../cli/helpers.js';
+import { freshStore, INBOX, serve, type Daemon } from './processes.js';
+
+beforeAll(requireBuilt);
+
+const daemons: Daemon[] = [];
+const sockets: Socket[] = [];
+afterEach(async () => {
+  for (const socket of sockets.splice(0)) socket.destroy();
+  for (const daemon of daemons.splice(0)) if (daemon.child.exitCode === null) { daemon.child.kill('SIGKILL'); await daemon.exited; }
+});
+
+describe('connections under the open-file limit', () => {
+  it('are as many as the limit leaves room for beside the store, at least a few', () => {
+    expect(connectionsAllowed(undefined)).toBe(daemonLimits.connectionsMax);
+    expect(connectionsAllowed(1_048_576)).toBe(daemonLimits.connectionsMax);
+    expect(connectionsAllowed(1024)).toBeLessThan(1024);
+    expect(connectionsAllowed(1024)).toBeGreaterThan(daemonLimits.connectionsMin);
+    expect(connectionsAllowed(64)).toBe(daemonLimits.connectionsMin);
+  });
+
+  it('a crowd of idle clients past ulimit -n is refused; the store keeps its descriptors, and mail goes on into the index', { timeout: 90_000 }, async () => {
+    const store = await freshStore();
+    const daemon = await serve(store, [], { openFilesMax: 300 });
+    daemons.push(daemon);
+    const socket = join(store, 'run', 'mailstore.sock');
+    const client = await Client.connect(socket);
+    try {
+      // more idle connections than the daemon has descriptors
+      for (let i = 0; i < 400; i++) {
+        const s = createConnection(socket);
+        s.on('error', () => undefined);
+        sockets.push(s);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      // enough index writes that LevelDB starts new log and table files
+      let appended = 0;
+      for (let batch = 0; batch < 40; batch++) {
+        const items = Array.from({ length: 500 }, (_, k) => ({ bytes: Buffer.from(`Subject: ${batch}-${k}\r\n\r\nbody ${batch} ${k}\r\n`) }));
+        appended += (await client.appendBatch(INBOX, items)).length;
+      }
+      expect(appended).toBe(20_000);
+      expect((await client.status(INBOX)).messages).toBe(20_000);
+      expect(daemon.child.exitCode).toBeNull();
+    } finally {
+      await client.close();
+    }
+  });
+});
