@@ -48,7 +48,7 @@ import { opExtras, type BlobRecord, type MailboxInfo, type MessageRecord, type O
 import type { Health } from './recovery.js';
 import {
   ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkDeletable, checkModseq, checkObject, checkOptions, checkString, normalizeAcl, normalizeOwner,
-  formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeMessageExtras, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
+  changedFlags, formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeMessageExtras, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
   ownCopy, parseMailboxName, patternPrefixComponents, type DeleteOptions,
 } from './validate.js';
 import { checkQuota, checkRenameQuota, moveQuotaRoots } from './quota.js';
@@ -1170,7 +1170,7 @@ export class Store implements MailStore {
           const record = await view.get<MessageRecord>(keys.message(box.id, uid));
           if (!record) continue;
           if (since !== undefined && record.m > since) { modified.push(uid); continue; }
-          const next = replace ?? [...new Set([...record.f.filter((f) => !remove.includes(f)), ...add])].sort();
+          const next = changedFlags(record.f, { add, remove, replace });
           if (next.length > limits.flagsPerMessageMax) {
             throw new MailstoreError('INVALID', `message ${uid} in ${mailbox} would have ${next.length} flags; at most ${limits.flagsPerMessageMax} are kept per message`, { path: `${mailbox}/${uid}` });
           }

@@ -67,12 +67,23 @@ export function isAtOrBelow(name: readonly string[], root: readonly string[]): b
 export const SYSTEM_FLAGS = ['\\Seen', '\\Answered', '\\Flagged', '\\Deleted', '\\Draft'];
 const ATOM_SPECIALS = /[(){ %*"\\\]\u0000-\u001f\u007f]/;
 
-/** Flags: IMAP system flags (case-normalised) and keywords (atoms). Returns a sorted, unique list. */
+/**
+ * Which flag a name stands for: IMAP atoms are case-insensitive (RFC 9051 section 9), so
+ * `$Forwarded` and `$forwarded` are one keyword (as in Dovecot and Cyrus).
+ */
+export function flagKey(flag: string): string {
+  return flag.toLowerCase();
+}
+
+/**
+ * Flags: IMAP system flags (case-normalised) and keywords (atoms). Returns a sorted list with
+ * one spelling per flag (the first given).
+ */
 export function normalizeFlags(flags: unknown): string[] {
   if (flags === undefined) return [];
   if (!Array.isArray(flags)) throw new MailstoreError('INVALID', 'flags must be an array of strings');
   if (flags.length > limits.flagsPerMessageMax) throw new MailstoreError('INVALID', `more than ${limits.flagsPerMessageMax} flags`);
-  const out = new Set<string>();
+  const out = new Map<string, string>();
   for (const flag of flags) {
     if (typeof flag !== 'string' || flag.length === 0 || Buffer.byteLength(flag) > limits.flagBytesMax) {
       throw new MailstoreError('INVALID', `invalid flag ${JSON.stringify(flag)}`);
@@ -80,14 +91,33 @@ export function normalizeFlags(flags: unknown): string[] {
     if (flag.startsWith('\\')) {
       const system = SYSTEM_FLAGS.find((s) => s.toLowerCase() === flag.toLowerCase());
       if (!system) throw new MailstoreError('INVALID', `unknown system flag ${flag} (allowed: ${SYSTEM_FLAGS.join(' ')})`);
-      out.add(system);
+      out.set(flagKey(system), system);
     } else {
       // An atom is printable ASCII, so no bidi or zero-width character can hide in a keyword.
       if (ATOM_SPECIALS.test(flag) || /[^\x21-\x7e]/.test(flag)) throw new MailstoreError('INVALID', `invalid keyword ${JSON.stringify(flag)}: must be an IMAP atom`);
-      out.add(flag);
+      if (!out.has(flagKey(flag))) out.set(flagKey(flag), flag);
     }
   }
-  return [...out].sort();
+  return [...out.values()].sort();
+}
+
+/**
+ * A message's flags after a STORE (normalised add/remove or replace), matched case-insensitively:
+ * a keyword the message has keeps its spelling, so another spelling of it is no change.
+ */
+export function changedFlags(current: readonly string[], change: { add: string[]; remove: string[]; replace?: string[] }): string[] {
+  const had = new Map(current.map((f) => [flagKey(f), f]));
+  if (change.replace) return change.replace.map((f) => had.get(flagKey(f)) ?? f).sort();
+  const removed = new Set(change.remove.map(flagKey));
+  const next = new Map([...had].filter(([key]) => !removed.has(key)));
+  for (const f of change.add) if (!next.has(flagKey(f))) next.set(flagKey(f), f);
+  return [...next.values()].sort();
+}
+
+/** Whether `flags` holds `flag` (case-insensitively, as IMAP compares them). */
+export function hasFlag(flags: readonly string[], flag: string): boolean {
+  const key = flagKey(flag);
+  return flags.some((f) => flagKey(f) === key);
 }
 
 /** RFC 4314 rights letters (with the obsolete c and d of RFC 2086). */

@@ -1,0 +1,32 @@
+// What an IMAP server built on the Store relies on, checked against the RFCs it must keep:
+// keyword case (RFC 9051 section 9: atoms are case-insensitive), RFC 4314 rights.
+import { describe, expect, it } from 'vitest';
+import { Store } from '../../src/store/store.js';
+import { searchMailbox } from '../../src/store/search.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const msg = (i: number | string) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
+
+describe('IMAP semantics', () => {
+  it('keywords are case-insensitive: one flag per keyword, removed, matched and kept in its first spelling', async () => {
+    const dir = tmpDir();
+    let store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX');
+    const { uid } = await store.append('INBOX', msg(1), { flags: ['$Forwarded', '$forwarded', '\\seen'] });
+    expect((await store.messageInfo('INBOX', uid)).flags).toEqual(['$Forwarded', '\\Seen']);
+    // adding another spelling of a keyword the message has is no change (no new modseq)
+    const before = (await store.status('INBOX')).highestModseq;
+    expect((await store.setFlags('INBOX', uid, { add: ['$FORWARDED'] })).updated).toEqual([]);
+    expect((await store.setFlags('INBOX', uid, { replace: ['$forwarded', '\\Seen'] })).updated).toEqual([]);
+    expect((await store.status('INBOX')).highestModseq).toBe(before);
+    expect((await searchMailbox(store, 'INBOX', { flags: ['$FORWARDED'] })).map((m) => m.uid)).toEqual([uid]);
+    expect(await searchMailbox(store, 'INBOX', { noFlags: ['$forwarded'] })).toEqual([]);
+    expect((await store.setFlags('INBOX', uid, { remove: ['$FORWARDED'] })).updated).toEqual([uid]);
+    expect((await store.messageInfo('INBOX', uid)).flags).toEqual(['\\Seen']);
+    await store.close();
+    store = await Store.open(dir);
+    expect((await store.messageInfo('INBOX', uid)).flags).toEqual(['\\Seen']);
+    expect((await store.status('INBOX')).messages).toBe(1);
+    await store.close();
+  });
+});
