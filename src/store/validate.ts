@@ -124,11 +124,17 @@ export function hasFlag(flags: readonly string[], flag: string): boolean {
 export const ALL_RIGHTS = 'lrswipkxtean';
 const RIGHTS_LETTERS = /^[lrswipkxteacdn0-9]*$/;
 
+/**
+ * The obsolete rights as the RFC 4314 rights they stand for (section 2.1.1; Dovecot's split):
+ * kept as letters, a server checking k before CREATE refused an RFC 2086 client's "c".
+ */
+const OBSOLETE_RIGHTS: Record<string, string> = { c: 'kx', d: 'et' };
+
 export function normalizeRights(rights: unknown): string {
   if (typeof rights !== 'string' || !RIGHTS_LETTERS.test(rights)) {
-    throw new MailstoreError('INVALID', `invalid rights ${JSON.stringify(rights)} (RFC 4314 letters: ${ALL_RIGHTS})`);
+    throw new MailstoreError('INVALID', `invalid rights ${JSON.stringify(rights)} (RFC 4314 letters: ${ALL_RIGHTS}; the obsolete c and d stand for kx and et)`);
   }
-  return [...new Set(rights)].sort().join('');
+  return [...new Set([...rights].flatMap((letter) => [...(OBSOLETE_RIGHTS[letter] ?? letter)]))].sort().join('');
 }
 
 /**

@@ -29,4 +29,19 @@ describe('IMAP semantics', () => {
     expect((await store.status('INBOX')).messages).toBe(1);
     await store.close();
   });
+
+  it("RFC 4314: the obsolete rights c and d a client may still send are stored as the rights they stand for (c: k x, d: e t)", async () => {
+    const dir = tmpDir();
+    let store = await Store.open(dir, { create: true });
+    await store.createMailbox('user/alice/INBOX', { owner: 'alice', acl: { carol: 'lrd' } });
+    await store.setAcl('user/alice/INBOX', 'bob', 'lrswipcda');
+    expect(await store.getAcl('user/alice/INBOX')).toEqual({ alice: 'aeiklnprstwx', bob: 'aeiklprstwx', carol: 'elrt' });
+    expect(await store.listMailboxes({ user: 'bob' })).toEqual([expect.objectContaining({ name: 'user/alice/INBOX', rights: 'aeiklprstwx' })]);
+    // the same rights given either way are no change
+    await store.setAcl('user/alice/INBOX', 'carol', 'lret');
+    await store.close();
+    store = await Store.open(dir);
+    expect((await store.getAcl('user/alice/INBOX')).carol).toBe('elrt');
+    await store.close();
+  });
 });

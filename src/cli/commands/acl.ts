@@ -4,7 +4,7 @@ import { normalizeIdentifier } from '../../store/validate.js';
 import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
 
 export function register(program: Command): void {
-  const acl = program.command('acl').description('set and show access rights (RFC 4314 letters: lrswipkxtean)');
+  const acl = program.command('acl').description('set and show access rights (RFC 4314 letters: lrswipkxtean; the obsolete c and d are stored as kx and et)');
 
   acl
     .command('set <mailbox> <user> <rights>')
