@@ -961,27 +961,37 @@ export class Store implements MailStore {
       return out;
     }
     const seen = new Map<string, { name: string; id: string; rights: string }>();
+    const holders = user === 'anyone' ? ['anyone'] : [user, 'anyone'];
     // the user's entries and anyone's from one point in time: read one after the other, a mailbox
     // renamed in between was listed twice, under its old name and its new one
     const snapshot = await this.db.snapshot();
+    const entriesOf = async function* (who: string) {
+      const from = keys.rights(who, prefix);
+      for await (const batch of snapshot.entryBatches<RightsRecord>({ gte: from, lt: prefixEnd(from) }, limits.indexEntriesBatchMax)) yield* batch;
+    };
     try {
-      for (const who of user === 'anyone' ? ['anyone'] : [user, 'anyone']) {
-        const from = keys.rights(who, prefix);
-        for await (const batch of snapshot.entryBatches<RightsRecord>({ gte: from, lt: prefixEnd(from) }, limits.indexEntriesBatchMax)) {
-          for (const [key, value] of batch) {
-            if (!value.rights.includes('l')) continue;
-            const name = formatMailboxName(decodeRightsKey(key).components);
-            if (!matches(name)) continue;
-            const had = seen.get(name);
-            const rights = normalizeRights((had?.rights ?? '') + value.rights);
-            seen.set(name, { name, id: uuidString(Buffer.from(indexId(value.id, key))), rights });
-          }
+      for (const who of holders) {
+        for await (const [key, value] of entriesOf(who)) {
+          const name = formatMailboxName(decodeRightsKey(key).components);
+          if (!matches(name)) continue;
+          const had = seen.get(name);
+          const rights = normalizeRights((had?.rights ?? '') + value.rights);
+          seen.set(name, { name, id: uuidString(Buffer.from(indexId(value.id, key))), rights });
+        }
+      }
+      // RFC 4314 negative rights: "-carol" (and "-anyone") take away what carol has by any entry;
+      // ignored, SETACL -carol l left the mailbox listed for her through anyone's l
+      for (const who of holders) {
+        for await (const [key, value] of entriesOf(`-${who}`)) {
+          const entry = seen.get(formatMailboxName(decodeRightsKey(key).components));
+          if (entry) entry.rights = [...entry.rights].filter((letter) => !value.rights.includes(letter)).join('');
         }
       }
     } finally {
       await snapshot.close();
     }
-    return [...seen.values()].sort((a, b) => Buffer.compare(keys.name(parseMailboxName(a.name)), keys.name(parseMailboxName(b.name))));
+    return [...seen.values()].filter((entry) => entry.rights.includes('l'))
+      .sort((a, b) => Buffer.compare(keys.name(parseMailboxName(a.name)), keys.name(parseMailboxName(b.name))));
   }
 
   async mailbox(name: string): Promise<MailboxSummary> {

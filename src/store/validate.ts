@@ -158,6 +158,7 @@ export function normalizeAcl(acl: Record<string, unknown>): Record<string, strin
 export function normalizeOwner(owner: unknown): string {
   const user = normalizeIdentifier(owner);
   if (user === 'anyone') throw new MailstoreError('INVALID', '"anyone" cannot own a mailbox (it would give every user all rights, a among them): name a user, or give anyone rights with an ACL entry');
+  if (user.startsWith('-')) throw new MailstoreError('INVALID', `${JSON.stringify(user)} cannot own a mailbox: a leading "-" names RFC 4314 negative rights (the owner's all rights would all be taken away); name a user`);
   return user;
 }
 

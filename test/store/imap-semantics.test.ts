@@ -44,4 +44,24 @@ describe('IMAP semantics', () => {
     expect((await store.getAcl('user/alice/INBOX')).carol).toBe('elrt');
     await store.close();
   });
+
+  it('RFC 4314 negative rights: "-carol" takes rights away from what carol has herself or through anyone', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true });
+    await store.createMailbox('shared/news', { acl: { anyone: 'lr' } });
+    await store.createMailbox('shared/staff', { acl: { carol: 'lrsw' } });
+    await store.setAcl('shared/news', '-carol', 'l');
+    await store.setAcl('shared/staff', '-carol', 'w');
+    expect(await store.listMailboxes({ user: 'carol' })).toEqual([expect.objectContaining({ name: 'shared/staff', rights: 'lrs' })]);
+    expect((await store.listMailboxes({ user: 'dave' })).map((m) => m.name)).toEqual(['shared/news']);
+    await store.setAcl('shared/news', '-anyone', 'l');
+    expect(await store.listMailboxes({ user: 'dave' })).toEqual([]);
+    // the negative entry is an ACL entry like any other: getAcl shows it, '' removes it
+    expect((await store.getAcl('shared/news'))['-carol']).toBe('l');
+    await store.setAcl('shared/news', '-carol', '');
+    await store.setAcl('shared/news', '-anyone', '');
+    expect((await store.listMailboxes({ user: 'carol' })).map((m) => m.name)).toEqual(['shared/news', 'shared/staff']);
+    await expect(store.createMailbox('user/carol/INBOX', { owner: '-carol' })).rejects.toMatchObject({ code: 'INVALID' });
+    await store.close();
+  });
 });

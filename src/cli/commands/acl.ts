@@ -37,7 +37,7 @@ export function register(program: Command): void {
 
   acl
     .command('list <user> [pattern]')
-    .description('the mailboxes USER may see (l right, theirs or anyone\'s) with their rights, from the reverse ACL map; changes nothing')
+    .description('the mailboxes USER may see (l right, theirs or anyone\'s, less the negative rights of -USER and -anyone) with their rights, from the reverse ACL map; changes nothing')
     .option('--json', 'print as JSON')
     .action(async (user: string, pattern: string | undefined, _options: unknown, command: Command) => {
       const result = await withReadStore(command, (store) => store.listMailboxes({ user, pattern }));
