@@ -27,7 +27,7 @@ import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { INLINE_PACK, type BlobLocation, type PackBatch, type PackStore } from '../blob/pack-store.js';
 import type { Journal, JournalRecord } from '../journal/journal.js';
 import { limits } from '../limits.js';
-import { SEEN, UID_VALIDITY_MAX, meta, modseqAt } from './apply.js';
+import { SEEN, meta, modseqAt, uidValidityAfter } from './apply.js';
 import type { StoreAdministration } from './administration.js';
 import { ChangeFeed } from './changes.js';
 import { LAYOUT, initStore, type StoreIdentity } from './identity.js';
@@ -833,16 +833,7 @@ export class Store implements MailStore {
     return this.submit({
       prepare: async ({ view }) => {
         if (await view.get(keys.name(components))) throw new MailstoreError('EXISTS', `mailbox ${name} already exists`, { path: name });
-        const last = (await view.get<number>(meta.uidValidityLast)) ?? 0;
-        // above every earlier one, so a client's cache of a deleted mailbox of the same name is
-        // dropped; but 32 bits (RFC 3501): past the top (a list undumped with 2^32 - 1), the clock
-        // again, as a new store starts, so never a value IMAP cannot carry; apply then counts on
-        // from that one (the next is above it, not the clock's same second again). A clock past 32 bits
-        // of seconds (a wrong year at boot, after 2106) is not used: it gave values IMAP cannot
-        // carry, and once recorded as the last, every later mailbox's came from the clock too
-        const clock = Math.floor(Date.now() / 1000);
-        const now = clock >= 1 && clock <= UID_VALIDITY_MAX ? clock : 1;
-        const uidValidity = last + 1 > UID_VALIDITY_MAX ? now : Math.max(now, last + 1);
+        const uidValidity = uidValidityAfter((await view.get<number>(meta.uidValidityLast)) ?? 0);
         const id = Buffer.from(crypto.randomUUID().replace(/-/g, ''), 'hex'); // the global: node:crypto loads only here (issue 16)
         const created = Date.now();
         const op: Op = { op: 'mailbox.create', id, name: components, uidValidity, acl, created };

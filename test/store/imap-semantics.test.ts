@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { searchMailbox } from '../../src/store/search.js';
+import { dumpMailboxes, undumpMailboxes, type DumpedMailbox } from '../../src/store/mailbox-list.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const msg = (i: number | string) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
@@ -62,6 +63,45 @@ describe('IMAP semantics', () => {
     await store.setAcl('shared/news', '-anyone', '');
     expect((await store.listMailboxes({ user: 'carol' })).map((m) => m.name)).toEqual(['shared/news', 'shared/staff']);
     await expect(store.createMailbox('user/carol/INBOX', { owner: '-carol' })).rejects.toMatchObject({ code: 'INVALID' });
+    await store.close();
+  });
+
+  it('undump keeps a uidValidity only with its uids and modseqs: new mail gets uids above every listed uidNext, modseqs above the highest', async () => {
+    const source = await Store.open(tmpDir(), { create: true });
+    await source.createMailbox('user/alice/INBOX', { owner: 'alice' });
+    for (let i = 0; i < 5; i++) await source.append('user/alice/INBOX', msg(i));
+    await source.setFlags('user/alice/INBOX', [1, 2, 3], { add: ['\\Seen'] });
+    const seen = await source.status('user/alice/INBOX'); // what an IMAP client cached
+    const dumped: DumpedMailbox[] = [];
+    for await (const entry of dumpMailboxes(source)) dumped.push(entry);
+    await source.close();
+    const dir = tmpDir();
+    let target = await Store.open(dir, { create: true });
+    await undumpMailboxes(target, dumped);
+    const status = await target.status('user/alice/INBOX');
+    expect(status.uidValidity).toBe(seen.uidValidity);
+    expect(status.uidNext).toBe(seen.uidNext);
+    expect(status.highestModseq).toBeGreaterThanOrEqual(seen.highestModseq);
+    // the mail imported again: uid 1 under the same uidValidity would be another message than the client's uid 1
+    const again = await target.append('user/alice/INBOX', msg('again'));
+    expect(again.uid).toBe(seen.uidNext);
+    const flagged = await target.setFlags('user/alice/INBOX', again.uid, { add: ['\\Flagged'] });
+    expect(flagged.modseq).toBeGreaterThan(seen.highestModseq);
+    expect((await target.changesSince('user/alice/INBOX', seen.highestModseq)).changed.map((m) => m.uid)).toEqual([again.uid]);
+    await target.close();
+    target = await Store.open(dir);
+    expect((await target.status('user/alice/INBOX')).uidNext).toBe(again.uid + 1);
+    await target.close();
+  });
+
+  it('undump of an entry without uidNext (an older dump, another server\'s list) gives it a new uidValidity: its uids would start again at 1', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    await undumpMailboxes(store, [{ name: 'old', id: 'b1445cf8-5485-428b-bb46-f48aa6be0101', uidValidity: 1234, acl: {}, created: 1 }]);
+    const { uidValidity, uidNext } = await store.status('old');
+    expect(uidValidity).not.toBe(1234);
+    expect(uidValidity).toBeGreaterThan(1234);
+    expect(uidNext).toBe(1);
+    expect((await store.mailbox('old')).id).toBe('b1445cf8-5485-428b-bb46-f48aa6be0101');
     await store.close();
   });
 });
