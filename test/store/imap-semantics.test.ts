@@ -104,4 +104,21 @@ describe('IMAP semantics', () => {
     expect((await store.mailbox('old')).id).toBe('b1445cf8-5485-428b-bb46-f48aa6be0101');
     await store.close();
   });
+
+  it('a user rename or delete takes the user\'s negative rights ("-bob") along, as it does the positive ones', async () => {
+    const dir = tmpDir();
+    let store = await Store.open(dir, { create: true });
+    await store.createMailbox('user/bob/INBOX', { owner: 'bob' });
+    await store.createMailbox('shared/news', { acl: { anyone: 'lr', '-bob': 'l' } });
+    expect((await store.renameUser('bob', 'robert')).mailboxes).toBe(1);
+    expect(await store.getAcl('shared/news')).toEqual({ anyone: 'lr', '-robert': 'l' });
+    expect((await store.listMailboxes({ user: 'robert' })).map((m) => m.name)).toEqual(['user/robert/INBOX']);
+    expect((await store.listMailboxes({ user: 'bob' })).map((m) => m.name)).toEqual(['shared/news']); // a new bob is not denied
+    await store.close();
+    store = await Store.open(dir);
+    await store.deleteUser('robert', { ifEmpty: true });
+    expect(await store.getAcl('shared/news')).toEqual({ anyone: 'lr' });
+    expect((await store.listMailboxes({ user: 'robert' })).map((m) => m.name)).toEqual(['shared/news']);
+    await store.close();
+  });
 });
