@@ -15,6 +15,19 @@ export async function resolveInBatch(view: PrepareContext['view'], components: s
   return { ...box, id: Buffer.from(box.id) };
 }
 
+/** The largest uid (RFC 9051: a 32-bit number). */
+const UID_MAX = 0xffffffff;
+
+/**
+ * Refuses (REFUSED) `count` new messages that would take a mailbox past its last uid: IMAP gives
+ * no uid twice under one uidValidity (a uid past 32 bits failed an assertion and stopped the store).
+ */
+export function checkUidsLeft(box: MailboxInfo, count: number, name: string): void {
+  if (count === 0 || box.uidNext + count - 1 <= UID_MAX) return;
+  const left = Math.max(0, UID_MAX - box.uidNext + 1);
+  throw new MailstoreError('REFUSED', `${name} has ${left} uid${left === 1 ? '' : 's'} left of IMAP's 32 bits under its uidValidity, not ${count}: nothing was stored; move its messages to a new mailbox (a new uidValidity) and rename that into its place`, { path: name });
+}
+
 /**
  * appendBatch's compare-and-set: the meta key still holds `expected` (null or undefined: no
  * value) in this batch's view, which sees every batch committed or prepared before it; else

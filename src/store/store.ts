@@ -41,7 +41,7 @@ import { closeOpened, openStoreParts, type StoreParts } from './open.js';
 import { checkInlineBodyBytes, readInlineBodyBytes, writeInlineBodyBytes } from './inline-setting.js';
 import { Snapshotter, readJournalArchive, writeJournalArchive, type SnapshotResult } from './snapshots.js';
 import { listSnapshots } from './snapshot-file.js';
-import { checkMetaUnchanged, checkRecordSize, resolveInBatch } from './prepare.js';
+import { checkMetaUnchanged, checkRecordSize, checkUidsLeft, resolveInBatch } from './prepare.js';
 import { StoreReader, type FetchAtOptions, type ReaderHost } from './reader.js';
 import { SharedHashPool } from '../hash/shared-pool.js';
 import { opExtras, type BlobRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
@@ -1084,6 +1084,7 @@ export class Store implements MailStore {
       prepare: async (ctx) => {
         const box = await resolveInBatch(ctx.view, components, mailbox);
         if (metaKey && 'expected' in options.meta!) await checkMetaUnchanged(ctx.view, metaKey, options.meta!);
+        checkUidsLeft(box, prepared.length, mailbox);
         await checkQuota(this.db, ctx.view, box.name, prepared.reduce((sum, item) => sum + item.bytes.length, 0), prepared.length);
         if (ahead) await ctx.view.adopt(ahead);
         const ops: Op[] = [];
@@ -1244,6 +1245,7 @@ export class Store implements MailStore {
           ops.push({ op: 'message.add', id: dst.id, uid, hash: Buffer.from(record.h), size: record.s, date: record.d, flags: record.f, pack: blob.p, offset: blob.o, ...opExtras(record) });
           mapping.push([srcUid, uid++]);
         }
+        checkUidsLeft(dst, mapping.length, to);
         const added = ops.reduce((sum, op) => sum + (op.op === 'message.add' ? op.size : 0), 0);
         await checkQuota(this.db, view, dst.name, added, mapping.length, expungeSource ? src.name : undefined);
         if (expungeSource && mapping.length > 0) ops.push({ op: 'message.expunge', id: src.id, uids: mapping.map(([s]) => s), at: Date.now() });

@@ -121,4 +121,25 @@ describe('IMAP semantics', () => {
     expect((await store.listMailboxes({ user: 'robert' })).map((m) => m.name)).toEqual(['shared/news']);
     await store.close();
   });
+
+  it('a mailbox past its last uid (2^32 - 1) refuses more mail with REFUSED, and the store goes on', async () => {
+    const dir = tmpDir();
+    let store = await Store.open(dir, { create: true });
+    await undumpMailboxes(store, [{ name: 'full', id: 'b1445cf8-5485-428b-bb46-f48aa6be0101', uidValidity: 77, uidNext: 0xfffffffe, acl: {}, created: 1 }]);
+    await store.createMailbox('other');
+    const kept = await store.append('other', msg('kept'));
+    expect((await store.append('full', msg(1))).uid).toBe(0xfffffffe);
+    await expect(store.appendBatch('full', [{ bytes: msg(2) }, { bytes: msg(3) }])).rejects.toMatchObject({ code: 'REFUSED' });
+    expect((await store.append('full', msg(4))).uid).toBe(0xffffffff);
+    await expect(store.append('full', msg(5))).rejects.toMatchObject({ code: 'REFUSED', message: expect.stringMatching(/uidValidity|new mailbox/) });
+    await expect(store.copy('other', kept.uid, 'full')).rejects.toMatchObject({ code: 'REFUSED' });
+    await expect(store.move('other', kept.uid, 'full')).rejects.toMatchObject({ code: 'REFUSED' });
+    // nothing lost, nothing half-done, the store still takes mail elsewhere
+    expect((await store.append('other', msg('more'))).uid).toBe(kept.uid + 1);
+    await store.close();
+    store = await Store.open(dir);
+    expect((await store.status('full')).messages).toBe(2);
+    expect((await store.fetch('other', kept.uid)).toString()).toContain('kept');
+    await store.close();
+  });
 });
