@@ -18,7 +18,7 @@ import { stateSince, type StateSince } from './state-since.js';
 import { snapshotState, swapJournal, writeCheckpointJournal, type StateSnapshot } from './checkpoint.js';
 import { moveInlineBodies } from './compact-inline.js';
 import { LAYOUT, type StoreIdentity } from './identity.js';
-import { checkRecordSize, resolveInBatch } from './prepare.js';
+import { checkRecordSize, checkUidsLeft, resolveInBatch } from './prepare.js';
 import type { BlobRecord, Op } from './records.js';
 import type { SnapshotInfo } from './snapshot-file.js';
 import { buildIndexAside, chooseRebuildStart, compareIndexes, describeLoss, indexCounts, installIndex, newHealth, type Health, type IndexCounts } from './recovery.js';
@@ -233,6 +233,7 @@ export class Maintenance implements StoreMaintenance {
     return this.host.submit({
       prepare: async ({ view }) => {
         const box = await resolveInBatch(view, components, mailbox);
+        checkUidsLeft(box, items.length, mailbox);
         let uid = box.uidNext;
         const ops: Op[] = items.map((item) => ({ op: 'message.add', id: box.id, uid: uid++, hash: item.hash, size: item.size, date: item.date, flags: [], pack: item.pack, offset: item.offset }));
         checkRecordSize(ops, `adopting ${ops.length} blobs`);

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { searchMailbox } from '../../src/store/search.js';
 import { dumpMailboxes, undumpMailboxes, type DumpedMailbox } from '../../src/store/mailbox-list.js';
+import { keys } from '../../src/keys/index-keys.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const msg = (i: number | string) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
@@ -124,7 +125,7 @@ describe('IMAP semantics', () => {
 
   it('a mailbox past its last uid (2^32 - 1) refuses more mail with REFUSED, and the store goes on', async () => {
     const dir = tmpDir();
-    let store = await Store.open(dir, { create: true });
+    let store = await Store.open(dir, { create: true, inlineBodyBytesMax: 0 }); // bodies in packs, as adoption finds them
     await undumpMailboxes(store, [{ name: 'full', id: 'b1445cf8-5485-428b-bb46-f48aa6be0101', uidValidity: 77, uidNext: 0xfffffffe, acl: {}, created: 1 }]);
     await store.createMailbox('other');
     const kept = await store.append('other', msg('kept'));
@@ -134,6 +135,10 @@ describe('IMAP semantics', () => {
     await expect(store.append('full', msg(5))).rejects.toMatchObject({ code: 'REFUSED', message: expect.stringMatching(/uidValidity|new mailbox/) });
     await expect(store.copy('other', kept.uid, 'full')).rejects.toMatchObject({ code: 'REFUSED' });
     await expect(store.move('other', kept.uid, 'full')).rejects.toMatchObject({ code: 'REFUSED' });
+    // lost+found's adoption of blobs found in packs (reconstruct --from-packs) alike
+    const blob = (await store.maintenance().index.get<{ p: number; o: number; l: number }>(keys.blob(Buffer.from(kept.hash, 'hex'))))!;
+    const found = { hash: Buffer.from(kept.hash, 'hex'), size: blob.l, pack: blob.p, offset: blob.o, date: 0 };
+    await expect(store.maintenance().adoptBlobs('full', [found])).rejects.toMatchObject({ code: 'REFUSED' });
     // nothing lost, nothing half-done, the store still takes mail elsewhere
     expect((await store.append('other', msg('more'))).uid).toBe(kept.uid + 1);
     await store.close();
