@@ -1006,14 +1006,22 @@ export class Store implements MailStore {
 
   // ---- ACLs ------------------------------------------------------------------------------------
 
-  /** Sets (or with '' removes) the RFC 4314 rights of `identifier`; the reverse map changes in the same record. */
+  /**
+   * Sets (or with '' removes) the RFC 4314 rights of `identifier`; "+rights" adds to its entry and
+   * "-rights" takes from it (SETACL's mod-rights), decided against the entry in this commit's
+   * batch: a caller's read-then-write lost one of two changes in flight. The reverse map changes
+   * in the same record.
+   */
   async setAcl(mailbox: string, identifier: string, rights: string): Promise<void> {
     const components = parseMailboxName(mailbox);
     const who = normalizeIdentifier(identifier);
-    const normalized = normalizeRights(rights);
+    const mode = typeof rights === 'string' && (rights.startsWith('+') || rights.startsWith('-')) ? rights[0] : '';
+    const given = normalizeRights(mode ? rights.slice(1) : rights);
     await this.submit({
       prepare: async ({ view }) => {
         const box = await resolveInBatch(view, components, mailbox);
+        const had = box.acl[who] ?? '';
+        const normalized = mode === '+' ? normalizeRights(had + given) : mode === '-' ? [...had].filter((letter) => !given.includes(letter)).join('') : given;
         // an entry with no rights (kept by an older createMailbox) is there to remove
         if ((box.acl[who] ?? '') === normalized && !(normalized === '' && Object.hasOwn(box.acl, who))) return { ops: [], result: undefined };
         if (normalized !== '') checkAclSize({ ...box.acl, [who]: normalized }, mailbox);

@@ -147,4 +147,20 @@ describe('IMAP semantics', () => {
     expect((await store.fetch('other', kept.uid)).toString()).toContain('kept');
     await store.close();
   });
+
+  it('RFC 4314 SETACL "+rights" and "-rights" add to and take from the entry inside the commit: concurrent changes all count', async () => {
+    const dir = tmpDir();
+    let store = await Store.open(dir, { create: true });
+    await store.createMailbox('shared/p', { acl: { bob: 'lr' } });
+    // a server reading getAcl and writing the sum lost one of two such changes in flight
+    await Promise.all([store.setAcl('shared/p', 'bob', '+s'), store.setAcl('shared/p', 'bob', '+w'), store.setAcl('shared/p', 'bob', '-l'), store.setAcl('shared/p', 'carol', '+lc')]);
+    expect(await store.getAcl('shared/p')).toEqual({ bob: 'rsw', carol: 'klx' });
+    await store.setAcl('shared/p', 'carol', '-lkx'); // nothing left: no entry
+    await store.setAcl('shared/p', 'dave', '-r'); // nothing to take: no entry
+    await expect(store.setAcl('shared/p', 'bob', '+-r')).rejects.toMatchObject({ code: 'INVALID' });
+    await store.close();
+    store = await Store.open(dir);
+    expect(await store.getAcl('shared/p')).toEqual({ bob: 'rsw' });
+    await store.close();
+  });
 });

@@ -8,7 +8,7 @@ export function register(program: Command): void {
 
   acl
     .command('set <mailbox> <user> <rights>')
-    .description('set the rights of USER (or "anyone") on MAILBOX; "" removes the entry. Durable, with the reverse ACL map, when it returns')
+    .description('set the rights of USER (or "anyone", or "-USER" for negative rights) on MAILBOX; "" removes the entry, +RIGHTS adds to it, -RIGHTS takes from it (after "--": acl set MAILBOX USER -- -w). Durable, with the reverse ACL map, when it returns')
     .option('--json', 'print the resulting ACL as JSON')
     .action(async (mailbox: string, user: string, rights: string, _options: unknown, command: Command) => {
       const result = await withStore(command, async (store) => {
