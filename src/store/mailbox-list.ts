@@ -11,7 +11,7 @@ import { raiseModseqsAbove } from './modseq-floor.js';
 import type { MailboxInfo, Op } from './records.js';
 import type { Store } from './store.js';
 import { uuidString } from './types.js';
-import { formatMailboxName, normalizeAcl, normalizeOwner, parseMailboxName } from './validate.js';
+import { formatMailboxName, normalizeAcl, normalizeOwner, ownerKept, parseMailboxName } from './validate.js';
 
 export interface DumpedMailbox {
   name: string;
@@ -42,9 +42,10 @@ export async function* dumpMailboxes(store: Store): AsyncGenerator<DumpedMailbox
       name: formatMailboxName(decodeNameKey(key)), id: uuidString(Buffer.from(box.id)), uidValidity: box.uidValidity, uidNext: box.uidNext,
       highestModseq: box.highestModseq, acl: { ...box.acl }, created: box.created,
     };
-    // an owner "anyone" (an older version took it) is no owner, and undump refuses it: its rights
-    // are in the ACL, which goes as it is (restore takes such a mailbox the same way)
-    if (box.owner !== undefined && box.owner !== 'anyone') entry.owner = box.owner;
+    // an owner an older version took ("anyone", "-x") is no owner, and undump refuses it: its
+    // rights are in the ACL, which goes as it is (restore takes such a mailbox the same way)
+    const owner = ownerKept(box.owner);
+    if (owner !== undefined) entry.owner = owner;
     yield entry;
   }
 }

@@ -162,6 +162,14 @@ export function normalizeOwner(owner: unknown): string {
   return user;
 }
 
+/**
+ * A stored owner as an owner can be given again: one an older version took ("anyone", "-x":
+ * refused since) is no owner; its rights are in the ACL as they were (dump and restore).
+ */
+export function ownerKept(owner: string | undefined): string | undefined {
+  return owner === undefined || owner === 'anyone' || owner.startsWith('-') ? undefined : owner;
+}
+
 /** An ACL identifier (user or group name): NFC, like mailbox names, so one person is one identifier. */
 export function normalizeIdentifier(identifier: unknown): string {
   const normalized = typeof identifier === 'string' ? identifier.normalize('NFC') : undefined;
