@@ -3,7 +3,7 @@
 import { MailstoreError } from '../errors.js';
 import { backupLimits } from '../limits.js';
 import type { AppendOptions } from '../store/types.js';
-import { formatMailboxName } from '../store/validate.js';
+import { formatMailboxName, ownerKept } from '../store/validate.js';
 import { lockRepository, type Repository } from './repository.js';
 import { indexRepairNotes, readBlob, selectState, type RestoreOptions, type RestoreSummary, type RestoreTarget } from './select.js';
 
@@ -31,8 +31,8 @@ export async function restoreIntoStore(target: RestoreTarget, targetPath: string
     let bytes = 0;
     for (const box of selected.mailboxes) {
       const name = formatMailboxName(box.name);
-      // an owner "anyone" (taken before it was refused) is no owner: its rights are in the ACL as they were
-      const owner = box.owner === 'anyone' ? undefined : box.owner;
+      // an owner "anyone" or "-x" (taken before it was refused) is no owner: its rights are in the ACL as they were
+      const owner = ownerKept(box.owner);
       await target.createMailbox(name, owner !== undefined ? { owner, acl: box.acl } : { acl: box.acl });
       const list = selected.messages.get(Buffer.from(box.id).toString('hex')) ?? [];
       let items: (AppendOptions & { bytes: Uint8Array })[] = [];

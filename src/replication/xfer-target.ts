@@ -14,7 +14,8 @@ import { checkRecordSize } from '../store/prepare.js';
 import { checkUid } from '../store/validate.js';
 import { quotaSetOp } from '../store/quota.js';
 import type { PrepareContext } from '../store/writer.js';
-import { MODSEQ_OFFSET_NAME, forgetModseqOffset, modseqAt } from '../store/apply.js';
+import { modseqAt } from '../store/apply.js';
+import { raiseModseqsAbove } from '../store/modseq-floor.js';
 import type { Connection, Log, Message } from './transport.js';
 
 /** A mailbox as XFER sends it. */
@@ -126,13 +127,7 @@ async function raiseModseqs(store: Store, highest: unknown): Promise<void> {
   if (typeof highest !== 'number' || !Number.isSafeInteger(highest) || highest < 0 || highest > limits.xferModseqMax) {
     throw new MailstoreError('INVALID', `XFER: a highest modseq is an integer from 0 to ${limits.xferModseqMax}, got ${String(highest)}`);
   }
-  await store.replication().commitOps(async ({ view, seq }) => {
-    if (modseqAt(view, seq) > highest) return { ops: [], result: undefined };
-    return { ops: [{ op: 'meta.set', key: MODSEQ_OFFSET_NAME, value: highest + 1 - seq }], result: undefined };
-  }).catch((error: unknown) => {
-    forgetModseqOffset(store.replication().db); // the batch failed: the offset applied in memory is not the index's
-    throw error;
-  });
+  await raiseModseqsAbove((prepare) => store.replication().commitOps(prepare), store.replication().db, highest);
 }
 
 /** The moved user's quota roots with their limits, as the source had them under its fence ([root, limits] pairs). */

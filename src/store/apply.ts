@@ -121,20 +121,40 @@ function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProblem): v
 /** The largest uidValidity: a 32-bit unsigned number in IMAP (RFC 3501, nz-number). */
 export const UID_VALIDITY_MAX = 0xffffffff;
 
+/**
+ * A new mailbox's uidValidity after `last`, the store's highest so far: above every earlier one,
+ * so a client's cache of a deleted mailbox of the same name is dropped; but 32 bits (RFC 3501):
+ * past the top (a list undumped with 2^32 - 1), the clock again, as a new store starts, so never
+ * a value IMAP cannot carry; apply then counts on from that one (the next is above it, not the
+ * clock's same second again). A clock past 32 bits of seconds (a wrong year at boot, after 2106)
+ * is not used: it gave values IMAP cannot carry, and once recorded as the last, every later
+ * mailbox's came from the clock too.
+ */
+export function uidValidityAfter(last: number): number {
+  const clock = Math.floor(Date.now() / 1000);
+  const now = clock >= 1 && clock <= UID_VALIDITY_MAX ? clock : 1;
+  return last + 1 > UID_VALIDITY_MAX ? now : Math.max(now, last + 1);
+}
+
+/** uidValidityLast after a mailbox.create of `uidValidity` (what createMailbox below records). */
+export function uidValidityLastAfter(last: number, uidValidity: number): number {
+  // at the top, the next one given starts the count again (createMailbox takes it from the clock):
+  // kept at the top, every later mailbox took the clock's value, the same for all in one second,
+  // so a mailbox deleted and created again in that second kept its uidValidity (clients' caches)
+  return last >= UID_VALIDITY_MAX ? uidValidity : Math.max(last, uidValidity);
+}
+
 function createMailbox(view: IndexView, seq: number, op: OpOf<'mailbox.create'>): void {
   const box: MailboxInfo = {
-    id: op.id, name: op.name, pastNames: [], uidValidity: op.uidValidity, uidNext: 1, highestModseq: seq,
+    // uidNext: an undumped list's, so uids clients saw under its uidValidity are never given again
+    id: op.id, name: op.name, pastNames: [], uidValidity: op.uidValidity, uidNext: op.uidNext ?? 1, highestModseq: seq,
     messages: 0, unseen: 0, bytes: 0, acl: op.acl, owner: op.owner, created: op.created, digest: emptyDigest(),
   };
   if (op.owner === undefined) delete box.owner;
   view.put(keys.name(op.name), op.id);
   view.put(keys.info(op.id), box);
   putRights(view, box);
-  const last = view.getNow<number>(meta.uidValidityLast) ?? 0;
-  // at the top, the next one given starts the count again (createMailbox takes it from the clock):
-  // kept at the top, every later mailbox took the clock's value, the same for all in one second,
-  // so a mailbox deleted and created again in that second kept its uidValidity (clients' caches)
-  view.put(meta.uidValidityLast, last >= UID_VALIDITY_MAX ? op.uidValidity : Math.max(last, op.uidValidity));
+  view.put(meta.uidValidityLast, uidValidityLastAfter(view.getNow<number>(meta.uidValidityLast) ?? 0, op.uidValidity));
 }
 
 function renameMailbox(view: IndexView, seq: number, op: OpOf<'mailbox.rename'>, problem: ApplyProblem): void {

@@ -118,7 +118,7 @@ export interface RightsRecord {
 }
 
 export type Op =
-  | { op: 'mailbox.create'; id: Id; name: string[]; uidValidity: number; acl: Acl; owner?: string; created: number }
+  | { op: 'mailbox.create'; id: Id; name: string[]; uidValidity: number; acl: Acl; owner?: string; created: number; uidNext?: number }
   | { op: 'mailbox.rename'; id: Id; to: string[] }
   | { op: 'mailbox.deleteBegin'; id: Id }
   | { op: 'mailbox.deleteEnd'; id: Id }

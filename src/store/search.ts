@@ -4,7 +4,7 @@
 import { limits } from '../limits.js';
 import type { MailStore } from './api.js';
 import type { MessageInfo } from './store.js';
-import { normalizeFlags } from './validate.js';
+import { hasFlag, normalizeFlags } from './validate.js';
 
 export interface SearchCriteria {
   uids?: number[];
@@ -27,8 +27,8 @@ function matchesIndex(info: MessageInfo, c: SearchCriteria, uids: Set<number> | 
   if (c.since && !(ms >= c.since.getTime())) return false;
   if (c.larger !== undefined && !(info.size > c.larger)) return false;
   if (c.smaller !== undefined && !(info.size < c.smaller)) return false;
-  if (flags.some((f) => !info.flags.includes(f))) return false;
-  if (noFlags.some((f) => info.flags.includes(f))) return false;
+  if (flags.some((f) => !hasFlag(info.flags, f))) return false;
+  if (noFlags.some((f) => hasFlag(info.flags, f))) return false;
   return true;
 }
 

@@ -27,7 +27,7 @@ import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { INLINE_PACK, type BlobLocation, type PackBatch, type PackStore } from '../blob/pack-store.js';
 import type { Journal, JournalRecord } from '../journal/journal.js';
 import { limits } from '../limits.js';
-import { SEEN, UID_VALIDITY_MAX, meta, modseqAt } from './apply.js';
+import { SEEN, meta, modseqAt, uidValidityAfter } from './apply.js';
 import type { StoreAdministration } from './administration.js';
 import { ChangeFeed } from './changes.js';
 import { LAYOUT, initStore, type StoreIdentity } from './identity.js';
@@ -47,8 +47,8 @@ import { SharedHashPool } from '../hash/shared-pool.js';
 import { opExtras, type BlobRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
 import type { Health } from './recovery.js';
 import {
-  ALL_RIGHTS, checkArray, checkBytes, checkDeletable, checkModseq, checkObject, checkOptions, checkString, normalizeAcl, normalizeOwner,
-  formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeMessageExtras, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
+  ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkDeletable, checkModseq, checkObject, checkOptions, checkString, normalizeAcl, normalizeOwner,
+  changedFlags, formatMailboxName, listPatternMatcher, normalizeDate, normalizeFlags, normalizeMessageExtras, normalizeIdentifier, normalizePattern, normalizeRights, normalizeUids,
   ownCopy, parseMailboxName, patternPrefixComponents, renamedMailboxName, checkByteBound, type DeleteOptions,
 } from './validate.js';
 import { checkQuota, checkRenameQuota, moveQuotaRoots } from './quota.js';
@@ -834,16 +834,7 @@ export class Store implements MailStore {
     return this.submit({
       prepare: async ({ view }) => {
         if (await view.get(keys.name(components))) throw new MailstoreError('EXISTS', `mailbox ${name} already exists`, { path: name });
-        const last = (await view.get<number>(meta.uidValidityLast)) ?? 0;
-        // above every earlier one, so a client's cache of a deleted mailbox of the same name is
-        // dropped; but 32 bits (RFC 3501): past the top (a list undumped with 2^32 - 1), the clock
-        // again, as a new store starts, so never a value IMAP cannot carry; apply then counts on
-        // from that one (the next is above it, not the clock's same second again). A clock past 32 bits
-        // of seconds (a wrong year at boot, after 2106) is not used: it gave values IMAP cannot
-        // carry, and once recorded as the last, every later mailbox's came from the clock too
-        const clock = Math.floor(Date.now() / 1000);
-        const now = clock >= 1 && clock <= UID_VALIDITY_MAX ? clock : 1;
-        const uidValidity = last + 1 > UID_VALIDITY_MAX ? now : Math.max(now, last + 1);
+        const uidValidity = uidValidityAfter((await view.get<number>(meta.uidValidityLast)) ?? 0);
         const id = Buffer.from(crypto.randomUUID().replace(/-/g, ''), 'hex'); // the global: node:crypto loads only here (issue 16)
         const created = Date.now();
         const op: Op = { op: 'mailbox.create', id, name: components, uidValidity, acl, created };
@@ -961,27 +952,37 @@ export class Store implements MailStore {
       return out;
     }
     const seen = new Map<string, { name: string; id: string; rights: string }>();
+    const holders = user === 'anyone' ? ['anyone'] : [user, 'anyone'];
     // the user's entries and anyone's from one point in time: read one after the other, a mailbox
     // renamed in between was listed twice, under its old name and its new one
     const snapshot = await this.db.snapshot();
+    const entriesOf = async function* (who: string) {
+      const from = keys.rights(who, prefix);
+      for await (const batch of snapshot.entryBatches<RightsRecord>({ gte: from, lt: prefixEnd(from) }, limits.indexEntriesBatchMax)) yield* batch;
+    };
     try {
-      for (const who of user === 'anyone' ? ['anyone'] : [user, 'anyone']) {
-        const from = keys.rights(who, prefix);
-        for await (const batch of snapshot.entryBatches<RightsRecord>({ gte: from, lt: prefixEnd(from) }, limits.indexEntriesBatchMax)) {
-          for (const [key, value] of batch) {
-            if (!value.rights.includes('l')) continue;
-            const name = formatMailboxName(decodeRightsKey(key).components);
-            if (!matches(name)) continue;
-            const had = seen.get(name);
-            const rights = normalizeRights((had?.rights ?? '') + value.rights);
-            seen.set(name, { name, id: uuidString(Buffer.from(indexId(value.id, key))), rights });
-          }
+      for (const who of holders) {
+        for await (const [key, value] of entriesOf(who)) {
+          const name = formatMailboxName(decodeRightsKey(key).components);
+          if (!matches(name)) continue;
+          const had = seen.get(name);
+          const rights = normalizeRights((had?.rights ?? '') + value.rights);
+          seen.set(name, { name, id: uuidString(Buffer.from(indexId(value.id, key))), rights });
+        }
+      }
+      // RFC 4314 negative rights: "-carol" (and "-anyone") take away what carol has by any entry;
+      // ignored, SETACL -carol l left the mailbox listed for her through anyone's l
+      for (const who of holders) {
+        for await (const [key, value] of entriesOf(`-${who}`)) {
+          const entry = seen.get(formatMailboxName(decodeRightsKey(key).components));
+          if (entry) entry.rights = [...entry.rights].filter((letter) => !value.rights.includes(letter)).join('');
         }
       }
     } finally {
       await snapshot.close();
     }
-    return [...seen.values()].sort((a, b) => Buffer.compare(keys.name(parseMailboxName(a.name)), keys.name(parseMailboxName(b.name))));
+    return [...seen.values()].filter((entry) => entry.rights.includes('l'))
+      .sort((a, b) => Buffer.compare(keys.name(parseMailboxName(a.name)), keys.name(parseMailboxName(b.name))));
   }
 
   async mailbox(name: string): Promise<MailboxSummary> {
@@ -1005,14 +1006,22 @@ export class Store implements MailStore {
 
   // ---- ACLs ------------------------------------------------------------------------------------
 
-  /** Sets (or with '' removes) the RFC 4314 rights of `identifier`; the reverse map changes in the same record. */
+  /**
+   * Sets (or with '' removes) the RFC 4314 rights of `identifier`; "+rights" adds to its entry and
+   * "-rights" takes from it (SETACL's mod-rights), decided against the entry in this commit's
+   * batch: a caller's read-then-write lost one of two changes in flight. The reverse map changes
+   * in the same record.
+   */
   async setAcl(mailbox: string, identifier: string, rights: string): Promise<void> {
     const components = parseMailboxName(mailbox);
     const who = normalizeIdentifier(identifier);
-    const normalized = normalizeRights(rights);
+    const mode = typeof rights === 'string' && (rights.startsWith('+') || rights.startsWith('-')) ? rights[0] : '';
+    const given = normalizeRights(mode ? rights.slice(1) : rights);
     await this.submit({
       prepare: async ({ view }) => {
         const box = await resolveInBatch(view, components, mailbox);
+        const had = box.acl[who] ?? '';
+        const normalized = mode === '+' ? normalizeRights(had + given) : mode === '-' ? [...had].filter((letter) => !given.includes(letter)).join('') : given;
         // an entry with no rights (kept by an older createMailbox) is there to remove
         if ((box.acl[who] ?? '') === normalized && !(normalized === '' && Object.hasOwn(box.acl, who))) return { ops: [], result: undefined };
         if (normalized !== '') checkAclSize({ ...box.acl, [who]: normalized }, mailbox);
@@ -1171,7 +1180,7 @@ export class Store implements MailStore {
           const record = await view.get<MessageRecord>(keys.message(box.id, uid));
           if (!record) continue;
           if (since !== undefined && record.m > since) { modified.push(uid); continue; }
-          const next = replace ?? [...new Set([...record.f.filter((f) => !remove.includes(f)), ...add])].sort();
+          const next = changedFlags(record.f, { add, remove, replace });
           if (next.length > limits.flagsPerMessageMax) {
             throw new MailstoreError('INVALID', `message ${uid} in ${mailbox} would have ${next.length} flags; at most ${limits.flagsPerMessageMax} are kept per message`, { path: `${mailbox}/${uid}` });
           }

@@ -46,12 +46,18 @@ async function treeOf(store: Store, prefix: readonly string[]): Promise<[string[
   return out;
 }
 
-/** Every mailbox whose ACL names `user`, from the reverse map: [mailbox id, rights]. */
-async function aclEntriesOf(store: Store, user: string): Promise<[Buffer, string][]> {
-  const out: [Buffer, string][] = [];
-  for await (const [key, value] of store.administration().index.entries<RightsRecord>({ prefix: keys.rightsPrefix(user) })) {
-    if (decodeRightsKey(key).user !== user) continue; // the prefix is exact (NUL-terminated), this is belt and braces
-    out.push([Buffer.from(value.id), value.rights]);
+/**
+ * Every ACL entry naming `user`, from the reverse map: [mailbox id, identifier, rights]. Its
+ * negative rights ("-user", RFC 4314) too: left behind, a renamed user lost them and the next
+ * user of the old name got them.
+ */
+async function aclEntriesOf(store: Store, user: string): Promise<[Buffer, string, string][]> {
+  const out: [Buffer, string, string][] = [];
+  for (const identifier of [user, `-${user}`]) {
+    for await (const [key, value] of store.administration().index.entries<RightsRecord>({ prefix: keys.rightsPrefix(identifier) })) {
+      if (decodeRightsKey(key).user !== identifier) continue; // the prefix is exact (NUL-terminated), this is belt and braces
+      out.push([Buffer.from(value.id), identifier, value.rights]);
+    }
   }
   return out;
 }
@@ -78,7 +84,7 @@ export async function renameUser(store: Store, from: string, to: string): Promis
         const box = view.getNow<MailboxInfo>(keys.info(id));
         if (box?.owner === oldUser) ops.push({ op: 'mailbox.owner', id, owner: newUser });
       }
-      for (const [id, rights] of entries) ops.push(...moveAclEntry(view, id, oldUser, newUser, rights));
+      for (const [id, identifier, rights] of entries) ops.push(...moveAclEntry(view, id, identifier, identifier === oldUser ? newUser : `-${newUser}`, rights));
       ops.push(...(await moveQuotaRoots(store.administration().index, source, target)));
       checkRecordSize(ops, `renaming user ${oldUser} (${tree.length} mailboxes)`); // one record: past the bound the journal would refuse it and stop the store
       return { ops, result: { from: oldUser, to: newUser, mailboxes: tree.length, aclEntries: entries.length } };
@@ -86,7 +92,7 @@ export async function renameUser(store: Store, from: string, to: string): Promis
   });
 }
 
-/** OLD's entry becomes NEW's (merged with any NEW already had there). */
+/** OLD's entry becomes NEW's (merged with any NEW already had there); OLD and NEW: identifiers. */
 function moveAclEntry(view: IndexView, id: Buffer, oldUser: string, newUser: string, rights: string): Op[] {
   const box = view.getNow<MailboxInfo>(keys.info(id));
   const merged = normalizeRights((box?.acl[newUser] ?? '') + rights);
@@ -111,7 +117,7 @@ export async function deleteUser(store: Store, name: string, options?: DeleteOpt
       const ops: Op[] = [];
       let messages = 0;
       // ACL entries first: a deleteBegin drops the deleted mailbox's reverse entries itself.
-      for (const [id] of entries) if (!inTree.has(id.toString('hex'))) ops.push({ op: 'acl.set', id, identifier: user, rights: '' });
+      for (const [id, identifier] of entries) if (!inTree.has(id.toString('hex'))) ops.push({ op: 'acl.set', id, identifier, rights: '' });
       for (const [, id] of boxes) {
         messages += view.getNow<MailboxInfo>(keys.info(id))?.messages ?? 0;
         ops.push({ op: 'mailbox.deleteBegin', id });

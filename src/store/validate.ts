@@ -74,12 +74,23 @@ export function isAtOrBelow(name: readonly string[], root: readonly string[]): b
 export const SYSTEM_FLAGS = ['\\Seen', '\\Answered', '\\Flagged', '\\Deleted', '\\Draft'];
 const ATOM_SPECIALS = /[(){ %*"\\\]\u0000-\u001f\u007f]/;
 
-/** Flags: IMAP system flags (case-normalised) and keywords (atoms). Returns a sorted, unique list. */
+/**
+ * Which flag a name stands for: IMAP atoms are case-insensitive (RFC 9051 section 9), so
+ * `$Forwarded` and `$forwarded` are one keyword (as in Dovecot and Cyrus).
+ */
+export function flagKey(flag: string): string {
+  return flag.toLowerCase();
+}
+
+/**
+ * Flags: IMAP system flags (case-normalised) and keywords (atoms). Returns a sorted list with
+ * one spelling per flag (the first given).
+ */
 export function normalizeFlags(flags: unknown): string[] {
   if (flags === undefined) return [];
   if (!Array.isArray(flags)) throw new MailstoreError('INVALID', 'flags must be an array of strings');
   if (flags.length > limits.flagsPerMessageMax) throw new MailstoreError('INVALID', `more than ${limits.flagsPerMessageMax} flags`);
-  const out = new Set<string>();
+  const out = new Map<string, string>();
   for (const flag of flags) {
     if (typeof flag !== 'string' || flag.length === 0 || Buffer.byteLength(flag) > limits.flagBytesMax) {
       throw new MailstoreError('INVALID', `invalid flag ${JSON.stringify(flag)}`);
@@ -87,25 +98,50 @@ export function normalizeFlags(flags: unknown): string[] {
     if (flag.startsWith('\\')) {
       const system = SYSTEM_FLAGS.find((s) => s.toLowerCase() === flag.toLowerCase());
       if (!system) throw new MailstoreError('INVALID', `unknown system flag ${flag} (allowed: ${SYSTEM_FLAGS.join(' ')})`);
-      out.add(system);
+      out.set(flagKey(system), system);
     } else {
       // An atom is printable ASCII, so no bidi or zero-width character can hide in a keyword.
       if (ATOM_SPECIALS.test(flag) || /[^\x21-\x7e]/.test(flag)) throw new MailstoreError('INVALID', `invalid keyword ${JSON.stringify(flag)}: must be an IMAP atom`);
-      out.add(flag);
+      if (!out.has(flagKey(flag))) out.set(flagKey(flag), flag);
     }
   }
-  return [...out].sort();
+  return [...out.values()].sort();
+}
+
+/**
+ * A message's flags after a STORE (normalised add/remove or replace), matched case-insensitively:
+ * a keyword the message has keeps its spelling, so another spelling of it is no change.
+ */
+export function changedFlags(current: readonly string[], change: { add: string[]; remove: string[]; replace?: string[] }): string[] {
+  const had = new Map(current.map((f) => [flagKey(f), f]));
+  if (change.replace) return change.replace.map((f) => had.get(flagKey(f)) ?? f).sort();
+  const removed = new Set(change.remove.map(flagKey));
+  const next = new Map([...had].filter(([key]) => !removed.has(key)));
+  for (const f of change.add) if (!next.has(flagKey(f))) next.set(flagKey(f), f);
+  return [...next.values()].sort();
+}
+
+/** Whether `flags` holds `flag` (case-insensitively, as IMAP compares them). */
+export function hasFlag(flags: readonly string[], flag: string): boolean {
+  const key = flagKey(flag);
+  return flags.some((f) => flagKey(f) === key);
 }
 
 /** RFC 4314 rights letters (with the obsolete c and d of RFC 2086). */
 export const ALL_RIGHTS = 'lrswipkxtean';
 const RIGHTS_LETTERS = /^[lrswipkxteacdn0-9]*$/;
 
+/**
+ * The obsolete rights as the RFC 4314 rights they stand for (section 2.1.1; Dovecot's split):
+ * kept as letters, a server checking k before CREATE refused an RFC 2086 client's "c".
+ */
+const OBSOLETE_RIGHTS: Record<string, string> = { c: 'kx', d: 'et' };
+
 export function normalizeRights(rights: unknown): string {
   if (typeof rights !== 'string' || !RIGHTS_LETTERS.test(rights)) {
-    throw new MailstoreError('INVALID', `invalid rights ${JSON.stringify(rights)} (RFC 4314 letters: ${ALL_RIGHTS})`);
+    throw new MailstoreError('INVALID', `invalid rights ${JSON.stringify(rights)} (RFC 4314 letters: ${ALL_RIGHTS}; the obsolete c and d stand for kx and et)`);
   }
-  return [...new Set(rights)].sort().join('');
+  return [...new Set([...rights].flatMap((letter) => [...(OBSOLETE_RIGHTS[letter] ?? letter)]))].sort().join('');
 }
 
 /**
@@ -129,7 +165,16 @@ export function normalizeAcl(acl: Record<string, unknown>): Record<string, strin
 export function normalizeOwner(owner: unknown): string {
   const user = normalizeIdentifier(owner);
   if (user === 'anyone') throw new MailstoreError('INVALID', '"anyone" cannot own a mailbox (it would give every user all rights, a among them): name a user, or give anyone rights with an ACL entry');
+  if (user.startsWith('-')) throw new MailstoreError('INVALID', `${JSON.stringify(user)} cannot own a mailbox: a leading "-" names RFC 4314 negative rights (the owner's all rights would all be taken away); name a user`);
   return user;
+}
+
+/**
+ * A stored owner as an owner can be given again: one an older version took ("anyone", "-x":
+ * refused since) is no owner; its rights are in the ACL as they were (dump and restore).
+ */
+export function ownerKept(owner: string | undefined): string | undefined {
+  return owner === undefined || owner === 'anyone' || owner.startsWith('-') ? undefined : owner;
 }
 
 /** An ACL identifier (user or group name): NFC, like mailbox names, so one person is one identifier. */

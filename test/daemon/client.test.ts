@@ -12,7 +12,6 @@ import { daemonLimits } from '../../src/limits.js';
 import { undumpMailboxes } from '../../src/store/mailbox-list.js';
 import { importMail } from '../../src/import/importer.js';
 import { MailstoreError } from '../../src/errors.js';
-import { daemonLimits } from '../../src/limits.js';
 import type { MailStore } from '../../src/store/api.js';
 import type { Store } from '../../src/store/store.js';
 import { message, startDaemon, tempDir, type Running } from './helpers.js';

@@ -265,7 +265,7 @@ describe('mailbox list dump and undump', () => {
 
   it('after a mailbox with the largest uidValidity (2^32 - 1, as a Cyrus or Dovecot list may give) a new one still gets 32 bits: from the clock', async () => {
     const store = await Store.open(tmpDir(), { create: true });
-    await undumpMailboxes(store, [{ name: 'top', id: 'b1445cf8-5485-428b-bb46-f48aa6be0101', uidValidity: 0xffffffff, acl: {}, created: 1 }]);
+    await undumpMailboxes(store, [{ name: 'top', id: 'b1445cf8-5485-428b-bb46-f48aa6be0101', uidValidity: 0xffffffff, uidNext: 1, acl: {}, created: 1 }]);
     const before = Math.floor(Date.now() / 1000);
     for (const name of ['a', 'b']) {
       const { uidValidity } = await store.createMailbox(name);
@@ -279,7 +279,7 @@ describe('mailbox list dump and undump', () => {
   it('checks every entry given to the library (or through the daemon) as a dump line is checked: nothing of a bad list is created', async () => {
     const store = await Store.open(tmpDir(), { create: true });
     const good: DumpedMailbox = { name: 'a', id: 'b1445cf8-5485-428b-bb46-f48aa6be0101', uidValidity: 5, acl: {}, created: 1 };
-    for (const bad of [{ uidValidity: 2 ** 40 }, { uidValidity: 0 }, { id: 'not-a-uuid' }, { name: 'a//b' }, { name: 7 }, { acl: { bob: 'q!' } }, { owner: 'anyone' }]) {
+    for (const bad of [{ uidValidity: 2 ** 40 }, { uidValidity: 0 }, { id: 'not-a-uuid' }, { name: 'a//b' }, { name: 7 }, { acl: { bob: 'q!' } }, { owner: 'anyone' }, { uidNext: 0 }, { uidNext: 1.5 }, { highestModseq: -1 }]) {
       const error = await expectCode(undumpMailboxes(store, [good, { ...good, name: 'b', id: 'b1445cf8-5485-428b-bb46-f48aa6be0102', ...bad } as never]), 'INVALID');
       expect(error.message, JSON.stringify(bad)).toMatch(/entry 2|owner|anyone|right|name/);
     }
@@ -294,7 +294,7 @@ describe('mailbox list dump and undump', () => {
   it('after the largest uidValidity, a mailbox deleted and created again in the same second gets a new one (clients drop their cache), every one within 32 bits', async () => {
     const dir = tmpDir();
     let store = await Store.open(dir, { create: true });
-    await undumpMailboxes(store, [{ name: 'top', id: 'b1445cf8-5485-428b-bb46-f48aa6be0102', uidValidity: 0xffffffff, acl: {}, created: 1 }]);
+    await undumpMailboxes(store, [{ name: 'top', id: 'b1445cf8-5485-428b-bb46-f48aa6be0102', uidValidity: 0xffffffff, uidNext: 1, acl: {}, created: 1 }]);
     const clock = vi.spyOn(Date, 'now').mockReturnValue(Date.UTC(2026, 11, 5, 12)); // one second for all of it
     const given: number[] = [];
     try {

@@ -4,11 +4,11 @@ import { normalizeIdentifier } from '../../store/validate.js';
 import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
 
 export function register(program: Command): void {
-  const acl = program.command('acl').description('set and show access rights (RFC 4314 letters: lrswipkxtean)');
+  const acl = program.command('acl').description('set and show access rights (RFC 4314 letters: lrswipkxtean; the obsolete c and d are stored as kx and et)');
 
   acl
     .command('set <mailbox> <user> <rights>')
-    .description('set the rights of USER (or "anyone") on MAILBOX; "" removes the entry. Durable, with the reverse ACL map, when it returns')
+    .description('set the rights of USER (or "anyone", or "-USER" for negative rights) on MAILBOX; "" removes the entry, +RIGHTS adds to it, -RIGHTS takes from it (after "--": acl set MAILBOX USER -- -w). Durable, with the reverse ACL map, when it returns')
     .option('--json', 'print the resulting ACL as JSON')
     .action(async (mailbox: string, user: string, rights: string, _options: unknown, command: Command) => {
       const result = await withStore(command, async (store) => {
@@ -37,7 +37,7 @@ export function register(program: Command): void {
 
   acl
     .command('list <user> [pattern]')
-    .description('the mailboxes USER may see (l right, theirs or anyone\'s) with their rights, from the reverse ACL map; changes nothing')
+    .description('the mailboxes USER may see (l right, theirs or anyone\'s, less the negative rights of -USER and -anyone) with their rights, from the reverse ACL map; changes nothing')
     .option('--json', 'print as JSON')
     .action(async (user: string, pattern: string | undefined, _options: unknown, command: Command) => {
       const result = await withReadStore(command, (store) => store.listMailboxes({ user, pattern }));

@@ -12,7 +12,7 @@ const DUMP_BYTES_MAX = 1024 * 1024 * 1024;
 export function registerDump(mailbox: Command): void {
   mailbox
     .command('dump')
-    .description('print the mailbox list (name, id, uidValidity, owner, ACL, created) as text, one JSON object per line; changes nothing')
+    .description('print the mailbox list (name, id, uidValidity, uidNext, highest modseq, owner, ACL, created) as text, one JSON object per line; changes nothing')
     .action(async (_options: unknown, command: Command) => {
       await withReadStore(command, async (store) => {
         await writeStdout(Buffer.from(DUMP_HEADER + '\n'));
@@ -22,7 +22,7 @@ export function registerDump(mailbox: Command): void {
 
   mailbox
     .command('undump')
-    .description('create the mailboxes of a dump read from stdin, with their ids and uidValidity (into an empty store: the same list). A name or id that exists is refused (EXISTS); mailboxes are created in records of 1000, each durable when the next starts')
+    .description('create the mailboxes of a dump read from stdin, with their ids, uidValidity and uidNext, modseqs above the listed ones (into an empty store: the same list; an entry without uidNext gets a new uidValidity). A name or id that exists is refused (EXISTS); mailboxes are created in records of 1000, each durable when the next starts')
     .option('--json', 'print {created}')
     .action(async (_options: unknown, command: Command) => {
       const entries = parseDump(await readAllStdin());
