@@ -1023,7 +1023,7 @@ export class Store implements MailStore {
         const had = box.acl[who] ?? '';
         const normalized = mode === '+' ? normalizeRights(had + given) : mode === '-' ? [...had].filter((letter) => !given.includes(letter)).join('') : given;
         // an entry with no rights (kept by an older createMailbox) is there to remove
-        if ((box.acl[who] ?? '') === normalized && !(normalized === '' && Object.hasOwn(box.acl, who))) return { ops: [], result: undefined };
+        if (had === normalized && !(normalized === '' && Object.hasOwn(box.acl, who))) return { ops: [], result: undefined };
         if (normalized !== '') checkAclSize({ ...box.acl, [who]: normalized }, mailbox);
         return { ops: [{ op: 'acl.set', id: box.id, identifier: who, rights: normalized } as Op], result: undefined };
       },
