@@ -1,4 +1,5 @@
 // Every bound mailstore keeps, in one place, units last. Change them here, never inline.
+import { totalmem } from 'node:os';
 
 export const limits = {
   /** Largest message accepted by default (TOO_LARGE above it); configurable per store open. */
@@ -685,6 +686,12 @@ export const daemonLimits = {
   callsPerConnectionMax: 64,
   /** Body bytes one connection's calls in flight may hold in the daemon before it stops reading that connection. */
   heldBytesPerConnectionMax: 256 * 1024 * 1024,
+  /**
+   * Message bytes the whole daemon holds at once (socket calls' bodies and LMTP DATA, body-budget.ts):
+   * a quarter of the machine's memory, at least callBytesMax, at most 1 GiB. Past it a socket call
+   * waits for room and LMTP answers 452 4.3.1 (the MTA retries).
+   */
+  bodyBytesHeldMax: Math.max(256 * 1024 * 1024, Math.min(1024 * 1024 * 1024, Math.floor(totalmem() / 4))),
   /** Connections waiting to be accepted (the kernel caps it at net.core.somaxconn): a burst of clients starting at once. */
   listenBacklog: 4096,
   /**
