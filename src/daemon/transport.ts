@@ -74,9 +74,28 @@ export class FrameSocket {
     this.watchFrame(payloads.length > 0);
   }
 
+  /**
+   * Stops reading the socket (the daemon's bounds: calls or bytes in flight, the body budget). A
+   * frame half-read then waits on the daemon, not the client: its clock stops until resume().
+   */
+  pause(): void {
+    this.paused = true;
+    this.socket.pause();
+    clearTimeout(this.frameTimer);
+    this.frameTimer = undefined;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.socket.resume();
+    this.watchFrame(true); // the half-read frame's clock starts again
+  }
+
+  private paused = false;
+
   /** A half-sent frame holds memory: bound how long it may stay half-sent (progress restarts the clock). */
   private watchFrame(progressed: boolean): void {
-    if (this.frameCompleteMs <= 0) return;
+    if (this.frameCompleteMs <= 0 || this.paused) return;
     if (progressed || !this.reader.midFrame) {
       clearTimeout(this.frameTimer);
       this.frameTimer = undefined;

@@ -70,13 +70,19 @@ describe('the daemon over its body budget', () => {
     });
     const big = [message(1, 300 * 1024), message(2, 300 * 1024)]; // above inlineBytesMax: sent as chunks, counted
     tunable.bodyBytesHeldMax = big[0].length + 1000; // room for one
+    // a connection the daemon stops reading may hold half a frame: the wait is the daemon's, not a
+    // client that stopped sending (until session 33 it was dropped after frameCompleteMs)
+    const timing = daemonLimits as { frameCompleteMs: number };
+    const frameMs = timing.frameCompleteMs;
+    timing.frameCompleteMs = 50;
+    cleanup.push(async () => { timing.frameCompleteMs = frameMs; });
     const clients: Client[] = [await running.client(), await running.client()];
     cleanup.push(async () => { for (const c of clients) await c.close(); });
     const first = clients[0].append('user/alice/INBOX', big[0]);
     for (let i = 0; i < 200 && bodyBudget.heldBytes === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
     expect(bodyBudget.heldBytes).toBe(big[0].length);
     const second = clients[1].append('user/alice/INBOX', big[1]);
-    await new Promise((resolve) => setTimeout(resolve, 100)); // its call and chunks reach the daemon, which does not take them
+    await new Promise((resolve) => setTimeout(resolve, 400)); // its call and chunks reach the daemon, which does not take them
     expect(bodyBudget.heldBytes).toBe(big[0].length);
     expect(await settled(second)).toBe(false);
     held.open();
