@@ -1,7 +1,7 @@
 // The real FileSystem over node:fs. The only module (with its siblings in src/fs) that touches node:fs.
 import { promises as fsp, constants, fdatasyncSync, readSync, writeSync, writevSync } from 'node:fs';
 import { limits } from '../limits.js';
-import type { FileHandle, FileStat, FileSystem, HeldDirectory, OpenMode, ReadOptions } from './filesystem.js';
+import type { FileHandle, FileStat, FileSystem, HeldDirectory, OpenMode, ReadOptions, SpaceFigures } from './filesystem.js';
 
 const FLAGS: Record<OpenMode, number> = {
   read: constants.O_RDONLY,
@@ -212,9 +212,10 @@ export class NodeFileSystem implements FileSystem {
     return fsp.rm(path, { recursive: true, force: true });
   }
 
-  async spaceBytes(path: string): Promise<{ freeBytes: number; totalBytes: number }> {
+  async spaceBytes(path: string): Promise<SpaceFigures> {
     const stats = await fsp.statfs(path);
-    return { freeBytes: stats.bavail * stats.bsize, totalBytes: stats.blocks * stats.bsize };
+    const inodes = stats.files > 0 ? { freeInodes: stats.ffree, totalInodes: stats.files } : {}; // 0 of 0: made as needed (btrfs)
+    return { freeBytes: stats.bavail * stats.bsize, totalBytes: stats.blocks * stats.bsize, ...inodes };
   }
 
   utimes(path: string, mtime: Date): Promise<void> {

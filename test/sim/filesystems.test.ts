@@ -1,15 +1,21 @@
 // The store on file systems other than the ext4/tmpfs the rest of the suite runs on (docs/FAULTS.md,
 // "Other file systems"), root only; each test says why when it skips:
 //   - a store and its backup repository on a read-only image (squashfs): every command that only
-//     reads works there, one that must write says ACCESS.
+//     reads works there, one that must write says ACCESS;
+//   - ext4 out of inodes with bytes free (mkfs.ext4 -N): the free-space reserve counts inodes too.
 // Every mount and loop device is released in a finally, also when the test fails.
 import { describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bin, ok, run } from '../cli/helpers.js';
-import { skipReason } from './helpers.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Store } from '../../src/store/store.js';
+import { MailstoreError } from '../../src/errors.js';
+import { defaultReserveInodes } from '../../src/store/free-space.js';
+import { limits } from '../../src/limits.js';
+import { ok, run } from '../cli/helpers.js';
+import { expectExactly, msg, skipReason } from './helpers.js';
 
 const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
 const noRoot = process.getuid?.() !== 0 ? 'needs root (mount)' : undefined;
@@ -78,6 +84,97 @@ describe('read-only media (root only)', () => {
         expect(refused.code, `${args.join(' ')}: ${refused.stderr}`).toBe(2);
         expect(refused.stderr, args.join(' ')).toMatch(/^mailstore: ACCESS: .*Read-only file system/);
       }
+    } finally {
+      cleanUp(work, mounted);
+    }
+  }, 60_000);
+});
+
+/** A loop-mounted image of `sizeMiB` made by `mkfs` (its arguments before the image); undefined with a warning when the kernel refuses. */
+function loopMount(work: string, mounted: string[], mkfs: string[], sizeMiB: number, what: string): string | undefined {
+  const image = join(work, 'disk.img');
+  execFileSync('truncate', ['-s', `${sizeMiB}M`, image]);
+  execFileSync(mkfs[0], [...mkfs.slice(1), image], { stdio: 'pipe' });
+  const mnt = join(work, 'mnt');
+  mkdirSync(mnt);
+  try {
+    mount(['-o', 'loop', image], mnt);
+  } catch (error) {
+    console.warn(`SKIPPED: ${what}: ${(error as Error).message}`);
+    return undefined;
+  }
+  mounted.push(mnt);
+  return mnt;
+}
+
+/** Creates empty files in `dir` until the file system has no inode left; returns their paths. */
+function useUpInodes(dir: string): string[] {
+  const made: string[] = [];
+  for (;;) {
+    const path = join(dir, `inode-${made.length}`);
+    try {
+      writeFileSync(path, '');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOSPC') return made;
+      throw error;
+    }
+    made.push(path);
+  }
+}
+
+describe('out of inodes with bytes free (root only)', () => {
+  const skip = noRoot ?? (!has('mkfs.ext4') ? 'mkfs.ext4 is missing (apt-get install -y e2fsprogs)' : undefined);
+  it.skipIf(skipReason(!!skip, `out of inodes: ${skip}`))('ext4 with 192 inodes: mail is refused NO_SPACE by the reserve, the store stays open and reopens; appends resume once inodes are freed', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'mailstore-inodes-'));
+    const mounted: string[] = [];
+    try {
+      const mnt = loopMount(work, mounted, ['mkfs.ext4', '-q', '-F', '-N', '200'], 64, 'out of inodes');
+      if (!mnt) return;
+      const dir = join(mnt, 'store');
+      const stopped: MailstoreError[] = [];
+      const options = { create: true, packBytesMax: 128 * 1024, journalSegmentBytesMax: 64 * 1024, onStop: (e: MailstoreError) => stopped.push(e) };
+      let store = await Store.open(dir, options);
+      await store.createMailbox('INBOX');
+      const acked = new Map<number, Buffer>();
+      for (let i = 0; i < 12; i++) {
+        const bytes = msg(`inode-${i}`, 40_000);
+        acked.set((await store.append('INBOX', bytes)).uid, bytes);
+      }
+      // other software on the disk takes the inodes, down to a few below the reserve
+      const reserve = (await store.stats()).freeSpace.reserveInodes;
+      expect(reserve).toBe(defaultReserveInodes(statfsSync(mnt).files));
+      const filler = useUpInodes(mnt);
+      for (const path of filler.splice(0, reserve - 3)) unlinkSync(path);
+      await sleep(limits.freeSpaceRefreshMs + 200); // the figure is at most this old
+      let refused: MailstoreError | undefined;
+      for (let i = 0; i < 200 && !refused; i++) {
+        const bytes = msg(`more-${i}`, 40_000);
+        try {
+          acked.set((await store.append('INBOX', bytes)).uid, bytes);
+        } catch (error) {
+          refused = error as MailstoreError;
+        }
+      }
+      expect(refused, 'mail was refused while inodes were left').toBeDefined();
+      expect(refused!.code, refused!.message).toBe('NO_SPACE');
+      expect(refused!.message).toMatch(/inodes/);
+      expect(refused!.belowReserve, refused!.message).toBe(true);
+      expect(stopped, 'the store did not stop itself').toEqual([]);
+      expect(statfsSync(mnt).bavail * statfsSync(mnt).bsize, 'bytes were free all along').toBeGreaterThan(16 * 1024 * 1024);
+      await expectExactly(store, 'INBOX', acked, 'while refusing');
+      expect((await store.stats()).freeSpace).toMatchObject({ refusingMail: true, freeInodes: reserve - 3 });
+      const [first] = acked.keys();
+      await store.setFlags('INBOX', [first], { add: ['\\Seen'] }); // metadata goes on
+      await store.close();
+      store = await Store.open(dir, options); // the reserve left what an open needs
+      await expectExactly(store, 'INBOX', acked, 'reopened');
+      for (const path of filler) unlinkSync(path);
+      const after = msg('after', 40_000);
+      const { uid } = await store.append('INBOX', after);
+      acked.set(uid, after);
+      await expectExactly(store, 'INBOX', acked, 'after inodes were freed');
+      await store.close();
+      console.info(`ext4 with 192 inodes (reserve ${reserve}): ${acked.size - 1} appends, then ${refused!.code}: ${refused!.message}`);
     } finally {
       cleanUp(work, mounted);
     }
