@@ -117,4 +117,9 @@ export interface FileSystem {
    * as needed (btrfs says 0 of 0) or cannot say.
    */
   spaceBytes?(path: string): Promise<SpaceFigures>;
+  /**
+   * Why fsync on the file system holding `path` (or its nearest existing parent) makes nothing
+   * durable, e.g. an overlayfs mounted `volatile`; undefined when it does, or cannot be known.
+   */
+  syncIgnored?(path: string): Promise<string | undefined>;
 }

@@ -2,11 +2,12 @@
 // "Other file systems"), root only; each test says why when it skips:
 //   - a store and its backup repository on a read-only image (squashfs): every command that only
 //     reads works there, one that must write says ACCESS;
-//   - ext4 out of inodes with bytes free (mkfs.ext4 -N): the free-space reserve counts inodes too.
+//   - ext4 out of inodes with bytes free (mkfs.ext4 -N): the free-space reserve counts inodes too;
+//   - overlayfs mounted `volatile`, where fsync does nothing: no store is opened to write there.
 // Every mount and loop device is released in a finally, also when the test fails.
 import { describe, expect, it } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, unlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -175,6 +176,55 @@ describe('out of inodes with bytes free (root only)', () => {
       await expectExactly(store, 'INBOX', acked, 'after inodes were freed');
       await store.close();
       console.info(`ext4 with 192 inodes (reserve ${reserve}): ${acked.size - 1} appends, then ${refused!.code}: ${refused!.message}`);
+    } finally {
+      cleanUp(work, mounted);
+    }
+  }, 60_000);
+});
+
+describe('overlayfs (root only)', () => {
+  it.skipIf(skipReason(!!noRoot, `overlayfs: ${noRoot}`))('mounted volatile (fsync does nothing): init and a read-write open are ACCESS naming it, nothing is acknowledged; reads work; without volatile all is well', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'mailstore-overlay-'));
+    const mounted: string[] = [];
+    try {
+      for (const name of ['lower', 'upper', 'work', 'merged', 'upper2', 'work2', 'merged2']) mkdirSync(join(work, name));
+      const layers = (upper: string, workdir: string) => `lowerdir=${join(work, 'lower')},upperdir=${join(work, upper)},workdir=${join(work, workdir)}`;
+      const plain = join(work, 'merged2');
+      try {
+        mount(['-t', 'overlay', 'overlay', '-o', layers('upper2', 'work2')], plain);
+      } catch (error) {
+        console.warn(`SKIPPED: overlayfs: ${(error as Error).message}`);
+        return;
+      }
+      mounted.push(plain);
+      const volatile = join(work, 'merged');
+      try {
+        mount(['-t', 'overlay', 'overlay', '-o', `${layers('upper', 'work')},volatile`], volatile);
+      } catch (error) {
+        console.warn(`SKIPPED: overlayfs volatile: ${(error as Error).message}`);
+        return;
+      }
+      mounted.push(volatile);
+
+      const refusedInit = await run(['init'], { store: join(volatile, 'store') });
+      expect(refusedInit.code, refusedInit.stderr).toBe(2);
+      expect(refusedInit.stderr).toMatch(/^mailstore: ACCESS: .*volatile/);
+      expect(existsSync(join(volatile, 'store', 'STORE')), 'no store was made').toBe(false);
+
+      // a store made elsewhere and moved onto the volatile mount (a container's volume swapped)
+      await ok(['init'], { store: join(plain, 'store') });
+      await ok(['mailbox', 'create', 'INBOX'], { store: join(plain, 'store') });
+      const bytes = message(1, 300);
+      expect((await ok(['append', 'INBOX', '-'], { store: join(plain, 'store'), input: bytes })).trim()).toBe('1');
+      cpSync(join(plain, 'store'), join(volatile, 'store'), { recursive: true });
+      const store = join(volatile, 'store');
+      const append = await run(['append', 'INBOX', '-'], { store, input: message(2, 300) });
+      expect(append.code, append.stderr).toBe(2);
+      expect(append.stdout.toString(), 'nothing acknowledged').toBe('');
+      expect(append.stderr).toMatch(/^mailstore: ACCESS: .*volatile/);
+      await expect(Store.open(store)).rejects.toMatchObject({ code: 'ACCESS' });
+      expect(await ok(['fetch', 'INBOX', '1'], { store }), 'reads work').toBe(bytes);
+      expect((await ok(['messages', 'INBOX'], { store })).trim().split('\n')).toHaveLength(1);
     } finally {
       cleanUp(work, mounted);
     }
