@@ -10,6 +10,7 @@ import { ensureDir, writeFileDurable } from '../fs/durable.js';
 import { makeLevelDirectory } from '../fs/level-directory.js';
 import { classifyLevelError, systemAdvice } from '../index/level-errors.js';
 import { limits } from '../limits.js';
+import { processHoldsFile } from '../fs/process-files.js';
 
 export const STORE_FORMAT = 'mailstore';
 /**
@@ -235,6 +236,9 @@ export async function checkNoWriter(fs: FileSystem, root: string, wait: LockWait
     const pid = Number(text);
     const owner = Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
     if (owner === undefined || owner === process.pid || !processAlive(owner)) return { stale: owner !== undefined && owner !== process.pid };
+    // LOCK copied with the store (a btrfs or LVM snapshot, an image of a live spool): its writer
+    // holds the original's kernel lock file, not this one, and writes nothing here
+    if ((await processHoldsFile(owner, join(root, LAYOUT.lockDb, 'LOCK'))) === false) return { stale: true };
     const waitedMs = Math.round(performance.now() - started);
     if (waitedMs >= (wait.waitMs ?? 0)) {
       throw new MailstoreError('LOCKED', `the store at ${root} is in use by process ${owner} (LOCK); a read-only open does not read beside a writer: stop it or wait`, { path });

@@ -3,10 +3,11 @@
 //   - a store and its backup repository on a read-only image (squashfs): every command that only
 //     reads works there, one that must write says ACCESS;
 //   - ext4 out of inodes with bytes free (mkfs.ext4 -N): the free-space reserve counts inodes too;
-//   - overlayfs mounted `volatile`, where fsync does nothing: no store is opened to write there.
+//   - overlayfs mounted `volatile`, where fsync does nothing: no store is opened to write there;
+//   - a read-only btrfs snapshot of a store its daemon is serving: read there, not LOCKED by the daemon.
 // Every mount and loop device is released in a finally, also when the test fails.
 import { describe, expect, it } from 'vitest';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +16,7 @@ import { Store } from '../../src/store/store.js';
 import { MailstoreError } from '../../src/errors.js';
 import { defaultReserveInodes } from '../../src/store/free-space.js';
 import { limits } from '../../src/limits.js';
-import { ok, run } from '../cli/helpers.js';
+import { bin, ok, run } from '../cli/helpers.js';
 import { expectExactly, msg, skipReason } from './helpers.js';
 
 const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
@@ -226,6 +227,50 @@ describe('overlayfs (root only)', () => {
       expect(await ok(['fetch', 'INBOX', '1'], { store }), 'reads work').toBe(bytes);
       expect((await ok(['messages', 'INBOX'], { store })).trim().split('\n')).toHaveLength(1);
     } finally {
+      cleanUp(work, mounted);
+    }
+  }, 60_000);
+});
+
+describe('btrfs (root only)', () => {
+  const skip = noRoot ?? (!has('mkfs.btrfs') || !has('btrfs') ? 'mkfs.btrfs is missing (apt-get install -y btrfs-progs)' : undefined);
+  it.skipIf(skipReason(!!skip, `btrfs: ${skip}`))('a read-only snapshot of a subvolume whose store a daemon serves: messages, scrub, export and backup read it (LOCK names the daemon, which holds the original, not the snapshot)', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'mailstore-btrfs-'));
+    const mounted: string[] = [];
+    let daemon: ReturnType<typeof spawn> | undefined;
+    try {
+      const mnt = loopMount(work, mounted, ['mkfs.btrfs', '-q', '-f'], 128, 'btrfs');
+      if (!mnt) return;
+      execFileSync('btrfs', ['subvolume', 'create', join(mnt, 'spool')], { stdio: 'pipe' });
+      const store = join(mnt, 'spool', 'store');
+      await ok(['init'], { store });
+      await ok(['mailbox', 'create', 'INBOX'], { store });
+      const sent = [message(1, 300), message(2, 60_000)];
+      for (const bytes of sent) await ok(['append', 'INBOX', '-'], { store, input: bytes });
+      daemon = spawn(process.execPath, [bin, '--store', store, 'serve', '--log', join(work, 'serve.log')], { stdio: 'ignore' });
+      for (let waited = 0; waited < 15_000 && !existsSync(join(store, 'run', 'mailstore.sock')); waited += 50) await sleep(50);
+      const third = message(3, 200);
+      expect((await ok(['append', 'INBOX', '-'], { store, input: third })).trim(), 'through the daemon').toBe('3');
+      sent.push(third);
+      execFileSync('sync');
+      execFileSync('btrfs', ['subvolume', 'snapshot', '-r', join(mnt, 'spool'), join(mnt, 'snap')], { stdio: 'pipe' });
+      const snapshot = join(mnt, 'snap', 'store');
+      expect(readFileSync(join(snapshot, 'LOCK'), 'utf8').trim(), 'the copy names the live daemon').toBe(String(daemon.pid));
+
+      expect((await ok(['messages', 'INBOX'], { store: snapshot })).trim().split('\n')).toHaveLength(3);
+      expect(await ok(['fetch', 'INBOX', '2'], { store: snapshot })).toBe(sent[1]);
+      const scrub = await run(['scrub', '--json'], { store: snapshot });
+      expect(scrub.code, scrub.stderr).toBe(0);
+      await ok(['export', 'INBOX', '--format', 'mbox', '--out', join(work, 'snap.mbox')], { store: snapshot });
+      await ok(['backup', '--repo', join(work, 'repo')], { store: snapshot });
+      const restored = join(work, 'restored');
+      await ok(['restore', '--repo', join(work, 'repo'), '--to', restored], { store: restored });
+      for (const [i, bytes] of sent.entries()) expect(await ok(['fetch', 'INBOX', String(i + 1)], { store: restored })).toBe(bytes);
+
+      await expect(Store.open(store, { readOnly: true, lockWaitMs: 0 }), 'the live store is still the daemon\'s').rejects.toMatchObject({ code: 'LOCKED' });
+    } finally {
+      daemon?.kill('SIGTERM');
+      if (daemon && daemon.exitCode === null) await new Promise((done) => daemon!.on('close', done));
       cleanUp(work, mounted);
     }
   }, 60_000);
