@@ -83,8 +83,10 @@ export function fromSystemError(error: unknown, doing: string, path: string): Ma
   if (error instanceof AssertionFailure) throw error; // a bug is never dressed up as the world's error
   const sys = (error as NodeJS.ErrnoException | undefined)?.code ?? '';
   const code = SYSTEM_CODES[sys] ?? 'IO';
+  // a disk out of inodes or a user over quota says ENOSPC or EDQUOT with gigabytes free: say what to free
   const advice =
-    code === 'NO_SPACE' ? ' (free space and retry; nothing of this operation was acknowledged)' :
+    sys === 'EDQUOT' ? ' (the disk quota of the user the store runs as is used up: raise it or free space, and retry; nothing of this operation was acknowledged)' :
+    code === 'NO_SPACE' ? ' (free space or inodes (\'df -i\') and retry; nothing of this operation was acknowledged)' :
     code === 'ACCESS' ? ' (check ownership, mode and read-only mounts)' : '';
   return new MailstoreError(code, `${doing} ${path}: ${sys || String(error)}${advice}`, { path, cause: error });
 }
