@@ -168,6 +168,7 @@ describe('out of inodes with bytes free (root only)', () => {
       const [first] = acked.keys();
       await store.setFlags('INBOX', [first], { add: ['\\Seen'] }); // metadata goes on
       await store.close();
+      expect(await ok(['stats'], { store: dir })).toMatch(new RegExp(`free inodes +\\d+; reserve ${reserve}: NEW MAIL IS REFUSED`));
       store = await Store.open(dir, options); // the reserve left what an open needs
       await expectExactly(store, 'INBOX', acked, 'reopened');
       for (const path of filler) unlinkSync(path);
