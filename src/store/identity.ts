@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
-import { ensureDir, writeFileDurable } from '../fs/durable.js';
+import { ensureDir, refuseIgnoredSync, writeFileDurable } from '../fs/durable.js';
 import { makeLevelDirectory } from '../fs/level-directory.js';
 import { classifyLevelError, systemAdvice } from '../index/level-errors.js';
 import { limits } from '../limits.js';
@@ -68,23 +68,11 @@ export function storeIdBytes(identity: StoreIdentity): Buffer {
 }
 
 /**
- * Before a store is made or opened to write: on a file system where fsync does nothing (overlayfs
- * mounted `volatile`, as containers are for speed) every acknowledgement would be a lie that a
- * power cut exposes, so none is given (ACCESS: as on a read-only mount, reads open read-only).
- */
-export async function refuseIgnoredSync(fs: FileSystem, root: string): Promise<void> {
-  const why = await fs.syncIgnored?.(root).catch(() => undefined);
-  if (why) {
-    throw new MailstoreError('ACCESS', `${why}: nothing written there could be acknowledged as durable, so the store is not opened to write (reads open it read-only). Remount without volatile, or put the store on a volume of its own`, { path: root });
-  }
-}
-
-/**
  * Creates a new store in an empty (or missing) directory. `cloneOf`: a primary's STORE bytes, for
  * a new replica (same store id: its packs and journal are the primary's, byte for byte).
  */
 export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer): Promise<StoreIdentity> {
-  await refuseIgnoredSync(fs, root);
+  await refuseIgnoredSync(fs, root, 'the store');
   const stat = await fs.statIfExists(root);
   if (stat) {
     if (!stat.isDirectory) throw new MailstoreError('INVALID', `${root} exists and is not a directory`, { path: root });

@@ -16,7 +16,8 @@ import { SPACE } from '../keys/tuple.js';
 import { INLINE_PACK, PackStore } from '../blob/pack-store.js';
 import { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
-import { LAYOUT, checkNoWriter, initStore, refuseIgnoredSync, storeIdBytes, takeLock, upgradeIdentity, verifyIdentity, type StoreIdentity } from './identity.js';
+import { refuseIgnoredSync } from '../fs/durable.js';
+import { LAYOUT, checkNoWriter, initStore, storeIdBytes, takeLock, upgradeIdentity, verifyIdentity, type StoreIdentity } from './identity.js';
 import {
   checkSnapshotHighWater, chooseRebuildStart, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveNewestBatch, resolveTail, type Health, type RebuildStart,
 } from './recovery.js';
@@ -73,7 +74,7 @@ export async function closeOpened(opened: Opened, release: () => Promise<void>):
 
 async function openReadWrite(root: string, options: StoreOptions): Promise<StoreParts> {
   const fs = options.fs ?? nodeFileSystem;
-  await refuseIgnoredSync(fs, root);
+  await refuseIgnoredSync(fs, root, 'the store');
   if (options.create && !(await fs.statIfExists(join(root, LAYOUT.identity)).catch(() => undefined))) {
     await initStore(fs, root);
   }

@@ -185,7 +185,7 @@ describe('out of inodes with bytes free (root only)', () => {
 });
 
 describe('overlayfs (root only)', () => {
-  it.skipIf(skipReason(!!noRoot, `overlayfs: ${noRoot}`))('mounted volatile (fsync does nothing): init and a read-write open are ACCESS naming it, nothing is acknowledged; reads work; without volatile all is well', async () => {
+  it.skipIf(skipReason(!!noRoot, `overlayfs: ${noRoot}`))('mounted volatile (fsync does nothing): init, a read-write open and a backup into it are ACCESS naming it, nothing is acknowledged; reads and restores work; without volatile all is well', async () => {
     const work = mkdtempSync(join(tmpdir(), 'mailstore-overlay-'));
     const mounted: string[] = [];
     try {
@@ -227,6 +227,20 @@ describe('overlayfs (root only)', () => {
       await expect(Store.open(store)).rejects.toMatchObject({ code: 'ACCESS' });
       expect(await ok(['fetch', 'INBOX', '1'], { store }), 'reads work').toBe(bytes);
       expect((await ok(['messages', 'INBOX'], { store })).trim().split('\n')).toHaveLength(1);
+
+      // a backup repository there: no snapshot is said to be saved; one made elsewhere still restores
+      const backup = await run(['backup', '--repo', join(volatile, 'repo')], { store: join(plain, 'store') });
+      expect(backup.code, backup.stderr).toBe(2);
+      expect(backup.stderr).toMatch(/^mailstore: ACCESS: .*volatile/);
+      expect(existsSync(join(volatile, 'repo', 'config')), 'no repository was made').toBe(false);
+      await ok(['backup', '--repo', join(plain, 'repo')], { store: join(plain, 'store') });
+      cpSync(join(plain, 'repo'), join(volatile, 'repo'), { recursive: true });
+      const again = await run(['backup', '--repo', join(volatile, 'repo')], { store: join(plain, 'store') });
+      expect(again.code, again.stderr).toBe(2);
+      expect(again.stderr).toMatch(/^mailstore: ACCESS: .*volatile/);
+      await ok(['backup', 'check', '--repo', join(volatile, 'repo')]);
+      await ok(['restore', '--repo', join(volatile, 'repo'), '--to', join(work, 'restored')], { store: join(work, 'restored') });
+      expect(await ok(['fetch', 'INBOX', '1'], { store: join(work, 'restored') })).toBe(bytes);
     } finally {
       cleanUp(work, mounted);
     }
