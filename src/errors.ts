@@ -7,7 +7,7 @@ export const ERROR_CODES = {
   INVALID: 'bad input: a name, UID set, flag, option or file the caller gave',
   CORRUPT: 'bytes on disk fail their checksum or hash; nothing wrong was returned',
   NO_SPACE: 'the disk is full (ENOSPC/EDQUOT); nothing of the failed operation was kept',
-  ACCESS: 'the operating system refused access (EACCES/EPERM/EROFS) to a path',
+  ACCESS: 'the operating system refused access (EACCES/EPERM/EROFS) to a path, or a path is on a file system where fsync does nothing (overlayfs mounted volatile) and is not written',
   IO: 'the operating system reported an I/O error (EIO)',
   UNMOUNTED: 'the store does not look like itself: STORE identity missing or foreign, packs or journal gone, device changed',
   LOCKED: 'another process holds the store',
