@@ -220,7 +220,8 @@ async function openReadOnly(root: string, options: StoreOptions): Promise<StoreP
   const storeId = storeIdBytes(identity);
   await refuseHalfResync(fs, root);
   const indexPath = join(root, LAYOUT.index);
-  const repairHint = 'a read-only open does not repair it: open the store read-write once (any writing command, as a user who may write it) and retry';
+  // on read-only media (an image, a read-only snapshot) no open can write: the copy is the way
+  const repairHint = 'a read-only open does not repair it: open the store read-write once (any writing command, as a user who may write it) and retry; on read-only media (an image, a read-only snapshot), copy the store to writable storage (cp -a) and open the copy';
   if (!(await fs.statIfExists(indexPath))) throw new MailstoreError('REFUSED', `the index at ${indexPath} is missing; ${repairHint}`, { path: indexPath });
   const shadow = await shadowLevelDb(indexPath);
   const health = newHealth();

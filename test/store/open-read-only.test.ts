@@ -88,6 +88,7 @@ describe('read-only open', () => {
     const error = await expectCode(Store.open(dir, { readOnly: true }), 'REFUSED');
     expect(error.message).toMatch(/has not applied journal records 5\.\.5/);
     expect(error.message).toMatch(/read-write/);
+    expect(error.message, 'where no open can write').toMatch(/on read-only media .*copy the store to writable storage/);
     expect(everything(dir), 'the refused open changed nothing').toEqual(before);
     const recovered = await Store.open(dir);
     expect((await recovered.fetch('INBOX', late.uid)).equals(msg('late'))).toBe(true);
