@@ -123,6 +123,16 @@ export const limits = {
    */
   freeSpaceReserveBytesMax: 64 * 1024 * 1024,
   freeSpaceReservePercent: 5,
+  /**
+   * On a file system with a fixed number of inodes (ext4; btrfs makes them as needed), mail is also
+   * refused while fewer than the smaller of this and freeSpaceReservePercent of them are free, and
+   * everything else below reserve / freeSpaceFloorDivisor. A store takes few (a pack, a journal
+   * segment, LevelDB's next tables), but LevelDB's compaction writes its new tables before it
+   * removes the old ones, and an open creates a new MANIFEST and log in index/ and lock/: out of
+   * inodes with bytes free, the index write failed and the store stopped (CLOSED), and reopening
+   * failed NO_SPACE (measured on ext4 made with -N 64). Off when the byte reserve is 0.
+   */
+  freeSpaceReserveInodesMax: 1024,
   /** Metadata changes (flags, expunge, mailbox delete, copies) and maintenance go on down to reserve / this. */
   freeSpaceFloorDivisor: 8,
   /**
