@@ -56,6 +56,8 @@ export async function searchMailbox(store: MailStore, mailbox: string, criteria:
 /** The header fields (name lower-cased, value unfolded) of a message: up to the first empty line. */
 export function parseHeaderSection(body: Buffer): [string, string][] {
   const limit = Math.min(body.length, limits.searchHeaderBytesMax);
+  // a message that starts with the empty line has no header fields: what follows it is body
+  if (body[0] === 0x0a || (body[0] === 0x0d && body[1] === 0x0a)) return [];
   let end = limit;
   for (let i = 0; i < limit; i++) {
     if (body[i] !== 0x0a) continue;
