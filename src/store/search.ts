@@ -63,7 +63,8 @@ export function parseHeaderSection(body: Buffer): [string, string][] {
     if (body[i] !== 0x0a) continue;
     if (body[i + 1] === 0x0a || (body[i + 1] === 0x0d && body[i + 2] === 0x0a)) { end = i + 1; break; }
   }
-  const text = body.subarray(0, end).toString('latin1').replace(/\r?\n[ \t]+/g, ' ');
+  // RFC 6532: 8-bit header text is UTF-8 (an invalid sequence reads as U+FFFD, as in Dovecot)
+  const text = body.subarray(0, end).toString('utf8').replace(/\r?\n[ \t]+/g, ' ');
   const fields: [string, string][] = [];
   for (const line of text.split(/\r?\n/)) {
     const colon = line.indexOf(':');
@@ -75,6 +76,14 @@ export function parseHeaderSection(body: Buffer): [string, string][] {
 
 function headerContains(headers: [string, string][], name: string, value: string): boolean {
   const field = name.toLowerCase();
-  const needle = value.toLowerCase();
-  return headers.some(([n, v]) => n === field && v.toLowerCase().includes(needle));
+  const needle = foldCase(value);
+  return headers.some(([n, v]) => n === field && foldCase(v).includes(needle));
+}
+
+/**
+ * RFC 9051 6.4.4 asks string keys to match as i;unicode-casemap (RFC 5051): case-mapped, then
+ * NFKD, so "Ä" typed composed or decomposed, or a full-width "！", finds the same text (Dovecot's way).
+ */
+function foldCase(text: string): string {
+  return text.toLowerCase().normalize('NFKD');
 }

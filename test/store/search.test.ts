@@ -25,3 +25,19 @@ describe('the header section', () => {
     await store.close();
   });
 });
+
+describe('the text of a header field', () => {
+  it('is UTF-8 (RFC 6532) and compared case-insensitively in Unicode: a non-ASCII key finds raw 8-bit headers (as Dovecot)', async () => {
+    const raw = Buffer.from('Subject: raw Grüße ÄÖÜ\r\nFrom: Jürgen <j@example.org>\r\n\r\nbody\r\n', 'utf8');
+    const invalid = Buffer.concat([Buffer.from('Subject: bad '), Buffer.from([0xc3, 0x28, 0xff]), Buffer.from(' bytes\r\n\r\n')]);
+    const { store, uids } = await storeWith([raw, invalid]);
+    expect(await uids({ headers: [['subject', 'grüße']] })).toEqual([1]);
+    expect(await uids({ headers: [['subject', 'äöü']] })).toEqual([1]);
+    expect(await uids({ headers: [['from', 'JÜRGEN']] })).toEqual([1]);
+    expect(await uids({ headers: [['subject', 'gru\u0308ße']] })).toEqual([1]); // the key typed decomposed (NFD)
+    expect(await uids({ headers: [['subject', 'bytes']] })).toEqual([2]); // invalid UTF-8 around it does not hide ASCII
+    expect(Buffer.compare(await store.fetch('m', 1), raw)).toBe(0);
+    expect(Buffer.compare(await store.fetch('m', 2), invalid)).toBe(0);
+    await store.close();
+  });
+});
