@@ -1,6 +1,7 @@
 // IMAP SEARCH's common keys over one mailbox (doveadm search): index-only keys (dates, sizes,
 // flags, uids) are decided from the message records; header keys read each remaining candidate's
 // bytes through readMessages (verified against the hash) and look at its header section only.
+import { decodeEncodedWords } from '../formats/encoded-words.js';
 import { limits } from '../limits.js';
 import type { MailStore } from './api.js';
 import type { MessageInfo } from './store.js';
@@ -77,7 +78,7 @@ export function parseHeaderSection(body: Buffer): [string, string][] {
 function headerContains(headers: [string, string][], name: string, value: string): boolean {
   const field = name.toLowerCase();
   const needle = foldCase(value);
-  return headers.some(([n, v]) => n === field && foldCase(v).includes(needle));
+  return headers.some(([n, v]) => n === field && foldCase(decodeEncodedWords(v)).includes(needle));
 }
 
 /**

@@ -40,4 +40,25 @@ describe('the text of a header field', () => {
     expect(Buffer.compare(await store.fetch('m', 2), invalid)).toBe(0);
     await store.close();
   });
+
+  it('is what RFC 2047 encoded words spell: SUBJECT "Grüße" finds =?UTF-8?B?...?= (RFC 9051 6.4.4 matches the field\'s text, as Dovecot)', async () => {
+    const b64 = (s: string) => Buffer.from(s).toString('base64');
+    const { store, uids } = await storeWith([
+      Buffer.from(`Subject: =?UTF-8?B?${b64('Grüße Welt')}?=\r\n\r\n`),
+      Buffer.from('From: =?iso-8859-1?q?J=FCrgen_M=FCller?= <j@example.org>\r\n\r\n'),
+      // adjacent words join without the white space between them; one character split over two
+      Buffer.from('Subject: =?UTF-8?Q?abc?=\r\n =?UTF-8?Q?def_=C3?= =?UTF-8?Q?=A4ndern?= rest\r\n\r\n'),
+      Buffer.from('Subject: =?ISO-2022-JP?B?GyRCJDMkcyRLJEEkTxsoQg==?=\r\n\r\n'),
+      // not encoded words: an unknown charset, and white space inside, are kept as written
+      Buffer.from('Subject: =?x-made-up?Q?zzz?= and =?UTF-8?Q?has space?=\r\n\r\n'),
+    ]);
+    expect(await uids({ headers: [['subject', 'GRÜßE WELT']] })).toEqual([1]);
+    expect(await uids({ headers: [['from', 'jürgen müller']] })).toEqual([2]);
+    expect(await uids({ headers: [['subject', 'abcdef ändern rest']] })).toEqual([3]);
+    expect(await uids({ headers: [['subject', 'こんにちは']] })).toEqual([4]);
+    expect(await uids({ headers: [['subject', '=?x-made-up?Q?zzz?=']] })).toEqual([5]);
+    expect(await uids({ headers: [['subject', 'has space']] })).toEqual([5]);
+    expect(await uids({ headers: [['subject', '=?UTF-8?B?']] })).toEqual([]); // the encoding itself is no text
+    await store.close();
+  });
 });
