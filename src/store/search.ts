@@ -5,7 +5,8 @@ import { decodeEncodedWords } from '../formats/encoded-words.js';
 import { limits } from '../limits.js';
 import type { MailStore } from './api.js';
 import type { MessageInfo } from './store.js';
-import { hasFlag, normalizeFlags } from './validate.js';
+import { MailstoreError } from '../errors.js';
+import { checkArray, checkCount, checkObject, checkOptions, checkString, hasFlag, normalizeFlags, normalizeUids } from './validate.js';
 
 export interface SearchCriteria {
   uids?: number[];
@@ -35,6 +36,7 @@ function matchesIndex(info: MessageInfo, c: SearchCriteria, uids: Set<number> | 
 
 /** The messages of `mailbox` that match every criterion, in uid order. */
 export async function searchMailbox(store: MailStore, mailbox: string, criteria: SearchCriteria): Promise<MessageInfo[]> {
+  checkCriteria(criteria);
   const flags = normalizeFlags(criteria.flags);
   const noFlags = normalizeFlags(criteria.noFlags);
   const uids = criteria.uids ? new Set(criteria.uids) : undefined;
@@ -52,6 +54,29 @@ export async function searchMailbox(store: MailStore, mailbox: string, criteria:
     if (info.uid >= candidates[candidates.length - 1].uid) break;
   }
   return out;
+}
+
+const CRITERIA = ['uids', 'before', 'since', 'larger', 'smaller', 'flags', 'noFlags', 'headers'];
+/** RFC 5322 ftext: printable ASCII but ':' (`--header "Subject: x"` names no header: NAME=VALUE was meant). */
+const FIELD_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
+
+/** A wrong criterion is INVALID: a string date threw a TypeError, a bad header name matched nothing, silently. */
+function checkCriteria(criteria: unknown): void {
+  const c = checkOptions(checkObject(criteria, 'search criteria'), CRITERIA, 'search criterion');
+  if (c.uids !== undefined) normalizeUids(c.uids);
+  for (const key of ['before', 'since'] as const) {
+    const date = c[key];
+    if (date !== undefined && !(date instanceof Date && Number.isFinite(date.getTime()))) throw new MailstoreError('INVALID', `search ${key} must be a valid Date, got ${String(date)}`);
+  }
+  if (c.larger !== undefined) checkCount(c.larger, 'search larger');
+  if (c.smaller !== undefined) checkCount(c.smaller, 'search smaller');
+  for (const entry of c.headers === undefined ? [] : checkArray(c.headers, 'search headers')) {
+    const [name, value] = checkArray(entry, 'a search header ([name, value])');
+    if (!FIELD_NAME.test(checkString(name, 'a search header name'))) {
+      throw new MailstoreError('INVALID', `${JSON.stringify(name)} is no header name (printable ASCII without ':'; on the command line --header NAME=VALUE)`);
+    }
+    checkString(value, `the value searched in header ${name as string}`);
+  }
 }
 
 /** The header fields (name lower-cased, value unfolded) of a message: up to the first empty line. */

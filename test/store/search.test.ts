@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { parseHeaderSection, searchMailbox, type SearchCriteria } from '../../src/store/search.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { codeOf } from '../helpers/errors.js';
 
 async function storeWith(messages: Buffer[]): Promise<{ store: Store; uids: (c: SearchCriteria) => Promise<number[]> }> {
   const store = await Store.open(tmpDir(), { create: true });
@@ -59,6 +60,20 @@ describe('the text of a header field', () => {
     expect(await uids({ headers: [['subject', '=?x-made-up?Q?zzz?=']] })).toEqual([5]);
     expect(await uids({ headers: [['subject', 'has space']] })).toEqual([5]);
     expect(await uids({ headers: [['subject', '=?UTF-8?B?']] })).toEqual([]); // the encoding itself is no text
+    await store.close();
+  });
+});
+
+describe('criteria', () => {
+  it('a wrong one is INVALID before anything is read, never a TypeError or a silent empty answer', async () => {
+    const { store, uids } = await storeWith([Buffer.from('Subject: hello\r\n\r\n')]);
+    const bad: unknown[] = [
+      { before: '2024-01-01' }, { since: new Date(NaN) }, { larger: -1 }, { smaller: '10' }, { uids: [0] }, { uids: 'all' },
+      { headers: 'subject' }, { headers: [['subject']] }, { headers: [['', 'x']] }, { headers: [['Subject: hello', '']] },
+      { headers: [['subject', 5]] }, { subject: 'hello' }, null,
+    ];
+    for (const criteria of bad) expect(await codeOf(searchMailbox(store, 'm', criteria as SearchCriteria)), JSON.stringify(criteria)).toBe('INVALID');
+    expect(await uids({ headers: [['Subject', 'HELLO']], larger: 0, uids: [1] })).toEqual([1]);
     await store.close();
   });
 });
