@@ -95,7 +95,9 @@ export function parseHeaderSection(body: Buffer): [string, string][] {
   for (const line of text.split(/\r?\n/)) {
     const colon = line.indexOf(':');
     if (colon <= 0) continue;
-    fields.push([line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim()]);
+    // WSP may stand before the colon (RFC 5322 obs-optional), never before a name: a line that
+    // starts with it names no field (" From: x" is no From)
+    fields.push([line.slice(0, colon).trimEnd().toLowerCase(), line.slice(colon + 1).trim()]);
   }
   return fields;
 }

@@ -25,6 +25,16 @@ describe('the header section', () => {
     expect(Buffer.compare(await store.fetch('m', 1), bodyOnly)).toBe(0); // searched, never changed
     await store.close();
   });
+
+  it('has no field named by a line that starts with white space (no field name does; Dovecot agrees), but WSP before the colon is allowed (RFC 5322 obs-optional)', async () => {
+    const indented = Buffer.from(' From: James <james@example.org>\r\nSubject: plain\r\n\r\nbody\r\n');
+    const spaced = Buffer.from('From\t : spaced@example.org\r\n\r\n');
+    const { store, uids } = await storeWith([indented, spaced]);
+    expect(await uids({ headers: [['from', '']] })).toEqual([2]);
+    expect(await uids({ headers: [['from', 'james']] })).toEqual([]);
+    expect(await uids({ headers: [['subject', 'plain']] })).toEqual([1]);
+    await store.close();
+  });
 });
 
 describe('the text of a header field', () => {
