@@ -661,8 +661,14 @@ export const limits = {
   replicaCursorWriteMs: 1_000,
   /** replica check: a mismatching uid range is split until it holds at most this many messages, which are listed. */
   digestLeafMessages: 64,
-  /** Messages sent in one XFER frame. */
+  /** Messages sent in one XFER frame... */
   xferMessagesPerFrame: 256,
+  /**
+   * ...and message bytes (bodies and their metadata): a frame closes before the message that would
+   * pass this; one bigger message goes alone (up to replicationFrameBytesMax, else TOO_LARGE).
+   * Counted by messages alone, 256 of 320 KiB made a frame the target refused (over 80 MiB).
+   */
+  xferFrameBytes: 16 * 1024 * 1024,
 } as const;
 
 /** The daemon (src/daemon) and its client library (src/client): the socket protocol's bounds. */

@@ -182,7 +182,8 @@ async function listMessageFiles(
 }
 
 function internalDateOf(mtimeMs: number, timestampSeconds: number | undefined): Date | undefined {
-  if (Number.isFinite(mtimeMs) && mtimeMs > 0) return new Date(mtimeMs);
+  // mtimeMs is a float of the nanosecond time: the .439 s an export set reads .438999, which Date cut to .438
+  if (Number.isFinite(mtimeMs) && mtimeMs > 0) return new Date(Math.round(mtimeMs));
   if (timestampSeconds !== undefined && timestampSeconds > 0 && timestampSeconds < 1e11) return new Date(timestampSeconds * 1000);
   return undefined;
 }

@@ -92,14 +92,21 @@ export class Connection {
     const head = Buffer.allocUnsafe(4);
     head.writeUInt32BE(length, 0);
     return new Promise((resolve, reject) => {
+      const failed = (error?: Error) => reject(this.failure ?? new MailstoreError('UNAVAILABLE', `the connection to ${this.remote} closed while a frame was sent${error ? `: ${error.message}` : ''}`, { cause: error }));
       // corked: one TLS write of every part, without first copying a round's bodies into one buffer
       this.socket.cork();
       this.socket.write(head);
       let flushed = true;
-      for (const [i, part] of body.entries()) flushed = this.socket.write(part, i === body.length - 1 ? (error) => (error ? reject(error) : undefined) : undefined);
+      for (const [i, part] of body.entries()) flushed = this.socket.write(part, i === body.length - 1 ? (error) => (error ? failed(error) : undefined) : undefined);
       this.socket.uncork();
-      if (flushed) resolve();
-      else this.socket.once('drain', resolve);
+      if (flushed) return resolve();
+      // a peer gone while the frame waits for room sends no 'drain': without 'close' this waited for ever
+      const closed = () => failed();
+      this.socket.once('close', closed);
+      this.socket.once('drain', () => {
+        this.socket.off('close', closed);
+        resolve();
+      });
     });
   }
 

@@ -15,6 +15,7 @@ import { keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
 import type { MailboxInfo } from '../store/records.js';
 import type { Store } from '../store/store.js';
+import type { MessageInfo } from '../store/types.js';
 import { moveQuotaRoots, quotaRootsAt } from '../store/quota.js';
 import { formatMailboxName, parseMailboxName } from '../store/validate.js';
 import { readKeyFile } from './key.js';
@@ -144,12 +145,14 @@ async function copyMailbox(store: Store, connection: Connection, name: string): 
 /** Sends the messages the target lacks (all but `present`, or only `only`). */
 async function sendMessages(store: Store, connection: Connection, name: string, id: string, present: Set<number>, only: Set<number> | undefined): Promise<number> {
   let frame: XferMessage[] = [];
+  let frameBytes = 0;
   let sent = 0;
   const flush = async () => {
     if (frame.length === 0) return;
     await request(connection, { t: 'xfer.messages', id, messages: frame });
     sent += frame.length;
     frame = [];
+    frameBytes = 0;
   };
   for await (const { info, body } of store.readMessages(name)) {
     if (present.has(info.uid) || (only && !only.has(info.uid))) continue;
@@ -157,11 +160,24 @@ async function sendMessages(store: Store, connection: Connection, name: string, 
     if (info.envelopeFrom !== undefined) extras.envelopeFrom = info.envelopeFrom;
     if (info.dateZoneMinutes !== undefined) extras.dateZone = info.dateZoneMinutes;
     if (info.recent) extras.recent = true;
+    const bytes = messageFrameBytes(body, info);
+    if (bytes > limits.replicationFrameBytesMax) {
+      throw new MailstoreError('TOO_LARGE', `XFER: ${name} uid ${info.uid} (${body.length} bytes) is larger than a frame between nodes may be (${limits.replicationFrameBytesMax} bytes); nothing was switched`, { path: name });
+    }
+    if (frameBytes + bytes > limits.xferFrameBytes) await flush();
     frame.push([info.uid, body, info.flags, info.internalDate.getTime(), extras]);
+    frameBytes += bytes;
     if (frame.length >= limits.xferMessagesPerFrame) await flush();
   }
   await flush();
   return sent;
+}
+
+/** About what a message takes in an xfer.messages frame: its body, flags and envelope sender, and their CBOR framing. */
+function messageFrameBytes(body: Buffer, info: MessageInfo): number {
+  let bytes = body.length + 64 + Buffer.byteLength(info.envelopeFrom ?? '');
+  for (const flag of info.flags) bytes += Buffer.byteLength(flag) + 2;
+  return bytes;
 }
 
 /** Under the fence: the target's copy is made to match exactly (a few rounds at most); `quotaRoots` set there with it. */

@@ -1,10 +1,12 @@
 // IMAP SEARCH's common keys over one mailbox (doveadm search): index-only keys (dates, sizes,
 // flags, uids) are decided from the message records; header keys read each remaining candidate's
 // bytes through readMessages (verified against the hash) and look at its header section only.
+import { decodeEncodedWords } from '../formats/encoded-words.js';
 import { limits } from '../limits.js';
 import type { MailStore } from './api.js';
 import type { MessageInfo } from './store.js';
-import { hasFlag, normalizeFlags } from './validate.js';
+import { MailstoreError } from '../errors.js';
+import { checkArray, checkCount, checkObject, checkOptions, checkString, hasFlag, normalizeFlags, normalizeUids } from './validate.js';
 
 export interface SearchCriteria {
   uids?: number[];
@@ -34,6 +36,7 @@ function matchesIndex(info: MessageInfo, c: SearchCriteria, uids: Set<number> | 
 
 /** The messages of `mailbox` that match every criterion, in uid order. */
 export async function searchMailbox(store: MailStore, mailbox: string, criteria: SearchCriteria): Promise<MessageInfo[]> {
+  checkCriteria(criteria);
   const flags = normalizeFlags(criteria.flags);
   const noFlags = normalizeFlags(criteria.noFlags);
   const uids = criteria.uids ? new Set(criteria.uids) : undefined;
@@ -53,26 +56,62 @@ export async function searchMailbox(store: MailStore, mailbox: string, criteria:
   return out;
 }
 
+const CRITERIA = ['uids', 'before', 'since', 'larger', 'smaller', 'flags', 'noFlags', 'headers'];
+/** RFC 5322 ftext: printable ASCII but ':' (`--header "Subject: x"` names no header: NAME=VALUE was meant). */
+const FIELD_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
+
+/** A wrong criterion is INVALID: a string date threw a TypeError, a bad header name matched nothing, silently. */
+function checkCriteria(criteria: unknown): void {
+  const c = checkOptions(checkObject(criteria, 'search criteria'), CRITERIA, 'search criterion');
+  if (c.uids !== undefined) normalizeUids(c.uids);
+  for (const key of ['before', 'since'] as const) {
+    const date = c[key];
+    if (date !== undefined && !(date instanceof Date && Number.isFinite(date.getTime()))) throw new MailstoreError('INVALID', `search ${key} must be a valid Date, got ${String(date)}`);
+  }
+  if (c.larger !== undefined) checkCount(c.larger, 'search larger');
+  if (c.smaller !== undefined) checkCount(c.smaller, 'search smaller');
+  for (const entry of c.headers === undefined ? [] : checkArray(c.headers, 'search headers')) {
+    const [name, value] = checkArray(entry, 'a search header ([name, value])');
+    if (!FIELD_NAME.test(checkString(name, 'a search header name'))) {
+      throw new MailstoreError('INVALID', `${JSON.stringify(name)} is no header name (printable ASCII without ':'; on the command line --header NAME=VALUE)`);
+    }
+    checkString(value, `the value searched in header ${name as string}`);
+  }
+}
+
 /** The header fields (name lower-cased, value unfolded) of a message: up to the first empty line. */
 export function parseHeaderSection(body: Buffer): [string, string][] {
   const limit = Math.min(body.length, limits.searchHeaderBytesMax);
+  // a message that starts with the empty line has no header fields: what follows it is body
+  if (body[0] === 0x0a || (body[0] === 0x0d && body[1] === 0x0a)) return [];
   let end = limit;
   for (let i = 0; i < limit; i++) {
     if (body[i] !== 0x0a) continue;
     if (body[i + 1] === 0x0a || (body[i + 1] === 0x0d && body[i + 2] === 0x0a)) { end = i + 1; break; }
   }
-  const text = body.subarray(0, end).toString('latin1').replace(/\r?\n[ \t]+/g, ' ');
+  // RFC 6532: 8-bit header text is UTF-8 (an invalid sequence reads as U+FFFD, as in Dovecot)
+  const text = body.subarray(0, end).toString('utf8').replace(/\r?\n[ \t]+/g, ' ');
   const fields: [string, string][] = [];
   for (const line of text.split(/\r?\n/)) {
     const colon = line.indexOf(':');
     if (colon <= 0) continue;
-    fields.push([line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim()]);
+    // WSP may stand before the colon (RFC 5322 obs-optional), never before a name: a line that
+    // starts with it names no field (" From: x" is no From)
+    fields.push([line.slice(0, colon).trimEnd().toLowerCase(), line.slice(colon + 1).trim()]);
   }
   return fields;
 }
 
 function headerContains(headers: [string, string][], name: string, value: string): boolean {
   const field = name.toLowerCase();
-  const needle = value.toLowerCase();
-  return headers.some(([n, v]) => n === field && v.toLowerCase().includes(needle));
+  const needle = foldCase(value);
+  return headers.some(([n, v]) => n === field && foldCase(decodeEncodedWords(v)).includes(needle));
+}
+
+/**
+ * RFC 9051 6.4.4 asks string keys to match as i;unicode-casemap (RFC 5051): case-mapped, then
+ * NFKD, so "Ä" typed composed or decomposed, or a full-width "！", finds the same text (Dovecot's way).
+ */
+function foldCase(text: string): string {
+  return text.toLowerCase().normalize('NFKD');
 }

@@ -45,6 +45,7 @@ describe('messages, fetch --info, search, status bytes', () => {
     expect(status.bytes).toBe(all.reduce((sum, m) => sum + m.size, 0));
     expect(await ok(['mailbox', 'status', 'user/alice/INBOX'], { store })).toContain(`${status.bytes} bytes`);
     expect((await run(['search', 'user/alice/INBOX', '--larger', 'lots'], { store })).code).toBe(5);
+    expect((await run(['search', 'user/alice/INBOX', '--header', 'Subject: note 1'], { store })).code).toBe(5); // NAME=VALUE was meant
     expect((await run(['messages', 'nope'], { store })).code).toBe(4);
   });
 });

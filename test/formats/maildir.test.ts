@@ -111,6 +111,17 @@ describe('readMaildir', () => {
     expect(message!.internalDate).toEqual(new Date('2020-02-02T02:02:02Z'));
   });
 
+  it('reads back the millisecond an export wrote (mtimeMs is a float: 38.439 s came back as 38.438999 and was cut to .438)', async () => {
+    const dir = makeMaildir(tmp());
+    const dates = ['2026-12-05T13:00:38.439Z', '2024-02-29T23:59:59.999Z', '2001-09-09T01:46:40.001Z'].map((d) => new Date(d));
+    for (const [i, date] of dates.entries()) {
+      const path = join(dir, 'cur', `${1700000000 + i}.x:2,`);
+      writeFileSync(path, `m${i}`);
+      utimesSync(path, date, date);
+    }
+    expect((await readAll(dir)).map((m) => m.internalDate)).toEqual(dates);
+  });
+
   it('reports a directory named like a message and a dangling symlink through onSkip, and goes on', async () => {
     const dir = makeMaildir(tmp());
     writeFileSync(join(dir, 'cur', '1.a:2,S'), 'first');

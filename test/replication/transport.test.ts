@@ -2,6 +2,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { decodeCbor, encodeCbor } from '../../src/index/codec.js';
 import { connect, listen, type Connection, type Listener } from '../../src/replication/transport.js';
+import { limits } from '../../src/limits.js';
+import { MailstoreError } from '../../src/errors.js';
 
 // A tentative round leaves the primary as encodeCborParts' parts (its bodies uncopied) and the
 // replica writes the frame's bytes to its pending file as they arrived: they must be exactly
@@ -54,6 +56,21 @@ describe('Connection.sendUncopied', () => {
       clock.mockRestore();
     }
   });
+
+  it('a frame waiting for room when the peer drops the connection fails UNAVAILABLE: it never waits for ever (an xfer hung on it)', async () => {
+    const tunable = limits as { replicationFrameBytesMax: number };
+    const saved = tunable.replicationFrameBytesMax;
+    tunable.replicationFrameBytesMax = 64 * 1024; // the receiver drops a bigger frame as soon as its length arrives
+    try {
+      const { sender } = await pair();
+      const sent = sender.sendUncopied({ t: 'x', body: Buffer.alloc(32 * 1024 * 1024) }).then(() => 'sent', (error: unknown) => error);
+      const outcome = await Promise.race([sent, new Promise((resolve) => setTimeout(() => resolve('still waiting'), 10_000))]);
+      expect(outcome).toBeInstanceOf(MailstoreError);
+      expect((outcome as MailstoreError).code).toBe('UNAVAILABLE');
+    } finally {
+      tunable.replicationFrameBytesMax = saved;
+    }
+  }, 20_000);
 
   it('refuses a frame once the connection is closed (UNAVAILABLE), as send does', async () => {
     const { sender } = await pair();

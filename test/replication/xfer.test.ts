@@ -14,6 +14,7 @@ import { listQuotas, setQuota } from '../../src/store/quota.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { limits } from '../../src/limits.js';
 import { codeOf, keyFile, msg, quiet } from './helpers.js';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -219,6 +220,35 @@ describe('xfer', () => {
       expect((await b.listMailboxes()).map((m) => m.name)).toEqual(['user/bob/Sent']); // the partial INBOX was rolled back
       expect(a.replication().db.getNow(keys.meta('xfer/bob'))).toBeUndefined();
     } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it('moves a mailbox whose messages together pass the largest frame a node takes (a frame is closed by bytes, not only by count), byte for byte', async () => {
+    // the limits scaled down a thousandfold: 256 messages of 320 KiB each already made one 80 MiB frame
+    const tunable = limits as { replicationFrameBytesMax: number; xferFrameBytes: number };
+    const saved = { ...tunable };
+    tunable.replicationFrameBytesMax = 80 * 1024;
+    tunable.xferFrameBytes = 32 * 1024;
+    const { key, a, b, to, close } = await twoStores();
+    try {
+      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
+      const bodies = [0, 1, 2, 30 * 1024, 32 * 1024, 20 * 1024, 60 * 1024, 7, 0].map((pad, i) => msg(i + 1, pad));
+      for (const body of bodies) await a.append('user/bob/INBOX', body);
+      const result = await xferUser(a, { user: 'bob', to, keyFile: key, log: quiet });
+      expect(result.mailboxes).toEqual(['user/bob/INBOX']);
+      for (const [i, body] of bodies.entries()) expect(Buffer.compare(await b.fetch('user/bob/INBOX', i + 1), body)).toBe(0);
+      expect(await a.listMailboxes()).toEqual([]);
+      // one message no frame can carry: TOO_LARGE before the switch, the user stays here whole
+      await a.createMailbox('user/carol/INBOX', { owner: 'carol' });
+      const huge = msg(1, 100 * 1024);
+      await a.append('user/carol/INBOX', msg(2));
+      await a.append('user/carol/INBOX', huge);
+      expect(await codeOf(xferUser(a, { user: 'carol', to, keyFile: key, log: quiet }))).toBe('TOO_LARGE');
+      expect(Buffer.compare(await a.fetch('user/carol/INBOX', 2), huge)).toBe(0);
+      expect((await b.listMailboxes()).map((m) => m.name)).toEqual(['user/bob/INBOX']);
+    } finally {
+      Object.assign(tunable, saved);
       await close();
     }
   }, 30_000);
