@@ -137,6 +137,12 @@ export class Client implements MailStore, ProcedureRunner {
         const link = new Link(socket, this);
         this.link = link;
         const hello = await this.withTimeout(this.send<HelloResult>(link, 'hello', [], false), link);
+        // closed while it connected: close() found no link to end, and this one would have stayed
+        // open for good (a descriptor here and a connection in the daemon per close), its call sent
+        if (this.closed) {
+          link.transport.destroy();
+          throw new MailstoreError('CLOSED', 'the client was closed while it connected; nothing of the call was sent', { mayHaveCommitted: false });
+        }
         if (hello.protocol !== PROTOCOL_VERSION) throw new MailstoreError('INVALID', `the daemon speaks protocol ${hello.protocol}, this client ${PROTOCOL_VERSION}: upgrade them together`);
         this.daemon = hello;
         return link;
@@ -188,6 +194,7 @@ export class Client implements MailStore, ProcedureRunner {
 
   async close(): Promise<void> {
     this.closed = true;
+    await this.linking?.catch(() => undefined); // a link being made lets itself go (reconnect)
     const link = this.link;
     if (!link || link.dead) return;
     await new Promise<void>((resolve) => {

@@ -1,0 +1,98 @@
+// A daemon runs for months between restarts, and so do the processes of the mail server that use
+// it through the client library: what either holds (descriptors, connections, the daemon's backup
+// sessions, heap after a collection) must come back to its baseline after the churn a real server
+// makes (connections opened and dropped, calls abandoned half-way, failed calls, mailboxes made and
+// deleted). Each test runs cycles and compares counts before and after, never times.
+// LEAK_CYCLES=N runs N cycles each (default a few dozen: seconds).
+import { readdirSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { MailstoreError } from '../../src/errors.js';
+import { message, startDaemon, type Running } from './helpers.js';
+
+const INBOX = 'user/alice/INBOX';
+const CYCLES = Number(process.env.LEAK_CYCLES ?? 40);
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
+/** The daemon of the test running, stopped after it. */
+let running: Running | undefined;
+afterEach(async () => {
+  await running?.server.stop('test');
+  running = undefined;
+});
+
+function openFiles(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+/** Lets closes and timers of the cycles run out (a count of turns, not a time asserted). */
+async function quiet(): Promise<void> {
+  for (let i = 0; i < 20; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+}
+
+/** Heap in use after full collections. */
+async function heapUsed(): Promise<number> {
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return process.memoryUsage().heapUsed;
+}
+
+interface Holdings { files: number; connections: number }
+
+async function holdings(daemon: Running): Promise<Holdings> {
+  await quiet();
+  return { files: openFiles(), connections: daemon.server.connectionCount };
+}
+
+describe('churn against a daemon', () => {
+  it('connections opened and closed, calls failed with every code and listings, streams abandoned half-way leave nothing held', async () => {
+    running = await startDaemon();
+    const daemon = running;
+    for (let i = 0; i < 20; i++) await daemon.store.append(INBOX, message(i, 300_000));
+    let before: Holdings | undefined;
+    let heapBefore = 0;
+    const codes: string[] = [];
+    for (let cycle = -1; cycle < CYCLES; cycle++) {
+      if (cycle === 0) { // after a first cycle: its pack read handle and buffers are kept for the next reads, as they should be
+        before = await holdings(daemon);
+        heapBefore = await heapUsed();
+      }
+      const client = await daemon.client();
+      for (const call of [() => client.status('user/nobody'), () => client.createMailbox(INBOX), () => client.append('user/nobody/INBOX', message(0)), () => client.setFlags(INBOX, 1, { add: ['bad flag'] }), () => client.procedure('nothing', [])]) {
+        codes.push(await call().then(() => 'done', (error: MailstoreError) => error.code));
+      }
+      expect(codes.splice(0)).toEqual(['NOT_FOUND', 'EXISTS', 'NOT_FOUND', 'INVALID', 'INVALID']);
+      const listing = client.readMessages(INBOX);
+      await listing.next();
+      const stream = await client.fetchStream(INBOX, 1 + ((cycle + 20) % 20));
+      stream.on('error', () => undefined);
+      await new Promise((resolve) => stream.once('data', resolve));
+      await client.close();
+    }
+    expect(await holdings(daemon)).toEqual(before);
+    expect(await heapUsed() - heapBefore).toBeLessThan(8 * 1024 * 1024);
+    expect((await daemon.store.status(INBOX)).messages).toBe(20);
+  });
+
+  it('a client closed while a call reconnects leaves no connection behind; the call fails CLOSED, nothing done', async () => {
+    running = await startDaemon();
+    const daemon = running;
+    const before = await holdings(daemon);
+    for (let cycle = 0; cycle < CYCLES; cycle++) {
+      const client = await daemon.client();
+      // the connection drops (the daemon restarted, a network namespace hiccup): the next call reconnects
+      for (const connection of (daemon.server as unknown as { connections: Set<{ destroy(): void }> }).connections) connection.destroy();
+      await quiet();
+      const call = client.append(INBOX, message(cycle)).then(() => 'appended', (error: MailstoreError) => error.code);
+      await client.close(); // the process shuts down meanwhile
+      expect(await call).toBe('CLOSED');
+    }
+    expect(await holdings(daemon)).toEqual(before);
+    expect((await daemon.store.status(INBOX)).messages).toBe(0);
+  });
+});
