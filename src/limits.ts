@@ -658,7 +658,8 @@ export const limits = {
 export const daemonLimits = {
   /**
    * An incremental backup's session through the daemon (daemon/backup-sessions.ts) is closed after
-   * this long without a call: a backup that was killed lets its LevelDB snapshot go.
+   * this long without a call: a backup that left it open (a failed run in a process that goes on)
+   * lets its LevelDB snapshot go. One that was killed lets it go at once, with its connection.
    */
   backupSessionIdleMs: 60_000,
   /** ...and its answers are listed in pieces of at most this many entries (each a frame: frameBytesMax bounds a frame). */

@@ -9,6 +9,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { MailstoreError } from '../../src/errors.js';
+import { openSessions } from '../../src/daemon/backup-sessions.js';
 import { message, startDaemon, type Running } from './helpers.js';
 
 const INBOX = 'user/alice/INBOX';
@@ -42,11 +43,11 @@ async function heapUsed(): Promise<number> {
   return process.memoryUsage().heapUsed;
 }
 
-interface Holdings { files: number; connections: number }
+interface Holdings { files: number; connections: number; backupSessions: number }
 
 async function holdings(daemon: Running): Promise<Holdings> {
   await quiet();
-  return { files: openFiles(), connections: daemon.server.connectionCount };
+  return { files: openFiles(), connections: daemon.server.connectionCount, backupSessions: openSessions() };
 }
 
 describe('churn against a daemon', () => {
@@ -94,5 +95,27 @@ describe('churn against a daemon', () => {
     }
     expect(await holdings(daemon)).toEqual(before);
     expect((await daemon.store.status(INBOX)).messages).toBe(0);
+  });
+
+  it('a backup killed mid-session (its connection gone, the session never closed) lets the session and its index snapshot go at once, not a minute later', async () => {
+    running = await startDaemon();
+    const daemon = running;
+    for (let i = 0; i < 5; i++) await daemon.store.append(INBOX, message(i));
+    const before = await holdings(daemon);
+    for (let cycle = 0; cycle < CYCLES; cycle++) {
+      const client = await daemon.client();
+      const open = client.procedureListing('stateSinceOpen', [0]);
+      const head = (await open.next()).value as { head: { session: number } };
+      if (cycle % 2 === 0) { // killed after its reads began
+        let id: Uint8Array | undefined;
+        for await (const part of open) id ??= (part as { mailboxes?: { id: Uint8Array }[] }).mailboxes?.[0].id;
+        let messages = 0;
+        for await (const part of client.procedureListing('stateSinceRead', [head.head.session, 'mailbox', [id]])) messages += (part as { messages?: unknown[] }).messages?.length ?? 0;
+        expect(messages).toBe(5);
+      }
+      await client.close(); // as the process's death closes it: no stateSinceClose
+    }
+    expect(await holdings(daemon)).toEqual(before);
+    expect((await daemon.store.status(INBOX)).messages).toBe(5);
   });
 });
