@@ -131,22 +131,26 @@ export class Client implements MailStore, ProcedureRunner {
     const deadline = performance.now() + (this.options.reconnectWaitMs ?? daemonLimits.clientReconnectWaitMs);
     for (;;) {
       let accepted = false;
+      let link: Link | undefined;
       try {
         const socket = await openSocket(this.socketPath);
         accepted = true;
-        const link = new Link(socket, this);
+        link = new Link(socket, this);
         this.link = link;
         const hello = await this.withTimeout(this.send<HelloResult>(link, 'hello', [], false), link);
-        // closed while it connected: close() found no link to end, and this one would have stayed
-        // open for good (a descriptor here and a connection in the daemon per close), its call sent
-        if (this.closed) {
-          link.transport.destroy();
-          throw new MailstoreError('CLOSED', 'the client was closed while it connected; nothing of the call was sent', { mayHaveCommitted: false });
-        }
+        // closed while it connected: close() found no link to end, and its call would have been sent
+        if (this.closed) throw new MailstoreError('CLOSED', 'the client was closed while it connected; nothing of the call was sent', { mayHaveCommitted: false });
         if (hello.protocol !== PROTOCOL_VERSION) throw new MailstoreError('INVALID', `the daemon speaks protocol ${hello.protocol}, this client ${PROTOCOL_VERSION}: upgrade them together`);
         this.daemon = hello;
         return link;
       } catch (error) {
+        // A link without a usable hello is let go: it stayed open for good (a descriptor here and a
+        // connection in the daemon per failed connect: a server retrying through an upgrade), and
+        // as this.link the next call went out on it.
+        if (link) {
+          if (this.link === link) this.link = undefined;
+          link.transport.destroy();
+        }
         const code = (error as NodeJS.ErrnoException).code;
         if (code === 'EACCES' || code === 'EPERM') {
           throw new MailstoreError('ACCESS', `may not connect to the daemon's socket ${this.socketPath} (it is mode 0660: join its group, see serve --socket-group)`, { path: this.socketPath, cause: error });

@@ -118,4 +118,16 @@ describe('churn against a daemon', () => {
     expect(await holdings(daemon)).toEqual(before);
     expect((await daemon.store.status(INBOX)).messages).toBe(5);
   });
+
+  it('a daemon of another protocol version (an upgrade half done) refused again and again leaves no connection behind: each connect is INVALID', async () => {
+    running = await startDaemon();
+    const daemon = running;
+    const hello = daemon.server.hello.bind(daemon.server);
+    daemon.server.hello = () => ({ ...hello(), protocol: hello().protocol + 1 });
+    const before = await holdings(daemon);
+    for (let cycle = 0; cycle < CYCLES; cycle++) { // a mail server process retrying until both are upgraded
+      expect(await daemon.client().then(() => 'connected', (error: MailstoreError) => error.code)).toBe('INVALID');
+    }
+    expect(await holdings(daemon)).toEqual(before);
+  });
 });
