@@ -55,6 +55,21 @@ interface ListingState {
 
 interface StreamState { readable: Readable; received: number; acked: number }
 
+/** A listing's call on its link, once it is sent. */
+interface ListingCall { link?: Link; id: number }
+
+/** Cancels a listing the daemon is still sending (its reader stopped early). */
+function cancelListing(call: ListingCall): void {
+  if (call.link?.pending.delete(call.id)) call.link.transport.send({ t: 'cancel', id: call.id });
+}
+
+/**
+ * Listings their caller dropped unfinished without return() (`await client.messages(box).next()`
+ * to peek) are cancelled once their generator is collected: the daemon kept each one, past its
+ * window, waiting for credit for as long as the connection lived, its index reader open.
+ */
+const abandonedListings = new FinalizationRegistry<ListingCall>(cancelListing);
+
 /** One connection to the daemon; a Client replaces it when it dies. */
 class Link {
   readonly pending = new Map<number, Pending>();
@@ -356,9 +371,17 @@ export class Client implements MailStore, ProcedureRunner {
     return this.currentLink().then((fresh) => this.send<T>(fresh, method, args, mutating));
   }
 
-  private async *listing<T>(method: string, args: unknown[], mutating: boolean, onCorrupt?: ReadMessagesOptions['onCorrupt']): AsyncGenerator<T> {
+  private listing<T>(method: string, args: unknown[], mutating: boolean, onCorrupt?: ReadMessagesOptions['onCorrupt']): AsyncGenerator<T> {
+    const call: ListingCall = { id: 0 };
+    const listing = this.listingCall<T>(call, method, args, mutating, onCorrupt);
+    abandonedListings.register(listing, call);
+    return listing;
+  }
+
+  private async *listingCall<T>(call: ListingCall, method: string, args: unknown[], mutating: boolean, onCorrupt?: ReadMessagesOptions['onCorrupt']): AsyncGenerator<T> {
     const link = await this.currentLink();
     const id = this.nextId++;
+    Object.assign(call, { link, id });
     const state: ListingState = { queue: [], done: false };
     this.start(link, id, { kind: 'listing', mutating, sent: false, listing: state }, method, args);
     let takenBytes = 0, takenItems = 0;
@@ -382,7 +405,7 @@ export class Client implements MailStore, ProcedureRunner {
         state.wake = undefined;
       }
     } finally {
-      if (link.pending.delete(id)) link.transport.send({ t: 'cancel', id }); // the caller stopped early
+      cancelListing(call); // the caller stopped early
     }
   }
 

@@ -130,4 +130,22 @@ describe('churn against a daemon', () => {
     }
     expect(await holdings(daemon)).toEqual(before);
   });
+
+  it('listings a caller peeked at and dropped (next() once, never return()) are cancelled once collected: the daemon lets their index readers go', async () => {
+    running = await startDaemon();
+    const daemon = running;
+    await daemon.store.appendBatch(INBOX, Array.from({ length: 700 }, (_, i) => ({ bytes: message(i) }))); // more than a listing runs ahead
+    const client = await daemon.client();
+    const flows = () => [...(daemon.server as unknown as { connections: Set<{ flows: Map<number, unknown> }> }).connections].reduce((n, c) => n + c.flows.size, 0);
+    const peek = async (): Promise<number> => (await client.messages(INBOX).next()).value!.uid; // "is there a first message?"
+    for (let cycle = 0; cycle < CYCLES; cycle++) expect(await peek()).toBe(1);
+    for (let i = 0; i < 5 && flows() > 0; i++) { // a count of collections, not a time
+      await heapUsed();
+      await quiet();
+    }
+    expect(flows()).toBe(0);
+    expect((client as unknown as { link: { pending: Map<number, unknown> } }).link.pending.size).toBe(0);
+    expect((await client.status(INBOX)).messages).toBe(700);
+    await client.close();
+  });
 });
