@@ -10,10 +10,12 @@ import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { MailstoreError } from '../../src/errors.js';
 import { openSessions } from '../../src/daemon/backup-sessions.js';
+import { startLmtp } from '../../src/daemon/lmtp.js';
+import { converse } from './lmtp-client.js';
 import { message, startDaemon, type Running } from './helpers.js';
 
 const INBOX = 'user/alice/INBOX';
-const CYCLES = Number(process.env.LEAK_CYCLES ?? 40);
+const CYCLES = Number(process.env.LEAK_CYCLES ?? 24);
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -147,5 +149,36 @@ describe('churn against a daemon', () => {
     expect((client as unknown as { link: { pending: Map<number, unknown> } }).link.pending.size).toBe(0);
     expect((await client.status(INBOX)).messages).toBe(700);
     await client.close();
+  });
+
+  it('LMTP sessions dropped at every step (after the greeting, LHLO, MAIL, RCPT, DATA, mid-message, before the reply) leave nothing held; only whole messages land', async () => {
+    running = await startDaemon();
+    const daemon = running;
+    const lmtp = await startLmtp(daemon.store, { listen: '127.0.0.1:0' });
+    const port = Number(lmtp.address.split(':').at(-1));
+    const steps = ['LHLO mta\r\n', 'MAIL FROM:<a@example.org>\r\n', 'RCPT TO:<alice@example.org>\r\n', 'DATA\r\n', message(1, 200_000).subarray(0, 100_000), message(1, 200_000).subarray(100_000), '\r\n.\r\n'];
+    try {
+      let before: Holdings | undefined;
+      let whole = 0;
+      for (let cycle = -1; cycle < CYCLES; cycle++) {
+        if (cycle === 0) before = await holdings(daemon); // after one whole delivery: what a store keeps open once it has written
+        const conversation = await converse({ port });
+        const upTo = cycle < 0 ? steps.length : cycle % (steps.length + 1);
+        for (let step = 0; step < upTo; step++) {
+          conversation.send(steps[step]);
+          if (step < 4) await conversation.replies(1);
+        }
+        if (upTo === steps.length) {
+          await conversation.replies(1); // 250: durable before the drop
+          whole++;
+        }
+        conversation.socket.destroy();
+        await conversation.closed;
+      }
+      expect(await holdings(daemon)).toEqual(before);
+      expect((await daemon.store.status(INBOX)).messages).toBe(whole);
+    } finally {
+      await lmtp.close();
+    }
   });
 });
