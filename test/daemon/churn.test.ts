@@ -9,10 +9,13 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { MailstoreError } from '../../src/errors.js';
+import { Tag } from 'cbor-x';
 import { openSessions } from '../../src/daemon/backup-sessions.js';
+import { encodeFrame } from '../../src/daemon/protocol.js';
+import { daemonLimits } from '../../src/limits.js';
 import { startLmtp } from '../../src/daemon/lmtp.js';
 import { converse } from './lmtp-client.js';
-import { message, startDaemon, type Running } from './helpers.js';
+import { message, rawConnect, startDaemon, type Running } from './helpers.js';
 
 const INBOX = 'user/alice/INBOX';
 const CYCLES = Number(process.env.LEAK_CYCLES ?? 24);
@@ -36,13 +39,14 @@ async function quiet(): Promise<void> {
   for (let i = 0; i < 20; i++) await new Promise((resolve) => setTimeout(resolve, 5));
 }
 
-/** Heap in use after full collections. */
+/** Memory in use after full collections: the heap and the buffers outside it (bodies). */
 async function heapUsed(): Promise<number> {
   for (let i = 0; i < 3; i++) {
     gc();
     await new Promise((resolve) => setImmediate(resolve));
   }
-  return process.memoryUsage().heapUsed;
+  const { heapUsed: heap, arrayBuffers } = process.memoryUsage();
+  return heap + arrayBuffers;
 }
 
 interface Holdings { files: number; connections: number; backupSessions: number }
@@ -53,7 +57,7 @@ async function holdings(daemon: Running): Promise<Holdings> {
 }
 
 describe('churn against a daemon', () => {
-  it('connections opened and closed, calls failed with every code and listings, streams abandoned half-way leave nothing held', async () => {
+  it('connections opened and closed, calls failed with every code, and listings, streams and append bodies abandoned half-way leave nothing held', async () => {
     running = await startDaemon();
     const daemon = running;
     for (let i = 0; i < 20; i++) await daemon.store.append(INBOX, message(i, 300_000));
@@ -76,6 +80,12 @@ describe('churn against a daemon', () => {
       stream.on('error', () => undefined);
       await new Promise((resolve) => stream.once('data', resolve));
       await client.close();
+      // a client that dies half-way through an append's body (allocated whole at its first chunk)
+      const raw = await rawConnect(daemon.socket);
+      raw.write(encodeFrame({ t: 'call', id: 1, m: 'append', a: [INBOX, new Tag(10 * 1024 * 1024, 40_107 /* a detached byte string */)], b: 1 }));
+      raw.write(encodeFrame({ t: 'chunk', id: 1, d: Buffer.alloc(daemonLimits.chunkBytes, 97) }));
+      await quiet();
+      raw.destroy();
     }
     expect(await holdings(daemon)).toEqual(before);
     expect(await heapUsed() - heapBefore).toBeLessThan(8 * 1024 * 1024);
