@@ -328,8 +328,8 @@ export class DaemonConnection {
   /** Stops reading the socket while the connection is at its bounds (or stopping), resumes below them. */
   private updateReading(): void {
     const busy = this.inFlight - this.parked >= daemonLimits.callsPerConnectionMax || this.heldBytes > daemonLimits.heldBytesPerConnectionMax;
-    if (busy && this.reading) this.transport.socket.pause();
-    if (!busy && !this.reading) this.transport.socket.resume();
+    if (busy && this.reading) this.transport.pause();
+    if (!busy && !this.reading) this.transport.resume();
     this.reading = !busy;
   }
 

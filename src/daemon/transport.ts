@@ -74,6 +74,27 @@ export class FrameSocket {
     this.watchFrame(payloads.length > 0);
   }
 
+  /**
+   * Stops reading the socket (the connection is at its bounds); resume() reads on. The bound on a
+   * half-sent frame does not run meanwhile: the rest of it waits in the socket because we do not
+   * read, and calls that outlasted frameCompleteMs had the daemon drop a client that did nothing
+   * wrong as malformed, its calls' answers with it.
+   */
+  pause(): void {
+    this.paused = true;
+    this.socket.pause();
+    clearTimeout(this.frameTimer);
+    this.frameTimer = undefined;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.socket.resume();
+    this.watchFrame(true); // the clock starts again
+  }
+
+  private paused = false;
+
   /** A half-sent frame holds memory: bound how long it may stay half-sent (progress restarts the clock). */
   private watchFrame(progressed: boolean): void {
     if (this.frameCompleteMs <= 0) return;
@@ -81,7 +102,7 @@ export class FrameSocket {
       clearTimeout(this.frameTimer);
       this.frameTimer = undefined;
     }
-    if (this.reader.midFrame && this.frameTimer === undefined && !this.broken) {
+    if (this.reader.midFrame && this.frameTimer === undefined && !this.broken && !this.paused) {
       this.frameTimer = setTimeout(() => {
         if (this.reader.midFrame) this.fail(new MailstoreError('INVALID', `a frame was begun and not completed within ${this.frameCompleteMs} ms`));
       }, this.frameCompleteMs);
