@@ -213,14 +213,15 @@ export class Client implements MailStore, ProcedureRunner {
 
   async close(): Promise<void> {
     this.closed = true;
-    await this.linking?.catch(() => undefined); // a link being made lets itself go (reconnect)
-    const link = this.link;
-    if (!link || link.dead) return;
-    await new Promise<void>((resolve) => {
-      link.transport.socket.once('close', () => resolve());
-      link.transport.end();
-      setTimeout(() => link.transport.destroy(), 1000).unref();
-    });
+    const link = this.link; // also one whose hello is still awaited (a daemon that hangs would hold close() up)
+    if (link && !link.dead) {
+      await new Promise<void>((resolve) => {
+        link.transport.socket.once('close', () => resolve());
+        link.transport.end();
+        setTimeout(() => link.transport.destroy(), 1000).unref();
+      });
+    }
+    await this.linking?.catch(() => undefined); // a link still being made lets itself go (reconnect)
   }
 
   // ---- frames in ---------------------------------------------------------------------------------

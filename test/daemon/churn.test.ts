@@ -5,6 +5,7 @@
 // deleted). Each test runs cycles and compares counts before and after, never times.
 // LEAK_CYCLES=N runs N cycles each (default a few dozen: seconds).
 import { readdirSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -107,6 +108,25 @@ describe('churn against a daemon', () => {
     }
     expect(await holdings(daemon)).toEqual(before);
     expect((await daemon.store.status(INBOX)).messages).toBe(0);
+  });
+
+  it('a client closed while it waits for the hello of a daemon that took the connection and hangs closes, and lets the connection go', async () => {
+    running = await startDaemon();
+    const daemon = running;
+    const client = await daemon.client();
+    await daemon.server.stop('test');
+    running = undefined;
+    const hung = createServer((socket) => socket.resume()); // takes connections and reads, never answers
+    await new Promise<void>((resolve) => hung.listen(daemon.socket, resolve));
+    try {
+      const call = client.status(INBOX).then(() => 'answered', (error: MailstoreError) => error.code);
+      while ((await new Promise<number>((resolve) => hung.getConnections((_, n) => resolve(n)))) === 0) await quiet();
+      await client.close();
+      expect(await call).toBe('CLOSED');
+      expect(await new Promise<number>((resolve) => hung.getConnections((_, n) => resolve(n)))).toBe(0);
+    } finally {
+      await new Promise((resolve) => hung.close(resolve));
+    }
   });
 
   it('a backup killed mid-session (its connection gone, the session never closed) lets the session and its index snapshot go at once, not a minute later', async () => {
