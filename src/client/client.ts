@@ -151,10 +151,11 @@ export class Client implements MailStore, ProcedureRunner {
         const socket = await openSocket(this.socketPath);
         accepted = true;
         link = new Link(socket, this);
+        // closed while it connected: close() found no link to end (it ends one that waits for its
+        // hello), and this one would have stayed open, its call sent
+        if (this.closed) throw new MailstoreError('CLOSED', 'the client was closed while it connected; nothing of the call was sent', { mayHaveCommitted: false });
         this.link = link;
         const hello = await this.withTimeout(this.send<HelloResult>(link, 'hello', [], false), link);
-        // closed while it connected: close() found no link to end, and its call would have been sent
-        if (this.closed) throw new MailstoreError('CLOSED', 'the client was closed while it connected; nothing of the call was sent', { mayHaveCommitted: false });
         if (hello.protocol !== PROTOCOL_VERSION) throw new MailstoreError('INVALID', `the daemon speaks protocol ${hello.protocol}, this client ${PROTOCOL_VERSION}: upgrade them together`);
         this.daemon = hello;
         return link;

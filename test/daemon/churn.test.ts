@@ -110,20 +110,28 @@ describe('churn against a daemon', () => {
     expect((await daemon.store.status(INBOX)).messages).toBe(0);
   });
 
-  it('a client closed while it waits for the hello of a daemon that took the connection and hangs closes, and lets the connection go', async () => {
+  it('a client closed while it connects to a daemon that takes the connection and hangs (before or during its hello) closes, and lets the connection go', async () => {
     running = await startDaemon();
     const daemon = running;
     const client = await daemon.client();
+    const other = await daemon.client();
     await daemon.server.stop('test');
     running = undefined;
     const hung = createServer((socket) => socket.resume()); // takes connections and reads, never answers
     await new Promise<void>((resolve) => hung.listen(daemon.socket, resolve));
     try {
+      const early = other.status(INBOX).then(() => 'answered', (error: MailstoreError) => error.code);
+      await other.close(); // before its connection is taken
+      expect(await early).toBe('CLOSED');
+      const connections = () => new Promise<number>((resolve) => hung.getConnections((_, n) => resolve(n)));
+      await quiet();
+      expect(await connections()).toBe(0);
       const call = client.status(INBOX).then(() => 'answered', (error: MailstoreError) => error.code);
-      while ((await new Promise<number>((resolve) => hung.getConnections((_, n) => resolve(n)))) === 0) await quiet();
-      await client.close();
+      while (await connections() === 0) await quiet();
+      await client.close(); // while it waits for the hello
       expect(await call).toBe('CLOSED');
-      expect(await new Promise<number>((resolve) => hung.getConnections((_, n) => resolve(n)))).toBe(0);
+      await quiet();
+      expect(await connections()).toBe(0);
     } finally {
       await new Promise((resolve) => hung.close(resolve));
     }
