@@ -7,7 +7,7 @@ export const ERROR_CODES = {
   INVALID: 'bad input: a name, UID set, flag, option or file the caller gave',
   CORRUPT: 'bytes on disk fail their checksum or hash; nothing wrong was returned',
   NO_SPACE: 'the disk is full (ENOSPC/EDQUOT); nothing of the failed operation was kept',
-  ACCESS: 'the operating system refused access (EACCES/EPERM/EROFS) to a path',
+  ACCESS: 'the operating system refused access (EACCES/EPERM/EROFS) to a path, or a path is on a file system where fsync does nothing (overlayfs mounted volatile) and is not written',
   IO: 'the operating system reported an I/O error (EIO)',
   UNMOUNTED: 'the store does not look like itself: STORE identity missing or foreign, packs or journal gone, device changed',
   LOCKED: 'another process holds the store',
@@ -83,8 +83,10 @@ export function fromSystemError(error: unknown, doing: string, path: string): Ma
   if (error instanceof AssertionFailure) throw error; // a bug is never dressed up as the world's error
   const sys = (error as NodeJS.ErrnoException | undefined)?.code ?? '';
   const code = SYSTEM_CODES[sys] ?? 'IO';
+  // a disk out of inodes or a user over quota says ENOSPC or EDQUOT with gigabytes free: say what to free
   const advice =
-    code === 'NO_SPACE' ? ' (free space and retry; nothing of this operation was acknowledged)' :
+    sys === 'EDQUOT' ? ' (the disk quota of the user the store runs as is used up: raise it or free space, and retry; nothing of this operation was acknowledged)' :
+    code === 'NO_SPACE' ? ' (free space or inodes (\'df -i\') and retry; nothing of this operation was acknowledged)' :
     code === 'ACCESS' ? ' (check ownership, mode and read-only mounts)' : '';
   return new MailstoreError(code, `${doing} ${path}: ${sys || String(error)}${advice}`, { path, cause: error });
 }

@@ -14,8 +14,8 @@ export { favourMainThread, HELPER_NICE_STEPS } from './thread-priority.js';
 // Day-2 administration (issue 18): each takes an open Store.
 export type { RenameUserResult, DeleteUserResult } from './store/users.js';
 export { deleteMailboxTree } from './store/users.js';
-export { setQuota, getQuota, listQuotas } from './store/quota.js';
-export type { QuotaLimits, QuotaReport } from './store/quota.js';
+export { setQuota, changeQuota, getQuota, listQuotas } from './store/quota.js';
+export type { QuotaChange, QuotaLimits, QuotaReport } from './store/quota.js';
 export { usage } from './store/usage.js';
 export type { UserUsage } from './store/usage.js';
 export { searchMailbox } from './store/search.js';

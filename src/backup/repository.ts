@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
-import { DurableStream, createFileDurable, ensureDir, writeFileAtomic, writeFileDurable } from '../fs/durable.js';
+import { DurableStream, createFileDurable, ensureDir, refuseIgnoredSync, writeFileAtomic, writeFileDurable } from '../fs/durable.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { backupLimits } from '../limits.js';
 import { createHasher, hashReady, type Hasher } from '../hash/blake3.js';
@@ -126,6 +126,7 @@ export class Repository {
     let config = await readConfig(fs, dir);
     let keys: RepositoryKeys | undefined;
     if (!config && options.create) {
+      await refuseIgnoredSync(fs, dir, 'the backup repository');
       const made = await initRepository(fs, dir, options.secret);
       if (made) return new Repository(fs, dir, made.config, made.keys);
       config = await readConfig(fs, dir); // another process created it meanwhile: open that one
@@ -776,6 +777,7 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
   // Visible whole to other processes (rename), not synced: after a crash no process holds a lock,
   // and a lost or torn lock file only lets in what a stale one would (docs/BACKUP.md, invariant 6).
   const write = () => writeFileAtomic(fs, path, Buffer.from(JSON.stringify({ pid: process.pid, hostname: hostname(), time: Date.now(), exclusive } satisfies LockRecord)));
+  if (!options.readOnly) await refuseIgnoredSync(fs, repo.dir, 'the backup repository'); // a snapshot "saved" there would not be
   try {
     await ensureDir(fs, dir);
     await write();

@@ -69,20 +69,21 @@ export async function withStoreAt<T>(dir: string, command: Command, work: (store
 
 /**
  * withStore for commands that only read (fetch, messages, search, mailbox list/status/dump, stats,
- * usage, quota get/list, acl get/list). When
- * the caller may read the store but not write it (ACCESS), or the disk is full (NO_SPACE), the
+ * usage, quota get/list, acl get/list, export, backup, a check-only scrub without --time-budget).
+ * When the caller may read the store but not write it (ACCESS: also a store on read-only media, a
+ * squashfs image or a read-only snapshot of the spool), or the disk is full (NO_SPACE), the
  * store is opened read-only instead: nothing is written, and an index that would need recovery is
  * REFUSED rather than served stale (Store.open's readOnly; README, "Read-only open"). A writable
- * store is opened read-write, so a read after a crash still gets recovery. Scrub is not among
- * them: it writes its cursor, and a repair needs the writer.
+ * store is opened read-write, so a read after a crash still gets recovery. A scrub with
+ * --time-budget or --repair is not among them: it writes its cursor, and a repair needs the writer.
  */
-export async function withReadStore<T>(command: Command, work: (store: MailStore) => Promise<T>): Promise<T> {
+export async function withReadStore<T>(command: Command, work: (store: MailStore) => Promise<T>, options: StoreOptions = {}): Promise<T> {
   return withHandle(command, work, async (dir, wait) => {
     try {
-      return await openStore(dir, { ...wait, ...ONE_SHOT });
+      return await openStore(dir, { ...wait, ...ONE_SHOT, ...options });
     } catch (error) {
       if (!isMailstoreError(error, 'ACCESS') && !isMailstoreError(error, 'NO_SPACE')) throw error;
-      return openStore(dir, { ...wait, ...ONE_SHOT, readOnly: true }).catch((second: unknown) => {
+      return openStore(dir, { ...wait, ...ONE_SHOT, ...options, readOnly: true }).catch((second: unknown) => {
         // REFUSED, LOCKED or CORRUPT say more than the first error; the same trouble again does not.
         const same = isMailstoreError(second) && ['ACCESS', 'NO_SPACE', 'IO'].includes(second.code);
         throw same ? error : second;

@@ -15,6 +15,7 @@ import { LISTING_PROCEDURES, PROCEDURES, type ProcedureName } from './procedures
 import {
   Assembly, LISTING_METHODS, listingItemBytes, STREAM_METHODS, VALUE_METHODS, toWireError, type Frame,
 } from './protocol.js';
+import { bodyBudget } from './body-budget.js';
 import type { DaemonServer } from './server.js';
 import { FrameSocket } from './transport.js';
 
@@ -49,6 +50,11 @@ export class DaemonConnection {
   /** Calls in flight that wait for their reader's credit (windowOpen): not counted against the bound. */
   private parked = 0;
   private heldBytes = 0;
+  /**
+   * A call waits for room in the daemon's body budget (body-budget.ts): the socket is not read, and
+   * the call and chunk frames already read behind it wait here, in order.
+   */
+  private waitingFrames?: Frame[];
   private reading = true;
   private stopped = false;
   private idleWaiters: (() => void)[] = [];
@@ -61,6 +67,7 @@ export class DaemonConnection {
       malformed: (error) => this.malformed(error),
       closed: () => {
         for (const flow of this.flows.values()) this.cancel(flow);
+        for (const { assembly } of this.assemblies.values()) bodyBudget.give(assembly.bytes);
         this.assemblies.clear();
         for (const session of this.backupSessions) void closeSession(this.store, session);
         this.backupSessions.clear();
@@ -80,6 +87,10 @@ export class DaemonConnection {
   }
 
   private frame(frame: Frame): void {
+    if (this.waitingFrames && (frame.t === 'call' || frame.t === 'chunk')) {
+      this.waitingFrames.push(frame);
+      return;
+    }
     switch (frame.t) {
       case 'call': return this.call(frame);
       case 'chunk': return this.chunk(frame.id, frame.d);
@@ -117,7 +128,26 @@ export class DaemonConnection {
       this.discarding.set(frame.id, declaredBytes(frame.a));
       return;
     }
-    this.assemblies.set(frame.id, { method: frame.m, assembly });
+    if (bodyBudget.tryTake(assembly.bytes)) {
+      this.assemblies.set(frame.id, { method: frame.m, assembly });
+      return;
+    }
+    this.waitingFrames = [];
+    this.updateReading();
+    void bodyBudget.take(assembly.bytes).then(() => {
+      const queued = this.waitingFrames ?? [];
+      this.waitingFrames = undefined;
+      if (this.transport.closed) return bodyBudget.give(assembly.bytes);
+      this.assemblies.set(frame.id, { method: frame.m, assembly });
+      this.updateReading();
+      for (const [i, next] of queued.entries()) {
+        if (this.waitingFrames) { // a later call waits in its turn, with what came after it
+          (this.waitingFrames as Frame[]).push(...queued.slice(i));
+          break;
+        }
+        this.frame(next);
+      }
+    });
   }
 
   private chunk(id: number, data: Buffer): void {
@@ -141,6 +171,7 @@ export class DaemonConnection {
 
   private dispatch(id: number, method: string, args: unknown[], bytes: number): void {
     if (this.stopped) {
+      bodyBudget.give(bytes);
       const error = new MailstoreError('UNAVAILABLE', 'the daemon is stopping; nothing of this call was done (retry once it is back)', { mayHaveCommitted: false });
       this.transport.send({ t: 'err', id, e: toWireError(error) });
       return;
@@ -160,6 +191,7 @@ export class DaemonConnection {
         for (const observe of this.server.onCall) observe(event);
         this.inFlight--;
         this.heldBytes -= bytes;
+        bodyBudget.give(bytes);
         this.updateReading();
         this.wakeIdle();
       });
@@ -327,7 +359,7 @@ export class DaemonConnection {
 
   /** Stops reading the socket while the connection is at its bounds (or stopping), resumes below them. */
   private updateReading(): void {
-    const busy = this.inFlight - this.parked >= daemonLimits.callsPerConnectionMax || this.heldBytes > daemonLimits.heldBytesPerConnectionMax;
+    const busy = this.waitingFrames !== undefined || this.inFlight - this.parked >= daemonLimits.callsPerConnectionMax || this.heldBytes > daemonLimits.heldBytesPerConnectionMax;
     if (busy && this.reading) this.transport.pause();
     if (!busy && !this.reading) this.transport.resume();
     this.reading = !busy;

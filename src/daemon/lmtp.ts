@@ -10,6 +10,7 @@
 // "mailbox full" for a full disk, where RFC 3463 has 4.3.1 "mail system full".
 import { connect, type Socket } from 'node:net';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import { bodyBudget } from './body-budget.js';
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import { installDataScan } from './data-scan.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
@@ -136,7 +137,7 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     onData: (stream, session, callback) => {
       const recipients = recipientsOf(session);
       track(receive(stream, bytesMax)).then(
-        (bytes) => track(deliver(store, recipients, session, bytes, log)).then(
+        (received) => track(deliver(store, recipients, session, received, log).finally(() => { if ('held' in received) bodyBudget.give(received.held); })).then(
           // smtp-server takes an array here in LMTP mode: one reply per recipient (its types say string);
           // the deliveries are logged once the replies are on their way, not before them
           ({ replies, delivered }) => {
@@ -296,28 +297,47 @@ function failureReply(error: unknown): Reply {
   }
 }
 
+/** What DATA brought: the message and the bytes of it held in the daemon's body budget, or why it was dropped. */
+type Received = { bytes: Buffer; held: number } | { refused: Reply; why: string };
+
 /**
- * Reads DATA into memory, at most `bytesMax` of it: past the limit the rest is read and dropped
- * (the client sends it all before it listens for a reply) and the result is undefined. Rejects
- * when the connection ends before the final dot.
+ * Reads DATA into memory, at most `bytesMax` of it, and no more than the daemon's body budget
+ * (body-budget.ts) has room for: past either the rest is read and dropped (the client sends it all
+ * before it listens for a reply) and the message is refused. Rejects when the connection ends
+ * before the final dot. The caller gives `held` back once the delivery is done.
  */
-function receive(stream: SMTPServerDataStream, bytesMax: number): Promise<Buffer | undefined> {
+function receive(stream: SMTPServerDataStream, bytesMax: number): Promise<Received> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let bytes = 0;
-    let over = false;
+    let held = 0;
+    let refused: { refused: Reply; why: string } | undefined;
+    const drop = (reply: Reply, why: string) => {
+      refused ??= { refused: reply, why };
+      chunks.length = 0;
+      bodyBudget.give(held);
+      held = 0;
+    };
     stream.on('data', (chunk: Buffer) => {
-      if (over) return;
+      if (refused) return;
       bytes += chunk.length;
-      if (bytes > bytesMax) {
-        over = true;
-        chunks.length = 0;
-      } else chunks.push(chunk);
+      if (bytes > bytesMax) return drop(failureReply(new MailstoreError('TOO_LARGE', 'message too large')), 'too-large');
+      // refused, not waited for: sessions holding parts of bodies while they wait for each other's room would all wait
+      if (!bodyBudget.tryTake(chunk.length)) return drop(new Reply(452, '4.3.1 insufficient system resources: the server holds its most message bytes at once, try again later'), 'memory');
+      held += chunk.length;
+      chunks.push(chunk);
     });
     // a message that came in one read is one chunk: kept as it is (a subarray of that read, which nothing reuses)
-    stream.on('end', () => resolve(over || stream.sizeExceeded ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, bytes)));
-    stream.on('error', reject);
-    stream.on('close', () => { if (!stream.readableEnded) reject(new Error('connection closed before the final dot')); });
+    stream.on('end', () => {
+      if (stream.sizeExceeded) drop(failureReply(new MailstoreError('TOO_LARGE', 'message too large')), 'too-large');
+      resolve(refused ?? { bytes: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, bytes), held });
+    });
+    stream.on('error', (error) => { drop(new Reply(451, '4.3.0'), 'aborted'); reject(error); });
+    stream.on('close', () => {
+      if (stream.readableEnded) return;
+      drop(new Reply(451, '4.3.0'), 'aborted');
+      reject(new Error('connection closed before the final dot'));
+    });
   });
 }
 
@@ -332,14 +352,16 @@ interface Delivery {
  * share a group commit; then one reply per recipient in RCPT order.
  */
 async function deliver(
-  store: LmtpStore, accepted: readonly Recipient[], session: SMTPServerSession, bytes: Buffer | undefined, log: (entry: LmtpLogEntry) => void,
+  store: LmtpStore, accepted: readonly Recipient[], session: SMTPServerSession, received: Received, log: (entry: LmtpLogEntry) => void,
 ): Promise<Delivery> {
   const recipients = accepted.map((r) => r.address);
   const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
-  if (bytes === undefined) {
-    log({ event: 'lmtp.refused', from, to: recipients, reply: '552 5.3.4' });
-    return { replies: recipients.map(() => failureReply(new MailstoreError('TOO_LARGE', 'message too large'))), delivered: [] };
+  if ('refused' in received) {
+    const { refused } = received;
+    log({ event: 'lmtp.refused', from, to: recipients, reply: `${refused.responseCode} ${refused.message.split(' ')[0]}`, ...(received.why === 'memory' ? { level: 'warn' as const, reason: 'body budget' } : {}) });
+    return { replies: recipients.map(() => refused), delivered: [] };
   }
+  const { bytes } = received;
   const started = performance.now();
   const envelopeFrom = envelopeSender(from);
   const outcomes = new Map<string, Promise<{ uid: number } | Reply>>();

@@ -9,7 +9,7 @@ import { daemonLimits, limits } from '../limits.js';
 import type { MailStore } from '../store/api.js';
 import type { MessageInfo } from '../store/types.js';
 import { dumpMailboxes, undumpMailboxes, type DumpedMailbox } from '../store/mailbox-list.js';
-import { getQuota, listQuotas, setQuota, type QuotaLimits, type QuotaReport } from '../store/quota.js';
+import { changeQuota, getQuota, listQuotas, setQuota, type QuotaChange, type QuotaLimits, type QuotaReport } from '../store/quota.js';
 import { Store } from '../store/store.js';
 import { usage, type UserUsage } from '../store/usage.js';
 import { deleteMailboxTree, messagesInTree } from '../store/users.js';
@@ -37,6 +37,7 @@ import { xferUser, type XferResult } from '../replication/xfer.js';
 export const PROCEDURES = {
   getQuota: (store: Store, root: string, options?: { nearest?: boolean }): Promise<QuotaReport> => getQuota(store, root, options),
   setQuota: (store: Store, root: string, limits: QuotaLimits): Promise<void> => setQuota(store, root, limits),
+  changeQuota: (store: Store, root: string, change: QuotaChange): Promise<void> => changeQuota(store, root, change),
   listQuotas: (store: Store): Promise<{ root: string; limits: QuotaLimits }[]> => listQuotas(store),
   usage: (store: Store, options?: { user?: string }): Promise<UserUsage[]> => usage(store, options),
   dumpMailboxes: (store: Store): AsyncGenerator<DumpedMailbox> => dumpMailboxes(store),

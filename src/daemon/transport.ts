@@ -75,10 +75,8 @@ export class FrameSocket {
   }
 
   /**
-   * Stops reading the socket (the connection is at its bounds); resume() reads on. The bound on a
-   * half-sent frame does not run meanwhile: the rest of it waits in the socket because we do not
-   * read, and calls that outlasted frameCompleteMs had the daemon drop a client that did nothing
-   * wrong as malformed, its calls' answers with it.
+   * Stops reading the socket (the daemon's bounds: calls or bytes in flight, the body budget). A
+   * frame half-read then waits on the daemon, not the client: its clock stops until resume().
    */
   pause(): void {
     this.paused = true;
@@ -90,19 +88,19 @@ export class FrameSocket {
   resume(): void {
     this.paused = false;
     this.socket.resume();
-    this.watchFrame(true); // the clock starts again
+    this.watchFrame(true); // the half-read frame's clock starts again
   }
 
   private paused = false;
 
   /** A half-sent frame holds memory: bound how long it may stay half-sent (progress restarts the clock). */
   private watchFrame(progressed: boolean): void {
-    if (this.frameCompleteMs <= 0) return;
+    if (this.frameCompleteMs <= 0 || this.paused) return;
     if (progressed || !this.reader.midFrame) {
       clearTimeout(this.frameTimer);
       this.frameTimer = undefined;
     }
-    if (this.reader.midFrame && this.frameTimer === undefined && !this.broken && !this.paused) {
+    if (this.reader.midFrame && this.frameTimer === undefined && !this.broken) {
       this.frameTimer = setTimeout(() => {
         if (this.reader.midFrame) this.fail(new MailstoreError('INVALID', `a frame was begun and not completed within ${this.frameCompleteMs} ms`));
       }, this.frameCompleteMs);

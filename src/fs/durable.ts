@@ -2,6 +2,7 @@
 // rename it over the target, fsync the directory. Used for every small file we replace whole.
 import { dirname, basename, join } from 'node:path';
 import type { FileHandle, FileSystem } from './filesystem.js';
+import { MailstoreError } from '../errors.js';
 
 /** Temp names are unique within the process, so two saves of one path never share a temp file. */
 let tempCounter = 0;
@@ -157,5 +158,18 @@ export async function unusedPath(fs: FileSystem, path: string): Promise<string> 
   for (let n = 1; ; n++) {
     const candidate = n === 1 ? path : `${path}.${n}`;
     if (!(await fs.lstatIfExists(candidate))) return candidate;
+  }
+}
+
+/**
+ * Before a store or a backup repository (`what`) is made or opened to write: on a file system
+ * where fsync does nothing (overlayfs mounted `volatile`, as containers are for speed) every
+ * acknowledgement would be a lie that a power cut exposes, so none is given (ACCESS: as on a
+ * read-only mount, reads open it read-only).
+ */
+export async function refuseIgnoredSync(fs: FileSystem, dir: string, what: string): Promise<void> {
+  const why = await fs.syncIgnored?.(dir).catch(() => undefined);
+  if (why) {
+    throw new MailstoreError('ACCESS', `${why}: nothing written there could be acknowledged as durable, so ${what} is not opened to write (reads open it read-only). Remount without volatile, or put ${what} on a volume of its own`, { path: dir });
   }
 }

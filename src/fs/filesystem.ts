@@ -68,6 +68,14 @@ export interface HeldDirectory {
  */
 export type OpenMode = 'read' | 'readWrite' | 'createNew' | 'createOrOpen' | 'readNoFollow';
 
+/** What statfs says of a file system, for the free-space reserve (FileSystem.spaceBytes). */
+export interface SpaceFigures {
+  freeBytes: number;
+  totalBytes: number;
+  freeInodes?: number;
+  totalInodes?: number;
+}
+
 export interface FileSystem {
   open(path: string, mode: OpenMode): Promise<FileHandle>;
   readFile(path: string): Promise<Buffer>;
@@ -104,7 +112,14 @@ export interface FileSystem {
   /**
    * The file system holding `path` (statfs): bytes an unprivileged writer may still use and its
    * size, for the free-space reserve (src/store/free-space.ts) and space taken ahead of need (the
-   * journal's preallocation); absent where it cannot be known.
+   * journal's preallocation); absent where it cannot be known. `freeInodes`/`totalInodes`: its
+   * inodes (files) free and in all, where it has a fixed number (ext4); absent where it makes them
+   * as needed (btrfs says 0 of 0) or cannot say.
    */
-  spaceBytes?(path: string): Promise<{ freeBytes: number; totalBytes: number }>;
+  spaceBytes?(path: string): Promise<SpaceFigures>;
+  /**
+   * Why fsync on the file system holding `path` (or its nearest existing parent) makes nothing
+   * durable, e.g. an overlayfs mounted `volatile`; undefined when it does, or cannot be known.
+   */
+  syncIgnored?(path: string): Promise<string | undefined>;
 }

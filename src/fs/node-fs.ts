@@ -1,7 +1,8 @@
 // The real FileSystem over node:fs. The only module (with its siblings in src/fs) that touches node:fs.
 import { promises as fsp, constants, fdatasyncSync, readSync, writeSync, writevSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { limits } from '../limits.js';
-import type { FileHandle, FileStat, FileSystem, HeldDirectory, OpenMode, ReadOptions } from './filesystem.js';
+import type { FileHandle, FileStat, FileSystem, HeldDirectory, OpenMode, ReadOptions, SpaceFigures } from './filesystem.js';
 
 const FLAGS: Record<OpenMode, number> = {
   read: constants.O_RDONLY,
@@ -212,9 +213,33 @@ export class NodeFileSystem implements FileSystem {
     return fsp.rm(path, { recursive: true, force: true });
   }
 
-  async spaceBytes(path: string): Promise<{ freeBytes: number; totalBytes: number }> {
+  async spaceBytes(path: string): Promise<SpaceFigures> {
     const stats = await fsp.statfs(path);
-    return { freeBytes: stats.bavail * stats.bsize, totalBytes: stats.blocks * stats.bsize };
+    const inodes = stats.files > 0 ? { freeInodes: stats.ffree, totalInodes: stats.files } : {}; // 0 of 0: made as needed (btrfs)
+    return { freeBytes: stats.bavail * stats.bsize, totalBytes: stats.blocks * stats.bsize, ...inodes };
+  }
+
+  /**
+   * By /proc/self/mountinfo: the mount whose device is the path's (an overlay's directories carry
+   * the overlay's own), with `volatile` among its options (shown as fsync=volatile), where fsync
+   * and syncfs return at once and a crash loses what they "made durable".
+   */
+  async syncIgnored(path: string): Promise<string | undefined> {
+    let at = path;
+    let stat = await this.statIfExists(at);
+    while (!stat && dirname(at) !== at) stat = await this.statIfExists((at = dirname(at)));
+    const mounts = stat && (await fsp.readFile('/proc/self/mountinfo', 'utf8').catch(() => undefined));
+    if (!stat || !mounts) return undefined;
+    const device = deviceNumbers(stat.dev);
+    for (const line of mounts.split('\n')) {
+      const [fields, tail] = line.split(' - ');
+      const [fsType, , superOptions = ''] = tail?.split(' ') ?? [];
+      if (fields?.split(' ')[2] !== device) continue;
+      if (superOptions.split(',').some((option) => option === 'volatile' || option === 'fsync=volatile')) {
+        return `${at} is on the ${fsType} mounted volatile at ${fields.split(' ')[4]}, where fsync does nothing`;
+      }
+    }
+    return undefined;
   }
 
   utimes(path: string, mtime: Date): Promise<void> {
@@ -255,6 +280,12 @@ export async function readFileUpTo(path: string, bytesMax: number): Promise<Buff
 }
 
 export const nodeFileSystem: FileSystem = new NodeFileSystem();
+
+/** glibc's gnu_dev_major and gnu_dev_minor of a stat's dev, as /proc/self/mountinfo writes them. */
+function deviceNumbers(dev: number): string {
+  const d = BigInt(dev);
+  return `${((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn)}:${(d & 0xffn) | ((d >> 12n) & ~0xffn)}`;
+}
 
 /** The stat, or undefined when the path (or a directory on it) does not exist. */
 async function ifExists(stat: () => Promise<FileStat>): Promise<FileStat | undefined> {

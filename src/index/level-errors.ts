@@ -50,7 +50,7 @@ export function classifyLevelError(error: unknown): LevelFailure {
 
 /** Advice for a person, by code, so every open path says the same thing. */
 export function systemAdvice(code: ErrorCode): string {
-  return code === 'NO_SPACE' ? ' (free space and retry; nothing was changed)'
+  return code === 'NO_SPACE' ? ' (free space or inodes (\'df -i\'), or raise a disk quota the message names, and retry; nothing was changed)'
     : code === 'ACCESS' ? ' (check ownership, mode and read-only mounts; nothing was changed)'
     : ' (nothing was changed)';
 }

@@ -3,7 +3,10 @@
 // down to its reserve, so the index (LevelDB, written after each durable commit) never meets a full
 // disk through our own writes and the store stays open, serving reads and the expunges that make
 // room. The commit path reads a cached figure only: statfs runs in the background, at most every
-// limits.freeSpaceRefreshMs while changes are made, and at once when a change is refused.
+// limits.freeSpaceRefreshMs while changes are made, and at once when a change is refused. Where the
+// file system has a fixed number of inodes (ext4), they are held to a reserve of their own: out of
+// inodes with bytes free, LevelDB cannot create its next table and the store stopped (CLOSED), and
+// an open, which creates files, failed NO_SPACE until inodes were freed.
 import { MailstoreError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { limits } from '../limits.js';
@@ -28,6 +31,10 @@ export interface FreeSpaceState {
   totalBytes: number | null;
   /** Mail is being refused for the reserve (since the last refusal, until a change adding mail is admitted). */
   refusingMail: boolean;
+  /** Inodes (files) held back from mail (0: off, or a file system without a fixed number of them). */
+  reserveInodes: number;
+  /** The inodes free on the store's file system; null where it has no fixed number of them (btrfs) or cannot say. */
+  freeInodes: number | null;
 }
 
 /** The reserve a store of `totalBytes` gets by default: the smaller of 64 MiB and 5 % of it. */
@@ -35,10 +42,18 @@ export function defaultReserveBytes(totalBytes: number): number {
   return Math.min(limits.freeSpaceReserveBytesMax, Math.floor((totalBytes * limits.freeSpaceReservePercent) / 100));
 }
 
+/** The inode reserve of a file system of `totalInodes`: the smaller of freeSpaceReserveInodesMax and 5 % of them. */
+export function defaultReserveInodes(totalInodes: number): number {
+  return Math.min(limits.freeSpaceReserveInodesMax, Math.floor((totalInodes * limits.freeSpaceReservePercent) / 100));
+}
+
 export class FreeSpace {
   /** Free bytes at the last statfs, less every admitted change's bytes since; undefined: unknown (no reserve is held). */
   private freeBytes?: number;
   private totalBytes?: number;
+  /** Inodes free at the last statfs (a change takes none of its own: packs and segments are shared); undefined: no fixed number. */
+  private freeInodes?: number;
+  private reserveInodes = 0;
   /** Bytes admitted in all (the refresh subtracts those admitted while its statfs ran). */
   private admitted = 0;
   private timer?: NodeJS.Timeout;
@@ -92,6 +107,12 @@ export class FreeSpace {
     return this.reserve + this.floorBytes;
   }
 
+  /** Whether the inodes free are below what a change (`mail`: one adding mail) must leave. */
+  private shortOfInodes(mail: boolean): boolean {
+    if (this.freeInodes === undefined) return false;
+    return this.freeInodes < (mail ? this.reserveInodes : Math.floor(this.reserveInodes / limits.freeSpaceFloorDivisor));
+  }
+
   /**
    * Bytes the journal must leave free when it preallocates filler: filler written into the reserve
    * would be space mail took from it (its records later fill the filler without statfs noticing).
@@ -108,11 +129,11 @@ export class FreeSpace {
     const free = this.freeBytes;
     if (free === undefined || this.reserve === 0) return true;
     const bytes = need?.bytes ?? 0;
-    if (!this.fresh || free - bytes < (need?.mail ? this.reserve : this.floorBytes)) return false;
+    if (!this.fresh || free - bytes < (need?.mail ? this.reserve : this.floorBytes) || this.shortOfInodes(need?.mail === true)) return false;
     this.freeBytes = free - bytes;
     this.admitted += bytes;
     this.dirty = true;
-    if (need?.mail && this.refusing && this.freeBytes >= this.clearBytes) this.cleared();
+    if (need?.mail && this.refusing && this.roomAgain()) this.cleared();
     return true;
   }
 
@@ -152,11 +173,21 @@ export class FreeSpace {
       this.refusing = true;
       this.onRefusing?.(true, this.stateNow());
     }
-    const limit = mail ? this.reserve : this.floorBytes;
-    const what = mail ? `the free-space reserve of ${limit} bytes (mail is deferred; expunges and flag changes still work)` : `the free-space floor of ${limit} bytes (the last room, kept for the index)`;
-    const error = new MailstoreError('NO_SPACE', `the store's file system has ${this.freeBytes} bytes free; writing ${need?.bytes ?? 0} bytes would fall below ${what}; nothing was written. Free space (expunge and compact, or remove other files): changes go on by themselves then; 'mailstore config --free-space-reserve' sets the reserve`, { path: this.dir });
+    const error = this.shortOfInodes(mail) ? this.inodesRefusal(mail) : this.bytesRefusal(mail, need?.bytes ?? 0);
     if (mail) error.belowReserve = true;
     return error;
+  }
+
+  private bytesRefusal(mail: boolean, bytes: number): MailstoreError {
+    const limit = mail ? this.reserve : this.floorBytes;
+    const what = mail ? `the free-space reserve of ${limit} bytes (mail is deferred; expunges and flag changes still work)` : `the free-space floor of ${limit} bytes (the last room, kept for the index)`;
+    return new MailstoreError('NO_SPACE', `the store's file system has ${this.freeBytes} bytes free; writing ${bytes} bytes would fall below ${what}; nothing was written. Free space (expunge and compact, or remove other files): changes go on by themselves then; 'mailstore config --free-space-reserve' sets the reserve`, { path: this.dir });
+  }
+
+  private inodesRefusal(mail: boolean): MailstoreError {
+    const limit = mail ? this.reserveInodes : Math.floor(this.reserveInodes / limits.freeSpaceFloorDivisor);
+    const what = mail ? 'the reserve (mail is deferred; expunges and flag changes still work)' : 'the floor (the last ones, kept for the index and for opening the store)';
+    return new MailstoreError('NO_SPACE', `the store's file system has ${this.freeInodes} inodes (files) free, below ${what} of ${limit}, though bytes are free; nothing was written. Remove files on it ('df -i' shows the inodes): changes go on by themselves then; 'mailstore config --free-space-reserve 0' turns the reserve off`, { path: this.dir });
   }
 
   /** The reserve now, with a fresh statfs (stats, health: not the commit path). */
@@ -166,7 +197,15 @@ export class FreeSpace {
   }
 
   private stateNow(): FreeSpaceState {
-    return { reserveBytes: this.reserve, floorBytes: this.floorBytes, freeBytes: this.freeBytes ?? null, totalBytes: this.totalBytes ?? null, refusingMail: this.refusing };
+    return {
+      reserveBytes: this.reserve, floorBytes: this.floorBytes, freeBytes: this.freeBytes ?? null, totalBytes: this.totalBytes ?? null, refusingMail: this.refusing,
+      reserveInodes: this.reserveInodes, freeInodes: this.freeInodes ?? null,
+    };
+  }
+
+  /** The reserve and a floor's worth more of bytes free, and the inode reserve. */
+  private roomAgain(): boolean {
+    return this.freeBytes! >= this.clearBytes && !this.shortOfInodes(true);
   }
 
   private cleared(): void {
@@ -202,8 +241,10 @@ export class FreeSpace {
         this.totalBytes = space.totalBytes;
         this.reserve = this.reserveBytes ?? defaultReserveBytes(space.totalBytes);
         this.freeBytes = space.freeBytes - (this.admitted - before);
+        this.freeInodes = space.totalInodes ? space.freeInodes : undefined;
+        this.reserveInodes = space.totalInodes && this.reserve > 0 ? defaultReserveInodes(space.totalInodes) : 0;
         // room again without a change adding mail (the admin freed space): said now, not at the next delivery
-        if (this.refusing && this.freeBytes >= this.clearBytes) this.cleared();
+        if (this.refusing && this.roomAgain()) this.cleared();
       } finally {
         this.refreshing = undefined;
       }

@@ -6,10 +6,11 @@ import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
-import { ensureDir, writeFileDurable } from '../fs/durable.js';
+import { ensureDir, refuseIgnoredSync, writeFileDurable } from '../fs/durable.js';
 import { makeLevelDirectory } from '../fs/level-directory.js';
 import { classifyLevelError, systemAdvice } from '../index/level-errors.js';
 import { limits } from '../limits.js';
+import { processHoldsFile } from '../fs/process-files.js';
 
 export const STORE_FORMAT = 'mailstore';
 /**
@@ -71,6 +72,7 @@ export function storeIdBytes(identity: StoreIdentity): Buffer {
  * a new replica (same store id: its packs and journal are the primary's, byte for byte).
  */
 export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer): Promise<StoreIdentity> {
+  await refuseIgnoredSync(fs, root, 'the store');
   const stat = await fs.statIfExists(root);
   if (stat) {
     if (!stat.isDirectory) throw new MailstoreError('INVALID', `${root} exists and is not a directory`, { path: root });
@@ -222,6 +224,9 @@ export async function checkNoWriter(fs: FileSystem, root: string, wait: LockWait
     const pid = Number(text);
     const owner = Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
     if (owner === undefined || owner === process.pid || !processAlive(owner)) return { stale: owner !== undefined && owner !== process.pid };
+    // LOCK copied with the store (a btrfs or LVM snapshot, an image of a live spool): its writer
+    // holds the original's kernel lock file, not this one, and writes nothing here
+    if ((await processHoldsFile(owner, join(root, LAYOUT.lockDb, 'LOCK'))) === false) return { stale: true };
     const waitedMs = Math.round(performance.now() - started);
     if (waitedMs >= (wait.waitMs ?? 0)) {
       throw new MailstoreError('LOCKED', `the store at ${root} is in use by process ${owner} (LOCK); a read-only open does not read beside a writer: stop it or wait`, { path });

@@ -16,6 +16,7 @@ import { SPACE } from '../keys/tuple.js';
 import { INLINE_PACK, PackStore } from '../blob/pack-store.js';
 import { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
+import { refuseIgnoredSync } from '../fs/durable.js';
 import { LAYOUT, checkNoWriter, initStore, storeIdBytes, takeLock, upgradeIdentity, verifyIdentity, type StoreIdentity } from './identity.js';
 import {
   checkSnapshotHighWater, chooseRebuildStart, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveNewestBatch, resolveTail, type Health, type RebuildStart,
@@ -73,6 +74,7 @@ export async function closeOpened(opened: Opened, release: () => Promise<void>):
 
 async function openReadWrite(root: string, options: StoreOptions): Promise<StoreParts> {
   const fs = options.fs ?? nodeFileSystem;
+  await refuseIgnoredSync(fs, root, 'the store');
   if (options.create && !(await fs.statIfExists(join(root, LAYOUT.identity)).catch(() => undefined))) {
     await initStore(fs, root);
   }
@@ -218,7 +220,8 @@ async function openReadOnly(root: string, options: StoreOptions): Promise<StoreP
   const storeId = storeIdBytes(identity);
   await refuseHalfResync(fs, root);
   const indexPath = join(root, LAYOUT.index);
-  const repairHint = 'a read-only open does not repair it: open the store read-write once (any writing command, as a user who may write it) and retry';
+  // on read-only media (an image, a read-only snapshot) no open can write: the copy is the way
+  const repairHint = 'a read-only open does not repair it: open the store read-write once (any writing command, as a user who may write it) and retry; on read-only media (an image, a read-only snapshot), copy the store to writable storage (cp -a) and open the copy';
   if (!(await fs.statIfExists(indexPath))) throw new MailstoreError('REFUSED', `the index at ${indexPath} is missing; ${repairHint}`, { path: indexPath });
   const shadow = await shadowLevelDb(indexPath);
   const health = newHealth();

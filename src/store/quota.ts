@@ -42,6 +42,32 @@ export async function setQuota(store: Store, root: string, limits: QuotaLimits):
   await store.administration().mutate({ prepare: async () => ({ ops: [op], result: undefined }) });
 }
 
+/** One change to a root's limits: a number sets that limit, null removes it, absent keeps it. */
+export interface QuotaChange {
+  storage?: number | null;
+  messages?: number | null;
+}
+
+/**
+ * Changes some limits of `root` and keeps the others (`quota set --storage` alone). The limits it
+ * keeps are read in the change's own commit: two admins setting one limit each both hold, where a
+ * read before a setQuota of both lost the change committed in between.
+ */
+export async function changeQuota(store: Store, root: string, change: QuotaChange): Promise<void> {
+  const components = parseMailboxName(root);
+  if (typeof change !== 'object' || change === null) throw new MailstoreError('INVALID', `quota change of ${String(root)} must be an object`);
+  const given = (name: keyof QuotaChange) => (change[name] === null ? undefined : change[name]);
+  checkLimit('storage', given('storage'));
+  checkLimit('messages', given('messages'));
+  await store.administration().mutate({
+    prepare: async ({ view }) => {
+      const had = (await view.get<QuotaLimits>(quotaKey(components))) ?? {};
+      const pick = (name: keyof QuotaChange) => (change[name] === undefined ? had[name] : given(name));
+      return { ops: [quotaSetOp(root, { storage: pick('storage'), messages: pick('messages') })], result: undefined };
+    },
+  });
+}
+
 /**
  * The limits and current usage of `root` (limits absent when none is set). With `nearest`
  * (`quota get`, IMAP's GETQUOTAROOT): when `root` has no quota of its own, the nearest root above

@@ -534,6 +534,10 @@ export class Store implements MailStore {
   private async finishInterruptedCompaction(): Promise<void> {
     const highest = await this.db.get<number>(meta.highestRetiredPack);
     if (highest) this.packs.reserveNumbersTo(highest);
+    // The newest pack, which the open took to append to, may be one a compaction retired (every
+    // message in it gone) before the crash that kept it from being deleted: appends go to a new
+    // pack (a retired pack is never written again; deleting it below asserts it is not the append pack).
+    if (highest && this.packs.appendPack !== 0 && this.packs.appendPack <= highest) this.packs.seal();
     // a compaction's new pack that a crash left half-written was never named: nothing refers to it
     // (until now only the next compaction removed it, and a daemon compacts only past
     // limits.compactDeadBytesMin, so a copy of the live data could stay on disk for good)

@@ -69,6 +69,8 @@ describe('the client library', () => {
     expect((await client.stats()).freeSpace.reserveBytes).toBe((await store.stats()).freeSpace.reserveBytes);
     await procedures(client).setQuota('user/alice', { messages: 10 });
     expect(await procedures(client).getQuota('user/alice')).toEqual(await procedures(store).getQuota('user/alice'));
+    await Promise.all([procedures(client).changeQuota('user/alice', { storage: 4096 }), procedures(client).changeQuota('user/alice', { messages: 20 })]);
+    expect(await procedures(store).getQuota('user/alice')).toMatchObject({ storage: 4096, messages: 20 });
     expect(await client.renameMailbox('user/alice/Sent', 'user/alice/Old')).toEqual({ renamed: 1 });
     expect(await client.deleteMailbox('user/alice/Old')).toEqual({ messages: 0 });
   });

@@ -5,12 +5,13 @@
 // there, scrub clean, a plain open; the import cut in the middle is run again and must finish
 // without duplicates. The live file system, which saw only a process kill, is checked the same
 // way. The next run continues on the copy. POWER_CUTS sets the number of cuts (default 4;
-// `npm run test:power` 100). Root only; says why when it skips.
+// `npm run test:power` 100); POWER_CUT_FS=xfs or btrfs runs them there (power-cut.ts). Root only;
+// says why when it skips.
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LoopDisk, powerCutSkipReason, runUntilPowerCut } from './power-cut.js';
+import { LoopDisk, powerCutFileSystem, powerCutSkipReason, runUntilPowerCut } from './power-cut.js';
 import { PowerLedger, rerunImport } from '../../tools/power-ledger.js';
 import { rng, sha } from '../../tools/power-workload.js';
 import { skipReason } from './helpers.js';
@@ -42,7 +43,7 @@ function writeSource(dir: string): Set<string> {
 const work = tmpDir('power-cut');
 const skip = !existsSync(SCRIPT) ? `${SCRIPT} missing: run npm run build` : powerCutSkipReason(work);
 
-describe('power cuts (image copy of a loop-mounted ext4; root only)', () => {
+describe(`power cuts (image copy of a loop-mounted ${powerCutFileSystem()}; root only)`, () => {
   it.skipIf(skipReason(!!skip, `power cuts: ${skip}`))(`${CUTS} power cuts under library writers, CLI processes and an import: every acknowledged operation survives`, async () => {
     const source = join(work, 'source');
     const sourceShas = writeSource(source);
@@ -57,7 +58,7 @@ describe('power cuts (image copy of a loop-mounted ext4; root only)', () => {
       for (let cut = 0; cut < CUTS; cut++) {
         if (cut % CUTS_PER_DISK === 0) {
           disk?.dispose();
-          disk = new LoopDisk(join(work, `disk-${cut}`), 160);
+          disk = new LoopDisk(join(work, `disk-${cut}`), 160, powerCutFileSystem());
           disk.format();
           disk.mount();
           mkdirSync(join(disk.mnt, 'root'));

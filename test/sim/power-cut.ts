@@ -6,7 +6,10 @@
 // fdatasync-acknowledged write of a 10-line program in 3 of 13 runs, this never lost one (15 of 15),
 // so "acknowledged ⇒ present" is a fair oracle on the copy.
 //
-// Root only (mount, losetup). This is test code, so it uses node:fs and child_process directly.
+// POWER_CUT_FS=xfs or btrfs makes the images of that file system instead of ext4 (mounted with
+// nouuid on XFS, which refuses a second file system with a UUID it saw; btrfs and XFS need bigger
+// images than ext4: at least 128 and 300 MiB). Root only (mount, losetup). This is test code, so
+// it uses node:fs and child_process directly.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,32 +22,49 @@ const COPY_ATTEMPTS_MAX = 8;
 
 const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
 
+/** The file systems a LoopDisk can hold: mkfs, mount options, the smallest image it takes, the Debian package. */
+const FILE_SYSTEMS = {
+  ext4: { mkfs: ['mkfs.ext4', '-q', '-F'], mountOptions: 'loop', minMiB: 16, apt: 'e2fsprogs' },
+  xfs: { mkfs: ['mkfs.xfs', '-q', '-f'], mountOptions: 'loop,nouuid', minMiB: 300, apt: 'xfsprogs' },
+  btrfs: { mkfs: ['mkfs.btrfs', '-q', '-f'], mountOptions: 'loop', minMiB: 128, apt: 'btrfs-progs' },
+} as const;
+export type DiskFileSystem = keyof typeof FILE_SYSTEMS;
+
+/** The file system power cuts run on: POWER_CUT_FS, else ext4. */
+export function powerCutFileSystem(): DiskFileSystem {
+  const name = process.env.POWER_CUT_FS ?? 'ext4';
+  if (!(name in FILE_SYSTEMS)) throw new Error(`POWER_CUT_FS=${name}: one of ${Object.keys(FILE_SYSTEMS).join(', ')}`);
+  return name as DiskFileSystem;
+}
+
 /** Why power cuts cannot run here, or undefined when they can (checks root, tools, a real loop mount). */
 export function powerCutSkipReason(work: string): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root (mount -o loop)';
-  for (const tool of ['mkfs.ext4', 'losetup', 'mount', 'umount', 'cp', 'cmp', 'truncate']) {
-    if (!has(tool)) return `${tool} is missing (apt-get install -y e2fsprogs util-linux coreutils diffutils)`;
+  const fileSystem = powerCutFileSystem();
+  for (const tool of [FILE_SYSTEMS[fileSystem].mkfs[0], 'losetup', 'mount', 'umount', 'cp', 'cmp', 'truncate']) {
+    if (!has(tool)) return `${tool} is missing (apt-get install -y ${FILE_SYSTEMS[fileSystem].apt} util-linux coreutils diffutils)`;
   }
-  const disk = new LoopDisk(join(work, 'probe'), 16);
+  const disk = new LoopDisk(join(work, 'probe'), 16, fileSystem);
   try {
     disk.format();
     disk.mount();
     disk.unmount();
     return undefined;
   } catch (error) {
-    return `a loop-mounted ext4 does not work here: ${(error as Error).message.split('\n')[0]}`;
+    return `a loop-mounted ${fileSystem} does not work here: ${(error as Error).message.split('\n')[0]}`;
   } finally {
     disk.dispose();
   }
 }
 
-/** An ext4 image file with its mount point; `mnt` is where the writers and checks work. */
+/** An image file (ext4 unless told) with its mount point; `mnt` is where the writers and checks work. */
 export class LoopDisk {
   readonly image: string;
   readonly mnt: string;
   private mounted = false;
 
-  constructor(readonly dir: string, readonly sizeMiB = 128) {
+  /** `sizeMiB`: raised to the smallest image `fileSystem` takes. */
+  constructor(readonly dir: string, readonly sizeMiB = 128, readonly fileSystem: DiskFileSystem = 'ext4') {
     mkdirSync(dir, { recursive: true });
     this.image = join(dir, 'disk.img');
     this.mnt = join(dir, 'mnt');
@@ -53,13 +73,14 @@ export class LoopDisk {
 
   format(): void {
     rmSync(this.image, { force: true });
-    execFileSync('truncate', ['-s', `${this.sizeMiB}M`, this.image]);
-    execFileSync('mkfs.ext4', ['-q', '-F', this.image], { stdio: 'pipe' });
+    const { mkfs, minMiB } = FILE_SYSTEMS[this.fileSystem];
+    execFileSync('truncate', ['-s', `${Math.max(this.sizeMiB, minMiB)}M`, this.image]);
+    execFileSync(mkfs[0], [...mkfs.slice(1), this.image], { stdio: 'pipe' });
   }
 
-  /** Mounting a copy replays its ext4 journal: the reboot after the cut. */
+  /** Mounting a copy replays its journal (ext4, XFS) or finds its last committed tree (btrfs): the reboot after the cut. */
   mount(): void {
-    execFileSync('mount', ['-o', 'loop', this.image, this.mnt], { stdio: 'pipe' });
+    execFileSync('mount', ['-o', FILE_SYSTEMS[this.fileSystem].mountOptions, this.image, this.mnt], { stdio: 'pipe' });
     this.mounted = true;
   }
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { MailstoreError } from '../../src/errors.js';
 import { Store } from '../../src/store/store.js';
 import { dumpMailboxes, undumpMailboxes, type DumpedMailbox } from '../../src/store/mailbox-list.js';
-import { getQuota, setQuota } from '../../src/store/quota.js';
+import { changeQuota, getQuota, setQuota } from '../../src/store/quota.js';
 import { expungeBefore } from '../../src/store/retention.js';
 import { parseHeaderSection, searchMailbox } from '../../src/store/search.js';
 import { usage } from '../../src/store/usage.js';
@@ -40,6 +40,21 @@ describe('quotas', () => {
     await store.expunge('user/alice/Sent', 1);
     await store.append('user/alice/INBOX', msg(3)); // room again
     expect(await getQuota(store, 'user/alice')).toEqual({ root: 'user/alice', storage: msg(1).length + msg(2).length + 3, usedBytes: msg(1).length + msg(3).length, usedMessages: 2 });
+    await store.close();
+  });
+
+  it('changeQuota sets one limit and keeps the other, read in its own commit: two admins changing one limit each at once both hold', async () => {
+    const store = await Store.open(tmpDir(), { create: true });
+    // `quota set --storage` and `quota set --messages` at the same moment: until session 33 each read the
+    // root's limits, then set both, so the second to commit put back the first's old value
+    await Promise.all([changeQuota(store, 'user/alice', { storage: 1000 }), changeQuota(store, 'user/alice', { messages: 5 })]);
+    expect(await getQuota(store, 'user/alice')).toEqual({ root: 'user/alice', storage: 1000, messages: 5, usedBytes: 0, usedMessages: 0 });
+    await Promise.all([changeQuota(store, 'user/alice', { storage: null }), changeQuota(store, 'user/alice', { messages: 7 })]);
+    expect(await getQuota(store, 'user/alice')).toEqual({ root: 'user/alice', messages: 7, usedBytes: 0, usedMessages: 0 });
+    await changeQuota(store, 'user/alice', { messages: null }); // both gone: no quota
+    expect(await getQuota(store, 'user/alice')).toEqual({ root: 'user/alice', usedBytes: 0, usedMessages: 0 });
+    await expectCode(changeQuota(store, 'user/alice', { storage: -1 }), 'INVALID');
+    await expectCode(changeQuota(store, 'user/alice', { messages: 1.5 }), 'INVALID');
     await store.close();
   });
 

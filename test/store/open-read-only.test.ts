@@ -4,6 +4,7 @@
 // write the store: test/sim/real-faults-open.test.ts.)
 import { cpSync, existsSync, readdirSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { expectCode, expectExactly, fingerprint, msg } from '../sim/helpers.js';
@@ -87,6 +88,7 @@ describe('read-only open', () => {
     const error = await expectCode(Store.open(dir, { readOnly: true }), 'REFUSED');
     expect(error.message).toMatch(/has not applied journal records 5\.\.5/);
     expect(error.message).toMatch(/read-write/);
+    expect(error.message, 'where no open can write').toMatch(/on read-only media .*copy the store to writable storage/);
     expect(everything(dir), 'the refused open changed nothing').toEqual(before);
     const recovered = await Store.open(dir);
     expect((await recovered.fetch('INBOX', late.uid)).equals(msg('late'))).toBe(true);
@@ -115,16 +117,30 @@ describe('read-only open', () => {
     expect(readdirSync(join(dir, 'quarantine'))).toEqual([]);
   });
 
-  it('LOCKED beside a writer: a store open for writing in this process, or a live pid in LOCK (after waiting)', async () => {
+  it('LOCKED beside a writer: a store open for writing in this process, or in another one (after waiting)', async () => {
     const { dir } = await storeWith(1);
     const writer = await Store.open(dir);
     expect((await expectCode(Store.open(dir, { readOnly: true }), 'LOCKED')).message).toMatch(/already open for writing in this process/);
     await writer.close();
-    writeFileSync(join(dir, 'LOCK'), `${process.ppid}\n`); // a live process other than this one
-    const started = Date.now();
-    const error = await expectCode(Store.open(dir, { readOnly: true, lockWaitMs: 300 }), 'LOCKED');
-    expect(error.message).toContain(`process ${process.ppid}`);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(300);
-    await expectCode(Store.open(dir, { readOnly: true, create: true }), 'INVALID');
+    // another process holding the store as a writer does: its pid in LOCK, the kernel lock file open
+    const holder = spawn(process.execPath, ['-e', `require('fs').openSync(${JSON.stringify(join(dir, 'lock', 'LOCK'))}); require('fs').writeFileSync(${JSON.stringify(join(dir, 'LOCK'))}, process.pid + '\\n'); console.log('held'); setInterval(() => {}, 1000)`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise((held) => holder.stdout!.once('data', held));
+      const started = Date.now();
+      const error = await expectCode(Store.open(dir, { readOnly: true, lockWaitMs: 300 }), 'LOCKED');
+      expect(error.message).toContain(`process ${holder.pid}`);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+      await expectCode(Store.open(dir, { readOnly: true, create: true }), 'INVALID');
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  });
+
+  it('reads when LOCK names a live process that does not hold this store (a copy or snapshot of a live store, a reused pid)', async () => {
+    const { dir, acked } = await storeWith(2);
+    writeFileSync(join(dir, 'LOCK'), `${process.ppid}\n`); // alive, but without this store's lock/LOCK open
+    const reader = await Store.open(dir, { readOnly: true, lockWaitMs: 0 });
+    await expectExactly(reader, 'INBOX', acked, 'read-only beside a process that is not its writer');
+    await reader.close();
   });
 });

@@ -126,6 +126,14 @@ describe('errors: a bug is never dressed up as the world', () => {
     expect(() => fromSystemError(bug, 'writing', '/p')).toThrow(bug);
     expect(fromSystemError(Object.assign(new Error('disk'), { code: 'ENOSPC' }), 'writing', '/p').code).toBe('NO_SPACE');
   });
+
+  it('NO_SPACE says what to free: ENOSPC with bytes free is inodes, EDQUOT is the user\'s quota', () => {
+    const full = fromSystemError(Object.assign(new Error('disk'), { code: 'ENOSPC' }), 'writing', '/p');
+    expect(full.message).toMatch(/free space or inodes \('df -i'\)/);
+    const quota = fromSystemError(Object.assign(new Error('quota'), { code: 'EDQUOT' }), 'writing', '/p');
+    expect(quota.code).toBe('NO_SPACE');
+    expect(quota.message).toMatch(/disk quota/);
+  });
 });
 
 describe('dedup never trusts a copy no message uses', () => {

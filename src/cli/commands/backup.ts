@@ -14,7 +14,7 @@ import { phase, reportPhases } from '../../backup/phases.js';
 import { zstdNote } from '../../backup/zstd.js';
 import { Store } from '../../store/store.js';
 import { REPO_HELP, withRepository } from '../backup-repo.js';
-import { printJson, printLine, wantsJson, warn, withStore } from '../context.js';
+import { printJson, printLine, wantsJson, warn, withReadStore } from '../context.js';
 import { createProgress, formatBytes, type Progress } from '../progress.js';
 import * as check from './backup-check.js';
 import * as forget from './backup-forget.js';
@@ -128,7 +128,7 @@ async function remoteStateSince(remote: Procedures, afterSeq: number): Promise<S
 async function runBackupCommand(_options: unknown, command: Command): Promise<void> {
   phase('modules loaded');
   // The store first: a mistyped store path must not leave a new, empty repository behind.
-  const summary = await withStore(command, async (store) => withRepository(command, true, async (repo) => {
+  const summary = await withReadStore(command, async (store) => withRepository(command, true, async (repo) => {
     phase('store and repository opened');
     if (repo.config.version >= 3 && zstdNote) warn(zstdNote); // Brotli instead: slower, never a failure
     let progress: Progress | undefined;

@@ -7,13 +7,23 @@ import { procedures } from '../../daemon/procedures.js';
 import { MailstoreError } from '../../errors.js';
 import { limits } from '../../limits.js';
 import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
+import { parseBytes } from '../dates.js';
 
-/** --inline-bytes-max's value: a whole number of bytes (0: off), or 'default' (the setting is removed; commander turns a null into ''). */
+/** A byte count with parseBytes's suffixes (64K, 1M, 2G), or NaN: each option words its own refusal. */
+function bytesOrNaN(text: string): number {
+  try {
+    return parseBytes(text);
+  } catch {
+    return NaN;
+  }
+}
+
+/** --inline-bytes-max's value: bytes (with an optional K/M suffix, 0: off), or 'default' (the setting is removed; commander turns a null into ''). */
 export function parseInlineBytes(text: string): number | 'default' {
   if (text === 'default') return 'default';
-  const value = /^\d+$/.test(text) ? Number(text) : NaN;
+  const value = bytesOrNaN(text);
   if (!Number.isSafeInteger(value) || value > limits.inlineBodyBytesSettingMax) {
-    throw new MailstoreError('INVALID', `--inline-bytes-max takes a whole number of bytes from 0 (off) to ${limits.inlineBodyBytesSettingMax}, or 'default'; got ${text}`);
+    throw new MailstoreError('INVALID', `--inline-bytes-max takes a number of bytes (4096, 16K) from 0 (off) to ${limits.inlineBodyBytesSettingMax}, or 'default'; got ${text}`);
   }
   return value;
 }
@@ -21,8 +31,7 @@ export function parseInlineBytes(text: string): number | 'default' {
 /** --free-space-reserve's value: bytes (with an optional K/M/G suffix, 0: off), or 'default' (the setting is removed). */
 export function parseReserveBytes(text: string): number | 'default' {
   if (text === 'default') return 'default';
-  const match = /^(\d+)([KMG]?)$/i.exec(text);
-  const value = match ? Number(match[1]) * 1024 ** ' KMG'.indexOf((match[2] || ' ').toUpperCase()) : NaN;
+  const value = bytesOrNaN(text);
   if (!Number.isSafeInteger(value)) {
     throw new MailstoreError('INVALID', `--free-space-reserve takes a number of bytes (64M, 1G; 0: off), or 'default'; got ${text}`);
   }

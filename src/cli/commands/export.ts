@@ -7,7 +7,7 @@ import type { MboxStyle } from '../../formats/mbox.js';
 import { EXIT } from '../exit-codes.js';
 import { catchInterrupt } from '../interrupt.js';
 import { createProgress, formatBytes } from '../progress.js';
-import { absolutePath, printJson, printLine, storeDir, wantsJson, warn, withStore } from '../context.js';
+import { absolutePath, printJson, printLine, storeDir, wantsJson, warn, withReadStore } from '../context.js';
 import { nodeFileSystem } from '../../fs/node-fs.js';
 import { insideStore } from '../../store/snapshots.js';
 
@@ -57,7 +57,7 @@ which is safe to delete.`)
       const interrupt = catchInterrupt('the export');
       try {
         await refuseOutInStore(absolutePath(options.out), storeDir(command));
-        const summary = await withStore(command, async (store) => {
+        const summary = await withReadStore(command, async (store) => {
           const status = await store.status(mailbox);
           const progress = createProgress('export', { messages: options.format === 'mbox' || !options.recursive ? status.messages : undefined });
           try {

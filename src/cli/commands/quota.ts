@@ -19,11 +19,10 @@ export function register(program: Command): void {
     .action(async (root: string, options: { storage?: string; messages?: string }, command: Command) => {
       if (options.storage === undefined && options.messages === undefined) throw new MailstoreError('INVALID', 'give --storage and/or --messages');
       const report = await withStore(command, async (store) => {
-        const { getQuota, setQuota } = procedures(store);
-        const current = await getQuota(root);
-        const storage = options.storage === undefined ? current.storage : options.storage === 'none' ? undefined : parseBytes(options.storage);
-        const messages = options.messages === undefined ? current.messages : options.messages === 'none' ? undefined : parseCount(options.messages);
-        await setQuota(root, { storage, messages });
+        const { getQuota, changeQuota } = procedures(store);
+        const storage = options.storage === undefined ? undefined : options.storage === 'none' ? null : parseBytes(options.storage);
+        const messages = options.messages === undefined ? undefined : options.messages === 'none' ? null : parseCount(options.messages);
+        await changeQuota(root, { storage, messages });
         return getQuota(root);
       });
       if (wantsJson(command)) return printJson(report);

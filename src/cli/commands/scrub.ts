@@ -13,7 +13,7 @@ import type { MailStore } from '../../store/api.js';
 import { EXIT } from '../exit-codes.js';
 import { limits } from '../../limits.js';
 import { createProgress, formatBytes } from '../progress.js';
-import { absolutePath, printJson, printLine, wantsJson, withStore } from '../context.js';
+import { absolutePath, printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
 
 /** --json: one document, as every command prints; --jsonl: a finding a line as it is printed, then the summary. */
 type Output = 'text' | 'json' | 'jsonl';
@@ -108,8 +108,11 @@ export function register(program: Command): void {
 
 async function runScrub(options: ScrubCliOptions, command: Command): Promise<void> {
   const { output, detail } = checkOptions(options, command);
-  const code = await withStore(command, (store) => scrubAndReport(store, options, output, detail),
-    { probeIndex: 'always', allowMissingPacks: Boolean(options.repair && options.force && options.source?.length) }); // a check should not be killed by a damaged index
+  // a check should not be killed by a damaged index; one that writes nothing (no repair, no cursor)
+  // runs on a store it may only read, e.g. a copy on read-only media
+  const open = options.repair || options.timeBudget !== undefined ? withStore : withReadStore;
+  const code = await open(command, (store) => scrubAndReport(store, options, output, detail),
+    { probeIndex: 'always', allowMissingPacks: Boolean(options.repair && options.force && options.source?.length) });
   process.exitCode = code;
 }
 

@@ -1,0 +1,51 @@
+// The message bytes the daemon holds at once, over all its connections (socket calls and LMTP
+// DATA): each connection was bounded on its own (callBytesMax, heldBytesPerConnectionMax, LMTP's
+// messageBytesMax), but 256 LMTP sessions of 64 MiB or a few hundred socket clients could make one
+// process allocate tens of GiB, and the kernel's OOM killer then stopped every delivery at once.
+// Past the budget a socket call waits (its connection stops being read, so the client's sends
+// wait in the kernel: backpressure, nothing refused); LMTP, whose sessions would hold parts of
+// bodies while they wait for each other, refuses the message 452 4.3.1 and the MTA retries it.
+import { assert } from '../errors.js';
+import { daemonLimits } from '../limits.js';
+
+export class BodyBudget {
+  private held = 0;
+  private readonly waiting: { bytes: number; wake: () => void }[] = [];
+
+  constructor(private readonly max: () => number) {}
+
+  /** Bytes of message data held now. */
+  get heldBytes(): number {
+    return this.held;
+  }
+
+  /** Takes `bytes` if they fit, or if nothing is held (one body bigger than the budget still goes, alone); FIFO behind waiters. */
+  tryTake(bytes: number): boolean {
+    if (this.waiting.length > 0 || !this.fits(bytes)) return false;
+    this.held += bytes;
+    return true;
+  }
+
+  /** Resolves once `bytes` are taken, in the order asked. */
+  take(bytes: number): Promise<void> {
+    if (this.tryTake(bytes)) return Promise.resolve();
+    return new Promise((wake) => this.waiting.push({ bytes, wake }));
+  }
+
+  give(bytes: number): void {
+    this.held -= bytes;
+    assert(this.held >= 0, `the body budget was given back more than it held (${this.held} bytes)`);
+    while (this.waiting.length > 0 && this.fits(this.waiting[0].bytes)) {
+      const next = this.waiting.shift()!;
+      this.held += next.bytes;
+      next.wake();
+    }
+  }
+
+  private fits(bytes: number): boolean {
+    return this.held === 0 || this.held + bytes <= this.max();
+  }
+}
+
+/** The daemon process's one budget (daemonLimits.bodyBytesHeldMax, read at each take: tests lower it). */
+export const bodyBudget = new BodyBudget(() => daemonLimits.bodyBytesHeldMax);

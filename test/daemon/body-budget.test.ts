@@ -1,0 +1,134 @@
+// The daemon's one budget of message bytes held at once (src/daemon/body-budget.ts): past it a
+// socket call waits for room (its connection is not read meanwhile) and LMTP answers 452 4.3.1,
+// so many big deliveries at once make the daemon wait or defer, never grow until the OOM killer
+// stops every delivery. Each message held or refused is accounted for: the budget is back to 0.
+import { afterEach, describe, expect, it } from 'vitest';
+import { BodyBudget, bodyBudget } from '../../src/daemon/body-budget.js';
+import { startLmtp, type LmtpServer, type LmtpStore } from '../../src/daemon/lmtp.js';
+import { daemonLimits } from '../../src/limits.js';
+import { Store } from '../../src/store/store.js';
+import type { Client } from '../../src/client/client.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { converse } from './lmtp-client.js';
+import { message, startDaemon, type Running } from './helpers.js';
+
+const tunable = daemonLimits as { bodyBytesHeldMax: number };
+const saved = tunable.bodyBytesHeldMax;
+const cleanup: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const undo of cleanup.splice(0).reverse()) await undo();
+  tunable.bodyBytesHeldMax = saved;
+});
+
+/** A gate the wrapped appends wait at, to hold their bodies while a test looks. */
+function gate(): { wait: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const wait = new Promise<void>((resolve) => { open = resolve; });
+  return { wait, open };
+}
+
+const settled = async (promise: Promise<unknown>) => {
+  let done = false;
+  void promise.then(() => { done = true; }, () => { done = true; });
+  for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+  return done;
+};
+
+describe('BodyBudget', () => {
+  it('takes what fits, lets one body bigger than the budget go alone, and wakes waiters in order as room comes', async () => {
+    const budget = new BodyBudget(() => 100);
+    expect(budget.tryTake(60)).toBe(true);
+    expect(budget.tryTake(50)).toBe(false);
+    const order: string[] = [];
+    const first = budget.take(50).then(() => order.push('first'));
+    const second = budget.take(10).then(() => order.push('second')); // fits now, but waits its turn behind the first
+    expect(budget.tryTake(1)).toBe(false); // nobody jumps the queue
+    expect(await settled(second)).toBe(false);
+    budget.give(60);
+    await Promise.all([first, second]);
+    expect(order).toEqual(['first', 'second']);
+    expect(budget.heldBytes).toBe(60);
+    budget.give(60);
+    expect(budget.tryTake(500)).toBe(true); // bigger than the budget: alone
+    expect(budget.tryTake(1)).toBe(false);
+    budget.give(500);
+    expect(budget.heldBytes).toBe(0);
+    expect(() => budget.give(1)).toThrow(/more than it held/);
+  });
+});
+
+describe('the daemon over its body budget', () => {
+  it('makes a socket append wait for room instead of allocating its body, then stores both byte-exact', async () => {
+    const running: Running = await startDaemon();
+    cleanup.push(() => running.server.stop('test'));
+    const held = gate();
+    const store = running.server.callStore;
+    running.server.callStore = new Proxy(store, {
+      get: (target, name, receiver) => name === 'append'
+        ? async (...args: Parameters<Store['append']>) => { await held.wait; return target.append(...args); }
+        : Reflect.get(target, name, receiver),
+    });
+    const big = [message(1, 300 * 1024), message(2, 300 * 1024)]; // above inlineBytesMax: sent as chunks, counted
+    tunable.bodyBytesHeldMax = big[0].length + 1000; // room for one
+    // a connection the daemon stops reading may hold half a frame: the wait is the daemon's, not a
+    // client that stopped sending (until session 33 it was dropped after frameCompleteMs)
+    const timing = daemonLimits as { frameCompleteMs: number };
+    const frameMs = timing.frameCompleteMs;
+    timing.frameCompleteMs = 50;
+    cleanup.push(async () => { timing.frameCompleteMs = frameMs; });
+    const clients: Client[] = [await running.client(), await running.client()];
+    cleanup.push(async () => { for (const c of clients) await c.close(); });
+    const first = clients[0].append('user/alice/INBOX', big[0]);
+    for (let i = 0; i < 200 && bodyBudget.heldBytes === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(bodyBudget.heldBytes).toBe(big[0].length);
+    const second = clients[1].append('user/alice/INBOX', big[1]);
+    await new Promise((resolve) => setTimeout(resolve, 400)); // its call and chunks reach the daemon, which does not take them
+    expect(bodyBudget.heldBytes).toBe(big[0].length);
+    expect(await settled(second)).toBe(false);
+    held.open();
+    expect((await first).uid).toBe(1);
+    expect((await second).uid).toBe(2);
+    expect(bodyBudget.heldBytes).toBe(0);
+    expect((await store.fetch('user/alice/INBOX', 1)).equals(big[0])).toBe(true);
+    expect((await store.fetch('user/alice/INBOX', 2)).equals(big[1])).toBe(true);
+  });
+
+  it('answers LMTP DATA past the budget 452 4.3.1 (the MTA retries), delivers the one holding it, then the retry', async () => {
+    const store = await Store.open(tmpDir('budget'), { create: true });
+    await store.createMailbox('user/alice/INBOX');
+    await store.createMailbox('user/bob/INBOX');
+    const held = gate();
+    const gated: LmtpStore = Object.assign(Object.create(store) as Store, {
+      append: async (...args: Parameters<Store['append']>) => { await held.wait; return store.append(...args); },
+    });
+    const server: LmtpServer = await startLmtp(gated, { listen: '127.0.0.1:0', hostname: 'test.example' });
+    cleanup.push(async () => { await server.close(); await store.close(); });
+    const port = Number(server.address.split(':')[1]);
+    const body = (tag: string) => Buffer.from(`From: a@example.org\r\nSubject: ${tag}\r\n\r\n${`${tag.repeat(70)}\r\n`.repeat(300)}`);
+    tunable.bodyBytesHeldMax = body('a').length + 100;
+    const start = async (to: string) => {
+      const c = await converse({ port });
+      c.send(`LHLO client.example\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<${to}>\r\nDATA\r\n`);
+      await c.replies(4);
+      return c;
+    };
+    const alice = await start('alice@example.org');
+    alice.send(Buffer.concat([body('a'), Buffer.from('.\r\n')]));
+    for (let i = 0; i < 200 && bodyBudget.heldBytes === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(bodyBudget.heldBytes).toBeGreaterThan(0);
+    const bob = await start('bob@example.org');
+    bob.send(Buffer.concat([body('b'), Buffer.from('.\r\n')]));
+    expect(await bob.replies(1)).toEqual(['452 4.3.1 insufficient system resources: the server holds its most message bytes at once, try again later']);
+    held.open();
+    expect(await alice.replies(1)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1']);
+    bob.send(`MAIL FROM:<s@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n`);
+    await bob.replies(3);
+    bob.send(Buffer.concat([body('b'), Buffer.from('.\r\n')]));
+    expect(await bob.replies(1)).toEqual(['250 2.0.0 delivered to user/bob/INBOX uid 1']);
+    expect(bodyBudget.heldBytes).toBe(0);
+    expect((await store.fetch('user/bob/INBOX', 1)).equals(body('b'))).toBe(true);
+    expect((await store.status('user/alice/INBOX')).messages).toBe(1);
+    alice.socket.destroy();
+    bob.socket.destroy();
+  });
+});
