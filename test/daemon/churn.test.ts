@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { MailstoreError } from '../../src/errors.js';
 import { Tag } from 'cbor-x';
 import { openSessions } from '../../src/daemon/backup-sessions.js';
+import { bodyBudget } from '../../src/daemon/body-budget.js';
 import { encodeFrame } from '../../src/daemon/protocol.js';
 import { daemonLimits } from '../../src/limits.js';
 import { startLmtp } from '../../src/daemon/lmtp.js';
@@ -50,11 +51,11 @@ async function heapUsed(): Promise<number> {
   return heap + arrayBuffers;
 }
 
-interface Holdings { files: number; connections: number; backupSessions: number }
+interface Holdings { files: number; connections: number; backupSessions: number; bodyBytes: number }
 
 async function holdings(daemon: Running): Promise<Holdings> {
   await quiet();
-  return { files: openFiles(), connections: daemon.server.connectionCount, backupSessions: openSessions() };
+  return { files: openFiles(), connections: daemon.server.connectionCount, backupSessions: openSessions(), bodyBytes: bodyBudget.heldBytes };
 }
 
 describe('churn against a daemon', () => {
@@ -71,7 +72,7 @@ describe('churn against a daemon', () => {
         heapBefore = await heapUsed();
       }
       const client = await daemon.client();
-      for (const call of [() => client.status('user/nobody'), () => client.createMailbox(INBOX), () => client.append('user/nobody/INBOX', message(0)), () => client.setFlags(INBOX, 1, { add: ['bad flag'] }), () => client.procedure('nothing', [])]) {
+      for (const call of [() => client.status('user/nobody'), () => client.createMailbox(INBOX), () => client.append('user/nobody/INBOX', message(0, 100_000)), () => client.setFlags(INBOX, 1, { add: ['bad flag'] }), () => client.procedure('nothing', [])]) {
         codes.push(await call().then(() => 'done', (error: MailstoreError) => error.code));
       }
       expect(codes.splice(0)).toEqual(['NOT_FOUND', 'EXISTS', 'NOT_FOUND', 'INVALID', 'INVALID']);
