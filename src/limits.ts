@@ -723,7 +723,7 @@ export const daemonLimits = {
   connectionsMin: 16,
   /** Refused connections are logged at most once this often, with how many (a client connecting in a loop must not fill the disk). */
   refusedLogMs: 1000,
-  /** A frame once begun must be complete within this long of reading, else the connection is dropped (a half-sent frame holds memory); the clock stops while the daemon does not read it (its bounds). */
+  /** A frame, or a call's byte strings, once begun must progress within this long of reading, else the connection is dropped (a half-sent frame or body holds memory and the body budget); the clock stops while the daemon does not read it (its bounds). */
   frameCompleteMs: 30_000,
   /** SIGTERM: calls in flight get this long to finish before the store is closed under them. */
   shutdownGraceMs: 5_000,

@@ -65,6 +65,7 @@ export class DaemonConnection {
     this.transport = new FrameSocket(socket, {
       frame: (frame) => this.frame(frame),
       malformed: (error) => this.malformed(error),
+      midCall: () => this.assemblies.size > 0,
       closed: () => {
         for (const flow of this.flows.values()) this.cancel(flow);
         for (const { assembly } of this.assemblies.values()) bodyBudget.give(assembly.bytes);
