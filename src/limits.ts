@@ -675,7 +675,8 @@ export const limits = {
 export const daemonLimits = {
   /**
    * An incremental backup's session through the daemon (daemon/backup-sessions.ts) is closed after
-   * this long without a call: a backup that was killed lets its LevelDB snapshot go.
+   * this long without a call: a backup that left it open (a failed run in a process that goes on)
+   * lets its LevelDB snapshot go. One that was killed lets it go at once, with its connection.
    */
   backupSessionIdleMs: 60_000,
   /** ...and its answers are listed in pieces of at most this many entries (each a frame: frameBytesMax bounds a frame). */
@@ -728,7 +729,7 @@ export const daemonLimits = {
   connectionsMin: 16,
   /** Refused connections are logged at most once this often, with how many (a client connecting in a loop must not fill the disk). */
   refusedLogMs: 1000,
-  /** A frame once begun must be complete within this long, else the connection is dropped (a half-sent frame holds memory). */
+  /** A frame, or a call's byte strings, once begun must progress within this long of reading, else the connection is dropped (a half-sent frame or body holds memory and the body budget); the clock stops while the daemon does not read it (its bounds). */
   frameCompleteMs: 30_000,
   /** SIGTERM: calls in flight get this long to finish before the store is closed under them. */
   shutdownGraceMs: 5_000,

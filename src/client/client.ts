@@ -55,6 +55,21 @@ interface ListingState {
 
 interface StreamState { readable: Readable; received: number; acked: number }
 
+/** A listing's call on its link, once it is sent. */
+interface ListingCall { link?: Link; id: number }
+
+/** Cancels a listing the daemon is still sending (its reader stopped early). */
+function cancelListing(call: ListingCall): void {
+  if (call.link?.pending.delete(call.id)) call.link.transport.send({ t: 'cancel', id: call.id });
+}
+
+/**
+ * Listings their caller dropped unfinished without return() (`await client.messages(box).next()`
+ * to peek) are cancelled once their generator is collected: the daemon kept each one, past its
+ * window, waiting for credit for as long as the connection lived, its index reader open.
+ */
+const abandonedListings = new FinalizationRegistry<ListingCall>(cancelListing);
+
 /** One connection to the daemon; a Client replaces it when it dies. */
 class Link {
   readonly pending = new Map<number, Pending>();
@@ -131,16 +146,27 @@ export class Client implements MailStore, ProcedureRunner {
     const deadline = performance.now() + (this.options.reconnectWaitMs ?? daemonLimits.clientReconnectWaitMs);
     for (;;) {
       let accepted = false;
+      let link: Link | undefined;
       try {
         const socket = await openSocket(this.socketPath);
         accepted = true;
-        const link = new Link(socket, this);
+        link = new Link(socket, this);
+        // closed while it connected: close() found no link to end (it ends one that waits for its
+        // hello), and this one would have stayed open, its call sent
+        if (this.closed) throw new MailstoreError('CLOSED', 'the client was closed while it connected; nothing of the call was sent', { mayHaveCommitted: false });
         this.link = link;
         const hello = await this.withTimeout(this.send<HelloResult>(link, 'hello', [], false), link);
         if (hello.protocol !== PROTOCOL_VERSION) throw new MailstoreError('INVALID', `the daemon speaks protocol ${hello.protocol}, this client ${PROTOCOL_VERSION}: upgrade them together`);
         this.daemon = hello;
         return link;
       } catch (error) {
+        // A link without a usable hello is let go: it stayed open for good (a descriptor here and a
+        // connection in the daemon per failed connect: a server retrying through an upgrade), and
+        // as this.link the next call went out on it.
+        if (link) {
+          if (this.link === link) this.link = undefined;
+          link.transport.destroy();
+        }
         const code = (error as NodeJS.ErrnoException).code;
         if (code === 'EACCES' || code === 'EPERM') {
           throw new MailstoreError('ACCESS', `may not connect to the daemon's socket ${this.socketPath} (it is mode 0660: join its group, see serve --socket-group)`, { path: this.socketPath, cause: error });
@@ -188,13 +214,15 @@ export class Client implements MailStore, ProcedureRunner {
 
   async close(): Promise<void> {
     this.closed = true;
-    const link = this.link;
-    if (!link || link.dead) return;
-    await new Promise<void>((resolve) => {
-      link.transport.socket.once('close', () => resolve());
-      link.transport.end();
-      setTimeout(() => link.transport.destroy(), 1000).unref();
-    });
+    const link = this.link; // also one whose hello is still awaited (a daemon that hangs would hold close() up)
+    if (link && !link.dead) {
+      await new Promise<void>((resolve) => {
+        link.transport.socket.once('close', () => resolve());
+        link.transport.end();
+        setTimeout(() => link.transport.destroy(), 1000).unref();
+      });
+    }
+    await this.linking?.catch(() => undefined); // a link still being made lets itself go (reconnect)
   }
 
   // ---- frames in ---------------------------------------------------------------------------------
@@ -345,9 +373,17 @@ export class Client implements MailStore, ProcedureRunner {
     return this.currentLink().then((fresh) => this.send<T>(fresh, method, args, mutating));
   }
 
-  private async *listing<T>(method: string, args: unknown[], mutating: boolean, onCorrupt?: ReadMessagesOptions['onCorrupt']): AsyncGenerator<T> {
+  private listing<T>(method: string, args: unknown[], mutating: boolean, onCorrupt?: ReadMessagesOptions['onCorrupt']): AsyncGenerator<T> {
+    const call: ListingCall = { id: 0 };
+    const listing = this.listingCall<T>(call, method, args, mutating, onCorrupt);
+    abandonedListings.register(listing, call);
+    return listing;
+  }
+
+  private async *listingCall<T>(call: ListingCall, method: string, args: unknown[], mutating: boolean, onCorrupt?: ReadMessagesOptions['onCorrupt']): AsyncGenerator<T> {
     const link = await this.currentLink();
     const id = this.nextId++;
+    Object.assign(call, { link, id });
     const state: ListingState = { queue: [], done: false };
     this.start(link, id, { kind: 'listing', mutating, sent: false, listing: state }, method, args);
     let takenBytes = 0, takenItems = 0;
@@ -371,7 +407,7 @@ export class Client implements MailStore, ProcedureRunner {
         state.wake = undefined;
       }
     } finally {
-      if (link.pending.delete(id)) link.transport.send({ t: 'cancel', id }); // the caller stopped early
+      cancelListing(call); // the caller stopped early
     }
   }
 

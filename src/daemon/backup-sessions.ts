@@ -4,9 +4,9 @@
 // serves costs what changed, as a direct one does, instead of a read of the whole state each run.
 // `open` takes the snapshot and answers with what the journal said; `read` runs one of the
 // snapshot's range or many-key reads; `close` lets it go. A session is closed, too, after
-// daemonLimits.backupSessionIdleMs without a call (a backup that was killed), and when the store
-// closes; a call on a closed one is NOT_FOUND, and the backup then fails, leaving its repository
-// as any interrupted run does.
+// daemonLimits.backupSessionIdleMs without a call, when the connection that opened it closes (a
+// backup that was killed), and when the store closes; a call on a closed one is NOT_FOUND, and the
+// backup then fails, leaving its repository as any interrupted run does.
 import { MailstoreError } from '../errors.js';
 import { daemonLimits } from '../limits.js';
 import type { StateSince } from '../store/state-since.js';
@@ -55,7 +55,7 @@ export async function* openSession(store: Store, afterSeq: number): AsyncGenerat
 
 export async function* readSession(store: Store, id: number, method: SessionRead, args: unknown[]): AsyncGenerator<ReadPart> {
   const session = sessions.get(id);
-  if (!session || session.store !== store) throw new MailstoreError('NOT_FOUND', `backup session ${id} is not open (closed, or idle for more than ${daemonLimits.backupSessionIdleMs / 1000} s)`);
+  if (!session || session.store !== store) throw new MailstoreError('NOT_FOUND', `backup session ${id} is not open (closed, its connection closed, or idle for more than ${daemonLimits.backupSessionIdleMs / 1000} s)`);
   touch(id, session);
   const { since } = session;
   const box = () => asBuffer(args[0], 'mailbox id');
@@ -87,6 +87,11 @@ export async function closeSession(store: Store, id: number): Promise<void> {
 /** Every session of `store` closed (the daemon stops: before the store closes). */
 export async function closeSessions(store: Store): Promise<void> {
   await Promise.all([...sessions].filter(([, s]) => s.store === store).map(([id, s]) => end(id, s)));
+}
+
+/** Whether session `id` is still open (not closed, nor idle past backupSessionIdleMs). */
+export function sessionOpen(id: number): boolean {
+  return sessions.has(id);
 }
 
 /** How many sessions are open (tests). */

@@ -10,6 +10,7 @@ import { daemonLimits } from '../limits.js';
 import type { CommitChain } from '../store/api.js';
 import { handOver } from '../store/validate.js';
 import type { MessageInfo } from '../store/types.js';
+import { closeSession, sessionOpen, type SessionPart } from './backup-sessions.js';
 import { LISTING_PROCEDURES, PROCEDURES, type ProcedureName } from './procedures.js';
 import {
   Assembly, LISTING_METHODS, listingItemBytes, STREAM_METHODS, VALUE_METHODS, toWireError, type Frame,
@@ -39,6 +40,12 @@ export class DaemonConnection {
   private readonly discarding = new Map<number, number>();
   private readonly flows = new Map<number, Flow>();
   private readonly chains = new Map<number, CommitChain>();
+  /**
+   * Backup sessions opened on this connection and not closed yet: closed when it closes. A backup
+   * killed mid-run held its session's index snapshot (and what the journal said) until its idle
+   * bound, and one killed again and again held one per run meanwhile.
+   */
+  private readonly backupSessions = new Set<number>();
   private inFlight = 0;
   /** Calls in flight that wait for their reader's credit (windowOpen): not counted against the bound. */
   private parked = 0;
@@ -58,10 +65,13 @@ export class DaemonConnection {
     this.transport = new FrameSocket(socket, {
       frame: (frame) => this.frame(frame),
       malformed: (error) => this.malformed(error),
+      midCall: () => this.assemblies.size > 0,
       closed: () => {
         for (const flow of this.flows.values()) this.cancel(flow);
         for (const { assembly } of this.assemblies.values()) bodyBudget.give(assembly.bytes);
         this.assemblies.clear();
+        for (const session of this.backupSessions) void closeSession(this.store, session);
+        this.backupSessions.clear();
         closedResolve();
         this.wakeIdle();
       },
@@ -205,8 +215,25 @@ export class DaemonConnection {
     const override = this.server.procedureOverrides[name as ProcedureName];
     const local = PROCEDURES[name as ProcedureName] as (...a: unknown[]) => unknown;
     const run = override ?? ((...a: unknown[]) => local(this.store, ...a));
+    if (name === 'stateSinceOpen') return this.sendListing(id, this.ownSessions(run(...rest) as AsyncGenerator<SessionPart>));
     if (LISTING_PROCEDURES.has(name)) return this.sendListing(id, run(...rest) as AsyncGenerator<unknown>);
+    if (name === 'stateSinceClose') this.backupSessions.delete(rest[0] as number);
     return this.reply(id, await run(...rest));
+  }
+
+  /** A backup session's parts as they are listed, its number noted as this connection's (backupSessions). */
+  private async *ownSessions(parts: AsyncGenerator<SessionPart>): AsyncGenerator<SessionPart> {
+    for await (const part of parts) {
+      if ('head' in part) {
+        if (this.transport.closed) { // it closed while the session was being taken
+          await closeSession(this.store, part.head.session);
+          return;
+        }
+        for (const session of this.backupSessions) if (!sessionOpen(session)) this.backupSessions.delete(session); // closed when idle
+        this.backupSessions.add(part.head.session);
+      }
+      yield part;
+    }
   }
 
   /** appendBatch's chain crosses as a number the client chose; each number is one CommitChain here. */

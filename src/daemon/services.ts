@@ -4,7 +4,7 @@
 // comes first: `const hooks = serviceHooks(); Store.open(dir, { onCommit: hooks.onCommit })`.
 import { MailstoreError } from '../errors.js';
 import { lagRecords } from '../events/events.js';
-import { ChangeSignal } from '../events/follow.js';
+import { ChangeSignal, pause } from '../events/follow.js';
 import { consumerCursor, postEvents, WEBHOOK_CONSUMER, type WebhookOptions } from '../events/webhook.js';
 import { eventLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
@@ -99,11 +99,4 @@ async function runWebhook(store: Store, hooks: ServiceHooks, options: NonNullabl
       await pause(eventLimits.webhookRestartMs, signal);
     }
   }
-}
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
-  });
 }

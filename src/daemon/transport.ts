@@ -10,6 +10,8 @@ export interface TransportHandlers {
   /** A frame that cannot be read (INVALID, TOO_LARGE): the connection cannot go on. */
   malformed(error: MailstoreError): void;
   closed(error?: Error): void;
+  /** A call's byte strings are still coming (its body held whole): bounded as a half-sent frame is. */
+  midCall?(): boolean;
 }
 
 /** The head of a frame that carries a value (sendValue). */
@@ -93,16 +95,22 @@ export class FrameSocket {
 
   private paused = false;
 
-  /** A half-sent frame holds memory: bound how long it may stay half-sent (progress restarts the clock). */
+  /**
+   * A half-sent frame holds memory, and so does a call whose body is half-sent (allocated whole,
+   * and held against the daemon's body budget: a client frozen between two chunk frames kept every
+   * other body waiting and LMTP refusing mail for as long as it stayed frozen). Bound how long
+   * either may stay half-sent while we read (progress restarts the clock).
+   */
   private watchFrame(progressed: boolean): void {
     if (this.frameCompleteMs <= 0 || this.paused) return;
-    if (progressed || !this.reader.midFrame) {
+    const unfinished = () => this.reader.midFrame || (this.handlers.midCall?.() ?? false);
+    if (progressed || !unfinished()) {
       clearTimeout(this.frameTimer);
       this.frameTimer = undefined;
     }
-    if (this.reader.midFrame && this.frameTimer === undefined && !this.broken) {
+    if (unfinished() && this.frameTimer === undefined && !this.broken) {
       this.frameTimer = setTimeout(() => {
-        if (this.reader.midFrame) this.fail(new MailstoreError('INVALID', `a frame was begun and not completed within ${this.frameCompleteMs} ms`));
+        if (unfinished()) this.fail(new MailstoreError('INVALID', `a ${this.reader.midFrame ? 'frame' : "call's byte strings"} ${this.reader.midFrame ? 'was' : 'were'} begun and not completed within ${this.frameCompleteMs} ms`));
       }, this.frameCompleteMs);
       this.frameTimer.unref();
     }

@@ -82,6 +82,15 @@ export class EventContext {
     this.mailboxes.set(id.toString('hex'), { name, uidValidity: uidValidity ?? this.mailboxes.get(id.toString('hex'))?.uidValidity });
   }
 
+  /**
+   * The mailbox was deleted (its deleteEnd): no later record names its id (a new mailbox gets a new
+   * one), so it is forgotten. A follower (the daemon's webhook, for months) kept every mailbox it
+   * ever saw, those of every user made and removed.
+   */
+  forget(id: Buffer): void {
+    this.mailboxes.delete(id.toString('hex'));
+  }
+
   /** The flags last seen for a message, then remembers `next` (bounded: the oldest are forgotten). */
   swapFlags(id: Buffer, uid: number, next: string[] | undefined): string[] | undefined {
     const key = `${id.toString('hex')}:${uid}`;
@@ -136,6 +145,9 @@ function opEvents(seq: number, op: Op, context: EventContext): { offset: number;
     }
     case 'mailbox.deleteBegin':
       return [{ offset: 0, event: { event: 'MailboxDelete', ...about(op.id) } }];
+    case 'mailbox.deleteEnd':
+      context.forget(op.id);
+      return [];
     case 'message.add': {
       context.swapFlags(op.id, op.uid, op.flags);
       const event: Omit<MailEvent, 'cursor'> = {
@@ -159,7 +171,7 @@ function opEvents(seq: number, op: Op, context: EventContext): { offset: number;
       context.named(op.info.id, formatMailboxName(op.info.name), op.info.uidValidity);
       return [];
     default:
-      return []; // deleteEnd, change.purge, blob.relocate(Run), blob.forget(Run), meta.set, checkpoints: no change a consumer sees
+      return []; // change.purge, blob.relocate(Run), blob.forget(Run), meta.set, checkpoints: no change a consumer sees
   }
 }
 

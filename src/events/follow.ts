@@ -32,6 +32,14 @@ export class ChangeSignal {
   }
 }
 
+/**
+ * Resolves after `ms`, or at once when `abort` fires; either way its listener leaves the signal (a
+ * webhook's waits between attempts each left one on the daemon's stop signal, for months).
+ */
+export function pause(ms: number, abort?: AbortSignal): Promise<void> {
+  return new ChangeSignal().wait(ms, abort);
+}
+
 export interface FollowOptions extends Pick<ReadEventsOptions, 'onDamage'> {
   /** Stops the follower (the generator returns). */
   signal?: AbortSignal;
@@ -57,7 +65,7 @@ export async function* followEvents(store: EventSource, since: EventCursor, opti
       // a read parses the journal's whole tail segment: under a stream of commits, at most one per
       // interval (monotonic: a wall clock stepped back an hour held every event back that hour)
       const early = lastRead + eventLimits.followReadIntervalMinMs - performance.now();
-      if (early > 0) await new ChangeSignal().wait(early, options.signal);
+      if (early > 0) await pause(early, options.signal);
       lastRead = performance.now();
       for await (const event of readEvents(store, position, { context, onDamage: options.onDamage, onRecord: (seq) => { readTo = seq; } })) {
         yield event;

@@ -7,7 +7,7 @@ import { MailstoreError } from '../errors.js';
 import { eventLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
 import { formatCursor, parseCursor, START, type EventCursor } from './cursor.js';
-import { followEvents, type ChangeSignal } from './follow.js';
+import { followEvents, pause, type ChangeSignal } from './follow.js';
 import { readEvents, type MailEvent } from './events.js';
 
 export type WebhookStore = Pick<Store, 'maintenance' | 'getMeta' | 'setMeta' | 'changes'>;
@@ -148,7 +148,7 @@ async function postWithRetries(url: string, body: { consumer: string; events: Ma
   let last = '';
   for (let attempt = 0; attempt <= retries; attempt++) {
     if (attempt > 0) {
-      await sleep(wait, options.signal);
+      await pause(wait, options.signal);
       wait = Math.min(wait * 2, eventLimits.webhookBackoffMaxMs);
     }
     if (options.signal?.aborted) return false;
@@ -172,11 +172,4 @@ async function postWithRetries(url: string, body: { consumer: string; events: Ma
     options.log?.({ event: 'webhook.failed', url, attempt: attempt + 1, error: last });
   }
   throw new MailstoreError('IO', `webhook ${url} did not accept ${body.events.length} events after ${retries + 1} attempts (last: ${last}); the cursor stays at the last accepted batch`, { path: url });
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
-  });
 }

@@ -3,14 +3,16 @@
 // so many big deliveries at once make the daemon wait or defer, never grow until the OOM killer
 // stops every delivery. Each message held or refused is accounted for: the budget is back to 0.
 import { afterEach, describe, expect, it } from 'vitest';
+import { Tag } from 'cbor-x';
 import { BodyBudget, bodyBudget } from '../../src/daemon/body-budget.js';
+import { FrameReader, decodeFrame, encodeFrame } from '../../src/daemon/protocol.js';
 import { startLmtp, type LmtpServer, type LmtpStore } from '../../src/daemon/lmtp.js';
 import { daemonLimits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
 import type { Client } from '../../src/client/client.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { converse } from './lmtp-client.js';
-import { message, startDaemon, type Running } from './helpers.js';
+import { message, rawConnect, readUntilClosed, startDaemon, type Running } from './helpers.js';
 
 const tunable = daemonLimits as { bodyBytesHeldMax: number };
 const saved = tunable.bodyBytesHeldMax;
@@ -91,6 +93,30 @@ describe('the daemon over its body budget', () => {
     expect(bodyBudget.heldBytes).toBe(0);
     expect((await store.fetch('user/alice/INBOX', 1)).equals(big[0])).toBe(true);
     expect((await store.fetch('user/alice/INBOX', 2)).equals(big[1])).toBe(true);
+  });
+
+  it('a client that stops half-way through a body (a frozen process) is dropped once it sent nothing for frameCompleteMs: its body\'s budget goes back and mail flows again', async () => {
+    const running: Running = await startDaemon();
+    cleanup.push(() => running.server.stop('test'));
+    const timing = daemonLimits as { frameCompleteMs: number };
+    const frameMs = timing.frameCompleteMs;
+    timing.frameCompleteMs = 300; // read when a connection is taken
+    const stalled = await rawConnect(running.socket).finally(() => { timing.frameCompleteMs = frameMs; });
+    cleanup.push(async () => { stalled.destroy(); });
+    tunable.bodyBytesHeldMax = 1024 * 1024;
+    // whole frames only: a call announcing a 1 MiB body, and its first chunk; then nothing
+    stalled.write(encodeFrame({ t: 'call', id: 1, m: 'append', a: ['user/alice/INBOX', new Tag(1024 * 1024, 40_107 /* a detached byte string */)], b: 1 }));
+    stalled.write(encodeFrame({ t: 'chunk', id: 1, d: Buffer.alloc(daemonLimits.chunkBytes, 97) }));
+    for (let i = 0; i < 200 && bodyBudget.heldBytes === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(bodyBudget.heldBytes).toBe(1024 * 1024);
+    const { bytes, closed } = await readUntilClosed(stalled, 5000);
+    expect(closed).toBe(true);
+    expect(new FrameReader().push(bytes).map(decodeFrame)).toMatchObject([{ t: 'err', id: 0, e: { code: 'INVALID' } }]);
+    for (let i = 0; i < 200 && bodyBudget.heldBytes > 0; i++) await new Promise((resolve) => setTimeout(resolve, 5)); // the daemon's side closes after ours
+    expect(bodyBudget.heldBytes).toBe(0);
+    const client = await running.client();
+    cleanup.push(() => client.close());
+    expect((await client.append('user/alice/INBOX', message(1, 300 * 1024))).uid).toBe(1); // nothing of the stalled call stored
   });
 
   it('answers LMTP DATA past the budget 452 4.3.1 (the MTA retries), delivers the one holding it, then the retry', async () => {

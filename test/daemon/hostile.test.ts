@@ -58,6 +58,33 @@ describe('bad frames', () => {
     });
   }
 
+  it('a frame half-read when the daemon stops reading (its calls at their bound) is not taken for a stalled one, however long the calls take: every call is answered', async () => {
+    running = await startDaemon();
+    const bounds = daemonLimits as { frameCompleteMs: number };
+    const frameCompleteMs = bounds.frameCompleteMs;
+    bounds.frameCompleteMs = 300; // the connection's clock, read when it is accepted
+    const socket = await rawConnect(running.socket).finally(() => { bounds.frameCompleteMs = frameCompleteMs; });
+    const store = running.store as unknown as { stats: () => Promise<unknown> };
+    const real = store.stats.bind(running.store);
+    store.stats = () => sleep(1000).then(real); // a disk that stalls: longer than the frame bound
+    const answers: Frame[] = [];
+    const reader = new FrameReader();
+    socket.on('data', (bytes: Buffer) => { for (const payload of reader.push(bytes)) answers.push(decodeFrame(payload)); });
+    const calls = Array.from({ length: daemonLimits.callsPerConnectionMax }, (_, i) => encodeFrame({ t: 'call', id: i + 1, m: 'stats', a: [] }));
+    const next = encodeFrame({ t: 'call', id: 1000, m: 'status', a: [INBOX] });
+    socket.write(Buffer.concat([...calls, next.subarray(0, 5)])); // the bound reached with the next call begun
+    await sleep(100);
+    socket.write(next.subarray(5)); // its rest waits in the socket while the daemon does not read
+    const { closed } = await readUntilClosed(socket, 2000);
+    expect(answers.filter((f) => f.t === 'err')).toEqual([]);
+    expect(closed).toBe(false);
+    expect(answers.filter((f) => f.t === 'res').map((f) => f.id).sort((a, b) => a - b)).toEqual([...Array.from({ length: daemonLimits.callsPerConnectionMax }, (_, i) => i + 1), 1000]);
+    // while the daemon reads, a frame the client leaves half-sent is still bounded
+    socket.write(next.subarray(0, 5));
+    expect((await readUntilClosed(socket, 5000)).closed).toBe(true);
+    expect(answers.at(-1)).toMatchObject({ t: 'err', id: 0, e: { code: 'INVALID' } });
+  });
+
   it('an unknown method is INVALID for that call only; the connection goes on', async () => {
     running = await startDaemon();
     const socket = await rawConnect(running.socket);

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it, vi } from 'vitest';
 import { parseCursor, START } from '../../src/events/cursor.js';
-import { readEvents, lagRecords, type MailEvent } from '../../src/events/events.js';
+import { EventContext, readEvents, lagRecords, type MailEvent } from '../../src/events/events.js';
 import { ChangeSignal, followEvents } from '../../src/events/follow.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -113,6 +113,41 @@ describe('events from the journal', () => {
       await following;
       expect(Date.now() - started).toBeLessThan(5000); // woken, not polled (the poll is a minute)
       expect(seen.map((e) => e.event)).toEqual(['MailboxCreate', 'MessageNew', 'MessageNew']);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('a follower that runs for months', () => {
+  it('forgets the mailboxes that were deleted: users made and removed leave its memory where it was, their events named right', async () => {
+    const store = await Store.open(tmpDir('events'), { create: true });
+    try {
+      await store.createMailbox('user/alice/INBOX');
+      const context = new EventContext(store); // what followEvents (the webhook) keeps between reads
+      const remembered = () => (context as unknown as { mailboxes: Map<string, unknown> }).mailboxes.size;
+      let since = START;
+      const look = async (): Promise<MailEvent[]> => {
+        const out: MailEvent[] = [];
+        for await (const event of readEvents(store, since, { context })) out.push(event);
+        if (out.length > 0) since = parseCursor(out.at(-1)!.cursor);
+        return out;
+      };
+      await look();
+      const baseline = remembered();
+      for (let round = 0; round < 8; round++) {
+        for (let i = 0; i < 5; i++) {
+          const name = `user/u${round}-${i}/INBOX`;
+          await store.createMailbox(name);
+          await store.append(name, msg(`${round}-${i}`));
+        }
+        const created = await look();
+        for (let i = 0; i < 5; i++) await store.deleteUser(`u${round}-${i}`);
+        const deleted = await look();
+        expect(created.filter((e) => e.event === 'MessageNew').map((e) => e.mailbox)).toEqual(Array.from({ length: 5 }, (_, i) => `user/u${round}-${i}/INBOX`));
+        expect(deleted.filter((e) => e.event === 'MailboxDelete').map((e) => e.mailbox)).toEqual(Array.from({ length: 5 }, (_, i) => `user/u${round}-${i}/INBOX`));
+      }
+      expect(remembered()).toBe(baseline);
     } finally {
       await store.close();
     }

@@ -2,6 +2,7 @@
 // backoff, a durable consumer cursor, and at least once across restarts (no gap; a repeat only
 // with the same cursors).
 import { rmSync } from 'node:fs';
+import { getEventListeners } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -106,6 +107,20 @@ describe('events webhook', () => {
       expect(await gone.getMeta('consumer/events-webhook')).toBeUndefined();
     } finally {
       await gone.close();
+    }
+  });
+
+  it('a receiver down for long leaves nothing behind on the daemon\'s stop signal: each wait between attempts takes its abort listener back', async () => {
+    const store = await storeWithMessages(tmpDir('webhook'), 1);
+    const stop = new AbortController(); // the daemon's, for as long as it runs (services.ts)
+    try {
+      for (let run = 0; run < 20; run++) { // the daemon starts the webhook again after each give-up
+        await expect(postEvents(store, 'http://127.0.0.1:1/none', { retries: 3, backoffMs: 1, signal: stop.signal })).rejects.toMatchObject({ code: 'IO' });
+      }
+      expect(getEventListeners(stop.signal, 'abort')).toHaveLength(0);
+      expect(await store.getMeta('consumer/events-webhook')).toBeUndefined(); // nothing taken as posted
+    } finally {
+      await store.close();
     }
   });
 

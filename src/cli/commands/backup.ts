@@ -79,7 +79,7 @@ async function backupSource(store: MailStore): Promise<BackupSource> {
  * The store's changes since `afterSeq`, read in a session of the daemon's (daemon/backup-sessions.ts):
  * what its journal said comes first, each range or many-key read is one call; both answers come
  * in pieces (a frame each) and are put together here. The daemon closes a session this process
- * leaves behind (killed, or a failed read) once it has been idle for a minute.
+ * leaves behind when its connection closes (killed), or once it has been idle for a minute (a failed read).
  */
 async function remoteStateSince(remote: Procedures, afterSeq: number): Promise<StateSince> {
   let head: Extract<SessionPart, { head: unknown }>['head'] | undefined;
