@@ -18,7 +18,7 @@ import { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { LAYOUT, checkNoWriter, initStore, storeIdBytes, takeLock, upgradeIdentity, verifyIdentity, type StoreIdentity } from './identity.js';
 import {
-  checkSnapshotHighWater, chooseRebuildStart, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveNewestBatch, resolveTail, type Health, type RebuildStart,
+  checkSnapshotHighWater, chooseRebuildStart, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, reportIncompleteImage, resolveNewestBatch, resolveTail, type Health, type RebuildStart,
 } from './recovery.js';
 import { snapshotCovers } from './snapshots.js';
 import type { StoreOptions } from './types.js';
@@ -182,6 +182,7 @@ async function recoverIndex(r: Recovering, options: StoreOptions, stale: boolean
     // Nothing past the index's high-water mark, and resolveTail read the newest segment whole and
     // found no damage: a replay would read and check it all again to find no record (issue 16).
     if (!r.journal.nothingAfter(existing.appliedSeq)) await replay(r.journal, existing.db, existing.appliedSeq, r.health);
+    await reportIncompleteImage(existing.db, r.health);
     return existing.db;
   }
   if (await r.fs.statIfExists(indexPath)) await moveAside(r.fs, r.root, indexPath, 'index-damaged');

@@ -10,7 +10,7 @@ import { upgradeIndexFormat } from './index-upgrade.js';
 import type { Journal, JournalDamage } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { unusedPath, writeFileDurable } from '../fs/durable.js';
-import { applyOpsNow, applyStateOp, forgetModseqOffset, meta } from './apply.js';
+import { JOURNAL_INCOMPLETE_ADVICE, applyOpsNow, applyStateOp, forgetModseqOffset, meta } from './apply.js';
 import { INLINE_PACK, type PackStore } from '../blob/pack-store.js';
 import { checkpointBegin, withoutHint, type JournalPayload, type MailboxInfo, type MessageRecord, type Op } from './records.js';
 import { forEachRelocateEntry } from './blob-runs.js';
@@ -176,7 +176,9 @@ async function checkJournalStart(journal: Journal, highWater: number, health: He
   if (!begin && covered && (await covered(first.seq))) return;
   if (!begin) {
     health.degraded = true;
-    health.findings.push(`journal records 1..${first.seq - 1} are missing (segments deleted or lost); the index still holds their changes: run 'mailstore reconstruct' to write a new journal from it`);
+    health.findings.push(`journal records 1..${first.seq - 1} are missing (segments deleted or lost); ` + (highWater > 0
+      ? `the index still holds their changes: run 'mailstore reconstruct' to write a new journal from it`
+      : `no index or snapshot holds their changes (the index was rebuilt from what is left)`)); // index lost too: nothing to write a journal from
   } else if (highWater > 0 && highWater < begin.appliedSeq) {
     health.degraded = true;
     health.findings.push(`the index (at seq ${highWater}) is older than the journal's checkpoint (seq ${begin.appliedSeq}); run 'mailstore reconstruct' to rebuild it from the journal`);
@@ -304,6 +306,19 @@ export async function openExistingIndex(fs: FileSystem, path: string, storeId: B
   }
 }
 
+/**
+ * An index an earlier open rebuilt from a damaged or incomplete journal still lacks what the
+ * missing records did, though its own replay now finds nothing wrong: degraded at every open, so
+ * nothing (compaction above all, which would take the packs' unknown records for dead ones) acts
+ * on its word, until the records are put back or the loss is accepted.
+ */
+export async function reportIncompleteImage(db: IndexDb, health: Health): Promise<void> {
+  const why = await db.get<string>(meta.journalIncomplete);
+  if (why === undefined) return;
+  health.degraded = true;
+  health.findings.push(`the index was rebuilt from a damaged or incomplete journal (${why}) and lacks what the missing records did: ${JOURNAL_INCOMPLETE_ADVICE}`);
+}
+
 /** A snapshot a rebuild starts from (verified by newestUsableSnapshot), and the damaged ones passed over. */
 export interface RebuildStart {
   snapshot?: SnapshotInfo;
@@ -399,6 +414,10 @@ export async function buildIndexAside(fs: FileSystem, root: string, journal: Jou
     view.put(meta.indexFormat, INDEX_FORMAT);
     if (snapshot) view.put(meta.appliedSeq, snapshot.seq);
     const replayed = await replayInto(journal, view, snapshot?.seq ?? 0, health);
+    if (health.degraded) {
+      view.put(meta.journalIncomplete, health.findings.slice(0, 3).join('; ') || 'the journal is damaged or incomplete');
+      await view.flush();
+    }
     health.rebuiltFrom = snapshot
       ? `snapshot ${snapshot.name} (seq ${snapshot.seq}) and ${replayed.records} journal records after it`
       : `the whole journal (${replayed.records} records)`;
