@@ -10,7 +10,7 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { ensureDir, writeFileDurable } from '../fs/durable.js';
 import { keys } from '../keys/index-keys.js';
-import { LAYOUT, verifyIdentity } from '../store/identity.js';
+import { LAYOUT, recreateLostIdentity, verifyIdentity } from '../store/identity.js';
 import { finishJournalSwap } from '../store/checkpoint.js';
 import { describeLoss, moveAside } from '../store/recovery.js';
 import { meta } from '../store/apply.js';
@@ -49,6 +49,8 @@ export interface ReconstructResult extends RebuildComparison {
   journalRewritten?: { records: number; firstSeq: number; lastSeq: number; replaced?: string };
   lostAndFound?: { mailbox: string; messages: number };
   journalRecreated: boolean;
+  /** STORE was missing and was written again from the packs/ and journal/ markers: the store id. */
+  identityRecreated?: string;
   findings: string[];
   /** Set by a scoped check (`mailbox`): the subtree and the keys of it that differ. */
   scope?: { mailbox: string; mailboxes: number; differences: number };
@@ -64,7 +66,9 @@ class KeepIndex extends Error {
 export async function reconstruct(root: string, options: ReconstructOptions = {}): Promise<ReconstructResult> {
   const fs = options.fs ?? nodeFileSystem;
   let journalRecreated = false;
+  let identityRecreated: string | undefined;
   if (!options.check) {
+    identityRecreated = await recreateLostIdentity(fs, root);
     await finishJournalSwap(fs, root);
     // A lost journal/ is started afresh when something can fill it: the index (rewritten into it)
     // or, asked for, the packs. Otherwise open refuses (UNMOUNTED): it may be an unmounted partition.
@@ -105,7 +109,7 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
       ...decision, records: comparison.records, differences: comparison.differences, messagesBefore: comparison.messagesBefore,
       messagesAfter: decision.source === 'index' ? comparison.before.messages : comparison.messagesAfter,
       before: comparison.before, after: decision.source === 'index' ? comparison.before : comparison.after,
-      journalIntact: comparison.journalIntact, journalProblems: comparison.journalProblems, journalRecreated, findings: store.health.findings,
+      journalIntact: comparison.journalIntact, journalProblems: comparison.journalProblems, journalRecreated, ...(identityRecreated ? { identityRecreated } : {}), findings: store.health.findings,
       rebuiltFrom: comparison.rebuiltFrom, ...(comparison.snapshot ? { snapshot: comparison.snapshot } : {}),
     };
     if (scope) {

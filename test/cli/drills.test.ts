@@ -74,6 +74,26 @@ describe('disaster drills (RECOVERY.md, followed literally)', () => {
     await expectAllThere(dir, acked, flags);
   });
 
+  it('lost STORE, the store directory there (packs/ and journal/ markers): every command refuses (exit 3) naming `mailstore reconstruct`, which writes it again (exit 0), nothing lost; with a marker missing too it still refuses and writes nothing', async () => {
+    const { dir, acked, flags } = await store();
+    const identity = readFileSync(join(dir, 'STORE'), 'utf8');
+    rmSync(join(dir, 'STORE'));
+    const refused = await mailstore(dir, 'scrub');
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(/UNMOUNTED: .*no STORE identity file.*'mailstore reconstruct' writes it again/);
+    const partial = join(tempDir(), 'partial');
+    cpSync(dir, partial, { recursive: true });
+    rmSync(join(partial, 'journal', 'STORE-ID')); // journal/ not itself: maybe another partition, not mounted
+    expect((await mailstore(partial, 'reconstruct')).code).toBe(3);
+    expect(existsSync(join(partial, 'STORE'))).toBe(false);
+    const done = await mailstore(dir, 'reconstruct');
+    expect(done.code, done.stderr).toBe(0);
+    expect(done.stdout.toString()).toMatch(/STORE was missing: written again from the packs\/ and journal\/ markers/);
+    expect(JSON.parse(readFileSync(join(dir, 'STORE'), 'utf8').split('\n')[0]).storeId).toBe(JSON.parse(identity.split('\n')[0]).storeId);
+    expect((await mailstore(dir, 'scrub')).code).toBe(0);
+    await expectAllThere(dir, acked, flags);
+  });
+
   it('lost journal segments (journal/STORE-ID kept): `mailstore scrub` exits 1, `mailstore reconstruct` repairs it, nothing lost', async () => {
     const { dir, acked, flags } = await store();
     for (const name of readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl'))) rmSync(join(dir, 'journal', name));

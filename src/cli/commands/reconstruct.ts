@@ -23,7 +23,9 @@ a new journal holding the index's whole state is written and swapped in. The pac
 (--from-packs). The old index or journal is moved to quarantine/, never deleted.
 
 Before changing anything it checks that the store looks like itself (STORE identity, packs and
-journal markers) and refuses with exit 3 otherwise. A lost journal/ directory is started afresh
+journal markers) and refuses with exit 3 otherwise. A lost STORE file is written again when
+packs/ and journal/ both hold a marker naming the same store (they are inside the store
+directory, so it is mounted). A lost journal/ directory is started afresh
 when the index is there to fill it (or with --from-packs); check the journal's partition first.
 A rebuild that would keep fewer messages, mailboxes or ACL entries than the index has now is
 refused (exit 3) unless --force.
@@ -74,6 +76,7 @@ async function printResult(result: ReconstructResult, check: boolean, difference
   }
   // The keys a rebuild from the journal would change; beside the point when the index was kept.
   if (check || !result.journalRewritten) for (const d of differences.slice(0, 10)) await printLine(`  ${d}`);
+  if (result.identityRecreated) await printLine(`STORE was missing: written again from the packs/ and journal/ markers (store ${result.identityRecreated})`);
   if (result.journalRecreated) await printLine('the journal was missing: the old one (if any) was moved to quarantine/ and a new one started');
   if (result.lostAndFound?.messages) await printLine(`${result.lostAndFound.messages} message(s) nothing referred to were filed in ${result.lostAndFound.mailbox}`);
   for (const f of result.findings.slice(0, 20)) await printLine(`at open: ${f}`);
