@@ -150,6 +150,21 @@ describe('disaster drills (RECOVERY.md, followed literally)', () => {
     expect(tree()).toEqual(before);
   });
 
+  it('lost packs, no copy but a backup repository: the backup restored into a directory of its own is the `--source` of `scrub --repair --force` (exit 0), nothing lost', async () => {
+    const { dir, acked, flags } = await store();
+    const repo = join(tempDir(), 'repo');
+    expect((await mailstore(dir, 'backup', '--repo', repo)).code).toBe(0);
+    for (const name of readdirSync(join(dir, 'packs')).filter((n) => n.endsWith('.pack'))) rmSync(join(dir, 'packs', name));
+    expect((await mailstore(dir, 'scrub')).code).toBe(3);
+    const restored = join(tempDir(), 'restored');
+    expect((await run(['restore', '--repo', repo, '--snapshot', 'latest', '--to', restored])).code).toBe(0);
+    // the expunged messages' bodies (refcount 0) are in no backup: dropped, as the nightly scrub would need anyway
+    const repaired = await mailstore(dir, 'scrub', '--repair', '--force', '--source', restored, '--drop-unreferenced');
+    expect(repaired.code, repaired.stdout.toString() + repaired.stderr).toBe(0);
+    expect((await mailstore(dir, 'scrub')).code).toBe(0);
+    await expectAllThere(dir, acked, flags);
+  });
+
   it('one damaged blob, no copy anywhere: scrub names it (exit 1), `scrub --repair` quarantines it and exits 1, every other message intact, the damaged one is CORRUPT (exit 6)', async () => {
     const { dir, acked } = await store();
     const [victim, bytes] = [...acked][5];
