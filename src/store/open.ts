@@ -177,7 +177,7 @@ async function recoverIndex(r: Recovering, options: StoreOptions, stale: boolean
   const covered = async (firstSeq: number) => start ? (start.snapshot?.seq ?? -1) + 1 >= firstSeq : snapshotCovers(r.fs, r.root, r.storeId, firstSeq);
   const top = await resolveTail(r.fs, r.root, r.journal, highWater, r.health, covered);
   await checkSnapshotHighWater(r.fs, r.root, r.storeId, top, r.health);
-  await resolveNewestBatch(r.fs, r.root, r.journal, r.packs, highWater, r.health, Boolean(options.packsLost));
+  await resolveNewestBatch(r.fs, r.root, r.journal, r.packs, highWater, r.health, Boolean(options.packsLost), existing?.db ?? start?.loaded?.db);
   if (existing) {
     // Nothing past the index's high-water mark, and resolveTail read the newest segment whole and
     // found no damage: a replay would read and check it all again to find no record (issue 16).

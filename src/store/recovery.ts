@@ -12,7 +12,7 @@ import { limits } from '../limits.js';
 import { unusedPath, writeFileDurable } from '../fs/durable.js';
 import { JOURNAL_INCOMPLETE_ADVICE, applyOpsNow, applyStateOp, forgetModseqOffset, meta } from './apply.js';
 import { INLINE_PACK, type PackStore } from '../blob/pack-store.js';
-import { checkpointBegin, withoutHint, type JournalPayload, type MailboxInfo, type MessageRecord, type Op } from './records.js';
+import { checkpointBegin, withoutHint, type BlobRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type Op } from './records.js';
 import { forEachRelocateEntry } from './blob-runs.js';
 import { parseSegmentFileName } from '../journal/journal-format.js';
 import { LAYOUT } from './identity.js';
@@ -195,7 +195,9 @@ async function checkJournalStart(journal: Journal, highWater: number, health: He
  * `packsLost` (the local packs were lost with the disk): bodies missing from a complete batch are
  * no sign of a crash, so the batch is kept and its messages are reported by scrub, never cut.
  */
-export async function resolveNewestBatch(fs: FileSystem, root: string, journal: Journal, packs: PackStore, highWater: number, health: Health, packsLost = false): Promise<void> {
+export async function resolveNewestBatch(
+  fs: FileSystem, root: string, journal: Journal, packs: PackStore, highWater: number, health: Health, packsLost = false, acknowledgedIndex?: IndexDb,
+): Promise<void> {
   const decoded = journal.takeTailRecords();
   // Only the newest batch and what follows it are decoded, from the end backwards: the segment
   // can hold a great many records, and open must not decode them all twice.
@@ -212,7 +214,12 @@ export async function resolveNewestBatch(fs: FileSystem, root: string, journal: 
     while (first > 0 && !body(first - 1)?.end) first--;
     const batch: (JournalPayload | undefined)[] = [];
     for (let i = first; i <= lastEnd; i++) batch.push(body(i));
-    if (!packsLost && !(await freshBlobsDurable(batch, packs))) {
+    const lost = packsLost ? [] : await packsOfLostCopies(batch, packs);
+    const firstSeq = decoded.find((r, i) => i >= first && r.seq > highWater)!.seq;
+    if (lost.length > 0 && (await everyPackLostAfterUse(fs, packs, lost, acknowledgedIndex))) {
+      health.findings.push(`journal records ${firstSeq}..${decoded[lastEnd].seq} were kept although pack ${lost.join(', ')}, which holds their message bodies, is missing: ` +
+        `acknowledged messages before them are in that pack too, so it was lost, not cut short by a crash; put it back, or run 'mailstore scrub'`);
+    } else if (lost.length > 0) {
       cutFrom = decoded.findIndex((r, i) => i >= first && r.seq > highWater);
       health.findings.push(`journal records ${decoded[cutFrom].seq}..${decoded[lastEnd].seq}: a batch whose message bodies were not durable at the crash (never acknowledged) was cut; a copy is in quarantine/`);
     }
@@ -243,8 +250,29 @@ function decodeSafely(payload: Buffer): JournalPayload | undefined {
   }
 }
 
-/** Every blob a batch wrote (fresh adds, relocations) reads back with its hash. */
-async function freshBlobsDurable(bodies: (JournalPayload | undefined)[], packs: PackStore): Promise<boolean> {
+/**
+ * A crash loses at most a pack the newest batch created (its directory entry not yet synced). A
+ * pack the acknowledged state (the index, or the snapshot a rebuild starts from) already has blobs
+ * in was durable before that batch: its file gone is a loss (deleted, restored without it), and
+ * cutting the batch for it would drop acknowledged records that are still right once the pack is
+ * put back.
+ */
+async function everyPackLostAfterUse(fs: FileSystem, packs: PackStore, lost: number[], acknowledged: IndexDb | undefined): Promise<boolean> {
+  if (!acknowledged) return false;
+  for (const pack of lost) if (await fs.statIfExists(packs.path(pack))) return false; // torn, not gone: a crash's
+  const used = new Set<number>();
+  const space = keys.space(SPACE.blob);
+  for await (const [key, raw] of acknowledged.rawIterator({ gte: space, lt: prefixEnd(space) })) {
+    try {
+      used.add(decodeValue<BlobRecord>(raw, Buffer.from(key)).p);
+    } catch { /* a damaged value: scrub reports it */ }
+  }
+  return lost.every((pack) => used.has(pack));
+}
+
+/** The packs of the blobs a batch wrote (fresh adds, relocations) that do not read back with their hash. */
+async function packsOfLostCopies(bodies: (JournalPayload | undefined)[], packs: PackStore): Promise<number[]> {
+  const lost = new Set<number>();
   const checked = new Set<string>();
   for (const body of bodies) {
     for (const fresh of freshCopies(body?.ops ?? [])) {
@@ -255,12 +283,12 @@ async function freshBlobsDurable(bodies: (JournalPayload | undefined)[], packs: 
       try {
         await packs.read({ pack: fresh.pack, offset: fresh.offset, length: fresh.size }, Buffer.from(fresh.hash));
       } catch (error) {
-        if (error instanceof MailstoreError && (error.code === 'CORRUPT' || error.code === 'NOT_FOUND')) return false;
-        throw error;
+        if (!(error instanceof MailstoreError && (error.code === 'CORRUPT' || error.code === 'NOT_FOUND'))) throw error;
+        lost.add(fresh.pack);
       }
     }
   }
-  return true;
+  return [...lost];
 }
 
 /** The blob copies a batch's ops wrote: fresh adds and relocations (a relocateRun's every entry). */
