@@ -46,6 +46,8 @@ export function newHealth(): Health {
 export interface ReplayResult {
   lastSeq: number;
   records: number;
+  /** The replay met damage, a gap or a record it could not apply: what it built lacks their changes. */
+  incomplete?: string[];
 }
 
 /** Applies every journal record after `afterSeq` to the index, in batches, recording appliedSeq with each. */
@@ -64,9 +66,11 @@ async function replayInto(journal: Journal, view: IndexView, afterSeq: number, h
     return { lastSeq, records: 0 };
   }
   let records = 0;
+  const incomplete: string[] = [];
   const problem = (message: string) => {
     health.degraded = true;
     if (health.findings.length < limits.healthFindingsMax) health.findings.push(message);
+    if (incomplete.length < 3) incomplete.push(message);
   };
   const onDamage = (damage: JournalDamage) => {
     if (damage.where === 'tail') return; // decided by resolveTail before replay
@@ -105,7 +109,7 @@ async function replayInto(journal: Journal, view: IndexView, afterSeq: number, h
   }
   view.put(meta.appliedSeq, lastSeq);
   await view.flush();
-  return { lastSeq, records };
+  return { lastSeq, records, ...(incomplete.length > 0 ? { incomplete } : {}) };
 }
 
 /**
@@ -442,8 +446,8 @@ export async function buildIndexAside(fs: FileSystem, root: string, journal: Jou
     view.put(meta.indexFormat, INDEX_FORMAT);
     if (snapshot) view.put(meta.appliedSeq, snapshot.seq);
     const replayed = await replayInto(journal, view, snapshot?.seq ?? 0, health);
-    if (health.degraded) {
-      view.put(meta.journalIncomplete, health.findings.slice(0, 3).join('; ') || 'the journal is damaged or incomplete');
+    if (replayed.incomplete) { // not a snapshot newer than the journal: then this index holds more than it
+      view.put(meta.journalIncomplete, replayed.incomplete.join('; '));
       await view.flush();
     }
     health.rebuiltFrom = snapshot
