@@ -220,7 +220,7 @@ export async function resolveNewestBatch(
     for (let i = first; i <= lastEnd; i++) batch.push(body(i));
     const lost = packsLost ? [] : await packsOfLostCopies(batch, packs);
     const firstSeq = decoded.find((r, i) => i >= first && r.seq > highWater)!.seq;
-    if (lost.length > 0 && (await everyPackLostAfterUse(fs, packs, lost, acknowledgedIndex))) {
+    if (lost.length > 0 && (await everyPackLostAfterUse(fs, packs, lost, acknowledgedIndex, batch, journal.firstSeq))) {
       health.findings.push(`journal records ${firstSeq}..${decoded[lastEnd].seq} were kept although pack ${lost.join(', ')}, which holds their message bodies, is missing: ` +
         `acknowledged messages before them are in that pack too, so it was lost, not cut short by a crash; put it back, or run 'mailstore scrub'`);
     } else if (lost.length > 0) {
@@ -256,12 +256,15 @@ function decodeSafely(payload: Buffer): JournalPayload | undefined {
 
 /**
  * A crash loses at most a pack the newest batch created (its directory entry not yet synced). A
- * pack the acknowledged state (the index, or the snapshot a rebuild starts from) already has blobs
- * in was durable before that batch: its file gone is a loss (deleted, restored without it), and
- * cutting the batch for it would drop acknowledged records that are still right once the pack is
- * put back.
+ * pack was durable before that crash, and its file gone is a loss (deleted, restored without it),
+ * when the acknowledged state (the index, or the snapshot a rebuild starts from) already has blobs
+ * in it, or when the batch moved into it inline bodies whose journal records are retired since
+ * (retirement deletes them only once the move is durable). Cutting the batch then would drop
+ * acknowledged records that are right again once the pack is put back.
  */
-async function everyPackLostAfterUse(fs: FileSystem, packs: PackStore, lost: number[], acknowledged: IndexDb | undefined): Promise<boolean> {
+async function everyPackLostAfterUse(
+  fs: FileSystem, packs: PackStore, lost: number[], acknowledged: IndexDb | undefined, batch: (JournalPayload | undefined)[], journalFirstSeq: number,
+): Promise<boolean> {
   if (!acknowledged) return false;
   for (const pack of lost) if (await fs.statIfExists(packs.path(pack))) return false; // torn, not gone: a crash's
   const used = new Set<number>();
@@ -270,6 +273,13 @@ async function everyPackLostAfterUse(fs: FileSystem, packs: PackStore, lost: num
     try {
       used.add(decodeValue<BlobRecord>(raw, Buffer.from(key)).p);
     } catch { /* a damaged value: scrub reports it */ }
+  }
+  for (const body of batch) {
+    for (const copy of freshCopies(body?.ops ?? [])) {
+      if (used.has(copy.pack) || !lost.includes(copy.pack)) continue;
+      const was = await acknowledged.get<BlobRecord>(keys.blob(Buffer.from(copy.hash))).catch(() => undefined);
+      if (was?.p === INLINE_PACK && was.o < journalFirstSeq) used.add(copy.pack);
+    }
   }
   return lost.every((pack) => used.has(pack));
 }
