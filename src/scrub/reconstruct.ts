@@ -31,6 +31,11 @@ export interface ReconstructOptions {
   from?: 'journal' | 'index';
   /** Proceed even when the result would keep less than the index has now. */
   force?: boolean;
+  /**
+   * STORE lost while the store is mounted: write it again from the packs/ and journal/ markers.
+   * Only when asked: a missing STORE otherwise looks like an unmounted partition, and nothing is written.
+   */
+  identityFromMarkers?: boolean;
   onDifference?: (key: Buffer, detail: string) => void;
   /**
    * With `check` only: compare just this mailbox's subtree (its I, M, C, N and R keys) and report
@@ -68,7 +73,7 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
   let journalRecreated = false;
   let identityRecreated: string | undefined;
   if (!options.check) {
-    identityRecreated = await recreateLostIdentity(fs, root);
+    if (options.identityFromMarkers) identityRecreated = await recreateLostIdentity(fs, root);
     await finishJournalSwap(fs, root);
     // A lost journal/ is started afresh when something can fill it: the index (rewritten into it)
     // or, asked for, the packs. Otherwise open refuses (UNMOUNTED): it may be an unmounted partition.

@@ -113,7 +113,7 @@ export async function verifyIdentity(fs: FileSystem, root: string, options: { st
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new MailstoreError('UNMOUNTED',
         `${root} has no STORE identity file: it is not a mailstore, or the partition holding it is not mounted. Nothing was changed. ` +
-        `If it is mounted and STORE alone was lost, 'mailstore reconstruct' writes it again from the packs/ and journal/ markers.`, { path });
+        `If it is mounted and STORE alone was lost, 'mailstore reconstruct --identity-from-markers' writes it again from the packs/ and journal/ markers.`, { path });
     }
     throw fromSystemError(error, 'reading store identity', path);
   }
@@ -147,9 +147,9 @@ export async function verifyIdentity(fs: FileSystem, root: string, options: { st
 }
 
 /**
- * STORE alone lost (deleted by mistake, or damaged past reading): written again, for `mailstore
- * reconstruct` only, when packs/ and journal/ both hold a marker naming the same store. Those are
- * inside the store directory, so it is mounted; an empty mount point has neither. `created` is
+ * STORE alone lost (deleted by mistake): written again, for `mailstore reconstruct
+ * --identity-from-markers` only (the admin has checked the mounts), when packs/ and journal/ both
+ * hold a marker naming the same store. `created` is
  * when the journal's marker was written (by init). Returns the store id, or undefined when STORE
  * is there or the markers do not agree (open then refuses as before).
  */

@@ -74,19 +74,21 @@ describe('disaster drills (RECOVERY.md, followed literally)', () => {
     await expectAllThere(dir, acked, flags);
   });
 
-  it('lost STORE, the store directory there (packs/ and journal/ markers): every command refuses (exit 3) naming `mailstore reconstruct`, which writes it again (exit 0), nothing lost; with a marker missing too it still refuses and writes nothing', async () => {
+  it('lost STORE, the store directory there (packs/ and journal/ markers): every command refuses (exit 3), `reconstruct` too, naming `mailstore reconstruct --identity-from-markers`, which writes it again (exit 0), nothing lost; with a marker missing too it still refuses and writes nothing', async () => {
     const { dir, acked, flags } = await store();
     const identity = readFileSync(join(dir, 'STORE'), 'utf8');
     rmSync(join(dir, 'STORE'));
     const refused = await mailstore(dir, 'scrub');
     expect(refused.code).toBe(3);
-    expect(refused.stderr).toMatch(/UNMOUNTED: .*no STORE identity file.*'mailstore reconstruct' writes it again/);
+    expect(refused.stderr).toMatch(/UNMOUNTED: .*no STORE identity file.*'mailstore reconstruct --identity-from-markers' writes it again/);
+    expect((await mailstore(dir, 'reconstruct')).code).toBe(3); // without the flag: maybe an unmounted partition
+    expect(existsSync(join(dir, 'STORE'))).toBe(false);
     const partial = join(tempDir(), 'partial');
     cpSync(dir, partial, { recursive: true });
     rmSync(join(partial, 'journal', 'STORE-ID')); // journal/ not itself: maybe another partition, not mounted
-    expect((await mailstore(partial, 'reconstruct')).code).toBe(3);
+    expect((await mailstore(partial, 'reconstruct', '--identity-from-markers')).code).toBe(3);
     expect(existsSync(join(partial, 'STORE'))).toBe(false);
-    const done = await mailstore(dir, 'reconstruct');
+    const done = await mailstore(dir, 'reconstruct', '--identity-from-markers');
     expect(done.code, done.stderr).toBe(0);
     expect(done.stdout.toString()).toMatch(/STORE was missing: written again from the packs\/ and journal\/ markers/);
     expect(JSON.parse(readFileSync(join(dir, 'STORE'), 'utf8').split('\n')[0]).storeId).toBe(JSON.parse(identity.split('\n')[0]).storeId);
