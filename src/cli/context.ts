@@ -6,6 +6,7 @@ import { MailstoreError, isMailstoreError } from '../errors.js';
 import type { Client } from '../client/client.js';
 import { defaultSocketPath } from '../client/socket-path.js';
 import { socketInodeNow } from '../fs/socket-file.js';
+import { otherOwnerOfRootsStore } from '../fs/store-owner.js';
 import { daemonLimits, limits } from '../limits.js';
 import type { MailStore } from '../store/api.js';
 import type { Store, StoreOptions } from '../store/store.js';
@@ -40,6 +41,7 @@ const ONE_SHOT: StoreOptions = { autoSnapshot: false };
  * that goes through a daemon, or fails before it opens the store, never loads them (issue 16).
  */
 async function openStore(dir: string, options: StoreOptions): Promise<Store> {
+  refuseRootInOthersStore(dir);
   const { Store, openNotices } = await import('../store/store.js');
   const store = await Store.open(dir, options);
   // what recovery did goes to stderr, so stdout (and --json) stays the command's own
@@ -138,6 +140,21 @@ async function openHandle(dir: string, wait: LockWaitOptions, open: (dir: string
 /** Where the CLI looks for the daemon of the store at `dir`: $MAILSTORE_SOCKET (a daemon started with --socket), else its default. */
 export function daemonSocketPath(dir: string): string {
   return absolutePath(process.env.MAILSTORE_SOCKET || defaultSocketPath(dir));
+}
+
+/**
+ * A command run as root that opens a store another user owns (the package's mailstore user) would
+ * leave root's files in it, which that user's daemon cannot read or replace: it then fails ACCESS
+ * at its next open or read. Refused before anything is touched, naming the user to run as.
+ */
+export function refuseRootInOthersStore(dir: string): void {
+  const owner = otherOwnerOfRootsStore(dir);
+  if (!owner || process.env.MAILSTORE_ALLOW_ROOT === '1') return;
+  throw new MailstoreError('REFUSED',
+    `the store at ${dir} belongs to ${owner.name} (uid ${owner.uid}), and this runs as root: the files it would write there ` +
+    `(a new pack, journal segment, snapshot or index) would be root's, and ${owner.name}'s daemon could not read them. ` +
+    `Nothing was changed. Run it as ${owner.name}: runuser -u ${owner.name} -- mailstore ... (MAILSTORE_ALLOW_ROOT=1 runs it as root anyway; then chown -R ${owner.name}: ${dir})`,
+    { path: dir });
 }
 
 /**

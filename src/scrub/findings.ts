@@ -73,7 +73,7 @@ export function describeFinding(f: Finding): { where: string; what: string } {
     case 'snapshot-damage': return {
       where: `snapshot ${f.name}`,
       what: f.onlyCover
-        ? `${f.why}. IT IS THE ONLY COVER of journal records already retired: it is kept in place (not quarantined); copy the store aside and keep the index, which still holds their effects ('mailstore reconstruct --from-index' writes a new journal from it)`
+        ? `${f.why}. IT IS THE ONLY COVER of journal records already retired: it is kept in place (not quarantined); copy the store aside and keep the index, which still holds their effects ('mailstore reconstruct --from-index' writes a new journal from it), unless it was rebuilt since (then the open says 'rebuilt from a damaged or incomplete journal': RECOVERY.md)`
         : `${f.why}; a rebuild uses the snapshot before it or the journal ('--repair' moves it to quarantine/)`,
     };
     case 'index-value-corrupt': return { where: `index key ${f.key}`, what: 'value fails its checksum' };

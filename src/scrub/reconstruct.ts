@@ -10,9 +10,10 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { ensureDir, writeFileDurable } from '../fs/durable.js';
 import { keys } from '../keys/index-keys.js';
-import { LAYOUT, verifyIdentity } from '../store/identity.js';
+import { LAYOUT, recreateLostIdentity, verifyIdentity } from '../store/identity.js';
 import { finishJournalSwap } from '../store/checkpoint.js';
 import { describeLoss, moveAside } from '../store/recovery.js';
+import { meta } from '../store/apply.js';
 import { Store, type RebuildComparison } from '../store/store.js';
 import type { BlobRecord } from '../store/records.js';
 import { keyInSubtree, mailboxesUnder, normalizePrefix } from './scoped.js';
@@ -30,6 +31,11 @@ export interface ReconstructOptions {
   from?: 'journal' | 'index';
   /** Proceed even when the result would keep less than the index has now. */
   force?: boolean;
+  /**
+   * STORE lost while the store is mounted: write it again from the packs/ and journal/ markers.
+   * Only when asked: a missing STORE otherwise looks like an unmounted partition, and nothing is written.
+   */
+  identityFromMarkers?: boolean;
   onDifference?: (key: Buffer, detail: string) => void;
   /**
    * With `check` only: compare just this mailbox's subtree (its I, M, C, N and R keys) and report
@@ -48,6 +54,8 @@ export interface ReconstructResult extends RebuildComparison {
   journalRewritten?: { records: number; firstSeq: number; lastSeq: number; replaced?: string };
   lostAndFound?: { mailbox: string; messages: number };
   journalRecreated: boolean;
+  /** STORE was missing and was written again from the packs/ and journal/ markers: the store id. */
+  identityRecreated?: string;
   findings: string[];
   /** Set by a scoped check (`mailbox`): the subtree and the keys of it that differ. */
   scope?: { mailbox: string; mailboxes: number; differences: number };
@@ -63,7 +71,9 @@ class KeepIndex extends Error {
 export async function reconstruct(root: string, options: ReconstructOptions = {}): Promise<ReconstructResult> {
   const fs = options.fs ?? nodeFileSystem;
   let journalRecreated = false;
+  let identityRecreated: string | undefined;
   if (!options.check) {
+    if (options.identityFromMarkers) identityRecreated = await recreateLostIdentity(fs, root);
     await finishJournalSwap(fs, root);
     // A lost journal/ is started afresh when something can fill it: the index (rewritten into it)
     // or, asked for, the packs. Otherwise open refuses (UNMOUNTED): it may be an unmounted partition.
@@ -80,9 +90,8 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
       scope.result.differences++;
       options.onDifference?.(key, detail);
     };
-    // An index this open rebuilt from the journal (missing or damaged) is the journal's image and
-    // knows nothing more.
-    const indexIsJournalImage = Boolean(store.health.rebuilt);
+    const journalImage = await indexJournalImage(store);
+    const indexIsJournalImage = journalImage !== undefined;
     const packs = (await store.maintenance().packs.listPacks()).length;
     let decision: { source: RecoverySource; reason: string } | undefined;
     let comparison: RebuildComparison;
@@ -91,7 +100,7 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
         check: options.check,
         onDifference,
         guard: (c) => {
-          decision = chooseSource(c, options, indexIsJournalImage);
+          decision = chooseSource(c, options, journalImage);
           if (decision.source === 'index') throw new KeepIndex(c);
           refuseLoss(c, options, root, store.maintenance().journal.lastSeq === 0 && packs > 0 && indexIsJournalImage);
         },
@@ -100,12 +109,12 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
       if (!(error instanceof KeepIndex)) throw error;
       comparison = error.comparison;
     }
-    decision ??= chooseSource(comparison, options, indexIsJournalImage);
+    decision ??= chooseSource(comparison, options, journalImage);
     const result: ReconstructResult = {
       ...decision, records: comparison.records, differences: comparison.differences, messagesBefore: comparison.messagesBefore,
       messagesAfter: decision.source === 'index' ? comparison.before.messages : comparison.messagesAfter,
       before: comparison.before, after: decision.source === 'index' ? comparison.before : comparison.after,
-      journalIntact: comparison.journalIntact, journalProblems: comparison.journalProblems, journalRecreated, findings: store.health.findings,
+      journalIntact: comparison.journalIntact, journalProblems: comparison.journalProblems, journalRecreated, ...(identityRecreated ? { identityRecreated } : {}), findings: store.health.findings,
       rebuiltFrom: comparison.rebuiltFrom, ...(comparison.snapshot ? { snapshot: comparison.snapshot } : {}),
     };
     if (scope) {
@@ -129,15 +138,26 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
 }
 
 /** The best surviving source: a journal that replays whole, else an index that was not rebuilt from it. */
-function chooseSource(c: RebuildComparison, options: ReconstructOptions, indexIsJournalImage: boolean): { source: RecoverySource; reason: string } {
+function chooseSource(c: RebuildComparison, options: ReconstructOptions, journalImage: string | undefined): { source: RecoverySource; reason: string } {
   const journal = c.snapshot ? 'snapshot' : 'journal';
   const from = c.snapshot ? `snapshot ${c.snapshot.name} (seq ${c.snapshot.seq}) and the journal after it` : 'the journal';
   if (options.from) return { source: options.from === 'journal' ? journal : 'index', reason: `--from-${options.from} was given${options.from === 'journal' ? ` (rebuilt from ${from})` : ''}` };
   if (c.journalIntact) return { source: journal, reason: `${c.snapshot ? `the newest valid snapshot (${c.snapshot.name}, seq ${c.snapshot.seq}) and the journal after it are` : 'the journal is'} complete: the index is rebuilt from ${c.snapshot ? 'them' : 'it'}` };
-  if (!indexIsJournalImage) {
+  if (journalImage === undefined) {
     return { source: 'index', reason: `the journal is damaged or incomplete: ${c.journalProblems.slice(0, 3).join('; ')}; the index holds more, so a new journal is written from it` };
   }
-  return { source: journal, reason: `the index was itself rebuilt from ${from} at open (it was missing or damaged): that is all there is` };
+  return { source: journal, reason: `the index was itself rebuilt from ${from} (${journalImage}): that is all there is` };
+}
+
+/**
+ * Why the index knows nothing its journal lacks, or undefined: this open rebuilt it from the
+ * journal (missing or damaged), or an earlier open did from a damaged or incomplete journal (the
+ * index's marker: a scrub or the daemon may well be the first to open after the index was lost).
+ */
+export async function indexJournalImage(store: Store): Promise<string | undefined> {
+  if (store.health.rebuilt) return `at open: ${store.health.rebuilt}`;
+  const marked = await store.maintenance().index.get<string>(meta.journalIncomplete);
+  return marked === undefined ? undefined : `at an earlier open, from a journal that was damaged or incomplete: ${marked}`;
 }
 
 /** A rebuild from the journal must not keep less than the index has now, unless forced. */

@@ -15,6 +15,7 @@ import { scrub, type ScrubOptions, type ScrubReport } from './scrub.js';
 import { findCopies } from './sources.js';
 import { dropUnreferenced, isUnreferencedBlobDamage } from './drop.js';
 import { repairSnapshots } from './snapshot-check.js';
+import { indexJournalImage } from './reconstruct.js';
 
 export interface RepairOptions {
   sources?: string[];
@@ -95,15 +96,15 @@ export async function repair(store: Store, before: ScrubReport, options: RepairO
 }
 
 /**
- * Damaged or missing journal records with an intact index (no index finding, not rebuilt at
- * open): the index holds what they did, so a new journal is written from it, as `mailstore
+ * Damaged or missing journal records with an intact index (no index finding, not rebuilt from
+ * the journal: indexJournalImage): the index holds what they did, so a new journal is written from it, as `mailstore
  * reconstruct` chooses then (the old one goes to quarantine/; the new one is verified against the
  * index before it replaces it). Only once every damaged body was restored: an inline body in a
  * damaged record is in no other place until a source gave it back.
  */
 async function rewriteDamagedJournal(store: Store, before: ScrubReport, indexRebuilt: boolean, everyBodyRestored: boolean): Promise<boolean> {
   const journalDamaged = before.findings.some((f) => f.kind === 'journal-damage' || f.kind === 'journal-gap');
-  if (!journalDamaged || indexRebuilt || store.health.rebuilt || !everyBodyRestored) return false;
+  if (!journalDamaged || indexRebuilt || (await indexJournalImage(store)) !== undefined || !everyBodyRestored) return false;
   await store.maintenance().rewriteJournalFromIndex();
   return true;
 }

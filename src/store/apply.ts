@@ -30,7 +30,22 @@ export const meta = {
   inlineUsed: keys.meta('inline/used'),
   /** Added to a record's seq to give its modseq (absent: 0); XFER's target raises it (modseqAt). */
   modseqOffset: keys.meta(MODSEQ_OFFSET_NAME),
+  /**
+   * Set by a rebuild from a damaged or incomplete journal (what was wrong with it): such an index
+   * knows nothing that journal lacks, however many opens later. No recovery may take it for the
+   * better source and write the journal anew from it, and no snapshot of it may cover the missing
+   * records (either would make the loss look clean). Index-only; a rebuild from a whole journal,
+   * such as the checkpoint `reconstruct --from-index` writes, has none.
+   */
+  journalIncomplete: keys.meta('index/journal-incomplete'),
 };
+
+/** The ways out for an index that carries meta.journalIncomplete (RECOVERY.md). */
+export const JOURNAL_INCOMPLETE_ADVICE = `put the missing journal segments back and run 'mailstore reconstruct', ` +
+  `or recover what the packs hold ('mailstore reconstruct --from-packs') and accept the rest as lost ('mailstore reconstruct --from-index')`;
+
+/** Meta entries an index sets for itself: never in a snapshot or checkpoint, never compared. */
+export const indexOwnMeta = [meta.appliedSeq, meta.storeId, meta.indexFormat, meta.journalIncomplete];
 
 /** A problem found while applying (only possible in a degraded replay after journal damage). */
 export type ApplyProblem = (message: string) => void;

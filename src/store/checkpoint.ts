@@ -13,7 +13,7 @@ import { decodeChangeKey, decodeMessageKey } from '../keys/index-keys.js';
 import { SPACE, decodeString } from '../keys/tuple.js';
 import { limits } from '../limits.js';
 import { LAYOUT } from './identity.js';
-import { meta } from './apply.js';
+import { indexOwnMeta, meta } from './apply.js';
 import { stateEntry, type BlobRecord, type ChangeRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type Op } from './records.js';
 import { moveAside } from './recovery.js';
 
@@ -122,7 +122,7 @@ export async function* checkpointOps(db: IndexRangeReader, appliedSeq: number): 
   const per = limits.checkpointEntriesPerRecord;
   yield { op: 'state.begin', appliedSeq };
   let entries: [string, unknown][] = [];
-  const skip = new Set([meta.appliedSeq.toString('latin1'), meta.storeId.toString('latin1'), meta.indexFormat.toString('latin1')]);
+  const skip = new Set(indexOwnMeta.map((key) => key.toString('latin1')));
   for await (const [key, value] of all<unknown>(db, SPACE.meta)) {
     if (skip.has(key.toString('latin1'))) continue;
     entries.push([decodeString(key, 1).value, value]);
@@ -231,7 +231,7 @@ export interface EntriesSnapshot {
 export async function snapshotEntries(db: IndexDb): Promise<EntriesSnapshot> {
   const snapshot = await db.snapshot();
   const appliedSeq = snapshot.get<number>(meta.appliedSeq) ?? 0;
-  const own = [meta.appliedSeq, meta.storeId, meta.indexFormat];
+  const own = indexOwnMeta;
   async function* entries(): AsyncGenerator<[Buffer, Buffer][]> {
     try {
       for await (const batch of snapshot.rawEntryBatches({ gte: Buffer.alloc(0), lt: Buffer.of(0xff) }, limits.snapshotReadEntries)) {

@@ -114,7 +114,8 @@ export async function verifyIdentity(fs: FileSystem, root: string, options: { st
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new MailstoreError('UNMOUNTED',
-        `${root} has no STORE identity file: it is not a mailstore, or the partition holding it is not mounted. Nothing was changed.`, { path });
+        `${root} has no STORE identity file: it is not a mailstore, or the partition holding it is not mounted. Nothing was changed. ` +
+        `If it is mounted and STORE alone was lost, 'mailstore reconstruct --identity-from-markers' writes it again from the packs/ and journal/ markers.`, { path });
     }
     throw fromSystemError(error, 'reading store identity', path);
   }
@@ -145,6 +146,29 @@ export async function verifyIdentity(fs: FileSystem, root: string, options: { st
     }
   }
   return identity;
+}
+
+/**
+ * STORE alone lost (deleted by mistake): written again, for `mailstore reconstruct
+ * --identity-from-markers` only (the admin has checked the mounts), when packs/ and journal/ both
+ * hold a marker naming the same store. `created` is
+ * when the journal's marker was written (by init). Returns the store id, or undefined when STORE
+ * is there or the markers do not agree (open then refuses as before).
+ */
+export async function recreateLostIdentity(fs: FileSystem, root: string): Promise<string | undefined> {
+  const path = join(root, LAYOUT.identity);
+  if (await fs.statIfExists(path)) return undefined;
+  const markers = await Promise.all([LAYOUT.packs, LAYOUT.journal].map(async (dir) => {
+    const marker = join(root, dir, LAYOUT.marker);
+    const text = await fs.readFile(marker).then((b) => b.toString('utf8').trim(), () => undefined);
+    return { text, stat: await fs.statIfExists(marker).catch(() => undefined) };
+  }));
+  const [packs, journal] = markers;
+  if (!packs.text || packs.text !== journal.text || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(packs.text)) return undefined;
+  const created = new Date(journal.stat?.mtimeMs ?? Date.now()).toISOString();
+  await writeFileDurable(fs, path, encodeIdentity({ format: STORE_FORMAT, version: STORE_VERSION, storeId: packs.text, created }))
+    .catch((e) => { throw fromSystemError(e, 'writing the store identity again', path); });
+  return packs.text;
 }
 
 /**

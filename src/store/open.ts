@@ -19,7 +19,7 @@ import { limits } from '../limits.js';
 import { refuseIgnoredSync } from '../fs/durable.js';
 import { LAYOUT, checkNoWriter, initStore, storeIdBytes, takeLock, upgradeIdentity, verifyIdentity, type StoreIdentity } from './identity.js';
 import {
-  checkSnapshotHighWater, chooseRebuildStart, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, resolveNewestBatch, resolveTail, type Health, type RebuildStart,
+  checkSnapshotHighWater, chooseRebuildStart, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, reportIncompleteImage, resolveNewestBatch, resolveTail, type Health, type RebuildStart,
 } from './recovery.js';
 import { snapshotCovers } from './snapshots.js';
 import type { StoreOptions } from './types.js';
@@ -179,11 +179,12 @@ async function recoverIndex(r: Recovering, options: StoreOptions, stale: boolean
   const covered = async (firstSeq: number) => start ? (start.snapshot?.seq ?? -1) + 1 >= firstSeq : snapshotCovers(r.fs, r.root, r.storeId, firstSeq);
   const top = await resolveTail(r.fs, r.root, r.journal, highWater, r.health, covered);
   await checkSnapshotHighWater(r.fs, r.root, r.storeId, top, r.health);
-  await resolveNewestBatch(r.fs, r.root, r.journal, r.packs, highWater, r.health, Boolean(options.packsLost));
+  await resolveNewestBatch(r.fs, r.root, r.journal, r.packs, highWater, r.health, Boolean(options.packsLost), existing?.db ?? start?.loaded?.db);
   if (existing) {
     // Nothing past the index's high-water mark, and resolveTail read the newest segment whole and
     // found no damage: a replay would read and check it all again to find no record (issue 16).
     if (!r.journal.nothingAfter(existing.appliedSeq)) await replay(r.journal, existing.db, existing.appliedSeq, r.health);
+    await reportIncompleteImage(existing.db, r.health);
     return existing.db;
   }
   if (await r.fs.statIfExists(indexPath)) await moveAside(r.fs, r.root, indexPath, 'index-damaged');

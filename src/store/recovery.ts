@@ -10,9 +10,9 @@ import { upgradeIndexFormat } from './index-upgrade.js';
 import type { Journal, JournalDamage } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { unusedPath, writeFileDurable } from '../fs/durable.js';
-import { applyOpsNow, applyStateOp, forgetModseqOffset, meta } from './apply.js';
+import { JOURNAL_INCOMPLETE_ADVICE, applyOpsNow, applyStateOp, forgetModseqOffset, meta } from './apply.js';
 import { INLINE_PACK, type PackStore } from '../blob/pack-store.js';
-import { checkpointBegin, withoutHint, type JournalPayload, type MailboxInfo, type MessageRecord, type Op } from './records.js';
+import { checkpointBegin, withoutHint, type BlobRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type Op } from './records.js';
 import { forEachRelocateEntry } from './blob-runs.js';
 import { parseSegmentFileName } from '../journal/journal-format.js';
 import { LAYOUT } from './identity.js';
@@ -46,6 +46,8 @@ export function newHealth(): Health {
 export interface ReplayResult {
   lastSeq: number;
   records: number;
+  /** The replay met damage, a gap or a record it could not apply: what it built lacks their changes. */
+  incomplete?: string[];
 }
 
 /** Applies every journal record after `afterSeq` to the index, in batches, recording appliedSeq with each. */
@@ -64,9 +66,11 @@ async function replayInto(journal: Journal, view: IndexView, afterSeq: number, h
     return { lastSeq, records: 0 };
   }
   let records = 0;
+  const incomplete: string[] = [];
   const problem = (message: string) => {
     health.degraded = true;
     if (health.findings.length < limits.healthFindingsMax) health.findings.push(message);
+    if (incomplete.length < 3) incomplete.push(message);
   };
   const onDamage = (damage: JournalDamage) => {
     if (damage.where === 'tail') return; // decided by resolveTail before replay
@@ -105,7 +109,7 @@ async function replayInto(journal: Journal, view: IndexView, afterSeq: number, h
   }
   view.put(meta.appliedSeq, lastSeq);
   await view.flush();
-  return { lastSeq, records };
+  return { lastSeq, records, ...(incomplete.length > 0 ? { incomplete } : {}) };
 }
 
 /**
@@ -176,7 +180,9 @@ async function checkJournalStart(journal: Journal, highWater: number, health: He
   if (!begin && covered && (await covered(first.seq))) return;
   if (!begin) {
     health.degraded = true;
-    health.findings.push(`journal records 1..${first.seq - 1} are missing (segments deleted or lost); the index still holds their changes: run 'mailstore reconstruct' to write a new journal from it`);
+    health.findings.push(`journal records 1..${first.seq - 1} are missing (segments deleted or lost); ` + (highWater > 0
+      ? `the index still holds their changes: run 'mailstore reconstruct' to write a new journal from it`
+      : `no index or snapshot holds their changes (the index was rebuilt from what is left)`)); // index lost too: nothing to write a journal from
   } else if (highWater > 0 && highWater < begin.appliedSeq) {
     health.degraded = true;
     health.findings.push(`the index (at seq ${highWater}) is older than the journal's checkpoint (seq ${begin.appliedSeq}); run 'mailstore reconstruct' to rebuild it from the journal`);
@@ -193,7 +199,9 @@ async function checkJournalStart(journal: Journal, highWater: number, health: He
  * `packsLost` (the local packs were lost with the disk): bodies missing from a complete batch are
  * no sign of a crash, so the batch is kept and its messages are reported by scrub, never cut.
  */
-export async function resolveNewestBatch(fs: FileSystem, root: string, journal: Journal, packs: PackStore, highWater: number, health: Health, packsLost = false): Promise<void> {
+export async function resolveNewestBatch(
+  fs: FileSystem, root: string, journal: Journal, packs: PackStore, highWater: number, health: Health, packsLost = false, acknowledgedIndex?: IndexDb,
+): Promise<void> {
   const decoded = journal.takeTailRecords();
   // Only the newest batch and what follows it are decoded, from the end backwards: the segment
   // can hold a great many records, and open must not decode them all twice.
@@ -210,7 +218,12 @@ export async function resolveNewestBatch(fs: FileSystem, root: string, journal: 
     while (first > 0 && !body(first - 1)?.end) first--;
     const batch: (JournalPayload | undefined)[] = [];
     for (let i = first; i <= lastEnd; i++) batch.push(body(i));
-    if (!packsLost && !(await freshBlobsDurable(batch, packs))) {
+    const lost = packsLost ? [] : await packsOfLostCopies(batch, packs);
+    const firstSeq = decoded.find((r, i) => i >= first && r.seq > highWater)!.seq;
+    if (lost.length > 0 && (await everyPackLostAfterUse(fs, packs, lost, acknowledgedIndex, batch, journal.firstSeq))) {
+      health.findings.push(`journal records ${firstSeq}..${decoded[lastEnd].seq} were kept although pack ${lost.join(', ')}, which holds their message bodies, is missing: ` +
+        `acknowledged messages before them are in that pack too, so it was lost, not cut short by a crash; put it back, or run 'mailstore scrub'`);
+    } else if (lost.length > 0) {
       cutFrom = decoded.findIndex((r, i) => i >= first && r.seq > highWater);
       health.findings.push(`journal records ${decoded[cutFrom].seq}..${decoded[lastEnd].seq}: a batch whose message bodies were not durable at the crash (never acknowledged) was cut; a copy is in quarantine/`);
     }
@@ -241,8 +254,39 @@ function decodeSafely(payload: Buffer): JournalPayload | undefined {
   }
 }
 
-/** Every blob a batch wrote (fresh adds, relocations) reads back with its hash. */
-async function freshBlobsDurable(bodies: (JournalPayload | undefined)[], packs: PackStore): Promise<boolean> {
+/**
+ * A crash loses at most a pack the newest batch created (its directory entry not yet synced). A
+ * pack was durable before that crash, and its file gone is a loss (deleted, restored without it),
+ * when the acknowledged state (the index, or the snapshot a rebuild starts from) already has blobs
+ * in it, or when the batch moved into it inline bodies whose journal records are retired since
+ * (retirement deletes them only once the move is durable). Cutting the batch then would drop
+ * acknowledged records that are right again once the pack is put back.
+ */
+async function everyPackLostAfterUse(
+  fs: FileSystem, packs: PackStore, lost: number[], acknowledged: IndexDb | undefined, batch: (JournalPayload | undefined)[], journalFirstSeq: number,
+): Promise<boolean> {
+  if (!acknowledged) return false;
+  for (const pack of lost) if (await fs.statIfExists(packs.path(pack))) return false; // torn, not gone: a crash's
+  const used = new Set<number>();
+  const space = keys.space(SPACE.blob);
+  for await (const [key, raw] of acknowledged.rawIterator({ gte: space, lt: prefixEnd(space) })) {
+    try {
+      used.add(decodeValue<BlobRecord>(raw, Buffer.from(key)).p);
+    } catch { /* a damaged value: scrub reports it */ }
+  }
+  for (const body of batch) {
+    for (const copy of freshCopies(body?.ops ?? [])) {
+      if (used.has(copy.pack) || !lost.includes(copy.pack)) continue;
+      const was = await acknowledged.get<BlobRecord>(keys.blob(Buffer.from(copy.hash))).catch(() => undefined);
+      if (was?.p === INLINE_PACK && was.o < journalFirstSeq) used.add(copy.pack);
+    }
+  }
+  return lost.every((pack) => used.has(pack));
+}
+
+/** The packs of the blobs a batch wrote (fresh adds, relocations) that do not read back with their hash. */
+async function packsOfLostCopies(bodies: (JournalPayload | undefined)[], packs: PackStore): Promise<number[]> {
+  const lost = new Set<number>();
   const checked = new Set<string>();
   for (const body of bodies) {
     for (const fresh of freshCopies(body?.ops ?? [])) {
@@ -253,12 +297,12 @@ async function freshBlobsDurable(bodies: (JournalPayload | undefined)[], packs: 
       try {
         await packs.read({ pack: fresh.pack, offset: fresh.offset, length: fresh.size }, Buffer.from(fresh.hash));
       } catch (error) {
-        if (error instanceof MailstoreError && (error.code === 'CORRUPT' || error.code === 'NOT_FOUND')) return false;
-        throw error;
+        if (!(error instanceof MailstoreError && (error.code === 'CORRUPT' || error.code === 'NOT_FOUND'))) throw error;
+        lost.add(fresh.pack);
       }
     }
   }
-  return true;
+  return [...lost];
 }
 
 /** The blob copies a batch's ops wrote: fresh adds and relocations (a relocateRun's every entry). */
@@ -302,6 +346,19 @@ export async function openExistingIndex(fs: FileSystem, path: string, storeId: B
     health.rebuilt = `index is damaged: ${(error as Error).message}`;
     return undefined;
   }
+}
+
+/**
+ * An index an earlier open rebuilt from a damaged or incomplete journal still lacks what the
+ * missing records did, though its own replay now finds nothing wrong: degraded at every open, so
+ * nothing (compaction above all, which would take the packs' unknown records for dead ones) acts
+ * on its word, until the records are put back or the loss is accepted.
+ */
+export async function reportIncompleteImage(db: IndexDb, health: Health): Promise<void> {
+  const why = await db.get<string>(meta.journalIncomplete);
+  if (why === undefined) return;
+  health.degraded = true;
+  health.findings.push(`the index was rebuilt from a damaged or incomplete journal (${why}) and lacks what the missing records did: ${JOURNAL_INCOMPLETE_ADVICE}`);
 }
 
 /** A snapshot a rebuild starts from (verified by newestUsableSnapshot), and the damaged ones passed over. */
@@ -399,6 +456,10 @@ export async function buildIndexAside(fs: FileSystem, root: string, journal: Jou
     view.put(meta.indexFormat, INDEX_FORMAT);
     if (snapshot) view.put(meta.appliedSeq, snapshot.seq);
     const replayed = await replayInto(journal, view, snapshot?.seq ?? 0, health);
+    if (replayed.incomplete) { // not a snapshot newer than the journal: then this index holds more than it
+      view.put(meta.journalIncomplete, replayed.incomplete.join('; '));
+      await view.flush();
+    }
     health.rebuiltFrom = snapshot
       ? `snapshot ${snapshot.name} (seq ${snapshot.seq}) and ${replayed.records} journal records after it`
       : `the whole journal (${replayed.records} records)`;

@@ -14,11 +14,11 @@ import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { ensureDir } from '../fs/durable.js';
 import { createHasher, type Hasher } from '../hash/blake3.js';
-import { INDEX_FORMAT_NAME, decodeCbor, encodeCbor, reframeFormat1, valueChecksumHolds } from '../index/codec.js';
-import { keys } from '../keys/index-keys.js';
+import { decodeCbor, encodeCbor, reframeFormat1, valueChecksumHolds } from '../index/codec.js';
 import { SPACE } from '../keys/tuple.js';
 import { RECORD_HEADER_BYTES, decodeRecordHeader, encodeRecord, encodeRecordHeader } from '../journal/journal-format.js';
 import { limits } from '../limits.js';
+import { indexOwnMeta } from './apply.js';
 import type { JournalPayload, Op } from './records.js';
 
 export const SNAPSHOTS_DIR = 'snapshots';
@@ -366,7 +366,7 @@ class EntriesCheck {
   private previousBytes: Buffer | undefined;
   private previousStart = 0;
   private previousEnd = 0;
-  private readonly own = [keys.meta('appliedSeq'), keys.meta('storeId'), keys.meta(INDEX_FORMAT_NAME)];
+  private readonly own = indexOwnMeta;
 
   constructor(private readonly counts: SnapshotCounts, private readonly damaged: (why: string) => MailstoreError, private readonly version: number, private readonly sink?: SnapshotSink) {}
 

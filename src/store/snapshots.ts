@@ -17,6 +17,7 @@ import type { IndexDb } from '../index/index-db.js';
 import type { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import type { ChangeFeed } from './changes.js';
+import { JOURNAL_INCOMPLETE_ADVICE, meta } from './apply.js';
 import { snapshotEntries } from './checkpoint.js';
 import { LAYOUT } from './identity.js';
 import { unusedPath } from '../fs/durable.js';
@@ -179,6 +180,7 @@ export class Snapshotter {
   private async takeNow(): Promise<SnapshotResult> {
     const started = performance.now();
     const { fs, root, storeId } = this.host;
+    await this.refuseIncompleteImage();
     await removeTemporaries(fs, root);
     const state = await snapshotEntries(this.host.db());
     let info: SnapshotInfo | undefined;
@@ -204,6 +206,20 @@ export class Snapshotter {
       name: info.name, seq: info.seq, bytes: info.bytes, records: info.records, format: info.format, durationMs: Math.round(performance.now() - started), reused,
       removedSnapshots: removed, damagedSnapshots: damaged, retired,
     };
+  }
+
+  /**
+   * An index rebuilt from a damaged or incomplete journal lacks what the missing records did. A
+   * snapshot of it would cover them (the gap no longer reported, the store called clean) and let
+   * retirement delete the segments that still hold the rest, inline bodies included.
+   */
+  private async refuseIncompleteImage(): Promise<void> {
+    const why = await this.host.db().get<string>(meta.journalIncomplete);
+    if (why === undefined) return;
+    throw new MailstoreError('REFUSED',
+      `no snapshot taken: the index was rebuilt from a damaged or incomplete journal (${why}), so it lacks what the missing records did; ` +
+      `a snapshot would hide that. Nothing was written. ${JOURNAL_INCOMPLETE_ADVICE}`,
+      { path: snapshotsDir(this.host.root) });
   }
 
   private async moveCursor(seq: number): Promise<void> {

@@ -10,7 +10,7 @@ import type { Journal } from '../journal/journal.js';
 import { decodeChangeKey, decodeMessageKey, keys } from '../keys/index-keys.js';
 import { SPACE, decodeString, prefixEnd } from '../keys/tuple.js';
 import { limits } from '../limits.js';
-import { meta } from './apply.js';
+import { indexOwnMeta, meta } from './apply.js';
 import { stateEntry, type ChangeRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type Op } from './records.js';
 
 export type StateMessage = Extract<Op, { op: 'state.messages' }>['messages'][number];
@@ -156,7 +156,7 @@ function noteOp(op: Op, of: (id: Buffer) => TouchedMailbox, fresh: Fresh): void 
 }
 
 async function readMeta(snapshot: IndexSnapshot): Promise<[string, unknown][]> {
-  const skip = new Set([meta.appliedSeq.toString('latin1'), meta.storeId.toString('latin1'), meta.indexFormat.toString('latin1')]);
+  const skip = new Set(indexOwnMeta.map((key) => key.toString('latin1')));
   return (await readAll<unknown>(snapshot, SPACE.meta)).filter(([key]) => !skip.has(key.toString('latin1'))).map(([key, value]) => [decodeString(key, 1).value, value]);
 }
 

@@ -74,6 +74,28 @@ describe('disaster drills (RECOVERY.md, followed literally)', () => {
     await expectAllThere(dir, acked, flags);
   });
 
+  it('lost STORE, the store directory there (packs/ and journal/ markers): every command refuses (exit 3), `reconstruct` too, naming `mailstore reconstruct --identity-from-markers`, which writes it again (exit 0), nothing lost; with a marker missing too it still refuses and writes nothing', async () => {
+    const { dir, acked, flags } = await store();
+    const identity = readFileSync(join(dir, 'STORE'), 'utf8');
+    rmSync(join(dir, 'STORE'));
+    const refused = await mailstore(dir, 'scrub');
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(/UNMOUNTED: .*no STORE identity file.*'mailstore reconstruct --identity-from-markers' writes it again/);
+    expect((await mailstore(dir, 'reconstruct')).code).toBe(3); // without the flag: maybe an unmounted partition
+    expect(existsSync(join(dir, 'STORE'))).toBe(false);
+    const partial = join(tempDir(), 'partial');
+    cpSync(dir, partial, { recursive: true });
+    rmSync(join(partial, 'journal', 'STORE-ID')); // journal/ not itself: maybe another partition, not mounted
+    expect((await mailstore(partial, 'reconstruct', '--identity-from-markers')).code).toBe(3);
+    expect(existsSync(join(partial, 'STORE'))).toBe(false);
+    const done = await mailstore(dir, 'reconstruct', '--identity-from-markers');
+    expect(done.code, done.stderr).toBe(0);
+    expect(done.stdout.toString()).toMatch(/STORE was missing: written again from the packs\/ and journal\/ markers/);
+    expect(JSON.parse(readFileSync(join(dir, 'STORE'), 'utf8').split('\n')[0]).storeId).toBe(JSON.parse(identity.split('\n')[0]).storeId);
+    expect((await mailstore(dir, 'scrub')).code).toBe(0);
+    await expectAllThere(dir, acked, flags);
+  });
+
   it('lost journal segments (journal/STORE-ID kept): `mailstore scrub` exits 1, `mailstore reconstruct` repairs it, nothing lost', async () => {
     const { dir, acked, flags } = await store();
     for (const name of readdirSync(join(dir, 'journal')).filter((n) => n.endsWith('.jnl'))) rmSync(join(dir, 'journal', name));
@@ -128,6 +150,21 @@ describe('disaster drills (RECOVERY.md, followed literally)', () => {
       expect(r.stderr).toMatch(/UNMOUNTED/);
     }
     expect(tree()).toEqual(before);
+  });
+
+  it('lost packs, no copy but a backup repository: the backup restored into a directory of its own is the `--source` of `scrub --repair --force` (exit 0), nothing lost', async () => {
+    const { dir, acked, flags } = await store();
+    const repo = join(tempDir(), 'repo');
+    expect((await mailstore(dir, 'backup', '--repo', repo)).code).toBe(0);
+    for (const name of readdirSync(join(dir, 'packs')).filter((n) => n.endsWith('.pack'))) rmSync(join(dir, 'packs', name));
+    expect((await mailstore(dir, 'scrub')).code).toBe(3);
+    const restored = join(tempDir(), 'restored');
+    expect((await run(['restore', '--repo', repo, '--snapshot', 'latest', '--to', restored])).code).toBe(0);
+    // the expunged messages' bodies (refcount 0) are in no backup: dropped, as the nightly scrub would need anyway
+    const repaired = await mailstore(dir, 'scrub', '--repair', '--force', '--source', restored, '--drop-unreferenced');
+    expect(repaired.code, repaired.stdout.toString() + repaired.stderr).toBe(0);
+    expect((await mailstore(dir, 'scrub')).code).toBe(0);
+    await expectAllThere(dir, acked, flags);
   });
 
   it('one damaged blob, no copy anywhere: scrub names it (exit 1), `scrub --repair` quarantines it and exits 1, every other message intact, the damaged one is CORRUPT (exit 6)', async () => {

@@ -7,7 +7,7 @@ import { Store } from '../../store/store.js';
 import { checkTierSettings, writeTierSettings, type TierSettings } from '../../store/tier.js';
 import { parseSize } from '../../store/tier-policy.js';
 import { MailstoreError } from '../../errors.js';
-import { absolutePath, printJson, printLine, storeDir, wantsJson } from '../context.js';
+import { absolutePath, printJson, printLine, refuseRootInOthersStore, storeDir, wantsJson } from '../context.js';
 import { limits } from '../../limits.js';
 import { parseInlineBytes } from './config.js';
 
@@ -23,6 +23,7 @@ export function register(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (options: { objectStore?: string; objectStoreCredentials?: string; journalArchive?: string; localBytesMax?: number; inlineBytesMax?: number | 'default' }, command: Command) => {
       const dir = storeDir(command);
+      refuseRootInOthersStore(dir); // a mount point made the service user's: the store must be theirs too
       let tier: TierSettings | undefined;
       if (options.localBytesMax !== undefined && options.objectStore === undefined) throw new MailstoreError('INVALID', '--local-bytes-max is the budget of an object store: give --object-store too');
       if (options.objectStore !== undefined) {

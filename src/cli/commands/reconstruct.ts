@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
 import { reconstruct, type ReconstructResult } from '../../scrub/reconstruct.js';
-import { printJson, printLine, refuseBesideDaemon, storeDir, wantsJson } from '../context.js';
+import { printJson, printLine, refuseBesideDaemon, refuseRootInOthersStore, storeDir, wantsJson } from '../context.js';
 
 export function register(program: Command): void {
   program
@@ -15,6 +15,7 @@ export function register(program: Command): void {
     .option('--from-packs', 'the last resort, also when the journal and the index are both lost: after the best source, messages found only in the packs go to lost+found, by date')
     .option('--force', 'proceed even when the result would keep less than the index has now (fewer messages, mailboxes or ACL entries)')
     .option('--mailbox <prefix>', 'with --check: compare only this mailbox and those below it (counts, messages, flags, change log, name and ACL entries); exit 1 when they differ')
+    .option('--identity-from-markers', 'STORE alone was lost (check the mounts first): write it again from the packs/ and journal/ markers, which must name the same store')
     .option('--json', 'print the result as JSON (source, reason, counts before and after)')
     .addHelpText('after', `
 Which source: the journal when it replays whole (no damage, no gap, up to what the index applied);
@@ -23,7 +24,9 @@ a new journal holding the index's whole state is written and swapped in. The pac
 (--from-packs). The old index or journal is moved to quarantine/, never deleted.
 
 Before changing anything it checks that the store looks like itself (STORE identity, packs and
-journal markers) and refuses with exit 3 otherwise. A lost journal/ directory is started afresh
+journal markers) and refuses with exit 3 otherwise. A lost STORE file is written again only
+with --identity-from-markers, and only when packs/ and journal/ both hold a marker naming the
+same store: a missing STORE also looks like an unmounted partition, so check the mounts first. A lost journal/ directory is started afresh
 when the index is there to fill it (or with --from-packs); check the journal's partition first.
 A rebuild that would keep fewer messages, mailboxes or ACL entries than the index has now is
 refused (exit 3) unless --force.
@@ -38,13 +41,14 @@ Exit codes: 0 done (or --check: the journal is complete and matches the index, o
 1 --check found differences (in the subtree, with --mailbox) or an incomplete journal; 2 could not
 run; 3 refused; 4 no store (or, with --mailbox, no such mailbox in the index or the journal);
 5 invalid options (--mailbox without --check).`)
-    .action(async (options: { check?: boolean; fromIndex?: boolean; fromJournal?: boolean; fromPacks?: boolean; force?: boolean; mailbox?: string }, command: Command) => {
+    .action(async (options: { check?: boolean; fromIndex?: boolean; fromJournal?: boolean; fromPacks?: boolean; force?: boolean; mailbox?: string; identityFromMarkers?: boolean }, command: Command) => {
       if (options.fromIndex && options.fromJournal) throw new MailstoreError('INVALID', 'use either --from-index or --from-journal');
       if (options.mailbox !== undefined && !options.check) throw new MailstoreError('INVALID', `--mailbox needs --check: a recovery rebuilds the whole index, since one record can touch several mailboxes (run 'mailstore reconstruct' without --mailbox)`);
       await refuseBesideDaemon(storeDir(command), 'reconstruct');
+      refuseRootInOthersStore(storeDir(command));
       const differences: string[] = [];
       const result = await reconstruct(storeDir(command), {
-        check: options.check, fromPacks: options.fromPacks, force: options.force, mailbox: options.mailbox,
+        check: options.check, fromPacks: options.fromPacks, force: options.force, mailbox: options.mailbox, identityFromMarkers: options.identityFromMarkers,
         from: options.fromIndex ? 'index' : options.fromJournal ? 'journal' : undefined,
         onDifference: (key, detail) => { if (differences.length < 50) differences.push(`${key.toString('hex')}: ${detail}`); },
       });
@@ -74,6 +78,7 @@ async function printResult(result: ReconstructResult, check: boolean, difference
   }
   // The keys a rebuild from the journal would change; beside the point when the index was kept.
   if (check || !result.journalRewritten) for (const d of differences.slice(0, 10)) await printLine(`  ${d}`);
+  if (result.identityRecreated) await printLine(`STORE was missing: written again from the packs/ and journal/ markers (store ${result.identityRecreated})`);
   if (result.journalRecreated) await printLine('the journal was missing: the old one (if any) was moved to quarantine/ and a new one started');
   if (result.lostAndFound?.messages) await printLine(`${result.lostAndFound.messages} message(s) nothing referred to were filed in ${result.lostAndFound.mailbox}`);
   for (const f of result.findings.slice(0, 20)) await printLine(`at open: ${f}`);

@@ -9,7 +9,7 @@ import { nodeFileSystem } from '../../fs/node-fs.js';
 import { LAYOUT } from '../../store/identity.js';
 import type { MailStore } from '../../store/api.js';
 import { REPO_HELP, withRepository } from '../backup-repo.js';
-import { absolutePath, printJson, printLine, wantsJson, withStoreAt } from '../context.js';
+import { absolutePath, printJson, printLine, refuseRootInOthersStore, wantsJson, withStoreAt } from '../context.js';
 import { createProgress, formatBytes } from '../progress.js';
 
 interface RestoreCliOptions {
@@ -66,6 +66,7 @@ async function runRestore(options: RestoreCliOptions, command: Command): Promise
     done = { messages, bytes };
   };
   const live = Boolean(await nodeFileSystem.statIfExists(join(to, LAYOUT.identity)));
+  if (!live) refuseRootInOthersStore(to); // a mount point made the service user's: the new store must be theirs too
   const summary = await withRepository(command, false, async (repo) => {
     if (!live) return restoreToNewStore(nodeFileSystem, repo, options.snapshot, to, { selection, onProgress });
     // through the daemon when `serve` runs on the target (its lock would refuse an open here)

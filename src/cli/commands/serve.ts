@@ -15,7 +15,7 @@ import { checkWebhookUrl } from '../../events/webhook.js';
 import type { ScrubOptions, ScrubReport } from '../../scrub/scrub.js';
 import { openNotices, type Store } from '../../store/store.js';
 import type { StoreOptions } from '../../store/types.js';
-import { lockWaitOptions, storeDir } from '../context.js';
+import { lockWaitOptions, refuseRootInOthersStore, storeDir } from '../context.js';
 import { daemonLimits } from '../../limits.js';
 
 interface ServeOptions extends ServeReplicationOptions {
@@ -78,6 +78,7 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   // collections (V8 reads the factor at each one, so setting it now takes effect; daemonLimits.heapGrowingPercent).
   setFlagsFromString(`--heap-growing-percent=${daemonLimits.heapGrowingPercent}`);
   const dir = storeDir(command);
+  refuseRootInOthersStore(dir);
   if (options.webhook !== undefined) checkWebhookUrl(options.webhook); // before the store is served: a daemon that can never post is no daemon to start
   const logger = new Logger(options.log);
   const replication = new ServeReplication(options, logger);

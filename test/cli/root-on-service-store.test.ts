@@ -1,0 +1,43 @@
+// An admin runs a recipe as root on a store the service user owns (the Debian package's mailstore
+// user): what root would write there (a new pack, segment, snapshot, index) the daemon could not
+// read afterwards. The CLI refuses before touching anything and names the user to run as.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { filesUnder, ok, requireBuilt, run, tempDir } from './helpers.js';
+
+beforeAll(requireBuilt);
+
+const isRoot = process.geteuid?.() === 0;
+const NOBODY = 65534;
+
+describe.skipIf(!isRoot)('as root on a store another user owns', () => {
+  it('append, reconstruct, serve, and a restore or init into that user\'s directory are REFUSED (exit 3) naming the user, nothing written; MAILSTORE_ALLOW_ROOT=1 runs anyway', async () => {
+    const dir = join(tempDir(), 'store');
+    await ok(['init'], { store: dir });
+    await ok(['mailbox', 'create', 'INBOX'], { store: dir });
+    const repo = join(tempDir(), 'repo');
+    await ok(['backup', '--repo', repo], { store: dir });
+    execFileSync('chown', ['-R', `${NOBODY}:${NOBODY}`, dir]);
+    const big = Buffer.from(`Subject: big\r\n\r\n${'x'.repeat(100_000)}\r\n`); // a new pack if it went in
+    for (const args of [['append', 'INBOX', '-'], ['reconstruct'], ['serve']]) {
+      const refused = await run(args, { store: dir, input: big });
+      expect(refused.code, `${args[0]}: ${refused.stderr}`).toBe(3);
+      expect(refused.stderr).toMatch(/REFUSED: the store at .* belongs to nobody \(uid 65534\), and this runs as root.*runuser -u nobody -- mailstore/);
+    }
+    expect(filesUnder(dir).filter((path) => statSync(path).uid !== NOBODY)).toEqual([]);
+
+    const target = join(tempDir(), 'mount');
+    mkdirSync(target);
+    execFileSync('chown', [`${NOBODY}:${NOBODY}`, target]);
+    const restore = await run(['restore', '--repo', repo, '--snapshot', 'latest', '--to', target]);
+    expect(restore.code, restore.stderr).toBe(3);
+    expect((await run(['init'], { store: target })).code).toBe(3);
+    expect(filesUnder(target)).toEqual([]);
+
+    const anyway = await run(['append', 'INBOX', '-'], { store: dir, input: 'Subject: small\r\n\r\nhi\r\n', env: { MAILSTORE_ALLOW_ROOT: '1' } });
+    expect(anyway.code, anyway.stderr).toBe(0);
+    expect(readFileSync(join(dir, 'STORE'), 'utf8')).toMatch(/"format":"mailstore"/);
+  }, 60_000);
+});
