@@ -41,7 +41,7 @@ const ONE_SHOT: StoreOptions = { autoSnapshot: false };
  * that goes through a daemon, or fails before it opens the store, never loads them (issue 16).
  */
 async function openStore(dir: string, options: StoreOptions): Promise<Store> {
-  refuseRootInOthersStore(dir);
+  if (!options.readOnly) refuseRootInOthersStore(dir); // a read-only open writes nothing in the store (its index shadow is in the system's tmpdir)
   const { Store, openNotices } = await import('../store/store.js');
   const store = await Store.open(dir, options);
   // what recovery did goes to stderr, so stdout (and --json) stays the command's own
@@ -81,6 +81,9 @@ export async function withStoreAt<T>(dir: string, command: Command, work: (store
  */
 export async function withReadStore<T>(command: Command, work: (store: MailStore) => Promise<T>, options: StoreOptions = {}): Promise<T> {
   return withHandle(command, work, async (dir, wait) => {
+    // root reading the service user's store (its daemon stopped): a read-write open would leave
+    // root's files there (refused); a read-only one writes nothing, so it is what runs
+    if (otherOwnerOfRootsStore(dir) && process.env.MAILSTORE_ALLOW_ROOT !== '1') return openStore(dir, { ...wait, ...ONE_SHOT, ...options, readOnly: true });
     try {
       return await openStore(dir, { ...wait, ...ONE_SHOT, ...options });
     } catch (error) {

@@ -27,6 +27,12 @@ describe.skipIf(!isRoot)('as root on a store another user owns', () => {
       expect(refused.stderr).toMatch(/REFUSED: the store at .* belongs to nobody \(uid 65534\), and this runs as root.*runuser -u nobody -- mailstore/);
     }
     expect(filesUnder(dir).filter((path) => statSync(path).uid !== NOBODY)).toEqual([]);
+    // reading it needs no refusal: a read-only open writes nothing there
+    for (const args of [['mailbox', 'list', '--json'], ['stats', '--json'], ['scrub']]) {
+      const read = await run(args, { store: dir });
+      expect(read.code, `${args.join(' ')}: ${read.stderr}`).toBe(0);
+    }
+    expect(filesUnder(dir).filter((path) => statSync(path).uid !== NOBODY)).toEqual([]);
 
     const target = join(tempDir(), 'mount');
     mkdirSync(target);
