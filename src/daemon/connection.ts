@@ -107,7 +107,7 @@ export class DaemonConnection {
 
   /** Answers INVALID (id 0: no call) where it still can, and drops the connection. */
   private malformed(error: MailstoreError): void {
-    this.server.logger.warn('malformed-frame', { connection: this.id, code: error.code, message: error.message });
+    this.server.malformedLog.note(() => ({ connection: this.id, code: error.code, message: error.message }));
     this.transport.send({ t: 'err', id: 0, e: toWireError(error) });
     this.transport.end();
     setTimeout(() => this.transport.destroy(), 1000).unref();

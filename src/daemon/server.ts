@@ -87,21 +87,12 @@ export class DaemonServer {
    * disk filled by it): at most one line a refusedLogMs, with how many were refused.
    */
   private connectionRefused(): void {
-    this.refused++;
-    if (this.refusedTimer) return;
-    this.logRefused();
-    this.refusedTimer = setTimeout(() => { this.refusedTimer = undefined; this.logRefused(); }, daemonLimits.refusedLogMs);
-    this.refusedTimer.unref();
+    this.refusedLog.note(() => ({ reason: `more than ${this.server.maxConnections} connections` }));
   }
 
-  private logRefused(): void {
-    if (this.refused === 0) return;
-    this.logger.warn('connection-refused', { reason: `more than ${this.server.maxConnections} connections`, refused: this.refused });
-    this.refused = 0;
-  }
-
-  private refused = 0;
-  private refusedTimer?: NodeJS.Timeout;
+  private readonly refusedLog = new LogEvery(() => this.logger, 'connection-refused', 'refused');
+  /** Connections dropped for a malformed frame (connection.ts): as refused ones, a client sending garbage in a loop is one line a refusedLogMs. */
+  readonly malformedLog = new LogEvery(() => this.logger, 'malformed-frame', 'connections');
 
   get socketPath(): string {
     return this.options.socketPath;
@@ -191,8 +182,8 @@ export class DaemonServer {
   }
 
   private async stopNow(reason: string): Promise<void> {
-    clearTimeout(this.refusedTimer);
-    this.logRefused();
+    this.refusedLog.flush();
+    this.malformedLog.flush();
     this.logger.info('stopping', { reason, connections: this.connections.size });
     const closed = this.listening ? new Promise<void>((resolve) => this.server.close(() => resolve())) : Promise.resolve();
     if (this.listening) await removeSocketFile(this.options.socketPath).catch(() => undefined);
@@ -231,4 +222,39 @@ export function probeSocket(path: string): Promise<'live' | 'dead' | 'unknown'> 
       resolve(error.code === 'ECONNREFUSED' || error.code === 'ENOENT' ? 'dead' : 'unknown');
     });
   });
+}
+
+/**
+ * One warning line per `daemonLimits.refusedLogMs` at most for an event that a client in a loop
+ * repeats: the first at once, then one at the end of each window with how many happened
+ * (`countField`) and the fields of the last.
+ */
+export class LogEvery {
+  private count = 0;
+  private fields: Record<string, unknown> = {};
+  private timer?: NodeJS.Timeout;
+
+  constructor(private readonly logger: () => Logger, private readonly event: string, private readonly countField: string) {}
+
+  note(fields: () => Record<string, unknown>): void {
+    this.count++;
+    this.fields = fields();
+    if (this.timer) return;
+    this.write();
+    this.timer = setTimeout(() => { this.timer = undefined; this.write(); }, daemonLimits.refusedLogMs);
+    this.timer.unref();
+  }
+
+  /** Writes what the window holds now (the daemon is stopping). */
+  flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.write();
+  }
+
+  private write(): void {
+    if (this.count === 0) return;
+    this.logger().warn(this.event, { ...this.fields, [this.countField]: this.count });
+    this.count = 0;
+  }
 }

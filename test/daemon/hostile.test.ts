@@ -154,6 +154,23 @@ describe('a client connecting in a loop', () => {
   });
 });
 
+describe('a client sending garbage in a loop', () => {
+  it('is dropped each time, and the log says so a line a second with how many connections, not a line each', async () => {
+    running = await startDaemon();
+    for (let i = 0; i < 100; i++) {
+      const hostile = await rawConnect(running.socket);
+      hostile.write(Buffer.from([0xff, 0xff, 0xff, 0xff])); // a length over frameBytesMax
+      await readUntilClosed(hostile);
+    }
+    await sleep(daemonLimits.refusedLogMs + 500); // the last second's count, and the log's flush
+    const lines = readFileSync(running.log, 'utf8').split('\n').filter((line) => line.includes('malformed-frame')).map((line) => JSON.parse(line) as { connections: number; code: string });
+    expect(lines.length).toBeLessThanOrEqual(6);
+    expect(lines.reduce((sum, line) => sum + line.connections, 0)).toBe(100);
+    expect(lines.every((line) => line.code === 'INVALID')).toBe(true);
+    await stillServes(running);
+  });
+});
+
 describe('idle, silent and slow clients', () => {
   it('1,000 idle connections cost little; a client meanwhile is served at once', async () => {
     running = await startDaemon();
