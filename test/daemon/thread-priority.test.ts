@@ -52,7 +52,9 @@ describe.runIf(linux)('favourMainThread', () => {
 const before = niceOf('self');
 const lowered = favourMainThread();
 const after = niceOf('self');
-const worker = new Worker("require('node:worker_threads').parentPort.postMessage(Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop()))", { eval: true });
+// the worker stays until terminated (a listener on its port): one that ended after posting its id was
+// sometimes gone before its nice was read (a fresh-clone CI run read undefined)
+const worker = new Worker("const { parentPort } = require('node:worker_threads'); parentPort.on('message', () => {}); parentPort.postMessage(Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop()))", { eval: true });
 const workerId = await new Promise((resolve) => worker.once('message', resolve));
 const withWorker = niceOf('self');
 await worker.terminate();
