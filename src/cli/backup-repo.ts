@@ -7,6 +7,7 @@ import { absolutePath } from './context.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { backupLimits } from '../limits.js';
 import type { FileSystem } from '../fs/filesystem.js';
+import { refuseSecretReadableByOthers } from '../fs/secret-file.js';
 import { BucketFileSystem, bucketUrlOfRepo, credentialsFrom } from '../objstore/bucket-fs.js';
 
 export interface RepoOptions {
@@ -20,6 +21,7 @@ export async function readKeyFile(path: string): Promise<Buffer> {
   try {
     const stat = await nodeFileSystem.stat(path);
     if (!stat.isFile || stat.size > backupLimits.keyFileBytesMax) throw new MailstoreError('INVALID', `the key file ${path} must be a file of at most ${backupLimits.keyFileBytesMax} bytes`, { path });
+    refuseSecretReadableByOthers(stat, path, 'the key file');
     bytes = await nodeFileSystem.readFile(path);
   } catch (error) {
     throw fromSystemError(error, 'reading the key file', path);
@@ -28,6 +30,16 @@ export async function readKeyFile(path: string): Promise<Buffer> {
     throw new MailstoreError('INVALID', `the key file ${path} holds ${bytes.length} bytes; it needs at least ${backupLimits.keyFileBytesMin} (head -c 32 /dev/urandom > FILE)`, { path });
   }
   return bytes;
+}
+
+/** A secret file's text, refused when others may read it. */
+async function readSecretText(path: string, what: string): Promise<string> {
+  try {
+    refuseSecretReadableByOthers(await nodeFileSystem.stat(path), path, what);
+    return (await nodeFileSystem.readFile(path)).toString('utf8');
+  } catch (error) {
+    throw fromSystemError(error, `reading ${what}`, path);
+  }
 }
 
 /** Opens --repo (created when `create` and missing or empty), runs `work`, closes it. */
@@ -52,7 +64,7 @@ async function repositoryLocation(options: RepoOptions): Promise<{ fs: FileSyste
     return { fs: nodeFileSystem, dir: absolutePath(options.repo!) };
   }
   const path = options.repoCredentials === undefined ? undefined : absolutePath(options.repoCredentials);
-  const text = path === undefined ? undefined : (await nodeFileSystem.readFile(path).catch((error) => { throw fromSystemError(error, 'reading the repository credentials', path); })).toString('utf8');
+  const text = path === undefined ? undefined : (await readSecretText(path, 'the repository credentials'));
   return { fs: await BucketFileSystem.connect(url, credentialsFrom(text, path)), dir: '/' };
 }
 

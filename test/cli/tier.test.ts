@@ -1,6 +1,7 @@
 // `mailstore tier set|status` and `init --local-bytes-max` as a script sees them: the policy is
 // kept in the store, 'default' clears a field, nonsense is INVALID (exit 5) and changes nothing.
 // No object store answers here: set and status only read and write the store's settings.
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
@@ -39,5 +40,16 @@ describe('mailstore tier set / status', () => {
     const refused = await run(['init', '--local-bytes-max', '1G'], { store: other });
     expect(refused.code).toBe(5);
     expect(refused.stderr).toContain('--object-store');
+  }, 60_000);
+
+  it('refuses object-store credentials other users may read (ACCESS, exit 2) before any connection, and creates nothing', async () => {
+    const dir = tempDir();
+    const credentials = join(dir, 'credentials');
+    writeFileSync(credentials, 'access:secret\n', { mode: 0o644 });
+    const store = join(dir, 'store');
+    const refused = await run(['init', '--object-store', 'http://127.0.0.1:9/mail-bucket', '--object-store-credentials', credentials], { store });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/ACCESS: the object-store credentials .* may be read by others \(mode 644\)/);
+    expect(existsSync(store)).toBe(false);
   }, 60_000);
 });
