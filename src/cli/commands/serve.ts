@@ -11,7 +11,7 @@ import { PROCEDURES, type ScrubEvent } from '../../daemon/procedures.js';
 import { ServeReplication, type ServeReplicationOptions } from '../../daemon/serve-replication.js';
 import { DaemonServer } from '../../daemon/server.js';
 import { serviceHooks, startServices, type ServiceHooks, type Services } from '../../daemon/services.js';
-import { checkWebhookUrl } from '../../events/webhook.js';
+import { checkWebhookUrl, webhookForLog } from '../../events/webhook.js';
 import type { ScrubOptions, ScrubReport } from '../../scrub/scrub.js';
 import { openNotices, type Store } from '../../store/store.js';
 import type { StoreOptions } from '../../store/types.js';
@@ -151,7 +151,7 @@ function wireServices(server: DaemonServer, hooks: ServiceHooks, options: ServeO
       // the server's own trouble (mail deferred) at warn, ordinary traffic at info
       log: ({ event, level, ...fields }) => (level === 'warn' ? server.logger.warn(event, fields) : server.logger.info(event, fields)),
     });
-    server.logger.info('services', { lmtp: services.lmtp, metrics: services.metrics, webhook: options.webhook });
+    server.logger.info('services', { lmtp: services.lmtp, metrics: services.metrics, webhook: options.webhook === undefined ? undefined : webhookForLog(options.webhook) });
   });
   server.onStopping.unshift(async () => { await services?.close(); });
   reportScrubs(server, hooks);
