@@ -18,6 +18,13 @@ export async function socketFileKind(path: string): Promise<'none' | 'socket' | 
   }
 }
 
+/** What is at `path`, INVALID when it is no socket: a stale socket may be replaced, any other file never. */
+export async function refuseNonSocket(path: string, instead: string): Promise<'none' | 'socket'> {
+  const kind = await socketFileKind(path);
+  if (kind === 'other') throw new MailstoreError('INVALID', `${path} exists and is not a socket; not replacing it (choose another ${instead})`, { path });
+  return kind;
+}
+
 export async function removeSocketFile(path: string): Promise<void> {
   await fsp.unlink(path).catch((error: NodeJS.ErrnoException) => {
     if (error.code !== 'ENOENT') throw fromSystemError(error, 'removing the stale socket', path);
