@@ -1,6 +1,7 @@
 // The daemon's socket file and log file: the few file operations the daemon needs beyond the
 // FileSystem interface (mode and group of a socket, an append-only log that SIGHUP reopens).
 import { appendFileSync, createWriteStream, promises as fsp, statSync, type WriteStream } from 'node:fs';
+import { dirname } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import { daemonLimits } from '../limits.js';
 
@@ -34,6 +35,22 @@ export async function removeSocketFile(path: string): Promise<void> {
 /** Creates the socket's directory (and parents) when missing. */
 export async function ensureSocketDirectory(path: string): Promise<void> {
   await fsp.mkdir(path, { recursive: true, mode: 0o755 }).catch((error) => { throw fromSystemError(error, 'creating the socket directory', path); });
+}
+
+/**
+ * ACCESS when another user could take the socket's place at `path` (`what`: 'the socket'): its
+ * directory is writable by others (sticky or not: /tmp, where a socket of theirs made while the
+ * daemon is down stays) or belongs to a user other than this process's or root. Clients connect to
+ * whatever answers there, so that user would receive every append and delivery meant for the store.
+ */
+export async function refuseSharedSocketDirectory(path: string, what: string): Promise<void> {
+  const dir = dirname(path);
+  const stat = await fsp.stat(dir).catch((error) => { throw fromSystemError(error, `looking at the directory of ${what}`, dir); });
+  const self = process.getuid?.();
+  const why = (stat.mode & 0o002) !== 0 ? `may be written by other users (mode ${(stat.mode & 0o7777).toString(8)})`
+    : self !== undefined && stat.uid !== self && stat.uid !== 0 ? `belongs to another user (uid ${stat.uid})` : undefined;
+  if (why === undefined) return;
+  throw new MailstoreError('ACCESS', `${what}'s directory ${dir} ${why}: they could put a socket of their own at ${path} and receive what clients send; use a directory only this user (or root) may write`, { path: dir });
 }
 
 /** Sets the socket's mode and, when given, its group (a name from /etc/group or a number). */

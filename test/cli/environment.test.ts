@@ -177,6 +177,34 @@ describe('a socket path longer than a unix socket can name (107 bytes)', () => {
   });
 });
 
+describe('a socket in a directory another user may write', () => {
+  // serve listened wherever --socket (or --lmtp unix:) said: in /tmp, or in a directory another
+  // user made, that user could put a socket of their own at the path (while the daemon is down,
+  // or by renaming the daemon's away) and take every append, fetch and LMTP delivery meant for it.
+  it('serve refuses it (ACCESS, exit 2) for its socket and for an LMTP unix socket, and serves from a private one', async () => {
+    const store = await freshStore();
+    const shared = join(tempDir(), 'shared');
+    mkdirSync(shared);
+    chmodSync(shared, 0o1777); // as /tmp
+    const refused = await run(['--no-wait', 'serve', '--socket', join(shared, 's.sock')], { store });
+    expect(refused.code, refused.stderr).toBe(2);
+    expect(refused.stderr).toMatch(new RegExp(`ACCESS: the socket's directory ${shared} may be written by other users \\(mode 1777\\)`));
+    const lmtp = await run(['--no-wait', 'serve', '--socket', join(tempDir(), 's.sock'), '--lmtp', `unix:${join(shared, 'lmtp.sock')}`], { store });
+    expect(lmtp.code, lmtp.stderr).toBe(2);
+    expect(lmtp.stderr).toMatch(/ACCESS: the LMTP socket's directory .* may be written by other users/);
+    expect(readdirSync(shared)).toEqual([]);
+    if (process.getuid?.() === 0) {
+      const theirs = join(tempDir(), 'theirs');
+      mkdirSync(theirs, { mode: 0o755 });
+      spawnSync('chown', ['65534', theirs]);
+      const owned = await run(['--no-wait', 'serve', '--socket', join(theirs, 's.sock')], { store });
+      expect(owned.code, owned.stderr).toBe(2);
+      expect(owned.stderr).toMatch(/ACCESS: the socket's directory .* belongs to another user \(uid 65534\)/);
+    }
+    expect((await ok(['append', 'M', '-'], { store, input: 'Subject: x\n\ny\n' })).trim()).toBe('1'); // the store as it was
+  });
+});
+
 describe('a store the caller may read but not write', () => {
   // As `nobody` (root ignores modes), who must reach the built CLI: see drills.test.ts
   const nobody = (args: string[], store: string) => spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, bin, '--store', store, ...args], { cwd: '/', encoding: 'utf8' });
