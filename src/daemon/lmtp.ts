@@ -14,7 +14,7 @@ import { bodyBudget } from './body-budget.js';
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import { installDataScan } from './data-scan.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
-import { refuseNonSocket, refuseSharedSocketDirectory } from '../fs/socket-file.js';
+import { refuseNonSocket, refuseSharedDirectory, SOCKET_RISK } from '../fs/socket-file.js';
 import { formatHostPort, listenError, parseListen } from './address.js';
 import { limits, lmtpLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
@@ -400,7 +400,7 @@ function envelopeSender(from: string): string | undefined {
 async function listen(server: SMTPServer, where: string): Promise<string> {
   const address = parseListen(where, 'LMTP', { unix: true });
   if ('path' in address) {
-    await refuseSharedSocketDirectory(address.path, 'the LMTP socket');
+    await refuseSharedDirectory(address.path, 'the LMTP socket', SOCKET_RISK);
     try {
       await listenOnce(server, [address.path]);
     } catch (error) {

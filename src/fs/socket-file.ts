@@ -38,20 +38,23 @@ export async function ensureSocketDirectory(path: string): Promise<void> {
 }
 
 /**
- * ACCESS when another user could take the socket's place at `path` (`what`: 'the socket'): its
- * directory is writable by others (sticky or not: /tmp, where a socket of theirs made while the
- * daemon is down stays) or belongs to a user other than this process's or root. Clients connect to
- * whatever answers there, so that user would receive every append and delivery meant for the store.
+ * ACCESS when another user could take the place of `path` (`what`: 'the socket', 'the log'): its
+ * directory is writable by others (sticky or not: /tmp, where a file of theirs made while the
+ * daemon is down stays) or belongs to a user other than this process's or root. `risk` says what
+ * they could then do: clients connect to whatever socket answers there, and a log is appended to
+ * whatever file or link is there.
  */
-export async function refuseSharedSocketDirectory(path: string, what: string): Promise<void> {
+export async function refuseSharedDirectory(path: string, what: string, risk: string): Promise<void> {
   const dir = dirname(path);
   const stat = await fsp.stat(dir).catch((error) => { throw fromSystemError(error, `looking at the directory of ${what}`, dir); });
   const self = process.getuid?.();
   const why = (stat.mode & 0o002) !== 0 ? `may be written by other users (mode ${(stat.mode & 0o7777).toString(8)})`
     : self !== undefined && stat.uid !== self && stat.uid !== 0 ? `belongs to another user (uid ${stat.uid})` : undefined;
   if (why === undefined) return;
-  throw new MailstoreError('ACCESS', `${what}'s directory ${dir} ${why}: they could put a socket of their own at ${path} and receive what clients send; use a directory only this user (or root) may write`, { path: dir });
+  throw new MailstoreError('ACCESS', `${what}'s directory ${dir} ${why}: they could ${risk.replace('PATH', path)}; use a directory only this user (or root) may write`, { path: dir });
 }
+
+export const SOCKET_RISK = 'put a socket of their own at PATH and receive what clients send';
 
 /** Sets the socket's mode and, when given, its group (a name from /etc/group or a number). */
 export async function setSocketAccess(path: string, mode: number, group?: string): Promise<void> {

@@ -181,7 +181,7 @@ describe('a socket in a directory another user may write', () => {
   // serve listened wherever --socket (or --lmtp unix:) said: in /tmp, or in a directory another
   // user made, that user could put a socket of their own at the path (while the daemon is down,
   // or by renaming the daemon's away) and take every append, fetch and LMTP delivery meant for it.
-  it('serve refuses it (ACCESS, exit 2) for its socket and for an LMTP unix socket, and serves from a private one', async () => {
+  it('serve refuses it (ACCESS, exit 2) for its socket, an LMTP unix socket and its log, and serves from a private one', async () => {
     const store = await freshStore();
     const shared = join(tempDir(), 'shared');
     mkdirSync(shared);
@@ -192,6 +192,10 @@ describe('a socket in a directory another user may write', () => {
     const lmtp = await run(['--no-wait', 'serve', '--socket', join(tempDir(), 's.sock'), '--lmtp', `unix:${join(shared, 'lmtp.sock')}`], { store });
     expect(lmtp.code, lmtp.stderr).toBe(2);
     expect(lmtp.stderr).toMatch(/ACCESS: the LMTP socket's directory .* may be written by other users/);
+    // a log there: another user's file (or link) made before the daemon starts would be appended to
+    const log = await run(['--no-wait', 'serve', '--socket', join(tempDir(), 's.sock'), '--log', join(shared, 'mailstore.log')], { store });
+    expect(log.code, log.stderr).toBe(2);
+    expect(log.stderr).toMatch(/ACCESS: the log's directory .* may be written by other users \(mode 1777\): they could put a file or link of their own at .*mailstore\.log/);
     expect(readdirSync(shared)).toEqual([]);
     if (process.getuid?.() === 0) {
       const theirs = join(tempDir(), 'theirs');

@@ -15,7 +15,8 @@ import { checkWebhookUrl, webhookForLog } from '../../events/webhook.js';
 import type { ScrubOptions, ScrubReport } from '../../scrub/scrub.js';
 import { openNotices, type Store } from '../../store/store.js';
 import type { StoreOptions } from '../../store/types.js';
-import { lockWaitOptions, refuseRootInOthersStore, storeDir } from '../context.js';
+import { absolutePath, lockWaitOptions, refuseRootInOthersStore, storeDir } from '../context.js';
+import { refuseSharedDirectory } from '../../fs/socket-file.js';
 import { daemonLimits } from '../../limits.js';
 
 interface ServeOptions extends ServeReplicationOptions {
@@ -80,6 +81,7 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   const dir = storeDir(command);
   refuseRootInOthersStore(dir);
   if (options.webhook !== undefined) checkWebhookUrl(options.webhook); // before the store is served: a daemon that can never post is no daemon to start
+  if (options.log !== undefined) await refuseSharedDirectory(absolutePath(options.log), 'the log', 'put a file or link of their own at PATH and read or redirect what the daemon logs');
   const logger = new Logger(options.log);
   const replication = new ServeReplication(options, logger);
   const hooks = serviceHooks();
