@@ -9,6 +9,7 @@ import { backupLimits } from '../limits.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { refuseSecretReadableByOthers } from '../fs/secret-file.js';
 import { BucketFileSystem, bucketUrlOfRepo, credentialsFrom } from '../objstore/bucket-fs.js';
+import { refuseCredentialsInUrl } from '../objstore/s3.js';
 
 export interface RepoOptions {
   repo?: string;
@@ -59,6 +60,7 @@ export async function withRepository<T>(command: Command, create: boolean, work:
 /** A directory, or an s3: URL: then the repository's files are objects under that prefix (bucket-fs.ts). */
 async function repositoryLocation(options: RepoOptions): Promise<{ fs: FileSystem; dir: string }> {
   const url = bucketUrlOfRepo(options.repo!);
+  if (url !== undefined) refuseCredentialsInUrl(url, '--repo');
   if (url === undefined) {
     if (options.repoCredentials !== undefined) throw new MailstoreError('INVALID', '--repo-credentials is for an s3: repository');
     return { fs: nodeFileSystem, dir: absolutePath(options.repo!) };

@@ -23,7 +23,7 @@ import { keys } from '../keys/index-keys.js';
 import type { PackStore } from '../blob/pack-store.js';
 import { limits } from '../limits.js';
 import { RemotePacks, type TieredPack } from '../objstore/remote-packs.js';
-import { Bucket, parseBucketUrl, parseCredentials, type Credentials } from '../objstore/s3.js';
+import { Bucket, parseBucketUrl, parseCredentials, refuseCredentialsInUrl, type Credentials } from '../objstore/s3.js';
 import type { Op } from './records.js';
 import { checkPolicy, planMoves, type LocalPack, type TierPolicy } from './tier-policy.js';
 import type { Mutation } from './writer.js';
@@ -92,6 +92,7 @@ function decodeSettings(bytes: Buffer, path: string): TierSettings {
  * that already opens with one keeps opening (its daemon is not stopped by an upgrade).
  */
 export async function checkTierSettings(fs: FileSystem, settings: TierSettings): Promise<void> {
+  refuseCredentialsInUrl(settings.url, '--object-store');
   if (settings.credentials) {
     const stat = await fs.stat(settings.credentials).catch((error) => { throw fromSystemError(error, 'reading the object-store credentials', settings.credentials!); });
     refuseSecretReadableByOthers(stat, settings.credentials, 'the object-store credentials');

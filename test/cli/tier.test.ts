@@ -52,4 +52,19 @@ describe('mailstore tier set / status', () => {
     expect(refused.stderr).toMatch(/ACCESS: the object-store credentials .* may be read by others \(mode 644\)/);
     expect(existsSync(store)).toBe(false);
   }, 60_000);
+
+  it('refuses a bucket URL with a user name or password in it (INVALID, exit 5) without printing it, and creates nothing; a backup --repo likewise', async () => {
+    const dir = tempDir();
+    const store = join(dir, 'store');
+    const env = { MAILSTORE_S3_ACCESS_KEY: 'a', MAILSTORE_S3_SECRET_KEY: 'b' };
+    const refused = await run(['init', '--object-store', 'http://AKIA:s3cr3t@127.0.0.1:9/mail-bucket'], { store, env });
+    expect(refused.code, refused.stderr).toBe(5);
+    expect(refused.stderr).toMatch(/INVALID: --object-store: the URL for 127\.0\.0\.1:9 has a user name or password in it/);
+    expect(refused.stderr).not.toContain('s3cr3t');
+    expect(existsSync(store)).toBe(false);
+    const repo = await run(['backups', '--repo', 's3:http://AKIA:s3cr3t@127.0.0.1:9/mail-bucket/backup'], { env });
+    expect(repo.code, repo.stderr).toBe(5);
+    expect(repo.stderr).toMatch(/INVALID: --repo: the URL .* has a user name or password in it/);
+    expect(repo.stderr).not.toContain('s3cr3t');
+  }, 60_000);
 });
