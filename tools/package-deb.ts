@@ -53,7 +53,9 @@ function layout(stage: string, pkg: PackageJson, arch: string): void {
   for (const unit of ['mailstore.service', 'mailstore-scrub.service', 'mailstore-scrub.timer']) {
     cpSync(join(repoRoot, 'packaging', unit), join(stage, 'lib/systemd/system', unit));
   }
-  cpSync(join(repoRoot, 'packaging/default'), join(stage, 'etc/default/mailstore'));
+  // not world-readable: the unit's EnvironmentFile, where an admin puts MAILSTORE_S3_SECRET_KEY or
+  // a --webhook URL with its secret (systemd reads it as root)
+  put(stage, 'etc/default/mailstore', readFileSync(join(repoRoot, 'packaging/default'), 'utf8'), 0o640);
   for (const doc of ['README.md', 'RECOVERY.md']) cpSync(join(repoRoot, doc), join(stage, 'usr/share/doc/mailstore', doc));
   put(stage, 'usr/share/doc/mailstore/copyright', `mailstore ${pkg.version}\nLicense: ${pkg.license ?? 'see package.json'}\n`, 0o644);
   put(stage, 'DEBIAN/control', control(pkg, arch, installedKib(stage)), 0o644);

@@ -12,7 +12,7 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { PackStore, type BlobLocation } from '../blob/pack-store.js';
 import { backupLimits, limits } from '../limits.js';
 import { writeStateSegments } from '../store/checkpoint.js';
-import { LAYOUT, initStore, storeIdBytes } from '../store/identity.js';
+import { LAYOUT, initStore, refuseRootOthersMayWrite, storeIdBytes } from '../store/identity.js';
 import { withoutHint, type Op } from '../store/records.js';
 import { Store } from '../store/store.js';
 import { formatMailboxName } from '../store/validate.js';
@@ -92,7 +92,9 @@ async function clearTarget(fs: FileSystem, target: string, created: boolean): Pr
 async function prepareTarget(fs: FileSystem, target: string, snapshot: string): Promise<boolean> {
   let created = false;
   try {
-    if (!(await fs.statIfExists(target))) {
+    const existing = await fs.statIfExists(target);
+    if (existing?.isDirectory) refuseRootOthersMayWrite(existing, target);
+    if (!existing) {
       try {
         await fs.mkdir(target);
         await fs.syncDir(dirname(target));

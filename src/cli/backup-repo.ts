@@ -7,7 +7,9 @@ import { absolutePath } from './context.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { backupLimits } from '../limits.js';
 import type { FileSystem } from '../fs/filesystem.js';
+import { refuseSecretReadableByOthers } from '../fs/secret-file.js';
 import { BucketFileSystem, bucketUrlOfRepo, credentialsFrom } from '../objstore/bucket-fs.js';
+import { refuseCredentialsInUrl } from '../objstore/s3.js';
 
 export interface RepoOptions {
   repo?: string;
@@ -20,6 +22,7 @@ export async function readKeyFile(path: string): Promise<Buffer> {
   try {
     const stat = await nodeFileSystem.stat(path);
     if (!stat.isFile || stat.size > backupLimits.keyFileBytesMax) throw new MailstoreError('INVALID', `the key file ${path} must be a file of at most ${backupLimits.keyFileBytesMax} bytes`, { path });
+    refuseSecretReadableByOthers(stat, path, 'the key file');
     bytes = await nodeFileSystem.readFile(path);
   } catch (error) {
     throw fromSystemError(error, 'reading the key file', path);
@@ -28,6 +31,16 @@ export async function readKeyFile(path: string): Promise<Buffer> {
     throw new MailstoreError('INVALID', `the key file ${path} holds ${bytes.length} bytes; it needs at least ${backupLimits.keyFileBytesMin} (head -c 32 /dev/urandom > FILE)`, { path });
   }
   return bytes;
+}
+
+/** A secret file's text, refused when others may read it. */
+async function readSecretText(path: string, what: string): Promise<string> {
+  try {
+    refuseSecretReadableByOthers(await nodeFileSystem.stat(path), path, what);
+    return (await nodeFileSystem.readFile(path)).toString('utf8');
+  } catch (error) {
+    throw fromSystemError(error, `reading ${what}`, path);
+  }
 }
 
 /** Opens --repo (created when `create` and missing or empty), runs `work`, closes it. */
@@ -47,12 +60,13 @@ export async function withRepository<T>(command: Command, create: boolean, work:
 /** A directory, or an s3: URL: then the repository's files are objects under that prefix (bucket-fs.ts). */
 async function repositoryLocation(options: RepoOptions): Promise<{ fs: FileSystem; dir: string }> {
   const url = bucketUrlOfRepo(options.repo!);
+  if (url !== undefined) refuseCredentialsInUrl(url, '--repo');
   if (url === undefined) {
     if (options.repoCredentials !== undefined) throw new MailstoreError('INVALID', '--repo-credentials is for an s3: repository');
     return { fs: nodeFileSystem, dir: absolutePath(options.repo!) };
   }
   const path = options.repoCredentials === undefined ? undefined : absolutePath(options.repoCredentials);
-  const text = path === undefined ? undefined : (await nodeFileSystem.readFile(path).catch((error) => { throw fromSystemError(error, 'reading the repository credentials', path); })).toString('utf8');
+  const text = path === undefined ? undefined : (await readSecretText(path, 'the repository credentials'));
   return { fs: await BucketFileSystem.connect(url, credentialsFrom(text, path)), dir: '/' };
 }
 

@@ -14,6 +14,7 @@ import { bodyBudget } from './body-budget.js';
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import { installDataScan } from './data-scan.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
+import { refuseNonSocket, refuseSharedDirectory, SOCKET_RISK } from '../fs/socket-file.js';
 import { formatHostPort, listenError, parseListen } from './address.js';
 import { limits, lmtpLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
@@ -399,10 +400,13 @@ function envelopeSender(from: string): string | undefined {
 async function listen(server: SMTPServer, where: string): Promise<string> {
   const address = parseListen(where, 'LMTP', { unix: true });
   if ('path' in address) {
+    await refuseSharedDirectory(address.path, 'the LMTP socket', SOCKET_RISK);
     try {
       await listenOnce(server, [address.path]);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || (await answers(address.path))) throw listenError(error, 'LMTP', where);
+      // nobody answers: a crash's socket is replaced, but a file that is no socket (a typo naming a config file) was unlinked too
+      await refuseNonSocket(address.path, 'unix:PATH for --lmtp');
       await nodeFileSystem.unlink(address.path);
       await listenOnce(server, [address.path]).catch((again: unknown) => { throw listenError(again, 'LMTP', where); });
     }

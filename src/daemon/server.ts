@@ -13,7 +13,7 @@ import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MailstoreError } from '../errors.js';
 import { checkSocketPath } from './address.js';
-import { ensureSocketDirectory, removeSocketFile, setSocketAccess, socketFileKind } from '../fs/socket-file.js';
+import { ensureSocketDirectory, refuseNonSocket, refuseSharedDirectory, SOCKET_RISK, removeSocketFile, setSocketAccess } from '../fs/socket-file.js';
 import { openFilesLimit } from '../fs/open-files-limit.js';
 import { daemonLimits, limits, lmtpLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
@@ -111,6 +111,7 @@ export class DaemonServer {
     const path = this.options.socketPath;
     checkSocketPath(path, 'the socket', '--socket with a shorter path (and MAILSTORE_SOCKET=PATH for the CLI)');
     await ensureSocketDirectory(dirname(path));
+    await refuseSharedDirectory(path, 'the socket', SOCKET_RISK);
     await this.clearStaleSocket(path);
     // The socket is created 0660 from the first instant (no window in which anyone may connect).
     // The umask is the whole process's: it is changed only around listen(), which binds the
@@ -140,9 +141,7 @@ export class DaemonServer {
   }
 
   private async clearStaleSocket(path: string): Promise<void> {
-    const kind = await socketFileKind(path);
-    if (kind === 'none') return;
-    if (kind === 'other') throw new MailstoreError('INVALID', `${path} exists and is not a socket; not replacing it (choose another --socket)`, { path });
+    if ((await refuseNonSocket(path, '--socket')) === 'none') return;
     const answer = await probeSocket(path);
     if (answer === 'live') throw new MailstoreError('LOCKED', `a daemon already answers on ${path}; stop it first`, { path });
     if (answer === 'unknown') throw new MailstoreError('LOCKED', `cannot tell whether the daemon of ${path} still runs (cannot connect to it); remove the file once it does not`, { path });

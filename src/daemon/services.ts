@@ -5,7 +5,7 @@
 import { MailstoreError } from '../errors.js';
 import { lagRecords } from '../events/events.js';
 import { ChangeSignal, pause } from '../events/follow.js';
-import { consumerCursor, postEvents, WEBHOOK_CONSUMER, type WebhookOptions } from '../events/webhook.js';
+import { consumerCursor, postEvents, webhookForLog, WEBHOOK_CONSUMER, type WebhookOptions } from '../events/webhook.js';
 import { eventLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
 import type { StoreOptions } from '../store/types.js';
@@ -94,7 +94,7 @@ async function runWebhook(store: Store, hooks: ServiceHooks, options: NonNullabl
       await postEvents(store, options.url, { ...options, follow: true, signal, changes: hooks.changes, log });
     } catch (error) {
       hooks.metrics.failed(error);
-      log({ event: 'webhook.stopped', url: options.url, error: String(error) });
+      log({ event: 'webhook.stopped', url: webhookForLog(options.url), error: String(error) });
       if (error instanceof MailstoreError && error.code === 'CLOSED') return;
       await pause(eventLimits.webhookRestartMs, signal);
     }

@@ -63,6 +63,15 @@ export function checkWebhookUrl(url: unknown): string {
 }
 
 /**
+ * The webhook as logs and errors name it: its origin, the path and query left out, since a
+ * receiver's secret lives there (a URL cannot carry a password: checkWebhookUrl).
+ */
+export function webhookForLog(url: string): string {
+  const parsed = new URL(url);
+  return parsed.pathname === '/' && parsed.search === '' ? parsed.origin : `${parsed.origin}/...`;
+}
+
+/**
  * Moves an events consumer's cursor (the webhook's) by hand: how an admin gets a webhook going
  * again that stopped on a cursor it cannot read past (its records retired while it was down, a
  * journal gap: readEvents refuses those rather than skip what is between), or sends events again.
@@ -169,7 +178,8 @@ async function postWithRetries(url: string, body: { consumer: string; events: Ma
     } catch (error) {
       last = String((error as Error).cause ?? error);
     }
-    options.log?.({ event: 'webhook.failed', url, attempt: attempt + 1, error: last });
+    options.log?.({ event: 'webhook.failed', url: webhookForLog(url), attempt: attempt + 1, error: last });
   }
-  throw new MailstoreError('IO', `webhook ${url} did not accept ${body.events.length} events after ${retries + 1} attempts (last: ${last}); the cursor stays at the last accepted batch`, { path: url });
+  const named = webhookForLog(url);
+  throw new MailstoreError('IO', `webhook ${named} did not accept ${body.events.length} events after ${retries + 1} attempts (last: ${last}); the cursor stays at the last accepted batch`, { path: named });
 }

@@ -1,6 +1,7 @@
 // The daemon's socket file and log file: the few file operations the daemon needs beyond the
 // FileSystem interface (mode and group of a socket, an append-only log that SIGHUP reopens).
 import { appendFileSync, createWriteStream, promises as fsp, statSync, type WriteStream } from 'node:fs';
+import { dirname } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import { daemonLimits } from '../limits.js';
 
@@ -18,6 +19,13 @@ export async function socketFileKind(path: string): Promise<'none' | 'socket' | 
   }
 }
 
+/** What is at `path`, INVALID when it is no socket: a stale socket may be replaced, any other file never. */
+export async function refuseNonSocket(path: string, instead: string): Promise<'none' | 'socket'> {
+  const kind = await socketFileKind(path);
+  if (kind === 'other') throw new MailstoreError('INVALID', `${path} exists and is not a socket; not replacing it (choose another ${instead})`, { path });
+  return kind;
+}
+
 export async function removeSocketFile(path: string): Promise<void> {
   await fsp.unlink(path).catch((error: NodeJS.ErrnoException) => {
     if (error.code !== 'ENOENT') throw fromSystemError(error, 'removing the stale socket', path);
@@ -28,6 +36,25 @@ export async function removeSocketFile(path: string): Promise<void> {
 export async function ensureSocketDirectory(path: string): Promise<void> {
   await fsp.mkdir(path, { recursive: true, mode: 0o755 }).catch((error) => { throw fromSystemError(error, 'creating the socket directory', path); });
 }
+
+/**
+ * ACCESS when another user could take the place of `path` (`what`: 'the socket', 'the log'): its
+ * directory is writable by others (sticky or not: /tmp, where a file of theirs made while the
+ * daemon is down stays) or belongs to a user other than this process's or root. `risk` says what
+ * they could then do: clients connect to whatever socket answers there, and a log is appended to
+ * whatever file or link is there.
+ */
+export async function refuseSharedDirectory(path: string, what: string, risk: string): Promise<void> {
+  const dir = dirname(path);
+  const stat = await fsp.stat(dir).catch((error) => { throw fromSystemError(error, `looking at the directory of ${what}`, dir); });
+  const self = process.getuid?.();
+  const why = (stat.mode & 0o002) !== 0 ? `may be written by other users (mode ${(stat.mode & 0o7777).toString(8)})`
+    : self !== undefined && stat.uid !== self && stat.uid !== 0 ? `belongs to another user (uid ${stat.uid})` : undefined;
+  if (why === undefined) return;
+  throw new MailstoreError('ACCESS', `${what}'s directory ${dir} ${why}: they could ${risk.replace('PATH', path)}; use a directory only this user (or root) may write`, { path: dir });
+}
+
+export const SOCKET_RISK = 'put a socket of their own at PATH and receive what clients send';
 
 /** Sets the socket's mode and, when given, its group (a name from /etc/group or a number). */
 export async function setSocketAccess(path: string, mode: number, group?: string): Promise<void> {

@@ -89,7 +89,7 @@ export async function openSource(fs: FileSystem, path: string, options: SourceOp
     throw new MailstoreError('INVALID', `flatten is for a directory of message files; ${path} is read as ${format}${stat.isDirectory ? '' : ' (a file)'}`, { path });
   }
   if (format === 'mbox') {
-    if (!stat.isFile) throw new MailstoreError('INVALID', `${path} is a directory, not an mbox file`, { path });
+    if (!stat.isFile) throw new MailstoreError('INVALID', `${path} is ${stat.isDirectory ? 'a directory' : 'not a regular file (a FIFO, socket or device)'}, not an mbox file`, { path });
     return { format, folders: [mboxFolder(fs, path, stat.size, options)] };
   }
   if (format === 'public-inbox') return { format, folders: [publicInboxFolder(path, await requirePublicInbox(fs, path), options)] };

@@ -848,9 +848,12 @@ async function archiveSegment(fs: FileSystem, from: string, to: string): Promise
  * count as archived and the source goes; other bytes are another segment, never overwritten (EXISTS).
  */
 async function archivedBefore(fs: FileSystem, from: string, to: string): Promise<void> {
-  const [ours, theirs] = await Promise.all([fs.readFile(from), fs.readFile(to)]);
-  if (!ours.equals(theirs)) {
-    throw new MailstoreError('EXISTS', `the journal archive ${dirname(to)} already holds ${basename(to)} with other bytes (another store's archive, or this store's before it was restored or rebuilt?): it was not overwritten and the segment stays in the journal; give this store an archive of its own ('mailstore snapshot --journal-archive DIR')`, { path: to });
+  // read through a link, the bytes could be the segment's own (a link back at it, planted by whoever
+  // may write the archive): the segment would be unlinked and the archive hold a dangling link
+  const held = await fs.lstat(to);
+  const [ours, theirs] = held.isFile && !held.isSymbolicLink ? await Promise.all([fs.readFile(from), fs.readFile(to)]) : [undefined, undefined];
+  if (!ours || !theirs || !ours.equals(theirs)) {
+    throw new MailstoreError('EXISTS', `the journal archive ${dirname(to)} already holds ${basename(to)} with other bytes or as no regular file (another store's archive, or this store's before it was restored or rebuilt?): it was not overwritten and the segment stays in the journal; give this store an archive of its own ('mailstore snapshot --journal-archive DIR')`, { path: to });
   }
   await fs.unlink(from);
   await fs.syncDir(dirname(to));

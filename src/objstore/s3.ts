@@ -38,6 +38,23 @@ export function parseBucketUrl(url: string): BucketAddress {
   return { url: url.replace(/\/+$/, ''), endpoint: new URL(`${parsed.protocol}//${parsed.host}`), bucket: parts[0], prefix: parts.slice(1).join('/') };
 }
 
+/**
+ * INVALID for a bucket URL with a user name or password in it (`option`: how it was given): they
+ * are never used (the credentials come from a file or the environment), and the URL is kept in the
+ * store's settings and printed (init, tier status), so a secret there would be shown to all. Not
+ * checked at open: a store that has one goes on opening.
+ */
+export function refuseCredentialsInUrl(url: string, option: string): void {
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return; // parseBucketUrl says what is wrong with it
+  }
+  if (parsed.username === '' && parsed.password === '') return;
+  throw new MailstoreError('INVALID', `${option}: the URL for ${parsed.host} has a user name or password in it, which is never used and would be stored and printed; give the credentials in a file (ACCESS_KEY:SECRET_KEY, mode 0600) or MAILSTORE_S3_ACCESS_KEY and MAILSTORE_S3_SECRET_KEY`);
+}
+
 /** `ACCESS_KEY:SECRET_KEY` (one line) as in the credentials file. */
 export function parseCredentials(text: string, path: string): Credentials {
   const line = text.split('\n')[0].trim();

@@ -3,6 +3,7 @@
 import { hkdfSync } from 'node:crypto';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
+import { refuseSecretReadableByOthers } from '../fs/secret-file.js';
 
 /** Secrets shorter than this are refused (a 32-byte random key, `openssl rand -hex 32`, is meant). */
 const SECRET_BYTES_MIN = 16;
@@ -13,9 +14,7 @@ const SECRET_BYTES_MIN = 16;
  */
 export async function readKeyFile(fs: FileSystem, path: string): Promise<Buffer> {
   const stat = await fs.stat(path).catch((e) => { throw fromSystemError(e, 'reading the replication key', path); });
-  if ((stat.mode & 0o077) !== 0) {
-    throw new MailstoreError('ACCESS', `the replication key ${path} may be read by others (mode ${(stat.mode & 0o777).toString(8)}); chmod 600 it`, { path });
-  }
+  refuseSecretReadableByOthers(stat, path, 'the replication key');
   const bytes = await fs.readFile(path).catch((e) => { throw fromSystemError(e, 'reading the replication key', path); });
   const text = bytes.toString('latin1').trim();
   const secret = /^([0-9a-fA-F]{2})+$/.test(text) ? Buffer.from(text, 'hex') : bytes;

@@ -5,7 +5,7 @@ import { Level } from 'level';
 import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError } from '../errors.js';
-import type { FileSystem } from '../fs/filesystem.js';
+import type { FileStat, FileSystem } from '../fs/filesystem.js';
 import { ensureDir, refuseIgnoredSync, writeFileDurable } from '../fs/durable.js';
 import { makeLevelDirectory } from '../fs/level-directory.js';
 import { classifyLevelError, systemAdvice } from '../index/level-errors.js';
@@ -76,6 +76,7 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
   const stat = await fs.statIfExists(root);
   if (stat) {
     if (!stat.isDirectory) throw new MailstoreError('INVALID', `${root} exists and is not a directory`, { path: root });
+    refuseRootOthersMayWrite(stat, root);
     // lost+found: a file system's root; run/: a daemon's socket directory (a replica's daemon starts in an empty directory)
     const names = (await fs.readdir(root)).filter((n) => n !== 'lost+found' && n !== 'run');
     if (names.includes(LAYOUT.identity)) throw new MailstoreError('EXISTS', `a store already exists at ${root}`, { path: root });
@@ -101,6 +102,16 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
     throw fromSystemError(error, 'initialising store', root);
   }
   return identity;
+}
+
+/**
+ * An existing directory that is to become a store's root (init, restore --to): whoever may write
+ * it may rename or replace packs/, journal/ and STORE, whatever the modes of the store's own
+ * directories (0750), so one that group or others may write is refused rather than taken as given.
+ */
+export function refuseRootOthersMayWrite(stat: FileStat, root: string): void {
+  if ((stat.mode & 0o022) === 0) return;
+  throw new MailstoreError('ACCESS', `${root} may be written by group or others (mode ${(stat.mode & 0o7777).toString(8)}): any of them could rename or replace the store's directories; chmod go-w ${root} and run it again`, { path: root });
 }
 
 /** Reads STORE and the markers; throws UNMOUNTED (never creates anything) when they are wrong. */

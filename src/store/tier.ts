@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError } from '../errors.js';
+import { refuseSecretReadableByOthers } from '../fs/secret-file.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { writeFileDurable } from '../fs/durable.js';
 import { createHasher, hashHex } from '../hash/blake3.js';
@@ -22,7 +23,7 @@ import { keys } from '../keys/index-keys.js';
 import type { PackStore } from '../blob/pack-store.js';
 import { limits } from '../limits.js';
 import { RemotePacks, type TieredPack } from '../objstore/remote-packs.js';
-import { Bucket, parseBucketUrl, parseCredentials, type Credentials } from '../objstore/s3.js';
+import { Bucket, parseBucketUrl, parseCredentials, refuseCredentialsInUrl, type Credentials } from '../objstore/s3.js';
 import type { Op } from './records.js';
 import { checkPolicy, planMoves, type LocalPack, type TierPolicy } from './tier-policy.js';
 import type { Mutation } from './writer.js';
@@ -85,8 +86,17 @@ function decodeSettings(bytes: Buffer, path: string): TierSettings {
   return settings;
 }
 
-/** Checks the URL, the credentials and that the bucket answers (before `init --object-store` creates anything). */
+/**
+ * Checks the URL, the credentials and that the bucket answers (before `init --object-store` creates
+ * anything). A credentials file others may read is refused here, where the admin names it; a store
+ * that already opens with one keeps opening (its daemon is not stopped by an upgrade).
+ */
 export async function checkTierSettings(fs: FileSystem, settings: TierSettings): Promise<void> {
+  refuseCredentialsInUrl(settings.url, '--object-store');
+  if (settings.credentials) {
+    const stat = await fs.stat(settings.credentials).catch((error) => { throw fromSystemError(error, 'reading the object-store credentials', settings.credentials!); });
+    refuseSecretReadableByOthers(stat, settings.credentials, 'the object-store credentials');
+  }
   const bucket = new Bucket(parseBucketUrl(settings.url), await loadCredentials(fs, settings));
   await bucket.check();
 }

@@ -1,5 +1,5 @@
 // The backup commands as a script sees them: --json documents and the exit codes of README's table.
-import { readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -41,13 +41,46 @@ describe('backup commands', () => {
     expect(existsSync(join(dir, 'r'))).toBe(false);
     // encryption: a wrong key is INVALID (5), before anything is written
     const key = join(dir, 'k');
-    writeFileSync(key, randomBytes(32));
-    writeFileSync(join(dir, 'k2'), randomBytes(32));
+    writeFileSync(key, randomBytes(32), { mode: 0o600 });
+    writeFileSync(join(dir, 'k2'), randomBytes(32), { mode: 0o600 });
     await ok(['--store', store, 'backup', '--repo', join(dir, 'erepo'), '--key-file', key]);
     const wrong = await run(['restore', '--repo', join(dir, 'erepo'), '--key-file', join(dir, 'k2'), '--to', join(dir, 'r5')]);
     expect(wrong.code).toBe(5);
     expect(wrong.stderr).toMatch(/INVALID: the key file does not open/);
     expect(existsSync(join(dir, 'r5'))).toBe(false);
     expect((await run(['backups', '--repo', join(dir, 'erepo')])).code).toBe(5); // no key at all
+  });
+
+  it('a key file or repository credentials other users may read are refused (ACCESS, exit 2) before anything is read or written', { timeout: 60_000 }, async () => {
+    requireBuilt();
+    const dir = tempDir('mailstore-backup-key-mode-');
+    const store = join(dir, 's');
+    await ok(['--store', store, 'init']);
+    await ok(['--store', store, 'mailbox', 'create', 'M']);
+    await ok(['--store', store, 'append', 'M', '-'], { input: 'Subject: kept\r\n\r\nbody\r\n' });
+    const key = join(dir, 'k');
+    writeFileSync(key, randomBytes(32), { mode: 0o600 });
+    await ok(['--store', store, 'backup', '--repo', join(dir, 'repo'), '--key-file', key]);
+    for (const mode of [0o644, 0o640, 0o604]) {
+      chmodSync(key, mode);
+      const refused = await run(['--store', store, 'backup', '--repo', join(dir, `new-${mode.toString(8)}`), '--key-file', key]);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toMatch(new RegExp(`ACCESS: the key file ${key} may be read by others \\(mode ${mode.toString(8)}\\); chmod 600 it`));
+      expect(existsSync(join(dir, `new-${mode.toString(8)}`))).toBe(false);
+      const restore = await run(['restore', '--repo', join(dir, 'repo'), '--key-file', key, '--to', join(dir, 'r')]);
+      expect(restore.code).toBe(2);
+      expect(restore.stderr).toMatch(/ACCESS: the key file .* may be read by others/);
+      expect(existsSync(join(dir, 'r'))).toBe(false);
+    }
+    // the credentials of an s3: repository likewise, before any connection is tried
+    const credentials = join(dir, 'credentials');
+    writeFileSync(credentials, 'access:secret\n', { mode: 0o644 });
+    const s3 = await run(['backups', '--repo', 's3:http://127.0.0.1:9/bucket/prefix', '--repo-credentials', credentials]);
+    expect(s3.code).toBe(2);
+    expect(s3.stderr).toMatch(/ACCESS: the repository credentials .* may be read by others \(mode 644\)/);
+    // nothing was lost: the key made private again, the one snapshot restores the message
+    chmodSync(key, 0o600);
+    await ok(['restore', '--repo', join(dir, 'repo'), '--key-file', key, '--to', join(dir, 'r')]);
+    expect(await ok(['--store', join(dir, 'r'), 'fetch', 'M', '1'])).toBe('Subject: kept\r\n\r\nbody\r\n');
   });
 });

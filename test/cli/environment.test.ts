@@ -116,6 +116,40 @@ describe('umask 000', () => {
   });
 });
 
+describe('a store directory that group or others may write', () => {
+  // init (and restore --to) took an existing empty directory as it was: made 0777 (or 0775) by an
+  // admin, the store's root let any local user rename or replace packs/, journal/ and STORE, though
+  // every directory the store makes is 0750.
+  it('init and restore --to refuse it (ACCESS, exit 2) and write nothing there; chmod go-w, and both go on', async () => {
+    const work = tempDir();
+    const source = await freshStore();
+    await ok(['append', 'M', '-'], { store: source, input: 'Subject: kept\n\nbody\n' });
+    const repo = join(work, 'repo');
+    await ok(['backup', '--repo', repo], { store: source });
+    for (const mode of [0o777, 0o775, 0o757, 0o1777]) {
+      const target = join(work, `target-${mode.toString(8)}`);
+      mkdirSync(target);
+      chmodSync(target, mode);
+      const init = await run(['init'], { store: target });
+      expect(init.code, init.stderr).toBe(2);
+      expect(init.stderr).toMatch(new RegExp(`ACCESS: ${target} may be written by group or others \\(mode ${mode.toString(8)}\\).*chmod go-w ${target}`));
+      const restore = await run(['restore', '--repo', repo, '--to', target]);
+      expect(restore.code, restore.stderr).toBe(2);
+      expect(restore.stderr).toMatch(/ACCESS: .* may be written by group or others/);
+      expect(readdirSync(target)).toEqual([]);
+      chmodSync(target, mode & ~0o022);
+      await ok(['restore', '--repo', repo, '--to', target]);
+      expect(await ok(['fetch', 'M', '1'], { store: target })).toBe('Subject: kept\n\nbody\n');
+    }
+    const other = join(work, 'other');
+    mkdirSync(other, { mode: 0o700 });
+    chmodSync(other, 0o777);
+    expect((await run(['init'], { store: other })).code).toBe(2);
+    chmodSync(other, 0o755); // a mount point's usual mode: others may reach the socket directory, not write
+    await ok(['init'], { store: other });
+  });
+});
+
 describe('a socket path longer than a unix socket can name (107 bytes)', () => {
   it('serve in a deep store says so (INVALID, exit 5) and serves with a shorter --socket; a long unix: LMTP path likewise', async () => {
     const deep = join(tempDir(), 'd'.repeat(60), 'e'.repeat(40), 'store');
@@ -140,6 +174,38 @@ describe('a socket path longer than a unix socket can name (107 bytes)', () => {
       daemon.kill('SIGTERM');
     }
     expect(await exited).toBe(0);
+  });
+});
+
+describe('a socket in a directory another user may write', () => {
+  // serve listened wherever --socket (or --lmtp unix:) said: in /tmp, or in a directory another
+  // user made, that user could put a socket of their own at the path (while the daemon is down,
+  // or by renaming the daemon's away) and take every append, fetch and LMTP delivery meant for it.
+  it('serve refuses it (ACCESS, exit 2) for its socket, an LMTP unix socket and its log, and serves from a private one', async () => {
+    const store = await freshStore();
+    const shared = join(tempDir(), 'shared');
+    mkdirSync(shared);
+    chmodSync(shared, 0o1777); // as /tmp
+    const refused = await run(['--no-wait', 'serve', '--socket', join(shared, 's.sock')], { store });
+    expect(refused.code, refused.stderr).toBe(2);
+    expect(refused.stderr).toMatch(new RegExp(`ACCESS: the socket's directory ${shared} may be written by other users \\(mode 1777\\)`));
+    const lmtp = await run(['--no-wait', 'serve', '--socket', join(tempDir(), 's.sock'), '--lmtp', `unix:${join(shared, 'lmtp.sock')}`], { store });
+    expect(lmtp.code, lmtp.stderr).toBe(2);
+    expect(lmtp.stderr).toMatch(/ACCESS: the LMTP socket's directory .* may be written by other users/);
+    // a log there: another user's file (or link) made before the daemon starts would be appended to
+    const log = await run(['--no-wait', 'serve', '--socket', join(tempDir(), 's.sock'), '--log', join(shared, 'mailstore.log')], { store });
+    expect(log.code, log.stderr).toBe(2);
+    expect(log.stderr).toMatch(/ACCESS: the log's directory .* may be written by other users \(mode 1777\): they could put a file or link of their own at .*mailstore\.log/);
+    expect(readdirSync(shared)).toEqual([]);
+    if (process.getuid?.() === 0) {
+      const theirs = join(tempDir(), 'theirs');
+      mkdirSync(theirs, { mode: 0o755 });
+      spawnSync('chown', ['65534', theirs]);
+      const owned = await run(['--no-wait', 'serve', '--socket', join(theirs, 's.sock')], { store });
+      expect(owned.code, owned.stderr).toBe(2);
+      expect(owned.stderr).toMatch(/ACCESS: the socket's directory .* belongs to another user \(uid 65534\)/);
+    }
+    expect((await ok(['append', 'M', '-'], { store, input: 'Subject: x\n\ny\n' })).trim()).toBe('1'); // the store as it was
   });
 });
 

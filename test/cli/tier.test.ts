@@ -1,6 +1,7 @@
 // `mailstore tier set|status` and `init --local-bytes-max` as a script sees them: the policy is
 // kept in the store, 'default' clears a field, nonsense is INVALID (exit 5) and changes nothing.
 // No object store answers here: set and status only read and write the store's settings.
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
@@ -39,5 +40,31 @@ describe('mailstore tier set / status', () => {
     const refused = await run(['init', '--local-bytes-max', '1G'], { store: other });
     expect(refused.code).toBe(5);
     expect(refused.stderr).toContain('--object-store');
+  }, 60_000);
+
+  it('refuses object-store credentials other users may read (ACCESS, exit 2) before any connection, and creates nothing', async () => {
+    const dir = tempDir();
+    const credentials = join(dir, 'credentials');
+    writeFileSync(credentials, 'access:secret\n', { mode: 0o644 });
+    const store = join(dir, 'store');
+    const refused = await run(['init', '--object-store', 'http://127.0.0.1:9/mail-bucket', '--object-store-credentials', credentials], { store });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/ACCESS: the object-store credentials .* may be read by others \(mode 644\)/);
+    expect(existsSync(store)).toBe(false);
+  }, 60_000);
+
+  it('refuses a bucket URL with a user name or password in it (INVALID, exit 5) without printing it, and creates nothing; a backup --repo likewise', async () => {
+    const dir = tempDir();
+    const store = join(dir, 'store');
+    const env = { MAILSTORE_S3_ACCESS_KEY: 'a', MAILSTORE_S3_SECRET_KEY: 'b' };
+    const refused = await run(['init', '--object-store', 'http://AKIA:s3cr3t@127.0.0.1:9/mail-bucket'], { store, env });
+    expect(refused.code, refused.stderr).toBe(5);
+    expect(refused.stderr).toMatch(/INVALID: --object-store: the URL for 127\.0\.0\.1:9 has a user name or password in it/);
+    expect(refused.stderr).not.toContain('s3cr3t');
+    expect(existsSync(store)).toBe(false);
+    const repo = await run(['backups', '--repo', 's3:http://AKIA:s3cr3t@127.0.0.1:9/mail-bucket/backup'], { env });
+    expect(repo.code, repo.stderr).toBe(5);
+    expect(repo.stderr).toMatch(/INVALID: --repo: the URL .* has a user name or password in it/);
+    expect(repo.stderr).not.toContain('s3cr3t');
   }, 60_000);
 });

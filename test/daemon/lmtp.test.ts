@@ -2,7 +2,8 @@
 // only after the append resolved, the RFC 2033/3463 replies for each failure, and hostile input
 // (pipelining, bare LF, NUL, long lines, a DATA cut off before its final dot). swaks, a real
 // client from Debian, delivers too when it is installed.
-import { writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { lstatSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -320,12 +321,19 @@ describe('LMTP delivery', () => {
     expect(log.filter((e) => e.event === 'lmtp.failed').map((e) => [e.code, e.level])).toEqual([['OVER_QUOTA', undefined]]); // ordinary traffic: info
   });
 
-  it('listens on a unix socket, replaces one a crash left behind, and refuses one another process serves', async () => {
+  it('listens on a unix socket, replaces one a crash left behind, and refuses one another process serves, or a path that is no socket', async () => {
     const store = await Store.open(tmpDir('lmtp'), { create: true });
     await store.createMailbox('user/alice/INBOX');
     const dir = tmpDir('lmtp-sock');
     const path = join(dir, 'lmtp.sock');
-    writeFileSync(path, ''); // stands in for a stale socket: nobody answers on it
+    // a stale socket: its process was killed while listening, and nobody answers on it
+    spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+    expect(lstatSync(path).isSocket()).toBe(true);
+    // a file that is no socket (a typo in --lmtp unix:PATH naming a config file) was unlinked as stale
+    const notSocket = join(dir, 'main.cf');
+    writeFileSync(notSocket, 'myhostname = mail.example.org\n');
+    await expect(startLmtp(store, { listen: `unix:${notSocket}` })).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('not a socket') });
+    expect(readFileSync(notSocket, 'utf8')).toBe('myhostname = mail.example.org\n');
     const server = await startLmtp(store, { listen: `unix:${path}` });
     open.push({ server, store });
     expect(server.address).toBe(`unix:${path}`);

@@ -353,3 +353,40 @@ describe('events webhook: a receiver that redirects', () => {
 function formatCursorOf(cursor: { seq: number; slot: number }): string {
   return cursor.slot === Infinity ? String(cursor.seq) : `${cursor.seq}.${cursor.slot}`;
 }
+
+describe('events webhook: a secret in its URL', () => {
+  // The refusal of a URL with a password says to let the receiver take a secret in its path, yet the
+  // whole URL, path and query, went into every webhook.failed and webhook.stopped log line, the IO
+  // error and serve's 'services' line: the daemon's log (and the journal) handed the secret on.
+  it('is never logged, nor put in an error: the receiver is named by its origin', { timeout: 30_000 }, async () => {
+    const r = await receiver();
+    const secretUrl = `${r.url}/s3cr3t-path?token=t0k3n`;
+    const dir = tmpDir('webhook');
+    const store = await storeWithMessages(dir, 2);
+    const origin = new URL(r.url).origin;
+    try {
+      r.answers.push(500, 500);
+      const log: unknown[] = [];
+      const failure = await postEvents(store, secretUrl, { retries: 1, backoffMs: 5, log: (entry) => log.push(entry) }).catch((error: unknown) => error);
+      expect(failure).toMatchObject({ code: 'IO' });
+      const said = JSON.stringify(log) + (failure as Error).message + JSON.stringify((failure as { path?: string }).path);
+      expect(said).not.toMatch(/s3cr3t|t0k3n/);
+      expect(said).toContain(origin);
+      expect(r.requests.map((q) => q.status)).toEqual([500, 500]); // it did post to the whole URL
+      expect(r.accepted).toEqual([]);
+      expect(await store.getMeta('consumer/events-webhook')).toBeUndefined(); // nothing counted as sent
+    } finally {
+      await store.close();
+    }
+    const daemon = await serve(dir, ['--webhook', secretUrl]);
+    try {
+      for (let i = 0; i < 100 && r.accepted.length < 3; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(r.accepted.length).toBeGreaterThanOrEqual(3); // every event there, once the receiver takes them
+    } finally {
+      daemon.child.kill('SIGTERM');
+      await daemon.exited;
+    }
+    expect(daemon.stderr()).toContain(origin);
+    expect(daemon.stderr()).not.toMatch(/s3cr3t|t0k3n/);
+  });
+});

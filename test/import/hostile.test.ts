@@ -222,6 +222,19 @@ describe('links and special files inside a source are never followed (#7)', () =
       expect(await importMail(store, join(work, 'link.mbox'), { mailbox: 'INBOX' })).toMatchObject({ format: 'mbox', imported: 1, skipped: 0 });
     });
   });
+
+  it('a top-level FIFO or device given as an mbox is INVALID saying what it is (it was called a directory), never read', async () => {
+    const work = tmpDir('hostile');
+    execFileSync('mkfifo', [join(work, 'fifo')]);
+    await withStore(async (store) => {
+      for (const path of [join(work, 'fifo'), '/dev/zero']) {
+        await expect(importMail(store, path, { mailbox: 'INBOX', format: 'mbox' })).rejects.toMatchObject({
+          code: 'INVALID', message: `${path} is not a regular file (a FIFO, socket or device), not an mbox file`,
+        });
+      }
+      expect(await store.listMailboxes()).toEqual([]); // nothing created
+    });
+  });
 });
 
 describe('the message limit holds while reading (#9)', () => {

@@ -60,6 +60,8 @@ describe.skipIf(!dpkgDeb)('the .deb', () => {
       expect(contents).toContain(path);
     }
     expect(contents).not.toMatch(/node_modules\/(vitest|typescript|fast-check)\//); // no dev dependencies
+    // the unit's EnvironmentFile, where secrets go (MAILSTORE_S3_SECRET_KEY, a webhook URL's): not for every user (it was 0644)
+    expect(contents).toMatch(/^-rw-r----- root\/root .* \.\/etc\/default\/mailstore$/m);
     const postinst = (await run(dpkgDeb!, ['--info', deb, 'postinst'])).output;
     expect(postinst).toMatch(/adduser --system|useradd --system/);
     // an upgrade restarts a running daemon (it ran the replaced code), and only a running one

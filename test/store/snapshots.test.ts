@@ -6,7 +6,7 @@
 // consumer that asks for retired records gets NOT_FOUND, and a retired journal still rebuilds and
 // rewrites.
 import { describe, expect, it, vi } from 'vitest';
-import { existsSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { MailstoreError } from '../../src/errors.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
@@ -442,7 +442,8 @@ describe('journal retirement', () => {
     await store.close();
   });
 
-  it('a segment the archive already holds byte for byte (a move a crash interrupted) is taken as archived', async () => {
+  /** A store with a journal archive and a second snapshot's worth of changes: its oldest segment retires next. */
+  async function segmentToRetire(): Promise<{ archive: string; root: string; store: Store; oldest: string }> {
     const archive = join(tmpDir(), 'archive');
     mkdirSync(archive);
     const root = tmpDir();
@@ -451,10 +452,29 @@ describe('journal retirement', () => {
     await store.snapshot();
     await churn(store, 70, 10);
     const oldest = readdirSync(join(root, 'journal')).filter((name) => name.endsWith('.jnl')).sort()[0];
+    return { archive, root, store, oldest };
+  }
+
+  it('a segment the archive already holds byte for byte (a move a crash interrupted) is taken as archived', async () => {
+    const { archive, root, store, oldest } = await segmentToRetire();
     writeFileSync(join(archive, oldest), readFileSync(join(root, 'journal', oldest))); // copied, the source not yet removed
     const result = await store.snapshot();
     expect(result.retired.segments).toContain(oldest);
     expect(existsSync(join(root, 'journal', oldest))).toBe(false);
+    await store.close();
+  });
+
+  it('a link in the archive under a segment\'s name (another user who may write it, pointing back at the segment) is not taken as archived: EXISTS, the segment stays', async () => {
+    const { archive, root, store, oldest } = await segmentToRetire();
+    const bytes = readFileSync(join(root, 'journal', oldest));
+    symlinkSync(join(root, 'journal', oldest), join(archive, oldest)); // reads back the very bytes of the segment
+    const error = await store.snapshot().then(() => undefined, (e: unknown) => e);
+    expect(error).toMatchObject({ code: 'EXISTS' });
+    expect(readFileSync(join(root, 'journal', oldest)).equals(bytes)).toBe(true); // was unlinked: the archive held only a dangling link
+    rmSync(join(archive, oldest));
+    expect((await store.snapshot()).retired.segments).toContain(oldest);
+    expect(readFileSync(join(archive, oldest)).equals(bytes)).toBe(true);
+    expect(lstatSync(join(archive, oldest)).isFile()).toBe(true);
     await store.close();
   });
 

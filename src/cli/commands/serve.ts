@@ -11,11 +11,12 @@ import { PROCEDURES, type ScrubEvent } from '../../daemon/procedures.js';
 import { ServeReplication, type ServeReplicationOptions } from '../../daemon/serve-replication.js';
 import { DaemonServer } from '../../daemon/server.js';
 import { serviceHooks, startServices, type ServiceHooks, type Services } from '../../daemon/services.js';
-import { checkWebhookUrl } from '../../events/webhook.js';
+import { checkWebhookUrl, webhookForLog } from '../../events/webhook.js';
 import type { ScrubOptions, ScrubReport } from '../../scrub/scrub.js';
 import { openNotices, type Store } from '../../store/store.js';
 import type { StoreOptions } from '../../store/types.js';
-import { lockWaitOptions, refuseRootInOthersStore, storeDir } from '../context.js';
+import { absolutePath, lockWaitOptions, refuseRootInOthersStore, storeDir } from '../context.js';
+import { refuseSharedDirectory } from '../../fs/socket-file.js';
 import { daemonLimits } from '../../limits.js';
 
 interface ServeOptions extends ServeReplicationOptions {
@@ -80,6 +81,7 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   const dir = storeDir(command);
   refuseRootInOthersStore(dir);
   if (options.webhook !== undefined) checkWebhookUrl(options.webhook); // before the store is served: a daemon that can never post is no daemon to start
+  if (options.log !== undefined) await refuseSharedDirectory(absolutePath(options.log), 'the log', 'put a file or link of their own at PATH and read or redirect what the daemon logs');
   const logger = new Logger(options.log);
   const replication = new ServeReplication(options, logger);
   const hooks = serviceHooks();
@@ -151,7 +153,7 @@ function wireServices(server: DaemonServer, hooks: ServiceHooks, options: ServeO
       // the server's own trouble (mail deferred) at warn, ordinary traffic at info
       log: ({ event, level, ...fields }) => (level === 'warn' ? server.logger.warn(event, fields) : server.logger.info(event, fields)),
     });
-    server.logger.info('services', { lmtp: services.lmtp, metrics: services.metrics, webhook: options.webhook });
+    server.logger.info('services', { lmtp: services.lmtp, metrics: services.metrics, webhook: options.webhook === undefined ? undefined : webhookForLog(options.webhook) });
   });
   server.onStopping.unshift(async () => { await services?.close(); });
   reportScrubs(server, hooks);
