@@ -97,9 +97,14 @@ async function addMessages(store: Store, id: Buffer, messages: XferMessage[]): P
     const ops: Op[] = [];
     const fresh = new Map<string, { pack: number; offset: number }>();
     const floor = modseqAt(ctx.view, ctx.seq);
+    const sent = new Set<number>();
     for (const [given, body, givenFlags, date, extras] of messages) {
       // checked as the Store checks its callers': a uid past 2^32 - 1 has no index key (it stopped the store), 0 is none
       const uid = checkUid(given, 'XFER uid');
+      // the ops of one request are applied after it is prepared, so the check below cannot see a
+      // repeat: its add replaced the first one's message and the mailbox counted both, a refcount too
+      if (sent.has(uid)) throw new MailstoreError('INVALID', `XFER: message ${uid} is sent twice in one request; nothing of it was stored`);
+      sent.add(uid);
       const flags = checkFlagList(givenFlags);
       if (await ctx.view.get(keys.message(id, uid))) continue; // already here (resumed)
       if (extras.modseq !== undefined && !(Number.isSafeInteger(extras.modseq) && extras.modseq > 0 && extras.modseq < floor)) {

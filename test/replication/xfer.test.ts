@@ -13,6 +13,8 @@ import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { listQuotas, setQuota } from '../../src/store/quota.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { scrub } from '../../src/scrub/scrub.js';
+import { isDamage } from '../../src/scrub/findings.js';
+import { recount } from '../helpers/recount.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { limits } from '../../src/limits.js';
 import { codeOf, keyFile, msg, quiet } from './helpers.js';
@@ -304,6 +306,27 @@ describe('xfer', () => {
       expect((await b.status('user/bob/INBOX')).messages).toBe(0);
       expect((await b.status('user/bob/INBOX')).uidNext).toBe(1);
       expect((await b.append('user/carol/INBOX', msg(1))).uid).toBe(1); // the target did not stop
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it('a source that sends one uid twice in a request is answered INVALID: nothing of the request is stored, no counter counts a message that is not there', async () => {
+    const { key, b, to, close } = await twoStores();
+    try {
+      await asSource(to, key, async (connection) => {
+        const { id } = BOB_INBOX;
+        await connection.send({ t: 'xfer.mailbox', mailbox: { ...BOB_INBOX, highestModseq: 0 } });
+        expect(await connection.next(5000)).toMatchObject({ t: 'xfer.mailbox' });
+        await connection.send({ t: 'xfer.messages', id, messages: [[1, msg(1), [], 0, {}]] });
+        expect(await connection.next(5000)).toMatchObject({ t: 'xfer.messages', added: 1 });
+        await connection.send({ t: 'xfer.messages', id, messages: [[5, msg(5), [], 0, {}], [6, msg(6), [], 0, {}], [5, msg(7), [], 0, {}]] });
+        expect(await connection.next(5000)).toMatchObject({ t: 'error', code: 'INVALID' });
+      });
+      expect(await b.fetch('user/bob/INBOX', 1)).toEqual(msg(1));
+      expect(await b.status('user/bob/INBOX')).toMatchObject({ messages: 1, uidNext: 2 });
+      expect(await recount(b)).toEqual([]);
+      expect((await scrub(b)).findings.filter(isDamage)).toEqual([]);
     } finally {
       await close();
     }
