@@ -11,7 +11,7 @@ import type { BlobRecord, MailboxInfo, MessageRecord, Op } from '../store/record
 import type { Store } from '../store/store.js';
 import { hashBytes } from '../hash/blake3.js';
 import { checkRecordSize } from '../store/prepare.js';
-import { checkUid } from '../store/validate.js';
+import { checkUid, normalizeMessageExtras } from '../store/validate.js';
 import { quotaSetOp } from '../store/quota.js';
 import type { PrepareContext } from '../store/writer.js';
 import { modseqAt } from '../store/apply.js';
@@ -113,7 +113,11 @@ async function addMessages(store: Store, id: Buffer, messages: XferMessage[]): P
       const bytes = Buffer.from(body);
       const hash = hashBytes(bytes);
       const { location, isFresh } = await place(ctx, hash, bytes, fresh);
-      const op: Op = { op: 'message.add', id, uid, hash, size: bytes.length, date, flags, pack: location.pack, offset: location.offset, ...extras };
+      // the known extras only, checked as an append's: spread whole, a field named size, hash, pack
+      // or op replaced the record's own (a size the blob does not have, counted in the mailbox)
+      const known = normalizeMessageExtras({ envelopeFrom: extras.envelopeFrom, dateZoneMinutes: extras.dateZone, recent: extras.recent });
+      const op: Op = { op: 'message.add', id, uid, hash, size: bytes.length, date, flags, pack: location.pack, offset: location.offset, ...known };
+      if (extras.modseq !== undefined) op.modseq = extras.modseq;
       if (isFresh) op.fresh = true;
       ops.push(op);
     }

@@ -45,6 +45,20 @@ async function asSource(to: string, key: string, talk: (connection: Connection) 
   }
 }
 
+/** Announces BOB_INBOX as a source would (xfer.mailbox) and returns its id. */
+async function announceBobInbox(connection: Connection): Promise<string> {
+  await connection.send({ t: 'xfer.mailbox', mailbox: { ...BOB_INBOX, highestModseq: 0 } });
+  expect(await connection.next(5000)).toMatchObject({ t: 'xfer.mailbox' });
+  return BOB_INBOX.id;
+}
+
+/** The target's user/bob/INBOX holds uid 1 alone, and every counter says so. */
+async function expectBobInboxOfOne(b: Store): Promise<void> {
+  expect(await b.status('user/bob/INBOX')).toMatchObject({ messages: 1, uidNext: 2 });
+  expect(await recount(b)).toEqual([]);
+  expect((await scrub(b)).findings.filter(isDamage)).toEqual([]);
+}
+
 describe('xfer', () => {
   it('moves a user keeping uidValidity, uids, flags, dates, ACLs and owner; catches up changes made during the copy', async () => {
     const { key, a, b, to, close } = await twoStores();
@@ -315,18 +329,33 @@ describe('xfer', () => {
     const { key, b, to, close } = await twoStores();
     try {
       await asSource(to, key, async (connection) => {
-        const { id } = BOB_INBOX;
-        await connection.send({ t: 'xfer.mailbox', mailbox: { ...BOB_INBOX, highestModseq: 0 } });
-        expect(await connection.next(5000)).toMatchObject({ t: 'xfer.mailbox' });
+        const id = await announceBobInbox(connection);
         await connection.send({ t: 'xfer.messages', id, messages: [[1, msg(1), [], 0, {}]] });
         expect(await connection.next(5000)).toMatchObject({ t: 'xfer.messages', added: 1 });
         await connection.send({ t: 'xfer.messages', id, messages: [[5, msg(5), [], 0, {}], [6, msg(6), [], 0, {}], [5, msg(7), [], 0, {}]] });
         expect(await connection.next(5000)).toMatchObject({ t: 'error', code: 'INVALID' });
       });
       expect(await b.fetch('user/bob/INBOX', 1)).toEqual(msg(1));
-      expect(await b.status('user/bob/INBOX')).toMatchObject({ messages: 1, uidNext: 2 });
-      expect(await recount(b)).toEqual([]);
-      expect((await scrub(b)).findings.filter(isDamage)).toEqual([]);
+      await expectBobInboxOfOne(b);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it("a source whose message extras name other fields of the record (size, hash, pack, offset, op) cannot change them: the message is stored as sent, its counters right", async () => {
+    const { key, b, to, close } = await twoStores();
+    try {
+      await asSource(to, key, async (connection) => {
+        const id = await announceBobInbox(connection);
+        const extras = { size: 3, hash: Buffer.alloc(32), pack: 99, offset: 7, uid: 9, op: 'mailbox.deleteBegin', envelopeFrom: 'a@example.org' };
+        await connection.send({ t: 'xfer.messages', id, messages: [[1, msg(1), [], 0, extras]] });
+        expect(await connection.next(5000)).toMatchObject({ t: 'xfer.messages', added: 1 });
+        await connection.send({ t: 'xfer.messages', id, messages: [[2, msg(2), [], 0, { envelopeFrom: 'two words' }]] });
+        expect(await connection.next(5000)).toMatchObject({ t: 'error', code: 'INVALID' });
+      });
+      expect(await b.fetch('user/bob/INBOX', 1)).toEqual(msg(1));
+      expect(await b.messageInfo('user/bob/INBOX', 1)).toMatchObject({ size: msg(1).length, envelopeFrom: 'a@example.org' });
+      await expectBobInboxOfOne(b);
     } finally {
       await close();
     }
