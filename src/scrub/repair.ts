@@ -16,6 +16,7 @@ import { findCopies } from './sources.js';
 import { dropUnreferenced, isUnreferencedBlobDamage } from './drop.js';
 import { repairSnapshots } from './snapshot-check.js';
 import { indexJournalImage } from './reconstruct.js';
+import { raiseModseqsAbove } from '../store/modseq-floor.js';
 
 export interface RepairOptions {
   sources?: string[];
@@ -40,6 +41,8 @@ export interface RepairResult {
   journalRewritten: boolean;
   /** Hashes of damaged unreferenced blobs recorded as dropped (--drop-unreferenced). */
   dropped: string[];
+  /** Mailboxes' modseqs were ahead of the store's: its modseq offset was raised above this one (modseq-ahead). */
+  modseqsRaisedAbove?: number;
   /** Damage still present after repair, with the messages it affects. */
   unrepaired: Finding[];
 }
@@ -91,8 +94,25 @@ export async function repair(store: Store, before: ScrubReport, options: RepairO
     indexRebuilt = true;
   }
   const journalRewritten = await rewriteDamagedJournal(store, before, indexRebuilt, blobFindings.every((f) => found.has(f.hash)));
+  const modseqsRaisedAbove = await raiseModseqsAhead(store, before);
   const after = await scrub(store, options.scrubOptions);
-  return { before, after, blobsRestored, quarantined, indexRebuilt, journalRewritten, dropped, unrepaired: after.findings.filter(isDamage) };
+  return {
+    before, after, blobsRestored, quarantined, indexRebuilt, journalRewritten, dropped, ...(modseqsRaisedAbove === undefined ? {} : { modseqsRaisedAbove }),
+    unrepaired: after.findings.filter(isDamage),
+  };
+}
+
+/**
+ * A mailbox's modseqs ahead of the store's (modseq-ahead: the offset an undump or XFER raised was
+ * lost): a rebuild from the journal gives the same, so the offset is raised past the highest, in
+ * a journaled meta.set as XFER raises it. Returns that highest, or undefined when none was ahead.
+ */
+async function raiseModseqsAhead(store: Store, before: ScrubReport): Promise<number | undefined> {
+  const ahead = before.findings.flatMap((f) => (f.kind === 'modseq-ahead' ? [f.highestModseq] : []));
+  if (ahead.length === 0) return undefined;
+  const highest = Math.max(...ahead);
+  await raiseModseqsAbove((prepare) => store.administration().mutate({ prepare }), store.administration().index, highest);
+  return highest;
 }
 
 /**
