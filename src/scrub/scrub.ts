@@ -26,6 +26,7 @@ import type { Store } from '../store/store.js';
 import { checkpointBegin, type BlobRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type RightsRecord } from '../store/records.js';
 import { formatMailboxName } from '../store/validate.js';
 import { meta } from '../store/apply.js';
+import { RECOUNT_META, type RecountTotals } from './recount.js';
 import { emptyTally, isDamage, mailboxCountsFinding, modseqAheadFinding, nextModseq, tallyMessage, type Finding, type MessageRef, type MessageTally } from './findings.js';
 import { classifyDropped } from './drop.js';
 import { scrubMailboxes } from './scoped.js';
@@ -567,6 +568,8 @@ function countLive(totals: LiveTotals, payload: JournalPayload, inCheckpoint: bo
       case 'message.add': totals.messages++; break;
       case 'state.messages': totals.messages += op.messages.length; break;
       case 'message.expunge': totals.messages -= op.uids.length; break;
+      // counters recounted (recount.ts): the records before it may have counted adds the index never held
+      case 'meta.set': if (op.key === RECOUNT_META && op.value) Object.assign(totals, op.value as RecountTotals); break;
       default: break;
     }
   }
