@@ -7,6 +7,7 @@
 // bodies while they wait for each other, refuses the message 452 4.3.1 and the MTA retries it.
 import { assert } from '../errors.js';
 import { daemonLimits } from '../limits.js';
+import type { FrameBudget } from './transport.js';
 
 export class BodyBudget {
   private held = 0;
@@ -24,6 +25,11 @@ export class BodyBudget {
     if (this.waiting.length > 0 || !this.fits(bytes)) return false;
     this.held += bytes;
     return true;
+  }
+
+  /** Takes `bytes` whether they fit or not (what must not wait: it would hold up what frees the budget). */
+  force(bytes: number): void {
+    this.held += bytes;
   }
 
   /** Resolves once `bytes` are taken, in the order asked. */
@@ -49,3 +55,18 @@ export class BodyBudget {
 
 /** The daemon process's one budget (daemonLimits.bodyBytesHeldMax, read at each take: tests lower it). */
 export const bodyBudget = new BodyBudget(() => daemonLimits.bodyBytesHeldMax);
+
+/**
+ * The socket frames past inlineBytesMax, reserved in the same budget at their length prefix
+ * (transport.ts): a call's inline arguments up to frameBytesMax each, and half-sent frames, which
+ * thousands of connections could otherwise hold at once. A chunk frame is part of its body's
+ * reservation.
+ */
+export const frameBudget: FrameBudget = {
+  get minBytes() { return daemonLimits.inlineBytesMax; },
+  get chunkFrameBytesMax() { return daemonLimits.chunkBytes + 64; },
+  tryTake: (bytes) => bodyBudget.tryTake(bytes),
+  take: (bytes) => bodyBudget.take(bytes),
+  force: (bytes) => bodyBudget.force(bytes),
+  give: (bytes) => bodyBudget.give(bytes),
+};

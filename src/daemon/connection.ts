@@ -15,7 +15,7 @@ import { LISTING_PROCEDURES, PROCEDURES, type ProcedureName } from './procedures
 import {
   Assembly, LISTING_METHODS, listingItemBytes, STREAM_METHODS, VALUE_METHODS, toWireError, type Frame,
 } from './protocol.js';
-import { bodyBudget } from './body-budget.js';
+import { bodyBudget, frameBudget } from './body-budget.js';
 import type { DaemonServer } from './server.js';
 import { FrameSocket } from './transport.js';
 
@@ -54,7 +54,7 @@ export class DaemonConnection {
    * A call waits for room in the daemon's body budget (body-budget.ts): the socket is not read, and
    * the call and chunk frames already read behind it wait here, in order.
    */
-  private waitingFrames?: Frame[];
+  private waitingFrames?: { frame: Frame; held: number }[];
   private reading = true;
   private stopped = false;
   private idleWaiters: (() => void)[] = [];
@@ -63,9 +63,9 @@ export class DaemonConnection {
     let closedResolve!: () => void;
     this.closed = new Promise((resolve) => { closedResolve = resolve; });
     this.transport = new FrameSocket(socket, {
-      frame: (frame) => this.frame(frame),
+      frame: (frame, held) => this.frame(frame, held),
       malformed: (error) => this.malformed(error),
-      midCall: () => this.assemblies.size > 0,
+      midCall: () => this.assemblies.size > 0 || this.waitingFrames !== undefined, // a call waiting for its body's room is one too
       closed: () => {
         for (const flow of this.flows.values()) this.cancel(flow);
         for (const { assembly } of this.assemblies.values()) bodyBudget.give(assembly.bytes);
@@ -75,7 +75,7 @@ export class DaemonConnection {
         closedResolve();
         this.wakeIdle();
       },
-    }, daemonLimits.frameCompleteMs);
+    }, daemonLimits.frameCompleteMs, frameBudget);
   }
 
   private get store() {
@@ -87,13 +87,16 @@ export class DaemonConnection {
     return this.server.callStore;
   }
 
-  private frame(frame: Frame): void {
+  /** `held`: the frame's bytes reserved in the body budget (a big one): given back when its call ends. */
+  private frame(frame: Frame, held: number): void {
     if (this.waitingFrames && (frame.t === 'call' || frame.t === 'chunk')) {
-      this.waitingFrames.push(frame);
+      this.waitingFrames.push({ frame, held });
       return;
     }
+    if (frame.t === 'call' && !frame.b) return this.call(frame, held);
+    if (held > 0) bodyBudget.give(held); // the frame's bytes are done with: decoded into what follows, or a body's own reservation holds them
     switch (frame.t) {
-      case 'call': return this.call(frame);
+      case 'call': return this.call(frame, 0);
       case 'chunk': return this.chunk(frame.id, frame.d);
       case 'more': return this.credit(frame.id, frame.n, frame.k);
       case 'cancel': {
@@ -113,9 +116,12 @@ export class DaemonConnection {
     setTimeout(() => this.transport.destroy(), 1000).unref();
   }
 
-  private call(frame: Extract<Frame, { t: 'call' }>): void {
-    if (this.assemblies.has(frame.id) || this.flows.has(frame.id)) return this.malformed(new MailstoreError('INVALID', `call id ${frame.id} is already in use`));
-    if (!frame.b) return this.dispatch(frame.id, frame.m, frame.a, 0);
+  private call(frame: Extract<Frame, { t: 'call' }>, held: number): void {
+    if (this.assemblies.has(frame.id) || this.flows.has(frame.id)) {
+      bodyBudget.give(held);
+      return this.malformed(new MailstoreError('INVALID', `call id ${frame.id} is already in use`));
+    }
+    if (!frame.b) return this.dispatch(frame.id, frame.m, frame.a, held);
     // One body at a time (the client sends a call's chunks before its next call): each body is
     // allocated whole at its first chunk, and calls begun and left half-sent held their bodies
     // uncounted, so one connection could make the daemon allocate callBytesMax per call frame.
@@ -138,15 +144,18 @@ export class DaemonConnection {
     void bodyBudget.take(assembly.bytes).then(() => {
       const queued = this.waitingFrames ?? [];
       this.waitingFrames = undefined;
-      if (this.transport.closed) return bodyBudget.give(assembly.bytes);
+      if (this.transport.closed) {
+        for (const { held } of queued) bodyBudget.give(held);
+        return bodyBudget.give(assembly.bytes);
+      }
       this.assemblies.set(frame.id, { method: frame.m, assembly });
       this.updateReading();
       for (const [i, next] of queued.entries()) {
         if (this.waitingFrames) { // a later call waits in its turn, with what came after it
-          (this.waitingFrames as Frame[]).push(...queued.slice(i));
+          (this.waitingFrames as { frame: Frame; held: number }[]).push(...queued.slice(i));
           break;
         }
-        this.frame(next);
+        this.frame(next.frame, next.held);
       }
     });
   }

@@ -137,8 +137,9 @@ export type ScrubEvent = { progress: ScrubProgress; report?: undefined } | { rep
 
 /**
  * A scrub as a listing, so its progress can cross the daemon's socket (a callback cannot):
- * progress at most every progressRedrawMs, then the report. The scrub runs to its end (it
- * writes its cursor) even when the reader stops early.
+ * progress at most every progressRedrawMs, then the report. A reader that stops early (a CLI
+ * interrupted, its connection gone) stops the pack pass where it is (a budgeted run writes its
+ * cursor there): it read every pack of the store on for nobody, for hours on a big one.
  */
 async function* scrubEvents(store: Store, options: ScrubOptions = {}): AsyncGenerator<ScrubEvent> {
   const queue: ScrubEvent[] = [];
@@ -153,15 +154,20 @@ async function* scrubEvents(store: Store, options: ScrubOptions = {}): AsyncGene
     queue.push({ progress });
     wake?.();
   };
-  void scrub(store, { ...options, onProgress })
+  const stop = new AbortController();
+  void scrub(store, { ...options, onProgress, signal: stop.signal })
     .then((report) => { queue.push({ report }); }, (error: unknown) => { failure = error; })
     .finally(() => { done = true; wake?.(); });
-  for (;;) {
-    while (queue.length > 0) yield queue.shift()!;
-    if (failure !== undefined) throw failure;
-    if (done) return;
-    await new Promise<void>((resolve) => { wake = resolve; });
-    wake = undefined;
+  try {
+    for (;;) {
+      while (queue.length > 0) yield queue.shift()!;
+      if (failure !== undefined) throw failure;
+      if (done) return;
+      await new Promise<void>((resolve) => { wake = resolve; });
+      wake = undefined;
+    }
+  } finally {
+    if (!done) stop.abort();
   }
 }
 

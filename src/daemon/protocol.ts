@@ -91,6 +91,11 @@ export class FrameReader {
   private buffered = 0;
   private wanted = -1;
 
+  /** The length of the frame begun, once its prefix is read; -1 between frames. */
+  get frameLength(): number {
+    return this.wanted;
+  }
+
   /** A frame has begun and is not complete (the daemon bounds how long that may last). */
   get midFrame(): boolean {
     return this.buffered > 0 || this.wanted >= 0; // a length prefix alone has begun a frame too

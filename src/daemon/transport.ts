@@ -6,12 +6,30 @@ import { MailstoreError } from '../errors.js';
 import { chunkFrames, decodeFrame, detach, encodeFrame, encodeFrameInto, FrameReader, type Frame } from './protocol.js';
 
 export interface TransportHandlers {
-  frame(frame: Frame): void;
+  /** `held`: bytes of the frame reserved in the FrameBudget; the handler owns them now and gives them back. */
+  frame(frame: Frame, held: number): void;
   /** A frame that cannot be read (INVALID, TOO_LARGE): the connection cannot go on. */
   malformed(error: MailstoreError): void;
   closed(error?: Error): void;
   /** A call's byte strings are still coming (its body held whole): bounded as a half-sent frame is. */
   midCall?(): boolean;
+}
+
+/**
+ * The daemon's side: frames above `minBytes` are reserved in a process-wide budget when their length
+ * prefix arrives, before the rest is read. Each connection's frames were bounded alone (16 MiB), so
+ * thousands of connections each sending a big frame slowly (or many calls with big inline
+ * arguments) could make the daemon allocate tens of GiB, which the body budget did not see.
+ */
+export interface FrameBudget {
+  minBytes: number;
+  /** Frames up to this size among a call's byte strings are its chunks (held by its body's reservation). */
+  chunkFrameBytesMax: number;
+  tryTake(bytes: number): boolean;
+  take(bytes: number): Promise<void>;
+  /** Takes them whether they fit or not. */
+  force(bytes: number): void;
+  give(bytes: number): void;
 }
 
 /** The head of a frame that carries a value (sendValue). */
@@ -36,13 +54,20 @@ export class FrameSocket {
   closed = false;
 
   /** frameCompleteMs: a frame begun must be complete within this long (0: no bound). */
-  constructor(readonly socket: Socket, private readonly handlers: TransportHandlers, private readonly frameCompleteMs = 0) {
+  /** The frame being read, reserved in the budget: handed to the handler with it. */
+  private frameHeld = 0;
+  /** Not reading until the budget has room for the frame being read. */
+  private budgetWait = false;
+
+  constructor(readonly socket: Socket, private readonly handlers: TransportHandlers, private readonly frameCompleteMs = 0, private readonly budget?: FrameBudget) {
     socket.on('data', (data: Buffer) => this.receive(data));
     socket.on('drain', () => this.wake());
     socket.on('error', () => undefined); // 'close' follows with hadError; the cause is not the peer's business
     socket.on('close', () => {
       this.closed = true;
       clearTimeout(this.frameTimer);
+      if (this.frameHeld > 0) this.budget!.give(this.frameHeld);
+      this.frameHeld = 0;
       this.wake();
       handlers.closed();
     });
@@ -63,17 +88,56 @@ export class FrameSocket {
       return;
     }
     for (const payload of payloads) {
-      if (this.closed || this.broken) return;
+      // only the frame begun before this read can have been reserved, and it is the first completed
+      const held = this.frameHeld;
+      this.frameHeld = 0;
+      if (this.closed || this.broken) {
+        if (held > 0) this.budget!.give(held);
+        return;
+      }
       let frame: Frame;
       try {
         frame = decodeFrame(payload);
       } catch (error) {
+        if (held > 0) this.budget!.give(held);
         this.fail(error as MailstoreError);
         return;
       }
-      this.handlers.frame(frame);
+      this.handlers.frame(frame, held);
     }
+    this.reserveFrame();
     this.watchFrame(payloads.length > 0);
+  }
+
+  /** Reserves the frame begun (its length known) in the budget, or stops reading until it can. */
+  private reserveFrame(): void {
+    const budget = this.budget;
+    const wanted = this.reader.frameLength;
+    if (!budget || this.frameHeld > 0 || this.budgetWait || this.broken || this.closed) return;
+    if (wanted <= budget.minBytes) return;
+    if (this.handlers.midCall?.()) {
+      // A call's chunks are in its body's reservation already. Another call's frame among them (the
+      // client's other calls do not wait for a body to finish) is counted but not waited for: the
+      // body it holds up holds budget, and waiting could leave every connection waiting on the others.
+      if (wanted <= budget.chunkFrameBytesMax) return;
+      budget.force(wanted);
+      this.frameHeld = wanted;
+      return;
+    }
+    if (budget.tryTake(wanted)) {
+      this.frameHeld = wanted;
+      return;
+    }
+    this.budgetWait = true;
+    this.socket.pause();
+    clearTimeout(this.frameTimer); // the wait is the daemon's, not the client's
+    this.frameTimer = undefined;
+    void budget.take(wanted).then(() => {
+      this.budgetWait = false;
+      if (this.closed) return budget.give(wanted);
+      this.frameHeld = wanted;
+      if (!this.paused) this.resume();
+    });
   }
 
   /**
@@ -89,6 +153,7 @@ export class FrameSocket {
 
   resume(): void {
     this.paused = false;
+    if (this.budgetWait) return; // it resumes once its frame's reservation is taken
     this.socket.resume();
     this.watchFrame(true); // the half-read frame's clock starts again
   }
@@ -102,7 +167,7 @@ export class FrameSocket {
    * either may stay half-sent while we read (progress restarts the clock).
    */
   private watchFrame(progressed: boolean): void {
-    if (this.frameCompleteMs <= 0 || this.paused) return;
+    if (this.frameCompleteMs <= 0 || this.paused || this.budgetWait) return;
     const unfinished = () => this.reader.midFrame || (this.handlers.midCall?.() ?? false);
     if (progressed || !unfinished()) {
       clearTimeout(this.frameTimer);

@@ -203,7 +203,7 @@ class Replica {
         await this.session(this.connection);
       } catch (error) {
         this.attempted?.();
-        const message = (error as Error).message;
+        const message = `${error instanceof MailstoreError ? `${error.code}: ` : ''}${(error as Error).message}`;
         if (message !== this.lastError) this.log(`replication: replica of ${this.primary}: ${message}`);
         this.lastError = message;
         if (isMailstoreError(error, 'HALTED') || isMailstoreError(error, 'CLOSED')) return;
@@ -243,9 +243,12 @@ class Replica {
   private async handle(connection: Connection, message: Message): Promise<void> {
     const control = this.store.replication();
     switch (message.t) {
-      case 'pack':
+      case 'pack': {
         // written at once (not fsynced): the round's commit syncs them before its records
-        return control.packs.writeReplicated(Number(message.pack), Number(message.offset), Buffer.from(message.bytes as Uint8Array));
+        const bytes = Buffer.from(message.bytes as Uint8Array);
+        await control.admitPackBytes(bytes.length);
+        return control.packs.writeReplicated(Number(message.pack), Number(message.offset), bytes);
+      }
       case 'records': {
         await this.commitNow();
         const records = (message.records as [number, Uint8Array][]).map(([seq, payload]) => ({ seq, payload: Buffer.from(payload) }));

@@ -12,7 +12,7 @@ import type { Store } from '../store/store.js';
 import { hashBytes } from '../hash/blake3.js';
 import { checkRecordSize } from '../store/prepare.js';
 import { checkUid, normalizeMessageExtras } from '../store/validate.js';
-import { quotaSetOp } from '../store/quota.js';
+import { quotaLimitsNow, quotaSetOp, type QuotaLimits } from '../store/quota.js';
 import type { PrepareContext } from '../store/writer.js';
 import { modseqAt } from '../store/apply.js';
 import { raiseModseqsAbove } from '../store/modseq-floor.js';
@@ -36,11 +36,13 @@ export type XferMessage = [uid: number, bytes: Uint8Array, flags: string[], date
 
 export async function serveXfer(store: Store, connection: Connection, log: Log): Promise<void> {
   await connection.send({ t: 'welcome', storeId: store.identity.storeId });
+  // the limits this XFER replaced (root -> before; undefined: none): an abort puts them back
+  const rootsBefore = new Map<string, QuotaLimits | undefined>();
   for (;;) {
     const request = await connection.next();
     if (!request) return;
     // An error answers this request only: the source rolls back over the same connection.
-    const answer = await handle(store, request).catch((error: unknown) => ({
+    const answer = await handle(store, request, rootsBefore).catch((error: unknown) => ({
       t: 'error', code: error instanceof MailstoreError ? error.code : 'INVALID', message: (error as Error).message,
     }));
     await connection.send(answer);
@@ -48,14 +50,14 @@ export async function serveXfer(store: Store, connection: Connection, log: Log):
   }
 }
 
-async function handle(store: Store, request: Message): Promise<Message> {
+async function handle(store: Store, request: Message, rootsBefore: Map<string, QuotaLimits | undefined>): Promise<Message> {
   switch (request.t) {
     case 'xfer.mailbox': return { t: request.t, uids: await createOrFind(store, request.mailbox as XferMailbox) };
     case 'xfer.messages': return { t: request.t, added: await addMessages(store, Buffer.from(String(request.id), 'hex'), request.messages as XferMessage[]) };
     case 'xfer.reconcile': {
       await raiseModseqs(store, request.highestModseq);
       // said in the answer: a source removes its roots only when the target took them
-      const roots = request.quotaRoots !== undefined ? (await setQuotaRoots(store, request.quotaRoots), { quotaRoots: true }) : {};
+      const roots = request.quotaRoots !== undefined ? (await setQuotaRoots(store, request.quotaRoots, rootsBefore), { quotaRoots: true }) : {};
       return { t: request.t, missing: await reconcile(store, Buffer.from(String(request.id), 'hex'), request.live as [number, string[]][], Number(request.uidNext)), ...roots };
     }
     case 'xfer.abort': {
@@ -64,6 +66,10 @@ async function handle(store: Store, request: Message): Promise<Message> {
         const box = store.replication().db.getNow<MailboxInfo>(keys.info(Buffer.from(hex, 'hex')));
         if (box && !box.deleting) await store.deleteMailbox(box.name.join('/'));
       }
+      // and the quota roots it set go back to what they were (they stayed, limiting a user who is not here)
+      const ops = [...rootsBefore].map(([root, before]) => quotaSetOp(root, before ?? {}));
+      if (ops.length > 0) await store.replication().commitOps(async () => ({ ops, result: undefined }));
+      rootsBefore.clear();
       return { t: request.t };
     }
     default: throw new MailstoreError('INVALID', `unknown XFER request ${request.t}`);
@@ -140,9 +146,11 @@ async function raiseModseqs(store: Store, highest: unknown): Promise<void> {
 }
 
 /** The moved user's quota roots with their limits, as the source had them under its fence ([root, limits] pairs). */
-async function setQuotaRoots(store: Store, roots: unknown): Promise<void> {
+async function setQuotaRoots(store: Store, roots: unknown, rootsBefore: Map<string, QuotaLimits | undefined>): Promise<void> {
   if (!Array.isArray(roots)) throw new MailstoreError('INVALID', 'XFER: quotaRoots must be a list of [root, limits]');
   const ops = roots.map((entry: unknown) => (Array.isArray(entry) ? quotaSetOp(entry[0], entry[1]) : quotaSetOp(undefined, undefined)));
+  const db = store.replication().db;
+  for (const entry of roots as [string, unknown][]) if (!rootsBefore.has(entry[0])) rootsBefore.set(entry[0], quotaLimitsNow(db, entry[0]));
   if (ops.length > 0) await store.replication().commitOps(async () => ({ ops, result: undefined }));
 }
 

@@ -62,6 +62,8 @@ export interface ScrubOptions {
   now?: () => number;
   /** Check only this mailbox and the ones below it (scoped.ts): their blobs and index records. */
   mailbox?: string;
+  /** Stops the pack pass where it is, as the time budget does (nobody waits for the report any more). */
+  signal?: AbortSignal;
 }
 
 export interface ScrubProgress {
@@ -135,7 +137,7 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
     packs: packs.length, blobsVerified: 0, bytesVerified: 0, journalRecords: 0, snapshotsVerified: 0, indexKeys: 0, seconds: 0,
     cycleComplete: false, scanned: [], damage: 0, informational: 0, objectsByChecksum: 0, objectBytesRead: 0,
   };
-  const overBudget = () => budget !== undefined && now() - started >= budget;
+  const overBudget = () => (budget !== undefined && now() - started >= budget) || options.signal?.aborted === true;
   const retired = new Set((await store.maintenance().index.get<number[]>(meta.retiredPacks)) ?? []);
   for (const pack of packs) if (retired.has(pack)) findings.push({ kind: 'retired-pack-present', pack });
   const packPass = new PackPass(store, options, findings, summary, cursor, overBudget);
@@ -146,6 +148,7 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
     const live = packs.filter((p) => !retired.has(p));
     if (budget === undefined) {
       await allPassesAtOnce(store, options, findings, summary, packPass, live);
+      if (packPass.stoppedAt) summary.cycleComplete = false; // stopped (signal)
     } else {
       // a budgeted run checks the journal and the index only once its pack pass reached the end
       await timed(summary, 'packs', () => packPass.run(live));

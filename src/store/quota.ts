@@ -131,6 +131,11 @@ export async function quotaRootsAt(index: AdminIndexReader, tree: readonly strin
     .map(({ root, limits }) => ({ root: parseMailboxName(root), limits }));
 }
 
+/** `root`'s limits as committed (undefined: no quota there). */
+export function quotaLimitsNow(db: Pick<IndexView, 'getNow'>, root: unknown): QuotaLimits | undefined {
+  return db.getNow<QuotaLimits>(quotaKey(parseMailboxName(root)));
+}
+
 /** The op that sets `root`'s limits (both absent: removes its quota), checked: setQuota's, and an XFER's from another store. */
 export function quotaSetOp(root: unknown, limits: unknown): Op {
   const components = parseMailboxName(root);

@@ -88,6 +88,8 @@ export interface StoreReplication {
   /** Writes REPLICATION and applies it at once (a replica refuses client writes from then on). */
   setRole(role: ReplicationRole): Promise<void>;
   applyReplicated(batch: ReplicatedBatch): Promise<void>;
+  /** Replicated pack bytes written ahead of their round: held to the free-space reserve as a delivery's (NO_SPACE). */
+  admitPackBytes(bytes: number): Promise<void>;
   /** admit: before a client change is queued (may refuse); afterDurable: WriterHooks.afterDurable. */
   setGate(gate: ReplicationGate | undefined): void;
   /**
@@ -704,6 +706,11 @@ export class Store implements MailStore {
         this.live();
         if (this.readOnly) this.writable();
         return this.writer.submitReplicated(batch);
+      },
+      admitPackBytes: async (bytes) => {
+        const need = { bytes, mail: true };
+        const refusal = this.space.admit(need) ? undefined : await this.space.recheck(need);
+        if (refusal) throw refusal;
       },
       installResync: (staged) => this.installResync(staged),
       setGate: (gate) => {

@@ -487,6 +487,18 @@ export class Writer {
     if (decoded[decoded.length - 1].end !== true) {
       return pending.reject(new MailstoreError('INVALID', `replicated records ${firstSeq}..${records[records.length - 1].seq} do not end a batch`));
     }
+    const space = this.hooks.space;
+    if (space) {
+      // The primary's mail is mail here too: held to the reserve like a delivery, so the replica's
+      // own index never meets a full disk (it stopped, CLOSED, and needed a restart once room was
+      // made). Expunges and flag changes go on down to the floor: they are how room is made.
+      const need: SpaceNeed = {
+        bytes: batch.packs.reduce((n, c) => n + c.bytes.length, 0) + records.reduce((n, r) => n + r.payload.length, 0),
+        mail: batch.packs.length > 0 || decoded.some((p) => p.ops.some((op) => op.op === 'message.add' && op.fresh === true)),
+      };
+      const refusal = space.admit(need) ? undefined : await space.recheck(need);
+      if (refusal) return pending.reject(refusal);
+    }
     try {
       for (const chunk of batch.packs) await this.packs.writeReplicated(chunk.pack, chunk.offset, chunk.bytes);
       // Both syncs at once, as a live commit: open cuts a newest batch whose blobs did not survive.

@@ -95,6 +95,56 @@ describe('the daemon over its body budget', () => {
     expect((await store.fetch('user/alice/INBOX', 2)).equals(big[1])).toBe(true);
   });
 
+  it('reserves a big frame when its length arrives: a second connection sending one waits for room instead of holding it too, and goes on once the first is gone', async () => {
+    const running: Running = await startDaemon();
+    cleanup.push(() => running.server.stop('test'));
+    const conns = [await rawConnect(running.socket), await rawConnect(running.socket)];
+    cleanup.push(async () => { for (const c of conns) c.destroy(); });
+    const body = message(1, 400 * 1024); // inline in its call frame (a raw client may send it so)
+    const frame = encodeFrame({ t: 'call', id: 1, m: 'append', a: ['user/alice/INBOX', body] });
+    const payload = frame.length - 4;
+    tunable.bodyBytesHeldMax = payload + 1000; // room for one
+    conns[0].write(frame.subarray(0, 4 + 100 * 1024));
+    for (let i = 0; i < 200 && bodyBudget.heldBytes === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(bodyBudget.heldBytes).toBe(payload); // the whole frame, before its bytes came
+    const answers: Buffer[] = [];
+    conns[1].on('data', (d: Buffer) => answers.push(d));
+    conns[1].write(frame.subarray(0, 4 + 100 * 1024));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(bodyBudget.heldBytes).toBe(payload); // the second waits: not counted twice, not read
+    conns[0].destroy(); // its half frame and reservation go
+    conns[1].write(frame.subarray(4 + 100 * 1024));
+    for (let i = 0; i < 400 && answers.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(new FrameReader().push(Buffer.concat(answers)).map(decodeFrame)).toMatchObject([{ t: 'res', id: 1, v: { uid: 1 } }]);
+    for (let i = 0; i < 200 && bodyBudget.heldBytes > 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(bodyBudget.heldBytes).toBe(0);
+    expect((await running.store.fetch('user/alice/INBOX', 1)).equals(body)).toBe(true);
+  });
+
+  it('gives back what waiters took once their connections are gone: a frame\'s reservation and a body\'s', async () => {
+    const running: Running = await startDaemon();
+    cleanup.push(() => running.server.stop('test'));
+    const conns = [await rawConnect(running.socket), await rawConnect(running.socket), await rawConnect(running.socket)];
+    cleanup.push(async () => { for (const c of conns) c.destroy(); });
+    const frame = encodeFrame({ t: 'call', id: 1, m: 'append', a: ['user/alice/INBOX', message(1, 400 * 1024)] });
+    tunable.bodyBytesHeldMax = frame.length; // room for one
+    conns[0].write(frame.subarray(0, 4 + 1024));
+    for (let i = 0; i < 200 && bodyBudget.heldBytes === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(bodyBudget.heldBytes).toBe(frame.length - 4);
+    conns[1].write(frame.subarray(0, 4 + 1024)); // waits for a frame's reservation
+    conns[2].write(encodeFrame({ t: 'call', id: 1, m: 'append', a: ['user/alice/INBOX', new Tag(300 * 1024, 40_107 /* a detached byte string */)], b: 1 })); // for a body's
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    conns[1].destroy();
+    conns[2].destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    conns[0].destroy(); // the waiters are woken in turn, find their connections closed and give back
+    for (let i = 0; i < 400 && bodyBudget.heldBytes > 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(bodyBudget.heldBytes).toBe(0);
+    const client = await running.client();
+    cleanup.push(() => client.close());
+    expect((await client.append('user/alice/INBOX', message(1, 300 * 1024))).uid).toBe(1);
+  });
+
   it('a client that stops half-way through a body (a frozen process) is dropped once it sent nothing for frameCompleteMs: its body\'s budget goes back and mail flows again', async () => {
     const running: Running = await startDaemon();
     cleanup.push(() => running.server.stop('test'));

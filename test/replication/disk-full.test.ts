@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { afterEach } from 'vitest';
 import { join } from 'node:path';
+import { statfsSync } from 'node:fs';
 import { Store } from '../../src/store/store.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica } from '../../src/replication/replica.js';
@@ -35,6 +36,10 @@ describe('replica disk full', () => {
       await Promise.all(Array.from({ length: 55 }, (_, k) => primaryStore.append('INBOX', msg(k + 6, 100_000)))); // ~6 MB in all
       await until(() => lines.some((l) => /NO_SPACE|ENOSPC/.test(l)), 20_000, 'a NO_SPACE on the replica');
       expect(replica.store.changes.lastSeq).toBeLessThan(primaryStore.changes.lastSeq);
+      // refused at the replica's reserve, as a delivery there would be: the disk is not filled to
+      // its last byte, where the replica's own index would meet it (before: ENOSPC, 0 bytes left)
+      expect(lines.find((l) => /NO_SPACE|ENOSPC/.test(l))).toMatch(/free-space reserve/);
+      expect(statfsSync(mnt).bavail * statfsSync(mnt).bsize).toBeGreaterThan(64 * 1024);
       for await (const m of replica.store.messages('INBOX')) expect(await replica.store.fetch('INBOX', m.uid)).toEqual(await primaryStore.fetch('INBOX', m.uid));
       expect(spawnSync('mount', ['-o', 'remount,size=64m', mnt]).status).toBe(0);
       await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 30_000, 'catch-up after space was freed');

@@ -123,6 +123,28 @@ describe('xfer', () => {
     }
   }, 30_000);
 
+  it('an XFER rolled back before its switch puts back the quota roots it had set at the target (they stayed, limiting a user who is not there)', async () => {
+    const { key, b, to, close } = await twoStores();
+    try {
+      await setQuota(b, 'user/bob/Sent', { storage: 5000 }); // the target's own, before the XFER
+      const limitsAt = async () => (await listQuotas(b)).map((q) => [q.root, q.limits]);
+      await asSource(to, key, async (connection) => {
+        const { id } = BOB_INBOX;
+        await connection.send({ t: 'xfer.mailbox', mailbox: { ...BOB_INBOX, highestModseq: 0 } });
+        expect(await connection.next(5000)).toMatchObject({ t: 'xfer.mailbox' });
+        await connection.send({ t: 'xfer.reconcile', id, live: [], uidNext: 1, quotaRoots: [['user/bob', { messages: 3 }], ['user/bob/Sent', { storage: 100_000 }]] });
+        expect(await connection.next(5000)).toMatchObject({ t: 'xfer.reconcile', quotaRoots: true });
+        expect(await limitsAt()).toEqual([['user/bob', { messages: 3 }], ['user/bob/Sent', { storage: 100_000 }]]);
+        await connection.send({ t: 'xfer.abort', ids: [id] }); // as the source's rollBack sends it
+        expect(await connection.next(5000)).toMatchObject({ t: 'xfer.abort' });
+      });
+      expect(await b.listMailboxes()).toEqual([]);
+      expect(await limitsAt()).toEqual([['user/bob/Sent', { storage: 5000 }]]);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
   it('a target that predates quota roots in XFER ignores them: they stay at the source (never lost), and the result says so', async () => {
     const key = keyFile();
     const a = await Store.open(tmpDir('a'), { create: true });

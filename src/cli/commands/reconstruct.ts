@@ -37,8 +37,10 @@ only the keys of PREFIX's subtree are compared. A scoped recovery is not offered
 record can touch several mailboxes (a move, a user rename), so a recovery rebuilds the whole
 index (without --mailbox) and is refused when it would keep less.
 
-Exit codes: 0 done (or --check: the journal is complete and matches the index, or the subtree);
-1 --check found differences (in the subtree, with --mailbox) or an incomplete journal; 2 could not
+Exit codes: 0 done, the store whole (or --check: the journal is complete and matches the index,
+or the subtree); 1 --check found differences (in the subtree, with --mailbox) or an incomplete
+journal, or a recovery rebuilt from a damaged or incomplete journal (done, the store still
+degraded: what is missing is said); 2 could not
 run; 3 refused; 4 no store (or, with --mailbox, no such mailbox in the index or the journal);
 5 invalid options (--mailbox without --check).`)
     .action(async (options: { check?: boolean; fromIndex?: boolean; fromJournal?: boolean; fromPacks?: boolean; force?: boolean; mailbox?: string; identityFromMarkers?: boolean }, command: Command) => {
@@ -52,10 +54,16 @@ run; 3 refused; 4 no store (or, with --mailbox, no such mailbox in the index or 
         from: options.fromIndex ? 'index' : options.fromJournal ? 'journal' : undefined,
         onDifference: (key, detail) => { if (differences.length < 50) differences.push(`${key.toString('hex')}: ${detail}`); },
       });
-      if (wantsJson(command)) await printJson({ ...result, sampleDifferences: differences });
+      // rebuilt from a journal with a gap: the index is marked and the store stays degraded (exit 0
+      // had told a script the store was whole again)
+      const degraded = !options.check && !result.journalIntact && !result.journalRewritten;
+      if (wantsJson(command)) await printJson({ ...result, degraded, sampleDifferences: differences });
       else await printResult(result, Boolean(options.check), differences);
+      if (degraded && !wantsJson(command)) {
+        await printLine(`the store is still degraded: the journal is damaged or incomplete (${result.journalProblems.slice(0, 2).join('; ')}). Put the missing segments back (a copy, the journal archive) and run 'mailstore reconstruct' again; or, to accept the loss, 'mailstore reconstruct --from-packs' (messages in packs into lost+found), then 'mailstore reconstruct --from-index' (RECOVERY.md)`);
+      }
       const differing = result.scope ? result.scope.differences : result.differences;
-      if (options.check && (differing > 0 || !result.journalIntact)) process.exitCode = 1;
+      if ((options.check && (differing > 0 || !result.journalIntact)) || degraded) process.exitCode = 1;
     });
 }
 
