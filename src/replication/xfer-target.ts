@@ -78,6 +78,8 @@ async function handle(store: Store, request: Message, rootsBefore: Map<string, Q
 
 /** Creates the mailbox with the source's identity, or finds it (a resumed XFER): the uids present. */
 async function createOrFind(store: Store, box: XferMailbox): Promise<number[]> {
+  // uidValidityLast counts on from it: a string there made it NaN, and every later mailbox's too
+  checkUid(box.uidValidity, 'XFER uidValidity'); // a uidValidity is a uid's range: 1 to 2^32 - 1 (RFC 3501 nz-number)
   await raiseModseqs(store, box.highestModseq);
   const id = Buffer.from(box.id, 'hex');
   const db = store.replication().db;

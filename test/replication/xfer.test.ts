@@ -383,6 +383,24 @@ describe('xfer', () => {
     }
   }, 30_000);
 
+  it("a source that sends a uidValidity IMAP cannot carry (0, -5, 1.5, 2^40, a string) is answered INVALID: no such mailbox, and the store's last uidValidity, from which its next mailboxes count on, stays a number", async () => {
+    const { key, b, to, close } = await twoStores();
+    try {
+      await asSource(to, key, async (connection) => {
+        for (const uidValidity of [0, -5, 1.5, 2 ** 40, 'abc']) {
+          await connection.send({ t: 'xfer.mailbox', mailbox: { ...BOB_INBOX, uidValidity, highestModseq: 0 } });
+          expect(await connection.next(5000), String(uidValidity)).toMatchObject({ t: 'error', code: 'INVALID' });
+        }
+      });
+      expect(await codeOf(b.status('user/bob/INBOX'))).toBe('NOT_FOUND');
+      await b.createMailbox('user/carol/INBOX');
+      const { uidValidity } = await b.status('user/carol/INBOX');
+      expect(Number.isSafeInteger(uidValidity) && uidValidity >= 1 && uidValidity <= 0xffffffff, String(uidValidity)).toBe(true);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
   it('a source that sends a highest modseq near 2^53 is answered INVALID: no modseq offset that would leave the target no modseq for its next changes', async () => {
     const { key, b, to, close } = await twoStores();
     try {
