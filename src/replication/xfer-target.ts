@@ -53,17 +53,17 @@ export async function serveXfer(store: Store, connection: Connection, log: Log):
 async function handle(store: Store, request: Message, rootsBefore: Map<string, QuotaLimits | undefined>): Promise<Message> {
   switch (request.t) {
     case 'xfer.mailbox': return { t: request.t, uids: await createOrFind(store, request.mailbox as XferMailbox) };
-    case 'xfer.messages': return { t: request.t, added: await addMessages(store, Buffer.from(String(request.id), 'hex'), request.messages as XferMessage[]) };
+    case 'xfer.messages': return { t: request.t, added: await addMessages(store, xferMailboxId(request.id), request.messages as XferMessage[]) };
     case 'xfer.reconcile': {
       await raiseModseqs(store, request.highestModseq);
       // said in the answer: a source removes its roots only when the target took them
       const roots = request.quotaRoots !== undefined ? (await setQuotaRoots(store, request.quotaRoots, rootsBefore), { quotaRoots: true }) : {};
-      return { t: request.t, missing: await reconcile(store, Buffer.from(String(request.id), 'hex'), request.live as [number, string[]][], Number(request.uidNext)), ...roots };
+      return { t: request.t, missing: await reconcile(store, xferMailboxId(request.id), request.live as [number, string[]][], Number(request.uidNext)), ...roots };
     }
     case 'xfer.abort': {
       // by id: only what this XFER created goes, never a mailbox of the same name made here
       for (const hex of request.ids as string[]) {
-        const box = store.replication().db.getNow<MailboxInfo>(keys.info(Buffer.from(hex, 'hex')));
+        const box = store.replication().db.getNow<MailboxInfo>(keys.info(xferMailboxId(hex)));
         if (box && !box.deleting) await store.deleteMailbox(box.name.join('/'));
       }
       // and the quota roots it set go back to what they were (they stayed, limiting a user who is not here)
@@ -76,12 +76,21 @@ async function handle(store: Store, request: Message, rootsBefore: Map<string, Q
   }
 }
 
+/**
+ * A mailbox id as XFER sends it: 16 bytes in hex. Any other length made keys the index cannot tell
+ * apart (a message key's uid read from the id's bytes: scrub stopped on them, counters read wrong).
+ */
+function xferMailboxId(value: unknown): Buffer {
+  if (typeof value !== 'string' || !/^[0-9a-f]{32}$/.test(value)) throw new MailstoreError('INVALID', `XFER: ${JSON.stringify(value)} is no mailbox id (16 bytes in hex)`);
+  return Buffer.from(value, 'hex');
+}
+
 /** Creates the mailbox with the source's identity, or finds it (a resumed XFER): the uids present. */
 async function createOrFind(store: Store, box: XferMailbox): Promise<number[]> {
   // uidValidityLast counts on from it: a string there made it NaN, and every later mailbox's too
   checkUid(box.uidValidity, 'XFER uidValidity'); // a uidValidity is a uid's range: 1 to 2^32 - 1 (RFC 3501 nz-number)
   await raiseModseqs(store, box.highestModseq);
-  const id = Buffer.from(box.id, 'hex');
+  const id = xferMailboxId(box.id);
   const db = store.replication().db;
   const existing = db.getNow<MailboxInfo>(keys.info(id));
   if (!existing || existing.deleting) {

@@ -401,6 +401,25 @@ describe('xfer', () => {
     }
   }, 30_000);
 
+  it('a source that sends a mailbox id that is not 16 bytes in hex is answered INVALID: no mailbox whose keys the index cannot tell apart (scrub stopped on them, uids and counters read wrong)', async () => {
+    const { key, b, to, close } = await twoStores();
+    try {
+      await asSource(to, key, async (connection) => {
+        for (const id of ['abcd', `${BOB_INBOX.id}99`, 'zz', 7]) {
+          await connection.send({ t: 'xfer.mailbox', mailbox: { ...BOB_INBOX, id, highestModseq: 0 } });
+          expect(await connection.next(5000), String(id)).toMatchObject({ t: 'error', code: 'INVALID' });
+          await connection.send({ t: 'xfer.messages', id, messages: [[1, msg(1), [], 0, {}]] });
+          expect(await connection.next(5000), String(id)).toMatchObject({ t: 'error', code: 'INVALID' });
+        }
+      });
+      expect(await codeOf(b.status('user/bob/INBOX'))).toBe('NOT_FOUND');
+      expect(await recount(b)).toEqual([]);
+      expect((await scrub(b)).findings.filter(isDamage)).toEqual([]);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
   it('a source that sends a highest modseq near 2^53 is answered INVALID: no modseq offset that would leave the target no modseq for its next changes', async () => {
     const { key, b, to, close } = await twoStores();
     try {
