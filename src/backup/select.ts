@@ -1,6 +1,7 @@
 // What a restore takes from a snapshot: the selected mailboxes (renamed with --as), their
 // messages, change log and the store-wide values they need; and each blob, read and verified.
 import { MailstoreError } from '../errors.js';
+import { MODSEQ_OFFSET_NAME } from '../store/apply.js';
 import type { MailboxInfo, Op } from '../store/records.js';
 import type { AppendOptions } from '../store/types.js';
 import { formatMailboxName, isAtOrBelow, parseMailboxName, renamedMailboxName } from '../store/validate.js';
@@ -89,7 +90,8 @@ const QUOTA_PREFIX = 'quota/';
 
 /**
  * Marks of blobs the snapshot does not carry (dropped damage) and of deletes in progress (their
- * mailboxes are left out) stay behind; a part of a store takes only what keeps its names unique,
+ * mailboxes are left out) stay behind; a part of a store takes only what keeps its names unique
+ * and its modseqs growing,
  * and the quota roots that cover what it restores, named as restored (a user's own roots follow
  * --as as they follow a user rename; another user's are not this part's).
  */
@@ -98,7 +100,9 @@ function keptMeta(entries: [string, unknown][], whole: boolean, rename: Renamer)
   for (const [key, value] of entries) {
     if (key.startsWith('scrub/dropped/') || key.startsWith('deleting/')) continue;
     if (whole) kept.push([key, value]);
-    else if (key === 'uidValidityLast') kept.push([key, value]);
+    // the modseq offset too: restored modseqs may be above the seqs (an undump's, an XFER's), and
+    // without it the next change's modseq fell below them, highestModseq going back (RFC 7162)
+    else if (key === 'uidValidityLast' || key === MODSEQ_OFFSET_NAME) kept.push([key, value]);
     else if (key.startsWith(QUOTA_PREFIX)) {
       const root = quotaRootName(key.slice(QUOTA_PREFIX.length));
       const restored = root && rename.quotaRoot(root);

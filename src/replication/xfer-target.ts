@@ -11,7 +11,7 @@ import type { BlobRecord, MailboxInfo, MessageRecord, Op } from '../store/record
 import type { Store } from '../store/store.js';
 import { hashBytes } from '../hash/blake3.js';
 import { checkRecordSize } from '../store/prepare.js';
-import { checkUid } from '../store/validate.js';
+import { checkUid, normalizeMessageExtras } from '../store/validate.js';
 import { quotaLimitsNow, quotaSetOp, type QuotaLimits } from '../store/quota.js';
 import type { PrepareContext } from '../store/writer.js';
 import { modseqAt } from '../store/apply.js';
@@ -53,17 +53,17 @@ export async function serveXfer(store: Store, connection: Connection, log: Log):
 async function handle(store: Store, request: Message, rootsBefore: Map<string, QuotaLimits | undefined>): Promise<Message> {
   switch (request.t) {
     case 'xfer.mailbox': return { t: request.t, uids: await createOrFind(store, request.mailbox as XferMailbox) };
-    case 'xfer.messages': return { t: request.t, added: await addMessages(store, Buffer.from(String(request.id), 'hex'), request.messages as XferMessage[]) };
+    case 'xfer.messages': return { t: request.t, added: await addMessages(store, xferMailboxId(request.id), request.messages as XferMessage[]) };
     case 'xfer.reconcile': {
       await raiseModseqs(store, request.highestModseq);
       // said in the answer: a source removes its roots only when the target took them
       const roots = request.quotaRoots !== undefined ? (await setQuotaRoots(store, request.quotaRoots, rootsBefore), { quotaRoots: true }) : {};
-      return { t: request.t, missing: await reconcile(store, Buffer.from(String(request.id), 'hex'), request.live as [number, string[]][], Number(request.uidNext)), ...roots };
+      return { t: request.t, missing: await reconcile(store, xferMailboxId(request.id), request.live as [number, string[]][], Number(request.uidNext)), ...roots };
     }
     case 'xfer.abort': {
       // by id: only what this XFER created goes, never a mailbox of the same name made here
       for (const hex of request.ids as string[]) {
-        const box = store.replication().db.getNow<MailboxInfo>(keys.info(Buffer.from(hex, 'hex')));
+        const box = store.replication().db.getNow<MailboxInfo>(keys.info(xferMailboxId(hex)));
         if (box && !box.deleting) await store.deleteMailbox(box.name.join('/'));
       }
       // and the quota roots it set go back to what they were (they stayed, limiting a user who is not here)
@@ -76,10 +76,21 @@ async function handle(store: Store, request: Message, rootsBefore: Map<string, Q
   }
 }
 
+/**
+ * A mailbox id as XFER sends it: 16 bytes in hex. Any other length made keys the index cannot tell
+ * apart (a message key's uid read from the id's bytes: scrub stopped on them, counters read wrong).
+ */
+function xferMailboxId(value: unknown): Buffer {
+  if (typeof value !== 'string' || !/^[0-9a-f]{32}$/.test(value)) throw new MailstoreError('INVALID', `XFER: ${JSON.stringify(value)} is no mailbox id (16 bytes in hex)`);
+  return Buffer.from(value, 'hex');
+}
+
 /** Creates the mailbox with the source's identity, or finds it (a resumed XFER): the uids present. */
 async function createOrFind(store: Store, box: XferMailbox): Promise<number[]> {
+  // uidValidityLast counts on from it: a string there made it NaN, and every later mailbox's too
+  checkUid(box.uidValidity, 'XFER uidValidity'); // a uidValidity is a uid's range: 1 to 2^32 - 1 (RFC 3501 nz-number)
   await raiseModseqs(store, box.highestModseq);
-  const id = Buffer.from(box.id, 'hex');
+  const id = xferMailboxId(box.id);
   const db = store.replication().db;
   const existing = db.getNow<MailboxInfo>(keys.info(id));
   if (!existing || existing.deleting) {
@@ -103,9 +114,14 @@ async function addMessages(store: Store, id: Buffer, messages: XferMessage[]): P
     const ops: Op[] = [];
     const fresh = new Map<string, { pack: number; offset: number }>();
     const floor = modseqAt(ctx.view, ctx.seq);
+    const sent = new Set<number>();
     for (const [given, body, givenFlags, date, extras] of messages) {
       // checked as the Store checks its callers': a uid past 2^32 - 1 has no index key (it stopped the store), 0 is none
       const uid = checkUid(given, 'XFER uid');
+      // the ops of one request are applied after it is prepared, so the check below cannot see a
+      // repeat: its add replaced the first one's message and the mailbox counted both, a refcount too
+      if (sent.has(uid)) throw new MailstoreError('INVALID', `XFER: message ${uid} is sent twice in one request; nothing of it was stored`);
+      sent.add(uid);
       const flags = checkFlagList(givenFlags);
       if (await ctx.view.get(keys.message(id, uid))) continue; // already here (resumed)
       if (extras.modseq !== undefined && !(Number.isSafeInteger(extras.modseq) && extras.modseq > 0 && extras.modseq < floor)) {
@@ -114,7 +130,11 @@ async function addMessages(store: Store, id: Buffer, messages: XferMessage[]): P
       const bytes = Buffer.from(body);
       const hash = hashBytes(bytes);
       const { location, isFresh } = await place(ctx, hash, bytes, fresh);
-      const op: Op = { op: 'message.add', id, uid, hash, size: bytes.length, date, flags, pack: location.pack, offset: location.offset, ...extras };
+      // the known extras only, checked as an append's: spread whole, a field named size, hash, pack
+      // or op replaced the record's own (a size the blob does not have, counted in the mailbox)
+      const known = normalizeMessageExtras({ envelopeFrom: extras.envelopeFrom, dateZoneMinutes: extras.dateZone, recent: extras.recent });
+      const op: Op = { op: 'message.add', id, uid, hash, size: bytes.length, date, flags, pack: location.pack, offset: location.offset, ...known };
+      if (extras.modseq !== undefined) op.modseq = extras.modseq;
       if (isFresh) op.fresh = true;
       ops.push(op);
     }

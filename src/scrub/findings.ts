@@ -1,7 +1,9 @@
 // Typed scrub findings: one kind per kind of damage, each with its location. Repair consumes them;
 // the CLI prints them as a table or as JSON lines.
 import { INLINE_PACK } from '../blob/pack-store.js';
-import { SEEN } from '../store/apply.js';
+import { isMailstoreError } from '../errors.js';
+import { SEEN, meta } from '../store/apply.js';
+import type { IndexDb } from '../index/index-db.js';
 import { digestHex, emptyDigest, toggleMessage, type DigestLanes } from '../store/mailbox-digest.js';
 import type { MailboxInfo, MessageRecord } from '../store/records.js';
 
@@ -33,6 +35,8 @@ export type Finding =
   | { kind: 'name-index-mismatch'; name: string; detail: string }
   | { kind: 'acl-map-mismatch'; identifier: string; name: string; detail: string }
   | { kind: 'mailbox-counts'; mailbox: string; detail: string }
+  /** A mailbox's highest modseq not below the store's next one (the modseq offset lost): its next change would go back. */
+  | { kind: 'modseq-ahead'; mailbox: string; highestModseq: number; nextModseq: number }
   | { kind: 'change-log-mismatch'; mailbox: string; detail: string }
   | { kind: 'unreferenced-blob'; hash: string; length: number }
   | { kind: 'unreferenced-pack-record'; pack: number; offset: number; length: number }
@@ -84,6 +88,7 @@ export function describeFinding(f: Finding): { where: string; what: string } {
     case 'name-index-mismatch': return { where: `mailbox ${f.name}`, what: f.detail };
     case 'acl-map-mismatch': return { where: `acl ${f.identifier} on ${f.name}`, what: f.detail };
     case 'mailbox-counts': return { where: `mailbox ${f.mailbox}`, what: f.detail };
+    case 'modseq-ahead': return { where: `mailbox ${f.mailbox}`, what: `highest modseq ${f.highestModseq}, but the store's next change gets modseq ${f.nextModseq} (its journal seq plus the modseq offset: the offset an undump or XFER raised was lost): modseqs would go back and CONDSTORE clients miss changes; '--repair' raises the offset above it` };
     case 'change-log-mismatch': return { where: `mailbox ${f.mailbox}`, what: f.detail };
     case 'unreferenced-blob': return { where: `blob ${f.hash.slice(0, 16)}…`, what: `${f.length} bytes no message refers to (reclaimed by a future cleanup)` };
     case 'dropped-blob': return { where: `pack ${f.pack} @${f.offset}`, what: `damaged blob ${f.hash.slice(0, 16)}… no message uses, dropped on ${new Date(f.at).toISOString()} (its bytes are in quarantine/)` };
@@ -129,4 +134,25 @@ export function mailboxCountsFinding(mailbox: string, info: Pick<MailboxInfo, 'm
   // absent on a mailbox created before digests existed: `replica check` scans such a mailbox instead
   if (info.digest && digestHex(info.digest) !== digestHex(counted.digest)) wrong.push(`replica-check digest ${digestHex(info.digest)}, computed from the messages ${digestHex(counted.digest)}`);
   return wrong.length ? { kind: 'mailbox-counts', mailbox, detail: wrong.join('; ') } : undefined;
+}
+
+/**
+ * The modseq the store's next change gets (apply.ts modseqAt of the seq after `appliedSeq`). Read
+ * after the mailboxes: a writer meanwhile only raises it, never making a sound mailbox look ahead.
+ */
+export async function nextModseq(index: Pick<IndexDb, 'get'>): Promise<number | undefined> {
+  // a value failing its checksum is index damage, reported as such: this check then has no floor
+  const read = (key: Buffer) => index.get<number>(key).catch((error: unknown) => {
+    if (isMailstoreError(error, 'CORRUPT')) return null;
+    throw error;
+  });
+  const [applied, offset] = [await read(meta.appliedSeq), await read(meta.modseqOffset)];
+  return typeof applied === 'number' && offset !== null ? applied + 1 + (typeof offset === 'number' ? offset : 0) : undefined;
+}
+
+/** A mailbox whose highest modseq, kept or a message's, is not below the store's next one: `modseq-ahead`, or none. */
+export function modseqAheadFinding(mailbox: string, info: Pick<MailboxInfo, 'highestModseq'>, counted: MessageTally, next: number | undefined): Finding | undefined {
+  if (next === undefined) return undefined;
+  const highestModseq = Math.max(info.highestModseq, counted.maxModseq);
+  return highestModseq >= next ? { kind: 'modseq-ahead', mailbox, highestModseq, nextModseq: next } : undefined;
 }

@@ -16,6 +16,8 @@ import { findCopies } from './sources.js';
 import { dropUnreferenced, isUnreferencedBlobDamage } from './drop.js';
 import { repairSnapshots } from './snapshot-check.js';
 import { indexJournalImage } from './reconstruct.js';
+import { raiseModseqsAbove } from '../store/modseq-floor.js';
+import { recountCounters, type RecountResult } from './recount.js';
 
 export interface RepairOptions {
   sources?: string[];
@@ -40,9 +42,16 @@ export interface RepairResult {
   journalRewritten: boolean;
   /** Hashes of damaged unreferenced blobs recorded as dropped (--drop-unreferenced). */
   dropped: string[];
+  /** Counters and refcounts the rebuilt index still held wrong (the journal's own), recounted from the messages (recount.ts). */
+  recounted?: RecountResult;
+  /** Mailboxes' modseqs were ahead of the store's: its modseq offset was raised above this one (modseq-ahead). */
+  modseqsRaisedAbove?: number;
   /** Damage still present after repair, with the messages it affects. */
   unrepaired: Finding[];
 }
+
+/** Counters an index rebuilt from a whole journal may still hold wrong: written wrong into the journal. */
+const COUNTER_KINDS = new Set(['mailbox-counts', 'refcount-mismatch', 'index-journal-mismatch']);
 
 const INDEX_KINDS = new Set(['index-value-corrupt', 'index-table-corrupt', 'index-unreadable', 'index-journal-mismatch', 'refcount-mismatch', 'name-index-mismatch', 'acl-map-mismatch', 'mailbox-counts', 'change-log-mismatch']);
 
@@ -76,8 +85,9 @@ export async function repair(store: Store, before: ScrubReport, options: RepairO
     : [];
   quarantined.push(...(await repairSnapshots(store, before.findings)));
   let indexRebuilt = false;
+  let recounted: RecountResult | undefined;
   if (before.findings.some((f) => INDEX_KINDS.has(f.kind))) {
-    await store.maintenance().reconstructIndex({
+    const rebuilt = await store.maintenance().reconstructIndex({
       guard: ({ before, after, journalIntact, journalProblems }) => {
         const lost = describeLoss(before, after);
         if (!options.force && lost) {
@@ -89,10 +99,35 @@ export async function repair(store: Store, before: ScrubReport, options: RepairO
       },
     });
     indexRebuilt = true;
+    // What disagrees with the messages after a replay of every record since seq 1 was in the journal
+    // itself (rebuilt again, it comes back), and every message there was put by a record. Not after
+    // one from a snapshot or a checkpoint: they copy an index, which may have lost messages (a
+    // damaged LevelDB table) its counters still count; recounting would call that loss clean.
+    if (rebuilt.journalIntact && rebuilt.snapshot === undefined && store.maintenance().journal.firstSeq === 1 && before.findings.some((f) => COUNTER_KINDS.has(f.kind))) {
+      recounted = await recountCounters(store, new Set(before.findings.flatMap((f) => (f.kind === 'refcount-mismatch' ? [f.hash] : []))));
+    }
   }
   const journalRewritten = await rewriteDamagedJournal(store, before, indexRebuilt, blobFindings.every((f) => found.has(f.hash)));
+  const modseqsRaisedAbove = await raiseModseqsAhead(store, before);
   const after = await scrub(store, options.scrubOptions);
-  return { before, after, blobsRestored, quarantined, indexRebuilt, journalRewritten, dropped, unrepaired: after.findings.filter(isDamage) };
+  return {
+    before, after, blobsRestored, quarantined, indexRebuilt, journalRewritten, dropped, ...(modseqsRaisedAbove === undefined ? {} : { modseqsRaisedAbove }),
+    ...(recounted === undefined ? {} : { recounted }),
+    unrepaired: after.findings.filter(isDamage),
+  };
+}
+
+/**
+ * A mailbox's modseqs ahead of the store's (modseq-ahead: the offset an undump or XFER raised was
+ * lost): a rebuild from the journal gives the same, so the offset is raised past the highest, in
+ * a journaled meta.set as XFER raises it. Returns that highest, or undefined when none was ahead.
+ */
+async function raiseModseqsAhead(store: Store, before: ScrubReport): Promise<number | undefined> {
+  const ahead = before.findings.flatMap((f) => (f.kind === 'modseq-ahead' ? [f.highestModseq] : []));
+  if (ahead.length === 0) return undefined;
+  const highest = Math.max(...ahead);
+  await raiseModseqsAbove((prepare) => store.administration().mutate({ prepare }), store.administration().index, highest);
+  return highest;
 }
 
 /**

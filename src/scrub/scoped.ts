@@ -12,7 +12,7 @@ import { limits } from '../limits.js';
 import type { BlobRecord, MailboxInfo, MessageRecord, RightsRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import { formatMailboxName, parseMailboxName } from '../store/validate.js';
-import { emptyTally, isDamage, mailboxCountsFinding, tallyMessage, type Finding } from './findings.js';
+import { emptyTally, isDamage, mailboxCountsFinding, modseqAheadFinding, nextModseq, tallyMessage, type Finding } from './findings.js';
 import type { ScrubOptions, ScrubReport, ScrubSummary } from './scrub.js';
 
 export interface ScopedScrubOptions extends Pick<ScrubOptions, 'onProgress' | 'now'> {
@@ -142,6 +142,8 @@ async function checkMailbox(store: Store, listed: MailboxInfo, findings: Finding
   await checkRefcounts(store, references, findings);
   const counts = mailboxCountsFinding(name, info, counted);
   if (counts) findings.push(counts);
+  const ahead = modseqAheadFinding(name, info, counted, await nextModseq(store.maintenance().index));
+  if (ahead) findings.push(ahead);
   // Every message has exactly one 'changed' entry, at its modseq.
   let changed = 0;
   const problems: string[] = [];

@@ -26,7 +26,8 @@ import type { Store } from '../store/store.js';
 import { checkpointBegin, type BlobRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type RightsRecord } from '../store/records.js';
 import { formatMailboxName } from '../store/validate.js';
 import { meta } from '../store/apply.js';
-import { emptyTally, isDamage, mailboxCountsFinding, tallyMessage, type Finding, type MessageRef, type MessageTally } from './findings.js';
+import { RECOUNT_META, type RecountTotals } from './recount.js';
+import { emptyTally, isDamage, mailboxCountsFinding, modseqAheadFinding, nextModseq, tallyMessage, type Finding, type MessageRef, type MessageTally } from './findings.js';
 import { classifyDropped } from './drop.js';
 import { scrubMailboxes } from './scoped.js';
 import { checkSnapshots } from './snapshot-check.js';
@@ -570,6 +571,8 @@ function countLive(totals: LiveTotals, payload: JournalPayload, inCheckpoint: bo
       case 'message.add': totals.messages++; break;
       case 'state.messages': totals.messages += op.messages.length; break;
       case 'message.expunge': totals.messages -= op.uids.length; break;
+      // counters recounted (recount.ts): the records before it may have counted adds the index never held
+      case 'meta.set': if (op.key === RECOUNT_META && op.value) Object.assign(totals, op.value as RecountTotals); break;
       default: break;
     }
   }
@@ -749,6 +752,11 @@ async function crossCheckIndex(pass: IndexPass, totals: LiveTotals): Promise<Blo
   const [fromMessages, changes, recorded] = await Promise.all([countMessages(messages, boxes), readChangeLog(changeLog, boxes), readBlobs(blobs)]);
   findings.push(...messages.findings);
   checkCounts(findings, boxes);
+  const next = await nextModseq(pass.store.maintenance().index);
+  for (const box of boxes.values()) {
+    const ahead = box.info.deleting ? undefined : modseqAheadFinding(box.name, box.info, box, next);
+    if (ahead) findings.push(ahead);
+  }
   findings.push(...changeLog.findings);
   if (!changes.equals(fromMessages.changes)) {
     findings.push({ kind: 'change-log-mismatch', mailbox: '*', detail: 'the change log (C) disagrees with the messages\' modseqs' });

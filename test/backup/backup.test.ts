@@ -10,6 +10,8 @@ import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { Store } from '../../src/store/store.js';
 import { listQuotas, setQuota } from '../../src/store/quota.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { recount } from '../helpers/recount.js';
+import { undumpMailboxes } from '../../src/store/mailbox-list.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { SPACE } from '../../src/keys/tuple.js';
 import type { BlobRecord, MessageRecord } from '../../src/store/records.js';
@@ -153,6 +155,31 @@ describe('backup and restore', () => {
     expect(await roots(join(dir, 'm'))).toEqual([['user', { storage: 1_000_000_000 }], ['user/alice', { messages: 100 }], ['user/alice/Sent/Old', { messages: 7 }]]);
     await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'm2'), { selection: { mailbox: 'user/alice/Sent/Old', as: 'user/bob/Old' } });
     expect(await roots(join(dir, 'm2'))).toEqual([['user', { storage: 1_000_000_000 }], ['user/bob/Old', { messages: 7 }]]);
+    await repo.close();
+  });
+
+  it("a user's or a mailbox's restore into a new store keeps the modseq offset an undump or XFER raised: the next change's modseq is above the restored ones, never back below them", async () => {
+    const dir = tmpDir('bk');
+    const store = await Store.init(join(dir, 's'));
+    // modseqs a client saw on another server: this store's go on above them (the modseq offset)
+    await undumpMailboxes(store, [{ name: 'user/alice/INBOX', id: 'b1445cf8-5485-4288-bb46-f48aa6be0101', uidValidity: 7, uidNext: 1, highestModseq: 100_000, acl: {}, created: 1, owner: 'alice' }]);
+    await fill(store, 'user/alice/INBOX', 5, 1, 200);
+    const before = (await store.status('user/alice/INBOX')).highestModseq;
+    expect(before).toBeGreaterThan(100_000);
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    await store.close();
+    for (const [to, selection] of [['u', { user: 'alice' }], ['as', { user: 'alice', as: 'carol' }], ['m', { mailbox: 'user/alice/INBOX' }]] as const) {
+      await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, to), { selection });
+      const restored = await Store.open(join(dir, to));
+      const name = to === 'as' ? 'user/carol/INBOX' : 'user/alice/INBOX';
+      expect((await restored.status(name)).highestModseq).toBe(before);
+      await restored.setFlags(name, 1, { add: ['\\Flagged'] });
+      expect((await restored.messageInfo(name, 1)).modseq, to).toBeGreaterThan(before);
+      expect((await restored.status(name)).highestModseq, to).toBeGreaterThan(before);
+      expect(await recount(restored)).toEqual([]);
+      await restored.close();
+    }
     await repo.close();
   });
 

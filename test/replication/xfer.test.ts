@@ -13,6 +13,8 @@ import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { listQuotas, setQuota } from '../../src/store/quota.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { scrub } from '../../src/scrub/scrub.js';
+import { isDamage } from '../../src/scrub/findings.js';
+import { recount } from '../helpers/recount.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { limits } from '../../src/limits.js';
 import { codeOf, keyFile, msg, quiet } from './helpers.js';
@@ -41,6 +43,20 @@ async function asSource(to: string, key: string, talk: (connection: Connection) 
   } finally {
     connection.close();
   }
+}
+
+/** Announces BOB_INBOX as a source would (xfer.mailbox) and returns its id. */
+async function announceBobInbox(connection: Connection): Promise<string> {
+  await connection.send({ t: 'xfer.mailbox', mailbox: { ...BOB_INBOX, highestModseq: 0 } });
+  expect(await connection.next(5000)).toMatchObject({ t: 'xfer.mailbox' });
+  return BOB_INBOX.id;
+}
+
+/** The target's user/bob/INBOX holds uid 1 alone, and every counter says so. */
+async function expectBobInboxOfOne(b: Store): Promise<void> {
+  expect(await b.status('user/bob/INBOX')).toMatchObject({ messages: 1, uidNext: 2 });
+  expect(await recount(b)).toEqual([]);
+  expect((await scrub(b)).findings.filter(isDamage)).toEqual([]);
 }
 
 describe('xfer', () => {
@@ -326,6 +342,79 @@ describe('xfer', () => {
       expect((await b.status('user/bob/INBOX')).messages).toBe(0);
       expect((await b.status('user/bob/INBOX')).uidNext).toBe(1);
       expect((await b.append('user/carol/INBOX', msg(1))).uid).toBe(1); // the target did not stop
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it('a source that sends one uid twice in a request is answered INVALID: nothing of the request is stored, no counter counts a message that is not there', async () => {
+    const { key, b, to, close } = await twoStores();
+    try {
+      await asSource(to, key, async (connection) => {
+        const id = await announceBobInbox(connection);
+        await connection.send({ t: 'xfer.messages', id, messages: [[1, msg(1), [], 0, {}]] });
+        expect(await connection.next(5000)).toMatchObject({ t: 'xfer.messages', added: 1 });
+        await connection.send({ t: 'xfer.messages', id, messages: [[5, msg(5), [], 0, {}], [6, msg(6), [], 0, {}], [5, msg(7), [], 0, {}]] });
+        expect(await connection.next(5000)).toMatchObject({ t: 'error', code: 'INVALID' });
+      });
+      expect(await b.fetch('user/bob/INBOX', 1)).toEqual(msg(1));
+      await expectBobInboxOfOne(b);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it("a source whose message extras name other fields of the record (size, hash, pack, offset, op) cannot change them: the message is stored as sent, its counters right", async () => {
+    const { key, b, to, close } = await twoStores();
+    try {
+      await asSource(to, key, async (connection) => {
+        const id = await announceBobInbox(connection);
+        const extras = { size: 3, hash: Buffer.alloc(32), pack: 99, offset: 7, uid: 9, op: 'mailbox.deleteBegin', envelopeFrom: 'a@example.org' };
+        await connection.send({ t: 'xfer.messages', id, messages: [[1, msg(1), [], 0, extras]] });
+        expect(await connection.next(5000)).toMatchObject({ t: 'xfer.messages', added: 1 });
+        await connection.send({ t: 'xfer.messages', id, messages: [[2, msg(2), [], 0, { envelopeFrom: 'two words' }]] });
+        expect(await connection.next(5000)).toMatchObject({ t: 'error', code: 'INVALID' });
+      });
+      expect(await b.fetch('user/bob/INBOX', 1)).toEqual(msg(1));
+      expect(await b.messageInfo('user/bob/INBOX', 1)).toMatchObject({ size: msg(1).length, envelopeFrom: 'a@example.org' });
+      await expectBobInboxOfOne(b);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it("a source that sends a uidValidity IMAP cannot carry (0, -5, 1.5, 2^40, a string) is answered INVALID: no such mailbox, and the store's last uidValidity, from which its next mailboxes count on, stays a number", async () => {
+    const { key, b, to, close } = await twoStores();
+    try {
+      await asSource(to, key, async (connection) => {
+        for (const uidValidity of [0, -5, 1.5, 2 ** 40, 'abc']) {
+          await connection.send({ t: 'xfer.mailbox', mailbox: { ...BOB_INBOX, uidValidity, highestModseq: 0 } });
+          expect(await connection.next(5000), String(uidValidity)).toMatchObject({ t: 'error', code: 'INVALID' });
+        }
+      });
+      expect(await codeOf(b.status('user/bob/INBOX'))).toBe('NOT_FOUND');
+      await b.createMailbox('user/carol/INBOX');
+      const { uidValidity } = await b.status('user/carol/INBOX');
+      expect(Number.isSafeInteger(uidValidity) && uidValidity >= 1 && uidValidity <= 0xffffffff, String(uidValidity)).toBe(true);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it('a source that sends a mailbox id that is not 16 bytes in hex is answered INVALID: no mailbox whose keys the index cannot tell apart (scrub stopped on them, uids and counters read wrong)', async () => {
+    const { key, b, to, close } = await twoStores();
+    try {
+      await asSource(to, key, async (connection) => {
+        for (const id of ['abcd', `${BOB_INBOX.id}99`, 'zz', 7]) {
+          await connection.send({ t: 'xfer.mailbox', mailbox: { ...BOB_INBOX, id, highestModseq: 0 } });
+          expect(await connection.next(5000), String(id)).toMatchObject({ t: 'error', code: 'INVALID' });
+          await connection.send({ t: 'xfer.messages', id, messages: [[1, msg(1), [], 0, {}]] });
+          expect(await connection.next(5000), String(id)).toMatchObject({ t: 'error', code: 'INVALID' });
+        }
+      });
+      expect(await codeOf(b.status('user/bob/INBOX'))).toBe('NOT_FOUND');
+      expect(await recount(b)).toEqual([]);
+      expect((await scrub(b)).findings.filter(isDamage)).toEqual([]);
     } finally {
       await close();
     }

@@ -167,7 +167,9 @@ async function repairAndReport(store: MailStore, options: ScrubCliOptions, repor
   });
   const summary = {
     ...result.after.summary, repaired: true, damageBefore: report.summary.damage, blobsRestored: result.blobsRestored,
-    quarantined: result.quarantined, indexRebuilt: result.indexRebuilt, journalRewritten: result.journalRewritten, dropped: result.dropped, unrepaired: result.unrepaired.length,
+    quarantined: result.quarantined, indexRebuilt: result.indexRebuilt, journalRewritten: result.journalRewritten, dropped: result.dropped,
+    ...(result.modseqsRaisedAbove === undefined ? {} : { modseqsRaisedAbove: result.modseqsRaisedAbove }),
+    ...(result.recounted === undefined ? {} : { recounted: result.recounted }), unrepaired: result.unrepaired.length,
   };
   if (output === 'json') {
     await printJson({ findings: report.findings.map((f) => ({ ...f, damage: isDamage(f) })), unrepaired: result.unrepaired, summary });
@@ -184,7 +186,9 @@ async function repairAndReport(store: MailStore, options: ScrubCliOptions, repor
 async function printRepairText(report: ScrubReport, result: RepairResult, options: ScrubCliOptions): Promise<void> {
   await printLine(`found ${report.summary.damage} damaged item(s); restored ${result.blobsRestored} blob(s) from sources; quarantined ${result.quarantined.length} record copy(ies)` +
     `${result.dropped.length ? `; dropped ${result.dropped.length} damaged blob(s) no message uses` : ''}${result.indexRebuilt ? '; index rebuilt from the journal' : ''}` +
-    `${result.journalRewritten ? '; damaged journal replaced by one written from the index (the old one is in quarantine/)' : ''}`);
+    `${result.journalRewritten ? '; damaged journal replaced by one written from the index (the old one is in quarantine/)' : ''}` +
+    `${result.modseqsRaisedAbove !== undefined ? `; modseq offset raised: the next change gets a modseq above ${result.modseqsRaisedAbove}` : ''}` +
+    `${result.recounted ? `; recounted from the messages (the journal held them wrong): ${result.recounted.mailboxes.length} mailbox(es)' counters, ${result.recounted.blobs} refcount(s)` : ''}`);
   if (result.unrepaired.length) {
     await printLine(`could not repair ${result.unrepaired.length}:`);
     await printTable(result.unrepaired);
