@@ -218,8 +218,8 @@ async function writeBlobs(fs: FileSystem, repo: Repository, index: BlobIndex, bu
   return result;
 }
 
-/** The journal of the new store: the snapshot's state with the blobs where this restore put them. */
-function stateOps(seq: number, selected: Selected, written: Map<string, { location: BlobLocation; references: number }>): Op[] {
+/** The journal of the new store: the snapshot's state with the blobs where this restore put them (exported for tests). */
+export function stateOps(seq: number, selected: Selected, written: Map<string, { location: BlobLocation; references: number }>): Op[] {
   const per = limits.checkpointEntriesPerRecord;
   const ops: Op[] = [{ op: 'state.begin', appliedSeq: seq }];
   for (let i = 0; i < selected.meta.length; i += per) ops.push({ op: 'state.meta', entries: selected.meta.slice(i, i + per) });
@@ -228,7 +228,8 @@ function stateOps(seq: number, selected: Selected, written: Map<string, { locati
     const list = (selected.messages.get(Buffer.from(info.id).toString('hex')) ?? []).map((entry) => hintedHere(entry, written));
     for (let i = 0; i < list.length; i += per) ops.push({ op: 'state.messages', id: info.id, messages: list.slice(i, i + per) });
   }
-  ops.push(...selected.changes);
+  // one at a time: a store of more than ~120k mailboxes with mail has as many of them (a spread threw RangeError)
+  for (const op of selected.changes) ops.push(op);
   const blobs = [...written].map(([key, b]): [Buffer, number, number, number, number] => [Buffer.from(key, 'hex'), b.location.pack, b.location.offset, b.location.length, b.references]);
   for (let i = 0; i < blobs.length; i += per) ops.push({ op: 'state.blobs', blobs: blobs.slice(i, i + per) });
   return ops;

@@ -181,7 +181,7 @@ async function allPassesAtOnce(store: Store, options: ScrubOptions, findings: Fi
   const rest = checkJournalAndIndex(store, options, later, side, packPass, packsDone);
   const [first, then] = await Promise.allSettled([packsDone, rest]);
   if (first.status === 'rejected') throw first.reason;
-  findings.push(...later);
+  for (const finding of later) findings.push(finding);
   const { journalRecords, snapshotsVerified, indexKeys, cycleComplete } = side;
   Object.assign(summary, { journalRecords, snapshotsVerified, indexKeys, cycleComplete });
   summary.passSeconds = { packs: summary.passSeconds?.packs ?? 0, journal: side.passSeconds?.journal ?? 0, index: side.passSeconds?.index ?? 0 };
@@ -750,18 +750,19 @@ async function crossCheckIndex(pass: IndexPass, totals: LiveTotals): Promise<Blo
   // kept apart and reported in the order of the checks, as before.
   const [messages, changeLog, blobs] = [fork(pass), fork(pass), fork(pass)];
   const [fromMessages, changes, recorded] = await Promise.all([countMessages(messages, boxes), readChangeLog(changeLog, boxes), readBlobs(blobs)]);
-  findings.push(...messages.findings);
+  // one at a time: damage can make more findings than a call takes arguments (~120k: RangeError)
+  for (const finding of messages.findings) findings.push(finding);
   checkCounts(findings, boxes);
   const next = await nextModseq(pass.store.maintenance().index);
   for (const box of boxes.values()) {
     const ahead = box.info.deleting ? undefined : modseqAheadFinding(box.name, box.info, box, next);
     if (ahead) findings.push(ahead);
   }
-  findings.push(...changeLog.findings);
+  for (const finding of changeLog.findings) findings.push(finding);
   if (!changes.equals(fromMessages.changes)) {
     findings.push({ kind: 'change-log-mismatch', mailbox: '*', detail: 'the change log (C) disagrees with the messages\' modseqs' });
   }
-  findings.push(...blobs.findings);
+  for (const finding of blobs.findings) findings.push(finding);
   totals.mailboxes = boxes.size;
   for (const box of boxes.values()) totals.messages += box.messages;
   return { count: recorded.blobs, refcountsDiffer: !recorded.recorded.equals(fromMessages.referenced) };

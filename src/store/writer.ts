@@ -26,6 +26,7 @@ import type { Journal, JournalRecord } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { applyOpsNow, meta } from './apply.js';
 import { FlushChoice } from './flush-choice.js';
+import { Fifo } from './fifo.js';
 import type { JournalPayload, Op } from './records.js';
 import type { FreeSpace, SpaceNeed } from './free-space.js';
 
@@ -117,7 +118,7 @@ export interface WriterHooks {
 }
 
 export class Writer {
-  private queue: Pending[] = [];
+  private readonly queue = new Fifo<Pending>();
   /** The next batch, prepared while the one before it syncs (pipelined). */
   private ahead?: { after: PreparedBatch; prepared: Promise<PreparedBatch | undefined> };
   private running = false;
@@ -212,11 +213,11 @@ export class Writer {
           const prepared = await ahead?.prepared; // settled once: a halted prepare answered its own
           await this.takeBack(prepared?.packWrite);
           for (const d of prepared?.done ?? []) d.pending.reject(this.failure);
-          for (const p of this.queue.splice(0)) p.reject(this.failure);
+          for (const p of this.queue.take(this.queue.length)) p.reject(this.failure);
           break;
         }
         if (ahead) await this.commitAhead(ahead.after, ahead.prepared);
-        else if (this.queue[0].replicated) await this.commitReplicated(this.queue.shift()!);
+        else if (this.queue.at(0)!.replicated) await this.commitReplicated(this.queue.take(1)[0]!);
         else {
           await this.gather();
           await this.commitBatch(this.takeBatch());
@@ -360,7 +361,7 @@ export class Writer {
     const peak = this.outstandingPeak;
     this.outstandingPeak = this.outstanding;
     const target = Math.min(limits.batchMutationsMax, peak);
-    if (peak < limits.commitGatherWritersMin || this.queue.length >= target || this.queue[0].mutation.exclusive) return;
+    if (peak < limits.commitGatherWritersMin || this.queue.length >= target || this.queue.at(0)!.mutation.exclusive) return;
     await new Promise<void>((resolve) => {
       const wake = (): void => {
         clearTimeout(timer);
@@ -373,11 +374,11 @@ export class Writer {
   }
 
   private takeBatch(): Pending[] {
-    const head = this.queue[0];
-    if (head.mutation.exclusive) return this.queue.splice(0, 1);
+    const head = this.queue.at(0)!;
+    if (head.mutation.exclusive) return this.queue.take(1);
     let n = 0;
-    while (n < this.queue.length && n < limits.batchMutationsMax && !this.queue[n].mutation.exclusive) n++;
-    return this.queue.splice(0, n);
+    while (n < this.queue.length && n < limits.batchMutationsMax && !this.queue.at(n)!.mutation.exclusive) n++;
+    return this.queue.take(n);
   }
 
   private async commitBatch(batch: Pending[], given?: PreparedBatch): Promise<void> {
@@ -441,12 +442,12 @@ export class Writer {
     if (chains.size === 0) return;
     let n = 0;
     while (n < this.queue.length && n < limits.batchMutationsMax) {
-      const { mutation, replicated } = this.queue[n];
+      const { mutation, replicated } = this.queue.at(n)!;
       if (replicated || mutation.exclusive || !mutation.chain || !chains.has(mutation.chain)) break;
       n++;
     }
     if (n === 0) return;
-    const batch = this.queue.splice(0, n);
+    const batch = this.queue.take(n);
     const prepared = this.prepareBatch(batch, { view: after.view, lastSeq });
     this.ahead = { after, prepared };
   }
@@ -598,7 +599,7 @@ export class Writer {
       }
       prepared.done.push({ pending, result: outcome.result });
     }
-    if (taken < batch.length) this.queue.unshift(...batch.slice(taken));
+    if (taken < batch.length) this.queue.putBack(batch.slice(taken));
     return prepared;
   }
 

@@ -21,12 +21,21 @@ export function internalsOf(store: Store): StoreInternals {
  * call first waits for the index batches still behind the commit (IndexDb.writeBehind: merged and
  * handed to LevelDB up to limits.indexBehindMs later), so what it reads or overwrites is there.
  */
-export function rawLevelOf(store: Store): { get(key: Buffer): Promise<Uint8Array>; put(key: Buffer, value: Uint8Array): Promise<void>; del(key: Buffer): Promise<void> } {
+export function rawLevelOf(store: Store): RawLevel {
   const db = internalsOf(store).db;
-  const level = (db as unknown as { db: ReturnType<typeof rawLevelOf> }).db;
+  const level = (db as unknown as { db: RawLevel }).db;
   return {
     get: async (key) => { await db.settle(); return level.get(key); },
     put: async (key, value) => { await db.settle(); return level.put(key, value); },
     del: async (key) => { await db.settle(); return level.del(key); },
+    batch: async (ops) => { await db.settle(); return level.batch(ops); },
   };
+}
+
+export interface RawLevel {
+  get(key: Buffer): Promise<Uint8Array>;
+  put(key: Buffer, value: Uint8Array): Promise<void>;
+  del(key: Buffer): Promise<void>;
+  /** Many puts in one LevelDB write (damage of a size one put at a time would take minutes to write). */
+  batch(ops: { type: 'put'; key: Buffer; value: Uint8Array }[]): Promise<void>;
 }

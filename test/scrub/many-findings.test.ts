@@ -1,0 +1,34 @@
+// Damage that yields more findings than a function call takes arguments (~120k): scrub reports
+// every one of them, as it reports a few, and the messages acknowledged before are all there.
+import { describe, expect, it } from 'vitest';
+import { Store } from '../../src/store/store.js';
+import { scrub } from '../../src/scrub/scrub.js';
+import { keys } from '../../src/keys/index-keys.js';
+import { encodeValue } from '../../src/index/codec.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { rawLevelOf } from '../helpers/internals.js';
+
+const STRAYS = 200_000;
+
+describe('scrub with very many findings', () => {
+  it('reports 200k change-log entries of a mailbox that does not exist, not a RangeError', async () => {
+    const dir = tmpDir();
+    const store = await Store.open(dir, { create: true });
+    await store.createMailbox('INBOX', { owner: 'alice' });
+    const { uid } = await store.append('INBOX', Buffer.from('Subject: kept\r\n\r\nhello\r\n'));
+    const ghost = Buffer.alloc(16, 0xee);
+    const raw = rawLevelOf(store);
+    for (let at = 0; at < STRAYS; at += 50_000) {
+      const ops = Array.from({ length: 50_000 }, (_, i) => {
+        const key = keys.change(ghost, 1, at + i + 1);
+        return { type: 'put' as const, key, value: encodeValue(key, 0) };
+      });
+      await raw.batch(ops);
+    }
+    const report = await scrub(store);
+    const strays = report.findings.filter((f) => f.kind === 'change-log-mismatch' && f.mailbox === ghost.toString('hex'));
+    expect(strays).toHaveLength(STRAYS);
+    expect((await store.fetch('INBOX', uid)).toString()).toContain('hello');
+    await store.close();
+  }, 60_000);
+});
