@@ -934,6 +934,13 @@ export const backupLimits = {
   keyFileBytesMax: 4096,
   /** Metadata files (config, index, snapshot) larger than this are damage, not data. */
   metadataFileBytesMax: 1024 * 1024 * 1024,
+  /** A repository's config or lock file (a few hundred bytes of JSON) larger than this is not one mailstore wrote. */
+  configFileBytesMax: 64 * 1024,
+  /**
+   * Data files are closed at about packBytesTarget (one batch or one blob more); one larger than
+   * this is damage (check --read-data reads each whole).
+   */
+  dataFileBytesMax: 1024 * 1024 * 1024,
   /** A lock is rewritten this often while its holder runs... */
   lockRefreshMs: 5 * 60 * 1000,
   /** ...so one from another host that is older than this was left by a dead process. */

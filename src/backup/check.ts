@@ -8,6 +8,8 @@ import { formatMailboxName } from '../store/validate.js';
 import { blobIdOf } from './crypto.js';
 import { checkDataHeader, contentName, decodeRecord, recordBytes } from './format.js';
 import { scanUnnamed } from './scan.js';
+import { readRepositoryFile } from './repository-read.js';
+import { backupLimits } from '../limits.js';
 import { readHealLists } from './heal-list.js';
 import { addToIndex, listIn, lockRepository, type BlobEntry, type IndexFile, type Repository, type SnapshotCache, type SnapshotFile, byTime } from './repository.js';
 
@@ -221,12 +223,13 @@ async function readAllData(repo: Repository, index: Map<string, BlobEntry[]>, ex
     const path = repo.path('data', file);
     let content: Buffer;
     try {
-      content = await repo.fs.readFile(path);
+      content = await readRepositoryFile(repo.fs, path, backupLimits.dataFileBytesMax);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         if (present.has(file)) add('missing-data', path, 'an index file lists this data file, which went missing while the check ran');
         continue; // listed as missing already otherwise
       }
+      if (isMailstoreError(error, 'CORRUPT')) { add('damaged-data', path, why(error)); continue; }
       // not read is not verified: the check cannot say, as repair does not (an object store's 503, EIO)
       throw fromSystemError(error, 'reading the data file', path);
     }

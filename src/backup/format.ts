@@ -67,6 +67,12 @@ const corrupt = (path: string, why: string) => new MailstoreError('CORRUPT', `${
 const METADATA_CHUNK_MIN = 16 * 1024;
 const METADATA_CHUNK_MAX = 64 * 1024 * 1024;
 
+/**
+ * The most bytes a metadata file takes on disk: its payload inflates to at most
+ * metadataFileBytesMax, and stored (level 0, a tip) deflate adds 5 bytes per 64 KiB block.
+ */
+export const METADATA_STORED_BYTES_MAX = backupLimits.metadataFileBytesMax + Math.ceil(backupLimits.metadataFileBytesMax / 8192) + FILE_HEADER_BYTES + 64;
+
 export function encodeMetadataFile(kind: FileKind, value: unknown, keys: RepositoryKeys | undefined, version = FORMAT_VERSION, level: number = backupLimits.deflateLevel): Buffer {
   const header = Buffer.alloc(FILE_HEADER_BYTES);
   FILE_MAGIC.copy(header, 0);

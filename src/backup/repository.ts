@@ -20,8 +20,9 @@ import { applyDelta, type SnapshotDelta } from './delta.js';
 import { HASH_BYTES, compareHashes } from './tip.js';
 import { indexIds, mergeHeld, readHeld, removeHeldCovering, tableHolds, writeHeld, type HeldTable } from './held-ids.js';
 import { zstdAvailable } from './zstd.js';
+import { openRepositoryFile, readRepositoryFile } from './repository-read.js';
 import type { ScanResult } from './scan.js';
-import { DELTA_FORMAT_VERSION, FORMAT_VERSION, REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
+import { DELTA_FORMAT_VERSION, FORMAT_VERSION, METADATA_STORED_BYTES_MAX, REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
 
 /** `damaged`: index files `backup repair` set aside (repair.ts), kept, never read. */
 export const REPO_LAYOUT = { config: 'config', data: 'data', index: 'index', snapshots: 'snapshots', locks: 'locks', tips: 'tips', damaged: 'damaged', heal: 'heal' } as const;
@@ -292,7 +293,7 @@ export class Repository {
     const path = this.path(area, name);
     let bytes: Buffer;
     try {
-      bytes = await this.fs.readFile(path);
+      bytes = await readRepositoryFile(this.fs, path, METADATA_STORED_BYTES_MAX);
     } catch (error) {
       throw fromSystemError(error, `reading the ${kind} file`, path);
     }
@@ -334,7 +335,7 @@ export class Repository {
     const path = this.path('snapshots', id);
     let bytes: Buffer;
     try {
-      bytes = await this.fs.readFile(path);
+      bytes = await readRepositoryFile(this.fs, path, METADATA_STORED_BYTES_MAX);
     } catch (error) {
       throw fromSystemError(error, 'reading the snapshot file', path);
     }
@@ -456,7 +457,7 @@ export class Repository {
   async verifyIndexFiles(): Promise<string[]> {
     for (const name of await this.list('index')) {
       if (this.damagedIndex.has(name)) continue;
-      const bytes = await this.fs.readFile(this.path('index', name)).catch((error: NodeJS.ErrnoException) => {
+      const bytes = await readRepositoryFile(this.fs, this.path('index', name), METADATA_STORED_BYTES_MAX).catch((error: NodeJS.ErrnoException) => {
         if (error.code === 'ENOENT') return undefined; // pruned meanwhile (forget waits for our lock: not by a prune)
         throw fromSystemError(error, 'reading the index file', this.path('index', name));
       });
@@ -532,7 +533,7 @@ export class Repository {
       await old.close().catch(() => undefined);
     }
     try {
-      handle = await this.fs.open(path, 'read');
+      handle = await openRepositoryFile(this.fs, path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new MailstoreError('CORRUPT', `${path}: the data file is missing`, { path, cause: error });
       throw fromSystemError(error, 'opening the data file', path);
@@ -678,7 +679,7 @@ async function readConfig(fs: FileSystem, dir: string): Promise<RepoConfig | und
   const path = join(dir, REPO_LAYOUT.config);
   let bytes: Buffer;
   try {
-    bytes = await fs.readFile(path);
+    bytes = await readRepositoryFile(fs, path, backupLimits.configFileBytesMax);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
@@ -839,9 +840,10 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
 async function readLock(fs: FileSystem, path: string): Promise<LockRecord | undefined> {
   let bytes: Buffer;
   try {
-    bytes = await fs.readFile(path);
+    bytes = await readRepositoryFile(fs, path, backupLimits.configFileBytesMax);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // gone meanwhile: not a holder
+    if (isMailstoreError(error, 'CORRUPT')) return undefined; // a link or FIFO: no lock this or another mailstore wrote
     // A lock that does not read (an object store's 503, a disk's EIO) is not "no lock": a prune
     // that took it for none removed data files a running backup was about to name
     const failure = fromSystemError(error, 'reading the repository lock', path);
