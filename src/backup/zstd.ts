@@ -125,7 +125,12 @@ export function zstdOutputBound(frame: Buffer): number {
   const descriptor = frame[4]!;
   const fcsFlag = descriptor >> 6, single = (descriptor >> 5) & 1, checksum = (descriptor >> 2) & 1, dictFlag = descriptor & 3;
   if ((descriptor & 0x08) !== 0) throw new Error('zstd frame header: reserved bit set');
-  let at = 5 + (single ? 0 : 1) + [0, 1, 2, 4][dictFlag]! + [single ? 1 : 0, 2, 4, 8][fcsFlag]!;
+  const sizeAt = 5 + (single ? 0 : 1) + [0, 1, 2, 4][dictFlag]!;
+  let at = sizeAt + [single ? 1 : 0, 2, 4, 8][fcsFlag]!;
+  if (at > frame.length) throw new Error('the zstd frame ends early');
+  // fzstd allocates a frame's content size before decoding: one saying 1 GB over a 1-byte block cost 1 GB
+  const contentSize = fcsFlag === 0 ? (single ? frame[sizeAt] : undefined) : fcsFlag === 1 ? frame.readUInt16LE(sizeAt) + 256
+    : fcsFlag === 2 ? frame.readUInt32LE(sizeAt) : Number(frame.readBigUInt64LE(sizeAt));
   let bound = 0;
   for (;;) {
     if (at + 3 > frame.length) throw new Error('the zstd frame ends early');
@@ -139,6 +144,7 @@ export function zstdOutputBound(frame: Buffer): number {
     if (last) break;
   }
   if (at + (checksum ? 4 : 0) !== frame.length) throw new Error('the zstd frame does not end where its record does');
+  if (contentSize !== undefined && contentSize > bound) throw new Error(`the zstd frame's content size (${contentSize} bytes) is more than its blocks can hold (${bound})`);
   return bound;
 }
 

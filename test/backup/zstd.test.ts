@@ -164,4 +164,22 @@ describe('zstd records', () => {
     flipped[flipped.length - 5] ^= 0xff;
     await expectCode(decodeRecord(zstdRecord(id, flipped), id, undefined, undefined, 'data/x'), 'CORRUPT');
   });
+
+  it('a frame whose header says a content size its blocks cannot hold is CORRUPT before either decoder allocates it', async () => {
+    // 17 bytes: a header saying 1 GB, then one raw block of one byte (fzstd allocated the 1 GB and returned the byte)
+    const liar = Buffer.alloc(17);
+    liar.writeUInt32LE(0xfd2fb528, 0);
+    liar[4] = (3 << 6) | (1 << 5); // an 8-byte content size, single segment
+    liar.writeBigUInt64LE(1_000_000_000n, 5);
+    liar.writeUIntLE(1 | (1 << 3), 13, 3); // last, raw, 1 byte
+    liar[16] = 0x61;
+    expect(() => zstdOutputBound(liar)).toThrow(/content size/);
+    const id = hashBytes(Buffer.from('a'));
+    const before = process.memoryUsage().rss;
+    await expectCode(decodeRecord(zstdRecord(id, liar), id, undefined, undefined, 'data/x'), 'CORRUPT');
+    expect(process.memoryUsage().rss - before).toBeLessThan(256 * 1024 * 1024);
+    // the same header telling the truth decodes
+    liar.writeBigUInt64LE(1n, 5);
+    expect((await zstdDecompress(liar)).toString()).toBe('a');
+  });
 });
