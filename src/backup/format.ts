@@ -171,10 +171,11 @@ function compress(bytes: Buffer, codec: BlobCodec): Promise<Buffer> {
   });
 }
 
-async function decompress(body: Buffer, flags: number): Promise<Buffer> {
-  if ((flags & FLAG_ZSTD) !== 0) return zstdDecompress(body);
-  if ((flags & FLAG_BROTLI) !== 0) return brotliDecompressSync(body, { maxOutputLength: limits.messageBytesMax });
-  return (flags & FLAG_DEFLATED) !== 0 ? inflateRawSync(body, { maxOutputLength: limits.messageBytesMax }) : body;
+async function decompress(body: Buffer, flags: number, bytesMax: number): Promise<Buffer> {
+  if ((flags & FLAG_ZSTD) !== 0) return zstdDecompress(body, bytesMax);
+  const maxOutputLength = Math.max(1, bytesMax); // zlib takes no 0 (an empty message is never stored compressed)
+  if ((flags & FLAG_BROTLI) !== 0) return brotliDecompressSync(body, { maxOutputLength });
+  return (flags & FLAG_DEFLATED) !== 0 ? inflateRawSync(body, { maxOutputLength }) : body;
 }
 
 /** The length the record of `storedLength` bytes takes in its data file. */
@@ -186,8 +187,10 @@ export function recordBytes(storedLength: number): number {
  * The message bytes of the record read at an index entry (header and stored bytes), verified:
  * header checksum, the id the index expects, the length, authentication when sealed, and, when
  * the store hash is known, the BLAKE3 of the bytes. CORRUPT otherwise, never wrong bytes.
+ * `bytesMax`: the message's size where its snapshot says it, so decompression stops there; else
+ * the largest message any store takes (a store may be opened with more than the default limit).
  */
-export async function decodeRecord(record: Buffer, id: Buffer, hash: Buffer | undefined, keys: RepositoryKeys | undefined, path: string): Promise<Buffer> {
+export async function decodeRecord(record: Buffer, id: Buffer, hash: Buffer | undefined, keys: RepositoryKeys | undefined, path: string, bytesMax: number = limits.messageBytesSettingMax): Promise<Buffer> {
   const where = `${path}: blob ${id.toString('hex').slice(0, 16)}`;
   if (record.length < RECORD_HEADER_BYTES || !record.subarray(0, 4).equals(RECORD_MAGIC) || crc32(record.subarray(0, 44)) !== record.readUInt32BE(44)) {
     throw corrupt(path, `${where}: record header damaged`);
@@ -198,7 +201,7 @@ export async function decodeRecord(record: Buffer, id: Buffer, hash: Buffer | un
   const body = keys ? unseal(keys, stored, id, 'a blob', path) : stored;
   let bytes: Buffer;
   try {
-    bytes = await decompress(body, record[36]!);
+    bytes = await decompress(body, record[36]!, bytesMax);
   } catch (error) {
     throw new MailstoreError('CORRUPT', `${where}: cannot decompress`, { path, cause: error });
   }
