@@ -8,7 +8,7 @@ import { MailstoreError } from '../errors.js';
 import { encodeCbor, decodeCbor } from '../index/codec.js';
 import { HASH_BYTES, hashBytes } from '../hash/blake3.js';
 import { backupLimits, limits } from '../limits.js';
-import { seal, unseal, type RepositoryKeys } from './crypto.js';
+import { NONCE_BYTES, TAG_BYTES, seal, unseal, type RepositoryKeys } from './crypto.js';
 import { zstdCompress, zstdDecompress } from './zstd.js';
 
 /** The version byte of every metadata and data file (unchanged by repository version 2)... */
@@ -177,6 +177,9 @@ async function decompress(body: Buffer, flags: number, bytesMax: number): Promis
   if ((flags & FLAG_BROTLI) !== 0) return brotliDecompressSync(body, { maxOutputLength });
   return (flags & FLAG_DEFLATED) !== 0 ? inflateRawSync(body, { maxOutputLength }) : body;
 }
+
+/** The most stored bytes a record holds: the largest message any store takes, sealed. */
+export const RECORD_STORED_BYTES_MAX = limits.messageBytesSettingMax + NONCE_BYTES + TAG_BYTES;
 
 /** The length the record of `storedLength` bytes takes in its data file. */
 export function recordBytes(storedLength: number): number {

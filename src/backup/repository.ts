@@ -22,7 +22,7 @@ import { indexIds, mergeHeld, readHeld, removeHeldCovering, tableHolds, writeHel
 import { zstdAvailable } from './zstd.js';
 import { openRepositoryFile, readRepositoryFile } from './repository-read.js';
 import type { ScanResult } from './scan.js';
-import { DELTA_FORMAT_VERSION, FORMAT_VERSION, METADATA_STORED_BYTES_MAX, REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
+import { DATA_HEADER_BYTES, DELTA_FORMAT_VERSION, FORMAT_VERSION, METADATA_STORED_BYTES_MAX, RECORD_STORED_BYTES_MAX, REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
 
 /** `damaged`: index files `backup repair` set aside (repair.ts), kept, never read. */
 export const REPO_LAYOUT = { config: 'config', data: 'data', index: 'index', snapshots: 'snapshots', locks: 'locks', tips: 'tips', damaged: 'damaged', heal: 'heal' } as const;
@@ -297,7 +297,10 @@ export class Repository {
     } catch (error) {
       throw fromSystemError(error, `reading the ${kind} file`, path);
     }
-    return decodeMetadataFile<T>(kind, bytes, name, path, this.keys);
+    const value = decodeMetadataFile<T>(kind, bytes, name, path, this.keys);
+    if (kind === 'index') checkIndexFile(value, path);
+    if (kind === 'snapshot') checkSnapshotFile(value, path);
+    return value;
   }
 
   /**
@@ -667,6 +670,40 @@ export function addToIndex(map: Map<string, BlobEntry[]>, index: IndexFile): voi
       if (list) list.push(entry);
       else map.set(key, [entry]);
     }
+  }
+}
+
+/**
+ * An index file's value has the shape of one (docs/BACKUP.md): its names and numbers become paths,
+ * read positions and buffer sizes, so one written by someone else (unencrypted, a file of the right
+ * name and checksums holds anything) is CORRUPT unless each data file is a content name, each id a
+ * hash and each record lies inside what a data file can hold. It stopped commands with a bug's
+ * message (INTERNAL), or made a check or restore read a path outside the repository.
+ */
+function checkIndexFile(value: unknown, path: string): asserts value is IndexFile {
+  const bad = (why: string) => new MailstoreError('CORRUPT', `${path}: not an index file mailstore wrote (${why})`, { path });
+  const files = (value as Partial<IndexFile> | null)?.files;
+  if (!Array.isArray(files)) throw bad('no list of data files');
+  for (const entry of files as unknown[]) {
+    const { file, blobs } = (entry ?? {}) as Partial<IndexFile['files'][number]>;
+    if (typeof file !== 'string' || !isContentName(file)) throw bad(`a data file named ${JSON.stringify(file)?.slice(0, 80)}`);
+    if (!Array.isArray(blobs)) throw bad(`no list of blobs for data file ${file}`);
+    for (const blob of blobs as unknown[]) {
+      const [id, offset, length] = Array.isArray(blob) ? blob as unknown[] : [];
+      if (!(id instanceof Uint8Array) || id.length !== HASH_BYTES || !Number.isSafeInteger(offset) || (offset as number) < DATA_HEADER_BYTES
+        || !Number.isSafeInteger(length) || (length as number) < 0 || (length as number) > RECORD_STORED_BYTES_MAX) {
+        throw bad(`a blob entry of data file ${file} that is no id, record offset and stored length`);
+      }
+    }
+  }
+}
+
+/** A snapshot's parent becomes a path: a content name, or none (the rest of the state is checked as it is applied). */
+function checkSnapshotFile(value: unknown, path: string): asserts value is SnapshotFile {
+  const snapshot = value as Partial<SnapshotFile> | null;
+  if (typeof snapshot !== 'object' || snapshot === null || !Array.isArray(snapshot.ops)) throw new MailstoreError('CORRUPT', `${path}: not a snapshot file mailstore wrote (no ops)`, { path });
+  if (snapshot.parent !== undefined && !(typeof snapshot.parent === 'string' && isContentName(snapshot.parent))) {
+    throw new MailstoreError('CORRUPT', `${path}: not a snapshot file mailstore wrote (its parent is not a snapshot id)`, { path });
   }
 }
 
