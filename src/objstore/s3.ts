@@ -111,38 +111,44 @@ export class Bucket {
     });
   }
 
-  /** Exactly `length` bytes at `offset` (a ranged GET); fewer is CORRUPT (the object is shorter than recorded). */
+  /**
+   * The `length` bytes at `offset` (a ranged GET), or fewer where the object ends before (a pack
+   * scan reads to its end; a caller that needs them all finds the difference); more is IO.
+   */
   async getRange(key: string, offset: number, length: number): Promise<Buffer> {
-    return this.call(key, 'reading', async (progress) => {
-      const stream = await this.ranged(key, offset, length);
-      const chunks: Buffer[] = [];
-      let n = 0;
-      for await (const chunk of stream) {
-        progress();
-        chunks.push(chunk as Buffer);
-        n += (chunk as Buffer).length;
-      }
-      return Buffer.concat(chunks, n);
-    });
+    if (length === 0) return Buffer.alloc(0); // no range to ask for: a GET without one is the whole object
+    const chunks: Buffer[] = [];
+    const n = await this.readRange(key, offset, length, (chunk) => chunks.push(chunk));
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, n);
   }
 
   /**
    * Bytes [offset, offset + length) of the object in one GET, handed to `onChunk` as they arrive
    * (never concatenated): a whole pack's read-back is one request and holds one network chunk at a
-   * time. Fewer bytes than asked is CORRUPT (the object is shorter than recorded).
+   * time. Fewer bytes than asked is CORRUPT (the object is shorter than recorded); more is IO.
    */
   async streamRange(key: string, offset: number, length: number, onChunk: (chunk: Buffer) => void): Promise<void> {
-    const n = await this.call(key, 'reading', async (progress) => {
+    const n = await this.readRange(key, offset, length, onChunk);
+    if (n !== length) throw new MailstoreError('CORRUPT', `${this.urlOf(key)} gave ${n} bytes at ${offset}, ${length} expected: the object is shorter than recorded`, { path: this.urlOf(key) });
+  }
+
+  /**
+   * A ranged GET's bytes to `onChunk`; how many came. More than `length` is IO, and stops the
+   * answer there: an endpoint that ignored the range (a 200 with the whole object) would give bytes
+   * of the wrong place, and one whose body never ends was read until memory ran out.
+   */
+  private readRange(key: string, offset: number, length: number, onChunk: (chunk: Buffer) => void): Promise<number> {
+    return this.call(key, 'reading', async (progress) => {
       const stream = await this.ranged(key, offset, length);
       let read = 0;
       for await (const chunk of stream) {
         progress();
-        onChunk(chunk as Buffer);
         read += (chunk as Buffer).length;
+        if (read > length) throw new Error(`the object store answered more than the ${length} bytes asked for at ${offset} (it ignored the range?)`);
+        onChunk(chunk as Buffer);
       }
       return read;
     });
-    if (n !== length) throw new MailstoreError('CORRUPT', `${this.urlOf(key)} gave ${n} bytes at ${offset}, ${length} expected: the object is shorter than recorded`, { path: this.urlOf(key) });
   }
 
   /**
