@@ -234,6 +234,11 @@ export const limits = {
   objectPartBytes: 64 * 1024 * 1024,
   /** A request to the object store that has not answered, or moved a byte, in this long fails IO. */
   objectRequestTimeoutMs: 30_000,
+  /**
+   * A listing of more keys than this is refused (IO): a store's packs or a backup repository's
+   * files (16 MiB data files: 10M is 160 TB) are far fewer; an endpoint that lists without end is not.
+   */
+  objectListKeysMax: 10_000_000,
   /** A journal record payload larger than this is damage, not data. */
   journalRecordBytesMax: 64 * 1024 * 1024,
   /** Group commit: most mutations in one batch. */

@@ -185,14 +185,29 @@ export class Bucket {
     await this.call(key, 'removing', () => this.client.removeObject(this.address.bucket, key));
   }
 
-  /** Keys under `prefix` (bounded by the caller's use: one store's packs). */
+  /**
+   * Keys under `prefix` (one store's packs, a backup repository's files). S3 lists keys in byte
+   * order: a key not after the one before is an endpoint that repeats itself (a page answered again
+   * and again, always "truncated", was listed until memory ran out), refused IO, as is a listing
+   * longer than limits.objectListKeysMax.
+   */
   async list(prefix: string): Promise<{ key: string; size: number }[]> {
     return this.call(prefix, 'listing', (progress) => new Promise((resolve, reject) => {
       const out: { key: string; size: number }[] = [];
       const stream = this.client.listObjectsV2(this.address.bucket, prefix, true);
+      let last: Buffer | undefined;
+      const refuse = (why: string) => {
+        stream.destroy();
+        reject(new Error(`the object store's listing ${why}`));
+      };
       stream.on('data', (item) => {
         progress(); // a long listing (a page of 1,000 keys a request) is one call
-        if (item.name) out.push({ key: item.name, size: item.size });
+        if (!item.name) return;
+        const key = Buffer.from(item.name);
+        if (last && Buffer.compare(key, last) <= 0) return refuse(`is not in order (${JSON.stringify(item.name)} after ${JSON.stringify(last.toString())}): it repeats itself`);
+        if (out.length >= limits.objectListKeysMax) return refuse(`goes past ${limits.objectListKeysMax} keys`);
+        last = key;
+        out.push({ key: item.name, size: item.size });
       });
       stream.on('error', reject);
       stream.on('end', () => resolve(out));

@@ -53,3 +53,32 @@ describe('a hostile object store answering a ranged GET', () => {
     expect((await bucket.getRange('k', 0, 100)).equals(body)).toBe(true);
   });
 });
+
+/** A ListObjectsV2 page of `keys`, truncated (another page follows) when `more`. */
+function listing(keys: string[], more: boolean, token: string): string {
+  const contents = keys.map((key) => `<Contents><Key>${key}</Key><Size>1</Size><LastModified>2026-01-01T00:00:00.000Z</LastModified><ETag>"e"</ETag></Contents>`).join('');
+  return `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>hostile</Name><Prefix></Prefix><KeyCount>${keys.length}</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>${more}</IsTruncated>${more ? `<NextContinuationToken>${token}</NextContinuationToken>` : ''}${contents}</ListBucketResult>`;
+}
+
+describe('a hostile object store listing keys', () => {
+  it('a listing that repeats its page for ever (always truncated) is IO, in bounded time and memory', async () => {
+    let pages = 0;
+    const bucket = await endpoint((_, res) => {
+      pages++;
+      res.writeHead(200, { 'Content-Type': 'application/xml' });
+      res.end(listing(Array.from({ length: 1000 }, (_, i) => `k${String(i).padStart(6, '0')}`), true, 'again'));
+    });
+    const error = await bucket.list('').catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'IO', message: expect.stringMatching(/not in order/) });
+    expect(pages).toBeLessThan(5);
+  });
+
+  it('a well-ordered listing is read whole', async () => {
+    const bucket = await endpoint((req, res) => {
+      const second = (req.url ?? '').includes('continuation-token=next');
+      res.writeHead(200, { 'Content-Type': 'application/xml' });
+      res.end(second ? listing(['b1', 'b2'], false, '') : listing(['a1', 'a2'], true, 'next'));
+    });
+    expect((await bucket.list('')).map((o) => o.key)).toEqual(['a1', 'a2', 'b1', 'b2']);
+  });
+});
