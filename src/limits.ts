@@ -234,6 +234,11 @@ export const limits = {
   objectPartBytes: 64 * 1024 * 1024,
   /** A request to the object store that has not answered, or moved a byte, in this long fails IO. */
   objectRequestTimeoutMs: 30_000,
+  /**
+   * A listing of more keys than this is refused (IO): a store's packs or a backup repository's
+   * files (16 MiB data files: 10M is 160 TB) are far fewer; an endpoint that lists without end is not.
+   */
+  objectListKeysMax: 10_000_000,
   /** A journal record payload larger than this is damage, not data. */
   journalRecordBytesMax: 64 * 1024 * 1024,
   /** Group commit: most mutations in one batch. */
@@ -934,6 +939,13 @@ export const backupLimits = {
   keyFileBytesMax: 4096,
   /** Metadata files (config, index, snapshot) larger than this are damage, not data. */
   metadataFileBytesMax: 1024 * 1024 * 1024,
+  /** A repository's config or lock file (a few hundred bytes of JSON) larger than this is not one mailstore wrote. */
+  configFileBytesMax: 64 * 1024,
+  /**
+   * Data files are closed at about packBytesTarget (one batch or one blob more); one larger than
+   * this is damage (check --read-data reads each whole).
+   */
+  dataFileBytesMax: 1024 * 1024 * 1024,
   /** A lock is rewritten this often while its holder runs... */
   lockRefreshMs: 5 * 60 * 1000,
   /** ...so one from another host that is older than this was left by a dead process. */

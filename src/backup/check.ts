@@ -8,6 +8,8 @@ import { formatMailboxName } from '../store/validate.js';
 import { blobIdOf } from './crypto.js';
 import { checkDataHeader, contentName, decodeRecord, recordBytes } from './format.js';
 import { scanUnnamed } from './scan.js';
+import { readRepositoryFile } from './repository-read.js';
+import { backupLimits } from '../limits.js';
 import { readHealLists } from './heal-list.js';
 import { addToIndex, listIn, lockRepository, type BlobEntry, type IndexFile, type Repository, type SnapshotCache, type SnapshotFile, byTime } from './repository.js';
 
@@ -40,7 +42,7 @@ export interface BackupCheckOptions {
 const INFORMATIONAL: BackupFindingKind[] = ['unindexed-data', 'leftover-temp', 'set-aside-index', 'heal-pending'];
 
 /** The first message (snapshot, mailbox, uid) that uses each blob id: findings name it. */
-type Users = Map<string, { hash: Buffer; what: string }>;
+type Users = Map<string, { hash: Buffer; size: number; what: string }>;
 
 export async function checkRepository(repo: Repository, options: BackupCheckOptions = {}): Promise<BackupCheckReport> {
   const lock = await lockRepository(repo, false, { readOnly: true });
@@ -134,9 +136,9 @@ async function checkSnapshots(repo: Repository, index: Map<string, BlobEntry[]>,
       continue;
     }
     const missing = new Set<string>();
-    for (const { id, hash, what } of snapshotBlobs(snapshot)) {
+    for (const { id, hash, size, what } of snapshotBlobs(snapshot)) {
       const key = blobIdOf(hash, repo.keys).toString('hex');
-      if (!users.has(key)) users.set(key, { hash, what: `snapshot ${name.slice(0, 8)} ${what}` });
+      if (!users.has(key)) users.set(key, { hash, size, what: `snapshot ${name.slice(0, 8)} ${what}` });
       if (!index.has(key) && !missing.has(key)) {
         missing.add(key);
         listIn(unlisted, key).push({ snapshot: name, id, what });
@@ -184,14 +186,14 @@ async function setAsideIndexFiles(repo: Repository): Promise<string[]> {
 }
 
 /** Every message blob a snapshot needs (mailboxes being deleted are not restored, so not needed). */
-export function* snapshotBlobs(snapshot: SnapshotFile): Generator<{ id: string; hash: Buffer; what: string }> {
+export function* snapshotBlobs(snapshot: SnapshotFile): Generator<{ id: string; hash: Buffer; size: number; what: string }> {
   const names = new Map<string, string>();
   for (const op of snapshot.ops) {
     if (op.op === 'state.mailbox' && !op.info.deleting) names.set(Buffer.from(op.info.id).toString('hex'), formatMailboxName(op.info.name));
     if (op.op !== 'state.messages') continue;
     const name = names.get(Buffer.from(op.id).toString('hex'));
     if (name === undefined) continue;
-    for (const [uid, hash] of op.messages) yield { id: Buffer.from(hash).toString('hex').slice(0, 16), hash: Buffer.from(hash), what: `${name} uid ${uid}` };
+    for (const [uid, hash, size] of op.messages) yield { id: Buffer.from(hash).toString('hex').slice(0, 16), hash: Buffer.from(hash), size, what: `${name} uid ${uid}` };
   }
 }
 
@@ -221,12 +223,13 @@ async function readAllData(repo: Repository, index: Map<string, BlobEntry[]>, ex
     const path = repo.path('data', file);
     let content: Buffer;
     try {
-      content = await repo.fs.readFile(path);
+      content = await readRepositoryFile(repo.fs, path, backupLimits.dataFileBytesMax);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         if (present.has(file)) add('missing-data', path, 'an index file lists this data file, which went missing while the check ran');
         continue; // listed as missing already otherwise
       }
+      if (isMailstoreError(error, 'CORRUPT')) { add('damaged-data', path, why(error)); continue; }
       // not read is not verified: the check cannot say, as repair does not (an object store's 503, EIO)
       throw fromSystemError(error, 'reading the data file', path);
     }
@@ -243,7 +246,7 @@ async function readAllData(repo: Repository, index: Map<string, BlobEntry[]>, ex
       try {
         const record = content.subarray(entry.offset, entry.offset + recordBytes(entry.length));
         if (record.length < recordBytes(entry.length)) throw new MailstoreError('CORRUPT', `${path}: the record at ${entry.offset} is cut off`, { path });
-        await decodeRecord(record, Buffer.from(id, 'hex'), user?.hash, repo.keys, path);
+        await decodeRecord(record, Buffer.from(id, 'hex'), user?.hash, repo.keys, path, user?.size);
         good.add(id);
       } catch (error) {
         failed.push({ id, path, message: `${user ? `${user.what}: ` : ''}${why(error)}` });

@@ -8,7 +8,7 @@ import { MailstoreError } from '../errors.js';
 import { encodeCbor, decodeCbor } from '../index/codec.js';
 import { HASH_BYTES, hashBytes } from '../hash/blake3.js';
 import { backupLimits, limits } from '../limits.js';
-import { seal, unseal, type RepositoryKeys } from './crypto.js';
+import { NONCE_BYTES, TAG_BYTES, seal, unseal, type RepositoryKeys } from './crypto.js';
 import { zstdCompress, zstdDecompress } from './zstd.js';
 
 /** The version byte of every metadata and data file (unchanged by repository version 2)... */
@@ -66,6 +66,12 @@ const corrupt = (path: string, why: string) => new MailstoreError('CORRUPT', `${
 /** zlib's output chunks for a metadata file: at least its default, at most 64 MiB. */
 const METADATA_CHUNK_MIN = 16 * 1024;
 const METADATA_CHUNK_MAX = 64 * 1024 * 1024;
+
+/**
+ * The most bytes a metadata file takes on disk: its payload inflates to at most
+ * metadataFileBytesMax, and stored (level 0, a tip) deflate adds 5 bytes per 64 KiB block.
+ */
+export const METADATA_STORED_BYTES_MAX = backupLimits.metadataFileBytesMax + Math.ceil(backupLimits.metadataFileBytesMax / 8192) + FILE_HEADER_BYTES + 64;
 
 export function encodeMetadataFile(kind: FileKind, value: unknown, keys: RepositoryKeys | undefined, version = FORMAT_VERSION, level: number = backupLimits.deflateLevel): Buffer {
   const header = Buffer.alloc(FILE_HEADER_BYTES);
@@ -165,11 +171,15 @@ function compress(bytes: Buffer, codec: BlobCodec): Promise<Buffer> {
   });
 }
 
-async function decompress(body: Buffer, flags: number): Promise<Buffer> {
-  if ((flags & FLAG_ZSTD) !== 0) return zstdDecompress(body);
-  if ((flags & FLAG_BROTLI) !== 0) return brotliDecompressSync(body, { maxOutputLength: limits.messageBytesMax });
-  return (flags & FLAG_DEFLATED) !== 0 ? inflateRawSync(body, { maxOutputLength: limits.messageBytesMax }) : body;
+async function decompress(body: Buffer, flags: number, bytesMax: number): Promise<Buffer> {
+  if ((flags & FLAG_ZSTD) !== 0) return zstdDecompress(body, bytesMax);
+  const maxOutputLength = Math.max(1, bytesMax); // zlib takes no 0 (an empty message is never stored compressed)
+  if ((flags & FLAG_BROTLI) !== 0) return brotliDecompressSync(body, { maxOutputLength });
+  return (flags & FLAG_DEFLATED) !== 0 ? inflateRawSync(body, { maxOutputLength }) : body;
 }
+
+/** The most stored bytes a record holds: the largest message any store takes, sealed. */
+export const RECORD_STORED_BYTES_MAX = limits.messageBytesSettingMax + NONCE_BYTES + TAG_BYTES;
 
 /** The length the record of `storedLength` bytes takes in its data file. */
 export function recordBytes(storedLength: number): number {
@@ -180,8 +190,10 @@ export function recordBytes(storedLength: number): number {
  * The message bytes of the record read at an index entry (header and stored bytes), verified:
  * header checksum, the id the index expects, the length, authentication when sealed, and, when
  * the store hash is known, the BLAKE3 of the bytes. CORRUPT otherwise, never wrong bytes.
+ * `bytesMax`: the message's size where its snapshot says it, so decompression stops there; else
+ * the largest message any store takes (a store may be opened with more than the default limit).
  */
-export async function decodeRecord(record: Buffer, id: Buffer, hash: Buffer | undefined, keys: RepositoryKeys | undefined, path: string): Promise<Buffer> {
+export async function decodeRecord(record: Buffer, id: Buffer, hash: Buffer | undefined, keys: RepositoryKeys | undefined, path: string, bytesMax: number = limits.messageBytesSettingMax): Promise<Buffer> {
   const where = `${path}: blob ${id.toString('hex').slice(0, 16)}`;
   if (record.length < RECORD_HEADER_BYTES || !record.subarray(0, 4).equals(RECORD_MAGIC) || crc32(record.subarray(0, 44)) !== record.readUInt32BE(44)) {
     throw corrupt(path, `${where}: record header damaged`);
@@ -192,7 +204,7 @@ export async function decodeRecord(record: Buffer, id: Buffer, hash: Buffer | un
   const body = keys ? unseal(keys, stored, id, 'a blob', path) : stored;
   let bytes: Buffer;
   try {
-    bytes = await decompress(body, record[36]!);
+    bytes = await decompress(body, record[36]!, bytesMax);
   } catch (error) {
     throw new MailstoreError('CORRUPT', `${where}: cannot decompress`, { path, cause: error });
   }

@@ -10,7 +10,8 @@
 // is only copied once more). No list, or an empty heal/ (the steady state), costs a run one readdir.
 import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import { ensureDir, writeFileDurable } from '../fs/durable.js';
-import { FORMAT_VERSION, contentName, decodeMetadataFile, encodeMetadataFile, isContentName } from './format.js';
+import { readRepositoryFile } from './repository-read.js';
+import { FORMAT_VERSION, METADATA_STORED_BYTES_MAX, contentName, decodeMetadataFile, encodeMetadataFile, isContentName } from './format.js';
 import type { Repository } from './repository.js';
 
 const HEAL_VERSION = 1;
@@ -57,7 +58,7 @@ export async function readHealLists(repo: Repository): Promise<HealLists> {
     const path = repo.path('heal', name);
     let value: StoredHeal;
     try {
-      value = decodeMetadataFile<StoredHeal>('heal', await repo.fs.readFile(path).catch((error) => { throw fromSystemError(error, 'reading the heal list', path); }), name, path, repo.keys);
+      value = decodeMetadataFile<StoredHeal>('heal', await readRepositoryFile(repo.fs, path, METADATA_STORED_BYTES_MAX).catch((error) => { throw fromSystemError(error, 'reading the heal list', path); }), name, path, repo.keys);
       if (value.version !== HEAL_VERSION || !Array.isArray(value.entries)) throw new MailstoreError('CORRUPT', `${path}: not a heal list`, { path });
     } catch (error) {
       if (!isMailstoreError(error, 'CORRUPT')) throw error;

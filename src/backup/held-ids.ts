@@ -14,7 +14,8 @@
 // forget never read it (forget removes it as it removes the tips of forgotten snapshots).
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import { writeFileAtomic, ensureDir } from '../fs/durable.js';
-import { FORMAT_VERSION, contentName, decodeMetadataFile, encodeMetadataFile, isContentName } from './format.js';
+import { readRepositoryFile } from './repository-read.js';
+import { FORMAT_VERSION, METADATA_STORED_BYTES_MAX, contentName, decodeMetadataFile, encodeMetadataFile, isContentName } from './format.js';
 import type { IndexFile, Repository } from './repository.js';
 import { HASH_BYTES, compareHashes, listTips, searchHash, sortHashes } from './tip.js';
 
@@ -58,7 +59,7 @@ export async function readHeld(repo: Repository, names: string[]): Promise<HeldT
   for (const { name } of candidates) {
     const path = repo.path('tips', name);
     try {
-      const value = decodeMetadataFile<StoredHeld>('held', await repo.fs.readFile(path), name.slice(PREFIX.length), path, repo.keys);
+      const value = decodeMetadataFile<StoredHeld>('held', await readRepositoryFile(repo.fs, path, METADATA_STORED_BYTES_MAX), name.slice(PREFIX.length), path, repo.keys);
       if (value.version !== HELD_VERSION || !Array.isArray(value.names) || !(value.ids instanceof Uint8Array) || value.ids.byteLength % HASH_BYTES !== 0) {
         throw new MailstoreError('CORRUPT', `${path}: not a held-ids table`, { path });
       }
@@ -137,7 +138,7 @@ export async function removeHeldCovering(repo: Repository, names: Set<string>): 
     if (!name.startsWith(PREFIX)) continue;
     const path = repo.path('tips', name);
     try {
-      const value = decodeMetadataFile<StoredHeld>('held', await repo.fs.readFile(path), name.slice(PREFIX.length), path, repo.keys);
+      const value = decodeMetadataFile<StoredHeld>('held', await readRepositoryFile(repo.fs, path, METADATA_STORED_BYTES_MAX), name.slice(PREFIX.length), path, repo.keys);
       if (!value.names.some((covered) => names.has(covered))) continue;
     } catch {
       // a table that does not read is of no use either

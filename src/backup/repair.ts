@@ -14,6 +14,7 @@ import { snapshotBlobs } from './check.js';
 import { readHealLists, writeHealList, type HealEntry } from './heal-list.js';
 import { lockRepository, newSnapshotCache, type IndexFile, type Repository, type SnapshotCache } from './repository.js';
 import { scanRecords } from './scan.js';
+import { openRepositoryFile } from './repository-read.js';
 import { listTips } from './tip.js';
 
 export interface RepairSummary {
@@ -167,7 +168,7 @@ async function indexUnnamed(repo: Repository, named: Set<string>, summary: Repai
     const path = repo.path('data', file);
     let handle;
     try {
-      handle = await repo.fs.open(path, 'read');
+      handle = await openRepositoryFile(repo.fs, path);
     } catch (error) {
       throw fromSystemError(error, 'opening the data file', path);
     }

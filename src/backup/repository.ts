@@ -20,8 +20,9 @@ import { applyDelta, type SnapshotDelta } from './delta.js';
 import { HASH_BYTES, compareHashes } from './tip.js';
 import { indexIds, mergeHeld, readHeld, removeHeldCovering, tableHolds, writeHeld, type HeldTable } from './held-ids.js';
 import { zstdAvailable } from './zstd.js';
+import { openRepositoryFile, readRepositoryFile } from './repository-read.js';
 import type { ScanResult } from './scan.js';
-import { DELTA_FORMAT_VERSION, FORMAT_VERSION, REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
+import { DATA_HEADER_BYTES, DELTA_FORMAT_VERSION, FORMAT_VERSION, METADATA_STORED_BYTES_MAX, RECORD_STORED_BYTES_MAX, REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
 
 /** `damaged`: index files `backup repair` set aside (repair.ts), kept, never read. */
 export const REPO_LAYOUT = { config: 'config', data: 'data', index: 'index', snapshots: 'snapshots', locks: 'locks', tips: 'tips', damaged: 'damaged', heal: 'heal' } as const;
@@ -292,11 +293,14 @@ export class Repository {
     const path = this.path(area, name);
     let bytes: Buffer;
     try {
-      bytes = await this.fs.readFile(path);
+      bytes = await readRepositoryFile(this.fs, path, METADATA_STORED_BYTES_MAX);
     } catch (error) {
       throw fromSystemError(error, `reading the ${kind} file`, path);
     }
-    return decodeMetadataFile<T>(kind, bytes, name, path, this.keys);
+    const value = decodeMetadataFile<T>(kind, bytes, name, path, this.keys);
+    if (kind === 'index') checkIndexFile(value, path);
+    if (kind === 'snapshot') checkSnapshotFile(value, path);
+    return value;
   }
 
   /**
@@ -334,7 +338,7 @@ export class Repository {
     const path = this.path('snapshots', id);
     let bytes: Buffer;
     try {
-      bytes = await this.fs.readFile(path);
+      bytes = await readRepositoryFile(this.fs, path, METADATA_STORED_BYTES_MAX);
     } catch (error) {
       throw fromSystemError(error, 'reading the snapshot file', path);
     }
@@ -456,7 +460,7 @@ export class Repository {
   async verifyIndexFiles(): Promise<string[]> {
     for (const name of await this.list('index')) {
       if (this.damagedIndex.has(name)) continue;
-      const bytes = await this.fs.readFile(this.path('index', name)).catch((error: NodeJS.ErrnoException) => {
+      const bytes = await readRepositoryFile(this.fs, this.path('index', name), METADATA_STORED_BYTES_MAX).catch((error: NodeJS.ErrnoException) => {
         if (error.code === 'ENOENT') return undefined; // pruned meanwhile (forget waits for our lock: not by a prune)
         throw fromSystemError(error, 'reading the index file', this.path('index', name));
       });
@@ -532,7 +536,7 @@ export class Repository {
       await old.close().catch(() => undefined);
     }
     try {
-      handle = await this.fs.open(path, 'read');
+      handle = await openRepositoryFile(this.fs, path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new MailstoreError('CORRUPT', `${path}: the data file is missing`, { path, cause: error });
       throw fromSystemError(error, 'opening the data file', path);
@@ -669,6 +673,40 @@ export function addToIndex(map: Map<string, BlobEntry[]>, index: IndexFile): voi
   }
 }
 
+/**
+ * An index file's value has the shape of one (docs/BACKUP.md): its names and numbers become paths,
+ * read positions and buffer sizes, so one written by someone else (unencrypted, a file of the right
+ * name and checksums holds anything) is CORRUPT unless each data file is a content name, each id a
+ * hash and each record lies inside what a data file can hold. It stopped commands with a bug's
+ * message (INTERNAL), or made a check or restore read a path outside the repository.
+ */
+function checkIndexFile(value: unknown, path: string): asserts value is IndexFile {
+  const bad = (why: string) => new MailstoreError('CORRUPT', `${path}: not an index file mailstore wrote (${why})`, { path });
+  const files = (value as Partial<IndexFile> | null)?.files;
+  if (!Array.isArray(files)) throw bad('no list of data files');
+  for (const entry of files as unknown[]) {
+    const { file, blobs } = (entry ?? {}) as Partial<IndexFile['files'][number]>;
+    if (typeof file !== 'string' || !isContentName(file)) throw bad(`a data file named ${JSON.stringify(file)?.slice(0, 80)}`);
+    if (!Array.isArray(blobs)) throw bad(`no list of blobs for data file ${file}`);
+    for (const blob of blobs as unknown[]) {
+      const [id, offset, length] = Array.isArray(blob) ? blob as unknown[] : [];
+      if (!(id instanceof Uint8Array) || id.length !== HASH_BYTES || !Number.isSafeInteger(offset) || (offset as number) < DATA_HEADER_BYTES
+        || !Number.isSafeInteger(length) || (length as number) < 0 || (length as number) > RECORD_STORED_BYTES_MAX) {
+        throw bad(`a blob entry of data file ${file} that is no id, record offset and stored length`);
+      }
+    }
+  }
+}
+
+/** A snapshot's parent becomes a path: a content name, or none (the rest of the state is checked as it is applied). */
+function checkSnapshotFile(value: unknown, path: string): asserts value is SnapshotFile {
+  const snapshot = value as Partial<SnapshotFile> | null;
+  if (typeof snapshot !== 'object' || snapshot === null || !Array.isArray(snapshot.ops)) throw new MailstoreError('CORRUPT', `${path}: not a snapshot file mailstore wrote (no ops)`, { path });
+  if (snapshot.parent !== undefined && !(typeof snapshot.parent === 'string' && isContentName(snapshot.parent))) {
+    throw new MailstoreError('CORRUPT', `${path}: not a snapshot file mailstore wrote (its parent is not a snapshot id)`, { path });
+  }
+}
+
 function encodeConfig(config: RepoConfig): Buffer {
   const body = JSON.stringify(config);
   return Buffer.from(`${body}\ncrc32 ${crc32(Buffer.from(body)).toString(16).padStart(8, '0')}\n`);
@@ -678,7 +716,7 @@ async function readConfig(fs: FileSystem, dir: string): Promise<RepoConfig | und
   const path = join(dir, REPO_LAYOUT.config);
   let bytes: Buffer;
   try {
-    bytes = await fs.readFile(path);
+    bytes = await readRepositoryFile(fs, path, backupLimits.configFileBytesMax);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
@@ -839,9 +877,10 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
 async function readLock(fs: FileSystem, path: string): Promise<LockRecord | undefined> {
   let bytes: Buffer;
   try {
-    bytes = await fs.readFile(path);
+    bytes = await readRepositoryFile(fs, path, backupLimits.configFileBytesMax);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // gone meanwhile: not a holder
+    if (isMailstoreError(error, 'CORRUPT')) return undefined; // a link or FIFO: no lock this or another mailstore wrote
     // A lock that does not read (an object store's 503, a disk's EIO) is not "no lock": a prune
     // that took it for none removed data files a running backup was about to name
     const failure = fromSystemError(error, 'reading the repository lock', path);

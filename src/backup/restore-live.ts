@@ -47,7 +47,7 @@ export async function restoreIntoStore(target: RestoreTarget, targetPath: string
       };
       // batches bounded by count and bytes: through a daemon each is one call on its socket
       for (const [uid, hash, size, date, flags, , extras] of list) {
-        const item: AppendOptions & { bytes: Uint8Array } = { bytes: await readBlob(repo, index, Buffer.from(hash), `${name} uid ${uid}`), flags, internalDate: date };
+        const item: AppendOptions & { bytes: Uint8Array } = { bytes: await readBlob(repo, index, Buffer.from(hash), `${name} uid ${uid}`, size), flags, internalDate: date };
         if (extras?.e !== undefined) item.envelopeFrom = extras.e;
         if (extras?.z !== undefined) item.dateZoneMinutes = extras.z;
         if (extras?.n) item.recent = true;

@@ -200,7 +200,7 @@ async function writeBlobs(fs: FileSystem, repo: Repository, index: BlobIndex, bu
         const key = Buffer.from(hash).toString('hex');
         const known = result.blobs.get(key);
         if (known) { known.references++; continue; }
-        const bytes = await readBlob(repo, index, Buffer.from(hash), `${formatMailboxName(box.name)} uid ${uid}`);
+        const bytes = await readBlob(repo, index, Buffer.from(hash), `${formatMailboxName(box.name)} uid ${uid}`, size);
         result.blobs.set(key, { location: batch.reserve(Buffer.from(hash), bytes), references: 1 });
         if (batch.bytes >= backupLimits.restoreBatchBytes) {
           await packs.write(batch);

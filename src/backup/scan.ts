@@ -8,6 +8,7 @@ import { fromSystemError } from '../errors.js';
 import type { FileHandle } from '../fs/filesystem.js';
 import { backupLimits } from '../limits.js';
 import { DATA_HEADER_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC } from './format.js';
+import { openRepositoryFile } from './repository-read.js';
 import { listIn, type BlobEntry, type Repository } from './repository.js';
 
 /** One record a header claims: its blob id (hex), the offset of its header, its stored length. */
@@ -72,7 +73,7 @@ export async function scanUnnamed(repo: Repository, named: Set<string>): Promise
     const path = repo.path('data', file);
     let handle: FileHandle;
     try {
-      handle = await repo.fs.open(path, 'read');
+      handle = await openRepositoryFile(repo.fs, path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue; // removed meanwhile (a prune)
       throw fromSystemError(error, 'opening the data file', path);

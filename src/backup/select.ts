@@ -171,8 +171,8 @@ function renamer(selection: RestoreSelection): Renamer {
 
 // ---- reading blobs ---------------------------------------------------------------------------
 
-/** The message bytes of `hash`, verified; tries every place the index knows; CORRUPT naming `what` otherwise. */
-export async function readBlob(repo: Repository, index: BlobIndex, hash: Buffer, what: string): Promise<Buffer> {
+/** The message bytes of `hash` (`sizeBytes` long, as its snapshot says), verified; tries every place the index knows; CORRUPT naming `what` otherwise. */
+export async function readBlob(repo: Repository, index: BlobIndex, hash: Buffer, what: string, sizeBytes: number): Promise<Buffer> {
   const id = blobIdOf(hash, repo.keys);
   const key = id.toString('hex');
   let entries = index.places.get(key);
@@ -194,7 +194,7 @@ export async function readBlob(repo: Repository, index: BlobIndex, hash: Buffer,
   for (const entry of entries) {
     try {
       const record = await repo.readRecord(entry, recordBytes(entry.length));
-      const bytes = await decodeRecord(record, id, hash, repo.keys, repo.path('data', entry.file));
+      const bytes = await decodeRecord(record, id, hash, repo.keys, repo.path('data', entry.file), sizeBytes);
       if (scanned) index.foundByScan.add(key);
       return bytes;
     } catch (error) {

@@ -11,7 +11,8 @@ import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js'
 import { ensureDir, writeFileAtomic } from '../fs/durable.js';
 import type { MailboxInfo } from '../store/records.js';
 import { SEEN } from '../store/apply.js';
-import { FORMAT_VERSION, contentName, decodeMetadataFile, encodeMetadataFile, isContentName } from './format.js';
+import { readRepositoryFile } from './repository-read.js';
+import { FORMAT_VERSION, METADATA_STORED_BYTES_MAX, contentName, decodeMetadataFile, encodeMetadataFile, isContentName } from './format.js';
 import type { StateModel } from './incremental.js';
 import type { Repository, SnapshotCounts } from './repository.js';
 
@@ -138,7 +139,7 @@ export async function readTip(repo: Repository, snapshot: string, names: string[
     if (id !== snapshot || !hash || !isContentName(hash)) continue;
     const path = repo.path('tips', name);
     try {
-      return decodeTip(await repo.fs.readFile(path), snapshot, hash, path, repo);
+      return decodeTip(await readRepositoryFile(repo.fs, path, METADATA_STORED_BYTES_MAX), snapshot, hash, path, repo);
     } catch (error) {
       if (!isMailstoreError(error) && !(error as NodeJS.ErrnoException).code) throw error; // a bug, not a damaged cache
     }

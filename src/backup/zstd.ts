@@ -116,16 +116,31 @@ export function zstdCompressStreaming(bytes: Buffer): Promise<Buffer> {
 
 /**
  * The most bytes a single zstd frame can decode to, from its block headers alone (RFC 8878 3.1.1):
- * a raw or RLE block gives its Block_Size, a compressed one at most 128 KiB; the frame must end
- * exactly at the body's end (a checksum after the last block when the frame says so). Throws on
- * anything else: a damaged or hostile record cannot make a restore allocate more than it claims.
+ * a raw or RLE block gives its Block_Size, a compressed one at most Block_Maximum_Size (128 KiB, or
+ * the window when that is smaller); the frame must end exactly at the body's end (a checksum after
+ * the last block when the frame says so). Throws on anything else, past `bytesMax`, for a content
+ * size its blocks cannot hold, or for a window past ZSTD_WINDOW_MAX: a damaged or hostile record
+ * cannot make a restore allocate more than it claims.
  */
-export function zstdOutputBound(frame: Buffer): number {
+export function zstdOutputBound(frame: Buffer, bytesMax: number = limits.messageBytesSettingMax): number {
+  return frameLayout(frame, bytesMax).bound;
+}
+
+function frameLayout(frame: Buffer, bytesMax: number): { bound: number; contentSize?: number } {
   if (frame.length < 6 || frame.readUInt32LE(0) !== 0xfd2fb528) throw new Error('not a zstd frame');
   const descriptor = frame[4]!;
   const fcsFlag = descriptor >> 6, single = (descriptor >> 5) & 1, checksum = (descriptor >> 2) & 1, dictFlag = descriptor & 3;
   if ((descriptor & 0x08) !== 0) throw new Error('zstd frame header: reserved bit set');
-  let at = 5 + (single ? 0 : 1) + [0, 1, 2, 4][dictFlag]! + [single ? 1 : 0, 2, 4, 8][fcsFlag]!;
+  const sizeAt = 5 + (single ? 0 : 1) + [0, 1, 2, 4][dictFlag]!;
+  let at = sizeAt + [single ? 1 : 0, 2, 4, 8][fcsFlag]!;
+  if (at > frame.length) throw new Error('the zstd frame ends early');
+  // fzstd allocates a frame's content size, and its window, before decoding: a 17-byte frame saying
+  // 1 GB cost 1 GB, as did a 10-byte one asking for a 1 GiB window
+  const contentSize = fcsFlag === 0 ? (single ? frame[sizeAt] : undefined) : fcsFlag === 1 ? frame.readUInt16LE(sizeAt) + 256
+    : fcsFlag === 2 ? frame.readUInt32LE(sizeAt) : Number(frame.readBigUInt64LE(sizeAt));
+  const windowBytes = single ? contentSize! : windowSize(frame[5]!);
+  if (windowBytes > ZSTD_WINDOW_MAX) throw new Error(`the zstd frame asks for a window of ${windowBytes} bytes, more than a decoder grants (${ZSTD_WINDOW_MAX})`);
+  const blockMax = Math.min(ZSTD_BLOCK_MAX, windowBytes);
   let bound = 0;
   for (;;) {
     if (at + 3 > frame.length) throw new Error('the zstd frame ends early');
@@ -133,32 +148,49 @@ export function zstdOutputBound(frame: Buffer): number {
     const last = header & 1, type = (header >> 1) & 3, size = header >>> 3;
     at += 3;
     if (type === 3) throw new Error('zstd block of a reserved type');
-    bound += type === 2 ? ZSTD_BLOCK_MAX : size;
+    bound += type === 2 ? blockMax : size;
     at += type === 1 ? 1 : size;
-    if (bound > limits.messageBytesMax) throw new Error(`the zstd frame may hold more than ${limits.messageBytesMax} bytes, more than a message may`);
+    if (bound > bytesMax) throw new Error(`the zstd frame may hold more than ${bytesMax} bytes, more than its message`);
     if (last) break;
   }
   if (at + (checksum ? 4 : 0) !== frame.length) throw new Error('the zstd frame does not end where its record does');
-  return bound;
+  if (contentSize !== undefined && contentSize > bound) throw new Error(`the zstd frame's content size (${contentSize} bytes) is more than its blocks can hold (${bound})`);
+  return { bound, contentSize };
+}
+
+/** Window_Size from a frame's Window_Descriptor (RFC 8878 3.1.1.1.2). */
+function windowSize(descriptor: number): number {
+  const base = 2 ** (10 + (descriptor >> 3));
+  return base + (base / 8) * (descriptor & 7);
 }
 
 const ZSTD_BLOCK_MAX = 128 * 1024;
+/** libzstd's decoder refuses a larger window unless told otherwise (ZSTD_WINDOWLOG_LIMIT_DEFAULT, 2^27); fzstd now does too. */
+const ZSTD_WINDOW_MAX = 2 ** 27;
 
-/** A record's zstd body back to the message bytes; throws (the caller says CORRUPT) on anything else. */
-export async function zstdDecompress(body: Buffer): Promise<Buffer> {
-  const bound = zstdOutputBound(body);
-  const out = loaded.native ? await loaded.native.decompress(body) : decompressPortable(body);
-  if (out.length > bound) throw new Error('the zstd frame decoded to more than its blocks allow');
+/**
+ * A record's zstd body back to the message bytes, at most `bytesMax` (the size its snapshot
+ * records, when known); throws (the caller says CORRUPT) on anything else. The native decoder
+ * grows its output to whatever the frame holds, so it decodes only frames whose blocks hold about
+ * that much (ours: full blocks but the last); any other streams through fzstd, cut at `bytesMax`.
+ */
+export async function zstdDecompress(body: Buffer, bytesMax: number = limits.messageBytesSettingMax): Promise<Buffer> {
+  const { bound, contentSize } = frameLayout(body, limits.messageBytesSettingMax);
+  const outMax = Math.min(bound, bytesMax);
+  if (contentSize !== undefined && contentSize > outMax) throw new Error(`the zstd frame's content size (${contentSize} bytes) is more than its message (${outMax})`);
+  const native = loaded.native && bound <= bytesMax + ZSTD_BLOCK_MAX ? loaded.native : undefined;
+  const out = native ? await native.decompress(body) : decompressPortable(body, outMax);
+  if (out.length > outMax) throw new Error('the zstd frame decoded to more than its blocks or its message allow');
   return out;
 }
 
 /** fzstd, counting the output as it streams out (the bound holds here too). */
-function decompressPortable(body: Buffer): Buffer {
+function decompressPortable(body: Buffer, bytesMax: number): Buffer {
   const chunks: Uint8Array[] = [];
   let total = 0, ended = false;
   const stream = new Decompress((chunk, final) => {
     total += chunk.length;
-    if (total > limits.messageBytesMax) throw new Error(`the frame holds more than ${limits.messageBytesMax} bytes, more than a message may`);
+    if (total > bytesMax) throw new Error(`the frame holds more than ${bytesMax} bytes, more than its blocks allow`);
     chunks.push(chunk);
     if (final) ended = true;
   });

@@ -40,7 +40,7 @@ const BY_CODE: Record<ErrorCode, number> = {
 };
 
 export function exitCodeForCode(code: ErrorCode): number {
-  return BY_CODE[code];
+  return BY_CODE[code] ?? EXIT.internal; // a code outside the table (a bug) must never exit 0
 }
 
 /** The exit code for anything a command threw: a MailstoreError by its code, anything else is a bug. */

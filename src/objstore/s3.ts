@@ -128,38 +128,44 @@ export class Bucket {
     });
   }
 
-  /** Exactly `length` bytes at `offset` (a ranged GET); fewer is CORRUPT (the object is shorter than recorded). */
+  /**
+   * The `length` bytes at `offset` (a ranged GET), or fewer where the object ends before (a pack
+   * scan reads to its end; a caller that needs them all finds the difference); more is IO.
+   */
   async getRange(key: string, offset: number, length: number): Promise<Buffer> {
-    return this.call(key, 'reading', async (progress) => {
-      const stream = await this.ranged(key, offset, length);
-      const chunks: Buffer[] = [];
-      let n = 0;
-      for await (const chunk of stream) {
-        progress();
-        chunks.push(chunk as Buffer);
-        n += (chunk as Buffer).length;
-      }
-      return Buffer.concat(chunks, n);
-    });
+    if (length === 0) return Buffer.alloc(0); // no range to ask for: a GET without one is the whole object
+    const chunks: Buffer[] = [];
+    const n = await this.readRange(key, offset, length, (chunk) => chunks.push(chunk));
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, n);
   }
 
   /**
    * Bytes [offset, offset + length) of the object in one GET, handed to `onChunk` as they arrive
    * (never concatenated): a whole pack's read-back is one request and holds one network chunk at a
-   * time. Fewer bytes than asked is CORRUPT (the object is shorter than recorded).
+   * time. Fewer bytes than asked is CORRUPT (the object is shorter than recorded); more is IO.
    */
   async streamRange(key: string, offset: number, length: number, onChunk: (chunk: Buffer) => void): Promise<void> {
-    const n = await this.call(key, 'reading', async (progress) => {
+    const n = await this.readRange(key, offset, length, onChunk);
+    if (n !== length) throw new MailstoreError('CORRUPT', `${this.urlOf(key)} gave ${n} bytes at ${offset}, ${length} expected: the object is shorter than recorded`, { path: this.urlOf(key) });
+  }
+
+  /**
+   * A ranged GET's bytes to `onChunk`; how many came. More than `length` is IO, and stops the
+   * answer there: an endpoint that ignored the range (a 200 with the whole object) would give bytes
+   * of the wrong place, and one whose body never ends was read until memory ran out.
+   */
+  private readRange(key: string, offset: number, length: number, onChunk: (chunk: Buffer) => void): Promise<number> {
+    return this.call(key, 'reading', async (progress) => {
       const stream = await this.ranged(key, offset, length);
       let read = 0;
       for await (const chunk of stream) {
         progress();
-        onChunk(chunk as Buffer);
         read += (chunk as Buffer).length;
+        if (read > length) throw new Error(`the object store answered more than the ${length} bytes asked for at ${offset} (it ignored the range?)`);
+        onChunk(chunk as Buffer);
       }
       return read;
     });
-    if (n !== length) throw new MailstoreError('CORRUPT', `${this.urlOf(key)} gave ${n} bytes at ${offset}, ${length} expected: the object is shorter than recorded`, { path: this.urlOf(key) });
   }
 
   /**
@@ -196,14 +202,29 @@ export class Bucket {
     await this.call(key, 'removing', () => this.client.removeObject(this.address.bucket, key));
   }
 
-  /** Keys under `prefix` (bounded by the caller's use: one store's packs). */
+  /**
+   * Keys under `prefix` (one store's packs, a backup repository's files). S3 lists keys in byte
+   * order: a key not after the one before is an endpoint that repeats itself (a page answered again
+   * and again, always "truncated", was listed until memory ran out), refused IO, as is a listing
+   * longer than limits.objectListKeysMax.
+   */
   async list(prefix: string): Promise<{ key: string; size: number }[]> {
     return this.call(prefix, 'listing', (progress) => new Promise((resolve, reject) => {
       const out: { key: string; size: number }[] = [];
       const stream = this.client.listObjectsV2(this.address.bucket, prefix, true);
+      let last: Buffer | undefined;
+      const refuse = (why: string) => {
+        stream.destroy();
+        reject(new Error(`the object store's listing ${why}`));
+      };
       stream.on('data', (item) => {
         progress(); // a long listing (a page of 1,000 keys a request) is one call
-        if (item.name) out.push({ key: item.name, size: item.size });
+        if (!item.name) return;
+        const key = Buffer.from(item.name);
+        if (last && Buffer.compare(key, last) <= 0) return refuse(`is not in order (${JSON.stringify(item.name)} after ${JSON.stringify(last.toString())}): it repeats itself`);
+        if (out.length >= limits.objectListKeysMax) return refuse(`goes past ${limits.objectListKeysMax} keys`);
+        last = key;
+        out.push({ key: item.name, size: item.size });
       });
       stream.on('error', reject);
       stream.on('end', () => resolve(out));

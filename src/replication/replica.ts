@@ -23,7 +23,7 @@ import { startReplicaListener } from './primary.js';
 import { receiveResync } from './resync-sink.js';
 import { notePacksToRemove, packsRemovedIn, removeNotedPacks } from './pack-removal.js';
 import { PENDING_FILE, PendingRounds, decodeRound, lastSeqOf, type TentativeRound, type Wire } from './pending-rounds.js';
-import { connect, type Connection, type Log, type Message } from './transport.js';
+import { connect, peerError, type Connection, type Log, type Message } from './transport.js';
 
 /** The replica keeps a tentative round's received bytes: its pending file takes them as they came. */
 const TENTATIVE_RAW: ReadonlySet<string> = new Set(['tentative']);
@@ -283,7 +283,7 @@ class Replica {
         return;
       }
       case 'error':
-        throw new MailstoreError((message.code as never) ?? 'REFUSED', `${this.primary}: ${String(message.message)}`);
+        throw peerError(message, this.primary);
       default:
         throw new MailstoreError('INVALID', `${this.primary} sent ${message.t}`);
     }

@@ -9,7 +9,7 @@ import { startStaging, stagedSnapshotPath } from '../store/resync.js';
 import type { Store } from '../store/store.js';
 import { PACK_TAILS_KEY } from './replica.js';
 import { notePacksToRemove, removeNotedPacks } from './pack-removal.js';
-import type { Connection, Log, Message } from './transport.js';
+import { peerError, type Connection, type Log, type Message } from './transport.js';
 
 export async function receiveResync(store: Store, connection: Connection, offer: Message, log: Log): Promise<number> {
   const seq = Number(offer.seq);
@@ -36,7 +36,7 @@ export async function receiveResync(store: Store, connection: Connection, offer:
         tails = message.tails as [number, number][];
         break;
       } else if (message.t === 'error') {
-        throw new MailstoreError((message.code as never) ?? 'REFUSED', `the primary: ${String(message.message)}`);
+        throw peerError(message, 'the primary');
       } else {
         throw new MailstoreError('INVALID', `the primary sent ${message.t} during a resync`);
       }

@@ -5,7 +5,7 @@
 // CBOR message.
 import net from 'node:net';
 import tls from 'node:tls';
-import { MailstoreError } from '../errors.js';
+import { ERROR_CODES, MailstoreError, type ErrorCode } from '../errors.js';
 import { decodeCbor, encodeCbor, encodeCborParts } from '../index/codec.js';
 import { limits } from '../limits.js';
 
@@ -148,7 +148,7 @@ export class Connection {
   async expect(type: string, timeoutMs?: number): Promise<Message> {
     const message = await this.next(timeoutMs);
     if (!message) throw new MailstoreError('UNAVAILABLE', `${this.remote} closed the connection`);
-    if (message.t === 'error') throw new MailstoreError((message.code as never) ?? 'REFUSED', `${this.remote}: ${String(message.message)}`);
+    if (message.t === 'error') throw peerError(message, this.remote);
     if (message.t !== type) throw new MailstoreError('INVALID', `${this.remote} sent ${message.t} where ${type} was expected`);
     return message;
   }
@@ -231,6 +231,17 @@ export class Connection {
       else w.resolve(this.queue.shift());
     }
   }
+}
+
+/**
+ * A peer's error answer as a MailstoreError: its code when this mailstore knows it, else REFUSED
+ * naming it. A code of a newer mailstore (or of a hostile peer) was taken as it came, and the CLI,
+ * which has no exit code for it, exited 0 for the failed XFER, check or repair.
+ */
+export function peerError(message: Message, remote: string): MailstoreError {
+  const code = message.code;
+  const known = typeof code === 'string' && Object.hasOwn(ERROR_CODES, code);
+  return new MailstoreError(known ? code as ErrorCode : 'REFUSED', `${remote}: ${String(message.message)}${known || code === undefined ? '' : ` (its error code ${JSON.stringify(code)} is unknown here)`}`);
 }
 
 export interface Listener {

@@ -68,10 +68,15 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
   const psk = await readKeyFile(store.fs, options.keyFile);
   const connection = await connect(options.to, psk);
   let switched = false;
+  let self = false;
   let kept: string[] = [];
   try {
     await connection.send({ t: 'hello', kind: 'xfer', epoch: 0 });
-    await connection.expect('welcome', limits.replicationHandshakeMs);
+    const welcome = await connection.expect('welcome', limits.replicationHandshakeMs);
+    // its own listener (a typo in --to): the "copy" there is the mailboxes themselves, so a switch
+    // would remove the only copy, and a roll-back there would too (it hung under the fence instead)
+    self = welcome.storeId === store.identity.storeId;
+    if (self) throw new MailstoreError('REFUSED', `XFER: ${options.to} is this store itself (store ${store.identity.storeId}), not another one; nothing was copied or removed: give the target's --replication-listen address`);
     // as Cyrus's XFER sets the user's quota on the target: a whole user's roots go with it
     const quotaRoots = options.mailboxPrefix === undefined;
     await control.commitMeta(intentKey(options.user), { to: options.to, phase: 'copying', mailboxes: names, quotaRoots } satisfies Intent);
@@ -101,7 +106,7 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
     log(`xfer: ${options.user} is now at ${options.to}`);
     return { mailboxes: names, messages, resumedAfterSwitch: false, ...(kept.length > 0 ? { quotaRootsKept: kept } : {}) };
   } catch (error) {
-    if (!switched) await rollBack(store, connection, options, names);
+    if (!switched && !self) await rollBack(store, connection, options, names);
     throw error;
   } finally {
     connection.close();

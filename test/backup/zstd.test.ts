@@ -143,8 +143,8 @@ describe('zstd records', () => {
     expect(zstdOutputBound(frame)).toBeGreaterThanOrEqual(message.length);
     const id = hashBytes(message);
     expect((await decodeRecord(zstdRecord(id, frame), id, undefined, undefined, 'data/x')).equals(message)).toBe(true);
-    // a bomb: RLE blocks of 128 KiB each, 4 bytes apiece, past the message limit
-    const blocks = Math.ceil(limits.messageBytesMax / (128 * 1024)) + 1;
+    // a bomb: RLE blocks of 128 KiB each, 4 bytes apiece, past the message limit (and past the size the snapshot records)
+    const blocks = Math.ceil(limits.messageBytesSettingMax / (128 * 1024)) + 1;
     const bomb = Buffer.alloc(6 + blocks * 4);
     bomb.writeUInt32LE(0xfd2fb528, 0);
     bomb[4] = 0x00; // no content size, not single-segment
@@ -156,6 +156,10 @@ describe('zstd records', () => {
     }
     expect(() => zstdOutputBound(bomb)).toThrow(/more than/);
     await expectCode(decodeRecord(zstdRecord(id, bomb), id, undefined, undefined, 'data/x'), 'CORRUPT');
+    const small = bomb.subarray(0, 6 + 4 * 4);
+    small[6 + 3 * 4] |= 1; // four blocks, 512 KiB: under the limit, over the message the snapshot records
+    expect(() => zstdOutputBound(small, message.length)).toThrow(/more than/);
+    await expectCode(decodeRecord(zstdRecord(id, small), id, undefined, undefined, 'data/x', message.length), 'CORRUPT');
     // cut short, and with bytes after the frame
     await expectCode(decodeRecord(zstdRecord(id, frame.subarray(0, frame.length - 3)), id, undefined, undefined, 'data/x'), 'CORRUPT');
     await expectCode(decodeRecord(zstdRecord(id, Buffer.concat([frame, Buffer.from([1, 2, 3, 4, 5])])), id, undefined, undefined, 'data/x'), 'CORRUPT');
@@ -163,5 +167,29 @@ describe('zstd records', () => {
     const flipped = Buffer.from(frame);
     flipped[flipped.length - 5] ^= 0xff;
     await expectCode(decodeRecord(zstdRecord(id, flipped), id, undefined, undefined, 'data/x'), 'CORRUPT');
+  });
+
+  it('a frame whose header says a content size its blocks cannot hold is CORRUPT before either decoder allocates it', async () => {
+    // 17 bytes: a header saying 1 GB, then one raw block of one byte (fzstd allocated the 1 GB and returned the byte)
+    const liar = Buffer.alloc(17);
+    liar.writeUInt32LE(0xfd2fb528, 0);
+    liar[4] = (3 << 6) | (1 << 5); // an 8-byte content size, single segment
+    liar.writeBigUInt64LE(1_000_000_000n, 5);
+    liar.writeUIntLE(1 | (1 << 3), 13, 3); // last, raw, 1 byte
+    liar[16] = 0x61;
+    expect(() => zstdOutputBound(liar)).toThrow(/content size|window/);
+    const id = hashBytes(Buffer.from('a'));
+    const before = process.memoryUsage().rss;
+    await expectCode(decodeRecord(zstdRecord(id, liar), id, undefined, undefined, 'data/x'), 'CORRUPT');
+    expect(process.memoryUsage().rss - before).toBeLessThan(256 * 1024 * 1024);
+    // the same header telling the truth decodes
+    liar.writeBigUInt64LE(1n, 5);
+    expect((await zstdDecompress(liar)).toString()).toBe('a');
+    // 10 bytes asking for a 1 GiB window (fzstd allocated it): refused, as libzstd refuses past 128 MiB
+    const wide = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 20 << 3, 0x09, 0x00, 0x00, 0x61]);
+    expect(() => zstdOutputBound(wide)).toThrow(/window/);
+    await expectCode(decodeRecord(zstdRecord(id, wide), id, undefined, undefined, 'data/x'), 'CORRUPT');
+    wide[5] = 0x48; // a 512 KiB window decodes
+    expect((await zstdDecompress(wide)).toString()).toBe('a');
   });
 });

@@ -437,3 +437,22 @@ describe('xfer', () => {
     }
   }, 30_000);
 });
+
+describe('xfer to a target that is this store', () => {
+  it('an XFER whose target is this very store (a typo in --to, its own listener) is REFUSED before anything is copied or removed; the user keeps every message', async () => {
+    const key = keyFile();
+    const a = await Store.open(tmpDir('a'), { create: true });
+    const self = await startPrimary(a, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+    try {
+      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
+      for (let i = 1; i <= 5; i++) await a.append('user/bob/INBOX', msg(i));
+      const error = await xferUser(a, { user: 'bob', to: `127.0.0.1:${(await self.status()).port}`, keyFile: key }).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'REFUSED', message: expect.stringMatching(/this store itself/) });
+      for (let i = 1; i <= 5; i++) expect(await a.fetch('user/bob/INBOX', i)).toEqual(msg(i));
+      expect(a.replication().db.getNow(keys.meta('xfer/bob'))).toBeUndefined();
+    } finally {
+      await self.close();
+      await a.close();
+    }
+  }, 60_000);
+});

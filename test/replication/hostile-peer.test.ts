@@ -1,0 +1,52 @@
+// Peers that hold the replication key but do not play by the protocol: an XFER target or a primary
+// answering with an error code this mailstore does not know (a newer one, or a hostile one). Each is
+// a clear, known code; nothing of the store is lost.
+import { afterEach, describe, expect, it } from 'vitest';
+import { Store } from '../../src/store/store.js';
+import { xferUser } from '../../src/replication/xfer.js';
+import { listen, type Connection, type Listener } from '../../src/replication/transport.js';
+import { readKeyFile } from '../../src/replication/key.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import { MailstoreError } from '../../src/errors.js';
+import { exitCodeFor, EXIT } from '../../src/cli/exit-codes.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { keyFile, msg, quiet } from './helpers.js';
+
+let listener: Listener | undefined;
+afterEach(async () => {
+  await listener?.close();
+  listener = undefined;
+});
+
+/** A peer on loopback that runs `serve` on each connection (the real transport, the key checked). */
+async function peer(key: string, serve: (connection: Connection) => Promise<void>): Promise<string> {
+  listener = await listen('127.0.0.1:0', await readKeyFile(nodeFileSystem, key), (connection) => { serve(connection).catch(() => connection.close()); }, quiet);
+  return `127.0.0.1:${listener.port}`;
+}
+
+describe('a peer answering with an error code this mailstore does not know', () => {
+  it('is REFUSED (exit 3), never an error the CLI exits 0 for; the XFER source keeps every message', async () => {
+    const key = keyFile();
+    const to = await peer(key, async (connection) => {
+      await connection.expect('hello', 5000);
+      await connection.send({ t: 'welcome', storeId: 'another' });
+      for (let m = await connection.next(); m; m = await connection.next()) await connection.send({ t: 'error', code: 'FROM_THE_FUTURE', message: 'a code of a newer mailstore' });
+    });
+    const store = await Store.open(tmpDir('a'), { create: true });
+    try {
+      await store.createMailbox('user/bob/INBOX', { owner: 'bob' });
+      for (let i = 1; i <= 3; i++) await store.append('user/bob/INBOX', msg(i));
+      const error = await xferUser(store, { user: 'bob', to, keyFile: key }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(MailstoreError);
+      expect(error).toMatchObject({ code: 'REFUSED', message: expect.stringMatching(/FROM_THE_FUTURE/) });
+      expect(exitCodeFor(error)).toBe(EXIT.refused);
+      for (let i = 1; i <= 3; i++) expect(await store.fetch('user/bob/INBOX', i)).toEqual(msg(i));
+    } finally {
+      await store.close();
+    }
+  }, 30_000);
+
+  it('a MailstoreError of a code not in the table exits as a bug (70), never 0', () => {
+    expect(exitCodeFor(new MailstoreError('NO_SUCH_CODE' as never, 'x'))).toBe(EXIT.internal);
+  });
+});
