@@ -11,7 +11,7 @@ import type { BlobRecord, MailboxInfo, MessageRecord, Op } from '../store/record
 import type { Store } from '../store/store.js';
 import { hashBytes } from '../hash/blake3.js';
 import { checkRecordSize } from '../store/prepare.js';
-import { checkUid, normalizeMessageExtras } from '../store/validate.js';
+import { SEPARATOR, checkUid, normalizeMessageExtras } from '../store/validate.js';
 import { quotaLimitsNow, quotaSetOp, type QuotaLimits } from '../store/quota.js';
 import type { PrepareContext } from '../store/writer.js';
 import { modseqAt } from '../store/apply.js';
@@ -85,10 +85,23 @@ function xferMailboxId(value: unknown): Buffer {
   return Buffer.from(value, 'hex');
 }
 
+/**
+ * A mailbox name as XFER sends it, its components: each a non-empty string without the separator,
+ * so the name reads back as these components. Not checked against today's other naming rules: a
+ * name an older version allowed still moves. A component with "/" made a mailbox no call could
+ * name, counted against its user's quota all the same.
+ */
+function checkXferName(name: unknown): void {
+  if (!Array.isArray(name) || name.length === 0 || !name.every((c) => typeof c === 'string' && c.length > 0 && !c.includes(SEPARATOR))) {
+    throw new MailstoreError('INVALID', `XFER: ${JSON.stringify(name)} is no mailbox name (its components: non-empty strings without "${SEPARATOR}")`);
+  }
+}
+
 /** Creates the mailbox with the source's identity, or finds it (a resumed XFER): the uids present. */
 async function createOrFind(store: Store, box: XferMailbox): Promise<number[]> {
   // uidValidityLast counts on from it: a string there made it NaN, and every later mailbox's too
   checkUid(box.uidValidity, 'XFER uidValidity'); // a uidValidity is a uid's range: 1 to 2^32 - 1 (RFC 3501 nz-number)
+  checkXferName(box.name);
   await raiseModseqs(store, box.highestModseq);
   const id = xferMailboxId(box.id);
   const db = store.replication().db;

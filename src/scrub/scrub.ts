@@ -572,10 +572,18 @@ function countLive(totals: LiveTotals, payload: JournalPayload, inCheckpoint: bo
       case 'state.messages': totals.messages += op.messages.length; break;
       case 'message.expunge': totals.messages -= op.uids.length; break;
       // counters recounted (recount.ts): the records before it may have counted adds the index never held
-      case 'meta.set': if (op.key === RECOUNT_META && op.value) Object.assign(totals, op.value as RecountTotals); break;
+      case 'meta.set': if (op.key === RECOUNT_META) restateTotals(totals, op.value); break;
       default: break;
     }
   }
+}
+
+/** The index's totals a recount record stated (recount.ts): the tally goes on from them. */
+function restateTotals(totals: LiveTotals, value: unknown): void {
+  const stated = value as Partial<RecountTotals> | null;
+  if (typeof stated?.mailboxes !== 'number' || typeof stated.messages !== 'number') return;
+  totals.mailboxes = stated.mailboxes;
+  totals.messages = stated.messages;
 }
 
 /**

@@ -420,6 +420,23 @@ describe('xfer', () => {
     }
   }, 30_000);
 
+  it('a source that sends a mailbox name no call could name (a component with "/", an empty one, not strings) is answered INVALID: no mailbox that counts against the quota of a user who cannot see it', async () => {
+    const { key, b, to, close } = await twoStores();
+    try {
+      await setQuota(b, 'user/bob', { messages: 10 });
+      await asSource(to, key, async (connection) => {
+        for (const name of [['user', 'bob', 'a/b'], ['user', 'bob', ''], ['user', 'bob', 7], [], 'user/bob/INBOX']) {
+          await connection.send({ t: 'xfer.mailbox', mailbox: { ...BOB_INBOX, name, highestModseq: 0 } });
+          expect(await connection.next(5000), JSON.stringify(name)).toMatchObject({ t: 'error', code: 'INVALID' });
+        }
+      });
+      expect(await b.listMailboxes()).toEqual([]);
+      expect(await recount(b)).toEqual([]);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
   it('a source that sends a highest modseq near 2^53 is answered INVALID: no modseq offset that would leave the target no modseq for its next changes', async () => {
     const { key, b, to, close } = await twoStores();
     try {
