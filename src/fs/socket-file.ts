@@ -56,6 +56,22 @@ export async function refuseSharedDirectory(path: string, what: string, risk: st
 
 export const SOCKET_RISK = 'put a socket of their own at PATH and receive what clients send';
 
+/**
+ * Runs `listen` (which binds a unix socket before it returns) with the umask that makes the
+ * socket 0660 from the first instant, whatever the process's umask: no moment in which others may
+ * connect, and the group's members always may. The umask is the whole process's: it is changed
+ * only around this synchronous call, never across an await (until session 30 it was, and a
+ * directory the store made meanwhile, a pack's or the quarantine's, came out 0640).
+ */
+export function withSocketUmask<T>(listen: () => T): T {
+  const umask = process.umask(0o117);
+  try {
+    return listen();
+  } finally {
+    process.umask(umask);
+  }
+}
+
 /** Sets the socket's mode and, when given, its group (a name from /etc/group or a number). */
 export async function setSocketAccess(path: string, mode: number, group?: string): Promise<void> {
   await fsp.chmod(path, mode).catch((error) => { throw fromSystemError(error, 'setting the mode of the socket', path); });
