@@ -32,9 +32,14 @@ export async function removeSocketFile(path: string): Promise<void> {
   });
 }
 
-/** Creates the socket's directory (and parents) when missing. */
+/**
+ * Creates the socket's directory (and parents) when missing. One it creates is 0755 whatever the
+ * umask: under an admin shell's 077 it came out 0700, and the group the socket is for could not
+ * reach it.
+ */
 export async function ensureSocketDirectory(path: string): Promise<void> {
-  await fsp.mkdir(path, { recursive: true, mode: 0o755 }).catch((error) => { throw fromSystemError(error, 'creating the socket directory', path); });
+  const created = await fsp.mkdir(path, { recursive: true, mode: 0o755 }).catch((error) => { throw fromSystemError(error, 'creating the socket directory', path); });
+  if (created !== undefined) await fsp.chmod(path, 0o755).catch((error) => { throw fromSystemError(error, 'setting the mode of the socket directory', path); });
 }
 
 /**
