@@ -14,6 +14,7 @@ import { nodeFileSystem } from '../fs/node-fs.js';
 import { backupLimits } from '../limits.js';
 import { createHasher, hashReady, type Hasher } from '../hash/blake3.js';
 import type { Op } from '../store/records.js';
+import { refuseOthersMayWrite } from '../store/identity.js';
 import { phase } from './phases.js';
 import { newEncryptionParams, openKeys, type EncryptionParams, type RepositoryKeys } from './crypto.js';
 import { applyDelta, type SnapshotDelta } from './delta.js';
@@ -744,10 +745,14 @@ async function initRepository(fs: FileSystem, dir: string, secret: Buffer | unde
   const stat = await fs.statIfExists(dir);
   if (stat) {
     if (!stat.isDirectory) throw new MailstoreError('INVALID', `${dir} exists and is not a directory`, { path: dir });
+    // unencrypted, a snapshot and data files put in their place would be restored as this store's mail
+    refuseOthersMayWrite(stat, dir, 'the repository\'s files');
     for (const name of await fs.readdir(dir)) {
       if (name === REPO_LAYOUT.config) return undefined;
       if (isTempName(name)) continue; // another creator's config being written
       const ours = (Object.values(REPO_LAYOUT) as string[]).includes(name);
+      const sub = ours ? await fs.statIfExists(join(dir, name)) : undefined;
+      if (sub?.isDirectory) refuseOthersMayWrite(sub, join(dir, name), 'the repository\'s files');
       if (!ours || (await fs.readdir(join(dir, name)).catch(() => ['?'])).some((entry) => !entry.endsWith('.tmp'))) {
         if (await fs.statIfExists(join(dir, REPO_LAYOUT.config))) return undefined; // another creator finished meanwhile and its run went on
         throw new MailstoreError('INVALID', `${dir} is not empty and holds no backup repository config (found ${name}); refusing to create one over it`, { path: dir });

@@ -12,7 +12,7 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { PackStore, type BlobLocation } from '../blob/pack-store.js';
 import { backupLimits, limits } from '../limits.js';
 import { writeStateSegments } from '../store/checkpoint.js';
-import { LAYOUT, initStore, refuseRootOthersMayWrite, storeIdBytes } from '../store/identity.js';
+import { LAYOUT, initStore, refuseOthersMayWrite, storeIdBytes } from '../store/identity.js';
 import { withoutHint, type Op } from '../store/records.js';
 import { Store } from '../store/store.js';
 import { formatMailboxName } from '../store/validate.js';
@@ -93,7 +93,7 @@ async function prepareTarget(fs: FileSystem, target: string, snapshot: string): 
   let created = false;
   try {
     const existing = await fs.statIfExists(target);
-    if (existing?.isDirectory) refuseRootOthersMayWrite(existing, target);
+    if (existing?.isDirectory) refuseOthersMayWrite(existing, target);
     if (!existing) {
       try {
         await fs.mkdir(target);

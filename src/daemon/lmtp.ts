@@ -14,7 +14,7 @@ import { bodyBudget } from './body-budget.js';
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import { installDataScan } from './data-scan.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
-import { refuseNonSocket, refuseSharedDirectory, SOCKET_RISK } from '../fs/socket-file.js';
+import { refuseNonSocket, refuseSharedDirectory, SOCKET_RISK, withSocketUmask } from '../fs/socket-file.js';
 import { formatHostPort, listenError, parseListen } from './address.js';
 import { limits, lmtpLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
@@ -417,14 +417,15 @@ async function listen(server: SMTPServer, where: string): Promise<string> {
   return formatHostPort(address.host, typeof bound === 'object' && bound ? bound.port : address.port);
 }
 
+/** A unix socket is 0660 from the first instant, as the daemon's (the MTA connects as a member of the group). */
 function listenOnce(server: SMTPServer, args: [string] | [number, string]): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (error: Error) => reject(error);
     server.server.once('error', onError);
-    server.server.listen(...(args as [number, string]), () => {
+    withSocketUmask(() => server.server.listen(...(args as [number, string]), () => {
       server.server.off('error', onError);
       resolve();
-    });
+    }));
   });
 }
 

@@ -13,7 +13,7 @@ import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MailstoreError } from '../errors.js';
 import { checkSocketPath } from './address.js';
-import { ensureSocketDirectory, refuseNonSocket, refuseSharedDirectory, SOCKET_RISK, removeSocketFile, setSocketAccess } from '../fs/socket-file.js';
+import { ensureSocketDirectory, refuseNonSocket, refuseSharedDirectory, SOCKET_RISK, removeSocketFile, setSocketAccess, withSocketUmask } from '../fs/socket-file.js';
 import { openFilesLimit } from '../fs/open-files-limit.js';
 import { daemonLimits, limits, lmtpLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
@@ -113,23 +113,13 @@ export class DaemonServer {
     await ensureSocketDirectory(dirname(path));
     await refuseSharedDirectory(path, 'the socket', SOCKET_RISK);
     await this.clearStaleSocket(path);
-    // The socket is created 0660 from the first instant (no window in which anyone may connect).
-    // The umask is the whole process's: it is changed only around listen(), which binds the
-    // socket before it returns, never across an await (until session 30 it was, and a directory
-    // the store made meanwhile, a pack's or the quarantine's, would have been 0640: no search
-    // permission even for its owner).
     try {
       await new Promise<void>((resolve, reject) => {
         this.server.once('error', reject);
-        const umask = process.umask(0o117);
-        try {
-          this.server.listen({ path, backlog: daemonLimits.listenBacklog }, () => {
-            this.server.off('error', reject);
-            resolve();
-          });
-        } finally {
-          process.umask(umask);
-        }
+        withSocketUmask(() => this.server.listen({ path, backlog: daemonLimits.listenBacklog }, () => {
+          this.server.off('error', reject);
+          resolve();
+        }));
       });
     } catch (error) {
       throw new MailstoreError('IO', `cannot listen on ${path}: ${(error as Error).message}`, { path, cause: error });

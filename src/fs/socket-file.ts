@@ -32,9 +32,14 @@ export async function removeSocketFile(path: string): Promise<void> {
   });
 }
 
-/** Creates the socket's directory (and parents) when missing. */
+/**
+ * Creates the socket's directory (and parents) when missing. One it creates is 0755 whatever the
+ * umask: under an admin shell's 077 it came out 0700, and the group the socket is for could not
+ * reach it.
+ */
 export async function ensureSocketDirectory(path: string): Promise<void> {
-  await fsp.mkdir(path, { recursive: true, mode: 0o755 }).catch((error) => { throw fromSystemError(error, 'creating the socket directory', path); });
+  const created = await fsp.mkdir(path, { recursive: true, mode: 0o755 }).catch((error) => { throw fromSystemError(error, 'creating the socket directory', path); });
+  if (created !== undefined) await fsp.chmod(path, 0o755).catch((error) => { throw fromSystemError(error, 'setting the mode of the socket directory', path); });
 }
 
 /**
@@ -55,6 +60,22 @@ export async function refuseSharedDirectory(path: string, what: string, risk: st
 }
 
 export const SOCKET_RISK = 'put a socket of their own at PATH and receive what clients send';
+
+/**
+ * Runs `listen` (which binds a unix socket before it returns) with the umask that makes the
+ * socket 0660 from the first instant, whatever the process's umask: no moment in which others may
+ * connect, and the group's members always may. The umask is the whole process's: it is changed
+ * only around this synchronous call, never across an await (until session 30 it was, and a
+ * directory the store made meanwhile, a pack's or the quarantine's, came out 0640).
+ */
+export function withSocketUmask<T>(listen: () => T): T {
+  const umask = process.umask(0o117);
+  try {
+    return listen();
+  } finally {
+    process.umask(umask);
+  }
+}
 
 /** Sets the socket's mode and, when given, its group (a name from /etc/group or a number). */
 export async function setSocketAccess(path: string, mode: number, group?: string): Promise<void> {

@@ -76,7 +76,7 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
   const stat = await fs.statIfExists(root);
   if (stat) {
     if (!stat.isDirectory) throw new MailstoreError('INVALID', `${root} exists and is not a directory`, { path: root });
-    refuseRootOthersMayWrite(stat, root);
+    refuseOthersMayWrite(stat, root);
     // lost+found: a file system's root; run/: a daemon's socket directory (a replica's daemon starts in an empty directory)
     const names = (await fs.readdir(root)).filter((n) => n !== 'lost+found' && n !== 'run');
     if (names.includes(LAYOUT.identity)) throw new MailstoreError('EXISTS', `a store already exists at ${root}`, { path: root });
@@ -105,13 +105,15 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
 }
 
 /**
- * An existing directory that is to become a store's root (init, restore --to): whoever may write
- * it may rename or replace packs/, journal/ and STORE, whatever the modes of the store's own
- * directories (0750), so one that group or others may write is refused rather than taken as given.
+ * An existing directory that is to hold what mailstore writes and later trusts (a store's root at
+ * init or restore --to, a new backup repository and its directories): whoever may write it may
+ * rename or replace what goes in, whatever the modes of mailstore's own files (0640, 0750), so one
+ * that group or others may write is refused rather than taken as given. `what`: what they could
+ * replace.
  */
-export function refuseRootOthersMayWrite(stat: FileStat, root: string): void {
+export function refuseOthersMayWrite(stat: FileStat, dir: string, what = 'the store\'s directories'): void {
   if ((stat.mode & 0o022) === 0) return;
-  throw new MailstoreError('ACCESS', `${root} may be written by group or others (mode ${(stat.mode & 0o7777).toString(8)}): any of them could rename or replace the store's directories; chmod go-w ${root} and run it again`, { path: root });
+  throw new MailstoreError('ACCESS', `${dir} may be written by group or others (mode ${(stat.mode & 0o7777).toString(8)}): any of them could rename or replace ${what}; chmod go-w ${dir} and run it again`, { path: dir });
 }
 
 /** Reads STORE and the markers; throws UNMOUNTED (never creates anything) when they are wrong. */

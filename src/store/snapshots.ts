@@ -19,7 +19,7 @@ import { limits } from '../limits.js';
 import type { ChangeFeed } from './changes.js';
 import { JOURNAL_INCOMPLETE_ADVICE, meta } from './apply.js';
 import { snapshotEntries } from './checkpoint.js';
-import { LAYOUT } from './identity.js';
+import { LAYOUT, refuseOthersMayWrite } from './identity.js';
 import { unusedPath } from '../fs/durable.js';
 import {
   SNAPSHOT_HEADER_BYTES, decodeSnapshotHeader, listSnapshots, readSnapshotFile, snapshotsDir, writeSnapshotFile, type SnapshotInfo,
@@ -388,7 +388,10 @@ export async function readJournalArchive(fs: FileSystem, root: string): Promise<
 export async function writeJournalArchive(fs: FileSystem, root: string, dir: string | undefined): Promise<void> {
   if (dir !== undefined) {
     if (!dir.startsWith('/')) throw new MailstoreError('INVALID', `the journal archive must be an absolute path, got ${dir}`);
-    if (!(await fs.statIfExists(dir))?.isDirectory) throw new MailstoreError('NOT_FOUND', `the journal archive ${dir} is not an existing directory`, { path: dir });
+    const stat = await fs.statIfExists(dir);
+    if (!stat?.isDirectory) throw new MailstoreError('NOT_FOUND', `the journal archive ${dir} is not an existing directory`, { path: dir });
+    // whoever else may write it could remove the archived history, or take a segment's name first (EXISTS: nothing retires)
+    refuseOthersMayWrite(stat, dir, 'the archived segments');
     if (await insideStore(fs, root, dir)) throw new MailstoreError('INVALID', `the journal archive ${dir} is inside the store ${root}: give it a directory outside (journal/ would keep or lose the segments, index/ and the rest are replaced by rebuilds)`, { path: dir });
   }
   await writeSetting(fs, root, JOURNAL_ARCHIVE_FILE, dir, 'the journal archive setting');

@@ -1,9 +1,22 @@
 // The backup commands as a script sees them: --json documents and the exit codes of README's table.
-import { chmodSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
+
+const KEPT = 'Subject: kept\r\n\r\nbody\r\n';
+
+/** A store in a directory of its own holding KEPT as M uid 1. */
+async function storeWithOneMessage(prefix: string): Promise<{ dir: string; store: string }> {
+  requireBuilt();
+  const dir = tempDir(prefix);
+  const store = join(dir, 's');
+  await ok(['--store', store, 'init']);
+  await ok(['--store', store, 'mailbox', 'create', 'M']);
+  await ok(['--store', store, 'append', 'M', '-'], { input: KEPT });
+  return { dir, store };
+}
 
 describe('backup commands', () => {
   it('json documents, exit codes: 1 on damage, 5 for a wrong key, a taken name or no policy, 6 for a damaged message', { timeout: 90_000 }, async () => {
@@ -52,12 +65,7 @@ describe('backup commands', () => {
   });
 
   it('a key file or repository credentials other users may read are refused (ACCESS, exit 2) before anything is read or written', { timeout: 60_000 }, async () => {
-    requireBuilt();
-    const dir = tempDir('mailstore-backup-key-mode-');
-    const store = join(dir, 's');
-    await ok(['--store', store, 'init']);
-    await ok(['--store', store, 'mailbox', 'create', 'M']);
-    await ok(['--store', store, 'append', 'M', '-'], { input: 'Subject: kept\r\n\r\nbody\r\n' });
+    const { dir, store } = await storeWithOneMessage('mailstore-backup-key-mode-');
     const key = join(dir, 'k');
     writeFileSync(key, randomBytes(32), { mode: 0o600 });
     await ok(['--store', store, 'backup', '--repo', join(dir, 'repo'), '--key-file', key]);
@@ -81,6 +89,29 @@ describe('backup commands', () => {
     // nothing was lost: the key made private again, the one snapshot restores the message
     chmodSync(key, 0o600);
     await ok(['restore', '--repo', join(dir, 'repo'), '--key-file', key, '--to', join(dir, 'r')]);
-    expect(await ok(['--store', join(dir, 'r'), 'fetch', 'M', '1'])).toBe('Subject: kept\r\n\r\nbody\r\n');
+    expect(await ok(['--store', join(dir, 'r'), 'fetch', 'M', '1'])).toBe(KEPT);
+  });
+
+  it('a new repository in a directory group or others may write is refused (ACCESS, exit 2), nothing written: another user could replace its snapshots (unencrypted, they would be restored)', { timeout: 60_000 }, async () => {
+    const { dir, store } = await storeWithOneMessage('mailstore-backup-shared-');
+    const repo = join(dir, 'repo');
+    mkdirSync(repo);
+    chmodSync(repo, 0o777);
+    const refused = await run(['--store', store, 'backup', '--repo', repo]);
+    expect(refused.code, refused.stderr).toBe(2);
+    expect(refused.stderr).toMatch(new RegExp(`ACCESS: ${repo} may be written by group or others \\(mode 777\\): .*chmod go-w ${repo}`));
+    expect(readdirSync(repo)).toEqual([]);
+    // its directories made beforehand by someone else, open to all: refused too
+    chmodSync(repo, 0o755);
+    mkdirSync(join(repo, 'snapshots'));
+    chmodSync(join(repo, 'snapshots'), 0o777);
+    const planted = await run(['--store', store, 'backup', '--repo', repo]);
+    expect(planted.code, planted.stderr).toBe(2);
+    expect(planted.stderr).toMatch(/ACCESS: .*snapshots may be written by group or others \(mode 777\)/);
+    expect(readdirSync(repo)).toEqual(['snapshots']);
+    chmodSync(join(repo, 'snapshots'), 0o750);
+    await ok(['--store', store, 'backup', '--repo', repo]);
+    await ok(['restore', '--repo', repo, '--to', join(dir, 'r')]);
+    expect(await ok(['--store', join(dir, 'r'), 'fetch', 'M', '1'])).toBe(KEPT);
   });
 });

@@ -150,6 +150,29 @@ describe('a store directory that group or others may write', () => {
   });
 });
 
+describe('umask 077 (a hardened admin shell) when serve starts', () => {
+  // serve made STORE/run/ with 0755 less the umask: started from a shell with umask 077 it was
+  // 0700, and every member of the store's group (the MTA, the IMAP server) was refused at the
+  // socket ('ACCESS ... join its group') though the socket itself was 0660 and they were in it.
+  it.skipIf(process.getuid?.() !== 0)('the socket\'s directory is still reachable: a member of the group connects', async () => {
+    const store = await freshStore();
+    chmodSync(join(store, '..'), 0o755);
+    const socket = join(store, 'run', 'mailstore.sock');
+    const daemon = spawn('sh', ['-c', 'umask 077 && exec "$@"', 'sh', process.execPath, bin, '--store', store, 'serve'], { stdio: 'ignore' });
+    const exited = new Promise<number | null>((done) => daemon.on('close', (code) => done(code)));
+    try {
+      for (let waited = 0; waited < 20_000 && !existsSync(socket) && daemon.exitCode === null; waited += 50) await new Promise((r) => setTimeout(r, 50));
+      expect((lstatSync(join(store, 'run')).mode & 0o777).toString(8)).toBe('755');
+      expect((lstatSync(socket).mode & 0o777).toString(8)).toBe('660');
+      const member = spawnSync(process.execPath, ['-e', `require('net').createConnection(process.argv[1]).on('connect', () => { console.log('connected'); process.exit(0); }).on('error', (e) => { console.log(e.code); process.exit(0); })`, socket], { uid: 65534, gid: lstatSync(store).gid, encoding: 'utf8' });
+      expect(member.stdout.trim()).toBe('connected');
+    } finally {
+      daemon.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+  });
+});
+
 describe('a socket path longer than a unix socket can name (107 bytes)', () => {
   it('serve in a deep store says so (INVALID, exit 5) and serves with a shorter --socket; a long unix: LMTP path likewise', async () => {
     const deep = join(tempDir(), 'd'.repeat(60), 'e'.repeat(40), 'store');

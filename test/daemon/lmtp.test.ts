@@ -347,6 +347,27 @@ describe('LMTP delivery', () => {
     await expect(startLmtp(store, { listen: '127.0.0.1:0', template: 'shared/INBOX' })).rejects.toMatchObject({ code: 'INVALID' });
   });
 
+  it('its unix socket is 0660 whatever the umask, as the daemon\'s socket: the MTA in the group may connect, other users not (umask 000 gave 0777, 022 gave 0755, shutting the group out)', async () => {
+    const store = await Store.open(tmpDir('lmtp'), { create: true });
+    const before = process.umask();
+    try {
+      for (const umask of [0o000, 0o022, 0o077]) {
+        const path = join(tmpDir('lmtp-sock'), 'lmtp.sock');
+        process.umask(umask);
+        const server = await startLmtp(store, { listen: `unix:${path}` });
+        try {
+          expect((lstatSync(path).mode & 0o777).toString(8), `umask ${umask.toString(8)}`).toBe('660');
+          expect(process.umask()).toBe(umask);
+        } finally {
+          await server.close();
+        }
+      }
+    } finally {
+      process.umask(before);
+      await store.close();
+    }
+  });
+
   it('close() tells idle connections 421 at once instead of waiting out a grace period', async () => {
     const { server, port } = await setup();
     const c = await converse({ port });

@@ -19,12 +19,14 @@ describe('systemd units', () => {
     const service = readFileSync(join(repoRoot, 'packaging/mailstore.service'), 'utf8');
     expect(service).toMatch(/^ExecStart=\/usr\/bin\/mailstore serve --store \/var\/lib\/mailstore/m);
     // restarted without a start limit: a store stopped by a full disk comes back once there is room
-    for (const line of ['StartLimitIntervalSec=0', 'Restart=on-failure', 'User=mailstore', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'ReadWritePaths=/var/lib/mailstore', 'PrivateTmp=yes', 'ProtectHome=yes']) {
+    // UMask=0027: the index's files (LevelDB's, 0666 less the umask) not writable by the socket's group (0007 left them so)
+    for (const line of ['StartLimitIntervalSec=0', 'Restart=on-failure', 'User=mailstore', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'ReadWritePaths=/var/lib/mailstore', 'PrivateTmp=yes', 'ProtectHome=yes', 'UMask=0027']) {
       expect(service).toContain(`\n${line}\n`);
     }
     const scrub = readFileSync(join(repoRoot, 'packaging/mailstore-scrub.service'), 'utf8');
     expect(scrub).toMatch(/^ExecStart=\/usr\/bin\/mailstore --store \/var\/lib\/mailstore scrub --quiet --time-budget \S+/m);
     expect(scrub).not.toMatch(/--repair/);
+    expect(scrub).toContain('\nUMask=0027\n');
     expect(readFileSync(join(repoRoot, 'packaging/mailstore-scrub.timer'), 'utf8')).toContain('\nOnCalendar=daily\n');
   });
 

@@ -6,7 +6,7 @@
 // consumer that asks for retired records gets NOT_FOUND, and a retired journal still rebuilds and
 // rewrites.
 import { describe, expect, it, vi } from 'vitest';
-import { existsSync, lstatSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { MailstoreError } from '../../src/errors.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
@@ -418,6 +418,22 @@ describe('journal retirement', () => {
     const rebuilt = await Store.open(secondRoot, SMALL);
     expect(await everyMessage(rebuilt)).toEqual(messages);
     await rebuilt.close();
+  });
+
+  it('refuses a journal archive that group or others may write (ACCESS): another user could remove the archived history, or plant names that stop every retirement', async () => {
+    const root = tmpDir();
+    const store = await seeded(root, 60);
+    const shared = join(tmpDir(), 'shared');
+    mkdirSync(shared);
+    for (const mode of [0o777, 0o1777, 0o775]) {
+      chmodSync(shared, mode);
+      await expect(store.setJournalArchive(shared)).rejects.toMatchObject({ code: 'ACCESS', message: expect.stringContaining(`chmod go-w ${shared}`) });
+      expect(await store.journalArchive()).toBeUndefined();
+    }
+    chmodSync(shared, 0o755);
+    await store.setJournalArchive(shared);
+    expect(await store.journalArchive()).toBe(shared);
+    await store.close();
   });
 
   it('refuses a journal archive inside the store (journal/, index/, the root, or a link into them); one set before is not retired into', async () => {

@@ -13,7 +13,7 @@ export function register(program: Command): void {
   program
     .command('snapshot')
     .description('snapshot the index (the whole metadata state at one journal seq, checksummed) and retire the journal it covers; prints seq, bytes, records, duration and what was retired')
-    .option('--journal-archive <dir>', "from now on move retired journal segments into DIR (an existing directory outside the store; a directory of its own per store) instead of deleting them; 'off' deletes them again")
+    .option('--journal-archive <dir>', "from now on move retired journal segments into DIR (an existing directory outside the store that only its owner may write; a directory of its own per store) instead of deleting them; 'off' deletes them again")
     .option('--json', 'print the result as JSON')
     .addHelpText('after', `
 A rebuild of the index (open after the index was lost, 'mailstore reconstruct') replays the newest
