@@ -1,16 +1,18 @@
 // Peers that hold the replication key but do not play by the protocol: an XFER target or a primary
-// answering with an error code this mailstore does not know (a newer one, or a hostile one). Each is
-// a clear, known code; nothing of the store is lost.
+// answering with an error code this mailstore does not know (a newer one, or a hostile one), and a
+// primary welcoming a replica with another store's id. Each is a clear, known code; nothing of the
+// store is lost or taken from another store.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { xferUser } from '../../src/replication/xfer.js';
 import { listen, type Connection, type Listener } from '../../src/replication/transport.js';
 import { readKeyFile } from '../../src/replication/key.js';
+import { startReplica } from '../../src/replication/replica.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { MailstoreError } from '../../src/errors.js';
 import { exitCodeFor, EXIT } from '../../src/cli/exit-codes.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { keyFile, msg, quiet } from './helpers.js';
+import { keyFile, msg, quiet, startPair, until } from './helpers.js';
 
 let listener: Listener | undefined;
 afterEach(async () => {
@@ -49,4 +51,27 @@ describe('a peer answering with an error code this mailstore does not know', () 
   it('a MailstoreError of a code not in the table exits as a bug (70), never 0', () => {
     expect(exitCodeFor(new MailstoreError('NO_SUCH_CODE' as never, 'x'))).toBe(EXIT.internal);
   });
+});
+
+describe('a primary that welcomes a replica with another store\'s id', () => {
+  it('is refused by the replica (REFUSED, said in its status), which applies nothing from it', async () => {
+    const pair = await startPair();
+    const { key, replicaDir, replicaOptions } = pair;
+    await pair.close();
+    let welcomed = 0;
+    let answeredAfterWelcome = false;
+    const address = await peer(key, async (connection) => {
+      const hello = await connection.expect('hello', 5000);
+      welcomed++;
+      await connection.send({ t: 'welcome', identity: Buffer.alloc(0), epoch: hello.epoch, storeId: 'f0000000-0000-4000-8000-000000000000' });
+      answeredAfterWelcome = (await connection.next(1000).catch(() => undefined)) !== undefined;
+    });
+    const replica = await startReplica(replicaDir, { ...replicaOptions, primary: address });
+    try {
+      await until(async () => welcomed > 0 && /another store/.test((await replica.status()).lastError ?? ''), 15_000, 'the refusal');
+      expect(answeredAfterWelcome).toBe(false);
+    } finally {
+      await replica.close();
+    }
+  }, 30_000);
 });
