@@ -10,6 +10,7 @@ import { readKeyFile } from '../../src/replication/key.js';
 import { startReplica } from '../../src/replication/replica.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { MailstoreError } from '../../src/errors.js';
+import { encodeCbor } from '../../src/index/codec.js';
 import { exitCodeFor, EXIT } from '../../src/cli/exit-codes.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { keyFile, msg, quiet, startPair, until } from './helpers.js';
@@ -74,4 +75,41 @@ describe('a primary that welcomes a replica with another store\'s id', () => {
       await replica.close();
     }
   }, 30_000);
+});
+
+describe('a primary sending records a journal cannot take', () => {
+  it('records whose seqs skip, a payload that is no CBOR, or an empty one: INVALID from the primary, never a halted replica; the replica keeps what it had and takes the next good round', async () => {
+    const pair = await startPair();
+    const { key, replicaDir, replicaOptions } = pair;
+    await pair.primaryStore.append('INBOX', msg(1));
+    await until(async () => (await pair.replica.status()).seq === pair.primaryStore.changes.lastSeq, 15_000, 'the replica to catch up');
+    const seqBefore = pair.primaryStore.changes.lastSeq;
+    await pair.close();
+    const good = encodeCbor({ ops: [], end: true });
+    const rounds: [number, Buffer][][] = [
+      [[seqBefore + 1, encodeCbor({ ops: [] })], [seqBefore + 3, good]], // a gap
+      [[seqBefore + 1, Buffer.from([0xff, 0xff, 0xff])]], // no CBOR
+      [[seqBefore + 1, Buffer.alloc(0)]],
+      [[seqBefore + 1, good]],
+    ];
+    const answers: unknown[] = [];
+    const address = await peer(key, async (connection) => {
+      const hello = await connection.expect('hello', 5000);
+      await connection.send({ t: 'welcome', identity: Buffer.alloc(0), epoch: hello.epoch, storeId: hello.storeId });
+      const round = rounds.shift();
+      if (!round) return;
+      await connection.send({ t: 'records', records: round, tails: [] });
+      answers.push(await connection.next(5000).then((m) => m?.t, (e: MailstoreError) => e.code));
+    });
+    const replica = await startReplica(replicaDir, { ...replicaOptions, primary: address });
+    try {
+      await until(() => answers.length === 4, 20_000, 'four sessions');
+      expect(answers.slice(0, 3)).not.toContain('ack');
+      expect(answers[3]).toBe('ack');
+      expect((await replica.status()).seq).toBe(seqBefore + 1);
+      expect(await replica.store.fetch('INBOX', 1)).toEqual(msg(1));
+    } finally {
+      await replica.close();
+    }
+  }, 40_000);
 });
