@@ -77,14 +77,19 @@ describe('a primary that welcomes a replica with another store\'s id', () => {
   }, 30_000);
 });
 
+/** A replica that holds message 1 of INBOX (uid 1) and was stopped with its primary: a test starts it again against a fake primary. */
+async function stoppedReplica() {
+  const pair = await startPair();
+  await pair.primaryStore.append('INBOX', msg(1));
+  await until(async () => (await pair.replica.status()).seq === pair.primaryStore.changes.lastSeq, 15_000, 'the replica to catch up');
+  const seqBefore = pair.primaryStore.changes.lastSeq;
+  await pair.close();
+  return { key: pair.key, replicaDir: pair.replicaDir, replicaOptions: pair.replicaOptions, seqBefore };
+}
+
 describe('a primary sending records a journal cannot take', () => {
   it('records whose seqs skip, a payload that is no CBOR, or an empty one: INVALID from the primary, never a halted replica; the replica keeps what it had and takes the next good round', async () => {
-    const pair = await startPair();
-    const { key, replicaDir, replicaOptions } = pair;
-    await pair.primaryStore.append('INBOX', msg(1));
-    await until(async () => (await pair.replica.status()).seq === pair.primaryStore.changes.lastSeq, 15_000, 'the replica to catch up');
-    const seqBefore = pair.primaryStore.changes.lastSeq;
-    await pair.close();
+    const { key, replicaDir, replicaOptions, seqBefore } = await stoppedReplica();
     const good = encodeCbor({ ops: [], end: true });
     const rounds: [number, Buffer][][] = [
       [[seqBefore + 1, encodeCbor({ ops: [] })], [seqBefore + 3, good]], // a gap
@@ -112,4 +117,28 @@ describe('a primary sending records a journal cannot take', () => {
       await replica.close();
     }
   }, 40_000);
+});
+
+describe('a primary whose resync snapshot does not end', () => {
+  it('snapshot bytes past the size it offered are INVALID at once: the replica writes no more than the offer, and keeps its state', async () => {
+    const { key, replicaDir, replicaOptions } = await stoppedReplica();
+    let frames = 0;
+    let ended = false;
+    const address = await peer(key, async (connection) => {
+      const hello = await connection.expect('hello', 5000);
+      await connection.send({ t: 'welcome', identity: Buffer.alloc(0), epoch: hello.epoch, storeId: hello.storeId });
+      await connection.send({ t: 'resync', seq: 1000, bytes: 10, name: 'snapshot-1000' });
+      const chunk = Buffer.alloc(64 * 1024, 1);
+      for (; frames < 2000 && !connection.closed; frames++) await connection.send({ t: 'snapshot', offset: frames * chunk.length, bytes: chunk });
+      ended = true;
+    });
+    const replica = await startReplica(replicaDir, { ...replicaOptions, primary: address });
+    try {
+      await until(async () => /past the 10 bytes it offered/.test((await replica.status()).lastError ?? ''), 15_000, 'the refusal');
+      expect(ended && frames === 2000).toBe(false);
+      expect(await replica.store.fetch('INBOX', 1)).toEqual(msg(1));
+    } finally {
+      await replica.close();
+    }
+  }, 30_000);
 });
