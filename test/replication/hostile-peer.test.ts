@@ -3,9 +3,11 @@
 // primary welcoming a replica with another store's id. Each is a clear, known code; nothing of the
 // store is lost or taken from another store.
 import { afterEach, describe, expect, it } from 'vitest';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { xferUser } from '../../src/replication/xfer.js';
-import { listen, type Connection, type Listener } from '../../src/replication/transport.js';
+import { listen, type Connection, type Listener, type Message } from '../../src/replication/transport.js';
 import { readKeyFile } from '../../src/replication/key.js';
 import { startReplica } from '../../src/replication/replica.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
@@ -87,6 +89,22 @@ async function stoppedReplica() {
   return { key: pair.key, replicaDir: pair.replicaDir, replicaOptions: pair.replicaOptions, seqBefore };
 }
 
+/**
+ * A primary that welcomes the replica as its own and then sends one of `frames` per session (the
+ * replica reconnects after each refusal); `answered` gets the replica's answer's type, or the code
+ * the session ended with.
+ */
+function framePerSession(key: string, frames: Message[], answered: (answer: unknown) => void): Promise<string> {
+  return peer(key, async (connection) => {
+    const hello = await connection.expect('hello', 5000);
+    await connection.send({ t: 'welcome', identity: Buffer.alloc(0), epoch: hello.epoch, storeId: hello.storeId });
+    const frame = frames.shift();
+    if (!frame) return;
+    await connection.send(frame);
+    answered(await connection.next(5000).then((m) => m?.t, (e: MailstoreError) => e.code));
+  });
+}
+
 describe('a primary sending records a journal cannot take', () => {
   it('records whose seqs skip, a payload that is no CBOR, or an empty one: INVALID from the primary, never a halted replica; the replica keeps what it had and takes the next good round', async () => {
     const { key, replicaDir, replicaOptions, seqBefore } = await stoppedReplica();
@@ -98,14 +116,7 @@ describe('a primary sending records a journal cannot take', () => {
       [[seqBefore + 1, good]],
     ];
     const answers: unknown[] = [];
-    const address = await peer(key, async (connection) => {
-      const hello = await connection.expect('hello', 5000);
-      await connection.send({ t: 'welcome', identity: Buffer.alloc(0), epoch: hello.epoch, storeId: hello.storeId });
-      const round = rounds.shift();
-      if (!round) return;
-      await connection.send({ t: 'records', records: round, tails: [] });
-      answers.push(await connection.next(5000).then((m) => m?.t, (e: MailstoreError) => e.code));
-    });
+    const address = await framePerSession(key, rounds.map((records) => ({ t: 'records', records, tails: [] })), (answer) => answers.push(answer));
     const replica = await startReplica(replicaDir, { ...replicaOptions, primary: address });
     try {
       await until(() => answers.length === 4, 20_000, 'four sessions');
@@ -141,4 +152,22 @@ describe('a primary whose resync snapshot does not end', () => {
       await replica.close();
     }
   }, 30_000);
+});
+
+describe('a primary sending pack bytes for no pack', () => {
+  it('a pack "number" that is none, or an offset below 0, is INVALID; no file of another name appears in packs/', async () => {
+    const { key, replicaDir, replicaOptions } = await stoppedReplica();
+    const packsBefore = readdirSync(join(replicaDir, 'packs')).sort();
+    const frames = [{ pack: '../../x', offset: 0 }, { pack: 1.5, offset: 0 }, { pack: -3, offset: 0 }, { pack: 1, offset: -1 }];
+    const sent: unknown[] = [];
+    const address = await framePerSession(key, frames.map((frame) => ({ t: 'pack', ...frame, bytes: Buffer.from('junk') })), (answer) => sent.push(answer));
+    const replica = await startReplica(replicaDir, { ...replicaOptions, primary: address });
+    try {
+      await until(async () => sent.length === 4 && /not a pack number/.test((await replica.status()).lastError ?? ''), 20_000, 'four refusals');
+      expect(readdirSync(join(replicaDir, 'packs')).sort()).toEqual(packsBefore);
+      expect(await replica.store.fetch('INBOX', 1)).toEqual(msg(1));
+    } finally {
+      await replica.close();
+    }
+  }, 40_000);
 });
