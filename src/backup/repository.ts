@@ -22,6 +22,7 @@ import { HASH_BYTES, compareHashes } from './tip.js';
 import { indexIds, mergeHeld, readHeld, removeHeldCovering, tableHolds, writeHeld, type HeldTable } from './held-ids.js';
 import { zstdAvailable } from './zstd.js';
 import { openRepositoryFile, readRepositoryFile } from './repository-read.js';
+import { checkSnapshotState } from './snapshot-shape.js';
 import type { ScanResult } from './scan.js';
 import { DATA_HEADER_BYTES, DELTA_FORMAT_VERSION, FORMAT_VERSION, METADATA_STORED_BYTES_MAX, RECORD_STORED_BYTES_MAX, REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
 
@@ -315,6 +316,7 @@ export class Repository {
     const file = cache.files?.get(id) ?? await this.readMetadata<SnapshotFile>('snapshot', id);
     if (file.parent === undefined) {
       cache.chains?.set(id, []);
+      checkSnapshotState(file.ops, this.path('snapshots', id));
       return remember(cache, id, file);
     }
     const path = this.path('snapshots', id);
@@ -328,7 +330,9 @@ export class Repository {
     }
     const below = cache.chains?.get(file.parent);
     if (below) cache.chains!.set(id, [...below, file.parent]);
-    return remember(cache, id, applyDelta(parent, file, path));
+    const whole = applyDelta(parent, file, path);
+    checkSnapshotState(whole.ops, path);
+    return remember(cache, id, whole);
   }
 
   /**

@@ -12,7 +12,7 @@ import type { HashPool, ScannedChunk } from '../hash/pool.js';
 import { limits } from '../limits.js';
 import {
   PACK_HEADER_BYTES, PACK_RECORD_MAGIC, RECORD_HEADER_BYTES, decodePackHeader, decodeRecordHeader, recordHeaderFault,
-  encodePackHeader, encodeRecordHeader, packFileName, parsePackFileName, wholeRecordRanges,
+  encodePackHeader, encodeRecordHeader, packFileName, parsePackFileName, wholeRecordRanges, PACK_NUMBER_MAX,
 } from './pack-format.js';
 
 export interface BlobLocation {
@@ -1441,6 +1441,10 @@ export class PackStore {
    */
   async writeReplicated(pack: number, offset: number, bytes: Buffer): Promise<void> {
     assert(!this.pending && !this.queued, 'replicated pack write while a batch is pending');
+    // the primary's numbers become a file name and a position: 'x' made packs/00000NaN.pack
+    if (!Number.isInteger(pack) || pack < 1 || pack > PACK_NUMBER_MAX || !Number.isSafeInteger(offset) || offset < 0) {
+      throw new MailstoreError('INVALID', `the primary sent pack bytes for pack ${String(pack)} at ${String(offset)}: not a pack number and offset`);
+    }
     const path = this.path(pack);
     try {
       if (pack !== this.current || !this.writeHandle) {

@@ -227,7 +227,11 @@ class Replica {
     await this.pending.beginSession();
     const tails = control.db.getNow<[number, number][]>(PACK_TAILS_KEY) ?? [];
     await connection.send({ t: 'hello', kind: 'replica', storeId: this.store.identity.storeId, nodeId: role.nodeId, lastSeq: this.store.changes.lastSeq, tails, epoch: role.epoch });
-    await connection.expect('welcome', limits.replicationHandshakeMs);
+    const welcome = await connection.expect('welcome', limits.replicationHandshakeMs);
+    // a primary refuses a replica of another store; one that does not (an older or a hostile one) is refused here before it sends a record
+    if (welcome.storeId !== this.store.identity.storeId) {
+      throw new MailstoreError('REFUSED', `${this.primary} is the primary of another store (${String(welcome.storeId)}), not of ${this.store.identity.storeId}; nothing was taken from it`);
+    }
     this.log(`replication: connected to ${this.primary} at seq ${this.store.changes.lastSeq}`);
     this.attempted?.();
     this.lastError = undefined;

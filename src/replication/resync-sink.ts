@@ -28,7 +28,12 @@ export async function receiveResync(store: Store, connection: Connection, offer:
       if (!message) throw new MailstoreError('UNAVAILABLE', `the primary closed the connection during a resync (${received} of ${size} snapshot bytes)`);
       if (message.t === 'snapshot') {
         const bytes = Buffer.from(message.bytes as Uint8Array);
-        await handle.write(bytes, Number(message.offset));
+        const offset = Number(message.offset);
+        // inside the snapshot offered: a stream that went on past it (or wrote far beyond it) filled the replica's disk
+        if (!Number.isSafeInteger(offset) || offset < 0 || offset + bytes.length > size || received + bytes.length > size) {
+          throw new MailstoreError('INVALID', `the primary sent snapshot bytes at ${String(message.offset)} past the ${size} bytes it offered (${received} received)`);
+        }
+        await handle.write(bytes, offset);
         received += bytes.length;
       } else if (message.t === 'pack') {
         await control.packs.writeReplicated(Number(message.pack), Number(message.offset), Buffer.from(message.bytes as Uint8Array));

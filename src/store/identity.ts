@@ -49,6 +49,8 @@ function encodeIdentity(identity: StoreIdentity): Buffer {
   return Buffer.from(`${body}\ncrc32 ${crc32(Buffer.from(body)).toString(16).padStart(8, '0')}\n`);
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 function decodeIdentity(bytes: Buffer, path: string): StoreIdentity {
   const text = bytes.toString('utf8');
   const m = /^(\{.*\})\ncrc32 ([0-9a-f]{8})\n$/s.exec(text);
@@ -57,6 +59,9 @@ function decodeIdentity(bytes: Buffer, path: string): StoreIdentity {
   if (crc32(Buffer.from(m[1])).toString(16).padStart(8, '0') !== m[2]) throw broken('checksum mismatch');
   const identity = JSON.parse(m[1]) as StoreIdentity;
   if (identity.format !== STORE_FORMAT || typeof identity.storeId !== 'string') throw broken('foreign format');
+  // the id's 16 bytes head every pack and journal segment: one of another form opened, and every
+  // segment it wrote then read as damaged
+  if (!UUID.test(identity.storeId)) throw broken(`a store id that is not a UUID: ${JSON.stringify(identity.storeId.slice(0, 64))}`);
   if (!READABLE_VERSIONS.includes(identity.version)) {
     throw new MailstoreError('INVALID', `${path}: store format version ${identity.version} is not supported by this mailstore (it reads versions ${READABLE_VERSIONS.join(' and ')}): it was written by a newer mailstore; run that one (downgrading a store is not supported)`, { path });
   }
@@ -177,7 +182,7 @@ export async function recreateLostIdentity(fs: FileSystem, root: string): Promis
     return { text, stat: await fs.statIfExists(marker).catch(() => undefined) };
   }));
   const [packs, journal] = markers;
-  if (!packs.text || packs.text !== journal.text || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(packs.text)) return undefined;
+  if (!packs.text || packs.text !== journal.text || !UUID.test(packs.text)) return undefined;
   const created = new Date(journal.stat?.mtimeMs ?? Date.now()).toISOString();
   await writeFileDurable(fs, path, encodeIdentity({ format: STORE_FORMAT, version: STORE_VERSION, storeId: packs.text, created }))
     .catch((e) => { throw fromSystemError(e, 'writing the store identity again', path); });

@@ -484,8 +484,17 @@ export class Writer {
     if (firstSeq !== this.journal.lastSeq + 1) {
       return pending.reject(new MailstoreError('INVALID', `replicated records start at seq ${firstSeq}, but this store's journal ends at ${this.journal.lastSeq}`));
     }
-    const decoded = records.map((r) => decodeCbor<JournalPayload>(r.payload));
-    if (decoded[decoded.length - 1].end !== true) {
+    // the primary's bytes, checked as the journal asserts its own: a seq that skipped stopped the
+    // replica with a bug's message, and a payload that was no CBOR left its session waiting for ever
+    const unfit = records.findIndex((r, i) => r.seq !== firstSeq + i || r.payload.length === 0 || r.payload.length > limits.journalRecordBytesMax);
+    if (unfit >= 0) return pending.reject(new MailstoreError('INVALID', `replicated record ${records[unfit]!.seq} (${unfit + 1} of ${records.length}, ${records[unfit]!.payload.length} bytes) does not follow seq ${firstSeq + unfit - 1} or is not a journal record`));
+    let decoded: JournalPayload[];
+    try {
+      decoded = records.map((r) => decodeCbor<JournalPayload>(r.payload));
+    } catch (error) {
+      return pending.reject(new MailstoreError('INVALID', `replicated records ${firstSeq}..${records[records.length - 1]!.seq} do not decode`, { cause: error }));
+    }
+    if (decoded[decoded.length - 1]?.end !== true) {
       return pending.reject(new MailstoreError('INVALID', `replicated records ${firstSeq}..${records[records.length - 1].seq} do not end a batch`));
     }
     const space = this.hooks.space;

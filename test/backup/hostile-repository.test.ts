@@ -2,12 +2,12 @@
 // files, and metadata files of the right name and checksums holding the wrong shape. Every command
 // answers with a clear code (CORRUPT) in bounded time and memory, and what verifies still restores.
 import { execFileSync } from 'node:child_process';
-import { readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
 import { checkRepository } from '../../src/backup/check.js';
-import { contentName, encodeMetadataFile } from '../../src/backup/format.js';
+import { contentName, decodeMetadataFile, encodeMetadataFile } from '../../src/backup/format.js';
 import { Repository } from '../../src/backup/repository.js';
 import { restoreToNewStore } from '../../src/backup/restore.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
@@ -119,6 +119,35 @@ describe('metadata files of the right name and checksums, of the wrong shape', (
     writeFileSync(repo.path('snapshots', contentName(bytes)), bytes);
     const error = await repo.readSnapshot(contentName(bytes)).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/parent is not a snapshot id/) });
+    await repo.close();
+  });
+});
+
+describe('a snapshot whose state is not of the shape mailstore writes', () => {
+  it('a uid that is no uid, one uid twice, a mailbox without a name: CORRUPT naming the snapshot (never INTERNAL), and the restore writes nothing', async () => {
+    const dir = tmpDir('bkh');
+    const { repo } = await backedUp(dir);
+    const name = readdirSync(repo.path('snapshots'))[0]!;
+    const original = readFileSync(repo.path('snapshots', name));
+    const edits: ((ops: { op: string; messages?: unknown[][]; info?: Record<string, unknown> }[]) => void)[] = [
+      (ops) => { ops.find((o) => o.op === 'state.messages')!.messages![0]![0] = 'x'; },
+      (ops) => { ops.find((o) => o.op === 'state.messages')!.messages![0]![0] = 2 ** 40; },
+      (ops) => { const m = ops.find((o) => o.op === 'state.messages')!.messages!; m[1]![0] = m[0]![0]; },
+      (ops) => { ops.find((o) => o.op === 'state.mailbox')!.info!.name = 7; },
+    ];
+    for (const [n, edit] of edits.entries()) {
+      for (const other of readdirSync(repo.path('snapshots'))) rmSync(repo.path('snapshots', other));
+      rmSync(repo.path('tips'), { recursive: true, force: true });
+      const snapshot = decodeMetadataFile<{ ops: never[] }>('snapshot', original, name, 'x', undefined);
+      edit(snapshot.ops);
+      const bytes = encodeMetadataFile('snapshot', snapshot, undefined);
+      writeFileSync(repo.path('snapshots', contentName(bytes)), bytes);
+      const error = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, `r${n}`)).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/not a snapshot mailstore wrote/) });
+      expect(readdirSync(dir)).not.toContain(`r${n}`);
+      const report = await checkRepository(repo, {});
+      expect(report.findings.filter((f) => f.damage).map((f) => f.kind)).toContain('damaged-snapshot');
+    }
     await repo.close();
   });
 });

@@ -1,16 +1,21 @@
 // Peers that hold the replication key but do not play by the protocol: an XFER target or a primary
-// answering with an error code this mailstore does not know (a newer one, or a hostile one). Each is
-// a clear, known code; nothing of the store is lost.
+// answering with an error code this mailstore does not know (a newer one, or a hostile one), and a
+// primary welcoming a replica with another store's id. Each is a clear, known code; nothing of the
+// store is lost or taken from another store.
 import { afterEach, describe, expect, it } from 'vitest';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { xferUser } from '../../src/replication/xfer.js';
-import { listen, type Connection, type Listener } from '../../src/replication/transport.js';
+import { listen, type Connection, type Listener, type Message } from '../../src/replication/transport.js';
 import { readKeyFile } from '../../src/replication/key.js';
+import { startReplica } from '../../src/replication/replica.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { MailstoreError } from '../../src/errors.js';
+import { encodeCbor } from '../../src/index/codec.js';
 import { exitCodeFor, EXIT } from '../../src/cli/exit-codes.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { keyFile, msg, quiet } from './helpers.js';
+import { keyFile, msg, quiet, startPair, until } from './helpers.js';
 
 let listener: Listener | undefined;
 afterEach(async () => {
@@ -49,4 +54,120 @@ describe('a peer answering with an error code this mailstore does not know', () 
   it('a MailstoreError of a code not in the table exits as a bug (70), never 0', () => {
     expect(exitCodeFor(new MailstoreError('NO_SUCH_CODE' as never, 'x'))).toBe(EXIT.internal);
   });
+});
+
+describe('a primary that welcomes a replica with another store\'s id', () => {
+  it('is refused by the replica (REFUSED, said in its status), which applies nothing from it', async () => {
+    const pair = await startPair();
+    const { key, replicaDir, replicaOptions } = pair;
+    await pair.close();
+    let welcomed = 0;
+    let answeredAfterWelcome = false;
+    const address = await peer(key, async (connection) => {
+      const hello = await connection.expect('hello', 5000);
+      welcomed++;
+      await connection.send({ t: 'welcome', identity: Buffer.alloc(0), epoch: hello.epoch, storeId: 'f0000000-0000-4000-8000-000000000000' });
+      answeredAfterWelcome = (await connection.next(1000).catch(() => undefined)) !== undefined;
+    });
+    const replica = await startReplica(replicaDir, { ...replicaOptions, primary: address });
+    try {
+      await until(async () => welcomed > 0 && /another store/.test((await replica.status()).lastError ?? ''), 15_000, 'the refusal');
+      expect(answeredAfterWelcome).toBe(false);
+    } finally {
+      await replica.close();
+    }
+  }, 30_000);
+});
+
+/** A replica that holds message 1 of INBOX (uid 1) and was stopped with its primary: a test starts it again against a fake primary. */
+async function stoppedReplica() {
+  const pair = await startPair();
+  await pair.primaryStore.append('INBOX', msg(1));
+  await until(async () => (await pair.replica.status()).seq === pair.primaryStore.changes.lastSeq, 15_000, 'the replica to catch up');
+  const seqBefore = pair.primaryStore.changes.lastSeq;
+  await pair.close();
+  return { key: pair.key, replicaDir: pair.replicaDir, replicaOptions: pair.replicaOptions, seqBefore };
+}
+
+/**
+ * A primary that welcomes the replica as its own and then sends one of `frames` per session (the
+ * replica reconnects after each refusal); `answered` gets the replica's answer's type, or the code
+ * the session ended with.
+ */
+function framePerSession(key: string, frames: Message[], answered: (answer: unknown) => void): Promise<string> {
+  return peer(key, async (connection) => {
+    const hello = await connection.expect('hello', 5000);
+    await connection.send({ t: 'welcome', identity: Buffer.alloc(0), epoch: hello.epoch, storeId: hello.storeId });
+    const frame = frames.shift();
+    if (!frame) return;
+    await connection.send(frame);
+    answered(await connection.next(5000).then((m) => m?.t, (e: MailstoreError) => e.code));
+  });
+}
+
+describe('a primary sending records a journal cannot take', () => {
+  it('records whose seqs skip, a payload that is no CBOR, or an empty one: INVALID from the primary, never a halted replica; the replica keeps what it had and takes the next good round', async () => {
+    const { key, replicaDir, replicaOptions, seqBefore } = await stoppedReplica();
+    const good = encodeCbor({ ops: [], end: true });
+    const rounds: [number, Buffer][][] = [
+      [[seqBefore + 1, encodeCbor({ ops: [] })], [seqBefore + 3, good]], // a gap
+      [[seqBefore + 1, Buffer.from([0xff, 0xff, 0xff])]], // no CBOR
+      [[seqBefore + 1, Buffer.alloc(0)]],
+      [[seqBefore + 1, good]],
+    ];
+    const answers: unknown[] = [];
+    const address = await framePerSession(key, rounds.map((records) => ({ t: 'records', records, tails: [] })), (answer) => answers.push(answer));
+    const replica = await startReplica(replicaDir, { ...replicaOptions, primary: address });
+    try {
+      await until(() => answers.length === 4, 20_000, 'four sessions');
+      expect(answers.slice(0, 3)).not.toContain('ack');
+      expect(answers[3]).toBe('ack');
+      expect((await replica.status()).seq).toBe(seqBefore + 1);
+      expect(await replica.store.fetch('INBOX', 1)).toEqual(msg(1));
+    } finally {
+      await replica.close();
+    }
+  }, 40_000);
+});
+
+describe('a primary whose resync snapshot does not end', () => {
+  it('snapshot bytes past the size it offered are INVALID at once: the replica writes no more than the offer, and keeps its state', async () => {
+    const { key, replicaDir, replicaOptions } = await stoppedReplica();
+    let frames = 0;
+    let ended = false;
+    const address = await peer(key, async (connection) => {
+      const hello = await connection.expect('hello', 5000);
+      await connection.send({ t: 'welcome', identity: Buffer.alloc(0), epoch: hello.epoch, storeId: hello.storeId });
+      await connection.send({ t: 'resync', seq: 1000, bytes: 10, name: 'snapshot-1000' });
+      const chunk = Buffer.alloc(64 * 1024, 1);
+      for (; frames < 2000 && !connection.closed; frames++) await connection.send({ t: 'snapshot', offset: frames * chunk.length, bytes: chunk });
+      ended = true;
+    });
+    const replica = await startReplica(replicaDir, { ...replicaOptions, primary: address });
+    try {
+      await until(async () => /past the 10 bytes it offered/.test((await replica.status()).lastError ?? ''), 15_000, 'the refusal');
+      expect(ended && frames === 2000).toBe(false);
+      expect(await replica.store.fetch('INBOX', 1)).toEqual(msg(1));
+    } finally {
+      await replica.close();
+    }
+  }, 30_000);
+});
+
+describe('a primary sending pack bytes for no pack', () => {
+  it('a pack "number" that is none, or an offset below 0, is INVALID; no file of another name appears in packs/', async () => {
+    const { key, replicaDir, replicaOptions } = await stoppedReplica();
+    const packsBefore = readdirSync(join(replicaDir, 'packs')).sort();
+    const frames = [{ pack: '../../x', offset: 0 }, { pack: 1.5, offset: 0 }, { pack: -3, offset: 0 }, { pack: 1, offset: -1 }];
+    const sent: unknown[] = [];
+    const address = await framePerSession(key, frames.map((frame) => ({ t: 'pack', ...frame, bytes: Buffer.from('junk') })), (answer) => sent.push(answer));
+    const replica = await startReplica(replicaDir, { ...replicaOptions, primary: address });
+    try {
+      await until(async () => sent.length === 4 && /not a pack number/.test((await replica.status()).lastError ?? ''), 20_000, 'four refusals');
+      expect(readdirSync(join(replicaDir, 'packs')).sort()).toEqual(packsBefore);
+      expect(await replica.store.fetch('INBOX', 1)).toEqual(msg(1));
+    } finally {
+      await replica.close();
+    }
+  }, 40_000);
 });

@@ -83,6 +83,23 @@ describe('the store format version', () => {
     expect(readFileSync(join(dir, 'STORE'))).toEqual(identity);
   });
 
+  it('a STORE whose store id is not a UUID (hand-edited, or another program\'s) is refused UNMOUNTED before anything is written, not a store whose every journal segment then reads as damaged', async () => {
+    const dir = await versionOneStore('store-id-absurd');
+    const good = identityOf(dir);
+    for (const storeId of ['zz', '../..', '', 'x'.repeat(100000)]) {
+      writeIdentity(dir, { ...good, version: 2, storeId });
+      for (const area of ['packs', 'journal']) writeFileSync(join(dir, area, 'STORE-ID'), `${storeId}\n`); // consistent, as one hand would make it
+      const files = readdirSync(dir).sort();
+      await expect(Store.open(dir)).rejects.toMatchObject({ code: 'UNMOUNTED', message: expect.stringMatching(/not a UUID/) });
+      expect(readdirSync(dir).sort()).toEqual(files);
+    }
+    writeIdentity(dir, { ...good, version: 2 });
+    for (const area of ['packs', 'journal']) writeFileSync(join(dir, area, 'STORE-ID'), `${good.storeId}\n`);
+    const store = await Store.open(dir);
+    expect(await bodies(store)).toEqual(expected);
+    await store.close();
+  });
+
   it('a crash at any point of the upgrade leaves a store that opens with its mail, STORE of version 1 or 2', async () => {
     const dir = await versionOneStore('store-version-crash');
     const ffs = new FaultFileSystem({ seed: 32 });
