@@ -66,6 +66,7 @@ describe('backup commands', () => {
 
   it('a key file or repository credentials other users may read are refused (ACCESS, exit 2) before anything is read or written', { timeout: 60_000 }, async () => {
     const { dir, store } = await storeWithOneMessage('mailstore-backup-key-mode-');
+    chmodSync(dir, 0o755); // where others may look, as /etc is
     const key = join(dir, 'k');
     writeFileSync(key, randomBytes(32), { mode: 0o600 });
     await ok(['--store', store, 'backup', '--repo', join(dir, 'repo'), '--key-file', key]);
@@ -86,6 +87,15 @@ describe('backup commands', () => {
     const s3 = await run(['backups', '--repo', 's3:http://127.0.0.1:9/bucket/prefix', '--repo-credentials', credentials]);
     expect(s3.code).toBe(2);
     expect(s3.stderr).toMatch(/ACCESS: the repository credentials .* may be read by others \(mode 644\)/);
+    // a key made with the usual umask in a directory only its owner may enter is out of others'
+    // reach (mktemp -d; head -c 32 /dev/urandom > KEY): taken
+    const own = join(dir, 'own');
+    mkdirSync(own, { mode: 0o700 });
+    const ownKey = join(own, 'k');
+    writeFileSync(ownKey, randomBytes(32), { mode: 0o644 });
+    await ok(['--store', store, 'backup', '--repo', join(dir, 'own-repo'), '--key-file', ownKey]);
+    chmodSync(own, 0o750); // group members may enter: refused again
+    expect((await run(['restore', '--repo', join(dir, 'own-repo'), '--key-file', ownKey, '--to', join(dir, 'r-own')])).stderr).toMatch(/ACCESS: the key file .* may be read by others/);
     // nothing was lost: the key made private again, the one snapshot restores the message
     chmodSync(key, 0o600);
     await ok(['restore', '--repo', join(dir, 'repo'), '--key-file', key, '--to', join(dir, 'r')]);

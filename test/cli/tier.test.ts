@@ -1,7 +1,7 @@
 // `mailstore tier set|status` and `init --local-bytes-max` as a script sees them: the policy is
 // kept in the store, 'default' clears a field, nonsense is INVALID (exit 5) and changes nothing.
 // No object store answers here: set and status only read and write the store's settings.
-import { existsSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
@@ -44,6 +44,7 @@ describe('mailstore tier set / status', () => {
 
   it('refuses object-store credentials other users may read (ACCESS, exit 2) before any connection, and creates nothing', async () => {
     const dir = tempDir();
+    chmodSync(dir, 0o755); // where others may look, as /etc is
     const credentials = join(dir, 'credentials');
     writeFileSync(credentials, 'access:secret\n', { mode: 0o644 });
     const store = join(dir, 'store');
