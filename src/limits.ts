@@ -943,7 +943,8 @@ export const backupLimits = {
   configFileBytesMax: 64 * 1024,
   /**
    * Data files are closed at about packBytesTarget (one batch or one blob more); one larger than
-   * this is damage (check --read-data reads each whole).
+   * this, and than the records its index lists reach (one message may be up to 2 GiB), is damage
+   * (check --read-data reads each whole).
    */
   dataFileBytesMax: 1024 * 1024 * 1024,
   /** A lock is rewritten this often while its holder runs... */

@@ -6,7 +6,7 @@
 import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import { formatMailboxName } from '../store/validate.js';
 import { blobIdOf } from './crypto.js';
-import { checkDataHeader, contentName, decodeRecord, recordBytes } from './format.js';
+import { DATA_HEADER_BYTES, RECORD_STORED_BYTES_MAX, checkDataHeader, contentName, decodeRecord, recordBytes } from './format.js';
 import { scanUnnamed } from './scan.js';
 import { readRepositoryFile } from './repository-read.js';
 import { backupLimits } from '../limits.js';
@@ -210,6 +210,17 @@ async function checkDataFiles(repo: Repository, extents: Map<string, number>, sc
   return present;
 }
 
+/**
+ * The most bytes a data file is read to: dataFileBytesMax, or as far as its index lists records
+ * (up to what one can hold: closed past packBytesTarget after a batch whose last blob is the
+ * largest message a store takes, 2 GiB). A store opened with a larger messageBytesMax backs up one
+ * incompressible message past dataFileBytesMax, and its healthy data file was called damaged.
+ */
+function dataFileBytesMax(extent = 0): number {
+  const holdsMax = DATA_HEADER_BYTES + backupLimits.packBytesTarget + backupLimits.compressBatchBytes + recordBytes(RECORD_STORED_BYTES_MAX);
+  return Math.max(backupLimits.dataFileBytesMax, Math.min(extent, holdsMax));
+}
+
 /** Reads every listed data file whole: its content hash, its header, every record it should hold. */
 async function readAllData(repo: Repository, index: Map<string, BlobEntry[]>, extents: Map<string, number>, scanned: Scanned, users: Users, add: Add, options: BackupCheckOptions, present: Set<string>): Promise<number> {
   const byFile = new Map<string, [string, BlobEntry][]>(scanned.byFile); // the scanned files' needed records are verified too
@@ -223,7 +234,7 @@ async function readAllData(repo: Repository, index: Map<string, BlobEntry[]>, ex
     const path = repo.path('data', file);
     let content: Buffer;
     try {
-      content = await readRepositoryFile(repo.fs, path, backupLimits.dataFileBytesMax);
+      content = await readRepositoryFile(repo.fs, path, dataFileBytesMax(extents.get(file)));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         if (present.has(file)) add('missing-data', path, 'an index file lists this data file, which went missing while the check ran');

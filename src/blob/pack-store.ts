@@ -265,6 +265,8 @@ export class PackStore {
   private queued?: WrittenRegion;
   /** Highest pack number handed to a side pack (compaction output); new packs go above it. */
   private allocated = 0;
+  /** The side packs this process created (replication ships them as room-making: isSidePack). */
+  private readonly sidePacks = new Set<number>();
   /** Readers inside each pack (read, readStream, checkLocation, scan): a retired pack is deleted at 0. */
   private readonly pins = new Map<number, number>();
   /** Retired packs being (or already) deleted: a new reader looks its blob up again instead. */
@@ -907,6 +909,7 @@ export class PackStore {
   async createSidePack(): Promise<PackWriter> {
     const pack = (await this.highestPack()) + 1;
     this.allocated = pack;
+    this.sidePacks.add(pack);
     const path = this.path(pack);
     const partial = `${path}${PARTIAL_SUFFIX}`;
     await this.options.checkMounted(path);
@@ -934,6 +937,15 @@ export class PackStore {
     }
     if (removed.length > 0) await this.syncDir();
     return removed;
+  }
+
+  /**
+   * A compaction's output, written by this process: it makes room in the end, so a replica takes
+   * its bytes down to its free-space floor, as it is written here (one written before a restart is
+   * not known, and is held to the replica's reserve as mail is).
+   */
+  isSidePack(pack: number): boolean {
+    return this.sidePacks.has(pack);
   }
 
   /** Future pack numbers go above `pack` (a retired pack's number is never used again). */

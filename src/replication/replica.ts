@@ -250,7 +250,7 @@ class Replica {
       case 'pack': {
         // written at once (not fsynced): the round's commit syncs them before its records
         const bytes = Buffer.from(message.bytes as Uint8Array);
-        await control.admitPackBytes(bytes.length);
+        await control.admitPackBytes(bytes.length, message.room === true);
         return control.packs.writeReplicated(Number(message.pack), Number(message.offset), bytes);
       }
       case 'records': {

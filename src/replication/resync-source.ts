@@ -18,7 +18,8 @@ export async function sendPackBytes(store: Store, connection: Connection, from: 
     for (let offset = from.get(pack) ?? 0; offset < end;) {
       const bytes = await packs.readRange(pack, offset, Math.min(limits.replicationPackChunkBytes, end - offset));
       if (bytes.length === 0) break;
-      await connection.send({ t: 'pack', pack, offset, bytes });
+      // room: a compaction's new pack, which a replica below its reserve must take to make room
+      await connection.send({ t: 'pack', pack, offset, bytes, ...(packs.isSidePack(pack) ? { room: true } : {}) });
       offset += bytes.length;
     }
     packBytes += end;

@@ -88,8 +88,13 @@ export interface StoreReplication {
   /** Writes REPLICATION and applies it at once (a replica refuses client writes from then on). */
   setRole(role: ReplicationRole): Promise<void>;
   applyReplicated(batch: ReplicatedBatch): Promise<void>;
-  /** Replicated pack bytes written ahead of their round: held to the free-space reserve as a delivery's (NO_SPACE). */
-  admitPackBytes(bytes: number): Promise<void>;
+  /**
+   * Replicated pack bytes written ahead of their round: held to the free-space reserve as a
+   * delivery's (NO_SPACE), or to the floor when they are `room`: a compaction's new pack, which
+   * the primary wrote down to its floor (held to the reserve, a replica there could never take the
+   * compaction that frees its space, and stopped for good).
+   */
+  admitPackBytes(bytes: number, room?: boolean): Promise<void>;
   /** admit: before a client change is queued (may refuse); afterDurable: WriterHooks.afterDurable. */
   setGate(gate: ReplicationGate | undefined): void;
   /**
@@ -707,8 +712,8 @@ export class Store implements MailStore {
         if (this.readOnly) this.writable();
         return this.writer.submitReplicated(batch);
       },
-      admitPackBytes: async (bytes) => {
-        const need = { bytes, mail: true };
+      admitPackBytes: async (bytes, room) => {
+        const need = { bytes, mail: room !== true };
         const refusal = this.space.admit(need) ? undefined : await this.space.recheck(need);
         if (refusal) throw refusal;
       },

@@ -4,7 +4,7 @@
 // SIGKILLed at several points of the compaction's shipping.
 import { describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, statfsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { startPrimary } from '../../src/replication/primary.js';
@@ -137,4 +137,37 @@ describe('compaction on a replicated store', () => {
     }
     samePacks(p, r);
   }, 120_000);
+
+  it('is shipped to a replica below its free-space reserve: compaction makes room there too, as on the primary', async () => {
+    const key = keyFile();
+    const primaryStore = await Store.open(tmpDir('primary'), { create: true, ...PACKED, ...options });
+    await primaryStore.createMailbox('INBOX');
+    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+    const address = `127.0.0.1:${(await primary.status()).port}`;
+    const r = join(tmpDir('replica'), 'r');
+    let replica = await startReplica(r, { primary: address, keyFile: key, log: quiet, storeOptions: options });
+    const lines: string[] = [];
+    try {
+      await fillAndThin(primaryStore, 200, 3000, 0);
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 20_000, 'catch-up before compaction');
+      await replica.close();
+      // the replica's disk below its reserve (twice what is free) and above its floor (an eighth of it)
+      const free = statfsSync(r).bavail * statfsSync(r).bsize;
+      replica = await startReplica(r, { primary: address, keyFile: key, log: (l) => lines.push(l), storeOptions: { ...options, freeSpaceReserveBytes: 2 * free } });
+      const result = await primaryStore.compact();
+      expect(result.packsWritten.length).toBeGreaterThan(0);
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 20_000, 'the compaction on the replica');
+      await until(() => !existsSync(join(r, PACKS_TO_REMOVE_FILE)), 10_000, 'the replica to remove the old packs');
+      expect(lines.filter((l) => /NO_SPACE/.test(l))).toEqual([]);
+      expect(await logicalState(replica.store)).toEqual(await logicalState(primaryStore));
+      // mail is still held to the replica's reserve: it stays a prefix, saying why
+      await primaryStore.append('INBOX', msg(99_999, 3000));
+      await until(() => lines.some((l) => /NO_SPACE/.test(l) && /free-space reserve/.test(l)), 20_000, 'mail refused at the reserve');
+      expect(replica.store.changes.lastSeq).toBeLessThan(primaryStore.changes.lastSeq);
+    } finally {
+      await replica.close();
+      await primary.close();
+      await primaryStore.close();
+    }
+  }, 60_000);
 });
