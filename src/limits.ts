@@ -704,6 +704,11 @@ export const daemonLimits = {
   streamWindowItems: 512,
   /** Most byte-string bytes (message bodies) one call may carry: TOO_LARGE above, the bytes dropped as they come. */
   callBytesMax: 256 * 1024 * 1024,
+  /**
+   * Arguments one call frame may carry (the most any method or procedure takes is a handful): more is
+   * a malformed frame (INVALID, connection dropped); spread into the method, 200k of them threw RangeError.
+   */
+  callArgumentsMax: 16,
   /** Calls one connection may have in flight (not counting listings waiting for their reader's credit); past it the daemon stops reading that connection. */
   callsPerConnectionMax: 64,
   /** Body bytes one connection's calls in flight may hold in the daemon before it stops reading that connection. */

@@ -77,6 +77,9 @@ export function decodeFrame(payload: Buffer): Frame {
     throw new MailstoreError('INVALID', 'malformed frame: not a map with a known type t and an integer id');
   }
   if (f.t === 'call' && (typeof f.m !== 'string' || !Array.isArray(f.a))) throw new MailstoreError('INVALID', 'malformed call frame: needs a method name m and an argument array a');
+  if (f.t === 'call' && (f.a as unknown[]).length > daemonLimits.callArgumentsMax) {
+    throw new MailstoreError('INVALID', `malformed call frame: ${(f.a as unknown[]).length} arguments, more than any method takes (${daemonLimits.callArgumentsMax})`);
+  }
   if (f.t === 'chunk' && !Buffer.isBuffer(f.d)) throw new MailstoreError('INVALID', 'malformed chunk frame: d is not a byte string');
   if (f.b !== undefined && !(Number.isSafeInteger(f.b) && (f.b as number) >= 0)) throw new MailstoreError('INVALID', 'malformed frame: b is not a count');
   return f as unknown as Frame;

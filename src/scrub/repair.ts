@@ -76,7 +76,8 @@ export async function repair(store: Store, before: ScrubReport, options: RepairO
     const keyFile = options.replicationKey ?? store.replication().role()?.keyFile;
     for (const source of options.sources) await findCopies(store.fs, source, wanted, found, limits.messageBytesMax, { keyFile });
     const items = [...found].map(([hex, bytes]) => ({ hash: Buffer.from(hex, 'hex'), bytes }));
-    store.maintenance().packs.skipPackNumbersTo(Math.max(0, ...blobFindings.map((f) => f.pack)));
+    // a reduce, not a spread: a failed disk region can damage more blobs than a call takes arguments
+    store.maintenance().packs.skipPackNumbersTo(blobFindings.reduce((most, f) => Math.max(most, f.pack), 0));
     for (let i = 0; i < items.length; i += limits.repairRelocateBlobs) blobsRestored += await store.maintenance().relocateBlobs(items.slice(i, i + limits.repairRelocateBlobs));
   }
   // After the restore: only what no copy healed is dropped; quarantined above, so no bytes are lost.

@@ -113,7 +113,8 @@ export async function undumpMailboxes(store: Store, given: DumpedMailbox[]): Pro
     names.add(name);
     ids.add(entry.id);
   }
-  const highest = Math.max(-1, ...entries.map((entry) => entry.highestModseq ?? -1));
+  // a reduce, not a spread: a big server's list has more entries than a call takes arguments (~120k)
+  const highest = entries.reduce((most, entry) => Math.max(most, entry.highestModseq ?? -1), -1);
   if (highest >= 0) await raiseModseqsAbove((prepare) => store.administration().mutate({ prepare }), store.administration().index, highest);
   let created = 0;
   for (let at = 0; at < entries.length; at += UNDUMP_MAILBOXES_PER_RECORD) {

@@ -167,12 +167,13 @@ function quotaRoot(view: Pick<IndexView, 'getNow'>, name: readonly string[]): { 
  */
 async function usageBelow(db: AdminIndexReader, view: IndexView | undefined, root: readonly string[]): Promise<{ messages: number; bytes: number }> {
   const read = <T>(key: Buffer): T | undefined => (view ? view.getNow<T>(key) : db.getNow<T>(key));
-  const nested = (await quotasStartingWith(db, formatMailboxName(root) + SEPARATOR))
+  const nested = new Set((await quotasStartingWith(db, formatMailboxName(root) + SEPARATOR))
     .map(({ root: name }) => parseMailboxName(name))
-    .filter((name) => read(quotaKey(name)) !== undefined); // removed in this batch: counts against `root` again
+    .filter((name) => read(quotaKey(name)) !== undefined) // removed in this batch: counts against `root` again
+    .map(formatMailboxName));
   let messages = 0, bytes = 0;
   const count = (name: Buffer, id: Uint8Array) => {
-    if (nested.length > 0 && nested.some((inner) => isAtOrBelow(decodeNameKey(name), inner))) return;
+    if (nested.size > 0 && belowNested(decodeNameKey(name), root.length, nested)) return;
     const box = read<MailboxInfo>(keys.info(Buffer.from(id)));
     if (!box || box.deleting) return;
     messages += box.messages;
@@ -192,6 +193,16 @@ async function usageBelow(db: AdminIndexReader, view: IndexView | undefined, roo
   return { messages, bytes };
 }
 
+
+/**
+ * Whether a name below a root (`rootDepth` components) is at or below one of the `nested` roots
+ * (formatted names): its own ancestors looked up, not every nested root tried against it (a
+ * delivery under a root over 8000 users with their own roots took 47 s: mailboxes x roots).
+ */
+function belowNested(name: readonly string[], rootDepth: number, nested: ReadonlySet<string>): boolean {
+  for (let depth = rootDepth + 1; depth <= name.length; depth++) if (nested.has(formatMailboxName(name.slice(0, depth)))) return true;
+  return false;
+}
 
 /**
  * Refuses (OVER_QUOTA) a rename of the tree `source` (`moved`: each mailbox's old name, new name and

@@ -43,6 +43,8 @@ describe('bad frames', () => {
     ['a chunk for a call that expects none', encodeFrame({ t: 'chunk', id: 7, d: Buffer.from('x') })],
     ['a frame type only the daemon sends', encodeFrame({ t: 'res', id: 1, v: 1 })],
     ['a call announcing byte strings it does not hold', encodeFrame({ t: 'call', id: 1, m: 'append', a: [INBOX], b: 2 })],
+    // spread into the method's arguments, 200k of them threw RangeError: INTERNAL, as if the daemon had a bug
+    ['a call with 200k arguments', encodeFrame({ t: 'call', id: 1, m: 'status', a: Array.from({ length: 200_000 }, () => INBOX) })],
   ];
   for (const [name, bytes] of cases) {
     it(`${name}: INVALID, that connection dropped, the daemon unaffected`, async () => {

@@ -204,8 +204,9 @@ function printJson1(value: unknown): Promise<void> {
 
 async function printTable(findings: Finding[]): Promise<void> {
   const rows = findings.map((f) => ({ kind: f.kind, ...describeFinding(f), damage: isDamage(f) }));
-  const kindWidth = Math.max(4, ...rows.map((r) => r.kind.length));
-  const whereWidth = Math.max(5, ...rows.map((r) => r.where.length));
+  // reduces, not spreads: damage can make more findings than a call takes arguments (~120k)
+  const kindWidth = rows.reduce((most, r) => Math.max(most, r.kind.length), 4);
+  const whereWidth = rows.reduce((most, r) => Math.max(most, r.where.length), 5);
   await printLine(`${'KIND'.padEnd(kindWidth)}  ${'WHERE'.padEnd(whereWidth)}  WHAT`);
   for (const r of rows) await printLine(`${r.kind.padEnd(kindWidth)}  ${r.where.padEnd(whereWidth)}  ${r.damage ? '' : '(info) '}${r.what}`);
 }
