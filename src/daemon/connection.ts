@@ -121,7 +121,16 @@ export class DaemonConnection {
       bodyBudget.give(held);
       return this.malformed(new MailstoreError('INVALID', `call id ${frame.id} is already in use`));
     }
-    if (!frame.b) return this.dispatch(frame.id, frame.m, frame.a, held);
+    if (!frame.b) {
+      // A listing or stream may wait for its reader's credit, which comes over this socket: were
+      // it to keep its frame's reservation, parked ones could fill the budget and stop the reading
+      // that brings their credit (their arguments are small: names, uid sets)
+      if (held > 0 && streams(frame.m, frame.a)) {
+        bodyBudget.give(held);
+        held = 0;
+      }
+      return this.dispatch(frame.id, frame.m, frame.a, held);
+    }
     // One body at a time (the client sends a call's chunks before its next call): each body is
     // allocated whole at its first chunk, and calls begun and left half-sent held their bodies
     // uncounted, so one connection could make the daemon allocate callBytesMax per call frame.
@@ -420,4 +429,9 @@ function declaredBytes(args: unknown[]): number {
   };
   walk(args);
   return total;
+}
+
+/** The calls whose answers wait for the reader (listings, streams): run() sends them so. */
+function streams(method: string, args: unknown[]): boolean {
+  return LISTING_METHODS.has(method) || STREAM_METHODS.has(method) || (method === 'procedure' && LISTING_PROCEDURES.has(String(args[0])));
 }

@@ -118,7 +118,7 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
  */
 export function refuseOthersMayWrite(stat: FileStat, dir: string, what = 'the store\'s directories'): void {
   if ((stat.mode & 0o022) === 0) return;
-  throw new MailstoreError('ACCESS', `${dir} may be written by group or others (mode ${(stat.mode & 0o7777).toString(8)}): any of them could rename or replace ${what}; chmod go-w ${dir} and run it again`, { path: dir });
+  throw new MailstoreError('ACCESS', `${dir} may be written by group or others (mode ${(stat.mode & 0o7777).toString(8)}): any of them could rename or replace ${what}; chmod go-w ${dir} and run it again (on a mount whose modes are fixed, CIFS or vfat with dir_mode=0777, remount it with a narrower dir_mode)`, { path: dir });
 }
 
 /** Reads STORE and the markers; throws UNMOUNTED (never creates anything) when they are wrong. */

@@ -145,6 +145,22 @@ describe('the daemon over its body budget', () => {
     expect((await client.append('user/alice/INBOX', message(1, 300 * 1024))).uid).toBe(1);
   });
 
+  it('a listing parked for its reader\'s credit holds no frame reservation: parked ones cannot fill the budget and stop the reading that brings their credit', async () => {
+    const running: Running = await startDaemon();
+    cleanup.push(() => running.server.stop('test'));
+    for (let i = 1; i <= daemonLimits.streamWindowItems + 20; i++) await running.store.append('user/alice/INBOX', message(i));
+    const raw = await rawConnect(running.socket);
+    cleanup.push(async () => { raw.destroy(); });
+    const items: Buffer[] = [];
+    raw.on('data', (d: Buffer) => items.push(d));
+    // a call frame past inlineBytesMax (an argument the method does not read pads it): reserved when its length arrives
+    raw.write(encodeFrame({ t: 'call', id: 1, m: 'messages', a: ['user/alice/INBOX', {}, Buffer.alloc(200 * 1024, 1)] }));
+    for (let i = 0; i < 400 && items.reduce((n, b) => n + b.length, 0) < 1000; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    await new Promise((resolve) => setTimeout(resolve, 200)); // a window's worth sent; the rest waits for credit that never comes
+    expect(new FrameReader().push(Buffer.concat(items)).map(decodeFrame).filter((f) => f.t === 'item').length).toBe(daemonLimits.streamWindowItems + 1);
+    expect(bodyBudget.heldBytes).toBe(0);
+  });
+
   it('a client that stops half-way through a body (a frozen process) is dropped once it sent nothing for frameCompleteMs: its body\'s budget goes back and mail flows again', async () => {
     const running: Running = await startDaemon();
     cleanup.push(() => running.server.stop('test'));
