@@ -53,12 +53,12 @@ export class FrameSocket {
   private broken = false;
   closed = false;
 
-  /** frameCompleteMs: a frame begun must be complete within this long (0: no bound). */
   /** The frame being read, reserved in the budget: handed to the handler with it. */
   private frameHeld = 0;
   /** Not reading until the budget has room for the frame being read. */
   private budgetWait = false;
 
+  /** frameCompleteMs: a frame begun must be complete within this long (0: no bound); budget: the daemon's (FrameBudget). */
   constructor(readonly socket: Socket, private readonly handlers: TransportHandlers, private readonly frameCompleteMs = 0, private readonly budget?: FrameBudget) {
     socket.on('data', (data: Buffer) => this.receive(data));
     socket.on('drain', () => this.wake());
