@@ -211,10 +211,11 @@ async function checkDataFiles(repo: Repository, extents: Map<string, number>, sc
 }
 
 /**
- * The most bytes a data file is read to: dataFileBytesMax, or as far as its index lists records
- * (up to what one can hold: closed past packBytesTarget after a batch whose last blob is the
- * largest message a store takes, 2 GiB). A store opened with a larger messageBytesMax backs up one
- * incompressible message past dataFileBytesMax, and its healthy data file was called damaged.
+ * The most bytes a data file is read to: dataFileBytesMax, or as far as its index lists records,
+ * or a scan found them (up to what one can hold: closed past packBytesTarget after a batch whose
+ * last blob is the largest message a store takes, 2 GiB). A store opened with a larger
+ * messageBytesMax backs up one incompressible message past dataFileBytesMax, and its healthy data
+ * file was called damaged.
  */
 function dataFileBytesMax(extent = 0): number {
   const holdsMax = DATA_HEADER_BYTES + backupLimits.packBytesTarget + backupLimits.compressBatchBytes + recordBytes(RECORD_STORED_BYTES_MAX);
@@ -234,7 +235,9 @@ async function readAllData(repo: Repository, index: Map<string, BlobEntry[]>, ex
     const path = repo.path('data', file);
     let content: Buffer;
     try {
-      content = await readRepositoryFile(repo.fs, path, dataFileBytesMax(extents.get(file)));
+      // a file no index lists that far (lost): as far as the records its scan found reach
+      const reach = extents.get(file) ?? (scanned.byFile.get(file) ?? []).reduce((most, [, place]) => Math.max(most, place.offset + recordBytes(place.length)), 0);
+      content = await readRepositoryFile(repo.fs, path, dataFileBytesMax(reach));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         if (present.has(file)) add('missing-data', path, 'an index file lists this data file, which went missing while the check ran');

@@ -11,6 +11,8 @@ const U32_MAX = 0xffff_ffff;
 const ID_BYTES = 16;
 
 const isU32 = (n: unknown): n is number => Number.isInteger(n) && (n as number) >= 0 && (n as number) <= U32_MAX;
+/** uidNext: one past the last uid given out, so 2^32 once uid 2^32 - 1 was (a full mailbox, which backs up and restores). */
+const isUidNext = (n: unknown): n is number => Number.isInteger(n) && (n as number) >= 0 && (n as number) <= U32_MAX + 1;
 const isCount = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
 const isBytes = (b: unknown, length: number): b is Uint8Array => b instanceof Uint8Array && b.length === length;
 const isStrings = (list: unknown): list is string[] => Array.isArray(list) && list.every((s) => typeof s === 'string');
@@ -24,7 +26,7 @@ export function checkSnapshotState(ops: Op[], path: string): void {
     if (op.op === 'state.mailbox') {
       const info = op.info as Partial<typeof op.info> | null;
       if (typeof info !== 'object' || info === null || !isBytes(info.id, ID_BYTES)) throw bad(i, 'a mailbox without an id');
-      if (!isStrings(info.name) || info.name.length === 0 || !isU32(info.uidValidity) || !isU32(info.uidNext)) throw bad(i, 'a mailbox without a name, uidValidity or uidNext');
+      if (!isStrings(info.name) || info.name.length === 0 || !isU32(info.uidValidity) || !isUidNext(info.uidNext)) throw bad(i, 'a mailbox without a name, uidValidity or uidNext');
     } else if (op.op === 'state.messages') {
       if (!isBytes(op.id, ID_BYTES) || !Array.isArray(op.messages)) throw bad(i, 'messages without a mailbox id');
       const box = Buffer.from(op.id).toString('hex');

@@ -1,7 +1,7 @@
 // The daemon's socket file and log file: the few file operations the daemon needs beyond the
 // FileSystem interface (mode and group of a socket, an append-only log that SIGHUP reopens).
 import { appendFileSync, createWriteStream, promises as fsp, statSync, type WriteStream } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve, sep } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import { daemonLimits } from '../limits.js';
 
@@ -33,13 +33,18 @@ export async function removeSocketFile(path: string): Promise<void> {
 }
 
 /**
- * Creates the socket's directory (and parents) when missing. One it creates is 0755 whatever the
- * umask: under an admin shell's 077 it came out 0700, and the group the socket is for could not
- * reach it.
+ * Creates the socket's directory (and parents) when missing. Each one it creates is 0755 whatever
+ * the umask: under an admin shell's 077 they came out 0700, and the group the socket is for could
+ * not reach it (the parents too: chmod of the last one alone left them 0700).
  */
 export async function ensureSocketDirectory(path: string): Promise<void> {
   const created = await fsp.mkdir(path, { recursive: true, mode: 0o755 }).catch((error) => { throw fromSystemError(error, 'creating the socket directory', path); });
-  if (created !== undefined) await fsp.chmod(path, 0o755).catch((error) => { throw fromSystemError(error, 'setting the mode of the socket directory', path); });
+  if (created === undefined) return;
+  // mkdir names the first one as it spelled it ('/a//b/'): compared resolved, never a directory above it
+  const first = resolve(created);
+  for (let dir = resolve(path); dir === first || dir.startsWith(first + sep); dir = dirname(dir)) {
+    await fsp.chmod(dir, 0o755).catch((error) => { throw fromSystemError(error, 'setting the mode of the socket directory', dir); });
+  }
 }
 
 /**

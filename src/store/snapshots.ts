@@ -387,14 +387,23 @@ export async function readJournalArchive(fs: FileSystem, root: string): Promise<
 /** Sets (an absolute path to an existing directory outside the store) or clears (undefined) the journal archive. */
 export async function writeJournalArchive(fs: FileSystem, root: string, dir: string | undefined): Promise<void> {
   if (dir !== undefined) {
-    if (!dir.startsWith('/')) throw new MailstoreError('INVALID', `the journal archive must be an absolute path, got ${dir}`);
-    const stat = await fs.statIfExists(dir);
-    if (!stat?.isDirectory) throw new MailstoreError('NOT_FOUND', `the journal archive ${dir} is not an existing directory`, { path: dir });
-    // whoever else may write it could remove the archived history, or take a segment's name first (EXISTS: nothing retires)
-    refuseOthersMayWrite(stat, dir, 'the archived segments');
+    await checkJournalArchive(fs, dir);
     if (await insideStore(fs, root, dir)) throw new MailstoreError('INVALID', `the journal archive ${dir} is inside the store ${root}: give it a directory outside (journal/ would keep or lose the segments, index/ and the rest are replaced by rebuilds)`, { path: dir });
   }
   await writeSetting(fs, root, JOURNAL_ARCHIVE_FILE, dir, 'the journal archive setting');
+}
+
+/**
+ * What a journal archive must be, whatever the store: an absolute path to an existing directory
+ * only its owner may write. init asks before it makes the store: refused after, it left a store
+ * without the setting (or its --object-store), and the same init again failed EXISTS.
+ */
+export async function checkJournalArchive(fs: FileSystem, dir: string): Promise<void> {
+  if (!dir.startsWith('/')) throw new MailstoreError('INVALID', `the journal archive must be an absolute path, got ${dir}`);
+  const stat = await fs.statIfExists(dir);
+  if (!stat?.isDirectory) throw new MailstoreError('NOT_FOUND', `the journal archive ${dir} is not an existing directory`, { path: dir });
+  // whoever else may write it could remove the archived history, or take a segment's name first (EXISTS: nothing retires)
+  refuseOthersMayWrite(stat, dir, 'the archived segments');
 }
 
 /**

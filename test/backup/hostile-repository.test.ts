@@ -13,7 +13,9 @@ import { restoreToNewStore } from '../../src/backup/restore.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { dump, expectCode, fill, openRepo, source } from './helpers.js';
+import { keys } from '../../src/keys/index-keys.js';
+import type { MailboxInfo } from '../../src/store/records.js';
+import { dump, expectCode, expectRestoresExactly, fill, openRepo, source } from './helpers.js';
 
 async function backedUp(dir: string): Promise<{ repo: Repository; before: unknown }> {
   const store = await Store.init(join(dir, 's'));
@@ -149,5 +151,26 @@ describe('a snapshot whose state is not of the shape mailstore writes', () => {
       expect(report.findings.filter((f) => f.damage).map((f) => f.kind)).toContain('damaged-snapshot');
     }
     await repo.close();
+  });
+});
+
+describe('a snapshot of a mailbox that has given out its last uid', () => {
+  it('uid 2^32 - 1 given out (uidNext 2^32, as XFER, undump or 4G appends leave it) is a healthy snapshot: check finds no damage, restore puts it back', async () => {
+    const dir = tmpDir('bkh');
+    const store = await Store.init(join(dir, 's'));
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 2);
+    const id = Buffer.from((await store.mailbox('INBOX')).id.replace(/-/g, ''), 'hex');
+    await store.replication().commitOps(async ({ view }) => {
+      const box = (await view.get<MailboxInfo>(keys.info(id)))!;
+      return { ops: [{ op: 'state.mailbox', info: { ...box, uidNext: 0xffffffff } }], result: undefined };
+    });
+    await fill(store, 'INBOX', 1, 3);
+    expect(await store.status('INBOX')).toMatchObject({ messages: 3, uidNext: 2 ** 32 });
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    const report = await checkRepository(repo, { readData: true });
+    expect(report.findings.filter((f) => f.damage)).toEqual([]);
+    await expectRestoresExactly(store, repo, join(dir, 'r'));
   });
 });

@@ -1,7 +1,7 @@
 // `mailstore snapshot` as a script sees it: --json prints seq, bytes, records, duration and what it
 // retired; the consumer and stats figures follow; a rebuild after `rm -rf index` gives the same
 // state and scrub is clean (acceptance compact.sh's last part); the journal archive setting.
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { json, ok, requireBuilt, run, tempDir } from './helpers.js';
@@ -51,4 +51,21 @@ describe('mailstore snapshot', () => {
     expect(readdirSync(archive)).toEqual([]);
     expect((await run(['snapshot', '--journal-archive', join(dir, 'missing')], { store })).code).toBe(4);
   }, 120_000);
+
+  it('init with a journal archive it refuses (group or others may write it, or missing) makes no store: the same init runs again once the directory is fixed', async () => {
+    const dir = tempDir();
+    const store = join(dir, 'store');
+    const archive = join(dir, 'archive');
+    mkdirSync(archive);
+    chmodSync(archive, 0o777);
+    const refused = await run(['init', '--journal-archive', archive], { store });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/ACCESS/);
+    expect(existsSync(join(store, 'STORE'))).toBe(false);
+    expect((await run(['init', '--journal-archive', join(dir, 'missing')], { store })).code).toBe(4);
+    expect(existsSync(join(store, 'STORE'))).toBe(false);
+    chmodSync(archive, 0o755);
+    await ok(['init', '--journal-archive', archive], { store });
+    expect((await json(['snapshot'], { store })).journalArchive).toBe(archive);
+  }, 60_000);
 });

@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { nodeFileSystem } from '../../fs/node-fs.js';
 import { Store } from '../../store/store.js';
 import { checkTierSettings, writeTierSettings, type TierSettings } from '../../store/tier.js';
+import { checkJournalArchive } from '../../store/snapshots.js';
 import { parseSize } from '../../store/tier-policy.js';
 import { MailstoreError } from '../../errors.js';
 import { absolutePath, printJson, printLine, refuseRootInOthersStore, storeDir, wantsJson } from '../context.js';
@@ -31,9 +32,11 @@ export function register(program: Command): void {
         if (options.localBytesMax !== undefined) tier.policy = { localBytesMax: options.localBytesMax };
         await checkTierSettings(nodeFileSystem, tier);
       }
+      const archive = options.journalArchive === undefined ? undefined : absolutePath(options.journalArchive);
+      if (archive !== undefined) await checkJournalArchive(nodeFileSystem, archive); // before the store exists: refused after, init left a store without it
       const store = await Store.init(dir, { autoSnapshot: false });
       try {
-        if (options.journalArchive !== undefined) await store.setJournalArchive(absolutePath(options.journalArchive));
+        if (archive !== undefined) await store.setJournalArchive(archive);
         if (options.inlineBytesMax !== undefined) await store.setInlineBodies(options.inlineBytesMax === 'default' ? undefined : options.inlineBytesMax);
       } catch (error) {
         await store.close();
