@@ -318,6 +318,11 @@ export const limits = {
   indexProbeKeys: 10_000,
   /** Expunges of a mailbox being deleted are journalled in chunks of this many UIDs. */
   deleteChunkMessages: 10_000,
+  /**
+   * ...and a record of a delete looks at, or ends, at most this many mailboxes (a user of 50k
+   * empty folders: 50 records, each holding the writer for a few milliseconds).
+   */
+  deleteChunkMailboxes: 1000,
   /** Retention (expunge --before) journals its expunges in records of at most this many UIDs. */
   retentionChunkMessages: 10_000,
   /**

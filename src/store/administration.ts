@@ -13,6 +13,6 @@ export interface StoreAdministration {
   readonly index: AdminIndexReader;
   /** Hands a mutation to the group-commit Writer: one journal record, all or nothing. */
   mutate<T>(mutation: Mutation<T>): Promise<T>;
-  /** Expunges and removes a mailbox whose deleteBegin is committed, in chunks (as deleteMailbox does). */
-  finishMailboxDelete(id: Buffer): Promise<void>;
+  /** Expunges and removes mailboxes whose deleteBegin is committed, in chunks of many mailboxes (delete-chunks.ts). */
+  finishMailboxDeletes(ids: readonly Buffer[]): Promise<void>;
 }

@@ -22,13 +22,14 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { hashBytes, hashHex, hashReady } from '../hash/blake3.js';
 import { IndexDb } from '../index/index-db.js';
-import { keys, decodeChangeKey, decodeMessageKey, decodeNameKey, decodeRightsKey } from '../keys/index-keys.js';
+import { keys, decodeNameKey, decodeRightsKey } from '../keys/index-keys.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { INLINE_PACK, type BlobLocation, type PackBatch, type PackStore } from '../blob/pack-store.js';
 import type { Journal, JournalRecord } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { SEEN, meta, modseqAt, uidValidityAfter } from './apply.js';
 import type { StoreAdministration } from './administration.js';
+import { finishMailboxDeletes, type DeleteHost } from './delete-chunks.js';
 import { ChangeFeed } from './changes.js';
 import { LAYOUT, initStore, type StoreIdentity } from './identity.js';
 import type { TierFlushResult, TierHost, TierStatus } from './tier.js';
@@ -821,7 +822,7 @@ export class Store implements MailStore {
     return {
       get index() { return store.db; },
       mutate: (mutation) => this.submit(mutation),
-      finishMailboxDelete: (id) => this.finishDelete(id),
+      finishMailboxDeletes: (ids) => this.finishDeletes(ids),
     };
   }
 
@@ -905,42 +906,23 @@ export class Store implements MailStore {
         return { ops: [{ op: 'mailbox.deleteBegin', id: box.id } as Op], result: { id: box.id, messages: box.messages } };
       },
     });
-    await this.finishDelete(id);
+    await this.finishDeletes([id]);
     return { messages };
   }
 
   /**
-   * Runs a delete's chunks after its intent record committed. close() waits for it: the caller
+   * Runs the chunks of deletes whose intent record committed. close() waits for it: the caller
    * was not answered yet, and a close between two chunks failed it CLOSED although the delete was
    * done (the mailbox gone, open finishing the rest).
    */
-  private finishDelete(id: Buffer): Promise<void> {
-    const running = this.finishDeleteChunks(id);
+  private finishDeletes(ids: readonly Buffer[]): Promise<void> {
+    const store = this;
+    const host: DeleteHost = { get index() { return store.db; }, submit: (mutation) => this.submit(mutation, true) };
+    const running = finishMailboxDeletes(host, ids);
     this.deletes.add(running);
     const forget = () => this.deletes.delete(running);
     running.then(forget, forget);
     return running;
-  }
-
-  private async finishDeleteChunks(id: Buffer): Promise<void> {
-    for (;;) {
-      const finished = await this.submit({
-        exclusive: true,
-        prepare: async () => {
-          const uids: number[] = [];
-          for await (const [key] of this.db.entries({ prefix: keys.messagePrefix(id), limit: limits.deleteChunkMessages })) uids.push(decodeMessageKey(key).uid);
-          if (uids.length > 0) return { ops: [{ op: 'message.expunge', id, uids, purge: true, at: Date.now() } as Op], result: false };
-          const entries: [number, number][] = [];
-          for await (const [key] of this.db.entries({ prefix: keys.changePrefix(id), limit: limits.deleteChunkMessages })) {
-            const c = decodeChangeKey(key);
-            entries.push([c.modseq, c.uid]);
-          }
-          if (entries.length > 0) return { ops: [{ op: 'change.purge', id, entries } as Op], result: false };
-          return { ops: [{ op: 'mailbox.deleteEnd', id } as Op], result: true };
-        },
-      }, true);
-      if (finished) return;
-    }
   }
 
   private async finishInterruptedDeletes(): Promise<void> {
@@ -949,7 +931,7 @@ export class Store implements MailStore {
       const hex = key.toString('latin1').split('deleting/')[1]?.replace(/\0$/, '');
       if (hex) pending.push(Buffer.from(hex, 'hex'));
     }
-    for (const id of pending) await this.finishDelete(id);
+    await this.finishDeletes(pending);
   }
 
   async listMailboxes(options: { user?: string; pattern?: string } = {}): Promise<{ name: string; id: string; rights?: string }[]> {

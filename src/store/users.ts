@@ -128,7 +128,7 @@ export async function deleteUser(store: Store, name: string, options?: DeleteOpt
       return { ops, result: { ids: boxes.map(([, id]) => id), messages, aclEntries: entries.length } };
     },
   });
-  for (const id of begun.ids) await store.administration().finishMailboxDelete(id);
+  await store.administration().finishMailboxDeletes(begun.ids);
   return { user, mailboxes: begun.ids.length, messages: begun.messages, aclEntries: begun.aclEntries };
 }
 
@@ -151,7 +151,7 @@ export async function deleteMailboxTree(store: Store, name: string, options?: De
       return { ops, result: { ids: boxes.map(([, id]) => id), messages } };
     },
   });
-  for (const id of begun.ids) await store.administration().finishMailboxDelete(id);
+  await store.administration().finishMailboxDeletes(begun.ids);
   return { mailboxes: begun.ids.length, messages: begun.messages };
 }
 

@@ -20,10 +20,11 @@ const message = (i: number) => Buffer.from(`Subject: ${i}\r\n\r\nbody ${i} ${'y'
 const MODES: CrashMode[] = ['all-lost', 'random', 'all-kept', 'data-lost'];
 const OPTIONS = { inlineBodyBytesMax: 0 };
 
-/** bob (two mailboxes, quota root) and alice (a nested root on Archive), bodies shared between them. */
+/** bob (two mailboxes, empty folders, quota root) and alice (a nested root on Archive), bodies shared between them. */
 async function users(dir: string): Promise<void> {
   const store = await Store.open(dir, { create: true, ...OPTIONS });
   for (const name of ['user/bob/INBOX', 'user/bob/Sent', 'user/alice/INBOX', 'user/alice/Archive']) await store.createMailbox(name);
+  for (let i = 1; i <= 7; i++) await store.createMailbox(`user/bob/Folder${i}`);
   await setQuota(store, 'user/bob', { messages: 100 });
   await setQuota(store, 'user/alice', { messages: 100 });
   await setQuota(store, 'user/alice/Archive', { storage: 100_000 });
@@ -34,8 +35,10 @@ async function users(dir: string): Promise<void> {
 }
 
 it('a crash at every operation of a user delete, a user rename, moves across quota roots and a compaction: every counter adds up after the open, scrub clean', async () => {
-  const saved = limits.deleteChunkMessages;
-  (limits as { deleteChunkMessages: number }).deleteChunkMessages = 4; // bob's delete in several chunks
+  const saved = [limits.deleteChunkMessages, limits.deleteChunkMailboxes];
+  const tunable = limits as { deleteChunkMessages: number; deleteChunkMailboxes: number };
+  // bob's delete in several chunks: expunges of two mailboxes in one record, ends of several
+  [tunable.deleteChunkMessages, tunable.deleteChunkMailboxes] = [4, 3];
   const work = await fsp.mkdtemp(join(fastTmpRoot(), 'counters-crash-'));
   try {
     const dir = join(work, 'store');
@@ -74,7 +77,7 @@ it('a crash at every operation of a user delete, a user rename, moves across quo
     }
     expect(states).toBeGreaterThan(20);
   } finally {
-    (limits as { deleteChunkMessages: number }).deleteChunkMessages = saved;
+    [tunable.deleteChunkMessages, tunable.deleteChunkMailboxes] = saved;
     await fsp.rm(work, { recursive: true, force: true });
   }
 }, 120_000);
