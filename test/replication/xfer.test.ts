@@ -129,9 +129,7 @@ describe('xfer', () => {
       await setQuota(b, 'user/bob/Sent', { storage: 5000 }); // the target's own, before the XFER
       const limitsAt = async () => (await listQuotas(b)).map((q) => [q.root, q.limits]);
       await asSource(to, key, async (connection) => {
-        const { id } = BOB_INBOX;
-        await connection.send({ t: 'xfer.mailbox', mailbox: { ...BOB_INBOX, highestModseq: 0 } });
-        expect(await connection.next(5000)).toMatchObject({ t: 'xfer.mailbox' });
+        const id = await announceBobInbox(connection);
         await connection.send({ t: 'xfer.reconcile', id, live: [], uidNext: 1, quotaRoots: [['user/bob', { messages: 3 }], ['user/bob/Sent', { storage: 100_000 }]] });
         expect(await connection.next(5000)).toMatchObject({ t: 'xfer.reconcile', quotaRoots: true });
         expect(await limitsAt()).toEqual([['user/bob', { messages: 3 }], ['user/bob/Sent', { storage: 100_000 }]]);
@@ -325,9 +323,7 @@ describe('xfer', () => {
     try {
       await b.createMailbox('user/carol/INBOX', { owner: 'carol' });
       await asSource(to, key, async (connection) => {
-        const { id } = BOB_INBOX;
-        await connection.send({ t: 'xfer.mailbox', mailbox: { ...BOB_INBOX, highestModseq: 0 } });
-        expect(await connection.next(5000)).toMatchObject({ t: 'xfer.mailbox' });
+        const id = await announceBobInbox(connection);
         for (const uid of [0, 2 ** 32, 1.5]) {
           await connection.send({ t: 'xfer.messages', id, messages: [[uid, msg(uid), [], 0, {}]] });
           expect(await connection.next(5000), `uid ${uid}`).toMatchObject({ t: 'error', code: 'INVALID' });
