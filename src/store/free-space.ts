@@ -161,6 +161,11 @@ export class FreeSpace {
     void this.refresh();
   }
 
+  /** `admit`, then `recheck` when the cached figure turns it down (off the commit path: it awaits either way). */
+  async refusal(need: SpaceNeed): Promise<MailstoreError | undefined> {
+    return this.admit(need) ? undefined : this.recheck(need);
+  }
+
   /**
    * A change `admit` turned down: statfs now (space may have been freed since the last figure) and
    * decide again. Undefined: admitted; else the NO_SPACE error to refuse it with.

@@ -714,8 +714,7 @@ export class Store implements MailStore {
         return this.writer.submitReplicated(batch);
       },
       admitPackBytes: async (bytes, room) => {
-        const need = { bytes, mail: room !== true };
-        const refusal = this.space.admit(need) ? undefined : await this.space.recheck(need);
+        const refusal = await this.space.refusal({ bytes, mail: room !== true });
         if (refusal) throw refusal;
       },
       installResync: (staged) => this.installResync(staged),

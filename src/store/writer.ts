@@ -506,7 +506,7 @@ export class Writer {
         bytes: batch.packs.reduce((n, c) => n + c.bytes.length, 0) + records.reduce((n, r) => n + r.payload.length, 0),
         mail: batch.packs.length > 0 || decoded.some((p) => p.ops.some((op) => op.op === 'message.add' && op.fresh === true)),
       };
-      const refusal = space.admit(need) ? undefined : await space.recheck(need);
+      const refusal = await space.refusal(need);
       if (refusal) return pending.reject(refusal);
     }
     try {
