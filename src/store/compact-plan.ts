@@ -37,8 +37,8 @@ export interface CompactionPlan {
   tallies: PackTally[];
   /** Packs to rewrite, in order. */
   candidates: number[];
-  /** Released blobs before this time (ms) are past their grace period. */
-  cutoff: number;
+  /** Which released blobs are past their grace period. */
+  grace: Grace;
   bytesBefore: number;
   /** What packs/ would hold after (candidates' kept records in new packs). */
   bytesAfterEstimate: number;
@@ -72,9 +72,29 @@ function recordBytes(length: number): number {
   return RECORD_HEADER_BYTES + length;
 }
 
+/**
+ * Released blobs dated at or before `cutoff` (ms) are past their grace period, and so are those
+ * dated after `aheadAfter`: released while the clock was far ahead (a VM booted with a wrong RTC,
+ * then put right by NTP), their age is unknown, and waiting for that date kept their dead bytes
+ * for as long as the clock had been wrong, with no way for the background compactor to shorten
+ * it. The grace is a courtesy (the explicit command has none), so they go now.
+ */
+export interface Grace {
+  cutoff: number;
+  aheadAfter: number;
+}
+
+/** No grace: every released blob goes, whatever its date. */
+export const NO_GRACE: Grace = { cutoff: Number.MAX_SAFE_INTEGER, aheadAfter: Number.MAX_SAFE_INTEGER };
+
+/** The grace of a compaction starting at `now` that keeps released blobs `graceMs` (0: none). */
+export function graceAt(now: number, graceMs: number): Grace {
+  return graceMs > 0 ? { cutoff: now - graceMs, aheadAfter: now + graceMs } : NO_GRACE;
+}
+
 /** A released blob stays while its grace period runs; one released before `at` existed has none left. */
-export function pastGrace(blob: BlobRecord, cutoff: number): boolean {
-  return blob.r === 0 && (blob.z === undefined || blob.z <= cutoff);
+export function pastGrace(blob: BlobRecord, grace: Grace): boolean {
+  return blob.r === 0 && (blob.z === undefined || blob.z <= grace.cutoff || blob.z > grace.aheadAfter);
 }
 
 /**
@@ -184,7 +204,7 @@ interface BlobScan {
   seen: SeenEntries;
 }
 
-async function scanBlobs(db: IndexDb, packs: Set<number>, cutoff: number): Promise<BlobScan> {
+async function scanBlobs(db: IndexDb, packs: Set<number>, grace: Grace): Promise<BlobScan> {
   const scan: BlobScan = { byPack: new Map(), references: 0, digest: new HashDigest(), strays: 0, seen: new SeenEntries(limits.compactPlanEntriesMax) };
   const range = { gte: keys.space(SPACE.blob), lt: prefixEnd(keys.space(SPACE.blob)) };
   for await (const batch of db.entryBatches<BlobRecord>(range, limits.scrubIndexReadEntries)) {
@@ -195,7 +215,7 @@ async function scanBlobs(db: IndexDb, packs: Set<number>, cutoff: number): Promi
       let tally = scan.byPack.get(blob.p);
       if (!tally) scan.byPack.set(blob.p, (tally = { keptBytes: 0, liveBytes: 0, expiredBlobs: 0 }));
       if (blob.r > 0) tally.liveBytes += recordBytes(blob.l);
-      const expired = pastGrace(blob, cutoff);
+      const expired = pastGrace(blob, grace);
       if (!expired) tally.keptBytes += recordBytes(blob.l);
       else tally.expiredBlobs++;
       scan.seen.add(key.subarray(1), blob, expired);
@@ -232,14 +252,14 @@ function disagreement(blobs: BlobScan, messages: { messages: number; digest: Has
  * add up (a message whose blob compaction would think dead). The scans run beside writers; a
  * disagreement is checked again holding the Writer (`exclusive`) before it refuses.
  */
-export async function gateAndTally(db: () => IndexDb, backend: BlobBackend, health: Health, cutoff: number, exclusive: <T>(fn: () => Promise<T>) => Promise<T>): Promise<{ scan: BlobScan; packs: number[] }> {
+export async function gateAndTally(db: () => IndexDb, backend: BlobBackend, health: Health, grace: Grace, exclusive: <T>(fn: () => Promise<T>) => Promise<T>): Promise<{ scan: BlobScan; packs: number[] }> {
   if (health.degraded) {
     throw new MailstoreError('REFUSED', `the store opened degraded (${health.findings.slice(0, 2).join('; ')}); compaction rewrites packs only in a healthy store: run 'mailstore scrub' and repair first`);
   }
   const once = async () => {
     const packs = await backend.listPacks();
     // both scans at once: LevelDB reads one's next batch on its thread pool while this thread decodes the other's
-    const [scan, messages] = await Promise.all([scanBlobs(db(), new Set(packs), cutoff), scanMessages(db())]);
+    const [scan, messages] = await Promise.all([scanBlobs(db(), new Set(packs), grace), scanMessages(db())]);
     return { scan, packs, why: disagreement(scan, messages) };
   };
   let result = await once();
@@ -260,8 +280,8 @@ export async function gateAndTally(db: () => IndexDb, backend: BlobBackend, heal
  * only after it); a pack whose live records would not fit beside the candidates before it is left
  * (`noRoom`), so a nearly full disk still reclaims what fits — every wholly dead pack at least.
  */
-export async function planCompaction(backend: BlobBackend, scan: BlobScan, packs: number[], cutoff: number, deadRatio: number, includeAppendPack: boolean, roomBytes = Infinity): Promise<CompactionPlan> {
-  const plan: CompactionPlan = { tallies: [], candidates: [], cutoff, bytesBefore: 0, bytesAfterEstimate: 0, bytesReclaimable: 0, bytesToCopy: 0, blobsExpired: 0 };
+export async function planCompaction(backend: BlobBackend, scan: BlobScan, packs: number[], grace: Grace, deadRatio: number, includeAppendPack: boolean, roomBytes = Infinity): Promise<CompactionPlan> {
+  const plan: CompactionPlan = { tallies: [], candidates: [], grace, bytesBefore: 0, bytesAfterEstimate: 0, bytesReclaimable: 0, bytesToCopy: 0, blobsExpired: 0 };
   for (const pack of packs) {
     const bytes = await backend.packBytes(pack);
     const tally = scan.byPack.get(pack) ?? { keptBytes: 0, liveBytes: 0, expiredBlobs: 0 };
@@ -299,14 +319,14 @@ export interface CandidateChunk {
  * memory stays bounded however many messages the packs held). The scan reads one LevelDB
  * iterator, a point-in-time view: what commits meanwhile is caught by the conditional ops.
  */
-export async function* candidateChunks(db: IndexDb, candidates: Set<number>, cutoff: number, chunkEntries: number): AsyncGenerator<CandidateChunk> {
+export async function* candidateChunks(db: IndexDb, candidates: Set<number>, grace: Grace, chunkEntries: number): AsyncGenerator<CandidateChunk> {
   let chunk: CandidateChunk = { kept: [], expired: [] };
   const range = { gte: keys.space(SPACE.blob), lt: prefixEnd(keys.space(SPACE.blob)) };
   for await (const batch of db.entryBatches<BlobRecord>(range, limits.scrubIndexReadEntries)) {
     for (const [key, blob] of batch) {
       if (!candidates.has(blob.p)) continue;
       const planned = { hash: Buffer.from(key.subarray(1)), pack: blob.p, offset: blob.o, length: blob.l };
-      (pastGrace(blob, cutoff) ? chunk.expired : chunk.kept).push(planned);
+      (pastGrace(blob, grace) ? chunk.expired : chunk.kept).push(planned);
       if (chunk.kept.length + chunk.expired.length >= chunkEntries) {
         yield sortChunk(chunk);
         chunk = { kept: [], expired: [] };

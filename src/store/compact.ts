@@ -16,7 +16,7 @@ import { keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
 import { tierMetaName } from './tier.js';
 import { meta } from './apply.js';
-import { candidateChunks, gateAndTally, packsInUse, pastGrace, planCompaction, type CandidateChunk, type CompactionPlan, type PlannedBlob } from './compact-plan.js';
+import { candidateChunks, gateAndTally, graceAt, packsInUse, pastGrace, planCompaction, type CandidateChunk, type CompactionPlan, type Grace, type PlannedBlob } from './compact-plan.js';
 import type { BlobRecord, Op } from './records.js';
 import { encodeForgetEntries, encodeRelocateEntries, type RelocateEntry } from './blob-runs.js';
 import type { Health } from './recovery.js';
@@ -131,11 +131,9 @@ export async function compactStore(host: CompactHost, options: CompactOptions = 
       await finishRetired(host, result);
     });
   }
-  // without a grace every released blob goes, whatever its release says: one released while the
-  // clock was ahead is dated in the future, and a cutoff of now kept it (and its pack's dead bytes)
-  // until that date came, which no compaction could shorten
-  const cutoff = options.graceMs ? Date.now() - options.graceMs : Number.MAX_SAFE_INTEGER;
-  const plan = await planRound(host, options, cutoff, result);
+  // without a grace every released blob goes, whatever its release says; with one, a release dated
+  // past now + grace too (compact-plan.ts Grace)
+  const plan = await planRound(host, options, graceAt(Date.now(), options.graceMs ?? 0), result);
   result.bytesBefore = plan.bytesBefore;
   if (options.dryRun || plan.candidates.length === 0) {
     result.packsRewritten = plan.candidates;
@@ -168,11 +166,11 @@ async function rewrite(host: CompactHost, plan: CompactionPlan, result: CompactR
     const candidates = new Set(plan.candidates);
     // With the planning scan's entries (all of the candidates'), the forgets go first, on their own,
     // while the copy runs: they drop entries no message refers to, whatever the copy does.
-    if (plan.seen) forgetting = timed(result, 'forget', () => commitRun(host, chain, [], plan.seen!.expiredOf(candidates), plan.cutoff, result));
+    if (plan.seen) forgetting = timed(result, 'forget', () => commitRun(host, chain, [], plan.seen!.expiredOf(candidates), plan.grace, result));
     forgetting?.catch(() => undefined); // awaited below; the chain refuses every later commit if it failed
     const chunks: { next(): IteratorResult<CandidateChunk> | Promise<IteratorResult<CandidateChunk>> } = plan.seen
       ? plan.seen.chunksOf(candidates, limits.compactChunkEntries, true) // the planning scan's entries: no second scan of B
-      : candidateChunks(host.db, candidates, plan.cutoff, limits.compactChunkEntries);
+      : candidateChunks(host.db, candidates, plan.grace, limits.compactChunkEntries);
     let next = await chunks.next();
     let retired: number[] | undefined;
     while (!next.done) {
@@ -184,11 +182,11 @@ async function rewrite(host: CompactHost, plan: CompactionPlan, result: CompactR
       if (next.done) retired = plan.candidates.filter((p) => !bad.has(p));
       options.onProgress?.({ phase: 'commit', bytesDone: result.bytesCopied, bytesTotal: plan.bytesToCopy });
       outputs.mayBeReferenced(); // from here a record naming them may be durable, even if the commit fails
-      await timed(result, 'commit', () => commitRun(host, chain, copied.filter((c) => !bad.has(c.blob.pack)), chunk.expired.filter((b) => !bad.has(b.pack)), plan.cutoff, result, retired));
+      await timed(result, 'commit', () => commitRun(host, chain, copied.filter((c) => !bad.has(c.blob.pack)), chunk.expired.filter((b) => !bad.has(b.pack)), plan.grace, result, retired));
     }
     if (!retired) { // no entry to copy in any candidate (all dead): the retire intent alone
       retired = plan.candidates.filter((p) => !skipped().has(p));
-      await commitRun(host, chain, [], [], plan.cutoff, result, retired);
+      await commitRun(host, chain, [], [], plan.grace, result, retired);
     }
     await forgetting;
     result.packsRewritten = retired;
@@ -209,15 +207,15 @@ async function rewrite(host: CompactHost, plan: CompactionPlan, result: CompactR
  * starts (after the seal, so every append into that pack is in them) and the commit is
  * conditional. One scan of B and M instead of two (a third of a compaction of 20k entries).
  */
-async function planRound(host: CompactHost, options: CompactOptions, cutoff: number, result: CompactResult): Promise<CompactionPlan> {
+async function planRound(host: CompactHost, options: CompactOptions, grace: Grace, result: CompactResult): Promise<CompactionPlan> {
   const ratio = options.deadRatio ?? limits.compactDeadRatio;
   const exclusive = <T>(fn: () => Promise<T>) => host.runExclusive(fn);
   const scanned = host.committedSeq?.();
-  const { scan, packs } = await timed(result, 'plan', () => gateAndTally(() => host.db, host.packs, host.health, cutoff, exclusive));
+  const { scan, packs } = await timed(result, 'plan', () => gateAndTally(() => host.db, host.packs, host.health, grace, exclusive));
   options.onProgress?.({ phase: 'plan', bytesDone: 0, bytesTotal: 0 });
   const appendPack = host.packs.appendPack;
   const room = (await host.space?.room()) ?? Infinity;
-  const plan = await timed(result, 'plan', () => planCompaction(host.packs, scan, packs, cutoff, ratio, true, room));
+  const plan = await timed(result, 'plan', () => planCompaction(host.packs, scan, packs, grace, ratio, true, room));
   if (plan.noRoom) result.deferredForSpace = { packs: plan.noRoom, roomBytes: room };
   if (!options.dryRun && plan.bytesToCopy > 0) host.space?.take(plan.bytesToCopy + PACK_HEADER_BYTES);
   // The scan's entries are all of the candidates' when no batch committed since it began: a batch
@@ -449,7 +447,7 @@ function liveRuns(kept: PlannedBlob[]): LiveItem[][] {
  * reclaimed by the next compaction, and a record that might after all be durable never points at
  * a removed file.
  */
-async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[], expired: PlannedBlob[], cutoff: number, result: CompactResult, retire?: number[]): Promise<void> {
+async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[], expired: PlannedBlob[], grace: Grace, result: CompactResult, retire?: number[]): Promise<void> {
   const per = limits.compactOpsPerRecord;
   const pending: Promise<number>[] = [];
   for (let i = 0; i < copied.length; i += per) {
@@ -460,7 +458,7 @@ async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[]
   }
   for (let i = 0; i < expired.length; i += per) {
     const slice = expired.slice(i, i + per);
-    pending.push(host.submit({ chain, prepare: async ({ view }) => forgetOps(view, slice, cutoff) }));
+    pending.push(host.submit({ chain, prepare: async ({ view }) => forgetOps(view, slice, grace) }));
   }
   if (retire && retire.length > 0) pending.push(host.submit({ chain, prepare: async () => ({ ops: [{ op: 'pack.retire', packs: retire }], result: 0 }) }));
   const settled = await Promise.allSettled(pending);
@@ -474,19 +472,23 @@ async function commitRun(host: CompactHost, chain: CommitChain, copied: Copied[]
  * at their copy (the op checks again when applied: a replay decides alike). Read with getShared,
  * so the apply's second read of each entry in this batch costs a map lookup.
  */
-async function forgetOps(view: IndexView, expired: PlannedBlob[], cutoff: number): Promise<{ ops: Op[]; result: number }> {
-  const byPack = new Map<number, PlannedBlob[]>();
+async function forgetOps(view: IndexView, expired: PlannedBlob[], grace: Grace): Promise<{ ops: Op[]; result: number }> {
+  // by pack, and apart those past the grace only by a date ahead of the clock: their op carries no
+  // cutoff (2^53 - 1, as a compaction without a grace), so a replay, which knows no clock, decides alike
+  const runs = new Map<string, { pack: number; cutoff: number; list: PlannedBlob[] }>();
   const blobKeys = expired.map((blob) => keys.blob(blob.hash));
   await view.prefetch(blobKeys); // one read on LevelDB's thread pool, not 16k on this thread
   for (const [i, blob] of expired.entries()) {
     const now = view.getShared<BlobRecord>(blobKeys[i]);
-    if (!now || now.p !== blob.pack || now.o !== blob.offset || !pastGrace(now, cutoff)) continue;
-    let list = byPack.get(blob.pack);
-    if (!list) byPack.set(blob.pack, (list = []));
-    list.push(blob);
+    if (!now || now.p !== blob.pack || now.o !== blob.offset || !pastGrace(now, grace)) continue;
+    const cutoff = now.z !== undefined && now.z > grace.cutoff ? Number.MAX_SAFE_INTEGER : grace.cutoff;
+    const key = `${blob.pack}/${cutoff}`;
+    let run = runs.get(key);
+    if (!run) runs.set(key, (run = { pack: blob.pack, cutoff, list: [] }));
+    run.list.push(blob);
   }
-  const ops: Op[] = [...byPack].map(([pack, list]) => ({ op: 'blob.forgetRun', pack, cutoff, entries: encodeForgetEntries(list) }));
-  return { ops, result: [...byPack.values()].reduce((sum, list) => sum + list.length, 0) };
+  const ops: Op[] = [...runs.values()].map(({ pack, cutoff, list }) => ({ op: 'blob.forgetRun', pack, cutoff, entries: encodeForgetEntries(list) }));
+  return { ops, result: [...runs.values()].reduce((sum, run) => sum + run.list.length, 0) };
 }
 
 /** One `blob.relocateRun` per pair of old and new pack (the op is conditional: a replay decides alike). */
