@@ -53,6 +53,7 @@ export class Connection {
   /** Resolves when the connection has ended (either side). */
   readonly done: Promise<void>;
   private markDone!: () => void;
+  private keepAliveTimer?: NodeJS.Timeout;
 
   /**
    * @param keepRaw message types whose received bytes rawOf() returns (a replica writes a
@@ -157,9 +158,37 @@ export class Connection {
     return this.ended;
   }
 
+  /** Why the connection failed (undefined: open, or closed in an orderly way). */
+  get error(): Error | undefined {
+    return this.failure;
+  }
+
   close(): void {
     this.socket.destroy();
     this.finish();
+  }
+
+  /**
+   * Pings the peer whenever nothing was heard for `pingMs`, and fails the connection (UNAVAILABLE)
+   * once nothing was heard for silentMs(). On a timer, not in a reader's or sender's loop: a peer
+   * that vanished without a FIN or an RST (cable pulled, a firewall dropping packets) stops
+   * reading, a frame waiting for room then waits for a 'drain' that never comes, and the kernel
+   * keeps probing its shut window for ever; only this frees the sender. Called again, it replaces
+   * the limits.
+   */
+  keepAlive(pingMs: number, silentMs: () => number): void {
+    clearInterval(this.keepAliveTimer);
+    if (this.ended) return;
+    this.keepAliveTimer = setInterval(() => {
+      const quiet = this.quietMs();
+      const limit = silentMs();
+      if (quiet > limit) {
+        this.finish(new MailstoreError('UNAVAILABLE', `nothing heard for ${Math.round(quiet)} ms (limit ${limit} ms): the peer or the network went away`));
+        this.socket.destroy();
+      } else if (quiet >= pingMs) {
+        void this.send({ t: 'ping' }).catch(() => undefined);
+      }
+    }, pingMs);
   }
 
   /** How long nothing has arrived (ms, monotonic). */
@@ -222,6 +251,7 @@ export class Connection {
   private finish(error?: Error): void {
     if (this.ended) return;
     this.ended = true;
+    clearInterval(this.keepAliveTimer);
     this.markDone();
     this.failure = error && new MailstoreError('UNAVAILABLE', `the connection to ${this.remote} failed: ${error.message}`, { cause: error });
     if (this.waiting) {

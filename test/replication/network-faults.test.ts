@@ -1,0 +1,102 @@
+// Replication over a network that misbehaves (test/helpers/tcp-fault-proxy.ts between primary and
+// replica): a replica host that vanishes without a FIN or an RST (black-holed), in the middle of a
+// round and while synchronous changes wait for it. Each asserts a bounded wait, a clear error, and
+// that once the link is back the replica catches up to exactly the primary's state.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { Store } from '../../src/store/store.js';
+import { limits } from '../../src/limits.js';
+import { startPrimary, type PrimaryHandle } from '../../src/replication/primary.js';
+import { startReplica } from '../../src/replication/replica.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { TcpFaultProxy } from '../helpers/tcp-fault-proxy.js';
+import { codeOf, keyFile, logicalState, msg, quiet, until } from './helpers.js';
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+const mutable = limits as Mutable<typeof limits>;
+
+/** The primary's view of its one replica: connected or not. */
+async function replicaConnected(primary: PrimaryHandle): Promise<boolean> {
+  return (await primary.status()).replicas.some((r) => r.connected);
+}
+
+describe('replication through a black-holed link', () => {
+  const saved = { ping: limits.replicationPingMs, apply: limits.replicaApplyTimeoutMs, handshake: limits.replicationHandshakeMs };
+  beforeEach(() => {
+    mutable.replicationPingMs = 100;
+    mutable.replicaApplyTimeoutMs = 5000;
+    mutable.replicationHandshakeMs = 1000;
+  });
+  afterEach(() => {
+    mutable.replicationPingMs = saved.ping;
+    mutable.replicaApplyTimeoutMs = saved.apply;
+    mutable.replicationHandshakeMs = saved.handshake;
+  });
+
+  async function setUp(syncReplicas: number) {
+    const key = keyFile();
+    const primaryStore = await Store.open(tmpDir('primary'), { create: true });
+    await primaryStore.createMailbox('INBOX');
+    const logs: string[] = [];
+    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: (line) => logs.push(line), syncReplicas, syncWaitMs: 400 });
+    const proxy = await TcpFaultProxy.start((await primary.status()).port);
+    const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: proxy.address, keyFile: key, log: quiet });
+    const close = async () => {
+      await replica.close();
+      await primary.close();
+      await primaryStore.close();
+      await proxy.close();
+    };
+    return { primaryStore, primary, proxy, replica, logs, close };
+  }
+
+  it('a synchronous replica black-holed: changes fail UNAVAILABLE within the wait, the replica is dropped within three pings, then changes are refused before anything is written; back, it catches up', async () => {
+    const { primaryStore, primary, proxy, replica, logs, close } = await setUp(1);
+    try {
+      const acked: number[] = [];
+      for (let i = 0; i < 5; i++) acked.push((await primaryStore.append('INBOX', msg(i))).uid);
+      proxy.blackhole();
+      const started = performance.now();
+      // the change in flight is durable here and unconfirmed: UNAVAILABLE, "may have committed"
+      expect(await codeOf(primaryStore.append('INBOX', msg(100)))).toBe('UNAVAILABLE');
+      // the primary hears nothing (no pong, no ack): dropped after 3 pings' silence, not after
+      // replicaApplyTimeoutMs (a tentative round outstanding is no round being applied)
+      await until(async () => !(await replicaConnected(primary)), 1200, 'the silent replica to be dropped');
+      expect(performance.now() - started).toBeLessThan(1200);
+      const refused = await primaryStore.append('INBOX', msg(101)).then(() => undefined, (error: Error) => error);
+      expect(refused?.message).toMatch(/0 of the 1 synchronous replicas are connected; nothing was written/);
+      expect(logs.join('\n')).toMatch(/replica [0-9a-f]{16} disconnected at seq \d+: .*nothing heard for \d+ ms/);
+      proxy.restore();
+      await until(async () => await replicaConnected(primary), 10_000, 'the replica to come back');
+      const after = await primaryStore.append('INBOX', msg(102));
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 10_000, 'catch-up');
+      expect(await logicalState(replica.store)).toEqual(await logicalState(primaryStore));
+      for (const uid of [...acked, after.uid]) expect((await replica.store.fetch('INBOX', uid)).length).toBeGreaterThan(0);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it('a replica black-holed while the primary sends it a big round: the blocked send is freed within replicaApplyTimeoutMs; back, it catches up', async () => {
+    mutable.replicaApplyTimeoutMs = 1500;
+    const { primaryStore, primary, proxy, replica, logs, close } = await setUp(0);
+    try {
+      await primaryStore.append('INBOX', msg(0));
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 10_000, 'the first round');
+      proxy.blackhole();
+      // more pack bytes than the kernel's buffers on both sides of the proxy hold: the round's
+      // frame waits for room that never comes (no FIN, no RST: the kernel keeps the window probed)
+      const big = Buffer.alloc(1024 * 1024, 'x');
+      for (let i = 0; i < 24; i++) await primaryStore.append('INBOX', Buffer.concat([msg(i + 1), big, Buffer.from(`${i}\r\n`)]));
+      const started = performance.now();
+      await until(async () => !(await replicaConnected(primary)), 6000, 'the blocked session to end');
+      expect(performance.now() - started).toBeLessThan(4000);
+      expect(logs.join('\n')).toMatch(/replica [0-9a-f]{16} disconnected at seq \d+: .*nothing heard for \d+ ms/);
+      proxy.restore();
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 20_000, 'catch-up');
+      expect(await logicalState(replica.store)).toEqual(await logicalState(primaryStore));
+    } finally {
+      await close();
+    }
+  }, 40_000);
+});
