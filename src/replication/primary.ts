@@ -146,8 +146,8 @@ class Primary {
       }
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
+      this.log(`replication: ${connection.remote}: ${message}`); // also when the connection failed under it (a peer gone silent)
       if (!connection.closed) {
-        this.log(`replication: ${connection.remote}: ${message}`);
         await connection.send({ t: 'error', code: isMailstoreError(error) ? error.code : 'INVALID', message }).catch(() => undefined);
       }
       connection.close();

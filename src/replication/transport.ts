@@ -54,6 +54,8 @@ export class Connection {
   readonly done: Promise<void>;
   private markDone!: () => void;
   private keepAliveTimer?: NodeJS.Timeout;
+  /** When a frame still arriving was last acknowledged with a pong (monotonic ms). */
+  private arrivingSaidAt = -Infinity;
 
   /**
    * @param keepRaw message types whose received bytes rawOf() returns (a replica writes a
@@ -179,13 +181,17 @@ export class Connection {
   keepAlive(pingMs: number, silentMs: () => number): void {
     clearInterval(this.keepAliveTimer);
     if (this.ended) return;
+    const silent = () => this.quietMs() > silentMs();
     this.keepAliveTimer = setInterval(() => {
-      const quiet = this.quietMs();
-      const limit = silentMs();
-      if (quiet > limit) {
-        this.finish(new MailstoreError('UNAVAILABLE', `nothing heard for ${Math.round(quiet)} ms (limit ${limit} ms): the peer or the network went away`));
-        this.socket.destroy();
-      } else if (quiet >= pingMs) {
+      if (silent()) {
+        // judged after this turn's reads: timers run before them, and after this process was busy
+        // for a while (a big frame decoded) the peer's pongs may be waiting in the socket
+        setImmediate(() => {
+          if (this.ended || !silent()) return;
+          this.finish(new MailstoreError('UNAVAILABLE', `nothing heard for ${Math.round(this.quietMs())} ms (limit ${silentMs()} ms): the peer or the network went away`));
+          this.socket.destroy();
+        });
+      } else if (this.quietMs() >= pingMs) {
         void this.send({ t: 'ping' }).catch(() => undefined);
       }
     }, pingMs);
@@ -209,7 +215,7 @@ export class Connection {
         this.socket.destroy();
         return;
       }
-      if (this.buffered < 4 + length) return;
+      if (this.buffered < 4 + length) return this.frameArriving();
       const all = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
       const rest = all.subarray(4 + length);
       this.chunks = rest.length > 0 ? [rest] : [];
@@ -226,6 +232,17 @@ export class Connection {
       }
       this.deliver(message, length);
     }
+  }
+
+  /**
+   * A frame is still arriving: its sender hears a pong now and then, so that its keep-alive takes
+   * a slow link moving a long frame (an XFER's 16 MiB of messages at 100 KB/s) for a live peer.
+   */
+  private frameArriving(): void {
+    const now = performance.now();
+    if (now - this.arrivingSaidAt < limits.replicationPingMs) return;
+    this.arrivingSaidAt = now;
+    void this.send({ t: 'pong' }).catch(() => undefined);
   }
 
   private deliver(message: Message, bytes: number): void {

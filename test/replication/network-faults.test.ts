@@ -8,6 +8,8 @@ import { Store } from '../../src/store/store.js';
 import { limits } from '../../src/limits.js';
 import { startPrimary, type PrimaryHandle } from '../../src/replication/primary.js';
 import { startReplica } from '../../src/replication/replica.js';
+import { xferUser } from '../../src/replication/xfer.js';
+import { keys } from '../../src/keys/index-keys.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { TcpFaultProxy } from '../helpers/tcp-fault-proxy.js';
 import { codeOf, keyFile, logicalState, msg, quiet, until } from './helpers.js';
@@ -65,7 +67,7 @@ describe('replication through a black-holed link', () => {
       expect(performance.now() - started).toBeLessThan(1200);
       const refused = await primaryStore.append('INBOX', msg(101)).then(() => undefined, (error: Error) => error);
       expect(refused?.message).toMatch(/0 of the 1 synchronous replicas are connected; nothing was written/);
-      expect(logs.join('\n')).toMatch(/replica [0-9a-f]{16} disconnected at seq \d+: .*nothing heard for \d+ ms/);
+      await until(() => logs.some((line) => /replica [0-9a-f]{16} disconnected at seq \d+: .*nothing heard for \d+ ms/.test(line)), 2000, 'the log line');
       proxy.restore();
       await until(async () => await replicaConnected(primary), 10_000, 'the replica to come back');
       const after = await primaryStore.append('INBOX', msg(102));
@@ -91,7 +93,7 @@ describe('replication through a black-holed link', () => {
       const started = performance.now();
       await until(async () => !(await replicaConnected(primary)), 6000, 'the blocked session to end');
       expect(performance.now() - started).toBeLessThan(4000);
-      expect(logs.join('\n')).toMatch(/replica [0-9a-f]{16} disconnected at seq \d+: .*nothing heard for \d+ ms/);
+      await until(() => logs.some((line) => /replica [0-9a-f]{16} disconnected at seq \d+: .*nothing heard for \d+ ms/.test(line)), 2000, 'the log line');
       proxy.restore();
       await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 20_000, 'catch-up');
       expect(await logicalState(replica.store)).toEqual(await logicalState(primaryStore));
@@ -99,4 +101,80 @@ describe('replication through a black-holed link', () => {
       await close();
     }
   }, 40_000);
+});
+
+describe('XFER through a black-holed link', () => {
+  const saved = limits.replicationPingMs;
+  // silent for 0.9 s ends an XFER: longer than a loaded machine takes to decode and commit a 16 MiB frame
+  beforeEach(() => { mutable.replicationPingMs = 300; });
+  afterEach(() => { mutable.replicationPingMs = saved; });
+
+  const body = (i: number) => Buffer.concat([msg(i), Buffer.alloc(1024 * 1024, 'y'), Buffer.from(`${i}\r\n`)]);
+
+  /** A source with user/bob/INBOX of `count` 1 MiB messages, a target behind the proxy; `onTargetLog` sees the target's lines. */
+  async function setUp(count: number, onTargetLog: (line: string) => void = () => undefined) {
+    const key = keyFile();
+    const a = await Store.open(tmpDir('a'), { create: true });
+    const b = await Store.open(tmpDir('b'), { create: true });
+    const targetLog: string[] = [];
+    const target = await startPrimary(b, { listen: '127.0.0.1:0', keyFile: key, log: (line) => { targetLog.push(line); onTargetLog(line); } });
+    const proxy = await TcpFaultProxy.start((await target.status()).port);
+    await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
+    for (let i = 1; i <= count; i++) await a.append('user/bob/INBOX', body(i));
+    const close = async () => { await target.close(); await proxy.close(); await a.close(); await b.close(); };
+    return { key, a, b, proxy, targetLog, close };
+  }
+
+  /** xferUser, or 'hung' after `ms`. */
+  async function xferWithin(run: Promise<unknown>, ms: number): Promise<string | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    const hung = new Promise<string>((resolve) => { timer = setTimeout(() => resolve('hung'), ms); });
+    try {
+      return await Promise.race([codeOf(run), hung]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** The link back, the XFER run again: the user is at the target alone, each message once and byte for byte. */
+  async function expectMovedOnceBack(proxy: TcpFaultProxy, key: string, a: Store, b: Store, count: number): Promise<void> {
+    proxy.restore();
+    await xferUser(a, { user: 'bob', to: proxy.address, keyFile: key });
+    expect((await a.listMailboxes()).map((m) => m.name)).toEqual([]);
+    expect(await b.status('user/bob/INBOX')).toMatchObject({ messages: count, uidNext: count + 1 });
+    for (const uid of [1, count]) expect((await b.fetch('user/bob/INBOX', uid)).equals(body(uid))).toBe(true);
+  }
+
+  it('a target black-holed while messages are copied: UNAVAILABLE within a few pings (a frame waited for room for ever), the user stays at the source; the XFER run again moves each message once', async () => {
+    let proxy: TcpFaultProxy | undefined;
+    let first = true; // the first XFER only
+    const setup = await setUp(24, (line) => { if (/receiving/.test(line) && first) { first = false; proxy!.blackhole(); } });
+    proxy = setup.proxy;
+    const { key, a, b, targetLog, close } = setup;
+    try {
+      const started = performance.now();
+      const run = xferUser(a, { user: 'bob', to: proxy.address, keyFile: key });
+      expect(await xferWithin(run, 8000)).toBe('UNAVAILABLE');
+      expect(performance.now() - started).toBeLessThan(5000);
+      expect(await a.status('user/bob/INBOX')).toMatchObject({ messages: 24 });
+      expect(a.replication().db.getNow(keys.meta('xfer/bob'))).toBeUndefined();
+      await until(() => targetLog.some((line) => /nothing heard for \d+ ms/.test(line)), 5000, 'the target to end the session');
+      await expectMovedOnceBack(proxy, key, a, b, 24);
+    } finally {
+      await close();
+    }
+  }, 60_000);
+
+  it('a target black-holed under the write fence: UNAVAILABLE within a few pings, the fence lifted (writes go on), nothing removed at the source; run again, the user moves whole', async () => {
+    const { key, a, b, proxy, close } = await setUp(3);
+    try {
+      const run = xferUser(a, { user: 'bob', to: proxy.address, keyFile: key, log: (line) => { if (/fencing/.test(line)) proxy.blackhole(); } });
+      expect(await xferWithin(run, 8000)).toBe('UNAVAILABLE');
+      expect((await a.append('user/bob/INBOX', body(4))).uid).toBe(4);
+      expect(await a.status('user/bob/INBOX')).toMatchObject({ messages: 4 });
+      await expectMovedOnceBack(proxy, key, a, b, 4);
+    } finally {
+      await close();
+    }
+  }, 60_000);
 });
