@@ -136,6 +136,9 @@ class Primary {
       if (this.store.replication().role()?.role === 'replica' && !['blobs', 'check'].includes(String(hello.kind))) {
         throw new MailstoreError('READ_ONLY_REPLICA', `this store is a replica: it answers repair and check requests only`);
       }
+      // a peer gone without a FIN or an RST ends its session (logged below), which held its
+      // connection and the answer it was being sent (up to 16 blobs) for good
+      if (hello.kind !== 'replica') connection.keepAlive(limits.replicationPingMs, () => 3 * limits.replicationPingMs);
       switch (hello.kind) {
         case 'replica': return await this.replicate(connection, hello);
         case 'check': return await serveCheck(this.store, connection, this.checkStore(hello));

@@ -35,8 +35,6 @@ export interface XferMailbox {
 export type XferMessage = [uid: number, bytes: Uint8Array, flags: string[], date: number, extras: { envelopeFrom?: string; dateZone?: number; recent?: true; modseq?: number }];
 
 export async function serveXfer(store: Store, connection: Connection, log: Log): Promise<void> {
-  // a source gone without a FIN or an RST ends this session (logged), instead of holding it for ever
-  connection.keepAlive(limits.replicationPingMs, () => 3 * limits.replicationPingMs);
   await connection.send({ t: 'welcome', storeId: store.identity.storeId });
   // the limits this XFER replaced (root -> before; undefined: none): an abort puts them back
   const rootsBefore = new Map<string, QuotaLimits | undefined>();

@@ -10,6 +10,9 @@ import { startPrimary, type PrimaryHandle } from '../../src/replication/primary.
 import { startReplica } from '../../src/replication/replica.js';
 import { xferUser } from '../../src/replication/xfer.js';
 import { keys } from '../../src/keys/index-keys.js';
+import { connect } from '../../src/replication/transport.js';
+import { readKeyFile } from '../../src/replication/key.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { TcpFaultProxy } from '../helpers/tcp-fault-proxy.js';
 import { codeOf, keyFile, logicalState, msg, quiet, until } from './helpers.js';
@@ -74,6 +77,28 @@ describe('replication through a black-holed link', () => {
       await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 10_000, 'catch-up');
       expect(await logicalState(replica.store)).toEqual(await logicalState(primaryStore));
       for (const uid of [...acked, after.uid]) expect((await replica.store.fetch('INBOX', uid)).length).toBeGreaterThan(0);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it("a check or repair client that vanishes (black-holed) ends its session on the primary within a few pings, logged; the primary serves on", async () => {
+    const { primaryStore, primary, proxy, replica, logs, close } = await setUp(0);
+    try {
+      const psk = await readKeyFile(nodeFileSystem, replica.store.replication().role()!.keyFile!);
+      for (const hello of [{ kind: 'check', storeId: primaryStore.identity.storeId }, { kind: 'blobs' }]) {
+        const client = await connect(proxy.address, psk);
+        await client.send({ t: 'hello', epoch: 0, ...hello });
+        await client.expect('welcome', 2000);
+        proxy.blackhole();
+        await until(() => logs.some((line) => /^replication: [\d.]+:\d+: the connection to .*nothing heard for \d+ ms/.test(line)), 3000, `the ${hello.kind} session to end`);
+        logs.length = 0;
+        client.close();
+        proxy.restore();
+      }
+      await until(async () => await replicaConnected(primary), 10_000, 'the replica back');
+      await primaryStore.append('INBOX', msg(1));
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 10_000, 'catch-up');
     } finally {
       await close();
     }

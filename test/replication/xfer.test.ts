@@ -154,7 +154,6 @@ describe('xfer', () => {
         const withoutRoots = {
           remote: connection.remote,
           send: (message: Parameters<Connection['send']>[0]) => connection.send(message),
-          keepAlive: (pingMs: number, silentMs: () => number) => connection.keepAlive(pingMs, silentMs),
           next: async () => { const request = await connection.next(); if (request) delete request.quotaRoots; return request; },
         } as unknown as Connection;
         await serveXfer(b, withoutRoots, quiet);
