@@ -10,7 +10,7 @@ import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica } from '../../src/replication/replica.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { TcpFaultProxy } from '../helpers/tcp-fault-proxy.js';
-import { keyFile, logicalState, msg, quiet, samePacks, until } from './helpers.js';
+import { keyFile, logicalState, msg, quiet, samePacks, until, closeReplication } from './helpers.js';
 
 const dist = resolve(import.meta.dirname, '../../dist/src/replication/replica.js');
 
@@ -98,10 +98,7 @@ describe('replication under faults', () => {
       expect(await logicalState(replica.store)).toEqual(await logicalState(primaryStore));
       expect(proxy.connections()).toBeGreaterThan(3);
     } finally {
-      await replica.close();
-      await primary.close();
-      await primaryStore.close();
-      await proxy.close();
+      await closeReplication(replica, primary, primaryStore, proxy);
     }
     samePacks(p, r);
   }, 60_000);

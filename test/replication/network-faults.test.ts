@@ -15,7 +15,7 @@ import { readKeyFile } from '../../src/replication/key.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { TcpFaultProxy } from '../helpers/tcp-fault-proxy.js';
-import { codeOf, keyFile, logicalState, msg, quiet, until } from './helpers.js';
+import { codeOf, keyFile, logicalState, msg, quiet, until, closeReplication } from './helpers.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 const mutable = limits as Mutable<typeof limits>;
@@ -46,12 +46,7 @@ describe('replication through a black-holed link', () => {
     const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: (line) => logs.push(line), syncReplicas, syncWaitMs: 400 });
     const proxy = await TcpFaultProxy.start((await primary.status()).port);
     const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: proxy.address, keyFile: key, log: quiet });
-    const close = async () => {
-      await replica.close();
-      await primary.close();
-      await primaryStore.close();
-      await proxy.close();
-    };
+    const close = () => closeReplication(replica, primary, primaryStore, proxy);
     return { primaryStore, primary, proxy, replica, logs, close };
   }
 
