@@ -378,6 +378,10 @@ class ReplicaSession implements BatchListener {
   written(records: JournalRecord[], opsBySeq: Op[][], packBatch: PackBatch): void {
     if (this.stopped || this.connection.closed || this.inRound || this.tentativeSeq !== 0 || records[0].seq !== this.sentSeq + 1) return;
     if (packBatch.bytes > limits.replicationTentativeBytesMax || opsBySeq.some((ops) => ops.some((op) => !TENTATIVE_OPS.has(op.op)))) return;
+    // a link slower than the mail (a trickle, a stall) would have every batch's round queued in
+    // memory here, without bound: past a round's worth waiting, the ordinary rounds (which wait
+    // for the socket) carry them
+    if (this.connection.socket.writableLength > limits.replicationTentativeBytesMax) return;
     const packs = packBatch.runs();
     const tails = new Map(this.tails);
     for (const run of packs) {

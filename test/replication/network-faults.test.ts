@@ -10,7 +10,7 @@ import { startPrimary, type PrimaryHandle } from '../../src/replication/primary.
 import { startReplica } from '../../src/replication/replica.js';
 import { xferUser } from '../../src/replication/xfer.js';
 import { keys } from '../../src/keys/index-keys.js';
-import { connect } from '../../src/replication/transport.js';
+import { Connection, connect } from '../../src/replication/transport.js';
 import { readKeyFile } from '../../src/replication/key.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -38,12 +38,12 @@ describe('replication through a black-holed link', () => {
     mutable.replicationHandshakeMs = saved.handshake;
   });
 
-  async function setUp(syncReplicas: number) {
+  async function setUp(syncReplicas: number, syncFallback: 'refuse' | 'async' = 'refuse') {
     const key = keyFile();
     const primaryStore = await Store.open(tmpDir('primary'), { create: true });
     await primaryStore.createMailbox('INBOX');
     const logs: string[] = [];
-    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: (line) => logs.push(line), syncReplicas, syncWaitMs: 400 });
+    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: (line) => logs.push(line), syncReplicas, syncFallback, syncWaitMs: 400 });
     const proxy = await TcpFaultProxy.start((await primary.status()).port);
     const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: proxy.address, keyFile: key, log: quiet });
     const close = () => closeReplication(replica, primary, primaryStore, proxy);
@@ -98,6 +98,32 @@ describe('replication through a black-holed link', () => {
       await close();
     }
   }, 30_000);
+
+  it('a synchronous replica behind a link slowed to a trickle: the rounds the primary sends it while it syncs stop once its socket holds a round, so memory stays bounded; it catches up', async () => {
+    const { primaryStore, proxy, replica, close } = await setUp(1, 'async');
+    const original = Connection.prototype.sendUncopied;
+    let bufferedMax = 0;
+    Connection.prototype.sendUncopied = function (this: Connection, message) {
+      const sent = original.call(this, message);
+      bufferedMax = Math.max(bufferedMax, this.socket.writableLength);
+      return sent;
+    };
+    try {
+      await primaryStore.append('INBOX', msg(0));
+      proxy.trickle(8 * 1024, 10); // ~800 KB/s
+      const body = (i: number) => Buffer.concat([msg(i), Buffer.alloc(256 * 1024, 'z')]);
+      // 24 MiB in batches of 3 MiB, each going out as it is written here: more than the kernel's
+      // buffers on both sides of the proxy hold, and more than the link moves meanwhile
+      for (let group = 0; group < 8; group++) await Promise.all(Array.from({ length: 12 }, (_, k) => primaryStore.append('INBOX', body(group * 12 + k + 1))));
+      expect(bufferedMax).toBeLessThan(limits.replicationTentativeBytesMax + 4 * 1024 * 1024);
+      proxy.trickle(0, 0);
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 20_000, 'catch-up');
+      expect(await logicalState(replica.store)).toEqual(await logicalState(primaryStore));
+    } finally {
+      Connection.prototype.sendUncopied = original;
+      await close();
+    }
+  }, 60_000);
 
   it('a replica black-holed while the primary sends it a big round: the blocked send is freed within replicaApplyTimeoutMs; back, it catches up', async () => {
     mutable.replicaApplyTimeoutMs = 1500;
