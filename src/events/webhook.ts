@@ -166,7 +166,8 @@ async function postWithRetries(url: string, body: { consumer: string; events: Ma
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-mailstore-cursor': body.events[body.events.length - 1].cursor },
         body: JSON.stringify(body),
-        signal: AbortSignal.timeout(eventLimits.webhookTimeoutMs),
+        // the stop signal too: a receiver that black-holed held the daemon's stop for the whole timeout
+        signal: options.signal ? AbortSignal.any([AbortSignal.timeout(eventLimits.webhookTimeoutMs), options.signal]) : AbortSignal.timeout(eventLimits.webhookTimeoutMs),
         // fetch would follow a 301/302/303 with a GET without the body, and that GET's 2xx would
         // count as the batch accepted: events lost. A redirect is a failed attempt (fix the URL).
         redirect: 'manual',
@@ -176,6 +177,7 @@ async function postWithRetries(url: string, body: { consumer: string; events: Ma
       const location = response.headers.get('location');
       last = `HTTP ${response.status}${location ? ` (redirected to ${location}: give the webhook that URL)` : ''}`;
     } catch (error) {
+      if (options.signal?.aborted) return false;
       last = String((error as Error).cause ?? error);
     }
     options.log?.({ event: 'webhook.failed', url: webhookForLog(url), attempt: attempt + 1, error: last });

@@ -5,6 +5,9 @@
 // credentials are ACCESS, a missing object is NOT_FOUND (the caller decides what that means).
 import { Readable } from 'node:stream';
 import { createRequire } from 'node:module';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import http, { type ClientRequest, type RequestOptions } from 'node:http';
+import https from 'node:https';
 import type * as Minio from 'minio';
 import { MailstoreError } from '../errors.js';
 import { limits } from '../limits.js';
@@ -63,6 +66,24 @@ export function parseCredentials(text: string, path: string): Credentials {
   return { accessKey: line.slice(0, colon), secretKey: line.slice(colon + 1) };
 }
 
+/** The HTTP requests one Bucket.call has in flight: destroyed when it gives up on them. */
+const callRequests = new AsyncLocalStorage<Set<ClientRequest>>();
+
+/** minio's transport (`request` is all it calls), noting each request in its call's set. */
+function trackedTransport(transport: typeof http | typeof https): { request(options: RequestOptions, callback?: (response: http.IncomingMessage) => void): ClientRequest } {
+  return {
+    request: (options, callback) => {
+      const request = transport.request(options, callback);
+      const inFlight = callRequests.getStore();
+      if (inFlight) {
+        inFlight.add(request);
+        request.once('close', () => inFlight.delete(request));
+      }
+      return request;
+    },
+  };
+}
+
 /** The region every request names (radosgw's default zonegroup answers to it; path-style, no lookup). */
 const REGION = 'us-east-1';
 
@@ -83,6 +104,7 @@ export class Bucket {
       region: REGION,
       pathStyle: true,
       partSize: limits.objectPartBytes,
+      transport: trackedTransport(endpoint.protocol === 'https:' ? https : http) as unknown as Minio.ClientOptions['transport'],
     });
   }
 
@@ -256,9 +278,14 @@ export class Bucket {
       timer = setTimeout(() => expire(Object.assign(new Error(`no progress within ${limits.objectRequestTimeoutMs} ms`), { code: 'ETIMEDOUT' })), limits.objectRequestTimeoutMs);
     };
     progress();
+    const inFlight = new Set<ClientRequest>();
     try {
-      return await Promise.race([work(progress), timeout]);
+      return await Promise.race([callRequests.run(inFlight, () => work(progress)), timeout]);
     } catch (error) {
+      // given up on: its requests go with their connections (a request the endpoint never
+      // answered kept its socket, a descriptor and its buffers for good, one more at each retry
+      // of a black-holed object store, until the process met EMFILE)
+      for (const request of inFlight) request.destroy(error as Error);
       const code = (error as { code?: string }).code ?? '';
       const url = this.urlOf(key);
       if (code === 'NoSuchBucket') throw this.missingBucket(error);

@@ -136,6 +136,9 @@ class Primary {
       if (this.store.replication().role()?.role === 'replica' && !['blobs', 'check'].includes(String(hello.kind))) {
         throw new MailstoreError('READ_ONLY_REPLICA', `this store is a replica: it answers repair and check requests only`);
       }
+      // a peer gone without a FIN or an RST ends its session (logged below), which held its
+      // connection and the answer it was being sent (up to 16 blobs) for good
+      if (hello.kind !== 'replica') connection.keepAlive(limits.replicationPingMs, () => 3 * limits.replicationPingMs);
       switch (hello.kind) {
         case 'replica': return await this.replicate(connection, hello);
         case 'check': return await serveCheck(this.store, connection, this.checkStore(hello));
@@ -146,8 +149,8 @@ class Primary {
       }
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
+      this.log(`replication: ${connection.remote}: ${message}`); // also when the connection failed under it (a peer gone silent)
       if (!connection.closed) {
-        this.log(`replication: ${connection.remote}: ${message}`);
         await connection.send({ t: 'error', code: isMailstoreError(error) ? error.code : 'INVALID', message }).catch(() => undefined);
       }
       connection.close();
@@ -198,6 +201,7 @@ class Primary {
     this.log(`replication: replica ${nodeId} connected from ${connection.remote} at seq ${lastSeq}`);
     // the retained journal does not continue the replica's seq: it resyncs from a snapshot first
     if (lastSeq + 1 < this.store.changes.firstSeq) {
+      connection.keepAlive(limits.replicationPingMs, () => limits.replicaApplyTimeoutMs); // a replica that vanished mid-resync frees it
       this.resyncs.set(nodeId, { remote: connection.remote, seq: lastSeq, started: Date.now() });
       try {
         ({ seq, tails } = await sendResync(this.store, connection, nodeId, tails, this.log));
@@ -281,6 +285,8 @@ class ReplicaSession implements BatchListener {
   private commitTimer?: NodeJS.Timeout;
   private unlisten: () => void = () => undefined;
   private sentSeq: number;
+  /** The last seq of the last ordinary round (not a tentative one) sent. */
+  private roundSeq = 0;
   private ackedSeq: number;
   /** Pack bytes sent with each round, by its last seq (for the lag in bytes). */
   private sentBytes: [seq: number, packBytes: number][] = [];
@@ -308,6 +314,13 @@ class ReplicaSession implements BatchListener {
       if (cursor && cursor.seq < this.ackedSeq) await feed.advance(this.cursorName, this.ackedSeq);
     }
     this.unlisten = this.primary.gate.listen(this);
+    // silent: nothing heard (pongs come back at once) for 3 pings, or, while a round is being sent
+    // or applied (a replica whose socket is paused for its backlog reads no ping), for long. A
+    // tentative round is no such round: it is acknowledged once durable, pings answered meanwhile,
+    // and a synchronous change waits on it (with replicaApplyTimeoutMs a black-holed replica was
+    // counted connected for 2 minutes: every change in them waited syncWaitMs and failed 'may
+    // have committed', where a dropped one's are refused before anything is written)
+    this.connection.keepAlive(limits.replicationPingMs, () => (this.inRound || this.roundSeq > this.ackedSeq ? limits.replicaApplyTimeoutMs : 3 * limits.replicationPingMs));
     const receiving = this.receive();
     this.finished = Promise.allSettled([receiving, this.send()]).then(() => this.end());
     await this.finished;
@@ -333,7 +346,8 @@ class ReplicaSession implements BatchListener {
     this.primary.gate.replicaGone(this.nodeId);
     this.primary.forget(this);
     await this.writeCursor().catch(() => undefined);
-    this.primary.log(`replication: replica ${this.nodeId} disconnected at seq ${this.ackedSeq}`);
+    const why = this.connection.error ? `: ${this.connection.error.message}` : '';
+    this.primary.log(`replication: replica ${this.nodeId} disconnected at seq ${this.ackedSeq}${why}`);
   }
 
   /** Rounds until the connection ends: pack bytes, then records up to a batch end. */
@@ -345,14 +359,7 @@ class ReplicaSession implements BatchListener {
         if (control.committedSeq() <= this.sentSeq) {
           // the journal may be ahead of the commit for a moment (its pack sync still running)
           if (feed.lastSeq > this.sentSeq) { await sleep(1); continue; }
-          const woke = await Promise.race([feed.wait(this.sentSeq, limits.replicationPingMs), this.connection.done.then(() => true)]);
-          if (this.connection.closed) break;
-          if (!woke) await this.connection.send({ t: 'ping' });
-          // silent: nothing heard (pongs come back at once) for 3 pings, or rounds outstanding and no ack for long
-          const busy = this.sentSeq > this.ackedSeq;
-          if (this.connection.quietMs() > (busy ? limits.replicaApplyTimeoutMs : 3 * limits.replicationPingMs)) {
-            throw new MailstoreError('UNAVAILABLE', `replica ${this.nodeId} went silent`);
-          }
+          await Promise.race([feed.wait(this.sentSeq, limits.replicationPingMs), this.connection.done]);
           continue;
         }
         await this.round();
@@ -371,6 +378,10 @@ class ReplicaSession implements BatchListener {
   written(records: JournalRecord[], opsBySeq: Op[][], packBatch: PackBatch): void {
     if (this.stopped || this.connection.closed || this.inRound || this.tentativeSeq !== 0 || records[0].seq !== this.sentSeq + 1) return;
     if (packBatch.bytes > limits.replicationTentativeBytesMax || opsBySeq.some((ops) => ops.some((op) => !TENTATIVE_OPS.has(op.op)))) return;
+    // a link slower than the mail (a trickle, a stall) would have every batch's round queued in
+    // memory here, without bound: past a round's worth waiting, the ordinary rounds (which wait
+    // for the socket) carry them
+    if (this.connection.socket.writableLength > limits.replicationTentativeBytesMax) return;
     const packs = packBatch.runs();
     const tails = new Map(this.tails);
     for (const run of packs) {
@@ -440,6 +451,7 @@ class ReplicaSession implements BatchListener {
     const last = records[records.length - 1].seq;
     await this.connection.send({ t: 'records', records: records.map((r) => [r.seq, r.payload]), tails: [...tails] });
     this.sentSeq = last;
+    this.roundSeq = last;
     this.sentBytes.push([last, packBytes]);
   }
 

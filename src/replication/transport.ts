@@ -53,6 +53,9 @@ export class Connection {
   /** Resolves when the connection has ended (either side). */
   readonly done: Promise<void>;
   private markDone!: () => void;
+  private keepAliveTimer?: NodeJS.Timeout;
+  /** When a frame still arriving was last acknowledged with a pong (monotonic ms). */
+  private arrivingSaidAt = -Infinity;
 
   /**
    * @param keepRaw message types whose received bytes rawOf() returns (a replica writes a
@@ -157,9 +160,41 @@ export class Connection {
     return this.ended;
   }
 
+  /** Why the connection failed (undefined: open, or closed in an orderly way). */
+  get error(): Error | undefined {
+    return this.failure;
+  }
+
   close(): void {
     this.socket.destroy();
     this.finish();
+  }
+
+  /**
+   * Pings the peer whenever nothing was heard for `pingMs`, and fails the connection (UNAVAILABLE)
+   * once nothing was heard for silentMs(). On a timer, not in a reader's or sender's loop: a peer
+   * that vanished without a FIN or an RST (cable pulled, a firewall dropping packets) stops
+   * reading, a frame waiting for room then waits for a 'drain' that never comes, and the kernel
+   * keeps probing its shut window for ever; only this frees the sender. Called again, it replaces
+   * the limits.
+   */
+  keepAlive(pingMs: number, silentMs: () => number): void {
+    clearInterval(this.keepAliveTimer);
+    if (this.ended) return;
+    const silent = () => this.quietMs() > silentMs();
+    this.keepAliveTimer = setInterval(() => {
+      if (silent()) {
+        // judged after this turn's reads: timers run before them, and after this process was busy
+        // for a while (a big frame decoded) the peer's pongs may be waiting in the socket
+        setImmediate(() => {
+          if (this.ended || !silent()) return;
+          this.finish(new MailstoreError('UNAVAILABLE', `nothing heard for ${Math.round(this.quietMs())} ms (limit ${silentMs()} ms): the peer or the network went away`));
+          this.socket.destroy();
+        });
+      } else if (this.quietMs() >= pingMs) {
+        void this.send({ t: 'ping' }).catch(() => undefined);
+      }
+    }, pingMs);
   }
 
   /** How long nothing has arrived (ms, monotonic). */
@@ -180,7 +215,7 @@ export class Connection {
         this.socket.destroy();
         return;
       }
-      if (this.buffered < 4 + length) return;
+      if (this.buffered < 4 + length) return this.frameArriving();
       const all = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
       const rest = all.subarray(4 + length);
       this.chunks = rest.length > 0 ? [rest] : [];
@@ -197,6 +232,17 @@ export class Connection {
       }
       this.deliver(message, length);
     }
+  }
+
+  /**
+   * A frame is still arriving: its sender hears a pong now and then, so that its keep-alive takes
+   * a slow link moving a long frame (an XFER's 16 MiB of messages at 100 KB/s) for a live peer.
+   */
+  private frameArriving(): void {
+    const now = performance.now();
+    if (now - this.arrivingSaidAt < limits.replicationPingMs) return;
+    this.arrivingSaidAt = now;
+    void this.send({ t: 'pong' }).catch(() => undefined);
   }
 
   private deliver(message: Message, bytes: number): void {
@@ -222,6 +268,7 @@ export class Connection {
   private finish(error?: Error): void {
     if (this.ended) return;
     this.ended = true;
+    clearInterval(this.keepAliveTimer);
     this.markDone();
     this.failure = error && new MailstoreError('UNAVAILABLE', `the connection to ${this.remote} failed: ${error.message}`, { cause: error });
     if (this.waiting) {

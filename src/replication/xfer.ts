@@ -67,6 +67,9 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
   if (names.length === 0) throw new MailstoreError('NOT_FOUND', `no mailboxes of ${options.user}${options.mailboxPrefix ? ` under ${options.mailboxPrefix}` : ''} here`);
   const psk = await readKeyFile(store.fs, options.keyFile);
   const connection = await connect(options.to, psk);
+  // a target gone without a FIN or an RST fails the XFER (rolled back) within a few pings: a
+  // frame waiting for room on its link waited for ever, under the fence the whole store's writes
+  connection.keepAlive(limits.replicationPingMs, () => 3 * limits.replicationPingMs);
   let switched = false;
   let self = false;
   let kept: string[] = [];

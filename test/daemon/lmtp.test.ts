@@ -9,6 +9,7 @@ import { Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startLmtp, mailboxFor, type LmtpLogEntry, type LmtpServer, type LmtpStore } from '../../src/daemon/lmtp.js';
 import { setQuota } from '../../src/store/quota.js';
+import { lmtpLimits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -366,6 +367,36 @@ describe('LMTP delivery', () => {
       process.umask(before);
       await store.close();
     }
+  });
+
+  it('a client that connects and never sends, one that stalls half way through a command, and one that stops reading its replies are closed after the idle time; another delivers meanwhile', async () => {
+    const idleMs = lmtpLimits.idleMs;
+    (lmtpLimits as { idleMs: number }).idleMs = 400; // read when the server starts
+    let started: Awaited<ReturnType<typeof setup>>;
+    try {
+      started = await setup();
+    } finally {
+      (lmtpLimits as { idleMs: number }).idleMs = idleMs;
+    }
+    const { store, port } = started;
+    const silent = await converse({ port });
+    const half = await converse({ port });
+    half.send('LHLO client.example\r\nMAIL FROM:<s@exa');
+    const deaf = await converse({ port });
+    deaf.socket.pause(); // reads none of its replies
+    deaf.send(`LHLO client.example\r\n${'NOOP\r\n'.repeat(200_000)}`);
+    const good = await converse({ port });
+    good.send(envelope('s@example.org', ['alice@example.org']) + 'DATA\r\n');
+    await good.replies(4);
+    good.send(Buffer.concat([message('meanwhile'), Buffer.from('.\r\n')]));
+    expect(await good.replies(1)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1']);
+    const t0 = Date.now();
+    await Promise.all([silent.closed, half.closed]);
+    expect((await half.replies(2, 100)).pop()).toMatch(/^421 /);
+    deaf.socket.resume(); // what it is sent is bounded; then it finds the connection closed
+    await deaf.closed;
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(await messages(store, 'alice')).toBe(1);
   });
 
   it('close() tells idle connections 421 at once instead of waiting out a grace period', async () => {

@@ -4,6 +4,8 @@
 import { rmSync } from 'node:fs';
 import { getEventListeners } from 'node:events';
 import { createServer, type Server } from 'node:http';
+import { createServer as createNetServer, type Socket } from 'node:net';
+import { eventLimits } from '../../src/limits.js';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { MailEvent } from '../../src/events/events.js';
@@ -120,6 +122,28 @@ describe('events webhook', () => {
       expect(getEventListeners(stop.signal, 'abort')).toHaveLength(0);
       expect(await store.getMeta('consumer/events-webhook')).toBeUndefined(); // nothing taken as posted
     } finally {
+      await store.close();
+    }
+  });
+
+  it("a receiver that black-holes (accepts, never reads nor answers) holds the daemon's stop for no POST timeout: stopped at once, nothing taken as posted", async () => {
+    const held: Socket[] = [];
+    const hole = createNetServer((socket) => { socket.pause(); held.push(socket); });
+    await new Promise<void>((resolve) => hole.listen(0, '127.0.0.1', resolve));
+    const store = await storeWithMessages(tmpDir('webhook'), 2);
+    const stop = new AbortController();
+    try {
+      const running = postEvents(store, `http://127.0.0.1:${(hole.address() as { port: number }).port}/events`, { follow: true, signal: stop.signal });
+      for (let i = 0; i < 100 && held.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(held).toHaveLength(1); // the POST is in flight
+      const stopped = performance.now();
+      stop.abort();
+      expect(await running).toMatchObject({ posted: 0 });
+      expect(performance.now() - stopped).toBeLessThan(eventLimits.webhookTimeoutMs / 4);
+      expect(await store.getMeta('consumer/events-webhook')).toBeUndefined();
+    } finally {
+      for (const socket of held) socket.destroy();
+      hole.close();
       await store.close();
     }
   });

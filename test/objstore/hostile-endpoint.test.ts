@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage, type ServerResponse, type Server } 
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Bucket, parseBucketUrl } from '../../src/objstore/s3.js';
+import { limits } from '../../src/limits.js';
 
 let server: Server | undefined;
 afterEach(async () => {
@@ -80,5 +81,33 @@ describe('a hostile object store listing keys', () => {
       res.end(second ? listing(['b1', 'b2'], false, '') : listing(['a1', 'a2'], true, 'next'));
     });
     expect((await bucket.list('')).map((o) => o.key)).toEqual(['a1', 'a2', 'b1', 'b2']);
+  });
+});
+
+describe('an object store that stops answering (black-holed, hung)', () => {
+  const saved = limits.objectRequestTimeoutMs;
+  afterEach(() => { (limits as { objectRequestTimeoutMs: number }).objectRequestTimeoutMs = saved; });
+
+  it('a request that gets no answer, or a body that stops half way, is IO after the timeout and its connection is closed: calls during an outage leave no sockets behind', async () => {
+    (limits as { objectRequestTimeoutMs: number }).objectRequestTimeoutMs = 200;
+    let open = 0;
+    const bucket = await endpoint((req, res) => {
+      if (req.method === 'GET' && (req.url ?? '').includes('half')) { // headers and a few bytes, then nothing
+        res.writeHead(200, { 'Content-Length': 1000 });
+        res.write(Buffer.alloc(10, 0x63));
+      }
+      // otherwise no answer at all
+    });
+    server!.on('connection', (socket) => { open++; socket.on('close', () => open--); });
+    for (let i = 0; i < 4; i++) {
+      const started = Date.now();
+      await expect(bucket.getRange(i % 2 === 0 ? 'hung' : 'half', 0, 1000)).rejects.toMatchObject({ code: 'IO', message: expect.stringMatching(/no progress within 200 ms/) });
+      expect(Date.now() - started).toBeLessThan(2000);
+    }
+    await expect(bucket.stat('hung')).rejects.toMatchObject({ code: 'IO' });
+    await expect(bucket.put('hung', Buffer.alloc(100))).rejects.toMatchObject({ code: 'IO' });
+    // each abandoned request's connection is closed (a descriptor and its buffers each, for ever, before)
+    for (let i = 0; i < 50 && open > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(open).toBe(0);
   });
 });

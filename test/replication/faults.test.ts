@@ -3,14 +3,14 @@
 // each, the replica is a prefix of the primary's history, and after catch-up it equals it.
 import { describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica } from '../../src/replication/replica.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { keyFile, logicalState, msg, quiet, samePacks, until } from './helpers.js';
+import { TcpFaultProxy } from '../helpers/tcp-fault-proxy.js';
+import { keyFile, logicalState, msg, quiet, samePacks, until, closeReplication } from './helpers.js';
 
 const dist = resolve(import.meta.dirname, '../../dist/src/replication/replica.js');
 
@@ -84,9 +84,9 @@ describe('replication under faults', () => {
     const primaryStore = await Store.open(p, { create: true });
     await primaryStore.createMailbox('INBOX');
     const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
-    const proxy = await startProxy((await primary.status()).port);
+    const proxy = await TcpFaultProxy.start((await primary.status()).port);
     const r = join(tmpDir('replica'), 'r');
-    const replica = await startReplica(r, { primary: `127.0.0.1:${proxy.port}`, keyFile: key, log: quiet });
+    const replica = await startReplica(r, { primary: proxy.address, keyFile: key, log: quiet });
     try {
       for (let i = 1; i <= 300; i++) {
         await primaryStore.append('INBOX', msg(i, 3000));
@@ -98,53 +98,8 @@ describe('replication under faults', () => {
       expect(await logicalState(replica.store)).toEqual(await logicalState(primaryStore));
       expect(proxy.connections()).toBeGreaterThan(3);
     } finally {
-      await replica.close();
-      await primary.close();
-      await primaryStore.close();
-      proxy.close();
+      await closeReplication(replica, primary, primaryStore, proxy);
     }
     samePacks(p, r);
   }, 60_000);
 });
-
-/** A TCP proxy that can cut every connection, stall forwarding, or flip one byte (the TLS MAC must catch it). */
-async function startProxy(target: number) {
-  const pairs = new Set<[net.Socket, net.Socket]>();
-  let stalledUntil = 0;
-  let flip = false;
-  let connections = 0;
-  const forward = (from: net.Socket, to: net.Socket) => from.on('data', (chunk: Buffer) => {
-    let data = chunk;
-    if (flip && data.length > 10) {
-      flip = false;
-      data = Buffer.from(data);
-      data[5] ^= 0x40;
-    }
-    const wait = stalledUntil - Date.now();
-    if (wait > 0) {
-      from.pause();
-      setTimeout(() => { to.write(data); from.resume(); }, wait);
-    } else {
-      to.write(data);
-    }
-  });
-  const server = net.createServer((client) => {
-    connections++;
-    const upstream = net.connect(target, '127.0.0.1');
-    const pair: [net.Socket, net.Socket] = [client, upstream];
-    pairs.add(pair);
-    forward(client, upstream);
-    forward(upstream, client);
-    const end = () => { client.destroy(); upstream.destroy(); pairs.delete(pair); };
-    for (const s of pair) { s.on('error', end); s.on('close', end); }
-  });
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    connections: () => connections,
-    cut: () => { for (const [a, b] of pairs) { a.destroy(); b.destroy(); } },
-    stall: (ms: number) => { stalledUntil = Date.now() + ms; },
-    flipNextByte: () => { flip = true; },
-    close: () => { for (const [a, b] of pairs) { a.destroy(); b.destroy(); } server.close(); },
-  };
-}

@@ -49,6 +49,14 @@ export function samePacks(a: string, b: string): void {
   for (const n of names) expect(readFileSync(join(b, 'packs', n)).equals(readFileSync(join(a, 'packs', n)))).toBe(true);
 }
 
+/** Closes a replica, its primary and the primary's store, then what stood between them (a fault proxy). */
+export async function closeReplication(replica: ReplicaHandle, primary: PrimaryHandle, primaryStore: Store, between?: { close(): Promise<void> }): Promise<void> {
+  await replica.close();
+  await primary.close();
+  await primaryStore.close();
+  await between?.close();
+}
+
 /** A primary and its replica (startPair). */
 export interface Pair {
   key: string;

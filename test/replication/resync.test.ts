@@ -15,8 +15,9 @@ import { startReplica } from '../../src/replication/replica.js';
 import { checkReplica } from '../../src/replication/check.js';
 import { readRole } from '../../src/store/role.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { TcpFaultProxy } from '../helpers/tcp-fault-proxy.js';
 import { PACKED } from '../helpers/packed.js';
-import { keyFile, logicalState, msg, quiet, samePacks, until } from './helpers.js';
+import { keyFile, logicalState, msg, quiet, samePacks, until, closeReplication } from './helpers.js';
 
 const dist = resolve(import.meta.dirname, '../../dist/src/replication/replica.js');
 const small = { packBytesMax: 256 * 1024, journalSegmentBytesMax: 16 * 1024, autoSnapshot: false };
@@ -66,6 +67,37 @@ describe('replica resync from a snapshot', () => {
     samePacks(p, r);
     expect(existsSync(join(r, RESYNC_MARKER))).toBe(false);
     expect(existsSync(join(r, 'resync'))).toBe(false);
+  }, 60_000);
+
+  it('a resync whose stream is reset in the snapshot, then in the packs, then black-holed: the replica starts it again each time and ends identical', async () => {
+    const key = keyFile();
+    const p = tmpDir('primary');
+    const primaryStore = await Store.open(p, { create: true, ...small });
+    await fillAndRetire(primaryStore, 300, 2000);
+    const logs: string[] = [];
+    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: (line) => logs.push(line) });
+    const proxy = await TcpFaultProxy.start((await primary.status()).port);
+    const r = join(tmpDir('replica'), 'r');
+    // the new replica's first connection takes the identity; each reset hits a resync stream
+    proxy.resetAfter('downstream', 40_000);
+    const replica = await startReplica(r, { primary: proxy.address, keyFile: key, log: quiet, storeOptions: small });
+    try {
+      await until(() => proxy.connections() >= 3, 10_000, 'a connection after the first reset');
+      proxy.resetAfter('downstream', 400_000);
+      await until(() => proxy.connections() >= 4, 10_000, 'a connection after the second reset');
+      proxy.blackhole();
+      await new Promise((done) => setTimeout(done, 500));
+      proxy.restore();
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 30_000, 'the resync through the faults');
+      await primaryStore.append('INBOX', msg(9999));
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 20_000, 'a round after it');
+      expect(await logicalState(replica.store)).toEqual(await logicalState(primaryStore));
+      expect((await checkReplica(replica.store, { primary: proxy.address, keyFile: key })).identical).toBe(true);
+      expect(logs.filter((line) => /resyncing it from snapshot/.test(line)).length).toBeGreaterThanOrEqual(3); // begun again after each fault
+    } finally {
+      await closeReplication(replica, primary, primaryStore, proxy);
+    }
+    samePacks(p, r);
   }, 60_000);
 
   it('a resync after a compaction removed packs: the replica gets only packs that exist and ends byte-identical', async () => {
