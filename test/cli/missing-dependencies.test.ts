@@ -2,9 +2,12 @@
 // another node or libc): every command either works on the fallback or fails with a clear code
 // naming what to reinstall; nothing acknowledged is lost. The failure is simulated by a preloaded
 // hook (test/helpers/unloadable-modules.cjs); node_modules is left as it is.
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { hashBytes, hashImplementation } from '../../src/hash/blake3.js';
+import { freePort, serve } from '../daemon/processes.js';
 import { json, newStore, ok, requireBuilt, run, tempDir, type RunOptions } from './helpers.js';
 
 beforeAll(requireBuilt);
@@ -43,4 +46,49 @@ describe('classic-level (LevelDB) does not load', () => {
     expect((await json(['mailbox', 'status', 'INBOX'], { store })).messages).toBe(1);
     expect((await run(['scrub'], { store })).code).toBe(0);
   });
+});
+
+describe('@napi-rs/blake-hash (native BLAKE3) does not load', () => {
+  it('every path runs on the WebAssembly BLAKE3 with the native digests: append, fetch, scrub, backup, check, restore, replication', async () => {
+    expect(hashImplementation).toBe('native'); // this process: the digests compared against
+    const broken = (options: RunOptions = {}) => without('blake-hash', options);
+    const work = tempDir('mailstore-deps-');
+    const key = join(work, 'key');
+    writeFileSync(key, randomBytes(32).toString('hex'), { mode: 0o600 });
+    const primaryDir = join(work, 'p');
+    const replicaDir = join(work, 'r');
+    await ok(['init'], broken({ store: primaryDir }));
+    await ok(['mailbox', 'create', 'INBOX'], broken({ store: primaryDir }));
+    const port = await freePort();
+    const wasm = { env: broken().env! };
+    const primary = await serve(primaryDir, ['--replication-listen', `127.0.0.1:${port}`, '--replication-key', key, '--sync-replicas', '1'], wasm);
+    const replica = await serve(replicaDir, ['--replica-of', `127.0.0.1:${port}`, '--replication-key', key], wasm);
+    // one body for a pack, one small enough to go inline in its journal record
+    const messages = [Buffer.concat([Buffer.from('Subject: big\r\n\r\n'), Buffer.from(randomBytes(60_000).toString('base64'))]), Buffer.from('Subject: small\r\n\r\nbody\r\n')];
+    try {
+      for (const [i, bytes] of messages.entries()) {
+        // through the primary's daemon, acknowledged once the replica holds it (--sync-replicas 1)
+        const appended = await json(['append', 'INBOX', '-'], broken({ store: primaryDir, input: bytes }));
+        expect(appended).toMatchObject({ uid: i + 1, hash: hashBytes(bytes).toString('hex') });
+      }
+      expect((await run(['fetch', 'INBOX', '1'], broken({ store: replicaDir }))).stdout.equals(messages[0]!)).toBe(true);
+    } finally {
+      for (const daemon of [replica, primary]) {
+        daemon.child.kill('SIGTERM');
+        expect(await daemon.exited, daemon.stderr()).toBe(0);
+      }
+    }
+    const repo = join(work, 'repo');
+    for (const store of [primaryDir, replicaDir]) {
+      const scrub = await run(['scrub'], broken({ store }));
+      expect([scrub.code, scrub.stdout.toString()], scrub.stderr).toEqual([0, expect.stringMatching(/blobs .* in 1 pack\(s\)[^]*\nclean\n$/)]);
+      for (const [i, bytes] of messages.entries()) expect((await run(['fetch', 'INBOX', String(i + 1)], broken({ store }))).stdout.equals(bytes)).toBe(true);
+    }
+    await ok(['backup', '--repo', repo], broken({ store: primaryDir }));
+    expect(await ok(['backup', 'check', '--repo', repo, '--read-data'], broken())).toMatch(/^clean: .* 2 blobs/);
+    const restored = join(work, 'restored');
+    await ok(['restore', '--repo', repo, '--to', restored], broken());
+    for (const [i, bytes] of messages.entries()) expect((await run(['fetch', 'INBOX', String(i + 1)], { store: restored })).stdout.equals(bytes)).toBe(true);
+    expect((await run(['scrub'], { store: restored })).code).toBe(0); // and natively: the same hashes
+  }, 60_000);
 });
