@@ -2,7 +2,8 @@
 // the frames a daemon of commit f76e064 (session 30) answered, captured and replayed
 // (fixtures/daemon-f76e064/frames.json). listMailboxes and changesSince go through listing
 // procedures that daemon does not have; the client falls back to the calls it answers. A procedure
-// with no older form (changeQuota) is refused saying the daemon is older.
+// with no older form (changeQuota) is refused saying the daemon is older. The CLI shows what its
+// answers hold and nothing they lack (stats: free inodes).
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import { Client } from '../../src/client/client.js';
 import { procedures } from '../../src/daemon/procedures.js';
 import { MailstoreError } from '../../src/errors.js';
 import { FrameReader, decodeFrame, encodeFrame, type Frame } from '../../src/daemon/protocol.js';
+import { requireBuilt, run } from '../cli/helpers.js';
 import { tempDir } from './helpers.js';
 
 const fixture = JSON.parse(readFileSync(new URL('../../fixtures/daemon-f76e064/frames.json', import.meta.url), 'utf8')) as { frames: { call: string; answer: string }[] };
@@ -48,7 +50,7 @@ describe('a daemon of session 30 (f76e064)', () => {
     const client = await Client.connect(await oldDaemon());
     clients.push(client);
     expect(client.daemon?.protocol).toBe(1);
-    expect(await client.listMailboxes()).toEqual([{ name: 'INBOX', id: '8ac0df71-6c93-400f-8b19-48b8e00c7225' }]);
+    expect(await client.listMailboxes()).toEqual([{ name: 'INBOX', id: 'c521a124-b5ac-42bf-a7fc-5bbc60fd77a6' }]);
     const changes = await client.changesSince('INBOX', 0);
     expect(changes).toMatchObject({ vanished: [], highestModseq: 3 });
     expect(changes.changed).toHaveLength(1);
@@ -61,5 +63,18 @@ describe('a daemon of session 30 (f76e064)', () => {
     const refused = await procedures(client).changeQuota('user/bob', { storage: 1000 }).catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(MailstoreError);
     expect(refused).toMatchObject({ code: 'INVALID', message: expect.stringMatching(/no procedure "changeQuota": it runs an older mailstore than this one \(pid \d+\); nothing was changed. Restart it with this version/) });
+  });
+});
+
+describe('the CLI through a daemon of session 30 (f76e064)', () => {
+  it('stats prints its answer, without the free inodes it does not report (printed "undefined" before)', async () => {
+    requireBuilt();
+    const socket = await oldDaemon();
+    const stats = await run(['stats'], { store: tempDir(), env: { MAILSTORE_SOCKET: socket } });
+    expect(stats.code, stats.stderr).toBe(0);
+    const text = stats.stdout.toString();
+    expect(text).toMatch(/^messages +1$/m);
+    expect(text).toMatch(/^free space +\d+ .*; reserve 64.0 MiB$/m);
+    expect(text).not.toMatch(/undefined|free inodes/);
   });
 });
