@@ -92,3 +92,19 @@ describe('@napi-rs/blake-hash (native BLAKE3) does not load', () => {
     expect((await run(['scrub'], { store: restored })).code).toBe(0); // and natively: the same hashes
   }, 60_000);
 });
+
+describe('neither BLAKE3 loads (@napi-rs/blake-hash nor hash-wasm)', () => {
+  it('a command opening a store fails IO naming both and what to reinstall (75 with --sysexits); the store is as it was', async () => {
+    const store = await newStore(['INBOX'], 'mailstore-deps-');
+    const message = join(tempDir('mailstore-deps-'), 'm.eml');
+    writeFileSync(message, 'Subject: kept\r\n\r\nbody\r\n');
+    await ok(['append', 'INBOX', message], { store });
+    const broken = (options: RunOptions = {}) => without('blake-hash|hash-wasm', { store, ...options });
+    const append = await run(['append', 'INBOX', message], broken());
+    expect(append.code, append.stderr).toBe(2);
+    expect(append.stderr).toMatch(/^mailstore: IO: no BLAKE3 loads in node v[\d.]+ on \w+-\w+: neither the native module \(@napi-rs\/blake-hash: .+\) nor hash-wasm \(.+\); reinstall mailstore's dependencies/);
+    expect((await run(['append', '--sysexits', 'INBOX', message], broken())).code).toBe(75);
+    expect((await run(['--version'], broken())).code).toBe(0);
+    expect((await json(['mailbox', 'status', 'INBOX'], { store })).messages).toBe(1);
+  });
+});
