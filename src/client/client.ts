@@ -16,7 +16,7 @@ import {
   Assembly, MUTATING_METHODS, PROTOCOL_VERSION, fromWireError, listingItemBytes, type Frame, type HelloResult, type WireError,
 } from '../daemon/protocol.js';
 import { FrameSocket } from '../daemon/transport.js';
-import { MailstoreError } from '../errors.js';
+import { MailstoreError, isMailstoreError } from '../errors.js';
 import { daemonLimits } from '../limits.js';
 import type { AppendBatchItem, AppendBatchOptions, MailStore } from '../store/api.js';
 import type {
@@ -428,7 +428,12 @@ export class Client implements MailStore, ProcedureRunner {
   async listMailboxes(options: { user?: string; pattern?: string } = {}): Promise<{ name: string; id: string; rights?: string }[]> {
     // as a listing: one answer frame could not hold tens of thousands of long names
     const list: { name: string; id: string; rights?: string }[] = [];
-    for await (const entry of this.procedureListing('mailboxList', [options])) list.push(entry as { name: string; id: string; rights?: string });
+    try {
+      for await (const entry of this.procedureListing('mailboxList', [options])) list.push(entry as { name: string; id: string; rights?: string });
+    } catch (error) {
+      if (!lacksProcedure(error, 'mailboxList')) throw error;
+      return this.call('listMailboxes', [options]); // a daemon before session 32 (a rolling upgrade): its one answer
+    }
     return list;
   }
 
@@ -515,10 +520,15 @@ export class Client implements MailStore, ProcedureRunner {
   async changesSince(mailbox: string, modseq: number): Promise<{ changed: MessageInfo[]; vanished: number[]; highestModseq: number }> {
     // as a listing: one answer frame holds only ~100k changes (a resync after a flag change on a big mailbox)
     const answer = { changed: [] as MessageInfo[], vanished: [] as number[], highestModseq: 0 };
-    for await (const part of this.procedureListing('changesSinceList', [mailbox, modseq]) as AsyncGenerator<ChangesPart>) {
-      if ('changed' in part) answer.changed.push(part.changed);
-      else if ('vanished' in part) answer.vanished.push(...part.vanished);
-      else answer.highestModseq = part.highestModseq;
+    try {
+      for await (const part of this.procedureListing('changesSinceList', [mailbox, modseq]) as AsyncGenerator<ChangesPart>) {
+        if ('changed' in part) answer.changed.push(part.changed);
+        else if ('vanished' in part) answer.vanished.push(...part.vanished);
+        else answer.highestModseq = part.highestModseq;
+      }
+    } catch (error) {
+      if (!lacksProcedure(error, 'changesSinceList')) throw error;
+      return this.call('changesSince', [mailbox, modseq]); // a daemon before session 31 (a rolling upgrade): its one answer
     }
     return answer;
   }
@@ -533,13 +543,26 @@ export class Client implements MailStore, ProcedureRunner {
 
   // ---- procedures (src/daemon/procedures.ts) -----------------------------------------------------
 
-  procedure(name: string, args: unknown[]): Promise<unknown> {
-    return this.call('procedure', [name, ...args], MUTATING_PROCEDURES.has(name));
+  async procedure(name: string, args: unknown[]): Promise<unknown> {
+    try {
+      return await this.call('procedure', [name, ...args], MUTATING_PROCEDURES.has(name));
+    } catch (error) {
+      if (!lacksProcedure(error, name)) throw error;
+      throw new MailstoreError('INVALID', `${error.message}: it runs an older mailstore than this one (pid ${this.daemon?.pid ?? '?'}); nothing was changed. Restart it with this version ('mailstore serve'), or use the older version's own command`);
+    }
   }
 
   procedureListing(name: string, args: unknown[]): AsyncGenerator<unknown> {
     return this.listing('procedure', [name, ...args], MUTATING_PROCEDURES.has(name));
   }
+}
+
+/**
+ * A daemon of an older mailstore (a rolling upgrade: clients first) that has no procedure `name`
+ * answers INVALID in these words, in every version since procedures came (2d004c1).
+ */
+function lacksProcedure(error: unknown, name: string): error is MailstoreError {
+  return isMailstoreError(error, 'INVALID') && error.message === `the daemon has no procedure ${JSON.stringify(name)}`;
 }
 
 function openSocket(path: string): Promise<Socket> {

@@ -7,7 +7,7 @@ import { Buffer } from 'node:buffer';
 import { createRequire } from 'node:module';
 import type { IHasher } from 'hash-wasm';
 import { hexOf, writeBase64url } from '../buffer-slices.js';
-import { assert } from '../errors.js';
+import { MailstoreError, assert } from '../errors.js';
 
 export const HASH_BYTES = 32;
 
@@ -21,6 +21,9 @@ interface NativeBlake {
   blake3UrlSafeBase64(input: Uint8Array): string;
   Blake3Hasher: new () => { update(input: Buffer): unknown; digestBuffer(): Buffer };
 }
+
+/** Why the native binding is not used, for the error when hash-wasm does not load either. */
+let nativeMissing = 'MAILSTORE_HASH=wasm';
 
 function loadNative(): NativeBlake | undefined {
   if (process.env.MAILSTORE_HASH === 'wasm') return undefined;
@@ -37,10 +40,13 @@ function loadNative(): NativeBlake | undefined {
   }
   try {
     return require('@napi-rs/blake-hash') as NativeBlake;
-  } catch {
+  } catch (error) {
+    nativeMissing = firstLine(error);
     return undefined;
   }
 }
+
+const firstLine = (error: unknown) => (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
 
 const native = loadNative();
 
@@ -52,8 +58,13 @@ async function createWasm(): Promise<IHasher> {
 
 let wasm: IHasher | undefined;
 
-/** Settled once hashBytes can run: at once with the native binding, after hash-wasm's compile without. */
-export const hashReady: Promise<void> = native ? Promise.resolve() : createWasm().then((hasher) => { wasm ??= hasher; });
+/**
+ * Settled once hashBytes can run: at once with the native binding, after hash-wasm's compile without.
+ * With neither (a broken install) every store open fails IO saying so, not as a bug (exit 70).
+ */
+export const hashReady: Promise<void> = native ? Promise.resolve() : createWasm().then((hasher) => { wasm ??= hasher; }, (error: unknown) => {
+  throw new MailstoreError('IO', `no BLAKE3 loads in node ${process.version} on ${process.platform}-${process.arch}: neither the native module (@napi-rs/blake-hash: ${nativeMissing}) nor hash-wasm (${firstLine(error)}); reinstall mailstore's dependencies ('npm ci' where mailstore is installed, or install mailstore again)`, { cause: error });
+});
 hashReady.catch(() => undefined); // whoever awaits it sees the failure; no unhandled rejection without one
 
 /** Which implementation is in use: 'native' or 'wasm'. */

@@ -3,10 +3,11 @@
 // noticing. Opened with createIfMissing:false once it exists: LevelDB opens without error, holding
 // part of its keys, when CURRENT is lost (docs/FAULTS.md).
 import { Buffer } from 'node:buffer';
-import { Level } from 'level';
+import type { Level } from 'level';
 import { MailstoreError, assert } from '../errors.js';
 import { decodeValue, encodeValue } from './codec.js';
 import { classifyLevelError, systemAdvice } from './level-errors.js';
+import { levelClass } from './level-module.js';
 import { makeLevelDirectory } from '../fs/level-directory.js';
 import { SPACE, prefixEnd } from '../keys/tuple.js';
 import { limits } from '../limits.js';
@@ -133,7 +134,7 @@ export class IndexDb {
    */
   static async open(path: string, create: boolean, options: { writeBufferBytes?: number } = {}): Promise<IndexDb> {
     if (create) await makeLevelDirectory(path);
-    const db = new Level<Buffer, Buffer>(path, {
+    const db = new (await levelClass())<Buffer, Buffer>(path, {
       keyEncoding: 'buffer', valueEncoding: 'buffer', createIfMissing: create, errorIfExists: create,
       ...(options.writeBufferBytes ? { writeBufferSize: options.writeBufferBytes } : {}),
       // a bound on the mapped table bytes a scan leaves in RSS (limits.indexOpenFilesMax)

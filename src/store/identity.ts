@@ -1,7 +1,7 @@
 // Is this directory the store we think it is? A missing partition looks exactly like "everything
 // was deleted", so the STORE identity, the packs/ and journal/ markers and the root's device id are
 // checked at open and before every new file is created. Nothing is created when they fail.
-import { Level } from 'level';
+import type { Level } from 'level';
 import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError } from '../errors.js';
@@ -9,6 +9,7 @@ import type { FileStat, FileSystem } from '../fs/filesystem.js';
 import { ensureDir, refuseIgnoredSync, writeFileDurable } from '../fs/durable.js';
 import { makeLevelDirectory } from '../fs/level-directory.js';
 import { classifyLevelError, systemAdvice } from '../index/level-errors.js';
+import { levelClass } from '../index/level-module.js';
 import { limits } from '../limits.js';
 import { processHoldsFile } from '../fs/process-files.js';
 
@@ -282,7 +283,7 @@ export async function checkNoWriter(fs: FileSystem, root: string, wait: LockWait
 async function openKernelLock(root: string): Promise<Level | undefined> {
   const location = join(root, LAYOUT.lockDb);
   await makeLevelDirectory(location);
-  const kernelLock = new Level(location, { createIfMissing: true });
+  const kernelLock = new (await levelClass())(location, { createIfMissing: true });
   try {
     await kernelLock.open();
     return kernelLock;

@@ -1,7 +1,7 @@
 // `mailstore serve` as a child process, for the process-level tests of the daemon.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createConnection } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { bin, ok, repoRoot, tempDir } from '../cli/helpers.js';
@@ -18,12 +18,12 @@ export async function freshStore(): Promise<string> {
 
 export interface Daemon { child: ChildProcess; stderr: () => string; exited: Promise<number | null> }
 
-/** `openFilesMax`: the daemon runs under `ulimit -n` of it (soft and hard: Node cannot raise it). */
-export async function serve(store: string, args: string[] = [], options: { openFilesMax?: number } = {}): Promise<Daemon> {
+/** `openFilesMax`: the daemon runs under `ulimit -n` of it (soft and hard: Node cannot raise it); `env`: added to the environment. */
+export async function serve(store: string, args: string[] = [], options: { openFilesMax?: number; env?: Record<string, string> } = {}): Promise<Daemon> {
   const command = options.openFilesMax === undefined
     ? [process.execPath, bin, 'serve', ...args]
     : ['/bin/sh', '-c', `ulimit -n ${options.openFilesMax} && exec "$0" "$@"`, process.execPath, bin, 'serve', ...args];
-  const child = spawn(command[0], command.slice(1), { env: { ...process.env, MAILSTORE_DIR: store }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(command[0], command.slice(1), { env: { ...process.env, MAILSTORE_DIR: store, ...options.env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -36,6 +36,16 @@ export async function serve(store: string, args: string[] = [], options: { openF
     await sleep(50);
   }
   return { child, stderr: () => stderr, exited };
+}
+
+/** A loopback TCP port free a moment ago. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
 }
 
 export function message(i: number): Buffer {

@@ -4,13 +4,12 @@
 // itself for any reason does. Real faults (docs/FAULTS.md), root only; each test says why when it skips.
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
 import { converse, type Conversation } from './lmtp-client.js';
-import { INBOX, serve, type Daemon } from './processes.js';
+import { INBOX, freePort, serve, type Daemon } from './processes.js';
 
 beforeAll(requireBuilt);
 
@@ -43,15 +42,6 @@ function fill(dir: string, name: string): void {
     closeSync(fd);
   }
   expect(statfsSync(dir).bavail).toBe(0);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function lmtpDaemon(store: string): Promise<{ daemon: Daemon; lmtp: Conversation }> {

@@ -4,24 +4,14 @@
 // its own daemon, which then takes writes.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
 import { converse } from './lmtp-client.js';
-import { INBOX, freshStore, message, serve, type Daemon } from './processes.js';
+import { INBOX, freePort, freshStore, message, serve, type Daemon } from './processes.js';
 
 beforeAll(requireBuilt);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function stop(daemon: Daemon): Promise<void> {
   daemon.child.kill('SIGTERM');

@@ -24,10 +24,12 @@ export function register(program: Command): void {
         ['journal', `${stats.journalSegments} segment${stats.journalSegments === 1 ? '' : 's'} (${formatBytes(stats.journalBytes)})`],
       ];
       const space = stats.freeSpace;
+      // a daemon before session 33 reports no inodes (undefined): shown as for a file system without them
+      const freeInodes = typeof space?.freeInodes === 'number' ? space.freeInodes : null;
       // out of inodes, expunge and compact free nothing that counts: say which one is short
-      const shortOfInodes = space && space.freeInodes !== null && space.freeInodes < space.reserveInodes;
+      const shortOfInodes = space && freeInodes !== null && freeInodes < space.reserveInodes;
       if (space) rows.push(['free space', space.freeBytes === null ? 'unknown' : `${space.freeBytes} (${formatBytes(space.freeBytes)}); reserve ${formatBytes(space.reserveBytes)}${space.reserveBytes === 0 ? ' (off)' : ''}${space.refusingMail && !shortOfInodes ? ': REFUSING NEW MAIL (free space: expunge and compact)' : ''}`]);
-      if (space && space.freeInodes !== null) rows.push(['free inodes', `${space.freeInodes}; reserve ${space.reserveInodes}${shortOfInodes ? ': NEW MAIL IS REFUSED (remove files on this file system; df -i)' : ''}`]);
+      if (space && freeInodes !== null) rows.push(['free inodes', `${freeInodes}; reserve ${space.reserveInodes}${shortOfInodes ? ': NEW MAIL IS REFUSED (remove files on this file system; df -i)' : ''}`]);
       for (const c of stats.consumers) rows.push([`consumer ${c.name}`, `at seq ${c.seq}, ${c.lagRecords} record${c.lagRecords === 1 ? '' : 's'} behind${c.behind ? ' (FALLING BEHIND)' : ''}`]);
       for (const [name, value] of rows) await printLine(`${name.padEnd(17)} ${value}`);
     });
