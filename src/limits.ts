@@ -716,6 +716,14 @@ export const daemonLimits = {
   callArgumentsMax: 16,
   /** Calls one connection may have in flight (not counting listings waiting for their reader's credit); past it the daemon stops reading that connection. */
   callsPerConnectionMax: 64,
+  /**
+   * Listings and streams waiting for their reader's credit, over all connections (connection.ts):
+   * each holds its generator's state (an index iterator; readMessages up to two read groups,
+   * 2 x readBatchBytes; a pack read's buffer) and is counted against no other bound, so a client
+   * that starts listings and never credits them could make the daemon hold thousands. One that
+   * would wait past this many is ended UNAVAILABLE where it is (the client reads it again later).
+   */
+  parkedFlowsMax: 512,
   /** Body bytes one connection's calls in flight may hold in the daemon before it stops reading that connection. */
   heldBytesPerConnectionMax: 256 * 1024 * 1024,
   /**
