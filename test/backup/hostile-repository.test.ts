@@ -154,6 +154,24 @@ describe('a snapshot whose state is not of the shape mailstore writes', () => {
   });
 });
 
+describe('metadata files whose CBOR decodes to far more than their size', () => {
+  it('a snapshot of a few KiB holding a million empty maps (70 MB once decoded) is CORRUPT before it is decoded; check calls it damage and the restore writes nothing', async () => {
+    const dir = tmpDir('bkh');
+    const { repo } = await backedUp(dir);
+    for (const other of readdirSync(repo.path('snapshots'))) rmSync(repo.path('snapshots', other));
+    rmSync(repo.path('tips'), { recursive: true, force: true });
+    const bytes = encodeMetadataFile('snapshot', { version: 1, time: Date.now(), storeId: 'x', hostname: 'h', seq: 1, counts: {}, ops: Array.from({ length: 1_000_000 }, () => ({})) }, undefined);
+    expect(bytes.length).toBeLessThan(64 * 1024);
+    writeFileSync(repo.path('snapshots', contentName(bytes)), bytes);
+    const error = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r')).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/would decode to more than/) });
+    expect(readdirSync(dir)).not.toContain('r');
+    const report = await checkRepository(repo, {});
+    expect(report.findings.filter((f) => f.damage).map((f) => f.kind)).toContain('damaged-snapshot');
+    await repo.close();
+  });
+});
+
 describe('a snapshot of a mailbox that has given out its last uid', () => {
   it('uid 2^32 - 1 given out (uidNext 2^32, as XFER, undump or 4G appends leave it) is a healthy snapshot: check finds no damage, restore puts it back', async () => {
     const dir = tmpDir('bkh');
