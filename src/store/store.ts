@@ -902,11 +902,23 @@ export class Store implements MailStore {
       prepare: async ({ view }) => {
         const box = await resolveInBatch(view, components, name);
         checkDeletable(name, box.messages, options);
-        return { ops: [{ op: 'mailbox.deleteBegin', id: box.id } as Op], result: { id: box.id, messages: box.messages } };
+        const ops: Op[] = [{ op: 'mailbox.deleteBegin', id: box.id }];
+        // A root is a name: one at or below a mailbox with nothing below it limits nothing once it
+        // goes, and a new mailbox of the name inherited it; it goes with it, as with --recursive
+        // (Cyrus's quota -f drops a root no mailbox uses). Over mailboxes that stay, it still limits them.
+        if (!(await this.hasMailboxesBelow(components))) ops.push(...await moveQuotaRoots(this.db, components, undefined));
+        return { ops, result: { id: box.id, messages: box.messages } };
       },
     });
     await this.finishDeletes([id]);
     return { messages };
+  }
+
+  /** Whether a mailbox's name has mailboxes below it (its own N key aside). */
+  private async hasMailboxesBelow(components: readonly string[]): Promise<boolean> {
+    let names = 0;
+    for await (const _ of this.db.entries({ prefix: keys.name(components) })) if (++names > 1) return true;
+    return false;
   }
 
   /**
