@@ -105,6 +105,8 @@ export interface StoreReplication {
   installResync(staged: StagedResync): Promise<void>;
   /** Commits one meta.set record (the epoch), whatever the role; returns its seq. */
   commitMeta(key: string, value: unknown): Promise<number>;
+  /** Finishes the mailbox deletes the journal left half-done (open does for a writable role; a promoted replica inherits its old primary's). */
+  finishInterruptedDeletes(): Promise<void>;
   /** Commits ops prepared by the caller against the batch's view (XFER's mailbox import). */
   commitOps<T>(prepare: Mutation<T>['prepare'], space?: SpaceNeed): Promise<T>;
   /**
@@ -728,6 +730,7 @@ export class Store implements MailStore {
         return this.writer.submit({ exclusive: true, prepare: async ({ seq }) => ({ ops: [{ op: 'meta.set', key, value } as Op], result: seq }) });
       },
       commitOps: (prepare, space) => this.submit({ exclusive: true, space, prepare }),
+      finishInterruptedDeletes: () => this.finishInterruptedDeletes(),
       moveInlineBodies: async (throughSeq) => {
         await moveInlineBodies(this.compactHost(), throughSeq);
       },
