@@ -5,7 +5,7 @@
 // range), and two messages of one uid restored as one while the summary counted both.
 import { MailstoreError } from '../errors.js';
 import { HASH_BYTES } from '../hash/blake3.js';
-import { ID_BYTES, isBytes, isCount, isStrings, isU32, isUidNext } from '../store/op-shape.js';
+import { ID_BYTES, isBytes, isCount, isKnownOpKind, isStrings, isU32, isUidNext } from '../store/op-shape.js';
 import type { Op } from '../store/records.js';
 
 /** Throws CORRUPT naming the first op of `ops` that is not of the shape mailstore writes. */
@@ -13,7 +13,8 @@ export function checkSnapshotState(ops: Op[], path: string): void {
   const bad = (i: number, why: string) => new MailstoreError('CORRUPT', `${path}: not a snapshot mailstore wrote (op ${i}: ${why})`, { path });
   const uids = new Map<string, Set<number>>();
   ops.forEach((op, i) => {
-    if (typeof op !== 'object' || op === null) throw bad(i, 'not an op');
+    // one of no kind mailstore writes was passed over by restore: a snapshot of such ops restored as an empty store
+    if (typeof op !== 'object' || op === null || !isKnownOpKind(op.op)) throw bad(i, 'not an op');
     if (op.op === 'state.mailbox') {
       const info = op.info as Partial<typeof op.info> | null;
       if (typeof info !== 'object' || info === null || !isBytes(info.id, ID_BYTES)) throw bad(i, 'a mailbox without an id');

@@ -65,13 +65,18 @@ const SHAPES: Record<string, (op: Record<string, unknown>) => boolean> = {
   'state.meta': (op) => listOf(op.entries, ([key]) => typeof key === 'string'),
 };
 
+/** Whether `kind` is an op kind this mailstore writes (and so knows how to apply). */
+export function isKnownOpKind(kind: unknown): boolean {
+  return typeof kind === 'string' && Object.hasOwn(SHAPES, kind);
+}
+
 /** Why a journal payload (`{ops, end?}`) is not of the shape this mailstore writes, or undefined when it is. */
 export function payloadShapeProblem(payload: unknown): string | undefined {
   if (!isObject(payload) || !Array.isArray(payload.ops) || !isFlag(payload.end)) return 'not a journal payload ({ops, end?})';
   for (const [i, op] of payload.ops.entries()) {
     const kind = isObject(op) ? op.op : undefined;
-    if (typeof kind !== 'string' || !Object.hasOwn(SHAPES, kind)) return `op ${i} is of a kind this mailstore does not know (${JSON.stringify(kind)}): a newer version's, or not an op`;
-    if (!SHAPES[kind]!(op as Record<string, unknown>)) return `op ${i} (${kind}) is not of the shape mailstore writes`;
+    if (!isKnownOpKind(kind)) return `op ${i} is of a kind this mailstore does not know (${JSON.stringify(kind)}): a newer version's, or not an op`;
+    if (!SHAPES[kind as string]!(op as Record<string, unknown>)) return `op ${i} (${kind}) is not of the shape mailstore writes`;
   }
   return undefined;
 }

@@ -126,7 +126,7 @@ describe('metadata files of the right name and checksums, of the wrong shape', (
 });
 
 describe('a snapshot whose state is not of the shape mailstore writes', () => {
-  it('a uid that is no uid, one uid twice, a mailbox without a name: CORRUPT naming the snapshot (never INTERNAL), and the restore writes nothing', async () => {
+  it('a uid that is no uid, one uid twice, a mailbox without a name, an op of no kind mailstore writes: CORRUPT naming the snapshot (never INTERNAL), and the restore writes nothing', async () => {
     const dir = tmpDir('bkh');
     const { repo } = await backedUp(dir);
     const name = readdirSync(repo.path('snapshots'))[0]!;
@@ -136,6 +136,8 @@ describe('a snapshot whose state is not of the shape mailstore writes', () => {
       (ops) => { ops.find((o) => o.op === 'state.messages')!.messages![0]![0] = 2 ** 40; },
       (ops) => { const m = ops.find((o) => o.op === 'state.messages')!.messages!; m[1]![0] = m[0]![0]; },
       (ops) => { ops.find((o) => o.op === 'state.mailbox')!.info!.name = 7; },
+      (ops) => { ops.splice(0, ops.length, {} as never); }, // restored as an empty store, without a word
+      (ops) => { ops.push({ op: 'state.mailboxes' }); },
     ];
     for (const [n, edit] of edits.entries()) {
       for (const other of readdirSync(repo.path('snapshots'))) rmSync(repo.path('snapshots', other));
