@@ -716,6 +716,14 @@ export const daemonLimits = {
   callArgumentsMax: 16,
   /** Calls one connection may have in flight (not counting listings waiting for their reader's credit); past it the daemon stops reading that connection. */
   callsPerConnectionMax: 64,
+  /**
+   * Listings and streams waiting for their reader's credit, over all connections (connection.ts):
+   * each holds its generator's state (an index iterator; readMessages up to two read groups,
+   * 2 x readBatchBytes; a pack read's buffer) and is counted against no other bound, so a client
+   * that starts listings and never credits them could make the daemon hold thousands. One that
+   * would wait past this many is ended UNAVAILABLE where it is (the client reads it again later).
+   */
+  parkedFlowsMax: 512,
   /** Body bytes one connection's calls in flight may hold in the daemon before it stops reading that connection. */
   heldBytesPerConnectionMax: 256 * 1024 * 1024,
   /**
@@ -949,6 +957,13 @@ export const backupLimits = {
   keyFileBytesMax: 4096,
   /** Metadata files (config, index, snapshot) larger than this are damage, not data. */
   metadataFileBytesMax: 1024 * 1024 * 1024,
+  /**
+   * A metadata file's CBOR may decode to at most this many heap bytes per CBOR byte (index/cbor-bounds.ts),
+   * else it is damage: what mailstore writes takes ~5 (a message of a snapshot: ~55 CBOR bytes, an
+   * array, a hash and small numbers), 8 at most (a list of small numbers); a million one-byte empty
+   * maps, deflated to a few KiB, took ~60 (70 MB) and as long to decode as a real snapshot of that size.
+   */
+  metadataDecodedBytesPerByteMax: 16,
   /** A repository's config or lock file (a few hundred bytes of JSON) larger than this is not one mailstore wrote. */
   configFileBytesMax: 64 * 1024,
   /**

@@ -5,6 +5,7 @@
 import { promisify } from 'node:util';
 import { brotliCompress, brotliDecompressSync, constants as zlibConstants, crc32, deflateRaw, deflateRawSync, inflateRawSync } from 'node:zlib';
 import { MailstoreError } from '../errors.js';
+import { checkCborBounds } from '../index/cbor-bounds.js';
 import { encodeCbor, decodeCbor } from '../index/codec.js';
 import { HASH_BYTES, hashBytes } from '../hash/blake3.js';
 import { backupLimits, limits } from '../limits.js';
@@ -101,12 +102,21 @@ export function decodeMetadataFile<T>(kind: FileKind, bytes: Buffer, name: strin
   if (encrypted !== Boolean(keys)) throw new MailstoreError('INVALID', `${path}: ${encrypted ? 'encrypted, but no key was given' : 'not encrypted, but the repository is'}`, { path });
   const payload = bytes.subarray(FILE_HEADER_BYTES);
   const plain = keys ? unseal(keys, payload, bytes.subarray(0, 8), `the ${kind} file`, path) : payload;
+  const undecodable = (error: unknown) => new MailstoreError('CORRUPT', `${path}: cannot decode the ${kind} file`, { path, cause: error });
+  let cbor: Buffer;
   try {
     // output chunks of 4x the input, at most 64 MiB (one for a tip, stored at level 0): fewer chunks to concatenate
     const chunkSize = Math.min(METADATA_CHUNK_MAX, Math.max(METADATA_CHUNK_MIN, plain.length * 4));
-    return decodeCbor<T>(inflateRawSync(plain, { maxOutputLength: backupLimits.metadataFileBytesMax, chunkSize }));
+    cbor = inflateRawSync(plain, { maxOutputLength: backupLimits.metadataFileBytesMax, chunkSize });
   } catch (error) {
-    throw new MailstoreError('CORRUPT', `${path}: cannot decode the ${kind} file`, { path, cause: error });
+    throw undecodable(error);
+  }
+  // an unencrypted repository's file is checked by its name only: anyone who may write it may write any CBOR
+  checkCborBounds(cbor, backupLimits.metadataDecodedBytesPerByteMax, path);
+  try {
+    return decodeCbor<T>(cbor);
+  } catch (error) {
+    throw undecodable(error);
   }
 }
 

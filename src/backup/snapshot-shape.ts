@@ -5,24 +5,16 @@
 // range), and two messages of one uid restored as one while the summary counted both.
 import { MailstoreError } from '../errors.js';
 import { HASH_BYTES } from '../hash/blake3.js';
+import { ID_BYTES, isBytes, isCount, isKnownOpKind, isStrings, isU32, isUidNext } from '../store/op-shape.js';
 import type { Op } from '../store/records.js';
-
-const U32_MAX = 0xffff_ffff;
-const ID_BYTES = 16;
-
-const isU32 = (n: unknown): n is number => Number.isInteger(n) && (n as number) >= 0 && (n as number) <= U32_MAX;
-/** uidNext: one past the last uid given out, so 2^32 once uid 2^32 - 1 was (a full mailbox, which backs up and restores). */
-const isUidNext = (n: unknown): n is number => Number.isInteger(n) && (n as number) >= 0 && (n as number) <= U32_MAX + 1;
-const isCount = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
-const isBytes = (b: unknown, length: number): b is Uint8Array => b instanceof Uint8Array && b.length === length;
-const isStrings = (list: unknown): list is string[] => Array.isArray(list) && list.every((s) => typeof s === 'string');
 
 /** Throws CORRUPT naming the first op of `ops` that is not of the shape mailstore writes. */
 export function checkSnapshotState(ops: Op[], path: string): void {
   const bad = (i: number, why: string) => new MailstoreError('CORRUPT', `${path}: not a snapshot mailstore wrote (op ${i}: ${why})`, { path });
   const uids = new Map<string, Set<number>>();
   ops.forEach((op, i) => {
-    if (typeof op !== 'object' || op === null) throw bad(i, 'not an op');
+    // one of no kind mailstore writes was passed over by restore: a snapshot of such ops restored as an empty store
+    if (typeof op !== 'object' || op === null || !isKnownOpKind(op.op)) throw bad(i, 'not an op');
     if (op.op === 'state.mailbox') {
       const info = op.info as Partial<typeof op.info> | null;
       if (typeof info !== 'object' || info === null || !isBytes(info.id, ID_BYTES)) throw bad(i, 'a mailbox without an id');

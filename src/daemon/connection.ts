@@ -29,6 +29,9 @@ interface Flow {
   wake?: () => void;
 }
 
+/** Listings and streams waiting for their reader's credit in this process, over all connections (daemonLimits.parkedFlowsMax). */
+export const parkedFlows = { count: 0 };
+
 /** Chains a connection keeps (an import uses one per folder); the oldest is forgotten past this. */
 const CHAINS_MAX = 1024;
 
@@ -351,12 +354,18 @@ export class DaemonConnection {
       // the credit comes over this socket: were this call counted while it waits, a client with
       // callsPerConnectionMax listings open (an IMAP server's sessions on one Client) stopped the
       // reading that brings it, and every one of them waited for good
+      if (parkedFlows.count >= daemonLimits.parkedFlowsMax) {
+        this.server.parkedRefusedLog.note(() => ({ connection: this.id, parked: parkedFlows.count }));
+        throw new MailstoreError('UNAVAILABLE', `the daemon holds ${daemonLimits.parkedFlowsMax} listings and streams waiting for their readers already (daemonLimits.parkedFlowsMax): this one was ended where it was; read it again, taking its items as they come`, { mayHaveCommitted: false });
+      }
       this.parked++;
+      parkedFlows.count++;
       this.updateReading();
       try {
         await new Promise<void>((resolve) => { flow.wake = resolve; });
       } finally {
         this.parked--;
+        parkedFlows.count--;
         this.updateReading();
       }
     }

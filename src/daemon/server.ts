@@ -93,6 +93,8 @@ export class DaemonServer {
   private readonly refusedLog = new LogEvery(() => this.logger, 'connection-refused', 'refused');
   /** Connections dropped for a malformed frame (connection.ts): as refused ones, a client sending garbage in a loop is one line a refusedLogMs. */
   readonly malformedLog = new LogEvery(() => this.logger, 'malformed-frame', 'connections');
+  /** Listings and streams ended at daemonLimits.parkedFlowsMax (connection.ts): one line a refusedLogMs. */
+  readonly parkedRefusedLog = new LogEvery(() => this.logger, 'listing-refused', 'refused');
 
   get socketPath(): string {
     return this.options.socketPath;
@@ -173,6 +175,7 @@ export class DaemonServer {
   private async stopNow(reason: string): Promise<void> {
     this.refusedLog.flush();
     this.malformedLog.flush();
+    this.parkedRefusedLog.flush();
     this.logger.info('stopping', { reason, connections: this.connections.size });
     const closed = this.listening ? new Promise<void>((resolve) => this.server.close(() => resolve())) : Promise.resolve();
     if (this.listening) await removeSocketFile(this.options.socketPath).catch(() => undefined);

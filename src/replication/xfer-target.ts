@@ -36,13 +36,12 @@ export type XferMessage = [uid: number, bytes: Uint8Array, flags: string[], date
 
 export async function serveXfer(store: Store, connection: Connection, log: Log): Promise<void> {
   await connection.send({ t: 'welcome', storeId: store.identity.storeId });
-  // the limits this XFER replaced (root -> before; undefined: none): an abort puts them back
-  const rootsBefore = new Map<string, QuotaLimits | undefined>();
+  const session: XferSession = { rootsBefore: new Map(), created: new Set() };
   for (;;) {
     const request = await connection.next();
     if (!request) return;
     // An error answers this request only: the source rolls back over the same connection.
-    const answer = await handle(store, request, rootsBefore).catch((error: unknown) => ({
+    const answer = await handle(store, request, session, log).catch((error: unknown) => ({
       t: 'error', code: error instanceof MailstoreError ? error.code : 'INVALID', message: (error as Error).message,
     }));
     await connection.send(answer);
@@ -50,9 +49,18 @@ export async function serveXfer(store: Store, connection: Connection, log: Log):
   }
 }
 
-async function handle(store: Store, request: Message, rootsBefore: Map<string, QuotaLimits | undefined>): Promise<Message> {
+/** What one XFER (one connection) did here, which its abort undoes. */
+interface XferSession {
+  /** The limits this XFER replaced (root -> before; undefined: none): an abort puts them back. */
+  rootsBefore: Map<string, QuotaLimits | undefined>;
+  /** The ids (hex) of the mailboxes this XFER created: the only ones its abort deletes. */
+  created: Set<string>;
+}
+
+async function handle(store: Store, request: Message, session: XferSession, log: Log): Promise<Message> {
+  const { rootsBefore } = session;
   switch (request.t) {
-    case 'xfer.mailbox': return { t: request.t, uids: await createOrFind(store, request.mailbox as XferMailbox) };
+    case 'xfer.mailbox': return { t: request.t, uids: await createOrFind(store, request.mailbox as XferMailbox, session.created) };
     case 'xfer.messages': return { t: request.t, added: await addMessages(store, xferMailboxId(request.id), request.messages as XferMessage[]) };
     case 'xfer.reconcile': {
       await raiseModseqs(store, request.highestModseq);
@@ -61,11 +69,17 @@ async function handle(store: Store, request: Message, rootsBefore: Map<string, Q
       return { t: request.t, missing: await reconcile(store, xferMailboxId(request.id), request.live as [number, string[]][], Number(request.uidNext)), ...roots };
     }
     case 'xfer.abort': {
-      // by id: only what this XFER created goes, never a mailbox of the same name made here
+      // by id, and only what this XFER created: a mailbox found here (made before, or by another
+      // XFER of the same user, which may have switched and left its only copy here) stays
       for (const hex of request.ids as string[]) {
+        if (!session.created.has(hex)) {
+          log(`xfer: abort leaves mailbox ${String(hex)}: this XFER did not create it`);
+          continue;
+        }
         const box = store.replication().db.getNow<MailboxInfo>(keys.info(xferMailboxId(hex)));
         if (box && !box.deleting) await store.deleteMailbox(box.name.join('/'));
       }
+      session.created.clear();
       // and the quota roots it set go back to what they were (they stayed, limiting a user who is not here)
       const ops = [...rootsBefore].map(([root, before]) => quotaSetOp(root, before ?? {}));
       if (ops.length > 0) await store.replication().commitOps(async () => ({ ops, result: undefined }));
@@ -97,8 +111,8 @@ function checkXferName(name: unknown): void {
   }
 }
 
-/** Creates the mailbox with the source's identity, or finds it (a resumed XFER): the uids present. */
-async function createOrFind(store: Store, box: XferMailbox): Promise<number[]> {
+/** Creates the mailbox with the source's identity (its id noted in `created`), or finds it (a resumed XFER): the uids present. */
+async function createOrFind(store: Store, box: XferMailbox, created: Set<string>): Promise<number[]> {
   // uidValidityLast counts on from it: a string there made it NaN, and every later mailbox's too
   checkUid(box.uidValidity, 'XFER uidValidity'); // a uidValidity is a uid's range: 1 to 2^32 - 1 (RFC 3501 nz-number)
   checkXferName(box.name);
@@ -113,6 +127,7 @@ async function createOrFind(store: Store, box: XferMailbox): Promise<number[]> {
       if (box.owner) op.owner = box.owner;
       return { ops: [op], result: undefined };
     });
+    created.add(box.id as string);
     return [];
   }
   const uids: number[] = [];

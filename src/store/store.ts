@@ -105,6 +105,8 @@ export interface StoreReplication {
   installResync(staged: StagedResync): Promise<void>;
   /** Commits one meta.set record (the epoch), whatever the role; returns its seq. */
   commitMeta(key: string, value: unknown): Promise<number>;
+  /** Finishes the mailbox deletes the journal left half-done (open does for a writable role; a promoted replica inherits its old primary's). */
+  finishInterruptedDeletes(): Promise<void>;
   /** Commits ops prepared by the caller against the batch's view (XFER's mailbox import). */
   commitOps<T>(prepare: Mutation<T>['prepare'], space?: SpaceNeed): Promise<T>;
   /**
@@ -728,6 +730,7 @@ export class Store implements MailStore {
         return this.writer.submit({ exclusive: true, prepare: async ({ seq }) => ({ ops: [{ op: 'meta.set', key, value } as Op], result: seq }) });
       },
       commitOps: (prepare, space) => this.submit({ exclusive: true, space, prepare }),
+      finishInterruptedDeletes: () => this.finishInterruptedDeletes(),
       moveInlineBodies: async (throughSeq) => {
         await moveInlineBodies(this.compactHost(), throughSeq);
       },
@@ -902,11 +905,23 @@ export class Store implements MailStore {
       prepare: async ({ view }) => {
         const box = await resolveInBatch(view, components, name);
         checkDeletable(name, box.messages, options);
-        return { ops: [{ op: 'mailbox.deleteBegin', id: box.id } as Op], result: { id: box.id, messages: box.messages } };
+        const ops: Op[] = [{ op: 'mailbox.deleteBegin', id: box.id }];
+        // A root is a name: one at or below a mailbox with nothing below it limits nothing once it
+        // goes, and a new mailbox of the name inherited it; it goes with it, as with --recursive
+        // (Cyrus's quota -f drops a root no mailbox uses). Over mailboxes that stay, it still limits them.
+        if (!(await this.hasMailboxesBelow(components))) ops.push(...await moveQuotaRoots(this.db, components, undefined));
+        return { ops, result: { id: box.id, messages: box.messages } };
       },
     });
     await this.finishDeletes([id]);
     return { messages };
+  }
+
+  /** Whether a mailbox's name has mailboxes below it (its own N key aside). */
+  private async hasMailboxesBelow(components: readonly string[]): Promise<boolean> {
+    let names = 0;
+    for await (const _ of this.db.entries({ prefix: keys.name(components) })) if (++names > 1) return true;
+    return false;
   }
 
   /**

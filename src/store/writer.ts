@@ -27,6 +27,7 @@ import { limits } from '../limits.js';
 import { applyOpsNow, meta } from './apply.js';
 import { FlushChoice } from './flush-choice.js';
 import { Fifo } from './fifo.js';
+import { payloadShapeProblem } from './op-shape.js';
 import type { JournalPayload, Op } from './records.js';
 import type { FreeSpace, SpaceNeed } from './free-space.js';
 
@@ -493,6 +494,12 @@ export class Writer {
       decoded = records.map((r) => decodeCbor<JournalPayload>(r.payload));
     } catch (error) {
       return pending.reject(new MailstoreError('INVALID', `replicated records ${firstSeq}..${records[records.length - 1]!.seq} do not decode`, { cause: error }));
+    }
+    // the ops too, before anything is written: apply trusts the journal, and a durable record it
+    // cannot apply stopped the replica (HALTED) at once and again at every open
+    for (const [i, payload] of decoded.entries()) {
+      const problem = payloadShapeProblem(payload);
+      if (problem) return pending.reject(new MailstoreError('INVALID', `replicated record ${records[i]!.seq}: ${problem}; nothing of records ${firstSeq}..${records[records.length - 1]!.seq} was written`));
     }
     if (decoded[decoded.length - 1]?.end !== true) {
       return pending.reject(new MailstoreError('INVALID', `replicated records ${firstSeq}..${records[records.length - 1].seq} do not end a batch`));

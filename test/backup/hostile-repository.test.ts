@@ -126,7 +126,7 @@ describe('metadata files of the right name and checksums, of the wrong shape', (
 });
 
 describe('a snapshot whose state is not of the shape mailstore writes', () => {
-  it('a uid that is no uid, one uid twice, a mailbox without a name: CORRUPT naming the snapshot (never INTERNAL), and the restore writes nothing', async () => {
+  it('a uid that is no uid, one uid twice, a mailbox without a name, an op of no kind mailstore writes: CORRUPT naming the snapshot (never INTERNAL), and the restore writes nothing', async () => {
     const dir = tmpDir('bkh');
     const { repo } = await backedUp(dir);
     const name = readdirSync(repo.path('snapshots'))[0]!;
@@ -136,6 +136,8 @@ describe('a snapshot whose state is not of the shape mailstore writes', () => {
       (ops) => { ops.find((o) => o.op === 'state.messages')!.messages![0]![0] = 2 ** 40; },
       (ops) => { const m = ops.find((o) => o.op === 'state.messages')!.messages!; m[1]![0] = m[0]![0]; },
       (ops) => { ops.find((o) => o.op === 'state.mailbox')!.info!.name = 7; },
+      (ops) => { ops.splice(0, ops.length, {} as never); }, // restored as an empty store, without a word
+      (ops) => { ops.push({ op: 'state.mailboxes' }); },
     ];
     for (const [n, edit] of edits.entries()) {
       for (const other of readdirSync(repo.path('snapshots'))) rmSync(repo.path('snapshots', other));
@@ -150,6 +152,24 @@ describe('a snapshot whose state is not of the shape mailstore writes', () => {
       const report = await checkRepository(repo, {});
       expect(report.findings.filter((f) => f.damage).map((f) => f.kind)).toContain('damaged-snapshot');
     }
+    await repo.close();
+  });
+});
+
+describe('metadata files whose CBOR decodes to far more than their size', () => {
+  it('a snapshot of a few KiB holding a million empty maps (70 MB once decoded) is CORRUPT before it is decoded; check calls it damage and the restore writes nothing', async () => {
+    const dir = tmpDir('bkh');
+    const { repo } = await backedUp(dir);
+    for (const other of readdirSync(repo.path('snapshots'))) rmSync(repo.path('snapshots', other));
+    rmSync(repo.path('tips'), { recursive: true, force: true });
+    const bytes = encodeMetadataFile('snapshot', { version: 1, time: Date.now(), storeId: 'x', hostname: 'h', seq: 1, counts: {}, ops: Array.from({ length: 1_000_000 }, () => ({})) }, undefined);
+    expect(bytes.length).toBeLessThan(64 * 1024);
+    writeFileSync(repo.path('snapshots', contentName(bytes)), bytes);
+    const error = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r')).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/would decode to more than/) });
+    expect(readdirSync(dir)).not.toContain('r');
+    const report = await checkRepository(repo, {});
+    expect(report.findings.filter((f) => f.damage).map((f) => f.kind)).toContain('damaged-snapshot');
     await repo.close();
   });
 });

@@ -7,6 +7,7 @@ import { chmodSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Client } from '../../src/client/client.js';
+import { parkedFlows } from '../../src/daemon/connection.js';
 import { FrameReader, decodeFrame, encodeFrame, type Frame } from '../../src/daemon/protocol.js';
 import { daemonLimits } from '../../src/limits.js';
 import { message, rawConnect, readUntilClosed, startDaemon, type Running } from './helpers.js';
@@ -187,6 +188,39 @@ describe('idle, silent and slow clients', () => {
     const perConnection = (process.memoryUsage().rss - before) / 1000;
     expect(perConnection).toBeLessThan(64 * 1024); // both ends of 1,000 sockets live in this process
     for (const socket of idle) socket.destroy();
+  });
+
+  it('listings started and never credited are bounded over the whole daemon: the one that would wait past parkedFlowsMax is ended UNAVAILABLE, nobody else waits, and they hold nothing once gone', async () => {
+    running = await startDaemon();
+    const bounds = daemonLimits as { parkedFlowsMax: number };
+    const parkedFlowsMax = bounds.parkedFlowsMax;
+    bounds.parkedFlowsMax = 3;
+    try {
+      const count = daemonLimits.streamWindowItems + 20;
+      await running.store.appendBatch(INBOX, Array.from({ length: count }, (_, i) => ({ bytes: message(i) })));
+      const hostile = await rawConnect(running.socket);
+      const frames: Frame[] = [];
+      const reader = new FrameReader();
+      hostile.on('data', (bytes: Buffer) => { for (const payload of reader.push(bytes)) frames.push(decodeFrame(payload)); });
+      hostile.write(Buffer.concat([1, 2, 3, 4].map((id) => encodeFrame({ t: 'call', id, m: 'messages', a: [INBOX, {}] }))));
+      for (let i = 0; i < 400 && !frames.some((f) => f.t === 'err'); i++) await sleep(5);
+      await sleep(100);
+      const refused = frames.filter((f) => f.t === 'err');
+      expect(refused).toHaveLength(1);
+      expect(refused[0]).toMatchObject({ e: { code: 'UNAVAILABLE' } });
+      expect(parkedFlows.count).toBe(3);
+      await stillServes(running);
+      hostile.destroy();
+      for (let i = 0; i < 400 && parkedFlows.count > 0; i++) await sleep(5);
+      expect(parkedFlows.count).toBe(0);
+      const client = await running.client();
+      let listed = 0;
+      for await (const _ of client.messages(INBOX)) listed++;
+      await client.close();
+      expect(listed).toBe(count + 1); // stillServes' message too
+    } finally {
+      bounds.parkedFlowsMax = parkedFlowsMax;
+    }
   });
 
   it('a client that reads nothing (a big fetchStream never consumed) holds up only itself', async () => {

@@ -85,8 +85,9 @@ async function stoppedReplica() {
   await pair.primaryStore.append('INBOX', msg(1));
   await until(async () => (await pair.replica.status()).seq === pair.primaryStore.changes.lastSeq, 15_000, 'the replica to catch up');
   const seqBefore = pair.primaryStore.changes.lastSeq;
+  const inboxId = Buffer.from((await pair.primaryStore.mailbox('INBOX')).id.replaceAll('-', ''), 'hex');
   await pair.close();
-  return { key: pair.key, replicaDir: pair.replicaDir, replicaOptions: pair.replicaOptions, seqBefore };
+  return { key: pair.key, replicaDir: pair.replicaDir, replicaOptions: pair.replicaOptions, seqBefore, inboxId };
 }
 
 /**
@@ -128,6 +129,45 @@ describe('a primary sending records a journal cannot take', () => {
       await replica.close();
     }
   }, 40_000);
+});
+
+describe('a primary sending ops of the wrong shape', () => {
+  it('a uid that is no uid, flags that are no list, a hash missing, an op of no known kind, ops that are no list: INVALID before anything is written, never a halted replica; it reopens and takes the next good round', async () => {
+    const { key, replicaDir, replicaOptions, seqBefore, inboxId } = await stoppedReplica();
+    const hash = Buffer.alloc(32, 1);
+    const add = { op: 'message.add', id: inboxId, uid: 2, hash, size: 10, date: 0, flags: [], pack: 0, offset: 0 };
+    const bad: unknown[] = [
+      { ops: [{ op: 'message.flags', id: inboxId, set: [['x', ['\\Seen']]] }], end: true },
+      { ops: [{ op: 'message.flags', id: inboxId, set: [[1, '\\Seen']] }], end: true },
+      { ops: [{ ...add, hash: undefined }], end: true },
+      { ops: [{ op: 'mailbox.explode', id: inboxId }], end: true },
+      { ops: 'all of them', end: true },
+      { ops: [{ op: 'message.expunge', id: inboxId, uids: [1, -1] }], end: true },
+    ];
+    const rounds: [number, Buffer][][] = [
+      ...bad.map((payload): [number, Buffer][] => [[seqBefore + 1, encodeCbor(payload)]]),
+      [[seqBefore + 1, encodeCbor({ ops: [{ op: 'message.flags', id: inboxId, set: [[1, ['\\Seen']]] }], end: true })]],
+    ];
+    const answers: unknown[] = [];
+    const address = await framePerSession(key, rounds.map((records) => ({ t: 'records', records, tails: [] })), (answer) => answers.push(answer));
+    const replica = await startReplica(replicaDir, { ...replicaOptions, primary: address });
+    try {
+      await until(() => answers.length === rounds.length, 30_000, 'a session per round');
+      expect(answers.slice(0, bad.length)).not.toContain('ack');
+      expect(answers[bad.length]).toBe('ack');
+      expect((await replica.status()).seq).toBe(seqBefore + 1);
+      expect((await replica.store.messages('INBOX').next()).value).toMatchObject({ uid: 1, flags: ['\\Seen'] });
+    } finally {
+      await replica.close();
+    }
+    const reopened = await Store.open(replicaDir);
+    try {
+      expect(await reopened.fetch('INBOX', 1)).toEqual(msg(1));
+      expect(reopened.changes.lastSeq).toBe(seqBefore + 1);
+    } finally {
+      await reopened.close();
+    }
+  }, 60_000);
 });
 
 describe('a primary whose resync snapshot does not end', () => {

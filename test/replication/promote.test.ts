@@ -10,7 +10,8 @@ import { checkReplica } from '../../src/replication/check.js';
 import { EPOCH_META } from '../../src/replication/promote.js';
 import { meta } from '../../src/store/apply.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { codeOf, keyFile, msg, quiet, until } from './helpers.js';
+import { keys } from '../../src/keys/index-keys.js';
+import { codeOf, keyFile, msg, quiet, startPair, until } from './helpers.js';
 
 describe('promote', () => {
   it('the promoted replica takes writes; the reachable old primary is fenced at once; nothing acknowledged is lost', async () => {
@@ -73,6 +74,30 @@ describe('promote', () => {
       await replica.close();
       await primary.close();
       await primaryStore.close();
+    }
+  }, 30_000);
+
+  it('a mailbox delete the old primary began and did not end is finished by the promotion, not only at the next open: its messages go, its blobs are released', async () => {
+    const pair = await startPair();
+    const { primaryStore, replica } = pair;
+    try {
+      await primaryStore.createMailbox('Old');
+      for (let i = 1; i <= 5; i++) await primaryStore.append('Old', msg(i));
+      const id = Buffer.from((await primaryStore.mailbox('Old')).id.replaceAll('-', ''), 'hex');
+      // the primary died right after the delete's intent record: the name is free, the messages still there
+      await primaryStore.replication().commitOps(async () => ({ ops: [{ op: 'mailbox.deleteBegin', id }], result: undefined }));
+      await until(async () => (await replica.status()).seq === primaryStore.changes.lastSeq, 15_000, 'the replica to take the intent');
+      const db = () => replica.store.replication().db;
+      expect(db().getNow(meta.deleting(id))).toBe(1);
+      await pair.primary.close();
+      await primaryStore.close();
+      await replica.promote();
+      await until(() => db().getNow(meta.deleting(id)) === undefined, 15_000, 'the delete to finish');
+      expect(db().getNow(keys.info(id))).toBeUndefined();
+      expect((await replica.store.stats()).unreferencedBlobs).toBe(5);
+      expect((await replica.store.listMailboxes()).map((m) => m.name)).toEqual(['INBOX']);
+    } finally {
+      await replica.close();
     }
   }, 30_000);
 });

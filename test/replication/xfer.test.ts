@@ -143,6 +143,32 @@ describe('xfer', () => {
     }
   }, 30_000);
 
+  it('xfer.abort deletes only the mailboxes its own XFER created: not one that was here before, not one an earlier XFER made (resumed by this one), whatever ids it names', async () => {
+    const { key, b, to, close } = await twoStores();
+    try {
+      await b.createMailbox('user/carol/INBOX');
+      const { uid } = await b.append('user/carol/INBOX', msg(1));
+      const carol = (await b.mailbox('user/carol/INBOX')).id.replaceAll('-', '');
+      await asSource(to, key, async (connection) => { // an earlier XFER: bob's INBOX made and filled, never aborted (it switched, or was cut off)
+        const id = await announceBobInbox(connection);
+        await connection.send({ t: 'xfer.messages', id, messages: [[1, msg(2), [], 1000, {}]] });
+        expect(await connection.next(5000)).toMatchObject({ t: 'xfer.messages', added: 1 });
+      });
+      await asSource(to, key, async (connection) => { // another XFER finds bob's INBOX, makes alice's, then rolls back
+        await announceBobInbox(connection);
+        await connection.send({ t: 'xfer.mailbox', mailbox: { ...BOB_INBOX, id: 'a1445cf854854288bb46f48aa6be0102', name: ['user', 'alice', 'INBOX'], highestModseq: 0 } });
+        expect(await connection.next(5000)).toMatchObject({ t: 'xfer.mailbox' });
+        await connection.send({ t: 'xfer.abort', ids: [BOB_INBOX.id, carol, 'a1445cf854854288bb46f48aa6be0102'] });
+        expect(await connection.next(5000)).toMatchObject({ t: 'xfer.abort' });
+      });
+      expect((await b.listMailboxes()).map((m) => m.name).sort()).toEqual(['user/bob/INBOX', 'user/carol/INBOX']);
+      expect(await b.fetch('user/carol/INBOX', uid)).toEqual(msg(1));
+      expect(await b.fetch('user/bob/INBOX', 1)).toEqual(msg(2));
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
   it('a target that predates quota roots in XFER ignores them: they stay at the source (never lost), and the result says so', async () => {
     const key = keyFile();
     const a = await Store.open(tmpDir('a'), { create: true });

@@ -241,4 +241,22 @@ describe('quota roots of a deleted tree', () => {
     expect((await store.maintenance().reconstructIndex({ check: true })).differences).toBe(0);
     await store.close();
   });
+
+  it('go with a single mailbox delete when nothing stays below it (as with --recursive of that mailbox; Cyrus\'s quota -f drops a root no mailbox uses); a root over mailboxes that stay still limits them, one above the name stays', async () => {
+    const store = await populated();
+    await store.createMailbox('user/bob/Work/2020', { owner: 'bob' });
+    await setQuota(store, 'user/bob/Work/2020', { messages: 0 });
+    await setQuota(store, 'user/bob/Work', { storage: 1000 });
+    await setQuota(store, 'user/bob/INBOX', { messages: 1 });
+    await store.deleteMailbox('user/bob/INBOX');
+    await store.deleteMailbox('user/bob/Work'); // user/bob/Work/2020 stays, and its root, and Work's over it
+    expect((await listQuotas(store)).map((q) => q.root)).toEqual(['user/bob/Work', 'user/bob/Work/2020']);
+    await expectCode(store.append('user/bob/Work/2020', msg(5)), 'OVER_QUOTA');
+    await store.deleteMailbox('user/bob/Work/2020');
+    expect((await listQuotas(store)).map((q) => q.root)).toEqual(['user/bob/Work']); // a root above the deleted name stays, as with --recursive of it
+    await store.createMailbox('user/bob/INBOX', { owner: 'bob' });
+    for (const i of [1, 2]) await store.append('user/bob/INBOX', msg(i)); // no limit of the old INBOX left
+    expect((await store.maintenance().reconstructIndex({ check: true })).differences).toBe(0);
+    await store.close();
+  });
 });
