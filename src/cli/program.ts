@@ -8,6 +8,7 @@ import { nodeFileSystem } from '../fs/node-fs.js';
 import { limits } from '../limits.js';
 import { DEFAULT_STORE_DIR, parseWaitSeconds } from './context.js';
 import { EXIT, exitCodeFor, exitCodesHelp } from './exit-codes.js';
+import { SYSEXITS, sysexitsWanted } from './sysexits.js';
 
 /** A command module: `register` adds its command (and subcommands) to the program. */
 export interface CommandModule {
@@ -118,8 +119,17 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (error) {
-    return reportError(error);
+    const code = reportError(error);
+    // An MTA's delivery command that cannot run as written (a typo in mailbox_command) is the
+    // admin's to fix, as a missing store is: exit 5 is no sysexits code, and Postfix bounced the mail.
+    return code !== EXIT.ok && appendWithSysexits(argv) ? SYSEXITS.tempFail : code;
   }
+}
+
+/** `append --sysexits` (or MAILSTORE_SYSEXITS=1): its failures, the command line's too, are sysexits.h codes. */
+function appendWithSysexits(argv: string[]): boolean {
+  const args = argv.slice(2);
+  return namedCommand(args) === 'append' && sysexitsWanted(args.includes('--sysexits'));
 }
 
 function reportError(error: unknown): number {

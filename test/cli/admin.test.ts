@@ -119,6 +119,26 @@ describe('append --sysexits', () => {
     expect((await run(['append', 'nope', '-', '--sysexits'], { store: good, input: message(1) })).code).toBe(67);
     expect((await run(['append', 'nope', '-', '--sysexits', '--date', 'yesterday-ish'], { store: good, input: message(1) })).code).toBe(65);
   });
+
+  it('keeps the mail queued (75) when the delivery command line itself is wrong: a typo in mailbox_command is the admin\'s to fix', async () => {
+    // exit 5 is no sysexits code, and Postfix bounces whatever is not 75: every message delivered
+    // through a mistyped mailbox_command bounced until the admin noticed
+    const store = await freshStore();
+    await ok(['mailbox', 'create', 'in'], { store });
+    const lines: Array<[string[], Record<string, string>]> = [
+      [['append', 'in', '-', '--sysexits', '--flag', '\\Seen'], {}], // --flags misspelt
+      [['append', 'in', '-', '--sysexit'], { MAILSTORE_SYSEXITS: '1' }],
+      [['append', '--sysexits'], {}], // the mailbox argument lost (an empty ${USER} unquoted)
+      [['--wait', 'ten', 'append', 'in', '-', '--sysexits'], {}],
+    ];
+    for (const [args, env] of lines) {
+      const result = await run(args, { store, input: message(1), env });
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(75);
+      expect(result.stderr).toMatch(/^mailstore: INVALID: /);
+    }
+    expect((await run(['append', 'in', '-', '--bogus'], { store, input: message(1) })).code).toBe(5); // without --sysexits: the usual table
+    expect(await json(['messages', 'in'], { store })).toEqual([]); // nothing was stored by any of them
+  });
 });
 
 describe('expunge --before', () => {
