@@ -48,6 +48,17 @@ describe('messages, fetch --info, search, status bytes', () => {
     expect((await run(['search', 'user/alice/INBOX', '--header', 'Subject: note 1'], { store })).code).toBe(5); // NAME=VALUE was meant
     expect((await run(['messages', 'nope'], { store })).code).toBe(4);
   });
+
+  it('refuses fetch --json without --info, which printed the message bytes to a script parsing JSON', async () => {
+    const store = await freshStore();
+    await withMessages(store, 'user/alice/INBOX', 1);
+    const refused = await run(['fetch', 'user/alice/INBOX', '1', '--json'], { store });
+    expect(refused.code, refused.stderr).toBe(5);
+    expect(refused.stderr).toMatch(/^mailstore: INVALID: .*--info/);
+    expect(refused.stdout.length).toBe(0);
+    expect((await json(['fetch', 'user/alice/INBOX', '1', '--info'], { store })).uid).toBe(1);
+    expect(await ok(['fetch', 'user/alice/INBOX', '1'], { store })).toBe(message(1, 100).toString()); // the bytes, unchanged
+  });
 });
 
 describe('usage and quotas', () => {
