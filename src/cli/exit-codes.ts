@@ -63,6 +63,7 @@ export function exitCodesHelp(): string {
     `  70   internal error (${codesFor(EXIT.internal)}, or any error without a code: a bug; please report it)`,
     `  130  interrupted by Ctrl-C at a safe point (everything reported is durable)`,
     '',
-    'Errors print one line to stderr: "mailstore: CODE: message".',
+    'Errors print one line to stderr: "mailstore: CODE: message". With --json (or --jsonl), and',
+    'nothing printed before, also one on stdout: {"error":{"code","message","path"?,"exitCode"}}.',
   ].join('\n');
 }
