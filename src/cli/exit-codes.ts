@@ -54,7 +54,8 @@ export function exitCodesHelp(): string {
   return [
     'Exit codes:',
     `  0    ok`,
-    `  1    findings: a check found damage (scrub); import skipped entries (listed; the rest is in)`,
+    `  1    findings: a check found damage or differences (scrub, backup check, reconstruct --check,`,
+    `       replica check); compact left a damaged pack alone; import skipped entries (listed; the rest is in)`,
     `  2    could not run (${codesFor(EXIT.couldNotRun)})`,
     `  3    refused (${codesFor(EXIT.refused)})`,
     `  4    not found (${codesFor(EXIT.notFound)})`,

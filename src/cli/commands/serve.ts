@@ -40,7 +40,7 @@ by a daemon that died is replaced; a live daemon's is refused (LOCKED).
 Beside the socket it runs: LMTP listeners (--lmtp, RFC 2033: recipient -> mailbox by
 --lmtp-template, 250 once durable, 550 unknown mailbox), Prometheus metrics (--metrics, GET
 /metrics), the events webhook (--webhook: every change POSTed, at least once, resumed from its
-cursor 'events-webhook'), background compaction (not on a replicated store) and automatic index
+cursor 'events-webhook'), background compaction (on a primary or a store of its own; a replica follows its primary's) and automatic index
 snapshots (journal retirement).
 
 Replication (all need --replication-key FILE, 32 random bytes as hex, the same on every node):
