@@ -293,10 +293,10 @@ export function parseFlagList(text: string | undefined): string[] {
  * `--date`: ISO 8601, RFC 5322 or seconds since the epoch; a real calendar date within the store's
  * bounds (the library's own reader: Date.parse turned 2024-02-30 into March 1 and -1 into 2001).
  */
-export function parseDateOption(text: string | undefined): Date | undefined {
+export function parseDateOption(text: string | undefined, option = '--date', forms = 'ISO 8601, RFC 5322 or epoch seconds'): Date | undefined {
   if (text === undefined) return undefined;
   const ms = /^\d{1,15}$/.test(text) ? Number(text) * 1000 : parseDateText(text);
-  if (!Number.isFinite(ms)) throw new MailstoreError('INVALID', `cannot read the date ${JSON.stringify(text)} (use ISO 8601, RFC 5322 or epoch seconds; a real calendar date)`);
+  if (!Number.isFinite(ms)) throw new MailstoreError('INVALID', `cannot read the date ${JSON.stringify(text)} given to ${option} (use ${forms}; a real calendar date)`);
   return new Date(normalizeDate(ms));
 }
 

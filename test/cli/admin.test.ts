@@ -61,6 +61,33 @@ describe('messages, fetch --info, search, status bytes', () => {
   });
 });
 
+describe('a value an option cannot take', () => {
+  it('is refused naming the option and what it takes, before anything is changed', async () => {
+    const store = await freshStore();
+    await withMessages(store, 'user/alice/INBOX', 1);
+    const cases: Array<[string[], RegExp]> = [
+      [['search', 'user/alice/INBOX', '--larger', '1k'], /--larger/],
+      [['search', 'user/alice/INBOX', '--smaller', 'x'], /--smaller/],
+      [['search', 'user/alice/INBOX', '--before', 'yesterday'], /--before.*30d/], // the age form --before takes too
+      [['search', 'user/alice/INBOX', '--since', 'last week'], /--since.*30d/],
+      [['expunge', 'user/alice/INBOX', '--before', '1 month'], /--before.*30d/],
+      [['append', 'user/alice/INBOX', '-', '--date', 'now'], /--date/],
+      [['quota', 'set', 'user/alice', '--messages', 'lots'], /--messages/],
+      [['quota', 'set', 'user/alice', '--storage', '1.5G'], /--storage/],
+      [['scrub', '--time-budget', 'an hour'], /--time-budget/],
+      [['compact', '--grace', 'soon'], /--grace/],
+    ];
+    for (const [args, named] of cases) {
+      const result = await run(args, { store, input: message(9) });
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(5);
+      expect(result.stderr, args.join(' ')).toMatch(/^mailstore: INVALID: /);
+      expect(result.stderr, args.join(' ')).toMatch(named);
+    }
+    expect((await json<unknown[]>(['messages', 'user/alice/INBOX'], { store })).length).toBe(1); // nothing appended, nothing expunged
+    expect((await json(['quota', 'list'], { store }))).toEqual([]);
+  });
+});
+
 describe('usage and quotas', () => {
   it('shows usage per user, enforces quotas with OVER_QUOTA (exit 2, 75 with --sysexits) and stores nothing', async () => {
     const store = await freshStore();
