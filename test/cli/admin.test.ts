@@ -88,6 +88,23 @@ describe('a value an option cannot take', () => {
   });
 });
 
+describe('consumers', () => {
+  it('refuses --remove with --move, which moved one consumer and silently kept the one to remove', async () => {
+    const store = await freshStore();
+    await withMessages(store, 'in', 2);
+    await ok(['snapshot'], { store }); // registers the consumer 'snapshot'
+    const { Store } = await import('../../src/store/store.js');
+    const opened = await Store.open(store);
+    await opened.changes.register('events-webhook', 1);
+    await opened.close();
+    const before = await json<{ consumers: Array<{ name: string; seq: number }> }>(['consumers'], { store });
+    const both = await run(['consumers', '--remove', 'snapshot', '--move', 'events-webhook', '--to', '2'], { store });
+    expect(both.code, both.stderr).toBe(5);
+    expect(both.stderr).toMatch(/^mailstore: INVALID: .*--remove.*--move/);
+    expect((await json(['consumers'], { store })).consumers).toEqual(before.consumers); // neither changed
+  });
+});
+
 describe('usage and quotas', () => {
   it('shows usage per user, enforces quotas with OVER_QUOTA (exit 2, 75 with --sysexits) and stores nothing', async () => {
     const store = await freshStore();
