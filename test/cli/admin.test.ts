@@ -3,7 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { json, ok, requireBuilt, run, tempDir } from './helpers.js';
+import { finish, json, ok, requireBuilt, run, start, tempDir } from './helpers.js';
 
 beforeAll(requireBuilt);
 
@@ -102,6 +102,20 @@ describe('consumers', () => {
     expect(both.code, both.stderr).toBe(5);
     expect(both.stderr).toMatch(/^mailstore: INVALID: .*--remove.*--move/);
     expect((await json(['consumers'], { store })).consumers).toEqual(before.consumers); // neither changed
+  });
+});
+
+describe('serve --sync-replicas', () => {
+  it('refuses a value that is no whole number instead of running with none ("" read as 0: every write acknowledged without a replica)', async () => {
+    const store = await freshStore();
+    for (const value of ['', ' ', 'one', '1.5', '-1']) {
+      const child = start(['serve', '--sync-replicas', value, '--no-wait'], { store });
+      const killer = setTimeout(() => child.kill('SIGKILL'), 15_000); // a daemon that started: the bug
+      const result = await finish(child);
+      clearTimeout(killer);
+      expect(result.code, `--sync-replicas ${JSON.stringify(value)}: ${result.stderr}`).toBe(5);
+      expect(result.stderr).toMatch(/INVALID: .*--sync-replicas/);
+    }
   });
 });
 

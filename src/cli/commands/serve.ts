@@ -16,6 +16,7 @@ import type { ScrubOptions, ScrubReport } from '../../scrub/scrub.js';
 import { openNotices, type Store } from '../../store/store.js';
 import type { StoreOptions } from '../../store/types.js';
 import { absolutePath, lockWaitOptions, refuseRootInOthersStore, storeDir } from '../context.js';
+import { parseCount } from '../dates.js';
 import { refuseSharedDirectory } from '../../fs/socket-file.js';
 import { daemonLimits } from '../../limits.js';
 
@@ -68,7 +69,7 @@ export function register(program: Command): void {
     .option('--replication-listen <address>', 'replication listener HOST:PORT (a primary: its replicas connect here; a replica: repair and check)')
     .option('--replication-key <file>', 'the replication pre-shared key file (hex, mode 0600)')
     .option('--replica-of <address>', 'be a read-only replica of the primary listening at HOST:PORT')
-    .option('--sync-replicas <n>', 'replicas that must hold a change before it is acknowledged (primary; default 0)', (v) => Number(v))
+    .option('--sync-replicas <n>', 'replicas that must hold a change before it is acknowledged (primary; default 0)', (text: string) => parseCount(text, '--sync-replicas'))
     .option('--sync-fallback <mode>', 'too few synchronous replicas: refuse writes (UNAVAILABLE) or go on async (default refuse)')
     .addHelpText('after', HELP_AFTER)
     .action(runServe);
