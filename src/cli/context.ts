@@ -216,6 +216,26 @@ export function wantsJson(command: Command): boolean {
   return Boolean(command.optsWithGlobals().json);
 }
 
+/** --json or --jsonl among the arguments (before a `--`), also when the command line did not parse. */
+export function jsonWanted(args: string[]): boolean {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).some((arg) => arg === '--json' || arg === '--jsonl');
+}
+
+/**
+ * A failure under --json: one line {"error": {code, message, path?, exitCode}} on stdout besides the
+ * stderr line, so a script parsing stdout learns what went wrong instead of finding nothing to
+ * parse. Only while stdout is empty: after a whole document (export's summary, then CORRUPT) two
+ * would parse as none, and a stream's reader (events --json) takes every line for one of its own.
+ */
+export async function printJsonError(error: unknown, exitCode: number): Promise<void> {
+  if (stdoutWritten) return;
+  const described = isMailstoreError(error)
+    ? { code: error.code, message: error.message, ...(error.path !== undefined ? { path: error.path } : {}) }
+    : { code: 'INTERNAL', message: error instanceof Error ? error.message : String(error) };
+  await writeStdout(Buffer.from(JSON.stringify({ error: { ...described, exitCode } }) + '\n')).catch(() => {}); // stdout gone: the stderr line and exit code remain
+}
+
 /** One JSON document on stdout (Dates as ISO strings). */
 export function printJson(value: unknown): Promise<void> {
   return writeStdout(Buffer.from(JSON.stringify(value, null, 2) + '\n'));
@@ -225,8 +245,12 @@ export function printLine(text: string): Promise<void> {
   return writeStdout(Buffer.from(text + '\n'));
 }
 
+/** Set by the command's first output: a failure after it adds no JSON error (printJsonError). */
+let stdoutWritten = false;
+
 /** Resolves once the bytes are handed to the OS, so exiting afterwards cannot cut them off. */
 export function writeStdout(bytes: Buffer): Promise<void> {
+  if (bytes.length > 0) stdoutWritten = true;
   return new Promise((done, failed) => {
     process.stdout.write(bytes, (error) => (error ? failed(error) : done()));
   });
@@ -269,10 +293,10 @@ export function parseFlagList(text: string | undefined): string[] {
  * `--date`: ISO 8601, RFC 5322 or seconds since the epoch; a real calendar date within the store's
  * bounds (the library's own reader: Date.parse turned 2024-02-30 into March 1 and -1 into 2001).
  */
-export function parseDateOption(text: string | undefined): Date | undefined {
+export function parseDateOption(text: string | undefined, option = '--date', forms = 'ISO 8601, RFC 5322 or epoch seconds'): Date | undefined {
   if (text === undefined) return undefined;
   const ms = /^\d{1,15}$/.test(text) ? Number(text) * 1000 : parseDateText(text);
-  if (!Number.isFinite(ms)) throw new MailstoreError('INVALID', `cannot read the date ${JSON.stringify(text)} (use ISO 8601, RFC 5322 or epoch seconds; a real calendar date)`);
+  if (!Number.isFinite(ms)) throw new MailstoreError('INVALID', `cannot read the date ${JSON.stringify(text)} given to ${option} (use ${forms}; a real calendar date)`);
   return new Date(normalizeDate(ms));
 }
 

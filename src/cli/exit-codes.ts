@@ -54,7 +54,8 @@ export function exitCodesHelp(): string {
   return [
     'Exit codes:',
     `  0    ok`,
-    `  1    findings: a check found damage (scrub); import skipped entries (listed; the rest is in)`,
+    `  1    findings: a check found damage or differences (scrub, backup check, reconstruct --check,`,
+    `       replica check); compact left a damaged pack alone; import skipped entries (listed; the rest is in)`,
     `  2    could not run (${codesFor(EXIT.couldNotRun)})`,
     `  3    refused (${codesFor(EXIT.refused)})`,
     `  4    not found (${codesFor(EXIT.notFound)})`,
@@ -63,6 +64,7 @@ export function exitCodesHelp(): string {
     `  70   internal error (${codesFor(EXIT.internal)}, or any error without a code: a bug; please report it)`,
     `  130  interrupted by Ctrl-C at a safe point (everything reported is durable)`,
     '',
-    'Errors print one line to stderr: "mailstore: CODE: message".',
+    'Errors print one line to stderr: "mailstore: CODE: message". With --json (or --jsonl), and',
+    'nothing printed before, also one on stdout: {"error":{"code","message","path"?,"exitCode"}}.',
   ].join('\n');
 }

@@ -3,11 +3,12 @@
 // stderr line and a documented exit code (exit-codes.ts). main.ts runs it.
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { isMailstoreError } from '../errors.js';
+import { MailstoreError, isMailstoreError } from '../errors.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { limits } from '../limits.js';
-import { DEFAULT_STORE_DIR, parseWaitSeconds } from './context.js';
+import { DEFAULT_STORE_DIR, jsonWanted, parseWaitSeconds, printJsonError } from './context.js';
 import { EXIT, exitCodeFor, exitCodesHelp } from './exit-codes.js';
+import { SYSEXITS, sysexitsWanted } from './sysexits.js';
 
 /** A command module: `register` adds its command (and subcommands) to the program. */
 export interface CommandModule {
@@ -118,24 +119,40 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (error) {
-    return reportError(error);
+    const reported = reportError(error);
+    if (reported.exitCode === EXIT.ok) return EXIT.ok;
+    // An MTA's delivery command that cannot run as written (a typo in mailbox_command) is the
+    // admin's to fix, as a missing store is: exit 5 is no sysexits code, and Postfix bounced the mail.
+    const exitCode = appendWithSysexits(argv) ? SYSEXITS.tempFail : reported.exitCode;
+    if (jsonWanted(argv.slice(2))) await printJsonError(reported.error, exitCode);
+    return exitCode;
   }
 }
 
-function reportError(error: unknown): number {
+/** `append --sysexits` (or MAILSTORE_SYSEXITS=1): its failures, the command line's too, are sysexits.h codes. */
+function appendWithSysexits(argv: string[]): boolean {
+  const args = argv.slice(2);
+  return namedCommand(args) === 'append' && sysexitsWanted(args.includes('--sysexits'));
+}
+
+/** Writes the error's stderr line; returns its exit code and the error as reported (a bad command line as INVALID). */
+function reportError(error: unknown): { exitCode: number; error: unknown } {
   if (error instanceof CommanderError) {
-    if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return EXIT.ok;
-    if (error.code === 'commander.help' || error.code === 'commander.executeSubCommandAsync') return EXIT.invalid; // no command given
-    process.stderr.write(`mailstore: INVALID: ${error.message.replace(/^error: /, '')} (see mailstore --help)\n`);
-    return EXIT.invalid;
+    if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return { exitCode: EXIT.ok, error };
+    if (error.code === 'commander.help' || error.code === 'commander.executeSubCommandAsync') { // no command given: commander showed the help
+      return { exitCode: EXIT.invalid, error: new MailstoreError('INVALID', 'no command given (see mailstore --help)') };
+    }
+    const invalid = new MailstoreError('INVALID', `${error.message.replace(/^error: /, '')} (see mailstore --help)`);
+    process.stderr.write(`mailstore: INVALID: ${invalid.message}\n`);
+    return { exitCode: EXIT.invalid, error: invalid };
   }
   if (isMailstoreError(error)) {
     process.stderr.write(`mailstore: ${error.code}: ${error.message}\n`);
     if (process.env.MAILSTORE_DEBUG && error.cause) process.stderr.write(`${String((error.cause as Error).stack ?? error.cause)}\n`);
-    return exitCodeFor(error);
+    return { exitCode: exitCodeFor(error), error };
   }
   const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`mailstore: INTERNAL: ${message} (a bug; MAILSTORE_DEBUG=1 shows the stack)\n`);
   if (process.env.MAILSTORE_DEBUG && error instanceof Error) process.stderr.write(`${error.stack}\n`);
-  return EXIT.internal;
+  return { exitCode: EXIT.internal, error };
 }

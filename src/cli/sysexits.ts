@@ -62,6 +62,6 @@ export function sysexitsHelp(): string {
     '  66 EX_NOINPUT   the message FILE cannot be read',
     '  75 EX_TEMPFAIL  everything else: the MTA keeps the message queued and retries (LOCKED, NO_SPACE,',
     '                  OVER_QUOTA, IO, ACCESS, UNMOUNTED, REFUSED, CORRUPT, CLOSED, HALTED, UNAVAILABLE,',
-    '                  READ_ONLY_REPLICA, a missing store, a bug)',
+    '                  READ_ONLY_REPLICA, a missing store, a command line it cannot read, a bug)',
   ].join('\n');
 }

@@ -3,7 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { json, ok, requireBuilt, run, tempDir } from './helpers.js';
+import { finish, json, ok, requireBuilt, run, start, tempDir } from './helpers.js';
 
 beforeAll(requireBuilt);
 
@@ -47,6 +47,75 @@ describe('messages, fetch --info, search, status bytes', () => {
     expect((await run(['search', 'user/alice/INBOX', '--larger', 'lots'], { store })).code).toBe(5);
     expect((await run(['search', 'user/alice/INBOX', '--header', 'Subject: note 1'], { store })).code).toBe(5); // NAME=VALUE was meant
     expect((await run(['messages', 'nope'], { store })).code).toBe(4);
+  });
+
+  it('refuses fetch --json without --info, which printed the message bytes to a script parsing JSON', async () => {
+    const store = await freshStore();
+    await withMessages(store, 'user/alice/INBOX', 1);
+    const refused = await run(['fetch', 'user/alice/INBOX', '1', '--json'], { store });
+    expect(refused.code, refused.stderr).toBe(5);
+    expect(refused.stderr).toMatch(/^mailstore: INVALID: .*--info/);
+    expect(JSON.parse(refused.stdout.toString('utf8')).error.code).toBe('INVALID'); // no message bytes: the JSON error only
+    expect((await json(['fetch', 'user/alice/INBOX', '1', '--info'], { store })).uid).toBe(1);
+    expect(await ok(['fetch', 'user/alice/INBOX', '1'], { store })).toBe(message(1, 100).toString()); // the bytes, unchanged
+  });
+});
+
+describe('a value an option cannot take', () => {
+  it('is refused naming the option and what it takes, before anything is changed', async () => {
+    const store = await freshStore();
+    await withMessages(store, 'user/alice/INBOX', 1);
+    const cases: Array<[string[], RegExp]> = [
+      [['search', 'user/alice/INBOX', '--larger', '1k'], /--larger/],
+      [['search', 'user/alice/INBOX', '--smaller', 'x'], /--smaller/],
+      [['search', 'user/alice/INBOX', '--before', 'yesterday'], /--before.*30d/], // the age form --before takes too
+      [['search', 'user/alice/INBOX', '--since', 'last week'], /--since.*30d/],
+      [['expunge', 'user/alice/INBOX', '--before', '1 month'], /--before.*30d/],
+      [['append', 'user/alice/INBOX', '-', '--date', 'now'], /--date/],
+      [['quota', 'set', 'user/alice', '--messages', 'lots'], /--messages/],
+      [['quota', 'set', 'user/alice', '--storage', '1.5G'], /--storage/],
+      [['scrub', '--time-budget', 'an hour'], /--time-budget/],
+      [['compact', '--grace', 'soon'], /--grace/],
+    ];
+    for (const [args, named] of cases) {
+      const result = await run(args, { store, input: message(9) });
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(5);
+      expect(result.stderr, args.join(' ')).toMatch(/^mailstore: INVALID: /);
+      expect(result.stderr, args.join(' ')).toMatch(named);
+    }
+    expect((await json<unknown[]>(['messages', 'user/alice/INBOX'], { store })).length).toBe(1); // nothing appended, nothing expunged
+    expect((await json(['quota', 'list'], { store }))).toEqual([]);
+  });
+});
+
+describe('consumers', () => {
+  it('refuses --remove with --move, which moved one consumer and silently kept the one to remove', async () => {
+    const store = await freshStore();
+    await withMessages(store, 'in', 2);
+    await ok(['snapshot'], { store }); // registers the consumer 'snapshot'
+    const { Store } = await import('../../src/store/store.js');
+    const opened = await Store.open(store);
+    await opened.changes.register('events-webhook', 1);
+    await opened.close();
+    const before = await json<{ consumers: Array<{ name: string; seq: number }> }>(['consumers'], { store });
+    const both = await run(['consumers', '--remove', 'snapshot', '--move', 'events-webhook', '--to', '2'], { store });
+    expect(both.code, both.stderr).toBe(5);
+    expect(both.stderr).toMatch(/^mailstore: INVALID: .*--remove.*--move/);
+    expect((await json(['consumers'], { store })).consumers).toEqual(before.consumers); // neither changed
+  });
+});
+
+describe('serve --sync-replicas', () => {
+  it('refuses a value that is no whole number instead of running with none ("" read as 0: every write acknowledged without a replica)', async () => {
+    const store = await freshStore();
+    for (const value of ['', ' ', 'one', '1.5', '-1']) {
+      const child = start(['serve', '--sync-replicas', value, '--no-wait'], { store });
+      const killer = setTimeout(() => child.kill('SIGKILL'), 15_000); // a daemon that started: the bug
+      const result = await finish(child);
+      clearTimeout(killer);
+      expect(result.code, `--sync-replicas ${JSON.stringify(value)}: ${result.stderr}`).toBe(5);
+      expect(result.stderr).toMatch(/INVALID: .*--sync-replicas/);
+    }
   });
 });
 
@@ -118,6 +187,26 @@ describe('append --sysexits', () => {
     const good = await freshStore();
     expect((await run(['append', 'nope', '-', '--sysexits'], { store: good, input: message(1) })).code).toBe(67);
     expect((await run(['append', 'nope', '-', '--sysexits', '--date', 'yesterday-ish'], { store: good, input: message(1) })).code).toBe(65);
+  });
+
+  it('keeps the mail queued (75) when the delivery command line itself is wrong: a typo in mailbox_command is the admin\'s to fix', async () => {
+    // exit 5 is no sysexits code, and Postfix bounces whatever is not 75: every message delivered
+    // through a mistyped mailbox_command bounced until the admin noticed
+    const store = await freshStore();
+    await ok(['mailbox', 'create', 'in'], { store });
+    const lines: Array<[string[], Record<string, string>]> = [
+      [['append', 'in', '-', '--sysexits', '--flag', '\\Seen'], {}], // --flags misspelt
+      [['append', 'in', '-', '--sysexit'], { MAILSTORE_SYSEXITS: '1' }],
+      [['append', '--sysexits'], {}], // the mailbox argument lost (an empty ${USER} unquoted)
+      [['--wait', 'ten', 'append', 'in', '-', '--sysexits'], {}],
+    ];
+    for (const [args, env] of lines) {
+      const result = await run(args, { store, input: message(1), env });
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(75);
+      expect(result.stderr).toMatch(/^mailstore: INVALID: /);
+    }
+    expect((await run(['append', 'in', '-', '--bogus'], { store, input: message(1) })).code).toBe(5); // without --sysexits: the usual table
+    expect(await json(['messages', 'in'], { store })).toEqual([]); // nothing was stored by any of them
   });
 });
 

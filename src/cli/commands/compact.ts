@@ -3,27 +3,19 @@
 // by itself. A dry run opens the store read-only and changes nothing.
 import type { Command } from 'commander';
 import { procedures } from '../../daemon/procedures.js';
-import { MailstoreError } from '../../errors.js';
+import { parseDuration } from '../dates.js';
 import type { CompactResult } from '../../store/compact.js';
 import { createProgress, formatBytes, formatDuration } from '../progress.js';
 import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
 
 interface CompactCliOptions { dryRun?: boolean; grace?: number }
 
-/** 90s, 10m, 2h, 7d, 0 (seconds when no unit is given). */
-export function parseGrace(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
-  if (!m) throw new MailstoreError('INVALID', `cannot read the duration ${JSON.stringify(text)} (e.g. 0, 90s, 10m, 2h, 7d)`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] ?? 's']!;
-  return Math.round(Number(m[1]) * unit);
-}
-
 export function register(program: Command): void {
   program
     .command('compact')
     .description('reclaim the space of expunged messages: packs whose dead share passed the threshold are rewritten with their live records only, the old packs deleted once no reader holds them. Safe against crashes at any point (docs/FORMAT.md, "Compaction")')
     .option('--dry-run', 'report what would be rewritten and reclaimed; change nothing (opens the store read-only)')
-    .option('--grace <duration>', 'keep blobs released less than this long ago (e.g. 1h, 7d; default 0: reclaim now)', parseGrace)
+    .option('--grace <duration>', 'keep blobs released less than this long ago (e.g. 1h, 7d; default 0: reclaim now)', (text: string) => parseDuration(text, '--grace'))
     .option('--json', 'print {dryRun, packsRewritten, packsWritten, packsRemoved, packsPending, blobsCopied, bytesCopied, blobsReclaimed, bytesBefore, bytesAfter, skipped, ms} as JSON')
     .addHelpText('after', '\nExit codes: 0 done (also when nothing was worth rewriting); 1 when a pack was skipped because a record failed its hash (run mailstore scrub); REFUSED (see mailstore --help) when the store is degraded or its index does not add up.')
     .action(async (options: CompactCliOptions, command: Command) => {

@@ -26,6 +26,8 @@ receiver never gets those changes) or back (to send changes again), e.g.
   mailstore consumers --move events-webhook --to 0`)
     .action(async (options: { remove?: string; move?: string; to?: string }, command: Command) => {
       if ((options.move === undefined) !== (options.to === undefined)) throw new MailstoreError('INVALID', '--move NAME and --to CURSOR go together');
+      // each is its own journaled change: one run did the move and left the removal undone, exit 0
+      if (options.move !== undefined && options.remove !== undefined) throw new MailstoreError('INVALID', '--remove and --move: one at a time (run the command once for each)');
       if (options.move !== undefined) {
         const moved = await withStore(command, (store) => procedures(store).setConsumerCursor(options.to!, options.move!));
         if (wantsJson(command)) return printJson(moved);

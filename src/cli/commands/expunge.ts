@@ -39,7 +39,7 @@ export function register(program: Command): void {
 
 async function retention(mailbox: string, uidText: string | undefined, options: ExpungeOptions, command: Command): Promise<void> {
   if (uidText !== undefined) throw new MailstoreError('INVALID', 'give either a UID set or --before, not both');
-  const before = parseAgeOrDate(options.before!);
+  const before = parseAgeOrDate(options.before!, '--before');
   const results = await withStore(command, (store) => expungeBefore(store, mailbox, { before, seen: options.seen, dryRun: options.dryRun, recursive: options.recursive }));
   if (wantsJson(command)) return printJson({ dryRun: Boolean(options.dryRun), before: before.toISOString(), mailboxes: results });
   const verb = options.dryRun ? 'would expunge' : 'expunged';

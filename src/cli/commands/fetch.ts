@@ -14,6 +14,8 @@ export function register(program: Command): void {
     .option('--info', 'print the message metadata (flags, internal date, size, hash, modseq; envelope-from, date-zone-minutes and recent when stored) instead of its bytes; UID may be a set (1:5,9)')
     .option('--json', 'with --info: print the metadata as JSON (an array when UID is a set)')
     .action(async (mailbox: string, uidText: string, options: { info?: boolean }, command: Command) => {
+      // without --info stdout is the message itself: a script asking for JSON must not get its bytes
+      if (wantsJson(command) && !options.info) throw new MailstoreError('INVALID', '--json goes with --info (the metadata as JSON); without --info fetch writes the message\'s own bytes');
       if (options.info && !/^\d+$/.test(uidText)) return infoOfSet(mailbox, uidText, command);
       if (!/^\d+$/.test(uidText) && !options.info) throw new MailstoreError('INVALID', `fetch writes one message: ${JSON.stringify(uidText)} is not a UID (a set needs --info)`);
       const uid = parseUid(uidText);

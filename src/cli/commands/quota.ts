@@ -20,8 +20,8 @@ export function register(program: Command): void {
       if (options.storage === undefined && options.messages === undefined) throw new MailstoreError('INVALID', 'give --storage and/or --messages');
       const report = await withStore(command, async (store) => {
         const { getQuota, changeQuota } = procedures(store);
-        const storage = options.storage === undefined ? undefined : options.storage === 'none' ? null : parseBytes(options.storage);
-        const messages = options.messages === undefined ? undefined : options.messages === 'none' ? null : parseCount(options.messages);
+        const storage = options.storage === undefined ? undefined : options.storage === 'none' ? null : parseBytes(options.storage, '--storage');
+        const messages = options.messages === undefined ? undefined : options.messages === 'none' ? null : parseCount(options.messages, '--messages');
         await changeQuota(root, { storage, messages });
         return getQuota(root);
       });

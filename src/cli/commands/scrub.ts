@@ -3,6 +3,7 @@
 // that looks unmounted rather than damaged.
 import type { Command } from 'commander';
 import { MailstoreError, assert } from '../../errors.js';
+import { parseDuration } from '../dates.js';
 import { describeFinding, isDamage, type Finding } from '../../scrub/findings.js';
 import { isUnreferencedBlobDamage } from '../../scrub/drop.js';
 import { resolve } from 'node:path';
@@ -23,13 +24,6 @@ type Detail = 'quiet' | 'normal' | 'verbose';
 interface ScrubCliOptions {
   repair?: boolean; source?: string[]; replicationKey?: string; force?: boolean; maxRate?: number; maxObjectRate?: number; objects?: 'read' | 'checksum'; timeBudget?: number; threads?: number; jsonl?: boolean;
   quiet?: boolean; verbose?: boolean; dropUnreferenced?: boolean; mailbox?: string;
-}
-
-export function parseDuration(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!m) throw new MailstoreError('INVALID', `cannot read the duration ${JSON.stringify(text)} (e.g. 90s, 10m, 2h)`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's']!;
-  return Math.round(Number(m[1]) * unit);
 }
 
 function parseRate(text: string, option = '--max-rate'): number {
@@ -94,7 +88,7 @@ export function register(program: Command): void {
     .option('--max-rate <MBps>', 'read packs at most this fast, MB/s', (t) => parseRate(t))
     .option('--max-object-rate <MBps>', 'read packs in the object store (over the network) at most this fast, MB/s; --max-rate still bounds all reads', (t) => parseRate(t, '--max-object-rate'))
     .option('--objects <read|checksum>', "packs in the object store: 'read' re-hashes every record (default); 'checksum' trusts an object whose size and MD5 ETag still match the move's, reading only those that do not (for runs between full passes)", parseObjects)
-    .option('--time-budget <duration>', 'stop after this long (e.g. 10m) and resume there next run (durable cursor)', parseDuration)
+    .option('--time-budget <duration>', 'stop after this long (e.g. 10m) and resume there next run (durable cursor)', (text: string) => parseDuration(text, '--time-budget'))
     .option('--threads <n>', 'worker threads hashing beside the reader (default: cores - 1 for 64 MiB and more once records average 16 KiB, none with --max-rate; 0: none)', parseThreads)
     .option('--mailbox <prefix>', 'check only this mailbox and those below it: every blob their messages use (read and hashed) and their index records')
     .option('--quiet', 'for cron: print only damage and one summary line (nothing else on a clean store)')

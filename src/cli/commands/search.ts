@@ -50,10 +50,10 @@ function lacksFlagOption(): Option {
 
 function toCriteria(options: SearchOptions): SearchCriteria {
   const criteria: SearchCriteria = { flags: options.flag ?? [], noFlags: Array.isArray(options.noFlag) ? options.noFlag : [] };
-  if (options.before !== undefined) criteria.before = parseAgeOrDate(options.before);
-  if (options.since !== undefined) criteria.since = parseAgeOrDate(options.since);
-  if (options.larger !== undefined) criteria.larger = parseCount(options.larger);
-  if (options.smaller !== undefined) criteria.smaller = parseCount(options.smaller);
+  if (options.before !== undefined) criteria.before = parseAgeOrDate(options.before, '--before');
+  if (options.since !== undefined) criteria.since = parseAgeOrDate(options.since, '--since');
+  if (options.larger !== undefined) criteria.larger = parseCount(options.larger, '--larger');
+  if (options.smaller !== undefined) criteria.smaller = parseCount(options.smaller, '--smaller');
   const headers: [string, string][] = [];
   for (const entry of options.header ?? []) {
     const at = entry.indexOf('=');

@@ -16,6 +16,7 @@ import type { ScrubOptions, ScrubReport } from '../../scrub/scrub.js';
 import { openNotices, type Store } from '../../store/store.js';
 import type { StoreOptions } from '../../store/types.js';
 import { absolutePath, lockWaitOptions, refuseRootInOthersStore, storeDir } from '../context.js';
+import { parseCount } from '../dates.js';
 import { refuseSharedDirectory } from '../../fs/socket-file.js';
 import { daemonLimits } from '../../limits.js';
 
@@ -40,7 +41,7 @@ by a daemon that died is replaced; a live daemon's is refused (LOCKED).
 Beside the socket it runs: LMTP listeners (--lmtp, RFC 2033: recipient -> mailbox by
 --lmtp-template, 250 once durable, 550 unknown mailbox), Prometheus metrics (--metrics, GET
 /metrics), the events webhook (--webhook: every change POSTed, at least once, resumed from its
-cursor 'events-webhook'), background compaction (not on a replicated store) and automatic index
+cursor 'events-webhook'), background compaction (on a primary or a store of its own; a replica follows its primary's) and automatic index
 snapshots (journal retirement).
 
 Replication (all need --replication-key FILE, 32 random bytes as hex, the same on every node):
@@ -68,7 +69,7 @@ export function register(program: Command): void {
     .option('--replication-listen <address>', 'replication listener HOST:PORT (a primary: its replicas connect here; a replica: repair and check)')
     .option('--replication-key <file>', 'the replication pre-shared key file (hex, mode 0600)')
     .option('--replica-of <address>', 'be a read-only replica of the primary listening at HOST:PORT')
-    .option('--sync-replicas <n>', 'replicas that must hold a change before it is acknowledged (primary; default 0)', (v) => Number(v))
+    .option('--sync-replicas <n>', 'replicas that must hold a change before it is acknowledged (primary; default 0)', (text: string) => parseCount(text, '--sync-replicas'))
     .option('--sync-fallback <mode>', 'too few synchronous replicas: refuse writes (UNAVAILABLE) or go on async (default refuse)')
     .addHelpText('after', HELP_AFTER)
     .action(runServe);
