@@ -211,6 +211,21 @@ describe('XFER through a black-holed link', () => {
     }
   }, 60_000);
 
+  it('a connection reset in the middle of a frame of messages, then one reset as the fence goes up: UNAVAILABLE at once each time, the user whole at the source; run again, every message moved once', async () => {
+    const { key, a, b, proxy, close } = await setUp(6);
+    try {
+      proxy.resetAfter('upstream', 3 * 1024 * 1024); // in the first xfer.messages frame
+      expect(await xferWithin(xferUser(a, { user: 'bob', to: proxy.address, keyFile: key }), 8000)).toBe('UNAVAILABLE');
+      expect(await a.status('user/bob/INBOX')).toMatchObject({ messages: 6 });
+      const fenced = xferUser(a, { user: 'bob', to: proxy.address, keyFile: key, log: (line) => { if (/fencing/.test(line)) proxy.reset(); } });
+      expect(await xferWithin(fenced, 8000)).toBe('UNAVAILABLE');
+      expect((await a.append('user/bob/INBOX', body(7))).uid).toBe(7);
+      await expectMovedOnceBack(proxy, key, a, b, 7);
+    } finally {
+      await close();
+    }
+  }, 60_000);
+
   it('a target black-holed under the write fence: UNAVAILABLE within a few pings, the fence lifted (writes go on), nothing removed at the source; run again, the user moves whole', async () => {
     const { key, a, b, proxy, close } = await setUp(3);
     try {
