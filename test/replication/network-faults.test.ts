@@ -61,8 +61,8 @@ describe('replication through a black-holed link', () => {
       expect(await codeOf(primaryStore.append('INBOX', msg(100)))).toBe('UNAVAILABLE');
       // the primary hears nothing (no pong, no ack): dropped after 3 pings' silence, not after
       // replicaApplyTimeoutMs (a tentative round outstanding is no round being applied)
-      await until(async () => !(await replicaConnected(primary)), 1200, 'the silent replica to be dropped');
-      expect(performance.now() - started).toBeLessThan(1200);
+      await until(async () => !(await replicaConnected(primary)), 2500, 'the silent replica to be dropped');
+      expect(performance.now() - started).toBeLessThan(2500); // replicaApplyTimeoutMs is 5000 here
       const refused = await primaryStore.append('INBOX', msg(101)).then(() => undefined, (error: Error) => error);
       expect(refused?.message).toMatch(/0 of the 1 synchronous replicas are connected; nothing was written/);
       await until(() => logs.some((line) => /replica [0-9a-f]{16} disconnected at seq \d+: .*nothing heard for \d+ ms/.test(line)), 2000, 'the log line');
