@@ -901,6 +901,8 @@ export const eventLimits = {
   webhookBatchEvents: 100,
   /** A webhook POST that has not answered after this long is a failed attempt. */
   webhookTimeoutMs: 10_000,
+  /** A receiver's answer body is read (so the connection is reused) up to this many bytes, then dropped with its connection. */
+  webhookAnswerBytesMax: 64 * 1024,
   /** Failed attempts of one POST are retried this many times (default), waiting webhookBackoffMs, doubling. */
   webhookRetries: 5,
   webhookBackoffMs: 1000,

@@ -57,6 +57,8 @@ export class FrameSocket {
   private frameHeld = 0;
   /** Not reading until the budget has room for the frame being read. */
   private budgetWait = false;
+  /** Frames read and not yet handed on (the connection was paused), each with its budget reservation. */
+  private unhandled: [payload: Buffer, held: number][] = [];
 
   /** frameCompleteMs: a frame begun must be complete within this long (0: no bound); budget: the daemon's (FrameBudget). */
   constructor(readonly socket: Socket, private readonly handlers: TransportHandlers, private readonly frameCompleteMs = 0, private readonly budget?: FrameBudget) {
@@ -68,6 +70,7 @@ export class FrameSocket {
       clearTimeout(this.frameTimer);
       if (this.frameHeld > 0) this.budget!.give(this.frameHeld);
       this.frameHeld = 0;
+      for (const [, held] of this.unhandled.splice(0)) if (held > 0) this.budget!.give(held);
       this.wake();
       handlers.closed();
     });
@@ -89,11 +92,26 @@ export class FrameSocket {
     }
     for (const payload of payloads) {
       // only the frame begun before this read can have been reserved, and it is the first completed
-      const held = this.frameHeld;
+      this.unhandled.push([payload, this.frameHeld]);
       this.frameHeld = 0;
+    }
+    this.handleFrames();
+    this.reserveFrame();
+    this.watchFrame(payloads.length > 0);
+  }
+
+  /**
+   * Hands on the frames read, in order, until the daemon pauses this connection: one read holds
+   * hundreds of frames, and a client that wrote 1,000 fetch calls and read no answer had all of
+   * them running (every message held in memory for it), past callsPerConnectionMax. The rest wait
+   * here for resume().
+   */
+  private handleFrames(): void {
+    while (this.unhandled.length > 0 && !this.paused) {
+      const [payload, held] = this.unhandled.shift()!;
       if (this.closed || this.broken) {
         if (held > 0) this.budget!.give(held);
-        return;
+        continue;
       }
       let frame: Frame;
       try {
@@ -101,12 +119,10 @@ export class FrameSocket {
       } catch (error) {
         if (held > 0) this.budget!.give(held);
         this.fail(error as MailstoreError);
-        return;
+        continue;
       }
       this.handlers.frame(frame, held);
     }
-    this.reserveFrame();
-    this.watchFrame(payloads.length > 0);
   }
 
   /** Reserves the frame begun (its length known) in the budget, or stops reading until it can. */
@@ -153,6 +169,8 @@ export class FrameSocket {
 
   resume(): void {
     this.paused = false;
+    this.handleFrames(); // those read before the pause first: they may pause it again
+    if (this.paused) return;
     if (this.budgetWait) return; // it resumes once its frame's reservation is taken
     this.socket.resume();
     this.watchFrame(true); // the half-read frame's clock starts again

@@ -150,6 +150,27 @@ export async function postEvents(store: WebhookStore, url: string, options: Webh
   return result;
 }
 
+/**
+ * Reads a short answer body to its end, so that the connection is reused; a longer one is
+ * cancelled (its connection closed): read whole, an answer without end grew the daemon's memory by
+ * all the receiver sent until webhookTimeoutMs, and held the batch's acceptance that long.
+ */
+async function discardAnswer(response: Response): Promise<void> {
+  const reader = response.body?.getReader();
+  if (!reader) return;
+  let bytes = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      bytes += value.length;
+      if (bytes > eventLimits.webhookAnswerBytesMax) return await reader.cancel();
+    }
+  } catch {
+    // the answer's status is what counts; its body was only read to reuse the connection
+  }
+}
+
 /** True once the receiver accepted; false when `signal` stopped it first; IO after the retries. */
 async function postWithRetries(url: string, body: { consumer: string; events: MailEvent[] }, options: WebhookOptions): Promise<boolean> {
   const retries = options.retries ?? eventLimits.webhookRetries;
@@ -172,7 +193,7 @@ async function postWithRetries(url: string, body: { consumer: string; events: Ma
         // count as the batch accepted: events lost. A redirect is a failed attempt (fix the URL).
         redirect: 'manual',
       });
-      await response.arrayBuffer().catch(() => undefined); // let the connection be reused
+      await discardAnswer(response);
       if (response.ok) return true;
       const location = response.headers.get('location');
       last = `HTTP ${response.status}${location ? ` (redirected to ${location}: give the webhook that URL)` : ''}`;

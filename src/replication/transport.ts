@@ -192,7 +192,7 @@ export class Connection {
           this.socket.destroy();
         });
       } else if (this.quietMs() >= pingMs) {
-        void this.send({ t: 'ping' }).catch(() => undefined);
+        this.signal('ping');
       }
     }, pingMs);
   }
@@ -242,12 +242,21 @@ export class Connection {
     const now = performance.now();
     if (now - this.arrivingSaidAt < limits.replicationPingMs) return;
     this.arrivingSaidAt = now;
-    void this.send({ t: 'pong' }).catch(() => undefined);
+    this.signal('pong');
+  }
+
+  /**
+   * A ping or pong, unless bytes are waiting to go already: those reach the peer first and say as
+   * much, and each frame written into a full socket waits with listeners of its own (a peer that
+   * stopped reading for minutes collected one pair a ping, past the emitter's warning).
+   */
+  private signal(type: 'ping' | 'pong'): void {
+    if (this.socket.writableLength === 0) void this.send({ t: type }).catch(() => undefined);
   }
 
   private deliver(message: Message, bytes: number): void {
     if (message.t === 'ping') {
-      void this.send({ t: 'pong' }).catch(() => undefined); // keep-alive, answered whatever the reader is doing
+      this.signal('pong'); // keep-alive, answered whatever the reader is doing
       return;
     }
     if (message.t === 'pong') return;

@@ -245,6 +245,36 @@ describe('idle, silent and slow clients', () => {
   });
 });
 
+describe('a client that stops reading its answers', () => {
+  it('has at most callsPerConnectionMax of the calls it wrote running (one read holds hundreds), the rest read on as it reads again, every answer in order', async () => {
+    running = await startDaemon();
+    const writer = await running.client();
+    const body = message(7, 256 * 1024); // over inlineBytesMax: its answer waits for the socket
+    const { uid } = await writer.append(INBOX, body);
+    await writer.close();
+    let started = 0;
+    const fetch = running.store.fetch.bind(running.store);
+    running.store.fetch = ((...args: Parameters<typeof fetch>) => { started++; return fetch(...args); }) as typeof fetch;
+    const deaf = await rawConnect(running.socket);
+    deaf.pause();
+    const calls = 400;
+    deaf.write(Buffer.concat(Array.from({ length: calls }, (_, i) => encodeFrame({ t: 'call', id: i + 1, m: 'fetch', a: [INBOX, uid] }))));
+    await sleep(500);
+    // each running call holds its message: 400 of them ran before (every one held here)
+    expect(started).toBeLessThanOrEqual(daemonLimits.callsPerConnectionMax);
+    await stillServes(running);
+    const reader = new FrameReader();
+    const answered: number[] = [];
+    deaf.on('data', (bytes: Buffer) => {
+      for (const frame of reader.push(bytes).map(decodeFrame)) if (frame.t === 'res') answered.push(frame.id);
+    });
+    deaf.resume();
+    for (let i = 0; i < 500 && answered.length < calls; i++) await sleep(20);
+    expect(answered).toEqual(Array.from({ length: calls }, (_, i) => i + 1));
+    deaf.destroy();
+  });
+});
+
 describe('socket permissions', () => {
   const root = process.getuid?.() === 0;
   it.skipIf(!root)('the socket is 0660: a process of another user and group cannot connect; one in the socket group can', async () => {

@@ -148,6 +148,33 @@ describe('events webhook', () => {
     }
   });
 
+  it('a receiver that accepts and then sends an answer body without end: the batch counts as accepted at once, the body is not read into memory', async () => {
+    const endless = createServer((request, response) => {
+      request.resume();
+      request.on('end', () => {
+        response.writeHead(200, { 'content-type': 'application/octet-stream' });
+        const chunk = Buffer.alloc(64 * 1024, 0x61);
+        const more = () => { while (!response.destroyed && response.write(chunk)); };
+        response.on('drain', more);
+        more();
+      });
+    });
+    servers.push(endless);
+    await new Promise<void>((resolve) => endless.listen(0, '127.0.0.1', resolve));
+    const store = await storeWithMessages(tmpDir('webhook'), 1);
+    try {
+      const rss = process.memoryUsage().rss;
+      const started = performance.now();
+      const result = await postEvents(store, `http://127.0.0.1:${(endless.address() as { port: number }).port}/events`, { retries: 0 });
+      expect(result.posted).toBe(2);
+      expect(performance.now() - started).toBeLessThan(eventLimits.webhookTimeoutMs / 4);
+      expect(process.memoryUsage().rss - rss).toBeLessThan(64 * 1024 * 1024);
+    } finally {
+      endless.closeAllConnections();
+      await store.close();
+    }
+  });
+
   it('at least once across a restart: a crash before the cursor is stored posts the same cursors again, never a gap', async () => {
     const r = await receiver();
     const dir = tmpDir('webhook');

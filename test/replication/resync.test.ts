@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Store } from '../../src/store/store.js';
+import { limits } from '../../src/limits.js';
 import { initStore, storeIdBytes, verifyIdentity } from '../../src/store/identity.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { RESYNC_MARKER, finishResync, stageResync, stagedSnapshotPath, startStaging } from '../../src/store/resync.js';
@@ -99,6 +100,32 @@ describe('replica resync from a snapshot', () => {
     }
     samePacks(p, r);
   }, 60_000);
+
+  it("a resync whose snapshot takes the primary longer than the replica's silence limit completes: the primary pings meanwhile (it was started again and again)", async () => {
+    const saved = limits.replicationPingMs;
+    (limits as { replicationPingMs: number }).replicationPingMs = 100; // the replica gives up after 300 ms of silence
+    const key = keyFile();
+    const primaryStore = await Store.open(tmpDir('primary'), { create: true, ...small });
+    await fillAndRetire(primaryStore, 100);
+    const snapshot = primaryStore.snapshot.bind(primaryStore);
+    primaryStore.snapshot = (async (...args: Parameters<typeof snapshot>) => {
+      await new Promise((done) => setTimeout(done, 1000)); // a big store's snapshot: ~54 s at 1M messages
+      return snapshot(...args);
+    }) as typeof snapshot;
+    const logs: string[] = [];
+    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: (line) => logs.push(line) });
+    const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: `127.0.0.1:${(await primary.status()).port}`, keyFile: key, log: quiet, storeOptions: small });
+    try {
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 15_000, 'the resync');
+      expect(logs.filter((line) => /resyncing it from snapshot/.test(line))).toHaveLength(1);
+      expect(await logicalState(replica.store)).toEqual(await logicalState(primaryStore));
+    } finally {
+      (limits as { replicationPingMs: number }).replicationPingMs = saved;
+      await replica.close();
+      await primary.close();
+      await primaryStore.close();
+    }
+  }, 30_000);
 
   it('a resync after a compaction removed packs: the replica gets only packs that exist and ends byte-identical', async () => {
     const key = keyFile();
