@@ -23,7 +23,7 @@ import type {
   AppendOptions, AppendResult, FlagChange, MailboxStatus, MailboxSummary, MessageInfo, MessageWithBody, ReadMessagesOptions, StoreStats,
 } from '../store/types.js';
 import type { DeleteUserResult, RenameUserResult } from '../store/users.js';
-import type { DeleteOptions } from '../store/validate.js';
+import { checkDeletable, type DeleteOptions } from '../store/validate.js';
 
 export { MailstoreError, isMailstoreError } from '../errors.js';
 export type { MailStore } from '../store/api.js';
@@ -421,7 +421,8 @@ export class Client implements MailStore, ProcedureRunner {
     return this.call('renameMailbox', [from, to]);
   }
 
-  deleteMailbox(name: string, options?: DeleteOptions): Promise<{ messages: number }> {
+  async deleteMailbox(name: string, options?: DeleteOptions): Promise<{ messages: number }> {
+    await this.emptyFirst(name, options, async () => (await this.status(name)).messages);
     return this.call('deleteMailbox', options === undefined ? [name] : [name, options]);
   }
 
@@ -537,13 +538,31 @@ export class Client implements MailStore, ProcedureRunner {
     return this.call('renameUser', [from, to]);
   }
 
-  deleteUser(name: string, options?: DeleteOptions): Promise<DeleteUserResult> {
+  async deleteUser(name: string, options?: DeleteOptions): Promise<DeleteUserResult> {
+    const tree = `user/${name}`;
+    await this.emptyFirst(tree, options, () => this.procedure('messagesInTree', [tree]) as Promise<number>, true);
     return this.call('deleteUser', options === undefined ? [name] : [name, options]);
+  }
+
+  /**
+   * A delete with ifEmpty refused here first when the count says there is mail: a daemon before
+   * session 31 (d766053) takes no options and deleted the messages with the mailbox, the tree or
+   * the user (a rolling upgrade, clients first). As those versions' own CLI did: a delivery between
+   * the count and the delete is still deleted there; a daemon that takes ifEmpty decides again in
+   * the delete's own batch. A count that fails leaves the answer to the delete (NOT_FOUND).
+   */
+  private async emptyFirst(name: string, options: DeleteOptions | undefined, messages: () => Promise<number>, tree = false): Promise<void> {
+    if (options?.ifEmpty !== true) return;
+    checkDeletable(name, await messages().catch(() => 0), options, tree);
   }
 
   // ---- procedures (src/daemon/procedures.ts) -----------------------------------------------------
 
   async procedure(name: string, args: unknown[]): Promise<unknown> {
+    if (name === 'deleteMailboxTree') {
+      const [tree, options] = args as [string, DeleteOptions | undefined];
+      await this.emptyFirst(tree, options, () => this.procedure('messagesInTree', [tree]) as Promise<number>, true);
+    }
     try {
       return await this.call('procedure', [name, ...args], MUTATING_PROCEDURES.has(name));
     } catch (error) {

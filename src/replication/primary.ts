@@ -199,6 +199,10 @@ class Primary {
     let seq = lastSeq;
     await connection.send({ t: 'welcome', identity, epoch, storeId: this.store.identity.storeId });
     this.log(`replication: replica ${nodeId} connected from ${connection.remote} at seq ${lastSeq}`);
+    if (hello.version === undefined) {
+      // served as before (one of session 33 reads every record), but never silently: see REPLICATION_VERSION
+      this.log(`replication: WARNING: replica ${nodeId} runs a mailstore older than this primary's (its hello names no replication version): upgrade replicas before their primary; one before session 32 misses what later records carry (docs/FORMAT.md, "Compatibility")`);
+    }
     // the retained journal does not continue the replica's seq: it resyncs from a snapshot first
     if (lastSeq + 1 < this.store.changes.firstSeq) {
       connection.keepAlive(limits.replicationPingMs, () => limits.replicaApplyTimeoutMs); // a replica that vanished mid-resync frees it

@@ -23,7 +23,7 @@ import { startReplicaListener } from './primary.js';
 import { receiveResync } from './resync-sink.js';
 import { notePacksToRemove, packsRemovedIn, removeNotedPacks } from './pack-removal.js';
 import { PENDING_FILE, PendingRounds, decodeRound, lastSeqOf, type TentativeRound, type Wire } from './pending-rounds.js';
-import { connect, peerError, type Connection, type Log, type Message } from './transport.js';
+import { REPLICATION_VERSION, connect, peerError, type Connection, type Log, type Message } from './transport.js';
 
 /** The replica keeps a tentative round's received bytes: its pending file takes them as they came. */
 const TENTATIVE_RAW: ReadonlySet<string> = new Set(['tentative']);
@@ -125,7 +125,7 @@ async function prepareReplicaDirectory(fs: FileSystem, root: string, psk: Buffer
   const connection = await connect(options.primary, psk);
   try {
     const nodeId = newNodeId();
-    await connection.send({ t: 'hello', kind: 'replica', storeId: null, nodeId, epoch: 0 });
+    await connection.send({ t: 'hello', kind: 'replica', storeId: null, nodeId, epoch: 0, version: REPLICATION_VERSION });
     const welcome = await connection.expect('welcome', limits.replicationHandshakeMs);
     await initStore(fs, root, Buffer.from(welcome.identity as Uint8Array));
     const role: ReplicationRole = { role: 'replica', epoch: Number(welcome.epoch), nodeId, primary: options.primary, keyFile: options.keyFile };
@@ -226,7 +226,7 @@ class Replica {
     await this.commitNow();
     await this.pending.beginSession();
     const tails = control.db.getNow<[number, number][]>(PACK_TAILS_KEY) ?? [];
-    await connection.send({ t: 'hello', kind: 'replica', storeId: this.store.identity.storeId, nodeId: role.nodeId, lastSeq: this.store.changes.lastSeq, tails, epoch: role.epoch });
+    await connection.send({ t: 'hello', kind: 'replica', storeId: this.store.identity.storeId, nodeId: role.nodeId, lastSeq: this.store.changes.lastSeq, tails, epoch: role.epoch, version: REPLICATION_VERSION });
     const welcome = await connection.expect('welcome', limits.replicationHandshakeMs);
     // a primary refuses a replica of another store; one that does not (an older or a hostile one) is refused here before it sends a record
     if (welcome.storeId !== this.store.identity.storeId) {

@@ -16,6 +16,14 @@ const TLS_OPTIONS = {
 };
 const PSK_IDENTITY = 'mailstore-node';
 
+/**
+ * The replication version a replica's hello names (`version`), since session 35. A hello without
+ * one is of an older mailstore: a replica before session 32 drops what later records carry (an
+ * undumped mailbox's uidNext) and nothing else refuses it (docs/FORMAT.md, "Compatibility").
+ * Raised when a record or frame changes so that a replica of the version before would misread it.
+ */
+export const REPLICATION_VERSION = 2;
+
 export type Message = { t: string } & Record<string, unknown>;
 const NO_TYPES: ReadonlySet<string> = new Set();
 export type Log = (line: string) => void;

@@ -3,12 +3,13 @@
 // naming what to reinstall; nothing acknowledged is lost. The failure is simulated by a preloaded
 // hook (test/helpers/unloadable-modules.cjs); node_modules is left as it is.
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { hashBytes, hashImplementation } from '../../src/hash/blake3.js';
 import { freePort, serve } from '../daemon/processes.js';
-import { json, newStore, ok, requireBuilt, run, tempDir, type RunOptions } from './helpers.js';
+import { json, newStore, ok, repoRoot, requireBuilt, run, tempDir, type RunOptions } from './helpers.js';
 
 beforeAll(requireBuilt);
 
@@ -106,5 +107,47 @@ describe('neither BLAKE3 loads (@napi-rs/blake-hash nor hash-wasm)', () => {
     expect((await run(['append', '--sysexits', 'INBOX', message], broken())).code).toBe(75);
     expect((await run(['--version'], broken())).code).toBe(0);
     expect((await json(['mailbox', 'status', 'INBOX'], { store })).messages).toBe(1);
+  });
+});
+
+describe('cbor-extract (cbor-x\'s native string decoding) does not load', () => {
+  /**
+   * In a child process (the library from dist/): 70 mailboxes of non-ASCII names, with a message
+   * and a keyword each (70 records and more), the state read back, then again after the index is lost (a rebuild replays the
+   * journal, which loads the native decoding past rebuildNativeCborRecordsMin records).
+   */
+  const script = `
+    const { Store } = await import(${JSON.stringify(join(repoRoot, 'dist/src/index.js'))});
+    const [dir] = process.argv.slice(1);
+    const state = async (store) => JSON.stringify([await store.listMailboxes(), await store.changesSince('Entwürfe/日本 69', 0)]);
+    let store = await Store.open(dir, { create: true });
+    for (let i = 0; i < 70; i++) {
+      await store.createMailbox('Entwürfe/日本 ' + i);
+      await store.append('Entwürfe/日本 ' + i, Buffer.from('Subject: é\\r\\n\\r\\nbody\\r\\n'), { flags: ['$Label' + i] });
+    }
+    const before = await state(store);
+    await store.close();
+    (await import('node:fs')).rmSync(dir + '/index', { recursive: true });
+    store = await Store.open(dir);
+    console.log(JSON.stringify({ before, after: await state(store) }));
+    await store.close();
+  `;
+
+  it('strings decode the same on cbor-x\'s JavaScript path: the store as written, and after an index rebuild', () => {
+    const states = [{}, without('cbor-extract').env!].map((env) => {
+      const dir = join(tempDir('mailstore-deps-'), 's');
+      const child = spawnSync(process.execPath, ['--input-type=module', '-e', script, dir], { env: { ...process.env, ...env }, encoding: 'utf8' });
+      expect(child.status, child.stderr).toBe(0);
+      rmSync(dir, { recursive: true });
+      return JSON.parse(child.stdout) as { before: string; after: string };
+    });
+    const [native, javascript] = states.map(({ before, after }) => {
+      expect(after).toBe(before);
+      return JSON.parse(before) as [{ name: string }[], { changed: { flags: string[] }[] }];
+    });
+    expect(javascript[0].map((m) => m.name).sort()).toEqual(native![0].map((m) => m.name).sort());
+    expect(javascript[0]).toHaveLength(70);
+    expect(javascript[0].map((m) => m.name)).toContain('Entwürfe/日本 69');
+    expect(javascript[1].changed.map((m) => m.flags)).toEqual([['$Label69']]);
   });
 });

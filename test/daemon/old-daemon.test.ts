@@ -2,8 +2,9 @@
 // the frames a daemon of commit f76e064 (session 30) answered, captured and replayed
 // (fixtures/daemon-f76e064/frames.json). listMailboxes and changesSince go through listing
 // procedures that daemon does not have; the client falls back to the calls it answers. A procedure
-// with no older form (changeQuota) is refused saying the daemon is older. The CLI shows what its
-// answers hold and nothing they lack (stats: free inodes).
+// with no older form (changeQuota) is refused saying the daemon is older. A delete that must leave
+// mail alone (ifEmpty, which that daemon ignores) is refused by the client when there is mail. The
+// CLI shows what its answers hold and nothing they lack (stats: free inodes).
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -27,17 +28,22 @@ afterEach(async () => {
   server = undefined;
 });
 
+/** Every call the replayed daemon was sent: [method, ...arguments]. */
+let received: unknown[][] = [];
+
 /** A socket answering each call as the recorded daemon answered the same method and arguments. */
 async function oldDaemon(): Promise<string> {
   const path = join(tempDir(), 'old.sock');
+  received = [];
   server = createServer((socket) => {
     const reader = new FrameReader();
     socket.on('data', (data) => {
       for (const payload of reader.push(data)) {
         const call = decodeFrame(payload) as Extract<Frame, { t: 'call' }>;
+        received.push([call.m, ...call.a]);
         const match = recorded.find((r) => r.call.t === 'call' && r.call.m === call.m && isDeepStrictEqual(r.call.a, call.a));
-        if (!match) throw new Error(`no recorded answer to ${call.m} ${JSON.stringify(call.a)}`);
-        socket.write(encodeFrame({ ...match.answer, id: call.id }));
+        const answer: Frame = match ? { ...match.answer, id: call.id } : { t: 'err', id: call.id, e: { code: 'INVALID', message: `no recorded answer to ${call.m} ${JSON.stringify(call.a)}` } };
+        socket.write(encodeFrame(answer));
       }
     });
   });
@@ -50,7 +56,7 @@ describe('a daemon of session 30 (f76e064)', () => {
     const client = await Client.connect(await oldDaemon());
     clients.push(client);
     expect(client.daemon?.protocol).toBe(1);
-    expect(await client.listMailboxes()).toEqual([{ name: 'INBOX', id: 'c521a124-b5ac-42bf-a7fc-5bbc60fd77a6' }]);
+    expect(await client.listMailboxes()).toEqual([{ name: 'INBOX', id: 'af8c955e-c1a4-4a15-bf8a-7befb91b01ba' }, { name: 'user/bob/INBOX', id: 'cc5021b4-5956-4d4d-bf4b-d3d9e2b653d0' }]);
     const changes = await client.changesSince('INBOX', 0);
     expect(changes).toMatchObject({ vanished: [], highestModseq: 3 });
     expect(changes.changed).toHaveLength(1);
@@ -66,6 +72,22 @@ describe('a daemon of session 30 (f76e064)', () => {
   });
 });
 
+describe('deletes that must leave mail alone, through a daemon of session 30 (f76e064)', () => {
+  it('refuses a mailbox, a tree or a user holding messages unless forced, before sending a delete that daemon would carry out whole (it takes no ifEmpty)', async () => {
+    const client = await Client.connect(await oldDaemon());
+    clients.push(client);
+    for (const [what, attempt] of [
+      ['INBOX', () => client.deleteMailbox('INBOX', { ifEmpty: true })],
+      ['INBOX and below', () => procedures(client).deleteMailboxTree('INBOX', { ifEmpty: true })],
+      ['user/bob and below', () => client.deleteUser('bob', { ifEmpty: true })],
+    ] as const) {
+      const refused = await (attempt() as Promise<unknown>).catch((error: unknown) => error);
+      expect(refused, what).toMatchObject({ code: 'REFUSED', message: expect.stringMatching(new RegExp(`^${what} holds 1 message; it is deleted only when empty`)) });
+    }
+    expect(received.map(([method, name]) => (method === 'procedure' ? name : method))).not.toContain(expect.stringMatching(/^delete/));
+  });
+});
+
 describe('the CLI through a daemon of session 30 (f76e064)', () => {
   it('stats prints its answer, without the free inodes it does not report (printed "undefined" before)', async () => {
     requireBuilt();
@@ -73,7 +95,7 @@ describe('the CLI through a daemon of session 30 (f76e064)', () => {
     const stats = await run(['stats'], { store: tempDir(), env: { MAILSTORE_SOCKET: socket } });
     expect(stats.code, stats.stderr).toBe(0);
     const text = stats.stdout.toString();
-    expect(text).toMatch(/^messages +1$/m);
+    expect(text).toMatch(/^messages +2$/m);
     expect(text).toMatch(/^free space +\d+ .*; reserve 64.0 MiB$/m);
     expect(text).not.toMatch(/undefined|free inodes/);
   });
