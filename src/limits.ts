@@ -697,6 +697,13 @@ export const daemonLimits = {
    * Answers that grow with the store (the mailbox list, changesSince) go as listings, an item a frame.
    */
   frameBytesMax: 16 * 1024 * 1024,
+  /**
+   * A frame's CBOR may decode to at most this many heap bytes per byte, else it is malformed
+   * (INVALID, the connection dropped; index/cbor-bounds.ts): what mailstore sends takes a few (bodies,
+   * names, small maps), ~24 at most (a journal op's flag change listed to a backup: [uid, []]
+   * entries); 16 MiB of empty maps decoded to ~1 GB.
+   */
+  frameDecodedBytesPerByteMax: 32,
   /** A body (or any byte string) is sent in chunk frames of at most this many bytes. */
   chunkBytes: 256 * 1024,
   /** Byte strings up to this size travel inside their frame; bigger ones follow as chunk frames. */
