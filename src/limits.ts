@@ -967,10 +967,11 @@ export const backupLimits = {
   /**
    * A metadata file's CBOR may decode to at most this many heap bytes per CBOR byte (index/cbor-bounds.ts),
    * else it is damage: what mailstore writes takes ~5 (a message of a snapshot: ~55 CBOR bytes, an
-   * array, a hash and small numbers), 8 at most (a list of small numbers); a million one-byte empty
-   * maps, deflated to a few KiB, took ~60 (70 MB) and as long to decode as a real snapshot of that size.
+   * array, a hash and small numbers), ~24 at most (a flag change's [uid, []] entries); a million
+   * one-byte empty maps, deflated to a few KiB, took ~60 (70 MB) and as long to decode as a real
+   * snapshot of that size.
    */
-  metadataDecodedBytesPerByteMax: 16,
+  metadataDecodedBytesPerByteMax: 32,
   /** A repository's config or lock file (a few hundred bytes of JSON) larger than this is not one mailstore wrote. */
   configFileBytesMax: 64 * 1024,
   /**
