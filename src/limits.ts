@@ -610,6 +610,12 @@ export const limits = {
   // ---- replication (src/replication) ----
   /** One frame between nodes (a pack chunk or a group of records); a bigger one is refused as hostile. */
   replicationFrameBytesMax: 80 * 1024 * 1024,
+  /**
+   * A node-to-node message, and each replicated journal record, may decode to at most this many heap
+   * bytes per CBOR byte, with no tag mailstore does not write (index/cbor-bounds.ts), else INVALID:
+   * as daemonLimits.frameDecodedBytesPerByteMax (journal ops take ~24 at most).
+   */
+  replicationDecodedBytesPerByteMax: 32,
   /** Pack bytes sent in one frame. */
   replicationPackChunkBytes: 4 * 1024 * 1024,
   /**

@@ -20,6 +20,7 @@
 // already copied to the pack are taken back first).
 import { MailstoreError, assert } from '../errors.js';
 import { IndexView, type IndexDb } from '../index/index-db.js';
+import { cborBoundsProblem } from '../index/cbor-bounds.js';
 import { decodeCbor, encodeCbor } from '../index/codec.js';
 import type { PackBatch, PackStore } from '../blob/pack-store.js';
 import type { Journal, JournalRecord } from '../journal/journal.js';
@@ -491,7 +492,12 @@ export class Writer {
     if (unfit >= 0) return pending.reject(new MailstoreError('INVALID', `replicated record ${records[unfit]!.seq} (${unfit + 1} of ${records.length}, ${records[unfit]!.payload.length} bytes) does not follow seq ${firstSeq + unfit - 1} or is not a journal record`));
     let decoded: JournalPayload[];
     try {
-      decoded = records.map((r) => decodeCbor<JournalPayload>(r.payload));
+      decoded = records.map((r) => {
+        // walked first: the primary's bytes (a bignum tag held the event loop for minutes)
+        const problem = cborBoundsProblem(r.payload, limits.replicationDecodedBytesPerByteMax);
+        if (problem) throw new Error(`record ${r.seq}: ${problem}`);
+        return decodeCbor<JournalPayload>(r.payload);
+      });
     } catch (error) {
       return pending.reject(new MailstoreError('INVALID', `replicated records ${firstSeq}..${records[records.length - 1]!.seq} do not decode`, { cause: error }));
     }
