@@ -3,8 +3,13 @@
 // the wrong type (a uid of 'x', flags that are no list) stopped the replica HALTED with the record
 // already durable, and every later open stopped at it again.
 import { INLINE_PACK } from '../blob/pack-store.js';
+import { MailstoreError } from '../errors.js';
 import { HASH_BYTES } from '../hash/blake3.js';
+import { cborBoundsProblem } from '../index/cbor-bounds.js';
+import { decodeCbor } from '../index/codec.js';
+import { limits } from '../limits.js';
 import { FORGET_ENTRY_BYTES, RELOCATE_ENTRY_BYTES } from './blob-runs.js';
+import type { JournalPayload } from './records.js';
 
 const U32_MAX = 0xffff_ffff;
 export const ID_BYTES = 16;
@@ -79,4 +84,22 @@ export function payloadShapeProblem(payload: unknown): string | undefined {
     if (!SHAPES[kind as string]!(op as Record<string, unknown>)) return `op ${i} (${kind}) is not of the shape mailstore writes`;
   }
   return undefined;
+}
+
+/**
+ * A journal record another node sent, decoded: its CBOR walked first (a bignum tag held the event
+ * loop for minutes), then its ops checked; INVALID naming the record otherwise.
+ */
+export function decodeForeignRecord(record: { seq: number; payload: Uint8Array }): JournalPayload {
+  const bounds = cborBoundsProblem(record.payload, limits.replicationDecodedBytesPerByteMax);
+  if (bounds) throw new MailstoreError('INVALID', `record ${record.seq}: ${bounds}`);
+  let payload: unknown;
+  try {
+    payload = decodeCbor(record.payload);
+  } catch (error) {
+    throw new MailstoreError('INVALID', `record ${record.seq} does not decode`, { cause: error });
+  }
+  const shape = payloadShapeProblem(payload);
+  if (shape) throw new MailstoreError('INVALID', `record ${record.seq}: ${shape}`);
+  return payload as JournalPayload;
 }

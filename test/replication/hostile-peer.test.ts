@@ -174,6 +174,27 @@ describe('a primary sending ops of the wrong shape', () => {
   }, 60_000);
 });
 
+describe('a synchronous primary sending a tentative round of the wrong shape', () => {
+  it('is refused INVALID, never held or acknowledged: the replica, once its primary is gone, is promoted (a held round that could never commit refused promotion for good)', async () => {
+    const stopped = await stoppedReplica();
+    const { seqBefore, inboxId } = stopped;
+    const answers: unknown[] = [];
+    const address = await framePerSession(stopped.key, [
+      { t: 'tentative', r: [[seqBefore + 1, encodeCbor({ ops: [{ op: 'message.flags', id: inboxId, set: [['x', []]] }], end: true })]], p: [], k: [] },
+    ], (answer) => answers.push(answer));
+    const replica = await startReplica(stopped.replicaDir, { ...stopped.replicaOptions, primary: address });
+    try {
+      await until(() => answers.length === 1, 15_000, 'the answer');
+      expect(answers[0]).not.toBe('ack');
+      expect(await replica.promote()).toMatchObject({ epoch: 1 });
+      expect(replica.store.changes.lastSeq).toBe(seqBefore + 1); // the epoch record alone
+      expect(await replica.store.fetch('INBOX', 1)).toEqual(msg(1));
+    } finally {
+      await replica.close();
+    }
+  }, 30_000);
+});
+
 describe('a primary sending CBOR that costs more to decode than its size', () => {
   it('a bignum in a frame or in a record, empty maps by the million: INVALID before decoding, the replica never stalls; it takes the next good round', async () => {
     const stopped = await stoppedReplica();
