@@ -13,7 +13,8 @@
 import { MailstoreError } from '../errors.js';
 import { keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
-import type { MailboxInfo } from '../store/records.js';
+import type { MailboxInfo, Op } from '../store/records.js';
+import { resolveInBatch } from '../store/prepare.js';
 import type { Store } from '../store/store.js';
 import type { MessageInfo } from '../store/types.js';
 import { moveQuotaRoots, quotaRootsAt } from '../store/quota.js';
@@ -208,13 +209,22 @@ async function catchUp(store: Store, connection: Connection, name: string, quota
 
 /** After the switch: the mailboxes here go, and with `tree` the user's quota roots (they went to the target). */
 async function removeHere(store: Store, names: string[], tree: string[] | undefined): Promise<void> {
+  const admin = store.administration();
   for (const name of names) {
-    await store.deleteMailbox(name).catch((error) => {
+    // the mailbox alone, not as store.deleteMailbox (which takes the quota roots at the name of a
+    // mailbox with nothing below it): the roots go only with `tree`, else they stay here, as said
+    const id = await admin.mutate({
+      exclusive: true,
+      prepare: async ({ view }) => {
+        const box = await resolveInBatch(view, parseMailboxName(name), name);
+        return { ops: [{ op: 'mailbox.deleteBegin', id: box.id } as Op], result: box.id };
+      },
+    }).catch((error) => {
       if (!(error instanceof MailstoreError && error.code === 'NOT_FOUND')) throw error;
     });
+    if (id) await admin.finishMailboxDeletes([id]);
   }
   if (!tree) return;
-  const admin = store.administration();
   await admin.mutate({ exclusive: true, prepare: async () => ({ ops: await moveQuotaRoots(admin.index, tree, undefined), result: undefined }) });
 }
 

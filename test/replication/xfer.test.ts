@@ -188,12 +188,13 @@ describe('xfer', () => {
     try {
       await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
       await setQuota(a, 'user/bob', { messages: 3 });
+      await setQuota(a, 'user/bob/INBOX', { storage: 9000 }); // a root at a mailbox's name: kept too, though the mailbox goes
       await a.append('user/bob/INBOX', msg(1));
       const result = await xferUser(a, { user: 'bob', to: `127.0.0.1:${older.port}`, keyFile: key });
-      expect(result).toMatchObject({ mailboxes: ['user/bob/INBOX'], quotaRootsKept: ['user/bob'] });
+      expect(result).toMatchObject({ mailboxes: ['user/bob/INBOX'], quotaRootsKept: ['user/bob', 'user/bob/INBOX'] });
       expect(await b.fetch('user/bob/INBOX', 1)).toEqual(msg(1));
       expect(await listQuotas(b)).toEqual([]);
-      expect((await listQuotas(a)).map((q) => [q.root, q.limits])).toEqual([['user/bob', { messages: 3 }]]);
+      expect((await listQuotas(a)).map((q) => [q.root, q.limits])).toEqual([['user/bob', { messages: 3 }], ['user/bob/INBOX', { storage: 9000 }]]);
     } finally {
       await older.close();
       await a.close();
