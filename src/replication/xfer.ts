@@ -13,15 +13,14 @@
 import { MailstoreError } from '../errors.js';
 import { keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
-import type { MailboxInfo, Op } from '../store/records.js';
-import { resolveInBatch } from '../store/prepare.js';
+import type { MailboxInfo } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import type { MessageInfo } from '../store/types.js';
 import { moveQuotaRoots, quotaRootsAt } from '../store/quota.js';
 import { formatMailboxName, parseMailboxName } from '../store/validate.js';
 import { readKeyFile } from './key.js';
 import { connect, type Connection, type Log } from './transport.js';
-import type { XferMailbox, XferMessage } from './xfer-target.js';
+import { deleteMailboxAlone, type XferMailbox, type XferMessage } from './xfer-target.js';
 
 export interface XferOptions {
   user: string;
@@ -209,22 +208,9 @@ async function catchUp(store: Store, connection: Connection, name: string, quota
 
 /** After the switch: the mailboxes here go, and with `tree` the user's quota roots (they went to the target). */
 async function removeHere(store: Store, names: string[], tree: string[] | undefined): Promise<void> {
-  const admin = store.administration();
-  for (const name of names) {
-    // the mailbox alone, not as store.deleteMailbox (which takes the quota roots at the name of a
-    // mailbox with nothing below it): the roots go only with `tree`, else they stay here, as said
-    const id = await admin.mutate({
-      exclusive: true,
-      prepare: async ({ view }) => {
-        const box = await resolveInBatch(view, parseMailboxName(name), name);
-        return { ops: [{ op: 'mailbox.deleteBegin', id: box.id } as Op], result: box.id };
-      },
-    }).catch((error) => {
-      if (!(error instanceof MailstoreError && error.code === 'NOT_FOUND')) throw error;
-    });
-    if (id) await admin.finishMailboxDeletes([id]);
-  }
+  for (const name of names) await deleteMailboxAlone(store, name);
   if (!tree) return;
+  const admin = store.administration();
   await admin.mutate({ exclusive: true, prepare: async () => ({ ops: await moveQuotaRoots(admin.index, tree, undefined), result: undefined }) });
 }
 
