@@ -21,7 +21,8 @@ export const isCount = (n: unknown): n is number => Number.isSafeInteger(n) && (
 export const isBytes = (b: unknown, length: number): b is Uint8Array => b instanceof Uint8Array && b.length === length;
 export const isStrings = (list: unknown): list is string[] => Array.isArray(list) && list.every((s) => typeof s === 'string');
 const isUid = (n: unknown): n is number => isU32(n) && n > 0;
-const isTime = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n);
+/** A time (ms) as apply takes it, any number: an older version took dates it did not check (NaN), and apply only stores them. */
+const isTime = (n: unknown): n is number => typeof n === 'number';
 const isPack = (n: unknown): boolean => n === INLINE_PACK || isCount(n);
 const isName = (name: unknown): boolean => isStrings(name) && name.length > 0;
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
