@@ -29,6 +29,9 @@ describe('checkCborBounds', () => {
       // the densest journal ops: a flag change of 20k messages to no flags, or to a one-letter keyword
       { ops: [{ op: 'message.flags', id: Buffer.alloc(16, 1), set: Array.from({ length: 20_000 }, (_, i) => [300 + i, []]) }] },
       { ops: [{ op: 'message.flags', id: Buffer.alloc(16, 1), set: Array.from({ length: 20_000 }, (_, i) => [300 + i, ['$']]) }] },
+      // uids of two CBOR bytes (24-255) in every entry: ~30 heap bytes a byte, the densest seen
+      { ops: [{ op: 'message.flags', id: Buffer.alloc(16, 1), set: Array.from({ length: 20_000 }, (_, i) => [24 + (i % 232), []]) }] },
+      Array.from({ length: 20_000 }, () => ''),
     ];
     for (const value of values) {
       const bytes = encodeCbor(value);
