@@ -610,6 +610,12 @@ export const limits = {
   // ---- replication (src/replication) ----
   /** One frame between nodes (a pack chunk or a group of records); a bigger one is refused as hostile. */
   replicationFrameBytesMax: 80 * 1024 * 1024,
+  /**
+   * A node-to-node message, and each replicated journal record, may decode to at most this many heap
+   * bytes per CBOR byte, with no tag mailstore does not write (index/cbor-bounds.ts), else INVALID:
+   * as daemonLimits.frameDecodedBytesPerByteMax (journal ops take ~30 at most).
+   */
+  replicationDecodedBytesPerByteMax: 48,
   /** Pack bytes sent in one frame. */
   replicationPackChunkBytes: 4 * 1024 * 1024,
   /**
@@ -697,6 +703,15 @@ export const daemonLimits = {
    * Answers that grow with the store (the mailbox list, changesSince) go as listings, an item a frame.
    */
   frameBytesMax: 16 * 1024 * 1024,
+  /**
+   * A frame's CBOR may decode to at most this many heap bytes per byte, else it is malformed
+   * (INVALID, the connection dropped; index/cbor-bounds.ts): what mailstore sends takes a few (bodies,
+   * names, small maps), ~30 at most (a journal op's flag change listed to a backup: [uid, []]
+   * entries, uids of two bytes); 16 MiB of empty maps decoded to ~1 GB. 48: what a bomb of one-byte
+   * empty items takes (56-88) is refused, and what mailstore writes keeps a margin over its
+   * densest, since a good record refused here stops a replica or a restore for good.
+   */
+  frameDecodedBytesPerByteMax: 48,
   /** A body (or any byte string) is sent in chunk frames of at most this many bytes. */
   chunkBytes: 256 * 1024,
   /** Byte strings up to this size travel inside their frame; bigger ones follow as chunk frames. */
@@ -962,10 +977,11 @@ export const backupLimits = {
   /**
    * A metadata file's CBOR may decode to at most this many heap bytes per CBOR byte (index/cbor-bounds.ts),
    * else it is damage: what mailstore writes takes ~5 (a message of a snapshot: ~55 CBOR bytes, an
-   * array, a hash and small numbers), 8 at most (a list of small numbers); a million one-byte empty
-   * maps, deflated to a few KiB, took ~60 (70 MB) and as long to decode as a real snapshot of that size.
+   * array, a hash and small numbers), ~30 at most (a flag change's [uid, []] entries, uids of two
+   * bytes); a million one-byte empty maps, deflated to a few KiB, took ~60 (70 MB) and as long to
+   * decode as a real snapshot of that size. 48, as daemonLimits.frameDecodedBytesPerByteMax.
    */
-  metadataDecodedBytesPerByteMax: 16,
+  metadataDecodedBytesPerByteMax: 48,
   /** A repository's config or lock file (a few hundred bytes of JSON) larger than this is not one mailstore wrote. */
   configFileBytesMax: 64 * 1024,
   /**

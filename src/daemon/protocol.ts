@@ -6,6 +6,7 @@
 // A frame is a 4-byte big-endian payload length, then one CBOR map (docs/FORMAT.md, "Daemon socket").
 import { Encoder, Tag } from 'cbor-x';
 import { AssertionFailure, ERROR_CODES, MailstoreError, type ErrorCode } from '../errors.js';
+import { CBOR_TAGS_WRITTEN, cborBoundsProblem } from '../index/cbor-bounds.js';
 import { daemonLimits } from '../limits.js';
 
 /** Bumped when a frame changes meaning; the hello call returns it. */
@@ -13,6 +14,8 @@ export const PROTOCOL_VERSION = 1;
 
 /** The CBOR tag that stands for a byte string sent after its frame as chunk frames (value: its length). */
 const DETACHED_TAG = 40_107;
+/** The tags a frame may carry: what mailstore's encoder writes (dates), and detached byte strings. */
+const FRAME_TAGS: ReadonlySet<number> = new Set([...CBOR_TAGS_WRITTEN, DETACHED_TAG]);
 
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, variableMapSize: true, tagUint8Array: false });
 /**
@@ -66,6 +69,10 @@ export function encodeFrameInto(frame: Frame, target?: Buffer): Buffer {
 
 /** A frame's payload decoded and its shape checked; INVALID for anything else. */
 export function decodeFrame(payload: Buffer): Frame {
+  // before the decoder: a frame of empty maps decoded to ~60 times its size, and one bignum (tag 2)
+  // of 160 KB held the event loop, every client and LMTP session with it, for half a minute
+  const problem = cborBoundsProblem(payload, daemonLimits.frameDecodedBytesPerByteMax, FRAME_TAGS);
+  if (problem) throw new MailstoreError('INVALID', `malformed frame: ${problem}`);
   let frame: unknown;
   try {
     frame = cbor.decode(payload);

@@ -1,4 +1,4 @@
-// CBOR that someone else may have written (a backup repository's metadata) is walked before it
+// CBOR that someone else may have written (a backup repository's metadata, a daemon client's frames) is walked before it
 // is decoded: a CBOR byte can decode into ~60 bytes of heap (an empty map is one byte, a JS
 // object), so a small payload of a million empty maps became a 1 GB tree, and cbor-x's extension
 // tags go further (value sharing 28/29 hands one object out any number of times; a bignum, tag 2,
@@ -13,14 +13,32 @@ const OBJECT_BYTES = 48;
 const BYTE_STRING_OBJECT_BYTES = 80;
 const TEXT_STRING_BYTES = 24;
 /** Tags mailstore's encoder writes (codec.ts): dates (1; 0, their text form) and sets (258). */
-const TAGS_ALLOWED: ReadonlySet<number> = new Set([0, 1, 258]);
+export const CBOR_TAGS_WRITTEN: ReadonlySet<number> = new Set([0, 1, 258]);
 /** Heap bytes any payload may decode to whatever its size (a few small values cost more than their bytes). */
 const SLACK_BYTES = 64 * 1024;
 const INDEFINITE = -1;
 
 /** Throws CORRUPT (naming `path`) unless `bytes` is well-formed CBOR of bounded decoded size and known tags. */
 export function checkCborBounds(bytes: Uint8Array, expansionMax: number, path: string): void {
-  const refuse = (why: string) => new MailstoreError('CORRUPT', `${path}: ${why} (not what mailstore writes)`, { path });
+  const problem = cborBoundsProblem(bytes, expansionMax);
+  if (problem) throw new MailstoreError('CORRUPT', `${path}: ${problem} (not what mailstore writes)`, { path });
+}
+
+class Refusal extends Error {}
+
+/** Why `bytes` is not well-formed CBOR of at most `expansionMax` decoded heap bytes a byte and of `tags` only, or undefined. */
+export function cborBoundsProblem(bytes: Uint8Array, expansionMax: number, tags: ReadonlySet<number> = CBOR_TAGS_WRITTEN): string | undefined {
+  try {
+    walk(bytes, expansionMax, tags);
+    return undefined;
+  } catch (error) {
+    if (error instanceof Refusal) return error.message;
+    throw error;
+  }
+}
+
+function walk(bytes: Uint8Array, expansionMax: number, tags: ReadonlySet<number>): void {
+  const refuse = (why: string) => new Refusal(why);
   const budget = expansionMax * bytes.length + SLACK_BYTES;
   let weight = 0;
   let at = 0;
@@ -59,7 +77,7 @@ export function checkCborBounds(bytes: Uint8Array, expansionMax: number, path: s
     if (open.length > 0 && open.at(-1)! > 0) open[open.length - 1]!--;
     if (major === 6) { // the tagged item follows, in the same slot
       const tag = argument(info);
-      if (!TAGS_ALLOWED.has(tag)) throw refuse(`CBOR tag ${tag}`);
+      if (!tags.has(tag)) throw refuse(`CBOR tag ${tag}`);
       take(OBJECT_BYTES);
       if (open.length > 0 && open.at(-1)! >= 0) open[open.length - 1]!++;
       else if (open.length === 0) open.push(1);

@@ -13,6 +13,7 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { limits } from '../limits.js';
 import { meta } from '../store/apply.js';
+import { decodeForeignRecord } from '../store/op-shape.js';
 import { LAYOUT, initStore } from '../store/identity.js';
 import { newNodeId, readRole, writeRole, type ReplicationRole } from '../store/role.js';
 import { Store } from '../store/store.js';
@@ -271,6 +272,7 @@ class Replica {
         // durable here before it is acknowledged; committed (and shown) only once the primary says so
         if (message.c !== undefined) this.noteCommit(connection, Number(message.c)); // the rounds before it
         const round = decodeRound(message as unknown as Wire);
+        await this.checkTentative(connection, round);
         if (this.pending.full) await this.commitNow(); // then the file is emptied before this round lands (if every round in it has committed)
         await this.holdTentative(connection, round, connection.rawOf(message));
         return connection.send({ t: 'ack', seq: lastSeqOf(round), pending: true });
@@ -290,6 +292,21 @@ class Replica {
         throw peerError(message, this.primary);
       default:
         throw new MailstoreError('INVALID', `${this.primary} sent ${message.t}`);
+    }
+  }
+
+  /**
+   * A tentative round is checked as its commit will check it (op-shape.ts) before it is held and
+   * acknowledged: one that could never commit sat in REPLICATION-PENDING, and promotion, which
+   * commits what is there, was refused INVALID for good. The primary is told why.
+   */
+  private async checkTentative(connection: Connection, round: TentativeRound): Promise<void> {
+    try {
+      for (const record of round.records) decodeForeignRecord(record);
+    } catch (error) {
+      const refusal = error as MailstoreError;
+      await connection.send({ t: 'error', code: refusal.code, message: `tentative ${refusal.message}` }).catch(() => undefined);
+      throw refusal;
     }
   }
 

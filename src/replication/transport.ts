@@ -6,6 +6,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { ERROR_CODES, MailstoreError, type ErrorCode } from '../errors.js';
+import { cborBoundsProblem } from '../index/cbor-bounds.js';
 import { decodeCbor, encodeCbor, encodeCborParts } from '../index/codec.js';
 import { limits } from '../limits.js';
 
@@ -231,6 +232,9 @@ export class Connection {
       let message: Message;
       try {
         const raw = all.subarray(4, 4 + length);
+        // walked first: a bignum tag of a few hundred KB held this process's event loop for minutes
+        const problem = cborBoundsProblem(raw, limits.replicationDecodedBytesPerByteMax);
+        if (problem) throw new Error(problem);
         message = decodeCbor<Message>(raw);
         if (this.keepRaw.has(message.t)) this.raws.set(message, raw);
       } catch (error) {

@@ -10,8 +10,8 @@ import { keys, decodeMessageKey } from '../keys/index-keys.js';
 import type { BlobRecord, MailboxInfo, MessageRecord, Op } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import { hashBytes } from '../hash/blake3.js';
-import { checkRecordSize } from '../store/prepare.js';
-import { SEPARATOR, checkUid, normalizeMessageExtras } from '../store/validate.js';
+import { SEPARATOR, checkUid, normalizeMessageExtras, parseMailboxName } from '../store/validate.js';
+import { checkRecordSize, resolveInBatch } from '../store/prepare.js';
 import { quotaLimitsNow, quotaSetOp, type QuotaLimits } from '../store/quota.js';
 import type { PrepareContext } from '../store/writer.js';
 import { modseqAt } from '../store/apply.js';
@@ -77,7 +77,7 @@ async function handle(store: Store, request: Message, session: XferSession, log:
           continue;
         }
         const box = store.replication().db.getNow<MailboxInfo>(keys.info(xferMailboxId(hex)));
-        if (box && !box.deleting) await store.deleteMailbox(box.name.join('/'));
+        if (box && !box.deleting) await deleteMailboxAlone(store, box.name.join('/')); // roots this XFER set go back below
       }
       session.created.clear();
       // and the quota roots it set go back to what they were (they stayed, limiting a user who is not here)
@@ -88,6 +88,26 @@ async function handle(store: Store, request: Message, session: XferSession, log:
     }
     default: throw new MailstoreError('INVALID', `unknown XFER request ${request.t}`);
   }
+}
+
+/**
+ * Deletes one mailbox (NOT_FOUND: gone already) and nothing else: not as store.deleteMailbox,
+ * which takes the quota roots at the name of a mailbox with nothing below it. Where XFER moves a
+ * mailbox, its roots go with the user's tree or stay, as XFER says (a source's removal; a target's
+ * roll-back puts back only what it set).
+ */
+export async function deleteMailboxAlone(store: Store, name: string): Promise<void> {
+  const admin = store.administration();
+  const id = await admin.mutate({
+    exclusive: true,
+    prepare: async ({ view }) => {
+      const box = await resolveInBatch(view, parseMailboxName(name), name);
+      return { ops: [{ op: 'mailbox.deleteBegin', id: box.id } as Op], result: box.id };
+    },
+  }).catch((error: unknown) => {
+    if (!(error instanceof MailstoreError && error.code === 'NOT_FOUND')) throw error;
+  });
+  if (id) await admin.finishMailboxDeletes([id]);
 }
 
 /**

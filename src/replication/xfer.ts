@@ -20,7 +20,7 @@ import { moveQuotaRoots, quotaRootsAt } from '../store/quota.js';
 import { formatMailboxName, parseMailboxName } from '../store/validate.js';
 import { readKeyFile } from './key.js';
 import { connect, type Connection, type Log } from './transport.js';
-import type { XferMailbox, XferMessage } from './xfer-target.js';
+import { deleteMailboxAlone, type XferMailbox, type XferMessage } from './xfer-target.js';
 
 export interface XferOptions {
   user: string;
@@ -208,11 +208,7 @@ async function catchUp(store: Store, connection: Connection, name: string, quota
 
 /** After the switch: the mailboxes here go, and with `tree` the user's quota roots (they went to the target). */
 async function removeHere(store: Store, names: string[], tree: string[] | undefined): Promise<void> {
-  for (const name of names) {
-    await store.deleteMailbox(name).catch((error) => {
-      if (!(error instanceof MailstoreError && error.code === 'NOT_FOUND')) throw error;
-    });
-  }
+  for (const name of names) await deleteMailboxAlone(store, name);
   if (!tree) return;
   const admin = store.administration();
   await admin.mutate({ exclusive: true, prepare: async () => ({ ops: await moveQuotaRoots(admin.index, tree, undefined), result: undefined }) });

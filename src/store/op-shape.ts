@@ -3,8 +3,13 @@
 // the wrong type (a uid of 'x', flags that are no list) stopped the replica HALTED with the record
 // already durable, and every later open stopped at it again.
 import { INLINE_PACK } from '../blob/pack-store.js';
+import { MailstoreError } from '../errors.js';
 import { HASH_BYTES } from '../hash/blake3.js';
+import { cborBoundsProblem } from '../index/cbor-bounds.js';
+import { decodeCbor } from '../index/codec.js';
+import { limits } from '../limits.js';
 import { FORGET_ENTRY_BYTES, RELOCATE_ENTRY_BYTES } from './blob-runs.js';
+import type { JournalPayload } from './records.js';
 
 const U32_MAX = 0xffff_ffff;
 export const ID_BYTES = 16;
@@ -16,7 +21,8 @@ export const isCount = (n: unknown): n is number => Number.isSafeInteger(n) && (
 export const isBytes = (b: unknown, length: number): b is Uint8Array => b instanceof Uint8Array && b.length === length;
 export const isStrings = (list: unknown): list is string[] => Array.isArray(list) && list.every((s) => typeof s === 'string');
 const isUid = (n: unknown): n is number => isU32(n) && n > 0;
-const isTime = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n);
+/** A time (ms) as apply takes it, any number: an older version took dates it did not check (NaN), and apply only stores them. */
+const isTime = (n: unknown): n is number => typeof n === 'number';
 const isPack = (n: unknown): boolean => n === INLINE_PACK || isCount(n);
 const isName = (name: unknown): boolean => isStrings(name) && name.length > 0;
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
@@ -30,7 +36,7 @@ const isMailboxInfo = (info: unknown): boolean => isObject(info) && isBytes(info
   && Array.isArray(info.pastNames) && info.pastNames.every(isStrings) && isU32(info.uidValidity) && isUidNext(info.uidNext)
   && isCount(info.highestModseq) && isCount(info.messages) && isCount(info.unseen) && isCount(info.bytes) && isAcl(info.acl)
   && optional(info.owner, (o) => typeof o === 'string') && isTime(info.created) && isFlag(info.deleting)
-  && optional(info.digest, (d) => Array.isArray(d) && d.length === 4 && d.every(isU32));
+  && optional(info.digest, (d) => Array.isArray(d) && d.length === 4 && d.every(Number.isInteger)); // read as u32s (>>> 0)
 
 /** What each op kind must hold (records.ts, Op), beside its `op`. */
 const SHAPES: Record<string, (op: Record<string, unknown>) => boolean> = {
@@ -47,7 +53,8 @@ const SHAPES: Record<string, (op: Record<string, unknown>) => boolean> = {
   'message.expunge': (op) => isBytes(op.id, ID_BYTES) && Array.isArray(op.uids) && op.uids.every(isUid) && isFlag(op.purge) && optional(op.at, isTime),
   'change.purge': (op) => isBytes(op.id, ID_BYTES) && listOf(op.entries, ([modseq, uid]) => isCount(modseq) && isUid(uid)),
   'acl.set': (op) => isBytes(op.id, ID_BYTES) && typeof op.identifier === 'string' && typeof op.rights === 'string',
-  'blob.relocate': (op) => isBytes(op.hash, HASH_BYTES) && isPack(op.pack) && isCount(op.offset) && isCount(op.size)
+  // size: absent in the first version's records, which a journal may still hold
+  'blob.relocate': (op) => isBytes(op.hash, HASH_BYTES) && isPack(op.pack) && isCount(op.offset) && optional(op.size, isCount)
     && optional(op.from, (from) => Array.isArray(from) && from.length === 2 && isPack(from[0]) && isCount(from[1])),
   'blob.forget': (op) => isBytes(op.hash, HASH_BYTES) && isPack(op.pack) && isCount(op.offset),
   'blob.forgetRun': (op) => isPack(op.pack) && isTime(op.cutoff) && runOf(op.entries, FORGET_ENTRY_BYTES),
@@ -79,4 +86,22 @@ export function payloadShapeProblem(payload: unknown): string | undefined {
     if (!SHAPES[kind as string]!(op as Record<string, unknown>)) return `op ${i} (${kind}) is not of the shape mailstore writes`;
   }
   return undefined;
+}
+
+/**
+ * A journal record another node sent, decoded: its CBOR walked first (a bignum tag held the event
+ * loop for minutes), then its ops checked; INVALID naming the record otherwise.
+ */
+export function decodeForeignRecord(record: { seq: number; payload: Uint8Array }): JournalPayload {
+  const bounds = cborBoundsProblem(record.payload, limits.replicationDecodedBytesPerByteMax);
+  if (bounds) throw new MailstoreError('INVALID', `record ${record.seq}: ${bounds}`);
+  let payload: unknown;
+  try {
+    payload = decodeCbor(record.payload);
+  } catch (error) {
+    throw new MailstoreError('INVALID', `record ${record.seq} does not decode`, { cause: error });
+  }
+  const shape = payloadShapeProblem(payload);
+  if (shape) throw new MailstoreError('INVALID', `record ${record.seq}: ${shape}`);
+  return payload as JournalPayload;
 }

@@ -20,14 +20,14 @@
 // already copied to the pack are taken back first).
 import { MailstoreError, assert } from '../errors.js';
 import { IndexView, type IndexDb } from '../index/index-db.js';
-import { decodeCbor, encodeCbor } from '../index/codec.js';
+import { encodeCbor } from '../index/codec.js';
 import type { PackBatch, PackStore } from '../blob/pack-store.js';
 import type { Journal, JournalRecord } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { applyOpsNow, meta } from './apply.js';
 import { FlushChoice } from './flush-choice.js';
 import { Fifo } from './fifo.js';
-import { payloadShapeProblem } from './op-shape.js';
+import { decodeForeignRecord } from './op-shape.js';
 import type { JournalPayload, Op } from './records.js';
 import type { FreeSpace, SpaceNeed } from './free-space.js';
 
@@ -489,17 +489,13 @@ export class Writer {
     // replica with a bug's message, and a payload that was no CBOR left its session waiting for ever
     const unfit = records.findIndex((r, i) => r.seq !== firstSeq + i || r.payload.length === 0 || r.payload.length > limits.journalRecordBytesMax);
     if (unfit >= 0) return pending.reject(new MailstoreError('INVALID', `replicated record ${records[unfit]!.seq} (${unfit + 1} of ${records.length}, ${records[unfit]!.payload.length} bytes) does not follow seq ${firstSeq + unfit - 1} or is not a journal record`));
-    let decoded: JournalPayload[];
-    try {
-      decoded = records.map((r) => decodeCbor<JournalPayload>(r.payload));
-    } catch (error) {
-      return pending.reject(new MailstoreError('INVALID', `replicated records ${firstSeq}..${records[records.length - 1]!.seq} do not decode`, { cause: error }));
-    }
     // the ops too, before anything is written: apply trusts the journal, and a durable record it
     // cannot apply stopped the replica (HALTED) at once and again at every open
-    for (const [i, payload] of decoded.entries()) {
-      const problem = payloadShapeProblem(payload);
-      if (problem) return pending.reject(new MailstoreError('INVALID', `replicated record ${records[i]!.seq}: ${problem}; nothing of records ${firstSeq}..${records[records.length - 1]!.seq} was written`));
+    let decoded: JournalPayload[];
+    try {
+      decoded = records.map(decodeForeignRecord);
+    } catch (error) {
+      return pending.reject(new MailstoreError('INVALID', `replicated ${(error as Error).message}; nothing of records ${firstSeq}..${records[records.length - 1]!.seq} was written`, { cause: error }));
     }
     if (decoded[decoded.length - 1]?.end !== true) {
       return pending.reject(new MailstoreError('INVALID', `replicated records ${firstSeq}..${records[records.length - 1].seq} do not end a batch`));

@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { chmodSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Tag } from 'cbor-x';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Client } from '../../src/client/client.js';
 import { parkedFlows } from '../../src/daemon/connection.js';
@@ -46,6 +47,10 @@ describe('bad frames', () => {
     ['a call announcing byte strings it does not hold', encodeFrame({ t: 'call', id: 1, m: 'append', a: [INBOX], b: 2 })],
     // spread into the method's arguments, 200k of them threw RangeError: INTERNAL, as if the daemon had a bug
     ['a call with 200k arguments', encodeFrame({ t: 'call', id: 1, m: 'status', a: Array.from({ length: 200_000 }, () => INBOX) })],
+    // decoded, 1 MB of empty maps took ~60 MB; a bignum (tag 2) of 100 KB held the event loop, every client with it, for ~10 s
+    ['a million empty maps', encodeFrame({ t: 'call', id: 1, m: 'status', a: [Array.from({ length: 1_000_000 }, () => ({}))] })],
+    ['a bignum', encodeFrame({ t: 'call', id: 1, m: 'status', a: [new Tag(Buffer.alloc(100_000, 0xff), 2)] })],
+    ['shared values', encodeFrame({ t: 'call', id: 1, m: 'status', a: [new Tag([INBOX], 28), new Tag(0, 29)] })],
   ];
   for (const [name, bytes] of cases) {
     it(`${name}: INVALID, that connection dropped, the daemon unaffected`, async () => {

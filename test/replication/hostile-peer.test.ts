@@ -2,6 +2,7 @@
 // answering with an error code this mailstore does not know (a newer one, or a hostile one), and a
 // primary welcoming a replica with another store's id. Each is a clear, known code; nothing of the
 // store is lost or taken from another store.
+import { Tag } from 'cbor-x';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,7 +10,7 @@ import { Store } from '../../src/store/store.js';
 import { xferUser } from '../../src/replication/xfer.js';
 import { listen, type Connection, type Listener, type Message } from '../../src/replication/transport.js';
 import { readKeyFile } from '../../src/replication/key.js';
-import { startReplica } from '../../src/replication/replica.js';
+import { startReplica, type ReplicaHandle } from '../../src/replication/replica.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { MailstoreError } from '../../src/errors.js';
 import { encodeCbor } from '../../src/index/codec.js';
@@ -106,9 +107,29 @@ function framePerSession(key: string, frames: Message[], answered: (answer: unkn
   });
 }
 
+/**
+ * Starts the stopped replica against a primary that sends `frames`, one a session: each but the
+ * last is refused (never acknowledged), the last taken; `then` looks at the replica before it closes.
+ */
+async function refusedThenTaken(stopped: Awaited<ReturnType<typeof stoppedReplica>>, frames: Message[], then?: (replica: ReplicaHandle) => Promise<void>): Promise<void> {
+  const answers: unknown[] = [];
+  const address = await framePerSession(stopped.key, [...frames], (answer) => answers.push(answer));
+  const replica = await startReplica(stopped.replicaDir, { ...stopped.replicaOptions, primary: address });
+  try {
+    await until(() => answers.length === frames.length, 30_000, 'a session per frame');
+    expect(answers.slice(0, -1)).not.toContain('ack');
+    expect(answers.at(-1)).toBe('ack');
+    expect((await replica.status()).seq).toBe(stopped.seqBefore + 1);
+    await then?.(replica);
+  } finally {
+    await replica.close();
+  }
+}
+
 describe('a primary sending records a journal cannot take', () => {
   it('records whose seqs skip, a payload that is no CBOR, or an empty one: INVALID from the primary, never a halted replica; the replica keeps what it had and takes the next good round', async () => {
-    const { key, replicaDir, replicaOptions, seqBefore } = await stoppedReplica();
+    const stopped = await stoppedReplica();
+    const { seqBefore } = stopped;
     const good = encodeCbor({ ops: [], end: true });
     const rounds: [number, Buffer][][] = [
       [[seqBefore + 1, encodeCbor({ ops: [] })], [seqBefore + 3, good]], // a gap
@@ -116,24 +137,16 @@ describe('a primary sending records a journal cannot take', () => {
       [[seqBefore + 1, Buffer.alloc(0)]],
       [[seqBefore + 1, good]],
     ];
-    const answers: unknown[] = [];
-    const address = await framePerSession(key, rounds.map((records) => ({ t: 'records', records, tails: [] })), (answer) => answers.push(answer));
-    const replica = await startReplica(replicaDir, { ...replicaOptions, primary: address });
-    try {
-      await until(() => answers.length === 4, 20_000, 'four sessions');
-      expect(answers.slice(0, 3)).not.toContain('ack');
-      expect(answers[3]).toBe('ack');
-      expect((await replica.status()).seq).toBe(seqBefore + 1);
+    await refusedThenTaken(stopped, rounds.map((records) => ({ t: 'records', records, tails: [] })), async (replica) => {
       expect(await replica.store.fetch('INBOX', 1)).toEqual(msg(1));
-    } finally {
-      await replica.close();
-    }
+    });
   }, 40_000);
 });
 
 describe('a primary sending ops of the wrong shape', () => {
   it('a uid that is no uid, flags that are no list, a hash missing, an op of no known kind, ops that are no list: INVALID before anything is written, never a halted replica; it reopens and takes the next good round', async () => {
-    const { key, replicaDir, replicaOptions, seqBefore, inboxId } = await stoppedReplica();
+    const stopped = await stoppedReplica();
+    const { replicaDir, seqBefore, inboxId } = stopped;
     const hash = Buffer.alloc(32, 1);
     const add = { op: 'message.add', id: inboxId, uid: 2, hash, size: 10, date: 0, flags: [], pack: 0, offset: 0 };
     const bad: unknown[] = [
@@ -148,18 +161,9 @@ describe('a primary sending ops of the wrong shape', () => {
       ...bad.map((payload): [number, Buffer][] => [[seqBefore + 1, encodeCbor(payload)]]),
       [[seqBefore + 1, encodeCbor({ ops: [{ op: 'message.flags', id: inboxId, set: [[1, ['\\Seen']]] }], end: true })]],
     ];
-    const answers: unknown[] = [];
-    const address = await framePerSession(key, rounds.map((records) => ({ t: 'records', records, tails: [] })), (answer) => answers.push(answer));
-    const replica = await startReplica(replicaDir, { ...replicaOptions, primary: address });
-    try {
-      await until(() => answers.length === rounds.length, 30_000, 'a session per round');
-      expect(answers.slice(0, bad.length)).not.toContain('ack');
-      expect(answers[bad.length]).toBe('ack');
-      expect((await replica.status()).seq).toBe(seqBefore + 1);
+    await refusedThenTaken(stopped, rounds.map((records) => ({ t: 'records', records, tails: [] })), async (replica) => {
       expect((await replica.store.messages('INBOX').next()).value).toMatchObject({ uid: 1, flags: ['\\Seen'] });
-    } finally {
-      await replica.close();
-    }
+    });
     const reopened = await Store.open(replicaDir);
     try {
       expect(await reopened.fetch('INBOX', 1)).toEqual(msg(1));
@@ -168,6 +172,43 @@ describe('a primary sending ops of the wrong shape', () => {
       await reopened.close();
     }
   }, 60_000);
+});
+
+describe('a synchronous primary sending a tentative round of the wrong shape', () => {
+  it('is refused INVALID, never held or acknowledged: the replica, once its primary is gone, is promoted (a held round that could never commit refused promotion for good)', async () => {
+    const stopped = await stoppedReplica();
+    const { seqBefore, inboxId } = stopped;
+    const answers: unknown[] = [];
+    const address = await framePerSession(stopped.key, [
+      { t: 'tentative', r: [[seqBefore + 1, encodeCbor({ ops: [{ op: 'message.flags', id: inboxId, set: [['x', []]] }], end: true })]], p: [], k: [] },
+    ], (answer) => answers.push(answer));
+    const replica = await startReplica(stopped.replicaDir, { ...stopped.replicaOptions, primary: address });
+    try {
+      await until(() => answers.length === 1, 15_000, 'the answer');
+      expect(answers[0]).not.toBe('ack');
+      expect(await replica.promote()).toMatchObject({ epoch: 1 });
+      expect(replica.store.changes.lastSeq).toBe(seqBefore + 1); // the epoch record alone
+      expect(await replica.store.fetch('INBOX', 1)).toEqual(msg(1));
+    } finally {
+      await replica.close();
+    }
+  }, 30_000);
+});
+
+describe('a primary sending CBOR that costs more to decode than its size', () => {
+  it('a bignum in a frame or in a record, empty maps by the million: INVALID before decoding, the replica never stalls; it takes the next good round', async () => {
+    const stopped = await stoppedReplica();
+    const { seqBefore } = stopped;
+    const bignum = new Tag(Buffer.alloc(150_000, 0xff), 2); // decoded: ~20 s of one thread, quadratic in its length
+    const good: [number, Buffer][] = [[seqBefore + 1, encodeCbor({ ops: [], end: true })]];
+    const frames: Message[] = [
+      { t: 'records', records: good, tails: [], pad: bignum },
+      { t: 'records', records: [[seqBefore + 1, encodeCbor({ ops: [{ op: 'meta.set', key: 'x', value: bignum }], end: true })]], tails: [] },
+      { t: 'records', records: [[seqBefore + 1, encodeCbor({ ops: [], end: true, pad: Array.from({ length: 1_000_000 }, () => ({})) })]], tails: [] },
+      { t: 'records', records: good, tails: [] },
+    ];
+    await refusedThenTaken(stopped, frames);
+  }, 40_000);
 });
 
 describe('a primary whose resync snapshot does not end', () => {

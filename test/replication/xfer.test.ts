@@ -127,17 +127,18 @@ describe('xfer', () => {
     const { key, b, to, close } = await twoStores();
     try {
       await setQuota(b, 'user/bob/Sent', { storage: 5000 }); // the target's own, before the XFER
+      await setQuota(b, 'user/bob/INBOX', { storage: 7 }); // its own too, at the name of the mailbox the XFER creates and rolls back
       const limitsAt = async () => (await listQuotas(b)).map((q) => [q.root, q.limits]);
       await asSource(to, key, async (connection) => {
         const id = await announceBobInbox(connection);
         await connection.send({ t: 'xfer.reconcile', id, live: [], uidNext: 1, quotaRoots: [['user/bob', { messages: 3 }], ['user/bob/Sent', { storage: 100_000 }]] });
         expect(await connection.next(5000)).toMatchObject({ t: 'xfer.reconcile', quotaRoots: true });
-        expect(await limitsAt()).toEqual([['user/bob', { messages: 3 }], ['user/bob/Sent', { storage: 100_000 }]]);
+        expect(await limitsAt()).toEqual([['user/bob', { messages: 3 }], ['user/bob/INBOX', { storage: 7 }], ['user/bob/Sent', { storage: 100_000 }]]);
         await connection.send({ t: 'xfer.abort', ids: [id] }); // as the source's rollBack sends it
         expect(await connection.next(5000)).toMatchObject({ t: 'xfer.abort' });
       });
       expect(await b.listMailboxes()).toEqual([]);
-      expect(await limitsAt()).toEqual([['user/bob/Sent', { storage: 5000 }]]);
+      expect(await limitsAt()).toEqual([['user/bob/INBOX', { storage: 7 }], ['user/bob/Sent', { storage: 5000 }]]);
     } finally {
       await close();
     }
@@ -188,12 +189,13 @@ describe('xfer', () => {
     try {
       await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
       await setQuota(a, 'user/bob', { messages: 3 });
+      await setQuota(a, 'user/bob/INBOX', { storage: 9000 }); // a root at a mailbox's name: kept too, though the mailbox goes
       await a.append('user/bob/INBOX', msg(1));
       const result = await xferUser(a, { user: 'bob', to: `127.0.0.1:${older.port}`, keyFile: key });
-      expect(result).toMatchObject({ mailboxes: ['user/bob/INBOX'], quotaRootsKept: ['user/bob'] });
+      expect(result).toMatchObject({ mailboxes: ['user/bob/INBOX'], quotaRootsKept: ['user/bob', 'user/bob/INBOX'] });
       expect(await b.fetch('user/bob/INBOX', 1)).toEqual(msg(1));
       expect(await listQuotas(b)).toEqual([]);
-      expect((await listQuotas(a)).map((q) => [q.root, q.limits])).toEqual([['user/bob', { messages: 3 }]]);
+      expect((await listQuotas(a)).map((q) => [q.root, q.limits])).toEqual([['user/bob', { messages: 3 }], ['user/bob/INBOX', { storage: 9000 }]]);
     } finally {
       await older.close();
       await a.close();
