@@ -139,6 +139,8 @@ function appendWithSysexits(argv: string[]): boolean {
 function reportError(error: unknown): { exitCode: number; error: unknown } {
   if (error instanceof CommanderError) {
     if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return { exitCode: EXIT.ok, error };
+    // `mailstore help [COMMAND]` asked for it (exit 0 from commander); with no command given it is 1
+    if (error.code === 'commander.help' && error.exitCode === 0) return { exitCode: EXIT.ok, error };
     if (error.code === 'commander.help' || error.code === 'commander.executeSubCommandAsync') { // no command given: commander showed the help
       return { exitCode: EXIT.invalid, error: new MailstoreError('INVALID', 'no command given (see mailstore --help)') };
     }

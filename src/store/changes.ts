@@ -5,7 +5,7 @@
 // cursor may not go back. Delivery is at least once: a consumer advances its cursor after its
 // effect is durable, so a crash in between hands it the same records again (handlers are
 // idempotent). Cursors pin the journal: no segment a consumer still needs is retired.
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, assert, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
@@ -281,7 +281,7 @@ function decodeCursor(bytes: Buffer, path: string): { seq: number; updated: numb
   const crc = /^crc32 ([0-9a-f]{8})$/.exec(check ?? '');
   const parsed = crc && Number.parseInt(crc[1], 16) === crc32(Buffer.from(body)) ? safeJson(body) : undefined;
   if (!parsed || !Number.isSafeInteger(parsed.seq) || parsed.seq < 0) {
-    throw new MailstoreError('CORRUPT', `consumer cursor ${path} is damaged; remove it and register the consumer again (it then starts over)`, { path });
+    throw new MailstoreError('CORRUPT', `consumer cursor ${path} is damaged; 'mailstore consumers --remove ${basename(path)}' forgets it; then register the consumer again (it starts over; the snapshot and compact consumers do so by themselves)`, { path });
   }
   return { seq: parsed.seq, updated: Number(parsed.updated) || 0 };
 }

@@ -52,7 +52,8 @@ export async function readRole(fs: FileSystem, root: string): Promise<Replicatio
   }
   if (!parsed || !['primary', 'replica', 'fenced'].includes(parsed.role) || !Number.isSafeInteger(parsed.epoch)) {
     // Never guessed: taking a damaged role file for "primary" could let a replica be written around.
-    throw new MailstoreError('CORRUPT', `${path} is damaged; write it again with 'mailstore promote' (to make this store the primary) or restore it`, { path });
+    // not 'promote': it opens the store, which reads this file first (the same CORRUPT)
+    throw new MailstoreError('CORRUPT', `${path} is damaged: this store's role (primary or replica) and epoch are unknown, so it is not opened. Put the file back from a copy of this directory (a backup, a file-system snapshot); a replica can instead be started again in an empty directory (it copies its primary; RECOVERY.md)`, { path });
   }
   return parsed;
 }

@@ -79,7 +79,8 @@ function encodeSettings(settings: TierSettings): Buffer {
 function decodeSettings(bytes: Buffer, path: string): TierSettings {
   const m = /^(\{.*\})\ncrc32 ([0-9a-f]{8})\n$/s.exec(bytes.toString('utf8'));
   if (!m || crc32(Buffer.from(m[1])).toString(16).padStart(8, '0') !== m[2]) {
-    throw new MailstoreError('CORRUPT', `${path} (the object-store settings) is damaged; write it again with 'mailstore tier set'`, { path });
+    // not 'tier set': it opens the store, which reads this file first, and it keeps the URL it finds
+    throw new MailstoreError('CORRUPT', `${path} (the object-store settings) is damaged; write it again: 'mailstore --store EMPTY-DIR init --object-store URL [--object-store-credentials FILE]' with this store's bucket URL (its prefix, without the store id), copy EMPTY-DIR/OBJECT-STORE over this file, then 'mailstore tier set' for a move policy other than the default (RECOVERY.md)`, { path });
   }
   const settings = JSON.parse(m[1]) as TierSettings;
   if (settings.policy) checkPolicy(settings.policy);

@@ -76,6 +76,8 @@ describe('a value an option cannot take', () => {
       [['quota', 'set', 'user/alice', '--storage', '1.5G'], /--storage/],
       [['scrub', '--time-budget', 'an hour'], /--time-budget/],
       [['compact', '--grace', 'soon'], /--grace/],
+      [['flags', 'user/alice/INBOX', '1', '--add', '\\Seen', '--unchanged-since', 'abc'], /--unchanged-since/], // was 'invalid unchangedSince NaN'
+      [['flags', 'user/alice/INBOX', '1', '--add', '\\Seen', '--unchanged-since', ''], /--unchanged-since/], // was read as 0: exit 0, "modified"
     ];
     for (const [args, named] of cases) {
       const result = await run(args, { store, input: message(9) });
@@ -83,7 +85,8 @@ describe('a value an option cannot take', () => {
       expect(result.stderr, args.join(' ')).toMatch(/^mailstore: INVALID: /);
       expect(result.stderr, args.join(' ')).toMatch(named);
     }
-    expect((await json<unknown[]>(['messages', 'user/alice/INBOX'], { store })).length).toBe(1); // nothing appended, nothing expunged
+    const messages = await json<Array<{ flags: string[] }>>(['messages', 'user/alice/INBOX'], { store });
+    expect(messages.map((m) => m.flags)).toEqual([[]]); // nothing appended, expunged or flagged
     expect((await json(['quota', 'list'], { store }))).toEqual([]);
   });
 });

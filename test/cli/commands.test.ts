@@ -242,4 +242,13 @@ describe('exit codes', () => {
     expect(await ok(['import', '--help'])).toContain('Resumable');
     expect(bin).toContain('dist');
   });
+
+  it('0 for the help command, which --help lists as "help [command]"; 5 only when no command is given', async () => {
+    for (const args of [['help'], ['help', 'append'], ['mailbox', 'help', 'create']]) {
+      const result = await run(args);
+      expect(result.code, `mailstore ${args.join(' ')}: ${result.stderr}`).toBe(0);
+      expect(result.stdout.toString('utf8')).toMatch(/^Usage: mailstore /);
+    }
+    for (const args of [[], ['mailbox']]) expect((await run(args)).code).toBe(5); // a script that forgot its command
+  });
 });

@@ -2,6 +2,7 @@
 // inline-body threshold and the free-space reserve for every process that opens it; through a
 // running daemon a change applies to its next delivery at once; bad values are INVALID (exit 5)
 // and change nothing.
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { limits } from '../../src/limits.js';
@@ -12,6 +13,29 @@ import { serve } from '../daemon/processes.js';
 beforeAll(requireBuilt);
 
 describe('mailstore config', () => {
+  it('mends a damaged setting as its CORRUPT message says: config --inline-bytes-max / --free-space-reserve (which failed CORRUPT itself, a dead end)', async () => {
+    const store = join(tempDir(), 'store');
+    await ok(['init', '--inline-bytes-max', '4096'], { store });
+    await ok(['config', '--free-space-reserve', '10M'], { store });
+    await ok(['mailbox', 'create', 'in'], { store });
+    await ok(['append', 'in', '-'], { store, input: 'Subject: kept\r\n\r\nbody\r\n' });
+    for (const [file, option, value, expected] of [
+      ['INLINE-BODIES', '--inline-bytes-max', 'default', { inlineBytesMax: limits.inlineBodyBytesDefault, setting: null }],
+      ['FREE-SPACE-RESERVE', '--free-space-reserve', '20M', { freeSpace: expect.objectContaining({ setting: 20 * 1024 * 1024 }) }],
+    ] as const) {
+      writeFileSync(join(store, file), 'garbage\n');
+      const refused = await run(['stats'], { store });
+      expect(refused.code, refused.stderr).toBe(6);
+      expect(refused.stderr).toContain(`mailstore config ${option} N`);
+      const mended = await run(['config', option, value, '--json'], { store });
+      expect(mended.code, mended.stderr).toBe(0);
+      expect(JSON.parse(mended.stdout.toString('utf8'))).toMatchObject(expected);
+      expect((await json(['stats'], { store })).messages).toBe(1);
+    }
+    expect((await run(['config', '--free-space-reserve', 'default'], { store })).code).toBe(0);
+    expect(await ok(['fetch', 'in', '1'], { store })).toContain('Subject: kept');
+  });
+
   it('init --inline-bytes-max stores the threshold; config prints and changes it; default removes it; bad values exit 5', async () => {
     const store = join(tempDir(), 'store');
     await ok(['init', '--inline-bytes-max', '4096'], { store });

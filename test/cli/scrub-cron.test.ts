@@ -74,6 +74,9 @@ describe('scrub output for cron', () => {
       [['--quiet', '--verbose'], /INVALID: --quiet and --verbose: choose one/],
       [['--drop-unreferenced'], /INVALID: --drop-unreferenced is only used with --repair/],
       [['--mailbox', 'user/bob', '--time-budget', '1m'], /INVALID: --mailbox checks one subtree/],
+      // accepted and ignored before: a check-only run with the override an admin meant for a repair
+      [['--force'], /INVALID: --force is only used with --repair/],
+      [['--replication-key', '/etc/mailstore/key'], /INVALID: --replication-key is only used with --source HOST:PORT/],
     ];
     for (const [args, why] of cases) {
       const r = await mailstore(dir, 'scrub', ...args);

@@ -89,6 +89,27 @@ describe('fixtures', () => {
     for await (const m of readMbox(fs, out)) again.push(m.flags.join(' '));
     expect(again).toEqual(flagged);
   });
+
+  it('refuses an option of the other format, which it ignored: --status-headers into a Maildir wrote no Status header, unsaid', async () => {
+    const store = await freshStore();
+    await ok(['import', sampleMbox, '--mailbox', 'mb'], { store });
+    const dir = tempDir();
+    const cases: Array<[string, string[], RegExp]> = [
+      ['maildir', ['--status-headers'], /--status-headers/],
+      ['maildir', ['--mbox-style', 'mboxo'], /--mbox-style/],
+      ['maildir', ['--mbox-sender', 'return-path'], /--mbox-sender/],
+      ['mbox', ['--no-recursive'], /--no-recursive/],
+    ];
+    for (const [format, options, named] of cases) {
+      const out = join(dir, `${format}-${options[0].slice(2)}`);
+      const result = await run(['export', 'mb', '--format', format, '--out', out, ...options], { store });
+      expect(result.code, `${format} ${options.join(' ')}: ${result.stderr}`).toBe(5);
+      expect(result.stderr).toMatch(/^mailstore: INVALID: /);
+      expect(result.stderr).toMatch(named);
+      expect(existsSync(out)).toBe(false); // nothing written
+    }
+    await ok(['export', 'mb', '--format', 'mbox', '--out', join(dir, 'ok.mbox'), '--mbox-style', 'mboxrd'], { store }); // its own options still go
+  });
 });
 
 describe.skipIf(!haveCorpora)('real mail from ../shared/corpora', () => {

@@ -92,6 +92,8 @@ describe('change feed', () => {
     const path = join(root, 'consumers', 'backup');
     writeFileSync(path, readFileSync(path, 'utf8').replace('"seq":1', '"seq":0'));
     expect(await codeOf(store.changes.cursor('backup'))).toBe('CORRUPT');
+    // the message names the command that mends it ('remove it' said nothing of how: the file? the consumer?)
+    expect(((await store.changes.cursor('backup').catch((e: unknown) => e)) as Error).message).toMatch(/'mailstore consumers --remove backup'/);
     await store.close();
   });
 

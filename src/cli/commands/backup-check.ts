@@ -27,7 +27,8 @@ of them names, by their records' headers, as a restore does: found, it is not re
 data file is (scanned-data), and 'mailstore backup repair' writes its index again.
 
 Exit codes: 0 clean; 1 damage found (the findings say which file, and which message it holds);
-2 could not run (locked, access, I/O); 4 no repository; 5 invalid (wrong key file).
+2 could not run (locked, access, I/O); 3 an s3: repository's bucket is missing (UNMOUNTED); 4 no
+repository; 5 invalid (wrong key file).
 Informational findings (data an interrupted run left, which 'backup forget --prune' removes) do
 not change the exit code.`)
     .action(runCheck);

@@ -39,7 +39,8 @@ Nothing damaged is deleted. So: 'backup check --read-data' found damage -> 'back
 
 Exit codes: 0 repaired (or nothing to repair); 1 some records did not verify or parts of a data file
 held no record (they are not indexed: check names the messages they cost); 2 could not run
-(locked, access, I/O); 4 no repository; 5 invalid (wrong key file).`)
+(locked, access, I/O); 3 an s3: repository's bucket is missing (UNMOUNTED); 4 no repository;
+5 invalid (wrong key file).`)
     .action(runRepair);
 }
 

@@ -38,8 +38,9 @@ snapshot file records only that (a delta on the earlier one; at most ${backupLim
 snapshot again; forget keeps the snapshots a kept delta builds on). An interrupted run leaves the repository
 consistent; the next run reuses what it copied. Earlier snapshots are never changed.
 
-Exit codes: 0 saved; 2 could not run (locked, disk full, access); 4 no store; 5 invalid (wrong key
-file, a directory that is not a repository); 6 a message in the store is damaged (run scrub).`)
+Exit codes: 0 saved; 2 could not run (locked, disk full, access); 3 refused: the store (or an s3:
+repository's bucket) looks unmounted; 4 no store; 5 invalid (wrong key file, a directory that is
+not a repository); 6 a message in the store is damaged (run scrub).`)
     .action(runBackupCommand);
   check.register(backup);
   forget.register(backup);

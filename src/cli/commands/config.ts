@@ -8,6 +8,7 @@ import { MailstoreError } from '../../errors.js';
 import { limits } from '../../limits.js';
 import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
 import { parseBytes } from '../dates.js';
+import type { StoreOptions } from '../../store/types.js';
 
 /** A byte count with parseBytes's suffixes (64K, 1M, 2G), or NaN: each option words its own refusal. */
 function bytesOrNaN(text: string): number {
@@ -38,6 +39,19 @@ export function parseReserveBytes(text: string): number | 'default' {
   return value;
 }
 
+/**
+ * The open of a change names the settings it replaces, so that open does not read them: a damaged
+ * one is CORRUPT at every other open, whose message says to set it again here (it failed the same
+ * way, a dead end). Only for this short open; the new value is in force from its own call on (a
+ * reserve back to the default holds none until then: the default needs the file system's size).
+ */
+function replacing(inline: number | 'default' | undefined, reserve: number | 'default' | undefined): StoreOptions {
+  return {
+    ...(inline === undefined ? {} : { inlineBodyBytesMax: inline === 'default' ? limits.inlineBodyBytesDefault : inline }),
+    ...(reserve === undefined ? {} : { freeSpaceReserveBytes: reserve === 'default' ? 0 : reserve }),
+  };
+}
+
 export function register(program: Command): void {
   program
     .command('config')
@@ -66,7 +80,7 @@ ${limits.freeSpaceReserveBytesMax / 1024 / 1024} MiB and ${limits.freeSpaceReser
         : await withStore(command, async (store) => {
           const inline = await procedures(store).inlineBodies(wanted === undefined ? undefined : wanted === 'default' ? null : wanted);
           return { ...inline, freeSpace: await procedures(store).freeSpace(reserve === undefined ? undefined : reserve === 'default' ? null : reserve) };
-        });
+        }, replacing(wanted, reserve));
       if (wantsJson(command)) return printJson(result);
       await printLine(`inline-bytes-max ${result.inlineBytesMax}${result.setting === null ? ' (default)' : ''}`);
       const space = result.freeSpace;

@@ -19,7 +19,7 @@ export function register(program: Command): void {
     .command('events')
     .description('list the changes (MessageNew, MessageExpunge, FlagsSet, FlagsClear, MailboxCreate, MailboxRename, MailboxDelete, AclChange) in commit order, one per line; changes nothing')
     .option('--since <cursor>', 'only the changes after this cursor (as an earlier event printed it; 0: from the oldest change the journal still holds; one whose changes were retired is NOT_FOUND)', '0')
-    .option('--follow', 'keep listing new changes as they are committed, until Ctrl-C')
+    .option('--follow', 'keep listing new changes as they are committed, until Ctrl-C or SIGTERM (then exit 0)')
     .option('--json', 'one JSON object per line')
     .addHelpText('after', `
 Each event carries a cursor (SEQ.SLOT: its journal record and place in it). Give the last one you

@@ -54,6 +54,7 @@ link at --out, or in place of a folder of an existing Maildir, is refused (INVAL
 An export killed outright (SIGKILL, power cut) can leave a hidden .NAME.export-*.tmp beside --out,
 which is safe to delete.`)
     .action(async (mailbox: string, options: ExportCommandOptions, command: Command) => {
+      refuseOtherFormatOptions(options.format, command);
       const interrupt = catchInterrupt('the export');
       try {
         await refuseOutInStore(absolutePath(options.out), storeDir(command));
@@ -86,6 +87,22 @@ which is safe to delete.`)
         interrupt.dispose();
       }
     });
+}
+
+/** Each format's own options, as the command line names them (commander's keys first). */
+const FORMAT_OPTIONS: Record<'mbox' | 'maildir', Array<[key: string, flag: string]>> = {
+  mbox: [['statusHeaders', '--status-headers'], ['mboxStyle', '--mbox-style'], ['mboxSender', '--mbox-sender']],
+  maildir: [['recursive', '--no-recursive']],
+};
+
+/**
+ * An option of the other format was ignored without a word: --status-headers into a Maildir wrote
+ * no Status header, --no-recursive on an mbox (which holds one mailbox anyway) changed nothing.
+ */
+function refuseOtherFormatOptions(format: 'mbox' | 'maildir', command: Command): void {
+  const other = format === 'mbox' ? 'maildir' : 'mbox';
+  const given = FORMAT_OPTIONS[other].filter(([key]) => command.getOptionValueSource(key) === 'cli').map(([, flag]) => flag);
+  if (given.length > 0) throw new MailstoreError('INVALID', `${given.join(', ')}: for --format ${other} only; this export writes ${format} (nothing was written)`);
 }
 
 /**

@@ -5,6 +5,7 @@ import { limits } from '../../limits.js';
 import { formatUidSet } from '../../formats/uidset.js';
 import { normalizeFlags } from '../../store/validate.js';
 import { parseFlagList, printJson, printLine, wantsJson, withStore } from '../context.js';
+import { parseCount } from '../dates.js';
 import { inUidRuns, resolveUidSet } from '../uids.js';
 
 interface FlagsOptions { add?: string; remove?: string; set?: string; unchangedSince?: string }
@@ -30,7 +31,7 @@ export function register(program: Command): void {
         remove: options.remove === undefined ? undefined : normalizeFlags(parseFlagList(options.remove)),
         replace: options.set === undefined ? undefined : normalizeFlags(parseFlagList(options.set)),
       };
-      const unchangedSince = options.unchangedSince === undefined ? undefined : Number(options.unchangedSince);
+      const unchangedSince = options.unchangedSince === undefined ? undefined : parseCount(options.unchangedSince, '--unchanged-since');
       const result = await withStore(command, async (store) => {
         const uids = await resolveUidSet(store, mailbox, uidText);
         if (uids.length === 0) return { updated: [] as number[], modified: [] as number[], modseq: (await store.status(mailbox)).highestModseq };

@@ -20,7 +20,7 @@ export function register(program: Command): void {
     .option('--object-store-credentials <file>', 'a file holding ACCESS_KEY:SECRET_KEY (else $MAILSTORE_S3_ACCESS_KEY and $MAILSTORE_S3_SECRET_KEY)')
     .option('--local-bytes-max <size>', 'with --object-store: keep at most this much of the packs on the local disk, newest kept (e.g. 20G); default: 10 % of all pack bytes', (text) => parseSize(text, '--local-bytes-max'))
     .option('--inline-bytes-max <bytes>', `store messages up to this many bytes, delivered one at a time, inside their journal record (one file, one fdatasync); 0: every body to a pack (default ${limits.inlineBodyBytesDefault}; see mailstore config)`, (text) => parseInlineBytes(text))
-    .option('--journal-archive <dir>', 'move retired journal segments into DIR (an existing directory outside the store; a directory of its own per store) instead of deleting them (see mailstore snapshot)')
+    .option('--journal-archive <dir>', 'move retired journal segments into DIR (an existing directory outside the store that only its owner may write; a directory of its own per store) instead of deleting them (see mailstore snapshot)')
     .option('--json', 'print the result as JSON')
     .action(async (options: { objectStore?: string; objectStoreCredentials?: string; journalArchive?: string; localBytesMax?: number; inlineBytesMax?: number | 'default' }, command: Command) => {
       const dir = storeDir(command);

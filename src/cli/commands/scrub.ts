@@ -119,6 +119,9 @@ function checkOptions(options: ScrubCliOptions, command: Command): { output: Out
   const output: Output = options.jsonl ? 'jsonl' : wantsJson(command) ? 'json' : 'text';
   const detail: Detail = options.quiet ? 'quiet' : options.verbose ? 'verbose' : 'normal';
   if (options.source && !options.repair) throw new MailstoreError('INVALID', '--source is only used with --repair');
+  // silently ignored before: an admin who meant to repair ran a check and read its exit 1 as the repair's
+  if (options.force && !options.repair) throw new MailstoreError('INVALID', '--force is only used with --repair (a check changes nothing: there is no gate to override)');
+  if (options.replicationKey !== undefined && !options.source) throw new MailstoreError('INVALID', '--replication-key is only used with --source HOST:PORT');
   if (options.repair && options.timeBudget !== undefined) throw new MailstoreError('INVALID', '--repair needs a full scrub; drop --time-budget');
   return { output, detail };
 }
