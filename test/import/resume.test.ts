@@ -60,6 +60,13 @@ async function interruptAfterFirstBatch(store: string, args: string[], signal: N
   return result;
 }
 
+/**
+ * Messages of the big mbox: enough batches of 100 that the import is still running when the signal
+ * sent at its first committed batch arrives (80 batches here, ~1 s of import); the count itself is
+ * not what these tests check (it was 20,000, four times the work of each import and export).
+ */
+const BIG_MBOX_MESSAGES = 8_000;
+
 async function freshStore(): Promise<string> {
   const store = join(tempDir('mailstore-resume-'), 'store');
   await ok(['init'], { store });
@@ -70,7 +77,7 @@ describe('an import killed part way', () => {
   it.each(['mbox', 'maildir'] as const)('%s: SIGKILL after the first batch, then the same command: every message exactly once', async (format) => {
     const dir = tempDir();
     const source = format === 'mbox' ? join(dir, 'big.mbox') : join(dir, 'md');
-    const count = format === 'mbox' ? 20_000 : 4_000;
+    const count = format === 'mbox' ? BIG_MBOX_MESSAGES : 4_000;
     const hashes = format === 'mbox' ? writeMbox(source, 0, count) : writeMaildir(source, count);
     const store = await freshStore();
     const killed = await interruptAfterFirstBatch(store, [source, '--mailbox', 'big'], 'SIGKILL');
@@ -93,7 +100,7 @@ describe('Ctrl-C or SIGTERM during an import', () => {
   it.each(['SIGINT', 'SIGTERM'] as const)('%s: stops at a batch boundary, prints the summary, exits 130; everything reported is there', async (signal) => {
     const dir = tempDir();
     const source = join(dir, 'big.mbox');
-    const hashes = writeMbox(source, 0, 20_000);
+    const hashes = writeMbox(source, 0, BIG_MBOX_MESSAGES);
     const store = await freshStore();
     const stopped = await interruptAfterFirstBatch(store, [source, '--mailbox', 'big', '--json'], signal);
     expect(stopped.code).toBe(130);
