@@ -239,7 +239,9 @@ describe.skipIf(!installed)('object-storage tier behind a faulty network, on Cep
     const bodies = Array.from({ length: 8 }, (_, i) => Buffer.from(`Subject: slow ${i}\r\n\r\n${randomBytes(60 * 1024).toString('base64')}\r\n`));
     const { root } = await tieredStoreRoot(ceph, `mailstore-nf${++buckets}`, { endpoint: proxy.endpoint });
     const timeoutMs = limits.objectRequestTimeoutMs;
-    Object.assign(limits, { objectRequestTimeoutMs: 400 });
+    // 1.2 s without progress fails; the slow read below moves bytes every 120 ms and takes ~2.4 s:
+    // ten times the gap it may show, so a loaded machine's stalls (seen at 400 ms) do not fail it
+    Object.assign(limits, { objectRequestTimeoutMs: 1200 });
     let store = await Store.open(root);
     try {
       await store.createMailbox('INBOX');
@@ -247,9 +249,9 @@ describe.skipIf(!installed)('object-storage tier behind a faulty network, on Cep
       expect((await store.tierFlush()).packsMoved).toBe(1);
       await store.close();
       store = await Store.open(root); // a cold cache: the block comes through the slow link
-      // ~650 KB at 64 KiB every 60 ms: about 0.6 s, bytes arriving every 60 ms (an upload's bytes
-      // go into loopback's socket buffers at once: only a real link shows its pace to the sender)
-      proxy.fault = (r) => (r.method === 'GET' ? { kind: 'slow', chunkBytes: 64 * 1024, delayMs: 60 } : undefined);
+      // ~650 KB at 32 KiB every 120 ms: about 2.4 s, twice the timeout, bytes arriving every 120 ms (an
+      // upload's bytes go into loopback's socket buffers at once: only a real link shows its pace to the sender)
+      proxy.fault = (r) => (r.method === 'GET' ? { kind: 'slow', chunkBytes: 32 * 1024, delayMs: 120 } : undefined);
       expect((await store.fetch('INBOX', 8)).equals(bodies[7])).toBe(true);
       await store.close();
       store = await Store.open(root);
