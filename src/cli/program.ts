@@ -63,13 +63,29 @@ const GLOBAL_OPTIONS_WITH_VALUE = new Set(['--store', '--wait']);
 
 /** The command the arguments (after node and the script) name, when it is one of COMMANDS. */
 export function namedCommand(args: string[]): string | undefined {
-  for (let i = 0; i < args.length; i++) {
+  const [first] = leadingWords(args, 1);
+  return first !== undefined && isCommand(first) ? first : undefined;
+}
+
+const isCommand = (word: string): boolean => COMMANDS.some(([name]) => name === word);
+
+/** Up to `count` words from the first that is no global option (nor its value), before any `--`. */
+function leadingWords(args: string[], count: number): string[] {
+  const words: string[] = [];
+  for (let i = 0; i < args.length && args[i] !== '--'; i++) {
     const arg = args[i];
-    if (arg === '--') return undefined;
-    if (!arg.startsWith('-')) return COMMANDS.some(([name]) => name === arg) ? arg : undefined;
-    if (GLOBAL_OPTIONS_WITH_VALUE.has(arg)) i++; // `--store DIR`; `--store=DIR` is one argument
+    if (words.length > 0 || !arg.startsWith('-')) {
+      if (!arg.startsWith('-')) words.push(arg);
+      if (words.length === count) break;
+    } else if (GLOBAL_OPTIONS_WITH_VALUE.has(arg)) i++; // `--store DIR`; `--store=DIR` is one argument
   }
-  return undefined;
+  return words;
+}
+
+/** `mailstore help WORD` where WORD is no command: the WORD (commander shows the whole help and fails). */
+function unknownHelpTopic(args: string[]): string | undefined {
+  const [first, second] = leadingWords(args, 2);
+  return first === 'help' && second !== undefined && !isCommand(second) ? second : undefined;
 }
 
 /** `argv` as process.argv (node, script, arguments); without it every command is registered. */
@@ -119,7 +135,7 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (error) {
-    const reported = reportError(error);
+    const reported = reportError(error, argv.slice(2));
     if (reported.exitCode === EXIT.ok) return EXIT.ok;
     // An MTA's delivery command that cannot run as written (a typo in mailbox_command) is the
     // admin's to fix, as a missing store is: exit 5 is no sysexits code, and Postfix bounced the mail.
@@ -136,15 +152,17 @@ function appendWithSysexits(argv: string[]): boolean {
 }
 
 /** Writes the error's stderr line; returns its exit code and the error as reported (a bad command line as INVALID). */
-function reportError(error: unknown): { exitCode: number; error: unknown } {
+function reportError(error: unknown, args: string[]): { exitCode: number; error: unknown } {
   if (error instanceof CommanderError) {
     if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return { exitCode: EXIT.ok, error };
     // `mailstore help [COMMAND]` asked for it (exit 0 from commander); with no command given it is 1
     if (error.code === 'commander.help' && error.exitCode === 0) return { exitCode: EXIT.ok, error };
-    if (error.code === 'commander.help' || error.code === 'commander.executeSubCommandAsync') { // no command given: commander showed the help
+    // `mailstore help delet`: commander showed the whole help, and nothing said the word is no command
+    const topic = error.code === 'commander.help' ? unknownHelpTopic(args) : undefined;
+    if (topic === undefined && (error.code === 'commander.help' || error.code === 'commander.executeSubCommandAsync')) { // no command given: commander showed the help
       return { exitCode: EXIT.invalid, error: new MailstoreError('INVALID', 'no command given (see mailstore --help)') };
     }
-    const invalid = new MailstoreError('INVALID', `${error.message.replace(/^error: /, '')} (see mailstore --help)`);
+    const invalid = new MailstoreError('INVALID', `${topic === undefined ? error.message.replace(/^error: /, '') : `unknown command '${topic}'`} (see mailstore --help)`);
     process.stderr.write(`mailstore: INVALID: ${invalid.message}\n`);
     return { exitCode: EXIT.invalid, error: invalid };
   }

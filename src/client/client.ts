@@ -549,11 +549,16 @@ export class Client implements MailStore, ProcedureRunner {
    * session 31 (d766053) takes no options and deleted the messages with the mailbox, the tree or
    * the user (a rolling upgrade, clients first). As those versions' own CLI did: a delivery between
    * the count and the delete is still deleted there; a daemon that takes ifEmpty decides again in
-   * the delete's own batch. A count that fails leaves the answer to the delete (NOT_FOUND).
+   * the delete's own batch. A count that finds nothing leaves the answer to the delete (NOT_FOUND);
+   * one that fails otherwise (UNAVAILABLE, CORRUPT) fails the delete: taken for 0, the mail went.
    */
   private async emptyFirst(name: string, options: DeleteOptions | undefined, messages: () => Promise<number>, tree = false): Promise<void> {
     if (options?.ifEmpty !== true) return;
-    checkDeletable(name, await messages().catch(() => 0), options, tree);
+    const count = await messages().catch((error: unknown) => {
+      if (isMailstoreError(error, 'NOT_FOUND')) return 0;
+      throw error;
+    });
+    checkDeletable(name, count, options, tree);
   }
 
   // ---- procedures (src/daemon/procedures.ts) -----------------------------------------------------

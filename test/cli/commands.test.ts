@@ -251,4 +251,11 @@ describe('exit codes', () => {
     }
     for (const args of [[], ['mailbox']]) expect((await run(args)).code).toBe(5); // a script that forgot its command
   });
+
+  it('help of a word that is no command says so (the whole help and exit 5 alone before; --json said "no command given")', async () => {
+    const result = await run(['help', 'delet', '--json']);
+    expect(result.code).toBe(5);
+    expect(result.stderr).toMatch(/^mailstore: INVALID: unknown command 'delet' \(see mailstore --help\)$/m);
+    expect(JSON.parse(result.stdout.toString('utf8'))).toEqual({ error: { code: 'INVALID', message: "unknown command 'delet' (see mailstore --help)", exitCode: 5 } });
+  });
 });

@@ -31,8 +31,8 @@ afterEach(async () => {
 /** Every call the replayed daemon was sent: [method, ...arguments]. */
 let received: unknown[][] = [];
 
-/** A socket answering each call as the recorded daemon answered the same method and arguments. */
-async function oldDaemon(): Promise<string> {
+/** A socket answering each call as the recorded daemon answered the same method and arguments (or as `answerOf` says). */
+async function oldDaemon(answerOf: (call: Extract<Frame, { t: 'call' }>) => Frame | undefined = () => undefined): Promise<string> {
   const path = join(tempDir(), 'old.sock');
   received = [];
   server = createServer((socket) => {
@@ -42,7 +42,8 @@ async function oldDaemon(): Promise<string> {
         const call = decodeFrame(payload) as Extract<Frame, { t: 'call' }>;
         received.push([call.m, ...call.a]);
         const match = recorded.find((r) => r.call.t === 'call' && r.call.m === call.m && isDeepStrictEqual(r.call.a, call.a));
-        const answer: Frame = match ? { ...match.answer, id: call.id } : { t: 'err', id: call.id, e: { code: 'INVALID', message: `no recorded answer to ${call.m} ${JSON.stringify(call.a)}` } };
+        const given = answerOf(call) ?? match?.answer;
+        const answer: Frame = given ? { ...given, id: call.id } : { t: 'err', id: call.id, e: { code: 'INVALID', message: `no recorded answer to ${call.m} ${JSON.stringify(call.a)}` } };
         socket.write(encodeFrame(answer));
       }
     });
@@ -72,17 +73,34 @@ describe('a daemon of session 30 (f76e064)', () => {
   });
 });
 
+/** A mailbox, a tree and a user deleted only when empty: [what the refusal names, the attempt]. */
+function deletesIfEmpty(client: Client): [string, () => Promise<unknown>][] {
+  return [
+    ['INBOX', () => client.deleteMailbox('INBOX', { ifEmpty: true })],
+    ['INBOX and below', () => procedures(client).deleteMailboxTree('INBOX', { ifEmpty: true }) as Promise<unknown>],
+    ['user/bob and below', () => client.deleteUser('bob', { ifEmpty: true })],
+  ];
+}
+
 describe('deletes that must leave mail alone, through a daemon of session 30 (f76e064)', () => {
   it('refuses a mailbox, a tree or a user holding messages unless forced, before sending a delete that daemon would carry out whole (it takes no ifEmpty)', async () => {
     const client = await Client.connect(await oldDaemon());
     clients.push(client);
-    for (const [what, attempt] of [
-      ['INBOX', () => client.deleteMailbox('INBOX', { ifEmpty: true })],
-      ['INBOX and below', () => procedures(client).deleteMailboxTree('INBOX', { ifEmpty: true })],
-      ['user/bob and below', () => client.deleteUser('bob', { ifEmpty: true })],
-    ] as const) {
-      const refused = await (attempt() as Promise<unknown>).catch((error: unknown) => error);
+    for (const [what, attempt] of deletesIfEmpty(client)) {
+      const refused = await attempt().catch((error: unknown) => error);
       expect(refused, what).toMatchObject({ code: 'REFUSED', message: expect.stringMatching(new RegExp(`^${what} holds 1 message; it is deleted only when empty`)) });
+    }
+    expect(received.map(([method, name]) => (method === 'procedure' ? name : method))).not.toContain(expect.stringMatching(/^delete/));
+  });
+
+  it('a count that fails for any reason but NOT_FOUND fails the delete, which is never sent (it was taken for 0 and the mail deleted)', async () => {
+    const unavailable = (call: Extract<Frame, { t: 'call' }>): Frame | undefined => (call.m === 'status' || call.a[0] === 'messagesInTree'
+      ? { t: 'err', id: call.id, e: { code: 'UNAVAILABLE', message: 'the daemon is stopping' } } : undefined);
+    const client = await Client.connect(await oldDaemon(unavailable));
+    clients.push(client);
+    for (const [what, attempt] of deletesIfEmpty(client)) {
+      const refused = await attempt().catch((error: unknown) => error);
+      expect(refused, what).toMatchObject({ code: 'UNAVAILABLE' });
     }
     expect(received.map(([method, name]) => (method === 'procedure' ? name : method))).not.toContain(expect.stringMatching(/^delete/));
   });
