@@ -6,6 +6,7 @@ import { MailstoreError, isMailstoreError } from '../errors.js';
 import type { Client } from '../client/client.js';
 import { defaultSocketPath } from '../client/socket-path.js';
 import { socketInodeNow } from '../fs/socket-file.js';
+import { journalPrefix } from '../fs/journal-stream.js';
 import { otherOwnerOfRootsStore } from '../fs/store-owner.js';
 import { daemonLimits, limits } from '../limits.js';
 import type { MailStore } from '../store/api.js';
@@ -45,7 +46,7 @@ async function openStore(dir: string, options: StoreOptions): Promise<Store> {
   const { Store, openNotices } = await import('../store/store.js');
   const store = await Store.open(dir, options);
   // what recovery did goes to stderr, so stdout (and --json) stays the command's own
-  for (const notice of openNotices(store.health)) process.stderr.write(`mailstore: ${notice}\n`);
+  for (const notice of openNotices(store.health)) process.stderr.write(`${journalPrefix('warn')}mailstore: ${notice}\n`);
   return store;
 }
 
@@ -262,7 +263,7 @@ export function writeStdout(bytes: Buffer): Promise<void> {
  * so no name can end the line and make up one of its own.
  */
 export function warn(text: string): void {
-  process.stderr.write(`mailstore: ${oneLine(text)}\n`);
+  process.stderr.write(`${journalPrefix('warn')}mailstore: ${oneLine(text)}\n`);
 }
 
 /** `text` with its control characters escaped (\n, \r, \t, \xNN). */

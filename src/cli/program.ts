@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
+import { journalPrefix } from '../fs/journal-stream.js';
 import { limits } from '../limits.js';
 import { DEFAULT_STORE_DIR, jsonWanted, parseWaitSeconds, printJsonError } from './context.js';
 import { EXIT, exitCodeFor, exitCodesHelp } from './exit-codes.js';
@@ -163,16 +164,16 @@ function reportError(error: unknown, args: string[]): { exitCode: number; error:
       return { exitCode: EXIT.invalid, error: new MailstoreError('INVALID', 'no command given (see mailstore --help)') };
     }
     const invalid = new MailstoreError('INVALID', `${topic === undefined ? error.message.replace(/^error: /, '') : `unknown command '${topic}'`} (see mailstore --help)`);
-    process.stderr.write(`mailstore: INVALID: ${invalid.message}\n`);
+    process.stderr.write(`${journalPrefix('error')}mailstore: INVALID: ${invalid.message}\n`);
     return { exitCode: EXIT.invalid, error: invalid };
   }
   if (isMailstoreError(error)) {
-    process.stderr.write(`mailstore: ${error.code}: ${error.message}\n`);
+    process.stderr.write(`${journalPrefix('error')}mailstore: ${error.code}: ${error.message}\n`);
     if (process.env.MAILSTORE_DEBUG && error.cause) process.stderr.write(`${String((error.cause as Error).stack ?? error.cause)}\n`);
     return { exitCode: exitCodeFor(error), error };
   }
   const message = error instanceof Error ? error.message : String(error);
-  process.stderr.write(`mailstore: INTERNAL: ${message} (a bug; MAILSTORE_DEBUG=1 shows the stack)\n`);
+  process.stderr.write(`${journalPrefix('error')}mailstore: INTERNAL: ${message} (a bug; MAILSTORE_DEBUG=1 shows the stack)\n`);
   if (process.env.MAILSTORE_DEBUG && error instanceof Error) process.stderr.write(`${error.stack}\n`);
   return { exitCode: EXIT.internal, error };
 }

@@ -5,6 +5,7 @@
 // one at a time cost each delivery a write on its way to the 250. A line after a quiet spell, a
 // warning or an error, reopen, close and the process's exit write at once, so nothing logged
 // before a clean stop or a thrown error is lost (a SIGKILL loses at most logFlushMs of info lines).
+import { journalPrefix } from '../fs/journal-stream.js';
 import { LogFile } from '../fs/socket-file.js';
 import { daemonLimits } from '../limits.js';
 
@@ -38,7 +39,7 @@ export class Logger {
   }
 
   log(level: LogLevel, event: string, fields: Record<string, unknown> = {}): void {
-    const line = JSON.stringify({ time: new Date().toISOString(), level, event, ...fields }) + '\n';
+    const line = (this.file ? '' : journalPrefix(level)) + JSON.stringify({ time: new Date().toISOString(), level, event, ...fields }) + '\n';
     this.pending.push(line);
     this.pendingBytes += line.length;
     const sinceMs = performance.now() - this.writtenAt;

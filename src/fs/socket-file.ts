@@ -4,6 +4,7 @@ import { appendFileSync, createWriteStream, promises as fsp, statSync, type Writ
 import { dirname, resolve, sep } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import { daemonLimits } from '../limits.js';
+import { journalPrefix } from './journal-stream.js';
 
 const S_IFMT = 0o170000;
 const S_IFSOCK = 0o140000;
@@ -119,7 +120,7 @@ export class LogFile {
     const stream = createWriteStream(this.path, { flags: 'a', mode: 0o640 });
     stream.on('error', (error) => {
       if (stream === this.stream) this.failedAt ??= performance.now();
-      process.stderr.write(`mailstore: IO: writing the log ${this.path}: ${error.message}\n`);
+      process.stderr.write(`${journalPrefix('error')}mailstore: IO: writing the log ${this.path}: ${error.message}\n`);
     });
     return stream;
   }
@@ -148,7 +149,7 @@ export class LogFile {
     try {
       appendFileSync(this.path, text, { mode: 0o640 });
     } catch (error) {
-      process.stderr.write(`mailstore: IO: writing the log ${this.path}: ${(error as Error).message}\n`);
+      process.stderr.write(`${journalPrefix('error')}mailstore: IO: writing the log ${this.path}: ${(error as Error).message}\n`);
     }
   }
 

@@ -1,0 +1,65 @@
+// Under systemd the daemon's stderr is the journal (StandardError=journal, JOURNAL_STREAM set to
+// the stream's device:inode): every line must carry its syslog priority as a <N> prefix, which
+// journald takes as the entry's PRIORITY and strips, so that `journalctl -u mailstore -p err`
+// finds a stopped store and a refused start. Run the way the unit runs it: the built CLI, its
+// stderr a file whose device:inode is in JOURNAL_STREAM (journald's stream, as systemd hands it over).
+import { spawnSync } from 'node:child_process';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { bin, repoRoot, requireBuilt, tempDir } from '../cli/helpers.js';
+
+/** Runs node with `args`, its stderr a file that JOURNAL_STREAM names (`journal`) or not; returns what it wrote there. */
+function stderrOf(args: string[], journal: boolean): { status: number | null; text: string } {
+  const path = join(tempDir('journal-'), 'stderr');
+  const fd = openSync(path, 'w');
+  try {
+    const { dev, ino } = fstatSync(fd);
+    const env = { ...process.env, JOURNAL_STREAM: journal ? `${dev}:${ino}` : `${dev}:${ino + 1}` };
+    const result = spawnSync(process.execPath, args, { stdio: ['ignore', 'ignore', fd], env, timeout: 30_000 });
+    return { status: result.status, text: readFileSync(path, 'utf8') };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const LOGGER = `
+const { Logger } = await import(${JSON.stringify(join(repoRoot, 'dist/src/daemon/log.js'))});
+const logger = new Logger();
+logger.info('listening', { socket: 's' });
+logger.warn('background-error', { code: 'IO' });
+logger.error('store-stopped', { code: 'HALTED' });
+await logger.close();`;
+
+describe('log lines in the journal', () => {
+  requireBuilt();
+
+  it("the daemon's lines carry their priority (<6> info, <4> warn, <3> error) when stderr is the journal, and none otherwise", () => {
+    const { status, text } = stderrOf(['--input-type=module', '-e', LOGGER], true);
+    expect(status, text).toBe(0);
+    const lines = text.split('\n').filter(Boolean);
+    expect(lines.map((line) => line.slice(0, 3))).toEqual(['<6>', '<4>', '<3>']);
+    expect(JSON.parse(lines[2].slice(3))).toMatchObject({ level: 'error', event: 'store-stopped', code: 'HALTED' });
+    // stderr is something else (a file, a terminal) that inherited the variable: plain JSON lines
+    const plain = stderrOf(['--input-type=module', '-e', LOGGER], false).text.split('\n').filter(Boolean);
+    expect(plain.map((line) => (JSON.parse(line) as { level: string }).level)).toEqual(['info', 'warn', 'error']);
+  });
+
+  it('a --log file that cannot be written (a full disk) is reported on stderr at err', () => {
+    const script = `const { Logger } = await import(${JSON.stringify(join(repoRoot, 'dist/src/daemon/log.js'))});
+const logger = new Logger('/dev/full');
+logger.warn('background-error', { code: 'IO' });
+await logger.close();`;
+    const { text } = stderrOf(['--input-type=module', '-e', script], true);
+    expect(text).toMatch(/^<3>mailstore: IO: writing the log \/dev\/full: /m);
+  });
+
+  it('serve refusing an unmounted store (an empty directory) says so at err, and creates nothing there', () => {
+    const empty = join(tempDir('journal-store-'), 'mailstore');
+    mkdirSync(empty);
+    const { status, text } = stderrOf([bin, 'serve', '--store', empty], true);
+    expect(status).toBe(3);
+    expect(text).toMatch(/^<3>mailstore: UNMOUNTED: .* has no STORE identity file/);
+    expect(spawnSync('ls', ['-A', empty], { encoding: 'utf8' }).stdout).toBe('');
+  });
+});
