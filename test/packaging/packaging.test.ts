@@ -5,7 +5,8 @@
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { repoRoot, requireBuilt, tempDir } from '../cli/helpers.js';
+import { bin, repoRoot, requireBuilt, tempDir } from '../cli/helpers.js';
+import { EXIT } from '../../src/cli/exit-codes.js';
 import { run, which } from '../daemon/tools.js';
 
 const UNITS = ['mailstore.service', 'mailstore-scrub.service', 'mailstore-scrub.timer'];
@@ -28,6 +29,25 @@ describe('systemd units', () => {
     expect(scrub).not.toMatch(/--repair/);
     expect(scrub).toContain('\nUMask=0027\n');
     expect(readFileSync(join(repoRoot, 'packaging/mailstore-scrub.timer'), 'utf8')).toContain('\nOnCalendar=daily\n');
+  });
+
+  it('restart a daemon whose store stopped or whose disk is full, but not one refused at start for good (unmounted, no store, a bad option, damage)', async () => {
+    requireBuilt();
+    const service = readFileSync(join(repoRoot, 'packaging/mailstore.service'), 'utf8');
+    const prevented = (/^RestartPreventExitStatus=(.*)$/m.exec(service)?.[1] ?? '').split(/\s+/).filter(Boolean).map(Number);
+    // each start refused the same way until a person acts, restarted every RestartSec for ever: the
+    // unit never showed failed (systemctl --failed), and journald filed the same refusal each time
+    const empty = tempDir('unit-empty-');
+    const refusals = [
+      await run(process.execPath, [bin, 'serve', '--store', empty]), // UNMOUNTED: a partition not mounted
+      await run(process.execPath, [bin, 'serve', '--store', join(empty, 'none')]), // NOT_FOUND: enabled before init
+      await run(process.execPath, [bin, 'serve', '--store', empty, '--sync-fallback', 'maybe']), // INVALID: /etc/default/mailstore
+    ];
+    expect(refusals.map((r) => r.code)).toEqual([EXIT.refused, EXIT.notFound, EXIT.invalid]);
+    for (const code of [EXIT.refused, EXIT.notFound, EXIT.invalid, EXIT.corruption]) expect(prevented).toContain(code);
+    // what a restart mends: the store stopped itself (CLOSED, HALTED; recovery at reopen), a full
+    // disk (NO_SPACE), a store still locked by a scrub or an old daemon (LOCKED), a crash
+    for (const code of [EXIT.couldNotRun, EXIT.internal]) expect(prevented).not.toContain(code);
   });
 
   it.skipIf(!analyze)('pass systemd-analyze verify (and a unit with a missing program does not)', async () => {
