@@ -3,7 +3,7 @@
 // as root in a container the .deb is really installed (user, units, /usr/bin/mailstore) and
 // purged again. Each part says why it skips when its tool is missing. Build first (npx tsc -p .).
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { bin, repoRoot, requireBuilt, tempDir } from '../cli/helpers.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
@@ -48,6 +48,19 @@ describe('systemd units', () => {
     // what a restart mends: the store stopped itself (CLOSED, HALTED; recovery at reopen), a full
     // disk (NO_SPACE), a store still locked by a scrub or an old daemon (LOCKED), a crash
     for (const code of [EXIT.couldNotRun, EXIT.internal]) expect(prevented).not.toContain(code);
+  });
+
+  it("let the daemon write where the README tells an admin to put its sockets (ProtectSystem=strict makes the rest read-only)", () => {
+    const service = readFileSync(join(repoRoot, 'packaging/mailstore.service'), 'utf8');
+    const writable = [...service.matchAll(/^ReadWritePaths=(.*)$/gm)].flatMap((m) => m[1].split(/\s+/)).filter(Boolean).map((p) => p.replace(/^[-+]+/, ''));
+    const within = (path: string) => writable.some((dir) => path === dir || path.startsWith(`${dir}/`));
+    const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+    // Debian's chrooted Postfix reaches an LMTP socket only inside /var/spool/postfix: under the
+    // unit as shipped, binding it there failed EROFS and the daemon never started
+    const sockets = [...readme.matchAll(/--lmtp unix:(\/[^\s`]+)/g)].map((m) => m[1]);
+    expect(sockets).toContain('/var/spool/postfix/mailstore/lmtp');
+    for (const socket of sockets) expect(within(dirname(socket)), `${socket} is not in ReadWritePaths=${writable.join(' ')}`).toBe(true);
+    expect(within('/var/lib/mailstore/run')).toBe(true); // the store and its own socket
   });
 
   it.skipIf(!analyze)('pass systemd-analyze verify (and a unit with a missing program does not)', async () => {
