@@ -117,7 +117,7 @@ here=$(dirname "$(readlink -f "$0")")
 exec node "$here/../lib/mailstore/dist/src/cli/main.js" "$@"
 `;
 
-const POSTINST = `#!/bin/sh
+export const POSTINST = `#!/bin/sh
 # The mailstore system user owns the store; the store itself is never created here: an empty
 # /var/lib/mailstore may be a partition that is not mounted yet (README, "systemd").
 set -e
@@ -138,6 +138,12 @@ if [ "$1" = configure ]; then
   if [ -n "$2" ] && [ ! -d /run/systemd/system ]; then
     echo "mailstore: upgraded; restart a 'mailstore serve' that runs (it still runs the replaced code)"
   fi
+  # What prerm stopped to remove the package runs again now that it is back (enabled, a unit stayed
+  # stopped until a reboot or an admin: mail refused meanwhile). Once: a second configure starts nothing.
+  if [ -s /run/mailstore.stopped-for-removal ] && [ -d /run/systemd/system ]; then
+    systemctl start $(cat /run/mailstore.stopped-for-removal) || true
+  fi
+  rm -f /run/mailstore.stopped-for-removal
   if [ ! -e /var/lib/mailstore/STORE ]; then
     echo "mailstore: create the store, then start the daemon and the nightly scrub:"
     echo "  runuser -u mailstore -- mailstore --store /var/lib/mailstore init"
@@ -147,19 +153,27 @@ fi
 exit 0
 `;
 
-const PRERM = `#!/bin/sh
+export const PRERM = `#!/bin/sh
 set -e
 if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
+  # the units running now run again when the package is installed again (postinst); one an admin
+  # stopped stays stopped
+  for unit in mailstore.service mailstore-scrub.timer; do
+    if systemctl is-active --quiet "$unit"; then echo "$unit"; fi
+  done > /run/mailstore.stopped-for-removal
   systemctl stop mailstore-scrub.timer mailstore.service >/dev/null 2>&1 || true
 fi
 exit 0
 `;
 
 /** The store (mail) and the user stay, even on purge: removing a package never deletes mail. */
-const POSTRM = `#!/bin/sh
+export const POSTRM = `#!/bin/sh
 set -e
 if [ -d /run/systemd/system ]; then systemctl daemon-reload >/dev/null 2>&1 || true; fi
+# purged: an install after it starts what it is told to, not what the removal stopped
+if [ "$1" = purge ]; then rm -f /run/mailstore.stopped-for-removal; fi
 exit 0
 `;
 
-main(process.argv.slice(2));
+// imported by the tests (the maintainer scripts), run by npm run package:deb
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) main(process.argv.slice(2));
