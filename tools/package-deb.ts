@@ -129,7 +129,11 @@ if [ "$1" = configure ]; then
       useradd --system --user-group --home-dir /var/lib/mailstore --shell /usr/sbin/nologin mailstore
     fi
   fi
-  install -d -o mailstore -g mailstore -m 0750 /var/lib/mailstore
+  # made once: an upgrade leaves the owner and mode an admin gave it (another service user, a
+  # symlink to a store on /srv, which install -d would follow) as they are
+  if [ ! -e /var/lib/mailstore ] && [ ! -L /var/lib/mailstore ]; then
+    install -d -o mailstore -g mailstore -m 0750 /var/lib/mailstore
+  fi
   if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
   # An upgrade ($2: the version replaced): a running daemon still runs the replaced code, and loads
   # the new one's files as its commands need them. Restarted, it runs one version; one the admin

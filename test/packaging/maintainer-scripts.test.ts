@@ -103,6 +103,19 @@ describe('maintainer scripts', () => {
     expect(running.calls()).toContain(`systemctl try-restart ${DAEMON}`);
   });
 
+  it("an upgrade leaves the store directory's owner and mode as the admin set them (another service user, a symlink to /srv)", () => {
+    const h = host({ systemd: true, user: true });
+    expect(h.run('postinst', 'configure', '').code).toBe(0);
+    expect(h.calls()).toContain(`install -d -o mailstore -g mailstore -m 0750 ${h.root}/var/lib/mailstore`); // a fresh install makes it
+    mkdirSync(join(h.root, 'var/lib/mailstore'), { recursive: true }); // (the stand-in install makes nothing)
+    const before = h.calls().length;
+    // chown -R vmail: /var/lib/mailstore and User=vmail: each upgrade gave the directory back to
+    // mailstore:mailstore 0750, and a daemon not started by systemd (whose StateDirectory= chowns
+    // it again) could no longer open its store (ACCESS)
+    expect(h.run('postinst', 'configure', '0.1.0').code).toBe(0);
+    expect(h.calls().slice(before).filter((call) => call.startsWith('install'))).toEqual([]);
+  });
+
   it('a purge forgets what the removal stopped: the install after it starts nothing; without systemd (a container, a chroot) the scripts work too', () => {
     const h = host({ systemd: true, user: true, running: [DAEMON, TIMER], enabled: [DAEMON, TIMER] });
     for (const [script, ...args] of [['prerm', 'remove'], ['postrm', 'remove'], ['postrm', 'purge'], ['postinst', 'configure', '']] as const) {
