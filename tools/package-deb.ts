@@ -148,10 +148,16 @@ if [ "$1" = configure ]; then
     systemctl start $(cat /run/mailstore.stopped-for-removal) || true
   fi
   rm -f /run/mailstore.stopped-for-removal
-  if [ ! -e /var/lib/mailstore/STORE ]; then
+  if [ ! -e /var/lib/mailstore/STORE ] && [ -z "$2" ]; then
     echo "mailstore: create the store, then start the daemon and the nightly scrub:"
     echo "  runuser -u mailstore -- mailstore --store /var/lib/mailstore init"
     echo "  systemctl enable --now mailstore.service mailstore-scrub.timer"
+  fi
+  # Installed before ($2), the store is there unless its partition is not mounted: a store made now
+  # would take mail on the root file system, hidden again by the mount.
+  if [ ! -e /var/lib/mailstore/STORE ] && [ -n "$2" ]; then
+    echo "mailstore: /var/lib/mailstore holds no store: is its partition mounted? mailstore serve refuses it"
+    echo "  (UNMOUNTED) until it is. Never had a store: /usr/share/doc/mailstore/README.md, 'systemd and the Debian package'"
   fi
 fi
 exit 0

@@ -116,6 +116,19 @@ describe('maintainer scripts', () => {
     expect(h.calls().slice(before).filter((call) => call.startsWith('install'))).toEqual([]);
   });
 
+  it('an upgrade that finds no store says to look at the mount, never to make a new store there', () => {
+    const h = host({ systemd: true, user: true });
+    const fresh = h.run('postinst', 'configure', '');
+    expect(fresh.output).toMatch(/mailstore --store \S*\/var\/lib\/mailstore init/); // the first install: make one
+    mkdirSync(join(h.root, 'var/lib/mailstore'), { recursive: true });
+    // upgraded while its partition was not mounted: an admin who ran the init it printed made an
+    // empty store on the root file system, served mail from it, and a later mount hid that mail
+    const upgrade = h.run('postinst', 'configure', '0.1.0');
+    expect(upgrade.code).toBe(0);
+    expect(upgrade.output).not.toMatch(/ init/);
+    expect(upgrade.output).toMatch(/holds no store: is its partition mounted\?/);
+  });
+
   it('a purge forgets what the removal stopped: the install after it starts nothing; without systemd (a container, a chroot) the scripts work too', () => {
     const h = host({ systemd: true, user: true, running: [DAEMON, TIMER], enabled: [DAEMON, TIMER] });
     for (const [script, ...args] of [['prerm', 'remove'], ['postrm', 'remove'], ['postrm', 'purge'], ['postinst', 'configure', '']] as const) {
