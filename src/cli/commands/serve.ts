@@ -84,6 +84,10 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   if (options.webhook !== undefined) checkWebhookUrl(options.webhook); // before the store is served: a daemon that can never post is no daemon to start
   if (options.log !== undefined) await refuseSharedDirectory(absolutePath(options.log), 'the log', 'put a file or link of their own at PATH and read or redirect what the daemon logs');
   const logger = new Logger(options.log);
+  // From here, not once the store is open: node's default for SIGHUP ends the process, so a reload
+  // (systemctl reload, logrotate) during a long recovery or lock wait stopped the daemon, and systemd
+  // counts an end by SIGHUP as clean: it was not started again.
+  process.on('SIGHUP', () => { logger.reopen(); logger.info('log-reopened'); });
   const replication = new ServeReplication(options, logger);
   const hooks = serviceHooks();
   // The store stopping itself is seen here whoever met it (an LMTP delivery, a background
@@ -106,7 +110,6 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   wireServices(server, hooks, options);
   process.once('SIGTERM', () => void server.stop('SIGTERM'));
   process.once('SIGINT', () => void server.stop('SIGINT'));
-  process.on('SIGHUP', () => { logger.reopen(); logger.info('log-reopened'); });
   try {
     // before the socket answers: no client write may commit without its synchronous replicas
     await replication.startPrimary(store);
