@@ -7,21 +7,25 @@ import { fstatSync } from 'node:fs';
 
 const PRIORITY = { error: '<3>', warn: '<4>', info: '<6>' } as const;
 
-let journal: boolean | undefined;
+/** Whether stdout (1), stderr (2) is the journal, once known. */
+const journal = new Map<number, boolean>();
 
-/** The prefix that gives a stderr line its priority in the journal; '' when stderr is not the journal. */
-export function journalPrefix(level: keyof typeof PRIORITY): string {
-  journal ??= stderrIsJournal();
-  return journal ? PRIORITY[level] : '';
+/**
+ * The prefix that gives a line on stderr (or stdout, `fd` 1: a unit's two are one journal stream
+ * by default) its priority in the journal; '' when that is not the journal.
+ */
+export function journalPrefix(level: keyof typeof PRIORITY, fd: 1 | 2 = 2): string {
+  if (!journal.has(fd)) journal.set(fd, isJournal(fd));
+  return journal.get(fd) ? PRIORITY[level] : '';
 }
 
-function stderrIsJournal(): boolean {
+function isJournal(fd: number): boolean {
   const stream = /^([0-9]+):([0-9]+)$/.exec(process.env.JOURNAL_STREAM ?? '');
   if (!stream) return false;
   try {
-    const stat = fstatSync(2, { bigint: true });
+    const stat = fstatSync(fd, { bigint: true });
     return stat.dev === BigInt(stream[1]) && stat.ino === BigInt(stream[2]);
   } catch {
-    return false; // no stderr at all
+    return false; // closed
   }
 }

@@ -4,19 +4,24 @@
 // finds a stopped store and a refused start. Run the way the unit runs it: the built CLI, its
 // stderr a file whose device:inode is in JOURNAL_STREAM (journald's stream, as systemd hands it over).
 import { spawnSync } from 'node:child_process';
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { bin, repoRoot, requireBuilt, tempDir } from '../cli/helpers.js';
+import { PackedStore } from '../helpers/packed.js';
 
-/** Runs node with `args`, its stderr a file that JOURNAL_STREAM names (`journal`) or not; returns what it wrote there. */
-function stderrOf(args: string[], journal: boolean): { status: number | null; text: string } {
+/**
+ * Runs node with `args`, its stderr a file that JOURNAL_STREAM names (`journal`) or not, and its
+ * stdout the same file with `stdout` (a unit's default: one journal stream for both); returns what
+ * it wrote there.
+ */
+function stderrOf(args: string[], journal: boolean, stdout = false): { status: number | null; text: string } {
   const path = join(tempDir('journal-'), 'stderr');
   const fd = openSync(path, 'w');
   try {
     const { dev, ino } = fstatSync(fd);
     const env = { ...process.env, JOURNAL_STREAM: journal ? `${dev}:${ino}` : `${dev}:${ino + 1}` };
-    const result = spawnSync(process.execPath, args, { stdio: ['ignore', 'ignore', fd], env, timeout: 30_000 });
+    const result = spawnSync(process.execPath, args, { stdio: ['ignore', stdout ? fd : 'ignore', fd], env, timeout: 30_000 });
     return { status: result.status, text: readFileSync(path, 'utf8') };
   } finally {
     closeSync(fd);
@@ -61,5 +66,25 @@ await logger.close();`;
     expect(status).toBe(3);
     expect(text).toMatch(/^<3>mailstore: UNMOUNTED: .* has no STORE identity file/);
     expect(spawnSync('ls', ['-A', empty], { encoding: 'utf8' }).stdout).toBe('');
+  });
+
+  it("the nightly scrub's damage (mailstore-scrub.service: scrub --quiet) is one line at err; the table of findings stays at the default", async () => {
+    const dir = join(tempDir('journal-scrub-'), 'store');
+    const text = `Subject: damaged at night\r\n\r\n${'the body of a message '.repeat(200)}\r\n`;
+    const store = await PackedStore.open(dir, { create: true });
+    await store.createMailbox('INBOX');
+    await store.append('INBOX', Buffer.from(text));
+    await store.close();
+    const pack = join(dir, 'packs', readdirSync(join(dir, 'packs')).find((name) => name.endsWith('.pack'))!);
+    const bytes = readFileSync(pack);
+    bytes[bytes.indexOf('the body of a message') + 100] ^= 0x01;
+    writeFileSync(pack, bytes);
+    const { status, text: journal } = stderrOf([bin, '--store', dir, 'scrub', '--quiet'], true, true);
+    expect(status, journal).toBe(1);
+    const lines = journal.split('\n').filter(Boolean);
+    expect(lines.filter((line) => line.startsWith('<3>'))).toEqual([expect.stringMatching(/^<3>1 finding\(s\) of damage.*scrub --repair/)]);
+    expect(lines.some((line) => /^KIND /.test(line))).toBe(true);
+    // a terminal or a cron mail: no prefix
+    expect(stderrOf([bin, '--store', dir, 'scrub', '--quiet'], false, true).text).toMatch(/^1 finding\(s\) of damage/m);
   });
 });

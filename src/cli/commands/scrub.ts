@@ -6,6 +6,7 @@ import { MailstoreError, assert } from '../../errors.js';
 import { parseDuration } from '../dates.js';
 import { describeFinding, isDamage, type Finding } from '../../scrub/findings.js';
 import { isUnreferencedBlobDamage } from '../../scrub/drop.js';
+import { journalPrefix } from '../../fs/journal-stream.js';
 import { resolve } from 'node:path';
 import { procedures } from '../../daemon/procedures.js';
 import type { RepairResult } from '../../scrub/repair.js';
@@ -227,7 +228,8 @@ async function print(findings: Finding[], report: ScrubReport, output: Output, d
   await printLine(counted);
   if (s.damage === 0) return printLine(`clean${info}`);
   const hint = findings.some(isUnreferencedBlobDamage) ? `; damaged blobs no message uses: 'mailstore scrub --repair --drop-unreferenced'` : '';
-  await printLine(`${s.damage} finding(s) of damage${info}; run 'mailstore scrub --repair --source COPY' to heal${hint}`);
+  // the one line of a damaged run at err in the journal (the nightly unit's): the table stays at its default
+  await printLine(`${journalPrefix('error', 1)}${s.damage} finding(s) of damage${info}; run 'mailstore scrub --repair --source COPY' to heal${hint}`);
 }
 
 /** " (3 informational: 2 unreferenced-pack-record, 1 unreferenced-blob)", or "" when there are none. */
