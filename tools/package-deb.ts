@@ -180,8 +180,12 @@ exit 0
 export const POSTRM = `#!/bin/sh
 set -e
 if [ -d /run/systemd/system ]; then systemctl daemon-reload >/dev/null 2>&1 || true; fi
-# purged: an install after it starts what it is told to, not what the removal stopped
-if [ "$1" = purge ]; then rm -f /run/mailstore.stopped-for-removal; fi
+if [ "$1" = purge ]; then
+  # an install after it starts what it is told to, not what the removal stopped
+  rm -f /run/mailstore.stopped-for-removal
+  echo "mailstore: purged: its settings (/etc/default/mailstore) are gone; /var/lib/mailstore (the store, the mail)"
+  echo "  and the mailstore user are kept. Remove them by hand once nothing in them is needed."
+fi
 exit 0
 `;
 

@@ -129,6 +129,20 @@ describe('maintainer scripts', () => {
     expect(upgrade.output).toMatch(/holds no store: is its partition mounted\?/);
   });
 
+  it('a purge says what it kept: the store, the user (and what it did not: the settings in /etc/default/mailstore)', () => {
+    const h = host({ systemd: false, user: true });
+    mkdirSync(join(h.root, 'var/lib/mailstore'), { recursive: true });
+    writeFileSync(join(h.root, 'var/lib/mailstore/STORE'), 'a store');
+    const purged = h.run('postrm', 'purge');
+    expect(purged.code).toBe(0);
+    // an `apt purge` by mistake said nothing: was the mail gone? (it never is: the store stays)
+    expect(purged.output).toMatch(/\/var\/lib\/mailstore [^]*kept/);
+    expect(purged.output).toMatch(/mailstore user/);
+    expect(purged.output).toMatch(/\/etc\/default\/mailstore/);
+    expect(existsSync(join(h.root, 'var/lib/mailstore/STORE'))).toBe(true);
+    expect(h.run('postrm', 'remove').output).toBe(''); // a removal keeps everything, as always, silently
+  });
+
   it('a purge forgets what the removal stopped: the install after it starts nothing; without systemd (a container, a chroot) the scripts work too', () => {
     const h = host({ systemd: true, user: true, running: [DAEMON, TIMER], enabled: [DAEMON, TIMER] });
     for (const [script, ...args] of [['prerm', 'remove'], ['postrm', 'remove'], ['postrm', 'purge'], ['postinst', 'configure', '']] as const) {
