@@ -171,7 +171,8 @@ if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
   for unit in mailstore.service mailstore-scrub.timer; do
     if systemctl is-active --quiet "$unit"; then echo "$unit"; fi
   done > /run/mailstore.stopped-for-removal
-  systemctl stop mailstore-scrub.timer mailstore.service >/dev/null 2>&1 || true
+  # a scrub running now too: from files about to go, and holding the store when no daemon serves it
+  systemctl stop mailstore-scrub.timer mailstore-scrub.service mailstore.service >/dev/null 2>&1 || true
 fi
 exit 0
 `;

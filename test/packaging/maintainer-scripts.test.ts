@@ -69,6 +69,7 @@ function host(state: { systemd: boolean; user?: boolean; running?: string[]; ena
 
 const DAEMON = 'mailstore.service';
 const TIMER = 'mailstore-scrub.timer';
+const SCRUB = 'mailstore-scrub.service';
 
 describe('maintainer scripts', () => {
   it('remove, then install again: the daemon and the nightly scrub the removal stopped run again', () => {
@@ -84,6 +85,17 @@ describe('maintainer scripts', () => {
     const before = h.calls().length;
     h.run('postinst', 'configure', '0.1.0');
     expect(h.calls().slice(before).filter((call) => call.startsWith('systemctl start'))).toEqual([]);
+  });
+
+  it('a removal stops a nightly scrub that is running too, before its files go', () => {
+    // left running from removed files, holding the store (no daemon ran): a daemon started after a
+    // reinstall waited for the lock, failed LOCKED and was restarted until the scrub's 2 h were up
+    const h = host({ systemd: true, user: true, running: [TIMER, SCRUB], enabled: [TIMER] });
+    expect(h.run('prerm', 'remove').code).toBe(0);
+    expect([h.active(TIMER), h.active(SCRUB)]).toEqual([false, false]);
+    h.run('postrm', 'remove');
+    h.run('postinst', 'configure', '0.1.0');
+    expect([h.active(TIMER), h.active(SCRUB)]).toEqual([true, false]); // the timer back, the night's run not started again
   });
 
   it('a daemon the admin stopped stays stopped across an upgrade and a remove and install; a running one is restarted on upgrade', () => {
