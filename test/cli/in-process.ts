@@ -19,10 +19,12 @@ let queue: Promise<unknown> = Promise.resolve();
 
 /**
  * Command lines (their first words) that change nothing, so the spawned sample can run them again
- * (not `stats`: it shows the file system's free bytes, which change between the two).
+ * (not `stats` nor `config`: they show the file system's free bytes, which change between the two).
  */
 const READ_ONLY = new Set(['messages', 'search', 'fetch', 'usage', 'quota get', 'quota list', 'acl get', 'acl list',
   'mailbox status', 'mailbox list', 'mailbox dump', 'consumers']);
+/** ...but with an option these change what they show. */
+const CHANGED_BY_OPTIONS = new Set(['consumers']);
 const sampled = new Set<string>();
 
 /** As helpers.ts `run`, in this process. */
@@ -52,11 +54,18 @@ async function runSampled(args: string[], options: RunOptions): Promise<RunResul
 
 /** The kind of a read-only command line (`mailbox status`), or undefined for one that may change the store. */
 function sampleKind(args: string[]): string | undefined {
-  if (args.includes('--help')) return `help ${args[0]}`;
-  const words = args.filter((arg) => !arg.startsWith('-'));
-  if (args[0] === 'consumers' && args.length > 1 && args.some((arg) => arg.startsWith('--') && arg !== '--json')) return undefined;
+  const words: string[] = [];
+  let options = false; // beyond --json and --no-wait
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--store' || arg === '--wait') i++;
+    else if (arg.startsWith('-')) options ||= arg !== '--json' && arg !== '--no-wait';
+    else words.push(arg);
+  }
+  if (args.includes('--help')) return `help ${words[0]}`;
   const kind = [words.slice(0, 2).join(' '), words[0] ?? ''].find((candidate) => READ_ONLY.has(candidate));
-  return kind === undefined ? undefined : `${kind}${args.includes('--json') ? ' --json' : ''}`;
+  if (kind === undefined || (CHANGED_BY_OPTIONS.has(kind) && options)) return undefined;
+  return `${kind}${args.includes('--json') ? ' --json' : ''}`;
 }
 
 async function runHere(args: string[], options: RunOptions): Promise<RunResult> {
