@@ -3,35 +3,34 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /**
  * The slowest files, slowest first (seconds of each file in the work tree's full `vitest run` of
- * session 35, from its JSON report, at load ~12 from the helpers' runs beside it, so high, and
- * higher for the files that start many command processes; soak and resume scaled to their new
- * sizes). A fresh clone has no vitest cache of durations, so vitest starts the biggest files first,
- * and these came last: a long file starting near the end left one worker idle. Started first, the
- * many short files fill in behind them. Refresh from the per-file times a fresh run prints.
+ * session 36, from its JSON report, at load ~8-12 from the helpers' runs beside it, so high; the
+ * files session 36 made faster (the mbox chunk ring, commands run in the test's process) scaled by
+ * what each took alone before and after). A fresh clone has no vitest cache of durations, so vitest
+ * starts the biggest files first, and these came last: a long file starting near the end left one
+ * worker idle. Started first, the many short files fill in behind them. Refresh from the per-file
+ * times a fresh run prints.
  */
 const SLOWEST_FIRST = [
-  'test/formats/mbox-differential.test.ts', // 162 s
-  'test/cli/admin.test.ts', // 133 s
-  'test/sim/faults.test.ts', // 112 s
-  'test/sim/damage-explorer.test.ts', // 107 s
-  'test/cli/environment.test.ts', // 100 s
-  'test/import/resume.test.ts', // 93 s
-  'test/cli/commands.test.ts', // 80 s
-  'test/sim/filesystems.test.ts', // 69 s
-  'test/store/store.test.ts', // 66 s
-  'test/cli/hostile-append-import.test.ts', // 65 s
-  'test/store/compact-crash.test.ts', // 63 s
-  'test/cli/drills.test.ts', // 60 s
-  'test/packaging/packaging.test.ts', // 59 s
-  'test/sim/crash-import-pipelined.test.ts', // 54 s
-  'test/backup/daemon-backup.test.ts', // 52 s
-  'test/objstore/tier-faults.test.ts', // 44 s
-  'test/scrub/many-findings.test.ts', // 43 s
-  'test/sim/power-cut.test.ts', // 43 s
-  'test/backup/cli.test.ts', // 41 s
-  'test/sim/media.test.ts', // 39 s
-  'test/backup/zstd.test.ts', // 38 s
-  'test/backup/repair.test.ts', // 38 s
+  'test/sim/damage-explorer.test.ts', // 174 s
+  'test/sim/faults.test.ts', // 160 s
+  'test/formats/mbox-differential.test.ts', // 237 s before the chunk ring's fix, ~145 s after
+  'test/cli/environment.test.ts', // 78 s
+  'test/import/resume.test.ts', // 64 s
+  'test/cli/admin.test.ts', // 271 s (the first file started, at the highest load), ~60 s in this process
+  'test/cli/commands.test.ts', // 100 s, ~55 s
+  'test/sim/filesystems.test.ts', // 51 s
+  'test/objstore/tier-faults.test.ts', // 48 s
+  'test/sim/crash-import-pipelined.test.ts', // 35 s
+  'test/store/store.test.ts', // 33 s
+  'test/store/compact-crash.test.ts', // 31 s
+  'test/packaging/packaging.test.ts', // 30 s
+  'test/backup/daemon-backup.test.ts', // 60 s, ~30 s
+  'test/sim/power-cut.test.ts', // 29 s
+  'test/cli/drills.test.ts', // 42 s, ~21 s
+  'test/cli/hostile-append-import.test.ts', // 21 s
+  'test/store/snapshots.test.ts', // 20 s
+  'test/scrub/many-findings.test.ts', // 19 s
+  'test/scrub/scrub.test.ts', // 18 s
 ];
 
 class SlowestFirst extends BaseSequencer {

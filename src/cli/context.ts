@@ -249,6 +249,11 @@ export function printLine(text: string): Promise<void> {
 /** Set by the command's first output: a failure after it adds no JSON error (printJsonError). */
 let stdoutWritten = false;
 
+/** A command line starts (main): what one before it in this process wrote is not its output. */
+export function startOutput(): void {
+  stdoutWritten = false;
+}
+
 /** Resolves once the bytes are handed to the OS, so exiting afterwards cannot cut them off. */
 export function writeStdout(bytes: Buffer): Promise<void> {
   if (bytes.length > 0) stdoutWritten = true;

@@ -7,7 +7,7 @@ import { MailstoreError, isMailstoreError } from '../errors.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { journalPrefix } from '../fs/journal-stream.js';
 import { limits } from '../limits.js';
-import { DEFAULT_STORE_DIR, jsonWanted, parseWaitSeconds, printJsonError } from './context.js';
+import { DEFAULT_STORE_DIR, jsonWanted, parseWaitSeconds, printJsonError, startOutput } from './context.js';
 import { EXIT, exitCodeFor, exitCodesHelp } from './exit-codes.js';
 import { SYSEXITS, sysexitsWanted } from './sysexits.js';
 
@@ -122,6 +122,7 @@ async function packageVersion(): Promise<string | undefined> {
 
 /** Runs the command line; returns the exit code (the caller sets it, so stdout drains first). */
 export async function main(argv: string[]): Promise<number> {
+  startOutput(); // main may run more than one command line in a process (tests run them in theirs)
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.ok); // the reader went away (| head)
     throw error;

@@ -3,7 +3,10 @@ import { chmodSync, mkdirSync, readFileSync, readdirSync, writeFileSync, existsS
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
+import { requireBuilt, tempDir } from '../cli/helpers.js';
+// command lines in this process (in-process.ts, which checks a sample against the spawned command);
+// what only a process shows is commands.test.ts's and environment.test.ts's
+import { json, ok, run } from '../cli/in-process.js';
 
 const KEPT = 'Subject: kept\r\n\r\nbody\r\n';
 

@@ -5,7 +5,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
+import { requireBuilt, tempDir } from '../cli/helpers.js';
+// command lines in this process (in-process.ts, which checks a sample against the spawned command);
+// what only a process shows is commands.test.ts's and environment.test.ts's
+import { json, ok, run } from '../cli/in-process.js';
 
 describe('disaster recipe', () => {
   it('restore after losing the whole disk, step by step', { timeout: 60_000 }, async () => {

@@ -4,7 +4,11 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
-import { finish, json, ok, requireBuilt, run, start, tempDir } from './helpers.js';
+import { finish, requireBuilt, run as spawned, start, tempDir } from './helpers.js';
+// command lines in this process, a sample checked against the spawned command (in-process.ts); the
+// spawned path itself (exit status, sysexits, stdout drained) is proven in commands.test.ts and
+// environment.test.ts, and here by the serve and store-held cases
+import { json, ok, run } from './in-process.js';
 
 beforeAll(requireBuilt);
 
@@ -171,7 +175,7 @@ describe('append --sysexits', () => {
     expect((await run(['append', 'in', join(tempDir(), 'missing.eml'), '--sysexits'], { store })).code).toBe(66);
     const held = await Store.open(store);
     try {
-      const locked = await run(['append', 'in', '-', '--sysexits', '--no-wait'], { store, input: message(1) });
+      const locked = await spawned(['append', 'in', '-', '--sysexits', '--no-wait'], { store, input: message(1) }); // another process holds the store
       expect(locked.code).toBe(75);
       expect(locked.stderr).toMatch(/LOCKED/);
     } finally {

@@ -4,6 +4,9 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { bin, json, ok, repoRoot, requireBuilt, run, tempDir } from './helpers.js';
+// what commands do, in this process (in-process.ts, which checks a sample against the spawned
+// command); init and the exit codes below are the spawned path's proof, as a script runs it
+import * as here from './in-process.js';
 
 beforeAll(requireBuilt);
 
@@ -44,44 +47,44 @@ describe('init', () => {
 describe('mailboxes, append, fetch', () => {
   it('answers --json for append, status, list and stats', async () => {
     const store = await freshStore();
-    await ok(['mailbox', 'create', 'user/alice/INBOX', '--owner', 'alice'], { store });
-    await ok(['mailbox', 'create', 'user/alice/Sent'], { store });
+    await here.ok(['mailbox', 'create', 'user/alice/INBOX', '--owner', 'alice'], { store });
+    await here.ok(['mailbox', 'create', 'user/alice/Sent'], { store });
     const file = join(tempDir(), 'm1');
     writeFileSync(file, message(1));
-    const first = await json(['append', 'user/alice/INBOX', file, '--flags', '\\Seen,$Label1', '--date', '2024-01-02T03:04:05Z'], { store });
+    const first = await here.json(['append', 'user/alice/INBOX', file, '--flags', '\\Seen,$Label1', '--date', '2024-01-02T03:04:05Z'], { store });
     expect(first).toMatchObject({ uid: 1, size: message(1).length, deduplicated: false });
     expect(first.hash).toMatch(/^[0-9a-f]{64}$/);
-    const second = await json(['append', 'user/alice/Sent', '-'], { store, input: message(1) });
+    const second = await here.json(['append', 'user/alice/Sent', '-'], { store, input: message(1) });
     expect(second).toMatchObject({ uid: 1, deduplicated: true, hash: first.hash });
-    expect((await ok(['append', 'user/alice/INBOX'], { store, input: message(2) })).trim()).toBe('2');
+    expect((await here.ok(['append', 'user/alice/INBOX'], { store, input: message(2) })).trim()).toBe('2');
 
-    expect(await json(['mailbox', 'status', 'user/alice/INBOX'], { store })).toMatchObject({ name: 'user/alice/INBOX', messages: 2, unseen: 1, uidNext: 3 });
-    const list = await json<{ name: string }[]>(['mailbox', 'list'], { store });
+    expect(await here.json(['mailbox', 'status', 'user/alice/INBOX'], { store })).toMatchObject({ name: 'user/alice/INBOX', messages: 2, unseen: 1, uidNext: 3 });
+    const list = await here.json<{ name: string }[]>(['mailbox', 'list'], { store });
     expect(list.map((m) => m.name)).toEqual(['user/alice/INBOX', 'user/alice/Sent']);
-    expect((await json<{ name: string }[]>(['mailbox', 'list', 'user/alice/%'], { store })).length).toBe(2);
-    const stats = await json(['stats'], { store });
+    expect((await here.json<{ name: string }[]>(['mailbox', 'list', 'user/alice/%'], { store })).length).toBe(2);
+    const stats = await here.json(['stats'], { store });
     expect(stats).toMatchObject({ mailboxes: 2, messages: 3, blobs: 2 });
     expect(stats.bytesReferenced).toBe(2 * message(1).length + message(2).length);
     expect(stats.dedupRatio).toBeGreaterThan(1);
 
-    const fetched = await run(['fetch', 'user/alice/INBOX', '1'], { store });
+    const fetched = await here.run(['fetch', 'user/alice/INBOX', '1'], { store });
     expect(fetched.code).toBe(0);
     expect(fetched.stdout.equals(message(1))).toBe(true);
-    const info = await json(['fetch', 'user/alice/INBOX', '1', '--info'], { store });
+    const info = await here.json(['fetch', 'user/alice/INBOX', '1', '--info'], { store });
     expect(info).toMatchObject({ uid: 1, flags: ['$Label1', '\\Seen'], internalDate: '2024-01-02T03:04:05.000Z' });
   });
 
   it('renames and deletes, refusing to delete a non-empty mailbox without --force', async () => {
     const store = await freshStore();
-    await ok(['mailbox', 'create', 'a'], { store });
-    await ok(['mailbox', 'create', 'a/b'], { store });
-    await ok(['append', 'a/b'], { store, input: message(1) });
-    expect(await json(['mailbox', 'rename', 'a', 'z'], { store })).toMatchObject({ renamed: 2 });
-    const refused = await run(['mailbox', 'delete', 'z/b'], { store });
+    await here.ok(['mailbox', 'create', 'a'], { store });
+    await here.ok(['mailbox', 'create', 'a/b'], { store });
+    await here.ok(['append', 'a/b'], { store, input: message(1) });
+    expect(await here.json(['mailbox', 'rename', 'a', 'z'], { store })).toMatchObject({ renamed: 2 });
+    const refused = await here.run(['mailbox', 'delete', 'z/b'], { store });
     expect(refused.code).toBe(3);
     expect(refused.stderr).toMatch(/^mailstore: REFUSED: .*--force/);
-    expect(await json(['mailbox', 'delete', 'z/b', '--force'], { store })).toMatchObject({ messages: 1 });
-    expect((await json<{ name: string }[]>(['mailbox', 'list'], { store })).map((m) => m.name)).toEqual(['z']);
+    expect(await here.json(['mailbox', 'delete', 'z/b', '--force'], { store })).toMatchObject({ messages: 1 });
+    expect((await here.json<{ name: string }[]>(['mailbox', 'list'], { store })).map((m) => m.name)).toEqual(['z']);
   });
 });
 
@@ -90,13 +93,13 @@ describe('the stored per-message metadata (issue 18 #10)', () => {
     const store = await freshStore();
     const dir = tempDir();
     writeFileSync(join(dir, 'in.mbox'), 'From alice@example.org Sat Nov 28 10:45:25 2026 +0100\nSubject: a\n\na\n');
-    await ok(['import', join(dir, 'in.mbox'), '--mailbox', 'box'], { store });
-    await ok(['append', 'box'], { store, input: message(2) });
+    await here.ok(['import', join(dir, 'in.mbox'), '--mailbox', 'box'], { store });
+    await here.ok(['append', 'box'], { store, input: message(2) });
     const list = await json<Record<string, unknown>[]>(['messages', 'box'], { store });
     expect(list[0]).toMatchObject({ uid: 1, envelopeFrom: 'alice@example.org', dateZoneMinutes: 60, internalDate: '2026-11-28T09:45:25.000Z' });
     expect(Object.keys(list[1]!).sort()).toEqual(['flags', 'hash', 'internalDate', 'modseq', 'size', 'uid']);
-    expect(await json(['fetch', 'box', '1', '--info'], { store })).toMatchObject({ envelopeFrom: 'alice@example.org', dateZoneMinutes: 60 });
-    const text = await ok(['fetch', 'box', '1:2', '--info'], { store });
+    expect(await here.json(['fetch', 'box', '1', '--info'], { store })).toMatchObject({ envelopeFrom: 'alice@example.org', dateZoneMinutes: 60 });
+    const text = await here.ok(['fetch', 'box', '1:2', '--info'], { store });
     expect(text).toMatch(/^envelope-from alice@example\.org\ndate-zone-minutes 60\n/m);
     expect(text.match(/envelope-from/g)?.length).toBe(1);
   });
@@ -105,43 +108,43 @@ describe('the stored per-message metadata (issue 18 #10)', () => {
 describe('flags and expunge take IMAP UID sets', () => {
   it('applies 1:3,5 and 4:* to the messages that exist', async () => {
     const store = await freshStore();
-    await ok(['mailbox', 'create', 'INBOX'], { store });
-    for (let i = 1; i <= 6; i++) await ok(['append', 'INBOX'], { store, input: message(i) });
-    expect(await json(['flags', 'INBOX', '1:3,5', '--add', '\\Seen \\Flagged'], { store })).toMatchObject({ updated: [1, 2, 3, 5] });
-    expect(await json(['flags', 'INBOX', '2', '--remove', '\\Flagged'], { store })).toMatchObject({ updated: [2] });
-    expect(await json(['expunge', 'INBOX', '6'], { store })).toMatchObject({ expunged: [6] });
+    await here.ok(['mailbox', 'create', 'INBOX'], { store });
+    for (let i = 1; i <= 6; i++) await here.ok(['append', 'INBOX'], { store, input: message(i) });
+    expect(await here.json(['flags', 'INBOX', '1:3,5', '--add', '\\Seen \\Flagged'], { store })).toMatchObject({ updated: [1, 2, 3, 5] });
+    expect(await here.json(['flags', 'INBOX', '2', '--remove', '\\Flagged'], { store })).toMatchObject({ updated: [2] });
+    expect(await here.json(['expunge', 'INBOX', '6'], { store })).toMatchObject({ expunged: [6] });
     // `*` is the largest uid in use (5 now), so 7:* is 5:7.
-    expect(await json(['flags', 'INBOX', '7:*', '--set', 'done'], { store })).toMatchObject({ updated: [5] });
-    expect((await json(['fetch', 'INBOX', '5', '--info'], { store })).flags).toEqual(['done']);
-    expect((await json(['fetch', 'INBOX', '2', '--info'], { store })).flags).toEqual(['\\Seen']);
-    expect(await json(['expunge', 'INBOX', '1:*'], { store })).toMatchObject({ expunged: [1, 2, 3, 4, 5] });
-    expect(await json(['mailbox', 'status', 'INBOX'], { store })).toMatchObject({ messages: 0, uidNext: 7 });
+    expect(await here.json(['flags', 'INBOX', '7:*', '--set', 'done'], { store })).toMatchObject({ updated: [5] });
+    expect((await here.json(['fetch', 'INBOX', '5', '--info'], { store })).flags).toEqual(['done']);
+    expect((await here.json(['fetch', 'INBOX', '2', '--info'], { store })).flags).toEqual(['\\Seen']);
+    expect(await here.json(['expunge', 'INBOX', '1:*'], { store })).toMatchObject({ expunged: [1, 2, 3, 4, 5] });
+    expect(await here.json(['mailbox', 'status', 'INBOX'], { store })).toMatchObject({ messages: 0, uidNext: 7 });
   });
 });
 
 describe('acl', () => {
   it('sets, gets, lists by user from the reverse map, and removes with ""', async () => {
     const store = await freshStore();
-    await ok(['mailbox', 'create', 'shared/team'], { store });
-    await ok(['mailbox', 'create', 'shared/private'], { store });
-    await ok(['acl', 'set', 'shared/team', 'bob', 'lrs'], { store });
-    await ok(['acl', 'set', 'shared/private', 'bob', 'r'], { store }); // no l: not listed for bob
-    expect(await json(['acl', 'get', 'shared/team'], { store })).toEqual({ mailbox: 'shared/team', acl: { bob: 'lrs' } });
-    expect((await ok(['acl', 'get', 'shared/team', 'bob'], { store })).trim()).toBe('lrs');
-    expect(await json(['acl', 'list', 'bob'], { store })).toEqual([expect.objectContaining({ name: 'shared/team', rights: 'lrs' })]);
-    expect((await json<{ name: string }[]>(['mailbox', 'list', '--user', 'bob'], { store })).map((m) => m.name)).toEqual(['shared/team']);
-    await ok(['acl', 'set', 'shared/team', 'bob', ''], { store });
-    expect(await json(['acl', 'list', 'bob'], { store })).toEqual([]);
+    await here.ok(['mailbox', 'create', 'shared/team'], { store });
+    await here.ok(['mailbox', 'create', 'shared/private'], { store });
+    await here.ok(['acl', 'set', 'shared/team', 'bob', 'lrs'], { store });
+    await here.ok(['acl', 'set', 'shared/private', 'bob', 'r'], { store }); // no l: not listed for bob
+    expect(await here.json(['acl', 'get', 'shared/team'], { store })).toEqual({ mailbox: 'shared/team', acl: { bob: 'lrs' } });
+    expect((await here.ok(['acl', 'get', 'shared/team', 'bob'], { store })).trim()).toBe('lrs');
+    expect(await here.json(['acl', 'list', 'bob'], { store })).toEqual([expect.objectContaining({ name: 'shared/team', rights: 'lrs' })]);
+    expect((await here.json<{ name: string }[]>(['mailbox', 'list', '--user', 'bob'], { store })).map((m) => m.name)).toEqual(['shared/team']);
+    await here.ok(['acl', 'set', 'shared/team', 'bob', ''], { store });
+    expect(await here.json(['acl', 'list', 'bob'], { store })).toEqual([]);
   });
 
   it('names a user typed in another Unicode spelling (NFD josé) by the entry the store keeps (NFC)', async () => {
     const store = await freshStore();
-    await ok(['mailbox', 'create', 'shared/team'], { store });
+    await here.ok(['mailbox', 'create', 'shared/team'], { store });
     const nfd = 'jose\u0301';
-    expect((await ok(['acl', 'set', 'shared/team', nfd, 'lr'], { store })).trim()).toBe(`${nfd} has "lr" on shared/team`);
-    expect((await ok(['acl', 'get', 'shared/team', nfd], { store })).trim()).toBe('lr');
-    expect(await json(['acl', 'get', 'shared/team', nfd], { store })).toEqual({ mailbox: 'shared/team', user: 'jos\u00e9', rights: 'lr' });
-    expect(await json(['acl', 'get', 'shared/team'], { store })).toEqual({ mailbox: 'shared/team', acl: { 'jos\u00e9': 'lr' } });
+    expect((await here.ok(['acl', 'set', 'shared/team', nfd, 'lr'], { store })).trim()).toBe(`${nfd} has "lr" on shared/team`);
+    expect((await here.ok(['acl', 'get', 'shared/team', nfd], { store })).trim()).toBe('lr');
+    expect(await here.json(['acl', 'get', 'shared/team', nfd], { store })).toEqual({ mailbox: 'shared/team', user: 'jos\u00e9', rights: 'lr' });
+    expect(await here.json(['acl', 'get', 'shared/team'], { store })).toEqual({ mailbox: 'shared/team', acl: { 'jos\u00e9': 'lr' } });
   });
 });
 

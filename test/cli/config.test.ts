@@ -7,7 +7,10 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { limits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
-import { json, ok, requireBuilt, run, tempDir } from './helpers.js';
+import { requireBuilt, tempDir } from './helpers.js';
+// command lines in this process (in-process.ts, which checks a sample against the spawned command);
+// what only a process shows is commands.test.ts's and environment.test.ts's
+import { json, ok, run } from './in-process.js';
 import { serve } from '../daemon/processes.js';
 
 beforeAll(requireBuilt);

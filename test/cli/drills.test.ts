@@ -10,7 +10,10 @@ import { PackedStore as Store } from '../helpers/packed.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { hashBytes } from '../../src/hash/blake3.js';
 import type { BlobRecord } from '../../src/store/records.js';
-import { bin, repoRoot, requireBuilt, run, sha256 as sha, tempDir } from './helpers.js';
+import { bin, repoRoot, requireBuilt, sha256 as sha, tempDir } from './helpers.js';
+// the documented commands in this process (in-process.ts, which checks a sample against the spawned
+// command); what only a process shows is commands.test.ts's and environment.test.ts's
+import { run } from './in-process.js';
 
 beforeAll(requireBuilt);
 

@@ -75,16 +75,18 @@ export function run(args: string[], options: RunOptions = {}): Promise<RunResult
   return finish(start(args, options));
 }
 
-/** Runs and expects exit 0; returns stdout as text. */
-export async function ok(args: string[], options: RunOptions = {}): Promise<string> {
-  const result = await run(args, options);
-  if (result.code !== 0) throw new Error(`mailstore ${args.join(' ')} exited ${result.code}: ${result.stderr}`);
-  return result.stdout.toString('utf8');
+/** `ok` (runs and expects exit 0; returns stdout as text) and `json` over a way to run a command line. */
+export function expectingSuccess(runner: (args: string[], options?: RunOptions) => Promise<RunResult>) {
+  const ok = async (args: string[], options: RunOptions = {}): Promise<string> => {
+    const result = await runner(args, options);
+    if (result.code !== 0) throw new Error(`mailstore ${args.join(' ')} exited ${result.code}: ${result.stderr}`);
+    return result.stdout.toString('utf8');
+  };
+  const json = async <T = any>(args: string[], options: RunOptions = {}): Promise<T> => JSON.parse(await ok([...args, '--json'], options)) as T;
+  return { ok, json };
 }
 
-export async function json<T = any>(args: string[], options: RunOptions = {}): Promise<T> {
-  return JSON.parse(await ok([...args, '--json'], options)) as T;
-}
+export const { ok, json } = expectingSuccess(run);
 
 export function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');

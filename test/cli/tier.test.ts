@@ -6,7 +6,10 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { readTierSettings, writeTierSettings } from '../../src/store/tier.js';
-import { json, ok, requireBuilt, run, tempDir } from './helpers.js';
+import { requireBuilt, tempDir } from './helpers.js';
+// command lines in this process (in-process.ts, which checks a sample against the spawned command);
+// what only a process shows is commands.test.ts's and environment.test.ts's
+import { json, ok, run } from './in-process.js';
 
 beforeAll(requireBuilt);
 

@@ -6,7 +6,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { nodeFileSystem as fs } from '../../src/fs/node-fs.js';
 import { listMaildirFolders, readMaildir } from '../../src/formats/maildir.js';
 import { MboxWriter, readMbox } from '../../src/formats/mbox.js';
-import { corporaDir, filesUnder, json, ok, repoRoot, requireBuilt, run, sha256, sortedList, tempDir } from '../cli/helpers.js';
+import { corporaDir, filesUnder, repoRoot, requireBuilt, sha256, sortedList, tempDir } from '../cli/helpers.js';
+// command lines in this process (in-process.ts, which checks a sample against the spawned command);
+// what only a process shows is commands.test.ts's and environment.test.ts's
+import { json, ok, run } from '../cli/in-process.js';
 
 beforeAll(requireBuilt);
 
