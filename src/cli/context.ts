@@ -2,12 +2,13 @@
 // results for people (plain lines) or scripts (--json) without losing bytes on a pipe.
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { MailstoreError, isMailstoreError } from '../errors.js';
+import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import type { Client } from '../client/client.js';
 import { defaultSocketPath } from '../client/socket-path.js';
 import { socketInodeNow } from '../fs/socket-file.js';
 import { otherOwnerOfRootsStore } from '../fs/store-owner.js';
 import { daemonLimits, limits } from '../limits.js';
+import { EXIT } from './exit-codes.js';
 import type { MailStore } from '../store/api.js';
 import type { Store, StoreOptions } from '../store/store.js';
 import { normalizeDate, parseDateText } from '../store/validate.js';
@@ -248,12 +249,31 @@ export function printLine(text: string): Promise<void> {
 /** Set by the command's first output: a failure after it adds no JSON error (printJsonError). */
 let stdoutWritten = false;
 
-/** Resolves once the bytes are handed to the OS, so exiting afterwards cannot cut them off. */
+/**
+ * Resolves once the bytes are handed to the OS, so exiting afterwards cannot cut them off. A write
+ * that fails (a full disk: `> /dev/full`, EIO) rejects with its code (NO_SPACE, IO), so the command
+ * fails as for any other trouble; a reader gone away (EPIPE) ends the process (exitOnBrokenPipe).
+ */
 export function writeStdout(bytes: Buffer): Promise<void> {
   if (bytes.length > 0) stdoutWritten = true;
   return new Promise((done, failed) => {
-    process.stdout.write(bytes, (error) => (error ? failed(error) : done()));
+    process.stdout.write(bytes, (error) => (error ? failed(stdoutFailure(error)) : done()));
   });
+}
+
+function stdoutFailure(error: NodeJS.ErrnoException): MailstoreError {
+  if (error.code === 'EPIPE') exitOnBrokenPipe();
+  const { code } = fromSystemError(error, 'writing to', 'standard output');
+  return new MailstoreError(code, `cannot write to standard output: ${error.code ?? String(error)} (what the command did before is done; its output is incomplete)`, { path: 'standard output', cause: error });
+}
+
+/**
+ * stdout's reader went away (`| head`, `| true`): there is nowhere to say more, so the process ends
+ * at once and quietly (the store is crash-safe: it is closed as by any exit). Not 0 unless the
+ * command had already finished with it: what it still had to say (scrub's verdict) is lost.
+ */
+export function exitOnBrokenPipe(): never {
+  process.exit(process.exitCode || EXIT.brokenPipe);
 }
 
 /**

@@ -18,6 +18,8 @@ export const EXIT = {
   internal: 70,
   /** Stopped by Ctrl-C (SIGINT) at a safe point. */
   interrupted: 130,
+  /** stdout's reader went away (`| head`) before the command said all it had to: 128 + SIGPIPE, as a shell reports any writer killed by it. */
+  brokenPipe: 141,
 } as const;
 
 const BY_CODE: Record<ErrorCode, number> = {
@@ -63,6 +65,7 @@ export function exitCodesHelp(): string {
     `  6    corruption (${codesFor(EXIT.corruption)}): nothing wrong was printed`,
     `  70   internal error (${codesFor(EXIT.internal)}, or any error without a code: a bug; please report it)`,
     `  130  interrupted by Ctrl-C at a safe point (everything reported is durable)`,
+    `  141  stdout's reader went away (| head) before all was written: output cut short, nothing else`,
     '',
     'Errors print one line to stderr: "mailstore: CODE: message". With --json (or --jsonl), and',
     'nothing printed before, also one on stdout: {"error":{"code","message","path"?,"exitCode"}}.',

@@ -6,7 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { limits } from '../limits.js';
-import { DEFAULT_STORE_DIR, jsonWanted, parseWaitSeconds, printJsonError } from './context.js';
+import { DEFAULT_STORE_DIR, exitOnBrokenPipe, jsonWanted, parseWaitSeconds, printJsonError } from './context.js';
 import { EXIT, exitCodeFor, exitCodesHelp } from './exit-codes.js';
 import { SYSEXITS, sysexitsWanted } from './sysexits.js';
 
@@ -121,9 +121,10 @@ async function packageVersion(): Promise<string | undefined> {
 
 /** Runs the command line; returns the exit code (the caller sets it, so stdout drains first). */
 export async function main(argv: string[]): Promise<number> {
+  // The reader went away (| head). Any other failure (ENOSPC, EIO) reaches the command through its
+  // write (writeStdout): thrown from here it was an uncaught exception, a stack trace and exit 1.
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.ok); // the reader went away (| head)
-    throw error;
+    if (error.code === 'EPIPE') exitOnBrokenPipe();
   });
   // stderr gone too (its reader exited: `2>&1 | head`, a cron or service pipe that closed): the
   // command goes on and exits with its own code. Unhandled, the first warning (an import's skipped

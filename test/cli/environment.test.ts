@@ -12,16 +12,29 @@ beforeAll(requireBuilt);
 
 const freshStore = () => newStore(['M'], 'mailstore-env-');
 
-/** Runs `mailstore ARGS` with stderr a pipe whose reading end is closed before it writes a byte. */
-function runStderrGone(args: string[], store: string): Promise<{ code: number | null; stdout: string }> {
+/** Runs `mailstore ARGS` with stderr (or stdout) a pipe whose reading end is closed before it writes a byte. */
+function runReaderGone(args: string[], store: string, gone: 'stdout' | 'stderr' = 'stderr'): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [bin, ...args], { cwd: repoRoot, env: { ...process.env, MAILSTORE_DIR: store }, stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stderr.destroy();
-  const stdout: Buffer[] = [];
-  child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+  child[gone].destroy();
+  const output = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+  for (const name of ['stdout', 'stderr'] as const) if (name !== gone) child[name].on('data', (chunk: Buffer) => output[name].push(chunk));
+  const text = (chunks: Buffer[]) => Buffer.concat(chunks).toString('utf8');
   return new Promise((done, failed) => {
     child.on('error', failed);
-    child.on('close', (code) => done({ code, stdout: Buffer.concat(stdout).toString('utf8') }));
+    child.on('close', (code) => done({ code, stdout: text(output.stdout), stderr: text(output.stderr) }));
   });
+}
+const runStderrGone = (args: string[], store: string) => runReaderGone(args, store, 'stderr');
+
+/** A store whose M holds two messages in a pack (over the inline size), the first one's body damaged. */
+async function storeWithDamage(): Promise<string> {
+  const store = await freshStore();
+  for (const text of ['first', 'second']) await ok(['append', 'M', '-'], { store, input: `Subject: ${text}\n\n${text.repeat(10_000)}\n` });
+  const pack = join(store, 'packs', readdirSync(join(store, 'packs')).find((name) => name.endsWith('.pack'))!);
+  const bytes = readFileSync(pack);
+  bytes[20_000] ^= 0x01; // inside the first body
+  writeFileSync(pack, bytes);
+  return store;
 }
 
 describe('stderr closed (its reader went away)', () => {
@@ -60,6 +73,42 @@ describe('stderr closed (its reader went away)', () => {
       daemon.kill('SIGTERM');
     }
     expect(await exited).toBe(0);
+  });
+});
+
+describe('stdout closed (its reader went away: | head, | true)', () => {
+  // The CLI exited 0 on EPIPE whatever the command had still to say: `scrub | true` on a damaged
+  // store exited 0 (under pipefail the damage read as clean), as did a list cut short.
+  it('ends quietly (no stack trace) with the broken pipe\'s 141, never 0 for output it could not give; the store is untouched', async () => {
+    const store = await storeWithDamage();
+    for (const args of [['scrub'], ['scrub', '--jsonl'], ['messages', 'M'], ['fetch', 'M', '2']]) {
+      const result = await runReaderGone(args, store, 'stdout');
+      expect(result.code, args.join(' ')).toBe(141);
+      expect(result.stderr, args.join(' ')).toBe('');
+    }
+    expect((await run(['scrub'], { store })).code).toBe(1); // the damage is still there to be found
+    expect((await ok(['messages', 'M'], { store })).split('\n').filter(Boolean)).toHaveLength(2);
+  });
+});
+
+describe('stdout a full disk (> /dev/full)', () => {
+  // A write to stdout that failed (ENOSPC, EIO) was thrown from the stream's error event: node
+  // printed a stack trace and exited 1, which export and import document as "skipped entries".
+  it.skipIf(!existsSync('/dev/full'))('NO_SPACE (exit 2) naming standard output; what the command did is done', async () => {
+    const store = await freshStore();
+    await ok(['append', 'M', '-'], { store, input: 'Subject: one\n\nbody\n' });
+    const toFull = (args: string[], input = '') => spawnSync('sh', ['-c', 'exec "$@" > /dev/full', 'sh', process.execPath, bin, '--store', store, ...args], { encoding: 'utf8', input });
+    const out = join(tempDir(), 'M.mbox');
+    for (const args of [['messages', 'M'], ['messages', 'M', '--json'], ['mailbox', 'list'], ['export', 'M', '--format', 'mbox', '--out', out]]) {
+      const result = toFull(args);
+      expect(result.status, `${args.join(' ')}: ${result.stderr}`).toBe(2);
+      expect(result.stderr, args.join(' ')).toMatch(/^mailstore: NO_SPACE: cannot write to standard output: ENOSPC/);
+      expect(result.stderr, args.join(' ')).not.toMatch(/\n\s+at /);
+    }
+    expect(readFileSync(out, 'utf8')).toContain('Subject: one'); // the export itself was complete
+    const appended = toFull(['append', 'M', '-'], 'Subject: two\n\nbody\n');
+    expect(appended.status).toBe(2);
+    expect(await ok(['messages', 'M'], { store })).toMatch(/^2\t/m); // durable, though its uid could not be printed
   });
 });
 
