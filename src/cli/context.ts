@@ -18,7 +18,8 @@ export const DEFAULT_STORE_DIR = './mailstore-data';
 /** --store DIR, else $MAILSTORE_DIR, else ./mailstore-data; always absolute. */
 export function storeDir(command: Command): string {
   const option = command.optsWithGlobals().store as string | undefined;
-  return absolutePath(option ?? process.env.MAILSTORE_DIR ?? DEFAULT_STORE_DIR);
+  const from = option !== undefined ? '--store is empty' : 'MAILSTORE_DIR is set but empty';
+  return absolutePath(option ?? process.env.MAILSTORE_DIR ?? DEFAULT_STORE_DIR, from);
 }
 
 /**
@@ -26,7 +27,10 @@ export function storeDir(command: Command): string {
  * the current directory, which may have been deleted under the shell: path.resolve then threw
  * ENOENT from uv_cwd, which the CLI printed as INTERNAL (a bug) instead of saying what to do.
  */
-export function absolutePath(path: string): string {
+export function absolutePath(path: string, empty = 'an empty path was given'): string {
+  // resolve('') is the current directory: a script's unset variable (--store "$SPOOL") made init
+  // create a store wherever the shell stood, and every other command use the store found there
+  if (path === '') throw new MailstoreError('INVALID', `${empty} (an unset variable in a script?): name the directory or file`);
   try {
     return resolve(path);
   } catch (error) {

@@ -138,6 +138,32 @@ describe('the current directory deleted under the shell', () => {
   });
 });
 
+describe('an empty path (a script\'s unset variable: --store "$SPOOL")', () => {
+  // An empty --store or MAILSTORE_DIR was the current directory: init made a store there (in cron's
+  // HOME), and every other command used whatever store the shell stood in; an empty SOURCE imported it.
+  it('is INVALID (exit 5) naming where it came from, and nothing is created in the current directory', async () => {
+    const cwd = tempDir();
+    const store = await freshStore();
+    const mailstore = (args: string[], env: Record<string, string> = {}) =>
+      spawnSync(process.execPath, [bin, ...args], { cwd, env: { ...process.env, MAILSTORE_DIR: store, ...env }, encoding: 'utf8', input: '' });
+    const cases: Array<[string[], Record<string, string>, RegExp]> = [
+      [['init'], { MAILSTORE_DIR: '' }, /MAILSTORE_DIR is set but empty/],
+      [['--store', '', 'init'], {}, /--store is empty/],
+      [['--store', '', 'mailbox', 'list'], {}, /--store is empty/],
+      [['import', '', '--mailbox', 'M'], {}, /an empty path/],
+      [['export', 'M', '--format', 'maildir', '--out', ''], {}, /an empty path/],
+    ];
+    for (const [args, env, message] of cases) {
+      const result = mailstore(args, env);
+      expect(result.status, `${args.join(' ')}: ${result.stderr}`).toBe(5);
+      expect(result.stderr, args.join(' ')).toMatch(/^mailstore: INVALID: /);
+      expect(result.stderr, args.join(' ')).toMatch(message);
+    }
+    expect(readdirSync(cwd)).toEqual([]);
+    expect(await ok(['mailbox', 'list'], { store })).toBe('M\n');
+  });
+});
+
 describe('umask 000', () => {
   /** Every path under `dir` that users other than owner and group reach (search bits all the way) and may write. */
   function writableByOthers(dir: string): string[] {
