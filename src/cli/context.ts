@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import type { Client } from '../client/client.js';
 import { defaultSocketPath } from '../client/socket-path.js';
+import { isTemporaryDirectoryFailure } from '../fs/level-shadow.js';
 import { socketInodeNow } from '../fs/socket-file.js';
 import { otherOwnerOfRootsStore } from '../fs/store-owner.js';
 import { daemonLimits, limits } from '../limits.js';
@@ -95,7 +96,7 @@ export async function withReadStore<T>(command: Command, work: (store: MailStore
       if (!isMailstoreError(error, 'ACCESS') && !isMailstoreError(error, 'NO_SPACE')) throw error;
       return openStore(dir, { ...wait, ...ONE_SHOT, ...options, readOnly: true }).catch((second: unknown) => {
         // REFUSED, LOCKED or CORRUPT say more than the first error; the same trouble again does not.
-        const same = isMailstoreError(second) && ['ACCESS', 'NO_SPACE', 'IO'].includes(second.code);
+        const same = isMailstoreError(second) && ['ACCESS', 'NO_SPACE', 'IO'].includes(second.code) && !isTemporaryDirectoryFailure(second);
         throw same ? error : second;
       });
     }

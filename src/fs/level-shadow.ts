@@ -8,7 +8,7 @@
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fromSystemError } from '../errors.js';
+import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 
 /** Immutable once written (LevelDB writes a table under a new number, never in place). */
 const TABLE_FILE = /^\d+\.(ldb|sst)$/;
@@ -24,7 +24,7 @@ export interface LevelShadow {
 /** Builds a shadow of the LevelDB database at `source` under the system's temporary directory. */
 export async function shadowLevelDb(given: string): Promise<LevelShadow> {
   const source = resolve(given); // a symlink's target is read relative to the shadow, not to the caller's cwd
-  const path = await fsp.mkdtemp(join(tmpdir(), 'mailstore-read-only-')).catch((e) => { throw fromSystemError(e, 'creating a private copy of the index in', tmpdir()); });
+  const path = await fsp.mkdtemp(join(tmpdir(), 'mailstore-read-only-')).catch((e) => { throw temporaryDirectoryFailure(e); });
   const remove = () => fsp.rm(path, { recursive: true, force: true });
   try {
     const names = await fsp.readdir(source).catch((e) => { throw fromSystemError(e, 'listing the index', source); });
@@ -39,6 +39,26 @@ export async function shadowLevelDb(given: string): Promise<LevelShadow> {
     return { path, remove };
   } catch (error) {
     await remove().catch(() => undefined);
+    if (isTemporaryDirectoryFailure(error)) throw error;
     throw fromSystemError(error, 'making a private copy of the index', source);
   }
+}
+
+/**
+ * $TMPDIR missing, not writable or full: named as such, as a command that could not run (ACCESS,
+ * NO_SPACE, else IO; exit 2). A missing one was NOT_FOUND, exit 4 as for a missing mailbox, about
+ * "/nonexistent: ENOENT", and the reader's ACCESS on the lock was printed in its place.
+ */
+function temporaryDirectoryFailure(error: unknown): MailstoreError {
+  const dir = tmpdir();
+  const system = (error as NodeJS.ErrnoException).code ?? String(error);
+  const { code } = fromSystemError(error, 'creating a directory in', dir);
+  return new MailstoreError(code === 'ACCESS' || code === 'NO_SPACE' ? code : 'IO',
+    `a read-only open copies the index's small files into $TMPDIR (${dir}), which failed: ${system}; set TMPDIR to a directory this user may write (nothing in the store was touched)`,
+    { path: dir, cause: error });
+}
+
+/** The failure is $TMPDIR's, not the store's: it is reported as it is, never as the read-write open's error before it. */
+export function isTemporaryDirectoryFailure(error: unknown): boolean {
+  return isMailstoreError(error) && error.path === tmpdir() && error.message.includes('$TMPDIR');
 }

@@ -329,6 +329,24 @@ describe('a store the caller may read but not write', () => {
     expect(change.status).toBe(2);
     expect(change.stderr).toMatch(/^mailstore: ACCESS: /);
   });
+
+  // A read-only open copies the index's small files into $TMPDIR. Missing, it was NOT_FOUND (exit 4,
+  // as for a missing mailbox) about "/nonexistent: ENOENT"; not writable, the ACCESS of the lock
+  // was printed instead, and nothing named TMPDIR.
+  it.skipIf(skip !== undefined)('a $TMPDIR that is missing or not writable is named, exit 2, and the read works with another', async () => {
+    const store = await freshStore();
+    await ok(['append', 'M', '-'], { store, input: 'Subject: hello\n\nbody\n' });
+    chmodSync(join(store, '..'), 0o755);
+    spawnSync('chmod', ['-R', 'a+rX,go-w', store]);
+    const rootOnly = tempDir(); // 0700, root's
+    for (const tmp of ['/nonexistent', rootOnly]) {
+      const result = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, bin, '--store', store, 'messages', 'M'], { cwd: '/', encoding: 'utf8', env: { ...process.env, TMPDIR: tmp } });
+      expect(result.status, `${tmp}: ${result.stderr}`).toBe(2);
+      expect(result.stderr, tmp).toMatch(/^mailstore: (IO|ACCESS): .*\$TMPDIR \(/);
+      expect(result.stderr, tmp).toContain(tmp);
+    }
+    expect(nobody(['messages', 'M'], store).status).toBe(0);
+  });
 });
 
 describe('node without WebAssembly (--jitless)', () => {
