@@ -4,6 +4,7 @@
 // code, never a crash that reads as another result.
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { bin, json, newStore, ok, repoRoot, requireBuilt, run, tempDir } from './helpers.js';
@@ -161,6 +162,33 @@ describe('an empty path (a script\'s unset variable: --store "$SPOOL")', () => {
     }
     expect(readdirSync(cwd)).toEqual([]);
     expect(await ok(['mailbox', 'list'], { store })).toBe('M\n');
+  });
+});
+
+describe('a relative path given to a command that a daemon runs', () => {
+  // scrub --repair through the daemon read a relative --replication-key in the daemon's working
+  // directory (/ under systemd), not the admin's: NOT_FOUND, exit 4, for a key file that is there.
+  it('scrub --repair --replication-key FILE is read where the admin stands', async () => {
+    const store = await storeWithDamage();
+    const keys = tempDir();
+    writeFileSync(join(keys, 'key.hex'), `${'ab'.repeat(32)}\n`, { mode: 0o600 });
+    const daemon = spawn(process.execPath, [bin, '--store', store, 'serve'], { cwd: '/', stdio: 'ignore' });
+    const exited = new Promise<number | null>((done) => daemon.on('close', (code) => done(code)));
+    try {
+      const socket = join(store, 'run', 'mailstore.sock');
+      for (let waited = 0; waited < 10_000 && !existsSync(socket) && daemon.exitCode === null; waited += 50) await new Promise((r) => setTimeout(r, 50));
+      const closedPort = await new Promise<number>((done) => {
+        const server = createServer().listen(0, '127.0.0.1', () => { const { port } = server.address() as AddressInfo; server.close(() => done(port)); });
+      });
+      const result = spawnSync(process.execPath, [bin, '--store', store, 'scrub', '--repair', '--source', `127.0.0.1:${closedPort}`, '--replication-key', 'key.hex'], { cwd: keys, encoding: 'utf8' });
+      // the key was read; what fails is the source, which nothing listens on
+      expect(result.stderr).toMatch(new RegExp(`^mailstore: UNAVAILABLE: cannot reach 127\\.0\\.0\\.1:${closedPort}`));
+      expect(result.status).toBe(2);
+      expect(daemon.exitCode).toBeNull();
+    } finally {
+      daemon.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
   });
 });
 
