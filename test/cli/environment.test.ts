@@ -192,6 +192,29 @@ describe('a relative path given to a command that a daemon runs', () => {
   });
 });
 
+describe('append with nothing on stdin (/dev/null, closed, a generator that failed)', () => {
+  // An empty message was appended and the command exited 0: `report | mailstore append M` from cron
+  // stored an empty message whenever the report failed, and the pipeline's status (append's) hid it.
+  it('INVALID (exit 5; 65 with --sysexits) and nothing is appended; an empty FILE likewise', async () => {
+    const store = await freshStore();
+    const empty = join(tempDir(), 'empty.eml');
+    writeFileSync(empty, '');
+    const mailstore = bin.replace(/'/g, `'\\''`);
+    for (const [shell, code] of [
+      [`exec "$0" '${mailstore}' append M < /dev/null`, 5],
+      [`exec "$0" '${mailstore}' append M - <&-`, 5],
+      [`false | "$0" '${mailstore}' append M`, 5],
+      [`exec "$0" '${mailstore}' append M --sysexits < /dev/null`, 65],
+      [`exec "$0" '${mailstore}' append M '${empty}'`, 5],
+    ] as const) {
+      const result = spawnSync('sh', ['-c', shell, process.execPath], { env: { ...process.env, MAILSTORE_DIR: store }, encoding: 'utf8' });
+      expect(result.status, `${shell}: ${result.stderr}`).toBe(code);
+      expect(result.stderr, shell).toMatch(/^mailstore: INVALID: .*empty/);
+    }
+    expect(await json(['messages', 'M'], { store })).toEqual([]);
+  });
+});
+
 describe('umask 000', () => {
   /** Every path under `dir` that users other than owner and group reach (search bits all the way) and may write. */
   function writableByOthers(dir: string): string[] {
