@@ -43,6 +43,8 @@ export const LAYOUT = {
   marker: 'STORE-ID',
   /** Present while `mailstore rebuild-from-bucket` assembles a store here: no other open until it is gone. */
   rebuilding: 'REBUILDING',
+  /** Present while `mailstore restore` builds a new store here (in .restoring/), until STORE is in place. */
+  restoring: 'RESTORING',
 } as const;
 
 function encodeIdentity(identity: StoreIdentity): Buffer {
@@ -132,6 +134,11 @@ export async function verifyIdentity(fs: FileSystem, root: string, options: { st
     bytes = await fs.readFile(path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      if (await fs.statIfExists(join(root, LAYOUT.restoring)).catch(() => undefined)) {
+        throw new MailstoreError('UNMOUNTED',
+          `${root} holds no store yet: a restore into it was interrupted, or is still running (${LAYOUT.restoring} is there). Nothing was changed. ` +
+          `Run the same 'mailstore restore --to ${root}' again: it clears what the interrupted one left and starts over.`, { path: join(root, LAYOUT.restoring) });
+      }
       throw new MailstoreError('UNMOUNTED',
         `${root} has no STORE identity file: it is not a mailstore, or the partition holding it is not mounted. Nothing was changed. ` +
         `If it is mounted and STORE alone was lost, 'mailstore reconstruct --identity-from-markers' writes it again from the packs/ and journal/ markers.`, { path });
