@@ -11,7 +11,7 @@ import { makeLevelDirectory } from '../fs/level-directory.js';
 import { classifyLevelError, systemAdvice } from '../index/level-errors.js';
 import { levelClass } from '../index/level-module.js';
 import { limits } from '../limits.js';
-import { processHoldsFile } from '../fs/process-files.js';
+import { processAlive, processHoldsFile } from '../fs/process-files.js';
 
 export const STORE_FORMAT = 'mailstore';
 /**
@@ -319,14 +319,6 @@ async function describeHolder(fs: FileSystem, path: string): Promise<string> {
   }
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'; // alive, owned by another user
-  }
-}
 
 /** With the kernel lock held: record our pid in LOCK (whole, by rename: a reader never sees it empty). */
 async function writeOwner(fs: FileSystem, root: string, kernelLock: Level): Promise<{ release: () => Promise<void>; stale: boolean }> {
