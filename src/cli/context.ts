@@ -10,6 +10,7 @@ import { socketInodeNow } from '../fs/socket-file.js';
 import { otherOwnerOfRootsStore } from '../fs/store-owner.js';
 import { daemonLimits, limits } from '../limits.js';
 import { EXIT } from './exit-codes.js';
+import { stopWaitingIfInterrupted } from './interrupt.js';
 import type { MailStore } from '../store/api.js';
 import type { Store, StoreOptions } from '../store/store.js';
 import { normalizeDate, parseDateText } from '../store/validate.js';
@@ -202,16 +203,18 @@ export function parseWaitSeconds(text: string): number {
 
 /**
  * How long to wait for another holder of the store: --wait SECONDS, --no-wait, else the default.
- * A person at a terminal is told once that the command is waiting, and for whom.
+ * A person at a terminal (or a log, with --verbose) is told once that the command is waiting, and
+ * for whom. Ctrl-C during an import's or export's wait ends the wait (StoppedWaiting).
  */
 export function lockWaitOptions(command: Command): Pick<StoreOptions, 'lockWaitMs' | 'onLockWait'> {
-  const option = command.optsWithGlobals().wait as number | false | undefined;
+  const { wait: option, verbose } = command.optsWithGlobals() as { wait?: number | false; verbose?: boolean };
   const seconds = option === false ? 0 : option ?? limits.cliLockWaitSeconds;
   let told = false;
   return {
     lockWaitMs: seconds * 1000,
     onLockWait: (holder, waitedMs) => {
-      if (told || waitedMs < limits.lockNoticeMs || !process.stderr.isTTY) return;
+      stopWaitingIfInterrupted();
+      if (told || waitedMs < limits.lockNoticeMs || !(process.stderr.isTTY || verbose)) return;
       told = true;
       warn(`the store is in use by ${holder}; waiting up to ${seconds} s for it (--no-wait to fail at once)`);
     },

@@ -36,6 +36,22 @@ export function catchInterrupt(what: string): Interrupt {
   };
 }
 
+/**
+ * Thrown while the command waits for a store another process holds, once Ctrl-C (SIGTERM, SIGHUP)
+ * came: there is no safe point to wait for, nothing has been done. It waited on up to --wait
+ * (30 s by default) and then began its work (an import made its mailbox, imported a message).
+ */
+export class StoppedWaiting extends Error {
+  constructor() {
+    super('stopped while waiting for the store: nothing was done');
+  }
+}
+
+/** Throws StoppedWaiting once a signal asked the command to stop (called on each retry of a lock wait). */
+export function stopWaitingIfInterrupted(): void {
+  if (stoppedBy !== undefined) throw new StoppedWaiting();
+}
+
 /** The signal a command stopped for, once it has stopped early (its exit code EXIT.interrupted). */
 export function interruptSignal(): NodeJS.Signals | undefined {
   return stoppedBy;

@@ -8,6 +8,7 @@ import { nodeFileSystem } from '../fs/node-fs.js';
 import { limits } from '../limits.js';
 import { DEFAULT_STORE_DIR, exitOnBrokenPipe, jsonWanted, parseWaitSeconds, printJsonError } from './context.js';
 import { EXIT, exitCodeFor, exitCodesHelp } from './exit-codes.js';
+import { StoppedWaiting } from './interrupt.js';
 import { SYSEXITS, sysexitsWanted } from './sysexits.js';
 
 /** A command module: `register` adds its command (and subcommands) to the program. */
@@ -141,7 +142,7 @@ export async function main(argv: string[]): Promise<number> {
     // An MTA's delivery command that cannot run as written (a typo in mailbox_command) is the
     // admin's to fix, as a missing store is: exit 5 is no sysexits code, and Postfix bounced the mail.
     const exitCode = appendWithSysexits(argv) ? SYSEXITS.tempFail : reported.exitCode;
-    if (jsonWanted(argv.slice(2))) await printJsonError(reported.error, exitCode);
+    if (jsonWanted(argv.slice(2)) && exitCode !== EXIT.interrupted) await printJsonError(reported.error, exitCode);
     return exitCode;
   }
 }
@@ -166,6 +167,10 @@ function reportError(error: unknown, args: string[]): { exitCode: number; error:
     const invalid = new MailstoreError('INVALID', `${topic === undefined ? error.message.replace(/^error: /, '') : `unknown command '${topic}'`} (see mailstore --help)`);
     process.stderr.write(`mailstore: INVALID: ${invalid.message}\n`);
     return { exitCode: EXIT.invalid, error: invalid };
+  }
+  if (error instanceof StoppedWaiting) { // Ctrl-C answered: main ends the process by that signal
+    process.stderr.write(`mailstore: ${error.message}\n`);
+    return { exitCode: EXIT.interrupted, error };
   }
   if (isMailstoreError(error)) {
     process.stderr.write(`mailstore: ${error.code}: ${error.message}\n`);

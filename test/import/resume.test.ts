@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { nodeFileSystem as fs } from '../../src/fs/node-fs.js';
 import { readMbox } from '../../src/formats/mbox.js';
-import { bin, finish, json, ok, requireBuilt, run, sha256, sortedList, start, tempDir } from '../cli/helpers.js';
+import { bin, finish, json, ok, repoRoot, requireBuilt, run, sha256, sortedList, start, tempDir } from '../cli/helpers.js';
 
 beforeAll(requireBuilt);
 
@@ -116,6 +116,34 @@ describe('Ctrl-C, SIGTERM or SIGHUP during an import', () => {
     const resumed = await json(['import', source, '--mailbox', 'big'], { store });
     expect(resumed.alreadyImported).toBe(summary.imported);
     expect(sortedList(await storedHashes(store, 'big'))).toEqual(sortedList(hashes));
+  });
+
+  // Ctrl-C while the store was held by another process: the import said it would stop, waited on
+  // for the store (up to --wait, 30 s by default), then made its mailbox and imported a message.
+  it('Ctrl-C while it waits for a store another process holds: stops waiting, ends by SIGINT, nothing imported or created', async () => {
+    const source = join(tempDir(), 'small.mbox');
+    writeMbox(source, 0, 50);
+    const store = await freshStore();
+    const storeModule = join(repoRoot, 'dist/src/store/store.js');
+    const holder = spawn(process.execPath, ['--input-type=module', '-e',
+      `const { Store } = await import(${JSON.stringify(storeModule)}); const s = await Store.open(${JSON.stringify(store)}); ` +
+      `process.stdout.write('held\\n'); process.stdin.resume(); process.stdin.on('end', () => s.close().then(() => process.exit(0)));`], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const held = new Promise((done) => holder.stdout.on('data', done));
+    const holderExited = new Promise((done) => holder.on('close', done));
+    try {
+      await held;
+      const child = start(['import', source, '--mailbox', 'waited', '--verbose', '--wait', '60'], { store });
+      child.stderr!.on('data', (chunk: Buffer) => { if (chunk.toString().includes('waiting')) child.kill('SIGINT'); });
+      const started = Date.now();
+      const result = await finish(child);
+      expect([result.code, result.signal], result.stderr).toEqual([null, 'SIGINT']);
+      expect(result.stderr).toMatch(/stopped while waiting for the store.*nothing was done/);
+      expect(Date.now() - started).toBeLessThan(15_000);
+    } finally {
+      holder.stdin.end();
+      await holderExited;
+    }
+    expect(await ok(['mailbox', 'list'], { store })).toBe('');
   });
 
   it('Ctrl-C in a script of imports stops the script, not only the import running', async () => {
