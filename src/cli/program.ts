@@ -132,6 +132,10 @@ export async function main(argv: string[]): Promise<number> {
   // file, a daemon's log line) threw EPIPE: the import stopped there with exit 1, which reads as
   // "finished, some entries skipped", and the daemon died. There is nowhere left to say anything.
   process.stderr.on('error', () => {});
+  // node starts its inspector on SIGUSR1: the daemon (or a long import) then listened on
+  // 127.0.0.1:9229, where any local user could run code as the store's user. A listener of our own
+  // keeps it shut; serve reopens its log on it, as on SIGHUP (the signal nginx and Dovecot take).
+  process.on('SIGUSR1', () => {});
   try {
     const program = await buildProgram(argv);
     await program.parseAsync(argv);

@@ -422,6 +422,34 @@ describe('a read-only open killed before it closed (SIGKILL, a timeout, Ctrl-C)'
   });
 });
 
+describe('SIGUSR1 (the log-reopen signal of nginx and Dovecot, in a logrotate recipe)', () => {
+  // node takes SIGUSR1 to start its inspector: the daemon then listened on 127.0.0.1:9229, where any
+  // local user could run code as the daemon's user, with every mailbox in reach.
+  it('the daemon reopens its log, as on SIGHUP, and starts no debugger', async () => {
+    const store = await freshStore();
+    const log = join(tempDir(), 'daemon.log');
+    const daemon = spawn(process.execPath, [bin, '--store', store, 'serve', '--log', log], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    daemon.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+    const exited = new Promise<number | null>((done) => daemon.on('close', (code) => done(code)));
+    const logged = (event: string) => existsSync(log) && readFileSync(log, 'utf8').includes(`"event":"${event}"`);
+    try {
+      const waitFor = async (event: string) => {
+        for (let waited = 0; waited < 10_000 && !logged(event) && daemon.exitCode === null; waited += 20) await new Promise((r) => setTimeout(r, 20));
+      };
+      await waitFor('listening');
+      daemon.kill('SIGUSR1');
+      await waitFor('log-reopened');
+      expect(logged('log-reopened')).toBe(true);
+      expect(await ok(['--no-wait', 'append', 'M', '-'], { store, input: 'Subject: after USR1\n\nx\n' })).toBe('1\n');
+      expect(stderr).not.toMatch(/Debugger listening/);
+    } finally {
+      daemon.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+  });
+});
+
 describe('node without WebAssembly (--jitless)', () => {
   it('scrub checks the index tables with the table-driven CRC32C: clean, exit 0; then finds a damaged table', async () => {
     const store = await freshStore();

@@ -51,7 +51,7 @@ Replication (all need --replication-key FILE, 32 random bytes as hex, the same o
             'mailstore promote', which the daemon runs: it stops following and, with
             --replication-listen, serves as the primary there.
 
-Logs: one JSON object per line on stderr, or in --log FILE (SIGHUP reopens it, for logrotate).
+Logs: one JSON object per line on stderr, or in --log FILE (SIGHUP or SIGUSR1 reopens it, for logrotate).
 Stop with SIGTERM: it stops accepting, lets calls in flight finish (at most 5 s), closes the store
 and exits 0.`;
 
@@ -106,7 +106,9 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   wireServices(server, hooks, options);
   process.once('SIGTERM', () => void server.stop('SIGTERM'));
   process.once('SIGINT', () => void server.stop('SIGINT'));
-  process.on('SIGHUP', () => { logger.reopen(); logger.info('log-reopened'); });
+  const reopenLog = () => { logger.reopen(); logger.info('log-reopened'); };
+  process.on('SIGHUP', reopenLog);
+  process.on('SIGUSR1', reopenLog); // logrotate recipes of nginx and Dovecot send it (program.ts: never node's inspector)
   try {
     // before the socket answers: no client write may commit without its synchronous replicas
     await replication.startPrimary(store);
