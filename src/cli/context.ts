@@ -277,11 +277,12 @@ function stdoutFailure(error: NodeJS.ErrnoException): MailstoreError {
 
 /**
  * stdout's reader went away (`| head`, `| true`): there is nowhere to say more, so the process ends
- * at once and quietly (the store is crash-safe: it is closed as by any exit). Not 0 unless the
- * command had already finished with it: what it still had to say (scrub's verdict) is lost.
+ * at once and quietly (the store is crash-safe: it is closed as by any exit), with the exit code
+ * the command had set before it printed (append: 0, its message is durable), else 141: what it
+ * still had to say (scrub's verdict) is lost.
  */
 export function exitOnBrokenPipe(): never {
-  process.exit(process.exitCode || EXIT.brokenPipe);
+  process.exit(process.exitCode ?? EXIT.brokenPipe);
 }
 
 /**

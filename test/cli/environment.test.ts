@@ -90,6 +90,18 @@ describe('stdout closed (its reader went away: | head, | true)', () => {
     expect((await run(['scrub'], { store })).code).toBe(1); // the damage is still there to be found
     expect((await ok(['messages', 'M'], { store })).split('\n').filter(Boolean)).toHaveLength(2);
   });
+
+  it('append, whose message is durable before it prints its uid, exits 0 (with --sysexits too: an MTA must not bounce what was delivered)', async () => {
+    const store = await freshStore();
+    for (const args of [['append', 'M', '-'], ['append', 'M', '-', '--sysexits']]) {
+      const child = spawn(process.execPath, [bin, ...args], { cwd: repoRoot, env: { ...process.env, MAILSTORE_DIR: store }, stdio: ['pipe', 'pipe', 'pipe'] });
+      child.stdout.destroy();
+      child.stdin.end('Subject: delivered\n\nbody\n');
+      const code = await new Promise((done) => child.on('close', done));
+      expect(code, args.join(' ')).toBe(0);
+    }
+    expect((await ok(['messages', 'M'], { store })).split('\n').filter(Boolean)).toHaveLength(2);
+  });
 });
 
 describe('stdout a full disk (> /dev/full)', () => {

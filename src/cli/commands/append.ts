@@ -48,9 +48,9 @@ async function appendOne(mailbox: string, file: string | undefined, options: App
     progress.stage = 'append';
     return store.append(mailbox, bytes, { flags, internalDate });
   });
+  process.exitCode = SYSEXITS.ok; // durable: a reader gone before the uid is printed fails nothing (an MTA would bounce it)
   if (wantsJson(command)) await printJson({ mailbox, ...result });
   else await printLine(String(result.uid));
-  process.exitCode = SYSEXITS.ok;
 }
 
 /**
