@@ -29,7 +29,7 @@ export { selectState, readBlob, type RestoreSelection, type RestoreSummary, type
  * STORE last: until STORE is there, TARGET is no store, and the next restore clears it.
  */
 const BUILD_DIR = '.restoring';
-const RESTORING_MARK = 'RESTORING';
+const RESTORING_MARK = LAYOUT.restoring;
 /** How every restore's mark begins (since the first: older ones wrote no pid). */
 const CLAIM_PREFIX = 'restoring snapshot ';
 /** A file system root's lost+found is not content. */

@@ -2,13 +2,16 @@
 // results for people (plain lines) or scripts (--json) without losing bytes on a pipe.
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { MailstoreError, isMailstoreError } from '../errors.js';
+import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import type { Client } from '../client/client.js';
 import { defaultSocketPath } from '../client/socket-path.js';
+import { isTemporaryDirectoryFailure } from '../fs/level-shadow.js';
 import { socketInodeNow } from '../fs/socket-file.js';
 import { journalPrefix } from '../fs/journal-stream.js';
 import { otherOwnerOfRootsStore } from '../fs/store-owner.js';
 import { daemonLimits, limits } from '../limits.js';
+import { EXIT } from './exit-codes.js';
+import { stopWaitingIfInterrupted } from './interrupt.js';
 import type { MailStore } from '../store/api.js';
 import type { Store, StoreOptions } from '../store/store.js';
 import { normalizeDate, parseDateText } from '../store/validate.js';
@@ -18,7 +21,8 @@ export const DEFAULT_STORE_DIR = './mailstore-data';
 /** --store DIR, else $MAILSTORE_DIR, else ./mailstore-data; always absolute. */
 export function storeDir(command: Command): string {
   const option = command.optsWithGlobals().store as string | undefined;
-  return absolutePath(option ?? process.env.MAILSTORE_DIR ?? DEFAULT_STORE_DIR);
+  const from = option !== undefined ? '--store is empty' : 'MAILSTORE_DIR is set but empty';
+  return absolutePath(option ?? process.env.MAILSTORE_DIR ?? DEFAULT_STORE_DIR, from);
 }
 
 /**
@@ -26,7 +30,10 @@ export function storeDir(command: Command): string {
  * the current directory, which may have been deleted under the shell: path.resolve then threw
  * ENOENT from uv_cwd, which the CLI printed as INTERNAL (a bug) instead of saying what to do.
  */
-export function absolutePath(path: string): string {
+export function absolutePath(path: string, empty = 'an empty path was given'): string {
+  // resolve('') is the current directory: a script's unset variable (--store "$SPOOL") made init
+  // create a store wherever the shell stood, and every other command use the store found there
+  if (path === '') throw new MailstoreError('INVALID', `${empty} (an unset variable in a script?): name the directory or file`);
   try {
     return resolve(path);
   } catch (error) {
@@ -91,7 +98,7 @@ export async function withReadStore<T>(command: Command, work: (store: MailStore
       if (!isMailstoreError(error, 'ACCESS') && !isMailstoreError(error, 'NO_SPACE')) throw error;
       return openStore(dir, { ...wait, ...ONE_SHOT, ...options, readOnly: true }).catch((second: unknown) => {
         // REFUSED, LOCKED or CORRUPT say more than the first error; the same trouble again does not.
-        const same = isMailstoreError(second) && ['ACCESS', 'NO_SPACE', 'IO'].includes(second.code);
+        const same = isMailstoreError(second) && ['ACCESS', 'NO_SPACE', 'IO'].includes(second.code) && !isTemporaryDirectoryFailure(second);
         throw same ? error : second;
       });
     }
@@ -197,16 +204,18 @@ export function parseWaitSeconds(text: string): number {
 
 /**
  * How long to wait for another holder of the store: --wait SECONDS, --no-wait, else the default.
- * A person at a terminal is told once that the command is waiting, and for whom.
+ * A person at a terminal (or a log, with --verbose) is told once that the command is waiting, and
+ * for whom. Ctrl-C during an import's or export's wait ends the wait (StoppedWaiting).
  */
 export function lockWaitOptions(command: Command): Pick<StoreOptions, 'lockWaitMs' | 'onLockWait'> {
-  const option = command.optsWithGlobals().wait as number | false | undefined;
+  const { wait: option, verbose } = command.optsWithGlobals() as { wait?: number | false; verbose?: boolean };
   const seconds = option === false ? 0 : option ?? limits.cliLockWaitSeconds;
   let told = false;
   return {
     lockWaitMs: seconds * 1000,
     onLockWait: (holder, waitedMs) => {
-      if (told || waitedMs < limits.lockNoticeMs || !process.stderr.isTTY) return;
+      stopWaitingIfInterrupted();
+      if (told || waitedMs < limits.lockNoticeMs || !(process.stderr.isTTY || verbose)) return;
       told = true;
       warn(`the store is in use by ${holder}; waiting up to ${seconds} s for it (--no-wait to fail at once)`);
     },
@@ -254,12 +263,32 @@ export function startOutput(): void {
   stdoutWritten = false;
 }
 
-/** Resolves once the bytes are handed to the OS, so exiting afterwards cannot cut them off. */
+/**
+ * Resolves once the bytes are handed to the OS, so exiting afterwards cannot cut them off. A write
+ * that fails (a full disk: `> /dev/full`, EIO) rejects with its code (NO_SPACE, IO), so the command
+ * fails as for any other trouble; a reader gone away (EPIPE) ends the process (exitOnBrokenPipe).
+ */
 export function writeStdout(bytes: Buffer): Promise<void> {
   if (bytes.length > 0) stdoutWritten = true;
   return new Promise((done, failed) => {
-    process.stdout.write(bytes, (error) => (error ? failed(error) : done()));
+    process.stdout.write(bytes, (error) => (error ? failed(stdoutFailure(error)) : done()));
   });
+}
+
+function stdoutFailure(error: NodeJS.ErrnoException): MailstoreError {
+  if (error.code === 'EPIPE') exitOnBrokenPipe();
+  const { code } = fromSystemError(error, 'writing to', 'standard output');
+  return new MailstoreError(code, `cannot write to standard output: ${error.code ?? String(error)} (what the command did before is done; its output is incomplete)`, { path: 'standard output', cause: error });
+}
+
+/**
+ * stdout's reader went away (`| head`, `| true`): there is nowhere to say more, so the process ends
+ * at once and quietly (the store is crash-safe: it is closed as by any exit), with the exit code
+ * the command had set before it printed (append: 0, its message is durable), else 141: what it
+ * still had to say (scrub's verdict) is lost.
+ */
+export function exitOnBrokenPipe(): never {
+  process.exit(process.exitCode ?? EXIT.brokenPipe);
 }
 
 /**

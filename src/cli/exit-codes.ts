@@ -16,8 +16,10 @@ export const EXIT = {
   corruption: 6,
   /** A bug in mailstore (an assertion failed); the message says what. */
   internal: 70,
-  /** Stopped by Ctrl-C (SIGINT) at a safe point. */
+  /** Stopped by Ctrl-C (SIGINT), SIGTERM or SIGHUP at a safe point; main then ends the process by that signal (interrupt.ts). */
   interrupted: 130,
+  /** stdout's reader went away (`| head`) before the command said all it had to: 128 + SIGPIPE, as a shell reports any writer killed by it. */
+  brokenPipe: 141,
 } as const;
 
 const BY_CODE: Record<ErrorCode, number> = {
@@ -62,7 +64,9 @@ export function exitCodesHelp(): string {
     `  5    invalid input (${codesFor(EXIT.invalid)}; also a bad command line)`,
     `  6    corruption (${codesFor(EXIT.corruption)}): nothing wrong was printed`,
     `  70   internal error (${codesFor(EXIT.internal)}, or any error without a code: a bug; please report it)`,
-    `  130  interrupted by Ctrl-C at a safe point (everything reported is durable)`,
+    `  130  stopped by Ctrl-C (143: SIGTERM, 129: SIGHUP); import and export at a safe point, everything`,
+    `       reported durable, then ended by the signal itself, so a script running them stops too`,
+    `  141  stdout's reader went away (| head) before all was written: output cut short, nothing else`,
     '',
     'Errors print one line to stderr: "mailstore: CODE: message". With --json (or --jsonl), and',
     'nothing printed before, also one on stdout: {"error":{"code","message","path"?,"exitCode"}}.',

@@ -4,6 +4,8 @@
 // this entry as CommonJS (for V8's code cache, src/fs/module-cache.ts).
 import { main } from './program.js';
 import { favourMainThread } from '../thread-priority.js';
+import { EXIT } from './exit-codes.js';
+import { endBySignal, interruptSignal } from './interrupt.js';
 
 // the command's own thread before V8's compiler and GC helpers and libuv's thread pool (thread-priority.ts)
 favourMainThread();
@@ -16,6 +18,10 @@ void main(process.argv).then(async (code) => {
   // Exiting here skips node's teardown of the heap, which a natural exit does after the event loop
   // drains: ~6 % of an append's CPU (issue 16). Output written before is flushed first.
   await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  // stopped early by Ctrl-C, SIGTERM or SIGHUP: its summary is out, and the process ends by that
+  // signal, so a shell script running it stops too (interrupt.ts)
+  const signal = code === EXIT.interrupted ? interruptSignal() : undefined;
+  if (signal) endBySignal(signal);
   process.exit(code);
 });
 

@@ -7,8 +7,9 @@ import { MailstoreError, isMailstoreError } from '../errors.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { journalPrefix } from '../fs/journal-stream.js';
 import { limits } from '../limits.js';
-import { DEFAULT_STORE_DIR, jsonWanted, parseWaitSeconds, printJsonError, startOutput } from './context.js';
+import { DEFAULT_STORE_DIR, exitOnBrokenPipe, jsonWanted, parseWaitSeconds, printJsonError, startOutput } from './context.js';
 import { EXIT, exitCodeFor, exitCodesHelp } from './exit-codes.js';
+import { StoppedWaiting } from './interrupt.js';
 import { SYSEXITS, sysexitsWanted } from './sysexits.js';
 
 /** A command module: `register` adds its command (and subcommands) to the program. */
@@ -123,15 +124,20 @@ async function packageVersion(): Promise<string | undefined> {
 /** Runs the command line; returns the exit code (the caller sets it, so stdout drains first). */
 export async function main(argv: string[]): Promise<number> {
   startOutput(); // main may run more than one command line in a process (tests run them in theirs)
+  // The reader went away (| head). Any other failure (ENOSPC, EIO) reaches the command through its
+  // write (writeStdout): thrown from here it was an uncaught exception, a stack trace and exit 1.
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.ok); // the reader went away (| head)
-    throw error;
+    if (error.code === 'EPIPE') exitOnBrokenPipe();
   });
   // stderr gone too (its reader exited: `2>&1 | head`, a cron or service pipe that closed): the
   // command goes on and exits with its own code. Unhandled, the first warning (an import's skipped
   // file, a daemon's log line) threw EPIPE: the import stopped there with exit 1, which reads as
   // "finished, some entries skipped", and the daemon died. There is nowhere left to say anything.
   process.stderr.on('error', () => {});
+  // node starts its inspector on SIGUSR1: the daemon (or a long import) then listened on
+  // 127.0.0.1:9229, where any local user could run code as the store's user. A listener of our own
+  // keeps it shut; serve reopens its log on it, as on SIGHUP (the signal nginx and Dovecot take).
+  process.on('SIGUSR1', () => {});
   try {
     const program = await buildProgram(argv);
     await program.parseAsync(argv);
@@ -142,7 +148,7 @@ export async function main(argv: string[]): Promise<number> {
     // An MTA's delivery command that cannot run as written (a typo in mailbox_command) is the
     // admin's to fix, as a missing store is: exit 5 is no sysexits code, and Postfix bounced the mail.
     const exitCode = appendWithSysexits(argv) ? SYSEXITS.tempFail : reported.exitCode;
-    if (jsonWanted(argv.slice(2))) await printJsonError(reported.error, exitCode);
+    if (jsonWanted(argv.slice(2)) && exitCode !== EXIT.interrupted) await printJsonError(reported.error, exitCode);
     return exitCode;
   }
 }
@@ -167,6 +173,10 @@ function reportError(error: unknown, args: string[]): { exitCode: number; error:
     const invalid = new MailstoreError('INVALID', `${topic === undefined ? error.message.replace(/^error: /, '') : `unknown command '${topic}'`} (see mailstore --help)`);
     process.stderr.write(`${journalPrefix('error')}mailstore: INVALID: ${invalid.message}\n`);
     return { exitCode: EXIT.invalid, error: invalid };
+  }
+  if (error instanceof StoppedWaiting) { // Ctrl-C answered: main ends the process by that signal
+    process.stderr.write(`mailstore: ${error.message}\n`);
+    return { exitCode: EXIT.interrupted, error };
   }
   if (isMailstoreError(error)) {
     process.stderr.write(`${journalPrefix('error')}mailstore: ${error.code}: ${error.message}\n`);

@@ -49,9 +49,14 @@ export function sysexitFor(error: unknown, stage: AppendStage, file: string | un
   return PERMANENT[error.code] ?? SYSEXITS.tempFail;
 }
 
-/** append --sysexits, or MAILSTORE_SYSEXITS=1 in the environment (for MTAs that cannot add flags). */
+/**
+ * append --sysexits, or MAILSTORE_SYSEXITS in the environment (for MTAs that cannot add flags): on
+ * for any value but an empty one, 0, false, no or off. Only 1 was on before: MAILSTORE_SYSEXITS=true
+ * exited 2 for a LOCKED during a daemon restart, and Postfix bounced the mail instead of queueing it.
+ */
 export function sysexitsWanted(flag: boolean | undefined): boolean {
-  return Boolean(flag) || process.env.MAILSTORE_SYSEXITS === '1';
+  const value = (process.env.MAILSTORE_SYSEXITS ?? '').trim().toLowerCase();
+  return Boolean(flag) || !['', '0', 'false', 'no', 'off'].includes(value);
 }
 
 export function sysexitsHelp(): string {

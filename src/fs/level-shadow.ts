@@ -8,7 +8,8 @@
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fromSystemError } from '../errors.js';
+import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
+import { processAlive } from './process-files.js';
 
 /** Immutable once written (LevelDB writes a table under a new number, never in place). */
 const TABLE_FILE = /^\d+\.(ldb|sst)$/;
@@ -21,10 +22,15 @@ export interface LevelShadow {
   remove(): Promise<void>;
 }
 
+/** A shadow's name: the prefix, the pid of the process it belongs to, mkdtemp's random tail. */
+const SHADOW_PREFIX = 'mailstore-read-only-';
+const SHADOW_NAME = /^mailstore-read-only-([0-9]+)-[^/]+$/;
+
 /** Builds a shadow of the LevelDB database at `source` under the system's temporary directory. */
 export async function shadowLevelDb(given: string): Promise<LevelShadow> {
   const source = resolve(given); // a symlink's target is read relative to the shadow, not to the caller's cwd
-  const path = await fsp.mkdtemp(join(tmpdir(), 'mailstore-read-only-')).catch((e) => { throw fromSystemError(e, 'creating a private copy of the index in', tmpdir()); });
+  await removeDeadShadows();
+  const path = await fsp.mkdtemp(join(tmpdir(), `${SHADOW_PREFIX}${process.pid}-`)).catch((e) => { throw temporaryDirectoryFailure(e); });
   const remove = () => fsp.rm(path, { recursive: true, force: true });
   try {
     const names = await fsp.readdir(source).catch((e) => { throw fromSystemError(e, 'listing the index', source); });
@@ -39,6 +45,44 @@ export async function shadowLevelDb(given: string): Promise<LevelShadow> {
     return { path, remove };
   } catch (error) {
     await remove().catch(() => undefined);
+    if (isTemporaryDirectoryFailure(error)) throw error;
     throw fromSystemError(error, 'making a private copy of the index', source);
   }
+}
+
+/**
+ * The shadows of this user's processes that are gone: a read-only open killed before it closed
+ * (SIGKILL, a cron job's timeout, Ctrl-C) left its copy of the index's log and MANIFEST in $TMPDIR
+ * for good. Only directories (never a link) this user owns, named with a pid no process has.
+ * Best effort: a $TMPDIR that cannot be listed is reported by the mkdtemp that follows.
+ */
+async function removeDeadShadows(): Promise<void> {
+  const dir = tmpdir();
+  const names = await fsp.readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    const pid = SHADOW_NAME.exec(name)?.[1];
+    if (pid === undefined || processAlive(Number(pid))) continue;
+    const stat = await fsp.lstat(join(dir, name)).catch(() => undefined);
+    if (!stat?.isDirectory() || stat.uid !== process.getuid?.()) continue;
+    await fsp.rm(join(dir, name), { recursive: true, force: true }).catch(() => undefined); // symlinks only: the tables they name are not touched
+  }
+}
+
+/**
+ * $TMPDIR missing, not writable or full: named as such, as a command that could not run (ACCESS,
+ * NO_SPACE, else IO; exit 2). A missing one was NOT_FOUND, exit 4 as for a missing mailbox, about
+ * "/nonexistent: ENOENT", and the reader's ACCESS on the lock was printed in its place.
+ */
+function temporaryDirectoryFailure(error: unknown): MailstoreError {
+  const dir = tmpdir();
+  const system = (error as NodeJS.ErrnoException).code ?? String(error);
+  const { code } = fromSystemError(error, 'creating a directory in', dir);
+  return new MailstoreError(code === 'ACCESS' || code === 'NO_SPACE' ? code : 'IO',
+    `a read-only open copies the index's small files into $TMPDIR (${dir}), which failed: ${system}; set TMPDIR to a directory this user may write (nothing in the store was touched)`,
+    { path: dir, cause: error });
+}
+
+/** The failure is $TMPDIR's, not the store's: it is reported as it is, never as the read-write open's error before it. */
+export function isTemporaryDirectoryFailure(error: unknown): boolean {
+  return isMailstoreError(error) && error.path === tmpdir() && error.message.includes('$TMPDIR');
 }

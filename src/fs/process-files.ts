@@ -1,5 +1,6 @@
 // Whether a process has a given file open, from /proc/PID/fd: for a reader that cannot take the
 // kernel lock and must tell a writer of this very store from a writer of the store it was copied from.
+// And whether a process runs at all: LOCK's owner, a dead read-only open's copy of the index.
 import { promises as fsp } from 'node:fs';
 
 /**
@@ -16,4 +17,14 @@ export async function processHoldsFile(pid: number, path: string): Promise<boole
     if (open && open.dev === target.dev && open.ino === target.ino) return true;
   }
   return false;
+}
+
+/** True while a process with this pid exists (another user's too: EPERM). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'; // alive, owned by another user
+  }
 }

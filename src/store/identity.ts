@@ -11,7 +11,7 @@ import { makeLevelDirectory } from '../fs/level-directory.js';
 import { classifyLevelError, systemAdvice } from '../index/level-errors.js';
 import { levelClass } from '../index/level-module.js';
 import { limits } from '../limits.js';
-import { processHoldsFile } from '../fs/process-files.js';
+import { processAlive, processHoldsFile } from '../fs/process-files.js';
 
 export const STORE_FORMAT = 'mailstore';
 /**
@@ -43,6 +43,8 @@ export const LAYOUT = {
   marker: 'STORE-ID',
   /** Present while `mailstore rebuild-from-bucket` assembles a store here: no other open until it is gone. */
   rebuilding: 'REBUILDING',
+  /** Present while `mailstore restore` builds a new store here (in .restoring/), until STORE is in place. */
+  restoring: 'RESTORING',
 } as const;
 
 function encodeIdentity(identity: StoreIdentity): Buffer {
@@ -132,6 +134,11 @@ export async function verifyIdentity(fs: FileSystem, root: string, options: { st
     bytes = await fs.readFile(path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      if (await fs.statIfExists(join(root, LAYOUT.restoring)).catch(() => undefined)) {
+        throw new MailstoreError('UNMOUNTED',
+          `${root} holds no store yet: a restore into it was interrupted, or is still running (${LAYOUT.restoring} is there). Nothing was changed. ` +
+          `Run the same 'mailstore restore --to ${root}' again: it clears what the interrupted one left and starts over.`, { path: join(root, LAYOUT.restoring) });
+      }
       throw new MailstoreError('UNMOUNTED',
         `${root} has no STORE identity file: it is not a mailstore, or the partition holding it is not mounted. Nothing was changed. ` +
         `If it is mounted and STORE alone was lost, 'mailstore reconstruct --identity-from-markers' writes it again from the packs/ and journal/ markers.`, { path });
@@ -312,14 +319,6 @@ async function describeHolder(fs: FileSystem, path: string): Promise<string> {
   }
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'; // alive, owned by another user
-  }
-}
 
 /** With the kernel lock held: record our pid in LOCK (whole, by rename: a reader never sees it empty). */
 async function writeOwner(fs: FileSystem, root: string, kernelLock: Level): Promise<{ release: () => Promise<void>; stale: boolean }> {

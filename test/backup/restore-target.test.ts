@@ -11,6 +11,7 @@ import { restoreToNewStore } from '../../src/backup/restore.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { bin } from '../cli/helpers.js';
 import { dump, expectCode, fill, openRepo, source } from './helpers.js';
 
 async function backedUp(dir: string): Promise<{ repoDir: string; before: unknown }> {
@@ -99,5 +100,33 @@ describe('the target of a new-store restore', () => {
     } finally {
       await repo.close();
     }
+  });
+
+  // Open on a target whose restore was stopped said only "no STORE identity file: not a mailstore, or
+  // not mounted", and pointed to 'reconstruct --identity-from-markers', which cannot help there.
+  it('stopped by Ctrl-C: opening the target says a restore was interrupted and to run it again, which then restores it whole', async () => {
+    const dir = tmpDir('rt');
+    const { repoDir, before } = await backedUp(dir);
+    const target = join(dir, 'stopped');
+    const cli = (args: string[]) => spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const restore = cli(['restore', '--repo', repoDir, '--to', target]);
+    const ended = new Promise<NodeJS.Signals | null>((done) => restore.on('close', (_code, signal) => done(signal)));
+    while (!existsSync(join(target, 'RESTORING')) && restore.exitCode === null) await new Promise((r) => setImmediate(r));
+    restore.kill('SIGINT');
+    expect(await ended).toBe('SIGINT');
+    expect(readdirSync(target)).toContain('RESTORING');
+    const opened = cli(['--store', target, 'stats']);
+    let stderr = '';
+    opened.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+    expect(await new Promise((done) => opened.on('close', done))).toBe(3);
+    expect(stderr).toMatch(/^mailstore: UNMOUNTED: .*a restore into it was interrupted.*Run the same 'mailstore restore/);
+    expect(stderr).not.toMatch(/reconstruct/);
+    const repo = await openRepo(repoDir);
+    try {
+      await restoreToNewStore(nodeFileSystem, repo, 'latest', target);
+    } finally {
+      await repo.close();
+    }
+    expect(await restoredDump(target)).toEqual(before);
   });
 });

@@ -171,6 +171,13 @@ describe('append --sysexits', () => {
     expect((await run(['append', 'nope', '-', '--sysexits'], { store, input: message(1) })).code).toBe(67);
     expect((await run(['append', 'nope', '-'], { store, input: message(1), env: { MAILSTORE_SYSEXITS: '1' } })).code).toBe(67);
     expect((await run(['append', 'nope', '-'], { store, input: message(1) })).code).toBe(4); // without: the usual table
+    // MAILSTORE_SYSEXITS=true (or yes) was taken for off: a LOCKED during a daemon restart exited 2, and Postfix bounced the mail
+    for (const value of ['true', 'yes', 'on', 'TRUE']) {
+      expect((await run(['append', 'nope', '-'], { store, input: message(1), env: { MAILSTORE_SYSEXITS: value } })).code, value).toBe(67);
+    }
+    for (const value of ['0', 'false', 'no', 'off', '']) {
+      expect((await run(['append', 'nope', '-'], { store, input: message(1), env: { MAILSTORE_SYSEXITS: value } })).code, value).toBe(4);
+    }
     expect((await run(['append', 'in', '-', '--sysexits', '--flags', '\\Bogus'], { store, input: message(1) })).code).toBe(65);
     expect((await run(['append', 'in', join(tempDir(), 'missing.eml'), '--sysexits'], { store })).code).toBe(66);
     const held = await Store.open(store);

@@ -4,6 +4,7 @@
 // code, never a crash that reads as another result.
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { bin, json, newStore, ok, repoRoot, requireBuilt, run, tempDir } from './helpers.js';
@@ -12,16 +13,29 @@ beforeAll(requireBuilt);
 
 const freshStore = () => newStore(['M'], 'mailstore-env-');
 
-/** Runs `mailstore ARGS` with stderr a pipe whose reading end is closed before it writes a byte. */
-function runStderrGone(args: string[], store: string): Promise<{ code: number | null; stdout: string }> {
+/** Runs `mailstore ARGS` with stderr (or stdout) a pipe whose reading end is closed before it writes a byte. */
+function runReaderGone(args: string[], store: string, gone: 'stdout' | 'stderr' = 'stderr'): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [bin, ...args], { cwd: repoRoot, env: { ...process.env, MAILSTORE_DIR: store }, stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stderr.destroy();
-  const stdout: Buffer[] = [];
-  child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+  child[gone].destroy();
+  const output = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+  for (const name of ['stdout', 'stderr'] as const) if (name !== gone) child[name].on('data', (chunk: Buffer) => output[name].push(chunk));
+  const text = (chunks: Buffer[]) => Buffer.concat(chunks).toString('utf8');
   return new Promise((done, failed) => {
     child.on('error', failed);
-    child.on('close', (code) => done({ code, stdout: Buffer.concat(stdout).toString('utf8') }));
+    child.on('close', (code) => done({ code, stdout: text(output.stdout), stderr: text(output.stderr) }));
   });
+}
+const runStderrGone = (args: string[], store: string) => runReaderGone(args, store, 'stderr');
+
+/** A store whose M holds two messages in a pack (over the inline size), the first one's body damaged. */
+async function storeWithDamage(): Promise<string> {
+  const store = await freshStore();
+  for (const text of ['first', 'second']) await ok(['append', 'M', '-'], { store, input: `Subject: ${text}\n\n${text.repeat(10_000)}\n` });
+  const pack = join(store, 'packs', readdirSync(join(store, 'packs')).find((name) => name.endsWith('.pack'))!);
+  const bytes = readFileSync(pack);
+  bytes[20_000] ^= 0x01; // inside the first body
+  writeFileSync(pack, bytes);
+  return store;
 }
 
 describe('stderr closed (its reader went away)', () => {
@@ -63,6 +77,54 @@ describe('stderr closed (its reader went away)', () => {
   });
 });
 
+describe('stdout closed (its reader went away: | head, | true)', () => {
+  // The CLI exited 0 on EPIPE whatever the command had still to say: `scrub | true` on a damaged
+  // store exited 0 (under pipefail the damage read as clean), as did a list cut short.
+  it('ends quietly (no stack trace) with the broken pipe\'s 141, never 0 for output it could not give; the store is untouched', async () => {
+    const store = await storeWithDamage();
+    for (const args of [['scrub'], ['scrub', '--jsonl'], ['messages', 'M'], ['fetch', 'M', '2']]) {
+      const result = await runReaderGone(args, store, 'stdout');
+      expect(result.code, args.join(' ')).toBe(141);
+      expect(result.stderr, args.join(' ')).toBe('');
+    }
+    expect((await run(['scrub'], { store })).code).toBe(1); // the damage is still there to be found
+    expect((await ok(['messages', 'M'], { store })).split('\n').filter(Boolean)).toHaveLength(2);
+  });
+
+  it('append, whose message is durable before it prints its uid, exits 0 (with --sysexits too: an MTA must not bounce what was delivered)', async () => {
+    const store = await freshStore();
+    for (const args of [['append', 'M', '-'], ['append', 'M', '-', '--sysexits']]) {
+      const child = spawn(process.execPath, [bin, ...args], { cwd: repoRoot, env: { ...process.env, MAILSTORE_DIR: store }, stdio: ['pipe', 'pipe', 'pipe'] });
+      child.stdout.destroy();
+      child.stdin.end('Subject: delivered\n\nbody\n');
+      const code = await new Promise((done) => child.on('close', done));
+      expect(code, args.join(' ')).toBe(0);
+    }
+    expect((await ok(['messages', 'M'], { store })).split('\n').filter(Boolean)).toHaveLength(2);
+  });
+});
+
+describe('stdout a full disk (> /dev/full)', () => {
+  // A write to stdout that failed (ENOSPC, EIO) was thrown from the stream's error event: node
+  // printed a stack trace and exited 1, which export and import document as "skipped entries".
+  it.skipIf(!existsSync('/dev/full'))('NO_SPACE (exit 2) naming standard output; what the command did is done', async () => {
+    const store = await freshStore();
+    await ok(['append', 'M', '-'], { store, input: 'Subject: one\n\nbody\n' });
+    const toFull = (args: string[], input = '') => spawnSync('sh', ['-c', 'exec "$@" > /dev/full', 'sh', process.execPath, bin, '--store', store, ...args], { encoding: 'utf8', input });
+    const out = join(tempDir(), 'M.mbox');
+    for (const args of [['messages', 'M'], ['messages', 'M', '--json'], ['mailbox', 'list'], ['export', 'M', '--format', 'mbox', '--out', out]]) {
+      const result = toFull(args);
+      expect(result.status, `${args.join(' ')}: ${result.stderr}`).toBe(2);
+      expect(result.stderr, args.join(' ')).toMatch(/^mailstore: NO_SPACE: cannot write to standard output: ENOSPC/);
+      expect(result.stderr, args.join(' ')).not.toMatch(/\n\s+at /);
+    }
+    expect(readFileSync(out, 'utf8')).toContain('Subject: one'); // the export itself was complete
+    const appended = toFull(['append', 'M', '-'], 'Subject: two\n\nbody\n');
+    expect(appended.status).toBe(2);
+    expect(await ok(['messages', 'M'], { store })).toMatch(/^2\t/m); // durable, though its uid could not be printed
+  });
+});
+
 describe('the current directory deleted under the shell', () => {
   /** `mailstore ARGS` started in a directory that is removed before node starts. */
   function inDeletedDirectory(args: string[], env: Record<string, string> = {}) {
@@ -86,6 +148,82 @@ describe('the current directory deleted under the shell', () => {
     const source = inDeletedDirectory(['--store', store, 'import', 'Maildir', '--mailbox', 'M']);
     expect(source.status, source.stderr).toBe(4);
     expect(source.stderr).toMatch(/^mailstore: NOT_FOUND: cannot find "Maildir": it is relative/);
+  });
+});
+
+describe('an empty path (a script\'s unset variable: --store "$SPOOL")', () => {
+  // An empty --store or MAILSTORE_DIR was the current directory: init made a store there (in cron's
+  // HOME), and every other command used whatever store the shell stood in; an empty SOURCE imported it.
+  it('is INVALID (exit 5) naming where it came from, and nothing is created in the current directory', async () => {
+    const cwd = tempDir();
+    const store = await freshStore();
+    const mailstore = (args: string[], env: Record<string, string> = {}) =>
+      spawnSync(process.execPath, [bin, ...args], { cwd, env: { ...process.env, MAILSTORE_DIR: store, ...env }, encoding: 'utf8', input: '' });
+    const cases: Array<[string[], Record<string, string>, RegExp]> = [
+      [['init'], { MAILSTORE_DIR: '' }, /MAILSTORE_DIR is set but empty/],
+      [['--store', '', 'init'], {}, /--store is empty/],
+      [['--store', '', 'mailbox', 'list'], {}, /--store is empty/],
+      [['import', '', '--mailbox', 'M'], {}, /an empty path/],
+      [['export', 'M', '--format', 'maildir', '--out', ''], {}, /an empty path/],
+    ];
+    for (const [args, env, message] of cases) {
+      const result = mailstore(args, env);
+      expect(result.status, `${args.join(' ')}: ${result.stderr}`).toBe(5);
+      expect(result.stderr, args.join(' ')).toMatch(/^mailstore: INVALID: /);
+      expect(result.stderr, args.join(' ')).toMatch(message);
+    }
+    expect(readdirSync(cwd)).toEqual([]);
+    expect(await ok(['mailbox', 'list'], { store })).toBe('M\n');
+  });
+});
+
+describe('a relative path given to a command that a daemon runs', () => {
+  // scrub --repair through the daemon read a relative --replication-key in the daemon's working
+  // directory (/ under systemd), not the admin's: NOT_FOUND, exit 4, for a key file that is there.
+  it('scrub --repair --replication-key FILE is read where the admin stands', async () => {
+    const store = await storeWithDamage();
+    const keys = tempDir();
+    writeFileSync(join(keys, 'key.hex'), `${'ab'.repeat(32)}\n`, { mode: 0o600 });
+    const daemon = spawn(process.execPath, [bin, '--store', store, 'serve'], { cwd: '/', stdio: 'ignore' });
+    const exited = new Promise<number | null>((done) => daemon.on('close', (code) => done(code)));
+    try {
+      const socket = join(store, 'run', 'mailstore.sock');
+      for (let waited = 0; waited < 10_000 && !existsSync(socket) && daemon.exitCode === null; waited += 50) await new Promise((r) => setTimeout(r, 50));
+      const closedPort = await new Promise<number>((done) => {
+        const server = createServer().listen(0, '127.0.0.1', () => { const { port } = server.address() as AddressInfo; server.close(() => done(port)); });
+      });
+      const result = spawnSync(process.execPath, [bin, '--store', store, 'scrub', '--repair', '--source', `127.0.0.1:${closedPort}`, '--replication-key', 'key.hex'], { cwd: keys, encoding: 'utf8' });
+      // the key was read; what fails is the source, which nothing listens on
+      expect(result.stderr).toMatch(new RegExp(`^mailstore: UNAVAILABLE: cannot reach 127\\.0\\.0\\.1:${closedPort}`));
+      expect(result.status).toBe(2);
+      expect(daemon.exitCode).toBeNull();
+    } finally {
+      daemon.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+  });
+});
+
+describe('append with nothing on stdin (/dev/null, closed, a generator that failed)', () => {
+  // An empty message was appended and the command exited 0: `report | mailstore append M` from cron
+  // stored an empty message whenever the report failed, and the pipeline's status (append's) hid it.
+  it('INVALID (exit 5; 65 with --sysexits) and nothing is appended; an empty FILE likewise', async () => {
+    const store = await freshStore();
+    const empty = join(tempDir(), 'empty.eml');
+    writeFileSync(empty, '');
+    const mailstore = bin.replace(/'/g, `'\\''`);
+    for (const [shell, code] of [
+      [`exec "$0" '${mailstore}' append M < /dev/null`, 5],
+      [`exec "$0" '${mailstore}' append M - <&-`, 5],
+      [`false | "$0" '${mailstore}' append M`, 5],
+      [`exec "$0" '${mailstore}' append M --sysexits < /dev/null`, 65],
+      [`exec "$0" '${mailstore}' append M '${empty}'`, 5],
+    ] as const) {
+      const result = spawnSync('sh', ['-c', shell, process.execPath], { env: { ...process.env, MAILSTORE_DIR: store }, encoding: 'utf8' });
+      expect(result.status, `${shell}: ${result.stderr}`).toBe(code);
+      expect(result.stderr, shell).toMatch(/^mailstore: INVALID: .*empty/);
+    }
+    expect(await json(['messages', 'M'], { store })).toEqual([]);
   });
 });
 
@@ -253,6 +391,74 @@ describe('a store the caller may read but not write', () => {
     const change = nobody(['flags', 'M', '1', '--add', '\\Flagged'], store);
     expect(change.status).toBe(2);
     expect(change.stderr).toMatch(/^mailstore: ACCESS: /);
+  });
+
+  // A read-only open copies the index's small files into $TMPDIR. Missing, it was NOT_FOUND (exit 4,
+  // as for a missing mailbox) about "/nonexistent: ENOENT"; not writable, the ACCESS of the lock
+  // was printed instead, and nothing named TMPDIR.
+  it.skipIf(skip !== undefined)('a $TMPDIR that is missing or not writable is named, exit 2, and the read works with another', async () => {
+    const store = await freshStore();
+    await ok(['append', 'M', '-'], { store, input: 'Subject: hello\n\nbody\n' });
+    chmodSync(join(store, '..'), 0o755);
+    spawnSync('chmod', ['-R', 'a+rX,go-w', store]);
+    const rootOnly = tempDir(); // 0700, root's
+    for (const tmp of ['/nonexistent', rootOnly]) {
+      const result = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, bin, '--store', store, 'messages', 'M'], { cwd: '/', encoding: 'utf8', env: { ...process.env, TMPDIR: tmp } });
+      expect(result.status, `${tmp}: ${result.stderr}`).toBe(2);
+      expect(result.stderr, tmp).toMatch(/^mailstore: (IO|ACCESS): .*\$TMPDIR \(/);
+      expect(result.stderr, tmp).toContain(tmp);
+    }
+    expect(nobody(['messages', 'M'], store).status).toBe(0);
+  });
+});
+
+describe('a read-only open killed before it closed (SIGKILL, a timeout, Ctrl-C)', () => {
+  // Its private copy of the index (mailstore-read-only-*, in $TMPDIR: a copy of the index's log and
+  // MANIFEST) stayed there for good, one more for each run a cron job's timeout cut short.
+  it.skipIf(process.geteuid?.() !== 0)('leaves a copy that the next read-only open removes', async () => {
+    const store = await freshStore();
+    await ok(['append', 'M', '-'], { store, input: 'Subject: hello\n\nbody\n' });
+    spawnSync('chown', ['-R', '65534:65534', store]); // root reads nobody's store read-only
+    const tmp = tempDir();
+    const env = { ...process.env, TMPDIR: tmp, MAILSTORE_DIR: store };
+    const scrub = spawn(process.execPath, [bin, 'scrub'], { env, stdio: 'ignore' });
+    const ended = new Promise((done) => scrub.on('close', done));
+    while (readdirSync(tmp).length === 0 && scrub.exitCode === null) await new Promise((r) => setImmediate(r));
+    scrub.kill('SIGKILL');
+    await ended;
+    expect(readdirSync(tmp)).toHaveLength(1); // the killed one's
+    const list = spawnSync(process.execPath, [bin, 'mailbox', 'list'], { env, encoding: 'utf8' });
+    expect(list.status, list.stderr).toBe(0);
+    expect(list.stdout).toBe('M\n');
+    expect(readdirSync(tmp)).toEqual([]);
+  });
+});
+
+describe('SIGUSR1 (the log-reopen signal of nginx and Dovecot, in a logrotate recipe)', () => {
+  // node takes SIGUSR1 to start its inspector: the daemon then listened on 127.0.0.1:9229, where any
+  // local user could run code as the daemon's user, with every mailbox in reach.
+  it('the daemon reopens its log, as on SIGHUP, and starts no debugger', async () => {
+    const store = await freshStore();
+    const log = join(tempDir(), 'daemon.log');
+    const daemon = spawn(process.execPath, [bin, '--store', store, 'serve', '--log', log], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    daemon.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+    const exited = new Promise<number | null>((done) => daemon.on('close', (code) => done(code)));
+    const logged = (event: string) => existsSync(log) && readFileSync(log, 'utf8').includes(`"event":"${event}"`);
+    try {
+      const waitFor = async (event: string) => {
+        for (let waited = 0; waited < 10_000 && !logged(event) && daemon.exitCode === null; waited += 20) await new Promise((r) => setTimeout(r, 20));
+      };
+      await waitFor('listening');
+      daemon.kill('SIGUSR1');
+      await waitFor('log-reopened');
+      expect(logged('log-reopened')).toBe(true);
+      expect(await ok(['--no-wait', 'append', 'M', '-'], { store, input: 'Subject: after USR1\n\nx\n' })).toBe('1\n');
+      expect(stderr).not.toMatch(/Debugger listening/);
+    } finally {
+      daemon.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
   });
 });
 

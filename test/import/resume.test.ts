@@ -1,11 +1,12 @@
 // Import is resumable: killed (SIGKILL) or stopped (Ctrl-C) part way, the same command run again
 // ends with every source message in the store exactly once. A changed source is refused.
+import { spawn } from 'node:child_process';
 import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { nodeFileSystem as fs } from '../../src/fs/node-fs.js';
 import { readMbox } from '../../src/formats/mbox.js';
-import { finish, json, ok, requireBuilt, run, sha256, sortedList, start, tempDir } from '../cli/helpers.js';
+import { bin, finish, json, ok, repoRoot, requireBuilt, run, sha256, sortedList, start, tempDir } from '../cli/helpers.js';
 
 beforeAll(requireBuilt);
 
@@ -95,15 +96,18 @@ describe('an import killed part way', () => {
   });
 });
 
-describe('Ctrl-C or SIGTERM during an import', () => {
-  // SIGTERM (a service manager stopping the job) killed the import before its summary (session 30)
-  it.each(['SIGINT', 'SIGTERM'] as const)('%s: stops at a batch boundary, prints the summary, exits 130; everything reported is there', async (signal) => {
+describe('Ctrl-C, SIGTERM or SIGHUP during an import', () => {
+  // SIGTERM (a service manager stopping the job) killed the import before its summary (session 30).
+  // After its summary the import ends by the signal itself, as the shell reports it (130, 143, 129):
+  // it exited 130 instead, and a shell script whose import was stopped by Ctrl-C went on to its next
+  // line (bash stops a script only when the command died of SIGINT; session 36).
+  it.each(['SIGINT', 'SIGTERM', 'SIGHUP'] as const)('%s: stops at a batch boundary, prints the summary, ends by the signal; everything reported is there', async (signal) => {
     const dir = tempDir();
     const source = join(dir, 'big.mbox');
     const hashes = writeMbox(source, 0, BIG_MBOX_MESSAGES);
     const store = await freshStore();
     const stopped = await interruptAfterFirstBatch(store, [source, '--mailbox', 'big', '--json'], signal);
-    expect(stopped.code).toBe(130);
+    expect([stopped.code, stopped.signal]).toEqual([null, signal]);
     const summary = JSON.parse(stopped.stdout.toString());
     expect(summary.interrupted).toBe(true);
     expect(summary.imported).toBeGreaterThanOrEqual(100);
@@ -112,6 +116,52 @@ describe('Ctrl-C or SIGTERM during an import', () => {
     const resumed = await json(['import', source, '--mailbox', 'big'], { store });
     expect(resumed.alreadyImported).toBe(summary.imported);
     expect(sortedList(await storedHashes(store, 'big'))).toEqual(sortedList(hashes));
+  });
+
+  // Ctrl-C while the store was held by another process: the import said it would stop, waited on
+  // for the store (up to --wait, 30 s by default), then made its mailbox and imported a message.
+  it('Ctrl-C while it waits for a store another process holds: stops waiting, ends by SIGINT, nothing imported or created', async () => {
+    const source = join(tempDir(), 'small.mbox');
+    writeMbox(source, 0, 50);
+    const store = await freshStore();
+    const storeModule = join(repoRoot, 'dist/src/store/store.js');
+    const holder = spawn(process.execPath, ['--input-type=module', '-e',
+      `const { Store } = await import(${JSON.stringify(storeModule)}); const s = await Store.open(${JSON.stringify(store)}); ` +
+      `process.stdout.write('held\\n'); process.stdin.resume(); process.stdin.on('end', () => s.close().then(() => process.exit(0)));`], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const held = new Promise((done) => holder.stdout.on('data', done));
+    const holderExited = new Promise((done) => holder.on('close', done));
+    try {
+      await held;
+      const child = start(['import', source, '--mailbox', 'waited', '--verbose', '--wait', '60'], { store });
+      child.stderr!.on('data', (chunk: Buffer) => { if (chunk.toString().includes('waiting')) child.kill('SIGINT'); });
+      const started = Date.now();
+      const result = await finish(child);
+      expect([result.code, result.signal], result.stderr).toEqual([null, 'SIGINT']);
+      expect(result.stderr).toMatch(/stopped while waiting for the store.*nothing was done/);
+      expect(Date.now() - started).toBeLessThan(15_000);
+    } finally {
+      holder.stdin.end();
+      await holderExited;
+    }
+    expect(await ok(['mailbox', 'list'], { store })).toBe('');
+  });
+
+  it('Ctrl-C in a script of imports stops the script, not only the import running', async () => {
+    const dir = tempDir();
+    const source = join(dir, 'big.mbox');
+    writeMbox(source, 0, BIG_MBOX_MESSAGES);
+    const store = await freshStore();
+    const mailstore = `"${process.execPath}" "${bin}" --store "${store}" import "${source}" --batch-messages 100 --verbose --mailbox`;
+    // bash, as a terminal's Ctrl-C reaches it: SIGINT to its whole process group
+    const script = spawn('bash', ['-c', `${mailstore} first; ${mailstore} second`], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    script.stderr.on('data', (chunk: Buffer) => {
+      if (!stderr.includes('committed') && (stderr += chunk.toString()).includes('committed')) process.kill(-script.pid!, 'SIGINT');
+    });
+    const ended = await new Promise<NodeJS.Signals | null>((done) => script.on('close', (_code, signal) => done(signal)));
+    expect(ended).toBe('SIGINT');
+    const names = (await ok(['mailbox', 'list'], { store })).split('\n').filter(Boolean);
+    expect(names).toEqual(['first']); // the second import never started
   });
 });
 

@@ -16,7 +16,7 @@ interface AppendProgress { stage: AppendStage }
 export function register(program: Command): void {
   program
     .command('append <mailbox> [file]')
-    .description('append one message from FILE, or from stdin when FILE is "-" or absent. The uid is printed only once the message is durable (blob and journal fsynced); on any error nothing was acknowledged')
+    .description('append one message from FILE, or from stdin when FILE is "-" or absent (an empty one is refused: INVALID). The uid is printed only once the message is durable (blob and journal fsynced); on any error nothing was acknowledged')
     .option('--flags <flags>', 'flags, comma or space separated, e.g. "\\Seen,\\Flagged,$Label1"')
     .option('--date <date>', 'internal date: ISO 8601 (2024-02-29T10:00:00Z), RFC 5322 or epoch seconds, a time without a zone in UTC; a real calendar date from 1970 to 9999 (else exit 5); default now')
     .option('--sysexits', 'exit with sysexits.h codes (67 no mailbox, 65 bad message, 75 anything else: retry) for an MTA; also MAILSTORE_SYSEXITS=1')
@@ -42,14 +42,27 @@ async function appendOne(mailbox: string, file: string | undefined, options: App
   const bytes = file === undefined || file === '-'
     ? await readStdin()
     : await readMessageArgument(file);
+  refuseEmpty(bytes, file);
   progress.stage = 'store';
   const result = await withStore(command, (store) => {
     progress.stage = 'append';
     return store.append(mailbox, bytes, { flags, internalDate });
   });
+  process.exitCode = SYSEXITS.ok; // durable: a reader gone before the uid is printed fails nothing (an MTA would bounce it)
   if (wantsJson(command)) await printJson({ mailbox, ...result });
   else await printLine(String(result.uid));
-  process.exitCode = SYSEXITS.ok;
+}
+
+/**
+ * Zero bytes are no message but a sign that nothing came: stdin /dev/null or closed (cron, a
+ * service), or the command piping into append failed before it wrote a byte, which the pipeline's
+ * status (append's 0) hid while an empty message went into the mailbox. The library still takes
+ * one (an IMAP APPEND of {0}); the command line refuses it.
+ */
+function refuseEmpty(bytes: Buffer, file: string | undefined): void {
+  if (bytes.length > 0) return;
+  const from = file === undefined || file === '-' ? 'stdin is empty (/dev/null, closed, or whatever pipes into append wrote nothing)' : `${file} is empty`;
+  throw new MailstoreError('INVALID', `${from}: an empty message is not appended`); // no path: with --sysexits 65 (the message), not 66 (FILE unreadable)
 }
 
 /**

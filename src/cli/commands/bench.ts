@@ -61,7 +61,7 @@ Writes OUT/report.md (tables with ratios to each peer, the goals, charts beside 
 OUT/results.json (every figure, raw) and OUT/charts/*.svg. The stores it and the peers make are
 removed at the end; OUT/prepared is kept for the next run.
 Progress lines go to stderr. Exit code 0 when the report was written; 130 when stopped during
-preparation (run the same command again to resume).`)
+preparation by Ctrl-C (143 SIGTERM, 129 SIGHUP; run the same command again to resume).`)
     .action(runBench);
 }
 

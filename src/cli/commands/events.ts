@@ -8,7 +8,7 @@ import { Store } from '../../store/store.js';
 import { EventContext, readEvents, type MailEvent } from '../../events/events.js';
 import { ChangeSignal } from '../../events/follow.js';
 import { eventLimits } from '../../limits.js';
-import { catchInterrupt } from '../interrupt.js';
+import { StoppedWaiting, catchInterrupt } from '../interrupt.js';
 import { withReadStore, writeStdout } from '../context.js';
 
 /** Output is handed to stdout in chunks of about this many bytes. */
@@ -64,6 +64,9 @@ async function follow(command: Command, since: EventCursor, out: Output): Promis
         let readTo = since.slot === Infinity ? since.seq : since.seq - 1;
         for await (const event of readEvents(store, since, { context, onRecord: (seq) => { readTo = seq; } })) await out.add(event);
         return { seq: Math.max(readTo, since.seq), slot: readTo >= since.seq ? Infinity : since.slot };
+      }).catch((error: unknown) => {
+        if (error instanceof StoppedWaiting) return since; // Ctrl-C while the store was held: the follow ends, as it does
+        throw error;
       });
       await out.flush();
       await pause.wait(eventLimits.followPollMs, stop.signal);

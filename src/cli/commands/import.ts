@@ -62,8 +62,10 @@ and index are no mail. A directory in the source that is no folder (a dot-direct
 with no Maildir in or below it) is not imported and is reported (notFolder below).
 
 Resumable: a re-run of the same import (same SOURCE and --mailbox) after a crash or Ctrl-C skips
-what is already in and adds nothing twice. Ctrl-C stops at a batch boundary: everything reported
-as imported is durable; the exit code is then 130. Two runs of the same import at once (through a
+what is already in and adds nothing twice. Ctrl-C stops at a batch boundary (while it waits for a
+store another process holds: at once, nothing done): everything reported
+as imported is durable; the import then ends by the signal (exit status 130 in the shell; 143 for
+SIGTERM, 129 for SIGHUP), so a script running it stops too. Two runs of the same import at once (through a
 running daemon) do not both add it: the one whose resume point the other moved stops with REFUSED
 (exit 3), nothing of its last batch written; run it again afterwards. Messages are stored byte for byte, malformed or
 not. Maildir flags come from the ":2," suffix (and dovecot-keywords); mbox flags from Status/X-Status.

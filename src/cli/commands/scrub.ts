@@ -157,10 +157,10 @@ async function scrubAndReport(store: MailStore, options: ScrubCliOptions, output
 /** --repair: heals what the scrub found and prints the findings before, what is left, and a summary. */
 async function repairAndReport(store: MailStore, options: ScrubCliOptions, report: ScrubReport, output: Output): Promise<number> {
   const result = await procedures(store).repair(report, {
-    // a directory is made absolute (through a daemon the repair runs there, in its own working
-    // directory); HOST:PORT names a node (replication listener) and is kept as it is
+    // a directory and the key file are made absolute (through a daemon the repair runs there, in its
+    // own working directory); HOST:PORT names a node (replication listener) and is kept as it is
     sources: options.source?.map((source) => (/^[^/]*:\d+$/.test(source) ? source : absolutePath(source))),
-    replicationKey: options.replicationKey, force: options.force, dropUnreferenced: options.dropUnreferenced,
+    replicationKey: options.replicationKey && absolutePath(options.replicationKey), force: options.force, dropUnreferenced: options.dropUnreferenced,
     scrubOptions: { mailbox: options.mailbox, maxRateBytesPerSecond: options.maxRate, hashThreads: options.threads },
   });
   const summary = {

@@ -51,7 +51,7 @@ Replication (all need --replication-key FILE, 32 random bytes as hex, the same o
             'mailstore promote', which the daemon runs: it stops following and, with
             --replication-listen, serves as the primary there.
 
-Logs: one JSON object per line on stderr, or in --log FILE (SIGHUP reopens it, for logrotate).
+Logs: one JSON object per line on stderr, or in --log FILE (SIGHUP or SIGUSR1 reopens it, for logrotate).
 Stop with SIGTERM: it stops accepting, lets calls in flight finish (at most 5 s), closes the store
 and exits 0.`;
 
@@ -87,7 +87,9 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   // From here, not once the store is open: node's default for SIGHUP ends the process, so a reload
   // (systemctl reload, logrotate) during a long recovery or lock wait stopped the daemon, and systemd
   // counts an end by SIGHUP as clean: it was not started again.
-  process.on('SIGHUP', () => { logger.reopen(); logger.info('log-reopened'); });
+  const reopenLog = () => { logger.reopen(); logger.info('log-reopened'); };
+  process.on('SIGHUP', reopenLog);
+  process.on('SIGUSR1', reopenLog); // logrotate recipes of nginx and Dovecot send it (program.ts: never node's inspector)
   const replication = new ServeReplication(options, logger);
   const hooks = serviceHooks();
   // The store stopping itself is seen here whoever met it (an LMTP delivery, a background
