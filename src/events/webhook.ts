@@ -9,7 +9,7 @@ import type { Store } from '../store/store.js';
 import { formatCursor, parseCursor, START, type EventCursor } from './cursor.js';
 import { followEvents, pause, type ChangeSignal } from './follow.js';
 import { readEvents, type MailEvent } from './events.js';
-import { readOnlyReplicaError } from '../store/role.js';
+import { checkWritableRole } from '../store/role.js';
 
 export type WebhookStore = Pick<Store, 'root' | 'maintenance' | 'getMeta' | 'setMeta' | 'changes' | 'replication'>;
 
@@ -160,8 +160,7 @@ export async function postEvents(store: WebhookStore, url: string, options: Webh
  * from the cursor its primary stored (a journaled record, replicated).
  */
 function checkCursorWritable(store: WebhookStore): void {
-  const role = store.replication().role();
-  if (role && role.role !== 'primary') throw readOnlyReplicaError(store.root, role);
+  checkWritableRole(store.root, store.replication().role());
 }
 
 /**

@@ -18,6 +18,7 @@ import type { Store } from '../store/store.js';
 import type { MessageInfo } from '../store/types.js';
 import { moveQuotaRoots, quotaRootsAt } from '../store/quota.js';
 import { formatMailboxName, parseMailboxName } from '../store/validate.js';
+import { checkWritableRole } from '../store/role.js';
 import { readKeyFile } from './key.js';
 import { connect, type Connection, type Log } from './transport.js';
 import { deleteMailboxAlone, type XferMailbox, type XferMessage } from './xfer-target.js';
@@ -57,6 +58,10 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
   const options = { ...given, user: formatMailboxName(tree.slice(1)), mailboxPrefix: given.mailboxPrefix?.normalize('NFC') };
   const log = options.log ?? (() => undefined);
   const control = store.replication();
+  // its intent records go in through commitMeta, which takes any role (promote's epoch): on a
+  // replica they were records of its own in a journal that mirrors its primary's (it stopped
+  // following), and the switch happened with the user still at the primary
+  checkWritableRole(store.root, control.role());
   const intent = control.db.getNow<Intent>(keys.meta(intentKey(options.user)));
   if (intent?.phase === 'switched') {
     await removeHere(store, intent.mailboxes, intent.quotaRoots ? tree : undefined);

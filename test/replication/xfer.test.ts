@@ -17,7 +17,7 @@ import { isDamage } from '../../src/scrub/findings.js';
 import { recount } from '../helpers/recount.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { limits } from '../../src/limits.js';
-import { codeOf, keyFile, msg, quiet } from './helpers.js';
+import { codeOf, keyFile, msg, quiet, startPair, until } from './helpers.js';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -494,6 +494,30 @@ describe('xfer to a target that is this store', () => {
     } finally {
       await self.close();
       await a.close();
+    }
+  }, 60_000);
+});
+
+describe('xfer from a replica', () => {
+  it("an XFER run on a replica (or through its daemon) is READ_ONLY_REPLICA before anything: no record of its own in the replica's journal (it stopped following its primary), no copy at the target, the user stays at the primary", async () => {
+    const pair = await startPair({ fill: async (store) => { await store.createMailbox('user/bob/INBOX'); await store.append('user/bob/INBOX', msg(1)); } });
+    const b = await Store.open(tmpDir('b'), { create: true });
+    const target = await startPrimary(b, { listen: '127.0.0.1:0', keyFile: pair.key, log: quiet });
+    try {
+      const to = `127.0.0.1:${(await target.status()).port}`;
+      await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq, 15_000, 'the replica caught up');
+      const seq = pair.replica.store.replication().journal.lastSeq;
+      expect(await codeOf(xferUser(pair.replica.store, { user: 'bob', to, keyFile: pair.key }))).toBe('READ_ONLY_REPLICA');
+      expect(pair.replica.store.replication().journal.lastSeq).toBe(seq);
+      expect(await b.listMailboxes()).toEqual([]); // the copy had been switched to, beside the primary's
+      const { uid } = await pair.primaryStore.append('user/bob/INBOX', msg(2));
+      await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq, 15_000, 'the replica follows');
+      expect(await pair.replica.store.fetch('user/bob/INBOX', uid)).toEqual(msg(2));
+      await pair.expectIdentical();
+    } finally {
+      await target.close();
+      await b.close();
+      await pair.close();
     }
   }, 60_000);
 });
