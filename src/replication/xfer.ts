@@ -48,6 +48,8 @@ interface Intent {
   mailboxes: string[];
   /** The user's quota roots go too (a whole user: no mailboxPrefix); absent in an older intent: kept here. */
   quotaRoots?: boolean;
+  /** Each mailbox's highest modseq at the switch (name -> modseq); absent in an older intent. */
+  switchedAt?: Record<string, number>;
 }
 
 const intentKey = (user: string) => `xfer/${user}`;
@@ -64,7 +66,10 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
   checkWritableRole(store.root, control.role());
   const intent = control.db.getNow<Intent>(keys.meta(intentKey(options.user)));
   if (intent?.phase === 'switched') {
-    await removeHere(store, intent.mailboxes, intent.quotaRoots ? tree : undefined);
+    await control.fenced(async () => {
+      refuseChangedSinceSwitch(store, options.user, intent);
+      await removeHere(store, intent.mailboxes, intent.quotaRoots ? tree : undefined);
+    });
     await control.commitMeta(intentKey(options.user), null);
     return { mailboxes: intent.mailboxes, messages: 0, resumedAfterSwitch: true };
   }
@@ -106,7 +111,8 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
         log(`xfer: ${options.user}: ${options.to} did not take the quota roots ${kept.join(', ')} (an older mailstore): they stay here; set them there with 'mailstore quota set'`);
       }
       const moveRoots = quotaRoots && kept.length === 0;
-      await control.commitMeta(intentKey(options.user), { to: options.to, phase: 'switched', mailboxes: names, quotaRoots: moveRoots } satisfies Intent);
+      const switchedAt = Object.fromEntries(names.map((name) => [name, mailboxInfo(store, name).highestModseq]));
+      await control.commitMeta(intentKey(options.user), { to: options.to, phase: 'switched', mailboxes: names, quotaRoots: moveRoots, switchedAt } satisfies Intent);
       switched = true;
       await removeHere(store, names, moveRoots ? tree : undefined);
     });
@@ -119,6 +125,23 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
   } finally {
     connection.close();
   }
+}
+
+/**
+ * After the switch the target holds the user, but until the removal here is finished the
+ * mailboxes here are still served (the process died, or the removal failed): what they took since
+ * (mail delivered here, flags) is at no other place, and the removal would have deleted it. REFUSED
+ * then, nothing removed; the admin moves it and deletes those mailboxes, and the next run finishes.
+ */
+function refuseChangedSinceSwitch(store: Store, user: string, intent: Intent): void {
+  if (!intent.switchedAt) return; // an older intent: what it was is unknown
+  const changed = intent.mailboxes.filter((name) => {
+    const at = intent.switchedAt![name];
+    const box = mailboxIfThere(store, name); // one removed already is gone
+    return at !== undefined && box !== undefined && box.highestModseq !== at;
+  });
+  if (changed.length === 0) return;
+  throw new MailstoreError('REFUSED', `XFER of ${user} to ${intent.to} was switched, but here ${changed.join(', ')} changed since (mail or flags after the switch, which ${intent.to} does not have); nothing was removed. Move what changed to ${intent.to}, delete ${changed.length === 1 ? 'that mailbox' : 'those mailboxes'} here, then run the xfer again to finish`, { path: changed[0] });
 }
 
 /** Before the switch, the target's partial copy is removed and the intent cleared: the user stays here. */
@@ -138,11 +161,16 @@ async function mailboxesOf(store: Store, options: XferOptions): Promise<string[]
 }
 
 function mailboxInfo(store: Store, name: string): MailboxInfo {
+  const box = mailboxIfThere(store, name);
+  if (!box) throw new MailstoreError('NOT_FOUND', `no mailbox named ${name}`, { path: name });
+  return box;
+}
+
+function mailboxIfThere(store: Store, name: string): MailboxInfo | undefined {
   const db = store.replication().db;
   const id = db.getNow<Buffer>(keys.name(parseMailboxName(name)));
   const box = id && db.getNow<MailboxInfo>(keys.info(Buffer.from(id)));
-  if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `no mailbox named ${name}`, { path: name });
-  return box;
+  return box && !box.deleting ? box : undefined;
 }
 
 async function copyMailbox(store: Store, connection: Connection, name: string): Promise<number> {

@@ -2,7 +2,8 @@
 // owner kept, changes made during the copy are caught up under the fence, the source keeps
 // nothing; an XFER that fails before its switch leaves the user at the source only; one
 // interrupted after its switch finishes on the next run.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { MailstoreError } from '../../src/errors.js';
 import { Store } from '../../src/store/store.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { xferUser } from '../../src/replication/xfer.js';
@@ -325,6 +326,36 @@ describe('xfer', () => {
       const result = await xferUser(a, { user: 'bob', to, keyFile: key, log: quiet });
       expect(result.resumedAfterSwitch).toBe(true);
       expect(await a.listMailboxes()).toEqual([]);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it('an XFER whose removal failed after its switch, then run again: mail the source took after the switch (not at the target) is never removed; REFUSED names the mailbox, and once it is dealt with the run finishes', async () => {
+    const { key, a, b, to, close } = await twoStores();
+    try {
+      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
+      await a.createMailbox('user/bob/Sent', { owner: 'bob' });
+      await a.append('user/bob/INBOX', msg(1));
+      await a.append('user/bob/Sent', msg(2));
+      // the removal here fails after the switch (a disk error; or the daemon killed meanwhile)
+      const admin = a.administration();
+      const failing = vi.spyOn(a, 'administration').mockImplementation(() => ({ ...admin, mutate: async () => { throw new MailstoreError('IO', 'EIO (injected)'); } }));
+      expect(await codeOf(xferUser(a, { user: 'bob', to, keyFile: key, log: quiet }))).toBe('IO');
+      failing.mockRestore();
+      expect(await b.status('user/bob/INBOX')).toMatchObject({ messages: 1 }); // switched: bob is at the target
+      // the source still serves the mailboxes until the removal is finished, and takes mail
+      const late = await a.append('user/bob/INBOX', msg(3));
+      expect(await codeOf(xferUser(a, { user: 'bob', to, keyFile: key, log: quiet }))).toBe('REFUSED');
+      expect(await a.fetch('user/bob/INBOX', late.uid)).toEqual(msg(3)); // acknowledged: never removed
+      expect((await a.listMailboxes()).map((m) => m.name)).toEqual(['user/bob/INBOX', 'user/bob/Sent']);
+      // the admin moves that message to the target and removes the mailbox here: the run then finishes
+      await b.append('user/bob/INBOX', await a.fetch('user/bob/INBOX', late.uid));
+      await a.deleteMailbox('user/bob/INBOX');
+      const result = await xferUser(a, { user: 'bob', to, keyFile: key, log: quiet });
+      expect(result.resumedAfterSwitch).toBe(true);
+      expect(await a.listMailboxes()).toEqual([]);
+      expect(await a.getMeta('xfer/bob')).toBeUndefined();
     } finally {
       await close();
     }
