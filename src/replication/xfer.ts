@@ -54,23 +54,32 @@ interface Intent {
 
 const intentKey = (user: string) => `xfer/${user}`;
 
+/**
+ * An intent record goes in through commitMeta, which takes any role (promote's epoch). On a
+ * replica it was a record of its own in a journal that mirrors its primary's (it stopped
+ * following); on a primary fenced by a promotion during the copy, the switch was recorded and the
+ * target kept the user, while the promoted replica still had them and took their mail.
+ */
+async function commitIntent(store: Store, user: string, value: Intent | null): Promise<void> {
+  const control = store.replication();
+  checkWritableRole(store.root, control.role());
+  await control.commitMeta(intentKey(user), value);
+}
+
 export async function xferUser(store: Store, given: XferOptions): Promise<XferResult> {
   // the user as the store keeps names (NFC): one typed decomposed (NFD) is the same user
   const tree = parseMailboxName(`user/${given.user}`);
   const options = { ...given, user: formatMailboxName(tree.slice(1)), mailboxPrefix: given.mailboxPrefix?.normalize('NFC') };
   const log = options.log ?? (() => undefined);
   const control = store.replication();
-  // its intent records go in through commitMeta, which takes any role (promote's epoch): on a
-  // replica they were records of its own in a journal that mirrors its primary's (it stopped
-  // following), and the switch happened with the user still at the primary
-  checkWritableRole(store.root, control.role());
+  checkWritableRole(store.root, control.role()); // before anything is sent (commitIntent checks each record)
   const intent = control.db.getNow<Intent>(keys.meta(intentKey(options.user)));
   if (intent?.phase === 'switched') {
     await control.fenced(async () => {
       refuseChangedSinceSwitch(store, options.user, intent);
       await removeHere(store, intent.mailboxes, intent.quotaRoots ? tree : undefined);
     });
-    await control.commitMeta(intentKey(options.user), null);
+    await commitIntent(store, options.user, null);
     return { mailboxes: intent.mailboxes, messages: 0, resumedAfterSwitch: true };
   }
   const names = intent?.mailboxes ?? (await mailboxesOf(store, options));
@@ -92,7 +101,7 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
     if (self) throw new MailstoreError('REFUSED', `XFER: ${options.to} is this store itself (store ${store.identity.storeId}), not another one; nothing was copied or removed: give the target's --replication-listen address`);
     // as Cyrus's XFER sets the user's quota on the target: a whole user's roots go with it
     const quotaRoots = options.mailboxPrefix === undefined;
-    await control.commitMeta(intentKey(options.user), { to: options.to, phase: 'copying', mailboxes: names, quotaRoots } satisfies Intent);
+    await commitIntent(store, options.user, { to: options.to, phase: 'copying', mailboxes: names, quotaRoots });
     let messages = 0;
     for (const name of names) messages += await copyMailbox(store, connection, name);
     log(`xfer: ${options.user}: ${messages} messages copied to ${options.to}; fencing writes to catch up and switch`);
@@ -112,11 +121,11 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
       }
       const moveRoots = quotaRoots && kept.length === 0;
       const switchedAt = Object.fromEntries(names.map((name) => [name, mailboxInfo(store, name).highestModseq]));
-      await control.commitMeta(intentKey(options.user), { to: options.to, phase: 'switched', mailboxes: names, quotaRoots: moveRoots, switchedAt } satisfies Intent);
+      await commitIntent(store, options.user, { to: options.to, phase: 'switched', mailboxes: names, quotaRoots: moveRoots, switchedAt });
       switched = true;
       await removeHere(store, names, moveRoots ? tree : undefined);
     });
-    await control.commitMeta(intentKey(options.user), null);
+    await commitIntent(store, options.user, null);
     log(`xfer: ${options.user} is now at ${options.to}`);
     return { mailboxes: names, messages, resumedAfterSwitch: false, ...(kept.length > 0 ? { quotaRootsKept: kept } : {}) };
   } catch (error) {
@@ -151,7 +160,7 @@ async function rollBack(store: Store, connection: Connection, options: XferOptio
     await connection.send({ t: 'xfer.abort', ids });
     await connection.next(limits.replicationHandshakeMs).catch(() => undefined);
   }
-  await store.replication().commitMeta(intentKey(options.user), null).catch(() => undefined);
+  await commitIntent(store, options.user, null).catch(() => undefined);
 }
 
 async function mailboxesOf(store: Store, options: XferOptions): Promise<string[]> {

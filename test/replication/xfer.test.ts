@@ -529,6 +529,35 @@ describe('xfer to a target that is this store', () => {
   }, 60_000);
 });
 
+describe('xfer on a primary fenced meanwhile', () => {
+  it("an XFER whose primary is fenced by a promotion while it copies does not switch: READ_ONLY_REPLICA, the target's copy rolled back, no switch record in the fenced node's journal (the user stays with the promoted replica)", async () => {
+    const { key, a, b, to, close } = await twoStores();
+    try {
+      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
+      await a.append('user/bob/INBOX', msg(1));
+      const control = a.replication();
+      const role = control.role() ?? { role: 'primary' as const, epoch: 0, nodeId: 'a1' };
+      // the promotion is heard after the copy, before the fence is taken
+      vi.spyOn(a, 'replication').mockImplementation(() => ({
+        ...control,
+        fenced: async (work) => {
+          await control.setRole({ ...role, role: 'fenced', fencedBy: role.epoch + 1 });
+          return control.fenced(work);
+        },
+      }));
+      const seq = control.journal.lastSeq;
+      expect(await codeOf(xferUser(a, { user: 'bob', to, keyFile: key, log: quiet }))).toBe('READ_ONLY_REPLICA');
+      expect(await b.listMailboxes()).toEqual([]); // rolled back there
+      expect(control.journal.lastSeq).toBe(seq + 1); // the copying intent only: it was written before the fence
+      expect(control.db.getNow(keys.meta('xfer/bob'))).toMatchObject({ phase: 'copying' });
+      expect(await a.fetch('user/bob/INBOX', 1)).toEqual(msg(1));
+    } finally {
+      vi.restoreAllMocks();
+      await close();
+    }
+  }, 30_000);
+});
+
 describe('xfer from a replica', () => {
   it("an XFER run on a replica (or through its daemon) is READ_ONLY_REPLICA before anything: no record of its own in the replica's journal (it stopped following its primary), no copy at the target, the user stays at the primary", async () => {
     const pair = await startPair({ fill: async (store) => { await store.createMailbox('user/bob/INBOX'); await store.append('user/bob/INBOX', msg(1)); } });
