@@ -13,7 +13,7 @@
 import { MailstoreError } from '../errors.js';
 import { keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
-import type { MailboxInfo } from '../store/records.js';
+import type { MailboxInfo, Op } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import type { MessageInfo } from '../store/types.js';
 import { moveQuotaRoots, quotaRootsAt } from '../store/quota.js';
@@ -55,15 +55,15 @@ interface Intent {
 const intentKey = (user: string) => `xfer/${user}`;
 
 /**
- * An intent record goes in through commitMeta, which takes any role (promote's epoch). On a
- * replica it was a record of its own in a journal that mirrors its primary's (it stopped
- * following); on a primary fenced by a promotion during the copy, the switch was recorded and the
- * target kept the user, while the promoted replica still had them and took their mail.
+ * An intent record, committed as any change is: refused on a replica and a fenced primary, and
+ * held to the synchronous replicas. Through commitMeta (which takes any role and no replica, for
+ * promote's epoch), on a replica it was a record of its own in a journal that mirrors its
+ * primary's; on a primary fenced by a promotion during the copy, or whose synchronous replica was
+ * away, the switch was recorded where no other node had it and the target kept the user, while the
+ * user stayed here (or with the promoted replica) taking mail.
  */
 async function commitIntent(store: Store, user: string, value: Intent | null): Promise<void> {
-  const control = store.replication();
-  checkWritableRole(store.root, control.role());
-  await control.commitMeta(intentKey(user), value);
+  await store.replication().commitOps(async () => ({ ops: [{ op: 'meta.set', key: intentKey(user), value } as Op], result: undefined }));
 }
 
 export async function xferUser(store: Store, given: XferOptions): Promise<XferResult> {
@@ -129,6 +129,10 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
     log(`xfer: ${options.user} is now at ${options.to}`);
     return { mailboxes: names, messages, resumedAfterSwitch: false, ...(kept.length > 0 ? { quotaRootsKept: kept } : {}) };
   } catch (error) {
+    // a switch that is durable here but not confirmed by the synchronous replicas in time
+    // (UNAVAILABLE, it may have committed) is a switch: rolled back there, the next run's
+    // removal here would leave the user nowhere
+    switched ||= control.db.getNow<Intent>(keys.meta(intentKey(options.user)))?.phase === 'switched';
     if (!switched && !self) await rollBack(store, connection, options, names);
     throw error;
   } finally {

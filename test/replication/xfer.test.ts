@@ -558,6 +558,26 @@ describe('xfer on a primary fenced meanwhile', () => {
   }, 30_000);
 });
 
+describe('xfer on a primary whose synchronous replica is away', () => {
+  it('is UNAVAILABLE before anything (--sync-fallback refuse): no intent record no replica holds, nothing copied, no switch with the user left here', async () => {
+    const { key, a, b, to, close } = await twoStores();
+    await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
+    await a.append('user/bob/INBOX', msg(1));
+    const primary = await startPrimary(a, { listen: '127.0.0.1:0', keyFile: key, syncReplicas: 1, syncFallback: 'refuse', log: quiet });
+    try {
+      const seq = a.replication().journal.lastSeq;
+      expect(await codeOf(a.append('user/bob/INBOX', msg(2)))).toBe('UNAVAILABLE');
+      expect(await codeOf(xferUser(a, { user: 'bob', to, keyFile: key, log: quiet }))).toBe('UNAVAILABLE');
+      expect(a.replication().journal.lastSeq).toBe(seq);
+      expect(await b.listMailboxes()).toEqual([]);
+      expect(await a.fetch('user/bob/INBOX', 1)).toEqual(msg(1));
+    } finally {
+      await primary.close();
+      await close();
+    }
+  }, 30_000);
+});
+
 describe('xfer from a replica', () => {
   it("an XFER run on a replica (or through its daemon) is READ_ONLY_REPLICA before anything: no record of its own in the replica's journal (it stopped following its primary), no copy at the target, the user stays at the primary", async () => {
     const pair = await startPair({ fill: async (store) => { await store.createMailbox('user/bob/INBOX'); await store.append('user/bob/INBOX', msg(1)); } });
