@@ -75,6 +75,11 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
   checkWritableRole(store.root, control.role()); // before anything is sent (commitIntent checks each record)
   const intent = control.db.getNow<Intent>(keys.meta(intentKey(options.user)));
   if (intent?.phase === 'switched') {
+    // the user is at intent.to: finished with another --to (that target away, say), the removal
+    // left them only there while the command said they moved to the new one
+    if (intent.to !== options.to) {
+      throw new MailstoreError('REFUSED', `XFER of ${options.user} was switched to ${intent.to}, which holds the user now, and only the removal here is left; nothing was removed. Run it with --to ${intent.to} to finish it (then move the user from there)`, { path: `user/${options.user}` });
+    }
     await control.fenced(async () => {
       refuseChangedSinceSwitch(store, options.user, intent);
       await removeHere(store, intent.mailboxes, intent.quotaRoots ? tree : undefined);

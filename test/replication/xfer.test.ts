@@ -361,6 +361,32 @@ describe('xfer', () => {
     }
   }, 30_000);
 
+  it('an XFER interrupted after its switch, run again with another --to: REFUSED naming the target it switched to, nothing removed (the user is there, not at the new --to)', async () => {
+    const { key, a, b, to, close } = await twoStores();
+    const c = await Store.open(tmpDir('c'), { create: true });
+    const other = await startPrimary(c, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+    try {
+      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
+      await a.append('user/bob/INBOX', msg(1));
+      const admin = a.administration();
+      const failing = vi.spyOn(a, 'administration').mockImplementation(() => ({ ...admin, mutate: async () => { throw new MailstoreError('IO', 'EIO (injected)'); } }));
+      expect(await codeOf(xferUser(a, { user: 'bob', to, keyFile: key, log: quiet }))).toBe('IO');
+      failing.mockRestore();
+      await b.close(); // the target it switched to is away; the admin picks another one
+      const elsewhere = `127.0.0.1:${(await other.status()).port}`;
+      const refused = await xferUser(a, { user: 'bob', to: elsewhere, keyFile: key, log: quiet }).catch((error: unknown) => error);
+      expect(refused).toMatchObject({ code: 'REFUSED' });
+      expect((refused as Error).message).toContain(to);
+      expect(await a.fetch('user/bob/INBOX', 1)).toEqual(msg(1));
+      expect(await c.listMailboxes()).toEqual([]);
+    } finally {
+      vi.restoreAllMocks();
+      await other.close();
+      await c.close();
+      await close().catch(() => undefined); // b closed above
+    }
+  }, 30_000);
+
   it("leaves a target whose scrub is clean when the source had expunged its newest uids (the target's uidNext raised to the source's)", async () => {
     const { key, a, b, to, close } = await twoStores();
     try {
