@@ -87,7 +87,7 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
     await commitIntent(store, options.user, null);
     return { mailboxes: intent.mailboxes, messages: 0, resumedAfterSwitch: true };
   }
-  const names = intent?.mailboxes ?? (await mailboxesOf(store, options));
+  const names = [...(intent?.mailboxes ?? (await mailboxesOf(store, options)))];
   if (names.length === 0) throw new MailstoreError('NOT_FOUND', `no mailboxes of ${options.user}${options.mailboxPrefix ? ` under ${options.mailboxPrefix}` : ''} here`);
   const psk = await readKeyFile(store.fs, options.keyFile);
   const connection = await connect(options.to, psk);
@@ -111,6 +111,13 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
     for (const name of names) messages += await copyMailbox(store, connection, name);
     log(`xfer: ${options.user}: ${messages} messages copied to ${options.to}; fencing writes to catch up and switch`);
     await control.fenced(async () => {
+      // a mailbox the user made during the copy goes too: left here, it was missing at the target
+      // (and outside the quota roots that moved), with nothing said
+      for (const name of await mailboxesOf(store, options)) {
+        if (names.includes(name)) continue;
+        messages += await copyMailbox(store, connection, name);
+        names.push(name);
+      }
       // the limits as they are under the fence, with the first reconcile (a target that predates them ignores the field)
       const roots = quotaRoots ? (await quotaRootsAt(store.administration().index, tree)).map(({ root, limits }) => [formatMailboxName(root), limits]) : [];
       let rootsTaken = false;

@@ -276,8 +276,7 @@ describe('xfer', () => {
   it('an XFER that fails before its switch leaves the user at the source only', async () => {
     const { key, a, b, to, close } = await twoStores();
     try {
-      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
-      await a.append('user/bob/INBOX', msg(1));
+      await bobWithOne(a);
       await b.createMailbox('user/bob/Sent', { owner: 'someone-else' }); // a name clash at the target
       await a.createMailbox('user/bob/Sent', { owner: 'bob' });
       expect(await codeOf(xferUser(a, { user: 'bob', to, keyFile: key, log: quiet }))).toBe('EXISTS');
@@ -366,8 +365,7 @@ describe('xfer', () => {
     const c = await Store.open(tmpDir('c'), { create: true });
     const other = await startPrimary(c, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
     try {
-      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
-      await a.append('user/bob/INBOX', msg(1));
+      await bobWithOne(a);
       const admin = a.administration();
       const failing = vi.spyOn(a, 'administration').mockImplementation(() => ({ ...admin, mutate: async () => { throw new MailstoreError('IO', 'EIO (injected)'); } }));
       expect(await codeOf(xferUser(a, { user: 'bob', to, keyFile: key, log: quiet }))).toBe('IO');
@@ -555,22 +553,27 @@ describe('xfer to a target that is this store', () => {
   }, 60_000);
 });
 
+/** user/bob/INBOX, owned by bob, holding msg(1) as uid 1. */
+async function bobWithOne(store: Store): Promise<void> {
+  await store.createMailbox('user/bob/INBOX', { owner: 'bob' });
+  await store.append('user/bob/INBOX', msg(1));
+}
+
+/** Runs `happen` when an XFER on `store` has copied and is about to take its write fence. */
+function beforeTheFence(store: Store, happen: () => Promise<unknown>): void {
+  const control = store.replication();
+  vi.spyOn(store, 'replication').mockImplementation(() => ({ ...control, fenced: async (work) => { await happen(); return control.fenced(work); } }));
+}
+
 describe('xfer on a primary fenced meanwhile', () => {
   it("an XFER whose primary is fenced by a promotion while it copies does not switch: READ_ONLY_REPLICA, the target's copy rolled back, no switch record in the fenced node's journal (the user stays with the promoted replica)", async () => {
     const { key, a, b, to, close } = await twoStores();
     try {
-      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
-      await a.append('user/bob/INBOX', msg(1));
+      await bobWithOne(a);
       const control = a.replication();
       const role = control.role() ?? { role: 'primary' as const, epoch: 0, nodeId: 'a1' };
       // the promotion is heard after the copy, before the fence is taken
-      vi.spyOn(a, 'replication').mockImplementation(() => ({
-        ...control,
-        fenced: async (work) => {
-          await control.setRole({ ...role, role: 'fenced', fencedBy: role.epoch + 1 });
-          return control.fenced(work);
-        },
-      }));
+      beforeTheFence(a, () => control.setRole({ ...role, role: 'fenced', fencedBy: role.epoch + 1 }));
       const seq = control.journal.lastSeq;
       expect(await codeOf(xferUser(a, { user: 'bob', to, keyFile: key, log: quiet }))).toBe('READ_ONLY_REPLICA');
       expect(await b.listMailboxes()).toEqual([]); // rolled back there
@@ -599,6 +602,29 @@ describe('xfer on a primary whose synchronous replica is away', () => {
       expect(await a.fetch('user/bob/INBOX', 1)).toEqual(msg(1));
     } finally {
       await primary.close();
+      await close();
+    }
+  }, 30_000);
+});
+
+describe('xfer while the user works', () => {
+  it('a mailbox the user created during the copy moves too (it was left here, missing at the target, with nothing said)', async () => {
+    const { key, a, b, to, close } = await twoStores();
+    try {
+      await bobWithOne(a);
+      // the copy is done; before the fence the user makes a folder and files mail in it
+      beforeTheFence(a, async () => {
+        await a.createMailbox('user/bob/Projects', { owner: 'bob' });
+        await a.append('user/bob/Projects', msg(2));
+      });
+      const result = await xferUser(a, { user: 'bob', to, keyFile: key, log: quiet });
+      vi.restoreAllMocks();
+      expect(result.mailboxes).toEqual(['user/bob/INBOX', 'user/bob/Projects']);
+      expect(await b.fetch('user/bob/Projects', 1)).toEqual(msg(2));
+      expect(await b.fetch('user/bob/INBOX', 1)).toEqual(msg(1));
+      expect(await a.listMailboxes()).toEqual([]);
+    } finally {
+      vi.restoreAllMocks();
       await close();
     }
   }, 30_000);
