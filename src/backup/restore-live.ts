@@ -3,9 +3,10 @@
 import { MailstoreError } from '../errors.js';
 import { backupLimits } from '../limits.js';
 import type { AppendOptions } from '../store/types.js';
-import { formatMailboxName, ownerKept } from '../store/validate.js';
+import type { QuotaLimits } from '../store/quota.js';
+import { formatMailboxName, isAtOrBelow, ownerKept, parseMailboxName } from '../store/validate.js';
 import { lockRepository, type Repository } from './repository.js';
-import { indexRepairNotes, readBlob, selectState, type RestoreOptions, type RestoreSummary, type RestoreTarget } from './select.js';
+import { QUOTA_PREFIX, indexRepairNotes, readBlob, restoredTree, selectState, type RestoreOptions, type RestoreSelection, type RestoreSummary, type RestoreTarget, type Selected } from './select.js';
 
 /**
  * The selected mailboxes as new mailboxes of a live store: refused (EXISTS, before anything is
@@ -58,11 +59,28 @@ export async function restoreIntoStore(target: RestoreTarget, targetPath: string
       }
       await send();
     }
+    await restoreOwnQuotaRoots(target, selected, selection);
     return {
       snapshot: id, storeId: snapshot.storeId, seq: snapshot.seq, to: targetPath, mailboxes: selected.mailboxes.length, messages, bytes,
       bytesRead: repo.dataBytesRead - readBefore, durationMs: Math.round(performance.now() - started), ...indexRepairNotes(index),
     };
   } finally {
     await lock.release();
+  }
+}
+
+/**
+ * The part's own quota roots (at or below user/AS, or the mailbox's new name), as a restore into a
+ * new store takes them: a user deleted by mistake (a delete frees its roots) came back with no
+ * limits. Set once its mail is in, as it had them then; a root the live store has now, and the
+ * roots above the part (the live store's own), are left as they are.
+ */
+async function restoreOwnQuotaRoots(target: RestoreTarget, selected: Selected, selection: RestoreSelection): Promise<void> {
+  const tree = restoredTree(selection)!;
+  for (const [key, limits] of selected.meta) {
+    if (!key.startsWith(QUOTA_PREFIX) || !isAtOrBelow(parseMailboxName(key.slice(QUOTA_PREFIX.length)), tree)) continue;
+    const root = key.slice(QUOTA_PREFIX.length);
+    const now = await target.getQuota(root);
+    if (now.storage === undefined && now.messages === undefined) await target.setQuota(root, limits as QuotaLimits);
   }
 }

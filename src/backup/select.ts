@@ -4,6 +4,7 @@ import { MailstoreError } from '../errors.js';
 import { MODSEQ_OFFSET_NAME } from '../store/apply.js';
 import type { MailboxInfo, Op } from '../store/records.js';
 import type { AppendOptions } from '../store/types.js';
+import type { QuotaLimits } from '../store/quota.js';
 import { formatMailboxName, isAtOrBelow, parseMailboxName, renamedMailboxName } from '../store/validate.js';
 import { blobIdOf } from './crypto.js';
 import { decodeRecord, recordBytes } from './format.js';
@@ -50,6 +51,9 @@ export interface RestoreTarget {
   hasMailbox(name: string): Promise<boolean>;
   createMailbox(name: string, options: { owner?: string; acl?: Record<string, string> }): Promise<unknown>;
   appendBatch(mailbox: string, items: (AppendOptions & { bytes: Uint8Array })[]): Promise<unknown>;
+  /** The limits of `root` (none set: neither field). */
+  getQuota(root: string): Promise<QuotaLimits>;
+  setQuota(root: string, limits: QuotaLimits): Promise<void>;
 }
 
 /** The selected part of a snapshot: its mailboxes (named as restored) and their messages. */
@@ -86,7 +90,14 @@ export function selectState(snapshot: SnapshotFile, selection: RestoreSelection)
   return selected;
 }
 
-const QUOTA_PREFIX = 'quota/';
+export const QUOTA_PREFIX = 'quota/';
+
+/** The tree the selected part is restored as (user/AS, or the mailbox's new name): the quota roots at or below it are the part's own. */
+export function restoredTree(selection: RestoreSelection): string[] | undefined {
+  if (selection.mailbox !== undefined) return parseMailboxName(selection.as ?? selection.mailbox);
+  if (selection.user !== undefined) return ['user', userName(selection.as ?? selection.user)];
+  return undefined;
+}
 
 /**
  * Marks of blobs the snapshot does not carry (dropped damage) and of deletes in progress (their

@@ -89,10 +89,19 @@ export async function startServices(store: Store, hooks: ServiceHooks, options: 
  * from its stored cursor after a pause, so a long outage delays events and never drops them.
  */
 async function runWebhook(store: Store, hooks: ServiceHooks, options: NonNullable<ServiceOptions['webhook']>, signal: AbortSignal, log: NonNullable<ServiceOptions['log']>): Promise<void> {
+  let waiting = false;
   while (!signal.aborted) {
     try {
       await postEvents(store, options.url, { ...options, follow: true, signal, changes: hooks.changes, log });
     } catch (error) {
+      // a replica (the same --webhook on every node): its primary posts; it waits to be promoted,
+      // said once, no failure counted (an alert on errors paged every minute)
+      if (error instanceof MailstoreError && error.code === 'READ_ONLY_REPLICA') {
+        if (!waiting) log({ event: 'webhook.waiting', url: webhookForLog(options.url), reason: error.message });
+        waiting = true;
+        await pause(eventLimits.webhookRestartMs, signal);
+        continue;
+      }
       hooks.metrics.failed(error);
       log({ event: 'webhook.stopped', url: webhookForLog(options.url), error: String(error) });
       if (error instanceof MailstoreError && error.code === 'CLOSED') return;

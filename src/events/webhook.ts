@@ -9,8 +9,9 @@ import type { Store } from '../store/store.js';
 import { formatCursor, parseCursor, START, type EventCursor } from './cursor.js';
 import { followEvents, pause, type ChangeSignal } from './follow.js';
 import { readEvents, type MailEvent } from './events.js';
+import { checkWritableRole } from '../store/role.js';
 
-export type WebhookStore = Pick<Store, 'maintenance' | 'getMeta' | 'setMeta' | 'changes'>;
+export type WebhookStore = Pick<Store, 'root' | 'maintenance' | 'getMeta' | 'setMeta' | 'changes' | 'replication'>;
 
 export interface WebhookOptions {
   /** The consumer's name: its cursor is the meta key consumer/NAME (default events-webhook). */
@@ -120,6 +121,7 @@ export async function postEvents(store: WebhookStore, url: string, options: Webh
   checkWebhookUrl(url);
   const consumer = options.consumer ?? WEBHOOK_CONSUMER;
   const batchEvents = options.batchEvents ?? eventLimits.webhookBatchEvents;
+  checkCursorWritable(store);
   const cursor = await consumerCursor(store, consumer);
   // Registered as a change-log consumer too (src/store/changes.ts): the journal records it has not
   // posted are never retired under it. Its pin is the last record it has wholly posted.
@@ -129,6 +131,7 @@ export async function postEvents(store: WebhookStore, url: string, options: Webh
   let batch: MailEvent[] = [];
   // Posts what was gathered and then stores the cursor; nothing when stopped (the cursor stays).
   const flush = async () => {
+    if (batch.length > 0) checkCursorWritable(store); // a primary fenced while following
     if (batch.length === 0 || !(await postWithRetries(url, { consumer, events: batch }, options))) return;
     stored = batch[batch.length - 1].cursor;
     await store.setMeta(consumerKey(consumer), stored);
@@ -148,6 +151,16 @@ export async function postEvents(store: WebhookStore, url: string, options: Webh
   }
   await flush();
   return result;
+}
+
+/**
+ * A replica (or a fenced primary) cannot store the cursor: its primary posts these events, and
+ * posting them here too sent each again at every restart of the webhook (a daemon started with
+ * --webhook on both nodes). Refused before anything is posted; once promoted, the webhook goes on
+ * from the cursor its primary stored (a journaled record, replicated).
+ */
+function checkCursorWritable(store: WebhookStore): void {
+  checkWritableRole(store.root, store.replication().role());
 }
 
 /**

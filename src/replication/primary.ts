@@ -396,7 +396,7 @@ class ReplicaSession implements BatchListener {
     const last = records[records.length - 1].seq;
     // the commit of the round before rides on this one: one frame (and one TLS write) per change, not two
     const c = this.takeCommitOwed();
-    void this.connection.sendUncopied({ t: 'tentative', ...encodeRound(round), ...(c ? { c } : {}) }).catch(() => this.connection.close());
+    void this.connection.sendUncopied({ t: 'tentative', ...encodeRound(round), ...(c ? { c } : {}), kept: this.primary.store.changes.firstSeq }).catch(() => this.connection.close());
     this.tails = tails;
     this.sentSeq = last;
     this.tentativeSeq = last;
@@ -426,7 +426,7 @@ class ReplicaSession implements BatchListener {
   private sendCommitOwed(): void {
     const seq = this.takeCommitOwed();
     if (seq === 0 || this.connection.closed) return;
-    void this.connection.send({ t: 'commit', seq }).catch(() => this.connection.close());
+    void this.connection.send({ t: 'commit', seq, kept: this.primary.store.changes.firstSeq }).catch(() => this.connection.close());
   }
 
   /** The tentative round will not commit here: the replica drops it when it connects again. */
@@ -453,7 +453,8 @@ class ReplicaSession implements BatchListener {
     const { tails, packBytes } = await sendPackBytes(this.primary.store, this.connection, this.tails);
     this.tails = tails;
     const last = records[records.length - 1].seq;
-    await this.connection.send({ t: 'records', records: records.map((r) => [r.seq, r.payload]), tails: [...tails] });
+    // kept: the oldest seq this journal holds, below which the replica may retire its own
+    await this.connection.send({ t: 'records', records: records.map((r) => [r.seq, r.payload]), tails: [...tails], kept: this.primary.store.changes.firstSeq });
     this.sentSeq = last;
     this.roundSeq = last;
     this.sentBytes.push([last, packBytes]);

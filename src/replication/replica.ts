@@ -247,6 +247,8 @@ class Replica {
 
   private async handle(connection: Connection, message: Message): Promise<void> {
     const control = this.store.replication();
+    // the primary's oldest kept seq (an older primary does not send it: nothing is retired here then)
+    if (Number.isSafeInteger(message.kept) && (message.kept as number) >= 1) control.setPrimaryKept(message.kept as number);
     switch (message.t) {
       case 'pack': {
         // written at once (not fsynced): the round's commit syncs them before its records

@@ -13,11 +13,12 @@
 import { MailstoreError } from '../errors.js';
 import { keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
-import type { MailboxInfo } from '../store/records.js';
+import type { MailboxInfo, Op } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import type { MessageInfo } from '../store/types.js';
 import { moveQuotaRoots, quotaRootsAt } from '../store/quota.js';
 import { formatMailboxName, parseMailboxName } from '../store/validate.js';
+import { checkWritableRole } from '../store/role.js';
 import { readKeyFile } from './key.js';
 import { connect, type Connection, type Log } from './transport.js';
 import { deleteMailboxAlone, type XferMailbox, type XferMessage } from './xfer-target.js';
@@ -47,9 +48,23 @@ interface Intent {
   mailboxes: string[];
   /** The user's quota roots go too (a whole user: no mailboxPrefix); absent in an older intent: kept here. */
   quotaRoots?: boolean;
+  /** Each mailbox's highest modseq at the switch (name -> modseq); absent in an older intent. */
+  switchedAt?: Record<string, number>;
 }
 
 const intentKey = (user: string) => `xfer/${user}`;
+
+/**
+ * An intent record, committed as any change is: refused on a replica and a fenced primary, and
+ * held to the synchronous replicas. Through commitMeta (which takes any role and no replica, for
+ * promote's epoch), on a replica it was a record of its own in a journal that mirrors its
+ * primary's; on a primary fenced by a promotion during the copy, or whose synchronous replica was
+ * away, the switch was recorded where no other node had it and the target kept the user, while the
+ * user stayed here (or with the promoted replica) taking mail.
+ */
+async function commitIntent(store: Store, user: string, value: Intent | null): Promise<void> {
+  await store.replication().commitOps(async () => ({ ops: [{ op: 'meta.set', key: intentKey(user), value } as Op], result: undefined }));
+}
 
 export async function xferUser(store: Store, given: XferOptions): Promise<XferResult> {
   // the user as the store keeps names (NFC): one typed decomposed (NFD) is the same user
@@ -57,13 +72,22 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
   const options = { ...given, user: formatMailboxName(tree.slice(1)), mailboxPrefix: given.mailboxPrefix?.normalize('NFC') };
   const log = options.log ?? (() => undefined);
   const control = store.replication();
+  checkWritableRole(store.root, control.role()); // before anything is sent (commitIntent checks each record)
   const intent = control.db.getNow<Intent>(keys.meta(intentKey(options.user)));
   if (intent?.phase === 'switched') {
-    await removeHere(store, intent.mailboxes, intent.quotaRoots ? tree : undefined);
-    await control.commitMeta(intentKey(options.user), null);
+    // the user is at intent.to: finished with another --to (that target away, say), the removal
+    // left them only there while the command said they moved to the new one
+    if (intent.to !== options.to) {
+      throw new MailstoreError('REFUSED', `XFER of ${options.user} was switched to ${intent.to}, which holds the user now, and only the removal here is left; nothing was removed. Run it with --to ${intent.to} to finish it (then move the user from there)`, { path: `user/${options.user}` });
+    }
+    await control.fenced(async () => {
+      refuseChangedSinceSwitch(store, options.user, intent);
+      await removeHere(store, intent.mailboxes, intent.quotaRoots ? tree : undefined);
+    });
+    await commitIntent(store, options.user, null);
     return { mailboxes: intent.mailboxes, messages: 0, resumedAfterSwitch: true };
   }
-  const names = intent?.mailboxes ?? (await mailboxesOf(store, options));
+  const names = [...(intent?.mailboxes ?? (await mailboxesOf(store, options)))];
   if (names.length === 0) throw new MailstoreError('NOT_FOUND', `no mailboxes of ${options.user}${options.mailboxPrefix ? ` under ${options.mailboxPrefix}` : ''} here`);
   const psk = await readKeyFile(store.fs, options.keyFile);
   const connection = await connect(options.to, psk);
@@ -82,11 +106,18 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
     if (self) throw new MailstoreError('REFUSED', `XFER: ${options.to} is this store itself (store ${store.identity.storeId}), not another one; nothing was copied or removed: give the target's --replication-listen address`);
     // as Cyrus's XFER sets the user's quota on the target: a whole user's roots go with it
     const quotaRoots = options.mailboxPrefix === undefined;
-    await control.commitMeta(intentKey(options.user), { to: options.to, phase: 'copying', mailboxes: names, quotaRoots } satisfies Intent);
+    await commitIntent(store, options.user, { to: options.to, phase: 'copying', mailboxes: names, quotaRoots });
     let messages = 0;
     for (const name of names) messages += await copyMailbox(store, connection, name);
     log(`xfer: ${options.user}: ${messages} messages copied to ${options.to}; fencing writes to catch up and switch`);
     await control.fenced(async () => {
+      // a mailbox the user made during the copy goes too: left here, it was missing at the target
+      // (and outside the quota roots that moved), with nothing said
+      for (const name of await mailboxesOf(store, options)) {
+        if (names.includes(name)) continue;
+        messages += await copyMailbox(store, connection, name);
+        names.push(name);
+      }
       // the limits as they are under the fence, with the first reconcile (a target that predates them ignores the field)
       const roots = quotaRoots ? (await quotaRootsAt(store.administration().index, tree)).map(({ root, limits }) => [formatMailboxName(root), limits]) : [];
       let rootsTaken = false;
@@ -101,19 +132,41 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
         log(`xfer: ${options.user}: ${options.to} did not take the quota roots ${kept.join(', ')} (an older mailstore): they stay here; set them there with 'mailstore quota set'`);
       }
       const moveRoots = quotaRoots && kept.length === 0;
-      await control.commitMeta(intentKey(options.user), { to: options.to, phase: 'switched', mailboxes: names, quotaRoots: moveRoots } satisfies Intent);
+      const switchedAt = Object.fromEntries(names.map((name) => [name, mailboxInfo(store, name).highestModseq]));
+      await commitIntent(store, options.user, { to: options.to, phase: 'switched', mailboxes: names, quotaRoots: moveRoots, switchedAt });
       switched = true;
       await removeHere(store, names, moveRoots ? tree : undefined);
     });
-    await control.commitMeta(intentKey(options.user), null);
+    await commitIntent(store, options.user, null);
     log(`xfer: ${options.user} is now at ${options.to}`);
     return { mailboxes: names, messages, resumedAfterSwitch: false, ...(kept.length > 0 ? { quotaRootsKept: kept } : {}) };
   } catch (error) {
+    // a switch that is durable here but not confirmed by the synchronous replicas in time
+    // (UNAVAILABLE, it may have committed) is a switch: rolled back there, the next run's
+    // removal here would leave the user nowhere
+    switched ||= control.db.getNow<Intent>(keys.meta(intentKey(options.user)))?.phase === 'switched';
     if (!switched && !self) await rollBack(store, connection, options, names);
     throw error;
   } finally {
     connection.close();
   }
+}
+
+/**
+ * After the switch the target holds the user, but until the removal here is finished the
+ * mailboxes here are still served (the process died, or the removal failed): what they took since
+ * (mail delivered here, flags) is at no other place, and the removal would have deleted it. REFUSED
+ * then, nothing removed; the admin moves it and deletes those mailboxes, and the next run finishes.
+ */
+function refuseChangedSinceSwitch(store: Store, user: string, intent: Intent): void {
+  if (!intent.switchedAt) return; // an older intent: what it was is unknown
+  const changed = intent.mailboxes.filter((name) => {
+    const at = intent.switchedAt![name];
+    const box = mailboxIfThere(store, name); // one removed already is gone
+    return at !== undefined && box !== undefined && box.highestModseq !== at;
+  });
+  if (changed.length === 0) return;
+  throw new MailstoreError('REFUSED', `XFER of ${user} to ${intent.to} was switched, but here ${changed.join(', ')} changed since (mail or flags after the switch, which ${intent.to} does not have); nothing was removed. Move what changed to ${intent.to}, delete ${changed.length === 1 ? 'that mailbox' : 'those mailboxes'} here, then run the xfer again to finish`, { path: changed[0] });
 }
 
 /** Before the switch, the target's partial copy is removed and the intent cleared: the user stays here. */
@@ -123,7 +176,7 @@ async function rollBack(store: Store, connection: Connection, options: XferOptio
     await connection.send({ t: 'xfer.abort', ids });
     await connection.next(limits.replicationHandshakeMs).catch(() => undefined);
   }
-  await store.replication().commitMeta(intentKey(options.user), null).catch(() => undefined);
+  await commitIntent(store, options.user, null).catch(() => undefined);
 }
 
 async function mailboxesOf(store: Store, options: XferOptions): Promise<string[]> {
@@ -133,11 +186,16 @@ async function mailboxesOf(store: Store, options: XferOptions): Promise<string[]
 }
 
 function mailboxInfo(store: Store, name: string): MailboxInfo {
+  const box = mailboxIfThere(store, name);
+  if (!box) throw new MailstoreError('NOT_FOUND', `no mailbox named ${name}`, { path: name });
+  return box;
+}
+
+function mailboxIfThere(store: Store, name: string): MailboxInfo | undefined {
   const db = store.replication().db;
   const id = db.getNow<Buffer>(keys.name(parseMailboxName(name)));
   const box = id && db.getNow<MailboxInfo>(keys.info(Buffer.from(id)));
-  if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `no mailbox named ${name}`, { path: name });
-  return box;
+  return box && !box.deleting ? box : undefined;
 }
 
 async function copyMailbox(store: Store, connection: Connection, name: string): Promise<number> {

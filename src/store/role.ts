@@ -76,6 +76,11 @@ export function readOnlyReplicaError(root: string, role: ReplicationRole): Mails
   return new MailstoreError('READ_ONLY_REPLICA', why, { path: root });
 }
 
+/** READ_ONLY_REPLICA unless `role` takes writes (a primary, or a store with no role: standalone). */
+export function checkWritableRole(root: string, role: ReplicationRole | undefined): void {
+  if (role && role.role !== 'primary') throw readOnlyReplicaError(root, role);
+}
+
 /** A client write on a primary whose synchronous replicas no running primary waits for (the CLI with no daemon). */
 export function unreplicatedError(root: string, role: ReplicationRole): MailstoreError {
   return new MailstoreError('UNAVAILABLE', `the store at ${root} is a primary with ${role.syncReplicas} synchronous replicas (--sync-fallback refuse) and no 'mailstore serve' runs it: nothing was written, as no replica would receive it (temporary: start the daemon; or run it with --sync-replicas 0 or --sync-fallback async)`, { path: root });

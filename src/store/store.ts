@@ -120,6 +120,11 @@ export interface StoreReplication {
    * must not be left in journal records the replica never gets.
    */
   moveInlineBodies(throughSeq: number): Promise<void>;
+  /**
+   * A replica: the oldest seq its primary's journal still holds (sent with its rounds). Its own
+   * retirement stays below it: until known, nothing is retired.
+   */
+  setPrimaryKept(seq: number): void;
 }
 
 export interface ReplicationGate {
@@ -195,6 +200,8 @@ export class Store implements MailStore {
   private remote?: RemotePacks;
   private replicationRole?: ReplicationRole;
   private gate?: ReplicationGate;
+  /** A replica: the oldest seq its primary's journal holds (StoreReplication.setPrimaryKept). */
+  private primaryKeptSeq?: number;
   /** Opened with no primary running on a store whose synchronous replicas refuse unprotected writes (role.ts). */
   private unreplicatedRefused = false;
   /** StoreReplication.committedSeq. */
@@ -499,6 +506,11 @@ export class Store implements MailStore {
    * receives its primary's moves.
    */
   private async boundRetirement(throughSeq: number): Promise<number> {
+    // A replica keeps what its primary keeps: the primary retires only below every consumer of
+    // its own (a webhook behind its receiver, another replica), which need those records here once
+    // this one is promoted. Retired here on its own snapshots, a promoted replica's webhook found
+    // its cursor's records gone (NOT_FOUND): the events in between could never be sent.
+    if (this.replicationRole?.role === 'replica') throughSeq = Math.min(throughSeq, (this.primaryKeptSeq ?? 1) - 1);
     if (!(await this.db.get<number>(meta.inlineUsed))) return throughSeq; // no inline body was ever stored
     const oldest = this.writableRole() && !this.readOnly
       ? (await moveInlineBodies(this.compactHost(), throughSeq)).oldestInlineSeq
@@ -733,6 +745,9 @@ export class Store implements MailStore {
       finishInterruptedDeletes: () => this.finishInterruptedDeletes(),
       moveInlineBodies: async (throughSeq) => {
         await moveInlineBodies(this.compactHost(), throughSeq);
+      },
+      setPrimaryKept: (seq) => {
+        this.primaryKeptSeq = seq;
       },
       fenced: async (work) => {
         while (this.fence) await this.fence;

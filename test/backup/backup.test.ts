@@ -249,6 +249,34 @@ describe('backup and restore', () => {
     await repo.close();
   });
 
+  it("into a live store: a user deleted by mistake comes back with the quota roots of its own tree (a delete frees them), renamed with --as; a root the live store has now, or one above the user, is left as it is", async () => {
+    const dir = tmpDir('bk');
+    const store = await sampleStore(join(dir, 's'));
+    await setQuota(store, 'user', { storage: 1_000_000_000 });
+    await setQuota(store, 'user/alice', { messages: 100 });
+    await setQuota(store, 'user/alice/Sent/Old', { messages: 7 });
+    await setQuota(store, 'user/bob', { messages: 50 });
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    await store.deleteUser('alice');
+    await setQuota(store, 'user', { storage: 2_000_000_000 }); // changed since the backup: the live value stays
+    const roots = async () => (await listQuotas(store)).map((q) => [q.root, q.limits]);
+    expect(await roots()).toEqual([['user', { storage: 2_000_000_000 }], ['user/bob', { messages: 50 }]]);
+    await restoreIntoStore(storeTarget(store), 's', repo, 'latest', { selection: { user: 'alice' } });
+    expect(await roots()).toEqual([['user', { storage: 2_000_000_000 }], ['user/alice', { messages: 100 }], ['user/alice/Sent/Old', { messages: 7 }], ['user/bob', { messages: 50 }]]);
+    await restoreIntoStore(storeTarget(store), 's', repo, 'latest', { selection: { user: 'alice', as: 'carol' } });
+    await restoreIntoStore(storeTarget(store), 's', repo, 'latest', { selection: { mailbox: 'user/alice/Sent/Old', as: 'user/bob/Old' } });
+    await setQuota(store, 'user/dave', { storage: 50_000_000 }); // set ahead of a restore under that name: kept
+    await restoreIntoStore(storeTarget(store), 's', repo, 'latest', { selection: { user: 'alice', as: 'dave' } });
+    expect(await roots()).toEqual([
+      ['user', { storage: 2_000_000_000 }], ['user/alice', { messages: 100 }], ['user/alice/Sent/Old', { messages: 7 }], ['user/bob', { messages: 50 }],
+      ['user/bob/Old', { messages: 7 }], ['user/carol', { messages: 100 }], ['user/carol/Sent/Old', { messages: 7 }], ['user/dave', { storage: 50_000_000 }], ['user/dave/Sent/Old', { messages: 7 }],
+    ]);
+    expect((await store.status('user/carol/Sent/Old')).messages).toBe(5);
+    await store.close();
+    await repo.close();
+  });
+
   it('a repository shared by two stores: each restores, and their common messages are stored once', async () => {
     const dir = tmpDir('bk');
     const a = await sampleStore(join(dir, 'a'));

@@ -6,6 +6,7 @@ import { Repository } from '../../src/backup/repository.js';
 import { expect } from 'vitest';
 import type { BackupSource } from '../../src/backup/backup.js';
 import type { RestoreTarget } from '../../src/backup/restore.js';
+import { getQuota, setQuota } from '../../src/store/quota.js';
 import { Store } from '../../src/store/store.js';
 import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -64,6 +65,8 @@ export function storeTarget(store: Store): RestoreTarget {
     hasMailbox: (name) => store.status(name).then(() => true, (error: { code?: string }) => { if (error.code === 'NOT_FOUND') return false; throw error; }),
     createMailbox: (name, options) => store.createMailbox(name, options),
     appendBatch: (name, items) => store.appendBatch(name, items),
+    getQuota: (root) => getQuota(store, root),
+    setQuota: (root, limits) => setQuota(store, root, limits),
   };
 }
 

@@ -1,25 +1,33 @@
 // startServices (src/daemon/services.ts): LMTP, metrics and the events webhook on one store, as
 // `mailstore serve` runs them: a delivery over LMTP is counted in /metrics and posted to the webhook.
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { describe, expect, it } from 'vitest';
+import { eventLimits } from '../../src/limits.js';
+import { msg, startPair, until } from '../replication/helpers.js';
 import { serviceHooks, startServices } from '../../src/daemon/services.js';
 import type { MailEvent } from '../../src/events/events.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { converse } from './lmtp-client.js';
 
+/** A webhook receiver on loopback: the events of every POST it took, in order. */
+async function eventReceiver(): Promise<{ posted: MailEvent[]; receiver: Server }> {
+  const posted: MailEvent[] = [];
+  const receiver = createServer((request, response) => {
+    let body = '';
+    request.on('data', (c: Buffer) => { body += c.toString(); });
+    request.on('end', () => {
+      posted.push(...(JSON.parse(body) as { events: MailEvent[] }).events);
+      response.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  return { posted, receiver };
+}
+
 describe('services', () => {
   it('delivers over LMTP, counts it in /metrics, posts it to the webhook, and closes', async () => {
-    const posted: MailEvent[] = [];
-    const receiver = createServer((request, response) => {
-      let body = '';
-      request.on('data', (c: Buffer) => { body += c.toString(); });
-      request.on('end', () => {
-        posted.push(...(JSON.parse(body) as { events: MailEvent[] }).events);
-        response.writeHead(204).end();
-      });
-    });
-    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    const { posted, receiver } = await eventReceiver();
     const hooks = serviceHooks();
     const store = await Store.open(tmpDir('services'), { create: true, onCommit: hooks.onCommit });
     const log: { event: string }[] = [];
@@ -43,6 +51,34 @@ describe('services', () => {
       await expect(fetch(`http://${services.metrics}/metrics`)).rejects.toThrow();
     } finally {
       await store.close();
+      await new Promise((resolve) => receiver.close(resolve));
+    }
+  });
+
+  it('on a replica the webhook waits (logged once, no error counted) and posts nothing; promoted, it posts from the cursor its primary stored', async () => {
+    const { posted, receiver } = await eventReceiver();
+    const restartMs = eventLimits.webhookRestartMs;
+    eventLimits.webhookRestartMs = 30;
+    const pair = await startPair();
+    const log: { event: string }[] = [];
+    try {
+      await pair.primaryStore.append('INBOX', msg(1));
+      await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq, 15_000, 'the replica caught up');
+      const hooks = serviceHooks();
+      const url = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hook`;
+      const services = await startServices(pair.replica.store, hooks, { metrics: '127.0.0.1:0', webhook: { url }, log: (e) => log.push(e) });
+      await new Promise((resolve) => setTimeout(resolve, 300)); // several restarts of the webhook
+      expect(posted).toEqual([]);
+      expect(log.filter((e) => e.event === 'webhook.waiting')).toHaveLength(1);
+      expect(log.filter((e) => e.event === 'webhook.stopped')).toEqual([]);
+      expect(await (await fetch(`http://${services.metrics}/metrics`)).text()).not.toMatch(/READ_ONLY_REPLICA/);
+      await pair.replica.promote();
+      await until(() => posted.length >= 2, 15_000, 'the events posted');
+      expect(posted.map((e) => e.event)).toEqual(['MailboxCreate', 'MessageNew']);
+      await services.close();
+    } finally {
+      eventLimits.webhookRestartMs = restartMs;
+      await pair.close();
       await new Promise((resolve) => receiver.close(resolve));
     }
   });

@@ -17,6 +17,7 @@ import type { FileSystem } from '../../src/fs/filesystem.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { run } from '../cli/helpers.js';
 import { serve } from '../daemon/processes.js';
+import { startPair, until } from '../replication/helpers.js';
 
 const msg = (tag: string) => Buffer.from(`Subject: ${tag}\r\n\r\nbody ${tag}\r\n`);
 
@@ -182,6 +183,8 @@ describe('events webhook', () => {
     // the process dies after the receiver accepted the second batch, before its cursor was stored
     let commits = 0;
     const dying: WebhookStore = {
+      get root() { return store.root; },
+      replication: () => store.replication(),
       maintenance: () => store.maintenance(),
       getMeta: (key) => store.getMeta(key),
       get changes() { return store.changes; },
@@ -439,5 +442,30 @@ describe('events webhook: a secret in its URL', () => {
     }
     expect(daemon.stderr()).toContain(origin);
     expect(daemon.stderr()).not.toMatch(/s3cr3t|t0k3n/);
+  });
+});
+
+describe('events webhook: a replica', () => {
+  it('on a replica nothing is posted (READ_ONLY_REPLICA: its primary posts those events, and the cursor cannot be stored there); once promoted it goes on from the cursor its primary stored, each event once', async () => {
+    const r = await receiver();
+    const pair = await startPair();
+    try {
+      for (let i = 0; i < 3; i++) await pair.primaryStore.append('INBOX', msg(`m${i}`));
+      const first = await postEvents(pair.primaryStore, r.url);
+      expect(first.posted).toBe(4); // MailboxCreate + 3 MessageNew
+      await pair.primaryStore.append('INBOX', msg('m3'));
+      await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq, 15_000, 'the replica caught up');
+      // a daemon run with --webhook on both nodes: the replica's posted its primary's events again,
+      // failed to store its cursor, and posted them again at every restart of the webhook
+      expect(await postEvents(pair.replica.store, r.url, { retries: 0 }).catch((error: unknown) => error)).toMatchObject({ code: 'READ_ONLY_REPLICA' });
+      expect(r.requests).toHaveLength(1);
+      await pair.replica.promote();
+      const after = await postEvents(pair.replica.store, r.url);
+      expect(after.posted).toBe(1); // the message the primary had not posted yet
+      expect(new Set(r.accepted).size).toBe(r.accepted.length);
+      expect(r.accepted).toHaveLength(5);
+    } finally {
+      await pair.close();
+    }
   });
 });

@@ -3,6 +3,9 @@
 // from the next node that talks to it; nothing it acknowledged with a synchronous replica is lost.
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
+import { createServer } from 'node:http';
+import { limits } from '../../src/limits.js';
+import { postEvents } from '../../src/events/webhook.js';
 import { Store } from '../../src/store/store.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica } from '../../src/replication/replica.js';
@@ -101,3 +104,79 @@ describe('promote', () => {
     }
   }, 30_000);
 });
+
+describe('promote: what the primary kept for its consumers', () => {
+  it("a replica retires its journal only below its primary's oldest record: a webhook behind on the primary goes on after a promotion, each event once, none lost to the replica's own snapshots", async () => {
+    const segmentBytes = limits.journalSegmentBytesMax;
+    limits.journalSegmentBytesMax = 8 * 1024; // many segments: snapshots could retire them
+    let up = true;
+    const accepted: string[] = [];
+    const receiver = createServer((request, response) => {
+      let body = '';
+      request.on('data', (c: Buffer) => { body += c.toString(); });
+      request.on('end', () => {
+        if (up) accepted.push(...(JSON.parse(body) as { events: { cursor: string }[] }).events.map((e) => e.cursor));
+        response.writeHead(up ? 204 : 503).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hook`;
+    const pair = await startPair();
+    try {
+      await pair.primaryStore.append('INBOX', msg(0, 40_000));
+      await postEvents(pair.primaryStore, url);
+      up = false; // the receiver is down: the primary's webhook consumer holds its journal back
+      for (let i = 1; i <= 150; i++) await pair.primaryStore.append('INBOX', msg(i, 40_000));
+      await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq, 15_000, 'the replica caught up');
+      expect(await codeOf(postEvents(pair.primaryStore, url, { retries: 0 }))).toBe('IO');
+      // the replica's automatic snapshots (every so many records), as its daemon takes them
+      await snapshotsOf(pair.replica.store).take();
+      await pair.primaryStore.append('INBOX', msg(151, 40_000));
+      await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq, 15_000, 'the replica caught up');
+      await snapshotsOf(pair.replica.store).take();
+      expect(pair.primaryStore.changes.firstSeq).toBe(1);
+      expect(pair.replica.store.changes.firstSeq).toBe(1);
+      await pair.replica.promote();
+      up = true;
+      const after = await postEvents(pair.replica.store, url);
+      expect(after.posted).toBe(151);
+      expect(new Set(accepted).size).toBe(accepted.length);
+      expect(accepted).toHaveLength(153); // MailboxCreate + 152 MessageNew
+    } finally {
+      limits.journalSegmentBytesMax = segmentBytes;
+      await pair.close();
+      await new Promise((resolve) => receiver.close(resolve));
+    }
+  }, 60_000);
+
+  it.each([0, 1])('a replica still retires its journal once its primary has retired its own (%i synchronous replicas; with one, its rounds go tentative, then committed)', async (syncReplicas) => {
+    const segmentBytes = limits.journalSegmentBytesMax;
+    limits.journalSegmentBytesMax = 8 * 1024;
+    const pair = await startPair({ primary: { syncReplicas } });
+    await until(async () => (await pair.primary.status()).replicas.some((r) => r.connected), 15_000, 'the replica connected');
+    try {
+      for (let round = 0; round < 3; round++) {
+        for (let i = 1; i <= 50; i++) await pair.primaryStore.append('INBOX', msg(50 * round + i, 40_000));
+        await until(async () => (await pair.primaryStore.changes.consumers()).find((c) => c.name.startsWith('replica-'))?.seq === pair.primaryStore.changes.lastSeq, 15_000, 'the replica acknowledged');
+        await pair.primaryStore.snapshot();
+      }
+      expect(pair.primaryStore.changes.firstSeq).toBeGreaterThan(1);
+      // rounds after the retirement tell the replica; its snapshots at two seqs
+      for (let i = 151; i <= 152; i++) {
+        await pair.primaryStore.append('INBOX', msg(i, 40_000));
+        await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq, 15_000, 'the replica caught up');
+        await snapshotsOf(pair.replica.store).take();
+      }
+      expect(pair.replica.store.changes.firstSeq).toBeGreaterThan(1);
+      expect(pair.replica.store.changes.firstSeq).toBeLessThanOrEqual(pair.primaryStore.changes.firstSeq);
+    } finally {
+      limits.journalSegmentBytesMax = segmentBytes;
+      await pair.close();
+    }
+  }, 60_000);
+});
+
+/** The store's snapshot taker, as its automatic snapshots run it (no role check: a replica's run too). */
+function snapshotsOf(store: Store): { take(): Promise<unknown> } {
+  return (store as unknown as { snapshots: { take(): Promise<unknown> } }).snapshots;
+}

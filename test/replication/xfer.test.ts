@@ -2,7 +2,8 @@
 // owner kept, changes made during the copy are caught up under the fence, the source keeps
 // nothing; an XFER that fails before its switch leaves the user at the source only; one
 // interrupted after its switch finishes on the next run.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { MailstoreError } from '../../src/errors.js';
 import { Store } from '../../src/store/store.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { xferUser } from '../../src/replication/xfer.js';
@@ -17,7 +18,7 @@ import { isDamage } from '../../src/scrub/findings.js';
 import { recount } from '../helpers/recount.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { limits } from '../../src/limits.js';
-import { codeOf, keyFile, msg, quiet } from './helpers.js';
+import { codeOf, keyFile, msg, quiet, startPair, until } from './helpers.js';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -275,8 +276,7 @@ describe('xfer', () => {
   it('an XFER that fails before its switch leaves the user at the source only', async () => {
     const { key, a, b, to, close } = await twoStores();
     try {
-      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
-      await a.append('user/bob/INBOX', msg(1));
+      await bobWithOne(a);
       await b.createMailbox('user/bob/Sent', { owner: 'someone-else' }); // a name clash at the target
       await a.createMailbox('user/bob/Sent', { owner: 'bob' });
       expect(await codeOf(xferUser(a, { user: 'bob', to, keyFile: key, log: quiet }))).toBe('EXISTS');
@@ -327,6 +327,61 @@ describe('xfer', () => {
       expect(await a.listMailboxes()).toEqual([]);
     } finally {
       await close();
+    }
+  }, 30_000);
+
+  it('an XFER whose removal failed after its switch, then run again: mail the source took after the switch (not at the target) is never removed; REFUSED names the mailbox, and once it is dealt with the run finishes', async () => {
+    const { key, a, b, to, close } = await twoStores();
+    try {
+      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
+      await a.createMailbox('user/bob/Sent', { owner: 'bob' });
+      await a.append('user/bob/INBOX', msg(1));
+      await a.append('user/bob/Sent', msg(2));
+      // the removal here fails after the switch (a disk error; or the daemon killed meanwhile)
+      const admin = a.administration();
+      const failing = vi.spyOn(a, 'administration').mockImplementation(() => ({ ...admin, mutate: async () => { throw new MailstoreError('IO', 'EIO (injected)'); } }));
+      expect(await codeOf(xferUser(a, { user: 'bob', to, keyFile: key, log: quiet }))).toBe('IO');
+      failing.mockRestore();
+      expect(await b.status('user/bob/INBOX')).toMatchObject({ messages: 1 }); // switched: bob is at the target
+      // the source still serves the mailboxes until the removal is finished, and takes mail
+      const late = await a.append('user/bob/INBOX', msg(3));
+      expect(await codeOf(xferUser(a, { user: 'bob', to, keyFile: key, log: quiet }))).toBe('REFUSED');
+      expect(await a.fetch('user/bob/INBOX', late.uid)).toEqual(msg(3)); // acknowledged: never removed
+      expect((await a.listMailboxes()).map((m) => m.name)).toEqual(['user/bob/INBOX', 'user/bob/Sent']);
+      // the admin moves that message to the target and removes the mailbox here: the run then finishes
+      await b.append('user/bob/INBOX', await a.fetch('user/bob/INBOX', late.uid));
+      await a.deleteMailbox('user/bob/INBOX');
+      const result = await xferUser(a, { user: 'bob', to, keyFile: key, log: quiet });
+      expect(result.resumedAfterSwitch).toBe(true);
+      expect(await a.listMailboxes()).toEqual([]);
+      expect(await a.getMeta('xfer/bob')).toBeUndefined();
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it('an XFER interrupted after its switch, run again with another --to: REFUSED naming the target it switched to, nothing removed (the user is there, not at the new --to)', async () => {
+    const { key, a, b, to, close } = await twoStores();
+    const c = await Store.open(tmpDir('c'), { create: true });
+    const other = await startPrimary(c, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+    try {
+      await bobWithOne(a);
+      const admin = a.administration();
+      const failing = vi.spyOn(a, 'administration').mockImplementation(() => ({ ...admin, mutate: async () => { throw new MailstoreError('IO', 'EIO (injected)'); } }));
+      expect(await codeOf(xferUser(a, { user: 'bob', to, keyFile: key, log: quiet }))).toBe('IO');
+      failing.mockRestore();
+      await b.close(); // the target it switched to is away; the admin picks another one
+      const elsewhere = `127.0.0.1:${(await other.status()).port}`;
+      const refused = await xferUser(a, { user: 'bob', to: elsewhere, keyFile: key, log: quiet }).catch((error: unknown) => error);
+      expect(refused).toMatchObject({ code: 'REFUSED' });
+      expect((refused as Error).message).toContain(to);
+      expect(await a.fetch('user/bob/INBOX', 1)).toEqual(msg(1));
+      expect(await c.listMailboxes()).toEqual([]);
+    } finally {
+      vi.restoreAllMocks();
+      await other.close();
+      await c.close();
+      await close().catch(() => undefined); // b closed above
     }
   }, 30_000);
 
@@ -494,6 +549,107 @@ describe('xfer to a target that is this store', () => {
     } finally {
       await self.close();
       await a.close();
+    }
+  }, 60_000);
+});
+
+/** user/bob/INBOX, owned by bob, holding msg(1) as uid 1. */
+async function bobWithOne(store: Store): Promise<void> {
+  await store.createMailbox('user/bob/INBOX', { owner: 'bob' });
+  await store.append('user/bob/INBOX', msg(1));
+}
+
+/** Runs `happen` when an XFER on `store` has copied and is about to take its write fence. */
+function beforeTheFence(store: Store, happen: () => Promise<unknown>): void {
+  const control = store.replication();
+  vi.spyOn(store, 'replication').mockImplementation(() => ({ ...control, fenced: async (work) => { await happen(); return control.fenced(work); } }));
+}
+
+describe('xfer on a primary fenced meanwhile', () => {
+  it("an XFER whose primary is fenced by a promotion while it copies does not switch: READ_ONLY_REPLICA, the target's copy rolled back, no switch record in the fenced node's journal (the user stays with the promoted replica)", async () => {
+    const { key, a, b, to, close } = await twoStores();
+    try {
+      await bobWithOne(a);
+      const control = a.replication();
+      const role = control.role() ?? { role: 'primary' as const, epoch: 0, nodeId: 'a1' };
+      // the promotion is heard after the copy, before the fence is taken
+      beforeTheFence(a, () => control.setRole({ ...role, role: 'fenced', fencedBy: role.epoch + 1 }));
+      const seq = control.journal.lastSeq;
+      expect(await codeOf(xferUser(a, { user: 'bob', to, keyFile: key, log: quiet }))).toBe('READ_ONLY_REPLICA');
+      expect(await b.listMailboxes()).toEqual([]); // rolled back there
+      expect(control.journal.lastSeq).toBe(seq + 1); // the copying intent only: it was written before the fence
+      expect(control.db.getNow(keys.meta('xfer/bob'))).toMatchObject({ phase: 'copying' });
+      expect(await a.fetch('user/bob/INBOX', 1)).toEqual(msg(1));
+    } finally {
+      vi.restoreAllMocks();
+      await close();
+    }
+  }, 30_000);
+});
+
+describe('xfer on a primary whose synchronous replica is away', () => {
+  it('is UNAVAILABLE before anything (--sync-fallback refuse): no intent record no replica holds, nothing copied, no switch with the user left here', async () => {
+    const { key, a, b, to, close } = await twoStores();
+    await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
+    await a.append('user/bob/INBOX', msg(1));
+    const primary = await startPrimary(a, { listen: '127.0.0.1:0', keyFile: key, syncReplicas: 1, syncFallback: 'refuse', log: quiet });
+    try {
+      const seq = a.replication().journal.lastSeq;
+      expect(await codeOf(a.append('user/bob/INBOX', msg(2)))).toBe('UNAVAILABLE');
+      expect(await codeOf(xferUser(a, { user: 'bob', to, keyFile: key, log: quiet }))).toBe('UNAVAILABLE');
+      expect(a.replication().journal.lastSeq).toBe(seq);
+      expect(await b.listMailboxes()).toEqual([]);
+      expect(await a.fetch('user/bob/INBOX', 1)).toEqual(msg(1));
+    } finally {
+      await primary.close();
+      await close();
+    }
+  }, 30_000);
+});
+
+describe('xfer while the user works', () => {
+  it('a mailbox the user created during the copy moves too (it was left here, missing at the target, with nothing said)', async () => {
+    const { key, a, b, to, close } = await twoStores();
+    try {
+      await bobWithOne(a);
+      // the copy is done; before the fence the user makes a folder and files mail in it
+      beforeTheFence(a, async () => {
+        await a.createMailbox('user/bob/Projects', { owner: 'bob' });
+        await a.append('user/bob/Projects', msg(2));
+      });
+      const result = await xferUser(a, { user: 'bob', to, keyFile: key, log: quiet });
+      vi.restoreAllMocks();
+      expect(result.mailboxes).toEqual(['user/bob/INBOX', 'user/bob/Projects']);
+      expect(await b.fetch('user/bob/Projects', 1)).toEqual(msg(2));
+      expect(await b.fetch('user/bob/INBOX', 1)).toEqual(msg(1));
+      expect(await a.listMailboxes()).toEqual([]);
+    } finally {
+      vi.restoreAllMocks();
+      await close();
+    }
+  }, 30_000);
+});
+
+describe('xfer from a replica', () => {
+  it("an XFER run on a replica (or through its daemon) is READ_ONLY_REPLICA before anything: no record of its own in the replica's journal (it stopped following its primary), no copy at the target, the user stays at the primary", async () => {
+    const pair = await startPair({ fill: async (store) => { await store.createMailbox('user/bob/INBOX'); await store.append('user/bob/INBOX', msg(1)); } });
+    const b = await Store.open(tmpDir('b'), { create: true });
+    const target = await startPrimary(b, { listen: '127.0.0.1:0', keyFile: pair.key, log: quiet });
+    try {
+      const to = `127.0.0.1:${(await target.status()).port}`;
+      await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq, 15_000, 'the replica caught up');
+      const seq = pair.replica.store.replication().journal.lastSeq;
+      expect(await codeOf(xferUser(pair.replica.store, { user: 'bob', to, keyFile: pair.key }))).toBe('READ_ONLY_REPLICA');
+      expect(pair.replica.store.replication().journal.lastSeq).toBe(seq);
+      expect(await b.listMailboxes()).toEqual([]); // the copy had been switched to, beside the primary's
+      const { uid } = await pair.primaryStore.append('user/bob/INBOX', msg(2));
+      await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq, 15_000, 'the replica follows');
+      expect(await pair.replica.store.fetch('user/bob/INBOX', uid)).toEqual(msg(2));
+      await pair.expectIdentical();
+    } finally {
+      await target.close();
+      await b.close();
+      await pair.close();
     }
   }, 60_000);
 });

@@ -8,6 +8,7 @@ import { MailstoreError, isMailstoreError } from '../../errors.js';
 import { nodeFileSystem } from '../../fs/node-fs.js';
 import { LAYOUT } from '../../store/identity.js';
 import type { MailStore } from '../../store/api.js';
+import type { QuotaLimits } from '../../store/quota.js';
 import { REPO_HELP, withRepository } from '../backup-repo.js';
 import { absolutePath, printJson, printLine, refuseRootInOthersStore, wantsJson, withStoreAt } from '../context.js';
 import { createProgress, formatBytes } from '../progress.js';
@@ -70,11 +71,15 @@ async function runRestore(options: RestoreCliOptions, command: Command): Promise
   const summary = await withRepository(command, false, async (repo) => {
     if (!live) return restoreToNewStore(nodeFileSystem, repo, options.snapshot, to, { selection, onProgress });
     // through the daemon when `serve` runs on the target (its lock would refuse an open here)
+    // loaded only for a live store (a new store's restore does not need the daemon's modules)
+    const { procedures } = await import('../../daemon/procedures.js');
     return withStoreAt(to, command, (store) => {
       const target = {
         hasMailbox: (name: string) => store.status(name).then(() => true, (error: unknown) => { if (isMailstoreError(error, 'NOT_FOUND')) return false; throw error; }),
         createMailbox: (name: string, o: { owner?: string; acl?: Record<string, string> }) => store.createMailbox(name, o),
         appendBatch: (name: string, items: Parameters<MailStore['appendBatch']>[1]) => store.appendBatch(name, items),
+        getQuota: (root: string) => procedures(store).getQuota(root),
+        setQuota: (root: string, limits: QuotaLimits) => procedures(store).setQuota(root, limits),
       };
       return restoreIntoStore(target, to, repo, options.snapshot, { selection, onProgress });
     });

@@ -21,7 +21,10 @@ mailstore does not take them: they stay here, with a warning): the target first
 raises its own modseqs past the user's highest, so no later change there gets a lower one and a
 CONDSTORE client sees nothing changed (a flag change caught up under the fence gets the target's
 next modseq). An interrupted xfer is finished by running the same command again (after the
-switch) or was rolled back (before it).`)
+switch, with the same --to) or was rolled back (before it). Run again after the switch, it
+refuses (REFUSED, exit 3, nothing removed) with another --to, or when a mailbox here changed since
+the switch (mail delivered here meanwhile is not at the target): move that to the target, delete
+the mailbox here, and run it again.`)
     .action(async (options: { user: string; to: string; mailbox?: string; replicationKey?: string }, command: Command) => {
       const result = await withStore(command, (store) => procedures(store).xfer({ user: options.user, to: options.to, mailboxPrefix: options.mailbox, keyFile: options.replicationKey && absolutePath(options.replicationKey) }));
       if (result.quotaRootsKept) warn(`the quota roots ${result.quotaRootsKept.join(', ')} stay here: ${options.to} (an older mailstore) did not take them; set them there with 'mailstore quota set'`);
