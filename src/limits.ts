@@ -316,6 +316,8 @@ export const limits = {
   indexProbeTimeoutMs: 60_000,
   /** ...and the keys it reads once the index has opened. */
   indexProbeKeys: 10_000,
+  /** A probe killed or past its time: a child node without LevelDB is tried (can any run here?) for at most this long. */
+  indexProbeControlTimeoutMs: 10_000,
   /** Expunges of a mailbox being deleted are journalled in chunks of this many UIDs. */
   deleteChunkMessages: 10_000,
   /**
