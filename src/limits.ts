@@ -761,7 +761,7 @@ export const daemonLimits = {
   /**
    * Descriptors kept from connections for everything else: LevelDB's tables (indexOpenFilesMax),
    * packs (packReadHandlesMax), journal segments (journalReadHandlesMax), LMTP connections
-   * (lmtpLimits.connectionsMax) and this many more (stdio, the event loop, worker threads, the
+   * (lmtpLimits.connectionsMax and refusedHeldMax) and this many more (stdio, the event loop, worker threads, the
    * log, the pack and segment being written, LevelDB's log and manifest, replication, metrics).
    */
   descriptorsSpare: 128,
@@ -894,6 +894,10 @@ export const benchLimits = {
 export const lmtpLimits = {
   /** Connections served at once; more are answered 421 by smtp-server (an MTA opens a few per destination). */
   connectionsMax: 256,
+  /** Connections answered 421 (too many, or idle) whose client has not closed yet; more are closed at accept without a word... */
+  refusedHeldMax: 16,
+  /** ...and each is closed this long after its 421 (an MTA closes at once; the reply has gone out by then). */
+  refusedCloseMs: 2000,
   /** Recipients in one transaction; more get 452 4.5.3 and the MTA sends them in another (RFC 5321 asks for at least 100). */
   recipientsMax: 1000,
   /** A connection that sends nothing for this long is closed (RFC 5321 4.5.3.2.7: the server waits at least 5 minutes). */

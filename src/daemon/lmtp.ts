@@ -159,6 +159,12 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
   });
   server.on('error', (error) => log({ event: 'lmtp.failed', error: String(error), level: 'warn' }));
   server.server.on('connection', groupReplies);
+  // smtp-server answers a session past maxClients 421 and half-closes it, and so does its idle
+  // timeout, but the descriptor stayed until the client closed too: a client that never did held
+  // one per try, until the store had none left. Such a connection is let go refusedCloseMs after
+  // its 421, and past refusedHeldMax of them new connections are closed at accept.
+  server.server.on('connection', (socket: Socket) => socket.once('finish', () => setTimeout(() => socket.destroy(), lmtpLimits.refusedCloseMs).unref()));
+  server.server.maxConnections = lmtpLimits.connectionsMax + lmtpLimits.refusedHeldMax;
   const address = await listen(server, options.listen);
   log({ event: 'lmtp.listening', address });
   return {

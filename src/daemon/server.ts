@@ -198,7 +198,7 @@ export class DaemonServer {
  */
 export function connectionsAllowed(openFiles: number | undefined): number {
   if (openFiles === undefined) return daemonLimits.connectionsMax;
-  const reserved = limits.indexOpenFilesMax + limits.packReadHandlesMax + limits.journalReadHandlesMax + lmtpLimits.connectionsMax + daemonLimits.descriptorsSpare;
+  const reserved = limits.indexOpenFilesMax + limits.packReadHandlesMax + limits.journalReadHandlesMax + lmtpLimits.connectionsMax + lmtpLimits.refusedHeldMax + daemonLimits.descriptorsSpare;
   return Math.max(daemonLimits.connectionsMin, Math.min(daemonLimits.connectionsMax, openFiles - reserved));
 }
 
