@@ -761,7 +761,7 @@ export const daemonLimits = {
   /**
    * Descriptors kept from connections for everything else: LevelDB's tables (indexOpenFilesMax),
    * packs (packReadHandlesMax), journal segments (journalReadHandlesMax), LMTP connections
-   * (lmtpLimits.connectionsMax and refusedHeldMax) and this many more (stdio, the event loop, worker threads, the
+   * (lmtpLimits.connectionsMax, fewer under a low limit, and refusedHeldMax) and this many more (stdio, the event loop, worker threads, the
    * log, the pack and segment being written, LevelDB's log and manifest, replication, metrics).
    */
   descriptorsSpare: 128,
@@ -892,8 +892,10 @@ export const benchLimits = {
 
 /** LMTP delivery (src/daemon/lmtp.ts). The message size limit is the store's (messageBytesMax). */
 export const lmtpLimits = {
-  /** Connections served at once; more are answered 421 by smtp-server (an MTA opens a few per destination). */
+  /** Connections served at once; more are answered 421 by smtp-server (an MTA opens a few per destination). Fewer under a low open-file limit (server.ts lmtpConnectionsAllowed)... */
   connectionsMax: 256,
+  /** ...but at least this many. */
+  connectionsMin: 16,
   /** Connections answered 421 (too many, or idle) whose client has not closed yet; more are closed at accept without a word... */
   refusedHeldMax: 16,
   /** ...and each is closed this long after its 421 (an MTA closes at once; the reply has gone out by then). */

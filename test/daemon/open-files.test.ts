@@ -6,8 +6,8 @@ import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '../../src/client/client.js';
-import { connectionsAllowed } from '../../src/daemon/server.js';
-import { daemonLimits } from '../../src/limits.js';
+import { connectionsAllowed, lmtpConnectionsAllowed } from '../../src/daemon/server.js';
+import { daemonLimits, lmtpLimits } from '../../src/limits.js';
 import { requireBuilt } from '../cli/helpers.js';
 import { freePort, freshStore, INBOX, serve, type Daemon } from './processes.js';
 
@@ -29,14 +29,25 @@ describe('connections under the open-file limit', () => {
     expect(connectionsAllowed(64)).toBe(daemonLimits.connectionsMin);
   });
 
+  it('as many LMTP sessions as the limit leaves room for beside the store and the socket\'s fewest, at least a few', () => {
+    expect(lmtpConnectionsAllowed(undefined)).toBe(lmtpLimits.connectionsMax);
+    expect(lmtpConnectionsAllowed(1024)).toBe(lmtpLimits.connectionsMax);
+    expect(lmtpConnectionsAllowed(512)).toBeLessThan(lmtpLimits.connectionsMax);
+    expect(lmtpConnectionsAllowed(300)).toBe(lmtpLimits.connectionsMin);
+    // the two together leave the store its descriptors wherever the limit has room beyond the minimums
+    for (const openFiles of [512, 1024, 4096]) expect(connectionsAllowed(openFiles) + lmtpConnectionsAllowed(openFiles) + lmtpLimits.refusedHeldMax).toBeLessThan(openFiles);
+  });
+
   // more idle connections than the daemon has descriptors, then enough index writes that LevelDB
   // starts new log and table files. LMTP answers the sessions past its limit 421 and half-closes
   // them, and the descriptors of those whose client did not close stayed (900 idle LMTP clients
   // under ulimit -n 700 stopped the store before: CLOSED, 'IO error: .../000013.log: Too many
-  // open files', and the daemon exited)
+  // open files', and the daemon exited); and LMTP's 256 sessions did not follow the limit (400
+  // under ulimit -n 300 stopped it the same way)
   const crowds = [
     { kind: 'socket', openFilesMax: 300, clients: 400 },
     { kind: 'LMTP', openFilesMax: 700, clients: 900 },
+    { kind: 'LMTP', openFilesMax: 300, clients: 400 },
   ] as const;
   for (const crowd of crowds) {
     it(`a crowd of ${crowd.clients} idle ${crowd.kind} clients past ulimit -n ${crowd.openFilesMax} is refused; the store keeps its descriptors, and mail goes on into the index`, { timeout: 90_000 }, async () => {
