@@ -668,6 +668,11 @@ export const limits = {
   replicaApplyTimeoutMs: 120_000,
   /** A handshake (TLS and hello) must finish within this. */
   replicationHandshakeMs: 10_000,
+  /**
+   * Connections the replication listener holds at once (replicas, check, repair and XFER clients,
+   * handshakes under way); more are closed at accept. Within daemonLimits.descriptorsSpare.
+   */
+  replicationConnectionsMax: 64,
   /** A replica reconnects after this, doubling up to replicationRetryMaxMs. */
   replicationRetryMinMs: 100,
   replicationRetryMaxMs: 5_000,
@@ -762,7 +767,8 @@ export const daemonLimits = {
    * Descriptors kept from connections for everything else: LevelDB's tables (indexOpenFilesMax),
    * packs (packReadHandlesMax), journal segments (journalReadHandlesMax), LMTP connections
    * (lmtpLimits.connectionsMax, fewer under a low limit, and refusedHeldMax) and this many more (stdio, the event loop, worker threads, the
-   * log, the pack and segment being written, LevelDB's log and manifest, replication, metrics).
+   * log, the pack and segment being written, LevelDB's log and manifest, replication
+   * (limits.replicationConnectionsMax), metrics).
    */
   descriptorsSpare: 128,
   /** ...but the daemon takes at least this many connections, however low the limit. */

@@ -2,6 +2,8 @@
 // its connections within what the limit leaves the store (server.ts connectionsAllowed), so idle
 // connections can never take the descriptor LevelDB needs for its next log file, which stopped
 // the store, then the daemon (every later call UNAVAILABLE until a supervisor restarted it).
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -42,24 +44,28 @@ describe('connections under the open-file limit', () => {
   // starts new log and table files. LMTP answers the sessions past its limit 421 and half-closes
   // them, and the descriptors of those whose client did not close stayed (900 idle LMTP clients
   // under ulimit -n 700 stopped the store before: CLOSED, 'IO error: .../000013.log: Too many
-  // open files', and the daemon exited); and LMTP's 256 sessions did not follow the limit (400
-  // under ulimit -n 300 stopped it the same way)
+  // open files', and the daemon exited); LMTP's 256 sessions did not follow the limit (400 under
+  // ulimit -n 300 stopped it the same way); and the replication listener held any number
   const crowds = [
     { kind: 'socket', openFilesMax: 300, clients: 400 },
     { kind: 'LMTP', openFilesMax: 700, clients: 900 },
     { kind: 'LMTP', openFilesMax: 300, clients: 400 },
+    { kind: 'replication', openFilesMax: 300, clients: 400 },
   ] as const;
   for (const crowd of crowds) {
     it(`a crowd of ${crowd.clients} idle ${crowd.kind} clients past ulimit -n ${crowd.openFilesMax} is refused; the store keeps its descriptors, and mail goes on into the index`, { timeout: 90_000 }, async () => {
       const store = await freshStore();
       const port = await freePort();
-      const daemon = await serve(store, crowd.kind === 'LMTP' ? ['--lmtp', `127.0.0.1:${port}`] : [], { openFilesMax: crowd.openFilesMax });
+      const key = join(store, '..', 'key');
+      writeFileSync(key, randomBytes(32).toString('hex'), { mode: 0o600 });
+      const listen = { socket: [], LMTP: ['--lmtp'], replication: ['--replication-key', key, '--replication-listen'], metrics: ['--metrics'] }[crowd.kind];
+      const daemon = await serve(store, listen.length > 0 ? [...listen, `127.0.0.1:${port}`] : [], { openFilesMax: crowd.openFilesMax });
       daemons.push(daemon);
       const socket = join(store, 'run', 'mailstore.sock');
       const client = await Client.connect(socket);
       try {
         for (let i = 0; i < crowd.clients; i++) {
-          const s = crowd.kind === 'LMTP' ? createConnection(port, '127.0.0.1') : createConnection(socket);
+          const s = crowd.kind === 'socket' ? createConnection(socket) : createConnection(port, '127.0.0.1');
           s.on('error', () => undefined);
           sockets.push(s);
         }
