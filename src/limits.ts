@@ -768,11 +768,13 @@ export const daemonLimits = {
    * packs (packReadHandlesMax), journal segments (journalReadHandlesMax), LMTP connections
    * (lmtpLimits.connectionsMax, fewer under a low limit, and refusedHeldMax) and this many more (stdio, the event loop, worker threads, the
    * log, the pack and segment being written, LevelDB's log and manifest, replication
-   * (limits.replicationConnectionsMax), metrics).
+   * (limits.replicationConnectionsMax), metrics (metricsConnectionsMax)).
    */
   descriptorsSpare: 128,
   /** ...but the daemon takes at least this many connections, however low the limit. */
   connectionsMin: 16,
+  /** Connections the metrics endpoint holds at once (a scraper or two); more are closed at accept. */
+  metricsConnectionsMax: 16,
   /** Refused connections are logged at most once this often, with how many (a client connecting in a loop must not fill the disk). */
   refusedLogMs: 1000,
   /** A frame, or a call's byte strings, once begun must progress within this long of reading, else the connection is dropped (a half-sent frame or body holds memory and the body budget); the clock stops while the daemon does not read it (its bounds). */

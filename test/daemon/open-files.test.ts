@@ -45,12 +45,13 @@ describe('connections under the open-file limit', () => {
   // them, and the descriptors of those whose client did not close stayed (900 idle LMTP clients
   // under ulimit -n 700 stopped the store before: CLOSED, 'IO error: .../000013.log: Too many
   // open files', and the daemon exited); LMTP's 256 sessions did not follow the limit (400 under
-  // ulimit -n 300 stopped it the same way); and the replication listener held any number
+  // ulimit -n 300 stopped it the same way); and the replication and metrics listeners held any number
   const crowds = [
     { kind: 'socket', openFilesMax: 300, clients: 400 },
     { kind: 'LMTP', openFilesMax: 700, clients: 900 },
     { kind: 'LMTP', openFilesMax: 300, clients: 400 },
     { kind: 'replication', openFilesMax: 300, clients: 400 },
+    { kind: 'metrics', openFilesMax: 300, clients: 400 },
   ] as const;
   for (const crowd of crowds) {
     it(`a crowd of ${crowd.clients} idle ${crowd.kind} clients past ulimit -n ${crowd.openFilesMax} is refused; the store keeps its descriptors, and mail goes on into the index`, { timeout: 90_000 }, async () => {
