@@ -316,6 +316,8 @@ export const limits = {
   indexProbeTimeoutMs: 60_000,
   /** ...and the keys it reads once the index has opened. */
   indexProbeKeys: 10_000,
+  /** A probe killed or past its time: a child node without LevelDB is tried (can any run here?) for at most this long. */
+  indexProbeControlTimeoutMs: 10_000,
   /** Expunges of a mailbox being deleted are journalled in chunks of this many UIDs. */
   deleteChunkMessages: 10_000,
   /**
@@ -666,6 +668,11 @@ export const limits = {
   replicaApplyTimeoutMs: 120_000,
   /** A handshake (TLS and hello) must finish within this. */
   replicationHandshakeMs: 10_000,
+  /**
+   * Connections the replication listener holds at once (replicas, check, repair and XFER clients,
+   * handshakes under way); more are closed at accept. Within daemonLimits.descriptorsSpare.
+   */
+  replicationConnectionsMax: 64,
   /** A replica reconnects after this, doubling up to replicationRetryMaxMs. */
   replicationRetryMinMs: 100,
   replicationRetryMaxMs: 5_000,
@@ -759,12 +766,15 @@ export const daemonLimits = {
   /**
    * Descriptors kept from connections for everything else: LevelDB's tables (indexOpenFilesMax),
    * packs (packReadHandlesMax), journal segments (journalReadHandlesMax), LMTP connections
-   * (lmtpLimits.connectionsMax) and this many more (stdio, the event loop, worker threads, the
-   * log, the pack and segment being written, LevelDB's log and manifest, replication, metrics).
+   * (lmtpLimits.connectionsMax, fewer under a low limit, and refusedHeldMax) and this many more (stdio, the event loop, worker threads, the
+   * log, the pack and segment being written, LevelDB's log and manifest, replication
+   * (limits.replicationConnectionsMax), metrics (metricsConnectionsMax)).
    */
   descriptorsSpare: 128,
   /** ...but the daemon takes at least this many connections, however low the limit. */
   connectionsMin: 16,
+  /** Connections the metrics endpoint holds at once (a scraper or two); more are closed at accept. */
+  metricsConnectionsMax: 16,
   /** Refused connections are logged at most once this often, with how many (a client connecting in a loop must not fill the disk). */
   refusedLogMs: 1000,
   /** A frame, or a call's byte strings, once begun must progress within this long of reading, else the connection is dropped (a half-sent frame or body holds memory and the body budget); the clock stops while the daemon does not read it (its bounds). */
@@ -890,8 +900,14 @@ export const benchLimits = {
 
 /** LMTP delivery (src/daemon/lmtp.ts). The message size limit is the store's (messageBytesMax). */
 export const lmtpLimits = {
-  /** Connections served at once; more are answered 421 by smtp-server (an MTA opens a few per destination). */
+  /** Connections served at once; more are answered 421 by smtp-server (an MTA opens a few per destination). Fewer under a low open-file limit (server.ts lmtpConnectionsAllowed)... */
   connectionsMax: 256,
+  /** ...but at least this many. */
+  connectionsMin: 16,
+  /** Connections answered 421 (too many, or idle) whose client has not closed yet; more are closed at accept without a word... */
+  refusedHeldMax: 16,
+  /** ...and each is closed this long after its 421 (an MTA closes at once; the reply has gone out by then). */
+  refusedCloseMs: 2000,
   /** Recipients in one transaction; more get 452 4.5.3 and the MTA sends them in another (RFC 5321 asks for at least 100). */
   recipientsMax: 1000,
   /** A connection that sends nothing for this long is closed (RFC 5321 4.5.3.2.7: the server waits at least 5 minutes). */

@@ -104,8 +104,10 @@ export class CompressPool {
   private readonly streaming: boolean;
   /** This thread's compressor, for the batches of workers that died (see compress). */
   private fallback: InlineCompressor | undefined;
-  /** The first worker death, for the backup's summary (`compressionWorkerLost`). */
+  /** The first worker death, or start that failed, for the backup's summary (`compressionWorkerLost`). */
   lost: Error | undefined;
+  /** A worker could not be started: no more are tried. */
+  private cannotStart: Error | undefined;
 
   /** Whether the workers hash what they compress (compressChecked): the native BLAKE3 binding is there for them. */
   readonly hashes: boolean;
@@ -132,8 +134,17 @@ export class CompressPool {
    */
   grow(threads: number): void {
     const want = Math.min(threads, defaultThreads());
-    while (!this.streaming && !this.closed && this.slots.length < want) {
-      const worker = startCommonJsWorker(WORKER_SOURCE, { workerData: { zstd: this.codec === 'zstd' ? this.zstdModule : undefined, blake3: this.blakeAddon, nice: this.nice } });
+    while (!this.streaming && !this.closed && !this.cannotStart && this.slots.length < want) {
+      let worker: Worker;
+      try {
+        worker = startCommonJsWorker(WORKER_SOURCE, { workerData: { zstd: this.codec === 'zstd' ? this.zstdModule : undefined, blake3: this.blakeAddon, nice: this.nice } });
+      } catch (error) {
+        // no thread could be made (ERR_WORKER_INIT_FAILED: ulimit -u, a cgroup's pids.max, memory):
+        // the workers already started take the batches, this thread compresses when there are none
+        this.cannotStart = new Error(`a compression worker could not be started: ${(error as Error).message}`, { cause: error });
+        this.lost ??= this.cannotStart;
+        return;
+      }
       const slot: Slot = { worker, busy: 0, pending: new Map() };
       slot.worker.on('message', (m: { id: number; data?: ArrayBuffer; lengths?: number[]; digests?: ArrayBuffer; error?: string }) => {
         const waiting = slot.pending.get(m.id);

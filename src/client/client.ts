@@ -174,9 +174,12 @@ export class Client implements MailStore, ProcedureRunner {
         if (error instanceof MailstoreError && error.code !== 'UNAVAILABLE') throw error;
         if (performance.now() >= deadline || this.closed) {
           // a daemon that takes the connection and closes it before its hello: it has every connection it takes
+          // EAGAIN: a unix socket's queue of connections waiting to be accepted is full, so a daemon listens there
           const why = accepted
             ? `the daemon on ${this.socketPath} took the connection but gave no hello (${(error as Error).message}): it has all the connections it takes, is stopping, or hangs; try again`
-            : `no daemon answers on ${this.socketPath} (${code ?? (error as Error).message}); is 'mailstore serve' running?`;
+            : code === 'EAGAIN'
+              ? `the daemon on ${this.socketPath} has as many connections waiting to be accepted as its queue holds (EAGAIN): it is overloaded or stalled; try again`
+              : `no daemon answers on ${this.socketPath} (${code ?? (error as Error).message}); is 'mailstore serve' running?`;
           throw new MailstoreError('UNAVAILABLE', why, { path: this.socketPath, cause: error, mayHaveCommitted: false });
         }
         await sleep(daemonLimits.clientReconnectRetryMs);

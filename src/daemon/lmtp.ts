@@ -15,7 +15,9 @@ import { MailstoreError, isMailstoreError } from '../errors.js';
 import { installDataScan } from './data-scan.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { refuseNonSocket, refuseSharedDirectory, SOCKET_RISK, withSocketUmask } from '../fs/socket-file.js';
+import { openFilesLimit } from '../fs/open-files-limit.js';
 import { formatHostPort, listenError, parseListen } from './address.js';
+import { lmtpConnectionsAllowed } from './server.js';
 import { limits, lmtpLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
 import { handOver } from '../store/validate.js';
@@ -102,6 +104,7 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     void work.finally(() => inFlight.delete(work)).catch(() => {});
     return work;
   };
+  const sessionsMax = lmtpConnectionsAllowed(openFilesLimit());
   const server = new SMTPServer({
     lmtp: true,
     name: options.hostname,
@@ -112,7 +115,7 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     hideENHANCEDSTATUSCODES: true,
     hideDSN: true,
     size: bytesMax,
-    maxClients: lmtpLimits.connectionsMax,
+    maxClients: sessionsMax,
     maxRecipients: 0, // onRcptTo counts them, repeats too, and refuses past lmtpLimits.recipientsMax with 4.5.3
     socketTimeout: lmtpLimits.idleMs,
     closeTimeout: lmtpLimits.closeGraceMs,
@@ -159,6 +162,12 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
   });
   server.on('error', (error) => log({ event: 'lmtp.failed', error: String(error), level: 'warn' }));
   server.server.on('connection', groupReplies);
+  // smtp-server answers a session past maxClients 421 and half-closes it, and so does its idle
+  // timeout, but the descriptor stayed until the client closed too: a client that never did held
+  // one per try, until the store had none left. Such a connection is let go refusedCloseMs after
+  // its 421, and past refusedHeldMax of them new connections are closed at accept.
+  server.server.on('connection', (socket: Socket) => socket.once('finish', () => setTimeout(() => socket.destroy(), lmtpLimits.refusedCloseMs).unref()));
+  server.server.maxConnections = sessionsMax + lmtpLimits.refusedHeldMax;
   const address = await listen(server, options.listen);
   log({ event: 'lmtp.listening', address });
   return {

@@ -7,6 +7,7 @@ import { createServer, type Server } from 'node:http';
 import { assert, isMailstoreError } from '../errors.js';
 import type { AppendResult, JournalFlushChoice } from '../store/types.js';
 import { formatHostPort, listenError, parseListen } from './address.js';
+import { daemonLimits } from '../limits.js';
 
 type Labels = Record<string, string>;
 
@@ -219,6 +220,9 @@ export async function startMetrics(options: { listen: string; registry: Registry
       (error: unknown) => response.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics could not be collected: ${String(error)}\n`),
     );
   });
+  // an idle connection lives up to the headers timeout (60 s): a crowd of them (a scan, a scraper
+  // looping) took every descriptor the store had left, and it stopped
+  server.maxConnections = daemonLimits.metricsConnectionsMax;
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error) => reject(listenError(error, 'metrics', options.listen)));
     server.listen(address.port, address.host, () => resolve());

@@ -192,14 +192,30 @@ export class DaemonServer {
   }
 }
 
+/** Descriptors the store keeps beside every connection: LevelDB's tables, packs, journal segments, a spare. */
+const storeDescriptors = limits.indexOpenFilesMax + limits.packReadHandlesMax + limits.journalReadHandlesMax + daemonLimits.descriptorsSpare;
+
 /**
  * The connections the daemon keeps at once: daemonLimits.connectionsMax, fewer under an open-file
- * limit (`openFiles`, undefined: unknown) that would not leave the store its descriptors beside them.
+ * limit (`openFiles`, undefined: unknown) that would not leave the store its descriptors, and LMTP
+ * its connections (lmtpConnectionsAllowed, refusedHeldMax), beside them.
  */
 export function connectionsAllowed(openFiles: number | undefined): number {
   if (openFiles === undefined) return daemonLimits.connectionsMax;
-  const reserved = limits.indexOpenFilesMax + limits.packReadHandlesMax + limits.journalReadHandlesMax + lmtpLimits.connectionsMax + daemonLimits.descriptorsSpare;
+  const reserved = storeDescriptors + lmtpConnectionsAllowed(openFiles) + lmtpLimits.refusedHeldMax;
   return Math.max(daemonLimits.connectionsMin, Math.min(daemonLimits.connectionsMax, openFiles - reserved));
+}
+
+/**
+ * The sessions an LMTP listener serves at once: lmtpLimits.connectionsMax, fewer under an open-file
+ * limit that would not leave the store its descriptors and the socket its fewest connections beside
+ * them (an MTA's 256 sessions under LimitNOFILE=256 took every descriptor, LevelDB could not open
+ * its next log file, and the store and the daemon stopped); more are answered 421 and retried.
+ */
+export function lmtpConnectionsAllowed(openFiles: number | undefined): number {
+  if (openFiles === undefined) return lmtpLimits.connectionsMax;
+  const reserved = storeDescriptors + daemonLimits.connectionsMin + lmtpLimits.refusedHeldMax;
+  return Math.max(lmtpLimits.connectionsMin, Math.min(lmtpLimits.connectionsMax, openFiles - reserved));
 }
 
 /** Whether something answers on a unix socket: live, dead (ECONNREFUSED: a daemon died), or unknown. */

@@ -257,6 +257,16 @@ function tooLargeError(path: string, bytes: number, bytesMax: number, verb = 'is
 }
 
 export function skip(onSkip: SkipHandler | undefined, path: string, error: MailstoreError, reason?: SkipReason, index?: number): void {
-  if (!onSkip) throw error;
+  if (!onSkip || outOfDescriptors(error)) throw error;
   onSkip(path, error, reason ?? (error.code === 'TOO_LARGE' ? 'tooLarge' : 'unreadable'), index);
+}
+
+/**
+ * EMFILE, ENFILE: this process (or the system) is out of descriptors, which says nothing of the
+ * entry: skipped, every file and folder it could not open then went unread ('unreadable') and the
+ * run went on (a whole folder of them, imported 0); it stops instead, and the next run goes on.
+ */
+function outOfDescriptors(error: MailstoreError): boolean {
+  const code = (error.cause as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'EMFILE' || code === 'ENFILE';
 }

@@ -44,7 +44,7 @@ const LETTER_FLAGS: Record<string, string> = {
 const FLAG_LETTERS: Record<string, string> = Object.fromEntries(
   Object.entries(LETTER_FLAGS).map(([letter, flag]) => [flag.toLowerCase(), letter]),
 );
-const KEYWORDS_FILE = 'dovecot-keywords';
+export const KEYWORDS_FILE = 'dovecot-keywords';
 const KEYWORD_LETTERS = 'abcdefghijklmnopqrstuvwxyz';
 
 /** Splits a Maildir file name into its unique part, its info (after `:2,`/`!2,`) and leading timestamp. */

@@ -9,7 +9,7 @@ import { basename, dirname, join, relative } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
-import { FILE_NAME_BYTES_MAX, MaildirWriter, maildirPlusPlusFromFolder, type MaildirAppendOptions } from '../formats/maildir.js';
+import { FILE_NAME_BYTES_MAX, KEYWORDS_FILE, MaildirWriter, maildirPlusPlusFromFolder, type MaildirAppendOptions } from '../formats/maildir.js';
 import { MboxWriter, isEnvelopeToken, keptByMboxo, senderFromReturnPath, zoneFromDateHeader, type MboxStyle } from '../formats/mbox.js';
 import { limits } from '../limits.js';
 import type { MailStore } from '../store/api.js';
@@ -150,19 +150,39 @@ async function exportMbox(fs: FileSystem, store: MailStore, mailbox: string, opt
 /** A new Maildir tree is built whole under a temporary name, then renamed into place. */
 async function exportNewMaildir(fs: FileSystem, store: MailStore, targets: Target[], options: ExportOptions, summary: ExportSummary): Promise<void> {
   const temporary = temporarySibling(options.out);
+  const dirs: string[] = [];
+  const written: string[] = [];
   try {
     for (const target of targets) {
-      const writer = await MaildirWriter.create(fs, join(temporary, relative(options.out, target.path)));
-      await exportMessages(store, target, options, summary, (bytes, info) => writer.append(bytes, maildirOptions(info)));
+      const dir = join(temporary, relative(options.out, target.path));
+      dirs.push(dir);
+      const writer = await MaildirWriter.create(fs, dir);
+      await exportMessages(store, target, options, summary, async (bytes, info) => {
+        written.push(await writer.append(bytes, maildirOptions(info)));
+      });
       await writer.close();
       if (summary.interrupted) break;
     }
     await fs.syncDir(temporary).catch((error) => { throw fromSystemError(error, 'sync', temporary); }); // the .Sub entries
     await publish(fs, temporary, options.out);
   } catch (error) {
-    await fs.removeTree(temporary).catch(() => {});
+    await removeNewTree(fs, temporary, dirs, written);
     throw error;
   }
+}
+
+/**
+ * A failed export's tree, by the names it wrote: unlink and rmdir take no descriptor, where
+ * removeTree lists each directory first, which failed when the failure was running out of them
+ * (EMFILE) and left the hidden tree beside --out. removeTree then takes whatever is left.
+ */
+async function removeNewTree(fs: FileSystem, temporary: string, dirs: string[], written: string[]): Promise<void> {
+  for (const path of written) await fs.unlink(path).catch(() => {});
+  for (const dir of dirs.reverse()) { // a .Sub folder lies inside the first
+    await fs.unlink(join(dir, KEYWORDS_FILE)).catch(() => {});
+    for (const sub of ['tmp', 'new', 'cur', '']) await fs.rmdir(join(dir, sub)).catch(() => {});
+  }
+  await fs.removeTree(temporary).catch(() => {});
 }
 
 /**

@@ -31,13 +31,18 @@ export function probeIndex(path: string, timeoutMs = limits.indexProbeTimeoutMs)
   // loaded here, not at the top: only an open after a crash probes, and child_process costs every CLI start ~3 ms
   const { spawnSync } = createRequire(import.meta.url)('node:child_process') as { spawnSync: typeof SpawnSync };
   const child = spawnSync(process.execPath, ['-e', script, path], { encoding: 'utf8', timeout: timeoutMs });
-  if (child.error) {
-    // A probe that could not start says nothing about the index; one that ran past its time may be
-    // LevelDB looping on a damaged file, as before.
-    const timedOut = (child.error as NodeJS.ErrnoException).code === 'ETIMEDOUT';
-    return { ok: false, system: timedOut ? undefined : 'IO', detail: `the probe could not run: ${child.error.message}` };
+  const timedOut = (child.error as NodeJS.ErrnoException | undefined)?.code === 'ETIMEDOUT';
+  // A probe that could not start says nothing about the index (EAGAIN, EMFILE: system, below)
+  if (child.error && !timedOut) return { ok: false, system: 'IO', detail: `the probe could not run: ${child.error.message}` };
+  if (child.signal || timedOut) {
+    // Killed or past its time: LevelDB aborting or looping on a damaged file, unless a child node
+    // cannot run here at all (a thread limit, ulimit -u or a cgroup's pids.max, or memory: node
+    // aborts or hangs at its start), which a child without LevelDB shows; then it is the system's
+    const plain = plainChildFails(spawnSync, Math.min(timeoutMs, limits.indexProbeControlTimeoutMs));
+    if (plain) return { ok: false, system: 'IO', detail: `the probe could not run: a node child process without LevelDB ${plain} too (a limit on threads or processes, ulimit -u or a cgroup's pids.max, or on memory?)${systemAdvice('IO')}` };
+    if (timedOut) return { ok: false, detail: `the probe could not run: ${child.error!.message}` };
+    return { ok: false, detail: `LevelDB killed the probe process (${child.signal}) opening ${path}: ${child.stderr.trim().slice(0, 300)}` };
   }
-  if (child.signal) return { ok: false, detail: `LevelDB killed the probe process (${child.signal}) opening ${path}: ${child.stderr.trim().slice(0, 300)}` };
   if (child.status === 4) return { ok: false, locked: true, detail: child.stderr.trim().slice(0, 300) };
   if (child.status !== 0) {
     const text = child.stderr.trim().slice(0, 300);
@@ -46,4 +51,13 @@ export function probeIndex(path: string, timeoutMs = limits.indexProbeTimeoutMs)
     return { ok: false, detail: `the index does not open: ${text}` };
   }
   return { ok: true, detail: 'ok' };
+}
+
+/** How a child node that only starts its threads (libuv's pool: an fs call) fails here, if it does. */
+function plainChildFails(spawnSync: typeof SpawnSync, timeoutMs: number): string | undefined {
+  const child = spawnSync(process.execPath, ['-e', "require('node:fs').stat('/', () => process.exit(0));"], { encoding: 'utf8', timeout: timeoutMs });
+  if (child.error) return `failed (${(child.error as NodeJS.ErrnoException).code ?? child.error.message})`;
+  if (child.signal) return `was killed (${child.signal})`;
+  if (child.status !== 0) return `exited ${child.status}`;
+  return undefined;
 }

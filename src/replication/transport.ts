@@ -327,6 +327,9 @@ export function listen(address: string, psk: Buffer, onConnection: (connection: 
     pskCallback: (_socket, identity) => (identity === PSK_IDENTITY ? psk : null),
     handshakeTimeout: limits.replicationHandshakeMs,
   }, (socket) => onConnection(new Connection(socket, `${socket.remoteAddress}:${socket.remotePort}`)));
+  // the port faces the network: every connection held a descriptor for up to the handshake's 10 s,
+  // so a crowd of them (a scan, a peer looping) took all the store had left, and it stopped
+  server.maxConnections = limits.replicationConnectionsMax;
   server.on('connection', (socket: net.Socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));

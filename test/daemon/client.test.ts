@@ -5,6 +5,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { createConnection, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Client } from '../../src/client/client.js';
 import { procedures } from '../../src/daemon/procedures.js';
@@ -309,5 +311,31 @@ describe('the client library', () => {
     const next = await Client.connect(running.socket, { reconnectWaitMs: 5000 });
     clients.push(next);
     expect((await next.status(INBOX)).messages).toBe(0);
+  });
+
+  it('a daemon whose queue of connections waiting to be accepted is full (stalled, overloaded) is UNAVAILABLE saying so (not "is mailstore serve running?")', async () => {
+    // a process listening with a queue of one that does not accept: stopped, as a daemon held up
+    // (a unix socket's connect then fails EAGAIN at once; seen for real: 4,097 connections to a
+    // stopped daemon, net.core.somaxconn 4096)
+    const path = join(tempDir(), 'stalled.sock');
+    const listener = spawn(process.execPath, ['-e', `require('node:net').createServer().listen({ path: ${JSON.stringify(path)}, backlog: 1 }, () => process.stdout.write('ready'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const held: Socket[] = [];
+    try {
+      await new Promise((resolve) => listener.stdout.once('data', resolve));
+      listener.kill('SIGSTOP');
+      for (let i = 0; i < 8; i++) {
+        const socket = createConnection(path);
+        socket.on('error', () => undefined);
+        held.push(socket);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const error = await Client.connect(path, { reconnectWaitMs: 0 }).catch((e: MailstoreError) => e);
+      expect((error as MailstoreError).code).toBe('UNAVAILABLE');
+      expect((error as MailstoreError).message).toMatch(/EAGAIN.*(queue|overloaded|stalled)/);
+      expect((error as MailstoreError).message).not.toMatch(/running\?/);
+    } finally {
+      for (const socket of held) socket.destroy();
+      listener.kill('SIGKILL');
+    }
   });
 });

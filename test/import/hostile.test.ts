@@ -50,6 +50,30 @@ describe('a skipped entry is retried by the next run (#3)', () => {
     });
   });
 
+  // out of descriptors is the importer's own state, not the entry's: it skipped ('unreadable')
+  // every file and folder it could not open then and went on (ulimit -n 31: 48 of 300 files; at
+  // 30 the whole cur/, imported 0, exit 1), where it now stops IO and the next run takes the rest
+  for (const [what, fault] of [['a file', 'read'], ['a folder', 'readdir']] as const) {
+    it(`out of descriptors (EMFILE, ENFILE) opening ${what}: the import stops IO, nothing skipped, and the next run imports the rest, each once`, async () => {
+      for (const code of ['EMFILE', 'ENFILE'] as const) {
+        const names = ['1700000001.a:2,S', '1700000002.b:2,S', '1700000003.c:2,S', '1700000004.d:2,S'];
+        const source = maildir(join(tmpDir('src'), 'md'), Object.fromEntries(names.map((name, i) => [name, body(i)])));
+        await withStore(async (store) => {
+          const fs = new FaultFileSystem();
+          // a file's open for reading is a 'read' here; cur/ and new/ are listed through their held descriptors
+          fs.injectAt((op) => op.kind === fault && op.path.includes(fault === 'read' ? names[2]! : '/proc/self/fd/'), code, { times: Infinity });
+          const options: ImportOptions = { mailbox: 'INBOX', fs, batchMessagesMax: 2 };
+          await expect(importMail(store, source, options)).rejects.toMatchObject({ code: 'IO', message: expect.stringContaining(code) });
+          fs.clear();
+          const second = await importMail(store, source, options);
+          expect(second).toMatchObject({ skipped: 0 });
+          expect(second.imported + second.alreadyImported).toBe(4);
+          expect((await stored(store, 'INBOX')).sort()).toEqual([0, 1, 2, 3].map(body));
+        });
+      }
+    });
+  }
+
   it('a file imported before and unreadable now is not imported again once readable', async () => {
     const source = maildir(join(tmpDir('src'), 'md'), { '1.a': body('a'), '2.b': body('b') });
     await withStore(async (store) => {

@@ -98,7 +98,7 @@ export type OpKind =
   | 'create' | 'open' | 'write' | 'truncate' | 'sync'
   | 'mkdir' | 'rename' | 'unlink' | 'rmdir' | 'syncDir' | 'read' | 'readdir' | 'stat';
 
-export type FaultKind = 'ENOSPC' | 'EDQUOT' | 'EFBIG' | 'EIO' | 'EACCES' | 'EPERM' | 'EROFS' | 'shortWrite';
+export type FaultKind = 'ENOSPC' | 'EDQUOT' | 'EFBIG' | 'EIO' | 'EACCES' | 'EPERM' | 'EROFS' | 'EMFILE' | 'ENFILE' | 'shortWrite';
 /** A short write writes `bytes` (default: a seeded length below the full size), then throws ENOSPC. */
 export type Fault = FaultKind | { kind: FaultKind; bytes?: number };
 
@@ -271,6 +271,8 @@ const ERRNO: Record<Exclude<FaultKind, 'shortWrite'>, { errno: number; text: str
   EIO: { errno: -5, text: 'i/o error' },
   EACCES: { errno: -13, text: 'permission denied' },
   EROFS: { errno: -30, text: 'read-only file system' },
+  EMFILE: { errno: -24, text: 'too many open files' },
+  ENFILE: { errno: -23, text: 'file table overflow' },
 };
 
 const SYSCALL: Record<OpKind, string> = {
@@ -308,6 +310,9 @@ export const DEFAULT_FAIL_OPS: Record<FaultKind, OpKind[]> = {
   EPERM: ['create', 'open', 'rename', 'unlink', 'mkdir', 'rmdir'],
   // errors=remount-ro: everything that writes fails, on files already open too.
   EROFS: ALL_MUTATING,
+  // Out of descriptors (the process's ulimit -n, or the system's table): whatever opens one.
+  EMFILE: ['create', 'open', 'readdir', 'syncDir'],
+  ENFILE: ['create', 'open', 'readdir', 'syncDir'],
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -11,22 +11,8 @@ import { expectExactBodies, poolStore, twoHundred } from './read-pool-helpers.js
 const workerStarts = vi.hoisted(() => ({ failFrom: Infinity, made: 0, terminated: 0 }));
 
 vi.mock('node:worker_threads', async (importOriginal) => {
-  const original = await importOriginal<typeof import('node:worker_threads')>();
-  class FailingWorker extends original.Worker {
-    constructor(...args: ConstructorParameters<typeof original.Worker>) {
-      if (workerStarts.made >= workerStarts.failFrom) {
-        throw Object.assign(new Error('Worker initialization failure: EMFILE'), { code: 'ERR_WORKER_INIT_FAILED' });
-      }
-      super(...args);
-      workerStarts.made++;
-    }
-
-    override terminate(): Promise<number> {
-      workerStarts.terminated++;
-      return super.terminate();
-    }
-  }
-  return { ...original, Worker: FailingWorker };
+  const { failingWorkerThreads } = await import('../helpers/failing-worker.js');
+  return failingWorkerThreads(await importOriginal(), workerStarts);
 });
 
 const saved = { ...limits };

@@ -82,7 +82,9 @@ entry is reported on stderr and counted by reason in the summary ("skippedReason
   notFolder   a directory in SOURCE that is no folder (see Layout), or one nested too deep
   notMail     text before an mbox's first From_ line
 The same import run again retries every skipped entry (once fixed, it goes in; nothing is added
-twice). An import that skipped anything exits 1 once the rest is in (0 only when nothing was skipped).`)
+twice). An import that skipped anything exits 1 once the rest is in (0 only when nothing was skipped).
+Out of file descriptors (EMFILE, ENFILE: ulimit -n) is no entry's fault: the import stops there
+(IO, exit 2) with what went in durable, and the same import run again goes on.`)
     .action(runImport);
 }
 
