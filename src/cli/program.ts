@@ -121,6 +121,8 @@ async function packageVersion(): Promise<string | undefined> {
   }
 }
 
+const keepInspectorShut = () => {};
+
 /** Runs the command line; returns the exit code (the caller sets it, so stdout drains first). */
 export async function main(argv: string[]): Promise<number> {
   startOutput(); // main may run more than one command line in a process (tests run them in theirs)
@@ -137,7 +139,7 @@ export async function main(argv: string[]): Promise<number> {
   // node starts its inspector on SIGUSR1: the daemon (or a long import) then listened on
   // 127.0.0.1:9229, where any local user could run code as the store's user. A listener of our own
   // keeps it shut; serve reopens its log on it, as on SIGHUP (the signal nginx and Dovecot take).
-  process.on('SIGUSR1', () => {});
+  if (!process.listeners('SIGUSR1').includes(keepInspectorShut)) process.on('SIGUSR1', keepInspectorShut); // once: main may run again in this process
   try {
     const program = await buildProgram(argv);
     await program.parseAsync(argv);
