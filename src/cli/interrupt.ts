@@ -11,12 +11,13 @@ export interface Interrupt {
 // SIGTERM too (kill, a service manager, a container stopping): it killed an import before it
 // printed its summary and left an export's temp file beside --out (found session 30). SIGHUP: the
 // terminal closed or the ssh connection dropped, with the output perhaps going to a log file.
-const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+const SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
 /** The signal that stopped the command (the first one caught), for main to end the process by. */
 let stoppedBy: NodeJS.Signals | undefined;
 
-export function catchInterrupt(what: string): Interrupt {
+/** `signals`: those that stop the work at its safe point (the others keep their default: they kill). */
+export function catchInterrupt(what: string, signals: readonly NodeJS.Signals[] = SIGNALS): Interrupt {
   let requested = false;
   const handler = (signal: NodeJS.Signals) => {
     if (requested) {
@@ -27,11 +28,11 @@ export function catchInterrupt(what: string): Interrupt {
     stoppedBy = signal;
     process.stderr.write(`\nmailstore: stopping ${what} at the next safe point (Ctrl-C or SIGTERM again to stop at once)\n`);
   };
-  for (const signal of SIGNALS) process.on(signal, handler);
+  for (const signal of signals) process.on(signal, handler);
   return {
     get requested() { return requested; },
     dispose() {
-      for (const signal of SIGNALS) process.off(signal, handler);
+      for (const signal of signals) process.off(signal, handler);
     },
   };
 }

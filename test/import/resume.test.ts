@@ -1,7 +1,7 @@
 // Import is resumable: killed (SIGKILL) or stopped (Ctrl-C) part way, the same command run again
 // ends with every source message in the store exactly once. A changed source is refused.
 import { spawn } from 'node:child_process';
-import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { nodeFileSystem as fs } from '../../src/fs/node-fs.js';
@@ -144,6 +144,24 @@ describe('Ctrl-C, SIGTERM or SIGHUP during an import', () => {
       await holderExited;
     }
     expect(await ok(['mailbox', 'list'], { store })).toBe('');
+  });
+
+  // An export stopped by Ctrl-C or SIGTERM renames what it wrote to --out (its help says so). On a
+  // hangup nobody asked it to stop nor will read its 'interrupted' summary: the partial mbox at
+  // --out would pass for the whole mailbox.
+  it('SIGHUP during an export: nothing appears at --out (the partial file stays hidden, as for a kill)', async () => {
+    const dir = tempDir();
+    const source = join(dir, 'big.mbox');
+    writeMbox(source, 0, BIG_MBOX_MESSAGES);
+    const store = await freshStore();
+    await ok(['import', source, '--mailbox', 'big'], { store });
+    const out = join(dir, 'out.mbox');
+    const child = start(['export', 'big', '--format', 'mbox', '--out', out], { store });
+    while (!readdirSync(dir).some((name) => name.includes('.export-')) && child.exitCode === null) await new Promise((r) => setImmediate(r));
+    child.kill('SIGHUP');
+    const result = await finish(child);
+    expect(result.signal, result.stderr).toBe('SIGHUP');
+    expect(existsSync(out)).toBe(false);
   });
 
   it('Ctrl-C in a script of imports stops the script, not only the import running', async () => {

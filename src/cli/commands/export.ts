@@ -55,7 +55,9 @@ An export killed outright (SIGKILL, power cut) can leave a hidden .NAME.export-*
 which is safe to delete.`)
     .action(async (mailbox: string, options: ExportCommandOptions, command: Command) => {
       refuseOtherFormatOptions(options.format, command);
-      const interrupt = catchInterrupt('the export');
+      // not SIGHUP: a stopped export puts what it wrote at --out, and after a hangup nobody reads the
+      // summary saying it is partial; killed, it leaves only its hidden temporary file
+      const interrupt = catchInterrupt('the export', ['SIGINT', 'SIGTERM']);
       try {
         await refuseOutInStore(absolutePath(options.out), storeDir(command));
         const summary = await withReadStore(command, async (store) => {
