@@ -171,7 +171,7 @@ if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
   for unit in mailstore.service mailstore-scrub.timer; do
     if systemctl is-active --quiet "$unit"; then echo "$unit"; fi
   done > /run/mailstore.stopped-for-removal
-  # a scrub running now too: from files about to go, and holding the store when no daemon serves it
+  # a scrub running now too: it runs from files about to go
   systemctl stop mailstore-scrub.timer mailstore-scrub.service mailstore.service >/dev/null 2>&1 || true
 fi
 exit 0

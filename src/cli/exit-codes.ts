@@ -16,6 +16,11 @@ export const EXIT = {
   corruption: 6,
   /** A bug in mailstore (an assertion failed); the message says what. */
   internal: 70,
+  /**
+   * Nothing was done, by design, and nothing failed: `scrub --through-daemon` with no daemon serving
+   * the store. sysexits' EX_TEMPFAIL: the next run tries again.
+   */
+  skipped: 75,
   /** Stopped by Ctrl-C (SIGINT) at a safe point. */
   interrupted: 130,
 } as const;
@@ -62,6 +67,7 @@ export function exitCodesHelp(): string {
     `  5    invalid input (${codesFor(EXIT.invalid)}; also a bad command line)`,
     `  6    corruption (${codesFor(EXIT.corruption)}): nothing wrong was printed`,
     `  70   internal error (${codesFor(EXIT.internal)}, or any error without a code: a bug; please report it)`,
+    `  75   skipped: nothing was done, nothing failed (scrub --through-daemon with no daemon serving the store)`,
     `  130  interrupted by Ctrl-C at a safe point (everything reported is durable)`,
     '',
     'Errors print one line to stderr: "mailstore: CODE: message". With --json (or --jsonl), and',

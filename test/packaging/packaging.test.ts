@@ -25,7 +25,7 @@ describe('systemd units', () => {
       expect(service).toContain(`\n${line}\n`);
     }
     const scrub = readFileSync(join(repoRoot, 'packaging/mailstore-scrub.service'), 'utf8');
-    expect(scrub).toMatch(/^ExecStart=\/usr\/bin\/mailstore --store \/var\/lib\/mailstore scrub --quiet --time-budget \S+/m);
+    expect(scrub).toMatch(/^ExecStart=\/usr\/bin\/mailstore --store \/var\/lib\/mailstore scrub --through-daemon --quiet --time-budget \S+/m);
     expect(scrub).not.toMatch(/--repair/);
     expect(scrub).toContain('\nUMask=0027\n');
     expect(readFileSync(join(repoRoot, 'packaging/mailstore-scrub.timer'), 'utf8')).toContain('\nOnCalendar=daily\n');

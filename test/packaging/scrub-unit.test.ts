@@ -1,0 +1,71 @@
+// The nightly scrub as mailstore-scrub.service runs it, beside (or without) the daemon of
+// mailstore.service. With no daemon serving the store (stopped by an admin, between two restarts,
+// at boot) it opened the store itself and held its lock for up to its 2 h budget: a daemon started
+// meanwhile waited 30 s, failed LOCKED and was restarted until the scrub ended (mail refused).
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { EXIT } from '../../src/cli/exit-codes.js';
+import { ok, repoRoot, requireBuilt, run } from '../cli/helpers.js';
+import { freshStore, INBOX, message, serve } from '../daemon/processes.js';
+
+const unit = readFileSync(join(repoRoot, 'packaging/mailstore-scrub.service'), 'utf8');
+
+/** The unit's ExecStart as arguments of the built CLI, on `store` instead of /var/lib/mailstore; `global` before the command. */
+function scrubArgs(store: string, global: string[] = []): string[] {
+  const words = /^ExecStart=(.*)$/m.exec(unit)![1].trim().split(/\s+/);
+  expect(words.slice(0, 3)).toEqual(['/usr/bin/mailstore', '--store', '/var/lib/mailstore']);
+  return ['--store', store, ...global, ...words.slice(3)];
+}
+
+/** Exit statuses systemd counts as the unit's success. */
+const successes = () => [0, ...(/^SuccessExitStatus=(.*)$/m.exec(unit)?.[1].split(/\s+/).map(Number) ?? [])];
+
+describe('the nightly scrub unit', () => {
+  requireBuilt();
+
+  it('with no daemon serving the store opens nothing, says it skipped, and exits with a status the unit counts as success', async () => {
+    const store = await freshStore();
+    const scrub = await run(scrubArgs(store));
+    expect(scrub.code, scrub.stderr).toBe(EXIT.skipped);
+    expect(successes()).toContain(EXIT.skipped);
+    expect(scrub.stderr).toMatch(/scrub skipped: no daemon serves .*nothing was checked/);
+    expect(existsSync(join(store, 'scrub-cursor.json')), 'the scrub opened the store').toBe(false);
+    // a daemon started now takes the store at once (--no-wait: it was not held)
+    const daemon = await serve(store, ['--no-wait']);
+    daemon.child.kill('SIGTERM');
+    expect(await daemon.exited).toBe(0);
+  });
+
+  it('with the daemon serving runs in it, which writes the budgeted run\'s cursor', async () => {
+    const store = await freshStore();
+    const daemon = await serve(store);
+    try {
+      const scrub = await run(scrubArgs(store));
+      expect(scrub.code, scrub.stderr).toBe(EXIT.ok);
+      expect(scrub.stdout.toString()).toMatch(/clean/);
+      expect(existsSync(join(store, 'scrub-cursor.json'))).toBe(true); // the budgeted run's cursor, written by the daemon
+    } finally {
+      daemon.child.kill('SIGTERM');
+    }
+    expect(await daemon.exited).toBe(0);
+  });
+
+  it('a process that holds the store but does not answer (a daemon on another --socket) is LOCKED, never skipped', async () => {
+    const store = await freshStore();
+    await ok(['append', INBOX, '-'], { store, input: message(1) });
+    const elsewhere = join(store, '..', 'other.sock');
+    const daemon = await serve(store, ['--socket', elsewhere]);
+    try {
+      const scrub = await run(scrubArgs(store, ['--wait', '1']));
+      expect(scrub.code, scrub.stderr).toBe(EXIT.couldNotRun);
+      expect(scrub.stderr).toMatch(/LOCKED: .*in use by process \d+ .*no daemon answers at .*MAILSTORE_SOCKET=PATH/);
+      const found = await run(scrubArgs(store), { env: { MAILSTORE_SOCKET: elsewhere } });
+      expect(found.code, found.stderr).toBe(EXIT.ok);
+      expect(await ok(['fetch', INBOX, '1'], { store, env: { MAILSTORE_SOCKET: elsewhere } })).toBe(message(1).toString());
+    } finally {
+      daemon.child.kill('SIGTERM');
+    }
+    expect(await daemon.exited).toBe(0);
+  });
+});
