@@ -107,14 +107,30 @@ function control(pkg: PackageJson, arch: string, kib: number): string {
   ].join('\n');
 }
 
-/** Finds its installation relative to itself, so an unpacked copy (dpkg-deb -x DIR) runs too. */
-const WRAPPER = `#!/bin/sh
+/**
+ * Finds its installation relative to itself, so an unpacked copy (dpkg-deb -x DIR) runs too. Runs
+ * the node the package depends on, /usr/bin/node, not the first on PATH: systemd's PATH (and most
+ * shells') puts /usr/local/bin first, where a node installed by hand (a tarball, nvm's, an older
+ * one) ran the daemon with LevelDB's and BLAKE3's bindings built for another node, or failed on
+ * code it cannot run.
+ */
+export const WRAPPER = `#!/bin/sh
 # mailstore: the CLI of the mailstore package (node ${NODE_DEPENDENCY}).
 # two glibc malloc arenas, as the unit sets: memory a thread freed is reused instead of kept per
 # thread (a 1M-message compaction peaked at 232 MB instead of 248-272; BENCHMARKS.md, session 17)
 export MALLOC_ARENA_MAX="\${MALLOC_ARENA_MAX:-2}"
 here=$(dirname "$(readlink -f "$0")")
-exec node "$here/../lib/mailstore/dist/src/cli/main.js" "$@"
+node="\${MAILSTORE_NODE:-/usr/bin/node}"
+if [ ! -x "$node" ]; then
+  # as a dependency that does not load: could not run (2); an MTA's append --sysexits gets 75, so
+  # the mail is deferred, not bounced
+  status=2
+  for arg; do if [ "$arg" = --sysexits ]; then status=75; fi; done
+  case " $* " in *" append "*) if [ "\${MAILSTORE_SYSEXITS:-}" = 1 ]; then status=75; fi ;; esac
+  echo "mailstore: IO: $node is missing or not executable: the package runs the node of its dependency ${NODE_DEPENDENCY} (apt-get install --reinstall nodejs); MAILSTORE_NODE=PATH names another node, of the same version or newer" >&2
+  exit $status
+fi
+exec "$node" "$here/../lib/mailstore/dist/src/cli/main.js" "$@"
 `;
 
 export const POSTINST = `#!/bin/sh

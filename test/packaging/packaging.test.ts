@@ -124,14 +124,15 @@ describe.skipIf(!dpkgDeb)('the .deb', () => {
     }
 
     // the wrapper runs node with two malloc arenas unless the admin chose otherwise: a stand-in
-    // `node` first in PATH prints what it was given
+    // `node` (MAILSTORE_NODE: the wrapper runs /usr/bin/node, never one first in PATH) prints what it was given
     const bin = tempDir('deb-node-');
     writeFileSync(join(bin, 'node'), '#!/bin/sh\necho "arenas=${MALLOC_ARENA_MAX:-unset} $1"\n');
     chmodSync(join(bin, 'node'), 0o755);
-    const path = `${bin}:${process.env.PATH ?? ''}`;
     const { MALLOC_ARENA_MAX: _, ...bare } = process.env;
-    expect((await run(cli, ['--help'], { env: { ...bare, PATH: path } })).output.trim()).toBe(`arenas=2 ${unpacked}/usr/bin/../lib/mailstore/dist/src/cli/main.js`);
-    expect((await run(cli, ['--help'], { env: { ...bare, PATH: path, MALLOC_ARENA_MAX: '8' } })).output).toMatch(/^arenas=8 /);
+    const standIn = { ...bare, MAILSTORE_NODE: join(bin, 'node') };
+    expect((await run(cli, ['--help'], { env: standIn })).output.trim()).toBe(`arenas=2 ${unpacked}/usr/bin/../lib/mailstore/dist/src/cli/main.js`);
+    expect((await run(cli, ['--help'], { env: { ...standIn, MALLOC_ARENA_MAX: '8' } })).output).toMatch(/^arenas=8 /);
+    expect((await run(cli, ['--help'], { env: { ...bare, PATH: `${bin}:${process.env.PATH ?? ''}` } })).output).toMatch(/Usage: mailstore/);
 
     if (!root || !container) {
       console.log(`skip: the real dpkg -i ${!root ? 'needs root' : 'runs only in a container'}`);
