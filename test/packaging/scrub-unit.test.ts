@@ -18,6 +18,17 @@ function scrubArgs(store: string, global: string[] = []): string[] {
   return ['--store', store, ...global, ...words.slice(3)];
 }
 
+/**
+ * The environment systemd gives the unit: its EnvironmentFile= lines, /etc/default/mailstore read
+ * from `defaults` (KEY=VALUE lines, a value in double quotes or bare; # comments).
+ */
+function unitEnvironment(defaults: string): Record<string, string> {
+  const files = [...unit.matchAll(/^EnvironmentFile=-?(.*)$/gm)].map((m) => m[1].trim());
+  if (!files.includes('/etc/default/mailstore')) return {};
+  const pairs = defaults.split('\n').map((line) => /^([A-Za-z_][A-Za-z0-9_]*)=(?:"(.*)"|(.*))$/.exec(line.trim())).filter((m) => m !== null);
+  return Object.fromEntries(pairs.map((m) => [m[1], m[2] ?? m[3]]));
+}
+
 /** Exit statuses systemd counts as the unit's success. */
 const successes = () => [0, ...(/^SuccessExitStatus=(.*)$/m.exec(unit)?.[1].split(/\s+/).map(Number) ?? [])];
 
@@ -51,7 +62,7 @@ describe('the nightly scrub unit', () => {
     expect(await daemon.exited).toBe(0);
   });
 
-  it('a process that holds the store but does not answer (a daemon on another --socket) is LOCKED, never skipped', async () => {
+  it('a process that holds the store but does not answer (a daemon on another --socket) is LOCKED, never skipped; MAILSTORE_SOCKET in /etc/default/mailstore, which the unit reads, finds it', async () => {
     const store = await freshStore();
     await ok(['append', INBOX, '-'], { store, input: message(1) });
     const elsewhere = join(store, '..', 'other.sock');
@@ -60,7 +71,12 @@ describe('the nightly scrub unit', () => {
       const scrub = await run(scrubArgs(store, ['--wait', '1']));
       expect(scrub.code, scrub.stderr).toBe(EXIT.couldNotRun);
       expect(scrub.stderr).toMatch(/LOCKED: .*in use by process \d+ .*no daemon answers at .*MAILSTORE_SOCKET=PATH/);
-      const found = await run(scrubArgs(store), { env: { MAILSTORE_SOCKET: elsewhere } });
+      // as the package's /etc/default/mailstore tells the admin to set it beside --socket: the
+      // unit reads that file, so its scrub finds the daemon there
+      const shipped = readFileSync(join(repoRoot, 'packaging/default'), 'utf8');
+      expect(shipped).toMatch(/^#MAILSTORE_SOCKET=\S+$/m);
+      const defaults = shipped.replace(/^MAILSTORE_SERVE_OPTIONS=.*$/m, `MAILSTORE_SERVE_OPTIONS="--socket ${elsewhere}"`).replace(/^#MAILSTORE_SOCKET=.*$/m, `MAILSTORE_SOCKET=${elsewhere}`);
+      const found = await run(scrubArgs(store), { env: unitEnvironment(defaults) });
       expect(found.code, found.stderr).toBe(EXIT.ok);
       expect(await ok(['fetch', INBOX, '1'], { store, env: { MAILSTORE_SOCKET: elsewhere } })).toBe(message(1).toString());
     } finally {
