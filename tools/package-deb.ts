@@ -133,6 +133,9 @@ fi
 exec "$node" "$here/../lib/mailstore/dist/src/cli/main.js" "$@"
 `;
 
+/** The units an admin enables (their [Install] sections): README's \`systemctl enable --now ...\`. */
+const ENABLED_BY_ADMIN = 'mailstore.service mailstore-scrub.timer';
+
 export const POSTINST = `#!/bin/sh
 # The mailstore system user owns the store; the store itself is never created here: an empty
 # /var/lib/mailstore may be a partition that is not mounted yet (README, "systemd").
@@ -151,6 +154,9 @@ if [ "$1" = configure ]; then
     install -d -o mailstore -g mailstore -m 0750 /var/lib/mailstore
   fi
   if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+  # deb-systemd-helper notes the links \`systemctl enable\` makes for the units (it enables
+  # nothing), so that a purge can remove them: left behind, they dangled once the unit files were gone
+  if command -v deb-systemd-helper >/dev/null; then deb-systemd-helper update-state ${ENABLED_BY_ADMIN} >/dev/null || true; fi
   # An upgrade ($2: the version replaced): a running daemon still runs the replaced code, and loads
   # the new one's files as its commands need them. Restarted, it runs one version; one the admin
   # stopped stays stopped.
@@ -200,6 +206,8 @@ if [ -d /run/systemd/system ]; then systemctl daemon-reload >/dev/null 2>&1 || t
 if [ "$1" = purge ]; then
   # an install after it starts what it is told to, not what the removal stopped
   rm -f /run/mailstore.stopped-for-removal
+  # the enablement links (multi-user.target.wants/, timers.target.wants/) go with the units
+  if command -v deb-systemd-helper >/dev/null; then deb-systemd-helper purge ${ENABLED_BY_ADMIN} >/dev/null || true; fi
   echo "mailstore: purged: its settings (/etc/default/mailstore) are gone; /var/lib/mailstore (the store, the mail)"
   echo "  and the mailstore user are kept. Remove them by hand once nothing in them is needed."
 fi

@@ -2,8 +2,8 @@
 // builds a .deb whose unpacked CLI works (its node_modules complete, native bindings included);
 // as root in a container the .deb is really installed (user, units, /usr/bin/mailstore) and
 // purged again. Each part says why it skips when its tool is missing. Build first (npx tsc -p .).
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { bin, repoRoot, requireBuilt, tempDir } from '../cli/helpers.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
@@ -143,6 +143,9 @@ describe.skipIf(!dpkgDeb)('the .deb', () => {
 });
 if (!dpkgDeb) describe('the .deb', () => it('dpkg-deb is not installed: skipped', () => console.log('skip: dpkg-deb is not installed')));
 
+/** What `systemctl enable mailstore.service mailstore-scrub.timer` makes (their [Install] sections). */
+const ENABLEMENT_LINKS = ['/etc/systemd/system/multi-user.target.wants/mailstore.service', '/etc/systemd/system/timers.target.wants/mailstore-scrub.timer'];
+
 /** dpkg -i for real (a container only), then dpkg --purge; what the test created goes again. */
 async function installAndPurge(deb: string): Promise<void> {
   const hadUser = (await run('getent', ['passwd', 'mailstore'])).code === 0;
@@ -157,10 +160,20 @@ async function installAndPurge(deb: string): Promise<void> {
       const verified = await run(analyze, ['verify', '--man=no', ...UNITS.map((u) => `/lib/systemd/system/${u}`)], { timeoutMs: 20_000 });
       expect(verified.code, verified.output).toBe(0);
     }
+    // systemctl enable mailstore.service mailstore-scrub.timer (no systemd runs here: the links it makes)
+    for (const link of ENABLEMENT_LINKS) {
+      expect(existsSync(link), `${link} is there before the install`).toBe(false);
+      mkdirSync(dirname(link), { recursive: true });
+      symlinkSync(`/lib/systemd/system/${basename(link)}`, link);
+    }
   } finally {
     const purged = await run('dpkg', ['--purge', 'mailstore'], { timeoutMs: 120_000 });
     expect(purged.code, purged.output).toBe(0);
     expect(existsSync('/usr/bin/mailstore')).toBe(false);
+    // left behind, they dangled: wanted by their targets, the unit files gone
+    const left = ENABLEMENT_LINKS.filter((link) => lstatSync(link, { throwIfNoEntry: false }) !== undefined);
+    for (const link of left) unlinkSync(link);
+    expect(left, 'enablement links left after the purge').toEqual([]);
     if (!hadUser) {
       await run('userdel', ['mailstore']);
       await run('groupdel', ['mailstore']); // gone with the user where USERGROUPS_ENAB; else now
