@@ -127,8 +127,12 @@ export async function withDaemon<T>(command: Command, work: (store: MailStore) =
   let handle: MailStore;
   try {
     handle = await openHandle(dir, lockWaitOptions(command), async (root, wait) => {
-      const { checkNoWriter } = await import('../store/identity.js'); // reads LOCK; takes nothing, writes nothing
+      const { checkNoWriter, verifyIdentity } = await import('../store/identity.js'); // they read STORE and LOCK; take nothing, write nothing
+      const { stagedJournalToFinish } = await import('../store/resync.js');
       const { nodeFileSystem } = await import('../fs/node-fs.js');
+      // no store there (a partition not mounted, a wrong --store): refused as an open would, never
+      // "skipped", which a nightly job counts as success for as long as nobody looks
+      await verifyIdentity(nodeFileSystem, root, { stagedJournal: () => stagedJournalToFinish(nodeFileSystem, root) });
       await checkNoWriter(nodeFileSystem, root, { waitMs: wait.lockWaitMs, onWaiting: wait.onLockWait }).catch((error: unknown) => {
         if (!isMailstoreError(error, 'LOCKED')) throw error;
         const holder = /process \d+/.exec(error.message)?.[0] ?? 'another process';

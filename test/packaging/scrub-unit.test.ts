@@ -2,11 +2,11 @@
 // mailstore.service. With no daemon serving the store (stopped by an admin, between two restarts,
 // at boot) it opened the store itself and held its lock for up to its 2 h budget: a daemon started
 // meanwhile waited 30 s, failed LOCKED and was restarted until the scrub ended (mail refused).
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/exit-codes.js';
-import { ok, repoRoot, requireBuilt, run } from '../cli/helpers.js';
+import { ok, repoRoot, requireBuilt, run, tempDir } from '../cli/helpers.js';
 import { freshStore, INBOX, message, serve } from '../daemon/processes.js';
 
 const unit = readFileSync(join(repoRoot, 'packaging/mailstore-scrub.service'), 'utf8');
@@ -46,6 +46,17 @@ describe('the nightly scrub unit', () => {
     const daemon = await serve(store, ['--no-wait']);
     daemon.child.kill('SIGTERM');
     expect(await daemon.exited).toBe(0);
+  });
+
+  it('with no store there (a partition not mounted, a wrong --store in a drop-in) fails as an open would, never skipped, and creates nothing', async () => {
+    const empty = tempDir('scrub-unit-');
+    const unmounted = await run(scrubArgs(empty));
+    expect(unmounted.code, unmounted.stderr).toBe(EXIT.refused);
+    expect(unmounted.stderr).toMatch(/UNMOUNTED: /);
+    expect(readdirSync(empty)).toEqual([]);
+    const missing = await run(scrubArgs(join(empty, 'typo')));
+    expect(missing.code, missing.stderr).toBe(EXIT.notFound);
+    expect(existsSync(join(empty, 'typo'))).toBe(false);
   });
 
   it('with the daemon serving runs in it, which writes the budgeted run\'s cursor', async () => {

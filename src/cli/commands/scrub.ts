@@ -52,7 +52,8 @@ reverse ACL map, counts, uidNext, the change log).
 It runs in the daemon when one serves the store (mailstore serve), else in this process, which
 then holds the store's lock until it ends (a daemon started meanwhile waits, then fails LOCKED).
 --through-daemon never opens the store here: with no daemon serving it, it does nothing and exits
-75 (skipped), for a job that must not keep the daemon out (the package's nightly scrub). Pack
+75 (skipped), for a job that must not keep the daemon out (the package's nightly scrub); a
+directory that holds no store is refused as ever (3 or 4). Pack
 reading runs beside writers; the index cross-check briefly holds the writer.
 
 Exit codes: 0 clean; 1 findings (damage found, or left unrepaired); 2 could not run (locked,
