@@ -782,6 +782,14 @@ export const daemonLimits = {
   /** SIGTERM: calls in flight get this long to finish before the store is closed under them. */
   shutdownGraceMs: 5_000,
   /**
+   * Under systemd (Type=notify): while the store opens, each notice pushes the start timeout this
+   * far ahead, sent four times as often, so a stall of the event loop a quarter of it long (a large
+   * synchronous step, a full collection) never lets it run out.
+   */
+  systemdExtendStartMs: 120_000,
+  /** A systemd-notify that has not returned in this long is given up (logged): systemd did not take its message. */
+  systemdNotifyTimeoutMs: 10_000,
+  /**
    * The daemon's log (--log FILE or stderr): an info line less than this long after the last write
    * waits for the end of that interval and goes out with the others of it (a line after a quiet
    * spell, warnings, errors, close and exit write at once): one write per burst instead of one per

@@ -107,15 +107,34 @@ function control(pkg: PackageJson, arch: string, kib: number): string {
   ].join('\n');
 }
 
-/** Finds its installation relative to itself, so an unpacked copy (dpkg-deb -x DIR) runs too. */
-const WRAPPER = `#!/bin/sh
+/**
+ * Finds its installation relative to itself, so an unpacked copy (dpkg-deb -x DIR) runs too. Runs
+ * the node the package depends on, /usr/bin/node, not the first on PATH: systemd's PATH (and most
+ * shells') puts /usr/local/bin first, where a node installed by hand (a tarball, nvm's, an older
+ * one) ran the daemon with LevelDB's and BLAKE3's bindings built for another node, or failed on
+ * code it cannot run.
+ */
+export const WRAPPER = `#!/bin/sh
 # mailstore: the CLI of the mailstore package (node ${NODE_DEPENDENCY}).
 # two glibc malloc arenas, as the unit sets: memory a thread freed is reused instead of kept per
 # thread (a 1M-message compaction peaked at 232 MB instead of 248-272; BENCHMARKS.md, session 17)
 export MALLOC_ARENA_MAX="\${MALLOC_ARENA_MAX:-2}"
 here=$(dirname "$(readlink -f "$0")")
-exec node "$here/../lib/mailstore/dist/src/cli/main.js" "$@"
+node="\${MAILSTORE_NODE:-/usr/bin/node}"
+if [ ! -x "$node" ]; then
+  # as a dependency that does not load: could not run (2); an MTA's append --sysexits gets 75, so
+  # the mail is deferred, not bounced
+  status=2
+  for arg; do if [ "$arg" = --sysexits ]; then status=75; fi; done
+  case " $* " in *" append "*) if [ "\${MAILSTORE_SYSEXITS:-}" = 1 ]; then status=75; fi ;; esac
+  echo "mailstore: IO: $node is missing or not executable: the package runs the node of its dependency ${NODE_DEPENDENCY} (apt-get install --reinstall nodejs); MAILSTORE_NODE=PATH names another node, of the same version or newer" >&2
+  exit $status
+fi
+exec "$node" "$here/../lib/mailstore/dist/src/cli/main.js" "$@"
 `;
+
+/** The units an admin enables (their [Install] sections): README's \`systemctl enable --now ...\`. */
+const ENABLED_BY_ADMIN = 'mailstore.service mailstore-scrub.timer';
 
 export const POSTINST = `#!/bin/sh
 # The mailstore system user owns the store; the store itself is never created here: an empty
@@ -135,6 +154,9 @@ if [ "$1" = configure ]; then
     install -d -o mailstore -g mailstore -m 0750 /var/lib/mailstore
   fi
   if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+  # deb-systemd-helper notes the links \`systemctl enable\` makes for the units (it enables
+  # nothing), so that a purge can remove them: left behind, they dangled once the unit files were gone
+  if command -v deb-systemd-helper >/dev/null; then deb-systemd-helper update-state ${ENABLED_BY_ADMIN} >/dev/null || true; fi
   # An upgrade ($2: the version replaced): a running daemon still runs the replaced code, and loads
   # the new one's files as its commands need them. Restarted, it runs one version; one the admin
   # stopped stays stopped.
@@ -171,7 +193,7 @@ if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
   for unit in mailstore.service mailstore-scrub.timer; do
     if systemctl is-active --quiet "$unit"; then echo "$unit"; fi
   done > /run/mailstore.stopped-for-removal
-  # a scrub running now too: from files about to go, and holding the store when no daemon serves it
+  # a scrub running now too: it runs from files about to go
   systemctl stop mailstore-scrub.timer mailstore-scrub.service mailstore.service >/dev/null 2>&1 || true
 fi
 exit 0
@@ -184,6 +206,8 @@ if [ -d /run/systemd/system ]; then systemctl daemon-reload >/dev/null 2>&1 || t
 if [ "$1" = purge ]; then
   # an install after it starts what it is told to, not what the removal stopped
   rm -f /run/mailstore.stopped-for-removal
+  # the enablement links (multi-user.target.wants/, timers.target.wants/) go with the units
+  if command -v deb-systemd-helper >/dev/null; then deb-systemd-helper purge ${ENABLED_BY_ADMIN} >/dev/null || true; fi
   echo "mailstore: purged: its settings (/etc/default/mailstore) are gone; /var/lib/mailstore (the store, the mail)"
   echo "  and the mailstore user are kept. Remove them by hand once nothing in them is needed."
 fi

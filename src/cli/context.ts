@@ -119,6 +119,46 @@ async function withHandle<T>(command: Command, work: (store: MailStore) => Promi
   }
 }
 
+/** Thrown by withDaemon's open: no process holds the store, so no daemon will answer for it. */
+class NoDaemon extends Error {}
+
+/**
+ * withStore that never opens the store here, for a job that must not hold the store against the
+ * daemon (the nightly scrub: a daemon started while it held the lock failed LOCKED until it ended):
+ * `work` gets a Client of the daemon serving the store. A process that holds the store but does not
+ * answer yet (a daemon recovering before it binds its socket) is waited for as --wait says; one that
+ * never answers is LOCKED. Returns undefined, having opened nothing, when no process holds the store.
+ */
+export async function withDaemon<T>(command: Command, work: (store: MailStore) => Promise<T>): Promise<{ result: T } | undefined> {
+  const dir = storeDir(command);
+  let handle: MailStore;
+  try {
+    handle = await openHandle(dir, lockWaitOptions(command), async (root, wait) => {
+      const { checkNoWriter, verifyIdentity } = await import('../store/identity.js'); // they read STORE and LOCK; take nothing, write nothing
+      const { stagedJournalToFinish } = await import('../store/resync.js');
+      const { nodeFileSystem } = await import('../fs/node-fs.js');
+      // no store there (a partition not mounted, a wrong --store): refused as an open would, never
+      // "skipped", which a nightly job counts as success for as long as nobody looks
+      await verifyIdentity(nodeFileSystem, root, { stagedJournal: () => stagedJournalToFinish(nodeFileSystem, root) });
+      await checkNoWriter(nodeFileSystem, root, { waitMs: wait.lockWaitMs, onWaiting: wait.onLockWait }).catch((error: unknown) => {
+        if (!isMailstoreError(error, 'LOCKED')) throw error;
+        const holder = /process \d+/.exec(error.message)?.[0] ?? 'another process';
+        throw new MailstoreError('LOCKED', `the store at ${root} is in use by ${holder} (LOCK), and no daemon answers at ${daemonSocketPath(root)}: ` +
+          `a daemon started with --socket PATH is found through MAILSTORE_SOCKET=PATH (with the package: in /etc/default/mailstore); nothing was opened here`, { path: root, cause: error });
+      });
+      throw new NoDaemon();
+    });
+  } catch (error) {
+    if (error instanceof NoDaemon) return undefined;
+    throw error;
+  }
+  try {
+    return { result: await work(handle) };
+  } finally {
+    await handle.close();
+  }
+}
+
 /** A Client when a daemon answers for `dir`; else the store opened here (the daemon's socket watched while waiting for the lock). */
 async function openHandle(dir: string, wait: LockWaitOptions, open: (dir: string, wait: LockWaitOptions) => Promise<Store>): Promise<MailStore> {
   const socket = daemonSocketPath(dir);

@@ -16,6 +16,11 @@ export const EXIT = {
   corruption: 6,
   /** A bug in mailstore (an assertion failed); the message says what. */
   internal: 70,
+  /**
+   * Nothing was done, by design, and nothing failed: `scrub --through-daemon` with no daemon serving
+   * the store. sysexits' EX_TEMPFAIL: the next run tries again.
+   */
+  skipped: 75,
   /** Stopped by Ctrl-C (SIGINT), SIGTERM or SIGHUP at a safe point; main then ends the process by that signal (interrupt.ts). */
   interrupted: 130,
   /** stdout's reader went away (`| head`) before the command said all it had to: 128 + SIGPIPE, as a shell reports any writer killed by it. */
@@ -64,6 +69,7 @@ export function exitCodesHelp(): string {
     `  5    invalid input (${codesFor(EXIT.invalid)}; also a bad command line)`,
     `  6    corruption (${codesFor(EXIT.corruption)}): nothing wrong was printed`,
     `  70   internal error (${codesFor(EXIT.internal)}, or any error without a code: a bug; please report it)`,
+    `  75   skipped: nothing was done, nothing failed (scrub --through-daemon with no daemon serving the store)`,
     `  130  stopped by Ctrl-C (143: SIGTERM, 129: SIGHUP); import and export at a safe point, everything`,
     `       reported durable, then ended by the signal itself, so a script running them stops too`,
     `  141  stdout's reader went away (| head) before all was written: output cut short, nothing else`,

@@ -27,7 +27,8 @@ export async function serve(store: string, args: string[] = [], options: { openF
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const socket = join(store, 'run', 'mailstore.sock');
+  const at = args.indexOf('--socket');
+  const socket = at >= 0 ? args[at + 1] : join(store, 'run', 'mailstore.sock');
   // Until the socket accepts a connection, not until the file exists: a killed daemon's socket file
   // is still there while its successor starts (a connect then is refused, and a SIGTERM can reach the
   // new daemon before it handles signals).

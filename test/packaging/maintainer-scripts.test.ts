@@ -27,6 +27,14 @@ const STAND_INS: Record<string, string> = {
   adduser: 'for last; do :; done; touch "$WORLD/user-$last"',
   useradd: 'for last; do :; done; touch "$WORLD/user-$last"',
   install: '',
+  // as the real one: update-state notes the links a unit's [Install] makes; purge removes the noted ones
+  'deb-systemd-helper': `
+    action=$1; shift
+    case "$action" in
+      update-state) for unit; do touch "$WORLD/noted-$unit"; done ;;
+      purge) for unit; do if [ -e "$WORLD/noted-$unit" ]; then rm -f "$WORLD/enabled-$unit" "$WORLD/noted-$unit"; fi; done ;;
+      *) exit 1 ;;
+    esac`,
 };
 
 interface Host {
@@ -34,6 +42,8 @@ interface Host {
   root: string;
   run(script: keyof typeof SCRIPTS, ...args: string[]): { code: number | null; output: string };
   active(unit: string): boolean;
+  /** Its enablement links (multi-user.target.wants/, timers.target.wants/) are there. */
+  enabled(unit: string): boolean;
   /** Every stand-in call so far, one line each ("systemctl stop mailstore.service"). */
   calls(): string[];
 }
@@ -63,6 +73,7 @@ function host(state: { systemd: boolean; user?: boolean; running?: string[]; ena
       return { code: result.status, output: `${result.stdout}${result.stderr}` };
     },
     active: (unit) => existsSync(join(world, `active-${unit}`)),
+    enabled: (unit) => existsSync(join(world, `enabled-${unit}`)),
     calls: () => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean) : []),
   };
 }
@@ -153,6 +164,18 @@ describe('maintainer scripts', () => {
     expect(purged.output).toMatch(/\/etc\/default\/mailstore/);
     expect(existsSync(join(h.root, 'var/lib/mailstore/STORE'))).toBe(true);
     expect(h.run('postrm', 'remove').output).toBe(''); // a removal keeps everything, as always, silently
+  });
+
+  it('a purge removes the enablement links of the units the admin enabled (a removal keeps them, for an install again)', () => {
+    // installed, then systemctl enable --now mailstore.service mailstore-scrub.timer, as README says
+    const enabled = host({ systemd: true, user: true, running: [DAEMON, TIMER], enabled: [DAEMON, TIMER] });
+    expect(enabled.run('postinst', 'configure', '').code).toBe(0);
+    enabled.run('prerm', 'remove');
+    enabled.run('postrm', 'remove');
+    expect([enabled.enabled(DAEMON), enabled.enabled(TIMER)]).toEqual([true, true]);
+    // left after a purge, they dangled (systemctl list-unit-files: a unit not found, wanted by its target)
+    expect(enabled.run('postrm', 'purge').code).toBe(0);
+    expect([enabled.enabled(DAEMON), enabled.enabled(TIMER)]).toEqual([false, false]);
   });
 
   it('a purge forgets what the removal stopped: the install after it starts nothing; without systemd (a container, a chroot) the scripts work too', () => {

@@ -2,8 +2,8 @@
 // builds a .deb whose unpacked CLI works (its node_modules complete, native bindings included);
 // as root in a container the .deb is really installed (user, units, /usr/bin/mailstore) and
 // purged again. Each part says why it skips when its tool is missing. Build first (npx tsc -p .).
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { bin, repoRoot, requireBuilt, tempDir } from '../cli/helpers.js';
 import { EXIT } from '../../src/cli/exit-codes.js';
@@ -25,7 +25,7 @@ describe('systemd units', () => {
       expect(service).toContain(`\n${line}\n`);
     }
     const scrub = readFileSync(join(repoRoot, 'packaging/mailstore-scrub.service'), 'utf8');
-    expect(scrub).toMatch(/^ExecStart=\/usr\/bin\/mailstore --store \/var\/lib\/mailstore scrub --quiet --time-budget \S+/m);
+    expect(scrub).toMatch(/^ExecStart=\/usr\/bin\/mailstore --store \/var\/lib\/mailstore scrub --through-daemon --quiet --time-budget \S+/m);
     expect(scrub).not.toMatch(/--repair/);
     expect(scrub).toContain('\nUMask=0027\n');
     expect(readFileSync(join(repoRoot, 'packaging/mailstore-scrub.timer'), 'utf8')).toContain('\nOnCalendar=daily\n');
@@ -124,14 +124,15 @@ describe.skipIf(!dpkgDeb)('the .deb', () => {
     }
 
     // the wrapper runs node with two malloc arenas unless the admin chose otherwise: a stand-in
-    // `node` first in PATH prints what it was given
+    // `node` (MAILSTORE_NODE: the wrapper runs /usr/bin/node, never one first in PATH) prints what it was given
     const bin = tempDir('deb-node-');
     writeFileSync(join(bin, 'node'), '#!/bin/sh\necho "arenas=${MALLOC_ARENA_MAX:-unset} $1"\n');
     chmodSync(join(bin, 'node'), 0o755);
-    const path = `${bin}:${process.env.PATH ?? ''}`;
     const { MALLOC_ARENA_MAX: _, ...bare } = process.env;
-    expect((await run(cli, ['--help'], { env: { ...bare, PATH: path } })).output.trim()).toBe(`arenas=2 ${unpacked}/usr/bin/../lib/mailstore/dist/src/cli/main.js`);
-    expect((await run(cli, ['--help'], { env: { ...bare, PATH: path, MALLOC_ARENA_MAX: '8' } })).output).toMatch(/^arenas=8 /);
+    const standIn = { ...bare, MAILSTORE_NODE: join(bin, 'node') };
+    expect((await run(cli, ['--help'], { env: standIn })).output.trim()).toBe(`arenas=2 ${unpacked}/usr/bin/../lib/mailstore/dist/src/cli/main.js`);
+    expect((await run(cli, ['--help'], { env: { ...standIn, MALLOC_ARENA_MAX: '8' } })).output).toMatch(/^arenas=8 /);
+    expect((await run(cli, ['--help'], { env: { ...bare, PATH: `${bin}:${process.env.PATH ?? ''}` } })).output).toMatch(/Usage: mailstore/);
 
     if (!root || !container) {
       console.log(`skip: the real dpkg -i ${!root ? 'needs root' : 'runs only in a container'}`);
@@ -141,6 +142,9 @@ describe.skipIf(!dpkgDeb)('the .deb', () => {
   });
 });
 if (!dpkgDeb) describe('the .deb', () => it('dpkg-deb is not installed: skipped', () => console.log('skip: dpkg-deb is not installed')));
+
+/** What `systemctl enable mailstore.service mailstore-scrub.timer` makes (their [Install] sections). */
+const ENABLEMENT_LINKS = ['/etc/systemd/system/multi-user.target.wants/mailstore.service', '/etc/systemd/system/timers.target.wants/mailstore-scrub.timer'];
 
 /** dpkg -i for real (a container only), then dpkg --purge; what the test created goes again. */
 async function installAndPurge(deb: string): Promise<void> {
@@ -156,10 +160,20 @@ async function installAndPurge(deb: string): Promise<void> {
       const verified = await run(analyze, ['verify', '--man=no', ...UNITS.map((u) => `/lib/systemd/system/${u}`)], { timeoutMs: 20_000 });
       expect(verified.code, verified.output).toBe(0);
     }
+    // systemctl enable mailstore.service mailstore-scrub.timer (no systemd runs here: the links it makes)
+    for (const link of ENABLEMENT_LINKS) {
+      expect(existsSync(link), `${link} is there before the install`).toBe(false);
+      mkdirSync(dirname(link), { recursive: true });
+      symlinkSync(`/lib/systemd/system/${basename(link)}`, link);
+    }
   } finally {
     const purged = await run('dpkg', ['--purge', 'mailstore'], { timeoutMs: 120_000 });
     expect(purged.code, purged.output).toBe(0);
     expect(existsSync('/usr/bin/mailstore')).toBe(false);
+    // left behind, they dangled: wanted by their targets, the unit files gone
+    const left = ENABLEMENT_LINKS.filter((link) => lstatSync(link, { throwIfNoEntry: false }) !== undefined);
+    for (const link of left) unlinkSync(link);
+    expect(left, 'enablement links left after the purge').toEqual([]);
     if (!hadUser) {
       await run('userdel', ['mailstore']);
       await run('groupdel', ['mailstore']); // gone with the user where USERGROUPS_ENAB; else now

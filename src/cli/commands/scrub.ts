@@ -15,7 +15,7 @@ import type { MailStore } from '../../store/api.js';
 import { EXIT } from '../exit-codes.js';
 import { limits } from '../../limits.js';
 import { createProgress, formatBytes } from '../progress.js';
-import { absolutePath, printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
+import { absolutePath, printJson, printLine, storeDir, wantsJson, warn, withDaemon, withReadStore, withStore } from '../context.js';
 
 /** --json: one document, as every command prints; --jsonl: a finding a line as it is printed, then the summary. */
 type Output = 'text' | 'json' | 'jsonl';
@@ -24,7 +24,7 @@ type Detail = 'quiet' | 'normal' | 'verbose';
 
 interface ScrubCliOptions {
   repair?: boolean; source?: string[]; replicationKey?: string; force?: boolean; maxRate?: number; maxObjectRate?: number; objects?: 'read' | 'checksum'; timeBudget?: number; threads?: number; jsonl?: boolean;
-  quiet?: boolean; verbose?: boolean; dropUnreferenced?: boolean; mailbox?: string;
+  quiet?: boolean; verbose?: boolean; dropUnreferenced?: boolean; mailbox?: string; throughDaemon?: boolean;
 }
 
 function parseRate(text: string, option = '--max-rate'): number {
@@ -49,15 +49,19 @@ What it checks: every pack record is re-hashed (BLAKE3); frame and header checks
 journal segments; the index against the primary data (blob locations, refcounts, names, the
 reverse ACL map, counts, uidNext, the change log).
 
-It runs through the store's own process: it takes the store's lock (exit 2 when a server holds
-it; run it from the server process instead). Pack reading runs beside writers; the index
-cross-check briefly holds the writer.
+It runs in the daemon when one serves the store (mailstore serve), else in this process, which
+then holds the store's lock until it ends (a daemon started meanwhile waits, then fails LOCKED).
+--through-daemon never opens the store here: with no daemon serving it, it does nothing and exits
+75 (skipped), for a job that must not keep the daemon out (the package's nightly scrub); a
+directory that holds no store is refused as ever (3 or 4). Pack
+reading runs beside writers; the index cross-check briefly holds the writer.
 
 Exit codes: 0 clean; 1 findings (damage found, or left unrepaired); 2 could not run (locked,
 access, I/O); 3 refused (the store looks unmounted or its packs/journal are missing — check
 mounts; with --repair, --force overrides the gate and restores missing packs' blobs from --source); 4 no store,
 or --mailbox names no mailbox;
-5 invalid options; 70 internal error (a bug: an assertion failed; please report it).
+5 invalid options; 70 internal error (a bug: an assertion failed; please report it); 75 skipped
+(--through-daemon, no daemon serves the store: nothing was checked).
 Informational findings (unreferenced blobs awaiting cleanup, garbage after the last record of a
 pack, dropped blobs) do not change the exit code; the text output counts them by kind and lists
 them only with --verbose (--json and --jsonl always carry every finding, with "damage": false).
@@ -92,6 +96,7 @@ export function register(program: Command): void {
     .option('--time-budget <duration>', 'stop after this long (e.g. 10m) and resume there next run (durable cursor)', (text: string) => parseDuration(text, '--time-budget'))
     .option('--threads <n>', 'worker threads hashing beside the reader (default: cores - 1 for 64 MiB and more once records average 16 KiB, none with --max-rate; 0: none)', parseThreads)
     .option('--mailbox <prefix>', 'check only this mailbox and those below it: every blob their messages use (read and hashed) and their index records')
+    .option('--through-daemon', 'only in the daemon serving the store: with none, open nothing and exit 75 (skipped), so the store is never held against a daemon starting')
     .option('--quiet', 'for cron: print only damage and one summary line (nothing else on a clean store)')
     .option('--verbose', 'also list the informational findings one per line (by default they are only counted)')
     .option('--drop-unreferenced', 'with --repair: record damaged blobs that no message uses (and no --source restored) as dropped, so they stop counting as damage; no bytes are deleted')
@@ -103,12 +108,25 @@ export function register(program: Command): void {
 
 async function runScrub(options: ScrubCliOptions, command: Command): Promise<void> {
   const { output, detail } = checkOptions(options, command);
+  if (options.throughDaemon) {
+    const done = await withDaemon(command, (store) => scrubAndReport(store, options, output, detail));
+    process.exitCode = done ? done.result : await reportSkipped(command, output);
+    return;
+  }
   // a check should not be killed by a damaged index; one that writes nothing (no repair, no cursor)
   // runs on a store it may only read, e.g. a copy on read-only media
   const open = options.repair || options.timeBudget !== undefined ? withStore : withReadStore;
   const code = await open(command, (store) => scrubAndReport(store, options, output, detail),
     { probeIndex: 'always', allowMissingPacks: Boolean(options.repair && options.force && options.source?.length) });
   process.exitCode = code;
+}
+
+/** --through-daemon with no daemon: said on stderr (a warning: the store went unchecked), and to --json readers. */
+async function reportSkipped(command: Command, output: Output): Promise<number> {
+  const reason = `no daemon serves ${storeDir(command)}; nothing was checked (--through-daemon opens no store here: start the daemon, or run scrub without it)`;
+  warn(`scrub skipped: ${reason}`);
+  if (output !== 'text') await printLine(JSON.stringify({ skipped: true, reason }));
+  return EXIT.skipped;
 }
 
 /** Refuses (INVALID, exit 5) the combinations that make no sense, before the store is opened. */

@@ -10,6 +10,7 @@ import { Logger } from '../../daemon/log.js';
 import { PROCEDURES, type ScrubEvent } from '../../daemon/procedures.js';
 import { ServeReplication, type ServeReplicationOptions } from '../../daemon/serve-replication.js';
 import { DaemonServer } from '../../daemon/server.js';
+import { extendStartWhileOpening, notifySystemd } from '../../daemon/systemd-notify.js';
 import { serviceHooks, startServices, type ServiceHooks, type Services } from '../../daemon/services.js';
 import { checkWebhookUrl, webhookForLog } from '../../events/webhook.js';
 import type { ScrubOptions, ScrubReport } from '../../scrub/scrub.js';
@@ -100,7 +101,9 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
     if (server) server.storeFailed(error);
     else stoppedEarly ??= error;
   };
-  const store = await replication.open(dir, { ...daemonStoreOptions(command, hooks, logger), onStop });
+  const notifyFailed = (assignments: string[], error: Error) => logger.error('systemd-notify-failed', { assignments, message: error.message });
+  const stopExtending = extendStartWhileOpening(`opening the store at ${dir}`, notifyFailed);
+  const store = await replication.open(dir, { ...daemonStoreOptions(command, hooks, logger), onStop }).finally(stopExtending);
   for (const notice of openNotices(store.health)) logger.warn('store-opened', { notice });
   server = new DaemonServer(store, { socketPath: options.socket ?? defaultSocketPath(dir), socketGroup: options.socketGroup, logger });
   if (stoppedEarly) {
@@ -120,6 +123,8 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
     await server.stop('start-failed').catch(() => undefined);
     throw error;
   }
+  // only now: the socket answers and LMTP, metrics and the webhook run (server.start ran onStarted)
+  await notifySystemd(['READY=1', `STATUS=serving ${dir}`], notifyFailed);
   await server.done;
   await logger.close();
   // Everything is closed; nothing should keep the process, but a stop must never hang its supervisor.
