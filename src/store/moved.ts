@@ -30,7 +30,7 @@ export function movedOp(user: string, marker: MovedMarker | null): Op {
 }
 
 /** The user whose tree a mailbox name (as components) is in: user/NAME and below. */
-function userOf(name: readonly string[]): string | undefined {
+export function userOf(name: readonly string[]): string | undefined {
   return name.length >= 2 && name[0] === 'user' ? name[1] : undefined;
 }
 

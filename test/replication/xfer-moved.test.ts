@@ -16,6 +16,9 @@ import { tmpDir } from '../helpers/tmp.js';
 import { converse, type Conversation } from '../daemon/lmtp-client.js';
 import { json, ok, run } from '../cli/in-process.js';
 import { keyFile, msg, quiet, startPair, until } from './helpers.js';
+import { connect } from '../../src/replication/transport.js';
+import { readKeyFile } from '../../src/replication/key.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
 
 const closing: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -127,6 +130,31 @@ describe('mail for a user XFER moved away', () => {
     expect(await a.movedUsers()).toEqual([]);
     expect(await b.movedUsers()).toEqual([{ user: 'bob', to: toA, at: expect.any(Number) }]);
     expect(await rcpt(c, 'bob@example.org')).toBe('250 Accepted');
+  }, 30_000);
+
+  it('an XFER back that is rolled back puts the mark back (its create had cleared it: the user gone, their mail here bounced)', async () => {
+    const { key, a, c } = await setUp();
+    await a.deleteMailbox('user/bob/INBOX');
+    const marker = { to: 'mail2.example:7100', at: Date.now() };
+    await a.replication().commitMeta('moved/bob', marker);
+    const listener = await startPrimary(a, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+    closing.push(() => listener.close());
+    const connection = await connect(`127.0.0.1:${(await listener.status()).port}`, await readKeyFile(nodeFileSystem, key));
+    try {
+      await connection.send({ t: 'hello', kind: 'xfer', epoch: 0 });
+      await connection.expect('welcome', 5000);
+      const id = 'b1445cf854854288bb46f48aa6be0101';
+      await connection.send({ t: 'xfer.mailbox', mailbox: { id, name: ['user', 'bob', 'INBOX'], uidValidity: 7, uidNext: 1, acl: {}, created: 1, owner: 'bob', highestModseq: 0 } });
+      expect(await connection.next(5000)).toMatchObject({ t: 'xfer.mailbox' });
+      expect(await a.movedUsers()).toEqual([]); // the user is (being) copied here
+      await connection.send({ t: 'xfer.abort', ids: [id] });
+      expect(await connection.next(5000)).toMatchObject({ t: 'xfer.abort' });
+    } finally {
+      connection.close();
+    }
+    expect(await a.listMailboxes()).toEqual([]);
+    expect(await a.movedUsers()).toEqual([{ user: 'bob', ...marker }]);
+    expect(await rcpt(c, 'bob@example.org')).toBe('451 4.2.1 user bob moved to mail2.example:7100 by xfer; route its mail there');
   }, 30_000);
 
   it('a MOVED error crosses the daemon socket with where and whether permanent', () => {
