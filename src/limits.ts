@@ -692,6 +692,12 @@ export const limits = {
    * Counted by messages alone, 256 of 320 KiB made a frame the target refused (over 80 MiB).
    */
   xferFrameBytes: 16 * 1024 * 1024,
+  /**
+   * After an XFER moved a user away, mail for them is refused as temporary (LMTP 451 4.2.1, append
+   * --sysexits 75) for this long, so the MTA queues it until its routing names the new host; then
+   * permanently (550 5.1.6). Five days: Postfix's maximal_queue_lifetime, after which it bounces anyway.
+   */
+  xferMovedTempfailMs: 5 * 24 * 60 * 60 * 1000,
 } as const;
 
 /** The daemon (src/daemon) and its client library (src/client): the socket protocol's bounds. */

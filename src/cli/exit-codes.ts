@@ -38,6 +38,7 @@ const BY_CODE: Record<ErrorCode, number> = {
   UNMOUNTED: EXIT.refused,
   REFUSED: EXIT.refused,
   NOT_FOUND: EXIT.notFound,
+  MOVED: EXIT.notFound, // not here: the message names the host XFER moved the user to
   INVALID: EXIT.invalid,
   TOO_LARGE: EXIT.invalid,
   EXISTS: EXIT.invalid,

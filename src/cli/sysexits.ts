@@ -46,6 +46,8 @@ export function sysexitFor(error: unknown, stage: AppendStage, file: string | un
     return SYSEXITS.tempFail; // stdin that broke is the MTA's pipe: retry
   }
   if (stage === 'store') return SYSEXITS.tempFail;
+  // a user XFER moved: queued until the MTA's routing names the new host, then bounced as moved
+  if (error.code === 'MOVED') return error.moved?.permanent ? SYSEXITS.noUser : SYSEXITS.tempFail;
   return PERMANENT[error.code] ?? SYSEXITS.tempFail;
 }
 
@@ -62,10 +64,11 @@ export function sysexitsWanted(flag: boolean | undefined): boolean {
 export function sysexitsHelp(): string {
   return [
     'With --sysexits (or MAILSTORE_SYSEXITS=1), append exits with sysexits.h codes for an MTA:',
-    '  67 EX_NOUSER    NOT_FOUND: no such mailbox',
+    '  67 EX_NOUSER    NOT_FOUND: no such mailbox; MOVED past limits.xferMovedTempfailMs (5 days) after its XFER',
     '  65 EX_DATAERR   INVALID, TOO_LARGE: the message, its flags or date are unacceptable',
     '  66 EX_NOINPUT   the message FILE cannot be read',
-    '  75 EX_TEMPFAIL  everything else: the MTA keeps the message queued and retries (LOCKED, NO_SPACE,',
+    '  75 EX_TEMPFAIL  everything else: the MTA keeps the message queued and retries (MOVED: the user went to',
+    '                  another host by xfer, within 5 days; LOCKED, NO_SPACE,',
     '                  OVER_QUOTA, IO, ACCESS, UNMOUNTED, REFUSED, CORRUPT, CLOSED, HALTED, UNAVAILABLE,',
     '                  READ_ONLY_REPLICA, a missing store, a command line it cannot read, a bug)',
   ].join('\n');

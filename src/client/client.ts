@@ -23,6 +23,7 @@ import type {
   AppendOptions, AppendResult, FlagChange, MailboxStatus, MailboxSummary, MessageInfo, MessageWithBody, ReadMessagesOptions, StoreStats,
 } from '../store/types.js';
 import type { DeleteUserResult, RenameUserResult } from '../store/users.js';
+import type { MovedUser } from '../store/moved.js';
 import { checkDeletable, type DeleteOptions } from '../store/validate.js';
 
 export { MailstoreError, isMailstoreError } from '../errors.js';
@@ -539,6 +540,14 @@ export class Client implements MailStore, ProcedureRunner {
 
   renameUser(from: string, to: string): Promise<RenameUserResult> {
     return this.call('renameUser', [from, to]);
+  }
+
+  movedUsers(): Promise<MovedUser[]> {
+    return this.call('movedUsers', []);
+  }
+
+  forgetMovedUser(name: string): Promise<MovedUser> {
+    return this.call('forgetMovedUser', [name]);
   }
 
   async deleteUser(name: string, options?: DeleteOptions): Promise<DeleteUserResult> {

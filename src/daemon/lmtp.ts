@@ -52,7 +52,7 @@ export interface LmtpLogEntry {
 /** The log level of a refusal or failure caused by `error` (LmtpLogEntry.level). */
 export function troubleLevel(error: unknown): 'warn' | undefined {
   if (isMailstoreError(error) && error.belowReserve) return undefined; // the store's free-space-low warning said it once
-  return isMailstoreError(error) && ['NOT_FOUND', 'INVALID', 'TOO_LARGE', 'OVER_QUOTA'].includes(error.code) ? undefined : 'warn';
+  return isMailstoreError(error) && ['NOT_FOUND', 'MOVED', 'INVALID', 'TOO_LARGE', 'OVER_QUOTA'].includes(error.code) ? undefined : 'warn';
 }
 
 export interface LmtpServer {
@@ -291,6 +291,7 @@ function rcptReply(error: unknown): Reply {
   if (error instanceof Reply) return error;
   if (isMailstoreError(error, 'NOT_FOUND')) return new Reply(550, '5.1.1 no such mailbox');
   if (isMailstoreError(error, 'INVALID')) return new Reply(550, `5.1.3 ${error.message}`);
+  if (isMailstoreError(error, 'MOVED')) return movedReply(error);
   return failureReply(error);
 }
 
@@ -299,12 +300,24 @@ function failureReply(error: unknown): Reply {
   if (!isMailstoreError(error)) return new Reply(451, '4.3.0 local error in processing');
   switch (error.code) {
     case 'NOT_FOUND': return new Reply(550, '5.1.1 no such mailbox');
+    case 'MOVED': return movedReply(error);
     case 'TOO_LARGE': return new Reply(552, '5.3.4 message too big for system');
     case 'INVALID': return new Reply(554, `5.6.0 ${error.message}`);
     case 'NO_SPACE': return new Reply(452, '4.3.1 insufficient system storage');
     case 'OVER_QUOTA': return new Reply(452, '4.2.2 mailbox full');
     default: return new Reply(451, `4.3.0 local error in processing (${error.code})`);
   }
+}
+
+/**
+ * A user XFER moved away: temporary while the MTA's routing may still send it here (RFC 3463 X.2.1,
+ * mailbox not accepting messages, which may be transient: X.1.6 is "only useful for permanent
+ * failures"), so the mail stays queued and goes to the new host once routing names it; past
+ * limits.xferMovedTempfailMs, X.1.6 "destination mailbox has moved".
+ */
+function movedReply(error: MailstoreError): Reply {
+  const { user, to, permanent } = error.moved ?? { user: '', to: '', permanent: false };
+  return permanent ? new Reply(550, `5.1.6 user ${user} moved to ${to}`) : new Reply(451, `4.2.1 user ${user} moved to ${to} by xfer; route its mail there`);
 }
 
 /** What DATA brought: the message and the bytes of it held in the daemon's body budget, or why it was dropped. */

@@ -5,7 +5,7 @@
 //
 // A frame is a 4-byte big-endian payload length, then one CBOR map (docs/FORMAT.md, "Daemon socket").
 import { Encoder, Tag } from 'cbor-x';
-import { AssertionFailure, ERROR_CODES, MailstoreError, type ErrorCode } from '../errors.js';
+import { AssertionFailure, ERROR_CODES, MailstoreError, type ErrorCode, type MovedTo } from '../errors.js';
 import { CBOR_TAGS_WRITTEN, cborBoundsProblem } from '../index/cbor-bounds.js';
 import { daemonLimits } from '../limits.js';
 
@@ -27,7 +27,7 @@ const CBOR_RESET_BUFFER_MODE = 1024;
 const encodeReusing = (value: unknown): Buffer => (cbor as unknown as { encode(value: unknown, mode: number): Buffer }).encode(value, CBOR_RESET_BUFFER_MODE);
 
 /** An error as it crosses the socket. `code` INTERNAL: not a MailstoreError (a bug on the daemon's side). */
-export interface WireError { code: string; message: string; path?: string; mayHaveCommitted?: boolean }
+export interface WireError { code: string; message: string; path?: string; mayHaveCommitted?: boolean; moved?: MovedTo }
 
 /**
  * call: client -> daemon, method m with arguments a. res / err: the answer. item: one element of
@@ -264,6 +264,7 @@ export function toWireError(error: unknown): WireError {
     const wire: WireError = { code: error.code, message: error.message };
     if (error.path !== undefined) wire.path = error.path;
     if (error.mayHaveCommitted !== undefined) wire.mayHaveCommitted = error.mayHaveCommitted;
+    if (error.moved !== undefined) wire.moved = error.moved;
     return wire;
   }
   return { code: 'INTERNAL', message: error instanceof Error ? error.message : String(error) };
@@ -275,10 +276,17 @@ export function fromWireError(wire: WireError): Error {
   const message = typeof wire?.message === 'string' ? wire.message : 'the daemon sent an error without a message';
   if (Object.hasOwn(ERROR_CODES, code)) {
     const mayHaveCommitted = typeof wire.mayHaveCommitted === 'boolean' ? wire.mayHaveCommitted : undefined;
-    return new MailstoreError(code as ErrorCode, message, { path: typeof wire.path === 'string' ? wire.path : undefined, mayHaveCommitted });
+    const moved = code === 'MOVED' ? wireMoved(wire.moved) : undefined;
+    return new MailstoreError(code as ErrorCode, message, { path: typeof wire.path === 'string' ? wire.path : undefined, mayHaveCommitted, ...(moved ? { moved } : {}) });
   }
   const failure = new AssertionFailure(`in the daemon: ${message.replace(/^assertion failed: /, '')}`);
   return failure;
+}
+
+/** A MOVED error's where-to as the daemon sent it; one it did not say (or garbled) is taken as temporary. */
+function wireMoved(moved: unknown): MovedTo {
+  const given = (moved ?? {}) as Partial<MovedTo>;
+  return { user: String(given.user ?? ''), to: String(given.to ?? ''), permanent: given.permanent === true };
 }
 
 // ---- the methods --------------------------------------------------------------------------------
@@ -287,6 +295,7 @@ export function fromWireError(wire: WireError): Error {
 export const VALUE_METHODS: ReadonlySet<string> = new Set([
   'createMailbox', 'renameMailbox', 'deleteMailbox', 'listMailboxes', 'mailbox', 'status', 'setAcl', 'getAcl', 'append', 'appendBatch',
   'getMeta', 'setFlags', 'expunge', 'copy', 'move', 'stats', 'messageInfo', 'fetch', 'changesSince', 'renameUser', 'deleteUser',
+  'movedUsers', 'forgetMovedUser',
 ]);
 
 /** MailStore methods answered with a listing: item frames, then end (or err). */
@@ -297,7 +306,7 @@ export const STREAM_METHODS: ReadonlySet<string> = new Set(['fetchStream']);
 
 /** Methods that change the store: one in flight when the daemon goes away may have committed. */
 export const MUTATING_METHODS: ReadonlySet<string> = new Set([
-  'createMailbox', 'renameMailbox', 'deleteMailbox', 'setAcl', 'append', 'appendBatch', 'setFlags', 'expunge', 'copy', 'move', 'renameUser', 'deleteUser',
+  'createMailbox', 'renameMailbox', 'deleteMailbox', 'setAcl', 'append', 'appendBatch', 'setFlags', 'expunge', 'copy', 'move', 'renameUser', 'deleteUser', 'forgetMovedUser',
 ]);
 
 /** The daemon's answer to `hello`, the first call of every client. */

@@ -16,6 +16,7 @@ import { quotaLimitsNow, quotaSetOp, type QuotaLimits } from '../store/quota.js'
 import type { PrepareContext } from '../store/writer.js';
 import { modseqAt } from '../store/apply.js';
 import { raiseModseqsAbove } from '../store/modseq-floor.js';
+import { movedName, movedOp, userOf, type MovedMarker } from '../store/moved.js';
 import type { Connection, Log, Message } from './transport.js';
 
 /** A mailbox as XFER sends it. */
@@ -36,7 +37,7 @@ export type XferMessage = [uid: number, bytes: Uint8Array, flags: string[], date
 
 export async function serveXfer(store: Store, connection: Connection, log: Log): Promise<void> {
   await connection.send({ t: 'welcome', storeId: store.identity.storeId });
-  const session: XferSession = { rootsBefore: new Map(), created: new Set() };
+  const session: XferSession = { rootsBefore: new Map(), created: new Set(), movedBefore: new Map() };
   for (;;) {
     const request = await connection.next();
     if (!request) return;
@@ -55,12 +56,14 @@ interface XferSession {
   rootsBefore: Map<string, QuotaLimits | undefined>;
   /** The ids (hex) of the mailboxes this XFER created: the only ones its abort deletes. */
   created: Set<string>;
+  /** The moved marks (moved.ts) its creates cleared (user -> mark): an abort puts them back. */
+  movedBefore: Map<string, MovedMarker>;
 }
 
 async function handle(store: Store, request: Message, session: XferSession, log: Log): Promise<Message> {
   const { rootsBefore } = session;
   switch (request.t) {
-    case 'xfer.mailbox': return { t: request.t, uids: await createOrFind(store, request.mailbox as XferMailbox, session.created) };
+    case 'xfer.mailbox': return { t: request.t, uids: await createOrFind(store, request.mailbox as XferMailbox, session) };
     case 'xfer.messages': return { t: request.t, added: await addMessages(store, xferMailboxId(request.id), request.messages as XferMessage[]) };
     case 'xfer.reconcile': {
       await raiseModseqs(store, request.highestModseq);
@@ -80,8 +83,11 @@ async function handle(store: Store, request: Message, session: XferSession, log:
         if (box && !box.deleting) await deleteMailboxAlone(store, box.name.join('/')); // roots this XFER set go back below
       }
       session.created.clear();
-      // and the quota roots it set go back to what they were (they stayed, limiting a user who is not here)
+      // and the quota roots it set go back to what they were (they stayed, limiting a user who is not here),
+      // and where the user had moved from here (gone, their mail here bounced as "no such mailbox")
       const ops = [...rootsBefore].map(([root, before]) => quotaSetOp(root, before ?? {}));
+      ops.push(...[...session.movedBefore].map(([user, marker]) => movedOp(user, marker)));
+      session.movedBefore.clear();
       if (ops.length > 0) await store.replication().commitOps(async () => ({ ops, result: undefined }));
       rootsBefore.clear();
       return { t: request.t };
@@ -132,7 +138,7 @@ function checkXferName(name: unknown): void {
 }
 
 /** Creates the mailbox with the source's identity (its id noted in `created`), or finds it (a resumed XFER): the uids present. */
-async function createOrFind(store: Store, box: XferMailbox, created: Set<string>): Promise<number[]> {
+async function createOrFind(store: Store, box: XferMailbox, session: XferSession): Promise<number[]> {
   // uidValidityLast counts on from it: a string there made it NaN, and every later mailbox's too
   checkUid(box.uidValidity, 'XFER uidValidity'); // a uidValidity is a uid's range: 1 to 2^32 - 1 (RFC 3501 nz-number)
   checkXferName(box.name);
@@ -141,13 +147,15 @@ async function createOrFind(store: Store, box: XferMailbox, created: Set<string>
   const db = store.replication().db;
   const existing = db.getNow<MailboxInfo>(keys.info(id));
   if (!existing || existing.deleting) {
-    await store.replication().commitOps(async ({ view }) => {
+    const user = userOf(box.name);
+    const cleared = await store.replication().commitOps(async ({ view }) => {
       if (await view.get(keys.name(box.name))) throw new MailstoreError('EXISTS', `mailbox ${box.name.join('/')} already exists here (with another identity); nothing was transferred`, { path: box.name.join('/') });
       const op: Op = { op: 'mailbox.create', id, name: box.name, uidValidity: box.uidValidity, acl: box.acl, created: box.created };
       if (box.owner) op.owner = box.owner;
-      return { ops: [op], result: undefined };
+      return { ops: [op], result: user === undefined ? undefined : await view.get<MovedMarker>(keys.meta(movedName(user))) };
     });
-    created.add(box.id as string);
+    session.created.add(box.id as string);
+    if (user !== undefined && cleared && !session.movedBefore.has(user)) session.movedBefore.set(user, cleared);
     return [];
   }
   const uids: number[] = [];

@@ -17,6 +17,7 @@ import type { MailboxInfo, Op } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import type { MessageInfo } from '../store/types.js';
 import { moveQuotaRoots, quotaRootsAt } from '../store/quota.js';
+import { movedName, movedOp } from '../store/moved.js';
 import { formatMailboxName, parseMailboxName } from '../store/validate.js';
 import { checkWritableRole } from '../store/role.js';
 import { readKeyFile } from './key.js';
@@ -50,6 +51,8 @@ interface Intent {
   quotaRoots?: boolean;
   /** Each mailbox's highest modseq at the switch (name -> modseq); absent in an older intent. */
   switchedAt?: Record<string, number>;
+  /** The whole user moved (no mailboxPrefix): its mail is then refused MOVED here (moved.ts); absent in an older intent. */
+  wholeUser?: boolean;
 }
 
 const intentKey = (user: string) => `xfer/${user}`;
@@ -62,8 +65,11 @@ const intentKey = (user: string) => `xfer/${user}`;
  * away, the switch was recorded where no other node had it and the target kept the user, while the
  * user stayed here (or with the promoted replica) taking mail.
  */
-async function commitIntent(store: Store, user: string, value: Intent | null): Promise<void> {
-  await store.replication().commitOps(async () => ({ ops: [{ op: 'meta.set', key: intentKey(user), value } as Op], result: undefined }));
+async function commitIntent(store: Store, user: string, value: Intent | null, moved?: string): Promise<void> {
+  const ops: Op[] = [{ op: 'meta.set', key: intentKey(user), value } as Op];
+  // with the switch (and again with a resumed one's end): no delivery finds the user gone before it says where to
+  if (moved !== undefined) ops.push(movedOp(user, { to: moved, at: Date.now() }));
+  await store.replication().commitOps(async () => ({ ops, result: undefined }));
 }
 
 export async function xferUser(store: Store, given: XferOptions): Promise<XferResult> {
@@ -84,7 +90,10 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
       refuseChangedSinceSwitch(store, options.user, intent);
       await removeHere(store, intent.mailboxes, intent.quotaRoots ? tree : undefined);
     });
-    await commitIntent(store, options.user, null);
+    // an intent switched by an older mailstore wrote no marker: moved a whole user if it took the roots
+    const wholeUser = intent.wholeUser ?? intent.quotaRoots === true;
+    const marked = control.db.getNow(keys.meta(movedName(options.user))) !== undefined;
+    await commitIntent(store, options.user, null, wholeUser && !marked ? intent.to : undefined);
     return { mailboxes: intent.mailboxes, messages: 0, resumedAfterSwitch: true };
   }
   const names = [...(intent?.mailboxes ?? (await mailboxesOf(store, options)))];
@@ -133,7 +142,7 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
       }
       const moveRoots = quotaRoots && kept.length === 0;
       const switchedAt = Object.fromEntries(names.map((name) => [name, mailboxInfo(store, name).highestModseq]));
-      await commitIntent(store, options.user, { to: options.to, phase: 'switched', mailboxes: names, quotaRoots: moveRoots, switchedAt });
+      await commitIntent(store, options.user, { to: options.to, phase: 'switched', mailboxes: names, quotaRoots: moveRoots, switchedAt, wholeUser: quotaRoots }, quotaRoots ? options.to : undefined);
       switched = true;
       await removeHere(store, names, moveRoots ? tree : undefined);
     });

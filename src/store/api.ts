@@ -6,6 +6,7 @@ import type {
   AppendOptions, AppendResult, FlagChange, MailboxStatus, MailboxSummary, MessageInfo, MessageWithBody, ReadMessagesOptions, StoreStats,
 } from './types.js';
 import type { DeleteUserResult, RenameUserResult } from './users.js';
+import type { MovedUser } from './moved.js';
 import type { DeleteOptions } from './validate.js';
 import type { CommitChain } from './writer.js';
 
@@ -58,5 +59,9 @@ export interface MailStore {
   changesSince(mailbox: string, modseq: number): Promise<{ changed: MessageInfo[]; vanished: number[]; highestModseq: number }>;
   renameUser(from: string, to: string): Promise<RenameUserResult>;
   deleteUser(name: string, options?: DeleteOptions): Promise<DeleteUserResult>;
+  /** The users XFER moved away from here, and where to (their mail is refused MOVED). */
+  movedUsers(): Promise<MovedUser[]>;
+  /** Removes a moved user's marker (NOT_FOUND when there is none). */
+  forgetMovedUser(name: string): Promise<MovedUser>;
   close(): Promise<void>;
 }

@@ -5,6 +5,7 @@ import { INDEX_FORMAT_NAME } from '../index/codec.js';
 import { keys } from '../keys/index-keys.js';
 import type { IndexView } from '../index/index-db.js';
 import { emptyDigest, toggleMessage } from './mailbox-digest.js';
+import { clearMovedAt } from './moved.js';
 import { forEachForgetEntry, forEachRelocateEntry } from './blob-runs.js';
 import { extrasOf, hintOf, recordExtras, type BlobRecord, type ChangeRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
 
@@ -170,6 +171,7 @@ function createMailbox(view: IndexView, seq: number, op: OpOf<'mailbox.create'>)
   view.put(keys.info(op.id), box);
   putRights(view, box);
   view.put(meta.uidValidityLast, uidValidityLastAfter(view.getNow<number>(meta.uidValidityLast) ?? 0, op.uidValidity));
+  clearMovedAt(view, op.name);
 }
 
 function renameMailbox(view: IndexView, seq: number, op: OpOf<'mailbox.rename'>, problem: ApplyProblem): void {
@@ -181,6 +183,7 @@ function renameMailbox(view: IndexView, seq: number, op: OpOf<'mailbox.rename'>,
   view.put(keys.name(op.to), op.id);
   view.put(keys.info(op.id), renamed);
   putRights(view, renamed);
+  clearMovedAt(view, op.to);
 }
 
 function beginMailboxDelete(view: IndexView, seq: number, op: OpOf<'mailbox.deleteBegin'>, problem: ApplyProblem): void {

@@ -53,6 +53,7 @@ import {
   ownCopy, parseMailboxName, patternPrefixComponents, renamedMailboxName, checkByteBound, type DeleteOptions,
 } from './validate.js';
 import { checkQuota, checkRenameQuota, moveQuotaRoots } from './quota.js';
+import { movedName, movedOp, movedUsers, orMoved, type MovedMarker, type MovedUser } from './moved.js';
 import {
   uuidString, type AppendOptions, type AppendResult, type FlagChange, type MailboxStatus, type MailboxSummary, type MessageInfo,
   type MessageWithBody, type ReadMessagesOptions, type StoreOptions, type StoreStats, type JournalFlushChoice,
@@ -855,6 +856,24 @@ export class Store implements MailStore {
     return (await import('./users.js')).deleteUser(this, name, options);
   }
 
+  /** The users XFER moved away from here (moved.ts), and where to. */
+  async movedUsers(): Promise<MovedUser[]> {
+    this.live();
+    return movedUsers(this.db);
+  }
+
+  /** Removes a moved user's marker by hand: their mail is then refused as NOT_FOUND (550 5.1.1) again. */
+  async forgetMovedUser(name: string): Promise<MovedUser> {
+    const user = formatMailboxName(parseMailboxName(`user/${checkString(name, 'user')}`).slice(1));
+    return this.submit({
+      prepare: async ({ view }) => {
+        const marker = await view.get<MovedMarker>(keys.meta(movedName(user)));
+        if (!marker) throw new MailstoreError('NOT_FOUND', `user ${user} is not marked as moved here`, { path: `user/${user}` });
+        return { ops: [movedOp(user, null)], result: { user, to: marker.to, at: marker.at } };
+      },
+    });
+  }
+
   // ---- mailboxes -------------------------------------------------------------------------------
 
   async createMailbox(name: string, options: { owner?: string; acl?: Record<string, string> } = {}): Promise<MailboxSummary> {
@@ -1027,7 +1046,7 @@ export class Store implements MailStore {
   async status(name: string): Promise<MailboxStatus> {
     parseMailboxName(name);
     this.live();
-    const box = await this.resolveCommitted(name);
+    const box = await orMoved(this.db, name, () => this.resolveCommitted(name));
     return { messages: box.messages, unseen: box.unseen, uidNext: box.uidNext, uidValidity: box.uidValidity, highestModseq: box.highestModseq, bytes: box.bytes };
   }
 
@@ -1068,7 +1087,8 @@ export class Store implements MailStore {
   async append(mailbox: string, bytes: Uint8Array, options: AppendOptions = {}): Promise<AppendResult> {
     checkOptions(options, APPEND_OPTIONS, 'append option');
     const { flags, internalDate, envelopeFrom, dateZoneMinutes, recent } = options;
-    const [result] = await this.appendBatch(mailbox, [{ bytes, flags, internalDate, envelopeFrom, dateZoneMinutes, recent }]);
+    // a delivery for a user XFER moved away (one waiting on its fence too) is told where, not NOT_FOUND
+    const [result] = await orMoved(this.db, mailbox, () => this.appendBatch(mailbox, [{ bytes, flags, internalDate, envelopeFrom, dateZoneMinutes, recent }]));
     return result;
   }
 

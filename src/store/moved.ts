@@ -1,0 +1,74 @@
+// Where XFER sent a user: the source keeps a marker (meta moved/NAME -> {to, at}), so mail for the
+// user's tree is refused as MOVED, naming the new host (temporary for limits.xferMovedTempfailMs,
+// then permanent), instead of "no such mailbox", which an MTA bounces before its routing changes.
+// Written with the XFER's switch record; cleared by apply when the user's tree exists here again.
+import { MailstoreError } from '../errors.js';
+import { keys } from '../keys/index-keys.js';
+import { decodeString } from '../keys/tuple.js';
+import type { IndexDb, IndexView } from '../index/index-db.js';
+import { limits } from '../limits.js';
+import type { Op } from './records.js';
+import { parseMailboxName } from './validate.js';
+
+const PREFIX = 'moved/';
+
+export interface MovedMarker {
+  to: string;
+  /** When the XFER switched (ms since the epoch). */
+  at: number;
+}
+
+export interface MovedUser extends MovedMarker {
+  user: string;
+}
+
+export const movedName = (user: string) => `${PREFIX}${user}`;
+
+/** The op that sets (or with `marker` null, removes) the marker of `user`. */
+export function movedOp(user: string, marker: MovedMarker | null): Op {
+  return { op: 'meta.set', key: movedName(user), value: marker } as Op;
+}
+
+/** The user whose tree a mailbox name (as components) is in: user/NAME and below. */
+export function userOf(name: readonly string[]): string | undefined {
+  return name.length >= 2 && name[0] === 'user' ? name[1] : undefined;
+}
+
+/** Apply of a create or rename to `name`: the user exists here again, so its mail is no longer refused. */
+export function clearMovedAt(view: IndexView, name: readonly string[]): void {
+  const user = userOf(name);
+  if (user === undefined) return;
+  const key = keys.meta(movedName(user));
+  if (view.getNow(key) !== undefined) view.del(key);
+}
+
+/** MOVED for a mailbox that is not here because its user was moved away; undefined otherwise. */
+export function movedError(db: Pick<IndexDb, 'getNow'>, mailbox: string, now = Date.now()): MailstoreError | undefined {
+  let user: string | undefined;
+  try { user = userOf(parseMailboxName(mailbox)); } catch { return undefined; }
+  const marker = user === undefined ? undefined : db.getNow<MovedMarker>(keys.meta(movedName(user)));
+  if (!marker || user === undefined) return undefined;
+  // a clock stepped back reads as just moved: temporary, never a bounce too early
+  const permanent = now - marker.at > limits.xferMovedTempfailMs;
+  const message = permanent ? `user ${user} moved to ${marker.to}` : `user ${user} moved to ${marker.to} by xfer; route its mail there`;
+  return new MailstoreError('MOVED', message, { path: mailbox, moved: { user, to: marker.to, permanent } });
+}
+
+/** Runs `work` on `mailbox`; a NOT_FOUND for a moved user's mailbox becomes MOVED. */
+export async function orMoved<T>(db: Pick<IndexDb, 'getNow'>, mailbox: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof MailstoreError && error.code === 'NOT_FOUND' && error.path === mailbox) throw movedError(db, mailbox) ?? error;
+    throw error;
+  }
+}
+
+/** Every moved user's marker, by user name. */
+export async function movedUsers(db: IndexDb): Promise<MovedUser[]> {
+  const found: MovedUser[] = [];
+  for await (const [key, value] of db.entries<MovedMarker>({ prefix: keys.meta(PREFIX).subarray(0, -1) })) {
+    found.push({ user: decodeString(key, 1).value.slice(PREFIX.length), to: value.to, at: value.at });
+  }
+  return found;
+}
