@@ -1,7 +1,9 @@
 // The program loads only the command a command line names (start-up time, issue 16), and all of
 // them whenever commander may list or suggest them: help, --version, an unknown or missing command.
 import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
 import { buildProgram, namedCommand } from '../../src/cli/program.js';
+import { requireBuilt, tempDir } from './helpers.js';
 
 const ALL = ['init', 'mailbox', 'append', 'fetch', 'messages', 'search', 'flags', 'expunge', 'copy', 'move', 'acl', 'user', 'quota', 'usage', 'import', 'export', 'stats', 'scrub', 'reconstruct', 'rebuild-from-bucket',
   'consumers', 'events', 'tier', 'compact', 'backup', 'backups', 'restore', 'snapshot', 'config', 'serve', 'replica', 'promote', 'xfer', 'bench'];
@@ -37,5 +39,20 @@ describe('buildProgram', () => {
     expect(await registered(['--help'])).toEqual(ALL);
     expect(await registered(['apend'])).toEqual(ALL);
     expect((await buildProgram()).commands.map((command) => command.name())).toEqual(ALL);
+  });
+});
+
+describe('main, run more than once in a process (in-process.ts: a test file runs hundreds)', () => {
+  it('adds no listener per command line: the 11th said "MaxListenersExceededWarning" in its stderr', async () => {
+    requireBuilt();
+    const { run } = await import('./in-process.js');
+    const store = join(tempDir(), 'none');
+    const before = process.listenerCount('SIGUSR1');
+    for (let i = 0; i < 12; i++) {
+      const result = await run(['--store', store, 'mailbox', 'list']);
+      expect(result.code).toBe(4);
+      expect(result.stderr).toMatch(/^mailstore: NOT_FOUND: [^\n]*\n$/);
+    }
+    expect(process.listenerCount('SIGUSR1')).toBeLessThanOrEqual(before + 1);
   });
 });
