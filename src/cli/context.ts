@@ -298,9 +298,26 @@ export function printLine(text: string): Promise<void> {
 /** Set by the command's first output: a failure after it adds no JSON error (printJsonError). */
 let stdoutWritten = false;
 
+/**
+ * A write to stdout that failed outside writeStdout (commander's help and --version write on their
+ * own), for main to report: swallowed by the stream's error listener, help to a full disk exited 0.
+ */
+let stdoutFailedAside: MailstoreError | undefined;
+
 /** A command line starts (main): what one before it in this process wrote is not its output. */
 export function startOutput(): void {
   stdoutWritten = false;
+  stdoutFailedAside = undefined;
+}
+
+/** stdout's error event: EPIPE ends the process (exitOnBrokenPipe); any other failure is kept for unreportedStdoutFailure. */
+export function noteStdoutFailure(error: NodeJS.ErrnoException): void {
+  stdoutFailedAside ??= stdoutFailure(error);
+}
+
+/** The failure noted by noteStdoutFailure, if any (a command's own writes also fail through writeStdout). */
+export function unreportedStdoutFailure(): MailstoreError | undefined {
+  return stdoutFailedAside;
 }
 
 /**

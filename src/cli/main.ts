@@ -4,7 +4,9 @@
 // this entry as CommonJS (for V8's code cache, src/fs/module-cache.ts).
 import { main } from './program.js';
 import { favourMainThread } from '../thread-priority.js';
-import { EXIT } from './exit-codes.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
+import { unreportedStdoutFailure } from './context.js';
+import { journalPrefix } from '../fs/journal-stream.js';
 import { endBySignal, interruptSignal } from './interrupt.js';
 
 // the command's own thread before V8's compiler and GC helpers and libuv's thread pool (thread-priority.ts)
@@ -18,6 +20,12 @@ void main(process.argv).then(async (code) => {
   // Exiting here skips node's teardown of the heap, which a natural exit does after the event loop
   // drains: ~6 % of an append's CPU (issue 16). Output written before is flushed first.
   await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  // help or --version that could not be written (> /dev/full) is no success
+  const unwritten = code === EXIT.ok ? unreportedStdoutFailure() : undefined;
+  if (unwritten) {
+    process.stderr.write(`${journalPrefix('error')}mailstore: ${unwritten.code}: ${unwritten.message}\n`);
+    code = exitCodeFor(unwritten);
+  }
   // stopped early by Ctrl-C, SIGTERM or SIGHUP: its summary is out, and the process ends by that
   // signal, so a shell script running it stops too (interrupt.ts)
   const signal = code === EXIT.interrupted ? interruptSignal() : undefined;

@@ -7,7 +7,7 @@ import { MailstoreError, isMailstoreError } from '../errors.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { journalPrefix } from '../fs/journal-stream.js';
 import { limits } from '../limits.js';
-import { DEFAULT_STORE_DIR, exitOnBrokenPipe, jsonWanted, parseWaitSeconds, printJsonError, startOutput } from './context.js';
+import { DEFAULT_STORE_DIR, jsonWanted, noteStdoutFailure, parseWaitSeconds, printJsonError, startOutput } from './context.js';
 import { EXIT, exitCodeFor, exitCodesHelp } from './exit-codes.js';
 import { StoppedWaiting } from './interrupt.js';
 import { SYSEXITS, sysexitsWanted } from './sysexits.js';
@@ -127,10 +127,9 @@ const keepInspectorShut = () => {};
 export async function main(argv: string[]): Promise<number> {
   startOutput(); // main may run more than one command line in a process (tests run them in theirs)
   // The reader went away (| head). Any other failure (ENOSPC, EIO) reaches the command through its
-  // write (writeStdout): thrown from here it was an uncaught exception, a stack trace and exit 1.
-  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code === 'EPIPE') exitOnBrokenPipe();
-  });
+  // write (writeStdout), or main.ts reports it (help, --version): thrown from here it was an
+  // uncaught exception, a stack trace and exit 1.
+  process.stdout.on('error', noteStdoutFailure);
   // stderr gone too (its reader exited: `2>&1 | head`, a cron or service pipe that closed): the
   // command goes on and exits with its own code. Unhandled, the first warning (an import's skipped
   // file, a daemon's log line) threw EPIPE: the import stopped there with exit 1, which reads as

@@ -123,6 +123,17 @@ describe('stdout a full disk (> /dev/full)', () => {
     expect(appended.status).toBe(2);
     expect(await ok(['messages', 'M'], { store })).toMatch(/^2\t/m); // durable, though its uid could not be printed
   });
+
+  // What commander itself prints (help, --version) is not written through writeStdout: since its
+  // error was no longer thrown from the stream's error event, nothing was written and it exited 0.
+  it.skipIf(!existsSync('/dev/full'))('help and --version too: NO_SPACE (exit 2), never 0 with nothing written', () => {
+    for (const args of [['--help'], ['--version'], ['mailbox', '--help'], ['help', 'append']]) {
+      const result = spawnSync('sh', ['-c', 'exec "$@" > /dev/full', 'sh', process.execPath, bin, ...args], { encoding: 'utf8' });
+      expect(result.status, `${args.join(' ')}: ${result.stderr}`).toBe(2);
+      expect(result.stderr, args.join(' ')).toMatch(/^mailstore: NO_SPACE: cannot write to standard output: ENOSPC/);
+      expect(result.stderr, args.join(' ')).not.toMatch(/\n\s+at /);
+    }
+  });
 });
 
 describe('the current directory deleted under the shell', () => {
