@@ -118,15 +118,13 @@ export async function xferUser(store: Store, given: XferOptions): Promise<XferRe
     await commitIntent(store, options.user, { to: options.to, phase: 'copying', mailboxes: names, quotaRoots });
     let messages = 0;
     for (const name of names) messages += await copyMailbox(store, connection, name);
+    // copied before the fence, as the rest: under it, every user's writes wait for the copy
+    messages += await copyNewMailboxes(store, connection, options, names);
     log(`xfer: ${options.user}: ${messages} messages copied to ${options.to}; fencing writes to catch up and switch`);
     await control.fenced(async () => {
-      // a mailbox the user made during the copy goes too: left here, it was missing at the target
-      // (and outside the quota roots that moved), with nothing said
-      for (const name of await mailboxesOf(store, options)) {
-        if (names.includes(name)) continue;
-        messages += await copyMailbox(store, connection, name);
-        names.push(name);
-      }
+      // one made since: left here, it was missing at the target (and outside the quota roots that
+      // moved), with nothing said
+      messages += await copyNewMailboxes(store, connection, options, names);
       // the limits as they are under the fence, with the first reconcile (a target that predates them ignores the field)
       const roots = quotaRoots ? (await quotaRootsAt(store.administration().index, tree)).map(({ root, limits }) => [formatMailboxName(root), limits]) : [];
       let rootsTaken = false;
@@ -205,6 +203,17 @@ function mailboxIfThere(store: Store, name: string): MailboxInfo | undefined {
   const id = db.getNow<Buffer>(keys.name(parseMailboxName(name)));
   const box = id && db.getNow<MailboxInfo>(keys.info(Buffer.from(id)));
   return box && !box.deleting ? box : undefined;
+}
+
+/** Copies the user's mailboxes made while the XFER ran (not in `names`, which takes them); the messages sent. */
+async function copyNewMailboxes(store: Store, connection: Connection, options: XferOptions, names: string[]): Promise<number> {
+  let messages = 0;
+  for (const name of await mailboxesOf(store, options)) {
+    if (names.includes(name)) continue;
+    messages += await copyMailbox(store, connection, name);
+    names.push(name);
+  }
+  return messages;
 }
 
 async function copyMailbox(store: Store, connection: Connection, name: string): Promise<number> {

@@ -628,6 +628,40 @@ describe('xfer while the user works', () => {
       await close();
     }
   }, 30_000);
+
+  it("a mailbox the user created during the copy is copied before the write fence: under it every user's writes wait for the copy", async () => {
+    const { key, a, b, to, close } = await twoStores();
+    try {
+      await bobWithOne(a);
+      const control = a.replication();
+      let fenced = false;
+      const readUnderFence: string[] = [];
+      vi.spyOn(a, 'replication').mockImplementation(() => ({ ...control, fenced: async (work) => control.fenced(async () => { fenced = true; try { return await work(); } finally { fenced = false; } }) }));
+      const readMessages = a.readMessages.bind(a);
+      let made = false;
+      vi.spyOn(a, 'readMessages').mockImplementation((name, ...rest) => {
+        if (fenced) readUnderFence.push(name);
+        if (!made) { // the user files mail in a new folder while INBOX is copied
+          made = true;
+          return (async function* () {
+            await a.createMailbox('user/bob/Projects', { owner: 'bob' });
+            for (let i = 2; i < 6; i++) await a.append('user/bob/Projects', msg(i));
+            yield* readMessages(name, ...rest);
+          })();
+        }
+        return readMessages(name, ...rest);
+      });
+      const result = await xferUser(a, { user: 'bob', to, keyFile: key, log: quiet });
+      vi.restoreAllMocks();
+      expect(result.mailboxes).toEqual(['user/bob/INBOX', 'user/bob/Projects']);
+      expect(readUnderFence).toEqual([]);
+      expect(await b.fetch('user/bob/Projects', 4)).toEqual(msg(5));
+      expect(await a.listMailboxes()).toEqual([]);
+    } finally {
+      vi.restoreAllMocks();
+      await close();
+    }
+  }, 30_000);
 });
 
 describe('xfer from a replica', () => {
