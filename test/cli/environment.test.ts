@@ -8,6 +8,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { bin, json, newStore, ok, repoRoot, requireBuilt, run, tempDir } from './helpers.js';
+import * as here from './in-process.js';
 
 beforeAll(requireBuilt);
 
@@ -269,33 +270,34 @@ describe('a store directory that group or others may write', () => {
   // init (and restore --to) took an existing empty directory as it was: made 0777 (or 0775) by an
   // admin, the store's root let any local user rename or replace packs/, journal/ and STORE, though
   // every directory the store makes is 0750.
+  // the modes are the directory's, not the process's: the commands run in this process (in-process.ts)
   it('init and restore --to refuse it (ACCESS, exit 2) and write nothing there; chmod go-w, and both go on', async () => {
     const work = tempDir();
     const source = await freshStore();
-    await ok(['append', 'M', '-'], { store: source, input: 'Subject: kept\n\nbody\n' });
+    await here.ok(['append', 'M', '-'], { store: source, input: 'Subject: kept\n\nbody\n' });
     const repo = join(work, 'repo');
-    await ok(['backup', '--repo', repo], { store: source });
+    await here.ok(['backup', '--repo', repo], { store: source });
     for (const mode of [0o777, 0o775, 0o757, 0o1777]) {
       const target = join(work, `target-${mode.toString(8)}`);
       mkdirSync(target);
       chmodSync(target, mode);
-      const init = await run(['init'], { store: target });
+      const init = await here.run(['init'], { store: target });
       expect(init.code, init.stderr).toBe(2);
       expect(init.stderr).toMatch(new RegExp(`ACCESS: ${target} may be written by group or others \\(mode ${mode.toString(8)}\\).*chmod go-w ${target}`));
-      const restore = await run(['restore', '--repo', repo, '--to', target]);
+      const restore = await here.run(['restore', '--repo', repo, '--to', target]);
       expect(restore.code, restore.stderr).toBe(2);
       expect(restore.stderr).toMatch(/ACCESS: .* may be written by group or others/);
       expect(readdirSync(target)).toEqual([]);
       chmodSync(target, mode & ~0o022);
-      await ok(['restore', '--repo', repo, '--to', target]);
-      expect(await ok(['fetch', 'M', '1'], { store: target })).toBe('Subject: kept\n\nbody\n');
+      await here.ok(['restore', '--repo', repo, '--to', target]);
+      expect(await here.ok(['fetch', 'M', '1'], { store: target })).toBe('Subject: kept\n\nbody\n');
     }
     const other = join(work, 'other');
     mkdirSync(other, { mode: 0o700 });
     chmodSync(other, 0o777);
-    expect((await run(['init'], { store: other })).code).toBe(2);
+    expect((await here.run(['init'], { store: other })).code).toBe(2);
     chmodSync(other, 0o755); // a mount point's usual mode: others may reach the socket directory, not write
-    await ok(['init'], { store: other });
+    await here.ok(['init'], { store: other });
   });
 });
 
