@@ -331,6 +331,8 @@ export const limits = {
    * `mailstore expunge` and `flags` change a UID set in calls (records) of at most this many UIDs:
    * `expunge INBOX 1:*` over 1M messages as one call held the whole change in memory at once
    * (1.7 GB RSS, 91 s; `flags 1:* --add`: 1.9 GB, 120 s), in the daemon when it went through one.
+   * Store.setFlags and expunge commit a longer list in parts of this many (prepare.ts inUidParts),
+   * so an IMAP server's STORE 1:* does not hold the event loop for the whole change.
    */
   uidSetChunkMessages: 10_000,
   /** search: most bytes of a message's header section parsed for --header/--subject/--from. */

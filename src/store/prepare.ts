@@ -17,6 +17,35 @@ export async function resolveInBatch(view: PrepareContext['view'], components: s
 }
 
 /**
+ * A change to many uids (STORE 1:* +FLAGS, EXPUNGE of a big mailbox) commits in parts of at most
+ * limits.uidSetChunkMessages, one after the other, each its own record and modseq: as one record,
+ * 100k uids held the event loop (prepare and apply run on it) for seconds, and with it every
+ * delivery and read the daemon serves. Each part is a correct IMAP state (each message's change is
+ * whole), and a crash between parts leaves one that the same call run again completes. Parts after
+ * the first take the mailbox the first one found: one deleted or renamed meanwhile, and another
+ * made under its name, is never changed in its place (NOT_FOUND, the parts before stay done).
+ */
+export async function inUidParts<T>(uids: number[], components: string[], name: string,
+  change: (part: number[], resolve: (view: PrepareContext['view']) => Promise<MailboxInfo>) => Promise<T>): Promise<T[]> {
+  let pinned: Buffer | undefined;
+  const resolve = async (view: PrepareContext['view']): Promise<MailboxInfo> => {
+    const box = await resolveInBatch(view, components, name);
+    if (pinned && !pinned.equals(box.id)) {
+      throw new MailstoreError('NOT_FOUND', `${name} was deleted or renamed while its messages were being changed; the uids before ${uidsDoneBefore} are done`, { path: name });
+    }
+    pinned = box.id;
+    return box;
+  };
+  const results: T[] = [];
+  let uidsDoneBefore = uids[0];
+  for (let at = 0; at < uids.length || at === 0; at += limits.uidSetChunkMessages) {
+    uidsDoneBefore = uids[at];
+    results.push(await change(uids.slice(at, at + limits.uidSetChunkMessages), resolve));
+  }
+  return results;
+}
+
+/**
  * Refuses `count` new messages that would pass the last UID a mailbox has (RFC 9051: 32 bits,
  * never reused or wrapped within a UIDVALIDITY): a uid past it has no index key, and the batch
  * carrying it stopped the whole store. OVER_QUOTA, as a full mailbox: an LMTP delivery is kept
