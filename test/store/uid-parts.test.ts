@@ -1,11 +1,12 @@
-// A change to many uids (setFlags, expunge) commits in parts of limits.uidSetChunkMessages, so a
-// delivery issued meanwhile commits before it finishes instead of waiting behind one huge record.
+// Work on many messages is bounded per turn of the event loop: a change to many uids (setFlags,
+// expunge) commits in parts, and changesSince reads its records in pieces, so a delivery is not held.
 import { afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { limits } from '../../src/limits.js';
 import { MailstoreError } from '../../src/errors.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { internalsOf } from '../helpers/internals.js';
 
 const msg = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
 const chunk = limits.uidSetChunkMessages;
@@ -70,6 +71,26 @@ describe('a change to many uids commits in parts', () => {
     expect((error as MailstoreError).code).toBe('NOT_FOUND');
     expect((await listed(store, 'user/a/INBOX')).every((m) => !m.flags.includes('\\Flagged'))).toBe(true);
     expect(await listed(store, 'user/a/Old')).toHaveLength(300);
+    await store.close();
+  });
+});
+
+describe('changesSince over many messages', () => {
+  it('reads the changed records in pieces of at most limits.readBatchMessages, each its own round trip', async () => {
+    const store = await storeWith(1000);
+    const db = internalsOf(store).db;
+    const snapshotOf = db.snapshot.bind(db);
+    const reads: number[] = [];
+    db.snapshot = async () => {
+      const snapshot = await snapshotOf();
+      const getMany = snapshot.getMany.bind(snapshot);
+      snapshot.getMany = (keyList) => { reads.push(keyList.length); return getMany(keyList); };
+      return snapshot;
+    };
+    const { changed } = await store.changesSince('user/a/INBOX', 0);
+    expect(changed.map((m) => m.uid)).toEqual(uids(1000));
+    expect(reads.length).toBeGreaterThan(1);
+    expect(Math.max(...reads)).toBeLessThanOrEqual(limits.readBatchMessages);
     await store.close();
   });
 });
