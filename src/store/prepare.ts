@@ -1,5 +1,6 @@
 // What the prepare step of a Mutation (writer.ts) needs in both the Store's changes and the
 // maintenance hooks: a mailbox looked up inside the batch, and the bound on one journal record.
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { MailstoreError } from '../errors.js';
 import { UID_MAX } from '../formats/uidset.js';
 import { encodeCbor } from '../index/codec.js';
@@ -18,7 +19,7 @@ export async function resolveInBatch(view: PrepareContext['view'], components: s
 
 /**
  * A change to many uids (STORE 1:* +FLAGS, EXPUNGE of a big mailbox) commits in parts of at most
- * limits.uidSetChunkMessages, one after the other, each its own record and modseq: as one record,
+ * limits.uidChangePartMessages, one after the other, each its own record and modseq: as one record,
  * 100k uids held the event loop (prepare and apply run on it) for seconds, and with it every
  * delivery and read the daemon serves. Each part is a correct IMAP state (each message's change is
  * whole), and a crash between parts leaves one that the same call run again completes. Parts after
@@ -38,9 +39,12 @@ export async function inUidParts<T>(uids: number[], components: string[], name: 
   };
   const results: T[] = [];
   let uidsDoneBefore = uids[0];
-  for (let at = 0; at < uids.length || at === 0; at += limits.uidSetChunkMessages) {
+  for (let at = 0; at < uids.length || at === 0; at += limits.uidChangePartMessages) {
+    // a part's small journal write may be flushed in this thread, so the parts could follow one
+    // another without the event loop turning: the sockets, and a delivery on one, go first
+    if (at > 0) await nextTurn();
     uidsDoneBefore = uids[at];
-    results.push(await change(uids.slice(at, at + limits.uidSetChunkMessages), resolve));
+    results.push(await change(uids.slice(at, at + limits.uidChangePartMessages), resolve));
   }
   return results;
 }

@@ -9,8 +9,8 @@ import { tmpDir } from '../helpers/tmp.js';
 import { internalsOf } from '../helpers/internals.js';
 
 const msg = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
-const chunk = limits.uidSetChunkMessages;
-afterEach(() => { limits.uidSetChunkMessages = chunk; });
+const part = limits.uidChangePartMessages;
+afterEach(() => { limits.uidChangePartMessages = part; });
 
 async function storeWith(count: number): Promise<Store> {
   const store = await Store.open(join(tmpDir('uid-parts'), 's'), { create: true });
@@ -30,7 +30,7 @@ const uids = (count: number) => Array.from({ length: count }, (_, i) => i + 1);
 
 describe('a change to many uids commits in parts', () => {
   it('setFlags on 1000 uids: parts of at most 100, a delivery issued meanwhile commits before the change finishes', async () => {
-    limits.uidSetChunkMessages = 100;
+    limits.uidChangePartMessages = 100;
     const store = await storeWith(1000);
     const order: string[] = [];
     const flags = store.setFlags('user/a/INBOX', uids(1000), { add: ['\\Seen'] }).then((r) => { order.push('flags'); return r; });
@@ -47,7 +47,7 @@ describe('a change to many uids commits in parts', () => {
   });
 
   it('expunge of 1000 uids: parts of at most 100, a delivery issued meanwhile commits first, nothing else lost', async () => {
-    limits.uidSetChunkMessages = 100;
+    limits.uidChangePartMessages = 100;
     const store = await storeWith(1000);
     const order: string[] = [];
     const expunge = store.expunge('user/a/INBOX', uids(999)).then((r) => { order.push('expunge'); return r; });
@@ -59,8 +59,21 @@ describe('a change to many uids commits in parts', () => {
     await store.close();
   });
 
+  it('the event loop turns between parts (a part may be flushed in this thread)', async () => {
+    limits.uidChangePartMessages = 100;
+    const store = await storeWith(1000);
+    (store as unknown as { writer: { flushChoice: { inThread(): boolean } } }).writer.flushChoice.inThread = () => true;
+    let turns = 0, done = false;
+    const spin = () => { if (!done) { turns++; setImmediate(spin); } };
+    setImmediate(spin);
+    await store.setFlags('user/a/INBOX', uids(1000), { add: ['\\Seen'] });
+    done = true;
+    expect(turns).toBeGreaterThanOrEqual(9);
+    await store.close();
+  });
+
   it('a mailbox renamed and another made under its name between parts is left alone: NOT_FOUND', async () => {
-    limits.uidSetChunkMessages = 100;
+    limits.uidChangePartMessages = 100;
     const store = await storeWith(300);
     const flags = store.setFlags('user/a/INBOX', uids(300), { add: ['\\Flagged'] }).catch((error: unknown) => error);
     await store.renameMailbox('user/a/INBOX', 'user/a/Old');
