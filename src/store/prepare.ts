@@ -1,5 +1,6 @@
 // What the prepare step of a Mutation (writer.ts) needs in both the Store's changes and the
 // maintenance hooks: a mailbox looked up inside the batch, and the bound on one journal record.
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { MailstoreError } from '../errors.js';
 import { UID_MAX } from '../formats/uidset.js';
 import { encodeCbor } from '../index/codec.js';
@@ -14,6 +15,38 @@ export async function resolveInBatch(view: PrepareContext['view'], components: s
   const box = id ? await view.get<MailboxInfo>(keys.info(Buffer.from(id))) : undefined;
   if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `no mailbox named ${name}`, { path: name });
   return { ...box, id: Buffer.from(box.id) };
+}
+
+/**
+ * A change to many uids (STORE 1:* +FLAGS, EXPUNGE of a big mailbox) commits in parts of at most
+ * limits.uidChangePartMessages, one after the other, each its own record and modseq: as one record,
+ * 100k uids held the event loop (prepare and apply run on it) for seconds, and with it every
+ * delivery and read the daemon serves. Each part is a correct IMAP state (each message's change is
+ * whole), and a crash between parts leaves one that the same call run again completes. Parts after
+ * the first take the mailbox the first one found: one deleted or renamed meanwhile, and another
+ * made under its name, is never changed in its place (NOT_FOUND, the parts before stay done).
+ */
+export async function inUidParts<T>(uids: number[], components: string[], name: string,
+  change: (part: number[], resolve: (view: PrepareContext['view']) => Promise<MailboxInfo>) => Promise<T>): Promise<T[]> {
+  let pinned: Buffer | undefined;
+  const resolve = async (view: PrepareContext['view']): Promise<MailboxInfo> => {
+    const box = await resolveInBatch(view, components, name);
+    if (pinned && !pinned.equals(box.id)) {
+      throw new MailstoreError('NOT_FOUND', `${name} was deleted or renamed while its messages were being changed; the uids before ${uidsDoneBefore} are done`, { path: name });
+    }
+    pinned = box.id;
+    return box;
+  };
+  const results: T[] = [];
+  let uidsDoneBefore = uids[0];
+  for (let at = 0; at < uids.length || at === 0; at += limits.uidChangePartMessages) {
+    // a part's small journal write may be flushed in this thread, so the parts could follow one
+    // another without the event loop turning: the sockets, and a delivery on one, go first
+    if (at > 0) await nextTurn();
+    uidsDoneBefore = uids[at];
+    results.push(await change(uids.slice(at, at + limits.uidChangePartMessages), resolve));
+  }
+  return results;
 }
 
 /**

@@ -42,7 +42,7 @@ import { closeOpened, openStoreParts, type StoreParts } from './open.js';
 import { checkInlineBodyBytes, readInlineBodyBytes, writeInlineBodyBytes } from './inline-setting.js';
 import { Snapshotter, readJournalArchive, writeJournalArchive, type SnapshotResult } from './snapshots.js';
 import { listSnapshots } from './snapshot-file.js';
-import { checkMetaUnchanged, checkRecordSize, checkUidsLeft, resolveInBatch } from './prepare.js';
+import { checkMetaUnchanged, checkRecordSize, checkUidsLeft, inUidParts, resolveInBatch } from './prepare.js';
 import { StoreReader, type FetchAtOptions, type ReaderHost } from './reader.js';
 import { SharedHashPool } from '../hash/shared-pool.js';
 import { opExtras, type BlobRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
@@ -1218,12 +1218,12 @@ export class Store implements MailStore {
     const replace = change.replace === undefined ? undefined : normalizeFlags(change.replace);
     if (replace && (add.length || remove.length)) throw new MailstoreError('INVALID', 'use either replace or add/remove, not both');
     const since = change.unchangedSince === undefined ? undefined : checkModseq(change.unchangedSince, 'unchangedSince');
-    return this.submit({
+    const parts = await inUidParts(list, components, mailbox, (part, resolve) => this.submit({
       prepare: async ({ view, seq }) => {
-        const box = await resolveInBatch(view, components, mailbox);
+        const box = await resolve(view);
         const set: [number, string[]][] = [];
         const modified: number[] = [];
-        for (const uid of list) {
+        for (const uid of part) {
           const record = await view.get<MessageRecord>(keys.message(box.id, uid));
           if (!record) continue;
           if (since !== undefined && record.m > since) { modified.push(uid); continue; }
@@ -1238,7 +1238,8 @@ export class Store implements MailStore {
         checkRecordSize(ops, `setting flags on ${set.length} messages`);
         return { ops, result: { modseq: modseqAt(view, seq), updated: set.map(([u]) => u), modified } };
       },
-    });
+    }));
+    return { modseq: Math.max(...parts.map((p) => p.modseq)), updated: parts.flatMap((p) => p.updated), modified: parts.flatMap((p) => p.modified) };
   }
 
   /**
@@ -1251,12 +1252,12 @@ export class Store implements MailStore {
     const list = normalizeUids(uids);
     const { unchangedSince } = checkOptions(options, ['unchangedSince'], 'expunge option');
     const since = unchangedSince === undefined ? undefined : checkModseq(unchangedSince, 'unchangedSince');
-    return this.submit({
+    const parts = await inUidParts(list, components, mailbox, (part, resolve) => this.submit({
       prepare: async ({ view, seq }) => {
-        const box = await resolveInBatch(view, components, mailbox);
+        const box = await resolve(view);
         const present: number[] = [];
         const modified: number[] = [];
-        for (const uid of list) {
+        for (const uid of part) {
           const record = await view.get<MessageRecord>(keys.message(box.id, uid));
           if (record && since !== undefined && record.m > since) modified.push(uid);
           else if (record) present.push(uid);
@@ -1267,7 +1268,10 @@ export class Store implements MailStore {
         checkRecordSize(ops, `expunging ${present.length} messages`);
         return { ops, result: { expunged: present, modseq: modseqAt(view, seq), ...also } };
       },
-    });
+    }));
+    const modseq = Math.max(...parts.map((p) => p.modseq));
+    const expunged = parts.flatMap((p) => p.expunged);
+    return since === undefined ? { expunged, modseq } : { expunged, modseq, modified: parts.flatMap((p) => p.modified ?? []) };
   }
 
   /** Copies messages (no new blob: references only). Returns COPYUID-style pairs. */

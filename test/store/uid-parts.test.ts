@@ -1,0 +1,109 @@
+// Work on many messages is bounded per turn of the event loop: a change to many uids (setFlags,
+// expunge) commits in parts, and changesSince reads its records in pieces, so a delivery is not held.
+import { afterEach, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { limits } from '../../src/limits.js';
+import { MailstoreError } from '../../src/errors.js';
+import { Store } from '../../src/store/store.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { internalsOf } from '../helpers/internals.js';
+
+const msg = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
+const part = limits.uidChangePartMessages;
+afterEach(() => { limits.uidChangePartMessages = part; });
+
+async function storeWith(count: number): Promise<Store> {
+  const store = await Store.open(join(tmpDir('uid-parts'), 's'), { create: true });
+  await store.createMailbox('user/a/INBOX');
+  await store.createMailbox('user/b/INBOX');
+  await store.appendBatch('user/a/INBOX', Array.from({ length: count }, (_, i) => ({ bytes: msg(i) })));
+  return store;
+}
+
+async function listed(store: Store, mailbox: string) {
+  const all = [];
+  for await (const info of store.messages(mailbox)) all.push(info);
+  return all;
+}
+
+const uids = (count: number) => Array.from({ length: count }, (_, i) => i + 1);
+
+describe('a change to many uids commits in parts', () => {
+  it('setFlags on 1000 uids: parts of at most 100, a delivery issued meanwhile commits before the change finishes', async () => {
+    limits.uidChangePartMessages = 100;
+    const store = await storeWith(1000);
+    const order: string[] = [];
+    const flags = store.setFlags('user/a/INBOX', uids(1000), { add: ['\\Seen'] }).then((r) => { order.push('flags'); return r; });
+    const delivery = store.append('user/b/INBOX', msg(-1)).then((r) => { order.push('delivery'); return r; });
+    const [result] = await Promise.all([flags, delivery]);
+    expect(order).toEqual(['delivery', 'flags']);
+    expect(result.updated).toEqual(uids(1000));
+    const { changed } = await store.changesSince('user/a/INBOX', 0);
+    expect(changed.every((m) => m.flags.includes('\\Seen'))).toBe(true);
+    const modseqs = new Set(changed.map((m) => m.modseq));
+    expect(modseqs.size).toBe(10);
+    expect(result.modseq).toBe(Math.max(...modseqs));
+    await store.close();
+  });
+
+  it('expunge of 1000 uids: parts of at most 100, a delivery issued meanwhile commits first, nothing else lost', async () => {
+    limits.uidChangePartMessages = 100;
+    const store = await storeWith(1000);
+    const order: string[] = [];
+    const expunge = store.expunge('user/a/INBOX', uids(999)).then((r) => { order.push('expunge'); return r; });
+    const delivery = store.append('user/a/INBOX', msg(-1)).then((r) => { order.push('delivery'); return r; });
+    const [result, delivered] = await Promise.all([expunge, delivery]);
+    expect(order).toEqual(['delivery', 'expunge']);
+    expect(result.expunged).toEqual(uids(999));
+    expect((await listed(store, 'user/a/INBOX')).map((m) => m.uid)).toEqual([1000, delivered.uid]);
+    await store.close();
+  });
+
+  it('the event loop turns between parts (a part may be flushed in this thread)', async () => {
+    limits.uidChangePartMessages = 100;
+    const store = await storeWith(1000);
+    (store as unknown as { writer: { flushChoice: { inThread(): boolean } } }).writer.flushChoice.inThread = () => true;
+    let turns = 0, done = false;
+    const spin = () => { if (!done) { turns++; setImmediate(spin); } };
+    setImmediate(spin);
+    await store.setFlags('user/a/INBOX', uids(1000), { add: ['\\Seen'] });
+    done = true;
+    expect(turns).toBeGreaterThanOrEqual(9);
+    await store.close();
+  });
+
+  it('a mailbox renamed and another made under its name between parts is left alone: NOT_FOUND', async () => {
+    limits.uidChangePartMessages = 100;
+    const store = await storeWith(300);
+    const flags = store.setFlags('user/a/INBOX', uids(300), { add: ['\\Flagged'] }).catch((error: unknown) => error);
+    await store.renameMailbox('user/a/INBOX', 'user/a/Old');
+    await store.createMailbox('user/a/INBOX');
+    await store.appendBatch('user/a/INBOX', Array.from({ length: 300 }, (_, i) => ({ bytes: msg(1000 + i) })));
+    const error = await flags;
+    expect(error).toBeInstanceOf(MailstoreError);
+    expect((error as MailstoreError).code).toBe('NOT_FOUND');
+    expect((await listed(store, 'user/a/INBOX')).every((m) => !m.flags.includes('\\Flagged'))).toBe(true);
+    expect(await listed(store, 'user/a/Old')).toHaveLength(300);
+    await store.close();
+  });
+});
+
+describe('changesSince over many messages', () => {
+  it('reads the changed records in pieces of at most limits.readBatchMessages, each its own round trip', async () => {
+    const store = await storeWith(1000);
+    const db = internalsOf(store).db;
+    const snapshotOf = db.snapshot.bind(db);
+    const reads: number[] = [];
+    db.snapshot = async () => {
+      const snapshot = await snapshotOf();
+      const getMany = snapshot.getMany.bind(snapshot);
+      snapshot.getMany = (keyList) => { reads.push(keyList.length); return getMany(keyList); };
+      return snapshot;
+    };
+    const { changed } = await store.changesSince('user/a/INBOX', 0);
+    expect(changed.map((m) => m.uid)).toEqual(uids(1000));
+    expect(reads.length).toBeGreaterThan(1);
+    expect(Math.max(...reads)).toBeLessThanOrEqual(limits.readBatchMessages);
+    await store.close();
+  });
+});
