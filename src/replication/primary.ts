@@ -13,6 +13,7 @@ import { newNodeId, type ReplicationRole } from '../store/role.js';
 import type { JournalPayload } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import { LAYOUT } from '../store/identity.js';
+import { readNodeSettings } from './node-settings.js';
 import { join } from 'node:path';
 import { readKeyFile } from './key.js';
 import { SyncGate, type BatchListener, type SyncFallback } from './sync-gate.js';
@@ -197,7 +198,8 @@ class Primary {
     this.sessions.get(nodeId)?.stop();
     let tails = new Map<number, number>((hello.tails as [number, number][] | undefined) ?? []);
     let seq = lastSeq;
-    await connection.send({ t: 'welcome', identity, epoch, storeId: this.store.identity.storeId });
+    const settings = await readNodeSettings(this.store.fs, this.store.root);
+    await connection.send({ t: 'welcome', identity, epoch, storeId: this.store.identity.storeId, settings });
     this.log(`replication: replica ${nodeId} connected from ${connection.remote} at seq ${lastSeq}`);
     if (hello.version === undefined) {
       // served as before (one of session 33 reads every record), but never silently: see REPLICATION_VERSION

@@ -9,6 +9,7 @@ import { MailstoreError } from '../errors.js';
 import { limits } from '../limits.js';
 import type { Store } from '../store/store.js';
 import { readKeyFile } from './key.js';
+import { readNodeSettings, readPrimarySettings, settingWarnings } from './node-settings.js';
 import { commitPendingRounds } from './pending-rounds.js';
 import { connect, type Log } from './transport.js';
 
@@ -22,6 +23,8 @@ export interface PromoteResult {
   oldPrimaryFenced: boolean;
   /** A damaged REPLICATION-PENDING frame set aside (promote --quarantine-damaged-pending); its changes were not applied. */
   damagedPendingFrame?: { offset: number; quarantinedAs: string };
+  /** The per-node settings that differ from the old primary's last announced ones (node-settings.ts), one WARNING line each. */
+  settingWarnings?: string[];
 }
 
 export interface PromoteOptions {
@@ -48,7 +51,9 @@ export async function promoteStore(store: Store, log: Log = () => undefined, opt
   // delete's chunks go, so the new primary serves at once. close() waits for them.
   control.finishInterruptedDeletes().catch((error: unknown) => log(`replication: finishing the mailbox deletes the old primary left half-done failed (${(error as Error).message}); the next open finishes them`));
   const oldPrimaryFenced = role.primary && role.keyFile ? await tellOldPrimary(store, role.primary, role.keyFile, epoch) : false;
-  return { epoch, seq, oldPrimaryFenced, ...(pending.damagedFrame ? { damagedPendingFrame: pending.damagedFrame } : {}) };
+  const warnings = settingWarnings(await readPrimarySettings(store.fs, store.root), await readNodeSettings(store.fs, store.root), role.primary ?? '?');
+  for (const line of warnings) log(line);
+  return { epoch, seq, oldPrimaryFenced, ...(pending.damagedFrame ? { damagedPendingFrame: pending.damagedFrame } : {}), ...(warnings.length > 0 ? { settingWarnings: warnings } : {}) };
 }
 
 /** Best effort, bounded: a dead or partitioned old primary learns the epoch from its next replica. */

@@ -2,7 +2,7 @@
 // goes up by one, the store takes writes, and the old primary is fenced when it hears of it.
 import type { Command } from 'commander';
 import { procedures } from '../../daemon/procedures.js';
-import { printJson, printLine, wantsJson, withStore } from '../context.js';
+import { printJson, printLine, wantsJson, warn, withStore } from '../context.js';
 
 export function register(program: Command): void {
   program
@@ -17,6 +17,7 @@ it acknowledged with synchronous replicas are on every synchronous replica; with
 replication the newest ones may be only on the old primary.`)
     .action(async (options: { quarantineDamagedPending?: boolean }, command: Command) => {
       const result = await withStore(command, (store) => procedures(store).promote({ quarantineDamagedPending: options.quarantineDamagedPending === true }));
+      for (const line of result.settingWarnings ?? []) warn(line);
       if (wantsJson(command)) return printJson(result);
       if (result.damagedPendingFrame) await printLine(`warning: a damaged tentative frame was set aside (${result.damagedPendingFrame.quarantinedAs}); changes in it were not applied`);
       await printLine(`promoted: primary at epoch ${result.epoch} (seq ${result.seq}); old primary ${result.oldPrimaryFenced ? 'fenced' : 'not reached (fenced once it hears of the epoch)'}`);
