@@ -69,6 +69,9 @@ export interface ReplicaHandle {
   promote(): Promise<PromoteResult>;
 }
 
+/** The messages a primary of session 36 or later sends with `kept`. */
+const ROUND_TYPES: ReadonlySet<string> = new Set(['records', 'tentative', 'commit']);
+
 /** The index meta key of the replica's durable pack tails (the primary resends from there). */
 export const PACK_TAILS_KEY = meta.named('replication/packTails');
 
@@ -153,6 +156,8 @@ class Replica {
   }
 
   private resyncingTo?: number;
+  /** This connection's primary sent a round without `kept` and the log said what that means. */
+  private toldOlderPrimary = false;
   /** Tentative rounds of synchronous replication, durable, waiting for the primary's commit. */
   private readonly pending: PendingRounds;
   /**
@@ -230,6 +235,7 @@ class Replica {
     const tails = control.db.getNow<[number, number][]>(PACK_TAILS_KEY) ?? [];
     await connection.send({ t: 'hello', kind: 'replica', storeId: this.store.identity.storeId, nodeId: role.nodeId, lastSeq: this.store.changes.lastSeq, tails, epoch: role.epoch, version: REPLICATION_VERSION });
     const welcome = await connection.expect('welcome', limits.replicationHandshakeMs);
+    this.toldOlderPrimary = false;
     // a primary refuses a replica of another store; one that does not (an older or a hostile one) is refused here before it sends a record
     if (welcome.storeId !== this.store.identity.storeId) {
       throw new MailstoreError('REFUSED', `${this.primary} is the primary of another store (${String(welcome.storeId)}), not of ${this.store.identity.storeId}; nothing was taken from it`);
@@ -256,6 +262,11 @@ class Replica {
     const control = this.store.replication();
     // the primary's oldest kept seq (an older primary does not send it: nothing is retired here then)
     if (Number.isSafeInteger(message.kept) && (message.kept as number) >= 1) control.setPrimaryKept(message.kept as number);
+    else if (ROUND_TYPES.has(message.t) && !this.toldOlderPrimary) {
+      // the journal then grows for good: the admin is told once per connection, not left to find a full disk
+      this.toldOlderPrimary = true;
+      this.log(`replication: WARNING: the primary ${this.primary} is older than this replica (its rounds name no oldest kept seq): this replica keeps its journal until the primary is upgraded (its snapshots retire nothing)`);
+    }
     switch (message.t) {
       case 'pack': {
         // written at once (not fsynced): the round's commit syncs them before its records
