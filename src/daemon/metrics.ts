@@ -207,7 +207,7 @@ export interface MetricsServer {
 }
 
 /** Serves GET /metrics on `listen` ('HOST:PORT'; 127.0.0.1 unless the scraper is elsewhere). */
-export async function startMetrics(options: { listen: string; registry: Registry }): Promise<MetricsServer> {
+export async function startMetrics(options: { listen: string; registry: Registry; log?: (entry: { event: string; [field: string]: unknown }) => void }): Promise<MetricsServer> {
   const address = parseListen(options.listen, 'metrics', { unix: false });
   assert(!('path' in address), 'parseListen gives no unix: path without unix: true');
   const server: Server = createServer((request, response) => {
@@ -227,6 +227,9 @@ export async function startMetrics(options: { listen: string; registry: Registry
     server.once('error', (error) => reject(listenError(error, 'metrics', options.listen)));
     server.listen(address.port, address.host, () => resolve());
   });
+  // a failed accept (ENOBUFS, ENOMEM) is emitted as 'error': unheard (the once() above took only the
+  // first), it was an uncaught exception that stopped the daemon; the server goes on accepting
+  server.on('error', (error: NodeJS.ErrnoException) => options.log?.({ event: 'metrics.accept-failed', error: error.code ?? error.message, level: 'warn' }));
   const bound = server.address();
   return {
     address: formatHostPort(address.host, typeof bound === 'object' && bound ? bound.port : address.port),

@@ -91,6 +91,7 @@ export class DaemonServer {
   }
 
   private readonly refusedLog = new LogEvery(() => this.logger, 'connection-refused', 'refused');
+  private readonly acceptFailedLog = new LogEvery(() => this.logger, 'accept-failed', 'failures');
   /** Connections dropped for a malformed frame (connection.ts): as refused ones, a client sending garbage in a loop is one line a refusedLogMs. */
   readonly malformedLog = new LogEvery(() => this.logger, 'malformed-frame', 'connections');
   /** Listings and streams ended at daemonLimits.parkedFlowsMax (connection.ts): one line a refusedLogMs. */
@@ -127,6 +128,9 @@ export class DaemonServer {
       throw new MailstoreError('IO', `cannot listen on ${path}: ${(error as Error).message}`, { path, cause: error });
     }
     this.listening = true;
+    // an accept that fails (ENOBUFS, ENOMEM; libuv absorbs EMFILE) is emitted here: unheard, it
+    // was an uncaught exception that stopped the daemon; the listener goes on accepting
+    this.server.on('error', (error: NodeJS.ErrnoException) => this.acceptFailedLog.note(() => ({ error: error.code ?? error.message })));
     await setSocketAccess(path, 0o660, this.options.socketGroup);
     this.logger.info('listening', { socket: path, store: this.store.root, pid: process.pid });
     for (const hook of this.onStarted) await hook(this);
@@ -174,6 +178,7 @@ export class DaemonServer {
 
   private async stopNow(reason: string): Promise<void> {
     this.refusedLog.flush();
+    this.acceptFailedLog.flush();
     this.malformedLog.flush();
     this.parkedRefusedLog.flush();
     this.logger.info('stopping', { reason, connections: this.connections.size });

@@ -71,7 +71,7 @@ export async function startServices(store: Store, hooks: ServiceHooks, options: 
     }
     if (options.metrics) {
       hooks.metrics.watchJournalFlush(() => store.journalFlush());
-      metrics = await startMetrics({ listen: options.metrics, registry: hooks.metrics.registry });
+      metrics = await startMetrics({ listen: options.metrics, registry: hooks.metrics.registry, log });
     }
     if (options.webhook) {
       hooks.metrics.watchConsumer(WEBHOOK_CONSUMER, async () => lagRecords(store, await consumerCursor(store)));

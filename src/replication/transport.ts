@@ -340,6 +340,9 @@ export function listen(address: string, psk: Buffer, onConnection: (connection: 
   return new Promise((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) => reject(new MailstoreError(error.code === 'EADDRINUSE' ? 'LOCKED' : 'IO', `cannot listen on ${address}: ${error.message}`, { cause: error })));
     server.listen(port, host, () => {
+      // a failed accept (ENOBUFS, ENOMEM) is emitted as 'error': unheard (the once() above took only
+      // the first), it was an uncaught exception that stopped the daemon; the server goes on accepting
+      server.on('error', (error: NodeJS.ErrnoException) => log(`replication: WARNING: accepting a connection on ${address} failed: ${error.code ?? error.message}`));
       const actual = (server.address() as net.AddressInfo).port;
       resolve({
         port: actual,
