@@ -112,6 +112,11 @@ export class AssertionFailure extends Error {
   }
 }
 
+/** A system error saying the process (EMFILE) or the system (ENFILE) has no descriptor left: caches can let theirs go and retry. */
+export function isOutOfDescriptors(error: unknown): boolean {
+  return ['EMFILE', 'ENFILE'].includes((error as NodeJS.ErrnoException | undefined)?.code ?? '');
+}
+
 export function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new AssertionFailure(message);
 }

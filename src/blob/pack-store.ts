@@ -5,7 +5,7 @@ import { Buffer } from 'node:buffer';
 import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
-import { MailstoreError, assert, fromSystemError } from '../errors.js';
+import { MailstoreError, assert, fromSystemError, isOutOfDescriptors } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { HASH_BYTES, createHasher, hashBytes, hashHex, hashMatches } from '../hash/blake3.js';
 import type { HashPool, ScannedChunk } from '../hash/pool.js';
@@ -1084,7 +1084,7 @@ export class PackStore {
       try {
         return await this.openForRead(pack, path);
       } catch (error) {
-        if (!['EMFILE', 'ENFILE'].includes((error as NodeJS.ErrnoException).code ?? '')) throw error;
+        if (!isOutOfDescriptors(error)) throw error;
         // another open's retry may be closing them: those closes are waited for too
         const freed = await this.closeIdleHandles(0);
         if (!freed && this.closing.size === 0) throw error;

@@ -1,7 +1,7 @@
 // The journal: the commit point, the intent log and the change log. A batch of records is appended
 // with one write and one fdatasync (group commit step 3); nothing is acknowledged before that.
 import { basename, dirname, join } from 'node:path';
-import { MailstoreError, assert, fromSystemError } from '../errors.js';
+import { MailstoreError, assert, fromSystemError, isOutOfDescriptors } from '../errors.js';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, encodeRecordHeader, encodeSegmentHeader, fillerFrom, fillerToWrite, fillerStart, parseSegmentFileName, segmentFileName } from './journal-format.js';
 import { parseSegment, readSegmentBytes, recordAt, segmentHeader } from './segment-reader.js';
@@ -219,7 +219,7 @@ export class Journal {
     const path = this.path(segment);
     let handle: FileHandle;
     try {
-      handle = await this.fs.open(path, 'read');
+      handle = await this.openForRead(path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') await this.options.checkMounted(path); // a vanished partition: UNMOUNTED
       if ((error as NodeJS.ErrnoException).code === 'ENOENT' && !this.segments.includes(segment)) {
@@ -652,7 +652,7 @@ export class Journal {
     let shared = this.readHandles.get(name);
     if (shared) this.readHandles.delete(name);
     else {
-      shared = { handle: this.fs.open(path, 'read'), users: 0, closing: false };
+      shared = { handle: this.openForRead(path), users: 0, closing: false };
       shared.handle.catch(() => undefined);
     }
     this.readHandles.set(name, shared);
@@ -663,6 +663,28 @@ export class Journal {
       retireHandle(evicted);
     }
     return shared;
+  }
+
+  /**
+   * Opens a segment to read. Out of descriptors (EMFILE, ENFILE), the cached read handles no reader
+   * is inside let theirs go and the open is tried once more, as packs do: an inline read failed IO
+   * while idle handles held descriptors it could have had.
+   */
+  private async openForRead(path: string): Promise<FileHandle> {
+    try {
+      return await this.fs.open(path, 'read');
+    } catch (error) {
+      if (!isOutOfDescriptors(error) || !(await this.closeIdleReadHandles())) throw error;
+      return this.fs.open(path, 'read');
+    }
+  }
+
+  /** Closes the cached read handles no reader is inside; whether any was. */
+  private async closeIdleReadHandles(): Promise<boolean> {
+    const idle = [...this.readHandles].filter(([, shared]) => shared.users === 0);
+    for (const [name] of idle) this.readHandles.delete(name);
+    await Promise.all(idle.map(([, shared]) => shared.handle.then((h) => h.close()).catch(() => undefined)));
+    return idle.length > 0;
   }
 
   /** Closes the read handles (all, or the named segments'), each once its readers are done. */
