@@ -119,6 +119,13 @@ export const WRAPPER = `#!/bin/sh
 # two glibc malloc arenas, as the unit sets: memory a thread freed is reused instead of kept per
 # thread (a 1M-message compaction peaked at 232 MB instead of 248-272; BENCHMARKS.md, session 17)
 export MALLOC_ARENA_MAX="\${MALLOC_ARENA_MAX:-2}"
+# started with SIGHUP ignored (nohup): node resets it to the default at start, so an import went
+# with the logout; the CLI ignores it again when told (SigIgn bit 0 is signal 1, SIGHUP)
+if [ -r /proc/$$/status ]; then
+  while read -r key value; do
+    if [ "$key" = SigIgn: ]; then case $value in *[13579bdfBDF]) export MAILSTORE_SIGHUP_IGNORED=1 ;; esac; fi
+  done < /proc/$$/status
+fi
 here=$(dirname "$(readlink -f "$0")")
 node="\${MAILSTORE_NODE:-/usr/bin/node}"
 if [ ! -x "$node" ]; then

@@ -13,11 +13,23 @@ export interface Interrupt {
 // terminal closed or the ssh connection dropped, with the output perhaps going to a log file.
 const SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
+/**
+ * Set to 1 by the package's /usr/bin/mailstore when it was started with SIGHUP ignored (`nohup
+ * mailstore import ... &`): node resets every signal to its default at start-up, so it cannot see
+ * that itself, and the import stopped at logout. SIGHUP is then ignored (main) and stops nothing.
+ */
+export const SIGHUP_IGNORED_ENV = 'MAILSTORE_SIGHUP_IGNORED';
+
+export function sighupIgnored(): boolean {
+  return process.env[SIGHUP_IGNORED_ENV] === '1';
+}
+
 /** The signal that stopped the command (the first one caught), for main to end the process by. */
 let stoppedBy: NodeJS.Signals | undefined;
 
 /** `signals`: those that stop the work at its safe point (the others keep their default: they kill). */
-export function catchInterrupt(what: string, signals: readonly NodeJS.Signals[] = SIGNALS): Interrupt {
+export function catchInterrupt(what: string, stopSignals: readonly NodeJS.Signals[] = SIGNALS): Interrupt {
+  const signals = sighupIgnored() ? stopSignals.filter((signal) => signal !== 'SIGHUP') : stopSignals;
   let requested = false;
   const handler = (signal: NodeJS.Signals) => {
     if (requested) {

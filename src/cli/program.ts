@@ -9,7 +9,7 @@ import { journalPrefix } from '../fs/journal-stream.js';
 import { limits } from '../limits.js';
 import { DEFAULT_STORE_DIR, jsonWanted, noteStdoutFailure, parseWaitSeconds, printJsonError, startOutput } from './context.js';
 import { EXIT, exitCodeFor, exitCodesHelp } from './exit-codes.js';
-import { StoppedWaiting } from './interrupt.js';
+import { StoppedWaiting, sighupIgnored } from './interrupt.js';
 import { SYSEXITS, sysexitsWanted } from './sysexits.js';
 
 /** A command module: `register` adds its command (and subcommands) to the program. */
@@ -122,6 +122,7 @@ async function packageVersion(): Promise<string | undefined> {
 }
 
 const keepInspectorShut = () => {};
+const ignoreSighup = () => {};
 
 /** Runs the command line; returns the exit code (the caller sets it, so stdout drains first). */
 export async function main(argv: string[]): Promise<number> {
@@ -139,6 +140,7 @@ export async function main(argv: string[]): Promise<number> {
   // 127.0.0.1:9229, where any local user could run code as the store's user. A listener of our own
   // keeps it shut; serve reopens its log on it, as on SIGHUP (the signal nginx and Dovecot take).
   if (!process.listeners('SIGUSR1').includes(keepInspectorShut)) process.on('SIGUSR1', keepInspectorShut); // once: main may run again in this process
+  if (sighupIgnored() && !process.listeners('SIGHUP').includes(ignoreSighup)) process.on('SIGHUP', ignoreSighup); // started under nohup (interrupt.ts)
   try {
     const program = await buildProgram(argv);
     await program.parseAsync(argv);

@@ -52,6 +52,16 @@ describe.skipIf(!existsSync('/usr/bin/node'))('/usr/bin/mailstore', () => {
     expect(run(cli, ['--help'], { ...bare, MAILSTORE_NODE: standIn, MALLOC_ARENA_MAX: '8' }).stdout).toMatch(/arenas=8 /);
   });
 
+  it('started with SIGHUP ignored (nohup), it tells the CLI, which node cannot (it resets the signal at start)', () => {
+    const { cli, standIn } = installed();
+    writeFileSync(standIn, '#!/bin/sh\necho "sighup=${MAILSTORE_SIGHUP_IGNORED:-unset}"\n');
+    const env = { ...bare, MAILSTORE_NODE: standIn };
+    const under = (trap: string) => spawnSync('/bin/sh', ['-c', `${trap}exec "$0" --help`, cli], { env, encoding: 'utf8' }).stdout.trim();
+    expect(under("trap '' HUP; ")).toBe('sighup=1');
+    expect(under('')).toBe('sighup=unset');
+    expect(under("trap '' INT; ")).toBe('sighup=unset');
+  });
+
   it('its node missing: a line saying what to install, exit 2 (could not run), 75 for append --sysexits so the MTA defers', () => {
     const { cli } = installed();
     const env = { ...bare, MAILSTORE_NODE: '/nonexistent/node' };

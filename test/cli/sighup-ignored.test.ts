@@ -1,0 +1,44 @@
+// `nohup mailstore import ... &`: node resets the ignored SIGHUP to its default at start, so the
+// import stopped (129) at logout. Told by the package's wrapper (MAILSTORE_SIGHUP_IGNORED=1), the
+// CLI ignores SIGHUP again; without it, SIGHUP still stops at a safe point, nothing lost.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Store } from '../../src/store/store.js';
+import { finish, requireBuilt, start, tempDir } from './helpers.js';
+
+const mbox = (n: number) => Array.from({ length: n }, (_, i) => `From a@example.org Mon Jan  1 00:00:00 2024\nSubject: ${i + 1}\n\nbody ${i + 1}\n`).join('\n');
+
+/** An import that waits for a store this test holds, SIGHUP sent to it meanwhile, then the store let go. */
+async function importHupped(env: Record<string, string>): Promise<{ exit: number | string | null; messages: number }> {
+  const dir = tempDir('sighup-');
+  const root = join(dir, 'store');
+  const source = join(dir, 'in.mbox');
+  writeFileSync(source, mbox(5));
+  let held = await Store.open(root, { create: true });
+  const child = start(['--store', root, 'import', '--mailbox', 'INBOX', source], { env });
+  const done = finish(child);
+  await new Promise((r) => setTimeout(r, 1500)); // started, waiting for the lock
+  child.kill('SIGHUP');
+  await new Promise((r) => setTimeout(r, 300));
+  await held.close();
+  const { code, signal } = await done;
+  held = await Store.open(root);
+  try {
+    const messages = (await held.listMailboxes()).some((m) => m.name === 'INBOX') ? (await held.status('INBOX')).messages : 0;
+    return { exit: code ?? signal, messages };
+  } finally {
+    await held.close();
+  }
+}
+
+describe('SIGHUP ignored at start (nohup)', () => {
+  requireBuilt();
+  it('an import told so by the wrapper goes on through SIGHUP and imports everything', async () => {
+    expect(await importHupped({ MAILSTORE_SIGHUP_IGNORED: '1' })).toEqual({ exit: 0, messages: 5 });
+  }, 30_000);
+
+  it('without it, SIGHUP stops the import before it began (ended by SIGHUP, 129 in a shell), nothing half-done', async () => {
+    expect(await importHupped({})).toEqual({ exit: 'SIGHUP', messages: 0 }); // ended by the signal it stopped for (the shell's 129)
+  }, 30_000);
+});
