@@ -62,7 +62,7 @@ export interface ScrubOptions {
   now?: () => number;
   /** Check only this mailbox and the ones below it (scoped.ts): their blobs and index records. */
   mailbox?: string;
-  /** Stops the pack pass where it is, as the time budget does (nobody waits for the report any more). */
+  /** Stops the pack pass where it is, as the time budget does, and the journal and index passes between batches (nobody waits for the report any more). */
   signal?: AbortSignal;
 }
 
@@ -144,22 +144,25 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   // Every pass reads the index (the pack pass its blob entries, the index pass all of it, then the
   // message references): a table LevelDB cannot read cuts the pass that met it short, and what
   // follows with it (the totals comparison, the references), all of which read the same index.
+  let stoppedInChecks = false;
   const { cut } = await cutByUnreadableIndex(findings, async () => {
     const live = packs.filter((p) => !retired.has(p));
     if (budget === undefined) {
-      await allPassesAtOnce(store, options, findings, summary, packPass, live);
+      stoppedInChecks = await stoppable(summary, () => allPassesAtOnce(store, options, findings, summary, packPass, live));
       if (packPass.stoppedAt) summary.cycleComplete = false; // stopped (signal)
     } else {
       // a budgeted run checks the journal and the index only once its pack pass reached the end
       await timed(summary, 'packs', () => packPass.run(live));
-      if (!packPass.stoppedAt) await checkJournalAndIndex(store, options, findings, summary, packPass, undefined);
+      if (!packPass.stoppedAt) stoppedInChecks = await stoppable(summary, () => checkJournalAndIndex(store, options, findings, summary, packPass, undefined));
     }
     await attachRefs(store, findings);
     await classifyDropped(store, findings);
     if (!packPass.stoppedAt) unreferencedHeaders(findings, packPass.confirmed);
   });
   // a cut pass did not finish its cycle: the next run starts where this one did
-  if (budget !== undefined && !cut) await writeCursor(store, packPass.stoppedAt ?? { cycle: cursor.cycle + 1, pack: 0, offset: 0 });
+  // stopped in the journal or index pass: this cycle's packs are done, the next run checks those passes
+  const checksPending = { cycle: cursor.cycle, pack: Math.max(0, ...packs) + 1, offset: 0 };
+  if (budget !== undefined && !cut) await writeCursor(store, packPass.stoppedAt ?? (stoppedInChecks ? checksPending : { cycle: cursor.cycle + 1, pack: 0, offset: 0 }));
   summary.seconds = (now() - started) / 1000;
   summary.damage = findings.filter(isDamage).length;
   summary.informational = findings.length - summary.damage;
@@ -188,6 +191,28 @@ async function allPassesAtOnce(store: Store, options: ScrubOptions, findings: Fi
   if (then.status === 'rejected') throw then.reason;
 }
 
+/** Thrown out of the journal and index passes when the scrub is asked to stop (ScrubOptions.signal). */
+class ScrubStopped extends Error {}
+
+function stopIfAsked(stop: (() => boolean) | undefined): void {
+  if (stop?.()) throw new ScrubStopped('scrub stopped');
+}
+
+/**
+ * Runs the journal and index passes; whether a stop request ended them. They ran to the end once
+ * begun, minutes on a big store: a daemon stopping then ran past systemd's TimeoutStopSec (30 s).
+ */
+async function stoppable(summary: ScrubSummary, passes: () => Promise<void>): Promise<boolean> {
+  try {
+    await passes();
+    return false;
+  } catch (error) {
+    if (!(error instanceof ScrubStopped)) throw error;
+    summary.cycleComplete = false;
+    return true;
+  }
+}
+
 /** Runs `fn` and adds its seconds to summary.passSeconds[pass] (wall time: the passes overlap). */
 async function timed<T>(summary: ScrubSummary, pass: keyof PassSeconds, fn: () => Promise<T>): Promise<T> {
   const started = performance.now();
@@ -207,6 +232,7 @@ async function timed<T>(summary: ScrubSummary, pass: keyof PassSeconds, fn: () =
  */
 async function checkJournalAndIndex(store: Store, options: ScrubOptions, findings: Finding[], summary: ScrubSummary, packPass: PackPass, packsDone: Promise<void> | undefined): Promise<void> {
   summary.cycleComplete = true;
+  const stop = () => options.signal?.aborted === true;
   options.onProgress?.(packPass.progress('journal'));
   const journalTotals: LiveTotals = { mailboxes: 0, messages: 0 };
   const indexTotals: LiveTotals = { mailboxes: 0, messages: 0 };
@@ -214,7 +240,7 @@ async function checkJournalAndIndex(store: Store, options: ScrubOptions, finding
   summary.journalRecords = await timed(summary, 'journal', () => store.maintenance().withoutSnapshots(async () => {
     const snapshots = await checkSnapshots(store, findings);
     summary.snapshotsVerified = snapshots.length;
-    return checkJournal(store, findings, journalTotals, snapshots);
+    return checkJournal(store, findings, journalTotals, snapshots, stop);
   }));
   options.onProgress?.(packPass.progress('index'));
   // an unreadable index ends this here (cutByUnreadableIndex): the index totals would be partial
@@ -222,7 +248,7 @@ async function checkJournalAndIndex(store: Store, options: ScrubOptions, finding
   const locations = (index: IndexChecked) => checkBlobs(store, findings, index.blobs, packPass, summary.scanned);
   let comparable = false;
   const index = await timed(summary, 'index', () => maintenance.runExclusive(async () => {
-    const checked = await checkIndex(store, findings, indexTotals);
+    const checked = await checkIndex(store, findings, indexTotals, stop);
     comparable = await countSince(store, journalTotals);
     if (!packsDone) await locations(checked);
     return checked;
@@ -592,7 +618,7 @@ function restateTotals(totals: LiveTotals, value: unknown): void {
  * from the snapshot's), have no gaps, and reach the index's appliedSeq (read first: the journal is
  * always written before the index, so a writer running meanwhile cannot make this report a false gap).
  */
-async function checkJournal(store: Store, findings: Finding[], totals: LiveTotals, snapshots: SnapshotInfo[]): Promise<number> {
+async function checkJournal(store: Store, findings: Finding[], totals: LiveTotals, snapshots: SnapshotInfo[], stop?: () => boolean): Promise<number> {
   const appliedSeq = (await store.maintenance().index.get<number>(meta.appliedSeq)) ?? 0;
   let records = 0;
   let last = 0;
@@ -601,6 +627,7 @@ async function checkJournal(store: Store, findings: Finding[], totals: LiveTotal
   for await (const record of store.maintenance().journal.read(0, (damage) => {
     findings.push({ kind: 'journal-damage', segment: damage.segment, offset: damage.offset, length: damage.length, where: damage.where });
   })) {
+    stopIfAsked(stop);
     let payload: JournalPayload | undefined;
     try {
       payload = decodeCbor<JournalPayload>(record.payload);
@@ -676,7 +703,7 @@ class Digest {
 }
 
 /** One key space, values checked and decoded; read in batches of limits.scrubIndexReadEntries. */
-async function* entryBatches<T>(store: Store, space: number, findings: Finding[], counter: { n: number }): AsyncGenerator<[Buffer, T][]> {
+async function* entryBatches<T>(store: Store, space: number, findings: Finding[], counter: IndexCounter): AsyncGenerator<[Buffer, T][]> {
   const iterator = store.maintenance().index.rawIterator({ gte: Buffer.of(space), lt: Buffer.of(space + 1) });
   let next: Promise<[Buffer, Buffer][]> | undefined;
   try {
@@ -686,6 +713,7 @@ async function* entryBatches<T>(store: Store, space: number, findings: Finding[]
       const batch = await next;
       next = undefined;
       if (batch.length === 0) break;
+      stopIfAsked(counter.stop);
       // LevelDB reads the next batch on its thread while this one is checked: waiting for each
       // batch in turn left the index pass idle half of its time (100k messages, issue 16)
       next = iterator.nextv(limits.scrubIndexReadEntries);
@@ -724,16 +752,23 @@ interface IndexChecked {
  * counts, the change log, and tallies the blob entries for checkBlobs. The damaged tables are
  * returned (reported after checkBlobs's findings), or reported at once when a check fails.
  */
-async function checkIndex(store: Store, findings: Finding[], totals: LiveTotals): Promise<IndexChecked> {
+/** The index pass's count of keys read, and its stop request (checked between batches). */
+interface IndexCounter {
+  n: number;
+  stop?: () => boolean;
+}
+
+async function checkIndex(store: Store, findings: Finding[], totals: LiveTotals, stop?: () => boolean): Promise<IndexChecked> {
   // LevelDB's own checksums, every live table read once beside the reads below: a flipped bit in a
   // table's filter or index block hides entries from point lookups that iteration still finds
   const files = checkIndexFiles(store.fs, store.maintenance().index.path);
   files.catch(() => undefined); // awaited below
-  const pass = { store, findings, counter: { n: 0 } };
+  const pass = { store, findings, counter: { n: 0, stop } };
   let blobs: BlobTallies;
   try {
     blobs = await crossCheckIndex(pass, totals);
   } catch (error) {
+    if (error instanceof ScrubStopped) throw error; // not damage: the table check below is not waited for
     const { damage } = await files;
     for (const { file, detail } of damage) findings.push({ kind: 'index-table-corrupt', file, detail });
     // A key a flip moved into a shape the checks do not expect (a RangeError or TypeError out of
