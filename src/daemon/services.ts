@@ -57,6 +57,7 @@ export async function startServices(store: Store, hooks: ServiceHooks, options: 
   const counted = hooks.metrics.instrument(store); // appends and errors from LMTP are counted
   const lmtp: LmtpServer[] = [];
   let metrics: MetricsServer | undefined;
+  let stopWatchingLoop: (() => void) | undefined;
   const stopWebhook = new AbortController();
   let webhook: Promise<unknown> | undefined;
   const close = async () => {
@@ -64,6 +65,7 @@ export async function startServices(store: Store, hooks: ServiceHooks, options: 
     await webhook;
     await Promise.all(lmtp.map((server) => server.close()));
     await metrics?.close();
+    stopWatchingLoop?.();
   };
   try {
     for (const listen of options.lmtp ?? []) {
@@ -71,6 +73,7 @@ export async function startServices(store: Store, hooks: ServiceHooks, options: 
     }
     if (options.metrics) {
       hooks.metrics.watchJournalFlush(() => store.journalFlush());
+      stopWatchingLoop = hooks.metrics.watchEventLoop();
       metrics = await startMetrics({ listen: options.metrics, registry: hooks.metrics.registry, log });
     }
     if (options.webhook) {

@@ -80,4 +80,22 @@ describe('metrics', () => {
       await raw.close();
     }
   });
+
+  it("shows the event loop's longest stall since the last scrape (one client's big call holds every other one)", async () => {
+    const metrics = new StoreMetrics();
+    const stop = metrics.watchEventLoop();
+    const server = await startMetrics({ listen: '127.0.0.1:0', registry: metrics.registry });
+    servers.push(server);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const started = Date.now();
+      while (Date.now() - started < 300) { /* a call that holds the loop */ }
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      const values = parse(await (await fetch(`http://${server.address}/metrics`)).text());
+      expect(values.get('mailstore_event_loop_delay_max_seconds')).toBeGreaterThanOrEqual(0.25);
+      expect(values.get('mailstore_event_loop_delay_p99_seconds')).toBeLessThanOrEqual(values.get('mailstore_event_loop_delay_max_seconds')!);
+    } finally {
+      stop();
+    }
+  });
 });
