@@ -25,14 +25,24 @@ let loaded: Promise<Crc32c> | undefined;
 
 /**
  * Loads the WebAssembly CRC32C once per process; where WebAssembly is not available (node
- * --jitless, or a build without it) the table-driven one, slower but the same checksums.
+ * --jitless, or a build without it) or cannot get its memory (an address space limit), the
+ * table-driven one, slower but the same checksums.
  */
 export function loadCrc32c(): Promise<Crc32c> {
   loaded ??= (async () => {
     if (typeof WebAssembly === 'undefined') return crc32cTable;
     // a literal specifier: tools/bundle-cli.ts routes it through the CLI's module loader
     const imported = (await import('hash-wasm/dist/crc32.umd.min.js')) as Crc32Module & { default?: Crc32Module };
-    const hasher = await (imported.default ?? imported).createCRC32(CASTAGNOLI);
+    let hasher: Crc32Hasher;
+    try {
+      hasher = await (imported.default ?? imported).createCRC32(CASTAGNOLI);
+    } catch (error) {
+      // V8 reserves ~10 GiB of address space for every WebAssembly memory, so under an address
+      // space limit (ulimit -v, systemd's LimitAS=) instantiation fails with a RangeError: the
+      // checksums are the same without it, only slower
+      if (!(error instanceof RangeError)) throw error;
+      return crc32cTable;
+    }
     return (bytes: Uint8Array) => {
       const digest = hasher.init().update(bytes).digest('binary');
       return ((digest[0] << 24) | (digest[1] << 16) | (digest[2] << 8) | digest[3]) >>> 0;

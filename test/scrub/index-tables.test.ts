@@ -136,6 +136,16 @@ describe('a flipped byte in an index table where LevelDB does not check', () => 
     await expectExact(indexDir);
   });
 
+  it('under an address space limit (ulimit -v 4 GiB, systemd LimitAS=: no WebAssembly memory can be reserved) scrub still checks every table and finds the flip, not INTERNAL', async () => {
+    const dir = await closedStore();
+    const { name, bytes, layout } = await biggestTable(dir);
+    flip(dir, name, bytes, layout.filter!.offset + 5);
+    const limited = spawnSync('bash', ['-c', 'ulimit -v 4000000 && exec "$0" "$@"', process.execPath, bin, '--store', dir, 'scrub', '--json'], { encoding: 'utf8', timeout: 120_000 });
+    expect(limited.stderr).not.toContain('INTERNAL');
+    expect(limited.status, limited.stderr).toBe(1);
+    expect(JSON.parse(limited.stdout).findings).toContainEqual(expect.objectContaining({ kind: 'index-table-corrupt', file: name, damage: true }));
+  });
+
   it('a check the damage throws a TypeError out of (a name entry holding a map, as a flipped key leaves) in a store whose table fails its CRC: index-unreadable and index-table-corrupt, not an error out of scrub', async () => {
     const dir = await closedStore(async (store) => {
       const nameKey = Buffer.concat([Buffer.from([SPACE.name]), Buffer.from('ZZZ\0')]);
