@@ -96,6 +96,7 @@ export function fromSystemError(error: unknown, doing: string, path: string): Ma
   // a disk out of inodes or a user over quota says ENOSPC or EDQUOT with gigabytes free: say what to free
   const advice =
     sys === 'EDQUOT' ? ' (the disk quota of the user the store runs as is used up: raise it or free space, and retry; nothing of this operation was acknowledged)' :
+    sys === 'EFBIG' ? ' (the file would pass the process\'s file size limit: raise \'ulimit -f\' or systemd\'s LimitFSIZE= for mailstore, and retry; nothing of this operation was acknowledged)' :
     code === 'NO_SPACE' ? ' (free space or inodes (\'df -i\') and retry; nothing of this operation was acknowledged)' :
     code === 'ACCESS' ? ' (check ownership, mode and read-only mounts)' : '';
   return new MailstoreError(code, `${doing} ${path}: ${sys || String(error)}${advice}`, { path, cause: error });

@@ -127,12 +127,17 @@ describe('errors: a bug is never dressed up as the world', () => {
     expect(fromSystemError(Object.assign(new Error('disk'), { code: 'ENOSPC' }), 'writing', '/p').code).toBe('NO_SPACE');
   });
 
-  it('NO_SPACE says what to free: ENOSPC with bytes free is inodes, EDQUOT is the user\'s quota', () => {
+  it('NO_SPACE says what to free: ENOSPC with bytes free is inodes, EDQUOT is the user\'s quota, EFBIG the file size limit', () => {
     const full = fromSystemError(Object.assign(new Error('disk'), { code: 'ENOSPC' }), 'writing', '/p');
     expect(full.message).toMatch(/free space or inodes \('df -i'\)/);
     const quota = fromSystemError(Object.assign(new Error('quota'), { code: 'EDQUOT' }), 'writing', '/p');
     expect(quota.code).toBe('NO_SPACE');
     expect(quota.message).toMatch(/disk quota/);
+    // a process file size limit (ulimit -f) with the disk half empty: freeing space would not help
+    const limit = fromSystemError(Object.assign(new Error('too big'), { code: 'EFBIG' }), 'writing', '/p');
+    expect(limit.code).toBe('NO_SPACE');
+    expect(limit.message).toMatch(/file size limit: raise 'ulimit -f' or systemd's LimitFSIZE=/);
+    expect(limit.message).not.toMatch(/df -i/);
   });
 });
 
