@@ -174,7 +174,7 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     address,
     close: async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      await settleWithin([...inFlight], lmtpLimits.closeGraceMs);
+      await settleWithin(inFlight, lmtpLimits.closeGraceMs);
       // An MTA keeps idle connections open for reuse; they are told 421 now rather than after
       // smtp-server's grace period, which would hold up a SIGTERM for nothing.
       for (const connection of (server as unknown as { connections: Set<OpenConnection> }).connections) {
@@ -226,10 +226,15 @@ function flushReplies(): void {
   for (const uncork of corkedNow) uncork();
 }
 
-/** Waits for the work to settle, at most `ms`. */
-async function settleWithin(work: Promise<unknown>[], ms: number): Promise<void> {
+/**
+ * Waits until no work is in flight, at most `ms`. The set is looked at again after each wait: a
+ * DATA whose final dot came meanwhile starts its delivery then, and its 250 must go out before the
+ * 421 (a 421 in its place had the MTA send the mail again, stored already).
+ */
+async function settleWithin(inFlight: ReadonlySet<Promise<unknown>>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([Promise.allSettled(work), new Promise((resolve) => { timer = setTimeout(resolve, ms); })]);
+  const expired = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+  while (inFlight.size > 0 && (await Promise.race([Promise.allSettled([...inFlight]), expired])) !== false);
   clearTimeout(timer);
 }
 

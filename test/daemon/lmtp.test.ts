@@ -411,6 +411,30 @@ describe('LMTP delivery', () => {
     await c.closed;
     open.splice(0, 1, { store: open[0].store }); // closed already
   });
+
+  it('close() lets a transaction in DATA finish: its final dot during the grace gets the 250 once durable, then 421 (was 421 alone: the delivery begun after close() was not waited for, and the MTA sent the stored mail again)', async () => {
+    const slow = (store: Store): LmtpStore => ({
+      status: (name) => store.status(name),
+      append: async (name, bytes, options) => {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        return store.append(name, bytes, options);
+      },
+    });
+    const { store, server, port } = await setup({ store: slow });
+    const c = await converse({ port });
+    c.send(envelope('s@example.org', ['alice@example.org', 'bob@example.org']) + 'DATA\r\n');
+    await c.replies(5);
+    c.send(message('sigterm'));
+    const closing = server.close();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    c.send('.\r\n');
+    expect(await c.replies(3)).toEqual([
+      '250 2.0.0 delivered to user/alice/INBOX uid 1', '250 2.0.0 delivered to user/bob/INBOX uid 1', expect.stringMatching(/^421 /),
+    ]);
+    await closing;
+    open.splice(0, 1, { store });
+    expect((await store.fetch('user/alice/INBOX', 1)).equals(message('sigterm'))).toBe(true);
+  });
 });
 
 describe('LMTP from swaks', () => {
