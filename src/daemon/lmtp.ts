@@ -262,14 +262,36 @@ interface Recipient {
 /**
  * RCPT: the recipient's mailbox, which must exist now (status throws NOT_FOUND otherwise), or
  * have existed within lmtpLimits.recipientCacheMs (`known`): a delivery's append checks again,
- * and a mailbox deleted in between is refused after DATA with the same 550 5.1.1.
+ * and a mailbox deleted in between is refused after DATA with the same 550 5.1.1. An address with
+ * a +detail whose whole local part names no mailbox goes to the one without the detail.
  */
 async function checkRecipient(store: LmtpStore, template: string, address: string, known: RecentMailboxes): Promise<string> {
+  const existing = async (mailbox: string) => {
+    if (known.has(mailbox)) return mailbox;
+    await store.status(mailbox);
+    known.add(mailbox);
+    return mailbox;
+  };
   const mailbox = mailboxFor(template, address);
-  if (known.has(mailbox)) return mailbox;
-  await store.status(mailbox);
-  known.add(mailbox);
-  return mailbox;
+  try {
+    return await existing(mailbox);
+  } catch (error) {
+    const plain = withoutDetail(address);
+    if (plain === undefined || !isMailstoreError(error, 'NOT_FOUND')) throw error;
+    return existing(mailboxFor(template, plain));
+  }
+}
+
+/**
+ * `user+detail@domain` as `user@domain`, or undefined without a detail. Postfix hands such an
+ * address over whole (`recipient_delimiter = +`, Debian's default), and its local(8), Dovecot and
+ * Cyrus deliver it to the user: refused, it bounced for good.
+ */
+function withoutDetail(address: string): string | undefined {
+  const at = address.lastIndexOf('@');
+  const local = at < 0 ? address : address.slice(0, at);
+  const plus = local.indexOf('+');
+  return plus > 0 ? local.slice(0, plus) + (at < 0 ? '' : address.slice(at)) : undefined;
 }
 
 /** Mailboxes seen to exist lately: a name stays for `ms`; past `entries` names it starts over. */
