@@ -122,6 +122,7 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     // no DNS query per connection (smtp-server's default, for its clientHostname, which nothing here
     // reads): over TCP every MTA connection waited for it before the greeting, up to 1.5 s without DNS
     disableReverseLookup: true,
+    allowHalfOpen: true, // answerHalfClosed
     // any sender is accepted: answered at once, where smtp-server's default waits a turn of the event loop
     onMailFrom: (_address, _session, callback) => callback(),
     onRcptTo: (address, session, callback) => {
@@ -160,8 +161,12 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
       );
     },
   });
-  server.on('error', (error) => log({ event: 'lmtp.failed', error: String(error), level: 'warn' }));
+  // a reply written to a client that has gone (it closed after its last command) is no trouble of the server's
+  server.on('error', (error: NodeJS.ErrnoException) => log(['EPIPE', 'ECONNRESET'].includes(error.code ?? '')
+    ? { event: 'lmtp.aborted', error: String(error) }
+    : { event: 'lmtp.failed', error: String(error), level: 'warn' }));
   server.server.on('connection', groupReplies);
+  server.server.on('connection', (socket: Socket) => answerHalfClosed(server, socket));
   // smtp-server answers a session past maxClients 421 and half-closes it, and so does its idle
   // timeout, but the descriptor stayed until the client closed too: a client that never did held
   // one per try, until the store had none left. Such a connection is let go refusedCloseMs after
@@ -185,6 +190,25 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
       log({ event: 'lmtp.closed', address });
     },
   };
+}
+
+/**
+ * A client that half-closes once it has sent everything (a script's shutdown(SHUT_WR), `nc -N`) is
+ * still owed the replies to it, as Postfix's smtpd gives them: at node's default (no allowHalfOpen)
+ * its FIN ended our side too, and the replies after DATA were dropped while the mail was stored, so
+ * the client, told nothing, sent it again. smtp-server writes a reply only while the socket's
+ * readyState is 'open', which a half-closed one ('writeOnly') is not: it reads 'open' while it can
+ * be written. The connection is closed once every command that came has been answered (its parser
+ * has finished, as after QUIT), so a client that closed altogether is let go as before.
+ */
+function answerHalfClosed(server: SMTPServer, socket: Socket): void {
+  socket.once('end', () => {
+    Object.defineProperty(socket, 'readyState', { configurable: true, get: () => (socket.writable ? 'open' : 'closed') });
+    const connection = [...server.connections].find((c) => c._socket === socket);
+    const parser = connection?._parser;
+    if (!connection || !parser || parser.writableFinished) return void (connection ? connection.close() : socket.end());
+    parser.once('finish', () => connection.close());
+  });
 }
 
 /** The uncork of every socket groupReplies corked in this turn of the event loop and has not uncorked yet. */

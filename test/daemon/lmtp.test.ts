@@ -238,6 +238,37 @@ describe('LMTP delivery', () => {
     expect(await messages(store, 'alice')).toBe(1);
   });
 
+  it('a client that half-closes once it has sent everything still gets every reply, and the connection is closed once they are out (was: the 250 dropped at its FIN, the mail stored, the client told nothing and sending it again)', async () => {
+    const { store, port, log } = await setup();
+    const whole = (tag: string, quit: string) => Buffer.concat([Buffer.from(envelope('s@example.org', ['alice@example.org', 'bob@example.org']) + 'DATA\r\n'), message(tag), Buffer.from(`.\r\n${quit}`)]);
+    // a script's `printf ... | nc -N`: everything, QUIT too, then shutdown(SHUT_WR), then read
+    const c = await converse({ port });
+    c.send(whole('half', 'QUIT\r\n'));
+    c.socket.end();
+    expect((await c.replies(8)).slice(5)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1', '250 2.0.0 delivered to user/bob/INBOX uid 1', expect.stringMatching(/^221 /)]);
+    await c.closed;
+    // without QUIT: answered all the same, then closed (not held until the idle time)
+    const d = await converse({ port });
+    d.send(whole('no-quit', ''));
+    d.socket.end();
+    expect((await d.replies(7)).slice(5)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 2', '250 2.0.0 delivered to user/bob/INBOX uid 2']);
+    await d.closed;
+    // half-closed in the middle of DATA: nothing stored, the connection let go
+    const e = await converse({ port });
+    e.send(whole('cut', '').subarray(0, -3));
+    e.socket.end();
+    await e.closed;
+    // one that went away altogether after the final dot: stored (its MTA will send it again, README), and no warning
+    const f = await converse({ port });
+    f.send(whole('gone', 'MAIL FROM:<s@example.org>\r\nRCPT TO:<alice@example.org>\r\n'));
+    f.socket.destroy();
+    for (let i = 0; i < 100 && (await messages(store, 'bob')) < 3; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    await new Promise((resolve) => setTimeout(resolve, 100)); // its replies written, to nobody
+    expect(await messages(store, 'alice')).toBe(3);
+    expect((await store.fetch('user/alice/INBOX', 2)).equals(message('no-quit'))).toBe(true);
+    expect(log.filter((entry) => entry.level === 'warn')).toEqual([]); // a client going away is not the server's trouble
+  });
+
   it('stores nothing when the connection drops before the final dot', async () => {
     const { store, port, log } = await setup();
     const c = await converse({ port });
