@@ -79,6 +79,11 @@ class Reply extends Error {
 
 export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise<LmtpServer> {
   const template = options.template ?? DEFAULT_LMTP_TEMPLATE;
+  // taken as text, a misspelt placeholder named a mailbox nobody has: every recipient 550, all mail bounced for good
+  const unknown = /\{[^{}]*\}?|\}/.exec(template.replaceAll(/\{(local|domain|address)\}/g, ''));
+  if (unknown) {
+    throw new MailstoreError('INVALID', `LMTP template ${JSON.stringify(template)} has ${JSON.stringify(unknown[0])}, which is no placeholder: they are {local}, {domain} and {address}`);
+  }
   if (!template.includes('{local}') && !template.includes('{address}')) {
     throw new MailstoreError('INVALID', `LMTP template ${JSON.stringify(template)} names no recipient part ({local} or {address}): every message would go to one mailbox`);
   }

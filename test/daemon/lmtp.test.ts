@@ -379,6 +379,17 @@ describe('LMTP delivery', () => {
     await expect(startLmtp(store, { listen: '127.0.0.1:0', template: 'shared/INBOX' })).rejects.toMatchObject({ code: 'INVALID' });
   });
 
+  it('refuses a template with a placeholder it does not know (was: taken as text, every recipient 550 5.1.1 and the MTA bounced all mail for good)', async () => {
+    const store = await Store.open(tmpDir('lmtp'), { create: true });
+    open.push({ store });
+    await store.createMailbox('user/alice/INBOX');
+    for (const template of ['user/{local}/{Domain}', 'user/{local}/{folder}', 'user/{user}/{local}', 'user/{local']) {
+      await expect(startLmtp(store, { listen: '127.0.0.1:0', template }), template).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('{local}, {domain} and {address}') });
+    }
+    const server = await startLmtp(store, { listen: '127.0.0.1:0', template: 'user/{local}/INBOX' });
+    open.push({ server });
+  });
+
   it('its unix socket is 0660 whatever the umask, as the daemon\'s socket: the MTA in the group may connect, other users not (umask 000 gave 0777, 022 gave 0755, shutting the group out)', async () => {
     const store = await Store.open(tmpDir('lmtp'), { create: true });
     const before = process.umask();
