@@ -20,7 +20,7 @@ import { formatHostPort, listenError, parseListen } from './address.js';
 import { lmtpConnectionsAllowed } from './server.js';
 import { limits, lmtpLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
-import { handOver } from '../store/validate.js';
+import { handOver, parseMailboxName } from '../store/validate.js';
 
 /** What delivery needs of a store: a `Store`, or anything with its API (the daemon's client). */
 export type LmtpStore = Pick<Store, 'status' | 'append'>;
@@ -86,6 +86,11 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
   }
   if (!template.includes('{local}') && !template.includes('{address}')) {
     throw new MailstoreError('INVALID', `LMTP template ${JSON.stringify(template)} names no recipient part ({local} or {address}): every message would go to one mailbox`);
+  }
+  try {
+    parseMailboxName(mailboxFor(template, 'postmaster@example.org'));
+  } catch (error) {
+    throw new MailstoreError('INVALID', `LMTP template ${JSON.stringify(template)} names no mailbox for any recipient: ${(error as Error).message}`, { cause: error });
   }
   const bytesMax = options.messageBytesMax ?? limits.messageBytesMax;
   const log = options.log ?? (() => {});

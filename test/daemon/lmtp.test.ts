@@ -379,12 +379,16 @@ describe('LMTP delivery', () => {
     await expect(startLmtp(store, { listen: '127.0.0.1:0', template: 'shared/INBOX' })).rejects.toMatchObject({ code: 'INVALID' });
   });
 
-  it('refuses a template with a placeholder it does not know (was: taken as text, every recipient 550 5.1.1 and the MTA bounced all mail for good)', async () => {
+  it('refuses a template with a placeholder it does not know (was: taken as text, every recipient 550 5.1.1 and the MTA bounced all mail for good), or that names no mailbox', async () => {
     const store = await Store.open(tmpDir('lmtp'), { create: true });
     open.push({ store });
     await store.createMailbox('user/alice/INBOX');
     for (const template of ['user/{local}/{Domain}', 'user/{local}/{folder}', 'user/{user}/{local}', 'user/{local']) {
       await expect(startLmtp(store, { listen: '127.0.0.1:0', template }), template).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('{local}, {domain} and {address}') });
+    }
+    // nor one that names no mailbox for any recipient (was: every recipient 550 5.1.3, all mail bounced)
+    for (const template of ['user/{local}/', 'user//{local}', 'user/{local}/%d', '/user/{local}']) {
+      await expect(startLmtp(store, { listen: '127.0.0.1:0', template }), template).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('names no mailbox') });
     }
     const server = await startLmtp(store, { listen: '127.0.0.1:0', template: 'user/{local}/INBOX' });
     open.push({ server });
