@@ -9,6 +9,7 @@
 // advertised): smtp-server derives the code from the reply number alone, which would say 4.2.2
 // "mailbox full" for a full disk, where RFC 3463 has 4.3.1 "mail system full".
 import { connect, type Socket } from 'node:net';
+import { domainToASCII } from 'node:url';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { bodyBudget } from './body-budget.js';
 import { MailstoreError, isMailstoreError } from '../errors.js';
@@ -473,10 +474,13 @@ async function deliver(
 /**
  * The envelope sender as the store keeps it (one printable ASCII token): the null sender <> is
  * MAILER-DAEMON as in mbox From_ lines; an address that cannot be kept (UTF-8) is left unknown.
+ * smtp-server gives a domain in Unicode, an xn-- one too: it is kept in its ASCII form.
  */
 function envelopeSender(from: string): string | undefined {
   if (from === '') return 'MAILER-DAEMON';
-  return /^[\x21-\x7e]+$/.test(from) && from.length <= limits.envelopeFromBytesMax ? from : undefined;
+  const at = from.lastIndexOf('@');
+  const ascii = at < 0 ? from : from.slice(0, at + 1) + (domainToASCII(from.slice(at + 1)) || from.slice(at + 1));
+  return /^[\x21-\x7e]+$/.test(ascii) && ascii.length <= limits.envelopeFromBytesMax ? ascii : undefined;
 }
 
 /** Listens on 'HOST:PORT' or 'unix:PATH'; a unix socket nobody answers on (a crash left it) is replaced. */

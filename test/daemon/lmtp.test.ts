@@ -74,6 +74,21 @@ describe('LMTP delivery', () => {
     expect(log.find((e) => e.event === 'lmtp.refused')).toMatchObject({ to: 'nobody@example.org', reply: '550 5.1.1 no such mailbox' });
   });
 
+  it('keeps an envelope sender of an international domain in the ASCII form it came in (was: smtp-server turned it into Unicode and the sender was dropped)', async () => {
+    const { store, port } = await setup();
+    const c = await converse({ port });
+    c.send('LHLO client.example\r\n');
+    await c.replies(1);
+    for (const [from, kept] of [['bob@xn--bcher-kva.example', 'bob@xn--bcher-kva.example'], ['bob@b\u00fccher.example', 'bob@xn--bcher-kva.example'], ['j\u00f6ran@example.org', undefined]]) {
+      c.send(Buffer.from(`MAIL FROM:<${from}> SMTPUTF8\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n`));
+      await c.replies(3);
+      c.send(Buffer.concat([message('idn'), Buffer.from('.\r\n')]));
+      const [reply] = await c.replies(1);
+      const uid = Number(/uid (\d+)$/.exec(reply)![1]);
+      expect((await store.messageInfo('user/alice/INBOX', uid)).envelopeFrom, from).toBe(kept);
+    }
+  });
+
   it('sends 250 only once the append has resolved (the journal is fsynced)', async () => {
     const events: string[] = [];
     const slow = (store: Store): LmtpStore => ({
