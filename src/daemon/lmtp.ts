@@ -278,14 +278,23 @@ async function settleWithin(inFlight: ReadonlySet<Promise<unknown>>, ms: number)
  * address are one mailbox to deliver to once); a local part that would add a level of hierarchy is refused.
  */
 export function mailboxFor(template: string, recipient: string): string {
-  const address = recipient.toLowerCase();
-  const at = address.lastIndexOf('@');
-  const local = at < 0 ? address : address.slice(0, at);
-  const domain = at < 0 ? '' : address.slice(at + 1);
+  const { local, domain } = recipientParts(recipient.toLowerCase());
+  const address = domain === undefined ? local : `${local}@${domain}`;
   if (local === '' || local.includes('/') || /[\x00-\x1f\x7f]/.test(address)) {
     throw new Reply(550, `5.1.3 ${JSON.stringify(recipient)} cannot name a mailbox`);
   }
-  return template.replaceAll('{local}', local).replaceAll('{domain}', domain).replaceAll('{address}', address).normalize('NFC');
+  return template.replaceAll('{local}', local).replaceAll('{domain}', domain ?? '').replaceAll('{address}', address).normalize('NFC');
+}
+
+/**
+ * An address's local part and domain; a quoted local part without its quotes, the same mailbox as
+ * the unquoted one (RFC 5321 4.1.2: "alice"@ is alice@; the quotes made a name nobody has).
+ */
+function recipientParts(address: string): { local: string; domain?: string } {
+  const at = address.lastIndexOf('@');
+  const local = at < 0 ? address : address.slice(0, at);
+  const quoted = /^"(.*)"$/s.exec(local);
+  return { local: quoted ? quoted[1].replace(/\\(.)/gs, '$1') : local, ...(at < 0 ? {} : { domain: address.slice(at + 1) }) };
 }
 
 /** A recipient answered 250 at RCPT, and the mailbox its mail goes to. */
@@ -323,10 +332,9 @@ async function checkRecipient(store: LmtpStore, template: string, address: strin
  * Cyrus deliver it to the user: refused, it bounced for good.
  */
 function withoutDetail(address: string): string | undefined {
-  const at = address.lastIndexOf('@');
-  const local = at < 0 ? address : address.slice(0, at);
+  const { local, domain } = recipientParts(address);
   const plus = local.indexOf('+');
-  return plus > 0 ? local.slice(0, plus) + (at < 0 ? '' : address.slice(at)) : undefined;
+  return plus > 0 ? local.slice(0, plus) + (domain === undefined ? '' : `@${domain}`) : undefined;
 }
 
 /** Mailboxes seen to exist lately: a name stays for `ms`; past `entries` names it starts over. */
