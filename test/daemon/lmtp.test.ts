@@ -4,7 +4,7 @@
 // client from Debian, delivers too when it is installed.
 import { spawnSync } from 'node:child_process';
 import { lstatSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startLmtp, mailboxFor, type LmtpLogEntry, type LmtpServer, type LmtpStore } from '../../src/daemon/lmtp.js';
@@ -407,6 +407,15 @@ describe('LMTP delivery', () => {
     }
     const server = await startLmtp(store, { listen: '127.0.0.1:0', template: 'user/{local}/INBOX' });
     open.push({ server });
+  });
+
+  it('refuses a relative unix:PATH (was: a socket wherever the daemon\'s working directory was, Postfix\'s lmtp:unix:mailstore/lmtp copied as it is)', async () => {
+    const store = await Store.open(tmpDir('lmtp'), { create: true });
+    open.push({ store });
+    const relativePath = relative(process.cwd(), join(tmpDir('lmtp-sock'), 'lmtp.sock'));
+    for (const path of [relativePath, 'mailstore/lmtp']) {
+      await expect(startLmtp(store, { listen: `unix:${path}` }), path).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('absolute') });
+    }
   });
 
   it('its unix socket is 0660 whatever the umask, as the daemon\'s socket: the MTA in the group may connect, other users not (umask 000 gave 0777, 022 gave 0755, shutting the group out)', async () => {
