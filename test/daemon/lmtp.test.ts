@@ -8,6 +8,7 @@ import { join, relative } from 'node:path';
 import { Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startLmtp, mailboxFor, type LmtpLogEntry, type LmtpServer, type LmtpStore } from '../../src/daemon/lmtp.js';
+import { MailstoreError } from '../../src/errors.js';
 import { setQuota } from '../../src/store/quota.js';
 import { lmtpLimits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
@@ -366,6 +367,30 @@ describe('LMTP delivery', () => {
     expect(await c.replies(2)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1', '452 4.2.2 mailbox full']);
     expect(await messages(store, 'bob')).toBe(0);
     expect(log.filter((e) => e.event === 'lmtp.failed').map((e) => [e.code, e.level])).toEqual([['OVER_QUOTA', undefined]]); // ordinary traffic: info
+  });
+
+  it('one transaction, one reply each: delivered, mailbox full, a store that stopped itself, a replica: only the first is 2xx, none of the others 5xx (the MTA keeps them queued)', async () => {
+    const failing = (store: Store): LmtpStore => ({
+      status: (name) => store.status(name.replace(/^user\/(carol|dave)\//, 'user/alice/')),
+      append: (name, bytes, options) => {
+        if (name.startsWith('user/carol/')) return Promise.reject(new MailstoreError('HALTED', 'an invariant failed'));
+        if (name.startsWith('user/dave/')) return Promise.reject(new MailstoreError('READ_ONLY_REPLICA', 'a replica'));
+        return store.append(name, bytes, options);
+      },
+    });
+    const { store, port, log } = await setup({ store: failing });
+    await setQuota(store, 'user/bob', { messages: 0 });
+    const c = await converse({ port });
+    c.send(envelope('s@example.org', ['alice@example.org', 'bob@example.org', 'carol@example.org', 'dave@example.org']) + 'DATA\r\n');
+    await c.replies(7);
+    c.send(Buffer.concat([message('mixed'), Buffer.from('.\r\n')]));
+    expect(await c.replies(4)).toEqual([
+      '250 2.0.0 delivered to user/alice/INBOX uid 1', '452 4.2.2 mailbox full',
+      '451 4.3.0 local error in processing (HALTED)', '451 4.3.0 local error in processing (READ_ONLY_REPLICA)',
+    ]);
+    expect((await store.fetch('user/alice/INBOX', 1)).equals(message('mixed'))).toBe(true);
+    expect(await messages(store, 'bob')).toBe(0);
+    expect(log.filter((e) => e.event === 'lmtp.failed').map((e) => `${e.code} ${e.level}`).sort()).toEqual(['HALTED warn', 'OVER_QUOTA undefined', 'READ_ONLY_REPLICA warn']);
   });
 
   it('listens on a unix socket, replaces one a crash left behind, and refuses one another process serves, or a path that is no socket', async () => {
