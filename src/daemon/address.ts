@@ -8,6 +8,9 @@ export function parseListen(where: string, what: string, options: { unix: boolea
   if (options.unix && where.startsWith('unix:')) {
     const path = where.slice('unix:'.length);
     if (path === '') throw new MailstoreError('INVALID', `${what} listen address unix: needs a path`);
+    // relative to whatever directory the daemon was started in, where its client would not look
+    // (Postfix's lmtp:unix:mailstore/lmtp is relative to its queue directory, /var/spool/postfix)
+    if (!path.startsWith('/')) throw new MailstoreError('INVALID', `${what} listen address ${JSON.stringify(where)}: give an absolute path (unix:/var/spool/postfix/mailstore/lmtp)`);
     checkSocketPath(path, `the ${what} socket`, `a shorter unix:PATH`);
     return { path };
   }

@@ -9,6 +9,7 @@
 // advertised): smtp-server derives the code from the reply number alone, which would say 4.2.2
 // "mailbox full" for a full disk, where RFC 3463 has 4.3.1 "mail system full".
 import { connect, type Socket } from 'node:net';
+import { domainToASCII } from 'node:url';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { bodyBudget } from './body-budget.js';
 import { MailstoreError, isMailstoreError } from '../errors.js';
@@ -20,7 +21,7 @@ import { formatHostPort, listenError, parseListen } from './address.js';
 import { lmtpConnectionsAllowed } from './server.js';
 import { limits, lmtpLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
-import { handOver } from '../store/validate.js';
+import { handOver, parseMailboxName } from '../store/validate.js';
 
 /** What delivery needs of a store: a `Store`, or anything with its API (the daemon's client). */
 export type LmtpStore = Pick<Store, 'status' | 'append'>;
@@ -79,8 +80,18 @@ class Reply extends Error {
 
 export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise<LmtpServer> {
   const template = options.template ?? DEFAULT_LMTP_TEMPLATE;
+  // taken as text, a misspelt placeholder named a mailbox nobody has: every recipient 550, all mail bounced for good
+  const unknown = /\{[^{}]*\}?|\}/.exec(template.replaceAll(/\{(local|domain|address)\}/g, ''));
+  if (unknown) {
+    throw new MailstoreError('INVALID', `LMTP template ${JSON.stringify(template)} has ${JSON.stringify(unknown[0])}, which is no placeholder: they are {local}, {domain} and {address}`);
+  }
   if (!template.includes('{local}') && !template.includes('{address}')) {
     throw new MailstoreError('INVALID', `LMTP template ${JSON.stringify(template)} names no recipient part ({local} or {address}): every message would go to one mailbox`);
+  }
+  try {
+    parseMailboxName(mailboxFor(template, 'postmaster@example.org'));
+  } catch (error) {
+    throw new MailstoreError('INVALID', `LMTP template ${JSON.stringify(template)} names no mailbox for any recipient: ${(error as Error).message}`, { cause: error });
   }
   const bytesMax = options.messageBytesMax ?? limits.messageBytesMax;
   const log = options.log ?? (() => {});
@@ -122,6 +133,7 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     // no DNS query per connection (smtp-server's default, for its clientHostname, which nothing here
     // reads): over TCP every MTA connection waited for it before the greeting, up to 1.5 s without DNS
     disableReverseLookup: true,
+    allowHalfOpen: true, // answerHalfClosed
     // any sender is accepted: answered at once, where smtp-server's default waits a turn of the event loop
     onMailFrom: (_address, _session, callback) => callback(),
     onRcptTo: (address, session, callback) => {
@@ -160,8 +172,12 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
       );
     },
   });
-  server.on('error', (error) => log({ event: 'lmtp.failed', error: String(error), level: 'warn' }));
+  // a reply written to a client that has gone (it closed after its last command) is no trouble of the server's
+  server.on('error', (error: NodeJS.ErrnoException) => log(['EPIPE', 'ECONNRESET'].includes(error.code ?? '')
+    ? { event: 'lmtp.aborted', error: String(error) }
+    : { event: 'lmtp.failed', error: String(error), level: 'warn' }));
   server.server.on('connection', groupReplies);
+  server.server.on('connection', (socket: Socket) => answerHalfClosed(server, socket));
   // smtp-server answers a session past maxClients 421 and half-closes it, and so does its idle
   // timeout, but the descriptor stayed until the client closed too: a client that never did held
   // one per try, until the store had none left. Such a connection is let go refusedCloseMs after
@@ -174,7 +190,7 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     address,
     close: async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      await settleWithin([...inFlight], lmtpLimits.closeGraceMs);
+      await settleWithin(inFlight, lmtpLimits.closeGraceMs);
       // An MTA keeps idle connections open for reuse; they are told 421 now rather than after
       // smtp-server's grace period, which would hold up a SIGTERM for nothing.
       for (const connection of (server as unknown as { connections: Set<OpenConnection> }).connections) {
@@ -185,6 +201,25 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
       log({ event: 'lmtp.closed', address });
     },
   };
+}
+
+/**
+ * A client that half-closes once it has sent everything (a script's shutdown(SHUT_WR), `nc -N`) is
+ * still owed the replies to it, as Postfix's smtpd gives them: at node's default (no allowHalfOpen)
+ * its FIN ended our side too, and the replies after DATA were dropped while the mail was stored, so
+ * the client, told nothing, sent it again. smtp-server writes a reply only while the socket's
+ * readyState is 'open', which a half-closed one ('writeOnly') is not: it reads 'open' while it can
+ * be written. The connection is closed once every command that came has been answered (its parser
+ * has finished, as after QUIT), so a client that closed altogether is let go as before.
+ */
+function answerHalfClosed(server: SMTPServer, socket: Socket): void {
+  socket.once('end', () => {
+    Object.defineProperty(socket, 'readyState', { configurable: true, get: () => (socket.writable ? 'open' : 'closed') });
+    const connection = [...server.connections].find((c) => c._socket === socket);
+    const parser = connection?._parser;
+    if (!connection || !parser || parser.writableFinished) return void (connection ? connection.close() : socket.end());
+    parser.once('finish', () => connection.close());
+  });
 }
 
 /** The uncork of every socket groupReplies corked in this turn of the event loop and has not uncorked yet. */
@@ -226,10 +261,15 @@ function flushReplies(): void {
   for (const uncork of corkedNow) uncork();
 }
 
-/** Waits for the work to settle, at most `ms`. */
-async function settleWithin(work: Promise<unknown>[], ms: number): Promise<void> {
+/**
+ * Waits until no work is in flight, at most `ms`. The set is looked at again after each wait: a
+ * DATA whose final dot came meanwhile starts its delivery then, and its 250 must go out before the
+ * 421 (a 421 in its place had the MTA send the mail again, stored already).
+ */
+async function settleWithin(inFlight: ReadonlySet<Promise<unknown>>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([Promise.allSettled(work), new Promise((resolve) => { timer = setTimeout(resolve, ms); })]);
+  const expired = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+  while (inFlight.size > 0 && (await Promise.race([Promise.allSettled([...inFlight]), expired])) !== false);
   clearTimeout(timer);
 }
 
@@ -238,14 +278,23 @@ async function settleWithin(work: Promise<unknown>[], ms: number): Promise<void>
  * address are one mailbox to deliver to once); a local part that would add a level of hierarchy is refused.
  */
 export function mailboxFor(template: string, recipient: string): string {
-  const address = recipient.toLowerCase();
-  const at = address.lastIndexOf('@');
-  const local = at < 0 ? address : address.slice(0, at);
-  const domain = at < 0 ? '' : address.slice(at + 1);
+  const { local, domain } = recipientParts(recipient.toLowerCase());
+  const address = domain === undefined ? local : `${local}@${domain}`;
   if (local === '' || local.includes('/') || /[\x00-\x1f\x7f]/.test(address)) {
     throw new Reply(550, `5.1.3 ${JSON.stringify(recipient)} cannot name a mailbox`);
   }
-  return template.replaceAll('{local}', local).replaceAll('{domain}', domain).replaceAll('{address}', address).normalize('NFC');
+  return template.replaceAll('{local}', local).replaceAll('{domain}', domain ?? '').replaceAll('{address}', address).normalize('NFC');
+}
+
+/**
+ * An address's local part and domain; a quoted local part without its quotes, the same mailbox as
+ * the unquoted one (RFC 5321 4.1.2: "alice"@ is alice@; the quotes made a name nobody has).
+ */
+function recipientParts(address: string): { local: string; domain?: string } {
+  const at = address.lastIndexOf('@');
+  const local = at < 0 ? address : address.slice(0, at);
+  const quoted = /^"(.*)"$/s.exec(local);
+  return { local: quoted ? quoted[1].replace(/\\(.)/gs, '$1') : local, ...(at < 0 ? {} : { domain: address.slice(at + 1) }) };
 }
 
 /** A recipient answered 250 at RCPT, and the mailbox its mail goes to. */
@@ -257,14 +306,35 @@ interface Recipient {
 /**
  * RCPT: the recipient's mailbox, which must exist now (status throws NOT_FOUND otherwise), or
  * have existed within lmtpLimits.recipientCacheMs (`known`): a delivery's append checks again,
- * and a mailbox deleted in between is refused after DATA with the same 550 5.1.1.
+ * and a mailbox deleted in between is refused after DATA with the same 550 5.1.1. An address with
+ * a +detail whose whole local part names no mailbox goes to the one without the detail.
  */
 async function checkRecipient(store: LmtpStore, template: string, address: string, known: RecentMailboxes): Promise<string> {
+  const existing = async (mailbox: string) => {
+    if (known.has(mailbox)) return mailbox;
+    await store.status(mailbox);
+    known.add(mailbox);
+    return mailbox;
+  };
   const mailbox = mailboxFor(template, address);
-  if (known.has(mailbox)) return mailbox;
-  await store.status(mailbox);
-  known.add(mailbox);
-  return mailbox;
+  try {
+    return await existing(mailbox);
+  } catch (error) {
+    const plain = withoutDetail(address);
+    if (plain === undefined || !isMailstoreError(error, 'NOT_FOUND')) throw error;
+    return existing(mailboxFor(template, plain));
+  }
+}
+
+/**
+ * `user+detail@domain` as `user@domain`, or undefined without a detail. Postfix hands such an
+ * address over whole (`recipient_delimiter = +`, Debian's default), and its local(8), Dovecot and
+ * Cyrus deliver it to the user: refused, it bounced for good.
+ */
+function withoutDetail(address: string): string | undefined {
+  const { local, domain } = recipientParts(address);
+  const plus = local.indexOf('+');
+  return plus > 0 ? local.slice(0, plus) + (domain === undefined ? '' : `@${domain}`) : undefined;
 }
 
 /** Mailboxes seen to exist lately: a name stays for `ms`; past `entries` names it starts over. */
@@ -412,10 +482,13 @@ async function deliver(
 /**
  * The envelope sender as the store keeps it (one printable ASCII token): the null sender <> is
  * MAILER-DAEMON as in mbox From_ lines; an address that cannot be kept (UTF-8) is left unknown.
+ * smtp-server gives a domain in Unicode, an xn-- one too: it is kept in its ASCII form.
  */
 function envelopeSender(from: string): string | undefined {
   if (from === '') return 'MAILER-DAEMON';
-  return /^[\x21-\x7e]+$/.test(from) && from.length <= limits.envelopeFromBytesMax ? from : undefined;
+  const at = from.lastIndexOf('@');
+  const ascii = at < 0 ? from : from.slice(0, at + 1) + (domainToASCII(from.slice(at + 1)) || from.slice(at + 1));
+  return /^[\x21-\x7e]+$/.test(ascii) && ascii.length <= limits.envelopeFromBytesMax ? ascii : undefined;
 }
 
 /** Listens on 'HOST:PORT' or 'unix:PATH'; a unix socket nobody answers on (a crash left it) is replaced. */

@@ -7,6 +7,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startLmtp, type LmtpServer } from '../../src/daemon/lmtp.js';
+import { setQuota } from '../../src/store/quota.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { run, which } from './tools.js';
@@ -47,6 +48,7 @@ function mainCf(dir: string, lmtp: string): string {
     'myhostname = mailstore-test.example', 'mydomain = example.org', 'myorigin = example.org', 'mydestination = example.org',
     'inet_interfaces = loopback-only', 'inet_protocols = ipv4', 'master_service_disable = inet', 'biff = no',
     'alias_maps =', 'alias_database =', 'local_recipient_maps =',
+    'recipient_delimiter = +', // Debian's main.cf sets it: alice+lists@ is handed over whole
     // the README lines: every local recipient goes to mailstore over LMTP
     `local_transport = lmtp:inet:${lmtp}`,
     '',
@@ -62,9 +64,10 @@ describe.skipIf(why)('LMTP from a private Postfix instance', () => {
     await store?.close();
   });
 
-  it('delivers through lmtp: into the store: each recipient, one body for both, a bounce for the unknown one', async () => {
+  it('delivers through lmtp: into the store: each recipient, one body for both, a +detail to its user, a bounce for the unknown one, a full mailbox deferred', async () => {
     store = await Store.open(tmpDir('lmtp-pf-store'), { create: true });
-    for (const user of ['alice', 'bob', 's']) await store.createMailbox(`user/${user}/INBOX`);
+    for (const user of ['alice', 'bob', 's', 'carol']) await store.createMailbox(`user/${user}/INBOX`);
+    await setQuota(store, 'user/carol', { messages: 0 });
     server = await startLmtp(store, { listen: '127.0.0.1:0' });
     dir = tmpDir('lmtp-pf');
     chmodSync(dir, 0o755); // Postfix's daemons run as the postfix user and must reach the queue
@@ -84,7 +87,7 @@ describe.skipIf(why)('LMTP from a private Postfix instance', () => {
     expect(started.code, started.output.split('\n').filter((l) => !/not owned|writable/.test(l)).join('\n')).toBe(0);
 
     const body = 'Subject: through postfix\r\nMessage-ID: <pf1@example.org>\r\n\r\nhello from postfix\r\n';
-    const sent = await run(sendmail!, ['-C', dir, '-f', 's@example.org', 'alice@example.org', 'bob@example.org', 'nobody@example.org'], { input: body, timeoutMs: 10_000 });
+    const sent = await run(sendmail!, ['-C', dir, '-f', 's@example.org', 'alice@example.org', 'bob@example.org', 'nobody@example.org', 'carol@example.org', 'alice+lists@example.org'], { input: body, timeoutMs: 10_000 });
     expect(sent.code, sent.output).toBe(0);
 
     // alice, bob and the bounce to s (from MAILER-DAEMON) land within the deadline
@@ -101,6 +104,10 @@ describe.skipIf(why)('LMTP from a private Postfix instance', () => {
     expect((await store.messageInfo('user/alice/INBOX', 1)).envelopeFrom).toBe('s@example.org');
     expect(log).toMatch(/to=<alice@example\.org>.*status=sent \(250 2\.0\.0 delivered to user\/alice\/INBOX uid 1\)/);
     expect(log).toMatch(/to=<nobody@example\.org>.*status=bounced \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 550 5\.1\.1 no such mailbox/);
+    expect(log).toMatch(/to=<alice\+lists@example\.org>.*status=sent \(250 2\.0\.0 delivered to user\/alice\/INBOX uid 1\)/);
+    // a full mailbox is temporary: the mail stays queued for the next try, no bounce
+    expect(log).toMatch(/to=<carol@example\.org>.*dsn=4\.2\.2, status=deferred \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 452 4\.2\.2 mailbox full \(in reply to end of DATA command\)/);
+    expect(await count('carol')).toBe(0);
     expect((await store.messageInfo('user/s/INBOX', 1)).envelopeFrom).toBe('MAILER-DAEMON');
     const stats = await store.stats();
     expect(stats.blobs).toBe(2); // the message once for alice and bob, and the bounce

@@ -98,6 +98,34 @@ describe('LMTP repeated recipients', () => {
     c.socket.destroy();
   });
 
+  it('an address with a +detail goes to its user\'s mailbox when the whole local part names none (was 550 5.1.1: Postfix bounced alice+lists@ for good); a mailbox named with the + still takes its own mail', async () => {
+    const { store, c } = await serve();
+    await store.createMailbox('user/bob+x/INBOX');
+    c.send('MAIL FROM:<s@example.org>\r\nRCPT TO:<Alice+Lists@example.org>\r\nRCPT TO:<bob+x@example.org>\r\nRCPT TO:<bob+y+z@example.org>\r\n'
+      + 'RCPT TO:<nobody+x@example.org>\r\nRCPT TO:<+x@example.org>\r\nDATA\r\n');
+    expect(await c.replies(7)).toEqual([
+      '250 Accepted', '250 Accepted', '250 Accepted', '250 Accepted', '550 5.1.1 no such mailbox', '550 5.1.1 no such mailbox', expect.stringMatching(/^354 /),
+    ]);
+    c.send('Subject: x\r\n\r\nbody\r\n.\r\n');
+    expect(await c.replies(3)).toEqual([
+      '250 2.0.0 delivered to user/alice/INBOX uid 1', '250 2.0.0 delivered to user/bob+x/INBOX uid 1', '250 2.0.0 delivered to user/bob/INBOX uid 1',
+    ]);
+    expect((await store.status('user/alice/INBOX')).messages).toBe(1);
+    c.socket.destroy();
+  });
+
+  it('a quoted local part is the same mailbox as the unquoted one (RFC 5321 4.1.2; was 550 5.1.1 for "alice"@, the quotes taken as part of the name)', async () => {
+    const { store, c } = await serve();
+    c.send('MAIL FROM:<s@example.org>\r\nRCPT TO:<"Alice"@example.org>\r\nRCPT TO:<"b\\ob"@example.org>\r\nRCPT TO:<"alice/Sent"@example.org>\r\nDATA\r\n');
+    const replies = await c.replies(5);
+    expect(replies.slice(0, 3)).toEqual(['250 Accepted', '250 Accepted', '250 Accepted']);
+    expect(replies[3]).toMatch(/^550 5\.1\.3 /); // still no second level of the hierarchy
+    c.send('Subject: x\r\n\r\nbody\r\n.\r\n');
+    expect(await c.replies(2)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1', '250 2.0.0 delivered to user/bob/INBOX uid 1']);
+    expect((await store.status('user/alice/INBOX')).messages).toBe(1);
+    c.socket.destroy();
+  });
+
   it('addresses that differ only in Unicode normalization are one mailbox: one copy, and the reply names it as stored', async () => {
     const { store, c } = await serve();
     const composed = 'zo\u00eb@example.org';

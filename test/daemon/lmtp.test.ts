@@ -4,10 +4,11 @@
 // client from Debian, delivers too when it is installed.
 import { spawnSync } from 'node:child_process';
 import { lstatSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startLmtp, mailboxFor, type LmtpLogEntry, type LmtpServer, type LmtpStore } from '../../src/daemon/lmtp.js';
+import { MailstoreError } from '../../src/errors.js';
 import { setQuota } from '../../src/store/quota.js';
 import { lmtpLimits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
@@ -72,6 +73,21 @@ describe('LMTP delivery', () => {
     expect((await store.messageInfo('user/bob/INBOX', 2)).envelopeFrom).toBe('MAILER-DAEMON');
     expect(log.filter((e) => e.event === 'lmtp.delivered')).toHaveLength(4);
     expect(log.find((e) => e.event === 'lmtp.refused')).toMatchObject({ to: 'nobody@example.org', reply: '550 5.1.1 no such mailbox' });
+  });
+
+  it('keeps an envelope sender of an international domain in the ASCII form it came in (was: smtp-server turned it into Unicode and the sender was dropped)', async () => {
+    const { store, port } = await setup();
+    const c = await converse({ port });
+    c.send('LHLO client.example\r\n');
+    await c.replies(1);
+    for (const [from, kept] of [['bob@xn--bcher-kva.example', 'bob@xn--bcher-kva.example'], ['bob@b\u00fccher.example', 'bob@xn--bcher-kva.example'], ['j\u00f6ran@example.org', undefined]]) {
+      c.send(Buffer.from(`MAIL FROM:<${from}> SMTPUTF8\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n`));
+      await c.replies(3);
+      c.send(Buffer.concat([message('idn'), Buffer.from('.\r\n')]));
+      const [reply] = await c.replies(1);
+      const uid = Number(/uid (\d+)$/.exec(reply)![1]);
+      expect((await store.messageInfo('user/alice/INBOX', uid)).envelopeFrom, from).toBe(kept);
+    }
   });
 
   it('sends 250 only once the append has resolved (the journal is fsynced)', async () => {
@@ -238,6 +254,37 @@ describe('LMTP delivery', () => {
     expect(await messages(store, 'alice')).toBe(1);
   });
 
+  it('a client that half-closes once it has sent everything still gets every reply, and the connection is closed once they are out (was: the 250 dropped at its FIN, the mail stored, the client told nothing and sending it again)', async () => {
+    const { store, port, log } = await setup();
+    const whole = (tag: string, quit: string) => Buffer.concat([Buffer.from(envelope('s@example.org', ['alice@example.org', 'bob@example.org']) + 'DATA\r\n'), message(tag), Buffer.from(`.\r\n${quit}`)]);
+    // a script's `printf ... | nc -N`: everything, QUIT too, then shutdown(SHUT_WR), then read
+    const c = await converse({ port });
+    c.send(whole('half', 'QUIT\r\n'));
+    c.socket.end();
+    expect((await c.replies(8)).slice(5)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1', '250 2.0.0 delivered to user/bob/INBOX uid 1', expect.stringMatching(/^221 /)]);
+    await c.closed;
+    // without QUIT: answered all the same, then closed (not held until the idle time)
+    const d = await converse({ port });
+    d.send(whole('no-quit', ''));
+    d.socket.end();
+    expect((await d.replies(7)).slice(5)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 2', '250 2.0.0 delivered to user/bob/INBOX uid 2']);
+    await d.closed;
+    // half-closed in the middle of DATA: nothing stored, the connection let go
+    const e = await converse({ port });
+    e.send(whole('cut', '').subarray(0, -3));
+    e.socket.end();
+    await e.closed;
+    // one that went away altogether after the final dot: stored (its MTA will send it again, README), and no warning
+    const f = await converse({ port });
+    f.send(whole('gone', 'MAIL FROM:<s@example.org>\r\nRCPT TO:<alice@example.org>\r\n'));
+    f.socket.destroy();
+    for (let i = 0; i < 100 && (await messages(store, 'bob')) < 3; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    await new Promise((resolve) => setTimeout(resolve, 100)); // its replies written, to nobody
+    expect(await messages(store, 'alice')).toBe(3);
+    expect((await store.fetch('user/alice/INBOX', 2)).equals(message('no-quit'))).toBe(true);
+    expect(log.filter((entry) => entry.level === 'warn')).toEqual([]); // a client going away is not the server's trouble
+  });
+
   it('stores nothing when the connection drops before the final dot', async () => {
     const { store, port, log } = await setup();
     const c = await converse({ port });
@@ -322,6 +369,30 @@ describe('LMTP delivery', () => {
     expect(log.filter((e) => e.event === 'lmtp.failed').map((e) => [e.code, e.level])).toEqual([['OVER_QUOTA', undefined]]); // ordinary traffic: info
   });
 
+  it('one transaction, one reply each: delivered, mailbox full, a store that stopped itself, a replica: only the first is 2xx, none of the others 5xx (the MTA keeps them queued)', async () => {
+    const failing = (store: Store): LmtpStore => ({
+      status: (name) => store.status(name.replace(/^user\/(carol|dave)\//, 'user/alice/')),
+      append: (name, bytes, options) => {
+        if (name.startsWith('user/carol/')) return Promise.reject(new MailstoreError('HALTED', 'an invariant failed'));
+        if (name.startsWith('user/dave/')) return Promise.reject(new MailstoreError('READ_ONLY_REPLICA', 'a replica'));
+        return store.append(name, bytes, options);
+      },
+    });
+    const { store, port, log } = await setup({ store: failing });
+    await setQuota(store, 'user/bob', { messages: 0 });
+    const c = await converse({ port });
+    c.send(envelope('s@example.org', ['alice@example.org', 'bob@example.org', 'carol@example.org', 'dave@example.org']) + 'DATA\r\n');
+    await c.replies(7);
+    c.send(Buffer.concat([message('mixed'), Buffer.from('.\r\n')]));
+    expect(await c.replies(4)).toEqual([
+      '250 2.0.0 delivered to user/alice/INBOX uid 1', '452 4.2.2 mailbox full',
+      '451 4.3.0 local error in processing (HALTED)', '451 4.3.0 local error in processing (READ_ONLY_REPLICA)',
+    ]);
+    expect((await store.fetch('user/alice/INBOX', 1)).equals(message('mixed'))).toBe(true);
+    expect(await messages(store, 'bob')).toBe(0);
+    expect(log.filter((e) => e.event === 'lmtp.failed').map((e) => `${e.code} ${e.level}`).sort()).toEqual(['HALTED warn', 'OVER_QUOTA undefined', 'READ_ONLY_REPLICA warn']);
+  });
+
   it('listens on a unix socket, replaces one a crash left behind, and refuses one another process serves, or a path that is no socket', async () => {
     const store = await Store.open(tmpDir('lmtp'), { create: true });
     await store.createMailbox('user/alice/INBOX');
@@ -346,6 +417,30 @@ describe('LMTP delivery', () => {
     await expect(startLmtp(store, { listen: `unix:${path}` })).rejects.toMatchObject({ code: 'EXISTS' });
     await expect(startLmtp(store, { listen: 'nowhere' })).rejects.toMatchObject({ code: 'INVALID' });
     await expect(startLmtp(store, { listen: '127.0.0.1:0', template: 'shared/INBOX' })).rejects.toMatchObject({ code: 'INVALID' });
+  });
+
+  it('refuses a template with a placeholder it does not know (was: taken as text, every recipient 550 5.1.1 and the MTA bounced all mail for good), or that names no mailbox', async () => {
+    const store = await Store.open(tmpDir('lmtp'), { create: true });
+    open.push({ store });
+    await store.createMailbox('user/alice/INBOX');
+    for (const template of ['user/{local}/{Domain}', 'user/{local}/{folder}', 'user/{user}/{local}', 'user/{local']) {
+      await expect(startLmtp(store, { listen: '127.0.0.1:0', template }), template).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('{local}, {domain} and {address}') });
+    }
+    // nor one that names no mailbox for any recipient (was: every recipient 550 5.1.3, all mail bounced)
+    for (const template of ['user/{local}/', 'user//{local}', 'user/{local}/%d', '/user/{local}']) {
+      await expect(startLmtp(store, { listen: '127.0.0.1:0', template }), template).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('names no mailbox') });
+    }
+    const server = await startLmtp(store, { listen: '127.0.0.1:0', template: 'user/{local}/INBOX' });
+    open.push({ server });
+  });
+
+  it('refuses a relative unix:PATH (was: a socket wherever the daemon\'s working directory was, Postfix\'s lmtp:unix:mailstore/lmtp copied as it is)', async () => {
+    const store = await Store.open(tmpDir('lmtp'), { create: true });
+    open.push({ store });
+    const relativePath = relative(process.cwd(), join(tmpDir('lmtp-sock'), 'lmtp.sock'));
+    for (const path of [relativePath, 'mailstore/lmtp']) {
+      await expect(startLmtp(store, { listen: `unix:${path}` }), path).rejects.toMatchObject({ code: 'INVALID', message: expect.stringContaining('absolute') });
+    }
   });
 
   it('its unix socket is 0660 whatever the umask, as the daemon\'s socket: the MTA in the group may connect, other users not (umask 000 gave 0777, 022 gave 0755, shutting the group out)', async () => {
@@ -410,6 +505,30 @@ describe('LMTP delivery', () => {
     expect((await c.replies(1))[0]).toMatch(/^421 /);
     await c.closed;
     open.splice(0, 1, { store: open[0].store }); // closed already
+  });
+
+  it('close() lets a transaction in DATA finish: its final dot during the grace gets the 250 once durable, then 421 (was 421 alone: the delivery begun after close() was not waited for, and the MTA sent the stored mail again)', async () => {
+    const slow = (store: Store): LmtpStore => ({
+      status: (name) => store.status(name),
+      append: async (name, bytes, options) => {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        return store.append(name, bytes, options);
+      },
+    });
+    const { store, server, port } = await setup({ store: slow });
+    const c = await converse({ port });
+    c.send(envelope('s@example.org', ['alice@example.org', 'bob@example.org']) + 'DATA\r\n');
+    await c.replies(5);
+    c.send(message('sigterm'));
+    const closing = server.close();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    c.send('.\r\n');
+    expect(await c.replies(3)).toEqual([
+      '250 2.0.0 delivered to user/alice/INBOX uid 1', '250 2.0.0 delivered to user/bob/INBOX uid 1', expect.stringMatching(/^421 /),
+    ]);
+    await closing;
+    open.splice(0, 1, { store });
+    expect((await store.fetch('user/alice/INBOX', 1)).equals(message('sigterm'))).toBe(true);
   });
 });
 
