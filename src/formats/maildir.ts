@@ -73,7 +73,8 @@ export function flagsFromMaildirInfo(info: string, keywords: readonly (string | 
 
 /**
  * The info letters for IMAP flags, sorted (uppercase before keyword letters). `keywordLetter`
- * gives the letter of a keyword, or undefined to drop it; flags Maildir cannot hold (\Recent) are dropped.
+ * gives the letter of a keyword (and of $Forwarded, besides its P), or undefined to drop it; flags
+ * Maildir cannot hold (\Recent) are dropped.
  */
 export function maildirInfoFromFlags(
   flags: readonly string[], keywordLetter: (keyword: string) => string | undefined = () => undefined,
@@ -82,7 +83,8 @@ export function maildirInfoFromFlags(
   for (const flag of flags) {
     const system = FLAG_LETTERS[flag.toLowerCase()];
     if (system) letters.add(system);
-    else if (!flag.startsWith('\\')) {
+    // $Forwarded is P to the Maildir spec (Python, mutt) and a keyword to Dovecot, which ignores P: both
+    if ((!system || system === 'P') && !flag.startsWith('\\')) {
       const letter = keywordLetter(flag);
       if (letter) letters.add(letter);
     }
