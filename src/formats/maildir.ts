@@ -133,9 +133,9 @@ export async function* readMaildir(
       const read = await readMessageFile(fs, path, options, index, join(entry.at, entry.name));
       if (!read) continue;
       const parsed = parseMaildirName(entry.name);
-      let flags = parsed.info === undefined ? [] : flagsFromMaildirInfo(parsed.info, keywords);
-      // new/ means not yet seen by any client, whatever the name says.
-      if (entry.sub === 'new') flags = flags.filter((flag) => flag !== '\\Seen');
+      // The info gives the flags in new/ too: Dovecot leaves a message there, `:2,S`, when a client
+      // flags it while it is \Recent, and Dovecot, mutt and Python's mailbox all read it seen.
+      const flags = parsed.info === undefined ? [] : flagsFromMaildirInfo(parsed.info, keywords);
       yield { bytes: read.bytes, flags, internalDate: internalDateOf(read.stat.mtimeMs, parsed.timestampSeconds), path, name: entry.name, recent: entry.sub === 'new', index };
     }
   } finally {

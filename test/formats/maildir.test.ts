@@ -60,7 +60,7 @@ describe('readMaildir', () => {
     writeFileSync(join(dir, 'dovecot-keywords'), '0 $Junk\n1 work\n');
     const messages = await readAll(dir);
     expect(messages.map((m) => m.bytes.toString())).toEqual(['one', 'two', 'three', 'four']);
-    expect(messages.map((m) => m.flags)).toEqual([[], ['\\Answered', '\\Flagged', '\\Seen'], [], ['$Junk', '\\Deleted', 'work']]);
+    expect(messages.map((m) => m.flags)).toEqual([[], ['\\Answered', '\\Flagged', '\\Seen'], ['\\Seen'], ['$Junk', '\\Deleted', 'work']]);
     expect(messages[0]!.name).toBe('1700000001.a.host');
     expect(messages[0]!.path).toBe(join(dir, 'new', '1700000001.a.host'));
   });
