@@ -743,7 +743,7 @@ export function isEnvelopeToken(sender: string): boolean {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Status / X-Status headers
+// Status / X-Status / X-Keywords headers
 
 const STATUS_FLAGS: Record<string, string> = { R: '\\Seen' };
 const X_STATUS_FLAGS: Record<string, string> = { A: '\\Answered', F: '\\Flagged', T: '\\Draft', D: '\\Deleted' };
@@ -754,6 +754,8 @@ const STATUS_HEADERS = [
   [/^status:[ \t]*([^\r\n]*)/im, STATUS_FLAGS],
   [/^x-status:[ \t]*([^\r\n]*)/im, X_STATUS_FLAGS],
 ] as const;
+/** Keywords, as Dovecot keeps them in an mbox: space-separated, padded with spaces to be rewritten in place. */
+const KEYWORDS_HEADER = /^x-keywords:[ \t]*([^\r\n]*)/im;
 
 /** The byte length of the header block (up to, not including, the empty line), or the whole message. */
 function headerBlockLength(bytes: Buffer): number {
@@ -766,7 +768,7 @@ function headerBlockLength(bytes: Buffer): number {
   return lfBlank >= 0 ? lfBlank + 1 : bytes.length;
 }
 
-/** Flags from `Status:` (R = seen; O = merely old) and `X-Status:` (A, F, T, D), sorted. */
+/** Flags from `Status:` (R = seen; O = merely old) and `X-Status:` (A, F, T, D), and keywords from `X-Keywords:`, sorted. */
 export function flagsFromStatusHeaders(bytes: Buffer): string[] {
   return flagsFromHeaders(headerText(bytes));
 }
@@ -785,20 +787,25 @@ function flagsFromHeaders(headers: string): string[] {
       if (flag) flags.add(flag);
     }
   }
+  for (const keyword of KEYWORDS_HEADER.exec(headers)?.[1]?.split(/[ \t,]+/) ?? []) {
+    if (keyword !== '' && !keyword.startsWith('\\')) flags.add(keyword);
+  }
   return [...flags].sort();
 }
 
 /**
- * The message with its Status/X-Status headers replaced by ones describing `flags`. Used only
+ * The message with its Status/X-Status/X-Keywords headers replaced by ones describing `flags`. Used only
  * when the writer's statusHeaders option is on, because it changes the message bytes.
  */
 export function withStatusHeaders(bytes: Buffer, flags: readonly string[]): Buffer {
   const headerLength = headerBlockLength(bytes);
   const eol = /\r\n/.test(bytes.subarray(0, bytes.indexOf(LF) + 1).toString('latin1')) ? '\r\n' : '\n';
-  const kept = dropHeaderLines(bytes.subarray(0, headerLength).toString('latin1'), /^(status|x-status):/i);
+  const kept = dropHeaderLines(bytes.subarray(0, headerLength).toString('latin1'), /^(status|x-status|x-keywords):/i);
   const xStatus = Object.entries(X_STATUS_FLAGS).filter(([, flag]) => flags.includes(flag)).map(([l]) => l).join('');
+  const keywords = flags.filter((flag) => !flag.startsWith('\\'));
   let added = `Status: ${flags.includes('\\Seen') ? 'RO' : 'O'}${eol}`;
   if (xStatus) added += `X-Status: ${xStatus}${eol}`;
+  if (keywords.length > 0) added += `X-Keywords: ${keywords.join(' ')}${eol}`;
   const head = kept.length > 0 && !kept.endsWith('\n') ? kept + eol : kept;
   return Buffer.concat([Buffer.from(head + added, 'latin1'), bytes.subarray(headerLength)]);
 }
@@ -823,7 +830,7 @@ export interface MboxWriterOptions {
   /** 'auto' writes mboxrd, the reversible style. */
   style?: MboxStyle;
   /**
-   * Write Status/X-Status headers for the flags. Off by default: it changes the message bytes
+   * Write Status/X-Status/X-Keywords headers for the flags. Off by default: it changes the message bytes
    * (and so their hash), and an export should give back exactly what was stored.
    */
   statusHeaders?: boolean;

@@ -40,7 +40,7 @@ describe('mbox with Content-Length headers (mboxcl2)', () => {
       const { messages, warnings } = await readAll(path, { chunkBytes });
       expect(text(messages), `chunkBytes ${chunkBytes}`).toEqual([DOVECOT_ONE, DOVECOT_TWO]);
       // index counts From_ lines: the two inside the first message's length too
-      expect(messages.map((m) => [m.index, m.offset, m.flags])).toEqual([[0, 0, ['\\Seen']], [3, 41 + DOVECOT_ONE.length + 1, ['\\Answered', '\\Flagged']]]);
+      expect(messages.map((m) => [m.index, m.offset, m.flags])).toEqual([[0, 0, ['\\Seen']], [3, 41 + DOVECOT_ONE.length + 1, ['$Junk', '\\Answered', '\\Flagged']]]);
       expect(warnings).toEqual([]);
     }
   });

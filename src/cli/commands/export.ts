@@ -27,7 +27,7 @@ export function register(program: Command): void {
     .addOption(new Option('--format <format>', 'output format').choices(['mbox', 'maildir']).makeOptionMandatory())
     .requiredOption('--out <path>', 'mbox: a new file; maildir: a directory (created; existing mail there is kept)')
     .option('--no-recursive', 'maildir: leave out the mailboxes below MAILBOX')
-    .option('--status-headers', 'mbox: write flags as Status/X-Status headers (changes the message bytes)')
+    .option('--status-headers', 'mbox: write flags as Status/X-Status/X-Keywords headers, as Dovecot does (changes the message bytes)')
     .addOption(new Option('--mbox-style <style>', 'mbox: how From_ lines in bodies are quoted (mboxo cannot keep a body line ">From ": each such message is named on stderr)').choices(['mboxrd', 'mboxo']).default('mboxrd'))
     .option('--mbox-sender <sender>', 'mbox: the From_ line\'s sender of a message with none stored: return-path (each message\'s Return-Path) or one token (default MAILER-DAEMON)')
     .option('--json', 'print the summary as JSON')
