@@ -754,8 +754,16 @@ const STATUS_HEADERS = [
   [/^status:[ \t]*([^\r\n]*)/im, STATUS_FLAGS],
   [/^x-status:[ \t]*([^\r\n]*)/im, X_STATUS_FLAGS],
 ] as const;
-/** Keywords, as Dovecot keeps them in an mbox: space-separated, padded with spaces to be rewritten in place. */
-const KEYWORDS_HEADER = /^x-keywords:[ \t]*([^\r\n]*)/im;
+/**
+ * Keywords, as Dovecot (X-Keywords) and Thunderbird (X-Mozilla-Keys) keep them in an mbox:
+ * space-separated, padded with spaces to be rewritten in place.
+ */
+const KEYWORDS_HEADERS = [/^x-keywords:[ \t]*([^\r\n]*)/im, /^x-mozilla-keys:[ \t]*([^\r\n]*)/im];
+/** Thunderbird's flags, the hex of nsMsgMessageFlags: it writes no Status header. */
+const MOZILLA_STATUS = /^x-mozilla-status:[ \t]*([0-9a-f]{4})[ \t]*\r?$/im;
+const MOZILLA_FLAGS: [bit: number, flag: string][] = [
+  [0x1, '\\Seen'], [0x2, '\\Answered'], [0x4, '\\Flagged'], [0x8, '\\Deleted'], [0x1000, '$Forwarded'],
+];
 
 /** The byte length of the header block (up to, not including, the empty line), or the whole message. */
 function headerBlockLength(bytes: Buffer): number {
@@ -768,7 +776,10 @@ function headerBlockLength(bytes: Buffer): number {
   return lfBlank >= 0 ? lfBlank + 1 : bytes.length;
 }
 
-/** Flags from `Status:` (R = seen; O = merely old) and `X-Status:` (A, F, T, D), and keywords from `X-Keywords:`, sorted. */
+/**
+ * Flags from `Status:` (R = seen; O = merely old) and `X-Status:` (A, F, T, D), and Thunderbird's
+ * `X-Mozilla-Status:`; keywords from `X-Keywords:` and `X-Mozilla-Keys:`; sorted.
+ */
 export function flagsFromStatusHeaders(bytes: Buffer): string[] {
   return flagsFromHeaders(headerText(bytes));
 }
@@ -787,8 +798,15 @@ function flagsFromHeaders(headers: string): string[] {
       if (flag) flags.add(flag);
     }
   }
-  for (const keyword of KEYWORDS_HEADER.exec(headers)?.[1]?.split(/[ \t,]+/) ?? []) {
-    if (keyword !== '' && !keyword.startsWith('\\')) flags.add(keyword);
+  for (const pattern of KEYWORDS_HEADERS) {
+    for (const keyword of pattern.exec(headers)?.[1]?.split(/[ \t,]+/) ?? []) {
+      if (keyword !== '' && !keyword.startsWith('\\')) flags.add(keyword);
+    }
+  }
+  const mozilla = MOZILLA_STATUS.exec(headers)?.[1];
+  if (mozilla !== undefined) {
+    const bits = Number.parseInt(mozilla, 16);
+    for (const [bit, flag] of MOZILLA_FLAGS) if (bits & bit) flags.add(flag);
   }
   return [...flags].sort();
 }

@@ -248,6 +248,21 @@ describe('mbox reader on foreign files', () => {
     expect(written.messages.map((m) => m.flags)).toEqual([['$Forwarded', '\\Seen', 'work'], ['\\Flagged']]);
   });
 
+  it('reads Thunderbird\'s X-Mozilla-Status bits and X-Mozilla-Keys (its mbox has no Status header)', async () => {
+    // read 0x1, replied 0x2, marked 0x4, expunged 0x8 (deleted, not yet compacted away), forwarded 0x1000
+    const cases: [string, string[]][] = [
+      ['0001', ['\\Seen']], ['0003', ['\\Answered', '\\Seen']], ['0004', ['\\Flagged']], ['0009', ['\\Deleted', '\\Seen']],
+      ['1001', ['$Forwarded', '\\Seen']], ['0000', []], ['zz', []],
+    ];
+    for (const [status, flags] of cases) {
+      const message = `X-Mozilla-Status: ${status}\r\nX-Mozilla-Status2: 00000000\r\nX-Mozilla-Keys: ${' '.repeat(80)}\r\nSubject: t\r\n\r\nbody\r\n`;
+      const { messages } = await readAll(fileWith(`From - Sat Nov 28 10:45:25 2026\r\n${message}\r\n`));
+      expect(text(messages), status).toEqual([message]);
+      expect(messages[0]!.flags, status).toEqual(flags);
+    }
+    expect(flagsFromStatusHeaders(Buffer.from('X-Mozilla-Status: 0001\nX-Mozilla-Keys: $label1 junk\n\n'))).toEqual(['$label1', '\\Seen', 'junk']);
+  });
+
   it('skips a message over messageBytesMax with a warning and goes on', async () => {
     const file = `From a Thu Nov 28 10:45:25 2026\n${'x'.repeat(100)}\n\nFrom b Thu Nov 28 10:45:25 2026\nsmall\n`;
     const { messages, warnings } = await readAll(fileWith(file), { messageBytesMax: 50, chunkBytes: 16 });
