@@ -440,6 +440,8 @@ export interface MaildirAppendOptions {
    * delivery agent leaves it, when it has no flag a name in new/ would lose; else to cur/.
    */
   recent?: boolean;
+  /** Keywords the file name could not carry (all 26 letters taken): written without them. */
+  onKeywordsDropped?: (keywords: string[]) => void;
 }
 
 /** Writes messages into a Maildir durably: tmp/, write, check length, fsync, rename into cur/, fsync cur/. */
@@ -468,7 +470,13 @@ export class MaildirWriter {
   /** Writes one message; returns its path in cur/ (or new/, see MaildirAppendOptions.recent). */
   async append(bytes: Buffer, options: MaildirAppendOptions = {}): Promise<string> {
     if (this.closed) throw new MailstoreError('CLOSED', `Maildir writer is closed: ${this.dir}`, { path: this.dir });
-    const info = maildirInfoFromFlags(options.flags ?? [], (keyword) => this.keywordLetter(keyword));
+    const dropped: string[] = [];
+    const info = maildirInfoFromFlags(options.flags ?? [], (keyword) => {
+      const letter = this.keywordLetter(keyword);
+      if (letter === undefined) dropped.push(keyword);
+      return letter;
+    });
+    if (dropped.length > 0) options.onKeywordsDropped?.(dropped);
     await this.persistKeywords();
     const unique = this.uniqueName();
     const tmpPath = join(this.dir, 'tmp', unique);
