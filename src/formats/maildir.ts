@@ -7,9 +7,9 @@ import { dirname, join } from 'node:path';
 import type { FileSystem, HeldDirectory } from '../fs/filesystem.js';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import { importLimits, limits } from '../limits.js';
-import { type SkipHandler, holdSubdirectory, isPlainEntry, readMessageFile, skip, symlinkError } from './eml.js';
+import { type SkipHandler, compareNatural, holdSubdirectory, isPlainEntry, readMessageFile, skip, symlinkError } from './eml.js';
 
-export type { SkipHandler } from './eml.js';
+export { compareNatural, type SkipHandler } from './eml.js';
 
 export interface MaildirMessage {
   bytes: Buffer;
@@ -188,28 +188,6 @@ function internalDateOf(mtimeMs: number, timestampSeconds: number | undefined): 
   if (Number.isFinite(mtimeMs) && mtimeMs > 0) return new Date(Math.round(mtimeMs));
   if (timestampSeconds !== undefined && timestampSeconds > 0 && timestampSeconds < 1e11) return new Date(timestampSeconds * 1000);
   return undefined;
-}
-
-/**
- * Byte order, except that runs of digits compare as numbers: Maildir unique names do not pad
- * their counters (`M999` before `M1000`, `Q9` before `Q10`).
- */
-export function compareNatural(a: string, b: string): number {
-  const partsA = a.match(/\d+|\D+/g) ?? [];
-  const partsB = b.match(/\d+|\D+/g) ?? [];
-  for (let i = 0; i < Math.min(partsA.length, partsB.length); i += 1) {
-    const x = partsA[i]!;
-    const y = partsB[i]!;
-    if (x === y) continue;
-    if (/^\d/.test(x) && /^\d/.test(y)) {
-      const tx = x.replace(/^0+(?=\d)/, '');
-      const ty = y.replace(/^0+(?=\d)/, '');
-      if (tx.length !== ty.length) return tx.length - ty.length;
-      if (tx !== ty) return tx < ty ? -1 : 1;
-    }
-    return x < y ? -1 : 1;
-  }
-  return partsA.length - partsB.length || (a < b ? -1 : a > b ? 1 : 0);
 }
 
 // ---------------------------------------------------------------------------------------------
