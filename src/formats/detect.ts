@@ -28,6 +28,30 @@ export async function detectFormat(fs: FileSystem, path: string): Promise<MailFo
   return text.startsWith('From ') ? 'mbox' : 'eml';
 }
 
+/**
+ * Magic numbers of the compressors mail archives come in, by the command that undoes each; bzip2's
+ * with its first block's (or an empty stream's) magic, since a header `BZh...:` is text.
+ */
+const COMPRESSED: [tool: string, magic: RegExp][] = [
+  ['gzip', /^\x1f\x8b/],
+  ['xz', /^\xfd7zXZ\x00/],
+  ['zstd', /^\x28\xb5\x2f\xfd/],
+  ['bzip2', /^BZh[1-9](1AY&SY|\x17rE8P\x90)/],
+];
+
+/**
+ * A compressed file (`archive.mbox.gz`) is neither an mbox nor a message: read as one it went in
+ * as a single message of compressed bytes. INVALID, naming the command that decompresses it.
+ */
+export async function refuseCompressed(fs: FileSystem, path: string): Promise<void> {
+  const head = (await readHead(fs, path, 10)).toString('latin1');
+  const found = COMPRESSED.find(([, magic]) => magic.test(head));
+  if (found) {
+    const [tool] = found;
+    throw new MailstoreError('INVALID', `${path} is ${tool}-compressed, neither an mbox nor a message; decompress it first (${tool} -dk ${path}) and import the result`, { path });
+  }
+}
+
 async function looksLikeMaildir(fs: FileSystem, dir: string): Promise<boolean> {
   if (await hasMaildirSubdirectory(fs, dir)) return true;
   const names = await fs.readdir(dir).catch((error) => { throw fromSystemError(error, 'list', dir); });

@@ -61,7 +61,7 @@ export interface EmlMessage {
 }
 
 /**
- * Every regular, non-hidden file under `dir`, depth first, names in byte order at each level
+ * Every regular, non-hidden file under `dir`, depth first, names in compareNatural order at each level
  * (only `dir`'s own files with recursive: false). `dir` itself may be a symbolic link (the admin
  * named it) unless noFollow; nothing inside it is followed.
  */
@@ -134,7 +134,7 @@ async function* walk(fs: FileSystem, dir: string, at: string, options: ReadEmlDi
     skip(options.onSkip, dir, fromSystemError(error, 'list', dir));
     return;
   }
-  for (const name of names) {
+  for (const name of names.sort(compareNatural)) {
     if (name.startsWith('.')) continue;
     const path = join(dir, name);
     let stat: FileStat;
@@ -160,6 +160,29 @@ async function* walk(fs: FileSystem, dir: string, at: string, options: ReadEmlDi
     const read = await readMessageFile(fs, path, options, index, join(at, name));
     if (read) yield { bytes: read.bytes, path, index };
   }
+}
+
+/**
+ * Byte order, except that runs of digits compare as numbers: Maildir unique names do not pad
+ * their counters (`M999` before `M1000`, `Q9` before `Q10`), nor do MH folders (nmh, Claws Mail)
+ * and most exporters of numbered .eml files their names (`2` before `10`).
+ */
+export function compareNatural(a: string, b: string): number {
+  const partsA = a.match(/\d+|\D+/g) ?? [];
+  const partsB = b.match(/\d+|\D+/g) ?? [];
+  for (let i = 0; i < Math.min(partsA.length, partsB.length); i += 1) {
+    const x = partsA[i]!;
+    const y = partsB[i]!;
+    if (x === y) continue;
+    if (/^\d/.test(x) && /^\d/.test(y)) {
+      const tx = x.replace(/^0+(?=\d)/, '');
+      const ty = y.replace(/^0+(?=\d)/, '');
+      if (tx.length !== ty.length) return tx.length - ty.length;
+      if (tx !== ty) return tx < ty ? -1 : 1;
+    }
+    return x < y ? -1 : 1;
+  }
+  return partsA.length - partsB.length || (a < b ? -1 : a > b ? 1 : 0);
 }
 
 /** A directory inside a source, held open without following a link; undefined after reporting why not. */

@@ -7,9 +7,9 @@ import { dirname, join } from 'node:path';
 import type { FileSystem, HeldDirectory } from '../fs/filesystem.js';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import { importLimits, limits } from '../limits.js';
-import { type SkipHandler, holdSubdirectory, isPlainEntry, readMessageFile, skip, symlinkError } from './eml.js';
+import { type SkipHandler, compareNatural, holdSubdirectory, isPlainEntry, readMessageFile, skip, symlinkError } from './eml.js';
 
-export type { SkipHandler } from './eml.js';
+export { compareNatural, type SkipHandler } from './eml.js';
 
 export interface MaildirMessage {
   bytes: Buffer;
@@ -73,7 +73,8 @@ export function flagsFromMaildirInfo(info: string, keywords: readonly (string | 
 
 /**
  * The info letters for IMAP flags, sorted (uppercase before keyword letters). `keywordLetter`
- * gives the letter of a keyword, or undefined to drop it; flags Maildir cannot hold (\Recent) are dropped.
+ * gives the letter of a keyword (and of $Forwarded, besides its P), or undefined to drop it; flags
+ * Maildir cannot hold (\Recent) are dropped.
  */
 export function maildirInfoFromFlags(
   flags: readonly string[], keywordLetter: (keyword: string) => string | undefined = () => undefined,
@@ -82,7 +83,8 @@ export function maildirInfoFromFlags(
   for (const flag of flags) {
     const system = FLAG_LETTERS[flag.toLowerCase()];
     if (system) letters.add(system);
-    else if (!flag.startsWith('\\')) {
+    // $Forwarded is P to the Maildir spec (Python, mutt) and a keyword to Dovecot, which ignores P: both
+    if ((!system || system === 'P') && !flag.startsWith('\\')) {
       const letter = keywordLetter(flag);
       if (letter) letters.add(letter);
     }
@@ -131,9 +133,9 @@ export async function* readMaildir(
       const read = await readMessageFile(fs, path, options, index, join(entry.at, entry.name));
       if (!read) continue;
       const parsed = parseMaildirName(entry.name);
-      let flags = parsed.info === undefined ? [] : flagsFromMaildirInfo(parsed.info, keywords);
-      // new/ means not yet seen by any client, whatever the name says.
-      if (entry.sub === 'new') flags = flags.filter((flag) => flag !== '\\Seen');
+      // The info gives the flags in new/ too: Dovecot leaves a message there, `:2,S`, when a client
+      // flags it while it is \Recent, and Dovecot, mutt and Python's mailbox all read it seen.
+      const flags = parsed.info === undefined ? [] : flagsFromMaildirInfo(parsed.info, keywords);
       yield { bytes: read.bytes, flags, internalDate: internalDateOf(read.stat.mtimeMs, parsed.timestampSeconds), path, name: entry.name, recent: entry.sub === 'new', index };
     }
   } finally {
@@ -186,28 +188,6 @@ function internalDateOf(mtimeMs: number, timestampSeconds: number | undefined): 
   if (Number.isFinite(mtimeMs) && mtimeMs > 0) return new Date(Math.round(mtimeMs));
   if (timestampSeconds !== undefined && timestampSeconds > 0 && timestampSeconds < 1e11) return new Date(timestampSeconds * 1000);
   return undefined;
-}
-
-/**
- * Byte order, except that runs of digits compare as numbers: Maildir unique names do not pad
- * their counters (`M999` before `M1000`, `Q9` before `Q10`).
- */
-export function compareNatural(a: string, b: string): number {
-  const partsA = a.match(/\d+|\D+/g) ?? [];
-  const partsB = b.match(/\d+|\D+/g) ?? [];
-  for (let i = 0; i < Math.min(partsA.length, partsB.length); i += 1) {
-    const x = partsA[i]!;
-    const y = partsB[i]!;
-    if (x === y) continue;
-    if (/^\d/.test(x) && /^\d/.test(y)) {
-      const tx = x.replace(/^0+(?=\d)/, '');
-      const ty = y.replace(/^0+(?=\d)/, '');
-      if (tx.length !== ty.length) return tx.length - ty.length;
-      if (tx !== ty) return tx < ty ? -1 : 1;
-    }
-    return x < y ? -1 : 1;
-  }
-  return partsA.length - partsB.length || (a < b ? -1 : a > b ? 1 : 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -438,6 +418,8 @@ export interface MaildirAppendOptions {
    * delivery agent leaves it, when it has no flag a name in new/ would lose; else to cur/.
    */
   recent?: boolean;
+  /** Keywords the file name could not carry (all 26 letters taken): written without them. */
+  onKeywordsDropped?: (keywords: string[]) => void;
 }
 
 /** Writes messages into a Maildir durably: tmp/, write, check length, fsync, rename into cur/, fsync cur/. */
@@ -466,7 +448,13 @@ export class MaildirWriter {
   /** Writes one message; returns its path in cur/ (or new/, see MaildirAppendOptions.recent). */
   async append(bytes: Buffer, options: MaildirAppendOptions = {}): Promise<string> {
     if (this.closed) throw new MailstoreError('CLOSED', `Maildir writer is closed: ${this.dir}`, { path: this.dir });
-    const info = maildirInfoFromFlags(options.flags ?? [], (keyword) => this.keywordLetter(keyword));
+    const dropped: string[] = [];
+    const info = maildirInfoFromFlags(options.flags ?? [], (keyword) => {
+      const letter = this.keywordLetter(keyword);
+      if (letter === undefined) dropped.push(keyword);
+      return letter;
+    });
+    if (dropped.length > 0) options.onKeywordsDropped?.(dropped);
     await this.persistKeywords();
     const unique = this.uniqueName();
     const tmpPath = join(this.dir, 'tmp', unique);

@@ -4,7 +4,9 @@
 // The file is a sequence of [From_ line][quoted message bytes][one line terminator]. The reader
 // streams it in chunks (never the whole file in memory) and strips exactly one terminator per
 // message; the writer always appends exactly one. That pair is what makes a message without a
-// final newline survive export -> import unchanged.
+// final newline survive export -> import unchanged. A message whose Content-Length header ends it
+// right before a From_ line (or the end of the file) is those bytes as they are (mboxcl2, as
+// Dovecot and Solaris mailx write it: bodies unquoted, `From ` lines in them and all).
 import { dirname } from 'node:path';
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { MailstoreError, fromSystemError } from '../errors.js';
@@ -28,10 +30,21 @@ export interface MboxMessage {
   headerZoneMinutes?: number;
   /** IMAP flags from the Status/X-Status headers (the bytes are not changed). */
   flags: string[];
-  /** 0-based position of the message in the file (messages skipped as too large count too). */
+  /**
+   * 0-based position of the message's From_ line among the file's lines that look like one
+   * (messages skipped as too large count too, and so do From_ lines inside a Content-Length body).
+   */
   index: number;
   /** Byte offset of the message's From_ line in the file. */
   offset: number;
+}
+
+/** A message as the parser split it, with where its Content-Length header, if any, says it ends. */
+interface ParsedMessage extends MboxMessage {
+  /** Byte offset in the file of the first byte after the From_ line. */
+  bodyOffset: number;
+  /** bodyOffset + the header block as in the file + its empty line + Content-Length. */
+  contentEnd?: number;
 }
 
 export type MboxWarning =
@@ -70,6 +83,11 @@ const FROM_SPACE = Buffer.from('From ', 'latin1');
 /**
  * Streams the messages of an mbox file.
  *
+ * A Content-Length header is trusted only where it ends the message at a From_ line (or at the
+ * end of the file), as mutt and Dovecot read one: a wrong one (a message that kept the header
+ * from an mbox it once lived in, its body since quoted or changed) is no such place, and the
+ * message reads as if it had none.
+ *
  * `auto` reads as mboxrd: the two styles differ only on lines `>>From ` (two or more `>`), which
  * mboxrd unquotes by one `>` and mboxo leaves alone. Such lines are rare in real mail, and when an
  * mboxo file has one, mboxrd's reading is off by one `>` on one line, whereas guessing mboxo for
@@ -89,11 +107,29 @@ export async function* readMbox(
   const stat = await fs.stat(path).catch((error) => { throw fromSystemError(error, 'stat mbox', path); });
   if (!stat.isFile) throw new MailstoreError('INVALID', `not a regular file: ${path}`, { path });
   const handle = await fs.open(path, 'read').catch((error) => { throw fromSystemError(error, 'open mbox', path); });
-  const parser = new MboxParser(
-    options.style === 'mboxo' ? 'mboxo' : 'mboxrd',
-    options.messageBytesMax ?? limits.messageBytesMax,
-    options.onWarning ?? (() => {}),
-  );
+  const messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
+  const onWarning = options.onWarning ?? (() => {});
+  const parser = new MboxParser(options.style === 'mboxo' ? 'mboxo' : 'mboxrd', messageBytesMax, onWarning);
+  // The parser split at every From_ line; one of them inside a message whose Content-Length
+  // covers it is body, not a new message.
+  let coveredTo = 0;
+  async function* taken(messages: ParsedMessage[]): AsyncGenerator<MboxMessage> {
+    for (const { bodyOffset, contentEnd, ...message } of messages) {
+      if (message.offset < coveredTo) continue;
+      if (contentEnd === undefined || !(await endsAtFromLine(handle, contentEnd, stat.size))) {
+        yield message;
+        continue;
+      }
+      coveredTo = contentEnd + 1;
+      const bytes = contentEnd - bodyOffset;
+      if (bytes > messageBytesMax) {
+        onWarning({ kind: 'tooLarge', index: message.index, offset: message.offset, bytes });
+        continue;
+      }
+      // As long as the length says: nothing was unquoted nor split off (its bytes as they are).
+      yield message.bytes.length === bytes ? message : { ...message, bytes: await readRange(handle, bodyOffset, bytes) };
+    }
+  }
   const ring = options.recycle ? new ChunkRing(options.recycle) : undefined;
   // Messages are views of their chunk and outlive the next read: a fresh buffer each time, or one
   // of the ring's that no message still in use views. The next chunk is read (on another thread,
@@ -121,13 +157,41 @@ export async function* readMbox(
       position = after.position;
       reading = readNext(position, after.whole ? wholeChunkBytes : chunkBytes);
       next = reading;
-      yield* messages;
+      yield* taken(messages);
     }
-    yield* parser.end();
+    yield* taken(parser.end());
   } finally {
     await next?.catch(() => undefined); // never close the file under a read in flight
     await handle.close();
   }
+}
+
+/**
+ * Whether `position` is the end of the file, or a line terminator is there and then a line the
+ * parser takes for a From_ line (so it split there too).
+ */
+async function endsAtFromLine(handle: FileHandle, position: number, sizeBytes: number): Promise<boolean> {
+  if (position >= sizeBytes) return position === sizeBytes;
+  const bytes = await readRange(handle, position, 2 + limits.mboxFromLineBytesMax + 1);
+  const terminator = bytes[0] === LF ? 1 : bytes[0] === CR && bytes[1] === LF ? 2 : 0;
+  if (terminator === 0) return false;
+  if (bytes.length === terminator) return true;
+  if (!startsWithAt(bytes, terminator, FROM_SPACE)) return false;
+  const newline = bytes.indexOf(LF, terminator);
+  return (newline < 0 ? bytes.length : newline) - terminator <= limits.mboxFromLineBytesMax;
+}
+
+/** `length` bytes at `position`, fewer only where the file ends. */
+async function readRange(handle: FileHandle, position: number, length: number): Promise<Buffer> {
+  const buffer = Buffer.allocUnsafe(length);
+  let total = 0;
+  while (total < length) {
+    const bytesRead = await handle.read(buffer, total, length - total, position + total)
+      .catch((error) => { throw fromSystemError(error, 'read mbox', handle.path); });
+    if (bytesRead === 0) break;
+    total += bytesRead;
+  }
+  return buffer.subarray(0, total);
 }
 
 async function readAt(handle: FileHandle, chunk: Buffer, position: number): Promise<number> {
@@ -226,6 +290,8 @@ interface OpenMessage {
   fromLine: string;
   /** The From_ line ends in CRLF, so the separator to strip is CRLF too. */
   crlf: boolean;
+  /** The From_ line's length in the file, with its terminator. */
+  fromLineBytes: number;
   pieces: Buffer[];
   bytes: number;
   oversized: boolean;
@@ -257,8 +323,8 @@ class MboxParser {
     private readonly onWarning: (warning: MboxWarning) => void,
   ) {}
 
-  push(chunk: Buffer, from?: ReadChunk): MboxMessage[] {
-    const done: MboxMessage[] = [];
+  push(chunk: Buffer, from?: ReadChunk): ParsedMessage[] {
+    const done: ParsedMessage[] = [];
     let buffer = chunk;
     let base = this.fileOffset;
     this.chunk = from;
@@ -297,8 +363,8 @@ class MboxParser {
     return { position: message.offset, whole: fillsChunk || message.bytes >= largeBytes };
   }
 
-  end(): MboxMessage[] {
-    const done: MboxMessage[] = [];
+  end(): ParsedMessage[] {
+    const done: ParsedMessage[] = [];
     if (this.carry) {
       // An unfinished last line without a newline: a From_ line if it starts like one, else content.
       const carry = this.carry;
@@ -311,7 +377,7 @@ class MboxParser {
     return done;
   }
 
-  private scan(buffer: Buffer, base: number, done: MboxMessage[]): void {
+  private scan(buffer: Buffer, base: number, done: ParsedMessage[]): void {
     // `lineStart`: the first place where a line may start that has not been looked at yet.
     let lineStart = 0;
     if (this.midLine) {
@@ -413,17 +479,17 @@ class MboxParser {
     if (this.chunk) this.chunk.viewedBelow = Math.max(this.chunk.viewedBelow, message.index + 1);
   }
 
-  private startMessage(fromLine: Buffer, offset: number, done: MboxMessage[]): void {
+  private startMessage(fromLine: Buffer, offset: number, done: ParsedMessage[]): void {
     this.finishMessage(done);
     this.reportGarbage();
     const crlf = fromLine.length >= 2 && fromLine[fromLine.length - 2] === CR;
     this.current = {
-      offset, index: this.nextIndex, fromLine: fromLineText(fromLine), crlf, pieces: [], bytes: 0, oversized: false,
+      offset, index: this.nextIndex, fromLine: fromLineText(fromLine), crlf, fromLineBytes: fromLine.length, pieces: [], bytes: 0, oversized: false,
     };
     this.nextIndex += 1;
   }
 
-  private finishMessage(done: MboxMessage[]): void {
+  private finishMessage(done: ParsedMessage[]): void {
     const message = this.current;
     if (!message) return;
     this.current = undefined;
@@ -454,7 +520,22 @@ class MboxParser {
       flags: flagsFromHeaders(headers),
       index: message.index,
       offset: message.offset,
+      bodyOffset: message.offset + message.fromLineBytes,
+      contentEnd: this.contentEnd(bytes, headers, message.offset + message.fromLineBytes),
     });
+  }
+
+  /** Where the message's Content-Length header says it ends in the file; undefined without one, or without a body. */
+  private contentEnd(bytes: Buffer, headers: string, bodyOffset: number): number | undefined {
+    const length = /^content-length:[ \t]*(\d{1,15})[ \t]*\r?$/im.exec(headers)?.[1];
+    if (length === undefined || (headers.length === bytes.length && bytes[bytes.length - 1] !== LF)) return undefined;
+    // the header block as it is in the file: a line in it that was quoted has its `>` again
+    let headerBytes = 0;
+    for (const piece of quoteFromLines(bytes.subarray(0, headers.length), this.style)) headerBytes += piece.length;
+    // with a body that starts with a From_ line, the empty line was taken for the separator
+    const crlf = headers.length < bytes.length ? bytes[headers.length] === CR : bytes[bytes.length - 2] === CR;
+    const emptyLine = crlf ? 2 : 1;
+    return bodyOffset + headerBytes + emptyLine + Number(length);
   }
 
   private reportGarbage(): void {
@@ -662,7 +743,7 @@ export function isEnvelopeToken(sender: string): boolean {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Status / X-Status headers
+// Status / X-Status / X-Keywords headers
 
 const STATUS_FLAGS: Record<string, string> = { R: '\\Seen' };
 const X_STATUS_FLAGS: Record<string, string> = { A: '\\Answered', F: '\\Flagged', T: '\\Draft', D: '\\Deleted' };
@@ -673,6 +754,16 @@ const STATUS_HEADERS = [
   [/^status:[ \t]*([^\r\n]*)/im, STATUS_FLAGS],
   [/^x-status:[ \t]*([^\r\n]*)/im, X_STATUS_FLAGS],
 ] as const;
+/**
+ * Keywords, as Dovecot (X-Keywords) and Thunderbird (X-Mozilla-Keys) keep them in an mbox:
+ * space-separated, padded with spaces to be rewritten in place.
+ */
+const KEYWORDS_HEADERS = [/^x-keywords:[ \t]*([^\r\n]*)/im, /^x-mozilla-keys:[ \t]*([^\r\n]*)/im];
+/** Thunderbird's flags, the hex of nsMsgMessageFlags: it writes no Status header. */
+const MOZILLA_STATUS = /^x-mozilla-status:[ \t]*([0-9a-f]{4})[ \t]*\r?$/im;
+const MOZILLA_FLAGS: [bit: number, flag: string][] = [
+  [0x1, '\\Seen'], [0x2, '\\Answered'], [0x4, '\\Flagged'], [0x8, '\\Deleted'], [0x1000, '$Forwarded'],
+];
 
 /** The byte length of the header block (up to, not including, the empty line), or the whole message. */
 function headerBlockLength(bytes: Buffer): number {
@@ -685,7 +776,10 @@ function headerBlockLength(bytes: Buffer): number {
   return lfBlank >= 0 ? lfBlank + 1 : bytes.length;
 }
 
-/** Flags from `Status:` (R = seen; O = merely old) and `X-Status:` (A, F, T, D), sorted. */
+/**
+ * Flags from `Status:` (R = seen; O = merely old) and `X-Status:` (A, F, T, D), and Thunderbird's
+ * `X-Mozilla-Status:`; keywords from `X-Keywords:` and `X-Mozilla-Keys:`; sorted.
+ */
 export function flagsFromStatusHeaders(bytes: Buffer): string[] {
   return flagsFromHeaders(headerText(bytes));
 }
@@ -704,20 +798,32 @@ function flagsFromHeaders(headers: string): string[] {
       if (flag) flags.add(flag);
     }
   }
+  for (const pattern of KEYWORDS_HEADERS) {
+    for (const keyword of pattern.exec(headers)?.[1]?.split(/[ \t,]+/) ?? []) {
+      if (keyword !== '' && !keyword.startsWith('\\')) flags.add(keyword);
+    }
+  }
+  const mozilla = MOZILLA_STATUS.exec(headers)?.[1];
+  if (mozilla !== undefined) {
+    const bits = Number.parseInt(mozilla, 16);
+    for (const [bit, flag] of MOZILLA_FLAGS) if (bits & bit) flags.add(flag);
+  }
   return [...flags].sort();
 }
 
 /**
- * The message with its Status/X-Status headers replaced by ones describing `flags`. Used only
+ * The message with its Status/X-Status/X-Keywords headers replaced by ones describing `flags`. Used only
  * when the writer's statusHeaders option is on, because it changes the message bytes.
  */
 export function withStatusHeaders(bytes: Buffer, flags: readonly string[]): Buffer {
   const headerLength = headerBlockLength(bytes);
   const eol = /\r\n/.test(bytes.subarray(0, bytes.indexOf(LF) + 1).toString('latin1')) ? '\r\n' : '\n';
-  const kept = dropHeaderLines(bytes.subarray(0, headerLength).toString('latin1'), /^(status|x-status):/i);
+  const kept = dropHeaderLines(bytes.subarray(0, headerLength).toString('latin1'), /^(status|x-status|x-keywords):/i);
   const xStatus = Object.entries(X_STATUS_FLAGS).filter(([, flag]) => flags.includes(flag)).map(([l]) => l).join('');
+  const keywords = flags.filter((flag) => !flag.startsWith('\\'));
   let added = `Status: ${flags.includes('\\Seen') ? 'RO' : 'O'}${eol}`;
   if (xStatus) added += `X-Status: ${xStatus}${eol}`;
+  if (keywords.length > 0) added += `X-Keywords: ${keywords.join(' ')}${eol}`;
   const head = kept.length > 0 && !kept.endsWith('\n') ? kept + eol : kept;
   return Buffer.concat([Buffer.from(head + added, 'latin1'), bytes.subarray(headerLength)]);
 }
@@ -742,7 +848,7 @@ export interface MboxWriterOptions {
   /** 'auto' writes mboxrd, the reversible style. */
   style?: MboxStyle;
   /**
-   * Write Status/X-Status headers for the flags. Off by default: it changes the message bytes
+   * Write Status/X-Status/X-Keywords headers for the flags. Off by default: it changes the message bytes
    * (and so their hash), and an export should give back exactly what was stored.
    */
   statusHeaders?: boolean;

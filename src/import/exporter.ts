@@ -39,6 +39,8 @@ export interface ExportOptions {
   onCorrupt?: (mailbox: string, uid: number, error: MailstoreError) => void;
   /** An mboxo export wrote a message its readers will not give back byte for byte (ExportSummary.inexact). */
   onInexact?: (mailbox: string, uid: number) => void;
+  /** A Maildir export wrote a message without keywords its file name could not carry (ExportSummary.keywordsDropped). */
+  onKeywordsDropped?: (mailbox: string, uid: number, keywords: string[]) => void;
 }
 
 export interface ExportSummary {
@@ -53,6 +55,11 @@ export interface ExportSummary {
    * takes it for a quoted `From ` and drops a `>`. Written all the same; mboxrd keeps them.
    */
   inexact: { mailbox: string; uid: number }[];
+  /**
+   * Maildir: keywords left out of a message's file name, a folder's dovecot-keywords having no
+   * letter left for them (a-z: 26 keywords per folder, Dovecot's limit too).
+   */
+  keywordsDropped: { mailbox: string; uid: number; keywords: string[] }[];
   interrupted: boolean;
   seconds: number;
 }
@@ -69,7 +76,7 @@ export async function exportMailbox(store: MailStore, mailbox: string, options: 
   const started = performance.now();
   const fs = options.fs ?? nodeFileSystem;
   await store.mailbox(mailbox); // NOT_FOUND before anything is written
-  const summary: ExportSummary = { format: options.format, out: options.out, mailboxes: [], exported: 0, bytes: 0, corrupt: [], inexact: [], interrupted: false, seconds: 0 };
+  const summary: ExportSummary = { format: options.format, out: options.out, mailboxes: [], exported: 0, bytes: 0, corrupt: [], inexact: [], keywordsDropped: [], interrupted: false, seconds: 0 };
   const out = options.out;
   if (options.mboxSender !== undefined && options.mboxSender !== 'return-path' && !isEnvelopeToken(options.mboxSender)) {
     throw new MailstoreError('INVALID', `the mbox sender must be return-path or one printable token without spaces, at most ${limits.envelopeFromBytesMax} bytes: ${JSON.stringify(options.mboxSender)}`);
@@ -158,7 +165,7 @@ async function exportNewMaildir(fs: FileSystem, store: MailStore, targets: Targe
       dirs.push(dir);
       const writer = await MaildirWriter.create(fs, dir);
       await exportMessages(store, target, options, summary, async (bytes, info) => {
-        written.push(await writer.append(bytes, maildirOptions(info)));
+        written.push(await writer.append(bytes, maildirOptions(info, target.mailbox, options, summary)));
       });
       await writer.close();
       if (summary.interrupted) break;
@@ -195,7 +202,7 @@ async function exportIntoMaildir(fs: FileSystem, store: MailStore, targets: Targ
     for (const target of targets) {
       const writer = await MaildirWriter.create(fs, target.path);
       await exportMessages(store, target, options, summary, async (bytes, info) => {
-        written.push(await writer.append(bytes, maildirOptions(info)));
+        written.push(await writer.append(bytes, maildirOptions(info, target.mailbox, options, summary)));
       });
       await writer.close();
       if (summary.interrupted) break;
@@ -208,8 +215,12 @@ async function exportIntoMaildir(fs: FileSystem, store: MailStore, targets: Targ
 }
 
 /** A message stored as recent (imported from new/) goes back to new/ (unless it has flags since). */
-function maildirOptions(info: MessageInfo): MaildirAppendOptions {
-  return { flags: info.flags, internalDate: info.internalDate, recent: info.recent === true };
+function maildirOptions(info: MessageInfo, mailbox: string, options: ExportOptions, summary: ExportSummary): MaildirAppendOptions {
+  const onKeywordsDropped = (keywords: string[]) => {
+    summary.keywordsDropped.push({ mailbox, uid: info.uid, keywords });
+    options.onKeywordsDropped?.(mailbox, info.uid, keywords);
+  };
+  return { flags: info.flags, internalDate: info.internalDate, recent: info.recent === true, onKeywordsDropped };
 }
 
 /** The mailbox and (recursively) its descendants, each with its Maildir++ directory; all names checked first. */

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +26,21 @@ describe('readEmlDir', () => {
     for await (const message of readEmlDir(fs, dir, { onSkip })) found.push([message.path.slice(dir.length + 1), message.bytes.toString()]);
     expect(found).toEqual([['a.txt', 'a'], ['b/deeper/x.eml', 'b2'], ['b/noext', 'b1'], ['c.eml', 'c']]);
     expect(skipped).toEqual(['b/loop INVALID symlink']); // a link is never followed, so it cannot loop either
+  });
+
+  it('reads numbered files in number order, as Python\'s mailbox.MH reads an MH folder (nmh, Claws Mail)', async () => {
+    // byte order put 10 before 2: a folder of 12 messages came in as uids 1, 10, 11, 12, 2, ...
+    const dir = tmp();
+    for (let n = 1; n <= 12; n += 1) writeFileSync(join(dir, String(n)), `Subject: ${n}\n\n${n}\n`);
+    for (const name of ['mail-2.eml', 'mail-10.eml', 'mail-1.eml']) writeFileSync(join(dir, name), name);
+    writeFileSync(join(dir, '.mh_sequences'), 'unseen: 12\n');
+    const script = 'import mailbox, sys; print(" ".join(str(k) for k in mailbox.MH(sys.argv[1], create=False).keys()))';
+    const python = spawnSync('python3', ['-c', script, dir], { encoding: 'utf8' });
+    expect(python.status, python.stderr).toBe(0);
+    const found = [];
+    for await (const message of readEmlDir(fs, dir)) found.push(message.path.slice(dir.length + 1));
+    expect(found.filter((name) => /^\d+$/.test(name)).join(' ')).toBe(python.stdout.trim());
+    expect(found).toEqual([...Array.from({ length: 12 }, (_, i) => String(i + 1)), 'mail-1.eml', 'mail-2.eml', 'mail-10.eml']);
   });
 
   it('reports a (dangling) symlink and an oversized file through onSkip and goes on', async () => {

@@ -60,7 +60,7 @@ describe('readMaildir', () => {
     writeFileSync(join(dir, 'dovecot-keywords'), '0 $Junk\n1 work\n');
     const messages = await readAll(dir);
     expect(messages.map((m) => m.bytes.toString())).toEqual(['one', 'two', 'three', 'four']);
-    expect(messages.map((m) => m.flags)).toEqual([[], ['\\Answered', '\\Flagged', '\\Seen'], [], ['$Junk', '\\Deleted', 'work']]);
+    expect(messages.map((m) => m.flags)).toEqual([[], ['\\Answered', '\\Flagged', '\\Seen'], ['\\Seen'], ['$Junk', '\\Deleted', 'work']]);
     expect(messages[0]!.name).toBe('1700000001.a.host');
     expect(messages[0]!.path).toBe(join(dir, 'new', '1700000001.a.host'));
   });
@@ -159,9 +159,9 @@ describe('MaildirWriter', () => {
     for (const { bytes, flags } of input) paths.push(await writer.append(Buffer.from(bytes), { flags }));
     await writer.close();
     expect(readdirSync(join(dir, 'tmp'))).toEqual([]);
-    expect(paths[0]).toMatch(/\/cur\/\d+\.M\d+P\d+Q1\.mailstore:2,PRS$/);
-    expect(paths[2]).toMatch(/:2,Dab$/);
-    expect(readFileSync(join(dir, 'dovecot-keywords'), 'utf8')).toBe('0 work\n1 $Junk\n');
+    expect(paths[0]).toMatch(/\/cur\/\d+\.M\d+P\d+Q1\.mailstore:2,PRSa$/);
+    expect(paths[2]).toMatch(/:2,Dbc$/);
+    expect(readFileSync(join(dir, 'dovecot-keywords'), 'utf8')).toBe('0 $Forwarded\n1 work\n2 $Junk\n');
     const messages = await readAll(dir);
     expect(messages.map((m) => m.bytes.toString())).toEqual(input.map((m) => m.bytes));
     expect(messages.map((m) => m.flags)).toEqual(input.map((m) => [...m.flags].sort()));
@@ -175,6 +175,18 @@ describe('MaildirWriter', () => {
     const path = await second.append(Buffer.from('2'), { flags: ['y', 'x'] });
     expect(path).toMatch(/:2,ab$/);
     expect((await readAll(dir)).map((m) => m.flags)).toEqual([['x'], ['x', 'y']]);
+  });
+
+  it('$Forwarded is P and a dovecot-keywords keyword: Dovecot reads only the keyword, other readers only P', async () => {
+    // Dovecot 2.3 ignores P and keeps $Forwarded as a keyword (doveadm flags add '$Forwarded' names the file :2,a),
+    // so an export with P alone lost the flag for every Dovecot user; each reader now finds the one it knows
+    const dir = tmp();
+    const writer = await MaildirWriter.create(fs, dir);
+    const path = await writer.append(Buffer.from('1'), { flags: ['$Forwarded', '\\Seen'] });
+    expect(path).toMatch(/:2,PSa$/);
+    expect(readFileSync(join(dir, 'dovecot-keywords'), 'utf8')).toBe('0 $Forwarded\n');
+    expect((await readAll(dir)).map((m) => m.flags)).toEqual([['$Forwarded', '\\Seen']]);
+    expect(flagsFromMaildirInfo('a', ['$Forwarded'])).toEqual(['$Forwarded']);
   });
 
   it('refuses appends after close', async () => {

@@ -234,6 +234,35 @@ describe('mbox reader on foreign files', () => {
     expect(flagsFromStatusHeaders(Buffer.from('\nStatus: R\n'))).toEqual([]);
   });
 
+  it('reads keywords from X-Keywords, as Dovecot keeps them in an mbox, and --status-headers writes them there', async () => {
+    // Dovecot 2.3 wrote `X-Keywords: $Junk` (padded with spaces) for a message with the keyword; the import dropped it
+    const message = `Subject: y\nStatus: RO\nX-Keywords: $Junk NonJunk${' '.repeat(60)}\n\nX-Keywords: body\n`;
+    const { messages } = await readAll(fileWith(`From a Thu Nov 28 10:45:25 2026\n${message}\n`));
+    expect(text(messages)).toEqual([message]);
+    expect(messages[0]!.flags).toEqual(['$Junk', 'NonJunk', '\\Seen']);
+    expect(flagsFromStatusHeaders(Buffer.from('X-Keywords:\n\n'))).toEqual([]);
+
+    const flags = [['\\Seen', '$Forwarded', 'work'], ['\\Flagged']];
+    const written = await readAll(await writeMbox(['Subject: a\nX-Keywords: stale\n\nbody\n', 'Subject: b\n\n'], { flags, statusHeaders: true }));
+    expect(text(written.messages)).toEqual(['Subject: a\nStatus: RO\nX-Keywords: $Forwarded work\n\nbody\n', 'Subject: b\nStatus: O\nX-Status: F\n\n']);
+    expect(written.messages.map((m) => m.flags)).toEqual([['$Forwarded', '\\Seen', 'work'], ['\\Flagged']]);
+  });
+
+  it('reads Thunderbird\'s X-Mozilla-Status bits and X-Mozilla-Keys (its mbox has no Status header)', async () => {
+    // read 0x1, replied 0x2, marked 0x4, expunged 0x8 (deleted, not yet compacted away), forwarded 0x1000
+    const cases: [string, string[]][] = [
+      ['0001', ['\\Seen']], ['0003', ['\\Answered', '\\Seen']], ['0004', ['\\Flagged']], ['0009', ['\\Deleted', '\\Seen']],
+      ['1001', ['$Forwarded', '\\Seen']], ['0000', []], ['zz', []],
+    ];
+    for (const [status, flags] of cases) {
+      const message = `X-Mozilla-Status: ${status}\r\nX-Mozilla-Status2: 00000000\r\nX-Mozilla-Keys: ${' '.repeat(80)}\r\nSubject: t\r\n\r\nbody\r\n`;
+      const { messages } = await readAll(fileWith(`From - Sat Nov 28 10:45:25 2026\r\n${message}\r\n`));
+      expect(text(messages), status).toEqual([message]);
+      expect(messages[0]!.flags, status).toEqual(flags);
+    }
+    expect(flagsFromStatusHeaders(Buffer.from('X-Mozilla-Status: 0001\nX-Mozilla-Keys: $label1 junk\n\n'))).toEqual(['$label1', '\\Seen', 'junk']);
+  });
+
   it('skips a message over messageBytesMax with a warning and goes on', async () => {
     const file = `From a Thu Nov 28 10:45:25 2026\n${'x'.repeat(100)}\n\nFrom b Thu Nov 28 10:45:25 2026\nsmall\n`;
     const { messages, warnings } = await readAll(fileWith(file), { messageBytesMax: 50, chunkBytes: 16 });

@@ -12,6 +12,7 @@ import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { maildir, stored, withStore } from './helpers.js';
 import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
+import { ok as okHere, run as runHere } from '../cli/in-process.js';
 
 const body = (i: number | string) => `Message-ID: <f${i}@example.org>\nSubject: ${i}\n\nbody ${i}\n`;
 
@@ -342,5 +343,30 @@ describe('the CLI says the layout and the owner', () => {
     const text = await run(['import', source, '--mailbox', 'arc', '--layout', 'flat'], { store });
     expect(text.stdout.toString()).toContain('layout flat; 2 mailboxes created with an empty ACL (no --owner)');
     expect(await ok(['export', '--help'])).toContain('--mbox-sender');
+  });
+});
+
+describe('Maildir export: keywords past the 26 letters', () => {
+  beforeAll(requireBuilt);
+
+  it('a keyword a Maildir cannot name (a 27th in a folder) is reported with its message, and the export exits 1', async () => {
+    // dovecot-keywords has letters a-z only: the 27th keyword was left out of the file name without a word, exit 0
+    const store = join(tempDir(), 'store');
+    await okHere(['init'], { store });
+    await okHere(['mailbox', 'create', 'box'], { store });
+    const keywords = Array.from({ length: 27 }, (_, i) => `kw${i}`);
+    const message = join(tempDir(), 'm.eml');
+    writeFileSync(message, body('k'));
+    await okHere(['append', 'box', message, '--flags', keywords.slice(0, 20).join(',')], { store });
+    await okHere(['append', 'box', message, '--flags', ['\\Seen', ...keywords.slice(20)].join(',')], { store });
+    const out = join(tempDir(), 'Maildir');
+    const result = await runHere(['export', 'box', '--format', 'maildir', '--out', out, '--json'], { store });
+    expect(result.code, result.stderr.toString()).toBe(1);
+    expect(result.stderr.toString()).toContain('box uid 2: kept no keyword kw26');
+    const summary = JSON.parse(result.stdout.toString());
+    expect(summary).toMatchObject({ exported: 2, keywordsDropped: [{ mailbox: 'box', uid: 2, keywords: ['kw26'] }] });
+    const names = readdirSync(join(out, 'cur')).sort();
+    expect(names).toHaveLength(2); // every message is there, with every other flag
+    expect(names[1]).toMatch(/:2,S[u-z]{6}$/);
   });
 });

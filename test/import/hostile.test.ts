@@ -17,6 +17,10 @@ import { maildir, stored, withStore } from './helpers.js';
 
 const body = (i: number | string) => `Message-ID: <h${i}@example.org>\nSubject: ${i}\n\nbody ${i}\n`;
 const SECRET = 'root:x:0:0:SECRET-BYTES\n';
+const COMPRESSED_MAGIC: Record<string, Buffer> = {
+  gz: Buffer.from([0x1f, 0x8b, 8, 0]), xz: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0]),
+  zst: Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), bz2: Buffer.from('BZh91AY&SY', 'latin1'),
+};
 
 
 
@@ -257,6 +261,27 @@ describe('links and special files inside a source are never followed (#7)', () =
         });
       }
       expect(await store.listMailboxes()).toEqual([]); // nothing created
+    });
+  });
+
+  it('a compressed mbox (gzip, xz, zstd, bzip2) is INVALID naming the compression, whatever --format says; nothing created', async () => {
+    // gzip took it for one message: its compressed bytes went in as mail, exit 0
+    const work = tmpDir('hostile');
+    const mbox = join(work, 'archive.mbox');
+    writeFileSync(mbox, `From MAILER-DAEMON Mon Jan  1 00:00:00 2024\n${body(1)}\n`);
+    const tools: [string, string[], string][] = [['gzip', ['-k'], 'gz'], ['xz', ['-k'], 'xz'], ['zstd', ['-q'], 'zst'], ['bzip2', ['-k'], 'bz2']];
+    await withStore(async (store) => {
+      for (const [tool, args, ext] of tools) {
+        const packed = `${mbox}.${ext}`;
+        // the compressors CI has; one the machine lacks is written by its magic number
+        try { execFileSync(tool, [...args, mbox], { stdio: 'ignore' }); } catch { writeFileSync(packed, Buffer.concat([COMPRESSED_MAGIC[ext]!, Buffer.alloc(64, 7)])); }
+        for (const format of [undefined, 'mbox', 'eml'] as const) {
+          await expect(importMail(store, packed, { mailbox: 'INBOX', format }), `${ext} ${format}`).rejects.toMatchObject({
+            code: 'INVALID', message: expect.stringContaining(`${packed} is ${tool}-compressed`),
+          });
+        }
+      }
+      expect(await store.listMailboxes()).toEqual([]);
     });
   });
 });

@@ -27,13 +27,14 @@ export function register(program: Command): void {
     .addOption(new Option('--format <format>', 'output format').choices(['mbox', 'maildir']).makeOptionMandatory())
     .requiredOption('--out <path>', 'mbox: a new file; maildir: a directory (created; existing mail there is kept)')
     .option('--no-recursive', 'maildir: leave out the mailboxes below MAILBOX')
-    .option('--status-headers', 'mbox: write flags as Status/X-Status headers (changes the message bytes)')
+    .option('--status-headers', 'mbox: write flags as Status/X-Status/X-Keywords headers, as Dovecot does (changes the message bytes)')
     .addOption(new Option('--mbox-style <style>', 'mbox: how From_ lines in bodies are quoted (mboxo cannot keep a body line ">From ": each such message is named on stderr)').choices(['mboxrd', 'mboxo']).default('mboxrd'))
     .option('--mbox-sender <sender>', 'mbox: the From_ line\'s sender of a message with none stored: return-path (each message\'s Return-Path) or one token (default MAILER-DAEMON)')
     .option('--json', 'print the summary as JSON')
     .addHelpText('after', `
 Messages are written exactly as stored. Maildir keeps flags in the ":2," suffix (keywords through
-dovecot-keywords) and the internal date as the file's mtime; mbox keeps the internal date in the
+dovecot-keywords, at most 26 a folder: a message's keywords past them are named on stderr and in
+--json, and the export exits 1) and the internal date as the file's mtime; mbox keeps the internal date in the
 From_ line, and flags only with --status-headers. An mbox import keeps each From_ line's sender
 and the zone of its date, and the export writes them back ("From alice@example.org Thu Nov 28
 10:45:25 2026 +0100", as Dovecot writes). For a message without them (appended, or imported from
@@ -75,6 +76,7 @@ which is safe to delete.`)
               onMessage: (info) => progress.advance(1, info.size),
               onCorrupt: (box, uid, error) => { progress.finish(); warn(`not exported: ${box} uid ${uid}: ${error.code}: ${error.message}`); },
               onInexact: (box, uid) => { progress.finish(); warn(`not byte for byte: ${box} uid ${uid} has a line ">From ", which an mboxo reader takes for a quoted "From " (--mbox-style mboxrd keeps it)`); },
+              onKeywordsDropped: (box, uid, keywords) => { progress.finish(); warn(`flags not kept: ${box} uid ${uid}: kept no keyword ${keywords.join(' ')} (a Maildir folder names at most 26 keywords, a-z in dovecot-keywords)`); },
             });
           } finally {
             progress.finish();
@@ -84,7 +86,7 @@ which is safe to delete.`)
         if (summary.interrupted) process.exitCode = EXIT.interrupted;
         else if (summary.corrupt.length > 0) {
           throw new MailstoreError('CORRUPT', `${summary.corrupt.length} message${summary.corrupt.length === 1 ? '' : 's'} failed verification and were not exported; run 'mailstore scrub'`);
-        }
+        } else if (summary.keywordsDropped.length > 0) process.exitCode = 1;
       } finally {
         interrupt.dispose();
       }

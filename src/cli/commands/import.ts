@@ -68,7 +68,8 @@ as imported is durable; the import then ends by the signal (exit status 130 in t
 SIGTERM, 129 for SIGHUP), so a script running it stops too. Two runs of the same import at once (through a
 running daemon) do not both add it: the one whose resume point the other moved stops with REFUSED
 (exit 3), nothing of its last batch written; run it again afterwards. Messages are stored byte for byte, malformed or
-not. Maildir flags come from the ":2," suffix (and dovecot-keywords); mbox flags from Status/X-Status.
+not. Maildir flags come from the ":2," suffix (and dovecot-keywords); mbox flags from Status/X-Status
+and keywords from X-Keywords (as Dovecot writes them), or Thunderbird's X-Mozilla-Status and -Keys.
 
 Skipped, reported and retried: what cannot be imported is left out and the rest goes in. Each such
 entry is reported on stderr and counted by reason in the summary ("skippedReasons" in --json):
