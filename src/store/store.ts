@@ -465,7 +465,7 @@ export class Store implements MailStore {
   private async advanceCompactConsumer(seq: number): Promise<void> {
     const { COMPACT_CONSUMER } = await import('./compactor.js');
     const cursor = await this.changes.cursor(COMPACT_CONSUMER);
-    if (cursor && cursor.seq < seq) await this.changes.advance(COMPACT_CONSUMER, seq);
+    if (cursor && cursor.seq < seq) await this.changes.advance(COMPACT_CONSUMER, seq, { ifBehind: true });
   }
 
   /** One compaction unless one is running (the background compactor's trylock). */
