@@ -6,15 +6,16 @@
 // "month". After each cycle every kind of file is counted, with the daemon's descriptors and RSS;
 // at the end what must follow live data (not history) is asserted bounded. YEARS_CYCLES=N runs N
 // cycles (default a few: under a minute).
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Client } from '../../src/client/client.js';
 import type { MailstoreError } from '../../src/errors.js';
 import { Store } from '../../src/store/store.js';
-import { repoRoot, tempDir } from '../cli/helpers.js';
+import { tempDir } from '../cli/helpers.js';
+import { serve } from './processes.js';
 import { json, ok } from '../cli/in-process.js';
 import { churnMessage, describeUse, expectBoundedRepository, expectBoundedStore, filesByDirectory, userMonth } from '../helpers/disk-use.js';
 
@@ -25,26 +26,11 @@ const LIMITS = {
   snapshotEveryRecords: 100, snapshotAutoPauseFactor: 0, journalSegmentBytesMax: 64 * 1024, journalPreallocateBytes: 4096,
   packBytesMax: 256 * 1024, compactGraceMs: 0, compactIntervalMs: 50, compactDeadBytesMin: 0, compactBackoffMsMax: 200,
 };
-const RUNNER = `const { limits } = await import(${JSON.stringify(join(repoRoot, 'dist/src/limits.js'))});
-Object.assign(limits, JSON.parse(process.env.YEARS_LIMITS));
-const { main } = await import(${JSON.stringify(join(repoRoot, 'dist/src/cli/program.js'))});
-process.exitCode = await main([process.execPath, 'mailstore', 'serve']);`;
-
 let daemon: ChildProcess | undefined;
 afterEach(() => { daemon?.kill('SIGKILL'); daemon = undefined; });
 
-async function serve(store: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--input-type=module', '-e', RUNNER], {
-    cwd: repoRoot, env: { ...process.env, MAILSTORE_DIR: store, YEARS_LIMITS: JSON.stringify(LIMITS) }, stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-  const socket = join(store, 'run', 'mailstore.sock');
-  for (let waited = 0; ; waited += 50) {
-    if (existsSync(socket) && await Client.connect(socket).then((c) => c.close().then(() => true), () => false)) return child;
-    if (waited > 30_000 || child.exitCode !== null) throw new Error(`serve did not start: ${stderr}`);
-    await sleep(50);
-  }
+async function serveShortened(store: string): Promise<ChildProcess> {
+  return (await serve(store, [], { limits: LIMITS })).child;
 }
 
 function processHoldings(pid: number): { files: number; rssBytes: number } {
@@ -58,7 +44,7 @@ describe('years of a daemon', () => {
     const store = join(base, 'store');
     const repo = join(base, 'repo');
     await (await Store.init(store)).close();
-    daemon = await serve(store);
+    daemon = await serveShortened(store);
     const socket = join(store, 'run', 'mailstore.sock');
     let client = await Client.connect(socket);
     const acknowledged = new Map<string, Set<number>>(); // mailbox -> uids acknowledged and not expunged
@@ -101,7 +87,7 @@ describe('years of a daemon', () => {
         await Promise.all(inFlight);
         await client.close();
         await new Promise((resolve) => daemon!.once('exit', resolve));
-        daemon = await serve(store);
+        daemon = await serveShortened(store);
         client = await Client.connect(socket);
       }
       for (const [mailbox, uids] of acknowledged) { // nothing acknowledged lost
