@@ -7,6 +7,12 @@ import { MailstoreError } from '../errors.js';
 /** Temp names are unique within the process, so two saves of one path never share a temp file. */
 let tempCounter = 0;
 
+/** The pid in a temp file name replaceFile made (`.NAME.PID.N.tmp`), else undefined. */
+export function durableTempPid(name: string): number | undefined {
+  const match = /^\..+\.(\d+)\.\d+\.tmp$/.exec(name);
+  return match ? Number(match[1]) : undefined;
+}
+
 /**
  * The temp file is created exclusively (O_EXCL never follows a link planted at its name; a stale
  * one left by a crashed process with the same pid is removed first), and removed again when any

@@ -23,6 +23,7 @@ import type { HashPool } from '../hash/pool.js';
 import type { ScanHeader, ScanItem, ScanOptions } from '../blob/pack-store.js';
 import { PACK_HEADER_BYTES, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
 import type { Store } from '../store/store.js';
+import { quarantineUse, type QuarantineUse } from '../store/quarantine.js';
 import { checkpointBegin, type BlobRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type RightsRecord } from '../store/records.js';
 import { formatMailboxName } from '../store/validate.js';
 import { meta } from '../store/apply.js';
@@ -101,6 +102,8 @@ export interface ScrubSummary {
   passSeconds?: PassSeconds;
   /** Set by a scoped scrub (--mailbox): what it covered. */
   scope?: { mailbox: string; mailboxes: number };
+  /** What quarantine/ holds (never removed automatically: said at every run, so an admin sees it grow). */
+  quarantine?: QuarantineUse;
 }
 
 export interface PassSeconds {
@@ -126,7 +129,11 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   // every byte of a pack in the object store read from the bucket during this run, none from
   // blocks a read cached earlier (they passed for an object damaged since: a clean report)
   store.maintenance().packs.forgetRemoteCache();
-  if (options.mailbox !== undefined) return scrubMailboxes(store, { ...options, mailbox: options.mailbox }, (findings) => attachRefs(store, findings));
+  if (options.mailbox !== undefined) {
+    const report = await scrubMailboxes(store, { ...options, mailbox: options.mailbox }, (findings) => attachRefs(store, findings));
+    report.summary.quarantine = await quarantineUse(store.fs, store.root);
+    return report;
+  }
   const now = options.now ?? monotonicNow;
   const started = now();
   const findings: Finding[] = [];
@@ -166,6 +173,7 @@ export async function scrub(store: Store, options: ScrubOptions = {}): Promise<S
   summary.seconds = (now() - started) / 1000;
   summary.damage = findings.filter(isDamage).length;
   summary.informational = findings.length - summary.damage;
+  summary.quarantine = await quarantineUse(store.fs, store.root);
   return { findings, summary };
 }
 

@@ -170,12 +170,17 @@ export class ChangeFeed {
     });
   }
 
-  /** Moves the cursor forward to `seq` (durable when this resolves). Going back is refused. */
-  advance(name: string, seq: number): Promise<void> {
+  /**
+   * Moves the cursor forward to `seq` (durable when this resolves). Going back is refused, or with
+   * `ifBehind` a cursor already past `seq` is left there (an explicit compaction's cursor read is
+   * not atomic with its advance, and the background compactor may pass it in between).
+   */
+  advance(name: string, seq: number, options: { ifBehind?: boolean } = {}): Promise<void> {
     return this.oneAtATime(name, async () => {
       const current = await this.cursor(name);
       if (!current) throw new MailstoreError('NOT_FOUND', `no consumer named ${name}`);
       this.checkSeq(seq);
+      if (seq < current.seq && options.ifBehind) return;
       if (seq < current.seq) throw new MailstoreError('INVALID', `consumer ${name} is at seq ${current.seq}; it cannot go back to ${seq}`);
       if (seq === current.seq) return;
       await this.store(name, seq);

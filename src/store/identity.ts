@@ -320,6 +320,12 @@ async function describeHolder(fs: FileSystem, path: string): Promise<string> {
 }
 
 
+/** The pid in the name of LOCK's temp file (`LOCK.PID.tmp`, writeOwner), else undefined. */
+export function lockTempPid(name: string): number | undefined {
+  const match = new RegExp(`^${LAYOUT.lock}\\.(\\d+)\\.tmp$`).exec(name);
+  return match ? Number(match[1]) : undefined;
+}
+
 /** With the kernel lock held: record our pid in LOCK (whole, by rename: a reader never sees it empty). */
 async function writeOwner(fs: FileSystem, root: string, kernelLock: Level): Promise<{ release: () => Promise<void>; stale: boolean }> {
   const path = join(root, LAYOUT.lock);

@@ -16,8 +16,10 @@ import { SPACE } from '../keys/tuple.js';
 import { INLINE_PACK, PackStore } from '../blob/pack-store.js';
 import { Journal } from '../journal/journal.js';
 import { limits } from '../limits.js';
-import { refuseIgnoredSync } from '../fs/durable.js';
-import { LAYOUT, checkNoWriter, initStore, storeIdBytes, takeLock, upgradeIdentity, verifyIdentity, type StoreIdentity } from './identity.js';
+import { durableTempPid, refuseIgnoredSync } from '../fs/durable.js';
+import { processAlive } from '../fs/process-files.js';
+import { CONSUMERS_DIR } from './changes.js';
+import { LAYOUT, checkNoWriter, initStore, lockTempPid, storeIdBytes, takeLock, upgradeIdentity, verifyIdentity, type StoreIdentity } from './identity.js';
 import {
   checkSnapshotHighWater, chooseRebuildStart, moveAside, newHealth, openExistingIndex, rebuildIndex, replay, reportIncompleteImage, resolveNewestBatch, resolveTail, type Health, type RebuildStart,
 } from './recovery.js';
@@ -98,10 +100,28 @@ async function openReadWrite(root: string, options: StoreOptions): Promise<Store
     const journal = opened.journal = await openJournal(fs, root, storeId, options, checkMounted);
     packs.setInlineSource(journalInlineSource(journal));
     const db = await recoverIndex({ fs, root, storeId, packs, journal, health, opened }, options, stale);
+    await removeCrashTemporaries(fs, root);
     return { root, fs, identity, storeId, db, packs, journal, release, health, readOnly: false };
   } catch (error) {
     await closeOpened(opened, release);
     throw error instanceof MailstoreError ? error : fromSystemError(error, 'opening store', root);
+  }
+}
+
+/**
+ * Temp files a writer killed between its write and its rename left in the store's root (settings,
+ * REPLICATION, LOCK, the scrub cursor) and in consumers/ (a cursor is written at every compactor
+ * round, snapshot and replication round): nothing else ever names them, so each such crash left one
+ * for good. Only a dead writer's: a live process's (a CLI command writing a setting) is its write
+ * in flight. snapshots/ and packs/ clear their own (snapshots.ts, removePartialPacks).
+ */
+async function removeCrashTemporaries(fs: FileSystem, root: string): Promise<void> {
+  for (const dir of [root, join(root, CONSUMERS_DIR)]) {
+    for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+      const pid = durableTempPid(name) ?? (dir === root ? lockTempPid(name) : undefined);
+      if (pid === undefined || pid === process.pid || processAlive(pid)) continue;
+      await fs.unlink(join(dir, name)).catch(() => undefined); // tried again at the next open
+    }
   }
 }
 

@@ -130,11 +130,7 @@ export async function resolveTail(fs: FileSystem, root: string, journal: Journal
   const { lastSeq, tail } = found;
   if (tail) {
     const allZero = tail.bytes.every((b) => b === 0);
-    if (!allZero) {
-      const target = await unusedPath(fs, join(root, LAYOUT.quarantine, `journal-tail-${tail.segment}-${tail.offset}-${Date.now()}`));
-      await writeFileDurable(fs, target, Buffer.from(tail.bytes))
-        .catch((e) => { throw fromSystemError(e, 'quarantining journal tail', target); });
-    }
+    if (!allZero) await quarantineTail(fs, root, `journal-tail-${tail.segment}-${tail.offset}-`, Buffer.from(tail.bytes));
     if (highWater > lastSeq) {
       health.degraded = true;
       health.journalDamage.push({ segment: tail.segment, offset: tail.offset, length: tail.length, where: 'tail' });
@@ -150,6 +146,21 @@ export async function resolveTail(fs: FileSystem, root: string, journal: Journal
   if (highWater > lastSeq) journal.keepTailAndStartNewSegment(highWater + 1);
   await checkJournalStart(journal, highWater, health, covered);
   return Math.max(lastSeq, highWater);
+}
+
+/**
+ * Copies a journal tail's bytes to quarantine/ as `prefix`TIME, unless a copy of the same bytes is
+ * there already: damage the index proves acknowledged is kept in place, so every open finds it
+ * again until a write starts a new segment (each CLI command, each restart of a daemon), and a copy
+ * per open would fill quarantine/, which is never emptied automatically.
+ */
+async function quarantineTail(fs: FileSystem, root: string, prefix: string, bytes: Buffer): Promise<void> {
+  const dir = join(root, LAYOUT.quarantine);
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    if (name.startsWith(prefix) && (await fs.readFile(join(dir, name)).catch(() => undefined))?.equals(bytes)) return;
+  }
+  const target = await unusedPath(fs, join(dir, `${prefix}${Date.now()}`));
+  await writeFileDurable(fs, target, bytes).catch((e) => { throw fromSystemError(e, 'quarantining journal tail', target); });
 }
 
 /**

@@ -31,6 +31,7 @@ import { SEEN, meta, modseqAt, uidValidityAfter } from './apply.js';
 import type { StoreAdministration } from './administration.js';
 import { finishMailboxDeletes, type DeleteHost } from './delete-chunks.js';
 import { ChangeFeed } from './changes.js';
+import { quarantineUse } from './quarantine.js';
 import { LAYOUT, initStore, type StoreIdentity } from './identity.js';
 import type { TierFlushResult, TierHost, TierStatus } from './tier.js';
 import { TIER_SETTINGS_FILE } from './tier-names.js';
@@ -465,7 +466,7 @@ export class Store implements MailStore {
   private async advanceCompactConsumer(seq: number): Promise<void> {
     const { COMPACT_CONSUMER } = await import('./compactor.js');
     const cursor = await this.changes.cursor(COMPACT_CONSUMER);
-    if (cursor && cursor.seq < seq) await this.changes.advance(COMPACT_CONSUMER, seq);
+    if (cursor && cursor.seq < seq) await this.changes.advance(COMPACT_CONSUMER, seq, { ifBehind: true });
   }
 
   /** One compaction unless one is running (the background compactor's trylock). */
@@ -1353,6 +1354,7 @@ export class Store implements MailStore {
       consumers: await this.changes.consumers(),
       bytesLive, bytesDead: Math.max(0, packBytes - packList.length * PACK_HEADER_BYTES - bytesLive),
       freeSpace: await this.space.state(),
+      quarantine: await quarantineUse(this.fs, this.root),
     };
   }
 

@@ -11,6 +11,7 @@ import type { AutoCompactSettings } from './compactor.js';
 import type { AutoTierSettings } from './tier-mover.js';
 import type { SnapshotResult } from './snapshots.js';
 import type { FreeSpaceState } from './free-space.js';
+import type { QuarantineUse } from './quarantine.js';
 
 export interface StoreOptions {
   /** Create the store when the directory is empty or missing. */
@@ -234,6 +235,8 @@ export interface StoreStats {
   bytesDead: number;
   /** The free-space reserve and the free space now (free-space.ts): mail is refused below reserveBytes. */
   freeSpace: FreeSpaceState;
+  /** What quarantine/ holds (quarantine.ts): never removed automatically, so an admin must see it grow. */
+  quarantine: QuarantineUse;
 }
 
 /** A lone writer's journal flush: in this thread or through the thread pool, the faster median of the last commits each way (ms; null until measured). */

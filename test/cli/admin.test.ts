@@ -1,6 +1,6 @@
 // The day-2 administration commands as an admin and an MTA run them (issue 18): messages, search,
 // sizes, usage and quotas, retention, users, copy/move, the mailbox list as text, sysexits.
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
@@ -232,6 +232,19 @@ describe('append --sysexits', () => {
     }
     expect((await run(['append', 'in', '-', '--bogus'], { store, input: message(1) })).code).toBe(5); // without --sysexits: the usual table
     expect(await json(['messages', 'in'], { store })).toEqual([]); // nothing was stored by any of them
+  });
+});
+
+describe('stats', () => {
+  it('reports what quarantine/ holds (never removed automatically): entries and bytes, with the advice to look and remove by hand', async () => {
+    const store = await freshStore();
+    expect((await json(['stats'], { store })).quarantine).toEqual({ entries: 0, bytes: 0 });
+    expect((await ok(['stats'], { store }))).toMatch(/^quarantine\s+empty$/m);
+    mkdirSync(join(store, 'quarantine', 'index-2026-12-06'), { recursive: true }); // an index moved aside by a rebuild
+    writeFileSync(join(store, 'quarantine', 'index-2026-12-06', '000005.ldb'), Buffer.alloc(3000));
+    writeFileSync(join(store, 'quarantine', 'journal-tail-0000000000000001.jnl-929-1'), Buffer.alloc(1000));
+    expect((await json(['stats'], { store })).quarantine).toEqual({ entries: 2, bytes: 4000 });
+    expect((await ok(['stats'], { store }))).toMatch(/^quarantine\s+2 entries \(3\.9 KiB\): damaged or replaced data set aside, never removed automatically; look, then remove by hand \(RECOVERY\.md\)$/m);
   });
 });
 

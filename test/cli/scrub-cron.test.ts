@@ -106,8 +106,11 @@ describe('scrub output for cron', () => {
     expect(next.code).toBe(0);
     expect(lines(next.stdout).length).toBeLessThanOrEqual(2);
     expect(next.stdout.toString()).toContain('1 dropped-blob');
+    // the copy in quarantine/ is never removed automatically: the nightly line says it is there
+    expect(lines(next.stdout).at(-1)).toMatch(/; quarantine\/ holds 1 entry \(\d+ B\): look, then remove by hand \(RECOVERY\.md\)$/);
     const json = JSON.parse((await mailstore(dir, 'scrub', '--json')).stdout.toString());
     expect(json.findings).toContainEqual(expect.objectContaining({ kind: 'dropped-blob', damage: false }));
+    expect(json.summary.quarantine).toEqual({ entries: 1, bytes: expect.any(Number) });
     for (let uid = 1; uid <= 5; uid++) expect((await mailstore(dir, 'fetch', 'user/bob/INBOX', String(uid))).stdout.equals(body('bob', uid - 1))).toBe(true);
   });
 

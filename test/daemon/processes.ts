@@ -18,11 +18,27 @@ export async function freshStore(): Promise<string> {
 
 export interface Daemon { child: ChildProcess; stderr: () => string; exited: Promise<number | null> }
 
-/** `openFilesMax`: the daemon runs under `ulimit -n` of it (soft and hard: Node cannot raise it); `env`: added to the environment. */
-export async function serve(store: string, args: string[] = [], options: { openFilesMax?: number; env?: Record<string, string> } = {}): Promise<Daemon> {
+/**
+ * The CLI (unbundled, dist/src/cli/program.js) with these limits of dist/src/limits.js changed first:
+ * for tests that need a daemon to snapshot, compact or rotate within seconds (never a product knob).
+ */
+function withLimits(limits: Record<string, number>): string[] {
+  const script = `const { limits } = await import(${JSON.stringify(join(repoRoot, 'dist/src/limits.js'))});
+Object.assign(limits, ${JSON.stringify(limits)});
+const { main } = await import(${JSON.stringify(join(repoRoot, 'dist/src/cli/program.js'))});
+process.exitCode = await main([process.execPath, 'mailstore', ...process.argv.slice(1)]);`;
+  return ['--input-type=module', '-e', script];
+}
+
+/**
+ * `openFilesMax`: the daemon runs under `ulimit -n` of it (soft and hard: Node cannot raise it); `env`: added to the environment;
+ * `limits`: src/limits.ts values changed in the daemon (withLimits).
+ */
+export async function serve(store: string, args: string[] = [], options: { openFilesMax?: number; env?: Record<string, string>; limits?: Record<string, number> } = {}): Promise<Daemon> {
+  const cli = options.limits ? withLimits(options.limits) : [bin];
   const command = options.openFilesMax === undefined
-    ? [process.execPath, bin, 'serve', ...args]
-    : ['/bin/sh', '-c', `ulimit -n ${options.openFilesMax} && exec "$0" "$@"`, process.execPath, bin, 'serve', ...args];
+    ? [process.execPath, ...cli, 'serve', ...args]
+    : ['/bin/sh', '-c', `ulimit -n ${options.openFilesMax} && exec "$0" "$@"`, process.execPath, ...cli, 'serve', ...args];
   const child = spawn(command[0], command.slice(1), { env: { ...process.env, MAILSTORE_DIR: store, ...options.env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });

@@ -1,10 +1,11 @@
 // `mailstore serve` as a process: SIGTERM exits 0 and leaves the store closed; the CLI goes through
 // it (parallel appends, scrub, no LOCKED); what needs the store to itself is LOCKED beside it.
-import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { json, ok, requireBuilt, run } from '../cli/helpers.js';
+import { Client } from '../../src/client/client.js';
+import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
 import { INBOX, freshStore, message, serve } from './processes.js';
 
 beforeAll(requireBuilt);
@@ -37,6 +38,27 @@ describe('mailstore serve', () => {
     const opened = readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line)).find((e) => e.event === 'store-opened');
     expect(opened).toMatchObject({ level: 'warn' });
     expect(opened.notice).toMatch(/^the index was rebuilt at open \(index is missing\)/);
+  });
+
+  it('an automatic snapshot whose journal archive is gone (unmounted) warns journal-not-retired, not only an info line: the journal grows until it is back', async () => {
+    const store = await freshStore();
+    const archive = join(tempDir('mailstore-archive-'), 'archive');
+    mkdirSync(archive);
+    await ok(['snapshot', '--journal-archive', archive], { store });
+    rmSync(archive, { recursive: true }); // its disk not mounted after a reboot
+    const log = join(store, '..', 'daemon.log');
+    const daemon = await serve(store, ['--log', log], { limits: { snapshotEveryRecords: 20, snapshotAutoPauseFactor: 0 } });
+    const client = await Client.connect(join(store, 'run', 'mailstore.sock'));
+    const warnings = () => readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line)).filter((e) => e.level === 'warn');
+    try {
+      for (let i = 0; i < 200 && !warnings().some((e) => e.event === 'journal-not-retired'); i++) await client.append(INBOX, message(i));
+    } finally {
+      await client.close();
+      daemon.child.kill('SIGTERM');
+      expect(await daemon.exited).toBe(0);
+    }
+    const warned = warnings().find((e) => e.event === 'journal-not-retired');
+    expect(warned?.why).toMatch(/the journal archive .* is not a directory \(not mounted\?\): nothing was retired/);
   });
 
   it('the CLI goes through it: 8 parallel appends with distinct uids, scrub clean, no LOCKED; reconstruct is LOCKED; a second daemon is refused', async () => {

@@ -389,6 +389,33 @@ describe('compaction', () => {
     }
   });
 
+  it('an explicit compaction (mailstore compact through the daemon) whose start the background compactor\'s cursor passed meanwhile succeeds, not INVALID', async () => {
+    const dir = tmpDir('compact');
+    const { store, bodies, gone } = await churned(dir);
+    try {
+      const feed = store.changes;
+      await feed.register('compact', 1); // as the daemon's background compactor left it, behind
+      // the background round moves the cursor past more records between the explicit one's read of it and its advance
+      const cursor = feed.cursor.bind(feed);
+      let raced = false;
+      feed.cursor = async (name) => {
+        const found = await cursor(name);
+        if (name === 'compact' && !raced) {
+          raced = true;
+          await feed.advance('compact', feed.lastSeq);
+        }
+        return found;
+      };
+      const result = await store.compact();
+      expect(raced).toBe(true);
+      expect(result.packsRewritten.length).toBeGreaterThan(0);
+      expect((await cursor('compact'))!.seq).toBe(feed.lastSeq);
+      await expectExact(store, bodies, gone);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('a live record whose body fails its hash leaves its pack alone (skipped, exit 1 in the CLI); the other live messages stay exact', async () => {
     const dir = tmpDir('compact');
     const { store, bodies, gone } = await churned(dir);

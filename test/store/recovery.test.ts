@@ -146,6 +146,22 @@ describe('resolveTail', () => {
     await parts.journal.close();
   });
 
+  it('the same damaged tail found by open after open (a CLI command each, a daemon restarted) is copied to quarantine once, not once per open', async () => {
+    const { root, journal } = await freshRoot();
+    await batch(journal, 1, [[meta(1)], [meta(2)], [meta(3)]]);
+    await journal.close();
+    const damaged = readFileSync(segment(root));
+    damaged[damaged.lastIndexOf('MSJR') + 30] ^= 0xff;
+    writeFileSync(segment(root), damaged);
+    for (let open = 0; open < 3; open++) { // nothing written in between: the new segment is made by the next write
+      const parts = await openParts(root);
+      expect(await resolveTail(parts.fs, root, parts.journal, 3, parts.health)).toBe(3);
+      expect(parts.health.findings.join('\n')).toMatch(/acknowledged records 3\.\.3 are damaged.*a copy is in quarantine/);
+      await parts.journal.close();
+    }
+    expect(quarantined(root, 'journal-tail-')).toHaveLength(1);
+  });
+
   it('a journal that ends before the high-water mark is reported as missing records', async () => {
     const { root, journal, fs, health } = await freshRoot();
     await batch(journal, 1, [[meta(1)]]);

@@ -38,7 +38,7 @@ async function snapshot(store: Store) {
   }
   out['rights:alice'] = await store.listMailboxes({ user: 'alice' });
   out['rights:anyone'] = await store.listMailboxes({ user: 'anyone' });
-  out.stats = { ...(await store.stats()), journalBytes: 0, journalSegments: 0, freeSpace: undefined }; // the disk's free space moves with other processes
+  out.stats = { ...(await store.stats()), journalBytes: 0, journalSegments: 0, freeSpace: undefined, quarantine: undefined }; // the disk's free space moves with other processes; a rebuild sets the damaged index aside in quarantine/
   return JSON.stringify(out);
 }
 

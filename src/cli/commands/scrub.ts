@@ -12,6 +12,7 @@ import { procedures } from '../../daemon/procedures.js';
 import type { RepairResult } from '../../scrub/repair.js';
 import type { ScrubReport } from '../../scrub/scrub.js';
 import type { MailStore } from '../../store/api.js';
+import type { QuarantineUse } from '../../store/quarantine.js';
 import { EXIT } from '../exit-codes.js';
 import { limits } from '../../limits.js';
 import { createProgress, formatBytes } from '../progress.js';
@@ -241,13 +242,19 @@ async function print(findings: Finding[], report: ScrubReport, output: Output, d
   const coverage = s.scope ? `${s.scope.mailboxes} mailbox(es) under ${s.scope.mailbox}` :
     s.cycleComplete ? 'full cycle' : `stopped at the time budget; next run resumes at pack ${s.scanned.at(-1)?.pack} offset ${s.scanned.at(-1)?.to}`;
   const counted = `scrub: ${s.blobsVerified} blobs (${formatBytes(s.bytesVerified)})${s.scope ? '' : ` in ${s.packs} pack(s), ${s.journalRecords} journal records${s.snapshotsVerified ? `, ${s.snapshotsVerified} snapshot(s)` : ''}`}, ${s.indexKeys} index keys in ${s.seconds.toFixed(1)}s (${coverage})`;
-  const info = informationalCounts(findings) + (s.informational && detail !== 'verbose' ? '; --verbose lists them' : '');
+  const info = informationalCounts(findings) + (s.informational && detail !== 'verbose' ? '; --verbose lists them' : '') + quarantineNote(s.quarantine);
   if (detail === 'quiet' && s.damage === 0) return printLine(`${counted}: clean${info}`);
   await printLine(counted);
   if (s.damage === 0) return printLine(`clean${info}`);
   const hint = findings.some(isUnreferencedBlobDamage) ? `; damaged blobs no message uses: 'mailstore scrub --repair --drop-unreferenced'` : '';
   // the one line of a damaged run at err in the journal (the nightly unit's): the table stays at its default
   await printLine(`${journalPrefix('error', 1)}${s.damage} finding(s) of damage${info}; run 'mailstore scrub --repair --source COPY' to heal${hint}`);
+}
+
+/** What quarantine/ holds, or "" when it is empty (or a daemon before session 37 did not say). */
+function quarantineNote(held: QuarantineUse | undefined): string {
+  if (!held?.entries) return '';
+  return `; quarantine/ holds ${held.entries} entr${held.entries === 1 ? 'y' : 'ies'} (${formatBytes(held.bytes)}): look, then remove by hand (RECOVERY.md)`;
 }
 
 /** " (3 informational: 2 unreferenced-pack-record, 1 unreferenced-blob)", or "" when there are none. */

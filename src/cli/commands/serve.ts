@@ -150,6 +150,9 @@ function daemonStoreOptions(command: Command, hooks: ServiceHooks, logger: Logge
     onSnapshot: (result, error) => {
       if (error) logger.warn('snapshot-failed', { message: (error as Error).message });
       else if (result) logger.info('snapshot', { ...result });
+      // the journal archive unmounted (or inside the store): nothing is retired and the journal grows
+      // at every snapshot until it is fixed, which an info line alone hid from an admin's alerts
+      if (result?.retired.skipped) logger.warn('journal-not-retired', { why: result.retired.skipped });
     },
   };
 }

@@ -30,6 +30,9 @@ export function register(program: Command): void {
       const shortOfInodes = space && freeInodes !== null && freeInodes < space.reserveInodes;
       if (space) rows.push(['free space', space.freeBytes === null ? 'unknown' : `${space.freeBytes} (${formatBytes(space.freeBytes)}); reserve ${formatBytes(space.reserveBytes)}${space.reserveBytes === 0 ? ' (off)' : ''}${space.refusingMail && !shortOfInodes ? ': REFUSING NEW MAIL (free space: expunge and compact)' : ''}`]);
       if (space && freeInodes !== null) rows.push(['free inodes', `${freeInodes}; reserve ${space.reserveInodes}${shortOfInodes ? ': NEW MAIL IS REFUSED (remove files on this file system; df -i)' : ''}`]);
+      // a daemon before session 37 reports none
+      const held = stats.quarantine;
+      if (held) rows.push(['quarantine', held.entries === 0 ? 'empty' : `${held.entries} entr${held.entries === 1 ? 'y' : 'ies'} (${formatBytes(held.bytes)}): damaged or replaced data set aside, never removed automatically; look, then remove by hand (RECOVERY.md)`]);
       for (const c of stats.consumers) rows.push([`consumer ${c.name}`, `at seq ${c.seq}, ${c.lagRecords} record${c.lagRecords === 1 ? '' : 's'} behind${c.behind ? ' (FALLING BEHIND)' : ''}`]);
       for (const [name, value] of rows) await printLine(`${name.padEnd(17)} ${value}`);
     });
