@@ -26,6 +26,7 @@ import { serveCheck } from './check.js';
 import { serveBlobs } from './blob-source.js';
 import { serveXfer } from './xfer-target.js';
 import { sendPackBytes, sendResync } from './resync-source.js';
+import { aheadError, refuseDivergedHistory } from './history.js';
 
 export interface PrimaryOptions {
   /** host:port to listen on (port 0: any; status().port says which). */
@@ -192,9 +193,8 @@ class Primary {
     this.checkStore(hello);
     const lastSeq = Number(hello.lastSeq);
     if (!Number.isSafeInteger(lastSeq) || lastSeq < 0) throw new MailstoreError('INVALID', 'a replica names its last seq');
-    if (lastSeq > this.store.changes.lastSeq) {
-      throw new MailstoreError('REFUSED', `the replica is at seq ${lastSeq}, ahead of this primary (${this.store.changes.lastSeq}): it is not a copy of this primary's history; start it again from an empty directory`);
-    }
+    if (lastSeq > this.store.changes.lastSeq) throw aheadError(lastSeq, this.store.changes.lastSeq);
+    await refuseDivergedHistory(this.store.replication().journal, this.store.changes.firstSeq, this.store.changes.lastSeq, hello.history);
     this.sessions.get(nodeId)?.stop();
     let tails = new Map<number, number>((hello.tails as [number, number][] | undefined) ?? []);
     let seq = lastSeq;
