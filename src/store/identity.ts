@@ -2,7 +2,7 @@
 // was deleted", so the STORE identity, the packs/ and journal/ markers and the root's device id are
 // checked at open and before every new file is created. Nothing is created when they fail.
 import type { Level } from 'level';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileStat, FileSystem } from '../fs/filesystem.js';
@@ -139,6 +139,7 @@ export async function verifyIdentity(fs: FileSystem, root: string, options: { st
           `${root} holds no store yet: a restore into it was interrupted, or is still running (${LAYOUT.restoring} is there). Nothing was changed. ` +
           `Run the same 'mailstore restore --to ${root}' again: it clears what the interrupted one left and starts over.`, { path: join(root, LAYOUT.restoring) });
       }
+      await refuseInsideStore(fs, root);
       throw new MailstoreError('UNMOUNTED',
         `${root} has no STORE identity file: it is not a mailstore, or the partition holding it is not mounted. Nothing was changed. ` +
         `If it is mounted and STORE alone was lost, 'mailstore reconstruct --identity-from-markers' writes it again from the packs/ and journal/ markers.`, { path });
@@ -172,6 +173,39 @@ export async function verifyIdentity(fs: FileSystem, root: string, options: { st
     }
   }
   return identity;
+}
+
+/**
+ * The store a path lies inside, by climbing its parents to `/`: the nearest whose STORE reads as a
+ * mailstore identity, and the entry of that store the path is in (`packs`); undefined when none.
+ */
+export async function enclosingStore(fs: FileSystem, path: string): Promise<{ root: string; entry: string } | undefined> {
+  for (let below = resolve(path), at = dirname(below); at !== below; below = at, at = dirname(at)) {
+    const bytes = await fs.readFile(join(at, LAYOUT.identity)).catch(() => undefined);
+    if (!bytes) continue;
+    try {
+      decodeIdentity(bytes, join(at, LAYOUT.identity));
+      return { root: at, entry: basename(below) };
+    } catch {
+      // a file of that name that is no mailstore identity: not a store
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A directory inside a store given as the store (`--store /var/lib/mailstore/packs`): UNMOUNTED
+ * and its advice ('reconstruct --identity-from-markers') sent the admin round in a circle. One
+ * that holds a marker of its own is a store whose STORE was lost, inside another's directory: the
+ * UNMOUNTED advice stays right for it.
+ */
+async function refuseInsideStore(fs: FileSystem, root: string): Promise<void> {
+  const enclosing = await enclosingStore(fs, root);
+  if (!enclosing) return;
+  const markers = await Promise.all([LAYOUT.packs, LAYOUT.journal].map((dir) => fs.statIfExists(join(root, dir, LAYOUT.marker)).catch(() => undefined)));
+  if (markers.some(Boolean)) return;
+  const what = join(enclosing.root, enclosing.entry) === resolve(root) ? `the ${enclosing.entry}/ directory of` : `inside the ${enclosing.entry}/ directory of`;
+  throw new MailstoreError('INVALID', `${root} is ${what} the store at ${enclosing.root}, not a store: give --store ${enclosing.root} (MAILSTORE_DIR). Nothing was changed.`, { path: root });
 }
 
 /**

@@ -1,0 +1,31 @@
+// An admin (or a config-management run) pointing --store at the wrong thing: a directory inside a
+// store, a file. Each is refused with a code and a sentence saying what to give instead, and
+// nothing is written anywhere.
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { newStore, requireBuilt } from './helpers.js';
+import { run } from './in-process.js';
+
+beforeAll(requireBuilt);
+
+describe('--store naming a directory inside a store', () => {
+  // it said UNMOUNTED and advised 'mailstore reconstruct --identity-from-markers', which, run
+  // there, said the same again
+  it('is refused (INVALID, exit 5) naming the store it is inside; reconstruct too; nothing is written', async () => {
+    const store = await newStore(['user/alice/INBOX']);
+    for (const dir of ['packs', 'journal', 'index', 'quarantine']) {
+      const path = join(store, dir);
+      const before = readdirSync(path).sort();
+      const result = await run(['--no-wait', 'mailbox', 'list'], { store: path });
+      expect(result.code, result.stderr).toBe(5);
+      expect(result.stderr).toContain(`INVALID: ${path} is the ${dir}/ directory of the store at ${store}, not a store: give --store ${store}`);
+      expect(result.stderr).not.toContain('identity-from-markers');
+      const reconstruct = await run(['--no-wait', 'reconstruct', '--identity-from-markers'], { store: path });
+      expect(reconstruct.code, reconstruct.stderr).toBe(5);
+      expect(readdirSync(path).sort()).toEqual(before);
+    }
+    const deeper = join(store, 'quarantine', 'x');
+    expect((await run(['--no-wait', 'stats'], { store: deeper })).code).toBe(4); // not there: NOT_FOUND as before
+  });
+});
