@@ -128,6 +128,8 @@ export function refuseOthersMayWrite(stat: FileStat, dir: string, what = 'the st
 export async function verifyIdentity(fs: FileSystem, root: string, options: { stagedJournal?: () => Promise<string | undefined> } = {}): Promise<StoreIdentity> {
   const rootStat = await fs.statIfExists(root).catch((e) => { throw fromSystemError(e, 'reading', root); });
   if (!rootStat) throw new MailstoreError('NOT_FOUND', `no store at ${root} (create one with 'mailstore init')`, { path: root });
+  // read as a directory it failed IO ENOTDIR, which sends the admin to dmesg and the disk
+  if (!rootStat.isDirectory) throw new MailstoreError('INVALID', `${root} is not a directory: give the directory that holds STORE (--store, MAILSTORE_DIR). Nothing was changed.`, { path: root });
   const path = join(root, LAYOUT.identity);
   let bytes: Buffer;
   try {

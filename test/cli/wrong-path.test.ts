@@ -1,7 +1,7 @@
 // An admin (or a config-management run) pointing --store at the wrong thing: a directory inside a
 // store, a file. Each is refused with a code and a sentence saying what to give instead, and
 // nothing is written anywhere.
-import { existsSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { newStore, requireBuilt } from './helpers.js';
@@ -27,5 +27,20 @@ describe('--store naming a directory inside a store', () => {
     }
     const deeper = join(store, 'quarantine', 'x');
     expect((await run(['--no-wait', 'stats'], { store: deeper })).code).toBe(4); // not there: NOT_FOUND as before
+  });
+});
+
+describe('--store naming a file', () => {
+  // it was IO (exit 2), 'reading store identity FILE/STORE: ENOTDIR': IO says look at dmesg and the disk
+  it('is refused (INVALID, exit 5) saying it is no directory; the file is untouched', async () => {
+    const store = await newStore([]);
+    const file = join(store, 'STORE');
+    const before = readFileSync(file);
+    for (const args of [['stats'], ['mailbox', 'create', 'user/a/INBOX'], ['scrub']]) {
+      const result = await run(['--no-wait', ...args], { store: file });
+      expect(result.code, result.stderr).toBe(5);
+      expect(result.stderr).toContain(`INVALID: ${file} is not a directory: give the directory that holds STORE`);
+    }
+    expect(readFileSync(file)).toEqual(before);
   });
 });
