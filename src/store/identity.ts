@@ -80,6 +80,7 @@ export function storeIdBytes(identity: StoreIdentity): Buffer {
  * a new replica (same store id: its packs and journal are the primary's, byte for byte).
  */
 export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer): Promise<StoreIdentity> {
+  await refuseStoreInsideStore(fs, root);
   await refuseIgnoredSync(fs, root, 'the store');
   const stat = await fs.statIfExists(root);
   if (stat) {
@@ -193,6 +194,18 @@ export async function enclosingStore(fs: FileSystem, path: string): Promise<{ ro
     }
   }
   return undefined;
+}
+
+/**
+ * A new store (init, a replica's first start, restore --to) inside another store's directory
+ * (STORE/sub, or STORE/snapshots before that store's first snapshot) was made: it went with the
+ * other's copies and every backup of its directory, and sat among its files. Refused before
+ * anything is made.
+ */
+export async function refuseStoreInsideStore(fs: FileSystem, dir: string): Promise<void> {
+  const enclosing = await enclosingStore(fs, dir);
+  if (!enclosing) return;
+  throw new MailstoreError('INVALID', `${dir} is inside the store at ${enclosing.root} (under its ${enclosing.entry}/): a store goes in a directory of its own, outside every other store. Nothing was made.`, { path: dir });
 }
 
 /**

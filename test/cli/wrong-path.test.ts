@@ -1,7 +1,7 @@
 // An admin (or a config-management run) pointing --store at the wrong thing: a directory inside a
 // store, a file. Each is refused with a code and a sentence saying what to give instead, and
 // nothing is written anywhere.
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { newStore, requireBuilt } from './helpers.js';
@@ -42,5 +42,24 @@ describe('--store naming a file', () => {
       expect(result.stderr).toContain(`INVALID: ${file} is not a directory: give the directory that holds STORE`);
     }
     expect(readFileSync(file)).toEqual(before);
+  });
+});
+
+describe('a new store inside another store\'s directory', () => {
+  // init made it (in STORE/sub, or in STORE/snapshots before the store's first snapshot), and so
+  // did restore --to: a store that goes with the other's copies, and is in the way of its files
+  it('init and restore --to are refused (INVALID, exit 5) naming the store; nothing is made', async () => {
+    const store = await newStore(['user/alice/INBOX']);
+    const repo = join(store, '..', 'repo');
+    expect((await run(['backup', '--repo', repo], { store })).code).toBe(0);
+    for (const inside of [join(store, 'sub'), join(store, 'snapshots'), join(store, 'quarantine', 'old')]) {
+      const init = await run(['init'], { store: inside });
+      expect(init.code, init.stderr).toBe(5);
+      expect(init.stderr).toContain(`INVALID: ${inside} is inside the store at ${store}`);
+      const restore = await run(['restore', '--repo', repo, '--snapshot', 'latest', '--to', inside], { store });
+      expect(restore.code, restore.stderr).toBe(5);
+      expect(restore.stderr).toContain(`INVALID: ${inside} is inside the store at ${store}`);
+      expect(existsSync(inside)).toBe(false);
+    }
   });
 });
