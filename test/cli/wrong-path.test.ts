@@ -1,7 +1,7 @@
 // An admin (or a config-management run) pointing --store at the wrong thing: a directory inside a
 // store, a file. Each is refused with a code and a sentence saying what to give instead, and
 // nothing is written anywhere.
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { newStore, requireBuilt } from './helpers.js';
@@ -61,5 +61,26 @@ describe('a new store inside another store\'s directory', () => {
       expect(restore.stderr).toContain(`INVALID: ${inside} is inside the store at ${store}`);
       expect(existsSync(inside)).toBe(false);
     }
+  });
+});
+
+describe('backup --repo inside the store it backs up', () => {
+  // it was taken: a backup that is lost with the store's disk (and with a mistaken rm -rf of the
+  // store, or a restore into a new directory), and copied along with every copy of the store
+  it('is refused (INVALID, exit 5) before anything is written, a new repository and one made there earlier alike', async () => {
+    const store = await newStore(['user/alice/INBOX']);
+    for (const repo of [join(store, 'backup'), join(store, 'packs', 'repo')]) {
+      const result = await run(['backup', '--repo', repo], { store });
+      expect(result.code, result.stderr).toBe(5);
+      expect(result.stderr).toContain(`INVALID: the repository ${repo} is inside the store at ${store}`);
+      expect(existsSync(repo)).toBe(false);
+    }
+    const outside = join(store, '..', 'repo');
+    expect((await run(['backup', '--repo', outside], { store })).code).toBe(0);
+    renameSync(outside, join(store, 'backup')); // one made there by an earlier version
+    const again = await run(['backup', '--repo', join(store, 'backup')], { store });
+    expect(again.code, again.stderr).toBe(5);
+    // what is in it can still be read and restored
+    expect((await run(['backups', '--repo', join(store, 'backup')], { store })).code).toBe(0);
   });
 });
