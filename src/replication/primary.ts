@@ -135,7 +135,12 @@ class Primary {
       const hello = await connection.expect('hello', limits.replicationHandshakeMs);
       if (this.closing) throw new MailstoreError('UNAVAILABLE', 'the primary is shutting down');
       await this.checkEpoch(hello, connection);
-      if (this.store.replication().role()?.role === 'replica' && !['blobs', 'check'].includes(String(hello.kind))) {
+      const role = this.store.replication().role();
+      // a replica whose --replica-of names its own listener: told so, not that some replica answers here
+      if (hello.kind === 'replica' && role?.role === 'replica' && hello.nodeId === role.nodeId) {
+        throw new MailstoreError('REFUSED', `this is the listener of the replica itself (node id ${role.nodeId}): its --replica-of names its own --replication-listen; give the primary's address`);
+      }
+      if (role?.role === 'replica' && !['blobs', 'check'].includes(String(hello.kind))) {
         throw new MailstoreError('READ_ONLY_REPLICA', `this store is a replica: it answers repair and check requests only`);
       }
       // a peer gone without a FIN or an RST ends its session (logged below), which held its
