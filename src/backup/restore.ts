@@ -12,7 +12,7 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { PackStore, type BlobLocation } from '../blob/pack-store.js';
 import { backupLimits, limits } from '../limits.js';
 import { writeStateSegments } from '../store/checkpoint.js';
-import { LAYOUT, initStore, refuseOthersMayWrite, storeIdBytes } from '../store/identity.js';
+import { LAYOUT, initStore, refuseOthersMayWrite, refuseStoreInsideStore, storeIdBytes } from '../store/identity.js';
 import { withoutHint, type Op } from '../store/records.js';
 import { Store } from '../store/store.js';
 import { formatMailboxName } from '../store/validate.js';
@@ -38,6 +38,7 @@ const IGNORED = new Set(['lost+found']);
 export async function restoreToNewStore(fs: FileSystem, repo: Repository, snapshotRef: string, target: string, options: RestoreOptions = {}): Promise<RestoreSummary> {
   const started = performance.now();
   const readBefore = repo.dataBytesRead;
+  await refuseStoreInsideStore(fs, target);
   const lock = await lockRepository(repo, false, { readOnly: true });
   try {
     const { id, snapshot } = await repo.findSnapshot(snapshotRef);

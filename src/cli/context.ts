@@ -164,7 +164,7 @@ async function openHandle(dir: string, wait: LockWaitOptions, open: (dir: string
   const socket = daemonSocketPath(dir);
   const started = Date.now();
   for (let attempt = 0; ; attempt++) {
-    const client = await daemonClient(socket);
+    const client = await daemonClient(socket, dir);
     if (client) return client;
     // A socket file seen now is a dead daemon's, or a live one's that closed the connection (every
     // connection it takes is taken); one with another inode later is a daemon that started.
@@ -213,7 +213,7 @@ export function refuseRootInOthersStore(dir: string): void {
  * under it): LOCKED while a daemon serves it, before anything is touched.
  */
 export async function refuseBesideDaemon(dir: string, what: string): Promise<void> {
-  const client = await daemonClient(daemonSocketPath(dir));
+  const client = await daemonClient(daemonSocketPath(dir), dir);
   if (!client) return;
   const pid = client.daemon?.pid;
   await client.close();
@@ -224,15 +224,41 @@ export async function refuseBesideDaemon(dir: string, what: string): Promise<voi
  * A Client of the daemon serving the store, or undefined when none answers (no socket, or a dead
  * daemon's). A daemon this user may not talk to is ACCESS, not a reason to open the store beside it.
  */
-async function daemonClient(socket: string): Promise<Client | undefined> {
+async function daemonClient(socket: string, dir: string): Promise<Client | undefined> {
   if (socketInodeNow(socket) === undefined) return undefined;
   const { Client } = await import('../client/client.js'); // only with a socket there: its protocol loads cbor-x
+  let client: Client;
   try {
-    return await Client.connect(socket, { reconnectWaitMs: 0, connectTimeoutMs: daemonLimits.cliConnectTimeoutMs });
+    client = await Client.connect(socket, { reconnectWaitMs: 0, connectTimeoutMs: daemonLimits.cliConnectTimeoutMs });
   } catch (error) {
     if (isMailstoreError(error, 'UNAVAILABLE')) return undefined;
     throw error;
   }
+  await refuseAnotherStoresDaemon(client, socket, dir).catch(async (error: unknown) => {
+    await client.close();
+    throw error;
+  });
+  return client;
+}
+
+/**
+ * With several stores on a host, the daemon found for `dir` may serve another one: MAILSTORE_SOCKET
+ * left set for one daemon, or a daemon given --socket at another store's default path, took every
+ * command of `--store B` into store A. The daemon's root and `dir` are compared by device and inode
+ * (a link or another spelling of the same directory is the same store; a copy, with the same store
+ * id, is not); only a difference both can be looked at shows is refused, or a `dir` that is not there.
+ */
+async function refuseAnotherStoresDaemon(client: Client, socket: string, dir: string): Promise<void> {
+  const root = client.daemon?.root;
+  if (root === undefined) return;
+  const { nodeFileSystem } = await import('../fs/node-fs.js');
+  const [here, there] = await Promise.all([dir, root].map((path) => nodeFileSystem.statIfExists(path).catch(() => null)));
+  if (here === null || there === null || there === undefined) return; // not ours to look at: the daemon decides what we may do
+  if (here && here.dev === there.dev && here.ino === there.ino) return;
+  const fix = process.env.MAILSTORE_SOCKET
+    ? `unset MAILSTORE_SOCKET, or set it to the socket of ${dir}'s own daemon`
+    : `give the daemon of ${root} another --socket: ${socket} is ${dir}'s own`;
+  throw new MailstoreError('INVALID', `the daemon at ${socket} serves the store at ${root}, not ${dir}; nothing was done: give --store ${root} for that store, or ${fix}`, { path: dir });
 }
 
 /** `--wait 0.5` (seconds, fractions allowed, at most a day). */

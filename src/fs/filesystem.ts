@@ -94,6 +94,8 @@ export interface FileSystem {
    * new; where there is no such path, `path` itself). `noFollow`: a link at `path` fails (ELOOP).
    */
   holdDirectory(path: string, options?: { noFollow?: boolean }): Promise<HeldDirectory>;
+  /** The path with every symbolic link in it resolved (realpath); absent where there are no links. */
+  realpath?(path: string): Promise<string>;
   mkdir(path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   /**

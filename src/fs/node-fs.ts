@@ -167,6 +167,10 @@ export class NodeFileSystem implements FileSystem {
     return ifExists(() => this.lstat(path));
   }
 
+  realpath(path: string): Promise<string> {
+    return fsp.realpath(path);
+  }
+
   async holdDirectory(path: string, options: { noFollow?: boolean } = {}): Promise<HeldDirectory> {
     const flags = constants.O_RDONLY | constants.O_DIRECTORY | (options.noFollow ? constants.O_NOFOLLOW : 0);
     const handle = await fsp.open(path, flags);

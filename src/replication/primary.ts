@@ -26,6 +26,7 @@ import { serveCheck } from './check.js';
 import { serveBlobs } from './blob-source.js';
 import { serveXfer } from './xfer-target.js';
 import { sendPackBytes, sendResync } from './resync-source.js';
+import { aheadError, refuseDivergedHistory } from './history.js';
 
 export interface PrimaryOptions {
   /** host:port to listen on (port 0: any; status().port says which). */
@@ -134,7 +135,12 @@ class Primary {
       const hello = await connection.expect('hello', limits.replicationHandshakeMs);
       if (this.closing) throw new MailstoreError('UNAVAILABLE', 'the primary is shutting down');
       await this.checkEpoch(hello, connection);
-      if (this.store.replication().role()?.role === 'replica' && !['blobs', 'check'].includes(String(hello.kind))) {
+      const role = this.store.replication().role();
+      // a replica whose --replica-of names its own listener: told so, not that some replica answers here
+      if (hello.kind === 'replica' && role?.role === 'replica' && hello.nodeId === role.nodeId) {
+        throw new MailstoreError('REFUSED', `this is the listener of the replica itself (node id ${role.nodeId}): its --replica-of names its own --replication-listen; give the primary's address`);
+      }
+      if (role?.role === 'replica' && !['blobs', 'check'].includes(String(hello.kind))) {
         throw new MailstoreError('READ_ONLY_REPLICA', `this store is a replica: it answers repair and check requests only`);
       }
       // a peer gone without a FIN or an RST ends its session (logged below), which held its
@@ -192,9 +198,9 @@ class Primary {
     this.checkStore(hello);
     const lastSeq = Number(hello.lastSeq);
     if (!Number.isSafeInteger(lastSeq) || lastSeq < 0) throw new MailstoreError('INVALID', 'a replica names its last seq');
-    if (lastSeq > this.store.changes.lastSeq) {
-      throw new MailstoreError('REFUSED', `the replica is at seq ${lastSeq}, ahead of this primary (${this.store.changes.lastSeq}): it is not a copy of this primary's history; start it again from an empty directory`);
-    }
+    if (lastSeq > this.store.changes.lastSeq) throw aheadError(lastSeq, this.store.changes.lastSeq);
+    await refuseDivergedHistory(this.store.replication().journal, this.store.changes.firstSeq, this.store.changes.lastSeq, hello.history);
+    await this.refuseTwin(nodeId);
     this.sessions.get(nodeId)?.stop();
     let tails = new Map<number, number>((hello.tails as [number, number][] | undefined) ?? []);
     let seq = lastSeq;
@@ -218,6 +224,20 @@ class Primary {
     const session = new ReplicaSession(this, connection, nodeId, seq, tails);
     this.sessions.set(nodeId, session);
     await session.run();
+  }
+
+  /**
+   * A second connection for the node id of a session that is alive comes from another replica
+   * with the same REPLICATION file (a replica's directory copied, a VM cloned): taking the session
+   * from it made the two take turns for as long as both ran. A replica that reconnects has let its
+   * old connection go (its process restarted, it gave up on a silent link), or that one has gone
+   * silent: it is replaced as before.
+   */
+  private async refuseTwin(nodeId: string): Promise<void> {
+    const session = this.sessions.get(nodeId);
+    if (!session || !(await session.aliveAfter(limits.replicationPingMs))) return;
+    throw new MailstoreError('REFUSED', `replica node id ${nodeId} is already connected from ${session.remote}: two replicas share it (a copy of a replica's directory?); ` +
+      `nothing was sent. Stop one of them, and start it again in an empty directory (it then takes a node id of its own)`);
   }
 
   async replicaStates(): Promise<ReplicaState[]> {
@@ -335,6 +355,18 @@ class ReplicaSession implements BatchListener {
   stop(): void {
     this.stopped = true;
     this.connection.close();
+  }
+
+  get remote(): string {
+    return this.connection.remote;
+  }
+
+  /** Still connected after waiting up to `waitMs` for its connection to end, and heard from lately (it answers pings). */
+  async aliveAfter(waitMs: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.connection.done, new Promise((resolve) => { timer = setTimeout(resolve, waitMs); })]);
+    clearTimeout(timer);
+    return !this.connection.closed && this.connection.quietMs() < 2 * limits.replicationPingMs;
   }
 
   state(lastSeq: number, packBytes: number): ReplicaState {

@@ -23,6 +23,7 @@ import { promoteStore, type PromoteResult } from './promote.js';
 import { announcedSettings, notePrimarySettings, readNodeSettings, settingWarnings } from './node-settings.js';
 import { startReplicaListener } from './primary.js';
 import { receiveResync } from './resync-sink.js';
+import { historyProbes } from './history.js';
 import { notePacksToRemove, packsRemovedIn, removeNotedPacks } from './pack-removal.js';
 import { PENDING_FILE, PendingRounds, decodeRound, lastSeqOf, type TentativeRound, type Wire } from './pending-rounds.js';
 import { REPLICATION_VERSION, connect, peerError, type Connection, type Log, type Message } from './transport.js';
@@ -233,7 +234,9 @@ class Replica {
     await this.commitNow();
     await this.pending.beginSession();
     const tails = control.db.getNow<[number, number][]>(PACK_TAILS_KEY) ?? [];
-    await connection.send({ t: 'hello', kind: 'replica', storeId: this.store.identity.storeId, nodeId: role.nodeId, lastSeq: this.store.changes.lastSeq, tails, epoch: role.epoch, version: REPLICATION_VERSION });
+    const lastSeq = this.store.changes.lastSeq;
+    const history = await historyProbes(control.journal, this.store.changes.firstSeq, lastSeq);
+    await connection.send({ t: 'hello', kind: 'replica', storeId: this.store.identity.storeId, nodeId: role.nodeId, lastSeq, tails, history, epoch: role.epoch, version: REPLICATION_VERSION });
     const welcome = await connection.expect('welcome', limits.replicationHandshakeMs);
     this.toldOlderPrimary = false;
     // a primary refuses a replica of another store; one that does not (an older or a hostile one) is refused here before it sends a record

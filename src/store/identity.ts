@@ -2,7 +2,7 @@
 // was deleted", so the STORE identity, the packs/ and journal/ markers and the root's device id are
 // checked at open and before every new file is created. Nothing is created when they fail.
 import type { Level } from 'level';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileStat, FileSystem } from '../fs/filesystem.js';
@@ -80,6 +80,7 @@ export function storeIdBytes(identity: StoreIdentity): Buffer {
  * a new replica (same store id: its packs and journal are the primary's, byte for byte).
  */
 export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer): Promise<StoreIdentity> {
+  await refuseStoreInsideStore(fs, root);
   await refuseIgnoredSync(fs, root, 'the store');
   const stat = await fs.statIfExists(root);
   if (stat) {
@@ -128,6 +129,8 @@ export function refuseOthersMayWrite(stat: FileStat, dir: string, what = 'the st
 export async function verifyIdentity(fs: FileSystem, root: string, options: { stagedJournal?: () => Promise<string | undefined> } = {}): Promise<StoreIdentity> {
   const rootStat = await fs.statIfExists(root).catch((e) => { throw fromSystemError(e, 'reading', root); });
   if (!rootStat) throw new MailstoreError('NOT_FOUND', `no store at ${root} (create one with 'mailstore init')`, { path: root });
+  // read as a directory it failed IO ENOTDIR, which sends the admin to dmesg and the disk
+  if (!rootStat.isDirectory) throw new MailstoreError('INVALID', `${root} is not a directory: give the directory that holds STORE (--store, MAILSTORE_DIR). Nothing was changed.`, { path: root });
   const path = join(root, LAYOUT.identity);
   let bytes: Buffer;
   try {
@@ -139,6 +142,7 @@ export async function verifyIdentity(fs: FileSystem, root: string, options: { st
           `${root} holds no store yet: a restore into it was interrupted, or is still running (${LAYOUT.restoring} is there). Nothing was changed. ` +
           `Run the same 'mailstore restore --to ${root}' again: it clears what the interrupted one left and starts over.`, { path: join(root, LAYOUT.restoring) });
       }
+      await refuseInsideStore(fs, root);
       throw new MailstoreError('UNMOUNTED',
         `${root} has no STORE identity file: it is not a mailstore, or the partition holding it is not mounted. Nothing was changed. ` +
         `If it is mounted and STORE alone was lost, 'mailstore reconstruct --identity-from-markers' writes it again from the packs/ and journal/ markers.`, { path });
@@ -172,6 +176,51 @@ export async function verifyIdentity(fs: FileSystem, root: string, options: { st
     }
   }
   return identity;
+}
+
+/**
+ * The store a path lies inside, by climbing its parents to `/`: the nearest whose STORE reads as a
+ * mailstore identity, and the entry of that store the path is in (`packs`); undefined when none.
+ */
+export async function enclosingStore(fs: FileSystem, path: string): Promise<{ root: string; entry: string } | undefined> {
+  for (let below = resolve(path), at = dirname(below); at !== below; below = at, at = dirname(at)) {
+    const bytes = await fs.readFile(join(at, LAYOUT.identity)).catch(() => undefined);
+    if (!bytes) continue;
+    try {
+      decodeIdentity(bytes, join(at, LAYOUT.identity));
+      return { root: at, entry: basename(below) };
+    } catch {
+      // a file of that name that is no mailstore identity: not a store
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A new store (init, a replica's first start, restore --to) inside another store's directory
+ * (STORE/sub, or STORE/snapshots before that store's first snapshot) was made: it went with the
+ * other's copies and every backup of its directory, and sat among its files. Refused before
+ * anything is made.
+ */
+export async function refuseStoreInsideStore(fs: FileSystem, dir: string): Promise<void> {
+  const enclosing = await enclosingStore(fs, dir);
+  if (!enclosing) return;
+  throw new MailstoreError('INVALID', `${dir} is inside the store at ${enclosing.root} (under its ${enclosing.entry}/): a store goes in a directory of its own, outside every other store. Nothing was made.`, { path: dir });
+}
+
+/**
+ * A directory inside a store given as the store (`--store /var/lib/mailstore/packs`): UNMOUNTED
+ * and its advice ('reconstruct --identity-from-markers') sent the admin round in a circle. One
+ * that holds a marker of its own is a store whose STORE was lost, inside another's directory: the
+ * UNMOUNTED advice stays right for it.
+ */
+async function refuseInsideStore(fs: FileSystem, root: string): Promise<void> {
+  const enclosing = await enclosingStore(fs, root);
+  if (!enclosing) return;
+  const markers = await Promise.all([LAYOUT.packs, LAYOUT.journal].map((dir) => fs.statIfExists(join(root, dir, LAYOUT.marker)).catch(() => undefined)));
+  if (markers.some(Boolean)) return;
+  const what = join(enclosing.root, enclosing.entry) === resolve(root) ? `the ${enclosing.entry}/ directory of` : `inside the ${enclosing.entry}/ directory of`;
+  throw new MailstoreError('INVALID', `${root} is ${what} the store at ${enclosing.root}, not a store: give --store ${enclosing.root} (MAILSTORE_DIR). Nothing was changed.`, { path: root });
 }
 
 /**

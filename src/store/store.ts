@@ -39,7 +39,7 @@ import type { BackgroundTierMover } from './tier-mover.js';
 import type { TierPolicy } from './tier-policy.js';
 import type { RemotePacks } from '../objstore/remote-packs.js';
 import { Maintenance, type MaintenanceHost, type StoreMaintenance } from './maintenance.js';
-import { closeOpened, openStoreParts, type StoreParts } from './open.js';
+import { closeOpened, openStoreParts, realRoot, type StoreParts } from './open.js';
 import { checkInlineBodyBytes, readInlineBodyBytes, writeInlineBodyBytes } from './inline-setting.js';
 import { Snapshotter, readJournalArchive, writeJournalArchive, type SnapshotResult } from './snapshots.js';
 import { listSnapshots } from './snapshot-file.js';
@@ -295,6 +295,7 @@ export class Store implements MailStore {
    */
   static async open(root: string, options: StoreOptions = {}): Promise<Store> {
     await hashReady; // settled already, except in the CLI bundle without the native binding (blake3-core.ts)
+    root = await realRoot(options.fs ?? nodeFileSystem, root);
     const parts = await openStoreParts(root, options);
     try {
       // the store's own inline threshold when the caller names none (inline-setting.ts)

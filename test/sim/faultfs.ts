@@ -1066,6 +1066,10 @@ export class FaultFileSystem implements FileSystem {
     return this.inner.lstat(path);
   }
 
+  realpath(path: string): Promise<string> {
+    return this.inner.realpath?.(path) ?? Promise.resolve(path);
+  }
+
   holdDirectory(path: string, options?: { noFollow?: boolean }): Promise<HeldDirectory> {
     return this.inner.holdDirectory(path, options);
   }

@@ -14,7 +14,10 @@ import { phase, reportPhases } from '../../backup/phases.js';
 import { zstdNote } from '../../backup/zstd.js';
 import { Store } from '../../store/store.js';
 import { REPO_HELP, withRepository } from '../backup-repo.js';
-import { printJson, printLine, wantsJson, warn, withReadStore } from '../context.js';
+import { absolutePath, printJson, printLine, wantsJson, warn, withReadStore } from '../context.js';
+import { enclosingStore } from '../../store/identity.js';
+import { nodeFileSystem } from '../../fs/node-fs.js';
+import { bucketUrlOfRepo } from '../../objstore/bucket-fs.js';
 import { createProgress, formatBytes, type Progress } from '../progress.js';
 import * as check from './backup-check.js';
 import * as forget from './backup-forget.js';
@@ -128,6 +131,7 @@ async function remoteStateSince(remote: Procedures, afterSeq: number): Promise<S
 
 async function runBackupCommand(_options: unknown, command: Command): Promise<void> {
   phase('modules loaded');
+  await refuseRepositoryInsideStore(command);
   // The store first: a mistyped store path must not leave a new, empty repository behind.
   const summary = await withReadStore(command, async (store) => withRepository(command, true, async (repo) => {
     phase('store and repository opened');
@@ -152,6 +156,22 @@ async function runBackupCommand(_options: unknown, command: Command): Promise<vo
   }
   if (wantsJson(command)) return printJson(summary);
   await printLine(describe(summary));
+}
+
+/**
+ * A repository inside a store's directory (the one backed up, or another on the host) was taken:
+ * a backup lost with that store's disk, a mistaken rm -rf of it or its move to a new directory, and
+ * copied along with every copy of the store. Refused before anything is written; what is in such
+ * a repository is still read (backups, restore, check).
+ */
+async function refuseRepositoryInsideStore(command: Command): Promise<void> {
+  const { repo } = command.opts<{ repo?: string }>();
+  if (repo === undefined || bucketUrlOfRepo(repo) !== undefined) return;
+  const dir = absolutePath(repo);
+  const enclosing = await enclosingStore(nodeFileSystem, dir);
+  if (!enclosing) return;
+  throw new MailstoreError('INVALID', `the repository ${dir} is inside the store at ${enclosing.root} (under its ${enclosing.entry}/): a backup there is lost with the store ` +
+    `(its disk, a mistaken rm -rf, a move to a new directory) and copied with it; give a directory on another disk or host. Nothing was written.`, { path: dir });
 }
 
 function describe(s: BackupSummary): string {

@@ -1,0 +1,63 @@
+// Is the replica's journal a prefix of this primary's? Seqs alone do not say: a primary put back
+// to an older disk image or copy (a VM rolled back to yesterday) writes its next changes under the
+// seqs its replica already holds for others, and a replica that was not ahead of it by then was
+// sent the records after its seq and applied a mix of the two histories, silently (or halted on a
+// record naming a mailbox only the other history has). The replica names a few of its records by
+// checksum in its hello, its last one and others at doubling distances below it; the primary
+// compares those it still holds with its own before it sends anything.
+import { crc32 } from 'node:zlib';
+import { MailstoreError } from '../errors.js';
+import type { Journal } from '../journal/journal.js';
+
+/** [seq, crc32 of the record's payload], newest first. */
+export type HistoryProbe = [number, number];
+
+/** At most this many probes in a hello: lastSeq and then lastSeq - 2^k down to the journal's first seq. */
+const probesMax = 48;
+
+/** The replica's side: probes of its durable records at lastSeq, lastSeq - 1, - 2, - 4, ... (those it still holds). */
+export async function historyProbes(journal: Pick<Journal, 'readRecordAt'>, firstSeq: number, lastSeq: number): Promise<HistoryProbe[]> {
+  const probes: HistoryProbe[] = [];
+  for (let distance = 0; lastSeq - distance >= Math.max(1, firstSeq) && probes.length < probesMax; distance = distance === 0 ? 1 : distance * 2) {
+    const seq = lastSeq - distance;
+    const payload = await journal.readRecordAt(seq);
+    if (payload) probes.push([seq, crc32(payload)]);
+  }
+  return probes;
+}
+
+/**
+ * The primary's side: REFUSED, before anything is sent, when a record the replica names differs
+ * from this journal's record of that seq. Probes of seqs this journal no longer holds (retired, or
+ * not committed yet) say nothing. `probes` comes from the network: anything malformed is INVALID.
+ */
+export async function refuseDivergedHistory(journal: Pick<Journal, 'readRecordAt'>, firstSeq: number, committedSeq: number, probes: unknown): Promise<void> {
+  if (probes === undefined) return; // an older replica: seqs only, as before
+  if (!Array.isArray(probes) || probes.length > probesMax) throw new MailstoreError('INVALID', 'a replica names its records as a list of [seq, crc32]');
+  for (const probe of probes as unknown[]) {
+    const [seq, crc] = Array.isArray(probe) ? probe as unknown[] : [];
+    if (!Number.isSafeInteger(seq) || !Number.isSafeInteger(crc) || (seq as number) < 1 || (crc as number) < 0 || (crc as number) > 0xffffffff) {
+      throw new MailstoreError('INVALID', 'a replica names its records as a list of [seq, crc32]');
+    }
+    if ((seq as number) < firstSeq || (seq as number) > committedSeq) continue;
+    const payload = await journal.readRecordAt(seq as number);
+    if (payload && crc32(payload) !== crc) throw divergedError(seq as number);
+  }
+}
+
+/** The replica's seq is past this primary's newest: the same two cases, without a record to compare. */
+export function aheadError(replicaSeq: number, primarySeq: number): MailstoreError {
+  return refusal(`the replica is at seq ${replicaSeq}, ahead of this primary (${primarySeq})`);
+}
+
+function divergedError(seq: number): MailstoreError {
+  return refusal(`the replica's journal record ${seq} is not this primary's record ${seq}`);
+}
+
+function refusal(what: string): MailstoreError {
+  return new MailstoreError('REFUSED',
+    `${what}: the two histories diverged (this primary was put back to an older disk image, snapshot or copy after the replica took ` +
+    `changes it no longer has, or one of them is a copy of the store run beside the original). Nothing was sent. ` +
+    `The replica may hold acknowledged changes this primary lost: keep its directory. To go on with the replica's history, stop this primary and run ` +
+    `'mailstore promote' on the replica; to go on with this primary's, move the replica's directory aside and start the replica in an empty one`);
+}

@@ -1,0 +1,68 @@
+// Several stores on one host: a command for one store must never go through the daemon of
+// another. MAILSTORE_SOCKET left set for one daemon (an admin's shell, /etc/environment), or a
+// daemon given --socket at another store's default path, answered every command of the other
+// store: `--store B mailbox create` created the mailbox in A and said it was done.
+import { mkdirSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { defaultSocketPath } from '../../src/client/client.js';
+import { Logger } from '../../src/daemon/log.js';
+import { DaemonServer } from '../../src/daemon/server.js';
+import { startDaemon, type Running } from '../daemon/helpers.js';
+import { newStore, requireBuilt, tempDir } from './helpers.js';
+import { json, ok, run } from './in-process.js';
+
+beforeAll(requireBuilt);
+
+const stops: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const stop of stops.splice(0)) await stop();
+});
+
+async function daemonOfA(): Promise<Running> {
+  const running = await startDaemon();
+  stops.push(() => running.server.stop('test'));
+  return running;
+}
+
+const names = async (store: { listMailboxes(): Promise<{ name: string }[]> }) => (await store.listMailboxes()).map((m) => m.name);
+
+describe('a command for store B that finds the daemon of store A', () => {
+  it('MAILSTORE_SOCKET naming A\'s daemon: refused (INVALID, exit 5) naming both stores; nothing is written to A or B', async () => {
+    const a = await daemonOfA();
+    const b = await newStore(['user/bob/INBOX']);
+    const env = { MAILSTORE_SOCKET: a.socket };
+    const created = await run(['mailbox', 'create', 'user/carol/INBOX'], { store: b, env });
+    expect(created.code, created.stderr).toBe(5);
+    expect(created.stderr).toContain(`INVALID: the daemon at ${a.socket} serves the store at ${a.dir}, not ${b}`);
+    const append = await run(['append', 'user/alice/INBOX', '-'], { store: b, env, input: 'Subject: for b\r\n\r\nx\r\n' });
+    expect(append.code, append.stderr).toBe(5);
+    expect(await names(a.store)).toEqual(['user/alice/INBOX']);
+    expect((await a.store.status('user/alice/INBOX')).messages).toBe(0);
+    // B itself, without the variable: as it was
+    expect((await json(['mailbox', 'list', '--json'], { store: b })).map((m: { name: string }) => m.name)).toEqual(['user/bob/INBOX']);
+  });
+
+  it('a daemon of A listening at B\'s default socket path: refused, nothing written', async () => {
+    const a = await daemonOfA();
+    const b = await newStore(['user/bob/INBOX']);
+    const socketPath = defaultSocketPath(b);
+    const server = new DaemonServer(a.store, { socketPath, logger: new Logger(join(tempDir(), 'log')) });
+    await server.start();
+    stops.unshift(() => server.stop('test'));
+    const created = await run(['mailbox', 'create', 'user/carol/INBOX'], { store: b });
+    expect(created.code, created.stderr).toBe(5);
+    expect(created.stderr).toContain(`serves the store at ${a.dir}, not ${b}`);
+    expect(await names(a.store)).toEqual(['user/alice/INBOX']);
+  });
+
+  it('the same store by another path (a symbolic link) goes through its daemon', async () => {
+    const a = await daemonOfA();
+    const links = tempDir();
+    mkdirSync(join(links, 'srv'));
+    const link = join(links, 'srv', 'mail');
+    symlinkSync(a.dir, link);
+    await ok(['mailbox', 'create', 'user/carol/INBOX'], { store: link, env: { MAILSTORE_SOCKET: a.socket } });
+    expect(await names(a.store)).toContain('user/carol/INBOX');
+  });
+});
