@@ -16,13 +16,7 @@ beforeAll(requireBuilt);
 // it starts from and the checks after it run in this process (in-process.ts, a sample checked
 // against the spawned command: here.*).
 
-/** A new store with mailbox M. */
-async function freshStore(): Promise<string> {
-  const store = join(tempDir('mailstore-env-'), 'store');
-  await here.ok(['init'], { store });
-  await here.ok(['mailbox', 'create', 'M'], { store });
-  return store;
-}
+const freshStore = () => here.newStore(['M'], 'mailstore-env-');
 
 /** Runs `mailstore ARGS` with stderr (or stdout) a pipe whose reading end is closed before it writes a byte. */
 function runReaderGone(args: string[], store: string, gone: 'stdout' | 'stderr' = 'stderr'): Promise<{ code: number | null; stdout: string; stderr: string }> {
