@@ -7,12 +7,16 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync,
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { bin, json, newStore, ok, repoRoot, requireBuilt, run, tempDir } from './helpers.js';
+import { bin, repoRoot, requireBuilt, run, tempDir } from './helpers.js';
 import * as here from './in-process.js';
 
 beforeAll(requireBuilt);
 
-const freshStore = () => newStore(['M'], 'mailstore-env-');
+// What a case is about runs spawned (a process's stdio, umask, cwd, signals, exit status); the store
+// it starts from and the checks after it run in this process (in-process.ts, a sample checked
+// against the spawned command: here.*).
+
+const freshStore = () => here.newStore(['M'], 'mailstore-env-');
 
 /** Runs `mailstore ARGS` with stderr (or stdout) a pipe whose reading end is closed before it writes a byte. */
 function runReaderGone(args: string[], store: string, gone: 'stdout' | 'stderr' = 'stderr'): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -31,7 +35,7 @@ const runStderrGone = (args: string[], store: string) => runReaderGone(args, sto
 /** A store whose M holds two messages in a pack (over the inline size), the first one's body damaged. */
 async function storeWithDamage(): Promise<string> {
   const store = await freshStore();
-  for (const text of ['first', 'second']) await ok(['append', 'M', '-'], { store, input: `Subject: ${text}\n\n${text.repeat(10_000)}\n` });
+  for (const text of ['first', 'second']) await here.ok(['append', 'M', '-'], { store, input: `Subject: ${text}\n\n${text.repeat(10_000)}\n` });
   const pack = join(store, 'packs', readdirSync(join(store, 'packs')).find((name) => name.endsWith('.pack'))!);
   const bytes = readFileSync(pack);
   bytes[20_000] ^= 0x01; // inside the first body
@@ -51,7 +55,7 @@ describe('stderr closed (its reader went away)', () => {
     const result = await runStderrGone(['import', source, '--mailbox', 'M', '--json'], store);
     expect(result.code).toBe(1);
     expect(JSON.parse(result.stdout)).toMatchObject({ imported: 20, skipped: 1, skippedReasons: { symlink: 1 } });
-    expect((await json(['mailbox', 'status', 'M'], { store })).messages).toBe(20);
+    expect((await here.json(['mailbox', 'status', 'M'], { store })).messages).toBe(20);
   });
 
   it('a failing command keeps its exit code (NOT_FOUND: 4, not 1)', async () => {
@@ -68,7 +72,7 @@ describe('stderr closed (its reader went away)', () => {
       const socket = join(store, 'run', 'mailstore.sock');
       for (let waited = 0; waited < 10_000 && !existsSync(socket) && daemon.exitCode === null; waited += 50) await new Promise((r) => setTimeout(r, 50));
       // it has logged 'listening' by now, and its services after: the append goes through it
-      const appended = await ok(['--no-wait', 'append', 'M', '-'], { store, input: 'Subject: via the daemon\n\nx\n' });
+      const appended = await here.ok(['--no-wait', 'append', 'M', '-'], { store, input: 'Subject: via the daemon\n\nx\n' });
       expect(appended.trim()).toBe('1');
       expect(daemon.exitCode).toBeNull();
     } finally {
@@ -88,8 +92,8 @@ describe('stdout closed (its reader went away: | head, | true)', () => {
       expect(result.code, args.join(' ')).toBe(141);
       expect(result.stderr, args.join(' ')).toBe('');
     }
-    expect((await run(['scrub'], { store })).code).toBe(1); // the damage is still there to be found
-    expect((await ok(['messages', 'M'], { store })).split('\n').filter(Boolean)).toHaveLength(2);
+    expect((await here.run(['scrub'], { store })).code).toBe(1); // the damage is still there to be found
+    expect((await here.ok(['messages', 'M'], { store })).split('\n').filter(Boolean)).toHaveLength(2);
   });
 
   it('append, whose message is durable before it prints its uid, exits 0 (with --sysexits too: an MTA must not bounce what was delivered)', async () => {
@@ -101,7 +105,7 @@ describe('stdout closed (its reader went away: | head, | true)', () => {
       const code = await new Promise((done) => child.on('close', done));
       expect(code, args.join(' ')).toBe(0);
     }
-    expect((await ok(['messages', 'M'], { store })).split('\n').filter(Boolean)).toHaveLength(2);
+    expect((await here.ok(['messages', 'M'], { store })).split('\n').filter(Boolean)).toHaveLength(2);
   });
 });
 
@@ -110,7 +114,7 @@ describe('stdout a full disk (> /dev/full)', () => {
   // printed a stack trace and exited 1, which export and import document as "skipped entries".
   it.skipIf(!existsSync('/dev/full'))('NO_SPACE (exit 2) naming standard output; what the command did is done', async () => {
     const store = await freshStore();
-    await ok(['append', 'M', '-'], { store, input: 'Subject: one\n\nbody\n' });
+    await here.ok(['append', 'M', '-'], { store, input: 'Subject: one\n\nbody\n' });
     const toFull = (args: string[], input = '') => spawnSync('sh', ['-c', 'exec "$@" > /dev/full', 'sh', process.execPath, bin, '--store', store, ...args], { encoding: 'utf8', input });
     const out = join(tempDir(), 'M.mbox');
     for (const args of [['messages', 'M'], ['messages', 'M', '--json'], ['mailbox', 'list'], ['export', 'M', '--format', 'mbox', '--out', out]]) {
@@ -122,7 +126,7 @@ describe('stdout a full disk (> /dev/full)', () => {
     expect(readFileSync(out, 'utf8')).toContain('Subject: one'); // the export itself was complete
     const appended = toFull(['append', 'M', '-'], 'Subject: two\n\nbody\n');
     expect(appended.status).toBe(2);
-    expect(await ok(['messages', 'M'], { store })).toMatch(/^2\t/m); // durable, though its uid could not be printed
+    expect(await here.ok(['messages', 'M'], { store })).toMatch(/^2\t/m); // durable, though its uid could not be printed
   });
 
   // What commander itself prints (help, --version) is not written through writeStdout: since its
@@ -185,7 +189,7 @@ describe('an empty path (a script\'s unset variable: --store "$SPOOL")', () => {
       expect(result.stderr, args.join(' ')).toMatch(message);
     }
     expect(readdirSync(cwd)).toEqual([]);
-    expect(await ok(['mailbox', 'list'], { store })).toBe('M\n');
+    expect(await here.ok(['mailbox', 'list'], { store })).toBe('M\n');
   });
 });
 
@@ -235,7 +239,7 @@ describe('append with nothing on stdin (/dev/null, closed, a generator that fail
       expect(result.status, `${shell}: ${result.stderr}`).toBe(code);
       expect(result.stderr, shell).toMatch(/^mailstore: INVALID: .*empty/);
     }
-    expect(await json(['messages', 'M'], { store })).toEqual([]);
+    expect(await here.json(['messages', 'M'], { store })).toEqual([]);
   });
 });
 
@@ -328,8 +332,8 @@ describe('a socket path longer than a unix socket can name (107 bytes)', () => {
   it('serve in a deep store says so (INVALID, exit 5) and serves with a shorter --socket; a long unix: LMTP path likewise', async () => {
     const deep = join(tempDir(), 'd'.repeat(60), 'e'.repeat(40), 'store');
     mkdirSync(join(deep, '..'), { recursive: true });
-    await ok(['init'], { store: deep });
-    await ok(['mailbox', 'create', 'M'], { store: deep });
+    await here.ok(['init'], { store: deep });
+    await here.ok(['mailbox', 'create', 'M'], { store: deep });
     expect(Buffer.byteLength(join(deep, 'run', 'mailstore.sock'))).toBeGreaterThan(107);
     const refused = await run(['--no-wait', 'serve'], { store: deep });
     expect(refused.code, refused.stderr).toBe(5);
@@ -343,7 +347,7 @@ describe('a socket path longer than a unix socket can name (107 bytes)', () => {
     const exited = new Promise<number | null>((done) => daemon.on('close', (code) => done(code)));
     try {
       for (let waited = 0; waited < 10_000 && !existsSync(socket) && daemon.exitCode === null; waited += 50) await new Promise((r) => setTimeout(r, 50));
-      expect((await ok(['--no-wait', 'append', 'M', '-'], { store: deep, input: 'Subject: x\n\ny\n', env: { MAILSTORE_SOCKET: socket } })).trim()).toBe('1');
+      expect((await here.ok(['--no-wait', 'append', 'M', '-'], { store: deep, input: 'Subject: x\n\ny\n', env: { MAILSTORE_SOCKET: socket } })).trim()).toBe('1');
     } finally {
       daemon.kill('SIGTERM');
     }
@@ -379,7 +383,7 @@ describe('a socket in a directory another user may write', () => {
       expect(owned.code, owned.stderr).toBe(2);
       expect(owned.stderr).toMatch(/ACCESS: the socket's directory .* belongs to another user \(uid 65534\)/);
     }
-    expect((await ok(['append', 'M', '-'], { store, input: 'Subject: x\n\ny\n' })).trim()).toBe('1'); // the store as it was
+    expect((await here.ok(['append', 'M', '-'], { store, input: 'Subject: x\n\ny\n' })).trim()).toBe('1'); // the store as it was
   });
 });
 
@@ -392,8 +396,8 @@ describe('a store the caller may read but not write', () => {
 
   it.skipIf(skip !== undefined)('every command that only reads works (as fetch did), a change is ACCESS', async () => {
     const store = await freshStore();
-    await ok(['append', 'M', '-', '--flags', '\\Seen'], { store, input: 'Subject: hello\n\nbody\n' });
-    await ok(['quota', 'set', 'M', '--messages', '10'], { store });
+    await here.ok(['append', 'M', '-', '--flags', '\\Seen'], { store, input: 'Subject: hello\n\nbody\n' });
+    await here.ok(['quota', 'set', 'M', '--messages', '10'], { store });
     chmodSync(join(store, '..'), 0o755);
     spawnSync('chmod', ['-R', 'a+rX,go-w', store]);
     for (const args of [['fetch', 'M', '1'], ['messages', 'M'], ['search', 'M', '--subject', 'hello'], ['mailbox', 'dump'], ['usage', '--json'], ['quota', 'get', 'M'], ['quota', 'list']]) {
@@ -411,7 +415,7 @@ describe('a store the caller may read but not write', () => {
   // was printed instead, and nothing named TMPDIR.
   it.skipIf(skip !== undefined)('a $TMPDIR that is missing or not writable is named, exit 2, and the read works with another', async () => {
     const store = await freshStore();
-    await ok(['append', 'M', '-'], { store, input: 'Subject: hello\n\nbody\n' });
+    await here.ok(['append', 'M', '-'], { store, input: 'Subject: hello\n\nbody\n' });
     chmodSync(join(store, '..'), 0o755);
     spawnSync('chmod', ['-R', 'a+rX,go-w', store]);
     const rootOnly = tempDir(); // 0700, root's
@@ -430,7 +434,7 @@ describe('a read-only open killed before it closed (SIGKILL, a timeout, Ctrl-C)'
   // MANIFEST) stayed there for good, one more for each run a cron job's timeout cut short.
   it.skipIf(process.geteuid?.() !== 0)('leaves a copy that the next read-only open removes', async () => {
     const store = await freshStore();
-    await ok(['append', 'M', '-'], { store, input: 'Subject: hello\n\nbody\n' });
+    await here.ok(['append', 'M', '-'], { store, input: 'Subject: hello\n\nbody\n' });
     spawnSync('chown', ['-R', '65534:65534', store]); // root reads nobody's store read-only
     const tmp = tempDir();
     const env = { ...process.env, TMPDIR: tmp, MAILSTORE_DIR: store };
@@ -466,7 +470,7 @@ describe('SIGUSR1 (the log-reopen signal of nginx and Dovecot, in a logrotate re
       daemon.kill('SIGUSR1');
       await waitFor('log-reopened');
       expect(logged('log-reopened')).toBe(true);
-      expect(await ok(['--no-wait', 'append', 'M', '-'], { store, input: 'Subject: after USR1\n\nx\n' })).toBe('1\n');
+      expect(await here.ok(['--no-wait', 'append', 'M', '-'], { store, input: 'Subject: after USR1\n\nx\n' })).toBe('1\n');
       expect(stderr).not.toMatch(/Debugger listening/);
     } finally {
       daemon.kill('SIGTERM');
@@ -478,9 +482,9 @@ describe('SIGUSR1 (the log-reopen signal of nginx and Dovecot, in a logrotate re
 describe('node without WebAssembly (--jitless)', () => {
   it('scrub checks the index tables with the table-driven CRC32C: clean, exit 0; then finds a damaged table', async () => {
     const store = await freshStore();
-    await ok(['append', 'M', '-'], { store, input: `Subject: big\n\n${'y'.repeat(200_000)}\n` });
-    await ok(['append', 'M', '-'], { store, input: 'Subject: small\n\nx\n' });
-    await ok(['snapshot'], { store }); // LevelDB's tables written: the index pass has blocks to check
+    await here.ok(['append', 'M', '-'], { store, input: `Subject: big\n\n${'y'.repeat(200_000)}\n` });
+    await here.ok(['append', 'M', '-'], { store, input: 'Subject: small\n\nx\n' });
+    await here.ok(['snapshot'], { store }); // LevelDB's tables written: the index pass has blocks to check
     const jitless = (args: string[]) => spawnSync(process.execPath, ['--jitless', bin, '--store', store, ...args], { cwd: repoRoot, encoding: 'utf8' });
     const clean = jitless(['scrub', '--json']);
     expect(clean.status, clean.stderr).toBe(0);

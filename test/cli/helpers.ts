@@ -27,14 +27,6 @@ export function tempDir(prefix = 'mailstore-cli-'): string {
   return dir;
 }
 
-/** A new store (`mailstore init`) in a directory of its own, with these mailboxes created. */
-export async function newStore(mailboxes: string[], prefix?: string): Promise<string> {
-  const store = join(tempDir(prefix), 'store');
-  await ok(['init'], { store });
-  for (const mailbox of mailboxes) await ok(['mailbox', 'create', mailbox], { store });
-  return store;
-}
-
 export interface RunResult {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -75,7 +67,10 @@ export function run(args: string[], options: RunOptions = {}): Promise<RunResult
   return finish(start(args, options));
 }
 
-/** `ok` (runs and expects exit 0; returns stdout as text) and `json` over a way to run a command line. */
+/**
+ * `ok` (runs and expects exit 0; returns stdout as text), `json` and `newStore` (`mailstore init`
+ * in a directory of its own, with these mailboxes created) over a way to run a command line.
+ */
 export function expectingSuccess(runner: (args: string[], options?: RunOptions) => Promise<RunResult>) {
   const ok = async (args: string[], options: RunOptions = {}): Promise<string> => {
     const result = await runner(args, options);
@@ -83,10 +78,16 @@ export function expectingSuccess(runner: (args: string[], options?: RunOptions) 
     return result.stdout.toString('utf8');
   };
   const json = async <T = any>(args: string[], options: RunOptions = {}): Promise<T> => JSON.parse(await ok([...args, '--json'], options)) as T;
-  return { ok, json };
+  const newStore = async (mailboxes: string[], prefix?: string): Promise<string> => {
+    const store = join(tempDir(prefix), 'store');
+    await ok(['init'], { store });
+    for (const mailbox of mailboxes) await ok(['mailbox', 'create', mailbox], { store });
+    return store;
+  };
+  return { ok, json, newStore };
 }
 
-export const { ok, json } = expectingSuccess(run);
+export const { ok, json, newStore } = expectingSuccess(run);
 
 export function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');

@@ -6,7 +6,11 @@ import { mkdirSync, readdirSync, symlinkSync, truncateSync, writeFileSync } from
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { limits } from '../../src/limits.js';
-import { bin, json, newStore, requireBuilt, run, tempDir } from './helpers.js';
+import { bin, requireBuilt, tempDir } from './helpers.js';
+// what is tried is the command's input (files, devices, stdin, SOURCE and --out paths), not the
+// process: the command lines run in this process (in-process.ts, a sample checked against the
+// spawned command); the pipe named as FILE is a shell's
+import { json, newStore, run } from './in-process.js';
 
 beforeAll(requireBuilt);
 

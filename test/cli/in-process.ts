@@ -34,7 +34,7 @@ export function run(args: string[], options: RunOptions = {}): Promise<RunResult
   return result;
 }
 
-export const { ok, json } = expectingSuccess(run);
+export const { ok, json, newStore } = expectingSuccess(run);
 
 async function runSampled(args: string[], options: RunOptions): Promise<RunResult> {
   const here = await runHere(args, options);

@@ -6,7 +6,11 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { nodeFileSystem as fs } from '../../src/fs/node-fs.js';
 import { readMbox } from '../../src/formats/mbox.js';
-import { bin, finish, json, ok, repoRoot, requireBuilt, run, sha256, sortedList, start, tempDir } from '../cli/helpers.js';
+import { bin, finish, repoRoot, requireBuilt, sha256, sortedList, start, tempDir } from '../cli/helpers.js';
+// The import or export a signal stops is a process of its own; the stores they start from, the
+// imports that resume and the checks run in this process (in-process.ts, a sample checked against
+// the spawned command).
+import { json, ok, run } from '../cli/in-process.js';
 
 beforeAll(requireBuilt);
 

@@ -1,15 +1,17 @@
 // Backup into a bucket (--repo s3:http://host:port/bucket/prefix) against a real Ceph radosgw: the
 // repository is the same one as on disk, its files objects under the prefix (src/objstore/bucket-fs.ts);
 // backup, list, check --read-data, a second backup that adds nothing, and a restore that gives back
-// every message exact, with the built CLI. A missing bucket is UNMOUNTED (exit 3) and writes
-// nothing; no credentials is INVALID. Skipped (with the reason) without Ceph.
+// every message exact, with the built CLI (its command lines run in the test's process:
+// in-process.ts, a sample checked against the spawned command). A missing bucket is UNMOUNTED
+// (exit 3) and writes nothing; no credentials is INVALID. Skipped (with the reason) without Ceph.
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as Minio from 'minio';
 import { cephInstalled, createBucket, startCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
-import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
+import { requireBuilt, tempDir } from '../cli/helpers.js';
+import { json, ok, run } from '../cli/in-process.js';
 
 const installed = cephInstalled();
 if (!installed) console.log('backup-into-a-bucket tests skipped: Ceph is not installed (apt-get install ceph-mon ceph-osd radosgw ceph-common)');

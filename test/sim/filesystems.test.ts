@@ -16,7 +16,10 @@ import { Store } from '../../src/store/store.js';
 import { MailstoreError } from '../../src/errors.js';
 import { defaultReserveInodes } from '../../src/store/free-space.js';
 import { limits } from '../../src/limits.js';
-import { bin, ok, run } from '../cli/helpers.js';
+import { bin } from '../cli/helpers.js';
+// what is tried is the file system, not the process: the command lines run in this process
+// (in-process.ts, a sample checked against the spawned command)
+import { ok, run } from '../cli/in-process.js';
 import { expectExactly, msg, skipReason } from './helpers.js';
 
 const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
