@@ -46,10 +46,10 @@ export async function promoteStore(store: Store, log: Log = () => undefined, opt
   await control.setRole({ ...role, role: 'primary', epoch, primary: undefined });
   const seq = await control.commitMeta(EPOCH_META, epoch);
   log(`replication: promoted to primary at epoch ${epoch} (seq ${seq}); the old primary ${role.primary ?? '?'} is fenced once it hears of it`);
-  // Mailbox deletes the old primary began and did not end were its to finish; now they are this
-  // store's (open finishes them too, but a daemon may run for months): in the background, as a
-  // delete's chunks go, so the new primary serves at once. close() waits for them.
-  control.finishInterruptedDeletes().catch((error: unknown) => log(`replication: finishing the mailbox deletes the old primary left half-done failed (${(error as Error).message}); the next open finishes them`));
+  // Mailbox deletes (and copies in parts) the old primary began and did not end were its to finish
+  // (undo); now they are this store's (open does it too, but a daemon may run for months): in the
+  // background, as a delete's chunks go, so the new primary serves at once. close() waits for them.
+  control.finishInterrupted().catch((error: unknown) => log(`replication: finishing the mailbox deletes and copies the old primary left half-done failed (${(error as Error).message}); the next open finishes them`));
   const oldPrimaryFenced = role.primary && role.keyFile ? await tellOldPrimary(store, role.primary, role.keyFile, epoch) : false;
   const warnings = settingWarnings(await readPrimarySettings(store.fs, store.root), await readNodeSettings(store.fs, store.root), role.primary ?? '?');
   for (const line of warnings) log(line);

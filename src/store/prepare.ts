@@ -10,7 +10,7 @@ import type { MailboxInfo, Op } from './records.js';
 import type { PrepareContext } from './writer.js';
 
 /** Resolves a name inside a batch (sees the batch's own pending changes). */
-export async function resolveInBatch(view: PrepareContext['view'], components: string[], name: string): Promise<MailboxInfo> {
+export async function resolveInBatch(view: Pick<PrepareContext['view'], 'get'>, components: readonly string[], name: string): Promise<MailboxInfo> {
   const id = await view.get<Buffer>(keys.name(components));
   const box = id ? await view.get<MailboxInfo>(keys.info(Buffer.from(id))) : undefined;
   if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `no mailbox named ${name}`, { path: name });
@@ -28,17 +28,9 @@ export async function resolveInBatch(view: PrepareContext['view'], components: s
  */
 export async function inUidParts<T>(uids: number[], components: string[], name: string,
   change: (part: number[], resolve: (view: PrepareContext['view']) => Promise<MailboxInfo>) => Promise<T>): Promise<T[]> {
-  let pinned: Buffer | undefined;
-  const resolve = async (view: PrepareContext['view']): Promise<MailboxInfo> => {
-    const box = await resolveInBatch(view, components, name);
-    if (pinned && !pinned.equals(box.id)) {
-      throw new MailstoreError('NOT_FOUND', `${name} was deleted or renamed while its messages were being changed; the uids before ${uidsDoneBefore} are done`, { path: name });
-    }
-    pinned = box.id;
-    return box;
-  };
-  const results: T[] = [];
   let uidsDoneBefore = uids[0];
+  const resolve = pinnedMailbox(components, name, () => `its messages were being changed; the uids before ${uidsDoneBefore} are done`);
+  const results: T[] = [];
   for (let at = 0; at < uids.length || at === 0; at += limits.uidChangePartMessages) {
     // a part's small journal write may be flushed in this thread, so the parts could follow one
     // another without the event loop turning: the sockets, and a delivery on one, go first
@@ -47,6 +39,21 @@ export async function inUidParts<T>(uids: number[], components: string[], name: 
     results.push(await change(uids.slice(at, at + limits.uidChangePartMessages), resolve));
   }
   return results;
+}
+
+/**
+ * Resolves `name` in each part's batch of a call in parts: a mailbox other than the one the first
+ * part found (that one deleted or renamed meanwhile, another made under its name) is refused
+ * (NOT_FOUND, `during` says what was under way and what is done), never changed in its place.
+ */
+export function pinnedMailbox(components: readonly string[], name: string, during: () => string): (view: PrepareContext['view']) => Promise<MailboxInfo> {
+  let pinned: Buffer | undefined;
+  return async (view) => {
+    const box = await resolveInBatch(view, components, name);
+    if (pinned && !pinned.equals(box.id)) throw new MailstoreError('NOT_FOUND', `${name} was deleted or renamed while ${during()}`, { path: name });
+    pinned = box.id;
+    return box;
+  };
 }
 
 /**

@@ -46,7 +46,7 @@ import { listSnapshots } from './snapshot-file.js';
 import { checkMetaUnchanged, checkRecordSize, checkUidsLeft, inUidParts, resolveInBatch } from './prepare.js';
 import { StoreReader, type FetchAtOptions, type ReaderHost } from './reader.js';
 import { SharedHashPool } from '../hash/shared-pool.js';
-import { opExtras, type BlobRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
+import { type BlobRecord, type MailboxInfo, type MessageRecord, type Op, type RightsRecord } from './records.js';
 import type { Health } from './recovery.js';
 import {
   ALL_RIGHTS, checkArray, checkBytes, checkComponents, checkDeletable, checkModseq, checkObject, checkOptions, checkString, normalizeAcl, normalizeOwner,
@@ -54,6 +54,7 @@ import {
   ownCopy, parseMailboxName, patternPrefixComponents, renamedMailboxName, checkByteBound, type DeleteOptions,
 } from './validate.js';
 import { checkQuota, checkRenameQuota, moveQuotaRoots } from './quota.js';
+import { interruptedCopies, transfer, undoCopy, type TransferHost, type TransferResult } from './transfer.js';
 import { movedName, movedOp, movedUsers, orMoved, type MovedMarker, type MovedUser } from './moved.js';
 import {
   uuidString, type AppendOptions, type AppendResult, type FlagChange, type MailboxStatus, type MailboxSummary, type MessageInfo,
@@ -107,8 +108,8 @@ export interface StoreReplication {
   installResync(staged: StagedResync): Promise<void>;
   /** Commits one meta.set record (the epoch), whatever the role; returns its seq. */
   commitMeta(key: string, value: unknown): Promise<number>;
-  /** Finishes the mailbox deletes the journal left half-done (open does for a writable role; a promoted replica inherits its old primary's). */
-  finishInterruptedDeletes(): Promise<void>;
+  /** Finishes the mailbox deletes and undoes the copies in parts the journal left half-done (open does for a writable role; a promoted replica inherits its old primary's). */
+  finishInterrupted(): Promise<void>;
   /** Commits ops prepared by the caller against the batch's view (XFER's mailbox import). */
   commitOps<T>(prepare: Mutation<T>['prepare'], space?: SpaceNeed): Promise<T>;
   /**
@@ -217,6 +218,8 @@ export class Store implements MailStore {
   private readonly packBytesMax: number;
   /** Deletes whose intent record committed and whose chunks are still running (close waits for them). */
   private readonly deletes = new Set<Promise<void>>();
+  /** Mailboxes (name components joined by NUL) a copy or move in parts adds to: other additions wait (holdAdditions). */
+  private readonly additions = new Map<string, Promise<void>>();
   /** The compaction running now (one at a time). */
   private compaction?: Promise<unknown>;
   private compactor?: BackgroundCompactor;
@@ -317,7 +320,7 @@ export class Store implements MailStore {
       store.remote = await tier?.attachTier(store.tierHost());
       // A replica's interrupted delete is finished by its primary, whose records it receives.
       if (!parts.readOnly && store.writableRole()) {
-        await store.finishInterruptedDeletes();
+        await store.finishInterrupted();
         await store.finishInterruptedCompaction();
         if (options.autoCompact) await store.startCompactor(options); // a primary's compaction reaches its replicas (src/replication/pack-removal.ts)
         if (options.autoTier && store.remote) await store.startTierMover(options);
@@ -745,7 +748,7 @@ export class Store implements MailStore {
         return this.writer.submit({ exclusive: true, prepare: async ({ seq }) => ({ ops: [{ op: 'meta.set', key, value } as Op], result: seq }) });
       },
       commitOps: (prepare, space) => this.submit({ exclusive: true, space, prepare }),
-      finishInterruptedDeletes: () => this.finishInterruptedDeletes(),
+      finishInterrupted: () => this.finishInterrupted(),
       moveInlineBodies: async (throughSeq) => {
         await moveInlineBodies(this.compactHost(), throughSeq);
       },
@@ -975,13 +978,16 @@ export class Store implements MailStore {
     return running;
   }
 
-  private async finishInterruptedDeletes(): Promise<void> {
+  private async finishInterrupted(): Promise<void> {
     const pending: Buffer[] = [];
     for await (const [key] of this.db.entries({ prefix: meta.deletingPrefix })) {
       const hex = key.toString('latin1').split('deleting/')[1]?.replace(/\0$/, '');
       if (hex) pending.push(Buffer.from(hex, 'hex'));
     }
     await this.finishDeletes(pending);
+    // a copy in parts cut short by a crash: RFC 9051 wants a failed COPY to leave its target as it was
+    const host = this.transferHost();
+    for (const target of await interruptedCopies(this.db)) await undoCopy(host, target);
   }
 
   async listMailboxes(options: { user?: string; pattern?: string } = {}): Promise<{ name: string; id: string; rights?: string }[]> {
@@ -1135,7 +1141,7 @@ export class Store implements MailStore {
     const ahead = prepared.length >= limits.appendPrefetchMessagesMin ? this.db.readAhead(prepared.map((item) => keys.blob(item.hash))) : undefined;
     // what the record may write, for the free-space reserve (an upper bound: before dedup)
     const spaceBytes = prepared.reduce((sum, item) => sum + item.bytes.length + limits.freeSpaceMessageOverheadBytes, 0);
-    const committed = this.submit({
+    const committed = this.afterAdditions(components, () => this.submit({
       chain: options.chain,
       space: { bytes: spaceBytes, mail: true },
       prepare: async (ctx) => {
@@ -1160,7 +1166,7 @@ export class Store implements MailStore {
         if (options.meta) ops.push({ op: 'meta.set', key: `user/${options.meta.key}`, value: options.meta.value });
         return { ops, result: results };
       },
-    });
+    }));
     if (ahead) committed.then(() => ahead.release(), () => ahead.release()); // refused before its prepare ran: no longer watched
     if (!recycled) return committed;
     const giveBack = (): void => { for (const item of prepared) this.copies.giveBack(item.bytes); };
@@ -1276,46 +1282,49 @@ export class Store implements MailStore {
     return since === undefined ? { expunged, modseq } : { expunged, modseq, modified: parts.flatMap((p) => p.modified ?? []) };
   }
 
-  /** Copies messages (no new blob: references only). Returns COPYUID-style pairs. */
+  /** Copies messages (no new blob: references only). Returns COPYUID-style pairs; one that fails part way is undone (transfer.ts). */
   copy(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }> {
     return this.transfer(from, uids, to, false);
   }
 
-  /** Moves messages: the copy and the expunge are one record, so a crash never leaves both or neither. */
+  /** Moves messages: each part's copy and expunge are one record, so a crash never leaves a message in both or neither (transfer.ts). */
   move(from: string, uids: number | number[], to: string): Promise<{ uidValidity: number; mapping: [number, number][] }> {
     return this.transfer(from, uids, to, true);
   }
 
-  private async transfer(from: string, uids: number | number[], to: string, expungeSource: boolean) {
-    const source = parseMailboxName(from);
-    const target = parseMailboxName(to);
+  private transfer(from: string, uids: number | number[], to: string, expungeSource: boolean): Promise<TransferResult> {
     const list = normalizeUids(uids);
-    return this.submit({
-      prepare: async ({ view }) => {
-        const src = await resolveInBatch(view, source, from);
-        const dst = await resolveInBatch(view, target, to);
-        if (src.id.equals(dst.id) && expungeSource) throw new MailstoreError('INVALID', `cannot move ${from} into itself`);
-        const ops: Op[] = [];
-        const mapping: [number, number][] = [];
-        let uid = dst.uidNext;
-        for (const srcUid of list) {
-          const record = await view.get<MessageRecord>(keys.message(src.id, srcUid));
-          if (!record) continue;
-          const blob = await view.get<BlobRecord>(keys.blob(Buffer.from(record.h)));
-          if (!blob) throw new MailstoreError('CORRUPT', `message ${srcUid} in ${from} refers to an unknown blob; run 'mailstore scrub'`);
-          ops.push({ op: 'message.add', id: dst.id, uid, hash: Buffer.from(record.h), size: record.s, date: record.d, flags: record.f, pack: blob.p, offset: blob.o, ...opExtras(record) });
-          mapping.push([srcUid, uid++]);
-        }
-        checkUidsLeft(dst, mapping.length, to);
-        const added = ops.reduce((sum, op) => sum + (op.op === 'message.add' ? op.size : 0), 0);
-        await checkQuota(this.db, view, dst.name, added, mapping.length, expungeSource ? src.name : undefined);
-        if (expungeSource && mapping.length > 0) ops.push({ op: 'message.expunge', id: src.id, uids: mapping.map(([s]) => s), at: Date.now() });
-        checkRecordSize(ops, `${expungeSource ? 'moving' : 'copying'} ${mapping.length} messages`);
-        return { ops, result: { uidValidity: dst.uidValidity, mapping } };
-      },
+    this.live();
+    return transfer(this.transferHost(), from, list, to, expungeSource);
+  }
+
+  private transferHost(): TransferHost {
+    const store = this;
+    return {
+      get index() { return store.db; },
+      submit: (mutation) => this.submit(mutation),
+      holdAdditions: (components) => this.holdAdditions(components),
+    };
+  }
+
+  /**
+   * Makes every other addition to the mailbox (append, copy, move into it) wait until the returned
+   * release: a copy or move in parts (transfer.ts) keeps its uids there one run given out in order.
+   */
+  private holdAdditions(components: readonly string[]): Promise<() => void> {
+    return this.afterAdditions(components, async () => {
+      const key = components.join('\0');
+      let release!: () => void;
+      this.additions.set(key, new Promise((done) => { release = done; }));
+      return () => { this.additions.delete(key); release(); };
     });
   }
 
+  /** Starts `start` once no call in parts adds to the mailbox (holdAdditions): at once when none does, else in the same turn its hold ends. */
+  private afterAdditions<T>(components: readonly string[], start: () => Promise<T>): Promise<T> {
+    const held = this.additions.get(components.join('\0'));
+    return held ? held.then(() => this.afterAdditions(components, start)) : start();
+  }
 
   /** How this process flushes a lone writer's small journal-only commits (src/store/flush-choice.ts): measured as it goes, so process state, not the store's. */
   journalFlush(): JournalFlushChoice {

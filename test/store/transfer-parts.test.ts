@@ -1,0 +1,130 @@
+// A copy or move of many uids commits in parts (a delivery elsewhere is not held behind it), its
+// uids at the target one ascending run, its quota checked whole; a copy cut short is undone (by
+// the call, or by the next open after a crash), a move cut short leaves each message in one place.
+import { afterEach, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { limits } from '../../src/limits.js';
+import { MailstoreError } from '../../src/errors.js';
+import { Store } from '../../src/store/store.js';
+import { setQuota } from '../../src/store/quota.js';
+import type { Mutation } from '../../src/store/writer.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const msg = (i: number) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
+const part = limits.uidChangePartMessages;
+afterEach(() => { limits.uidChangePartMessages = part; });
+
+async function storeWith(count: number): Promise<Store> {
+  const store = await Store.open(join(tmpDir('transfer-parts'), 's'), { create: true });
+  for (const name of ['user/a/INBOX', 'user/a/Archive', 'user/b/INBOX']) await store.createMailbox(name);
+  await store.appendBatch('user/a/INBOX', Array.from({ length: count }, (_, i) => ({ bytes: msg(i) })));
+  return store;
+}
+
+async function subjects(store: Store, mailbox: string): Promise<string[]> {
+  const all: string[] = [];
+  for await (const m of store.readMessages(mailbox)) all.push(/Subject: (\S+)/.exec(m.body.toString())![1]);
+  return all;
+}
+
+const uids = (count: number) => Array.from({ length: count }, (_, i) => i + 1);
+const range = (from: number, count: number) => Array.from({ length: count }, (_, i) => from + i);
+
+/** Makes the writer's `nth` submit (from now on) run `instead` in its place. */
+function onSubmit(store: Store, nth: number, instead: () => Promise<unknown>): void {
+  const writer = (store as unknown as { writer: { submit<T>(m: Mutation<T>): Promise<T> } }).writer;
+  const submit = writer.submit.bind(writer);
+  let calls = 0;
+  writer.submit = <T>(mutation: Mutation<T>) => (++calls === nth ? instead() as Promise<T> : submit(mutation));
+}
+
+/** A copy or move of 1000 uids in parts of 100 whose store stops after three parts (as a crash there: each part is durable), reopened. */
+async function cutShortAfterThreeParts(verb: 'copy' | 'move'): Promise<Store> {
+  limits.uidChangePartMessages = 100;
+  const store = await storeWith(1000);
+  onSubmit(store, 4, async () => { void store.close(); throw new MailstoreError('CLOSED', 'stopped (injected)'); });
+  const error = await store[verb]('user/a/INBOX', uids(1000), 'user/a/Archive').catch((e: unknown) => e);
+  expect((error as MailstoreError).code).toBe('CLOSED');
+  await store.close().catch(() => undefined);
+  return Store.open(store.root);
+}
+
+describe('copy and move of many uids commit in parts', () => {
+  it('copy of 1000 uids in parts of 100: a delivery elsewhere commits first; the target uids are one run; each message copied once', async () => {
+    limits.uidChangePartMessages = 100;
+    const store = await storeWith(1000);
+    const order: string[] = [];
+    const copy = store.copy('user/a/INBOX', uids(1000), 'user/a/Archive').then((r) => { order.push('copy'); return r; });
+    const delivery = store.append('user/b/INBOX', msg(-1)).then(() => { order.push('delivery'); });
+    const [result] = await Promise.all([copy, delivery]);
+    expect(order).toEqual(['delivery', 'copy']);
+    expect(result.mapping).toEqual(uids(1000).map((u) => [u, u]));
+    expect(await subjects(store, 'user/a/Archive')).toEqual(range(0, 1000).map(String));
+    expect(await subjects(store, 'user/a/INBOX')).toHaveLength(1000);
+    const { changed } = await store.changesSince('user/a/Archive', 0);
+    expect(new Set(changed.map((m) => m.modseq)).size).toBe(10);
+    await store.close();
+  });
+
+  it('a delivery into the target of a move in parts waits for it and takes the uid after its run; nothing in two places', async () => {
+    limits.uidChangePartMessages = 100;
+    const store = await storeWith(1000);
+    await store.append('user/a/Archive', msg(-1)); // uid 1 there
+    const move = store.move('user/a/INBOX', uids(1000), 'user/a/Archive');
+    const delivery = store.append('user/a/Archive', msg(-2));
+    const [result, delivered] = await Promise.all([move, delivery]);
+    expect(result.mapping).toEqual(uids(1000).map((u) => [u, u + 1]));
+    expect(delivered.uid).toBe(1002);
+    expect(await subjects(store, 'user/a/INBOX')).toEqual([]);
+    expect(await subjects(store, 'user/a/Archive')).toEqual(['-1', ...range(0, 1000).map(String), '-2']);
+    await store.close();
+  });
+
+  it('the quota is checked for the whole call up front: OVER_QUOTA, nothing copied', async () => {
+    limits.uidChangePartMessages = 100;
+    const store = await storeWith(1000);
+    await store.createMailbox('user/c/INBOX');
+    await setQuota(store, 'user/c', { messages: 500 });
+    const error = await store.copy('user/a/INBOX', uids(1000), 'user/c/INBOX').catch((e: unknown) => e);
+    expect((error as MailstoreError).code).toBe('OVER_QUOTA');
+    expect(await subjects(store, 'user/c/INBOX')).toEqual([]);
+    const moved = await store.move('user/a/INBOX', uids(1000), 'user/c/INBOX').catch((e: unknown) => e);
+    expect((moved as MailstoreError).code).toBe('OVER_QUOTA');
+    expect(await subjects(store, 'user/a/INBOX')).toHaveLength(1000);
+    await store.close();
+  });
+
+  it('a copy whose fourth part fails (NO_SPACE) is undone: the target as it was, the source whole; run again, each message once', async () => {
+    limits.uidChangePartMessages = 100;
+    const store = await storeWith(1000);
+    onSubmit(store, 4, async () => { throw new MailstoreError('NO_SPACE', 'disk full (injected)'); });
+    const error = await store.copy('user/a/INBOX', uids(1000), 'user/a/Archive').catch((e: unknown) => e);
+    expect((error as MailstoreError).code).toBe('NO_SPACE');
+    expect(await subjects(store, 'user/a/Archive')).toEqual([]);
+    expect(await subjects(store, 'user/a/INBOX')).toHaveLength(1000);
+    const again = await store.copy('user/a/INBOX', uids(1000), 'user/a/Archive');
+    expect(again.mapping).toEqual(uids(1000).map((u) => [u, u + 300]));
+    expect(await subjects(store, 'user/a/Archive')).toEqual(range(0, 1000).map(String));
+    await store.close();
+  });
+
+  it('a copy cut short between parts (the store stopped) is undone by the next open; run again, each message once', async () => {
+    const reopened = await cutShortAfterThreeParts('copy');
+    expect(await subjects(reopened, 'user/a/Archive')).toEqual([]);
+    expect(await subjects(reopened, 'user/a/INBOX')).toHaveLength(1000);
+    await reopened.copy('user/a/INBOX', uids(1000), 'user/a/Archive');
+    expect(await subjects(reopened, 'user/a/Archive')).toEqual(range(0, 1000).map(String));
+    await reopened.close();
+  });
+
+  it('a move cut short between parts leaves each message in exactly one place; run again, it finishes', async () => {
+    const reopened = await cutShortAfterThreeParts('move');
+    expect(await subjects(reopened, 'user/a/Archive')).toEqual(range(0, 300).map(String));
+    expect(await subjects(reopened, 'user/a/INBOX')).toEqual(range(300, 700).map(String));
+    const rest = await reopened.move('user/a/INBOX', uids(1000), 'user/a/Archive');
+    expect(rest.mapping).toEqual(range(301, 700).map((u) => [u, u]));
+    expect(await subjects(reopened, 'user/a/Archive')).toEqual(range(0, 1000).map(String));
+    expect(await subjects(reopened, 'user/a/INBOX')).toEqual([]);
+    await reopened.close();
+  });
+});
