@@ -970,6 +970,11 @@ export const eventLimits = {
   followReadIntervalMinMs: 100,
   /** A follower (events --follow, a webhook) looks for new records this often when no commit wakes it. */
   followPollMs: 500,
+  /** `events --follow` tries a look the daemon's restart cut short again after this, doubling up to followRetryMaxMs (as a replica reconnects)... */
+  followRetryMinMs: 100,
+  followRetryMaxMs: 5_000,
+  /** ...until the daemon has been away this long (a restart that recovers a big journal takes a while): then it exits UNAVAILABLE. */
+  followReconnectMs: 300_000,
 } as const;
 
 /** Backup repositories (src/backup/, docs/BACKUP.md). */

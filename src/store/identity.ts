@@ -89,7 +89,9 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
     // lost+found: a file system's root; run/: a daemon's socket directory (a replica's daemon starts in an empty directory)
     const names = (await fs.readdir(root)).filter((n) => n !== 'lost+found' && n !== 'run');
     if (names.includes(LAYOUT.identity)) throw new MailstoreError('EXISTS', `a store already exists at ${root}`, { path: root });
-    if (names.length > 0) {
+    // an init stopped before STORE (SIGKILL, a power cut) left only its own empty directories and
+    // markers: it is done again (new markers over the old); anything else there may be mail
+    if (names.length > 0 && !(await initLeftOnly(fs, root, names))) {
       throw new MailstoreError('INVALID', `${root} is not empty and holds no store (found ${names.slice(0, 3).join(', ')}); refusing to initialise over it`, { path: root });
     }
   } else {
@@ -105,12 +107,35 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
     // The markers let open tell "packs/ is an empty mount point" from "a store with no mail yet".
     await writeFileDurable(fs, join(root, LAYOUT.packs, LAYOUT.marker), Buffer.from(identity.storeId + '\n'));
     await writeFileDurable(fs, join(root, LAYOUT.journal, LAYOUT.marker), Buffer.from(identity.storeId + '\n'));
-    // STORE last: a crash before this leaves a directory that init can be re-run on after clearing.
+    // STORE last: a crash before this leaves a directory that init, run again, takes as its own (initLeftOnly).
     await writeFileDurable(fs, join(root, LAYOUT.identity), cloneOf ?? encodeIdentity(identity));
   } catch (error) {
     throw fromSystemError(error, 'initialising store', root);
   }
   return identity;
+}
+
+/**
+ * Whether `names` (the root's entries) are only what an init that never wrote STORE leaves: its
+ * directories, on the root's own device (a mount point is never one: its partition may hold a
+ * store whose root did not mount), holding nothing but the markers and the temporary files of
+ * their durable writes (a pack or a journal segment, mail, is never one of them).
+ */
+async function initLeftOnly(fs: FileSystem, root: string, names: string[]): Promise<boolean> {
+  const rootDevice = (await fs.stat(root)).dev;
+  const ownTemp = (name: string, file: string) => name.startsWith(`.${file}.`) && name.endsWith('.tmp');
+  const marker = (name: string) => name === LAYOUT.marker || ownTemp(name, LAYOUT.marker);
+  const holds = new Map<string, (name: string) => boolean>([
+    [LAYOUT.packs, marker], [LAYOUT.journal, marker], [LAYOUT.quarantine, () => false], [LAYOUT.tmp, () => false],
+  ]);
+  for (const name of names) {
+    if (ownTemp(name, LAYOUT.identity)) continue;
+    const allowed = holds.get(name);
+    const stat = allowed && await fs.statIfExists(join(root, name));
+    if (!stat || !stat.isDirectory || stat.dev !== rootDevice) return false;
+    if (!(await fs.readdir(join(root, name))).every(allowed!)) return false;
+  }
+  return true;
 }
 
 /**

@@ -108,6 +108,23 @@ describe('copy and move of many uids commit in parts', () => {
     await store.close();
   });
 
+  it('a copy whose undo failed too is undone by the next copy into the same mailbox, before it copies', async () => {
+    limits.uidChangePartMessages = 100;
+    const store = await storeWith(1000);
+    const writer = (store as unknown as { writer: { submit<T>(m: Mutation<T>): Promise<T> } }).writer;
+    const submit = writer.submit.bind(writer);
+    let calls = 0;
+    writer.submit = <T>(mutation: Mutation<T>) => (++calls <= 3 ? submit(mutation) : Promise.reject(new MailstoreError('IO', 'disk gone (injected)')));
+    const error = await store.copy('user/a/INBOX', uids(1000), 'user/a/Archive').catch((e: unknown) => e);
+    expect((error as MailstoreError).code).toBe('IO');
+    writer.submit = submit;
+    expect(await subjects(store, 'user/a/Archive')).toHaveLength(300); // the undo could not commit: left
+    const again = await store.copy('user/a/INBOX', range(1, 150), 'user/a/Archive');
+    expect(again.mapping).toEqual(range(1, 150).map((u) => [u, u + 300]));
+    expect(await subjects(store, 'user/a/Archive')).toEqual(range(0, 150).map(String));
+    await store.close();
+  });
+
   it('a copy cut short between parts (the store stopped) is undone by the next open; run again, each message once', async () => {
     const reopened = await cutShortAfterThreeParts('copy');
     expect(await subjects(reopened, 'user/a/Archive')).toEqual([]);
