@@ -3,7 +3,7 @@
 import { basename, join, relative } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
-import { detectFormat, refuseCompressed, type MailFormat } from '../formats/detect.js';
+import { detectFormat, refuseForeign, type MailFormat } from '../formats/detect.js';
 import { listEmlFolders, readEmlDir, readMessageFile, type SkipHandler, type SkipReason } from '../formats/eml.js';
 import { listMaildirFolders, parseMaildirName, readMaildir } from '../formats/maildir.js';
 import { importLimits, limits } from '../limits.js';
@@ -84,7 +84,7 @@ export interface Source {
 /** Works out what `path` holds (or takes the admin's word) and lists its folders. */
 export async function openSource(fs: FileSystem, path: string, options: SourceOptions, onSkip: SkipHandler): Promise<Source> {
   const stat = await fs.stat(path).catch((error) => { throw fromSystemError(error, 'reading import source', path); });
-  if (stat.isFile) await refuseCompressed(fs, path);
+  if (stat.isFile) await refuseForeign(fs, path);
   const format = options.format ?? await detectFormat(fs, path);
   if (options.flatten && (format !== 'eml' || !stat.isDirectory)) {
     throw new MailstoreError('INVALID', `flatten is for a directory of message files; ${path} is read as ${format}${stat.isDirectory ? '' : ' (a file)'}`, { path });
