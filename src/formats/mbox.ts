@@ -676,9 +676,16 @@ function buildDate(
   return Number.isNaN(ms) || ms < limits.internalDateMsMin || ms > limits.internalDateMsMax ? undefined : date;
 }
 
-/** asctime has no zone and means UTC; a numeric zone is honoured; named zones other than UTC/GMT are guessed as UTC. */
+/** RFC 5322's zone names (obs-zone, section 4.3), in minutes east of UTC; UT and GMT are 0. */
+const NAMED_ZONES: Record<string, number> = { est: -300, edt: -240, cst: -360, cdt: -300, mst: -420, mdt: -360, pst: -480, pdt: -420 };
+
+/**
+ * asctime has no zone and means UTC; a numeric zone is honoured, and so are RFC 5322's names;
+ * other names (CET; IST: India, Israel or Ireland) are guessed as UTC.
+ */
 function zoneOffsetMinutes(zone: string | undefined): number {
-  if (!zone || !/^[+-]\d{4}$/.test(zone)) return 0;
+  if (zone && !/^[+-]\d{4}$/.test(zone)) return NAMED_ZONES[zone.toLowerCase()] ?? 0;
+  if (!zone) return 0;
   const sign = zone[0] === '-' ? -1 : 1;
   return sign * (Number(zone.slice(1, 3)) * 60 + Number(zone.slice(3, 5)));
 }
