@@ -29,6 +29,8 @@ export interface ReadMaildirOptions {
   messageBytesMax?: number;
   /** `dir` was found inside the source (a Maildir++ folder): a link there is refused, not followed. */
   noFollow?: boolean;
+  /** Once the folder is read: keyword letters its file names use that dovecot-keywords does not name (dropped), and how many messages had one. */
+  onUnnamedKeywords?: (letters: string[], messages: number) => void;
 }
 
 export interface MaildirFolder {
@@ -128,6 +130,8 @@ export async function* readMaildir(
   try {
     const entries = await listMessageFiles(fs, dir, held.path, options.onSkip, holds);
     const keywords = await readDovecotKeywords(fs, dir, options.onSkip, held.path);
+    const unnamed = new Set<string>();
+    let unnamedMessages = 0;
     for (const [index, entry] of entries.entries()) {
       const path = join(dir, entry.sub, entry.name);
       const read = await readMessageFile(fs, path, options, index, join(entry.at, entry.name));
@@ -136,8 +140,12 @@ export async function* readMaildir(
       // The info gives the flags in new/ too: Dovecot leaves a message there, `:2,S`, when a client
       // flags it while it is \Recent, and Dovecot, mutt and Python's mailbox all read it seen.
       const flags = parsed.info === undefined ? [] : flagsFromMaildirInfo(parsed.info, keywords);
+      const letters = [...parsed.info ?? ''].filter((letter) => /[a-z]/.test(letter) && keywords[letter.charCodeAt(0) - 0x61] === undefined);
+      for (const letter of letters) unnamed.add(letter);
+      if (letters.length > 0) unnamedMessages += 1;
       yield { bytes: read.bytes, flags, internalDate: internalDateOf(read.stat.mtimeMs, parsed.timestampSeconds), path, name: entry.name, recent: entry.sub === 'new', index };
     }
+    if (unnamed.size > 0) options.onUnnamedKeywords?.([...unnamed].sort(), unnamedMessages);
   } finally {
     for (const hold of holds) await hold.close().catch(() => {});
   }

@@ -5,7 +5,7 @@ import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { detectFormat, refuseForeign, type MailFormat } from '../formats/detect.js';
 import { listEmlFolders, readEmlDir, readMessageFile, type SkipHandler, type SkipReason } from '../formats/eml.js';
-import { listMaildirFolders, parseMaildirName, readMaildir } from '../formats/maildir.js';
+import { KEYWORDS_FILE, listMaildirFolders, parseMaildirName, readMaildir } from '../formats/maildir.js';
 import { importLimits, limits } from '../limits.js';
 import { readMbox, type MboxMessage, type MboxStyle } from '../formats/mbox.js';
 import { readPublicInbox, requirePublicInbox, type PublicInboxLayout } from '../formats/public-inbox.js';
@@ -74,6 +74,8 @@ export interface SourceOptions {
   messageBytesMax?: number;
   /** A directory of message files: every file below it into the one mailbox, subdirectories not kept as folders. */
   flatten?: boolean;
+  /** What was read but not all of it kept (a message still went in). */
+  onWarning?: (text: string) => void;
 }
 
 export interface Source {
@@ -194,7 +196,9 @@ async function maildirFolder(fs: FileSystem, folder: string, path: string, optio
     path,
     estimatedMessages,
     async *messages(onSkip) {
-      const reading = readMaildir(fs, path, { onSkip: placing(onSkip, maildirEntry), messageBytesMax: options.messageBytesMax, noFollow: folder !== '' });
+      const onUnnamedKeywords = (letters: string[], messages: number) => options.onWarning?.(
+        `${path}: keyword letters ${letters.join(', ')} of ${messages} message${messages === 1 ? '' : 's'} have no name in ${KEYWORDS_FILE}; those keywords were not imported`);
+      const reading = readMaildir(fs, path, { onSkip: placing(onSkip, maildirEntry), messageBytesMax: options.messageBytesMax, noFollow: folder !== '', onUnnamedKeywords });
       for await (const message of reading) {
         yield {
           bytes: message.bytes, flags: message.flags, internalDate: message.internalDate, position: message.index, entry: maildirEntry(message.path),

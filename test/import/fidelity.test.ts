@@ -370,3 +370,20 @@ describe('Maildir export: keywords past the 26 letters', () => {
     expect(names[1]).toMatch(/:2,S[u-z]{6}$/);
   });
 });
+
+describe('Maildir keywords without names', () => {
+  it('keyword letters with no dovecot-keywords entry (a Maildir copied without it, or kept in Dovecot\'s CONTROL directory) are named in a warning', async () => {
+    // they were dropped without a word: every keyword of the folder lost, the import clean
+    const source = maildir(join(tmpDir('src'), 'md'), { '1700000001.a:2,Sab': body('a'), '1700000002.b:2,Sc': body('b'), '1700000003.c:2,S': body('c') });
+    writeFileSync(join(source, 'dovecot-keywords'), '1 $Junk\n');
+    await withStore(async (store) => {
+      const warnings: string[] = [];
+      const summary = await importMail(store, source, { mailbox: 'box', onWarning: (text) => warnings.push(text) });
+      expect(summary).toMatchObject({ imported: 3, skipped: 0 });
+      expect(warnings).toEqual([`${source}: keyword letters a, c of 2 messages have no name in dovecot-keywords; those keywords were not imported`]);
+      const flags = [];
+      for await (const info of store.messages('box')) flags.push(info.flags);
+      expect(flags).toEqual([['$Junk', '\\Seen'], ['\\Seen'], ['\\Seen']]);
+    });
+  });
+});
