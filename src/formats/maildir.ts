@@ -430,9 +430,15 @@ export interface MaildirAppendOptions {
   onKeywordsDropped?: (keywords: string[]) => void;
 }
 
+/**
+ * The last microsecond a writer of this process named a message by: names are unique in the
+ * process, not only in one writer (two exports into one Maildir within a millisecond named their
+ * first messages alike, and the second replaced the first).
+ */
+let lastMicros = 0;
+
 /** Writes messages into a Maildir durably: tmp/, write, check length, fsync, rename into cur/, fsync cur/. */
 export class MaildirWriter {
-  private lastMicros = 0;
   private sequence = 0;
   private closed = false;
   private newKeywords = false;
@@ -471,7 +477,8 @@ export class MaildirWriter {
     if (options.internalDate) {
       await this.fs.utimes(tmpPath, options.internalDate).catch((error) => { throw fromSystemError(error, 'set the date of', tmpPath); });
     }
-    await this.fs.rename(tmpPath, curPath).catch(async (error) => {
+    // never over a message already there: a name taken all the same (another host, same pid and microsecond) fails
+    await this.fs.renameNoReplace(tmpPath, curPath).catch(async (error) => {
       await this.fs.unlink(tmpPath).catch(() => {});
       throw fromSystemError(error, 'rename into', curPath);
     });
@@ -498,10 +505,10 @@ export class MaildirWriter {
     await handle.close().catch((error) => { throw fromSystemError(error, 'close', path); });
   }
 
-  /** `<seconds>.M<micro>P<pid>Q<n>.mailstore`, strictly increasing within this writer so order survives. */
+  /** `<seconds>.M<micro>P<pid>Q<n>.mailstore`, strictly increasing within this process so order survives. */
   private uniqueName(): string {
-    const micros = Math.max(Date.now() * 1000, this.lastMicros + 1);
-    this.lastMicros = micros;
+    const micros = Math.max(Date.now() * 1000, lastMicros + 1);
+    lastMicros = micros;
     this.sequence += 1;
     return `${Math.floor(micros / 1e6)}.M${micros % 1e6}P${process.pid}Q${this.sequence}.mailstore`;
   }
