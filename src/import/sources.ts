@@ -7,7 +7,7 @@ import { detectFormat, refuseForeign, type MailFormat } from '../formats/detect.
 import { listEmlFolders, readEmlDir, readMessageFile, type SkipHandler, type SkipReason } from '../formats/eml.js';
 import { KEYWORDS_FILE, listMaildirFolders, parseMaildirName, readMaildir } from '../formats/maildir.js';
 import { importLimits, limits } from '../limits.js';
-import { readMbox, type MboxMessage, type MboxStyle } from '../formats/mbox.js';
+import { dateFromHeader, readMbox, type MboxMessage, type MboxStyle } from '../formats/mbox.js';
 import { readPublicInbox, requirePublicInbox, type PublicInboxLayout } from '../formats/public-inbox.js';
 
 export interface SourceMessage {
@@ -220,7 +220,7 @@ function emlDirFolder(fs: FileSystem, folder: string, path: string, options: Sou
         onSkip: placing(onSkip, entryOf), messageBytesMax: options.messageBytesMax, recursive: options.flatten === true, noFollow: folder !== '',
       });
       for await (const message of reading) {
-        yield { bytes: message.bytes, flags: [], position: message.index, entry: entryOf(message.path) };
+        yield { bytes: message.bytes, flags: [], internalDate: dateFromHeader(message.bytes), position: message.index, entry: entryOf(message.path) };
       }
     },
   };
@@ -234,7 +234,7 @@ function emlFileFolder(fs: FileSystem, path: string, options: SourceOptions): So
     estimatedMessages: 1,
     async *messages(onSkip) {
       const read = await readMessageFile(fs, path, { onSkip: placing(onSkip, basename), messageBytesMax: options.messageBytesMax, followLink: true }, 0);
-      if (read) yield { bytes: read.bytes, flags: [], position: 0, entry: basename(path) };
+      if (read) yield { bytes: read.bytes, flags: [], internalDate: dateFromHeader(read.bytes), position: 0, entry: basename(path) };
     },
   };
 }

@@ -349,11 +349,11 @@ describe('From_ line zone and sender (issue 18 item 10)', () => {
       'From a@x Sat Nov 28 09:45:25 2026\nDate: Sat, 28 Nov 2026 10:45:25 +0100\nStatus: RO\n\none\n', // UTC From_ line, +0100 header
       'From b@x Sat Nov 28 10:45:25 2026 +0100\nDate: Sat, 28 Nov 2026 04:15:25 -0530\n\ntwo\n', // the From_ line's own zone wins
       'From c@x Sat Nov 28 09:45:25 2026\nDate: Sat, 28 Nov 2026 10:45:26 +0100\n\nthree\n', // another second
-      'From d@x no date here\nDate: Sat, 28 Nov 2026 10:45:25 +0100\n\nfour\n', // no internal date to compare with
+      'From d@x no date here\nDate: Sat, 28 Nov 2026 10:45:25 +0100\n\nfour\n', // dated by its Date header, so in its zone
     ].join('\n');
     const { messages } = await readAll(fileWith(file));
     expect(messages.map((m) => [m.sender, m.zoneMinutes, m.headerZoneMinutes, m.flags])).toEqual([
-      ['a@x', undefined, 60, ['\\Seen']], ['b@x', 60, undefined, []], ['c@x', undefined, undefined, []], ['d@x', undefined, undefined, []],
+      ['a@x', undefined, 60, ['\\Seen']], ['b@x', 60, undefined, []], ['c@x', undefined, undefined, []], ['d@x', undefined, 60, []],
     ]);
   });
 

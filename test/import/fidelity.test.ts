@@ -387,3 +387,29 @@ describe('Maildir keywords without names', () => {
     });
   });
 });
+
+describe('a message whose source gives it no date', () => {
+  it('an .eml file, or an mbox message whose From_ line has no date, is dated by its Date header (else the import time)', async () => {
+    // they all got the time of the import: a folder of saved .eml files came in as received today
+    const dir = tmpDir('src');
+    mkdirSync(join(dir, 'emls'));
+    writeFileSync(join(dir, 'emls', '1.eml'), 'Date: Tue, 3 Mar 2020 10:00:00 +0100\nSubject: a\n\na\n');
+    writeFileSync(join(dir, 'emls', '2.eml'), 'Date: not a date\nSubject: b\n\nb\n');
+    writeFileSync(join(dir, 'one.mbox'), 'From foo@example.org\nDate: Wed, 4 Mar 2020 11:00:00 -0500\nSubject: c\n\nc\n\n'
+      + 'From bar@example.org Thu Mar  5 12:00:00 2020\nDate: Fri, 6 Mar 2020 00:00:00 +0000\nSubject: d\n\nd\n');
+    await withStore(async (store) => {
+      const started = Date.now();
+      await importMail(store, join(dir, 'emls'), { mailbox: 'e' });
+      await importMail(store, join(dir, 'one.mbox'), { mailbox: 'm' });
+      const dates = async (mailbox: string) => {
+        const out = [];
+        for await (const info of store.messages(mailbox)) out.push(info.internalDate.getTime());
+        return out;
+      };
+      const [eml, mbox] = [await dates('e'), await dates('m')];
+      expect(eml[0]).toBe(Date.UTC(2020, 2, 3, 9));
+      expect(eml[1]).toBeGreaterThanOrEqual(started);
+      expect(mbox).toEqual([Date.UTC(2020, 2, 4, 16), Date.UTC(2020, 2, 5, 12)]); // a From_ line's own date comes first
+    });
+  });
+});
