@@ -143,6 +143,7 @@ export async function verifyIdentity(fs: FileSystem, root: string, options: { st
           `Run the same 'mailstore restore --to ${root}' again: it clears what the interrupted one left and starts over.`, { path: join(root, LAYOUT.restoring) });
       }
       await refuseInsideStore(fs, root);
+      await refuseRepository(fs, root);
       throw new MailstoreError('UNMOUNTED',
         `${root} has no STORE identity file: it is not a mailstore, or the partition holding it is not mounted. Nothing was changed. ` +
         `If it is mounted and STORE alone was lost, 'mailstore reconstruct --identity-from-markers' writes it again from the packs/ and journal/ markers.`, { path });
@@ -221,6 +222,18 @@ async function refuseInsideStore(fs: FileSystem, root: string): Promise<void> {
   if (markers.some(Boolean)) return;
   const what = join(enclosing.root, enclosing.entry) === resolve(root) ? `the ${enclosing.entry}/ directory of` : `inside the ${enclosing.entry}/ directory of`;
   throw new MailstoreError('INVALID', `${root} is ${what} the store at ${enclosing.root}, not a store: give --store ${enclosing.root} (MAILSTORE_DIR). Nothing was changed.`, { path: root });
+}
+
+/**
+ * A backup repository given as the store (--store for --repo): UNMOUNTED and its advice to write
+ * STORE again from markers did not say what it is. Told by its `config` (docs/BACKUP.md), whose
+ * first line names the format; a `config` that says otherwise, or none, is left to UNMOUNTED.
+ */
+async function refuseRepository(fs: FileSystem, root: string): Promise<void> {
+  const config = await fs.readFile(join(root, 'config')).catch(() => undefined);
+  if (!config || !config.subarray(0, 200).toString('latin1').startsWith('{"format":"mailstore-backup"')) return;
+  throw new MailstoreError('INVALID', `${root} is a backup repository, not a store: give it as --repo ('mailstore backups --repo ${root}', ` +
+    `'mailstore restore --repo ${root} --snapshot latest --to NEWDIR'), and --store the store's own directory. Nothing was changed.`, { path: root });
 }
 
 /**

@@ -2,7 +2,7 @@
 // store, a file. Each is refused with a code and a sentence saying what to give instead, and
 // nothing is written anywhere.
 import { existsSync, readFileSync, readdirSync, renameSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { newStore, requireBuilt } from './helpers.js';
 import { run } from './in-process.js';
@@ -82,5 +82,21 @@ describe('backup --repo inside the store it backs up', () => {
     expect(again.code, again.stderr).toBe(5);
     // what is in it can still be read and restored
     expect((await run(['backups', '--repo', join(store, 'backup')], { store })).code).toBe(0);
+  });
+});
+
+describe('--store naming a backup repository', () => {
+  // UNMOUNTED, "not a mailstore, or not mounted", and the advice to write STORE from markers
+  it('is refused (INVALID, exit 5) saying it is a backup repository and how to use one; nothing is written there', async () => {
+    const store = await newStore(['user/alice/INBOX']);
+    const repo = resolve(store, '..', 'repo');
+    expect((await run(['backup', '--repo', repo], { store })).code).toBe(0);
+    const before = readdirSync(repo, { recursive: true }).sort();
+    for (const args of [['stats'], ['reconstruct', '--identity-from-markers']]) {
+      const result = await run(['--no-wait', ...args], { store: repo });
+      expect(result.code, result.stderr).toBe(5);
+      expect(result.stderr).toContain(`INVALID: ${repo} is a backup repository, not a store: give it as --repo`);
+    }
+    expect(readdirSync(repo, { recursive: true }).sort()).toEqual(before);
   });
 });
