@@ -93,6 +93,7 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
       throw new MailstoreError('INVALID', `${root} is not empty and holds no store (found ${names.slice(0, 3).join(', ')}); refusing to initialise over it`, { path: root });
     }
   } else {
+    await refuseDanglingLink(fs, root, 'create that directory on it first, then run init again');
     await fs.mkdir(root).catch((e) => { throw fromSystemError(e, 'creating store directory', root); });
   }
   const identity: StoreIdentity = cloneOf
@@ -128,7 +129,10 @@ export function refuseOthersMayWrite(stat: FileStat, dir: string, what = 'the st
 /** Reads STORE and the markers; throws UNMOUNTED (never creates anything) when they are wrong. */
 export async function verifyIdentity(fs: FileSystem, root: string, options: { stagedJournal?: () => Promise<string | undefined> } = {}): Promise<StoreIdentity> {
   const rootStat = await fs.statIfExists(root).catch((e) => { throw fromSystemError(e, 'reading', root); });
-  if (!rootStat) throw new MailstoreError('NOT_FOUND', `no store at ${root} (create one with 'mailstore init')`, { path: root });
+  if (!rootStat) {
+    await refuseDanglingLink(fs, root, 'nothing was changed');
+    throw new MailstoreError('NOT_FOUND', `no store at ${root} (create one with 'mailstore init')`, { path: root });
+  }
   // read as a directory it failed IO ENOTDIR, which sends the admin to dmesg and the disk
   if (!rootStat.isDirectory) throw new MailstoreError('INVALID', `${root} is not a directory: give the directory that holds STORE (--store, MAILSTORE_DIR). Nothing was changed.`, { path: root });
   const path = join(root, LAYOUT.identity);
@@ -195,6 +199,16 @@ export async function enclosingStore(fs: FileSystem, path: string): Promise<{ ro
     }
   }
   return undefined;
+}
+
+/**
+ * A link to a missing directory (/var/lib/mailstore -> /srv/disk2/mail, disk2 not mounted): "no
+ * store, create one with init" sent the admin to init, which then failed EXISTS (mkdir of the
+ * link's own path), about a directory that is not there.
+ */
+async function refuseDanglingLink(fs: FileSystem, root: string, then: string): Promise<void> {
+  if (!(await fs.lstatIfExists(root).catch(() => undefined))?.isSymbolicLink) return;
+  throw new MailstoreError('NOT_FOUND', `${root} is a symbolic link to a directory that does not exist: is its file system mounted? ('ls -l ${root}' shows where it points); ${then}`, { path: root });
 }
 
 /**
