@@ -95,6 +95,7 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
       throw new MailstoreError('INVALID', `${root} is not empty and holds no store (found ${names.slice(0, 3).join(', ')}); refusing to initialise over it`, { path: root });
     }
   } else {
+    await refuseDanglingLink(fs, root, 'create that directory on it first, then run init again');
     await fs.mkdir(root).catch((e) => { throw fromSystemError(e, 'creating store directory', root); });
   }
   const identity: StoreIdentity = cloneOf
@@ -153,7 +154,10 @@ export function refuseOthersMayWrite(stat: FileStat, dir: string, what = 'the st
 /** Reads STORE and the markers; throws UNMOUNTED (never creates anything) when they are wrong. */
 export async function verifyIdentity(fs: FileSystem, root: string, options: { stagedJournal?: () => Promise<string | undefined> } = {}): Promise<StoreIdentity> {
   const rootStat = await fs.statIfExists(root).catch((e) => { throw fromSystemError(e, 'reading', root); });
-  if (!rootStat) throw new MailstoreError('NOT_FOUND', `no store at ${root} (create one with 'mailstore init')`, { path: root });
+  if (!rootStat) {
+    await refuseDanglingLink(fs, root, 'nothing was changed');
+    throw new MailstoreError('NOT_FOUND', `no store at ${root} (create one with 'mailstore init')`, { path: root });
+  }
   // read as a directory it failed IO ENOTDIR, which sends the admin to dmesg and the disk
   if (!rootStat.isDirectory) throw new MailstoreError('INVALID', `${root} is not a directory: give the directory that holds STORE (--store, MAILSTORE_DIR). Nothing was changed.`, { path: root });
   const path = join(root, LAYOUT.identity);
@@ -168,6 +172,7 @@ export async function verifyIdentity(fs: FileSystem, root: string, options: { st
           `Run the same 'mailstore restore --to ${root}' again: it clears what the interrupted one left and starts over.`, { path: join(root, LAYOUT.restoring) });
       }
       await refuseInsideStore(fs, root);
+      await refuseRepository(fs, root);
       throw new MailstoreError('UNMOUNTED',
         `${root} has no STORE identity file: it is not a mailstore, or the partition holding it is not mounted. Nothing was changed. ` +
         `If it is mounted and STORE alone was lost, 'mailstore reconstruct --identity-from-markers' writes it again from the packs/ and journal/ markers.`, { path });
@@ -222,6 +227,16 @@ export async function enclosingStore(fs: FileSystem, path: string): Promise<{ ro
 }
 
 /**
+ * A link to a missing directory (/var/lib/mailstore -> /srv/disk2/mail, disk2 not mounted): "no
+ * store, create one with init" sent the admin to init, which then failed EXISTS (mkdir of the
+ * link's own path), about a directory that is not there.
+ */
+async function refuseDanglingLink(fs: FileSystem, root: string, then: string): Promise<void> {
+  if (!(await fs.lstatIfExists(root).catch(() => undefined))?.isSymbolicLink) return;
+  throw new MailstoreError('NOT_FOUND', `${root} is a symbolic link to a directory that does not exist: is its file system mounted? ('ls -l ${root}' shows where it points); ${then}`, { path: root });
+}
+
+/**
  * A new store (init, a replica's first start, restore --to) inside another store's directory
  * (STORE/sub, or STORE/snapshots before that store's first snapshot) was made: it went with the
  * other's copies and every backup of its directory, and sat among its files. Refused before
@@ -246,6 +261,18 @@ async function refuseInsideStore(fs: FileSystem, root: string): Promise<void> {
   if (markers.some(Boolean)) return;
   const what = join(enclosing.root, enclosing.entry) === resolve(root) ? `the ${enclosing.entry}/ directory of` : `inside the ${enclosing.entry}/ directory of`;
   throw new MailstoreError('INVALID', `${root} is ${what} the store at ${enclosing.root}, not a store: give --store ${enclosing.root} (MAILSTORE_DIR). Nothing was changed.`, { path: root });
+}
+
+/**
+ * A backup repository given as the store (--store for --repo): UNMOUNTED and its advice to write
+ * STORE again from markers did not say what it is. Told by its `config` (docs/BACKUP.md), whose
+ * first line names the format; a `config` that says otherwise, or none, is left to UNMOUNTED.
+ */
+async function refuseRepository(fs: FileSystem, root: string): Promise<void> {
+  const config = await fs.readFile(join(root, 'config')).catch(() => undefined);
+  if (!config || !config.subarray(0, 200).toString('latin1').startsWith('{"format":"mailstore-backup"')) return;
+  throw new MailstoreError('INVALID', `${root} is a backup repository, not a store: give it as --repo ('mailstore backups --repo ${root}', ` +
+    `'mailstore restore --repo ${root} --snapshot latest --to NEWDIR'), and --store the store's own directory. Nothing was changed.`, { path: root });
 }
 
 /**
