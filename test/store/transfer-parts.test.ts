@@ -108,6 +108,26 @@ describe('copy and move of many uids commit in parts', () => {
     await store.close();
   });
 
+  it('a copy whose undo failed too is undone by the next copy into that mailbox, before it copies: each message once, its uids one run', async () => {
+    limits.uidChangePartMessages = 100;
+    const store = await storeWith(1000);
+    let calls = 0;
+    const writer = (store as unknown as { writer: { submit<T>(m: Mutation<T>): Promise<T> } }).writer;
+    const submit = writer.submit.bind(writer);
+    // the fourth part and the undo after it (the fifth submit) fail
+    writer.submit = <T>(mutation: Mutation<T>) => (++calls === 4 || calls === 5 ? Promise.reject(new MailstoreError('NO_SPACE', 'disk full (injected)')) : submit(mutation));
+    const error = await store.copy('user/a/INBOX', uids(1000), 'user/a/Archive').catch((e: unknown) => e);
+    expect((error as MailstoreError).code).toBe('NO_SPACE');
+    expect(await subjects(store, 'user/a/Archive')).toEqual(range(0, 300).map(String)); // the undo failed: three parts there
+    const again = await store.copy('user/a/INBOX', uids(1000), 'user/a/Archive');
+    expect(again.mapping).toEqual(uids(1000).map((u) => [u, u + 300]));
+    expect(await subjects(store, 'user/a/Archive')).toEqual(range(0, 1000).map(String));
+    await store.close();
+    const reopened = await Store.open(store.root); // nothing left for open to undo
+    expect(await subjects(reopened, 'user/a/Archive')).toEqual(range(0, 1000).map(String));
+    await reopened.close();
+  });
+
   it('a copy cut short between parts (the store stopped) is undone by the next open; run again, each message once', async () => {
     const reopened = await cutShortAfterThreeParts('copy');
     expect(await subjects(reopened, 'user/a/Archive')).toEqual([]);
