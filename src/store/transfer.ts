@@ -193,8 +193,26 @@ export async function undoCopy(host: Pick<TransferHost, 'index' | 'submit'>, tar
   }
 }
 
+/**
+ * Undoes the copies in parts a crash or a failed undo left (open, promote), each under its
+ * target's hold: promote runs this in the background while the store serves, and a copy in parts
+ * running into that mailbox then has an intent of its own, which is not one to undo (its copies
+ * were expunged under it while it went on and reported them copied).
+ */
+export async function undoInterruptedCopies(host: TransferHost): Promise<void> {
+  for (const target of await interruptedCopies(host.index)) {
+    const box = await host.index.get<MailboxInfo>(keys.info(target));
+    const release = box && !box.deleting ? await host.holdAdditions(box.name) : undefined;
+    try {
+      await undoCopy(host, target);
+    } finally {
+      release?.();
+    }
+  }
+}
+
 /** The targets of copies in parts that a crash (or a failed undo) left half done. */
-export async function interruptedCopies(index: AdminIndexReader): Promise<Buffer[]> {
+async function interruptedCopies(index: AdminIndexReader): Promise<Buffer[]> {
   const targets: Buffer[] = [];
   const prefix = keys.meta(COPY_INTENT).subarray(0, -1);
   for await (const [key] of index.entries({ prefix })) {

@@ -128,6 +128,27 @@ describe('copy and move of many uids commit in parts', () => {
     await reopened.close();
   });
 
+  it('what a promotion finishes in the background (finishInterrupted) leaves a copy in parts that is running alone: each message it reports copied is there', async () => {
+    limits.uidChangePartMessages = 100;
+    const store = await storeWith(1000);
+    let background: Promise<void> | undefined;
+    const writer = (store as unknown as { writer: { submit<T>(m: Mutation<T>): Promise<T> } }).writer;
+    const submit = writer.submit.bind(writer);
+    let calls = 0;
+    writer.submit = <T>(mutation: Mutation<T>) => {
+      if (++calls !== 4) return submit(mutation);
+      // promote: a replica made primary while it serves finishes the deletes and copies its old
+      // primary left half done, in the background; this copy (three parts in) is none of them
+      background = store.replication().finishInterrupted();
+      return new Promise<void>((resolve) => setTimeout(resolve, 100)).then(() => submit(mutation));
+    };
+    const copied = await store.copy('user/a/INBOX', uids(1000), 'user/a/Archive');
+    await background;
+    expect(copied.mapping).toEqual(uids(1000).map((u) => [u, u]));
+    expect(await subjects(store, 'user/a/Archive')).toEqual(range(0, 1000).map(String));
+    await store.close();
+  });
+
   it('a copy cut short between parts (the store stopped) is undone by the next open; run again, each message once', async () => {
     const reopened = await cutShortAfterThreeParts('copy');
     expect(await subjects(reopened, 'user/a/Archive')).toEqual([]);
