@@ -2,34 +2,39 @@ import { defineConfig } from 'vitest/config';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /**
- * The slowest files, slowest first (seconds of each file in session 36's two full `vitest run`s of
- * the work tree, from their JSON reports, at load ~8-16 from the helpers' runs beside them, so high:
- * the mean of the two, or the second alone for a file the session made faster). A fresh clone has
- * no vitest cache of durations, so vitest starts the biggest files first, and these came last: a
- * long file starting near the end left one worker idle. Started first, the many short files fill
- * in behind them. Refresh from the per-file times a fresh run prints.
+ * The slowest files, slowest first (seconds of each file in session 36's last fresh-clone `npm test`
+ * (710 s; the 15 files over 14 s), scaled by session 37's before/after of the files it made faster,
+ * each alone at load ~10-16 beside other helpers' runs: so estimates, to be refreshed). A fresh
+ * clone has no vitest cache of durations, so vitest starts the biggest files first, and these came
+ * last: a long file starting near the end left one worker idle. Started first, the many short
+ * files fill in behind them. Refresh from the per-file times a fresh run prints.
  */
 const SLOWEST_FIRST = [
-  'test/sim/damage-explorer.test.ts', // 149 s
-  'test/sim/faults.test.ts', // 120 s
-  'test/cli/environment.test.ts', // 66 s
-  'test/import/resume.test.ts', // 53 s
-  'test/objstore/tier-faults.test.ts', // 45 s
-  'test/formats/mbox-differential.test.ts', // 41 s (237 s before the chunk ring's fix)
-  'test/sim/filesystems.test.ts', // 39 s
-  'test/sim/power-cut.test.ts', // 32 s
-  'test/cli/commands.test.ts', // 32 s
-  'test/store/store.test.ts', // 30 s
-  'test/backup/faults.test.ts', // 30 s
-  'test/sim/crash-import-pipelined.test.ts', // 29 s
-  'test/backup/daemon-backup.test.ts', // 27 s
-  'test/packaging/packaging.test.ts', // 27 s
-  'test/store/compact-crash.test.ts', // 26 s
-  'test/store/snapshots.test.ts', // 25 s
-  'test/scrub/scrub.test.ts', // 24 s
-  'test/sim/media.test.ts', // 24 s
-  'test/cli/admin.test.ts', // 24 s (271 s spawning its commands)
-  'test/cli/drills.test.ts', // 23 s
+  'test/sim/damage-explorer.test.ts', // 64 s (79 s before the scan buffer's fix)
+  'test/objstore/tier-faults.test.ts', // 40 s
+  'test/cli/environment.test.ts', // 32 s (45 s)
+  'test/cli/commands.test.ts', // 20 s
+  'test/sim/power-cut.test.ts', // 19 s (25 s)
+  'test/sim/faults.test.ts', // 18 s (27 s)
+  'test/backup/faults.test.ts', // 18 s
+  'test/sim/crash-import-pipelined.test.ts', // 15 s (16 s)
+  'test/objstore/tier-network-faults.test.ts', // 14 s (18 s)
+  'test/scrub/many-findings.test.ts', // 14 s (15 s)
+  'test/backup/daemon-backup.test.ts', // 14 s
+  'test/daemon/open-files.test.ts', // 14 s
+  'test/import/resume.test.ts', // 14 s (26 s)
+  'test/store/compact-crash.test.ts', // 11 s (18 s)
+  'test/objstore/backup-bucket.test.ts', // 9 s (15 s)
+  // under 14 s in that run, long in session 36's loaded ones: still ahead of the many short files
+  'test/formats/mbox-differential.test.ts',
+  'test/store/store.test.ts',
+  'test/packaging/packaging.test.ts',
+  'test/store/snapshots.test.ts',
+  'test/scrub/scrub.test.ts',
+  'test/sim/media.test.ts',
+  'test/cli/admin.test.ts',
+  'test/cli/drills.test.ts',
+  'test/sim/filesystems.test.ts', // 21 s alone at load 11 (38 s before its commands ran in-process)
 ];
 
 class SlowestFirst extends BaseSequencer {

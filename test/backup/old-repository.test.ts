@@ -4,7 +4,10 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
+import { requireBuilt, tempDir } from '../cli/helpers.js';
+// what is tried is the repository's format: the command lines run in this process (in-process.ts,
+// a sample checked against the spawned command)
+import { json, ok, run } from '../cli/in-process.js';
 
 beforeAll(requireBuilt);
 

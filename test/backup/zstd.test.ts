@@ -13,7 +13,14 @@ import { decompress } from 'fzstd';
 import { hashBytes } from '../../src/hash/blake3.js';
 import { limits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
-import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
+import { expectingSuccess, requireBuilt, run as spawned, tempDir, type RunOptions } from '../cli/helpers.js';
+import * as here from '../cli/in-process.js';
+
+// MAILSTORE_ZSTD is read once a process: a command line run with it set is a process of its own;
+// the others (the stores, backups and fetches of the default, as this process has it) run in this
+// process (in-process.ts, a sample checked against the spawned command)
+const run = (args: string[], options: RunOptions = {}) => (options.env?.MAILSTORE_ZSTD !== undefined ? spawned : here.run)(args, options);
+const { ok, json } = expectingSuccess(run);
 import { tmpDir } from '../helpers/tmp.js';
 import { expectCode, expectRestoresExactly, fill, openRepo, recordFlags, source } from './helpers.js';
 

@@ -9,7 +9,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { Store, type StoreOptions } from '../../src/store/store.js';
 import { PACKED } from '../helpers/packed.js';
 import { body, expectScrubClean, packsBytes } from '../store/compact-helpers.js';
-import { json, requireBuilt, run, tempDir } from '../cli/helpers.js';
+import { requireBuilt, tempDir } from '../cli/helpers.js';
+// the CLI's command lines run in this process (in-process.ts, a sample checked against the
+// spawned command), reaching the daemon over its socket as a spawned one does
+import { json, run } from '../cli/in-process.js';
 import { serve, type Daemon } from './processes.js';
 
 beforeAll(requireBuilt);

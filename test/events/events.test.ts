@@ -13,7 +13,10 @@ import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { defaultSocketPath } from '../../src/client/socket-path.js';
 import { Logger } from '../../src/daemon/log.js';
 import { DaemonServer } from '../../src/daemon/server.js';
-import { bin, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
+import { bin, requireBuilt, tempDir } from '../cli/helpers.js';
+// `mailstore events` runs in this process (in-process.ts, a sample checked against the spawned
+// command), but for --follow stopped by Ctrl-C
+import { ok, run } from '../cli/in-process.js';
 
 const msg = (tag: string) => Buffer.from(`Subject: ${tag}\r\n\r\nbody ${tag}\r\n`);
 
