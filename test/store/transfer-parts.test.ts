@@ -38,6 +38,19 @@ function onSubmit(store: Store, nth: number, instead: () => Promise<unknown>): v
   writer.submit = <T>(mutation: Mutation<T>) => (++calls === nth ? instead() as Promise<T> : submit(mutation));
 }
 
+/** A copy of 1000 uids in parts of 100 whose fourth part and the undo after it fail (NO_SPACE): its three parts stay in user/a/Archive. */
+async function copyWithFailedUndo(store: Store): Promise<void> {
+  limits.uidChangePartMessages = 100;
+  const writer = (store as unknown as { writer: { submit<T>(m: Mutation<T>): Promise<T> } }).writer;
+  const submit = writer.submit.bind(writer);
+  let calls = 0;
+  writer.submit = <T>(mutation: Mutation<T>) => (++calls === 4 || calls === 5 ? Promise.reject(new MailstoreError('NO_SPACE', 'disk full (injected)')) : submit(mutation));
+  const error = await store.copy('user/a/INBOX', uids(1000), 'user/a/Archive').catch((e: unknown) => e);
+  writer.submit = submit;
+  expect((error as MailstoreError).code).toBe('NO_SPACE');
+  expect(await subjects(store, 'user/a/Archive')).toEqual(range(0, 300).map(String)); // the undo failed: three parts there
+}
+
 /** A copy or move of 1000 uids in parts of 100 whose store stops after three parts (as a crash there: each part is durable), reopened. */
 async function cutShortAfterThreeParts(verb: 'copy' | 'move'): Promise<Store> {
   limits.uidChangePartMessages = 100;
@@ -109,22 +122,25 @@ describe('copy and move of many uids commit in parts', () => {
   });
 
   it('a copy whose undo failed too is undone by the next copy into that mailbox, before it copies: each message once, its uids one run', async () => {
-    limits.uidChangePartMessages = 100;
     const store = await storeWith(1000);
-    let calls = 0;
-    const writer = (store as unknown as { writer: { submit<T>(m: Mutation<T>): Promise<T> } }).writer;
-    const submit = writer.submit.bind(writer);
-    // the fourth part and the undo after it (the fifth submit) fail
-    writer.submit = <T>(mutation: Mutation<T>) => (++calls === 4 || calls === 5 ? Promise.reject(new MailstoreError('NO_SPACE', 'disk full (injected)')) : submit(mutation));
-    const error = await store.copy('user/a/INBOX', uids(1000), 'user/a/Archive').catch((e: unknown) => e);
-    expect((error as MailstoreError).code).toBe('NO_SPACE');
-    expect(await subjects(store, 'user/a/Archive')).toEqual(range(0, 300).map(String)); // the undo failed: three parts there
+    await copyWithFailedUndo(store);
     const again = await store.copy('user/a/INBOX', uids(1000), 'user/a/Archive');
     expect(again.mapping).toEqual(uids(1000).map((u) => [u, u + 300]));
     expect(await subjects(store, 'user/a/Archive')).toEqual(range(0, 1000).map(String));
     await store.close();
     const reopened = await Store.open(store.root); // nothing left for open to undo
     expect(await subjects(reopened, 'user/a/Archive')).toEqual(range(0, 1000).map(String));
+    await reopened.close();
+  });
+
+  it('the undo of a copy cut short keeps a copy whose original was expunged meanwhile (its last message): mail is never deleted by an undo', async () => {
+    const store = await storeWith(1000);
+    await copyWithFailedUndo(store); // the three parts stay, visible, until the next open
+    await store.expunge('user/a/INBOX', range(1, 50)); // a client, seeing them in Archive, removes 50 originals
+    await store.close();
+    const reopened = await Store.open(store.root); // the undo: the other 250 copies go
+    expect(await subjects(reopened, 'user/a/Archive')).toEqual(range(0, 50).map(String));
+    expect(await subjects(reopened, 'user/a/INBOX')).toEqual(range(50, 950).map(String));
     await reopened.close();
   });
 
