@@ -482,12 +482,14 @@ async function deliver(
 /**
  * The envelope sender as the store keeps it (one printable ASCII token): the null sender <> is
  * MAILER-DAEMON as in mbox From_ lines; an address that cannot be kept (UTF-8) is left unknown.
- * smtp-server gives a domain in Unicode, an xn-- one too: it is kept in its ASCII form.
+ * smtp-server gives a domain in Unicode, an xn-- one too: it is kept in its ASCII form. An ASCII
+ * domain is kept as it came (domainToASCII lowercases it, and reads bob@1.2.3 as an IPv4 address).
  */
 function envelopeSender(from: string): string | undefined {
   if (from === '') return 'MAILER-DAEMON';
   const at = from.lastIndexOf('@');
-  const ascii = at < 0 ? from : from.slice(0, at + 1) + (domainToASCII(from.slice(at + 1)) || from.slice(at + 1));
+  const domain = from.slice(at + 1);
+  const ascii = at < 0 || /^[\x00-\x7f]*$/.test(domain) ? from : from.slice(0, at + 1) + (domainToASCII(domain) || domain);
   return /^[\x21-\x7e]+$/.test(ascii) && ascii.length <= limits.envelopeFromBytesMax ? ascii : undefined;
 }
 

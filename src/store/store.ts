@@ -54,7 +54,7 @@ import {
   ownCopy, parseMailboxName, patternPrefixComponents, renamedMailboxName, checkByteBound, type DeleteOptions,
 } from './validate.js';
 import { checkQuota, checkRenameQuota, moveQuotaRoots } from './quota.js';
-import { interruptedCopies, transfer, undoCopy, type TransferHost, type TransferResult } from './transfer.js';
+import { transfer, undoInterruptedCopies, type TransferHost, type TransferResult } from './transfer.js';
 import { movedName, movedOp, movedUsers, orMoved, type MovedMarker, type MovedUser } from './moved.js';
 import {
   uuidString, type AppendOptions, type AppendResult, type FlagChange, type MailboxStatus, type MailboxSummary, type MessageInfo,
@@ -986,8 +986,7 @@ export class Store implements MailStore {
     }
     await this.finishDeletes(pending);
     // a copy in parts cut short by a crash: RFC 9051 wants a failed COPY to leave its target as it was
-    const host = this.transferHost();
-    for (const target of await interruptedCopies(this.db)) await undoCopy(host, target);
+    await undoInterruptedCopies(this.transferHost());
   }
 
   async listMailboxes(options: { user?: string; pattern?: string } = {}): Promise<{ name: string; id: string; rights?: string }[]> {

@@ -180,8 +180,7 @@ export async function undoCopy(host: Pick<TransferHost, 'index' | 'submit'>, tar
         const low = Math.max(intent.first, intent.last - limits.uidChangePartMessages + 1);
         const ops: Op[] = [];
         if (box && !box.deleting) { // a mailbox deleted meanwhile is emptied by its delete
-          const uids: number[] = [];
-          for (let uid = low; uid <= intent.last; uid++) if (await view.get(keys.message(target, uid))) uids.push(uid);
+          const uids = await copiesToUndo(view, target, low, intent.last);
           if (uids.length > 0) ops.push({ op: 'message.expunge', id: target, uids, at: Date.now() });
         }
         const rest = box && !box.deleting && low > intent.first;
@@ -193,8 +192,47 @@ export async function undoCopy(host: Pick<TransferHost, 'index' | 'submit'>, tar
   }
 }
 
+/**
+ * The target's uids `low`..`last` an undo expunges: not a copy that is the last message holding its
+ * body (its original expunged since, by a client that saw the copy there while the undo waited for
+ * the next open): an undo never deletes mail, the copy stays where it is.
+ */
+async function copiesToUndo(view: PrepareContext['view'], target: Buffer, low: number, last: number): Promise<number[]> {
+  const uids: number[] = [];
+  const taken = new Map<string, number>(); // references to each blob this undo drops
+  for (let uid = low; uid <= last; uid++) {
+    const message = await view.get<MessageRecord>(keys.message(target, uid));
+    if (!message) continue;
+    const hash = Buffer.from(message.h);
+    const blob = await view.get<BlobRecord>(keys.blob(hash));
+    const dropped = taken.get(hash.toString('hex')) ?? 0;
+    if (!blob || blob.r - dropped <= 1) continue;
+    taken.set(hash.toString('hex'), dropped + 1);
+    uids.push(uid);
+  }
+  return uids;
+}
+
+/**
+ * Undoes the copies in parts a crash or a failed undo left (open, promote), each under its
+ * target's hold: promote runs this in the background while the store serves, and a copy in parts
+ * running into that mailbox then has an intent of its own, which is not one to undo (its copies
+ * were expunged under it while it went on and reported them copied).
+ */
+export async function undoInterruptedCopies(host: TransferHost): Promise<void> {
+  for (const target of await interruptedCopies(host.index)) {
+    const box = await host.index.get<MailboxInfo>(keys.info(target));
+    const release = box && !box.deleting ? await host.holdAdditions(box.name) : undefined;
+    try {
+      await undoCopy(host, target);
+    } finally {
+      release?.();
+    }
+  }
+}
+
 /** The targets of copies in parts that a crash (or a failed undo) left half done. */
-export async function interruptedCopies(index: AdminIndexReader): Promise<Buffer[]> {
+async function interruptedCopies(index: AdminIndexReader): Promise<Buffer[]> {
   const targets: Buffer[] = [];
   const prefix = keys.meta(COPY_INTENT).subarray(0, -1);
   for await (const [key] of index.entries({ prefix })) {

@@ -90,6 +90,21 @@ describe('LMTP delivery', () => {
     }
   });
 
+  it('keeps an envelope sender of an ASCII domain as it came: not lowercased, a numeric one not read as an IPv4 address (was: bob@1.2.3 kept as bob@1.2.0.3)', async () => {
+    const { store, port } = await setup();
+    const c = await converse({ port });
+    c.send('LHLO client.example\r\n');
+    await c.replies(1);
+    for (const from of ['bob@Example.ORG', 'bob@1.2.3', 'bounces+123@0x7f.example']) {
+      c.send(`MAIL FROM:<${from}>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n`);
+      await c.replies(3);
+      c.send(Buffer.concat([message('ascii'), Buffer.from('.\r\n')]));
+      const [reply] = await c.replies(1);
+      const uid = Number(/uid (\d+)$/.exec(reply)![1]);
+      expect((await store.messageInfo('user/alice/INBOX', uid)).envelopeFrom, from).toBe(from);
+    }
+  });
+
   it('sends 250 only once the append has resolved (the journal is fsynced)', async () => {
     const events: string[] = [];
     const slow = (store: Store): LmtpStore => ({

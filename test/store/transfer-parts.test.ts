@@ -38,6 +38,19 @@ function onSubmit(store: Store, nth: number, instead: () => Promise<unknown>): v
   writer.submit = <T>(mutation: Mutation<T>) => (++calls === nth ? instead() as Promise<T> : submit(mutation));
 }
 
+/** A copy of 1000 uids in parts of 100 whose fourth part and the undo after it fail (NO_SPACE): its three parts stay in user/a/Archive. */
+async function copyWithFailedUndo(store: Store): Promise<void> {
+  limits.uidChangePartMessages = 100;
+  const writer = (store as unknown as { writer: { submit<T>(m: Mutation<T>): Promise<T> } }).writer;
+  const submit = writer.submit.bind(writer);
+  let calls = 0;
+  writer.submit = <T>(mutation: Mutation<T>) => (++calls === 4 || calls === 5 ? Promise.reject(new MailstoreError('NO_SPACE', 'disk full (injected)')) : submit(mutation));
+  const error = await store.copy('user/a/INBOX', uids(1000), 'user/a/Archive').catch((e: unknown) => e);
+  writer.submit = submit;
+  expect((error as MailstoreError).code).toBe('NO_SPACE');
+  expect(await subjects(store, 'user/a/Archive')).toEqual(range(0, 300).map(String)); // the undo failed: three parts there
+}
+
 /** A copy or move of 1000 uids in parts of 100 whose store stops after three parts (as a crash there: each part is durable), reopened. */
 async function cutShortAfterThreeParts(verb: 'copy' | 'move'): Promise<Store> {
   limits.uidChangePartMessages = 100;
@@ -108,20 +121,47 @@ describe('copy and move of many uids commit in parts', () => {
     await store.close();
   });
 
-  it('a copy whose undo failed too is undone by the next copy into the same mailbox, before it copies', async () => {
+  it('a copy whose undo failed too is undone by the next copy into that mailbox, before it copies: each message once, its uids one run', async () => {
+    const store = await storeWith(1000);
+    await copyWithFailedUndo(store);
+    const again = await store.copy('user/a/INBOX', uids(1000), 'user/a/Archive');
+    expect(again.mapping).toEqual(uids(1000).map((u) => [u, u + 300]));
+    expect(await subjects(store, 'user/a/Archive')).toEqual(range(0, 1000).map(String));
+    await store.close();
+    const reopened = await Store.open(store.root); // nothing left for open to undo
+    expect(await subjects(reopened, 'user/a/Archive')).toEqual(range(0, 1000).map(String));
+    await reopened.close();
+  });
+
+  it('the undo of a copy cut short keeps a copy whose original was expunged meanwhile (its last message): mail is never deleted by an undo', async () => {
+    const store = await storeWith(1000);
+    await copyWithFailedUndo(store); // the three parts stay, visible, until the next open
+    await store.expunge('user/a/INBOX', range(1, 50)); // a client, seeing them in Archive, removes 50 originals
+    await store.close();
+    const reopened = await Store.open(store.root); // the undo: the other 250 copies go
+    expect(await subjects(reopened, 'user/a/Archive')).toEqual(range(0, 50).map(String));
+    expect(await subjects(reopened, 'user/a/INBOX')).toEqual(range(50, 950).map(String));
+    await reopened.close();
+  });
+
+  it('what a promotion finishes in the background (finishInterrupted) leaves a copy in parts that is running alone: each message it reports copied is there', async () => {
     limits.uidChangePartMessages = 100;
     const store = await storeWith(1000);
+    let background: Promise<void> | undefined;
     const writer = (store as unknown as { writer: { submit<T>(m: Mutation<T>): Promise<T> } }).writer;
     const submit = writer.submit.bind(writer);
     let calls = 0;
-    writer.submit = <T>(mutation: Mutation<T>) => (++calls <= 3 ? submit(mutation) : Promise.reject(new MailstoreError('IO', 'disk gone (injected)')));
-    const error = await store.copy('user/a/INBOX', uids(1000), 'user/a/Archive').catch((e: unknown) => e);
-    expect((error as MailstoreError).code).toBe('IO');
-    writer.submit = submit;
-    expect(await subjects(store, 'user/a/Archive')).toHaveLength(300); // the undo could not commit: left
-    const again = await store.copy('user/a/INBOX', range(1, 150), 'user/a/Archive');
-    expect(again.mapping).toEqual(range(1, 150).map((u) => [u, u + 300]));
-    expect(await subjects(store, 'user/a/Archive')).toEqual(range(0, 150).map(String));
+    writer.submit = <T>(mutation: Mutation<T>) => {
+      if (++calls !== 4) return submit(mutation);
+      // promote: a replica made primary while it serves finishes the deletes and copies its old
+      // primary left half done, in the background; this copy (three parts in) is none of them
+      background = store.replication().finishInterrupted();
+      return new Promise<void>((resolve) => setTimeout(resolve, 100)).then(() => submit(mutation));
+    };
+    const copied = await store.copy('user/a/INBOX', uids(1000), 'user/a/Archive');
+    await background;
+    expect(copied.mapping).toEqual(uids(1000).map((u) => [u, u]));
+    expect(await subjects(store, 'user/a/Archive')).toEqual(range(0, 1000).map(String));
     await store.close();
   });
 
