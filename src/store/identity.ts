@@ -189,16 +189,20 @@ export async function verifyIdentity(fs: FileSystem, root: string, options: { st
  */
 export async function enclosingStore(fs: FileSystem, path: string): Promise<{ root: string; entry: string } | undefined> {
   for (let below = resolve(path), at = dirname(below); at !== below; below = at, at = dirname(at)) {
-    const bytes = await fs.readFile(join(at, LAYOUT.identity)).catch(() => undefined);
-    if (!bytes) continue;
-    try {
-      decodeIdentity(bytes, join(at, LAYOUT.identity));
-      return { root: at, entry: basename(below) };
-    } catch {
-      // a file of that name that is no mailstore identity: not a store
-    }
+    if (await storeIdAt(fs, at)) return { root: at, entry: basename(below) };
   }
   return undefined;
+}
+
+/** The store id of the store at `root`, or undefined when its STORE is missing, unreadable or no mailstore identity. */
+export async function storeIdAt(fs: FileSystem, root: string): Promise<string | undefined> {
+  const bytes = await fs.readFile(join(root, LAYOUT.identity)).catch(() => undefined);
+  if (!bytes) return undefined;
+  try {
+    return decodeIdentity(bytes, join(root, LAYOUT.identity)).storeId;
+  } catch {
+    return undefined; // a file of that name that is no mailstore identity: not a store
+  }
 }
 
 /**
