@@ -34,17 +34,19 @@ describe('detectFormat', () => {
   it('an mbox with a byte-order mark or a line of garbage before its first From_ line is an mbox, not one message of all of them', async () => {
     // both were taken for one .eml file: every message of the mbox went in as a single one, exit 0
     const dir = tmp();
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
     const mbox = 'From a Thu Nov 28 10:45:25 2026\nSubject: 1\n\nx\n\nFrom b Thu Nov 28 10:45:26 2026\nSubject: 2\n\ny\n';
-    writeFileSync(join(dir, 'bom.mbox'), Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(mbox)]));
-    writeFileSync(join(dir, 'notes.mbox'), `saved from the old server, 2019\r\n${mbox}`);
-    writeFileSync(join(dir, 'bom-one.mbox'), Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('From a Thu Nov 28 10:45:25 2026\n\nx\n')]));
-    // a message whose header is a header, with a From_ line in its body, stays one message
-    writeFileSync(join(dir, 'forward.eml'), `Subject: fwd\n\n${mbox}`);
-    writeFileSync(join(dir, 'plain.txt'), 'no header, and no From_ line with a date\nFrom here on\n');
-    expect(await detectFormat(fs, join(dir, 'bom.mbox'))).toBe('mbox');
-    expect(await detectFormat(fs, join(dir, 'notes.mbox'))).toBe('mbox');
-    expect(await detectFormat(fs, join(dir, 'bom-one.mbox'))).toBe('mbox');
-    expect(await detectFormat(fs, join(dir, 'forward.eml'))).toBe('eml');
-    expect(await detectFormat(fs, join(dir, 'plain.txt'))).toBe('eml');
+    const files: [string, string | Buffer, 'mbox' | 'eml'][] = [
+      ['bom.mbox', Buffer.concat([bom, Buffer.from(mbox)]), 'mbox'],
+      ['notes.mbox', `saved from the old server, 2019\r\n${mbox}`, 'mbox'],
+      ['bom-one.mbox', Buffer.concat([bom, Buffer.from('From a Thu Nov 28 10:45:25 2026\n\nx\n')]), 'mbox'],
+      // a message whose header is a header, with a From_ line in its body, stays one message
+      ['forward.eml', `Subject: fwd\n\n${mbox}`, 'eml'],
+      ['plain.txt', 'no header, and no From_ line with a date\nFrom here on\n', 'eml'],
+    ];
+    for (const [name, content, format] of files) {
+      writeFileSync(join(dir, name), content);
+      expect(await detectFormat(fs, join(dir, name)), name).toBe(format);
+    }
   });
 });
