@@ -2,18 +2,25 @@
 import { join } from 'node:path';
 import type { FileSystem } from '../fs/filesystem.js';
 import { MailstoreError, fromSystemError } from '../errors.js';
+import { parseFromLineDate } from './mbox.js';
 import { publicInboxLayout } from './public-inbox.js';
 
 export type MailFormat = 'mbox' | 'maildir' | 'eml' | 'public-inbox';
 
-/** Blank lines an mbox may start with before its first From_ line (the reader reports them). */
-const LEADING_BLANK_BYTES_MAX = 64;
+/**
+ * How far into a file to look for its first From_ line behind blank lines, a byte-order mark or a
+ * few lines of notes (the reader reports them as not mail).
+ */
+const LEADING_GARBAGE_BYTES_MAX = 4096;
 
 /**
  * A directory with cur/ or new/ (or a Maildir++ root with only `.Sub/cur` folders) is a Maildir;
  * a git directory (HEAD, objects/) or one with git/N.git epochs is a public-inbox archive;
- * another directory holds eml files; a file starting with `From ` is an mbox; another non-empty
- * file is one message. Anything else (missing: NOT_FOUND; empty file, device, socket: INVALID).
+ * another directory holds eml files; a file starting with `From ` is an mbox, and so is one that
+ * does not start with a header field and has a From_ line with a date within its first
+ * LEADING_GARBAGE_BYTES_MAX (a UTF-8 byte-order mark, a line of notes before it: taken for one
+ * message, every message of it went in as one); another non-empty file is one message. Anything
+ * else (missing: NOT_FOUND; empty file, device, socket: INVALID).
  */
 export async function detectFormat(fs: FileSystem, path: string): Promise<MailFormat> {
   const stat = await fs.stat(path).catch((error) => { throw fromSystemError(error, 'stat', path); });
@@ -23,9 +30,12 @@ export async function detectFormat(fs: FileSystem, path: string): Promise<MailFo
   }
   if (!stat.isFile) throw new MailstoreError('INVALID', `neither a file nor a directory: ${path}`, { path });
   if (stat.size === 0) throw new MailstoreError('INVALID', `empty file, neither an mbox nor a message: ${path}`, { path });
-  const head = await readHead(fs, path, LEADING_BLANK_BYTES_MAX + 5);
-  const text = head.toString('latin1').replace(/^[\r\n]+/, '');
-  return text.startsWith('From ') ? 'mbox' : 'eml';
+  const head = await readHead(fs, path, LEADING_GARBAGE_BYTES_MAX);
+  const text = head.toString('latin1').replace(/^(?:\xef\xbb\xbf)?[\r\n]*/, ''); // a UTF-8 byte-order mark, blank lines
+  if (text.startsWith('From ')) return 'mbox';
+  if (HEADER_FIELD.test(text)) return 'eml';
+  const lines = text.split('\n').slice(0, -1); // the last may be cut off
+  return lines.some((line) => line.startsWith('From ') && parseFromLineDate(line.replace(/\r$/, '')) !== undefined) ? 'mbox' : 'eml';
 }
 
 /**
@@ -52,6 +62,9 @@ export async function refuseForeign(fs: FileSystem, path: string): Promise<void>
     throw new MailstoreError('INVALID', `${path} is ${what}, neither an mbox nor a message; ${advice(path)} and import the result`, { path });
   }
 }
+
+/** A message's first line: a header field name (printable, no colon) and its colon. */
+const HEADER_FIELD = /^[\x21-\x39\x3b-\x7e]+[ \t]*:/;
 
 async function looksLikeMaildir(fs: FileSystem, dir: string): Promise<boolean> {
   if (await hasMaildirSubdirectory(fs, dir)) return true;

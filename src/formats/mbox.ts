@@ -79,6 +79,7 @@ const LF = 0x0a;
 const CR = 0x0d;
 const GT = 0x3e;
 const FROM_SPACE = Buffer.from('From ', 'latin1');
+const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 
 /**
  * Streams the messages of an mbox file.
@@ -143,7 +144,9 @@ export async function* readMbox(
   };
   let next: Promise<unknown> | undefined;
   try {
-    let position = 0;
+    // A UTF-8 byte-order mark (an mbox saved by an editor) hid the first From_ line: that message went as garbage.
+    let position = (await readRange(handle, 0, UTF8_BOM.length)).equals(UTF8_BOM) ? UTF8_BOM.length : 0;
+    parser.skipLeading(position);
     let reading = readNext(position, chunkBytes);
     next = reading;
     for (;;) {
@@ -322,6 +325,12 @@ class MboxParser {
     private readonly messageBytesMax: number,
     private readonly onWarning: (warning: MboxWarning) => void,
   ) {}
+
+  /** The file's first `bytes` are not read: leading garbage, reported as such. */
+  skipLeading(bytes: number): void {
+    this.fileOffset += bytes;
+    this.garbageBytes += bytes;
+  }
 
   push(chunk: Buffer, from?: ReadChunk): ParsedMessage[] {
     const done: ParsedMessage[] = [];

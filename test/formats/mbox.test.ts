@@ -172,6 +172,17 @@ describe('mbox reader on foreign files', () => {
     expect(warnings).toEqual([{ kind: 'leadingGarbage', bytes: 9 }]);
   });
 
+  it('a UTF-8 byte-order mark before the first From_ line is reported, and the first message read, for every chunk size', async () => {
+    // the mark hid the first From_ line: the first message was counted as garbage and never imported
+    const path = fileWith(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('From a Thu Nov 28 10:45:25 2026\nm1\n\nFrom b Thu Nov 28 10:45:26 2026\nm2\n')]));
+    for (const chunkBytes of [1, 2, 5, 1 << 20]) {
+      const { messages, warnings } = await readAll(path, { chunkBytes });
+      expect(text(messages), `chunk ${chunkBytes}`).toEqual(['m1\n', 'm2']);
+      expect(messages.map((m) => m.offset)).toEqual([3, 39]);
+      expect(warnings).toEqual([{ kind: 'leadingGarbage', bytes: 3 }]);
+    }
+  });
+
   it('reports a file without any From_ line as garbage', async () => {
     const { messages, warnings } = await readAll(fileWith('Subject: not an mbox\n\nhello\n'));
     expect(messages).toEqual([]);
