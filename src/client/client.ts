@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { MUTATING_PROCEDURES } from '../daemon/procedure-names.js';
 import type { ChangesPart, ProcedureRunner } from '../daemon/procedures.js';
 import {
-  Assembly, MUTATING_METHODS, PROTOCOL_VERSION, fromWireError, listingItemBytes, type Frame, type HelloResult, type WireError,
+  Assembly, MUTATING_METHODS, NEWER_CODES, PROTOCOL_VERSION, fromWireError, listingItemBytes, type Frame, type HelloResult, type WireError,
 } from '../daemon/protocol.js';
 import { FrameSocket } from '../daemon/transport.js';
 import { MailstoreError, isMailstoreError } from '../errors.js';
@@ -156,7 +156,7 @@ export class Client implements MailStore, ProcedureRunner {
         // hello), and this one would have stayed open, its call sent
         if (this.closed) throw new MailstoreError('CLOSED', 'the client was closed while it connected; nothing of the call was sent', { mayHaveCommitted: false });
         this.link = link;
-        const hello = await this.withTimeout(this.send<HelloResult>(link, 'hello', [], false), link);
+        const hello = await this.withTimeout(this.send<HelloResult>(link, 'hello', [{ codes: NEWER_CODES }], false), link);
         if (hello.protocol !== PROTOCOL_VERSION) throw new MailstoreError('INVALID', `the daemon speaks protocol ${hello.protocol}, this client ${PROTOCOL_VERSION}: upgrade them together`);
         this.daemon = hello;
         return link;

@@ -41,7 +41,8 @@ async function oldDaemon(answerOf: (call: Extract<Frame, { t: 'call' }>) => Fram
       for (const payload of reader.push(data)) {
         const call = decodeFrame(payload) as Extract<Frame, { t: 'call' }>;
         received.push([call.m, ...call.a]);
-        const match = recorded.find((r) => r.call.t === 'call' && r.call.m === call.m && isDeepStrictEqual(r.call.a, call.a));
+        // hello's arguments (the codes a client knows, since session 37) are ignored by every daemon since 2d004c1
+        const match = recorded.find((r) => r.call.t === 'call' && r.call.m === call.m && (call.m === 'hello' || isDeepStrictEqual(r.call.a, call.a)));
         const given = answerOf(call) ?? match?.answer;
         const answer: Frame = given ? { ...given, id: call.id } : { t: 'err', id: call.id, e: { code: 'INVALID', message: `no recorded answer to ${call.m} ${JSON.stringify(call.a)}` } };
         socket.write(encodeFrame(answer));
