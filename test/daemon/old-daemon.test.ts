@@ -72,6 +72,16 @@ describe('a daemon of session 30 (f76e064)', () => {
     expect(refused).toBeInstanceOf(MailstoreError);
     expect(refused).toMatchObject({ code: 'INVALID', message: expect.stringMatching(/no procedure "changeQuota": it runs an older mailstore than this one \(pid \d+\); nothing was changed. Restart it with this version/) });
   });
+
+  it('a method it does not have (movedUsers, forgetMovedUser: session 36) is INVALID naming the daemon as older, nothing changed', async () => {
+    // every daemon since 2d004c1 answers a method it lacks in these words
+    const client = await Client.connect(await oldDaemon((call) => (call.m === 'hello' ? undefined : { t: 'err', id: call.id, e: { code: 'INVALID', message: `the daemon has no method ${JSON.stringify(call.m)}` } })));
+    clients.push(client);
+    for (const attempt of [() => client.movedUsers(), () => client.forgetMovedUser('bob')]) {
+      const refused = await attempt().catch((error: unknown) => error);
+      expect(refused).toMatchObject({ code: 'INVALID', message: expect.stringMatching(/no method "(movedUsers|forgetMovedUser)": it runs an older mailstore than this one \(pid \d+\); nothing was changed/) });
+    }
+  });
 });
 
 /** A mailbox, a tree and a user deleted only when empty: [what the refusal names, the attempt]. */
