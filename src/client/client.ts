@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { MUTATING_PROCEDURES } from '../daemon/procedure-names.js';
 import type { ChangesPart, ProcedureRunner } from '../daemon/procedures.js';
 import {
-  Assembly, MUTATING_METHODS, PROTOCOL_VERSION, fromWireError, listingItemBytes, type Frame, type HelloResult, type WireError,
+  Assembly, MUTATING_METHODS, NEWER_CODES, PROTOCOL_VERSION, fromWireError, listingItemBytes, type Frame, type HelloResult, type WireError,
 } from '../daemon/protocol.js';
 import { FrameSocket } from '../daemon/transport.js';
 import { MailstoreError, isMailstoreError } from '../errors.js';
@@ -156,7 +156,7 @@ export class Client implements MailStore, ProcedureRunner {
         // hello), and this one would have stayed open, its call sent
         if (this.closed) throw new MailstoreError('CLOSED', 'the client was closed while it connected; nothing of the call was sent', { mayHaveCommitted: false });
         this.link = link;
-        const hello = await this.withTimeout(this.send<HelloResult>(link, 'hello', [], false), link);
+        const hello = await this.withTimeout(this.send<HelloResult>(link, 'hello', [{ codes: NEWER_CODES }], false), link);
         if (hello.protocol !== PROTOCOL_VERSION) throw new MailstoreError('INVALID', `the daemon speaks protocol ${hello.protocol}, this client ${PROTOCOL_VERSION}: upgrade them together`);
         this.daemon = hello;
         return link;
@@ -436,7 +436,7 @@ export class Client implements MailStore, ProcedureRunner {
     try {
       for await (const entry of this.procedureListing('mailboxList', [options])) list.push(entry as { name: string; id: string; rights?: string });
     } catch (error) {
-      if (!lacksProcedure(error, 'mailboxList')) throw error;
+      if (!lacks(error, 'procedure', 'mailboxList')) throw error;
       return this.call('listMailboxes', [options]); // a daemon before session 32 (a rolling upgrade): its one answer
     }
     return list;
@@ -532,7 +532,7 @@ export class Client implements MailStore, ProcedureRunner {
         else answer.highestModseq = part.highestModseq;
       }
     } catch (error) {
-      if (!lacksProcedure(error, 'changesSinceList')) throw error;
+      if (!lacks(error, 'procedure', 'changesSinceList')) throw error;
       return this.call('changesSince', [mailbox, modseq]); // a daemon before session 31 (a rolling upgrade): its one answer
     }
     return answer;
@@ -543,11 +543,25 @@ export class Client implements MailStore, ProcedureRunner {
   }
 
   movedUsers(): Promise<MovedUser[]> {
-    return this.call('movedUsers', []);
+    return this.callSince('movedUsers', []);
   }
 
   forgetMovedUser(name: string): Promise<MovedUser> {
-    return this.call('forgetMovedUser', [name]);
+    return this.callSince('forgetMovedUser', [name]);
+  }
+
+  /** A method newer than some daemons (session 36's): one that lacks it says it runs an older mailstore. */
+  private async callSince<T>(method: string, args: unknown[]): Promise<T> {
+    try {
+      return await this.call<T>(method, args);
+    } catch (error) {
+      if (!lacks(error, 'method', method)) throw error;
+      throw this.olderDaemon(error);
+    }
+  }
+
+  private olderDaemon(error: MailstoreError): MailstoreError {
+    return new MailstoreError('INVALID', `${error.message}: it runs an older mailstore than this one (pid ${this.daemon?.pid ?? '?'}); nothing was changed. Restart it with this version ('mailstore serve'), or use the older version's own command`);
   }
 
   async deleteUser(name: string, options?: DeleteOptions): Promise<DeleteUserResult> {
@@ -583,8 +597,8 @@ export class Client implements MailStore, ProcedureRunner {
     try {
       return await this.call('procedure', [name, ...args], MUTATING_PROCEDURES.has(name));
     } catch (error) {
-      if (!lacksProcedure(error, name)) throw error;
-      throw new MailstoreError('INVALID', `${error.message}: it runs an older mailstore than this one (pid ${this.daemon?.pid ?? '?'}); nothing was changed. Restart it with this version ('mailstore serve'), or use the older version's own command`);
+      if (!lacks(error, 'procedure', name)) throw error;
+      throw this.olderDaemon(error);
     }
   }
 
@@ -594,11 +608,11 @@ export class Client implements MailStore, ProcedureRunner {
 }
 
 /**
- * A daemon of an older mailstore (a rolling upgrade: clients first) that has no procedure `name`
- * answers INVALID in these words, in every version since procedures came (2d004c1).
+ * A daemon of an older mailstore (a rolling upgrade: clients first) that has no procedure or method
+ * `name` answers INVALID in these words, in every version since procedures came (2d004c1).
  */
-function lacksProcedure(error: unknown, name: string): error is MailstoreError {
-  return isMailstoreError(error, 'INVALID') && error.message === `the daemon has no procedure ${JSON.stringify(name)}`;
+function lacks(error: unknown, kind: 'procedure' | 'method', name: string): error is MailstoreError {
+  return isMailstoreError(error, 'INVALID') && error.message === `the daemon has no ${kind} ${JSON.stringify(name)}`;
 }
 
 function openSocket(path: string): Promise<Socket> {

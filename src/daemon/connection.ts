@@ -13,7 +13,7 @@ import type { MessageInfo } from '../store/types.js';
 import { closeSession, sessionOpen, type SessionPart } from './backup-sessions.js';
 import { LISTING_PROCEDURES, PROCEDURES, type ProcedureName } from './procedures.js';
 import {
-  Assembly, LISTING_METHODS, listingItemBytes, STREAM_METHODS, VALUE_METHODS, toWireError, type Frame,
+  Assembly, LISTING_METHODS, listingItemBytes, STREAM_METHODS, VALUE_METHODS, codesNamed, olderClientError, toWireError, type Frame,
 } from './protocol.js';
 import { bodyBudget, frameBudget } from './body-budget.js';
 import type { DaemonServer } from './server.js';
@@ -50,6 +50,8 @@ export class DaemonConnection {
    */
   private readonly backupSessions = new Set<number>();
   private inFlight = 0;
+  /** The newer error codes the client's hello named (protocol.ts NEWER_CODES); a client of an older mailstore names none. */
+  private codesKnown: ReadonlySet<string> = new Set();
   /** Calls in flight that wait for their reader's credit (windowOpen): not counted against the bound. */
   private parked = 0;
   private heldBytes = 0;
@@ -221,7 +223,10 @@ export class DaemonConnection {
 
   /** Runs one call. The store method is entered synchronously, so calls start in arrival order. */
   private async run(id: number, method: string, args: unknown[]): Promise<void> {
-    if (method === 'hello') return this.reply(id, this.server.hello());
+    if (method === 'hello') {
+      this.codesKnown = codesNamed(args);
+      return this.reply(id, this.server.hello());
+    }
     if (method === 'procedure') return this.runProcedure(id, args);
     const store = this.callStore as unknown as Record<string, (...a: unknown[]) => unknown>;
     if (VALUE_METHODS.has(method)) return this.reply(id, await store[method](...this.withChain(method, handOverBodies(method, args))));
@@ -300,7 +305,7 @@ export class DaemonConnection {
   private fail(id: number, error: unknown): void {
     if (!(error instanceof MailstoreError)) this.server.logger.error('call-failed', { connection: this.id, id, message: (error as Error)?.message ?? String(error) });
     else if (error.code === 'HALTED' || error.code === 'CLOSED') this.server.storeFailed(error);
-    this.transport.send({ t: 'err', id, e: toWireError(error) });
+    this.transport.send({ t: 'err', id, e: toWireError(olderClientError(error, this.codesKnown)) });
   }
 
   private async sendListing(id: number, items: AsyncGenerator<unknown>): Promise<void> {

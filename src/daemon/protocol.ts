@@ -270,6 +270,30 @@ export function toWireError(error: unknown): WireError {
   return { code: 'INTERNAL', message: error instanceof Error ? error.message : String(error) };
 }
 
+/**
+ * Error codes newer than protocol 1's first clients that a client names in its hello
+ * (`hello [{codes}]`). A client that names none (one before session 37; daemons of every version
+ * ignore hello's arguments) takes an unknown code for a bug in the daemon (INTERNAL, exit 70), so
+ * it is sent the older code that says the same (olderClientError).
+ */
+export const NEWER_CODES: readonly ErrorCode[] = ['MOVED'];
+
+/** The codes a client's hello arguments name of NEWER_CODES. */
+export function codesNamed(helloArgs: unknown[]): ReadonlySet<string> {
+  const codes = (helloArgs[0] as { codes?: unknown } | undefined)?.codes;
+  return new Set(Array.isArray(codes) ? codes.filter((c) => NEWER_CODES.includes(c as ErrorCode)) : []);
+}
+
+/**
+ * An error as a client that does not know its code reads it: MOVED while temporary is UNAVAILABLE
+ * (an MTA keeps the mail queued, an IMAP server says try later), and past its window NOT_FOUND (what
+ * daemons before it answered); the message still names the host.
+ */
+export function olderClientError(error: unknown, known: ReadonlySet<string>): unknown {
+  if (!(error instanceof MailstoreError) || error.code !== 'MOVED' || known.has('MOVED')) return error;
+  return new MailstoreError(error.moved?.permanent ? 'NOT_FOUND' : 'UNAVAILABLE', error.message, { path: error.path, mayHaveCommitted: false });
+}
+
 /** The daemon's error as the caller sees it: the same MailstoreError code; INTERNAL (a bug) as an AssertionFailure. */
 export function fromWireError(wire: WireError): Error {
   const code = typeof wire?.code === 'string' ? wire.code : 'INTERNAL';

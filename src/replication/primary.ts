@@ -21,12 +21,13 @@ import type { PackBatch } from '../blob/pack-store.js';
 import type { JournalRecord } from '../journal/journal.js';
 import type { Op } from '../store/records.js';
 import { encodeRound, type TentativeRound } from './pending-rounds.js';
-import { listen, type Connection, type Log, type Message } from './transport.js';
+import { REPLICATION_VERSION, listen, type Connection, type Log, type Message } from './transport.js';
 import { serveCheck } from './check.js';
 import { serveBlobs } from './blob-source.js';
 import { serveXfer } from './xfer-target.js';
 import { sendPackBytes, sendResync } from './resync-source.js';
 import { aheadError, refuseDivergedHistory } from './history.js';
+import { newerThan, sendableRecords } from './older-replica.js';
 
 export interface PrimaryOptions {
   /** host:port to listen on (port 0: any; status().port says which). */
@@ -124,6 +125,12 @@ export async function startPrimary(store: Store, options: PrimaryOptions): Promi
 /** The replica sessions of one primary, and the dispatch of every incoming connection. */
 class Primary {
   private readonly sessions = new Map<string, ReplicaSession>();
+  /**
+   * Replicas of an older mailstore refused at a record they cannot be sent (older-replica.ts), by
+   * node id: the first seq of its batch. Refused again at their hello, before the welcome, so the
+   * replica backs off (after a welcome it reconnected ten times a second, each logged on both sides).
+   */
+  readonly refusedOlder = new Map<string, { fromSeq: number; error: MailstoreError }>();
   /** Replicas being resynced (sendResync), by node id: where they were, and since when. */
   private readonly resyncs = new Map<string, { remote: string; seq: number; started: number }>();
   private closing = false;
@@ -202,6 +209,8 @@ class Primary {
     if (!Number.isSafeInteger(lastSeq) || lastSeq < 0) throw new MailstoreError('INVALID', 'a replica names its last seq');
     if (lastSeq > this.store.changes.lastSeq) throw aheadError(lastSeq, this.store.changes.lastSeq);
     await refuseDivergedHistory(this.store.replication().journal, this.store.changes.firstSeq, this.store.changes.lastSeq, hello.history);
+    const refused = this.refusedOlder.get(nodeId);
+    if (refused && Number(hello.version ?? 1) < REPLICATION_VERSION && lastSeq + 1 >= refused.fromSeq) throw refused.error;
     await this.refuseTwin(nodeId);
     this.sessions.get(nodeId)?.stop();
     let tails = new Map<number, number>((hello.tails as [number, number][] | undefined) ?? []);
@@ -223,7 +232,7 @@ class Primary {
         this.resyncs.delete(nodeId);
       }
     }
-    const session = new ReplicaSession(this, connection, nodeId, seq, tails);
+    const session = new ReplicaSession(this, connection, nodeId, seq, tails, Number(hello.version ?? 1));
     this.sessions.set(nodeId, session);
     await session.run();
   }
@@ -323,7 +332,9 @@ class ReplicaSession implements BatchListener {
   private cursorTimer?: NodeJS.Timeout;
   finished: Promise<void> = Promise.resolve();
 
-  constructor(private readonly primary: Primary, private readonly connection: Connection, readonly nodeId: string, seq: number, private tails: Map<number, number>) {
+  /** `version`: the replication version the replica's hello named (1: none, before session 35). */
+  constructor(private readonly primary: Primary, private readonly connection: Connection, readonly nodeId: string, seq: number, private tails: Map<number, number>,
+    private readonly version: number) {
     this.sentSeq = seq;
     this.ackedSeq = seq;
     this.ackedPackBytes = sum(tails);
@@ -406,6 +417,8 @@ class ReplicaSession implements BatchListener {
       }
     } catch (error) {
       if (!this.stopped) this.primary.log(`replication: replica ${this.nodeId}: ${(error as Error).message}`);
+      // the replica logs it and shows it in its status (a replica of an older mailstore too)
+      if (isMailstoreError(error, 'REFUSED')) await this.connection.sendLast({ t: 'error', code: error.code, message: error.message });
       this.connection.close();
     }
   }
@@ -418,6 +431,7 @@ class ReplicaSession implements BatchListener {
   written(records: JournalRecord[], opsBySeq: Op[][], packBatch: PackBatch): void {
     if (this.stopped || this.connection.closed || this.inRound || this.tentativeSeq !== 0 || records[0].seq !== this.sentSeq + 1) return;
     if (packBatch.bytes > limits.replicationTentativeBytesMax || opsBySeq.some((ops) => ops.some((op) => !TENTATIVE_OPS.has(op.op)))) return;
+    if (opsBySeq.some((ops) => newerThan(this.version, ops) !== undefined)) return; // the ordinary round refuses it, by name
     // a link slower than the mail (a trickle, a stall) would have every batch's round queued in
     // memory here, without bound: past a round's worth waiting, the ordinary rounds (which wait
     // for the socket) carry them
@@ -483,7 +497,7 @@ class ReplicaSession implements BatchListener {
 
   private async roundOnce(): Promise<void> {
     this.sendCommitOwed(); // the replica commits its tentative rounds before it takes records after them
-    const records = await this.readRecords();
+    const records = await this.sendableRecords();
     if (records.length === 0) return;
     // tails read after the records: they cover every blob the records name
     const { tails, packBytes } = await sendPackBytes(this.primary.store, this.connection, this.tails);
@@ -494,6 +508,16 @@ class ReplicaSession implements BatchListener {
     this.sentSeq = last;
     this.roundSeq = last;
     this.sentBytes.push([last, packBytes]);
+  }
+
+  /** readRecords, less what this replica's version cannot be sent (REFUSED, noted for its next hello). */
+  private async sendableRecords(): Promise<{ seq: number; payload: Buffer }[]> {
+    try {
+      return sendableRecords(await this.readRecords(), this.version, this.nodeId);
+    } catch (error) {
+      if (isMailstoreError(error, 'REFUSED')) this.primary.refusedOlder.set(this.nodeId, { fromSeq: this.sentSeq + 1, error });
+      throw error;
+    }
   }
 
   /** The records after sentSeq, at most a round's worth, ending on a batch end. */

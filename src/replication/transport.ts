@@ -23,7 +23,7 @@ const PSK_IDENTITY = 'mailstore-node';
  * undumped mailbox's uidNext) and nothing else refuses it (docs/FORMAT.md, "Compatibility").
  * Raised when a record or frame changes so that a replica of the version before would misread it.
  */
-export const REPLICATION_VERSION = 2;
+export const REPLICATION_VERSION = 3; // 3: session 37 (copy intents, moved marks: older-replica.ts)
 
 export type Message = { t: string } & Record<string, unknown>;
 const NO_TYPES: ReadonlySet<string> = new Set();
@@ -177,6 +177,25 @@ export class Connection {
   close(): void {
     this.socket.destroy();
     this.finish();
+  }
+
+  /**
+   * Sends a last frame (an error) and closes once the peer has it: close() at once could lose it,
+   * a socket closed with the peer's frames unread (its acks, pongs) sending a reset that drops it.
+   * Half-closed, the peer's close is waited for at most limits.replicationPingMs.
+   */
+  async sendLast(message: Message): Promise<void> {
+    try {
+      await this.send(message);
+      this.socket.end();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.done, new Promise((resolve) => { timer = setTimeout(resolve, limits.replicationPingMs); })]);
+      clearTimeout(timer);
+    } catch {
+      // gone already: nothing to tell it
+    } finally {
+      this.close();
+    }
   }
 
   /**

@@ -55,20 +55,33 @@ export function movedError(db: Pick<IndexDb, 'getNow'>, mailbox: string, now = D
 }
 
 /** Runs `work` on `mailbox`; a NOT_FOUND for a moved user's mailbox becomes MOVED. */
-export async function orMoved<T>(db: Pick<IndexDb, 'getNow'>, mailbox: string, work: () => Promise<T>): Promise<T> {
+export async function orMoved<T>(db: Pick<IndexDb, 'getNow' | 'entries'>, mailbox: string, work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (error) {
-    if (error instanceof MailstoreError && error.code === 'NOT_FOUND' && error.path === mailbox) throw movedError(db, mailbox) ?? error;
-    throw error;
+    if (!(error instanceof MailstoreError && error.code === 'NOT_FOUND' && error.path === mailbox)) throw error;
+    const moved = movedError(db, mailbox);
+    throw moved && !(await userTreeHere(db, moved.moved!.user)) ? moved : error;
   }
 }
 
-/** Every moved user's marker, by user name. */
+/**
+ * Whether a mailbox of `user`'s tree is here. A mark beside one is stale: a mailstore before
+ * session 36 (a replica of one, promoted; the store opened by one after a downgrade) applies the
+ * mark and the user's new mailboxes without clearing it, and after the upgrade a mistyped mailbox
+ * of the user was MOVED, mail waiting for a host the user had left.
+ */
+async function userTreeHere(db: Pick<IndexDb, 'entries'>, user: string): Promise<boolean> {
+  for await (const _ of db.entries({ prefix: keys.name(['user', user]), limit: 1 })) return true;
+  return false;
+}
+
+/** Every moved user's marker, by user name (not one whose tree is here again: userTreeHere). */
 export async function movedUsers(db: IndexDb): Promise<MovedUser[]> {
   const found: MovedUser[] = [];
   for await (const [key, value] of db.entries<MovedMarker>({ prefix: keys.meta(PREFIX).subarray(0, -1) })) {
-    found.push({ user: decodeString(key, 1).value.slice(PREFIX.length), to: value.to, at: value.at });
+    const user = decodeString(key, 1).value.slice(PREFIX.length);
+    if (!(await userTreeHere(db, user))) found.push({ user, to: value.to, at: value.at });
   }
   return found;
 }

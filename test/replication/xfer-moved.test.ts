@@ -189,4 +189,14 @@ describe('the CLI for a moved user', () => {
     expect(gone.code).toBe(67);
     expect(gone.stderr).toMatch(/NOT_FOUND/);
   }, 30_000);
+  it('a mark an older mailstore kept beside the user\'s new mailboxes (its apply does not clear it) is not taken: NOT_FOUND, not MOVED; not listed', async () => {
+    const { a, c } = await setUp();
+    // the state a store of session 35 leaves (a replica of it promoted, or a downgrade): user/bob is here, the mark too
+    await a.replication().commitMeta('moved/bob', { to: 'mail2.example:7100', at: Date.now() });
+    await expect(a.status('user/bob/Nope')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(a.append('user/bob/Nope', msg(2))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect(await a.movedUsers()).toEqual([]);
+    expect(await rcpt(c, 'bob@example.org')).toBe('250 Accepted');
+    expect((await a.status('user/bob/INBOX')).messages).toBe(1); // nothing lost, nothing added
+  }, 30_000);
 });
