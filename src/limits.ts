@@ -18,6 +18,14 @@ export const limits = {
    * that is 90 % live: restic's prune defaults to 5 % unused, Dovecot's purge to any.
    */
   compactDeadRatio: 0.1,
+  /**
+   * A compaction that rewrites packs anyway also takes in every sealed local pack smaller than this
+   * share of the pack size bound (1 GiB packs: 32 MiB), however live: each compaction's output of
+   * survivors is such a pack, and none of them ever passed compactDeadRatio again (old mail is
+   * rarely expunged), so their number grew by one a compaction for good (measured: 8 compactions,
+   * 8 packs of 6 KB each). At most this much live data is copied again a compaction.
+   */
+  compactSmallPackShare: 1 / 32,
   /** The background compactor (StoreOptions.autoCompact) keeps a released blob this long before reclaiming it. */
   compactGraceMs: 60 * 60 * 1000,
   /** ...wakes up at most this often, and only when the dead bytes passed compactDeadBytesMin... */
@@ -970,6 +978,11 @@ export const eventLimits = {
   followReadIntervalMinMs: 100,
   /** A follower (events --follow, a webhook) looks for new records this often when no commit wakes it. */
   followPollMs: 500,
+  /** `events --follow` tries a look the daemon's restart cut short again after this, doubling up to followRetryMaxMs (as a replica reconnects)... */
+  followRetryMinMs: 100,
+  followRetryMaxMs: 5_000,
+  /** ...until the daemon has been away this long (a restart that recovers a big journal takes a while): then it exits UNAVAILABLE. */
+  followReconnectMs: 300_000,
 } as const;
 
 /** Backup repositories (src/backup/, docs/BACKUP.md). */

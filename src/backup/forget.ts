@@ -41,7 +41,7 @@ export interface PruneSummary {
 type Listed = { id: string; snapshot: SnapshotFile };
 
 /**
- * restic's rules, each over one store's snapshots newest first: --keep-last N keeps the N newest;
+ * restic's rules, each over one store's snapshots from one host, newest first: --keep-last N keeps the N newest;
  * --keep-daily N the newest of each of the last N days that have one (UTC days), weekly by ISO
  * week, monthly by calendar month. A snapshot any rule keeps is kept. "Newest" is by the time the
  * backup's clock gave it, as restic's; and the snapshot at the store's highest journal seq is
@@ -54,7 +54,10 @@ export function applyPolicy(snapshots: Listed[], policy: RetentionPolicy): { kee
   ];
   const keep = new Map<string, string[]>();
   const byStore = new Map<string, Listed[]>();
-  for (const s of snapshots) listIn(byStore, s.snapshot.storeId).push(s);
+  // by host too (restic's default grouping): a store cloned to another machine (a staging VM
+  // with the same nightly job) has its id; counted as one store, the clone's runs, a few seconds
+  // later each night, were the newest of each day, and the original's history was forgotten
+  for (const s of snapshots) listIn(byStore, `${s.snapshot.storeId}\0${s.snapshot.hostname}`).push(s);
   for (const list of byStore.values()) {
     const newestFirst = [...list].sort((a, b) => b.snapshot.time - a.snapshot.time || b.id.localeCompare(a.id));
     for (const [name, count, bucket] of rules) {

@@ -96,9 +96,16 @@ export class Registry {
     return this.add(new Histogram(name, help, buckets));
   }
 
-  /** Runs before every scrape: gauges read at that moment (consumer lag). */
-  onCollect(collect: () => void | Promise<void>): void {
+  /**
+   * Runs before every scrape: gauges read at that moment (consumer lag). Returns the function that
+   * removes it: a stopped service's collector read a closed store, and every scrape failed.
+   */
+  onCollect(collect: () => void | Promise<void>): () => void {
     this.collectors.push(collect);
+    return () => {
+      const at = this.collectors.indexOf(collect);
+      if (at >= 0) this.collectors.splice(at, 1);
+    };
   }
 
   async render(): Promise<string> {
@@ -153,17 +160,17 @@ export class StoreMetrics {
   watchEventLoop(): () => void {
     const delay = monitorEventLoopDelay({ resolution: 10 });
     delay.enable();
-    this.registry.onCollect(() => {
+    const remove = this.registry.onCollect(() => {
       this.loopDelayMax.set(delay.count > 0 ? delay.max / 1e9 : 0);
       this.loopDelayP99.set(delay.count > 0 ? delay.percentile(99) / 1e9 : 0);
       delay.reset();
     });
-    return () => delay.disable();
+    return () => { remove(); delay.disable(); };
   }
 
-  /** The store's FlushChoice, read at every scrape: which way a lone writer's journal commits flush, and the medians that chose it. */
-  watchJournalFlush(describe: () => JournalFlushChoice): void {
-    this.registry.onCollect(() => {
+  /** The store's FlushChoice, read at every scrape: which way a lone writer's journal commits flush, and the medians that chose it. Returns the function that stops watching. */
+  watchJournalFlush(describe: () => JournalFlushChoice): () => void {
+    return this.registry.onCollect(() => {
       const choice = describe();
       this.journalFlushInThread.set(choice.preferThread ? 1 : 0);
       if (choice.threadMedianMs !== null) this.journalFlushMedian.set(choice.threadMedianMs / 1000, { way: 'thread' });
@@ -190,9 +197,9 @@ export class StoreMetrics {
     this.lastScrubResult.set(result === 'clean' ? 0 : result === 'findings' ? 1 : 2);
   }
 
-  /** The lag of `consumer` is read at every scrape. */
-  watchConsumer(consumer: string, lag: () => number | Promise<number>): void {
-    this.registry.onCollect(async () => this.consumerLag.set(await lag(), { consumer }));
+  /** The lag of `consumer` is read at every scrape. Returns the function that stops watching. */
+  watchConsumer(consumer: string, lag: () => number | Promise<number>): () => void {
+    return this.registry.onCollect(async () => this.consumerLag.set(await lag(), { consumer }));
   }
 
   /**

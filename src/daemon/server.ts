@@ -139,7 +139,12 @@ export class DaemonServer {
   private async clearStaleSocket(path: string): Promise<void> {
     if ((await refuseNonSocket(path, '--socket')) === 'none') return;
     const answer = await probeSocket(path);
-    if (answer === 'live') throw new MailstoreError('LOCKED', `a daemon already answers on ${path}; stop it first`, { path });
+    // never this store's own daemon (this process holds its lock): another store's, whose clients
+    // (an IMAP server names only the socket) would reach this store once it took the path
+    if (answer === 'live') {
+      throw new MailstoreError('LOCKED', `another daemon answers on ${path}: not this store's (this process holds ${this.store.root}), so it serves another store or is no mailstore; ` +
+        `give this daemon a socket of its own (--socket PATH, and MAILSTORE_SOCKET=PATH for its CLI). Stopping that one to free the path would send its clients to this store`, { path });
+    }
     if (answer === 'unknown') throw new MailstoreError('LOCKED', `cannot tell whether the daemon of ${path} still runs (cannot connect to it); remove the file once it does not`, { path });
     this.logger.info('stale-socket-replaced', { socket: path });
     await removeSocketFile(path);

@@ -57,7 +57,7 @@ export async function startServices(store: Store, hooks: ServiceHooks, options: 
   const counted = hooks.metrics.instrument(store); // appends and errors from LMTP are counted
   const lmtp: LmtpServer[] = [];
   let metrics: MetricsServer | undefined;
-  let stopWatchingLoop: (() => void) | undefined;
+  const stopWatching: (() => void)[] = []; // collectors of this run's services, removed with them
   const stopWebhook = new AbortController();
   let webhook: Promise<unknown> | undefined;
   const close = async () => {
@@ -65,19 +65,18 @@ export async function startServices(store: Store, hooks: ServiceHooks, options: 
     await webhook;
     await Promise.all(lmtp.map((server) => server.close()));
     await metrics?.close();
-    stopWatchingLoop?.();
+    for (const stop of stopWatching.splice(0)) stop();
   };
   try {
     for (const listen of options.lmtp ?? []) {
       lmtp.push(await startLmtp(counted, { listen, template: options.lmtpTemplate, messageBytesMax: options.messageBytesMax, log }));
     }
     if (options.metrics) {
-      hooks.metrics.watchJournalFlush(() => store.journalFlush());
-      stopWatchingLoop = hooks.metrics.watchEventLoop();
+      stopWatching.push(hooks.metrics.watchJournalFlush(() => store.journalFlush()), hooks.metrics.watchEventLoop());
       metrics = await startMetrics({ listen: options.metrics, registry: hooks.metrics.registry, log });
     }
     if (options.webhook) {
-      hooks.metrics.watchConsumer(WEBHOOK_CONSUMER, async () => lagRecords(store, await consumerCursor(store)));
+      stopWatching.push(hooks.metrics.watchConsumer(WEBHOOK_CONSUMER, async () => lagRecords(store, await consumerCursor(store))));
       webhook = runWebhook(store, hooks, options.webhook, stopWebhook.signal, log);
     }
   } catch (error) {

@@ -29,26 +29,27 @@ export async function detectFormat(fs: FileSystem, path: string): Promise<MailFo
 }
 
 /**
- * Magic numbers of the compressors mail archives come in, by the command that undoes each; bzip2's
- * with its first block's (or an empty stream's) magic, since a header `BZh...:` is text.
+ * Files that are mail, but in no format import reads, each with what to do about it: read as one
+ * message, each went in whole (`archive.mbox.gz`: its compressed bytes; an RMAIL file: every
+ * message of it as one). bzip2's magic is taken with its first block's (or an empty stream's),
+ * since a header `BZh...:` is text.
  */
-const COMPRESSED: [tool: string, magic: RegExp][] = [
-  ['gzip', /^\x1f\x8b/],
-  ['xz', /^\xfd7zXZ\x00/],
-  ['zstd', /^\x28\xb5\x2f\xfd/],
-  ['bzip2', /^BZh[1-9](1AY&SY|\x17rE8P\x90)/],
+const FOREIGN: [what: string, magic: RegExp, advice: (path: string) => string][] = [
+  ['gzip-compressed', /^\x1f\x8b/, (path) => `decompress it first (gzip -dk ${path})`],
+  ['xz-compressed', /^\xfd7zXZ\x00/, (path) => `decompress it first (xz -dk ${path})`],
+  ['zstd-compressed', /^\x28\xb5\x2f\xfd/, (path) => `decompress it first (zstd -dk ${path})`],
+  ['bzip2-compressed', /^BZh[1-9](1AY&SY|\x17rE8P\x90)/, (path) => `decompress it first (bzip2 -dk ${path})`],
+  ['a Babyl mailbox (Emacs RMAIL)', /^BABYL OPTIONS:/, () => 'convert it to mbox first (Emacs: M-x unrmail; or Python\'s mailbox module)'],
+  ['an MMDF mailbox', /^\x01\x01\x01\x01\r?\n/, () => 'convert it to mbox first (Python\'s mailbox module reads it)'],
 ];
 
-/**
- * A compressed file (`archive.mbox.gz`) is neither an mbox nor a message: read as one it went in
- * as a single message of compressed bytes. INVALID, naming the command that decompresses it.
- */
-export async function refuseCompressed(fs: FileSystem, path: string): Promise<void> {
-  const head = (await readHead(fs, path, 10)).toString('latin1');
-  const found = COMPRESSED.find(([, magic]) => magic.test(head));
+/** A file in one of the FOREIGN formats is refused (INVALID), naming it and what to do. */
+export async function refuseForeign(fs: FileSystem, path: string): Promise<void> {
+  const head = (await readHead(fs, path, 16)).toString('latin1');
+  const found = FOREIGN.find(([, magic]) => magic.test(head));
   if (found) {
-    const [tool] = found;
-    throw new MailstoreError('INVALID', `${path} is ${tool}-compressed, neither an mbox nor a message; decompress it first (${tool} -dk ${path}) and import the result`, { path });
+    const [what, , advice] = found;
+    throw new MailstoreError('INVALID', `${path} is ${what}, neither an mbox nor a message; ${advice(path)} and import the result`, { path });
   }
 }
 

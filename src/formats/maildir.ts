@@ -29,6 +29,8 @@ export interface ReadMaildirOptions {
   messageBytesMax?: number;
   /** `dir` was found inside the source (a Maildir++ folder): a link there is refused, not followed. */
   noFollow?: boolean;
+  /** Once the folder is read: keyword letters its file names use that dovecot-keywords does not name (dropped), and how many messages had one. */
+  onUnnamedKeywords?: (letters: string[], messages: number) => void;
 }
 
 export interface MaildirFolder {
@@ -128,6 +130,8 @@ export async function* readMaildir(
   try {
     const entries = await listMessageFiles(fs, dir, held.path, options.onSkip, holds);
     const keywords = await readDovecotKeywords(fs, dir, options.onSkip, held.path);
+    const unnamed = new Set<string>();
+    let unnamedMessages = 0;
     for (const [index, entry] of entries.entries()) {
       const path = join(dir, entry.sub, entry.name);
       const read = await readMessageFile(fs, path, options, index, join(entry.at, entry.name));
@@ -136,8 +140,12 @@ export async function* readMaildir(
       // The info gives the flags in new/ too: Dovecot leaves a message there, `:2,S`, when a client
       // flags it while it is \Recent, and Dovecot, mutt and Python's mailbox all read it seen.
       const flags = parsed.info === undefined ? [] : flagsFromMaildirInfo(parsed.info, keywords);
+      const letters = [...parsed.info ?? ''].filter((letter) => /[a-z]/.test(letter) && keywords[letter.charCodeAt(0) - 0x61] === undefined);
+      for (const letter of letters) unnamed.add(letter);
+      if (letters.length > 0) unnamedMessages += 1;
       yield { bytes: read.bytes, flags, internalDate: internalDateOf(read.stat.mtimeMs, parsed.timestampSeconds), path, name: entry.name, recent: entry.sub === 'new', index };
     }
+    if (unnamed.size > 0) options.onUnnamedKeywords?.([...unnamed].sort(), unnamedMessages);
   } finally {
     for (const hold of holds) await hold.close().catch(() => {});
   }
@@ -422,9 +430,15 @@ export interface MaildirAppendOptions {
   onKeywordsDropped?: (keywords: string[]) => void;
 }
 
+/**
+ * The last microsecond a writer of this process named a message by: names are unique in the
+ * process, not only in one writer (two exports into one Maildir within a millisecond named their
+ * first messages alike, and the second replaced the first).
+ */
+let lastMicros = 0;
+
 /** Writes messages into a Maildir durably: tmp/, write, check length, fsync, rename into cur/, fsync cur/. */
 export class MaildirWriter {
-  private lastMicros = 0;
   private sequence = 0;
   private closed = false;
   private newKeywords = false;
@@ -463,7 +477,8 @@ export class MaildirWriter {
     if (options.internalDate) {
       await this.fs.utimes(tmpPath, options.internalDate).catch((error) => { throw fromSystemError(error, 'set the date of', tmpPath); });
     }
-    await this.fs.rename(tmpPath, curPath).catch(async (error) => {
+    // never over a message already there: a name taken all the same (another host, same pid and microsecond) fails
+    await this.fs.renameNoReplace(tmpPath, curPath).catch(async (error) => {
       await this.fs.unlink(tmpPath).catch(() => {});
       throw fromSystemError(error, 'rename into', curPath);
     });
@@ -490,10 +505,10 @@ export class MaildirWriter {
     await handle.close().catch((error) => { throw fromSystemError(error, 'close', path); });
   }
 
-  /** `<seconds>.M<micro>P<pid>Q<n>.mailstore`, strictly increasing within this writer so order survives. */
+  /** `<seconds>.M<micro>P<pid>Q<n>.mailstore`, strictly increasing within this process so order survives. */
   private uniqueName(): string {
-    const micros = Math.max(Date.now() * 1000, this.lastMicros + 1);
-    this.lastMicros = micros;
+    const micros = Math.max(Date.now() * 1000, lastMicros + 1);
+    lastMicros = micros;
     this.sequence += 1;
     return `${Math.floor(micros / 1e6)}.M${micros % 1e6}P${process.pid}Q${this.sequence}.mailstore`;
   }

@@ -20,7 +20,7 @@ export type MboxStyle = 'mboxrd' | 'mboxo' | 'auto';
 
 export interface MboxMessage {
   bytes: Buffer;
-  /** From the From_ line; undefined when it carries no date we can read. */
+  /** From the From_ line, else (none we can read there) from the Date header; undefined when neither has one. */
   internalDate?: Date;
   /** The From_ line's envelope sender; undefined when it has none the store could keep (see parseFromLineEnvelope). */
   sender?: string;
@@ -522,9 +522,10 @@ class MboxParser {
     // The From_ line's date is matched once, and the header block made text once, for all that is read from them.
     const rest = fromLineRest(message.fromLine);
     const date = matchDate(rest);
-    const internalDate = dateOf(date);
-    const envelope = envelopeOf(rest, date, internalDate !== undefined);
+    const fromLineDate = dateOf(date);
+    const envelope = envelopeOf(rest, date, fromLineDate !== undefined);
     const headers = headerText(bytes);
+    const internalDate = fromLineDate ?? headerDate(headers)?.date;
     const headerZone = internalDate && envelope.zoneMinutes === undefined ? zoneFromHeaders(headers, internalDate) : undefined;
     done.push({
       bytes,
@@ -690,9 +691,16 @@ function buildDate(
   return Number.isNaN(ms) || ms < limits.internalDateMsMin || ms > limits.internalDateMsMax ? undefined : date;
 }
 
-/** asctime has no zone and means UTC; a numeric zone is honoured; named zones other than UTC/GMT are guessed as UTC. */
+/** RFC 5322's zone names (obs-zone, section 4.3), in minutes east of UTC; UT and GMT are 0. */
+const NAMED_ZONES: Record<string, number> = { est: -300, edt: -240, cst: -360, cdt: -300, mst: -420, mdt: -360, pst: -480, pdt: -420 };
+
+/**
+ * asctime has no zone and means UTC; a numeric zone is honoured, and so are RFC 5322's names;
+ * other names (CET; IST: India, Israel or Ireland) are guessed as UTC.
+ */
 function zoneOffsetMinutes(zone: string | undefined): number {
-  if (!zone || !/^[+-]\d{4}$/.test(zone)) return 0;
+  if (zone && !/^[+-]\d{4}$/.test(zone)) return NAMED_ZONES[zone.toLowerCase()] ?? 0;
+  if (!zone) return 0;
   const sign = zone[0] === '-' ? -1 : 1;
   return sign * (Number(zone.slice(1, 3)) * 60 + Number(zone.slice(3, 5)));
 }
@@ -725,16 +733,31 @@ export function zoneFromDateHeader(bytes: Buffer, internalDate: Date): number | 
   return zoneFromHeaders(headerText(bytes), internalDate);
 }
 
-/** zoneFromDateHeader of the header block as text (headerText). */
-function zoneFromHeaders(headerBlock: string, internalDate: Date): number | undefined {
+/**
+ * The instant of a message's Date header, for a message whose source gives it no date (an .eml
+ * file, a From_ line without one); undefined when it has none we can read or one out of range.
+ */
+export function dateFromHeader(bytes: Buffer): Date | undefined {
+  return headerDate(headerText(bytes))?.date;
+}
+
+/** The Date header of a header block (headerText): its instant and its zone as written. */
+function headerDate(headerBlock: string): { date: Date; zone?: string } | undefined {
   const headers = headerBlock.length > limits.dateHeaderScanBytes ? headerBlock.slice(0, limits.dateHeaderScanBytes) : headerBlock;
   const field = /^date:[ \t]*([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)/im.exec(headers);
   const rfc = field ? RFC5322.exec(field[1]!.replace(/\r?\n[ \t]+/g, ' ')) : null;
   if (!rfc) return undefined;
   const [, day, month, year, hour, minute, second, zone] = rfc;
-  if (!zone || !/^[+-]\d{4}$/.test(zone)) return undefined;
   const date = buildDate(year!, month!, day!, hour!, minute!, second, zone);
-  if (!date || Math.floor(date.getTime() / 1000) !== Math.floor(internalDate.getTime() / 1000)) return undefined;
+  return date ? { date, zone } : undefined;
+}
+
+/** zoneFromDateHeader of the header block as text (headerText). */
+function zoneFromHeaders(headerBlock: string, internalDate: Date): number | undefined {
+  const found = headerDate(headerBlock);
+  const zone = found?.zone;
+  if (!zone || !/^[+-]\d{4}$/.test(zone)) return undefined;
+  if (Math.floor(found.date.getTime() / 1000) !== Math.floor(internalDate.getTime() / 1000)) return undefined;
   const offset = zoneOffsetMinutes(zone);
   return Math.abs(offset) < 24 * 60 && Number(zone.slice(3)) < 60 ? offset : undefined; // +9999 is no zone
 }

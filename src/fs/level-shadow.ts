@@ -29,8 +29,9 @@ const SHADOW_NAME = /^mailstore-read-only-([0-9]+)-[^/]+$/;
 /** Builds a shadow of the LevelDB database at `source` under the system's temporary directory. */
 export async function shadowLevelDb(given: string): Promise<LevelShadow> {
   const source = resolve(given); // a symlink's target is read relative to the shadow, not to the caller's cwd
-  await removeDeadShadows();
-  const path = await fsp.mkdtemp(join(tmpdir(), `${SHADOW_PREFIX}${process.pid}-`)).catch((e) => { throw temporaryDirectoryFailure(e); });
+  const parent = await shadowParent();
+  if (parent !== tmpdir()) await removeDeadShadows(parent);
+  const path = await fsp.mkdtemp(join(parent, `${SHADOW_PREFIX}${process.pid}-`)).catch((e) => { throw temporaryDirectoryFailure(e); });
   const remove = () => fsp.rm(path, { recursive: true, force: true });
   try {
     const names = await fsp.readdir(source).catch((e) => { throw fromSystemError(e, 'listing the index', source); });
@@ -51,13 +52,31 @@ export async function shadowLevelDb(given: string): Promise<LevelShadow> {
 }
 
 /**
- * The shadows of this user's processes that are gone: a read-only open killed before it closed
- * (SIGKILL, a cron job's timeout, Ctrl-C) left its copy of the index's log and MANIFEST in $TMPDIR
- * for good. Only directories (never a link) this user owns, named with a pid no process has.
- * Best effort: a $TMPDIR that cannot be listed is reported by the mkdtemp that follows.
+ * This user's directory of shadows in $TMPDIR (mailstore-read-only-uidN, mode 0700): the dead ones
+ * are looked for there only, where a look at $TMPDIR itself listed every file in it (on a mail
+ * host's shared /tmp, millions) at every read-only open. One that is not this user's own
+ * directory, or that others may enter (made by someone else in a shared /tmp), is not trusted:
+ * then $TMPDIR itself, with nothing looked for or removed.
  */
-async function removeDeadShadows(): Promise<void> {
-  const dir = tmpdir();
+async function shadowParent(): Promise<string> {
+  const uid = process.getuid?.();
+  const dir = join(tmpdir(), `${SHADOW_PREFIX}uid${uid ?? 'none'}`);
+  const made = await fsp.mkdir(dir, { mode: 0o700 }).then(() => true, (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EEXIST') throw temporaryDirectoryFailure(e);
+    return false;
+  });
+  if (made) return dir;
+  const stat = await fsp.lstat(dir).catch(() => undefined);
+  return stat?.isDirectory() && stat.uid === uid && (stat.mode & 0o077) === 0 ? dir : tmpdir();
+}
+
+/**
+ * The shadows in `dir` of this user's processes that are gone: a read-only open killed before it
+ * closed (SIGKILL, a cron job's timeout, Ctrl-C) left its copy of the index's log and MANIFEST
+ * for good. Only directories (never a link) this user owns, named with a pid no process has.
+ * Best effort: a directory that cannot be listed is reported by the mkdtemp that follows.
+ */
+async function removeDeadShadows(dir: string): Promise<void> {
   const names = await fsp.readdir(dir).catch(() => [] as string[]);
   for (const name of names) {
     const pid = SHADOW_NAME.exec(name)?.[1];

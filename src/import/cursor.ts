@@ -27,10 +27,13 @@ export interface ImportCursor {
   imported: number;
 }
 
+/** Every cursor's meta key starts so (Store.setMeta's namespace `user/` before it in the index). */
+export const CURSOR_KEY_PREFIX = 'import/';
+
 /** The meta key of the cursor for one source folder into one mailbox. */
 export function cursorKey(sourcePath: string, mailbox: string): string {
   const digest = createHash('sha256').update(resolve(sourcePath)).update('\0').update(mailbox).digest('hex');
-  return `import/${digest.slice(0, 32)}`;
+  return `${CURSOR_KEY_PREFIX}${digest.slice(0, 32)}`;
 }
 
 export function isImportCursor(value: unknown): value is ImportCursor {

@@ -131,7 +131,7 @@ export async function importMail(store: MailStore, sourcePath: string, options: 
     options.onSkip?.(path, error, reason);
   };
   const messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
-  const source = await openSource(fs, sourcePath, { format: options.format, mboxStyle: options.mboxStyle, messageBytesMax, flatten: options.flatten }, onSkip);
+  const source = await openSource(fs, sourcePath, { format: options.format, mboxStyle: options.mboxStyle, messageBytesMax, flatten: options.flatten, onWarning: options.onWarning }, onSkip);
   summary.format = source.format;
   if (options.layout === undefined && layout === 'user') await refuseFlatResume(store, source.folders, options.mailbox);
   const targets = targetMailboxes(source.folders, options.mailbox, layout, onSkip);

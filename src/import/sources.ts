@@ -3,11 +3,11 @@
 import { basename, join, relative } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
-import { detectFormat, refuseCompressed, type MailFormat } from '../formats/detect.js';
+import { detectFormat, refuseForeign, type MailFormat } from '../formats/detect.js';
 import { listEmlFolders, readEmlDir, readMessageFile, type SkipHandler, type SkipReason } from '../formats/eml.js';
-import { listMaildirFolders, parseMaildirName, readMaildir } from '../formats/maildir.js';
+import { KEYWORDS_FILE, listMaildirFolders, parseMaildirName, readMaildir } from '../formats/maildir.js';
 import { importLimits, limits } from '../limits.js';
-import { readMbox, type MboxMessage, type MboxStyle } from '../formats/mbox.js';
+import { dateFromHeader, readMbox, type MboxMessage, type MboxStyle } from '../formats/mbox.js';
 import { readPublicInbox, requirePublicInbox, type PublicInboxLayout } from '../formats/public-inbox.js';
 
 export interface SourceMessage {
@@ -74,6 +74,8 @@ export interface SourceOptions {
   messageBytesMax?: number;
   /** A directory of message files: every file below it into the one mailbox, subdirectories not kept as folders. */
   flatten?: boolean;
+  /** What was read but not all of it kept (a message still went in). */
+  onWarning?: (text: string) => void;
 }
 
 export interface Source {
@@ -84,7 +86,7 @@ export interface Source {
 /** Works out what `path` holds (or takes the admin's word) and lists its folders. */
 export async function openSource(fs: FileSystem, path: string, options: SourceOptions, onSkip: SkipHandler): Promise<Source> {
   const stat = await fs.stat(path).catch((error) => { throw fromSystemError(error, 'reading import source', path); });
-  if (stat.isFile) await refuseCompressed(fs, path);
+  if (stat.isFile) await refuseForeign(fs, path);
   const format = options.format ?? await detectFormat(fs, path);
   if (options.flatten && (format !== 'eml' || !stat.isDirectory)) {
     throw new MailstoreError('INVALID', `flatten is for a directory of message files; ${path} is read as ${format}${stat.isDirectory ? '' : ' (a file)'}`, { path });
@@ -194,7 +196,9 @@ async function maildirFolder(fs: FileSystem, folder: string, path: string, optio
     path,
     estimatedMessages,
     async *messages(onSkip) {
-      const reading = readMaildir(fs, path, { onSkip: placing(onSkip, maildirEntry), messageBytesMax: options.messageBytesMax, noFollow: folder !== '' });
+      const onUnnamedKeywords = (letters: string[], messages: number) => options.onWarning?.(
+        `${path}: keyword letters ${letters.join(', ')} of ${messages} message${messages === 1 ? '' : 's'} have no name in ${KEYWORDS_FILE}; those keywords were not imported`);
+      const reading = readMaildir(fs, path, { onSkip: placing(onSkip, maildirEntry), messageBytesMax: options.messageBytesMax, noFollow: folder !== '', onUnnamedKeywords });
       for await (const message of reading) {
         yield {
           bytes: message.bytes, flags: message.flags, internalDate: message.internalDate, position: message.index, entry: maildirEntry(message.path),
@@ -216,7 +220,7 @@ function emlDirFolder(fs: FileSystem, folder: string, path: string, options: Sou
         onSkip: placing(onSkip, entryOf), messageBytesMax: options.messageBytesMax, recursive: options.flatten === true, noFollow: folder !== '',
       });
       for await (const message of reading) {
-        yield { bytes: message.bytes, flags: [], position: message.index, entry: entryOf(message.path) };
+        yield { bytes: message.bytes, flags: [], internalDate: dateFromHeader(message.bytes), position: message.index, entry: entryOf(message.path) };
       }
     },
   };
@@ -230,7 +234,7 @@ function emlFileFolder(fs: FileSystem, path: string, options: SourceOptions): So
     estimatedMessages: 1,
     async *messages(onSkip) {
       const read = await readMessageFile(fs, path, { onSkip: placing(onSkip, basename), messageBytesMax: options.messageBytesMax, followLink: true }, 0);
-      if (read) yield { bytes: read.bytes, flags: [], position: 0, entry: basename(path) };
+      if (read) yield { bytes: read.bytes, flags: [], internalDate: dateFromHeader(read.bytes), position: 0, entry: basename(path) };
     },
   };
 }

@@ -60,7 +60,8 @@ export async function checkReplica(store: Store, options: CheckOptions): Promise
   const connection = await connect(options.primary, psk);
   try {
     const role = store.replication().role();
-    await connection.send({ t: 'hello', kind: 'check', storeId: store.identity.storeId, epoch: role?.epoch ?? 0 });
+    // nodeId: the listener of this replica itself refuses the check (it compared the replica with itself)
+    await connection.send({ t: 'hello', kind: 'check', storeId: store.identity.storeId, epoch: role?.epoch ?? 0, ...(role ? { nodeId: role.nodeId } : {}) });
     const welcome = await connection.expect('welcome', limits.replicationHandshakeMs);
     const primarySeq = Number(welcome.lastSeq);
     await caughtUp(store, primarySeq, options.catchUpMs ?? 10_000);

@@ -53,6 +53,15 @@ export async function notePrimarySettings(fs: FileSystem, root: string, settings
   await writeSetting(fs, root, PRIMARY_SETTINGS_FILE, text, 'the primary settings note');
 }
 
+/**
+ * Removes the note: once this node is promoted, or follows a primary that names no settings (an
+ * older one), it is of a primary this node no longer follows, and a later promote warned about
+ * that one's settings as if they were the current primary's.
+ */
+export async function forgetPrimarySettings(fs: FileSystem, root: string): Promise<void> {
+  await writeSetting(fs, root, PRIMARY_SETTINGS_FILE, undefined, 'the primary settings note');
+}
+
 /** The primary's last announcement, or undefined (none kept, or damaged: it is only a reminder). */
 export async function readPrimarySettings(fs: FileSystem, root: string): Promise<NodeSettings | undefined> {
   const stored = await readSetting(fs, root, PRIMARY_SETTINGS_FILE, 'the primary settings note').catch(() => undefined);

@@ -136,9 +136,11 @@ class Primary {
       if (this.closing) throw new MailstoreError('UNAVAILABLE', 'the primary is shutting down');
       await this.checkEpoch(hello, connection);
       const role = this.store.replication().role();
-      // a replica whose --replica-of names its own listener: told so, not that some replica answers here
-      if (hello.kind === 'replica' && role?.role === 'replica' && hello.nodeId === role.nodeId) {
-        throw new MailstoreError('REFUSED', `this is the listener of the replica itself (node id ${role.nodeId}): its --replica-of names its own --replication-listen; give the primary's address`);
+      // a replica whose --replica-of names its own listener: told so, not that some replica answers
+      // here; a check of it there compared it with itself ("identical", whatever its primary holds)
+      if ((hello.kind === 'replica' || hello.kind === 'check') && role?.role === 'replica' && hello.nodeId === role.nodeId) {
+        const option = hello.kind === 'check' ? 'the check\'s --primary names' : 'its --replica-of names';
+        throw new MailstoreError('REFUSED', `this is the listener of the replica itself (node id ${role.nodeId}): ${option} its own --replication-listen; give the primary's address`);
       }
       if (role?.role === 'replica' && !['blobs', 'check'].includes(String(hello.kind))) {
         throw new MailstoreError('READ_ONLY_REPLICA', `this store is a replica: it answers repair and check requests only`);

@@ -9,7 +9,7 @@ import { MailstoreError } from '../errors.js';
 import { limits } from '../limits.js';
 import type { Store } from '../store/store.js';
 import { readKeyFile } from './key.js';
-import { readNodeSettings, readPrimarySettings, settingWarnings } from './node-settings.js';
+import { PRIMARY_SETTINGS_FILE, forgetPrimarySettings, readNodeSettings, readPrimarySettings, settingWarnings } from './node-settings.js';
 import { commitPendingRounds } from './pending-rounds.js';
 import { connect, type Log } from './transport.js';
 
@@ -53,6 +53,7 @@ export async function promoteStore(store: Store, log: Log = () => undefined, opt
   const oldPrimaryFenced = role.primary && role.keyFile ? await tellOldPrimary(store, role.primary, role.keyFile, epoch) : false;
   const warnings = settingWarnings(await readPrimarySettings(store.fs, store.root), await readNodeSettings(store.fs, store.root), role.primary ?? '?');
   for (const line of warnings) log(line);
+  await forgetPrimarySettings(store.fs, store.root).catch((error: unknown) => log(`replication: could not remove ${PRIMARY_SETTINGS_FILE} (${(error as Error).message}); it names the old primary's settings: remove it`));
   return { epoch, seq, oldPrimaryFenced, ...(pending.damagedFrame ? { damagedPendingFrame: pending.damagedFrame } : {}), ...(warnings.length > 0 ? { settingWarnings: warnings } : {}) };
 }
 

@@ -20,7 +20,7 @@ import { Store } from '../store/store.js';
 import type { StoreOptions } from '../store/types.js';
 import { readKeyFile } from './key.js';
 import { promoteStore, type PromoteResult } from './promote.js';
-import { announcedSettings, notePrimarySettings, readNodeSettings, settingWarnings } from './node-settings.js';
+import { announcedSettings, forgetPrimarySettings, notePrimarySettings, readNodeSettings, settingWarnings } from './node-settings.js';
 import { startReplicaListener } from './primary.js';
 import { receiveResync } from './resync-sink.js';
 import { historyProbes } from './history.js';
@@ -244,11 +244,10 @@ class Replica {
       throw new MailstoreError('REFUSED', `${this.primary} is the primary of another store (${String(welcome.storeId)}), not of ${this.store.identity.storeId}; nothing was taken from it`);
     }
     const settings = announcedSettings(welcome.settings);
-    if (settings) {
-      // a reminder only: a full disk or a read-only root must not end the session over it
-      await notePrimarySettings(this.store.fs, this.store.root, settings).catch((error: unknown) => this.log(`replication: could not keep the primary's settings for a later promote: ${(error as Error).message}`));
-      for (const line of settingWarnings(settings, await readNodeSettings(this.store.fs, this.store.root), this.primary)) this.log(line);
-    }
+    // a reminder only: a full disk or a read-only root must not end the session over it
+    const noted = settings ? notePrimarySettings(this.store.fs, this.store.root, settings) : forgetPrimarySettings(this.store.fs, this.store.root);
+    await noted.catch((error: unknown) => this.log(`replication: could not keep the primary's settings for a later promote: ${(error as Error).message}`));
+    if (settings) for (const line of settingWarnings(settings, await readNodeSettings(this.store.fs, this.store.root), this.primary)) this.log(line);
     this.log(`replication: connected to ${this.primary} at seq ${this.store.changes.lastSeq}`);
     this.attempted?.();
     this.lastError = undefined;

@@ -280,8 +280,9 @@ export async function gateAndTally(db: () => IndexDb, backend: BlobBackend, heal
  * only after it); a pack whose live records would not fit beside the candidates before it is left
  * (`noRoom`), so a nearly full disk still reclaims what fits — every wholly dead pack at least.
  */
-export async function planCompaction(backend: BlobBackend, scan: BlobScan, packs: number[], grace: Grace, deadRatio: number, includeAppendPack: boolean, roomBytes = Infinity): Promise<CompactionPlan> {
+export async function planCompaction(backend: BlobBackend, scan: BlobScan, packs: number[], grace: Grace, deadRatio: number, includeAppendPack: boolean, roomBytes = Infinity, smallPackBytes = 0): Promise<CompactionPlan> {
   const plan: CompactionPlan = { tallies: [], candidates: [], grace, bytesBefore: 0, bytesAfterEstimate: 0, bytesReclaimable: 0, bytesToCopy: 0, blobsExpired: 0 };
+  const small: { pack: number; bytes: number; keptBytes: number }[] = [];
   for (const pack of packs) {
     const bytes = await backend.packBytes(pack);
     const tally = scan.byPack.get(pack) ?? { keptBytes: 0, liveBytes: 0, expiredBlobs: 0 };
@@ -301,10 +302,29 @@ export async function planCompaction(backend: BlobBackend, scan: BlobScan, packs
       plan.blobsExpired += tally.expiredBlobs;
     } else {
       plan.bytesAfterEstimate += bytes;
+      if (bytes < smallPackBytes && pack !== backend.appendPack && !backend.isRemote(pack)) small.push({ pack, bytes, keptBytes: tally.keptBytes });
     }
   }
+  if (plan.candidates.length > 0) mergeSmallPacks(plan, small, scan, roomBytes);
   if (plan.candidates.some((p) => (scan.byPack.get(p)?.keptBytes ?? 0) > 0)) plan.bytesAfterEstimate += PACK_HEADER_BYTES;
   return plan;
+}
+
+/**
+ * A compaction that runs anyway takes in the small sealed local packs too (limits.compactSmallPackShare):
+ * each one's survivors are one such pack, which no later round would pick (it stays live), so they
+ * piled up one a compaction. Merged, they are one pack with the round's own output.
+ */
+function mergeSmallPacks(plan: CompactionPlan, small: { pack: number; bytes: number; keptBytes: number }[], scan: BlobScan, roomBytes: number): void {
+  for (const { pack, bytes, keptBytes } of small) {
+    if (plan.bytesToCopy + keptBytes + PACK_HEADER_BYTES > roomBytes) continue; // the round's own candidates first
+    plan.candidates.push(pack);
+    plan.bytesReclaimable += Math.max(0, bytes - PACK_HEADER_BYTES - keptBytes);
+    plan.bytesAfterEstimate -= bytes - keptBytes;
+    plan.bytesToCopy += keptBytes;
+    plan.blobsExpired += scan.byPack.get(pack)?.expiredBlobs ?? 0;
+  }
+  plan.candidates.sort((a, b) => a - b);
 }
 
 /** A bounded run of the candidates' blob entries: those to copy and those to forget, in pack and offset order. */

@@ -215,7 +215,7 @@ async function planRound(host: CompactHost, options: CompactOptions, grace: Grac
   options.onProgress?.({ phase: 'plan', bytesDone: 0, bytesTotal: 0 });
   const appendPack = host.packs.appendPack;
   const room = (await host.space?.room()) ?? Infinity;
-  const plan = await timed(result, 'plan', () => planCompaction(host.packs, scan, packs, grace, ratio, true, room));
+  const plan = await timed(result, 'plan', () => planCompaction(host.packs, scan, packs, grace, ratio, true, room, host.packBytesMax * limits.compactSmallPackShare));
   if (plan.noRoom) result.deferredForSpace = { packs: plan.noRoom, roomBytes: room };
   if (!options.dryRun && plan.bytesToCopy > 0) host.space?.take(plan.bytesToCopy + PACK_HEADER_BYTES);
   // The scan's entries are all of the candidates' when no batch committed since it began: a batch

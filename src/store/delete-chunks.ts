@@ -3,7 +3,8 @@
 // prefix scans a mailbox made a user of 30k empty folders take 30k fsyncs, and each scan stepped
 // over every name the intent record freed (LevelDB walks deleted keys until it compacts): minutes.
 import { ID_BYTES, decodeChangeKey, decodeMessageKey, keys } from '../keys/index-keys.js';
-import { SPACE, prefixEnd } from '../keys/tuple.js';
+import { SPACE, decodeString, prefixEnd } from '../keys/tuple.js';
+import { CURSOR_KEY_PREFIX } from '../import/cursor.js';
 import { limits } from '../limits.js';
 import type { AdminIndexReader } from './administration.js';
 import type { Op } from './records.js';
@@ -46,9 +47,29 @@ export async function finishMailboxDeletes(host: DeleteHost, ids: readonly Buffe
     for (let at = 0; at < pending.length;) at = await host.submit({ exclusive: true, prepare: () => emptyingRecord(host.index, pending, at, emptying) });
   }
   for (let at = 0; at < pending.length; at += limits.deleteChunkMailboxes) {
-    const ops = pending.slice(at, at + limits.deleteChunkMailboxes).map((id): Op => ({ op: 'mailbox.deleteEnd', id }));
-    await host.submit({ exclusive: true, prepare: async () => ({ ops, result: undefined }) });
+    const chunk = pending.slice(at, at + limits.deleteChunkMailboxes);
+    const ops = chunk.map((id): Op => ({ op: 'mailbox.deleteEnd', id }));
+    await host.submit({ exclusive: true, prepare: async () => ({ ops: [...ops, ...await importCursorRemovals(host.index, chunk)], result: undefined }) });
   }
+}
+
+/** Where import resume cursors are in the index (Store.setMeta's `user/` namespace). */
+const IMPORT_CURSORS = keys.meta(`user/${CURSOR_KEY_PREFIX}`).subarray(0, -1);
+
+/**
+ * Ops removing the import resume cursors (src/import/cursor.ts) of the mailboxes `ids`: a cursor
+ * names its mailbox, and one of a deleted mailbox is never used again (a mailbox made again under
+ * the name starts over). Kept, a migration of many users left a key per folder in the index and in
+ * every snapshot for good, through every user deleted since.
+ */
+async function importCursorRemovals(index: AdminIndexReader, ids: readonly Buffer[]): Promise<Op[]> {
+  const gone = new Set(ids.map((id) => id.toString('hex')));
+  const ops: Op[] = [];
+  for await (const [key, cursor] of index.entries<{ mailboxId?: unknown }>({ prefix: IMPORT_CURSORS })) {
+    const id = typeof cursor?.mailboxId === 'string' ? cursor.mailboxId.replace(/-/g, '').toLowerCase() : undefined;
+    if (id !== undefined && gone.has(id)) ops.push({ op: 'meta.set', key: decodeString(key, 1).value, value: null } as Op);
+  }
+  return ops;
 }
 
 /**

@@ -89,10 +89,13 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
     // lost+found: a file system's root; run/: a daemon's socket directory (a replica's daemon starts in an empty directory)
     const names = (await fs.readdir(root)).filter((n) => n !== 'lost+found' && n !== 'run');
     if (names.includes(LAYOUT.identity)) throw new MailstoreError('EXISTS', `a store already exists at ${root}`, { path: root });
-    if (names.length > 0) {
+    // an init stopped before STORE (SIGKILL, a power cut) left only its own empty directories and
+    // markers: it is done again (new markers over the old); anything else there may be mail
+    if (names.length > 0 && !(await initLeftOnly(fs, root, names))) {
       throw new MailstoreError('INVALID', `${root} is not empty and holds no store (found ${names.slice(0, 3).join(', ')}); refusing to initialise over it`, { path: root });
     }
   } else {
+    await refuseDanglingLink(fs, root, 'create that directory on it first, then run init again');
     await fs.mkdir(root).catch((e) => { throw fromSystemError(e, 'creating store directory', root); });
   }
   const identity: StoreIdentity = cloneOf
@@ -105,12 +108,35 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
     // The markers let open tell "packs/ is an empty mount point" from "a store with no mail yet".
     await writeFileDurable(fs, join(root, LAYOUT.packs, LAYOUT.marker), Buffer.from(identity.storeId + '\n'));
     await writeFileDurable(fs, join(root, LAYOUT.journal, LAYOUT.marker), Buffer.from(identity.storeId + '\n'));
-    // STORE last: a crash before this leaves a directory that init can be re-run on after clearing.
+    // STORE last: a crash before this leaves a directory that init, run again, takes as its own (initLeftOnly).
     await writeFileDurable(fs, join(root, LAYOUT.identity), cloneOf ?? encodeIdentity(identity));
   } catch (error) {
     throw fromSystemError(error, 'initialising store', root);
   }
   return identity;
+}
+
+/**
+ * Whether `names` (the root's entries) are only what an init that never wrote STORE leaves: its
+ * directories, on the root's own device (a mount point is never one: its partition may hold a
+ * store whose root did not mount), holding nothing but the markers and the temporary files of
+ * their durable writes (a pack or a journal segment, mail, is never one of them).
+ */
+async function initLeftOnly(fs: FileSystem, root: string, names: string[]): Promise<boolean> {
+  const rootDevice = (await fs.stat(root)).dev;
+  const ownTemp = (name: string, file: string) => name.startsWith(`.${file}.`) && name.endsWith('.tmp');
+  const marker = (name: string) => name === LAYOUT.marker || ownTemp(name, LAYOUT.marker);
+  const holds = new Map<string, (name: string) => boolean>([
+    [LAYOUT.packs, marker], [LAYOUT.journal, marker], [LAYOUT.quarantine, () => false], [LAYOUT.tmp, () => false],
+  ]);
+  for (const name of names) {
+    if (ownTemp(name, LAYOUT.identity)) continue;
+    const allowed = holds.get(name);
+    const stat = allowed && await fs.statIfExists(join(root, name));
+    if (!stat || !stat.isDirectory || stat.dev !== rootDevice) return false;
+    if (!(await fs.readdir(join(root, name))).every(allowed!)) return false;
+  }
+  return true;
 }
 
 /**
@@ -128,7 +154,10 @@ export function refuseOthersMayWrite(stat: FileStat, dir: string, what = 'the st
 /** Reads STORE and the markers; throws UNMOUNTED (never creates anything) when they are wrong. */
 export async function verifyIdentity(fs: FileSystem, root: string, options: { stagedJournal?: () => Promise<string | undefined> } = {}): Promise<StoreIdentity> {
   const rootStat = await fs.statIfExists(root).catch((e) => { throw fromSystemError(e, 'reading', root); });
-  if (!rootStat) throw new MailstoreError('NOT_FOUND', `no store at ${root} (create one with 'mailstore init')`, { path: root });
+  if (!rootStat) {
+    await refuseDanglingLink(fs, root, 'nothing was changed');
+    throw new MailstoreError('NOT_FOUND', `no store at ${root} (create one with 'mailstore init')`, { path: root });
+  }
   // read as a directory it failed IO ENOTDIR, which sends the admin to dmesg and the disk
   if (!rootStat.isDirectory) throw new MailstoreError('INVALID', `${root} is not a directory: give the directory that holds STORE (--store, MAILSTORE_DIR). Nothing was changed.`, { path: root });
   const path = join(root, LAYOUT.identity);
@@ -143,6 +172,7 @@ export async function verifyIdentity(fs: FileSystem, root: string, options: { st
           `Run the same 'mailstore restore --to ${root}' again: it clears what the interrupted one left and starts over.`, { path: join(root, LAYOUT.restoring) });
       }
       await refuseInsideStore(fs, root);
+      await refuseRepository(fs, root);
       throw new MailstoreError('UNMOUNTED',
         `${root} has no STORE identity file: it is not a mailstore, or the partition holding it is not mounted. Nothing was changed. ` +
         `If it is mounted and STORE alone was lost, 'mailstore reconstruct --identity-from-markers' writes it again from the packs/ and journal/ markers.`, { path });
@@ -197,6 +227,16 @@ export async function enclosingStore(fs: FileSystem, path: string): Promise<{ ro
 }
 
 /**
+ * A link to a missing directory (/var/lib/mailstore -> /srv/disk2/mail, disk2 not mounted): "no
+ * store, create one with init" sent the admin to init, which then failed EXISTS (mkdir of the
+ * link's own path), about a directory that is not there.
+ */
+async function refuseDanglingLink(fs: FileSystem, root: string, then: string): Promise<void> {
+  if (!(await fs.lstatIfExists(root).catch(() => undefined))?.isSymbolicLink) return;
+  throw new MailstoreError('NOT_FOUND', `${root} is a symbolic link to a directory that does not exist: is its file system mounted? ('ls -l ${root}' shows where it points); ${then}`, { path: root });
+}
+
+/**
  * A new store (init, a replica's first start, restore --to) inside another store's directory
  * (STORE/sub, or STORE/snapshots before that store's first snapshot) was made: it went with the
  * other's copies and every backup of its directory, and sat among its files. Refused before
@@ -221,6 +261,18 @@ async function refuseInsideStore(fs: FileSystem, root: string): Promise<void> {
   if (markers.some(Boolean)) return;
   const what = join(enclosing.root, enclosing.entry) === resolve(root) ? `the ${enclosing.entry}/ directory of` : `inside the ${enclosing.entry}/ directory of`;
   throw new MailstoreError('INVALID', `${root} is ${what} the store at ${enclosing.root}, not a store: give --store ${enclosing.root} (MAILSTORE_DIR). Nothing was changed.`, { path: root });
+}
+
+/**
+ * A backup repository given as the store (--store for --repo): UNMOUNTED and its advice to write
+ * STORE again from markers did not say what it is. Told by its `config` (docs/BACKUP.md), whose
+ * first line names the format; a `config` that says otherwise, or none, is left to UNMOUNTED.
+ */
+async function refuseRepository(fs: FileSystem, root: string): Promise<void> {
+  const config = await fs.readFile(join(root, 'config')).catch(() => undefined);
+  if (!config || !config.subarray(0, 200).toString('latin1').startsWith('{"format":"mailstore-backup"')) return;
+  throw new MailstoreError('INVALID', `${root} is a backup repository, not a store: give it as --repo ('mailstore backups --repo ${root}', ` +
+    `'mailstore restore --repo ${root} --snapshot latest --to NEWDIR'), and --store the store's own directory. Nothing was changed.`, { path: root });
 }
 
 /**

@@ -1358,7 +1358,7 @@ export class Store implements MailStore {
     for (const s of snapshotList) snapshotBytes += await this.snapshotFileBytes(s.path);
     return {
       mailboxes, messages, bytesReferenced, blobs, bytesStored, unreferencedBlobs, packs: packList.length, packBytes,
-      journalSegments: this.journal.segmentNames.length, journalBytes, journalBytesRetained: journalBytes, journalFirstSeq: this.journal.firstSeq,
+      journalSegments: this.journal.segmentNames.length, journalBytes, journalBytesRetained: journalBytes, journalFirstSeq: this.journal.firstSeq, journalLastSeq: this.journal.lastSeq,
       snapshots: snapshotList.length, snapshotBytes, newestSnapshotSeq: snapshotList[0]?.seq ?? null, dedupRatio: liveBytes === 0 ? 1 : bytesReferenced / liveBytes,
       consumers: await this.changes.consumers(),
       bytesLive, bytesDead: Math.max(0, packBytes - packList.length * PACK_HEADER_BYTES - bytesLive),

@@ -29,7 +29,7 @@ export interface TransferResult {
 
 /**
  * A copy in parts whose last part has not committed: the target's uids `first`..`last` are its
- * copies so far. Open (and promote, and the next copy into the same mailbox) expunges them, as
+ * copies so far. Open (and promote, and the next copy in parts into the same mailbox) expunges them, as
  * RFC 9051 wants of a COPY that failed: the same call run again copies each message once.
  */
 interface CopyIntent {
@@ -144,7 +144,7 @@ async function transferInParts(host: TransferHost, names: Names, list: number[],
     }
   } catch (error) {
     // RFC 9051: a COPY that fails leaves the target as it was; an undo that fails too is left to
-    // the next copy into the target or the next open (the intent stays)
+    // the next copy in parts into the target or the next open (the intent stays)
     if (!expungeSource && target) await undoCopy(host, target).catch(() => undefined);
     throw error;
   }

@@ -222,6 +222,8 @@ export interface StoreStats {
   journalBytesRetained: number;
   /** The oldest seq still in the journal (above 1 once segments were retired under a snapshot). */
   journalFirstSeq: number;
+  /** The newest seq in the journal: with newestSnapshotSeq, how far the journal grew past the newest snapshot. */
+  journalLastSeq: number;
   /** Snapshot files in snapshots/ and their bytes; the newest one's seq (null: none). */
   snapshots: number;
   snapshotBytes: number;

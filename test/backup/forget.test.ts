@@ -55,6 +55,18 @@ describe('retention policy', () => {
     expect(applyPolicy(runs.slice(0, 3), { last: 1 }).keep).toEqual(new Map([['s1-110', ['last']]]));
   });
 
+  it('counts each host apart: a store cloned to another machine (a staging VM with the same nightly job) never has the clone\'s runs push the original\'s out', () => {
+    // the same store id on two hosts, backed up a few seconds apart every night into one repository:
+    // counted as one, the newest of each day was the clone's, and the original's history went
+    const night = (day: number, host: string, seq: number, second: number) => ({
+      id: `${host}-${day}`, snapshot: { time: Date.parse(`2026-01-0${day}T02:30:0${second}Z`), storeId: 's1', hostname: host, seq } as SnapshotFile,
+    });
+    const runs = [1, 2, 3, 4].flatMap((day) => [night(day, 'mail', 1000 * day, 1), night(day, 'staging', 100 + day, 5)]);
+    const { keep } = applyPolicy(runs, { daily: 3 });
+    expect([...keep.keys()].filter((id) => id.startsWith('mail-')).sort()).toEqual(['mail-2', 'mail-3', 'mail-4']);
+    expect([...keep.keys()].filter((id) => id.startsWith('staging-')).sort()).toEqual(['staging-2', 'staging-3', 'staging-4']);
+  });
+
   it('counts each store apart', () => {
     const two = [...list, at('2025-06-01T00:00:00Z', 's2'), at('2025-05-31T00:00:00Z', 's2')];
     expect(kept({ last: 1 }, two)).toEqual(['s1-2026-03-01T12:00:00Z', 's2-2025-06-01T00:00:00Z']);

@@ -2,9 +2,10 @@
 // sizes, usage and quotas, retention, users, copy/move, the mailbox list as text, sysexits.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
-import { finish, requireBuilt, run as spawned, start, tempDir } from './helpers.js';
+import { finish, repoRoot, requireBuilt, run as spawned, start, tempDir } from './helpers.js';
 // command lines in this process, a sample checked against the spawned command (in-process.ts); the
 // spawned path itself (exit status, sysexits, stdout drained) is proven in commands.test.ts and
 // environment.test.ts, and here by the serve and store-held cases
@@ -245,6 +246,28 @@ describe('stats', () => {
     writeFileSync(join(store, 'quarantine', 'journal-tail-0000000000000001.jnl-929-1'), Buffer.alloc(1000));
     expect((await json(['stats'], { store })).quarantine).toEqual({ entries: 2, bytes: 4000 });
     expect((await ok(['stats'], { store }))).toMatch(/^quarantine\s+2 entries \(3\.9 KiB\): damaged or replaced data set aside, never removed automatically; look, then remove by hand \(RECOVERY\.md\)$/m);
+  });
+});
+
+describe('stats without a daemon', () => {
+  it('says when the journal has grown far past the newest snapshot (a store the CLI alone writes, e.g. mailbox_command deliveries, never snapshots by itself): run mailstore snapshot from cron', async () => {
+    const { limits: cliLimits } = await import(pathToFileURL(join(repoRoot, 'dist/src/limits.js')).href) as { limits: { snapshotEveryRecords: number } };
+    const saved = cliLimits.snapshotEveryRecords;
+    cliLimits.snapshotEveryRecords = 10; // the CLI in this process reads these
+    try {
+      const store = await freshStore();
+      await ok(['mailbox', 'create', 'user/alice/INBOX'], { store });
+      const journalLine = async () => (await ok(['stats'], { store })).split('\n').find((line) => line.startsWith('journal'))!;
+      for (let i = 0; i < 12; i++) await ok(['append', 'user/alice/INBOX', '-'], { store, input: `Subject: ${i}\r\n\r\nhi\r\n` });
+      expect(await journalLine()).not.toMatch(/since the newest snapshot/);
+      for (let i = 0; i < 10; i++) await ok(['append', 'user/alice/INBOX', '-'], { store, input: `Subject: ${i}\r\n\r\nhi\r\n` });
+      expect(await journalLine()).toMatch(/; (2[2-9]|3\d) records since the newest snapshot \(none\): without 'mailstore serve', which takes snapshots by itself, nothing retires the journal: run 'mailstore snapshot' from cron$/);
+      expect((await json(['stats'], { store })).journalLastSeq).toBeGreaterThanOrEqual(22);
+      await ok(['snapshot'], { store });
+      expect(await journalLine()).not.toMatch(/since the newest snapshot/);
+    } finally {
+      cliLimits.snapshotEveryRecords = saved;
+    }
   });
 });
 

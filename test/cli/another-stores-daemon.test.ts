@@ -2,14 +2,14 @@
 // another. MAILSTORE_SOCKET left set for one daemon (an admin's shell, /etc/environment), or a
 // daemon given --socket at another store's default path, answered every command of the other
 // store: `--store B mailbox create` created the mailbox in A and said it was done.
-import { mkdirSync, symlinkSync } from 'node:fs';
+import { mkdirSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { defaultSocketPath } from '../../src/client/client.js';
 import { Logger } from '../../src/daemon/log.js';
 import { DaemonServer } from '../../src/daemon/server.js';
 import { startDaemon, type Running } from '../daemon/helpers.js';
-import { newStore, requireBuilt, tempDir } from './helpers.js';
+import { newStore, requireBuilt, run as spawned, tempDir } from './helpers.js';
 import { json, ok, run } from './in-process.js';
 
 beforeAll(requireBuilt);
@@ -64,5 +64,21 @@ describe('a command for store B that finds the daemon of store A', () => {
     symlinkSync(a.dir, link);
     await ok(['mailbox', 'create', 'user/carol/INBOX'], { store: link, env: { MAILSTORE_SOCKET: a.socket } });
     expect(await names(a.store)).toContain('user/carol/INBOX');
+  });
+});
+
+describe('serve for store B given the socket store A\'s daemon answers on', () => {
+  // it said "a daemon already answers on PATH; stop it first": stopped, A's clients (an IMAP
+  // server's, which name only the socket) would have been B's once B's daemon took the path
+  it('is LOCKED (exit 2) saying the daemon there is another store\'s and to give B its own --socket; A keeps its socket', async () => {
+    const a = await daemonOfA();
+    const b = await newStore([]);
+    const inode = statSync(a.socket).ino;
+    const result = await spawned(['--no-wait', 'serve', '--socket', a.socket], { store: b });
+    expect(result.code, result.stderr).toBe(2);
+    expect(result.stderr).toContain(`LOCKED: another daemon answers on ${a.socket}: not this store's (this process holds ${b}), so it serves another store or is no mailstore; give this daemon a socket of its own`);
+    expect(result.stderr).not.toContain('stop it first');
+    expect(statSync(a.socket).ino).toBe(inode);
+    expect((await (await a.client()).status('user/alice/INBOX')).messages).toBe(0);
   });
 });

@@ -1,10 +1,10 @@
 // An admin (or a config-management run) pointing --store at the wrong thing: a directory inside a
 // store, a file. Each is refused with a code and a sentence saying what to give instead, and
 // nothing is written anywhere.
-import { existsSync, readFileSync, readdirSync, renameSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, readdirSync, renameSync, symlinkSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { newStore, requireBuilt } from './helpers.js';
+import { newStore, requireBuilt, tempDir } from './helpers.js';
 import { run } from './in-process.js';
 
 beforeAll(requireBuilt);
@@ -82,5 +82,37 @@ describe('backup --repo inside the store it backs up', () => {
     expect(again.code, again.stderr).toBe(5);
     // what is in it can still be read and restored
     expect((await run(['backups', '--repo', join(store, 'backup')], { store })).code).toBe(0);
+  });
+});
+
+describe('--store naming a backup repository', () => {
+  // UNMOUNTED, "not a mailstore, or not mounted", and the advice to write STORE from markers
+  it('is refused (INVALID, exit 5) saying it is a backup repository and how to use one; nothing is written there', async () => {
+    const store = await newStore(['user/alice/INBOX']);
+    const repo = resolve(store, '..', 'repo');
+    expect((await run(['backup', '--repo', repo], { store })).code).toBe(0);
+    const before = readdirSync(repo, { recursive: true }).sort();
+    for (const args of [['stats'], ['reconstruct', '--identity-from-markers']]) {
+      const result = await run(['--no-wait', ...args], { store: repo });
+      expect(result.code, result.stderr).toBe(5);
+      expect(result.stderr).toContain(`INVALID: ${repo} is a backup repository, not a store: give it as --repo`);
+    }
+    expect(readdirSync(repo, { recursive: true }).sort()).toEqual(before);
+  });
+});
+
+describe('--store a symbolic link to a directory that does not exist (its file system not mounted)', () => {
+  // stats said "no store (create one with 'mailstore init')", and init then failed EXISTS,
+  // "creating store directory: EEXIST", about a directory that is not there
+  it('is NOT_FOUND (exit 4) saying the link names a missing directory; init too, and makes nothing', async () => {
+    const base = tempDir();
+    const link = join(base, 'mail');
+    symlinkSync(join(base, 'disk2', 'mail'), link);
+    for (const args of [['stats'], ['init']]) {
+      const result = await run(['--no-wait', ...args], { store: link });
+      expect(result.code, result.stderr).toBe(4);
+      expect(result.stderr).toContain(`NOT_FOUND: ${link} is a symbolic link to a directory that does not exist: is its file system mounted?`);
+    }
+    expect(readdirSync(base)).toEqual(['mail']);
   });
 });

@@ -6,6 +6,7 @@ import { START } from '../../src/events/cursor.js';
 import { lagRecords } from '../../src/events/events.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { serviceHooks, startServices } from '../../src/daemon/services.js';
 
 const servers: MetricsServer[] = [];
 afterEach(async () => {
@@ -97,5 +98,25 @@ describe('metrics', () => {
     } finally {
       stop();
     }
+  });
+
+  it('services stopped and started again (the same hooks, another store) leave no collector of the first behind: the scrape answers, each gauge read once', async () => {
+    const hooks = serviceHooks();
+    const first = await Store.open(tmpDir('metrics-restart'), { create: true });
+    const options = { metrics: '127.0.0.1:0', webhook: { url: 'http://127.0.0.1:9/' } };
+    await (await startServices(first, hooks, options)).close();
+    await first.close();
+    const second = await Store.open(tmpDir('metrics-restart'), { create: true });
+    const services = await startServices(second, hooks, options);
+    try {
+      const response = await fetch(`http://${services.metrics}/metrics`);
+      expect(response.status).toBe(200); // the first store's consumer lag was read from a closed store: CLOSED, every scrape 500
+      expect(parse(await response.text()).get('mailstore_consumer_lag_records{consumer="events-webhook"}')).toBe(0);
+      expect((hooks.metrics.registry as unknown as { collectors: unknown[] }).collectors).toHaveLength(3);
+    } finally {
+      await services.close();
+      await second.close();
+    }
+    expect((hooks.metrics.registry as unknown as { collectors: unknown[] }).collectors).toHaveLength(0);
   });
 });

@@ -13,7 +13,10 @@ import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { defaultSocketPath } from '../../src/client/socket-path.js';
 import { Logger } from '../../src/daemon/log.js';
 import { DaemonServer } from '../../src/daemon/server.js';
-import { bin, requireBuilt, tempDir } from '../cli/helpers.js';
+import { bin, repoRoot, requireBuilt, tempDir } from '../cli/helpers.js';
+import { daemonLimits } from '../../src/limits.js';
+import { pathToFileURL } from 'node:url';
+import { join } from 'node:path';
 // `mailstore events` runs in this process (in-process.ts, a sample checked against the spawned
 // command), but for --follow stopped by Ctrl-C
 import { ok, run } from '../cli/in-process.js';
@@ -365,5 +368,78 @@ describe('mailstore events', () => {
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     expect(code).toBe(0);
     expect(output.trim().split('\n').map((l) => (JSON.parse(l) as MailEvent).event)).toEqual(['MailboxCreate', 'MessageNew']);
+  });
+});
+
+describe('events --follow through a daemon that restarts', () => {
+  it('reconnects and resumes from its cursor: every event once, in order, then exit 0 on Ctrl-C', { timeout: 60_000 }, async () => {
+    requireBuilt();
+    const dir = tempDir();
+    const store = `${dir}/store`;
+    const created = await Store.init(store);
+    await created.createMailbox('INBOX');
+    for (let at = 0; at < 20_000; at += 5000) await created.appendBatch('INBOX', Array.from({ length: 5000 }, (_, i) => ({ bytes: msg(`${at + i}`) })));
+    await created.close();
+    const serve = async () => {
+      // as `serve` waits for the lock (--wait): the follower may hold the store for a look meanwhile
+      const served = await Store.open(store, { lockWaitMs: 10_000 });
+      const server = new DaemonServer(served, { socketPath: defaultSocketPath(store), logger: new Logger(`${dir}/daemon.log`) });
+      await server.start();
+      return { served, server, stop: async () => { await server.stop(); await served.close(); } };
+    };
+    let daemon = await serve();
+    const child = spawn(process.execPath, [bin, 'events', '--follow', '--json'], { env: { ...process.env, MAILSTORE_DIR: store }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '', stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const lines = () => output.split('\n').filter(Boolean).length;
+    const waitFor = async (count: number) => {
+      for (let i = 0; i < 300 && lines() < count && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+    };
+    await waitFor(1); // a look is streaming the 20,001 events: the daemon stops under it, as at a restart past its grace
+    const grace = daemonLimits.shutdownGraceMs;
+    daemonLimits.shutdownGraceMs = 0;
+    await daemon.stop().finally(() => { daemonLimits.shutdownGraceMs = grace; });
+    await new Promise((r) => setTimeout(r, 300));
+    daemon = await serve();
+    try {
+      await daemon.served.append('INBOX', msg('after the restart'));
+      await waitFor(20_002);
+      child.kill('SIGINT');
+      expect(await exited).toBe(0);
+    } finally {
+      await daemon.stop();
+    }
+    const events = output.trim().split('\n').map((l) => JSON.parse(l) as MailEvent);
+    // the create (seq 1), the four batches of 5000 (seqs 2-5), the append after the restart (seq 6)
+    expect(events.map((e) => e.seq)).toEqual([1, ...Array.from({ length: 20_000 }, (_, j) => 2 + Math.floor(j / 5000)), 6]);
+    expect(events).toHaveLength(20_002);
+    expect(new Set(events.map((e) => e.cursor)).size).toBe(20_002);
+    expect(stderr).toMatch(/daemon went away.*trying again/);
+  });
+
+  it('a daemon away for longer than eventLimits.followReconnectMs ends the follow: its error, exit 2, after the tries it said', async () => {
+    const built = await import(pathToFileURL(join(repoRoot, 'dist/src/limits.js')).href) as typeof import('../../src/limits.js');
+    const limits = built.eventLimits as { followReconnectMs: number };
+    const bound = limits.followReconnectMs;
+    const dir = tempDir();
+    const store = `${dir}/store`;
+    const served = await Store.init(store);
+    const server = new DaemonServer(served, { socketPath: defaultSocketPath(store), logger: new Logger(`${dir}/daemon.log`) });
+    await server.start();
+    limits.followReconnectMs = 1000;
+    try {
+      // stopped, its store still held by a process that does not answer (a daemon that hangs at a restart)
+      const following = run(['events', '--follow', '--no-wait'], { store });
+      await new Promise((r) => setTimeout(r, 200));
+      await server.stop();
+      const openAgain = await Store.open(store);
+      const result = await following.finally(() => openAgain.close());
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/trying again in 100 ms[^]*trying again in 400 ms[^]*mailstore: (UNAVAILABLE|LOCKED): /);
+    } finally {
+      limits.followReconnectMs = bound;
+    }
   });
 });

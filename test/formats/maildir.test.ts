@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { nodeFileSystem as fs } from '../../src/fs/node-fs.js';
 import type { MailstoreError } from '../../src/errors.js';
 import {
@@ -187,6 +187,32 @@ describe('MaildirWriter', () => {
     expect(readFileSync(join(dir, 'dovecot-keywords'), 'utf8')).toBe('0 $Forwarded\n');
     expect((await readAll(dir)).map((m) => m.flags)).toEqual([['$Forwarded', '\\Seen']]);
     expect(flagsFromMaildirInfo('a', ['$Forwarded'])).toEqual(['$Forwarded']);
+  });
+
+  it('two writers of one process never name two messages alike, and a name taken is never replaced', async () => {
+    // each writer counted its own microseconds and Q from 1: two exports into one Maildir within a
+    // millisecond named their first messages alike, and the rename into cur/ replaced the first
+    const dir = tmp();
+    const now = vi.spyOn(Date, 'now').mockReturnValue(1_796_516_514_646);
+    try {
+      const first = await MaildirWriter.create(fs, dir);
+      const second = await MaildirWriter.create(fs, dir);
+      const paths = [await first.append(Buffer.from('one')), await second.append(Buffer.from('two')), await first.append(Buffer.from('three'), { recent: true })];
+      expect(new Set(paths.map((path) => parseMaildirName(path.slice(path.lastIndexOf('/') + 1)).unique)).size).toBe(3);
+      expect((await readAll(dir)).map((m) => m.bytes.toString()).sort()).toEqual(['one', 'three', 'two']);
+      // a name taken all the same (another host's process, same pid and microsecond) fails the append, EXISTS, and is kept
+      const later = Math.floor(performance.timeOrigin + performance.now()); // the real clock: Date.now is mocked
+      now.mockReturnValue(later + 1e9);
+      const micros = (later + 1e9) * 1000;
+      const taken = join(dir, 'cur', `${Math.floor(micros / 1e6)}.M${micros % 1e6}P${process.pid}Q1.mailstore:2,`);
+      writeFileSync(taken, 'theirs');
+      const fourth = await MaildirWriter.create(fs, dir);
+      await expect(fourth.append(Buffer.from('ours'))).rejects.toMatchObject({ code: 'EXISTS' });
+      expect(readFileSync(taken, 'utf8')).toBe('theirs');
+      expect(readdirSync(join(dir, 'tmp'))).toEqual([]);
+    } finally {
+      now.mockRestore();
+    }
   });
 
   it('refuses appends after close', async () => {

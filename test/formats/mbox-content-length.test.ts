@@ -94,3 +94,35 @@ describe('mbox with Content-Length headers (mboxcl2)', () => {
     }
   });
 });
+
+describe('mboxcl2 files of seeded random messages', () => {
+  // a small LCG: the same files on every run
+  const lcg = (seed: number) => () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const LINES = ['From x', 'From a Thu Nov 26 10:00:00 2026', '>From y', '>>From z', '', 'text', 'Content-Length: 3', '\r', 'From'];
+
+  it('read back each message as written, for every chunk size and style', async () => {
+    for (let seed = 1; seed <= 40; seed += 1) {
+      const random = lcg(seed);
+      const crlf = random() < 0.3;
+      const eol = crlf ? '\r\n' : '\n';
+      const messages: string[] = [];
+      let file = '';
+      for (let m = 0; m < 1 + Math.floor(random() * 5); m += 1) {
+        let body = '';
+        for (let l = Math.floor(random() * 8); l > 0; l -= 1) body += LINES[Math.floor(random() * LINES.length)] + eol;
+        if (random() < 0.2) body = body.slice(0, -eol.length); // no final newline
+        const message = `Subject: ${m}${eol}Content-Length: ${Buffer.byteLength(body, 'latin1')}${eol}${eol}${body}`;
+        messages.push(message);
+        file += `From MAILER-DAEMON Thu Nov 26 10:00:0${m} 2026${eol}${message}${eol}`;
+      }
+      const path = fileWith(file);
+      for (const style of ['auto', 'mboxo'] as const) {
+        for (const chunkBytes of [3, 17, 256, 1 << 16]) {
+          const { messages: read, warnings } = await readAll(path, { style, chunkBytes });
+          expect(text(read), `seed ${seed} ${style} chunk ${chunkBytes}`).toEqual(messages);
+          expect(warnings).toEqual([]);
+        }
+      }
+    }
+  });
+});

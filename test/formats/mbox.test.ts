@@ -286,7 +286,13 @@ describe('From_ line dates', () => {
     ['From sender Thu Nov  8 10:45:25 2026', utc(2026, 10, 8, 10, 45, 25)],
     ['From sender@example.com Thu Nov 28 10:45:25 2026 +0100', utc(2026, 10, 28, 9, 45, 25)],
     ['From sender Thu Nov 28 10:45:25 -0500 2026', utc(2026, 10, 28, 15, 45, 25)],
-    ['From sender Thu Nov 28 10:45:25 PST 2026', utc(2026, 10, 28, 10, 45, 25)],
+    // RFC 5322's zone names (obs-zone) are what they say: PST was taken for UTC, 8 hours off
+    ['From sender Thu Nov 28 10:45:25 PST 2026', utc(2026, 10, 28, 18, 45, 25)],
+    ['From sender Thu Nov 28 10:45:25 2026 EDT', utc(2026, 10, 28, 14, 45, 25)],
+    ['From sender Thu, 28 Nov 2026 10:45:25 cst', utc(2026, 10, 28, 16, 45, 25)],
+    ['From sender Thu Nov 28 10:45:25 UT 2026', utc(2026, 10, 28, 10, 45, 25)],
+    // other names are ambiguous (IST: India, Israel, Ireland): guessed as UTC
+    ['From sender Thu Nov 28 10:45:25 CET 2026', utc(2026, 10, 28, 10, 45, 25)],
     ['From sender Thu Nov 28 10:45 2026', utc(2026, 10, 28, 10, 45, 0)],
     ['From sender Thu Nov 28 10:45:25 2026 remote from relay', utc(2026, 10, 28, 10, 45, 25)],
     ['From sender Thu, 28 Nov 2026 10:45:25 +0000', utc(2026, 10, 28, 10, 45, 25)],
@@ -343,11 +349,11 @@ describe('From_ line zone and sender (issue 18 item 10)', () => {
       'From a@x Sat Nov 28 09:45:25 2026\nDate: Sat, 28 Nov 2026 10:45:25 +0100\nStatus: RO\n\none\n', // UTC From_ line, +0100 header
       'From b@x Sat Nov 28 10:45:25 2026 +0100\nDate: Sat, 28 Nov 2026 04:15:25 -0530\n\ntwo\n', // the From_ line's own zone wins
       'From c@x Sat Nov 28 09:45:25 2026\nDate: Sat, 28 Nov 2026 10:45:26 +0100\n\nthree\n', // another second
-      'From d@x no date here\nDate: Sat, 28 Nov 2026 10:45:25 +0100\n\nfour\n', // no internal date to compare with
+      'From d@x no date here\nDate: Sat, 28 Nov 2026 10:45:25 +0100\n\nfour\n', // dated by its Date header, so in its zone
     ].join('\n');
     const { messages } = await readAll(fileWith(file));
     expect(messages.map((m) => [m.sender, m.zoneMinutes, m.headerZoneMinutes, m.flags])).toEqual([
-      ['a@x', undefined, 60, ['\\Seen']], ['b@x', 60, undefined, []], ['c@x', undefined, undefined, []], ['d@x', undefined, undefined, []],
+      ['a@x', undefined, 60, ['\\Seen']], ['b@x', 60, undefined, []], ['c@x', undefined, undefined, []], ['d@x', undefined, 60, []],
     ]);
   });
 

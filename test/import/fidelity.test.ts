@@ -370,3 +370,46 @@ describe('Maildir export: keywords past the 26 letters', () => {
     expect(names[1]).toMatch(/:2,S[u-z]{6}$/);
   });
 });
+
+describe('Maildir keywords without names', () => {
+  it('keyword letters with no dovecot-keywords entry (a Maildir copied without it, or kept in Dovecot\'s CONTROL directory) are named in a warning', async () => {
+    // they were dropped without a word: every keyword of the folder lost, the import clean
+    const source = maildir(join(tmpDir('src'), 'md'), { '1700000001.a:2,Sab': body('a'), '1700000002.b:2,Sc': body('b'), '1700000003.c:2,S': body('c') });
+    writeFileSync(join(source, 'dovecot-keywords'), '1 $Junk\n');
+    await withStore(async (store) => {
+      const warnings: string[] = [];
+      const summary = await importMail(store, source, { mailbox: 'box', onWarning: (text) => warnings.push(text) });
+      expect(summary).toMatchObject({ imported: 3, skipped: 0 });
+      expect(warnings).toEqual([`${source}: keyword letters a, c of 2 messages have no name in dovecot-keywords; those keywords were not imported`]);
+      const flags = [];
+      for await (const info of store.messages('box')) flags.push(info.flags);
+      expect(flags).toEqual([['$Junk', '\\Seen'], ['\\Seen'], ['\\Seen']]);
+    });
+  });
+});
+
+describe('a message whose source gives it no date', () => {
+  it('an .eml file, or an mbox message whose From_ line has no date, is dated by its Date header (else the import time)', async () => {
+    // they all got the time of the import: a folder of saved .eml files came in as received today
+    const dir = tmpDir('src');
+    mkdirSync(join(dir, 'emls'));
+    writeFileSync(join(dir, 'emls', '1.eml'), 'Date: Tue, 3 Mar 2020 10:00:00 +0100\nSubject: a\n\na\n');
+    writeFileSync(join(dir, 'emls', '2.eml'), 'Date: not a date\nSubject: b\n\nb\n');
+    writeFileSync(join(dir, 'one.mbox'), 'From foo@example.org\nDate: Wed, 4 Mar 2020 11:00:00 -0500\nSubject: c\n\nc\n\n'
+      + 'From bar@example.org Thu Mar  5 12:00:00 2020\nDate: Fri, 6 Mar 2020 00:00:00 +0000\nSubject: d\n\nd\n');
+    await withStore(async (store) => {
+      const started = Date.now();
+      await importMail(store, join(dir, 'emls'), { mailbox: 'e' });
+      await importMail(store, join(dir, 'one.mbox'), { mailbox: 'm' });
+      const dates = async (mailbox: string) => {
+        const out = [];
+        for await (const info of store.messages(mailbox)) out.push(info.internalDate.getTime());
+        return out;
+      };
+      const [eml, mbox] = [await dates('e'), await dates('m')];
+      expect(eml[0]).toBe(Date.UTC(2020, 2, 3, 9));
+      expect(eml[1]).toBeGreaterThanOrEqual(started);
+      expect(mbox).toEqual([Date.UTC(2020, 2, 4, 16), Date.UTC(2020, 2, 5, 12)]); // a From_ line's own date comes first
+    });
+  });
+});

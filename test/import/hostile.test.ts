@@ -284,6 +284,26 @@ describe('links and special files inside a source are never followed (#7)', () =
       expect(await store.listMailboxes()).toEqual([]);
     });
   });
+
+  it('a Babyl (Emacs RMAIL) or MMDF mailbox is INVALID naming the format, not one message of all of them', async () => {
+    // both went in as a single message holding every message of the file, exit 0
+    const work = tmpDir('hostile');
+    const script = `import mailbox, sys
+for cls, path in ((mailbox.Babyl, sys.argv[1]), (mailbox.MMDF, sys.argv[2])):
+    box = cls(path); box.add(b'Subject: a\\n\\nbody a\\n'); box.add(b'Subject: b\\n\\nbody b\\n'); box.flush(); box.close()`;
+    const [babyl, mmdf] = [join(work, 'RMAIL'), join(work, 'box.mmdf')];
+    execFileSync('python3', ['-c', script, babyl, mmdf]);
+    await withStore(async (store) => {
+      for (const [path, what] of [[babyl, 'a Babyl mailbox'], [mmdf, 'an MMDF mailbox']] as const) {
+        for (const format of [undefined, 'mbox', 'eml'] as const) {
+          await expect(importMail(store, path, { mailbox: 'INBOX', format }), `${what} ${format}`).rejects.toMatchObject({
+            code: 'INVALID', message: expect.stringContaining(`${path} is ${what}`),
+          });
+        }
+      }
+      expect(await store.listMailboxes()).toEqual([]);
+    });
+  });
 });
 
 describe('the message limit holds while reading (#9)', () => {

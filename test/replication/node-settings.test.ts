@@ -7,6 +7,8 @@ import { Store } from '../../src/store/store.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica } from '../../src/replication/replica.js';
 import { promoteStore } from '../../src/replication/promote.js';
+import { PRIMARY_SETTINGS_FILE, readPrimarySettings } from '../../src/replication/node-settings.js';
+import { existsSync } from 'node:fs';
 import { tmpDir } from '../helpers/tmp.js';
 import { keyFile, msg, quiet, until } from './helpers.js';
 
@@ -38,6 +40,10 @@ describe('node settings', () => {
         expect(promoted.settingWarnings?.some((line) => line.includes('JOURNAL-ARCHIVE') && line.includes(archive))).toBe(true);
         expect(promoted.settingWarnings?.some((line) => line.includes('INLINE-BODIES'))).toBe(true);
         for (const uid of acked) expect(await store.fetch('INBOX', uid)).toEqual(msg(uid));
+        // the note named the old primary's settings: gone with the promote, no later promote (this
+        // node a replica again, of a primary that names none) warns about them
+        expect(existsSync(join(root, PRIMARY_SETTINGS_FILE))).toBe(false);
+        expect(await readPrimarySettings(store.fs, root)).toBeUndefined();
       } finally {
         await store.close();
       }

@@ -105,6 +105,39 @@ describe('promote', () => {
   }, 30_000);
 });
 
+describe('promote: a copy in parts the old primary left half done', () => {
+  it('is undone by the promotion: the copies so far expunged, the source whole, the same copy run again copies each message once', async () => {
+    const part = limits.uidChangePartMessages;
+    limits.uidChangePartMessages = 2;
+    const pair = await startPair();
+    const { primaryStore, replica } = pair;
+    try {
+      await primaryStore.createMailbox('Archive');
+      for (let i = 1; i <= 6; i++) await primaryStore.append('INBOX', msg(i));
+      // the primary stops for good after the copy's first two parts: its undo cannot commit either
+      const writer = (primaryStore as unknown as { writer: { submit(m: unknown): Promise<unknown> } }).writer;
+      const submit = writer.submit.bind(writer);
+      let calls = 0;
+      writer.submit = (mutation) => (++calls <= 2 ? submit(mutation) : Promise.reject(new Error('the primary died (injected)')));
+      await expect(primaryStore.copy('INBOX', [1, 2, 3, 4, 5, 6], 'Archive')).rejects.toThrow(/injected/);
+      writer.submit = submit;
+      await until(async () => (await replica.status()).seq === primaryStore.changes.lastSeq, 15_000, 'the replica to take the parts');
+      expect((await replica.store.status('Archive')).messages).toBe(4);
+      await pair.primary.close();
+      await primaryStore.close();
+      await replica.promote();
+      await until(async () => (await replica.store.status('Archive')).messages === 0, 15_000, 'the copy to be undone');
+      expect((await replica.store.status('INBOX')).messages).toBe(6);
+      const again = await replica.store.copy('INBOX', [1, 2, 3, 4, 5, 6], 'Archive');
+      expect(again.mapping.map(([, to]) => to)).toEqual([5, 6, 7, 8, 9, 10]);
+      for (const [from, to] of again.mapping) expect(await replica.store.fetch('Archive', to)).toEqual(msg(from));
+    } finally {
+      limits.uidChangePartMessages = part;
+      await replica.close();
+    }
+  }, 30_000);
+});
+
 describe('promote: what the primary kept for its consumers', () => {
   it("a replica retires its journal only below its primary's oldest record: a webhook behind on the primary goes on after a promotion, each event once, none lost to the replica's own snapshots", async () => {
     const segmentBytes = limits.journalSegmentBytesMax;

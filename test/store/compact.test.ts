@@ -416,6 +416,32 @@ describe('compaction', () => {
     }
   });
 
+  it('compactions that each leave a small pack of survivors merge the small packs: their number follows live data, not the number of compactions', async () => {
+    const store = await Store.open(tmpDir('compact'), { create: true });
+    try {
+      await store.createMailbox('M');
+      const kept = new Map<number, Buffer>();
+      for (let round = 0, n = 0; round < 8; round++) { // a day's mail, most of it expunged, then a compaction
+        const uids: number[] = [];
+        for (let i = 0; i < 20; i++, n++) {
+          const bytes = body(n, 3000);
+          const { uid } = await store.append('M', bytes);
+          uids.push(uid);
+          if (i >= 18) kept.set(uid, bytes);
+        }
+        await store.expunge('M', uids.slice(0, 18));
+        await store.compact();
+      }
+      const stats = await store.stats();
+      expect(stats.packs, 'packs: the survivors merged, and the pack appends go to').toBeLessThanOrEqual(2);
+      expect(stats.bytesDead).toBe(0);
+      for (const [uid, bytes] of kept) expect((await store.fetch('M', uid)).equals(bytes), `M ${uid}`).toBe(true);
+      expect((await store.status('M')).messages).toBe(16);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('a live record whose body fails its hash leaves its pack alone (skipped, exit 1 in the CLI); the other live messages stay exact', async () => {
     const dir = tmpDir('compact');
     const { store, bodies, gone } = await churned(dir);

@@ -9,7 +9,8 @@ import { EventContext, readEvents, type MailEvent } from '../../events/events.js
 import { ChangeSignal } from '../../events/follow.js';
 import { eventLimits } from '../../limits.js';
 import { StoppedWaiting, catchInterrupt } from '../interrupt.js';
-import { withReadStore, writeStdout } from '../context.js';
+import { warn, withReadStore, writeStdout } from '../context.js';
+import { isMailstoreError } from '../../errors.js';
 
 /** Output is handed to stdout in chunks of about this many bytes. */
 const OUTPUT_CHUNK_BYTES = 64 * 1024;
@@ -44,32 +45,49 @@ not miss a change stores its cursor only after it has handled the event (at leas
     });
 }
 
-/** Looks for new events every followPollMs until Ctrl-C, the store open only while it looks. */
+/**
+ * Looks for new events every followPollMs until Ctrl-C, the store open only while it looks. A look
+ * the daemon's restart cut short (UNAVAILABLE; LOCKED while the new one opens the store) is tried
+ * again from the last event printed, waiting followRetryMinMs, doubling up to followRetryMaxMs, as
+ * a replica reconnects; only a daemon away for longer than followReconnectMs ends the follow.
+ */
 async function follow(command: Command, since: EventCursor, out: Output): Promise<EventCursor> {
   const interrupt = catchInterrupt('following events');
   const pause = new ChangeSignal();
   const stop = new AbortController();
   const poll = setInterval(() => { if (interrupt.requested) stop.abort(); }, 100);
+  let retryMs: number = eventLimits.followRetryMinMs;
+  let awaySince: number | undefined;
   try {
     let context: EventContext | undefined;
     while (!stop.signal.aborted) {
-      since = await withReadStore(command, async (store) => {
+      const looked = await withReadStore(command, async (store) => {
         if (!(store instanceof Store)) { // through the daemon: it reads, this process remembers where it got to
-          let last = since;
-          for await (const event of procedures(store).events(formatCursor(since))) { await out.add(event); last = parseCursor(event.cursor); }
-          return last;
+          for await (const event of procedures(store).events(formatCursor(since))) { await out.add(event); since = parseCursor(event.cursor); }
+          return;
         }
         // names and flags remembered across looks: the next look starts after the last record read
         context ??= new EventContext(store);
         let readTo = since.slot === Infinity ? since.seq : since.seq - 1;
         for await (const event of readEvents(store, since, { context, onRecord: (seq) => { readTo = seq; } })) await out.add(event);
-        return { seq: Math.max(readTo, since.seq), slot: readTo >= since.seq ? Infinity : since.slot };
-      }).catch((error: unknown) => {
-        if (error instanceof StoppedWaiting) return since; // Ctrl-C while the store was held: the follow ends, as it does
-        throw error;
+        since = { seq: Math.max(readTo, since.seq), slot: readTo >= since.seq ? Infinity : since.slot };
+      }).then(() => true, (error: unknown) => {
+        if (error instanceof StoppedWaiting) return true; // Ctrl-C while the store was held: the follow ends, as it does
+        if (!isMailstoreError(error, 'UNAVAILABLE') && !isMailstoreError(error, 'LOCKED')) throw error;
+        awaySince ??= performance.now();
+        if (performance.now() - awaySince + retryMs > eventLimits.followReconnectMs) throw error;
+        warn(`events: ${error.message}; trying again in ${retryMs} ms, from cursor ${formatCursor(since)}`);
+        return false;
       });
       await out.flush();
-      await pause.wait(eventLimits.followPollMs, stop.signal);
+      if (looked) {
+        awaySince = undefined;
+        retryMs = eventLimits.followRetryMinMs;
+        await pause.wait(eventLimits.followPollMs, stop.signal);
+      } else {
+        await pause.wait(retryMs, stop.signal);
+        retryMs = Math.min(retryMs * 2, eventLimits.followRetryMaxMs);
+      }
     }
     return since;
   } finally {

@@ -105,7 +105,8 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   const stopExtending = extendStartWhileOpening(`opening the store at ${dir}`, notifyFailed);
   const store = await replication.open(dir, { ...daemonStoreOptions(command, hooks, logger), onStop }).finally(stopExtending);
   for (const notice of openNotices(store.health)) logger.warn('store-opened', { notice });
-  server = new DaemonServer(store, { socketPath: options.socket ?? defaultSocketPath(dir), socketGroup: options.socketGroup, logger });
+  // the store's resolved root: by a link repointed meanwhile, the socket's removal at the stop took another daemon's
+  server = new DaemonServer(store, { socketPath: options.socket ?? defaultSocketPath(store.root), socketGroup: options.socketGroup, logger });
   if (stoppedEarly) {
     await store.close().catch(() => undefined);
     throw stoppedEarly;

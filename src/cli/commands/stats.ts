@@ -1,5 +1,7 @@
 // `mailstore stats`: how big the store is and how much deduplication saves.
 import type { Command } from 'commander';
+import { limits } from '../../limits.js';
+import type { StoreStats } from '../../store/types.js';
 import { formatBytes } from '../progress.js';
 import { printJson, printLine, wantsJson, withReadStore } from '../context.js';
 
@@ -21,7 +23,7 @@ export function register(program: Command): void {
         ['packs', `${stats.packs} (${formatBytes(stats.packBytes)})`],
         ['bytes live', `${stats.bytesLive} (${formatBytes(stats.bytesLive)})`],
         ['bytes dead', `${stats.bytesDead} (${formatBytes(stats.bytesDead)}${stats.bytesDead ? ', reclaimed by mailstore compact' : ''})`],
-        ['journal', `${stats.journalSegments} segment${stats.journalSegments === 1 ? '' : 's'} (${formatBytes(stats.journalBytes)})`],
+        ['journal', `${stats.journalSegments} segment${stats.journalSegments === 1 ? '' : 's'} (${formatBytes(stats.journalBytes)})${unretiredNote(stats)}`],
       ];
       const space = stats.freeSpace;
       // a daemon before session 33 reports no inodes (undefined): shown as for a file system without them
@@ -36,4 +38,17 @@ export function register(program: Command): void {
       for (const c of stats.consumers) rows.push([`consumer ${c.name}`, `at seq ${c.seq}, ${c.lagRecords} record${c.lagRecords === 1 ? '' : 's'} behind${c.behind ? ' (FALLING BEHIND)' : ''}`]);
       for (const [name, value] of rows) await printLine(`${name.padEnd(17)} ${value}`);
     });
+}
+
+/**
+ * Only snapshots retire the journal (and move inline bodies into packs). The daemon takes them by
+ * itself; a store the CLI alone writes (mailbox_command deliveries) never does, and its journal grew
+ * with history without a word. Said past twice the daemon's interval, so a daemon's snapshot in
+ * progress is not taken for one missing. Nothing from a daemon before session 37 (no journalLastSeq).
+ */
+function unretiredNote(stats: StoreStats): string {
+  if (typeof stats.journalLastSeq !== 'number') return '';
+  const since = stats.journalLastSeq - (stats.newestSnapshotSeq ?? stats.journalFirstSeq - 1);
+  if (since <= 2 * limits.snapshotEveryRecords) return '';
+  return `; ${since} records since the newest snapshot (${stats.newestSnapshotSeq ?? 'none'}): without 'mailstore serve', which takes snapshots by itself, nothing retires the journal: run 'mailstore snapshot' from cron`;
 }
