@@ -244,17 +244,21 @@ async function daemonClient(socket: string, dir: string): Promise<Client | undef
 /**
  * With several stores on a host, the daemon found for `dir` may serve another one: MAILSTORE_SOCKET
  * left set for one daemon, or a daemon given --socket at another store's default path, took every
- * command of `--store B` into store A. The daemon's root and `dir` are compared by device and inode
- * (a link or another spelling of the same directory is the same store; a copy, with the same store
- * id, is not); only a difference both can be looked at shows is refused, or a `dir` that is not there.
+ * command of `--store B` into store A. Refused on what shows it here: `dir` holds another store
+ * id than the daemon's, or the daemon's root is, on this host, another directory (by device and
+ * inode: a link to the same store goes through) holding its store (a copy of it, same id), or
+ * `dir` is not there. A daemon in a container, whose root names nothing here, is not second-guessed.
  */
 async function refuseAnotherStoresDaemon(client: Client, socket: string, dir: string): Promise<void> {
   const root = client.daemon?.root;
   if (root === undefined) return;
-  const { nodeFileSystem } = await import('../fs/node-fs.js');
-  const [here, there] = await Promise.all([dir, root].map((path) => nodeFileSystem.statIfExists(path).catch(() => null)));
-  if (here === null || there === null || there === undefined) return; // not ours to look at: the daemon decides what we may do
-  if (here && here.dev === there.dev && here.ino === there.ino) return;
+  const { nodeFileSystem: fs } = await import('../fs/node-fs.js');
+  const { storeIdAt } = await import('../store/identity.js');
+  const [here, there] = await Promise.all([dir, root].map((path) => fs.statIfExists(path).catch(() => null)));
+  if (here === null || (here && there && here.dev === there.dev && here.ino === there.ino)) return; // null: not ours to look at
+  const [ours, theirs] = await Promise.all([storeIdAt(fs, dir), there ? storeIdAt(fs, root) : undefined]);
+  const another = (ours !== undefined && ours !== client.daemon!.storeId) || theirs === client.daemon!.storeId || (here === undefined && there);
+  if (!another) return;
   const fix = process.env.MAILSTORE_SOCKET
     ? `unset MAILSTORE_SOCKET, or set it to the socket of ${dir}'s own daemon`
     : `give the daemon of ${root} another --socket: ${socket} is ${dir}'s own`;

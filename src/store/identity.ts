@@ -209,21 +209,41 @@ export async function verifyIdentity(fs: FileSystem, root: string, options: { st
 }
 
 /**
+ * The store's directory with every symbolic link in it resolved, once, at open: every file made
+ * later (packs, journal segments, snapshots, LevelDB's tables) goes by this path. By the path as
+ * given, a link repointed while the store was open (ln -sfn to another store's directory, a
+ * config-management run) sent them into the other store: acknowledged mail in its journal, both
+ * stores damaged. A root that is not there yet (init) is resolved through its parent.
+ */
+export async function realRoot(fs: FileSystem, root: string): Promise<string> {
+  if (!fs.realpath) return root;
+  try {
+    return await fs.realpath(root);
+  } catch {
+    return fs.realpath(dirname(root)).then((parent) => join(parent, basename(root)), () => root); // the open says what is wrong with it
+  }
+}
+
+/**
  * The store a path lies inside, by climbing its parents to `/`: the nearest whose STORE reads as a
  * mailstore identity, and the entry of that store the path is in (`packs`); undefined when none.
  */
 export async function enclosingStore(fs: FileSystem, path: string): Promise<{ root: string; entry: string } | undefined> {
   for (let below = resolve(path), at = dirname(below); at !== below; below = at, at = dirname(at)) {
-    const bytes = await fs.readFile(join(at, LAYOUT.identity)).catch(() => undefined);
-    if (!bytes) continue;
-    try {
-      decodeIdentity(bytes, join(at, LAYOUT.identity));
-      return { root: at, entry: basename(below) };
-    } catch {
-      // a file of that name that is no mailstore identity: not a store
-    }
+    if (await storeIdAt(fs, at)) return { root: at, entry: basename(below) };
   }
   return undefined;
+}
+
+/** The store id of the store at `root`, or undefined when its STORE is missing, unreadable or no mailstore identity. */
+export async function storeIdAt(fs: FileSystem, root: string): Promise<string | undefined> {
+  const bytes = await fs.readFile(join(root, LAYOUT.identity)).catch(() => undefined);
+  if (!bytes) return undefined;
+  try {
+    return decodeIdentity(bytes, join(root, LAYOUT.identity)).storeId;
+  } catch {
+    return undefined; // a file of that name that is no mailstore identity: not a store
+  }
 }
 
 /**
@@ -243,7 +263,7 @@ async function refuseDanglingLink(fs: FileSystem, root: string, then: string): P
  * anything is made.
  */
 export async function refuseStoreInsideStore(fs: FileSystem, dir: string): Promise<void> {
-  const enclosing = await enclosingStore(fs, dir);
+  const enclosing = await enclosingStore(fs, await realRoot(fs, dir)); // a link into a store's directory is inside it too
   if (!enclosing) return;
   throw new MailstoreError('INVALID', `${dir} is inside the store at ${enclosing.root} (under its ${enclosing.entry}/): a store goes in a directory of its own, outside every other store. Nothing was made.`, { path: dir });
 }

@@ -4,7 +4,7 @@
 // result is the store's parts, which the Store wraps with its Writer.
 import { journalInlineSource } from './inline-bodies.js';
 import { finishResync, refuseHalfResync, stagedJournalToFinish } from './resync.js';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { shadowLevelDb } from '../fs/level-shadow.js';
@@ -64,22 +64,6 @@ export async function openStoreParts(root: string, options: StoreOptions): Promi
     throw new MailstoreError('REFUSED', `${root} is being rebuilt from its bucket (${marker}) and that did not finish: run 'mailstore rebuild-from-bucket' into it again. Nothing was changed.`, { path: marker });
   }
   return options.readOnly ? openReadOnly(root, options) : openReadWrite(root, options);
-}
-
-/**
- * The store's directory with every symbolic link in it resolved, once, at open: every file made
- * later (packs, journal segments, snapshots, LevelDB's tables) goes by this path. By the path as
- * given, a link repointed while the store was open (ln -sfn to another store's directory, a
- * config-management run) sent them into the other store: acknowledged mail in its journal, both
- * stores damaged. A root that is not there yet (init) is resolved through its parent.
- */
-export async function realRoot(fs: FileSystem, root: string): Promise<string> {
-  if (!fs.realpath) return root;
-  try {
-    return await fs.realpath(root);
-  } catch {
-    return fs.realpath(dirname(root)).then((parent) => join(parent, basename(root)), () => root); // the open says what is wrong with it
-  }
 }
 
 /** Closes what an open produced, in the order close does, for an open that fails part-way. */

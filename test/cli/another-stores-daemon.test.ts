@@ -2,7 +2,7 @@
 // another. MAILSTORE_SOCKET left set for one daemon (an admin's shell, /etc/environment), or a
 // daemon given --socket at another store's default path, answered every command of the other
 // store: `--store B mailbox create` created the mailbox in A and said it was done.
-import { mkdirSync, statSync, symlinkSync } from 'node:fs';
+import { cpSync, mkdirSync, renameSync, rmdirSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { defaultSocketPath } from '../../src/client/client.js';
@@ -27,6 +27,14 @@ async function daemonOfA(): Promise<Running> {
 
 const names = async (store: { listMailboxes(): Promise<{ name: string }[]> }) => (await store.listMailboxes()).map((m) => m.name);
 
+/** A mailbox create for `store` is refused as going to A's daemon, and A is as it was. */
+async function expectRefusedFor(a: Running, store: string, env?: Record<string, string>): Promise<void> {
+  const created = await run(['mailbox', 'create', 'user/carol/INBOX'], { store, env });
+  expect(created.code, created.stderr).toBe(5);
+  expect(created.stderr).toContain(`serves the store at ${a.dir}, not ${store}`);
+  expect(await names(a.store)).toEqual(['user/alice/INBOX']);
+}
+
 describe('a command for store B that finds the daemon of store A', () => {
   it('MAILSTORE_SOCKET naming A\'s daemon: refused (INVALID, exit 5) naming both stores; nothing is written to A or B', async () => {
     const a = await daemonOfA();
@@ -50,10 +58,28 @@ describe('a command for store B that finds the daemon of store A', () => {
     const server = new DaemonServer(a.store, { socketPath, logger: new Logger(join(tempDir(), 'log')) });
     await server.start();
     stops.unshift(() => server.stop('test'));
-    const created = await run(['mailbox', 'create', 'user/carol/INBOX'], { store: b });
-    expect(created.code, created.stderr).toBe(5);
-    expect(created.stderr).toContain(`serves the store at ${a.dir}, not ${b}`);
-    expect(await names(a.store)).toEqual(['user/alice/INBOX']);
+    await expectRefusedFor(a, b);
+  });
+
+  it('a copy of A (cp -a, the same store id) beside it: refused too, nothing written to A', async () => {
+    const a = await daemonOfA();
+    const copy = join(tempDir(), 'copy');
+    cpSync(a.dir, copy, { recursive: true, filter: (path) => !path.endsWith('.sock') });
+    await expectRefusedFor(a, copy, { MAILSTORE_SOCKET: a.socket });
+  });
+
+  it('a daemon whose root names another directory here (a container\'s path) serving the same store goes through', async () => {
+    const a = await daemonOfA();
+    const moved = join(tempDir(), 'seen-here-as');
+    renameSync(a.dir, moved); // the daemon's root as it names it is another directory here; the store is
+    mkdirSync(a.dir);
+    try {
+      await ok(['mailbox', 'create', 'user/carol/INBOX'], { store: moved, env: { MAILSTORE_SOCKET: join(moved, 'run', 'mailstore.sock') } });
+      expect(await names(a.store)).toContain('user/carol/INBOX');
+    } finally {
+      rmdirSync(a.dir);
+      renameSync(moved, a.dir);
+    }
   });
 
   it('the same store by another path (a symbolic link) goes through its daemon', async () => {

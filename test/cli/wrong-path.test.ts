@@ -1,7 +1,7 @@
 // An admin (or a config-management run) pointing --store at the wrong thing: a directory inside a
 // store, a file. Each is refused with a code and a sentence saying what to give instead, and
 // nothing is written anywhere.
-import { existsSync, readFileSync, readdirSync, renameSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, symlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { newStore, requireBuilt, tempDir } from './helpers.js';
@@ -114,5 +114,18 @@ describe('--store a symbolic link to a directory that does not exist (its file s
       expect(result.stderr).toContain(`NOT_FOUND: ${link} is a symbolic link to a directory that does not exist: is its file system mounted?`);
     }
     expect(readdirSync(base)).toEqual(['mail']);
+  });
+});
+
+describe('a new store through a symbolic link into another store\'s directory', () => {
+  it('init is refused (INVALID, exit 5) naming the store; nothing is made', async () => {
+    const store = await newStore([]);
+    const link = join(tempDir(), 'mail');
+    mkdirSync(join(store, 'sub')); // as the refusal of a link to a missing directory says to
+    symlinkSync(join(store, 'sub'), link);
+    const init = await run(['init'], { store: link });
+    expect(init.code, init.stderr).toBe(5);
+    expect(init.stderr).toContain(`is inside the store at ${store}`);
+    expect(readdirSync(join(store, 'sub'))).toEqual([]);
   });
 });
