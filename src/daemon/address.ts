@@ -32,8 +32,13 @@ const SOCKET_PATH_BYTES_MAX = 107;
  */
 export function checkSocketPath(path: string, what: string, instead: string): void {
   const bytes = Buffer.byteLength(path);
-  if (bytes <= SOCKET_PATH_BYTES_MAX) return;
+  if (socketPathFits(path)) return;
   throw new MailstoreError('INVALID', `${what} ${path} is ${bytes} bytes long; a unix socket's path holds at most ${SOCKET_PATH_BYTES_MAX}: give ${instead}`, { path });
+}
+
+/** Whether `path` is short enough for a unix socket (checkSocketPath). */
+export function socketPathFits(path: string): boolean {
+  return Buffer.byteLength(path) <= SOCKET_PATH_BYTES_MAX;
 }
 
 /** 'HOST:PORT' of a bound TCP server (the real port when 0 was asked for). */

@@ -110,12 +110,25 @@ export async function* readMbox(
   const handle = await fs.open(path, 'read').catch((error) => { throw fromSystemError(error, 'open mbox', path); });
   const messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
   const onWarning = options.onWarning ?? (() => {});
-  const parser = new MboxParser(options.style === 'mboxo' ? 'mboxo' : 'mboxrd', messageBytesMax, onWarning);
+  // The parser's tooLarge wait until the messages before them are taken: one about a piece that a
+  // Content-Length covers is body, not a message to skip (it was reported as a second one).
+  const tooLarge: Extract<MboxWarning, { kind: 'tooLarge' }>[] = [];
+  const parser = new MboxParser(options.style === 'mboxo' ? 'mboxo' : 'mboxrd', messageBytesMax, (warning) => {
+    if (warning.kind === 'tooLarge') tooLarge.push(warning);
+    else onWarning(warning);
+  });
   // The parser split at every From_ line; one of them inside a message whose Content-Length
   // covers it is body, not a new message.
   let coveredTo = 0;
+  const reportTooLarge = (before: number) => {
+    while (tooLarge.length > 0 && tooLarge[0]!.offset < before) {
+      const warning = tooLarge.shift()!;
+      if (warning.offset >= coveredTo) onWarning(warning);
+    }
+  };
   async function* taken(messages: ParsedMessage[]): AsyncGenerator<MboxMessage> {
     for (const { bodyOffset, contentEnd, ...message } of messages) {
+      reportTooLarge(message.offset);
       if (message.offset < coveredTo) continue;
       if (contentEnd === undefined || !(await endsAtFromLine(handle, contentEnd, stat.size))) {
         yield message;
@@ -163,6 +176,7 @@ export async function* readMbox(
       yield* taken(messages);
     }
     yield* taken(parser.end());
+    reportTooLarge(Infinity);
   } finally {
     await next?.catch(() => undefined); // never close the file under a read in flight
     await handle.close();

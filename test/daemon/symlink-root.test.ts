@@ -2,7 +2,7 @@
 // store, whose own daemon then starts): on SIGTERM the first daemon's socket was removed by its
 // path through the link, which named the other daemon's socket by then: that daemon ran on,
 // unreachable (its clients UNAVAILABLE, the CLI LOCKED beside it) until restarted.
-import { existsSync, renameSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Client, defaultSocketPath } from '../../src/client/client.js';
@@ -37,6 +37,26 @@ describe('serve through a symbolic link repointed while it runs', () => {
     } finally {
       await serverB.stop('test');
       await storeB.close();
+    }
+  }, 60_000);
+
+  it('a short link to a store too deep for a socket path serves at the link (was: INVALID, exit 5, where it served before)', async () => {
+    requireBuilt();
+    const base = tempDir();
+    const deep = join(base, 'd'.repeat(60), 'e'.repeat(40), 'store');
+    mkdirSync(join(deep, '..'), { recursive: true });
+    await (await Store.init(deep)).close();
+    expect(Buffer.byteLength(defaultSocketPath(deep))).toBeGreaterThan(107);
+    const link = join(base, 'mail');
+    symlinkSync(deep, link);
+    const daemon = await serve(link);
+    try {
+      const client = await Client.connect(defaultSocketPath(link));
+      expect(client.daemon?.root).toBe(deep);
+      await client.close();
+    } finally {
+      daemon.child.kill('SIGTERM');
+      expect(await daemon.exited).toBe(0);
     }
   }, 60_000);
 });

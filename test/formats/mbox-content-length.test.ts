@@ -82,6 +82,17 @@ describe('mbox with Content-Length headers (mboxcl2)', () => {
     expect(text(messages)).toEqual(['next']);
     expect(warnings).toEqual([{ kind: 'tooLarge', index: 0, offset: 0, bytes: big.length }]);
   });
+
+  it('a piece of such a body that is over messageBytesMax itself is no second message skipped: one warning, for the message', async () => {
+    const from = 'From a Thu Nov 26 10:00:00 2026';
+    const body = `short\nFrom inside the body\n${'x'.repeat(300)}\n`;
+    const big = `Content-Length: ${body.length}\n\n${body}`;
+    for (const chunkBytes of [64, 1 << 20]) {
+      const { messages, warnings } = await readAll(fileWith(`${from}\n${big}\n${from}\nnext\n`), { messageBytesMax: 200, chunkBytes });
+      expect(text(messages)).toEqual(['next']);
+      expect(warnings, String(chunkBytes)).toEqual([{ kind: 'tooLarge', index: 0, offset: 0, bytes: big.length }]);
+    }
+  });
 });
 
 describe('mboxcl2 files of seeded random messages', () => {

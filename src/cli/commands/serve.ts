@@ -7,6 +7,7 @@ import { setFlagsFromString } from 'node:v8';
 import { defaultSocketPath } from '../../client/client.js';
 import { isMailstoreError, type MailstoreError } from '../../errors.js';
 import { Logger } from '../../daemon/log.js';
+import { socketPathFits } from '../../daemon/address.js';
 import { PROCEDURES, type ScrubEvent } from '../../daemon/procedures.js';
 import { ServeReplication, type ServeReplicationOptions } from '../../daemon/serve-replication.js';
 import { DaemonServer } from '../../daemon/server.js';
@@ -105,8 +106,12 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   const stopExtending = extendStartWhileOpening(`opening the store at ${dir}`, notifyFailed);
   const store = await replication.open(dir, { ...daemonStoreOptions(command, hooks, logger), onStop }).finally(stopExtending);
   for (const notice of openNotices(store.health)) logger.warn('store-opened', { notice });
-  // the store's resolved root: by a link repointed meanwhile, the socket's removal at the stop took another daemon's
-  server = new DaemonServer(store, { socketPath: options.socket ?? defaultSocketPath(store.root), socketGroup: options.socketGroup, logger });
+  // the store's resolved root: by a link repointed meanwhile, the socket's removal at the stop took
+  // another daemon's; the path as given where the resolved one is too long for a socket (a short
+  // link to a deep mount, which served there before: refused, the daemon did not start)
+  const resolvedSocket = defaultSocketPath(store.root);
+  const socketPath = options.socket ?? (socketPathFits(resolvedSocket) ? resolvedSocket : defaultSocketPath(dir));
+  server = new DaemonServer(store, { socketPath, socketGroup: options.socketGroup, logger });
   if (stoppedEarly) {
     await store.close().catch(() => undefined);
     throw stoppedEarly;
