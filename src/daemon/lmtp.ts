@@ -5,9 +5,9 @@
 // resolved (the journal is fsynced: durable). The same bytes appended to several mailboxes are
 // stored once (the blob store deduplicates), so a message to 50 local users is one blob.
 //
-// Replies carry their RFC 3463 enhanced status code in the text (and ENHANCEDSTATUSCODES is not
-// advertised): smtp-server derives the code from the reply number alone, which would say 4.2.2
-// "mailbox full" for a full disk, where RFC 3463 has 4.3.1 "mail system full".
+// ENHANCEDSTATUSCODES is offered (RFC 2033 section 5 requires it); the replies made here carry
+// their RFC 3463 code in the text (oneEnhancedCode), where smtp-server's, derived from the reply
+// number alone, would say 4.2.2 "mailbox full" for a full disk (RFC 3463: 4.3.1 "mail system full").
 import { connect, type Socket } from 'node:net';
 import { domainToASCII } from 'node:url';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
@@ -123,7 +123,7 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
     logger: false,
     authOptional: true,
     disabledCommands: ['AUTH', 'STARTTLS'],
-    hideENHANCEDSTATUSCODES: true,
+    hideENHANCEDSTATUSCODES: false, // offered (smtp-server's default hides it); oneEnhancedCode
     hideDSN: true,
     size: bytesMax,
     maxClients: sessionsMax,
@@ -172,6 +172,7 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
       );
     },
   });
+  oneEnhancedCode(server);
   // a reply written to a client that has gone (it closed after its last command) is no trouble of the server's
   server.on('error', (error: NodeJS.ErrnoException) => log(['EPIPE', 'ECONNRESET'].includes(error.code ?? '')
     ? { event: 'lmtp.aborted', error: String(error) }
@@ -200,6 +201,30 @@ export async function startLmtp(store: LmtpStore, options: LmtpOptions): Promise
       await closed;
       log({ event: 'lmtp.closed', address });
     },
+  };
+}
+
+/** An RFC 3463 code at the start of a reply's text: "4.2.1 user bob moved ...". */
+const ENHANCED_CODE = /^[245]\.\d{1,3}\.\d{1,3}( |$)/;
+
+/**
+ * One RFC 3463 code per reply. smtp-server's send(code, text, context) puts a code before the
+ * text: from the context its own replies give ('RCPT_TO_OK': 2.1.5), else from the reply number
+ * alone (452: 4.2.2 "mailbox full", 451: 4.3.0), and the refusals handed to its callbacks get no
+ * context, so it cannot say 4.2.1, 5.1.6, 4.3.1 or 4.5.3. Those replies carry their code in the
+ * text: a text that starts with one goes out with it alone (context false: smtp-server adds none).
+ * Wrapped per connection as it is made (connect, smtp-server 3.21); lmtp.test.ts checks every
+ * reply of a transcript for exactly one code, so an upgrade that changed this shows there.
+ */
+function oneEnhancedCode(server: SMTPServer): void {
+  const makeConnection = server.connect.bind(server);
+  server.connect = (socket, socketOptions) => {
+    makeConnection(socket, socketOptions);
+    // gone already when it was one past maxClients (told 421 without a code, before any LHLO)
+    const made = [...server.connections].find((connection) => connection._socket === socket);
+    if (!made) return;
+    const send = made.send.bind(made);
+    made.send = (code, text, context) => send(code, text, typeof text === 'string' && ENHANCED_CODE.test(text) ? false : context);
   };
 }
 

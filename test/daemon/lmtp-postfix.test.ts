@@ -6,7 +6,8 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startLmtp, type LmtpServer } from '../../src/daemon/lmtp.js';
+import { startLmtp, type LmtpServer, type LmtpStore } from '../../src/daemon/lmtp.js';
+import { MailstoreError } from '../../src/errors.js';
 import { setQuota } from '../../src/store/quota.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -64,11 +65,19 @@ describe.skipIf(why)('LMTP from a private Postfix instance', () => {
     await store?.close();
   });
 
-  it('delivers through lmtp: into the store: each recipient, one body for both, a +detail to its user, a bounce for the unknown one, a full mailbox deferred', async () => {
+  it('delivers through lmtp: into the store: each recipient, one body for both, a +detail to its user, a bounce for the unknown one; a full mailbox, a moved user and a full disk deferred, each with its own RFC 3463 code (ENHANCEDSTATUSCODES)', async () => {
     store = await Store.open(tmpDir('lmtp-pf-store'), { create: true });
     for (const user of ['alice', 'bob', 's', 'carol']) await store.createMailbox(`user/${user}/INBOX`);
     await setQuota(store, 'user/carol', { messages: 0 });
-    server = await startLmtp(store, { listen: '127.0.0.1:0' });
+    // dave was moved away by xfer (451 4.2.1 at RCPT); erin's delivery meets a full disk (452 4.3.1 after DATA)
+    const open = store;
+    const lmtpStore: LmtpStore = {
+      status: (name) => (name.startsWith('user/dave/')
+        ? Promise.reject(new MailstoreError('MOVED', 'moved', { moved: { user: 'dave', to: 'mail2.example', permanent: false } }))
+        : open.status(name.startsWith('user/erin/') ? 'user/alice/INBOX' : name)),
+      append: (name, bytes, options) => (name.startsWith('user/erin/') ? Promise.reject(new MailstoreError('NO_SPACE', 'disk full')) : open.append(name, bytes, options)),
+    };
+    server = await startLmtp(lmtpStore, { listen: '127.0.0.1:0' });
     dir = tmpDir('lmtp-pf');
     chmodSync(dir, 0o755); // Postfix's daemons run as the postfix user and must reach the queue
     for (const sub of ['queue', 'data']) mkdirSync(join(dir, sub));
@@ -87,7 +96,7 @@ describe.skipIf(why)('LMTP from a private Postfix instance', () => {
     expect(started.code, started.output.split('\n').filter((l) => !/not owned|writable/.test(l)).join('\n')).toBe(0);
 
     const body = 'Subject: through postfix\r\nMessage-ID: <pf1@example.org>\r\n\r\nhello from postfix\r\n';
-    const sent = await run(sendmail!, ['-C', dir, '-f', 's@example.org', 'alice@example.org', 'bob@example.org', 'nobody@example.org', 'carol@example.org', 'alice+lists@example.org'], { input: body, timeoutMs: 10_000 });
+    const sent = await run(sendmail!, ['-C', dir, '-f', 's@example.org', 'alice@example.org', 'bob@example.org', 'nobody@example.org', 'carol@example.org', 'alice+lists@example.org', 'dave@example.org', 'erin@example.org'], { input: body, timeoutMs: 10_000 });
     expect(sent.code, sent.output).toBe(0);
 
     // alice, bob and the bounce to s (from MAILER-DAEMON) land within the deadline
@@ -108,6 +117,10 @@ describe.skipIf(why)('LMTP from a private Postfix instance', () => {
     // a full mailbox is temporary: the mail stays queued for the next try, no bounce
     expect(log).toMatch(/to=<carol@example\.org>.*dsn=4\.2\.2, status=deferred \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 452 4\.2\.2 mailbox full \(in reply to end of DATA command\)/);
     expect(await count('carol')).toBe(0);
+    // one code each, the one mailstore gives (smtp-server's from the reply number alone would be 4.3.0 and 4.2.2)
+    expect(log).toMatch(/to=<dave@example\.org>.*dsn=4\.2\.1, status=deferred \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 451 4\.2\.1 user dave moved to mail2\.example by xfer; route its mail there \(in reply to RCPT TO command\)/);
+    expect(log).toMatch(/to=<erin@example\.org>.*dsn=4\.3\.1, status=deferred \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 452 4\.3\.1 insufficient system storage \(in reply to end of DATA command\)/);
+    expect(log).not.toMatch(/said: \d{3} \d\.\d+\.\d+ \d\.\d+\.\d+ /);
     expect((await store.messageInfo('user/s/INBOX', 1)).envelopeFrom).toBe('MAILER-DAEMON');
     const stats = await store.stats();
     expect(stats.blobs).toBe(2); // the message once for alice and bob, and the bounce

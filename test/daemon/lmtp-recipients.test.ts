@@ -60,13 +60,13 @@ describe('LMTP recipients', () => {
 
     await store.deleteMailbox('user/bob/INBOX');
     const after = await deliver(['bob@example.org', 'alice@example.org']);
-    expect(after.rcpt.slice(1, 3)).toEqual(['250 Accepted', '250 Accepted']); // within recipientCacheMs
+    expect(after.rcpt.slice(1, 3)).toEqual(['250 2.1.5 Accepted', '250 2.1.5 Accepted']); // within recipientCacheMs
     expect(after.final).toEqual(['550 5.1.1 no such mailbox', '250 2.0.0 delivered to user/alice/INBOX uid 3']);
     await expect(store.status('user/bob/INBOX')).rejects.toMatchObject({ code: 'NOT_FOUND' });
 
     await new Promise((resolve) => setTimeout(resolve, lmtpLimits.recipientCacheMs + 50));
     c.send('MAIL FROM:<s@example.org>\r\nRCPT TO:<bob@example.org>\r\n');
-    expect(await c.replies(2)).toEqual(['250 Accepted', '550 5.1.1 no such mailbox']); // forgotten: asked again
+    expect(await c.replies(2)).toEqual(['250 2.1.0 Accepted', '550 5.1.1 no such mailbox']); // forgotten: asked again
     c.socket.destroy();
   }, 30_000);
 });
@@ -87,12 +87,12 @@ describe('LMTP repeated recipients', () => {
     const { store, c } = await serve();
     // smtp-server keeps one envelope entry per address (case-insensitive): the second RCPT replaced the first
     c.send('MAIL FROM:<s@example.org>\r\nRCPT TO:<alice@example.org>\r\nRCPT TO:<ALICE@example.org>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n');
-    expect(await c.replies(6)).toEqual(['250 Accepted', '250 Accepted', '250 Accepted', '250 Accepted', '250 Accepted', expect.stringMatching(/^354 /)]);
+    expect(await c.replies(6)).toEqual(['250 2.1.0 Accepted', '250 2.1.5 Accepted', '250 2.1.5 Accepted', '250 2.1.5 Accepted', '250 2.1.5 Accepted', expect.stringMatching(/^354 /)]);
     c.send('Subject: x\r\n\r\nbody\r\n.\r\nMAIL FROM:<t@example.org>\r\nRCPT TO:<nobody@example.org>\r\n');
     expect(await c.replies(6)).toEqual([
       '250 2.0.0 delivered to user/alice/INBOX uid 1', '250 2.0.0 delivered to user/alice/INBOX uid 1',
       '250 2.0.0 delivered to user/bob/INBOX uid 1', '250 2.0.0 delivered to user/alice/INBOX uid 1',
-      '250 Accepted', '550 5.1.1 no such mailbox', // the pipelined MAIL and RCPT of the next transaction
+      '250 2.1.0 Accepted', '550 5.1.1 no such mailbox', // the pipelined MAIL and RCPT of the next transaction
     ]);
     expect((await store.status('user/alice/INBOX')).messages).toBe(1);
     c.socket.destroy();
@@ -104,7 +104,7 @@ describe('LMTP repeated recipients', () => {
     c.send('MAIL FROM:<s@example.org>\r\nRCPT TO:<Alice+Lists@example.org>\r\nRCPT TO:<bob+x@example.org>\r\nRCPT TO:<bob+y+z@example.org>\r\n'
       + 'RCPT TO:<nobody+x@example.org>\r\nRCPT TO:<+x@example.org>\r\nDATA\r\n');
     expect(await c.replies(7)).toEqual([
-      '250 Accepted', '250 Accepted', '250 Accepted', '250 Accepted', '550 5.1.1 no such mailbox', '550 5.1.1 no such mailbox', expect.stringMatching(/^354 /),
+      '250 2.1.0 Accepted', '250 2.1.5 Accepted', '250 2.1.5 Accepted', '250 2.1.5 Accepted', '550 5.1.1 no such mailbox', '550 5.1.1 no such mailbox', expect.stringMatching(/^354 /),
     ]);
     c.send('Subject: x\r\n\r\nbody\r\n.\r\n');
     expect(await c.replies(3)).toEqual([
@@ -118,7 +118,7 @@ describe('LMTP repeated recipients', () => {
     const { store, c } = await serve();
     c.send('MAIL FROM:<s@example.org>\r\nRCPT TO:<"Alice"@example.org>\r\nRCPT TO:<"b\\ob"@example.org>\r\nRCPT TO:<"alice/Sent"@example.org>\r\nDATA\r\n');
     const replies = await c.replies(5);
-    expect(replies.slice(0, 3)).toEqual(['250 Accepted', '250 Accepted', '250 Accepted']);
+    expect(replies.slice(0, 3)).toEqual(['250 2.1.0 Accepted', '250 2.1.5 Accepted', '250 2.1.5 Accepted']);
     expect(replies[3]).toMatch(/^550 5\.1\.3 /); // still no second level of the hierarchy
     c.send('Subject: x\r\n\r\nbody\r\n.\r\n');
     expect(await c.replies(2)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1', '250 2.0.0 delivered to user/bob/INBOX uid 1']);
@@ -131,7 +131,7 @@ describe('LMTP repeated recipients', () => {
     const composed = 'zo\u00eb@example.org';
     const decomposed = 'zoe\u0308@example.org';
     c.send(Buffer.from(`MAIL FROM:<s@example.org> SMTPUTF8\r\nRCPT TO:<${composed}>\r\nRCPT TO:<${decomposed}>\r\nDATA\r\n`));
-    expect(await c.replies(4)).toEqual(['250 Accepted', '250 Accepted', '250 Accepted', expect.stringMatching(/^354 /)]);
+    expect(await c.replies(4)).toEqual(['250 2.1.0 Accepted', '250 2.1.5 Accepted', '250 2.1.5 Accepted', expect.stringMatching(/^354 /)]);
     c.send('Subject: x\r\n\r\nbody\r\n.\r\n');
     const delivered = Buffer.from('250 2.0.0 delivered to user/zo\u00eb/INBOX uid 1').toString('latin1'); // the client reads latin1
     expect(await c.replies(2)).toEqual([delivered, delivered]);
@@ -145,7 +145,7 @@ describe('LMTP repeated recipients', () => {
     await Promise.all(users.map((user) => store.createMailbox(`user/${user}/INBOX`)));
     c.send(`MAIL FROM:<s@example.org>\r\n${users.map((user) => `RCPT TO:<${user}@example.org>\r\n`).join('')}`);
     const replies = await c.replies(users.length + 1);
-    expect(replies.slice(1, -1).every((reply) => reply === '250 Accepted')).toBe(true);
+    expect(replies.slice(1, -1).every((reply) => reply === '250 2.1.5 Accepted')).toBe(true);
     expect(replies.at(-1)).toBe('452 4.5.3 too many recipients');
     c.socket.destroy();
   });
@@ -155,7 +155,7 @@ describe('LMTP repeated recipients', () => {
     const rcpts = Array.from({ length: lmtpLimits.recipientsMax + 2 }, (_, i) => (i % 2 === 0 ? 'alice@example.org' : 'bob@example.org'));
     c.send(`MAIL FROM:<s@example.org>\r\n${rcpts.map((to) => `RCPT TO:<${to}>\r\n`).join('')}DATA\r\n`);
     const replies = await c.replies(rcpts.length + 2);
-    expect(replies.slice(1, lmtpLimits.recipientsMax + 1).every((reply) => reply === '250 Accepted')).toBe(true);
+    expect(replies.slice(1, lmtpLimits.recipientsMax + 1).every((reply) => reply === '250 2.1.5 Accepted')).toBe(true);
     expect(replies.slice(lmtpLimits.recipientsMax + 1, -1)).toEqual(['452 4.5.3 too many recipients', '452 4.5.3 too many recipients']);
     c.send('Subject: x\r\n\r\nbody\r\n.\r\n');
     const final = await c.replies(lmtpLimits.recipientsMax);

@@ -51,7 +51,7 @@ describe('LMTP delivery', () => {
     c.send(envelope('sender@example.org', ['alice@example.org', 'bob@example.org', 'Alice@Other.Example', 'nobody@example.org']));
     const rcpt = await c.replies(6);
     expect(rcpt[0]).toMatch(/^250 /); // LHLO
-    expect(rcpt.slice(1, 5)).toEqual(['250 Accepted', '250 Accepted', '250 Accepted', '250 Accepted']);
+    expect(rcpt.slice(1, 5)).toEqual(['250 2.1.0 Accepted', '250 2.1.5 Accepted', '250 2.1.5 Accepted', '250 2.1.5 Accepted']);
     expect(rcpt[5]).toBe('550 5.1.1 no such mailbox');
     c.send('DATA\r\n');
     expect((await c.replies(1))[0]).toMatch(/^354 /);
@@ -157,7 +157,7 @@ describe('LMTP delivery', () => {
     const spies = [counted('_write'), counted('_writev')];
     try {
       c.send('MAIL FROM:<s@example.org>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n');
-      expect(await c.replies(3)).toEqual(['250 Accepted', '250 Accepted', expect.stringMatching(/^354 /)]);
+      expect(await c.replies(3)).toEqual(['250 2.1.0 Accepted', '250 2.1.5 Accepted', expect.stringMatching(/^354 /)]);
       expect(writes).toEqual([3]); // one write carrying the three replies, not three writes
       c.send(Buffer.concat([message('grouped'), Buffer.from('.\r\n')]));
       expect(await c.replies(1)).toEqual(['250 2.0.0 delivered to user/alice/INBOX uid 1']);
@@ -234,7 +234,7 @@ describe('LMTP delivery', () => {
     c.send('MAIL FROM:<s@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n');
     await c.replies(3);
     c.send(Buffer.concat([small, Buffer.from('.\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n')]));
-    expect(await c.replies(4)).toEqual(['250 2.0.0 delivered to user/bob/INBOX uid 1', '250 Accepted', '250 Accepted', expect.stringMatching(/^354 /)]);
+    expect(await c.replies(4)).toEqual(['250 2.0.0 delivered to user/bob/INBOX uid 1', '250 2.1.0 Accepted', '250 2.1.5 Accepted', expect.stringMatching(/^354 /)]);
     c.send(Buffer.concat([message('after'), Buffer.from('.\r\n')]));
     expect(await c.replies(1)).toEqual(['250 2.0.0 delivered to user/bob/INBOX uid 2']);
     expect((await store.fetch('user/alice/INBOX', 1)).equals(big)).toBe(true);
@@ -406,6 +406,70 @@ describe('LMTP delivery', () => {
     expect((await store.fetch('user/alice/INBOX', 1)).equals(message('mixed'))).toBe(true);
     expect(await messages(store, 'bob')).toBe(0);
     expect(log.filter((e) => e.event === 'lmtp.failed').map((e) => `${e.code} ${e.level}`).sort()).toEqual(['HALTED warn', 'OVER_QUOTA undefined', 'READ_ONLY_REPLICA warn']);
+  });
+
+  it('offers ENHANCEDSTATUSCODES (RFC 2033 section 5) and every reply after LHLO carries exactly one RFC 3463 code, of the reply\'s own class (was: not offered; smtp-server\'s code from the reply number alone would have come before ours, 452 4.2.2 4.3.1 for a full disk)', async () => {
+    const moved = (user: string, permanent: boolean) => new MailstoreError('MOVED', `user ${user} moved`, { moved: { user, to: 'mail2.example', permanent } });
+    // recipients refused at RCPT (status), and recipients accepted whose append fails after DATA
+    const atRcpt: Record<string, () => MailstoreError> = {
+      moved: () => moved('moved', false), gone: () => moved('gone', true), badname: () => new MailstoreError('INVALID', 'not a mailbox name'),
+      halted: () => new MailstoreError('HALTED', 'an invariant failed'), replica: () => new MailstoreError('READ_ONLY_REPLICA', 'a replica'),
+    };
+    const atData: Record<string, () => MailstoreError> = {
+      nospace: () => new MailstoreError('NO_SPACE', 'disk full'), io: () => new MailstoreError('IO', 'EIO'), deleted: () => new MailstoreError('NOT_FOUND', 'deleted'),
+      left: () => moved('left', false), invalid: () => new MailstoreError('INVALID', 'a bad message'), huge: () => new MailstoreError('TOO_LARGE', 'too large'),
+    };
+    const userOf = (name: string) => name.split('/')[1];
+    const failing = (store: Store): LmtpStore => ({
+      status: (name) => {
+        const refusal = atRcpt[userOf(name)];
+        if (refusal) return Promise.reject(refusal());
+        return store.status(atData[userOf(name)] ? 'user/alice/INBOX' : name);
+      },
+      append: (name, bytes, options) => (atData[userOf(name)] ? Promise.reject(atData[userOf(name)]()) : store.append(name, bytes, options)),
+    });
+    const { store, server, port } = await setup({ store: failing, messageBytesMax: 4096 });
+    await setQuota(store, 'user/bob', { messages: 0 });
+    const c = await converse({ port });
+    let transcript = '';
+    c.socket.on('data', (chunk: Buffer) => { transcript += chunk.toString('latin1'); });
+    c.send('LHLO client.example\r\n');
+    await c.replies(1);
+    expect(transcript.split('\r\n')).toContain('250-ENHANCEDSTATUSCODES');
+    c.send('RCPT TO:<alice@example.org>\r\nMAIL FROM:<s@example.org> SIZE=100000\r\nMAIL FROM:<s@example.org>\r\n');
+    const rcpts = ['alice', 'nobody', 'a/b', ...Object.keys(atRcpt), 'bob', ...Object.keys(atData)];
+    c.send(`${rcpts.map((user) => `RCPT TO:<${user}@example.org>\r\n`).join('')}DATA\r\n`);
+    await c.replies(3 + rcpts.length + 1);
+    c.send(Buffer.concat([message('codes'), Buffer.from('.\r\n')]));
+    await c.replies(2 + Object.keys(atData).length);
+    c.send(envelope('s@example.org', ['alice@example.org']).replace(/^LHLO.*\r\n/, '') + 'DATA\r\n');
+    await c.replies(3);
+    c.send(Buffer.concat([message('big', `${'y'.repeat(70)}\r\n`.repeat(200)), Buffer.from('.\r\nRSET\r\nNOOP\r\nVRFY alice\r\nFOO\r\n')]));
+    await c.replies(5);
+    await server.close();
+    await c.replies(1);
+    open.splice(0, 1, { store }); // closed already
+    const replies = transcript.split('\r\n').filter((line) => /^\d{3} /.test(line)).slice(1); // the LHLO reply carries none (RFC 2034 section 3)
+    expect(replies).toEqual([
+      expect.stringMatching(/^503 5\.5\.1 Error: need MAIL command$/),
+      '552 5.3.4 Error: message exceeds fixed maximum message size 4096', // smtp-server's own, with its code for it
+      '250 2.1.0 Accepted',
+      // RCPT: alice, nobody, a/b, the refusals at RCPT, bob and the failures after DATA
+      '250 2.1.5 Accepted', '550 5.1.1 no such mailbox', '550 5.1.3 "a/b@example.org" cannot name a mailbox',
+      '451 4.2.1 user moved moved to mail2.example by xfer; route its mail there', '550 5.1.6 user gone moved to mail2.example',
+      '550 5.1.3 not a mailbox name', '451 4.3.0 local error in processing (HALTED)', '451 4.3.0 local error in processing (READ_ONLY_REPLICA)',
+      ...Array<string>(1 + Object.keys(atData).length).fill('250 2.1.5 Accepted'),
+      expect.stringMatching(/^354 /), // 3xx: no code (RFC 2034 section 3)
+      '250 2.0.0 delivered to user/alice/INBOX uid 1', '452 4.2.2 mailbox full', '452 4.3.1 insufficient system storage',
+      '451 4.3.0 local error in processing (IO)', '550 5.1.1 no such mailbox', '451 4.2.1 user left moved to mail2.example by xfer; route its mail there',
+      '554 5.6.0 a bad message', '552 5.3.4 message too big for system',
+      '250 2.1.0 Accepted', '250 2.1.5 Accepted', expect.stringMatching(/^354 /), '552 5.3.4 message too big for system',
+      expect.stringMatching(/^250 2\.0\.0 /), expect.stringMatching(/^250 2\.0\.0 /), expect.stringMatching(/^252 2\.1\.5 /), expect.stringMatching(/^500 5\.5\.2 /), // RSET, NOOP, VRFY, FOO
+      '421 4.3.2 mailstore LMTP shutting down',
+    ]);
+    for (const reply of replies.filter((line) => !line.startsWith('3'))) {
+      expect(reply, 'one code, its class the first digit').toMatch(/^([245])\d\d \1\.\d{1,3}\.\d{1,3} (?!\d\.\d{1,3}\.\d{1,3}( |$))/);
+    }
   });
 
   it('listens on a unix socket, replaces one a crash left behind, and refuses one another process serves, or a path that is no socket', async () => {

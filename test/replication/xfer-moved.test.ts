@@ -75,7 +75,7 @@ describe('mail for a user XFER moved away', () => {
     // the user exists here again: mail is delivered, the mark is gone
     await a.createMailbox('user/bob/INBOX');
     expect(await a.movedUsers()).toEqual([]);
-    expect(await rcpt(c, 'bob@example.org')).toBe('250 Accepted');
+    expect(await rcpt(c, 'bob@example.org')).toBe('250 2.1.5 Accepted');
     c.send('DATA\r\n');
     await c.replies(1);
     c.send('Subject: x\r\n\r\nbody\r\n.\r\n');
@@ -85,7 +85,7 @@ describe('mail for a user XFER moved away', () => {
   it('a delivery that passed RCPT and waited out the fence gets 451 4.2.1, not 550: nothing bounced, nothing stored here', async () => {
     const { key, a, b, to, c } = await setUp();
     c.send('MAIL FROM:<s@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n');
-    expect(await c.replies(3)).toEqual(['250 Accepted', '250 Accepted', '354 End data with <CR><LF>.<CR><LF>']);
+    expect(await c.replies(3)).toEqual(['250 2.1.0 Accepted', '250 2.1.5 Accepted', '354 End data with <CR><LF>.<CR><LF>']);
     // the fence is set in the same turn as this line is logged: the message comes in under it
     const log = (line: string) => { if (line.includes('fencing writes')) c.send('Subject: x\r\n\r\nbody\r\n.\r\n'); };
     await xferUser(a, { user: 'bob', to, keyFile: key, log });
@@ -129,7 +129,7 @@ describe('mail for a user XFER moved away', () => {
     await xferUser(b, { user: 'bob', to: toA, keyFile: key, log: quiet });
     expect(await a.movedUsers()).toEqual([]);
     expect(await b.movedUsers()).toEqual([{ user: 'bob', to: toA, at: expect.any(Number) }]);
-    expect(await rcpt(c, 'bob@example.org')).toBe('250 Accepted');
+    expect(await rcpt(c, 'bob@example.org')).toBe('250 2.1.5 Accepted');
   }, 30_000);
 
   it('an XFER back that is rolled back puts the mark back (its create had cleared it: the user gone, their mail here bounced)', async () => {
@@ -196,7 +196,7 @@ describe('the CLI for a moved user', () => {
     await expect(a.status('user/bob/Nope')).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await expect(a.append('user/bob/Nope', msg(2))).rejects.toMatchObject({ code: 'NOT_FOUND' });
     expect(await a.movedUsers()).toEqual([]);
-    expect(await rcpt(c, 'bob@example.org')).toBe('250 Accepted');
+    expect(await rcpt(c, 'bob@example.org')).toBe('250 2.1.5 Accepted');
     expect((await a.status('user/bob/INBOX')).messages).toBe(1); // nothing lost, nothing added
   }, 30_000);
 });
