@@ -711,7 +711,8 @@ export const limits = {
   /**
    * After an XFER moved a user away, mail for them is refused as temporary (LMTP 451 4.2.1, append
    * --sysexits 75) for this long, so the MTA queues it until its routing names the new host; then
-   * permanently (550 5.1.6). Five days: Postfix's maximal_queue_lifetime, after which it bounces anyway.
+   * permanently (550 5.1.6), once both the wall clock and the process's monotonic clock since it first
+   * saw the mark (moved.ts) say so. Five days: Postfix's maximal_queue_lifetime, after which it bounces anyway.
    */
   xferMovedTempfailMs: 5 * 24 * 60 * 60 * 1000,
 } as const;

@@ -42,14 +42,34 @@ export function clearMovedAt(view: IndexView, name: readonly string[]): void {
   if (view.getNow(key) !== undefined) view.del(key);
 }
 
-/** MOVED for a mailbox that is not here because its user was moved away; undefined otherwise. */
-export function movedError(db: Pick<IndexDb, 'getNow'>, mailbox: string, now = Date.now()): MailstoreError | undefined {
+/** When this process first saw each mark, on its monotonic clock (performance.now()): by index, then mark. */
+const firstSeen = new WeakMap<object, Map<string, number>>();
+
+/** How long this process has seen `marker` (ms, monotonic: a step of the wall clock does not move it). */
+function seenForMs(db: object, user: string, marker: MovedMarker, monotonicNow: number): number {
+  let seen = firstSeen.get(db);
+  if (!seen) firstSeen.set(db, (seen = new Map()));
+  const key = `${user}\0${marker.to}\0${marker.at}`; // a new XFER's mark is seen anew
+  const first = seen.get(key);
+  if (first === undefined) seen.set(key, monotonicNow);
+  return first === undefined ? 0 : monotonicNow - first;
+}
+
+/**
+ * MOVED for a mailbox that is not here because its user was moved away; undefined otherwise.
+ * Permanent only once the window has passed by the wall clock and this process has seen the mark
+ * for as long: a wall clock stepped forward (a bad NTP server, a VM resumed from a suspend image)
+ * bounced mail in flight for good. A wall clock stepped back holds the 4xx at most twice the
+ * window of this process's time. A restart counts anew (the MTA bounces at its own queue lifetime).
+ */
+export function movedError(db: Pick<IndexDb, 'getNow'>, mailbox: string, now = Date.now(), monotonicNow = performance.now()): MailstoreError | undefined {
   let user: string | undefined;
   try { user = userOf(parseMailboxName(mailbox)); } catch { return undefined; }
   const marker = user === undefined ? undefined : db.getNow<MovedMarker>(keys.meta(movedName(user)));
   if (!marker || user === undefined) return undefined;
-  // a clock stepped back reads as just moved: temporary, never a bounce too early
-  const permanent = now - marker.at > limits.xferMovedTempfailMs;
+  const windowMs = limits.xferMovedTempfailMs;
+  const seenMs = seenForMs(db, user, marker, monotonicNow);
+  const permanent = seenMs > windowMs && (now - marker.at > windowMs || seenMs > 2 * windowMs);
   const message = permanent ? `user ${user} moved to ${marker.to}` : `user ${user} moved to ${marker.to} by xfer; route its mail there`;
   return new MailstoreError('MOVED', message, { path: mailbox, moved: { user, to: marker.to, permanent } });
 }

@@ -3,7 +3,7 @@
 // know is taken there for a bug in the daemon (INTERNAL, exit 70). MOVED (session 36) goes to a
 // client whose hello does not name it as the older code that says the same: UNAVAILABLE while the
 // move is recent (the MTA keeps the mail queued), NOT_FOUND after; the message names the new host.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Socket } from 'node:net';
 import { FrameReader, decodeFrame, encodeFrame, type Frame } from '../../src/daemon/protocol.js';
 import { limits } from '../../src/limits.js';
@@ -57,9 +57,16 @@ describe('a client of an older mailstore (its hello names no MOVED)', () => {
     await client.close();
   });
 
-  it('gets NOT_FOUND once the move is past the temporary window', async () => {
+  it('gets NOT_FOUND once the move is past the temporary window (by the wall clock, and as long seen by the daemon)', async () => {
     const daemon = await daemonWithMovedBob(Date.now() - limits.xferMovedTempfailMs - 60_000);
     const call = await olderClient(daemon);
-    expect(await call('append', ['user/bob/INBOX', message(1)])).toMatchObject({ t: 'err', e: { code: 'NOT_FOUND', message: 'user bob moved to mail2.example:7100' } });
+    expect(await call('append', ['user/bob/INBOX', message(1)])).toMatchObject({ t: 'err', e: { code: 'UNAVAILABLE' } }); // first seen now
+    const monotonic = performance.now.bind(performance);
+    const later = vi.spyOn(performance, 'now').mockImplementation(() => monotonic() + limits.xferMovedTempfailMs + 60_000);
+    try {
+      expect(await call('append', ['user/bob/INBOX', message(1)])).toMatchObject({ t: 'err', e: { code: 'NOT_FOUND', message: 'user bob moved to mail2.example:7100' } });
+    } finally {
+      later.mockRestore();
+    }
   });
 });

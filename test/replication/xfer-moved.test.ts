@@ -1,9 +1,10 @@
 // Mail for a user XFER moved away must not bounce: the source keeps where the user went (moved.ts),
 // LMTP answers 451 4.2.1 naming the new host (a delivery that waited out the XFER's fence too) so
 // the MTA keeps the mail queued until its routing changes, and 550 5.1.6 past
-// limits.xferMovedTempfailMs; append --sysexits exits 75 then 67. The mark goes once the user
-// exists here again, and by hand.
-import { afterEach, describe, expect, it } from 'vitest';
+// limits.xferMovedTempfailMs by the wall clock and by the process's monotonic clock since it first
+// saw the mark; append --sysexits exits 75 then 67. The mark goes once the user exists here again,
+// and by hand.
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
 import { startPrimary } from '../../src/replication/primary.js';
@@ -19,6 +20,9 @@ import { keyFile, msg, quiet, startPair, until } from './helpers.js';
 import { connect } from '../../src/replication/transport.js';
 import { readKeyFile } from '../../src/replication/key.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import { movedError, type MovedMarker } from '../../src/store/moved.js';
+import { sysexitFor } from '../../src/cli/sysexits.js';
+import { keys } from '../../src/keys/index-keys.js';
 
 const closing: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -68,9 +72,17 @@ describe('mail for a user XFER moved away', () => {
     expect(await rcpt(c, 'nobody@example.org')).toBe('550 5.1.1 no such mailbox'); // never here: as before
     expect(await a.movedUsers()).toEqual([{ user: 'bob', to, at: expect.any(Number) }]);
 
-    // past the window (Postfix's maximal_queue_lifetime): permanent, and it says why
+    // past the window (Postfix's maximal_queue_lifetime) by the wall clock and by this process's
+    // monotonic clock: permanent, and it says why
     await a.replication().commitMeta('moved/bob', { to, at: Date.now() - limits.xferMovedTempfailMs - 60_000 });
-    expect(await rcpt(c, 'bob@example.org')).toBe(`550 5.1.6 user bob moved to ${to}`);
+    expect(await rcpt(c, 'bob@example.org')).toMatch(/^451 4\.2\.1 /); // first seen now: the wall clock alone is not trusted
+    const monotonic = performance.now.bind(performance);
+    const later = vi.spyOn(performance, 'now').mockImplementation(() => monotonic() + limits.xferMovedTempfailMs + 60_000);
+    try {
+      expect(await rcpt(c, 'bob@example.org')).toBe(`550 5.1.6 user bob moved to ${to}`);
+    } finally {
+      later.mockRestore();
+    }
 
     // the user exists here again: mail is delivered, the mark is gone
     await a.createMailbox('user/bob/INBOX');
@@ -157,6 +169,38 @@ describe('mail for a user XFER moved away', () => {
     expect(await rcpt(c, 'bob@example.org')).toBe('451 4.2.1 user bob moved to mail2.example:7100 by xfer; route its mail there');
   }, 30_000);
 
+  it('the switch to permanent needs the window by the wall clock and by this process\'s monotonic clock: a wall clock stepped forward by days keeps 451 (was 550 5.1.6 at once, mail in flight bounced for good); one stepped back keeps it at most twice the window', () => {
+    const day = 24 * 60 * 60 * 1000;
+    const windowMs = limits.xferMovedTempfailMs;
+    const at = Date.UTC(2026, 0, 1);
+    const marker: MovedMarker = { to: 'mail2.example', at };
+    const markKey = keys.meta('moved/bob').toString('hex');
+    const index = () => ({ getNow: <T>(key: Buffer) => (key.toString('hex') === markKey ? marker as T : undefined) });
+    const permanent = (db: ReturnType<typeof index>, wallMs: number, monotonicMs: number) => movedError(db, 'user/bob/INBOX', wallMs, monotonicMs)!.moved!.permanent;
+    // the wall clock stepped forward 30 days an hour after the switch: still temporary
+    const stepped = index();
+    expect(permanent(stepped, at + 60_000, 1000)).toBe(false);
+    expect(permanent(stepped, at + 30 * day, 1000 + 60 * 60_000)).toBe(false);
+    expect(permanent(stepped, at + 30 * day + windowMs, 1000 + windowMs)).toBe(false); // seen for exactly the window: not past it
+    expect(permanent(stepped, at + 30 * day + windowMs, 1000 + windowMs + 1)).toBe(true);
+    // both clocks past the window: permanent, as before
+    const steady = index();
+    expect(permanent(steady, at + 60_000, 0)).toBe(false);
+    expect(permanent(steady, at + windowMs + 2 * 60_000, windowMs + 60_001)).toBe(true);
+    // a process that first sees an old mark (a restart) counts the window anew
+    const restarted = index();
+    expect(permanent(restarted, at + 20 * day, 5)).toBe(false);
+    expect(permanent(restarted, at + 20 * day + windowMs, 5 + windowMs + 1)).toBe(true);
+    // the wall clock stepped back a year: temporary past the window, permanent past twice the window
+    const back = index();
+    expect(permanent(back, at - 365 * day, 0)).toBe(false);
+    expect(permanent(back, at - 365 * day + windowMs + 60_000, windowMs + 60_000)).toBe(false);
+    expect(permanent(back, at - 365 * day + 2 * windowMs + 60_000, 2 * windowMs + 60_000)).toBe(true);
+    // a new XFER's mark for the same user is seen anew
+    marker.at = at + day;
+    expect(permanent(back, at - 365 * day + 3 * windowMs, 3 * windowMs)).toBe(false);
+  });
+
   it('a MOVED error crosses the daemon socket with where and whether permanent', () => {
     const error = new MailstoreError('MOVED', 'user bob moved to h:1', { path: 'user/bob/INBOX', moved: { user: 'bob', to: 'h:1', permanent: true } });
     expect(fromWireError(toWireError(error))).toMatchObject({ code: 'MOVED', path: 'user/bob/INBOX', moved: { user: 'bob', to: 'h:1', permanent: true } });
@@ -164,7 +208,7 @@ describe('mail for a user XFER moved away', () => {
 });
 
 describe('the CLI for a moved user', () => {
-  it('append --sysexits exits 75 (EX_TEMPFAIL) within the window, 67 past it; user moved lists it, forget-moved removes it', async () => {
+  it('append --sysexits exits 75 (EX_TEMPFAIL) within the window, and past it by the wall clock alone (a process that just opened the store has not seen the mark that long); user moved lists it, forget-moved removes it', async () => {
     const dir = tmpDir('moved-cli');
     const store = join(dir, 'store');
     const opened = await Store.open(store, { create: true });
@@ -180,7 +224,10 @@ describe('the CLI for a moved user', () => {
     const old = await Store.open(store);
     await old.replication().commitMeta('moved/bob', { to: 'mail2.example:2500', at: Date.now() - limits.xferMovedTempfailMs - 60_000 });
     await old.close();
-    expect((await run(['append', 'user/bob/INBOX', '-', '--sysexits'], { store, input })).code).toBe(67);
+    // past the window by the wall clock only: a process that opened the store just now has not seen
+    // the mark for the window on its monotonic clock, so the wall clock alone cannot bounce the mail
+    expect((await run(['append', 'user/bob/INBOX', '-', '--sysexits'], { store, input })).code).toBe(75);
+    expect(sysexitFor(new MailstoreError('MOVED', 'user bob moved to mail2.example:2500', { moved: { user: 'bob', to: 'mail2.example:2500', permanent: true } }), 'append', undefined)).toBe(67); // once it has
 
     expect(await ok(['user', 'forget-moved', 'bob'], { store })).toMatch(/no longer marked as moved to mail2\.example:2500/);
     expect(await json(['user', 'moved', '--json'], { store })).toEqual([]);

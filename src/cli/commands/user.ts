@@ -31,7 +31,7 @@ export function register(program: Command): void {
 
   user
     .command('moved')
-    .description('list the users xfer moved away from this store, where to and when: their mail is refused 451 4.2.1 (append --sysexits: 75) naming the host for limits.xferMovedTempfailMs (5 days), then 550 5.1.6; the mark goes once the user exists here again (an xfer back, a mailbox create under user/NAME, a restore)')
+    .description('list the users xfer moved away from this store, where to and when: their mail is refused 451 4.2.1 (append --sysexits: 75) naming the host for limits.xferMovedTempfailMs (5 days, by the wall clock and as long seen by the daemon), then 550 5.1.6; the mark goes once the user exists here again (an xfer back, a mailbox create under user/NAME, a restore)')
     .option('--json', 'print [{user, to, at}] (at: ISO time of the xfer\'s switch)')
     .action(async (_options: unknown, command: Command) => {
       const moved = await withReadStore(command, (store) => store.movedUsers());
