@@ -292,6 +292,24 @@ describe('expunge --before', () => {
   });
 });
 
+describe('mailbox create', () => {
+  it('warns when a user/ mailbox names its user with capitals, which LMTP never delivers to (recipients are lower-cased): created all the same, the warning on stderr and in --json', async () => {
+    const store = await freshStore();
+    const capitals = await run(['mailbox', 'create', 'user/Alice/INBOX'], { store });
+    expect(capitals.code).toBe(0);
+    expect(capitals.stdout.toString()).toMatch(/^created user\/Alice\/INBOX /);
+    expect(capitals.stderr).toMatch(/mailstore: WARNING: LMTP never delivers to user\/Alice\/INBOX: recipients are lower-cased \(Alice@ and alice@ go to user\/alice\/INBOX/);
+    const json = await run(['mailbox', 'create', 'user/Bob/Sent', '--json'], { store });
+    expect(JSON.parse(json.stdout.toString())).toMatchObject({ name: 'user/Bob/Sent', warnings: [expect.stringMatching(/^LMTP never delivers to user\/Bob\/Sent: .* user\/bob\/Sent/)] });
+    // the user's own folders may have capitals, and so may mailboxes outside user/
+    for (const name of ['user/alice/Sent', 'shared/Team', 'User/x']) {
+      const quiet = await run(['mailbox', 'create', name, '--json'], { store });
+      expect(quiet.stderr, name).toBe('');
+      expect(JSON.parse(quiet.stdout.toString()), name).toMatchObject({ name, warnings: [] });
+    }
+  });
+});
+
 describe('users, recursive delete, copy and move', () => {
   it('renames a user with its ACL entries, deletes a user, deletes a tree', async () => {
     const store = await freshStore();

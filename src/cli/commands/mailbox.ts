@@ -4,7 +4,8 @@ import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
 import { procedures } from '../../daemon/procedures.js';
 import type { MailStore } from '../../store/api.js';
-import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
+import { parseMailboxName } from '../../store/validate.js';
+import { printJson, printLine, wantsJson, warn, withReadStore, withStore } from '../context.js';
 import { registerDump } from './mailbox-dump.js';
 
 export function register(program: Command): void {
@@ -53,8 +54,22 @@ export function register(program: Command): void {
 async function runCreate(name: string, options: { owner?: string; acl?: string[] }, command: Command): Promise<void> {
   const acl = parseAclEntries(options.acl ?? []);
   const created = await withStore(command, (store) => store.createMailbox(name, { owner: options.owner, acl }));
-  if (wantsJson(command)) await printJson(created);
+  const warnings = lmtpCaseWarnings(created.name);
+  for (const warning of warnings) warn(`WARNING: ${warning}`);
+  if (wantsJson(command)) await printJson({ ...created, warnings });
   else await printLine(`created ${created.name} (uidvalidity ${created.uidValidity})`);
+}
+
+/**
+ * A mailbox LMTP never delivers to, said but not refused: LMTP lower-cases every recipient, so
+ * under its default template (user/{local}/INBOX, DEFAULT_LMTP_TEMPLATE) Alice@ goes to
+ * user/alice/INBOX and a user/Alice/... tree gets no mail. The user's own folders may have capitals.
+ */
+function lmtpCaseWarnings(name: string): string[] {
+  const [top, user, ...rest] = parseMailboxName(name);
+  if (top !== 'user' || user === undefined || user === user.toLowerCase()) return [];
+  const lower = user.toLowerCase();
+  return [`LMTP never delivers to ${name}: recipients are lower-cased (${user}@ and ${lower}@ go to user/${lower}/INBOX with the default template user/{local}/INBOX); name it ${['user', lower, ...rest].join('/')}`];
 }
 
 async function runRename(from: string, to: string, _options: unknown, command: Command): Promise<void> {
