@@ -1292,9 +1292,13 @@ export class Store implements MailStore {
   }
 
   private transfer(from: string, uids: number | number[], to: string, expungeSource: boolean): Promise<TransferResult> {
-    const list = normalizeUids(uids);
-    this.live();
-    return transfer(this.transferHost(), from, list, to, expungeSource);
+    try {
+      const list = normalizeUids(uids);
+      this.live();
+      return transfer(this.transferHost(), from, list, to, expungeSource);
+    } catch (error) {
+      return Promise.reject(error); // a bad name or uid set is the promise's error, as from every other call
+    }
   }
 
   private transferHost(): TransferHost {
@@ -1303,6 +1307,7 @@ export class Store implements MailStore {
       get index() { return store.db; },
       submit: (mutation) => this.submit(mutation),
       holdAdditions: (components) => this.holdAdditions(components),
+      afterAdditions: (components, start) => this.afterAdditions(components, start),
     };
   }
 

@@ -20,6 +20,8 @@ export interface TransferHost {
   submit<T>(mutation: Mutation<T>): Promise<T>;
   /** Makes every other addition to the mailbox named `components` wait until the returned release is called. */
   holdAdditions(components: readonly string[]): Promise<() => void>;
+  /** Starts `start` once no call in parts adds to the mailbox: in this turn when none does. */
+  afterAdditions<T>(components: readonly string[], start: () => Promise<T>): Promise<T>;
 }
 
 export interface TransferResult {
@@ -40,11 +42,21 @@ interface CopyIntent {
 const COPY_INTENT = 'copying/';
 const copyIntentKey = (target: Buffer) => `${COPY_INTENT}${target.toString('hex')}`;
 
-export async function transfer(host: TransferHost, from: string, list: number[], to: string, expungeSource: boolean): Promise<TransferResult> {
+export function transfer(host: TransferHost, from: string, list: number[], to: string, expungeSource: boolean): Promise<TransferResult> {
   const names = parseNames(from, to);
+  // One record is submitted in this turn, as every other call is: calls made one after another
+  // without waiting (a client's pipelined COPY then EXPUNGE) reach the writer in their order, so the
+  // expunge never goes first and the copy finds its messages. It waits only for a call in parts
+  // adding to its target.
+  if (list.length <= limits.uidChangePartMessages) {
+    return host.afterAdditions(names.target, () => host.submit({ prepare: ({ view }) => transferRecord(host, view, names, list, expungeSource) }));
+  }
+  return transferHeld(host, names, list, expungeSource);
+}
+
+async function transferHeld(host: TransferHost, names: Names, list: number[], expungeSource: boolean): Promise<TransferResult> {
   const release = await host.holdAdditions(names.target);
   try {
-    if (list.length <= limits.uidChangePartMessages) return await host.submit({ prepare: ({ view }) => transferRecord(host, view, names, list, expungeSource) });
     return await transferInParts(host, names, list, expungeSource);
   } finally {
     release();

@@ -165,6 +165,16 @@ describe('copy and move of many uids commit in parts', () => {
     await store.close();
   });
 
+  it('calls made one after another without waiting reach the writer in their order: a copy then an expunge of its messages (a client\'s pipelined COPY, EXPUNGE) copies every one (the crash explorer\'s model checks the same for every call)', async () => {
+    const store = await storeWith(10);
+    const copied = store.copy('user/a/INBOX', uids(10), 'user/a/Archive');
+    const expunged = store.expunge('user/a/INBOX', uids(10));
+    expect((await copied).mapping).toEqual(uids(10).map((u) => [u, u]));
+    expect((await expunged).expunged).toEqual(uids(10));
+    expect(await subjects(store, 'user/a/Archive')).toEqual(range(0, 10).map(String));
+    await store.close();
+  });
+
   it('a copy cut short between parts (the store stopped) is undone by the next open; run again, each message once', async () => {
     const reopened = await cutShortAfterThreeParts('copy');
     expect(await subjects(reopened, 'user/a/Archive')).toEqual([]);
