@@ -27,8 +27,10 @@ export interface ImportCursor {
   imported: number;
 }
 
-/** Every cursor's meta key starts so (Store.setMeta's namespace `user/` before it in the index). */
-export const CURSOR_KEY_PREFIX = 'import/';
+// Every cursor's meta key starts so: defined beside the store's delete, which removes them, as
+// an `append` must not load this module (test/cli/start-up.test.ts)
+import { CURSOR_KEY_PREFIX } from '../store/delete-chunks.js';
+export { CURSOR_KEY_PREFIX };
 
 /** The meta key of the cursor for one source folder into one mailbox. */
 export function cursorKey(sourcePath: string, mailbox: string): string {

@@ -4,7 +4,6 @@
 // over every name the intent record freed (LevelDB walks deleted keys until it compacts): minutes.
 import { ID_BYTES, decodeChangeKey, decodeMessageKey, keys } from '../keys/index-keys.js';
 import { SPACE, decodeString, prefixEnd } from '../keys/tuple.js';
-import { CURSOR_KEY_PREFIX } from '../import/cursor.js';
 import { limits } from '../limits.js';
 import type { AdminIndexReader } from './administration.js';
 import type { Op } from './records.js';
@@ -53,7 +52,9 @@ export async function finishMailboxDeletes(host: DeleteHost, ids: readonly Buffe
   }
 }
 
-/** Where import resume cursors are in the index (Store.setMeta's `user/` namespace). */
+/** Every import cursor's meta key starts so (Store.setMeta's namespace `user/` before it in the index; src/import/cursor.ts). */
+export const CURSOR_KEY_PREFIX = 'import/';
+/** Where import resume cursors are in the index. */
 const IMPORT_CURSORS = keys.meta(`user/${CURSOR_KEY_PREFIX}`).subarray(0, -1);
 
 /**
