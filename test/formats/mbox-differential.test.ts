@@ -40,6 +40,26 @@ async function readAll(reader: Reader, file: Buffer, options: ReadMboxOptions): 
   return events;
 }
 
+/**
+ * The oracle reports a too-large message as its parser meets it, often before the messages ahead
+ * of it are yielded; the reader reports it in message order, just before the first message after
+ * it (b0b3da8: one about a piece a Content-Length covers is then dropped). The oracle's events in
+ * that order; the rest of its order unchanged.
+ */
+function inMessageOrder(events: unknown[]): unknown[] {
+  type Event = { warning?: { kind: string; offset: number }; offset?: number };
+  const tooLarge = (events as Event[]).filter((e) => e.warning?.kind === 'tooLarge');
+  const out: unknown[] = [];
+  for (const event of events as Event[]) {
+    if (event.warning?.kind === 'tooLarge') continue;
+    if (event.warning === undefined) {
+      while (tooLarge.length > 0 && tooLarge[0]!.warning!.offset < event.offset!) out.push(tooLarge.shift());
+    }
+    out.push(event);
+  }
+  return [...out, ...tooLarge];
+}
+
 function describeMessage(message: MboxMessage): unknown {
   return {
     bytes: message.bytes.toString('latin1'),
@@ -83,7 +103,7 @@ async function expectSameAsOracle(
   file: Buffer, options: Omit<ReadMboxOptions, 'chunkBytes'>, label: string, chunkSizes = CHUNK_SIZES,
 ): Promise<void> {
   for (const chunkBytes of chunkSizes) {
-    const expected = await readAll(readMboxOracle, file, { ...options, chunkBytes });
+    const expected = inMessageOrder(await readAll(readMboxOracle, file, { ...options, chunkBytes }));
     const actual = await readAll(readMbox, file, { ...options, chunkBytes });
     expect(actual, `${label} chunkBytes ${chunkBytes ?? 'default'}`).toEqual(expected);
     // warnings come as they are met, messages when their batch commits: compared apart
