@@ -44,6 +44,16 @@ export const PEER_NEEDS: Record<string, string[]> = {
   replication: ['cyrus', 'cyrus-repl', 'dovecot', 'mailbench'],
 };
 
+/**
+ * What `npm run bench`'s steps outside run.sh compare with: the backup step runs peers/restic.sh
+ * as mailbench, the tier step a one-node Ceph. setup.sh installs and lists these too, so a fresh
+ * machine gets them instead of a report whose backup and tier rows say "not measured".
+ */
+export const STEP_NEEDS: Record<string, string[]> = {
+  backup: ['restic', 'mailbench'],
+  tier: ['ceph'],
+};
+
 /** The setup.sh names behind the run.sh peers `peers` (unknown names stand for themselves). */
 export function needsOf(peers: string[]): string[] {
   return [...new Set(peers.flatMap((p) => PEER_NEEDS[p] ?? [p]))];

@@ -1,9 +1,14 @@
 // The peer check's decision (issue 16), from an injected environment: root or not, apt-get or not,
 // which peers setup.sh --check reports. Nothing is installed and no apt runs here.
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { checkPeers } from '../../src/bench/corpus-run.js';
 import { MailstoreError } from '../../src/errors.js';
-import { ensurePeers, missingPeersText, needsOf, parseCheck, type PeerEnvironment, type PeerStatus } from '../../src/bench/peer-check.js';
+import { PEER_NEEDS, STEP_NEEDS, ensurePeers, missingPeersText, needsOf, parseCheck, type PeerEnvironment, type PeerStatus } from '../../src/bench/peer-check.js';
+
+const PEERS_DIR = join(dirname(fileURLToPath(import.meta.url)), '../../tools/bench/peers');
 
 const ALL = ['dovecot', 'cyrus', 'b3sum', 'git', 'node', 'mailbench'];
 
@@ -111,5 +116,18 @@ describe('mailstore bench --corpus: its peers are optional, but a missing one is
   it('everything there, or --no-peers: nothing to say', () => {
     expect(checkPeers({ peers: ['dovecot', 'cyrus', 'git'], peersNamed: true, peerEnvironment: machine({ root: false, aptGet: false, present: ALL }) }).missing.size).toBe(0);
     expect(checkPeers({ peers: [], peerEnvironment: machine({ root: false, aptGet: false, present: [] }) })).toEqual({ peers: [], missing: new Map() });
+  });
+});
+
+describe('tools/bench/peers/setup.sh', () => {
+  // A fresh machine's bench once installed Dovecot and Cyrus but not restic or Ceph (setup.sh did
+  // not list them) and ran on, its backup and tier rows "not measured". Every tool a step needs
+  // must be one setup.sh installs and reports, or the check above cannot stop the run.
+  it('lists every tool the bench steps need in its --check report (installed or MISSING)', () => {
+    const ran = spawnSync('bash', [join(PEERS_DIR, 'setup.sh'), '--check'], { encoding: 'utf8' });
+    const listed = parseCheck(ran.stdout).map((s) => s.name);
+    const needed = needsOf([...Object.keys(PEER_NEEDS), ...Object.values(STEP_NEEDS).flat()]);
+    expect(needed).toEqual(expect.arrayContaining(['restic', 'ceph']));
+    expect(needed.filter((name) => !listed.includes(name))).toEqual([]);
   });
 });

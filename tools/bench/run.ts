@@ -239,7 +239,7 @@ function chartsDirFor(out: string): string {
 
 /** Whether this run would start a peer (run.sh, or b3sum for the scale floor). */
 function usesPeers(options: Options): boolean {
-  return !options.only || ['peers', 'spam', 'scale', 'lmtp', 'replication'].some((step) => options.only!.has(step as Step));
+  return !options.only || ['peers', 'spam', 'scale', 'lmtp', 'replication', 'backup', 'tier', 'churn'].some((step) => options.only!.has(step as Step));
 }
 
 /**

@@ -10,6 +10,8 @@
 #   cyrus-common cyrus-admin     Cyrus master, lmtpd, reconstruct, mbexamine (pulls an MTA: exim4)
 #   cyrus-replication            sync_client, sync_server (the replication step, peers/replication.sh)
 #   b3sum git                    floor + content-addressed reference
+#   restic                       the backup step's peer (peers/restic.sh)
+#   ceph-mon ceph-osd radosgw ceph-common   the object-storage tier step (a one-node Ceph on loopback)
 # Deliberately NOT installed: dovecot-imapd and cyrus-imapd. Both "Provide: imap-server"
 # and cyrus-imapd "Conflicts: imap-server", so apt refuses to install the pair; no
 # measurement needs an IMAP daemon.
@@ -18,7 +20,7 @@
 # Also creates the unprivileged system user "mailbench" (Dovecot refuses mail access as root).
 set -euo pipefail
 CHECK=0; [[ "${1:-}" == --check ]] && CHECK=1
-PKGS=(dovecot-core dovecot-lmtpd cyrus-common cyrus-admin cyrus-replication b3sum git)
+PKGS=(dovecot-core dovecot-lmtpd cyrus-common cyrus-admin cyrus-replication b3sum git restic ceph-mon ceph-osd radosgw ceph-common)
 export DEBIAN_FRONTEND=noninteractive
 log() { printf '[peers-setup] %s\n' "$*" >&2; }
 
@@ -63,6 +65,10 @@ if [[ -x /usr/lib/cyrus/bin/sync_client && -x /usr/lib/cyrus/bin/sync_server ]] 
 else report cyrus-repl MISSING "need cyrus-replication (and perl's DB_File, in perl)"; rc=1; fi
 if command -v b3sum >/dev/null; then report b3sum ok "$(b3sum --version | awk '{print $2}')"; else report b3sum MISSING "need package b3sum"; rc=1; fi
 if command -v git >/dev/null; then report git ok "$(git --version | awk '{print $3}')"; else report git MISSING "need package git"; rc=1; fi
+if command -v restic >/dev/null; then report restic ok "$(ver restic)"; else report restic MISSING "need package restic"; rc=1; fi
+if command -v ceph-mon >/dev/null && command -v ceph-osd >/dev/null && command -v radosgw >/dev/null && command -v ceph >/dev/null; then
+  report ceph ok "$(ver ceph-mon) (ceph-mon, ceph-osd, radosgw)"
+else report ceph MISSING "need ceph-mon ceph-osd radosgw ceph-common"; rc=1; fi
 if command -v node >/dev/null; then report node ok "$(node --version)"; else report node MISSING "node is required for the LMTP client and corpus tools"; rc=1; fi
 if id -u mailbench >/dev/null 2>&1; then report mailbench ok "uid $(id -u mailbench)"; else report mailbench MISSING "system user for Dovecot mail (created by this script as root)"; rc=1; fi
 exit $rc
