@@ -1,12 +1,14 @@
 // A mailbox named in another Unicode spelling than the store's (NFD, as macOS terminals and pasted
 // names give: 'Cafe\u0301' for 'Café') is the one mailbox the store keeps in NFC (README, "The
-// library"), for export as for every other command.
+// library"), for export and import as for every other command.
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { exportMailbox } from '../../src/import/exporter.js';
+import { cursorKey } from '../../src/import/cursor.js';
+import { importMail } from '../../src/import/importer.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { withStore } from './helpers.js';
+import { maildir, withStore } from './helpers.js';
 
 const composed = 'Caf\u00e9';
 const decomposed = 'Cafe\u0301';
@@ -26,6 +28,31 @@ describe('a mailbox given in its decomposed spelling', () => {
       ]);
       expect(readdirSync(out).filter((name) => name.startsWith('.')).sort()).toEqual(['.Sent', '.Tent']);
       for (const folder of ['.Sent', '.Tent']) expect(readdirSync(join(out, folder, 'cur'))).toHaveLength(1);
+    });
+  });
+
+  it('import run again in the other spelling resumes the same import: nothing is added twice', async () => {
+    await withStore(async (store) => {
+      const source = maildir(join(tmpDir('spellings'), 'md'), { '1.a:2,S': message(1), '2.b:2,': message(2) });
+      maildir(join(source, '.Sent'), { '3.c:2,S': message(3) });
+      expect(await importMail(store, source, { mailbox: `user/jos${composed.slice(3)}` })).toMatchObject({ imported: 3 });
+      const again = await importMail(store, source, { mailbox: `user/jos${decomposed.slice(3)}` });
+      expect(again).toMatchObject({ imported: 0, alreadyImported: 3, created: [] });
+      expect(again.mailboxes.map((m) => m.mailbox)).toEqual(['user/jos\u00e9/INBOX', 'user/jos\u00e9/Sent']);
+      expect((await store.status('user/jos\u00e9/INBOX')).messages).toBe(2);
+      expect((await store.status('user/jos\u00e9/Sent')).messages).toBe(1);
+    });
+  });
+
+  it('an import an older mailstore ran in the decomposed spelling (its cursors kept under that spelling) is resumed when given so again', async () => {
+    await withStore(async (store) => {
+      const source = maildir(join(tmpDir('spellings'), 'md'), { '1.a:2,S': message(1), '2.b:2,': message(2) });
+      expect(await importMail(store, source, { mailbox: composed })).toMatchObject({ imported: 2 });
+      const key = cursorKey(source, composed);
+      await store.setMeta(cursorKey(source, decomposed), await store.getMeta(key)); // where an older mailstore keyed it
+      await store.setMeta(key, undefined);
+      expect(await importMail(store, source, { mailbox: decomposed })).toMatchObject({ imported: 0, alreadyImported: 2 });
+      expect((await store.status(composed)).messages).toBe(2);
     });
   });
 });
