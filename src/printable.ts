@@ -1,0 +1,27 @@
+// Text from the world (a file or folder name in a mail source someone else wrote, a recipient an
+// MTA passed on) reaches an admin's terminal and the journal in warnings, errors, listings and
+// logs. A terminal obeys control characters rather than showing them: ESC and the 8-bit CSI
+// (U+009B) move the cursor, clear the screen or set the window title; a newline makes up a line
+// of its own; a bidi override shows the rest of the line reversed; zero-width characters hide.
+// Human output shows each such character as an escape. The same set the store refuses in names
+// (src/store/validate.ts).
+
+/** Controls (C0, DEL, C1), invisible formatting (Unicode Cf: bidi, zero-width), line and paragraph separators, lone surrogates. */
+const UNSHOWABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu;
+
+const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/**
+ * `text` as one line a terminal shows as it is: \n, \r and \t, other controls as \xNN, formatting
+ * characters as \uXXXX (\u{XXXXX} past the BMP). `keep`: characters the caller means (a tab
+ * between columns).
+ */
+export function printable(text: string, keep = ''): string {
+  return text.replace(UNSHOWABLE, (c) => (keep.includes(c) ? c : NAMED[c] ?? escapeCodePoint(c.codePointAt(0)!)));
+}
+
+function escapeCodePoint(code: number): string {
+  if (code < 0x100) return `\\x${code.toString(16).padStart(2, '0')}`;
+  if (code <= 0xffff) return `\\u${code.toString(16).padStart(4, '0')}`;
+  return `\\u{${code.toString(16)}}`;
+}

@@ -1,0 +1,29 @@
+// The one sanitiser for text a person reads (src/printable.ts): what a terminal would obey or hide
+// is escaped in human output.
+import { describe, expect, it } from 'vitest';
+import { printable } from '../src/printable.js';
+
+/** Characters a terminal obeys or hides: C0 but newline, DEL, C1, bidi and zero-width formatting, separators. */
+const OBEYED = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]|\udb40[\udc01-\udc7f]/;
+
+const hostile = [
+  'title \x1b]0;owned\x07 set', // OSC: the window title
+  'clear \x9b2J screen', // the 8-bit CSI: xterm clears the screen
+  'line\nmailstore: imported 999 messages\r', // a line of its own
+  'invoice\u202efdp.exe', // shows as invoiceexe.pdf
+  'zero\u200bwidth\u2060joiner\ufeff', 'sep\u2028arated\u2029', 'soft\u00adhyphen', 'tag\u{e0041}ged', 'del\x7f', 'lone \ud800 surrogate',
+];
+
+describe('printable', () => {
+  it.each(hostile)('leaves nothing a terminal obeys in %j, and ends no line', (text) => {
+    const shown = printable(text);
+    expect(shown).not.toMatch(OBEYED);
+    expect(shown).not.toContain('\n');
+  });
+
+  it('shows each as an escape a person can read; ordinary text (accents, CJK, emoji) as it is', () => {
+    expect(printable('a\x1b[2Jb\x9bc\nd\te\u202ef\u{e0041}')).toBe('a\\x1b[2Jb\\x9bc\\nd\\te\\u202ef\\u{e0041}');
+    expect(printable('Café 日本 📬 user/josé/INBOX')).toBe('Café 日本 📬 user/josé/INBOX');
+    expect(printable('name\tvalue\x1b', '\t')).toBe('name\tvalue\\x1b');
+  });
+});
