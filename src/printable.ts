@@ -3,11 +3,14 @@
 // logs. A terminal obeys control characters rather than showing them: ESC and the 8-bit CSI
 // (U+009B) move the cursor, clear the screen or set the window title; a newline makes up a line
 // of its own; a bidi override shows the rest of the line reversed; zero-width characters hide.
-// Human output shows each such character as an escape. The same set the store refuses in names
-// (src/store/validate.ts).
+// Human output shows each such character as an escape, JSON output as \uXXXX (it parses back to
+// the very same string). The same set the store refuses in names (src/store/validate.ts).
 
 /** Controls (C0, DEL, C1), invisible formatting (Unicode Cf: bidi, zero-width), line and paragraph separators, lone surrogates. */
 const UNSHOWABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu;
+
+/** What JSON.stringify leaves raw of UNSHOWABLE: it escapes C0 and lone surrogates itself. */
+const UNSHOWABLE_IN_JSON = /[\u007f-\u009f\p{Cf}\p{Zl}\p{Zp}]/gu;
 
 const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
@@ -24,4 +27,17 @@ function escapeCodePoint(code: number): string {
   if (code < 0x100) return `\\x${code.toString(16).padStart(2, '0')}`;
   if (code <= 0xffff) return `\\u${code.toString(16).padStart(4, '0')}`;
   return `\\u{${code.toString(16)}}`;
+}
+
+/** JSON.stringify, with what a terminal would obey or hide written as \uXXXX: the same document to a parser. */
+export function jsonText(value: unknown, indent?: number): string {
+  // String(): JSON.stringify(undefined) is undefined, which printed as the word before
+  return String(JSON.stringify(value, null, indent)).replace(UNSHOWABLE_IN_JSON, jsonEscape);
+}
+
+/** Each UTF-16 unit as \uXXXX (a tag character past the BMP as its surrogate pair). */
+function jsonEscape(c: string): string {
+  let out = '';
+  for (let i = 0; i < c.length; i++) out += `\\u${c.charCodeAt(i).toString(16).padStart(4, '0')}`;
+  return out;
 }

@@ -1,7 +1,7 @@
 // The one sanitiser for text a person reads (src/printable.ts): what a terminal would obey or hide
-// is escaped in human output.
+// is escaped in human output, and written as \uXXXX in JSON, which parses back to the same text.
 import { describe, expect, it } from 'vitest';
-import { printable } from '../src/printable.js';
+import { jsonText, printable } from '../src/printable.js';
 
 /** Characters a terminal obeys or hides: C0 but newline, DEL, C1, bidi and zero-width formatting, separators. */
 const OBEYED = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]|\udb40[\udc01-\udc7f]/;
@@ -25,5 +25,20 @@ describe('printable', () => {
     expect(printable('a\x1b[2Jb\x9bc\nd\te\u202ef\u{e0041}')).toBe('a\\x1b[2Jb\\x9bc\\nd\\te\\u202ef\\u{e0041}');
     expect(printable('Café 日本 📬 user/josé/INBOX')).toBe('Café 日本 📬 user/josé/INBOX');
     expect(printable('name\tvalue\x1b', '\t')).toBe('name\tvalue\\x1b');
+  });
+});
+
+describe('jsonText', () => {
+  it.each(hostile)('is valid JSON giving back %j exactly, with nothing a terminal obeys in it', (text) => {
+    for (const indent of [undefined, 2]) {
+      const out = jsonText({ path: text, list: [text] }, indent);
+      expect(out).not.toMatch(OBEYED);
+      expect(JSON.parse(out)).toEqual({ path: text, list: [text] });
+    }
+  });
+
+  it('is JSON.stringify for text with nothing to escape', () => {
+    const value = { name: 'Café 日本 📬', n: 1, nested: [null, true] };
+    expect(jsonText(value, 2)).toBe(JSON.stringify(value, null, 2));
   });
 });

@@ -10,7 +10,7 @@ import { socketInodeNow } from '../fs/socket-file.js';
 import { journalPrefix } from '../fs/journal-stream.js';
 import { otherOwnerOfRootsStore } from '../fs/store-owner.js';
 import { daemonLimits, limits } from '../limits.js';
-import { printable } from '../printable.js';
+import { jsonText, printable } from '../printable.js';
 import { EXIT } from './exit-codes.js';
 import { stopWaitingIfInterrupted } from './interrupt.js';
 import type { MailStore } from '../store/api.js';
@@ -314,17 +314,20 @@ export async function printJsonError(error: unknown, exitCode: number): Promise<
   const described = isMailstoreError(error)
     ? { code: error.code, message: error.message, ...(error.path !== undefined ? { path: error.path } : {}) }
     : { code: 'INTERNAL', message: error instanceof Error ? error.message : String(error) };
-  await writeStdout(Buffer.from(JSON.stringify({ error: { ...described, exitCode } }) + '\n')).catch(() => {}); // stdout gone: the stderr line and exit code remain
+  await writeStdout(Buffer.from(jsonText({ error: { ...described, exitCode } }) + '\n')).catch(() => {}); // stdout gone: the stderr line and exit code remain
 }
 
-/** One JSON document on stdout (Dates as ISO strings). */
+/**
+ * One JSON document on stdout (Dates as ISO strings). What a terminal would obey in its strings (a
+ * C1 control, a bidi override) is written \uXXXX: the same document to a parser (jsonText).
+ */
 export function printJson(value: unknown): Promise<void> {
-  return writeStdout(Buffer.from(JSON.stringify(value, null, 2) + '\n'));
+  return writeStdout(Buffer.from(jsonText(value, 2) + '\n'));
 }
 
 /** One JSON value on a line of its own (--jsonl). */
 export function printJsonLine(value: unknown): Promise<void> {
-  return writeStdout(Buffer.from(JSON.stringify(value) + '\n'));
+  return writeStdout(Buffer.from(jsonText(value) + '\n'));
 }
 
 /**

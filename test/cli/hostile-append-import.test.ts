@@ -148,6 +148,18 @@ describe('import: skipped entries and exit codes (#7, #15)', () => {
     expect((await json(['mailbox', 'status', 'M'], { store })).messages).toBe(1);
   });
 
+  it('import --json: every name parses back exact, and nothing a terminal obeys is raw in the document (8-bit CSI, bidi override)', async () => {
+    const { source } = hostileSource();
+    const store = await freshStore();
+    const result = await run(['import', source, '--mailbox', 'M', '--json'], { store });
+    expect(result.code, result.stderr).toBe(1);
+    const text = result.stdout.toString();
+    expect(text).not.toMatch(obeyed);
+    const summary = JSON.parse(text) as { source: string; skippedItems: { path: string }[] };
+    expect(summary.source).toBe(source);
+    expect(summary.skippedItems.map((item) => item.path).sort()).toEqual([join(source, '.&IC4-txt'), join(source, '.x&AJs-2J'), join(source, 'cur', hostileLink)].sort());
+  });
+
   it('import --help says links and special files are never followed, oversize is skipped, and exit 1', async () => {
     const help = (await run(['import', '--help'])).stdout.toString();
     expect(help).toMatch(/symbolic link.*never followed/);
