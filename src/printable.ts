@@ -41,3 +41,32 @@ function jsonEscape(c: string): string {
   for (let i = 0; i < c.length; i++) out += `\\u${c.charCodeAt(i).toString(16).padStart(4, '0')}`;
   return out;
 }
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A message's bytes as a terminal shows them as they are (fetch to a terminal): each line printable,
+ * tabs kept, the CR of a CRLF left out; a line that is no UTF-8 (an 8-bit charset) with its bytes
+ * past ASCII as \xNN.
+ */
+export function printableMessage(bytes: Buffer): string {
+  const lines: string[] = [];
+  let start = 0;
+  while (start < bytes.length) {
+    const newline = bytes.indexOf(0x0a, start);
+    const end = newline < 0 ? bytes.length : newline;
+    lines.push(printableBytes(bytes.subarray(start, end > start && bytes[end - 1] === 0x0d ? end - 1 : end)));
+    start = end + 1;
+  }
+  return lines.join('\n') + (bytes.at(-1) === 0x0a ? '\n' : '');
+}
+
+function printableBytes(line: Buffer): string {
+  try {
+    return printable(strictUtf8.decode(line), '\t');
+  } catch {
+    let out = '';
+    for (const byte of line) out += byte < 0x80 ? printable(String.fromCharCode(byte), '\t') : escapeCodePoint(byte);
+    return out;
+  }
+}
