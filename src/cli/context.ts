@@ -10,6 +10,7 @@ import { socketInodeNow } from '../fs/socket-file.js';
 import { journalPrefix } from '../fs/journal-stream.js';
 import { otherOwnerOfRootsStore } from '../fs/store-owner.js';
 import { daemonLimits, limits } from '../limits.js';
+import { jsonText, printable } from '../printable.js';
 import { EXIT } from './exit-codes.js';
 import { stopWaitingIfInterrupted } from './interrupt.js';
 import type { MailStore } from '../store/api.js';
@@ -53,7 +54,7 @@ async function openStore(dir: string, options: StoreOptions): Promise<Store> {
   const { Store, openNotices } = await import('../store/store.js');
   const store = await Store.open(dir, options);
   // what recovery did goes to stderr, so stdout (and --json) stays the command's own
-  for (const notice of openNotices(store.health)) process.stderr.write(`${journalPrefix('warn')}mailstore: ${notice}\n`);
+  for (const notice of openNotices(store.health)) process.stderr.write(`${journalPrefix('warn')}mailstore: ${printable(notice)}\n`);
   return store;
 }
 
@@ -313,16 +314,29 @@ export async function printJsonError(error: unknown, exitCode: number): Promise<
   const described = isMailstoreError(error)
     ? { code: error.code, message: error.message, ...(error.path !== undefined ? { path: error.path } : {}) }
     : { code: 'INTERNAL', message: error instanceof Error ? error.message : String(error) };
-  await writeStdout(Buffer.from(JSON.stringify({ error: { ...described, exitCode } }) + '\n')).catch(() => {}); // stdout gone: the stderr line and exit code remain
+  await writeStdout(Buffer.from(jsonText({ error: { ...described, exitCode } }) + '\n')).catch(() => {}); // stdout gone: the stderr line and exit code remain
 }
 
-/** One JSON document on stdout (Dates as ISO strings). */
+/**
+ * One JSON document on stdout (Dates as ISO strings). What a terminal would obey in its strings (a
+ * C1 control, a bidi override) is written \uXXXX: the same document to a parser (jsonText).
+ */
 export function printJson(value: unknown): Promise<void> {
-  return writeStdout(Buffer.from(JSON.stringify(value, null, 2) + '\n'));
+  return writeStdout(Buffer.from(jsonText(value, 2) + '\n'));
 }
 
+/** One JSON value on a line of its own (--jsonl). */
+export function printJsonLine(value: unknown): Promise<void> {
+  return writeStdout(Buffer.from(jsonText(value) + '\n'));
+}
+
+/**
+ * One line of a command's human output. Names in it may come from the world (a folder of an
+ * imported Maildir): what a terminal would obey in them is shown escaped (printable), a tab kept
+ * as the column separator it is in listings.
+ */
 export function printLine(text: string): Promise<void> {
-  return writeStdout(Buffer.from(text + '\n'));
+  return writeStdout(Buffer.from(printable(text, '\t') + '\n'));
 }
 
 /** Set by the command's first output: a failure after it adds no JSON error (printJsonError). */
@@ -380,16 +394,12 @@ export function exitOnBrokenPipe(): never {
 
 /**
  * A warning for the person at the terminal; never on stdout, which scripts read. One line: control
- * characters (a file name with a newline in it, from a mail folder anyone could write) are escaped,
- * so no name can end the line and make up one of its own.
+ * and formatting characters (a file name with a newline or an escape sequence in it, from a mail
+ * folder anyone could write) are escaped, so no name can end the line, make up one of its own or
+ * drive the terminal.
  */
 export function warn(text: string): void {
-  process.stderr.write(`${journalPrefix('warn')}mailstore: ${oneLine(text)}\n`);
-}
-
-/** `text` with its control characters escaped (\n, \r, \t, \xNN). */
-export function oneLine(text: string): string {
-  return text.replace(/[\x00-\x1f\x7f]/g, (c) => ({ '\n': '\\n', '\r': '\\r', '\t': '\\t' })[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  process.stderr.write(`${journalPrefix('warn')}mailstore: ${printable(text)}\n`);
 }
 
 /** Reads all of stdin (append -), refusing more than the message limit rather than buffering without end. */

@@ -7,6 +7,7 @@ import { favourMainThread } from '../thread-priority.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { unreportedStdoutFailure } from './context.js';
 import { journalPrefix } from '../fs/journal-stream.js';
+import { printable } from '../printable.js';
 import { endBySignal, interruptSignal } from './interrupt.js';
 
 // the command's own thread before V8's compiler and GC helpers and libuv's thread pool (thread-priority.ts)
@@ -23,7 +24,7 @@ void main(process.argv).then(async (code) => {
   // help or --version that could not be written (> /dev/full) is no success
   const unwritten = code === EXIT.ok ? unreportedStdoutFailure() : undefined;
   if (unwritten) {
-    process.stderr.write(`${journalPrefix('error')}mailstore: ${unwritten.code}: ${unwritten.message}\n`);
+    process.stderr.write(`${journalPrefix('error')}mailstore: ${unwritten.code}: ${printable(unwritten.message)}\n`);
     code = exitCodeFor(unwritten);
   }
   // stopped early by Ctrl-C, SIGTERM or SIGHUP: its summary is out, and the process ends by that

@@ -7,6 +7,7 @@ import { MailstoreError, isMailstoreError } from '../errors.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { journalPrefix } from '../fs/journal-stream.js';
 import { limits } from '../limits.js';
+import { printable } from '../printable.js';
 import { DEFAULT_STORE_DIR, jsonWanted, noteStdoutFailure, parseWaitSeconds, printJsonError, startOutput } from './context.js';
 import { EXIT, exitCodeFor, exitCodesHelp } from './exit-codes.js';
 import { StoppedWaiting, sighupIgnored } from './interrupt.js';
@@ -174,20 +175,21 @@ function reportError(error: unknown, args: string[]): { exitCode: number; error:
       return { exitCode: EXIT.invalid, error: new MailstoreError('INVALID', 'no command given (see mailstore --help)') };
     }
     const invalid = new MailstoreError('INVALID', `${topic === undefined ? error.message.replace(/^error: /, '') : `unknown command '${topic}'`} (see mailstore --help)`);
-    process.stderr.write(`${journalPrefix('error')}mailstore: INVALID: ${invalid.message}\n`);
+    process.stderr.write(`${journalPrefix('error')}mailstore: INVALID: ${printable(invalid.message)}\n`);
     return { exitCode: EXIT.invalid, error: invalid };
   }
   if (error instanceof StoppedWaiting) { // Ctrl-C answered: main ends the process by that signal
-    process.stderr.write(`mailstore: ${error.message}\n`);
+    process.stderr.write(`mailstore: ${printable(error.message)}\n`);
     return { exitCode: EXIT.interrupted, error };
   }
   if (isMailstoreError(error)) {
-    process.stderr.write(`${journalPrefix('error')}mailstore: ${error.code}: ${error.message}\n`);
+    // the message names paths and names from the world (a file in an imported folder): one line, nothing a terminal obeys
+    process.stderr.write(`${journalPrefix('error')}mailstore: ${error.code}: ${printable(error.message)}\n`);
     if (process.env.MAILSTORE_DEBUG && error.cause) process.stderr.write(`${String((error.cause as Error).stack ?? error.cause)}\n`);
     return { exitCode: exitCodeFor(error), error };
   }
   const message = error instanceof Error ? error.message : String(error);
-  process.stderr.write(`${journalPrefix('error')}mailstore: INTERNAL: ${message} (a bug; MAILSTORE_DEBUG=1 shows the stack)\n`);
+  process.stderr.write(`${journalPrefix('error')}mailstore: INTERNAL: ${printable(message)} (a bug; MAILSTORE_DEBUG=1 shows the stack)\n`);
   if (process.env.MAILSTORE_DEBUG && error instanceof Error) process.stderr.write(`${error.stack}\n`);
   return { exitCode: EXIT.internal, error };
 }

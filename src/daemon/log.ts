@@ -8,6 +8,7 @@
 import { journalPrefix } from '../fs/journal-stream.js';
 import { LogFile } from '../fs/socket-file.js';
 import { daemonLimits } from '../limits.js';
+import { jsonText } from '../printable.js';
 
 /** Loggers not closed yet: the process's exit writes what they gathered (one listener for all of them). */
 const unclosed = new Set<Logger>();
@@ -39,7 +40,8 @@ export class Logger {
   }
 
   log(level: LogLevel, event: string, fields: Record<string, unknown> = {}): void {
-    const line = (this.file ? '' : journalPrefix(level)) + JSON.stringify({ time: new Date().toISOString(), level, event, ...fields }) + '\n';
+    // jsonText: a recipient's bidi override or a DEL (which journalctl shows as '[N blob data]') written \uXXXX
+    const line = (this.file ? '' : journalPrefix(level)) + jsonText({ time: new Date().toISOString(), level, event, ...fields }) + '\n';
     this.pending.push(line);
     this.pendingBytes += line.length;
     const sinceMs = performance.now() - this.writtenAt;

@@ -14,6 +14,7 @@ import { MboxWriter, isEnvelopeToken, keptByMboxo, senderFromReturnPath, zoneFro
 import { limits } from '../limits.js';
 import type { MailStore } from '../store/api.js';
 import type { MessageInfo } from '../store/store.js';
+import { formatMailboxName, parseMailboxName } from '../store/validate.js';
 
 export type ExportFormat = 'mbox' | 'maildir';
 
@@ -72,8 +73,10 @@ interface Target {
 
 type Write = (bytes: Buffer, info: MessageInfo) => Promise<unknown>;
 
-export async function exportMailbox(store: MailStore, mailbox: string, options: ExportOptions): Promise<ExportSummary> {
+export async function exportMailbox(store: MailStore, given: string, options: ExportOptions): Promise<ExportSummary> {
   const started = performance.now();
+  // the store's spelling (NFC): a child's folder name is its name past this one's, cut by length
+  const mailbox = formatMailboxName(parseMailboxName(given));
   const fs = options.fs ?? nodeFileSystem;
   await store.mailbox(mailbox); // NOT_FOUND before anything is written
   const summary: ExportSummary = { format: options.format, out: options.out, mailboxes: [], exported: 0, bytes: 0, corrupt: [], inexact: [], keywordsDropped: [], interrupted: false, seconds: 0 };

@@ -13,7 +13,7 @@ import { importLimits, limits } from '../limits.js';
 import type { MailStore } from '../store/api.js';
 import type { AppendOptions } from '../store/store.js';
 import type { CommitChain } from '../store/writer.js';
-import { handOver, normalizeFlags, normalizeIdentifier, parseMailboxName } from '../store/validate.js';
+import { formatMailboxName, handOver, normalizeFlags, normalizeIdentifier, parseMailboxName } from '../store/validate.js';
 import { CURSOR_VERSION, cursorKey, isImportCursor, type ImportCursor } from './cursor.js';
 import { openSource, type SourceFolder, type SourceMessage, type SourceSkipHandler } from './sources.js';
 
@@ -113,6 +113,8 @@ export async function importMail(store: MailStore, sourcePath: string, options: 
   const started = performance.now();
   const fs = options.fs ?? nodeFileSystem;
   const components = parseMailboxName(options.mailbox); // INVALID before anything is read
+  // the store's spelling (NFC): the resume cursors are keyed by it, so typed either way it is one import
+  const mailbox = formatMailboxName(components);
   const layout = options.layout ?? defaultLayout(components);
   const given = options.owner ?? userOf(components);
   const owner = given === undefined ? undefined : normalizeIdentifier(given); // INVALID before anything is read
@@ -133,13 +135,13 @@ export async function importMail(store: MailStore, sourcePath: string, options: 
   const messageBytesMax = options.messageBytesMax ?? limits.messageBytesMax;
   const source = await openSource(fs, sourcePath, { format: options.format, mboxStyle: options.mboxStyle, messageBytesMax, flatten: options.flatten, onWarning: options.onWarning }, onSkip);
   summary.format = source.format;
-  if (options.layout === undefined && layout === 'user') await refuseFlatResume(store, source.folders, options.mailbox);
-  const targets = targetMailboxes(source.folders, options.mailbox, layout, onSkip);
+  if (options.layout === undefined && layout === 'user') await refuseFlatResume(store, source.folders, mailbox, options.mailbox);
+  const targets = targetMailboxes(source.folders, mailbox, options.mailbox, layout, onSkip);
   // flat: the target is the root folder's mailbox (made even when the source has no mail at its root);
   // user: the target is the user's tree, which holds mailboxes but is none itself (as in Dovecot).
-  if (layout === 'flat') await ensureMailbox(store, options.mailbox, owner, summary, options.onWarning);
-  for (const { folder, mailbox } of targets) {
-    const result = await importFolder(store, folder, mailbox, { ...options, owner }, onSkip, summary);
+  if (layout === 'flat') await ensureMailbox(store, mailbox, owner, summary, options.onWarning);
+  for (const target of targets) {
+    const result = await importFolder(store, target, { ...options, mailbox, owner }, onSkip, summary);
     summary.mailboxes.push(result);
     if (summary.interrupted) break;
   }
@@ -151,15 +153,15 @@ export async function importMail(store: MailStore, sourcePath: string, options: 
  * The mailbox of every folder, all checked before anything is imported, so a bad name cannot stop
  * an import half way: a folder whose name is no valid mailbox name is skipped and reported whole.
  */
-function targetMailboxes(folders: SourceFolder[], mailbox: string, layout: ImportLayout, onSkip: ImportSkipHandler): { folder: SourceFolder; mailbox: string }[] {
-  const targets: { folder: SourceFolder; mailbox: string }[] = [];
-  const root = layout === 'user' ? `${mailbox}/INBOX` : mailbox;
+function targetMailboxes(folders: SourceFolder[], mailbox: string, typed: string, layout: ImportLayout, onSkip: ImportSkipHandler): Target[] {
+  const targets: Target[] = [];
+  const under = (top: string, folder: SourceFolder) => (folder.folder !== '' ? `${top}/${folder.folder.normalize('NFC')}` : layout === 'user' ? `${top}/INBOX` : top);
   for (const folder of folders) {
     // Mail tools on macOS write names decomposed (NFD); the store keeps names in NFC.
-    const name = folder.folder === '' ? root : `${mailbox}/${folder.folder.normalize('NFC')}`;
+    const name = under(mailbox, folder);
     try {
       parseMailboxName(name);
-      targets.push({ folder, mailbox: name });
+      targets.push({ folder, mailbox: name, typed: under(typed, folder) });
     } catch (error) {
       if (!isMailstoreError(error)) throw error;
       onSkip(folder.path, new MailstoreError('INVALID', `folder ${folder.path} is not imported: ${error.message}`, { path: folder.path, cause: error }), 'badName');
@@ -172,9 +174,9 @@ function targetMailboxes(folders: SourceFolder[], mailbox: string, layout: Impor
  * Before the user layout was the default under user/NAME, a source went to user/NAME itself: the
  * same import run again must not start over into user/NAME/INBOX (it would add everything twice).
  */
-async function refuseFlatResume(store: MailStore, folders: SourceFolder[], mailbox: string): Promise<void> {
+async function refuseFlatResume(store: MailStore, folders: SourceFolder[], mailbox: string, typed: string): Promise<void> {
   const root = folders.find((folder) => folder.folder === '');
-  if (!root || (await store.getMeta<unknown>(cursorKey(root.path, mailbox))) === undefined) return;
+  if (!root || (await store.getMeta<unknown>(await resumeKey(store, root.path, mailbox, typed))) === undefined) return;
   throw new MailstoreError('REFUSED',
     `${root.path} was imported into ${mailbox} itself before (layout flat); run the same import with --layout flat to resume it, ` +
     `or with --layout user to import it again into ${mailbox}/INBOX and its folders beside it (adds everything again)`, { path: root.path });
@@ -208,13 +210,31 @@ async function ensureMailbox(store: MailStore, name: string, owner: string | und
   }
 }
 
+/** A folder and the mailbox it goes to: in the store's spelling, and as the command line gave its top (`typed`). */
+interface Target {
+  folder: SourceFolder;
+  mailbox: string;
+  typed: string;
+}
+
+/**
+ * A folder's resume cursor key: by the mailbox's NFC name. An older mailstore keyed it by the name
+ * as given; a run given that spelling again finds its cursor there (else it imported all again).
+ */
+async function resumeKey(store: MailStore, path: string, mailbox: string, typed: string): Promise<string> {
+  const key = cursorKey(path, mailbox);
+  if (typed === mailbox || (await store.getMeta<unknown>(key)) !== undefined) return key;
+  const older = cursorKey(path, typed);
+  return (await store.getMeta<unknown>(older)) === undefined ? key : older;
+}
+
 async function importFolder(
-  store: MailStore, folder: SourceFolder, mailbox: string, options: ImportOptions,
+  store: MailStore, { folder, mailbox, typed }: Target, options: ImportOptions,
   onSkip: ImportSkipHandler, summary: ImportSummary,
 ): Promise<MailboxImportSummary> {
   await ensureMailbox(store, mailbox, options.owner, summary, options.onWarning);
   const box = await store.mailbox(mailbox);
-  const key = cursorKey(folder.path, mailbox);
+  const key = await resumeKey(store, folder.path, mailbox, typed);
   const stored = (await store.getMeta<unknown>(key)) ?? null;
   const cursor = options.restart ? undefined : loadCursor(stored, key, box, options);
   const run = new FolderImport(store, folder, mailbox, { key, id: box.id, uidValidity: box.uidValidity }, cursor, stored, options, summary);

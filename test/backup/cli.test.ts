@@ -10,16 +10,32 @@ import { json, ok, run } from '../cli/in-process.js';
 
 const KEPT = 'Subject: kept\r\n\r\nbody\r\n';
 
-/** A store in a directory of its own holding KEPT as M uid 1. */
-async function storeWithOneMessage(prefix: string): Promise<{ dir: string; store: string }> {
+/** A store in a directory of its own holding KEPT as `mailbox` uid 1. */
+async function storeWithOneMessage(prefix: string, mailbox = 'M'): Promise<{ dir: string; store: string }> {
   requireBuilt();
   const dir = tempDir(prefix);
   const store = join(dir, 's');
   await ok(['--store', store, 'init']);
-  await ok(['--store', store, 'mailbox', 'create', 'M']);
-  await ok(['--store', store, 'append', 'M', '-'], { input: KEPT });
+  await ok(['--store', store, 'mailbox', 'create', mailbox]);
+  await ok(['--store', store, 'append', mailbox, '-'], { input: KEPT });
   return { dir, store };
 }
+
+describe('restore --as a name LMTP never delivers to', () => {
+  it('restores user bob as Bob, and warns (stderr, --json) that LMTP lower-cases recipients: bob@ and Bob@ would bounce; as rob, quiet', async () => {
+    const { dir, store } = await storeWithOneMessage('mailstore-restore-case-', 'user/bob/INBOX');
+    const repo = join(dir, 'repo');
+    await ok(['--store', store, 'backup', '--repo', repo]);
+    const capital = await run(['restore', '--repo', repo, '--user', 'bob', '--as', 'Bob', '--to', join(dir, 'r1')]);
+    expect(capital.code, capital.stderr).toBe(0);
+    expect(capital.stderr).toMatch(/^mailstore: WARNING: LMTP never delivers to user\/Bob: recipients are lower-cased .*name it user\/bob$/m);
+    const viaJson = await json(['restore', '--repo', repo, '--mailbox', 'user/bob/INBOX', '--as', 'user/Bob/INBOX', '--to', join(dir, 'r2')]);
+    expect(viaJson).toMatchObject({ messages: 1, warnings: [expect.stringMatching(/^LMTP never delivers to user\/Bob\/INBOX: .*name it user\/bob\/INBOX$/)] });
+    const quiet = await run(['restore', '--repo', repo, '--user', 'bob', '--as', 'rob', '--to', join(dir, 'r3'), '--json']);
+    expect(quiet.stderr).toBe('');
+    expect(JSON.parse(quiet.stdout.toString())).toMatchObject({ messages: 1, warnings: [] });
+  });
+});
 
 describe('backup commands', () => {
   it('json documents, exit codes: 1 on damage, 5 for a wrong key, a taken name or no policy, 6 for a damaged message', { timeout: 90_000 }, async () => {

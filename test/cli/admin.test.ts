@@ -310,6 +310,25 @@ describe('mailbox create', () => {
   });
 });
 
+describe('renames LMTP would never deliver to', () => {
+  it('user rename bob Bob and mailbox rename user/carol/INBOX user/Carol/INBOX are done, and warn (stderr, --json) that LMTP lower-cases recipients: bob@ and Bob@ would bounce', async () => {
+    const store = await freshStore();
+    for (const name of ['user/bob/INBOX', 'user/carol/INBOX']) await ok(['mailbox', 'create', name, '--owner', name.split('/')[1]], { store });
+    const user = await run(['user', 'rename', 'bob', 'Bob'], { store });
+    expect(user.code).toBe(0);
+    expect(user.stdout.toString()).toMatch(/^renamed user bob to Bob /);
+    expect(user.stderr).toMatch(/^mailstore: WARNING: LMTP never delivers to user\/Bob: recipients are lower-cased \(Bob@ and bob@ go to user\/bob\/INBOX.*name it user\/bob$/m);
+    const mailbox = await run(['mailbox', 'rename', 'user/carol/INBOX', 'user/Carol/INBOX', '--json'], { store });
+    expect(mailbox.code).toBe(0);
+    expect(JSON.parse(mailbox.stdout.toString())).toMatchObject({ from: 'user/carol/INBOX', to: 'user/Carol/INBOX', renamed: 1, warnings: [expect.stringMatching(/^LMTP never delivers to user\/Carol\/INBOX: .*name it user\/carol\/INBOX$/)] });
+    expect((await json<{ name: string }[]>(['mailbox', 'list'], { store })).map((m) => m.name)).toEqual(['user/Bob/INBOX', 'user/Carol/INBOX']);
+    // back to a name LMTP delivers to; a user's own folders may have capitals
+    const quiet = await run(['mailbox', 'rename', 'user/Carol/INBOX', 'user/carol/Archive', '--json'], { store });
+    expect(quiet.stderr).toBe('');
+    expect(JSON.parse(quiet.stdout.toString())).toMatchObject({ renamed: 1, warnings: [] });
+  });
+});
+
 describe('users, recursive delete, copy and move', () => {
   it('renames a user with its ACL entries, deletes a user, deletes a tree', async () => {
     const store = await freshStore();
@@ -317,7 +336,7 @@ describe('users, recursive delete, copy and move', () => {
     await ok(['mailbox', 'create', 'user/bob/Work', '--owner', 'bob'], { store });
     await ok(['mailbox', 'create', 'shared/p', '--acl', 'bob=lrs', 'alice=lrs'], { store });
     await ok(['append', 'user/bob/Work', '-'], { store, input: message(1) });
-    expect(await json(['user', 'rename', 'bob', 'robert'], { store })).toEqual({ from: 'bob', to: 'robert', mailboxes: 2, aclEntries: 3 });
+    expect(await json(['user', 'rename', 'bob', 'robert'], { store })).toEqual({ from: 'bob', to: 'robert', mailboxes: 2, aclEntries: 3, warnings: [] });
     expect((await json<{ name: string }[]>(['acl', 'list', 'robert'], { store })).map((m) => m.name)).toEqual(['shared/p', 'user/robert/INBOX', 'user/robert/Work']);
     expect((await json(['acl', 'get', 'shared/p'], { store })).acl).toEqual({ alice: 'lrs', robert: 'lrs' });
     const refused = await run(['user', 'delete', 'robert'], { store });

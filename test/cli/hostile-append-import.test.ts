@@ -24,6 +24,24 @@ function maildir(dir: string, messages: Record<string, string>): string {
   return dir;
 }
 
+/** What a terminal obeys: C0 but newline, DEL, C1 (U+009B is CSI to xterm), bidi overrides. */
+const obeyed = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/;
+const hostileLink = '1.\x1b]0;owned\x07\x9b2J\u202e:2,';
+
+/**
+ * A Maildir named by whoever wrote it: its directory, a folder (&AJs- is U+009B, the 8-bit CSI),
+ * another (&IC4- is U+202E, the right-to-left override) and a link to skip, each with a sequence a terminal obeys.
+ */
+function hostileSource(): { work: string; source: string } {
+  const work = tempDir();
+  writeFileSync(join(work, 'secret'), 'root-only\n');
+  const source = maildir(join(work, 'md\x9b2J\u202e'), { '2.y:2,S': body(2) });
+  maildir(join(source, '.x&AJs-2J'), {});
+  maildir(join(source, '.&IC4-txt'), {});
+  symlinkSync(join(work, 'secret'), join(source, 'cur', hostileLink));
+  return { work, source };
+}
+
 describe('append reads at most the message limit (#9)', () => {
   it('/dev/zero: TOO_LARGE, exit 5, in bounded time and memory', async () => {
     const store = await freshStore();
@@ -106,6 +124,40 @@ describe('import: skipped entries and exit codes (#7, #15)', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^mailstore: skipped \(symlink\) .*1\.x\\nmailstore: imported 999 messages, nothing skipped\\r:2,: INVALID: /);
     expect((await json(['mailbox', 'status', 'M'], { store })).messages).toBe(1);
+  });
+
+  it('names from a source reach the terminal inert: no escape sequence, 8-bit CSI or bidi override in warnings, the error line or the summary', async () => {
+    const { work, source } = hostileSource();
+    const store = await freshStore();
+    const imported = await run(['import', source, '--mailbox', 'M'], { store });
+    expect(imported.code, imported.stderr).toBe(1);
+    const warnings = imported.stderr.toString();
+    expect(warnings).not.toMatch(obeyed);
+    expect(warnings).toContain('1.\\x1b]0;owned\\x07\\x9b2J\\u202e:2,');
+    expect(warnings).toContain('x\\x9b2J');
+    expect(warnings).toContain('\\u202etxt');
+    expect(imported.stdout.toString()).not.toMatch(obeyed);
+    expect(imported.stdout.toString()).toContain('md\\x9b2J\\u202e');
+    // the error line: a compressed file (what an upload directory holds) given as SOURCE
+    const packed = join(work, 'mail\x1b]0;owned\x07\x9b2J.gz');
+    writeFileSync(packed, Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]));
+    const refused = await run(['import', packed, '--mailbox', 'M'], { store });
+    expect(refused.code).toBe(5);
+    expect(refused.stderr.toString()).toMatch(/^mailstore: INVALID: .*mail\\x1b\]0;owned\\x07\\x9b2J\.gz/);
+    expect(refused.stderr.toString()).not.toMatch(obeyed);
+    expect((await json(['mailbox', 'status', 'M'], { store })).messages).toBe(1);
+  });
+
+  it('import --json: every name parses back exact, and nothing a terminal obeys is raw in the document (8-bit CSI, bidi override)', async () => {
+    const { source } = hostileSource();
+    const store = await freshStore();
+    const result = await run(['import', source, '--mailbox', 'M', '--json'], { store });
+    expect(result.code, result.stderr).toBe(1);
+    const text = result.stdout.toString();
+    expect(text).not.toMatch(obeyed);
+    const summary = JSON.parse(text) as { source: string; skippedItems: { path: string }[] };
+    expect(summary.source).toBe(source);
+    expect(summary.skippedItems.map((item) => item.path).sort()).toEqual([join(source, '.&IC4-txt'), join(source, '.x&AJs-2J'), join(source, 'cur', hostileLink)].sort());
   });
 
   it('import --help says links and special files are never followed, oversize is skipped, and exit 1', async () => {

@@ -7,7 +7,11 @@ import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, writ
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
+import { startLmtp } from '../../src/daemon/lmtp.js';
 import { Logger } from '../../src/daemon/log.js';
+import { Store } from '../../src/store/store.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { converse } from './lmtp-client.js';
 import { daemonLimits } from '../../src/limits.js';
 import { requireBuilt, tempDir } from '../cli/helpers.js';
 
@@ -121,6 +125,28 @@ describe('daemon log', () => {
     } finally {
       daemonLimits.logReopenMs = reopenMs;
       spawnSync('umount', ['-l', dir]);
+    }
+  });
+
+  it('a recipient with a right-to-left override (smtp-server lets it through) is logged \\u202e: the line shows as it is, and parses back to the exact address', async () => {
+    const store = await Store.open(tmpDir('log-lmtp'), { create: true });
+    const path = join(tempDir(), 'serve.log');
+    const logger = new Logger(path, { flushMs: 0 });
+    const server = await startLmtp(store, { listen: '127.0.0.1:0', hostname: 'test.example', log: ({ level, ...entry }) => logger.log(level ?? 'info', entry.event, entry) });
+    try {
+      const address = 'invoice\u202efdp.exe@example.org'; // shown raw: invoiceexe.pdf@...
+      const c = await converse({ port: Number(server.address.split(':')[1]) });
+      c.send(`LHLO client.example\r\nMAIL FROM:<s@example.org> SMTPUTF8\r\nRCPT TO:<${address}>\r\n`);
+      expect((await c.replies(3))[2]).toMatch(/^550 5\.1\.3 /);
+      c.send('QUIT\r\n');
+      await logger.close();
+      const text = readFileSync(path, 'utf8');
+      expect(text).not.toMatch(/[\x7f-\x9f\u202a-\u202e\u2066-\u2069]/);
+      expect(text).toContain('invoice\\u202efdp.exe@example.org');
+      expect(text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as { event: string; to?: string }).find((e) => e.event === 'lmtp.refused')?.to).toBe(address);
+    } finally {
+      await server.close();
+      await store.close();
     }
   });
 });

@@ -5,6 +5,7 @@ import { CommanderError } from 'commander';
 import { MailstoreError, fromSystemError, isMailstoreError } from '../../errors.js';
 import { readFileUpTo } from '../../fs/node-fs.js';
 import { limits } from '../../limits.js';
+import { printable } from '../../printable.js';
 import { parseDateOption, parseFlagList, printJson, printJsonError, printLine, readStdin, wantsJson, withStore } from '../context.js';
 import { SYSEXITS, sysexitFor, sysexitsHelp, sysexitsWanted, type AppendStage } from '../sysexits.js';
 
@@ -29,7 +30,7 @@ export function register(program: Command): void {
         await appendOne(mailbox, file, options, command, progress);
       } catch (error) {
         if (error instanceof CommanderError) throw error;
-        process.stderr.write(`mailstore: ${isMailstoreError(error) ? error.code : 'INTERNAL'}: ${error instanceof Error ? error.message : String(error)}\n`);
+        process.stderr.write(`mailstore: ${isMailstoreError(error) ? error.code : 'INTERNAL'}: ${printable(error instanceof Error ? error.message : String(error))}\n`);
         process.exitCode = sysexitFor(error, progress.stage, file === '-' ? undefined : file);
         if (wantsJson(command)) await printJsonError(error, process.exitCode);
       }

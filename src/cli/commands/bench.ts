@@ -92,7 +92,7 @@ async function runBench(options: BenchCommandOptions, command: Command): Promise
     }
     const report = result.report!;
     if (wantsJson(command)) await printJson({ report: report.markdown, json: report.json, charts: report.charts, corpus: result.data!.corpora[0], results: result.data!.results });
-    else await printLine(`report: ${report.markdown}\nresults: ${report.json}\ncharts: ${report.charts.length ? report.charts.join(', ') : 'none'}`);
+    else for (const line of [`report: ${report.markdown}`, `results: ${report.json}`, `charts: ${report.charts.length ? report.charts.join(', ') : 'none'}`]) await printLine(line);
   } finally {
     progress.finish();
     interrupt.dispose();

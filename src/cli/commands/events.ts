@@ -10,6 +10,7 @@ import { ChangeSignal } from '../../events/follow.js';
 import { eventLimits } from '../../limits.js';
 import { StoppedWaiting, catchInterrupt } from '../interrupt.js';
 import { warn, withReadStore, writeStdout } from '../context.js';
+import { jsonText, printable } from '../../printable.js';
 import { isMailstoreError } from '../../errors.js';
 
 /** Output is handed to stdout in chunks of about this many bytes. */
@@ -105,7 +106,7 @@ class Output {
   constructor(private readonly json: boolean) {}
 
   async add(event: MailEvent): Promise<void> {
-    const line = this.json ? JSON.stringify(event) : describe(event);
+    const line = this.json ? jsonText(event) : printable(describe(event));
     this.pending.push(line);
     this.bytes += line.length + 1;
     if (this.bytes >= OUTPUT_CHUNK_BYTES) await this.flush();

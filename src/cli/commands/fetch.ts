@@ -1,8 +1,10 @@
-// `mailstore fetch MAILBOX UID`: the exact stored bytes on stdout. The blob is verified against its
-// hash before the first byte is written, so a corrupt message prints nothing and exits 6.
+// `mailstore fetch MAILBOX UID`: the exact stored bytes on stdout (on a terminal, with what the
+// terminal would obey shown escaped). The blob is verified against its hash before the first byte
+// is written, so a corrupt message prints nothing and exits 6.
 // `fetch MAILBOX UIDSET --info`: the metadata of each message of a UID set, from the index.
 import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
+import { printableMessage } from '../../printable.js';
 import type { MessageInfo } from '../../store/store.js';
 import { parseUid, printJson, wantsJson, withReadStore, writeStdout } from '../context.js';
 import { messagesInSet } from '../uids.js';
@@ -10,7 +12,7 @@ import { messagesInSet } from '../uids.js';
 export function register(program: Command): void {
   program
     .command('fetch <mailbox> <uid>')
-    .description('write the exact bytes of a message to stdout (verified first: corruption prints nothing, exit 6); with --info, the metadata of a UID or UID set. Changes nothing')
+    .description('write the exact bytes of a message to stdout (verified first: corruption prints nothing, exit 6; on a terminal, control and bidi characters shown escaped, a pipe or file gets the bytes); with --info, the metadata of a UID or UID set. Changes nothing')
     .option('--info', 'print the message metadata (flags, internal date, size, hash, modseq; envelope-from, date-zone-minutes and recent when stored) instead of its bytes; UID may be a set (1:5,9)')
     .option('--json', 'with --info: print the metadata as JSON (an array when UID is a set)')
     .action(async (mailbox: string, uidText: string, options: { info?: boolean }, command: Command) => {
@@ -25,7 +27,9 @@ export function register(program: Command): void {
         return writeStdout(Buffer.from(formatInfo(info)));
       }
       const bytes = await withReadStore(command, (store) => store.fetch(mailbox, uid));
-      await writeStdout(bytes);
+      // a message is anyone's text, and a terminal obeys the escape sequences in it (an admin
+      // looking at a suspect message): shown escaped there; a pipe or a file gets the exact bytes
+      await writeStdout(process.stdout.isTTY ? Buffer.from(printableMessage(bytes)) : bytes);
     });
 }
 

@@ -4,8 +4,8 @@ import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
 import { procedures } from '../../daemon/procedures.js';
 import type { MailStore } from '../../store/api.js';
-import { parseMailboxName } from '../../store/validate.js';
-import { printJson, printLine, wantsJson, warn, withReadStore, withStore } from '../context.js';
+import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
+import { lmtpCaseWarnings, reportWithWarnings } from '../lmtp-case.js';
 import { registerDump } from './mailbox-dump.js';
 
 export function register(program: Command): void {
@@ -54,28 +54,13 @@ export function register(program: Command): void {
 async function runCreate(name: string, options: { owner?: string; acl?: string[] }, command: Command): Promise<void> {
   const acl = parseAclEntries(options.acl ?? []);
   const created = await withStore(command, (store) => store.createMailbox(name, { owner: options.owner, acl }));
-  const warnings = lmtpCaseWarnings(created.name);
-  for (const warning of warnings) warn(`WARNING: ${warning}`);
-  if (wantsJson(command)) await printJson({ ...created, warnings });
-  else await printLine(`created ${created.name} (uidvalidity ${created.uidValidity})`);
-}
-
-/**
- * A mailbox LMTP never delivers to, said but not refused: LMTP lower-cases every recipient, so
- * under its default template (user/{local}/INBOX, DEFAULT_LMTP_TEMPLATE) Alice@ goes to
- * user/alice/INBOX and a user/Alice/... tree gets no mail. The user's own folders may have capitals.
- */
-function lmtpCaseWarnings(name: string): string[] {
-  const [top, user, ...rest] = parseMailboxName(name);
-  if (top !== 'user' || user === undefined || user === user.toLowerCase()) return [];
-  const lower = user.toLowerCase();
-  return [`LMTP never delivers to ${name}: recipients are lower-cased (${user}@ and ${lower}@ go to user/${lower}/INBOX with the default template user/{local}/INBOX); name it ${['user', lower, ...rest].join('/')}`];
+  await reportWithWarnings(created, lmtpCaseWarnings(created.name), wantsJson(command), `created ${created.name} (uidvalidity ${created.uidValidity})`);
 }
 
 async function runRename(from: string, to: string, _options: unknown, command: Command): Promise<void> {
   const result = await withStore(command, (store) => store.renameMailbox(from, to));
-  if (wantsJson(command)) await printJson({ from, to, ...result });
-  else await printLine(`renamed ${from} to ${to} (${result.renamed} mailbox${result.renamed === 1 ? '' : 'es'})`);
+  // user/bob renamed user/Bob: every delivery to bob@ bounced from then on
+  await reportWithWarnings({ from, to, ...result }, lmtpCaseWarnings(to), wantsJson(command), `renamed ${from} to ${to} (${result.renamed} mailbox${result.renamed === 1 ? '' : 'es'})`);
 }
 
 async function runDelete(name: string, options: DeleteOptions, command: Command): Promise<void> {

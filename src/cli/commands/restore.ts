@@ -10,7 +10,8 @@ import { LAYOUT } from '../../store/identity.js';
 import type { MailStore } from '../../store/api.js';
 import type { QuotaLimits } from '../../store/quota.js';
 import { REPO_HELP, withRepository } from '../backup-repo.js';
-import { absolutePath, printJson, printLine, refuseRootInOthersStore, wantsJson, withStoreAt } from '../context.js';
+import { absolutePath, refuseRootInOthersStore, wantsJson, withStoreAt } from '../context.js';
+import { lmtpCaseWarnings, reportWithWarnings } from '../lmtp-case.js';
 import { createProgress, formatBytes } from '../progress.js';
 
 interface RestoreCliOptions {
@@ -84,8 +85,9 @@ async function runRestore(options: RestoreCliOptions, command: Command): Promise
       return restoreIntoStore(target, to, repo, options.snapshot, { selection, onProgress });
     });
   }).finally(() => progress.finish());
-  if (wantsJson(command)) return printJson(summary);
-  await printLine(describe(summary, live));
+  // bob restored --as Bob: LMTP lower-cases recipients, so the restored tree would get no mail
+  const restoredAs = options.as === undefined ? undefined : options.user !== undefined ? `user/${options.as}` : options.as;
+  await reportWithWarnings(summary, restoredAs === undefined ? [] : lmtpCaseWarnings(restoredAs), wantsJson(command), describe(summary, live));
 }
 
 function describe(s: RestoreSummary, live: boolean): string {

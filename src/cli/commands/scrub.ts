@@ -16,7 +16,7 @@ import type { QuarantineUse } from '../../store/quarantine.js';
 import { EXIT } from '../exit-codes.js';
 import { limits } from '../../limits.js';
 import { createProgress, formatBytes } from '../progress.js';
-import { absolutePath, printJson, printLine, storeDir, wantsJson, warn, withDaemon, withReadStore, withStore } from '../context.js';
+import { absolutePath, printJson, printJsonLine, printLine, storeDir, wantsJson, warn, withDaemon, withReadStore, withStore } from '../context.js';
 
 /** --json: one document, as every command prints; --jsonl: a finding a line as it is printed, then the summary. */
 type Output = 'text' | 'json' | 'jsonl';
@@ -126,7 +126,7 @@ async function runScrub(options: ScrubCliOptions, command: Command): Promise<voi
 async function reportSkipped(command: Command, output: Output): Promise<number> {
   const reason = `no daemon serves ${storeDir(command)}; nothing was checked (--through-daemon opens no store here: start the daemon, or run scrub without it)`;
   warn(`scrub skipped: ${reason}`);
-  if (output !== 'text') await printLine(JSON.stringify({ skipped: true, reason }));
+  if (output !== 'text') await printJsonLine({ skipped: true, reason });
   return EXIT.skipped;
 }
 
@@ -191,9 +191,9 @@ async function repairAndReport(store: MailStore, options: ScrubCliOptions, repor
   if (output === 'json') {
     await printJson({ findings: report.findings.map((f) => ({ ...f, damage: isDamage(f) })), unrepaired: result.unrepaired, summary });
   } else if (output === 'jsonl') {
-    for (const f of report.findings) await printJson1({ ...f, before: true });
-    for (const f of result.unrepaired) await printJson1({ ...f, unrepaired: true });
-    await printJson1({ summary });
+    for (const f of report.findings) await printJsonLine({ ...f, before: true });
+    for (const f of result.unrepaired) await printJsonLine({ ...f, unrepaired: true });
+    await printJsonLine({ summary });
   } else {
     await printRepairText(report, result, options);
   }
@@ -215,10 +215,6 @@ async function printRepairText(report: ScrubReport, result: RepairResult, option
   }
 }
 
-function printJson1(value: unknown): Promise<void> {
-  return printLine(JSON.stringify(value));
-}
-
 async function printTable(findings: Finding[]): Promise<void> {
   const rows = findings.map((f) => ({ kind: f.kind, ...describeFinding(f), damage: isDamage(f) }));
   // reduces, not spreads: damage can make more findings than a call takes arguments (~120k)
@@ -232,8 +228,8 @@ async function print(findings: Finding[], report: ScrubReport, output: Output, d
   const s = report.summary;
   if (output === 'json') return printJson({ findings: findings.map((f) => ({ ...f, damage: isDamage(f) })), summary: s });
   if (output === 'jsonl') {
-    for (const f of findings) await printJson1({ ...f, damage: isDamage(f) });
-    await printJson1({ summary: s });
+    for (const f of findings) await printJsonLine({ ...f, damage: isDamage(f) });
+    await printJsonLine({ summary: s });
     return;
   }
   // Damage one per line; informational findings only counted unless --verbose.

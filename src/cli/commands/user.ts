@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import type { MailStore } from '../../store/api.js';
 import type { DeleteUserResult } from '../../store/users.js';
 import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
+import { lmtpCaseWarnings, reportWithWarnings } from '../lmtp-case.js';
 
 export function register(program: Command): void {
   const user = program.command('user').description('rename or delete a user: the mailbox tree user/NAME/... and every ACL entry naming NAME; list or forget users xfer moved away');
@@ -14,8 +15,8 @@ export function register(program: Command): void {
     .option('--json', 'print {from, to, mailboxes, aclEntries}')
     .action(async (from: string, to: string, _options: unknown, command: Command) => {
       const result = await withStore(command, (store) => store.renameUser(from, to));
-      if (wantsJson(command)) return printJson(result);
-      await printLine(`renamed user ${result.from} to ${result.to} (${result.mailboxes} mailboxes, ${result.aclEntries} ACL entries)`);
+      // bob renamed Bob: LMTP lower-cases bob@ and Bob@ alike, and every delivery to them bounced from then on
+      await reportWithWarnings(result, lmtpCaseWarnings(`user/${result.to}`), wantsJson(command), `renamed user ${result.from} to ${result.to} (${result.mailboxes} mailboxes, ${result.aclEntries} ACL entries)`);
     });
 
   user
