@@ -192,8 +192,10 @@ async function listMessageFiles(
 }
 
 function internalDateOf(mtimeMs: number, timestampSeconds: number | undefined): Date | undefined {
-  // mtimeMs is a float of the nanosecond time: the .439 s an export set reads .438999, which Date cut to .438
-  if (Number.isFinite(mtimeMs) && mtimeMs > 0) return new Date(Math.round(mtimeMs));
+  // mtimeMs is a float of the nanosecond time: the .439 s an export set reads .438999, which Date cut to .438.
+  // An mtime of 0 is the epoch, as Dovecot reads it: the internal date of a message whose Date header
+  // was 1 Jan 1970 00:00:00 (broken mail often says so) came back from an export as the export's time
+  if (Number.isFinite(mtimeMs) && mtimeMs >= 0) return new Date(Math.round(mtimeMs));
   if (timestampSeconds !== undefined && timestampSeconds > 0 && timestampSeconds < 1e11) return new Date(timestampSeconds * 1000);
   return undefined;
 }
