@@ -299,7 +299,8 @@ export class Bucket {
       if (code === 'RequestTimeTooSkewed') {
         throw new MailstoreError('IO', `the object store refused ${what} ${url} (RequestTimeTooSkewed): this machine's clock (${new Date().toISOString()}) is too far from the object store's (S3 and radosgw allow 15 minutes); set the clock right (NTP) and it works again; nothing was changed there`, { path: url, cause: error });
       }
-      throw new MailstoreError('IO', `${what} ${url} failed: ${(error as Error)?.message ?? error}; is the object store reachable?`, { path: url, cause: error });
+      // radosgw's error answers carry a Code and often no Message: the code is the reason then
+      throw new MailstoreError('IO', `${what} ${url} failed: ${(error as Error)?.message || code || String(error)}; is the object store reachable?`, { path: url, cause: error });
     } finally {
       clearTimeout(timer);
     }
