@@ -44,14 +44,14 @@ type Listed = { id: string; snapshot: SnapshotFile };
  * restic's rules, each over one store's snapshots from one host, newest first: --keep-last N keeps the N newest;
  * --keep-daily N the newest of each of the last N days that have one (UTC days), weekly by ISO
  * week, monthly by calendar month. A snapshot any rule keeps is kept. "Newest" is by the time the
- * backup's clock gave it, as restic's; and the snapshot at the store's highest journal seq is
- * always kept too (reason 'newest'): after a clock stepped back, the latest run is dated before the
- * runs it follows, and the rules alone would forget it, leaving only older states of the store.
+ * backup's clock gave it, as restic's, and the rules run a second time with "newest" by the
+ * store's journal seq (reason 'daily by seq', ...): a run's date is only as good as its clock,
+ * its seq is where the store was. After a clock that was days ahead was put right, the runs dated
+ * in the future filled every daily slot by time and the real newest runs were forgotten; after one
+ * stepped back (a dead CMOS battery booting in 2001), the runs it dated looked oldest. Where the
+ * two orders agree (a clock that never jumped), the second pass keeps nothing more.
  */
 export function applyPolicy(snapshots: Listed[], policy: RetentionPolicy): { keep: Map<string, string[]>; remove: Listed[] } {
-  const rules: [string, number | undefined, (t: Date) => string][] = [
-    ['last', policy.last, () => ''], ['daily', policy.daily, dayKey], ['weekly', policy.weekly, weekKey], ['monthly', policy.monthly, monthKey],
-  ];
   const keep = new Map<string, string[]>();
   const byStore = new Map<string, Listed[]>();
   // by host too (restic's default grouping): a store cloned to another machine (a staging VM
@@ -59,23 +59,34 @@ export function applyPolicy(snapshots: Listed[], policy: RetentionPolicy): { kee
   // later each night, were the newest of each day, and the original's history was forgotten
   for (const s of snapshots) listIn(byStore, `${s.snapshot.storeId}\0${s.snapshot.hostname}`).push(s);
   for (const list of byStore.values()) {
-    const newestFirst = [...list].sort((a, b) => b.snapshot.time - a.snapshot.time || b.id.localeCompare(a.id));
-    for (const [name, count, bucket] of rules) {
-      let left = count ?? 0;
-      let lastKey: string | undefined;
-      for (const s of newestFirst) {
-        if (left <= 0) break;
-        const key = name === 'last' ? s.id : bucket(new Date(s.snapshot.time));
-        if (key === lastKey) continue;
-        lastKey = key;
-        left--;
-        listIn(keep, s.id).push(name);
-      }
-    }
-    const newest = newestFirst.reduce((a, b) => ((b.snapshot.seq ?? -1) > (a.snapshot.seq ?? -1) ? b : a));
-    if (!keep.has(newest.id)) keep.set(newest.id, ['newest']);
+    const byTime = [...list].sort((a, b) => b.snapshot.time - a.snapshot.time || b.id.localeCompare(a.id));
+    // equal seqs (no change between runs) by time, so a store whose clock never jumped orders alike
+    const bySeq = [...list].sort((a, b) => (b.snapshot.seq ?? -1) - (a.snapshot.seq ?? -1) || b.snapshot.time - a.snapshot.time || b.id.localeCompare(a.id));
+    keepByRules(byTime, policy, keep, '');
+    keepByRules(bySeq, policy, keep, ' by seq');
   }
   return { keep, remove: snapshots.filter((s) => !keep.has(s.id)) };
+}
+
+/** Each rule over `newestFirst`: the first snapshot of each of its `count` buckets, its reason the rule's name (and `suffix` where that rule did not keep it already). */
+function keepByRules(newestFirst: Listed[], policy: RetentionPolicy, keep: Map<string, string[]>, suffix: string): void {
+  const rules: [string, number | undefined, (t: Date) => string][] = [
+    ['last', policy.last, () => ''], ['daily', policy.daily, dayKey], ['weekly', policy.weekly, weekKey], ['monthly', policy.monthly, monthKey],
+  ];
+  for (const [name, count, bucket] of rules) {
+    let left = count ?? 0;
+    // a set, not the last key: in seq order a bucket can come back (a clock stepped back over midnight)
+    const seen = new Set<string>();
+    for (const s of newestFirst) {
+      if (left <= 0) break;
+      const key = name === 'last' ? s.id : bucket(new Date(s.snapshot.time));
+      if (seen.has(key)) continue;
+      seen.add(key);
+      left--;
+      const reasons = keep.get(s.id) ?? [];
+      if (!reasons.includes(name)) listIn(keep, s.id).push(name + suffix);
+    }
+  }
 }
 
 /**

@@ -160,17 +160,19 @@ export async function withDaemon<T>(command: Command, work: (store: MailStore) =
   }
 }
 
-/** A Client when a daemon answers for `dir`; else the store opened here (the daemon's socket watched while waiting for the lock). */
-async function openHandle(dir: string, wait: LockWaitOptions, open: (dir: string, wait: LockWaitOptions) => Promise<Store>): Promise<MailStore> {
+/** A Client when a daemon answers for `dir`; else the store opened here (the daemon's socket watched while waiting for the lock). Exported for its tests. */
+export async function openHandle(dir: string, wait: LockWaitOptions, open: (dir: string, wait: LockWaitOptions) => Promise<Store>): Promise<MailStore> {
   const socket = daemonSocketPath(dir);
-  const started = Date.now();
+  // monotonic, as the lock wait's own (identity.ts): timed on the wall clock, a clock stepped back
+  // while waiting stretched --wait by the step, and one stepped forward cut it to nothing
+  const started = performance.now();
   for (let attempt = 0; ; attempt++) {
     const client = await daemonClient(socket, dir);
     if (client) return client;
     // A socket file seen now is a dead daemon's, or a live one's that closed the connection (every
     // connection it takes is taken); one with another inode later is a daemon that started.
     const seen = socketInodeNow(socket);
-    const waited = Date.now() - started;
+    const waited = performance.now() - started;
     const watch: LockWaitOptions = {
       ...wait,
       lockWaitMs: Math.max(0, (wait.lockWaitMs ?? 0) - waited), // --wait is for the whole command, not each try

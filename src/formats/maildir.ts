@@ -192,8 +192,10 @@ async function listMessageFiles(
 }
 
 function internalDateOf(mtimeMs: number, timestampSeconds: number | undefined): Date | undefined {
-  // mtimeMs is a float of the nanosecond time: the .439 s an export set reads .438999, which Date cut to .438
-  if (Number.isFinite(mtimeMs) && mtimeMs > 0) return new Date(Math.round(mtimeMs));
+  // mtimeMs is a float of the nanosecond time: the .439 s an export set reads .438999, which Date cut to .438.
+  // An mtime of 0 is the epoch, as Dovecot reads it: the internal date of a message whose Date header
+  // was 1 Jan 1970 00:00:00 (broken mail often says so) came back from an export as the export's time
+  if (Number.isFinite(mtimeMs) && mtimeMs >= 0) return new Date(Math.round(mtimeMs));
   if (timestampSeconds !== undefined && timestampSeconds > 0 && timestampSeconds < 1e11) return new Date(timestampSeconds * 1000);
   return undefined;
 }
@@ -428,6 +430,11 @@ export interface MaildirAppendOptions {
   recent?: boolean;
   /** Keywords the file name could not carry (all 26 letters taken): written without them. */
   onKeywordsDropped?: (keywords: string[]) => void;
+  /**
+   * The file system could not hold internalDate as the file's mtime and kept `kept` instead (ext4
+   * stops at 2038 with 128-byte inodes, at 2446 with 256): a reader takes `kept` for the date.
+   */
+  onDateNotKept?: (kept: Date) => void;
 }
 
 /**
@@ -474,9 +481,7 @@ export class MaildirWriter {
     const tmpPath = join(this.dir, 'tmp', unique);
     const curPath = options.recent && info === '' ? join(this.dir, 'new', unique) : join(this.dir, 'cur', `${unique}:2,${info}`);
     await this.writeFile(tmpPath, bytes);
-    if (options.internalDate) {
-      await this.fs.utimes(tmpPath, options.internalDate).catch((error) => { throw fromSystemError(error, 'set the date of', tmpPath); });
-    }
+    if (options.internalDate) await this.setDate(tmpPath, options.internalDate, options.onDateNotKept);
     // never over a message already there: a name taken all the same (another host, same pid and microsecond) fails
     await this.fs.renameNoReplace(tmpPath, curPath).catch(async (error) => {
       await this.fs.unlink(tmpPath).catch(() => {});
@@ -488,6 +493,15 @@ export class MaildirWriter {
 
   async close(): Promise<void> {
     this.closed = true;
+  }
+
+  /** The internal date as the file's mtime, read back: a file system that clamps it does so silently. */
+  private async setDate(path: string, date: Date, onDateNotKept?: (kept: Date) => void): Promise<void> {
+    await this.fs.utimes(path, date).catch((error) => { throw fromSystemError(error, 'set the date of', path); });
+    const { mtimeMs } = await this.fs.stat(path).catch((error) => { throw fromSystemError(error, 'stat', path); });
+    // to the second, as IMAP's INTERNALDATE: a file system of whole seconds (ext4 with 128-byte
+    // inodes, ext3) drops the milliseconds of every message, which is no date lost
+    if (Math.floor(mtimeMs / 1000) !== Math.floor(date.getTime() / 1000)) onDateNotKept?.(new Date(Math.round(mtimeMs)));
   }
 
   private async writeFile(path: string, bytes: Buffer): Promise<void> {

@@ -623,8 +623,21 @@ const ZONE = '([+-]\\d{4}|[a-z]{1,5})';
 /** asctime, optionally with a zone before or after the year: `Thu Nov 28 10:45:25 [+0100 ]2026[ +0100]`. */
 const ASCTIME = new RegExp(
   `\\b${DAY},?\\s+${MONTH}\\s+(\\d{1,2})\\s+${TIME}(?:\\s+${ZONE})?\\s+(\\d{4})(?:\\s+${ZONE})?\\b`, 'i');
-/** RFC 5322 style, which some exporters write: `Thu, 28 Nov 2026 10:45:25 +0000`. */
-const RFC5322 = new RegExp(`(?:\\b${DAY},?\\s+)?\\b(\\d{1,2})\\s+${MONTH}\\s+(\\d{4})\\s+${TIME}(?:\\s+${ZONE})?`, 'i');
+/** RFC 5322 style with a year of `year` (a regex), as some exporters write: `Thu, 28 Nov 2026 10:45:25 +0000`. */
+const rfc5322Date = (year: string) => new RegExp(`(?:\\b${DAY},?\\s+)?\\b(\\d{1,2})\\s+${MONTH}\\s+(${year})\\s+${TIME}(?:\\s+${ZONE})?`, 'i');
+const RFC5322 = rfc5322Date('\\d{4}');
+/**
+ * A Date header: RFC 5322's, with its obsolete two- and three-digit years (section 4.3), which mail
+ * of the 1990s carries (`Mon, 3 Jan 94 12:00:00 EST`): read as no date, an .eml import dated it
+ * at the import, the newest message of the mailbox.
+ */
+const DATE_HEADER = rfc5322Date('\\d{2,4}');
+
+/** RFC 5322 section 4.3: a two-digit year 00-49 is 20xx, 50-99 19xx; a three-digit one adds 1900. */
+function fullYear(year: string): string {
+  if (year.length === 2) return String(Number(year) + (Number(year) < 50 ? 2000 : 1900));
+  return year.length === 3 ? String(Number(year) + 1900) : year;
+}
 
 /** The internal date in a From_ line (`From sender <date>`); undefined when there is none we can read. */
 export function parseFromLineDate(line: string): Date | undefined {
@@ -754,10 +767,10 @@ export function dateFromHeader(bytes: Buffer): Date | undefined {
 function headerDate(headerBlock: string): { date: Date; zone?: string } | undefined {
   const headers = headerBlock.length > limits.dateHeaderScanBytes ? headerBlock.slice(0, limits.dateHeaderScanBytes) : headerBlock;
   const field = /^date:[ \t]*([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)/im.exec(headers);
-  const rfc = field ? RFC5322.exec(field[1]!.replace(/\r?\n[ \t]+/g, ' ')) : null;
+  const rfc = field ? DATE_HEADER.exec(field[1]!.replace(/\r?\n[ \t]+/g, ' ')) : null;
   if (!rfc) return undefined;
   const [, day, month, year, hour, minute, second, zone] = rfc;
-  const date = buildDate(year!, month!, day!, hour!, minute!, second, zone);
+  const date = buildDate(fullYear(year!), month!, day!, hour!, minute!, second, zone);
   return date ? { date, zone } : undefined;
 }
 

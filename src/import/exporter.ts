@@ -42,6 +42,8 @@ export interface ExportOptions {
   onInexact?: (mailbox: string, uid: number) => void;
   /** A Maildir export wrote a message without keywords its file name could not carry (ExportSummary.keywordsDropped). */
   onKeywordsDropped?: (mailbox: string, uid: number, keywords: string[]) => void;
+  /** A Maildir export wrote a message whose internal date the file system could not hold as its mtime (ExportSummary.datesNotKept). */
+  onDateNotKept?: (mailbox: string, uid: number, internalDate: Date, kept: Date) => void;
 }
 
 export interface ExportSummary {
@@ -61,6 +63,11 @@ export interface ExportSummary {
    * letter left for them (a-z: 26 keywords per folder, Dovecot's limit too).
    */
   keywordsDropped: { mailbox: string; uid: number; keywords: string[] }[];
+  /**
+   * Maildir: messages whose internal date the file system could not hold as the file's mtime (ext4
+   * clamps past 2038 or 2446): `kept` is the date a reader will take. Absent when none.
+   */
+  datesNotKept?: { mailbox: string; uid: number; internalDate: string; kept: string }[];
   interrupted: boolean;
   seconds: number;
 }
@@ -223,7 +230,11 @@ function maildirOptions(info: MessageInfo, mailbox: string, options: ExportOptio
     summary.keywordsDropped.push({ mailbox, uid: info.uid, keywords });
     options.onKeywordsDropped?.(mailbox, info.uid, keywords);
   };
-  return { flags: info.flags, internalDate: info.internalDate, recent: info.recent === true, onKeywordsDropped };
+  const onDateNotKept = (kept: Date) => {
+    (summary.datesNotKept ??= []).push({ mailbox, uid: info.uid, internalDate: info.internalDate.toISOString(), kept: kept.toISOString() });
+    options.onDateNotKept?.(mailbox, info.uid, info.internalDate, kept);
+  };
+  return { flags: info.flags, internalDate: info.internalDate, recent: info.recent === true, onKeywordsDropped, onDateNotKept };
 }
 
 /** The mailbox and (recursively) its descendants, each with its Maildir++ directory; all names checked first. */

@@ -293,7 +293,14 @@ export class Bucket {
       if (code === 'AccessDenied' || code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch') {
         throw new MailstoreError('ACCESS', `the object store refused ${what} ${url} (${code}): check the credentials`, { path: url, cause: error });
       }
-      throw new MailstoreError('IO', `${what} ${url} failed: ${(error as Error)?.message ?? error}; is the object store reachable?`, { path: url, cause: error });
+      // SigV4 signs the request's time: with this machine's clock far from the endpoint's (a VM
+      // resumed, a clock set by hand) every request is refused, and "is it reachable?" sent the
+      // admin to the network. Temporary (IO, retried): it clears when the clock is set right.
+      if (code === 'RequestTimeTooSkewed') {
+        throw new MailstoreError('IO', `the object store refused ${what} ${url} (RequestTimeTooSkewed): this machine's clock (${new Date().toISOString()}) is too far from the object store's (S3 and radosgw allow 15 minutes); set the clock right (NTP) and it works again; nothing was changed there`, { path: url, cause: error });
+      }
+      // radosgw's error answers carry a Code and often no Message: the code is the reason then
+      throw new MailstoreError('IO', `${what} ${url} failed: ${(error as Error)?.message || code || String(error)}; is the object store reachable?`, { path: url, cause: error });
     } finally {
       clearTimeout(timer);
     }

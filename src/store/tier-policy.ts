@@ -44,7 +44,11 @@ export function planMoves(policy: TierPolicy, input: MovePlanInput): LocalPack[]
   const moveAfterMs = policy.moveAfterMs ?? limits.tierMoveAfterMs;
   const moving: LocalPack[] = [];
   for (const pack of sealed) {
-    const cold = input.nowMs - pack.modifiedMs >= moveAfterMs;
+    // written more than moveAfterMs ahead of now: the clock was ahead then (a VM's RTC, later put
+    // right by NTP) and its age cannot be told; waiting for that date kept the pack local for as
+    // long as the clock had been wrong, while newer packs moved. Cold, as compaction's grace does
+    // with a release dated that far ahead (compact-plan.ts Grace)
+    const cold = input.nowMs - pack.modifiedMs >= moveAfterMs || pack.modifiedMs - input.nowMs > moveAfterMs;
     if (!cold && localBytes <= budget) continue;
     moving.push(pack);
     localBytes -= pack.bytes;

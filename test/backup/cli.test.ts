@@ -2,8 +2,9 @@
 import { chmodSync, mkdirSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { requireBuilt, tempDir } from '../cli/helpers.js';
+import { bin, requireBuilt, tempDir } from '../cli/helpers.js';
 // command lines in this process (in-process.ts, which checks a sample against the spawned command);
 // what only a process shows is commands.test.ts's and environment.test.ts's
 import { json, ok, run } from '../cli/in-process.js';
@@ -142,5 +143,29 @@ describe('backup commands', () => {
     await ok(['--store', store, 'backup', '--repo', repo]);
     await ok(['restore', '--repo', repo, '--to', join(dir, 'r')]);
     expect(await ok(['--store', join(dir, 'r'), 'fetch', 'M', '1'])).toBe(KEPT);
+  });
+});
+
+// libfaketime (apt-get install faketime) runs a real backup under a wrong clock
+const faketime = spawnSync('faketime', ['-f', '+0', 'true']).status === 0;
+if (!faketime) console.log('the clock test of backup forget is skipped: faketime is not installed (apt-get install faketime)');
+
+describe.skipIf(!faketime)('backup forget after a clock that was days ahead', () => {
+  it('a run made with the clock four years ahead, then two after NTP put it right: keep-daily 2 keeps both real runs, and the older of them restores', { timeout: 60_000 }, async () => {
+    const { dir, store } = await storeWithOneMessage('mailstore-backup-clock-');
+    const repo = join(dir, 'repo');
+    const ids: string[] = [];
+    for (const [i, night] of ['2030-12-02', '2026-12-03', '2026-12-04'].entries()) {
+      await ok(['--store', store, 'append', 'M', '-'], { input: `Subject: night ${i}\r\n\r\nbody\r\n` });
+      // whole snapshots: a kept delta keeps its parents, which would hide what the rules chose
+      const made = spawnSync('faketime', [`${night} 02:30:00`, process.execPath, bin, '--store', store, 'backup', '--repo', repo, '--whole', '--json'], { encoding: 'utf8', timeout: 30_000 });
+      expect(made.status, made.stderr).toBe(0);
+      ids.push(JSON.parse(made.stdout).snapshot);
+    }
+    // by time alone the run dated 2030 and the newest took the two days, and the 12-03 run went
+    const forgot = await json(['backup', 'forget', '--repo', repo, '--keep-daily', '2', '--prune']);
+    expect(forgot.kept.map((k: { id: string }) => k.id)).toEqual(expect.arrayContaining([ids[1], ids[2]]));
+    expect(forgot.removed).toEqual([]);
+    expect(await json(['restore', '--repo', repo, '--snapshot', ids[1], '--to', join(dir, 'r')])).toMatchObject({ messages: 3 });
   });
 });

@@ -45,14 +45,41 @@ describe('retention policy', () => {
     expect(applyPolicy(list, { last: 1 }).remove).toHaveLength(7);
   });
 
-  it('a clock stepped back: the run at the store\'s highest seq is kept (reason newest), though dated before the runs it follows', () => {
-    const seqAt = (iso: string, seq: number) => ({ id: `s1-${seq}`, snapshot: { time: Date.parse(iso), storeId: 's1', seq } as SnapshotFile });
+  const seqAt = (iso: string, seq: number) => ({ id: `s1-${seq}`, snapshot: { time: Date.parse(iso), storeId: 's1', seq } as SnapshotFile });
+  /** Nightly runs at 02:30 UTC, one a day from `firstDay` (YYYY-MM-DD), seqs from `firstSeq` up by 10. */
+  const nights = (firstDay: string, count: number, firstSeq: number) => Array.from({ length: count }, (_, i) => seqAt(new Date(Date.parse(`${firstDay}T02:30:00Z`) + i * 86_400_000).toISOString(), firstSeq + 10 * i));
+
+  it('a clock stepped back: the run at the store\'s highest seq is kept (by seq), though dated before the runs it follows', () => {
     // hourly runs; before the 12:00 run NTP stepped the clock back two hours
     const runs = [seqAt('2026-01-05T09:00:00Z', 90), seqAt('2026-01-05T10:00:00Z', 100), seqAt('2026-01-05T11:00:00Z', 110), seqAt('2026-01-05T10:00:30Z', 120)];
-    expect(applyPolicy(runs, { daily: 1 }).keep).toEqual(new Map([['s1-110', ['daily']], ['s1-120', ['newest']]]));
-    expect(applyPolicy(runs, { last: 1 }).keep).toEqual(new Map([['s1-110', ['last']], ['s1-120', ['newest']]]));
+    expect(applyPolicy(runs, { daily: 1 }).keep).toEqual(new Map([['s1-110', ['daily']], ['s1-120', ['daily by seq']]]));
+    expect(applyPolicy(runs, { last: 1 }).keep).toEqual(new Map([['s1-110', ['last']], ['s1-120', ['last by seq']]]));
     // the newest by both measures: nothing more kept than the rules say
     expect(applyPolicy(runs.slice(0, 3), { last: 1 }).keep).toEqual(new Map([['s1-110', ['last']]]));
+    // a quiet store (the same seq every night) is counted by time alone
+    const quiet = [0, 1, 2, 3].map((day) => ({ ...seqAt(`2026-01-0${day + 1}T02:30:00Z`, 500), id: `q-${day}` }));
+    expect(applyPolicy(quiet, { daily: 2 }).keep).toEqual(new Map([['q-3', ['daily']], ['q-2', ['daily']]]));
+  });
+
+  it('a clock that was days ahead, then put right: the real newest runs are kept, not only the future-dated ones', () => {
+    // five good nights, ten nights with the clock four years ahead (a VM's RTC), then NTP fixed it: three more
+    const runs = [...nights('2026-12-01', 5, 10), ...nights('2030-12-06', 10, 60), ...nights('2026-12-16', 3, 160)];
+    const { keep, remove } = applyPolicy(runs, { daily: 7 });
+    // the last seven nights the store lived through (seq 120..180) are all kept
+    for (const seq of [120, 130, 140, 150, 160, 170, 180]) expect(keep.has(`s1-${seq}`), `seq ${seq}`).toBe(true);
+    expect(keep.get('s1-170')).toEqual(['daily by seq']);
+    expect(remove.map((s) => s.snapshot.seq).sort((a, b) => a - b)).toEqual([10, 20, 30, 40, 50, 60, 70, 80]);
+    // keep-last and weekly alike
+    expect(keep.has('s1-180')).toBe(true);
+    expect([...applyPolicy(runs, { last: 2 }).keep.keys()].sort()).toEqual(['s1-140', 's1-150', 's1-170', 's1-180']);
+  });
+
+  it('a clock that booted in 2001 (a dead CMOS battery) for three nights: those runs are not forgotten as the oldest', () => {
+    const runs = [...nights('2026-12-01', 5, 10), ...nights('2001-01-01', 3, 60), ...nights('2026-12-09', 2, 90)];
+    const { keep } = applyPolicy(runs, { daily: 3 });
+    // by seq the three newest states are 100, 90 and 80 (a night dated 2001)
+    expect([...keep.keys()].sort()).toEqual(['s1-100', 's1-50', 's1-80', 's1-90']);
+    expect(keep.get('s1-80')).toEqual(['daily by seq']);
   });
 
   it('counts each host apart: a store cloned to another machine (a staging VM with the same nightly job) never has the clone\'s runs push the original\'s out', () => {

@@ -122,6 +122,15 @@ describe('readMaildir', () => {
     expect((await readAll(dir)).map((m) => m.internalDate)).toEqual(dates);
   });
 
+  it('an internal date of the epoch (a Date header of 1 Jan 1970 00:00:00, common in broken mail) exported and read back is the epoch, not the time of the export', async () => {
+    const dir = join(tmp(), 'Maildir');
+    const writer = await MaildirWriter.create(fs, dir);
+    const dates = ['1970-01-01T00:00:00.000Z', '1970-01-01T00:00:00.001Z', '2026-12-05T13:00:38.439Z'].map((d) => new Date(d));
+    for (const [i, date] of dates.entries()) await writer.append(Buffer.from(`m${i}`), { internalDate: date });
+    await writer.close();
+    expect((await readAll(dir)).map((m) => m.internalDate)).toEqual(dates);
+  });
+
   it('reports a directory named like a message and a dangling symlink through onSkip, and goes on', async () => {
     const dir = makeMaildir(tmp());
     writeFileSync(join(dir, 'cur', '1.a:2,S'), 'first');

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { nodeFileSystem as fs } from '../../src/fs/node-fs.js';
 import {
   type MboxMessage, type MboxWarning, type ReadMboxOptions, MboxWriter, flagsFromStatusHeaders, formatAsctime,
-  parseFromLineDate, quoteFromLines, readMbox, senderFromReturnPath, zoneFromDateHeader,
+  dateFromHeader, parseFromLineDate, quoteFromLines, readMbox, senderFromReturnPath, zoneFromDateHeader,
 } from '../../src/formats/mbox.js';
 import { isMailstoreError } from '../../src/errors.js';
 import { limits } from '../../src/limits.js';
@@ -342,6 +342,18 @@ describe('From_ line zone and sender (issue 18 item 10)', () => {
     expect(formatAsctime(instant, -330)).toBe('Sat Nov 28 04:15:25 2026 -0530');
     expect(formatAsctime(instant, -600)).toBe('Fri Nov 27 23:45:25 2026 -1000');
     for (const zone of [60, -330, -600, 0]) expect(parseFromLineDate(`From x ${formatAsctime(instant, zone)}`)?.getTime()).toBe(instant.getTime());
+  });
+
+  it('a Date header with an obsolete two- or three-digit year (RFC 5322 section 4.3: mail of the 1990s) is read, not dropped for the time of the import', () => {
+    const at = (date: string) => dateFromHeader(dated(date))?.toISOString();
+    expect(at('Mon, 3 Jan 94 12:00:00 EST')).toBe('1994-01-03T17:00:00.000Z');
+    expect(at('1 Jan 70 00:00:00 GMT')).toBe('1970-01-01T00:00:00.000Z');
+    expect(at('Sat, 1 Jan 05 10:00 +0100')).toBe('2005-01-01T09:00:00.000Z'); // 00-49: 20xx
+    expect(at('Wed, 31 Dec 49 23:59:59 +0000')).toBe('2049-12-31T23:59:59.000Z');
+    expect(at('Mon, 1 Jan 101 00:00:00 +0000')).toBe('2001-01-01T00:00:00.000Z'); // three digits: + 1900
+    expect(at('Thu, 28 Nov 2026 10:45:25 +0000')).toBe('2026-11-28T10:45:25.000Z');
+    // still no date: a one- or five-digit year, a day that does not exist
+    for (const bad of ['1 Jan 7 00:00:00 GMT', 'Sat, 01 Jan 10000 00:00:00 +0000', '30 Feb 96 10:00:00 +0000']) expect(at(bad), bad).toBeUndefined();
   });
 
   it('zoneFromDateHeader gives the Date header\'s zone only when it names the internal date\'s very second', () => {

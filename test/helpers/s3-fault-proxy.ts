@@ -12,8 +12,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 export type S3Fault =
   /** The connection is closed before any answer. */
   | { kind: 'drop' }
-  /** An S3 error answer (no forwarding). */
-  | { kind: 'status'; status: number; code: string }
+  /** An S3 error answer (no forwarding); `message` '' leaves the Message element out, as radosgw does. */
+  | { kind: 'status'; status: number; code: string; message?: string }
   /** The upstream answer, its body cut after `afterBytes` (the connection closed). */
   | { kind: 'cut'; afterBytes: number }
   /** The upstream answer, the body byte at `at` changed (status and length right). */
@@ -77,7 +77,7 @@ export class S3FaultProxy {
     if (fault?.kind === 'hang') return;
     if (fault?.kind === 'status') {
       req.resume();
-      const body = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${fault.code}</Code><Message>injected</Message></Error>`;
+      const body = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${fault.code}</Code>${fault.message === '' ? '' : `<Message>${fault.message ?? 'injected'}</Message>`}</Error>`;
       res.writeHead(fault.status, { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(body) });
       res.end(seen.method === 'HEAD' ? undefined : body);
       return;

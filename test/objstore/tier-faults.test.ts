@@ -5,7 +5,7 @@
 // mailbox read. Each asserts the error code and that
 // every acknowledged message still reads back exact. Skipped (with the reason) without Ceph.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,6 +21,9 @@ import { bin, requireBuilt } from '../cli/helpers.js';
 const message = (i: number) => Buffer.from(`From: a${i}@example.org\r\nSubject: m ${i}\r\nMessage-ID: <${i}@ft>\r\n\r\n${'body line\r\n'.repeat(50 + (i * 37) % 900)}`);
 const installed = cephInstalled();
 if (!installed) console.log('object-storage fault tests skipped: Ceph is not installed (apt-get install ceph-mon ceph-osd radosgw ceph-common)');
+// libfaketime (apt-get install faketime): this machine's clock far from radosgw's, for real
+const faketime = spawnSync('faketime', ['-f', '+0', 'true']).status === 0;
+if (installed && !faketime) console.log('the clock-skew test is skipped: faketime is not installed (apt-get install faketime)');
 const localPacks = (root: string) => readdirSync(join(root, 'packs')).filter((n) => n.endsWith('.pack'));
 
 describe.skipIf(!installed)('object-storage tier failures, on Ceph', () => {
@@ -182,6 +185,31 @@ describe.skipIf(!installed)('object-storage tier failures, on Ceph', () => {
     expect((await scrub(store)).findings).toEqual([]);
     await store.close();
   }, 240_000);
+
+  it.skipIf(!faketime)('this machine\'s clock two hours ahead of radosgw\'s (faketime under a real tier flush and fetch): IO naming RequestTimeTooSkewed and the clock, nothing moved or removed; with the clock right both work and every message is exact', async () => {
+    requireBuilt();
+    const { root } = await tieredRoot();
+    let store = await Store.open(root, { packBytesMax: 64 * 1024 });
+    const bodies = await fill(store, 60);
+    await store.close();
+    const before = localPacks(root);
+    const skewed = (...args: string[]) => spawnSync('faketime', ['-f', '+2h', process.execPath, bin, '--store', root, ...args], { encoding: 'utf8', timeout: 60_000 });
+    const flush = skewed('tier', 'flush');
+    expect(flush.status, flush.stderr).toBe(2);
+    expect(flush.stderr).toMatch(/IO: the object store refused .*\(RequestTimeTooSkewed\): this machine's clock \(\d{4}-.*set the clock right/);
+    expect(localPacks(root)).toEqual(before);
+    store = await Store.open(root);
+    expect((await store.tierStatus()).remotePacks).toBe(0);
+    expect((await store.tierFlush()).packsMoved).toBeGreaterThan(0);
+    await store.close();
+    // a message in the bucket, read with the clock ahead: refused alike, never wrong bytes
+    const read = skewed('fetch', 'INBOX', '1');
+    expect(read.status, read.stderr).toBe(2);
+    expect(read.stderr).toMatch(/RequestTimeTooSkewed/);
+    store = await Store.open(root);
+    await allExact(store, bodies);
+    await store.close();
+  }, 120_000);
 
   it('radosgw SIGKILLed in the middle of a mailbox read: IO naming the URL, never wrong bytes; back up, the read completes exact', async () => {
     const { root } = await tieredRoot();

@@ -116,6 +116,25 @@ describe.skipIf(!installed)('object-storage tier behind a faulty network, on Cep
     }
   }, 120_000);
 
+  it('an error answer without a Message (radosgw\'s 403 QuotaExceeded for a bucket over its quota): IO naming the answer\'s code, never an empty reason; nothing moved, and the flush after it moves every pack', async () => {
+    proxy.fault = () => undefined;
+    const { root } = await tieredStoreRoot(ceph, `mailstore-nf${++buckets}`, { endpoint: proxy.endpoint });
+    const store = await Store.open(root, { packBytesMax: 64 * 1024 });
+    await store.createMailbox('INBOX');
+    const bodies = Array.from({ length: 30 }, (_, i) => message(i + 1));
+    await store.appendBatch('INBOX', bodies.map((bytes) => ({ bytes })));
+    proxy.fault = (r) => (r.method === 'PUT' ? { kind: 'status', status: 403, code: 'QuotaExceeded', message: '' } : undefined);
+    const failure = await store.tierFlush().catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(MailstoreError);
+    expect((failure as MailstoreError).code).toBe('IO');
+    expect((failure as MailstoreError).message).toMatch(/failed: QuotaExceeded; is the object store reachable/);
+    expect((await store.tierStatus()).remotePacks).toBe(0);
+    proxy.fault = () => undefined;
+    expect((await store.tierFlush()).packsMoved).toBeGreaterThan(0);
+    for (const [i, bytes] of bodies.entries()) expect((await store.fetch('INBOX', i + 1)).equals(bytes)).toBe(true);
+    await store.close();
+  }, 120_000);
+
   it('a GET that brings a changed byte once: that read is CORRUPT; the next read of the message fetches it again and is exact (the bad block is not kept in the cache)', async () => {
     const bodies = Array.from({ length: 60 }, (_, i) => message(i + 1));
     const root = await movedStore(bodies);

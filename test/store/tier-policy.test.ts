@@ -22,6 +22,13 @@ describe('tier move policy', () => {
     expect(planMoves({ moveAfterMs: 0 }, { sealed: packs(3, MiB), pinnedBytes: 0, remoteBytes: 0, nowMs: now })).toHaveLength(3);
   });
 
+  it('a pack written while the clock was more than --move-after ahead (a wrong RTC, put right since) is cold: its age cannot be told; one dated ahead by less waits', () => {
+    const day = 86_400_000;
+    // packs 1 and 2 sealed while the clock was a year ahead; 3 a week ago; 4 today
+    const sealed = [{ pack: 1, bytes: MiB, modifiedMs: now + 365 * day }, { pack: 2, bytes: MiB, modifiedMs: now + 3 * day }, ...[3, 4].map((pack) => ({ pack, bytes: MiB, modifiedMs: now - (pack === 3 ? 8 * day : 0) }))];
+    expect(planMoves({ localBytesMax: 1024 * MiB }, { sealed, pinnedBytes: 0, remoteBytes: 0, nowMs: now }).map((p) => p.pack)).toEqual([1, 3]);
+  });
+
   it('the default budget is a share of all pack bytes (in the bucket too), newest kept', () => {
     expect(localBudgetBytes({}, 1000 * MiB)).toBe(Math.floor(1000 * MiB * limits.tierLocalShareDefault));
     // 20 x 8 + 2 + 300 = 462 MiB in all: a budget of 46.2 MiB keeps the 5 newest sealed packs and the open one

@@ -31,8 +31,9 @@ export function register(backup: Command): void {
 
 Each store's snapshots are counted apart, newest first by the time each run's clock gave it (as
 restic; days, weeks and months are UTC). A snapshot any rule keeps is kept; at least one rule is
-required. A store's snapshot at its highest journal seq is always kept too (reason 'newest'): after
-a clock stepped back, the latest run is dated before the ones it follows.
+required. The rules count a second time with newest first by the store's journal seq (reasons
+'daily by seq', ...): after a clock that was ahead is put right, the runs it dated in the future
+do not push the real newest ones out, and runs of a clock that stepped back are not the oldest.
 
 Prune writes the blobs it keeps from partly used data files into new files, then one new index,
 and only then removes old index and data files: a crash at any point leaves every kept snapshot

@@ -34,7 +34,8 @@ export function register(program: Command): void {
     .addHelpText('after', `
 Messages are written exactly as stored. Maildir keeps flags in the ":2," suffix (keywords through
 dovecot-keywords, at most 26 a folder: a message's keywords past them are named on stderr and in
---json, and the export exits 1) and the internal date as the file's mtime; mbox keeps the internal date in the
+--json, and the export exits 1) and the internal date as the file's mtime (a date the file
+system cannot hold, past 2038 or 2446 on ext4, is named likewise, exit 1); mbox keeps the internal date in the
 From_ line, and flags only with --status-headers. An mbox import keeps each From_ line's sender
 and the zone of its date, and the export writes them back ("From alice@example.org Thu Nov 28
 10:45:25 2026 +0100", as Dovecot writes). For a message without them (appended, or imported from
@@ -77,6 +78,7 @@ which is safe to delete.`)
               onCorrupt: (box, uid, error) => { progress.finish(); warn(`not exported: ${box} uid ${uid}: ${error.code}: ${error.message}`); },
               onInexact: (box, uid) => { progress.finish(); warn(`not byte for byte: ${box} uid ${uid} has a line ">From ", which an mboxo reader takes for a quoted "From " (--mbox-style mboxrd keeps it)`); },
               onKeywordsDropped: (box, uid, keywords) => { progress.finish(); warn(`flags not kept: ${box} uid ${uid}: kept no keyword ${keywords.join(' ')} (a Maildir folder names at most 26 keywords, a-z in dovecot-keywords)`); },
+              onDateNotKept: (box, uid, date, kept) => { progress.finish(); warn(`date not kept: ${box} uid ${uid}: internal date ${date.toISOString()}, but the file system holds file times only up to ${kept.toISOString()} (ext4: 2038 with 128-byte inodes, 2446 with 256), which a reader takes for its date`); },
             });
           } finally {
             progress.finish();
@@ -86,7 +88,7 @@ which is safe to delete.`)
         if (summary.interrupted) process.exitCode = EXIT.interrupted;
         else if (summary.corrupt.length > 0) {
           throw new MailstoreError('CORRUPT', `${summary.corrupt.length} message${summary.corrupt.length === 1 ? '' : 's'} failed verification and were not exported; run 'mailstore scrub'`);
-        } else if (summary.keywordsDropped.length > 0) process.exitCode = 1;
+        } else if (summary.keywordsDropped.length > 0 || summary.datesNotKept) process.exitCode = 1;
       } finally {
         interrupt.dispose();
       }
