@@ -11,7 +11,7 @@ import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { PackStore, type BlobLocation } from '../blob/pack-store.js';
 import { backupLimits, limits } from '../limits.js';
-import { UID_VALIDITY_LAST_NAME, uidValidityAfter, uidValidityLastAfter } from '../store/apply.js';
+import { UID_VALIDITY_LAST_NAME, UID_VALIDITY_MAX, uidValidityAfter, uidValidityLastAfter } from '../store/apply.js';
 import { writeStateSegments } from '../store/checkpoint.js';
 import { LAYOUT, initStore, refuseOthersMayWrite, refuseStoreInsideStore, storeIdBytes } from '../store/identity.js';
 import { withoutHint, type Op } from '../store/records.js';
@@ -44,7 +44,7 @@ export async function restoreToNewStore(fs: FileSystem, repo: Repository, snapsh
   try {
     const { id, snapshot } = await repo.findSnapshot(snapshotRef);
     const selected = selectState(snapshot, options.selection ?? {});
-    if (!options.keepUidValidity) giveNewUidValidities(selected);
+    if (!options.keepUidValidity) giveNewUidValidities(selected, snapshot.time);
     const index = await repo.loadIndex();
     const created = await prepareTarget(fs, target, id);
     let written: WrittenBlobs;
@@ -72,12 +72,17 @@ export async function restoreToNewStore(fs: FileSystem, repo: Repository, snapsh
  * store gave those uids again to other mail (a client showed its cached message for the new one's
  * uid) and modseqs went back below what clients had seen (RFC 9051 2.3.1.1, RFC 7162). A new
  * uidValidity makes every client drop its cache of the mailbox and read it again.
+ * The count starts the seconds since the snapshot above its last one: a store whose last ran ahead
+ * of the clock (mailboxes made faster than one a second: an undump, a migration) gave the same
+ * values at every restore of one snapshot, so a second restore gave the first one's again, to
+ * mailboxes whose clients had cached what the first restored store gave out since.
  */
-function giveNewUidValidities(selected: Selected): void {
+function giveNewUidValidities(selected: Selected, snapshotTimeMs: number): void {
   const at = selected.meta.findIndex(([key]) => key === UID_VALIDITY_LAST_NAME);
   const recorded = at >= 0 && typeof selected.meta[at]![1] === 'number' ? selected.meta[at]![1] as number : 0;
+  const secondsSince = Math.max(0, Math.floor((Date.now() - snapshotTimeMs) / 1000));
   // a reduce, not a spread: a store of 120k mailboxes and more (a spread threw RangeError)
-  let last = selected.mailboxes.reduce((highest, box) => Math.max(highest, box.uidValidity), recorded);
+  let last = Math.min(UID_VALIDITY_MAX, selected.mailboxes.reduce((highest, box) => Math.max(highest, box.uidValidity), recorded) + secondsSince);
   selected.mailboxes = selected.mailboxes.map((box) => {
     const uidValidity = uidValidityAfter(last);
     last = uidValidityLastAfter(last, uidValidity);

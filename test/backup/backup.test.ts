@@ -123,6 +123,35 @@ describe('backup and restore', () => {
     await repo.close();
   });
 
+  it("two restores of one snapshot a few seconds apart give different uidValidities, also when the store's last one ran ahead of the clock (mailboxes made faster than one a second)", async () => {
+    const dir = tmpDir('bk');
+    const store = await Store.init(join(dir, 's'));
+    // an undumped list (or a migration) leaves the last uidValidity far ahead of the clock's seconds
+    const ahead = Math.floor(Date.now() / 1000) + 1_000_000;
+    await undumpMailboxes(store, [{ name: 'user/alice/INBOX', id: 'b1445cf8-5485-4288-bb46-f48aa6be0102', uidValidity: ahead, uidNext: 5, highestModseq: 10, acl: {}, created: 1, owner: 'alice' }]);
+    await fill(store, 'user/alice/INBOX', 3);
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    await store.close();
+    const realNow = Date.now.bind(Date);
+    const given: number[] = [];
+    try {
+      for (const [i, laterMs] of [0, 3000].entries()) {
+        vi.spyOn(Date, 'now').mockImplementation(() => realNow() + laterMs);
+        await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, `r${i}`));
+        const back = await Store.open(join(dir, `r${i}`));
+        given.push((await back.status('user/alice/INBOX')).uidValidity);
+        await back.close();
+      }
+    } finally {
+      vi.restoreAllMocks();
+    }
+    // the second restore's clients cached what the first restored store gave out: not its uidValidity again
+    expect(given[0]).toBeGreaterThan(ahead);
+    expect(given[1]).toBeGreaterThan(given[0]!);
+    await repo.close();
+  });
+
   it('an incremental run reads and adds only what changed; earlier snapshots restore as they were', async () => {
     const dir = tmpDir('bk');
     const store = await sampleStore(join(dir, 's'));
