@@ -8,7 +8,7 @@
 // deleted and made again (or renamed over) never shows a uidValidity its name had before.
 //
 //   IMAP_CONTRACT_RUNS=200 IMAP_CONTRACT_STEPS=60 npx vitest run test/store/imap-contract.test.ts   (long form)
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -111,6 +111,9 @@ class Clients {
   }
 }
 
+/** How far Date.now is moved ahead of the real clock (a second per restore). */
+let clockAheadMs = 0;
+
 class Harness {
   store!: Store;
   readonly clients = new Clients(() => this.store);
@@ -162,8 +165,12 @@ class Harness {
         await runBackup(source(s), this.repo);
         return;
       case 'restore':
-        // the disk lost, the store restored from the last backup: the clients keep their caches
+        // the disk lost, the store restored from the last backup: the clients keep their caches.
+        // A restore's new uidValidities come from the clock's seconds (as a create's do), so two
+        // restores of one snapshot in the same second give the same ones: real restores are
+        // further apart, and so are these (the clock moved on a second, not waited for)
         if (!this.repo) return;
+        clockAheadMs += 1000;
         await s.close();
         this.dir = join(this.work, `restored-${++this.restores}`);
         await restoreToNewStore(nodeFileSystem, this.repo, 'latest', this.dir);
@@ -175,28 +182,34 @@ class Harness {
 
 describe('the IMAP contract across recovery paths', () => {
   it(`clients resyncing by (uidValidity, modseq) end with what the store holds (${RUNS} runs of up to ${STEPS} steps; IMAP_CONTRACT_RUNS for more)`, async () => {
-    await fc.assert(fc.asyncProperty(fc.array(op, { minLength: Math.ceil(STEPS / 2), maxLength: STEPS }), async (ops) => {
-      const work = tmpDir('imap-contract');
-      const h = new Harness(join(work, 'store'), work);
-      h.store = await Store.open(h.dir, { create: true });
-      try {
-        for (const n of NAMES) await h.store.createMailbox(n);
-        for (const n of NAMES) await h.clients.sync(n);
-        await h.step({ kind: 'backup' });
-        for (const o of ops) await h.step(o);
-        for (const n of NAMES) await h.clients.sync(n);
-        // then the disk is lost after all that: the store comes back from its last backup
-        await h.step({ kind: 'restore' });
-        for (const n of NAMES) await h.clients.sync(n);
-        await h.step({ kind: 'append', name: 'INBOX', body: 9, count: 2 });
-        for (const n of NAMES) await h.clients.sync(n);
-        // and once more after the index is rebuilt from what is on disk
-        await h.step({ kind: 'reopen', dropIndex: true });
-        for (const n of NAMES) await h.clients.sync(n);
-      } finally {
-        await h.close();
-        rmSync(work, { recursive: true, force: true });
-      }
-    }), { numRuns: RUNS, seed: SEED, endOnFailure: !process.env.IMAP_CONTRACT_SHRINK });
+    const realNow = Date.now.bind(Date);
+    vi.spyOn(Date, 'now').mockImplementation(() => realNow() + clockAheadMs);
+    try {
+      await fc.assert(fc.asyncProperty(fc.array(op, { minLength: Math.ceil(STEPS / 2), maxLength: STEPS }), async (ops) => {
+        const work = tmpDir('imap-contract');
+        const h = new Harness(join(work, 'store'), work);
+        h.store = await Store.open(h.dir, { create: true });
+        try {
+          for (const n of NAMES) await h.store.createMailbox(n);
+          for (const n of NAMES) await h.clients.sync(n);
+          await h.step({ kind: 'backup' });
+          for (const o of ops) await h.step(o);
+          for (const n of NAMES) await h.clients.sync(n);
+          // then the disk is lost after all that: the store comes back from its last backup
+          await h.step({ kind: 'restore' });
+          for (const n of NAMES) await h.clients.sync(n);
+          await h.step({ kind: 'append', name: 'INBOX', body: 9, count: 2 });
+          for (const n of NAMES) await h.clients.sync(n);
+          // and once more after the index is rebuilt from what is on disk
+          await h.step({ kind: 'reopen', dropIndex: true });
+          for (const n of NAMES) await h.clients.sync(n);
+        } finally {
+          await h.close();
+          rmSync(work, { recursive: true, force: true });
+        }
+      }), { numRuns: RUNS, seed: SEED, endOnFailure: !process.env.IMAP_CONTRACT_SHRINK });
+    } finally {
+      vi.restoreAllMocks();
+    }
   }, Math.max(120_000, RUNS * STEPS * 400));
 });
