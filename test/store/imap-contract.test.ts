@@ -23,7 +23,7 @@ import { openRepo, source } from '../backup/helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const RUNS = Number(process.env.IMAP_CONTRACT_RUNS ?? 3);
-const STEPS = Number(process.env.IMAP_CONTRACT_STEPS ?? 20);
+const STEPS = Number(process.env.IMAP_CONTRACT_STEPS ?? 16);
 const SEED = process.env.IMAP_CONTRACT_SEED ? Number(process.env.IMAP_CONTRACT_SEED) : process.env.IMAP_CONTRACT_RUNS ? undefined : 20261206;
 
 const NAMES = ['INBOX', 'A', 'B'];
