@@ -11,6 +11,7 @@ import { MailstoreError, fromSystemError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { PackStore, type BlobLocation } from '../blob/pack-store.js';
 import { backupLimits, limits } from '../limits.js';
+import { UID_VALIDITY_LAST_NAME, UID_VALIDITY_MAX, uidValidityAfter, uidValidityLastAfter } from '../store/apply.js';
 import { writeStateSegments } from '../store/checkpoint.js';
 import { LAYOUT, initStore, refuseOthersMayWrite, refuseStoreInsideStore, storeIdBytes } from '../store/identity.js';
 import { withoutHint, type Op } from '../store/records.js';
@@ -43,6 +44,7 @@ export async function restoreToNewStore(fs: FileSystem, repo: Repository, snapsh
   try {
     const { id, snapshot } = await repo.findSnapshot(snapshotRef);
     const selected = selectState(snapshot, options.selection ?? {});
+    if (!options.keepUidValidity) giveNewUidValidities(selected, snapshot.time);
     const index = await repo.loadIndex();
     const created = await prepareTarget(fs, target, id);
     let written: WrittenBlobs;
@@ -55,11 +57,39 @@ export async function restoreToNewStore(fs: FileSystem, repo: Repository, snapsh
     await installBuilt(fs, join(target, BUILD_DIR), target);
     return {
       snapshot: id, storeId: snapshot.storeId, seq: snapshot.seq, to: target, mailboxes: selected.mailboxes.length,
-      messages: written.messages, bytes: written.bytes, bytesRead: repo.dataBytesRead - readBefore, durationMs: Math.round(performance.now() - started), ...indexRepairNotes(index),
+      uidValidity: options.keepUidValidity ? 'kept' : 'new', messages: written.messages, bytes: written.bytes, bytesRead: repo.dataBytesRead - readBefore, durationMs: Math.round(performance.now() - started), ...indexRepairNotes(index),
     };
   } finally {
     await lock.release();
   }
+}
+
+/**
+ * Each selected mailbox gets a uidValidity above every one the snapshot's store gave (counted on
+ * from its uidValidityLast, as createMailbox does), its uids, modseqs and flags staying as they
+ * were. The store lived on after the snapshot: it gave uids from the snapshot's uidNext on to mail
+ * this restore does not hold, IMAP clients cached them, and under the same uidValidity the restored
+ * store gave those uids again to other mail (a client showed its cached message for the new one's
+ * uid) and modseqs went back below what clients had seen (RFC 9051 2.3.1.1, RFC 7162). A new
+ * uidValidity makes every client drop its cache of the mailbox and read it again.
+ * The count starts the seconds since the snapshot above its last one: a store whose last ran ahead
+ * of the clock (mailboxes made faster than one a second: an undump, a migration) gave the same
+ * values at every restore of one snapshot, so a second restore gave the first one's again, to
+ * mailboxes whose clients had cached what the first restored store gave out since.
+ */
+function giveNewUidValidities(selected: Selected, snapshotTimeMs: number): void {
+  const at = selected.meta.findIndex(([key]) => key === UID_VALIDITY_LAST_NAME);
+  const recorded = at >= 0 && typeof selected.meta[at]![1] === 'number' ? selected.meta[at]![1] as number : 0;
+  const secondsSince = Math.max(0, Math.floor((Date.now() - snapshotTimeMs) / 1000));
+  // a reduce, not a spread: a store of 120k mailboxes and more (a spread threw RangeError)
+  let last = Math.min(UID_VALIDITY_MAX, selected.mailboxes.reduce((highest, box) => Math.max(highest, box.uidValidity), recorded) + secondsSince);
+  selected.mailboxes = selected.mailboxes.map((box) => {
+    const uidValidity = uidValidityAfter(last);
+    last = uidValidityLastAfter(last, uidValidity);
+    return { ...box, uidValidity };
+  });
+  if (at >= 0) selected.meta[at] = [UID_VALIDITY_LAST_NAME, last];
+  else selected.meta.push([UID_VALIDITY_LAST_NAME, last]);
 }
 
 /** Blobs into packs, the state as the journal, then an open that must find every selected mailbox as it was. */

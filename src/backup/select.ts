@@ -1,7 +1,7 @@
 // What a restore takes from a snapshot: the selected mailboxes (renamed with --as), their
 // messages, change log and the store-wide values they need; and each blob, read and verified.
 import { MailstoreError } from '../errors.js';
-import { MODSEQ_OFFSET_NAME } from '../store/apply.js';
+import { MODSEQ_OFFSET_NAME, UID_VALIDITY_LAST_NAME } from '../store/apply.js';
 import type { MailboxInfo, Op } from '../store/records.js';
 import type { AppendOptions } from '../store/types.js';
 import type { QuotaLimits } from '../store/quota.js';
@@ -38,11 +38,23 @@ export interface RestoreSummary {
   blobsFoundByScan?: number;
   /** Index files that do not read (damaged), left out of the restore's index. */
   damagedIndexFiles?: string[];
+  /**
+   * A restore into a new store: 'new' when each mailbox got a new uidValidity (the default: IMAP
+   * clients read each mailbox again), 'kept' with `keepUidValidity`. Absent into a live store.
+   */
+  uidValidity?: 'new' | 'kept';
   durationMs: number;
 }
 
 export interface RestoreOptions {
   selection?: RestoreSelection;
+  /**
+   * Into a new store: keep each mailbox's uidValidity, so IMAP clients keep their caches. Only for
+   * a snapshot of the store's last state (a stopped store moved through a backup): after anything
+   * changed since the snapshot, the restored store gives uids clients cached for other mail again.
+   * Without it each mailbox gets a new uidValidity (uids, modseqs and flags as they were).
+   */
+  keepUidValidity?: boolean;
   onProgress?: (messages: number, bytes: number) => void;
 }
 
@@ -113,7 +125,7 @@ function keptMeta(entries: [string, unknown][], whole: boolean, rename: Renamer)
     if (whole) kept.push([key, value]);
     // the modseq offset too: restored modseqs may be above the seqs (an undump's, an XFER's), and
     // without it the next change's modseq fell below them, highestModseq going back (RFC 7162)
-    else if (key === 'uidValidityLast' || key === MODSEQ_OFFSET_NAME) kept.push([key, value]);
+    else if (key === UID_VALIDITY_LAST_NAME || key === MODSEQ_OFFSET_NAME) kept.push([key, value]);
     else if (key.startsWith(QUOTA_PREFIX)) {
       const root = quotaRootName(key.slice(QUOTA_PREFIX.length));
       const restored = root && rename.quotaRoot(root);

@@ -13,13 +13,15 @@ export const SEEN = '\\Seen';
 
 /** The meta name of the modseq offset. */
 export const MODSEQ_OFFSET_NAME = 'modseq/offset';
+/** The meta name of the highest uidValidity given. */
+export const UID_VALIDITY_LAST_NAME = 'uidValidityLast';
 
 export const meta = {
   appliedSeq: keys.meta('appliedSeq'),
   storeId: keys.meta('storeId'),
   /** The index's value format (codec.ts INDEX_FORMAT); index-only, like storeId and appliedSeq. */
   indexFormat: keys.meta(INDEX_FORMAT_NAME),
-  uidValidityLast: keys.meta('uidValidityLast'),
+  uidValidityLast: keys.meta(UID_VALIDITY_LAST_NAME),
   deleting: (id: Buffer) => keys.meta(`deleting/${id.toString('hex')}`),
   deletingPrefix: keys.meta('deleting/').subarray(0, -1),
   /** Packs retired by compaction whose files may still exist (docs/FORMAT.md, "Compaction"). */

@@ -2,7 +2,7 @@
 // restores of a store, a user and a mailbox, restores into a live store, a repository shared by
 // two stores.
 import { join } from 'node:path';
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { describe, expect, it, vi } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
 import { restoreIntoStore, restoreToNewStore, type RestoreTarget } from '../../src/backup/restore.js';
@@ -46,7 +46,7 @@ describe('backup and restore', () => {
     const before = await dump(store);
     const highest = (await store.status('INBOX')).highestModseq;
     await store.close();
-    const restored = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'));
+    const restored = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'), { keepUidValidity: true });
     expect(restored).toMatchObject({ messages: 51, mailboxes: 4, snapshot: first.snapshot });
     const back = await Store.open(join(dir, 'r'));
     expect(await dump(back)).toEqual(before);
@@ -65,6 +65,90 @@ describe('backup and restore', () => {
     const created = await back.createMailbox('new');
     expect(created.uidValidity).toBeGreaterThan((await back.mailbox('INBOX')).uidValidity);
     await back.close();
+    await repo.close();
+  });
+
+  it("a store that went on after its snapshot: the restore gives each mailbox a new uidValidity, so a uid the lost store gave since never names other mail under a uidValidity clients cached", async () => {
+    const dir = tmpDir('bk');
+    const store = await sampleStore(join(dir, 's'));
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    const atSnapshot = await dump(store);
+    // after the nightly backup: mail a client then cached as (uidValidity, 31), and a flag change
+    const lost = await store.append('INBOX', Buffer.from('Subject: after the backup\r\n\r\nlost with the disk\r\n'));
+    await store.setFlags('INBOX', [1], { add: ['\\Seen'] });
+    const cached = await store.status('INBOX');
+    const cachedBob = await store.mailbox('user/bob/INBOX');
+    await store.close();
+    for (const selection of [undefined, { user: 'bob' }]) {
+      const to = join(dir, selection ? 'u' : 'r');
+      const summary = await restoreToNewStore(nodeFileSystem, repo, 'latest', to, selection ? { selection } : {});
+      let back = await Store.open(to);
+      const bob = await back.mailbox('user/bob/INBOX');
+      expect(bob.uidValidity).toBeGreaterThan(cachedBob.uidValidity);
+      expect(summary.uidValidity).toBe('new');
+      if (!selection) {
+        // everything else as it was: uids, flags, dates, modseqs, ACLs, owners
+        const all = await dump(back) as Record<string, { uidValidity: number; status: { uidValidity: number } }>;
+        const expected = atSnapshot as Record<string, { uidValidity: number; status: { uidValidity: number; highestModseq: number; messages: number; uidNext: number } }>;
+        for (const [name, box] of Object.entries(all)) {
+          expect({ ...box, uidValidity: 0, status: { ...box.status, uidValidity: 0 } }).toEqual({ ...expected[name], uidValidity: 0, status: { ...expected[name]!.status, uidValidity: 0 } });
+        }
+        const inbox = await back.status('INBOX');
+        expect(inbox.uidValidity).toBeGreaterThan(cached.uidValidity);
+        const next = await back.append('INBOX', Buffer.from('Subject: new mail\r\n\r\nanother message\r\n'));
+        expect(next.uid).toBe(lost.uid); // the uid again, but under a uidValidity no client cached it with
+        expect(next.uidValidity).not.toBe(lost.uidValidity);
+        // new mailboxes go on above the restored ones, also once the index is rebuilt from the journal
+        const uidValidities = (await Promise.all((await back.listMailboxes()).map((b) => back.mailbox(b.name)))).map((b) => b.uidValidity);
+        expect(new Set(uidValidities).size).toBe(uidValidities.length);
+        await back.close();
+        rmSync(join(to, 'index'), { recursive: true, force: true });
+        back = await Store.open(to);
+        expect((await back.status('INBOX')).uidValidity).toBe(inbox.uidValidity);
+        expect((await back.createMailbox('Trash')).uidValidity).toBeGreaterThan(Math.max(...uidValidities));
+      }
+      await back.close();
+    }
+    // --keep-uidvalidity: for a snapshot of the store's last state, the mailboxes exactly as they were
+    const kept = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'k'), { keepUidValidity: true });
+    expect(kept.uidValidity).toBe('kept');
+    const k = await Store.open(join(dir, 'k'));
+    expect((await k.status('INBOX')).uidValidity).toBe(cached.uidValidity);
+    await k.close();
+    // into a live store the restored mailboxes are new ones: keeping a uidValidity there is no option
+    const live = await Store.open(join(dir, 'k'));
+    await expectCode(restoreIntoStore(storeTarget(live), join(dir, 'k'), repo, 'latest', { selection: { user: 'bob' }, keepUidValidity: true }), 'INVALID');
+    await live.close();
+    await repo.close();
+  });
+
+  it("two restores of one snapshot a few seconds apart give different uidValidities, also when the store's last one ran ahead of the clock (mailboxes made faster than one a second)", async () => {
+    const dir = tmpDir('bk');
+    const store = await Store.init(join(dir, 's'));
+    // an undumped list (or a migration) leaves the last uidValidity far ahead of the clock's seconds
+    const ahead = Math.floor(Date.now() / 1000) + 1_000_000;
+    await undumpMailboxes(store, [{ name: 'user/alice/INBOX', id: 'b1445cf8-5485-4288-bb46-f48aa6be0102', uidValidity: ahead, uidNext: 5, highestModseq: 10, acl: {}, created: 1, owner: 'alice' }]);
+    await fill(store, 'user/alice/INBOX', 3);
+    const repo = await openRepo(join(dir, 'repo'));
+    await runBackup(source(store), repo);
+    await store.close();
+    const realNow = Date.now.bind(Date);
+    const given: number[] = [];
+    try {
+      for (const [i, laterMs] of [0, 3000].entries()) {
+        vi.spyOn(Date, 'now').mockImplementation(() => realNow() + laterMs);
+        await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, `r${i}`));
+        const back = await Store.open(join(dir, `r${i}`));
+        given.push((await back.status('user/alice/INBOX')).uidValidity);
+        await back.close();
+      }
+    } finally {
+      vi.restoreAllMocks();
+    }
+    // the second restore's clients cached what the first restored store gave out: not its uidValidity again
+    expect(given[0]).toBeGreaterThan(ahead);
+    expect(given[1]).toBeGreaterThan(given[0]!);
     await repo.close();
   });
 
@@ -88,11 +172,11 @@ describe('backup and restore', () => {
     expect(third.bytesRead).toBe(0);
     const atThird = await dump(store);
     await store.close();
-    await restoreToNewStore(nodeFileSystem, repo, first.snapshot.slice(0, 10), join(dir, 'r1'));
+    await restoreToNewStore(nodeFileSystem, repo, first.snapshot.slice(0, 10), join(dir, 'r1'), { keepUidValidity: true });
     const r1 = await Store.open(join(dir, 'r1'));
     expect(await dump(r1)).toEqual(atFirst);
     await r1.close();
-    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r3'));
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r3'), { keepUidValidity: true });
     const r3 = await Store.open(join(dir, 'r3'));
     expect(await dump(r3)).toEqual(atThird);
     await r3.close();
@@ -107,12 +191,12 @@ describe('backup and restore', () => {
     const alice = await dump(store, (name) => name.startsWith('user/alice/'));
     const sent = await dump(store, (name) => name === 'user/alice/Sent');
     await store.close();
-    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'u'), { selection: { user: 'alice' } });
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'u'), { selection: { user: 'alice' }, keepUidValidity: true });
     const u = await Store.open(join(dir, 'u'));
     expect(await dump(u)).toEqual(alice);
     await u.close();
     const dataBytes = (await repo.list('data')).reduce((sum, f) => sum + statSync(repo.path('data', f)).size, 0);
-    const one = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'm'), { selection: { mailbox: 'user/alice/Sent' } });
+    const one = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'm'), { selection: { mailbox: 'user/alice/Sent' }, keepUidValidity: true });
     expect(one.messages).toBe(10);
     expect(one.bytesRead).toBeGreaterThan(0);
     expect(one.bytesRead).toBeLessThan(dataBytes * 0.3); // 10 of 49 blobs
@@ -296,7 +380,7 @@ describe('backup and restore', () => {
     await b.close();
     const list = await repo.snapshots();
     expect(list.map((s) => s.snapshot.storeId)).toEqual([list[0].snapshot.storeId, b.identity.storeId]);
-    await restoreToNewStore(nodeFileSystem, repo, list[1].id, join(dir, 'rb'));
+    await restoreToNewStore(nodeFileSystem, repo, list[1].id, join(dir, 'rb'), { keepUidValidity: true });
     const rb = await Store.open(join(dir, 'rb'));
     expect(await dump(rb)).toEqual(dumpB);
     await rb.close();
@@ -312,7 +396,7 @@ describe('backup and restore', () => {
     await store.close();
     const mount = join(dir, 'mnt');
     mkdirSync(join(mount, 'lost+found'), { recursive: true });
-    await restoreToNewStore(nodeFileSystem, repo, 'latest', mount);
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', mount, { keepUidValidity: true });
     expect(readdirSync(mount).sort()).toEqual(['STORE', 'index', 'journal', 'lock', 'lost+found', 'packs', 'quarantine', 'tmp']);
     const back = await Store.open(mount);
     expect(await dump(back)).toEqual(before);
@@ -322,7 +406,7 @@ describe('backup and restore', () => {
     mkdirSync(join(left, '.restoring', 'packs'), { recursive: true });
     writeFileSync(join(left, 'RESTORING'), 'restoring snapshot abcd here; an interrupted restore is cleared by the next one\n'); // an older mailstore's mark: no pid
     writeFileSync(join(left, 'journal'), 'half');
-    await restoreToNewStore(nodeFileSystem, repo, 'latest', left);
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', left, { keepUidValidity: true });
     const again = await Store.open(left);
     expect(await dump(again)).toEqual(before);
     await again.close();

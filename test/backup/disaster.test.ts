@@ -42,9 +42,14 @@ describe('disaster recipe', () => {
     mkdirSync(join(dir, 'disk2'));
     const restored = await json(['restore', '--repo', repo, '--key-file', key, '--snapshot', 'latest', '--to', newStore]);
     expect(restored.messages).toBe(11);
+    expect(restored.uidValidity).toBe('new');
     // step 4: scrub the restored store, compare, and go on backing up into the same repository
     await ok(['--store', newStore, 'scrub']);
-    expect(await json(['--store', newStore, 'mailbox', 'status', 'user/alice/INBOX'])).toEqual(statusBefore);
+    // as it was, under a new uidValidity: IMAP clients read the mailbox again, so none shows its cache of mail
+    // the lost disk took after the backup for the mail the restored store gives those uids
+    const statusAfter = await json(['--store', newStore, 'mailbox', 'status', 'user/alice/INBOX']);
+    expect(statusAfter.uidValidity).toBeGreaterThan(statusBefore.uidValidity);
+    expect({ ...statusAfter, uidValidity: 0 }).toEqual({ ...statusBefore, uidValidity: 0 });
     for (const uid of [2, 7, 12]) expect(await ok(['--store', newStore, 'fetch', 'user/alice/INBOX', String(uid)])).toBe(messages[uid - 1]);
     expect((await json(['--store', newStore, 'fetch', 'user/alice/INBOX', '3', '--info'])).flags).toContain('\\Seen');
     const after = await json(['--store', newStore, 'backup', '--repo', repo, '--key-file', key]);
