@@ -16,9 +16,6 @@ export async function restoreIntoStore(target: RestoreTarget, targetPath: string
   const started = performance.now();
   const readBefore = repo.dataBytesRead;
   const selection = options.selection ?? {};
-  if (options.keepUidValidity) {
-    throw new MailstoreError('INVALID', `keepUidValidity is for a restore into a new directory: into the live store at ${targetPath} the restored mailboxes are new mailboxes (new uidValidity, new uids)`, { path: targetPath });
-  }
   if (selection.user === undefined && selection.mailbox === undefined) {
     throw new MailstoreError('EXISTS', `${targetPath} already holds a store: restore a whole store into a new directory, or give --mailbox or --user (with --as for a new name)`, { path: targetPath });
   }

@@ -44,7 +44,7 @@ export async function restoreToNewStore(fs: FileSystem, repo: Repository, snapsh
   try {
     const { id, snapshot } = await repo.findSnapshot(snapshotRef);
     const selected = selectState(snapshot, options.selection ?? {});
-    if (!options.keepUidValidity) giveNewUidValidities(selected, snapshot.time);
+    if (options.newUidValidity) giveNewUidValidities(selected, snapshot.time);
     const index = await repo.loadIndex();
     const created = await prepareTarget(fs, target, id);
     let written: WrittenBlobs;
@@ -57,7 +57,7 @@ export async function restoreToNewStore(fs: FileSystem, repo: Repository, snapsh
     await installBuilt(fs, join(target, BUILD_DIR), target);
     return {
       snapshot: id, storeId: snapshot.storeId, seq: snapshot.seq, to: target, mailboxes: selected.mailboxes.length,
-      uidValidity: options.keepUidValidity ? 'kept' : 'new', messages: written.messages, bytes: written.bytes, bytesRead: repo.dataBytesRead - readBefore, durationMs: Math.round(performance.now() - started), ...indexRepairNotes(index),
+      uidValidity: options.newUidValidity ? 'new' : 'kept', messages: written.messages, bytes: written.bytes, bytesRead: repo.dataBytesRead - readBefore, durationMs: Math.round(performance.now() - started), ...indexRepairNotes(index),
     };
   } finally {
     await lock.release();

@@ -39,8 +39,9 @@ export interface RestoreSummary {
   /** Index files that do not read (damaged), left out of the restore's index. */
   damagedIndexFiles?: string[];
   /**
-   * A restore into a new store: 'new' when each mailbox got a new uidValidity (the default: IMAP
-   * clients read each mailbox again), 'kept' with `keepUidValidity`. Absent into a live store.
+   * A restore into a new store: 'kept' when each mailbox has its uidValidity as the snapshot had
+   * it (the default, issue 14: the store as it was), 'new' with `newUidValidity`. Absent into a
+   * live store.
    */
   uidValidity?: 'new' | 'kept';
   durationMs: number;
@@ -49,12 +50,14 @@ export interface RestoreSummary {
 export interface RestoreOptions {
   selection?: RestoreSelection;
   /**
-   * Into a new store: keep each mailbox's uidValidity, so IMAP clients keep their caches. Only for
-   * a snapshot of the store's last state (a stopped store moved through a backup): after anything
-   * changed since the snapshot, the restored store gives uids clients cached for other mail again.
-   * Without it each mailbox gets a new uidValidity (uids, modseqs and flags as they were).
+   * Into a new store: give each mailbox a new uidValidity (uids, modseqs and flags as they were),
+   * so IMAP clients read every mailbox again. For a snapshot older than the store's last state (a
+   * nightly backup restored after the disk was lost): the store went on after the snapshot and
+   * gave uids from its uidNext on to mail the snapshot does not hold, which clients cached, and
+   * under the kept uidValidity the restored store would give those uids to other mail. Without it
+   * every uidValidity is kept, as issue 14 asks of a restore into an empty target.
    */
-  keepUidValidity?: boolean;
+  newUidValidity?: boolean;
   onProgress?: (messages: number, bytes: number) => void;
 }
 

@@ -46,7 +46,7 @@ describe('backup and restore', () => {
     const before = await dump(store);
     const highest = (await store.status('INBOX')).highestModseq;
     await store.close();
-    const restored = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'), { keepUidValidity: true });
+    const restored = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'));
     expect(restored).toMatchObject({ messages: 51, mailboxes: 4, snapshot: first.snapshot });
     const back = await Store.open(join(dir, 'r'));
     expect(await dump(back)).toEqual(before);
@@ -68,7 +68,7 @@ describe('backup and restore', () => {
     await repo.close();
   });
 
-  it("a store that went on after its snapshot: the restore gives each mailbox a new uidValidity, so a uid the lost store gave since never names other mail under a uidValidity clients cached", async () => {
+  it("a store that went on after its snapshot: a restore with newUidValidity gives each mailbox a new uidValidity, so a uid the lost store gave since never names other mail under a uidValidity clients cached", async () => {
     const dir = tmpDir('bk');
     const store = await sampleStore(join(dir, 's'));
     const repo = await openRepo(join(dir, 'repo'));
@@ -82,7 +82,7 @@ describe('backup and restore', () => {
     await store.close();
     for (const selection of [undefined, { user: 'bob' }]) {
       const to = join(dir, selection ? 'u' : 'r');
-      const summary = await restoreToNewStore(nodeFileSystem, repo, 'latest', to, selection ? { selection } : {});
+      const summary = await restoreToNewStore(nodeFileSystem, repo, 'latest', to, { ...(selection ? { selection } : {}), newUidValidity: true });
       let back = await Store.open(to);
       const bob = await back.mailbox('user/bob/INBOX');
       expect(bob.uidValidity).toBeGreaterThan(cachedBob.uidValidity);
@@ -110,16 +110,12 @@ describe('backup and restore', () => {
       }
       await back.close();
     }
-    // --keep-uidvalidity: for a snapshot of the store's last state, the mailboxes exactly as they were
-    const kept = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'k'), { keepUidValidity: true });
+    // without newUidValidity (issue 14: a restore into an empty target as it was) every uidValidity is kept
+    const kept = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'k'));
     expect(kept.uidValidity).toBe('kept');
     const k = await Store.open(join(dir, 'k'));
     expect((await k.status('INBOX')).uidValidity).toBe(cached.uidValidity);
     await k.close();
-    // into a live store the restored mailboxes are new ones: keeping a uidValidity there is no option
-    const live = await Store.open(join(dir, 'k'));
-    await expectCode(restoreIntoStore(storeTarget(live), join(dir, 'k'), repo, 'latest', { selection: { user: 'bob' }, keepUidValidity: true }), 'INVALID');
-    await live.close();
     await repo.close();
   });
 
@@ -138,7 +134,7 @@ describe('backup and restore', () => {
     try {
       for (const [i, laterMs] of [0, 3000].entries()) {
         vi.spyOn(Date, 'now').mockImplementation(() => realNow() + laterMs);
-        await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, `r${i}`));
+        await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, `r${i}`), { newUidValidity: true });
         const back = await Store.open(join(dir, `r${i}`));
         given.push((await back.status('user/alice/INBOX')).uidValidity);
         await back.close();
@@ -172,11 +168,11 @@ describe('backup and restore', () => {
     expect(third.bytesRead).toBe(0);
     const atThird = await dump(store);
     await store.close();
-    await restoreToNewStore(nodeFileSystem, repo, first.snapshot.slice(0, 10), join(dir, 'r1'), { keepUidValidity: true });
+    await restoreToNewStore(nodeFileSystem, repo, first.snapshot.slice(0, 10), join(dir, 'r1'));
     const r1 = await Store.open(join(dir, 'r1'));
     expect(await dump(r1)).toEqual(atFirst);
     await r1.close();
-    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r3'), { keepUidValidity: true });
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r3'));
     const r3 = await Store.open(join(dir, 'r3'));
     expect(await dump(r3)).toEqual(atThird);
     await r3.close();
@@ -191,12 +187,12 @@ describe('backup and restore', () => {
     const alice = await dump(store, (name) => name.startsWith('user/alice/'));
     const sent = await dump(store, (name) => name === 'user/alice/Sent');
     await store.close();
-    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'u'), { selection: { user: 'alice' }, keepUidValidity: true });
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'u'), { selection: { user: 'alice' } });
     const u = await Store.open(join(dir, 'u'));
     expect(await dump(u)).toEqual(alice);
     await u.close();
     const dataBytes = (await repo.list('data')).reduce((sum, f) => sum + statSync(repo.path('data', f)).size, 0);
-    const one = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'm'), { selection: { mailbox: 'user/alice/Sent' }, keepUidValidity: true });
+    const one = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'm'), { selection: { mailbox: 'user/alice/Sent' } });
     expect(one.messages).toBe(10);
     expect(one.bytesRead).toBeGreaterThan(0);
     expect(one.bytesRead).toBeLessThan(dataBytes * 0.3); // 10 of 49 blobs
@@ -380,7 +376,7 @@ describe('backup and restore', () => {
     await b.close();
     const list = await repo.snapshots();
     expect(list.map((s) => s.snapshot.storeId)).toEqual([list[0].snapshot.storeId, b.identity.storeId]);
-    await restoreToNewStore(nodeFileSystem, repo, list[1].id, join(dir, 'rb'), { keepUidValidity: true });
+    await restoreToNewStore(nodeFileSystem, repo, list[1].id, join(dir, 'rb'));
     const rb = await Store.open(join(dir, 'rb'));
     expect(await dump(rb)).toEqual(dumpB);
     await rb.close();
@@ -396,7 +392,7 @@ describe('backup and restore', () => {
     await store.close();
     const mount = join(dir, 'mnt');
     mkdirSync(join(mount, 'lost+found'), { recursive: true });
-    await restoreToNewStore(nodeFileSystem, repo, 'latest', mount, { keepUidValidity: true });
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', mount);
     expect(readdirSync(mount).sort()).toEqual(['STORE', 'index', 'journal', 'lock', 'lost+found', 'packs', 'quarantine', 'tmp']);
     const back = await Store.open(mount);
     expect(await dump(back)).toEqual(before);
@@ -406,7 +402,7 @@ describe('backup and restore', () => {
     mkdirSync(join(left, '.restoring', 'packs'), { recursive: true });
     writeFileSync(join(left, 'RESTORING'), 'restoring snapshot abcd here; an interrupted restore is cleared by the next one\n'); // an older mailstore's mark: no pid
     writeFileSync(join(left, 'journal'), 'half');
-    await restoreToNewStore(nodeFileSystem, repo, 'latest', left, { keepUidValidity: true });
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', left);
     const again = await Store.open(left);
     expect(await dump(again)).toEqual(before);
     await again.close();

@@ -59,7 +59,7 @@ describe('backup check and damage', () => {
     const report = await checkRepository(repo, { readData: true });
     expect(report.findings.map((f) => f.kind)).toEqual(['damaged-data', 'damaged-blob']);
     expect(report.findings[1].message).toMatch(/(INBOX|Other) uid \d+/);
-    const error = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'), { keepUidValidity: true }).catch((e: unknown) => e);
+    const error = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r')).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/(INBOX|Other) uid \d+: its blob is damaged/) });
     expect(existsSync(join(dir, 'r'))).toBe(false);
     await repo.close();
@@ -72,7 +72,7 @@ describe('backup check and damage', () => {
     const saved = readFileSync(data);
     truncateSync(data, statSync(data).size - 100);
     expect(await kinds(repo, false)).toEqual(['truncated-data']);
-    await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'), { keepUidValidity: true }), 'CORRUPT');
+    await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r')), 'CORRUPT');
     unlinkSync(data);
     expect(await kinds(repo, false)).toEqual(['missing-data']);
     writeFileSync(data, saved);
@@ -82,17 +82,17 @@ describe('backup check and damage', () => {
     // the map lost, the data there: check names the data file (scanned), restore finds every blob by scanning
     expect(new Set(await kinds(repo, false))).toEqual(new Set(['scanned-data']));
     await repo.close(); // its read handles: the data file put back is a new file
-    expect((await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'scanned'), { keepUidValidity: true })).blobsFoundByScan).toBe(25);
+    expect((await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'scanned'))).blobsFoundByScan).toBe(25);
     unlinkSync(data);
     expect(new Set(await kinds(repo, false))).toEqual(new Set(['missing-blob']));
-    await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'), { keepUidValidity: true }), 'CORRUPT');
+    await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r')), 'CORRUPT');
     writeFileSync(data, saved);
     writeFileSync(index, indexBytes);
     const snapshot = only(repo.path('snapshots'));
     const snapshotBytes = readFileSync(snapshot);
     writeFileSync(snapshot, snapshotBytes.subarray(0, snapshotBytes.length - 1));
     expect(await kinds(repo, true)).toEqual(['damaged-snapshot']);
-    await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'), { keepUidValidity: true }), 'CORRUPT');
+    await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r')), 'CORRUPT');
     writeFileSync(snapshot, snapshotBytes);
     expect(await kinds(repo, true)).toEqual([]);
     expect(existsSync(join(dir, 'r'))).toBe(false);
@@ -121,11 +121,11 @@ describe('backup check and damage', () => {
     const report = await checkRepository(repo);
     expect(new Set(report.findings.filter((f) => f.damage).map((f) => f.kind))).toEqual(new Set(['damaged-index', 'missing-blob']));
     expect(report.findings.filter((f) => f.kind === 'missing-blob').every((f) => f.message.includes('user/alice/INBOX'))).toBe(true);
-    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'bob'), { selection: { user: 'bob' }, keepUidValidity: true });
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'bob'), { selection: { user: 'bob' } });
     const back = await Store.open(join(dir, 'bob'));
     expect(await dump(back)).toEqual(bob);
     await back.close();
-    const refused = restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'alice'), { selection: { user: 'alice' }, keepUidValidity: true });
+    const refused = restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'alice'), { selection: { user: 'alice' } });
     await expect(refused).rejects.toThrow(/user\/alice\/INBOX uid 1: .*no index file that reads/);
     await expectCode(refused, 'CORRUPT');
     expect(existsSync(join(dir, 'alice'))).toBe(false);
@@ -151,7 +151,7 @@ describe('encryption', () => {
     expect(existsSync(join(dir, 'r'))).toBe(false);
     const right = await openRepo(join(dir, 'repo'), key);
     expect(await kinds(right, true)).toEqual([]);
-    await restoreToNewStore(nodeFileSystem, right, 'latest', join(dir, 'r'), { keepUidValidity: true });
+    await restoreToNewStore(nodeFileSystem, right, 'latest', join(dir, 'r'));
     const back = await Store.open(join(dir, 'r'));
     expect(await dump(back)).toEqual(before);
     await back.close();
@@ -161,7 +161,7 @@ describe('encryption', () => {
     bytes[bytes.length - 30] ^= 1;
     writeFileSync(data, bytes);
     expect(await kinds(right, true)).toEqual(['damaged-data', 'damaged-blob']);
-    await expectCode(restoreToNewStore(nodeFileSystem, right, 'latest', join(dir, 'r2'), { keepUidValidity: true }), 'CORRUPT');
+    await expectCode(restoreToNewStore(nodeFileSystem, right, 'latest', join(dir, 'r2')), 'CORRUPT');
     await right.close();
     // a key on an unencrypted repository is a mistake, said as such
     const other = tmpDir('bke');

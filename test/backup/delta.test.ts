@@ -118,7 +118,7 @@ describe('delta snapshots', () => {
     writeFileSync(path, bytes);
     const damaged = (await checkRepository(repo)).findings.filter((f) => f.kind === 'damaged-snapshot').map((f) => f.path).sort();
     expect(damaged).toEqual([first, second, third].map((s) => repo.path('snapshots', s.snapshot)).sort());
-    await expectCode(restoreToNewStore(nodeFileSystem, repo, third.snapshot, join(dir, 'r'), { keepUidValidity: true }), 'CORRUPT');
+    await expectCode(restoreToNewStore(nodeFileSystem, repo, third.snapshot, join(dir, 'r')), 'CORRUPT');
     await expectCode(forgetSnapshots(repo, { last: 1 }, { prune: true }), 'REFUSED');
     expect((await repo.list('snapshots')).length).toBe(3);
     await repo.close();

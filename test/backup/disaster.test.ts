@@ -40,7 +40,7 @@ describe('disaster recipe', () => {
     // step 3: restore into the new disk's (missing) store directory
     const newStore = join(dir, 'disk2', 'mailstore');
     mkdirSync(join(dir, 'disk2'));
-    const restored = await json(['restore', '--repo', repo, '--key-file', key, '--snapshot', 'latest', '--to', newStore]);
+    const restored = await json(['restore', '--repo', repo, '--key-file', key, '--snapshot', 'latest', '--new-uidvalidity', '--to', newStore]);
     expect(restored.messages).toBe(11);
     expect(restored.uidValidity).toBe('new');
     // step 4: scrub the restored store, compare, and go on backing up into the same repository

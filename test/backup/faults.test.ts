@@ -32,7 +32,7 @@ async function expectConsistent(repoDir: string): Promise<void> {
 async function expectRestores(repoDir: string, snapshot: string, expected: unknown, to: string): Promise<void> {
   const repo = await Repository.open(nodeFileSystem, repoDir);
   try {
-    await restoreToNewStore(nodeFileSystem, repo, snapshot, to, { keepUidValidity: true });
+    await restoreToNewStore(nodeFileSystem, repo, snapshot, to);
   } finally {
     await repo.close();
   }
@@ -161,7 +161,7 @@ describe('backup faults', () => {
     for (const target of [join(dir, 'new'), join(dir, 'empty')]) {
       if (target.endsWith('empty')) mkdirSync(target);
       fs.failAll('ENOSPC', { pathPrefix: join(target, '.restoring', 'packs') });
-      await expectCode(restoreToNewStore(fs, repo, 'latest', target, { keepUidValidity: true }), 'NO_SPACE');
+      await expectCode(restoreToNewStore(fs, repo, 'latest', target), 'NO_SPACE');
       fs.clear();
       if (target.endsWith('empty')) expect(readdirSync(target)).toEqual([]);
       else expect(existsSync(target)).toBe(false);
@@ -182,7 +182,7 @@ describe('backup faults', () => {
     fs.failAll('EROFS', { pathPrefix: repoDir });
     expect((await checkRepository(repo, { readData: true })).findings).toEqual([]);
     expect(await repo.snapshots()).toHaveLength(1);
-    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'), { keepUidValidity: true });
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'));
     const back = await Store.open(join(dir, 'r'));
     expect(await dump(back)).toEqual(before);
     await back.close();

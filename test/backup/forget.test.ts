@@ -128,7 +128,7 @@ async function backupAfterAStepBack() {
 }
 
 async function expectRestores(repo: Repository, snapshot: string, to: string, expected: unknown): Promise<void> {
-  await restoreToNewStore(nodeFileSystem, repo, snapshot, to, { keepUidValidity: true });
+  await restoreToNewStore(nodeFileSystem, repo, snapshot, to);
   const back = await Store.open(to);
   expect(await dump(back)).toEqual(expected);
   await back.close();
@@ -207,7 +207,7 @@ describe('forget --prune', () => {
 
   it("restore of 'latest' after the clock stepped back: INVALID naming both snapshots (the newest by time is the older state), nothing written; by id it restores", async () => {
     const { dir, repo, id, latest } = await backupAfterAStepBack();
-    const error = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'l'), { keepUidValidity: true }).catch((e: MailstoreError) => e);
+    const error = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'l')).catch((e: MailstoreError) => e);
     expect((error as MailstoreError).code).toBe('INVALID');
     expect((error as MailstoreError).message).toContain(id.slice(0, 12));
     expect(existsSync(join(dir, 'l'))).toBe(false);

@@ -122,7 +122,7 @@ describe('held-ids table', () => {
         expect(readdirSync(join(repoDir, 'tips')).filter((name) => name.includes('tmp'))).toEqual([]);
         fs.clear();
         const expected = await dump(store);
-        await restoreToNewStore(nodeFileSystem, repo, summary.snapshot, join(dir, 'r'), { keepUidValidity: true });
+        await restoreToNewStore(nodeFileSystem, repo, summary.snapshot, join(dir, 'r'));
         const back = await Store.open(join(dir, 'r'));
         expect(await dump(back)).toEqual(expected);
         await back.close();
@@ -154,7 +154,7 @@ describe('held-ids table', () => {
     const summary = await runBackup(source(store), repo);
     expect(summary.newBlobs).toBe(1); // x copied again, not taken as held
     expect((await checkRepository(repo, { readData: true })).findings).toEqual([]);
-    const restored = await restoreToNewStore(nodeFileSystem, repo, summary.snapshot, join(dir, 'r'), { keepUidValidity: true });
+    const restored = await restoreToNewStore(nodeFileSystem, repo, summary.snapshot, join(dir, 'r'));
     expect(restored.messages).toBe(3);
     const back = await Store.open(join(dir, 'r'));
     expect(await dump(back)).toEqual(await dump(store));

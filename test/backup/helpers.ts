@@ -82,7 +82,7 @@ export function recordFlags(repo: string): number[] {
 
 /** A new store `to` restored from `snapshot` exactly (uidValidity kept), read by `read` (closed again). */
 export async function restoredWith<T>(repo: Repository, snapshot: string, to: string, read: (store: Store) => Promise<T>): Promise<T> {
-  await restoreToNewStore(nodeFileSystem, repo, snapshot, to, { keepUidValidity: true });
+  await restoreToNewStore(nodeFileSystem, repo, snapshot, to);
   const back = await Store.open(to);
   try {
     return await read(back);
@@ -100,7 +100,7 @@ export function restoredDump(repo: Repository, snapshot: string, to: string): Pr
 export async function expectRestoresExactly(store: Store, repo: Repository, target: string): Promise<void> {
   const before = await dump(store);
   await store.close();
-  await restoreToNewStore(nodeFileSystem, repo, 'latest', target, { keepUidValidity: true });
+  await restoreToNewStore(nodeFileSystem, repo, 'latest', target);
   const back = await Store.open(target);
   expect(await dump(back)).toEqual(before);
   await back.close();

@@ -54,7 +54,7 @@ describe('repository files that are not regular files', () => {
     symlinkSync('/dev/zero', index);
     execFileSync('mkfifo', [join(repo.path('locks'), 'f00f')]);
     // the index does not read: the data file is scanned, the restore is whole
-    expect((await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r1'), { keepUidValidity: true })).blobsFoundByScan).toBe(5);
+    expect((await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r1'))).blobsFoundByScan).toBe(5);
     const restored = await Store.open(join(dir, 'r1'));
     expect(await dump(restored)).toEqual(before);
     await restored.close();
@@ -62,7 +62,7 @@ describe('repository files that are not regular files', () => {
     writeFileSync(index, indexBytes);
     await repo.close();
     replaceWithFifo(only(repo.path('data')));
-    await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r2'), { keepUidValidity: true }), 'CORRUPT');
+    await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r2')), 'CORRUPT');
     const report = await checkRepository(repo, { readData: true });
     expect(report.findings.filter((f) => f.damage).map((f) => f.kind)).toContain('damaged-data');
     await repo.close();
@@ -105,7 +105,7 @@ describe('metadata files of the right name and checksums, of the wrong shape', (
       const kinds = report.findings.filter((f) => f.damage).map((f) => f.kind);
       expect(kinds, JSON.stringify(value)).toContain('damaged-index');
       expect(report.findings.some((f) => f.path?.startsWith('/etc'))).toBe(false);
-      const summary = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, `r${n}`), { keepUidValidity: true });
+      const summary = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, `r${n}`));
       expect(summary.blobsFoundByScan).toBe(5);
       const restored = await Store.open(join(dir, `r${n}`));
       expect(await dump(restored)).toEqual(before);
@@ -146,7 +146,7 @@ describe('a snapshot whose state is not of the shape mailstore writes', () => {
       edit(snapshot.ops);
       const bytes = encodeMetadataFile('snapshot', snapshot, undefined);
       writeFileSync(repo.path('snapshots', contentName(bytes)), bytes);
-      const error = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, `r${n}`), { keepUidValidity: true }).catch((e: unknown) => e);
+      const error = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, `r${n}`)).catch((e: unknown) => e);
       expect(error).toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/not a snapshot mailstore wrote/) });
       expect(readdirSync(dir)).not.toContain(`r${n}`);
       const report = await checkRepository(repo, {});
@@ -165,7 +165,7 @@ describe('metadata files whose CBOR decodes to far more than their size', () => 
     const bytes = encodeMetadataFile('snapshot', { version: 1, time: Date.now(), storeId: 'x', hostname: 'h', seq: 1, counts: {}, ops: Array.from({ length: 1_000_000 }, () => ({})) }, undefined);
     expect(bytes.length).toBeLessThan(64 * 1024);
     writeFileSync(repo.path('snapshots', contentName(bytes)), bytes);
-    const error = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'), { keepUidValidity: true }).catch((e: unknown) => e);
+    const error = await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r')).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/would decode to more than/) });
     expect(readdirSync(dir)).not.toContain('r');
     const report = await checkRepository(repo, {});

@@ -95,7 +95,7 @@ describe('incremental backups', () => {
     }
     const expected = await dump(store);
     await store.close();
-    await restoreToNewStore(nodeFileSystem, repo, last, join(dir, 'r'), { keepUidValidity: true });
+    await restoreToNewStore(nodeFileSystem, repo, last, join(dir, 'r'));
     const back = await Store.open(join(dir, 'r'));
     expect(await dump(back)).toEqual(expected);
     await back.close();
@@ -169,7 +169,7 @@ describe('incremental backups', () => {
     expect(await snapshotOps(repo, third.snapshot)).toBe(await wholeState(store));
     const expected = await dump(store);
     await store.close();
-    await restoreToNewStore(nodeFileSystem, repo, third.snapshot, join(dir, 'r'), { keepUidValidity: true });
+    await restoreToNewStore(nodeFileSystem, repo, third.snapshot, join(dir, 'r'));
     const back = await Store.open(join(dir, 'r'));
     expect(await dump(back)).toEqual(expected);
     await back.close();
@@ -219,7 +219,7 @@ describe('incremental backups', () => {
     const third = await incremental(store, repo, second); // and the next run builds on the survivor
     expect(third).not.toBe(second);
     await store.close();
-    await restoreToNewStore(nodeFileSystem, repo, second, join(dir, 'r'), { keepUidValidity: true });
+    await restoreToNewStore(nodeFileSystem, repo, second, join(dir, 'r'));
     const back = await Store.open(join(dir, 'r'));
     expect(await dump(back)).toEqual(expected);
     await back.close();
@@ -335,7 +335,7 @@ describe('incremental runs: work started early', () => {
       expect(await snapshotOps(repo, next.snapshot)).toBe(await wholeState(store));
       expect((await checkRepository(repo, { readData: true })).findings).toEqual([]);
       const restored = join(dir, 'restored');
-      await restoreToNewStore(nodeFileSystem, repo, next.snapshot, restored, { keepUidValidity: true });
+      await restoreToNewStore(nodeFileSystem, repo, next.snapshot, restored);
       const back = await Store.open(restored);
       expect(await dump(back)).toEqual(await dump(store));
       await back.close();

@@ -23,7 +23,7 @@ describe('backup of inline bodies', () => {
     expect(first.newBlobs).toBe(11);
     const before = await dump(store);
     await store.close();
-    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'), { keepUidValidity: true });
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'));
     const back = await Store.open(join(dir, 'r'));
     expect(await dump(back)).toEqual(before);
     await back.close();

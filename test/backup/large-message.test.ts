@@ -27,7 +27,7 @@ describe('a message over the default size limit', () => {
     await runBackup(source(store), repo);
     await store.close();
     expect((await checkRepository(repo, { readData: true })).findings.filter((f) => f.damage)).toEqual([]);
-    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'), { keepUidValidity: true });
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'));
     await repo.close();
     const restored = await Store.open(join(dir, 'r'), { messageBytesMax });
     expect((await restored.fetch('INBOX', uid)).equals(big)).toBe(true);

@@ -54,7 +54,7 @@ async function damagedIndex(dir: string, secret?: Buffer) {
 }
 
 async function restoredDumpOf(repo: Repository, to: string) {
-  const summary = await restoreToNewStore(nodeFileSystem, repo, 'latest', to, { keepUidValidity: true });
+  const summary = await restoreToNewStore(nodeFileSystem, repo, 'latest', to);
   const back = await Store.open(to);
   try {
     return { summary, dump: await dump(back) };
@@ -138,12 +138,12 @@ describe('a damaged index file', () => {
     bytes[offsets[7]! + 10] ^= 0x01; // a header: the scan finds no record there, and goes on to the next
     writeFileSync(repo.path('data', data), bytes);
 
-    const refused = restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'), { keepUidValidity: true });
+    const refused = restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'));
     await expectCode(refused, 'CORRUPT');
     await expect(refused).rejects.toThrow(/user\/alice\/INBOX uid \d+: its blob (is damaged|.* is missing)/);
     expect(existsSync(join(dir, 'r'))).toBe(false);
     // bob's messages never needed the scan; alice's restore stops at the first damaged one
-    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'bob'), { selection: { user: 'bob' }, keepUidValidity: true });
+    await restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'bob'), { selection: { user: 'bob' } });
     const back = await Store.open(join(dir, 'bob'));
     expect(await dump(back)).toEqual(bob);
     await back.close();
@@ -161,7 +161,7 @@ describe('a damaged index file', () => {
     // the index no longer lists the two: check names them as missing, a restore refuses them, the rest restore
     expect(new Set(after.findings.filter((f) => f.damage).map((f) => f.kind))).toEqual(new Set(['damaged-data', 'missing-blob']));
     expect(new Set(after.findings.filter((f) => f.kind === 'missing-blob').map((f) => /uid (\d+)/.exec(f.message)![1]))).toEqual(new Set(['4', '8']));
-    await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r'), { keepUidValidity: true }), 'CORRUPT');
+    await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', join(dir, 'r')), 'CORRUPT');
     expect(existsSync(join(dir, 'r'))).toBe(false);
     await repo.close();
   });

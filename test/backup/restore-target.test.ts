@@ -43,7 +43,7 @@ describe('the target of a new-store restore', () => {
       const target = join(dir, made ? 'empty' : 'missing');
       if (made) mkdirSync(target);
       const repos = [await openRepo(repoDir), await openRepo(repoDir)];
-      const results = await Promise.allSettled(repos.map((repo) => restoreToNewStore(nodeFileSystem, repo, 'latest', target, { keepUidValidity: true })));
+      const results = await Promise.allSettled(repos.map((repo) => restoreToNewStore(nodeFileSystem, repo, 'latest', target)));
       for (const repo of repos) await repo.close();
       const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
       expect(failed.map((r) => (r.reason as { code?: string }).code), String(failed[0]?.reason)).toEqual(['LOCKED']);
@@ -64,19 +64,19 @@ describe('the target of a new-store restore', () => {
       mkdirSync(join(target, '.restoring', 'packs'), { recursive: true });
       writeFileSync(join(target, '.restoring', 'packs', 'p'), 'being written');
       writeFileSync(join(target, 'RESTORING'), `restoring snapshot abcd here (pid ${child.pid} on ${hostname()}); an interrupted restore is cleared by the next one\n`);
-      await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', target, { keepUidValidity: true }), 'LOCKED');
+      await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', target), 'LOCKED');
       expect(readdirSync(target).sort()).toEqual(['.restoring', 'RESTORING']);
       expect(existsSync(join(target, '.restoring', 'packs', 'p'))).toBe(true);
       // a restore on another host cannot be asked whether it runs: refused the same way
       const far = join(dir, 'far');
       mkdirSync(far);
       writeFileSync(join(far, 'RESTORING'), `restoring snapshot abcd here (pid 1 on not-${hostname()}); an interrupted restore is cleared by the next one\n`);
-      await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', far, { keepUidValidity: true }), 'LOCKED');
+      await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', far), 'LOCKED');
       expect(readdirSync(far)).toEqual(['RESTORING']);
 
       child.kill('SIGKILL');
       await exited;
-      await restoreToNewStore(nodeFileSystem, repo, 'latest', target, { keepUidValidity: true });
+      await restoreToNewStore(nodeFileSystem, repo, 'latest', target);
       expect(readdirSync(target)).not.toContain('RESTORING');
       expect(await restoredDump(target)).toEqual(before);
     } finally {
@@ -93,7 +93,7 @@ describe('the target of a new-store restore', () => {
       mkdirSync(join(target, 'drafts'), { recursive: true });
       writeFileSync(join(target, 'RESTORING'), 'TODO: restore alice after the migration\n');
       writeFileSync(join(target, 'drafts', 'plan.txt'), 'keep me');
-      await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', target, { keepUidValidity: true }), 'EXISTS');
+      await expectCode(restoreToNewStore(nodeFileSystem, repo, 'latest', target), 'EXISTS');
       expect(readdirSync(target).sort()).toEqual(['RESTORING', 'drafts']);
       expect(readFileSync(join(target, 'RESTORING'), 'utf8')).toBe('TODO: restore alice after the migration\n');
       expect(readFileSync(join(target, 'drafts', 'plan.txt'), 'utf8')).toBe('keep me');
@@ -123,7 +123,7 @@ describe('the target of a new-store restore', () => {
     expect(stderr).not.toMatch(/reconstruct/);
     const repo = await openRepo(repoDir);
     try {
-      await restoreToNewStore(nodeFileSystem, repo, 'latest', target, { keepUidValidity: true });
+      await restoreToNewStore(nodeFileSystem, repo, 'latest', target);
     } finally {
       await repo.close();
     }

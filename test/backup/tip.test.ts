@@ -47,7 +47,7 @@ const columns = (tip: Tip) => ({ ...tip, snapshot: '', chain: [], boxes: [...tip
 const tipOf = async (repo: Repository, id: string) => readTip(repo, id, await listTips(repo));
 
 async function restoredDump(repo: Repository, to: string): Promise<unknown> {
-  await restoreToNewStore(nodeFileSystem, repo, 'latest', to, { keepUidValidity: true });
+  await restoreToNewStore(nodeFileSystem, repo, 'latest', to);
   const back = await Store.open(to);
   try {
     return await dump(back);

@@ -170,7 +170,8 @@ class Harness {
         await runBackup(source(s), this.repo);
         return;
       case 'restore':
-        // the disk lost, the store restored from the last backup: the clients keep their caches.
+        // the disk lost, the store restored from the last backup as RECOVERY.md says (a new
+        // uidValidity for every mailbox): the clients keep their caches.
         // A restore's new uidValidities start the seconds since its snapshot above the snapshot's
         // last one, so restores of one snapshot close together, after the first restored store
         // counted past the clock (mailboxes made faster than one a second), may give one again
@@ -179,7 +180,7 @@ class Harness {
         clockAheadMs += 3_600_000;
         await s.close();
         this.dir = join(this.work, `restored-${++this.restores}`);
-        await restoreToNewStore(nodeFileSystem, this.repo, 'latest', this.dir);
+        await restoreToNewStore(nodeFileSystem, this.repo, 'latest', this.dir, { newUidValidity: true });
         this.store = await Store.open(this.dir);
         return;
     }

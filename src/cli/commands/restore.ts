@@ -20,7 +20,7 @@ interface RestoreCliOptions {
   mailbox?: string;
   as?: string;
   to?: string;
-  keepUidvalidity?: boolean;
+  newUidvalidity?: boolean;
 }
 
 export function register(program: Command): void {
@@ -35,18 +35,19 @@ export function register(program: Command): void {
     .option('--mailbox <name>', 'only this mailbox')
     .option('--as <name>', 'restore the --mailbox or --user under this name')
     .option('--to <dir>', 'the target: a new (missing or empty) directory, or a live store for --user/--mailbox')
-    .option('--keep-uidvalidity', "into a new directory: keep each mailbox's uidValidity (IMAP clients keep their caches); only for a snapshot of the store's last state")
+    .option('--new-uidvalidity', "into a new directory: give each mailbox a new uidValidity, so IMAP clients read every mailbox again (after a lost disk: the store took mail after the snapshot)")
     .option('--json', 'print {snapshot, to, mailboxes, messages, bytes, bytesRead, durationMs, uidValidity?, blobsFoundByScan?, damagedIndexFiles?}')
     .addHelpText('after', `${REPO_HELP}
 
 Into a new directory (missing, or empty like a fresh mount point) the store comes back as it was:
-uids, uidNext, modseqs, flags, dates, ACLs and owners (it is built inside the target and appears,
-STORE last, only when complete; an interrupted restore is cleared by the next one). Each mailbox
-gets a new uidValidity (uidValidity: new), so IMAP clients read it again: the store went on after
-the snapshot and gave uids from its uidNext on to mail the snapshot does not hold, which clients
-cached, and the restored store would give those uids to other mail. --keep-uidvalidity keeps
-them (clients keep their caches) for a snapshot of the store's last state only (a stopped store
-moved to a new disk through a backup).
+uids, uidValidity, uidNext, modseqs, flags, dates, ACLs and owners (it is built inside the target
+and appears, STORE last, only when complete; an interrupted restore is cleared by the next one).
+When the store took mail after the snapshot (a nightly backup restored after the disk was lost),
+give --new-uidvalidity: the lost store gave uids from the snapshot's uidNext on to mail the
+snapshot does not hold, IMAP clients cached them, and under the old uidValidity the restored store
+would give those uids to other mail (a client shows its cached message, and a delete the user makes
+there removes the other one). With it each mailbox gets a new uidValidity (uidValidity: new) and
+clients read every mailbox again; without it the summary says so (uidValidity: kept).
 Into a live store (--to names one) only --user or --mailbox, as new mailboxes by ordinary appends
 (new uids, flags and dates kept); a name that exists is refused (exit 5, EXISTS): give --as.
 When \`mailstore serve\` runs on that store, the restore goes through it (its clients see the new
@@ -75,10 +76,9 @@ async function runRestore(options: RestoreCliOptions, command: Command): Promise
     done = { messages, bytes };
   };
   const live = Boolean(await nodeFileSystem.statIfExists(join(to, LAYOUT.identity)));
-  if (live && options.keepUidvalidity) throw new MailstoreError('INVALID', `--keep-uidvalidity is for a restore into a new directory: into the live store at ${to} the restored mailboxes are new mailboxes (new uidValidity, new uids)`, { path: to });
   if (!live) refuseRootInOthersStore(to); // a mount point made the service user's: the new store must be theirs too
   const summary = await withRepository(command, false, async (repo) => {
-    if (!live) return restoreToNewStore(nodeFileSystem, repo, options.snapshot, to, { selection, onProgress, keepUidValidity: options.keepUidvalidity === true });
+    if (!live) return restoreToNewStore(nodeFileSystem, repo, options.snapshot, to, { selection, onProgress, newUidValidity: options.newUidvalidity === true });
     // through the daemon when `serve` runs on the target (its lock would refuse an open here)
     // loaded only for a live store (a new store's restore does not need the daemon's modules)
     const { procedures } = await import('../../daemon/procedures.js');
@@ -101,7 +101,7 @@ async function runRestore(options: RestoreCliOptions, command: Command): Promise
 function describe(s: RestoreSummary, live: boolean): string {
   return `restored snapshot ${s.snapshot.slice(0, 12)} (seq ${s.seq}) ${live ? 'into the live store' : 'as a new store'} at ${s.to}: ` +
     `${s.mailboxes} mailboxes, ${s.messages} messages (${formatBytes(s.bytes)})` +
-    (s.uidValidity === 'new' ? ', each mailbox with a new uidValidity (IMAP clients read it again)' : s.uidValidity === 'kept' ? ', uidValidity kept' : '') + `; read ${formatBytes(s.bytesRead)} of the repository's data in ${(s.durationMs / 1000).toFixed(1)} s` +
+    (s.uidValidity === 'new' ? ', each mailbox with a new uidValidity (IMAP clients read it again)' : s.uidValidity === 'kept' ? ", each mailbox's uidValidity as the snapshot had it (if the store took mail after this snapshot, restore again with --new-uidvalidity before the mail server starts on it: IMAP clients cached uids this store would give to other mail)" : '') + `; read ${formatBytes(s.bytesRead)} of the repository's data in ${(s.durationMs / 1000).toFixed(1)} s` +
     (s.damagedIndexFiles ? `; ${s.damagedIndexFiles.length} index files do not read (damaged)` : '') +
     (s.blobsFoundByScan ? `; ${s.blobsFoundByScan} blobs found by scanning the data files no readable index file names, each verified by its hash (run 'mailstore backup repair')` : '');
 }
