@@ -56,13 +56,31 @@ function layout(stage: string, pkg: PackageJson, arch: string): void {
   // not world-readable: the unit's EnvironmentFile, where an admin puts MAILSTORE_S3_SECRET_KEY or
   // a --webhook URL with its secret (systemd reads it as root)
   put(stage, 'etc/default/mailstore', readFileSync(join(repoRoot, 'packaging/default'), 'utf8'), 0o640);
-  for (const doc of ['README.md', 'RECOVERY.md']) cpSync(join(repoRoot, doc), join(stage, 'usr/share/doc/mailstore', doc));
+  copyNamedFiles(stage);
   put(stage, 'usr/share/doc/mailstore/copyright', `mailstore ${pkg.version}\nLicense: ${pkg.license ?? 'see package.json'}\n`, 0o644);
   put(stage, 'DEBIAN/control', control(pkg, arch, installedKib(stage)), 0o644);
   put(stage, 'DEBIAN/conffiles', '/etc/default/mailstore\n', 0o644);
   put(stage, 'DEBIAN/postinst', POSTINST, 0o755);
   put(stage, 'DEBIAN/prerm', PRERM, 0o755);
   put(stage, 'DEBIAN/postrm', POSTRM, 0o755);
+}
+
+/**
+ * What the texts name beside the program. The docs README.md and RECOVERY.md send an admin to
+ * (docs/PERMISSIONS.md, docs/BACKUP.md, BENCHMARKS.md ...), at the same relative paths under
+ * /usr/share/doc/mailstore; only README and RECOVERY were shipped, so every such reference led
+ * nowhere. And the bench's peer scripts and their README under /usr/lib/mailstore/tools/bench:
+ * `mailstore bench` runs tools/bench/peers/setup.sh --check and run.sh from its package, so from
+ * the .deb it called Dovecot, git and b3sum not installed (they were) and told the admin to run a
+ * setup.sh the package did not have.
+ */
+export function copyNamedFiles(stage: string): void {
+  const docs = join(stage, 'usr/share/doc/mailstore');
+  for (const doc of ['README.md', 'RECOVERY.md', 'BENCHMARKS.md']) cpSync(join(repoRoot, doc), join(docs, doc));
+  cpSync(join(repoRoot, 'docs'), join(docs, 'docs'), { recursive: true, filter: (path) => !path.endsWith('ACCEPTANCE.md') });
+  const bench = join(stage, 'usr/lib/mailstore/tools/bench');
+  cpSync(join(repoRoot, 'tools/bench/peers'), join(bench, 'peers'), { recursive: true });
+  cpSync(join(repoRoot, 'tools/bench/README.md'), join(bench, 'README.md'));
 }
 
 /** Files of a dependency that nothing loads at run time (types, source maps, docs): left out. */

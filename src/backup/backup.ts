@@ -123,6 +123,10 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
   try {
     // one readdir, and a file read only after a repair listed damage (heal-list.ts)
     const heal = await readHealLists(repo);
+    // before the state is read: its journal's new blobs start copying then, and one of them listed
+    // here (delivered again, restored into the live store) was skipped as indexed (its damaged
+    // record is) and never copied again, the run saying the store no longer had it
+    copier.force(heal.entries);
     const state = await readState(source, repo, copier, options.whole ?? false);
     // listed blobs are copied again whatever the index, the held-ids table or the parent say (they
     // hold only a damaged record); one the state needs is copied as any of its blobs (the store
@@ -466,6 +470,11 @@ class BlobCopier {
   private readonly optional = new Set<string>();
   /** The listed blobs written (by hash, hex). */
   readonly healed = new Set<string>();
+
+  /** The heal list's blobs are written whatever the index says, and counted healed when they are: set before any is copied. */
+  force(entries: HealEntry[]): void {
+    for (const entry of entries) this.forced.add(entry.hash.toString('hex'));
+  }
 
   /**
    * The blobs of the heal list (heal-list.ts), copied again from the store by hash. `needed`: the

@@ -76,6 +76,17 @@ export function storeIdBytes(identity: StoreIdentity): Buffer {
 }
 
 /**
+ * EXISTS when `root` holds a store (its STORE). What `init` says first: checked after the bucket
+ * and the journal archive, an existing store with an unreachable bucket failed IO ("is the object
+ * store reachable?") and sent the admin to mend a network that did not matter. Anything else
+ * about `root` (a file, a dangling link) is initStore's to say.
+ */
+export async function refuseExistingStore(fs: FileSystem, root: string): Promise<void> {
+  const identity = await fs.statIfExists(join(root, LAYOUT.identity)).catch(() => undefined);
+  if (identity) throw new MailstoreError('EXISTS', `a store already exists at ${root}`, { path: root });
+}
+
+/**
  * Creates a new store in an empty (or missing) directory. `cloneOf`: a primary's STORE bytes, for
  * a new replica (same store id: its packs and journal are the primary's, byte for byte).
  */
@@ -88,7 +99,7 @@ export async function initStore(fs: FileSystem, root: string, cloneOf?: Buffer):
     refuseOthersMayWrite(stat, root);
     // lost+found: a file system's root; run/: a daemon's socket directory (a replica's daemon starts in an empty directory)
     const names = (await fs.readdir(root)).filter((n) => n !== 'lost+found' && n !== 'run');
-    if (names.includes(LAYOUT.identity)) throw new MailstoreError('EXISTS', `a store already exists at ${root}`, { path: root });
+    if (names.includes(LAYOUT.identity)) await refuseExistingStore(fs, root);
     // an init stopped before STORE (SIGKILL, a power cut) left only its own empty directories and
     // markers: it is done again (new markers over the old); anything else there may be mail
     if (names.length > 0 && !(await initLeftOnly(fs, root, names))) {

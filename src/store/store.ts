@@ -34,7 +34,7 @@ import { ChangeFeed } from './changes.js';
 import { quarantineUse } from './quarantine.js';
 import { LAYOUT, initStore, realRoot, type StoreIdentity } from './identity.js';
 import type { TierFlushResult, TierHost, TierStatus } from './tier.js';
-import { TIER_SETTINGS_FILE } from './tier-names.js';
+import { TIER_SETTINGS_FILE, noObjectStore } from './tier-names.js';
 import type { BackgroundTierMover } from './tier-mover.js';
 import type { TierPolicy } from './tier-policy.js';
 import type { RemotePacks } from '../objstore/remote-packs.js';
@@ -430,7 +430,7 @@ export class Store implements MailStore {
   }
 
   private requireRemote(): RemotePacks {
-    if (!this.remote) throw new MailstoreError('INVALID', `the store at ${this.root} has no object store (mailstore init --object-store URL)`);
+    if (!this.remote) throw noObjectStore(this.root);
     return this.remote;
   }
 

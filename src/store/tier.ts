@@ -28,7 +28,7 @@ import type { Op } from './records.js';
 import { checkPolicy, planMoves, type LocalPack, type TierPolicy } from './tier-policy.js';
 import type { Mutation } from './writer.js';
 
-import { TIER_LOST, TIER_META, TIER_SETTINGS_FILE } from './tier-names.js';
+import { TIER_LOST, TIER_META, TIER_SETTINGS_FILE, noObjectStore } from './tier-names.js';
 
 export { TIER_LOST, TIER_META, TIER_SETTINGS_FILE } from './tier-names.js';
 
@@ -116,7 +116,7 @@ export async function writeTierSettings(fs: FileSystem, root: string, settings: 
  */
 export async function setTierPolicy(fs: FileSystem, root: string, change: { [K in keyof TierPolicy]?: number | null }): Promise<TierPolicy> {
   const settings = await readTierSettings(fs, root);
-  if (!settings) throw new MailstoreError('INVALID', `the store at ${root} has no object store (mailstore init --object-store URL)`);
+  if (!settings) throw noObjectStore(root);
   const policy: TierPolicy = { ...settings.policy };
   for (const [name, value] of Object.entries(change) as [keyof TierPolicy, number | null | undefined][]) {
     if (value === null) delete policy[name];

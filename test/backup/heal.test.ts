@@ -121,6 +121,37 @@ describe('healing a damaged record', () => {
     });
   }
 
+  it('the damaged blob delivered again after the repair (a restore into the live store, a copy): the run heals it and says so', { timeout: 60_000 }, async () => {
+    // RECOVERY.md's row: "the next mailstore backup says healed N of M". With the blob among the
+    // journal's new ones, they were copied before the run read the heal list: the good copy was
+    // written but not counted, and the run said "healed 0 of 1 ... the store no longer has them"
+    const dir = tmpDir('bkh');
+    const { store, repo, id } = await damagedRecord(dir);
+    expect((await repairIndex(repo, { readData: true })).blobsToHeal).toBe(1);
+    let body: Buffer | undefined;
+    for await (const message of store.readMessages('INBOX')) if (message.info.hash === id) body = Buffer.from(message.body);
+    await store.deleteMailbox('INBOX'); // deleted by mistake, then restored twice (under another name too)
+    for (const box of ['INBOX', 'INBOX-restored']) {
+      await store.createMailbox(box);
+      await store.append(box, body!);
+    }
+    // the state read slow (a big store, a loaded disk), as the CLI's was here: the new blobs were
+    // copied while it ran, before the heal list was taken in
+    const slow = source(store);
+    const stateSince = slow.stateSince!;
+    const later = <T>(value: Promise<T>) => value.then((v) => new Promise<T>((done) => setTimeout(() => done(v), 200)));
+    slow.stateSince = async (afterSeq) => {
+      const since = await stateSince(afterSeq);
+      return { ...since, messages: (id, uids) => later(since.messages(id, uids)), mailbox: (id) => later(since.mailbox(id)) };
+    };
+    const summary = await runBackup(slow, repo);
+    expect(summary).toMatchObject({ healed: 1, unhealed: 0 });
+    expect(names(repo.path('heal'))).toEqual([]);
+    expect(await damageKinds(repo)).toEqual(new Set(['damaged-data', 'damaged-copy'])); // a good copy beside the damaged one
+    await store.close();
+    await repo.close();
+  });
+
   it('the message was expunged from the store meanwhile: the run cannot heal it, says so, and nothing fails; it stays listed', { timeout: 60_000 }, async () => {
     const dir = tmpDir('bkh');
     const { store, repo, id, first } = await damagedRecord(dir);

@@ -45,6 +45,22 @@ describe('mailstore tier set / status', () => {
     expect(refused.stderr).toContain('--object-store');
   }, 60_000);
 
+  it('an object store for an existing store: init says EXISTS before it asks the bucket, and a tier command does not send the admin to init', async () => {
+    // docs/OBJECT-STORAGE.md: a bucket is given at init only, "init on an existing store is EXISTS".
+    // It checked the bucket first (IO, exit 2: "is the object store reachable?" with none answering
+    // here), and tier status/set named 'mailstore init --object-store URL' as the way to give one
+    const store = join(tempDir(), 'store');
+    await ok(['init'], { store });
+    const env = { MAILSTORE_S3_ACCESS_KEY: 'a', MAILSTORE_S3_SECRET_KEY: 'b' };
+    const again = await run(['init', '--object-store', 'http://127.0.0.1:9/mail-bucket'], { store, env });
+    expect(again.code, again.stderr).toBe(5);
+    expect(again.stderr).toMatch(/^mailstore: EXISTS: a store already exists at /);
+    expect(existsSync(join(store, 'OBJECT-STORE'))).toBe(false);
+    const status = await run(['tier', 'status'], { store });
+    expect(status.code).toBe(5);
+    expect(status.stderr).toMatch(/has no object store: a bucket is given only to a new store \(mailstore init --object-store URL into an empty directory; docs\/OBJECT-STORAGE\.md\), never to an existing one/);
+  }, 60_000);
+
   it('refuses object-store credentials other users may read (ACCESS, exit 2) before any connection, and creates nothing', async () => {
     const dir = tempDir();
     chmodSync(dir, 0o755); // where others may look, as /etc is

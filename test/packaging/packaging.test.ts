@@ -80,6 +80,32 @@ describe('systemd units', () => {
   if (!analyze) it('systemd-analyze is not installed (apt-get install systemd): verify skipped', () => console.log('skip: systemd-analyze is not installed'));
 });
 
+describe('the .deb\'s texts and the files they name', () => {
+  it('holds every doc README.md and RECOVERY.md send an admin to, and the bench\'s peer scripts `mailstore bench` runs from the package', async () => {
+    requireBuilt();
+    // the built tool: its repoRoot is the checkout's only from dist/tools
+    const { copyNamedFiles } = await import(join(repoRoot, 'dist/tools/package-deb.js')) as { copyNamedFiles: (stage: string) => void };
+    const stage = tempDir('deb-texts-');
+    copyNamedFiles(stage);
+    const docs = join(stage, 'usr/share/doc/mailstore');
+    const named = new Set<string>();
+    for (const text of ['README.md', 'RECOVERY.md'].map((f) => readFileSync(join(repoRoot, f), 'utf8'))) {
+      for (const match of text.matchAll(/(?<![\w/])(docs\/[A-Z-]+\.md|RECOVERY\.md|BENCHMARKS\.md)/g)) named.add(match[1]!);
+    }
+    expect(named).toContain('docs/PERMISSIONS.md');
+    // only README.md and RECOVERY.md were shipped: docs/PERMISSIONS.md, docs/BACKUP.md ... led nowhere
+    expect([...named].filter((doc) => !existsSync(join(docs, doc)))).toEqual([]);
+    // `mailstore bench` (the package's) runs PACKAGE_ROOT/tools/bench/peers/setup.sh --check and
+    // names it to install the peers; README: "shipped with the package"
+    const peers = join(stage, 'usr/lib/mailstore/tools/bench/peers');
+    expect(existsSync(join(stage, 'usr/lib/mailstore/tools/bench/README.md'))).toBe(true);
+    const check = await run('bash', [join(peers, 'setup.sh'), '--check']);
+    expect(check.code, check.output).toBe(0);
+    expect(check.output).toMatch(/^git\s/m);
+    expect(lstatSync(join(peers, 'run.sh')).mode & 0o111).not.toBe(0);
+  });
+});
+
 describe.skipIf(!dpkgDeb)('the .deb', () => {
   requireBuilt();
   it('holds the CLI, the units, the production node_modules and a postinst that creates the user; unpacked, it runs', async () => {

@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { nodeFileSystem } from '../../fs/node-fs.js';
 import { Store } from '../../store/store.js';
+import { refuseExistingStore } from '../../store/identity.js';
 import { checkTierSettings, writeTierSettings, type TierSettings } from '../../store/tier.js';
 import { checkJournalArchive } from '../../store/snapshots.js';
 import { parseSize } from '../../store/tier-policy.js';
@@ -25,6 +26,7 @@ export function register(program: Command): void {
     .action(async (options: { objectStore?: string; objectStoreCredentials?: string; journalArchive?: string; localBytesMax?: number; inlineBytesMax?: number | 'default' }, command: Command) => {
       const dir = storeDir(command);
       refuseRootInOthersStore(dir); // a mount point made the service user's: the store must be theirs too
+      await refuseExistingStore(nodeFileSystem, dir); // before the bucket's and the archive's checks (identity.ts)
       let tier: TierSettings | undefined;
       if (options.localBytesMax !== undefined && options.objectStore === undefined) throw new MailstoreError('INVALID', '--local-bytes-max is the budget of an object store: give --object-store too');
       if (options.objectStore !== undefined) {
