@@ -619,6 +619,22 @@ export const limits = {
   lockHolderReadMs: 300,
   /** The CLI tells a person at a terminal that it is waiting for the lock once it has waited this long. */
   lockNoticeMs: 1000,
+  /**
+   * A file-system call that has not returned in this long is reported (src/fs/stall-watch.ts: the
+   * daemon's `io-stalled` line, a CLI's stderr line): a healthy disk answers in milliseconds, a
+   * dying one retries for ~30 s a request, a hung NFS or FUSE mount never. MAILSTORE_STALL_REPORT_SECONDS overrides it.
+   */
+  stallReportMs: 10_000,
+  /** ...looked for this often (a few /proc reads a thread)... */
+  stallCheckMs: 1000,
+  /** ...and reported again this often while it lasts, with its time so far. */
+  stallRepeatMs: 60_000,
+  /**
+   * A CLI command starts the watch once it has run this long (a worker thread's start costs more
+   * CPU than a whole append through the daemon); its first look at the store is made in the
+   * thread pool, so a store already hung keeps the main thread free to start it.
+   */
+  cliStallWatchDelayMs: 1000,
   /** Most hash worker threads scrub --threads accepts. */
   hashThreadsMax: 64,
   /** A progress line on a terminal is redrawn at most this often. */

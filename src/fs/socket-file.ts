@@ -171,6 +171,14 @@ export class LogFile {
   }
 }
 
+/**
+ * The inode of the socket at `path`, or undefined: looked at in the thread pool, so that on a hung
+ * mount the main thread stays free to start the stall watch (stall-watch.ts), which says so.
+ */
+export function socketInode(path: string): Promise<number | undefined> {
+  return fsp.stat(path).then((stat) => stat.ino, () => undefined);
+}
+
 /** The inode of the socket at `path` now, or undefined (synchronous: asked from inside a lock-wait callback). */
 export function socketInodeNow(path: string): number | undefined {
   try {
