@@ -814,6 +814,13 @@ export const daemonLimits = {
   connectionsMin: 16,
   /** Connections the metrics endpoint holds at once (a scraper or two); more are closed at accept. */
   metricsConnectionsMax: 16,
+  /**
+   * A scrape waits at most this long for a figure read from the store (a consumer's lag: a LevelDB
+   * read), then answers with the one read before: with the store's disk hung, such a read never
+   * returns, and the scrape hung with it, so the stall the scrape should show showed as a scrape
+   * timeout. Prometheus's default scrape timeout is 10 s.
+   */
+  metricsCollectMs: 2000,
   /** Refused connections are logged at most once this often, with how many (a client connecting in a loop must not fill the disk). */
   refusedLogMs: 1000,
   /** A frame, or a call's byte strings, once begun must progress within this long of reading, else the connection is dropped (a half-sent frame or body holds memory and the body budget); the clock stops while the daemon does not read it (its bounds). */

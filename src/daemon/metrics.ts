@@ -9,6 +9,7 @@ import { assert, isMailstoreError } from '../errors.js';
 import type { AppendResult, JournalFlushChoice } from '../store/types.js';
 import { formatHostPort, listenError, parseListen } from './address.js';
 import { daemonLimits } from '../limits.js';
+import { answeredWithin } from '../within.js';
 
 type Labels = Record<string, string>;
 
@@ -83,6 +84,8 @@ export class Histogram implements Metric {
 export class Registry {
   private readonly metrics: Metric[] = [];
   private readonly collectors: (() => void | Promise<void>)[] = [];
+  /** Collectors that did not answer within daemonLimits.metricsCollectMs: that scrape gave the figures read before. */
+  private readonly collectsLate = this.counter('mailstore_metrics_collect_late_total', `Figures a scrape could not read from the store within ${daemonLimits.metricsCollectMs / 1000} s (a hung disk): it answered with the ones read before.`);
 
   counter(name: string, help: string): Series {
     return this.add(new Series(name, help, 'counter'));
@@ -109,7 +112,8 @@ export class Registry {
   }
 
   async render(): Promise<string> {
-    for (const collect of this.collectors) await collect();
+    const answered = await Promise.all(this.collectors.map((collect) => answeredWithin(Promise.resolve().then(collect), daemonLimits.metricsCollectMs)));
+    this.collectsLate.inc(answered.filter((done) => !done).length);
     return this.metrics.flatMap((m) => m.render()).join('\n') + '\n';
   }
 
