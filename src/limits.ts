@@ -851,6 +851,15 @@ export const daemonLimits = {
    */
   logReopenMs: 1000,
   /**
+   * A --log file that takes no lines (its mount hung: an NFS server gone, a FUSE daemon stopped)
+   * is handed at most this many bytes of them; past it lines are dropped and counted, told in a
+   * `log-lines-lost` line once it takes them again. The stream held every line in memory before,
+   * one a delivery: ~200 bytes each, 200 MB a million deliveries.
+   */
+  logPendingBytesMax: 4 * 1024 * 1024,
+  /** The daemon's stop waits this long for the log file to take its last lines, then exits without them. */
+  logCloseWaitMs: 2000,
+  /**
    * `mailstore serve` sets V8's heap growing factor to 1 + this/100: the old generation may grow to
    * three times what the last full collection left live before the next one starts. V8's own
    * choice for the daemon's small heap (~10 MB live) started a full collection every ~230 LMTP
