@@ -828,6 +828,13 @@ export const daemonLimits = {
   /** SIGTERM: calls in flight get this long to finish before the store is closed under them. */
   shutdownGraceMs: 5_000,
   /**
+   * SIGTERM: the socket file's removal gets this long; past it (its directory on a hung mount) the
+   * listener is left open, refusing, until the process exits. libuv removes the file again in the
+   * main thread when the listener closes, and on a hung mount that held the daemon's stop, and its
+   * store's close, until systemd killed it.
+   */
+  socketRemoveWaitMs: 2000,
+  /**
    * Under systemd (Type=notify): while the store opens, each notice pushes the start timeout this
    * far ahead, sent four times as often, so a stall of the event loop a quarter of it long (a large
    * synchronous step, a full collection) never lets it run out.

@@ -23,6 +23,7 @@ import { refuseSharedDirectory } from '../../fs/socket-file.js';
 import { daemonLimits } from '../../limits.js';
 import { journalPrefix } from '../../fs/journal-stream.js';
 import { startStallWatch } from '../../fs/stall-watch.js';
+import { endBySignal } from '../interrupt.js';
 
 interface ServeOptions extends ServeReplicationOptions {
   socket?: string;
@@ -139,6 +140,10 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   await notifySystemd(['READY=1', `STATUS=serving ${dir}`], notifyFailed);
   await server.done;
   await logger.close();
+  // a socket whose directory hangs: a thread-pool thread still waits in its unlink, and node's exit
+  // waits for every pool thread, so the daemon never ended; a signal ends that wait with the process:
+  // SIGTERM's own (systemd counts it a clean stop), SIGKILL for a store that failed (restarted)
+  if (server.socketLeftOpen) endBySignal(server.failure ? 'SIGKILL' : 'SIGTERM');
   // Everything is closed; nothing should keep the process, but a stop must never hang its supervisor.
   setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref();
   // The store stopped itself: exit non-zero, so that a supervisor starts the daemon again (recovery mends it).
