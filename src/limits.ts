@@ -619,6 +619,22 @@ export const limits = {
   lockHolderReadMs: 300,
   /** The CLI tells a person at a terminal that it is waiting for the lock once it has waited this long. */
   lockNoticeMs: 1000,
+  /**
+   * A file-system call that has not returned in this long is reported (src/fs/stall-watch.ts: the
+   * daemon's `io-stalled` line, a CLI's stderr line): a healthy disk answers in milliseconds, a
+   * dying one retries for ~30 s a request, a hung NFS or FUSE mount never. MAILSTORE_STALL_REPORT_SECONDS overrides it.
+   */
+  stallReportMs: 10_000,
+  /** ...looked for this often (a few /proc reads a thread)... */
+  stallCheckMs: 1000,
+  /** ...and reported again this often while it lasts, with its time so far. */
+  stallRepeatMs: 60_000,
+  /**
+   * A CLI command starts the watch once it has run this long (a worker thread's start costs more
+   * CPU than a whole append through the daemon); its first look at the store is made in the
+   * thread pool, so a store already hung keeps the main thread free to start it.
+   */
+  cliStallWatchDelayMs: 1000,
   /** Most hash worker threads scrub --threads accepts. */
   hashThreadsMax: 64,
   /** A progress line on a terminal is redrawn at most this often. */
@@ -798,12 +814,26 @@ export const daemonLimits = {
   connectionsMin: 16,
   /** Connections the metrics endpoint holds at once (a scraper or two); more are closed at accept. */
   metricsConnectionsMax: 16,
+  /**
+   * A scrape waits at most this long for a figure read from the store (a consumer's lag: a LevelDB
+   * read), then answers with the one read before: with the store's disk hung, such a read never
+   * returns, and the scrape hung with it, so the stall the scrape should show showed as a scrape
+   * timeout. Prometheus's default scrape timeout is 10 s.
+   */
+  metricsCollectMs: 2000,
   /** Refused connections are logged at most once this often, with how many (a client connecting in a loop must not fill the disk). */
   refusedLogMs: 1000,
   /** A frame, or a call's byte strings, once begun must progress within this long of reading, else the connection is dropped (a half-sent frame or body holds memory and the body budget); the clock stops while the daemon does not read it (its bounds). */
   frameCompleteMs: 30_000,
   /** SIGTERM: calls in flight get this long to finish before the store is closed under them. */
   shutdownGraceMs: 5_000,
+  /**
+   * SIGTERM: the socket file's removal gets this long; past it (its directory on a hung mount) the
+   * listener is left open, refusing, until the process exits. libuv removes the file again in the
+   * main thread when the listener closes, and on a hung mount that held the daemon's stop, and its
+   * store's close, until systemd killed it.
+   */
+  socketRemoveWaitMs: 2000,
   /**
    * Under systemd (Type=notify): while the store opens, each notice pushes the start timeout this
    * far ahead, sent four times as often, so a stall of the event loop a quarter of it long (a large
@@ -827,6 +857,15 @@ export const daemonLimits = {
    * long after the failure; the lines in between are dropped and counted (the daemon serves on).
    */
   logReopenMs: 1000,
+  /**
+   * A --log file that takes no lines (its mount hung: an NFS server gone, a FUSE daemon stopped)
+   * is handed at most this many bytes of them; past it lines are dropped and counted, told in a
+   * `log-lines-lost` line once it takes them again. The stream held every line in memory before,
+   * one a delivery: ~200 bytes each, 200 MB a million deliveries.
+   */
+  logPendingBytesMax: 4 * 1024 * 1024,
+  /** The daemon's stop waits this long for the log file to take its last lines, then exits without them. */
+  logCloseWaitMs: 2000,
   /**
    * `mailstore serve` sets V8's heap growing factor to 1 + this/100: the old generation may grow to
    * three times what the last full collection left live before the next one starts. V8's own

@@ -6,7 +6,7 @@ import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js'
 import type { Client } from '../client/client.js';
 import { defaultSocketPath } from '../client/socket-path.js';
 import { isTemporaryDirectoryFailure } from '../fs/level-shadow.js';
-import { socketInodeNow } from '../fs/socket-file.js';
+import { socketInode, socketInodeNow } from '../fs/socket-file.js';
 import { journalPrefix } from '../fs/journal-stream.js';
 import { otherOwnerOfRootsStore } from '../fs/store-owner.js';
 import { daemonLimits, limits } from '../limits.js';
@@ -228,7 +228,7 @@ export async function refuseBesideDaemon(dir: string, what: string): Promise<voi
  * daemon's). A daemon this user may not talk to is ACCESS, not a reason to open the store beside it.
  */
 async function daemonClient(socket: string, dir: string): Promise<Client | undefined> {
-  if (socketInodeNow(socket) === undefined) return undefined;
+  if ((await socketInode(socket)) === undefined) return undefined; // a command's first look at the store: a hung one holds a pool thread, not the main one
   const { Client } = await import('../client/client.js'); // only with a socket there: its protocol loads cbor-x
   let client: Client;
   try {

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
+import { stallReportMs, startStallWatchAfter } from '../fs/stall-watch.js';
 import { journalPrefix } from '../fs/journal-stream.js';
 import { limits } from '../limits.js';
 import { printable } from '../printable.js';
@@ -142,7 +143,11 @@ export async function main(argv: string[]): Promise<number> {
   // keeps it shut; serve reopens its log on it, as on SIGHUP (the signal nginx and Dovecot take).
   if (!process.listeners('SIGUSR1').includes(keepInspectorShut)) process.on('SIGUSR1', keepInspectorShut); // once: main may run again in this process
   if (sighupIgnored() && !process.listeners('SIGHUP').includes(ignoreSighup)) process.on('SIGHUP', ignoreSighup); // started under nohup (interrupt.ts)
+  let stopStallWatch = (): void => undefined;
   try {
+    // a command on a hung mount says so on stderr, naming the call and the path, instead of waiting
+    // silently for ever (src/fs/stall-watch.ts); MAILSTORE_STALL_REPORT_SECONDS checked here, at once
+    stopStallWatch = startStallWatchAfter(limits.cliStallWatchDelayMs, { format: 'text', reportMs: stallReportMs() });
     const program = await buildProgram(argv);
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
@@ -154,6 +159,8 @@ export async function main(argv: string[]): Promise<number> {
     const exitCode = appendWithSysexits(argv) ? SYSEXITS.tempFail : reported.exitCode;
     if (jsonWanted(argv.slice(2)) && exitCode !== EXIT.interrupted) await printJsonError(reported.error, exitCode);
     return exitCode;
+  } finally {
+    stopStallWatch();
   }
 }
 

@@ -9,6 +9,7 @@ import { assert, isMailstoreError } from '../errors.js';
 import type { AppendResult, JournalFlushChoice } from '../store/types.js';
 import { formatHostPort, listenError, parseListen } from './address.js';
 import { daemonLimits } from '../limits.js';
+import { answeredWithin } from '../within.js';
 
 type Labels = Record<string, string>;
 
@@ -83,6 +84,8 @@ export class Histogram implements Metric {
 export class Registry {
   private readonly metrics: Metric[] = [];
   private readonly collectors: (() => void | Promise<void>)[] = [];
+  /** Collectors that did not answer within daemonLimits.metricsCollectMs: that scrape gave the figures read before. */
+  private readonly collectsLate = this.counter('mailstore_metrics_collect_late_total', `Figures a scrape could not read from the store within ${daemonLimits.metricsCollectMs / 1000} s (a hung disk): it answered with the ones read before.`);
 
   counter(name: string, help: string): Series {
     return this.add(new Series(name, help, 'counter'));
@@ -109,7 +112,8 @@ export class Registry {
   }
 
   async render(): Promise<string> {
-    for (const collect of this.collectors) await collect();
+    const answered = await Promise.all(this.collectors.map((collect) => answeredWithin(Promise.resolve().then(collect), daemonLimits.metricsCollectMs)));
+    this.collectsLate.inc(answered.filter((done) => !done).length);
     return this.metrics.flatMap((m) => m.render()).join('\n') + '\n';
   }
 
@@ -136,6 +140,7 @@ export class StoreMetrics {
   readonly journalFlushInThread: Series;
   readonly loopDelayMax: Series;
   readonly loopDelayP99: Series;
+  readonly ioStalled: Series;
 
   constructor(registry = new Registry()) {
     this.registry = registry;
@@ -150,6 +155,7 @@ export class StoreMetrics {
     this.journalFlushInThread = registry.gauge('mailstore_journal_flush_in_thread', "1 while a lone writer's journal-only commits flush in the daemon's thread (measured faster), 0 while through the thread pool.");
     this.loopDelayMax = registry.gauge('mailstore_event_loop_delay_max_seconds', "The daemon's longest event-loop stall since the last scrape: every client (LMTP deliveries, IMAP reads) waited that long.");
     this.loopDelayP99 = registry.gauge('mailstore_event_loop_delay_p99_seconds', "The 99th percentile of the daemon's event-loop delay since the last scrape.");
+    this.ioStalled = registry.gauge('mailstore_io_stalled_seconds', "The longest-waiting file-system call of the daemon's that has not returned for limits.stallReportMs (10 s) or more, seconds; 0: none (a hung mount or a failing disk: the log's io-stalled line names the call and the path).");
   }
 
   /**
@@ -176,6 +182,11 @@ export class StoreMetrics {
       if (choice.threadMedianMs !== null) this.journalFlushMedian.set(choice.threadMedianMs / 1000, { way: 'thread' });
       if (choice.poolMedianMs !== null) this.journalFlushMedian.set(choice.poolMedianMs / 1000, { way: 'pool' });
     });
+  }
+
+  /** The calls the stall watch (fs/stall-watch.ts) reports waiting, read at every scrape. Returns the function that stops watching. */
+  watchStalls(ongoing: () => readonly { seconds: number }[]): () => void {
+    return this.registry.onCollect(() => this.ioStalled.set(Math.max(0, ...ongoing().map((stall) => stall.seconds))));
   }
 
   /** For StoreOptions.onCommit. */

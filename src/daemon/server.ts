@@ -16,6 +16,7 @@ import { checkSocketPath } from './address.js';
 import { ensureSocketDirectory, refuseNonSocket, refuseSharedDirectory, SOCKET_RISK, removeSocketFile, setSocketAccess, withSocketUmask } from '../fs/socket-file.js';
 import { openFilesLimit } from '../fs/open-files-limit.js';
 import { daemonLimits, limits, lmtpLimits } from '../limits.js';
+import { answeredWithin } from '../within.js';
 import type { Store } from '../store/store.js';
 import { closeSessions } from './backup-sessions.js';
 import { DaemonConnection } from './connection.js';
@@ -67,6 +68,8 @@ export class DaemonServer {
   private connectionIds = 0;
   /** The socket file is ours to remove (we listened on it). */
   private listening = false;
+  /** The stop could not remove the socket file (its directory hangs): a thread-pool thread still waits in that unlink. */
+  socketLeftOpen = false;
 
   /**
    * Where the socket's store calls go: the store itself unless the owner wraps it (serve counts
@@ -187,8 +190,16 @@ export class DaemonServer {
     this.malformedLog.flush();
     this.parkedRefusedLog.flush();
     this.logger.info('stopping', { reason, connections: this.connections.size });
-    const closed = this.listening ? new Promise<void>((resolve) => this.server.close(() => resolve())) : Promise.resolve();
-    if (this.listening) await removeSocketFile(this.options.socketPath).catch(() => undefined);
+    // the file first, in the thread pool and bounded: closing the listener removes it again, in the
+    // main thread, and a socket directory on a hung mount held the whole stop there
+    const path = this.options.socketPath;
+    const removed = !this.listening || await answeredWithin(removeSocketFile(path).catch(() => undefined), daemonLimits.socketRemoveWaitMs);
+    if (!removed) {
+      this.logger.warn('socket-not-removed', { socket: path, waitedMs: daemonLimits.socketRemoveWaitMs, why: 'its directory does not answer (a hung mount?): the listener stays open, refusing, until the daemon exits; the next start replaces the file' });
+      this.server.unref();
+      this.socketLeftOpen = true;
+    }
+    const closed = this.listening && removed ? new Promise<void>((resolve) => this.server.close(() => resolve())) : Promise.resolve();
     for (const connection of this.connections) connection.stopReading();
     const idle = Promise.all([...this.connections].map((c) => c.idle()));
     const finished = await Promise.race([idle.then(() => true), sleep(daemonLimits.shutdownGraceMs, false, { ref: false })]);

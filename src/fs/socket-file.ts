@@ -4,6 +4,7 @@ import { appendFileSync, createWriteStream, promises as fsp, statSync, type Writ
 import { dirname, resolve, sep } from 'node:path';
 import { MailstoreError, fromSystemError } from '../errors.js';
 import { daemonLimits } from '../limits.js';
+import { answeredWithin } from '../within.js';
 import { journalPrefix } from './journal-stream.js';
 
 const S_IFMT = 0o170000;
@@ -125,7 +126,19 @@ export class LogFile {
     return stream;
   }
 
+  /** Writes dropped because the file took none of the logPendingBytesMax handed to it (a hung mount). */
+  private held = 0;
+
   write(text: string): void {
+    if (this.failedAt === undefined && this.stream.writableLength >= daemonLimits.logPendingBytesMax) {
+      this.held++;
+      return;
+    }
+    if (this.held > 0) {
+      const note = JSON.stringify({ time: new Date().toISOString(), level: 'warn', event: 'log-lines-lost', writesDropped: this.held, why: `the log file took no lines for a while (a hung mount?): the daemon holds at most ${daemonLimits.logPendingBytesMax} bytes of them` });
+      this.held = 0;
+      text = `${note}\n${text}`;
+    }
     if (this.failedAt !== undefined) {
       if (performance.now() - this.failedAt < daemonLimits.logReopenMs) {
         this.dropped++;
@@ -166,9 +179,19 @@ export class LogFile {
 
   /** Ends the stream, after the lines given to streams a reopen replaced reached their (renamed) files. */
   async close(): Promise<void> {
-    await Promise.all(this.ending);
-    await new Promise<void>((resolve) => this.stream.end(resolve));
+    const ended = Promise.all(this.ending).then(() => new Promise<void>((resolve) => this.stream.end(resolve)));
+    const done = await answeredWithin(ended, daemonLimits.logCloseWaitMs);
+    // a hung mount: waiting for it held the daemon's exit until systemd killed it (TimeoutStopSec)
+    if (!done) process.stderr.write(`${journalPrefix('error')}mailstore: IO: the log ${this.path} took no lines for ${daemonLimits.logCloseWaitMs / 1000} s (a hung mount?): its last lines are lost\n`);
   }
+}
+
+/**
+ * The inode of the socket at `path`, or undefined: looked at in the thread pool, so that on a hung
+ * mount the main thread stays free to start the stall watch (stall-watch.ts), which says so.
+ */
+export function socketInode(path: string): Promise<number | undefined> {
+  return fsp.stat(path).then((stat) => stat.ino, () => undefined);
 }
 
 /** The inode of the socket at `path` now, or undefined (synchronous: asked from inside a lock-wait callback). */

@@ -21,6 +21,9 @@ import { absolutePath, lockWaitOptions, refuseRootInOthersStore, storeDir } from
 import { parseCount } from '../dates.js';
 import { refuseSharedDirectory } from '../../fs/socket-file.js';
 import { daemonLimits } from '../../limits.js';
+import { journalPrefix } from '../../fs/journal-stream.js';
+import { startStallWatch } from '../../fs/stall-watch.js';
+import { endBySignal } from '../interrupt.js';
 
 interface ServeOptions extends ServeReplicationOptions {
   socket?: string;
@@ -82,6 +85,9 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   // collections (V8 reads the factor at each one, so setting it now takes effect; daemonLimits.heapGrowingPercent).
   setFlagsFromString(`--heap-growing-percent=${daemonLimits.heapGrowingPercent}`);
   const dir = storeDir(command);
+  // first: a store (or log) on a hung mount blocks the calls below, the main thread's too, and the
+  // daemon is silent unless a thread of its own says which call waits on which file (io-stalled)
+  const stalls = startStallWatch({ format: 'json', logPath: options.log, prefixes: { error: journalPrefix('error'), warn: journalPrefix('warn') } });
   refuseRootInOthersStore(dir);
   if (options.webhook !== undefined) checkWebhookUrl(options.webhook); // before the store is served: a daemon that can never post is no daemon to start
   if (options.log !== undefined) await refuseSharedDirectory(absolutePath(options.log), 'the log', 'put a file or link of their own at PATH and read or redirect what the daemon logs');
@@ -94,6 +100,7 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   process.on('SIGUSR1', reopenLog); // logrotate recipes of nginx and Dovecot send it (program.ts: never node's inspector)
   const replication = new ServeReplication(options, logger);
   const hooks = serviceHooks();
+  hooks.metrics.watchStalls(() => stalls?.ongoing() ?? []);
   // The store stopping itself is seen here whoever met it (an LMTP delivery, a background
   // compaction, a socket call): the daemon stops, non-zero, so that its supervisor reopens it.
   let server: DaemonServer | undefined;
@@ -133,6 +140,10 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
   await notifySystemd(['READY=1', `STATUS=serving ${dir}`], notifyFailed);
   await server.done;
   await logger.close();
+  // a socket whose directory hangs: a thread-pool thread still waits in its unlink, and node's exit
+  // waits for every pool thread, so the daemon never ended; a signal ends that wait with the process:
+  // SIGTERM's own (systemd counts it a clean stop), SIGKILL for a store that failed (restarted)
+  if (server.socketLeftOpen) endBySignal(server.failure ? 'SIGKILL' : 'SIGTERM');
   // Everything is closed; nothing should keep the process, but a stop must never hang its supervisor.
   setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref();
   // The store stopped itself: exit non-zero, so that a supervisor starts the daemon again (recovery mends it).
