@@ -617,6 +617,8 @@ export const limits = {
   cliDaemonRetryMs: 1000,
   /** The holder writes its pid just after taking the lock: a LOCKED message re-reads LOCK this long for it. */
   lockHolderReadMs: 300,
+  /** A LOCKED message names the holder's command line ("process 4711 (mailstore compact)"), cut to this many characters. */
+  lockHolderCommandCharsMax: 120,
   /** The CLI tells a person at a terminal that it is waiting for the lock once it has waited this long. */
   lockNoticeMs: 1000,
   /** Most hash worker threads scrub --threads accepts. */

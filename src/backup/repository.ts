@@ -11,6 +11,7 @@ import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js'
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { DurableStream, createFileDurable, ensureDir, refuseIgnoredSync, writeFileAtomic, writeFileDurable } from '../fs/durable.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
+import { describeCommandLine } from '../fs/process-files.js';
 import { backupLimits } from '../limits.js';
 import { createHasher, hashReady, type Hasher } from '../hash/blake3.js';
 import type { Op } from '../store/records.js';
@@ -797,6 +798,8 @@ interface LockRecord {
   hostname: string;
   time: number;
   exclusive: boolean;
+  /** The holder's command line (describeCommandLine), for the LOCKED message; absent in locks of a mailstore before session 38. */
+  command?: string;
 }
 
 export interface RepoLock {
@@ -823,7 +826,8 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
   const path = join(dir, name);
   // Visible whole to other processes (rename), not synced: after a crash no process holds a lock,
   // and a lost or torn lock file only lets in what a stale one would (docs/BACKUP.md, invariant 6).
-  const write = () => writeFileAtomic(fs, path, Buffer.from(JSON.stringify({ pid: process.pid, hostname: hostname(), time: Date.now(), exclusive } satisfies LockRecord)));
+  const command = describeCommandLine(process.argv);
+  const write = () => writeFileAtomic(fs, path, Buffer.from(JSON.stringify({ pid: process.pid, hostname: hostname(), time: Date.now(), exclusive, command } satisfies LockRecord)));
   if (!options.readOnly) await refuseIgnoredSync(fs, repo.dir, 'the backup repository'); // a snapshot "saved" there would not be
   try {
     await ensureDir(fs, dir);
@@ -842,7 +846,7 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
       if (!record) continue;
       if (await isStale(record)) { await fs.unlink(join(dir, other)).catch(() => undefined); continue; }
       if (exclusive || record.exclusive) {
-        throw new MailstoreError('LOCKED', `the backup repository ${repo.dir} is in use by pid ${record.pid} on ${record.hostname} since ${new Date(record.time).toISOString()}${record.exclusive ? ' (forget/prune)' : ''}; try again when it is done`, { path: join(dir, other) });
+        throw new MailstoreError('LOCKED', `the backup repository ${repo.dir} is in use by pid ${record.pid} on ${record.hostname} since ${new Date(record.time).toISOString()}${holderCommand(record)}; try again when it is done`, { path: join(dir, other) });
       }
     }
   } catch (error) {
@@ -881,6 +885,12 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
       throw new MailstoreError('LOCKED', `this run's lock on the backup repository ${repo.dir} ${lost}: another run may have taken it for stale (forget --prune removes data files), so this run stops here and publishes nothing; run it again`, { path });
     },
   };
+}
+
+/** ' (mailstore backup --repo ...)': what holds a lock, as its record says; a lock of an older mailstore says only whether it is exclusive. */
+function holderCommand(record: LockRecord): string {
+  if (typeof record.command === 'string' && record.command !== '') return ` (${record.command})`;
+  return record.exclusive ? ' (forget/prune)' : '';
 }
 
 async function readLock(fs: FileSystem, path: string): Promise<LockRecord | undefined> {

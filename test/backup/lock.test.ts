@@ -2,13 +2,14 @@
 // keeps an exclusive one out (LOCKED); a lock of a process that was killed but never reaped (a
 // zombie: its parent died with it where PID 1 does not reap) is stale, as a dead one's is.
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
 import { forgetSnapshots } from '../../src/backup/forget.js';
 import { lockRepository } from '../../src/backup/repository.js';
+import { describeCommandLine } from '../../src/fs/process-files.js';
 import { backupLimits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -31,6 +32,27 @@ describe('repository locks', () => {
       await lock.release();
     } finally {
       parent.kill('SIGKILL');
+      await repo.close();
+    }
+  });
+});
+
+describe('the holder named in LOCKED', () => {
+  it('a lock records its command line, and another run\'s LOCKED names it; a lock of an older mailstore (no command) says forget/prune when exclusive', async () => {
+    const repo = await openRepo(join(tmpDir('bkc'), 'repo'));
+    try {
+      const held = await lockRepository(repo, false);
+      const [name] = readdirSync(join(repo.dir, 'locks'));
+      const command = describeCommandLine(process.argv)!;
+      expect(JSON.parse(readFileSync(join(repo.dir, 'locks', name), 'utf8')).command).toBe(command);
+      const refused = await lockRepository(repo, true).then(() => undefined, (error: unknown) => error as Error);
+      expect(refused?.message).toContain(`is in use by pid ${process.pid} on ${hostname()} since `);
+      expect(refused?.message).toContain(`(${command}); try again`);
+      await held.release();
+      writeFileSync(join(repo.dir, 'locks', 'b'.repeat(32)), JSON.stringify({ pid: process.pid, hostname: hostname(), time: Date.now(), exclusive: true }));
+      const older = await lockRepository(repo, false).then(() => undefined, (error: unknown) => error as Error);
+      expect(older?.message).toMatch(/ \(forget\/prune\); try again/);
+    } finally {
       await repo.close();
     }
   });
