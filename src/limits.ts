@@ -1049,6 +1049,14 @@ export const backupLimits = {
   /** ...so one from another host that is older than this was left by a dead process. */
   lockStaleMs: 30 * 60 * 1000,
   /**
+   * Two runs that write their locks at the same moment see each other's: the one whose lock comes
+   * first (by time, then name) waits this long for the other to take its lock away (it is refused
+   * at once); before, both were refused. A lock that stays is a holder: LOCKED after the wait.
+   */
+  lockContendMs: 2_000,
+  /** How often that wait looks again. */
+  lockContendPollMs: 20,
+  /**
    * A time further ahead of this host's clock than this was written by a clock that was wrong (a
    * VM resumed, a wrong year at boot), not by hosts a little apart: another host's lock dated so is
    * stale (its age cannot be told, and judged by its time it kept forget out until that time came,

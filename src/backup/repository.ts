@@ -827,7 +827,11 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
   // Visible whole to other processes (rename), not synced: after a crash no process holds a lock,
   // and a lost or torn lock file only lets in what a stale one would (docs/BACKUP.md, invariant 6).
   const command = describeCommandLine(process.argv);
-  const write = () => writeFileAtomic(fs, path, Buffer.from(JSON.stringify({ pid: process.pid, hostname: hostname(), time: Date.now(), exclusive, command } satisfies LockRecord)));
+  let time = 0;
+  const write = () => {
+    time = Date.now();
+    return writeFileAtomic(fs, path, Buffer.from(JSON.stringify({ pid: process.pid, hostname: hostname(), time, exclusive, command } satisfies LockRecord)));
+  };
   if (!options.readOnly) await refuseIgnoredSync(fs, repo.dir, 'the backup repository'); // a snapshot "saved" there would not be
   try {
     await ensureDir(fs, dir);
@@ -846,6 +850,9 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
       if (!record) continue;
       if (await isStale(record)) { await fs.unlink(join(dir, other)).catch(() => undefined); continue; }
       if (exclusive || record.exclusive) {
+        // both written at the same moment: the first by (time, name) waits for the other to go
+        const first = record.time > time || (record.time === time && other > name);
+        if (first && (await lockGoes(fs, join(dir, other)))) continue;
         throw new MailstoreError('LOCKED', `the backup repository ${repo.dir} is in use by pid ${record.pid} on ${record.hostname} since ${new Date(record.time).toISOString()}${holderCommand(record)}; try again when it is done`, { path: join(dir, other) });
       }
     }
@@ -891,6 +898,19 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
 function holderCommand(record: LockRecord): string {
   if (typeof record.command === 'string' && record.command !== '') return ` (${record.command})`;
   return record.exclusive ? ' (forget/prune)' : '';
+}
+
+/**
+ * Whether the lock at `path` goes within backupLimits.lockContendMs: a run that wrote its lock at
+ * the same moment as this one, and was refused, takes it away at once.
+ */
+async function lockGoes(fs: FileSystem, path: string): Promise<boolean> {
+  const until = performance.now() + backupLimits.lockContendMs;
+  while (await readLock(fs, path)) {
+    if (performance.now() >= until) return false;
+    await new Promise((done) => setTimeout(done, backupLimits.lockContendPollMs));
+  }
+  return true;
 }
 
 async function readLock(fs: FileSystem, path: string): Promise<LockRecord | undefined> {

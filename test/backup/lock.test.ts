@@ -58,6 +58,24 @@ describe('the holder named in LOCKED', () => {
   });
 });
 
+describe('runs that start at the same moment', () => {
+  it('of two forgets (exclusive), or a forget and a backup, written at once, exactly one gets the lock: never both refused', async () => {
+    const repo = await openRepo(join(tmpDir('bkt'), 'repo'));
+    try {
+      for (const kinds of [[true, true], [true, false], [false, true]]) {
+        const settled = await Promise.allSettled(kinds.map((exclusive) => lockRepository(repo, exclusive)));
+        expect(settled.map((s) => s.status).sort(), `exclusive: ${kinds}`).toEqual(['fulfilled', 'rejected']);
+        const refused = settled.find((s) => s.status === 'rejected') as PromiseRejectedResult;
+        expect(refused.reason.code).toBe('LOCKED');
+        for (const s of settled) if (s.status === 'fulfilled') await s.value.release();
+        expect(readdirSync(join(repo.dir, 'locks')), 'the refused run took its lock file away').toEqual([]);
+      }
+    } finally {
+      await repo.close();
+    }
+  });
+});
+
 describe('locks dated ahead of this clock', () => {
   const lockAt = (host: string, pid: number, time: number) => JSON.stringify({ pid, hostname: host, time, exclusive: false });
 
