@@ -12,7 +12,7 @@ import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { DurableStream, createFileDurable, ensureDir, refuseIgnoredSync, writeFileAtomic, writeFileDurable } from '../fs/durable.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { describeCommandLine } from '../fs/process-files.js';
-import { backupLimits } from '../limits.js';
+import { backupLimits, limits } from '../limits.js';
 import { createHasher, hashReady, type Hasher } from '../hash/blake3.js';
 import type { Op } from '../store/records.js';
 import { refuseOthersMayWrite } from '../store/identity.js';
@@ -896,7 +896,8 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
 
 /** ' (mailstore backup --repo ...)': what holds a lock, as its record says; a lock of an older mailstore says only whether it is exclusive. */
 function holderCommand(record: LockRecord): string {
-  if (typeof record.command === 'string' && record.command !== '') return ` (${record.command})`;
+  // another host's file, read as it is: one line, as long as ours at most
+  if (typeof record.command === 'string' && record.command !== '') return ` (${record.command.replace(/[\x00-\x1f\x7f]/g, '?').slice(0, limits.lockHolderCommandCharsMax)})`;
   return record.exclusive ? ' (forget/prune)' : '';
 }
 

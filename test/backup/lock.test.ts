@@ -10,7 +10,7 @@ import { runBackup } from '../../src/backup/backup.js';
 import { forgetSnapshots } from '../../src/backup/forget.js';
 import { lockRepository } from '../../src/backup/repository.js';
 import { describeCommandLine } from '../../src/fs/process-files.js';
-import { backupLimits } from '../../src/limits.js';
+import { backupLimits, limits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { expectCode, fill, openRepo, source } from './helpers.js';
@@ -52,6 +52,11 @@ describe('the holder named in LOCKED', () => {
       writeFileSync(join(repo.dir, 'locks', 'b'.repeat(32)), JSON.stringify({ pid: process.pid, hostname: hostname(), time: Date.now(), exclusive: true }));
       const older = await lockRepository(repo, false).then(() => undefined, (error: unknown) => error as Error);
       expect(older?.message).toMatch(/ \(forget\/prune\); try again/);
+      rmSync(join(repo.dir, 'locks', 'b'.repeat(32)));
+      // another host's command, garbled or hostile: one line, cut to our length
+      writeFileSync(join(repo.dir, 'locks', 'c'.repeat(32)), JSON.stringify({ pid: process.pid, hostname: hostname(), time: Date.now(), exclusive: true, command: `mailstore\nforget\x1b[2J${'x'.repeat(500)}` }));
+      const garbled = await lockRepository(repo, false).then(() => undefined, (error: unknown) => error as Error);
+      expect(garbled?.message).toContain(`(mailstore?forget?[2J${'x'.repeat(limits.lockHolderCommandCharsMax - 20)})`);
     } finally {
       await repo.close();
     }
