@@ -617,6 +617,8 @@ export const limits = {
   cliDaemonRetryMs: 1000,
   /** The holder writes its pid just after taking the lock: a LOCKED message re-reads LOCK this long for it. */
   lockHolderReadMs: 300,
+  /** A LOCKED message names the holder's command line ("process 4711 (mailstore compact)"), cut to this many characters. */
+  lockHolderCommandCharsMax: 120,
   /** The CLI tells a person at a terminal that it is waiting for the lock once it has waited this long. */
   lockNoticeMs: 1000,
   /**
@@ -1085,6 +1087,14 @@ export const backupLimits = {
   lockRefreshMs: 5 * 60 * 1000,
   /** ...so one from another host that is older than this was left by a dead process. */
   lockStaleMs: 30 * 60 * 1000,
+  /**
+   * Two runs that write their locks at the same moment see each other's: the one whose lock comes
+   * first (by time, then name) waits this long for the other to take its lock away (it is refused
+   * at once); before, both were refused. A lock that stays is a holder: LOCKED after the wait.
+   */
+  lockContendMs: 2_000,
+  /** How often that wait looks again. */
+  lockContendPollMs: 20,
   /**
    * A time further ahead of this host's clock than this was written by a clock that was wrong (a
    * VM resumed, a wrong year at boot), not by hosts a little apart: another host's lock dated so is

@@ -11,7 +11,8 @@ import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js'
 import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { DurableStream, createFileDurable, ensureDir, refuseIgnoredSync, writeFileAtomic, writeFileDurable } from '../fs/durable.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
-import { backupLimits } from '../limits.js';
+import { describeCommandLine } from '../fs/process-files.js';
+import { backupLimits, limits } from '../limits.js';
 import { createHasher, hashReady, type Hasher } from '../hash/blake3.js';
 import type { Op } from '../store/records.js';
 import { refuseOthersMayWrite } from '../store/identity.js';
@@ -797,6 +798,8 @@ interface LockRecord {
   hostname: string;
   time: number;
   exclusive: boolean;
+  /** The holder's command line (describeCommandLine), for the LOCKED message; absent in locks of a mailstore before session 38. */
+  command?: string;
 }
 
 export interface RepoLock {
@@ -823,7 +826,12 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
   const path = join(dir, name);
   // Visible whole to other processes (rename), not synced: after a crash no process holds a lock,
   // and a lost or torn lock file only lets in what a stale one would (docs/BACKUP.md, invariant 6).
-  const write = () => writeFileAtomic(fs, path, Buffer.from(JSON.stringify({ pid: process.pid, hostname: hostname(), time: Date.now(), exclusive } satisfies LockRecord)));
+  const command = describeCommandLine(process.argv);
+  let time = 0;
+  const write = () => {
+    time = Date.now();
+    return writeFileAtomic(fs, path, Buffer.from(JSON.stringify({ pid: process.pid, hostname: hostname(), time, exclusive, command } satisfies LockRecord)));
+  };
   if (!options.readOnly) await refuseIgnoredSync(fs, repo.dir, 'the backup repository'); // a snapshot "saved" there would not be
   try {
     await ensureDir(fs, dir);
@@ -842,7 +850,10 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
       if (!record) continue;
       if (await isStale(record)) { await fs.unlink(join(dir, other)).catch(() => undefined); continue; }
       if (exclusive || record.exclusive) {
-        throw new MailstoreError('LOCKED', `the backup repository ${repo.dir} is in use by pid ${record.pid} on ${record.hostname} since ${new Date(record.time).toISOString()}${record.exclusive ? ' (forget/prune)' : ''}; try again when it is done`, { path: join(dir, other) });
+        // both written at the same moment: the first by (time, name) waits for the other to go
+        const first = record.time > time || (record.time === time && other > name);
+        if (first && (await lockGoes(fs, join(dir, other)))) continue;
+        throw new MailstoreError('LOCKED', `the backup repository ${repo.dir} is in use by pid ${record.pid} on ${record.hostname} since ${new Date(record.time).toISOString()}${holderCommand(record)}; try again when it is done`, { path: join(dir, other) });
       }
     }
   } catch (error) {
@@ -881,6 +892,26 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
       throw new MailstoreError('LOCKED', `this run's lock on the backup repository ${repo.dir} ${lost}: another run may have taken it for stale (forget --prune removes data files), so this run stops here and publishes nothing; run it again`, { path });
     },
   };
+}
+
+/** ' (mailstore backup --repo ...)': what holds a lock, as its record says; a lock of an older mailstore says only whether it is exclusive. */
+function holderCommand(record: LockRecord): string {
+  // another host's file, read as it is: one line, as long as ours at most
+  if (typeof record.command === 'string' && record.command !== '') return ` (${record.command.replace(/[\x00-\x1f\x7f]/g, '?').slice(0, limits.lockHolderCommandCharsMax)})`;
+  return record.exclusive ? ' (forget/prune)' : '';
+}
+
+/**
+ * Whether the lock at `path` goes within backupLimits.lockContendMs: a run that wrote its lock at
+ * the same moment as this one, and was refused, takes it away at once.
+ */
+async function lockGoes(fs: FileSystem, path: string): Promise<boolean> {
+  const until = performance.now() + backupLimits.lockContendMs;
+  while (await readLock(fs, path)) {
+    if (performance.now() >= until) return false;
+    await new Promise((done) => setTimeout(done, backupLimits.lockContendPollMs));
+  }
+  return true;
 }
 
 async function readLock(fs: FileSystem, path: string): Promise<LockRecord | undefined> {

@@ -143,7 +143,7 @@ export async function withDaemon<T>(command: Command, work: (store: MailStore) =
       await verifyIdentity(nodeFileSystem, root, { stagedJournal: () => stagedJournalToFinish(nodeFileSystem, root) });
       await checkNoWriter(nodeFileSystem, root, { waitMs: wait.lockWaitMs, onWaiting: wait.onLockWait }).catch((error: unknown) => {
         if (!isMailstoreError(error, 'LOCKED')) throw error;
-        const holder = /process \d+/.exec(error.message)?.[0] ?? 'another process';
+        const holder = /process \d+(?: \([^)]*\))?/.exec(error.message)?.[0] ?? 'another process';
         throw new MailstoreError('LOCKED', `the store at ${root} is in use by ${holder} (LOCK), and no daemon answers at ${daemonSocketPath(root)}: ` +
           `a daemon started with --socket PATH is found through MAILSTORE_SOCKET=PATH (with the package: in /etc/default/mailstore); nothing was opened here`, { path: root, cause: error });
       });

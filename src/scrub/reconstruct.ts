@@ -10,7 +10,7 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { ensureDir, writeFileDurable } from '../fs/durable.js';
 import { keys } from '../keys/index-keys.js';
-import { LAYOUT, recreateLostIdentity, verifyIdentity } from '../store/identity.js';
+import { LAYOUT, recreateLostIdentity, takeLock, verifyIdentity, type LockWait } from '../store/identity.js';
 import { finishJournalSwap } from '../store/checkpoint.js';
 import { describeLoss, moveAside } from '../store/recovery.js';
 import { meta } from '../store/apply.js';
@@ -37,6 +37,9 @@ export interface ReconstructOptions {
    */
   identityFromMarkers?: boolean;
   onDifference?: (key: Buffer, detail: string) => void;
+  /** Wait this long for another process holding the store (default 0: LOCKED at once), telling onLockWait meanwhile. */
+  lockWaitMs?: number;
+  onLockWait?: (holder: string, waitedMs: number) => void;
   /**
    * With `check` only: compare just this mailbox's subtree (its I, M, C, N and R keys) and report
    * only its differences (onDifference, `scope`). The rebuild aside is still of the whole journal.
@@ -72,17 +75,23 @@ export async function reconstruct(root: string, options: ReconstructOptions = {}
   const fs = options.fs ?? nodeFileSystem;
   let journalRecreated = false;
   let identityRecreated: string | undefined;
-  if (!options.check) {
-    if (options.identityFromMarkers) identityRecreated = await recreateLostIdentity(fs, root);
-    await finishJournalSwap(fs, root);
-    // A lost journal/ is started afresh when something can fill it: the index (rewritten into it)
-    // or, asked for, the packs. Otherwise open refuses (UNMOUNTED): it may be an unmounted partition.
-    if (options.fromPacks || (await fs.statIfExists(join(root, LAYOUT.index)))) journalRecreated = await recreateLostJournal(fs, root);
-  }
   if (options.mailbox !== undefined && !options.check) {
     throw new MailstoreError('INVALID', 'reconstruct --mailbox only checks (with --check): a recovery rebuilds the whole index or journal, since one record can touch several mailboxes');
   }
-  const store = await Store.open(root, { fs, probeIndex: 'always', autoSnapshot: false });
+  const wait = { waitMs: options.lockWaitMs, onWaiting: options.onLockWait };
+  if (!options.check) {
+    // Holding the lock: a journal/ missing for a moment is another process swapping in a rebuilt
+    // journal (a repair), whose files these must not touch (a fresh empty journal/ made in that
+    // moment kept the rebuilt one from being installed).
+    await holdingLock(fs, root, wait, async () => {
+      if (options.identityFromMarkers) identityRecreated = await recreateLostIdentity(fs, root);
+      await finishJournalSwap(fs, root);
+      // A lost journal/ is started afresh when something can fill it: the index (rewritten into it)
+      // or, asked for, the packs. Otherwise open refuses (UNMOUNTED): it may be an unmounted partition.
+      if (options.fromPacks || (await fs.statIfExists(join(root, LAYOUT.index)))) journalRecreated = await recreateLostJournal(fs, root);
+    });
+  }
+  const store = await Store.open(root, { fs, probeIndex: 'always', autoSnapshot: false, lockWaitMs: options.lockWaitMs, onLockWait: options.onLockWait });
   try {
     const scope = options.mailbox === undefined ? undefined : await subtreeScope(store, options.mailbox);
     const onDifference = !scope ? options.onDifference : (key: Buffer, detail: string) => {
@@ -176,13 +185,30 @@ function refuseLoss(c: RebuildComparison, options: ReconstructOptions, root: str
     `. Nothing was changed. 'mailstore reconstruct --from-index' writes a new journal from the index instead; --force rebuilds from the journal anyway.`, { path: root });
 }
 
+/**
+ * Runs the repairs made before the store opens under the store's lock (released before the open
+ * takes it again; a process that takes it between finds them done). Only in a store that looks
+ * like itself but for its journal (what these repair): one that does not (packs/ or STORE gone: an
+ * unmounted partition?) is refused by them or the open, and gets not one byte written for a lock.
+ */
+async function holdingLock(fs: FileSystem, root: string, wait: LockWait, work: () => Promise<void>): Promise<void> {
+  const lockable = await verifyIdentity(fs, root).then(() => true, (error: unknown) => journalLost(error, root));
+  if (!lockable) return work();
+  const { release } = await takeLock(fs, root, wait);
+  try {
+    await work();
+  } finally {
+    await release();
+  }
+}
+
 /** The journal directory is gone or foreign: set it aside (never delete) and start an empty one. */
 async function recreateLostJournal(fs: FileSystem, root: string): Promise<boolean> {
   try {
     await verifyIdentity(fs, root);
     return false;
   } catch (error) {
-    if (!(error instanceof MailstoreError) || error.code !== 'UNMOUNTED' || !error.path?.startsWith(join(root, LAYOUT.journal))) throw error;
+    if (!journalLost(error, root)) throw error;
   }
   const identity = JSON.parse((await fs.readFile(join(root, LAYOUT.identity))).toString('utf8').split('\n')[0]) as { storeId: string };
   await moveAside(fs, root, join(root, LAYOUT.journal), 'journal-lost');
@@ -190,6 +216,11 @@ async function recreateLostJournal(fs: FileSystem, root: string): Promise<boolea
   await writeFileDurable(fs, join(root, LAYOUT.journal, LAYOUT.marker), Buffer.from(identity.storeId + '\n'));
   await verifyIdentity(fs, root); // packs and STORE must still be right
   return true;
+}
+
+/** verifyIdentity's refusal of a store whose journal/ alone is gone or foreign. */
+function journalLost(error: unknown, root: string): boolean {
+  return error instanceof MailstoreError && error.code === 'UNMOUNTED' && error.path?.startsWith(join(root, LAYOUT.journal)) === true;
 }
 
 /** Messages in the packs that the index does not know go to lost+found, oldest first, fresh UIDVALIDITY. */

@@ -11,7 +11,7 @@ import { makeLevelDirectory } from '../fs/level-directory.js';
 import { classifyLevelError, systemAdvice } from '../index/level-errors.js';
 import { levelClass } from '../index/level-module.js';
 import { limits } from '../limits.js';
-import { processAlive, processHoldsFile } from '../fs/process-files.js';
+import { processAlive, processCommand, processHoldsFile } from '../fs/process-files.js';
 
 export const STORE_FORMAT = 'mailstore';
 /**
@@ -411,9 +411,9 @@ export async function checkNoWriter(fs: FileSystem, root: string, wait: LockWait
     if ((await processHoldsFile(owner, join(root, LAYOUT.lockDb, 'LOCK'))) === false) return { stale: true };
     const waitedMs = Math.round(performance.now() - started);
     if (waitedMs >= (wait.waitMs ?? 0)) {
-      throw new MailstoreError('LOCKED', `the store at ${root} is in use by process ${owner} (LOCK); a read-only open does not read beside a writer: stop it or wait`, { path });
+      throw new MailstoreError('LOCKED', `the store at ${root} is in use by ${await namedProcess(owner)} (LOCK); a read-only open does not read beside a writer: stop it or wait`, { path });
     }
-    wait.onWaiting?.(`process ${owner}`, waitedMs);
+    wait.onWaiting?.(await namedProcess(owner), waitedMs);
     await sleep(Math.min(limits.lockRetryMs, (wait.waitMs ?? 0) - waitedMs));
   }
 }
@@ -445,12 +445,20 @@ async function describeHolder(fs: FileSystem, path: string): Promise<string> {
   for (;;) {
     const pid = Number((await fs.readFile(path).catch(() => Buffer.from(''))).toString().trim());
     if (pid === process.pid) return 'this process';
-    if (Number.isSafeInteger(pid) && pid > 0 && processAlive(pid)) return `process ${pid}`;
+    if (Number.isSafeInteger(pid) && pid > 0 && processAlive(pid)) return namedProcess(pid);
     if (performance.now() >= until) return 'another process (starting: its pid is not written yet)';
     await sleep(limits.lockRetryMs / 4);
   }
 }
 
+/**
+ * "process 4711 (mailstore compact)": the holder's pid and, where /proc shows it, its command, so
+ * the admin knows which job to wait for or stop without looking it up.
+ */
+async function namedProcess(pid: number): Promise<string> {
+  const command = await processCommand(pid);
+  return command === undefined ? `process ${pid}` : `process ${pid} (${command})`;
+}
 
 /** The pid in the name of LOCK's temp file (`LOCK.PID.tmp`, writeOwner), else undefined. */
 export function lockTempPid(name: string): number | undefined {

@@ -2,14 +2,15 @@
 // keeps an exclusive one out (LOCKED); a lock of a process that was killed but never reaped (a
 // zombie: its parent died with it where PID 1 does not reap) is stale, as a dead one's is.
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
 import { forgetSnapshots } from '../../src/backup/forget.js';
 import { lockRepository } from '../../src/backup/repository.js';
-import { backupLimits } from '../../src/limits.js';
+import { describeCommandLine } from '../../src/fs/process-files.js';
+import { backupLimits, limits } from '../../src/limits.js';
 import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { expectCode, fill, openRepo, source } from './helpers.js';
@@ -31,6 +32,50 @@ describe('repository locks', () => {
       await lock.release();
     } finally {
       parent.kill('SIGKILL');
+      await repo.close();
+    }
+  });
+});
+
+describe('the holder named in LOCKED', () => {
+  it('a lock records its command line, and another run\'s LOCKED names it; a lock of an older mailstore (no command) says forget/prune when exclusive', async () => {
+    const repo = await openRepo(join(tmpDir('bkc'), 'repo'));
+    try {
+      const held = await lockRepository(repo, false);
+      const [name] = readdirSync(join(repo.dir, 'locks'));
+      const command = describeCommandLine(process.argv)!;
+      expect(JSON.parse(readFileSync(join(repo.dir, 'locks', name), 'utf8')).command).toBe(command);
+      const refused = await lockRepository(repo, true).then(() => undefined, (error: unknown) => error as Error);
+      expect(refused?.message).toContain(`is in use by pid ${process.pid} on ${hostname()} since `);
+      expect(refused?.message).toContain(`(${command}); try again`);
+      await held.release();
+      writeFileSync(join(repo.dir, 'locks', 'b'.repeat(32)), JSON.stringify({ pid: process.pid, hostname: hostname(), time: Date.now(), exclusive: true }));
+      const older = await lockRepository(repo, false).then(() => undefined, (error: unknown) => error as Error);
+      expect(older?.message).toMatch(/ \(forget\/prune\); try again/);
+      rmSync(join(repo.dir, 'locks', 'b'.repeat(32)));
+      // another host's command, garbled or hostile: one line, cut to our length
+      writeFileSync(join(repo.dir, 'locks', 'c'.repeat(32)), JSON.stringify({ pid: process.pid, hostname: hostname(), time: Date.now(), exclusive: true, command: `mailstore\nforget\x1b[2J${'x'.repeat(500)}` }));
+      const garbled = await lockRepository(repo, false).then(() => undefined, (error: unknown) => error as Error);
+      expect(garbled?.message).toContain(`(mailstore?forget?[2J${'x'.repeat(limits.lockHolderCommandCharsMax - 20)})`);
+    } finally {
+      await repo.close();
+    }
+  });
+});
+
+describe('runs that start at the same moment', () => {
+  it('of two forgets (exclusive), or a forget and a backup, written at once, exactly one gets the lock: never both refused', async () => {
+    const repo = await openRepo(join(tmpDir('bkt'), 'repo'));
+    try {
+      for (const kinds of [[true, true], [true, false], [false, true]]) {
+        const settled = await Promise.allSettled(kinds.map((exclusive) => lockRepository(repo, exclusive)));
+        expect(settled.map((s) => s.status).sort(), `exclusive: ${kinds}`).toEqual(['fulfilled', 'rejected']);
+        const refused = settled.find((s) => s.status === 'rejected') as PromiseRejectedResult;
+        expect(refused.reason.code).toBe('LOCKED');
+        for (const s of settled) if (s.status === 'fulfilled') await s.value.release();
+        expect(readdirSync(join(repo.dir, 'locks')), 'the refused run took its lock file away').toEqual([]);
+      }
+    } finally {
       await repo.close();
     }
   });

@@ -1,6 +1,6 @@
 // Two commands on one store: the second waits for the lock (--wait SECONDS, default
 // limits.cliLockWaitSeconds) instead of failing LOCKED at once, --no-wait fails at once, and the
-// LOCKED message names the holder's pid (never "process (unknown)").
+// LOCKED message names the holder's pid and command (never "process (unknown)").
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -61,7 +61,8 @@ describe('the CLI waits for the lock', () => {
       const started = Date.now();
       const refused = await run(['--no-wait', 'mailbox', 'list'], { store });
       expect(refused.code).toBe(2);
-      expect(refused.stderr).toMatch(new RegExp(`^mailstore: LOCKED: .*in use by process ${child.pid}\\b`));
+      // the holder's command from /proc, so the admin knows which job holds the store
+      expect(refused.stderr).toMatch(new RegExp(`^mailstore: LOCKED: .*in use by process ${child.pid} \\(node --input-type=module -e `));
       expect(Date.now() - started).toBeLessThan(5000);
       const waiting = run(['mailbox', 'status', 'INBOX', '--json'], { store });
       await new Promise((r) => setTimeout(r, 700));
@@ -97,7 +98,7 @@ describe('the CLI waits for the lock', () => {
     try {
       const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(bin)} --store ${JSON.stringify(store)} --wait 2 stats`;
       const result = spawnSync('script', ['-qec', command, '/dev/null'], { encoding: 'utf8' });
-      const notices = result.stdout.match(/mailstore: the store is in use by process \d+; waiting up to 2 s for it/g) ?? [];
+      const notices = result.stdout.match(/mailstore: the store is in use by process \d+ \(node [^)]*\); waiting up to 2 s for it/g) ?? [];
       expect(notices.map((n) => n.match(/process (\d+)/)![1]), result.stdout).toEqual([String(child.pid)]);
       expect(result.stdout).toMatch(/LOCKED: .*in use by process/);
     } finally {

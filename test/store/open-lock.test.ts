@@ -1,43 +1,15 @@
 // Store.open and the single-writer lock: waiting for a holder (lockWaitMs), and naming the holder
 // in LOCKED even in the moment between its taking the kernel lock and writing its pid.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { join, relative } from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { FileSystem } from '../../src/fs/filesystem.js';
 import { NodeFileSystem } from '../../src/fs/node-fs.js';
 import { Store } from '../../src/store/store.js';
 import { expectCode } from '../sim/helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
-
-const level = createRequire(import.meta.url).resolve('classic-level');
-const children: ChildProcess[] = [];
-afterEach(async () => {
-  for (const child of children.splice(0)) {
-    child.stdin!.end();
-    if (child.exitCode === null) await new Promise((done) => child.on('close', done));
-  }
-});
-
-/** A child holding only the kernel lock (lock/), as Store.open does before it writes its pid; released when stdin closes. */
-async function kernelLockHolder(dir: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--input-type=module', '-e', `
-    import { createRequire } from 'node:module';
-    const { ClassicLevel } = createRequire(import.meta.url)(${JSON.stringify(level)});
-    const db = new ClassicLevel(process.argv[1] + '/lock');
-    await db.open();
-    process.stdout.write('ready\\n');
-    process.stdin.on('data', () => {});
-    process.stdin.on('end', async () => { await db.close(); process.exit(0); });`, dir], { stdio: ['pipe', 'pipe', 'inherit'] });
-  children.push(child);
-  await new Promise<void>((ready, failed) => {
-    child.stdout!.on('data', (chunk: Buffer) => { if (chunk.toString().includes('ready')) ready(); });
-    child.on('exit', (code) => failed(new Error(`holder exited ${code}`)));
-  });
-  return child;
-}
+import { kernelLockHolder } from '../helpers/lock-holder.js';
 
 async function newStore(): Promise<string> {
   const dir = tmpDir();

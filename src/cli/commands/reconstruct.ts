@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { MailstoreError } from '../../errors.js';
 import { reconstruct, type ReconstructResult } from '../../scrub/reconstruct.js';
-import { printJson, printLine, refuseBesideDaemon, refuseRootInOthersStore, storeDir, wantsJson } from '../context.js';
+import { lockWaitOptions, printJson, printLine, refuseBesideDaemon, refuseRootInOthersStore, storeDir, wantsJson } from '../context.js';
 
 export function register(program: Command): void {
   program
@@ -53,6 +53,7 @@ run; 3 refused; 4 no store (or, with --mailbox, no such mailbox in the index or 
         check: options.check, fromPacks: options.fromPacks, force: options.force, mailbox: options.mailbox, identityFromMarkers: options.identityFromMarkers,
         from: options.fromIndex ? 'index' : options.fromJournal ? 'journal' : undefined,
         onDifference: (key, detail) => { if (differences.length < 50) differences.push(`${key.toString('hex')}: ${detail}`); },
+        ...lockWaitOptions(command),
       });
       // rebuilt from a journal with a gap: the index is marked and the store stays degraded (exit 0
       // had told a script the store was whole again)
