@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
-import { stallReportMs, startStallWatchAfter } from '../fs/stall-watch.js';
+import { stallReportMs, startStallWatchAfter } from '../fs/stall-watch-later.js';
 import { journalPrefix } from '../fs/journal-stream.js';
 import { limits } from '../limits.js';
 import { printable } from '../printable.js';

@@ -9,9 +9,9 @@
 // lasts, and once more when the call returns. It writes its lines itself (the main thread may be
 // the one waiting) and tells the main thread too, for the metrics.
 import type { Worker } from 'node:worker_threads';
-import { MailstoreError } from '../errors.js';
 import { limits } from '../limits.js';
 import { startCommonJsWorker } from '../worker-argv.js';
+import { stallReportMs } from './stall-watch-later.js';
 
 export interface StallNotice {
   event: 'io-stalled' | 'io-resumed';
@@ -47,17 +47,7 @@ export interface StallWatch {
   stop(): Promise<void>;
 }
 
-/** MAILSTORE_STALL_REPORT_SECONDS (an NFS mount whose calls take 20 s in normal use): 0 turns the report off. */
-export const STALL_REPORT_ENV = 'MAILSTORE_STALL_REPORT_SECONDS';
-
-/** The report time: MAILSTORE_STALL_REPORT_SECONDS, else limits.stallReportMs; 0: no watch. */
-export function stallReportMs(env: NodeJS.ProcessEnv = process.env): number {
-  const text = env[STALL_REPORT_ENV];
-  if (text === undefined || text === '') return limits.stallReportMs;
-  const seconds = Number(text);
-  if (!/^[0-9]+(\.[0-9]+)?$/.test(text) || seconds > 86_400) throw new MailstoreError('INVALID', `${STALL_REPORT_ENV} takes seconds (0 to 86400; 0: no report), got ${JSON.stringify(text)}`);
-  return Math.round(seconds * 1000);
-}
+export { STALL_REPORT_ENV, stallReportMs } from './stall-watch-later.js';
 
 type Kind = 'fd' | 'path' | 'at' | 'unix';
 
@@ -229,15 +219,7 @@ export function startStallWatch(options: StallWatchOptions): StallWatch | undefi
   return watch;
 }
 
-/**
- * Starts a watch after `delayMs` unless one runs by then (a command that ends sooner never pays for
- * a worker thread); returns the function that cancels it, or stops the watch it started.
- */
-export function startStallWatchAfter(delayMs: number, options: StallWatchOptions): () => void {
-  let started: StallWatch | undefined;
-  const timer = setTimeout(() => { if (!active) started = startStallWatch(options); }, delayMs).unref();
-  return () => {
-    clearTimeout(timer);
-    void started?.stop();
-  };
+/** A watch unless one runs already (serve's, started before this command's timer fired). */
+export function startStallWatchIfNone(options: StallWatchOptions): StallWatch | undefined {
+  return active ? undefined : startStallWatch(options);
 }

@@ -11,7 +11,7 @@ import { ok, repoRoot, requireBuilt, tempDir } from './helpers.js';
 beforeAll(requireBuilt);
 
 /** The budget of the modules an append loads, in bytes of tsc's output (see the test). */
-const APPEND_MODULE_BYTES_MAX = 900_000;
+const APPEND_MODULE_BYTES_MAX = 915_000;
 
 /** Registers a load hook that writes each file URL node loads to stderr as "LOADED url". */
 const HOOK = `data:text/javascript,${encodeURIComponent(`
@@ -43,7 +43,10 @@ describe('an append loads only what an append runs', () => {
     expect(files).toContain('store/store.js'); // the hook saw the store open: the list is real
     // What the append path's modules weigh as tsc wrote them (comments included): 690 kB at session
     // 29's 6f62b0b, 893 kB at session 38 (open-time checks, moved marks, free-space reserve, copy
-    // recovery), when an append's instructions had grown by 5 % (issue 16). Raising this needs a reason.
+    // recovery), when an append's instructions had grown by 5 % (issue 16); 909 kB with what every
+    // command's output and errors need since (terminal-safe text: printable.js; a LOCKED naming the
+    // holder's command: process-files.js), the stall watch's module loaded only when a command has
+    // run a second (stall-watch-later.js). Raising this needs a reason.
     const bytes = files.reduce((sum, file) => sum + statSync(join(repoRoot, 'dist/src', file)).size, 0);
     expect(bytes).toBeLessThanOrEqual(APPEND_MODULE_BYTES_MAX);
     const unwanted = files.filter((file) => /^(scrub|replication|events|daemon|objstore|backup|import)\/|^client\/client\.js$|^store\/(tier|tier-mover|compact|compactor|users)\.js$|^cli\/commands\/(?!append\.js)/.test(file));
