@@ -167,7 +167,9 @@ export async function verifyIdentity(fs: FileSystem, root: string, options: { st
   const rootStat = await fs.statIfExists(root).catch((e) => { throw fromSystemError(e, 'reading', root); });
   if (!rootStat) {
     await refuseDanglingLink(fs, root, 'nothing was changed');
-    throw new MailstoreError('NOT_FOUND', `no store at ${root} (create one with 'mailstore init')`, { path: root });
+    // a store's partition not mounted leaves its directory missing under the mount point: sent to
+    // init, an admin made an empty store there that the mail server then filled, hidden at the next mount
+    throw new MailstoreError('NOT_FOUND', `no store at ${root}: if one should be there, check that its file system is mounted and the path (--store, MAILSTORE_DIR); only for a new store, 'mailstore init' makes one`, { path: root });
   }
   // read as a directory it failed IO ENOTDIR, which sends the admin to dmesg and the disk
   if (!rootStat.isDirectory) throw new MailstoreError('INVALID', `${root} is not a directory: give the directory that holds STORE (--store, MAILSTORE_DIR). Nothing was changed.`, { path: root });

@@ -101,6 +101,19 @@ describe('--store naming a backup repository', () => {
   });
 });
 
+describe('--store a directory that does not exist (its file system not mounted under the mount point)', () => {
+  // it said "create one with 'mailstore init'": an admin did, on the root file system, and the mail
+  // server filled the new empty store until the next mount hid it
+  it('is NOT_FOUND (exit 4) asking first whether the file system is mounted, init only for a new store', async () => {
+    const missing = join(tempDir(), 'srv', 'mail');
+    const result = await run(['--no-wait', 'stats'], { store: missing });
+    expect(result.code, result.stderr).toBe(4);
+    expect(result.stderr).toContain(`NOT_FOUND: no store at ${missing}: if one should be there, check that its file system is mounted`);
+    expect(result.stderr).toMatch(/only for a new store, 'mailstore init' makes one/);
+    expect(existsSync(missing)).toBe(false);
+  });
+});
+
 describe('--store a symbolic link to a directory that does not exist (its file system not mounted)', () => {
   // stats said "no store (create one with 'mailstore init')", and init then failed EXISTS,
   // "creating store directory: EEXIST", about a directory that is not there
