@@ -8,6 +8,7 @@
 // for the report time is reported with the call and the path, again every stallRepeatMs while it
 // lasts, and once more when the call returns. It writes its lines itself (the main thread may be
 // the one waiting) and tells the main thread too, for the metrics.
+import { resolve } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { MailstoreError } from '../errors.js';
 import { limits } from '../limits.js';
@@ -138,13 +139,29 @@ function line(notice) {
   else out = 'mailstore: the file system answered after ' + notice.seconds + ' s (' + notice.call + (notice.path ? ' of ' + notice.path : '') + ')';
   return { level, text: out + '\n' };
 }
+// The log may be on the mount that hangs (a write of it the very call reported): a synchronous
+// append there held this thread for as long, the main thread never heard of the stall (the
+// metrics showed none) and nothing was reported again. The main thread hears first; the log gets
+// one append at a time (lines told meanwhile follow it), and while one has not returned for a look,
+// or when the call is on the log itself, the lines go to stderr (the journal) instead.
+let queued = '';
+let appendingSince;
+function append() {
+  if (queued === '') return;
+  const out = queued;
+  queued = '';
+  appendingSince = Date.now();
+  fs.appendFile(d.logPath, out, { mode: 0o640 }, () => { appendingSince = undefined; append(); });
+}
 function tell(notice) {
-  const { level, text: out } = line(notice);
-  try {
-    if (d.logPath) fs.appendFileSync(d.logPath, out, { mode: 0o640 });
-    else fs.writeSync(2, (d.prefixes ? d.prefixes[level] : '') + out);
-  } catch {}
   parentPort.postMessage(notice);
+  const { level, text: out } = line(notice);
+  if (d.logPath && notice.path !== d.logPath && (appendingSince === undefined || Date.now() - appendingSince < d.checkMs)) {
+    queued += out;
+    if (appendingSince === undefined) append();
+    return;
+  }
+  try { fs.writeSync(2, (d.prefixes ? d.prefixes[level] : '') + out); } catch {}
 }
 function notice(event, tid, entry, now) {
   return { event, call: entry.call, path: entry.path, seconds: Math.floor((now - entry.since) / 1000), thread: tid === process.pid ? 'main' : 'other', tid };
@@ -201,7 +218,8 @@ export function startStallWatch(options: StallWatchOptions): StallWatch | undefi
   try {
     worker = startCommonJsWorker(WORKER_SOURCE, {
       workerData: {
-        format: options.format, logPath: options.logPath, prefixes: options.prefixes, calls, reportMs,
+        // absolute, as the paths of the calls are told (resolved without a call on a mount that may hang)
+        format: options.format, logPath: options.logPath === undefined ? undefined : resolve(options.logPath), prefixes: options.prefixes, calls, reportMs,
         checkMs: options.checkMs ?? limits.stallCheckMs, repeatMs: options.repeatMs ?? limits.stallRepeatMs,
       },
       // its own heap, small: it holds a map of a few threads (V8's default young generation alone is more)
