@@ -91,10 +91,11 @@ const CALLS: Partial<Record<string, Record<number, [string, Kind]>>> = {
 /**
  * The worker: CommonJS, evaluated in its own thread (worker-argv.ts). A thread counts as waiting in
  * one call while its /proc syscall line (the call, its arguments, stack and instruction pointers)
- * stays the same. Not its count of times run as well: a signal (a SIGTERM to a daemon waiting on a
- * hung disk) wakes the thread in the call and counted as a new call, and the log said `io-resumed`
- * while nothing had returned. The same call made again and again, each time caught at every look
- * for the whole report time, is a disk that slow, and reported as one.
+ * stays the same and it was run at most twice between two looks (schedstat): a signal (a SIGTERM
+ * to a daemon waiting on a hung disk) wakes the thread in the call without ending it, and the log
+ * said `io-resumed` while nothing had returned; a call that returns and is made again with the
+ * same arguments (a journal's fdatasync under load, caught in it at every look of the report
+ * time) runs the thread many times, and was reported as stalled on a busy, healthy disk.
  */
 const WORKER_SOURCE = String.raw`
 const { workerData: d, parentPort } = require('node:worker_threads');
@@ -171,6 +172,11 @@ function end(tid, now) {
   threads.delete(tid);
   if (entry && entry.reportedAt !== undefined) tell(notice('io-resumed', tid, entry, now));
 }
+/** How many times the thread was put on a CPU (/proc schedstat's third field); undefined where it cannot be read. */
+function timesRun(tid) {
+  const fields = (read('/proc/self/task/' + tid + '/schedstat') || '').trim().split(' ');
+  return fields.length === 3 ? Number(fields[2]) : undefined;
+}
 function check() {
   const now = Date.now();
   let names;
@@ -185,12 +191,17 @@ function check() {
     const call = d.calls[fields[0]];
     if (!call || fields.length < 7) { end(tid, now); continue; }
     const entry = threads.get(tid);
-    if (!entry || entry.key !== sys) {
+    const runs = timesRun(tid);
+    // the same call line, but the thread ran more than a signal's wake-up or two since the last
+    // look: the call returned and was made again (a journal's fdatasync under load), not one waiting
+    const ranAgain = entry !== undefined && runs !== undefined && entry.runs !== undefined && runs - entry.runs > 2;
+    if (entry) entry.runs = runs;
+    if (!entry || entry.key !== sys || ranAgain) {
       end(tid, now);
       const path = where(call[1], fields.slice(1, 7).map((a) => BigInt(a)));
       // a pipe, socket or terminal read may wait for ever and rightly so; only files are watched
       if ((call[1] === 'fd' && path === undefined) || /^\/(dev|proc|sys)\//.test(path || '')) continue;
-      threads.set(tid, { key: sys, since: now, call: call[0], path });
+      threads.set(tid, { key: sys, since: now, call: call[0], path, runs });
       continue;
     }
     if (entry.reportedAt === undefined ? now - entry.since < d.reportMs : now - entry.reportedAt < d.repeatMs) continue;
