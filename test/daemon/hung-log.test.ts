@@ -37,7 +37,11 @@ describe.skipIf(unavailable)('the daemon with its log on a hung mount', () => {
       c.socket.destroy();
       await until(() => daemon.stderr().includes('"io-stalled"'), 'an io-stalled line on stderr');
       expect(daemon.stderr()).toContain(`"path":${JSON.stringify(log)}`);
-      stalled = await stalledSeconds(metrics);
+      // the main thread hears of it by a message (the scrape may come first): a few scrapes at most
+      for (let tries = 0; tries < 50 && stalled < 1; tries++) {
+        stalled = await stalledSeconds(metrics);
+        if (stalled < 1) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
     } finally {
       mount.resume();
       daemon.child.kill('SIGTERM');
