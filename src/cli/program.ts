@@ -181,7 +181,9 @@ function reportError(error: unknown, args: string[]): { exitCode: number; error:
     if (topic === undefined && (error.code === 'commander.help' || error.code === 'commander.executeSubCommandAsync')) { // no command given: commander showed the help
       return { exitCode: EXIT.invalid, error: new MailstoreError('INVALID', 'no command given (see mailstore --help)') };
     }
-    const invalid = new MailstoreError('INVALID', `${topic === undefined ? error.message.replace(/^error: /, '') : `unknown command '${topic}'`} (see mailstore --help)`);
+    // commander puts its suggestion on a line of its own, which the one-line report showed as '\n'
+    const said = error.message.replace(/^error: /, '').replace(/\n(?=\(Did you mean )/, ' ');
+    const invalid = new MailstoreError('INVALID', `${topic === undefined ? said : `unknown command '${topic}'`} (see mailstore --help)`);
     process.stderr.write(`${journalPrefix('error')}mailstore: INVALID: ${printable(invalid.message)}\n`);
     return { exitCode: EXIT.invalid, error: invalid };
   }

@@ -8,6 +8,7 @@
 // for the report time is reported with the call and the path, again every stallRepeatMs while it
 // lasts, and once more when the call returns. It writes its lines itself (the main thread may be
 // the one waiting) and tells the main thread too, for the metrics.
+import { resolve } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { limits } from '../limits.js';
 import { startCommonJsWorker } from '../worker-argv.js';
@@ -80,10 +81,11 @@ const CALLS: Partial<Record<string, Record<number, [string, Kind]>>> = {
 /**
  * The worker: CommonJS, evaluated in its own thread (worker-argv.ts). A thread counts as waiting in
  * one call while its /proc syscall line (the call, its arguments, stack and instruction pointers)
- * stays the same. Not its count of times run as well: a signal (a SIGTERM to a daemon waiting on a
- * hung disk) wakes the thread in the call and counted as a new call, and the log said `io-resumed`
- * while nothing had returned. The same call made again and again, each time caught at every look
- * for the whole report time, is a disk that slow, and reported as one.
+ * stays the same and it was run at most twice between two looks (schedstat): a signal (a SIGTERM
+ * to a daemon waiting on a hung disk) wakes the thread in the call without ending it, and the log
+ * said `io-resumed` while nothing had returned; a call that returns and is made again with the
+ * same arguments (a journal's fdatasync under load, caught in it at every look of the report
+ * time) runs the thread many times, and was reported as stalled on a busy, healthy disk.
  */
 const WORKER_SOURCE = String.raw`
 const { workerData: d, parentPort } = require('node:worker_threads');
@@ -128,13 +130,29 @@ function line(notice) {
   else out = 'mailstore: the file system answered after ' + notice.seconds + ' s (' + notice.call + (notice.path ? ' of ' + notice.path : '') + ')';
   return { level, text: out + '\n' };
 }
+// The log may be on the mount that hangs (a write of it the very call reported): a synchronous
+// append there held this thread for as long, the main thread never heard of the stall (the
+// metrics showed none) and nothing was reported again. The main thread hears first; the log gets
+// one append at a time (lines told meanwhile follow it), and while one has not returned for a look,
+// or when the call is on the log itself, the lines go to stderr (the journal) instead.
+let queued = '';
+let appendingSince;
+function append() {
+  if (queued === '') return;
+  const out = queued;
+  queued = '';
+  appendingSince = Date.now();
+  fs.appendFile(d.logPath, out, { mode: 0o640 }, () => { appendingSince = undefined; append(); });
+}
 function tell(notice) {
-  const { level, text: out } = line(notice);
-  try {
-    if (d.logPath) fs.appendFileSync(d.logPath, out, { mode: 0o640 });
-    else fs.writeSync(2, (d.prefixes ? d.prefixes[level] : '') + out);
-  } catch {}
   parentPort.postMessage(notice);
+  const { level, text: out } = line(notice);
+  if (d.logPath && notice.path !== d.logPath && (appendingSince === undefined || Date.now() - appendingSince < d.checkMs)) {
+    queued += out;
+    if (appendingSince === undefined) append();
+    return;
+  }
+  try { fs.writeSync(2, (d.prefixes ? d.prefixes[level] : '') + out); } catch {}
 }
 function notice(event, tid, entry, now) {
   return { event, call: entry.call, path: entry.path, seconds: Math.floor((now - entry.since) / 1000), thread: tid === process.pid ? 'main' : 'other', tid };
@@ -143,6 +161,11 @@ function end(tid, now) {
   const entry = threads.get(tid);
   threads.delete(tid);
   if (entry && entry.reportedAt !== undefined) tell(notice('io-resumed', tid, entry, now));
+}
+/** How many times the thread was put on a CPU (/proc schedstat's third field); undefined where it cannot be read. */
+function timesRun(tid) {
+  const fields = (read('/proc/self/task/' + tid + '/schedstat') || '').trim().split(' ');
+  return fields.length === 3 ? Number(fields[2]) : undefined;
 }
 function check() {
   const now = Date.now();
@@ -158,12 +181,17 @@ function check() {
     const call = d.calls[fields[0]];
     if (!call || fields.length < 7) { end(tid, now); continue; }
     const entry = threads.get(tid);
-    if (!entry || entry.key !== sys) {
+    const runs = timesRun(tid);
+    // the same call line, but the thread ran more than a signal's wake-up or two since the last
+    // look: the call returned and was made again (a journal's fdatasync under load), not one waiting
+    const ranAgain = entry !== undefined && runs !== undefined && entry.runs !== undefined && runs - entry.runs > 2;
+    if (entry) entry.runs = runs;
+    if (!entry || entry.key !== sys || ranAgain) {
       end(tid, now);
       const path = where(call[1], fields.slice(1, 7).map((a) => BigInt(a)));
       // a pipe, socket or terminal read may wait for ever and rightly so; only files are watched
       if ((call[1] === 'fd' && path === undefined) || /^\/(dev|proc|sys)\//.test(path || '')) continue;
-      threads.set(tid, { key: sys, since: now, call: call[0], path });
+      threads.set(tid, { key: sys, since: now, call: call[0], path, runs });
       continue;
     }
     if (entry.reportedAt === undefined ? now - entry.since < d.reportMs : now - entry.reportedAt < d.repeatMs) continue;
@@ -191,7 +219,8 @@ export function startStallWatch(options: StallWatchOptions): StallWatch | undefi
   try {
     worker = startCommonJsWorker(WORKER_SOURCE, {
       workerData: {
-        format: options.format, logPath: options.logPath, prefixes: options.prefixes, calls, reportMs,
+        // absolute, as the paths of the calls are told (resolved without a call on a mount that may hang)
+        format: options.format, logPath: options.logPath === undefined ? undefined : resolve(options.logPath), prefixes: options.prefixes, calls, reportMs,
         checkMs: options.checkMs ?? limits.stallCheckMs, repeatMs: options.repeatMs ?? limits.stallRepeatMs,
       },
       // its own heap, small: it holds a map of a few threads (V8's default young generation alone is more)

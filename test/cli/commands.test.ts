@@ -258,6 +258,14 @@ describe('exit codes', () => {
     for (const args of [[], ['mailbox']]) expect((await run(args)).code).toBe(5); // a script that forgot its command
   });
 
+  it("a mistyped option or command is one line with commander's suggestion, no '\\n' shown (the line's sanitiser showed commander's line break as one)", async () => {
+    for (const [args, line] of [[['stats', '--jsn'], "unknown option '--jsn' (Did you mean --json?)"], [['statz'], "unknown command 'statz' (Did you mean stats?)"]] as const) {
+      const result = await run([...args]);
+      expect(result.code).toBe(5);
+      expect(result.stderr).toBe(`mailstore: INVALID: ${line} (see mailstore --help)\n`);
+    }
+  });
+
   it('help of a word that is no command says so (the whole help and exit 5 alone before; --json said "no command given")', async () => {
     const result = await run(['help', 'delet', '--json']);
     expect(result.code).toBe(5);

@@ -1,8 +1,8 @@
 // A file system that hangs, for real (a bindfs mount whose daemon is stopped: helpers/bindfs.ts): the
 // stall watch names the call and the file, in this process and in a CLI command, and says when the
 // call returned; the command then finishes as if nothing had happened.
-import { spawn } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, openSync, promises as fsp, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startStallWatch, stallReportMs, type StallNotice } from '../../src/fs/stall-watch.js';
@@ -20,6 +20,33 @@ describe('stall watch', () => {
     expect(stallReportMs({ MAILSTORE_STALL_REPORT_SECONDS: '2.5' })).toBe(2500);
     expect(stallReportMs({ MAILSTORE_STALL_REPORT_SECONDS: '0' })).toBe(0);
     expect(() => stallReportMs({ MAILSTORE_STALL_REPORT_SECONDS: 'ten' })).toThrow(expect.objectContaining({ code: 'INVALID' }));
+  });
+
+  it('does not report a call that returns again and again, each time the watch looks (a busy, healthy file)', async () => {
+    // a thread found at every look in the same call, with the same arguments, that returned
+    // hundreds of times in between (a journal's fdatasync under load, a read of a FIFO fed each
+    // millisecond) was reported io-stalled as if that call had never returned
+    const dir = tempDir();
+    const fifo = join(dir, 'fifo');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const writer = spawn(process.execPath, ['-e', `const fs = require('fs'); const fd = fs.openSync(${JSON.stringify(fifo)}, 'w'); setInterval(() => fs.writeSync(fd, 'x'), 1)`], { stdio: 'ignore' });
+    const notices: StallNotice[] = [];
+    const watch = startStallWatch({ format: 'json', logPath: join(dir, 'log'), reportMs: 300, checkMs: 50, onNotice: (n) => notices.push(n) });
+    expect(watch).toBeDefined();
+    let reads = 0;
+    try {
+      const fd = openSync(fifo, 'r');
+      const byte = Buffer.alloc(1);
+      // synchronous: the main thread in read(fd, byte, 1) whenever the watch looks, as the daemon's in its journal's calls
+      for (const end = Date.now() + 1500; Date.now() < end;) reads += readSync(fd, byte, 0, 1, null);
+      closeSync(fd);
+      await new Promise((resolve) => setTimeout(resolve, 200)); // the notices sent meanwhile arrive
+    } finally {
+      writer.kill();
+      await watch?.stop();
+    }
+    expect(reads).toBeGreaterThan(200);
+    expect(notices).toEqual([]);
   });
 
   it.skipIf(unavailable)('names a call that waits on a hung mount, and says when it returned', async () => {
