@@ -727,12 +727,6 @@ export const limits = {
    */
   xferFrameBytes: 16 * 1024 * 1024,
   /**
-   * Expunged uids ([modseq, uid], at most ~30 bytes of JSON each) sent with one XFER reconcile: a
-   * mailbox's whole history of them (a POP3 INBOX emptied daily: millions) went in one frame, past
-   * replicationFrameBytesMax, and the user could not be moved.
-   */
-  xferExpungedPerFrame: 256 * 1024,
-  /**
    * After an XFER moved a user away, mail for them is refused as temporary (LMTP 451 4.2.1, append
    * --sysexits 75) for this long, so the MTA queues it until its routing names the new host; then
    * permanently (550 5.1.6), once both the wall clock and the process's monotonic clock since it first

@@ -275,19 +275,10 @@ async function catchUp(store: Store, connection: Connection, name: string, quota
   for (let round = 0; round < 3; round++) {
     const live: [number, string[]][] = [];
     for await (const info of store.messages(name)) live.push([info.uid, info.flags]);
-    const reconcile = (part: [number, number][], roots?: unknown[]) =>
-      request(connection, { t: 'xfer.reconcile', id, live, uidNext: box.uidNext, highestModseq: mailboxInfo(store, name).highestModseq, vanished: part, ...(roots ? { quotaRoots: roots } : {}) });
-    const answer = await reconcile(vanished.slice(0, limits.xferExpungedPerFrame), quotaRoots);
+    const answer = await request(connection, { t: 'xfer.reconcile', id, live, uidNext: box.uidNext, highestModseq: mailboxInfo(store, name).highestModseq, vanished, ...(quotaRoots ? { quotaRoots } : {}) });
     quotaRootsTaken ||= answer.quotaRoots === true; // an older target does not say it (nor take them)
     const missing = answer.missing as number[];
-    if (missing.length === 0) {
-      // the rest of the expunges, a frame's worth at a time: the same reconcile again (it changes
-      // nothing more under the fence), each taken as the first was; an older target ignores them
-      for (let at = limits.xferExpungedPerFrame; at < vanished.length; at += limits.xferExpungedPerFrame) {
-        await reconcile(vanished.slice(at, at + limits.xferExpungedPerFrame));
-      }
-      return { sent, quotaRootsTaken };
-    }
+    if (missing.length === 0) return { sent, quotaRootsTaken };
     sent += await sendMessages(store, connection, name, id, new Set(), new Set(missing));
   }
   throw new MailstoreError('UNAVAILABLE', `XFER: the target still lacks messages of ${name} after catching up; nothing was switched`);
