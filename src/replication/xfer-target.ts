@@ -6,7 +6,7 @@
 // Idempotent: a resumed XFER finds the mailbox by id and is told which uids are already here.
 import { limits } from '../limits.js';
 import { MailstoreError } from '../errors.js';
-import { keys, decodeChangeKey, decodeMessageKey } from '../keys/index-keys.js';
+import { keys, decodeMessageKey } from '../keys/index-keys.js';
 import type { BlobRecord, MailboxInfo, MessageRecord, Op } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import { hashBytes } from '../hash/blake3.js';
@@ -66,14 +66,10 @@ async function handle(store: Store, request: Message, session: XferSession, log:
     case 'xfer.mailbox': return { t: request.t, uids: await createOrFind(store, request.mailbox as XferMailbox, session) };
     case 'xfer.messages': return { t: request.t, added: await addMessages(store, xferMailboxId(request.id), request.messages as XferMessage[]) };
     case 'xfer.reconcile': {
-      const vanished = request.vanished === undefined ? [] : checkVanished(request.vanished, request.highestModseq);
       await raiseModseqs(store, request.highestModseq);
       // said in the answer: a source removes its roots only when the target took them
       const roots = request.quotaRoots !== undefined ? (await setQuotaRoots(store, request.quotaRoots, rootsBefore), { quotaRoots: true }) : {};
-      const id = xferMailboxId(request.id);
-      const missing = await reconcile(store, id, request.live as [number, string[]][], Number(request.uidNext));
-      if (missing.length === 0) await addSourceTombstones(store, id, vanished);
-      return { t: request.t, missing, ...roots };
+      return { t: request.t, missing: await reconcile(store, xferMailboxId(request.id), request.live as [number, string[]][], Number(request.uidNext)), ...roots };
     }
     case 'xfer.abort': {
       // by id, and only what this XFER created: a mailbox found here (made before, or by another
@@ -277,46 +273,5 @@ async function reconcile(store: Store, id: Buffer, live: [number, string[]][], u
     if (flags.length > 0) ops.push({ op: 'message.flags', id, set: flags });
     if (gone.length > 0) ops.push({ op: 'message.expunge', id, uids: gone });
     return { ops, result: missing };
-  });
-}
-
-/**
- * The source's expunges as they were there (QRESYNC's VANISHED): a client that synced with the
- * source at modseq M and asks here for the changes since M must be told of the uids expunged there
- * after M; without them it kept showing mail its user had deleted, for ever. Each at its source
- * modseq (below every one of this store's own since raiseModseqs), for a uid neither here nor
- * gone from here already (whose own entry says it); in records of checkpointEntriesPerRecord.
- */
-async function addSourceTombstones(store: Store, id: Buffer, vanished: [number, number][]): Promise<void> {
-  if (vanished.length === 0) return;
-  const known = new Set<number>();
-  for await (const [key, value] of store.replication().db.entries<number>({ prefix: keys.changePrefix(id) })) if (value === 1) known.add(decodeChangeKey(key).uid);
-  const fresh = vanished.filter(([, uid]) => !known.has(uid));
-  for (let at = 0; at < fresh.length; at += limits.checkpointEntriesPerRecord) {
-    const part = fresh.slice(at, at + limits.checkpointEntriesPerRecord);
-    await store.replication().commitOps(async ({ view }) => {
-      const box = await view.get<MailboxInfo>(keys.info(id));
-      if (!box || box.deleting) throw new MailstoreError('NOT_FOUND', `XFER: mailbox ${id.toString('hex')} is not here`);
-      const entries: [number, number, 1][] = [];
-      for (const [modseq, uid] of part) {
-        if (known.has(uid) || uid >= box.uidNext || await view.get(keys.message(id, uid))) continue;
-        known.add(uid);
-        entries.push([modseq, uid, 1]);
-      }
-      return { ops: entries.length > 0 ? [{ op: 'state.changes', id, entries } as Op] : [], result: undefined };
-    });
-  }
-}
-
-/** A source's expunged uids with their modseqs ([modseq, uid] pairs), checked: INVALID otherwise. */
-function checkVanished(value: unknown, highestModseq: unknown): [number, number][] {
-  const highest = typeof highestModseq === 'number' ? highestModseq : 0;
-  if (!Array.isArray(value)) throw new MailstoreError('INVALID', 'XFER: vanished is a list of [modseq, uid] pairs');
-  return value.map((entry: unknown) => {
-    const [modseq, uid] = Array.isArray(entry) ? entry as unknown[] : [];
-    if (!Number.isSafeInteger(modseq) || (modseq as number) < 1 || (modseq as number) > highest) {
-      throw new MailstoreError('INVALID', `XFER: an expunged uid comes with modseq ${String(modseq)}, not from 1 to the mailbox's highest ${highest}`);
-    }
-    return [modseq as number, checkUid(uid, 'XFER expunged uid')];
   });
 }

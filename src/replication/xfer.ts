@@ -11,7 +11,7 @@
 // so no later change there gets a modseq below one a client already saw. Flag changes and
 // expunges caught up under the fence get the target's own (higher) modseqs.
 import { MailstoreError } from '../errors.js';
-import { decodeChangeKey, keys } from '../keys/index-keys.js';
+import { keys } from '../keys/index-keys.js';
 import { limits } from '../limits.js';
 import type { MailboxInfo, Op } from '../store/records.js';
 import type { Store } from '../store/store.js';
@@ -270,29 +270,16 @@ async function catchUp(store: Store, connection: Connection, name: string, quota
   const id = Buffer.from(box.id).toString('hex');
   let sent = 0;
   let quotaRootsTaken = false;
-  // under the fence, so the list is whole; an older target ignores it (its clients' QRESYNC missed these)
-  const vanished = await expungedHere(store, box.id);
   for (let round = 0; round < 3; round++) {
     const live: [number, string[]][] = [];
     for await (const info of store.messages(name)) live.push([info.uid, info.flags]);
-    const answer = await request(connection, { t: 'xfer.reconcile', id, live, uidNext: box.uidNext, highestModseq: mailboxInfo(store, name).highestModseq, vanished, ...(quotaRoots ? { quotaRoots } : {}) });
+    const answer = await request(connection, { t: 'xfer.reconcile', id, live, uidNext: box.uidNext, highestModseq: mailboxInfo(store, name).highestModseq, ...(quotaRoots ? { quotaRoots } : {}) });
     quotaRootsTaken ||= answer.quotaRoots === true; // an older target does not say it (nor take them)
     const missing = answer.missing as number[];
     if (missing.length === 0) return { sent, quotaRootsTaken };
     sent += await sendMessages(store, connection, name, id, new Set(), new Set(missing));
   }
   throw new MailstoreError('UNAVAILABLE', `XFER: the target still lacks messages of ${name} after catching up; nothing was switched`);
-}
-
-/** The uids expunged from mailbox `id` here with their modseqs ([modseq, uid]): its change log's vanished entries. */
-async function expungedHere(store: Store, id: Uint8Array): Promise<[number, number][]> {
-  const out: [number, number][] = [];
-  for await (const [key, value] of store.replication().db.entries<number>({ prefix: keys.changePrefix(Buffer.from(id)) })) {
-    if (value !== 1) continue;
-    const change = decodeChangeKey(key);
-    out.push([change.modseq, change.uid]);
-  }
-  return out;
 }
 
 /** After the switch: the mailboxes here go, and with `tree` the user's quota roots (they went to the target). */

@@ -273,64 +273,6 @@ describe('xfer', () => {
     }
   }, 30_000);
 
-  it("carries the source's expunges: a client that synced with the source asks the target for the changes since its modseq and is told of every uid expunged there since (QRESYNC's VANISHED), also after a rebuild", async () => {
-    const { key, a, b, to, close } = await twoStores();
-    let bRoot = '';
-    let synced = 0;
-    try {
-      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
-      for (let i = 1; i <= 10; i++) await a.append('user/bob/INBOX', msg(i));
-      await a.expunge('user/bob/INBOX', [1]);
-      synced = (await a.status('user/bob/INBOX')).highestModseq; // the client's last sync with the source
-      await a.expunge('user/bob/INBOX', [3, 4]);
-      await a.setFlags('user/bob/INBOX', [5], { add: ['\\Seen'] });
-      await a.expunge('user/bob/INBOX', [10]); // the newest: the target's uidNext is raised past it
-      const atSource = await a.changesSince('user/bob/INBOX', synced);
-      expect(atSource.vanished).toEqual([3, 4, 10]);
-      await xferUser(a, { user: 'bob', to, keyFile: key, log: quiet });
-      bRoot = b.root;
-      const atTarget = await b.changesSince('user/bob/INBOX', synced);
-      expect(atTarget.vanished).toEqual([3, 4, 10]);
-      expect(atTarget.changed.map((m) => m.uid)).toEqual([5]);
-      // from 0 (a client's first sync) every expunge the source knew, each once
-      expect((await b.changesSince('user/bob/INBOX', 0)).vanished).toEqual([1, 3, 4, 10]);
-      // a client that synced after them is told of none
-      expect((await b.changesSince('user/bob/INBOX', atSource.highestModseq)).vanished).toEqual([]);
-      // an expunge at the target afterwards comes above them
-      const later = await b.expunge('user/bob/INBOX', [2]);
-      expect((await b.changesSince('user/bob/INBOX', atSource.highestModseq)).vanished).toEqual([2]);
-      expect(later.modseq).toBeGreaterThan(atSource.highestModseq);
-      expect(await recount(b)).toEqual([]);
-      expect((await scrub(b)).findings.filter(isDamage)).toEqual([]);
-    } finally {
-      await close();
-    }
-    rmSync(join(bRoot, 'index'), { recursive: true, force: true });
-    const rebuilt = await Store.open(bRoot);
-    try {
-      expect((await rebuilt.changesSince('user/bob/INBOX', synced)).vanished).toEqual([2, 3, 4, 10]);
-    } finally {
-      await rebuilt.close();
-    }
-  }, 30_000);
-
-  it('a source that sends expunged uids with a modseq above its mailbox\'s highest, or no uid, is answered INVALID: nothing of it stored', async () => {
-    const { key, b, to, close } = await twoStores();
-    try {
-      for (const vanished of [[[5, 1]], [[0, 1]], [[1, 0]], [[1, 'x']], 'x']) {
-        await asSource(to, key, async (connection) => {
-          const id = await announceBobInbox(connection);
-          await connection.send({ t: 'xfer.reconcile', id, live: [], uidNext: 3, highestModseq: 2, vanished });
-          expect(await connection.next(5000)).toMatchObject({ t: 'error', code: 'INVALID' });
-          await connection.send({ t: 'xfer.abort', ids: [id] });
-          await connection.next(5000);
-        });
-      }
-    } finally {
-      await close();
-    }
-  });
-
   it('an XFER that fails before its switch leaves the user at the source only', async () => {
     const { key, a, b, to, close } = await twoStores();
     try {
