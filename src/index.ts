@@ -1,7 +1,7 @@
 // The public entry point of the mailstore library.
 export { Store, uuidString } from './store/store.js';
 export type {
-  StoreOptions, AppendOptions, AppendResult, MessageInfo, MailboxStatus, MailboxSummary, FlagChange, StoreStats,
+  StoreOptions, AppendOptions, AppendResult, MessageInfo, MailboxStatus, MailboxSummary, Changes, FlagChange, StoreStats,
   ReadMessagesOptions, MessageWithBody,
 } from './store/types.js';
 export { MailstoreError, ERROR_CODES, isMailstoreError } from './errors.js';

@@ -746,6 +746,12 @@ export const daemonLimits = {
   /** ...and its answers are listed in pieces of at most this many entries (each a frame: frameBytesMax bounds a frame). */
   backupSessionPartEntries: 10_000,
   /**
+   * A client before session 39 knows no vanished ranges (changesSince below a mailbox's vanished
+   * floor): the daemon lists their uids to it one by one, at most this many (a mailbox whose
+   * uidNext went past it is refused such a client, UNAVAILABLE, rather than sent a list it holds whole).
+   */
+  vanishedExpandedUidsMax: 4 * 1024 * 1024,
+  /**
    * Largest frame either side accepts (its 4-byte length prefix aside); a bigger one is refused
    * (INVALID) and the connection dropped. Bodies never need one this big: they travel as chunks.
    * Answers that grow with the store (the mailbox list, changesSince) go as listings, an item a frame.

@@ -20,7 +20,7 @@ import { MailstoreError, isMailstoreError } from '../errors.js';
 import { daemonLimits } from '../limits.js';
 import type { AppendBatchItem, AppendBatchOptions, MailStore } from '../store/api.js';
 import type {
-  AppendOptions, AppendResult, FlagChange, MailboxStatus, MailboxSummary, MessageInfo, MessageWithBody, ReadMessagesOptions, StoreStats,
+  AppendOptions, AppendResult, Changes, FlagChange, MailboxStatus, MailboxSummary, MessageInfo, MessageWithBody, ReadMessagesOptions, StoreStats,
 } from '../store/types.js';
 import type { DeleteUserResult, RenameUserResult } from '../store/users.js';
 import type { MovedUser } from '../store/moved.js';
@@ -522,14 +522,18 @@ export class Client implements MailStore, ProcedureRunner {
     });
   }
 
-  async changesSince(mailbox: string, modseq: number): Promise<{ changed: MessageInfo[]; vanished: number[]; highestModseq: number }> {
+  async changesSince(mailbox: string, modseq: number): Promise<Changes> {
     // as a listing: one answer frame holds only ~100k changes (a resync after a flag change on a big mailbox)
-    const answer = { changed: [] as MessageInfo[], vanished: [] as number[], highestModseq: 0 };
+    const answer: Changes = { changed: [], vanished: [], highestModseq: 0 };
     try {
-      for await (const part of this.procedureListing('changesSinceList', [mailbox, modseq]) as AsyncGenerator<ChangesPart>) {
+      // ranges: this client takes vanished ranges (a daemon before session 39 ignores the option and has none)
+      for await (const part of this.procedureListing('changesSinceList', [mailbox, modseq, { ranges: true }]) as AsyncGenerator<ChangesPart>) {
         if ('changed' in part) answer.changed.push(part.changed);
         else if ('vanished' in part) answer.vanished.push(...part.vanished);
-        else answer.highestModseq = part.highestModseq;
+        else if ('vanishedRanges' in part) {
+          (answer.vanishedRanges ??= []).push(...part.vanishedRanges);
+          answer.vanishedFloor = part.vanishedFloor;
+        } else answer.highestModseq = part.highestModseq;
       }
     } catch (error) {
       if (!lacks(error, 'procedure', 'changesSinceList')) throw error;

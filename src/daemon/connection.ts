@@ -9,9 +9,9 @@ import { MailstoreError } from '../errors.js';
 import { daemonLimits } from '../limits.js';
 import type { CommitChain } from '../store/api.js';
 import { handOver } from '../store/validate.js';
-import type { MessageInfo } from '../store/types.js';
+import type { Changes, MessageInfo } from '../store/types.js';
 import { closeSession, sessionOpen, type SessionPart } from './backup-sessions.js';
-import { LISTING_PROCEDURES, PROCEDURES, type ProcedureName } from './procedures.js';
+import { LISTING_PROCEDURES, PROCEDURES, uidsOfRanges, type ProcedureName } from './procedures.js';
 import {
   Assembly, LISTING_METHODS, listingItemBytes, STREAM_METHODS, VALUE_METHODS, codesNamed, olderClientError, toWireError, type Frame,
 } from './protocol.js';
@@ -229,10 +229,18 @@ export class DaemonConnection {
     }
     if (method === 'procedure') return this.runProcedure(id, args);
     const store = this.callStore as unknown as Record<string, (...a: unknown[]) => unknown>;
+    if (method === 'changesSince') return this.reply(id, await this.changesSinceValue(args));
     if (VALUE_METHODS.has(method)) return this.reply(id, await store[method](...this.withChain(method, handOverBodies(method, args))));
     if (LISTING_METHODS.has(method)) return this.sendListing(id, store[method](...this.withCorruptItems(id, method, args)) as AsyncGenerator<unknown>);
     if (STREAM_METHODS.has(method)) return this.sendStream(id, await (store[method](...args) as Promise<Readable>));
     throw new MailstoreError('INVALID', `the daemon has no method ${JSON.stringify(method)}`);
+  }
+
+  /** changesSince as one value, as a client before session 31 asks: it knows no vanished ranges, so their uids go as vanished ones. */
+  private async changesSinceValue(args: unknown[]): Promise<Changes> {
+    const [mailbox, modseq] = args as [string, number];
+    const { vanishedRanges, vanishedFloor: _floor, ...answer } = await this.callStore.changesSince(mailbox, modseq);
+    return vanishedRanges ? { ...answer, vanished: uidsOfRanges(vanishedRanges, mailbox) } : answer;
   }
 
   private async runProcedure(id: number, args: unknown[]): Promise<void> {

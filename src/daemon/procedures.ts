@@ -45,11 +45,23 @@ export const PROCEDURES = {
   mailboxList: async function* (store: Store, options?: { user?: string; pattern?: string }): AsyncGenerator<{ name: string; id: string; rights?: string }> {
     yield* await store.listMailboxes(options);
   },
-  /** Client.changesSince: each changed message an item, the vanished uids in pieces, highestModseq last (~100k changes pass one frame). */
-  changesSinceList: async function* (store: Store, mailbox: string, modseq: number): AsyncGenerator<ChangesPart> {
-    const { changed, vanished, highestModseq } = await store.changesSince(mailbox, modseq);
+  /**
+   * Client.changesSince: each changed message an item, the vanished uids in pieces, the vanished
+   * ranges (below the floor) in pieces, highestModseq last (~100k changes pass one frame). A client
+   * before session 39 (no `ranges` option) takes the ranges' uids as vanished ones instead: it
+   * would take a part it does not know for the last.
+   */
+  changesSinceList: async function* (store: Store, mailbox: string, modseq: number, options?: { ranges?: boolean }): AsyncGenerator<ChangesPart> {
+    const answer = await store.changesSince(mailbox, modseq);
+    const { changed, highestModseq, vanishedRanges, vanishedFloor } = answer;
+    const vanished = vanishedRanges && options?.ranges !== true ? uidsOfRanges(vanishedRanges, mailbox) : answer.vanished;
     for (const info of changed) yield { changed: info };
-    for (let at = 0; at < vanished.length; at += daemonLimits.backupSessionPartEntries) yield { vanished: vanished.slice(at, at + daemonLimits.backupSessionPartEntries) };
+    const part = daemonLimits.backupSessionPartEntries;
+    for (let at = 0; at < vanished.length; at += part) yield { vanished: vanished.slice(at, at + part) };
+    if (vanishedRanges && options?.ranges === true) {
+      for (let at = 0; at < vanishedRanges.length; at += part) yield { vanishedRanges: vanishedRanges.slice(at, at + part), vanishedFloor: vanishedFloor! };
+      if (vanishedRanges.length === 0) yield { vanishedRanges: [], vanishedFloor: vanishedFloor! };
+    }
     yield { highestModseq };
   },
   undumpMailboxes: (store: Store, entries: DumpedMailbox[]): Promise<{ created: number }> => undumpMailboxes(store, entries),
@@ -123,7 +135,22 @@ async function* stateOps(store: Store): AsyncGenerator<{ appliedSeq: number } | 
 }
 
 /** What changesSinceList yields: the parts of one changesSince answer. */
-export type ChangesPart = { changed: MessageInfo } | { vanished: number[] } | { highestModseq: number };
+export type ChangesPart = { changed: MessageInfo } | { vanished: number[] } | { vanishedRanges: [number, number][]; vanishedFloor: number } | { highestModseq: number };
+
+/**
+ * Vanished ranges as the uids in them, for a client that knows no ranges: a superset of what it
+ * cached there, which RFC 7162 lets it ignore; UNAVAILABLE past vanishedExpandedUidsMax.
+ */
+export function uidsOfRanges(ranges: [number, number][], mailbox: string): number[] {
+  let count = 0;
+  for (const [first, last] of ranges) count += last - first + 1;
+  if (count > daemonLimits.vanishedExpandedUidsMax) {
+    throw new MailstoreError('UNAVAILABLE', `the changes in ${mailbox} since that modseq include ${count} uids that hold no message (its older expunges are no longer listed one by one): too many for a client before mailstore session 39; upgrade the client`, { path: mailbox });
+  }
+  const uids: number[] = [];
+  for (const [first, last] of ranges) for (let uid = first; uid <= last; uid++) uids.push(uid);
+  return uids;
+}
 
 export type ProcedureName = keyof typeof PROCEDURES;
 

@@ -171,7 +171,7 @@ function opEvents(seq: number, op: Op, context: EventContext): { offset: number;
       context.named(op.info.id, formatMailboxName(op.info.name), op.info.uidValidity);
       return [];
     default:
-      return []; // change.purge, blob.relocate(Run), blob.forget(Run), meta.set, checkpoints: no change a consumer sees
+      return []; // change.purge, change.floor, blob.relocate(Run), blob.forget(Run), meta.set, checkpoints: no change a consumer sees
   }
 }
 

@@ -14,12 +14,22 @@ const NEWER_META: readonly { prefix: string; version: number; what: string }[] =
   { prefix: 'moved/', version: 3, what: 'the mark of a user XFER moved away (session 36; one of session 36 reads it, but names the version of session 35)' },
 ];
 
-/** What of `ops` a replica of `version` would store without its meaning; undefined when nothing. */
-export function newerThan(version: number, ops: readonly Op[]): string | undefined {
+/** Op kinds a replica must name this replication version or later to be sent (an older one's replay refuses them). */
+const NEWER_OPS: readonly { op: string; version: number; what: string }[] = [
+  { op: 'change.floor', version: 4, what: "a mailbox's vanished floor (session 39: its older tombstones expired, or it came by XFER or undump), an op that version's replay refuses" },
+];
+
+/** The session whose mailstore first names each replication version (the upgrade a refusal asks for). */
+const SESSION_OF_VERSION: Record<number, number> = { 3: 37, 4: 39 };
+
+/** What of `ops` a replica of `version` would store without its meaning (or refuse); undefined when nothing. */
+export function newerThan(version: number, ops: readonly Op[]): { what: string; version: number } | undefined {
   for (const op of ops) {
+    const newOp = NEWER_OPS.find((m) => m.version > version && op.op === m.op);
+    if (newOp) return newOp;
     if (op.op !== 'meta.set') continue;
     const newer = NEWER_META.find((m) => m.version > version && op.key.startsWith(m.prefix));
-    if (newer) return newer.what;
+    if (newer) return newer;
   }
   return undefined;
 }
@@ -34,11 +44,11 @@ export function sendableRecords<T extends { seq: number; payload: Buffer }>(reco
   let batchesEnd = 0; // records[0, batchesEnd) are whole batches without one
   for (const [i, record] of records.entries()) {
     const payload = decodeCbor<JournalPayload>(record.payload);
-    const what = newerThan(version, payload.ops);
-    if (what !== undefined) {
+    const newer = newerThan(version, payload.ops);
+    if (newer !== undefined) {
       if (batchesEnd > 0) return records.slice(0, batchesEnd);
-      throw new MailstoreError('REFUSED', `replica ${nodeId} runs an older mailstore (replication version ${version}): record ${record.seq} holds ${what}; ` +
-        `nothing of its batch or after it was sent. Upgrade the replica to mailstore of session 37 or later (replication version ${REPLICATION_VERSION}): it goes on from its seq`);
+      throw new MailstoreError('REFUSED', `replica ${nodeId} runs an older mailstore (replication version ${version}): record ${record.seq} holds ${newer.what}; ` +
+        `nothing of its batch or after it was sent. Upgrade the replica to mailstore of session ${SESSION_OF_VERSION[newer.version]} or later (replication version ${newer.version} or later; this one's is ${REPLICATION_VERSION}): it goes on from its seq`);
     }
     if (payload.end === true) batchesEnd = i + 1;
   }

@@ -302,7 +302,7 @@ function sum(tails: Map<number, number>): number {
  * batch, retirements) and checkpoints go after their commit, in an ordinary round.
  */
 const TENTATIVE_OPS: ReadonlySet<string> = new Set(['mailbox.create', 'mailbox.rename', 'mailbox.deleteBegin', 'mailbox.deleteEnd', 'mailbox.owner',
-  'message.add', 'message.flags', 'message.expunge', 'change.purge', 'acl.set', 'meta.set']);
+  'message.add', 'message.flags', 'message.expunge', 'change.purge', 'change.floor', 'acl.set', 'meta.set']);
 
 /**
  * One connected replica: a sender loop (rounds) and a receiver loop (acks, pongs). With

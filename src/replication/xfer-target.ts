@@ -152,7 +152,11 @@ async function createOrFind(store: Store, box: XferMailbox, session: XferSession
       if (await view.get(keys.name(box.name))) throw new MailstoreError('EXISTS', `mailbox ${box.name.join('/')} already exists here (with another identity); nothing was transferred`, { path: box.name.join('/') });
       const op: Op = { op: 'mailbox.create', id, name: box.name, uidValidity: box.uidValidity, acl: box.acl, created: box.created };
       if (box.owner) op.owner = box.owner;
-      return { ops: [op], result: user === undefined ? undefined : await view.get<MovedMarker>(keys.meta(movedName(user))) };
+      // the source's expunges up to its highest modseq stay there (handing them over grew with
+      // history): a client that synced there before is answered below this floor with the uid
+      // ranges that hold no message; those expunged there later are caught up here (reconcile)
+      const floor: Op[] = box.highestModseq ? [{ op: 'change.floor', id, floor: box.highestModseq, entries: [] }] : [];
+      return { ops: [op, ...floor], result: user === undefined ? undefined : await view.get<MovedMarker>(keys.meta(movedName(user))) };
     });
     session.created.add(box.id as string);
     if (user !== undefined && cleared && !session.movedBefore.has(user)) session.movedBefore.set(user, cleared);

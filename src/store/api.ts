@@ -3,7 +3,7 @@
 // and the compiler checks that they do. The CLI's commands are written against it too.
 import type { Readable } from 'node:stream';
 import type {
-  AppendOptions, AppendResult, FlagChange, MailboxStatus, MailboxSummary, MessageInfo, MessageWithBody, ReadMessagesOptions, StoreStats,
+  AppendOptions, AppendResult, Changes, FlagChange, MailboxStatus, MailboxSummary, MessageInfo, MessageWithBody, ReadMessagesOptions, StoreStats,
 } from './types.js';
 import type { DeleteUserResult, RenameUserResult } from './users.js';
 import type { MovedUser } from './moved.js';
@@ -56,7 +56,7 @@ export interface MailStore {
   fetch(mailbox: string, uid: number): Promise<Buffer>;
   readMessages(mailbox: string, options?: ReadMessagesOptions): AsyncGenerator<MessageWithBody>;
   fetchStream(mailbox: string, uid: number): Promise<Readable>;
-  changesSince(mailbox: string, modseq: number): Promise<{ changed: MessageInfo[]; vanished: number[]; highestModseq: number }>;
+  changesSince(mailbox: string, modseq: number): Promise<Changes>;
   renameUser(from: string, to: string): Promise<RenameUserResult>;
   deleteUser(name: string, options?: DeleteOptions): Promise<DeleteUserResult>;
   /** The users XFER moved away from here, and where to (their mail is refused MOVED). */

@@ -124,6 +124,7 @@ function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProblem): v
     case 'message.flags': return setMessageFlags(view, seq, op, problem);
     case 'message.expunge': return expungeMessages(view, seq, op, problem);
     case 'change.purge': return purgeChanges(view, op);
+    case 'change.floor': return raiseVanishedFloor(view, seq, op, problem);
     case 'acl.set': return setAcl(view, seq, op, problem);
     case 'blob.relocate': return relocateBlob(view, seq, op, problem);
     case 'blob.forget': return forgetBlob(view, op);
@@ -308,6 +309,22 @@ function releaseBlob(view: IndexView, seq: number, uid: number, hash: Buffer, at
 
 function purgeChanges(view: IndexView, op: OpOf<'change.purge'>): void {
   for (const [modseq, uid] of op.entries) view.del(keys.change(op.id, modseq, uid));
+}
+
+/**
+ * Tombstones at or above the floor stay whatever the record lists (a floor is never below what it
+ * drops: changesSince must say it is incomplete for every modseq that misses one); highestModseq
+ * stays, since no message changed.
+ */
+function raiseVanishedFloor(view: IndexView, seq: number, op: OpOf<'change.floor'>, problem: ApplyProblem): void {
+  const box = info(view, op.id, seq, problem);
+  if (!box) return;
+  const floor = Math.max(box.vanishedFloor ?? 0, op.floor);
+  for (const [modseq, uid] of op.entries) {
+    const key = keys.change(op.id, modseq, uid);
+    if (modseq <= floor && view.getNow<ChangeRecord>(key) === 1) view.del(key);
+  }
+  if (floor !== (box.vanishedFloor ?? 0)) view.put(keys.info(op.id), { ...box, vanishedFloor: floor });
 }
 
 function setAcl(view: IndexView, seq: number, op: OpOf<'acl.set'>, problem: ApplyProblem): void {

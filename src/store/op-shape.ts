@@ -36,7 +36,8 @@ const isMailboxInfo = (info: unknown): boolean => isObject(info) && isBytes(info
   && Array.isArray(info.pastNames) && info.pastNames.every(isStrings) && isU32(info.uidValidity) && isUidNext(info.uidNext)
   && isCount(info.highestModseq) && isCount(info.messages) && isCount(info.unseen) && isCount(info.bytes) && isAcl(info.acl)
   && optional(info.owner, (o) => typeof o === 'string') && isTime(info.created) && isFlag(info.deleting)
-  && optional(info.digest, (d) => Array.isArray(d) && d.length === 4 && d.every(Number.isInteger)); // read as u32s (>>> 0)
+  && optional(info.digest, (d) => Array.isArray(d) && d.length === 4 && d.every(Number.isInteger)) // read as u32s (>>> 0)
+  && optional(info.vanishedFloor, isCount);
 
 /** What each op kind must hold (records.ts, Op), beside its `op`. */
 const SHAPES: Record<string, (op: Record<string, unknown>) => boolean> = {
@@ -52,6 +53,7 @@ const SHAPES: Record<string, (op: Record<string, unknown>) => boolean> = {
   'message.flags': (op) => isBytes(op.id, ID_BYTES) && listOf(op.set, ([uid, flags]) => isUid(uid) && isStrings(flags)),
   'message.expunge': (op) => isBytes(op.id, ID_BYTES) && Array.isArray(op.uids) && op.uids.every(isUid) && isFlag(op.purge) && optional(op.at, isTime),
   'change.purge': (op) => isBytes(op.id, ID_BYTES) && listOf(op.entries, ([modseq, uid]) => isCount(modseq) && isUid(uid)),
+  'change.floor': (op) => isBytes(op.id, ID_BYTES) && isCount(op.floor) && listOf(op.entries, ([modseq, uid]) => isCount(modseq) && isUid(uid)),
   'acl.set': (op) => isBytes(op.id, ID_BYTES) && typeof op.identifier === 'string' && typeof op.rights === 'string',
   // size: absent in the first version's records, which a journal may still hold
   'blob.relocate': (op) => isBytes(op.hash, HASH_BYTES) && isPack(op.pack) && isCount(op.offset) && optional(op.size, isCount)

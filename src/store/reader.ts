@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { AssertionFailure, MailstoreError, isMailstoreError } from '../errors.js';
 import { hashHex } from '../hash/blake3.js';
-import type { IndexDb } from '../index/index-db.js';
+import type { IndexDb, IndexSnapshot } from '../index/index-db.js';
 import { keys, decodeChangeKey, decodeMessageKey, messageKeyUid } from '../keys/index-keys.js';
 import { prefixEnd } from '../keys/tuple.js';
 import { PACK_NUMBER_MAX, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
@@ -16,7 +16,7 @@ import type { HashPool } from '../hash/pool.js';
 import type { SharedHashPool } from '../hash/shared-pool.js';
 import { limits } from '../limits.js';
 import type { BlobRecord, ChangeRecord, MailboxInfo, MessageRecord } from './records.js';
-import { toInfo, type MessageInfo, type MessageWithBody, type ReadMessagesOptions } from './types.js';
+import { toInfo, type Changes, type MessageInfo, type MessageWithBody, type ReadMessagesOptions } from './types.js';
 import { checkBoolean, checkFunction, checkHash, checkModseq, checkOptions, checkUid, parseMailboxName } from './validate.js';
 
 /** What the reader needs of its Store: the current index (replaced by an index swap), the packs. */
@@ -101,7 +101,7 @@ export class StoreReader {
   }
 
   /** CONDSTORE/QRESYNC: messages changed and uids expunged after `modseq`. */
-  async changesSince(mailbox: string, modseq: number): Promise<{ changed: MessageInfo[]; vanished: number[]; highestModseq: number }> {
+  async changesSince(mailbox: string, modseq: number): Promise<Changes> {
     parseMailboxName(mailbox);
     checkModseq(modseq);
     this.host.live();
@@ -133,7 +133,15 @@ export class StoreReader {
         const records = await snapshot.getMany<MessageRecord>(piece.map((uid) => keys.message(id, uid)));
         records.forEach((record, i) => { if (record) changed.push(toInfo(piece[i], record)); });
       }
-      return { changed, vanished, highestModseq: box.highestModseq };
+      const answer: Changes = { changed, vanished, highestModseq: box.highestModseq };
+      const floor = box.vanishedFloor ?? 0;
+      if (modseq < floor) {
+        // the tombstones below the floor are gone: every uid that holds no message may have
+        // vanished, and a client drops those it cached; bounded by the mailbox's live messages
+        answer.vanishedRanges = await emptyUidRanges(snapshot, id, box.uidNext);
+        answer.vanishedFloor = floor;
+      }
+      return answer;
     } finally {
       await snapshot.close();
     }
@@ -777,4 +785,19 @@ function byteGroups(batch: PendingRead[], bytesMax: number): PendingRead[][] {
   }
   if (group.length > 0) groups.push(group);
   return groups;
+}
+
+/** The uids in [1, uidNext) holding no message of mailbox `id`, as [first, last] ranges (values not decoded). */
+async function emptyUidRanges(snapshot: Pick<IndexSnapshot, 'rawEntryBatches'>, id: Buffer, uidNext: number): Promise<[number, number][]> {
+  const ranges: [number, number][] = [];
+  let next = 1; // the lowest uid not yet known to hold a message
+  for await (const batch of snapshot.rawEntryBatches({ gte: keys.messagePrefix(id), lt: prefixEnd(keys.messagePrefix(id)) }, limits.readBatchMessages)) {
+    for (const [key] of batch) {
+      const uid = messageKeyUid(key);
+      if (uid > next) ranges.push([next, uid - 1]);
+      next = uid + 1;
+    }
+  }
+  if (next < uidNext) ranges.push([next, uidNext - 1]);
+  return ranges;
 }

@@ -24,6 +24,14 @@ export interface MailboxInfo {
    * on a mailbox created before digests existed (the check then scans its messages).
    */
   digest?: [number, number, number, number];
+  /**
+   * The vanished floor (docs/FORMAT.md, "The vanished floor"): the change log lists every uid
+   * expunged after this modseq, not necessarily those before (its tombstones expired, or the
+   * mailbox came from elsewhere without its history: XFER, undump, a rebuild past journal
+   * damage). changesSince from below it answers with the uid ranges that hold no message. Absent: 0,
+   * the whole history is listed.
+   */
+  vanishedFloor?: number;
 }
 
 /** M value. Short keys: there is one per message. */
@@ -134,6 +142,12 @@ export type Op =
   /** `at`: when (ms), set by prepare, so replay gives a released blob the same time (BlobRecord.z). */
   | { op: 'message.expunge'; id: Id; uids: number[]; purge?: boolean; at?: number }
   | { op: 'change.purge'; id: Id; entries: [modseq: number, uid: number][] }
+  /**
+   * Raises the mailbox's vanished floor to `floor` (never lowers it) and drops the listed
+   * tombstones (`C` entries of value 1), each at or below it: what expired, or none (the mailbox
+   * came without its history). A reader before session 39 refuses the record (unknown op).
+   */
+  | { op: 'change.floor'; id: Id; floor: number; entries: [modseq: number, uid: number][] }
   | { op: 'acl.set'; id: Id; identifier: string; rights: string }
   /**
    * Points a blob at another copy. With `from` (compaction), only if it is still at that pack and

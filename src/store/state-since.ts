@@ -25,7 +25,7 @@ export interface TouchedMailbox {
    * not read one (a wrong guess would show in the mailbox's counters, which it checks).
    */
   gone: Set<number>;
-  /** Change-log entries a change.purge removed, or a message.add wrote with a modseq of its own (XFER). */
+  /** Change-log entries a change.purge or change.floor removed, or a message.add wrote with a modseq of its own (XFER). */
   entries: [modseq: number, uid: number][];
 }
 
@@ -150,6 +150,7 @@ function noteOp(op: Op, of: (id: Buffer) => TouchedMailbox, fresh: Fresh): void 
     case 'message.flags': { const box = of(op.id); for (const [uid] of op.set) box.uids.add(uid); return; }
     case 'message.expunge': { const box = of(op.id); for (const uid of op.uids) { box.uids.add(uid); box.gone.add(uid); } return; }
     case 'change.purge': of(op.id).entries.push(...op.entries); return;
+    case 'change.floor': of(op.id).entries.push(...op.entries); return; // and the floor in its mailbox's info, read whole
     default:
       if (op.op.startsWith('state.')) throw new MailstoreError('INVALID', 'the journal holds a checkpoint after the earlier snapshot (the state was rewritten whole)');
   }

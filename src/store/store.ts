@@ -57,7 +57,7 @@ import { checkQuota, checkRenameQuota, moveQuotaRoots } from './quota.js';
 import { transfer, undoInterruptedCopies, type TransferHost, type TransferResult } from './transfer.js';
 import { movedName, movedOp, movedUsers, orMoved, type MovedMarker, type MovedUser } from './moved.js';
 import {
-  uuidString, type AppendOptions, type AppendResult, type FlagChange, type MailboxStatus, type MailboxSummary, type MessageInfo,
+  uuidString, type AppendOptions, type AppendResult, type Changes, type FlagChange, type MailboxStatus, type MailboxSummary, type MessageInfo,
   type MessageWithBody, type ReadMessagesOptions, type StoreOptions, type StoreStats, type JournalFlushChoice,
 } from './types.js';
 import type { DeleteUserResult, RenameUserResult } from './users.js';
@@ -151,7 +151,7 @@ const APPEND_OPTIONS = ['flags', 'internalDate', 'envelopeFrom', 'dateZoneMinute
 
 export type {
   StoreOptions, AppendOptions, AppendResult, MessageInfo, ReadMessagesOptions, MessageWithBody, MailboxStatus, MailboxSummary,
-  FlagChange, StoreStats, RebuildComparison, JournalFlushChoice,
+  FlagChange, StoreStats, RebuildComparison, JournalFlushChoice, Changes,
 } from './types.js';
 export type { StoreMaintenance } from './maintenance.js';
 export type { CompactOptions, CompactResult } from './compact.js';
@@ -1409,7 +1409,7 @@ export class Store implements MailStore {
   }
 
   /** CONDSTORE/QRESYNC: messages changed and uids expunged after `modseq`. */
-  changesSince(mailbox: string, modseq: number): Promise<{ changed: MessageInfo[]; vanished: number[]; highestModseq: number }> {
+  changesSince(mailbox: string, modseq: number): Promise<Changes> {
     return this.reader.changesSince(mailbox, modseq);
   }
 

@@ -187,6 +187,26 @@ export interface MailboxStatus {
   bytes: number;
 }
 
+/** What changesSince answers (CONDSTORE/QRESYNC, RFC 7162). */
+export interface Changes {
+  /** Messages added or whose flags changed after the modseq asked about, in uid order. */
+  changed: MessageInfo[];
+  /** Uids expunged after it that the change log lists, in order: every one unless `vanishedRanges` is there. */
+  vanished: number[];
+  highestModseq: number;
+  /**
+   * Only when the modseq asked about is below the mailbox's vanished floor (its older tombstones
+   * expired, or it came without its history: XFER, undump, a rebuild past journal damage), so
+   * `vanished` may lack uids: every uid below uidNext that holds no message, as [first, last]
+   * ranges in order (at most one more than the mailbox has messages). Each uid the client cached
+   * there is gone: an IMAP server answers them as VANISHED (EARLIER), narrowed to the client's
+   * known uids when it gave them (RFC 7162 3.2.5.1 lets a server list uids the client never had).
+   */
+  vanishedRanges?: [first: number, last: number][];
+  /** With `vanishedRanges`: the floor, the lowest modseq whose changesSince is exact. */
+  vanishedFloor?: number;
+}
+
 export interface MailboxSummary {
   name: string;
   id: string;

@@ -116,6 +116,28 @@ describe('the client library', () => {
     }
   });
 
+  it("answers changesSince below a mailbox's vanished floor with its ranges as the store does; a client before session 39 (no ranges option, or the one-value call) is given their uids as vanished ones", async () => {
+    const { client, store } = await setup();
+    await store.appendBatch(INBOX, Array.from({ length: 8 }, (_, i) => ({ bytes: message(i) })));
+    const before = (await store.status(INBOX)).highestModseq;
+    await store.expunge(INBOX, [2, 3, 7]);
+    const id = Buffer.from((await store.mailbox(INBOX)).id.replace(/-/g, ''), 'hex');
+    // what an XFER, an undump or the tombstones' expiry leaves: the change log is whole only above the floor
+    const floor = (await store.status(INBOX)).highestModseq;
+    await store.replication().commitOps(async () => ({ ops: [{ op: 'change.floor', id, floor, entries: [] }], result: undefined }));
+    const exact = await store.changesSince(INBOX, before);
+    expect(exact.vanishedRanges).toEqual([[2, 3], [7, 7]]);
+    expect(await client.changesSince(INBOX, before)).toEqual(exact);
+    const older: unknown[] = [];
+    for await (const part of client.procedureListing('changesSinceList', [INBOX, before])) older.push(part);
+    expect(older).toEqual([{ vanished: [2, 3, 7] }, { highestModseq: exact.highestModseq }]);
+    const oneValue = await (client as unknown as { call: (m: string, a: unknown[]) => Promise<unknown> }).call('changesSince', [INBOX, before]);
+    expect(oneValue).toEqual({ changed: [], vanished: [2, 3, 7], highestModseq: exact.highestModseq });
+    // above the floor: exact, as before
+    expect(exact.vanishedFloor).toBe(floor);
+    expect(await client.changesSince(INBOX, floor)).toEqual({ changed: [], vanished: [], highestModseq: exact.highestModseq });
+  });
+
   it('carries a 5 MB message exactly both ways, streamed in chunks (fetch, fetchStream, readMessages)', async () => {
     const { client } = await setup();
     const big = message(2, 5 * 1024 * 1024);

@@ -28,6 +28,15 @@ afterEach(async () => {
   server = undefined;
 });
 
+/**
+ * A call's arguments as the recorded client sent them: changesSinceList's option of session 39
+ * (it takes vanished ranges) aside, which a daemon without the procedure answers the same.
+ */
+function withoutRangesOption(call: Extract<Frame, { t: 'call' }>): unknown[] {
+  const [name, ...rest] = call.a;
+  return call.m === 'procedure' && name === 'changesSinceList' && isDeepStrictEqual(rest.at(-1), { ranges: true }) ? call.a.slice(0, -1) : call.a;
+}
+
 /** Every call the replayed daemon was sent: [method, ...arguments]. */
 let received: unknown[][] = [];
 
@@ -42,7 +51,7 @@ async function oldDaemon(answerOf: (call: Extract<Frame, { t: 'call' }>) => Fram
         const call = decodeFrame(payload) as Extract<Frame, { t: 'call' }>;
         received.push([call.m, ...call.a]);
         // hello's arguments (the codes a client knows, since session 37) are ignored by every daemon since 2d004c1
-        const match = recorded.find((r) => r.call.t === 'call' && r.call.m === call.m && (call.m === 'hello' || isDeepStrictEqual(r.call.a, call.a)));
+        const match = recorded.find((r) => r.call.t === 'call' && r.call.m === call.m && (call.m === 'hello' || isDeepStrictEqual(r.call.a, withoutRangesOption(call))));
         const given = answerOf(call) ?? match?.answer;
         const answer: Frame = given ? { ...given, id: call.id } : { t: 'err', id: call.id, e: { code: 'INVALID', message: `no recorded answer to ${call.m} ${JSON.stringify(call.a)}` } };
         socket.write(encodeFrame(answer));

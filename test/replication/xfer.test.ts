@@ -16,6 +16,7 @@ import { keys } from '../../src/keys/index-keys.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { isDamage } from '../../src/scrub/findings.js';
 import { recount } from '../helpers/recount.js';
+import { resync, vanishedOf } from '../helpers/qresync.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { limits } from '../../src/limits.js';
 import { codeOf, keyFile, msg, quiet, startPair, until } from './helpers.js';
@@ -268,6 +269,56 @@ describe('xfer', () => {
       expect((await modseqs(rebuilt, 'user/carol/INBOX')).map(([, m]) => m)).toContain(raised);
       const next = await rebuilt.append('user/carol/INBOX', msg(3));
       expect((await rebuilt.messageInfo('user/carol/INBOX', next.uid)).modseq).toBeGreaterThan(raised);
+    } finally {
+      await rebuilt.close();
+    }
+  }, 30_000);
+
+  it("a client that synced with the source is told at the target of what was expunged there since (below the mailbox's vanished floor: the uid ranges that hold no message), also after a rebuild; nothing of the source's history is written at the target", async () => {
+    const { key, a, b, to, close } = await twoStores();
+    let bRoot = '';
+    let synced = 0;
+    const cache = new Map<number, number>(); // uid -> modseq: the client's
+    try {
+      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
+      for (let i = 1; i <= 10; i++) await a.append('user/bob/INBOX', msg(i));
+      await a.expunge('user/bob/INBOX', [1]);
+      for await (const info of a.messages('user/bob/INBOX')) cache.set(info.uid, info.modseq);
+      synced = (await a.status('user/bob/INBOX')).highestModseq; // the client's last sync with the source
+      await a.expunge('user/bob/INBOX', [3, 4]);
+      await a.setFlags('user/bob/INBOX', [5], { add: ['\\Seen'] });
+      await a.expunge('user/bob/INBOX', [10]); // the newest: the target's uidNext is raised past it
+      await xferUser(a, { user: 'bob', to, keyFile: key, log: quiet });
+      bRoot = b.root;
+      const atTarget = await b.changesSince('user/bob/INBOX', synced);
+      expect(atTarget.vanishedFloor).toBeGreaterThanOrEqual(synced);
+      expect(vanishedOf(cache.keys(), atTarget)).toEqual([3, 4, 10]);
+      resync(cache, atTarget, (info) => info.modseq);
+      expect([...cache.keys()].sort((x, y) => x - y)).toEqual([2, 5, 6, 7, 8, 9]);
+      expect(atTarget.changed.map((m) => m.uid)).toEqual([5]);
+      // bounded by the live messages, not by history: one range per gap
+      expect(atTarget.vanishedRanges).toEqual([[1, 1], [3, 4], [10, 10]]);
+      // a client that synced at the target afterwards is told exactly, without ranges
+      const later = await b.expunge('user/bob/INBOX', [2]);
+      const after = await b.changesSince('user/bob/INBOX', atTarget.highestModseq);
+      expect(after).toMatchObject({ vanished: [2] });
+      expect(after.vanishedRanges).toBeUndefined();
+      expect(later.modseq).toBeGreaterThan(atTarget.highestModseq);
+      // the target's change log holds no tombstone of the source's
+      const tombstones: number[] = [];
+      for await (const [, value] of b.replication().db.entries<number>({ prefix: keys.changePrefix(Buffer.from((await b.mailbox('user/bob/INBOX')).id.replace(/-/g, ''), 'hex')) })) if (value === 1) tombstones.push(value);
+      expect(tombstones).toHaveLength(1);
+      expect(await recount(b)).toEqual([]);
+      expect((await scrub(b)).findings.filter(isDamage)).toEqual([]);
+    } finally {
+      await close();
+    }
+    rmSync(join(bRoot, 'index'), { recursive: true, force: true });
+    const rebuilt = await Store.open(bRoot);
+    try {
+      const again = await rebuilt.changesSince('user/bob/INBOX', synced);
+      expect(again.vanishedRanges).toEqual([[1, 4], [10, 10]]);
+      expect(vanishedOf([2, 3, 4, 5, 6, 7, 8, 9, 10], again)).toEqual([2, 3, 4, 10]);
     } finally {
       await rebuilt.close();
     }

@@ -100,6 +100,20 @@ describe('applyOpsNow: each op kind', () => {
     await db.close();
   });
 
+  it('change.floor: raises the vanished floor (never lowers it), drops only listed tombstones at or below it, leaves highestModseq', async () => {
+    const { db, view } = await freshView();
+    applyLog(view, 6); // uid 2 expunged at 6 (a tombstone), uid 1 changed at 5
+    applyOpsNow(view, 20, [{ op: 'change.floor', id: inbox, floor: 6, entries: [[6, 2], [5, 1]] }], () => undefined);
+    expect(view.getNow(keys.change(inbox, 6, 2))).toBeUndefined();
+    expect(view.getNow<ChangeRecord>(keys.change(inbox, 5, 1))).toBe(0); // a live message's entry is no tombstone
+    expect(view.getNow<MailboxInfo>(keys.info(inbox))).toMatchObject({ vanishedFloor: 6, highestModseq: 6 });
+    applyOpsNow(view, 21, [{ op: 'message.expunge', id: inbox, uids: [1] }], () => undefined);
+    applyOpsNow(view, 22, [{ op: 'change.floor', id: inbox, floor: 3, entries: [[21, 1]] }], () => undefined);
+    expect(view.getNow<ChangeRecord>(keys.change(inbox, 21, 1))).toBe(1); // above the floor: kept
+    expect(view.getNow<MailboxInfo>(keys.info(inbox))).toMatchObject({ vanishedFloor: 6 });
+    await db.close();
+  });
+
   it('acl.set grants and revokes in info and the reverse map; rename moves name and rights and keeps the past name', async () => {
     const { db, view } = await freshView();
     applyLog(view, 8);
