@@ -6,7 +6,7 @@
 import { MailstoreError } from '../errors.js';
 import { keys, decodeNameKey } from '../keys/index-keys.js';
 import { SPACE } from '../keys/tuple.js';
-import { meta, uidValidityAfter, uidValidityLastAfter } from './apply.js';
+import { meta, modseqAt, uidValidityAfter, uidValidityLastAfter } from './apply.js';
 import { raiseModseqsAbove } from './modseq-floor.js';
 import type { MailboxInfo, Op } from './records.js';
 import type { Store } from './store.js';
@@ -120,7 +120,7 @@ export async function undumpMailboxes(store: Store, given: DumpedMailbox[]): Pro
   for (let at = 0; at < entries.length; at += UNDUMP_MAILBOXES_PER_RECORD) {
     const chunk = entries.slice(at, at + UNDUMP_MAILBOXES_PER_RECORD);
     created += await store.administration().mutate({
-      prepare: async ({ view }) => {
+      prepare: async ({ view, seq }) => {
         const ops: Op[] = [];
         let last = view.getNow<number>(meta.uidValidityLast) ?? 0; // as the ops before each one leave it
         for (const entry of chunk) {
@@ -134,8 +134,13 @@ export async function undumpMailboxes(store: Store, given: DumpedMailbox[]): Pro
           if (entry.owner !== undefined) op.owner = entry.owner;
           if (entry.uidNext !== undefined && entry.uidNext > 1) op.uidNext = entry.uidNext;
           ops.push(op);
+          // a kept uidValidity: clients keep their caches of the old store's messages, which are
+          // not here (a re-import gives them new uids), and no tombstone says so; from this
+          // record's modseq (above every listed one) changesSince answers below it with the uid
+          // ranges that hold no message (docs/FORMAT.md, "The vanished floor")
+          if (entry.uidNext !== undefined) ops.push({ op: 'change.floor', id, floor: modseqAt(view, seq), entries: [] });
         }
-        return { ops, result: ops.length };
+        return { ops, result: chunk.length };
       },
     });
   }

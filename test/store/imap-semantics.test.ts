@@ -5,9 +5,20 @@ import { Store } from '../../src/store/store.js';
 import { searchMailbox } from '../../src/store/search.js';
 import { dumpMailboxes, undumpMailboxes, type DumpedMailbox } from '../../src/store/mailbox-list.js';
 import { keys } from '../../src/keys/index-keys.js';
+import { resync } from '../helpers/qresync.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const msg = (i: number | string) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`);
+
+/** `source`'s mailbox list dumped (and `source` closed), undumped into a new store at `dir`. */
+async function undumpedFrom(source: Store, dir: string): Promise<Store> {
+  const dumped: DumpedMailbox[] = [];
+  for await (const entry of dumpMailboxes(source)) dumped.push(entry);
+  await source.close();
+  const target = await Store.open(dir, { create: true });
+  await undumpMailboxes(target, dumped);
+  return target;
+}
 
 describe('IMAP semantics', () => {
   it('keywords are case-insensitive: one flag per keyword, removed, matched and kept in its first spelling', async () => {
@@ -73,12 +84,8 @@ describe('IMAP semantics', () => {
     for (let i = 0; i < 5; i++) await source.append('user/alice/INBOX', msg(i));
     await source.setFlags('user/alice/INBOX', [1, 2, 3], { add: ['\\Seen'] });
     const seen = await source.status('user/alice/INBOX'); // what an IMAP client cached
-    const dumped: DumpedMailbox[] = [];
-    for await (const entry of dumpMailboxes(source)) dumped.push(entry);
-    await source.close();
     const dir = tmpDir();
-    let target = await Store.open(dir, { create: true });
-    await undumpMailboxes(target, dumped);
+    let target = await undumpedFrom(source, dir);
     const status = await target.status('user/alice/INBOX');
     expect(status.uidValidity).toBe(seen.uidValidity);
     expect(status.uidNext).toBe(seen.uidNext);
@@ -92,6 +99,33 @@ describe('IMAP semantics', () => {
     await target.close();
     target = await Store.open(dir);
     expect((await target.status('user/alice/INBOX')).uidNext).toBe(again.uid + 1);
+    await target.close();
+  });
+
+  it('undump and a re-import: a QRESYNC client of the old store is told that every uid it cached is gone (vanished ranges below the floor), and one that synced after is told exactly', async () => {
+    const source = await Store.open(tmpDir(), { create: true });
+    await source.createMailbox('user/alice/INBOX', { owner: 'alice' });
+    for (let i = 0; i < 6; i++) await source.append('user/alice/INBOX', msg(i));
+    await source.expunge('user/alice/INBOX', [2]);
+    const cache = new Map<number, string>();
+    for await (const info of source.messages('user/alice/INBOX')) cache.set(info.uid, info.hash);
+    const seen = await source.status('user/alice/INBOX'); // what an IMAP client cached: uids 1, 3..6
+    const dir = tmpDir();
+    let target = await undumpedFrom(source, dir);
+    for (let i = 0; i < 2; i++) await target.append('user/alice/INBOX', msg(i)); // the mail imported again, new uids
+    const changes = await target.changesSince('user/alice/INBOX', seen.highestModseq);
+    expect(changes.vanishedRanges).toEqual([[1, seen.uidNext - 1]]);
+    resync(cache, changes, (info) => info.hash);
+    const truth = new Map<number, string>();
+    for await (const info of target.messages('user/alice/INBOX')) truth.set(info.uid, info.hash);
+    expect([...cache].sort(([a], [b]) => a - b)).toEqual([...truth]);
+    const now = await target.status('user/alice/INBOX');
+    await target.expunge('user/alice/INBOX', [seen.uidNext]);
+    await target.close();
+    target = await Store.open(dir);
+    const after = await target.changesSince('user/alice/INBOX', now.highestModseq);
+    expect(after.vanished).toEqual([seen.uidNext]);
+    expect(after.vanishedRanges).toBeUndefined();
     await target.close();
   });
 

@@ -1,0 +1,74 @@
+// A mailbox's vanished floor (docs/FORMAT.md, "The vanished floor"): where the change log no longer
+// lists every expunge, changesSince says so with the uid ranges that hold no message, and a QRESYNC
+// client that honours them keeps no message the store does not hold. Here: an index rebuilt past a
+// damaged journal record (what it did is lost, and no tombstone says so).
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, decodeRecordHeader } from '../../src/journal/journal-format.js';
+import { Store } from '../../src/store/store.js';
+import { resync } from '../helpers/qresync.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const body = (n: number) => Buffer.from(`Subject: ${n}\r\n\r\n${'x'.repeat(n * 10)}\r\n`);
+
+async function cacheOf(store: Store, mailbox: string): Promise<Map<number, string>> {
+  const out = new Map<number, string>();
+  for await (const info of store.messages(mailbox)) out.set(info.uid, info.hash);
+  return out;
+}
+
+/** Flips a byte inside the payload of journal record `seq` (in the one segment): damage in the middle. */
+function damageRecord(root: string, seq: number): void {
+  const [name] = readdirSync(join(root, 'journal')).filter((n) => n.endsWith('.jnl'));
+  const path = join(root, 'journal', name!);
+  const bytes = readFileSync(path);
+  for (let at = SEGMENT_HEADER_BYTES; at + RECORD_HEADER_BYTES <= bytes.length;) {
+    const header = decodeRecordHeader(bytes.subarray(at, at + RECORD_HEADER_BYTES));
+    if (!header) break;
+    if (header.seq === seq) {
+      bytes[at + RECORD_HEADER_BYTES + 2] ^= 0xff;
+      writeFileSync(path, bytes);
+      return;
+    }
+    at += RECORD_HEADER_BYTES + header.payloadLength;
+  }
+  throw new Error(`no record ${seq}`);
+}
+
+describe('the vanished floor', () => {
+  it('an index rebuilt past a damaged journal record: a client that saw the message that record added is told it is gone (vanished ranges), not left with it for good', async () => {
+    const root = join(tmpDir('floor'), 'store');
+    let store = await Store.init(root);
+    await store.createMailbox('INBOX');
+    await store.append('INBOX', body(1));
+    await store.append('INBOX', body(2));
+    const lost = store.changes.lastSeq;
+    await store.append('INBOX', body(3));
+    await store.append('INBOX', body(4));
+    const cache = await cacheOf(store, 'INBOX'); // the client saw uids 1..4
+    const synced = (await store.status('INBOX')).highestModseq;
+    await store.close();
+    damageRecord(root, lost); // uid 2's add
+    rmSync(join(root, 'index'), { recursive: true });
+    store = await Store.open(root);
+    try {
+      expect(store.health.degraded).toBe(true);
+      const truth = await cacheOf(store, 'INBOX');
+      expect([...truth.keys()]).toEqual([1, 3, 4]);
+      const changes = await store.changesSince('INBOX', synced);
+      expect(changes.vanishedRanges).toEqual([[2, 2]]);
+      resync(cache, changes, (info) => info.hash);
+      expect([...cache]).toEqual([...truth]);
+      // once the mailbox changes again, a client that synced after the rebuild is told exactly
+      await store.append('INBOX', body(5));
+      const now = (await store.status('INBOX')).highestModseq;
+      await store.expunge('INBOX', [3]);
+      const after = await store.changesSince('INBOX', now);
+      expect(after.vanished).toEqual([3]);
+      expect(after.vanishedRanges).toBeUndefined();
+    } finally {
+      await store.close();
+    }
+  });
+});
