@@ -28,6 +28,14 @@ export const limits = {
   compactSmallPackShare: 1 / 32,
   /** The background compactor (StoreOptions.autoCompact) keeps a released blob this long before reclaiming it. */
   compactGraceMs: 60 * 60 * 1000,
+  /** Tombstones (expunged uids' change-log entries) are kept this long (Cyrus's expunge_days): tombstone-expiry.ts. */
+  tombstoneRetentionMs: 30 * 24 * 60 * 60 * 1000,
+  /** ...a new expiry mark (time, modseq) at most every 1/Nth of it... */
+  tombstoneMarksPerRetention: 16,
+  /** ...the background expiry at most this often... */
+  tombstoneExpiryIntervalMs: 60 * 60 * 1000,
+  /** ...dropping at most this many a record. */
+  tombstonesPerRecord: 20_000,
   /** ...wakes up at most this often, and only when the dead bytes passed compactDeadBytesMin... */
   compactIntervalMs: 60 * 1000,
   compactDeadBytesMin: 64 * 1024 * 1024,
@@ -745,11 +753,7 @@ export const daemonLimits = {
   backupSessionIdleMs: 60_000,
   /** ...and its answers are listed in pieces of at most this many entries (each a frame: frameBytesMax bounds a frame). */
   backupSessionPartEntries: 10_000,
-  /**
-   * A client before session 39 knows no vanished ranges (changesSince below a mailbox's vanished
-   * floor): the daemon lists their uids to it one by one, at most this many (a mailbox whose
-   * uidNext went past it is refused such a client, UNAVAILABLE, rather than sent a list it holds whole).
-   */
+  /** A client before session 39 is sent vanished ranges as uids, at most this many (else UNAVAILABLE). */
   vanishedExpandedUidsMax: 4 * 1024 * 1024,
   /**
    * Largest frame either side accepts (its 4-byte length prefix aside); a bigger one is refused

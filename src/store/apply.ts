@@ -311,11 +311,7 @@ function purgeChanges(view: IndexView, op: OpOf<'change.purge'>): void {
   for (const [modseq, uid] of op.entries) view.del(keys.change(op.id, modseq, uid));
 }
 
-/**
- * Tombstones at or above the floor stay whatever the record lists (a floor is never below what it
- * drops: changesSince must say it is incomplete for every modseq that misses one); highestModseq
- * stays, since no message changed.
- */
+/** Drops only tombstones at or below the floor (changesSince must say what it misses); highestModseq stays: no message changed. */
 function raiseVanishedFloor(view: IndexView, seq: number, op: OpOf<'change.floor'>, problem: ApplyProblem): void {
   const box = info(view, op.id, seq, problem);
   if (!box) return;

@@ -30,6 +30,11 @@ export interface CompactOptions {
   /** Rewrite packs whose dead share reaches this (default limits.compactDeadRatio). */
   deadRatio?: number;
   onProgress?: (progress: CompactProgress) => void;
+  /**
+   * Tombstones (expunged uids' change-log entries) older than this are dropped and their
+   * mailboxes' vanished floors raised (tombstone-expiry.ts; default limits.tombstoneRetentionMs).
+   */
+  tombstoneRetentionMs?: number;
 }
 
 export interface CompactProgress {
@@ -40,6 +45,8 @@ export interface CompactProgress {
 
 export interface CompactResult {
   dryRun: boolean;
+  /** Tombstones past their retention dropped (Store.compact; absent on a dry run). */
+  tombstonesExpired?: number;
   /** Packs whose live records were copied and which were retired (or would be). */
   packsRewritten: number[];
   /** New packs written. */

@@ -22,6 +22,8 @@ export interface AutoCompactSettings {
   intervalMs?: number;
   /** Compact only once packs hold at least this many dead bytes (default limits.compactDeadBytesMin). */
   deadBytesMin?: number;
+  /** Tombstones older than this are dropped, the vanished floors raised (default limits.tombstoneRetentionMs; tombstone-expiry.ts). */
+  tombstoneRetentionMs?: number;
   /** Called after each compaction the compactor ran (logs, tests). */
   onCompacted?: (result: CompactResult) => void;
 }
@@ -33,6 +35,8 @@ export interface CompactorHooks {
   deadBytes(): Promise<number>;
   /** One compaction, or undefined when one is already running. */
   tryCompact(graceMs: number): Promise<CompactResult | undefined>;
+  /** Drops tombstones past their retention when it is time (the store keeps the time). */
+  expireTombstones?(): Promise<void>;
   /** A round failed (the store stays usable; the next round tries again). */
   onError(error: unknown): void;
 }
@@ -73,6 +77,7 @@ export class BackgroundCompactor extends BackoffLoop {
       // children retired no segment).
       if (last > cursor) await this.hooks.feed.advance(COMPACT_CONSUMER, last);
       const useful = await this.compactIfWorth();
+      if (!this.stopped) await this.hooks.expireTombstones?.();
       return useful || last > cursor;
     } catch (error) {
       this.released = true;

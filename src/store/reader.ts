@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { AssertionFailure, MailstoreError, isMailstoreError } from '../errors.js';
 import { hashHex } from '../hash/blake3.js';
-import type { IndexDb, IndexSnapshot } from '../index/index-db.js';
+import type { IndexDb } from '../index/index-db.js';
 import { keys, decodeChangeKey, decodeMessageKey, messageKeyUid } from '../keys/index-keys.js';
 import { prefixEnd } from '../keys/tuple.js';
 import { PACK_NUMBER_MAX, RECORD_HEADER_BYTES } from '../blob/pack-format.js';
@@ -138,7 +138,7 @@ export class StoreReader {
       if (modseq < floor) {
         // the tombstones below the floor are gone: every uid that holds no message may have
         // vanished, and a client drops those it cached; bounded by the mailbox's live messages
-        answer.vanishedRanges = await emptyUidRanges(snapshot, id, box.uidNext);
+        answer.vanishedRanges = await (await import('./vanished-floor.js')).emptyUidRanges(snapshot, id, box.uidNext);
         answer.vanishedFloor = floor;
       }
       return answer;
@@ -785,19 +785,4 @@ function byteGroups(batch: PendingRead[], bytesMax: number): PendingRead[][] {
   }
   if (group.length > 0) groups.push(group);
   return groups;
-}
-
-/** The uids in [1, uidNext) holding no message of mailbox `id`, as [first, last] ranges (values not decoded). */
-async function emptyUidRanges(snapshot: Pick<IndexSnapshot, 'rawEntryBatches'>, id: Buffer, uidNext: number): Promise<[number, number][]> {
-  const ranges: [number, number][] = [];
-  let next = 1; // the lowest uid not yet known to hold a message
-  for await (const batch of snapshot.rawEntryBatches({ gte: keys.messagePrefix(id), lt: prefixEnd(keys.messagePrefix(id)) }, limits.readBatchMessages)) {
-    for (const [key] of batch) {
-      const uid = messageKeyUid(key);
-      if (uid > next) ranges.push([next, uid - 1]);
-      next = uid + 1;
-    }
-  }
-  if (next < uidNext) ranges.push([next, uidNext - 1]);
-  return ranges;
 }

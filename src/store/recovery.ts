@@ -10,7 +10,7 @@ import { upgradeIndexFormat } from './index-upgrade.js';
 import type { Journal, JournalDamage } from '../journal/journal.js';
 import { limits } from '../limits.js';
 import { unusedPath, writeFileDurable } from '../fs/durable.js';
-import { JOURNAL_INCOMPLETE_ADVICE, applyOpsNow, applyStateOp, forgetModseqOffset, meta, modseqAt } from './apply.js';
+import { JOURNAL_INCOMPLETE_ADVICE, applyOpsNow, applyStateOp, forgetModseqOffset, meta } from './apply.js';
 import { INLINE_PACK, type PackStore } from '../blob/pack-store.js';
 import { checkpointBegin, withoutHint, type BlobRecord, type JournalPayload, type MailboxInfo, type MessageRecord, type Op } from './records.js';
 import { forEachRelocateEntry } from './blob-runs.js';
@@ -109,25 +109,8 @@ async function replayInto(journal: Journal, view: IndexView, afterSeq: number, h
   }
   view.put(meta.appliedSeq, lastSeq);
   await view.flush();
-  if (incomplete.length > 0) await raiseFloorsPastLoss(view, lastSeq);
+  if (incomplete.length > 0) await (await import('./vanished-floor.js')).raiseFloorsPastLoss(view, lastSeq);
   return { lastSeq, records, ...(incomplete.length > 0 ? { incomplete } : {}) };
-}
-
-/**
- * A replay that skipped damaged or missing records lost what they did, expunges and adds alike,
- * so a QRESYNC client that saw one would never be told: every mailbox's vanished floor goes past
- * the last record (docs/FORMAT.md, "The vanished floor"), and changesSince from any modseq given
- * before answers with the uid ranges that hold no message. In the index only, like the rebuild's
- * mark: a rebuild from the same journal sets it again; a checkpoint written from this index
- * (`reconstruct --from-index`) carries it in its mailbox records.
- */
-async function raiseFloorsPastLoss(view: IndexView, lastSeq: number): Promise<void> {
-  const floor = modseqAt(view, lastSeq) + 1;
-  for await (const [, box] of view.db.entries<MailboxInfo>({ prefix: keys.space(SPACE.info) })) {
-    if ((box.vanishedFloor ?? 0) < floor) view.put(keys.info(Buffer.from(box.id)), { ...box, vanishedFloor: floor });
-    if (view.size >= limits.replayBatchKeys) await view.flushBehind();
-  }
-  await view.flush();
 }
 
 /**

@@ -458,8 +458,22 @@ export class Store implements MailStore {
     this.live();
     const startSeq = this.committed;
     const result = await this.runCompaction(options);
-    if (!options.dryRun) await this.advanceCompactConsumer(startSeq);
+    if (!options.dryRun) {
+      result.tombstonesExpired = await this.expireTombstones(options.tombstoneRetentionMs);
+      await this.advanceCompactConsumer(startSeq);
+    }
     return result;
+  }
+
+  /** compact()'s expiry of tombstones (tombstone-expiry.ts): none once the store closed meanwhile (the compaction itself is done). */
+  private async expireTombstones(retentionMs: number | undefined): Promise<number> {
+    if (this.closed) return 0;
+    try {
+      return (await (await import('./tombstone-expiry.js')).expireTombstones(this.administration(), retentionMs)).expired;
+    } catch (error) {
+      if (this.closed && error instanceof MailstoreError && error.code === 'CLOSED') return 0;
+      throw error;
+    }
   }
 
   /**
@@ -594,6 +608,10 @@ export class Store implements MailStore {
       feed: this.changes,
       deadBytes: async () => (await this.stats()).bytesDead,
       tryCompact: (graceMs) => this.tryCompact({ graceMs }),
+      // on a writable store only: a replica's floors come with its primary's records
+      expireTombstones: async () => {
+        if (!this.closed && !this.failure && !this.readOnly && this.writableRole()) await (await import('./tombstone-expiry.js')).expireWhenDue(this.administration(), settings.tombstoneRetentionMs);
+      },
       onError: (error) => options.onBackgroundError?.(error),
     }, settings);
   }
@@ -1448,7 +1466,8 @@ export class Store implements MailStore {
 }
 
 function checkCompactOptions(options: CompactOptions): void {
-  checkOptions(checkObject(options, 'compact options'), ['dryRun', 'graceMs', 'deadRatio', 'onProgress'], 'compact option');
+  checkOptions(checkObject(options, 'compact options'), ['dryRun', 'graceMs', 'deadRatio', 'onProgress', 'tombstoneRetentionMs'], 'compact option');
+  if (options.tombstoneRetentionMs !== undefined && !(Number.isFinite(options.tombstoneRetentionMs) && options.tombstoneRetentionMs >= 0)) throw new MailstoreError('INVALID', `compact tombstoneRetentionMs must be a number of ms >= 0, got ${String(options.tombstoneRetentionMs)}`);
   if (options.dryRun !== undefined && typeof options.dryRun !== 'boolean') throw new MailstoreError('INVALID', 'compact dryRun must be a boolean');
   if (options.graceMs !== undefined && !(Number.isFinite(options.graceMs) && options.graceMs >= 0)) throw new MailstoreError('INVALID', `compact graceMs must be a number of ms >= 0, got ${String(options.graceMs)}`);
   if (options.deadRatio !== undefined && !(typeof options.deadRatio === 'number' && options.deadRatio > 0 && options.deadRatio <= 1)) throw new MailstoreError('INVALID', `compact deadRatio must be in (0, 1], got ${String(options.deadRatio)}`);

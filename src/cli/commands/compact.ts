@@ -8,7 +8,7 @@ import type { CompactResult } from '../../store/compact.js';
 import { createProgress, formatBytes, formatDuration } from '../progress.js';
 import { printJson, printLine, wantsJson, withReadStore, withStore } from '../context.js';
 
-interface CompactCliOptions { dryRun?: boolean; grace?: number }
+interface CompactCliOptions { dryRun?: boolean; grace?: number; tombstoneRetention?: number }
 
 export function register(program: Command): void {
   program
@@ -16,13 +16,15 @@ export function register(program: Command): void {
     .description('reclaim the space of expunged messages: packs whose dead share passed the threshold are rewritten with their live records only, the old packs deleted once no reader holds them. Safe against crashes at any point (docs/FORMAT.md, "Compaction")')
     .option('--dry-run', 'report what would be rewritten and reclaimed; change nothing (opens the store read-only)')
     .option('--grace <duration>', 'keep blobs released less than this long ago (e.g. 1h, 7d; default 0: reclaim now)', (text: string) => parseDuration(text, '--grace'))
-    .option('--json', 'print {dryRun, packsRewritten, packsWritten, packsRemoved, packsPending, blobsCopied, bytesCopied, blobsReclaimed, bytesBefore, bytesAfter, skipped, ms} as JSON')
+    .option('--tombstone-retention <duration>', 'drop the change-log entries of uids expunged longer ago than this (e.g. 7d; default 30d), raising each mailbox\'s vanished floor: a QRESYNC client that last synced before is told the uid ranges that hold no message instead (docs/FORMAT.md, "The vanished floor")', (text: string) => parseDuration(text, '--tombstone-retention'))
+    .option('--json', 'print {dryRun, tombstonesExpired, packsRewritten, packsWritten, packsRemoved, packsPending, blobsCopied, bytesCopied, blobsReclaimed, bytesBefore, bytesAfter, skipped, ms} as JSON')
     .addHelpText('after', '\nExit codes: 0 done (also when nothing was worth rewriting); 1 when a pack was skipped because a record failed its hash (run mailstore scrub); REFUSED (see mailstore --help) when the store is degraded or its index does not add up.')
     .action(async (options: CompactCliOptions, command: Command) => {
       const progress = wantsJson(command) ? undefined : createProgress('compacting (live blobs copied)');
       let copied = 0;
       const run = (store: Parameters<Parameters<typeof withStore>[1]>[0]) => procedures(store).compact({
         dryRun: Boolean(options.dryRun), graceMs: options.grace ?? 0,
+        ...(options.tombstoneRetention === undefined ? {} : { tombstoneRetentionMs: options.tombstoneRetention }),
         onProgress: (p) => {
           if (p.phase !== 'copy' || !progress) return;
           progress.advance(1, p.bytesDone - copied);
@@ -48,6 +50,7 @@ async function printSummary(r: CompactResult): Promise<void> {
   await printLine(`${would} ${packs} pack${packs === 1 ? '' : 's'}${packs ? ` (${r.packsRewritten.join(', ')})` : ''}; ${r.dryRun ? 'would reclaim' : 'reclaimed'} ${r.blobsReclaimed} blob${r.blobsReclaimed === 1 ? '' : 's'}`);
   if (!r.dryRun) await printLine(`copied ${r.blobsCopied} live blob${r.blobsCopied === 1 ? '' : 's'} (${formatBytes(r.bytesCopied)}) into ${r.packsWritten.length ? `pack ${r.packsWritten.join(', ')}` : 'no new pack'}`);
   await printLine(`packs: ${formatBytes(r.bytesBefore)} before, ${formatBytes(r.bytesAfter)} after${r.dryRun ? ' (estimate)' : ''}; ${formatDuration(r.ms / 1000)}`);
+  if (r.tombstonesExpired) await printLine(`dropped ${r.tombstonesExpired} tombstone${r.tombstonesExpired === 1 ? '' : 's'} of expunged uids past their retention (vanished floors raised)`);
   if (r.packsPending.length) await printLine(`retired packs still held by a reader or still in use, deleted later: ${r.packsPending.join(', ')}`);
   for (const s of r.skipped) await printLine(`skipped pack ${s.pack}: ${s.why}`);
   const deferred = r.deferredForSpace;

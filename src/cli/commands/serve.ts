@@ -18,7 +18,7 @@ import type { ScrubOptions, ScrubReport } from '../../scrub/scrub.js';
 import { openNotices, type Store } from '../../store/store.js';
 import type { StoreOptions } from '../../store/types.js';
 import { absolutePath, lockWaitOptions, refuseRootInOthersStore, storeDir } from '../context.js';
-import { parseCount } from '../dates.js';
+import { parseCount, parseDuration } from '../dates.js';
 import { refuseSharedDirectory } from '../../fs/socket-file.js';
 import { daemonLimits } from '../../limits.js';
 import { journalPrefix } from '../../fs/journal-stream.js';
@@ -27,6 +27,7 @@ import { endBySignal } from '../interrupt.js';
 
 interface ServeOptions extends ServeReplicationOptions {
   socket?: string;
+  tombstoneRetention?: number;
   socketGroup?: string;
   log?: string;
   lmtp?: string[];
@@ -74,6 +75,7 @@ export function register(program: Command): void {
     .option('--replication-listen <address>', 'replication listener HOST:PORT (a primary: its replicas connect here; a replica: repair and check)')
     .option('--replication-key <file>', 'the replication pre-shared key file (hex, mode 0600)')
     .option('--replica-of <address>', 'be a read-only replica of the primary listening at HOST:PORT')
+    .option('--tombstone-retention <duration>', "drop the change-log entries of uids expunged longer ago than this (default 30d; Cyrus's expunge_days), raising each mailbox's vanished floor (docs/FORMAT.md, \"The vanished floor\")", (text: string) => parseDuration(text, '--tombstone-retention'))
     .option('--sync-replicas <n>', 'replicas that must hold a change before it is acknowledged (primary; default 0)', (text: string) => parseCount(text, '--sync-replicas'))
     .option('--sync-fallback <mode>', 'too few synchronous replicas: refuse writes (UNAVAILABLE) or go on async (default refuse)')
     .addHelpText('after', HELP_AFTER)
@@ -152,10 +154,12 @@ async function runServe(options: ServeOptions, command: Command): Promise<void> 
 
 /** The daemon's store: commits feed the services; compaction and snapshots run in the background, logged. */
 function daemonStoreOptions(command: Command, hooks: ServiceHooks, logger: Logger): StoreOptions {
+  const retention = command.opts<ServeOptions>().tombstoneRetention;
   return {
     ...lockWaitOptions(command),
     onCommit: hooks.onCommit,
-    autoCompact: true, // Store.open starts it on a primary or standalone store (a replica follows its primary's compactions)
+    // Store.open starts it on a primary or standalone store (a replica follows its primary's compactions)
+    autoCompact: retention === undefined ? true : { tombstoneRetentionMs: retention },
     autoSnapshot: true,
     autoTier: { onMoved: (result) => logger.info('tier-moved', { ...result }) }, // only with an object store
     onBackgroundError: (error) => {
