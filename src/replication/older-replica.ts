@@ -6,7 +6,7 @@
 import { MailstoreError } from '../errors.js';
 import { decodeCbor } from '../index/codec.js';
 import type { JournalPayload, Op } from '../store/records.js';
-import { REPLICATION_VERSION } from './transport.js';
+import { REPLICATION_SESSION, REPLICATION_VERSION } from './transport.js';
 
 /** Meta keys (by prefix) a replica must name this replication version or later to be sent, and what they are. */
 const NEWER_META: readonly { prefix: string; version: number; what: string }[] = [
@@ -14,9 +14,16 @@ const NEWER_META: readonly { prefix: string; version: number; what: string }[] =
   { prefix: 'moved/', version: 3, what: 'the mark of a user XFER moved away (session 36; one of session 36 reads it, but names the version of session 35)' },
 ];
 
+/** Op kinds a replica must name this replication version or later to be sent (it would refuse the record and stop). */
+const NEWER_OPS: readonly { op: Op['op']; version: number; what: string }[] = [
+  { op: 'mailbox.uidValidity', version: 4, what: 'the new uidValidity a promotion gives a mailbox (session 39)' },
+];
+
 /** What of `ops` a replica of `version` would store without its meaning; undefined when nothing. */
 export function newerThan(version: number, ops: readonly Op[]): string | undefined {
   for (const op of ops) {
+    const newerOp = NEWER_OPS.find((o) => o.version > version && o.op === op.op);
+    if (newerOp) return newerOp.what;
     if (op.op !== 'meta.set') continue;
     const newer = NEWER_META.find((m) => m.version > version && op.key.startsWith(m.prefix));
     if (newer) return newer.what;
@@ -38,7 +45,7 @@ export function sendableRecords<T extends { seq: number; payload: Buffer }>(reco
     if (what !== undefined) {
       if (batchesEnd > 0) return records.slice(0, batchesEnd);
       throw new MailstoreError('REFUSED', `replica ${nodeId} runs an older mailstore (replication version ${version}): record ${record.seq} holds ${what}; ` +
-        `nothing of its batch or after it was sent. Upgrade the replica to mailstore of session 37 or later (replication version ${REPLICATION_VERSION}): it goes on from its seq`);
+        `nothing of its batch or after it was sent. Upgrade the replica to mailstore of session ${REPLICATION_SESSION} or later (replication version ${REPLICATION_VERSION}): it goes on from its seq`);
     }
     if (payload.end === true) batchesEnd = i + 1;
   }

@@ -23,7 +23,9 @@ const PSK_IDENTITY = 'mailstore-node';
  * undumped mailbox's uidNext) and nothing else refuses it (docs/FORMAT.md, "Compatibility").
  * Raised when a record or frame changes so that a replica of the version before would misread it.
  */
-export const REPLICATION_VERSION = 3; // 3: session 37 (copy intents, moved marks: older-replica.ts)
+export const REPLICATION_VERSION = 4; // 3: session 37 (copy intents, moved marks: older-replica.ts); 4: session 39 (mailbox.uidValidity)
+/** The session whose mailstore first named REPLICATION_VERSION (what an older replica is told to upgrade to). */
+export const REPLICATION_SESSION = 39;
 
 export type Message = { t: string } & Record<string, unknown>;
 const NO_TYPES: ReadonlySet<string> = new Set();

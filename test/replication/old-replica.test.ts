@@ -70,7 +70,7 @@ describe('a replica whose hello names replication version 2 (sessions 35 and 36)
       await until(() => pair.replica.store.changes.lastSeq === pair.primaryStore.changes.lastSeq); // a replica of this code takes it
       expect((await pair.replica.store.status('Archive')).messages).toBe(5);
       const frames = await versionTwoReplica(pair, 1);
-      expect(frames.at(-1)).toMatchObject({ t: 'error', code: 'REFUSED', message: expect.stringMatching(/replication version 2.*copy in parts.*Upgrade the replica to mailstore of session 37 or later \(replication version 3\)/) });
+      expect(frames.at(-1)).toMatchObject({ t: 'error', code: 'REFUSED', message: expect.stringMatching(/replication version 2.*copy in parts.*Upgrade the replica to mailstore of session 39 or later \(replication version 4\)/) });
       expect(Math.max(...sentSeqs(frames))).toBe(before); // up to the copy: its first part on was not
       // connecting again it is refused at its hello, before a welcome: it backs off (not ten sessions a second)
       const again = await versionTwoReplica(pair, before);
@@ -85,5 +85,11 @@ describe('a replica whose hello names replication version 2 (sessions 35 and 36)
     expect(newerThan(2, moved)).toMatch(/mark of a user XFER moved away/);
     expect(newerThan(REPLICATION_VERSION, moved)).toBeUndefined();
     expect(newerThan(2, [{ op: 'meta.set', key: 'replication/epoch', value: 1 }] as Op[])).toBeUndefined();
+  });
+
+  it("a promotion's new uidValidity is refused to a replica before session 39 (its op-shape check would stop it); a replica of this version takes it", () => {
+    const renewed = [{ op: 'mailbox.uidValidity', id: Buffer.alloc(16, 1), uidValidity: 7 }] as Op[];
+    expect(newerThan(3, renewed)).toMatch(/new uidValidity a promotion gives/);
+    expect(newerThan(REPLICATION_VERSION, renewed)).toBeUndefined();
   });
 });
