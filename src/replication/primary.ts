@@ -26,7 +26,7 @@ import { serveCheck } from './check.js';
 import { serveBlobs } from './blob-source.js';
 import { serveXfer } from './xfer-target.js';
 import { sendPackBytes, sendResync } from './resync-source.js';
-import { aheadError, refuseDivergedHistory } from './history.js';
+import { aheadError, historyProbes, refuseDivergedHistory } from './history.js';
 import { newerThan, sendableRecords } from './older-replica.js';
 
 export interface PrimaryOptions {
@@ -193,9 +193,10 @@ class Primary {
 
   /**
    * A promoted replica's word (promote.ts). Fenced (now, or before), this store answers with the
-   * last seq it committed once the batches already queued have committed (nothing else can): the
-   * promoted store keeps its mailboxes' uidValidity only when it holds that seq, as no reader
-   * here can have seen a uid it lacks (docs/REPLICATION.md).
+   * last seq it committed once the batches already queued have committed (nothing else can), and
+   * probes of its records there and below: the promoted store keeps its mailboxes' uidValidity
+   * only when it holds that seq with the same records, as no reader here can have seen a uid it
+   * lacks (docs/REPLICATION.md).
    */
   private async answerFence(hello: Message, connection: Connection): Promise<void> {
     const epoch = Number(hello.epoch ?? 0);
@@ -204,7 +205,10 @@ class Primary {
     const role = control.role();
     if (role?.role !== 'fenced') throw new MailstoreError('INVALID', `epoch ${String(hello.epoch)} is not newer than this primary's`);
     await control.fenced(async () => undefined); // the writer drained: changes.lastSeq is final
-    await connection.send({ t: 'error', code: 'READ_ONLY_REPLICA', message: `this primary was fenced by epoch ${role.fencedBy ?? epoch}`, lastSeq: this.store.changes.lastSeq });
+    const lastSeq = this.store.changes.lastSeq;
+    // its records by checksum: a store put back to an older image gave seqs the promoted one holds for other records
+    const history = await historyProbes(control.journal, this.store.changes.firstSeq, lastSeq);
+    await connection.send({ t: 'error', code: 'READ_ONLY_REPLICA', message: `this primary was fenced by epoch ${role.fencedBy ?? epoch}`, lastSeq, history });
     connection.close();
   }
 

@@ -18,6 +18,7 @@ import type { Store } from '../store/store.js';
 import { readKeyFile } from './key.js';
 import { PRIMARY_SETTINGS_FILE, forgetPrimarySettings, readNodeSettings, readPrimarySettings, settingWarnings } from './node-settings.js';
 import { commitPendingRounds } from './pending-rounds.js';
+import { holdsHistory } from './history.js';
 import { connect, type Log, type Message } from './transport.js';
 import { answeredWithin } from '../within.js';
 
@@ -66,7 +67,7 @@ export async function promoteStore(store: Store, log: Log = () => undefined, opt
   // fenced first: once it answers, nothing more commits there, and its last seq is final
   const oldPrimary = role.primary && role.keyFile ? await tellOldPrimary(store, role.primary, role.keyFile, epoch) : { fenced: false };
   const heldSeq = store.changes.lastSeq;
-  const keep = oldPrimary.lastSeq !== undefined && heldSeq >= oldPrimary.lastSeq;
+  const keep = oldPrimary.lastSeq !== undefined && await holdsHistory(control.journal, store.changes.firstSeq, heldSeq, oldPrimary.lastSeq, oldPrimary.history);
   // Committed before the role changes: a promotion cut short leaves a replica with records of its
   // own (refused by its primary as diverged: promote it again), never a primary taking writes
   // under the uidValidity its old primary gave out uids under.
@@ -76,7 +77,7 @@ export async function promoteStore(store: Store, log: Log = () => undefined, opt
   log(`replication: promoted to primary at epoch ${epoch} (seq ${seq}); the old primary ${role.primary ?? '?'} ${oldPrimary.fenced ? 'is fenced' : 'is fenced once it hears of it'}`);
   log(keep
     ? `replication: uidValidity kept: this store holds every change the old primary committed (seq ${heldSeq})`
-    : `replication: ${mailboxesRenewed} mailboxes have a new uidValidity: ${oldPrimary.lastSeq === undefined ? 'the old primary did not say what it committed' : `the old primary committed up to seq ${oldPrimary.lastSeq}, this store holds ${heldSeq}`}; IMAP clients read them again`);
+    : `replication: ${mailboxesRenewed} mailboxes have a new uidValidity: ${renewedWhy(oldPrimary.lastSeq, heldSeq)}; IMAP clients read them again`);
   // Mailbox deletes (and copies in parts) the old primary began and did not end were its to finish
   // (undo); now they are this store's (open does it too, but a daemon may run for months): in the
   // background, as a delete's chunks go, so the new primary serves at once. close() waits for them.
@@ -89,11 +90,19 @@ export async function promoteStore(store: Store, log: Log = () => undefined, opt
     uidValidity: keep ? 'kept' : 'new', mailboxesRenewed, ...(pending.damagedFrame ? { damagedPendingFrame: pending.damagedFrame } : {}), ...(warnings.length > 0 ? { settingWarnings: warnings } : {}) };
 }
 
+/** Why promote renewed every uidValidity (the log's and the CLI's words). */
+export function renewedWhy(oldPrimarySeq: number | undefined, heldSeq: number): string {
+  if (oldPrimarySeq === undefined) return 'the old primary did not say what it committed';
+  return oldPrimarySeq > heldSeq
+    ? `the old primary committed up to seq ${oldPrimarySeq}, this store holds ${heldSeq}`
+    : `the old primary's records up to seq ${oldPrimarySeq} are not this store's (it was put back to an older image?)`;
+}
+
 /**
  * Best effort, bounded: a dead or partitioned old primary learns the epoch from its next replica.
  * `lastSeq`: the last seq it committed, which it says once fenced (primary.ts answerFence).
  */
-async function tellOldPrimary(store: Store, address: string, keyFile: string, epoch: number): Promise<{ fenced: boolean; lastSeq?: number }> {
+async function tellOldPrimary(store: Store, address: string, keyFile: string, epoch: number): Promise<{ fenced: boolean; lastSeq?: number; history?: unknown }> {
   try {
     const psk = await readKeyFile(store.fs, keyFile);
     const connection = await Promise.race([
@@ -108,7 +117,7 @@ async function tellOldPrimary(store: Store, address: string, keyFile: string, ep
       if (!(await answeredWithin(answered, limits.promoteFenceAnswerMs))) return { fenced: false };
       const fenced = answer?.t === 'error' && answer.code === 'READ_ONLY_REPLICA';
       const lastSeq = Number(answer?.lastSeq);
-      return fenced && Number.isSafeInteger(lastSeq) && lastSeq >= 0 ? { fenced, lastSeq } : { fenced };
+      return fenced && Number.isSafeInteger(lastSeq) && lastSeq >= 0 ? { fenced, lastSeq, history: answer?.history } : { fenced };
     } finally {
       connection.close();
     }

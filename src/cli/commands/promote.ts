@@ -2,6 +2,7 @@
 // goes up by one, the store takes writes, and the old primary is fenced when it hears of it.
 import type { Command } from 'commander';
 import { procedures } from '../../daemon/procedures.js';
+import { renewedWhy } from '../../replication/promote.js';
 import { printJson, printLine, wantsJson, warn, withStore } from '../context.js';
 
 export function register(program: Command): void {
@@ -25,6 +26,6 @@ mailbox gets a new one (IMAP clients read them again; a uid is never given for o
       await printLine(`promoted: primary at epoch ${result.epoch} (seq ${result.seq}); old primary ${result.oldPrimaryFenced ? 'fenced' : 'not reached (fenced once it hears of the epoch)'}`);
       await printLine(result.uidValidity === 'kept'
         ? `uidValidity kept: this store holds every change the old primary committed (seq ${result.heldSeq})`
-        : `new uidValidity for every mailbox (${result.mailboxesRenewed}): ${result.oldPrimarySeq === undefined ? 'the old primary did not say what it committed' : `the old primary committed up to seq ${result.oldPrimarySeq}, this store holds ${result.heldSeq}`}, so its readers may have seen uids this store lacks; IMAP clients read the mailboxes again`);
+        : `new uidValidity for every mailbox (${result.mailboxesRenewed}): ${renewedWhy(result.oldPrimarySeq, result.heldSeq)}, so its readers may have seen uids this store lacks; IMAP clients read the mailboxes again`);
     });
 }
