@@ -14,7 +14,9 @@ import { tmpDir } from '../helpers/tmp.js';
 import { TcpFaultProxy } from '../helpers/tcp-fault-proxy.js';
 import { promoteStore } from '../../src/replication/promote.js';
 import { checkReplica } from '../../src/replication/check.js';
-import { keyFile, logicalState, msg, quiet, until } from './helpers.js';
+import { readRole, writeRole } from '../../src/store/role.js';
+import { nodeFileSystem } from '../../src/fs/node-fs.js';
+import { codeOf, keyFile, logicalState, msg, quiet, until } from './helpers.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 const mutable = limits as Mutable<typeof limits>;
@@ -95,7 +97,7 @@ describe('promote: no uid of the old primary is given again', () => {
     }
   }, 30_000);
 
-  it('the old primary reached at promotion says what it committed: ahead of the replica, every mailbox gets a new uidValidity', async () => {
+  it('the old primary reached at promotion says what it committed: ahead of the replica, every mailbox gets a new uidValidity; the old primary comes back as a replica only as a new one', async () => {
     const key = keyFile();
     const primaryStore = await Store.open(tmpDir('primary'), { create: true });
     await primaryStore.createMailbox('INBOX');
@@ -104,6 +106,7 @@ describe('promote: no uid of the old primary is given again', () => {
     const proxy = await TcpFaultProxy.start((await primary.status()).port);
     const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: proxy.address, keyFile: key, log: quiet });
     let second: Awaited<ReturnType<typeof startReplica>> | undefined;
+    let third: Awaited<ReturnType<typeof startReplica>> | undefined;
     let promotedPrimary: Awaited<ReturnType<typeof startPrimary>> | undefined;
     try {
       await primaryStore.append('INBOX', msg(1));
@@ -128,12 +131,22 @@ describe('promote: no uid of the old primary is given again', () => {
       await until(() => second!.store.changes.lastSeq === replica.store.changes.lastSeq, 10_000, 'the second replica caught up');
       expect(await logicalState(second.store)).toEqual(await logicalState(replica.store));
       expect((await checkReplica(second.store, { primary: address, keyFile: key })).identical).toBe(true);
+      // the old primary comes back as a replica of the new one: never with the uid it gave msg(2)
+      await primary.close();
+      await primaryStore.close();
+      expect(await codeOf(startReplica(primaryStore.root, { primary: address, keyFile: key, log: quiet }))).toBe('REFUSED'); // fenced, not a replica
+      const role = (await readRole(nodeFileSystem, primaryStore.root))!;
+      await writeRole(nodeFileSystem, primaryStore.root, { ...role, role: 'replica', primary: address, keyFile: key }); // an admin's hand
+      third = await startReplica(primaryStore.root, { primary: address, keyFile: key, log: quiet });
+      await until(() => /diverged/.test(third!.status().lastError ?? ''), 15_000, 'the old primary refused as diverged');
+      expect((await third.store.status('INBOX')).messages).toBe(2); // kept as it was, nothing applied
     } finally {
+      await third?.close();
       await second?.close();
       await promotedPrimary?.close();
       await replica.close();
-      await primary.close();
-      await primaryStore.close();
+      await primary.close().catch(() => undefined);
+      await primaryStore.close().catch(() => undefined);
       await proxy.close();
     }
   }, 30_000);
