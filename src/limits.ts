@@ -720,6 +720,14 @@ export const limits = {
   replicationRetryMaxMs: 5_000,
   /** A silent peer is sent a ping after this; one silent for three times as long is dropped. */
   replicationPingMs: 2_000,
+  /**
+   * promote: the old primary, reached, has this long to answer its fence with the last seq it
+   * committed (it first lets the batches already queued commit); no answer: the promoted store
+   * gives every mailbox a new uidValidity (docs/REPLICATION.md).
+   */
+  promoteFenceAnswerMs: 10_000,
+  /** promote: mailboxes given a new uidValidity per journal record (~60 bytes each). */
+  promoteMailboxesPerRecord: 10_000,
   /** A synchronous commit whose replica dropped waits this long for one to confirm, then fails UNAVAILABLE. */
   syncReplicaWaitMs: 5_000,
   /** The primary writes a replica's durable cursor at most this often (acks in between only move it in memory). */

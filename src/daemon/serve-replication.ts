@@ -57,7 +57,7 @@ export class ServeReplication {
     if (!this.replica) return promoteStore(store, this.log);
     const result = await this.replica.promote();
     this.replica = undefined;
-    this.logger.info('promoted', { epoch: result.epoch, seq: result.seq, oldPrimaryFenced: result.oldPrimaryFenced });
+    this.logger.info('promoted', { epoch: result.epoch, seq: result.seq, oldPrimaryFenced: result.oldPrimaryFenced, uidValidity: result.uidValidity, mailboxesRenewed: result.mailboxesRenewed, heldSeq: result.heldSeq, ...(result.oldPrimarySeq === undefined ? {} : { oldPrimarySeq: result.oldPrimarySeq }) });
     await this.startPrimary(store);
     return result;
   }

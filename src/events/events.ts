@@ -170,6 +170,9 @@ function opEvents(seq: number, op: Op, context: EventContext): { offset: number;
     case 'state.mailbox':
       context.named(op.info.id, formatMailboxName(op.info.name), op.info.uidValidity);
       return [];
+    case 'mailbox.uidValidity': // a promotion's (docs/REPLICATION.md): later events carry the new one
+      context.named(op.id, context.mailbox(op.id).name, op.uidValidity);
+      return [];
     default:
       return []; // change.purge, change.floor, blob.relocate(Run), blob.forget(Run), meta.set, checkpoints: no change a consumer sees
   }

@@ -45,6 +45,23 @@ export async function refuseDivergedHistory(journal: Pick<Journal, 'readRecordAt
   }
 }
 
+/**
+ * promote's side (promote.ts): whether this journal holds the old primary's record at `lastSeq`
+ * and every probed record it holds is the same; false for anything malformed.
+ */
+export async function holdsHistory(journal: Pick<Journal, 'readRecordAt'>, firstSeq: number, heldSeq: number, lastSeq: number, probes: unknown): Promise<boolean> {
+  if (lastSeq > heldSeq) return false;
+  if (lastSeq === 0) return true;
+  if (!Array.isArray(probes) || probes.length === 0 || !Array.isArray(probes[0]) || probes[0][0] !== lastSeq) return false;
+  if (lastSeq < firstSeq) return false; // retired here: nothing to compare it with
+  try {
+    await refuseDivergedHistory(journal, firstSeq, heldSeq, probes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The replica's seq is past this primary's newest: the same two cases, without a record to compare. */
 export function aheadError(replicaSeq: number, primarySeq: number): MailstoreError {
   return refusal(`the replica is at seq ${replicaSeq}, ahead of this primary (${primarySeq})`);

@@ -16,6 +16,7 @@ const NEWER_META: readonly { prefix: string; version: number; what: string }[] =
 
 /** Op kinds a replica must name this replication version or later to be sent (an older one's replay refuses them). */
 const NEWER_OPS: readonly { op: string; version: number; what: string }[] = [
+  { op: 'mailbox.uidValidity', version: 4, what: 'the new uidValidity a promotion gives a mailbox (session 39), an op that version\'s replay refuses' },
   { op: 'change.floor', version: 4, what: "a mailbox's vanished floor (session 39: its older tombstones expired, or it came by XFER or undump), an op that version's replay refuses" },
 ];
 

@@ -26,7 +26,7 @@ import { serveCheck } from './check.js';
 import { serveBlobs } from './blob-source.js';
 import { serveXfer } from './xfer-target.js';
 import { sendPackBytes, sendResync } from './resync-source.js';
-import { aheadError, refuseDivergedHistory } from './history.js';
+import { aheadError, historyProbes, refuseDivergedHistory } from './history.js';
 import { newerThan, sendableRecords } from './older-replica.js';
 
 export interface PrimaryOptions {
@@ -141,7 +141,7 @@ class Primary {
     try {
       const hello = await connection.expect('hello', limits.replicationHandshakeMs);
       if (this.closing) throw new MailstoreError('UNAVAILABLE', 'the primary is shutting down');
-      await this.checkEpoch(hello, connection);
+      if (hello.kind !== 'fence') await this.checkEpoch(hello, connection);
       const role = this.store.replication().role();
       // a replica whose --replica-of names its own listener: told so, not that some replica answers
       // here; a check of it there compared it with itself ("identical", whatever its primary holds)
@@ -160,7 +160,7 @@ class Primary {
         case 'check': return await serveCheck(this.store, connection, this.checkStore(hello));
         case 'blobs': return await serveBlobs(this.store, connection);
         case 'xfer': return await serveXfer(this.store, connection, this.log);
-        case 'fence': throw new MailstoreError('INVALID', `epoch ${String(hello.epoch)} is not newer than this primary's`);
+        case 'fence': return await this.answerFence(hello, connection);
         default: throw new MailstoreError('INVALID', `unknown request ${String(hello.kind)}`);
       }
     } catch (error) {
@@ -175,16 +175,41 @@ class Primary {
 
   /** A peer from a newer epoch means a replica was promoted: this primary stops taking writes. */
   private async checkEpoch(hello: Message, connection: Connection): Promise<void> {
+    const epoch = Number(hello.epoch ?? 0);
+    if (await this.fenceBy(epoch, connection)) throw new MailstoreError('READ_ONLY_REPLICA', `this primary was fenced by epoch ${epoch}`);
+  }
+
+  /** Fences this primary when `epoch` is newer than its own; whether it did. */
+  private async fenceBy(epoch: number, connection: Connection): Promise<boolean> {
     const control = this.store.replication();
     const role = control.role();
-    if (!role) return;
-    const epoch = Number(hello.epoch ?? 0);
-    if (epoch <= role.epoch || role.role !== 'primary') return;
+    if (!role || epoch <= role.epoch || role.role !== 'primary') return false;
     const fenced: ReplicationRole = { ...role, role: 'fenced', fencedBy: epoch };
     await control.setRole(fenced);
     this.gate.failAll(new MailstoreError('READ_ONLY_REPLICA', `fenced by epoch ${epoch}: the change may have committed here but is not on the new primary`));
     this.log(`replication: FENCED: ${connection.remote} is at epoch ${epoch} > ${role.epoch}: a replica was promoted; this store refuses writes from now on`);
-    throw new MailstoreError('READ_ONLY_REPLICA', `this primary was fenced by epoch ${epoch}`);
+    return true;
+  }
+
+  /**
+   * A promoted replica's word (promote.ts). Fenced (now, or before), this store answers with the
+   * last seq it committed once the batches already queued have committed (nothing else can), and
+   * probes of its records there and below: the promoted store keeps its mailboxes' uidValidity
+   * only when it holds that seq with the same records, as no reader here can have seen a uid it
+   * lacks (docs/REPLICATION.md).
+   */
+  private async answerFence(hello: Message, connection: Connection): Promise<void> {
+    const epoch = Number(hello.epoch ?? 0);
+    await this.fenceBy(epoch, connection);
+    const control = this.store.replication();
+    const role = control.role();
+    if (role?.role !== 'fenced') throw new MailstoreError('INVALID', `epoch ${String(hello.epoch)} is not newer than this primary's`);
+    await control.fenced(async () => undefined); // the writer drained: changes.lastSeq is final
+    const lastSeq = this.store.changes.lastSeq;
+    // its records by checksum: a store put back to an older image gave seqs the promoted one holds for other records
+    const history = await historyProbes(control.journal, this.store.changes.firstSeq, lastSeq);
+    await connection.send({ t: 'error', code: 'READ_ONLY_REPLICA', message: `this primary was fenced by epoch ${role.fencedBy ?? epoch}`, lastSeq, history });
+    connection.close();
   }
 
   private checkStore(hello: Message): void {

@@ -1,17 +1,26 @@
 // Promotion and fencing (PostgreSQL's pg_promote, with an epoch as in Raft's terms): `promote` turns
-// a replica into a primary with the epoch raised by one, recorded in its REPLICATION file first
-// (from then on it takes writes) and then in its journal (meta.set replication/epoch), so the epoch
-// is part of the history its own replicas receive. The old primary is fenced when it learns of the
+// a replica into a primary with the epoch raised by one, recorded in its journal (meta.set
+// replication/epoch: the epoch is part of the history its own replicas receive) and then in its
+// REPLICATION file (from then on it takes writes). The old primary is fenced when it learns of the
 // higher epoch: the promoted node tells it at once if it can be reached, and any replica that
 // connects to it later carries the epoch in its hello. A fenced primary refuses writes
 // (READ_ONLY_REPLICA) and fails the synchronous commits still waiting.
+// The old primary shows a batch to its readers before its replicas acknowledge it, so IMAP clients
+// may hold uids this store never received: unless the old primary, reached and fenced, says it
+// committed nothing this store lacks, every mailbox gets a new uidValidity (docs/REPLICATION.md).
 import { MailstoreError } from '../errors.js';
+import { keys } from '../keys/index-keys.js';
+import { SPACE } from '../keys/tuple.js';
+import { meta, uidValidityAfter, uidValidityLastAfter } from '../store/apply.js';
+import type { MailboxInfo, Op } from '../store/records.js';
 import { limits } from '../limits.js';
 import type { Store } from '../store/store.js';
 import { readKeyFile } from './key.js';
 import { PRIMARY_SETTINGS_FILE, forgetPrimarySettings, readNodeSettings, readPrimarySettings, settingWarnings } from './node-settings.js';
 import { commitPendingRounds } from './pending-rounds.js';
-import { connect, type Log } from './transport.js';
+import { holdsHistory } from './history.js';
+import { connect, type Log, type Message } from './transport.js';
+import { answeredWithin } from '../within.js';
 
 export const EPOCH_META = 'replication/epoch';
 
@@ -21,6 +30,18 @@ export interface PromoteResult {
   seq: number;
   /** Whether the old primary was reached and told (it is fenced in any case once it hears of the epoch). */
   oldPrimaryFenced: boolean;
+  /** The last seq the old primary committed, as it said when fenced (absent: not reached, or a mailstore before session 39). */
+  oldPrimarySeq?: number;
+  /** The seq this store held of the old primary's history when promoted. */
+  heldSeq: number;
+  /**
+   * kept: this store holds every change the old primary committed, so uids go on under each
+   * mailbox's uidValidity; new: every mailbox got a new one (the old primary may have shown uids
+   * this store lacks; IMAP clients read the mailboxes again).
+   */
+  uidValidity: 'kept' | 'new';
+  /** Mailboxes given a new uidValidity. */
+  mailboxesRenewed: number;
   /** A damaged REPLICATION-PENDING frame set aside (promote --quarantine-damaged-pending); its changes were not applied. */
   damagedPendingFrame?: { offset: number; quarantinedAs: string };
   /** The per-node settings that differ from the old primary's last announced ones (node-settings.ts), one WARNING line each. */
@@ -43,22 +64,45 @@ export async function promoteStore(store: Store, log: Log = () => undefined, opt
   // continue this history, and one of them may have been acknowledged (pending-rounds.ts)
   const pending = await commitPendingRounds(store, log, { quarantineDamaged: options.quarantineDamagedPending });
   const epoch = role.epoch + 1;
-  await control.setRole({ ...role, role: 'primary', epoch, primary: undefined });
+  // fenced first: once it answers, nothing more commits there, and its last seq is final
+  const oldPrimary = role.primary && role.keyFile ? await tellOldPrimary(store, role.primary, role.keyFile, epoch) : { fenced: false };
+  const heldSeq = store.changes.lastSeq;
+  const keep = oldPrimary.lastSeq !== undefined && await holdsHistory(control.journal, store.changes.firstSeq, heldSeq, oldPrimary.lastSeq, oldPrimary.history);
+  // Committed before the role changes: a promotion cut short leaves a replica with records of its
+  // own (refused by its primary as diverged: promote it again), never a primary taking writes
+  // under the uidValidity its old primary gave out uids under.
+  const mailboxesRenewed = keep ? 0 : await renewUidValidities(store);
   const seq = await control.commitMeta(EPOCH_META, epoch);
-  log(`replication: promoted to primary at epoch ${epoch} (seq ${seq}); the old primary ${role.primary ?? '?'} is fenced once it hears of it`);
+  await control.setRole({ ...role, role: 'primary', epoch, primary: undefined });
+  log(`replication: promoted to primary at epoch ${epoch} (seq ${seq}); the old primary ${role.primary ?? '?'} ${oldPrimary.fenced ? 'is fenced' : 'is fenced once it hears of it'}`);
+  log(keep
+    ? `replication: uidValidity kept: this store holds every change the old primary committed (seq ${heldSeq})`
+    : `replication: ${mailboxesRenewed} mailboxes have a new uidValidity: ${renewedWhy(oldPrimary.lastSeq, heldSeq)}; IMAP clients read them again`);
   // Mailbox deletes (and copies in parts) the old primary began and did not end were its to finish
   // (undo); now they are this store's (open does it too, but a daemon may run for months): in the
   // background, as a delete's chunks go, so the new primary serves at once. close() waits for them.
   control.finishInterrupted().catch((error: unknown) => log(`replication: finishing the mailbox deletes and copies the old primary left half-done failed (${(error as Error).message}); the next open finishes them`));
-  const oldPrimaryFenced = role.primary && role.keyFile ? await tellOldPrimary(store, role.primary, role.keyFile, epoch) : false;
   const warnings = settingWarnings(await readPrimarySettings(store.fs, store.root), await readNodeSettings(store.fs, store.root), role.primary ?? '?');
   for (const line of warnings) log(line);
   await forgetPrimarySettings(store.fs, store.root).catch((error: unknown) => log(`replication: could not remove ${PRIMARY_SETTINGS_FILE} (${(error as Error).message}); it names the old primary's settings: remove it`));
-  return { epoch, seq, oldPrimaryFenced, ...(pending.damagedFrame ? { damagedPendingFrame: pending.damagedFrame } : {}), ...(warnings.length > 0 ? { settingWarnings: warnings } : {}) };
+  return {
+    epoch, seq, oldPrimaryFenced: oldPrimary.fenced, ...(oldPrimary.lastSeq === undefined ? {} : { oldPrimarySeq: oldPrimary.lastSeq }), heldSeq,
+    uidValidity: keep ? 'kept' : 'new', mailboxesRenewed, ...(pending.damagedFrame ? { damagedPendingFrame: pending.damagedFrame } : {}), ...(warnings.length > 0 ? { settingWarnings: warnings } : {}) };
 }
 
-/** Best effort, bounded: a dead or partitioned old primary learns the epoch from its next replica. */
-async function tellOldPrimary(store: Store, address: string, keyFile: string, epoch: number): Promise<boolean> {
+/** Why promote renewed every uidValidity (the log's and the CLI's words). */
+export function renewedWhy(oldPrimarySeq: number | undefined, heldSeq: number): string {
+  if (oldPrimarySeq === undefined) return 'the old primary did not say what it committed';
+  return oldPrimarySeq > heldSeq
+    ? `the old primary committed up to seq ${oldPrimarySeq}, this store holds ${heldSeq}`
+    : `the old primary's records up to seq ${oldPrimarySeq} are not this store's (it was put back to an older image?)`;
+}
+
+/**
+ * Best effort, bounded: a dead or partitioned old primary learns the epoch from its next replica.
+ * `lastSeq`: the last seq it committed, which it says once fenced (primary.ts answerFence).
+ */
+async function tellOldPrimary(store: Store, address: string, keyFile: string, epoch: number): Promise<{ fenced: boolean; lastSeq?: number; history?: unknown }> {
   try {
     const psk = await readKeyFile(store.fs, keyFile);
     const connection = await Promise.race([
@@ -67,12 +111,42 @@ async function tellOldPrimary(store: Store, address: string, keyFile: string, ep
     ]);
     try {
       await connection.send({ t: 'hello', kind: 'fence', storeId: store.identity.storeId, epoch });
-      const answer = await connection.next(limits.replicationPingMs);
-      return answer?.t === 'error' && answer.code === 'READ_ONLY_REPLICA';
+      // by the clock, not by silence: a primary whose writer hangs (a dead disk) still answers pings
+      let answer: Message | undefined;
+      const answered = connection.next().then((message) => { answer = message; });
+      if (!(await answeredWithin(answered, limits.promoteFenceAnswerMs))) return { fenced: false };
+      const fenced = answer?.t === 'error' && answer.code === 'READ_ONLY_REPLICA';
+      const lastSeq = Number(answer?.lastSeq);
+      return fenced && Number.isSafeInteger(lastSeq) && lastSeq >= 0 ? { fenced, lastSeq, history: answer?.history } : { fenced };
     } finally {
       connection.close();
     }
   } catch {
-    return false;
+    return { fenced: false };
   }
+}
+
+/**
+ * Every mailbox gets a uidValidity above every one this store gave (as a new mailbox's), its
+ * messages, uids and uidNext kept; in records of limits.promoteMailboxesPerRecord. Returns how many.
+ */
+async function renewUidValidities(store: Store): Promise<number> {
+  const control = store.replication();
+  const ids: Buffer[] = [];
+  for await (const [, box] of control.db.entries<MailboxInfo>({ prefix: keys.space(SPACE.info) })) {
+    if (!box.deleting) ids.push(Buffer.from(box.id)); // one being deleted is finished after the promotion
+  }
+  for (let start = 0; start < ids.length; start += limits.promoteMailboxesPerRecord) {
+    const part = ids.slice(start, start + limits.promoteMailboxesPerRecord);
+    await control.commitAnyRole(async ({ view }) => {
+      let last = (await view.get<number>(meta.uidValidityLast)) ?? 0;
+      const ops: Op[] = part.map((id) => {
+        const uidValidity = uidValidityAfter(last);
+        last = uidValidityLastAfter(last, uidValidity);
+        return { op: 'mailbox.uidValidity', id, uidValidity };
+      });
+      return { ops, result: undefined };
+    });
+  }
+  return ids.length;
 }

@@ -23,7 +23,7 @@ const PSK_IDENTITY = 'mailstore-node';
  * undumped mailbox's uidNext) and nothing else refuses it (docs/FORMAT.md, "Compatibility").
  * Raised when a record or frame changes so that a replica of the version before would misread it.
  */
-export const REPLICATION_VERSION = 4; // 3: session 37 (copy intents, moved marks); 4: session 39 (change.floor): older-replica.ts
+export const REPLICATION_VERSION = 4; // 3: session 37 (copy intents, moved marks); 4: session 39 (change.floor, mailbox.uidValidity): older-replica.ts
 
 export type Message = { t: string } & Record<string, unknown>;
 const NO_TYPES: ReadonlySet<string> = new Set();

@@ -120,6 +120,7 @@ function applyOp(view: IndexView, seq: number, op: Op, problem: ApplyProblem): v
     case 'mailbox.deleteBegin': return beginMailboxDelete(view, seq, op, problem);
     case 'mailbox.deleteEnd': return endMailboxDelete(view, op);
     case 'mailbox.owner': return setMailboxOwner(view, seq, op, problem);
+    case 'mailbox.uidValidity': return setUidValidity(view, seq, op, problem);
     case 'message.add': return addMessage(view, seq, op, problem);
     case 'message.flags': return setMessageFlags(view, seq, op, problem);
     case 'message.expunge': return expungeMessages(view, seq, op, problem);
@@ -209,6 +210,14 @@ function setMailboxOwner(view: IndexView, seq: number, op: OpOf<'mailbox.owner'>
   const changed: MailboxInfo = { ...box, owner: op.owner ?? undefined };
   if (op.owner === null) delete changed.owner;
   view.put(keys.info(op.id), changed);
+}
+
+/** The uids stay (uidNext too): under the new uidValidity a client reads them all again. */
+function setUidValidity(view: IndexView, modseq: number, op: OpOf<'mailbox.uidValidity'>, problem: ApplyProblem): void {
+  const box = info(view, op.id, modseq, problem);
+  if (!box) return;
+  view.put(keys.info(op.id), { ...box, uidValidity: op.uidValidity, highestModseq: modseq } satisfies MailboxInfo);
+  view.put(meta.uidValidityLast, uidValidityLastAfter(view.getNow<number>(meta.uidValidityLast) ?? 0, op.uidValidity));
 }
 
 function addMessage(view: IndexView, seq: number, op: OpOf<'message.add'>, problem: ApplyProblem): void {

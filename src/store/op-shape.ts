@@ -47,6 +47,7 @@ const SHAPES: Record<string, (op: Record<string, unknown>) => boolean> = {
   'mailbox.deleteBegin': (op) => isBytes(op.id, ID_BYTES),
   'mailbox.deleteEnd': (op) => isBytes(op.id, ID_BYTES),
   'mailbox.owner': (op) => isBytes(op.id, ID_BYTES) && (op.owner === null || typeof op.owner === 'string'),
+  'mailbox.uidValidity': (op) => isBytes(op.id, ID_BYTES) && isU32(op.uidValidity) && op.uidValidity !== 0,
   'message.add': (op) => isBytes(op.id, ID_BYTES) && isUid(op.uid) && isBytes(op.hash, HASH_BYTES) && isCount(op.size) && isTime(op.date)
     && isStrings(op.flags) && isPack(op.pack) && isCount(op.offset) && isFlag(op.fresh) && optional(op.body, (b) => b instanceof Uint8Array)
     && optional(op.modseq, isCount) && optional(op.envelopeFrom, (e) => typeof e === 'string') && optional(op.dateZone, Number.isInteger) && isFlag(op.recent),

@@ -133,6 +133,12 @@ export type Op =
   /** A user rename hands the tree to its new name (null: no owner). */
   | { op: 'mailbox.owner'; id: Id; owner: string | null }
   /**
+   * A new uidValidity for a mailbox that keeps its messages, uids and uidNext: what a promotion
+   * gives every mailbox when the old primary may have shown changes this store never received
+   * (docs/REPLICATION.md), so no uid an IMAP client cached from it is taken for another message.
+   */
+  | { op: 'mailbox.uidValidity'; id: Id; uidValidity: number }
+  /**
    * `body`: the message stored inside this record (docs/FORMAT.md, "Inline bodies"); then `pack`
    * is INLINE_PACK and `offset` this record's seq, and the blob's location says the same.
    * `modseq`: kept from another store by XFER (below the record's own modseq); absent: the record's.

@@ -108,6 +108,8 @@ export interface StoreReplication {
   installResync(staged: StagedResync): Promise<void>;
   /** Commits one meta.set record (the epoch), whatever the role; returns its seq. */
   commitMeta(key: string, value: unknown): Promise<number>;
+  /** Commits ops whatever the role and with no replica (a promotion's, before the store takes writes). */
+  commitAnyRole<T>(prepare: Mutation<T>['prepare']): Promise<T>;
   /** Finishes the mailbox deletes and undoes the copies in parts the journal left half-done (open does for a writable role; a promoted replica inherits its old primary's). */
   finishInterrupted(): Promise<void>;
   /** Commits ops prepared by the caller against the batch's view (XFER's mailbox import). */
@@ -760,10 +762,11 @@ export class Store implements MailStore {
         this.gate = gate;
         this.unreplicatedRefused = false; // a primary runs in this process: its gate decides from now on
       },
-      commitMeta: (key, value) => {
+      commitMeta: (key, value) => store.replication().commitAnyRole(async ({ seq }) => ({ ops: [{ op: 'meta.set', key, value } as Op], result: seq })),
+      commitAnyRole: (prepare) => {
         this.live();
         if (this.readOnly) this.writable();
-        return this.writer.submit({ exclusive: true, prepare: async ({ seq }) => ({ ops: [{ op: 'meta.set', key, value } as Op], result: seq }) });
+        return this.writer.submit({ exclusive: true, prepare });
       },
       commitOps: (prepare, space) => this.submit({ exclusive: true, space, prepare }),
       finishInterrupted: () => this.finishInterrupted(),

@@ -50,7 +50,7 @@ describe('replication commands', () => {
       expect(diff.stdout.toString()).toMatch(/uid 2/);
       // promote, then the replica takes writes
       const promoted = await json(['promote', '--json'], { store: r });
-      expect(promoted).toMatchObject({ epoch: 1, oldPrimaryFenced: true });
+      expect(promoted).toMatchObject({ epoch: 1, oldPrimaryFenced: true, uidValidity: 'kept', mailboxesRenewed: 0 });
       expect((await run(['append', 'user/bob/INBOX', file], { store: r })).code).toBe(0);
       expect(await json(['replica', 'status', '--json'], { store: r })).toMatchObject({ role: 'primary', epoch: 1 });
     } finally {

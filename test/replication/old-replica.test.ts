@@ -92,4 +92,10 @@ describe('a replica whose hello names replication version 2 (sessions 35 and 36)
     expect(newerThan(3, floor)).toMatchObject({ version: 4, what: expect.stringMatching(/vanished floor/) });
     expect(newerThan(REPLICATION_VERSION, floor)).toBeUndefined();
   });
+
+  it("a promotion's new uidValidity is refused to a replica before session 39 (its op-shape check would stop it); a replica of this version takes it", () => {
+    const renewed = [{ op: 'mailbox.uidValidity', id: Buffer.alloc(16, 1), uidValidity: 7 }] as Op[];
+    expect(newerThan(3, renewed)).toMatchObject({ version: 4, what: expect.stringMatching(/new uidValidity a promotion gives/) });
+    expect(newerThan(REPLICATION_VERSION, renewed)).toBeUndefined();
+  });
 });

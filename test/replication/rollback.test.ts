@@ -64,4 +64,44 @@ describe('a primary rolled back to an older image while its replica is ahead', (
       await primaryStore.close();
     }
   }, 60_000);
+
+  it('promoted while the rolled-back primary still runs, having given fewer seqs than the replica holds: every mailbox gets a new uidValidity (its readers saw uid 4 as other mail)', async () => {
+    const key = keyFile();
+    const p = tmpDir('primary');
+    const image = join(tmpDir('image'), 'p');
+    let primaryStore = await Store.open(p, { create: true });
+    await primaryStore.createMailbox('INBOX');
+    let primary: PrimaryHandle = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: () => undefined });
+    const port = (await primary.status()).port;
+    const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: `127.0.0.1:${port}`, keyFile: key, log: () => undefined });
+    try {
+      for (let i = 1; i <= 3; i++) await primaryStore.append('INBOX', msg(i));
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq);
+      await primary.close();
+      await primaryStore.close();
+      cpSync(p, image, { recursive: true });
+      primaryStore = await Store.open(p);
+      primary = await startPrimary(primaryStore, { listen: `127.0.0.1:${port}`, keyFile: key, log: () => undefined });
+      for (let i = 4; i <= 6; i++) await primaryStore.append('INBOX', msg(i));
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq);
+      await primary.close();
+      await primaryStore.close();
+      rmSync(p, { recursive: true });
+      cpSync(image, p, { recursive: true });
+      primaryStore = await Store.open(p);
+      await primaryStore.append('INBOX', msg(7)); // uid 4 there, read by a client; msg(4) is uid 4 on the replica
+      const seen = await primaryStore.status('INBOX');
+      primary = await startPrimary(primaryStore, { listen: `127.0.0.1:${port}`, keyFile: key, log: () => undefined });
+      await until(() => /diverged/.test(replica.status().lastError ?? ''), 15_000, 'the refusal');
+      const promoted = await replica.promote(); // the old primary answers its fence: seq 5, below the replica's 7
+      expect(promoted).toMatchObject({ oldPrimaryFenced: true, oldPrimarySeq: primaryStore.changes.lastSeq, uidValidity: 'new' });
+      expect(promoted.heldSeq).toBeGreaterThan(promoted.oldPrimarySeq!);
+      expect((await replica.store.status('INBOX')).uidValidity).not.toBe(seen.uidValidity);
+      for (let uid = 1; uid <= 6; uid++) expect(await replica.store.fetch('INBOX', uid)).toEqual(msg(uid));
+    } finally {
+      await replica.close();
+      await primary.close();
+      await primaryStore.close();
+    }
+  }, 60_000);
 });

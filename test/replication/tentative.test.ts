@@ -137,6 +137,9 @@ describe('tentative rounds of a synchronous replica', () => {
   it('promote commits a round the replica holds durable whose commit notice never came', async () => {
     const { faults, primaryStore, primary, replica } = await pair();
     let release!: () => void;
+    const tunable = limits as { promoteFenceAnswerMs: number };
+    const answerMs = tunable.promoteFenceAnswerMs;
+    tunable.promoteFenceAnswerMs = 500; // the old primary's writer hangs in its sync: it is fenced, and cannot say its last seq
     try {
       const committed = primaryStore.changes.lastSeq;
       await until(() => replica.store.changes.lastSeq === committed);
@@ -148,7 +151,8 @@ describe('tentative rounds of a synchronous replica', () => {
       await until(() => release !== undefined, 15_000, 'the tentative round on the replica');
       expect(replica.store.changes.lastSeq).toBe(committed); // held, not committed, while it follows
       const promoted = await replica.promote();
-      expect(promoted.seq).toBe(committed + 2); // the round, then the epoch record
+      expect(promoted.seq).toBe(committed + 3); // the round, the mailboxes' new uidValidity, then the epoch record
+      expect(promoted).toMatchObject({ heldSeq: committed + 1, uidValidity: 'new' });
       expect((await replica.store.status('INBOX')).messages).toBe(3);
       expect(await replica.store.fetch('INBOX', 3)).toEqual(msg(3));
       expect((await readPendingRounds(replica.store)).rounds).toEqual([]);
@@ -161,6 +165,7 @@ describe('tentative rounds of a synchronous replica', () => {
       if (outcome instanceof Error) expect(outcome).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/may have committed/) });
       else expect(outcome).toMatchObject({ uid: 3 });
     } finally {
+      tunable.promoteFenceAnswerMs = answerMs;
       release?.();
       await replica.close();
       await primary.close();

@@ -2,6 +2,7 @@
 // goes up by one, the store takes writes, and the old primary is fenced when it hears of it.
 import type { Command } from 'commander';
 import { procedures } from '../../daemon/procedures.js';
+import { renewedWhy } from '../../replication/promote.js';
 import { printJson, printLine, wantsJson, warn, withStore } from '../context.js';
 
 export function register(program: Command): void {
@@ -14,12 +15,17 @@ export function register(program: Command): void {
 Stop the replica's daemon first (or let the daemon promote it). The old primary is told at once if
 it can be reached; otherwise it is fenced by the first node that brings it the new epoch. Changes
 it acknowledged with synchronous replicas are on every synchronous replica; with rolling
-replication the newest ones may be only on the old primary.`)
+replication the newest ones may be only on the old primary. Each mailbox keeps its uidValidity
+only when the old primary, reached, says it committed nothing this store lacks; otherwise every
+mailbox gets a new one (IMAP clients read them again; a uid is never given for other mail).`)
     .action(async (options: { quarantineDamagedPending?: boolean }, command: Command) => {
       const result = await withStore(command, (store) => procedures(store).promote({ quarantineDamagedPending: options.quarantineDamagedPending === true }));
       for (const line of result.settingWarnings ?? []) warn(line);
       if (wantsJson(command)) return printJson(result);
       if (result.damagedPendingFrame) await printLine(`warning: a damaged tentative frame was set aside (${result.damagedPendingFrame.quarantinedAs}); changes in it were not applied`);
       await printLine(`promoted: primary at epoch ${result.epoch} (seq ${result.seq}); old primary ${result.oldPrimaryFenced ? 'fenced' : 'not reached (fenced once it hears of the epoch)'}`);
+      await printLine(result.uidValidity === 'kept'
+        ? `uidValidity kept: this store holds every change the old primary committed (seq ${result.heldSeq})`
+        : `new uidValidity for every mailbox (${result.mailboxesRenewed}): ${renewedWhy(result.oldPrimarySeq, result.heldSeq)}, so its readers may have seen uids this store lacks; IMAP clients read the mailboxes again`);
     });
 }
