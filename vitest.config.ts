@@ -49,13 +49,45 @@ class SlowestFirst extends BaseSequencer {
   }
 }
 
+/**
+ * Files that need a process of their own: a vi.mock (file-wide, of a module other files load too),
+ * or counts of what the whole process holds (descriptors, sessions, heap) that another file's
+ * leftovers in the same worker would move.
+ */
+const ISOLATED = [
+  'test/store/read-pool-start.test.ts', // vi.mock('node:worker_threads')
+  'test/backup/worker-start.test.ts', // vi.mock('node:worker_threads')
+  'test/backup/worker-lost.test.ts', // vi.mock of src/backup/zstd.js
+  'test/daemon/churn.test.ts', // /proc/self/fd, backup sessions, heap: back to a baseline
+  'test/daemon/body-budget.test.ts', // the process's body bytes held, counted from 0
+  'test/fs/stall-watch.test.ts', // watches every thread of the process
+];
+
+const timeouts = {
+  testTimeout: 120_000,
+  hookTimeout: 120_000,
+};
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    testTimeout: 120_000,
-    hookTimeout: 120_000,
     // The machine has 2 cores; crash and soak tests are heavy, keep the pool small.
     maxWorkers: 2,
     sequence: { sequencer: SlowestFirst },
+    projects: [
+      {
+        // A worker runs file after file with the modules it loaded (isolate: false): a fresh
+        // process and module graph a file cost ~0.5 s of CPU, over 300 files. The guard fails a
+        // file that leaves a limit, the environment, the umask or the directory changed.
+        test: {
+          ...timeouts,
+          name: 'shared',
+          include: ['test/**/*.test.ts'],
+          exclude: ISOLATED,
+          isolate: false,
+          setupFiles: ['test/helpers/shared-worker-guard.ts'],
+        },
+      },
+      { test: { ...timeouts, name: 'isolated', include: ISOLATED } },
+    ],
   },
 });
