@@ -2,39 +2,90 @@ import { defineConfig } from 'vitest/config';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /**
- * The slowest files, slowest first (seconds of each file in session 36's last fresh-clone `npm test`
- * (710 s; the 15 files over 14 s), scaled by session 37's before/after of the files it made faster,
- * each alone at load ~10-16 beside other helpers' runs: so estimates, to be refreshed). A fresh
- * clone has no vitest cache of durations, so vitest starts the biggest files first, and these came
- * last: a long file starting near the end left one worker idle. Started first, the many short
- * files fill in behind them. Refresh from the per-file times a fresh run prints.
+ * The slowest files, slowest first: every file of 6 s or more in session 38's last fresh-clone
+ * `npm test` (AMD EPYC, 2 cores, 863 s; seconds of each file alone in its worker). A fresh clone
+ * has no vitest cache of durations, so vitest starts the biggest files first, and a long file that
+ * starts near the end leaves the other worker idle (session 38: crash-explorer-rotation, 21 s, was
+ * among the last). Started longest first, the many short files fill in behind them. Refresh from
+ * the per-file times a fresh run prints; times of files made faster since are estimates.
  */
 const SLOWEST_FIRST = [
-  'test/sim/damage-explorer.test.ts', // 64 s (79 s before the scan buffer's fix)
-  'test/objstore/tier-faults.test.ts', // 40 s
-  'test/cli/environment.test.ts', // 32 s (45 s)
-  'test/cli/commands.test.ts', // 20 s
-  'test/sim/power-cut.test.ts', // 19 s (25 s)
-  'test/sim/faults.test.ts', // 18 s (27 s)
-  'test/backup/faults.test.ts', // 18 s
-  'test/sim/crash-import-pipelined.test.ts', // 15 s (16 s)
-  'test/objstore/tier-network-faults.test.ts', // 14 s (18 s)
-  'test/scrub/many-findings.test.ts', // 14 s (15 s)
-  'test/backup/daemon-backup.test.ts', // 14 s
-  'test/daemon/open-files.test.ts', // 14 s
-  'test/import/resume.test.ts', // 14 s (26 s)
-  'test/store/compact-crash.test.ts', // 11 s (18 s)
-  'test/objstore/backup-bucket.test.ts', // 9 s (15 s)
-  // under 14 s in that run, long in session 36's loaded ones: still ahead of the many short files
-  'test/formats/mbox-differential.test.ts',
-  'test/store/store.test.ts',
-  'test/packaging/packaging.test.ts',
-  'test/store/snapshots.test.ts',
-  'test/scrub/scrub.test.ts',
-  'test/sim/media.test.ts',
-  'test/cli/admin.test.ts',
-  'test/cli/drills.test.ts',
-  'test/sim/filesystems.test.ts', // 21 s alone at load 11 (38 s before its commands ran in-process)
+  'test/sim/damage-explorer.test.ts', // 67 s
+  'test/objstore/tier-faults.test.ts', // 50 s
+  'test/cli/environment.test.ts', // 29 s
+  'test/sim/power-cut.test.ts', // 28 s
+  'test/backup/faults.test.ts', // 27 s
+  'test/cli/commands.test.ts', // 25 s
+  'test/sim/faults.test.ts', // 23 s
+  'test/sim/crash-explorer-rotation.test.ts', // 21 s
+  'test/store/compact-crash.test.ts', // 21 s
+  'test/sim/crash-explorer-lost-writes.test.ts', // 20 s
+  'test/sim/media.test.ts', // 20 s
+  'test/objstore/tier-network-faults.test.ts', // 20 s
+  'test/sim/crash-explorer.test.ts', // 19 s
+  'test/backup/daemon-backup.test.ts', // 19 s
+  'test/bench/cli.test.ts', // 19 s
+  'test/scrub/many-findings.test.ts', // 18 s
+  'test/scrub/scrub.test.ts', // 18 s
+  'test/packaging/packaging.test.ts', // 17 s
+  'test/cli/admin.test.ts', // 17 s
+  'test/cli/missing-dependencies.test.ts', // 16 s
+  'test/daemon/open-files.test.ts', // 15 s
+  'test/import/resume.test.ts', // 15 s
+  'test/cli/scrub-cron.test.ts', // 15 s
+  'test/cli/lock-wait.test.ts', // 15 s
+  'test/sim/snapshot-crash.test.ts', // 14 s
+  'test/sim/soak.test.ts', // 14 s
+  'test/replication/resync.test.ts', // 14 s
+  'test/store/store.test.ts', // 14 s
+  'test/backup/repair.test.ts', // 13 s
+  'test/replication/network-faults.test.ts', // 13 s
+  'test/sim/crash-explorer-inline.test.ts', // 13 s
+  'test/objstore/tier.test.ts', // 13 s
+  'test/store/undump-many.test.ts', // 13 s
+  'test/cli/drills.test.ts', // 13 s
+  'test/daemon/churn.test.ts', // 12 s
+  'test/sim/crash-import-pipelined.test.ts', // 12 s
+  'test/objstore/tier-replica.test.ts', // 12 s
+  'test/daemon/years.test.ts', // 12 s
+  'test/daemon/serve-faults.test.ts', // 12 s
+  'test/scrub/recovery-source.test.ts', // 11 s
+  'test/replication/pending-faults.test.ts', // 11 s
+  'test/daemon/hostile.test.ts', // 11 s
+  'test/backup/heal.test.ts', // 11 s
+  'test/daemon/client.test.ts', // 11 s
+  'test/store/record-bound.test.ts', // 11 s
+  'test/scrub/scan.test.ts', // 11 s
+  'test/objstore/tier-lost-disk.test.ts', // 11 s
+  'test/objstore/tier-scrub.test.ts', // 10 s
+  'test/daemon/procedures-tier.test.ts', // 10 s
+  'test/objstore/tier-background.test.ts', // 10 s
+  'test/backup/crash-states.test.ts', // 10 s
+  'test/formats/mbox-differential.test.ts', // 10 s
+  'test/replication/promote.test.ts', // 9 s
+  'test/events/events.test.ts', // 9 s
+  'test/store/delete-many.test.ts', // 9 s
+  'test/daemon/lmtp.test.ts', // 9 s
+  'test/backup/lock.test.ts', // 9 s
+  'test/scrub/index-tables.test.ts', // 9 s
+  'test/objstore/backup-bucket.test.ts', // 9 s
+  'test/sim/filesystems.test.ts', // 9 s
+  'test/cli/drills-combined.test.ts', // 8 s
+  'test/cli/uid-sets.test.ts', // 8 s
+  'test/daemon/serve.test.ts', // 8 s
+  'test/cli/admin-pairs.test.ts', // 8 s
+  'test/sim/counters-crash.test.ts', // 8 s
+  'test/objstore/tier-recovery.test.ts', // 8 s
+  'test/import/public-inbox.test.ts', // 8 s
+  'test/daemon/hung-mount.test.ts', // 8 s
+  'test/sim/years.test.ts', // 7 s
+  'test/fs/stall-watch.test.ts', // 7 s
+  'test/packaging/scrub-unit.test.ts', // 7 s
+  'test/backup/incremental.test.ts', // 7 s
+  'test/replication/compaction.test.ts', // 7 s
+  'test/store/snapshots.test.ts', // 7 s
+  'test/events/webhook.test.ts', // 6 s
+  'test/store/read-messages.test.ts', // 6 s
 ];
 
 class SlowestFirst extends BaseSequencer {
@@ -49,13 +100,45 @@ class SlowestFirst extends BaseSequencer {
   }
 }
 
+/**
+ * Files that need a process of their own: a vi.mock (file-wide, of a module other files load too),
+ * or counts of what the whole process holds (descriptors, sessions, heap) that another file's
+ * leftovers in the same worker would move.
+ */
+const ISOLATED = [
+  'test/store/read-pool-start.test.ts', // vi.mock('node:worker_threads')
+  'test/backup/worker-start.test.ts', // vi.mock('node:worker_threads')
+  'test/backup/worker-lost.test.ts', // vi.mock of src/backup/zstd.js
+  'test/daemon/churn.test.ts', // /proc/self/fd, backup sessions, heap: back to a baseline
+  'test/daemon/body-budget.test.ts', // the process's body bytes held, counted from 0
+  'test/fs/stall-watch.test.ts', // watches every thread of the process
+];
+
+const timeouts = {
+  testTimeout: 120_000,
+  hookTimeout: 120_000,
+};
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    testTimeout: 120_000,
-    hookTimeout: 120_000,
     // The machine has 2 cores; crash and soak tests are heavy, keep the pool small.
     maxWorkers: 2,
     sequence: { sequencer: SlowestFirst },
+    projects: [
+      {
+        // A worker runs file after file with the modules it loaded (isolate: false): a fresh
+        // process and module graph a file cost ~0.5 s of CPU, over 300 files. The guard fails a
+        // file that leaves a limit, the environment, the umask or the directory changed.
+        test: {
+          ...timeouts,
+          name: 'shared',
+          include: ['test/**/*.test.ts'],
+          exclude: ISOLATED,
+          isolate: false,
+          setupFiles: ['test/helpers/shared-worker-guard.ts'],
+        },
+      },
+      { test: { ...timeouts, name: 'isolated', include: ISOLATED } },
+    ],
   },
 });

@@ -4,10 +4,10 @@
 // would fail LOCKED, so exit 0 means the daemon ran it. Skipped (with the reason) without Ceph.
 import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { scrub } from '../../src/scrub/scrub.js';
-import { cephInstalled, createBucket, startCeph, type Ceph } from '../helpers/ceph.js';
+import { cephInstalled, createBucket, sharedCeph, type Ceph } from '../helpers/ceph.js';
 import { json, ok, requireBuilt, run, tempDir } from '../cli/helpers.js';
 import { message, serve } from './processes.js';
 
@@ -20,9 +20,8 @@ describe.skipIf(!installed)('tier through the daemon (Ceph)', () => {
   let ceph: Ceph;
   beforeAll(async () => {
     requireBuilt();
-    ceph = (await startCeph())!;
+    ceph = (await sharedCeph())!;
   }, 180_000);
-  afterAll(async () => { await ceph?.stop(); }, 60_000);
 
   it('tier status, tier flush --json, tier status: the packs move, every message reads back exact through the daemon and after it stopped', async () => {
     createBucket(ceph, 'mailstore-daemon-tier');

@@ -30,12 +30,14 @@ describe('stall watch', () => {
     const fifo = join(dir, 'fifo');
     expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
     const writer = spawn(process.execPath, ['-e', `const fs = require('fs'); const fd = fs.openSync(${JSON.stringify(fifo)}, 'w'); setInterval(() => fs.writeSync(fd, 'x'), 1)`], { stdio: 'ignore' });
+    // opened before the watch starts: the open waits for the writer, a node start (over a second
+    // on a loaded machine, and then reported as the openat it is)
+    const fd = openSync(fifo, 'r');
     const notices: StallNotice[] = [];
     const watch = startStallWatch({ format: 'json', logPath: join(dir, 'log'), reportMs: 300, checkMs: 50, onNotice: (n) => notices.push(n) });
     expect(watch).toBeDefined();
     let reads = 0;
     try {
-      const fd = openSync(fifo, 'r');
       const byte = Buffer.alloc(1);
       // synchronous: the main thread in read(fd, byte, 1) whenever the watch looks, as the daemon's in its journal's calls
       for (const end = Date.now() + 1500; Date.now() < end;) reads += readSync(fd, byte, 0, 1, null);

@@ -2,15 +2,40 @@
 // starts it too (`npm run bench`, step tier): tools/bench/ceph.ts.
 export * from '../../tools/bench/ceph.js';
 
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as Minio from 'minio';
-import { createBucket, type Ceph } from '../../tools/bench/ceph.js';
+import { createBucket, startCeph, type Ceph } from '../../tools/bench/ceph.js';
 import { Store } from '../../src/store/store.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { writeTierSettings } from '../../src/store/tier.js';
 import type { TierPolicy } from '../../src/store/tier-policy.js';
 import { tmpDir } from './tmp.js';
+
+let shared: Promise<Ceph | undefined> | undefined;
+
+/**
+ * The Ceph of this worker process, started by the first test file that asks and kept for the files
+ * the worker runs after it (vitest.config.ts: they share a worker): a start cost ~5 s in each of
+ * the ten files that use one. Each file keeps to buckets of its own names and leaves the gateway
+ * up. Its daemons are killed and its directory removed once the worker is gone (vitest ends one
+ * with SIGTERM, which runs no exit handler), by a shell that waits for that; a start that failed
+ * is tried again by the next file.
+ */
+export function sharedCeph(): Promise<Ceph | undefined> {
+  shared ??= startCeph().then((ceph) => {
+    if (ceph) {
+      const reaper = 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; for f in "$2"/run/*.pid; do kill -9 "$(cat "$f")" 2>/dev/null; done; rm -rf "$2"';
+      spawn('sh', ['-c', reaper, 'ceph-reaper', String(process.pid), ceph.dir], { detached: true, stdio: 'ignore' }).unref();
+    }
+    return ceph;
+  }, (error: unknown) => {
+    shared = undefined;
+    throw error;
+  });
+  return shared;
+}
 
 /** An S3 client on a started Ceph's radosgw (the tests' own view of the bucket, beside the store's). */
 export function cephClient(ceph: Ceph): Minio.Client {

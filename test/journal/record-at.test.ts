@@ -121,17 +121,22 @@ describe('Journal.read with views', () => {
     const copies: JournalRecord[] = [];
     for await (const record of journal.read(0, () => undefined)) copies.push(record);
     const buffers = new Set<ArrayBufferLike>();
+    const seen: Buffer[] = [];
     let n = 0;
     for await (const record of journal.read(0, () => undefined, { views: true })) {
       expect(record.seq).toBe(copies[n]!.seq);
       expect(record.payload).toEqual(copies[n]!.payload);
       buffers.add(record.payload.buffer);
+      seen.push(Buffer.from(record.payload));
       n++;
     }
     expect(n).toBe(40);
     expect(journal.segmentNames.length).toBeGreaterThan(2);
     expect(buffers.size).toBeLessThan(journal.segmentNames.length); // segments read into a buffer used again
-    expect(new Set(copies.map((r) => r.payload.buffer)).size).toBeGreaterThan(1);
+    // the copies are still the records after every later segment was read into the reused buffer
+    // (copies in one pool slab are fine: how many slabs 40 small copies span depends on the
+    // process's earlier allocations, which failed this test after other files in its worker)
+    expect(copies.map((r) => r.payload)).toEqual(seen);
     await journal.close();
   });
 });

@@ -7,9 +7,9 @@
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import * as Minio from 'minio';
-import { cephInstalled, createBucket, startCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
+import { cephInstalled, createBucket, sharedCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
 import { requireBuilt, tempDir } from '../cli/helpers.js';
 import { json, ok, run } from '../cli/in-process.js';
 
@@ -21,10 +21,9 @@ describe.skipIf(!installed)('backup into a bucket, on Ceph', () => {
   let client: Minio.Client;
   beforeAll(async () => {
     requireBuilt();
-    ceph = (await startCeph())!;
+    ceph = (await sharedCeph())!;
     client = cephClient(ceph);
   }, 180_000);
-  afterAll(async () => { await ceph?.stop(); }, 60_000);
 
   it('backup, list, check, restore through s3:, encrypted; the second backup adds nothing', async () => {
     createBucket(ceph, 'mailstore-backup');

@@ -2,14 +2,14 @@
 // the background mover moves sealed packs by budget and by age under the policy kept in the store,
 // the default policy keeps the local share <= 0.15 while the newest mail stays local, and every
 // message reads back exact wherever its pack went. Skipped (with the reason) without Ceph.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 // every body in a pack: these tests move, lose or repair pack records (helpers/packed.ts)
 import { PackedStore as Store } from '../helpers/packed.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { readTierSettings } from '../../src/store/tier.js';
-import { cephInstalled, startCeph, type Ceph, tieredStoreRoot } from '../helpers/ceph.js';
+import { cephInstalled, sharedCeph, type Ceph, tieredStoreRoot } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
 
@@ -32,8 +32,7 @@ async function until(what: string, check: () => Promise<boolean> | boolean, time
 describe.skipIf(!installed)('object-storage tier in the background, on Ceph', () => {
   let ceph: Ceph;
   let buckets = 0;
-  beforeAll(async () => { ceph = (await startCeph())!; }, 180_000);
-  afterAll(async () => { await ceph?.stop(); }, 60_000);
+  beforeAll(async () => { ceph = (await sharedCeph())!; }, 180_000);
 
   /** An empty store with its own bucket; packs rotate at 64 KiB so a few hundred messages make many. */
   async function tiered(policy?: { localBytesMax?: number; moveAfterMs?: number }): Promise<string> {

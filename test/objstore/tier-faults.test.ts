@@ -4,7 +4,7 @@
 // radosgw SIGKILLed in the middle of a flush's uploads, and radosgw SIGKILLed in the middle of a
 // mailbox read. Each asserts the error code and that
 // every acknowledged message still reads back exact. Skipped (with the reason) without Ceph.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
@@ -14,7 +14,7 @@ import { Store } from '../../src/store/store.js';
 import { MailstoreError } from '../../src/errors.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
-import { cephInstalled, startCeph, type Ceph, cephClient, tieredStoreRoot, listKeys } from '../helpers/ceph.js';
+import { cephInstalled, sharedCeph, type Ceph, cephClient, tieredStoreRoot, listKeys } from '../helpers/ceph.js';
 import { codeOf } from '../helpers/errors.js';
 import { bin, requireBuilt } from '../cli/helpers.js';
 
@@ -31,10 +31,9 @@ describe.skipIf(!installed)('object-storage tier failures, on Ceph', () => {
   let client: Minio.Client;
   let buckets = 0;
   beforeAll(async () => {
-    ceph = (await startCeph())!;
+    ceph = (await sharedCeph())!;
     client = cephClient(ceph);
   }, 180_000);
-  afterAll(async () => { await ceph?.stop(); }, 60_000);
 
   /** A store with a bucket of its own (settings written), not open. */
   async function tieredRoot(): Promise<{ root: string; bucket: string; credentials: string }> {

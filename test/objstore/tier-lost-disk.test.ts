@@ -7,7 +7,7 @@
 // not moved is reported by scrub (blob-missing, with its mailbox and UID), never dropped; new packs
 // are numbered above the lost ones, and bodies that turn up later go back with repair.
 // Skipped without Ceph.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { cpSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 // every body in a pack: these tests move, lose or repair pack records (helpers/packed.ts)
@@ -17,7 +17,7 @@ import { repair } from '../../src/scrub/repair.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { writeTierSettings } from '../../src/store/tier.js';
 import { rebuildFromBucket } from '../../src/store/rebuild-from-bucket.js';
-import { cephInstalled, createBucket, startCeph, type Ceph } from '../helpers/ceph.js';
+import { cephInstalled, createBucket, sharedCeph, type Ceph } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
 import { requireBuilt, run } from '../cli/helpers.js';
@@ -29,8 +29,7 @@ if (!installed) console.log('object-storage lost-disk drill skipped: Ceph is not
 
 describe.skipIf(!installed)('the local disk lost, the bucket intact, on Ceph', () => {
   let ceph: Ceph;
-  beforeAll(async () => { ceph = (await startCeph())!; }, 180_000);
-  afterAll(async () => { await ceph?.stop(); }, 60_000);
+  beforeAll(async () => { ceph = (await sharedCeph())!; }, 180_000);
 
   it('a new directory from a journal copy + the bucket: moved mail reads back exact, mail in packs that never moved is reported missing', async () => {
     createBucket(ceph, 'mailstore-lostdisk');

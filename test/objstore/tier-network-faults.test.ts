@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { source } from '../backup/helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { BucketFileSystem } from '../../src/objstore/bucket-fs.js';
-import { cephClient, cephInstalled, createBucket, startCeph, type Ceph, tieredStoreRoot, listKeys } from '../helpers/ceph.js';
+import { cephClient, cephInstalled, createBucket, sharedCeph, type Ceph, tieredStoreRoot, listKeys } from '../helpers/ceph.js';
 import { S3FaultProxy } from '../helpers/s3-fault-proxy.js';
 import { codeOf } from '../helpers/errors.js';
 
@@ -32,12 +32,11 @@ describe.skipIf(!installed)('object-storage tier behind a faulty network, on Cep
   let proxy: S3FaultProxy;
   let buckets = 0;
   beforeAll(async () => {
-    ceph = (await startCeph())!;
+    ceph = (await sharedCeph())!;
     proxy = await S3FaultProxy.start(ceph.endpoint);
   }, 180_000);
   afterAll(async () => {
     await proxy?.close();
-    await ceph?.stop();
   }, 60_000);
 
   /** A store whose bucket is reached through the proxy, `bodies` in INBOX, every pack moved; closed. */

@@ -2,7 +2,7 @@
 // repaired from another copy of the store (scrub --repair --source), the good bytes written into a
 // new local pack; every message then reads back exact and scrub is clean. A lost bucket: reads,
 // scrub and scrub --repair are UNMOUNTED (nothing quarantined), and packs put back serve. Skipped without Ceph.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { cpSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as Minio from 'minio';
@@ -11,7 +11,7 @@ import { scrub } from '../../src/scrub/scrub.js';
 import { repair } from '../../src/scrub/repair.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { writeTierSettings } from '../../src/store/tier.js';
-import { cephInstalled, createBucket, startCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
+import { cephInstalled, createBucket, sharedCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
 import { requireBuilt, run } from '../cli/helpers.js';
@@ -24,10 +24,9 @@ describe.skipIf(!installed)('object-storage tier recovery, on Ceph', () => {
   let ceph: Ceph;
   let client: Minio.Client;
   beforeAll(async () => {
-    ceph = (await startCeph())!;
+    ceph = (await sharedCeph())!;
     client = cephClient(ceph);
   }, 180_000);
-  afterAll(async () => { await ceph?.stop(); }, 60_000);
 
   it('a damaged object: scrub finds it, --repair --source COPY writes the good bytes into a new local pack; exact and clean after', async () => {
     createBucket(ceph, 'mailstore-rc1');

@@ -3,7 +3,7 @@
 // primary moved its packs gets them shipped from the bucket, byte for byte, and reads every message
 // exact with the bucket out of its path; a replica given an object store is REFUSED on open before
 // any local pack is touched. Skipped (with the reason) without Ceph.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Store } from '../../src/store/store.js';
@@ -11,7 +11,7 @@ import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { writeTierSettings } from '../../src/store/tier.js';
 import { startPrimary } from '../../src/replication/primary.js';
 import { startReplica } from '../../src/replication/replica.js';
-import { cephInstalled, createBucket, startCeph, type Ceph } from '../helpers/ceph.js';
+import { cephInstalled, createBucket, sharedCeph, type Ceph } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf, keyFile, quiet, until } from '../replication/helpers.js';
 
@@ -22,8 +22,7 @@ const localPacks = (root: string) => readdirSync(join(root, 'packs')).filter((n)
 
 describe.skipIf(!installed)('a replica of a store with an object store, on Ceph', () => {
   let ceph: Ceph;
-  beforeAll(async () => { ceph = (await startCeph())!; }, 180_000);
-  afterAll(async () => { await ceph?.stop(); }, 60_000);
+  beforeAll(async () => { ceph = (await sharedCeph())!; }, 180_000);
 
   it('keeps its own local copy of every pack, shipped from the bucket for packs that moved; with an object store it is refused', async () => {
     createBucket(ceph, 'mailstore-replica');

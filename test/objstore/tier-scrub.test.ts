@@ -2,7 +2,7 @@
 // pass reads every object (bounded by --max-object-rate, which leaves local packs alone); a pass
 // with objects: 'checksum' reads none of a clean bucket, and still finds an object changed behind
 // the store's back (its ETag no longer matches, so it is read in full). Skipped without Ceph.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as Minio from 'minio';
@@ -10,7 +10,7 @@ import { Store } from '../../src/store/store.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { writeTierSettings } from '../../src/store/tier.js';
-import { cephInstalled, createBucket, startCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
+import { cephInstalled, createBucket, sharedCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const message = (i: number) => Buffer.from(`From: a${i}@example.org\r\nSubject: m ${i}\r\nMessage-ID: <${i}@sc>\r\n\r\n${'body line\r\n'.repeat(50 + (i * 37) % 900)}`);
@@ -22,10 +22,9 @@ describe.skipIf(!installed)('scrub over the object-storage tier, on Ceph', () =>
   let client: Minio.Client;
   let buckets = 0;
   beforeAll(async () => {
-    ceph = (await startCeph())!;
+    ceph = (await sharedCeph())!;
     client = cephClient(ceph);
   }, 180_000);
-  afterAll(async () => { await ceph?.stop(); }, 60_000);
 
   /** 200 messages in packs of 64 KiB, every sealed pack moved; returns the open store and its bucket. */
   async function moved(tier = true): Promise<{ root: string; store: Store; bucket: string; bodies: Buffer[] }> {

@@ -2,7 +2,7 @@
 // packs move to the bucket and every message reads back exact from it; an outage is a clear error,
 // never wrong bytes; damage and loss behind the store's back are found; a move interrupted at any
 // step loses nothing. Skipped (with the reason) where Ceph is not installed; .ci/run installs it.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { copyFileSync, existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as Minio from 'minio';
@@ -11,7 +11,7 @@ import { PackedStore as Store } from '../helpers/packed.js';
 import { MailstoreError } from '../../src/errors.js';
 import { scrub } from '../../src/scrub/scrub.js';
 import { checkTierSettings, writeTierSettings } from '../../src/store/tier.js';
-import { cephInstalled, createBucket, startCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
+import { cephInstalled, createBucket, sharedCeph, type Ceph, cephClient, listKeys } from '../helpers/ceph.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { codeOf } from '../helpers/errors.js';
 import { json, ok, requireBuilt } from '../cli/helpers.js';
@@ -27,10 +27,9 @@ describe.skipIf(!installed)('object-storage tier on Ceph', () => {
   let client: Minio.Client;
   let bucketCount = 0;
   beforeAll(async () => {
-    ceph = (await startCeph())!;
+    ceph = (await sharedCeph())!;
     client = cephClient(ceph);
   }, 180_000);
-  afterAll(async () => { await ceph?.stop(); }, 60_000);
 
   /** A store with its own bucket and `n` messages in INBOX, packs not yet moved. */
   async function tieredStore(n: number): Promise<{ root: string; store: Store; bucket: string; bodies: Buffer[] }> {

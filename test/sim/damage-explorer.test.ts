@@ -7,8 +7,9 @@
 // touched; a clean scrub means every message reads back exact. index/ (LevelDB) damage runs apart,
 // in child processes, opened as the CLI's scrub opens (index probed, rebuilt when it fails).
 //
-// `npm test` runs a seeded sample (DAMAGE_SEED) of 2,000 cases and 12 index/ cases; the long form
-// (`npm run test:crash` sets DAMAGE_CASES=all) runs every case and 600 index/ cases:
+// `npm test` runs a seeded sample (DAMAGE_SEED) of 1,000 cases that holds every kind of case (see
+// `stratified`) and 12 index/ cases; the long form (`npm run test:crash` sets DAMAGE_CASES=all) runs
+// every case and 600 index/ cases:
 //   DAMAGE_CASES=all npx vitest run test/sim/damage-explorer.test.ts
 // DAMAGE_CASES=N: a sample of N; DAMAGE_INDEX_CASES=N: index/ cases; DAMAGE_MINUTES=M: stop
 // starting cases after M minutes (the counts say how many ran). A failing case prints as
@@ -19,8 +20,8 @@ import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SHAPES, buildShape, type Shape } from './damage-shapes.js';
-import { casesForFile, damagedRange, describeCase, type DamageCase } from './damage-cases.js';
-import { judge, runCase, type Verdict } from './damage-run.js';
+import { casesForFile, damagedRange, describeCase, packBoundaries, segmentBoundaries, type DamageCase } from './damage-cases.js';
+import { judge, runCase, touchesLive, type Verdict } from './damage-run.js';
 import { haveDist, isIndexDataFile, observeIndexCases, DIST_STORE } from './damage-index.js';
 import { parseSegment } from '../../src/journal/segment-reader.js';
 import { limits } from '../../src/limits.js';
@@ -31,7 +32,7 @@ import { skipReason } from './helpers.js';
 const LONG = process.env.DAMAGE_CASES;
 const SEED = Number(process.env.DAMAGE_SEED ?? 0xda3a9e);
 /** Cases over all shapes (files other than index/): every one in the long form. */
-const SAMPLE = LONG === 'all' ? Infinity : Number(LONG ?? 2000);
+const SAMPLE = LONG === 'all' ? Infinity : Number(LONG ?? 1000);
 /** index/ cases run a child process each few cases (and a probe child each): fewer. */
 const INDEX_SAMPLE = Number(process.env.DAMAGE_INDEX_CASES ?? (LONG === 'all' ? 600 : LONG ? 200 : 12));
 
@@ -74,6 +75,50 @@ function sample(cases: DamageCase[], count: number, seed: number, fixedShare = 1
   const flips = shuffle(cases.filter((c) => c.kind === 'flip'));
   const fromFixed = Math.min(fixed.length, Math.floor(count * fixedShare));
   return shuffle([...fixed.slice(0, fromFixed), ...flips.slice(0, count - fromFixed)]);
+}
+
+/**
+ * Seeded choice of `count` cases that holds every kind of case the enumeration has: one of each
+ * shape × file class (pack, segment, STORE, each marker) × damage kind, a flip or a zeroed block
+ * also by whether it touches bytes scrub must account for (Shape.live) or not, a truncation also by
+ * its side of the record boundary (at -1, at, +1); then as many more as `count` allows, half of them
+ * deletions, truncations and zeroed blocks (there are few: 1,348 of the 50,141 in session 39) and
+ * half bit flips, each uniform within its half. In a seeded order, as `sample`.
+ */
+function stratified(cases: DamageCase[], count: number, seed: number, shapes: Map<string, Shape>): DamageCase[] {
+  if (count >= cases.length) return sample(cases, count, seed);
+  const boundaries = new Map<string, Set<number>>();
+  const boundariesOf = (c: DamageCase) => {
+    const key = `${c.shape} ${c.path}`;
+    if (!boundaries.has(key)) {
+      const bytes = shapes.get(c.shape)!.files.get(c.path)!;
+      boundaries.set(key, new Set(c.path.endsWith('.pack') ? packBoundaries(bytes) : segmentBoundaries(bytes)));
+    }
+    return boundaries.get(key)!;
+  };
+  const kindOf = (c: DamageCase) => {
+    const file = c.path.endsWith('.pack') ? 'pack' : c.path.endsWith('.jnl') ? 'segment' : c.path;
+    let detail = '';
+    if (c.kind === 'flip' || c.kind === 'zero') detail = touchesLive(shapes.get(c.shape)!, c) ? 'live' : 'unused';
+    else if (c.kind === 'truncate' && (file === 'pack' || file === 'segment')) detail = boundariesOf(c).has(c.at) ? 'at' : boundariesOf(c).has(c.at + 1) ? '-1' : '+1';
+    return `${c.shape} ${file} ${c.kind} ${detail}`;
+  };
+  const byKind = new Map<string, DamageCase[]>();
+  for (const c of cases) {
+    const kind = kindOf(c);
+    if (!byKind.has(kind)) byKind.set(kind, []);
+    byKind.get(kind)!.push(c);
+  }
+  const rand = prng(seed);
+  const chosen = new Set<DamageCase>();
+  for (const kind of [...byKind.keys()].sort()) {
+    const list = byKind.get(kind)!;
+    chosen.add(list[Math.floor(rand() * list.length)]);
+  }
+  const rest = cases.filter((c) => !chosen.has(c));
+  for (const c of sample(rest, Math.max(0, count - chosen.size), seed ^ 0x5a, 0.5)) chosen.add(c);
+  console.info(`damage explorer sample: ${byKind.size} kinds of case, each at least once`);
+  return sample([...chosen], Infinity, seed);
 }
 
 /** Files whose damage scrub or open must notice: packs, segments, STORE, markers (not index/, lock/, quarantine/, tmp/). */
@@ -162,7 +207,7 @@ describe('damage explorer', () => {
   it(`packs, journal segments, STORE and markers: ${LONG ? `long form (${LONG})` : `a seeded sample of ${SAMPLE}`}`, async () => {
     const elapsed = clock();
     const cases = await allCases();
-    const chosen = sample(cases, SAMPLE, SEED);
+    const chosen = stratified(cases, SAMPLE, SEED, shapes);
     const tally: Tally = { cases: 0, byKind: {}, byOutcome: {}, known: {}, failures: [] };
     const continued: Record<string, number> = {};
     const deadline = Date.now() + BUDGET_MINUTES * 60_000;
