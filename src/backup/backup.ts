@@ -571,7 +571,9 @@ class BlobCopier {
    */
   async finish(beforeLastSync: () => void): Promise<number> {
     let encoded = false;
-    const encodeOnce = () => { if (!encoded) { encoded = true; beforeLastSync(); } };
+    // its own mark before the encode's: 'snapshot encoded' measured from the state's end, so the copy's
+    // wait for its last batches (most of an incremental run) showed as the snapshot's encode
+    const encodeOnce = () => { if (!encoded) { encoded = true; phase('last blobs asked for'); beforeLastSync(); } };
     if (this.next >= this.queue.length) encodeOnce();
     else this.finishing = encodeOnce;
     while (this.draining) await this.draining.catch(() => undefined);

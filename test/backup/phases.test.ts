@@ -1,7 +1,11 @@
 // The phase marks of a backup (src/backup/phases.ts): what MAILSTORE_BACKUP_PHASES prints, and the
 // bench's note made from it (src/bench/measure/backup.ts).
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { phase, phaseNote, phaseTimes } from '../../src/backup/phases.js';
+import { Store } from '../../src/store/store.js';
+import { requireBuilt, run, tempDir } from '../cli/helpers.js';
+import { fill } from './helpers.js';
 
 describe('backup phases', () => {
   it('the note lists each phase in order with whole ms, and is empty without a phases line', () => {
@@ -14,5 +18,28 @@ describe('backup phases', () => {
     expect(process.env.MAILSTORE_BACKUP_PHASES).toBeUndefined();
     phase('store and repository opened');
     expect(Object.keys(phaseTimes())).toEqual(['node start']);
+  });
+
+  it("an incremental run marks when its copy asked for its last blobs, so 'snapshot encoded' is the encode alone", async () => {
+    requireBuilt();
+    const dir = tempDir('mailstore-phases-');
+    const storeDir = join(dir, 's'), repo = join(dir, 'r');
+    const store = await Store.init(storeDir);
+    await store.createMailbox('INBOX');
+    await fill(store, 'INBOX', 20);
+    await store.close();
+    expect((await run(['--store', storeDir, 'backup', '--repo', repo])).code).toBe(0);
+    const again = await Store.open(storeDir);
+    await fill(again, 'INBOX', 10, 100);
+    await again.expunge('INBOX', [2, 3]);
+    await again.close();
+    const ran = await run(['--store', storeDir, 'backup', '--repo', repo, '--json'], { env: { MAILSTORE_BACKUP_PHASES: '1' } });
+    expect(ran.code).toBe(0);
+    expect(JSON.parse(ran.stdout.toString())).toMatchObject({ newBlobs: 10, deltaDepth: 1 });
+    const line = ran.stderr.split('\n').find((l) => l.startsWith('{"phases":'))!;
+    const names = Object.keys((JSON.parse(line) as { phases: Record<string, number> }).phases);
+    // until session 39 the encode's mark came right after 'index read': the copy's last batches counted as the encode
+    expect(names.indexOf('last blobs asked for')).toBeGreaterThan(names.indexOf('index read'));
+    expect(names.indexOf('snapshot encoded')).toBe(names.indexOf('last blobs asked for') + 1);
   });
 });
