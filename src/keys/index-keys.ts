@@ -62,16 +62,24 @@ export function messageKeyUid(key: Uint8Array): number {
   return ((key[at] << 24) | (key[at + 1] << 16) | (key[at + 2] << 8) | key[at + 3]) >>> 0;
 }
 
+/** The key itself when it is a Buffer (LevelDB's are: scrub decodes 40k at 20k messages), else a view of it. */
+function bufferOf(key: Uint8Array): Buffer {
+  return Buffer.isBuffer(key) ? key : Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+}
+
 export function decodeMessageKey(key: Uint8Array): { id: Buffer; uid: number } {
-  const b = Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+  const b = bufferOf(key);
   return { id: b.subarray(1, 1 + ID_BYTES), uid: b.readUInt32BE(1 + ID_BYTES) };
 }
 
 export function decodeChangeKey(key: Uint8Array): { id: Buffer; modseq: number; uid: number } {
-  const b = Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+  const b = bufferOf(key);
   return {
     id: b.subarray(1, 1 + ID_BYTES),
-    modseq: Number(b.readBigUInt64BE(1 + ID_BYTES)),
+    // two u32 halves, as changeKey writes them: a BigInt a key cost scrub's and the change log's
+    // walks more to compile than the rest of the key (issue 16); the same number below 2^53, and
+    // rounded the same above it (one IEEE addition of an exact high half)
+    modseq: b.readUInt32BE(1 + ID_BYTES) * 0x1_0000_0000 + b.readUInt32BE(1 + ID_BYTES + 4),
     uid: b.readUInt32BE(1 + ID_BYTES + 8),
   };
 }

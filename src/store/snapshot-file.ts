@@ -407,7 +407,7 @@ class EntriesCheck {
   private check(payload: Buffer, keyStart: number, keyEnd: number, valueBytes: number, ordinal: number): void {
     const space = payload[keyStart];
     if (keyEnd === keyStart || !SNAPSHOT_SPACES.has(space)) throw this.bad(ordinal, payload, keyStart, keyEnd, 'is of no index space');
-    if (this.previousBytes && payload.compare(this.previousBytes, this.previousStart, this.previousEnd, keyStart, keyEnd) !== 1) throw this.bad(ordinal, payload, keyStart, keyEnd, 'is out of order');
+    if (this.previousBytes && !sortsAfter(payload, keyStart, keyEnd, this.previousBytes, this.previousStart, this.previousEnd)) throw this.bad(ordinal, payload, keyStart, keyEnd, 'is out of order');
     if (valueBytes < 5) throw this.bad(ordinal, payload, keyStart, keyEnd, 'has a value too short for its checksum');
     if (space === SPACE.meta && this.own.some((k) => payload.compare(k, 0, k.length, keyStart, keyEnd) === 0)) throw this.bad(ordinal, payload, keyStart, keyEnd, 'is one a rebuild sets itself');
     this.previousBytes = payload;
@@ -422,6 +422,22 @@ class EntriesCheck {
   private bad(ordinal: number, payload: Buffer, keyStart: number, keyEnd: number, why: string): MailstoreError {
     return this.damaged(`record ${ordinal}: key ${payload.subarray(keyStart, Math.min(keyEnd, keyStart + 80)).toString('hex')} ${why}`);
   }
+}
+
+/**
+ * Whether a[aStart, aEnd) sorts strictly after b[bStart, bEnd), bytewise (as LevelDB orders keys):
+ * buf.compare with offsets did it for every entry, and its argument checks and native call were
+ * ~30 % of a cold snapshot verification (issue 16: scrub checks every snapshot; 60k entries at
+ * 20k messages). Consecutive keys differ within a few dozen bytes.
+ */
+function sortsAfter(a: Buffer, aStart: number, aEnd: number, b: Buffer, bStart: number, bEnd: number): boolean {
+  const common = Math.min(aEnd - aStart, bEnd - bStart);
+  for (let i = 0; i < common; i++) {
+    const x = a[aStart + i]!;
+    const y = b[bStart + i]!;
+    if (x !== y) return x > y;
+  }
+  return aEnd - aStart > bEnd - bStart;
 }
 
 function checkTrailer(t: TrailerPayload['trailer'], seq: number, counts: SnapshotCounts, digest: Buffer, damaged: (why: string) => MailstoreError): void {

@@ -138,6 +138,8 @@ describe('snapshot formats', () => {
     const cases: [string, [Buffer, Buffer][], RegExp][] = [
       ['keys out of order', [[blob(2), value], [blob(1), value]], /out of order/],
       ['a key twice', [[blob(1), value], [blob(1), value]], /out of order/],
+      ['a key that begins the one before it', [[Buffer.concat([blob(1), Buffer.of(0)]), value], [blob(1), value]], /out of order/],
+      ['a key below the one before it in its last byte', [[blob(1), value], [Buffer.concat([blob(1).subarray(0, -1), Buffer.of(0)]), value]], /out of order/],
       ['a key of no space', [[Buffer.from('Zzz'), value]], /of no index space/],
       ['the appliedSeq a rebuild sets', [[keys.meta('appliedSeq'), encodeValue(keys.meta('appliedSeq'), 5)]], /sets itself/],
       ['a value too short for its checksum', [[blob(1), Buffer.alloc(3)]], /too short for its checksum/],
@@ -149,8 +151,8 @@ describe('snapshot formats', () => {
       expect(error?.message, what).toMatch(why);
     }
     // the same machinery with valid entries verifies (the cases above fail for their reason only)
-    writeFileSync(path, await craftedSnapshot(storeId, 9, [[blob(1), value], [blob(2), value]]));
-    expect(await readSnapshotFile(nodeFileSystem, path, 'x.snap', storeId)).toMatchObject({ format: 3, blobs: 2, entries: 2, records: 1 });
+    writeFileSync(path, await craftedSnapshot(storeId, 9, [[blob(1), value], [Buffer.concat([blob(1), Buffer.of(0)]), value], [blob(2), value]]));
+    expect(await readSnapshotFile(nodeFileSystem, path, 'x.snap', storeId)).toMatchObject({ format: 3, blobs: 3, entries: 3, records: 1 });
     // counts in the trailer that the entries do not add up to
     writeFileSync(path, await craftedSnapshot(storeId, 9, [[blob(1), value]], { blobs: 2 }));
     expect(await codeOf(readSnapshotFile(nodeFileSystem, path, 'x.snap', storeId))).toBe('CORRUPT');
