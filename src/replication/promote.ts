@@ -18,7 +18,7 @@ import type { Store } from '../store/store.js';
 import { readKeyFile } from './key.js';
 import { PRIMARY_SETTINGS_FILE, forgetPrimarySettings, readNodeSettings, readPrimarySettings, settingWarnings } from './node-settings.js';
 import { commitPendingRounds } from './pending-rounds.js';
-import { holdsHistory } from './history.js';
+import { holdsHistory, sameRecords } from './history.js';
 import { Replica } from './replica.js';
 import { connect, type Log, type Message } from './transport.js';
 import { answeredWithin } from '../within.js';
@@ -67,7 +67,9 @@ export async function promoteStore(store: Store, log: Log = () => undefined, opt
   const epoch = role.epoch + 1;
   // fenced first: once it answers, nothing more commits there, and its last seq is final
   const oldPrimary = role.primary && role.keyFile ? await tellOldPrimary(store, role.primary, role.keyFile, epoch) : { fenced: false };
-  if (role.primary && role.keyFile && oldPrimary.lastSeq !== undefined && oldPrimary.lastSeq > store.changes.lastSeq) {
+  // (not an old primary whose records are not this store's: put back to an older image, it refuses the replica as diverged)
+  if (role.primary && role.keyFile && oldPrimary.lastSeq !== undefined && oldPrimary.lastSeq > store.changes.lastSeq
+    && await sameRecords(control.journal, store.changes.firstSeq, store.changes.lastSeq, oldPrimary.history)) {
     await catchUp(store, role.primary, role.keyFile, oldPrimary.lastSeq, log);
   }
   const heldSeq = store.changes.lastSeq;
