@@ -726,6 +726,11 @@ export const limits = {
    * gives every mailbox a new uidValidity (docs/REPLICATION.md).
    */
   promoteFenceAnswerMs: 10_000,
+  /**
+   * promote: an old primary reached and fenced that committed more than the replica holds is
+   * followed this long for the rest (a switchover under load), so the uidValidity can be kept.
+   */
+  promoteCatchUpMs: 60_000,
   /** promote: mailboxes given a new uidValidity per journal record (~60 bytes each). */
   promoteMailboxesPerRecord: 10_000,
   /** A synchronous commit whose replica dropped waits this long for one to confirm, then fails UNAVAILABLE. */

@@ -54,8 +54,13 @@ export async function holdsHistory(journal: Pick<Journal, 'readRecordAt'>, first
   if (lastSeq === 0) return true;
   if (!Array.isArray(probes) || probes.length === 0 || !Array.isArray(probes[0]) || probes[0][0] !== lastSeq) return false;
   if (lastSeq < firstSeq) return false; // retired here: nothing to compare it with
+  return sameRecords(journal, firstSeq, heldSeq, probes);
+}
+
+/** Whether every probed record this journal holds (up to heldSeq) is the same; false for anything malformed. */
+export async function sameRecords(journal: Pick<Journal, 'readRecordAt'>, firstSeq: number, heldSeq: number, probes: unknown): Promise<boolean> {
   try {
-    await refuseDivergedHistory(journal, firstSeq, heldSeq, probes);
+    await refuseDivergedHistory(journal, firstSeq, heldSeq, probes ?? []);
     return true;
   } catch {
     return false;

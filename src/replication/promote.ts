@@ -18,7 +18,8 @@ import type { Store } from '../store/store.js';
 import { readKeyFile } from './key.js';
 import { PRIMARY_SETTINGS_FILE, forgetPrimarySettings, readNodeSettings, readPrimarySettings, settingWarnings } from './node-settings.js';
 import { commitPendingRounds } from './pending-rounds.js';
-import { holdsHistory } from './history.js';
+import { holdsHistory, sameRecords } from './history.js';
+import { Replica } from './replica.js';
 import { connect, type Log, type Message } from './transport.js';
 import { answeredWithin } from '../within.js';
 
@@ -66,6 +67,11 @@ export async function promoteStore(store: Store, log: Log = () => undefined, opt
   const epoch = role.epoch + 1;
   // fenced first: once it answers, nothing more commits there, and its last seq is final
   const oldPrimary = role.primary && role.keyFile ? await tellOldPrimary(store, role.primary, role.keyFile, epoch) : { fenced: false };
+  // (not an old primary whose records are not this store's: put back to an older image, it refuses the replica as diverged)
+  if (role.primary && role.keyFile && oldPrimary.lastSeq !== undefined && oldPrimary.lastSeq > store.changes.lastSeq
+    && await sameRecords(control.journal, store.changes.firstSeq, store.changes.lastSeq, oldPrimary.history)) {
+    await catchUp(store, role.primary, role.keyFile, oldPrimary.lastSeq, log);
+  }
   const heldSeq = store.changes.lastSeq;
   const keep = oldPrimary.lastSeq !== undefined && await holdsHistory(control.journal, store.changes.firstSeq, heldSeq, oldPrimary.lastSeq, oldPrimary.history);
   // Committed before the role changes: a promotion cut short leaves a replica with records of its
@@ -124,6 +130,24 @@ async function tellOldPrimary(store: Store, address: string, keyFile: string, ep
   } catch {
     return { fenced: false };
   }
+}
+
+/**
+ * A switchover under load: mail went on landing on the old primary until its fence, so a replica
+ * is mostly a little behind it. Fenced, it commits nothing more and still serves replicas: follow
+ * it up to its last seq (bounded by limits.promoteCatchUpMs), and the uidValidity can be kept.
+ */
+async function catchUp(store: Store, address: string, keyFile: string, lastSeq: number, log: Log): Promise<void> {
+  const client = new Replica(store, await readKeyFile(store.fs, keyFile), address, log);
+  const end = performance.now() + limits.promoteCatchUpMs;
+  client.start();
+  try {
+    while (store.changes.lastSeq < lastSeq && performance.now() < end) await store.changes.wait(store.changes.lastSeq, Math.min(1_000, end - performance.now()));
+  } finally {
+    await client.stop();
+    await client.closePending();
+  }
+  log(`replication: caught up with the old primary to seq ${store.changes.lastSeq} of its ${lastSeq}`);
 }
 
 /**

@@ -142,7 +142,8 @@ async function prepareReplicaDirectory(fs: FileSystem, root: string, psk: Buffer
   }
 }
 
-class Replica {
+/** The replication client of one replica store (startReplica's; promote.ts catches up with it). */
+export class Replica {
   private stopped = false;
   private connection?: Connection;
   private loop?: Promise<void>;

@@ -97,7 +97,9 @@ describe('promote: no uid of the old primary is given again', () => {
     }
   }, 30_000);
 
-  it('the old primary reached at promotion says what it committed: ahead of the replica, every mailbox gets a new uidValidity; the old primary comes back as a replica only as a new one', async () => {
+  it('the old primary reached at promotion says what it committed: ahead of the replica and not caught up with, every mailbox gets a new uidValidity; the old primary comes back as a replica only as a new one', async () => {
+    const catchUpMs = limits.promoteCatchUpMs;
+    mutable.promoteCatchUpMs = 0;
     const key = keyFile();
     const primaryStore = await Store.open(tmpDir('primary'), { create: true });
     await primaryStore.createMailbox('INBOX');
@@ -141,12 +143,42 @@ describe('promote: no uid of the old primary is given again', () => {
       await until(() => /diverged/.test(third!.status().lastError ?? ''), 15_000, 'the old primary refused as diverged');
       expect((await third.store.status('INBOX')).messages).toBe(2); // kept as it was, nothing applied
     } finally {
+      mutable.promoteCatchUpMs = catchUpMs;
       await third?.close();
       await second?.close();
       await promotedPrimary?.close();
       await replica.close();
       await primary.close().catch(() => undefined);
       await primaryStore.close().catch(() => undefined);
+      await proxy.close();
+    }
+  }, 30_000);
+
+  it('a switchover under load: the replica behind the old primary follows it, fenced, to its last seq and keeps every uidValidity', async () => {
+    const key = keyFile();
+    const primaryStore = await Store.open(tmpDir('primary'), { create: true });
+    await primaryStore.createMailbox('INBOX');
+    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet });
+    const proxy = await TcpFaultProxy.start((await primary.status()).port);
+    const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: proxy.address, keyFile: key, log: quiet });
+    try {
+      await primaryStore.append('INBOX', msg(1));
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 10_000, 'catch-up');
+      proxy.blackhole();
+      for (let i = 2; i <= 4; i++) await primaryStore.append('INBOX', msg(i)); // mail goes on landing there
+      const cache = await clientCache(primaryStore);
+      await replica.stop();
+      proxy.restore();
+      const promoted = await promoteStore(replica.store, quiet);
+      expect(promoted).toMatchObject({ oldPrimaryFenced: true, oldPrimarySeq: primaryStore.changes.lastSeq, heldSeq: primaryStore.changes.lastSeq, uidValidity: 'kept', mailboxesRenewed: 0 });
+      const next = await replica.store.append('INBOX', msg(5));
+      expect(next).toMatchObject({ uid: 5, uidValidity: cache.uidValidity });
+      await expectCacheHolds(replica.store, cache);
+      for (let i = 1; i <= 4; i++) expect(await replica.store.fetch('INBOX', i)).toEqual(msg(i));
+    } finally {
+      await replica.close();
+      await primary.close();
+      await primaryStore.close();
       await proxy.close();
     }
   }, 30_000);

@@ -53,9 +53,11 @@ describe('a primary rolled back to an older image while its replica is ahead', (
       expect(lines.some((line) => /diverged/.test(line) && /promote/.test(line))).toBe(true);
       expect(replica.store.changes.lastSeq).toBe(replicaSeq);
       expect((await replica.store.status('INBOX')).messages).toBe(6);
-      await primary.close();
-      await primaryStore.close();
-      await replica.promote();
+      // promoted while the rolled-back primary runs, ahead of it: not followed (its records are not
+      // the replica's), every mailbox renewed (its readers saw uid 4 as msg(7))
+      const promoted = await replica.promote();
+      expect(promoted).toMatchObject({ oldPrimaryFenced: true, oldPrimarySeq: primaryStore.changes.lastSeq, heldSeq: replicaSeq, uidValidity: 'new' });
+      expect(lines.some((line) => /caught up with the old primary/.test(line))).toBe(false);
       for (let uid = 1; uid <= 6; uid++) expect(await replica.store.fetch('INBOX', uid)).toEqual(msg(uid));
       expect((await replica.store.append('INBOX', msg(13))).uid).toBe(7);
     } finally {

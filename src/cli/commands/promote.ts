@@ -16,8 +16,10 @@ Stop the replica's daemon first (or let the daemon promote it). The old primary 
 it can be reached; otherwise it is fenced by the first node that brings it the new epoch. Changes
 it acknowledged with synchronous replicas are on every synchronous replica; with rolling
 replication the newest ones may be only on the old primary. Each mailbox keeps its uidValidity
-only when the old primary, reached, says it committed nothing this store lacks; otherwise every
-mailbox gets a new one (IMAP clients read them again; a uid is never given for other mail).`)
+only when the old primary, reached, says it committed nothing this store lacks once this store
+followed it to its fence (at most 60 s); otherwise every mailbox gets a new one (IMAP clients
+read them again; a uid is never given for other mail). For a switchover, promote while the old
+primary still runs.`)
     .action(async (options: { quarantineDamagedPending?: boolean }, command: Command) => {
       const result = await withStore(command, (store) => procedures(store).promote({ quarantineDamagedPending: options.quarantineDamagedPending === true }));
       for (const line of result.settingWarnings ?? []) warn(line);
