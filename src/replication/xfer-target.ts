@@ -30,6 +30,8 @@ export interface XferMailbox {
   created: number;
   /** The mailbox's highest modseq at the source (absent from an older source: modseqs not kept). */
   highestModseq?: number;
+  /** Its vanished floor there, when it has one (since session 39; an older target ignores it). */
+  vanishedFloor?: number;
 }
 
 /** One message as XFER sends it: [uid, bytes, flags, internal date ms, extras]. */
@@ -155,7 +157,8 @@ async function createOrFind(store: Store, box: XferMailbox, session: XferSession
       // the source's expunges up to its highest modseq stay there (handing them over grew with
       // history): a client that synced there before is answered below this floor with the uid
       // ranges that hold no message; those expunged there later are caught up here (reconcile)
-      const floor: Op[] = box.highestModseq ? [{ op: 'change.floor', id, floor: box.highestModseq, entries: [] }] : [];
+      const highest = Math.max(box.highestModseq ?? 0, checkFloor(box.vanishedFloor));
+      const floor: Op[] = highest > 0 ? [{ op: 'change.floor', id, floor: highest, entries: [] }] : [];
       return { ops: [op, ...floor], result: user === undefined ? undefined : await view.get<MovedMarker>(keys.meta(movedName(user))) };
     });
     session.created.add(box.id as string);
@@ -201,6 +204,15 @@ async function addMessages(store: Store, id: Buffer, messages: XferMessage[]): P
     checkRecordSize(ops, `XFER of ${ops.length} messages`);
     return { ops, result: ops.length };
   }, { bytes: messages.reduce((sum, [, body]) => sum + body.length + limits.freeSpaceMessageOverheadBytes, 0), mail: true }); // the reserve: mail coming in
+}
+
+/** A source's vanished floor (absent: 0), within the modseqs a source may send. */
+function checkFloor(floor: unknown): number {
+  if (floor === undefined) return 0;
+  if (typeof floor !== 'number' || !Number.isSafeInteger(floor) || floor < 0 || floor > limits.xferModseqMax + 1) {
+    throw new MailstoreError('INVALID', `XFER: a vanished floor is an integer from 0 to ${limits.xferModseqMax + 1}, got ${String(floor)}`);
+  }
+  return floor;
 }
 
 /**

@@ -222,6 +222,8 @@ async function copyMailbox(store: Store, connection: Connection, name: string): 
     id: Buffer.from(box.id).toString('hex'), name: box.name, uidValidity: box.uidValidity, uidNext: box.uidNext, acl: box.acl, created: box.created, highestModseq: box.highestModseq,
   };
   if (box.owner) mailbox.owner = box.owner;
+  // a floor above its highest modseq (a rebuild past journal damage) holds at the target too
+  if (box.vanishedFloor) mailbox.vanishedFloor = box.vanishedFloor;
   const answer = await request(connection, { t: 'xfer.mailbox', mailbox });
   return sendMessages(store, connection, name, mailbox.id, new Set(answer.uids as number[]), undefined);
 }

@@ -71,6 +71,13 @@ describe('mailstore compact', () => {
     expect(text).toMatch(/^packs: .* before, .* after; /m);
   });
 
+  it('--tombstone-retention drops the change-log entries of expunged uids older than it, raising the vanished floor; within the default retention they stay', async () => {
+    const { store } = await churnedStore();
+    expect(await json(['compact'], { store })).toMatchObject({ tombstonesExpired: 0 });
+    expect(await json(['compact', '--tombstone-retention', '0'], { store })).toMatchObject({ tombstonesExpired: 16 });
+    expect(await ok(['compact', '--tombstone-retention', '0'], { store })).not.toMatch(/tombstone/); // none left
+  });
+
   it('a bad --grace is INVALID (exit 5); --help explains', async () => {
     const store = join(tempDir(), 'store');
     await ok(['init'], { store });

@@ -324,6 +324,23 @@ describe('xfer', () => {
     }
   }, 30_000);
 
+  it("a source mailbox's vanished floor above its highest modseq (its index rebuilt past journal damage) holds at the target: a client at that highest modseq is still answered with the ranges", async () => {
+    const { key, a, b, to, close } = await twoStores();
+    try {
+      await a.createMailbox('user/bob/INBOX', { owner: 'bob' });
+      for (let i = 1; i <= 3; i++) await a.append('user/bob/INBOX', msg(i));
+      await a.expunge('user/bob/INBOX', [2]);
+      const highest = (await a.status('user/bob/INBOX')).highestModseq;
+      const id = Buffer.from((await a.mailbox('user/bob/INBOX')).id.replace(/-/g, ''), 'hex');
+      await a.replication().commitOps(async () => ({ ops: [{ op: 'change.floor', id, floor: highest + 1, entries: [] }], result: undefined }));
+      expect((await a.changesSince('user/bob/INBOX', highest)).vanishedRanges).toEqual([[2, 2]]);
+      await xferUser(a, { user: 'bob', to, keyFile: key, log: quiet });
+      expect(await b.changesSince('user/bob/INBOX', highest)).toMatchObject({ vanishedRanges: [[2, 2]], vanishedFloor: highest + 1 });
+    } finally {
+      await close();
+    }
+  });
+
   it('an XFER that fails before its switch leaves the user at the source only', async () => {
     const { key, a, b, to, close } = await twoStores();
     try {

@@ -1,11 +1,15 @@
 // The IMAP contract as a client sees it, across the paths that restore or rewrite state: IMAP
 // clients that cache each mailbox by (UIDVALIDITY, UID) and resync by MODSEQ (QRESYNC, RFC 7162)
 // from wherever they last were, between random changes, reopens with the index lost, snapshots,
-// compaction, a journal rewritten from the index, and the store restored from its last backup
-// (the disk lost: the store had gone on after that backup). A client resyncing from its cache must end
-// with exactly what a full read shows: no uid names other mail under a uidValidity it cached, no
-// modseq or uidNext goes back, every expunge since its modseq is in `vanished`, and a mailbox
-// deleted and made again (or renamed over) never shows a uidValidity its name had before.
+// compaction, a journal rewritten from the index, the store restored from its last backup
+// (the disk lost: the store had gone on after that backup), the user moved to another store by
+// XFER, the mailbox list undumped into a new store and the mail imported again, and tombstones
+// expired. A client resyncing from its cache must end with exactly what a full read shows: no uid
+// names other mail under a uidValidity it cached, no modseq or uidNext goes back, every expunge
+// since its modseq is in `vanished` or, below the mailbox's vanished floor, in its vanished ranges
+// (the client model honours them as an IMAP server's VANISHED (EARLIER) narrowed to its known
+// uids), and a mailbox deleted and made again (or renamed over) never shows a uidValidity its name
+// had before.
 //
 //   IMAP_CONTRACT_RUNS=200 IMAP_CONTRACT_STEPS=60 npx vitest run test/store/imap-contract.test.ts   (long form)
 import { describe, expect, it, vi } from 'vitest';
@@ -21,13 +25,19 @@ import type { Repository } from '../../src/backup/repository.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { openRepo, source } from '../backup/helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { vanishedOf } from '../helpers/qresync.js';
+import { dumpMailboxes, undumpMailboxes, type DumpedMailbox } from '../../src/store/mailbox-list.js';
+import { startPrimary } from '../../src/replication/primary.js';
+import { xferUser } from '../../src/replication/xfer.js';
+import { keyFile } from '../replication/helpers.js';
 
 const RUNS = Number(process.env.IMAP_CONTRACT_RUNS ?? 3);
 const STEPS = Number(process.env.IMAP_CONTRACT_STEPS ?? 16);
 const SEED = process.env.IMAP_CONTRACT_SEED ? Number(process.env.IMAP_CONTRACT_SEED) : process.env.IMAP_CONTRACT_RUNS ? undefined : 20261206;
 
-const NAMES = ['INBOX', 'A', 'B'];
-const name = fc.constantFrom('INBOX', 'INBOX', 'INBOX', 'A', 'B');
+// one user's tree, which XFER moves whole
+const NAMES = ['user/u/INBOX', 'user/u/A', 'user/u/B'];
+const name = fc.constantFrom('user/u/INBOX', 'user/u/INBOX', 'user/u/INBOX', 'user/u/A', 'user/u/B');
 const uids = fc.uniqueArray(fc.integer({ min: 1, max: 8 }), { minLength: 1, maxLength: 3 });
 const op = fc.oneof(
   { weight: 6, arbitrary: fc.record({ kind: fc.constant('append' as const), name, body: fc.integer({ min: 0, max: 6 }), count: fc.integer({ min: 1, max: 3 }) }) },
@@ -43,6 +53,9 @@ const op = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('rewriteJournal' as const) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('backup' as const) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('restore' as const) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('xfer' as const) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('undump' as const) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('expire' as const) }) },
 );
 type Op = typeof op extends fc.Arbitrary<infer T> ? T : never;
 
@@ -91,7 +104,7 @@ class Clients {
       expect(status.highestModseq, `${mailbox}: HIGHESTMODSEQ went back`).toBeGreaterThanOrEqual(cache.highestModseq);
       expect(status.uidNext, `${mailbox}: UIDNEXT went back`).toBeGreaterThanOrEqual(cache.uidNext);
       const changes = await store.changesSince(mailbox, cache.highestModseq);
-      for (const uid of changes.vanished) cache.messages.delete(uid);
+      for (const uid of vanishedOf(cache.messages.keys(), changes)) cache.messages.delete(uid);
       for (const m of changes.changed) {
         expect(m.modseq, `${mailbox}: uid ${m.uid} changed at a modseq not above the client's`).toBeGreaterThan(cache.highestModseq);
         const had = cache.messages.get(m.uid);
@@ -119,6 +132,9 @@ class Harness {
   readonly clients = new Clients(() => this.store);
   private repo?: Repository;
   private restores = 0;
+  /** Stores made by an XFER or an undump (each a new store id, so a backup repository of its own). */
+  private moves = 0;
+  private readonly key = keyFile();
   constructor(public dir: string, private readonly work: string) {}
 
   async close(): Promise<void> {
@@ -166,7 +182,7 @@ class Harness {
         this.store = await Store.open(this.dir);
         return;
       case 'backup':
-        this.repo ??= await openRepo(join(this.work, 'repo'));
+        this.repo ??= await openRepo(join(this.work, `repo-${this.moves}`));
         await runBackup(source(s), this.repo);
         return;
       case 'restore':
@@ -183,7 +199,48 @@ class Harness {
         await restoreToNewStore(nodeFileSystem, this.repo, 'latest', this.dir, { newUidValidity: true });
         this.store = await Store.open(this.dir);
         return;
+      case 'expire': await s.compact({ tombstoneRetentionMs: 0 }); return;
+      case 'xfer': {
+        // the user moves to another store (uidValidity, uids, modseqs kept; the expunges stay here)
+        const target = await this.newStore();
+        const listener = await startPrimary(target.store, { listen: '127.0.0.1:0', keyFile: this.key, log: () => undefined });
+        try {
+          await tolerate(async () => xferUser(s, { user: 'u', to: `127.0.0.1:${(await listener.status()).port}`, keyFile: this.key, log: () => undefined }));
+        } finally {
+          await listener.close();
+        }
+        return this.switchTo(target);
+      }
+      case 'undump': {
+        // the mailbox list into a new store and the mail imported again (new uids): clients keep their caches
+        const dumped: DumpedMailbox[] = [];
+        for await (const entry of dumpMailboxes(s)) dumped.push(entry);
+        const mail = new Map<string, { bytes: Buffer; flags: string[] }[]>();
+        for (const entry of dumped) {
+          const items: { bytes: Buffer; flags: string[] }[] = [];
+          for await (const { info, body } of s.readMessages(entry.name)) items.push({ bytes: Buffer.from(body), flags: info.flags });
+          mail.set(entry.name, items);
+        }
+        const target = await this.newStore();
+        await undumpMailboxes(target.store, dumped);
+        for (const [box, items] of mail) if (items.length > 0) await target.store.appendBatch(box, items);
+        return this.switchTo(target);
+      }
     }
+  }
+
+  private async newStore(): Promise<{ store: Store; dir: string }> {
+    const dir = join(this.work, `moved-${++this.moves}`);
+    return { store: await Store.open(dir, { create: true }), dir };
+  }
+
+  /** The clients go on with `target`; the old store is left, and backups go to a repository of the new one. */
+  private async switchTo(target: { store: Store; dir: string }): Promise<void> {
+    await this.store.close();
+    this.store = target.store;
+    this.dir = target.dir;
+    await this.repo?.close();
+    this.repo = undefined;
   }
 }
 
@@ -205,8 +262,20 @@ describe('the IMAP contract across recovery paths', () => {
           // then the disk is lost after all that: the store comes back from its last backup
           await h.step({ kind: 'restore' });
           for (const n of NAMES) await h.clients.sync(n);
-          await h.step({ kind: 'append', name: 'INBOX', body: 9, count: 2 });
+          await h.step({ kind: 'append', name: 'user/u/INBOX', body: 9, count: 2 });
           for (const n of NAMES) await h.clients.sync(n);
+          // and the paths after which the change log no longer lists every expunge, each after one
+          // no client has seen yet: clients that honour the vanished ranges keep no ghost
+          for (const kind of ['xfer', 'undump', 'expire'] as const) {
+            await h.step({ kind: 'append', name: 'user/u/INBOX', body: 5, count: 2 });
+            for (const n of NAMES) await h.clients.sync(n);
+            for await (const m of h.store.messages('user/u/INBOX')) {
+              await h.step({ kind: 'expunge', name: 'user/u/INBOX', uids: [m.uid] });
+              break;
+            }
+            await h.step({ kind });
+            for (const n of NAMES) await h.clients.sync(n);
+          }
           // and once more after the index is rebuilt from what is on disk
           await h.step({ kind: 'reopen', dropIndex: true });
           for (const n of NAMES) await h.clients.sync(n);
@@ -218,5 +287,5 @@ describe('the IMAP contract across recovery paths', () => {
     } finally {
       vi.restoreAllMocks();
     }
-  }, Math.max(120_000, RUNS * STEPS * 400));
+  }, Math.max(120_000, RUNS * (STEPS * 400 + 15_000))); // each run also moves the store three times (XFER, undump) and restores it
 });
