@@ -733,6 +733,18 @@ export const limits = {
    * saw the mark (moved.ts) say so. Five days: Postfix's maximal_queue_lifetime, after which it bounces anyway.
    */
   xferMovedTempfailMs: 5 * 24 * 60 * 60 * 1000,
+  /**
+   * The store's clock reference (src/store/clock.ts): a change of the boot's wall-clock time by
+   * more than this is a step of the wall clock (NTP's slew moves it by at most 0.5 ms a second, and
+   * the store looks at least once a minute while it writes), and a clock this far behind the latest
+   * time the store has seen, or its creation, is behind. Retention refuses either until the admin
+   * trusts the clock; a step smaller than this costs a retention run at most this much.
+   */
+  clockStepMs: 10 * 60 * 1000,
+  /** How often a store that commits looks at the clock and records the latest time it has seen. */
+  clockLookEveryMs: 60 * 1000,
+  /** The clock's steps kept until the admin trusts the clock (the first and the newest ones). */
+  clockStepsKept: 16,
 } as const;
 
 /** The daemon (src/daemon) and its client library (src/client): the socket protocol's bounds. */

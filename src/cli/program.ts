@@ -34,6 +34,7 @@ const COMMANDS: Array<[name: string, load: () => Promise<CommandModule>]> = [
   ['search', () => import('./commands/search.js')],
   ['flags', () => import('./commands/flags.js')],
   ['expunge', () => import('./commands/expunge.js')],
+  ['clock', () => import('./commands/clock.js')],
   ['copy', () => import('./commands/copy.js')],
   ['move', () => import('./commands/move.js')],
   ['acl', () => import('./commands/acl.js')],

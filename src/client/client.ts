@@ -24,6 +24,7 @@ import type {
 } from '../store/types.js';
 import type { DeleteUserResult, RenameUserResult } from '../store/users.js';
 import type { MovedUser } from '../store/moved.js';
+import type { ClockReport } from '../store/clock-report.js';
 import { checkDeletable, type DeleteOptions } from '../store/validate.js';
 
 export { MailstoreError, isMailstoreError } from '../errors.js';
@@ -548,6 +549,14 @@ export class Client implements MailStore, ProcedureRunner {
 
   forgetMovedUser(name: string): Promise<MovedUser> {
     return this.callSince('forgetMovedUser', [name]);
+  }
+
+  clockReport(): Promise<ClockReport> {
+    return this.callSince('clockReport', []);
+  }
+
+  trustClock(): Promise<ClockReport> {
+    return this.callSince('trustClock', []);
   }
 
   /** A method newer than some daemons (session 36's): one that lacks it says it runs an older mailstore. */

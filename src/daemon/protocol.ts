@@ -319,7 +319,7 @@ function wireMoved(moved: unknown): MovedTo {
 export const VALUE_METHODS: ReadonlySet<string> = new Set([
   'createMailbox', 'renameMailbox', 'deleteMailbox', 'listMailboxes', 'mailbox', 'status', 'setAcl', 'getAcl', 'append', 'appendBatch',
   'getMeta', 'setFlags', 'expunge', 'copy', 'move', 'stats', 'messageInfo', 'fetch', 'changesSince', 'renameUser', 'deleteUser',
-  'movedUsers', 'forgetMovedUser',
+  'movedUsers', 'forgetMovedUser', 'clockReport', 'trustClock',
 ]);
 
 /** MailStore methods answered with a listing: item frames, then end (or err). */
@@ -330,7 +330,7 @@ export const STREAM_METHODS: ReadonlySet<string> = new Set(['fetchStream']);
 
 /** Methods that change the store: one in flight when the daemon goes away may have committed. */
 export const MUTATING_METHODS: ReadonlySet<string> = new Set([
-  'createMailbox', 'renameMailbox', 'deleteMailbox', 'setAcl', 'append', 'appendBatch', 'setFlags', 'expunge', 'copy', 'move', 'renameUser', 'deleteUser', 'forgetMovedUser',
+  'createMailbox', 'renameMailbox', 'deleteMailbox', 'setAcl', 'append', 'appendBatch', 'setFlags', 'expunge', 'copy', 'move', 'renameUser', 'deleteUser', 'forgetMovedUser', 'trustClock',
 ]);
 
 /** The daemon's answer to `hello`, the first call of every client. */

@@ -7,6 +7,7 @@ import type {
 } from './types.js';
 import type { DeleteUserResult, RenameUserResult } from './users.js';
 import type { MovedUser } from './moved.js';
+import type { ClockReport } from './clock-report.js';
 import type { DeleteOptions } from './validate.js';
 import type { CommitChain } from './writer.js';
 
@@ -63,5 +64,9 @@ export interface MailStore {
   movedUsers(): Promise<MovedUser[]>;
   /** Removes a moved user's marker (NOT_FOUND when there is none). */
   forgetMovedUser(name: string): Promise<MovedUser>;
+  /** The system clock as the store judges it (clock.ts); retention refuses while `untrusted` says why. */
+  clockReport(): Promise<ClockReport>;
+  /** The admin's word that the system clock is right now. */
+  trustClock(): Promise<ClockReport>;
   close(): Promise<void>;
 }

@@ -41,6 +41,11 @@ export const meta = {
    * such as the checkpoint `reconstruct --from-index` writes, has none.
    */
   journalIncomplete: keys.meta('index/journal-incomplete'),
+  /**
+   * The store's clock reference (clock.ts): the latest time it has seen and how this boot's start
+   * read on the wall clock. Index-only: a rebuilt index starts again from the store's creation.
+   */
+  clock: keys.meta('index/clock'),
 };
 
 /** The ways out for an index that carries meta.journalIncomplete (RECOVERY.md). */
@@ -48,7 +53,7 @@ export const JOURNAL_INCOMPLETE_ADVICE = `put the missing journal segments back 
   `or recover what the packs hold ('mailstore reconstruct --from-packs') and accept the rest as lost ('mailstore reconstruct --from-index')`;
 
 /** Meta entries an index sets for itself: never in a snapshot or checkpoint, never compared. */
-export const indexOwnMeta = [meta.appliedSeq, meta.storeId, meta.indexFormat, meta.journalIncomplete];
+export const indexOwnMeta = [meta.appliedSeq, meta.storeId, meta.indexFormat, meta.journalIncomplete, meta.clock];
 
 /** A problem found while applying (only possible in a degraded replay after journal damage). */
 export type ApplyProblem = (message: string) => void;

@@ -1,11 +1,13 @@
 // Retention (doveadm expunge savedbefore, cyr_expire): expunge the messages of a mailbox, or of a
 // tree, whose internal date is before a cutoff (append sets it to the arrival time unless given).
 // Each mailbox's expunges are journaled in bounded records; a crash keeps a prefix of them, and
-// running it again finishes the job, since the selection is the same.
+// running it again finishes the job, since the selection is the same. It refuses to run under a
+// clock the store cannot trust (clock.ts).
 import { MailstoreError, isMailstoreError } from '../errors.js';
 import { limits } from '../limits.js';
 import type { MailStore } from './api.js';
 import { SEEN } from './apply.js';
+import { judgedHere, untrustedClockError } from './clock-report.js';
 import { parseMailboxName } from './validate.js';
 
 export interface RetentionOptions {
@@ -35,6 +37,9 @@ export async function expungeBefore(store: MailStore, mailbox: string, options: 
   if (exists) names.push(mailbox);
   if (options.recursive) for (const entry of await store.listMailboxes({ pattern: `${mailbox}/*` })) names.push(entry.name);
   if (names.length === 0) throw new MailstoreError('NOT_FOUND', `no mailbox named ${mailbox} nor any below it`, { path: mailbox });
+  // a cutoff counted from a wrong clock, or dates a wrong clock gave, would expunge recent mail for good
+  const clock = judgedHere(await store.clockReport());
+  if (clock.untrusted !== undefined) throw untrustedClockError(clock, mailbox);
   const cutoff = options.before.getTime();
   const out: RetentionResult[] = [];
   for (const name of names) {

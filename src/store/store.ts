@@ -32,6 +32,8 @@ import type { StoreAdministration } from './administration.js';
 import { finishMailboxDeletes, type DeleteHost } from './delete-chunks.js';
 import { ChangeFeed } from './changes.js';
 import { quarantineUse } from './quarantine.js';
+import { StoreClock } from './clock.js';
+import type { ClockReport } from './clock-report.js';
 import { LAYOUT, initStore, realRoot, type StoreIdentity } from './identity.js';
 import type { TierFlushResult, TierHost, TierStatus } from './tier.js';
 import { TIER_SETTINGS_FILE, noObjectStore } from './tier-names.js';
@@ -192,6 +194,7 @@ export class Store implements MailStore {
   private inlineBodyBytesMax: number;
   /** The free-space reserve every change is admitted by (free-space.ts). */
   private readonly space: FreeSpace;
+  private readonly clock: StoreClock;
   /** Recycled memory for the copies of callers' large messages (copy-pool.ts). */
   private readonly copies = new CopyPool();
   private closed = false;
@@ -241,6 +244,7 @@ export class Store implements MailStore {
     this.inlineBodyBytesMax = checkInlineBodyBytes(options.inlineBodyBytesMax ?? limits.inlineBodyBytesDefault, 'inlineBodyBytesMax');
     this.space = new FreeSpace(this.fs, this.root, options.freeSpaceReserveBytes === undefined ? undefined : checkReserveBytes(options.freeSpaceReserveBytes, 'freeSpaceReserveBytes'), options.onFreeSpace);
     this.journal.keepFreeBytes = () => this.space.keepFreeBytes();
+    this.clock = new StoreClock(() => this.db, Date.parse(this.identity.created), this.readOnly);
     this.committed = this.journal.lastSeq;
     this.changes = new ChangeFeed({ fs: this.fs, root: this.root, journal: this.journal, committedSeq: () => this.committed, readOnly: this.readOnly });
     this.packBytesMax = options.packBytesMax ?? limits.packBytesMax;
@@ -267,6 +271,7 @@ export class Store implements MailStore {
         this.changes.notify(last);
         this.gate?.committed?.(last);
         this.tierMover?.noteCommit();
+        this.clock.committed();
         if (autoSnapshot) this.snapshots.maybeAuto(last, (result, error) => this.reportAutoSnapshot(options, result, error));
         options.onCommit?.(first, last, mutations, indexKeys, writeSeconds);
       },
@@ -310,6 +315,7 @@ export class Store implements MailStore {
         ...(reserve === undefined ? {} : { freeSpaceReserveBytes: reserve }),
       });
       if (!parts.readOnly) await store.space.start(); // before open's own maintenance writes
+      await store.clock.start();
       store.replicationRole = await readRole(parts.fs, root);
       // tier.ts and its S3 client load only for a store that has an object store (issue 16: start-up)
       const tier = (await parts.fs.statIfExists(join(root, TIER_SETTINGS_FILE))) ? await import('./tier.js') : undefined;
@@ -361,6 +367,7 @@ export class Store implements MailStore {
     await this.packs.close();
     await this.journal.close();
     this.space.stop();
+    await this.clock.settled();
     await this.db.close();
     await this.release();
   }
@@ -861,6 +868,19 @@ export class Store implements MailStore {
     return (await import('./users.js')).deleteUser(this, name, options);
   }
 
+  /** The clock as the store judges it (clock.ts): retention refuses while `untrusted` says why. */
+  async clockReport(): Promise<ClockReport> {
+    this.live();
+    return this.clock.report();
+  }
+
+  /** The admin's word that the system clock is right now: the store's clock reference starts again from it. */
+  async trustClock(): Promise<ClockReport> {
+    this.live();
+    this.writable();
+    return this.clock.trust();
+  }
+
   /** The users XFER moved away from here (moved.ts), and where to. */
   async movedUsers(): Promise<MovedUser[]> {
     this.live();
@@ -1124,7 +1144,7 @@ export class Store implements MailStore {
       const pool = entries.length === 1 && given.length <= this.inlineBodyBytesMax ? undefined : this.copies;
       const bytes = ownCopy(given, pool);
       recycled ||= bytes.buffer !== given.buffer && pool?.recycles(given.length) === true;
-      return { bytes, hash: hashBytes(bytes), flags: normalizeFlags(item.flags), date: normalizeDate(item.internalDate), extras: normalizeMessageExtras(item) };
+      return { bytes, hash: hashBytes(bytes), flags: normalizeFlags(item.flags), date: normalizeDate(item.internalDate ?? this.clock.now()), extras: normalizeMessageExtras(item) };
     });
     const inline = this.planInline(prepared.map((item) => item.bytes.length));
     // Checked before any blob is reserved: the largest uid, pack and offset the record could carry.

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { buildProgram, namedCommand } from '../../src/cli/program.js';
 import { requireBuilt, tempDir } from './helpers.js';
 
-const ALL = ['init', 'mailbox', 'append', 'fetch', 'messages', 'search', 'flags', 'expunge', 'copy', 'move', 'acl', 'user', 'quota', 'usage', 'import', 'export', 'stats', 'scrub', 'reconstruct', 'rebuild-from-bucket',
+const ALL = ['init', 'mailbox', 'append', 'fetch', 'messages', 'search', 'flags', 'expunge', 'clock', 'copy', 'move', 'acl', 'user', 'quota', 'usage', 'import', 'export', 'stats', 'scrub', 'reconstruct', 'rebuild-from-bucket',
   'consumers', 'events', 'tier', 'compact', 'backup', 'backups', 'restore', 'snapshot', 'config', 'serve', 'replica', 'promote', 'xfer', 'bench'];
 
 async function registered(args: string[]): Promise<string[]> {

@@ -12,6 +12,7 @@ import { decodeValue, encodeValue } from '../../src/index/codec.js';
 import { keys } from '../../src/keys/index-keys.js';
 import { SPACE, encodeU32, encodeU64 } from '../../src/keys/tuple.js';
 import { limits } from '../../src/limits.js';
+import { meta } from '../../src/store/apply.js';
 import { prng } from '../helpers/prng.js';
 import { tmpDir } from '../helpers/tmp.js';
 
@@ -23,6 +24,8 @@ async function dump(path: string): Promise<string[]> {
   const out: string[] = [];
   try {
     for await (const [key, value] of db.rawIterator({ gte: Buffer.alloc(0), lt: Buffer.from([0xff, 0xff]) })) {
+      // the one key no journal gives: the store's view of the wall clock (clock.ts), looked at anew by each open
+      if (meta.clock.equals(key)) continue;
       out.push(`${Buffer.from(key).toString('hex')} ${Buffer.from(value).toString('hex')}`);
     }
   } finally {

@@ -12,6 +12,7 @@ import { MailstoreError } from '../../src/errors.js';
 import { nodeFileSystem } from '../../src/fs/node-fs.js';
 import { IndexDb } from '../../src/index/index-db.js';
 import { compareIndexes } from '../../src/store/recovery.js';
+import { meta } from '../../src/store/apply.js';
 import { Store } from '../../src/store/store.js';
 import { readSnapshotFile } from '../../src/store/snapshot-file.js';
 import { writeSetting } from '../../src/store/setting-file.js';
@@ -135,7 +136,8 @@ describe('snapshots', () => {
     // Every key and value, meta (appliedSeq, store id, uidValidityLast) included, byte for byte.
     const [old, rebuilt] = [await IndexDb.open(join(root, 'index.old'), false), await IndexDb.open(join(root, 'index'), false)];
     const differences: string[] = [];
-    for await (const d of compareIndexes(old, rebuilt)) differences.push(`${d.key.toString('hex')}: ${d.detail}`);
+    // but the store's view of the wall clock (clock.ts), which no journal gives and each open looks at anew
+    for await (const d of compareIndexes(old, rebuilt)) if (!d.key.equals(meta.clock)) differences.push(`${d.key.toString('hex')}: ${d.detail}`);
     await old.close();
     await rebuilt.close();
     expect(differences).toEqual([]);
