@@ -12,6 +12,7 @@ import type { FileHandle, FileSystem } from '../fs/filesystem.js';
 import { DurableStream, createFileDurable, ensureDir, refuseIgnoredSync, writeFileAtomic, writeFileDurable } from '../fs/durable.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
 import { describeCommandLine } from '../fs/process-files.js';
+import { bootId, processIdentity } from '../fs/process-start.js';
 import { backupLimits, limits } from '../limits.js';
 import { createHasher, hashReady, type Hasher } from '../hash/blake3.js';
 import type { Op } from '../store/records.js';
@@ -800,6 +801,9 @@ interface LockRecord {
   exclusive: boolean;
   /** The holder's command line (describeCommandLine), for the LOCKED message; absent in locks of a mailstore before session 38. */
   command?: string;
+  /** The holder's boot id and start (process-start.ts): on its host, whether it still runs, with no clock; absent before session 39 or without /proc. */
+  boot?: string;
+  started?: number;
 }
 
 export interface RepoLock {
@@ -816,8 +820,9 @@ export interface RepoLock {
 
 /**
  * restic's locks: a file per holder in locks/. Backup, restore and check share; forget and prune
- * are exclusive. A lock of a dead process on this host, or one not refreshed for lockStaleMs, is
- * stale and removed.
+ * are exclusive. A lock of this host is stale when its process is gone (its boot id and start
+ * time, or for a lock of a mailstore before session 39 its age, then its pid); another host's when
+ * it was not refreshed for lockStaleMs, or is dated far ahead. A stale lock is removed.
  */
 export async function lockRepository(repo: Repository, exclusive: boolean, options: { readOnly?: boolean } = {}): Promise<RepoLock> {
   const fs = repo.fs;
@@ -827,10 +832,11 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
   // Visible whole to other processes (rename), not synced: after a crash no process holds a lock,
   // and a lost or torn lock file only lets in what a stale one would (docs/BACKUP.md, invariant 6).
   const command = describeCommandLine(process.argv);
+  const self = await processIdentity(process.pid);
   let time = 0;
   const write = () => {
     time = Date.now();
-    return writeFileAtomic(fs, path, Buffer.from(JSON.stringify({ pid: process.pid, hostname: hostname(), time, exclusive, command } satisfies LockRecord)));
+    return writeFileAtomic(fs, path, Buffer.from(JSON.stringify({ pid: process.pid, hostname: hostname(), time, exclusive, command, ...self } satisfies LockRecord)));
   };
   if (!options.readOnly) await refuseIgnoredSync(fs, repo.dir, 'the backup repository'); // a snapshot "saved" there would not be
   try {
@@ -934,6 +940,18 @@ async function readLock(fs: FileSystem, path: string): Promise<LockRecord | unde
 }
 
 async function isStale(record: LockRecord): Promise<boolean> {
+  // this host's own, of a holder that recorded its boot and start: exact, with no clock. By age
+  // first, a clock stepped forward by lockStaleMs between two refreshes (NTP after a bad boot, a
+  // VM resumed) made a running backup's lock stale, and a prune removed data files it was naming
+  if (record.hostname === hostname() && typeof record.boot === 'string' && typeof record.started === 'number') {
+    const boot = await bootId();
+    if (boot !== undefined) {
+      if (record.boot !== boot) return true; // written in an earlier boot of this host
+      const now = await processIdentity(record.pid);
+      if (now?.started !== record.started) return true; // gone, or its pid given to another process
+      return processGone(record.pid, record.hostname); // a zombie
+    }
+  }
   const ageMs = Date.now() - record.time;
   if (ageMs > backupLimits.lockStaleMs) return true;
   // this host's own: its pid says (this clock stepped back under a live run is no reason)

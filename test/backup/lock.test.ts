@@ -102,6 +102,45 @@ describe('locks dated ahead of this clock', () => {
   });
 });
 
+describe('this host\'s locks judged by the holder\'s boot and start, not by age', () => {
+  /** The boot id and a process's start (ticks since boot, /proc/PID/stat field 22), as a lock records them. */
+  const bootId = () => readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim();
+  const startOf = (pid: number) => {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  };
+
+  it.runIf(process.platform === 'linux')('a running backup\'s lock written 2 hours ago by a clock since stepped forward keeps forget out; the same pid started at another time, or of another boot, is stale', async () => {
+    const repo = await openRepo(join(tmpDir('bkl'), 'repo'));
+    const holder = spawn('sleep', ['30'], { stdio: 'ignore' });
+    const path = join(repo.dir, 'locks', 'd'.repeat(32));
+    const lockAt = (fields: object) => JSON.stringify({ pid: holder.pid, hostname: hostname(), time: Date.now() - 2 * 3600_000, exclusive: false, ...fields });
+    try {
+      await new Promise((resolve) => holder.once('spawn', resolve));
+      // the clock stepped 2 h forward since the holder's last refresh: by age (lockStaleMs, 30 min) it was stale and removed
+      writeFileSync(path, lockAt({ boot: bootId(), started: startOf(holder.pid!) }));
+      await expectCode(lockRepository(repo, true), 'LOCKED');
+      expect(existsSync(path)).toBe(true);
+      // the pid given again to another process since: the holder is gone
+      writeFileSync(path, lockAt({ boot: bootId(), started: startOf(holder.pid!) - 1, time: Date.now() }));
+      await (await lockRepository(repo, true)).release();
+      expect(existsSync(path)).toBe(false);
+      // written in an earlier boot of this host
+      writeFileSync(path, lockAt({ boot: '00000000-0000-4000-8000-000000000000', started: startOf(holder.pid!), time: Date.now() }));
+      await (await lockRepository(repo, true)).release();
+      expect(existsSync(path)).toBe(false);
+      // what this mailstore's locks record
+      const own = await lockRepository(repo, false);
+      const [name] = readdirSync(join(repo.dir, 'locks'));
+      expect(JSON.parse(readFileSync(join(repo.dir, 'locks', name), 'utf8'))).toMatchObject({ pid: process.pid, boot: bootId(), started: startOf(process.pid) });
+      await own.release();
+    } finally {
+      holder.kill('SIGKILL');
+      await repo.close();
+    }
+  });
+});
+
 describe('a run whose lock may no longer be its own publishes nothing', () => {
   async function storeAndRepo() {
     const dir = tmpDir('bkl');
