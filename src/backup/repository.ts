@@ -850,16 +850,17 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
     throw failure;
   }
   try {
+    const clockAgrees = await agreesWithFileTimes(fs, path);
     for (const other of await fs.readdir(dir)) {
       if (other === name || other.startsWith('.')) continue;
       const record = await readLock(fs, join(dir, other));
       if (!record) continue;
-      if (await isStale(record)) { await fs.unlink(join(dir, other)).catch(() => undefined); continue; }
+      if (await isStale(record, clockAgrees)) { await fs.unlink(join(dir, other)).catch(() => undefined); continue; }
       if (exclusive || record.exclusive) {
         // both written at the same moment: the first by (time, name) waits for the other to go
         const first = record.time > time || (record.time === time && other > name);
         if (first && (await lockGoes(fs, join(dir, other)))) continue;
-        throw new MailstoreError('LOCKED', `the backup repository ${repo.dir} is in use by pid ${record.pid} on ${record.hostname} since ${new Date(record.time).toISOString()}${holderCommand(record)}; try again when it is done`, { path: join(dir, other) });
+        throw new MailstoreError('LOCKED', `the backup repository ${repo.dir} is in use by pid ${record.pid} on ${record.hostname} since ${new Date(record.time).toISOString()}${holderCommand(record)}; try again when it is done${clockAgrees ? '' : ` (this host's clock, ${new Date().toISOString()}, disagrees with the repository's file times, so no lock is judged stale by its age: set the clock right)`}`, { path: join(dir, other) });
       }
     }
   } catch (error) {
@@ -939,7 +940,7 @@ async function readLock(fs: FileSystem, path: string): Promise<LockRecord | unde
   }
 }
 
-async function isStale(record: LockRecord): Promise<boolean> {
+async function isStale(record: LockRecord, clockAgrees: boolean): Promise<boolean> {
   // this host's own, of a holder that recorded its boot and start: exact, with no clock. By age
   // first, a clock stepped forward by lockStaleMs between two refreshes (NTP after a bad boot, a
   // VM resumed) made a running backup's lock stale, and a prune removed data files it was naming
@@ -952,11 +953,26 @@ async function isStale(record: LockRecord): Promise<boolean> {
       return processGone(record.pid, record.hostname); // a zombie
     }
   }
+  // A clock that disagrees with the repository's (a step here, a bad boot) tells no lock's age:
+  // another host's is then kept, and this host's older ones are judged by their pid alone
   const ageMs = Date.now() - record.time;
-  if (ageMs > backupLimits.lockStaleMs) return true;
+  if (clockAgrees && ageMs > backupLimits.lockStaleMs) return true;
   // this host's own: its pid says (this clock stepped back under a live run is no reason)
   if (record.hostname === hostname()) return processGone(record.pid, record.hostname);
-  return -ageMs > backupLimits.clockAheadMaxMs;
+  return clockAgrees && -ageMs > backupLimits.clockAheadMaxMs;
+}
+
+/**
+ * Whether this process's wall clock agrees, within lockRefreshMs, with the time the repository's
+ * file system gave the lock file just written (an NFS server's clock; this host's kernel's on a
+ * local disk). Across hosts, locks are judged by their age on this clock: stepped forward it made
+ * another host's running backup stale, stepped back a day it made every live lock "dated ahead".
+ * A store that gives no file times (an object store's, 0) is taken to agree, as before.
+ */
+async function agreesWithFileTimes(fs: FileSystem, path: string): Promise<boolean> {
+  const stat = await fs.stat(path).catch(() => undefined);
+  if (!stat || !(stat.mtimeMs > 0)) return true;
+  return Math.abs(Date.now() - stat.mtimeMs) <= backupLimits.lockRefreshMs;
 }
 
 /**

@@ -141,6 +141,36 @@ describe('this host\'s locks judged by the holder\'s boot and start, not by age'
   });
 });
 
+describe('another host\'s lock under a wrong clock here', () => {
+  it('with this clock 2 days behind or 2 hours ahead of the repository\'s file times, a live lock of another host is not judged by time: LOCKED, kept', async () => {
+    const repo = await openRepo(join(tmpDir('bkl'), 'repo'));
+    const path = join(repo.dir, 'locks', 'e'.repeat(32));
+    const realNow = Date.now.bind(Date);
+    try {
+      for (const offsetMs of [-2 * 86_400_000, 2 * 3600_000]) {
+        // refreshed just now by a backup on another host whose clock is right
+        writeFileSync(path, JSON.stringify({ pid: 4242, hostname: 'elsewhere.example', time: realNow(), exclusive: false }));
+        // this host's clock: behind, the lock looked 2 days ahead (clockAheadMaxMs: stale); ahead, 2 h old (lockStaleMs: stale)
+        const clock = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + offsetMs);
+        try {
+          const refused = await lockRepository(repo, true).then(() => undefined, (error: unknown) => error as { code: string; message: string });
+          expect(refused?.code).toBe('LOCKED');
+          expect(refused?.message).toMatch(/in use by pid 4242 on elsewhere\.example .*this host's clock, .*, disagrees with the repository's file times/);
+        } finally {
+          clock.mockRestore();
+        }
+        expect(existsSync(path), `offset ${offsetMs} ms`).toBe(true);
+      }
+      // this clock right, the same lock 2 h without a refresh: stale as before
+      writeFileSync(path, JSON.stringify({ pid: 4242, hostname: 'elsewhere.example', time: realNow() - 2 * 3600_000, exclusive: false }));
+      await (await lockRepository(repo, true)).release();
+      expect(existsSync(path)).toBe(false);
+    } finally {
+      await repo.close();
+    }
+  });
+});
+
 describe('a run whose lock may no longer be its own publishes nothing', () => {
   async function storeAndRepo() {
     const dir = tmpDir('bkl');
