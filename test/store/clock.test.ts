@@ -1,6 +1,6 @@
 // The store's clock reference (src/store/clock.ts) as retention consults it. The real clock's
 // steps are test/cli/clock.test.ts's (processes under libfaketime); here, what one process can show.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { expungeBefore } from '../../src/store/retention.js';
 import { observeClock } from '../../src/store/clock.js';
@@ -22,6 +22,32 @@ describe('the clock reference', () => {
     const rebooted = observeClock(stepped, 1000, 8000, { boot: 'b', bootTimeMs: 9 });
     expect(rebooted.steps).toHaveLength(1); // kept until trusted
     expect(rebooted.seen).toBe(7000 + 400 * DAY_MS); // never lowered by a look
+  });
+});
+
+describe('a store created under a clock a year ahead', () => {
+  it('refuses retention once the clock is put right, until trusted; then runs', async () => {
+    const dir = tmpDir();
+    vi.useFakeTimers({ toFake: ['Date'] }); // Date alone: STORE's created and every Date.now
+    vi.setSystemTime(Date.now() + 365 * DAY_MS);
+    let store: Store;
+    try {
+      store = await Store.open(dir, { create: true });
+      await store.createMailbox('M');
+      await store.close();
+    } finally {
+      vi.useRealTimers();
+    }
+    store = await Store.open(dir);
+    try {
+      expect((await store.clockReport()).untrusted).toMatch(/is before this store was created/);
+      expect(await codeOf(() => expungeBefore(store, 'M', { before: new Date() }))).toBe('REFUSED');
+      await store.trustClock();
+      expect((await store.clockReport()).untrusted).toBeUndefined();
+      expect(await expungeBefore(store, 'M', { before: new Date() })).toEqual([{ mailbox: 'M', uids: [], bytes: 0 }]);
+    } finally {
+      await store.close();
+    }
   });
 });
 
