@@ -131,12 +131,15 @@ export class IndexDb {
   /**
    * `writeBufferBytes`: LevelDB's memtable size (default 4 MiB); a rebuild's bulk load sets it larger
    * so that LevelDB writes no level-0 tables and compacts nothing while the load runs.
+   * `compression: false`: the tables this open writes are not Snappy-compressed (a rebuild; LevelDB
+   * marks each block's compression, so any later open reads them, and its compactions compress).
    */
-  static async open(path: string, create: boolean, options: { writeBufferBytes?: number } = {}): Promise<IndexDb> {
+  static async open(path: string, create: boolean, options: { writeBufferBytes?: number; compression?: boolean } = {}): Promise<IndexDb> {
     if (create) await makeLevelDirectory(path);
     const db = new (await levelClass())<Buffer, Buffer>(path, {
       keyEncoding: 'buffer', valueEncoding: 'buffer', createIfMissing: create, errorIfExists: create,
       ...(options.writeBufferBytes ? { writeBufferSize: options.writeBufferBytes } : {}),
+      ...(options.compression === false ? { compression: false } : {}),
       // a bound on the mapped table bytes a scan leaves in RSS (limits.indexOpenFilesMax)
       maxOpenFiles: limits.indexOpenFilesMax, maxFileSize: limits.indexTableFileBytes,
     });
