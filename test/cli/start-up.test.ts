@@ -65,7 +65,10 @@ describe('an append loads only what an append runs', () => {
     // node's own modules, as the process's exit (process.exit included) finds them
     const preload = join(tempDir(), 'builtins.cjs');
     writeFileSync(preload, "process.on('exit', () => process.stderr.write('BUILTINS ' + process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13)).join(' ') + '\\n'));");
-    const ran = spawnSync(process.execPath, ['--require', preload, join(repoRoot, 'dist/src/cli/main.js'), '--store', store, 'append', 'INBOX', message], { encoding: 'utf8' });
+    // no stall watch: it starts its worker once a command has run a second, which an append on a
+    // loaded machine can (stall-watch-later.ts)
+    const env = { ...process.env, MAILSTORE_STALL_REPORT_SECONDS: '0' };
+    const ran = spawnSync(process.execPath, ['--require', preload, join(repoRoot, 'dist/src/cli/main.js'), '--store', store, 'append', 'INBOX', message], { encoding: 'utf8', env });
     expect(ran.status, ran.stderr).toBe(0);
     const builtins = ran.stderr.split('\n').find((line) => line.startsWith('BUILTINS '))?.slice(9).split(' ') ?? [];
     expect(builtins).toContain('fs'); // the list is real
