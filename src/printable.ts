@@ -6,11 +6,17 @@
 // Human output shows each such character as an escape, JSON output as \uXXXX (it parses back to
 // the very same string). The same set the store refuses in names (src/store/validate.ts).
 
+// The \p{...} classes are built at their first use, which text of printable ASCII alone (nearly
+// all) never makes: V8 builds such a class from ICU's tables when the literal is evaluated, ~2M
+// instructions each, which every command paid at load (issue 16).
 /** Controls (C0, DEL, C1), invisible formatting (Unicode Cf: bidi, zero-width), line and paragraph separators, lone surrogates. */
-const UNSHOWABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu;
-
-/** What JSON.stringify leaves raw of UNSHOWABLE: it escapes C0 and lone surrogates itself. */
-const UNSHOWABLE_IN_JSON = /[\u007f-\u009f\p{Cf}\p{Zl}\p{Zp}]/gu;
+let unshowable: RegExp | undefined;
+/** What JSON.stringify leaves raw of the above: it escapes C0 and lone surrogates itself. */
+let unshowableInJson: RegExp | undefined;
+/** Text with nothing in the classes above: printable ASCII (space to ~). */
+const SHOWABLE_ASCII = /^[\x20-\x7e]*$/;
+/** JSON.stringify's output with nothing in its class: ASCII (it leaves no C0 raw). */
+const ASCII = /^[\x00-\x7e]*$/;
 
 const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
@@ -20,7 +26,9 @@ const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
  * between columns).
  */
 export function printable(text: string, keep = ''): string {
-  return text.replace(UNSHOWABLE, (c) => (keep.includes(c) ? c : NAMED[c] ?? escapeCodePoint(c.codePointAt(0)!)));
+  if (SHOWABLE_ASCII.test(text)) return text;
+  unshowable ??= /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu;
+  return text.replace(unshowable, (c) => (keep.includes(c) ? c : NAMED[c] ?? escapeCodePoint(c.codePointAt(0)!)));
 }
 
 function escapeCodePoint(code: number): string {
@@ -32,7 +40,10 @@ function escapeCodePoint(code: number): string {
 /** JSON.stringify, with what a terminal would obey or hide written as \uXXXX: the same document to a parser. */
 export function jsonText(value: unknown, indent?: number): string {
   // String(): JSON.stringify(undefined) is undefined, which printed as the word before
-  return String(JSON.stringify(value, null, indent)).replace(UNSHOWABLE_IN_JSON, jsonEscape);
+  const json = String(JSON.stringify(value, null, indent));
+  if (ASCII.test(json)) return json;
+  unshowableInJson ??= /[\u007f-\u009f\p{Cf}\p{Zl}\p{Zp}]/gu;
+  return json.replace(unshowableInJson, jsonEscape);
 }
 
 /** Each UTF-16 unit as \uXXXX (a tag character past the BMP as its surrogate pair). */

@@ -23,9 +23,8 @@
 //
 // Opt-in: V8's and libuv's threads are the whole process's, and an unprivileged process cannot
 // take a lowered priority back, so the library never does it on its own.
-import { readdirSync, stat } from 'node:fs';
+import { readdirSync, readlinkSync, stat } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
-import { isMainThread } from 'node:worker_threads';
 import { MailstoreError } from './errors.js';
 
 /** How far below the main thread's priority the helpers go (nice steps; 19 is the lowest there is). */
@@ -46,6 +45,15 @@ export function helperNice(): number | undefined {
 }
 
 /**
+ * Whether this is the process's main thread: its thread id is the process id (/proc/thread-self
+ * names "PID/task/TID"). Read from /proc rather than node:worker_threads' isMainThread, whose
+ * module loads node's worker internals, ~10M instructions of every CLI command's start (issue 16).
+ */
+function onMainThread(): boolean {
+  return readlinkSync('/proc/thread-self') === `${process.pid}/task/${process.pid}`;
+}
+
+/**
  * Lowers V8's platform threads, libuv's thread pool and every other thread of this process that
  * exists now to `steps` nice values below the main thread (at most 19). Call it first thing, from
  * the main thread, before starting worker threads of your own (they would be lowered too). Returns
@@ -54,10 +62,11 @@ export function helperNice(): number | undefined {
  */
 export function favourMainThread(steps = HELPER_NICE_STEPS): number | undefined {
   if (!Number.isInteger(steps) || steps < 1 || steps > NICE_LOWEST) throw new MailstoreError('INVALID', `favourMainThread: steps must be an integer from 1 to ${NICE_LOWEST}, not ${String(steps)}`);
-  if (process.platform !== 'linux' || !isMainThread) return undefined;
+  if (process.platform !== 'linux') return undefined;
   let ids: string[];
   let nice: number;
   try {
+    if (!onMainThread()) return undefined;
     // the thread pool's threads are made (and started) within its first job's submission
     stat('/', () => undefined);
     ids = readdirSync('/proc/self/task');

@@ -12,7 +12,13 @@
 // with INTERNAL (found session 30); now a process without a module-type flag starts its workers as
 // node does by default, and a refused list falls back to no flags at all (the workers' own source
 // needs none).
-import { Worker, type WorkerOptions } from 'node:worker_threads';
+import { createRequire } from 'node:module';
+import type { Worker, WorkerOptions } from 'node:worker_threads';
+
+// Required when a worker starts, not imported: node:worker_threads loads node's worker internals
+// (~15 modules with the event-loop and performance timing they use), ~10M instructions of every
+// command that imports this (an append, which starts no worker; issue 16).
+const require = createRequire(import.meta.url);
 
 /** Flags that decide how source given as a string is read, with their value (`--flag=v` or `--flag v`). */
 const MODULE_TYPE_FLAGS = ['--input-type', '--experimental-default-type'];
@@ -40,6 +46,7 @@ export function workerExecArgv(execArgv: readonly string[] = process.execArgv): 
 
 /** A worker running CommonJS `source`, started with the flags above (a list node refuses: none). */
 export function startCommonJsWorker(source: string, options: Omit<WorkerOptions, 'eval' | 'execArgv'>, execArgv: readonly string[] = process.execArgv): Worker {
+  const { Worker } = require('node:worker_threads') as typeof import('node:worker_threads');
   const argv = workerExecArgv(execArgv);
   if (argv === undefined) return new Worker(source, { ...options, eval: true });
   try {

@@ -22,6 +22,7 @@ import { readHealLists, writeHealList, type HealEntry, type HealLists } from './
 import { applySinceToTip } from './tip-since.js';
 import { lockRepository, type DataStream, type IndexFile, type Repository, type SnapshotCounts, type SnapshotFile, type StagedFile } from './repository.js';
 import { helperNice } from '../thread-priority.js';
+import { monotonicMs } from '../monotonic.js';
 
 /** What a backup needs of a store: the Store itself, or later the daemon's client. */
 export interface BackupSource {
@@ -112,7 +113,7 @@ interface StateRead {
 }
 
 export async function runBackup(source: BackupSource, repo: Repository, options: BackupOptions = {}): Promise<BackupSummary> {
-  const started = performance.now(); // durations on the monotonic clock: a step of the wall clock made them negative
+  const started = monotonicMs(); // durations on the monotonic clock: a step of the wall clock made them negative
   const writtenBefore = repo.bytesWritten;
   const lock = await lockRepository(repo, false);
   phase('locked');
@@ -179,7 +180,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
     if (copier.healed.size > 0) await writeHealList(repo, heal.entries.filter((entry) => !copier.healed.has(entry.hash.toString('hex'))), heal.names);
     return {
       snapshot: id, storeId: source.storeId, seq: state.seq, mailboxes: state.counts.mailboxes, messages: state.counts.messages, blobs: state.counts.blobs,
-      newBlobs: copier.written, bytesRead, bytesAdded: repo.bytesWritten - writtenBefore, durationMs: Math.round(performance.now() - started),
+      newBlobs: copier.written, bytesRead, bytesAdded: repo.bytesWritten - writtenBefore, durationMs: Math.round(monotonicMs() - started),
       ...(state.parent ? { parent: state.parent.id, mailboxesReadWhole: state.parent.readWhole } : {}),
       ...(state.fullReadReason ? { fullReadReason: state.fullReadReason } : {}),
       ...(state.delta ? { deltaDepth: state.delta.depth } : {}),

@@ -27,6 +27,7 @@ import { openRepositoryFile, readRepositoryFile } from './repository-read.js';
 import { checkSnapshotState } from './snapshot-shape.js';
 import type { ScanResult } from './scan.js';
 import { DATA_HEADER_BYTES, DELTA_FORMAT_VERSION, FORMAT_VERSION, METADATA_STORED_BYTES_MAX, RECORD_STORED_BYTES_MAX, REPO_VERSIONS, REPO_VERSION_NEW, contentName, decodeMetadataFile, encodeMetadataFile, isContentName, type BlobCodec, type FileKind } from './format.js';
+import { monotonicMs } from '../monotonic.js';
 
 /** `damaged`: index files `backup repair` set aside (repair.ts), kept, never read. */
 export const REPO_LAYOUT = { config: 'config', data: 'data', index: 'index', snapshots: 'snapshots', locks: 'locks', tips: 'tips', damaged: 'damaged', heal: 'heal' } as const;
@@ -872,17 +873,17 @@ export async function lockRepository(repo: Repository, exclusive: boolean, optio
   // Others judge the file's wall-clock time (across hosts nothing else is shared); this run
   // measures its own silence on the monotonic clock: a wall clock stepped back hid half an hour
   // of failed refreshes, and one stepped forward lost a lock that was refreshed on time.
-  let written = performance.now();
+  let written = monotonicMs();
   let lost: string | undefined;
   const stillOurs = async (): Promise<boolean> => {
     // the margin: a refresh interval before another run may judge it stale
-    const silentMs = performance.now() - written;
+    const silentMs = monotonicMs() - written;
     if (!lost && silentMs > backupLimits.lockStaleMs - backupLimits.lockRefreshMs) lost = `went ${Math.round(silentMs / 1000)} s without a refresh (the repository could not be written)`;
     if (!lost && !(await readLock(fs, path))) lost = 'is gone';
     return !lost;
   };
   const refresh = async () => {
-    const at = performance.now();
+    const at = monotonicMs();
     if (!(await stillOurs())) return;
     await write();
     written = at;
@@ -913,9 +914,9 @@ function holderCommand(record: LockRecord): string {
  * the same moment as this one, and was refused, takes it away at once.
  */
 async function lockGoes(fs: FileSystem, path: string): Promise<boolean> {
-  const until = performance.now() + backupLimits.lockContendMs;
+  const until = monotonicMs() + backupLimits.lockContendMs;
   while (await readLock(fs, path)) {
-    if (performance.now() >= until) return false;
+    if (monotonicMs() >= until) return false;
     await new Promise((done) => setTimeout(done, backupLimits.lockContendPollMs));
   }
   return true;

@@ -7,13 +7,14 @@ import type { QuotaLimits } from '../store/quota.js';
 import { formatMailboxName, isAtOrBelow, ownerKept, parseMailboxName } from '../store/validate.js';
 import { lockRepository, type Repository } from './repository.js';
 import { QUOTA_PREFIX, indexRepairNotes, readBlob, restoredTree, selectState, type RestoreOptions, type RestoreSelection, type RestoreSummary, type RestoreTarget, type Selected } from './select.js';
+import { monotonicMs } from '../monotonic.js';
 
 /**
  * The selected mailboxes as new mailboxes of a live store: refused (EXISTS, before anything is
  * written) when a name is taken. New uids; flags, dates and the optional metadata are kept.
  */
 export async function restoreIntoStore(target: RestoreTarget, targetPath: string, repo: Repository, snapshotRef: string, options: RestoreOptions = {}): Promise<RestoreSummary> {
-  const started = performance.now();
+  const started = monotonicMs();
   const readBefore = repo.dataBytesRead;
   const selection = options.selection ?? {};
   if (selection.user === undefined && selection.mailbox === undefined) {
@@ -62,7 +63,7 @@ export async function restoreIntoStore(target: RestoreTarget, targetPath: string
     await restoreOwnQuotaRoots(target, selected, selection);
     return {
       snapshot: id, storeId: snapshot.storeId, seq: snapshot.seq, to: targetPath, mailboxes: selected.mailboxes.length, messages, bytes,
-      bytesRead: repo.dataBytesRead - readBefore, durationMs: Math.round(performance.now() - started), ...indexRepairNotes(index),
+      bytesRead: repo.dataBytesRead - readBefore, durationMs: Math.round(monotonicMs() - started), ...indexRepairNotes(index),
     };
   } finally {
     await lock.release();

@@ -20,6 +20,7 @@ import { formatMailboxName } from '../store/validate.js';
 import { createFileDurable } from '../fs/durable.js';
 import { lockRepository, processGone, type BlobIndex, type Repository } from './repository.js';
 import { indexRepairNotes, readBlob, selectState, type RestoreOptions, type RestoreSummary, type Selected } from './select.js';
+import { monotonicMs } from '../monotonic.js';
 
 export { restoreIntoStore } from './restore-live.js';
 export { selectState, readBlob, type RestoreSelection, type RestoreSummary, type RestoreOptions, type RestoreTarget } from './select.js';
@@ -37,7 +38,7 @@ const CLAIM_PREFIX = 'restoring snapshot ';
 const IGNORED = new Set(['lost+found']);
 
 export async function restoreToNewStore(fs: FileSystem, repo: Repository, snapshotRef: string, target: string, options: RestoreOptions = {}): Promise<RestoreSummary> {
-  const started = performance.now();
+  const started = monotonicMs();
   const readBefore = repo.dataBytesRead;
   await refuseStoreInsideStore(fs, target);
   const lock = await lockRepository(repo, false, { readOnly: true });
@@ -57,7 +58,7 @@ export async function restoreToNewStore(fs: FileSystem, repo: Repository, snapsh
     await installBuilt(fs, join(target, BUILD_DIR), target);
     return {
       snapshot: id, storeId: snapshot.storeId, seq: snapshot.seq, to: target, mailboxes: selected.mailboxes.length,
-      uidValidity: options.newUidValidity ? 'new' : 'kept', messages: written.messages, bytes: written.bytes, bytesRead: repo.dataBytesRead - readBefore, durationMs: Math.round(performance.now() - started), ...indexRepairNotes(index),
+      uidValidity: options.newUidValidity ? 'new' : 'kept', messages: written.messages, bytes: written.bytes, bytesRead: repo.dataBytesRead - readBefore, durationMs: Math.round(monotonicMs() - started), ...indexRepairNotes(index),
     };
   } finally {
     await lock.release();

@@ -16,6 +16,7 @@ import { stopWaitingIfInterrupted } from './interrupt.js';
 import type { MailStore } from '../store/api.js';
 import type { Store, StoreOptions } from '../store/store.js';
 import { normalizeDate, parseDateText } from '../store/validate.js';
+import { monotonicMs } from '../monotonic.js';
 
 export const DEFAULT_STORE_DIR = './mailstore-data';
 
@@ -165,14 +166,14 @@ export async function openHandle(dir: string, wait: LockWaitOptions, open: (dir:
   const socket = daemonSocketPath(dir);
   // monotonic, as the lock wait's own (identity.ts): timed on the wall clock, a clock stepped back
   // while waiting stretched --wait by the step, and one stepped forward cut it to nothing
-  const started = performance.now();
+  const started = monotonicMs();
   for (let attempt = 0; ; attempt++) {
     const client = await daemonClient(socket, dir);
     if (client) return client;
     // A socket file seen now is a dead daemon's, or a live one's that closed the connection (every
     // connection it takes is taken); one with another inode later is a daemon that started.
     const seen = socketInodeNow(socket);
-    const waited = performance.now() - started;
+    const waited = monotonicMs() - started;
     const watch: LockWaitOptions = {
       ...wait,
       lockWaitMs: Math.max(0, (wait.lockWaitMs ?? 0) - waited), // --wait is for the whole command, not each try

@@ -1,6 +1,7 @@
 // A one-line progress meter for long work (import, export): count, bytes, rate and ETA on stderr,
 // redrawn in place. Only on a TTY: logs and pipes stay clean.
 import { limits } from '../limits.js';
+import { monotonicMs } from '../monotonic.js';
 
 export interface ProgressTotals {
   messages?: number;
@@ -21,7 +22,7 @@ const silent: Progress = { advance() {}, position() {}, finish() {} };
 export function createProgress(label: string, totals: ProgressTotals = {}, stream: NodeJS.WriteStream = process.stderr): Progress {
   if (!stream.isTTY) return silent;
   // monotonic: on the wall clock a step back of an hour froze the meter for that hour
-  const started = performance.now();
+  const started = monotonicMs();
   let messages = 0;
   let bytes = 0;
   let fraction: number | undefined;
@@ -29,7 +30,7 @@ export function createProgress(label: string, totals: ProgressTotals = {}, strea
   let drawn = false;
 
   const draw = (force: boolean) => {
-    const now = performance.now();
+    const now = monotonicMs();
     if (!force && now - lastDrawMs < limits.progressRedrawMs) return;
     lastDrawMs = now;
     const seconds = Math.max((now - started) / 1000, 0.001);

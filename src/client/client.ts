@@ -26,6 +26,7 @@ import type { DeleteUserResult, RenameUserResult } from '../store/users.js';
 import type { MovedUser } from '../store/moved.js';
 import type { ClockReport } from '../store/clock-report.js';
 import { checkDeletable, type DeleteOptions } from '../store/validate.js';
+import { monotonicMs } from '../monotonic.js';
 
 export { MailstoreError, isMailstoreError } from '../errors.js';
 export type { MailStore } from '../store/api.js';
@@ -145,7 +146,7 @@ export class Client implements MailStore, ProcedureRunner {
 
   private async reconnect(): Promise<Link> {
     // monotonic: on the wall clock, a step back of an hour kept a delivery retrying for that hour
-    const deadline = performance.now() + (this.options.reconnectWaitMs ?? daemonLimits.clientReconnectWaitMs);
+    const deadline = monotonicMs() + (this.options.reconnectWaitMs ?? daemonLimits.clientReconnectWaitMs);
     for (;;) {
       let accepted = false;
       let link: Link | undefined;
@@ -174,7 +175,7 @@ export class Client implements MailStore, ProcedureRunner {
           throw new MailstoreError('ACCESS', `may not connect to the daemon's socket ${this.socketPath} (it is mode 0660: join its group, see serve --socket-group)`, { path: this.socketPath, cause: error });
         }
         if (error instanceof MailstoreError && error.code !== 'UNAVAILABLE') throw error;
-        if (performance.now() >= deadline || this.closed) {
+        if (monotonicMs() >= deadline || this.closed) {
           // a daemon that takes the connection and closes it before its hello: it has every connection it takes
           // EAGAIN: a unix socket's queue of connections waiting to be accepted is full, so a daemon listens there
           const why = accepted

@@ -18,6 +18,7 @@ import {
 import { bodyBudget, frameBudget } from './body-budget.js';
 import type { DaemonServer } from './server.js';
 import { FrameSocket } from './transport.js';
+import { monotonicMs } from '../monotonic.js';
 
 /** A listing or stream being sent: how far it is ahead of what the client acknowledged. */
 interface Flow {
@@ -203,7 +204,7 @@ export class DaemonConnection {
     this.inFlight++;
     this.heldBytes += bytes;
     this.updateReading();
-    const started = performance.now();
+    const started = monotonicMs();
     let code: string | undefined;
     this.run(id, method, args)
       .catch((error: unknown) => {
@@ -211,7 +212,7 @@ export class DaemonConnection {
         this.fail(id, error);
       })
       .finally(() => {
-        const event = { method, ms: performance.now() - started, code, ...(method === 'procedure' ? { procedure: String(args[0]) } : {}) };
+        const event = { method, ms: monotonicMs() - started, code, ...(method === 'procedure' ? { procedure: String(args[0]) } : {}) };
         for (const observe of this.server.onCall) observe(event);
         this.inFlight--;
         this.heldBytes -= bytes;

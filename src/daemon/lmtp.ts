@@ -22,6 +22,7 @@ import { lmtpConnectionsAllowed } from './server.js';
 import { limits, lmtpLimits } from '../limits.js';
 import type { Store } from '../store/store.js';
 import { handOver, parseMailboxName } from '../store/validate.js';
+import { monotonicMs } from '../monotonic.js';
 
 /** What delivery needs of a store: a `Store`, or anything with its API (the daemon's client). */
 export type LmtpStore = Pick<Store, 'status' | 'append'>;
@@ -368,7 +369,7 @@ export class RecentMailboxes {
 
   constructor(private readonly ms: number, private readonly entries: number) {}
 
-  has(mailbox: string, now = performance.now()): boolean {
+  has(mailbox: string, now = monotonicMs()): boolean {
     const until = this.seen.get(mailbox);
     if (until === undefined) return false;
     if (now < until) return true;
@@ -376,7 +377,7 @@ export class RecentMailboxes {
     return false;
   }
 
-  add(mailbox: string, now = performance.now()): void {
+  add(mailbox: string, now = monotonicMs()): void {
     if (this.seen.size >= this.entries) this.seen.clear();
     this.seen.set(mailbox, now + this.ms);
   }
@@ -480,7 +481,7 @@ async function deliver(
     return { replies: recipients.map(() => refused), delivered: [] };
   }
   const { bytes } = received;
-  const started = performance.now();
+  const started = monotonicMs();
   const envelopeFrom = envelopeSender(from);
   const outcomes = new Map<string, Promise<{ uid: number } | Reply>>();
   const mailboxes = accepted.map((r) => r.mailbox);
@@ -494,7 +495,7 @@ async function deliver(
     }));
   }
   const results = await Promise.all(mailboxes.map((mailbox) => outcomes.get(mailbox)!));
-  const ms = Math.round((performance.now() - started) * 10) / 10;
+  const ms = Math.round((monotonicMs() - started) * 10) / 10;
   const delivered: LmtpLogEntry[] = [];
   const replies = results.map((result, i) => {
     if (result instanceof Reply) return result;

@@ -9,6 +9,7 @@ import { journalPrefix } from '../fs/journal-stream.js';
 import { LogFile } from '../fs/socket-file.js';
 import { daemonLimits } from '../limits.js';
 import { jsonText } from '../printable.js';
+import { monotonicMs } from '../monotonic.js';
 
 /** Loggers not closed yet: the process's exit writes what they gathered (one listener for all of them). */
 const unclosed = new Set<Logger>();
@@ -27,7 +28,7 @@ export class Logger {
   private pending: string[] = [];
   private pendingBytes = 0;
   private timer?: NodeJS.Timeout;
-  /** performance.now() of the last write (-Infinity: none yet, the first line goes out at once). */
+  /** monotonicMs() of the last write (-Infinity: none yet, the first line goes out at once). */
   private writtenAt = Number.NEGATIVE_INFINITY;
   private readonly flushMs: number;
   private readonly bufferBytesMax: number;
@@ -44,7 +45,7 @@ export class Logger {
     const line = (this.file ? '' : journalPrefix(level)) + jsonText({ time: new Date().toISOString(), level, event, ...fields }) + '\n';
     this.pending.push(line);
     this.pendingBytes += line.length;
-    const sinceMs = performance.now() - this.writtenAt;
+    const sinceMs = monotonicMs() - this.writtenAt;
     if (level !== 'info' || this.pendingBytes >= this.bufferBytesMax || (!this.timer && sinceMs >= this.flushMs)) this.flush();
     else this.timer ??= setTimeout(() => this.flush(), this.flushMs - sinceMs).unref(); // a quiet daemon exits without waiting for it
   }
@@ -69,7 +70,7 @@ export class Logger {
     const text = this.pending.join('');
     this.pending = [];
     this.pendingBytes = 0;
-    this.writtenAt = performance.now();
+    this.writtenAt = monotonicMs();
     if (!this.file) process.stderr.write(text);
     else if (sync) this.file.writeNow(text);
     else this.file.write(text);

@@ -32,6 +32,7 @@ import { checkReplica, type CheckResult } from '../replication/check.js';
 import { promoteStore, type PromoteOptions, type PromoteResult } from '../replication/promote.js';
 import { storedReplicationStatus, type StoredReplicationStatus } from '../replication/status.js';
 import { xferUser, type XferResult } from '../replication/xfer.js';
+import { monotonicMs } from '../monotonic.js';
 
 /** Each takes the daemon's Store first, then the caller's arguments (functions among them are dropped on the socket). */
 export const PROCEDURES = {
@@ -175,7 +176,7 @@ async function* scrubEvents(store: Store, options: ScrubOptions = {}): AsyncGene
   let failure: unknown;
   let last = -Infinity;
   const onProgress = (progress: ScrubProgress) => {
-    const now = performance.now(); // monotonic, as the CLI's meter
+    const now = monotonicMs(); // monotonic, as the CLI's meter
     if (now - last < limits.progressRedrawMs) return;
     last = now;
     queue.push({ progress });

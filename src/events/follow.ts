@@ -4,6 +4,7 @@
 import { eventLimits } from '../limits.js';
 import type { EventCursor } from './cursor.js';
 import { EventContext, readEvents, type EventSource, type MailEvent, type ReadEventsOptions } from './events.js';
+import { monotonicMs } from '../monotonic.js';
 
 /** Wakes followers when a batch commits: `onCommit: () => signal.notify()`. */
 export class ChangeSignal {
@@ -64,9 +65,9 @@ export async function* followEvents(store: EventSource, since: EventCursor, opti
     if (store.changes.lastSeq > readTo) {
       // a read parses the journal's whole tail segment: under a stream of commits, at most one per
       // interval (monotonic: a wall clock stepped back an hour held every event back that hour)
-      const early = lastRead + eventLimits.followReadIntervalMinMs - performance.now();
+      const early = lastRead + eventLimits.followReadIntervalMinMs - monotonicMs();
       if (early > 0) await pause(early, options.signal);
-      lastRead = performance.now();
+      lastRead = monotonicMs();
       for await (const event of readEvents(store, position, { context, onDamage: options.onDamage, onRecord: (seq) => { readTo = seq; } })) {
         yield event;
         if (options.signal?.aborted) return;

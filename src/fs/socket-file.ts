@@ -6,6 +6,7 @@ import { MailstoreError, fromSystemError } from '../errors.js';
 import { daemonLimits } from '../limits.js';
 import { answeredWithin } from '../within.js';
 import { journalPrefix } from './journal-stream.js';
+import { monotonicMs } from '../monotonic.js';
 
 const S_IFMT = 0o170000;
 const S_IFSOCK = 0o140000;
@@ -106,7 +107,7 @@ async function groupId(group: string): Promise<number> {
 export class LogFile {
   private stream: WriteStream;
   /**
-   * performance.now() when the stream failed (ENOSPC, EIO): node destroyed it, and every later
+   * monotonicMs() when the stream failed (ENOSPC, EIO): node destroyed it, and every later
    * write went nowhere until a SIGHUP, also once the disk had room again.
    */
   private failedAt?: number;
@@ -120,7 +121,7 @@ export class LogFile {
   private open(): WriteStream {
     const stream = createWriteStream(this.path, { flags: 'a', mode: 0o640 });
     stream.on('error', (error) => {
-      if (stream === this.stream) this.failedAt ??= performance.now();
+      if (stream === this.stream) this.failedAt ??= monotonicMs();
       process.stderr.write(`${journalPrefix('error')}mailstore: IO: writing the log ${this.path}: ${error.message}\n`);
     });
     return stream;
@@ -140,7 +141,7 @@ export class LogFile {
       text = `${note}\n${text}`;
     }
     if (this.failedAt !== undefined) {
-      if (performance.now() - this.failedAt < daemonLimits.logReopenMs) {
+      if (monotonicMs() - this.failedAt < daemonLimits.logReopenMs) {
         this.dropped++;
         return;
       }

@@ -13,6 +13,7 @@ import type { Worker } from 'node:worker_threads';
 import { limits } from '../limits.js';
 import { startCommonJsWorker } from '../worker-argv.js';
 import { stallReportMs } from './stall-watch-later.js';
+import { monotonicMs } from '../monotonic.js';
 
 export interface StallNotice {
   event: 'io-stalled' | 'io-resumed';
@@ -233,12 +234,12 @@ export function startStallWatch(options: StallWatchOptions): StallWatch | undefi
   worker.on('error', () => undefined); // a watch that died leaves the process as it was, unwatched
   const ongoing = new Map<number, { notice: StallNotice; at: number }>();
   worker.on('message', (notice: StallNotice) => {
-    if (notice.event === 'io-stalled') ongoing.set(notice.tid, { notice, at: performance.now() });
+    if (notice.event === 'io-stalled') ongoing.set(notice.tid, { notice, at: monotonicMs() });
     else ongoing.delete(notice.tid);
     options.onNotice?.(notice);
   });
   const watch: StallWatch = {
-    ongoing: () => [...ongoing.values()].map(({ notice, at }) => ({ ...notice, seconds: notice.seconds + Math.floor((performance.now() - at) / 1000) })),
+    ongoing: () => [...ongoing.values()].map(({ notice, at }) => ({ ...notice, seconds: notice.seconds + Math.floor((monotonicMs() - at) / 1000) })),
     stop: async () => {
       if (active === watch) active = undefined;
       await worker.terminate();

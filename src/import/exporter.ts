@@ -15,6 +15,7 @@ import { limits } from '../limits.js';
 import type { MailStore } from '../store/api.js';
 import type { MessageInfo } from '../store/store.js';
 import { formatMailboxName, parseMailboxName } from '../store/validate.js';
+import { monotonicMs } from '../monotonic.js';
 
 export type ExportFormat = 'mbox' | 'maildir';
 
@@ -81,7 +82,7 @@ interface Target {
 type Write = (bytes: Buffer, info: MessageInfo) => Promise<unknown>;
 
 export async function exportMailbox(store: MailStore, given: string, options: ExportOptions): Promise<ExportSummary> {
-  const started = performance.now();
+  const started = monotonicMs();
   // the store's spelling (NFC): a child's folder name is its name past this one's, cut by length
   const mailbox = formatMailboxName(parseMailboxName(given));
   const fs = options.fs ?? nodeFileSystem;
@@ -104,7 +105,7 @@ export async function exportMailbox(store: MailStore, given: string, options: Ex
     if (existing) await exportIntoMaildir(fs, store, targets, options, summary);
     else await exportNewMaildir(fs, store, targets, options, summary);
   }
-  summary.seconds = (performance.now() - started) / 1000;
+  summary.seconds = (monotonicMs() - started) / 1000;
   return summary;
 }
 

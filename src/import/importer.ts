@@ -16,6 +16,7 @@ import type { CommitChain } from '../store/writer.js';
 import { formatMailboxName, handOver, normalizeFlags, normalizeIdentifier, parseMailboxName } from '../store/validate.js';
 import { CURSOR_VERSION, cursorKey, isImportCursor, type ImportCursor } from './cursor.js';
 import { openSource, type SourceFolder, type SourceMessage, type SourceSkipHandler } from './sources.js';
+import { monotonicMs } from '../monotonic.js';
 
 /**
  * Where the source's folders go. `flat`: the source's root folder is the target mailbox, its
@@ -110,7 +111,7 @@ interface Pending {
 }
 
 export async function importMail(store: MailStore, sourcePath: string, options: ImportOptions): Promise<ImportSummary> {
-  const started = performance.now();
+  const started = monotonicMs();
   const fs = options.fs ?? nodeFileSystem;
   const components = parseMailboxName(options.mailbox); // INVALID before anything is read
   // the store's spelling (NFC): the resume cursors are keyed by it, so typed either way it is one import
@@ -145,7 +146,7 @@ export async function importMail(store: MailStore, sourcePath: string, options: 
     summary.mailboxes.push(result);
     if (summary.interrupted) break;
   }
-  summary.seconds = (performance.now() - started) / 1000;
+  summary.seconds = (monotonicMs() - started) / 1000;
   return summary;
 }
 

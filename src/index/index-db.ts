@@ -131,12 +131,15 @@ export class IndexDb {
   /**
    * `writeBufferBytes`: LevelDB's memtable size (default 4 MiB); a rebuild's bulk load sets it larger
    * so that LevelDB writes no level-0 tables and compacts nothing while the load runs.
+   * `compression: false`: the tables this open writes are not Snappy-compressed (a rebuild; LevelDB
+   * marks each block's compression, so any later open reads them, and its compactions compress).
    */
-  static async open(path: string, create: boolean, options: { writeBufferBytes?: number } = {}): Promise<IndexDb> {
+  static async open(path: string, create: boolean, options: { writeBufferBytes?: number; compression?: boolean } = {}): Promise<IndexDb> {
     if (create) await makeLevelDirectory(path);
     const db = new (await levelClass())<Buffer, Buffer>(path, {
       keyEncoding: 'buffer', valueEncoding: 'buffer', createIfMissing: create, errorIfExists: create,
       ...(options.writeBufferBytes ? { writeBufferSize: options.writeBufferBytes } : {}),
+      ...(options.compression === false ? { compression: false } : {}),
       // a bound on the mapped table bytes a scan leaves in RSS (limits.indexOpenFilesMax)
       maxOpenFiles: limits.indexOpenFilesMax, maxFileSize: limits.indexTableFileBytes,
     });
@@ -678,9 +681,13 @@ function second(h: number): number {
  * keys and values are Buffers already, the encodings 'buffer' (identity).
  */
 interface RawBatch {
-  _put(key: Buffer, value: Buffer): void;
+  _put(key: Uint8Array, value: Uint8Array): void;
   _write(options: { sync: boolean }): Promise<void>;
   close(): Promise<void>;
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 function rawBatch(batch: ReturnType<Level<Buffer, Buffer>['batch']>): RawBatch | undefined {
@@ -716,11 +723,11 @@ export class BulkLoad {
   }
 
   /** A stored value as is (checksum of key and body in front): a snapshot's entries. */
-  putRaw(key: Buffer, value: Buffer): void {
-    assert(Buffer.isBuffer(key) && Buffer.isBuffer(value), 'a bulk load puts Buffers'); // what public put() would have refused
+  putRaw(key: Uint8Array, value: Uint8Array): void {
+    assert(key instanceof Uint8Array && value instanceof Uint8Array, 'a bulk load puts bytes'); // what public put() would have refused
     this.written?.addBytes(key);
     if (this.raw) this.raw._put(key, value);
-    else this.batch.put(key, value);
+    else this.batch.put(asBuffer(key), asBuffer(value));
     this.count++;
   }
 

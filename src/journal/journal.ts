@@ -8,6 +8,7 @@ import { parseSegment, readSegmentBytes, recordAt, segmentHeader } from './segme
 import { RecordOffsets } from './record-offsets.js';
 import { limits } from '../limits.js';
 import { createFileDurable } from '../fs/durable.js';
+import { monotonicMs } from '../monotonic.js';
 
 export interface JournalOptions {
   segmentBytesMax: number;
@@ -697,7 +698,7 @@ export class Journal {
   }
 
   private remember(records: JournalRecord[]): void {
-    if (performance.now() > this.recentWantedUntil) {
+    if (monotonicMs() > this.recentWantedUntil) {
       if (this.recent.length > 0) this.forgetRecent(); // no replica reads them: keep none
       return;
     }
@@ -721,7 +722,7 @@ export class Journal {
    * (then read them with `read`). The caller must not change them.
    */
   recentAfter(afterSeq: number): JournalRecord[] | undefined {
-    this.recentWantedUntil = performance.now() + limits.journalRecentIdleMs;
+    this.recentWantedUntil = monotonicMs() + limits.journalRecentIdleMs;
     const first = this.recent[0]?.seq;
     if (first === undefined || afterSeq + 1 < first) return afterSeq === this.lastSeq ? [] : undefined;
     return this.recent.slice(afterSeq + 1 - first);

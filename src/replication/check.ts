@@ -8,6 +8,7 @@ import type { Store } from '../store/store.js';
 import { mailboxDigests, rangeDigest, rangeMessages, UID_MAX, type MailboxDigest, type MessageEntry } from './digest.js';
 import { readKeyFile } from './key.js';
 import { connect, type Connection } from './transport.js';
+import { monotonicMs } from '../monotonic.js';
 
 export interface Difference {
   mailbox: string;
@@ -82,8 +83,8 @@ export async function checkReplica(store: Store, options: CheckOptions): Promise
  * (monotonic: a wall clock stepped back an hour made the check wait that hour).
  */
 async function caughtUp(store: Store, seq: number, timeoutMs: number): Promise<void> {
-  const end = performance.now() + timeoutMs;
-  while (store.changes.lastSeq < seq && performance.now() < end) await store.changes.wait(store.changes.lastSeq, end - performance.now());
+  const end = monotonicMs() + timeoutMs;
+  while (store.changes.lastSeq < seq && monotonicMs() < end) await store.changes.wait(store.changes.lastSeq, end - monotonicMs());
 }
 
 async function request(connection: Connection, message: Record<string, unknown> & { t: string }) {

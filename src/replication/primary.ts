@@ -28,6 +28,7 @@ import { serveXfer } from './xfer-target.js';
 import { sendPackBytes, sendResync } from './resync-source.js';
 import { aheadError, historyProbes, refuseDivergedHistory } from './history.js';
 import { newerThan, sendableRecords } from './older-replica.js';
+import { monotonicMs } from '../monotonic.js';
 
 export interface PrimaryOptions {
   /** host:port to listen on (port 0: any; status().port says which). */
@@ -614,7 +615,7 @@ class ReplicaSession implements BatchListener {
    */
   private scheduleCursor(): void {
     if (this.cursorTimer) return;
-    const wait = Math.max(0, this.cursorWritten + limits.replicaCursorWriteMs - performance.now());
+    const wait = Math.max(0, this.cursorWritten + limits.replicaCursorWriteMs - monotonicMs());
     this.cursorTimer = setTimeout(() => {
       this.cursorTimer = undefined;
       void this.writeCursor().catch((error) => this.primary.log(`replication: cursor of ${this.nodeId}: ${(error as Error).message}`));
@@ -623,7 +624,7 @@ class ReplicaSession implements BatchListener {
 
   private async writeCursor(): Promise<void> {
     if (this.primary.store.readOnly) return;
-    this.cursorWritten = performance.now();
+    this.cursorWritten = monotonicMs();
     const cursor = await this.primary.store.changes.cursor(this.cursorName);
     if (cursor && cursor.seq < this.ackedSeq) await this.primary.store.changes.advance(this.cursorName, this.ackedSeq);
   }

@@ -9,6 +9,7 @@ import { ERROR_CODES, MailstoreError, type ErrorCode } from '../errors.js';
 import { cborBoundsProblem } from '../index/cbor-bounds.js';
 import { decodeCbor, encodeCbor, encodeCborParts } from '../index/codec.js';
 import { limits } from '../limits.js';
+import { monotonicMs } from '../monotonic.js';
 
 const TLS_OPTIONS = {
   minVersion: 'TLSv1.2' as const,
@@ -58,7 +59,7 @@ export class Connection {
    * step back of an hour hid a dead peer for that hour (every synchronous change waiting out its
    * limit), and a step forward took a live one for silent.
    */
-  private heardAt = performance.now();
+  private heardAt = monotonicMs();
   /** Resolves when the connection has ended (either side). */
   readonly done: Promise<void>;
   private markDone!: () => void;
@@ -227,12 +228,12 @@ export class Connection {
 
   /** How long nothing has arrived (ms, monotonic). */
   quietMs(): number {
-    return performance.now() - this.heardAt;
+    return monotonicMs() - this.heardAt;
   }
 
   private onData(chunk: Buffer): void {
     this.lastHeard = Date.now();
-    this.heardAt = performance.now();
+    this.heardAt = monotonicMs();
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     while (this.buffered >= 4) {
@@ -270,7 +271,7 @@ export class Connection {
    * a slow link moving a long frame (an XFER's 16 MiB of messages at 100 KB/s) for a live peer.
    */
   private frameArriving(): void {
-    const now = performance.now();
+    const now = monotonicMs();
     if (now - this.arrivingSaidAt < limits.replicationPingMs) return;
     this.arrivingSaidAt = now;
     this.signal('pong');

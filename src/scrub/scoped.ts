@@ -14,6 +14,7 @@ import type { Store } from '../store/store.js';
 import { formatMailboxName, parseMailboxName } from '../store/validate.js';
 import { emptyTally, isDamage, mailboxCountsFinding, modseqAheadFinding, nextModseq, tallyMessage, type Finding } from './findings.js';
 import type { ScrubOptions, ScrubReport, ScrubSummary } from './scrub.js';
+import { monotonicMs } from '../monotonic.js';
 
 export interface ScopedScrubOptions extends Pick<ScrubOptions, 'onProgress' | 'now'> {
   /** The mailbox and every mailbox below it. */
@@ -45,7 +46,7 @@ export function keyInSubtree(prefix: string, ids: Set<string>): (key: Buffer) =>
 }
 
 export async function scrubMailboxes(store: Store, options: ScopedScrubOptions, attachRefs: (findings: Finding[]) => Promise<void>): Promise<ScrubReport> {
-  const now = options.now ?? (() => performance.now()); // monotonic, as the whole scrub's
+  const now = options.now ?? (() => monotonicMs()); // monotonic, as the whole scrub's
   const started = now();
   const prefix = normalizePrefix(options.mailbox);
   const findings: Finding[] = [];

@@ -33,6 +33,7 @@ import { classifyDropped } from './drop.js';
 import { scrubMailboxes } from './scoped.js';
 import { checkSnapshots } from './snapshot-check.js';
 import type { SnapshotInfo } from '../store/snapshot-file.js';
+import { monotonicMs } from '../monotonic.js';
 
 export interface ScrubOptions {
   /** Throttle for pack reading, bytes per second (0 or undefined: unthrottled). */
@@ -223,12 +224,12 @@ async function stoppable(summary: ScrubSummary, passes: () => Promise<void>): Pr
 
 /** Runs `fn` and adds its seconds to summary.passSeconds[pass] (wall time: the passes overlap). */
 async function timed<T>(summary: ScrubSummary, pass: keyof PassSeconds, fn: () => Promise<T>): Promise<T> {
-  const started = performance.now();
+  const started = monotonicMs();
   try {
     return await fn();
   } finally {
     summary.passSeconds = { packs: 0, journal: 0, index: 0, ...summary.passSeconds };
-    summary.passSeconds[pass] += (performance.now() - started) / 1000;
+    summary.passSeconds[pass] += (monotonicMs() - started) / 1000;
   }
 }
 
@@ -1130,7 +1131,7 @@ async function attachRefs(store: Store, findings: Finding[]): Promise<void> {
   }
 }
 
-const monotonicNow = (): number => performance.now();
+const monotonicNow = (): number => monotonicMs();
 
 function makeThrottle(bytesPerSecond: number | undefined, now: () => number) {
   if (!bytesPerSecond || bytesPerSecond <= 0) return async (_n: number) => undefined;

@@ -21,6 +21,7 @@ import type { BlobRecord, Op } from './records.js';
 import { encodeForgetEntries, encodeRelocateEntries, type RelocateEntry } from './blob-runs.js';
 import type { Health } from './recovery.js';
 import type { CommitChain, Mutation } from './writer.js';
+import { monotonicMs } from '../monotonic.js';
 
 export interface CompactOptions {
   /** Plan and report only: nothing is sealed, copied or committed. */
@@ -86,12 +87,12 @@ export interface CompactResult {
 
 /** Runs `fn`, adding its wall-clock ms to `result.phases[name]`. */
 export async function timed<T>(result: Pick<CompactResult, 'phases' | 'phasesCpu'>, name: string, fn: () => Promise<T>): Promise<T> {
-  const started = performance.now();
+  const started = monotonicMs();
   const cpu = process.cpuUsage();
   try {
     return await fn();
   } finally {
-    result.phases[name] = Math.round(((result.phases[name] ?? 0) + performance.now() - started) * 10) / 10;
+    result.phases[name] = Math.round(((result.phases[name] ?? 0) + monotonicMs() - started) * 10) / 10;
     const used = process.cpuUsage(cpu);
     const phasesCpu = (result.phasesCpu ??= {});
     phasesCpu[name] = Math.round(((phasesCpu[name] ?? 0) + (used.user + used.system) / 1000) * 10) / 10;
@@ -127,7 +128,7 @@ export interface CompactHost {
 }
 
 export async function compactStore(host: CompactHost, options: CompactOptions = {}): Promise<CompactResult> {
-  const started = performance.now();
+  const started = monotonicMs();
   const result: CompactResult = {
     dryRun: Boolean(options.dryRun), packsRewritten: [], packsWritten: [], packsRemoved: [], packsPending: [],
     blobsCopied: 0, bytesCopied: 0, blobsReclaimed: 0, bytesBefore: 0, bytesAfter: 0, skipped: [], ms: 0, phases: {},
@@ -146,13 +147,13 @@ export async function compactStore(host: CompactHost, options: CompactOptions = 
     result.packsRewritten = plan.candidates;
     result.bytesAfter = options.dryRun ? plan.bytesAfterEstimate : plan.bytesBefore;
     if (options.dryRun) result.blobsReclaimed = plan.blobsExpired;
-    result.ms = Math.round(performance.now() - started);
+    result.ms = Math.round(monotonicMs() - started);
     return result;
   }
   await rewrite(host, plan, result, options);
   await timed(result, 'retire', () => finishRetired(host, result));
   result.bytesAfter = await timed(result, 'size', () => packsBytes(host.packs));
-  result.ms = Math.round(performance.now() - started);
+  result.ms = Math.round(monotonicMs() - started);
   return result;
 }
 

@@ -12,6 +12,7 @@ import { classifyLevelError, systemAdvice } from '../index/level-errors.js';
 import { levelClass } from '../index/level-module.js';
 import { limits } from '../limits.js';
 import { processAlive, processCommand, processHoldsFile } from '../fs/process-files.js';
+import { monotonicMs } from '../monotonic.js';
 
 export const STORE_FORMAT = 'mailstore';
 /**
@@ -370,7 +371,7 @@ const ownedHere = (root: string) => heldHere.has(resolve(root, LAYOUT.lock));
  */
 export async function takeLock(fs: FileSystem, root: string, wait: LockWait = {}): Promise<{ release: () => Promise<void>; stale: boolean }> {
   const path = join(root, LAYOUT.lock);
-  const started = performance.now(); // monotonic: a wall clock stepped back must not stretch the wait
+  const started = monotonicMs(); // monotonic: a wall clock stepped back must not stretch the wait
   for (;;) {
     const kernelLock = ownedHere(root) ? undefined : await openKernelLock(root);
     if (kernelLock) return writeOwner(fs, root, kernelLock);
@@ -378,7 +379,7 @@ export async function takeLock(fs: FileSystem, root: string, wait: LockWait = {}
     if (holder === 'this process') {
       throw new MailstoreError('LOCKED', `the store at ${root} is already open in this process (pid ${process.pid})`, { path });
     }
-    const waitedMs = Math.round(performance.now() - started);
+    const waitedMs = Math.round(monotonicMs() - started);
     if (waitedMs >= (wait.waitMs ?? 0)) {
       const waited = waitedMs >= 1000 ? `; waited ${Math.round(waitedMs / 1000)} s (--wait SECONDS to wait longer)` : '';
       throw new MailstoreError('LOCKED', `the store at ${root} is in use by ${holder} (LOCK); stop it or wait${waited}`, { path });
@@ -396,7 +397,7 @@ export async function takeLock(fs: FileSystem, root: string, wait: LockWait = {}
  */
 export async function checkNoWriter(fs: FileSystem, root: string, wait: LockWait = {}): Promise<{ stale: boolean }> {
   const path = join(root, LAYOUT.lock);
-  const started = performance.now(); // monotonic: a wall clock stepped back must not stretch the wait
+  const started = monotonicMs(); // monotonic: a wall clock stepped back must not stretch the wait
   for (;;) {
     if (ownedHere(root)) {
       throw new MailstoreError('LOCKED', `the store at ${root} is already open for writing in this process (pid ${process.pid})`, { path });
@@ -411,7 +412,7 @@ export async function checkNoWriter(fs: FileSystem, root: string, wait: LockWait
     // LOCK copied with the store (a btrfs or LVM snapshot, an image of a live spool): its writer
     // holds the original's kernel lock file, not this one, and writes nothing here
     if ((await processHoldsFile(owner, join(root, LAYOUT.lockDb, 'LOCK'))) === false) return { stale: true };
-    const waitedMs = Math.round(performance.now() - started);
+    const waitedMs = Math.round(monotonicMs() - started);
     if (waitedMs >= (wait.waitMs ?? 0)) {
       throw new MailstoreError('LOCKED', `the store at ${root} is in use by ${await namedProcess(owner)} (LOCK); a read-only open does not read beside a writer: stop it or wait`, { path });
     }
@@ -443,12 +444,12 @@ async function openKernelLock(root: string): Promise<Level | undefined> {
  * previous owner: read again briefly before calling it a process that is starting.
  */
 async function describeHolder(fs: FileSystem, path: string): Promise<string> {
-  const until = performance.now() + limits.lockHolderReadMs;
+  const until = monotonicMs() + limits.lockHolderReadMs;
   for (;;) {
     const pid = Number((await fs.readFile(path).catch(() => Buffer.from(''))).toString().trim());
     if (pid === process.pid) return 'this process';
     if (Number.isSafeInteger(pid) && pid > 0 && processAlive(pid)) return namedProcess(pid);
-    if (performance.now() >= until) return 'another process (starting: its pid is not written yet)';
+    if (monotonicMs() >= until) return 'another process (starting: its pid is not written yet)';
     await sleep(limits.lockRetryMs / 4);
   }
 }

@@ -13,6 +13,7 @@ import { checkIndexFiles } from '../index/table-check.js';
 import { limits } from '../limits.js';
 import { meta } from './apply.js';
 import type { Health } from './recovery.js';
+import { monotonicMs } from '../monotonic.js';
 
 /**
  * Converts `db` to INDEX_FORMAT when it is of format 1 (no marker); a no-op on a current index.
@@ -30,7 +31,7 @@ export async function upgradeIndexFormat(fs: FileSystem, db: IndexDb, health: He
   if (format !== undefined) {
     throw new MailstoreError('REFUSED', `the index at ${db.path} is of format ${format}, which this mailstore does not know (it writes ${INDEX_FORMAT}): run the newer version`, { path: db.path });
   }
-  const started = performance.now();
+  const started = monotonicMs();
   const files = await checkIndexFiles(fs, db.path);
   if (files.damage.length > 0) {
     const d = files.damage[0];
@@ -38,7 +39,7 @@ export async function upgradeIndexFormat(fs: FileSystem, db: IndexDb, health: He
   }
   const converted = await reframeAll(db);
   await db.write([{ type: 'put', key: meta.indexFormat, value: encodeValue(meta.indexFormat, INDEX_FORMAT) }]);
-  health.indexUpgraded = `index converted from format 1 to ${INDEX_FORMAT} (checksums over key and value): ${converted} values in ${Math.round(performance.now() - started)} ms`;
+  health.indexUpgraded = `index converted from format 1 to ${INDEX_FORMAT} (checksums over key and value): ${converted} values in ${Math.round(monotonicMs() - started)} ms`;
 }
 
 /** Every value framed again with its key, in batches; returns how many were. */

@@ -9,6 +9,7 @@ import type { IndexDb, IndexView } from '../index/index-db.js';
 import { limits } from '../limits.js';
 import type { Op } from './records.js';
 import { parseMailboxName } from './validate.js';
+import { monotonicMs } from '../monotonic.js';
 
 const PREFIX = 'moved/';
 
@@ -42,7 +43,7 @@ export function clearMovedAt(view: IndexView, name: readonly string[]): void {
   if (view.getNow(key) !== undefined) view.del(key);
 }
 
-/** When this process first saw each mark, on its monotonic clock (performance.now()): by index, then mark. */
+/** When this process first saw each mark, on its monotonic clock (monotonicMs()): by index, then mark. */
 const firstSeen = new WeakMap<object, Map<string, number>>();
 
 /** How long this process has seen `marker` (ms, monotonic: a step of the wall clock does not move it). */
@@ -62,7 +63,7 @@ function seenForMs(db: object, user: string, marker: MovedMarker, monotonicNow: 
  * bounced mail in flight for good. A wall clock stepped back holds the 4xx at most twice the
  * window of this process's time. A restart counts anew (the MTA bounces at its own queue lifetime).
  */
-export function movedError(db: Pick<IndexDb, 'getNow'>, mailbox: string, now = Date.now(), monotonicNow = performance.now()): MailstoreError | undefined {
+export function movedError(db: Pick<IndexDb, 'getNow'>, mailbox: string, now = Date.now(), monotonicNow = monotonicMs()): MailstoreError | undefined {
   let user: string | undefined;
   try { user = userOf(parseMailboxName(mailbox)); } catch { return undefined; }
   const marker = user === undefined ? undefined : db.getNow<MovedMarker>(keys.meta(movedName(user)));

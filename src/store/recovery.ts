@@ -429,7 +429,10 @@ async function loadNewestUsable(fs: FileSystem, root: string, journal: Journal, 
 async function openAside(fs: FileSystem, root: string, journal: Journal, startSeq: number, snapshotBytes?: number): Promise<AsideIndex> {
   const fresh = join(root, `${LAYOUT.index}.rebuild`);
   if (await fs.statIfExists(fresh)) await fs.removeTree(fresh);
-  const db = await IndexDb.open(fresh, true, { writeBufferBytes: limits.rebuildWriteBufferBytes });
+  // Snappy was ~10 % of a rebuild's instructions a message, most of it in the flush that ends the
+  // rebuild (issue 16), to shrink tables of hashes and CBOR by little; the index's own compactions
+  // compress what they rewrite.
+  const db = await IndexDb.open(fresh, true, { writeBufferBytes: limits.rebuildWriteBufferBytes, compression: false });
   // Native CBOR strings pay off over many journal records (~0.4 us a message op) but cost ~12 ms
   // to load: not for the short tail after a snapshot.
   if (journal.lastSeq - startSeq >= limits.rebuildNativeCborRecordsMin) await enableNativeCborStrings();

@@ -24,6 +24,7 @@ import { unusedPath } from '../fs/durable.js';
 import {
   SNAPSHOT_HEADER_BYTES, decodeSnapshotHeader, listSnapshots, readSnapshotFile, snapshotsDir, writeSnapshotFile, type SnapshotInfo,
 } from './snapshot-file.js';
+import { monotonicMs } from '../monotonic.js';
 
 /** The consumer whose cursor is the newest snapshot's seq. */
 export const SNAPSHOT_CONSUMER = 'snapshot';
@@ -93,7 +94,7 @@ export class Snapshotter {
   private bytesAtLast = 0;
   private started = false;
   /**
-   * No automatic snapshot starts before this performance.now() (ms): limits.snapshotAutoPauseFactor
+   * No automatic snapshot starts before this monotonicMs() (ms): limits.snapshotAutoPauseFactor
    * times the last one's duration after it. Monotonic: a wall clock stepped back a day held every
    * automatic snapshot (and the journal's retirement) back for that day.
    */
@@ -135,20 +136,20 @@ export class Snapshotter {
    * one ended at least limits.snapshotAutoPauseFactor times its own duration ago.
    */
   maybeAuto(lastSeq: number, report: (result?: SnapshotResult, error?: unknown) => void): void {
-    if (this.busy > 0 || this.paused > 0 || !this.started || performance.now() < this.autoNotBefore) return;
+    if (this.busy > 0 || this.paused > 0 || !this.started || monotonicMs() < this.autoNotBefore) return;
     const grown = lastSeq - this.lastSeq >= limits.snapshotEveryRecords || this.host.journal.appendedBytes - this.bytesAtLast >= limits.snapshotEveryBytes
       || (this.lone && lastSeq > this.lastSeq);
     if (!grown) return;
-    const started = performance.now();
+    const started = monotonicMs();
     // a snapshot reads the whole index: however large the store grows and however fast mail comes
     // in, the next one waits a multiple of this one's time, so they never run back to back; one
     // that failed waits at least a retry delay that doubles while they keep failing (a full disk
     // fails them in milliseconds, and every commit would start the next)
     const spaced = (failed: boolean) => {
-      const pause = (performance.now() - started) * limits.snapshotAutoPauseFactor;
+      const pause = (monotonicMs() - started) * limits.snapshotAutoPauseFactor;
       const retry = failed ? this.nextRetryMs() : 0;
       if (!failed) this.autoRetryMs = 0;
-      this.autoNotBefore = performance.now() + Math.max(pause, retry);
+      this.autoNotBefore = monotonicMs() + Math.max(pause, retry);
     };
     this.take().then((result) => { spaced(false); report(result); }, (error) => { spaced(true); report(undefined, error); });
   }
@@ -178,7 +179,7 @@ export class Snapshotter {
   }
 
   private async takeNow(): Promise<SnapshotResult> {
-    const started = performance.now();
+    const started = monotonicMs();
     const { fs, root, storeId } = this.host;
     await this.refuseIncompleteImage();
     await removeTemporaries(fs, root);
@@ -203,7 +204,7 @@ export class Snapshotter {
     this.lone &&= kept.length < limits.snapshotsKept;
     const retired = await this.retire(kept);
     return {
-      name: info.name, seq: info.seq, bytes: info.bytes, records: info.records, format: info.format, durationMs: Math.round(performance.now() - started), reused,
+      name: info.name, seq: info.seq, bytes: info.bytes, records: info.records, format: info.format, durationMs: Math.round(monotonicMs() - started), reused,
       removedSnapshots: removed, damagedSnapshots: damaged, retired,
     };
   }

@@ -29,6 +29,7 @@ import { checkPolicy, planMoves, type LocalPack, type TierPolicy } from './tier-
 import type { Mutation } from './writer.js';
 
 import { TIER_LOST, TIER_META, TIER_SETTINGS_FILE, noObjectStore } from './tier-names.js';
+import { monotonicMs } from '../monotonic.js';
 
 export { TIER_LOST, TIER_META, TIER_SETTINGS_FILE } from './tier-names.js';
 
@@ -209,7 +210,7 @@ export async function recordLostPacks(host: TierHost, packs: number[]): Promise<
 
 /** Seals the open pack and moves every sealed local pack (all but `keepLocalBytes` worth, newest kept) to the bucket. */
 export async function flushTier(host: TierHost, remote: RemotePacks, options: { keepLocalBytes?: number; onPack?: (pack: number, bytes: number) => void } = {}): Promise<TierFlushResult> {
-  const started = performance.now();
+  const started = monotonicMs();
   await removeMovedLocalCopies(host, remote);
   const sealed = await host.runExclusive(async () => host.packs.seal());
   const candidates: { pack: number; bytes: number }[] = [];
@@ -231,7 +232,7 @@ export async function flushTier(host: TierHost, remote: RemotePacks, options: { 
   }
   let localBytesAfter = 0;
   for (const pack of await host.packs.listLocalPacks()) localBytesAfter += (await host.fs.stat(host.packs.path(pack))).size;
-  return { packsMoved: moving.length, bytesMoved, localBytesAfter, remoteBytes: remote.bytes, seconds: (performance.now() - started) / 1000 };
+  return { packsMoved: moving.length, bytesMoved, localBytesAfter, remoteBytes: remote.bytes, seconds: (monotonicMs() - started) / 1000 };
 }
 
 async function movePack(host: TierHost, remote: RemotePacks, pack: number, bytes: number): Promise<void> {
@@ -257,7 +258,7 @@ async function movePack(host: TierHost, remote: RemotePacks, pack: number, bytes
  * of the sealed local packs, the ones `planMoves` picks move, oldest first.
  */
 export async function moveByPolicy(host: TierHost, remote: RemotePacks, nowMs = Date.now(), onPack?: (pack: number, bytes: number) => void): Promise<TierFlushResult> {
-  const started = performance.now();
+  const started = monotonicMs();
   await removeMovedLocalCopies(host, remote);
   const sealedThrough = host.packs.sealedThrough; // read before listing: a pack created meanwhile is above it
   const sealed: LocalPack[] = [];
@@ -276,7 +277,7 @@ export async function moveByPolicy(host: TierHost, remote: RemotePacks, nowMs = 
     onPack?.(pack, bytes);
   }
   const localBytesAfter = pinnedBytes + sealed.reduce((sum, p) => sum + p.bytes, 0) - bytesMoved;
-  return { packsMoved: moving.length, bytesMoved, localBytesAfter, remoteBytes: remote.bytes, seconds: (performance.now() - started) / 1000 };
+  return { packsMoved: moving.length, bytesMoved, localBytesAfter, remoteBytes: remote.bytes, seconds: (monotonicMs() - started) / 1000 };
 }
 
 /**

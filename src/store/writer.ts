@@ -30,6 +30,7 @@ import { Fifo } from './fifo.js';
 import { decodeForeignRecord } from './op-shape.js';
 import type { JournalPayload, Op } from './records.js';
 import type { FreeSpace, SpaceNeed } from './free-space.js';
+import { monotonicMs } from '../monotonic.js';
 
 /** MAILSTORE_TRACE=1 prints the time of each commit phase to stderr (for profiling). */
 const TRACE = Boolean(process.env.MAILSTORE_TRACE);
@@ -249,14 +250,14 @@ export class Writer {
   /** A lone writer's journal-only commit, flushed the way FlushChoice picks, its latency recorded for the next choice. */
   private async writeChosen(packBatch: PackBatch, records: JournalRecord[], opsBySeq: Op[][], replicated: boolean): Promise<void> {
     const inThread = this.flushChoice.inThread();
-    const started = performance.now();
+    const started = monotonicMs();
     if (!inThread) await (replicated ? this.writeBoth(packBatch, records, opsBySeq) : this.writeJournalOnly(records));
     else if (replicated) await this.writeJournalOnlyReplicated(records, opsBySeq, packBatch);
     else {
       await this.journal.write(records, { durable: true });
       await this.journal.sync(); // bookkeeping only (and the directory fsync of a fresh segment)
     }
-    this.flushChoice.record(inThread, performance.now() - started);
+    this.flushChoice.record(inThread, monotonicMs() - started);
     if (inThread && !this.flushedInThreadThisTurn) {
       this.flushedInThreadThisTurn = true;
       setImmediate(() => { this.flushedInThreadThisTurn = false; }); // the loop turned: a commit after it starts at once again
@@ -383,7 +384,7 @@ export class Writer {
   }
 
   private async commitBatch(batch: Pending[], given?: PreparedBatch): Promise<void> {
-    const started = TRACE ? performance.now() : 0;
+    const started = TRACE ? monotonicMs() : 0;
     const prepared = given ?? await this.prepareBatch(batch);
     if (!prepared) return; // halted
     const { view, packBatch, firstSeq, opsBySeq, done, packWrite } = prepared;
@@ -398,7 +399,7 @@ export class Writer {
     if (opsBySeq.length > 0) {
       const lastSeq = firstSeq + opsBySeq.length - 1;
       const records = journalRecords(firstSeq, opsBySeq);
-      const t0 = performance.now();
+      const t0 = monotonicMs();
       try {
         await this.write(packBatch, records, opsBySeq, packWrite, () => this.prepareAhead(prepared, lastSeq));
       } catch (error) {
@@ -412,13 +413,13 @@ export class Writer {
         }
         return;
       }
-      const t1 = performance.now();
+      const t1 = monotonicMs();
       view.put(meta.appliedSeq, lastSeq);
       const indexKeys = view.size;
       // deferred: the callers are answered before the LevelDB batch is built (reads see it already)
       await this.landIndex(view, true);
       if (TRACE) {
-        process.stderr.write(`mailstore trace: batch ${done.length} mutations, ${packBatch.bytes} blob bytes: prepare ${(t0 - started).toFixed(1)} ms, pack+journal ${(t1 - t0).toFixed(1)} ms, index ${(performance.now() - t1).toFixed(1)} ms\n`);
+        process.stderr.write(`mailstore trace: batch ${done.length} mutations, ${packBatch.bytes} blob bytes: prepare ${(t0 - started).toFixed(1)} ms, pack+journal ${(t1 - t0).toFixed(1)} ms, index ${(monotonicMs() - t1).toFixed(1)} ms\n`);
       }
       this.hooks.onCommit?.(firstSeq, lastSeq, done.length, indexKeys, (t1 - t0) / 1000);
       const gate = this.hooks.afterDurable?.(lastSeq);

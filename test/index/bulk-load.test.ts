@@ -29,10 +29,10 @@ describe('BulkLoad', () => {
     });
   }
 
-  it('refuses a value that is not a Buffer (what LevelDB\'s public put would have refused)', async () => {
+  it('refuses a value that is not bytes (what LevelDB\'s public put would have refused)', async () => {
     const db = await IndexDb.open(tmpDir(), true);
     const load = db.bulkLoad(7);
-    expect(() => load.putRaw(key(1), 'text' as unknown as Buffer)).toThrow(/Buffers/);
+    expect(() => load.putRaw(key(1), 'text' as unknown as Buffer)).toThrow(/puts bytes/);
     await load.finish();
     await db.close();
   });

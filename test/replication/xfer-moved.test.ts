@@ -76,8 +76,10 @@ describe('mail for a user XFER moved away', () => {
     // monotonic clock: permanent, and it says why
     await a.replication().commitMeta('moved/bob', { to, at: Date.now() - limits.xferMovedTempfailMs - 60_000 });
     expect(await rcpt(c, 'bob@example.org')).toMatch(/^451 4\.2\.1 /); // first seen now: the wall clock alone is not trusted
-    const monotonic = performance.now.bind(performance);
-    const later = vi.spyOn(performance, 'now').mockImplementation(() => monotonic() + limits.xferMovedTempfailMs + 60_000);
+    // the store's monotonic clock (src/monotonic.ts) reads process.hrtime()
+    const hrtime = process.hrtime.bind(process);
+    const aheadSeconds = Math.ceil((limits.xferMovedTempfailMs + 60_000) / 1000);
+    const later = vi.spyOn(process, 'hrtime').mockImplementation(Object.assign(() => { const [s, ns] = hrtime(); return [s + aheadSeconds, ns] as [number, number]; }, { bigint: process.hrtime.bigint }));
     try {
       expect(await rcpt(c, 'bob@example.org')).toBe(`550 5.1.6 user bob moved to ${to}`);
     } finally {

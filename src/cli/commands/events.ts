@@ -12,6 +12,7 @@ import { StoppedWaiting, catchInterrupt } from '../interrupt.js';
 import { warn, withReadStore, writeStdout } from '../context.js';
 import { jsonText, printable } from '../../printable.js';
 import { isMailstoreError } from '../../errors.js';
+import { monotonicMs } from '../../monotonic.js';
 
 /** Output is handed to stdout in chunks of about this many bytes. */
 const OUTPUT_CHUNK_BYTES = 64 * 1024;
@@ -75,8 +76,8 @@ async function follow(command: Command, since: EventCursor, out: Output): Promis
       }).then(() => true, (error: unknown) => {
         if (error instanceof StoppedWaiting) return true; // Ctrl-C while the store was held: the follow ends, as it does
         if (!isMailstoreError(error, 'UNAVAILABLE') && !isMailstoreError(error, 'LOCKED')) throw error;
-        awaySince ??= performance.now();
-        if (performance.now() - awaySince + retryMs > eventLimits.followReconnectMs) throw error;
+        awaySince ??= monotonicMs();
+        if (monotonicMs() - awaySince + retryMs > eventLimits.followReconnectMs) throw error;
         warn(`events: ${error.message}; trying again in ${retryMs} ms, from cursor ${formatCursor(since)}`);
         return false;
       });
