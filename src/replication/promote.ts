@@ -14,6 +14,7 @@ import { SPACE } from '../keys/tuple.js';
 import { meta, uidValidityAfter, uidValidityLastAfter } from '../store/apply.js';
 import type { MailboxInfo, Op } from '../store/records.js';
 import { limits } from '../limits.js';
+import { monotonicMs } from '../monotonic.js';
 import type { Store } from '../store/store.js';
 import { readKeyFile } from './key.js';
 import { PRIMARY_SETTINGS_FILE, forgetPrimarySettings, readNodeSettings, readPrimarySettings, settingWarnings } from './node-settings.js';
@@ -139,10 +140,10 @@ async function tellOldPrimary(store: Store, address: string, keyFile: string, ep
  */
 async function catchUp(store: Store, address: string, keyFile: string, lastSeq: number, log: Log): Promise<void> {
   const client = new Replica(store, await readKeyFile(store.fs, keyFile), address, log);
-  const end = performance.now() + limits.promoteCatchUpMs;
+  const end = monotonicMs() + limits.promoteCatchUpMs;
   client.start();
   try {
-    while (store.changes.lastSeq < lastSeq && performance.now() < end) await store.changes.wait(store.changes.lastSeq, Math.min(1_000, end - performance.now()));
+    while (store.changes.lastSeq < lastSeq && monotonicMs() < end) await store.changes.wait(store.changes.lastSeq, Math.min(1_000, end - monotonicMs()));
   } finally {
     await client.stop();
     await client.closePending();

@@ -55,7 +55,7 @@ export class Connection {
   /** When the last frame arrived (ms since epoch): for display (a replica's last contact). */
   lastHeard = Date.now();
   /**
-   * The same on the monotonic clock (performance.now), for silences: timed on the wall clock, a
+   * The same on the monotonic clock (monotonicMs), for silences: timed on the wall clock, a
    * step back of an hour hid a dead peer for that hour (every synchronous change waiting out its
    * limit), and a step forward took a live one for silent.
    */

@@ -12,6 +12,7 @@ import { encodeValue } from '../index/codec.js';
 import type { IndexDb } from '../index/index-db.js';
 import { meta } from './apply.js';
 import { limits } from '../limits.js';
+import { monotonicMs } from '../monotonic.js';
 import type { ClockReport } from './clock-report.js';
 
 const clockKey = meta.clock;
@@ -55,7 +56,7 @@ export function observeClock(previous: ClockState | undefined, created: number, 
 /** What a store holds of its clock reference, and when it writes it. */
 export class StoreClock {
   private state: ClockState | undefined;
-  private lookedAt = -Infinity; // performance.now() of the last look
+  private lookedAt = -Infinity; // monotonicMs() of the last look
   private writing: Promise<void> = Promise.resolve();
 
   constructor(private readonly db: () => IndexDb, private readonly created: number, private readonly readOnly: boolean) {}
@@ -73,8 +74,8 @@ export class StoreClock {
 
   /** After a commit: a look now and then, so `seen` follows the clock while the store is in use. */
   committed(): void {
-    if (performance.now() - this.lookedAt < limits.clockLookEveryMs) return;
-    this.lookedAt = performance.now(); // one look at a time
+    if (monotonicMs() - this.lookedAt < limits.clockLookEveryMs) return;
+    this.lookedAt = monotonicMs(); // one look at a time
     void this.look().catch(() => undefined); // the index write failing fails the next commit too
   }
 
@@ -97,7 +98,7 @@ export class StoreClock {
   }
 
   private async look(): Promise<void> {
-    this.lookedAt = performance.now();
+    this.lookedAt = monotonicMs();
     const host = await readHostClock();
     await this.write(observeClock(this.state, this.created, Date.now(), host));
   }
