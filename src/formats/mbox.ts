@@ -536,22 +536,22 @@ class MboxParser {
     const headers = headerText(bytes);
     const internalDate = fromLineDate ?? headerDate(headers)?.date;
     const headerZone = internalDate && envelope.zoneMinutes === undefined ? zoneFromHeaders(headers, internalDate) : undefined;
+    const fields = headerFields(headers);
     done.push({
       bytes,
       internalDate,
       ...envelope,
       ...(headerZone !== undefined ? { headerZoneMinutes: headerZone } : {}),
-      flags: flagsFromHeaders(headers),
+      flags: flagsFromFields(fields),
       index: message.index,
       offset: message.offset,
       bodyOffset: message.offset + message.fromLineBytes,
-      contentEnd: this.contentEnd(bytes, headers, message.offset + message.fromLineBytes),
+      contentEnd: this.contentEnd(bytes, headers, fields['content-length'], message.offset + message.fromLineBytes),
     });
   }
 
   /** Where the message's Content-Length header says it ends in the file; undefined without one, or without a body. */
-  private contentEnd(bytes: Buffer, headers: string, bodyOffset: number): number | undefined {
-    const length = /^content-length:[ \t]*(\d{1,15})[ \t]*\r?$/im.exec(headers)?.[1];
+  private contentEnd(bytes: Buffer, headers: string, length: string | undefined, bodyOffset: number): number | undefined {
     if (length === undefined || (headers.length === bytes.length && bytes[bytes.length - 1] !== LF)) return undefined;
     // the header block as it is in the file: a line in it that was quoted has its `>` again
     let headerBytes = 0;
@@ -809,17 +809,44 @@ const X_STATUS_FLAGS: Record<string, string> = { A: '\\Answered', F: '\\Flagged'
 
 const LF_LF = Buffer.from('\n\n', 'latin1');
 const LF_CRLF = Buffer.from('\n\r\n', 'latin1');
-const STATUS_HEADERS = [
-  [/^status:[ \t]*([^\r\n]*)/im, STATUS_FLAGS],
-  [/^x-status:[ \t]*([^\r\n]*)/im, X_STATUS_FLAGS],
-] as const;
 /**
- * Keywords, as Dovecot (X-Keywords) and Thunderbird (X-Mozilla-Keys) keep them in an mbox:
- * space-separated, padded with spaces to be rewritten in place.
+ * The header fields read besides Date, each by its own pattern, tried where a line of the header
+ * block starts with its name (sticky; `^` of each pattern is where FIELD_START matched): the first
+ * line the whole pattern matches, as each pattern searched on its own over the block found it.
+ * Six such searches were six scans of every message's header block (issue 16); FIELD_START finds
+ * the lines for all of them in one. Keywords: as Dovecot (X-Keywords) and Thunderbird
+ * (X-Mozilla-Keys) keep them in an mbox, space-separated, padded with spaces to be rewritten in
+ * place; X-Mozilla-Status: Thunderbird's flags, the hex of nsMsgMessageFlags (it writes no Status header).
  */
-const KEYWORDS_HEADERS = [/^x-keywords:[ \t]*([^\r\n]*)/im, /^x-mozilla-keys:[ \t]*([^\r\n]*)/im];
-/** Thunderbird's flags, the hex of nsMsgMessageFlags: it writes no Status header. */
-const MOZILLA_STATUS = /^x-mozilla-status:[ \t]*([0-9a-f]{4})[ \t]*\r?$/im;
+const FIELD_PATTERNS = {
+  'status': /status:[ \t]*([^\r\n]*)/iy,
+  'x-status': /x-status:[ \t]*([^\r\n]*)/iy,
+  'x-keywords': /x-keywords:[ \t]*([^\r\n]*)/iy,
+  'x-mozilla-keys': /x-mozilla-keys:[ \t]*([^\r\n]*)/iy,
+  'x-mozilla-status': /x-mozilla-status:[ \t]*([0-9a-f]{4})[ \t]*\r?$/imy,
+  'content-length': /content-length:[ \t]*(\d{1,15})[ \t]*\r?$/imy,
+} as const;
+const FIELD_START = /^(?:status|x-status|x-keywords|x-mozilla-keys|x-mozilla-status|content-length):/gim;
+
+export type HeaderFields = Partial<Record<keyof typeof FIELD_PATTERNS, string>>;
+
+/** Each FIELD_PATTERNS field's value (the pattern's group) in a header block, where one matches. */
+export function headerFields(headers: string): HeaderFields {
+  const fields: HeaderFields = {};
+  FIELD_START.lastIndex = 0;
+  for (let start = FIELD_START.exec(headers); start !== null; start = FIELD_START.exec(headers)) {
+    const name = start[0].slice(0, -1).toLowerCase() as keyof typeof FIELD_PATTERNS;
+    if (fields[name] !== undefined) continue;
+    const pattern = FIELD_PATTERNS[name];
+    pattern.lastIndex = start.index;
+    const value = pattern.exec(headers)?.[1];
+    if (value !== undefined) fields[name] = value;
+  }
+  return fields;
+}
+
+const STATUS_HEADERS = [['status', STATUS_FLAGS], ['x-status', X_STATUS_FLAGS]] as const;
+const KEYWORDS_HEADERS = ['x-keywords', 'x-mozilla-keys'] as const;
 const MOZILLA_FLAGS: [bit: number, flag: string][] = [
   [0x1, '\\Seen'], [0x2, '\\Answered'], [0x4, '\\Flagged'], [0x8, '\\Deleted'], [0x1000, '$Forwarded'],
 ];
@@ -840,7 +867,7 @@ function headerBlockLength(bytes: Buffer): number {
  * `X-Mozilla-Status:`; keywords from `X-Keywords:` and `X-Mozilla-Keys:`; sorted.
  */
 export function flagsFromStatusHeaders(bytes: Buffer): string[] {
-  return flagsFromHeaders(headerText(bytes));
+  return flagsFromFields(headerFields(headerText(bytes)));
 }
 
 /** The header block (up to, not including, the empty line) as latin1 text: one string per message for all its header lookups. */
@@ -848,21 +875,20 @@ function headerText(bytes: Buffer): string {
   return bytes.toString('latin1', 0, headerBlockLength(bytes));
 }
 
-function flagsFromHeaders(headers: string): string[] {
+function flagsFromFields(fields: HeaderFields): string[] {
   const flags = new Set<string>();
-  for (const [pattern, table] of STATUS_HEADERS) {
-    const match = pattern.exec(headers);
-    for (const letter of match?.[1] ?? '') {
+  for (const [name, table] of STATUS_HEADERS) {
+    for (const letter of fields[name] ?? '') {
       const flag = table[letter.toUpperCase()];
       if (flag) flags.add(flag);
     }
   }
-  for (const pattern of KEYWORDS_HEADERS) {
-    for (const keyword of pattern.exec(headers)?.[1]?.split(/[ \t,]+/) ?? []) {
+  for (const name of KEYWORDS_HEADERS) {
+    for (const keyword of fields[name]?.split(/[ \t,]+/) ?? []) {
       if (keyword !== '' && !keyword.startsWith('\\')) flags.add(keyword);
     }
   }
-  const mozilla = MOZILLA_STATUS.exec(headers)?.[1];
+  const mozilla = fields['x-mozilla-status'];
   if (mozilla !== undefined) {
     const bits = Number.parseInt(mozilla, 16);
     for (const [bit, flag] of MOZILLA_FLAGS) if (bits & bit) flags.add(flag);

@@ -7,7 +7,7 @@ import { Buffer } from 'node:buffer';
 import { crc32 } from 'node:zlib';
 import { MailstoreError } from '../errors.js';
 import { crc32Range } from '../hash/crc32-small.js';
-import { decodeFlatMap } from './flat-cbor.js';
+import { decodeFlatMap, encodeFlatMap } from './flat-cbor.js';
 
 /**
  * The index's value format (docs/FORMAT.md, "Index values"), stored in the index under the meta
@@ -61,7 +61,11 @@ export function encodeValue(key: Uint8Array, value: unknown): Buffer {
   // 0 and 1 (every C record, the deleting marks: a replay writes one C record a message) are
   // the one CBOR byte of their value: framed without the encoder
   if (value === 1 || Object.is(value, 0)) return frame(key, value === 1 ? CBOR_ONE : CBOR_ZERO);
-  return frame(key, cbor.encode(value));
+  // the flat maps of M and B records (two a message an import writes) written here, after the checksum's place
+  const flat = encodeFlatMap(value, 4);
+  if (flat === undefined) return frame(key, cbor.encode(value));
+  flat.writeUInt32BE(crc32(flat.subarray(4), crc32(key)), 0);
+  return flat;
 }
 
 /** A stored value's checksum holds for its key (what decodeValue checks first), without decoding it. */

@@ -4,7 +4,7 @@
 // the first few thousand calls of a process (it is compiled late); a cold read of 6,000 small
 // messages spent ~40 % of its index work there (issue 16). Anything outside that shape returns
 // undefined and goes to cbor-x, so the result is always what cbor-x would give (test/index/flat-cbor).
-import type { Buffer } from 'node:buffer';
+import { Buffer } from 'node:buffer';
 import { latin1Of } from '../buffer-slices.js';
 
 /** Entries at most in a map or array handled here (one-byte header: 0-23). */
@@ -97,4 +97,124 @@ function readArray(count: number): unknown {
     out.push(value);
   }
   return out;
+}
+
+// ---- encoding -------------------------------------------------------------------------------------
+
+/**
+ * Where encodeFlatMap writes before it copies out: a flat value is small (a message record ~90
+ * bytes, its flags aside); one that does not fit goes to cbor-x.
+ */
+const scratch = Buffer.allocUnsafeSlow(1024);
+let end = 0;
+
+/**
+ * `value` as cbor-x encodes it (codec.ts's encoder: mapsAsObjects, variableMapSize, no Uint8Array
+ * tag), byte for byte, in a new Buffer after `reserve` bytes left for the caller; or undefined for
+ * any value outside the shapes decodeFlatMap reads (then cbor-x). An import encodes two such values
+ * a message (its M and B records): through cbor-x's general encoder (its set-up a call, the map's
+ * key and value arrays, every key and value through one big function) that was ~12,000
+ * instructions each, warm (issue 16).
+ */
+export function encodeFlatMap(value: unknown, reserve: number): Buffer | undefined {
+  if (typeof value !== 'object' || value === null || value.constructor !== Object) return undefined;
+  const keys = Object.keys(value);
+  if (keys.length > SMALL_COUNT_MAX) return undefined;
+  scratch[0] = 0xa0 | keys.length;
+  end = 1;
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i];
+    const code = key.charCodeAt(0);
+    if (key.length !== 1 || !((code >= 0x61 && code <= 0x7a) || (code >= 0x41 && code <= 0x5a))) return undefined;
+    scratch[end] = 0x61;
+    scratch[end + 1] = code;
+    end += 2;
+    if (!writeValue((value as Record<string, unknown>)[key], true)) return undefined;
+  }
+  const out = Buffer.allocUnsafe(reserve + end);
+  scratch.copy(out, reserve, 0, end);
+  return out;
+}
+
+/** Bytes left in the scratch buffer for one more item of `bytes` (its head at most 9). */
+function fits(bytes: number): boolean {
+  return end + 9 + bytes <= scratch.length;
+}
+
+/** One value as cbor-x writes it, or false for one it leaves to cbor-x; `nest`: an array of such values allowed. */
+function writeValue(item: unknown, nest: boolean): boolean {
+  switch (typeof item) {
+    case 'number': return fits(0) && writeNumber(item);
+    case 'boolean':
+      if (!fits(0)) return false;
+      scratch[end++] = item ? 0xf5 : 0xf4;
+      return true;
+    case 'string': return writeAscii(item);
+    case 'object': {
+      if (item === null) return false;
+      if (item instanceof Uint8Array) {
+        if (item.byteLength >= 0x10000 || !fits(item.byteLength)) return false;
+        writeHead(2, item.byteLength);
+        scratch.set(item, end);
+        end += item.byteLength;
+        return true;
+      }
+      if (!nest || item.constructor !== Array) return false;
+      const array = item as unknown[];
+      if (array.length > SMALL_COUNT_MAX || !fits(0)) return false;
+      scratch[end++] = 0x80 | array.length;
+      for (let i = 0; i < array.length; i++) if (!writeValue(array[i], false)) return false;
+      return true;
+    }
+    default: return false; // undefined, functions, symbols, BigInts: cbor-x
+  }
+}
+
+/** A number by cbor-x's rules (its encode(), 'number'): 32-bit integers as such, any other as a double. */
+function writeNumber(value: number): boolean {
+  if (value >>> 0 === value) writeHead(0, value);
+  else if (value >> 0 === value) writeHead(1, ~value);
+  else if (value < 0 && value >= -0x100000000 && Math.floor(value) === value) {
+    scratch[end] = 0x3a;
+    scratch.writeUInt32BE(-1 - value, end + 1);
+    end += 5;
+  } else {
+    scratch[end] = 0xfb;
+    scratch.writeDoubleBE(value, end + 1);
+    end += 9;
+  }
+  return true;
+}
+
+/** ASCII text up to 255 bytes (cbor-x writes its characters one by one, as these); anything else: cbor-x. */
+function writeAscii(text: string): boolean {
+  if (text.length > 0xff || !fits(text.length)) return false;
+  const at = end + (text.length < 24 ? 1 : 2);
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code >= 0x80) return false;
+    scratch[at + i] = code;
+  }
+  writeHead(3, text.length);
+  end += text.length;
+  return true;
+}
+
+/** A head of major type `major` and argument `arg` (at most 32 bits), CBOR's shortest, as cbor-x writes it. */
+function writeHead(major: number, arg: number): void {
+  const type = major << 5;
+  if (arg < 0x18) scratch[end++] = type | arg;
+  else if (arg < 0x100) {
+    scratch[end] = type | 0x18;
+    scratch[end + 1] = arg;
+    end += 2;
+  } else if (arg < 0x10000) {
+    scratch[end] = type | 0x19;
+    scratch.writeUInt16BE(arg, end + 1);
+    end += 3;
+  } else {
+    scratch[end] = type | 0x1a;
+    scratch.writeUInt32BE(arg, end + 1);
+    end += 5;
+  }
 }
