@@ -726,6 +726,12 @@ export const limits = {
    * gives every mailbox a new uidValidity (docs/REPLICATION.md).
    */
   promoteFenceAnswerMs: 10_000,
+  /**
+   * promote of a replica still streaming from its old primary: once the old primary is fenced and
+   * has said its last seq, the records it committed before the fence (on their way here) have
+   * this long to arrive; past it, every mailbox gets a new uidValidity as before.
+   */
+  promoteCatchUpMs: 10_000,
   /** promote: mailboxes given a new uidValidity per journal record (~60 bytes each). */
   promoteMailboxesPerRecord: 10_000,
   /** A synchronous commit whose replica dropped waits this long for one to confirm, then fails UNAVAILABLE. */
