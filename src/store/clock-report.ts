@@ -32,7 +32,8 @@ export function judgedHere(report: ClockReport, now = Date.now()): ClockReport {
 
 function whyUntrusted(state: ClockState, created: number, now: number): string | undefined {
   const at = (ms: number) => new Date(ms).toISOString();
-  if (now < created - limits.clockStepMs) return `the system clock (${at(now)}) is before this store was created (${at(created)})`;
+  // a store created under a clock that was ahead: once the admin said the clock is right, only what it saw since counts
+  if (state.trusted === undefined && now < created - limits.clockStepMs) return `the system clock (${at(now)}) is before this store was created (${at(created)})`;
   if (now < state.seen - limits.clockStepMs) return `the system clock (${at(now)}) is behind the latest time this store has seen (${at(state.seen)}): it went back, or was ahead then`;
   if (state.steps.length === 0) return undefined;
   const shown = state.steps.map((step) => `${step.byMs > 0 ? 'forward' : 'back'} by ${describeMs(Math.abs(step.byMs))} at about ${at(step.atMs)}`);

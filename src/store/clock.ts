@@ -31,12 +31,15 @@ export interface ClockState {
   bootTimeMs?: number;
   /** Steps seen since the clock was last trusted. */
   steps: ClockStep[];
+  /** When the admin last trusted the clock (`mailstore clock trust`), ms: the store's creation time, dated by a clock that may have been ahead, no longer judges it. */
+  trusted?: number;
 }
 
 /** The state after looking at the clock `now` (and at the host's boot), from `previous` (none: a store new to this, from its creation). */
 export function observeClock(previous: ClockState | undefined, created: number, now: number, host: HostClock | undefined): ClockState {
   const state: ClockState = { seen: Math.max(previous?.seen ?? created, now), steps: [...(previous?.steps ?? [])] };
   if (previous?.boot !== undefined) Object.assign(state, { boot: previous.boot, bootTimeMs: previous.bootTimeMs });
+  if (previous?.trusted !== undefined) state.trusted = previous.trusted;
   if (!host) return state;
   const byMs = host.bootTimeMs - (state.bootTimeMs ?? host.bootTimeMs);
   if (state.boot === host.boot && Math.abs(byMs) > limits.clockStepMs) {
@@ -84,7 +87,7 @@ export class StoreClock {
   async trust(): Promise<ClockReport> {
     const now = Date.now();
     const host = await readHostClock();
-    await this.write({ seen: now, ...(host ? { boot: host.boot, bootTimeMs: host.bootTimeMs } : {}), steps: [] });
+    await this.write({ seen: now, ...(host ? { boot: host.boot, bootTimeMs: host.bootTimeMs } : {}), steps: [], trusted: now });
     return (await import('./clock-report.js')).clockReport(this.state!, this.created, now);
   }
 

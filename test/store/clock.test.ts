@@ -1,6 +1,6 @@
 // The store's clock reference (src/store/clock.ts) as retention consults it. The real clock's
 // steps are test/cli/clock.test.ts's (processes under libfaketime); here, what one process can show.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Store } from '../../src/store/store.js';
 import { expungeBefore } from '../../src/store/retention.js';
 import { observeClock } from '../../src/store/clock.js';
@@ -22,6 +22,30 @@ describe('the clock reference', () => {
     const rebooted = observeClock(stepped, 1000, 8000, { boot: 'b', bootTimeMs: 9 });
     expect(rebooted.steps).toHaveLength(1); // kept until trusted
     expect(rebooted.seen).toBe(7000 + 400 * DAY_MS); // never lowered by a look
+  });
+});
+
+describe('a store created under a clock that was ahead', () => {
+  it('once the admin trusts the clock, retention runs: the creation time, dated by that clock, no longer refuses it', async () => {
+    const root = tmpDir();
+    vi.useFakeTimers({ now: Date.now() + 400 * DAY_MS, toFake: ['Date'] });
+    try {
+      await (await Store.open(root, { create: true })).close();
+    } finally {
+      vi.useRealTimers();
+    }
+    const store = await Store.open(root);
+    try {
+      await store.createMailbox('M');
+      await store.append('M', Buffer.from('Subject: 1\r\n\r\nbody\r\n'), { internalDate: new Date(Date.now() - 2 * DAY_MS) });
+      const run = () => expungeBefore(store, 'M', { before: new Date(Date.now() - DAY_MS) });
+      expect(await codeOf(run)).toBe('REFUSED'); // the clock is 400 days before the store's creation: which is wrong?
+      expect((await store.status('M')).messages).toBe(1);
+      expect((await store.trustClock()).untrusted).toBeUndefined();
+      expect((await run())[0].uids).toEqual([1]);
+    } finally {
+      await store.close();
+    }
   });
 });
 
