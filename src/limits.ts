@@ -728,7 +728,8 @@ export const limits = {
   promoteFenceAnswerMs: 10_000,
   /**
    * promote: an old primary reached and fenced that committed more than the replica holds is
-   * followed this long for the rest (a switchover under load), so the uidValidity can be kept.
+   * followed this long for the rest (a switchover under load), so the uidValidity can be kept: by
+   * a replica's daemon before it stops replicating, and again by promote itself when still behind.
    */
   promoteCatchUpMs: 60_000,
   /** promote: mailboxes given a new uidValidity per journal record (~60 bytes each). */

@@ -74,12 +74,15 @@ export class PendingRounds {
   private stale = false;
   /** The file's length as last known (preallocated on the first round: a rolling replica never writes it). */
   private length = 0;
+  /** The last seq of the newest round this session made durable here (0: none). */
+  heldSeq = 0;
 
   constructor(private readonly store: Store) {}
 
   /** A new session: rounds of the last one are in doubt (kept on disk until replaced). */
   async beginSession(): Promise<void> {
     this.rounds = [];
+    this.heldSeq = 0;
     this.handle ??= await this.store.fs.open(join(this.store.root, PENDING_FILE), 'createOrOpen');
     const length = await this.handle.size();
     const first = Buffer.alloc(FRAME_HEADER_BYTES);
@@ -116,6 +119,7 @@ export class PendingRounds {
     this.at += head.length + body.length;
     this.length = Math.max(this.length, this.at + PENDING_END.length);
     this.rounds.push(round);
+    this.heldSeq = Math.max(this.heldSeq, lastSeqOf(round));
   }
 
   /** The rounds up to `seq` (the primary committed them), in order; call committed() once they are. */

@@ -55,8 +55,29 @@ export interface PromoteOptions {
   quarantineDamagedPending?: boolean;
 }
 
-/** Promotes a replica store (its replication must be stopped: ReplicaHandle.promote does that). */
-export async function promoteStore(store: Store, log: Log = () => undefined, options: PromoteOptions = {}): Promise<PromoteResult> {
+/** What the old primary said to its fence: `lastSeq` and `history` when it was reached and fenced (primary.ts answerFence). */
+export interface FenceAnswer {
+  fenced: boolean;
+  lastSeq?: number;
+  history?: unknown;
+}
+
+/**
+ * Fences the old primary of a replica with the epoch its promotion will take (promoteStore then
+ * takes the answer): ReplicaHandle.promote does it while the replica still receives, so what the
+ * old primary committed before the fence can reach it first (a planned switchover under mail).
+ */
+export async function fenceOldPrimary(store: Store): Promise<FenceAnswer> {
+  const role = store.replication().role();
+  if (role?.role !== 'replica' || !role.primary || !role.keyFile) return { fenced: false };
+  return tellOldPrimary(store, role.primary, role.keyFile, role.epoch + 1);
+}
+
+/**
+ * Promotes a replica store (its replication must be stopped: ReplicaHandle.promote does that).
+ * `fenced`: the old primary's answer to fenceOldPrimary, when it was asked already.
+ */
+export async function promoteStore(store: Store, log: Log = () => undefined, options: PromoteOptions = {}, fenced?: FenceAnswer): Promise<PromoteResult> {
   const control = store.replication();
   const role = control.role();
   if (role?.role !== 'replica') {
@@ -67,7 +88,7 @@ export async function promoteStore(store: Store, log: Log = () => undefined, opt
   const pending = await commitPendingRounds(store, log, { quarantineDamaged: options.quarantineDamagedPending });
   const epoch = role.epoch + 1;
   // fenced first: once it answers, nothing more commits there, and its last seq is final
-  const oldPrimary = role.primary && role.keyFile ? await tellOldPrimary(store, role.primary, role.keyFile, epoch) : { fenced: false };
+  const oldPrimary = fenced ?? (role.primary && role.keyFile ? await tellOldPrimary(store, role.primary, role.keyFile, epoch) : { fenced: false });
   // (not an old primary whose records are not this store's: put back to an older image, it refuses the replica as diverged)
   if (role.primary && role.keyFile && oldPrimary.lastSeq !== undefined && oldPrimary.lastSeq > store.changes.lastSeq
     && await sameRecords(control.journal, store.changes.firstSeq, store.changes.lastSeq, oldPrimary.history)) {
@@ -109,7 +130,7 @@ export function renewedWhy(oldPrimarySeq: number | undefined, heldSeq: number): 
  * Best effort, bounded: a dead or partitioned old primary learns the epoch from its next replica.
  * `lastSeq`: the last seq it committed, which it says once fenced (primary.ts answerFence).
  */
-async function tellOldPrimary(store: Store, address: string, keyFile: string, epoch: number): Promise<{ fenced: boolean; lastSeq?: number; history?: unknown }> {
+async function tellOldPrimary(store: Store, address: string, keyFile: string, epoch: number): Promise<FenceAnswer> {
   try {
     const psk = await readKeyFile(store.fs, keyFile);
     const connection = await Promise.race([

@@ -8,6 +8,7 @@
 // is resynced from a snapshot (resync-sink.ts); packs a compaction removed on the primary are
 // removed here after the round that says so (pack-removal.ts).
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { MailstoreError, fromSystemError, isMailstoreError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { nodeFileSystem } from '../fs/node-fs.js';
@@ -19,7 +20,7 @@ import { newNodeId, readRole, writeRole, type ReplicationRole } from '../store/r
 import { Store } from '../store/store.js';
 import type { StoreOptions } from '../store/types.js';
 import { readKeyFile } from './key.js';
-import { promoteStore, type PromoteResult } from './promote.js';
+import { fenceOldPrimary, promoteStore, type PromoteResult } from './promote.js';
 import { announcedSettings, forgetPrimarySettings, notePrimarySettings, readNodeSettings, settingWarnings } from './node-settings.js';
 import { startReplicaListener } from './primary.js';
 import { receiveResync } from './resync-sink.js';
@@ -100,11 +101,16 @@ export async function startReplica(root: string, options: ReplicaOptions): Promi
     status: () => replica.status(),
     stop: () => replica.stop(),
     promote: async () => {
+      // the old primary fenced first, while this replica still receives: the records it committed
+      // before the fence are on their way here, and held, they prove no reader there saw a uid this
+      // store lacks (a planned switchover under mail keeps every uidValidity; docs/REPLICATION.md)
+      const fenced = await fenceOldPrimary(store);
+      if (fenced.lastSeq !== undefined) await replica.received(fenced.lastSeq, limits.promoteCatchUpMs);
       await replica.stop();
       await replica.closePending();
       await listener?.close();
       listener = undefined;
-      return promoteStore(store, log);
+      return promoteStore(store, log, {}, fenced);
     },
     close: async () => {
       await replica.stop();
@@ -190,6 +196,12 @@ export class Replica {
       seq: this.store.changes.lastSeq, primarySeq: this.primarySeq, lastContact: this.lastContact, lastError: this.lastError,
       ...(this.resyncingTo === undefined ? {} : { resyncingTo: this.resyncingTo }),
     };
+  }
+
+  /** Waits, at most `timeoutMs`, until this replica holds `seq`, committed or as a durable tentative round (promote commits those). */
+  async received(seq: number, timeoutMs: number): Promise<void> {
+    const until = performance.now() + timeoutMs;
+    while (Math.max(this.store.changes.lastSeq, this.pending.heldSeq) < seq && performance.now() < until && !this.stopped) await sleep(20);
   }
 
   async closePending(): Promise<void> {

@@ -46,13 +46,26 @@ export async function expireTombstones(host: TombstoneExpiryHost, retentionMs = 
   if (!due) return result;
   const ids: Buffer[] = [];
   for await (const [, box] of host.index.entries<MailboxInfo>({ prefix: keys.space(SPACE.info) })) if (!box.deleting) ids.push(Buffer.from(box.id));
+  const before = scannedBelow.get(host);
+  const scanned = new Map<string, number>();
   for (const id of ids) {
-    const expired = await expireMailbox(host, id, due[1]);
-    result.expired += expired;
+    const from = before?.get(id.toString('hex')) ?? 0;
+    const expired = from > due[1] ? 0 : await expireMailbox(host, id, from, due[1]);
+    if (expired >= 0) scanned.set(id.toString('hex'), Math.max(from, due[1] + 1));
+    result.expired += Math.max(expired, 0);
     if (expired > 0) result.mailboxes++;
   }
+  scannedBelow.set(host, scanned);
   return result;
 }
+
+/**
+ * Per store (host) and mailbox: below this modseq no tombstone is left, as a pass of this process
+ * dropped them all, and none is given there again (modseqs only grow). A pass scans from it, so
+ * the hourly expiry does not read every live message's change entry again; the first pass of a
+ * process scans from 0 (tombstones below a floor a lossy replay raised go too).
+ */
+const scannedBelow = new WeakMap<TombstoneExpiryHost, Map<string, number>>();
 
 /** When each store's (its host's) tombstones were last expired, ms: the background looks at most every tombstoneExpiryIntervalMs. */
 const expiredAt = new WeakMap<TombstoneExpiryHost, number>();
@@ -83,14 +96,14 @@ function isMark(mark: unknown): mark is Mark {
   return Array.isArray(mark) && mark.length === 2 && Number.isSafeInteger(mark[0]) && Number.isSafeInteger(mark[1]);
 }
 
-/** One mailbox's tombstones up to modseq `upTo`, dropped in records of at most tombstonesPerRecord: how many. */
-async function expireMailbox(host: TombstoneExpiryHost, id: Buffer, upTo: number): Promise<number> {
+/** One mailbox's tombstones from modseq `from` up to `upTo`, dropped in records of at most tombstonesPerRecord: how many (-1: the mailbox went meanwhile). */
+async function expireMailbox(host: TombstoneExpiryHost, id: Buffer, from: number, upTo: number): Promise<number> {
   let expired = 0;
   for (;;) {
     await host.index.settle(); // the scan below sees the tombstones the last record dropped gone
     const entries: [number, number][] = [];
     // a live message's entry (0) stays: it says the message changed, and it moves with its next change
-    for await (const [key, value] of host.index.entries<ChangeRecord>({ gte: keys.changeFrom(id, 0), lt: keys.changeFrom(id, upTo + 1) })) {
+    for await (const [key, value] of host.index.entries<ChangeRecord>({ gte: keys.changeFrom(id, from), lt: keys.changeFrom(id, upTo + 1) })) {
       if (value !== 1) continue;
       const change = decodeChangeKey(key);
       entries.push([change.modseq, change.uid]);
@@ -105,7 +118,8 @@ async function expireMailbox(host: TombstoneExpiryHost, id: Buffer, upTo: number
         return { ops: [{ op: 'change.floor', id, floor, entries }], result: true };
       },
     });
-    if (!done) return expired;
+    if (!done) return -1;
     expired += entries.length;
+    from = floor; // every tombstone below went in this record
   }
 }

@@ -183,6 +183,41 @@ describe('promote: no uid of the old primary is given again', () => {
     }
   }, 30_000);
 
+  it.each([
+    ['an asynchronous replica', 0],
+    ['a synchronous replica', 1],
+  ] as const)('a planned switchover while mail arrives (%s): what the old primary committed before its fence reaches the replica, and every uidValidity is kept', async (_, syncReplicas) => {
+    const key = keyFile();
+    const primaryStore = await Store.open(tmpDir('primary'), { create: true });
+    await primaryStore.createMailbox('INBOX');
+    const primary = await startPrimary(primaryStore, { listen: '127.0.0.1:0', keyFile: key, log: quiet, syncReplicas, syncFallback: 'refuse' });
+    const proxy = await TcpFaultProxy.start((await primary.status()).port);
+    const replica = await startReplica(join(tmpDir('replica'), 'r'), { primary: proxy.address, keyFile: key, log: quiet });
+    try {
+      await until(async () => (await primary.status()).replicas.some((r) => r.connected), 10_000, 'the replica connected');
+      for (let i = 1; i <= 3; i++) await primaryStore.append('INBOX', msg(i));
+      await until(() => replica.store.changes.lastSeq === primaryStore.changes.lastSeq, 10_000, 'catch-up');
+      // a delivery the primary commits just as the admin promotes: on its way to the replica, not there yet
+      Object.assign(mutable, { replicationPingMs: 5000, replicationHandshakeMs: 5000 }); // the fence's connection waits out the stall too
+      proxy.stall(1500);
+      const delivery = primaryStore.append('INBOX', msg(4)).catch(() => undefined);
+      await until(async () => (await primaryStore.status('INBOX')).uidNext === 5, 10_000, 'the delivery shown to readers');
+      const cache = await clientCache(primaryStore);
+      const promoted = await replica.promote();
+      await delivery;
+      expect(promoted).toMatchObject({ oldPrimaryFenced: true, oldPrimarySeq: primaryStore.changes.lastSeq, uidValidity: 'kept', mailboxesRenewed: 0 });
+      expect(await replica.store.fetch('INBOX', 4)).toEqual(msg(4));
+      const next = await replica.store.append('INBOX', msg(5));
+      expect({ uid: next.uid, uidValidity: next.uidValidity }).toEqual({ uid: 5, uidValidity: cache.uidValidity });
+      await expectCacheHolds(replica.store, cache);
+    } finally {
+      await replica.close();
+      await primary.close().catch(() => undefined);
+      await primaryStore.close().catch(() => undefined);
+      await proxy.close();
+    }
+  }, 30_000);
+
   it('a replica that holds all the old primary committed keeps every uidValidity: uids go on', async () => {
     const key = keyFile();
     const primaryStore = await Store.open(tmpDir('primary'), { create: true });

@@ -51,6 +51,30 @@ describe('a store created under a clock a year ahead', () => {
   });
 });
 
+describe('a store created under a clock that was ahead', () => {
+  it('once the admin trusts the clock, retention runs: the creation time, dated by that clock, no longer refuses it', async () => {
+    const root = tmpDir();
+    vi.useFakeTimers({ now: Date.now() + 400 * DAY_MS, toFake: ['Date'] });
+    try {
+      await (await Store.open(root, { create: true })).close();
+    } finally {
+      vi.useRealTimers();
+    }
+    const store = await Store.open(root);
+    try {
+      await store.createMailbox('M');
+      await store.append('M', Buffer.from('Subject: 1\r\n\r\nbody\r\n'), { internalDate: new Date(Date.now() - 2 * DAY_MS) });
+      const run = () => expungeBefore(store, 'M', { before: new Date(Date.now() - DAY_MS) });
+      expect(await codeOf(run)).toBe('REFUSED'); // the clock is 400 days before the store's creation: which is wrong?
+      expect((await store.status('M')).messages).toBe(1);
+      expect((await store.trustClock()).untrusted).toBeUndefined();
+      expect((await run())[0].uids).toEqual([1]);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe('retention through a store in another process', () => {
   it('refuses when the caller\'s clock, which counted the cutoff, is 400 days from the store\'s process\'s: REFUSED, nothing expunged', async () => {
     const store = await Store.open(tmpDir(), { create: true });

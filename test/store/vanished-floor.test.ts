@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, decodeRecordHeader } from '../../src/journal/journal-format.js';
 import { Store } from '../../src/store/store.js';
+import { expireTombstones, type TombstoneExpiryHost } from '../../src/store/tombstone-expiry.js';
 import { keys } from '../../src/keys/index-keys.js';
+import { SPACE } from '../../src/keys/tuple.js';
 import { resync } from '../helpers/qresync.js';
 import { tmpDir } from '../helpers/tmp.js';
 
@@ -113,6 +115,39 @@ describe('the vanished floor', () => {
       const rebuilt = await store.changesSince('INBOX', middle.modseq);
       expect(rebuilt.vanishedRanges?.[0]).toEqual([1, 5]);
       expect(rebuilt.vanishedFloor).toBeGreaterThan(now);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('an expiry with nothing new to drop reads no change entry of the live messages below the floor (the background runs it every hour over every mailbox)', async () => {
+    const root = join(tmpDir('floor'), 'store');
+    const store = await Store.init(root);
+    try {
+      await store.createMailbox('INBOX');
+      await store.appendBatch('INBOX', Array.from({ length: 500 }, (_, i) => ({ bytes: body(i % 7) })));
+      await store.expunge('INBOX', [1, 2, 3]);
+      const admin = store.administration();
+      let read = 0;
+      const changeSpace = keys.space(SPACE.change);
+      const counting: TombstoneExpiryHost = {
+        mutate: (mutation) => admin.mutate(mutation),
+        index: {
+          get: (key) => admin.index.get(key), getNow: (key) => admin.index.getNow(key), settle: () => admin.index.settle(),
+          entries: async function* <T>(range: Parameters<typeof admin.index.entries>[0]) {
+            for await (const entry of admin.index.entries<T>(range)) {
+              if (entry[0].subarray(0, changeSpace.length).equals(changeSpace)) read++;
+              yield entry;
+            }
+          },
+        },
+      };
+      const now = Date.now();
+      expect((await expireTombstones(counting, 0, now)).expired).toBe(3);
+      expect(await tombstones(store, 'INBOX')).toBe(0);
+      read = 0;
+      expect((await expireTombstones(counting, 0, now + 1)).expired).toBe(0);
+      expect(read).toBeLessThan(10); // not the 497 live messages' entries
     } finally {
       await store.close();
     }
