@@ -10,8 +10,12 @@ import { ok, repoRoot, requireBuilt, tempDir } from './helpers.js';
 
 beforeAll(requireBuilt);
 
-/** The budget of the modules an append loads, in bytes of tsc's output (see the test). */
-const APPEND_MODULE_BYTES_MAX = 930_000;
+/**
+ * The budget of the modules an append loads, in bytes of tsc's output (see the test). 940 kB since
+ * session 39: an append opens a store that keeps a clock reference (clock.ts, host-clock.ts) and
+ * answers changesSince with a vanished floor (the rarer paths lazy in vanished-floor.ts): +9.5 kB.
+ */
+const APPEND_MODULE_BYTES_MAX = 940_000;
 
 /** Registers a load hook that writes each file URL node loads to stderr as "LOADED url". */
 const HOOK = `data:text/javascript,${encodeURIComponent(`
