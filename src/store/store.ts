@@ -476,7 +476,7 @@ export class Store implements MailStore {
 
   /** compact()'s expiry of tombstones (tombstone-expiry.ts): none once the store closed meanwhile (the compaction itself is done). */
   private async expireTombstones(retentionMs: number | undefined): Promise<number> {
-    if (this.closed) return 0;
+    if (this.closed || !(await this.clockTrusted())) return 0;
     try {
       return (await (await import('./tombstone-expiry.js')).expireTombstones(this.administration(), retentionMs)).expired;
     } catch (error) {
@@ -619,7 +619,7 @@ export class Store implements MailStore {
       tryCompact: (graceMs) => this.tryCompact({ graceMs }),
       // on a writable store only: a replica's floors come with its primary's records
       expireTombstones: async () => {
-        if (!this.closed && !this.failure && !this.readOnly && this.writableRole()) await (await import('./tombstone-expiry.js')).expireWhenDue(this.administration(), settings.tombstoneRetentionMs);
+        if (!this.closed && !this.failure && !this.readOnly && this.writableRole() && await this.clockTrusted()) await (await import('./tombstone-expiry.js')).expireWhenDue(this.administration(), settings.tombstoneRetentionMs);
       },
       onError: (error) => options.onBackgroundError?.(error),
     }, settings);
@@ -887,6 +887,16 @@ export class Store implements MailStore {
   /** Deletes user/NAME/... and every ACL entry naming NAME (intent-logged like deleteMailbox). */
   async deleteUser(name: string, options?: DeleteOptions): Promise<DeleteUserResult> {
     return (await import('./users.js')).deleteUser(this, name, options);
+  }
+
+  /**
+   * Tombstone expiry goes by the wall clock (its marks): under a clock retention would refuse
+   * (stepped, or before the store was created) it waits for `clock trust` like retention, so a clock
+   * put years ahead does not expire the tombstones of clients that synced yesterday (they would
+   * read the vanished ranges again: nothing lost, but the resync the tombstones exist to spare).
+   */
+  private async clockTrusted(): Promise<boolean> {
+    return (await this.clock.report()).untrusted === undefined;
   }
 
   /** The clock as the store judges it (clock.ts): retention refuses while `untrusted` says why. */

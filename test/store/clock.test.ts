@@ -98,3 +98,29 @@ describe('retention through a store in another process', () => {
     }
   });
 });
+
+describe('tombstone expiry under a clock the store does not trust', () => {
+  it('drops no tombstone while retention would be refused (a clock 400 days before the store was created), and does once the admin trusts it', async () => {
+    const root = tmpDir();
+    vi.useFakeTimers({ now: Date.now() + 400 * DAY_MS, toFake: ['Date'] });
+    try {
+      const ahead = await Store.open(root, { create: true });
+      await ahead.createMailbox('M');
+      for (let i = 0; i < 3; i++) await ahead.append('M', Buffer.from(`Subject: ${i}\r\n\r\nbody\r\n`));
+      await ahead.expunge('M', [1, 2]);
+      await ahead.close();
+    } finally {
+      vi.useRealTimers();
+    }
+    const store = await Store.open(root);
+    try {
+      expect((await store.clockReport()).untrusted).toMatch(/before this store was created/);
+      expect((await store.compact({ tombstoneRetentionMs: 0 })).tombstonesExpired).toBe(0);
+      expect((await store.changesSince('M', 0)).vanished).toEqual([1, 2]);
+      await store.trustClock();
+      expect((await store.compact({ tombstoneRetentionMs: 0 })).tombstonesExpired).toBe(2);
+    } finally {
+      await store.close();
+    }
+  });
+});
