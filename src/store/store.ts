@@ -619,7 +619,7 @@ export class Store implements MailStore {
       tryCompact: (graceMs) => this.tryCompact({ graceMs }),
       // on a writable store only: a replica's floors come with its primary's records
       expireTombstones: async () => {
-        if (!this.closed && !this.failure && !this.readOnly && this.writableRole() && await this.clockTrusted()) await (await import('./tombstone-expiry.js')).expireWhenDue(this.administration(), settings.tombstoneRetentionMs);
+        if (!this.closed && !this.failure && !this.readOnly && this.writableRole()) await (await import('./tombstone-expiry.js')).expireWhenDue(this.administration(), settings.tombstoneRetentionMs, () => this.clockTrusted());
       },
       onError: (error) => options.onBackgroundError?.(error),
     }, settings);
