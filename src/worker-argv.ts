@@ -20,6 +20,14 @@ import type { Worker, WorkerOptions } from 'node:worker_threads';
 // command that imports this (an append, which starts no worker; issue 16).
 const require = createRequire(import.meta.url);
 
+/**
+ * Where startCommonJsWorker takes node:worker_threads from (a require: vi.mock of the module does
+ * not reach it). Tests of a worker that cannot be made replace `load` (test/helpers/failing-worker.ts).
+ */
+export const workerThreads = {
+  load: (): typeof import('node:worker_threads') => require('node:worker_threads') as typeof import('node:worker_threads'),
+};
+
 /** Flags that decide how source given as a string is read, with their value (`--flag=v` or `--flag v`). */
 const MODULE_TYPE_FLAGS = ['--input-type', '--experimental-default-type'];
 
@@ -46,7 +54,7 @@ export function workerExecArgv(execArgv: readonly string[] = process.execArgv): 
 
 /** A worker running CommonJS `source`, started with the flags above (a list node refuses: none). */
 export function startCommonJsWorker(source: string, options: Omit<WorkerOptions, 'eval' | 'execArgv'>, execArgv: readonly string[] = process.execArgv): Worker {
-  const { Worker } = require('node:worker_threads') as typeof import('node:worker_threads');
+  const { Worker } = workerThreads.load();
   const argv = workerExecArgv(execArgv);
   if (argv === undefined) return new Worker(source, { ...options, eval: true });
   try {

@@ -1,9 +1,10 @@
 // A backup whose compression workers cannot be started at all (`new Worker` throws
 // ERR_WORKER_INIT_FAILED: a thread limit, ulimit -u or a cgroup's pids.max, or out of memory) still
 // writes a whole snapshot, compressed in the main thread, and says so in its summary; it failed
-// INTERNAL ('EAGAIN', exit 70: "a bug") before. node:worker_threads is mocked for this file only.
+// INTERNAL ('EAGAIN', exit 70: "a bug") before. The store's worker starts fail by test/helpers/failing-worker.ts.
 import { join } from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { failWorkerStarts } from '../helpers/failing-worker.js';
 import { decompress } from 'fzstd';
 import { runBackup } from '../../src/backup/backup.js';
 import { checkRepository } from '../../src/backup/check.js';
@@ -12,15 +13,13 @@ import { Store } from '../../src/store/store.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { expectRestoresExactly, fill, message, openRepo, recordFlags, source } from './helpers.js';
 
-const workerStarts = vi.hoisted(() => ({ failFrom: Infinity, made: 0, terminated: 0 }));
+const workerStarts = { failFrom: Infinity, made: 0, terminated: 0 };
 
-vi.mock('node:worker_threads', async (importOriginal) => {
-  const { failingWorkerThreads } = await import('../helpers/failing-worker.js');
-  return failingWorkerThreads(await importOriginal(), workerStarts);
-});
+beforeEach(() => failWorkerStarts(workerStarts));
 
 afterEach(() => {
   Object.assign(workerStarts, { failFrom: Infinity, made: 0, terminated: 0 });
+  vi.restoreAllMocks();
 });
 
 describe('compression workers that cannot be started', () => {

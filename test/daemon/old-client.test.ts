@@ -61,8 +61,10 @@ describe('a client of an older mailstore (its hello names no MOVED)', () => {
     const daemon = await daemonWithMovedBob(Date.now() - limits.xferMovedTempfailMs - 60_000);
     const call = await olderClient(daemon);
     expect(await call('append', ['user/bob/INBOX', message(1)])).toMatchObject({ t: 'err', e: { code: 'UNAVAILABLE' } }); // first seen now
-    const monotonic = performance.now.bind(performance);
-    const later = vi.spyOn(performance, 'now').mockImplementation(() => monotonic() + limits.xferMovedTempfailMs + 60_000);
+    // the store's monotonic clock (src/monotonic.ts) reads process.hrtime()
+    const hrtime = process.hrtime.bind(process);
+    const aheadSeconds = Math.ceil((limits.xferMovedTempfailMs + 60_000) / 1000);
+    const later = vi.spyOn(process, 'hrtime').mockImplementation(Object.assign(() => { const [s, ns] = hrtime(); return [s + aheadSeconds, ns] as [number, number]; }, { bigint: process.hrtime.bigint }));
     try {
       expect(await call('append', ['user/bob/INBOX', message(1)])).toMatchObject({ t: 'err', e: { code: 'NOT_FOUND', message: 'user bob moved to mail2.example:7100' } });
     } finally {

@@ -1,19 +1,17 @@
 // A hash worker thread that cannot be made at all (`new Worker` throws: ERR_WORKER_INIT_FAILED,
 // out of memory, a thread limit): HashPool.create gives no pool and ends the workers it made, and
 // readMessages verifies every body in the reading thread instead of failing with a raw Error.
-// node:worker_threads is mocked for this file only (vi.mock is file-wide), so it stands alone.
-import { afterEach, describe, expect, it, vi } from 'vitest';
+// The store's worker starts fail by test/helpers/failing-worker.ts.
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { failWorkerStarts } from '../helpers/failing-worker.js';
 import { HashPool } from '../../src/hash/pool.js';
 import { limits } from '../../src/limits.js';
 import { expectExactBodies, poolStore, twoHundred } from './read-pool-helpers.js';
 
 /** Which `new Worker` calls throw (0-based, counted from the last reset), and the workers that were made. */
-const workerStarts = vi.hoisted(() => ({ failFrom: Infinity, made: 0, terminated: 0 }));
+const workerStarts = { failFrom: Infinity, made: 0, terminated: 0 };
 
-vi.mock('node:worker_threads', async (importOriginal) => {
-  const { failingWorkerThreads } = await import('../helpers/failing-worker.js');
-  return failingWorkerThreads(await importOriginal(), workerStarts);
-});
+beforeEach(() => failWorkerStarts(workerStarts));
 
 const saved = { ...limits };
 afterEach(() => {
