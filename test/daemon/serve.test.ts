@@ -35,7 +35,7 @@ describe('mailstore serve', () => {
     const again = await serve(store, ['--log', log]);
     again.child.kill('SIGTERM');
     expect(await again.exited).toBe(0);
-    const opened = readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line)).find((e) => e.event === 'store-opened');
+    const opened = readFileSync(log, 'utf8').split('\n').slice(0, -1).map((line) => JSON.parse(line)).find((e) => e.event === 'store-opened');
     expect(opened).toMatchObject({ level: 'warn' });
     expect(opened.notice).toMatch(/^the index was rebuilt at open \(index is missing\)/);
   });
