@@ -25,6 +25,7 @@ import {
   SNAPSHOT_HEADER_BYTES, decodeSnapshotHeader, listSnapshots, readSnapshotFile, snapshotsDir, writeSnapshotFile, type SnapshotInfo,
 } from './snapshot-file.js';
 import { monotonicMs } from '../monotonic.js';
+import { parseSegmentFileName } from '../journal/journal-format.js';
 
 /** The consumer whose cursor is the newest snapshot's seq. */
 export const SNAPSHOT_CONSUMER = 'snapshot';
@@ -120,7 +121,42 @@ export class Snapshotter {
 
   /** Takes a snapshot and retires what it allows; one at a time (a second call waits for the first). */
   take(): Promise<SnapshotResult> {
-    const run = this.chain.then(() => this.takeNow()).catch((error: unknown) => {
+    return this.queue(() => this.takeNow());
+  }
+
+  /**
+   * A compaction's tidy (Store.tidyAfterCompaction): a snapshot, and when what held its retirement
+   * back was only the rule of two (fewer than limits.snapshotsKept verify, or the older kept one
+   * is below a segment this one covers whole) and no consumer, `advance` commits a record that
+   * changes nothing and a second snapshot is taken above it. Without it the history the compaction
+   * made dead stayed in the journal until the next snapshot, limits.snapshotEveryRecords later
+   * (20k messages, 80 % expunged: 4.2 MB of journal beside 122 MB of live mail). `advance` returns
+   * false when this store may not commit (a replica): then one snapshot, as take(). `took` hears
+   * of the first before the second starts; the second's result (or failure) is the promise's.
+   */
+  tidy(advance: () => Promise<boolean>, took: (first: SnapshotResult) => void): Promise<SnapshotResult | undefined> {
+    return this.queue(async () => {
+      const first = await this.takeNow();
+      took(first);
+      if (!(await this.secondRetiresMore(first)) || !(await advance())) return undefined;
+      return this.takeNow();
+    });
+  }
+
+  /**
+   * A second snapshot would retire a segment `first` left: one wholly at or below `first.seq`
+   * (the bound a second generation gives) that is not the newest, with no consumer below it.
+   */
+  private async secondRetiresMore(first: SnapshotResult): Promise<boolean> {
+    const segments = this.host.journal.segmentNames;
+    const second = segments.length >= 2 ? parseSegmentFileName(segments[1]) : undefined;
+    if (second === undefined || second - 1 > first.seq || first.retired.throughSeq >= second - 1) return false;
+    const slowest = await this.host.changes.slowest();
+    return slowest === undefined || slowest >= second - 1;
+  }
+
+  private queue<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn).catch((error: unknown) => {
       // Every step names its own failure where it can; a system error from a step that does not
       // (the cursor file, a directory sync) still leaves as a MailstoreError with its code.
       throw error instanceof MailstoreError ? error : fromSystemError(error, 'taking a snapshot', snapshotsDir(this.host.root));

@@ -150,6 +150,9 @@ export interface ReplicationGate {
 /** Marks the work running inside a write fence (StoreReplication.fenced): its changes pass. */
 const fenceScope = new AsyncLocalStorage<boolean>();
 
+/** The meta key a compaction's tidy sets to null (never set: the record changes nothing, Store.commitNothing). */
+const TIDY_META_NAME = 'snapshot/tidy';
+
 /** The keys of AppendOptions (an unknown one is refused). */
 const APPEND_OPTIONS = ['flags', 'internalDate', 'envelopeFrom', 'dateZoneMinutes', 'recent'];
 
@@ -574,7 +577,20 @@ export class Store implements MailStore {
     // LevelDB's rewrite is no snapshot (the one after it still runs and retires): its failure is the
     // compaction's background error, never "a snapshot failed, the journal was not retired"
     this.snapshots.pause(() => this.db.compactFiles()).catch((error: unknown) => this.reportBackground(error, 'tidying the index files after a compaction failed'));
-    this.snapshots.take().then((result) => report(result), (error: unknown) => report(undefined, error));
+    // a second snapshot above the first when only the rule of two held the journal back (Snapshotter.tidy)
+    this.snapshots.tidy(() => this.commitNothing(), (first) => report(first))
+      .then((second) => { if (second) report(second); }, (error: unknown) => report(undefined, error));
+  }
+
+  /**
+   * A record that changes nothing (a `meta.set` to null of a key never set: docs/FORMAT.md,
+   * "Compaction"), so the tidy's second snapshot has a seq of its own; false where this store
+   * may not write its journal (a replica, a read-only open) or has stopped.
+   */
+  private async commitNothing(): Promise<boolean> {
+    if (this.readOnly || this.failure || !this.writableRole()) return false;
+    await this.submit({ prepare: async () => ({ ops: [{ op: 'meta.set', key: TIDY_META_NAME, value: null }], result: undefined }) }, true);
+    return true;
   }
 
   /**
