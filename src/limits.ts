@@ -123,6 +123,13 @@ export const limits = {
    */
   journalPreallocateBytes: 1024 * 1024,
   /**
+   * The least filler a write past a segment's end takes: the filler ahead is the segment's size so
+   * far, at least this, at most journalPreallocateBytes, so a segment that holds 100 bytes of
+   * records (the one a compaction's `pack.removed` starts, an idle store's) takes 64 KiB on disk,
+   * not 1 MiB, at the cost of 4 more size changes while a segment grows to 1 MiB.
+   */
+  journalPreallocateMinBytes: 64 * 1024,
+  /**
    * The free-space reserve (src/store/free-space.ts): a change that adds mail (append, an import
    * batch, a restore into a live store, an XFER's messages) is refused NO_SPACE, before anything
    * is written, when the free space on the store's file system less what it would write falls

@@ -459,12 +459,16 @@ export class Journal {
 
   /**
    * Filler bytes to write after records ending at `end`: none while the file already reaches past
-   * them; else up to options.preallocateBytes more, within the segment's size (the readers take
+   * them; else as many as the segment holds (limits.journalPreallocateMinBytes at least), up to
+   * options.preallocateBytes, within the segment's size (the readers take
    * filler after the last record for unused space, journal-format.ts FILLER_PATTERN).
    */
   private preallocation(end: number): number {
-    const ahead = this.options.preallocateBytes ?? 0;
-    if (end <= this.allocatedEnd || ahead <= 0) return 0;
+    const most = this.options.preallocateBytes ?? 0;
+    if (end <= this.allocatedEnd || most <= 0) return 0;
+    // grows with the segment (the segment's size so far, limits.journalPreallocateMinBytes at least):
+    // du counts filler, and a segment of a few records kept a whole 1 MiB of it for good
+    const ahead = Math.min(most, Math.max(limits.journalPreallocateMinBytes, end));
     return Math.max(0, Math.min(end + ahead, this.options.segmentBytesMax) - end);
   }
 

@@ -10,6 +10,7 @@ import { Journal, type JournalRecord } from '../../src/journal/journal.js';
 import { RecordOffsets } from '../../src/journal/record-offsets.js';
 import { FaultFileSystem } from '../sim/faultfs.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { limits } from '../../src/limits.js';
 
 const storeId = Buffer.from('ffeeddccbbaa99887766554433221100', 'hex');
 
@@ -178,6 +179,31 @@ describe('Journal: preallocated segments', () => {
     expect(seen).toEqual([1, 2, 3, 4, 5, 6]);
     expect(damage).toEqual([]);
     expect(await journal.readRecordAt(6)).toEqual(payload(6));
+    await journal.close();
+  });
+
+  it('the filler ahead grows with the segment: a segment of a few records takes journalPreallocateMinBytes, not journalPreallocateBytes; past that as much as it holds, up to journalPreallocateBytes', async () => {
+    const { dir, fs } = journalDir();
+    const most = limits.journalPreallocateBytes;
+    const journal = await Journal.open(fs, dir, storeId, { segmentBytesMax: 8 * most, recordBytesMax: 64 * 1024, checkMounted: async () => undefined, preallocateBytes: most });
+    await journal.findTail();
+    const file = () => join(dir, journal.segmentNames[0]);
+    await journal.write([{ seq: 1, payload: payload(1) }]);
+    await journal.sync();
+    // failed before: 1 MiB of filler behind 100 bytes of records (what a compaction's last segment kept)
+    expect(statSync(file()).size).toBeLessThanOrEqual(limits.journalPreallocateMinBytes + 1024);
+    expect(statSync(file()).size).toBeGreaterThan(limits.journalPreallocateMinBytes);
+    const sizes = new Set<number>();
+    const body = Buffer.alloc(32 * 1024, 0x61);
+    for (let seq = 2; seq <= 100; seq++) { await journal.write([{ seq, payload: body }]); await journal.sync(); sizes.add(statSync(file()).size); }
+    const grown = [...sizes].sort((a, b) => a - b);
+    expect(grown.length, 'a few size changes while it grows, not one a record').toBeLessThan(12);
+    const steps = grown.slice(1).map((size, i) => size - grown[i]!);
+    for (const step of steps) expect(step, 'never more than the whole preallocation and a record').toBeLessThanOrEqual(most + body.length + 64);
+    expect(steps[steps.length - 1]!, 'grown to the whole preallocation').toBeGreaterThan(most - body.length);
+    const seen: number[] = [];
+    for await (const r of journal.read(0, (d) => { throw new Error(`damage: ${JSON.stringify(d)}`); })) seen.push(r.seq);
+    expect(seen).toHaveLength(100);
     await journal.close();
   });
 
