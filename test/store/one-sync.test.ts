@@ -226,6 +226,26 @@ describe('a lone writer (Writer.outstandingPeak <= 1)', () => {
     });
   });
 
+  it('a merged batch that reaches indexBehindHandOverKeys goes to LevelDB at once, without waiting for indexBehindMs; nothing is lost', async () => {
+    const saved = limits.indexBehindHandOverKeys;
+    limits.indexBehindHandOverKeys = 16; // a delivery's batch holds ~6 keys: the third or fourth one reaches it
+    try {
+      await afterOneDelivery(async (dir, store, batches) => {
+        for (let i = 0; i < 20; i++) await store.append('INBOX', msg(`big ${i}`));
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(batches.count, 'handed over by size, with indexBehindMs at 60 s').toBeGreaterThanOrEqual(3);
+        expect((await store.status('INBOX')).messages).toBe(21);
+        await store.close();
+        const reopened = await Store.open(dir);
+        expect((await reopened.status('INBOX')).messages).toBe(21);
+        expect((await reopened.fetch('INBOX', 21)).toString()).toBe(msg('big 19').toString());
+        await reopened.close();
+      });
+    } finally {
+      limits.indexBehindHandOverKeys = saved;
+    }
+  });
+
   it('a second writer makes each commit hand the previous index batch over again (no merging across writers)', async () => {
     await afterOneDelivery(async (_dir, store, batches) => {
       const writer = async (name: string) => { for (let i = 0; i < 10; i++) await store.append('INBOX', msg(`${name} ${i}`)); };
