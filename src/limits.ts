@@ -449,10 +449,18 @@ export const limits = {
   /**
    * A committed batch's index write is handed to LevelDB at the latest this long after its commit
    * (IndexDb.writeBehind): one-file commits (inline deliveries) flushed in-thread, or made by a
-   * writer that is alone, do not start it themselves, so that the deliveries of a few
-   * milliseconds share one LevelDB write and one thread-pool wake-up.
+   * writer that is alone, do not start it themselves, so that the deliveries of some
+   * milliseconds share one LevelDB write and one thread-pool wake-up. 50 (was 5): a hand-over
+   * costs ~250k instructions besides its keys, and at 5 ms a lone writer made 700-800 of them in
+   * 3,000 deliveries on a busy machine (docs/FORMAT.md "Journal commit cost", session 40).
    */
-  indexBehindMs: 5,
+  indexBehindMs: 50,
+  /**
+   * ...or at once once it holds this many keys (it goes to LevelDB as soon as the batch before it
+   * landed): a lone writer's big commits (expunges, compaction's relocations) are not held back
+   * for indexBehindMs, whatever it is. indexBehindKeysMax still bounds what waits merged.
+   */
+  indexBehindHandOverKeys: 4096,
   /**
    * A lone writer's commit with only journal records to make durable (an inline delivery) may be
    * written and fdatasynced in the calling thread (FileHandle.writevDurable) when its payloads

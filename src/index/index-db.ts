@@ -478,8 +478,8 @@ export class IndexDb {
    * waiting for anything: it is merged into a registered batch not yet handed to LevelDB (later
    * values win, as they would in LevelDB), else queued behind the one being written. It is handed
    * to LevelDB once startBehind (the writer calls it when the next commit's thread-pool fdatasyncs
-   * start, so that CPU work overlaps the wait), settle() or limits.indexBehindMs asked for it, and the batch
-   * before it has landed. A commit thus never waits for the previous commit's index write (with
+   * start, so that CPU work overlaps the wait), settle() or limits.indexBehindMs asked for it, or
+   * once it holds limits.indexBehindHandOverKeys keys, and the batch before it has landed. A commit thus never waits for the previous commit's index write (with
    * the in-thread journal flush it would: that write's completion needs this thread); at most
    * limits.indexBehindKeysMax keys wait merged, beyond that the caller waits for them to land.
    */
@@ -491,6 +491,7 @@ export class IndexDb {
       if (last.pending.size + pending.size <= limits.indexBehindKeysMax) {
         for (const [name, value] of pending) last.pending.set(name, value);
         this.forget(pending);
+        if (last.pending.size >= limits.indexBehindHandOverKeys) last.start();
         return { landed: last.landed };
       }
       await this.settle();
@@ -500,7 +501,7 @@ export class IndexDb {
     if (this.writeFailure) throw this.writeFailure;
     const behind = this.queueBehind(pending, this.behind[this.behind.length - 1]?.written);
     // at the latest: no commit came to start it (unref: an exit without close replays it from the journal)
-    if (options.deferred) setTimeout(behind.start, limits.indexBehindMs).unref();
+    if (options.deferred && pending.size < limits.indexBehindHandOverKeys) setTimeout(behind.start, limits.indexBehindMs).unref();
     else behind.start(); // an empty batch only closes
     return { landed: behind.landed };
   }

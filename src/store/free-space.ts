@@ -122,6 +122,15 @@ export class FreeSpace {
   }
 
   /**
+   * The cached free-bytes figure, for the journal's preallocation (no I/O: it is on a delivery's
+   * path): only while it is fresh and kept (a reserve is held, so every admitted change's bytes
+   * are taken off it). Undefined otherwise: the caller statfs's itself.
+   */
+  freeBytesNow(): number | undefined {
+    return this.fresh && this.reserve > 0 ? this.freeBytes : undefined;
+  }
+
+  /**
    * Whether a change needing `need` may go on, by the cached figure (no I/O: the commit path);
    * admitted, its bytes are taken from the figure. False: ask `recheck` before refusing.
    */

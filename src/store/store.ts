@@ -249,6 +249,7 @@ export class Store implements MailStore {
     this.inlineBodyBytesMax = checkInlineBodyBytes(options.inlineBodyBytesMax ?? limits.inlineBodyBytesDefault, 'inlineBodyBytesMax');
     this.space = new FreeSpace(this.fs, this.root, options.freeSpaceReserveBytes === undefined ? undefined : checkReserveBytes(options.freeSpaceReserveBytes, 'freeSpaceReserveBytes'), options.onFreeSpace);
     this.journal.keepFreeBytes = () => this.space.keepFreeBytes();
+    this.journal.freeBytesNow = () => this.space.freeBytesNow();
     this.clock = new StoreClock(() => this.db, Date.parse(this.identity.created), this.readOnly);
     this.committed = this.journal.lastSeq;
     this.changes = new ChangeFeed({ fs: this.fs, root: this.root, journal: this.journal, committedSeq: () => this.committed, readOnly: this.readOnly });

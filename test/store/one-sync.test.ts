@@ -226,6 +226,26 @@ describe('a lone writer (Writer.outstandingPeak <= 1)', () => {
     });
   });
 
+  it('a merged batch that reaches indexBehindHandOverKeys goes to LevelDB at once, without waiting for indexBehindMs; nothing is lost', async () => {
+    const saved = limits.indexBehindHandOverKeys;
+    limits.indexBehindHandOverKeys = 16; // a delivery's batch holds ~6 keys: the third or fourth one reaches it
+    try {
+      await afterOneDelivery(async (dir, store, batches) => {
+        for (let i = 0; i < 20; i++) await store.append('INBOX', msg(`big ${i}`));
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(batches.count, 'handed over by size, with indexBehindMs at 60 s').toBeGreaterThanOrEqual(3);
+        expect((await store.status('INBOX')).messages).toBe(21);
+        await store.close();
+        const reopened = await Store.open(dir);
+        expect((await reopened.status('INBOX')).messages).toBe(21);
+        expect((await reopened.fetch('INBOX', 21)).toString()).toBe(msg('big 19').toString());
+        await reopened.close();
+      });
+    } finally {
+      limits.indexBehindHandOverKeys = saved;
+    }
+  });
+
   it('a second writer makes each commit hand the previous index batch over again (no merging across writers)', async () => {
     await afterOneDelivery(async (_dir, store, batches) => {
       const writer = async (name: string) => { for (let i = 0; i < 10; i++) await store.append('INBOX', msg(`${name} ${i}`)); };
@@ -234,5 +254,57 @@ describe('a lone writer (Writer.outstandingPeak <= 1)', () => {
       expect((await store.status('INBOX')).messages).toBe(21);
       await store.close();
     });
+  });
+});
+
+describe('journal preallocation on a delivery\'s path', () => {
+  /** The statfs calls a store makes (FileSystem.spaceBytes), counted. */
+  function countingSpace(): { fs: FileSystem; calls: { count: number } } {
+    const calls = { count: 0 };
+    const fs = new Proxy(nodeFileSystem, {
+      get(target, property) {
+        if (property === 'spaceBytes') return (path: string) => { calls.count++; return target.spaceBytes!(path); };
+        const value = Reflect.get(target, property);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    return { fs, calls };
+  }
+
+  /** 40 inline deliveries of ~4 KiB into a journal preallocated 16 KiB at a time (about 10 extensions); every one reads back after a reopen. */
+  async function deliverAcrossExtensions(options: { freeSpaceReserveBytes?: number }): Promise<number> {
+    const saved = { prealloc: limits.journalPreallocateBytes, refresh: limits.freeSpaceRefreshMs };
+    limits.journalPreallocateBytes = 16 * 1024;
+    limits.freeSpaceRefreshMs = 60_000; // no background statfs while the test runs
+    try {
+      const dir = tmpDir();
+      const { fs, calls } = countingSpace();
+      const store = await Store.open(dir, { create: true, fs, ...options });
+      await store.createMailbox('INBOX');
+      const segments = join(dir, 'journal');
+      const sizeBefore = (await nodeFileSystem.stat(join(segments, (await nodeFileSystem.readdir(segments))[0]!))).size;
+      calls.count = 0;
+      for (let i = 0; i < 40; i++) await store.append('INBOX', msg(`extend ${i}`, 4000));
+      const statfs = calls.count;
+      const sizeAfter = (await nodeFileSystem.stat(join(segments, (await nodeFileSystem.readdir(segments))[0]!))).size;
+      expect(sizeAfter - sizeBefore, 'the segment was extended several times').toBeGreaterThan(5 * limits.journalPreallocateBytes);
+      await store.close();
+      const reopened = await Store.open(dir, { fs });
+      expect((await reopened.status('INBOX')).messages).toBe(40);
+      expect((await reopened.fetch('INBOX', 40)).toString()).toBe(msg('extend 39', 4000).toString());
+      await reopened.close();
+      return statfs;
+    } finally {
+      limits.journalPreallocateBytes = saved.prealloc;
+      limits.freeSpaceRefreshMs = saved.refresh;
+    }
+  }
+
+  it('a delivery that extends the journal takes the free space from the reserve\'s cached figure: no statfs of its own (a thread-pool round trip)', async () => {
+    expect(await deliverAcrossExtensions({})).toBe(0);
+  });
+
+  it('with the reserve off (no figure kept) each extension still statfs\'s, so filler never takes more than half of what is free', async () => {
+    expect(await deliverAcrossExtensions({ freeSpaceReserveBytes: 0 })).toBeGreaterThan(5);
   });
 });
