@@ -121,6 +121,7 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
   const copier = new BlobCopier(source, repo, compressors, options);
   let staged: Promise<StagedFile> | undefined;
   let published = false;
+  let tipWritten: Promise<string | undefined> = Promise.resolve(undefined); // its path once written
   try {
     // one readdir, and a file read only after a repair listed damage (heal-list.ts)
     const heal = await readHealLists(repo);
@@ -150,7 +151,6 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
     // and index files are written and synced (CPU and fsyncs beside the disk's); made visible
     // only after them (invariant 2) and after its tip (a snapshot is never older than its tip)
     let encoded: Buffer | undefined;
-    let tipWritten: Promise<unknown> = Promise.resolve();
     const encode = () => {
       encoded = repo.encodeSnapshot(snapshot);
       state.tip.snapshot = contentName(encoded);
@@ -191,10 +191,19 @@ export async function runBackup(source: BackupSource, repo: Repository, options:
   } finally {
     await copier.settled(); // a failed run: nothing is left running behind it (the files written so far are reused next time)
     if (staged && !published) await staged.then((file) => file.abort(), () => undefined); // its temp file (a failure before publish)
+    // and its tip (written before the snapshot, for a snapshot that now never comes): a cache of
+    // ~56 bytes a stored message that only a forget removed, left by every failed run on a full disk
+    if (!published) await removeTip(repo, tipWritten);
     await compressors.close();
     await lock.release();
     phase('unlocked');
   }
+}
+
+/** A failed run's tip, if it wrote one, removed (best effort, as it was written: a cache no snapshot names). */
+async function removeTip(repo: Repository, written: Promise<string | undefined>): Promise<void> {
+  const path = await written;
+  if (path) await repo.fs.unlink(path).catch(() => undefined);
 }
 
 /** What the summary says of the heal list: absent when there was none. */

@@ -1,30 +1,36 @@
 // Wall-clock marks of a backup's phases, for profiling an incremental run (docs/BACKUP.md, "Where
 // an incremental run goes"): with MAILSTORE_BACKUP_PHASES set, `mailstore backup` prints one JSON
 // line to stderr at its end, {phases: {phase: ms since the previous mark}, cpu: {phase: CPU ms of
-// the process (every thread) since the previous mark}}, from node's own start. On a loaded machine
-// the wall ms stretch with the load; the CPU ms say what the phase itself cost. Off, a mark is one
-// branch.
+// the process (every thread) since the previous mark}, main: {phase: CPU ms of the main thread
+// alone}}, from node's own start. On a loaded machine the wall ms stretch with the load; the CPU
+// ms say what the phase itself cost, and `main` what of it the main thread did (the process's
+// CPU counts the compression workers copying beside it too). Off, a mark is one branch.
 // node's global `performance`, touched only when enabled: importing node:perf_hooks cost every
 // backup its load (~3-10 ms), phases or not.
 
+import { threadCpuMs } from '../fs/thread-cpu.js';
+
 const enabled = Boolean(process.env.MAILSTORE_BACKUP_PHASES);
-const marks: [string, number, number][] = [];
+const marks: [name: string, wallMs: number, cpuMs: number, mainMs: number | undefined][] = [];
 
 const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
 
 /** Marks the end of a phase (named by what was done). */
 export function phase(name: string): void {
-  if (enabled) marks.push([name, globalThis.performance.now(), cpuMs()]);
+  if (enabled) marks.push([name, globalThis.performance.now(), cpuMs(), threadCpuMs()]);
 }
 
-/** The phases as {name: ms}: node's start (to its bootstrap), then each mark's distance from the one before; `cpu`: the process's CPU ms instead. */
-export function phaseTimes(cpu = false): Record<string, number> {
+/**
+ * The phases as {name: ms}: node's start (to its bootstrap), then each mark's distance from the one
+ * before; 'cpu': the process's CPU ms instead, 'main': the main thread's (undefined without /proc).
+ */
+export function phaseTimes(clock: 'wall' | 'cpu' | 'main' = 'wall'): Record<string, number> {
   const out: Record<string, number> = {};
   const start = (globalThis.performance as unknown as import('node:perf_hooks').Performance).nodeTiming.bootstrapComplete;
-  let last = cpu ? 0 : start;
-  out['node start'] = round(cpu ? 0 : start);
-  for (const [name, at, used] of marks) {
-    const now = cpu ? used : at;
+  let last = clock === 'wall' ? start : 0;
+  out['node start'] = round(clock === 'wall' ? start : 0);
+  for (const [name, at, used, main] of marks) {
+    const now = clock === 'wall' ? at : clock === 'cpu' ? used : main ?? Number.NaN;
     out[name] = round((out[name] ?? 0) + now - last);
     last = now;
   }
@@ -33,7 +39,9 @@ export function phaseTimes(cpu = false): Record<string, number> {
 
 /** Writes the phases to stderr when enabled. */
 export function reportPhases(): void {
-  if (enabled) process.stderr.write(`${JSON.stringify({ phases: phaseTimes(), cpu: phaseTimes(true) })}\n`);
+  if (!enabled) return;
+  const main = marks.every(([, , , ms]) => ms !== undefined) ? { main: phaseTimes('main') } : {};
+  process.stderr.write(`${JSON.stringify({ phases: phaseTimes(), cpu: phaseTimes('cpu'), ...main })}\n`);
 }
 
 /** The phases line in a backup's stderr as "name ms, name ms, ..." (the bench's note), or '' when there is none. */

@@ -37,7 +37,14 @@ describe('backup phases', () => {
     expect(ran.code).toBe(0);
     expect(JSON.parse(ran.stdout.toString())).toMatchObject({ newBlobs: 10, deltaDepth: 1 });
     const line = ran.stderr.split('\n').find((l) => l.startsWith('{"phases":'))!;
-    const names = Object.keys((JSON.parse(line) as { phases: Record<string, number> }).phases);
+    const marks = JSON.parse(line) as { phases: Record<string, number>; cpu: Record<string, number>; main?: Record<string, number> };
+    const names = Object.keys(marks.phases);
+    // the main thread's own CPU by phase (/proc/thread-self/schedstat), within the process's (which adds the workers')
+    expect(Object.keys(marks.main ?? {})).toEqual(names);
+    expect(Object.values(marks.main!).every((ms) => Number.isFinite(ms) && ms >= 0)).toBe(true);
+    const total = (ms: Record<string, number>) => Object.values(ms).reduce((a, b) => a + b, 0);
+    expect(total(marks.main!)).toBeGreaterThan(0);
+    expect(total(marks.main!)).toBeLessThanOrEqual(total(marks.cpu) + 5); // rounding: 0.05 ms a phase
     // until session 39 the encode's mark came right after 'index read': the copy's last batches counted as the encode
     expect(names.indexOf('last blobs asked for')).toBeGreaterThan(names.indexOf('index read'));
     expect(names.indexOf('snapshot encoded')).toBe(names.indexOf('last blobs asked for') + 1);
