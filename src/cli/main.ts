@@ -8,6 +8,7 @@ import { EXIT, exitCodeFor } from './exit-codes.js';
 import { unreportedStdoutFailure } from './context.js';
 import { journalPrefix } from '../fs/journal-stream.js';
 import { printable } from '../printable.js';
+import { createdStreams } from './std-streams.js';
 import { endBySignal, interruptSignal } from './interrupt.js';
 
 // the command's own thread before V8's compiler and GC helpers and libuv's thread pool (thread-priority.ts)
@@ -20,7 +21,9 @@ void main(process.argv).then(async (code) => {
   // The command has finished and awaited all its work (an append is durable, the store closed).
   // Exiting here skips node's teardown of the heap, which a natural exit does after the event loop
   // drains: ~6 % of an append's CPU (issue 16). Output written before is flushed first.
-  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  // Only the streams that exist: asking for process.stderr to flush it made one (a net.Socket on a
+  // pipe) in every command that wrote nothing there (std-streams.ts).
+  await Promise.all(createdStreams().map(flushed));
   // help or --version that could not be written (> /dev/full) is no success
   const unwritten = code === EXIT.ok ? unreportedStdoutFailure() : undefined;
   if (unwritten) {

@@ -10,6 +10,7 @@ import { journalPrefix } from '../fs/journal-stream.js';
 import { limits } from '../limits.js';
 import { printable } from '../printable.js';
 import { DEFAULT_STORE_DIR, jsonWanted, noteStdoutFailure, parseWaitSeconds, printJsonError, startOutput } from './context.js';
+import { whenCreated } from './std-streams.js';
 import { EXIT, exitCodeFor, exitCodesHelp } from './exit-codes.js';
 import { StoppedWaiting, sighupIgnored } from './interrupt.js';
 import { SYSEXITS, sysexitsWanted } from './sysexits.js';
@@ -124,21 +125,26 @@ async function packageVersion(): Promise<string | undefined> {
   }
 }
 
+/** The handlers go on each stream when it is created (std-streams.ts: an append writes no stderr). */
+function hookOutputStreams(): void {
+  // The reader went away (| head). Any other failure (ENOSPC, EIO) reaches the command through its
+  // write (writeStdout), or main.ts reports it (help, --version): thrown from here it was an
+  // uncaught exception, a stack trace and exit 1.
+  whenCreated('stdout', (stream) => stream.on('error', noteStdoutFailure));
+  // stderr gone too (its reader exited: `2>&1 | head`, a cron or service pipe that closed): the
+  // command goes on and exits with its own code. Unhandled, the first warning (an import's skipped
+  // file, a daemon's log line) threw EPIPE: the import stopped there with exit 1, which reads as
+  // "finished, some entries skipped", and the daemon died. There is nowhere left to say anything.
+  whenCreated('stderr', (stream) => stream.on('error', () => {}));
+}
+
 const keepInspectorShut = () => {};
 const ignoreSighup = () => {};
 
 /** Runs the command line; returns the exit code (the caller sets it, so stdout drains first). */
 export async function main(argv: string[]): Promise<number> {
   startOutput(); // main may run more than one command line in a process (tests run them in theirs)
-  // The reader went away (| head). Any other failure (ENOSPC, EIO) reaches the command through its
-  // write (writeStdout), or main.ts reports it (help, --version): thrown from here it was an
-  // uncaught exception, a stack trace and exit 1.
-  process.stdout.on('error', noteStdoutFailure);
-  // stderr gone too (its reader exited: `2>&1 | head`, a cron or service pipe that closed): the
-  // command goes on and exits with its own code. Unhandled, the first warning (an import's skipped
-  // file, a daemon's log line) threw EPIPE: the import stopped there with exit 1, which reads as
-  // "finished, some entries skipped", and the daemon died. There is nowhere left to say anything.
-  process.stderr.on('error', () => {});
+  hookOutputStreams();
   // node starts its inspector on SIGUSR1: the daemon (or a long import) then listened on
   // 127.0.0.1:9229, where any local user could run code as the store's user. A listener of our own
   // keeps it shut; serve reopens its log on it, as on SIGHUP (the signal nginx and Dovecot take).

@@ -1,0 +1,53 @@
+// The CLI's handlers on stdout and stderr, attached when node first creates each stream rather than
+// at start. Creating process.stderr when it is a pipe (an MTA's delivery command, the bench, cron)
+// builds a net.Socket and loads node's net and duplex stream modules, and an append that succeeds
+// writes nothing there (issue 16: a short command's start-up). So main() no longer touches a stream
+// to put its handler on, and the exit flushes only the streams that exist.
+type StreamName = 'stdout' | 'stderr';
+
+const hooks: Record<StreamName, Array<(stream: NodeJS.WriteStream) => void>> = { stdout: [], stderr: [] };
+/** The streams handed out since the getter was wrapped, each with its hooks run once. */
+const created = new Map<StreamName, NodeJS.WriteStream>();
+const wrapped = new Set<StreamName>();
+
+/**
+ * Runs `hook` on process[name] once, when the stream is first asked for (by anyone: a command's write,
+ * node's own warnings), before the caller gets it; at once if it has been asked for already.
+ */
+export function whenCreated(name: StreamName, hook: (stream: NodeJS.WriteStream) => void): void {
+  wrapGetter(name);
+  hooks[name].push(hook);
+  const stream = created.get(name);
+  if (stream) hook(stream);
+}
+
+/** The standard streams that exist (were asked for since whenCreated): the only ones with output to flush. */
+export function createdStreams(): NodeJS.WriteStream[] {
+  return [...created.values()];
+}
+
+function wrapGetter(name: StreamName): void {
+  if (wrapped.has(name)) return;
+  const original = Object.getOwnPropertyDescriptor(process, name);
+  // node defines both as configurable getters that make the stream on first use; anything else
+  // (a test's replacement) is a stream already there: hook it now
+  if (!original?.get || !original.configurable) {
+    created.set(name, process[name]);
+    wrapped.add(name);
+    return;
+  }
+  const get = original.get;
+  Object.defineProperty(process, name, {
+    configurable: true,
+    enumerable: original.enumerable,
+    get() {
+      const stream = get.call(process) as NodeJS.WriteStream;
+      if (created.get(name) !== stream) {
+        created.set(name, stream);
+        for (const hook of hooks[name]) hook(stream);
+      }
+      return stream;
+    },
+  });
+  wrapped.add(name);
+}
