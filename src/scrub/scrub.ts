@@ -30,6 +30,7 @@ import { meta } from '../store/apply.js';
 import { RECOUNT_META, type RecountTotals } from './recount.js';
 import { emptyTally, isDamage, mailboxCountsFinding, modseqAheadFinding, nextModseq, tallyMessage, type Finding, type MessageRef, type MessageTally } from './findings.js';
 import { classifyDropped } from './drop.js';
+import { tallyOps, type OpsTally } from './journal-tally.js';
 import { scrubMailboxes } from './scoped.js';
 import { checkSnapshots } from './snapshot-check.js';
 import type { SnapshotInfo } from '../store/snapshot-file.js';
@@ -637,13 +638,13 @@ async function checkJournal(store: Store, findings: Finding[], totals: LiveTotal
     findings.push({ kind: 'journal-damage', segment: damage.segment, offset: damage.offset, length: damage.length, where: damage.where });
   })) {
     stopIfAsked(stop);
-    let payload: JournalPayload | undefined;
+    let payload: RecordOps | undefined;
     try {
-      payload = decodeCbor<JournalPayload>(record.payload);
+      payload = readRecordOps(record.payload);
     } catch {
       findings.push({ kind: 'journal-damage', segment: '?', offset: 0, length: record.payload.length, where: `record ${record.seq} does not decode` });
     }
-    if (records === 0 && record.seq > 1 && !checkpointBegin(payload)) {
+    if (records === 0 && record.seq > 1 && !payload?.begin) {
       const cover = snapshots.find((s) => s.seq + 1 >= record.seq);
       if (cover) {
         totals.mailboxes = cover.mailboxes;
@@ -653,8 +654,8 @@ async function checkJournal(store: Store, findings: Finding[], totals: LiveTotal
         findings.push({ kind: 'journal-gap', from: 1, to: record.seq - 1 });
       }
     }
-    if (checkpointBegin(payload)) inCheckpoint = true;
-    if (payload && record.seq > countAfter) countLive(totals, payload, inCheckpoint);
+    if (payload?.begin) inCheckpoint = true;
+    if (payload && (payload.tally || payload.decoded) && record.seq > countAfter) countRecord(totals, payload, inCheckpoint);
     if (payload?.end) inCheckpoint = false; // a checkpoint is one batch
     if (last > 0 && record.seq > last + 1) findings.push({ kind: 'journal-gap', from: last + 1, to: record.seq - 1 });
     last = Math.max(last, record.seq);
@@ -663,6 +664,32 @@ async function checkJournal(store: Store, findings: Finding[], totals: LiveTotal
   if (last < appliedSeq) findings.push({ kind: 'journal-gap', from: last + 1, to: appliedSeq });
   totals.throughSeq = last;
   return records;
+}
+
+/**
+ * A journal record's payload as the journal pass counts it: tallied from its bytes (journal-tally.ts),
+ * or, for a shape the tally leaves to cbor-x, decoded (throws when it does not decode).
+ */
+interface RecordOps {
+  begin: boolean;
+  end: boolean;
+  tally?: OpsTally;
+  decoded?: JournalPayload;
+}
+
+function readRecordOps(bytes: Buffer): RecordOps {
+  const tally = tallyOps(bytes);
+  if (tally) return { begin: tally.begin, end: tally.end, tally };
+  const decoded = decodeCbor<JournalPayload>(bytes);
+  return { begin: checkpointBegin(decoded) !== undefined, end: Boolean(decoded?.end), decoded };
+}
+
+/** countLive of the record's ops, from its tally or its decoded payload. */
+function countRecord(totals: LiveTotals, ops: RecordOps, inCheckpoint: boolean): void {
+  const { tally } = ops;
+  if (!tally) return countLive(totals, ops.decoded!, inCheckpoint);
+  totals.mailboxes += tally.mailboxCreates - tally.mailboxDeleteEnds + (inCheckpoint ? tally.stateMailboxes : 0);
+  totals.messages += tally.messageAdds + tally.stateMessages - tally.expungedUids;
 }
 
 /**
@@ -678,13 +705,13 @@ async function countSince(store: Store, totals: LiveTotals): Promise<boolean> {
   let whole = true;
   for await (const record of store.maintenance().journal.read(totals.throughSeq, () => { whole = false; })) {
     if (!whole || record.seq !== next++) return false;
-    let payload: JournalPayload;
+    let payload: RecordOps;
     try {
-      payload = decodeCbor<JournalPayload>(record.payload);
+      payload = readRecordOps(record.payload);
     } catch {
       return false;
     }
-    countLive(totals, payload, false); // no checkpoint is written beside a scrub (a journal rewrite holds the store)
+    countRecord(totals, payload, false); // no checkpoint is written beside a scrub (a journal rewrite holds the store)
   }
   return whole;
 }
