@@ -7,7 +7,7 @@ import { Buffer } from 'node:buffer';
 import { crc32 } from 'node:zlib';
 import { MailstoreError } from '../errors.js';
 import { crc32Range } from '../hash/crc32-small.js';
-import { decodeFlatMap, encodeFlatMap } from './flat-cbor.js';
+import { decodeFlatMap, encodeFlatMap, encodeOpsPayload } from './flat-cbor.js';
 
 /**
  * The index's value format (docs/FORMAT.md, "Index values"), stored in the index under the meta
@@ -31,6 +31,18 @@ export async function enableNativeCborStrings(): Promise<void> {
 
 export function encodeCbor(value: unknown): Buffer {
   return cbor.encode(value);
+}
+
+/**
+ * A journal record's payload, `{ ops }` or (`last`) `{ ops, end: true }`: the bytes encodeCbor
+ * makes of it, its flat ops (message.add) written without cbor-x (flat-cbor.ts).
+ */
+export function encodeJournalPayload(ops: readonly unknown[], last: boolean): Buffer {
+  return encodeOpsPayload(ops, last, encodeOp);
+}
+
+function encodeOp(op: unknown): Buffer {
+  return cbor.encode(op);
 }
 
 export function decodeCbor<T>(bytes: Uint8Array): T {

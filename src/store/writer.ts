@@ -20,7 +20,7 @@
 // already copied to the pack are taken back first).
 import { MailstoreError, assert } from '../errors.js';
 import { IndexView, type IndexDb } from '../index/index-db.js';
-import { encodeCbor } from '../index/codec.js';
+import { encodeJournalPayload } from '../index/codec.js';
 import type { PackBatch, PackStore } from '../blob/pack-store.js';
 import type { Journal, JournalRecord } from '../journal/journal.js';
 import { limits } from '../limits.js';
@@ -695,7 +695,7 @@ function journalRecords(firstSeq: number, opsBySeq: Op[][]): JournalRecord[] {
   return opsBySeq.map((ops, i) => {
     assert(ops.length > 0, `record ${firstSeq + i} without ops`);
     const last = i === opsBySeq.length - 1;
-    return { seq: firstSeq + i, payload: encodeCbor(last ? { ops, end: true } satisfies JournalPayload : { ops } satisfies JournalPayload) };
+    return { seq: firstSeq + i, payload: encodeJournalPayload(ops, last) }; // JournalPayload's bytes
   });
 }
 

@@ -4,7 +4,7 @@ import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { decodeFlatMap, encodeFlatMap } from '../../src/index/flat-cbor.js';
-import { decodeCbor, encodeCbor, encodeValue, decodeValue } from '../../src/index/codec.js';
+import { decodeCbor, encodeCbor, encodeJournalPayload, encodeValue, decodeValue } from '../../src/index/codec.js';
 import type { BlobRecord, MessageRecord } from '../../src/store/records.js';
 
 const hash = Buffer.alloc(32, 7);
@@ -143,5 +143,37 @@ describe('encodeFlatMap', () => {
     expect(flat.subarray(4)).toStrictEqual(body);
     expect(decodeValue(flat, key)).toStrictEqual(message);
     expect(flat.readUInt32BE(0)).toBe(crc32(body, crc32(key)));
+  });
+});
+
+describe('encodeJournalPayload', () => {
+  const add = (uid: number, extra: Record<string, unknown> = {}) => ({
+    op: 'message.add', id: Buffer.alloc(16, 3), uid, hash: Buffer.alloc(32, uid & 0xff), size: 4000 + uid, date: 1_733_400_000_000 + uid * 1000.5,
+    flags: uid % 3 ? ['\\Seen', '$Junk'] : [], pack: 2, offset: 123_456 + uid * 4100, fresh: true, ...extra,
+  });
+  const cursor = { op: 'meta.set', key: 'user/import/x', value: { version: 1, source: '/srv/mail/müller.mbox', done: 500, retry: [{ position: 3, entry: 'x' }] } };
+
+  it('writes a record of an import batch byte for byte as cbor-x, with ops it leaves to cbor-x among them', () => {
+    for (const count of [1, 23, 24, 255, 256, 500, 65_536]) {
+      const ops: unknown[] = Array.from({ length: count }, (_, i) => add(i + 1, i % 7 === 0 ? { envelopeFrom: 'MAILER-DAEMON', dateZone: -300, recent: true } : {}));
+      ops.splice(count >> 1, 0, cursor, add(0, { body: Buffer.alloc(3000, 1) }), add(0, { envelopeFrom: 'jösé@example.org' }));
+      for (const last of [true, false]) {
+        const payload = last ? { ops, end: true } : { ops };
+        // Buffer.equals: vitest's deep equality walks a large buffer byte by byte
+        expect(encodeJournalPayload(ops, last).equals(encodeCbor(payload))).toBe(true);
+      }
+    }
+  });
+
+  it('never disagrees with cbor-x on records of op-like values', () => {
+    const name = fc.oneof(fc.constantFrom('op', 'uid', 'hash', 'flags', 'offset', 'envelopeFrom'), fc.string({ maxLength: 30 }));
+    const scalar = fc.oneof(
+      fc.nat(), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.constant(undefined), fc.maxSafeInteger(),
+      fc.uint8Array({ maxLength: 1100 }).map((b) => Buffer.from(b)), fc.string({ maxLength: 300 }), fc.dictionary(fc.string({ maxLength: 3 }), fc.nat(), { maxKeys: 3 }),
+    );
+    const op = fc.dictionary(name, fc.oneof(scalar, fc.array(scalar, { maxLength: 26 })), { maxKeys: 25 });
+    fc.assert(fc.property(fc.array(op, { minLength: 1, maxLength: 12 }), fc.boolean(), (ops, last) => {
+      expect(encodeJournalPayload(ops, last).equals(encodeCbor(last ? { ops, end: true } : { ops }))).toBe(true);
+    }), { numRuns: 500 });
   });
 });
